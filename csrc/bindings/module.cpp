@@ -1,0 +1,74 @@
+// convforge._core: the compiled kernels. Private; the public API is convforge.functional.
+#include <pybind11/stl.h>
+
+#include "bindings/arrays.h"
+#include "common/cpu.h"
+#include "common/parallel.h"
+#include "common/workspace.h"
+#include "dispatch/dispatch.h"
+
+#define CONVFORGE_STR_(x) #x
+#define CONVFORGE_STR(x) CONVFORGE_STR_(x)
+
+namespace convforge::bindings {
+
+void bind_conv2d(py::module_& m);
+void bind_maxpool2d(py::module_& m);
+void bind_relu(py::module_& m);
+
+namespace {
+
+py::dict build_info() {
+  py::dict info;
+  info["version"] = CONVFORGE_STR(VERSION_INFO);
+  info["compiler"] = CONVFORGE_COMPILER;
+  info["build_type"] = CONVFORGE_BUILD_TYPE;
+  info["openmp"] = static_cast<bool>(CONVFORGE_OPENMP);
+  info["num_threads"] = num_threads();
+  info["default_num_threads"] = default_num_threads();
+  py::list compiled;
+  compiled.append("ref");
+  if (CONVFORGE_HAVE_AVX2) compiled.append("avx2");
+  if (CONVFORGE_HAVE_AVX512) compiled.append("avx512");
+  info["isa_compiled"] = compiled;
+  info["isa_detected"] = isa_name(detected_isa());
+  info["isa_cap"] = isa_name(isa_cap());
+  info["isa"] = isa_name(active_isa());
+  py::dict kernels;
+  for (const KernelChoice& k : selected_kernels()) {
+    if (!kernels.contains(k.op)) kernels[k.op.c_str()] = py::dict();
+    kernels[k.op.c_str()][k.dtype.c_str()] = k.name;
+  }
+  info["kernels"] = kernels;
+  info["forked_child"] = forked_child();
+  return info;
+}
+
+void set_isa_cap_checked(const std::string& name) {
+  Isa cap;
+  if (!parse_isa(name.c_str(), &cap))
+    throw py::value_error("isa must be one of 'ref', 'avx2', 'avx512', got '" + name + "'");
+  set_isa_cap(cap);
+}
+
+}  // namespace
+}  // namespace convforge::bindings
+
+PYBIND11_MODULE(_core, m) {
+  using namespace convforge;
+  using namespace convforge::bindings;
+  m.doc() = "convforge compiled kernels (private: use convforge.functional)";
+  m.attr("__version__") = CONVFORGE_STR(VERSION_INFO);
+  init_isa_cap_from_env();
+
+  bind_conv2d(m);
+  bind_maxpool2d(m);
+  bind_relu(m);
+
+  m.def("build_info", &build_info, "Version, compiler, OpenMP, threads, ISA and the kernel chosen for each op.");
+  m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &num_threads);
+  m.def("_set_isa_cap", &set_isa_cap_checked, py::arg("isa"), "Cap the ISA (tests; users set CONVFORGE_MAX_ISA).");
+  m.def("_isa_cap", [] { return std::string(isa_name(isa_cap())); });
+  m.def("_workspace_bytes", &thread_workspace_bytes, "Scratch bytes held by the calling thread.");
+}

@@ -1,0 +1,51 @@
+// The only place that speaks OpenMP. Kernels split their work into independent items whose
+// decomposition never depends on the thread count, so results are bit-identical for any
+// number of threads; parallel_for only decides who runs which item.
+#pragma once
+
+#include <cstdint>
+
+#if CONVFORGE_OPENMP
+#include <omp.h>
+#endif
+
+namespace convforge {
+
+// Threads the kernels may use (>= 1). Always 1 in a build without OpenMP and in a child
+// process forked from a parent that used threads (GNU OpenMP's pool does not survive fork()).
+int num_threads();
+// Throws std::invalid_argument for n < 1.
+void set_num_threads(int n);
+// What the default is derived from: CONVFORGE_NUM_THREADS, else OMP_NUM_THREADS, else the
+// CPUs in this process's affinity mask limited by the cgroup CPU quota.
+int default_num_threads();
+bool forked_child();
+
+// Threads worth using for `items` independent work items totalling `flops` operations:
+// below ~100 microseconds of work, waking threads costs more than it gains.
+inline int plan_threads(int64_t items, double flops) {
+  int n = num_threads();
+  if (flops < 2.0e6) n = 1;
+  if (items < n) n = static_cast<int>(items < 1 ? 1 : items);
+  return n;
+}
+
+// Runs f(item, thread_id) for item in [0, items) on `threads` threads (thread_id < threads).
+template <class F>
+void parallel_for(int threads, int64_t items, F&& f) {
+#if CONVFORGE_OPENMP
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    {
+      const int tid = omp_get_thread_num();
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t i = 0; i < items; ++i) f(i, tid);
+    }
+    return;
+  }
+#endif
+  (void)threads;
+  for (int64_t i = 0; i < items; ++i) f(i, 0);
+}
+
+}  // namespace convforge

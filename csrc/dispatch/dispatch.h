@@ -1,0 +1,63 @@
+// One best-first kernel table per (op, dtype): the first entry whose ISA the CPU may run wins,
+// the portable reference kernel is always last. Lookup is per call (a few comparisons), so
+// lowering the ISA cap takes effect immediately.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/cpu.h"
+#include "kernels/kernels.h"
+
+namespace convforge {
+
+template <class T>
+using Conv2dFwdFn = void (*)(const ConvShape&, const T*, const T*, const T*, T*);
+template <class T>
+using Conv2dBwdDataFn = void (*)(const ConvShape&, const T*, const T*, T*);
+template <class T>
+using Conv2dBwdWeightsFn = void (*)(const ConvShape&, const T*, const T*, T*, T*);
+template <class T>
+using MaxPoolFwdFn = void (*)(const PoolShape&, const T*, T*, int64_t*);
+template <class T>
+using MaxPoolBwdFn = void (*)(const PoolShape&, const T*, const int64_t*, T*);
+template <class T>
+using ReluFwdFn = void (*)(int64_t, const T*, T*);
+template <class T>
+using ReluBwdFn = void (*)(int64_t, const T*, const T*, T*);
+
+template <class Fn>
+struct Kernel {
+  const char* name;
+  Isa isa;
+  Fn fn;
+};
+
+// Selected kernel for the active ISA. T is float or double.
+template <class T> const Kernel<Conv2dFwdFn<T>>& conv2d_fwd_kernel();
+template <class T> const Kernel<Conv2dBwdDataFn<T>>& conv2d_bwd_data_kernel();
+template <class T> const Kernel<Conv2dBwdWeightsFn<T>>& conv2d_bwd_weights_kernel();
+template <class T> const Kernel<MaxPoolFwdFn<T>>& maxpool2d_fwd_kernel();
+template <class T> const Kernel<MaxPoolBwdFn<T>>& maxpool2d_bwd_kernel();
+template <class T> const Kernel<ReluFwdFn<T>>& relu_fwd_kernel();
+template <class T> const Kernel<ReluBwdFn<T>>& relu_bwd_kernel();
+
+#define CONVFORGE_DECLARE_SELECTOR(getter, Fn)            \
+  template <> const Kernel<Fn<float>>& getter<float>();    \
+  template <> const Kernel<Fn<double>>& getter<double>();
+CONVFORGE_DECLARE_SELECTOR(conv2d_fwd_kernel, Conv2dFwdFn)
+CONVFORGE_DECLARE_SELECTOR(conv2d_bwd_data_kernel, Conv2dBwdDataFn)
+CONVFORGE_DECLARE_SELECTOR(conv2d_bwd_weights_kernel, Conv2dBwdWeightsFn)
+CONVFORGE_DECLARE_SELECTOR(maxpool2d_fwd_kernel, MaxPoolFwdFn)
+CONVFORGE_DECLARE_SELECTOR(maxpool2d_bwd_kernel, MaxPoolBwdFn)
+CONVFORGE_DECLARE_SELECTOR(relu_fwd_kernel, ReluFwdFn)
+CONVFORGE_DECLARE_SELECTOR(relu_bwd_kernel, ReluBwdFn)
+#undef CONVFORGE_DECLARE_SELECTOR
+
+struct KernelChoice {
+  std::string op, dtype, name;
+};
+// What every op would run right now, for build_info().
+std::vector<KernelChoice> selected_kernels();
+
+}  // namespace convforge

@@ -1,0 +1,45 @@
+// Portable conv2d: the blocked driver with a plain C++ micro-kernel. Always compiled, last in
+// every dispatch table, and the only float64 path (float64 exists for gradient checks).
+#include "kernels/conv2d/conv2d_impl.h"
+#include "kernels/kernels.h"
+
+namespace convforge {
+namespace {
+
+template <class Scalar>
+struct UkernelRef {
+  using T = Scalar;
+  static constexpr int MR = 4, NR = 16;
+  template <int M>
+  static void run(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc, int n, bool accumulate) {
+    T acc[M][NR];
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] = (accumulate && j < n) ? c[i * ldc + j] : T(0);
+    for (int64_t k = 0; k < kc; ++k, a += M, b += ldb) {
+      for (int i = 0; i < M; ++i) {
+        const T ai = a[i];
+        for (int j = 0; j < n; ++j) acc[i][j] += ai * b[j];
+      }
+    }
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < n; ++j) c[i * ldc + j] = acc[i][j];
+  }
+};
+
+}  // namespace
+
+#define CONVFORGE_DEFINE_CONV2D_REF(T)                                                                  \
+  void conv2d_fwd__ref(const ConvShape& s, const T* src, const T* wei, const T* bias, T* dst) {          \
+    conv2d_fwd<UkernelRef<T>>(s, src, wei, bias, dst);                                                  \
+  }                                                                                                     \
+  void conv2d_bwd_data__ref(const ConvShape& s, const T* diff_dst, const T* wei, T* diff_src) {         \
+    conv2d_bwd_data<UkernelRef<T>>(s, diff_dst, wei, diff_src);                                         \
+  }                                                                                                     \
+  void conv2d_bwd_weights__ref(const ConvShape& s, const T* diff_dst, const T* src, T* diff_wei,        \
+                               T* diff_bias) {                                                          \
+    conv2d_bwd_weights<UkernelRef<T>>(s, diff_dst, src, diff_wei, diff_bias);                           \
+  }
+CONVFORGE_DEFINE_CONV2D_REF(float)
+CONVFORGE_DEFINE_CONV2D_REF(double)
+
+}  // namespace convforge

@@ -1,0 +1,40 @@
+// Every compute kernel convforge has, named <op>_<direction>__<isa> (XNNPACK's convention).
+// Kernels trust their arguments: shapes were checked by complete_conv_shape/check_pool_shape,
+// pointers are valid and C-contiguous, outputs do not alias inputs unless stated.
+#pragma once
+
+#include <cstdint>
+
+#include "common/shapes.h"
+
+namespace convforge {
+
+// ---- conv2d. bias / diff_bias may be null. -------------------------------------------------------
+#define CONVFORGE_DECLARE_CONV2D(ISA, T)                                                           \
+  void conv2d_fwd__##ISA(const ConvShape& s, const T* src, const T* wei, const T* bias, T* dst);    \
+  void conv2d_bwd_data__##ISA(const ConvShape& s, const T* diff_dst, const T* wei, T* diff_src);    \
+  void conv2d_bwd_weights__##ISA(const ConvShape& s, const T* diff_dst, const T* src, T* diff_wei, \
+                                 T* diff_bias);
+CONVFORGE_DECLARE_CONV2D(ref, float)
+CONVFORGE_DECLARE_CONV2D(ref, double)
+CONVFORGE_DECLARE_CONV2D(avx2, float)
+CONVFORGE_DECLARE_CONV2D(avx512, float)
+#undef CONVFORGE_DECLARE_CONV2D
+
+// ---- max_pool2d. workspace = argmax (flat position in each input plane), may be null in fwd. --
+template <class T>
+void maxpool2d_fwd__ref(const PoolShape& s, const T* src, T* dst, int64_t* workspace);
+template <class T>
+void maxpool2d_bwd__ref(const PoolShape& s, const T* diff_dst, const int64_t* workspace, T* diff_src);
+
+// ---- relu over n elements. dst may equal src (in place). ------------------------------------
+#define CONVFORGE_DECLARE_RELU(ISA, T)                                    \
+  void relu_fwd__##ISA(int64_t n, const T* src, T* dst);                  \
+  void relu_bwd__##ISA(int64_t n, const T* diff_dst, const T* src, T* diff_src);
+CONVFORGE_DECLARE_RELU(ref, float)
+CONVFORGE_DECLARE_RELU(ref, double)
+CONVFORGE_DECLARE_RELU(avx2, float)
+CONVFORGE_DECLARE_RELU(avx512, float)
+#undef CONVFORGE_DECLARE_RELU
+
+}  // namespace convforge

@@ -1,0 +1,59 @@
+// ReLU with AVX-512F: 4 vectors per step, then one masked vector for the tail (no scalar loop,
+// no read past the end).
+#include <immintrin.h>
+
+#include "kernels/kernels.h"
+#include "kernels/relu/relu_impl.h"
+
+namespace convforge {
+namespace {
+
+// x where x > 0 or x is NaN (_CMP_NLE_UQ is true for unordered), else +0.
+inline __m512 relu_vec(__m512 x) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NLE_UQ), x);
+}
+inline __m512 relu_grad_vec(__m512 dy, __m512 x) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ), dy);
+}
+inline __mmask16 tail_mask(int64_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+}
+
+}  // namespace
+
+void relu_fwd__avx512(int64_t n, const float* src, float* dst) {
+  relu_blocks(n, 8.0, [&](int64_t b, int64_t e) {
+    int64_t i = b;
+    for (; i + 64 <= e; i += 64) {
+      const __m512 x0 = _mm512_loadu_ps(src + i), x1 = _mm512_loadu_ps(src + i + 16);
+      const __m512 x2 = _mm512_loadu_ps(src + i + 32), x3 = _mm512_loadu_ps(src + i + 48);
+      _mm512_storeu_ps(dst + i, relu_vec(x0));
+      _mm512_storeu_ps(dst + i + 16, relu_vec(x1));
+      _mm512_storeu_ps(dst + i + 32, relu_vec(x2));
+      _mm512_storeu_ps(dst + i + 48, relu_vec(x3));
+    }
+    for (; i < e; i += 16) {
+      const __mmask16 m = tail_mask(e - i);
+      _mm512_mask_storeu_ps(dst + i, m, relu_vec(_mm512_maskz_loadu_ps(m, src + i)));
+    }
+  });
+}
+
+void relu_bwd__avx512(int64_t n, const float* diff_dst, const float* src, float* diff_src) {
+  relu_blocks(n, 12.0, [&](int64_t b, int64_t e) {
+    int64_t i = b;
+    for (; i + 32 <= e; i += 32) {
+      const __m512 g0 = relu_grad_vec(_mm512_loadu_ps(diff_dst + i), _mm512_loadu_ps(src + i));
+      const __m512 g1 = relu_grad_vec(_mm512_loadu_ps(diff_dst + i + 16), _mm512_loadu_ps(src + i + 16));
+      _mm512_storeu_ps(diff_src + i, g0);
+      _mm512_storeu_ps(diff_src + i + 16, g1);
+    }
+    for (; i < e; i += 16) {
+      const __mmask16 m = tail_mask(e - i);
+      const __m512 g = relu_grad_vec(_mm512_maskz_loadu_ps(m, diff_dst + i), _mm512_maskz_loadu_ps(m, src + i));
+      _mm512_mask_storeu_ps(diff_src + i, m, g);
+    }
+  });
+}
+
+}  // namespace convforge

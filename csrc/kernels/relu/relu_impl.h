@@ -1,0 +1,40 @@
+// ReLU driver shared by the ISA sources: fixed-size blocks over the flat array, one vector body
+// per ISA. Internal linkage for the same reason as conv2d_impl.h.
+//
+// Semantics, identical on every path: relu(x) = x for x > 0 and for NaN (NaN propagates, as in
+// NumPy and PyTorch), +0.0 otherwise (so relu(-0.0) = +0.0); the gradient is dy where x > 0 and
+// 0 elsewhere (0 at x = 0 and at NaN).
+#pragma once
+
+#include <cstdint>
+
+#include "common/parallel.h"
+
+namespace convforge {
+namespace {
+
+// Elements per work item: large enough to amortise scheduling, small enough to balance.
+constexpr int64_t kReluBlock = int64_t{1} << 16;
+
+template <class Body>
+void relu_blocks(int64_t n, double bytes_per_element, Body&& body) {
+  const int64_t blocks = (n + kReluBlock - 1) / kReluBlock;
+  // Memory-bound: count bytes moved as "work" for the thread threshold.
+  parallel_for(plan_threads(blocks, static_cast<double>(n) * bytes_per_element), blocks, [&](int64_t blk, int) {
+    const int64_t begin = blk * kReluBlock;
+    const int64_t end = begin + kReluBlock < n ? begin + kReluBlock : n;
+    body(begin, end);
+  });
+}
+
+template <class T>
+inline T relu_scalar(T x) {
+  return (x > T(0) || x != x) ? x : T(0);
+}
+template <class T>
+inline T relu_grad_scalar(T dy, T x) {
+  return x > T(0) ? dy : T(0);
+}
+
+}  // namespace
+}  // namespace convforge

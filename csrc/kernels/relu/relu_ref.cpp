@@ -1,0 +1,20 @@
+#include "kernels/kernels.h"
+#include "kernels/relu/relu_impl.h"
+
+namespace convforge {
+
+#define CONVFORGE_DEFINE_RELU_REF(T)                                                         \
+  void relu_fwd__ref(int64_t n, const T* src, T* dst) {                                      \
+    relu_blocks(n, 2.0 * sizeof(T), [&](int64_t b, int64_t e) {                              \
+      for (int64_t i = b; i < e; ++i) dst[i] = relu_scalar(src[i]);                          \
+    });                                                                                      \
+  }                                                                                          \
+  void relu_bwd__ref(int64_t n, const T* diff_dst, const T* src, T* diff_src) {              \
+    relu_blocks(n, 3.0 * sizeof(T), [&](int64_t b, int64_t e) {                              \
+      for (int64_t i = b; i < e; ++i) diff_src[i] = relu_grad_scalar(diff_dst[i], src[i]);   \
+    });                                                                                      \
+  }
+CONVFORGE_DEFINE_RELU_REF(float)
+CONVFORGE_DEFINE_RELU_REF(double)
+
+}  // namespace convforge

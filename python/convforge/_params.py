@@ -1,0 +1,131 @@
+"""Normalisation and validation of the hyper-parameters shared by every op.
+
+One place turns what a user may write (``stride=2``, ``padding='same'``,
+``padding=((0, 1), (0, 1))``, ``kernel_size=(2, 2)``) into plain integers and
+checks them, so that ``convforge.functional``, ``convforge.reference`` and the
+layers all accept exactly the same things and fail with the same messages.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+# Larger values cannot describe a real tensor dimension and would overflow the
+# 64-bit index arithmetic of the kernels once multiplied together.
+MAX_PARAM = 2**31 - 1
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    # bool is an int subclass; `stride=True` is a bug, not a stride of 1.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > MAX_PARAM:
+        raise ValueError(f"{name} must be <= {MAX_PARAM}, got {value}")
+    return value
+
+
+def pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
+    """``int`` or ``(h, w)`` -> ``(h, w)`` of checked ints."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair (h, w), got {value!r}")
+        return (_check_int(value[0], f"{name}[0]", minimum), _check_int(value[1], f"{name}[1]", minimum))
+    return (_check_int(value, name, minimum),) * 2
+
+
+def conv_output_size(size: int, kernel: int, stride: int, dilation: int, pad_before: int, pad_after: int) -> int:
+    """Output length of a convolution along one axis (may be < 1: the caller checks)."""
+    span = dilation * (kernel - 1) + 1
+    return (size + pad_before + pad_after - span) // stride + 1
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TensorFlow/Keras 'same': out = ceil(size / stride), odd extra padding after."""
+    out = -(-size // stride)
+    span = dilation * (kernel - 1) + 1
+    total = max((out - 1) * stride + span - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv_padding(padding, in_hw, kernel_hw, stride, dilation) -> tuple[int, int, int, int]:
+    """Normalise a conv2d ``padding`` argument to ``(top, bottom, left, right)``.
+
+    Accepted forms: ``int``, ``(ph, pw)``, ``((top, bottom), (left, right))``,
+    ``'valid'`` and ``'same'`` (TensorFlow's rule, also for stride > 1).
+    """
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0, 0, 0, 0)
+        if mode == "same":
+            top, bottom = same_padding(in_hw[0], kernel_hw[0], stride[0], dilation[0])
+            left, right = same_padding(in_hw[1], kernel_hw[1], stride[1], dilation[1])
+            return (top, bottom, left, right)
+        raise ValueError(f"padding must be 'valid', 'same', an int or pairs of ints, got {padding!r}")
+    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(isinstance(p, (tuple, list)) for p in padding):
+        (top, bottom), (left, right) = (pair(p, "padding", minimum=0) for p in padding)
+        return (top, bottom, left, right)
+    ph, pw = pair(padding, "padding", minimum=0)
+    return (ph, ph, pw, pw)
+
+
+def pool_output_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool) -> int:
+    """PyTorch's max-pool output length, including its ceil_mode rule."""
+    num = size + 2 * pad - kernel
+    out = (-(-num // stride) if ceil_mode else num // stride) + 1
+    # In ceil mode the last window must start inside the input or the left
+    # padding, never entirely in the right padding.
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def pool_params(input_hw, kernel_size, stride, padding, ceil_mode):
+    """Checked ``(kernel, stride, pad, out_hw)`` for max_pool2d, PyTorch's rules."""
+    kernel = pair(kernel_size, "kernel_size")
+    stride = kernel if stride is None else pair(stride, "stride")
+    pad = pair(padding, "padding", minimum=0)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"ceil_mode must be a bool, got {type(ceil_mode).__name__}")
+    for axis in range(2):
+        if pad[axis] > kernel[axis] // 2:
+            raise ValueError(
+                f"padding must be at most half the kernel size (kernel_size={kernel}), got padding={pad}"
+            )
+    out_hw = tuple(pool_output_size(input_hw[a], kernel[a], stride[a], pad[a], bool(ceil_mode)) for a in range(2))
+    if min(out_hw) < 1:
+        raise ValueError(
+            f"max_pool2d output would be {out_hw[0]}x{out_hw[1]} for an input of "
+            f"{input_hw[0]}x{input_hw[1]} with kernel_size={kernel}, stride={stride}, padding={pad}; "
+            "the input is too small for this window"
+        )
+    return kernel, stride, pad, out_hw
+
+
+def conv_params(input_hw, kernel_hw, stride, padding, dilation):
+    """Checked ``(stride, (top, bottom, left, right), dilation, out_hw)`` for conv2d."""
+    stride = pair(stride, "stride")
+    dilation = pair(dilation, "dilation")
+    pads = conv_padding(padding, input_hw, kernel_hw, stride, dilation)
+    out_hw = (
+        conv_output_size(input_hw[0], kernel_hw[0], stride[0], dilation[0], pads[0], pads[1]),
+        conv_output_size(input_hw[1], kernel_hw[1], stride[1], dilation[1], pads[2], pads[3]),
+    )
+    if min(out_hw) < 1:
+        raise ValueError(
+            f"conv2d output would be {out_hw[0]}x{out_hw[1]}: the kernel {kernel_hw[0]}x{kernel_hw[1]} "
+            f"(dilation {dilation}) does not fit in the padded input {input_hw[0]}x{input_hw[1]} "
+            f"with padding (top, bottom, left, right)={pads}"
+        )
+    return stride, pads, dilation, out_hw
+
+
+def flops_conv2d(n: int, c: int, k: int, out_hw, kernel_hw) -> int:
+    """Multiply-adds x 2 of one conv2d forward pass (the same for each backward pass)."""
+    return 2 * n * k * c * kernel_hw[0] * kernel_hw[1] * math.prod(out_hw)

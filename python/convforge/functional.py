@@ -1,0 +1,239 @@
+"""The convolution, pooling and activation ops, running on the compiled kernels.
+
+Layouts follow PyTorch: activations are NCHW ``(batch, channels, height, width)``,
+conv weights are OIHW ``(filters, channels, kernel_height, kernel_width)``, and
+conv2d is a cross-correlation (the kernel is not flipped), as in every deep
+learning framework.
+
+float32 arrays take the fast SIMD kernels; float64 arrays take the portable
+kernels and exist for gradient checks. Every array of one call must have the
+same dtype: nothing is converted behind your back. Non-contiguous, reversed,
+Fortran-ordered or broadcast inputs are accepted and give the same answer as
+their contiguous copies.
+
+``convforge.reference`` has NumPy implementations with the same names and
+signatures; the tests hold these kernels to them.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _core, _params
+
+__all__ = ["conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "relu", "relu_backward"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _array(a, name: str, ndim: int | None = None, layout: str = "") -> np.ndarray:
+    """A C-contiguous float32/float64 view or copy of ``a``, or a TypeError/ValueError."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in _FLOATS:
+        # A byte-swapped float32 ('>f4') lands here too: it is not the native float32.
+        raise TypeError(f"{name} must be float32 or float64, got {a.dtype.str if a.dtype.kind == 'f' else a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions {layout}, got shape {a.shape}".replace("  ", " "))
+    if a.size == 0:
+        raise ValueError(f"{name} is empty (shape {a.shape}): every dimension must be at least 1")
+    # Unlike np.ascontiguousarray this keeps 0-d arrays 0-d and returns `a` itself when it
+    # is already contiguous, so `relu(x, out=x)` can be recognised as in place.
+    return a if a.flags.c_contiguous else a.copy(order="C")
+
+
+def _same_dtype(reference_name: str, reference: np.ndarray, **others: np.ndarray | None) -> None:
+    for name, arr in others.items():
+        if arr is not None and arr.dtype != reference.dtype:
+            raise TypeError(
+                f"{name} is {arr.dtype} but {reference_name} is {reference.dtype}: use one dtype for all arrays "
+                "(float32 for speed, float64 for gradient checks)"
+            )
+
+
+def _flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _conv_setup(x_shape, w_shape, stride, padding, dilation):
+    if x_shape[1] != w_shape[1]:
+        raise ValueError(
+            f"x has {x_shape[1]} channels but w expects {w_shape[1]} (w has shape {w_shape} = (K, C, R, S))"
+        )
+    return _params.conv_params(x_shape[2:], w_shape[2:], stride, padding, dilation)
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
+    """2-D convolution (cross-correlation) of a batch of images with a bank of filters.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        Input feature maps, float32 or float64.
+    w : ndarray, shape (K, C, R, S)
+        K filters of C channels and R x S taps, same dtype as ``x``.
+    b : ndarray, shape (K,), optional
+        One bias per filter.
+    stride, dilation : int or (int, int)
+        Step between output pixels, and between kernel taps.
+    padding : int, (ph, pw), ((top, bottom), (left, right)), 'valid' or 'same'
+        Zero padding. ``'same'`` follows TensorFlow/Keras: the output has
+        ``ceil(H / stride)`` rows, and an odd extra row/column of padding goes
+        at the bottom/right.
+
+    Returns
+    -------
+    y : ndarray, shape (N, K, OH, OW)
+        ``OH = (H + top + bottom - dilation * (R - 1) - 1) // stride + 1``, likewise OW.
+    """
+    x = _array(x, "x", 4, "(N, C, H, W)")
+    w = _array(w, "w", 4, "(K, C, R, S)")
+    if b is not None:
+        b = _array(b, "b", 1, "(K,)")
+        if b.shape[0] != w.shape[0]:
+            raise ValueError(f"b must have shape ({w.shape[0]},), one bias per filter of w, got {b.shape}")
+    _same_dtype("x", x, w=w, b=b)
+    stride, pads, dilation, _ = _conv_setup(x.shape, w.shape, stride, padding, dilation)
+    return _core.conv2d_fwd(x, w, b, stride, pads, dilation)
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=True, need_bias_grad=True):
+    """Gradients of :func:`conv2d` with respect to its input, weights and bias.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, K, OH, OW)
+        Gradient of the loss with respect to conv2d's output.
+    x, w, stride, padding, dilation
+        The arguments of the forward call.
+    need_input_grad : bool
+        Compute ``dx``. The first layer of a network never needs it; then no
+        input-gradient work is done at all.
+    need_bias_grad : bool
+        Compute ``db``.
+
+    Returns
+    -------
+    (dx or None, dw, db or None)
+        Shapes (N, C, H, W), (K, C, R, S), (K,).
+    """
+    dy = _array(dy, "dy", 4, "(N, K, OH, OW)")
+    x = _array(x, "x", 4, "(N, C, H, W)")
+    w = _array(w, "w", 4, "(K, C, R, S)")
+    _same_dtype("x", x, w=w, dy=dy)
+    need_input_grad = _flag(need_input_grad, "need_input_grad")
+    need_bias_grad = _flag(need_bias_grad, "need_bias_grad")
+    stride, pads, dilation, out_hw = _conv_setup(x.shape, w.shape, stride, padding, dilation)
+    expected = (x.shape[0], w.shape[0], *out_hw)
+    if dy.shape != expected:
+        raise ValueError(f"dy must have the shape of conv2d's output {expected}, got {dy.shape}")
+    dx = _core.conv2d_bwd_data(dy, w, x.shape, stride, pads, dilation) if need_input_grad else None
+    dw, db = _core.conv2d_bwd_weights(dy, x, w.shape, stride, pads, dilation, need_bias_grad)
+    return dx, dw, db
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, return_indices=False):
+    """Max-pooling over each feature map, PyTorch's rules.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+    kernel_size : int or (int, int)
+        Window size, e.g. 2 for the classic 2x2 pooling.
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size`` (non-overlapping windows).
+    padding : int or (int, int)
+        Implicit -inf padding on both sides, at most half the window.
+    ceil_mode : bool
+        Round the output size up, so that a partial last window is kept.
+    return_indices : bool
+        Also return the argmax of each window.
+
+    Returns
+    -------
+    y : ndarray, shape (N, C, OH, OW)
+    indices : ndarray of int64, shape (N, C, OH, OW), with ``return_indices``
+        Position ``h * W + w`` of each maximum within its input feature map.
+
+    Notes
+    -----
+    Ties go to the first maximum in row-major window order. NaN propagates: a
+    window holding a NaN has NaN as its maximum, and its index is the first
+    NaN. An index always points at a real input element, never at padding.
+    """
+    x = _array(x, "x", 4, "(N, C, H, W)")
+    return_indices = _flag(return_indices, "return_indices")
+    kernel, stride, pad, out_hw = _params.pool_params(x.shape[2:], kernel_size, stride, padding, ceil_mode)
+    return _core.maxpool2d_fwd(x, kernel, stride, pad, out_hw, return_indices)
+
+
+def max_pool2d_backward(dy, indices, input_shape):
+    """Gradient of :func:`max_pool2d`: ``dy`` routed back to each window's maximum.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, C, OH, OW)
+    indices : ndarray of int64, shape (N, C, OH, OW)
+        As returned by ``max_pool2d(..., return_indices=True)``.
+    input_shape : tuple of 4 ints
+        Shape (N, C, H, W) of the forward input.
+
+    Returns
+    -------
+    dx : ndarray, shape ``input_shape``
+        Overlapping windows add their contributions.
+    """
+    dy = _array(dy, "dy", 4, "(N, C, OH, OW)")
+    if not isinstance(indices, np.ndarray):
+        raise TypeError(f"indices must be a numpy.ndarray, got {type(indices).__name__}")
+    if indices.dtype != np.int64:
+        raise TypeError(f"indices must be int64 as returned by max_pool2d, got {indices.dtype}")
+    if indices.shape != dy.shape:
+        raise ValueError(f"indices must have the shape of dy {dy.shape}, got {indices.shape}")
+    if (
+        not isinstance(input_shape, (tuple, list))
+        or len(input_shape) != 4
+        or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in input_shape)
+    ):
+        raise TypeError(f"input_shape must be a tuple of 4 ints (N, C, H, W), got {input_shape!r}")
+    input_shape = tuple(int(d) for d in input_shape)
+    if input_shape[:2] != dy.shape[:2] or min(input_shape) < 1:
+        raise ValueError(f"input_shape must be (N, C, H, W) with N, C = {dy.shape[:2]} of dy, got {input_shape}")
+    return _core.maxpool2d_bwd(dy, np.ascontiguousarray(indices), input_shape)
+
+
+def relu(x, out=None):
+    """Rectified linear unit, ``max(x, 0)`` elementwise.
+
+    NaN propagates (``relu(nan)`` is NaN) and ``relu(-0.0)`` is ``+0.0``.
+    With ``out=x`` the operation is done in place.
+    """
+    x_in = x
+    x = _array(x, "x")
+    if out is None:
+        return _core.relu_fwd(x)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != x.shape or out.dtype != x.dtype:
+        raise ValueError(f"out must be a {x.dtype} array of shape {x.shape}, got {out.dtype} {out.shape}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    if out.flags.c_contiguous and (out is x or not np.shares_memory(out, x_in)):
+        return _core.relu_fwd(x, out)
+    # A strided or overlapping out: compute aside, then copy in.
+    out[...] = _core.relu_fwd(x)
+    return out
+
+
+def relu_backward(dy, x):
+    """Gradient of :func:`relu`: ``dy`` where ``x > 0``, else 0 (0 at 0 and at NaN)."""
+    dy = _array(dy, "dy")
+    x = _array(x, "x")
+    _same_dtype("x", x, dy=dy)
+    if dy.shape != x.shape:
+        raise ValueError(f"dy must have the shape of x {x.shape}, got {dy.shape}")
+    return _core.relu_bwd(dy, x)
