@@ -194,14 +194,12 @@ def max_pool2d_backward(dy, indices, input_shape):
         raise TypeError(f"indices must be int64 as returned by max_pool2d, got {indices.dtype}")
     if indices.shape != dy.shape:
         raise ValueError(f"indices must have the shape of dy {dy.shape}, got {indices.shape}")
-    if (
-        not isinstance(input_shape, (tuple, list))
-        or len(input_shape) != 4
-        or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in input_shape)
+    if not isinstance(input_shape, (tuple, list)) or not all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in input_shape
     ):
         raise TypeError(f"input_shape must be a tuple of 4 ints (N, C, H, W), got {input_shape!r}")
     input_shape = tuple(int(d) for d in input_shape)
-    if input_shape[:2] != dy.shape[:2] or min(input_shape) < 1:
+    if len(input_shape) != 4 or input_shape[:2] != dy.shape[:2] or min(input_shape) < 1:
         raise ValueError(f"input_shape must be (N, C, H, W) with N, C = {dy.shape[:2]} of dy, got {input_shape}")
     return _core.maxpool2d_bwd(dy, np.ascontiguousarray(indices), input_shape)
 

@@ -1,0 +1,84 @@
+"""Named problem shapes, defined once and shared by the tests and bench/.
+
+A conv case is (N, C, H, W, K, R, S, stride, padding, dilation) in the NCHW/OIHW
+layouts; ids read like oneDNN's (``mb64ic1ih28oc6kh5sh1ph2``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ConvCase:
+    name: str
+    n: int
+    c: int
+    h: int
+    w: int
+    k: int
+    r: int
+    s: int
+    stride: object = 1
+    padding: object = 0
+    dilation: object = 1
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-mb{self.n}ic{self.c}ih{self.h}iw{self.w}oc{self.k}kh{self.r}kw{self.s}" + (
+            f"s{self.stride}p{self.padding}d{self.dilation}".replace(" ", "")
+        )
+
+    def batch(self, n: int) -> "ConvCase":
+        return ConvCase(self.name, n, self.c, self.h, self.w, self.k, self.r, self.s, self.stride, self.padding, self.dilation)
+
+
+# The layers the benchmarks time (the issue's named shapes).
+BENCH_CONV = [
+    ConvCase("lenet_c1", 64, 1, 28, 28, 6, 5, 5, 1, 2),
+    ConvCase("lenet_c3", 64, 6, 14, 14, 16, 5, 5, 1, 0),
+    ConvCase("lenet_c1_n256", 256, 1, 28, 28, 6, 5, 5, 1, 2),
+    ConvCase("lenet_c3_n256", 256, 6, 14, 14, 16, 5, 5, 1, 0),
+    ConvCase("resnet", 32, 64, 56, 56, 64, 3, 3, 1, 1),
+    ConvCase("vgg", 16, 128, 28, 28, 128, 3, 3, 1, 1),
+    ConvCase("stem", 8, 3, 224, 224, 64, 7, 7, 2, 3),
+    ConvCase("pointwise", 32, 256, 14, 14, 256, 1, 1, 1, 0),
+]
+
+BENCH_POOL = [(64, 6, 28, 28), (64, 16, 10, 10), (32, 64, 56, 56)]
+
+# Correctness cases: LeNet's layers at small batch, then sizes that straddle the SIMD widths
+# (16 floats per AVX-512 vector, 8 per AVX2, micro-kernel tiles of 32/16 columns and 12/6 rows),
+# every padding form, strides 1-3, dilation, batch 1 and odd batches.
+TEST_CONV = [
+    ConvCase("lenet_c1", 3, 1, 28, 28, 6, 5, 5, 1, 2),
+    ConvCase("lenet_c3", 2, 6, 14, 14, 16, 5, 5, 1, 0),
+    ConvCase("keras_c1", 1, 1, 28, 28, 64, 3, 3, 1, 0),
+    ConvCase("w1", 1, 3, 5, 1, 4, 1, 1),
+    ConvCase("w2", 3, 2, 4, 2, 5, 2, 2, 1, 1),
+    ConvCase("w3", 1, 7, 3, 3, 7, 3, 3, 1, "same"),
+    ConvCase("w7", 2, 1, 7, 7, 2, 3, 3, 2, 1),
+    ConvCase("w15", 1, 15, 9, 15, 17, 3, 3, 1, 1),
+    ConvCase("w16", 3, 16, 6, 16, 16, 3, 3, 1, 0),
+    ConvCase("w17", 1, 17, 5, 17, 15, 3, 1, 1, (1, 0)),
+    ConvCase("w31", 2, 2, 3, 31, 31, 1, 3, 1, "same"),
+    ConvCase("w33", 1, 33, 4, 33, 33, 3, 3, 2, "same"),
+    ConvCase("c12_rows", 1, 4, 8, 8, 12, 3, 3),
+    ConvCase("c13_rows", 2, 4, 8, 8, 13, 3, 3),
+    ConvCase("c25_rows", 1, 3, 9, 10, 25, 2, 2, 1, ((0, 1), (1, 0))),
+    ConvCase("stride3", 2, 3, 17, 19, 5, 3, 3, 3, 1),
+    ConvCase("stride2_same", 1, 3, 15, 16, 4, 4, 4, 2, "same"),
+    ConvCase("stride_hw", 1, 2, 13, 11, 3, 3, 2, (2, 3), "valid"),
+    ConvCase("dilation2", 2, 3, 15, 15, 4, 3, 3, 1, 2, 2),
+    ConvCase("dilation_hw", 1, 2, 16, 17, 3, 3, 3, 2, "same", (2, 3)),
+    ConvCase("asym_pad", 1, 2, 7, 9, 3, 3, 3, 1, ((2, 0), (0, 3))),
+    ConvCase("kernel_eq_input", 2, 3, 5, 5, 4, 5, 5),
+    ConvCase("big_pad", 1, 1, 2, 3, 2, 3, 3, 1, 3),
+    ConvCase("pointwise", 2, 32, 7, 7, 33, 1, 1),
+    ConvCase("pointwise_s2", 1, 17, 9, 9, 9, 1, 1, 2),
+    ConvCase("deep_k", 1, 40, 6, 6, 8, 3, 3, 1, 1),  # K = 360 > one 256 reduction block
+    ConvCase("many_oc", 1, 2, 6, 6, 300, 3, 3, 1, 1),  # > 256 output channels
+    ConvCase("wide_rows", 1, 2, 3, 600, 3, 3, 3, 1, 1),  # > one 512-pixel block per row
+    ConvCase("batch5", 5, 3, 9, 9, 6, 3, 3, 1, 1),
+    ConvCase("batch17", 17, 2, 6, 6, 3, 3, 3, 1, 0),  # more images than weight-gradient chunks
+]

@@ -1,0 +1,123 @@
+"""max_pool2d and ReLU kernels against the NumPy oracle: exact, on every ISA path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from shapes import BENCH_POOL
+
+from convforge import _core, _params
+from convforge import functional as F
+from convforge import reference as R
+
+POOL_CASES = [
+    # (shape, kernel, stride, padding, ceil_mode)
+    ((3, 6, 28, 28), 2, None, 0, False),
+    ((2, 16, 10, 10), 2, 2, 0, False),
+    ((1, 1, 7, 7), 2, 2, 0, True),
+    ((2, 3, 9, 11), 3, 2, 1, True),
+    ((1, 2, 15, 17), 3, 1, 1, False),
+    ((1, 2, 16, 33), (2, 3), (1, 2), (1, 0), False),
+    ((5, 1, 31, 1), (3, 1), (2, 1), 0, True),
+    ((1, 3, 1, 1), 1, 1, 0, False),
+    ((1, 1, 2, 2), 2, 2, 1, True),
+    ((1, 4, 5, 5), 5, 3, 2, True),
+]
+
+
+def _pool_id(c):
+    return f"{'x'.join(map(str, c[0]))}-k{c[1]}-s{c[2]}-p{c[3]}-{'ceil' if c[4] else 'floor'}"
+
+
+def _fill(rng, shape, dtype, ties):
+    if ties:  # few distinct values: many ties, whose first occurrence must win
+        return rng.integers(0, 3, size=shape).astype(dtype)
+    # distinct values, so a wrong argmax cannot hide behind an equal value
+    return (rng.permutation(np.prod(shape)).reshape(shape) - np.prod(shape) // 2).astype(dtype)
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", POOL_CASES, ids=_pool_id)
+def test_max_pool_matches_oracle(case, dtype, ties, isa, rng):
+    shape, k, s, p, ceil = case
+    x = _fill(rng, shape, dtype, ties)
+    # reference
+    y_want, i_want = R.max_pool2d(x, k, s, p, ceil, return_indices=True)
+    # kernel, NaN / -1 prefilled
+    kernel, stride, pad, out_hw = _params.pool_params(shape[2:], k, s, p, ceil)
+    out = np.full((*shape[:2], *out_hw), np.nan, dtype)
+    idx = np.full(out.shape, -1, np.int64)
+    y, i = _core.maxpool2d_fwd(x, kernel, stride, pad, out_hw, True, out=out, out_indices=idx)
+    # verify: exact values and indices
+    np.testing.assert_array_equal(y, y_want)
+    np.testing.assert_array_equal(i, i_want)
+    np.testing.assert_array_equal(F.max_pool2d(x, k, s, p, ceil), y)
+    dy = rng.integers(-3, 4, size=y.shape).astype(dtype)
+    np.testing.assert_array_equal(F.max_pool2d_backward(dy, i, shape), R.max_pool2d_backward(dy, i, shape))
+
+
+def test_max_pool_special_values(isa):
+    nan, inf = np.nan, np.inf
+    x = np.array([[[
+        [1.0, nan, 2.0, nan],    # first NaN wins its window
+        [-inf, -inf, -inf, -inf],
+        [-0.0, 0.0, inf, 3.0],   # -0.0 == 0.0: the first one wins
+        [0.0, -0.0, -inf, inf],
+    ]]], np.float32)
+    y, i = F.max_pool2d(x, 2, return_indices=True)
+    np.testing.assert_array_equal(i[0, 0], [[1, 3], [8, 10]])
+    assert np.isnan(y[0, 0, 0]).all() and y[0, 0, 1, 1] == inf
+    assert np.signbit(y[0, 0, 1, 0])  # -0.0 came first, and is what the window returns
+    all_inf = np.full((1, 1, 3, 3), -np.inf, np.float32)
+    y, i = F.max_pool2d(all_inf, 3, 2, 1, ceil_mode=True, return_indices=True)
+    assert np.all(y == -np.inf) and np.all((i >= 0) & (i < 9))
+
+
+@pytest.mark.parametrize("shape", BENCH_POOL, ids=lambda s: "x".join(map(str, s)))
+def test_max_pool_bench_shapes(shape, isa, rng):
+    x = rng.standard_normal(shape).astype(np.float32)
+    y, i = F.max_pool2d(x, 2, return_indices=True)
+    y_want, i_want = R.max_pool2d(x, 2, return_indices=True)
+    np.testing.assert_array_equal(y, y_want)
+    np.testing.assert_array_equal(i, i_want)
+
+
+# Sizes around the vector widths (8, 16) and the unrolled steps (32, 64) and one >64Ki block.
+RELU_SIZES = [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 1000, (1 << 16) + 3, 3 * (1 << 16) + 17]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", RELU_SIZES)
+def test_relu_matches_oracle(n, dtype, isa, rng):
+    x = rng.standard_normal(n).astype(dtype)
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0], dtype)
+    x[rng.choice(n, size=min(n, 5), replace=False)] = specials[: min(n, 5)]
+    dy = rng.standard_normal(n).astype(dtype)
+    out = np.full(n, np.nan, dtype)
+    y = _core.relu_fwd(x, out)
+    np.testing.assert_array_equal(y, R.relu(x))
+    assert not np.any(np.signbit(y[~np.isnan(y)])), "relu(-0.0) must be +0.0"
+    dx = _core.relu_bwd(dy, x, np.full(n, np.nan, dtype))
+    np.testing.assert_array_equal(dx, R.relu_backward(dy, x))
+
+
+def test_relu_in_place_and_out(rng):
+    x = rng.standard_normal((4, 5, 6)).astype(np.float32)
+    want = R.relu(x)
+    y = F.relu(x, out=x)
+    assert y is x
+    np.testing.assert_array_equal(x, want)
+    # a strided out is filled through a temporary
+    base = np.zeros((4, 5, 12), np.float32)
+    out = base[:, :, ::2]
+    F.relu(rng.standard_normal((4, 5, 6)).astype(np.float32), out=out)
+    assert np.all(base[:, :, 1::2] == 0)
+    # a 0-d array stays 0-d
+    assert F.relu(np.full((), -2.0, np.float32)).shape == ()
+
+
+def test_relu_backward_zero_at_zero_and_nan():
+    x = np.array([-1.0, -0.0, 0.0, 1e-30, np.nan, np.inf], np.float32)
+    dy = np.full(6, 7.0, np.float32)
+    np.testing.assert_array_equal(F.relu_backward(dy, x), [0, 0, 0, 7, 0, 7])
