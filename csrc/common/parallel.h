@@ -48,4 +48,18 @@ void parallel_for(int threads, int64_t items, F&& f) {
   for (int64_t i = 0; i < items; ++i) f(i, 0);
 }
 
+// Runs f(thread_id) once on each of `threads` threads at the same time (probes, not kernels).
+template <class F>
+void on_each_thread(int threads, F&& f) {
+#if CONVFORGE_OPENMP
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    f(omp_get_thread_num());
+    return;
+  }
+#endif
+  (void)threads;
+  f(0);
+}
+
 }  // namespace convforge

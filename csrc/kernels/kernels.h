@@ -37,4 +37,12 @@ CONVFORGE_DECLARE_RELU(avx2, float)
 CONVFORGE_DECLARE_RELU(avx512, float)
 #undef CONVFORGE_DECLARE_RELU
 
+// ---- peak probe: iters x chains x (vector width) fused multiply-adds; returns a checksum. ------
+float fma_probe__ref(int64_t iters);
+float fma_probe__avx2(int64_t iters);
+float fma_probe__avx512(int64_t iters);
+// Floats per vector and chains of each probe (flops per iteration = chains x lanes x 2).
+constexpr int kProbeLanesRef = 1, kProbeLanesAvx2 = 8, kProbeLanesAvx512 = 16;
+constexpr int kProbeChainsRef = 12, kProbeChainsAvx2 = 12, kProbeChainsAvx512 = 16;
+
 }  // namespace convforge
