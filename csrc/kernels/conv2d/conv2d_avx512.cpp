@@ -1,6 +1,15 @@
-// conv2d with an AVX-512F micro-kernel: 12 rows x 32 columns (two zmm) of C in 24 registers,
-// each step one row of B (two vector loads) and 12 broadcasts of A. Compiled with -mavx512f.
+// conv2d with AVX-512F micro-kernels. Compiled with -mavx512f.
+//   run: 12 rows x 32 columns (two zmm) of C in 24 registers; each step one row of B (two
+//        vector loads) and 12 broadcasts of A.
+//   dot: 4 x 6 dot products along the pixels in 24 registers; each step 4 + 6 vector loads.
 #include <immintrin.h>
+
+// GCC 12 reports the deliberately undefined pass-through operand inside its own AVX-512
+// intrinsics (_mm512_undefined_ps) as "used uninitialized": a known false positive.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include "kernels/conv2d/conv2d_impl.h"
 #include "kernels/kernels.h"
@@ -10,22 +19,80 @@ namespace {
 
 struct UkernelAvx512 {
   using T = float;
-  static constexpr int MR = 12, NR = 32;
+  static constexpr int MR = 12, NR = 32, DR = 4, DC = 6;
 
   template <int M>
-  static void run(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int n,
+  static void run(int64_t kc, const float* a, const float* const* b, int64_t boff, float* c, int64_t ldc, int n,
                   bool accumulate) {
-    if (n > 16) {
-      body<M, 2>(kc, a, b, ldb, c, ldc, n, accumulate);
+    if (n == NR) {
+      body<M, 2, true>(kc, a, b, boff, c, ldc, n, accumulate);
+    } else if (n > 16) {
+      body<M, 2, false>(kc, a, b, boff, c, ldc, n, accumulate);
     } else {
-      body<M, 1>(kc, a, b, ldb, c, ldc, n, accumulate);
+      body<M, 1, false>(kc, a, b, boff, c, ldc, n, accumulate);
+    }
+  }
+
+  // Sum of the 16 lanes, folded with AVX-512F shuffles only (GCC 12 warns spuriously inside
+  // _mm512_extractf64x4_pd).
+  static float hsum(__m512 v) {
+    __m512 t = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+    t = _mm512_add_ps(t, _mm512_shuffle_f32x4(t, t, _MM_SHUFFLE(2, 3, 0, 1)));
+    __m128 s4 = _mm512_castps512_ps128(t);
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+    return _mm_cvtss_f32(s4);
+  }
+
+  template <int I, int J>
+  static void dot(int64_t len, const float* const* a, const float* const* b, int64_t off, float* c, int64_t ldc) {
+    __m512 acc[I][J];
+#pragma GCC unroll 4
+    for (int i = 0; i < I; ++i) {
+#pragma GCC unroll 6
+      for (int j = 0; j < J; ++j) acc[i][j] = _mm512_setzero_ps();
+    }
+    const float* ap[I];
+    const float* bp[J];
+#pragma GCC unroll 4
+    for (int i = 0; i < I; ++i) ap[i] = a[i] + off;
+#pragma GCC unroll 6
+    for (int j = 0; j < J; ++j) bp[j] = b[j] + off;
+    int64_t p = 0;
+    for (; p + 16 <= len; p += 16) {
+      __m512 av[I];
+#pragma GCC unroll 4
+      for (int i = 0; i < I; ++i) av[i] = _mm512_loadu_ps(ap[i] + p);
+#pragma GCC unroll 6
+      for (int j = 0; j < J; ++j) {
+        const __m512 bv = _mm512_loadu_ps(bp[j] + p);
+#pragma GCC unroll 4
+        for (int i = 0; i < I; ++i) acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
+      }
+    }
+    if (p < len) {  // masked tail: never reads past a row's end
+      const __mmask16 m = static_cast<__mmask16>((1u << (len - p)) - 1u);
+      __m512 av[I];
+#pragma GCC unroll 4
+      for (int i = 0; i < I; ++i) av[i] = _mm512_maskz_loadu_ps(m, ap[i] + p);
+#pragma GCC unroll 6
+      for (int j = 0; j < J; ++j) {
+        const __m512 bv = _mm512_maskz_loadu_ps(m, bp[j] + p);
+#pragma GCC unroll 4
+        for (int i = 0; i < I; ++i) acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < I; ++i) {
+#pragma GCC unroll 6
+      for (int j = 0; j < J; ++j) c[i * ldc + j] += hsum(acc[i][j]);
     }
   }
 
   // NV vectors of 16 columns; masks keep every load and store inside the n real columns,
-  // since NumPy buffers have no slack past their end.
-  template <int M, int NV>
-  static void body(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int n,
+  // since NumPy buffers have no slack past their end. Full panels skip the masks.
+  template <int M, int NV, bool FULL>
+  static void body(int64_t kc, const float* a, const float* const* b, int64_t boff, float* c, int64_t ldc, int n,
                    bool accumulate) {
     __mmask16 mask[NV];
 #pragma GCC unroll 2
@@ -40,10 +107,11 @@ struct UkernelAvx512 {
       for (int v = 0; v < NV; ++v)
         acc[i][v] = accumulate ? _mm512_maskz_loadu_ps(mask[v], c + i * ldc + 16 * v) : _mm512_setzero_ps();
     }
-    for (int64_t k = 0; k < kc; ++k, a += M, b += ldb) {
+    for (int64_t k = 0; k < kc; ++k, a += M) {
+      const float* bk = b[k] + boff;
       __m512 bv[NV];
 #pragma GCC unroll 2
-      for (int v = 0; v < NV; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
+      for (int v = 0; v < NV; ++v) bv[v] = FULL ? _mm512_loadu_ps(bk + 16 * v) : _mm512_maskz_loadu_ps(mask[v], bk + 16 * v);
 #pragma GCC unroll 12
       for (int i = 0; i < M; ++i) {
         const __m512 ai = _mm512_set1_ps(a[i]);

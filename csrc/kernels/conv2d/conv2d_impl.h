@@ -9,11 +9,22 @@
 // C++ standard library beyond memcpy/memset is used here.
 //
 // Micro-kernel contract (struct UK):
-//   using T; static constexpr int MR, NR;
-//   template <int M> static void run(int64_t kc, const T* a, const T* b, int64_t ldb,
+//   using T; static constexpr int MR, NR, DR, DC;
+//   template <int M> static void run(int64_t kc, const T* a, const T* const* b, int64_t boff,
 //                                    T* c, int64_t ldc, int n, bool accumulate);
-//   computes C[M x n] = (accumulate ? C : 0) + sum_{k < kc} a[k*M + i] * b[k*ldb + j], for
-//   M <= MR rows and n <= NR columns; it reads exactly n columns of b and writes n of c.
+//     C[M x n] = (accumulate ? C : 0) + sum_{k < kc} a[k*M + i] * b[k][boff + j] for M <= MR
+//     rows and n <= NR columns. B is addressed through one pointer per row (an indirection
+//     table, as in XNNPACK's IGEMM), so its rows can be im2col rows, image rows or slices of a
+//     padded image alike. It reads exactly n columns of each b row and writes n of c.
+//   template <int I, int J> static void dot(int64_t len, const T* const* a, const T* const* b,
+//                                           int64_t off, T* c, int64_t ldc);
+//     C[i][j] += sum_{p < len} a[i][off + p] * b[j][off + p] for I <= DR, J <= DC: the product
+//     A.B^T of two row-major operands, vectorised along p (the weight-gradient reduction).
+//
+// Unit-stride convolutions need no im2col at all: with the (padded) image stored at its padded
+// row pitch IWp, the im2col row of tap (c, r, q) over output pixels laid out at the same pitch
+// is the contiguous slice starting at image_c + r*dh*IWp + q*dw. The IWp - OW extra columns of
+// each output row are computed and dropped. Strided convolutions gather explicit im2col rows.
 //
 // Determinism: every output element is produced by one work item that sums its terms in a fixed
 // order, and the work decomposition depends on the problem only, never on the thread count.
@@ -61,19 +72,53 @@ int64_t carve_bytes(int64_t count) {
 // Calls UK::run<m> for a runtime m in [1, MR].
 template <class UK, int M = UK::MR>
 struct RowDispatch {
-  static void call(int m, int64_t kc, const typename UK::T* a, const typename UK::T* b, int64_t ldb,
-                   typename UK::T* c, int64_t ldc, int n, bool accumulate) {
+  using T = typename UK::T;
+  static void call(int m, int64_t kc, const T* a, const T* const* b, int64_t boff, T* c, int64_t ldc, int n,
+                   bool accumulate) {
     if (m == M) {
-      UK::template run<M>(kc, a, b, ldb, c, ldc, n, accumulate);
+      UK::template run<M>(kc, a, b, boff, c, ldc, n, accumulate);
     } else {
-      RowDispatch<UK, M - 1>::call(m, kc, a, b, ldb, c, ldc, n, accumulate);
+      RowDispatch<UK, M - 1>::call(m, kc, a, b, boff, c, ldc, n, accumulate);
     }
   }
 };
 template <class UK>
 struct RowDispatch<UK, 0> {
-  static void call(int, int64_t, const typename UK::T*, const typename UK::T*, int64_t, typename UK::T*,
-                   int64_t, int, bool) {}
+  using T = typename UK::T;
+  static void call(int, int64_t, const T*, const T* const*, int64_t, T*, int64_t, int, bool) {}
+};
+
+// Calls UK::dot<i, j> for runtime i in [1, DR], j in [1, DC].
+template <class UK, int I = UK::DR, int J = UK::DC>
+struct DotDispatch {
+  using T = typename UK::T;
+  static void call(int i, int j, int64_t len, const T* const* a, const T* const* b, int64_t off, T* c, int64_t ldc) {
+    if (i == I && j == J) {
+      UK::template dot<I, J>(len, a, b, off, c, ldc);
+    } else if (j == J) {
+      DotDispatch<UK, I - 1, J>::call(i, j, len, a, b, off, c, ldc);
+    } else {
+      DotDispatch<UK, I, J - 1>::call(i, j, len, a, b, off, c, ldc);
+    }
+  }
+};
+template <class UK, int J>
+struct DotDispatch<UK, 0, J> {
+  using T = typename UK::T;
+  static void call(int, int, int64_t, const T* const*, const T* const*, int64_t, T*, int64_t) {}
+};
+template <class UK, int I>
+struct DotDispatch<UK, I, 0> {
+  using T = typename UK::T;
+  static void call(int i, int j, int64_t len, const T* const* a, const T* const* b, int64_t off, T* c, int64_t ldc) {
+    // j exhausted for this i: move to the next smaller i with the full column range.
+    DotDispatch<UK, I - 1, UK::DC>::call(i, j, len, a, b, off, c, ldc);
+  }
+};
+template <class UK>
+struct DotDispatch<UK, 0, 0> {
+  using T = typename UK::T;
+  static void call(int, int, int64_t, const T* const*, const T* const*, int64_t, T*, int64_t) {}
 };
 
 // Where row k = (c, r, q) of the virtual im2col matrix reads from: kernel row r, column q.
@@ -144,44 +189,184 @@ void col2im_row_add(const ConvShape& s, const T* src, int64_t r, int64_t q, int6
   });
 }
 
-// Packs rows [r0, r1) x columns [k0, k0 + kc) of A (element (i, k) at a[i*rs + k*cs]) into
-// MR-row panels laid out [k][i], at pa + k0*M + r0*kc: the same formula for any partition of
+// Rows per A panel for `rows` rows: as equal as possible, at most MR (16 rows -> 8 + 8, not
+// 12 + 4, whose thin panel has too few accumulators to hide the FMA latency).
+template <int MR>
+int64_t panel_height(int64_t rows) {
+  return ceil_div(rows, ceil_div(rows, MR));
+}
+
+// Packs rows [r0, r1) x columns [k0, k0 + kc) of A, element (i, k) = elem(i, k), into panels of
+// panel_height rows laid out [k][i], at pa + k0*M + r0*kc: the same formula for any partition of
 // the rows into consecutive panels, so packer and consumer agree without a table.
-template <class T, int MR>
-void pack_a(const T* a, int64_t rs, int64_t cs, int64_t M, int64_t r0, int64_t r1, int64_t k0, int64_t kc, T* pa) {
-  for (int64_t i0 = r0; i0 < r1; i0 += MR) {
-    const int64_t m = imin(MR, r1 - i0);
+template <class T, int MR, class Elem>
+void pack_a(Elem&& elem, int64_t M, int64_t r0, int64_t r1, int64_t k0, int64_t kc, T* pa) {
+  const int64_t height = panel_height<MR>(r1 - r0);
+  for (int64_t i0 = r0; i0 < r1; i0 += height) {
+    const int64_t m = imin(height, r1 - i0);
     T* dst = pa + k0 * M + i0 * kc;
     for (int64_t k = 0; k < kc; ++k)
-      for (int64_t i = 0; i < m; ++i) dst[k * m + i] = a[(i0 + i) * rs + (k0 + k) * cs];
+      for (int64_t i = 0; i < m; ++i) dst[k * m + i] = elem(i0 + i, k0 + k);
   }
 }
 
-// C[r0:r1, 0:n] (+)= A-panels(k0, kc) x B, for B row-major [kc x n] with leading dimension ldb.
+// C[r0:r1, 0:n] (+)= A-panels(k0, kc) x B, B's rows given by brow[0..kc) at column offset boff.
 // Column panels outside, row panels inside: one B micro-panel stays in L1 across all of A.
 template <class UK>
 void macro_kernel(const typename UK::T* pa, int64_t M, int64_t r0, int64_t r1, int64_t k0, int64_t kc,
-                  const typename UK::T* b, int64_t ldb, int64_t n, typename UK::T* c, int64_t ldc, bool accumulate) {
+                  const typename UK::T* const* brow, int64_t boff, int64_t n, typename UK::T* c, int64_t ldc,
+                  bool accumulate) {
+  const int64_t height = panel_height<UK::MR>(r1 - r0);
   for (int64_t j = 0; j < n; j += UK::NR) {
     const int nr = static_cast<int>(imin(UK::NR, n - j));
-    for (int64_t i0 = r0; i0 < r1; i0 += UK::MR) {
-      const int m = static_cast<int>(imin(UK::MR, r1 - i0));
-      RowDispatch<UK>::call(m, kc, pa + k0 * M + i0 * kc, b + j, ldb, c + (i0 - r0) * ldc + j, ldc, nr, accumulate);
+    for (int64_t i0 = r0; i0 < r1; i0 += height) {
+      const int m = static_cast<int>(imin(height, r1 - i0));
+      RowDispatch<UK>::call(m, kc, pa + k0 * M + i0 * kc, brow, boff + j, c + (i0 - r0) * ldc + j, ldc, nr,
+                            accumulate);
     }
   }
 }
 
-constexpr int64_t kKc = 256;       // reduction block: one B micro-panel of kc x NR stays in L1
+// C[M x K] += A.B^T over columns [off, off + len): A rows arows[0..M), B rows brows[0..K).
+template <class UK>
+void dot_kernel(int64_t M, int64_t K, const typename UK::T* const* arows, const typename UK::T* const* brows,
+                int64_t off, int64_t len, typename UK::T* c, int64_t ldc) {
+  for (int64_t i0 = 0; i0 < M; i0 += UK::DR) {
+    const int mi = static_cast<int>(imin(UK::DR, M - i0));
+    for (int64_t j0 = 0; j0 < K; j0 += UK::DC) {
+      const int nj = static_cast<int>(imin(UK::DC, K - j0));
+      DotDispatch<UK>::call(mi, nj, len, arows + i0, brows + j0, off, c + i0 * ldc + j0, ldc);
+    }
+  }
+}
+
+// dst[a - a0][b] = src[a - off_t][b - off_l] (zero outside src) for rows a in [a0, a0 + rows)
+// and columns b in [0, width): a window of src placed in a zero-padded frame.
+template <class T>
+void fill_window(const T* src, int64_t src_h, int64_t src_w, int64_t off_t, int64_t off_l, int64_t a0, int64_t rows,
+                 int64_t width, T* dst) {
+  const int64_t b_lo = imin(imax(off_l, 0), width), b_hi = imax(imin(src_w + off_l, width), b_lo);
+  for (int64_t a = a0; a < a0 + rows; ++a, dst += width) {
+    const int64_t sr = a - off_t;
+    if (sr < 0 || sr >= src_h) {
+      std::memset(dst, 0, sizeof(T) * static_cast<std::size_t>(width));
+      continue;
+    }
+    std::memset(dst, 0, sizeof(T) * static_cast<std::size_t>(b_lo));
+    std::memcpy(dst + b_lo, src + sr * src_w + (b_lo - off_l), sizeof(T) * static_cast<std::size_t>(b_hi - b_lo));
+    std::memset(dst + b_hi, 0, sizeof(T) * static_cast<std::size_t>(width - b_hi));
+  }
+}
+
+template <class T>
+bool all_finite(const T* p, int64_t n) {
+  // x - x is 0 for finite x and NaN for NaN/inf; a sum of those is NaN iff one of them was.
+  T acc = T(0);
+  for (int64_t i = 0; i < n; ++i) acc += p[i] - p[i];
+  return acc == T(0);
+}
+
+// Copies the `ow` valid columns of each output row of a pitch-`pitch` block (columns
+// [j0, j0 + nb) of the padded-pitch pixel space) to their places in an OH x OW plane, adding
+// bias if given.
+template <class T>
+void scatter_rows(const T* src, int64_t ld_src, int64_t rows, int64_t j0, int64_t nb, int64_t pitch, int64_t ow,
+                  const T* bias, T* dst, int64_t plane) {
+  const int64_t row0 = j0 / pitch, col0 = j0 % pitch;
+  for (int64_t i = 0; i < rows; ++i) {
+    const T add = bias != nullptr ? bias[i] : T(0);
+    int64_t row = row0, col = col0;
+    for (int64_t j = 0; j < nb; ++row, col = 0) {
+      const int64_t run = imin(pitch - col, nb - j);
+      const int64_t valid = imax(imin(ow - col, run), 0);
+      const T* __restrict s = src + i * ld_src + j;
+      T* __restrict d = dst + i * plane + row * ow + col;
+      for (int64_t t = 0; t < valid; ++t) d[t] = s[t] + add;
+      j += run;
+    }
+  }
+}
+
+// Offsets of each reduction row's first element from the start of a frame of `rows` x `pitch`
+// per channel, for taps (c, r, q) with dilation (dh, dw); computed once per call.
+inline void tap_offsets(int64_t channels, int64_t kh, int64_t kw, int64_t dh, int64_t dw, int64_t rows, int64_t pitch,
+                        int64_t* off) {
+  for (int64_t c = 0, k = 0; c < channels; ++c)
+    for (int64_t r = 0; r < kh; ++r)
+      for (int64_t q = 0; q < kw; ++q, ++k) off[k] = c * rows * pitch + r * dh * pitch + q * dw;
+}
+
+constexpr int64_t kKc = 256;        // reduction block: one B micro-panel of kc x NR stays in L1
 constexpr int64_t kPixBlock = 512;  // output pixels per work item (B block of kc x 512 in L2)
+constexpr int64_t kDotBlock = 512;  // pixels per step of the weight-gradient dot products
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+// ---------------------------------------------------------------------------------------------
 
 template <class UK>
-void conv2d_fwd(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
-                const typename UK::T* bias, typename UK::T* dst) {
+void conv2d_fwd_unit_stride(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
+                            const typename UK::T* bias, typename UK::T* dst) {
+  using T = typename UK::T;
+  const int64_t M = s.oc, KHW = s.kh * s.kw, K = s.ic * KHW, P = s.oh * s.ow, HW = s.ih * s.iw;
+  const int64_t pitch = s.iw + s.pl + s.pr, prows = s.ih + s.pt + s.pb;
+  const bool padded = s.pt + s.pb + s.pl + s.pr > 0;
+  const int64_t Pp = (s.oh - 1) * pitch + s.ow;  // output pixels at the padded pitch
+  const bool direct_store = pitch == s.ow;       // no dropped columns: write straight into dst
+  const int64_t nblk = ceil_div(Pp, kPixBlock);
+  const int64_t NB = imin(round_up(ceil_div(Pp, nblk), UK::NR), Pp);
+  const int64_t KC = imin(K, kKc);
+  // Rows of the frame one block reads: its output rows plus the kernel's reach, plus one more
+  // because the dropped columns at the end of its last row wrap into the next frame row.
+  const int64_t win_rows = imin(prows, ceil_div(NB, pitch) + 2 + (s.kh - 1) * s.dh);
+  const int64_t items = s.mb * nblk;
+  const int threads = plan_threads(items, s.flops());
+
+  const int64_t per_thread = carve_bytes<const T*>(K) + (padded ? carve_bytes<T>(s.ic * win_rows * pitch) : 0) +
+                             (direct_store ? 0 : carve_bytes<T>(M * padded_ld<T>(NB)));
+  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
+      carve_bytes<T>(K * M) + carve_bytes<int64_t>(K) + threads * per_thread)))};
+  T* pa = ws.template take<T>(K * M);
+  int64_t* tap_off = ws.template take<int64_t>(K);
+  char* thread_area = ws.p;
+  for (int64_t k0 = 0; k0 < K; k0 += KC)
+    pack_a<T, UK::MR>([&](int64_t i, int64_t k) { return wei[i * K + k]; }, M, 0, M, k0, imin(KC, K - k0), pa);
+  tap_offsets(s.ic, s.kh, s.kw, s.dh, s.dw, padded ? win_rows : s.ih, pitch, tap_off);
+
+  parallel_for(threads, items, [&](int64_t item, int tid) {
+    const int64_t n = item / nblk, j0 = (item % nblk) * NB, nb = imin(NB, Pp - j0);
+    Carver tws{thread_area + tid * per_thread};
+    const T** brow = tws.template take<const T*>(K);
+    const T* x = src + n * s.ic * HW;
+    // The image (or the rows of its zero-padded frame that this block reads), pitch `pitch`.
+    const int64_t a0 = j0 / pitch;
+    const T* base = x;
+    if (padded) {
+      const int64_t rows = imin(prows - a0, (j0 + nb - 1) / pitch - a0 + 2 + (s.kh - 1) * s.dh);
+      T* win = tws.template take<T>(s.ic * win_rows * pitch);
+      for (int64_t c = 0; c < s.ic; ++c)
+        fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, a0, rows, pitch, win + c * win_rows * pitch);
+      base = win - a0 * pitch;  // so that base + a*pitch addresses frame row a
+    }
+    for (int64_t k = 0; k < K; ++k) brow[k] = base + tap_off[k];
+    T* out = direct_store ? dst + n * M * P + j0 : tws.template take<T>(M * padded_ld<T>(NB));
+    const int64_t ldo = direct_store ? P : padded_ld<T>(NB);
+    if (direct_store && bias != nullptr) {
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < nb; ++j) out[i * ldo + j] = bias[i];
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += KC)
+      macro_kernel<UK>(pa, M, 0, M, k0, imin(KC, K - k0), brow + k0, j0, nb, out, ldo,
+                       k0 > 0 || (direct_store && bias != nullptr));
+    if (!direct_store) scatter_rows(out, ldo, M, j0, nb, pitch, s.ow, bias, dst + n * M * P, P);
+  });
+}
+
+template <class UK>
+void conv2d_fwd_im2col(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
+                       const typename UK::T* bias, typename UK::T* dst) {
   using T = typename UK::T;
   const int64_t M = s.oc, K = s.ic * s.kh * s.kw, P = s.oh * s.ow, HW = s.ih * s.iw;
-  // A 1x1 kernel with unit stride and no padding reads the image itself as the B matrix.
-  const bool pointwise =
-      s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.pt == 0 && s.pb == 0 && s.pl == 0 && s.pr == 0;
   const int64_t nblk = ceil_div(P, kPixBlock);
   const int64_t NB = imin(round_up(ceil_div(P, nblk), UK::NR), P);
   const int64_t ldb = padded_ld<T>(NB);
@@ -189,46 +374,112 @@ void conv2d_fwd(const ConvShape& s, const typename UK::T* src, const typename UK
   const int64_t items = s.mb * nblk;
   const int threads = plan_threads(items, s.flops());
 
-  const int64_t per_thread = pointwise ? 0 : carve_bytes<T>(KC * ldb);
+  const int64_t per_thread = carve_bytes<T>(KC * ldb) + carve_bytes<const T*>(KC);
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(carve_bytes<T>(K * M) + threads * per_thread)))};
   T* pa = ws.template take<T>(K * M);
   char* thread_area = ws.p;
-
-  for (int64_t k0 = 0; k0 < K; k0 += KC) pack_a<T, UK::MR>(wei, K, 1, M, 0, M, k0, imin(KC, K - k0), pa);
+  for (int64_t k0 = 0; k0 < K; k0 += KC)
+    pack_a<T, UK::MR>([&](int64_t i, int64_t k) { return wei[i * K + k]; }, M, 0, M, k0, imin(KC, K - k0), pa);
 
   parallel_for(threads, items, [&](int64_t item, int tid) {
     const int64_t n = item / nblk, j0 = (item % nblk) * NB, nb = imin(NB, P - j0);
     const T* x = src + n * s.ic * HW;
     T* y = dst + n * M * P + j0;
-    T* bbuf = reinterpret_cast<T*>(thread_area + tid * per_thread);
+    Carver tws{thread_area + tid * per_thread};
+    T* bbuf = tws.template take<T>(KC * ldb);
+    const T** brow = tws.template take<const T*>(KC);
+    for (int64_t k = 0; k < KC; ++k) brow[k] = bbuf + k * ldb;
     if (bias != nullptr) {
       for (int64_t i = 0; i < M; ++i)
         for (int64_t j = 0; j < nb; ++j) y[i * P + j] = bias[i];
     }
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
       const int64_t kc = imin(KC, K - k0);
-      const T* b = x + k0 * P + j0;
-      int64_t ld = P;
-      if (!pointwise) {
-        for (int64_t k = 0; k < kc; ++k) {
-          const KernelTap tap = tap_of(s, k0 + k);
-          im2col_row(s, x + tap.c * HW, tap.r, tap.q, j0, nb, bbuf + k * ldb);
-        }
-        b = bbuf;
-        ld = ldb;
+      for (int64_t k = 0; k < kc; ++k) {
+        const KernelTap tap = tap_of(s, k0 + k);
+        im2col_row(s, x + tap.c * HW, tap.r, tap.q, j0, nb, bbuf + k * ldb);
       }
-      macro_kernel<UK>(pa, M, 0, M, k0, kc, b, ld, nb, y, P, k0 > 0 || bias != nullptr);
+      macro_kernel<UK>(pa, M, 0, M, k0, kc, brow, 0, nb, y, P, k0 > 0 || bias != nullptr);
     }
   });
 }
 
 template <class UK>
-void conv2d_bwd_data(const ConvShape& s, const typename UK::T* diff_dst, const typename UK::T* wei,
-                     typename UK::T* diff_src) {
+void conv2d_fwd(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
+                const typename UK::T* bias, typename UK::T* dst) {
+  if (s.sh == 1 && s.sw == 1) {
+    conv2d_fwd_unit_stride<UK>(s, src, wei, bias, dst);
+  } else {
+    conv2d_fwd_im2col<UK>(s, src, wei, bias, dst);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward data
+// ---------------------------------------------------------------------------------------------
+
+// Unit stride: dx is the correlation of dy, zero-padded by (span - 1 - padding) on each side,
+// with the spatially flipped and transposed weights, i.e. a forward pass with M = IC output
+// rows and a long reduction over (OC, KH, KW), written straight into dx: no col2im scatter.
+template <class UK>
+void conv2d_bwd_data_unit_stride(const ConvShape& s, const typename UK::T* diff_dst, const typename UK::T* wei,
+                                 typename UK::T* diff_src) {
   using T = typename UK::T;
-  // dcol[K x P] = W^T[K x OC] . dy[OC x P], then scattered back onto dx (col2im). The rows of
-  // one input channel only touch that channel's plane, so (image, channel group) items never
-  // write the same memory.
+  const int64_t M = s.ic, KHW = s.kh * s.kw, K = s.oc * KHW, P = s.oh * s.ow, HW = s.ih * s.iw;
+  const int64_t off_t = (s.kh - 1) * s.dh - s.pt, off_l = (s.kw - 1) * s.dw - s.pl;  // may be < 0
+  const int64_t pitch = s.iw + (s.kw - 1) * s.dw, prows = s.ih + (s.kh - 1) * s.dh;
+  const int64_t Pp = (s.ih - 1) * pitch + s.iw;
+  const int64_t nblk = ceil_div(Pp, kPixBlock);
+  const int64_t NB = imin(round_up(ceil_div(Pp, nblk), UK::NR), Pp);
+  const int64_t KC = imin(K, kKc);
+  // Rows of the frame one block reads: its output rows plus the kernel's reach, plus one more
+  // because the dropped columns at the end of its last row wrap into the next frame row.
+  const int64_t win_rows = imin(prows, ceil_div(NB, pitch) + 2 + (s.kh - 1) * s.dh);
+  const int64_t items = s.mb * nblk;
+  const int threads = plan_threads(items, s.flops());
+  const int64_t ldo = padded_ld<T>(NB);
+
+  const int64_t per_thread =
+      carve_bytes<const T*>(K) + carve_bytes<T>(s.oc * win_rows * pitch) + carve_bytes<T>(M * ldo);
+  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
+      carve_bytes<T>(K * M) + carve_bytes<int64_t>(K) + threads * per_thread)))};
+  T* pa = ws.template take<T>(K * M);
+  int64_t* tap_off = ws.template take<int64_t>(K);
+  char* thread_area = ws.p;
+  tap_offsets(s.oc, s.kh, s.kw, s.dh, s.dw, win_rows, pitch, tap_off);
+  // A[c][(o, r', q')] = w[o][c][KH-1-r'][KW-1-q']
+  auto elem = [&](int64_t c, int64_t k) {
+    const int64_t o = k / KHW, rq = k % KHW, r = s.kh - 1 - rq / s.kw, q = s.kw - 1 - rq % s.kw;
+    return wei[((o * s.ic + c) * s.kh + r) * s.kw + q];
+  };
+  for (int64_t k0 = 0; k0 < K; k0 += KC) pack_a<T, UK::MR>(elem, M, 0, M, k0, imin(KC, K - k0), pa);
+
+  parallel_for(threads, items, [&](int64_t item, int tid) {
+    const int64_t n = item / nblk, j0 = (item % nblk) * NB, nb = imin(NB, Pp - j0);
+    Carver tws{thread_area + tid * per_thread};
+    const T** brow = tws.template take<const T*>(K);
+    T* win = tws.template take<T>(s.oc * win_rows * pitch);
+    T* out = tws.template take<T>(M * ldo);
+    const T* dy = diff_dst + n * s.oc * P;
+    const int64_t a0 = j0 / pitch;
+    const int64_t rows = imin(prows - a0, (j0 + nb - 1) / pitch - a0 + 2 + (s.kh - 1) * s.dh);
+    for (int64_t o = 0; o < s.oc; ++o)
+      fill_window(dy + o * P, s.oh, s.ow, off_t, off_l, a0, rows, pitch, win + o * win_rows * pitch);
+    const T* base = win - a0 * pitch;
+    for (int64_t k = 0; k < K; ++k) brow[k] = base + tap_off[k];
+    for (int64_t k0 = 0; k0 < K; k0 += KC)
+      macro_kernel<UK>(pa, M, 0, M, k0, imin(KC, K - k0), brow + k0, j0, nb, out, ldo, k0 > 0);
+    scatter_rows<T>(out, ldo, M, j0, nb, pitch, s.iw, nullptr, diff_src + n * s.ic * HW, HW);
+  });
+}
+
+// Any stride: dcol[K x P] = W^T[K x OC] . dy[OC x P], then scattered back onto dx (col2im). The
+// rows of one input channel only touch that channel's plane, so (image, channel group) items
+// never write the same memory.
+template <class UK>
+void conv2d_bwd_data_col2im(const ConvShape& s, const typename UK::T* diff_dst, const typename UK::T* wei,
+                            typename UK::T* diff_src) {
+  using T = typename UK::T;
   const int64_t OC = s.oc, KHW = s.kh * s.kw, K = s.ic * KHW, P = s.oh * s.ow, HW = s.ih * s.iw;
   const int64_t cg = imax(1, imin(s.ic, 256 / KHW));
   const int64_t ngroups = ceil_div(s.ic, cg);
@@ -239,7 +490,7 @@ void conv2d_bwd_data(const ConvShape& s, const typename UK::T* diff_dst, const t
   const int64_t items = s.mb * ngroups;
   const int threads = plan_threads(items, s.flops());
 
-  const int64_t per_thread = carve_bytes<T>(cg * KHW * ldd);
+  const int64_t per_thread = carve_bytes<T>(cg * KHW * ldd) + carve_bytes<const T*>(OC);
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(carve_bytes<T>(K * OC) + threads * per_thread)))};
   T* pa = ws.template take<T>(K * OC);
   char* thread_area = ws.p;
@@ -247,7 +498,8 @@ void conv2d_bwd_data(const ConvShape& s, const typename UK::T* diff_dst, const t
   // A = W^T: element (k, oc) at wei[oc*K + k]; panels never straddle a channel group.
   for (int64_t g = 0; g < ngroups; ++g) {
     const int64_t r0 = g * cg * KHW, r1 = imin(s.ic, (g + 1) * cg) * KHW;
-    for (int64_t k0 = 0; k0 < OC; k0 += KC) pack_a<T, UK::MR>(wei, 1, K, K, r0, r1, k0, imin(KC, OC - k0), pa);
+    for (int64_t k0 = 0; k0 < OC; k0 += KC)
+      pack_a<T, UK::MR>([&](int64_t i, int64_t k) { return wei[k * K + i]; }, K, r0, r1, k0, imin(KC, OC - k0), pa);
   }
 
   parallel_for(threads, items, [&](int64_t item, int tid) {
@@ -255,12 +507,15 @@ void conv2d_bwd_data(const ConvShape& s, const typename UK::T* diff_dst, const t
     const int64_t c0 = g * cg, c1 = imin(s.ic, c0 + cg), r0 = c0 * KHW, r1 = c1 * KHW;
     const T* dy = diff_dst + n * OC * P;
     T* dx = diff_src + n * s.ic * HW;
-    T* dcol = reinterpret_cast<T*>(thread_area + tid * per_thread);
+    Carver tws{thread_area + tid * per_thread};
+    T* dcol = tws.template take<T>(cg * KHW * ldd);
+    const T** brow = tws.template take<const T*>(OC);
+    for (int64_t o = 0; o < OC; ++o) brow[o] = dy + o * P;
     std::memset(dx + c0 * HW, 0, sizeof(T) * static_cast<std::size_t>((c1 - c0) * HW));
     for (int64_t j0 = 0; j0 < P; j0 += NB) {
       const int64_t nb = imin(NB, P - j0);
       for (int64_t k0 = 0; k0 < OC; k0 += KC)
-        macro_kernel<UK>(pa, K, r0, r1, k0, imin(KC, OC - k0), dy + k0 * P + j0, P, nb, dcol, ldd, k0 > 0);
+        macro_kernel<UK>(pa, K, r0, r1, k0, imin(KC, OC - k0), brow + k0, j0, nb, dcol, ldd, k0 > 0);
       for (int64_t row = r0; row < r1; ++row) {
         const KernelTap tap = tap_of(s, row);
         col2im_row_add(s, dcol + (row - r0) * ldd, tap.r, tap.q, j0, nb, dx + tap.c * HW);
@@ -269,40 +524,73 @@ void conv2d_bwd_data(const ConvShape& s, const typename UK::T* diff_dst, const t
   });
 }
 
-constexpr int64_t kMaxChunks = 16;                     // partial weight gradients reduced in order
-constexpr int64_t kMaxPartialBytes = int64_t{64} << 20;  // bound on their memory
-constexpr int64_t kPixChunk = 128;                     // pixels per reduction step
+template <class UK>
+void conv2d_bwd_data(const ConvShape& s, const typename UK::T* diff_dst, const typename UK::T* wei,
+                     typename UK::T* diff_src) {
+  // The unit-stride form multiplies weights by dy's zero padding; with an inf or NaN weight that
+  // would turn 0 into NaN where the true gradient has no such term, so those weights take the
+  // exact col2im path.
+  if (s.sh == 1 && s.sw == 1 && all_finite(wei, s.wei_size())) {
+    conv2d_bwd_data_unit_stride<UK>(s, diff_dst, wei, diff_src);
+  } else {
+    conv2d_bwd_data_col2im<UK>(s, diff_dst, wei, diff_src);
+  }
+}
 
+// ---------------------------------------------------------------------------------------------
+// Backward weights
+// ---------------------------------------------------------------------------------------------
+
+constexpr int64_t kMaxChunks = 16;                       // partial weight gradients reduced in order
+constexpr int64_t kMaxPartialBytes = int64_t{64} << 20;  // bound on their memory
+
+// dW[OC x K] = sum over images and pixels of dy[OC x P] . col[K x P]^T, as dot products along
+// the pixels. Unit stride reads the im2col rows straight from the (padded) image, with dy laid
+// out at the same pitch and zeros in the dropped columns; other strides gather im2col rows.
+// Images are split into a fixed number of chunks (from the problem size alone); each chunk sums
+// into its own partial gradient, and the partials are added in chunk order, so any thread count
+// gives the same bits.
 template <class UK>
 void conv2d_bwd_weights(const ConvShape& s, const typename UK::T* diff_dst, const typename UK::T* src,
                         typename UK::T* diff_wei, typename UK::T* diff_bias) {
   using T = typename UK::T;
-  // dW[OC x K] = sum over images and pixels of dy[OC x P] . col^T[P x K]. Images are split into
-  // a fixed number of chunks (from the problem size alone); each chunk sums into its own partial
-  // gradient, and the partials are added in chunk order, so any thread count gives the same bits.
   const int64_t OC = s.oc, K = s.ic * s.kh * s.kw, P = s.oh * s.ow, HW = s.ih * s.iw;
   const int64_t wsize = OC * K;
+  // Unit stride multiplies the dropped columns' zeros by real pixels: an inf or NaN pixel would
+  // make 0 * inf = NaN where the true gradient has no such term, so such inputs gather im2col.
+  const bool unit = s.sh == 1 && s.sw == 1 && all_finite(src, s.src_size());
+  const int64_t pitch = unit ? s.iw + s.pl + s.pr : s.ow, prows = s.ih + s.pt + s.pb;
+  const bool padded = unit && s.pt + s.pb + s.pl + s.pr > 0;
+  const bool dy_direct = pitch == s.ow;
+  const int64_t Pp = (s.oh - 1) * pitch + s.ow;
+  const int64_t PB = unit ? Pp : imin(P, kDotBlock);  // im2col: pixels per gathered block
   int64_t nchunks = imin(s.mb, kMaxChunks);
   nchunks = imax(1, imin(nchunks, kMaxPartialBytes / static_cast<int64_t>(sizeof(T) * (wsize + OC))));
   const int64_t per_chunk = ceil_div(s.mb, nchunks);
   nchunks = ceil_div(s.mb, per_chunk);
-  const int64_t PB = imin(P, kPixChunk);
-  const int64_t ldb = padded_ld<T>(K), ldt = padded_ld<T>(PB);
   const int threads = plan_threads(nchunks, s.flops());
+  const int64_t ldcol = padded_ld<T>(PB);
 
-  const int64_t per_thread = carve_bytes<T>(K * ldt) + carve_bytes<T>(PB * ldb) + carve_bytes<T>(PB * OC);
+  const int64_t per_thread = carve_bytes<const T*>(K) + carve_bytes<const T*>(OC) +
+                             (padded ? carve_bytes<T>(s.ic * prows * pitch) : 0) +
+                             (dy_direct ? 0 : carve_bytes<T>(OC * Pp)) + (unit ? 0 : carve_bytes<T>(K * ldcol));
   const int64_t partial_count = nchunks > 1 ? nchunks * (wsize + OC) : 0;
-  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(carve_bytes<T>(partial_count) + threads * per_thread)))};
+  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
+      carve_bytes<T>(partial_count) + carve_bytes<int64_t>(K) + threads * per_thread)))};
   T* partials = ws.template take<T>(partial_count);
+  int64_t* tap_off = ws.template take<int64_t>(K);
   char* thread_area = ws.p;
+  if (unit) tap_offsets(s.ic, s.kh, s.kw, s.dh, s.dw, prows, pitch, tap_off);
 
   parallel_for(threads, nchunks, [&](int64_t chunk, int tid) {
     T* dw = nchunks > 1 ? partials + chunk * (wsize + OC) : diff_wei;
     T* db = nchunks > 1 && diff_bias != nullptr ? dw + wsize : diff_bias;
     Carver tws{thread_area + tid * per_thread};
-    T* col = tws.template take<T>(K * ldt);   // [K x PB]: im2col of the pixel block
-    T* colt = tws.template take<T>(PB * ldb);  // [PB x K]: its transpose, the B operand
-    T* pa = tws.template take<T>(PB * OC);     // dy block packed as the A operand
+    const T** brow = tws.template take<const T*>(K);
+    const T** arow = tws.template take<const T*>(OC);
+    T* xpad = padded ? tws.template take<T>(s.ic * prows * pitch) : nullptr;
+    T* dyp = dy_direct ? nullptr : tws.template take<T>(OC * Pp);
+    T* col = unit ? nullptr : tws.template take<T>(K * ldcol);
     std::memset(dw, 0, sizeof(T) * static_cast<std::size_t>(wsize));
     if (db != nullptr) std::memset(db, 0, sizeof(T) * static_cast<std::size_t>(OC));
     const int64_t n_end = imin(s.mb, (chunk + 1) * per_chunk);
@@ -316,17 +604,41 @@ void conv2d_bwd_weights(const ConvShape& s, const typename UK::T* diff_dst, cons
           db[o] += sum;
         }
       }
-      for (int64_t p0 = 0; p0 < P; p0 += PB) {
-        const int64_t pb = imin(PB, P - p0);
-        for (int64_t k = 0; k < K; ++k) {
-          const KernelTap tap = tap_of(s, k);
-          im2col_row(s, x + tap.c * HW, tap.r, tap.q, p0, pb, col + k * ldt);
+      if (!unit) {
+        for (int64_t o = 0; o < OC; ++o) arow[o] = dy + o * P;
+        for (int64_t k = 0; k < K; ++k) brow[k] = col + k * ldcol;
+        for (int64_t p0 = 0; p0 < P; p0 += PB) {
+          const int64_t pb = imin(PB, P - p0);
+          for (int64_t k = 0; k < K; ++k) {
+            const KernelTap tap = tap_of(s, k);
+            im2col_row(s, x + tap.c * HW, tap.r, tap.q, p0, pb, col + k * ldcol);
+          }
+          // A rows start at pixel p0, B rows (the gathered block) at 0: shift A by p0.
+          for (int64_t o = 0; o < OC; ++o) arow[o] = dy + o * P + p0;
+          dot_kernel<UK>(OC, K, arow, brow, 0, pb, dw, K);
         }
-        for (int64_t p = 0; p < pb; ++p)
-          for (int64_t k = 0; k < K; ++k) colt[p * ldb + k] = col[k * ldt + p];
-        pack_a<T, UK::MR>(dy + p0, P, 1, OC, 0, OC, 0, pb, pa);
-        macro_kernel<UK>(pa, OC, 0, OC, 0, pb, colt, ldb, K, dw, K, true);
+        continue;
       }
+      const T* base = x;
+      if (padded) {
+        for (int64_t c = 0; c < s.ic; ++c)
+          fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, 0, prows, pitch, xpad + c * prows * pitch);
+        base = xpad;
+      }
+      for (int64_t k = 0; k < K; ++k) brow[k] = base + tap_off[k];
+      for (int64_t o = 0; o < OC; ++o) {
+        if (dy_direct) {
+          arow[o] = dy + o * P;
+          continue;
+        }
+        T* d = dyp + o * Pp;  // dy at the padded pitch, zeros in the dropped columns
+        for (int64_t r = 0; r < s.oh; ++r) {
+          std::memcpy(d + r * pitch, dy + o * P + r * s.ow, sizeof(T) * static_cast<std::size_t>(s.ow));
+          if (r + 1 < s.oh) std::memset(d + r * pitch + s.ow, 0, sizeof(T) * static_cast<std::size_t>(pitch - s.ow));
+        }
+        arow[o] = d;
+      }
+      for (int64_t p0 = 0; p0 < Pp; p0 += kDotBlock) dot_kernel<UK>(OC, K, arow, brow, p0, imin(kDotBlock, Pp - p0), dw, K);
     }
   });
 

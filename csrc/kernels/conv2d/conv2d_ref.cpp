@@ -9,20 +9,33 @@ namespace {
 template <class Scalar>
 struct UkernelRef {
   using T = Scalar;
-  static constexpr int MR = 4, NR = 16;
+  static constexpr int MR = 4, NR = 16, DR = 4, DC = 4;
+
   template <int M>
-  static void run(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc, int n, bool accumulate) {
+  static void run(int64_t kc, const T* a, const T* const* b, int64_t boff, T* c, int64_t ldc, int n,
+                  bool accumulate) {
     T acc[M][NR];
     for (int i = 0; i < M; ++i)
       for (int j = 0; j < NR; ++j) acc[i][j] = (accumulate && j < n) ? c[i * ldc + j] : T(0);
-    for (int64_t k = 0; k < kc; ++k, a += M, b += ldb) {
+    for (int64_t k = 0; k < kc; ++k, a += M) {
+      const T* bk = b[k] + boff;
       for (int i = 0; i < M; ++i) {
         const T ai = a[i];
-        for (int j = 0; j < n; ++j) acc[i][j] += ai * b[j];
+        for (int j = 0; j < n; ++j) acc[i][j] += ai * bk[j];
       }
     }
     for (int i = 0; i < M; ++i)
       for (int j = 0; j < n; ++j) c[i * ldc + j] = acc[i][j];
+  }
+
+  template <int I, int J>
+  static void dot(int64_t len, const T* const* a, const T* const* b, int64_t off, T* c, int64_t ldc) {
+    T acc[I][J] = {};
+    for (int64_t p = off; p < off + len; ++p)
+      for (int i = 0; i < I; ++i)
+        for (int j = 0; j < J; ++j) acc[i][j] += a[i][p] * b[j][p];
+    for (int i = 0; i < I; ++i)
+      for (int j = 0; j < J; ++j) c[i * ldc + j] += acc[i][j];
   }
 };
 
