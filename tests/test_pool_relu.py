@@ -22,6 +22,11 @@ POOL_CASES = [
     ((1, 3, 1, 1), 1, 1, 0, False),
     ((1, 1, 2, 2), 2, 2, 1, True),
     ((1, 4, 5, 5), 5, 3, 2, True),
+    # 2x2/2 without padding is the SIMD path: odd sizes, several 16/8-output steps plus a tail
+    ((1, 2, 15, 17), 2, 2, 0, False),
+    ((2, 1, 6, 70), 2, None, 0, False),
+    ((1, 3, 5, 33), 2, 2, 0, False),
+    ((1, 1, 2, 2), 2, 2, 0, False),
 ]
 
 

@@ -44,7 +44,9 @@ const Kernel<Conv2dBwdWeightsFn<double>> kConv2dBwdWeightsF64[] = {CONVFORGE_REF
 const Kernel<ReluFwdFn<double>> kReluFwdF64[] = {CONVFORGE_REF_ENTRY(relu_fwd)};
 const Kernel<ReluBwdFn<double>> kReluBwdF64[] = {CONVFORGE_REF_ENTRY(relu_bwd)};
 
-const Kernel<MaxPoolFwdFn<float>> kMaxPoolFwdF32[] = {{"maxpool2d_fwd__ref", Isa::ref, &maxpool2d_fwd__ref<float>}};
+const Kernel<MaxPoolFwdFn<float>> kMaxPoolFwdF32[] = {
+    CONVFORGE_AVX512_ENTRY(maxpool2d_fwd) CONVFORGE_AVX2_ENTRY(maxpool2d_fwd)
+    {"maxpool2d_fwd__ref", Isa::ref, &maxpool2d_fwd__ref<float>}};
 const Kernel<MaxPoolBwdFn<float>> kMaxPoolBwdF32[] = {{"maxpool2d_bwd__ref", Isa::ref, &maxpool2d_bwd__ref<float>}};
 const Kernel<MaxPoolFwdFn<double>> kMaxPoolFwdF64[] = {{"maxpool2d_fwd__ref", Isa::ref, &maxpool2d_fwd__ref<double>}};
 const Kernel<MaxPoolBwdFn<double>> kMaxPoolBwdF64[] = {{"maxpool2d_bwd__ref", Isa::ref, &maxpool2d_bwd__ref<double>}};

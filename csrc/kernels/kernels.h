@@ -26,6 +26,9 @@ template <class T>
 void maxpool2d_fwd__ref(const PoolShape& s, const T* src, T* dst, int64_t* workspace);
 template <class T>
 void maxpool2d_bwd__ref(const PoolShape& s, const T* diff_dst, const int64_t* workspace, T* diff_src);
+// SIMD forward for 2x2 windows with stride 2 and no padding; other geometries call the ref.
+void maxpool2d_fwd__avx2(const PoolShape& s, const float* src, float* dst, int64_t* workspace);
+void maxpool2d_fwd__avx512(const PoolShape& s, const float* src, float* dst, int64_t* workspace);
 
 // ---- relu over n elements. dst may equal src (in place). ------------------------------------
 #define CONVFORGE_DECLARE_RELU(ISA, T)                                    \
