@@ -1,0 +1,428 @@
+"""convforge vs the NumPy im2col baseline vs PyTorch, side by side, in one command.
+
+    PYTHONPATH=python python bench/compare.py                   # full run -> bench/RESULTS.md
+    PYTHONPATH=python python bench/compare.py --quick           # smoke run, fewer repeats
+    PYTHONPATH=python python bench/compare.py --only conv --threads 1 --out /tmp/conv.md
+
+For every (op, pass, shape, threads) each contender is called once (the warm-up),
+its result checked against the others, then timed: median of --repeats samples,
+a sample looping the call until it lasts --min-sample-ms. Prints one markdown
+table plus summary lines (speed ratios, 2-thread scaling, the issue's targets)
+and writes them, with the machine's facts, to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cfbench  # noqa: E402
+
+ORDER = ("numpy", "convforge", "torch")  # NumPy first: its warm-up result is the reference
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def measure(args, threads: list[int]) -> dict:
+    specs = cfbench.all_specs(args.only)
+    tries = 1 if args.quick else 3
+    peak = {t: cfbench.fma_peak(t, tries=tries) for t in threads}
+    copy = {}
+    if any(s.op != "conv" for s in specs):
+        copy = {t: cfbench.copy_bandwidth(t, repeats=2 if args.quick else 5) for t in threads}
+    kernels = {s.kernel_op: cfbench.kernel_name(s.kernel_op) for s in specs}
+    settle = 0.02 if args.quick else 0.1
+    rows = []
+    for index, spec in enumerate(specs):
+        prob = cfbench.problem(spec)
+        fns, extract = prob.fns[spec.pas], prob.extract[spec.pas]
+        ref = None
+        for t in threads:
+            cfbench.set_threads(t)
+            row = {"index": index, "op": spec.op, "pass": spec.pas, "shape": spec.shape, "dims": spec.dims,
+                   "threads": t, "work": spec.work, "unit": spec.unit, "lenet": spec.lenet,
+                   "working_set": spec.working_set, "kernel": kernels[spec.kernel_op], "ms": {}, "min_ms": {}}
+            for who in ORDER:
+                if who not in fns:
+                    continue
+                fn = fns[who]
+                t0 = time.perf_counter()
+                result = fn()
+                first = time.perf_counter() - t0
+                got = tuple(extract[who](result))
+                if ref is None:
+                    ref = tuple(cfbench.np.array(a, copy=True) for a in got)
+                    ref_who = who
+                else:
+                    cfbench.check(spec, got, ref, who, ref_who)
+                del result, got
+                samples = cfbench.time_call(fn, args.repeats, args.min_sample_ms / 1e3, first)
+                row["ms"][who] = 1e3 * statistics.median(samples)
+                row["min_ms"][who] = 1e3 * min(samples)
+                if who == "numpy":
+                    time.sleep(settle)  # let OpenBLAS's spinning worker threads go to sleep
+            rows.append(row)
+            print(f"  {spec.id:<34} t{t}  " + "  ".join(f"{w} {ms:9.3f} ms" for w, ms in row["ms"].items()),
+                  file=sys.stderr, flush=True)
+        del prob, fns, extract, ref
+        cfbench.release()
+    return {"rows": rows, "peak": peak, "copy": copy, "blas": cfbench.blas().how, "blas_config": cfbench.blas().config}
+
+
+def measure_in_children(args, threads: list[int]) -> dict:
+    """NumPy's BLAS threads are fixed at process start: one child per thread count, env set."""
+    merged = {"rows": [], "peak": {}, "copy": {}}
+    for t in threads:
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+            path = f.name
+        try:
+            cmd = [sys.executable, os.path.abspath(__file__), "--threads", str(t), "--_rows-json", path,
+                   "--repeats", str(args.repeats), "--min-sample-ms", str(args.min_sample_ms), "--only", ",".join(args.only)]
+            if args.quick:
+                cmd.append("--quick")
+            env = dict(os.environ, OPENBLAS_NUM_THREADS=str(t))
+            subprocess.run(cmd, env=env, check=True)
+            with open(path) as f:
+                part = json.load(f)
+        finally:
+            os.unlink(path)
+        merged["rows"] += part["rows"]
+        merged["peak"].update(part["peak"])
+        merged["copy"].update(part["copy"])
+        merged["blas"] = "$OPENBLAS_NUM_THREADS=T set at the start of one child process per thread count"
+        merged["blas_config"] = part["blas_config"]
+    merged["rows"].sort(key=lambda r: (r["index"], r["threads"]))
+    return merged
+
+
+def workspace_child(name: str, pas: str, threads: int) -> None:
+    """Run one conv pass once in this (fresh) process; print the calling thread's workspace bytes."""
+    case = next(c for c in cfbench.BENCH_CONV if c.name == name)
+    x, w, dy, stride, pads, dil = cfbench.conv_arrays(case)
+    cfbench.convforge.set_num_threads(threads)
+    if pas == "fwd":
+        cfbench.F.conv2d(x, w, None, case.stride, case.padding, case.dilation)
+    elif pas == "bwd_data":
+        cfbench._core.conv2d_bwd_data(dy, w, x.shape, stride, pads, dil)
+    else:
+        cfbench._core.conv2d_bwd_weights(dy, x, w.shape, stride, pads, dil, False)
+    print(json.dumps({"bytes": cfbench._core._workspace_bytes()}))
+
+
+def measure_workspace(threads: list[int]) -> dict:
+    out = {}
+    env = dict(os.environ, CONVFORGE_BENCH_NO_TORCH="1")
+    for case in cfbench.BENCH_CONV:
+        for pas in cfbench.CONV_PASSES:
+            for t in threads:
+                cmd = [sys.executable, os.path.abspath(__file__), "--_workspace", case.name, pas, str(t)]
+                res = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+                out[(case.name, pas, t)] = json.loads(res.stdout.strip().splitlines()[-1])["bytes"]
+    print(f"  workspace: {len(out)} fresh processes", file=sys.stderr)
+    return out
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _ratio(row, other):
+    ms = row["ms"]
+    return ms[other] / ms["convforge"] if other in ms and "convforge" in ms else None
+
+
+def targets(row, scale, llc) -> list[tuple[str, bool]]:
+    """The issue's targets that apply to this row, each (label, passed)."""
+    out = []
+    op, pas, t, pct = row["op"], row["pass"], row["threads"], row["pct"]
+    vs_torch, vs_np = _ratio(row, "torch"), _ratio(row, "numpy")
+    if op == "conv":
+        if vs_torch is not None:
+            out.append(("≥torch or 85%peak", vs_torch >= 1.0 or pct >= 85))
+        if pas == "fwd" and row["shape"] in ("resnet", "vgg") and t == 1:
+            out.append(("80%peak@1T", pct >= 80))
+    if op == "pool" and vs_torch is not None:
+        out.append(("5×torch", vs_torch >= 5) if pas == "fwd" else ("≥torch", vs_torch >= 1))
+    if op == "relu":
+        if vs_torch is not None:
+            out.append(("≥torch", vs_torch >= 1))
+        if row["working_set"] > llc:
+            out.append(("80%copy", pct >= 80))
+    if op in ("conv", "pool") and vs_np is not None:
+        need = 10 if row["lenet"] else 3
+        out.append((f"{need}×numpy", vs_np >= need))
+    if t == 2 and scale is not None and scale[1] > 1.0:  # scale = (ratio, 1-thread ms)
+        out.append(("2T≥1.8×", scale[0] >= 1.8))
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _ms(v):
+    if v is None:
+        return "—"
+    return f"{v:.3f}" if v < 10 else f"{v:.1f}"
+
+
+def _x(v):
+    return "—" if v is None else f"{v:.2f}×"
+
+
+def _bytes(n):
+    if n is None:
+        return "—"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def geomean(values):
+    values = [v for v in values if v]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def build_report(args, data, threads, workspace) -> tuple[str, str]:
+    """(table + summary for stdout, the whole RESULTS.md)."""
+    rows = data["rows"]
+    peak = {int(k): v for k, v in data["peak"].items()}
+    copy = {int(k): v for k, v in data["copy"].items()}
+    llc = cfbench.last_level_cache_bytes()
+    one = {(r["index"], r["threads"]): r for r in rows}
+    for r in rows:
+        cf = r["ms"].get("convforge")
+        r["rate"] = r["work"] / (cf / 1e3) / 1e9 if cf else None
+        base = peak[r["threads"]] if r["op"] == "conv" else copy.get(r["threads"])
+        r["pct"] = 100 * r["rate"] / base if r["rate"] and base else float("nan")
+        r1 = one.get((r["index"], 1))
+        r["scale"] = None
+        if r["threads"] > 1 and r1 and cf and r1["ms"].get("convforge"):
+            r["scale"] = (r1["ms"]["convforge"] / cf, r1["ms"]["convforge"])
+        r["targets"] = targets(r, r["scale"], llc)
+
+    head = ("| op | pass | shape | T | convforge ms | NumPy ms | PyTorch ms | vs NumPy | vs PyTorch | "
+            "convforge rate | % peak | 2T/1T | targets |")
+    lines = [head, "|" + "---|" * 4 + "---:|" * 8 + "---|"]
+    for r in rows:
+        ms = r["ms"]
+        rate = f"{r['rate']:.1f} {r['unit']}" if r["rate"] else "—"
+        pct = "—" if math.isnan(r["pct"]) else f"{r['pct']:.0f}%"
+        tg = " ".join(f"{label}:{'PASS' if ok else '**FAIL**'}" for label, ok in r["targets"]) or "—"
+        lines.append(
+            f"| {r['op']} | {r['pass']} | {r['shape']} | {r['threads']} | {_ms(ms.get('convforge'))} | "
+            f"{_ms(ms.get('numpy'))} | {_ms(ms.get('torch'))} | {_x(_ratio(r, 'numpy'))} | {_x(_ratio(r, 'torch'))} | "
+            f"{rate} | {pct} | {_x(r['scale'][0]) if r['scale'] else '—'} | {tg} |"
+        )
+    table = "\n".join(lines)
+
+    # Summary lines.
+    summary = []
+    conv = [r for r in rows if r["op"] == "conv"]
+    for t in threads:
+        g_t = geomean([_ratio(r, "torch") for r in conv if r["threads"] == t])
+        g_n = geomean([_ratio(r, "numpy") for r in conv if r["threads"] == t])
+        if g_t or g_n:
+            summary.append(
+                f"- conv, all shapes and passes, {t} thread{'s' if t > 1 else ''}: geometric mean speed-up of convforge "
+                f"vs PyTorch **{_x(g_t)}**, vs NumPy {_x(g_n)}" + (" (the headline number)" if t == 2 else "")
+            )
+    scaled = [r["scale"][0] for r in rows if r["scale"] and r["threads"] == 2]
+    if scaled:
+        big = [r["scale"][0] for r in rows if r["scale"] and r["threads"] == 2 and r["scale"][1] > 1.0]
+        summary.append(
+            f"- 2-thread vs 1-thread scaling of convforge (column 2T/1T, per row): geometric mean {_x(geomean(scaled))} "
+            f"over all rows, {_x(geomean(big))} over rows whose 1-thread call takes > 1 ms"
+        )
+    labels = {}
+    for r in rows:
+        for label, ok in r["targets"]:
+            labels.setdefault(label, []).append((ok, f"{r['op']} {r['pass']} {r['shape']} T{r['threads']}"))
+    meaning = {
+        "≥torch or 85%peak": "conv: at least as fast as PyTorch, or >= 85% of the measured FMA peak",
+        "80%peak@1T": "ResNet/VGG forward at 1 thread >= 80% of peak",
+        "5×torch": "max-pool forward >= 5x PyTorch",
+        "≥torch": "max-pool backward, ReLU: at least as fast as PyTorch",
+        "80%copy": "ReLU >= 80% of copy bandwidth where the arrays do not fit in the last-level cache",
+        "10×numpy": ">= 10x NumPy on LeNet shapes (conv, max-pool)",
+        "3×numpy": ">= 3x NumPy on the other shapes (conv, max-pool)",
+        "2T≥1.8×": "2 threads >= 1.8x one thread where the 1-thread call takes > 1 ms",
+    }
+    total = sum(len(v) for v in labels.values())
+    passed = sum(ok for v in labels.values() for ok, _ in v)
+    summary.append(f"- targets: **{passed}/{total} PASS**")
+    for label, results in labels.items():
+        fails = [where for ok, where in results if not ok]
+        n_ok = len(results) - len(fails)
+        line = f"  - `{label}` ({meaning.get(label, label)}): {n_ok}/{len(results)} PASS"
+        if fails:
+            line += "; FAIL: " + ", ".join(fails)
+        summary.append(line)
+    stdout = table + "\n\n" + "\n".join(summary)
+
+    # RESULTS.md
+    v = cfbench.versions()
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    cmd = "python bench/compare.py " + " ".join(sys.argv[1:])
+    md = [
+        "# convforge vs NumPy vs PyTorch on CPU",
+        "",
+        f"Generated {now} by `{cmd.strip()}`" + (" — **QUICK smoke run: few repeats, not for comparison**" if args.quick else ""),
+        "",
+        "## Machine and versions",
+        "",
+        f"- CPU: {cfbench.cpu_model()}; {len(os.sched_getaffinity(0))} CPUs available to this process; caches (cpu0): {cfbench.cpu_caches()}",
+        f"- convforge {v['convforge']} ({v['compiler']}, {v['build']}, ISA in use: {v['isa']}); "
+        f"NumPy {v['numpy']}; PyTorch {v['torch']}; Python {v['python']}",
+        f"- NumPy's BLAS: {data.get('blas_config') or 'unknown'}; its threads set with {data['blas']}",
+        "- Measured FMA peak (`convforge._core._fma_peak`, best of "
+        + ("1 probe" if args.quick else "3 probes") + " of 0.2 s): "
+        + ", ".join(f"{t} thread{'s' if t > 1 else ''}: **{peak[t]:.1f} GFLOP/s**" for t in threads),
+    ]
+    if copy:
+        md.append(
+            f"- Copy bandwidth (`np.copyto`, {cfbench.RELU_BIG * 4 // 2**20} MiB -> {cfbench.RELU_BIG * 4 // 2**20} MiB, "
+            "read + write bytes, T Python threads each copying a slice): "
+            + ", ".join(f"{t} thread{'s' if t > 1 else ''}: **{copy[t]:.1f} GB/s**" for t in threads)
+        )
+    md += [
+        f"- Timing: 1 warm-up call per contender (also the correctness check), then the median of {args.repeats} "
+        f"samples; a sample repeats the call until it lasts >= {args.min_sample_ms:g} ms and is divided by the count",
+        "",
+        "## Results",
+        "",
+        "ms = median milliseconds per call; vs NumPy / vs PyTorch = their time / convforge's time (> 1: convforge faster); "
+        "rate = convforge's GFLOP/s (conv: 2·N·K·C·R·S·OH·OW per pass) or GB/s (bytes of the arrays read and written); "
+        "% peak = of the FMA peak above (conv) or of the copy bandwidth above (max-pool, ReLU), at the row's thread count; "
+        "2T/1T = convforge's 1-thread time / its time at T.",
+        "",
+        table,
+        "",
+        "## Summary",
+        "",
+        *summary,
+        "",
+    ]
+    if workspace:
+        md += ["## Peak workspace per conv shape", "",
+               "Scratch bytes held by convforge (`convforge._core._workspace_bytes()`, the calling thread's buffer, "
+               "which also holds the per-thread slices) after ONE call of the pass in a FRESH process: the peak "
+               "workspace of that (shape, pass, threads) alone.", ""]
+        cols = [(p, t) for p in cfbench.CONV_PASSES for t in threads]
+        md.append("| shape | " + " | ".join(f"{p} T{t}" for p, t in cols) + " |")
+        md.append("|---|" + "---:|" * len(cols))
+        for case in cfbench.BENCH_CONV:
+            md.append(f"| {case.name} | " + " | ".join(_bytes(workspace.get((case.name, p, t))) for p, t in cols) + " |")
+        md.append("")
+    md += ["## Shapes", "", "| op | shape | dims |", "|---|---|---|"]
+    seen = set()
+    for r in rows:
+        if (r["op"], r["shape"]) not in seen:
+            seen.add((r["op"], r["shape"]))
+            md.append(f"| {r['op']} | {r['shape']} | {r['dims']} |")
+    md += ["", "## What each timed number includes", "", *WHAT_IS_TIMED, ""]
+    return stdout, "\n".join(md)
+
+
+WHAT_IS_TIMED = [
+    "All data is float32, C-contiguous, made once per shape (seeded); every contender gets the same arrays "
+    "(PyTorch through `torch.from_numpy`, no copy). Contenders run in the order NumPy, convforge, PyTorch; "
+    "after NumPy the script sleeps briefly so OpenBLAS's spinning threads do not steal a core. "
+    "Thread count T is given to all three: `convforge.set_num_threads(T)`, `torch.set_num_threads(T)`, NumPy's BLAS (above).",
+    "- **conv fwd**: convforge `functional.conv2d(x, w)` (argument checks + kernel + output allocation); "
+    "NumPy `reference.conv2d_im2col` (padding copy, im2col copy, one matmul, NCHW transpose copy); "
+    "PyTorch `F.conv2d` under `no_grad` (oneDNN/MKL as torch chooses). No bias.",
+    "- **conv bwd_data**: convforge `_core.conv2d_bwd_data(dy, w, x_shape, ...)` (dx only); "
+    "PyTorch `aten.convolution_backward(..., output_mask=[True, False, False])`; "
+    "NumPy `conv2d_backward_im2col(need_input_grad=True, need_bias_grad=False)`, whose API always computes dw too: "
+    "**the NumPy bwd_data time includes a full weight-gradient pass** (im2col + dw matmul) on top of dcols matmul + col2im, "
+    "so its 'vs NumPy' ratio flatters convforge by roughly the NumPy bwd_weights time.",
+    "- **conv bwd_weights**: convforge `_core.conv2d_bwd_weights(..., need_bias=False)` (dw only); "
+    "PyTorch `aten.convolution_backward(..., [False, True, False])`; "
+    "NumPy `conv2d_backward_im2col(need_input_grad=False, need_bias_grad=False)` (im2col + one matmul).",
+    "- **max-pool fwd** (2x2, stride 2, with int64 indices): convforge `functional.max_pool2d(..., return_indices=True)`; "
+    "NumPy `reference.max_pool2d_im2col(..., return_indices=True)`; PyTorch `F.max_pool2d(..., return_indices=True)`. "
+    "Bytes: x read, y and indices written. Outputs allocated by each call.",
+    "- **max-pool bwd**: convforge `functional.max_pool2d_backward(dy, idx, x_shape)`; NumPy "
+    "`reference.max_pool2d_backward_im2col` (a float64 bincount, cast back); PyTorch "
+    "`aten.max_pool2d_with_indices_backward`. Bytes: dy and indices read, dx written. dx allocated by each call.",
+    "- **ReLU fwd**: into a preallocated output (no allocation timed; a fresh 256 MB array per call would time page "
+    "faults): convforge `functional.relu(x, out=y)`; NumPy `np.maximum(x, 0, out=y)`; PyTorch `torch.clamp_min(x, 0, out=y)` "
+    "(ATen's `relu` is `clamp_min(x, 0)`; `aten.relu.out` is a wrapper that computes into a new tensor and copies). "
+    "Bytes: x read + y written.",
+    "- **ReLU bwd**: preallocated output: convforge `_core.relu_bwd(dy, x, out)` (`functional.relu_backward` has no `out=`); "
+    "NumPy `np.multiply(dy, np.greater(x, 0, out=mask), out=dx)` (2 passes, preallocated bool mask); PyTorch "
+    "`aten.threshold_backward.grad_input(dy, x, 0, grad_input=dx)`. Bytes: dy + x read, dx written.",
+    "- Correctness before timing: conv results agree to rtol 1e-3 / atol 1e-4·max|ref| with NumPy's; max-pool "
+    "values and indices and ReLU results are bit-exact against NumPy's.",
+    "- Workspace table: one subprocess per (shape, pass, threads), so each figure is that call's own peak, not a "
+    "running maximum. (The pytest-benchmark suite records `workspace_bytes_running_max` instead: the running "
+    "maximum over the session so far.)",
+]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 3 samples of >= 5 ms, one peak probe")
+    p.add_argument("--only", default="conv,pool,relu", help="conv, pool, relu or a comma list (default all)")
+    p.add_argument("--out", default=os.path.join(cfbench.HERE, "RESULTS.md"), help="markdown file to write "
+                   "(default bench/RESULTS.md; '-' for none)")
+    p.add_argument("--repeats", type=int, default=None, help="timed samples per contender (default 5, quick 3)")
+    p.add_argument("--min-sample-ms", type=float, default=None, help="minimum duration of one sample (default 20, quick 5)")
+    p.add_argument("--no-workspace", action="store_true", help="skip the per-shape workspace subprocesses")
+    p.add_argument("--_rows-json", dest="rows_json", help=argparse.SUPPRESS)
+    p.add_argument("--_workspace", nargs=3, metavar=("SHAPE", "PASS", "T"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args._workspace:
+        workspace_child(args._workspace[0], args._workspace[1], int(args._workspace[2]))
+        return 0
+    threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    if not threads or min(threads) < 1:
+        p.error("--threads needs thread counts >= 1")
+    args.only = [o.strip() for o in args.only.split(",") if o.strip()]
+    bad = [o for o in args.only if o not in cfbench.OPS]
+    if bad:
+        p.error(f"--only takes conv, pool, relu; got {bad}")
+    args.repeats = args.repeats or (3 if args.quick else 5)
+    args.min_sample_ms = args.min_sample_ms if args.min_sample_ms is not None else (5.0 if args.quick else 20.0)
+
+    if args.rows_json:  # child of measure_in_children
+        with open(args.rows_json, "w") as f:
+            json.dump(measure(args, threads), f)
+        return 0
+
+    started = time.perf_counter()
+    blas = cfbench.blas()
+    print(f"convforge {cfbench.convforge.__version__}, threads {threads}, NumPy BLAS threads via {blas.how}",
+          file=sys.stderr)
+    if blas.dynamic or len(threads) == 1 and os.environ.get("OPENBLAS_NUM_THREADS") == str(threads[0]):
+        data = measure(args, threads)
+    else:
+        data = measure_in_children(args, threads)
+    workspace = {} if args.no_workspace or "conv" not in args.only else measure_workspace(threads)
+    stdout, md = build_report(args, data, threads, workspace)
+    print(stdout)
+    if args.out != "-":
+        with open(args.out, "w") as f:
+            f.write(md)
+        print(f"\nwrote {args.out} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
