@@ -126,3 +126,20 @@ def test_relu_backward_zero_at_zero_and_nan():
     x = np.array([-1.0, -0.0, 0.0, 1e-30, np.nan, np.inf], np.float32)
     dy = np.full(6, 7.0, np.float32)
     np.testing.assert_array_equal(F.relu_backward(dy, x), [0, 0, 0, 7, 0, 7])
+
+
+@pytest.mark.parametrize("offset", [0, 1, 5], ids=lambda o: f"offset{o}")
+def test_relu_streaming_path_for_large_arrays(offset, isa, rng):
+    # >= 16 MiB of output takes non-temporal stores after a scalar head up to a 64-byte boundary;
+    # an offset view makes that head non-empty, in place too.
+    n = (16 << 20) // 4 + 37
+    base = rng.standard_normal(n + offset).astype(np.float32)
+    x = base[offset:]
+    x[:: 997] = np.nan
+    dy = rng.standard_normal(n).astype(np.float32)
+    want = R.relu(x)
+    want_grad = R.relu_backward(dy, x)
+    out = np.full(n + offset, np.nan, np.float32)[offset:]
+    np.testing.assert_array_equal(_core.relu_fwd(x, out), want)
+    np.testing.assert_array_equal(_core.relu_bwd(dy, x, out), want_grad)
+    np.testing.assert_array_equal(F.relu(x, out=x), want)  # in place

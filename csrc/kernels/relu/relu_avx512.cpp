@@ -9,6 +9,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
+#include <cstdint>
+
 #include "kernels/kernels.h"
 #include "kernels/relu/relu_impl.h"
 
@@ -28,9 +30,30 @@ inline __mmask16 tail_mask(int64_t left) {
 
 }  // namespace
 
+// Scalar head up to the first 64-byte aligned element of dst (for streaming stores).
+inline int64_t aligned_start(const float* dst, int64_t b, int64_t e) {
+  const auto addr = reinterpret_cast<std::uintptr_t>(dst + b);
+  const int64_t skip = static_cast<int64_t>(((64 - addr % 64) % 64) / sizeof(float));
+  return b + skip < e ? b + skip : e;
+}
+
 void relu_fwd__avx512(int64_t n, const float* src, float* dst) {
+  const bool streaming = n * static_cast<int64_t>(sizeof(float)) >= kStreamingBytes &&
+                         reinterpret_cast<std::uintptr_t>(dst) % sizeof(float) == 0;
   relu_blocks(n, 8.0, [&](int64_t b, int64_t e) {
     int64_t i = b;
+    if (streaming) {
+      for (const int64_t a = aligned_start(dst, b, e); i < a; ++i) dst[i] = relu_scalar(src[i]);
+      for (; i + 64 <= e; i += 64) {
+        const __m512 x0 = _mm512_loadu_ps(src + i), x1 = _mm512_loadu_ps(src + i + 16);
+        const __m512 x2 = _mm512_loadu_ps(src + i + 32), x3 = _mm512_loadu_ps(src + i + 48);
+        _mm512_stream_ps(dst + i, relu_vec(x0));
+        _mm512_stream_ps(dst + i + 16, relu_vec(x1));
+        _mm512_stream_ps(dst + i + 32, relu_vec(x2));
+        _mm512_stream_ps(dst + i + 48, relu_vec(x3));
+      }
+      _mm_sfence();  // streaming stores are weakly ordered: publish them before the block ends
+    }
     for (; i + 64 <= e; i += 64) {
       const __m512 x0 = _mm512_loadu_ps(src + i), x1 = _mm512_loadu_ps(src + i + 16);
       const __m512 x2 = _mm512_loadu_ps(src + i + 32), x3 = _mm512_loadu_ps(src + i + 48);
@@ -47,8 +70,20 @@ void relu_fwd__avx512(int64_t n, const float* src, float* dst) {
 }
 
 void relu_bwd__avx512(int64_t n, const float* diff_dst, const float* src, float* diff_src) {
+  const bool streaming = n * static_cast<int64_t>(sizeof(float)) >= kStreamingBytes;
   relu_blocks(n, 12.0, [&](int64_t b, int64_t e) {
     int64_t i = b;
+    if (streaming) {
+      for (const int64_t a = aligned_start(diff_src, b, e); i < a; ++i)
+        diff_src[i] = relu_grad_scalar(diff_dst[i], src[i]);
+      for (; i + 32 <= e; i += 32) {
+        const __m512 g0 = relu_grad_vec(_mm512_loadu_ps(diff_dst + i), _mm512_loadu_ps(src + i));
+        const __m512 g1 = relu_grad_vec(_mm512_loadu_ps(diff_dst + i + 16), _mm512_loadu_ps(src + i + 16));
+        _mm512_stream_ps(diff_src + i, g0);
+        _mm512_stream_ps(diff_src + i + 16, g1);
+      }
+      _mm_sfence();
+    }
     for (; i + 32 <= e; i += 32) {
       const __m512 g0 = relu_grad_vec(_mm512_loadu_ps(diff_dst + i), _mm512_loadu_ps(src + i));
       const __m512 g1 = relu_grad_vec(_mm512_loadu_ps(diff_dst + i + 16), _mm512_loadu_ps(src + i + 16));

@@ -27,6 +27,10 @@ void relu_blocks(int64_t n, double bytes_per_element, Body&& body) {
   });
 }
 
+// Outputs at least this large bypass the caches (non-temporal stores): they would not fit
+// anyway, and an ordinary store first reads each line it writes, a third memory stream.
+constexpr int64_t kStreamingBytes = int64_t{16} << 20;
+
 template <class T>
 inline T relu_scalar(T x) {
   return (x > T(0) || x != x) ? x : T(0);
