@@ -25,10 +25,17 @@ inline std::string shape_str(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
-// A C-contiguous, native-endian T array of `ndim` dimensions, or TypeError/ValueError.
+// dtype equality, not identity: a float32 dtype that went through pickle, deepcopy or
+// newbyteorder('=') is an equal but distinct object. Byte-swapped dtypes are not equivalent.
+template <class T>
+bool has_dtype(const py::array& a) {
+  return py::detail::npy_api::get().PyArray_EquivTypes_(a.dtype().ptr(), py::dtype::of<T>().ptr());
+}
+
+// A C-contiguous, aligned, native-endian T array of `ndim` dimensions, or TypeError/ValueError.
 template <class T>
 void check_input(const py::array& a, const char* name, py::ssize_t ndim) {
-  if (!a.dtype().is(py::dtype::of<T>()))
+  if (!has_dtype<T>(a))
     throw py::type_error(std::string(name) + " must be " + dtype_name<T>() + " like the other arrays, got " +
                          std::string(py::str(a.dtype())));
   if (a.ndim() != ndim)
@@ -36,6 +43,9 @@ void check_input(const py::array& a, const char* name, py::ssize_t ndim) {
                           shape_str(a));
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + " must be C-contiguous (np.ascontiguousarray)");
+  // A view made at an odd byte offset of a uint8 buffer: dereferencing it is undefined behaviour.
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) + " must be aligned to its itemsize (np.require(a, requirements='A'))");
 }
 
 // `out` if given (checked: dtype, exact shape, C-contiguous, writable), else a new array.
@@ -61,8 +71,8 @@ py::array_t<T> output_array(const py::object& out, const char* name, const std::
 
 // True for float32, false for float64; TypeError otherwise.
 inline bool is_float32(const py::array& a, const char* name) {
-  if (a.dtype().is(py::dtype::of<float>())) return true;
-  if (a.dtype().is(py::dtype::of<double>())) return false;
+  if (has_dtype<float>(a)) return true;
+  if (has_dtype<double>(a)) return false;
   throw py::type_error(std::string(name) + " must be float32 or float64, got " + std::string(py::str(a.dtype())));
 }
 

@@ -32,9 +32,12 @@ py::object fwd(const py::array& x, const Pair& kernel, const Pair& stride, const
     if (out_indices.is_none()) {
       idx = py::array_t<int64_t>(std::vector<py::ssize_t>{s.mb, s.c, s.oh, s.ow});
     } else {
+      // Checked before the cast: any other object read as an array is a wild pointer.
+      if (!py::isinstance<py::array>(out_indices)) throw py::type_error("out_indices must be a numpy.ndarray");
       py::array a = py::reinterpret_borrow<py::array>(out_indices);
-      if (!a.dtype().is(py::dtype::of<int64_t>()) || a.ndim() != 4 || !(a.flags() & py::array::c_style) ||
-          !a.writeable() || a.shape(0) != s.mb || a.shape(1) != s.c || a.shape(2) != s.oh || a.shape(3) != s.ow)
+      if (!has_dtype<int64_t>(a) || a.ndim() != 4 || !(a.flags() & py::array::c_style) ||
+          !(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) || !a.writeable() || a.shape(0) != s.mb ||
+          a.shape(1) != s.c || a.shape(2) != s.oh || a.shape(3) != s.ow)
         throw py::value_error("out_indices must be a writable C-contiguous int64 array of the output's shape");
       idx = py::reinterpret_borrow<py::array_t<int64_t>>(a);
     }
@@ -56,17 +59,22 @@ template <class T>
 py::array_t<T> bwd(const py::array& dy, const py::array& indices, const std::array<int64_t, 4>& x_shape,
                    const py::object& out) {
   check_input<T>(dy, "dy", 4);
-  if (!indices.dtype().is(py::dtype::of<int64_t>()))
+  if (!has_dtype<int64_t>(indices))
     throw py::type_error("indices must be int64 (as returned by max_pool2d), got " +
                          std::string(py::str(indices.dtype())));
-  if (indices.ndim() != 4 || !(indices.flags() & py::array::c_style))
-    throw py::value_error("indices must be a C-contiguous 4-D array, got shape " + shape_str(indices));
+  if (indices.ndim() != 4 || !(indices.flags() & py::array::c_style) ||
+      !(indices.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error("indices must be a C-contiguous, aligned 4-D array, got shape " + shape_str(indices));
   for (int i = 0; i < 4; ++i) {
     if (indices.shape(i) != dy.shape(i))
       throw py::value_error("indices must have the shape of dy " + shape_str(dy) + ", got " + shape_str(indices));
   }
-  if (x_shape[0] != dy.shape(0) || x_shape[1] != dy.shape(1) || x_shape[2] < 1 || x_shape[3] < 1)
-    throw py::value_error("input_shape must be (N, C, H, W) with the N and C of dy " + shape_str(dy));
+  // H and W bounded like every other dimension (check_pool_shape), so that H*W cannot overflow.
+  constexpr int64_t kMaxDim = (int64_t{1} << 31) - 1;
+  if (x_shape[0] != dy.shape(0) || x_shape[1] != dy.shape(1) || x_shape[2] < 1 || x_shape[3] < 1 ||
+      x_shape[2] > kMaxDim || x_shape[3] > kMaxDim)
+    throw py::value_error("input_shape must be (N, C, H, W) with the N and C of dy " + shape_str(dy) +
+                          " and 1 <= H, W <= 2147483647");
   PoolShape s;
   s.mb = x_shape[0], s.c = x_shape[1], s.ih = x_shape[2], s.iw = x_shape[3];
   s.oh = dy.shape(2), s.ow = dy.shape(3);

@@ -40,6 +40,7 @@ py::array relu_bwd(const py::array& dy, const py::array& x, const py::object& ou
   if (out.is_none()) {
     dx = py::array(x.dtype(), std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
   } else {
+    if (!py::isinstance<py::array>(out)) throw py::type_error("out must be a numpy.ndarray");
     dx = py::reinterpret_borrow<py::array>(out);
     check_input<T>(dx, "out", x.ndim());
     if (!dx.writeable()) throw py::value_error("out is read-only");

@@ -16,6 +16,9 @@ import numpy as np
 # Larger values cannot describe a real tensor dimension and would overflow the
 # 64-bit index arithmetic of the kernels once multiplied together.
 MAX_PARAM = 2**31 - 1
+# Most elements one array (input, output or the implicit im2col matrix) may have; the same
+# bound as the kernels' (kMaxElements in csrc/common/shapes.cpp).
+MAX_ELEMENTS = 2**50
 
 
 def _check_int(value, name: str, minimum: int) -> int:
@@ -66,6 +69,11 @@ def conv_padding(padding, in_hw, kernel_hw, stride, dilation) -> tuple[int, int,
         if mode == "same":
             top, bottom = same_padding(in_hw[0], kernel_hw[0], stride[0], dilation[0])
             left, right = same_padding(in_hw[1], kernel_hw[1], stride[1], dilation[1])
+            if max(top, bottom, left, right) > MAX_PARAM:
+                raise ValueError(
+                    f"padding='same' would need (top, bottom, left, right)={(top, bottom, left, right)}, more than "
+                    f"{MAX_PARAM} on a side: the dilated kernel (dilation={dilation}) is far larger than the input"
+                )
             return (top, bottom, left, right)
         raise ValueError(f"padding must be 'valid', 'same', an int or pairs of ints, got {padding!r}")
     if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(isinstance(p, (tuple, list)) for p in padding):

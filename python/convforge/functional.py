@@ -17,6 +17,7 @@ signatures; the tests hold these kernels to them.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -29,7 +30,12 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _array(a, name: str, ndim: int | None = None, layout: str = "") -> np.ndarray:
-    """A C-contiguous float32/float64 view or copy of ``a``, or a TypeError/ValueError."""
+    """``a`` itself once checked to be a usable float32/float64 array, or a TypeError/ValueError.
+
+    Nothing is copied here: every argument is checked before :func:`_contiguous` makes
+    the copies, so a call that is refused never allocates (a broadcast view may stand
+    for terabytes).
+    """
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if a.dtype not in _FLOATS:
@@ -39,9 +45,22 @@ def _array(a, name: str, ndim: int | None = None, layout: str = "") -> np.ndarra
         raise ValueError(f"{name} must have {ndim} dimensions {layout}, got shape {a.shape}".replace("  ", " "))
     if a.size == 0:
         raise ValueError(f"{name} is empty (shape {a.shape}): every dimension must be at least 1")
-    # Unlike np.ascontiguousarray this keeps 0-d arrays 0-d and returns `a` itself when it
-    # is already contiguous, so `relu(x, out=x)` can be recognised as in place.
-    return a if a.flags.c_contiguous else a.copy(order="C")
+    if max(a.shape, default=1) > _params.MAX_PARAM or a.size > _params.MAX_ELEMENTS:
+        raise ValueError(
+            f"{name} is too large (shape {a.shape}): at most {_params.MAX_PARAM} per dimension "
+            f"and 2**{_params.MAX_ELEMENTS.bit_length() - 1} elements"
+        )
+    return a
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous, aligned view or copy of a checked array.
+
+    Unlike np.ascontiguousarray this keeps 0-d arrays 0-d and returns `a` itself when it
+    is already contiguous, so `relu(x, out=x)` can be recognised as in place. A view at an
+    odd byte offset of a raw buffer is copied too: the kernels need aligned elements.
+    """
+    return a if a.flags.c_contiguous and a.flags.aligned else a.copy(order="C")
 
 
 def _same_dtype(reference_name: str, reference: np.ndarray, **others: np.ndarray | None) -> None:
@@ -64,7 +83,16 @@ def _conv_setup(x_shape, w_shape, stride, padding, dilation):
         raise ValueError(
             f"x has {x_shape[1]} channels but w expects {w_shape[1]} (w has shape {w_shape} = (K, C, R, S))"
         )
-    return _params.conv_params(x_shape[2:], w_shape[2:], stride, padding, dilation)
+    stride, pads, dilation, out_hw = _params.conv_params(x_shape[2:], w_shape[2:], stride, padding, dilation)
+    # The kernels refuse these too (csrc/common/shapes.cpp); here the message names the cause.
+    pixels = out_hw[0] * out_hw[1]
+    if max(x_shape[0] * w_shape[0], w_shape[1] * w_shape[2] * w_shape[3]) * pixels > _params.MAX_ELEMENTS:
+        raise ValueError(
+            f"conv2d output would be {out_hw[0]}x{out_hw[1]} per image and filter: too large "
+            f"(more than 2**{_params.MAX_ELEMENTS.bit_length() - 1} elements); check padding={padding!r}, "
+            f"stride={stride} and dilation={dilation}"
+        )
+    return stride, pads, dilation, out_hw
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
@@ -98,7 +126,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
             raise ValueError(f"b must have shape ({w.shape[0]},), one bias per filter of w, got {b.shape}")
     _same_dtype("x", x, w=w, b=b)
     stride, pads, dilation, _ = _conv_setup(x.shape, w.shape, stride, padding, dilation)
-    return _core.conv2d_fwd(x, w, b, stride, pads, dilation)
+    b = None if b is None else _contiguous(b)
+    return _core.conv2d_fwd(_contiguous(x), _contiguous(w), b, stride, pads, dilation)
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=True, need_bias_grad=True):
@@ -131,8 +160,9 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=T
     expected = (x.shape[0], w.shape[0], *out_hw)
     if dy.shape != expected:
         raise ValueError(f"dy must have the shape of conv2d's output {expected}, got {dy.shape}")
-    dx = _core.conv2d_bwd_data(dy, w, x.shape, stride, pads, dilation) if need_input_grad else None
-    dw, db = _core.conv2d_bwd_weights(dy, x, w.shape, stride, pads, dilation, need_bias_grad)
+    dy = _contiguous(dy)
+    dx = _core.conv2d_bwd_data(dy, _contiguous(w), x.shape, stride, pads, dilation) if need_input_grad else None
+    dw, db = _core.conv2d_bwd_weights(dy, _contiguous(x), w.shape, stride, pads, dilation, need_bias_grad)
     return dx, dw, db
 
 
@@ -168,7 +198,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, return_i
     x = _array(x, "x", 4, "(N, C, H, W)")
     return_indices = _flag(return_indices, "return_indices")
     kernel, stride, pad, out_hw = _params.pool_params(x.shape[2:], kernel_size, stride, padding, ceil_mode)
-    return _core.maxpool2d_fwd(x, kernel, stride, pad, out_hw, return_indices)
+    return _core.maxpool2d_fwd(_contiguous(x), kernel, stride, pad, out_hw, return_indices)
 
 
 def max_pool2d_backward(dy, indices, input_shape):
@@ -201,7 +231,13 @@ def max_pool2d_backward(dy, indices, input_shape):
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 4 or input_shape[:2] != dy.shape[:2] or min(input_shape) < 1:
         raise ValueError(f"input_shape must be (N, C, H, W) with N, C = {dy.shape[:2]} of dy, got {input_shape}")
-    return _core.maxpool2d_bwd(dy, np.ascontiguousarray(indices), input_shape)
+    if max(input_shape) > _params.MAX_PARAM or math.prod(input_shape) > _params.MAX_ELEMENTS:
+        raise ValueError(
+            f"input_shape {input_shape} is too large: at most {_params.MAX_PARAM} per dimension "
+            f"and 2**{_params.MAX_ELEMENTS.bit_length() - 1} elements"
+        )
+    indices = indices if indices.flags.c_contiguous and indices.flags.aligned else indices.copy(order="C")
+    return _core.maxpool2d_bwd(_contiguous(dy), indices, input_shape)
 
 
 def relu(x, out=None):
@@ -210,17 +246,17 @@ def relu(x, out=None):
     NaN propagates (``relu(nan)`` is NaN) and ``relu(-0.0)`` is ``+0.0``.
     With ``out=x`` the operation is done in place.
     """
-    x_in = x
-    x = _array(x, "x")
+    x_in = _array(x, "x")
     if out is None:
-        return _core.relu_fwd(x)
+        return _core.relu_fwd(_contiguous(x_in))
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    if out.shape != x.shape or out.dtype != x.dtype:
-        raise ValueError(f"out must be a {x.dtype} array of shape {x.shape}, got {out.dtype} {out.shape}")
+    if out.shape != x_in.shape or out.dtype != x_in.dtype:
+        raise ValueError(f"out must be a {x_in.dtype} array of shape {x_in.shape}, got {out.dtype} {out.shape}")
     if not out.flags.writeable:
         raise ValueError("out is read-only")
-    if out.flags.c_contiguous and (out is x or not np.shares_memory(out, x_in)):
+    x = _contiguous(x_in)
+    if out.flags.c_contiguous and out.flags.aligned and (out is x or not np.shares_memory(out, x_in)):
         return _core.relu_fwd(x, out)
     # A strided or overlapping out: compute aside, then copy in.
     out[...] = _core.relu_fwd(x)
@@ -234,4 +270,4 @@ def relu_backward(dy, x):
     _same_dtype("x", x, dy=dy)
     if dy.shape != x.shape:
         raise ValueError(f"dy must have the shape of x {x.shape}, got {dy.shape}")
-    return _core.relu_bwd(dy, x)
+    return _core.relu_bwd(_contiguous(dy), _contiguous(x))

@@ -296,6 +296,15 @@ inline void tap_offsets(int64_t channels, int64_t kh, int64_t kw, int64_t dh, in
       for (int64_t q = 0; q < kw; ++q, ++k) off[k] = c * rows * pitch + r * dh * pitch + q * dw;
 }
 
+// The unit-stride passes work on a zero-padded frame whose rows are (KW-1)*dw wider than the
+// output's and which has (KH-1)*dh more rows. That is cheap while the kernel's reach is not much
+// larger than the image it slides over (every real CNN layer); a huge dilation or padding with a
+// tiny output would make the frame, and its scratch memory, arbitrarily larger than the work,
+// so those problems take the im2col path, whose scratch is bounded by the output.
+inline bool frame_is_small(int64_t kh, int64_t kw, int64_t dh, int64_t dw, int64_t rows, int64_t cols) {
+  return (kh - 1) * dh <= imax(rows, 16) && (kw - 1) * dw <= imax(cols, 16);
+}
+
 constexpr int64_t kKc = 256;        // reduction block: one B micro-panel of kc x NR stays in L1
 constexpr int64_t kPixBlock = 512;  // output pixels per work item (B block of kc x 512 in L2)
 constexpr int64_t kDotBlock = 512;  // pixels per step of the weight-gradient dot products
@@ -407,7 +416,7 @@ void conv2d_fwd_im2col(const ConvShape& s, const typename UK::T* src, const type
 template <class UK>
 void conv2d_fwd(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
                 const typename UK::T* bias, typename UK::T* dst) {
-  if (s.sh == 1 && s.sw == 1) {
+  if (s.sh == 1 && s.sw == 1 && frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow)) {
     conv2d_fwd_unit_stride<UK>(s, src, wei, bias, dst);
   } else {
     conv2d_fwd_im2col<UK>(s, src, wei, bias, dst);
@@ -530,7 +539,8 @@ void conv2d_bwd_data(const ConvShape& s, const typename UK::T* diff_dst, const t
   // The unit-stride form multiplies weights by dy's zero padding; with an inf or NaN weight that
   // would turn 0 into NaN where the true gradient has no such term, so those weights take the
   // exact col2im path.
-  if (s.sh == 1 && s.sw == 1 && all_finite(wei, s.wei_size())) {
+  if (s.sh == 1 && s.sw == 1 && frame_is_small(s.kh, s.kw, s.dh, s.dw, s.ih, s.iw) &&
+      all_finite(wei, s.wei_size())) {
     conv2d_bwd_data_unit_stride<UK>(s, diff_dst, wei, diff_src);
   } else {
     conv2d_bwd_data_col2im<UK>(s, diff_dst, wei, diff_src);
@@ -558,7 +568,8 @@ void conv2d_bwd_weights(const ConvShape& s, const typename UK::T* diff_dst, cons
   const int64_t wsize = OC * K;
   // Unit stride multiplies the dropped columns' zeros by real pixels: an inf or NaN pixel would
   // make 0 * inf = NaN where the true gradient has no such term, so such inputs gather im2col.
-  const bool unit = s.sh == 1 && s.sw == 1 && all_finite(src, s.src_size());
+  const bool unit = s.sh == 1 && s.sw == 1 && frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow) &&
+                    all_finite(src, s.src_size());
   const int64_t pitch = unit ? s.iw + s.pl + s.pr : s.ow, prows = s.ih + s.pt + s.pb;
   const bool padded = unit && s.pt + s.pb + s.pl + s.pr > 0;
   const bool dy_direct = pitch == s.ow;
