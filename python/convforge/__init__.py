@@ -23,7 +23,29 @@ from . import datasets, functional, reference
 
 __version__: str = _core.__version__
 
-__all__ = ["__version__", "build_info", "datasets", "functional", "get_num_threads", "reference", "set_num_threads"]
+# The Keras-style API: layers, Sequential models, training and saving.
+from . import callbacks, layers, losses, metrics, optimizers  # noqa: E402
+from .model import Sequential  # noqa: E402
+from .random import seed  # noqa: E402
+from .saving import load_model  # noqa: E402
+
+__all__ = [
+    "Sequential",
+    "__version__",
+    "build_info",
+    "callbacks",
+    "datasets",
+    "functional",
+    "get_num_threads",
+    "layers",
+    "load_model",
+    "losses",
+    "metrics",
+    "optimizers",
+    "reference",
+    "seed",
+    "set_num_threads",
+]
 
 
 def build_info() -> dict:

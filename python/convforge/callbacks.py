@@ -1,0 +1,449 @@
+"""Callbacks for ``fit``: History, EarlyStopping, ModelCheckpoint, TerminateOnNaN, LearningRateScheduler.
+
+Same hooks and names as Keras. A callback sees the model as ``self.model``
+and may stop training with ``self.model.stop_training = True``. ``logs`` at
+the end of a batch hold the running epoch averages (``loss``, metrics); at
+the end of an epoch they also hold ``val_loss`` and ``val_<metric>``.
+
+Epochs are counted from 0 in the hooks, as in Keras (the progress bar and
+checkpoint file names show ``epoch + 1``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import warnings
+
+from . import progress
+
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "History",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
+    "ProgbarLogger",
+    "TerminateOnNaN",
+]
+
+
+class Callback:
+    """Base class: override the hooks you need."""
+
+    def __init__(self):
+        self.model = None
+        self.params: dict = {}
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def set_params(self, params: dict) -> None:
+        self.params = params
+
+    def on_train_begin(self, logs=None): ...
+    def on_train_end(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_train_batch_begin(self, batch, logs=None): ...
+    def on_train_batch_end(self, batch, logs=None): ...
+
+    # Checkpoints store a callback's state so that fit(resume_from=...) continues it.
+    def get_state(self) -> tuple[dict, dict] | None:
+        """``(JSON-able dict, {name: ndarray})`` to put in a training checkpoint, or None."""
+        return None
+
+    def set_state(self, state: dict, arrays: dict) -> None:
+        """Restore what :meth:`get_state` returned."""
+
+
+def _overrides(cb: Callback, hook: str) -> bool:
+    return getattr(type(cb), hook) is not getattr(Callback, hook)
+
+
+class CallbackList:
+    """Dispatches the hooks; batch hooks only to callbacks that define them (they run every batch)."""
+
+    def __init__(self, callbacks, model, params):
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            cb.set_model(model)
+            cb.set_params(params)
+        self._batch_begin = [cb for cb in self.callbacks if _overrides(cb, "on_train_batch_begin")]
+        self._batch_end = [cb for cb in self.callbacks if _overrides(cb, "on_train_batch_end")]
+        # At the end of an epoch History records the logs after the other callbacks have
+        # added to them, and checkpoint writers run last so that the file holds the
+        # epoch's final state (History included). Stable sort: user order otherwise.
+        self._epoch_end = sorted(self.callbacks, key=lambda cb: getattr(cb, "_epoch_end_order", 0))
+
+    @property
+    def wants_batch_end(self) -> bool:
+        return bool(self._batch_end)
+
+    def on_train_begin(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_end(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for cb in self._epoch_end:
+            cb.on_epoch_end(epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for cb in self._batch_begin:
+            cb.on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for cb in self._batch_end:
+            cb.on_train_batch_end(batch, logs)
+
+
+class History(Callback):
+    """Records the epoch logs: ``history.history == {'loss': [...], 'accuracy': [...], ...}``.
+
+    ``fit`` returns it. After ``fit(resume_from=...)`` it also holds the
+    epochs recorded in the checkpoint, so curves cover the whole run.
+    """
+
+    _epoch_end_order = 1
+
+    def __init__(self):
+        super().__init__()
+        self.epoch: list[int] = []
+        self.history: dict[str, list[float]] = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+
+class ProgbarLogger(Callback):
+    """Prints ``Epoch i/N`` and a progress bar (see :mod:`convforge.progress`); fit adds it when verbose."""
+
+    def __init__(self, verbose: int = 1):
+        super().__init__()
+        self.verbose = verbose
+        self._bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        progress.write_line(f"Epoch {epoch + 1}/{self.params['epochs']}")
+        self._bar = progress.ProgressBar(self.params["steps"], verbose=self.verbose)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._bar.update(batch + 1, logs, finalize=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._bar.update(self.params["steps"], logs, finalize=True)
+
+
+def _monitor_mode(monitor: str, mode: str) -> str:
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max'; got {mode!r}")
+    if mode != "auto":
+        return mode
+    return "max" if ("acc" in monitor or monitor.startswith("fmeasure") or "f1" in monitor) else "min"
+
+
+def _json_float(value):
+    return None if value is None else float(value)
+
+
+class EarlyStopping(Callback):
+    """Stop training when a monitored quantity has stopped improving (Keras's rules).
+
+    Parameters
+    ----------
+    monitor : str
+        Key of the epoch logs, default ``'val_loss'``.
+    min_delta : float
+        Smaller changes do not count as improvement.
+    patience : int
+        Epochs without improvement before stopping.
+    mode : 'auto', 'min' or 'max'
+        ``'auto'`` maximises names containing ``acc``, minimises the rest.
+    baseline : float, optional
+        Stop unless this value is beaten within ``patience`` epochs.
+    restore_best_weights : bool
+        At the end of training, put back the weights of the best epoch.
+    start_from_epoch : int
+        Epochs of warm-up during which no improvement is required.
+    verbose : int
+    """
+
+    def __init__(
+        self,
+        monitor="val_loss",
+        min_delta=0.0,
+        patience=0,
+        verbose=0,
+        mode="auto",
+        baseline=None,
+        restore_best_weights=False,
+        start_from_epoch=0,
+    ):
+        super().__init__()
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be an int >= 0; got {patience!r}")
+        self.monitor = monitor
+        self.min_delta = abs(float(min_delta))
+        self.patience = patience
+        self.verbose = verbose
+        self.mode = _monitor_mode(monitor, mode)
+        self.baseline = baseline
+        self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = int(start_from_epoch)
+        self._reset()
+
+    def _reset(self):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        if not getattr(self, "_restored", False):
+            self._reset()
+        self._restored = False
+
+    def _improved(self, current, reference) -> bool:
+        if reference is None:
+            return True
+        if self.mode == "min":
+            return current < reference - self.min_delta
+        return current > reference + self.min_delta
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            warnings.warn(
+                f"EarlyStopping is conditioned on '{self.monitor}', which is not available; available: "
+                f"{sorted(logs or {})}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+            self.best_epoch = epoch
+        self.wait += 1
+        if self._improved(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._improved(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            progress.write_line(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                progress.write_line(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+    def get_state(self):
+        state = {
+            "wait": self.wait,
+            "stopped_epoch": self.stopped_epoch,
+            "best": _json_float(self.best),
+            "best_epoch": self.best_epoch,
+        }
+        arrays = {}
+        if self.best_weights is not None:
+            arrays = {f"best_weights/{i}": w for i, w in enumerate(self.best_weights)}
+        return state, arrays
+
+    def set_state(self, state, arrays):
+        self.wait = int(state["wait"])
+        self.stopped_epoch = int(state["stopped_epoch"])
+        self.best = float(state["best"])
+        self.best_epoch = int(state["best_epoch"])
+        if arrays:
+            self.best_weights = [arrays[f"best_weights/{i}"] for i in range(len(arrays))]
+        self._restored = True
+
+
+class ModelCheckpoint(Callback):
+    """Save the model at the end of every epoch, or only when it is the best so far.
+
+    Parameters
+    ----------
+    filepath : str or os.PathLike
+        May hold ``str.format`` fields: ``{epoch}`` (1-based) and any log key,
+        e.g. ``'ckpt-{epoch:02d}-{val_loss:.3f}.npz'``.
+    monitor : str
+        Log key deciding "best"; default ``'val_loss'``.
+    save_best_only : bool
+        Write only when ``monitor`` improves.
+    save_weights_only : bool
+        ``model.save_weights`` (weights and architecture) instead of
+        ``model.save``. Only the full file can resume training: it also
+        holds the optimizer state, the epoch, the random generator's state,
+        the history and the other callbacks' state (see ``fit(resume_from=)``).
+    mode : 'auto', 'min' or 'max'
+    verbose : int
+
+    Files are written atomically: a crash never leaves a half-written file
+    in place of a good one. This callback runs after the other callbacks at
+    the end of an epoch, so the checkpoint includes their state for that
+    epoch.
+    """
+
+    _epoch_end_order = 2
+
+    def __init__(
+        self,
+        filepath,
+        monitor="val_loss",
+        verbose=0,
+        save_best_only=False,
+        save_weights_only=False,
+        mode="auto",
+        save_freq="epoch",
+    ):
+        super().__init__()
+        if save_freq != "epoch":
+            raise ValueError(f"ModelCheckpoint supports save_freq='epoch' only; got {save_freq!r}")
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
+        self.mode = _monitor_mode(monitor, mode)
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.last_saved: str | None = None
+
+    def _path(self, epoch, logs) -> str:
+        try:
+            return self.filepath.format(epoch=epoch + 1, **(logs or {}))
+        except KeyError as err:
+            raise ValueError(
+                f"ModelCheckpoint filepath {self.filepath!r} names {err.args[0]!r}, which is not in the logs "
+                f"{sorted(logs or {})}"
+            ) from None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None:
+                warnings.warn(
+                    f"ModelCheckpoint can save the best model only with '{self.monitor}' available; available: "
+                    f"{sorted(logs)}; skipping",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                return
+            better = current < self.best if self.mode == "min" else current > self.best
+            if not better:
+                if self.verbose > 0:
+                    progress.write_line(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+                return
+            if self.verbose > 0:
+                progress.write_line(
+                    f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}, "
+                    f"saving model to {self._path(epoch, logs)}"
+                )
+            self.best = current
+        path = self._path(epoch, logs)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+        self.last_saved = path
+        if self.verbose > 0 and not self.save_best_only:
+            progress.write_line(f"Epoch {epoch + 1}: saving model to {path}")
+
+    def get_state(self):
+        return {"best": _json_float(self.best)}, {}
+
+    def set_state(self, state, arrays):
+        self.best = float(state["best"])
+
+
+class TerminateOnNaN(Callback):
+    """Stop training when the loss becomes NaN or Inf, and say where it started.
+
+    Checking is free while the loss is finite. On the first non-finite loss
+    the batch is run again, layer by layer, to find the first NaN/Inf: in the
+    input, in a layer's weights, in a layer's output, in the loss, or in a
+    layer's gradients. The message names that layer; it is printed and kept
+    in :attr:`message`. (A batch whose loss is not finite is never applied to
+    the weights, so the model keeps its last good weights.)
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.message: str | None = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(loss):
+            return
+        x, y = self.model._last_batch
+        where = self.model._diagnose_non_finite(x, y)
+        epoch = getattr(self.model, "_current_epoch", 0)
+        self.message = f"Epoch {epoch + 1}, batch {batch + 1}: invalid loss {loss}, terminating training. {where}"
+        progress.write_line(self.message)
+        self.model.stop_training = True
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of each epoch: ``schedule(epoch)`` or ``schedule(epoch, lr)``.
+
+    ``epoch`` counts from 0. Any of :mod:`convforge.optimizers`' schedules
+    works (e.g. ``StepDecay(0.1, step_size=10)`` for a tenfold drop every 10
+    epochs). The learning rate used is logged as ``learning_rate``.
+    """
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"schedule must be a callable epoch -> learning rate; got {schedule!r}")
+        self.schedule = schedule
+        self.verbose = verbose
+        try:
+            params = inspect.signature(schedule).parameters.values()
+            positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            self._two_args = len(positional) >= 2 and positional[1].default is inspect.Parameter.empty
+        except (TypeError, ValueError):
+            self._two_args = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from .optimizers import check_learning_rate
+
+        optimizer = self.model.optimizer
+        if callable(optimizer.learning_rate):
+            raise ValueError(
+                "LearningRateScheduler cannot drive an optimizer whose learning_rate is itself a schedule; "
+                "give the optimizer a float learning rate"
+            )
+        lr = self.schedule(epoch, optimizer.learning_rate) if self._two_args else self.schedule(epoch)
+        try:
+            lr = check_learning_rate(lr, "learning rate")
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"LearningRateScheduler schedule returned {lr!r} for epoch {epoch}: {err}") from None
+        optimizer.learning_rate = lr
+        if self.verbose > 0:
+            progress.write_line(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)

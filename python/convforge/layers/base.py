@@ -1,0 +1,320 @@
+"""The :class:`Layer` base class, and the shape conventions every layer follows.
+
+Layouts
+-------
+At the API, images are channels-last like Keras: data ``(batch, height, width,
+channels)``, ``input_shape=(28, 28, 1)``, and ``summary()`` shows
+``(None, 26, 26, 64)``. Inside a model they are NCHW, the kernels' layout:
+``Sequential`` converts the input once at its entry and every layer's
+``forward``/``backward`` sees ``(batch, channels, height, width)`` arrays. Only
+the shapes *reported* to the user are channels-last.
+
+So the shapes passed to :meth:`Layer.build` and
+:meth:`Layer.compute_output_shape` are per-sample *internal* shapes, without
+the batch axis: ``(channels, height, width)`` for images, ``(features,)``
+for flat data. A 3-D per-sample shape is always an image.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+
+import numpy as np
+
+from . import initializers
+from ._kernels import Buffers
+
+__all__ = ["Layer", "display_shape"]
+
+# Built-in and user layer classes by class name, for rebuilding a model from its JSON
+# description (convforge.load_model). Filled by Layer.__init_subclass__.
+_REGISTRY: dict[str, list[type]] = {}
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def snake_case(name: str) -> str:
+    """Keras's default layer names: ``Conv2D`` -> ``conv2d``, ``MaxPooling2D`` -> ``max_pooling2d``."""
+    name = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def resolve_data_format(data_format) -> str | None:
+    """``None``, ``'channels_last'`` or ``'channels_first'`` (checked)."""
+    if data_format is None:
+        return None
+    if not isinstance(data_format, str) or data_format.lower() not in ("channels_last", "channels_first"):
+        raise ValueError(f"data_format must be 'channels_last', 'channels_first' or None; got {data_format!r}")
+    return data_format.lower()
+
+
+def display_shape(internal_shape, data_format: str = "channels_last") -> tuple:
+    """The per-sample shape as the user sees it: ``(C, H, W)`` -> ``(H, W, C)`` when channels-last."""
+    shape = tuple(internal_shape)
+    if len(shape) == 3 and data_format != "channels_first":
+        return (shape[1], shape[2], shape[0])
+    return shape
+
+
+def check_input_shape(input_shape, argument: str = "input_shape") -> tuple[int, ...] | None:
+    """A user-given per-sample shape such as ``(28, 28, 1)``, checked; None passes through."""
+    if input_shape is None:
+        return None
+    if isinstance(input_shape, numbers.Integral) and not isinstance(input_shape, bool):
+        input_shape = (input_shape,)
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) == 0:
+        raise TypeError(f"{argument} must be a tuple of positive ints such as (28, 28, 1); got {input_shape!r}")
+    out = []
+    for d in input_shape:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) or d < 1:
+            raise ValueError(
+                f"{argument} must be a tuple of positive ints such as (28, 28, 1), without the batch size; "
+                f"got {tuple(input_shape)!r}"
+            )
+        out.append(int(d))
+    return tuple(out)
+
+
+class Layer:
+    """Base class of every layer; subclass it to write your own in NumPy.
+
+    A layer turns a batch into a batch (:meth:`forward`) and a gradient into
+    a gradient (:meth:`backward`). Built-in and user layers mix freely in a
+    :class:`~convforge.Sequential`.
+
+    Parameters
+    ----------
+    name : str, optional
+        Unique within a model; by default the snake-cased class name, with
+        ``_1``, ``_2`` ... appended as in Keras (``conv2d``, ``conv2d_1``).
+    input_shape : tuple of int, optional
+        Per-sample shape of the model's input, Keras style, given to the first
+        layer: ``(28, 28, 1)`` (height, width, channels) or ``(784,)``.
+    trainable : bool
+        ``False`` freezes the layer's weights (the optimizer skips them).
+
+    Writing a layer
+    ---------------
+    Implement :meth:`forward` and :meth:`backward`; create weights in
+    :meth:`build` with :meth:`add_weight`. Inside a model image batches are
+    NCHW ``(batch, channels, height, width)``; see :mod:`convforge.layers.base`.
+    ``forward`` must keep what ``backward`` needs only when ``training`` is
+    true (``predict`` passes ``training=False`` and expects nothing to be kept);
+    ``backward`` gets ``dL/d(output)``, stores ``dL/d(weight)`` in
+    ``self.grads[name]`` for every weight, and returns ``dL/d(input)``.
+    Unless :meth:`compute_output_shape` is overridden, the output shape is
+    found by running ``forward`` once on a batch of one zero sample.
+
+    >>> import numpy as np, convforge
+    >>> from convforge.layers import Layer
+    >>> class Scale(Layer):
+    ...     '''y = x * alpha, one learnable alpha per feature.'''
+    ...     def build(self, input_shape):
+    ...         self.add_weight("alpha", input_shape, initializer="ones")
+    ...     def forward(self, x, training=False):
+    ...         if training:
+    ...             self.x = x                      # backward needs it
+    ...         return x * self.params["alpha"]
+    ...     def backward(self, dy):
+    ...         self.grads["alpha"] = (dy * self.x).sum(axis=0)
+    ...         return dy * self.params["alpha"]
+    >>> model = convforge.Sequential([
+    ...     convforge.layers.Dense(8, activation="relu", input_shape=(4,)),
+    ...     Scale(),
+    ...     convforge.layers.Dense(3, activation="softmax"),
+    ... ])
+    >>> model.count_params()
+    75
+
+    Check a new layer's ``backward`` with
+    :func:`convforge.gradcheck.check_model_gradients`. To save a model that
+    uses it, give the layer a ``get_config()`` returning its constructor
+    arguments (merged with ``super().get_config()``).
+
+    Training-mode arrays
+    --------------------
+    To keep a training step free of large allocations, the built-in layers
+    write training-mode results (``forward(x, training=True)``, ``backward``
+    and ``grads``) into arrays they reuse at their next training-mode call:
+    such an array is valid until then. Copy it to keep it. Inference
+    (``training=False``: ``predict``, ``evaluate``, ``activations``) always
+    returns new arrays.
+    """
+
+    # Layers that take images (batch, height, width, channels) at the API; a model whose
+    # first such layer receives (batch, height, width) adds the channel axis itself.
+    _expects_images = False
+    # Attributes holding what forward keeps for backward (cleared after training).
+    _cache_attrs: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _REGISTRY.setdefault(cls.__name__, []).append(cls)
+
+    def __init__(self, *, name=None, input_shape=None, trainable=True):
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(f"name must be a non-empty string without '/'; got {name!r}")
+        if not isinstance(trainable, (bool, np.bool_)):
+            raise TypeError(f"trainable must be True or False; got {trainable!r}")
+        self.name: str | None = name
+        self.trainable = bool(trainable)
+        self.input_shape_arg = check_input_shape(input_shape)
+        #: float32 or float64; set by the model before build.
+        self.dtype = np.dtype(np.float32)
+        #: Whether backward must return dL/dx. The model sets it to False on the first
+        #: layer with weights (nothing before it needs a gradient), saving its dx work.
+        self.input_grad_needed = True
+        #: Weights by name (insertion order is the get_weights() order) and their gradients.
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self._non_trainable: set[str] = set()
+        self.built = False
+        #: Per-sample internal input/output shapes, known once built.
+        self.input_shape: tuple | None = None
+        self.output_shape: tuple | None = None
+        #: How shapes are shown to the user (the model sets it).
+        self._data_format = "channels_last"
+        #: Arrays reused from one training step to the next (see "Training-mode arrays").
+        self._buffers = Buffers()
+
+    # ------------------------------------------------------------------ to override
+
+    def build(self, input_shape: tuple) -> None:
+        """Create the weights, knowing the per-sample input shape (internal layout)."""
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """Per-sample output shape for a per-sample input shape (internal layout)."""
+        x = np.zeros((1, *input_shape), dtype=self.dtype)
+        y = self.forward(x, training=False)
+        if not isinstance(y, np.ndarray) or y.ndim < 1 or y.shape[0] != 1:
+            raise TypeError(
+                f"{type(self).__name__}.forward must return an ndarray with the batch axis first; "
+                f"for a batch of one it returned {type(y).__name__} {getattr(y, 'shape', '')}"
+            )
+        return tuple(y.shape[1:])
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Output batch for the input batch ``x``; keep what backward needs if ``training``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x, training)")
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        """``dL/dx`` for ``dy = dL/dy``; also fill ``self.grads`` for every weight."""
+        raise NotImplementedError(f"{type(self).__name__} must implement backward(dy)")
+
+    def get_config(self) -> dict:
+        """Constructor arguments, JSON-serialisable (for saving and :meth:`from_config`)."""
+        config = {"name": self.name, "trainable": self.trainable}
+        if self.input_shape_arg is not None:
+            config["input_shape"] = list(self.input_shape_arg)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Layer":
+        return cls(**config)
+
+    # ------------------------------------------------------------------ weights
+
+    def add_weight(self, name: str, shape, initializer="glorot_uniform", trainable: bool = True) -> np.ndarray:
+        """Create the weight ``self.params[name]`` in the layer's dtype and return it.
+
+        ``initializer`` is a name (``'zeros'``, ``'he_normal'``, ...), an
+        initialiser object or a callable ``f(shape, dtype)``.
+        """
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"weight name must be a non-empty string without '/'; got {name!r}")
+        if name in self.params:
+            raise ValueError(f"layer {self.name!r} already has a weight named {name!r}")
+        shape = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+        value = initializers.get(initializer, f"initializer of weight {name!r}")(shape, self.dtype)
+        value = np.ascontiguousarray(value, dtype=self.dtype)
+        self.params[name] = value
+        if not trainable:
+            self._non_trainable.add(name)
+        return value
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """The weight arrays themselves (not copies), in creation order."""
+        return list(self.params.values())
+
+    def trainable_param_names(self) -> list[str]:
+        """Names of the weights the optimizer updates."""
+        if not self.trainable:
+            return []
+        return [n for n in self.params if n not in self._non_trainable]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the weights, in creation order (e.g. ``[kernel, bias]``)."""
+        return [p.copy() for p in self.params.values()]
+
+    def set_weights(self, weights) -> None:
+        """Replace the weights, in :meth:`get_weights` order; shapes must match."""
+        weights = list(weights)
+        if len(weights) != len(self.params):
+            names = list(self.params)
+            raise ValueError(
+                f"layer {self.name!r} ({type(self).__name__}) has {len(names)} weights {names}; "
+                f"set_weights got {len(weights)} arrays"
+            )
+        for (pname, current), new in zip(self.params.items(), weights):
+            new = np.asarray(new)
+            if new.shape != current.shape:
+                raise ValueError(
+                    f"layer {self.name!r} ({type(self).__name__}) weight {pname!r} has shape {current.shape}; "
+                    f"set_weights got shape {new.shape}"
+                )
+        for (pname, current), new in zip(self.params.items(), weights):
+            # In place: the arrays stay the same objects (an optimizer may hold them).
+            current[...] = np.asarray(new, dtype=current.dtype)
+
+    def count_params(self) -> int:
+        """Number of scalars in all weights."""
+        return int(sum(p.size for p in self.params.values()))
+
+    def count_trainable_params(self) -> int:
+        return int(sum(self.params[n].size for n in self.trainable_param_names()))
+
+    # ------------------------------------------------------------------ used by the model
+
+    def _build(self, input_shape: tuple, dtype) -> tuple:
+        """Build for an internal per-sample input shape; return the output shape."""
+        self.dtype = np.dtype(dtype)
+        input_shape = tuple(int(d) for d in input_shape)
+        if not self.built:
+            self.build(input_shape)
+            self.built = True
+        self.input_shape = input_shape
+        self.output_shape = tuple(int(d) for d in self.compute_output_shape(input_shape))
+        return self.output_shape
+
+    def _astype(self, dtype) -> None:
+        dtype = np.dtype(dtype)
+        self.dtype = dtype
+        for pname, p in self.params.items():
+            if p.dtype != dtype:
+                self.params[pname] = p.astype(dtype)
+        self.grads.clear()
+        self._clear_cache()
+
+    def _clear_cache(self) -> None:
+        for attr in self._cache_attrs:
+            setattr(self, attr, None)
+        self._buffers.clear()
+
+    def _ends_in_softmax(self) -> bool:
+        """True if the output is a softmax that the model may fuse into cross-entropy."""
+        return False
+
+    def _show(self, internal_shape) -> str:
+        """A shape for messages, as the user sees it: ``(batch, 26, 26, 64)``."""
+        return str(("batch", *display_shape(internal_shape, self._data_format))).replace("'", "")
+
+    def _missing_cache(self) -> RuntimeError:
+        return RuntimeError(
+            f"layer {self.name!r} ({type(self).__name__}): backward() needs a forward(x, training=True) "
+            "first (predict and evaluate run with training=False and keep nothing for backward)"
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} built={self.built}>"

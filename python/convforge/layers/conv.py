@@ -1,0 +1,216 @@
+"""Conv2D: 2-D convolution on the compiled kernels."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import _params
+from .. import functional as F
+from . import _kernels, activations, initializers
+from .base import Layer, resolve_data_format
+
+__all__ = ["Conv2D", "check_padding"]
+
+
+def check_padding(padding, layer: str):
+    """Keras's ``'valid'``/``'same'`` (any case), or the kernels' int / pair forms."""
+    if isinstance(padding, str):
+        if padding.lower() not in ("valid", "same"):
+            raise ValueError(f"{layer} padding must be 'valid' or 'same'; got {padding!r}")
+        return padding.lower()
+    if isinstance(padding, numbers.Integral) and not isinstance(padding, bool):
+        _params.pair(padding, "padding", minimum=0)
+        return int(padding)
+    if isinstance(padding, (tuple, list)):
+        _params.conv_padding(padding, (1, 1), (1, 1), (1, 1), (1, 1))  # validates the form
+        return tuple(tuple(p) if isinstance(p, (tuple, list)) else int(p) for p in padding)
+    raise TypeError(f"{layer} padding must be 'valid' or 'same'; got {type(padding).__name__} {padding!r}")
+
+
+def _json_padding(padding):
+    if isinstance(padding, tuple):
+        return [list(p) if isinstance(p, tuple) else p for p in padding]
+    return padding
+
+
+class Conv2D(Layer):
+    """2-D convolution layer, Keras's ``Conv2D``.
+
+    Parameters
+    ----------
+    filters : int
+        Number of output channels.
+    kernel_size : int or (int, int)
+    strides : int or (int, int)
+    padding : 'valid' or 'same'
+        ``'same'`` keeps ``ceil(size / stride)`` rows and columns (Keras/TF
+        rule; an odd extra padding row/column goes at the bottom/right). An
+        int or ``(ph, pw)`` of zero padding is accepted too.
+    data_format : 'channels_last' (default) or 'channels_first'
+        Layout of the *model's* input and of the shapes it reports. Inside
+        the model image batches are always ``(batch, channels, height,
+        width)``.
+    dilation_rate : int or (int, int)
+    activation : 'relu', 'tanh', 'sigmoid', 'softmax', 'linear' or None
+        Applied in place on the convolution's output (``relu`` on the
+        compiled kernel).
+    use_bias : bool
+    kernel_initializer, bias_initializer : str or callable
+        Defaults ``'glorot_uniform'`` and ``'zeros'``, as in Keras.
+    input_shape : tuple, optional
+        ``(height, width, channels)`` of the model input, on the first layer.
+
+    Weights
+    -------
+    ``kernel`` of shape ``(filters, channels, kh, kw)`` (OIHW -- Keras stores
+    ``(kh, kw, channels, filters)``; transpose with ``(3, 2, 0, 1)`` to import
+    Keras weights) and ``bias`` of shape ``(filters,)``.
+
+    Input / output
+    --------------
+    At the API ``(batch, height, width, channels)`` ->
+    ``(batch, out_height, out_width, filters)``; in ``forward``/``backward``
+    ``(batch, channels, height, width)`` -> ``(batch, filters, out_height, out_width)``.
+    """
+
+    _expects_images = True
+    _cache_attrs = ("_x", "_plan_used")
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        data_format=None,
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        *,
+        input_shape=None,
+        name=None,
+        trainable=True,
+    ):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        if isinstance(filters, (bool, np.bool_)) or not isinstance(filters, numbers.Integral) or filters < 1:
+            raise ValueError(f"Conv2D filters must be a positive int; got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = _params.pair(kernel_size, "kernel_size")
+        self.strides = _params.pair(strides, "strides")
+        self.dilation_rate = _params.pair(dilation_rate, "dilation_rate")
+        self.padding = check_padding(padding, "Conv2D")
+        self.data_format = resolve_data_format(data_format)
+        self.activation = activations.get(activation)
+        if self.activation is not None:
+            self.activation._inplace = True  # it owns the conv output it is applied to
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"Conv2D use_bias must be True or False; got {use_bias!r}")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
+        self._x = None
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"Conv2D expects input of shape (batch, height, width, channels); got {self._show(input_shape)}"
+            )
+        channels = input_shape[0]
+        self.add_weight("kernel", (self.filters, channels, *self.kernel_size), self.kernel_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"Conv2D expects input of shape (batch, height, width, channels); got {self._show(input_shape)}"
+            )
+        try:
+            stride, pads, dilation, out_hw = _params.conv_params(
+                input_shape[1:], self.kernel_size, self.strides, self.padding, self.dilation_rate
+            )
+        except ValueError as err:
+            raise ValueError(f"layer {self.name!r} (Conv2D) on input {self._show(input_shape)}: {err}") from None
+        # Normalised once: the training path calls the kernels with these directly.
+        self._plan = (stride, pads, dilation)
+        return (self.filters, *out_hw)
+
+    def forward(self, x, training=False):
+        w, b = self.params["kernel"], self.params.get("bias")
+        if not training:
+            self._x = self._plan_used = None
+            y = F.conv2d(x, w, b, self.strides, self.padding, self.dilation_rate)
+            return y if self.activation is None else self.activation.forward(y, False)
+        if x.ndim == 4 and x.shape[1:] == self.input_shape:
+            plan, out_hw = self._plan, self.output_shape[1:]
+        else:
+            if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1] != w.shape[1]:
+                F.conv2d(x, w, b)  # raises, naming what is wrong with x
+            # Another image size than built for ('same' padding depends on it).
+            *plan, out_hw = _params.conv_params(
+                x.shape[2:], w.shape[2:], self.strides, self.padding, self.dilation_rate
+            )
+        y = _kernels.conv2d(x, w, b, *plan, self._buffers("y", (x.shape[0], w.shape[0], *out_hw), x.dtype))
+        self._x, self._plan_used = x, plan
+        return y if self.activation is None else self.activation.forward(y, True)
+
+    def backward(self, dy):
+        if self._x is None:
+            raise self._missing_cache()
+        if self.activation is not None:
+            dy = self.activation.backward(dy)
+        x, w = self._x, self.params["kernel"]
+        if dy.dtype != x.dtype or dy.ndim != 4:
+            # Let functional explain what is wrong with dy.
+            F.conv2d_backward(dy, x, w, self.strides, self.padding, self.dilation_rate)
+        plan, buffers = self._plan_used, self._buffers
+        dx = None
+        if self.input_grad_needed:
+            dx = _kernels.conv2d_backward_data(dy, w, x.shape, *plan, buffers("dx", x.shape, x.dtype))
+        dw, db = _kernels.conv2d_backward_weights(
+            dy,
+            x,
+            w.shape,
+            *plan,
+            self.use_bias,
+            buffers("dw", w.shape, w.dtype),
+            buffers("db", (w.shape[0],), w.dtype) if self.use_bias else None,
+        )
+        self.grads["kernel"] = dw
+        if self.use_bias:
+            self.grads["bias"] = db
+        return dx
+
+    def _clear_cache(self):
+        super()._clear_cache()
+        if self.activation is not None:
+            self.activation._clear_cache()
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": _json_padding(self.padding),
+            "data_format": self.data_format,
+            "dilation_rate": list(self.dilation_rate),
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("kernel_initializer", "bias_initializer"):
+            if config.get(key) is None:
+                config.pop(key, None)  # a user callable could not be saved: use the default
+            else:
+                config[key] = initializers.deserialize(config[key])
+        return cls(**config)

@@ -1,0 +1,337 @@
+"""Dense, Flatten, Dropout, Reshape and the Input marker."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import random as _random
+from . import activations, initializers
+from .base import Layer, check_input_shape, resolve_data_format
+
+__all__ = ["Dense", "Dropout", "Flatten", "Input", "InputLayer", "Reshape"]
+
+
+class Dense(Layer):
+    """Fully connected layer ``y = activation(x @ kernel + bias)``, Keras's ``Dense``.
+
+    Parameters
+    ----------
+    units : int
+        Output features.
+    activation : 'relu', 'tanh', 'sigmoid', 'softmax', 'linear' or None
+    use_bias : bool
+    kernel_initializer, bias_initializer : str or callable
+        Defaults ``'glorot_uniform'`` and ``'zeros'``.
+    input_shape : tuple, optional
+        ``(features,)`` when this is the first layer (or ``input_dim=features``).
+
+    Weights
+    -------
+    ``kernel`` ``(in_features, units)`` -- Keras's layout -- and ``bias`` ``(units,)``.
+
+    Input / output
+    --------------
+    ``(batch, in_features)`` -> ``(batch, units)``. Feature maps must be
+    flattened first (``Flatten()``).
+    """
+
+    _cache_attrs = ("_x",)
+
+    def __init__(
+        self,
+        units,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        *,
+        input_shape=None,
+        input_dim=None,
+        name=None,
+        trainable=True,
+    ):
+        if input_dim is not None:
+            if input_shape is not None:
+                raise ValueError("Dense: give input_shape or input_dim, not both")
+            input_shape = (input_dim,)
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        if isinstance(units, (bool, np.bool_)) or not isinstance(units, numbers.Integral) or units < 1:
+            raise ValueError(f"Dense units must be a positive int; got {units!r}")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        if self.activation is not None:
+            self.activation._inplace = True  # it owns the fresh x @ kernel array
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"Dense use_bias must be True or False; got {use_bias!r}")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
+        self._x = None
+
+    def _check(self, input_shape):
+        if len(input_shape) != 1:
+            hint = " Add a Flatten() layer before it." if len(input_shape) == 3 else ""
+            raise ValueError(f"Dense expects input of shape (batch, features); got {self._show(input_shape)}.{hint}")
+
+    def build(self, input_shape):
+        self._check(input_shape)
+        self.add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (self.units,), self.bias_initializer)
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape)
+        return (self.units,)
+
+    def _forward_logits(self, x, training=False):
+        kernel = self.params["kernel"]
+        if training and x.ndim == 2 and x.dtype == kernel.dtype:
+            z = np.matmul(x, kernel, out=self._buffers("z", (x.shape[0], self.units), x.dtype))  # BLAS
+        else:
+            z = x @ kernel
+        if self.use_bias:
+            z += self.params["bias"]
+        self._x = x if training else None
+        return z
+
+    def forward(self, x, training=False):
+        z = self._forward_logits(x, training)
+        return z if self.activation is None else self.activation.forward(z, training)
+
+    def _backward_logits(self, dz):
+        x, kernel, buffers = self._x, self.params["kernel"], self._buffers
+        if x is None:
+            raise self._missing_cache()
+        if dz.dtype != kernel.dtype or dz.shape != (x.shape[0], self.units):
+            raise ValueError(
+                f"layer {self.name!r} (Dense): backward expects dy of shape {(x.shape[0], self.units)} and dtype "
+                f"{kernel.dtype}; got {dz.dtype} {dz.shape}"
+            )
+        self.grads["kernel"] = np.matmul(x.T, dz, out=buffers("dw", kernel.shape, kernel.dtype))
+        if self.use_bias:
+            self.grads["bias"] = np.sum(dz, axis=0, out=buffers("db", (self.units,), kernel.dtype))
+        if not self.input_grad_needed:
+            return None
+        return np.matmul(dz, kernel.T, out=buffers("dx", x.shape, kernel.dtype))
+
+    def backward(self, dy):
+        if self.activation is not None:
+            dy = self.activation.backward(dy)
+        return self._backward_logits(dy)
+
+    def _ends_in_softmax(self):
+        return isinstance(self.activation, activations.Softmax)
+
+    def _clear_cache(self):
+        super()._clear_cache()
+        if self.activation is not None:
+            self.activation._clear_cache()
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("kernel_initializer", "bias_initializer"):
+            if config.get(key) is None:
+                config.pop(key, None)
+            else:
+                config[key] = initializers.deserialize(config[key])
+        return cls(**config)
+
+
+class Flatten(Layer):
+    """Flattens each sample to a vector: ``(batch, h, w, c)`` -> ``(batch, h * w * c)``.
+
+    Order: channel-major, i.e. the model's internal ``(channels, height,
+    width)`` order, so flattening costs nothing (a reshape of the NCHW
+    batch). Keras (channels-last) flattens in ``(height, width, channels)``
+    order instead, so the kernel of a Dense layer right after Flatten is not
+    interchangeable with Keras's (its rows are permuted). Output shapes and
+    parameter counts are the same. For Keras's exact order use
+    ``Reshape((-1,))``, at the price of a transpose.
+
+    ``data_format`` is accepted for Keras compatibility and must agree with
+    the rest of the model; it does not change the order.
+    """
+
+    _cache_attrs = ("_in_shape",)
+
+    def __init__(self, data_format=None, *, name=None, input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        self.data_format = resolve_data_format(data_format)
+        self._in_shape = None
+
+    def compute_output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def forward(self, x, training=False):
+        self._in_shape = x.shape if training else None
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        if self._in_shape is None:
+            raise self._missing_cache()
+        return dy.reshape(self._in_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
+
+
+class Dropout(Layer):
+    """Inverted dropout: during training zero each value with probability ``rate``
+    and scale the rest by ``1 / (1 - rate)``; identity in ``predict``/``evaluate``.
+
+    Masks come from convforge's generator (:func:`convforge.seed`).
+    """
+
+    _cache_attrs = ("_mask",)
+
+    def __init__(self, rate, *, name=None, input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+            raise ValueError(f"Dropout rate must be a number in [0, 1); got {rate!r}")
+        self.rate = float(rate)
+        self._mask = None
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0:
+            self._mask = None
+            return x
+        if x.dtype not in (np.float32, np.float64):
+            raise TypeError(f"layer {self.name!r} (Dropout) expects float32 or float64 input; got {x.dtype}")
+        mask = self._buffers("mask", x.shape, x.dtype)
+        _random.get_generator().random(dtype=x.dtype, out=mask)
+        np.greater_equal(mask, self.rate, out=mask)  # 1.0 where kept
+        mask *= 1.0 / (1.0 - self.rate)
+        self._mask = mask
+        return np.multiply(x, mask, out=self._buffers("y", x.shape, x.dtype))
+
+    def backward(self, dy):
+        # No mask: rate 0 (identity), or forward was not in training mode.
+        if self._mask is None:
+            if self.rate == 0:
+                return dy
+            raise self._missing_cache()
+        if dy.shape != self._mask.shape:
+            raise ValueError(f"layer {self.name!r} (Dropout): dy has shape {dy.shape}, its output {self._mask.shape}")
+        return np.multiply(dy, self._mask, out=self._buffers("dx", dy.shape, self._mask.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
+class Reshape(Layer):
+    """Reshapes each sample to ``target_shape``, in Keras's element order.
+
+    ``target_shape`` is per sample, as Keras: ``Reshape((28, 28, 1))`` turns
+    784 pixels into a channels-last image, ``Reshape((-1,))`` flattens (one
+    -1 is allowed). Elements are read and written in channels-last order, so
+    the result is exactly Keras's; with more than one channel this costs a
+    transpose (``Flatten`` does not).
+    """
+
+    _cache_attrs = ("_in_shape",)
+
+    def __init__(self, target_shape, *, name=None, input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        if isinstance(target_shape, numbers.Integral) and not isinstance(target_shape, bool):
+            target_shape = (target_shape,)
+        if (
+            not isinstance(target_shape, (tuple, list))
+            or not target_shape
+            or any(
+                isinstance(d, bool) or not isinstance(d, numbers.Integral) or (d < 1 and d != -1) for d in target_shape
+            )
+            or sum(d == -1 for d in target_shape) > 1
+        ):
+            raise ValueError(
+                f"Reshape target_shape must be a tuple of positive ints (one may be -1); got {target_shape!r}"
+            )
+        self.target_shape = tuple(int(d) for d in target_shape)
+        self._in_shape = None
+
+    def _channels_last(self) -> bool:
+        return self._data_format != "channels_first"
+
+    def compute_output_shape(self, input_shape):
+        size = math.prod(input_shape)
+        known = math.prod(d for d in self.target_shape if d != -1)
+        target = self.target_shape
+        if -1 in target:
+            if size % known:
+                raise ValueError(
+                    f"Reshape cannot reshape {self._show(input_shape)} ({size} values per sample) to {target}"
+                )
+            target = tuple(size // known if d == -1 else d for d in target)
+        if math.prod(target) != size:
+            raise ValueError(
+                f"Reshape cannot reshape {self._show(input_shape)} ({size} values per sample) to {target} "
+                f"({math.prod(target)} values)"
+            )
+        self._user_target = target
+        if len(target) == 3 and self._channels_last():
+            return (target[2], target[0], target[1])
+        return target
+
+    def forward(self, x, training=False):
+        n = x.shape[0]
+        self._in_shape = x.shape if training else None
+        if x.ndim == 4 and self._channels_last():
+            x = x.transpose(0, 2, 3, 1)  # to Keras's element order
+        y = x.reshape(n, *self._user_target)
+        if y.ndim == 4 and self._channels_last():
+            y = y.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(y)
+
+    def backward(self, dy):
+        if self._in_shape is None:
+            raise self._missing_cache()
+        n = dy.shape[0]
+        if dy.ndim == 4 and self._channels_last():
+            dy = dy.transpose(0, 2, 3, 1)
+        if len(self._in_shape) == 4 and self._channels_last():
+            _, c, h, w = self._in_shape
+            return np.ascontiguousarray(dy.reshape(n, h, w, c).transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(dy.reshape(self._in_shape))
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+class InputLayer:
+    """Declares the model's per-sample input shape; ``Input(shape=(28, 28, 1))``.
+
+    Only meaningful as the first entry of a :class:`~convforge.Sequential`;
+    it is not kept as a layer (as in Keras 3, ``model.layers`` omits it).
+    """
+
+    def __init__(self, shape=None, *, input_shape=None, name=None):
+        if shape is None:
+            shape = input_shape
+        if shape is None:
+            raise TypeError("Input needs shape=, the per-sample input shape such as (28, 28, 1)")
+        self.shape = check_input_shape(shape, "shape")
+        self.name = name
+
+    def __repr__(self):
+        return f"Input(shape={self.shape})"
+
+
+def Input(shape=None, name=None):  # noqa: N802 - Keras's spelling
+    """``keras.Input`` equivalent for Sequential: ``Sequential([Input(shape=(28, 28, 1)), ...])``."""
+    return InputLayer(shape, name=name)

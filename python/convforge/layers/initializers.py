@@ -1,0 +1,256 @@
+"""Weight initialisers, with Keras's names and formulas.
+
+``kernel_initializer='glorot_uniform'`` (the Keras default) and friends. Every
+initialiser draws from convforge's generator (:mod:`convforge.random`), in
+float64, and then casts: a float32 model and a float64 model built after the
+same ``convforge.seed(n)`` start from the same weights up to rounding.
+
+Fans follow Keras: for a Dense kernel ``(in, units)`` fan_in is ``in`` and
+fan_out is ``units``; for a conv kernel, stored here as OIHW
+``(filters, channels, kh, kw)``, fan_in is ``channels * kh * kw`` and fan_out
+``filters * kh * kw`` -- the same numbers Keras computes from its HWIO layout.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import random as _random
+
+__all__ = [
+    "Constant",
+    "GlorotNormal",
+    "GlorotUniform",
+    "HeNormal",
+    "HeUniform",
+    "Initializer",
+    "LecunNormal",
+    "LecunUniform",
+    "Ones",
+    "RandomNormal",
+    "RandomUniform",
+    "TruncatedNormal",
+    "Zeros",
+    "compute_fans",
+    "get",
+]
+
+# Standard deviation of a unit normal truncated to [-2, 2]; dividing by it keeps the
+# variance of the truncated draws at the requested value (Keras does the same).
+_TRUNCATED_STDDEV = 0.87962566103423978
+
+
+def compute_fans(shape) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a weight of this shape (see the module docstring)."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    # (out, in, *receptive field): the OIHW layout of conv kernels.
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _truncated_normal(shape, stddev: float) -> np.ndarray:
+    """Normal(0, stddev) draws, each redrawn until it lies within 2 standard deviations."""
+    rng = _random.get_generator()
+    out = rng.standard_normal(shape)
+    bad = np.abs(out) > 2.0
+    while bad.any():
+        out[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(out) > 2.0
+    return out * stddev
+
+
+class Initializer:
+    """Base class: ``init(shape, dtype) -> ndarray``.
+
+    Any callable ``f(shape, dtype) -> ndarray`` may be used as an initialiser
+    too; draw from ``convforge.random.get_generator()`` to stay reproducible.
+    """
+
+    def __call__(self, shape, dtype="float32") -> np.ndarray:
+        shape = tuple(int(d) for d in shape)
+        return np.asarray(self._draw(shape), dtype=np.float64).astype(dtype, copy=False)
+
+    def _draw(self, shape) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Zeros(Initializer):
+    def _draw(self, shape):
+        return np.zeros(shape)
+
+
+class Ones(Initializer):
+    def _draw(self, shape):
+        return np.ones(shape)
+
+
+class Constant(Initializer):
+    def __init__(self, value: float = 0.0):
+        self.value = float(value)
+
+    def _draw(self, shape):
+        return np.full(shape, self.value)
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+class RandomNormal(Initializer):
+    def __init__(self, mean: float = 0.0, stddev: float = 0.05):
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def _draw(self, shape):
+        return self.mean + self.stddev * _random.get_generator().standard_normal(shape)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev}
+
+
+class RandomUniform(Initializer):
+    def __init__(self, minval: float = -0.05, maxval: float = 0.05):
+        self.minval, self.maxval = float(minval), float(maxval)
+
+    def _draw(self, shape):
+        return _random.get_generator().uniform(self.minval, self.maxval, shape)
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval}
+
+
+class TruncatedNormal(Initializer):
+    def __init__(self, mean: float = 0.0, stddev: float = 0.05):
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def _draw(self, shape):
+        return self.mean + _truncated_normal(shape, self.stddev)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev}
+
+
+class _VarianceScaling(Initializer):
+    """Keras's VarianceScaling: variance ``scale / fan``; uniform or truncated normal."""
+
+    scale = 1.0
+    mode = "fan_in"
+    distribution = "uniform"
+
+    def _draw(self, shape):
+        fan_in, fan_out = compute_fans(shape)
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
+        variance = self.scale / max(1.0, fan)
+        if self.distribution == "uniform":
+            limit = math.sqrt(3.0 * variance)
+            return _random.get_generator().uniform(-limit, limit, shape)
+        return _truncated_normal(shape, math.sqrt(variance) / _TRUNCATED_STDDEV)
+
+
+class GlorotUniform(_VarianceScaling):
+    """U(-l, l) with ``l = sqrt(6 / (fan_in + fan_out))``: the Keras default for kernels."""
+
+    mode, distribution = "fan_avg", "uniform"
+
+
+class GlorotNormal(_VarianceScaling):
+    mode, distribution = "fan_avg", "normal"
+
+
+class HeUniform(_VarianceScaling):
+    scale, mode, distribution = 2.0, "fan_in", "uniform"
+
+
+class HeNormal(_VarianceScaling):
+    """Truncated normal with ``stddev = sqrt(2 / fan_in)``: the usual choice before ReLU."""
+
+    scale, mode, distribution = 2.0, "fan_in", "normal"
+
+
+class LecunUniform(_VarianceScaling):
+    mode, distribution = "fan_in", "uniform"
+
+
+class LecunNormal(_VarianceScaling):
+    mode, distribution = "fan_in", "normal"
+
+
+_BY_NAME = {
+    "zeros": Zeros,
+    "ones": Ones,
+    "constant": Constant,
+    "random_normal": RandomNormal,
+    "random_uniform": RandomUniform,
+    "truncated_normal": TruncatedNormal,
+    "glorot_uniform": GlorotUniform,
+    "glorot_normal": GlorotNormal,
+    "he_uniform": HeUniform,
+    "he_normal": HeNormal,
+    "lecun_uniform": LecunUniform,
+    "lecun_normal": LecunNormal,
+}
+
+
+class _Callable(Initializer):
+    """Wraps a user function ``f(shape, dtype)`` and checks what it returns."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, shape, dtype="float32"):
+        shape = tuple(int(d) for d in shape)
+        out = np.asarray(self.fn(shape, dtype))
+        if out.shape != shape:
+            raise ValueError(f"initializer {self.fn!r} returned an array of shape {out.shape}, expected {shape}")
+        return out.astype(dtype, copy=False)
+
+    def __repr__(self):
+        return repr(self.fn)
+
+
+def get(identifier, argument: str = "initializer") -> Initializer:
+    """An initialiser from a name (``'he_normal'``), an instance, or a callable ``f(shape, dtype)``."""
+    if isinstance(identifier, Initializer):
+        return identifier
+    if isinstance(identifier, str):
+        key = identifier.lower()
+        if key not in _BY_NAME:
+            raise ValueError(
+                f"{argument} must be one of {sorted(_BY_NAME)} or a callable f(shape, dtype); got {identifier!r}"
+            )
+        return _BY_NAME[key]()
+    if callable(identifier):
+        return _Callable(identifier)
+    raise TypeError(
+        f"{argument} must be a name such as 'glorot_uniform' or a callable f(shape, dtype); got {identifier!r}"
+    )
+
+
+def serialize(initializer: Initializer):
+    """A JSON-able description, or None for a user callable (which cannot be saved)."""
+    for name, cls in _BY_NAME.items():
+        if type(initializer) is cls:
+            config = initializer.get_config()
+            return name if not config else {"class_name": name, "config": config}
+    return None
+
+
+def deserialize(config) -> Initializer:
+    if isinstance(config, str):
+        return get(config)
+    if isinstance(config, dict) and config.get("class_name") in _BY_NAME:
+        return _BY_NAME[config["class_name"]](**config.get("config", {}))
+    raise ValueError(f"unknown initializer description {config!r}")

@@ -1,0 +1,266 @@
+"""Classification metrics, and the metric objects ``compile(metrics=[...])`` uses.
+
+Functions (NumPy in, NumPy or float out)::
+
+    accuracy(y_true, y_pred)
+    confusion_matrix(y_true, y_pred, num_classes=None)
+    precision_recall_f1(y_true, y_pred, num_classes=None)
+    classification_report(y_true, y_pred, target_names=None, digits=2)
+
+``y_true`` is integer labels ``(N,)`` or one-hot ``(N, C)``; ``y_pred`` is
+integer labels ``(N,)`` or scores/probabilities ``(N, C)`` (the argmax is
+taken), e.g. straight from ``model.predict(x)``. Conventions follow
+scikit-learn: confusion-matrix rows are true classes and columns predicted
+classes; a precision or recall whose denominator is 0 is reported as 0.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "Accuracy",
+    "Mean",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "Metric",
+    "accuracy",
+    "classification_report",
+    "confusion_matrix",
+    "get",
+    "precision_recall_f1",
+]
+
+
+def _labels(y, name: str) -> np.ndarray:
+    """Class labels from labels, one-hot rows or scores (argmax)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return y.argmax(axis=1)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be labels (N,) or scores (N, classes); got shape {y.shape}")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.floor(y)):
+            raise ValueError(f"{name} holds non-integer labels; pass integer labels or (N, classes) scores")
+        y = y.astype(np.int64)
+    elif y.dtype.kind not in "iub":
+        raise TypeError(f"{name} must hold integer labels; got dtype {y.dtype}")
+    if y.size and y.min() < 0:
+        i = int(np.argmax(y < 0))
+        raise ValueError(f"{name} holds a negative label {y[i]} at index {i}")
+    return y.astype(np.int64, copy=False)
+
+
+def _pair(y_true, y_pred):
+    t, p = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred hold {t.shape[0]} and {p.shape[0]} samples; they must match")
+    return t, p
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Fraction of samples whose predicted class is the true class.
+
+    A single-column or 1-D float ``y_pred`` is a binary probability,
+    thresholded at 0.5 (Keras's binary accuracy).
+    """
+    y_pred_a = np.asarray(y_pred)
+    if y_pred_a.dtype.kind == "f" and (y_pred_a.ndim == 1 or (y_pred_a.ndim == 2 and y_pred_a.shape[1] == 1)):
+        t = np.asarray(y_true).reshape(-1)
+        p = (y_pred_a.reshape(-1) > 0.5).astype(t.dtype)
+        if t.shape != p.shape:
+            raise ValueError(f"y_true and y_pred hold {t.shape[0]} and {p.shape[0]} samples; they must match")
+        return float(np.mean(t == p)) if t.size else 0.0
+    t, p = _pair(y_true, y_pred)
+    return float(np.mean(t == p)) if t.size else 0.0
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarray:
+    """Counts ``C[i, j]`` of samples of true class ``i`` predicted as ``j``; int64 ``(K, K)``.
+
+    ``K`` is ``num_classes``, else the number of score columns, else one
+    more than the largest label seen.
+    """
+    t, p = _pair(y_true, y_pred)
+    if num_classes is None:
+        widths = [np.shape(y)[1] for y in (y_true, y_pred) if np.ndim(y) == 2 and np.shape(y)[1] > 1]
+        num_classes = max(widths + [int(t.max(initial=-1)) + 1, int(p.max(initial=-1)) + 1])
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int; got {num_classes!r}")
+    high = max(int(t.max(initial=-1)), int(p.max(initial=-1)))
+    if high >= num_classes:
+        raise ValueError(f"label {high} does not fit num_classes={num_classes}")
+    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def precision_recall_f1(y_true, y_pred, num_classes: int | None = None):
+    """Per-class precision, recall, F1 and support.
+
+    Returns
+    -------
+    precision, recall, f1 : ndarray of float64, shape (K,)
+        ``tp / (tp + fp)``, ``tp / (tp + fn)``, ``2 p r / (p + r)``; 0 where the
+        denominator is 0.
+    support : ndarray of int64, shape (K,)
+        True samples of each class.
+    """
+    cm = confusion_matrix(y_true, y_pred, num_classes)
+    tp = np.diag(cm).astype(np.float64)
+    predicted = cm.sum(axis=0)
+    support = cm.sum(axis=1)
+
+    def ratio(num, den):
+        return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+
+    precision = ratio(tp, predicted)
+    recall = ratio(tp, support)
+    f1 = ratio(2 * precision * recall, precision + recall)
+    return precision, recall, f1, support
+
+
+def classification_report(y_true, y_pred, target_names=None, digits: int = 2, num_classes: int | None = None) -> str:
+    """A text table of per-class precision, recall, F1 and support, scikit-learn's layout.
+
+    >>> print(classification_report([0, 1, 1, 2], [0, 1, 2, 2], target_names=["cat", "dog", "emu"]))
+                  precision    recall  f1-score   support
+    <BLANKLINE>
+             cat       1.00      1.00      1.00         1
+             dog       1.00      0.50      0.67         2
+             emu       0.50      1.00      0.67         1
+    <BLANKLINE>
+        accuracy                           0.75         4
+       macro avg       0.83      0.83      0.78         4
+    weighted avg       0.88      0.75      0.75         4
+    """
+    if num_classes is None and target_names is not None:
+        num_classes = len(target_names)
+    precision, recall, f1, support = precision_recall_f1(y_true, y_pred, num_classes)
+    k = len(support)
+    names = [str(n) for n in target_names] if target_names is not None else [str(i) for i in range(k)]
+    if len(names) != k:
+        raise ValueError(f"target_names has {len(names)} names for {k} classes")
+    total = int(support.sum())
+    acc = float(np.diag(confusion_matrix(y_true, y_pred, k)).sum() / total) if total else 0.0
+    weights = support / total if total else np.zeros(k)
+    width = max(len("weighted avg"), *(len(n) for n in names))
+    head = ["precision", "recall", "f1-score", "support"]
+    lines = [" " * width + " " + "".join(f"{h:>10}" for h in head), ""]
+
+    def row(name, values, count):
+        return f"{name:>{width}} " + "".join(f"{v:>10.{digits}f}" for v in values) + f"{count:>10}"
+
+    for i in range(k):
+        lines.append(row(names[i], (precision[i], recall[i], f1[i]), int(support[i])))
+    lines.append("")
+    lines.append(f"{'accuracy':>{width}} " + " " * 20 + f"{acc:>10.{digits}f}{total:>10}")
+    lines.append(row("macro avg", (precision.mean(), recall.mean(), f1.mean()), total))
+    lines.append(row("weighted avg", (weights @ precision, weights @ recall, weights @ f1), total))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- metric objects
+
+
+class Metric:
+    """A running value over batches: ``update_state`` per batch, ``result`` at the end."""
+
+    name = "metric"
+
+    def reset_state(self) -> None:
+        raise NotImplementedError
+
+    def update_state(self, y_true, y_pred) -> None:
+        raise NotImplementedError
+
+    def result(self) -> float:
+        raise NotImplementedError
+
+
+class Mean(Metric):
+    """Sample-weighted mean of a per-batch function ``fn(y_true, y_pred) -> float``."""
+
+    def __init__(self, fn=None, name: str | None = None):
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "mean")
+        self.reset_state()
+
+    def reset_state(self):
+        self._total = 0.0
+        self._count = 0
+
+    def update_state(self, y_true, y_pred):
+        n = len(y_pred)
+        self._total += float(self.fn(y_true, y_pred)) * n
+        self._count += n
+
+    def add(self, value: float, n: int) -> None:
+        """Add a batch mean ``value`` over ``n`` samples."""
+        self._total += value * n
+        self._count += n
+
+    def result(self):
+        return self._total / self._count if self._count else float("nan")
+
+
+def _fast_accuracy(y_true, y_pred) -> float:
+    """accuracy() without input checks, for targets already checked by the loss."""
+    if y_pred.ndim == 2 and y_pred.shape[1] > 1:
+        predicted = y_pred.argmax(axis=1)
+        if y_true.ndim == 2:
+            return np.count_nonzero(predicted == y_true.argmax(axis=1)) / len(predicted)
+        return np.count_nonzero(predicted == y_true) / len(predicted)
+    return accuracy(y_true, y_pred)
+
+
+class Accuracy(Mean):
+    """Accuracy for labels, one-hot rows or binary (0.5-thresholded) outputs."""
+
+    def __init__(self, name: str = "accuracy"):
+        super().__init__(_fast_accuracy, name)
+
+
+def _mse(y_true, y_pred):
+    return float(np.mean((y_pred - np.asarray(y_true).reshape(y_pred.shape)) ** 2))
+
+
+def _mae(y_true, y_pred):
+    return float(np.mean(np.abs(y_pred - np.asarray(y_true).reshape(y_pred.shape))))
+
+
+class MeanSquaredError(Mean):
+    def __init__(self, name: str = "mse"):
+        super().__init__(_mse, name)
+
+
+class MeanAbsoluteError(Mean):
+    def __init__(self, name: str = "mae"):
+        super().__init__(_mae, name)
+
+
+_BY_NAME = {
+    "accuracy": Accuracy,
+    "acc": Accuracy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+}
+
+
+def get(identifier) -> Metric:
+    """A fresh metric from a name (``'accuracy'``, ``'acc'``, ``'mse'``, ``'mae'``), a Metric, or a
+    function ``fn(y_true, y_pred) -> float`` (averaged over samples, named after the function)."""
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, str):
+        key = identifier.lower()
+        if key not in _BY_NAME:
+            raise ValueError(f"metric must be one of {sorted(_BY_NAME)}, a Metric or a function; got {identifier!r}")
+        return _BY_NAME[key](name=identifier)
+    if callable(identifier):
+        return Mean(identifier)
+    raise TypeError(f"metric must be a name such as 'accuracy', a Metric or a function; got {identifier!r}")

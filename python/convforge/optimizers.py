@@ -1,0 +1,475 @@
+"""Optimizers (SGD with momentum/Nesterov, Adam, RMSprop) and learning-rate schedules.
+
+The update rules are Keras's (``keras.optimizers``), written out in each
+class's docstring. ``model.compile(optimizer='adam')`` uses the defaults;
+pass an instance to choose the hyperparameters::
+
+    model.compile(optimizer=optimizers.SGD(learning_rate=0.01, momentum=0.9, nesterov=True), ...)
+
+Weight decay
+------------
+``weight_decay=wd`` is *decoupled* weight decay, as in Keras 3 and AdamW:
+before each update every trained weight is shrunk, ``w -= lr * wd * w``
+(not added to the gradient, so Adam does not rescale it).
+
+Learning-rate schedules
+-----------------------
+``learning_rate`` may be a float, a schedule from this module, or any
+callable ``step -> lr``; it is called with the number of updates done so far
+(0 for the first batch), as Keras's ``LearningRateSchedule``. For a schedule
+by epoch use :class:`convforge.callbacks.LearningRateScheduler`, which calls
+``epoch -> lr`` at the start of each epoch. The schedules
+(:class:`StepDecay`, :class:`ExponentialDecay`, :class:`CosineDecay`,
+:class:`PiecewiseConstantDecay`) are plain ``t -> lr`` functions and work
+with either. They are also reachable as ``optimizers.schedules.X``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import types
+
+import numpy as np
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "CosineDecay",
+    "ExponentialDecay",
+    "LearningRateSchedule",
+    "Optimizer",
+    "PiecewiseConstantDecay",
+    "RMSprop",
+    "StepDecay",
+    "get",
+    "schedules",
+]
+
+
+def _real(value, name: str, *, low: float = 0.0, high: float | None = None, low_open=False, high_open=True) -> float:
+    """A finite float in the given range, or TypeError/ValueError naming the argument."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number; got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value}")
+    if value < low or (low_open and value == low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}; got {value}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}; got {value}")
+    return value
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+class LearningRateSchedule:
+    """Base class of the schedules: ``schedule(t) -> learning rate``."""
+
+    def __call__(self, step):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get_config(self) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class StepDecay(LearningRateSchedule):
+    """``initial_learning_rate * gamma ** (t // step_size)`` (PyTorch's StepLR)."""
+
+    def __init__(self, initial_learning_rate, step_size, gamma=0.1):
+        self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate")
+        self.step_size = _positive_int(step_size, "step_size")
+        self.gamma = _real(gamma, "gamma")
+
+    def __call__(self, step):
+        return self.initial_learning_rate * self.gamma ** (int(step) // self.step_size)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "step_size": self.step_size, "gamma": self.gamma}
+
+
+class ExponentialDecay(LearningRateSchedule):
+    """``initial_learning_rate * decay_rate ** (t / decay_steps)``; integer division if ``staircase``."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
+        self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate")
+        self.decay_steps = _positive_int(decay_steps, "decay_steps")
+        self.decay_rate = _real(decay_rate, "decay_rate", low_open=True)
+        self.staircase = bool(staircase)
+
+    def __call__(self, step):
+        p = int(step) / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate * self.decay_rate**p
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+        }
+
+
+class CosineDecay(LearningRateSchedule):
+    """Cosine from ``initial_learning_rate`` down to ``alpha * initial_learning_rate`` over ``decay_steps``
+    (Keras's formula; constant afterwards)."""
+
+    def __init__(self, initial_learning_rate, decay_steps, alpha=0.0):
+        self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate")
+        self.decay_steps = _positive_int(decay_steps, "decay_steps")
+        self.alpha = _real(alpha, "alpha", high=1.0, high_open=False)
+
+    def __call__(self, step):
+        t = min(int(step), self.decay_steps) / self.decay_steps
+        cosine = 0.5 * (1 + math.cos(math.pi * t))
+        return self.initial_learning_rate * ((1 - self.alpha) * cosine + self.alpha)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "alpha": self.alpha,
+        }
+
+
+class PiecewiseConstantDecay(LearningRateSchedule):
+    """``values[i]`` while ``boundaries[i-1] < t <= boundaries[i]`` (Keras's rule)."""
+
+    def __init__(self, boundaries, values):
+        boundaries, values = list(boundaries), list(values)
+        if len(values) != len(boundaries) + 1:
+            raise ValueError(
+                f"values must have one more entry than boundaries; got {len(values)} and {len(boundaries)}"
+            )
+        self.boundaries = [int(b) for b in boundaries]
+        if self.boundaries != sorted(self.boundaries):
+            raise ValueError(f"boundaries must be increasing; got {self.boundaries}")
+        self.values = [_real(v, f"values[{i}]") for i, v in enumerate(values)]
+
+    def __call__(self, step):
+        step = int(step)
+        for boundary, value in zip(self.boundaries, self.values):
+            if step <= boundary:
+                return value
+        return self.values[-1]
+
+    def get_config(self):
+        return {"boundaries": self.boundaries, "values": self.values}
+
+
+#: Keras's namespace: ``optimizers.schedules.ExponentialDecay`` and friends.
+schedules = types.SimpleNamespace(
+    LearningRateSchedule=LearningRateSchedule,
+    StepDecay=StepDecay,
+    ExponentialDecay=ExponentialDecay,
+    CosineDecay=CosineDecay,
+    PiecewiseConstantDecay=PiecewiseConstantDecay,
+)
+_SCHEDULES = {cls.__name__: cls for cls in (StepDecay, ExponentialDecay, CosineDecay, PiecewiseConstantDecay)}
+
+
+def check_learning_rate(value, name="learning_rate") -> float:
+    """A learning rate: finite and >= 0."""
+    return _real(value, name)
+
+
+# --------------------------------------------------------------------------- optimizers
+
+
+class Optimizer:
+    """Base class. Subclasses implement ``_update(key, w, g, lr)`` updating ``w`` in place.
+
+    Parameters
+    ----------
+    learning_rate : float, schedule or callable ``step -> lr``
+    weight_decay : float, optional
+        Decoupled weight decay (see the module docstring).
+
+    Attributes
+    ----------
+    iterations : int
+        Updates applied so far.
+    """
+
+    _slot_names: tuple[str, ...] = ()
+
+    def __init__(self, learning_rate, weight_decay=None):
+        self.learning_rate = learning_rate
+        self.weight_decay = 0.0 if weight_decay is None else _real(weight_decay, "weight_decay")
+        self.iterations = 0
+        # Per-variable state (momentum, moments), by variable key, then slot name.
+        self._slots: dict[str, dict[str, np.ndarray]] = {}
+        # Per-variable work arrays, so that an update allocates nothing (not state: not saved).
+        self._work: dict[tuple, np.ndarray] = {}
+
+    @property
+    def learning_rate(self):
+        """The float or schedule given; :meth:`current_learning_rate` evaluates it."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if callable(value):
+            self._learning_rate = value
+        else:
+            self._learning_rate = check_learning_rate(value)
+
+    def current_learning_rate(self) -> float:
+        """The learning rate of the next update (a schedule called with ``iterations``)."""
+        lr = self._learning_rate
+        if not callable(lr):
+            return lr
+        value = lr(self.iterations)
+        try:
+            return check_learning_rate(value, "learning rate")
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"learning-rate schedule {lr!r} returned {value!r} at step {self.iterations}: {err}"
+            ) from None
+
+    def apply_gradients(self, grads_and_vars) -> None:
+        """One update of every variable in place.
+
+        Parameters
+        ----------
+        grads_and_vars : iterable of (key, variable, gradient)
+            ``key`` is a stable name for the variable (``'conv2d/kernel'``) that
+            identifies its state (momentum, moments) across steps and in
+            checkpoints; ``variable`` is updated in place.
+        """
+        lr = self.current_learning_rate()
+        decay = lr * self.weight_decay
+        for key, w, g in grads_and_vars:
+            if decay:
+                w *= 1.0 - decay
+            self._update(key, w, g, lr)
+        self.iterations += 1
+
+    def _slot(self, key: str, name: str, like: np.ndarray) -> np.ndarray:
+        slots = self._slots.get(key)
+        if slots is None:
+            slots = self._slots[key] = {}
+        s = slots.get(name)
+        if s is None or s.shape != like.shape or s.dtype != like.dtype:
+            s = slots[name] = np.zeros_like(like)
+        return s
+
+    def _scratch(self, key: str, like: np.ndarray, i: int = 0) -> np.ndarray:
+        s = self._work.get((key, i))
+        if s is None or s.shape != like.shape or s.dtype != like.dtype:
+            s = self._work[(key, i)] = np.empty_like(like)
+        return s
+
+    def _update(self, key, w, g, lr):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ state and config
+
+    def get_state(self) -> tuple[int, dict[str, np.ndarray]]:
+        """``(iterations, {'<key>/<slot>': array})``, for checkpoints."""
+        arrays = {f"{key}/{name}": arr for key, slots in self._slots.items() for name, arr in slots.items()}
+        return self.iterations, arrays
+
+    def set_state(self, iterations: int, arrays: dict[str, np.ndarray]) -> None:
+        self.iterations = int(iterations)
+        self._slots = {}
+        for full, arr in arrays.items():
+            key, _, name = full.rpartition("/")
+            self._slots.setdefault(key, {})[name] = np.array(arr)
+
+    def _astype(self, dtype) -> None:
+        for slots in self._slots.values():
+            for name, arr in slots.items():
+                slots[name] = arr.astype(dtype)
+        self._work.clear()
+
+    def get_config(self) -> dict:
+        lr = self._learning_rate
+        if isinstance(lr, LearningRateSchedule) and type(lr).__name__ in _SCHEDULES:
+            lr_config = {"class_name": type(lr).__name__, "config": lr.get_config()}
+        elif callable(lr):
+            lr_config = None  # a user function cannot be saved
+        else:
+            lr_config = lr
+        return {"learning_rate": lr_config, "weight_decay": self.weight_decay or None}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        lr = config.get("learning_rate")
+        if isinstance(lr, dict):
+            config["learning_rate"] = _SCHEDULES[lr["class_name"]](**lr["config"])
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum.
+
+    Keras's update, with velocity ``m`` (zero at start)::
+
+        m = momentum * m - lr * g
+        w = w + m                                   # plain momentum
+        w = w + momentum * m - lr * g               # nesterov=True
+        w = w - lr * g                              # momentum=0
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None):
+        super().__init__(learning_rate, weight_decay)
+        self.momentum = _real(momentum, "momentum", high=1.0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be True or False; got {nesterov!r}")
+        self.nesterov = bool(nesterov)
+
+    def _update(self, key, w, g, lr):
+        step = np.multiply(g, lr, out=self._scratch(key, w))
+        if self.momentum == 0:
+            w -= step
+            return
+        m = self._slot(key, "momentum", w)
+        m *= self.momentum
+        m -= step
+        if self.nesterov:
+            w += np.multiply(m, self.momentum, out=self._scratch(key, w, 1))
+            w -= step
+        else:
+            w += m
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), Keras's form, with moments ``m``, ``v`` and ``t = iterations + 1``::
+
+    m = m + (1 - beta_1) * (g - m)
+    v = v + (1 - beta_2) * (g * g - v)
+    w = w - lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + epsilon)
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None):
+        super().__init__(learning_rate, weight_decay)
+        self.beta_1 = _real(beta_1, "beta_1", high=1.0)
+        self.beta_2 = _real(beta_2, "beta_2", high=1.0)
+        self.epsilon = _real(epsilon, "epsilon", low_open=True)
+
+    def apply_gradients(self, grads_and_vars):
+        t = self.iterations + 1
+        # One bias correction per step, shared by all variables.
+        self._correction = math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        super().apply_gradients(grads_and_vars)
+
+    def _update(self, key, w, g, lr):
+        m = self._slot(key, "m", w)
+        v = self._slot(key, "v", w)
+        t = self._scratch(key, w)
+        np.subtract(g, m, out=t)
+        t *= 1 - self.beta_1
+        m += t
+        np.multiply(g, g, out=t)
+        t -= v
+        t *= 1 - self.beta_2
+        v += t
+        np.sqrt(v, out=t)
+        t += self.epsilon
+        np.divide(m, t, out=t)
+        t *= lr * self._correction
+        w -= t
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class RMSprop(Optimizer):
+    """RMSprop, Keras's form (the Keras default optimizer in ``compile``)::
+
+    v = rho * v + (1 - rho) * g * g
+    d = lr * g / sqrt(v + epsilon)               # centered: v - a * a, a = rho * a + (1 - rho) * g
+    w = w - d                                   # or with momentum: m = momentum * m + d; w = w - m
+    """
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, weight_decay=None):
+        super().__init__(learning_rate, weight_decay)
+        self.rho = _real(rho, "rho", high=1.0)
+        self.momentum = _real(momentum, "momentum", high=1.0)
+        self.epsilon = _real(epsilon, "epsilon", low_open=True)
+        self.centered = bool(centered)
+
+    def _update(self, key, w, g, lr):
+        v = self._slot(key, "velocity", w)
+        t = self._scratch(key, w)
+        v *= self.rho
+        np.multiply(g, g, out=t)
+        t *= 1 - self.rho
+        v += t
+        if self.centered:
+            a = self._slot(key, "average_gradient", w)
+            a *= self.rho
+            np.multiply(g, 1 - self.rho, out=t)
+            a += t
+            np.multiply(a, a, out=t)
+            np.subtract(v, t, out=t)
+        else:
+            t[...] = v
+        t += self.epsilon
+        np.sqrt(t, out=t)
+        np.divide(g, t, out=t)
+        t *= lr
+        if self.momentum > 0:
+            m = self._slot(key, "momentum", w)
+            m *= self.momentum
+            m += t
+            t = m
+        w -= t
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "rho": self.rho,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "centered": self.centered,
+        }
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+
+def get(identifier) -> Optimizer:
+    """An optimizer from a name (``'sgd'``, ``'adam'``, ``'rmsprop'``; defaults) or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    raise ValueError(
+        f"optimizer must be one of {sorted(_BY_NAME)} or a convforge.optimizers.Optimizer; got {identifier!r}"
+    )
+
+
+def serialize(optimizer: Optimizer) -> dict | None:
+    if type(optimizer) in _BY_NAME.values():
+        return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+    return None
+
+
+def deserialize(config: dict) -> Optimizer:
+    classes = {cls.__name__: cls for cls in _BY_NAME.values()}
+    if not isinstance(config, dict) or config.get("class_name") not in classes:
+        raise ValueError(f"unknown optimizer description {config!r}")
+    return classes[config["class_name"]].from_config(config.get("config", {}))

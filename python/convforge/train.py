@@ -1,0 +1,234 @@
+"""Train LeNet-5 on Fashion-MNIST (or MNIST) from the command line.
+
+    python -m convforge.train                      # Fashion-MNIST, 10 epochs, Adam
+    python -m convforge.train --data ~/mnist       # MNIST: a directory with its four IDX files
+    python -m convforge.train --classic --optimizer sgd --lr 0.05 --momentum 0.9
+
+It prints the model summary, a progress bar, per-epoch loss/accuracy, the
+final test accuracy, per-class precision/recall/F1 and the confusion matrix,
+and saves the trained model (``lenet5.npz``, reload with
+``convforge.load_model``) and ``history.json`` to ``--output-dir``. With
+matplotlib installed (``pip install convforge[plot]``) it also draws the
+training curves, the first layer's filters and the feature maps of one test
+image as PNG files there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+import convforge
+from convforge import datasets, layers, metrics
+
+LENET5_PARAMS = 61_706
+
+
+def lenet5(classic: bool = False, num_classes: int = 10) -> convforge.Sequential:
+    """LeNet-5 for 28x28 grey images (LeCun et al. 1998, with the first layer padded by 2).
+
+    The default is the modern variant: ReLU and max-pooling. ``classic=True``
+    uses tanh and average pooling as in the paper.
+    """
+    act = "tanh" if classic else "relu"
+    pool = layers.AveragePooling2D if classic else layers.MaxPooling2D
+    return convforge.Sequential(
+        [
+            layers.Conv2D(6, (5, 5), padding="same", activation=act, input_shape=(28, 28, 1), name="c1"),  # 28x28x6
+            pool(2, name="s2"),  # 14x14x6
+            layers.Conv2D(16, (5, 5), activation=act, name="c3"),  # 10x10x16
+            pool(2, name="s4"),  # 5x5x16
+            layers.Flatten(name="flatten"),  # 400
+            layers.Dense(120, activation=act, name="f5"),
+            layers.Dense(84, activation=act, name="f6"),
+            layers.Dense(num_classes, activation="softmax", name="output"),
+        ],
+        name="lenet5_classic" if classic else "lenet5",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m convforge.train",
+        description="Train LeNet-5 on Fashion-MNIST (default) or MNIST with convforge's C++ kernels.",
+    )
+    p.add_argument("--data", metavar="DIR", help="directory with the four IDX files of MNIST (or another "
+                   "MNIST-format set); default: Fashion-MNIST from $CONVFORGE_DATA or /usr/share/datasets")
+    p.add_argument("--dataset", choices=["fashion-mnist", "mnist"], default=None,
+                   help="class names to report (default: fashion-mnist, or mnist with --data)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 for adam, 0.05 for sgd)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    p.add_argument("--validation-split", type=float, default=0.1)
+    p.add_argument("--threads", type=int, default=None, help="kernel threads (default: all CPUs available)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--classic", action="store_true", help="tanh and average pooling, as in the 1998 paper")
+    p.add_argument("--limit-train", type=int, default=None, metavar="N", help="train on the first N images only")
+    p.add_argument("--output-dir", default="runs/lenet5", help="where the model, history and plots go")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots even if matplotlib is installed")
+    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
+                   help="1: progress bar, 2: one line per epoch (default: 1 on a terminal, else 2)")
+    return p
+
+
+def _check_args(args, parser) -> None:
+    if args.epochs < 1:
+        parser.error(f"--epochs must be >= 1, got {args.epochs}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.lr is not None and not (np.isfinite(args.lr) and args.lr > 0):
+        parser.error(f"--lr must be a positive number, got {args.lr}")
+    if not 0.0 <= args.validation_split < 1.0:
+        parser.error(f"--validation-split must be in [0, 1), got {args.validation_split}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.limit_train is not None and args.limit_train < 1:
+        parser.error(f"--limit-train must be >= 1, got {args.limit_train}")
+
+
+def load(args):
+    """``((x_train, y_train), (x_test, y_test))`` as float32 in [0, 1], channels-last, and class names."""
+    if args.data is not None:
+        (x_train, y_train), (x_test, y_test) = datasets.mnist.load_data(path=args.data)
+        names = datasets.fashion_mnist.CLASS_NAMES if args.dataset == "fashion-mnist" else datasets.mnist.CLASS_NAMES
+    else:
+        (x_train, y_train), (x_test, y_test) = datasets.fashion_mnist.load_data()
+        names = datasets.mnist.CLASS_NAMES if args.dataset == "mnist" else datasets.fashion_mnist.CLASS_NAMES
+    if args.limit_train is not None:
+        x_train, y_train = x_train[: args.limit_train], y_train[: args.limit_train]
+    scale = np.float32(1.0 / 255.0)
+    return (x_train[..., None] * scale, y_train), (x_test[..., None] * scale, y_test), list(names)
+
+
+def _plots(model, history, x_test, out_dir) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written = []
+    h = history.history
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.plot(range(1, len(h[key]) + 1), h[key], label="train")
+        if f"val_{key}" in h:
+            ax.plot(range(1, len(h[f"val_{key}"]) + 1), h[f"val_{key}"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend()
+    fig.tight_layout()
+    written.append(os.path.join(out_dir, "curves.png"))
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+
+    kernel = model.get_layer("c1").get_weights()[0]  # (6, 1, 5, 5): OIHW
+    fig, axes = plt.subplots(1, kernel.shape[0], figsize=(2 * kernel.shape[0], 2.2))
+    for i, ax in enumerate(np.atleast_1d(axes)):
+        ax.imshow(kernel[i, 0], cmap="gray")
+        ax.set_title(f"filter {i}")
+        ax.axis("off")
+    fig.suptitle("first-layer filters (c1)")
+    written.append(os.path.join(out_dir, "filters_c1.png"))
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+
+    maps = model.activations(x_test[:1])
+    names = [layer.name for layer in model.layers]
+    shown = [(n, a[0]) for n, a in zip(names, maps) if a.ndim == 4]  # (H, W, C) feature maps
+    rows = len(shown) + 1
+    cols = max(a.shape[-1] for _, a in shown)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    axes[0, 0].imshow(x_test[0, :, :, 0], cmap="gray")
+    axes[0, 0].set_title("input")
+    for r, (name, a) in enumerate(shown, start=1):
+        for c in range(a.shape[-1]):
+            axes[r, c].imshow(a[:, :, c], cmap="viridis")
+        axes[r, 0].set_title(name, loc="left")
+    fig.tight_layout()
+    written.append(os.path.join(out_dir, "feature_maps.png"))
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+    return written
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_args(args, parser)
+    if args.threads is not None:
+        convforge.set_num_threads(args.threads)
+    convforge.seed(args.seed)
+    info = convforge.build_info()
+    print(f"convforge {info['version']}: {info['isa']} kernels, {convforge.get_num_threads()} threads, seed {args.seed}")
+
+    try:
+        (x_train, y_train), (x_test, y_test), class_names = load(args)
+    except datasets.DatasetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"data: {len(x_train)} training and {len(x_test)} test images of {x_train.shape[1:]}")
+
+    model = lenet5(classic=args.classic, num_classes=len(class_names))
+    if args.optimizer == "adam":
+        optimizer = convforge.optimizers.Adam(learning_rate=args.lr or 1e-3)
+    else:
+        optimizer = convforge.optimizers.SGD(learning_rate=args.lr or 0.05, momentum=args.momentum)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.summary()
+
+    t0 = time.perf_counter()
+    history = model.fit(
+        x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+        validation_split=args.validation_split, verbose="auto" if args.verbose is None else args.verbose,
+    )
+    train_seconds = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    probabilities = model.predict(x_test, batch_size=1000, verbose=0)
+    predict_seconds = time.perf_counter() - t0
+    predicted = probabilities.argmax(axis=1)
+    test_accuracy = metrics.accuracy(y_test, predicted)
+    print(f"\ntraining: {train_seconds:.1f} s ({train_seconds / args.epochs:.1f} s/epoch); "
+          f"inference on {len(x_test)} test images: {predict_seconds:.2f} s")
+    print(f"test accuracy: {test_accuracy:.4f}\n")
+    print(metrics.classification_report(y_test, predicted, target_names=class_names, digits=3))
+    cm = metrics.confusion_matrix(y_test, predicted, num_classes=len(class_names))
+    width = max(5, len(str(cm.max())) + 1)
+    print("confusion matrix (rows: true class, columns: predicted)")
+    print(" " * 14 + "".join(f"{i:>{width}d}" for i in range(len(class_names))))
+    for i, row in enumerate(cm):
+        print(f"{i:>2d} {class_names[i][:11]:<11s}" + "".join(f"{v:>{width}d}" for v in row))
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    model_path = os.path.join(args.output_dir, "lenet5.npz")
+    model.save(model_path)
+    summary = {
+        "test_accuracy": test_accuracy, "epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size,
+        "optimizer": args.optimizer, "classic": args.classic, "threads": convforge.get_num_threads(),
+        "train_seconds": train_seconds, "predict_seconds": predict_seconds,
+        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+    }
+    history_path = os.path.join(args.output_dir, "history.json")
+    with open(history_path + ".tmp", "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(history_path + ".tmp", history_path)
+    print(f"\nsaved {model_path} and {history_path}")
+    if not args.no_plots:
+        for path in _plots(model, history, x_test, args.output_dir):
+            print(f"plot: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Tests of convforge.gradcheck: whole-model gradient checks pass, and fail when a backward is broken."""
+
+import numpy as np
+import pytest
+
+import convforge
+from convforge import layers
+from convforge.gradcheck import check_model_gradients
+
+
+def small_model(dropout=0.2):
+    return convforge.Sequential(
+        [
+            layers.Conv2D(3, 3, padding="same", activation="relu", input_shape=(8, 8, 2)),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(4, 2, activation="tanh"),
+            layers.AveragePooling2D(2, strides=1, padding="same"),
+            layers.Flatten(),
+            layers.Dropout(dropout),
+            layers.Dense(6, activation="sigmoid"),
+            layers.Dense(3, activation="softmax"),
+        ]
+    )
+
+
+def batch(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((4, 8, 8, 2)), rng.integers(0, 3, 4)
+
+
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "mse"])
+def test_a_correct_model_passes(loss):
+    convforge.seed(0)
+    model = small_model()
+    model.compile(optimizer="sgd", loss=loss)
+    x, labels = batch()
+    y = labels if loss.startswith("sparse") else np.eye(3)[labels]
+    report = check_model_gradients(model, x, y)
+    assert report.passed, str(report)
+    assert [r.key for r in report.results] == [
+        "conv2d/kernel",
+        "conv2d/bias",
+        "conv2d_1/kernel",
+        "conv2d_1/bias",
+        "dense/kernel",
+        "dense/bias",
+        "dense_1/kernel",
+        "dense_1/bias",
+    ]
+    assert max(r.max_rel_error for r in report.results) < 1e-5
+
+
+def test_the_check_leaves_the_model_and_random_state_untouched():
+    convforge.seed(1)
+    model = small_model()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    weights = model.get_weights()
+    state = convforge.random.get_state()
+    check_model_gradients(model, *batch())
+    assert model.dtype == np.float32
+    for before, after in zip(weights, model.get_weights()):
+        assert after.dtype == np.float32
+        np.testing.assert_array_equal(before, after)
+    assert convforge.random.get_state() == state
+
+
+def test_a_broken_builtin_backward_fails(monkeypatch):
+    convforge.seed(2)
+    model = small_model(dropout=0.0)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    real = layers.Conv2D.backward
+
+    def off_by_ten_percent(self, dy):
+        dx = real(self, dy)
+        if self.name == "conv2d_1":
+            self.grads["kernel"] = self.grads["kernel"] * 1.1
+        return dx
+
+    monkeypatch.setattr(layers.Conv2D, "backward", off_by_ten_percent)
+    report = check_model_gradients(model, *batch())
+    assert not report.passed
+    assert [r.key for r in report.failures] == ["conv2d_1/kernel"]
+    assert "FAILED for conv2d_1/kernel" in str(report)
+
+
+def test_a_wrong_input_gradient_shows_in_the_layers_below(monkeypatch):
+    """A layer whose dL/dx is wrong breaks the weights *before* it, which is how the check finds it."""
+    convforge.seed(3)
+    model = small_model(dropout=0.0)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    real = layers.MaxPooling2D.backward
+    monkeypatch.setattr(layers.MaxPooling2D, "backward", lambda self, dy: -real(self, dy))
+    report = check_model_gradients(model, *batch())
+    assert {r.key for r in report.failures} == {"conv2d/kernel", "conv2d/bias"}
+
+
+class LeakyScale(layers.Layer):
+    """A custom layer whose backward forgets the factor 2 of its forward."""
+
+    def build(self, input_shape):
+        self.add_weight("alpha", input_shape, initializer="ones")
+
+    def forward(self, x, training=False):
+        self.x = x if training else None
+        return 2 * x * self.params["alpha"]
+
+    def backward(self, dy):
+        self.grads["alpha"] = (dy * self.x).sum(axis=0)  # bug: should be 2 * ...
+        return 2 * dy * self.params["alpha"]
+
+
+def test_a_broken_custom_layer_fails():
+    convforge.seed(4)
+    model = convforge.Sequential([layers.Dense(5, activation="tanh", input_shape=(3,)), LeakyScale(), layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(0)
+    report = check_model_gradients(model, rng.standard_normal((4, 3)), rng.standard_normal((4, 2)), num_coords=3)
+    assert [r.key for r in report.failures] == ["leaky_scale/alpha"]
+
+
+def test_needs_a_loss():
+    model = convforge.Sequential([layers.Dense(2, input_shape=(3,))])
+    with pytest.raises(ValueError, match="needs a loss"):
+        check_model_gradients(model, np.ones((1, 3)), np.ones((1, 2)))
+    report = check_model_gradients(model, np.ones((1, 3)), np.ones((1, 2)), loss="mse")
+    assert report.passed

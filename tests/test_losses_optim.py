@@ -1,0 +1,325 @@
+"""Tests of convforge.losses and convforge.optimizers (with their schedules).
+
+Loss values and gradients are checked against hand-computed numbers and
+central differences; each optimizer against its update rule written out in
+NumPy, step by step.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+import convforge
+from convforge import callbacks, layers, losses, optimizers
+
+# ---------------------------------------------------------------------------
+# Cross-entropy
+# ---------------------------------------------------------------------------
+
+
+def numerical_grad(f, a, eps=1e-6):
+    grad = np.zeros_like(a)
+    for i in np.ndindex(a.shape):
+        old = a[i]
+        a[i] = old + eps
+        plus = f()
+        a[i] = old - eps
+        minus = f()
+        a[i] = old
+        grad[i] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def test_softmax_cross_entropy_hand_computed():
+    logits = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    labels = np.array([2, 0])
+    # Reference: -log softmax by hand.
+    first = math.log(math.e + math.e**2 + math.e**3) - 3
+    second = math.log(3)
+    loss, grad, probs = losses.softmax_cross_entropy(logits, labels)
+    assert loss == pytest.approx((first + second) / 2, rel=1e-14)
+    # Gradient (p - y) / N.
+    expected_p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probs, expected_p, rtol=1e-14)
+    np.testing.assert_allclose(grad, (expected_p - np.eye(3)[labels]) / 2, rtol=1e-14)
+    # Same numbers with one-hot labels.
+    loss_1h, grad_1h, _ = losses.softmax_cross_entropy(logits, np.eye(3)[labels])
+    assert loss_1h == pytest.approx(loss, rel=1e-14)
+    np.testing.assert_allclose(grad_1h, grad, atol=1e-16)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_is_finite_for_huge_logits(dtype):
+    logits = np.array([[1e30, 0.0, -1e30], [5e3, -5e3, 0.0], [88.0, 89.0, 90.0]], dtype=dtype)
+    labels = np.array([2, 1, 0])
+    loss, grad, probs = losses.softmax_cross_entropy(logits, labels)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad)) and np.all(np.isfinite(probs))
+    # Row 1: loss = 1e4 exactly (logsumexp = 5e3 to working precision).
+    assert loss == pytest.approx((2e30 + 1e4 + (math.log(math.exp(-2) + math.exp(-1) + 1) + 2)) / 3, rel=1e-6)
+
+
+def test_cross_entropy_gradient_numerically():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((4, 5))
+    labels = np.array([0, 4, 2, 2])
+    _, grad, _ = losses.softmax_cross_entropy(logits, labels)
+    expected = numerical_grad(lambda: losses.softmax_cross_entropy(logits, labels, need_grad=False)[0], logits)
+    np.testing.assert_allclose(grad, expected, atol=1e-9)
+
+
+def test_probability_path_matches_logits_and_its_gradient():
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((3, 4))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = np.array([1, 3, 0])
+    from_probs = losses.SparseCategoricalCrossentropy()
+    from_logits = losses.SparseCategoricalCrossentropy(from_logits=True)
+    assert from_probs(labels, probs) == pytest.approx(from_logits(labels, logits), rel=1e-12)
+    _, grad = from_probs.value_and_grad(probs, labels)
+    expected = numerical_grad(lambda: from_probs.value_and_grad(probs, labels, need_grad=False)[0], probs)
+    np.testing.assert_allclose(grad, expected, atol=1e-7)
+
+
+def test_probabilities_are_clipped_like_keras():
+    loss = losses.CategoricalCrossentropy()(np.array([[0.0, 1.0]]), np.array([[1.0, 0.0]]))
+    assert loss == pytest.approx(-math.log(1e-7), rel=1e-6)
+
+
+def test_model_with_softmax_trains_on_logits():
+    """Dense(softmax) + cross-entropy is fused: the loss of huge logits is exact, not clipped at -log(1e-7)."""
+    model = convforge.Sequential([layers.Dense(2, activation="softmax", input_shape=(1,))], dtype="float64")
+    model.layers[0].set_weights([np.array([[1000.0, -1000.0]]), np.zeros(2)])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    assert model.evaluate(np.ones((1, 1)), np.array([1]), verbose=0) == pytest.approx(2000.0)
+    assert model._fused
+    model.fit(np.ones((1, 1)), np.array([1]), verbose=0)  # gradient (p - y) / N: finite
+    assert np.all(np.isfinite(model.layers[0].params["kernel"]))
+    np.testing.assert_allclose(model.predict(np.ones((1, 1)), verbose=0), [[1.0, 0.0]])  # still probabilities
+
+
+def test_from_logits_true_on_a_softmax_model_warns():
+    model = convforge.Sequential([layers.Dense(2, activation="softmax", input_shape=(1,))])
+    model.compile(optimizer="sgd", loss=losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.warns(UserWarning, match="from_logits=True but the last layer 'dense' applies a softmax"):
+        model.evaluate(np.ones((2, 1)), np.array([0, 1]), verbose=0)
+
+
+@pytest.mark.parametrize(
+    "labels,message",
+    [
+        ([0, 1, -1], r"label -1 at index 2 is out of range: labels must be in \[0, 3\)"),
+        ([0, 3, 1], r"label 3 at index 1 is out of range"),
+        ([0.0, 1.5, 1.0], r"got 1.5 at index 1"),
+        ([0.0, np.nan, 1.0], r"got nan at index 1"),
+        (np.eye(3), r"expects integer class labels of shape \(batch,\); got shape \(3, 3\)\. These look like one-hot"),
+    ],
+    ids=["negative", "too-large", "non-integer", "nan", "one-hot"],
+)
+def test_sparse_label_validation_names_the_bad_label(labels, message):
+    loss = losses.SparseCategoricalCrossentropy()
+    with pytest.raises(ValueError, match=message):
+        loss(np.array(labels), np.full((3, 3), 1 / 3))
+
+
+def test_sparse_labels_accept_integral_floats_and_column_vectors():
+    loss = losses.SparseCategoricalCrossentropy()
+    probs = np.full((3, 3), 1 / 3)
+    value = loss(np.array([0, 1, 2]), probs)
+    assert loss(np.array([0.0, 1.0, 2.0]), probs) == value
+    assert loss(np.array([[0], [1], [2]], dtype=np.uint8), probs) == value
+
+
+def test_categorical_label_validation():
+    loss = losses.CategoricalCrossentropy()
+    with pytest.raises(
+        ValueError, match=r"expects one-hot labels of shape \(batch, 3\); got shape \(2,\)\. For integer"
+    ):
+        loss(np.array([0, 2]), np.full((2, 3), 1 / 3))
+    with pytest.raises(ValueError, match="must be finite and >= 0"):
+        loss(np.array([[1.0, 0.0, -1.0], [0, 1, 0]]), np.full((2, 3), 1 / 3))
+
+
+def test_mean_squared_error():
+    mse = losses.get("mse")
+    pred = np.array([[1.0, 2.0], [3.0, 5.0]])
+    target = np.array([[1.0, 0.0], [0.0, 5.0]])
+    value, grad = mse.value_and_grad(pred, target)
+    assert value == pytest.approx((4 + 9) / 4)
+    np.testing.assert_allclose(grad, 2 * (pred - target) / 4)
+    assert mse(target, pred) == value
+    with pytest.raises(ValueError, match="do not match the model output"):
+        mse.prepare_targets(np.zeros((2, 3)), (2,))
+
+
+def test_loss_lookup():
+    assert isinstance(losses.get("sparse_categorical_crossentropy"), losses.SparseCategoricalCrossentropy)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        losses.get("hinge")
+    with pytest.raises(TypeError, match="no automatic differentiation"):
+        losses.get(lambda y_true, y_pred: 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Optimizers: each against its rule in NumPy
+# ---------------------------------------------------------------------------
+
+
+def _run(optimizer, w0, grads):
+    w = w0.copy()
+    for g in grads:
+        optimizer.apply_gradients([("layer/kernel", w, g)])
+    return w
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((3, 4)), [rng.standard_normal((3, 4)) for _ in range(4)]
+
+
+def test_sgd_plain(problem):
+    w0, grads = problem
+    expected = w0.copy()
+    for g in grads:
+        expected = expected - 0.1 * g
+    np.testing.assert_allclose(_run(optimizers.SGD(0.1), w0, grads), expected, rtol=1e-14)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum(problem, nesterov):
+    w0, grads = problem
+    lr, mu = 0.1, 0.9
+    w, m = w0.copy(), np.zeros_like(w0)
+    for g in grads:
+        m = mu * m - lr * g
+        w = w + mu * m - lr * g if nesterov else w + m
+    np.testing.assert_allclose(_run(optimizers.SGD(lr, momentum=mu, nesterov=nesterov), w0, grads), w, rtol=1e-13)
+
+
+def test_adam(problem):
+    w0, grads = problem
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-7
+    w, m, v = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr * math.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
+    optimizer = optimizers.Adam(lr)
+    np.testing.assert_allclose(_run(optimizer, w0, grads), w, rtol=1e-13)
+    assert optimizer.iterations == 4
+
+
+@pytest.mark.parametrize("centered", [False, True])
+def test_rmsprop(problem, centered):
+    w0, grads = problem
+    lr, rho, mu, eps = 0.01, 0.9, 0.5, 1e-7
+    w, v, a, m = w0.copy(), np.zeros_like(w0), np.zeros_like(w0), np.zeros_like(w0)
+    for g in grads:
+        v = rho * v + (1 - rho) * g * g
+        denom = v
+        if centered:
+            a = rho * a + (1 - rho) * g
+            denom = v - a * a
+        m = mu * m + lr * g / np.sqrt(denom + eps)
+        w = w - m
+    got = _run(optimizers.RMSprop(lr, rho=rho, momentum=mu, centered=centered), w0, grads)
+    np.testing.assert_allclose(got, w, rtol=1e-13)
+
+
+def test_decoupled_weight_decay(problem):
+    w0, grads = problem
+    lr, wd = 0.1, 0.01
+    w = w0.copy()
+    for g in grads:
+        w = w * (1 - lr * wd) - lr * g
+    np.testing.assert_allclose(_run(optimizers.SGD(lr, weight_decay=wd), w0, grads), w, rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda: optimizers.SGD(float("nan")), "learning_rate must be finite"),
+        (lambda: optimizers.SGD(float("inf")), "learning_rate must be finite"),
+        (lambda: optimizers.SGD(-0.1), "learning_rate must be >= 0"),
+        (lambda: optimizers.SGD("0.1"), "learning_rate must be a number"),
+        (lambda: optimizers.SGD(True), "learning_rate must be a number"),
+        (lambda: optimizers.SGD(0.1, momentum=1.0), "momentum must be < 1"),
+        (lambda: optimizers.SGD(0.1, momentum=-0.5), "momentum must be >= 0"),
+        (lambda: optimizers.Adam(beta_1=1.0), "beta_1 must be < 1"),
+        (lambda: optimizers.Adam(epsilon=0), "epsilon must be > 0"),
+        (lambda: optimizers.Adam(weight_decay=float("nan")), "weight_decay must be finite"),
+        (lambda: optimizers.get("adagrad"), "optimizer must be one of"),
+    ],
+)
+def test_hyperparameters_are_validated(make, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()
+
+
+def test_compile_accepts_names():
+    model = convforge.Sequential([layers.Dense(1, input_shape=(2,))])
+    for name, cls in [("sgd", optimizers.SGD), ("adam", optimizers.Adam), ("rmsprop", optimizers.RMSprop)]:
+        model.compile(optimizer=name, loss="mse")
+        assert type(model.optimizer) is cls
+
+
+# ---------------------------------------------------------------------------
+# Learning-rate schedules
+# ---------------------------------------------------------------------------
+
+
+def test_schedule_values():
+    assert [optimizers.StepDecay(1.0, step_size=2, gamma=0.5)(t) for t in range(5)] == [1, 1, 0.5, 0.5, 0.25]
+    exp = optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    assert exp(5) == pytest.approx(0.1 * 0.5**0.5)
+    assert optimizers.ExponentialDecay(0.1, 10, 0.5, staircase=True)(15) == pytest.approx(0.05)
+    cos = optimizers.CosineDecay(1.0, decay_steps=10, alpha=0.1)
+    assert cos(0) == 1.0 and cos(10) == pytest.approx(0.1) and cos(20) == pytest.approx(0.1)
+    assert cos(5) == pytest.approx(0.55)
+    piecewise = optimizers.PiecewiseConstantDecay([2, 4], [1.0, 0.5, 0.1])
+    assert [piecewise(t) for t in (0, 2, 3, 4, 5)] == [1.0, 1.0, 0.5, 0.5, 0.1]
+
+
+def test_optimizer_calls_its_schedule_with_the_step():
+    seen = []
+
+    def schedule(step):
+        seen.append(step)
+        return 0.1
+
+    optimizer = optimizers.SGD(schedule)
+    w = np.ones(2)
+    for _ in range(3):
+        optimizer.apply_gradients([("w", w, np.ones(2))])
+    assert seen == [0, 1, 2]
+    np.testing.assert_allclose(w, 1 - 0.3)
+
+
+def test_a_schedule_returning_nan_is_an_error():
+    optimizer = optimizers.SGD(lambda step: float("nan") if step == 1 else 0.1)
+    w = np.ones(2)
+    optimizer.apply_gradients([("w", w, np.ones(2))])
+    with pytest.raises(ValueError, match="returned nan at step 1"):
+        optimizer.apply_gradients([("w", w, np.ones(2))])
+
+
+def test_learning_rate_scheduler_callback_by_epoch():
+    convforge.seed(0)
+    model = convforge.Sequential([layers.Dense(1, input_shape=(2,))])
+    model.compile(optimizer=optimizers.SGD(1.0), loss="mse")
+    x, y = np.ones((4, 2)), np.zeros((4, 1))
+    history = model.fit(
+        x,
+        y,
+        epochs=4,
+        verbose=0,
+        callbacks=[callbacks.LearningRateScheduler(optimizers.StepDecay(0.1, step_size=2, gamma=0.1))],
+    )
+    np.testing.assert_allclose(history.history["learning_rate"], [0.1, 0.1, 0.01, 0.01])
+    history = model.fit(
+        x, y, epochs=2, verbose=0, callbacks=[callbacks.LearningRateScheduler(lambda epoch, lr: lr / 2)]
+    )
+    np.testing.assert_allclose(history.history["learning_rate"], [0.005, 0.0025])
+    with pytest.raises(ValueError, match="returned -1"):
+        model.fit(x, y, verbose=0, callbacks=[callbacks.LearningRateScheduler(lambda epoch: -1)])

@@ -1,0 +1,95 @@
+"""Tests of convforge.metrics against hand-computed values."""
+
+import numpy as np
+import pytest
+
+from convforge import metrics
+
+# Ten samples, three classes, counted by hand:
+#   true 0: predicted 0, 0, 1        true 1: predicted 1, 1, 2, 0
+#   true 2: predicted 2, 2, 1
+Y_TRUE = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2, 2])
+Y_PRED = np.array([0, 0, 1, 1, 1, 2, 0, 2, 2, 1])
+CONFUSION = np.array([[2, 1, 0], [1, 2, 1], [0, 1, 2]])
+
+
+def scores_for(labels, classes=3):
+    """Scores whose argmax is `labels` (as predict() would return)."""
+    s = np.full((len(labels), classes), 0.1)
+    s[np.arange(len(labels)), labels] = 0.8
+    return s
+
+
+def test_confusion_matrix_hand_computed():
+    np.testing.assert_array_equal(metrics.confusion_matrix(Y_TRUE, Y_PRED), CONFUSION)
+    # Scores and one-hot rows are reduced by argmax.
+    np.testing.assert_array_equal(metrics.confusion_matrix(np.eye(3)[Y_TRUE], scores_for(Y_PRED)), CONFUSION)
+    # An unseen class still gets its row and column.
+    cm = metrics.confusion_matrix([0, 1], [1, 1], num_classes=4)
+    assert cm.shape == (4, 4) and cm[0, 1] == 1 and cm[1, 1] == 1 and cm.sum() == 2
+    with pytest.raises(ValueError, match="does not fit num_classes=2"):
+        metrics.confusion_matrix([0, 2], [0, 1], num_classes=2)
+
+
+def test_precision_recall_f1_hand_computed():
+    precision, recall, f1, support = metrics.precision_recall_f1(Y_TRUE, Y_PRED)
+    # precision = tp / predicted: class 0 2/3, class 1 2/4, class 2 2/3
+    np.testing.assert_allclose(precision, [2 / 3, 2 / 4, 2 / 3])
+    # recall = tp / true: class 0 2/3, class 1 2/4, class 2 2/3
+    np.testing.assert_allclose(recall, [2 / 3, 2 / 4, 2 / 3])
+    np.testing.assert_allclose(f1, [2 / 3, 1 / 2, 2 / 3])
+    np.testing.assert_array_equal(support, [3, 4, 3])
+
+
+def test_zero_denominators_give_zero():
+    precision, recall, f1, support = metrics.precision_recall_f1([0, 0], [0, 0], num_classes=2)
+    np.testing.assert_array_equal(precision, [1, 0])
+    np.testing.assert_array_equal(recall, [1, 0])
+    np.testing.assert_array_equal(f1, [1, 0])
+    np.testing.assert_array_equal(support, [2, 0])
+
+
+def test_accuracy_forms():
+    assert metrics.accuracy(Y_TRUE, Y_PRED) == 0.6
+    assert metrics.accuracy(Y_TRUE, scores_for(Y_PRED)) == 0.6
+    assert metrics.accuracy(np.eye(3)[Y_TRUE], scores_for(Y_PRED)) == 0.6
+    # One sigmoid output: thresholded at 0.5 (binary accuracy).
+    assert metrics.accuracy([1, 0, 1, 1], np.array([[0.9], [0.4], [0.2], [0.51]])) == 0.75
+    with pytest.raises(ValueError, match="must match"):
+        metrics.accuracy([0, 1], [0, 1, 1])
+    with pytest.raises(ValueError, match="negative label -1 at index 1"):
+        metrics.accuracy([0, -1], [0, 1])
+
+
+def test_classification_report_text():
+    report = metrics.classification_report(Y_TRUE, scores_for(Y_PRED), target_names=["cat", "dog", "emu"])
+    assert report == "\n".join(
+        [
+            "              precision    recall  f1-score   support",
+            "",
+            "         cat       0.67      0.67      0.67         3",
+            "         dog       0.50      0.50      0.50         4",
+            "         emu       0.67      0.67      0.67         3",
+            "",
+            "    accuracy                           0.60        10",
+            "   macro avg       0.61      0.61      0.61        10",
+            "weighted avg       0.60      0.60      0.60        10",
+        ]
+    )
+    assert "0.6667" in metrics.classification_report(Y_TRUE, Y_PRED, digits=4)
+    with pytest.raises(ValueError, match="target_names has 2 names for 3 classes"):
+        metrics.classification_report(Y_TRUE, Y_PRED, target_names=["a", "b"], num_classes=3)
+
+
+def test_running_metrics_are_sample_weighted():
+    acc = metrics.get("accuracy")
+    acc.update_state(np.array([0, 1]), scores_for([0, 0]))  # 1/2
+    acc.update_state(np.array([2, 2, 2, 2]), scores_for([2, 2, 2, 2]))  # 4/4
+    assert acc.result() == pytest.approx(5 / 6)
+    acc.reset_state()
+    assert np.isnan(acc.result())
+    custom = metrics.get(lambda y_true, y_pred: float(np.mean(y_pred)))
+    custom.update_state(None, np.array([1.0, 3.0]))
+    assert custom.result() == 2.0
+    with pytest.raises(ValueError, match="metric must be one of"):
+        metrics.get("auc")

@@ -1,0 +1,377 @@
+"""Tests of model files (convforge.saving): round trips, damaged files, atomic writes, and resuming
+training from a checkpoint with the same result as an uninterrupted run, bit for bit."""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import convforge
+from convforge import callbacks, layers, optimizers, saving
+from convforge.saving import ModelFileError
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+def make_model(filters=3, dropout=0.25, dtype="float32"):
+    return convforge.Sequential(
+        [
+            layers.Conv2D(filters, 3, padding="same", activation="relu", input_shape=(8, 8, 1)),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dropout(dropout),
+            layers.Dense(3, activation="softmax"),
+        ],
+        dtype=dtype,
+    )
+
+
+def data(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 8, 8, 1)).astype(np.float32), rng.integers(0, 3, n)
+
+
+def trained(tmp_path=None, seed=0):
+    convforge.seed(seed)
+    model = make_model()
+    model.compile(optimizer=optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = data()
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    return model
+
+
+# ---------------------------------------------------------------------------
+# Round trips
+# ---------------------------------------------------------------------------
+
+
+def test_save_weights_load_weights_round_trip(tmp_path):
+    model = trained()
+    path = tmp_path / "w.npz"
+    model.save_weights(path)
+    convforge.seed(99)
+    other = make_model()
+    x, _ = data()
+    assert not np.array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
+    other.load_weights(path)
+    np.testing.assert_array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_load_weights_builds_an_unbuilt_model(tmp_path):
+    model = trained()
+    model.save_weights(tmp_path / "w.npz")
+    bare = convforge.Sequential(
+        [
+            layers.Conv2D(3, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dropout(0.25),
+            layers.Dense(3, activation="softmax"),
+        ]
+    )
+    bare.load_weights(tmp_path / "w.npz")
+    x, _ = data()
+    np.testing.assert_array_equal(bare.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_load_model_rebuilds_and_compiles(tmp_path):
+    model = trained()
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = convforge.load_model(path)
+    x, y = data()
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+    lines_a, lines_b = [], []
+    model.summary(print_fn=lines_a.append)
+    loaded.summary(print_fn=lines_b.append)
+    assert lines_a == lines_b
+    # Compiled as saved, optimizer state included.
+    assert type(loaded.optimizer) is optimizers.Adam and loaded.optimizer.learning_rate == 0.01
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 6
+    assert loaded.metrics_names == ["loss", "accuracy"]
+    for key, arr in model.optimizer.get_state()[1].items():
+        np.testing.assert_array_equal(loaded.optimizer.get_state()[1][key], arr)
+    assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
+    assert loaded.epochs_completed == 2
+
+
+def test_float64_model_round_trip(tmp_path):
+    convforge.seed(1)
+    model = make_model(dtype="float64")
+    model.save(tmp_path / "m.npz")
+    loaded = convforge.load_model(tmp_path / "m.npz")
+    assert loaded.dtype == np.float64
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+class Scale(layers.Layer):
+    """A custom NumPy layer with a get_config, so that it can be saved."""
+
+    def __init__(self, factor=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def build(self, input_shape):
+        self.add_weight("alpha", input_shape, initializer="ones")
+
+    def forward(self, x, training=False):
+        self.x = x if training else None
+        return x * self.params["alpha"] * self.factor
+
+    def backward(self, dy):
+        self.grads["alpha"] = (dy * self.x * self.factor).sum(axis=0)
+        return dy * self.params["alpha"] * self.factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def test_custom_layers_load_by_name(tmp_path):
+    convforge.seed(2)
+    model = convforge.Sequential([layers.Dense(4, input_shape=(3,)), Scale(2.0), layers.Dense(2)])
+    model.layers[1].params["alpha"][:] = [1, 2, 3, 4]
+    model.save(tmp_path / "m.npz")
+    x = np.random.default_rng(0).random((5, 3)).astype(np.float32)
+    for kwargs in ({}, {"custom_objects": {"Scale": Scale}}):
+        loaded = convforge.load_model(tmp_path / "m.npz", **kwargs)
+        assert loaded.layers[1].factor == 2.0
+        np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_file_layout_is_plain_npz_with_versioned_json(tmp_path):
+    model = trained()
+    model.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as npz:
+        meta = json.loads(npz["__meta__"].tobytes())
+        assert npz["weights/0/kernel"].shape == (3, 1, 3, 3)
+    assert meta["format"] == "convforge" and meta["format_version"] == saving.FORMAT_VERSION
+    assert meta["kind"] == "model" and meta["training"]["epoch"] == 2
+    assert [w["key"] for w in meta["weights"]] == [
+        "weights/0/kernel",
+        "weights/0/bias",
+        "weights/4/kernel",
+        "weights/4/bias",
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Damaged and foreign files: one error type, naming the path and the reason
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "model.npz"
+    trained().save(path)
+    return path
+
+
+def _expect_model_file_error(path, match):
+    with pytest.raises(ModelFileError, match=match) as info:
+        convforge.load_model(path)
+    assert info.value.path == str(path) and str(path) in str(info.value)
+    assert isinstance(info.value, ValueError)
+    return info.value
+
+
+def test_truncated_file(saved):
+    content = saved.read_bytes()
+    saved.write_bytes(content[: len(content) // 2])
+    _expect_model_file_error(saved, "corrupt or truncated")
+
+
+def test_corrupt_array_bytes(saved):
+    content = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(saved) as z:
+        info = z.getinfo("weights/4/kernel.npy")
+    # Flip bytes inside the stored array data (past its local header): CRC mismatch.
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra) + 200
+    content[start : start + 8] = bytes(b ^ 0xFF for b in content[start : start + 8])
+    saved.write_bytes(bytes(content))
+    _expect_model_file_error(saved, "corrupt or truncated")
+
+
+def test_empty_and_foreign_files(tmp_path):
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    _expect_model_file_error(empty, "the file is empty")
+    text = tmp_path / "notes.npz"
+    text.write_text("hello")
+    _expect_model_file_error(text, r"not an \.npz \(zip\) archive")
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, a=np.zeros(3))
+    _expect_model_file_error(plain, "no '__meta__' entry")
+    with pytest.raises(FileNotFoundError):
+        convforge.load_model(tmp_path / "missing.npz")
+
+
+def test_pickled_arrays_are_refused(saved, tmp_path):
+    with np.load(saved) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["weights/0/kernel"] = np.array([{"evil": True}], dtype=object)
+    bad = tmp_path / "pickled.npz"
+    np.savez(bad, **arrays)
+    _expect_model_file_error(bad, "corrupt or truncated.*pickle")
+
+
+def test_newer_format_version(saved, tmp_path):
+    with np.load(saved) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    meta["format_version"] = saving.FORMAT_VERSION + 1
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    newer = tmp_path / "newer.npz"
+    np.savez(newer, **arrays)
+    _expect_model_file_error(newer, "written by a newer convforge")
+
+
+def test_wrong_architecture(saved):
+    convforge.seed(3)
+    wider = make_model(filters=5)
+    with pytest.raises(
+        ModelFileError,
+        match=r"layer 0 \('conv2d', Conv2D\) weight 'kernel' has shape \(3, 1, 3, 3\) in the file but \(5, 1, 3, 3\)",
+    ):
+        wider.load_weights(saved)
+    shorter = convforge.Sequential([layers.Flatten(input_shape=(8, 8, 1)), layers.Dense(3)])
+    with pytest.raises(ModelFileError, match="holds a model of 5 layers .* but this model has 2"):
+        shorter.load_weights(saved)
+    other = convforge.Sequential(
+        [
+            layers.Conv2D(3, 3, padding="same", input_shape=(8, 8, 1)),
+            layers.AveragePooling2D(2),
+            layers.Flatten(),
+            layers.Dropout(0.1),
+            layers.Dense(3),
+        ]
+    )
+    with pytest.raises(ModelFileError, match="layer 1 is a MaxPooling2D in the file but a AveragePooling2D"):
+        other.load_weights(saved)
+
+
+# ---------------------------------------------------------------------------
+# Atomic writes
+# ---------------------------------------------------------------------------
+
+
+def test_save_leaves_no_temporary_files_and_replaces(tmp_path):
+    model = trained()
+    path = tmp_path / "m.npz"
+    model.save(path)
+    model.save(path)  # overwrite
+    assert sorted(os.listdir(tmp_path)) == ["m.npz"]
+
+
+def test_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
+    model = trained()
+    path = tmp_path / "m.npz"
+    model.save(path)
+    before = path.read_bytes()
+
+    def crash(file, **arrays):
+        file.write(b"PK\x03\x04 half written")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(saving.np, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["m.npz"]
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints and resuming
+# ---------------------------------------------------------------------------
+
+
+def _resume_setup(seed):
+    convforge.seed(seed)
+    model = make_model(dropout=0.3)
+    model.compile(optimizer=optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_resume_gives_the_uninterrupted_weights_bit_for_bit(tmp_path):
+    x, y = data(40)
+    # Reference: four epochs in one go, with a checkpoint at the end of each.
+    uninterrupted = _resume_setup(seed=5)
+    stop_a = callbacks.EarlyStopping(monitor="loss", patience=10)
+    history_a = uninterrupted.fit(
+        x,
+        y,
+        epochs=4,
+        batch_size=8,
+        verbose=0,
+        callbacks=[stop_a, callbacks.ModelCheckpoint(str(tmp_path / "ckpt-{epoch}.npz"))],
+    )
+    assert sorted(os.listdir(tmp_path)) == [f"ckpt-{e}.npz" for e in range(1, 5)]
+    # A new process: other initial weights and random state, then resume after epoch 2.
+    resumed = _resume_setup(seed=123)
+    convforge.random.get_generator().random(17)
+    stop_b = callbacks.EarlyStopping(monitor="loss", patience=10)
+    history_b = resumed.fit(
+        x, y, epochs=4, batch_size=8, verbose=0, callbacks=[stop_b], resume_from=tmp_path / "ckpt-2.npz"
+    )
+    # Verify: same weights, optimizer state, history and callback state.
+    for a, b in zip(uninterrupted.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert resumed.optimizer.iterations == uninterrupted.optimizer.iterations == 20
+    assert history_b.history == history_a.history and history_b.epoch == [0, 1, 2, 3]
+    assert (stop_b.best, stop_b.best_epoch, stop_b.wait) == (stop_a.best, stop_a.best_epoch, stop_a.wait)
+    assert resumed.epochs_completed == 4
+
+
+def test_resume_needs_a_full_checkpoint_and_the_same_optimizer(tmp_path):
+    x, y = data()
+    model = _resume_setup(seed=6)
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save_weights(tmp_path / "w.npz")
+    model.save(tmp_path / "full.npz")
+    with pytest.raises(ModelFileError, match="holds weights only"):
+        _resume_setup(seed=6).fit(x, y, epochs=2, verbose=0, resume_from=tmp_path / "w.npz")
+    sgd = make_model(dropout=0.3)
+    sgd.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(
+        ModelFileError, match="optimizer state in the file is for Adam but the model is compiled with SGD"
+    ):
+        sgd.fit(x, y, epochs=2, verbose=0, resume_from=tmp_path / "full.npz")
+
+
+def test_model_checkpoint_save_best_only(tmp_path):
+    x, y = data()
+    model = _resume_setup(seed=7)
+    losses = iter([1.0, 0.5, 0.7, 0.4])
+
+    class FakeLoss(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = next(losses)
+
+    checkpoint = callbacks.ModelCheckpoint(
+        tmp_path / "best-{epoch:02d}.npz", save_best_only=True, save_weights_only=True
+    )
+    model.fit(x, y, epochs=4, verbose=0, callbacks=[FakeLoss(), checkpoint])
+    assert sorted(os.listdir(tmp_path)) == ["best-01.npz", "best-02.npz", "best-04.npz"]
+    assert checkpoint.best == 0.4 and checkpoint.last_saved == str(tmp_path / "best-04.npz")
+    with pytest.raises(ValueError, match="names 'val_acc', which is not in the logs"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.ModelCheckpoint(tmp_path / "{val_acc}.npz")])
+
+
+def test_unknown_layer_class_and_compile_false(saved, tmp_path):
+    with np.load(saved) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    meta["model"]["config"]["layers"][3]["class_name"] = "Ghost"
+    meta["model"]["config"]["layers"][3]["module"] = "nowhere"
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    ghost = tmp_path / "ghost.npz"
+    np.savez(ghost, **arrays)
+    _expect_model_file_error(ghost, r"layer class 'Ghost' .* custom_objects=\{'Ghost': Ghost\}")
+    bare = convforge.load_model(saved, compile=False)
+    assert bare.loss is None and bare.optimizer is None
