@@ -94,10 +94,41 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def _remove_stale_temporaries(directory: str, base: str) -> None:
+    """Delete the temporary files of writers of ``base`` that died mid-write (killed, crashed).
+
+    A name carries its writer's process id; a file whose writer is still alive is left alone.
+    """
+    prefix = f".{base}."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        parts = name[len(prefix) : -len(".tmp")].split(".")
+        if len(parts) != 2 or not parts[0].isdigit():
+            continue
+        pid = int(parts[0])
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # that writer is still running
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OSError):
+            continue  # someone else's live process
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(directory, name))
+
+
 def write_atomic(path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` as an ``.npz`` at ``path``, atomically (see the module docstring)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    _remove_stale_temporaries(directory, os.path.basename(path))
     # OS entropy for the name: convforge's generator must not be disturbed by saving.
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
