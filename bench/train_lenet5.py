@@ -1,7 +1,7 @@
 """LeNet-5 training and inference: convforge vs PyTorch, side by side in one process.
 
-    python bench/train_lenet5.py                  # 2 threads, 3 rounds, Adam, batch 64
-    python bench/train_lenet5.py --threads 1 --rounds 5 --optimizer sgd
+    python bench/train_lenet5.py                  # 2 threads, 3 rounds, SGD + momentum, batch 64
+    python bench/train_lenet5.py --threads 1 --rounds 5 --optimizer adam
 
 Each round trains one epoch of convforge, then one epoch of PyTorch, on the same 60,000
 Fashion-MNIST images with the same model (61,706 parameters), optimizer, learning rate and batch
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only (smoke runs)")
     args = p.parse_args(argv)
     try:
