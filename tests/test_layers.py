@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from gradients import numerical_grad
 
 import convforge
 from convforge import functional as F
@@ -31,18 +32,6 @@ def built(layer, input_shape, dtype=np.float64):
     return layer
 
 
-def numerical_grad(f, a, eps=1e-6):
-    """Central differences of the scalar f() with respect to every element of a (in place, restored)."""
-    grad = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + eps
-        plus = f()
-        a[i] = old - eps
-        minus = f()
-        a[i] = old
-        grad[i] = (plus - minus) / (2 * eps)
-    return grad
 
 
 def check_layer_gradients(layer, x, seed=0, tol=1e-6):

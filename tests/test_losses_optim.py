@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from gradients import numerical_grad
 
 import convforge
 from convforge import callbacks, layers, losses, optimizers
@@ -18,17 +19,6 @@ from convforge import callbacks, layers, losses, optimizers
 # ---------------------------------------------------------------------------
 
 
-def numerical_grad(f, a, eps=1e-6):
-    grad = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + eps
-        plus = f()
-        a[i] = old - eps
-        minus = f()
-        a[i] = old
-        grad[i] = (plus - minus) / (2 * eps)
-    return grad
 
 
 def test_softmax_cross_entropy_hand_computed():

@@ -8,6 +8,7 @@ check that is shown to catch a wrong gradient, and PyTorch when installed.
 
 import numpy as np
 import pytest
+from gradients import numerical_grad
 
 from convforge import reference
 from convforge._params import conv_params
@@ -27,23 +28,6 @@ from convforge.reference import (
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-
-
-def numerical_grad(f, a, eps=1e-5):
-    """Central differences of the scalar f() with respect to every element of a.
-
-    a is perturbed in place and restored.
-    """
-    grad = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + eps
-        f_plus = f()
-        a[i] = old - eps
-        f_minus = f()
-        a[i] = old
-        grad[i] = (f_plus - f_minus) / (2 * eps)
-    return grad
 
 
 GRAD_TOL = 1e-7
@@ -227,7 +211,7 @@ def conv_grads_numeric(x, w, b, g, params):
     def loss():
         return float(np.sum(g * conv2d(x, w, b, **params)))
 
-    return numerical_grad(loss, x), numerical_grad(loss, w), numerical_grad(loss, b)
+    return numerical_grad(loss, x, eps=1e-5), numerical_grad(loss, w, eps=1e-5), numerical_grad(loss, b, eps=1e-5)
 
 
 @pytest.mark.parametrize("case", GRAD_CASES, ids=str)

@@ -47,6 +47,7 @@ from . import callbacks as callbacks_module
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
+from .optimizers import _positive_int
 from . import random as _random
 from .layers.activations import Activation, _ActivationLayer
 from .layers.base import FLOAT_DTYPES, Layer, check_input_shape, display_shape, snake_case
@@ -69,11 +70,6 @@ def _check_dtype(dtype) -> np.dtype:
         raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
     return dt
 
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-    return int(value)
 
 
 def _verbosity(verbose) -> int:

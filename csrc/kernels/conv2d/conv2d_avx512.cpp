@@ -2,14 +2,7 @@
 //   run: 12 rows x 32 columns (two zmm) of C in 24 registers; each step one row of B (two
 //        vector loads) and 12 broadcasts of A.
 //   dot: 4 x 6 dot products along the pixels in 24 registers; each step 4 + 6 vector loads.
-#include <immintrin.h>
-
-// GCC 12 reports the deliberately undefined pass-through operand inside its own AVX-512
-// intrinsics (_mm512_undefined_ps) as "used uninitialized": a known false positive.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "common/avx512.h"
 
 #include "kernels/conv2d/conv2d_impl.h"
 #include "kernels/kernels.h"

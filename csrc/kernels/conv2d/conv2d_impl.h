@@ -309,6 +309,31 @@ constexpr int64_t kKc = 256;        // reduction block: one B micro-panel of kc 
 constexpr int64_t kPixBlock = 512;  // output pixels per work item (B block of kc x 512 in L2)
 constexpr int64_t kDotBlock = 512;  // pixels per step of the weight-gradient dot products
 
+// How a unit-stride pass splits its out_h x out_w outputs, laid out at the frame's pitch, into
+// blocks of columns, and which rows of the frame (frame_rows x pitch) a block reads.
+struct FramePlan {
+  int64_t pitch, frame_rows, kernel_reach;  // kernel_reach = (KH - 1) * dh
+  int64_t Pp, nblk, NB, win_rows;
+
+  // Rows of the frame that the block of nb columns starting at column j0 reads, from row
+  // j0 / pitch: its output rows plus the kernel's reach, plus one more because the dropped
+  // columns at the end of its last row wrap into the next frame row.
+  int64_t block_rows(int64_t j0, int64_t nb) const {
+    const int64_t a0 = j0 / pitch;
+    return imin(frame_rows - a0, (j0 + nb - 1) / pitch - a0 + 2 + kernel_reach);
+  }
+};
+
+template <class UK>
+FramePlan frame_plan(int64_t out_h, int64_t out_w, int64_t pitch, int64_t frame_rows, int64_t kernel_reach) {
+  FramePlan f{pitch, frame_rows, kernel_reach, 0, 0, 0, 0};
+  f.Pp = (out_h - 1) * pitch + out_w;
+  f.nblk = ceil_div(f.Pp, kPixBlock);
+  f.NB = imin(round_up(ceil_div(f.Pp, f.nblk), UK::NR), f.Pp);
+  f.win_rows = imin(frame_rows, ceil_div(f.NB, pitch) + 2 + kernel_reach);
+  return f;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forward
 // ---------------------------------------------------------------------------------------------
@@ -318,16 +343,11 @@ void conv2d_fwd_unit_stride(const ConvShape& s, const typename UK::T* src, const
                             const typename UK::T* bias, typename UK::T* dst) {
   using T = typename UK::T;
   const int64_t M = s.oc, KHW = s.kh * s.kw, K = s.ic * KHW, P = s.oh * s.ow, HW = s.ih * s.iw;
-  const int64_t pitch = s.iw + s.pl + s.pr, prows = s.ih + s.pt + s.pb;
   const bool padded = s.pt + s.pb + s.pl + s.pr > 0;
-  const int64_t Pp = (s.oh - 1) * pitch + s.ow;  // output pixels at the padded pitch
-  const bool direct_store = pitch == s.ow;       // no dropped columns: write straight into dst
-  const int64_t nblk = ceil_div(Pp, kPixBlock);
-  const int64_t NB = imin(round_up(ceil_div(Pp, nblk), UK::NR), Pp);
+  const FramePlan f = frame_plan<UK>(s.oh, s.ow, s.iw + s.pl + s.pr, s.ih + s.pt + s.pb, (s.kh - 1) * s.dh);
+  const int64_t pitch = f.pitch, Pp = f.Pp, nblk = f.nblk, NB = f.NB, win_rows = f.win_rows;
+  const bool direct_store = pitch == s.ow;  // no dropped columns: write straight into dst
   const int64_t KC = imin(K, kKc);
-  // Rows of the frame one block reads: its output rows plus the kernel's reach, plus one more
-  // because the dropped columns at the end of its last row wrap into the next frame row.
-  const int64_t win_rows = imin(prows, ceil_div(NB, pitch) + 2 + (s.kh - 1) * s.dh);
   const int64_t items = s.mb * nblk;
   const int threads = plan_threads(items, s.flops());
 
@@ -351,7 +371,7 @@ void conv2d_fwd_unit_stride(const ConvShape& s, const typename UK::T* src, const
     const int64_t a0 = j0 / pitch;
     const T* base = x;
     if (padded) {
-      const int64_t rows = imin(prows - a0, (j0 + nb - 1) / pitch - a0 + 2 + (s.kh - 1) * s.dh);
+      const int64_t rows = f.block_rows(j0, nb);
       T* win = tws.template take<T>(s.ic * win_rows * pitch);
       for (int64_t c = 0; c < s.ic; ++c)
         fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, a0, rows, pitch, win + c * win_rows * pitch);
@@ -436,14 +456,10 @@ void conv2d_bwd_data_unit_stride(const ConvShape& s, const typename UK::T* diff_
   using T = typename UK::T;
   const int64_t M = s.ic, KHW = s.kh * s.kw, K = s.oc * KHW, P = s.oh * s.ow, HW = s.ih * s.iw;
   const int64_t off_t = (s.kh - 1) * s.dh - s.pt, off_l = (s.kw - 1) * s.dw - s.pl;  // may be < 0
-  const int64_t pitch = s.iw + (s.kw - 1) * s.dw, prows = s.ih + (s.kh - 1) * s.dh;
-  const int64_t Pp = (s.ih - 1) * pitch + s.iw;
-  const int64_t nblk = ceil_div(Pp, kPixBlock);
-  const int64_t NB = imin(round_up(ceil_div(Pp, nblk), UK::NR), Pp);
+  const FramePlan f =
+      frame_plan<UK>(s.ih, s.iw, s.iw + (s.kw - 1) * s.dw, s.ih + (s.kh - 1) * s.dh, (s.kh - 1) * s.dh);
+  const int64_t pitch = f.pitch, Pp = f.Pp, nblk = f.nblk, NB = f.NB, win_rows = f.win_rows;
   const int64_t KC = imin(K, kKc);
-  // Rows of the frame one block reads: its output rows plus the kernel's reach, plus one more
-  // because the dropped columns at the end of its last row wrap into the next frame row.
-  const int64_t win_rows = imin(prows, ceil_div(NB, pitch) + 2 + (s.kh - 1) * s.dh);
   const int64_t items = s.mb * nblk;
   const int threads = plan_threads(items, s.flops());
   const int64_t ldo = padded_ld<T>(NB);
@@ -471,7 +487,7 @@ void conv2d_bwd_data_unit_stride(const ConvShape& s, const typename UK::T* diff_
     T* out = tws.template take<T>(M * ldo);
     const T* dy = diff_dst + n * s.oc * P;
     const int64_t a0 = j0 / pitch;
-    const int64_t rows = imin(prows - a0, (j0 + nb - 1) / pitch - a0 + 2 + (s.kh - 1) * s.dh);
+    const int64_t rows = f.block_rows(j0, nb);
     for (int64_t o = 0; o < s.oc; ++o)
       fill_window(dy + o * P, s.oh, s.ow, off_t, off_l, a0, rows, pitch, win + o * win_rows * pitch);
     const T* base = win - a0 * pitch;

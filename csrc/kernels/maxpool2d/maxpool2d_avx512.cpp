@@ -3,14 +3,7 @@
 // and odd columns of two input rows are split with one permute each, then the four window
 // candidates are folded in row-major order with exactly the reference rules (strictly greater
 // wins, so the first maximum keeps ties; a NaN beats a non-NaN, so the first NaN wins).
-#include <immintrin.h>
-
-// GCC 12 reports the deliberately undefined pass-through operand inside its own AVX-512
-// intrinsics (_mm512_undefined_ps) as "used uninitialized": a known false positive.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "common/avx512.h"
 
 #include "common/parallel.h"
 #include "kernels/kernels.h"

@@ -1,11 +1,4 @@
-#include <immintrin.h>
-
-// GCC 12 reports the deliberately undefined pass-through operand inside its own AVX-512
-// intrinsics (_mm512_undefined_ps) as "used uninitialized": a known false positive.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "common/avx512.h"
 
 #include "kernels/kernels.h"
 #include "kernels/probe/fma_probe_impl.h"

@@ -207,10 +207,5 @@ class Conv2D(Layer):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("kernel_initializer", "bias_initializer"):
-            if config.get(key) is None:
-                config.pop(key, None)  # a user callable could not be saved: use the default
-            else:
-                config[key] = initializers.deserialize(config[key])
+        config = initializers.deserialize_config(config)
         return cls(**config)

@@ -142,12 +142,7 @@ class Dense(Layer):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("kernel_initializer", "bias_initializer"):
-            if config.get(key) is None:
-                config.pop(key, None)
-            else:
-                config[key] = initializers.deserialize(config[key])
+        config = initializers.deserialize_config(config)
         return cls(**config)
 
 

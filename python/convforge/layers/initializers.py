@@ -254,3 +254,18 @@ def deserialize(config) -> Initializer:
     if isinstance(config, dict) and config.get("class_name") in _BY_NAME:
         return _BY_NAME[config["class_name"]](**config.get("config", {}))
     raise ValueError(f"unknown initializer description {config!r}")
+
+
+def deserialize_config(config: dict, keys=("kernel_initializer", "bias_initializer")) -> dict:
+    """A layer config with its initializers rebuilt (``from_config``'s shared step).
+
+    A user callable could not be saved (it is stored as None): that one falls back to the
+    layer's default.
+    """
+    config = dict(config)
+    for key in keys:
+        if config.get(key) is None:
+            config.pop(key, None)
+        else:
+            config[key] = deserialize(config[key])
+    return config
