@@ -375,3 +375,30 @@ def test_unknown_layer_class_and_compile_false(saved, tmp_path):
     _expect_model_file_error(ghost, r"layer class 'Ghost' .* custom_objects=\{'Ghost': Ghost\}")
     bare = convforge.load_model(saved, compile=False)
     assert bare.loss is None and bare.optimizer is None
+
+
+def _rewrite_entry(path, key, transform):
+    """Re-save the .npz at ``path`` with entry ``key`` replaced by ``transform(old)``."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays[key] = transform(arrays[key])
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize(
+    "transform, match",
+    [
+        (lambda a: a.astype(np.int32), "is int32"),
+        (lambda a: a.astype(np.float16), "is float16"),
+        (lambda a: a.astype(np.complex64), "is complex64"),
+        (lambda a: a[..., :-1], "the description says"),  # forged shape
+        (lambda a: a.reshape(-1), "the description says"),
+        (lambda a: np.full_like(a, np.nan), "holds .* NaN or infinite values"),
+        (lambda a: np.where(np.arange(a.size).reshape(a.shape) == 3, np.inf, a).astype(a.dtype), "holds 1 NaN"),
+    ],
+    ids=["int32", "float16", "complex", "forged-shape", "flattened", "nan-filled", "one-inf"],
+)
+def test_forged_weight_arrays_are_refused(saved, transform, match):
+    _rewrite_entry(saved, "weights/4/kernel.npy".removesuffix(".npy"), transform)
+    _expect_model_file_error(saved, match)

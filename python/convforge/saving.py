@@ -330,12 +330,16 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
         value = arrays.get(entry["key"])
         if value is None:
             raise ModelFileError(path, f"weight array {entry['key']!r} listed in the description is missing")
-        if list(value.shape) != list(entry["shape"]) or value.dtype.kind != "f":
+        if list(value.shape) != list(entry["shape"]) or value.dtype not in (np.float32, np.float64):
             raise ModelFileError(
                 path,
                 f"weight array {entry['key']!r} is {value.dtype} {value.shape}; the description says "
-                f"float {tuple(entry['shape'])}",
+                f"float32/float64 {tuple(entry['shape'])}",
             )
+        bad = value.size - int(np.count_nonzero(np.isfinite(value)))
+        if bad:
+            # A model that diverged, or a forged file: either way not weights to continue from.
+            raise ModelFileError(path, f"weight array {entry['key']!r} holds {bad} NaN or infinite values")
     return meta, arrays
 
 
