@@ -81,4 +81,7 @@ TEST_CONV = [
     ConvCase("wide_rows", 1, 2, 3, 600, 3, 3, 3, 1, 1),  # > one 512-pixel block per row
     ConvCase("batch5", 5, 3, 9, 9, 6, 3, 3, 1, 1),
     ConvCase("batch17", 17, 2, 6, 6, 3, 3, 3, 1, 0),  # more images than weight-gradient chunks
+    # 256 filters x 1152 taps: several reduction blocks in every pass, unit stride and strided
+    ConvCase("k_blocked", 1, 128, 4, 4, 256, 3, 3, 1, 1),
+    ConvCase("k_blocked_s2", 2, 128, 5, 5, 256, 3, 3, 2, 1),
 ]
