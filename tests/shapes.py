@@ -84,4 +84,11 @@ TEST_CONV = [
     # 256 filters x 1152 taps: several reduction blocks in every pass, unit stride and strided
     ConvCase("k_blocked", 1, 128, 4, 4, 256, 3, 3, 1, 1),
     ConvCase("k_blocked_s2", 2, 128, 5, 5, 256, 3, 3, 2, 1),
+    # Weight gradients as outer products (>= 12 filters, kernel rows up to 7 wide): row
+    # dilation, a 7x7 stride-2 stem, a 6-wide kernel with lopsided padding, and an 8-wide one
+    # (too wide: the dot-product path).
+    ConvCase("outer_dil_h", 1, 3, 12, 11, 16, 3, 3, 1, "same", (2, 1)),
+    ConvCase("outer_stem", 2, 3, 19, 20, 20, 7, 7, 2, 3),
+    ConvCase("outer_kw6", 3, 2, 9, 13, 40, 2, 6, 1, ((0, 1), (3, 2))),
+    ConvCase("outer_kw8", 1, 2, 6, 12, 16, 1, 8),
 ]

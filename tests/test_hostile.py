@@ -989,11 +989,12 @@ def test_relu_special_values_every_isa(special, dtype):
         assert all(r == results[0] for r in results), "results differ between ISA paths"
 
 
+@pytest.mark.parametrize("filters", [4, 16])  # 16: weight gradients as outer products
 @pytest.mark.parametrize("special", ["nan", "+inf", "-inf", "inf-times-zero", "inf-weight-on-padding", "opposite-infs"])
-def test_conv_propagates_nan_and_inf_like_the_oracle(special):
+def test_conv_propagates_nan_and_inf_like_the_oracle(special, filters):
     # Same NaN/Inf positions as the float64 oracle, on every path, forward and backward.
     x = _rng.integers(-3, 4, (2, 3, 7, 7)).astype(np.float32)
-    w = _rng.integers(-3, 4, (4, 3, 3, 3)).astype(np.float32)
+    w = _rng.integers(-3, 4, (filters, 3, 3, 3)).astype(np.float32)
     if special == "nan":
         x[0, 1, 3, 3] = nan
     elif special in ("+inf", "-inf"):

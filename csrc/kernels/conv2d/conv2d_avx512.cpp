@@ -2,6 +2,9 @@
 //   run: 12 rows x 32 columns (two zmm) of C in 24 registers; each step one row of B (two
 //        vector loads) and 12 broadcasts of A.
 //   dot: 4 x 6 dot products along the pixels in 24 registers; each step 4 + 6 vector loads.
+//   outer: ROWS*TAPS x KV accumulators (with the KV dy vectors and a broadcast, <= 32 zmm);
+//        each pixel KV vector loads of dy and
+//        ROWS*TAPS broadcasts of the input, folded into the FMAs as memory operands.
 #include "common/avx512.h"
 
 #include "kernels/conv2d/conv2d_impl.h"
@@ -13,6 +16,75 @@ namespace {
 struct UkernelAvx512 {
   using T = float;
   static constexpr int MR = 12, NR = 32, DR = 4, DC = 6;
+  static constexpr int kOuterLanes = 16, kOuterRegs = 32;
+
+  // dst[p*ldd + o] = src[o*lds + p] for o, p < 16: a 16 x 16 transpose in registers
+  // (32-bit, 64-bit and two 128-bit shuffle stages) instead of 256 scattered stores.
+  static void transpose16(const float* src, int64_t lds, float* dst, int64_t ldd) {
+    __m512 r[16], t[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+#pragma GCC unroll 8
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    // r[4k + j]: element j of each 128-bit lane, from rows 4k..4k+3.
+#pragma GCC unroll 4
+    for (int k = 0; k < 16; k += 4) {
+      r[k] = _mm512_shuffle_ps(t[k], t[k + 2], 0x44);
+      r[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], 0xEE);
+      r[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+      r[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    // Column 4L + j gathers lane L of r[j], r[4 + j], r[8 + j], r[12 + j].
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      const __m512 v0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44), v1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
+      const __m512 v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44),
+                   v3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+      _mm512_storeu_ps(dst + (0 + j) * ldd, _mm512_shuffle_f32x4(v0, v2, 0x88));
+      _mm512_storeu_ps(dst + (4 + j) * ldd, _mm512_shuffle_f32x4(v0, v2, 0xDD));
+      _mm512_storeu_ps(dst + (8 + j) * ldd, _mm512_shuffle_f32x4(v1, v3, 0x88));
+      _mm512_storeu_ps(dst + (12 + j) * ldd, _mm512_shuffle_f32x4(v1, v3, 0xDD));
+    }
+  }
+
+  template <int ROWS, int TAPS, int KV>
+  static void outer(const OuterArgs<float>& a) {
+    constexpr int N = ROWS * TAPS;
+    __m512 acc[N][KV];
+#pragma GCC unroll 28
+    for (int j = 0; j < N; ++j) {
+#pragma GCC unroll 4
+      for (int v = 0; v < KV; ++v) acc[j][v] = _mm512_loadu_ps(a.c + j * a.ldc + 16 * v);
+    }
+    const float* dyt = a.dyt;
+    for (int64_t y = 0; y < a.rows; ++y) {
+      const float* xr[ROWS];
+#pragma GCC unroll 7
+      for (int i = 0; i < ROWS; ++i) xr[i] = a.x[i] + y * a.xrowstep;
+      for (int64_t z = 0, off = 0; z < a.cols; ++z, off += a.xstep, dyt += a.ldd) {
+        __m512 d[KV];
+#pragma GCC unroll 4
+        for (int v = 0; v < KV; ++v) d[v] = _mm512_loadu_ps(dyt + 16 * v);
+#pragma GCC unroll 7
+        for (int i = 0; i < ROWS; ++i) {
+#pragma GCC unroll 7
+          for (int t = 0; t < TAPS; ++t) {
+            const __m512 xv = _mm512_set1_ps(xr[i][off + t]);
+#pragma GCC unroll 4
+            for (int v = 0; v < KV; ++v) acc[i * TAPS + t][v] = _mm512_fmadd_ps(xv, d[v], acc[i * TAPS + t][v]);
+          }
+        }
+      }
+    }
+#pragma GCC unroll 28
+    for (int j = 0; j < N; ++j) {
+#pragma GCC unroll 4
+      for (int v = 0; v < KV; ++v) _mm512_storeu_ps(a.c + j * a.ldc + 16 * v, acc[j][v]);
+    }
+  }
 
   template <int M>
   static void run(int64_t kc, const float* a, const float* const* b, int64_t boff, float* c, int64_t ldc, int n,
