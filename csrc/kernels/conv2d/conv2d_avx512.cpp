@@ -1,6 +1,6 @@
 // conv2d with AVX-512F micro-kernels. Compiled with -mavx512f.
 //   run: 12 rows x 32 columns (two zmm) of C in 24 registers; each step one row of B (two
-//        vector loads) and 12 broadcasts of A.
+//        vector loads) and 12 broadcasts of A. run_wide: up to 6 rows x 64 columns.
 //   dot: 4 x 6 dot products along the pixels in 24 registers; each step 4 + 6 vector loads.
 //   outer: ROWS*TAPS x KV accumulators (with the KV dy vectors and a broadcast, <= 32 zmm);
 //        each pixel KV vector loads of dy and
@@ -17,6 +17,21 @@ struct UkernelAvx512 {
   using T = float;
   static constexpr int MR = 12, NR = 32, DR = 4, DC = 6;
   static constexpr int kOuterLanes = 16, kOuterRegs = 32;
+  static constexpr int kWideRows = 6;  // 6 x 64 columns: 24 accumulators
+
+  template <int M>
+  static void run_wide(int64_t kc, const float* a, const float* const* b, int64_t boff, float* c, int64_t ldc, int n,
+                       bool accumulate) {
+    if (n == 2 * NR) {
+      body<M, 4, true>(kc, a, b, boff, c, ldc, n, accumulate);
+    } else if (n > 48) {
+      body<M, 4, false>(kc, a, b, boff, c, ldc, n, accumulate);
+    } else if (n > 32) {
+      body<M, 3, false>(kc, a, b, boff, c, ldc, n, accumulate);
+    } else {
+      run<M>(kc, a, b, boff, c, ldc, n, accumulate);
+    }
+  }
 
   // dst[p*ldd + o] = src[o*lds + p] for o, p < 16: a 16 x 16 transpose in registers
   // (32-bit, 64-bit and two 128-bit shuffle stages) instead of 256 scattered stores.
@@ -160,7 +175,7 @@ struct UkernelAvx512 {
   static void body(int64_t kc, const float* a, const float* const* b, int64_t boff, float* c, int64_t ldc, int n,
                    bool accumulate) {
     __mmask16 mask[NV];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       const int cols = n - 16 * v;
       mask[v] = cols >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << cols) - 1u);
@@ -168,25 +183,25 @@ struct UkernelAvx512 {
     __m512 acc[M][NV];
 #pragma GCC unroll 12
     for (int i = 0; i < M; ++i) {
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v)
         acc[i][v] = accumulate ? _mm512_maskz_loadu_ps(mask[v], c + i * ldc + 16 * v) : _mm512_setzero_ps();
     }
     for (int64_t k = 0; k < kc; ++k, a += M) {
       const float* bk = b[k] + boff;
       __m512 bv[NV];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) bv[v] = FULL ? _mm512_loadu_ps(bk + 16 * v) : _mm512_maskz_loadu_ps(mask[v], bk + 16 * v);
 #pragma GCC unroll 12
       for (int i = 0; i < M; ++i) {
         const __m512 ai = _mm512_set1_ps(a[i]);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
       }
     }
 #pragma GCC unroll 12
     for (int i = 0; i < M; ++i) {
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, mask[v], acc[i][v]);
     }
   }

@@ -16,6 +16,10 @@
 //     rows and n <= NR columns. B is addressed through one pointer per row (an indirection
 //     table, as in XNNPACK's IGEMM), so its rows can be im2col rows, image rows or slices of a
 //     padded image alike. It reads exactly n columns of each b row and writes n of c.
+//   static constexpr int kWideRows;  (0: none)
+//   template <int M> static void run_wide(...same as run...);
+//     run for M <= kWideRows rows and n <= 2*NR columns: with few rows of A, a wider panel of
+//     B gives the micro-kernel enough independent accumulators.
 //   template <int I, int J> static void dot(int64_t len, const T* const* a, const T* const* b,
 //                                           int64_t off, T* c, int64_t ldc);
 //     C[i][j] += sum_{p < len} a[i][off + p] * b[j][off + p] for I <= DR, J <= DC: the product
@@ -106,6 +110,25 @@ struct RowDispatch {
 };
 template <class UK>
 struct RowDispatch<UK, 0> {
+  using T = typename UK::T;
+  static void call(int, int64_t, const T*, const T* const*, int64_t, T*, int64_t, int, bool) {}
+};
+
+// Calls UK::run_wide<m> for a runtime m in [1, kWideRows].
+template <class UK, int M = UK::kWideRows>
+struct WideDispatch {
+  using T = typename UK::T;
+  static void call(int m, int64_t kc, const T* a, const T* const* b, int64_t boff, T* c, int64_t ldc, int n,
+                   bool accumulate) {
+    if (m == M) {
+      UK::template run_wide<M>(kc, a, b, boff, c, ldc, n, accumulate);
+    } else {
+      WideDispatch<UK, M - 1>::call(m, kc, a, b, boff, c, ldc, n, accumulate);
+    }
+  }
+};
+template <class UK>
+struct WideDispatch<UK, 0> {
   using T = typename UK::T;
   static void call(int, int64_t, const T*, const T* const*, int64_t, T*, int64_t, int, bool) {}
 };
@@ -238,6 +261,16 @@ template <class UK>
 void macro_kernel(const typename UK::T* pa, int64_t M, int64_t r0, int64_t r1, int64_t k0, int64_t kc,
                   const typename UK::T* const* brow, int64_t boff, int64_t n, typename UK::T* c, int64_t ldc,
                   bool accumulate) {
+  if constexpr (UK::kWideRows > 0) {
+    if (r1 - r0 <= UK::kWideRows) {  // few rows: wider column panels keep enough accumulators
+      const int m = static_cast<int>(r1 - r0);
+      for (int64_t j = 0; j < n; j += 2 * UK::NR) {
+        const int nr = static_cast<int>(imin(2 * UK::NR, n - j));
+        WideDispatch<UK>::call(m, kc, pa + k0 * M + r0 * kc, brow, boff + j, c + j, ldc, nr, accumulate);
+      }
+      return;
+    }
+  }
   const int64_t height = panel_height<UK::MR>(r1 - r0);
   for (int64_t j = 0; j < n; j += UK::NR) {
     const int nr = static_cast<int>(imin(UK::NR, n - j));
