@@ -48,6 +48,18 @@ void parallel_for(int threads, int64_t items, F&& f) {
   for (int64_t i = 0; i < items; ++i) f(i, 0);
 }
 
+// Runs f(begin, end, thread_id) over [0, n) in items of `grain` consecutive indices: for many
+// small independent pieces (pooling planes), where one item per piece would pay a scheduling
+// step per few hundred bytes and have threads write into neighbouring cache lines.
+template <class F>
+void parallel_for_grains(int threads, int64_t n, int64_t grain, F&& f) {
+  const int64_t items = (n + grain - 1) / grain;
+  parallel_for(threads < items ? threads : static_cast<int>(items < 1 ? 1 : items), items, [&](int64_t item, int tid) {
+    const int64_t begin = item * grain;
+    f(begin, begin + grain < n ? begin + grain : n, tid);
+  });
+}
+
 // Runs f(thread_id) once on each of `threads` threads at the same time (probes, not kernels).
 template <class F>
 void on_each_thread(int threads, F&& f) {

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/parallel.h"
+#include "kernels/maxpool2d/maxpool2d_impl.h"
 #include "kernels/kernels.h"
 
 namespace convforge {
@@ -21,29 +22,31 @@ template <class T>
 void maxpool2d_fwd__ref(const PoolShape& s, const T* src, T* dst, int64_t* workspace) {
   const int64_t planes = s.mb * s.c, in_plane = s.ih * s.iw, out_plane = s.oh * s.ow;
   const double work = static_cast<double>(s.dst_size()) * static_cast<double>(s.kh * s.kw);
-  parallel_for(plan_threads(planes, work), planes, [&](int64_t plane, int) {
-    const T* x = src + plane * in_plane;
-    T* y = dst + plane * out_plane;
-    int64_t* idx = workspace != nullptr ? workspace + plane * out_plane : nullptr;
-    for (int64_t oh = 0; oh < s.oh; ++oh) {
-      const int64_t h0 = imax(oh * s.sh - s.ph, 0), h1 = imin(oh * s.sh - s.ph + s.kh, s.ih);
-      for (int64_t ow = 0; ow < s.ow; ++ow) {
-        const int64_t w0 = imax(ow * s.sw - s.pw, 0), w1 = imin(ow * s.sw - s.pw + s.kw, s.iw);
-        int64_t best_at = h0 * s.iw + w0;
-        T best = x[best_at];
-        for (int64_t h = h0; h < h1 && best == best; ++h) {
-          for (int64_t w = w0; w < w1; ++w) {
-            const T v = x[h * s.iw + w];
-            // `v != v` catches NaN: it wins at once and ends the search (outer loop test).
-            if (v > best || v != v) {
-              best = v;
-              best_at = h * s.iw + w;
-              if (v != v) break;
+  parallel_for_grains(plan_threads(planes, work), planes, planes_per_item(in_plane), [&](int64_t p0, int64_t p1, int) {
+    for (int64_t plane = p0; plane < p1; ++plane) {
+      const T* x = src + plane * in_plane;
+      T* y = dst + plane * out_plane;
+      int64_t* idx = workspace != nullptr ? workspace + plane * out_plane : nullptr;
+      for (int64_t oh = 0; oh < s.oh; ++oh) {
+        const int64_t h0 = imax(oh * s.sh - s.ph, 0), h1 = imin(oh * s.sh - s.ph + s.kh, s.ih);
+        for (int64_t ow = 0; ow < s.ow; ++ow) {
+          const int64_t w0 = imax(ow * s.sw - s.pw, 0), w1 = imin(ow * s.sw - s.pw + s.kw, s.iw);
+          int64_t best_at = h0 * s.iw + w0;
+          T best = x[best_at];
+          for (int64_t h = h0; h < h1 && best == best; ++h) {
+            for (int64_t w = w0; w < w1; ++w) {
+              const T v = x[h * s.iw + w];
+              // `v != v` catches NaN: it wins at once and ends the search (outer loop test).
+              if (v > best || v != v) {
+                best = v;
+                best_at = h * s.iw + w;
+                if (v != v) break;
+              }
             }
           }
+          y[oh * s.ow + ow] = best;
+          if (idx != nullptr) idx[oh * s.ow + ow] = best_at;
         }
-        y[oh * s.ow + ow] = best;
-        if (idx != nullptr) idx[oh * s.ow + ow] = best_at;
       }
     }
   });
@@ -52,14 +55,18 @@ void maxpool2d_fwd__ref(const PoolShape& s, const T* src, T* dst, int64_t* works
 template <class T>
 void maxpool2d_bwd__ref(const PoolShape& s, const T* diff_dst, const int64_t* workspace, T* diff_src) {
   const int64_t planes = s.mb * s.c, in_plane = s.ih * s.iw, out_plane = s.oh * s.ow;
-  parallel_for(plan_threads(planes, static_cast<double>(s.src_size() + 2 * s.dst_size())), planes,
-               [&](int64_t plane, int) {
-                 T* dx = diff_src + plane * in_plane;
-                 const T* dy = diff_dst + plane * out_plane;
-                 const int64_t* idx = workspace + plane * out_plane;
-                 std::memset(dx, 0, sizeof(T) * static_cast<std::size_t>(in_plane));
-                 for (int64_t o = 0; o < out_plane; ++o) dx[idx[o]] += dy[o];
-               });
+  // Memory-bound: bytes moved (dx, dy, argmax) plus a per-row cost, as in maxpool_2x2_planes.
+  const double work = static_cast<double>(sizeof(T)) * static_cast<double>(s.src_size() + s.dst_size()) +
+                      8.0 * static_cast<double>(s.dst_size()) + 400.0 * static_cast<double>(planes * s.oh);
+  parallel_for_grains(plan_threads(planes, work), planes, planes_per_item(in_plane), [&](int64_t p0, int64_t p1, int) {
+    std::memset(diff_src + p0 * in_plane, 0, sizeof(T) * static_cast<std::size_t>((p1 - p0) * in_plane));
+    for (int64_t plane = p0; plane < p1; ++plane) {
+      T* dx = diff_src + plane * in_plane;
+      const T* dy = diff_dst + plane * out_plane;
+      const int64_t* idx = workspace + plane * out_plane;
+      for (int64_t o = 0; o < out_plane; ++o) dx[idx[o]] += dy[o];
+    }
+  });
 }
 
 template void maxpool2d_fwd__ref<float>(const PoolShape&, const float*, float*, int64_t*);
