@@ -22,16 +22,18 @@ inline int64_t planes_per_item(int64_t plane_elems) {
   return plane_elems >= 16384 ? 1 : 16384 / (plane_elems < 1 ? 1 : plane_elems);
 }
 
+// Work of a pooling pass for the thread threshold. Memory-bound: bytes moved (input, output,
+// argmax), plus ~400 per output row (a 5-wide row took 9 ns, as long as 400 bytes take).
+inline double pool_work(const PoolShape& s, int64_t value_bytes, bool with_argmax) {
+  return static_cast<double>(value_bytes) * static_cast<double>(s.src_size() + s.dst_size()) +
+         (with_argmax ? 8.0 * static_cast<double>(s.dst_size()) : 0.0) + 400.0 * static_cast<double>(s.mb * s.c * s.oh);
+}
+
 // Calls Pool::step for every run of up to LANES outputs of every output row of every plane.
 template <class Pool, int LANES>
 void maxpool_2x2_planes(const PoolShape& s, const float* src, float* dst, int64_t* workspace) {
   const int64_t planes = s.mb * s.c, in_plane = s.ih * s.iw, out_plane = s.oh * s.ow;
-  // Memory-bound: bytes moved (input, output, argmax) stand for the work in the thread
-  // threshold, plus ~400 per output row (a 5-wide row took 9 ns, as long as 400 bytes take).
-  const double work = 4.0 * static_cast<double>(s.src_size() + s.dst_size()) +
-                      (workspace != nullptr ? 8.0 * static_cast<double>(s.dst_size()) : 0.0) +
-                      400.0 * static_cast<double>(planes * s.oh);
-  parallel_for_grains(plan_threads(planes, work), planes, planes_per_item(in_plane), [&](int64_t p0, int64_t p1, int) {
+  parallel_for_grains(plan_threads(planes, pool_work(s, 4, workspace != nullptr)), planes, planes_per_item(in_plane), [&](int64_t p0, int64_t p1, int) {
     for (int64_t plane = p0; plane < p1; ++plane) {
       const float* x = src + plane * in_plane;
       float* y = dst + plane * out_plane;

@@ -55,10 +55,7 @@ void maxpool2d_fwd__ref(const PoolShape& s, const T* src, T* dst, int64_t* works
 template <class T>
 void maxpool2d_bwd__ref(const PoolShape& s, const T* diff_dst, const int64_t* workspace, T* diff_src) {
   const int64_t planes = s.mb * s.c, in_plane = s.ih * s.iw, out_plane = s.oh * s.ow;
-  // Memory-bound: bytes moved (dx, dy, argmax) plus a per-row cost, as in maxpool_2x2_planes.
-  const double work = static_cast<double>(sizeof(T)) * static_cast<double>(s.src_size() + s.dst_size()) +
-                      8.0 * static_cast<double>(s.dst_size()) + 400.0 * static_cast<double>(planes * s.oh);
-  parallel_for_grains(plan_threads(planes, work), planes, planes_per_item(in_plane), [&](int64_t p0, int64_t p1, int) {
+  parallel_for_grains(plan_threads(planes, pool_work(s, sizeof(T), true)), planes, planes_per_item(in_plane), [&](int64_t p0, int64_t p1, int) {
     std::memset(diff_src + p0 * in_plane, 0, sizeof(T) * static_cast<std::size_t>((p1 - p0) * in_plane));
     for (int64_t plane = p0; plane < p1; ++plane) {
       T* dx = diff_src + plane * in_plane;
