@@ -15,8 +15,8 @@ alignas(64) const int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0
 struct UkernelAvx2 {
   using T = float;
   static constexpr int MR = 6, NR = 16, DR = 3, DC = 3;
-  static constexpr int kOuterLanes = 0, kOuterRegs = 0;
-  static constexpr int kWideRows = 0;  // no outer kernel: weight gradients use dot
+  static constexpr int kOuterLanes = 0, kOuterRegs = 0;  // no outer kernel: weight gradients use dot
+  static constexpr int kWideRows = 0;                    // no run_wide
 
   template <int M>
   static void run(int64_t kc, const float* a, const float* const* b, int64_t boff, float* c, int64_t ldc, int n,

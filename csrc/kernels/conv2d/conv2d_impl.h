@@ -95,40 +95,23 @@ int64_t carve_bytes(int64_t count) {
   return static_cast<int64_t>(aligned_count<T>(static_cast<std::size_t>(count)) * sizeof(T));
 }
 
-// Calls UK::run<m> for a runtime m in [1, MR].
-template <class UK, int M = UK::MR>
+// Calls UK::run<m> (WIDE: UK::run_wide<m>) for a runtime m in [1, MR] (WIDE: [1, kWideRows]).
+template <class UK, bool WIDE = false, int M = WIDE ? UK::kWideRows : UK::MR>
 struct RowDispatch {
   using T = typename UK::T;
   static void call(int m, int64_t kc, const T* a, const T* const* b, int64_t boff, T* c, int64_t ldc, int n,
                    bool accumulate) {
-    if (m == M) {
-      UK::template run<M>(kc, a, b, boff, c, ldc, n, accumulate);
-    } else {
-      RowDispatch<UK, M - 1>::call(m, kc, a, b, boff, c, ldc, n, accumulate);
-    }
-  }
-};
-template <class UK>
-struct RowDispatch<UK, 0> {
-  using T = typename UK::T;
-  static void call(int, int64_t, const T*, const T* const*, int64_t, T*, int64_t, int, bool) {}
-};
-
-// Calls UK::run_wide<m> for a runtime m in [1, kWideRows].
-template <class UK, int M = UK::kWideRows>
-struct WideDispatch {
-  using T = typename UK::T;
-  static void call(int m, int64_t kc, const T* a, const T* const* b, int64_t boff, T* c, int64_t ldc, int n,
-                   bool accumulate) {
-    if (m == M) {
+    if (m != M) {
+      RowDispatch<UK, WIDE, M - 1>::call(m, kc, a, b, boff, c, ldc, n, accumulate);
+    } else if constexpr (WIDE) {
       UK::template run_wide<M>(kc, a, b, boff, c, ldc, n, accumulate);
     } else {
-      WideDispatch<UK, M - 1>::call(m, kc, a, b, boff, c, ldc, n, accumulate);
+      UK::template run<M>(kc, a, b, boff, c, ldc, n, accumulate);
     }
   }
 };
-template <class UK>
-struct WideDispatch<UK, 0> {
+template <class UK, bool WIDE>
+struct RowDispatch<UK, WIDE, 0> {
   using T = typename UK::T;
   static void call(int, int64_t, const T*, const T* const*, int64_t, T*, int64_t, int, bool) {}
 };
@@ -266,7 +249,7 @@ void macro_kernel(const typename UK::T* pa, int64_t M, int64_t r0, int64_t r1, i
       const int m = static_cast<int>(r1 - r0);
       for (int64_t j = 0; j < n; j += 2 * UK::NR) {
         const int nr = static_cast<int>(imin(2 * UK::NR, n - j));
-        WideDispatch<UK>::call(m, kc, pa + k0 * M + r0 * kc, brow, boff + j, c + j, ldc, nr, accumulate);
+        RowDispatch<UK, true>::call(m, kc, pa + k0 * M + r0 * kc, brow, boff + j, c + j, ldc, nr, accumulate);
       }
       return;
     }
@@ -625,6 +608,16 @@ void conv2d_bwd_data(const ConvShape& s, const typename UK::T* diff_dst, const t
 constexpr int64_t kMaxChunks = 16;                       // partial weight gradients reduced in order
 constexpr int64_t kMaxPartialBytes = int64_t{64} << 20;  // bound on their memory
 
+// db[o] += sum of one image's dy[o][p] over its P pixels (in pixel order).
+template <class T>
+void add_bias_grad(const T* dy, int64_t OC, int64_t P, T* db) {
+  for (int64_t o = 0; o < OC; ++o) {
+    T sum = T(0);
+    for (int64_t p = 0; p < P; ++p) sum += dy[o * P + p];
+    db[o] += sum;
+  }
+}
+
 // Image chunks of the weight-gradient passes: a fixed number (from the problem alone) so that
 // each chunk's partial gradient is summed in the same order on any number of threads.
 struct ImageChunks {
@@ -767,11 +760,7 @@ bool conv2d_bwd_weights_outer(const ConvShape& s, const typename UK::T* diff_dst
     for (int64_t n = chunk * chunks.per_chunk; n < n_end; ++n) {
       const T* x = src + n * s.ic * HW;
       const T* dy = diff_dst + n * OC * P;
-      for (int64_t o = 0; o < OC; ++o) {
-        T sum = T(0);
-        for (int64_t p = 0; p < P; ++p) sum += dy[o * P + p];
-        db[o] += sum;
-      }
+      add_bias_grad(dy, OC, P, db);
       const T* base = x;
       if (padded) {
         for (int64_t c = 0; c < s.ic; ++c)
@@ -885,13 +874,7 @@ void conv2d_bwd_weights(const ConvShape& s, const typename UK::T* diff_dst, cons
     for (int64_t n = chunk * per_chunk; n < n_end; ++n) {
       const T* x = src + n * s.ic * HW;
       const T* dy = diff_dst + n * OC * P;
-      if (db != nullptr) {
-        for (int64_t o = 0; o < OC; ++o) {
-          T sum = T(0);
-          for (int64_t p = 0; p < P; ++p) sum += dy[o * P + p];
-          db[o] += sum;
-        }
-      }
+      if (db != nullptr) add_bias_grad(dy, OC, P, db);
       if (!unit) {
         for (int64_t o = 0; o < OC; ++o) arow[o] = dy + o * P;
         for (int64_t k = 0; k < K; ++k) brow[k] = col + k * ldcol;
