@@ -28,7 +28,8 @@ def test_build_info_fields():
     assert info["num_threads"] == convforge.get_num_threads() >= 1
     assert info["isa_detected"] in info["isa_compiled"]
     assert info["isa"] in ("ref", "avx2", "avx512")
-    ops = {"conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weights", "maxpool2d_fwd", "maxpool2d_bwd", "relu_fwd", "relu_bwd"}
+    ops = {"conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weights", "dense_fwd", "dense_bwd_data", "dense_bwd_weights",
+           "maxpool2d_fwd", "maxpool2d_bwd", "relu_fwd", "relu_bwd"}
     assert set(info["kernels"]) == ops
     for op, by_dtype in info["kernels"].items():
         assert by_dtype["float64"] == f"{op}__ref"  # float64 is for gradient checks: portable kernels only

@@ -69,6 +69,15 @@ py::array_t<T> output_array(const py::object& out, const char* name, const std::
   return py::reinterpret_borrow<py::array_t<T>>(a);
 }
 
+// ValueError if the output's bytes overlap an input's: the kernels read their inputs while
+// they write (a matrix product into its own operand would read what it has overwritten).
+inline void check_no_overlap(const py::array& out, const char* out_name, const py::array& in, const char* in_name) {
+  const char* o = static_cast<const char*>(out.data());
+  const char* i = static_cast<const char*>(in.data());
+  if (out.nbytes() > 0 && in.nbytes() > 0 && o < i + in.nbytes() && i < o + out.nbytes())
+    throw py::value_error(std::string(out_name) + " must not share memory with " + in_name);
+}
+
 // True for float32, false for float64; TypeError otherwise.
 inline bool is_float32(const py::array& a, const char* name) {
   if (has_dtype<float>(a)) return true;

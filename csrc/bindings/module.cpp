@@ -15,6 +15,7 @@
 namespace convforge::bindings {
 
 void bind_conv2d(py::module_& m);
+void bind_dense(py::module_& m);
 void bind_maxpool2d(py::module_& m);
 void bind_relu(py::module_& m);
 
@@ -107,6 +108,7 @@ PYBIND11_MODULE(_core, m) {
   init_isa_cap_from_env();
 
   bind_conv2d(m);
+  bind_dense(m);
   bind_maxpool2d(m);
   bind_relu(m);
 

@@ -60,4 +60,12 @@ std::string check_pool_shape(const PoolShape& s) {
   return {};
 }
 
+std::string check_dense_shape(const DenseShape& s) {
+  if (!in_range(s.mb, 1) || !in_range(s.ic, 1)) return "dense: x must have a non-empty shape (batch, in_features)";
+  if (!in_range(s.oc, 1)) return "dense: w must have a non-empty shape (in_features, units)";
+  if (!product_ok({s.mb, s.ic}) || !product_ok({s.ic, s.oc}) || !product_ok({s.mb, s.oc}))
+    return "dense: the problem is too large (element counts overflow)";
+  return {};
+}
+
 }  // namespace convforge

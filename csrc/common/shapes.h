@@ -37,4 +37,14 @@ struct PoolShape {
 
 std::string check_pool_shape(const PoolShape& s);
 
+// dense (fully connected, Keras's Dense): src (mb x ic) rows of features, weights (ic x oc) in
+// Keras's (in_features, units) layout, dst (mb x oc).
+struct DenseShape {
+  int64_t mb = 0, ic = 0, oc = 0;
+
+  double flops() const { return 2.0 * mb * ic * oc; }
+};
+
+std::string check_dense_shape(const DenseShape& s);
+
 }  // namespace convforge

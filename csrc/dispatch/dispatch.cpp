@@ -32,6 +32,13 @@ const Kernel<Conv2dBwdDataFn<float>> kConv2dBwdDataF32[] = {CONVFORGE_AVX512_ENT
 const Kernel<Conv2dBwdWeightsFn<float>> kConv2dBwdWeightsF32[] = {CONVFORGE_AVX512_ENTRY(conv2d_bwd_weights)
                                                                       CONVFORGE_AVX2_ENTRY(conv2d_bwd_weights)
                                                                           CONVFORGE_REF_ENTRY(conv2d_bwd_weights)};
+const Kernel<DenseFwdFn<float>> kDenseFwdF32[] = {
+    CONVFORGE_AVX512_ENTRY(dense_fwd) CONVFORGE_AVX2_ENTRY(dense_fwd) CONVFORGE_REF_ENTRY(dense_fwd)};
+const Kernel<DenseBwdDataFn<float>> kDenseBwdDataF32[] = {
+    CONVFORGE_AVX512_ENTRY(dense_bwd_data) CONVFORGE_AVX2_ENTRY(dense_bwd_data) CONVFORGE_REF_ENTRY(dense_bwd_data)};
+const Kernel<DenseBwdWeightsFn<float>> kDenseBwdWeightsF32[] = {CONVFORGE_AVX512_ENTRY(dense_bwd_weights)
+                                                                    CONVFORGE_AVX2_ENTRY(dense_bwd_weights)
+                                                                        CONVFORGE_REF_ENTRY(dense_bwd_weights)};
 const Kernel<ReluFwdFn<float>> kReluFwdF32[] = {
     CONVFORGE_AVX512_ENTRY(relu_fwd) CONVFORGE_AVX2_ENTRY(relu_fwd) CONVFORGE_REF_ENTRY(relu_fwd)};
 const Kernel<ReluBwdFn<float>> kReluBwdF32[] = {
@@ -41,6 +48,9 @@ const Kernel<ReluBwdFn<float>> kReluBwdF32[] = {
 const Kernel<Conv2dFwdFn<double>> kConv2dFwdF64[] = {CONVFORGE_REF_ENTRY(conv2d_fwd)};
 const Kernel<Conv2dBwdDataFn<double>> kConv2dBwdDataF64[] = {CONVFORGE_REF_ENTRY(conv2d_bwd_data)};
 const Kernel<Conv2dBwdWeightsFn<double>> kConv2dBwdWeightsF64[] = {CONVFORGE_REF_ENTRY(conv2d_bwd_weights)};
+const Kernel<DenseFwdFn<double>> kDenseFwdF64[] = {CONVFORGE_REF_ENTRY(dense_fwd)};
+const Kernel<DenseBwdDataFn<double>> kDenseBwdDataF64[] = {CONVFORGE_REF_ENTRY(dense_bwd_data)};
+const Kernel<DenseBwdWeightsFn<double>> kDenseBwdWeightsF64[] = {CONVFORGE_REF_ENTRY(dense_bwd_weights)};
 const Kernel<ReluFwdFn<double>> kReluFwdF64[] = {CONVFORGE_REF_ENTRY(relu_fwd)};
 const Kernel<ReluBwdFn<double>> kReluBwdF64[] = {CONVFORGE_REF_ENTRY(relu_bwd)};
 
@@ -59,6 +69,9 @@ const Kernel<MaxPoolBwdFn<double>> kMaxPoolBwdF64[] = {{"maxpool2d_bwd__ref", Is
 CONVFORGE_SELECTOR(conv2d_fwd_kernel, Conv2dFwdFn, kConv2dFwdF32, kConv2dFwdF64)
 CONVFORGE_SELECTOR(conv2d_bwd_data_kernel, Conv2dBwdDataFn, kConv2dBwdDataF32, kConv2dBwdDataF64)
 CONVFORGE_SELECTOR(conv2d_bwd_weights_kernel, Conv2dBwdWeightsFn, kConv2dBwdWeightsF32, kConv2dBwdWeightsF64)
+CONVFORGE_SELECTOR(dense_fwd_kernel, DenseFwdFn, kDenseFwdF32, kDenseFwdF64)
+CONVFORGE_SELECTOR(dense_bwd_data_kernel, DenseBwdDataFn, kDenseBwdDataF32, kDenseBwdDataF64)
+CONVFORGE_SELECTOR(dense_bwd_weights_kernel, DenseBwdWeightsFn, kDenseBwdWeightsF32, kDenseBwdWeightsF64)
 CONVFORGE_SELECTOR(maxpool2d_fwd_kernel, MaxPoolFwdFn, kMaxPoolFwdF32, kMaxPoolFwdF64)
 CONVFORGE_SELECTOR(maxpool2d_bwd_kernel, MaxPoolBwdFn, kMaxPoolBwdF32, kMaxPoolBwdF64)
 CONVFORGE_SELECTOR(relu_fwd_kernel, ReluFwdFn, kReluFwdF32, kReluFwdF64)
@@ -73,6 +86,9 @@ std::vector<KernelChoice> selected_kernels() {
   add("conv2d_fwd", conv2d_fwd_kernel<float>().name, conv2d_fwd_kernel<double>().name);
   add("conv2d_bwd_data", conv2d_bwd_data_kernel<float>().name, conv2d_bwd_data_kernel<double>().name);
   add("conv2d_bwd_weights", conv2d_bwd_weights_kernel<float>().name, conv2d_bwd_weights_kernel<double>().name);
+  add("dense_fwd", dense_fwd_kernel<float>().name, dense_fwd_kernel<double>().name);
+  add("dense_bwd_data", dense_bwd_data_kernel<float>().name, dense_bwd_data_kernel<double>().name);
+  add("dense_bwd_weights", dense_bwd_weights_kernel<float>().name, dense_bwd_weights_kernel<double>().name);
   add("maxpool2d_fwd", maxpool2d_fwd_kernel<float>().name, maxpool2d_fwd_kernel<double>().name);
   add("maxpool2d_bwd", maxpool2d_bwd_kernel<float>().name, maxpool2d_bwd_kernel<double>().name);
   add("relu_fwd", relu_fwd_kernel<float>().name, relu_fwd_kernel<double>().name);

@@ -18,6 +18,12 @@ using Conv2dBwdDataFn = void (*)(const ConvShape&, const T*, const T*, T*);
 template <class T>
 using Conv2dBwdWeightsFn = void (*)(const ConvShape&, const T*, const T*, T*, T*);
 template <class T>
+using DenseFwdFn = void (*)(const DenseShape&, const T*, const T*, const T*, T*);
+template <class T>
+using DenseBwdDataFn = void (*)(const DenseShape&, const T*, const T*, T*);
+template <class T>
+using DenseBwdWeightsFn = void (*)(const DenseShape&, const T*, const T*, T*, T*);
+template <class T>
 using MaxPoolFwdFn = void (*)(const PoolShape&, const T*, T*, int64_t*);
 template <class T>
 using MaxPoolBwdFn = void (*)(const PoolShape&, const T*, const int64_t*, T*);
@@ -37,6 +43,9 @@ struct Kernel {
 template <class T> const Kernel<Conv2dFwdFn<T>>& conv2d_fwd_kernel();
 template <class T> const Kernel<Conv2dBwdDataFn<T>>& conv2d_bwd_data_kernel();
 template <class T> const Kernel<Conv2dBwdWeightsFn<T>>& conv2d_bwd_weights_kernel();
+template <class T> const Kernel<DenseFwdFn<T>>& dense_fwd_kernel();
+template <class T> const Kernel<DenseBwdDataFn<T>>& dense_bwd_data_kernel();
+template <class T> const Kernel<DenseBwdWeightsFn<T>>& dense_bwd_weights_kernel();
 template <class T> const Kernel<MaxPoolFwdFn<T>>& maxpool2d_fwd_kernel();
 template <class T> const Kernel<MaxPoolBwdFn<T>>& maxpool2d_bwd_kernel();
 template <class T> const Kernel<ReluFwdFn<T>>& relu_fwd_kernel();
@@ -48,6 +57,9 @@ template <class T> const Kernel<ReluBwdFn<T>>& relu_bwd_kernel();
 CONVFORGE_DECLARE_SELECTOR(conv2d_fwd_kernel, Conv2dFwdFn)
 CONVFORGE_DECLARE_SELECTOR(conv2d_bwd_data_kernel, Conv2dBwdDataFn)
 CONVFORGE_DECLARE_SELECTOR(conv2d_bwd_weights_kernel, Conv2dBwdWeightsFn)
+CONVFORGE_DECLARE_SELECTOR(dense_fwd_kernel, DenseFwdFn)
+CONVFORGE_DECLARE_SELECTOR(dense_bwd_data_kernel, DenseBwdDataFn)
+CONVFORGE_DECLARE_SELECTOR(dense_bwd_weights_kernel, DenseBwdWeightsFn)
 CONVFORGE_DECLARE_SELECTOR(maxpool2d_fwd_kernel, MaxPoolFwdFn)
 CONVFORGE_DECLARE_SELECTOR(maxpool2d_bwd_kernel, MaxPoolBwdFn)
 CONVFORGE_DECLARE_SELECTOR(relu_fwd_kernel, ReluFwdFn)

@@ -1,5 +1,6 @@
 // Every compute kernel convforge has, named <op>_<direction>__<isa> (XNNPACK's convention).
-// Kernels trust their arguments: shapes were checked by complete_conv_shape/check_pool_shape,
+// Kernels trust their arguments: shapes were checked by complete_conv_shape/check_pool_shape/
+// check_dense_shape,
 // pointers are valid and C-contiguous, outputs do not alias inputs unless stated.
 #pragma once
 
@@ -20,6 +21,18 @@ CONVFORGE_DECLARE_CONV2D(ref, double)
 CONVFORGE_DECLARE_CONV2D(avx2, float)
 CONVFORGE_DECLARE_CONV2D(avx512, float)
 #undef CONVFORGE_DECLARE_CONV2D
+
+// ---- dense (Keras's Dense, the micro-kernels of conv2d). bias / diff_bias may be null. -----------
+#define CONVFORGE_DECLARE_DENSE(ISA, T)                                                           \
+  void dense_fwd__##ISA(const DenseShape& s, const T* src, const T* wei, const T* bias, T* dst);    \
+  void dense_bwd_data__##ISA(const DenseShape& s, const T* diff_dst, const T* wei, T* diff_src);    \
+  void dense_bwd_weights__##ISA(const DenseShape& s, const T* diff_dst, const T* src, T* diff_wei, \
+                                T* diff_bias);
+CONVFORGE_DECLARE_DENSE(ref, float)
+CONVFORGE_DECLARE_DENSE(ref, double)
+CONVFORGE_DECLARE_DENSE(avx2, float)
+CONVFORGE_DECLARE_DENSE(avx512, float)
+#undef CONVFORGE_DECLARE_DENSE
 
 // ---- max_pool2d. workspace = argmax (flat position in each input plane), may be null in fwd. --
 template <class T>

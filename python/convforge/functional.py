@@ -24,7 +24,16 @@ import numpy as np
 
 from . import _core, _params
 
-__all__ = ["conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "relu", "relu_backward"]
+__all__ = [
+    "conv2d",
+    "conv2d_backward",
+    "dense",
+    "dense_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "relu",
+    "relu_backward",
+]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -163,6 +172,71 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=T
     dy = _contiguous(dy)
     dx = _core.conv2d_bwd_data(dy, _contiguous(w), x.shape, stride, pads, dilation) if need_input_grad else None
     dw, db = _core.conv2d_bwd_weights(dy, _contiguous(x), w.shape, stride, pads, dilation, need_bias_grad)
+    return dx, dw, db
+
+
+def dense(x, w, b=None):
+    """Fully connected layer without its activation: ``x @ w + b``, Keras's ``Dense``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, I)
+        A batch of N feature vectors (flatten feature maps first), float32 or float64.
+    w : ndarray, shape (I, U)
+        Keras's kernel layout ``(in_features, units)``, same dtype as ``x``.
+    b : ndarray, shape (U,), optional
+        One bias per unit.
+
+    Returns
+    -------
+    y : ndarray, shape (N, U)
+    """
+    x = _array(x, "x", 2, "(batch, in_features)")
+    w = _array(w, "w", 2, "(in_features, units)")
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(f"x has {x.shape[1]} features but w expects {w.shape[0]} (w has shape {w.shape} = "
+                         "(in_features, units))")
+    if b is not None:
+        b = _array(b, "b", 1, "(units,)")
+        if b.shape[0] != w.shape[1]:
+            raise ValueError(f"b must have shape ({w.shape[1]},), one bias per unit of w, got {b.shape}")
+    _same_dtype("x", x, w=w, b=b)
+    b = None if b is None else _contiguous(b)
+    return _core.dense_fwd(_contiguous(x), _contiguous(w), b)
+
+
+def dense_backward(dy, x, w, need_input_grad=True, need_bias_grad=True):
+    """Gradients of :func:`dense` with respect to its input, weights and bias.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, U)
+        Gradient of the loss with respect to dense's output.
+    x, w
+        The arguments of the forward call.
+    need_input_grad, need_bias_grad : bool
+        Compute ``dx`` / ``db``.
+
+    Returns
+    -------
+    (dx or None, dw, db or None)
+        Shapes (N, I), (I, U), (U,).
+    """
+    dy = _array(dy, "dy", 2, "(batch, units)")
+    x = _array(x, "x", 2, "(batch, in_features)")
+    w = _array(w, "w", 2, "(in_features, units)")
+    _same_dtype("x", x, w=w, dy=dy)
+    need_input_grad = _flag(need_input_grad, "need_input_grad")
+    need_bias_grad = _flag(need_bias_grad, "need_bias_grad")
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(f"x has {x.shape[1]} features but w expects {w.shape[0]} (w has shape {w.shape} = "
+                         "(in_features, units))")
+    expected = (x.shape[0], w.shape[1])
+    if dy.shape != expected:
+        raise ValueError(f"dy must have the shape of dense's output {expected}, got {dy.shape}")
+    dy = _contiguous(dy)
+    dx = _core.dense_bwd_data(dy, _contiguous(w)) if need_input_grad else None
+    dw, db = _core.dense_bwd_weights(dy, _contiguous(x), need_bias_grad)
     return dx, dw, db
 
 

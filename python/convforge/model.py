@@ -117,10 +117,10 @@ def _find_openblas():
 class _SingleThreadedBLAS:
     """Runs NumPy's BLAS (OpenBLAS) on one thread inside ``with``, restoring it after.
 
-    Why: the Dense layers' matrix products run between kernel calls. OpenBLAS's own
-    thread pool and the kernels' OpenMP threads both busy-wait for work, so with both
-    active they fight for the cores: LeNet-5 training on 2 cores ran 7x slower. The
-    products of typical Dense layers take tens of microseconds on one thread. An
+    Why: NumPy products in a model (custom layers, Dense on inputs the compiled kernels
+    do not take) run between kernel calls. OpenBLAS's own thread pool and the kernels'
+    OpenMP threads both busy-wait for work, so with both active they fight for the
+    cores: LeNet-5 training on 2 cores ran 7x slower when Dense used NumPy. An
     explicit ``$OPENBLAS_NUM_THREADS`` is respected; without OpenBLAS (or off Linux)
     this does nothing.
     """
@@ -684,7 +684,7 @@ class Sequential:
         epoch so far. A batch whose loss is NaN or Inf is not applied to the
         weights (add ``callbacks.TerminateOnNaN()`` to stop and be told where
         it came from). While ``fit``, ``evaluate`` and ``predict`` run,
-        NumPy's OpenBLAS (the Dense layers' matrix products) is kept to one
+        NumPy's OpenBLAS (custom layers' matrix products) is kept to one
         thread so that it does not compete with the kernels' threads; set
         ``$OPENBLAS_NUM_THREADS`` to decide otherwise.
         """

@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "kernels/conv2d/conv2d_impl.h"
+#include "kernels/dense/dense_impl.h"
 #include "kernels/kernels.h"
 
 namespace convforge {
@@ -127,6 +128,18 @@ void conv2d_bwd_data__avx2(const ConvShape& s, const float* diff_dst, const floa
 void conv2d_bwd_weights__avx2(const ConvShape& s, const float* diff_dst, const float* src, float* diff_wei,
                               float* diff_bias) {
   conv2d_bwd_weights<UkernelAvx2>(s, diff_dst, src, diff_wei, diff_bias);
+}
+
+// Dense layers run on the same micro-kernel (kernels/dense/dense_impl.h).
+void dense_fwd__avx2(const DenseShape& s, const float* src, const float* wei, const float* bias, float* dst) {
+  dense_fwd<UkernelAvx2>(s, src, wei, bias, dst);
+}
+void dense_bwd_data__avx2(const DenseShape& s, const float* diff_dst, const float* wei, float* diff_src) {
+  dense_bwd_data<UkernelAvx2>(s, diff_dst, wei, diff_src);
+}
+void dense_bwd_weights__avx2(const DenseShape& s, const float* diff_dst, const float* src, float* diff_wei,
+                              float* diff_bias) {
+  dense_bwd_weights<UkernelAvx2>(s, diff_dst, src, diff_wei, diff_bias);
 }
 
 }  // namespace convforge

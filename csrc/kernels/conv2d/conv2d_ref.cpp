@@ -1,6 +1,7 @@
 // Portable conv2d: the blocked driver with a plain C++ micro-kernel. Always compiled, last in
 // every dispatch table, and the only float64 path (float64 exists for gradient checks).
 #include "kernels/conv2d/conv2d_impl.h"
+#include "kernels/dense/dense_impl.h"
 #include "kernels/kernels.h"
 
 namespace convforge {
@@ -56,5 +57,20 @@ struct UkernelRef {
   }
 CONVFORGE_DEFINE_CONV2D_REF(float)
 CONVFORGE_DEFINE_CONV2D_REF(double)
+
+// Dense layers run on the same micro-kernel (kernels/dense/dense_impl.h).
+#define CONVFORGE_DEFINE_DENSE_REF(T)                                                                   \
+  void dense_fwd__ref(const DenseShape& s, const T* src, const T* wei, const T* bias, T* dst) {          \
+    dense_fwd<UkernelRef<T>>(s, src, wei, bias, dst);                                                   \
+  }                                                                                                     \
+  void dense_bwd_data__ref(const DenseShape& s, const T* diff_dst, const T* wei, T* diff_src) {         \
+    dense_bwd_data<UkernelRef<T>>(s, diff_dst, wei, diff_src);                                          \
+  }                                                                                                     \
+  void dense_bwd_weights__ref(const DenseShape& s, const T* diff_dst, const T* src, T* diff_wei,        \
+                              T* diff_bias) {                                                           \
+    dense_bwd_weights<UkernelRef<T>>(s, diff_dst, src, diff_wei, diff_bias);                            \
+  }
+CONVFORGE_DEFINE_DENSE_REF(float)
+CONVFORGE_DEFINE_DENSE_REF(double)
 
 }  // namespace convforge

@@ -30,6 +30,9 @@ __all__ = [
     "conv2d",
     "conv2d_backward_data",
     "conv2d_backward_weights",
+    "dense",
+    "dense_backward_data",
+    "dense_backward_weights",
     "max_pool2d",
     "max_pool2d_backward",
     "relu_backward",
@@ -78,6 +81,19 @@ def conv2d_backward_data(dy, w, x_shape, stride, pads, dilation, out):
 
 def conv2d_backward_weights(dy, x, w_shape, stride, pads, dilation, need_bias, out_w, out_b):
     return _core.conv2d_bwd_weights(_c(dy), _c(x), w_shape, stride, pads, dilation, need_bias, out_w, out_b)
+
+
+def dense(x, w, b, out):
+    """``x @ w + b`` into ``out``."""
+    return _core.dense_fwd(_c(x), _c(w), None if b is None else _c(b), out)
+
+
+def dense_backward_data(dy, w, out):
+    return _core.dense_bwd_data(_c(dy), _c(w), out)
+
+
+def dense_backward_weights(dy, x, need_bias, out_w, out_b):
+    return _core.dense_bwd_weights(_c(dy), _c(x), need_bias, out_w, out_b)
 
 
 def max_pool2d(x, kernel, stride, pad, out_hw, out, out_indices):

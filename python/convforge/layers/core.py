@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from .. import random as _random
-from . import activations, initializers
+from . import _kernels, activations, initializers
 from .base import Layer, check_input_shape, resolve_data_format
 
 __all__ = ["Dense", "Dropout", "Flatten", "Input", "InputLayer", "Reshape"]
@@ -87,13 +87,21 @@ class Dense(Layer):
         return (self.units,)
 
     def _forward_logits(self, x, training=False):
-        kernel = self.params["kernel"]
-        if training and x.ndim == 2 and x.dtype == kernel.dtype:
-            z = np.matmul(x, kernel, out=self._buffers("z", (x.shape[0], self.units), x.dtype))  # BLAS
+        kernel, bias = self.params["kernel"], self.params.get("bias")
+        if (
+            isinstance(x, np.ndarray)
+            and x.ndim == 2
+            and x.dtype == kernel.dtype
+            and x.shape[0] > 0
+            and x.shape[1] == kernel.shape[0]
+        ):
+            # The compiled kernel (threads, AVX-512), into a reused buffer while training.
+            out = self._buffers("z", (x.shape[0], self.units), x.dtype) if training else None
+            z = _kernels.dense(x, kernel, bias, out)
         else:
             z = x @ kernel
-        if self.use_bias:
-            z += self.params["bias"]
+            if self.use_bias:
+                z += bias
         self._x = x if training else None
         return z
 
@@ -110,12 +118,24 @@ class Dense(Layer):
                 f"layer {self.name!r} (Dense): backward expects dy of shape {(x.shape[0], self.units)} and dtype "
                 f"{kernel.dtype}; got {dz.dtype} {dz.shape}"
             )
-        self.grads["kernel"] = np.matmul(x.T, dz, out=buffers("dw", kernel.shape, kernel.dtype))
+        if x.dtype != kernel.dtype or x.ndim != 2 or x.shape[0] == 0:  # an input the kernels did not take
+            self.grads["kernel"] = np.matmul(x.T, dz).astype(kernel.dtype, copy=False)
+            if self.use_bias:
+                self.grads["bias"] = dz.sum(axis=0)
+            return (dz @ kernel.T) if self.input_grad_needed else None
+        dw, db = _kernels.dense_backward_weights(
+            dz,
+            x,
+            self.use_bias,
+            buffers("dw", kernel.shape, kernel.dtype),
+            buffers("db", (self.units,), kernel.dtype) if self.use_bias else None,
+        )
+        self.grads["kernel"] = dw
         if self.use_bias:
-            self.grads["bias"] = np.sum(dz, axis=0, out=buffers("db", (self.units,), kernel.dtype))
+            self.grads["bias"] = db
         if not self.input_grad_needed:
             return None
-        return np.matmul(dz, kernel.T, out=buffers("dx", x.shape, kernel.dtype))
+        return _kernels.dense_backward_data(dz, kernel, buffers("dx", x.shape, kernel.dtype))
 
     def backward(self, dy):
         if self.activation is not None:

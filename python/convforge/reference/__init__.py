@@ -10,12 +10,23 @@ Two families with the same signatures as :mod:`convforge.functional`:
   NumPy baseline in the benchmarks.
 """
 
-from .direct import conv2d, conv2d_backward, max_pool2d, max_pool2d_backward, relu, relu_backward
+from .direct import (
+    conv2d,
+    conv2d_backward,
+    dense,
+    dense_backward,
+    max_pool2d,
+    max_pool2d_backward,
+    relu,
+    relu_backward,
+)
 from .im2col import conv2d_backward_im2col, conv2d_im2col, max_pool2d_backward_im2col, max_pool2d_im2col
 
 __all__ = [
     "conv2d",
     "conv2d_backward",
+    "dense",
+    "dense_backward",
     "max_pool2d",
     "max_pool2d_backward",
     "relu",

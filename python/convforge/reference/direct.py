@@ -23,6 +23,8 @@ from .._params import conv_params, pool_params
 __all__ = [
     "conv2d",
     "conv2d_backward",
+    "dense",
+    "dense_backward",
     "max_pool2d",
     "max_pool2d_backward",
     "relu",
@@ -180,6 +182,43 @@ def conv2d_backward(
     # Gradient that lands on padding belongs to no input element: drop it.
     dx = dxp[:, :, top : top + h, left : left + wd] if need_input_grad else None
     db = dy.sum(axis=(0, 2, 3)) if need_bias_grad else None
+    return dx, dw, db
+
+
+# ---------------------------------------------------------------------------
+# Dense (fully connected)
+# ---------------------------------------------------------------------------
+
+
+def _check_dense(x: np.ndarray, w: np.ndarray) -> None:
+    if x.ndim != 2 or w.ndim != 2:
+        raise ValueError(f"x must be (batch, in_features) and w (in_features, units); got {x.shape} and {w.shape}")
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(f"x has {x.shape[1]} features but w expects {w.shape[0]}")
+
+
+def dense(x, w, b=None) -> np.ndarray:
+    """y[n, u] = b[u] + sum_i x[n, i] * w[i, u]; w is Keras's (in_features, units)."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    _check_dense(x, w)
+    y = np.einsum("ni,iu->nu", x, w)
+    if b is not None:
+        y += np.asarray(b, dtype=np.float64)
+    return y
+
+
+def dense_backward(dy, x, w, need_input_grad=True, need_bias_grad=True):
+    """(dx, dw, db) of :func:`dense`: dx = dy . w^T, dw = x^T . dy, db = sum of dy over the batch."""
+    dy = np.asarray(dy, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    _check_dense(x, w)
+    if dy.shape != (x.shape[0], w.shape[1]):
+        raise ValueError(f"dy must have shape {(x.shape[0], w.shape[1])}, got {dy.shape}")
+    dx = np.einsum("nu,iu->ni", dy, w) if need_input_grad else None
+    dw = np.einsum("ni,nu->iu", x, dy)
+    db = dy.sum(axis=0) if need_bias_grad else None
     return dx, dw, db
 
 

@@ -1,0 +1,170 @@
+// Dense (fully connected) layers on the conv2d micro-kernels. Activations are rows of features
+// (batch x features) and the weights are Keras's (in_features x units):
+//   forward           y[N x U]  = x[N x I] . w[I x U] (+ b)   packed rows of x times rows of w
+//   backward weights  dw[I x U] = x^T . dy[N x U]             packed columns of x times rows of dy
+//                     db[U]     = sum over the batch of dy
+//   backward data     dx[N x I] = dy . w^T                    dot products of rows of dy and of w
+// Each ISA source includes this file after conv2d_impl.h's micro-kernel and instantiates the
+// passes with it (same internal-linkage rule as conv2d_impl.h).
+//
+// Determinism: work items are blocks of output rows; each computes its elements over the whole
+// reduction in a fixed order, and the blocks depend on the problem only, never on the threads.
+#pragma once
+
+#include "kernels/conv2d/conv2d_impl.h"
+
+namespace convforge {
+namespace {
+
+// Output rows [row_begin(i), row_begin(i + 1)) of item i when `rows` rows are split into
+// `items` nearly equal blocks (a 64-row batch on a 12-row kernel: 6 items of 10-11 rows, not
+// five of 12 and a thin one of 4).
+inline int64_t row_begin(int64_t item, int64_t items, int64_t rows) { return item * rows / items; }
+
+// C[rows x n] (+)= A[rows x K] . B[K x n] for one block of rows: A element (i, k) = elem(i, k),
+// packed per reduction block into `pa` (rows x kKc); B row k at brow[k]. accumulate: add to C.
+template <class UK, class Elem>
+void gemm_rows(Elem&& elem, int64_t rows, int64_t K, const typename UK::T* const* brow, int64_t n,
+               typename UK::T* c, int64_t ldc, bool accumulate, typename UK::T* pa) {
+  for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+    const int64_t kc = imin(kKc, K - k0);
+    pack_a<typename UK::T, UK::MR>([&](int64_t i, int64_t k) { return elem(i, k0 + k); }, rows, 0, rows, 0, kc, pa);
+    macro_kernel<UK>(pa, rows, 0, rows, 0, kc, brow + k0, 0, n, c, ldc, accumulate || k0 > 0);
+  }
+}
+
+// Blocks of at most MR rows, so that each block is one A panel.
+template <class UK>
+int64_t row_items(int64_t rows) {
+  return ceil_div(rows, UK::MR);
+}
+
+template <class UK>
+void dense_fwd(const DenseShape& s, const typename UK::T* src, const typename UK::T* wei,
+               const typename UK::T* bias, typename UK::T* dst) {
+  using T = typename UK::T;
+  const int64_t N = s.mb, I = s.ic, U = s.oc;
+  const int64_t items = row_items<UK>(N);
+  const int threads = plan_threads(items, s.flops());
+  Carver ws{static_cast<char*>(thread_workspace(
+      static_cast<std::size_t>(carve_bytes<const T*>(I) + threads * carve_bytes<T>(UK::MR * kKc))))};
+  const T** brow = ws.template take<const T*>(I);
+  for (int64_t k = 0; k < I; ++k) brow[k] = wei + k * U;
+  char* thread_area = ws.p;
+
+  parallel_for(threads, items, [&](int64_t item, int tid) {
+    const int64_t r0 = row_begin(item, items, N), rows = row_begin(item + 1, items, N) - r0;
+    T* y = dst + r0 * U;
+    if (bias != nullptr) {
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < U; ++j) y[i * U + j] = bias[j];
+    }
+    Carver tws{thread_area + tid * carve_bytes<T>(UK::MR * kKc)};
+    const T* x = src + r0 * I;
+    gemm_rows<UK>([&](int64_t i, int64_t k) { return x[i * I + k]; }, rows, I, brow, U, y, U, bias != nullptr,
+                  tws.template take<T>(UK::MR * kKc));
+  });
+}
+
+template <class UK>
+void dense_bwd_weights(const DenseShape& s, const typename UK::T* diff_dst, const typename UK::T* src,
+                       typename UK::T* diff_wei, typename UK::T* diff_bias) {
+  using T = typename UK::T;
+  const int64_t N = s.mb, I = s.ic, U = s.oc;
+  const int64_t items = row_items<UK>(I);
+  // One more item sums the bias gradient, in batch order.
+  const int64_t all_items = items + (diff_bias != nullptr ? 1 : 0);
+  const int threads = plan_threads(all_items, s.flops());
+  Carver ws{static_cast<char*>(thread_workspace(
+      static_cast<std::size_t>(carve_bytes<const T*>(N) + threads * carve_bytes<T>(UK::MR * kKc))))};
+  const T** brow = ws.template take<const T*>(N);
+  for (int64_t k = 0; k < N; ++k) brow[k] = diff_dst + k * U;
+  char* thread_area = ws.p;
+
+  parallel_for(threads, all_items, [&](int64_t item, int tid) {
+    if (item == items) {
+      for (int64_t j = 0; j < U; ++j) diff_bias[j] = T(0);
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t j = 0; j < U; ++j) diff_bias[j] += diff_dst[n * U + j];
+      return;
+    }
+    const int64_t r0 = row_begin(item, items, I), rows = row_begin(item + 1, items, I) - r0;
+    Carver tws{thread_area + tid * carve_bytes<T>(UK::MR * kKc)};
+    // A = x^T: row i is feature r0 + i over the batch.
+    gemm_rows<UK>([&](int64_t i, int64_t k) { return src[k * I + r0 + i]; }, rows, N, brow, U, diff_wei + r0 * U,
+                  U, false, tws.template take<T>(UK::MR * kKc));
+  });
+}
+
+// dx = dy . w^T. With an in-register 16 x 16 transpose (AVX-512) w^T costs about a tenth of the
+// product, and the product then runs on the packed micro-kernel: phase 1 transposes w and packs
+// dy, phase 2 computes column blocks of dx. Without one, dot products of rows of dy and of w,
+// whose horizontal sums cost more on short rows but need no scratch.
+constexpr int64_t kDenseColumns = 64;  // dx columns per work item of the packed form
+
+template <class UK>
+void dense_bwd_data(const DenseShape& s, const typename UK::T* diff_dst, const typename UK::T* wei,
+                    typename UK::T* diff_src) {
+  using T = typename UK::T;
+  const int64_t N = s.mb, I = s.ic, U = s.oc;
+  if constexpr (UK::kOuterLanes == 16) {
+    constexpr int64_t L = 16;
+    const int64_t ldw = padded_ld<T>(I), KC = imin(U, kKc);
+    const int64_t w_blocks = ceil_div(I, L), panels = ceil_div(N, UK::MR), kblocks = ceil_div(U, KC);
+    const int64_t col_items = ceil_div(I, kDenseColumns);
+    const int threads = plan_threads(col_items, s.flops());
+    Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
+        carve_bytes<T>(U * ldw) + carve_bytes<T>(N * U) + carve_bytes<const T*>(U))))};
+    T* wt = ws.template take<T>(U * ldw);
+    T* pa = ws.template take<T>(N * U);
+    const T** brow = ws.template take<const T*>(U);
+    for (int64_t u = 0; u < U; ++u) brow[u] = wt + u * ldw;
+    // Phase 1: w^T (items [0, w_blocks): 16 features each) and packed dy (one item per row
+    // panel and reduction block, the layout macro_kernel reads).
+    parallel_for(threads, w_blocks + panels * kblocks, [&](int64_t item, int) {
+      if (item >= w_blocks) {
+        const int64_t p = (item - w_blocks) / kblocks, k0 = (item - w_blocks) % kblocks * KC;
+        const int64_t height = panel_height<UK::MR>(N), r0 = imin(p * height, N), r1 = imin(r0 + height, N);
+        if (r0 < r1)
+          pack_a<T, UK::MR>([&](int64_t i, int64_t k) { return diff_dst[i * U + k]; }, N, r0, r1, k0,
+                            imin(KC, U - k0), pa);
+        return;
+      }
+      const int64_t i0 = item * L, fi = imin(L, I - i0);
+      int64_t u0 = 0;
+      if (fi == L) {
+        for (; u0 + L <= U; u0 += L) UK::transpose16(wei + i0 * U + u0, U, wt + u0 * ldw + i0, ldw);
+      }
+      for (int64_t u = u0; u < U; ++u)
+        for (int64_t i = 0; i < fi; ++i) wt[u * ldw + i0 + i] = wei[(i0 + i) * U + u];
+    });
+    // Phase 2: dx[:, c0:c0 + nb] over the whole reduction, in KC blocks.
+    parallel_for(threads, col_items, [&](int64_t item, int) {
+      const int64_t c0 = item * kDenseColumns, nb = imin(kDenseColumns, I - c0);
+      for (int64_t k0 = 0; k0 < U; k0 += KC)
+        macro_kernel<UK>(pa, N, 0, N, k0, imin(KC, U - k0), brow + k0, c0, nb, diff_src + c0, I, k0 > 0);
+    });
+  } else {
+    // Items of 2 x DR rows of dx: each reads its rows of dy and all of w.
+    const int64_t rows_per_item = 2 * UK::DR;
+    const int64_t items = ceil_div(N, rows_per_item);
+    const int threads = plan_threads(items, s.flops());
+    Carver ws{static_cast<char*>(
+        thread_workspace(static_cast<std::size_t>(carve_bytes<const T*>(N) + carve_bytes<const T*>(I))))};
+    const T** arow = ws.template take<const T*>(N);
+    const T** brow = ws.template take<const T*>(I);
+    for (int64_t n = 0; n < N; ++n) arow[n] = diff_dst + n * U;
+    for (int64_t i = 0; i < I; ++i) brow[i] = wei + i * U;
+
+    parallel_for(threads, items, [&](int64_t item, int) {
+      const int64_t r0 = item * rows_per_item, rows = imin(rows_per_item, N - r0);
+      T* dx = diff_src + r0 * I;
+      std::memset(dx, 0, sizeof(T) * static_cast<std::size_t>(rows * I));
+      for (int64_t p0 = 0; p0 < U; p0 += kDotBlock)
+        dot_kernel<UK>(rows, I, arow + r0, brow, p0, imin(kDotBlock, U - p0), dx, I);
+    });
+  }
+}
+
+}  // namespace
+}  // namespace convforge
