@@ -1,4 +1,4 @@
-"""The convolution, pooling and activation ops, running on the compiled kernels.
+"""The convolution, dense, pooling and activation ops, running on the compiled kernels.
 
 Layouts follow PyTorch: activations are NCHW ``(batch, channels, height, width)``,
 conv weights are OIHW ``(filters, channels, kernel_height, kernel_width)``, and
