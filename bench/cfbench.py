@@ -10,9 +10,10 @@ Contenders, for every (op, pass, shape):
   except the conv backward passes, which call ``convforge._core.conv2d_bwd_data`` /
   ``conv2d_bwd_weights`` one at a time (``functional.conv2d_backward`` always adds
   the weight gradient), and ReLU backward, which calls ``_core.relu_bwd`` with a
-  preallocated output (``functional.relu_backward`` has no ``out=``).
+  preallocated output (``functional.relu_backward`` has no ``out=``). Dense backward
+  calls ``_core.dense_bwd_data`` / ``dense_bwd_weights`` one at a time, likewise.
 * ``numpy`` -- the im2col baseline of ``convforge.reference`` (``np.maximum`` and a
-  masked multiply for ReLU).
+  masked multiply for ReLU, ``np.matmul`` -- NumPy's OpenBLAS -- for dense).
 * ``torch`` -- PyTorch's CPU ops, when torch is installed (a benchmark peer only).
 """
 
@@ -48,10 +49,12 @@ from convforge._params import conv_params, flops_conv2d, pool_params  # noqa: E4
 from shapes import BENCH_CONV, BENCH_POOL, ConvCase  # noqa: E402
 
 CONTENDERS = ("convforge", "numpy", "torch")
-OPS = ("conv", "pool", "relu")
+OPS = ("conv", "pool", "relu", "dense")
 
 # Max-pool / ReLU tensors get the names of the layers they come from.
 POOL_NAMES = {(64, 6, 28, 28): "lenet_s2", (64, 16, 10, 10): "lenet_s4", (32, 64, 56, 56): "resnet_pool"}
+# Dense layers (batch, in_features, units): LeNet-5's F5 and F6 at batch 64, and a wider MLP layer.
+BENCH_DENSE = {"lenet_f5": (64, 400, 120), "lenet_f6": (64, 120, 84), "mlp": (256, 1024, 1024)}
 RELU_BIG = 64 * 2**20  # elements: 256 MB of float32, far beyond any cache
 POOL_K = 2  # 2x2 windows, stride 2
 
@@ -381,8 +384,18 @@ def relu_specs(shapes=BENCH_POOL, big: int = RELU_BIG) -> list[Spec]:
     return specs
 
 
+def dense_specs(shapes=BENCH_DENSE) -> list[Spec]:
+    specs = []
+    for name, (n, i, u) in shapes.items():
+        dims = f"batch {n}, {i} -> {u} features"
+        for pas in CONV_PASSES:
+            specs.append(Spec("dense", pas, name, dims, f"dense_{pas}", 2.0 * n * i * u, "GFLOP/s",
+                              name.startswith("lenet"), 4 * (n * i + i * u + n * u), (name, n, i, u)))
+    return specs
+
+
 def all_specs(only=OPS) -> list[Spec]:
-    builders = {"conv": conv_specs, "pool": pool_specs, "relu": relu_specs}
+    builders = {"conv": conv_specs, "pool": pool_specs, "relu": relu_specs, "dense": dense_specs}
     return [s for op in OPS if op in only for s in builders[op]()]
 
 
@@ -556,6 +569,43 @@ def _build_relu(shape) -> Problem:
     return Problem(f"relu-{shape}", fns, extract)
 
 
+def _build_dense(source) -> Problem:
+    name, n, i, u = source
+    rng = _rng(f"dense-{name}")
+    x = rng.standard_normal((n, i), dtype=np.float32)
+    w = rng.standard_normal((i, u), dtype=np.float32) * np.float32(1 / math.sqrt(i))
+    dy = rng.standard_normal((n, u), dtype=np.float32)
+    fns = {
+        "fwd": {"convforge": lambda: F.dense(x, w), "numpy": lambda: x @ w},
+        "bwd_data": {"convforge": lambda: _core.dense_bwd_data(dy, w), "numpy": lambda: dy @ w.T},
+        "bwd_weights": {"convforge": lambda: _core.dense_bwd_weights(dy, x, False), "numpy": lambda: x.T @ dy},
+    }
+    extract = {p: {"convforge": _identity_tuple, "numpy": _identity_tuple} for p in fns}
+    extract["bwd_weights"]["convforge"] = lambda r: (r[0],)
+    torch = torch_module()
+    if torch is not None:
+        # torch.nn.Linear keeps its weight as (units, in_features): made once, outside the timing.
+        tx, tdy = torch.from_numpy(x), torch.from_numpy(dy)
+        tw = torch.from_numpy(np.ascontiguousarray(w.T))
+
+        def t_fwd():
+            with torch.no_grad():
+                return torch.nn.functional.linear(tx, tw)
+
+        def t_bwd_data():  # what Linear's backward computes for the input
+            with torch.no_grad():
+                return torch.mm(tdy, tw)
+
+        def t_bwd_weights():  # ... and for its (units, in_features) weight
+            with torch.no_grad():
+                return torch.mm(tdy.t(), tx)
+
+        fns["fwd"]["torch"], fns["bwd_data"]["torch"], fns["bwd_weights"]["torch"] = t_fwd, t_bwd_data, t_bwd_weights
+        extract["fwd"]["torch"] = extract["bwd_data"]["torch"] = _torch_np
+        extract["bwd_weights"]["torch"] = lambda r: (r.numpy().T,)
+    return Problem(f"dense-{name}", fns, extract)
+
+
 _PROBLEM: Problem | None = None
 
 
@@ -565,13 +615,17 @@ def problem(spec: Spec) -> Problem:
     if _PROBLEM is None or _PROBLEM.key != _problem_key(spec):
         _PROBLEM = None
         gc.collect()
-        builder = {"conv": _build_conv, "pool": _build_pool, "relu": _build_relu}[spec.op]
+        builder = {"conv": _build_conv, "pool": _build_pool, "relu": _build_relu, "dense": _build_dense}[spec.op]
         _PROBLEM = builder(spec.source)
     return _PROBLEM
 
 
 def _problem_key(spec: Spec) -> str:
-    return f"conv-{spec.source.name}" if spec.op == "conv" else f"{spec.op}-{spec.source}"
+    if spec.op == "conv":
+        return f"conv-{spec.source.name}"
+    if spec.op == "dense":
+        return f"dense-{spec.source[0]}"
+    return f"{spec.op}-{spec.source}"
 
 
 def release() -> None:
@@ -581,13 +635,13 @@ def release() -> None:
 
 
 def check(spec: Spec, got: tuple, ref: tuple, who: str, ref_who: str) -> None:
-    """Assert that two contenders agree: float32 tolerance for conv, exact for pool and ReLU."""
+    """Assert that two contenders agree: float32 tolerance for conv and dense, exact for pool and ReLU."""
     assert len(got) == len(ref), f"{spec.id}: {who} returned {len(got)} arrays, {ref_who} {len(ref)}"
     for i, (a, b) in enumerate(zip(got, ref)):
         a, b = np.asarray(a), np.asarray(b)
         where = f"{spec.id} output {i}: {who} vs {ref_who}"
         assert a.shape == b.shape, f"{where}: shapes {a.shape} vs {b.shape}"
-        if spec.op == "conv":
+        if spec.op in ("conv", "dense"):
             # Sums of up to N*OH*OW products in float32, in different orders: relative
             # error ~1e-6 of the largest magnitude; 1e-4 leaves room, catches any real bug.
             scale = float(np.max(np.abs(b))) or 1.0

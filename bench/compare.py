@@ -203,7 +203,7 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
     for r in rows:
         cf = r["ms"].get("convforge")
         r["rate"] = r["work"] / (cf / 1e3) / 1e9 if cf else None
-        base = peak[r["threads"]] if r["op"] == "conv" else copy.get(r["threads"])
+        base = peak[r["threads"]] if r["op"] in ("conv", "dense") else copy.get(r["threads"])
         r["pct"] = 100 * r["rate"] / base if r["rate"] and base else float("nan")
         r1 = one.get((r["index"], 1))
         r["scale"] = None
@@ -236,6 +236,15 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
             summary.append(
                 f"- conv, all shapes and passes, {t} thread{'s' if t > 1 else ''}: geometric mean speed-up of convforge "
                 f"vs PyTorch **{_x(g_t)}**, vs NumPy {_x(g_n)}" + (" (the headline number)" if t == 2 else "")
+            )
+    dense = [r for r in rows if r["op"] == "dense"]
+    for t in threads:
+        g_t = geomean([_ratio(r, "torch") for r in dense if r["threads"] == t])
+        g_n = geomean([_ratio(r, "numpy") for r in dense if r["threads"] == t])
+        if g_t or g_n:
+            summary.append(
+                f"- dense (no target in the issue; for the record), {t} thread{'s' if t > 1 else ''}: geometric mean "
+                f"speed-up of convforge vs PyTorch {_x(g_t)}, vs NumPy {_x(g_n)}"
             )
     scaled = [r["scale"][0] for r in rows if r["scale"] and r["threads"] == 2]
     if scaled:
@@ -302,8 +311,8 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
         "## Results",
         "",
         "ms = median milliseconds per call; vs NumPy / vs PyTorch = their time / convforge's time (> 1: convforge faster); "
-        "rate = convforge's GFLOP/s (conv: 2·N·K·C·R·S·OH·OW per pass) or GB/s (bytes of the arrays read and written); "
-        "% peak = of the FMA peak above (conv) or of the copy bandwidth above (max-pool, ReLU), at the row's thread count; "
+        "rate = convforge's GFLOP/s (conv: 2·N·K·C·R·S·OH·OW per pass; dense: 2·N·I·U) or GB/s (bytes of the arrays read and written); "
+        "% peak = of the FMA peak above (conv, dense) or of the copy bandwidth above (max-pool, ReLU), at the row's thread count; "
         "2T/1T = convforge's 1-thread time / its time at T.",
         "",
         table,
@@ -363,7 +372,11 @@ WHAT_IS_TIMED = [
     "- **ReLU bwd**: preallocated output: convforge `_core.relu_bwd(dy, x, out)` (`functional.relu_backward` has no `out=`); "
     "NumPy `np.multiply(dy, np.greater(x, 0, out=mask), out=dx)` (2 passes, preallocated bool mask); PyTorch "
     "`aten.threshold_backward.grad_input(dy, x, 0, grad_input=dx)`. Bytes: dy + x read, dx written.",
-    "- Correctness before timing: conv results agree to rtol 1e-3 / atol 1e-4·max|ref| with NumPy's; max-pool "
+    "- **dense** (x (N, I), w (I, U) in Keras's layout, dy (N, U)): convforge `functional.dense(x, w)`, "
+    "`_core.dense_bwd_data(dy, w)` and `_core.dense_bwd_weights(dy, x, need_bias=False)`; NumPy `x @ w`, `dy @ w.T`, "
+    "`x.T @ dy` (OpenBLAS at T threads); PyTorch `F.linear(x, wt)`, `mm(dy, wt)`, `mm(dy.t(), x)` with `wt` = w "
+    "transposed once into torch's (U, I) layout, outside the timing. No bias; every call allocates its output.",
+    "- Correctness before timing: conv and dense results agree to rtol 1e-3 / atol 1e-4·max|ref| with NumPy's; max-pool "
     "values and indices and ReLU results are bit-exact against NumPy's.",
     "- Workspace table: one subprocess per (shape, pass, threads), so each figure is that call's own peak, not a "
     "running maximum. (The pytest-benchmark suite records `workspace_bytes_running_max` instead: the running "
@@ -378,7 +391,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     p.add_argument("--quick", action="store_true", help="smoke run: 3 samples of >= 5 ms, one peak probe")
-    p.add_argument("--only", default="conv,pool,relu", help="conv, pool, relu or a comma list (default all)")
+    p.add_argument("--only", default="conv,pool,relu,dense", help="conv, pool, relu, dense or a comma list (default all)")
     p.add_argument("--out", default=os.path.join(cfbench.HERE, "RESULTS.md"), help="markdown file to write "
                    "(default bench/RESULTS.md; '-' for none)")
     p.add_argument("--repeats", type=int, default=None, help="timed samples per contender (default 5, quick 3)")
@@ -397,7 +410,7 @@ def main(argv=None) -> int:
     args.only = [o.strip() for o in args.only.split(",") if o.strip()]
     bad = [o for o in args.only if o not in cfbench.OPS]
     if bad:
-        p.error(f"--only takes conv, pool, relu; got {bad}")
+        p.error(f"--only takes conv, pool, relu, dense; got {bad}")
     args.repeats = args.repeats or (3 if args.quick else 5)
     args.min_sample_ms = args.min_sample_ms if args.min_sample_ms is not None else (5.0 if args.quick else 20.0)
 

@@ -98,7 +98,7 @@ PY
 
 # ---- 2. kernel tests ---------------------------------------------------------------------------
 step "kernel tests under ASan + UBSan (leak detection off)"
-tests=(tests/test_conv2d.py tests/test_pool_relu.py tests/test_errors.py tests/test_hostile.py
+tests=(tests/test_conv2d.py tests/test_dense.py tests/test_pool_relu.py tests/test_errors.py tests/test_hostile.py
        tests/test_fuzz.py tests/test_properties.py tests/test_runtime.py)
 rc=0
 ASAN_OPTIONS="$asan_common:detect_leaks=0:log_path=$OUT/logs/asan" \
@@ -157,7 +157,13 @@ def every_op(dtype, rng):
                              out_w=np.empty(w.shape, dtype), out_b=np.empty(5, dtype))
     _core.maxpool2d_fwd(x, (2, 2), (2, 2), (0, 0), (4, 5), True, out=np.empty((3, 4, 4, 5), dtype),
                         out_indices=np.empty((3, 4, 4, 5), np.int64))
-    calls += 15
+    xd = x.reshape(3, -1)
+    wd = rng.standard_normal((xd.shape[1], 19)).astype(dtype)
+    yd = F.dense(xd, wd, b[:1].repeat(19))
+    F.dense_backward(yd, xd, wd)
+    F.dense_backward(yd, xd[::-1], wd, need_input_grad=False, need_bias_grad=False)
+    _core.dense_fwd(xd, wd, None, out=np.empty((3, 19), dtype))
+    calls += 19
     # Error paths, many of them thrown after an output was allocated.
     refused(F.conv2d, x, w[:, :2])
     refused(F.conv2d, x, w, b[:2])
@@ -173,6 +179,10 @@ def every_op(dtype, rng):
     refused(_core.maxpool2d_bwd, p, i, (3, 4, 2**40, 2))
     refused(_core.relu_bwd, r, x, out=[1.0])
     refused(_core.relu_bwd, r, x, out=np.empty((2,), dtype))
+    refused(F.dense, xd, wd[1:])
+    refused(_core.dense_fwd, xd, wd, None, out=np.empty((3, 18), dtype))
+    refused(_core.dense_bwd_weights, yd, xd, True, out_b=np.empty(4, dtype))
+    refused(_core.dense_bwd_data, yd, wd, out=wd.reshape(-1)[: xd.size].reshape(xd.shape))  # overlaps w
 
 
 rng = np.random.default_rng(0)
