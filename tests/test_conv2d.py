@@ -176,3 +176,23 @@ def test_gradient_check_detects_a_wrong_gradient(rng):
     for broken in (np.flip(dw, axis=(2, 3)), dw + np.where(np.arange(dw.size).reshape(dw.shape) == 5, 1e-4, 0)):
         with pytest.raises(AssertionError):
             np.testing.assert_allclose(broken, numeric, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", TEST_CONV, ids=lambda c: c.id)
+def test_fused_relu_equals_relu_after_conv(case, dtype, isa, rng):
+    # The forward's relu post-op (what Conv2D(activation='relu') uses in training) must give the
+    # bits of conv2d then relu, on every path (direct store, scattered rows, im2col), NaN kept,
+    # no -0.0 out, and write every element (the output starts as +inf).
+    x, w, b = make_case(case, dtype, rng)
+    x.flat[0] = np.nan  # reaches the outputs whose windows read it
+    b[0] = -1e3  # filter 0: negative outputs for relu to clear
+    stride, pads, dilation, out_hw = core_args(case)
+    plain = _core.conv2d_fwd(x, w, b, stride, pads, dilation)
+    assert (plain < 0).any()
+    want = F.relu(plain)
+    out = np.full((case.n, case.k, *out_hw), np.inf, dtype=dtype)
+    got = _core.conv2d_fwd(x, w, b, stride, pads, dilation, out=out, relu=True)
+    assert got is out
+    np.testing.assert_array_equal(got, want)
+    assert not np.signbit(got[np.isfinite(got)]).any()

@@ -164,7 +164,8 @@ def test_conv2d_float32_uses_fast_kernel_and_agrees():
 
 
 def test_conv2d_relu_runs_in_place_on_conv_output(monkeypatch):
-    """activation='relu' must not allocate a second output: relu(y, out=y) on the conv result."""
+    """activation='relu' must not allocate a second output: in training the kernel applies it as
+    it stores the conv result (no separate pass); in inference relu(y, out=y) on the result."""
     calls = []
     real_inplace, real_relu = layer_kernels.relu_inplace, F.relu
     monkeypatch.setattr(layer_kernels, "relu_inplace", lambda x: calls.append("training") or real_inplace(x))
@@ -175,10 +176,14 @@ def test_conv2d_relu_runs_in_place_on_conv_output(monkeypatch):
 
     monkeypatch.setattr(F, "relu", spy)
     layer = built(layers.Conv2D(2, 3, activation="relu"), (1, 6, 6), np.float32)
-    y = layer.forward(np.ones((1, 1, 6, 6), np.float32), training=True)
+    x = np.random.default_rng(1).standard_normal((1, 1, 6, 6)).astype(np.float32)
+    y = layer.forward(x, training=True)
     assert y is layer._buffers("y", (1, 2, 4, 4), np.float32)  # the conv output itself
-    layer.forward(np.ones((1, 1, 6, 6), np.float32), training=False)
-    assert calls == ["training", "inference, in place: True"]
+    assert layer.activation._y is y  # what the ReLU's backward masks with
+    y_inference = layer.forward(x, training=False)
+    assert calls == ["inference, in place: True"]  # training fused it into the conv kernel
+    np.testing.assert_array_equal(y, y_inference)
+    assert (y == 0).any() and (y > 0).any()
 
 
 def test_conv2d_first_layer_skips_input_gradient(monkeypatch):

@@ -28,10 +28,11 @@ std::array<int64_t, 4> dims4(const py::array& a) { return {a.shape(0), a.shape(1
 
 template <class T>
 py::array_t<T> fwd(const py::array& x, const py::array& w, const py::object& b, const Pair& stride, const Quad& padding,
-                   const Pair& dilation, const py::object& out) {
+                   const Pair& dilation, const py::object& out, bool relu) {
   check_input<T>(x, "x", 4);
   check_input<T>(w, "w", 4);
-  const ConvShape s = conv_shape(dims4(x), dims4(w), stride, padding, dilation);
+  ConvShape s = conv_shape(dims4(x), dims4(w), stride, padding, dilation);
+  s.relu = relu;
   const T* bias = nullptr;
   py::array barr;
   if (!b.is_none()) {
@@ -114,13 +115,14 @@ void bind_conv2d(py::module_& m) {
   m.def(
       "conv2d_fwd",
       [](const py::array& x, const py::array& w, const py::object& b, const Pair& stride, const Quad& padding,
-         const Pair& dilation, const py::object& out) -> py::array {
-        return is_float32(x, "x") ? py::array(fwd<float>(x, w, b, stride, padding, dilation, out))
-                                  : py::array(fwd<double>(x, w, b, stride, padding, dilation, out));
+         const Pair& dilation, const py::object& out, bool relu) -> py::array {
+        return is_float32(x, "x") ? py::array(fwd<float>(x, w, b, stride, padding, dilation, out, relu))
+                                  : py::array(fwd<double>(x, w, b, stride, padding, dilation, out, relu));
       },
       py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-      py::arg("out") = py::none(),
-      "y[N,K,OH,OW] = conv2d(x[N,C,H,W], w[K,C,R,S]) + b[K]; padding is (top, bottom, left, right).");
+      py::arg("out") = py::none(), py::arg("relu") = false,
+      "y[N,K,OH,OW] = conv2d(x[N,C,H,W], w[K,C,R,S]) + b[K], then max(y, 0) if relu; padding is (top, bottom, "
+      "left, right).");
   m.def(
       "conv2d_bwd_data",
       [](const py::array& dy, const py::array& w, const std::array<int64_t, 4>& x_shape, const Pair& stride,

@@ -14,6 +14,7 @@ struct ConvShape {
   int64_t sh = 1, sw = 1;                  // stride
   int64_t dh = 1, dw = 1;                  // dilation
   int64_t pt = 0, pb = 0, pl = 0, pr = 0;  // padding top, bottom, left, right
+  bool relu = false;                       // forward post-op: max(y, 0), NaN kept, -0 -> +0
 
   int64_t src_size() const { return mb * ic * ih * iw; }
   int64_t dst_size() const { return mb * oc * oh * ow; }

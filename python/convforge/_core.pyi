@@ -12,7 +12,14 @@ _Quad = tuple[int, int, int, int]
 _Float = npt.NDArray[np.floating[Any]]
 
 def conv2d_fwd(
-    x: _Float, w: _Float, b: _Float | None, stride: _Pair, padding: _Quad, dilation: _Pair, out: _Float | None = None
+    x: _Float,
+    w: _Float,
+    b: _Float | None,
+    stride: _Pair,
+    padding: _Quad,
+    dilation: _Pair,
+    out: _Float | None = None,
+    relu: bool = False,
 ) -> _Float: ...
 def conv2d_bwd_data(
     dy: _Float, w: _Float, x_shape: _Quad, stride: _Pair, padding: _Quad, dilation: _Pair, out: _Float | None = None

@@ -304,12 +304,28 @@ bool all_finite(const T* p, int64_t n) {
   return acc == T(0);
 }
 
+// ReLU as the relu kernels compute it: NaN stays NaN, -0.0 becomes +0.0.
+template <class T>
+inline T relu_value(T v) {
+  return v > T(0) || v != v ? v : T(0);
+}
+
+// c[i*ldc + j] = relu(c[i*ldc + j]) for i < rows, j < n: the fused post-op, applied to a block
+// of output the work item has just written (still in L1/L2) instead of another pass over memory.
+template <class T>
+void relu_rows(T* c, int64_t ldc, int64_t rows, int64_t n) {
+  for (int64_t i = 0; i < rows; ++i) {
+    T* __restrict r = c + i * ldc;
+    for (int64_t j = 0; j < n; ++j) r[j] = relu_value(r[j]);
+  }
+}
+
 // Copies the `ow` valid columns of each output row of a pitch-`pitch` block (columns
 // [j0, j0 + nb) of the padded-pitch pixel space) to their places in an OH x OW plane, adding
-// bias if given.
+// bias if given, then applying ReLU if `relu`.
 template <class T>
 void scatter_rows(const T* src, int64_t ld_src, int64_t rows, int64_t j0, int64_t nb, int64_t pitch, int64_t ow,
-                  const T* bias, T* dst, int64_t plane) {
+                  const T* bias, T* dst, int64_t plane, bool relu = false) {
   const int64_t row0 = j0 / pitch, col0 = j0 % pitch;
   for (int64_t i = 0; i < rows; ++i) {
     const T add = bias != nullptr ? bias[i] : T(0);
@@ -319,7 +335,11 @@ void scatter_rows(const T* src, int64_t ld_src, int64_t rows, int64_t j0, int64_
       const int64_t valid = imax(imin(ow - col, run), 0);
       const T* __restrict s = src + i * ld_src + j;
       T* __restrict d = dst + i * plane + row * ow + col;
-      for (int64_t t = 0; t < valid; ++t) d[t] = s[t] + add;
+      if (relu) {
+        for (int64_t t = 0; t < valid; ++t) d[t] = relu_value(s[t] + add);
+      } else {
+        for (int64_t t = 0; t < valid; ++t) d[t] = s[t] + add;
+      }
       j += run;
     }
   }
@@ -425,7 +445,11 @@ void conv2d_fwd_unit_stride(const ConvShape& s, const typename UK::T* src, const
     for (int64_t k0 = 0; k0 < K; k0 += KC)
       macro_kernel<UK>(pa, M, 0, M, k0, imin(KC, K - k0), brow + k0, j0, nb, out, ldo,
                        k0 > 0 || (direct_store && bias != nullptr));
-    if (!direct_store) scatter_rows(out, ldo, M, j0, nb, pitch, s.ow, bias, dst + n * M * P, P);
+    if (!direct_store) {
+      scatter_rows(out, ldo, M, j0, nb, pitch, s.ow, bias, dst + n * M * P, P, s.relu);
+    } else if (s.relu) {
+      relu_rows(out, ldo, M, nb);
+    }
   });
 }
 
@@ -468,6 +492,7 @@ void conv2d_fwd_im2col(const ConvShape& s, const typename UK::T* src, const type
       }
       macro_kernel<UK>(pa, M, 0, M, k0, kc, brow, 0, nb, y, P, k0 > 0 || bias != nullptr);
     }
+    if (s.relu) relu_rows(y, P, M, nb);
   });
 }
 

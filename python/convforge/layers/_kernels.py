@@ -70,9 +70,10 @@ def _c(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
-def conv2d(x, w, b, stride, pads, dilation, out):
-    """``conv2d`` into ``out``; ``pads`` is ``(top, bottom, left, right)``."""
-    return _core.conv2d_fwd(_c(x), w, b, stride, pads, dilation, out)
+def conv2d(x, w, b, stride, pads, dilation, out, relu=False):
+    """``conv2d`` into ``out``, then ``max(y, 0)`` in the same pass if ``relu``; ``pads`` is
+    ``(top, bottom, left, right)``."""
+    return _core.conv2d_fwd(_c(x), w, b, stride, pads, dilation, out, relu)
 
 
 def conv2d_backward_data(dy, w, x_shape, stride, pads, dilation, out):

@@ -53,6 +53,12 @@ class ReLU(_ActivationLayer):
         self._y = y if training else None
         return y
 
+    def _fused_output(self, y, training=False):
+        """Take ``y``, computed with this ReLU already applied by the layer's kernel (Conv2D
+        fuses it into its output store), as this activation's output."""
+        self._y = y if training else None
+        return y
+
     def _grad(self, dy, y):
         # y > 0 exactly where x > 0, so the output serves for the mask.
         if dy.dtype != y.dtype or dy.shape != y.shape:

@@ -154,8 +154,15 @@ class Conv2D(Layer):
             *plan, out_hw = _params.conv_params(
                 x.shape[2:], w.shape[2:], self.strides, self.padding, self.dilation_rate
             )
-        y = _kernels.conv2d(x, w, b, *plan, self._buffers("y", (x.shape[0], w.shape[0], *out_hw), x.dtype))
+        # ReLU runs inside the kernel, on each block of output while it is still in cache,
+        # instead of as another pass over the whole output.
+        fused_relu = isinstance(self.activation, activations.ReLU)
+        y = _kernels.conv2d(
+            x, w, b, *plan, self._buffers("y", (x.shape[0], w.shape[0], *out_hw), x.dtype), relu=fused_relu
+        )
         self._x, self._plan_used = x, plan
+        if fused_relu:
+            return self.activation._fused_output(y, True)
         return y if self.activation is None else self.activation.forward(y, True)
 
     def backward(self, dy):
