@@ -634,3 +634,47 @@ def test_fit_runs_numpy_blas_on_one_thread_and_restores_it():
         assert seen == [expected_inside] and get() == 2
     finally:
         put(before)
+
+
+@pytest.mark.parametrize("standalone_relu", [False, True], ids=["conv-activation", "ReLU-layer"])
+def test_relu_gradient_fused_into_max_pool_backward(standalone_relu):
+    from convforge.model import _Batches
+
+    # Sequential lets a MaxPooling2D apply the gradient of the ReLU just before it (the ReLU
+    # then passes dy through): the weight gradients must be the bits of the unfused path.
+    convforge.seed(3)
+    first = (
+        [layers.Conv2D(4, 3, input_shape=(10, 10, 2)), layers.ReLU()]
+        if standalone_relu
+        else [layers.Conv2D(4, 3, activation="relu", input_shape=(10, 10, 2))]
+    )
+    model = convforge.Sequential(
+        [*first, layers.MaxPooling2D(2), layers.Conv2D(3, 2, activation="relu"), layers.MaxPooling2D(2),
+         layers.Flatten(), layers.Dense(5, activation="softmax")]
+    )
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 10, 10, 2)).astype(np.float32)
+    y = rng.integers(0, 5, 6)
+    model._build_from_data(x)
+    model._plan_backward()
+    pools = [layer for layer in model.layers if isinstance(layer, layers.MaxPooling2D)]
+    assert all(p._gates_relu for p in pools)  # the fusion is on for both pools
+
+    def gradients():
+        xb, yb = _Batches(model._entry, *model._prepare(x, y), 6).slice(0, 6)
+        _, _, dhead = model._forward_loss(xb, yb, training=True, need_grad=True)
+        model._backward(dhead)
+        return [g.copy() for _, _, g in model._gradients()]
+
+    fused = gradients()
+    for p in pools:
+        p._gates_relu = False
+    for layer in model.layers:
+        relu = layer if isinstance(layer, layers.ReLU) else getattr(layer, "activation", None)
+        if isinstance(relu, layers.ReLU):
+            relu._masked_by_next = False
+    unfused = gradients()
+    assert len(fused) == len(unfused) == 6
+    for a, b in zip(fused, unfused):
+        np.testing.assert_array_equal(a, b)

@@ -143,3 +143,34 @@ def test_relu_streaming_path_for_large_arrays(offset, isa, rng):
     np.testing.assert_array_equal(_core.relu_fwd(x, out), want)
     np.testing.assert_array_equal(_core.relu_bwd(dy, x, out), want_grad)
     np.testing.assert_array_equal(F.relu(x, out=x), want)  # in place
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", POOL_CASES, ids=_pool_id)
+def test_max_pool_backward_gate_is_relu_backward(case, dtype, isa, rng):
+    # gate= (the pool's input, a ReLU's output) fuses that ReLU's backward into the scatter:
+    # the bits of relu_backward(max_pool2d_backward(dy), gate), with zeros, negatives and NaN
+    # in the gate (the ReLU gradient is 0 at 0 and at NaN).
+    shape, k, s, p, ceil = case
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[::3] = 0.0
+    x.flat[1::7] = np.nan
+    _, idx = F.max_pool2d(x, k, s, p, ceil, return_indices=True)
+    dy = rng.standard_normal(idx.shape).astype(dtype)
+    want = F.relu_backward(F.max_pool2d_backward(dy, idx, shape), x)
+    got = _core.maxpool2d_bwd(dy, idx, shape, np.full(shape, np.nan, dtype), gate=x)
+    np.testing.assert_array_equal(got, want)
+    if x.size >= 64:  # the gate cleared some gradients and let others through
+        assert (F.max_pool2d_backward(dy, idx, shape)[got == 0] != 0).any() and (got != 0).any()
+
+
+def test_max_pool_backward_gate_is_checked():
+    x = np.ones((1, 2, 4, 4), np.float32)
+    _, idx = F.max_pool2d(x, 2, return_indices=True)
+    dy = np.ones(idx.shape, np.float32)
+    with pytest.raises(ValueError, match="gate must have the input's shape"):
+        _core.maxpool2d_bwd(dy, idx, x.shape, gate=x[:, :1].copy())
+    with pytest.raises(TypeError, match="gate must be float32"):
+        _core.maxpool2d_bwd(dy, idx, x.shape, gate=x.astype(np.float64))
+    with pytest.raises(ValueError, match="out must not share memory with gate"):
+        _core.maxpool2d_bwd(dy, idx, x.shape, out=x, gate=x)

@@ -57,7 +57,7 @@ py::object fwd(const py::array& x, const Pair& kernel, const Pair& stride, const
 
 template <class T>
 py::array_t<T> bwd(const py::array& dy, const py::array& indices, const std::array<int64_t, 4>& x_shape,
-                   const py::object& out) {
+                   const py::object& out, const py::object& gate) {
   check_input<T>(dy, "dy", 4);
   if (!has_dtype<int64_t>(indices))
     throw py::type_error("indices must be int64 (as returned by max_pool2d), got " +
@@ -87,13 +87,26 @@ py::array_t<T> bwd(const py::array& dy, const py::array& indices, const std::arr
                             " is outside the input plane of " + std::to_string(s.ih) + "x" + std::to_string(s.iw) +
                             " (valid: 0.." + std::to_string(plane - 1) + ")");
   }
+  const T* pgate = nullptr;
+  py::array garr;
+  if (!gate.is_none()) {
+    if (!py::isinstance<py::array>(gate)) throw py::type_error("gate must be a numpy.ndarray or None");
+    garr = py::reinterpret_borrow<py::array>(gate);
+    check_input<T>(garr, "gate", 4);
+    for (int i = 0; i < 4; ++i) {
+      if (garr.shape(i) != x_shape[static_cast<std::size_t>(i)])
+        throw py::value_error("gate must have the input's shape, got " + shape_str(garr));
+    }
+    pgate = static_cast<const T*>(garr.data());
+  }
   py::array_t<T> dx = output_array<T, 4>(out, "out", x_shape);
+  if (pgate != nullptr) check_no_overlap(dx, "out", garr, "gate");
   const auto kernel_fn = maxpool2d_bwd_kernel<T>().fn;
   const T* pdy = static_cast<const T*>(dy.data());
   T* pdx = dx.mutable_data();
   {
     py::gil_scoped_release release;
-    kernel_fn(s, pdy, pidx, pdx);
+    kernel_fn(s, pdy, pidx, pgate, pdx);
   }
   return dx;
 }
@@ -114,12 +127,14 @@ void bind_maxpool2d(py::module_& m) {
   m.def(
       "maxpool2d_bwd",
       [](const py::array& dy, const py::array& indices, const std::array<int64_t, 4>& x_shape,
-         const py::object& out) -> py::array {
-        return is_float32(dy, "dy") ? py::array(bwd<float>(dy, indices, x_shape, out))
-                                    : py::array(bwd<double>(dy, indices, x_shape, out));
+         const py::object& out, const py::object& gate) -> py::array {
+        return is_float32(dy, "dy") ? py::array(bwd<float>(dy, indices, x_shape, out, gate))
+                                    : py::array(bwd<double>(dy, indices, x_shape, out, gate));
       },
       py::arg("dy"), py::arg("indices"), py::arg("x_shape"), py::arg("out") = py::none(),
-      "dx: dy scattered (added) onto zeros of x_shape at the argmax indices.");
+      py::arg("gate") = py::none(),
+      "dx: dy scattered (added) onto zeros of x_shape at the argmax indices; with gate (the pool's input, "
+      "a ReLU's output) only where gate > 0: that ReLU's backward, fused.");
 }
 
 }  // namespace convforge::bindings

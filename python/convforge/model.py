@@ -49,9 +49,10 @@ from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from .optimizers import _positive_int
 from . import random as _random
-from .layers.activations import Activation, _ActivationLayer
+from .layers.activations import Activation, ReLU, _ActivationLayer
 from .layers.base import FLOAT_DTYPES, Layer, check_input_shape, display_shape, snake_case
 from .layers.core import Dropout, InputLayer
+from .layers.pooling import MaxPooling2D
 
 __all__ = ["Sequential"]
 
@@ -384,6 +385,19 @@ class Sequential:
         self._first_trainable = trainable[0] if trainable else len(self.layers)
         for i, layer in enumerate(self.layers):
             layer.input_grad_needed = i > self._first_trainable
+        # A ReLU right before a MaxPooling2D: the pool's backward applies the ReLU's gradient
+        # in its scatter (its input is the ReLU's output), saving a pass over the feature maps.
+        for layer in self.layers:
+            if isinstance(layer, MaxPooling2D):
+                layer._gates_relu = False
+            relu = layer if isinstance(layer, ReLU) else getattr(layer, "activation", None)
+            if isinstance(relu, ReLU):
+                relu._masked_by_next = False
+        for before, pool in zip(self.layers, self.layers[1:]):
+            relu = before if isinstance(before, ReLU) else getattr(before, "activation", None)
+            if isinstance(relu, ReLU) and type(pool) is MaxPooling2D and pool.input_grad_needed:
+                pool._gates_relu = True
+                relu._masked_by_next = True
         self._trainable_plan = [
             (layer, [(name, f"{layer.name}/{name}") for name in layer.trainable_param_names()])
             for layer in self.layers

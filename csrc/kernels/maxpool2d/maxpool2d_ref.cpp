@@ -53,7 +53,8 @@ void maxpool2d_fwd__ref(const PoolShape& s, const T* src, T* dst, int64_t* works
 }
 
 template <class T>
-void maxpool2d_bwd__ref(const PoolShape& s, const T* diff_dst, const int64_t* workspace, T* diff_src) {
+void maxpool2d_bwd__ref(const PoolShape& s, const T* diff_dst, const int64_t* workspace, const T* gate,
+                        T* diff_src) {
   const int64_t planes = s.mb * s.c, in_plane = s.ih * s.iw, out_plane = s.oh * s.ow;
   parallel_for_grains(plan_threads(planes, pool_work(s, sizeof(T), true)), planes, planes_per_item(in_plane), [&](int64_t p0, int64_t p1, int) {
     std::memset(diff_src + p0 * in_plane, 0, sizeof(T) * static_cast<std::size_t>((p1 - p0) * in_plane));
@@ -61,14 +62,21 @@ void maxpool2d_bwd__ref(const PoolShape& s, const T* diff_dst, const int64_t* wo
       T* dx = diff_src + plane * in_plane;
       const T* dy = diff_dst + plane * out_plane;
       const int64_t* idx = workspace + plane * out_plane;
-      for (int64_t o = 0; o < out_plane; ++o) dx[idx[o]] += dy[o];
+      if (gate != nullptr) {
+        const T* g = gate + plane * in_plane;
+        for (int64_t o = 0; o < out_plane; ++o) {
+          if (g[idx[o]] > T(0)) dx[idx[o]] += dy[o];
+        }
+      } else {
+        for (int64_t o = 0; o < out_plane; ++o) dx[idx[o]] += dy[o];
+      }
     }
   });
 }
 
 template void maxpool2d_fwd__ref<float>(const PoolShape&, const float*, float*, int64_t*);
 template void maxpool2d_fwd__ref<double>(const PoolShape&, const double*, double*, int64_t*);
-template void maxpool2d_bwd__ref<float>(const PoolShape&, const float*, const int64_t*, float*);
-template void maxpool2d_bwd__ref<double>(const PoolShape&, const double*, const int64_t*, double*);
+template void maxpool2d_bwd__ref<float>(const PoolShape&, const float*, const int64_t*, const float*, float*);
+template void maxpool2d_bwd__ref<double>(const PoolShape&, const double*, const int64_t*, const double*, double*);
 
 }  // namespace convforge

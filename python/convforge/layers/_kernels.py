@@ -102,8 +102,10 @@ def max_pool2d(x, kernel, stride, pad, out_hw, out, out_indices):
     return _core.maxpool2d_fwd(_c(x), kernel, stride, pad, out_hw, True, out, out_indices)
 
 
-def max_pool2d_backward(dy, indices, x_shape, out):
-    return _core.maxpool2d_bwd(_c(dy), indices, x_shape, out)
+def max_pool2d_backward(dy, indices, x_shape, out, gate=None):
+    """With ``gate`` (the pool's input, a ReLU's output): only where ``gate > 0``, i.e. that
+    ReLU's backward in the same pass."""
+    return _core.maxpool2d_bwd(_c(dy), indices, x_shape, out, gate)
 
 
 def relu_inplace(x):

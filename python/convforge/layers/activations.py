@@ -59,7 +59,13 @@ class ReLU(_ActivationLayer):
         self._y = y if training else None
         return y
 
+    # Set by Sequential when the next layer is a MaxPooling2D that applies this gradient
+    # itself (see MaxPooling2D._gates_relu): dy arrives already masked.
+    _masked_by_next = False
+
     def _grad(self, dy, y):
+        if self._masked_by_next:
+            return dy
         # y > 0 exactly where x > 0, so the output serves for the mask.
         if dy.dtype != y.dtype or dy.shape != y.shape:
             return F.relu_backward(dy, y)  # its error messages

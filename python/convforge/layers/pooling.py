@@ -98,7 +98,13 @@ class MaxPooling2D(_Pooling2D):
     be split) the input is first padded with -inf in NumPy, a copy.
     """
 
-    _cache_attrs = ("_indices", "_in_shape")
+    _cache_attrs = ("_indices", "_in_shape", "_gate")
+
+    # Set by Sequential when the layer before ends in a ReLU: backward then also applies that
+    # ReLU's gradient (dx only where the input, the ReLU's output, is > 0) in its scatter, and
+    # the ReLU passes its gradient through untouched.
+    _gates_relu = False
+    _gate = None
 
     def build(self, input_shape):
         out_hw, (top, bottom, left, right) = self._window_plan(input_shape)
@@ -138,7 +144,9 @@ class MaxPooling2D(_Pooling2D):
                 self._buffers("indices", shape, np.int64),
             )
             self._in_shape = x.shape
+            self._gate = x if self._gates_relu else None
             return y
+        self._gate = x if training and self._gates_relu else None
         if self._prepad is not None:
             top, bottom, left, right = self._prepad
             n, c, h, w = x.shape
@@ -158,16 +166,22 @@ class MaxPooling2D(_Pooling2D):
     def backward(self, dy):
         if self._indices is None:
             raise self._missing_cache()
+        gate, gated = self._gate, False
+        if gate is not None and (gate.shape != self._in_shape or gate.dtype != dy.dtype or not gate.flags.c_contiguous):
+            gate = None  # not what the kernel can take (a prepadded input): masked below instead
         if dy.dtype in (np.float32, np.float64) and dy.shape == self._indices.shape:
             dx = _kernels.max_pool2d_backward(
-                dy, self._indices, self._in_shape, self._buffers("dx", self._in_shape, dy.dtype)
+                dy, self._indices, self._in_shape, self._buffers("dx", self._in_shape, dy.dtype), gate
             )
+            gated = gate is not None
         else:
             dx = F.max_pool2d_backward(dy, self._indices, self._in_shape)  # its error messages
         if self._prepad is not None:
             top, _, left, _ = self._prepad
             h, w = self._orig_shape[2:]
             dx = np.ascontiguousarray(dx[:, :, top : top + h, left : left + w])
+        if self._gate is not None and not gated:
+            dx = np.where(self._gate > 0, dx, dx.dtype.type(0))
         return dx
 
 
