@@ -387,14 +387,16 @@ class Sequential:
             layer.input_grad_needed = i > self._first_trainable
         # A ReLU right before a MaxPooling2D: the pool's backward applies the ReLU's gradient
         # in its scatter (its input is the ReLU's output), saving a pass over the feature maps.
+        def ending_relu(layer):  # the ReLU a layer's output comes from, if any
+            return layer if isinstance(layer, ReLU) else getattr(layer, "activation", None)
+
         for layer in self.layers:
             if isinstance(layer, MaxPooling2D):
                 layer._gates_relu = False
-            relu = layer if isinstance(layer, ReLU) else getattr(layer, "activation", None)
-            if isinstance(relu, ReLU):
-                relu._masked_by_next = False
+            if isinstance(ending_relu(layer), ReLU):
+                ending_relu(layer)._masked_by_next = False
         for before, pool in zip(self.layers, self.layers[1:]):
-            relu = before if isinstance(before, ReLU) else getattr(before, "activation", None)
+            relu = ending_relu(before)
             if isinstance(relu, ReLU) and type(pool) is MaxPooling2D and pool.input_grad_needed:
                 pool._gates_relu = True
                 relu._masked_by_next = True
