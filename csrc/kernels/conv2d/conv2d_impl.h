@@ -304,10 +304,12 @@ bool all_finite(const T* p, int64_t n) {
   return acc == T(0);
 }
 
-// ReLU as the relu kernels compute it: NaN stays NaN, -0.0 becomes +0.0.
+// ReLU as the relu kernels compute it: NaN stays NaN, -0.0 becomes +0.0. Written as one
+// comparison (false for NaN) so that the compiler selects instead of branching: a branch on the
+// sign of a pre-activation is mispredicted about half the time.
 template <class T>
 inline T relu_value(T v) {
-  return v > T(0) || v != v ? v : T(0);
+  return !(v <= T(0)) ? v : T(0);
 }
 
 // c[i*ldc + j] = relu(c[i*ldc + j]) for i < rows, j < n: the fused post-op, applied to a block
