@@ -635,13 +635,23 @@ void conv2d_bwd_data(const ConvShape& s, const typename UK::T* diff_dst, const t
 constexpr int64_t kMaxChunks = 16;                       // partial weight gradients reduced in order
 constexpr int64_t kMaxPartialBytes = int64_t{64} << 20;  // bound on their memory
 
-// db[o] += sum of one image's dy[o][p] over its P pixels (in pixel order).
+// db[o] += sum of one image's dy[o][p] over its P pixels. One running sum would be a chain of P
+// dependent adds (LeNet C1: 4,704 per image, about as long as the image's weight gradient);
+// 16 running sums, lane l taking pixels p = l (mod 16), folded pairwise at the end, are one
+// vector add per 16 pixels. The order is spelled out here, so it is the same on every ISA.
 template <class T>
 void add_bias_grad(const T* dy, int64_t OC, int64_t P, T* db) {
+  constexpr int64_t kLanes = 16;
   for (int64_t o = 0; o < OC; ++o) {
-    T sum = T(0);
-    for (int64_t p = 0; p < P; ++p) sum += dy[o * P + p];
-    db[o] += sum;
+    const T* row = dy + o * P;
+    T acc[kLanes] = {};
+    int64_t p = 0;
+    for (; p + kLanes <= P; p += kLanes)
+      for (int64_t l = 0; l < kLanes; ++l) acc[l] += row[p + l];
+    for (int64_t l = 0; p + l < P; ++l) acc[l] += row[p + l];
+    for (int64_t width = kLanes / 2; width > 0; width /= 2)
+      for (int64_t l = 0; l < width; ++l) acc[l] += acc[l + width];
+    db[o] += acc[0];
   }
 }
 
