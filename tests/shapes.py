@@ -91,4 +91,12 @@ TEST_CONV = [
     ConvCase("outer_stem", 2, 3, 19, 20, 20, 7, 7, 2, 3),
     ConvCase("outer_kw6", 3, 2, 9, 13, 40, 2, 6, 1, ((0, 1), (3, 2))),
     ConvCase("outer_kw8", 1, 2, 6, 12, 16, 1, 8),
+    # Backward data of 'valid' unit-stride convolutions over >= 8 images, as per-tap products
+    # added into shifted dx (conv2d_bwd_data_tapwise): LeNet's C3, dilation on a non-square
+    # image, 13 input channels (two row panels) with 516 columns (two pixel blocks), and 260
+    # filters (two reduction blocks).
+    ConvCase("tapwise_c3", 8, 6, 14, 14, 16, 5, 5),
+    ConvCase("tapwise_dilated", 9, 3, 13, 11, 5, 3, 3, 1, 0, 2),
+    ConvCase("tapwise_blocks", 8, 13, 24, 26, 7, 5, 5),
+    ConvCase("tapwise_many_oc", 8, 2, 6, 6, 260, 3, 3),
 ]
