@@ -871,6 +871,19 @@ def test_out_of_range_indices_are_refused_before_writing(case):
             "max_pool2d_backward", indices=broken)
 
 
+def test_out_of_range_indices_never_write_outside_out():
+    # The kernel checks each plane's indices as it goes: a bad one anywhere is refused, and no
+    # write lands outside `out` (here a window of a larger buffer full of sentinels).
+    for where, value in ((0, 64), (PIDX.size - 1, -1), (PIDX.size // 2, 2**40)):
+        broken = PIDX.copy()
+        broken.reshape(-1)[where] = value
+        buf = np.full(X.size + 64, 7.0, X.dtype)
+        out = buf[32:-32].reshape(X.shape)
+        with pytest.raises(ValueError, match=rf"indices\[{where}\] = {value} is outside the input plane"):
+            _core.maxpool2d_bwd(PDY, broken, X.shape, out)
+        assert (buf[:32] == 7).all() and (buf[-32:] == 7).all()
+
+
 def test_indices_of_a_smaller_input_are_refused():
     # Indices from an 8x8 forward pass replayed against a 4x4 input_shape: out of range, refused.
     with pytest.raises(ValueError, match="is outside the input plane of 4x4"):

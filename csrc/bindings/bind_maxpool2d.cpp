@@ -78,15 +78,8 @@ py::array_t<T> bwd(const py::array& dy, const py::array& indices, const std::arr
   PoolShape s;
   s.mb = x_shape[0], s.c = x_shape[1], s.ih = x_shape[2], s.iw = x_shape[3];
   s.oh = dy.shape(2), s.ow = dy.shape(3);
-  const int64_t plane = s.ih * s.iw, count = indices.size();
+  const int64_t plane = s.ih * s.iw;
   const int64_t* pidx = static_cast<const int64_t*>(indices.data());
-  // An index outside its plane would write outside dx: refuse before touching memory.
-  for (int64_t i = 0; i < count; ++i) {
-    if (pidx[i] < 0 || pidx[i] >= plane)
-      throw py::value_error("indices[" + std::to_string(i) + "] = " + std::to_string(pidx[i]) +
-                            " is outside the input plane of " + std::to_string(s.ih) + "x" + std::to_string(s.iw) +
-                            " (valid: 0.." + std::to_string(plane - 1) + ")");
-  }
   const T* pgate = nullptr;
   py::array garr;
   if (!gate.is_none()) {
@@ -104,9 +97,19 @@ py::array_t<T> bwd(const py::array& dy, const py::array& indices, const std::arr
   const auto kernel_fn = maxpool2d_bwd_kernel<T>().fn;
   const T* pdy = static_cast<const T*>(dy.data());
   T* pdx = dx.mutable_data();
+  int64_t bad_plane;
   {
     py::gil_scoped_release release;
-    kernel_fn(s, pdy, pidx, pgate, pdx);
+    bad_plane = kernel_fn(s, pdy, pidx, pgate, pdx);
+  }
+  // The kernel checked every index and wrote nothing outside dx; name the first bad one.
+  if (bad_plane >= 0) {
+    for (int64_t i = bad_plane * s.oh * s.ow;; ++i) {
+      if (pidx[i] < 0 || pidx[i] >= plane)
+        throw py::value_error("indices[" + std::to_string(i) + "] = " + std::to_string(pidx[i]) +
+                              " is outside the input plane of " + std::to_string(s.ih) + "x" + std::to_string(s.iw) +
+                              " (valid: 0.." + std::to_string(plane - 1) + ")");
+    }
   }
   return dx;
 }
@@ -134,7 +137,8 @@ void bind_maxpool2d(py::module_& m) {
       py::arg("dy"), py::arg("indices"), py::arg("x_shape"), py::arg("out") = py::none(),
       py::arg("gate") = py::none(),
       "dx: dy scattered (added) onto zeros of x_shape at the argmax indices; with gate (the pool's input, "
-      "a ReLU's output) only where gate > 0: that ReLU's backward, fused.");
+      "a ReLU's output) only where gate > 0: that ReLU's backward, fused. An index outside its input "
+      "plane raises ValueError; nothing is ever written outside dx (whose contents are then unspecified).");
 }
 
 }  // namespace convforge::bindings

@@ -30,6 +30,14 @@ inline int plan_threads(int64_t items, double flops) {
   return n;
 }
 
+// *target = min(*target, value), safe against concurrent calls (a GCC builtin: nothing out of
+// line to be shared between the ISA-specific objects). Read the result after the parallel_for.
+inline void atomic_min(int64_t* target, int64_t value) {
+  int64_t seen = __atomic_load_n(target, __ATOMIC_RELAXED);
+  while (value < seen && !__atomic_compare_exchange_n(target, &seen, value, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+}
+
 // Runs f(item, thread_id) for item in [0, items) on `threads` threads (thread_id < threads).
 // Thread t always takes the same contiguous range of items (static schedule). Kernels number
 // their items image-major, so consecutive layers hand a thread the same images: what one layer

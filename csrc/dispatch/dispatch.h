@@ -26,7 +26,7 @@ using DenseBwdWeightsFn = void (*)(const DenseShape&, const T*, const T*, T*, T*
 template <class T>
 using MaxPoolFwdFn = void (*)(const PoolShape&, const T*, T*, int64_t*);
 template <class T>
-using MaxPoolBwdFn = void (*)(const PoolShape&, const T*, const int64_t*, const T*, T*);
+using MaxPoolBwdFn = int64_t (*)(const PoolShape&, const T*, const int64_t*, const T*, T*);
 template <class T>
 using ReluFwdFn = void (*)(int64_t, const T*, T*);
 template <class T>

@@ -40,8 +40,10 @@ void maxpool2d_fwd__ref(const PoolShape& s, const T* src, T* dst, int64_t* works
 template <class T>
 // gate may be null; else dx only where gate > 0: the gradient of a ReLU whose output (gate) the
 // pool read, fused into the scatter (bit-identical to relu_bwd applied to the result).
-void maxpool2d_bwd__ref(const PoolShape& s, const T* diff_dst, const int64_t* workspace, const T* gate,
-                        T* diff_src);
+// Never writes outside dx: a plane whose indices are not all in [0, ih*iw) is left zero, and the
+// first such plane (N*C order) is returned; -1 when every index is valid.
+int64_t maxpool2d_bwd__ref(const PoolShape& s, const T* diff_dst, const int64_t* workspace, const T* gate,
+                           T* diff_src);
 // SIMD forward for 2x2 windows with stride 2 and no padding; other geometries call the ref.
 void maxpool2d_fwd__avx2(const PoolShape& s, const float* src, float* dst, int64_t* workspace);
 void maxpool2d_fwd__avx512(const PoolShape& s, const float* src, float* dst, int64_t* workspace);
