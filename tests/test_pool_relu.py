@@ -128,9 +128,28 @@ def test_relu_backward_zero_at_zero_and_nan():
     np.testing.assert_array_equal(F.relu_backward(dy, x), [0, 0, 0, 7, 0, 7])
 
 
+@pytest.mark.parametrize("n", [1, 15, 16, 33, 1000])
+def test_relu_any_alignment_of_input_and_output(n, isa, rng):
+    # The SIMD kernels peel a masked head up to out's next 64-byte boundary: every head length,
+    # with x offset differently from out (then only the stores are aligned), and in place.
+    for x_off, out_off in ((0, 0), (1, 1), (3, 7), (15, 0), (0, 13), (9, 9)):
+        x = np.full(n + 16, np.inf, np.float32)[x_off : x_off + n]
+        x[...] = rng.standard_normal(n)
+        x[:: 7] = -0.0
+        dy = rng.standard_normal(n).astype(np.float32)
+        buf = np.full(n + 32, 5.0, np.float32)
+        out = buf[out_off : out_off + n]
+        np.testing.assert_array_equal(_core.relu_fwd(x, out), R.relu(x))
+        assert (buf[:out_off] == 5).all() and (buf[out_off + n :] == 5).all()
+        np.testing.assert_array_equal(_core.relu_bwd(dy, x, out), R.relu_backward(dy, x))
+        assert (buf[:out_off] == 5).all() and (buf[out_off + n :] == 5).all()
+        want = R.relu(x)
+        np.testing.assert_array_equal(_core.relu_fwd(x, x), want)
+
+
 @pytest.mark.parametrize("offset", [0, 1, 5], ids=lambda o: f"offset{o}")
 def test_relu_streaming_path_for_large_arrays(offset, isa, rng):
-    # >= 16 MiB of output takes non-temporal stores after a scalar head up to a 64-byte boundary;
+    # >= 16 MiB of output takes non-temporal stores after a masked head up to a 64-byte boundary;
     # an offset view makes that head non-empty, in place too.
     n = (16 << 20) // 4 + 37
     base = rng.standard_normal(n + offset).astype(np.float32)

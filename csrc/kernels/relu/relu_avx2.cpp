@@ -18,11 +18,24 @@ inline __m256i tail_mask(int64_t left) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - (left >= 8 ? 8 : left)));
 }
 
+// First element of [b, e) at a 32-byte boundary of dst (b if dst is not float-aligned): NumPy's
+// buffers start 16 bytes past a cache line, where every other 32-byte store straddles two lines.
+inline int64_t aligned_start(const float* dst, int64_t b, int64_t e) {
+  const auto addr = reinterpret_cast<std::uintptr_t>(dst + b);
+  const int64_t skip = static_cast<int64_t>(((32 - addr % 32) % 32) / sizeof(float));
+  return b + skip < e ? b + skip : e;
+}
+
 }  // namespace
 
 void relu_fwd__avx2(int64_t n, const float* src, float* dst) {
   relu_blocks(n, 8.0, [&](int64_t b, int64_t e) {
     int64_t i = b;
+    if (const int64_t a = aligned_start(dst, b, e); a > i) {  // masked head to a 32-byte boundary
+      const __m256i m = tail_mask(a - i);
+      _mm256_maskstore_ps(dst + i, m, relu_vec(_mm256_maskload_ps(src + i, m)));
+      i = a;
+    }
     for (; i + 32 <= e; i += 32) {
       const __m256 x0 = _mm256_loadu_ps(src + i), x1 = _mm256_loadu_ps(src + i + 8);
       const __m256 x2 = _mm256_loadu_ps(src + i + 16), x3 = _mm256_loadu_ps(src + i + 24);
@@ -41,6 +54,12 @@ void relu_fwd__avx2(int64_t n, const float* src, float* dst) {
 void relu_bwd__avx2(int64_t n, const float* diff_dst, const float* src, float* diff_src) {
   relu_blocks(n, 12.0, [&](int64_t b, int64_t e) {
     int64_t i = b;
+    if (const int64_t a = aligned_start(diff_src, b, e); a > i) {
+      const __m256i m = tail_mask(a - i);
+      _mm256_maskstore_ps(diff_src + i, m,
+                          relu_grad_vec(_mm256_maskload_ps(diff_dst + i, m), _mm256_maskload_ps(src + i, m)));
+      i = a;
+    }
     for (; i + 16 <= e; i += 16) {
       const __m256 g0 = relu_grad_vec(_mm256_loadu_ps(diff_dst + i), _mm256_loadu_ps(src + i));
       const __m256 g1 = relu_grad_vec(_mm256_loadu_ps(diff_dst + i + 8), _mm256_loadu_ps(src + i + 8));
