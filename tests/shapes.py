@@ -99,4 +99,8 @@ TEST_CONV = [
     ConvCase("tapwise_dilated", 9, 3, 13, 11, 5, 3, 3, 1, 0, 2),
     ConvCase("tapwise_blocks", 8, 13, 24, 26, 7, 5, 5),
     ConvCase("tapwise_many_oc", 8, 2, 6, 6, 260, 3, 3),
+    # 1x1 kernels over >= 8 images: one product written straight into dx; 300 filters (two
+    # reduction blocks) on 20 input channels (two row panels), and 600 pixels (two column blocks).
+    ConvCase("tapwise_1x1", 8, 20, 5, 7, 300, 1, 1),
+    ConvCase("tapwise_1x1_wide", 8, 3, 30, 20, 5, 1, 1),
 ]

@@ -598,7 +598,10 @@ void conv2d_bwd_data_tapwise(const ConvShape& s, const typename UK::T* diff_dst,
   const int64_t KC = imin(K, kKc);
   const int threads = plan_threads(s.mb, s.flops());
 
-  const int64_t per_thread = carve_bytes<T>(K * ldb) + carve_bytes<const T*>(K);
+  // A 1x1 kernel is one product, dx = W^T . dy, whose B rows are dy's rows as they are (dy and dx
+  // have the same pitch) and which writes dx outright: no copies, no zeroing, no accumulation.
+  const bool one_tap = KHW == 1;
+  const int64_t per_thread = (one_tap ? 0 : carve_bytes<T>(K * ldb)) + carve_bytes<const T*>(K);
   Carver ws{static_cast<char*>(
       thread_workspace(static_cast<std::size_t>(carve_bytes<T>(KHW * M * K) + threads * per_thread)))};
   T* pa = ws.template take<T>(KHW * M * K);  // tap t's A (IC x OC, packed) at pa + t*M*K
@@ -610,11 +613,18 @@ void conv2d_bwd_data_tapwise(const ConvShape& s, const typename UK::T* diff_dst,
 
   parallel_for(threads, s.mb, [&](int64_t n, int tid) {
     Carver tws{thread_area + tid * per_thread};
-    T* dyb = tws.template take<T>(K * ldb);
     const T** brow = tws.template take<const T*>(K);
-    for (int64_t o = 0; o < K; ++o) brow[o] = dyb + o * ldb;
     const T* dy = diff_dst + n * K * P;
     T* dx = diff_src + n * M * HW;
+    if (one_tap) {
+      for (int64_t o = 0; o < K; ++o) brow[o] = dy + o * P;
+      for (int64_t j0 = 0; j0 < N; j0 += NB)
+        for (int64_t k0 = 0; k0 < K; k0 += KC)
+          macro_kernel<UK>(pa, M, 0, M, k0, imin(KC, K - k0), brow + k0, j0, imin(NB, N - j0), dx + j0, HW, k0 > 0);
+      return;
+    }
+    T* dyb = tws.template take<T>(K * ldb);
+    for (int64_t o = 0; o < K; ++o) brow[o] = dyb + o * ldb;
     std::memset(dx, 0, sizeof(T) * static_cast<std::size_t>(M * HW));
     for (int64_t j0 = 0; j0 < N; j0 += NB) {
       const int64_t nb = imin(NB, N - j0);
@@ -634,6 +644,7 @@ void conv2d_bwd_data_tapwise(const ConvShape& s, const typename UK::T* diff_dst,
 // keep threads busy (one item each). The choice depends on the problem alone.
 inline bool bwd_data_tapwise_pays(const ConvShape& s) {
   if (s.sh != 1 || s.sw != 1 || s.pt + s.pb + s.pl + s.pr != 0 || s.mb < 8) return false;
+  if (s.kh == 1 && s.kw == 1) return true;  // one product straight into dx (pointwise layers)
   const int64_t tapwise = (s.oh - 1) * s.iw + s.ow;
   const int64_t correlation = (s.ih - 1) * (s.iw + (s.kw - 1) * s.dw) + s.iw;
   return 4 * tapwise <= 3 * correlation;
