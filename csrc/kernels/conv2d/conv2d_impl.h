@@ -298,10 +298,18 @@ void fill_window(const T* src, int64_t src_h, int64_t src_w, int64_t off_t, int6
 
 template <class T>
 bool all_finite(const T* p, int64_t n) {
-  // x - x is 0 for finite x and NaN for NaN/inf; a sum of those is NaN iff one of them was.
-  T acc = T(0);
-  for (int64_t i = 0; i < n; ++i) acc += p[i] - p[i];
-  return acc == T(0);
+  // x - x is 0 for finite x and NaN for NaN/inf; a sum of those is NaN iff one of them was. In 16
+  // running sums, so the loop vectorises: one sum was a chain of n dependent adds, which for the
+  // weight gradient's scan of the input took ~20% of LeNet C1's call.
+  constexpr int64_t kLanes = 16;
+  T acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) acc[l] += p[i + l] - p[i + l];
+  for (int64_t l = 0; i + l < n; ++l) acc[l] += p[i + l] - p[i + l];
+  T all = T(0);
+  for (int64_t l = 0; l < kLanes; ++l) all += acc[l];
+  return all == T(0);
 }
 
 // ReLU as the relu kernels compute it: NaN stays NaN, -0.0 becomes +0.0. Written as one
