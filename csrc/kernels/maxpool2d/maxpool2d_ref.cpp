@@ -64,12 +64,17 @@ int64_t maxpool2d_bwd__ref(const PoolShape& s, const T* diff_dst, const int64_t*
       const T* dy = diff_dst + plane * out_plane;
       const int64_t* idx = workspace + plane * out_plane;
       // The indices may come from the user: check the plane's before scattering it (they are
-      // then in L1 for the scatter). Branch-free, so it vectorises: v | (in_plane - 1 - v) has
-      // its sign bit set exactly when v < 0 or v >= in_plane. (A serial check in the binding,
-      // before the kernel, took 40% of the call on 2 threads.)
-      int64_t outside = 0;
-      for (int64_t o = 0; o < out_plane; ++o) outside |= idx[o] | (in_plane - 1 - idx[o]);
-      if (outside < 0) {
+      // then in L1 for the scatter). Branch-free, so it vectorises: in unsigned arithmetic
+      // (wrapping, no overflow), v | (in_plane - 1 - v) has its top bit set exactly when v < 0
+      // or v >= in_plane. (A serial check in the binding, before the kernel, took 40% of the
+      // call on 2 threads.)
+      const uint64_t last = static_cast<uint64_t>(in_plane - 1);
+      uint64_t outside = 0;
+      for (int64_t o = 0; o < out_plane; ++o) {
+        const uint64_t v = static_cast<uint64_t>(idx[o]);
+        outside |= v | (last - v);
+      }
+      if (outside >> 63) {
         atomic_min(&first_bad_plane, plane);
         continue;
       }
