@@ -862,7 +862,7 @@ BAD_INDEX_VALUES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INDEX_VALUES))
-def test_out_of_range_indices_are_refused_before_writing(case):
+def test_out_of_range_indices_are_refused(case):
     where, value = BAD_INDEX_VALUES[case]
     broken = PIDX.copy()
     broken.reshape(-1)[where] = value
