@@ -212,8 +212,8 @@ def why_missed(row, label, copy) -> str:
         return ("a 1x1 convolution is a plain matrix product: NumPy's baseline is one OpenBLAS SGEMM with no im2col "
                 "(only a transpose), so 3x of it would need more than the FMA peak")
     if op == "conv" and shape == "stem" and pas == "fwd":
-        return ("stride 2 takes the explicit im2col path (147 taps gathered per block of pixels; 3 input channels "
-                "make each product short): 50-55% of peak")
+        return ("stride 2 takes the explicit im2col path: 147 taps gathered per block of pixels (a vectorised "
+                "stride-2 copy since this session), for a product whose 3 input channels make it short")
     if op == "conv" and label in ("≥torch or 85%peak", "80%peak@1T"):
         return ("GEMM efficiency: the 12x32 register-blocked micro-kernel, which reads B in place through row "
                 "pointers, runs these layers at 75-85% of the FMA peak, oneDNN's JIT kernels at 80-90%. Packing B "
