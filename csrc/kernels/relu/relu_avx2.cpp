@@ -18,20 +18,12 @@ inline __m256i tail_mask(int64_t left) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - (left >= 8 ? 8 : left)));
 }
 
-// First element of [b, e) at a 32-byte boundary of dst (b if dst is not float-aligned): NumPy's
-// buffers start 16 bytes past a cache line, where every other 32-byte store straddles two lines.
-inline int64_t aligned_start(const float* dst, int64_t b, int64_t e) {
-  const auto addr = reinterpret_cast<std::uintptr_t>(dst + b);
-  const int64_t skip = static_cast<int64_t>(((32 - addr % 32) % 32) / sizeof(float));
-  return b + skip < e ? b + skip : e;
-}
-
 }  // namespace
 
 void relu_fwd__avx2(int64_t n, const float* src, float* dst) {
   relu_blocks(n, 8.0, [&](int64_t b, int64_t e) {
     int64_t i = b;
-    if (const int64_t a = aligned_start(dst, b, e); a > i) {  // masked head to a 32-byte boundary
+    if (const int64_t a = aligned_start<32>(dst, b, e); a > i) {  // masked head, as in relu_fwd__avx512
       const __m256i m = tail_mask(a - i);
       _mm256_maskstore_ps(dst + i, m, relu_vec(_mm256_maskload_ps(src + i, m)));
       i = a;
@@ -54,7 +46,7 @@ void relu_fwd__avx2(int64_t n, const float* src, float* dst) {
 void relu_bwd__avx2(int64_t n, const float* diff_dst, const float* src, float* diff_src) {
   relu_blocks(n, 12.0, [&](int64_t b, int64_t e) {
     int64_t i = b;
-    if (const int64_t a = aligned_start(diff_src, b, e); a > i) {
+    if (const int64_t a = aligned_start<32>(diff_src, b, e); a > i) {
       const __m256i m = tail_mask(a - i);
       _mm256_maskstore_ps(diff_src + i, m,
                           relu_grad_vec(_mm256_maskload_ps(diff_dst + i, m), _mm256_maskload_ps(src + i, m)));

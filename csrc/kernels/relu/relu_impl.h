@@ -37,6 +37,16 @@ void relu_blocks(int64_t n, double bytes_per_element, Body&& body) {
 // anyway, and an ordinary store first reads each line it writes, a third memory stream.
 constexpr int64_t kStreamingBytes = int64_t{16} << 20;
 
+// First element of [b, e) at a kBytes boundary of dst (b if dst is not float-aligned): where the
+// SIMD loops start after a masked head, so that their stores do not straddle cache lines (NumPy's
+// buffers start 16 bytes past one).
+template <int kBytes>
+inline int64_t aligned_start(const float* dst, int64_t b, int64_t e) {
+  const auto addr = reinterpret_cast<std::uintptr_t>(dst + b);
+  const int64_t skip = static_cast<int64_t>(((kBytes - addr % kBytes) % kBytes) / sizeof(float));
+  return b + skip < e ? b + skip : e;
+}
+
 template <class T>
 inline T relu_scalar(T x) {
   return (x > T(0) || x != x) ? x : T(0);
