@@ -34,6 +34,19 @@ class _ActivationLayer(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
+    def _output(self, y, training=False):
+        """Return ``y`` as this activation's output, kept for the backward when training. Conv2D
+        calls it with a ``y`` its kernel already applied the ReLU to (the fused output store)."""
+        self._y = y if training else None
+        return y
+
+    def _output_of(self, x, y, training=False):
+        """As ``_output``, for a ``y`` computed aside: in place, it is written back into ``x``."""
+        if self._inplace:
+            x[...] = y
+            y = x
+        return self._output(y, training)
+
     def backward(self, dy):
         if self._y is None:
             raise self._missing_cache()
@@ -50,14 +63,7 @@ class ReLU(_ActivationLayer):
             y = _kernels.relu_inplace(x)  # the Conv2D/Dense output it belongs to
         else:
             y = F.relu(x, out=x) if self._inplace else F.relu(x)
-        self._y = y if training else None
-        return y
-
-    def _fused_output(self, y, training=False):
-        """Take ``y``, computed with this ReLU already applied by the layer's kernel (Conv2D
-        fuses it into its output store), as this activation's output."""
-        self._y = y if training else None
-        return y
+        return self._output(y, training)
 
     # Set by Sequential when the next layer is a MaxPooling2D that applies this gradient
     # itself (see MaxPooling2D._gates_relu): dy arrives already masked.
@@ -78,9 +84,7 @@ class Tanh(_ActivationLayer):
     activation_name = "tanh"
 
     def forward(self, x, training=False):
-        y = np.tanh(x, out=x) if self._inplace else np.tanh(x)
-        self._y = y if training else None
-        return y
+        return self._output(np.tanh(x, out=x) if self._inplace else np.tanh(x), training)
 
     def _grad(self, dy, y):
         return dy * (1 - y * y)
@@ -95,11 +99,7 @@ class Sigmoid(_ActivationLayer):
         # exp(-|x|) is in (0, 1]: no overflow warning for x = -1000.
         z = np.exp(-np.abs(x))
         y = np.where(x >= 0, 1 / (1 + z), z / (1 + z)).astype(x.dtype, copy=False)
-        if self._inplace:
-            x[...] = y
-            y = x
-        self._y = y if training else None
-        return y
+        return self._output_of(x, y, training)
 
     def _grad(self, dy, y):
         return dy * y * (1 - y)
@@ -133,11 +133,7 @@ class Softmax(_ActivationLayer):
         y = x - x.max(axis=axis, keepdims=True)
         np.exp(y, out=y)
         y /= y.sum(axis=axis, keepdims=True)
-        if self._inplace:
-            x[...] = y
-            y = x
-        self._y = y if training else None
-        return y
+        return self._output_of(x, y, training)
 
     def _grad(self, dy, y):
         axis = 1 if y.ndim == 4 else -1

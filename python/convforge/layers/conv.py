@@ -162,7 +162,7 @@ class Conv2D(Layer):
         )
         self._x, self._plan_used = x, plan
         if fused_relu:
-            return self.activation._fused_output(y, True)
+            return self.activation._output(y, True)
         return y if self.activation is None else self.activation.forward(y, True)
 
     def backward(self, dy):
