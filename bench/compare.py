@@ -227,9 +227,10 @@ def why_missed(row, label, copy) -> str:
                 "several times the copy bandwidth (see how far), out of reach for a pass that must write all of dx")
     if op == "relu" and label == "≥torch":
         return ("one memory-bound pass. On tensors of 0.4-1.2 MB a call is 5-30 us and its fixed costs show: "
-                "functional.relu's argument checks take ~1.2 us (the kernel alone on 64x16x10x10, 1 thread, best of "
-                "7: 6.7 us vs PyTorch's 6.9 us). On the 26 MB and 256 MB tensors both run at DRAM bandwidth and the "
-                "medians move with this shared machine's load")
+                "functional.relu's argument checks take ~1.2 us; the kernel alone on 64x16x10x10, 1 thread, best of "
+                "7, is 6.3-6.6 us with x and out equally aligned but 8.1-9.5 us when their offsets from a cache line "
+                "differ, where PyTorch takes 5.5-6.0 us either way (not understood yet). On the 26 MB and 256 MB "
+                "tensors both run at DRAM bandwidth and the medians move with this shared machine's load")
     return "not analysed yet"
 
 
