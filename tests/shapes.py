@@ -91,6 +91,15 @@ TEST_CONV = [
     ConvCase("outer_stem", 2, 3, 19, 20, 20, 7, 7, 2, 3),
     ConvCase("outer_kw6", 3, 2, 9, 13, 40, 2, 6, 1, ((0, 1), (3, 2))),
     ConvCase("outer_kw8", 1, 2, 6, 12, 16, 1, 8),
+    # Forward with the output channels along the vector lanes (conv2d_fwd_direct: unit stride,
+    # kernel rows 3, 5 or 7 wide, 16 or 32 filters; AVX-512): 32 filters over three column
+    # blocks with 'same' padding and a pixel tail, a 7x7 kernel on 32 filters (8-pixel blocks),
+    # three bands of rows with row dilation, 3-pixel rows, and a 5x3 kernel.
+    ConvCase("direct_kv2", 2, 3, 13, 30, 32, 3, 3, 1, "same"),
+    ConvCase("direct_kw7", 1, 2, 9, 20, 32, 7, 7, 1, 3),
+    ConvCase("direct_bands", 2, 2, 40, 30, 16, 5, 5, 1, "same", (2, 1)),
+    ConvCase("direct_narrow", 3, 4, 6, 3, 16, 3, 3, 1, 1),
+    ConvCase("direct_5x3", 1, 3, 8, 9, 16, 5, 3),
     # Backward data of 'valid' unit-stride convolutions over >= 8 images, as per-tap products
     # added into shifted dx (conv2d_bwd_data_tapwise): LeNet's C3, dilation on a non-square
     # image, 13 input channels (two row panels) with 516 columns (two pixel blocks), and 260

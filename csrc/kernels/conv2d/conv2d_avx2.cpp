@@ -18,6 +18,7 @@ struct UkernelAvx2 {
   static constexpr int MR = 6, NR = 16, DR = 3, DC = 3;
   static constexpr int kOuterLanes = 0, kOuterRegs = 0;  // no outer kernel: weight gradients use dot
   static constexpr int kWideRows = 0;                    // no run_wide
+  static constexpr int kDirectLanes = 0;                 // no direct forward kernel
 
   template <int M>
   static void run(int64_t kc, const float* a, const float* const* b, int64_t boff, float* c, int64_t ldc, int n,

@@ -19,6 +19,7 @@ struct UkernelAvx512 {
   static constexpr int MR = 12, NR = 32, DR = 4, DC = 6;
   static constexpr int kOuterLanes = 16, kOuterRegs = 32;
   static constexpr int kWideRows = 6;  // 6 x 64 columns: 24 accumulators
+  static constexpr int kDirectLanes = 16;
 
   template <int M>
   static void run_wide(int64_t kc, const float* a, const float* const* b, int64_t boff, float* c, int64_t ldc, int n,
@@ -99,6 +100,49 @@ struct UkernelAvx512 {
     for (int j = 0; j < N; ++j) {
 #pragma GCC unroll 4
       for (int v = 0; v < KV; ++v) _mm512_storeu_ps(a.c + j * a.ldc + 16 * v, acc[j][v]);
+    }
+  }
+
+  template <int COLS, int KW, int KV>
+  static void direct(const DirectArgs<float>& a) {
+    __m512 acc[COLS][KV];
+#pragma GCC unroll 4
+    for (int v = 0; v < KV; ++v) {
+      const __m512 b = a.bias != nullptr ? _mm512_loadu_ps(a.bias + 16 * v) : _mm512_setzero_ps();
+#pragma GCC unroll 12
+      for (int j = 0; j < COLS; ++j) acc[j][v] = b;
+    }
+    const float* w = a.w;
+    for (int64_t p = 0; p < a.pairs; ++p, w += KW * a.ldw) {
+      const float* xr = a.x + a.pair_off[p];
+      __m512 wv[KW][KV];
+#pragma GCC unroll 7
+      for (int q = 0; q < KW; ++q) {
+#pragma GCC unroll 4
+        for (int v = 0; v < KV; ++v) wv[q][v] = _mm512_loadu_ps(w + q * a.ldw + 16 * v);
+      }
+      // Input column c feeds output pixel c - q through tap q.
+#pragma GCC unroll 18
+      for (int c = 0; c < COLS + KW - 1; ++c) {
+        const __m512 xv = _mm512_set1_ps(xr[c]);
+#pragma GCC unroll 7
+        for (int q = 0; q < KW; ++q) {
+          if (c - q >= 0 && c - q < COLS) {
+#pragma GCC unroll 4
+            for (int v = 0; v < KV; ++v) acc[c - q][v] = _mm512_fmadd_ps(xv, wv[q][v], acc[c - q][v]);
+          }
+        }
+      }
+    }
+#pragma GCC unroll 12
+    for (int j = 0; j < COLS; ++j) {
+#pragma GCC unroll 4
+      for (int v = 0; v < KV; ++v) {
+        __m512 y = acc[j][v];
+        // relu_value: keep y unless y <= 0 (false for NaN, so NaN stays; -0 becomes +0).
+        if (a.relu) y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_NLE_UQ), y);
+        _mm512_storeu_ps(a.y + j * a.ldy + 16 * v, y);
+      }
     }
   }
 

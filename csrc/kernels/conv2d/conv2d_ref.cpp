@@ -13,6 +13,7 @@ struct UkernelRef {
   static constexpr int MR = 4, NR = 16, DR = 4, DC = 4;
   static constexpr int kOuterLanes = 0, kOuterRegs = 0;  // no outer kernel: weight gradients use dot
   static constexpr int kWideRows = 0;                    // no run_wide
+  static constexpr int kDirectLanes = 0;                 // no direct forward kernel
 
   template <int M>
   static void run(int64_t kc, const T* a, const T* const* b, int64_t boff, T* c, int64_t ldc, int n,
