@@ -100,6 +100,13 @@ TEST_CONV = [
     ConvCase("direct_bands", 2, 2, 40, 30, 16, 5, 5, 1, "same", (2, 1)),
     ConvCase("direct_narrow", 3, 4, 6, 3, 16, 3, 3, 1, 1),
     ConvCase("direct_5x3", 1, 3, 8, 9, 16, 5, 3),
+    # Backward data as the same direct forward over dy (16 or 32 input channels): 'same'
+    # padding, padding past the kernel's reach (a negative padding of dy: a crop) on a 3x5
+    # kernel, dy's paddings -1, 1, 0, 0 (summing to zero), and row dilation.
+    ConvCase("direct_bwd_same", 2, 16, 9, 13, 5, 3, 3, 1, "same"),
+    ConvCase("direct_bwd_crop", 1, 32, 7, 6, 3, 3, 5, 1, ((3, 0), (1, 4))),
+    ConvCase("direct_bwd_shift", 1, 16, 6, 7, 3, 3, 3, 1, ((3, 1), (2, 2))),
+    ConvCase("direct_bwd_dil", 2, 16, 12, 11, 4, 3, 3, 1, 2, (2, 1)),
     # Backward data of 'valid' unit-stride convolutions over >= 8 images, as per-tap products
     # added into shifted dx (conv2d_bwd_data_tapwise): LeNet's C3, dilation on a non-square
     # image, 13 input channels (two row panels) with 516 columns (two pixel blocks), and 260

@@ -576,23 +576,25 @@ void direct_call(int kv, int cols, const DirectArgs<typename UK::T>& a) {
 
 constexpr int kDirectMaxKV = 2;  // output-channel vectors per pixel
 
-// Unit-stride forward with the output channels along the vector lanes: each output pixel's OC
-// values live in KV vector accumulators; each input value is broadcast once per kernel row and
-// multiplies the weight vectors of the KW taps that see it. Unlike the pitch form above, no
-// product is spent on dropped columns (LeNet's C3 computes 14 columns per 10 kept there) and
-// no lane on a missing output channel; the price is a transpose of the output from
-// pixel-major to NCHW (OC x P moves against OC x P x K products). Work items are bands of
-// output rows of one image; every output sums its taps in one fixed order (channel, kernel
-// row, kernel column) whatever the banding or thread count. Chosen by fwd_direct_pays.
-template <class UK>
-void conv2d_fwd_direct(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
-                       const typename UK::T* bias, typename UK::T* dst) {
+// Unit-stride convolution with the output channels along the vector lanes: each output
+// pixel's OC values live in KV vector accumulators; each input value is broadcast once per
+// kernel row and multiplies the weight vectors of the KW taps that see it. Unlike the pitch
+// form above, no product is spent on dropped columns (LeNet's C3 computes 14 columns per 10
+// kept there) and no lane on a missing output channel; the price is a transpose of the output
+// from pixel-major to NCHW (OC x P moves against OC x P x K products). `s` is a forward
+// problem whose paddings may be negative (a crop: backward-data as a forward pass, below);
+// weight(o, k) is filter o's tap k = (c, r, q). Work items are bands of output rows of one
+// image; every output sums its taps in one fixed order (channel, kernel row, kernel column)
+// whatever the banding or thread count. Chosen by direct_pays.
+template <class UK, class Weight>
+void conv2d_direct(const ConvShape& s, const typename UK::T* src, Weight&& weight, const typename UK::T* bias,
+                   typename UK::T* dst) {
   using T = typename UK::T;
   constexpr int64_t L = UK::kDirectLanes;
   const int64_t K = s.ic * s.kh * s.kw, pairs = s.ic * s.kh, P = s.oh * s.ow, HW = s.ih * s.iw, OC = s.oc;
-  const int kv = static_cast<int>(OC / L);
-  const bool padded = s.pt + s.pb + s.pl + s.pr > 0;
-  const int64_t pitch = s.iw + s.pl + s.pr, reach = (s.kh - 1) * s.dh;
+  const int kv = static_cast<int>(imin(OC / L, kDirectMaxKV));  // vectors per channel group
+  const bool padded = s.pt != 0 || s.pb != 0 || s.pl != 0 || s.pr != 0;
+  const int64_t reach = (s.kh - 1) * s.dh, pitch = s.ow + (s.kw - 1);  // frame row: unit stride, dw = 1
   // Bands of about kPixBlock output pixels; column blocks as equal as possible (a 14-wide
   // row: 7 + 7, not 12 + 2).
   const int64_t band = imax(1, imin(s.oh, kPixBlock / s.ow)), nbands = ceil_div(s.oh, band);
@@ -609,7 +611,7 @@ void conv2d_fwd_direct(const ConvShape& s, const typename UK::T* src, const type
   int64_t* pair_off = ws.template take<int64_t>(pairs);
   char* thread_area = ws.p;
   for (int64_t o = 0; o < OC; ++o)
-    for (int64_t k = 0; k < K; ++k) w[k * OC + o] = wei[o * K + k];
+    for (int64_t k = 0; k < K; ++k) w[k * OC + o] = weight(o, k);
   tap_offsets(s.ic, s.kh, 1, s.dh, 1, padded ? win_rows : s.ih, pitch, pair_off);
 
   parallel_for(threads, items, [&](int64_t item, int tid) {
@@ -626,12 +628,15 @@ void conv2d_fwd_direct(const ConvShape& s, const typename UK::T* src, const type
     for (int64_t r = 0; r < nrows; ++r) {
       for (int64_t ox = 0; ox < s.ow; ox += cols) {
         const int nc = static_cast<int>(imin(cols, s.ow - ox));
-        const DirectArgs<T> a{x + (oy0 + r) * pitch + ox, pair_off, pairs, w, OC, bias, yt + (r * s.ow + ox) * OC,
-                              OC, s.relu};
-        switch (s.kw) {
-          case 3: direct_call<UK, 3>(kv, nc, a); break;
-          case 5: direct_call<UK, 5>(kv, nc, a); break;
-          default: direct_call<UK, 7>(kv, nc, a); break;
+        for (int64_t o0 = 0; o0 < OC; o0 += kv * L) {
+          const int gkv = static_cast<int>(imin(kv, (OC - o0) / L));
+          const DirectArgs<T> a{x + (oy0 + r) * pitch + ox, pair_off, pairs, w + o0, OC,
+                                bias != nullptr ? bias + o0 : nullptr, yt + (r * s.ow + ox) * OC + o0, OC, s.relu};
+          switch (s.kw) {
+            case 3: direct_call<UK, 3>(gkv, nc, a); break;
+            case 5: direct_call<UK, 5>(gkv, nc, a); break;
+            default: direct_call<UK, 7>(gkv, nc, a); break;
+          }
         }
       }
     }
@@ -648,7 +653,7 @@ void conv2d_fwd_direct(const ConvShape& s, const typename UK::T* src, const type
   });
 }
 
-// The direct form takes unit stride, 3, 5 or 7 columns per kernel row without column
+// The direct form takes (forward) problems of unit stride, 3, 5 or 7 columns per kernel row without column
 // dilation (the sliding broadcast), whole vectors of output channels up to kDirectMaxKV, and
 // a kernel whose reach fits the frame. Measured against the pitch form on one thread, it was
 // as fast or faster on every such layer tried: LeNet's C3 0.146 vs 0.226 ms, 32 3x3 filters
@@ -656,10 +661,10 @@ void conv2d_fwd_direct(const ConvShape& s, const typename UK::T* src, const type
 // vs 4.5 ms, 16 7x7 filters on 8x16x64x64 3.7 vs 4.1 ms, and level (within 1%) on 32x16x32x32
 // and 32x3x32x32 (5x5). The choice depends on the problem alone.
 template <class UK>
-bool fwd_direct_pays(const ConvShape& s) {
+bool direct_pays(const ConvShape& s) {
   if constexpr (UK::kDirectLanes > 0) {
     return s.sh == 1 && s.sw == 1 && s.dw == 1 && (s.kw == 3 || s.kw == 5 || s.kw == 7) &&
-           s.oc % UK::kDirectLanes == 0 && s.oc <= kDirectMaxKV * UK::kDirectLanes &&
+           s.oc % UK::kDirectLanes == 0 &&
            frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow);
   } else {
     return false;
@@ -670,7 +675,11 @@ template <class UK>
 void conv2d_fwd(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
                 const typename UK::T* bias, typename UK::T* dst) {
   if constexpr (UK::kDirectLanes > 0) {
-    if (fwd_direct_pays<UK>(s)) return conv2d_fwd_direct<UK>(s, src, wei, bias, dst);
+    if (direct_pays<UK>(s)) {
+      const int64_t K = s.ic * s.kh * s.kw;
+      conv2d_direct<UK>(s, src, [&](int64_t o, int64_t k) { return wei[o * K + k]; }, bias, dst);
+      return;
+    }
   }
   if (s.sh == 1 && s.sw == 1 && frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow)) {
     conv2d_fwd_unit_stride<UK>(s, src, wei, bias, dst);
@@ -872,6 +881,18 @@ void conv2d_bwd_data_col2im(const ConvShape& s, const typename UK::T* diff_dst, 
   });
 }
 
+// Unit-stride backward-data as a forward problem over dy: IC filters of OC channels, the
+// kernel flipped in space, paddings (KH-1)*dh - pt and so on (negative ones crop), and the
+// input's size as output.
+inline ConvShape bwd_data_as_forward(const ConvShape& s) {
+  ConvShape f;
+  f.mb = s.mb, f.ic = s.oc, f.ih = s.oh, f.iw = s.ow, f.oc = s.ic, f.oh = s.ih, f.ow = s.iw;
+  f.kh = s.kh, f.kw = s.kw, f.dh = s.dh, f.dw = s.dw;
+  f.pt = (s.kh - 1) * s.dh - s.pt, f.pb = (s.kh - 1) * s.dh - s.pb;
+  f.pl = (s.kw - 1) * s.dw - s.pl, f.pr = (s.kw - 1) * s.dw - s.pr;
+  return f;
+}
+
 template <class UK>
 void conv2d_bwd_data(const ConvShape& s, const typename UK::T* diff_dst, const typename UK::T* wei,
                      typename UK::T* diff_src) {
@@ -880,6 +901,17 @@ void conv2d_bwd_data(const ConvShape& s, const typename UK::T* diff_dst, const t
   // exact col2im path.
   if (s.sh == 1 && s.sw == 1 && frame_is_small(s.kh, s.kw, s.dh, s.dw, s.ih, s.iw) &&
       all_finite(wei, s.wei_size())) {
+    if constexpr (UK::kDirectLanes > 0) {
+      if (const ConvShape f = bwd_data_as_forward(s); direct_pays<UK>(f)) {
+        const int64_t KHW = s.kh * s.kw;
+        auto weight = [&](int64_t c, int64_t k) {  // filter c, tap (o, r', q') = w[o][c][KH-1-r'][KW-1-q']
+          const int64_t o = k / KHW, rq = k % KHW;
+          return wei[((o * s.ic + c) * s.kh + s.kh - 1 - rq / s.kw) * s.kw + s.kw - 1 - rq % s.kw];
+        };
+        conv2d_direct<UK>(f, diff_dst, weight, nullptr, diff_src);
+        return;
+      }
+    }
     if (bwd_data_tapwise_pays(s)) {
       conv2d_bwd_data_tapwise<UK>(s, diff_dst, wei, diff_src);
       return;
