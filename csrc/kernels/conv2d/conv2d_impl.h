@@ -583,12 +583,13 @@ constexpr int kDirectMaxKV = 2;  // output-channel vectors per pixel
 // kept there) and no lane on a missing output channel; the price is a transpose of the output
 // from pixel-major to NCHW (OC x P moves against OC x P x K products). `s` is a forward
 // problem whose paddings may be negative (a crop: backward-data as a forward pass, below);
-// weight(o, k) is filter o's tap k = (c, r, q). Work items are bands of output rows of one
+// `wei` is OIHW, or with `transposed_flipped` the kernel of the backward problem: filter o's tap
+// (c, r, q) at wei[c][o][KH-1-r][KW-1-q]. Work items are bands of output rows of one
 // image; every output sums its taps in one fixed order (channel, kernel row, kernel column)
 // whatever the banding or thread count. Chosen by direct_pays.
-template <class UK, class Weight>
-void conv2d_direct(const ConvShape& s, const typename UK::T* src, Weight&& weight, const typename UK::T* bias,
-                   typename UK::T* dst) {
+template <class UK>
+void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei, bool transposed_flipped,
+                   const typename UK::T* bias, typename UK::T* dst) {
   using T = typename UK::T;
   constexpr int64_t L = UK::kDirectLanes;
   const int64_t K = s.ic * s.kh * s.kw, pairs = s.ic * s.kh, P = s.oh * s.ow, HW = s.ih * s.iw, OC = s.oc;
@@ -610,8 +611,20 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, Weight&& weigh
   T* w = ws.template take<T>(K * OC);  // [tap][OC]: one tap's weights are KV vectors
   int64_t* pair_off = ws.template take<int64_t>(pairs);
   char* thread_area = ws.p;
-  for (int64_t o = 0; o < OC; ++o)
-    for (int64_t k = 0; k < K; ++k) w[k * OC + o] = weight(o, k);
+  // Channel by channel, so that the KHW x OC slice being written stays in L1.
+  const int64_t KHW = s.kh * s.kw;
+  for (int64_t c = 0; c < s.ic; ++c) {
+    for (int64_t o = 0; o < OC; ++o) {
+      T* dst_c = w + c * KHW * OC + o;
+      if (transposed_flipped) {
+        const T* f = wei + (c * OC + o) * KHW;
+        for (int64_t rq = 0; rq < KHW; ++rq) dst_c[rq * OC] = f[KHW - 1 - rq];
+      } else {
+        const T* f = wei + (o * s.ic + c) * KHW;
+        for (int64_t rq = 0; rq < KHW; ++rq) dst_c[rq * OC] = f[rq];
+      }
+    }
+  }
   tap_offsets(s.ic, s.kh, 1, s.dh, 1, padded ? win_rows : s.ih, pitch, pair_off);
 
   parallel_for(threads, items, [&](int64_t item, int tid) {
@@ -676,8 +689,7 @@ void conv2d_fwd(const ConvShape& s, const typename UK::T* src, const typename UK
                 const typename UK::T* bias, typename UK::T* dst) {
   if constexpr (UK::kDirectLanes > 0) {
     if (direct_pays<UK>(s)) {
-      const int64_t K = s.ic * s.kh * s.kw;
-      conv2d_direct<UK>(s, src, [&](int64_t o, int64_t k) { return wei[o * K + k]; }, bias, dst);
+      conv2d_direct<UK>(s, src, wei, false, bias, dst);
       return;
     }
   }
@@ -903,12 +915,7 @@ void conv2d_bwd_data(const ConvShape& s, const typename UK::T* diff_dst, const t
       all_finite(wei, s.wei_size())) {
     if constexpr (UK::kDirectLanes > 0) {
       if (const ConvShape f = bwd_data_as_forward(s); direct_pays<UK>(f)) {
-        const int64_t KHW = s.kh * s.kw;
-        auto weight = [&](int64_t c, int64_t k) {  // filter c, tap (o, r', q') = w[o][c][KH-1-r'][KW-1-q']
-          const int64_t o = k / KHW, rq = k % KHW;
-          return wei[((o * s.ic + c) * s.kh + s.kh - 1 - rq / s.kw) * s.kw + s.kw - 1 - rq % s.kw];
-        };
-        conv2d_direct<UK>(f, diff_dst, weight, nullptr, diff_src);
+        conv2d_direct<UK>(f, diff_dst, wei, true, nullptr, diff_src);
         return;
       }
     }
