@@ -103,6 +103,51 @@ struct UkernelAvx512 {
     }
   }
 
+  static constexpr int kSlideCols = 5;  // pixels per sliding block
+
+  template <int ROWS, int TAPS>
+  static void outer_slide(const OuterArgs<float>& a) {
+    constexpr int N = ROWS * TAPS, C = kSlideCols;
+    __m512 acc[N];
+#pragma GCC unroll 28
+    for (int j = 0; j < N; ++j) acc[j] = _mm512_loadu_ps(a.c + j * a.ldc);
+    const float* dyt = a.dyt;
+    const int64_t blocks_end = a.cols / C * C;
+    for (int64_t y = 0; y < a.rows; ++y) {
+      const float* xr[ROWS];
+#pragma GCC unroll 7
+      for (int i = 0; i < ROWS; ++i) xr[i] = a.x[i] + y * a.xrowstep;
+      int64_t z = 0;
+      for (; z < blocks_end; z += C, dyt += C * 16) {
+        // Input column z + u is read by pixel z + u - t through tap t.
+        __m512 d[C];
+#pragma GCC unroll 14
+        for (int u = 0; u < C + TAPS - 1; ++u) {
+          if (u < C) d[u] = _mm512_loadu_ps(dyt + u * 16);
+#pragma GCC unroll 7
+          for (int i = 0; i < ROWS; ++i) {
+            const __m512 xv = _mm512_set1_ps(xr[i][z + u]);
+#pragma GCC unroll 7
+            for (int t = 0; t < TAPS; ++t) {
+              if (u - t >= 0 && u - t < C) acc[i * TAPS + t] = _mm512_fmadd_ps(xv, d[u - t], acc[i * TAPS + t]);
+            }
+          }
+        }
+      }
+      for (; z < a.cols; ++z, dyt += 16) {  // the rest pixel by pixel, as outer
+        const __m512 d = _mm512_loadu_ps(dyt);
+#pragma GCC unroll 7
+        for (int i = 0; i < ROWS; ++i) {
+#pragma GCC unroll 7
+          for (int t = 0; t < TAPS; ++t)
+            acc[i * TAPS + t] = _mm512_fmadd_ps(_mm512_set1_ps(xr[i][z + t]), d, acc[i * TAPS + t]);
+        }
+      }
+    }
+#pragma GCC unroll 28
+    for (int j = 0; j < N; ++j) _mm512_storeu_ps(a.c + j * a.ldc, acc[j]);
+  }
+
   template <int COLS, int KW, int KV>
   static void direct(const DirectArgs<float>& a) {
     __m512 acc[COLS][KV];

@@ -34,6 +34,10 @@
 //     input values (broadcast, read straight from the image rows) and KV vectors of the
 //     pixel's output gradients (dy transposed to pixel-major). The accumulators stay in
 //     registers for the whole pixel range.
+//   template <int ROWS, int TAPS> static void outer_slide(const OuterArgs<T>& a);
+//     outer<ROWS, TAPS, 1> for xstep == 1 and ldd == kOuterLanes, sliding along each row: in blocks of consecutive
+//     pixels, each input value is broadcast once and multiplied by the dy vectors of the up
+//     to TAPS pixels that read it (one load per FMA becomes about (ROWS+1)/(ROWS*TAPS)).
 //   static constexpr int kDirectLanes;  (0: no direct forward kernel; else kOuterLanes)
 //   template <int COLS, int KW, int KV> static void direct(const DirectArgs<T>& a);
 //     y[j*ldy + l] = post(bias[l] + sum over p < pairs, q < KW of
@@ -981,6 +985,44 @@ constexpr int outer_rows(int regs, int taps, int kv) {
   return (regs - kv - 1) / (taps * kv) < kOuterMaxRows ? (regs - kv - 1) / (taps * kv) : kOuterMaxRows;
 }
 
+// Most image rows an outer_slide kernel of `taps` can take: rows*taps accumulators, the taps
+// dy vectors of the sliding window and one broadcast.
+constexpr int slide_rows(int regs, int taps) {
+  return (regs - 2 * taps - 1) / taps < kOuterMaxRows ? (regs - 2 * taps - 1) / taps : kOuterMaxRows;
+}
+
+// Calls UK::outer_slide<rows, TAPS> for a runtime rows in [1, R].
+template <class UK, int TAPS, int R = slide_rows(UK::kOuterRegs, TAPS)>
+struct SlideRows {
+  static void call(int rows, const OuterArgs<typename UK::T>& a) {
+    if (rows == R) {
+      UK::template outer_slide<R, TAPS>(a);
+    } else {
+      SlideRows<UK, TAPS, R - 1>::call(rows, a);
+    }
+  }
+};
+template <class UK, int TAPS>
+struct SlideRows<UK, TAPS, 0> {
+  static void call(int, const OuterArgs<typename UK::T>&) {}
+};
+
+// Calls UK::outer_slide<rows, taps> for runtime taps in [1, TAPS], rows in [1, slide_rows].
+template <class UK, int TAPS = kOuterMaxTaps>
+struct SlideDispatch {
+  static void call(int rows, int taps, const OuterArgs<typename UK::T>& a) {
+    if (taps == TAPS) {
+      SlideRows<UK, TAPS>::call(rows, a);
+    } else {
+      SlideDispatch<UK, TAPS - 1>::call(rows, taps, a);
+    }
+  }
+};
+template <class UK>
+struct SlideDispatch<UK, 0> {
+  static void call(int, int, const OuterArgs<typename UK::T>&) {}
+};
+
 // The number of dy vectors per outer kernel that minimises a simple cost model of one pixel
 // over all (channel, row) pairs and channel groups: each call costs its FMAs (2 per cycle) or
 // its loads (about 2.5 per cycle), whichever is more.
@@ -1052,7 +1094,10 @@ bool conv2d_bwd_weights_outer(const ConvShape& s, const typename UK::T* diff_dst
   const int64_t K = s.ic * s.kh * s.kw, P = s.oh * s.ow, HW = s.ih * s.iw;
   const int64_t pairs = s.ic * s.kh;  // (channel, kernel row): one image-row pointer each
   const int taps = static_cast<int>(s.kw);
-  const int kv_full = outer_kv(UK::kOuterRegs, pairs, taps, OCv);
+  // One vector of filters and unit stride: the sliding kernel, which broadcasts each input
+  // value once for all the taps that read it (LeNet's C3 and C1).
+  const bool slide = OCv == 1 && s.sw == 1;
+  const int kv_full = slide ? 1 : outer_kv(UK::kOuterRegs, pairs, taps, OCv);
   const bool padded = s.pt + s.pb + s.pl + s.pr > 0;
   const int64_t pitch = s.iw + s.pl + s.pr, prows = s.ih + s.pt + s.pb, plane = prows * pitch;
   // Output rows per dy block: ~128 pixels, so one block's dy for one group of KV vectors
@@ -1084,7 +1129,7 @@ bool conv2d_bwd_weights_outer(const ConvShape& s, const typename UK::T* diff_dst
     for (int64_t n = chunk * chunks.per_chunk; n < n_end; ++n) {
       const T* x = src + n * s.ic * HW;
       const T* dy = diff_dst + n * OC * P;
-      add_bias_grad(dy, OC, P, db);
+      if (diff_bias != nullptr) add_bias_grad(dy, OC, P, db);
       const T* base = x;
       if (padded) {
         for (int64_t c = 0; c < s.ic; ++c)
@@ -1106,14 +1151,18 @@ bool conv2d_bwd_weights_outer(const ConvShape& s, const typename UK::T* diff_dst
         }
         for (int64_t v0 = 0; v0 < OCv; v0 += kv_full) {
           const int kv = static_cast<int>(imin(kv_full, OCv - v0));
-          const int64_t rows_per_call = outer_rows(UK::kOuterRegs, taps, kv);
+          const int64_t rows_per_call = slide ? slide_rows(UK::kOuterRegs, taps) : outer_rows(UK::kOuterRegs, taps, kv);
           for (int64_t q0 = 0; q0 < pairs; q0 += rows_per_call) {
             const int m = static_cast<int>(imin(rows_per_call, pairs - q0));
             const T* xr[kOuterMaxRows];
             for (int i = 0; i < m; ++i) xr[i] = base + pair_off[q0 + i] + y0 * s.sh * pitch;
             const OuterArgs<T> args{rows, s.ow, xr, s.sw, s.sh * pitch, dyt + v0 * block_px * L, kv * L,
                                     dwt + q0 * taps * OCp + v0 * L, OCp};
-            OuterDispatch<UK>::call(m, taps, kv, args);
+            if (slide) {
+              SlideDispatch<UK>::call(m, taps, args);
+            } else {
+              OuterDispatch<UK>::call(m, taps, kv, args);
+            }
           }
         }
       }
