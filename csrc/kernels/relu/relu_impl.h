@@ -22,6 +22,11 @@ constexpr int64_t kReluBlock = int64_t{1} << 14;
 // PyTorch takes 5 us on two). plan_threads' threshold is for compute-bound work.
 constexpr double kReluThreadBytes = 256.0 * 1024.0;
 
+// Calls body(begin, end) for blocks of kReluBlock elements, on threads for large tensors.
+// SIMD bodies should call a function that takes the array pointers as parameters rather than
+// use the lambda's captures: intrinsic stores are __may_alias__, so the compiler reloads
+// captured pointers after every store (two extra loads per vector, which made LeNet's
+// 64x16x10x10 ReLU take 6.6-9.5 us instead of 4.6-5.0).
 template <class Body>
 void relu_blocks(int64_t n, double bytes_per_element, Body&& body) {
   const int64_t blocks = (n + kReluBlock - 1) / kReluBlock;
