@@ -194,12 +194,19 @@ def why_missed(row, label, copy) -> str:
         if op in ("relu", "pool") and copy.get(1) and copy.get(2) and copy[2] / copy[1] < 1.8:
             return (f"memory-bound: this machine's copy bandwidth grows {copy[2] / copy[1]:.2f}× from 1 to 2 threads "
                     f"({copy[1]:.1f} -> {copy[2]:.1f} GB/s), which bounds any kernel's 2-thread speed-up")
-        return "not analysed yet"
-    if op == "conv" and lenet_c3 and pas == "fwd":
-        return ("the unit-stride forward computes each output row at the input's pitch, 14 columns for the 10 kept "
-                "(136 per 100 output pixels: 36% extra products) and copies the kept ones out; with 16 filters x 150 "
-                "taps nothing amortises that. Exact im2col rows would remove the waste but cost about as much to "
-                "gather at this size (estimate; not built)")
+        if op in ("relu", "pool"):
+            return ("memory-bound on a 25-256 MB tensor, whose bandwidth this VM shares with its neighbours: the same "
+                    "build's 2-thread ratio moved between 1.2× and 2.9× across runs on 2026-11-22 (ReLU forward on "
+                    "32x64x56x56 at 2 threads: 0.25 to 0.75 ms; PyTorch 0.24 to 0.53 ms)")
+        return ("this VM's 2-thread speed varies from run to run (the two vCPUs' placement): the same build gave "
+                "1.94×, 1.99× and 1.56× for dense bwd_data mlp in three consecutive runs (`python bench/compare.py "
+                "--only dense`), 1.71×/1.98× for stem forward in two runs; a 2-thread row that fails in one run "
+                "only is not a kernel property")
+    if op == "conv" and lenet_c3 and pas == "fwd" and label.endswith("×numpy"):
+        return ("the direct form (output channels along the lanes, each input value broadcast once per kernel row "
+                "for the 5 taps that read it) runs C3 at 80-86% of the FMA peak; the rest is its pack, transposes "
+                "and the call. NumPy's baseline is one OpenBLAS SGEMM over a 150-row im2col, so 10× of it needs "
+                "about 90% of the peak")
     if op == "conv" and lenet_c3 and pas == "bwd_data":
         return ("tap-wise form: 25 products of 6x16 by 16x136 added into shifted dx; 27% of the columns are the "
                 "dropped ones, and each tap loads and stores its accumulators (a reduction of only 16 filters)")
@@ -207,30 +214,38 @@ def why_missed(row, label, copy) -> str:
         return ("6 filters: the outer-product weight-gradient kernel vectorises over filters, so 6 of its 16 lanes "
                 "work; a dot-product form along pixels (taps as rows) was built and was not faster")
     if op == "conv" and lenet_c3 and pas == "bwd_weights":
-        return "the NumPy baseline is one OpenBLAS SGEMM on a 150-row im2col: 10x of it is close to the FMA peak"
+        return ("the sliding outer-product kernel (each input value broadcast once for the 5 taps that read it) runs "
+                "at 80-88% of the FMA peak; NumPy's baseline is one OpenBLAS SGEMM on a 150-row im2col, so 10× of "
+                "it needs about 90%")
     if op == "conv" and shape == "pointwise" and label.endswith("×numpy"):
         return ("a 1x1 convolution is a plain matrix product: NumPy's baseline is one OpenBLAS SGEMM with no im2col "
                 "(only a transpose), so 3x of it would need more than the FMA peak")
     if op == "conv" and shape == "stem" and pas == "fwd":
         return ("stride 2 takes the explicit im2col path: 147 taps gathered per block of pixels (a vectorised "
-                "stride-2 copy since this session), for a product whose 3 input channels make it short")
+                "stride-2 copy), for a product whose 3 input channels make it short")
     if op == "conv" and label in ("≥torch or 85%peak", "80%peak@1T"):
-        return ("GEMM efficiency: the 12x32 register-blocked micro-kernel, which reads B in place through row "
-                "pointers, runs these layers at 75-85% of the FMA peak, oneDNN's JIT kernels at 80-90%. Packing B "
-                "into aligned rows and smaller reduction blocks (192, 128) were tried: no gain")
+        return ("GEMM efficiency: the direct kernels (ResNet/VGG forward and backward-data) and the 12x32 "
+                "register-blocked micro-kernel run these layers at 77-88% of the FMA peak, oneDNN's JIT kernels at "
+                "80-90%; blocking the direct form's reduction so a channel group's weights stay in L1, and "
+                "software prefetch of its input rows, were tried: no gain")
     if op == "pool" and pas == "bwd" and label == "≥torch":
-        return ("dx is zeroed, then the scatter writes 1 in 4 of its elements again: dx is written twice. Writing "
-                "each 2x2 window whole in one pass was built and measured slower (partial-line stores make the core "
-                "read every dx line first)")
+        return ("dx is zeroed (memset, whose fast string stores write whole lines without reading them), then the "
+                "scatter writes 1 in 4 of its elements again. A vectorised 2x2 backward that writes each window "
+                "once (no memset) was built on 2026-11-22 and measured slower: 3.9 vs 2.2 ms on 32x64x56x56 (its "
+                "ordinary stores read every dx line first) and 0.052 vs 0.023 ms on 64x16x10x10 (5 outputs per "
+                "row fill 5 of 16 lanes)")
     if op == "pool" and pas == "bwd" and label.endswith("×numpy"):
         return ("NumPy's baseline (one bincount) is itself a single pass over the same arrays; 10x of it needs "
                 "several times the copy bandwidth (see how far), out of reach for a pass that must write all of dx")
     if op == "relu" and label == "≥torch":
-        return ("one memory-bound pass. On tensors of 0.4-1.2 MB a call is 5-30 us and its fixed costs show: "
-                "functional.relu's argument checks take ~1.2 us; the kernel alone on 64x16x10x10, 1 thread, best of "
-                "7, is 6.3-6.6 us with x and out equally aligned but 8.1-9.5 us when their offsets from a cache line "
-                "differ, where PyTorch takes 5.5-6.0 us either way (not understood yet). On the 26 MB and 256 MB "
-                "tensors both run at DRAM bandwidth and the medians move with this shared machine's load")
+        if row["working_set"] > 8 << 20:
+            return ("one pass at DRAM/L3 bandwidth that this VM shares: on 32x64x56x56 (25.7 MB per array, L3 32 MB) "
+                    "the medians of both convforge and PyTorch moved by up to 3× between runs of the same build on "
+                    "2026-11-22; non-temporal stores from 64 MB instead of 16 MB were tried there: no clear change")
+        return ("one memory-bound pass of 5-30 us, where fixed costs show (functional.relu's argument checks: "
+                "~1.2 us). Since 2026-11-22 the kernel takes 4.6-5.0 us on 64x16x10x10 for any alignment of x and "
+                "out (PyTorch 6.2-7.3 us): the SIMD loops had been reloading their captured pointers after every "
+                "store")
     return "not analysed yet"
 
 
