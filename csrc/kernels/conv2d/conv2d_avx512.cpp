@@ -148,45 +148,54 @@ struct UkernelAvx512 {
     for (int j = 0; j < N; ++j) _mm512_storeu_ps(a.c + j * a.ldc, acc[j]);
   }
 
-  template <int COLS, int KW, int KV>
+  template <int ROWS, int COLS, int KW, int KV>
   static void direct(const DirectArgs<float>& a) {
-    __m512 acc[COLS][KV];
+    __m512 acc[ROWS][COLS][KV];
 #pragma GCC unroll 4
     for (int v = 0; v < KV; ++v) {
       const __m512 b = a.bias != nullptr ? _mm512_loadu_ps(a.bias + 16 * v) : _mm512_setzero_ps();
+#pragma GCC unroll 2
+      for (int i = 0; i < ROWS; ++i) {
 #pragma GCC unroll 12
-      for (int j = 0; j < COLS; ++j) acc[j][v] = b;
+        for (int j = 0; j < COLS; ++j) acc[i][j][v] = b;
+      }
     }
     const float* w = a.w;
     for (int64_t p = 0; p < a.pairs; ++p, w += KW * a.ldw) {
-      const float* xr = a.x + a.pair_off[p];
       __m512 wv[KW][KV];
 #pragma GCC unroll 7
       for (int q = 0; q < KW; ++q) {
 #pragma GCC unroll 4
         for (int v = 0; v < KV; ++v) wv[q][v] = _mm512_loadu_ps(w + q * a.ldw + 16 * v);
       }
-      // Input column c feeds output pixel c - q through tap q.
+#pragma GCC unroll 2
+      for (int i = 0; i < ROWS; ++i) {
+        const float* xr = a.x + i * a.xrowstep + a.pair_off[p];
+        // Input column c feeds output pixel c - q through tap q.
 #pragma GCC unroll 18
-      for (int c = 0; c < COLS + KW - 1; ++c) {
-        const __m512 xv = _mm512_set1_ps(xr[c]);
+        for (int c = 0; c < COLS + KW - 1; ++c) {
+          const __m512 xv = _mm512_set1_ps(xr[c]);
 #pragma GCC unroll 7
-        for (int q = 0; q < KW; ++q) {
-          if (c - q >= 0 && c - q < COLS) {
+          for (int q = 0; q < KW; ++q) {
+            if (c - q >= 0 && c - q < COLS) {
 #pragma GCC unroll 4
-            for (int v = 0; v < KV; ++v) acc[c - q][v] = _mm512_fmadd_ps(xv, wv[q][v], acc[c - q][v]);
+              for (int v = 0; v < KV; ++v) acc[i][c - q][v] = _mm512_fmadd_ps(xv, wv[q][v], acc[i][c - q][v]);
+            }
           }
         }
       }
     }
+#pragma GCC unroll 2
+    for (int i = 0; i < ROWS; ++i) {
 #pragma GCC unroll 12
-    for (int j = 0; j < COLS; ++j) {
+      for (int j = 0; j < COLS; ++j) {
 #pragma GCC unroll 4
-      for (int v = 0; v < KV; ++v) {
-        __m512 y = acc[j][v];
-        // relu_value: keep y unless y <= 0 (false for NaN, so NaN stays; -0 becomes +0).
-        if (a.relu) y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_NLE_UQ), y);
-        _mm512_storeu_ps(a.y + j * a.ldy + 16 * v, y);
+        for (int v = 0; v < KV; ++v) {
+          __m512 y = acc[i][j][v];
+          // relu_value: keep y unless y <= 0 (false for NaN, so NaN stays; -0 becomes +0).
+          if (a.relu) y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_NLE_UQ), y);
+          _mm512_storeu_ps(a.y + i * a.yrowstep + j * a.ldy + 16 * v, y);
+        }
       }
     }
   }

@@ -39,11 +39,11 @@
 //     pixels, each input value is broadcast once and multiplied by the dy vectors of the up
 //     to TAPS pixels that read it (one load per FMA becomes about (ROWS+1)/(ROWS*TAPS)).
 //   static constexpr int kDirectLanes;  (0: no direct forward kernel; else kOuterLanes)
-//   template <int COLS, int KW, int KV> static void direct(const DirectArgs<T>& a);
-//     y[j*ldy + l] = post(bias[l] + sum over p < pairs, q < KW of
-//         x[pair_off[p] + j + q] * w[(p*KW + q)*ldw + l])   for j < COLS, l < KV*kDirectLanes
-//     (bias 0 when null; post = ReLU as relu_value when relu): COLS output pixels of one row
-//     with the output channels along the lanes. Each input value x[pair_off[p] + c] is
+//   template <int ROWS, int COLS, int KW, int KV> static void direct(const DirectArgs<T>& a);
+//     y[i*yrowstep + j*ldy + l] = post(bias[l] + sum over p < pairs, q < KW of
+//         x[i*xrowstep + pair_off[p] + j + q] * w[(p*KW + q)*ldw + l])
+//     for i < ROWS, j < COLS, l < KV*kDirectLanes (bias 0 when null; post = ReLU as relu_value
+//     when relu): COLS output pixels of ROWS rows with the output channels along the lanes. Each input value x[pair_off[p] + c] is
 //     broadcast once and multiplies the KW weight vectors of the taps that see it, so a kernel
 //     row costs COLS + KW - 1 broadcasts for COLS*KW*KV FMAs; output pixel-major.
 //
@@ -96,13 +96,14 @@ struct OuterArgs {
 template <class T>
 struct DirectArgs {
   const T* x;
+  int64_t xrowstep;
   const int64_t* pair_off;
   int64_t pairs;
   const T* w;
   int64_t ldw;
   const T* bias;
   T* y;
-  int64_t ldy;
+  int64_t ldy, yrowstep;
   bool relu;
 };
 
@@ -547,34 +548,38 @@ void conv2d_fwd_im2col(const ConvShape& s, const typename UK::T* src, const type
 
 constexpr int kDirectMaxCols = 12;  // output pixels per direct kernel call
 
-// Most output pixels per direct kernel call of a KW-wide kernel row with KV channel vectors:
-// KW*KV weight vectors, one broadcast and the accumulators must fit 32 vector registers.
-constexpr int direct_max_cols(int kw, int kv) {
-  return (32 - 1 - kw * kv) / kv < kDirectMaxCols ? (32 - 1 - kw * kv) / kv : kDirectMaxCols;
+// Most output pixels per row of a direct kernel call of `rows` rows, a KW-wide kernel row and
+// KV channel vectors: KW*KV weight vectors, one broadcast and the accumulators must fit 32
+// vector registers.
+constexpr int direct_max_cols(int rows, int kw, int kv) {
+  return (32 - 1 - kw * kv) / (kv * rows) < kDirectMaxCols ? (32 - 1 - kw * kv) / (kv * rows) : kDirectMaxCols;
 }
 
-// Calls UK::direct<cols, KW, KV> for a runtime cols in [1, COLS].
-template <class UK, int KW, int KV, int COLS = direct_max_cols(KW, KV)>
+// Calls UK::direct<ROWS, cols, KW, KV> for a runtime cols in [1, COLS].
+template <class UK, int ROWS, int KW, int KV, int COLS = direct_max_cols(ROWS, KW, KV)>
 struct DirectCols {
   static void call(int cols, const DirectArgs<typename UK::T>& a) {
     if (cols == COLS) {
-      UK::template direct<COLS, KW, KV>(a);
+      UK::template direct<ROWS, COLS, KW, KV>(a);
     } else {
-      DirectCols<UK, KW, KV, COLS - 1>::call(cols, a);
+      DirectCols<UK, ROWS, KW, KV, COLS - 1>::call(cols, a);
     }
   }
 };
-template <class UK, int KW, int KV>
-struct DirectCols<UK, KW, KV, 0> {
+template <class UK, int ROWS, int KW, int KV>
+struct DirectCols<UK, ROWS, KW, KV, 0> {
   static void call(int, const DirectArgs<typename UK::T>&) {}
 };
 
+// Two rows per call only with one channel vector (two rows of KV = 2 leave too few pixels).
 template <class UK, int KW>
-void direct_call(int kv, int cols, const DirectArgs<typename UK::T>& a) {
-  if (kv == 1) {
-    DirectCols<UK, KW, 1>::call(cols, a);
+void direct_call(int rows, int kv, int cols, const DirectArgs<typename UK::T>& a) {
+  if (rows == 2) {
+    DirectCols<UK, 2, KW, 1>::call(cols, a);
+  } else if (kv == 1) {
+    DirectCols<UK, 1, KW, 1>::call(cols, a);
   } else {
-    DirectCols<UK, KW, 2>::call(cols, a);
+    DirectCols<UK, 1, KW, 2>::call(cols, a);
   }
 }
 
@@ -603,8 +608,11 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   // Bands of about kPixBlock output pixels; column blocks as equal as possible (a 14-wide
   // row: 7 + 7, not 12 + 2).
   const int64_t band = imax(1, imin(s.oh, kPixBlock / s.ow)), nbands = ceil_div(s.oh, band);
-  const int64_t max_cols = direct_max_cols(static_cast<int>(s.kw), kv);
+  const int64_t max_cols = direct_max_cols(1, static_cast<int>(s.kw), kv);
   const int64_t cols = ceil_div(s.ow, ceil_div(s.ow, max_cols));
+  // Rows narrow enough for two per call (LeNet's C3: 10 pixels) give the kernel twice the
+  // accumulators per weight vector: 20 instead of 10.
+  const int64_t rows_per_call = OC == L && s.ow <= direct_max_cols(2, static_cast<int>(s.kw), 1) ? 2 : 1;
   const int64_t win_rows = band + reach;
   const int64_t items = s.mb * nbands;
   const int threads = plan_threads(items, s.flops());
@@ -642,17 +650,19 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
       x = win - oy0 * pitch;
     }
     T* yt = tws.template take<T>(band * s.ow * OC);  // the band's outputs, pixel-major
-    for (int64_t r = 0; r < nrows; ++r) {
+    for (int64_t r = 0; r < nrows; r += rows_per_call) {
+      const int nr = static_cast<int>(imin(rows_per_call, nrows - r));
       for (int64_t ox = 0; ox < s.ow; ox += cols) {
         const int nc = static_cast<int>(imin(cols, s.ow - ox));
         for (int64_t o0 = 0; o0 < OC; o0 += kv * L) {
           const int gkv = static_cast<int>(imin(kv, (OC - o0) / L));
-          const DirectArgs<T> a{x + (oy0 + r) * pitch + ox, pair_off, pairs, w + o0, OC,
-                                bias != nullptr ? bias + o0 : nullptr, yt + (r * s.ow + ox) * OC + o0, OC, s.relu};
+          const DirectArgs<T> a{x + (oy0 + r) * pitch + ox, pitch, pair_off, pairs, w + o0, OC,
+                                bias != nullptr ? bias + o0 : nullptr, yt + (r * s.ow + ox) * OC + o0, OC,
+                                s.ow * OC, s.relu};
           switch (s.kw) {
-            case 3: direct_call<UK, 3>(gkv, nc, a); break;
-            case 5: direct_call<UK, 5>(gkv, nc, a); break;
-            default: direct_call<UK, 7>(gkv, nc, a); break;
+            case 3: direct_call<UK, 3>(nr, gkv, nc, a); break;
+            case 5: direct_call<UK, 5>(nr, gkv, nc, a); break;
+            default: direct_call<UK, 7>(nr, gkv, nc, a); break;
           }
         }
       }
