@@ -223,6 +223,11 @@ def why_missed(row, label, copy) -> str:
     if op == "conv" and shape == "stem" and pas == "fwd":
         return ("stride 2 takes the explicit im2col path: 147 taps gathered per block of pixels (a vectorised "
                 "stride-2 copy), for a product whose 3 input channels make it short")
+    if op == "conv" and shape == "pointwise" and pas == "bwd_weights":
+        return ("the outer-product kernel with 1-wide taps: per pixel 4 dy vectors and 6 broadcasts for 24 FMAs, "
+                "55-76% of the FMA peak across runs. A plain matrix-product form (dy packed into panels, x "
+                "transposed to pixel-major rows, the forward's 12x32 micro-kernel, one 196-deep product per image) "
+                "was built on 2026-11-22 and measured slower: 5.8 vs 4.8-5.2 ms on one thread")
     if op == "conv" and label in ("≥torch or 85%peak", "80%peak@1T"):
         return ("GEMM efficiency: the direct kernels (ResNet/VGG forward and backward-data) and the 12x32 "
                 "register-blocked micro-kernel run these layers at 77-88% of the FMA peak, oneDNN's JIT kernels at "
