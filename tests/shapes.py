@@ -100,6 +100,13 @@ TEST_CONV = [
     ConvCase("direct_bands", 2, 2, 40, 30, 16, 5, 5, 1, "same", (2, 1)),
     ConvCase("direct_narrow", 3, 4, 6, 3, 16, 3, 3, 1, 1),
     ConvCase("direct_5x3", 1, 3, 8, 9, 16, 5, 3),
+    # Strided direct forward: a 7x7 stride-2 stem on odd sizes, stride 2 without padding (the
+    # image read in place) on a width whose last column no output reads, and row / column
+    # strides alone (two rows per call with a row stride of 2).
+    ConvCase("direct_s2_stem", 2, 3, 23, 22, 32, 7, 7, 2, 3),
+    ConvCase("direct_s2_valid", 1, 4, 12, 14, 16, 3, 3, 2, 0),
+    ConvCase("direct_s21", 1, 2, 11, 9, 16, 5, 5, (2, 1), 2),
+    ConvCase("direct_s12", 1, 2, 9, 16, 32, 3, 3, (1, 2), 1),
     # Backward data as the same direct forward over dy (16 or 32 input channels): 'same'
     # padding, padding past the kernel's reach (a negative padding of dy: a crop) on a 3x5
     # kernel, dy's paddings -1, 1, 0, 0 (summing to zero), and row dilation.

@@ -148,7 +148,7 @@ struct UkernelAvx512 {
     for (int j = 0; j < N; ++j) _mm512_storeu_ps(a.c + j * a.ldc, acc[j]);
   }
 
-  template <int ROWS, int COLS, int KW, int KV>
+  template <int ROWS, int COLS, int KW, int KV, int SW>
   static void direct(const DirectArgs<float>& a) {
     __m512 acc[ROWS][COLS][KV];
 #pragma GCC unroll 4
@@ -171,15 +171,16 @@ struct UkernelAvx512 {
 #pragma GCC unroll 2
       for (int i = 0; i < ROWS; ++i) {
         const float* xr = a.x + i * a.xrowstep + a.pair_off[p];
-        // Input column c feeds output pixel c - q through tap q.
-#pragma GCC unroll 18
-        for (int c = 0; c < COLS + KW - 1; ++c) {
+        // Input column c feeds output pixel (c - q) / SW through tap q.
+#pragma GCC unroll 32
+        for (int c = 0; c < (COLS - 1) * SW + KW; ++c) {
           const __m512 xv = _mm512_set1_ps(xr[c]);
 #pragma GCC unroll 7
           for (int q = 0; q < KW; ++q) {
-            if (c - q >= 0 && c - q < COLS) {
+            if (c - q >= 0 && (c - q) % SW == 0 && (c - q) / SW < COLS) {
 #pragma GCC unroll 4
-              for (int v = 0; v < KV; ++v) acc[i][c - q][v] = _mm512_fmadd_ps(xv, wv[q][v], acc[i][c - q][v]);
+              for (int v = 0; v < KV; ++v)
+                acc[i][(c - q) / SW][v] = _mm512_fmadd_ps(xv, wv[q][v], acc[i][(c - q) / SW][v]);
             }
           }
         }

@@ -39,9 +39,9 @@
 //     pixels, each input value is broadcast once and multiplied by the dy vectors of the up
 //     to TAPS pixels that read it (one load per FMA becomes about (ROWS+1)/(ROWS*TAPS)).
 //   static constexpr int kDirectLanes;  (0: no direct forward kernel; else kOuterLanes)
-//   template <int ROWS, int COLS, int KW, int KV> static void direct(const DirectArgs<T>& a);
+//   template <int ROWS, int COLS, int KW, int KV, int SW> static void direct(const DirectArgs<T>& a);
 //     y[i*yrowstep + j*ldy + l] = post(bias[l] + sum over p < pairs, q < KW of
-//         x[i*xrowstep + pair_off[p] + j + q] * w[(p*KW + q)*ldw + l])
+//         x[i*xrowstep + pair_off[p] + j*SW + q] * w[(p*KW + q)*ldw + l])
 //     for i < ROWS, j < COLS, l < KV*kDirectLanes (bias 0 when null; post = ReLU as relu_value
 //     when relu): COLS output pixels of ROWS rows with the output channels along the lanes. Each input value x[pair_off[p] + c] is
 //     broadcast once and multiplies the KW weight vectors of the taps that see it, so a kernel
@@ -555,39 +555,47 @@ constexpr int direct_max_cols(int rows, int kw, int kv) {
   return (32 - 1 - kw * kv) / (kv * rows) < kDirectMaxCols ? (32 - 1 - kw * kv) / (kv * rows) : kDirectMaxCols;
 }
 
-// Calls UK::direct<ROWS, cols, KW, KV> for a runtime cols in [1, COLS].
-template <class UK, int ROWS, int KW, int KV, int COLS = direct_max_cols(ROWS, KW, KV)>
+// Calls UK::direct<ROWS, cols, KW, KV, SW> for a runtime cols in [1, COLS].
+template <class UK, int ROWS, int KW, int KV, int SW, int COLS = direct_max_cols(ROWS, KW, KV)>
 struct DirectCols {
   static void call(int cols, const DirectArgs<typename UK::T>& a) {
     if (cols == COLS) {
-      UK::template direct<ROWS, COLS, KW, KV>(a);
+      UK::template direct<ROWS, COLS, KW, KV, SW>(a);
     } else {
-      DirectCols<UK, ROWS, KW, KV, COLS - 1>::call(cols, a);
+      DirectCols<UK, ROWS, KW, KV, SW, COLS - 1>::call(cols, a);
     }
   }
 };
-template <class UK, int ROWS, int KW, int KV>
-struct DirectCols<UK, ROWS, KW, KV, 0> {
+template <class UK, int ROWS, int KW, int KV, int SW>
+struct DirectCols<UK, ROWS, KW, KV, SW, 0> {
   static void call(int, const DirectArgs<typename UK::T>&) {}
 };
 
-// Two rows per call only with one channel vector (two rows of KV = 2 leave too few pixels).
+// Two rows per call only with one channel vector and unit column stride (two rows of KV = 2
+// leave too few pixels; the narrow rows that want it are unit-stride layers).
 template <class UK, int KW>
-void direct_call(int rows, int kv, int cols, const DirectArgs<typename UK::T>& a) {
-  if (rows == 2) {
-    DirectCols<UK, 2, KW, 1>::call(cols, a);
+void direct_call(int rows, int kv, int sw, int cols, const DirectArgs<typename UK::T>& a) {
+  if (sw == 2) {
+    if (kv == 1) {
+      DirectCols<UK, 1, KW, 1, 2>::call(cols, a);
+    } else {
+      DirectCols<UK, 1, KW, 2, 2>::call(cols, a);
+    }
+  } else if (rows == 2) {
+    DirectCols<UK, 2, KW, 1, 1>::call(cols, a);
   } else if (kv == 1) {
-    DirectCols<UK, 1, KW, 1>::call(cols, a);
+    DirectCols<UK, 1, KW, 1, 1>::call(cols, a);
   } else {
-    DirectCols<UK, 1, KW, 2>::call(cols, a);
+    DirectCols<UK, 1, KW, 2, 1>::call(cols, a);
   }
 }
 
 constexpr int kDirectMaxKV = 2;  // output-channel vectors per pixel
 
-// Unit-stride convolution with the output channels along the vector lanes: each output
-// pixel's OC values live in KV vector accumulators; each input value is broadcast once per
-// kernel row and multiplies the weight vectors of the KW taps that see it. Unlike the pitch
+// Convolution with the output channels along the vector lanes: each output pixel's OC values
+// live in KV vector accumulators; each input value is broadcast once per kernel row and
+// multiplies the weight vectors of the taps that see it (all KW at unit stride, every other
+// one at stride 2). Unlike the pitch
 // form above, no product is spent on dropped columns (LeNet's C3 computes 14 columns per 10
 // kept there) and no lane on a missing output channel; the price is a transpose of the output
 // from pixel-major to NCHW (OC x P moves against OC x P x K products). `s` is a forward
@@ -603,8 +611,11 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   constexpr int64_t L = UK::kDirectLanes;
   const int64_t K = s.ic * s.kh * s.kw, pairs = s.ic * s.kh, P = s.oh * s.ow, HW = s.ih * s.iw, OC = s.oc;
   const int kv = static_cast<int>(imin(OC / L, kDirectMaxKV));  // vectors per channel group
+  const int sw = static_cast<int>(s.sw);
   const bool padded = s.pt != 0 || s.pb != 0 || s.pl != 0 || s.pr != 0;
-  const int64_t reach = (s.kh - 1) * s.dh, pitch = s.ow + (s.kw - 1);  // frame row: unit stride, dw = 1
+  // The frame: the image itself, or the rows of its zero-padded version that a band reads,
+  // as wide as the outputs read ((OW-1)*SW + KW columns; dw = 1).
+  const int64_t reach = (s.kh - 1) * s.dh, pitch = padded ? (s.ow - 1) * s.sw + s.kw : s.iw;
   // Bands of about kPixBlock output pixels; column blocks as equal as possible (a 14-wide
   // row: 7 + 7, not 12 + 2).
   const int64_t band = imax(1, imin(s.oh, kPixBlock / s.ow)), nbands = ceil_div(s.oh, band);
@@ -612,8 +623,8 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   const int64_t cols = ceil_div(s.ow, ceil_div(s.ow, max_cols));
   // Rows narrow enough for two per call (LeNet's C3: 10 pixels) give the kernel twice the
   // accumulators per weight vector: 20 instead of 10.
-  const int64_t rows_per_call = OC == L && s.ow <= direct_max_cols(2, static_cast<int>(s.kw), 1) ? 2 : 1;
-  const int64_t win_rows = band + reach;
+  const int64_t rows_per_call = OC == L && s.sw == 1 && s.ow <= direct_max_cols(2, static_cast<int>(s.kw), 1) ? 2 : 1;
+  const int64_t win_rows = (band - 1) * s.sh + reach + 1;
   const int64_t items = s.mb * nbands;
   const int threads = plan_threads(items, s.flops());
 
@@ -646,8 +657,9 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
     if (padded) {  // the frame rows this band reads, so that base + a*pitch is frame row a
       T* win = tws.template take<T>(s.ic * win_rows * pitch);
       for (int64_t c = 0; c < s.ic; ++c)
-        fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, oy0, nrows + reach, pitch, win + c * win_rows * pitch);
-      x = win - oy0 * pitch;
+        fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, oy0 * s.sh, (nrows - 1) * s.sh + reach + 1, pitch,
+                    win + c * win_rows * pitch);
+      x = win - oy0 * s.sh * pitch;
     }
     T* yt = tws.template take<T>(band * s.ow * OC);  // the band's outputs, pixel-major
     for (int64_t r = 0; r < nrows; r += rows_per_call) {
@@ -656,13 +668,13 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
         const int nc = static_cast<int>(imin(cols, s.ow - ox));
         for (int64_t o0 = 0; o0 < OC; o0 += kv * L) {
           const int gkv = static_cast<int>(imin(kv, (OC - o0) / L));
-          const DirectArgs<T> a{x + (oy0 + r) * pitch + ox, pitch, pair_off, pairs, w + o0, OC,
+          const DirectArgs<T> a{x + (oy0 + r) * s.sh * pitch + ox * s.sw, s.sh * pitch, pair_off, pairs, w + o0, OC,
                                 bias != nullptr ? bias + o0 : nullptr, yt + (r * s.ow + ox) * OC + o0, OC,
                                 s.ow * OC, s.relu};
           switch (s.kw) {
-            case 3: direct_call<UK, 3>(nr, gkv, nc, a); break;
-            case 5: direct_call<UK, 5>(nr, gkv, nc, a); break;
-            default: direct_call<UK, 7>(nr, gkv, nc, a); break;
+            case 3: direct_call<UK, 3>(nr, gkv, sw, nc, a); break;
+            case 5: direct_call<UK, 5>(nr, gkv, sw, nc, a); break;
+            default: direct_call<UK, 7>(nr, gkv, sw, nc, a); break;
           }
         }
       }
@@ -680,17 +692,18 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   });
 }
 
-// The direct form takes (forward) problems of unit stride, 3, 5 or 7 columns per kernel row without column
-// dilation (the sliding broadcast), whole vectors of output channels up to kDirectMaxKV, and
-// a kernel whose reach fits the frame. Measured against the pitch form on one thread, it was
-// as fast or faster on every such layer tried: LeNet's C3 0.146 vs 0.226 ms, 32 3x3 filters
-// on 64x1x28x28 0.24 vs 0.35 ms, on 64x32x26x26 2.9 vs 3.5 ms, on 16x32x56x56 ('same') 4.2
-// vs 4.5 ms, 16 7x7 filters on 8x16x64x64 3.7 vs 4.1 ms, and level (within 1%) on 32x16x32x32
-// and 32x3x32x32 (5x5). The choice depends on the problem alone.
+// The direct form takes (forward) problems of stride 1 or 2, 3, 5 or 7 columns per kernel row
+// without column dilation (the sliding broadcast), whole vectors of output channels, and a
+// kernel whose reach fits the frame. Measured against the pitch form on one thread, it was as
+// fast or faster on every such unit-stride layer tried: LeNet's C3 0.146 vs 0.226 ms, 32 3x3
+// filters on 64x1x28x28 0.24 vs 0.35 ms, on 64x32x26x26 2.9 vs 3.5 ms, on 16x32x56x56 ('same')
+// 4.2 vs 4.5 ms, 16 7x7 filters on 8x16x64x64 3.7 vs 4.1 ms, level (within 1%) on 32x16x32x32
+// and 32x3x32x32 (5x5); and against the im2col form on the 7x7 stride-2 stem, 9.0 vs 10.1-10.4
+// ms. The choice depends on the problem alone.
 template <class UK>
 bool direct_pays(const ConvShape& s) {
   if constexpr (UK::kDirectLanes > 0) {
-    return s.sh == 1 && s.sw == 1 && s.dw == 1 && (s.kw == 3 || s.kw == 5 || s.kw == 7) &&
+    return (s.sh == 1 || s.sh == 2) && (s.sw == 1 || s.sw == 2) && s.dw == 1 && (s.kw == 3 || s.kw == 5 || s.kw == 7) &&
            s.oc % UK::kDirectLanes == 0 &&
            frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow);
   } else {
