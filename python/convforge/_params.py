@@ -22,10 +22,13 @@ MAX_ELEMENTS = 2**50
 
 
 def _check_int(value, name: str, minimum: int) -> int:
-    # bool is an int subclass; `stride=True` is a bug, not a stride of 1.
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    value = int(value)
+    # A plain int skips the numbers.Integral test (an ABC check: a third of a small conv2d
+    # call's Python time); bool is an int subclass, but `type(True) is int` is False.
+    if type(value) is not int:
+        # bool is an int subclass; `stride=True` is a bug, not a stride of 1.
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     if value > MAX_PARAM:
