@@ -207,6 +207,12 @@ def why_missed(row, label, copy) -> str:
                 "for the 5 taps that read it) runs C3 at 80-86% of the FMA peak; the rest is its pack, transposes "
                 "and the call. NumPy's baseline is one OpenBLAS SGEMM over a 150-row im2col, so 10× of it needs "
                 "about 90% of the peak")
+    if op == "conv" and lenet_c1 and pas == "fwd" and label.endswith("×numpy"):
+        return ("6 filters fill 6 of the micro-kernel's 12 rows (the 6x64 wide panel), 33-47% of the FMA peak; "
+                "the other full runs of 2026-11-22 measured this row at 11.8-12.7× NumPy (2.1-2.6× PyTorch here)")
+    if op == "conv" and lenet_c1 and pas == "bwd_data" and label.endswith("×numpy"):
+        return ("one input channel: backward-data is one output row (M = 1) of 6 filters x 25 taps, 19-22% of the "
+                "FMA peak; the other measurements of 2026-11-22 put this row at 19-50× NumPy and 9-12× PyTorch")
     if op == "conv" and lenet_c3 and pas == "bwd_data":
         return ("tap-wise form: 25 products of 6x16 by 16x136 added into shifted dx; 27% of the columns are the "
                 "dropped ones, and each tap loads and stores its accumulators (a reduction of only 16 filters)")
