@@ -208,8 +208,9 @@ def why_missed(row, label, copy) -> str:
                 "and the call. NumPy's baseline is one OpenBLAS SGEMM over a 150-row im2col, so 10× of it needs "
                 "about 90% of the peak")
     if op == "conv" and lenet_c1 and pas == "fwd" and label.endswith("×numpy"):
-        return ("6 filters fill 6 of the micro-kernel's 12 rows (the 6x64 wide panel), 33-47% of the FMA peak; "
-                "the other full runs of 2026-11-22 measured this row at 11.8-12.7× NumPy (2.1-2.6× PyTorch here)")
+        return ("6 filters: the forward vectorises along the output pixels (rows of 28 fill 16 + 12 lanes; 25 taps "
+                "per call amortise its loads and stores of 24 accumulators), 45-49% of the FMA peak; the full runs "
+                "of 2026-11-22 before that kernel measured this row at 8.8-12.7× NumPy")
     if op == "conv" and lenet_c1 and pas == "bwd_data" and label.endswith("×numpy"):
         return ("one input channel: backward-data is one output row (M = 1) of 6 filters x 25 taps, 19-22% of the "
                 "FMA peak; the other measurements of 2026-11-22 put this row at 19-50× NumPy and 9-12× PyTorch")

@@ -148,6 +148,46 @@ struct UkernelAvx512 {
     for (int j = 0; j < N; ++j) _mm512_storeu_ps(a.c + j * a.ldc, acc[j]);
   }
 
+  template <int OCB, int NV>
+  static void pixels(const PixelArgs<float>& a) {
+    __mmask16 m[NV];
+    const float* xs[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      m[v] = a.lanes[v] >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << a.lanes[v]) - 1u);
+      xs[v] = a.x + a.xoff[v];
+    }
+    __m512 acc[NV][OCB];
+#pragma GCC unroll 8
+    for (int o = 0; o < OCB; ++o) {
+      const __m512 b = a.bias != nullptr ? _mm512_set1_ps(a.bias[o]) : _mm512_setzero_ps();
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[v][o] = b;
+    }
+    const float* w = a.w;
+    for (int64_t t = 0; t < a.taps; ++t, w += OCB) {
+      const int64_t off = a.tap_off[t];
+      __m512 xv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) xv[v] = _mm512_maskz_loadu_ps(m[v], xs[v] + off);
+#pragma GCC unroll 8
+      for (int o = 0; o < OCB; ++o) {
+        const __m512 wb = _mm512_set1_ps(w[o]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[v][o] = _mm512_fmadd_ps(xv[v], wb, acc[v][o]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int o = 0; o < OCB; ++o) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        __m512 y = acc[v][o];
+        if (a.relu) y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_NLE_UQ), y);
+        _mm512_mask_storeu_ps(a.y + o * a.ldy + a.yoff[v], m[v], y);
+      }
+    }
+  }
+
   template <int ROWS, int COLS, int KW, int KV, int SW>
   static void direct(const DirectArgs<float>& a) {
     __m512 acc[ROWS][COLS][KV];

@@ -46,6 +46,13 @@
 //     when relu): COLS output pixels of ROWS rows with the output channels along the lanes. Each input value x[pair_off[p] + c] is
 //     broadcast once and multiplies the KW weight vectors of the taps that see it, so a kernel
 //     row costs COLS + KW - 1 broadcasts for COLS*KW*KV FMAs; output pixel-major.
+//   template <int OCB, int NV> static void pixels(const PixelArgs<T>& a);
+//     y[o*ldy + yoff[v] + l] = post(bias[o] + sum over t < taps of
+//         w[t*OCB + o] * x[xoff[v] + tap_off[t] + l])   for o < OCB, v < NV, l < lanes[v]
+//     (lanes[v] <= kDirectLanes): the forward with the output pixels along the lanes, for
+//     layers with at most kPixelsMaxOC filters; each tap costs one vector load per slot of
+//     pixels and one broadcast weight per filter. Lanes past lanes[v] are neither read nor
+//     written.
 //
 // Unit-stride convolutions need no im2col at all: with the (padded) image stored at its padded
 // row pitch IWp, the im2col row of tap (c, r, q) over output pixels laid out at the same pitch
@@ -104,6 +111,22 @@ struct DirectArgs {
   const T* bias;
   T* y;
   int64_t ldy, yrowstep;
+  bool relu;
+};
+
+// Operands of UK::pixels (see the contract above).
+template <class T>
+struct PixelArgs {
+  const T* x;
+  const int64_t* xoff;
+  const int64_t* tap_off;
+  int64_t taps;
+  const T* w;
+  const T* bias;
+  T* y;
+  int64_t ldy;
+  const int64_t* yoff;
+  const int* lanes;
   bool relu;
 };
 
@@ -711,12 +734,115 @@ bool direct_pays(const ConvShape& s) {
   }
 }
 
+constexpr int kPixelsMaxOC = 8;   // filters per pixels kernel call
+constexpr int kPixelsSlots = 4;   // vectors of output pixels per pixels kernel call
+
+// Calls UK::pixels<OCB, nv> for a runtime nv in [1, NV].
+template <class UK, int OCB, int NV = kPixelsSlots>
+struct PixelSlots {
+  static void call(int nv, const PixelArgs<typename UK::T>& a) {
+    if (nv == NV) {
+      UK::template pixels<OCB, NV>(a);
+    } else {
+      PixelSlots<UK, OCB, NV - 1>::call(nv, a);
+    }
+  }
+};
+template <class UK, int OCB>
+struct PixelSlots<UK, OCB, 0> {
+  static void call(int, const PixelArgs<typename UK::T>&) {}
+};
+
+// Calls UK::pixels<ocb, nv> for runtime ocb in [1, OCB], nv in [1, kPixelsSlots].
+template <class UK, int OCB = kPixelsMaxOC>
+struct PixelFilters {
+  static void call(int ocb, int nv, const PixelArgs<typename UK::T>& a) {
+    if (ocb == OCB) {
+      PixelSlots<UK, OCB>::call(nv, a);
+    } else {
+      PixelFilters<UK, OCB - 1>::call(ocb, nv, a);
+    }
+  }
+};
+template <class UK>
+struct PixelFilters<UK, 0> {
+  static void call(int, int, const PixelArgs<typename UK::T>&) {}
+};
+
+// Unit-stride forward with the output pixels along the vector lanes, for layers with few
+// filters (LeNet's C1: 6 filters of 1x5x5). The pitch form's micro-kernel gives its 12 rows
+// to 6 filters and reloads its accumulators every 25 taps; here each slot of 16 pixels of an
+// output row keeps its 6 filters' sums in registers for the whole reduction, each tap one
+// load of 16 input values per slot and one broadcast weight per filter. One work item per
+// image; every output sums its taps in order (channel, kernel row, kernel column).
+template <class UK>
+void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
+                       const typename UK::T* bias, typename UK::T* dst) {
+  using T = typename UK::T;
+  constexpr int64_t L = UK::kDirectLanes;
+  const int64_t K = s.ic * s.kh * s.kw, P = s.oh * s.ow, HW = s.ih * s.iw, OC = s.oc;
+  const bool padded = s.pt + s.pb + s.pl + s.pr > 0;
+  const int64_t pitch = s.iw + s.pl + s.pr, prows = s.ih + s.pt + s.pb;
+  const int64_t row_slots = ceil_div(s.ow, L), slots = s.oh * row_slots;
+  const int threads = plan_threads(s.mb, s.flops());
+
+  const int64_t per_thread = padded ? carve_bytes<T>(s.ic * prows * pitch) : 0;
+  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
+      carve_bytes<T>(K * OC) + carve_bytes<int64_t>(K) + 2 * carve_bytes<int64_t>(slots) + carve_bytes<int>(slots) +
+      threads * per_thread)))};
+  T* w = ws.template take<T>(K * OC);  // [tap][OC]
+  int64_t* tap_off = ws.template take<int64_t>(K);
+  int64_t* xoff = ws.template take<int64_t>(slots);
+  int64_t* yoff = ws.template take<int64_t>(slots);
+  int* lanes = ws.template take<int>(slots);
+  char* thread_area = ws.p;
+  for (int64_t o = 0; o < OC; ++o)
+    for (int64_t k = 0; k < K; ++k) w[k * OC + o] = wei[o * K + k];
+  tap_offsets(s.ic, s.kh, s.kw, s.dh, s.dw, padded ? prows : s.ih, pitch, tap_off);
+  for (int64_t oy = 0, v = 0; oy < s.oh; ++oy) {
+    for (int64_t ox = 0; ox < s.ow; ox += L, ++v) {
+      xoff[v] = oy * pitch + ox, yoff[v] = oy * s.ow + ox;
+      lanes[v] = static_cast<int>(imin(L, s.ow - ox));
+    }
+  }
+
+  parallel_for(threads, s.mb, [&](int64_t n, int tid) {
+    const T* x = src + n * s.ic * HW;
+    if (padded) {
+      T* frame = reinterpret_cast<T*>(thread_area + tid * per_thread);
+      for (int64_t c = 0; c < s.ic; ++c)
+        fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, 0, prows, pitch, frame + c * prows * pitch);
+      x = frame;
+    }
+    for (int64_t v0 = 0; v0 < slots; v0 += kPixelsSlots) {
+      const int nv = static_cast<int>(imin(kPixelsSlots, slots - v0));
+      const PixelArgs<T> a{x, xoff + v0, tap_off, K, w, bias, dst + n * OC * P, P, yoff + v0, lanes + v0, s.relu};
+      PixelFilters<UK>::call(static_cast<int>(OC), nv, a);
+    }
+  });
+}
+
+// The pixels form: unit stride, at most kPixelsMaxOC filters, and a frame no larger than the
+// image's reach allows. The choice depends on the problem alone.
+template <class UK>
+bool pixels_pays(const ConvShape& s) {
+  if constexpr (UK::kDirectLanes > 0) {
+    return s.sh == 1 && s.sw == 1 && s.oc <= kPixelsMaxOC && frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow);
+  } else {
+    return false;
+  }
+}
+
 template <class UK>
 void conv2d_fwd(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
                 const typename UK::T* bias, typename UK::T* dst) {
   if constexpr (UK::kDirectLanes > 0) {
     if (direct_pays<UK>(s)) {
       conv2d_direct<UK>(s, src, wei, false, bias, dst);
+      return;
+    }
+    if (pixels_pays<UK>(s)) {
+      conv2d_fwd_pixels<UK>(s, src, wei, bias, dst);
       return;
     }
   }
