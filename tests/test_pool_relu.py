@@ -149,9 +149,10 @@ def test_relu_any_alignment_of_input_and_output(n, isa, rng):
 
 @pytest.mark.parametrize("offset", [0, 1, 5], ids=lambda o: f"offset{o}")
 def test_relu_streaming_path_for_large_arrays(offset, isa, rng):
-    # >= 16 MiB of output takes non-temporal stores after a masked head up to a 64-byte boundary;
-    # an offset view makes that head non-empty, in place too.
-    n = (16 << 20) // 4 + 37
+    # Passes that move >= 64 MiB take non-temporal stores after a masked head up to a 64-byte
+    # boundary (forward: x and out, 8 bytes per element); an offset view makes that head
+    # non-empty, in place too.
+    n = (64 << 20) // 8 + 37
     base = rng.standard_normal(n + offset).astype(np.float32)
     x = base[offset:]
     x[:: 997] = np.nan

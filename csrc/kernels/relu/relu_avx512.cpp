@@ -90,12 +90,12 @@ void relu_bwd_block(int64_t b, int64_t e, const float* diff_dst, const float* sr
 }  // namespace
 
 void relu_fwd__avx512(int64_t n, const float* src, float* dst) {
-  const bool streaming = n * static_cast<int64_t>(sizeof(float)) >= kStreamingBytes;
+  const bool streaming = static_cast<double>(n) * 8.0 >= kStreamingBytes;
   relu_blocks(n, 8.0, [&](int64_t b, int64_t e) { relu_fwd_block(b, e, src, dst, streaming); });
 }
 
 void relu_bwd__avx512(int64_t n, const float* diff_dst, const float* src, float* diff_src) {
-  const bool streaming = n * static_cast<int64_t>(sizeof(float)) >= kStreamingBytes;
+  const bool streaming = static_cast<double>(n) * 12.0 >= kStreamingBytes;
   relu_blocks(n, 12.0, [&](int64_t b, int64_t e) { relu_bwd_block(b, e, diff_dst, src, diff_src, streaming); });
 }
 
