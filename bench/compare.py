@@ -253,8 +253,8 @@ def why_missed(row, label, copy) -> str:
                 "several times the copy bandwidth (see how far), out of reach for a pass that must write all of dx")
     if op == "relu" and label == "80%copy":
         return ("the copy bandwidth this row is compared with is measured once per run, and DRAM bandwidth on this "
-                "shared VM moves within a run: the same build's 64Mi backward at 2 threads measured 108-118% of it "
-                "in the other full runs of 2026-11-22")
+                "shared VM moves within a run: the 64Mi rows at 2 threads measured between 79% and 131% of it "
+                "across the runs of 2026-11-22, forward and backward alike")
     if op == "relu" and label == "≥torch":
         if row["working_set"] > 8 << 20:
             return ("one pass at DRAM/L3 bandwidth that this VM shares: on 32x64x56x56 (25.7 MB per array, L3 32 MB) "
