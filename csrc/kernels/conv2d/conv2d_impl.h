@@ -87,6 +87,24 @@ int64_t padded_ld(int64_t n) {
   return (ld * static_cast<int64_t>(sizeof(T))) % 512 == 0 ? ld + line : ld;
 }
 
+// Micro-kernels are instantiated per block size; with_int bridges a runtime size to them.
+template <int N>
+struct IntTag {
+  static constexpr int value = N;
+};
+
+// Calls f(IntTag<n>{}) for a runtime n in [1, N]; nothing for n outside that range (or N < 1).
+template <int N, class F>
+inline void with_int(int n, F&& f) {
+  if constexpr (N >= 1) {
+    if (n == N) {
+      f(IntTag<N>{});
+    } else {
+      with_int<N - 1>(n, f);
+    }
+  }
+}
+
 // Operands of UK::outer (see the contract above).
 template <class T>
 struct OuterArgs {
@@ -144,60 +162,6 @@ template <class T>
 int64_t carve_bytes(int64_t count) {
   return static_cast<int64_t>(aligned_count<T>(static_cast<std::size_t>(count)) * sizeof(T));
 }
-
-// Calls UK::run<m> (WIDE: UK::run_wide<m>) for a runtime m in [1, MR] (WIDE: [1, kWideRows]).
-template <class UK, bool WIDE = false, int M = WIDE ? UK::kWideRows : UK::MR>
-struct RowDispatch {
-  using T = typename UK::T;
-  static void call(int m, int64_t kc, const T* a, const T* const* b, int64_t boff, T* c, int64_t ldc, int n,
-                   bool accumulate) {
-    if (m != M) {
-      RowDispatch<UK, WIDE, M - 1>::call(m, kc, a, b, boff, c, ldc, n, accumulate);
-    } else if constexpr (WIDE) {
-      UK::template run_wide<M>(kc, a, b, boff, c, ldc, n, accumulate);
-    } else {
-      UK::template run<M>(kc, a, b, boff, c, ldc, n, accumulate);
-    }
-  }
-};
-template <class UK, bool WIDE>
-struct RowDispatch<UK, WIDE, 0> {
-  using T = typename UK::T;
-  static void call(int, int64_t, const T*, const T* const*, int64_t, T*, int64_t, int, bool) {}
-};
-
-// Calls UK::dot<i, j> for runtime i in [1, DR], j in [1, DC].
-template <class UK, int I = UK::DR, int J = UK::DC>
-struct DotDispatch {
-  using T = typename UK::T;
-  static void call(int i, int j, int64_t len, const T* const* a, const T* const* b, int64_t off, T* c, int64_t ldc) {
-    if (i == I && j == J) {
-      UK::template dot<I, J>(len, a, b, off, c, ldc);
-    } else if (j == J) {
-      DotDispatch<UK, I - 1, J>::call(i, j, len, a, b, off, c, ldc);
-    } else {
-      DotDispatch<UK, I, J - 1>::call(i, j, len, a, b, off, c, ldc);
-    }
-  }
-};
-template <class UK, int J>
-struct DotDispatch<UK, 0, J> {
-  using T = typename UK::T;
-  static void call(int, int, int64_t, const T* const*, const T* const*, int64_t, T*, int64_t) {}
-};
-template <class UK, int I>
-struct DotDispatch<UK, I, 0> {
-  using T = typename UK::T;
-  static void call(int i, int j, int64_t len, const T* const* a, const T* const* b, int64_t off, T* c, int64_t ldc) {
-    // j exhausted for this i: move to the next smaller i with the full column range.
-    DotDispatch<UK, I - 1, UK::DC>::call(i, j, len, a, b, off, c, ldc);
-  }
-};
-template <class UK>
-struct DotDispatch<UK, 0, 0> {
-  using T = typename UK::T;
-  static void call(int, int, int64_t, const T* const*, const T* const*, int64_t, T*, int64_t) {}
-};
 
 // Where row k = (c, r, q) of the virtual im2col matrix reads from: kernel row r, column q.
 struct KernelTap {
@@ -305,7 +269,10 @@ void macro_kernel(const typename UK::T* pa, int64_t M, int64_t r0, int64_t r1, i
       const int m = static_cast<int>(r1 - r0);
       for (int64_t j = 0; j < n; j += 2 * UK::NR) {
         const int nr = static_cast<int>(imin(2 * UK::NR, n - j));
-        RowDispatch<UK, true>::call(m, kc, pa + k0 * M + r0 * kc, brow, boff + j, c + j, ldc, nr, accumulate);
+        with_int<UK::kWideRows>(m, [&](auto m_tag) {
+          UK::template run_wide<decltype(m_tag)::value>(kc, pa + k0 * M + r0 * kc, brow, boff + j, c + j, ldc, nr,
+                                                       accumulate);
+        });
       }
       return;
     }
@@ -315,8 +282,10 @@ void macro_kernel(const typename UK::T* pa, int64_t M, int64_t r0, int64_t r1, i
     const int nr = static_cast<int>(imin(UK::NR, n - j));
     for (int64_t i0 = r0; i0 < r1; i0 += height) {
       const int m = static_cast<int>(imin(height, r1 - i0));
-      RowDispatch<UK>::call(m, kc, pa + k0 * M + i0 * kc, brow, boff + j, c + (i0 - r0) * ldc + j, ldc, nr,
-                            accumulate);
+      with_int<UK::MR>(m, [&](auto m_tag) {
+        UK::template run<decltype(m_tag)::value>(kc, pa + k0 * M + i0 * kc, brow, boff + j, c + (i0 - r0) * ldc + j,
+                                                ldc, nr, accumulate);
+      });
     }
   }
 }
@@ -329,7 +298,12 @@ void dot_kernel(int64_t M, int64_t K, const typename UK::T* const* arows, const 
     const int mi = static_cast<int>(imin(UK::DR, M - i0));
     for (int64_t j0 = 0; j0 < K; j0 += UK::DC) {
       const int nj = static_cast<int>(imin(UK::DC, K - j0));
-      DotDispatch<UK>::call(mi, nj, len, arows + i0, brows + j0, off, c + i0 * ldc + j0, ldc);
+      with_int<UK::DR>(mi, [&](auto i_tag) {
+        with_int<UK::DC>(nj, [&](auto j_tag) {
+          constexpr int I = decltype(i_tag)::value, J = decltype(j_tag)::value;
+          UK::template dot<I, J>(len, arows + i0, brows + j0, off, c + i0 * ldc + j0, ldc);
+        });
+      });
     }
   }
 }
@@ -578,38 +552,26 @@ constexpr int direct_max_cols(int rows, int kw, int kv) {
   return (32 - 1 - kw * kv) / (kv * rows) < kDirectMaxCols ? (32 - 1 - kw * kv) / (kv * rows) : kDirectMaxCols;
 }
 
-// Calls UK::direct<ROWS, cols, KW, KV, SW> for a runtime cols in [1, COLS].
-template <class UK, int ROWS, int KW, int KV, int SW, int COLS = direct_max_cols(ROWS, KW, KV)>
-struct DirectCols {
-  static void call(int cols, const DirectArgs<typename UK::T>& a) {
-    if (cols == COLS) {
-      UK::template direct<ROWS, COLS, KW, KV, SW>(a);
-    } else {
-      DirectCols<UK, ROWS, KW, KV, SW, COLS - 1>::call(cols, a);
-    }
-  }
-};
-template <class UK, int ROWS, int KW, int KV, int SW>
-struct DirectCols<UK, ROWS, KW, KV, SW, 0> {
-  static void call(int, const DirectArgs<typename UK::T>&) {}
-};
-
 // Two rows per call only with one channel vector and unit column stride (two rows of KV = 2
 // leave too few pixels; the narrow rows that want it are unit-stride layers).
 template <class UK, int KW>
 void direct_call(int rows, int kv, int sw, int cols, const DirectArgs<typename UK::T>& a) {
+  auto call = [&](auto rows_tag, auto kv_tag, auto sw_tag) {
+    constexpr int R = decltype(rows_tag)::value, V = decltype(kv_tag)::value, S = decltype(sw_tag)::value;
+    with_int<direct_max_cols(R, KW, V)>(cols, [&](auto cols_tag) { UK::template direct<R, decltype(cols_tag)::value, KW, V, S>(a); });
+  };
   if (sw == 2) {
     if (kv == 1) {
-      DirectCols<UK, 1, KW, 1, 2>::call(cols, a);
+      call(IntTag<1>{}, IntTag<1>{}, IntTag<2>{});
     } else {
-      DirectCols<UK, 1, KW, 2, 2>::call(cols, a);
+      call(IntTag<1>{}, IntTag<2>{}, IntTag<2>{});
     }
   } else if (rows == 2) {
-    DirectCols<UK, 2, KW, 1, 1>::call(cols, a);
+    call(IntTag<2>{}, IntTag<1>{}, IntTag<1>{});
   } else if (kv == 1) {
-    DirectCols<UK, 1, KW, 1, 1>::call(cols, a);
+    call(IntTag<1>{}, IntTag<1>{}, IntTag<1>{});
   } else {
-    DirectCols<UK, 1, KW, 2, 1>::call(cols, a);
+    call(IntTag<1>{}, IntTag<2>{}, IntTag<1>{});
   }
 }
 
@@ -737,38 +699,6 @@ bool direct_pays(const ConvShape& s) {
 constexpr int kPixelsMaxOC = 8;   // filters per pixels kernel call
 constexpr int kPixelsSlots = 4;   // vectors of output pixels per pixels kernel call
 
-// Calls UK::pixels<OCB, nv> for a runtime nv in [1, NV].
-template <class UK, int OCB, int NV = kPixelsSlots>
-struct PixelSlots {
-  static void call(int nv, const PixelArgs<typename UK::T>& a) {
-    if (nv == NV) {
-      UK::template pixels<OCB, NV>(a);
-    } else {
-      PixelSlots<UK, OCB, NV - 1>::call(nv, a);
-    }
-  }
-};
-template <class UK, int OCB>
-struct PixelSlots<UK, OCB, 0> {
-  static void call(int, const PixelArgs<typename UK::T>&) {}
-};
-
-// Calls UK::pixels<ocb, nv> for runtime ocb in [1, OCB], nv in [1, kPixelsSlots].
-template <class UK, int OCB = kPixelsMaxOC>
-struct PixelFilters {
-  static void call(int ocb, int nv, const PixelArgs<typename UK::T>& a) {
-    if (ocb == OCB) {
-      PixelSlots<UK, OCB>::call(nv, a);
-    } else {
-      PixelFilters<UK, OCB - 1>::call(ocb, nv, a);
-    }
-  }
-};
-template <class UK>
-struct PixelFilters<UK, 0> {
-  static void call(int, int, const PixelArgs<typename UK::T>&) {}
-};
-
 // Unit-stride forward with the output pixels along the vector lanes, for layers with few
 // filters (LeNet's C1: 6 filters of 1x5x5). The pitch form's micro-kernel gives its 12 rows
 // to 6 filters and reloads its accumulators every 25 taps; here each slot of 16 pixels of an
@@ -817,7 +747,11 @@ void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const type
     for (int64_t v0 = 0; v0 < slots; v0 += kPixelsSlots) {
       const int nv = static_cast<int>(imin(kPixelsSlots, slots - v0));
       const PixelArgs<T> a{x, xoff + v0, tap_off, K, w, bias, dst + n * OC * P, P, yoff + v0, lanes + v0, s.relu};
-      PixelFilters<UK>::call(static_cast<int>(OC), nv, a);
+      with_int<kPixelsMaxOC>(static_cast<int>(OC), [&](auto oc_tag) {
+        with_int<kPixelsSlots>(nv, [&](auto nv_tag) {
+          UK::template pixels<decltype(oc_tag)::value, decltype(nv_tag)::value>(a);
+        });
+      });
     }
   });
 }
@@ -1108,22 +1042,6 @@ ImageChunks image_chunks(int64_t images, int64_t partial_elems) {
   return {ceil_div(images, per), per};
 }
 
-// Calls UK::outer<rows, TAPS, KV> for a runtime rows in [1, R].
-template <class UK, int TAPS, int KV, int R>
-struct OuterRows {
-  static void call(int rows, const OuterArgs<typename UK::T>& a) {
-    if (rows == R) {
-      UK::template outer<R, TAPS, KV>(a);
-    } else {
-      OuterRows<UK, TAPS, KV, R - 1>::call(rows, a);
-    }
-  }
-};
-template <class UK, int TAPS, int KV>
-struct OuterRows<UK, TAPS, KV, 0> {
-  static void call(int, const OuterArgs<typename UK::T>&) {}
-};
-
 constexpr int kOuterMaxRows = 7;  // image-row pointers per outer kernel (general registers)
 constexpr int kOuterMaxTaps = 7;  // widest kernel row the outer path takes
 constexpr int kOuterMaxKV = 4;    // output-gradient vectors per outer kernel
@@ -1139,38 +1057,6 @@ constexpr int outer_rows(int regs, int taps, int kv) {
 constexpr int slide_rows(int regs, int taps) {
   return (regs - 2 * taps - 1) / taps < kOuterMaxRows ? (regs - 2 * taps - 1) / taps : kOuterMaxRows;
 }
-
-// Calls UK::outer_slide<rows, TAPS> for a runtime rows in [1, R].
-template <class UK, int TAPS, int R = slide_rows(UK::kOuterRegs, TAPS)>
-struct SlideRows {
-  static void call(int rows, const OuterArgs<typename UK::T>& a) {
-    if (rows == R) {
-      UK::template outer_slide<R, TAPS>(a);
-    } else {
-      SlideRows<UK, TAPS, R - 1>::call(rows, a);
-    }
-  }
-};
-template <class UK, int TAPS>
-struct SlideRows<UK, TAPS, 0> {
-  static void call(int, const OuterArgs<typename UK::T>&) {}
-};
-
-// Calls UK::outer_slide<rows, taps> for runtime taps in [1, TAPS], rows in [1, slide_rows].
-template <class UK, int TAPS = kOuterMaxTaps>
-struct SlideDispatch {
-  static void call(int rows, int taps, const OuterArgs<typename UK::T>& a) {
-    if (taps == TAPS) {
-      SlideRows<UK, TAPS>::call(rows, a);
-    } else {
-      SlideDispatch<UK, TAPS - 1>::call(rows, taps, a);
-    }
-  }
-};
-template <class UK>
-struct SlideDispatch<UK, 0> {
-  static void call(int, int, const OuterArgs<typename UK::T>&) {}
-};
 
 // The number of dy vectors per outer kernel that minimises a simple cost model of one pixel
 // over all (channel, row) pairs and channel groups: each call costs its FMAs (2 per cycle) or
@@ -1194,29 +1080,6 @@ inline int outer_kv(int regs, int64_t pairs, int64_t taps, int64_t vectors) {
   }
   return best;
 }
-
-// Calls UK::outer<rows, taps, kv> for runtime taps in [1, TAPS], kv in [1, KV] and rows in
-// [1, outer_rows(kOuterRegs, taps, kv)].
-template <class UK, int TAPS = kOuterMaxTaps, int KV = kOuterMaxKV>
-struct OuterDispatch {
-  static void call(int rows, int taps, int kv, const OuterArgs<typename UK::T>& a) {
-    if (taps == TAPS && kv == KV) {
-      OuterRows<UK, TAPS, KV, outer_rows(UK::kOuterRegs, TAPS, KV)>::call(rows, a);
-    } else if (taps == TAPS) {
-      OuterDispatch<UK, TAPS, KV - 1>::call(rows, taps, kv, a);
-    } else {
-      OuterDispatch<UK, TAPS - 1, kOuterMaxKV>::call(rows, taps, kv, a);
-    }
-  }
-};
-template <class UK, int TAPS>
-struct OuterDispatch<UK, TAPS, 0> {
-  static void call(int, int, int, const OuterArgs<typename UK::T>&) {}
-};
-template <class UK, int KV>
-struct OuterDispatch<UK, 0, KV> {
-  static void call(int, int, int, const OuterArgs<typename UK::T>&) {}
-};
 
 // dW as a sum over output pixels of outer products: for each pixel, the KH*KW*IC input values
 // its taps see times its OC output gradients. The inputs are broadcast straight from the
@@ -1307,11 +1170,19 @@ bool conv2d_bwd_weights_outer(const ConvShape& s, const typename UK::T* diff_dst
             for (int i = 0; i < m; ++i) xr[i] = base + pair_off[q0 + i] + y0 * s.sh * pitch;
             const OuterArgs<T> args{rows, s.ow, xr, s.sw, s.sh * pitch, dyt + v0 * block_px * L, kv * L,
                                     dwt + q0 * taps * OCp + v0 * L, OCp};
-            if (slide) {
-              SlideDispatch<UK>::call(m, taps, args);
-            } else {
-              OuterDispatch<UK>::call(m, taps, kv, args);
-            }
+            with_int<kOuterMaxTaps>(taps, [&](auto taps_tag) {
+              constexpr int TAPS = decltype(taps_tag)::value;
+              if (slide) {
+                with_int<slide_rows(UK::kOuterRegs, TAPS)>(
+                    m, [&](auto m_tag) { UK::template outer_slide<decltype(m_tag)::value, TAPS>(args); });
+              } else {
+                with_int<kOuterMaxKV>(kv, [&](auto kv_tag) {
+                  constexpr int KV = decltype(kv_tag)::value;
+                  with_int<outer_rows(UK::kOuterRegs, TAPS, KV)>(
+                      m, [&](auto m_tag) { UK::template outer<decltype(m_tag)::value, TAPS, KV>(args); });
+                });
+              }
+            });
           }
         }
       }
