@@ -543,6 +543,27 @@ void conv2d_fwd_im2col(const ConvShape& s, const typename UK::T* src, const type
   });
 }
 
+// w[k*OC + o] = filter o's weight at tap k = (c, r, q): the layout of the kernels that keep a
+// tap's OC weights in vectors. `wei` is OIHW, or with `transposed_flipped` the kernel of the
+// backward problem: filter o's tap (c, r, q) at wei[c][o][KH-1-r][KW-1-q]. Channel by channel,
+// so that the KHW x OC slice being written stays in L1.
+template <class T>
+void pack_filters_per_tap(const ConvShape& s, const T* wei, bool transposed_flipped, T* w) {
+  const int64_t KHW = s.kh * s.kw, OC = s.oc;
+  for (int64_t c = 0; c < s.ic; ++c) {
+    for (int64_t o = 0; o < OC; ++o) {
+      T* dst_c = w + c * KHW * OC + o;
+      if (transposed_flipped) {
+        const T* f = wei + (c * OC + o) * KHW;
+        for (int64_t rq = 0; rq < KHW; ++rq) dst_c[rq * OC] = f[KHW - 1 - rq];
+      } else {
+        const T* f = wei + (o * s.ic + c) * KHW;
+        for (int64_t rq = 0; rq < KHW; ++rq) dst_c[rq * OC] = f[rq];
+      }
+    }
+  }
+}
+
 constexpr int kDirectMaxCols = 12;  // output pixels per direct kernel call
 
 // Most output pixels per row of a direct kernel call of `rows` rows, a KW-wide kernel row and
@@ -585,9 +606,8 @@ constexpr int kDirectMaxKV = 2;  // output-channel vectors per pixel
 // kept there) and no lane on a missing output channel; the price is a transpose of the output
 // from pixel-major to NCHW (OC x P moves against OC x P x K products). `s` is a forward
 // problem whose paddings may be negative (a crop: backward-data as a forward pass, below);
-// `wei` is OIHW, or with `transposed_flipped` the kernel of the backward problem: filter o's tap
-// (c, r, q) at wei[c][o][KH-1-r][KW-1-q]. Work items are bands of output rows of one
-// image; every output sums its taps in one fixed order (channel, kernel row, kernel column)
+// `wei` and `transposed_flipped` as for pack_filters_per_tap. Work items are bands of output
+// rows of one image; every output sums its taps in one fixed order (channel, kernel row, kernel column)
 // whatever the banding or thread count. Chosen by direct_pays.
 template <class UK>
 void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei, bool transposed_flipped,
@@ -619,20 +639,7 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   T* w = ws.template take<T>(K * OC);  // [tap][OC]: one tap's weights are KV vectors
   int64_t* pair_off = ws.template take<int64_t>(pairs);
   char* thread_area = ws.p;
-  // Channel by channel, so that the KHW x OC slice being written stays in L1.
-  const int64_t KHW = s.kh * s.kw;
-  for (int64_t c = 0; c < s.ic; ++c) {
-    for (int64_t o = 0; o < OC; ++o) {
-      T* dst_c = w + c * KHW * OC + o;
-      if (transposed_flipped) {
-        const T* f = wei + (c * OC + o) * KHW;
-        for (int64_t rq = 0; rq < KHW; ++rq) dst_c[rq * OC] = f[KHW - 1 - rq];
-      } else {
-        const T* f = wei + (o * s.ic + c) * KHW;
-        for (int64_t rq = 0; rq < KHW; ++rq) dst_c[rq * OC] = f[rq];
-      }
-    }
-  }
+  pack_filters_per_tap(s, wei, transposed_flipped, w);
   tap_offsets(s.ic, s.kh, 1, s.dh, 1, padded ? win_rows : s.ih, pitch, pair_off);
 
   parallel_for(threads, items, [&](int64_t item, int tid) {
@@ -726,8 +733,7 @@ void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const type
   int64_t* yoff = ws.template take<int64_t>(slots);
   int* lanes = ws.template take<int>(slots);
   char* thread_area = ws.p;
-  for (int64_t o = 0; o < OC; ++o)
-    for (int64_t k = 0; k < K; ++k) w[k * OC + o] = wei[o * K + k];
+  pack_filters_per_tap(s, wei, false, w);
   tap_offsets(s.ic, s.kh, s.kw, s.dh, s.dw, padded ? prows : s.ih, pitch, tap_off);
   for (int64_t oy = 0, v = 0; oy < s.oh; ++oy) {
     for (int64_t ox = 0; ox < s.ow; ox += L, ++v) {
