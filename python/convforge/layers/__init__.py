@@ -16,7 +16,8 @@ layer in NumPy.
 Layers
 ------
 Conv2D, MaxPooling2D (MaxPool2D), AveragePooling2D (AvgPool2D), Flatten,
-Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, Activation, Input.
+Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, Activation, Input;
+merge layers for functional models: Add, Subtract, Multiply, Average, Concatenate.
 """
 
 from . import initializers
@@ -24,10 +25,14 @@ from .activations import Activation, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer
 from .conv import Conv2D
 from .core import Dense, Dropout, Flatten, Input, InputLayer, Reshape
+from .merging import Add, Average, Concatenate, Multiply, Subtract
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
 
 __all__ = [
     "Activation",
+    "Add",
+    "Average",
+    "Concatenate",
     "AveragePooling2D",
     "AvgPool2D",
     "Conv2D",
@@ -39,10 +44,12 @@ __all__ = [
     "Layer",
     "MaxPool2D",
     "MaxPooling2D",
+    "Multiply",
     "ReLU",
     "Reshape",
     "Sigmoid",
     "Softmax",
+    "Subtract",
     "Tanh",
     "initializers",
 ]
