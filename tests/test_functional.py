@@ -442,3 +442,66 @@ def test_relu_into_max_pool_fusion_only_where_the_pool_is_the_one_consumer():
     report = _check(model, rng.standard_normal((3, 8, 8, 2)), rng.standard_normal((3, 2)), "mse")
     assert report.passed, report
     assert pool._gates_relu and conv.activation._masked_by_next
+
+
+def test_a_chain_trains_bit_for_bit_as_the_sequential_model():
+    """The graph executor on a chain makes the same kernel calls as Sequential's loop: same bits."""
+    def stack():
+        return [layers.Conv2D(4, 3, activation="relu"), layers.MaxPooling2D(2), layers.Conv2D(6, 3),
+                layers.Flatten(), layers.Dropout(0.2), layers.Dense(5, activation="softmax")]
+
+    convforge.seed(22)
+    seq = convforge.Sequential([layers.Input((12, 12, 2)), *stack()])
+    x = convforge.Input((12, 12, 2))
+    h = x
+    graph_layers = stack()
+    for layer in graph_layers:
+        h = layer(h)
+    graph = convforge.Model(x, h)
+    graph.set_weights(seq.get_weights())
+    rng = np.random.default_rng(23)
+    data, labels = rng.standard_normal((40, 12, 12, 2)).astype(np.float32), rng.integers(0, 5, 40)
+    results = []
+    for model in (seq, graph):
+        convforge.seed(24)  # same shuffles and dropout masks
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        history = model.fit(data, labels, batch_size=8, epochs=2, verbose=0)
+        results.append((model.get_weights(), history.history["loss"]))
+    assert results[0][1] == results[1][1]
+    for a, b in zip(results[0][0], results[1][0]):
+        np.testing.assert_array_equal(a, b)
+    assert graph_layers[1]._gates_relu  # the ReLU->MaxPool fusion applies in the chain graph too
+
+
+def test_terminate_on_nan_locates_the_layer_in_a_graph():
+    convforge.seed(25)
+    a = convforge.Input((3,), name="na")
+    h = layers.Dense(4, name="dense_ok")(a)
+    bad = layers.Dense(4, name="dense_bad")
+    y = layers.Dense(1, name="head")(layers.Add()([h, bad(a)]))
+    model = convforge.Model(a, y)
+    model.compile("sgd", "mse")
+    bad.params["kernel"][0, 0] = np.nan
+    guard = callbacks.TerminateOnNaN()
+    model.fit(np.ones((4, 3)), np.ones((4, 1)), verbose=0, callbacks=[guard])
+    assert "Weight 'kernel' of layer 'dense_bad'" in guard.message
+
+
+@pytest.mark.skipif(not hasattr(layers, "BatchNormalization"), reason="BatchNormalization comes with branch layers13")
+def test_gradients_of_a_residual_graph_with_batch_normalization(monkeypatch):
+    convforge.seed(26)
+    x = convforge.Input((6, 6, 2), dtype="float64")
+    h = layers.Conv2D(3, 3, padding="same", use_bias=False)(x)
+    h = layers.ReLU()(layers.BatchNormalization()(h))
+    h = layers.BatchNormalization()(layers.Conv2D(3, 3, padding="same", use_bias=False)(h))
+    s = layers.Conv2D(3, 1, use_bias=False)(x)
+    y = layers.Dense(2)(layers.Flatten()(layers.ReLU()(layers.Add()([h, s]))))
+    model = convforge.Model(x, y)
+    rng = np.random.default_rng(27)
+    data, target = rng.standard_normal((5, 6, 6, 2)), rng.standard_normal((5, 2))
+    report = _check(model, data, target, "mse")
+    assert report.passed, report
+    assert sum(l.count_params() - l.count_trainable_params() for l in model.layers) == 2 * 2 * 3  # moving stats
+    real = layers.BatchNormalization.backward
+    monkeypatch.setattr(layers.BatchNormalization, "backward", lambda self, dy: 1.1 * real(self, dy))
+    assert not _check(model, data, target, "mse").passed

@@ -102,7 +102,9 @@ class Layer:
     ``forward`` must keep what ``backward`` needs only when ``training`` is
     true (``predict`` passes ``training=False`` and expects nothing to be kept);
     ``backward`` gets ``dL/d(output)``, stores ``dL/d(weight)`` in
-    ``self.grads[name]`` for every weight, and returns ``dL/d(input)``.
+    ``self.grads[name]`` for every weight, and returns ``dL/d(input)``;
+    it must not write into ``dy`` (in a graph one array can be the gradient
+    of several layers' outputs, e.g. both inputs of an ``Add``).
     Unless :meth:`compute_output_shape` is overridden, the output shape is
     found by running ``forward`` once on a batch of one zero sample.
 
