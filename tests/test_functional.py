@@ -458,7 +458,8 @@ def test_relu_into_max_pool_fusion_only_where_the_pool_is_the_one_consumer():
 
 
 def test_a_chain_trains_bit_for_bit_as_the_sequential_model():
-    """The graph executor on a chain makes the same kernel calls as Sequential's loop: same bits."""
+    """A chain built with Input and layer calls trains exactly as the same Sequential model (which runs
+    on the same executor): same entry conversion, fusions, loss path and update order."""
     def stack():
         return [layers.Conv2D(4, 3, activation="relu"), layers.MaxPooling2D(2), layers.Conv2D(6, 3),
                 layers.Flatten(), layers.Dropout(0.2), layers.Dense(5, activation="softmax")]

@@ -50,6 +50,7 @@ outputs at ``Model(...)`` (lists only; data may be dicts), nested structures.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 
@@ -304,6 +305,9 @@ class Functional(Model):
         self._sum_buffers: dict = {}
         self._steps: list[_Step] = []
         self._make_steps()
+        self._backward_steps: list = []
+        self._grad_calls: list = []
+        self._shared_plan: list = []
         self._trainable_plan: list = []
         self._heads: list = []  # per output: (Loss or None, weight, fused), by _resolve_loss_path
         self._loss_weights = [1.0] * len(out_list)
@@ -311,6 +315,7 @@ class Functional(Model):
         self._output_loss_means: list = []
         self._metric_slots: list = []  # (log name, output index, Metric)
         self._last_head_losses: list = []
+        self._plan_backward()
 
     def _collect_layers(self) -> list:
         """The layers in Keras's order: by depth (distance to the outputs), deepest first, ties in the
@@ -494,29 +499,30 @@ class Functional(Model):
         grads[index] = buf
 
     def _backward(self, dheads: list) -> None:
-        for layer, _ in self._trainable_plan:
-            for call in self._calls[id(layer)]:
-                call.grads.clear()
+        for call in self._grad_calls:
+            call.grads.clear()
         grads = [None] * len(self._tensor_index)
         for index, d in zip(self._outputs_index, dheads):
             self._accumulate(grads, index, d)
-        for step in reversed(self._steps):
-            if not step.backward:
-                continue
+        for step in self._backward_steps:
             dy = grads[step.out]
             if dy is None:  # the output does not reach any loss: its gradient is zero
                 t = step.node.outputs[0]
                 dy = np.zeros((self._batch_rows(grads), *t._internal), dtype=self.dtype)
-            dx = step.call._backward_logits(dy) if step.fused else step.call.backward(dy)
+            call = step.call
+            dx = call._backward_logits(dy) if step.fused else call.backward(dy)
             grads[step.out] = None
-            if step.call.input_grad_needed:
-                for index, d in zip(step.inputs, dx if step.many else [dx]):
-                    self._accumulate(grads, index, d)
-        # A layer called several times: its gradient is the sum over its calls.
-        for layer, names in self._trainable_plan:
-            calls = self._calls[id(layer)]
-            if len(calls) == 1:
+            if not call.input_grad_needed:
                 continue
+            if step.many:
+                for index, d in zip(step.inputs, dx):
+                    self._accumulate(grads, index, d)
+            elif grads[step.inputs[0]] is None:  # fan-out 1 (or the first of several): no copy
+                grads[step.inputs[0]] = dx
+            else:
+                self._accumulate(grads, step.inputs[0], dx)
+        # A layer called several times: its gradient is the sum over its calls.
+        for layer, names, calls in self._shared_plan:
             for name, _ in names:
                 parts = [c.grads[name] for c in calls if c.grads.get(name) is not None]
                 total = self._sum_buffers.get((id(layer), name))
@@ -559,8 +565,14 @@ class Functional(Model):
             if before is not None and consumers[pool.inputs[0]] == 1 and not (pool.shared or before.shared):
                 fusion.fuse_relu_into_pool(before.call, pool.call)
         self._trainable_plan = trainable_plan(self.layers)
+        # What _backward walks, worked out once here rather than at every batch.
+        self._backward_steps = [step for step in reversed(self._steps) if step.backward]
+        self._grad_calls = [call for layer, _ in self._trainable_plan for call in self._calls[id(layer)]]
+        self._shared_plan = [
+            (layer, names, self._calls[id(layer)]) for layer, names in self._trainable_plan if len(self._calls[id(layer)]) > 1
+        ]
 
-    def _resolve_loss_path(self) -> None:
+    def _resolve_loss_path(self, stacklevel: int = 3) -> None:
         """Per output: its loss, weight, and whether a final softmax is fused into its cross-entropy."""
         heads = []
         producer = {step.out: step for step in self._steps}
@@ -585,6 +597,18 @@ class Functional(Model):
             )
             if fused:
                 step.fused = True
+            if (
+                step is not None
+                and isinstance(loss, losses_module._Crossentropy)
+                and loss.from_logits
+                and step.layer._ends_in_softmax()
+            ):
+                warnings.warn(
+                    f"the loss has from_logits=True but the last layer {step.layer.name!r} applies a softmax: the loss "
+                    "would treat probabilities as logits. Remove the softmax or use from_logits=False.",
+                    UserWarning,
+                    stacklevel=stacklevel,
+                )
             heads.append((loss, weight, fused))
         self._heads = heads
         self._fused = any(fused for _, _, fused in heads)
