@@ -501,7 +501,6 @@ def test_terminate_on_nan_locates_the_layer_in_a_graph():
     assert "Weight 'kernel' of layer 'dense_bad'" in guard.message
 
 
-@pytest.mark.skipif(not hasattr(layers, "BatchNormalization"), reason="BatchNormalization comes with branch layers13")
 def test_gradients_of_a_residual_graph_with_batch_normalization(monkeypatch):
     convforge.seed(26)
     x = convforge.Input((6, 6, 2), dtype="float64")
