@@ -1,0 +1,311 @@
+"""ONNX file -> convforge model: the graph walk and the context importers write into."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from ..saving import ModelFileError
+from . import _reader
+from ._export import check_layout, require_onnx
+from ._registry import importer_for, supported_ops
+
+# Most values one sample may have in the input or any layer's output: 256 Mi floats (1 GiB),
+# so that a forged input shape cannot make a layer's build step allocate without bound.
+MAX_SAMPLE_ELEMENTS = 2**28
+_MAX_INPUT_ELEMENTS = 2**24
+
+
+class ImportContext:
+    """The state of an import, and what an importer (one ONNX op -> layers) may call.
+
+    Tensors are named as in the file. A tensor is either a constant (an initializer or the
+    output of a ``Constant`` node, as a NumPy array) or a runtime tensor made by a layer, known
+    by its convforge per-sample shape (``(channels, height, width)`` for images).
+    """
+
+    def __init__(self, path, proto, nodes, opset: int, data_format: str, graph_output: str):
+        self.path, self.proto, self.opset = path, proto, opset
+        self.data_format = data_format
+        self.graph_output = graph_output
+        self._nodes = nodes
+        self._tensors = {t.name: t for t in proto.graph.initializer}
+        self._constants: dict[str, np.ndarray] = {}
+        self._shapes: dict[str, tuple] = {}
+        self._aliases: dict[str, str] = {}
+        self._consumed: set[int] = set()
+        self._consumers: dict[str, list] = {}
+        for node in nodes:
+            for name in node.input:
+                if name:
+                    self._consumers.setdefault(name, []).append(node)
+        self.steps: list[tuple] = []  # (layer, input tensor names, output tensor name)
+        self._layer_names: set[str] = set()
+        self._from_convforge = proto.producer_name == "convforge"
+
+    # ------------------------------------------------------------------ errors
+
+    def error(self, node, message: str, attribute: str | None = None) -> ModelFileError:
+        where = f"node {node.name!r} ({node.op_type})"
+        if attribute is not None:
+            where += f", attribute {attribute!r}"
+        return ModelFileError(self.path, f"{where}: {message}")
+
+    # ------------------------------------------------------------------ attributes and inputs
+
+    def attributes(self, node, allowed: dict) -> dict:
+        """The node's attributes as Python values, with ``allowed``'s defaults for those absent.
+
+        An attribute not in ``allowed`` is an error naming it: convforge would silently
+        compute something else if it ignored one.
+        """
+        onnx = require_onnx()
+        values = dict(allowed)
+        for attribute in node.attribute:
+            if attribute.name not in allowed:
+                raise self.error(node, "this attribute is not supported by convforge's importer", attribute.name)
+            value = onnx.helper.get_attribute_value(attribute)
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            elif isinstance(value, onnx.TensorProto):
+                value = self.tensor_value(value, f"attribute {attribute.name!r} of node {node.name!r}")
+            values[attribute.name] = value
+        return values
+
+    def tensor_value(self, tensor, what: str) -> np.ndarray:
+        return _reader.tensor_array(self.path, tensor, what)
+
+    def resolve(self, name: str) -> str:
+        while name in self._aliases:
+            name = self._aliases[name]
+        return name
+
+    def constant(self, node, index: int, what: str, required: bool = True):
+        """Input ``index`` of ``node`` as a NumPy array; it must be an initializer or a Constant."""
+        if index >= len(node.input) or not node.input[index]:
+            if required:
+                raise self.error(node, f"input {index} ({what}) is missing")
+            return None
+        name = self.resolve(node.input[index])
+        if name not in self._constants:
+            if name in self._tensors:
+                self._constants[name] = self.tensor_value(self._tensors[name], f"initializer {name!r}")
+            else:
+                raise self.error(
+                    node, f"input {index} ({what}, {name!r}) is computed in the graph; convforge needs a constant here"
+                )
+        return self._constants[name]
+
+    def set_constant(self, name: str, value: np.ndarray) -> None:
+        self._constants[name] = value
+
+    def is_constant(self, name: str) -> bool:
+        name = self.resolve(name)
+        return name in self._constants or name in self._tensors
+
+    def shape(self, node, index: int = 0) -> tuple:
+        """Per-sample convforge shape of the runtime tensor at input ``index`` of ``node``."""
+        if index >= len(node.input) or not node.input[index]:
+            raise self.error(node, f"input {index} is missing")
+        name = self.resolve(node.input[index])
+        if name not in self._shapes:
+            raise self.error(node, f"input {index} ({name!r}) is a constant; convforge layers take computed tensors")
+        return self._shapes[name]
+
+    def input_name(self, node, index: int = 0) -> str:
+        return self.resolve(node.input[index])
+
+    # ------------------------------------------------------------------ graph structure
+
+    def sole_consumer(self, tensor: str):
+        """The one node reading ``tensor`` (not yet translated), if exactly one does and it is not
+        the graph's output: the candidate for fusing into the layer that makes ``tensor``."""
+        if tensor == self.graph_output:
+            return None
+        readers = self._consumers.get(tensor, [])
+        if len(readers) != 1 or id(readers[0]) in self._consumed:
+            return None
+        return readers[0]
+
+    def consume(self, node, output_of: str) -> None:
+        """Mark ``node`` as translated with the layer whose output is ``output_of``."""
+        self._consumed.add(id(node))
+        for out in node.output:
+            if out:
+                self.alias(out, output_of)
+
+    def consumed(self, node) -> bool:
+        return id(node) in self._consumed
+
+    def alias(self, name: str, existing: str) -> None:
+        """``name`` is the same tensor as ``existing`` (Identity, inference-time Dropout)."""
+        if name != existing:
+            self._aliases[name] = existing
+
+    def layer_name(self, node):
+        """A convforge layer name for the layer of ``node``: the exporter's layer names come back
+        for a file convforge wrote; other producers' names (``/conv1/Conv``) are not kept."""
+        if not self._from_convforge:
+            return None
+        name = node.name.split("/")[0]
+        if not name or name in self._layer_names:
+            return None
+        return name
+
+    def add_layer(self, node, layer, inputs: list[str], output: str, weights=None) -> None:
+        """Append ``layer`` reading the tensors ``inputs`` and making ``output``: build it for their
+        shapes, give it ``weights`` (in ``get_weights`` order) and record the output's shape."""
+        inputs = [self.resolve(n) for n in inputs]
+        shapes = []
+        for name in inputs:
+            if name not in self._shapes:
+                raise self.error(node, f"input {name!r} is a constant; convforge layers take computed tensors")
+            shapes.append(self._shapes[name])
+        if layer.name is None:
+            layer.name = self.layer_name(node)
+        try:
+            out_shape = layer._build(shapes[0] if len(shapes) == 1 else shapes, np.float32)
+            if weights is not None:
+                layer.set_weights([np.asarray(w, dtype=np.float32) for w in weights])
+        except (ValueError, TypeError) as err:
+            raise self.error(node, f"cannot be expressed as a convforge {type(layer).__name__}: {err}") from None
+        if math.prod(out_shape) > MAX_SAMPLE_ELEMENTS:
+            raise self.error(node, f"its output would hold {math.prod(out_shape)} values per sample, too many")
+        if layer.name is not None:
+            self._layer_names.add(layer.name)
+        self._shapes[output] = tuple(out_shape)
+        self.steps.append((layer, inputs, output))
+
+    def set_input(self, name: str, shape) -> None:
+        self._shapes[name] = tuple(shape)
+
+
+def _entry(path, graph, nodes, input_layout):
+    """The graph's input: ``(name, spec, data_format, internal shape, entry tensor, skipped node)``."""
+    initializers = {t.name for t in graph.initializer}
+    inputs = [v for v in graph.input if v.name not in initializers]
+    if len(inputs) != 1 or len(graph.output) != 1:
+        raise ModelFileError(
+            path,
+            f"convforge imports models with one input and one output; this one has {len(inputs)} inputs "
+            f"({[v.name for v in inputs]}) and {len(graph.output)} outputs",
+        )
+    value = inputs[0]
+    elem_type, dims = _reader.value_dims(value)
+    if elem_type not in (1, 11):  # FLOAT, DOUBLE
+        raise ModelFileError(path, f"the input {value.name!r} is not a float tensor (element type {elem_type})")
+    if dims is None or len(dims) not in (2, 3, 4) or any(d is None or d < 1 for d in dims[1:]):
+        raise ModelFileError(
+            path,
+            f"the input {value.name!r} has shape {dims}: convforge needs (batch, features) or images "
+            "(batch, channels, height, width) with every size but the batch fixed",
+        )
+    sample = tuple(dims[1:])
+    if math.prod(sample) > _MAX_INPUT_ELEMENTS:
+        raise ModelFileError(path, f"the input {value.name!r} declares {math.prod(sample)} values per sample, too many")
+    readers = [n for n in nodes if value.name in n.input]
+    first = readers[0] if len(readers) == 1 else None
+    name = value.name
+    if len(sample) == 1:
+        return name, sample, None, sample, name, None
+    onnx = require_onnx()
+    perm = None
+    if first is not None and first.op_type == "Transpose":
+        perm = [list(onnx.helper.get_attribute_value(a)) for a in first.attribute if a.name == "perm"]
+    if len(sample) == 3 and perm == [[0, 3, 1, 2]]:  # convforge's own entry: NHWC in the file
+        h, w, c = sample
+        fmt = input_layout or "channels_last"
+        spec = (h, w, c) if fmt == "channels_last" else (c, h, w)
+        return name, spec, fmt, (c, h, w), first.output[0], first
+    if len(sample) == 3:
+        c, h, w = sample
+        fmt = input_layout or "channels_first"
+        spec = (h, w, c) if fmt == "channels_last" else (c, h, w)
+        return name, spec, fmt, (c, h, w), name, None
+    if first is not None and first.op_type == "Unsqueeze" and len(first.input) == 2:
+        return name, sample, "channels_last", (1, *sample), first.output[0], first
+    raise ModelFileError(
+        path, f"the input {value.name!r} has shape {dims}: convforge takes (batch, features) or 4-D images"
+    )
+
+
+def import_model(path, input_layout=None):
+    """See :func:`convforge.onnx.load_onnx`."""
+    import convforge
+    from convforge import layers
+
+    input_layout = check_layout(input_layout, "input_layout")
+    path = os.fspath(path)
+    proto = _reader.parse(path)
+    graph = proto.graph
+    opset = _reader.default_opset(path, proto)
+    initializers = {}
+    for t in graph.initializer:
+        if t.name in initializers:
+            raise ModelFileError(path, f"two initializers are named {t.name!r}")
+        initializers[t.name] = t
+    known = set(initializers) | {v.name for v in graph.input}
+    nodes = _reader.topological_nodes(path, graph, known)
+    for node in nodes:
+        if node.domain not in ("", "ai.onnx"):
+            raise ModelFileError(
+                path, f"node {node.name!r} ({node.op_type}): operators of domain {node.domain!r} are not supported"
+            )
+    name, spec, fmt, internal, entry, skipped = _entry(path, graph, nodes, input_layout)
+    output = graph.output[0].name
+    ctx = ImportContext(path, proto, nodes, opset, fmt or "channels_last", output)
+    ctx.set_input(entry, internal)
+    if skipped is not None:
+        ctx.consume(skipped, entry)
+    for node in nodes:
+        if ctx.consumed(node):
+            continue
+        if _is_exit_transpose(ctx, node):
+            ctx.consume(node, ctx.input_name(node))
+            continue
+        importer = importer_for(node.op_type)
+        if importer is None:
+            raise ModelFileError(
+                path,
+                f"node {node.name!r} ({node.op_type}): the op {node.op_type!r} is not supported; convforge imports "
+                f"{', '.join(supported_ops())}",
+            )
+        importer(ctx, node)
+    final = ctx.resolve(output)
+    if final not in ctx._shapes:
+        raise ModelFileError(path, f"the graph output {output!r} is a constant, not computed from the input")
+    if not ctx.steps:
+        raise ModelFileError(path, "the graph holds no layer convforge can run (its output is its input)")
+    chain = entry
+    for layer, inputs, out in ctx.steps:
+        if inputs != [chain]:
+            raise ModelFileError(
+                path,
+                f"layer {layer.name or type(layer).__name__} reads {inputs}: the graph is not a chain, and this "
+                "convforge has no graph (functional) models to import it into",
+            )
+        chain = out
+    if chain != final:
+        raise ModelFileError(path, f"the graph output {output!r} is not the last layer's output")
+    model_layers = [layer for layer, _, _ in ctx.steps]
+    model = convforge.Sequential([layers.Input(shape=spec), *model_layers], name=_model_name(proto))
+    return model
+
+
+def _is_exit_transpose(ctx, node) -> bool:
+    """convforge's exit Transpose (NCHW -> NHWC) on the graph output: what predict does for an image
+    output of a channels-last model (a channels-first one returns NCHW)."""
+    if node.op_type != "Transpose" or node.output[0] != ctx.graph_output:
+        return False
+    perm = [list(a.ints) for a in node.attribute if a.name == "perm"]
+    name = ctx.resolve(node.input[0])
+    return perm == [[0, 2, 3, 1]] and len(ctx._shapes.get(name, ())) == 3
+
+
+def _model_name(proto) -> str:
+    name = proto.graph.name
+    if proto.producer_name == "convforge" and name and "/" not in name:
+        return name
+    return "sequential"
