@@ -152,14 +152,15 @@ def _pool_padding(ctx, node, in_hw, kernel, strides, pads, ceil_mode, counts_pad
             raise ctx.error(node, f"the window does not fit the input {in_hw}", "kernel_shape")
         onnx_windows.append((out, before))
     for mode in ("valid", "same"):
-        matches = True
+        matches, clipped = True, False
         for axis in range(2):
             size, k, s = in_hw[axis], kernel[axis], strides[axis]
             if mode == "valid":
                 keras_out, keras_before = ((size - k) // s + 1 if size >= k else 0), 0
             else:
                 keras_out = -(-size // s)
-                keras_before = max((keras_out - 1) * s + k - size, 0) // 2
+                total = max((keras_out - 1) * s + k - size, 0)
+                keras_before, clipped = total // 2, clipped or total > 0
             out, before = onnx_windows[axis]
             if out != keras_out:
                 matches = False
@@ -172,7 +173,7 @@ def _pool_padding(ctx, node, in_hw, kernel, strides, pads, ceil_mode, counts_pad
                     b = _pool_windows(size, k, s, keras_before, out)
                     matches = matches and all(np.array_equal(p, q) for p, q in zip(a, b))
         if matches:
-            if counts_padding and mode == "same" and any(pads) or counts_padding and ceil_mode:
+            if counts_padding and clipped:  # a window reaching past the input would divide by k*k
                 raise ctx.error(
                     node, "averages that count the padding (count_include_pad=1) are not supported", "count_include_pad"
                 )
@@ -239,6 +240,9 @@ def import_gemm(ctx, node):
     b = ctx.constant(node, 1, "weights B")
     if b.ndim != 2:
         raise ctx.error(node, f"weights B of shape {b.shape}; expected a matrix")
+    for factor in ("alpha", "beta"):
+        if not np.isfinite(a[factor]) or abs(a[factor]) > 1e30:
+            raise ctx.error(node, f"{a[factor]} is not a usable scale factor", factor)
     kernel = (b.T if a["transB"] else b) * a["alpha"]
     c = ctx.constant(node, 2, "bias C", required=False)
     bias = None if c is None else _bias_vector(ctx, node, c, kernel.shape[1]) * a["beta"]

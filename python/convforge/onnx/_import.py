@@ -18,6 +18,26 @@ MAX_SAMPLE_ELEMENTS = 2**28
 _MAX_INPUT_ELEMENTS = 2**24
 
 
+# AttributeProto.AttributeType of the attributes whose default is None (absent).
+_FLOAT, _INT, _STRING, _TENSOR, _FLOATS, _INTS = 1, 2, 3, 4, 6, 7
+_ATTRIBUTE_TYPES = {
+    "kernel_shape": _INTS, "pads": _INTS, "strides": _INTS, "dilations": _INTS, "perm": _INTS,
+    "value": _TENSOR, "value_float": _FLOAT, "value_floats": _FLOATS, "value_int": _INT, "value_ints": _INTS,
+}
+
+
+def _type_of_default(default) -> int:
+    if isinstance(default, bool) or isinstance(default, int):
+        return _INT
+    if isinstance(default, float):
+        return _FLOAT
+    if isinstance(default, str):
+        return _STRING
+    if isinstance(default, (list, tuple)):
+        return _INTS
+    raise TypeError(f"no ONNX attribute type is known for the default {default!r}")
+
+
 class ImportContext:
     """The state of an import, and what an importer (one ONNX op -> layers) may call.
 
@@ -66,6 +86,12 @@ class ImportContext:
         for attribute in node.attribute:
             if attribute.name not in allowed:
                 raise self.error(node, "this attribute is not supported by convforge's importer", attribute.name)
+            expected = _ATTRIBUTE_TYPES.get(attribute.name) or _type_of_default(allowed[attribute.name])
+            if attribute.type != expected:
+                names = onnx.AttributeProto.AttributeType
+                raise self.error(
+                    node, f"has type {names.Name(attribute.type)}, expected {names.Name(expected)}", attribute.name
+                )
             value = onnx.helper.get_attribute_value(attribute)
             if isinstance(value, bytes):
                 value = value.decode("utf-8", "replace")
@@ -165,10 +191,15 @@ class ImportContext:
             shapes.append(self._shapes[name])
         if layer.name is None:
             layer.name = self.layer_name(node)
+        if weights is not None:
+            with np.errstate(over="ignore"):
+                weights = [np.asarray(w, dtype=np.float32) for w in weights]
+            if not all(np.isfinite(w).all() for w in weights):
+                raise self.error(node, "its weights overflow float32 (scaled by alpha/beta, or stored as float64)")
         try:
             out_shape = layer._build(shapes[0] if len(shapes) == 1 else shapes, np.float32)
             if weights is not None:
-                layer.set_weights([np.asarray(w, dtype=np.float32) for w in weights])
+                layer.set_weights(weights)
         except (ValueError, TypeError) as err:
             raise self.error(node, f"cannot be expressed as a convforge {type(layer).__name__}: {err}") from None
         if math.prod(out_shape) > MAX_SAMPLE_ELEMENTS:
@@ -210,10 +241,9 @@ def _entry(path, graph, nodes, input_layout):
     name = value.name
     if len(sample) == 1:
         return name, sample, None, sample, name, None
-    onnx = require_onnx()
     perm = None
     if first is not None and first.op_type == "Transpose":
-        perm = [list(onnx.helper.get_attribute_value(a)) for a in first.attribute if a.name == "perm"]
+        perm = [list(a.ints) for a in first.attribute if a.name == "perm"]
     if len(sample) == 3 and perm == [[0, 3, 1, 2]]:  # convforge's own entry: NHWC in the file
         h, w, c = sample
         fmt = input_layout or "channels_last"
@@ -233,12 +263,13 @@ def _entry(path, graph, nodes, input_layout):
 
 def import_model(path, input_layout=None):
     """See :func:`convforge.onnx.load_onnx`."""
-    import convforge
-    from convforge import layers
+    from ..layers import Input
+    from ..models import Sequential
 
     input_layout = check_layout(input_layout, "input_layout")
     path = os.fspath(path)
     proto = _reader.parse(path)
+    _reader.check_names(path, proto)
     graph = proto.graph
     opset = _reader.default_opset(path, proto)
     initializers = {}
@@ -249,6 +280,8 @@ def import_model(path, input_layout=None):
     known = set(initializers) | {v.name for v in graph.input}
     nodes = _reader.topological_nodes(path, graph, known)
     for node in nodes:
+        if not node.output or not node.output[0]:
+            raise ModelFileError(path, f"node {node.name!r} ({node.op_type}) has no output")
         if node.domain not in ("", "ai.onnx"):
             raise ModelFileError(
                 path, f"node {node.name!r} ({node.op_type}): operators of domain {node.domain!r} are not supported"
@@ -290,7 +323,7 @@ def import_model(path, input_layout=None):
     if chain != final:
         raise ModelFileError(path, f"the graph output {output!r} is not the last layer's output")
     model_layers = [layer for layer, _, _ in ctx.steps]
-    model = convforge.Sequential([layers.Input(shape=spec), *model_layers], name=_model_name(proto))
+    model = Sequential([Input(shape=spec), *model_layers], name=_model_name(proto))
     return model
 
 

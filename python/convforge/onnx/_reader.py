@@ -44,7 +44,10 @@ def parse(path):
     if size > MAX_FILE_BYTES:
         raise ModelFileError(path, f"the file is {size} bytes; an ONNX model file holds less than 2 GiB")
     with open(path, "rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)
+        # read(n) allocates n bytes up front: ask for what stat() saw (+1, to notice growth).
+        data = f.read(size + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ModelFileError(path, "the file grew past 2 GiB while it was read")
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
@@ -103,6 +106,9 @@ def tensor_array(path, tensor, what: str) -> np.ndarray:
         if len(stored) != count:
             raise ModelFileError(path, f"{what} declares shape {dims} ({count} values) but holds {len(stored)}")
         values = np.asarray(stored, dtype=dtype)
+    if dtype[1] == "f" and not np.isfinite(values).all():
+        # A diverged or forged model: nothing to predict with (the .npz reader refuses them too).
+        raise ModelFileError(path, f"{what} holds NaN or infinite values")
     return values.reshape(dims).astype(dtype[1:], copy=True)  # native order, writable, owned
 
 
@@ -159,3 +165,19 @@ def topological_nodes(path, graph, known: set[str]) -> list:
         stuck = next(graph.node[i] for i, n in enumerate(waiting) if n > 0)
         raise ModelFileError(path, f"the graph has a cycle (node {stuck.name!r} ({stuck.op_type}) waits on its own output)")
     return order
+
+
+def check_names(path, proto) -> None:
+    """Every name the importer reads is text: protobuf hands a string field holding invalid UTF-8
+    back as ``bytes`` (ONNX is proto2), which would otherwise surface as a TypeError far away."""
+    graph = proto.graph
+    fields = [proto.producer_name, graph.name]
+    fields += [o.domain for o in proto.opset_import]
+    fields += [t.name for t in graph.initializer]
+    fields += [v.name for v in (*graph.input, *graph.output)]
+    for node in graph.node:
+        fields += [node.name, node.op_type, node.domain, *node.input, *node.output]
+        fields += [a.name for a in node.attribute]
+    for value in fields:
+        if not isinstance(value, str):
+            raise ModelFileError(path, f"a name in the graph is not valid UTF-8 text ({value[:40]!r})")
