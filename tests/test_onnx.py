@@ -208,9 +208,10 @@ def test_reshape_exports_in_keras_order(tmp_path):
     path = tmp_path / "m.onnx"
     model.export(path)
     np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
-    # A transpose inside the graph has no convforge layer to come back as: refused, named.
-    with pytest.raises(ModelFileError, match=r"\(Transpose\).*not supported"):
-        convforge.load_model(path)
+    # It comes back as Flatten (convforge's order) and a Dense whose kernel rows are permuted.
+    back = convforge.load_model(path)
+    assert [type(layer).__name__ for layer in back.layers] == ["Conv2D", "Flatten", "Dense"]
+    np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
 def test_float64_model_exports_float32(tmp_path):
@@ -316,6 +317,39 @@ def test_pytorch_lenet5_imports_and_predicts_like_pytorch(flatten, tmp_path):
     # ... and it can go on training in convforge.
     keras_style.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     keras_style.fit(x.numpy().transpose(0, 2, 3, 1), np.arange(5) % 10, epochs=1, verbose=0)
+
+
+def test_keras_exported_model_imports_and_predicts_like_keras(tmp_path):
+    # Keras's exporter (torch backend) wraps each conv/pool in NHWC <-> NCHW transposes, adds the
+    # bias after the transpose, casts everything to float and flattens in (h, w, c) order through
+    # Shape/Gather/Unsqueeze/Concat/Reshape: the importer folds all of it back into the layers.
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = pytest.importorskip("keras")
+        if keras.backend.backend() != "torch":
+            pytest.skip(f"Keras runs on {keras.backend.backend()}, its ONNX export here needs torch")
+        keras.utils.set_random_seed(0)
+        net = keras.Sequential([
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(6, 5, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(16, 5, activation="tanh"),
+            keras.layers.AveragePooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(84, activation="relu"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(10, activation="softmax"),
+        ])
+        x = images((4, 28, 28, 1))
+        expected = np.asarray(net.predict(x, verbose=0))
+        net.export(tmp_path / "keras.onnx", format="onnx", verbose=False)
+    model = convforge.load_model(tmp_path / "keras.onnx")
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Conv2D", "MaxPooling2D", "Conv2D", "AveragePooling2D", "Flatten", "Dense", "Dense"
+    ]
+    assert model.count_params() == net.count_params()
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------

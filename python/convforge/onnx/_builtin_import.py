@@ -42,25 +42,40 @@ def _softmax_axis_ok(ctx, node, rank: int) -> bool:
     return axis == (1 if full_rank == 4 else full_rank - 1)
 
 
-def _fused_activation(ctx, tensor: str, rank: int):
-    """The activation node reading only ``tensor`` that can be fused into its layer, else None."""
-    reader = ctx.sole_consumer(tensor)
+def _fused_activation(ctx, tensor: str, rank: int, channels_last_view=False):
+    """``(nodes, name)``: the activation reading only ``tensor`` (past no-op casts) that can be
+    fused into the layer making it, and the nodes it takes; ``([], None)`` if there is none."""
+    reader, passed = ctx.next_node(tensor)
     if reader is None or reader.op_type not in _ACTIVATIONS or len(reader.output) != 1:
-        return None, None
+        return [], None
     if reader.op_type == "Softmax":
-        if not _softmax_axis_ok(ctx, reader, rank):
-            return None, None
+        # Over channels: axis 1 of NCHW, the last axis of a channels-last view.
+        if channels_last_view:
+            if ctx.opset < 13 or ctx.attributes(reader, {"axis": -1})["axis"] not in (-1, 3):
+                return [], None
+        elif not _softmax_axis_ok(ctx, reader, rank):
+            return [], None
     elif reader.attribute:
-        return None, None  # let the standalone importer name the attribute
-    return reader, _ACTIVATIONS[reader.op_type]
+        return [], None  # let the standalone importer name the attribute
+    return [*passed, reader], _ACTIVATIONS[reader.op_type]
 
 
-def _add_with_activation(ctx, node, layer_factory, inputs, output, weights, rank):
-    reader, act = _fused_activation(ctx, output, rank)
+def _add_with_activation(ctx, node, layer_factory, inputs, output, weights, rank, after=(), view=False):
+    """Add the layer made by ``layer_factory(activation)`` for ``node``, fusing the activation that
+    follows it. ``after``: nodes already folded into it (a bias Add), whose last output is what
+    the activation reads; ``view``: that output is a channels-last view of the layer's output."""
+    last = after[-1].output[0] if after else output
+    fused, act = _fused_activation(ctx, last, rank, view)
     layer = layer_factory(act)
     ctx.add_layer(node, layer, inputs, output, weights)
-    if reader is not None:
-        ctx.consume(reader, output)
+    in_view = False
+    for extra in (*after, *fused):
+        in_view = in_view or (view and extra.op_type == "Transpose")
+        if in_view:
+            ctx.set_view(extra.output[0], output)
+        else:
+            ctx.alias(extra.output[0], output)
+        ctx.consume_node(extra)
 
 
 def import_conv(ctx, node):
@@ -88,6 +103,8 @@ def import_conv(ctx, node):
     top, left, bottom, right = pads
     padding = "valid" if not any(pads) else ((top, bottom), (left, right))
 
+    after, view, bias = _folded_bias(ctx, node.output[0], kernel.shape[0], bias)
+
     def make(act):
         return Conv2D(
             kernel.shape[0], k, strides, padding, ctx.data_format, dilations, act, bias is not None,
@@ -95,7 +112,35 @@ def import_conv(ctx, node):
         )
 
     weights = [kernel] if bias is None else [kernel, bias]
-    _add_with_activation(ctx, node, make, [node.input[0]], node.output[0], weights, 3)
+    _add_with_activation(ctx, node, make, [node.input[0]], node.output[0], weights, 3, after, view)
+
+
+def _folded_bias(ctx, output, channels, bias):
+    """A per-channel constant Add after a Conv, folded into its bias: ``(nodes taken, channels-last
+    view?, bias)``. Keras's exporter writes Conv (no bias) -> Transpose to NHWC -> Add(bias)."""
+    reader, passed = ctx.next_node(output)
+    view = False
+    if reader is not None and reader.op_type == "Transpose" and _perm(reader) == [0, 2, 3, 1]:
+        first = [*passed, reader]
+        reader, passed = ctx.next_node(reader.output[0])
+        passed, view = first + passed, True
+    if reader is None or reader.op_type != "Add" or reader.attribute or len(reader.input) != 2:
+        return [], False, bias
+    names = [ctx.resolve(n) for n in reader.input]
+    constant = [i for i, n in enumerate(names) if ctx.is_constant(n)]
+    if len(constant) != 1:
+        return [], False, bias
+    value = ctx.constant(reader, constant[0], "bias")
+    shapes = {(channels,), (1, 1, channels), (1, 1, 1, channels)} if view else {(channels, 1, 1), (1, channels, 1, 1)}
+    if value.shape not in shapes and value.size != 1:
+        return [], False, bias
+    value = np.broadcast_to(value.reshape(-1), (channels,))
+    bias = value.astype(np.float64) if bias is None else bias + value
+    return [*passed, reader], view, bias
+
+
+def _perm(node):
+    return [list(a.ints) for a in node.attribute if a.name == "perm"][0] if len(node.attribute) == 1 else None
 
 
 def _image_shape(ctx, node):
@@ -212,18 +257,27 @@ def import_pool(ctx, node):
     ctx.add_layer(node, cls(kernel, strides, padding, ctx.data_format), [node.input[0]], node.output[0])
 
 
-def _dense(ctx, node, kernel, bias, output):
+def _dense(ctx, node, kernel, bias, output, after=()):
     features = ctx.shape(node, 0)
     if len(features) != 1:
         raise ctx.error(node, f"takes (batch, features); its input is {('batch', *features)}")
     if kernel.ndim != 2 or kernel.shape[0] != features[0]:
         raise ctx.error(node, f"weights of shape {kernel.shape} do not fit {features[0]} input features")
+    order = ctx.flat_order.get(ctx.input_name(node))
+    if order is not None:
+        # The input was flattened in Keras's (h, w, c) order; convforge's Flatten gives (c, h, w):
+        # the same values at other positions, so the kernel's rows move with them.
+        if len(ctx._consumers.get(ctx.input_name(node), [])) != 1:
+            raise ctx.error(node, "a channels-last flatten read by several nodes is not supported")
+        permuted = np.empty_like(kernel)
+        permuted[order] = kernel
+        kernel = permuted
 
     def make(act):
         return Dense(kernel.shape[1], act, bias is not None, kernel_initializer="zeros")
 
     weights = [kernel] if bias is None else [kernel, bias]
-    _add_with_activation(ctx, node, make, [node.input[0]], output, weights, 1)
+    _add_with_activation(ctx, node, make, [node.input[0]], output, weights, 1, after)
 
 
 def _bias_vector(ctx, node, value, units):
@@ -254,20 +308,36 @@ def import_matmul(ctx, node):
     kernel = ctx.constant(node, 1, "weights B")
     if kernel.ndim != 2:
         raise ctx.error(node, f"weights of shape {kernel.shape}; expected a matrix")
-    output, bias = node.output[0], None
-    # nn.Linear as some exporters write it: MatMul, then Add of a constant bias.
-    add = ctx.sole_consumer(output)
+    output, bias, after = node.output[0], None, ()
+    # nn.Linear / keras Dense as some exporters write them: MatMul, then Add of a constant bias.
+    add, passed = ctx.next_node(output)
     if add is not None and add.op_type == "Add" and not add.attribute and len(add.input) == 2:
-        other = add.input[1] if add.input[0] == output else add.input[0]
-        if ctx.is_constant(other):
-            value = ctx.constant(add, list(add.input).index(other), "bias")
-            if value.size == kernel.shape[1] or value.size == 1:
+        names = [ctx.resolve(n) for n in add.input]
+        constant = [i for i, n in enumerate(names) if ctx.is_constant(n)]
+        if len(constant) == 1:
+            value = ctx.constant(add, constant[0], "bias")
+            if value.size in (kernel.shape[1], 1) and value.ndim <= 2:
                 bias = _bias_vector(ctx, add, value.reshape(-1), kernel.shape[1])
-                ctx.consume(add, output)
-    _dense(ctx, node, kernel, bias, output)
+                after = (*passed, add)
+    _dense(ctx, node, kernel, bias, output, after)
 
 
 def import_activation(ctx, node):
+    base = ctx.view_base(node.input[0])
+    if base is not None:
+        # On a channels-last view (Keras's exporter): elementwise, so it runs on the NCHW tensor;
+        # a softmax must be over the view's last axis, the channels.
+        if node.op_type == "Softmax":
+            axis = ctx.attributes(node, {"axis": -1 if ctx.opset >= 13 else 1})["axis"]
+            if ctx.opset < 13 or axis not in (-1, 3):
+                raise ctx.error(node, "a softmax over other axes than the channels is not supported", "axis")
+            layer = Softmax()
+        else:
+            ctx.attributes(node, {})
+            layer = _ACTIVATION_LAYERS[node.op_type]()
+        ctx.add_layer(node, layer, [base], node.output[0] + "#nchw")
+        ctx.set_view(node.output[0], node.output[0] + "#nchw")
+        return
     shape = ctx.shape(node, 0)
     if node.op_type == "Softmax":
         if not _softmax_axis_ok(ctx, node, len(shape)):
@@ -279,8 +349,35 @@ def import_activation(ctx, node):
     ctx.add_layer(node, layer, [node.input[0]], node.output[0])
 
 
+def import_transpose(ctx, node):
+    """Between layers only the NCHW <-> NHWC pair convforge can express: a view, and back."""
+    perm = list(ctx.attributes(node, {"perm": None})["perm"] or [])
+    name = ctx.input_name(node)
+    base = ctx.view_base(name)
+    if base is not None and perm == [0, 3, 1, 2]:
+        ctx.consume(node, base)
+        return
+    if base is None and perm == [0, 2, 3, 1] and len(ctx.shape(node, 0)) == 3:
+        ctx.set_view(node.output[0], name)
+        ctx.consume_node(node)
+        return
+    raise ctx.error(node, f"a transpose {perm} inside the graph has no convforge layer", "perm")
+
+
+def _flatten_view(ctx, node, base) -> None:
+    """Keras's channels-last flatten of a view: convforge's Flatten, and the (h, w, c) -> (c, h, w)
+    position map for the Dense that reads it."""
+    c, h, w = ctx._shapes[ctx.resolve(base)]
+    ctx.add_layer(node, Flatten(ctx.data_format), [base], node.output[0])
+    ctx.flat_order[node.output[0]] = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+
+
 def import_flatten(ctx, node):
     axis = ctx.attributes(node, {"axis": 1})["axis"]
+    base = ctx.view_base(node.input[0])
+    if base is not None and axis in (1, -3):
+        _flatten_view(ctx, node, base)
+        return
     shape = ctx.shape(node, 0)
     if axis != 1 and axis != -len(shape):
         raise ctx.error(node, f"only axis=1 (keep the batch, flatten the rest) is supported; got {axis}", "axis")
@@ -293,16 +390,21 @@ def import_flatten(ctx, node):
 def import_reshape(ctx, node):
     """Only the reshapes that flatten each sample: PyTorch's ``x.view(-1, n)``."""
     allowzero = ctx.attributes(node, {"allowzero": 0})["allowzero"]
-    shape = ctx.shape(node, 0)
+    base = ctx.view_base(node.input[0])
+    shape = ctx.ref_shape(node.input[0]) if base is not None else ctx.shape(node, 0)
     target = [int(v) for v in ctx.constant(node, 1, "shape").reshape(-1)]
     size = math.prod(shape)
+    # The batch: 0 (copy it), -1 (infer it) or the batch size read from Shape() (dynamic batch).
     ok = len(target) == 2 and not allowzero and (
-        target[0] in (0, -1) and target[1] in (-1, size) or target[0] == -1 and target[1] == size
+        target[0] in (0, -1, SYMBOLIC_BATCH) and target[1] in (-1, size) or target[0] == -1 and target[1] == size
     )
     if not ok:
         raise ctx.error(
             node, f"reshape to {target} of a {('batch', *shape)} tensor: only (batch, -1) flattening is supported"
         )
+    if base is not None:
+        _flatten_view(ctx, node, base)
+        return
     if len(shape) == 1:
         ctx.consume(node, ctx.input_name(node))
         return
@@ -319,7 +421,8 @@ def import_identity(ctx, node):
             raise ctx.error(node, "its mask output is used; convforge's inference dropout has none")
     else:
         ctx.attributes(node, {})
-    ctx.shape(node, 0)  # a computed tensor, not a constant
+    if ctx.ref_shape(node.input[0]) is None:
+        raise ctx.error(node, "the input is a constant; convforge layers take computed tensors")
     ctx.consume(node, ctx.input_name(node))
 
 
@@ -338,6 +441,84 @@ def import_constant(ctx, node):
     ctx.consume(node, node.output[0])
 
 
+# ---------------------------------------------------------------------------- shape arithmetic
+# Exporters compute a reshape's target from the input's shape (Shape -> Gather -> Unsqueeze ->
+# Concat) to keep the batch dynamic. These are folded here into constants, the batch size
+# standing as SYMBOLIC_BATCH; anything else done to it is refused.
+
+SYMBOLIC_BATCH = -(2**40)
+
+
+def import_shape(ctx, node):
+    a = ctx.attributes(node, {"start": 0, "end": None})
+    shape = ctx.ref_shape(node.input[0])
+    if shape is None:
+        raise ctx.error(node, "the shape of a constant is not supported")
+    dims = np.array([SYMBOLIC_BATCH, *shape], dtype=np.int64)
+    ctx.set_constant(node.output[0], dims[a["start"] : a["end"]])
+    ctx.consume_node(node)
+
+
+def _constant_inputs(ctx, node, count):
+    if len(node.input) < count or not all(ctx.is_constant(n) for n in node.input[:count] if n):
+        raise ctx.error(node, "is only supported on constants (shape arithmetic), not on computed tensors")
+    return [ctx.constant(node, i, f"input {i}") for i in range(count)]
+
+
+def import_gather(ctx, node):
+    axis = ctx.attributes(node, {"axis": 0})["axis"]
+    data, indices = _constant_inputs(ctx, node, 2)
+    if indices.dtype.kind != "i" or data.ndim == 0 or not -data.ndim <= axis < data.ndim:
+        raise ctx.error(node, f"gathering {indices.dtype} indices along axis {axis} of a {data.shape} constant")
+    size = data.shape[axis]
+    if indices.size and (indices.min() < -size or indices.max() >= size):
+        raise ctx.error(node, f"an index is outside 0..{size - 1}")
+    ctx.set_constant(node.output[0], np.take(data, indices, axis=axis))
+    ctx.consume_node(node)
+
+
+def import_unsqueeze(ctx, node):
+    if ctx.opset >= 13:
+        ctx.attributes(node, {})
+        data, axes = _constant_inputs(ctx, node, 2)
+    else:
+        axes = np.asarray(ctx.attributes(node, {"axes": []})["axes"])
+        (data,) = _constant_inputs(ctx, node, 1)
+    axes = [int(a) for a in np.asarray(axes).reshape(-1)]
+    rank = data.ndim + len(axes)
+    if data.size > 64 or rank > 8 or any(not -rank <= a < rank for a in axes):
+        raise ctx.error(node, f"axes {axes} for a constant of shape {data.shape}")
+    ctx.set_constant(node.output[0], np.expand_dims(data, tuple(a % rank for a in axes)))
+    ctx.consume_node(node)
+
+
+def import_concat(ctx, node):
+    axis = ctx.attributes(node, {"axis": 0})["axis"]
+    parts = _constant_inputs(ctx, node, len(node.input))
+    if not parts or any(p.ndim != parts[0].ndim for p in parts) or not -parts[0].ndim <= axis < parts[0].ndim:
+        raise ctx.error(node, f"cannot concatenate constants of shapes {[p.shape for p in parts]} along {axis}")
+    try:
+        ctx.set_constant(node.output[0], np.concatenate(parts, axis=axis))
+    except ValueError as err:
+        raise ctx.error(node, str(err)) from None
+    ctx.consume_node(node)
+
+
+def import_cast(ctx, node):
+    to = ctx.attributes(node, {"to": 1})["to"]
+    types = {1: np.float32, 11: np.float64, 7: np.int64, 6: np.int32}
+    if to not in types:
+        raise ctx.error(node, f"casts to element type {to} are not supported", "to")
+    name = ctx.resolve(node.input[0])
+    if ctx.is_constant(name):
+        ctx.set_constant(node.output[0], ctx.constant(node, 0, "input").astype(types[to]))
+        ctx.consume_node(node)
+    elif to in (1, 11):
+        ctx.consume(node, name)  # convforge computes in the model's float dtype
+    else:
+        raise ctx.error(node, "a cast of computed values to integers is not supported", "to")
+
+
 for _op, _fn in (
     ("Conv", import_conv),
     ("MaxPool", import_pool),
@@ -353,5 +534,11 @@ for _op, _fn in (
     ("Identity", import_identity),
     ("Dropout", import_identity),
     ("Constant", import_constant),
+    ("Transpose", import_transpose),
+    ("Shape", import_shape),
+    ("Gather", import_gather),
+    ("Unsqueeze", import_unsqueeze),
+    ("Concat", import_concat),
+    ("Cast", import_cast),
 ):
     register_importer(_op, _fn)

@@ -55,6 +55,12 @@ class ImportContext:
         self._constants: dict[str, np.ndarray] = {}
         self._shapes: dict[str, tuple] = {}
         self._aliases: dict[str, str] = {}
+        # Channels-last views: tensor name -> the NCHW runtime tensor it is a Transpose(0, 2, 3, 1)
+        # of (Keras's exporter wraps every conv and pool in such transposes).
+        self._views: dict[str, str] = {}
+        # Flattened channels-last tensors: name -> for each (h, w, c)-order position, the
+        # (c, h, w)-order position convforge's Flatten puts that value at.
+        self.flat_order: dict[str, np.ndarray] = {}
         self._consumed: set[int] = set()
         self._consumers: dict[str, list] = {}
         for node in nodes:
@@ -136,9 +142,30 @@ class ImportContext:
         if index >= len(node.input) or not node.input[index]:
             raise self.error(node, f"input {index} is missing")
         name = self.resolve(node.input[index])
+        if name in self._views:
+            raise self.error(
+                node,
+                f"input {index} ({name!r}) is a channels-last (transposed) image; convforge can only flatten such a "
+                "tensor, apply an activation or a per-channel bias to it, or transpose it back",
+            )
         if name not in self._shapes:
             raise self.error(node, f"input {index} ({name!r}) is a constant; convforge layers take computed tensors")
         return self._shapes[name]
+
+    def view_base(self, name: str):
+        """The NCHW tensor that ``name`` is a channels-last view of, else None."""
+        return self._views.get(self.resolve(name))
+
+    def set_view(self, name: str, base: str) -> None:
+        self._views[name] = base
+
+    def ref_shape(self, name: str):
+        """The per-sample ONNX shape of a runtime tensor or view (NHWC for a view), else None."""
+        name = self.resolve(name)
+        if name in self._views:
+            c, h, w = self._shapes[self._views[name]]
+            return (h, w, c)
+        return self._shapes.get(name)
 
     def input_name(self, node, index: int = 0) -> str:
         return self.resolve(node.input[index])
@@ -155,12 +182,31 @@ class ImportContext:
             return None
         return readers[0]
 
+    def next_node(self, tensor: str):
+        """``(node, passed)``: the sole reader of ``tensor`` past Identity nodes and Casts to float
+        (exporters such as Keras's put them everywhere), and the nodes passed on the way."""
+        passed = []
+        while True:
+            reader = self.sole_consumer(tensor)
+            if reader is None or not _is_no_op(reader):
+                return reader, passed
+            passed.append(reader)
+            tensor = reader.output[0]
+
+    def consume_all(self, nodes, output_of: str) -> None:
+        for node in nodes:
+            self.consume(node, output_of)
+
     def consume(self, node, output_of: str) -> None:
         """Mark ``node`` as translated with the layer whose output is ``output_of``."""
         self._consumed.add(id(node))
         for out in node.output:
             if out:
                 self.alias(out, output_of)
+
+    def consume_node(self, node) -> None:
+        """Mark ``node`` as translated; its outputs were aliased or made views by the caller."""
+        self._consumed.add(id(node))
 
     def consumed(self, node) -> bool:
         return id(node) in self._consumed
@@ -213,8 +259,19 @@ class ImportContext:
         self._shapes[name] = tuple(shape)
 
 
+def _is_no_op(node) -> bool:
+    """Identity, or a Cast to float32/float64 (convforge computes in the model's float dtype)."""
+    if node.op_type == "Identity" and len(node.input) == 1:
+        return True
+    if node.op_type == "Cast" and len(node.input) == 1 and len(node.attribute) == 1:
+        (attribute,) = node.attribute
+        return attribute.name == "to" and attribute.type == 2 and attribute.i in (1, 11)  # FLOAT, DOUBLE
+    return False
+
+
 def _entry(path, graph, nodes, input_layout):
-    """The graph's input: ``(name, spec, data_format, internal shape, entry tensor, skipped node)``."""
+    """The graph's input: ``(name, spec, data_format, internal shape, entry tensor, nodes it passed)``:
+    the entry is past float Casts and convforge's own NHWC -> NCHW Transpose (or Unsqueeze)."""
     initializers = {t.name for t in graph.initializer}
     inputs = [v for v in graph.input if v.name not in initializers]
     if len(inputs) != 1 or len(graph.output) != 1:
@@ -236,11 +293,17 @@ def _entry(path, graph, nodes, input_layout):
     sample = tuple(dims[1:])
     if math.prod(sample) > _MAX_INPUT_ELEMENTS:
         raise ModelFileError(path, f"the input {value.name!r} declares {math.prod(sample)} values per sample, too many")
-    readers = [n for n in nodes if value.name in n.input]
-    first = readers[0] if len(readers) == 1 else None
     name = value.name
+    passed, entry_name = [], name
+    while True:
+        readers = [n for n in nodes if entry_name in n.input]
+        first = readers[0] if len(readers) == 1 else None
+        if first is None or not _is_no_op(first):
+            break
+        passed.append(first)
+        entry_name = first.output[0]
     if len(sample) == 1:
-        return name, sample, None, sample, name, None
+        return name, sample, None, sample, entry_name, passed
     perm = None
     if first is not None and first.op_type == "Transpose":
         perm = [list(a.ints) for a in first.attribute if a.name == "perm"]
@@ -248,14 +311,14 @@ def _entry(path, graph, nodes, input_layout):
         h, w, c = sample
         fmt = input_layout or "channels_last"
         spec = (h, w, c) if fmt == "channels_last" else (c, h, w)
-        return name, spec, fmt, (c, h, w), first.output[0], first
+        return name, spec, fmt, (c, h, w), first.output[0], [*passed, first]
     if len(sample) == 3:
         c, h, w = sample
         fmt = input_layout or "channels_first"
         spec = (h, w, c) if fmt == "channels_last" else (c, h, w)
-        return name, spec, fmt, (c, h, w), name, None
+        return name, spec, fmt, (c, h, w), entry_name, passed
     if first is not None and first.op_type == "Unsqueeze" and len(first.input) == 2:
-        return name, sample, "channels_last", (1, *sample), first.output[0], first
+        return name, sample, "channels_last", (1, *sample), first.output[0], [*passed, first]
     raise ModelFileError(
         path, f"the input {value.name!r} has shape {dims}: convforge takes (batch, features) or 4-D images"
     )
@@ -290,8 +353,7 @@ def import_model(path, input_layout=None):
     output = graph.output[0].name
     ctx = ImportContext(path, proto, nodes, opset, fmt or "channels_last", output)
     ctx.set_input(entry, internal)
-    if skipped is not None:
-        ctx.consume(skipped, entry)
+    ctx.consume_all(skipped, entry)
     for node in nodes:
         if ctx.consumed(node):
             continue
