@@ -32,7 +32,7 @@ def run_ort(path, x):
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
-def round_trip(model, x, tmp_path, **export_args):
+def round_trip(model, x, tmp_path, exact=True, **export_args):
     """Export, check the file, compare onnxruntime with predict, re-import and compare again."""
     path = tmp_path / "model.onnx"
     model.export(path, **export_args)
@@ -48,7 +48,10 @@ def round_trip(model, x, tmp_path, **export_args):
         got = got.transpose(0, 2, 3, 1) if layout == "channels_first" else got.transpose(0, 3, 1, 2)
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
     back = convforge.load_model(path, input_layout=model._data_format() if x.ndim == 4 else None)
-    np.testing.assert_array_equal(back.predict(x, verbose=0), expected)
+    if exact:
+        np.testing.assert_array_equal(back.predict(x, verbose=0), expected)
+    else:  # the same arithmetic split over other layers
+        np.testing.assert_allclose(back.predict(x, verbose=0), expected, rtol=RTOL, atol=ATOL)
     return proto, back
 
 
@@ -132,6 +135,82 @@ def test_standalone_layers_round_trip(make, tmp_path):
     model = seeded([layers.Conv2D(4, 3, input_shape=(6, 6, 2)), make(), layers.Flatten(), layers.Dense(3), make()])
     proto, _ = round_trip(model, images((3, 6, 6, 2)), tmp_path)
     assert "Dropout" not in {n.op_type for n in proto.graph.node}
+
+
+# The layers of issue 13 (BatchNormalization, global pooling, padding/cropping, depthwise and
+# separable convolution): run where this convforge has them.
+needs_layers13 = pytest.mark.skipif(
+    not hasattr(layers, "SeparableConv2D"), reason="this convforge has no issue-13 layers (branch layers13)"
+)
+
+
+def randomise_statistics(model, seed=3):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        for name, value in layer.params.items():
+            if name in ("gamma", "moving_variance"):
+                value[...] = rng.uniform(0.5, 2.0, value.shape)
+            elif name in ("beta", "moving_mean", "bias"):
+                value[...] = rng.uniform(-1.0, 1.0, value.shape)
+
+
+LAYERS13 = {
+    "batchnorm-images": lambda: [layers.Conv2D(4, 3), layers.BatchNormalization(epsilon=0.01), layers.ReLU()],
+    "batchnorm-features": lambda: [layers.Flatten(), layers.Dense(6), layers.BatchNormalization(center=False)],
+    "batchnorm-no-scale": lambda: [layers.BatchNormalization(scale=False)],
+    "global-average": lambda: [layers.Conv2D(4, 3), layers.GlobalAveragePooling2D()],
+    "global-max-keepdims": lambda: [layers.Conv2D(4, 3), layers.GlobalMaxPooling2D(keepdims=True)],
+    "global-max": lambda: [layers.GlobalMaxPooling2D(), layers.Dense(3)],
+    "zero-padding": lambda: [layers.ZeroPadding2D(((1, 2), (0, 3))), layers.Conv2D(2, 3)],
+    "cropping": lambda: [layers.Cropping2D(((1, 0), (2, 1))), layers.Conv2D(2, 3)],
+    "depthwise": lambda: [layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu")],
+    "depthwise-strided": lambda: [layers.DepthwiseConv2D((3, 2), strides=2, dilation_rate=(1, 1), use_bias=False)],
+}
+
+
+@needs_layers13
+@pytest.mark.parametrize("make", LAYERS13.values(), ids=LAYERS13.keys())
+def test_layers13_round_trip(make, tmp_path):
+    model = seeded([layers.Input(shape=(9, 8, 3)), *make()])
+    randomise_statistics(model)
+    round_trip(model, images((3, 9, 8, 3)), tmp_path)
+
+
+@needs_layers13
+def test_separable_conv2d_round_trip(tmp_path):
+    # Comes back as DepthwiseConv2D + a 1x1 Conv2D: the same two convolutions.
+    model = seeded([layers.SeparableConv2D(5, 3, padding="same", depth_multiplier=2, activation="relu",
+                                           input_shape=(9, 8, 3))])
+    randomise_statistics(model)
+    _, back = round_trip(model, images((3, 9, 8, 3)), tmp_path, exact=False)
+    assert [type(layer).__name__ for layer in back.layers] == ["DepthwiseConv2D", "Conv2D"]
+
+
+@needs_layers13
+def test_pytorch_batchnorm_depthwise_padding_global_pool_import(tmp_path):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.ZeroPad2d((1, 0, 2, 1)), nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1, groups=8), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 6), nn.BatchNorm1d(6),
+    )
+    for module in net.modules():  # statistics that matter
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            module.running_mean.uniform_(-1, 1), module.running_var.uniform_(0.5, 2)
+    net.eval()
+    x = torch.rand(4, 3, 10, 9)
+    path = tmp_path / "net.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), path, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    with torch.no_grad():
+        expected = net(x).numpy()
+    model = convforge.load_model(path)
+    names = [type(layer).__name__ for layer in model.layers]
+    assert "DepthwiseConv2D" in names and "BatchNormalization" in names and "ZeroPadding2D" in names, names
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=1e-4, atol=1e-5)
 
 
 def lenet(**kw):

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from .. import _params
+from .. import layers as _layers
 from ..layers.activations import ReLU, Sigmoid, Softmax, Tanh
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Flatten
@@ -88,9 +89,13 @@ def import_conv(ctx, node):
     bias = ctx.constant(node, 2, "bias B", required=False)
     if kernel.ndim != 4:
         raise ctx.error(node, f"weights of shape {kernel.shape}: only 2-D convolution (4-D weights) is supported")
-    if a["group"] != 1:
-        raise ctx.error(node, f"grouped convolution (group={a['group']}) is not supported", "group")
-    if kernel.shape[1] != c:
+    depthwise = a["group"] == c and c > 1 and kernel.shape[1] == 1 and kernel.shape[0] % c == 0
+    if a["group"] != 1 and not depthwise:
+        raise ctx.error(
+            node, f"grouped convolution (group={a['group']}) other than depthwise (group = channels) is not supported",
+            "group",
+        )
+    if kernel.shape[1] != c and not depthwise:
         raise ctx.error(node, f"weights of shape {kernel.shape} do not fit an input of {c} channels")
     if a["kernel_shape"] is not None and tuple(a["kernel_shape"]) != kernel.shape[2:]:
         raise ctx.error(node, f"{a['kernel_shape']} differs from the weights' {kernel.shape[2:]}", "kernel_shape")
@@ -106,6 +111,15 @@ def import_conv(ctx, node):
     after, view, bias = _folded_bias(ctx, node.output[0], kernel.shape[0], bias)
 
     def make(act):
+        if depthwise:
+            cls = getattr(_layers, "DepthwiseConv2D", None)
+            if cls is None:
+                raise ctx.error(node, "this convforge has no DepthwiseConv2D layer to import it into", "group")
+            return cls(
+                kernel_size=k, strides=strides, padding=padding, depth_multiplier=kernel.shape[0] // c,
+                data_format=ctx.data_format, dilation_rate=dilations, activation=act, use_bias=bias is not None,
+                depthwise_initializer="zeros",
+            )
         return Conv2D(
             kernel.shape[0], k, strides, padding, ctx.data_format, dilations, act, bias is not None,
             kernel_initializer="zeros",

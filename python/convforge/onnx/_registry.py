@@ -47,7 +47,7 @@ def _load_builtins() -> None:
     # The built-in translations register themselves on import; they import onnx.
     global _builtins_loaded
     if not _builtins_loaded:
-        from . import _builtin_export, _builtin_import  # noqa: F401
+        from . import _builtin_export, _builtin_import, _extra_layers  # noqa: F401
 
         _builtins_loaded = True
 
