@@ -608,6 +608,12 @@ def _build_dense(source) -> Problem:
 
 _PROBLEM: Problem | None = None
 
+# Builders that other bench modules register for their own ops (op -> builder(spec.source) -> Problem),
+# e.g. bench/test_bench_resnet.py's batch normalisation.
+EXTRA_BUILDERS: dict[str, Callable[[Any], Problem]] = {}
+# Ops whose contenders sum in different orders: they agree to float32 rounding, not exactly.
+TOLERANT_OPS = {"conv", "dense"}
+
 
 def problem(spec: Spec) -> Problem:
     """The data and callables of ``spec``'s (op, shape); only the latest one is kept alive."""
@@ -615,7 +621,8 @@ def problem(spec: Spec) -> Problem:
     if _PROBLEM is None or _PROBLEM.key != _problem_key(spec):
         _PROBLEM = None
         gc.collect()
-        builder = {"conv": _build_conv, "pool": _build_pool, "relu": _build_relu, "dense": _build_dense}[spec.op]
+        builders = {"conv": _build_conv, "pool": _build_pool, "relu": _build_relu, "dense": _build_dense}
+        builder = builders.get(spec.op) or EXTRA_BUILDERS[spec.op]
         _PROBLEM = builder(spec.source)
     return _PROBLEM
 
@@ -641,7 +648,7 @@ def check(spec: Spec, got: tuple, ref: tuple, who: str, ref_who: str) -> None:
         a, b = np.asarray(a), np.asarray(b)
         where = f"{spec.id} output {i}: {who} vs {ref_who}"
         assert a.shape == b.shape, f"{where}: shapes {a.shape} vs {b.shape}"
-        if spec.op in ("conv", "dense"):
+        if spec.op in TOLERANT_OPS:
             # Sums of up to N*OH*OW products in float32, in different orders: relative
             # error ~1e-6 of the largest magnitude; 1e-4 leaves room, catches any real bug.
             scale = float(np.max(np.abs(b))) or 1.0

@@ -18,6 +18,9 @@ void bind_conv2d(py::module_& m);
 void bind_dense(py::module_& m);
 void bind_maxpool2d(py::module_& m);
 void bind_relu(py::module_& m);
+void bind_batchnorm(py::module_& m);
+void bind_globalpool(py::module_& m);
+void bind_depthwise(py::module_& m);
 
 namespace {
 
@@ -111,6 +114,9 @@ PYBIND11_MODULE(_core, m) {
   bind_dense(m);
   bind_maxpool2d(m);
   bind_relu(m);
+  bind_batchnorm(m);
+  bind_globalpool(m);
+  bind_depthwise(m);
 
   m.def("build_info", &build_info, "Version, compiler, OpenMP, threads, ISA and the kernel chosen for each op.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"));

@@ -61,6 +61,29 @@ const Kernel<MaxPoolBwdFn<float>> kMaxPoolBwdF32[] = {{"maxpool2d_bwd__ref", Isa
 const Kernel<MaxPoolFwdFn<double>> kMaxPoolFwdF64[] = {{"maxpool2d_fwd__ref", Isa::ref, &maxpool2d_fwd__ref<double>}};
 const Kernel<MaxPoolBwdFn<double>> kMaxPoolBwdF64[] = {{"maxpool2d_bwd__ref", Isa::ref, &maxpool2d_bwd__ref<double>}};
 
+// Per-channel ops (kernels/channel_ops.h): SIMD float32, portable float64.
+#define CONVFORGE_TABLES(fn, Fn)                                                                       \
+  const Kernel<Fn<float>> k_##fn##_f32[] = {CONVFORGE_AVX512_ENTRY(fn) CONVFORGE_AVX2_ENTRY(fn)          \
+                                                CONVFORGE_REF_ENTRY(fn)};                              \
+  const Kernel<Fn<double>> k_##fn##_f64[] = {CONVFORGE_REF_ENTRY(fn)};
+CONVFORGE_TABLES(batchnorm_fwd_training, BatchNormFwdTrainingFn)
+CONVFORGE_TABLES(batchnorm_fwd_inference, BatchNormFwdInferenceFn)
+CONVFORGE_TABLES(batchnorm_bwd, BatchNormBwdFn)
+CONVFORGE_TABLES(global_avg_pool2d_fwd, GlobalAvgPoolFwdFn)
+CONVFORGE_TABLES(global_avg_pool2d_bwd, GlobalAvgPoolBwdFn)
+CONVFORGE_TABLES(depthwise_conv2d_fwd, Conv2dFwdFn)
+CONVFORGE_TABLES(depthwise_conv2d_bwd_data, Conv2dBwdDataFn)
+CONVFORGE_TABLES(depthwise_conv2d_bwd_weights, Conv2dBwdWeightsFn)
+#undef CONVFORGE_TABLES
+const Kernel<GlobalMaxPoolFwdFn<float>> k_global_max_pool2d_fwd_f32[] = {
+    {"global_max_pool2d_fwd__ref", Isa::ref, &global_max_pool2d_fwd__ref<float>}};
+const Kernel<GlobalMaxPoolFwdFn<double>> k_global_max_pool2d_fwd_f64[] = {
+    {"global_max_pool2d_fwd__ref", Isa::ref, &global_max_pool2d_fwd__ref<double>}};
+const Kernel<GlobalMaxPoolBwdFn<float>> k_global_max_pool2d_bwd_f32[] = {
+    {"global_max_pool2d_bwd__ref", Isa::ref, &global_max_pool2d_bwd__ref<float>}};
+const Kernel<GlobalMaxPoolBwdFn<double>> k_global_max_pool2d_bwd_f64[] = {
+    {"global_max_pool2d_bwd__ref", Isa::ref, &global_max_pool2d_bwd__ref<double>}};
+
 }  // namespace
 
 #define CONVFORGE_SELECTOR(getter, Fn, table_f32, table_f64)                \
@@ -76,6 +99,18 @@ CONVFORGE_SELECTOR(maxpool2d_fwd_kernel, MaxPoolFwdFn, kMaxPoolFwdF32, kMaxPoolF
 CONVFORGE_SELECTOR(maxpool2d_bwd_kernel, MaxPoolBwdFn, kMaxPoolBwdF32, kMaxPoolBwdF64)
 CONVFORGE_SELECTOR(relu_fwd_kernel, ReluFwdFn, kReluFwdF32, kReluFwdF64)
 CONVFORGE_SELECTOR(relu_bwd_kernel, ReluBwdFn, kReluBwdF32, kReluBwdF64)
+#define CONVFORGE_CHANNEL_SELECTOR(fn, Fn) CONVFORGE_SELECTOR(fn##_kernel, Fn, k_##fn##_f32, k_##fn##_f64)
+CONVFORGE_CHANNEL_SELECTOR(batchnorm_fwd_training, BatchNormFwdTrainingFn)
+CONVFORGE_CHANNEL_SELECTOR(batchnorm_fwd_inference, BatchNormFwdInferenceFn)
+CONVFORGE_CHANNEL_SELECTOR(batchnorm_bwd, BatchNormBwdFn)
+CONVFORGE_CHANNEL_SELECTOR(global_avg_pool2d_fwd, GlobalAvgPoolFwdFn)
+CONVFORGE_CHANNEL_SELECTOR(global_avg_pool2d_bwd, GlobalAvgPoolBwdFn)
+CONVFORGE_CHANNEL_SELECTOR(global_max_pool2d_fwd, GlobalMaxPoolFwdFn)
+CONVFORGE_CHANNEL_SELECTOR(global_max_pool2d_bwd, GlobalMaxPoolBwdFn)
+CONVFORGE_CHANNEL_SELECTOR(depthwise_conv2d_fwd, Conv2dFwdFn)
+CONVFORGE_CHANNEL_SELECTOR(depthwise_conv2d_bwd_data, Conv2dBwdDataFn)
+CONVFORGE_CHANNEL_SELECTOR(depthwise_conv2d_bwd_weights, Conv2dBwdWeightsFn)
+#undef CONVFORGE_CHANNEL_SELECTOR
 
 std::vector<KernelChoice> selected_kernels() {
   std::vector<KernelChoice> out;
@@ -93,6 +128,18 @@ std::vector<KernelChoice> selected_kernels() {
   add("maxpool2d_bwd", maxpool2d_bwd_kernel<float>().name, maxpool2d_bwd_kernel<double>().name);
   add("relu_fwd", relu_fwd_kernel<float>().name, relu_fwd_kernel<double>().name);
   add("relu_bwd", relu_bwd_kernel<float>().name, relu_bwd_kernel<double>().name);
+#define CONVFORGE_ADD(fn) add(#fn, fn##_kernel<float>().name, fn##_kernel<double>().name);
+  CONVFORGE_ADD(batchnorm_fwd_training)
+  CONVFORGE_ADD(batchnorm_fwd_inference)
+  CONVFORGE_ADD(batchnorm_bwd)
+  CONVFORGE_ADD(global_avg_pool2d_fwd)
+  CONVFORGE_ADD(global_avg_pool2d_bwd)
+  CONVFORGE_ADD(global_max_pool2d_fwd)
+  CONVFORGE_ADD(global_max_pool2d_bwd)
+  CONVFORGE_ADD(depthwise_conv2d_fwd)
+  CONVFORGE_ADD(depthwise_conv2d_bwd_data)
+  CONVFORGE_ADD(depthwise_conv2d_bwd_weights)
+#undef CONVFORGE_ADD
   return out;
 }
 

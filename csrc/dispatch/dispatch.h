@@ -32,6 +32,24 @@ using ReluFwdFn = void (*)(int64_t, const T*, T*);
 template <class T>
 using ReluBwdFn = void (*)(int64_t, const T*, const T*, T*);
 
+// Per-channel ops (kernels/channel_ops.h).
+template <class T>
+using BatchNormFwdTrainingFn = void (*)(const ChannelShape&, const T*, const T*, const T*, double, T*, T*, T*);
+template <class T>
+using BatchNormFwdInferenceFn = void (*)(const ChannelShape&, const T*, const T*, const T*, const T*, const T*,
+                                         double, T*);
+template <class T>
+using BatchNormBwdFn = void (*)(const ChannelShape&, const T*, const T*, const T*, const T*, const T*, double, T*,
+                                T*, T*);
+template <class T>
+using GlobalAvgPoolFwdFn = void (*)(const ChannelShape&, const T*, T*);
+template <class T>
+using GlobalAvgPoolBwdFn = void (*)(const ChannelShape&, const T*, T*);
+template <class T>
+using GlobalMaxPoolFwdFn = void (*)(const ChannelShape&, const T*, T*, int64_t*);
+template <class T>
+using GlobalMaxPoolBwdFn = int64_t (*)(const ChannelShape&, const T*, const int64_t*, T*);
+
 template <class Fn>
 struct Kernel {
   const char* name;
@@ -51,6 +69,18 @@ template <class T> const Kernel<MaxPoolBwdFn<T>>& maxpool2d_bwd_kernel();
 template <class T> const Kernel<ReluFwdFn<T>>& relu_fwd_kernel();
 template <class T> const Kernel<ReluBwdFn<T>>& relu_bwd_kernel();
 
+template <class T> const Kernel<BatchNormFwdTrainingFn<T>>& batchnorm_fwd_training_kernel();
+template <class T> const Kernel<BatchNormFwdInferenceFn<T>>& batchnorm_fwd_inference_kernel();
+template <class T> const Kernel<BatchNormBwdFn<T>>& batchnorm_bwd_kernel();
+template <class T> const Kernel<GlobalAvgPoolFwdFn<T>>& global_avg_pool2d_fwd_kernel();
+template <class T> const Kernel<GlobalAvgPoolBwdFn<T>>& global_avg_pool2d_bwd_kernel();
+template <class T> const Kernel<GlobalMaxPoolFwdFn<T>>& global_max_pool2d_fwd_kernel();
+template <class T> const Kernel<GlobalMaxPoolBwdFn<T>>& global_max_pool2d_bwd_kernel();
+// depthwise conv2d has the conv2d signatures.
+template <class T> const Kernel<Conv2dFwdFn<T>>& depthwise_conv2d_fwd_kernel();
+template <class T> const Kernel<Conv2dBwdDataFn<T>>& depthwise_conv2d_bwd_data_kernel();
+template <class T> const Kernel<Conv2dBwdWeightsFn<T>>& depthwise_conv2d_bwd_weights_kernel();
+
 #define CONVFORGE_DECLARE_SELECTOR(getter, Fn)            \
   template <> const Kernel<Fn<float>>& getter<float>();    \
   template <> const Kernel<Fn<double>>& getter<double>();
@@ -64,6 +94,16 @@ CONVFORGE_DECLARE_SELECTOR(maxpool2d_fwd_kernel, MaxPoolFwdFn)
 CONVFORGE_DECLARE_SELECTOR(maxpool2d_bwd_kernel, MaxPoolBwdFn)
 CONVFORGE_DECLARE_SELECTOR(relu_fwd_kernel, ReluFwdFn)
 CONVFORGE_DECLARE_SELECTOR(relu_bwd_kernel, ReluBwdFn)
+CONVFORGE_DECLARE_SELECTOR(batchnorm_fwd_training_kernel, BatchNormFwdTrainingFn)
+CONVFORGE_DECLARE_SELECTOR(batchnorm_fwd_inference_kernel, BatchNormFwdInferenceFn)
+CONVFORGE_DECLARE_SELECTOR(batchnorm_bwd_kernel, BatchNormBwdFn)
+CONVFORGE_DECLARE_SELECTOR(global_avg_pool2d_fwd_kernel, GlobalAvgPoolFwdFn)
+CONVFORGE_DECLARE_SELECTOR(global_avg_pool2d_bwd_kernel, GlobalAvgPoolBwdFn)
+CONVFORGE_DECLARE_SELECTOR(global_max_pool2d_fwd_kernel, GlobalMaxPoolFwdFn)
+CONVFORGE_DECLARE_SELECTOR(global_max_pool2d_bwd_kernel, GlobalMaxPoolBwdFn)
+CONVFORGE_DECLARE_SELECTOR(depthwise_conv2d_fwd_kernel, Conv2dFwdFn)
+CONVFORGE_DECLARE_SELECTOR(depthwise_conv2d_bwd_data_kernel, Conv2dBwdDataFn)
+CONVFORGE_DECLARE_SELECTOR(depthwise_conv2d_bwd_weights_kernel, Conv2dBwdWeightsFn)
 #undef CONVFORGE_DECLARE_SELECTOR
 
 struct KernelChoice {

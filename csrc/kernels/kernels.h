@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "common/shapes.h"
+#include "kernels/channel_ops.h"  // batchnorm, global pooling, depthwise conv2d
 
 namespace convforge {
 

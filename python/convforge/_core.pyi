@@ -66,3 +66,57 @@ def _set_isa_cap(isa: str) -> None: ...
 def _isa_cap() -> str: ...
 def _workspace_bytes() -> int: ...
 def _fma_peak(threads: int = 1, seconds: float = 0.3) -> dict[str, Any]: ...
+
+# Per-channel ops (csrc/bindings/bind_batchnorm.cpp, bind_globalpool.cpp, bind_depthwise.cpp).
+def batchnorm_fwd_training(
+    x: _Float,
+    gamma: _Float | None,
+    beta: _Float | None,
+    eps: float,
+    out: _Float | None = None,
+    out_mean: _Float | None = None,
+    out_var: _Float | None = None,
+) -> tuple[_Float, _Float, _Float]: ...
+def batchnorm_fwd_inference(
+    x: _Float, mean: _Float, var: _Float, gamma: _Float | None, beta: _Float | None, eps: float,
+    out: _Float | None = None,
+) -> _Float: ...
+def batchnorm_bwd(
+    dy: _Float,
+    x: _Float,
+    mean: _Float,
+    var: _Float,
+    gamma: _Float | None,
+    eps: float,
+    need_input_grad: bool = True,
+    out: _Float | None = None,
+    out_gamma: _Float | None = None,
+    out_beta: _Float | None = None,
+) -> tuple[_Float | None, _Float, _Float]: ...
+def global_avg_pool2d_fwd(x: _Float, out: _Float | None = None) -> _Float: ...
+def global_avg_pool2d_bwd(dy: _Float, input_shape: _Quad, out: _Float | None = None) -> _Float: ...
+def global_max_pool2d_fwd(
+    x: _Float, return_indices: bool = False, out: _Float | None = None,
+    out_indices: npt.NDArray[np.int64] | None = None,
+) -> Any: ...
+def global_max_pool2d_bwd(
+    dy: _Float, indices: npt.NDArray[np.int64], input_shape: _Quad, out: _Float | None = None
+) -> _Float: ...
+def depthwise_conv2d_fwd(
+    x: _Float, w: _Float, b: _Float | None, stride: _Pair, padding: _Quad, dilation: _Pair,
+    out: _Float | None = None,
+) -> _Float: ...
+def depthwise_conv2d_bwd_data(
+    dy: _Float, w: _Float, x_shape: _Quad, stride: _Pair, padding: _Quad, dilation: _Pair, out: _Float | None = None
+) -> _Float: ...
+def depthwise_conv2d_bwd_weights(
+    dy: _Float,
+    x: _Float,
+    w_shape: _Quad,
+    stride: _Pair,
+    padding: _Quad,
+    dilation: _Pair,
+    need_bias: bool,
+    out_w: _Float | None = None,
+    out_b: _Float | None = None,
+) -> tuple[_Float, _Float | None]: ...

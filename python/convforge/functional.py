@@ -345,3 +345,230 @@ def relu_backward(dy, x):
     if dy.shape != x.shape:
         raise ValueError(f"dy must have the shape of x {x.shape}, got {dy.shape}")
     return _core.relu_bwd(_contiguous(dy), _contiguous(x))
+
+
+# =================================================================================================
+# Per-channel ops: batch normalisation, global pooling, depthwise conv2d (ResNet/MobileNet layers).
+# ``out=`` arguments take arrays to write into (checked: dtype, shape, contiguity); the layers pass
+# buffers they reuse from one training step to the next.
+# =================================================================================================
+
+__all__ += [
+    "batch_norm",
+    "batch_norm_backward",
+    "batch_norm_inference",
+    "depthwise_conv2d",
+    "depthwise_conv2d_backward",
+    "global_avg_pool2d",
+    "global_avg_pool2d_backward",
+    "global_max_pool2d",
+    "global_max_pool2d_backward",
+]
+
+
+def _eps(eps) -> float:
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real) or not (0 < float(eps) < math.inf):
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+    return float(eps)
+
+
+def _channel_vectors(x: np.ndarray, **vectors) -> dict:
+    """Per-channel (C,) vectors of x's dtype, checked and made contiguous; None passes through."""
+    out = {}
+    for name, v in vectors.items():
+        if v is not None:
+            v = _array(v, name, 1, "(C,)")
+            if v.shape[0] != x.shape[1]:
+                raise ValueError(f"{name} must have shape ({x.shape[1]},), one value per channel of x, got {v.shape}")
+            _same_dtype("x", x, **{name: v})
+            v = _contiguous(v)
+        out[name] = v
+    return out
+
+
+def _bn_input(x, name="x") -> np.ndarray:
+    x = _array(x, name)
+    if x.ndim < 2:
+        raise ValueError(f"{name} must have at least 2 dimensions (N, C, ...) with channels on axis 1, got shape {x.shape}")
+    return x
+
+
+def batch_norm(x, gamma=None, beta=None, eps=1e-3, *, out=None, out_mean=None, out_var=None):
+    """Batch normalisation with the batch's own statistics (training mode).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, ...) -- (N, C, H, W) images or (N, C) features
+        Normalised per channel (axis 1) over every other axis.
+    gamma, beta : ndarray, shape (C,), optional
+        Scale and shift (None: 1 and 0).
+    eps : float
+        Added to the variance (Keras's default 1e-3; PyTorch's is 1e-5).
+
+    Returns
+    -------
+    (y, mean, var)
+        ``y = (x - mean) / sqrt(var + eps) * gamma + beta``, the batch mean and
+        the biased (population) variance per channel, as Keras uses to update
+        its moving variance. Sums are accumulated in double (two passes: the
+        mean, then squared deviations from it), so float32 batches of any size
+        keep full float32 accuracy.
+    """
+    x = _bn_input(x)
+    v = _channel_vectors(x, gamma=gamma, beta=beta)
+    return _core.batchnorm_fwd_training(_contiguous(x), v["gamma"], v["beta"], _eps(eps), out, out_mean, out_var)
+
+
+def batch_norm_inference(x, mean, var, gamma=None, beta=None, eps=1e-3, *, out=None):
+    """Batch normalisation with given statistics (inference): ``(x - mean) / sqrt(var + eps) * gamma + beta``.
+
+    ``out=x`` normalises in place.
+    """
+    x = _bn_input(x)
+    if mean is None or var is None:
+        raise TypeError("mean and var are required: the moving statistics, arrays of shape (C,)")
+    v = _channel_vectors(x, mean=mean, var=var, gamma=gamma, beta=beta)
+    return _core.batchnorm_fwd_inference(_contiguous(x), v["mean"], v["var"], v["gamma"], v["beta"], _eps(eps), out)
+
+
+def batch_norm_backward(dy, x, mean, var, gamma=None, eps=1e-3, need_input_grad=True, *, out=None,
+                        out_gamma=None, out_beta=None):
+    """Gradients of :func:`batch_norm` (training mode, where mean and var depend on x).
+
+    Parameters
+    ----------
+    dy, x : ndarray, shape (N, C, ...)
+    mean, var : ndarray, shape (C,)
+        The batch statistics :func:`batch_norm` returned.
+    gamma, eps
+        As given to :func:`batch_norm`.
+
+    Returns
+    -------
+    (dx or None, dgamma, dbeta)
+        ``dgamma``/``dbeta`` are returned even when gamma/beta were None.
+    """
+    dy = _bn_input(dy, "dy")
+    x = _bn_input(x)
+    _same_dtype("x", x, dy=dy)
+    if dy.shape != x.shape:
+        raise ValueError(f"dy must have the shape of x {x.shape}, got {dy.shape}")
+    if mean is None or var is None:
+        raise TypeError("mean and var are required: the batch statistics batch_norm returned")
+    v = _channel_vectors(x, mean=mean, var=var, gamma=gamma)
+    need_input_grad = _flag(need_input_grad, "need_input_grad")
+    return _core.batchnorm_bwd(_contiguous(dy), _contiguous(x), v["mean"], v["var"], v["gamma"], _eps(eps),
+                               need_input_grad, out, out_gamma, out_beta)
+
+
+def _global_pool_input_shape(input_shape, dy: np.ndarray) -> tuple:
+    if not isinstance(input_shape, (tuple, list)) or not all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in input_shape
+    ):
+        raise TypeError(f"input_shape must be a tuple of 4 ints (N, C, H, W), got {input_shape!r}")
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) != 4 or input_shape[:2] != dy.shape or min(input_shape) < 1:
+        raise ValueError(f"input_shape must be (N, C, H, W) with N, C = {dy.shape} of dy, got {input_shape}")
+    if max(input_shape) > _params.MAX_PARAM or math.prod(input_shape) > _params.MAX_ELEMENTS:
+        raise ValueError(f"input_shape {input_shape} is too large")
+    return input_shape
+
+
+def global_avg_pool2d(x, *, out=None):
+    """Mean of each feature map: x ``(N, C, H, W)`` -> ``(N, C)`` (summed in double)."""
+    x = _array(x, "x", 4, "(N, C, H, W)")
+    return _core.global_avg_pool2d_fwd(_contiguous(x), out)
+
+
+def global_avg_pool2d_backward(dy, input_shape, *, out=None):
+    """Gradient of :func:`global_avg_pool2d`: ``dy[n, c] / (H * W)`` over each map."""
+    dy = _array(dy, "dy", 2, "(N, C)")
+    return _core.global_avg_pool2d_bwd(_contiguous(dy), _global_pool_input_shape(input_shape, dy), out)
+
+
+def global_max_pool2d(x, return_indices=False, *, out=None, out_indices=None):
+    """Maximum of each feature map: x ``(N, C, H, W)`` -> ``(N, C)``, and with ``return_indices``
+    its position ``h * W + w`` (int64).
+
+    The first maximum wins ties; a map holding a NaN has NaN as its maximum (as :func:`max_pool2d`).
+    """
+    x = _array(x, "x", 4, "(N, C, H, W)")
+    return _core.global_max_pool2d_fwd(_contiguous(x), _flag(return_indices, "return_indices"), out, out_indices)
+
+
+def global_max_pool2d_backward(dy, indices, input_shape, *, out=None):
+    """Gradient of :func:`global_max_pool2d`: ``dy[n, c]`` at each map's maximum, 0 elsewhere.
+
+    Unlike TensorFlow, which splits the gradient between tied maxima, it all goes to the first.
+    """
+    dy = _array(dy, "dy", 2, "(N, C)")
+    if not isinstance(indices, np.ndarray):
+        raise TypeError(f"indices must be a numpy.ndarray, got {type(indices).__name__}")
+    if indices.dtype != np.int64:
+        raise TypeError(f"indices must be int64 as returned by global_max_pool2d, got {indices.dtype}")
+    if indices.shape != dy.shape:
+        raise ValueError(f"indices must have the shape of dy {dy.shape}, got {indices.shape}")
+    input_shape = _global_pool_input_shape(input_shape, dy)
+    indices = indices if indices.flags.c_contiguous and indices.flags.aligned else indices.copy(order="C")
+    return _core.global_max_pool2d_bwd(_contiguous(dy), indices, input_shape, out)
+
+
+def _depthwise_setup(x_shape, w_shape, stride, padding, dilation):
+    if w_shape[1] != 1 or w_shape[0] % x_shape[1] != 0:
+        raise ValueError(
+            f"w must have shape (C * depth_multiplier, 1, KH, KW) with C = {x_shape[1]} channels of x, got {w_shape}"
+        )
+    stride, pads, dilation, out_hw = _params.conv_params(x_shape[2:], w_shape[2:], stride, padding, dilation)
+    if x_shape[0] * w_shape[0] * out_hw[0] * out_hw[1] > _params.MAX_ELEMENTS:
+        raise ValueError(f"depthwise_conv2d output would be {out_hw[0]}x{out_hw[1]} per image and filter: too large")
+    return stride, pads, dilation, out_hw
+
+
+def depthwise_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, *, out=None):
+    """Depthwise 2-D convolution: each input channel with its own ``depth_multiplier`` filters.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+    w : ndarray, shape (C * M, 1, KH, KW)
+        PyTorch's ``groups=C`` layout; output channel ``c * M + m`` is input
+        channel c convolved with ``w[c * M + m, 0]`` (Keras's order too: its
+        ``depthwise_kernel`` ``(KH, KW, C, M)`` is ``w.reshape(C, M, KH, KW).transpose(2, 3, 0, 1)``).
+    b : ndarray, shape (C * M,), optional
+    stride, padding, dilation
+        As :func:`conv2d`.
+
+    Returns
+    -------
+    y : ndarray, shape (N, C * M, OH, OW)
+    """
+    x = _array(x, "x", 4, "(N, C, H, W)")
+    w = _array(w, "w", 4, "(C * M, 1, KH, KW)")
+    if b is not None:
+        b = _array(b, "b", 1, "(C * M,)")
+        if b.shape[0] != w.shape[0]:
+            raise ValueError(f"b must have shape ({w.shape[0]},), one bias per filter of w, got {b.shape}")
+    _same_dtype("x", x, w=w, b=b)
+    stride, pads, dilation, _ = _depthwise_setup(x.shape, w.shape, stride, padding, dilation)
+    b = None if b is None else _contiguous(b)
+    return _core.depthwise_conv2d_fwd(_contiguous(x), _contiguous(w), b, stride, pads, dilation, out)
+
+
+def depthwise_conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=True, need_bias_grad=True,
+                              *, out=None, out_w=None, out_b=None):
+    """Gradients of :func:`depthwise_conv2d`: ``(dx or None, dw, db or None)``."""
+    dy = _array(dy, "dy", 4, "(N, C * M, OH, OW)")
+    x = _array(x, "x", 4, "(N, C, H, W)")
+    w = _array(w, "w", 4, "(C * M, 1, KH, KW)")
+    _same_dtype("x", x, w=w, dy=dy)
+    need_input_grad = _flag(need_input_grad, "need_input_grad")
+    need_bias_grad = _flag(need_bias_grad, "need_bias_grad")
+    stride, pads, dilation, out_hw = _depthwise_setup(x.shape, w.shape, stride, padding, dilation)
+    expected = (x.shape[0], w.shape[0], *out_hw)
+    if dy.shape != expected:
+        raise ValueError(f"dy must have the shape of depthwise_conv2d's output {expected}, got {dy.shape}")
+    dy, w = _contiguous(dy), _contiguous(w)
+    dx = _core.depthwise_conv2d_bwd_data(dy, w, x.shape, stride, pads, dilation, out) if need_input_grad else None
+    dw, db = _core.depthwise_conv2d_bwd_weights(dy, _contiguous(x), w.shape, stride, pads, dilation, need_bias_grad,
+                                                out_w, out_b)
+    return dx, dw, db

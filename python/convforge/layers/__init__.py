@@ -16,7 +16,9 @@ layer in NumPy.
 Layers
 ------
 Conv2D, MaxPooling2D (MaxPool2D), AveragePooling2D (AvgPool2D), Flatten,
-Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, Activation, Input.
+Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, Activation, Input,
+BatchNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
+(GlobalMaxPool2D), ZeroPadding2D, Cropping2D, DepthwiseConv2D, SeparableConv2D.
 """
 
 from . import initializers
@@ -25,6 +27,12 @@ from .base import Layer
 from .conv import Conv2D
 from .core import Dense, Dropout, Flatten, Input, InputLayer, Reshape
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
+
+# ResNet / Inception / MobileNet layers (issue 13).
+from .depthwise import DepthwiseConv2D, SeparableConv2D
+from .global_pooling import GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D, GlobalMaxPooling2D
+from .normalization import BatchNormalization
+from .reshaping import Cropping2D, ZeroPadding2D
 
 __all__ = [
     "Activation",
@@ -45,4 +53,13 @@ __all__ = [
     "Softmax",
     "Tanh",
     "initializers",
+    "BatchNormalization",
+    "Cropping2D",
+    "DepthwiseConv2D",
+    "GlobalAveragePooling2D",
+    "GlobalAvgPool2D",
+    "GlobalMaxPool2D",
+    "GlobalMaxPooling2D",
+    "SeparableConv2D",
+    "ZeroPadding2D",
 ]

@@ -20,6 +20,17 @@ from .direct import (
     relu,
     relu_backward,
 )
+from .channel_ops import (
+    batch_norm,
+    batch_norm_backward,
+    batch_norm_inference,
+    depthwise_conv2d,
+    depthwise_conv2d_backward,
+    global_avg_pool2d,
+    global_avg_pool2d_backward,
+    global_max_pool2d,
+    global_max_pool2d_backward,
+)
 from .im2col import conv2d_backward_im2col, conv2d_im2col, max_pool2d_backward_im2col, max_pool2d_im2col
 
 __all__ = [
@@ -35,4 +46,13 @@ __all__ = [
     "conv2d_backward_im2col",
     "max_pool2d_im2col",
     "max_pool2d_backward_im2col",
+    "batch_norm",
+    "batch_norm_backward",
+    "batch_norm_inference",
+    "global_avg_pool2d",
+    "global_avg_pool2d_backward",
+    "global_max_pool2d",
+    "global_max_pool2d_backward",
+    "depthwise_conv2d",
+    "depthwise_conv2d_backward",
 ]

@@ -1,0 +1,8 @@
+#include "common/avx512.h"
+#include "kernels/kernels.h"
+#include "kernels/rows/rows_avx512.h"
+#include "kernels/batchnorm/batchnorm_impl.h"
+
+namespace convforge {
+CONVFORGE_DEFINE_BATCHNORM(avx512, float, RowsAvx512)
+}  // namespace convforge

@@ -1,0 +1,64 @@
+#include "kernels/kernels.h"
+#include "kernels/rows/rows_ref.h"
+#include "kernels/globalpool/globalpool_impl.h"
+
+namespace convforge {
+
+CONVFORGE_DEFINE_GLOBAL_AVG(ref, float, RowsRef<float>)
+CONVFORGE_DEFINE_GLOBAL_AVG(ref, double, RowsRef<double>)
+
+// Global max: portable only (not on ResNet's path; a scan with NaN and first-maximum rules does
+// not vectorise cheaply).
+template <class T>
+void global_max_pool2d_fwd__ref(const ChannelShape& s, const T* src, T* dst, int64_t* workspace) {
+  const int64_t planes = s.mb * s.c, HW = s.hw;
+  const int64_t grain = plane_grain(HW);
+  const int threads = bandwidth_threads((planes + grain - 1) / grain, sizeof(T) * static_cast<double>(s.size()));
+  parallel_for_grains(threads, planes, grain, [&](int64_t b, int64_t e, int) {
+    for (int64_t p = b; p < e; ++p) {
+      const T* x = src + p * HW;
+      T best = x[0];
+      int64_t arg = 0;
+      if (best == best) {
+        for (int64_t i = 1; i < HW; ++i) {
+          const T v = x[i];
+          if (v != v) {  // NaN wins, the first one
+            best = v, arg = i;
+            break;
+          }
+          if (v > best) best = v, arg = i;
+        }
+      }
+      dst[p] = best;
+      if (workspace) workspace[p] = arg;
+    }
+  });
+}
+
+template <class T>
+int64_t global_max_pool2d_bwd__ref(const ChannelShape& s, const T* diff_dst, const int64_t* workspace, T* diff_src) {
+  const int64_t planes = s.mb * s.c, HW = s.hw;
+  const int64_t grain = plane_grain(HW);
+  const int threads = bandwidth_threads((planes + grain - 1) / grain, sizeof(T) * static_cast<double>(s.size()));
+  int64_t first_bad = planes;
+  parallel_for_grains(threads, planes, grain, [&](int64_t b, int64_t e, int) {
+    for (int64_t p = b; p < e; ++p) {
+      T* dx = diff_src + p * HW;
+      for (int64_t i = 0; i < HW; ++i) dx[i] = T(0);
+      const int64_t arg = workspace[p];
+      if (arg < 0 || arg >= HW) {
+        atomic_min(&first_bad, p);
+        continue;
+      }
+      dx[arg] = diff_dst[p];
+    }
+  });
+  return first_bad == planes ? -1 : first_bad;
+}
+
+template void global_max_pool2d_fwd__ref<float>(const ChannelShape&, const float*, float*, int64_t*);
+template void global_max_pool2d_fwd__ref<double>(const ChannelShape&, const double*, double*, int64_t*);
+template int64_t global_max_pool2d_bwd__ref<float>(const ChannelShape&, const float*, const int64_t*, float*);
+template int64_t global_max_pool2d_bwd__ref<double>(const ChannelShape&, const double*, const int64_t*, double*);
+
+}  // namespace convforge

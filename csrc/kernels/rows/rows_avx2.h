@@ -1,0 +1,143 @@
+// Row primitives (see rows_ref.h) with AVX2+FMA: 8 floats per vector. Elementwise tails are
+// masked loads/stores (never past the row); reduction tails run in scalar double.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace convforge {
+namespace {
+
+struct RowsAvx2 {
+  static __m256i tail(int64_t left) {
+    alignas(64) static const int32_t kMask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMask + 8 - (left >= 8 ? 8 : left)));
+  }
+  static __m256d lo(__m256 v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
+  static __m256d hi(__m256 v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
+  static double hsum(__m256d v) {
+    const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+  }
+
+  static double sum(const float* x, int64_t n) {
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd(), a2 = _mm256_setzero_pd(), a3 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+      a0 = _mm256_add_pd(a0, lo(v0));
+      a1 = _mm256_add_pd(a1, hi(v0));
+      a2 = _mm256_add_pd(a2, lo(v1));
+      a3 = _mm256_add_pd(a3, hi(v1));
+    }
+    double s = hsum(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
+    for (; i < n; ++i) s += static_cast<double>(x[i]);
+    return s;
+  }
+
+  static double sum_sq_dev(const float* x, int64_t n, double mean) {
+    const __m256d m = _mm256_set1_pd(mean);
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd(), a2 = _mm256_setzero_pd(), a3 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+      const __m256d d0 = _mm256_sub_pd(lo(v0), m), d1 = _mm256_sub_pd(hi(v0), m);
+      const __m256d d2 = _mm256_sub_pd(lo(v1), m), d3 = _mm256_sub_pd(hi(v1), m);
+      a0 = _mm256_fmadd_pd(d0, d0, a0);
+      a1 = _mm256_fmadd_pd(d1, d1, a1);
+      a2 = _mm256_fmadd_pd(d2, d2, a2);
+      a3 = _mm256_fmadd_pd(d3, d3, a3);
+    }
+    double s = hsum(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
+    for (; i < n; ++i) {
+      const double d = static_cast<double>(x[i]) - mean;
+      s += d * d;
+    }
+    return s;
+  }
+
+  static void sum_dy_dy_dev(const float* dy, const float* x, int64_t n, double mean, double* s_dy,
+                            double* s_dy_dev) {
+    const __m256d m = _mm256_set1_pd(mean);
+    __m256d g0 = _mm256_setzero_pd(), g1 = _mm256_setzero_pd(), p0 = _mm256_setzero_pd(), p1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const __m256 g = _mm256_loadu_ps(dy + i), v = _mm256_loadu_ps(x + i);
+      const __m256d glo = lo(g), ghi = hi(g);
+      g0 = _mm256_add_pd(g0, glo);
+      g1 = _mm256_add_pd(g1, ghi);
+      p0 = _mm256_fmadd_pd(glo, _mm256_sub_pd(lo(v), m), p0);
+      p1 = _mm256_fmadd_pd(ghi, _mm256_sub_pd(hi(v), m), p1);
+    }
+    double a = hsum(_mm256_add_pd(g0, g1)), b = hsum(_mm256_add_pd(p0, p1));
+    for (; i < n; ++i) {
+      const double g = static_cast<double>(dy[i]);
+      a += g;
+      b += g * (static_cast<double>(x[i]) - mean);
+    }
+    *s_dy += a;
+    *s_dy_dev += b;
+  }
+
+  static void scale_shift(const float* x, int64_t n, float mean, float a, float b, float* y) {
+    const __m256 vm = _mm256_set1_ps(mean), va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+      _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_sub_ps(v0, vm), va, vb));
+      _mm256_storeu_ps(y + i + 8, _mm256_fmadd_ps(_mm256_sub_ps(v1, vm), va, vb));
+    }
+    for (; i < n; i += 8) {
+      const __m256i k = tail(n - i);
+      _mm256_maskstore_ps(y + i, k, _mm256_fmadd_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), vm), va, vb));
+    }
+  }
+
+  static void bn_backward(const float* dy, const float* x, int64_t n, float c1, float c2, float mean, float c3,
+                          float* dx) {
+    const __m256 v1 = _mm256_set1_ps(c1), v2 = _mm256_set1_ps(c2), vm = _mm256_set1_ps(mean), v3 = _mm256_set1_ps(c3);
+    for (int64_t i = 0; i < n; i += 8) {
+      const __m256i k = tail(n - i);
+      const __m256 r = _mm256_fmadd_ps(v2, _mm256_sub_ps(_mm256_maskload_ps(x + i, k), vm), v3);
+      _mm256_maskstore_ps(dx + i, k, _mm256_fmadd_ps(v1, _mm256_maskload_ps(dy + i, k), r));
+    }
+  }
+
+  static void fill(float* y, int64_t n, float value) {
+    const __m256 v = _mm256_set1_ps(value);
+    for (int64_t i = 0; i < n; i += 8) _mm256_maskstore_ps(y + i, tail(n - i), v);
+  }
+
+  static void axpy(float* y, const float* x, float a, int64_t n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    if (i < n) {
+      const __m256i k = tail(n - i);
+      _mm256_maskstore_ps(y + i, k, _mm256_fmadd_ps(va, _mm256_maskload_ps(x + i, k), _mm256_maskload_ps(y + i, k)));
+    }
+  }
+
+  static double dot(const float* x, const float* y, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+    }
+    for (; i < n; i += 8) {
+      const __m256i k = tail(n - i);
+      a0 = _mm256_fmadd_ps(_mm256_maskload_ps(x + i, k), _mm256_maskload_ps(y + i, k), a0);
+    }
+    const __m256 s8 = _mm256_add_ps(a0, a1);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return static_cast<double>(_mm_cvtss_f32(s));
+  }
+};
+
+}  // namespace
+}  // namespace convforge

@@ -1,0 +1,145 @@
+// Row primitives (see rows_ref.h) with AVX-512F: 16 floats per vector, masked tails that never
+// touch memory past the row. Sums widen each vector to two vectors of doubles and accumulate
+// there, in a fixed lane order.
+#pragma once
+
+#include "common/avx512.h"
+
+#include <cstdint>
+
+namespace convforge {
+namespace {
+
+struct RowsAvx512 {
+  static __mmask16 tail(int64_t left) {
+    return left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+  }
+  static __m512d lo(__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
+  static __m512d hi(__m512 v) {
+    return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  }
+
+  static double sum(const float* x, int64_t n) {
+    __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), a2 = _mm512_setzero_pd(), a3 = _mm512_setzero_pd();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+      const __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
+      a0 = _mm512_add_pd(a0, lo(v0));
+      a1 = _mm512_add_pd(a1, hi(v0));
+      a2 = _mm512_add_pd(a2, lo(v1));
+      a3 = _mm512_add_pd(a3, hi(v1));
+    }
+    for (; i < n; i += 16) {  // masked lanes load as 0
+      const __m512 v = _mm512_maskz_loadu_ps(tail(n - i), x + i);
+      a0 = _mm512_add_pd(a0, lo(v));
+      a1 = _mm512_add_pd(a1, hi(v));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+  }
+
+  static double sum_sq_dev(const float* x, int64_t n, double mean) {
+    const __m512d m = _mm512_set1_pd(mean);
+    __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), a2 = _mm512_setzero_pd(), a3 = _mm512_setzero_pd();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+      const __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
+      const __m512d d0 = _mm512_sub_pd(lo(v0), m), d1 = _mm512_sub_pd(hi(v0), m);
+      const __m512d d2 = _mm512_sub_pd(lo(v1), m), d3 = _mm512_sub_pd(hi(v1), m);
+      a0 = _mm512_fmadd_pd(d0, d0, a0);
+      a1 = _mm512_fmadd_pd(d1, d1, a1);
+      a2 = _mm512_fmadd_pd(d2, d2, a2);
+      a3 = _mm512_fmadd_pd(d3, d3, a3);
+    }
+    for (; i < n; i += 16) {
+      const __mmask16 k = tail(n - i);
+      const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+      // Lanes past the row must add 0, not mean^2.
+      const __m512d d0 = _mm512_maskz_sub_pd(static_cast<__mmask8>(k & 0xFF), lo(v), m);
+      const __m512d d1 = _mm512_maskz_sub_pd(static_cast<__mmask8>(k >> 8), hi(v), m);
+      a0 = _mm512_fmadd_pd(d0, d0, a0);
+      a1 = _mm512_fmadd_pd(d1, d1, a1);
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+  }
+
+  static void sum_dy_dy_dev(const float* dy, const float* x, int64_t n, double mean, double* s_dy,
+                            double* s_dy_dev) {
+    const __m512d m = _mm512_set1_pd(mean);
+    __m512d g0 = _mm512_setzero_pd(), g1 = _mm512_setzero_pd(), p0 = _mm512_setzero_pd(), p1 = _mm512_setzero_pd();
+    for (int64_t i = 0; i < n; i += 16) {  // masked lanes: dy = 0, so both sums add 0
+      const __mmask16 k = tail(n - i);
+      const __m512 g = _mm512_maskz_loadu_ps(k, dy + i), v = _mm512_maskz_loadu_ps(k, x + i);
+      const __m512d glo = lo(g), ghi = hi(g);
+      g0 = _mm512_add_pd(g0, glo);
+      g1 = _mm512_add_pd(g1, ghi);
+      p0 = _mm512_fmadd_pd(glo, _mm512_sub_pd(lo(v), m), p0);
+      p1 = _mm512_fmadd_pd(ghi, _mm512_sub_pd(hi(v), m), p1);
+    }
+    *s_dy += _mm512_reduce_add_pd(_mm512_add_pd(g0, g1));
+    *s_dy_dev += _mm512_reduce_add_pd(_mm512_add_pd(p0, p1));
+  }
+
+  static void scale_shift(const float* x, int64_t n, float mean, float a, float b, float* y) {
+    const __m512 vm = _mm512_set1_ps(mean), va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+      const __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
+      _mm512_storeu_ps(y + i, _mm512_fmadd_ps(_mm512_sub_ps(v0, vm), va, vb));
+      _mm512_storeu_ps(y + i + 16, _mm512_fmadd_ps(_mm512_sub_ps(v1, vm), va, vb));
+    }
+    for (; i < n; i += 16) {
+      const __mmask16 k = tail(n - i);
+      _mm512_mask_storeu_ps(y + i, k, _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), va, vb));
+    }
+  }
+
+  static void bn_backward(const float* dy, const float* x, int64_t n, float c1, float c2, float mean, float c3,
+                          float* dx) {
+    const __m512 v1 = _mm512_set1_ps(c1), v2 = _mm512_set1_ps(c2), vm = _mm512_set1_ps(mean), v3 = _mm512_set1_ps(c3);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      const __m512 r = _mm512_fmadd_ps(v2, _mm512_sub_ps(_mm512_loadu_ps(x + i), vm), v3);
+      _mm512_storeu_ps(dx + i, _mm512_fmadd_ps(v1, _mm512_loadu_ps(dy + i), r));
+    }
+    if (i < n) {
+      const __mmask16 k = tail(n - i);
+      const __m512 r = _mm512_fmadd_ps(v2, _mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), v3);
+      _mm512_mask_storeu_ps(dx + i, k, _mm512_fmadd_ps(v1, _mm512_maskz_loadu_ps(k, dy + i), r));
+    }
+  }
+
+  static void fill(float* y, int64_t n, float value) {
+    const __m512 v = _mm512_set1_ps(value);
+    for (int64_t i = 0; i < n; i += 16) _mm512_mask_storeu_ps(y + i, tail(n - i), v);
+  }
+
+  static void axpy(float* y, const float* x, float a, int64_t n) {
+    const __m512 va = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+      _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+      const __mmask16 k = tail(n - i);
+      _mm512_mask_storeu_ps(y + i, k,
+                            _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, y + i)));
+    }
+  }
+
+  // Float lanes within the row (rows are image rows, tens to hundreds of values), then double.
+  static double dot(const float* x, const float* y, int64_t n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
+      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), a1);
+    }
+    for (; i < n; i += 16) {
+      const __mmask16 k = tail(n - i);
+      a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, y + i), a0);
+    }
+    return static_cast<double>(_mm512_reduce_add_ps(_mm512_add_ps(a0, a1)));
+  }
+};
+
+}  // namespace
+}  // namespace convforge

@@ -1,0 +1,62 @@
+// Row primitives of the per-channel kernels (batchnorm, globalpool, depthwise), portable form:
+// plain loops over one contiguous row of n values. rows_avx2.h and rows_avx512.h have the same
+// functions with SIMD bodies; the drivers in <op>_impl.h are templates over these structs, so
+// every ISA runs the same loop nest. Reductions return double and accumulate in double.
+#pragma once
+
+#include <cstdint>
+
+namespace convforge {
+namespace {
+
+template <class T>
+struct RowsRef {
+  static double sum(const T* x, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]);
+    return s;
+  }
+  // sum of (x - mean)^2
+  static double sum_sq_dev(const T* x, int64_t n, double mean) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double d = static_cast<double>(x[i]) - mean;
+      s += d * d;
+    }
+    return s;
+  }
+  // *s_dy += sum(dy), *s_dy_dev += sum(dy * (x - mean))
+  static void sum_dy_dy_dev(const T* dy, const T* x, int64_t n, double mean, double* s_dy, double* s_dy_dev) {
+    double a = 0, b = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double g = static_cast<double>(dy[i]);
+      a += g;
+      b += g * (static_cast<double>(x[i]) - mean);
+    }
+    *s_dy += a;
+    *s_dy_dev += b;
+  }
+  // y = (x - mean) * a + b
+  static void scale_shift(const T* x, int64_t n, T mean, T a, T b, T* y) {
+    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - mean) * a + b;
+  }
+  // dx = c1 * dy + c2 * (x - mean) + c3
+  static void bn_backward(const T* dy, const T* x, int64_t n, T c1, T c2, T mean, T c3, T* dx) {
+    for (int64_t i = 0; i < n; ++i) dx[i] = c1 * dy[i] + (c2 * (x[i] - mean) + c3);
+  }
+  static void fill(T* y, int64_t n, T v) {
+    for (int64_t i = 0; i < n; ++i) y[i] = v;
+  }
+  // y += a * x
+  static void axpy(T* y, const T* x, T a, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+  }
+  static double dot(const T* x, const T* y, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * static_cast<double>(y[i]);
+    return s;
+  }
+};
+
+}  // namespace
+}  // namespace convforge

@@ -1,0 +1,216 @@
+"""BatchNormalization, Keras 3 semantics, on the compiled batch-norm kernels."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import functional as F
+from . import initializers
+from .base import Layer
+
+__all__ = ["BatchNormalization", "refuse_unsupported"]
+
+
+def refuse_unsupported(layer: str, **arguments) -> None:
+    """NotImplementedError naming the first Keras argument given a value convforge does not support."""
+    for name, value in arguments.items():
+        if value is not None and value is not False:
+            raise NotImplementedError(f"{layer}: the Keras argument {name}={value!r} is not supported by convforge")
+
+
+class BatchNormalization(Layer):
+    """Batch normalisation, Keras's ``BatchNormalization``.
+
+    During training (``fit``) each channel is normalised with the mean and
+    variance of the current batch, ``y = gamma * (x - mean) / sqrt(var +
+    epsilon) + beta``, and the moving statistics are updated:
+    ``moving = moving * momentum + batch_statistic * (1 - momentum)`` (the
+    batch variance is the biased one, as in Keras). In inference
+    (``predict``, ``evaluate``) the moving statistics are used instead.
+
+    Parameters
+    ----------
+    axis : int
+        The channel axis *at the API*: ``-1`` (default) for channels-last
+        images ``(batch, height, width, channels)`` and for ``(batch,
+        features)`` data; ``1`` for a channels-first model. Other axes raise
+        NotImplementedError: the kernels normalise over the channel axis.
+    momentum : float
+        Default 0.99.
+    epsilon : float
+        Default 1e-3 (PyTorch's BatchNorm2d uses 1e-5).
+    center, scale : bool
+        Learn ``beta`` / ``gamma``.
+    beta_initializer, gamma_initializer, moving_mean_initializer, moving_variance_initializer
+        Defaults ``'zeros'``, ``'ones'``, ``'zeros'``, ``'ones'``.
+
+    Weights
+    -------
+    ``gamma``, ``beta`` (trainable, if ``scale``/``center``) and
+    ``moving_mean``, ``moving_variance`` (non-trainable: the optimizer never
+    touches them, ``model.save`` keeps them), each of shape ``(channels,)``,
+    in Keras's order: ``get_weights()`` lists them as Keras does.
+
+    Differences from Keras
+    ----------------------
+    Regularizers, constraints, ``synchronized=True`` and ``renorm`` are not
+    supported (NotImplementedError). As in Keras 3, a frozen layer
+    (``trainable=False``) runs in inference mode even inside ``fit``.
+    """
+
+    _cache_attrs = ("_x", "_mean", "_var", "_frozen_scale")
+
+    def __init__(
+        self,
+        axis=-1,
+        momentum=0.99,
+        epsilon=1e-3,
+        center=True,
+        scale=True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        moving_mean_initializer="zeros",
+        moving_variance_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        synchronized=False,
+        *,
+        renorm=False,
+        input_shape=None,
+        name=None,
+        trainable=True,
+    ):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        refuse_unsupported(
+            "BatchNormalization",
+            beta_regularizer=beta_regularizer,
+            gamma_regularizer=gamma_regularizer,
+            beta_constraint=beta_constraint,
+            gamma_constraint=gamma_constraint,
+            synchronized=synchronized,
+            renorm=renorm,
+        )
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"BatchNormalization axis must be an int such as -1; got {axis!r}")
+        self.axis = int(axis)
+        for arg, value, low, high in (("momentum", momentum, 0.0, 1.0), ("epsilon", epsilon, 0.0, np.inf)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+                raise TypeError(f"BatchNormalization {arg} must be a number; got {value!r}")
+            ok = low <= float(value) <= high if arg == "momentum" else low < float(value) < high
+            if not ok:
+                raise ValueError(
+                    f"BatchNormalization {arg} must be in {'[0, 1]' if arg == 'momentum' else '(0, inf)'}; got {value!r}"
+                )
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        for arg, value in (("center", center), ("scale", scale)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"BatchNormalization {arg} must be True or False; got {value!r}")
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer, "beta_initializer")
+        self.gamma_initializer = initializers.get(gamma_initializer, "gamma_initializer")
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer, "moving_mean_initializer")
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer, "moving_variance_initializer")
+        self._x = self._mean = self._var = self._frozen_scale = None
+
+    def _check_axis(self, input_shape) -> None:
+        rank = len(input_shape) + 1  # with the batch axis, as the user counts
+        if rank == 4:
+            allowed = (1, -3) if self._data_format == "channels_first" else (3, -1)
+            what = "the channel axis of images"
+        elif rank == 2:
+            allowed, what = (1, -1), "the feature axis of (batch, features) data"
+        else:
+            raise NotImplementedError(
+                f"layer {self.name!r} (BatchNormalization) takes images (batch, height, width, channels) or "
+                f"(batch, features); got input {self._show(input_shape)}"
+            )
+        if self.axis not in allowed:
+            raise NotImplementedError(
+                f"layer {self.name!r} (BatchNormalization): axis={self.axis} on input {self._show(input_shape)} is not "
+                f"supported; convforge normalises over {what} only (axis={allowed[1]} or {allowed[0]})"
+            )
+
+    def build(self, input_shape):
+        self._check_axis(input_shape)
+        channels = (input_shape[0],)
+        if self.scale:
+            self.add_weight("gamma", channels, self.gamma_initializer)
+        if self.center:
+            self.add_weight("beta", channels, self.beta_initializer)
+        self.add_weight("moving_mean", channels, self.moving_mean_initializer, trainable=False)
+        self.add_weight("moving_variance", channels, self.moving_variance_initializer, trainable=False)
+
+    def compute_output_shape(self, input_shape):
+        self._check_axis(input_shape)
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        p = self.params
+        gamma, beta = p.get("gamma"), p.get("beta")
+        if not training or not self.trainable:
+            self._x = self._mean = self._var = None
+            out = self._buffers("y", x.shape, x.dtype) if training else None
+            y = F.batch_norm_inference(x, p["moving_mean"], p["moving_variance"], gamma, beta, self.epsilon, out=out)
+            if training:  # frozen: backward is the per-channel scale gamma / sqrt(moving_variance + eps)
+                scale = 1.0 / np.sqrt(p["moving_variance"].astype(np.float64) + self.epsilon)
+                if gamma is not None:
+                    scale = scale * gamma
+                self._frozen_scale = scale.astype(x.dtype).reshape((1, -1) + (1,) * (x.ndim - 2))
+            return y
+        self._frozen_scale = None
+        b = self._buffers
+        channels = (x.shape[1],)
+        y, mean, var = F.batch_norm(
+            x, gamma, beta, self.epsilon, out=b("y", x.shape, x.dtype), out_mean=b("mean", channels, x.dtype),
+            out_var=b("var", channels, x.dtype),
+        )
+        # In place: the optimizer and saving hold these arrays.
+        m = self.momentum
+        p["moving_mean"] *= m
+        p["moving_mean"] += (1.0 - m) * mean
+        p["moving_variance"] *= m
+        p["moving_variance"] += (1.0 - m) * var
+        self._x, self._mean, self._var = x, mean, var
+        return y
+
+    def backward(self, dy):
+        if self._frozen_scale is not None:
+            return dy * self._frozen_scale if self.input_grad_needed else None
+        if self._x is None:
+            raise self._missing_cache()
+        x, b = self._x, self._buffers
+        channels = (x.shape[1],)
+        dx, dgamma, dbeta = F.batch_norm_backward(
+            dy, x, self._mean, self._var, self.params.get("gamma"), self.epsilon, self.input_grad_needed,
+            out=b("dx", x.shape, x.dtype) if self.input_grad_needed else None,
+            out_gamma=b("dgamma", channels, x.dtype), out_beta=b("dbeta", channels, x.dtype),
+        )
+        if self.scale:
+            self.grads["gamma"] = dgamma
+        if self.center:
+            self.grads["beta"] = dbeta
+        return dx
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "axis": self.axis,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "beta_initializer": initializers.serialize(self.beta_initializer),
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+            "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
+            "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        keys = ("beta_initializer", "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer")
+        return cls(**initializers.deserialize_config(config, keys))

@@ -1,0 +1,275 @@
+"""Batch normalisation, global pooling and depthwise conv2d kernels against the float64 oracles
+(convforge.reference.channel_ops) on every ISA path, SIMD-edge sizes, thread counts and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convforge
+from convforge import functional as F
+from convforge import reference as R
+
+# Per-plane sizes around the vector widths (8 and 16 floats) and their multiples, and channel
+# counts 1..33: every masked tail and unrolled body of the row primitives.
+EDGE_SHAPES = [(2, 1, 1, 1), (3, 15, 1, 1), (2, 16, 4, 4), (2, 17, 1, 15), (1, 3, 1, 17), (2, 2, 3, 11),
+               (4, 33, 2, 8), (2, 5, 1, 31), (1, 4, 8, 8), (3, 2, 7, 7), (2, 3, 4, 9)]
+DENSE_SHAPES = [(4, 1), (7, 15), (3, 16), (5, 17), (2, 33)]
+
+
+def _tol(dtype):
+    return dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+
+
+def _close(got, want, dtype):
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, **_tol(dtype))
+
+
+# ------------------------------------------------------------------------------ batch norm
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", EDGE_SHAPES + DENSE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_batch_norm_matches_oracle(shape, dtype, affine, isa, rng):
+    x = (rng.standard_normal(shape) * 3 + 1.5).astype(dtype)
+    if shape[0] * int(np.prod(shape[2:])) == 1:
+        x[...] = 0.25  # a single value per channel: zero variance, y = beta exactly
+    c = shape[1]
+    gamma = rng.standard_normal(c).astype(dtype) if affine else None
+    beta = rng.standard_normal(c).astype(dtype) if affine else None
+    y, mean, var = F.batch_norm(x, gamma, beta, 1e-3)
+    y_want, mean_want, var_want = R.batch_norm(x, gamma, beta, 1e-3)
+    _close(mean, mean_want, dtype)
+    _close(var, var_want, dtype)
+    _close(y, y_want, dtype)
+
+    y_inf = F.batch_norm_inference(x, mean, var, gamma, beta, 1e-3)
+    _close(y_inf, R.batch_norm_inference(x, mean, var, gamma, beta, 1e-3), dtype)
+
+    dy = rng.standard_normal(shape).astype(dtype)
+    dx, dgamma, dbeta = F.batch_norm_backward(dy, x, mean, var, gamma, 1e-3)
+    dx_want, dgamma_want, dbeta_want = R.batch_norm_backward(dy, x, mean, var, gamma, 1e-3)
+    _close(dbeta, dbeta_want, dtype)
+    _close(dgamma, dgamma_want, dtype)
+    # dx is a difference of terms of size |dy|; its error scales with them, not with dx.
+    np.testing.assert_allclose(dx, dx_want, rtol=0, atol=(3e-5 if dtype == np.float32 else 1e-11) * np.abs(dy).max())
+    none, dgamma2, _ = F.batch_norm_backward(dy, x, mean, var, gamma, 1e-3, need_input_grad=False)
+    assert none is None
+    np.testing.assert_array_equal(dgamma2, dgamma)
+
+
+def test_batch_norm_float32_statistics_of_a_large_offset_batch(rng):
+    """A ResNet-sized batch (32 x 32 x 56 x 56 is 100k values per channel) with a large mean: the
+    double accumulation keeps mean and variance to float32 rounding (a float32 running sum would
+    lose about 3 digits of the mean, and E[x^2] - E[x]^2 all digits of the variance)."""
+    x = (rng.standard_normal((32, 4, 56, 56)) * 0.5 + 1000.0).astype(np.float32)
+    y, mean, var = F.batch_norm(x)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(mean, x64.mean(axis=(0, 2, 3)), rtol=1e-7)
+    np.testing.assert_allclose(var, x64.var(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(y.std(axis=(0, 2, 3), dtype=np.float64), np.sqrt(var / (var + 1e-3)), rtol=1e-4)
+
+
+def test_batch_norm_gradient_is_the_numerical_derivative(rng):
+    """float64 central differences of sum(dy * batch_norm(x)) against the kernel's dx, dgamma, dbeta."""
+    x = rng.standard_normal((3, 4, 3, 5))
+    gamma, beta, dy = rng.standard_normal(4), rng.standard_normal(4), rng.standard_normal(x.shape)
+    _, mean, var = F.batch_norm(x, gamma, beta)
+    dx, dgamma, dbeta = F.batch_norm_backward(dy, x, mean, var, gamma)
+
+    def loss(x_, g_, b_):
+        return float((F.batch_norm(x_, g_, b_)[0] * dy).sum())
+
+    h = 1e-6
+    for idx in [(0, 0, 0, 0), (1, 2, 1, 3), (2, 3, 2, 4), (0, 1, 2, 2)]:
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        assert abs((loss(xp, gamma, beta) - loss(xm, gamma, beta)) / (2 * h) - dx[idx]) < 1e-7
+    for c in range(4):
+        e = np.zeros(4)
+        e[c] = h
+        assert abs((loss(x, gamma + e, beta) - loss(x, gamma - e, beta)) / (2 * h) - dgamma[c]) < 1e-7
+        assert abs((loss(x, gamma, beta + e) - loss(x, gamma, beta - e)) / (2 * h) - dbeta[c]) < 1e-7
+
+
+# ------------------------------------------------------------------------------ global pooling
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", EDGE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_global_pooling_matches_oracle(shape, dtype, isa, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    _close(F.global_avg_pool2d(x), R.global_avg_pool2d(x), dtype)
+    dy = rng.standard_normal(shape[:2]).astype(dtype)
+    _close(F.global_avg_pool2d_backward(dy, shape), R.global_avg_pool2d_backward(dy, shape), dtype)
+
+    x = rng.integers(0, 3, size=shape).astype(dtype)  # ties: the first maximum must win
+    y, idx = F.global_max_pool2d(x, return_indices=True)
+    y_want, idx_want = R.global_max_pool2d(x, return_indices=True)
+    np.testing.assert_array_equal(y, y_want)
+    np.testing.assert_array_equal(idx, idx_want)
+    np.testing.assert_array_equal(F.global_max_pool2d(x), y)
+    np.testing.assert_array_equal(F.global_max_pool2d_backward(dy, idx, shape),
+                                  R.global_max_pool2d_backward(dy, idx, shape))
+
+
+def test_global_max_pool_nan_propagates():
+    x = np.zeros((1, 3, 2, 2), np.float32)
+    x[0, 0, 1, 0] = np.nan
+    x[0, 1, 0, 0] = np.nan
+    x[0, 2, 0, 1] = 5.0
+    y, idx = F.global_max_pool2d(x, return_indices=True)
+    assert np.isnan(y[0, 0]) and np.isnan(y[0, 1]) and y[0, 2] == 5.0
+    assert idx.tolist() == [[2, 0, 1]]
+
+
+# ------------------------------------------------------------------------------ depthwise conv2d
+
+DEPTHWISE_CASES = [
+    # (N, C, H, W, M, KH, KW, stride, padding, dilation)
+    (2, 3, 8, 8, 1, 3, 3, 1, 1, 1),
+    (1, 4, 15, 17, 2, 3, 3, 1, "same", 1),
+    (2, 2, 16, 33, 1, 3, 3, 2, "same", 1),
+    (1, 17, 5, 5, 1, 3, 3, 1, 0, 1),
+    (2, 1, 9, 11, 3, 5, 3, (2, 1), (2, 1), 1),
+    (1, 3, 12, 12, 1, 3, 3, 1, 2, 2),
+    (1, 2, 7, 31, 2, 1, 1, 1, 0, 1),
+    (1, 2, 6, 6, 1, 7, 7, 1, "same", 1),
+    (2, 16, 7, 7, 1, 3, 3, 3, 1, (1, 2)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
+def test_depthwise_conv2d_matches_oracle(case, dtype, isa, rng):
+    n, c, h, w_, m, kh, kw, stride, padding, dilation = case
+    x = rng.standard_normal((n, c, h, w_)).astype(dtype)
+    w = rng.standard_normal((c * m, 1, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c * m).astype(dtype)
+    y = F.depthwise_conv2d(x, w, b, stride, padding, dilation)
+    _close(y, R.depthwise_conv2d(x, w, b, stride, padding, dilation), dtype)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    got = F.depthwise_conv2d_backward(dy, x, w, stride, padding, dilation)
+    want = R.depthwise_conv2d_backward(dy, x, w, stride, padding, dilation)
+    for g, v in zip(got, want):
+        np.testing.assert_allclose(g, v, rtol=1e-4 if dtype == np.float32 else 1e-11,
+                                   atol=1e-4 if dtype == np.float32 else 1e-11)
+    dx, dw, db = F.depthwise_conv2d_backward(dy, x, w, stride, padding, dilation, False, False)
+    assert dx is None and db is None
+    np.testing.assert_array_equal(dw, got[1])
+
+
+def test_depthwise_matches_keras_channel_order(rng):
+    """Output channel c * M + m reads input channel c: conv2d with w embedded block-diagonally."""
+    x = rng.standard_normal((1, 3, 6, 6))
+    w = rng.standard_normal((6, 1, 3, 3))
+    full = np.zeros((6, 3, 3, 3))
+    for o in range(6):
+        full[o, o // 2] = w[o, 0]
+    np.testing.assert_allclose(F.depthwise_conv2d(x, w, padding=1), R.conv2d(x, full, padding=1), atol=1e-12)
+
+
+# ------------------------------------------------------------------------------ threads
+
+
+def _all_ops(x, dy_bn, w, dy_dw, dy_gp):
+    y, mean, var = F.batch_norm(x, np.full(x.shape[1], 1.5, x.dtype), np.full(x.shape[1], 0.5, x.dtype))
+    out = [y, mean, var, *F.batch_norm_backward(dy_bn, x, mean, var, np.full(x.shape[1], 1.5, x.dtype))]
+    out += [F.global_avg_pool2d(x), F.global_avg_pool2d_backward(dy_gp, x.shape), *F.global_max_pool2d(x, True)]
+    out += [F.depthwise_conv2d(x, w, padding=1), *F.depthwise_conv2d_backward(dy_dw, x, w, padding=1)]
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bit_identical_for_any_thread_count(dtype, threads, rng):
+    x = rng.standard_normal((8, 17, 33, 33)).astype(dtype)  # > 256 KiB: the passes use threads
+    w = rng.standard_normal((34, 1, 3, 3)).astype(dtype)
+    args = (x, rng.standard_normal(x.shape).astype(dtype), w, rng.standard_normal((8, 34, 33, 33)).astype(dtype),
+            rng.standard_normal((8, 17)).astype(dtype))
+    results = []
+    for n in (1, 2, 3):
+        convforge.set_num_threads(n)
+        results.append(_all_ops(*args))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------------------ bad input
+
+X = np.ones((2, 3, 4, 4), np.float32)
+V = np.ones(3, np.float32)
+
+
+@pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (lambda: F.batch_norm(X[0, 0, 0]), ValueError, "x must have at least 2 dimensions"),
+        (lambda: F.batch_norm(X, np.ones(4, np.float32)), ValueError, "gamma must have shape (3,)"),
+        (lambda: F.batch_norm(X, V.astype(np.float64)), TypeError, "gamma is float64 but x is float32"),
+        (lambda: F.batch_norm(X, None, [1, 2, 3]), TypeError, "beta must be a numpy.ndarray"),
+        (lambda: F.batch_norm(X, eps=0), ValueError, "eps must be a finite number > 0"),
+        (lambda: F.batch_norm(X, eps=float("nan")), ValueError, "eps"),
+        (lambda: F.batch_norm(X.astype(np.int32)), TypeError, "x must be float32 or float64"),
+        (lambda: F.batch_norm(np.ones((2, 0, 3), np.float32)), ValueError, "x is empty"),
+        (lambda: F.batch_norm(X, out=np.ones((2, 3, 4, 5), np.float32)), ValueError, "out must have shape"),
+        (lambda: F.batch_norm(X, out=X), ValueError, "out must not share memory with x"),
+        (lambda: F.batch_norm_inference(X, None, V), TypeError, "mean and var are required"),
+        (lambda: F.batch_norm_inference(X, V, np.ones(2, np.float32)), ValueError, "var must have shape (3,)"),
+        (lambda: F.batch_norm_backward(X[:1], X, V, V), ValueError, "dy must have the shape of x"),
+        (lambda: F.batch_norm_backward(X, X, V, V, need_input_grad=1), TypeError, "need_input_grad"),
+        (lambda: F.global_avg_pool2d(X[0]), ValueError, "x must have 4 dimensions"),
+        (lambda: F.global_avg_pool2d_backward(np.ones((2, 3), np.float32), (2, 4, 4, 4)), ValueError,
+         "input_shape must be (N, C, H, W) with N, C = (2, 3)"),
+        (lambda: F.global_avg_pool2d_backward(np.ones((2, 3), np.float32), "2344"), TypeError, "input_shape"),
+        (lambda: F.global_max_pool2d(X, return_indices="yes"), TypeError, "return_indices"),
+        (lambda: F.global_max_pool2d_backward(np.ones((2, 3), np.float32), np.zeros((2, 3), np.int32), X.shape),
+         TypeError, "indices must be int64"),
+        (lambda: F.global_max_pool2d_backward(np.ones((2, 3), np.float32), np.full((2, 3), 16, np.int64), X.shape),
+         ValueError, "indices[0, 0] is outside the plane"),
+        (lambda: F.global_max_pool2d_backward(np.ones((2, 3), np.float32), np.full((2, 3), -1, np.int64), X.shape),
+         ValueError, "outside the plane"),
+        (lambda: F.depthwise_conv2d(X, np.ones((4, 1, 3, 3), np.float32)), ValueError,
+         "w must have shape (C * depth_multiplier, 1, KH, KW) with C = 3"),
+        (lambda: F.depthwise_conv2d(X, np.ones((3, 3, 3, 3), np.float32)), ValueError, "depth_multiplier"),
+        (lambda: F.depthwise_conv2d(X, np.ones((3, 1, 5, 5), np.float32)), ValueError, "kernel"),
+        (lambda: F.depthwise_conv2d(X, np.ones((3, 1, 3, 3), np.float32), np.ones(2, np.float32)), ValueError,
+         "b must have shape (3,)"),
+        (lambda: F.depthwise_conv2d(X, np.ones((3, 1, 3, 3), np.float64)), TypeError, "w is float64 but x is float32"),
+        (lambda: F.depthwise_conv2d(X, np.ones((3, 1, 3, 3), np.float32), stride=0), ValueError, "stride"),
+        (lambda: F.depthwise_conv2d_backward(np.ones((2, 3, 3, 3), np.float32), X, np.ones((3, 1, 3, 3), np.float32)),
+         ValueError, "dy must have the shape of depthwise_conv2d's output (2, 3, 2, 2)"),
+    ],
+)
+def test_bad_input_names_the_argument(call, exc, words):
+    with pytest.raises(exc) as err:
+        call()
+    assert words in str(err.value)
+
+
+def test_strided_and_read_only_inputs_give_the_contiguous_answer(rng):
+    x = rng.standard_normal((4, 6, 9, 10)).astype(np.float32)
+    view = x[:, ::2, :, ::-1]
+    view.flags.writeable = False
+    want = F.batch_norm(np.ascontiguousarray(view))
+    for a, b in zip(F.batch_norm(view), want):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(F.global_avg_pool2d(view), F.global_avg_pool2d(np.ascontiguousarray(view)))
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    np.testing.assert_array_equal(F.depthwise_conv2d(view, w), F.depthwise_conv2d(np.ascontiguousarray(view), w))
+
+
+def test_inference_in_place_and_out_buffers(rng):
+    x = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    mean, var = np.zeros(3, np.float32), np.full(3, 4.0, np.float32)
+    want = F.batch_norm_inference(x, mean, var)
+    y = F.batch_norm_inference(x, mean, var, out=x)
+    assert y is x
+    np.testing.assert_array_equal(x, want)
+    ro = np.empty_like(x)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        F.batch_norm(x, out=ro)
