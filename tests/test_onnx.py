@@ -459,7 +459,7 @@ def weights(name, shape):
 @pytest.mark.parametrize(
     "node, inits, message",
     [
-        (helper.make_node("Conv", ["x", "w"], ["y"], name="c1", group=2), [weights("w", (4, 1, 3, 3))],
+        (helper.make_node("Conv", ["x", "w"], ["y"], name="c1", group=4), [weights("w", (4, 1, 3, 3))],
          r"node 'c1' \(Conv\), attribute 'group'"),
         (helper.make_node("Conv", ["x", "w"], ["y"], name="c2", foo=1), [weights("w", (4, 2, 3, 3))],
          r"node 'c2' \(Conv\), attribute 'foo': this attribute is not supported"),

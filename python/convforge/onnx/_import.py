@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from ..saving import ModelFileError
-from . import _reader
+from . import _fold, _reader
 from ._export import check_layout, require_onnx
 from ._registry import importer_for, supported_ops
 
@@ -360,6 +360,9 @@ def import_model(path, input_layout=None):
         if _is_exit_transpose(ctx, node):
             ctx.consume(node, ctx.input_name(node))
             continue
+        if _fold.FOLDERS.get(node.op_type) and node.input and all(not n or ctx.is_constant(n) for n in node.input):
+            _fold_node(ctx, node)
+            continue
         importer = importer_for(node.op_type)
         if importer is None:
             raise ModelFileError(
@@ -387,6 +390,26 @@ def import_model(path, input_layout=None):
     model_layers = [layer for layer, _, _ in ctx.steps]
     model = Sequential([Input(shape=spec), *model_layers], name=_model_name(proto))
     return model
+
+
+def _fold_node(ctx, node) -> None:
+    """Evaluate a node of shape arithmetic whose inputs are all constants (see ``_fold``)."""
+    onnx = require_onnx()
+    attrs = {}
+    for attribute in node.attribute:
+        value = onnx.helper.get_attribute_value(attribute)
+        if isinstance(value, onnx.TensorProto):
+            value = ctx.tensor_value(value, f"attribute {attribute.name!r} of node {node.name!r}")
+        attrs[attribute.name] = value
+    args = [ctx.constant(node, i, f"input {i}") if name else None for i, name in enumerate(node.input)]
+    while args and args[-1] is None:
+        args.pop()
+    try:
+        value = _fold.fold(node.op_type, args, attrs)
+    except _fold.FoldError as err:
+        raise ctx.error(node, str(err), err.attribute) from None
+    ctx.set_constant(node.output[0], value)
+    ctx.consume_node(node)
 
 
 def _is_exit_transpose(ctx, node) -> bool:
