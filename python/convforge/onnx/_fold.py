@@ -152,7 +152,7 @@ def fold(op_type: str, args: list, attrs: dict) -> np.ndarray:
         result = np.asarray(FOLDERS[op_type](args, attrs))
     except FoldError:
         raise
-    except (ValueError, IndexError, TypeError, KeyError, np.AxisError) as err:
+    except (ValueError, IndexError, TypeError, KeyError, OverflowError) as err:  # AxisError is a ValueError
         raise FoldError(f"cannot be evaluated on its constant inputs ({err})") from None
     _size_ok(result.shape)
     return result
