@@ -25,11 +25,12 @@ __version__: str = _core.__version__
 
 # The Keras-style API: layers, Sequential models, training and saving.
 from . import callbacks, layers, losses, metrics, optimizers  # noqa: E402
+from .layers import Input  # noqa: E402
 from .random import seed  # noqa: E402
 
 # The models package (Sequential, load_model) is imported on first use, so that
 # `import convforge.saving` (the file format) does not pull in the models above it.
-_FROM_MODELS = {"Sequential", "load_model"}
+_FROM_MODELS = {"Model", "Sequential", "load_model"}
 
 
 def __getattr__(name):
@@ -46,6 +47,8 @@ def __dir__():
 
 
 __all__ = [
+    "Input",
+    "Model",
     "Sequential",
     "__version__",
     "build_info",

@@ -1,5 +1,9 @@
 """Train LeNet-5 on Fashion-MNIST (or MNIST) from the command line.
 
+:func:`run` is the shared command line of every example (examples/train_resnet.py,
+examples/train_inception.py): the same options, progress, metrics, plots and files for
+any model.
+
     python -m convforge.train                      # Fashion-MNIST, 10 epochs, SGD + momentum, cosine decay
     python -m convforge.train --data ~/mnist       # MNIST: a directory with its four IDX files
     python -m convforge.train --classic --optimizer adam --lr 1e-3
@@ -52,10 +56,10 @@ def lenet5(classic: bool = False, num_classes: int = 10) -> convforge.Sequential
     )
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog="python -m convforge.train", description=None, name="lenet5", **defaults) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m convforge.train",
-        description="Train LeNet-5 on Fashion-MNIST (default) or MNIST with convforge's C++ kernels.",
+        prog=prog,
+        description=description or "Train LeNet-5 on Fashion-MNIST (default) or MNIST with convforge's C++ kernels.",
     )
     p.add_argument("--data", metavar="DIR", help="directory with the four IDX files of MNIST (or another "
                    "MNIST-format set); default: Fashion-MNIST from $CONVFORGE_DATA or /usr/share/datasets")
@@ -72,12 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-split", type=float, default=0.1)
     p.add_argument("--threads", type=int, default=None, help="kernel threads (default: all CPUs available)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--classic", action="store_true", help="tanh and average pooling, as in the 1998 paper")
+    if name == "lenet5":
+        p.add_argument("--classic", action="store_true", help="tanh and average pooling, as in the 1998 paper")
     p.add_argument("--limit-train", type=int, default=None, metavar="N", help="train on the first N images only")
-    p.add_argument("--output-dir", default="runs/lenet5", help="where the model, history and plots go")
+    p.add_argument("--output-dir", default=f"runs/{name}", help="where the model, history and plots go")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots even if matplotlib is installed")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
                    help="1: progress bar, 2: one line per epoch (default: 1 on a terminal, else 2)")
+    p.set_defaults(**defaults)
     return p
 
 
@@ -133,29 +139,32 @@ def _plots(model, history, x_test, out_dir) -> list[str]:
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
 
-    kernel = model.get_layer("c1").get_weights()[0]  # (6, 1, 5, 5): OIHW
+    first = next(layer for layer in model.layers if isinstance(layer, layers.Conv2D))
+    kernel = first.params["kernel"][:16]  # (filters, 1, kh, kw): OIHW, first input channel shown
     fig, axes = plt.subplots(1, kernel.shape[0], figsize=(2 * kernel.shape[0], 2.2))
     for i, ax in enumerate(np.atleast_1d(axes)):
         ax.imshow(kernel[i, 0], cmap="gray")
         ax.set_title(f"filter {i}")
         ax.axis("off")
-    fig.suptitle("first-layer filters (c1)")
-    written.append(os.path.join(out_dir, "filters_c1.png"))
+    fig.suptitle(f"first-layer filters ({first.name})")
+    written.append(os.path.join(out_dir, f"filters_{first.name}.png"))
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
 
+    if not hasattr(model, "activations"):
+        return written
     maps = model.activations(x_test[:1])
     names = [layer.name for layer in model.layers]
-    shown = [(n, a[0]) for n, a in zip(names, maps) if a.ndim == 4]  # (H, W, C) feature maps
+    shown = [(n, a[0]) for n, a in zip(names, maps) if a.ndim == 4][:12]  # (H, W, C) feature maps
     rows = len(shown) + 1
-    cols = max(a.shape[-1] for _, a in shown)
+    cols = min(16, max(a.shape[-1] for _, a in shown))
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     axes[0, 0].imshow(x_test[0, :, :, 0], cmap="gray")
     axes[0, 0].set_title("input")
     for r, (name, a) in enumerate(shown, start=1):
-        for c in range(a.shape[-1]):
+        for c in range(min(cols, a.shape[-1])):
             axes[r, c].imshow(a[:, :, c], cmap="viridis")
         axes[r, 0].set_title(name, loc="left")
     fig.tight_layout()
@@ -166,7 +175,28 @@ def _plots(model, history, x_test, out_dir) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = _parser()
+    """``python -m convforge.train``: LeNet-5."""
+    return run(argv, lambda args, classes: lenet5(classic=args.classic, num_classes=classes))
+
+
+def run(argv, build_model, *, name="lenet5", prog="python -m convforge.train", description=None, add_arguments=None,
+        **defaults) -> int:
+    """Parse the shared command line, train ``build_model(args, num_classes)`` and report.
+
+    Parameters
+    ----------
+    build_model : callable
+        ``(args, num_classes) -> model`` (uncompiled).
+    name : str
+        The model file (``<name>.npz``) and default ``--output-dir`` (``runs/<name>``).
+    add_arguments : callable, optional
+        ``(parser) -> None``: the model's own options (its width, depth...).
+    defaults
+        Other defaults for the options, e.g. ``epochs=15, batch_size=128``.
+    """
+    parser = _parser(prog, description, name, **defaults)
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     _check_args(args, parser)
     if args.threads is not None:
@@ -182,7 +212,7 @@ def main(argv=None) -> int:
         return 2
     print(f"data: {len(x_train)} training and {len(x_test)} test images of {x_train.shape[1:]}")
 
-    model = lenet5(classic=args.classic, num_classes=len(class_names))
+    model = build_model(args, len(class_names))
     lr = args.lr or (1e-3 if args.optimizer == "adam" else 0.03)
     if args.schedule == "cosine":
         # A fixed-length run ends at a small learning rate: the last epochs settle instead of
@@ -221,11 +251,12 @@ def main(argv=None) -> int:
         print(f"{i:>2d} {class_names[i][:11]:<11s}" + "".join(f"{v:>{width}d}" for v in row))
 
     os.makedirs(args.output_dir, exist_ok=True)
-    model_path = os.path.join(args.output_dir, "lenet5.npz")
+    model_path = os.path.join(args.output_dir, f"{name}.npz")
     model.save(model_path)
     summary = {
         "test_accuracy": test_accuracy, "epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size,
-        "optimizer": args.optimizer, "schedule": args.schedule, "classic": args.classic, "threads": convforge.get_num_threads(),
+        "optimizer": args.optimizer, "schedule": args.schedule, "classic": getattr(args, "classic", False),
+        "model": name, "threads": convforge.get_num_threads(),
         "train_seconds": train_seconds, "predict_seconds": predict_seconds,
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
     }

@@ -18,7 +18,8 @@ Layers
 Conv2D, MaxPooling2D (MaxPool2D), AveragePooling2D (AvgPool2D), Flatten,
 Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, Activation, Input,
 BatchNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
-(GlobalMaxPool2D), ZeroPadding2D, Cropping2D, DepthwiseConv2D, SeparableConv2D.
+(GlobalMaxPool2D), ZeroPadding2D, Cropping2D, DepthwiseConv2D, SeparableConv2D;
+merge layers for functional models: Add, Subtract, Multiply, Average, Concatenate.
 """
 
 from . import initializers
@@ -26,6 +27,7 @@ from .activations import Activation, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer
 from .conv import Conv2D
 from .core import Dense, Dropout, Flatten, Input, InputLayer, Reshape
+from .merging import Add, Average, Concatenate, Multiply, Subtract
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
 
 # ResNet / Inception / MobileNet layers (issue 13).
@@ -36,6 +38,9 @@ from .reshaping import Cropping2D, ZeroPadding2D
 
 __all__ = [
     "Activation",
+    "Add",
+    "Average",
+    "Concatenate",
     "AveragePooling2D",
     "AvgPool2D",
     "Conv2D",
@@ -47,10 +52,12 @@ __all__ = [
     "Layer",
     "MaxPool2D",
     "MaxPooling2D",
+    "Multiply",
     "ReLU",
     "Reshape",
     "Sigmoid",
     "Softmax",
+    "Subtract",
     "Tanh",
     "initializers",
     "BatchNormalization",

@@ -102,7 +102,9 @@ class Layer:
     ``forward`` must keep what ``backward`` needs only when ``training`` is
     true (``predict`` passes ``training=False`` and expects nothing to be kept);
     ``backward`` gets ``dL/d(output)``, stores ``dL/d(weight)`` in
-    ``self.grads[name]`` for every weight, and returns ``dL/d(input)``.
+    ``self.grads[name]`` for every weight, and returns ``dL/d(input)``;
+    it must not write into ``dy`` (in a graph one array can be the gradient
+    of several layers' outputs, e.g. both inputs of an ``Add``).
     Unless :meth:`compute_output_shape` is overridden, the output shape is
     found by running ``forward`` once on a batch of one zero sample.
 
@@ -147,6 +149,9 @@ class Layer:
     _expects_images = False
     # Attributes holding what forward keeps for backward (cleared after training).
     _cache_attrs: tuple[str, ...] = ()
+    # Merge layers (Add, Concatenate, ...) take a list of tensors: forward gets a list of
+    # arrays, backward returns one gradient per input.
+    _takes_list = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -177,6 +182,8 @@ class Layer:
         self._data_format = "channels_last"
         #: Arrays reused from one training step to the next (see "Training-mode arrays").
         self._buffers = Buffers()
+        #: The calls of this layer on symbolic tensors (convforge.layers.symbolic.Node), in order.
+        self._inbound_nodes: list = []
 
     # ------------------------------------------------------------------ to override
 
@@ -212,6 +219,39 @@ class Layer:
     @classmethod
     def from_config(cls, config: dict) -> "Layer":
         return cls(**config)
+
+    # ------------------------------------------------------------------ functional API
+
+    def __call__(self, inputs, *args, **kwargs):
+        """Apply the layer to a symbolic tensor (Keras's functional API): ``y = Dense(10)(x)``.
+
+        ``inputs`` is a tensor from ``convforge.Input(...)`` or another layer's output (a list of
+        them for merge layers). The layer is built for its shape on the first call; calling it
+        again shares its weights (the gradients of all calls add up). Returns the output
+        tensor; see :mod:`convforge.layers.symbolic`. Arrays are not accepted: run a model.
+        """
+        from .symbolic import call_layer
+
+        return call_layer(self, inputs, args, kwargs)
+
+    def _node_tensors(self, attribute: str):
+        nodes = getattr(self, "_inbound_nodes", [])
+        if not nodes:
+            raise ValueError(
+                f"The layer {self.name} has never been called and thus has no defined {attribute}."
+            )
+        values = getattr(nodes[0], "inputs" if attribute == "input" else "outputs")
+        return values[0] if len(values) == 1 else list(values)
+
+    @property
+    def input(self):
+        """The input tensor of the layer's first call (a list for merge layers), as Keras."""
+        return self._node_tensors("input")
+
+    @property
+    def output(self):
+        """The output tensor of the layer's first call, as Keras (``Model(m.inputs, [l.output ...])``)."""
+        return self._node_tensors("output")
 
     # ------------------------------------------------------------------ weights
 

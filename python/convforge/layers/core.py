@@ -328,25 +328,91 @@ class Reshape(Layer):
         return {**super().get_config(), "target_shape": list(self.target_shape)}
 
 
-class InputLayer:
-    """Declares the model's per-sample input shape; ``Input(shape=(28, 28, 1))``.
+class InputLayer(Layer):
+    """The model's entry: a per-sample shape and dtype, Keras's ``InputLayer``.
 
-    Only meaningful as the first entry of a :class:`~convforge.Sequential`;
-    it is not kept as a layer (as in Keras 3, ``model.layers`` omits it).
+    Made by :func:`Input`, which returns its output tensor. At the head of a
+    :class:`~convforge.Sequential` it only declares the input shape and is not
+    kept in ``model.layers`` (as in Keras 3); in a functional model it is the
+    first entry of ``model.layers``, with no weights.
     """
 
-    def __init__(self, shape=None, *, input_shape=None, name=None):
+    def __init__(self, shape=None, *, input_shape=None, name=None, dtype=None):
         if shape is None:
             shape = input_shape
         if shape is None:
             raise TypeError("Input needs shape=, the per-sample input shape such as (28, 28, 1)")
+        super().__init__(name=name)
         self.shape = check_input_shape(shape, "shape")
-        self.name = name
+        from .base import FLOAT_DTYPES
+        from .symbolic import KerasTensor, Node, unique_name
+
+        try:
+            dt = np.dtype("float32" if dtype is None else dtype)
+        except TypeError:
+            dt = None
+        if dt not in FLOAT_DTYPES:
+            raise ValueError(f"Input dtype must be 'float32' or 'float64'; got {dtype!r}")
+        if self.name is None:
+            self.name = unique_name("input_layer")
+        self.dtype = dt
+        # Images (height, width, channels) are kept NCHW inside, as everywhere in a model.
+        internal = (self.shape[2], self.shape[0], self.shape[1]) if len(self.shape) == 3 else self.shape
+        self.built = True
+        self.input_shape = self.output_shape = internal
+        node = Node(self, [], many=False)
+        node.outputs.append(KerasTensor(internal, dt, node, 0, name=self.name))
+
+    @property
+    def input(self):
+        """Its own output tensor (an input layer has no input), as Keras."""
+        return self.output
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy):
+        return dy
+
+    def get_config(self):
+        return {"shape": list(self.shape), "name": self.name, "dtype": self.dtype.name}
 
     def __repr__(self):
         return f"Input(shape={self.shape})"
 
 
-def Input(shape=None, name=None):  # noqa: N802 - Keras's spelling
-    """``keras.Input`` equivalent for Sequential: ``Sequential([Input(shape=(28, 28, 1)), ...])``."""
-    return InputLayer(shape, name=name)
+_INPUT_UNSUPPORTED = ("batch_size", "batch_shape", "sparse", "tensor", "ragged")
+
+
+def Input(shape=None, name=None, dtype=None, **kwargs):  # noqa: N802 - Keras's spelling
+    """A symbolic input tensor, ``keras.Input``: the start of a functional model.
+
+    >>> import convforge
+    >>> from convforge import layers
+    >>> x = convforge.Input(shape=(28, 28, 1), name="image")
+    >>> y = layers.Conv2D(8, 3, activation="relu")(x)
+    >>> y.shape
+    (None, 26, 26, 8)
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Per sample, without the batch: ``(28, 28, 1)`` (channels-last) or ``(784,)``.
+    name : str, optional
+        Also the name of the input in ``model.inputs`` and in the summary.
+    dtype : 'float32' (default) or 'float64'
+
+    Also accepted as the first entry of a ``Sequential`` model. Keras's
+    ``batch_size``, ``batch_shape``, ``sparse``, ``tensor`` and ``ragged`` are not
+    supported (NotImplementedError); the batch size is always free.
+    """
+    for key in kwargs:
+        if key in _INPUT_UNSUPPORTED:
+            if kwargs[key] in (None, False):
+                continue
+            raise NotImplementedError(f"Input: Keras's argument {key}={kwargs[key]!r} is not supported by convforge")
+        raise TypeError(f"Input() got an unexpected keyword argument {key!r}")
+    return InputLayer(shape, name=name, dtype=dtype).output

@@ -1,8 +1,9 @@
-"""Models: :class:`Sequential` (a stack of layers) and :func:`load_model`.
+"""Models: :class:`Sequential` (a stack of layers), ``Model(inputs, outputs)`` (a graph) and :func:`load_model`.
 
 Layout, as Keras's ``keras/src/models`` and ``trainers``:
 
-``sequential.py``   the layer stack: add, build, the forward/backward passes, weights, config, save
+``functional.py``   ``Model`` (the base: weights, saving) and ``Functional``: graphs of layers, their executor
+``sequential.py``   the layer stack: add, build, the forward/backward passes, config
 ``trainer.py``      compile / fit / evaluate / predict (a base class of the models)
 ``batches.py``      user arrays -> internal (NCHW) batches
 ``summary.py``      ``model.summary()``'s table
@@ -11,14 +12,15 @@ Layout, as Keras's ``keras/src/models`` and ``trainers``:
 ``state.py``        what a model file holds beyond its format (weights, optimizer, callbacks, progress)
 ``loading.py``      ``load_model``
 
-Imports run one way: ``loading`` -> ``sequential`` -> ``trainer`` -> {``batches``, ``blas``,
+Imports run one way: ``loading`` -> ``sequential`` -> ``functional`` -> ``trainer`` -> {``batches``, ``blas``,
 ``summary``, ``diagnostics``, ``state``} -> :mod:`convforge.saving` (the file format, which imports
 nothing from here).
 """
 
 from __future__ import annotations
 
+from .functional import Functional, Model
 from .loading import load_model
 from .sequential import Sequential
 
-__all__ = ["Sequential", "load_model"]
+__all__ = ["Functional", "Model", "Sequential", "load_model"]

@@ -8,6 +8,7 @@ import warnings
 from .. import losses as losses_module
 from .. import optimizers as optimizers_module
 from ..saving import ModelFileError, read
+from .functional import Functional
 from .sequential import Sequential
 from .state import LayerConfigError, assign_weights, restore_optimizer
 
@@ -15,8 +16,12 @@ __all__ = ["load_model"]
 
 
 def _model_from_meta(meta, path, custom_objects):
+    kind = meta["model"].get("class_name", "Sequential")
+    classes = {"Sequential": Sequential, "Functional": Functional}
+    if kind not in classes:
+        raise ModelFileError(path, f"unknown model class {kind!r} (convforge writes Sequential or Functional)")
     try:
-        return Sequential.from_config(meta["model"]["config"], custom_objects)
+        return classes[kind].from_config(meta["model"]["config"], custom_objects)
     except LayerConfigError as err:
         raise ModelFileError(path, str(err)) from err
     except (KeyError, TypeError, ValueError) as err:
@@ -77,9 +82,14 @@ def load_model(path, custom_objects=None, compile=True, *, input_layout=None):  
             loss = compile_config.get("loss")
             if loss is None:
                 raise ModelFileError(path, "the loss was a custom class and was not saved: load with compile=False")
-            model.compile(
-                optimizer=optimizer, loss=losses_module.deserialize(loss), metrics=compile_config.get("metrics") or None
-            )
+            if isinstance(loss, list):  # one per output of a functional model (None: that output has no loss)
+                loss = [None if entry is None else losses_module.deserialize(entry) for entry in loss]
+            else:
+                loss = losses_module.deserialize(loss)
+            extra = {}
+            if compile_config.get("loss_weights") is not None:
+                extra["loss_weights"] = compile_config["loss_weights"]
+            model.compile(optimizer=optimizer, loss=loss, metrics=compile_config.get("metrics") or None, **extra)
         except ModelFileError:
             raise
         except (KeyError, TypeError, ValueError) as err:

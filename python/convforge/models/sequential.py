@@ -39,14 +39,15 @@ import warnings
 import numpy as np
 
 from .. import losses as losses_module
-from ..layers.activations import Activation, ReLU, _ActivationLayer
-from ..layers.base import FLOAT_DTYPES, Layer, check_input_shape, display_shape, snake_case
+from ..layers import fusion, symbolic
+from ..layers.activations import Activation, _ActivationLayer
+from ..layers.base import Layer, check_input_shape, display_shape, snake_case
 from ..layers.core import Dropout, InputLayer
-from ..layers.pooling import MaxPooling2D
 from . import state
 from .batches import _Batches, _Entry
+from .functional import Model, check_dtype
 from .summary import print_summary
-from .trainer import Trainer
+from .trainer import trainable_plan
 
 __all__ = ["Sequential"]
 
@@ -57,17 +58,7 @@ _NOT_BUILT = (
 )
 
 
-def _check_dtype(dtype) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt not in FLOAT_DTYPES:
-        raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
-    return dt
-
-
-class Sequential(Trainer):
+class Sequential(Model):
     """A linear stack of layers, Keras's ``Sequential``.
 
     Parameters
@@ -78,18 +69,30 @@ class Sequential(Trainer):
         Shown by :meth:`summary`; default ``'sequential'``.
     dtype : 'float32' or 'float64'
         Of weights and activations; inputs are converted to it.
+
+    A ``Model`` (``isinstance(seq, convforge.Model)``): once built it has
+    ``inputs`` and ``outputs``, and its layers ``input``/``output``, so
+    ``convforge.Model(seq.inputs, [l.output for l in seq.layers])`` is a
+    functional model giving every layer's output. It runs its own executor, a
+    loop over the stack (the graph executor of :class:`~convforge.models.Functional`
+    reduces to the same calls on a chain).
     """
+
+    _runnable = True
+    _not_built_message = _NOT_BUILT
 
     def __init__(self, layers=None, name: str | None = None, dtype="float32"):
         super().__init__()
         self.name = name or "sequential"
-        self.dtype = _check_dtype(dtype)
+        self.dtype = check_dtype(dtype)
         self.layers: list[Layer] = []
         self._declared_input: tuple | None = None
         self._entry: _Entry | None = None
         self.built = False
         self._first_trainable = 0
         self._trainable_plan: list = []
+        self._graph_input = None
+        self._graph_nodes: list = []
         for layer in layers or []:
             self.add(layer)
 
@@ -97,6 +100,8 @@ class Sequential(Trainer):
 
     def add(self, layer) -> None:
         """Append a layer; the model is (re)built at once if its input shape is known."""
+        if isinstance(layer, symbolic.KerasTensor) and isinstance(layer._keras_history[0], InputLayer):
+            layer = layer._keras_history[0]  # Sequential([convforge.Input(shape=...), ...]), as Keras
         if isinstance(layer, InputLayer):
             if self.layers:
                 raise ValueError("Input(...) must be the first entry of a Sequential model")
@@ -118,6 +123,7 @@ class Sequential(Trainer):
                 layer.name = f"{base}_{i}"
         elif any(layer.name == other.name for other in self.layers):
             raise ValueError(f"a layer named {layer.name!r} is already in this model; layer names must be unique")
+        symbolic.reserve_name(layer.name)  # functional models built on this one name new layers apart
         self.layers.append(layer)
         if self._input_spec() is not None:
             try:
@@ -183,6 +189,15 @@ class Sequential(Trainer):
         self._entry = _Entry(spec, internal, kind, self.dtype)
         self.built = True
         self._plan_backward()
+        self._record_graph(internal)
+
+    def _record_graph(self, internal) -> None:
+        """The symbolic graph of the stack (an InputLayer, then one node per layer), so that the model
+        has ``inputs``/``outputs`` and each layer ``input``/``output``, as a built Keras Sequential."""
+        for node in self._graph_nodes:
+            node.layer._inbound_nodes.remove(node)
+        self._graph_input = InputLayer(shape=display_shape(internal), dtype=self.dtype).output
+        self._graph_nodes = symbolic.record_chain(self.layers, self._graph_input)
 
     def _build_from_data(self, x) -> None:
         if self.built:
@@ -206,26 +221,12 @@ class Sequential(Trainer):
         self._first_trainable = trainable[0] if trainable else len(self.layers)
         for i, layer in enumerate(self.layers):
             layer.input_grad_needed = i > self._first_trainable
-        # A ReLU right before a MaxPooling2D: the pool's backward applies the ReLU's gradient
-        # in its scatter (its input is the ReLU's output), saving a pass over the feature maps.
-        def ending_relu(layer):  # the ReLU a layer's output comes from, if any
-            return layer if isinstance(layer, ReLU) else getattr(layer, "activation", None)
-
+        # In a chain every output has one consumer: a ReLU before a MaxPooling2D always fuses.
         for layer in self.layers:
-            if isinstance(layer, MaxPooling2D):
-                layer._gates_relu = False
-            if isinstance(ending_relu(layer), ReLU):
-                ending_relu(layer)._masked_by_next = False
+            fusion.reset_fusion(layer)
         for before, pool in zip(self.layers, self.layers[1:]):
-            relu = ending_relu(before)
-            if isinstance(relu, ReLU) and type(pool) is MaxPooling2D and pool.input_grad_needed:
-                pool._gates_relu = True
-                relu._masked_by_next = True
-        self._trainable_plan = [
-            (layer, [(name, f"{layer.name}/{name}") for name in layer.trainable_param_names()])
-            for layer in self.layers
-            if layer.trainable_param_names()
-        ]
+            fusion.fuse_relu_into_pool(before, pool)
+        self._trainable_plan = trainable_plan(self.layers)
 
     @property
     def input_shape(self) -> tuple:
@@ -240,47 +241,22 @@ class Sequential(Trainer):
             raise ValueError(_NOT_BUILT)
         return (None, *display_shape(self.layers[-1].output_shape, self._data_format()))
 
-    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
-        """A layer by name or by index."""
-        if index is not None:
-            return self.layers[index]
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise ValueError(f"no layer named {name!r}; layers are {[layer.name for layer in self.layers]}")
+    def _input_entries(self) -> list:
+        return [] if self._entry is None else [self._entry]
 
-    # ================================================================== weights
-
-    def count_params(self) -> int:
+    @property
+    def inputs(self) -> list:
+        """``[KerasTensor]`` of the built model's input, as Keras (for ``convforge.Model(m.inputs, ...)``)."""
         if not self.built:
             raise ValueError(_NOT_BUILT)
-        return sum(layer.count_params() for layer in self.layers)
+        return [self._graph_input]
 
-    def get_weights(self) -> list[np.ndarray]:
-        """Copies of all weights, layer by layer (Keras's order)."""
-        return [w for layer in self.layers for w in layer.get_weights()]
-
-    def set_weights(self, weights) -> None:
-        weights = list(weights)
-        expected = sum(len(layer.params) for layer in self.layers)
-        if len(weights) != expected:
-            raise ValueError(f"this model has {expected} weight arrays; set_weights got {len(weights)}")
-        i = 0
-        for layer in self.layers:
-            k = len(layer.params)
-            layer.set_weights(weights[i : i + k])
-            i += k
-
-    def astype(self, dtype) -> "Sequential":
-        """Convert weights (and optimizer state) to float32 or float64, in place; returns the model."""
-        self.dtype = _check_dtype(dtype)
-        for layer in self.layers:
-            layer._astype(self.dtype)
-        if self.optimizer is not None:
-            self.optimizer._astype(self.dtype)
-        if self._entry is not None:
-            self._entry.dtype = self.dtype
-        return self
+    @property
+    def outputs(self) -> list:
+        """``[KerasTensor]`` of the last layer's output."""
+        if not self.built:
+            raise ValueError(_NOT_BUILT)
+        return [self._graph_nodes[-1].outputs[0]]
 
     # ================================================================== summary
 
@@ -337,6 +313,14 @@ class Sequential(Trainer):
         d = head._backward_logits(dhead) if self._fused else head.backward(dhead)
         for i in range(last - 1, stop - 1, -1):
             d = layers[i].backward(d)
+
+    def _trace(self, xb):
+        """``(layer, [its input], its output)`` for each layer in turn, inference mode (for diagnostics)."""
+        out = xb
+        for layer in self.layers:
+            new = layer.forward(out, training=False)
+            yield layer, [out], new
+            out = new
 
     def _forward(self, xb, training: bool) -> np.ndarray:
         """The model's output for a batch in the internal layout."""
@@ -400,33 +384,6 @@ class Sequential(Trainer):
             model._declared_input = tuple(config["input_shape"])
         model.build()
         return model
-
-    def save(self, filepath) -> None:
-        """Save architecture, weights, compile settings, optimizer state and training progress
-        (epoch, random state, history) to an ``.npz`` file; see :mod:`convforge.saving`."""
-        state.save_model(self, filepath)
-
-    def save_weights(self, filepath) -> None:
-        """Save the weights (and the architecture, to check on load) to an ``.npz`` file."""
-        state.save_weights(self, filepath)
-
-    def load_weights(self, filepath) -> None:
-        """Load weights saved by ``save_weights`` or ``save`` into this model (same architecture)."""
-        state.load_weights(self, filepath)
-
-    def export(self, filepath, format="onnx", *, opset=17, input_layout=None) -> None:  # noqa: A002 - Keras's name
-        """Write the model for deployment in another runtime, as Keras's ``model.export``.
-
-        Only ``format='onnx'`` (needs the ``onnx`` package): one ONNX model that
-        onnxruntime runs with ``predict``'s results; ``opset`` 13 to 21 (default
-        17), ``input_layout`` ``'channels_last'``/``'channels_first'`` (default: the
-        model's own). See :mod:`convforge.onnx`; ``convforge.load_model`` reads it back.
-        """
-        if format != "onnx":
-            raise ValueError(f"format must be 'onnx' (the only export format convforge writes); got {format!r}")
-        from ..onnx import export_onnx
-
-        export_onnx(self, filepath, opset=opset, input_layout=input_layout)
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r} layers={len(self.layers)} built={self.built}>"

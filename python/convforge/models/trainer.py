@@ -122,6 +122,7 @@ class Trainer:
 
     @property
     def metrics_names(self) -> list[str]:
+        """``'loss'`` then the names of what ``compile`` asked for, in the order ``evaluate`` returns them."""
         return ["loss", *(m.name for m in self.compiled_metrics)]
 
     def _require_compiled(self, what: str) -> None:
@@ -139,20 +140,10 @@ class Trainer:
         """
         if self.loss is None:
             return None
-        metric_names = []
-        for spec, metric in zip(self._metric_specs, self.compiled_metrics):
-            if isinstance(spec, str):
-                metric_names.append(spec)
-            elif type(metric) in (
-                metrics_module.Accuracy,
-                metrics_module.MeanSquaredError,
-                metrics_module.MeanAbsoluteError,
-            ):
-                metric_names.append(metric.name)
         return {
             "optimizer": optimizers_module.serialize(self.optimizer),
             "loss": losses_module.serialize(self.loss),
-            "metrics": metric_names,
+            "metrics": saveable_metric_names(self._metric_specs, self.compiled_metrics),
         }
 
     # ================================================================== the training step
@@ -210,6 +201,32 @@ class Trainer:
             return a.transpose(0, 2, 3, 1)
         return a
 
+    # ================================================================== data hooks
+    # One input, one output; a model with several (Functional) overrides these.
+
+    def _batches(self, x, y, batch_size: int) -> _Batches:
+        """Checked data (from ``_prepare``/``_check_x``) cut into internal-layout batches."""
+        return _Batches(self._entry, x, y, batch_size)
+
+    def _check_x(self, x, argument="x"):
+        return self._entry.check(x, argument)
+
+    def _convert_x(self, x_checked):
+        """A whole checked input as one internal-layout batch."""
+        return self._entry.convert(x_checked)
+
+    def _reset_metrics(self) -> None:
+        for m in self.compiled_metrics:
+            m.reset_state()
+
+    def _update_metrics(self, yb, out) -> None:
+        for m in self.compiled_metrics:
+            m.update_state(yb, out)
+
+    def _metric_logs(self, loss_mean) -> dict:
+        """``{'loss': ..., metric name: value}`` so far this epoch."""
+        return {"loss": loss_mean.result(), **{m.name: m.result() for m in self.compiled_metrics}}
+
     def loss_and_gradients(self, x, y, training: bool = True, need_grad: bool = True):
         """The loss of one batch and the gradient of every trainable weight: the training step
         without the update. Documented for :mod:`convforge.gradcheck` and for tests.
@@ -235,7 +252,7 @@ class Trainer:
         self._plan_backward()
         self._resolve_loss_path()
         x_user, y_ready = self._prepare(x, y)
-        xb = self._entry.convert(x_user)
+        xb = self._convert_x(x_user)
         try:
             value, _, dhead = self._forward_loss(xb, y_ready, training, need_grad)
             if not need_grad:
@@ -341,14 +358,15 @@ class Trainer:
         elif validation_split:
             if not isinstance(validation_split, numbers.Real) or not 0 < validation_split < 1:
                 raise ValueError(f"validation_split must be a number in [0, 1); got {validation_split!r}")
-            split_at = int(x.shape[0] * (1 - validation_split))
-            if split_at < 1 or split_at >= x.shape[0]:
+            n = _count(x)
+            split_at = int(n * (1 - validation_split))
+            if split_at < 1 or split_at >= n:
                 raise ValueError(
                     f"validation_split={validation_split} leaves no training or no validation sample "
-                    f"out of {x.shape[0]}"
+                    f"out of {n}"
                 )
-            x, x_val = x[:split_at], x[split_at:]
-            y, y_val = y[:split_at], y[split_at:]
+            x, x_val = _rows(x, 0, split_at), _rows(x, split_at, None)
+            y, y_val = _rows(y, 0, split_at), _rows(y, split_at, None)
 
         user_callbacks = list(callbacks or [])
         for cb in user_callbacks:
@@ -364,7 +382,7 @@ class Trainer:
             raise ValueError(f"initial_epoch must be a non-negative int; got {initial_epoch!r}")
         initial_epoch = int(initial_epoch)
 
-        batches = _Batches(self._entry, x, y, batch_size)
+        batches = self._batches(x, y, batch_size)
         cbs = [history, *user_callbacks]
         if verbose:
             cbs.insert(0, callbacks_module.ProgbarLogger(verbose))
@@ -384,7 +402,7 @@ class Trainer:
                 callback_list.on_epoch_begin(epoch)
                 logs = self._train_epoch(batches, shuffle, callback_list)
                 if x_val is not None:
-                    val_logs = self._evaluate_batches(_Batches(self._entry, x_val, y_val, val_batch_size))
+                    val_logs = self._evaluate_batches(self._batches(x_val, y_val, val_batch_size))
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 self.epochs_completed = epoch + 1
                 callback_list.on_epoch_end(epoch, logs)
@@ -400,8 +418,7 @@ class Trainer:
 
     def _train_epoch(self, batches: _Batches, shuffle: bool, callback_list) -> dict:
         loss_mean = metrics_module.Mean(name="loss")
-        for m in self.compiled_metrics:
-            m.reset_state()
+        self._reset_metrics()
         order = _random.get_generator().permutation(batches.n) if shuffle else None
         bs, n = batches.batch_size, batches.n
         report = callback_list.wants_batch_end
@@ -412,39 +429,28 @@ class Trainer:
             loss, out = self._train_step(xb, yb)
             self._last_batch = (xb, yb)
             loss_mean.add(loss, hi - lo)
-            for m in self.compiled_metrics:
-                m.update_state(yb, out)
+            self._update_metrics(yb, out)
             if report:
-                logs = {"loss": loss_mean.result()}
-                for m in self.compiled_metrics:
-                    logs[m.name] = m.result()
-                callback_list.on_train_batch_end(step, logs)
+                callback_list.on_train_batch_end(step, self._metric_logs(loss_mean))
             if self.stop_training:
                 break
-        logs = {"loss": loss_mean.result()}
-        for m in self.compiled_metrics:
-            logs[m.name] = m.result()
-        return logs
+        return self._metric_logs(loss_mean)
 
     # ================================================================== evaluate / predict
 
     def _evaluate_batches(self, batches: _Batches, bar=None) -> dict:
         loss_mean = metrics_module.Mean(name="loss")
-        for m in self.compiled_metrics:
-            m.reset_state()
+        self._reset_metrics()
         for step in range(batches.steps):
             lo, hi = step * batches.batch_size, min((step + 1) * batches.batch_size, batches.n)
             xb, yb = batches.slice(lo, hi)
             with np.errstate(all="ignore"):
                 loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False)
             loss_mean.add(loss, hi - lo)
-            for m in self.compiled_metrics:
-                m.update_state(yb, out)
+            self._update_metrics(yb, out)
             if bar is not None:
-                bar.update(
-                    step + 1, {"loss": loss_mean.result(), **{m.name: m.result() for m in self.compiled_metrics}}
-                )
-        return {"loss": loss_mean.result(), **{m.name: m.result() for m in self.compiled_metrics}}
+                bar.update(step + 1, self._metric_logs(loss_mean))
+        return self._metric_logs(loss_mean)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
         """Loss and metrics on ``(x, y)`` in inference mode.
@@ -459,7 +465,7 @@ class Trainer:
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         verbose = _verbosity(verbose)
         x, y = self._prepare(x, y)
-        batches = _Batches(self._entry, x, y, batch_size)
+        batches = self._batches(x, y, batch_size)
         bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
         with single_threaded_blas():
             logs = self._evaluate_batches(batches, bar)
@@ -476,24 +482,27 @@ class Trainer:
         self._build_from_data(x)
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         verbose = _verbosity(verbose)
-        x = self._entry.check(x)
-        batches = _Batches(self._entry, x, None, batch_size)
-        out_shape = self.layers[-1].output_shape
-        result = np.empty((batches.n, *out_shape), dtype=self.dtype)
+        batches = self._batches(self._check_x(x), None, batch_size)
+        results = None  # one array per output, allocated at the first batch
         bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
         with single_threaded_blas():
             for step in range(batches.steps):
                 lo, hi = step * batch_size, min((step + 1) * batch_size, batches.n)
                 xb, _ = batches.slice(lo, hi)
-                result[lo:hi] = self._forward(xb, training=False)
+                out = self._forward(xb, training=False)
+                outs = out if isinstance(out, list) else [out]
+                if results is None:
+                    results = [np.empty((batches.n, *o.shape[1:]), dtype=self.dtype) for o in outs]
+                for result, o in zip(results, outs):
+                    result[lo:hi] = o
                 if bar is not None:
                     bar.update(step + 1)
-        return self._to_user(result)
+        return self._to_user(results if isinstance(out, list) else results[0])
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
         """Outputs for one batch (``predict`` without batching)."""
         self._build_from_data(x)
-        out = self._forward(self._entry.convert(self._entry.check(x)), training=training)
+        out = self._forward(self._convert_x(self._check_x(x)), training=training)
         if training:
             self._clear_caches()
         return self._to_user(out)
@@ -503,3 +512,37 @@ class Trainer:
     def _diagnose_non_finite(self, xb, yb) -> str:
         """Where a batch first produces NaN/Inf: input, weights, a layer's output, the loss or a gradient."""
         return diagnostics.locate_non_finite(self, xb, yb)
+
+
+def _count(data) -> int:
+    """Samples in an input: an array, or a list of arrays (one per model input)."""
+    return (data[0] if isinstance(data, list) else data).shape[0]
+
+
+def _rows(data, lo, hi):
+    """Samples ``lo:hi`` of an array, or of each array of a list (None entries stay None)."""
+    if isinstance(data, list):
+        return [None if d is None else d[lo:hi] for d in data]
+    return data[lo:hi]
+
+
+def saveable_metric_names(specs, metrics) -> list[str]:
+    """The compiled metrics that a model file can name (and ``compile`` rebuild): names given as
+    strings, and built-in metric objects; functions and custom classes are left out."""
+    names = []
+    for spec, metric in zip(specs, metrics):
+        if isinstance(spec, str):
+            names.append(spec)
+        elif type(metric) in (metrics_module.Accuracy, metrics_module.MeanSquaredError, metrics_module.MeanAbsoluteError):
+            names.append(metric.name)
+    return names
+
+
+def trainable_plan(layers) -> list:
+    """``[(layer, [(weight name, optimizer key)])]`` for the layers with trainable weights, in order;
+    the key is ``'<layer name>/<weight name>'``."""
+    return [
+        (layer, [(name, f"{layer.name}/{name}") for name in layer.trainable_param_names()])
+        for layer in layers
+        if layer.trainable_param_names()
+    ]

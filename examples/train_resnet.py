@@ -1,0 +1,87 @@
+"""Train a small ResNet on Fashion-MNIST with convforge's functional API.
+
+    python examples/train_resnet.py                     # 15 epochs, SGD + momentum, cosine decay
+    python examples/train_resnet.py --epochs 2 --limit-train 5000
+    python examples/train_resnet.py --widths 32,64,128 --blocks 2
+    python examples/train_resnet.py --help
+
+The network (He et al. 2016, the CIFAR-style variant sized for 28x28 images): a 3x3 stem with
+BatchNormalization, stages of residual blocks (two 3x3 convolutions with BatchNormalization, added
+to the block's input; where the block halves the image or changes the width, the shortcut is a
+1x1 strided projection with BatchNormalization), then global average pooling and a softmax
+classifier. The options, progress, metrics, plots and files are those of examples/train_lenet5.py
+(convforge.train.run).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import convforge
+from convforge import layers
+from convforge.train import run
+
+
+def residual_block(x, filters: int, stride: int, project: bool, name: str):
+    """``relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))``; the shortcut is a 1x1 projection when
+    ``project`` (the block changes the width or the image size), else ``x`` itself."""
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    shortcut = x
+    if project:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def resnet(num_classes: int = 10, widths=(16, 32, 64), blocks: int = 1, input_shape=(28, 28, 1)) -> convforge.Model:
+    """A ResNet: stem, ``len(widths)`` stages of ``blocks`` residual blocks (each stage after the
+    first halves the image), global average pooling, softmax."""
+    inputs = convforge.Input(shape=input_shape, name="image")
+    x = layers.Conv2D(widths[0], 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("relu", name="stem_relu")(x)
+    channels = widths[0]
+    for stage, width in enumerate(widths, start=1):
+        for block in range(1, blocks + 1):
+            stride = 2 if stage > 1 and block == 1 else 1
+            x = residual_block(x, width, stride, project=stride != 1 or channels != width, name=f"s{stage}b{block}")
+            channels = width
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="output")(x)
+    return convforge.Model(inputs, outputs, name="resnet")
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    widths = tuple(int(w) for w in text.split(","))
+    if not widths or min(widths) < 1:
+        raise ValueError(text)
+    return widths
+
+
+def _arguments(parser) -> None:
+    parser.add_argument("--widths", type=_widths, default=(16, 32, 64), metavar="W1,W2,...",
+                        help="channels of each stage (default 16,32,64)")
+    parser.add_argument("--blocks", type=int, default=1, help="residual blocks per stage (default 1)")
+
+
+def main(argv=None) -> int:
+    return run(
+        argv,
+        lambda args, classes: resnet(classes, args.widths, args.blocks),
+        name="resnet",
+        prog="python examples/train_resnet.py",
+        description="Train a small ResNet (BatchNormalization, residual blocks) on Fashion-MNIST.",
+        add_arguments=_arguments,
+        epochs=15,
+        batch_size=128,
+        lr=0.1,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

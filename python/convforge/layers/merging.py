@@ -1,0 +1,216 @@
+"""Merge layers: Add, Subtract, Multiply, Average, Concatenate -- Keras's, for functional models.
+
+A merge layer is called on a list of tensors, ``layers.Add()([a, b])``; its
+``forward`` takes a list of arrays and its ``backward`` returns one gradient
+per input. Elementwise merges need inputs of one shape (Keras also broadcasts
+axes of size 1; convforge does not, and says so at build time).
+
+``Concatenate(axis=-1)`` counts axes as Keras does, on the channels-last
+tensor with the batch first: ``-1`` is the channel axis of images, which is
+axis 1 of the NCHW arrays inside the model; for flat ``(batch, features)``
+tensors the axes are the same inside and out.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .base import Layer
+
+__all__ = ["Add", "Average", "Concatenate", "Multiply", "Subtract"]
+
+
+class _Merge(Layer):
+    """Base of the merge layers: a list of same-dtype inputs, one output."""
+
+    _takes_list = True
+    _cache_attrs = ("_xs",)
+
+    def __init__(self, *, name=None, trainable=True, **kwargs):
+        for key in kwargs:
+            raise NotImplementedError(
+                f"{type(self).__name__}: Keras's argument {key!r} is not supported by convforge "
+                "(merge layers take name= and, for Concatenate, axis=)"
+            )
+        super().__init__(name=name, trainable=trainable)
+        self._xs = None
+
+    def _build(self, input_shape, dtype) -> tuple:
+        if not isinstance(input_shape, list) or not all(isinstance(s, tuple) for s in input_shape):
+            raise ValueError(
+                f"{type(self).__name__} merges a list of tensors, so it cannot be a layer of a Sequential model: "
+                f"build a functional model, e.g. {type(self).__name__}()([a, b]) (got input shape {input_shape!r})"
+            )
+        if not input_shape:
+            raise ValueError(f"{type(self).__name__} needs a list of at least 1 input tensor")
+        self.dtype = np.dtype(dtype)
+        shapes = [tuple(int(d) for d in s) for s in input_shape]
+        self.output_shape = self.compute_output_shape(shapes)
+        self.input_shape = shapes
+        self.built = True
+        return self.output_shape
+
+    def compute_output_shape(self, input_shape):
+        first = input_shape[0]
+        if any(s != first for s in input_shape):
+            shown = ", ".join(str((None, *_display(s))) for s in input_shape)
+            raise ValueError(
+                f"Inputs have incompatible shapes. Received shapes {shown}: {type(self).__name__} needs equal "
+                "shapes (convforge does not broadcast)"
+            )
+        return first
+
+    def _out(self, shape, dtype, training):
+        """Where the output goes: a buffer reused across training steps, or a new array."""
+        return self._buffers("y", shape, dtype) if training else np.empty(shape, dtype)
+
+
+def _display(internal_shape):
+    from .base import display_shape
+
+    return display_shape(internal_shape)
+
+
+class Add(_Merge):
+    """Elementwise sum of the inputs, ``keras.layers.Add``: ``Add()([a, b])``."""
+
+    def forward(self, xs, training=False):
+        y = np.add(xs[0], xs[1], out=self._out(xs[0].shape, xs[0].dtype, training)) if len(xs) > 1 else xs[0]
+        for x in xs[2:]:
+            y += x
+        self._xs = len(xs) if training else None
+        return y
+
+    def backward(self, dy):
+        if self._xs is None:
+            raise self._missing_cache()
+        return [dy] * self._xs  # one array for every input: backward passes must not write into dy
+
+
+class Subtract(_Merge):
+    """``a - b`` for exactly two inputs, ``keras.layers.Subtract``."""
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"A Subtract layer should be called on exactly 2 inputs; got {len(input_shape)}")
+        return super().compute_output_shape(input_shape)
+
+    def forward(self, xs, training=False):
+        self._xs = 2 if training else None
+        return np.subtract(xs[0], xs[1], out=self._out(xs[0].shape, xs[0].dtype, training))
+
+    def backward(self, dy):
+        if self._xs is None:
+            raise self._missing_cache()
+        return [dy, np.negative(dy, out=self._buffers("dx", dy.shape, dy.dtype))]
+
+
+class Multiply(_Merge):
+    """Elementwise product of the inputs, ``keras.layers.Multiply`` (e.g. gating, attention maps)."""
+
+    def forward(self, xs, training=False):
+        y = np.multiply(xs[0], xs[1], out=self._out(xs[0].shape, xs[0].dtype, training)) if len(xs) > 1 else xs[0]
+        for x in xs[2:]:
+            y *= x
+        self._xs = list(xs) if training else None
+        return y
+
+    def backward(self, dy):
+        xs = self._xs
+        if xs is None:
+            raise self._missing_cache()
+        grads = []
+        for i in range(len(xs)):
+            g = self._buffers(f"dx{i}", dy.shape, dy.dtype)
+            np.copyto(g, dy)
+            for j, x in enumerate(xs):
+                if j != i:
+                    g *= x  # d(prod)/dx_i: the product of the other inputs
+            grads.append(g)
+        return grads
+
+
+class Average(_Merge):
+    """Elementwise mean of the inputs, ``keras.layers.Average``."""
+
+    def forward(self, xs, training=False):
+        y = self._out(xs[0].shape, xs[0].dtype, training)
+        np.copyto(y, xs[0])
+        for x in xs[1:]:
+            y += x
+        y *= 1.0 / len(xs)
+        self._xs = len(xs) if training else None
+        return y
+
+    def backward(self, dy):
+        if self._xs is None:
+            raise self._missing_cache()
+        g = np.multiply(dy, 1.0 / self._xs, out=self._buffers("dx", dy.shape, dy.dtype))
+        return [g] * self._xs
+
+
+class Concatenate(_Merge):
+    """Joins the inputs along ``axis``, ``keras.layers.Concatenate(axis=-1)``.
+
+    ``axis`` counts as in Keras, on the channels-last tensor with the batch
+    first (``-1``: channels of images, features of flat tensors); the batch axis
+    cannot be joined. All other axes must agree.
+    """
+
+    _cache_attrs = ("_sizes",)
+
+    def __init__(self, axis=-1, *, name=None, trainable=True, **kwargs):
+        super().__init__(name=name, trainable=trainable, **kwargs)
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"Concatenate axis must be an int; got {axis!r}")
+        self.axis = int(axis)
+        self._sizes = None
+        self._internal_axis = None
+
+    def compute_output_shape(self, input_shape):
+        ranks = {len(s) for s in input_shape}
+        shown = "[" + ", ".join(str((None, *_display(s))) for s in input_shape) + "]"
+        if len(ranks) != 1:
+            raise ValueError(
+                f"A `Concatenate` layer requires inputs with matching shapes except for the concatenation axis. "
+                f"Received: input_shape={shown}"
+            )
+        rank = ranks.pop() + 1  # with the batch axis
+        axis = self.axis + rank if self.axis < 0 else self.axis
+        if not 1 <= axis < rank:
+            raise ValueError(f"Concatenate axis={self.axis} is out of range for inputs of rank {rank} ({shown}) "
+                             "or is the batch axis")
+        # Keras's axis on (batch, h, w, c) -> the axis of the (batch, c, h, w) arrays inside.
+        internal = (0, 2, 3, 1)[axis] if rank == 4 else axis
+        dims = [list(s) for s in input_shape]
+        for d in dims:
+            d[internal - 1] = None
+        if any(d != dims[0] for d in dims):
+            raise ValueError(
+                f"A `Concatenate` layer requires inputs with matching shapes except for the concatenation axis. "
+                f"Received: input_shape={shown}"
+            )
+        self._internal_axis = internal
+        out = list(input_shape[0])
+        out[internal - 1] = sum(s[internal - 1] for s in input_shape)
+        return tuple(out)
+
+    def forward(self, xs, training=False):
+        axis = self._internal_axis
+        shape = list(xs[0].shape)
+        shape[axis] = sum(x.shape[axis] for x in xs)
+        y = np.concatenate(xs, axis=axis, out=self._out(tuple(shape), xs[0].dtype, training))
+        self._sizes = [x.shape[axis] for x in xs] if training else None
+        return y
+
+    def backward(self, dy):
+        if self._sizes is None:
+            raise self._missing_cache()
+        # Contiguous pieces: the layers before read them with the compiled kernels.
+        pieces = np.split(dy, np.cumsum(self._sizes)[:-1], axis=self._internal_axis)
+        return [np.ascontiguousarray(p) for p in pieces]
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}

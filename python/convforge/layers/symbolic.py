@@ -1,0 +1,220 @@
+"""Symbolic tensors and nodes: what calling a layer on ``convforge.Input(...)`` records.
+
+Keras's functional API in one page. ``x = convforge.Input(shape=(28, 28, 1))``
+is a :class:`KerasTensor`: a shape and a dtype, no data. Calling a layer on it,
+``y = layers.Conv2D(8, 3)(x)``, builds the layer for that shape (or checks that
+a built layer takes it), records a :class:`Node` (this layer, these input
+tensors, these output tensors) and returns the output tensor.
+``convforge.Model(inputs, outputs)`` then walks the nodes back from the outputs
+(see :mod:`convforge.models.functional`).
+
+Shapes: ``tensor.shape`` is what Keras shows -- channels-last, ``None`` for the
+batch: ``(None, 26, 26, 8)``. Inside, a 3-D per-sample shape is an image and is
+kept NCHW (``(8, 26, 26)``) like everything else in a model (see
+:mod:`convforge.layers.base`); merge layers' ``axis`` is mapped accordingly.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .base import display_shape
+
+__all__ = ["KerasTensor", "Node", "call_layer"]
+
+_TENSOR_IDS = itertools.count()
+_NODE_IDS = itertools.count()
+# Names handed out to unnamed layers called on symbolic tensors: unique in the process, as
+# Keras does (conv2d, conv2d_1, ...), because the model they will end up in is not known yet.
+_USED_NAMES: set[str] = set()
+
+
+class KerasTensor:
+    """A symbolic tensor: the shape, dtype and origin of a value in a graph under construction.
+
+    Attributes
+    ----------
+    shape : tuple
+        Keras's view: ``(None, height, width, channels)`` for images, ``(None, features)``.
+    dtype : str
+        ``'float32'`` or ``'float64'``.
+    name : str
+    """
+
+    def __init__(self, internal_shape, dtype, node=None, index: int = 0, name: str | None = None):
+        self._internal = tuple(int(d) for d in internal_shape)
+        self._dtype = np.dtype(dtype)
+        #: The Node that produced this tensor (an InputLayer's for model inputs).
+        self._node = node
+        #: Which of the node's outputs this is.
+        self._index = index
+        self.name = name or f"keras_tensor_{next(_TENSOR_IDS)}"
+
+    @property
+    def shape(self) -> tuple:
+        return (None, *display_shape(self._internal))
+
+    @property
+    def ndim(self) -> int:
+        return len(self._internal) + 1
+
+    @property
+    def dtype(self) -> str:
+        return self._dtype.name
+
+    @property
+    def _keras_history(self):
+        """``(layer, node_index, tensor_index)``, Keras's spelling of where a tensor comes from."""
+        node = self._node
+        return node.layer, node.call_index, self._index
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(
+            f"{self!r} is symbolic (it holds no data): build a model with convforge.Model(inputs, outputs) and "
+            "call model.predict(x) to get values"
+        )
+
+    def __repr__(self) -> str:
+        shape = "(" + ", ".join("None" if d is None else str(d) for d in self.shape) + ")"
+        return f"<KerasTensor shape={shape}, dtype={self.dtype}, name={self.name}>"
+
+
+class Node:
+    """One call of a layer in a graph: ``outputs = layer(inputs)``.
+
+    ``many`` is True when the layer was called on a list (merge layers), so its
+    ``forward`` takes a list of arrays and its ``backward`` returns one.
+    """
+
+    def __init__(self, layer, inputs: list, many: bool):
+        self.layer = layer
+        self.inputs = list(inputs)
+        self.many = many
+        self.call_index = len(layer._inbound_nodes)
+        #: Creation order over all nodes: a topological order of any graph (a call needs its inputs).
+        self.seq = next(_NODE_IDS)
+        self.outputs: list[KerasTensor] = []
+        layer._inbound_nodes.append(self)
+
+    def __repr__(self) -> str:
+        return f"<Node {self.layer.name}[{self.call_index}]>"
+
+
+def unique_name(base: str, taken: set | None = None) -> str:
+    """``base``, or ``base_1``, ``base_2``, ... whichever is not in ``taken`` (default: the names this
+    process has handed out), and add it there."""
+    taken = _USED_NAMES if taken is None else taken
+    name, i = base, 0
+    while name in taken:
+        i += 1
+        name = f"{base}_{i}"
+    taken.add(name)
+    return name
+
+
+def common_dtype(tensors, what: str) -> np.dtype:
+    """The one dtype of ``tensors``; TypeError naming ``what`` if they mix float32 and float64."""
+    dtypes = {t._dtype for t in tensors}
+    if len(dtypes) > 1:
+        raise TypeError(f"{what} mix dtypes {sorted(d.name for d in dtypes)}")
+    return dtypes.pop()
+
+
+def reserve_name(name: str) -> None:
+    """Mark ``name`` as taken (a layer named by a Sequential model), so automatic names avoid it."""
+    _USED_NAMES.add(name)
+
+
+def record_chain(layers, start: KerasTensor) -> list:
+    """Nodes for ``layers`` applied one after another to ``start``, for layers a model has already built
+    (a Sequential stack): records what was built, checks nothing. Returns the nodes."""
+    nodes, t = [], start
+    for layer in layers:
+        node = Node(layer, [t], many=False)
+        t = KerasTensor(layer.output_shape, t._dtype, node, 0, name=f"{layer.name}/output_{node.call_index}")
+        node.outputs.append(t)
+        nodes.append(node)
+    return nodes
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"a NumPy array of shape {value.shape}"
+    return f"{type(value).__name__} {value!r}"[:120]
+
+
+def call_layer(layer, inputs, args: tuple, kwargs: dict):
+    """``layer(inputs)`` on symbolic tensors (see the module docstring); returns the output tensor."""
+    from .base import snake_case
+
+    label = f"layer {layer.name!r} ({type(layer).__name__})" if layer.name else type(layer).__name__
+    if args or kwargs:
+        given = [*(f"positional argument {i + 2}" for i in range(len(args))), *(repr(k) for k in kwargs)]
+        raise NotImplementedError(
+            f"{label} was called with {', '.join(given)}: convforge layers take only their input tensor(s) "
+            "(training= is decided by fit/predict, masks are not supported)"
+        )
+    many = isinstance(inputs, (list, tuple))
+    tensors = list(inputs) if many else [inputs]
+    for i, t in enumerate(tensors):
+        if not isinstance(t, KerasTensor):
+            where = f"input {i} of " if many else ""
+            raise TypeError(
+                f"{where}{label} is {_describe(t)}, not a symbolic tensor: call layers on tensors made by "
+                "convforge.Input(shape=...) (or outputs of other layers) to build a model, then use model.predict "
+                "to run it on arrays"
+            )
+    if many != layer._takes_list:
+        if layer._takes_list:
+            raise ValueError(
+                f"{label} merges several tensors: call it on a list of at least 2 tensors, e.g. "
+                f"{type(layer).__name__}()([a, b]); got one tensor of shape {tensors[0].shape}"
+            )
+        if len(tensors) != 1:
+            raise ValueError(f"{label} takes one input tensor; got a list of {len(tensors)}")
+        many, tensors = False, tensors[:1]
+    if getattr(layer, "data_format", None) == "channels_first":
+        raise NotImplementedError(
+            f"{label} has data_format='channels_first': functional models are channels-last (images "
+            "(batch, height, width, channels) at the API); use a Sequential model for channels-first input"
+        )
+    dtype = common_dtype(tensors, f"{label}: the input tensors")
+    shapes = [t._internal for t in tensors]
+    if layer.name is None:
+        layer.name = unique_name(snake_case(type(layer).__name__))
+    shape_arg = shapes if many else shapes[0]
+    if layer.built and layer.params and layer.input_shape is not None and layer.input_shape != shapes[0] and not many:
+        raise ValueError(
+            f"{label} was built for input {layer._show(layer.input_shape)} and cannot take {tensors[0].shape} "
+            f"(from {_producers(tensors)})"
+        )
+    if layer._inbound_nodes and layer.built:
+        first = layer._inbound_nodes[0]
+        before = [t._internal for t in first.inputs]
+        if before != shapes:
+            raise ValueError(
+                f"{label} is reused with input shape {_shapes(tensors)} but was first called on "
+                f"{_shapes(first.inputs)} (from {_producers(first.inputs)}): a shared layer must see the same "
+                "shape at every call (convforge keeps one shape plan per layer)"
+            )
+    try:
+        out_shape = layer._build(shape_arg, dtype)
+    except (ValueError, TypeError) as err:
+        raise type(err)(
+            f"{label} cannot take input of shape {_shapes(tensors)} (from {_producers(tensors)}): {err}"
+        ) from err
+    layer._data_format = "channels_last"
+    node = Node(layer, tensors, many)
+    out = KerasTensor(out_shape, dtype, node, 0, name=f"{layer.name}/output_{node.call_index}")
+    node.outputs.append(out)
+    return out
+
+
+def _shapes(tensors) -> str:
+    return ", ".join(str(t.shape) for t in tensors)
+
+
+def _producers(tensors) -> str:
+    return ", ".join(repr(t._node.layer.name) if t._node is not None else "?" for t in tensors)

@@ -1,0 +1,876 @@
+"""``convforge.Model(inputs, outputs)``: Keras's functional API -- models that are graphs of layers.
+
+>>> import convforge
+>>> from convforge import layers
+>>> x = convforge.Input(shape=(28, 28, 1))
+>>> h = layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+>>> shortcut = h
+>>> h = layers.Conv2D(16, 3, padding="same", activation="relu")(h)
+>>> h = layers.Add()([h, shortcut])                      # a residual connection
+>>> y = layers.Dense(10, activation="softmax")(layers.Flatten()(h))
+>>> model = convforge.Model(x, y)
+>>> model.output_shape
+(None, 10)
+
+Semantics follow Keras 3: several inputs and outputs (``Model([a, b], [y1,
+y2])``: ``fit``/``predict`` take and return lists, or dicts by input/output
+name), shared layers (one layer called twice: one set of weights, whose
+gradients from both calls add up), ``model.inputs``/``model.outputs``,
+``layer.input``/``layer.output``, and ``model.layers`` in Keras's order
+(by depth, ``InputLayer`` entries included). A ``Sequential`` model has ``inputs`` and
+``outputs`` too, so ``convforge.Model(seq.inputs, [l.output for l in
+seq.layers])`` gives every feature map of a trained Sequential model.
+
+Execution
+---------
+The graph is put in topological order once, when the model is made. The
+forward pass runs the nodes in that order; the backward pass runs them in
+reverse, adding the gradients that arrive at a tensor used by several layers
+(fan-out) into a buffer the model owns -- a tensor used once passes its
+gradient on without a copy. Nodes upstream of which no layer has trainable
+weights are not run backward at all, and layers whose inputs need no gradient
+skip computing it (a first Conv2D skips its whole data-gradient convolution).
+A layer called several times runs each extra call on a shallow copy of itself
+that shares its weights but keeps its own training buffers, so the calls do not
+overwrite what the others keep for the backward pass. Inside, images are NCHW,
+converted once per input at the entry, as in ``Sequential``.
+
+Multi-output training
+---------------------
+``compile(loss=...)`` takes one loss (used for every output), a list (one per
+output, ``None`` for an output without loss) or a dict by output name;
+``loss_weights`` a list or dict; ``metrics`` a list of lists or a dict (one
+flat list applies to every output). The loss minimised is the weighted sum;
+the logs hold ``loss``, ``<output>_loss`` and ``<output>_<metric>``, Keras's
+names. Not supported: ``sample_weight``/``class_weight``, and metrics given as
+one flat list meaning different things for different outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from .. import losses as losses_module
+from .. import metrics as metrics_module
+from .. import optimizers as optimizers_module
+from ..layers import fusion
+from ..layers.base import FLOAT_DTYPES, Layer, display_shape
+from ..layers.core import InputLayer
+from ..layers.symbolic import KerasTensor, common_dtype, unique_name
+from . import state
+from .batches import _Batches, _Entry, shape_str
+from .summary import print_graph_summary
+from .trainer import Trainer, saveable_metric_names, trainable_plan
+
+__all__ = ["Functional", "Model"]
+
+
+class Model(Trainer):
+    """Keras's ``Model``: ``Model(inputs, outputs, name=None)`` makes a :class:`Functional` model.
+
+    ``Sequential`` and ``Functional`` are both Models (``isinstance(m, convforge.Model)``).
+    Keras's subclassing API (a ``Model`` subclass with its own ``call``) is not supported.
+    """
+
+    # Set by the model classes convforge can run; a user subclass of Model itself is not one.
+    _runnable = False
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Model:
+            return super().__new__(Functional)
+        if not cls._runnable:
+            raise NotImplementedError(
+                f"{cls.__name__} subclasses convforge.Model: Keras's subclassing API (a call() method) is not "
+                "supported; build the model with convforge.Input and convforge.Model(inputs, outputs), or subclass "
+                "Sequential or a Layer"
+            )
+        return super().__new__(cls)
+
+    # ================================================================== weights
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by name or by index."""
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r}; layers are {[layer.name for layer in self.layers]}")
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise ValueError(self._not_built_message)
+        return sum(layer.count_params() for layer in self.layers)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of all weights, layer by layer (Keras's order)."""
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights) -> None:
+        weights = list(weights)
+        expected = sum(len(layer.params) for layer in self.layers)
+        if len(weights) != expected:
+            raise ValueError(f"this model has {expected} weight arrays; set_weights got {len(weights)}")
+        i = 0
+        for layer in self.layers:
+            k = len(layer.params)
+            layer.set_weights(weights[i : i + k])
+            i += k
+
+    def astype(self, dtype) -> "Model":
+        """Convert weights (and optimizer state) to float32 or float64, in place; returns the model."""
+        self.dtype = check_dtype(dtype)
+        for layer in self.layers:
+            layer._astype(self.dtype)
+        if self.optimizer is not None:
+            self.optimizer._astype(self.dtype)
+        for entry in self._input_entries():
+            entry.dtype = self.dtype
+        return self
+
+    def _input_entries(self) -> list:
+        return []
+
+    # ================================================================== saving
+
+    def save(self, filepath) -> None:
+        """Save architecture, weights, compile settings, optimizer state and training progress
+        (epoch, random state, history) to an ``.npz`` file; see :mod:`convforge.saving`."""
+        state.save_model(self, filepath)
+
+    def save_weights(self, filepath) -> None:
+        """Save the weights (and the architecture, to check on load) to an ``.npz`` file."""
+        state.save_weights(self, filepath)
+
+    def load_weights(self, filepath) -> None:
+        """Load weights saved by ``save_weights`` or ``save`` into this model (same architecture)."""
+        state.load_weights(self, filepath)
+
+    def export(self, filepath, format="onnx", *, opset=17, input_layout=None) -> None:  # noqa: A002 - Keras's name
+        """Write the model for deployment in another runtime, as Keras's ``model.export``.
+
+        Only ``format='onnx'`` (needs the ``onnx`` package): one ONNX model that
+        onnxruntime runs with ``predict``'s results; ``opset`` 13 to 21 (default
+        17), ``input_layout`` ``'channels_last'``/``'channels_first'`` (default: the
+        model's own). See :mod:`convforge.onnx`; ``convforge.load_model`` reads it back.
+        """
+        if format != "onnx":
+            raise ValueError(f"format must be 'onnx' (the only export format convforge writes); got {format!r}")
+        from ..onnx import export_onnx
+
+        export_onnx(self, filepath, opset=opset, input_layout=input_layout)
+
+
+def check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+    return dt
+
+
+# ====================================================================== the graph
+
+
+class _Step:
+    """One node of the model, as the executor runs it."""
+
+    __slots__ = ("node", "layer", "call", "inputs", "out", "many", "backward", "fused", "shared")
+
+    def __init__(self, node, call, inputs, out):
+        self.node, self.layer, self.call = node, node.layer, call
+        self.inputs, self.out, self.many = inputs, out, node.many
+        self.backward = True  # run in the backward pass (set by _plan_backward)
+        self.fused = False  # a softmax head trained from its logits (set by _resolve_loss_path)
+        self.shared = False  # its layer has other nodes in this model
+
+
+def _call_copy(layer: Layer) -> Layer:
+    """A copy of ``layer`` for a second call of it in one model: the same weights (``params`` is
+    shared), its own gradients, training buffers and caches -- and so for layers it holds (an
+    activation inside Conv2D/Dense)."""
+    twin = copy.copy(layer)
+    twin.grads = {}
+    twin._buffers = type(layer._buffers)()  # empty, of the layer's own buffer class
+    for attr, value in vars(layer).items():
+        if isinstance(value, Layer):
+            setattr(twin, attr, _call_copy(value))
+    return twin
+
+
+def _as_list(value, what: str) -> tuple[list, bool]:
+    if isinstance(value, dict):
+        raise NotImplementedError(f"{what} given as a dict: pass a tensor or a list of tensors")
+    if isinstance(value, (list, tuple)):
+        return list(value), False
+    return [value], True
+
+
+def _topological_nodes(inputs: list, outputs: list) -> list:
+    """The nodes that lead from ``inputs`` to ``outputs``, each after those it reads; ValueError for a
+    tensor not reachable from the inputs (disconnected) or a cycle."""
+    known = {id(t) for t in inputs}
+    order, state_of = [], {}
+    for out in outputs:
+        stack = [(out, None)]
+        while stack:
+            t, path = stack.pop()
+            if path == "done":  # post-order marker: t is a node here
+                state_of[id(t)] = "done"
+                order.append(t)
+                continue
+            if id(t) in known:
+                continue
+            node = t._node
+            if node is None or isinstance(node.layer, InputLayer):
+                names = [i.name for i in inputs]
+                raise ValueError(
+                    f"Graph disconnected: the outputs depend on input tensor {t.name!r} (shape {t.shape}), which is "
+                    f"not among the model's inputs {names}"
+                )
+            mark = state_of.get(id(node))
+            if mark == "done":
+                continue
+            if mark == "open":
+                raise ValueError(f"the graph has a cycle through layer {node.layer.name!r} ({type(node.layer).__name__})")
+            state_of[id(node)] = "open"
+            stack.append((node, "done"))
+            stack.extend((u, None) for u in reversed(node.inputs))
+    return order
+
+
+class Functional(Model):
+    """A model that is a graph of layers, from ``convforge.Model(inputs, outputs)``.
+
+    Parameters
+    ----------
+    inputs : KerasTensor or list of KerasTensor
+        From ``convforge.Input(...)`` (or tensors inside another model's graph).
+    outputs : KerasTensor or list of KerasTensor
+    name : str
+        Default ``'functional'``.
+
+    ``predict``/``__call__`` return one array for a single output tensor and a
+    list for a list of outputs; ``fit``/``evaluate`` take ``x`` as one array, a
+    list (``model.inputs`` order) or a dict by input name, and ``y`` likewise
+    by output. See :mod:`convforge.models.functional` for the semantics.
+    """
+
+    _runnable = True
+    _not_built_message = "a functional model is built when it is made"
+
+    def __init__(self, inputs, outputs, name: str | None = None, **kwargs):
+        for key in kwargs:
+            raise NotImplementedError(f"Model: Keras's argument {key!r} is not supported by convforge")
+        Trainer.__init__(self)
+        self.name = name or "functional"
+        in_list, self._single_input = _as_list(inputs, "inputs")
+        out_list, self._single_output = _as_list(outputs, "outputs")
+        for what, tensors in (("inputs", in_list), ("outputs", out_list)):
+            if not tensors:
+                raise ValueError(f"Model needs at least one tensor in {what}")
+            for i, t in enumerate(tensors):
+                if not isinstance(t, KerasTensor):
+                    raise TypeError(
+                        f"Model {what}[{i}] is {type(t).__name__} {t!r:.80}, not a symbolic tensor: pass tensors made "
+                        "by convforge.Input(...) and by calling layers on them"
+                    )
+        if len({id(t) for t in in_list}) != len(in_list):
+            raise ValueError(f"Model inputs list one tensor twice: {[t.name for t in in_list]}")
+        self.inputs: list[KerasTensor] = in_list
+        self.outputs: list[KerasTensor] = out_list
+        nodes = _topological_nodes(in_list, out_list)
+        reached = {id(u) for node in nodes for u in node.inputs} | {id(t) for t in out_list}
+        for i, t in enumerate(in_list):
+            if id(t) not in reached:
+                raise ValueError(
+                    f"input {i} ({t.name!r}, shape {t.shape}) is not connected to any output: every model input must "
+                    "be used"
+                )
+        self.dtype = common_dtype(in_list, "the model inputs")
+        self._nodes = nodes
+        self.layers = self._collect_layers()
+        self._node_ids: dict = {}  # layer -> its nodes in this model, in call order (Keras's node index)
+        for node in sorted(nodes, key=lambda node: node.seq):  # call order, as Keras numbers them
+            self._node_ids.setdefault(id(node.layer), []).append(node)
+        self.built = True
+        for layer in self.layers:
+            if layer.dtype != self.dtype or any(p.dtype != self.dtype for p in layer.params.values()):
+                layer._astype(self.dtype)
+        self._entries = [
+            _Entry(display_shape(t._internal), t._internal, "nhwc" if len(t._internal) == 3 else "none", self.dtype)
+            for t in in_list
+        ]
+        self._tensor_index = {id(t): i for i, t in enumerate(in_list)}
+        for node in nodes:
+            for t in node.outputs:
+                self._tensor_index[id(t)] = len(self._tensor_index)
+        self._outputs_index = [self._tensor_index[id(t)] for t in out_list]
+        taken: set = set()  # one layer's output listed twice gets name, name_1 (Keras's rule)
+        self.output_names = [unique_name(t._node.layer.name, taken) for t in out_list]
+        self.input_names = [t._node.layer.name if t._node and isinstance(t._node.layer, InputLayer) else t.name
+                            for t in in_list]
+        self._sum_buffers: dict = {}
+        self._steps: list[_Step] = []
+        self._make_steps()
+        self._trainable_plan: list = []
+        self._heads: list = []  # per output: (Loss or None, weight, fused), by _resolve_loss_path
+        self._loss_weights = [1.0] * len(out_list)
+        self._loss_weights_arg = None
+        self._output_loss_means: list = []
+        self._metric_slots: list = []  # (log name, output index, Metric)
+        self._last_head_losses: list = []
+
+    def _collect_layers(self) -> list:
+        """The layers in Keras's order: by depth (distance to the outputs), deepest first, ties in the
+        order a walk from the outputs first meets them -- so summary rows and get_weights() match Keras."""
+        model_inputs = {id(t) for t in self.inputs}
+        first_seen: dict = {}
+        stack = list(reversed(self.outputs))
+        while stack:  # pre-order walk from the outputs, inputs of a node in order
+            t = stack.pop()
+            node = t._node
+            if node.layer not in first_seen.values():
+                first_seen[len(first_seen)] = node.layer
+            if id(t) not in model_inputs:
+                stack.extend(reversed(node.inputs))
+        seen_index = {id(layer): i for i, layer in first_seen.items()}
+        depth: dict = {}  # per layer: the longest path from any of its nodes to an output
+        node_depth = {id(t._node): 0 for t in self.outputs}
+        for node in reversed(self._nodes):  # consumers before producers
+            d = node_depth.get(id(node), 0)
+            depth[id(node.layer)] = max(depth.get(id(node.layer), 0), d)
+            for u in node.inputs:
+                node_depth[id(u._node)] = max(node_depth.get(id(u._node), 0), d + 1)
+        layers = []
+        for t in self.inputs:
+            if isinstance(t._node.layer, InputLayer):
+                depth[id(t._node.layer)] = max(depth.get(id(t._node.layer), 0), node_depth.get(id(t._node), 0))
+                layers.append(t._node.layer)
+        for node in self._nodes:
+            if all(node.layer is not other for other in layers):
+                layers.append(node.layer)
+        layers.sort(key=lambda layer: (-depth[id(layer)], seen_index[id(layer)]))
+        names = [layer.name for layer in layers]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(
+                f"All layer names should be unique; the model has several layers named {duplicated}: give them "
+                "distinct name= arguments"
+            )
+        return layers
+
+    def _make_steps(self) -> None:
+        """The executor's list, with a weight-sharing copy for every call of a layer after its first."""
+        steps, calls = [], {}
+        for node in self._nodes:
+            first = id(node.layer) not in calls
+            call = node.layer if first else _call_copy(node.layer)
+            calls.setdefault(id(node.layer), []).append(call)
+            step = _Step(node, call, [self._tensor_index[id(t)] for t in node.inputs],
+                         self._tensor_index[id(node.outputs[0])])
+            steps.append(step)
+        for step in steps:
+            step.shared = len(calls[id(step.layer)]) > 1
+        self._steps = steps
+        self._calls = calls
+
+    # ================================================================== structure
+
+    @property
+    def input_shape(self):
+        shapes = [t.shape for t in self.inputs]
+        return shapes[0] if self._single_input else shapes
+
+    @property
+    def output_shape(self):
+        shapes = [t.shape for t in self.outputs]
+        return shapes[0] if self._single_output else shapes
+
+    def _input_entries(self) -> list:
+        return self._entries
+
+    def _data_format(self) -> str:
+        return "channels_last"
+
+    def build(self, input_shape=None) -> None:
+        """Nothing to do: a functional model is built when it is made (Keras's API)."""
+
+    def _build_from_data(self, x) -> None:
+        pass
+
+    def astype(self, dtype) -> "Functional":
+        super().astype(dtype)
+        self._make_steps()  # the copies of shared layers take the new dtype
+        self._plan_backward()
+        return self
+
+    def summary(self, line_length: int | None = None, print_fn=None) -> None:
+        """Print Keras's table of layers, output shapes, parameter counts and what each layer is connected to.
+
+        ``print_fn`` receives the whole table as one string (default ``print``).
+        """
+        rows = []
+        for layer in self.layers:
+            nodes = self._node_ids.get(id(layer), [])
+            if isinstance(layer, InputLayer):
+                shape, connected = layer.output.shape, ["-"]
+            else:
+                shape = nodes[0].outputs[0].shape
+                connected = [
+                    f"{t._node.layer.name}[{self._node_number(t._node)}][{t._index}]"
+                    for node in nodes
+                    for t in node.inputs
+                ]
+                connected = [c + "," for c in connected[:-1]] + connected[-1:]  # Keras's commas
+            rows.append((f"{layer.name} ({type(layer).__name__})", shape_str(shape), f"{layer.count_params():,}",
+                         connected))
+        print_graph_summary(self, rows, line_length, print_fn)
+
+    def _node_number(self, node) -> int:
+        """The node's index among its layer's nodes in this model (Keras's ``layer[node][tensor]``)."""
+        if isinstance(node.layer, InputLayer):
+            return 0
+        return self._node_ids[id(node.layer)].index(node)
+
+    # ================================================================== the passes
+
+    def _run(self, xbs: list, training: bool, logits: bool) -> list:
+        """Every tensor's value for a batch (a list indexed like ``_tensor_index``)."""
+        values = [None] * len(self._tensor_index)
+        values[: len(xbs)] = xbs
+        for step in self._steps:
+            x = [values[i] for i in step.inputs] if step.many else values[step.inputs[0]]
+            if logits and step.fused:
+                values[step.out] = step.call._forward_logits(x, training)
+            else:
+                values[step.out] = step.call.forward(x, training)
+        return values
+
+    def _trace(self, xbs: list):
+        """``(layer, [its inputs], its output)`` for each node in execution order, inference mode."""
+        values = [None] * len(self._tensor_index)
+        values[: len(xbs)] = xbs
+        for step in self._steps:
+            inputs = [values[i] for i in step.inputs]
+            values[step.out] = step.call.forward(inputs if step.many else inputs[0], False)
+            yield step.layer, inputs, values[step.out]
+
+    def _forward(self, xbs: list, training: bool) -> list:
+        values = self._run(xbs, training, logits=False)
+        return [values[i] for i in self._outputs_index]
+
+    def _forward_loss(self, xbs, ybs, training: bool, need_grad: bool):
+        """``(weighted total loss, outputs as predict gives them, dL/d(each output) or None)``."""
+        values = self._run(xbs, training, logits=True)
+        total, outs, dheads, parts = 0.0, [], [], []
+        for k, (index, (loss, weight, fused)) in enumerate(zip(self._outputs_index, self._heads)):
+            pred = values[index]
+            if loss is None:
+                outs.append(pred)
+                dheads.append(None)
+                parts.append(None)
+                continue
+            if fused:
+                value, d, pred = loss.logits_value_and_grad(pred, ybs[k], need_grad)
+            else:
+                value, d = loss.value_and_grad(pred, ybs[k], need_grad)
+            outs.append(pred)
+            parts.append(value)
+            total += weight * value
+            dheads.append(None if d is None else (d if weight == 1.0 else d * weight))
+        self._last_head_losses = parts
+        return total, outs, dheads
+
+    def _accumulate(self, grads: list, index: int, d) -> None:
+        """Add ``d`` to the gradient of tensor ``index``: kept as is if it is the first, summed into
+        a buffer of the model's when the tensor feeds several layers."""
+        if d is None:
+            return
+        g = grads[index]
+        if g is None:
+            grads[index] = d
+            return
+        buf = self._sum_buffers.get(index)
+        if buf is None or buf.shape != d.shape or buf.dtype != d.dtype:
+            buf = self._sum_buffers[index] = np.empty(d.shape, d.dtype)
+        if g is buf:
+            buf += d
+        else:
+            np.add(g, d, out=buf)
+        grads[index] = buf
+
+    def _backward(self, dheads: list) -> None:
+        for layer, _ in self._trainable_plan:
+            for call in self._calls[id(layer)]:
+                call.grads.clear()
+        grads = [None] * len(self._tensor_index)
+        for index, d in zip(self._outputs_index, dheads):
+            self._accumulate(grads, index, d)
+        for step in reversed(self._steps):
+            if not step.backward:
+                continue
+            dy = grads[step.out]
+            if dy is None:  # the output does not reach any loss: its gradient is zero
+                t = step.node.outputs[0]
+                dy = np.zeros((self._batch_rows(grads), *t._internal), dtype=self.dtype)
+            dx = step.call._backward_logits(dy) if step.fused else step.call.backward(dy)
+            grads[step.out] = None
+            if step.call.input_grad_needed:
+                for index, d in zip(step.inputs, dx if step.many else [dx]):
+                    self._accumulate(grads, index, d)
+        # A layer called several times: its gradient is the sum over its calls.
+        for layer, names in self._trainable_plan:
+            calls = self._calls[id(layer)]
+            if len(calls) == 1:
+                continue
+            for name, _ in names:
+                parts = [c.grads[name] for c in calls if c.grads.get(name) is not None]
+                total = self._sum_buffers.get((id(layer), name))
+                if total is None or total.shape != parts[0].shape or total.dtype != parts[0].dtype:
+                    total = self._sum_buffers[(id(layer), name)] = np.empty_like(parts[0])
+                np.copyto(total, parts[0])
+                for p in parts[1:]:
+                    total += p
+                layer.grads[name] = total
+
+    def _batch_rows(self, grads) -> int:
+        return next(g.shape[0] for g in grads if g is not None)
+
+    def _clear_caches(self) -> None:
+        for calls in self._calls.values():
+            for call in calls:
+                call._clear_cache()
+
+    def _plan_backward(self) -> None:
+        """Which nodes run backward, which compute their input gradient, and the ReLU->MaxPool fusion."""
+        needs = [False] * len(self._tensor_index)  # does the loss's gradient w.r.t. this tensor matter?
+        consumers = [0] * len(self._tensor_index)
+        for index in self._outputs_index:
+            consumers[index] += 1
+        for step in self._steps:
+            for index in step.inputs:
+                consumers[index] += 1
+        for calls in self._calls.values():
+            for call in calls:
+                fusion.reset_fusion(call)
+        for step in self._steps:
+            upstream = any(needs[i] for i in step.inputs)
+            step.call.input_grad_needed = upstream
+            step.backward = upstream or bool(step.layer.trainable_param_names())
+            needs[step.out] = step.backward
+        producer = {step.out: step for step in self._steps}
+        for pool in self._steps:
+            before = None if pool.many else producer.get(pool.inputs[0])
+            # Fused only where the pool is the one consumer of the ReLU's output (fan-out 1).
+            if before is not None and consumers[pool.inputs[0]] == 1 and not (pool.shared or before.shared):
+                fusion.fuse_relu_into_pool(before.call, pool.call)
+        self._trainable_plan = trainable_plan(self.layers)
+
+    def _resolve_loss_path(self) -> None:
+        """Per output: its loss, weight, and whether a final softmax is fused into its cross-entropy."""
+        heads = []
+        producer = {step.out: step for step in self._steps}
+        uses = [0] * len(self._tensor_index)
+        for step in self._steps:
+            for index in step.inputs:
+                uses[index] += 1
+        for index in self._outputs_index:
+            uses[index] += 1
+        for step in self._steps:
+            step.fused = False
+        for k, index in enumerate(self._outputs_index):
+            loss, weight = self._head_losses()[k], self._loss_weights[k]
+            step = producer.get(index)
+            fused = bool(
+                step is not None
+                and isinstance(loss, losses_module._Crossentropy)
+                and not loss.from_logits
+                and step.layer._ends_in_softmax()
+                and uses[index] == 1
+                and not step.many
+            )
+            if fused:
+                step.fused = True
+            heads.append((loss, weight, fused))
+        self._heads = heads
+        self._fused = any(fused for _, _, fused in heads)
+
+    # ================================================================== compile
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None) -> None:
+        """Choose the optimizer, the loss(es) and the metrics; see the module docstring for several outputs.
+
+        Parameters
+        ----------
+        optimizer : 'sgd', 'adam', 'rmsprop' or an Optimizer
+        loss : a loss, a list (one per output, None for none) or a dict by output name
+        metrics : list, list of lists, or dict by output name
+        loss_weights : list or dict of floats, optional
+        """
+        if loss is None:
+            raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
+        n = len(self.outputs)
+        per_output = self._per_output(loss, "loss")
+        if per_output is None:
+            self.loss = losses_module.get(loss)
+        else:
+            self.loss = [None if spec is None else losses_module.get(spec) for spec in per_output]
+            if all(h is None for h in self.loss):
+                raise ValueError("compile: every output's loss is None; give at least one")
+        weights = [1.0] * n
+        if loss_weights is not None:
+            given = self._per_output(loss_weights, "loss_weights")
+            if given is None:
+                raise TypeError(f"loss_weights must be a list or a dict by output name; got {loss_weights!r}")
+            weights = [1.0 if w is None else float(w) for w in given]
+        self.optimizer = optimizers_module.get(optimizer)
+        self._loss_weights = weights
+        self._loss_weights_arg = loss_weights
+        # Metrics: one flat list applies to every output (as Keras does for a single output).
+        if metrics is None:
+            per_metrics = [[] for _ in range(n)]
+        elif isinstance(metrics, dict) or (
+            isinstance(metrics, (list, tuple)) and n > 1 and any(isinstance(m, (list, tuple)) for m in metrics)
+        ):
+            per_metrics = [[] if m is None else (list(m) if isinstance(m, (list, tuple)) else [m])
+                           for m in self._per_output(metrics, "metrics")]
+        else:
+            flat = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+            per_metrics = [list(flat) for _ in range(n)]
+        slots = []
+        for k, specs in enumerate(per_metrics):
+            for spec in specs:
+                metric = metrics_module.get(spec)
+                if isinstance(spec, metrics_module.Metric) and any(metric is m for _, _, m in slots):
+                    metric = copy.deepcopy(metric)  # one object per output
+                name = metric.name if n == 1 else f"{self.output_names[k]}_{metric.name}"
+                slots.append((name, k, metric))
+        self._metric_slots = slots
+        self.compiled_metrics = [m for _, _, m in slots]
+        self._metric_specs = per_metrics
+        self._output_loss_means = [metrics_module.Mean(name=f"{name}_loss") for name in self.output_names]
+        names = self.metrics_names
+        if len(set(names)) != len(names):
+            raise ValueError(f"metric names must be unique and not 'loss'; got {names}")
+
+    def _per_output(self, value, argument: str):
+        """A list/dict given per output, as a list in output order; None if ``value`` is neither."""
+        n = len(self.outputs)
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(self.output_names))
+            if unknown:
+                raise ValueError(f"compile {argument}: {unknown} are not output names; the outputs are {self.output_names}")
+            return [value.get(name) for name in self.output_names]
+        if isinstance(value, (list, tuple)):
+            if argument == "loss" and len(value) != n:
+                raise ValueError(f"compile loss: the model has {n} outputs; got a list of {len(value)} losses")
+            if len(value) != n:
+                raise ValueError(f"compile {argument}: the model has {n} outputs {self.output_names}; got {len(value)}")
+            return list(value)
+        return None
+
+    def _head_losses(self) -> list:
+        """The loss of each output (None: no loss): ``self.loss`` is one Loss for all, or a list."""
+        if isinstance(self.loss, list):
+            return self.loss
+        return [self.loss] * len(self.outputs)
+
+    def _loss_log_names(self) -> list:
+        """``<output>_loss`` for each output with a loss, when there are several outputs (Keras's logs)."""
+        if len(self.outputs) == 1:
+            return []
+        return [f"{name}_loss" for name, loss in zip(self.output_names, self._head_losses()) if loss is not None]
+
+    @property
+    def metrics_names(self) -> list[str]:
+        return ["loss", *self._loss_log_names(), *(name for name, _, _ in self._metric_slots)]
+
+    def get_compile_config(self) -> dict | None:
+        if self.loss is None:
+            return None
+        losses = [None if h is None else losses_module.serialize(h) for h in self._head_losses()]
+        if any(h is not None and saved is None for h, saved in zip(self._head_losses(), losses)):
+            losses = [None]  # a custom Loss class: not saved (load_model then asks for compile=False)
+        metrics = [
+            saveable_metric_names(specs, [m for _, k2, m in self._metric_slots if k2 == k])
+            for k, specs in enumerate(self._metric_specs)
+        ]
+        return {
+            "optimizer": optimizers_module.serialize(self.optimizer),
+            "loss": losses if isinstance(self.loss, list) and losses != [None] else losses[0],
+            "metrics": metrics[0] if len(self.outputs) == 1 else metrics,
+            "loss_weights": None if self._loss_weights_arg is None else self._loss_weights,
+        }
+
+    # ================================================================== data
+
+    def _as_inputs(self, x, argument: str) -> list:
+        n = len(self.inputs)
+        if isinstance(x, dict):
+            missing = [name for name in self.input_names if name not in x]
+            if missing:
+                raise ValueError(f"{argument} is a dict without the model inputs {missing}; inputs are {self.input_names}")
+            return [x[name] for name in self.input_names]
+        if isinstance(x, (list, tuple)) and n > 1:
+            if len(x) != n:
+                raise ValueError(f"the model has {n} inputs {self.input_names}; {argument} is a list of {len(x)}")
+            return list(x)
+        if n > 1:
+            raise ValueError(f"the model has {n} inputs {self.input_names}: give {argument} as a list or a dict")
+        return [x]
+
+    def _check_x(self, x, argument="x") -> list:
+        xs = self._as_inputs(x, argument)
+        checked = [e.check(xi, argument if len(xs) == 1 else f"{argument}[{i}]")
+                   for i, (e, xi) in enumerate(zip(self._entries, xs))]
+        counts = {xi.shape[0] for xi in checked}
+        if len(counts) > 1:
+            raise ValueError(f"the arrays of {argument} hold different numbers of samples: {[xi.shape[0] for xi in checked]}")
+        return checked
+
+    def _convert_x(self, x_checked: list) -> list:
+        return [e.convert(xi) for e, xi in zip(self._entries, x_checked)]
+
+    def _prepare(self, x, y, argument="x"):
+        xs = self._check_x(x, argument)
+        if y is None:
+            raise ValueError(f"y is required to go with {argument}")
+        n = len(self.outputs)
+        if isinstance(y, dict):
+            ys = [y.get(name) for name in self.output_names]
+        elif isinstance(y, (list, tuple)) and n > 1:
+            if len(y) != n:
+                raise ValueError(f"the model has {n} outputs {self.output_names}; y is a list of {len(y)}")
+            ys = list(y)
+        elif n > 1:
+            raise ValueError(f"the model has {n} outputs {self.output_names}: give y as a list or a dict")
+        else:
+            ys = [y]
+        ready = []
+        for k, (yk, loss, t) in enumerate(zip(ys, self._head_losses(), self.outputs)):
+            if loss is None:
+                ready.append(None)
+                continue
+            if yk is None:
+                raise ValueError(f"y has no targets for output {self.output_names[k]!r}, which has a loss")
+            yk = np.asarray(yk)
+            if yk.shape[:1] != xs[0].shape[:1]:
+                raise ValueError(
+                    f"{argument} holds {xs[0].shape[0]} samples but the targets of output {self.output_names[k]!r} "
+                    f"hold {yk.shape[0] if yk.ndim else 0}"
+                )
+            ready.append(loss.prepare_targets(yk, t._internal))
+        return xs, ready
+
+    def _batches(self, x, y, batch_size: int) -> "_GraphBatches":
+        return _GraphBatches(self._entries, x, y, batch_size)
+
+    def _to_user(self, outs):
+        def one(a):
+            return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
+
+        return one(outs[0]) if self._single_output else [one(a) for a in outs]
+
+    # ================================================================== metrics
+
+    def _reset_metrics(self) -> None:
+        for m in (*self.compiled_metrics, *self._output_loss_means):
+            m.reset_state()
+
+    def _update_metrics(self, ybs, outs) -> None:
+        rows = outs[0].shape[0]
+        for mean, part in zip(self._output_loss_means, self._last_head_losses):
+            if part is not None:
+                mean.add(part, rows)
+        for _, k, metric in self._metric_slots:
+            metric.update_state(ybs[k], outs[k])
+
+    def _metric_logs(self, loss_mean) -> dict:
+        logs = {"loss": loss_mean.result()}
+        if len(self.outputs) > 1:
+            for mean, loss in zip(self._output_loss_means, self._head_losses()):
+                if loss is not None:
+                    logs[mean.name] = mean.result()
+        for name, _, metric in self._metric_slots:
+            logs[name] = metric.result()
+        return logs
+
+    # ================================================================== saving
+
+    def get_config(self) -> dict:
+        """The graph, JSON-serialisable: layers (Keras's order), then the nodes in execution order, each
+        as ``[layer index, [[producer layer name, node index, tensor index], ...], many]``."""
+        index = {id(layer): i for i, layer in enumerate(self.layers)}
+
+        def ref(t):
+            return [t._node.layer.name, self._node_number(t._node), t._index]
+
+        return {
+            "name": self.name,
+            "dtype": self.dtype.name,
+            "layers": [
+                {"class_name": type(layer).__name__, "module": type(layer).__module__, "config": layer.get_config()}
+                for layer in self.layers
+            ],
+            # In call order, so that replaying them numbers each layer's calls as here.
+            "nodes": [[index[id(n.layer)], [ref(t) for t in n.inputs], n.many]
+                      for n in sorted(self._nodes, key=lambda n: n.seq)],
+            "inputs": [ref(t) for t in self.inputs],
+            "outputs": [ref(t) for t in self.outputs],
+            "single_input": self._single_input,
+            "single_output": self._single_output,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None) -> "Functional":
+        """A new model from :meth:`get_config`'s description (fresh weights)."""
+        layers = [state.layer_from_config(i, entry, custom_objects) for i, entry in enumerate(config["layers"])]
+        dtype = check_dtype(config.get("dtype", "float32"))
+        tensors = {}
+        for layer in layers:
+            if isinstance(layer, InputLayer):
+                if layer.dtype != dtype:
+                    raise ValueError(f"input layer {layer.name!r} is {layer.dtype}, the model {dtype}")
+                tensors[(layer.name, 0, 0)] = layer.output
+        counts: dict = {}
+        for layer_index, refs, many in config["nodes"]:
+            layer = layers[layer_index]
+            args = [tensors[tuple(r)] for r in refs]
+            out = layer(args if many else args[0])
+            k = counts.get(layer.name, 0)
+            counts[layer.name] = k + 1
+            tensors[(layer.name, k, 0)] = out
+        inputs = [tensors[tuple(r)] for r in config["inputs"]]
+        outputs = [tensors[tuple(r)] for r in config["outputs"]]
+        return cls(
+            inputs[0] if config.get("single_input") else inputs,
+            outputs[0] if config.get("single_output") else outputs,
+            name=config.get("name"),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Functional name={self.name!r} layers={len(self.layers)} inputs={len(self.inputs)} " \
+               f"outputs={len(self.outputs)}>"
+
+
+class _GraphBatches:
+    """Batches of a model with several inputs/outputs: ``([x batch per input], [y batch per output])``."""
+
+    def __init__(self, entries, xs: list, ys, batch_size: int):
+        self.parts = [_Batches(e, x, None, batch_size) for e, x in zip(entries, xs)]
+        self.ys = ys
+        self.n, self.steps, self.batch_size = self.parts[0].n, self.parts[0].steps, batch_size
+
+    def take(self, index):
+        ys = None if self.ys is None else [None if y is None else np.take(y, index, axis=0) for y in self.ys]
+        return [p.take(index)[0] for p in self.parts], ys
+
+    def slice(self, lo: int, hi: int):
+        ys = None if self.ys is None else [None if y is None else y[lo:hi] for y in self.ys]
+        return [p.slice(lo, hi)[0] for p in self.parts], ys
+

@@ -1,0 +1,507 @@
+"""The functional API: convforge.Input, layers called on symbolic tensors, convforge.Model(inputs, outputs).
+
+Shapes, parameter counts and layer order are compared with numbers printed by Keras 3.15.1
+(KERAS_BACKEND=torch) for the same graphs; gradients are checked numerically in float64, and each
+check is shown to fail when the backward pass it guards is broken.
+"""
+
+import numpy as np
+import pytest
+
+import convforge
+from convforge import callbacks, layers
+from convforge.gradcheck import check_model_gradients
+from convforge.layers import merging
+from convforge.models import functional
+
+
+def inception_block():
+    x = convforge.Input((16, 16, 8), name="x")
+    b1 = layers.Conv2D(6, 1, activation="relu", name="b1")(x)
+    b2 = layers.Conv2D(4, 1, activation="relu", name="b2a")(x)
+    b2 = layers.Conv2D(8, 3, padding="same", activation="relu", name="b2b")(b2)
+    b3 = layers.MaxPooling2D(3, strides=1, padding="same", name="b3a")(x)
+    b3 = layers.Conv2D(2, 1, name="b3b")(b3)
+    c = layers.Concatenate(name="cat")([b1, b2, b3])
+    return convforge.Model(x, layers.Dense(10, name="out")(layers.Flatten(name="flat")(c)), name="inception")
+
+
+def residual_block(dtype="float32", filters=8, classes=3):
+    x = convforge.Input((12, 12, 3), name="x", dtype=dtype)
+    h = layers.Conv2D(filters, 3, padding="same", activation="relu", name="c1")(x)
+    h = layers.Conv2D(2 * filters, 3, strides=2, padding="same", name="c2")(h)
+    s = layers.Conv2D(2 * filters, 1, strides=2, name="proj")(x)
+    a = layers.ReLU(name="relu")(layers.Add(name="add")([h, s]))
+    y = layers.Dense(classes, activation="softmax", name="out")(layers.Flatten(name="flat")(a))
+    return convforge.Model(x, y, name="resnet")
+
+
+def siamese(dtype="float32"):
+    a = convforge.Input((10, 10, 2), name="a", dtype=dtype)
+    b = convforge.Input((10, 10, 2), name="b", dtype=dtype)
+    conv = layers.Conv2D(3, 3, name="shared")
+    m = layers.Multiply(name="mul")([conv(a), conv(b)])
+    v = layers.Average(name="avg")([conv(a), m])
+    return convforge.Model([a, b], layers.Dense(4, name="out")(layers.Flatten(name="flat")(v)), name="siamese")
+
+
+# (layer name, output shape, params) per layer and the total, from Keras 3.15.1's
+# model.layers / l.output.shape / l.count_params() for the same graphs (KERAS_BACKEND=torch).
+KERAS = {
+    "inception": (41374, [("x", (None, 16, 16, 8), 0), ("b2a", (None, 16, 16, 4), 36), ("b3a", (None, 16, 16, 8), 0),
+                          ("b1", (None, 16, 16, 6), 54), ("b2b", (None, 16, 16, 8), 296),
+                          ("b3b", (None, 16, 16, 2), 18), ("cat", (None, 16, 16, 16), 0), ("flat", (None, 4096), 0),
+                          ("out", (None, 10), 40970)]),
+    "resnet": (3187, [("x", (None, 12, 12, 3), 0), ("c1", (None, 12, 12, 8), 224), ("c2", (None, 6, 6, 16), 1168),
+                      ("proj", (None, 6, 6, 16), 64), ("add", (None, 6, 6, 16), 0), ("relu", (None, 6, 6, 16), 0),
+                      ("flat", (None, 576), 0), ("out", (None, 3), 1731)]),
+    "siamese": (829, [("a", (None, 10, 10, 2), 0), ("b", (None, 10, 10, 2), 0), ("shared", (None, 8, 8, 3), 57),
+                      ("mul", (None, 8, 8, 3), 0), ("avg", (None, 8, 8, 3), 0), ("flat", (None, 192), 0),
+                      ("out", (None, 4), 772)]),
+}
+
+
+@pytest.mark.parametrize("make", [inception_block, residual_block, siamese], ids=lambda f: f.__name__)
+def test_layers_shapes_and_counts_equal_keras(make):
+    model = make()
+    total, rows = KERAS[model.name]
+    assert [(l.name, l.output.shape, l.count_params()) for l in model.layers] == rows
+    assert model.count_params() == total
+    lines = []
+    model.summary(print_fn=lines.append)
+    table = lines[0]
+    assert f"Total params: {total:,}" in table and "Connected to" in table
+    for name, shape, params in rows:
+        assert any(line.startswith(f"{name} (") and str(shape) in line and f"{params:,}" in line
+                   for line in table.splitlines()), (name, table)
+
+
+def test_summary_connected_to_column_numbers_calls_as_keras():
+    lines = []
+    siamese().summary(print_fn=lines.append)
+    rows = lines[0].splitlines()
+    at = next(i for i, r in enumerate(rows) if r.startswith("shared (Conv2D)"))
+    # Keras 3.15.1: "a[0][0], b[0][0], a[0][0]" for the shared conv; mul "shared[0][0], shared[1][0]";
+    # avg "shared[2][0], mul[0][0]".
+    assert [r.split()[-1] for r in rows[at : at + 3]] == ["a[0][0],", "b[0][0],", "a[0][0]"]
+    mul = next(i for i, r in enumerate(rows) if r.startswith("mul (Multiply)"))
+    assert [r.split()[-1] for r in rows[mul : mul + 2]] == ["shared[0][0],", "shared[1][0]"]
+    avg = next(i for i, r in enumerate(rows) if r.startswith("avg (Average)"))
+    assert [r.split()[-1] for r in rows[avg : avg + 2]] == ["shared[2][0],", "mul[0][0]"]
+
+
+def test_symbolic_tensors_layer_input_output_and_model_io():
+    x = convforge.Input(shape=(28, 28, 1), name="image")
+    conv = layers.Conv2D(8, 3, activation="relu")
+    y = conv(x)
+    assert x.shape == (None, 28, 28, 1) and y.shape == (None, 26, 26, 8) and y.dtype == "float32"
+    assert conv.input is x and conv.output is y
+    z = layers.Dense(5)(layers.Flatten()(y))
+    model = convforge.Model(inputs=x, outputs=z)
+    assert isinstance(model, convforge.Model) and isinstance(model, convforge.models.Functional)
+    assert model.inputs == [x] and model.outputs == [z] and model.input_shape == (None, 28, 28, 1)
+    assert model.output_shape == (None, 5)
+    assert isinstance(model.layers[0], layers.InputLayer) and model.layers[0].name == "image"
+    with pytest.raises(ValueError, match="has never been called"):
+        _ = layers.Dense(3).output
+
+
+def test_feature_maps_of_a_sequential_model_through_a_functional_one():
+    convforge.seed(1)
+    seq = convforge.Sequential([
+        layers.Input(shape=(10, 10, 2)),
+        layers.Conv2D(4, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(3, activation="softmax"),
+    ])
+    assert isinstance(seq, convforge.Model) and seq.inputs[0].shape == (None, 10, 10, 2)
+    assert seq.outputs[0] is seq.layers[-1].output
+    maps = convforge.Model(seq.inputs, [layer.output for layer in seq.layers])
+    x = np.random.default_rng(0).standard_normal((5, 10, 10, 2)).astype(np.float32)
+    got = maps.predict(x, verbose=0)
+    want = seq.activations(x)
+    assert len(got) == 4
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def _data(rng, shapes, n=6):
+    return [rng.standard_normal((n, *s)) for s in shapes]
+
+
+def _check(model, x, y, loss):
+    report = check_model_gradients(model, x, y, loss=loss, num_coords=6)
+    return report
+
+
+@pytest.mark.parametrize("merge", ["add", "concatenate", "multiply", "average", "subtract"])
+def test_gradients_of_merge_graphs(merge):
+    convforge.seed(2)
+    x = convforge.Input((6, 6, 2), dtype="float64")
+    a = layers.Conv2D(3, 3, padding="same", activation="tanh")(x)
+    b = layers.Conv2D(3, 3, padding="same", activation="relu")(x)  # relu output also read by the merge
+    merged = {
+        "add": layers.Add(),
+        "concatenate": layers.Concatenate(),
+        "multiply": layers.Multiply(),
+        "average": layers.Average(),
+        "subtract": layers.Subtract(),
+    }[merge]([a, b])
+    pooled = layers.MaxPooling2D(2)(b)  # fan-out 2 from the ReLU: the pool must not apply its gradient
+    y = layers.Dense(3)(layers.Concatenate()([layers.Flatten()(merged), layers.Flatten()(pooled)]))
+    model = convforge.Model(x, y)
+    rng = np.random.default_rng(3)
+    xs, ys = rng.standard_normal((4, 6, 6, 2)), rng.standard_normal((4, 3))
+    report = _check(model, xs, ys, "mse")
+    assert report.passed, report
+    assert not any(getattr(l, "_gates_relu", False) for l in model.layers)
+
+
+def test_gradients_of_shared_layers_and_several_inputs_and_outputs():
+    convforge.seed(4)
+    model = siamese("float64")
+    rng = np.random.default_rng(5)
+    xs = _data(rng, [(10, 10, 2), (10, 10, 2)], 3)
+    report = _check(model, xs, rng.standard_normal((3, 4)), "mse")
+    assert report.passed, report
+    # Two outputs, losses per output and weights: the checked loss is the weighted sum.
+    a = convforge.Input((5,), dtype="float64", name="a")
+    shared = layers.Dense(4, activation="tanh", name="shared")
+    h1, h2 = shared(a), shared(layers.Dense(5, name="pre")(a))
+    out1 = layers.Dense(3, activation="softmax", name="cls")(layers.Add()([h1, h2]))
+    out2 = layers.Dense(2, name="reg")(h2)
+    two = convforge.Model(a, [out1, out2])
+    two.compile("sgd", loss={"cls": "sparse_categorical_crossentropy", "reg": "mse"}, loss_weights=[0.7, 1.9])
+    report = check_model_gradients(two, rng.standard_normal((4, 5)), [rng.integers(0, 3, 4), rng.standard_normal((4, 2))])
+    assert report.passed, report
+
+
+def test_gradient_check_fails_when_a_merge_backward_is_broken(monkeypatch):
+    convforge.seed(6)
+    rng = np.random.default_rng(7)
+    xs, ys = rng.standard_normal((3, 6, 6, 2)), rng.standard_normal((3, 2))
+
+    def build(merge):
+        x = convforge.Input((6, 6, 2), dtype="float64")
+        a = layers.Conv2D(2, 3, padding="same")(x)
+        b = layers.Conv2D(3 if merge is layers.Concatenate else 2, 3, padding="same")(x)
+        return convforge.Model(x, layers.Dense(2)(layers.Flatten()(merge()([a, b]))))
+
+    for cls, broken in [
+        (layers.Add, lambda self, dy: [dy, 0.5 * dy]),
+        (layers.Multiply, lambda self, dy: [dy * self._xs[1], dy * self._xs[1]]),
+        # the first piece read one channel too far along
+        (layers.Concatenate, lambda self, dy: [np.ascontiguousarray(dy[:, 1 : 1 + self._sizes[0]]),
+                                               np.ascontiguousarray(dy[:, self._sizes[0] :])]),
+    ]:
+        assert _check(build(cls), xs, ys, "mse").passed
+        with monkeypatch.context() as patch:
+            patch.setattr(cls, "backward", broken)
+            report = _check(build(cls), xs, ys, "mse")
+        assert not report.passed, (cls, report)
+
+
+def test_gradient_check_fails_when_shared_calls_share_their_buffers(monkeypatch):
+    """Each extra call of a shared layer runs on a copy with its own caches; without it the second
+    call overwrites what the first keeps for backward, and the checker sees it."""
+    convforge.seed(8)
+    rng = np.random.default_rng(9)
+    xs, ys = _data(rng, [(10, 10, 2), (10, 10, 2)], 3), rng.standard_normal((3, 4))
+    assert _check(siamese("float64"), xs, ys, "mse").passed
+    monkeypatch.setattr(functional, "_call_copy", lambda layer: layer)
+    report = _check(siamese("float64"), xs, ys, "mse")
+    assert not report.passed
+    assert any(r.key.startswith("shared/") for r in report.failures)
+
+
+def test_shared_layer_gradient_is_the_sum_over_its_calls():
+    convforge.seed(10)
+    a = convforge.Input((3,), dtype="float64")
+    dense = layers.Dense(2, use_bias=False)
+    model = convforge.Model(a, layers.Add()([dense(a), dense(a)]))
+    model.compile("sgd", "mse")
+    x, y = np.ones((2, 3)), np.zeros((2, 2))
+    loss, grads = model.loss_and_gradients(x, y)
+    (key, kernel, g), = grads
+    # y = 2 x W, L = mean((2xW)^2) -> dL/dW = x^T (2 * 2 * 2xW / (N*units)) -- both calls counted
+    pred = 2 * x @ kernel
+    np.testing.assert_allclose(g, x.T @ (2 * 2 * pred / pred.size), rtol=1e-12)
+    assert loss == pytest.approx(np.mean(pred**2))
+
+
+def test_fit_reduces_the_loss_and_a_residual_block_learns():
+    convforge.seed(11)
+    rng = np.random.default_rng(12)
+    n = 96
+    labels = rng.integers(0, 3, n)
+    x = rng.standard_normal((n, 12, 12, 3)).astype(np.float32) * 0.3
+    for c in range(3):  # class c: a bright channel c
+        x[labels == c, :, :, c] += 1.0
+    model = residual_block()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    assert model._fused is False  # decided at fit
+    history = model.fit(x, labels, batch_size=16, epochs=6, verbose=0)
+    assert model._fused  # the softmax head is trained from its logits
+    losses = history.history["loss"]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert model.evaluate(x, labels, verbose=0)[1] >= 0.9
+
+
+def test_multi_input_multi_output_fit_logs_and_dict_data():
+    convforge.seed(13)
+    a = convforge.Input((4,), name="a")
+    b = convforge.Input((3,), name="b")
+    h = layers.Concatenate()([layers.Dense(5, activation="relu")(a), b])
+    cls = layers.Dense(2, activation="softmax", name="cls")(h)
+    reg = layers.Dense(1, name="reg")(h)
+    model = convforge.Model([a, b], [cls, reg])
+    model.compile("adam", loss=["sparse_categorical_crossentropy", "mse"], metrics={"cls": ["accuracy"], "reg": "mae"},
+                  loss_weights={"cls": 1.0, "reg": 0.25})
+    rng = np.random.default_rng(14)
+    xa, xb = rng.standard_normal((40, 4)), rng.standard_normal((40, 3))
+    y_cls, y_reg = (xa[:, 0] > 0).astype(int), xb[:, :1]
+    history = model.fit({"a": xa, "b": xb}, {"cls": y_cls, "reg": y_reg}, epochs=2, batch_size=8, verbose=0,
+                        validation_split=0.25)
+    # Keras 3.15.1's names for the same compile arguments.
+    assert set(history.history) == {"loss", "cls_loss", "reg_loss", "cls_accuracy", "reg_mae",
+                                     "val_loss", "val_cls_loss", "val_reg_loss", "val_cls_accuracy", "val_reg_mae"}
+    logs = model.evaluate([xa, xb], [y_cls, y_reg], verbose=0, return_dict=True)
+    assert logs["loss"] == pytest.approx(logs["cls_loss"] + 0.25 * logs["reg_loss"], rel=1e-5)
+    assert model.metrics_names == ["loss", "cls_loss", "reg_loss", "cls_accuracy", "reg_mae"]
+    p_cls, p_reg = model.predict([xa, xb], verbose=0)
+    assert p_cls.shape == (40, 2) and p_reg.shape == (40, 1)
+
+
+def test_save_load_round_trip_and_resume_of_a_graph(tmp_path):
+    convforge.seed(15)
+    rng = np.random.default_rng(16)
+    xs = _data(rng, [(10, 10, 2), (10, 10, 2)], 8)
+    xs = [x.astype(np.float32) for x in xs]
+    y = rng.standard_normal((8, 4)).astype(np.float32)
+    model = siamese()
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    model.fit(xs, y, epochs=1, batch_size=4, verbose=0)
+    path = tmp_path / "graph.npz"
+    model.save(path)
+    loaded = convforge.load_model(path)
+    assert isinstance(loaded, convforge.models.Functional)
+    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+    np.testing.assert_array_equal(loaded.predict(xs, verbose=0), model.predict(xs, verbose=0))
+    assert loaded.get_compile_config() == model.get_compile_config()
+    # Training continues identically from the file: one more epoch on both.
+    state = convforge.random.get_state()
+    model.fit(xs, y, epochs=2, initial_epoch=1, batch_size=4, verbose=0)
+    convforge.random.set_state(state)
+    loaded.fit(xs, y, epochs=2, initial_epoch=1, batch_size=4, verbose=0)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Weights only, into a fresh graph of the same architecture.
+    model.save_weights(tmp_path / "w.npz")
+    other = siamese()
+    other.load_weights(tmp_path / "w.npz")
+    np.testing.assert_array_equal(other.predict(xs, verbose=0), model.predict(xs, verbose=0))
+
+
+def test_multi_output_compile_settings_survive_saving(tmp_path):
+    a = convforge.Input((3,), name="a")
+    h = layers.Dense(4, name="h")(a)
+    model = convforge.Model(a, [layers.Dense(2, activation="softmax", name="p")(h), layers.Dense(1, name="q")(h)])
+    model.compile("sgd", loss=["sparse_categorical_crossentropy", None], metrics=[["accuracy"], []],
+                  loss_weights=[2.0, 1.0])
+    model.save(tmp_path / "m.npz")
+    loaded = convforge.load_model(tmp_path / "m.npz")
+    assert loaded.get_compile_config() == model.get_compile_config()
+    assert loaded.metrics_names == model.metrics_names == ["loss", "p_loss", "p_accuracy"]
+
+
+def test_callbacks_work_on_graphs(tmp_path):
+    convforge.seed(17)
+    x = np.random.default_rng(18).standard_normal((16, 12, 12, 3)).astype(np.float32)
+    y = np.arange(16) % 3
+    model = residual_block()
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    ckpt = callbacks.ModelCheckpoint(str(tmp_path / "best.npz"), monitor="loss", save_best_only=True)
+    stop = callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0)
+    history = model.fit(x, y, epochs=5, verbose=0, callbacks=[ckpt, stop])
+    assert len(history.history["loss"]) == 2  # stopped by EarlyStopping
+    assert isinstance(convforge.load_model(tmp_path / "best.npz"), convforge.models.Functional)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_disconnected_and_unused_inputs():
+    a, b = convforge.Input((3,), name="a1"), convforge.Input((3,), name="b1")
+    y = layers.Add()([layers.Dense(2)(a), layers.Dense(2)(b)])
+    with pytest.raises(ValueError, match=r"Graph disconnected: .*'b1'.*\(None, 3\).*\['a1'\]"):
+        convforge.Model(a, y)
+    with pytest.raises(ValueError, match=r"input 1 \('b1', shape \(None, 3\)\) is not connected to any output"):
+        convforge.Model([a, b], layers.Dense(2)(a))
+
+
+def test_a_cycle_is_reported():
+    a = convforge.Input((3,), name="a2")
+    d1, d2 = layers.Dense(3, name="cyc1"), layers.Dense(3, name="cyc2")
+    h = d1(a)
+    y = d2(h)
+    d1._inbound_nodes[0].inputs = [y]  # forged: the public API cannot make a cycle
+    with pytest.raises(ValueError, match="cycle through layer 'cyc"):
+        convforge.Model(a, y)
+
+
+def test_mismatched_merge_shapes_name_layers_and_shapes():
+    x = convforge.Input((6, 6, 2), name="img3")
+    a = layers.Conv2D(3, 3, name="conv_a")(x)
+    b = layers.Conv2D(3, 1, name="conv_b")(x)
+    with pytest.raises(ValueError, match=r"layer 'add_bad' \(Add\) cannot take .*\(None, 4, 4, 3\), \(None, 6, 6, 3\) "
+                                         r"\(from 'conv_a', 'conv_b'\).*incompatible shapes"):
+        layers.Add(name="add_bad")([a, b])
+    with pytest.raises(ValueError, match=r"Concatenate.*matching shapes except for the concatenation axis"):
+        layers.Concatenate()([a, b])
+    with pytest.raises(ValueError, match=r"out of range .* or is the batch axis"):
+        layers.Concatenate(axis=0)([a, a])
+    with pytest.raises(ValueError, match="call it on a list"):
+        layers.Add()(a)
+
+
+def test_concatenate_axes_follow_keras():
+    x = convforge.Input((4, 5, 2))
+    assert layers.Concatenate(axis=1)([x, x]).shape == (None, 8, 5, 2)
+    assert layers.Concatenate(axis=2)([x, x]).shape == (None, 4, 10, 2)
+    assert layers.Concatenate(axis=-1)([x, x]).shape == (None, 4, 5, 4)
+    model = convforge.Model(x, [layers.Concatenate(axis=ax)([x, x]) for ax in (1, 2, 3)])
+    data = np.arange(2 * 4 * 5 * 2, dtype=np.float32).reshape(2, 4, 5, 2)
+    for got, ax in zip(model.predict(data, verbose=0), (1, 2, 3)):
+        np.testing.assert_array_equal(got, np.concatenate([data, data], axis=ax))
+
+
+def test_non_symbolic_inputs_are_rejected():
+    with pytest.raises(TypeError, match="a NumPy array of shape \\(2, 3\\), not a symbolic tensor"):
+        layers.Dense(2)(np.zeros((2, 3)))
+    x = convforge.Input((3,))
+    with pytest.raises(TypeError, match=r"input 1 of Add is list"):
+        layers.Add()([x, [x]])
+    with pytest.raises(TypeError, match=r"Model inputs\[0\] is ndarray"):
+        convforge.Model(np.zeros(3), layers.Dense(2)(x))
+
+
+def test_shared_layer_with_another_shape_is_rejected():
+    dense = layers.Dense(4, name="shared_dense")
+    dense(convforge.Input((3,), name="in3"))
+    with pytest.raises(ValueError, match=r"'shared_dense' \(Dense\) was built for input \(batch, 3\) and cannot take "
+                                         r"\(None, 5\)"):
+        dense(convforge.Input((5,)))
+    pool = layers.MaxPooling2D(2, name="shared_pool")
+    pool(convforge.Input((8, 8, 2)))
+    with pytest.raises(ValueError, match=r"'shared_pool' .* reused with input shape \(None, 6, 6, 2\) but was first "
+                                         r"called on \(None, 8, 8, 2\)"):
+        pool(convforge.Input((6, 6, 2)))
+
+
+def test_unsupported_keras_arguments_say_so():
+    x = convforge.Input((3,))
+    with pytest.raises(NotImplementedError, match="'training'"):
+        layers.Dense(2)(x, training=True)
+    with pytest.raises(NotImplementedError, match="batch_size=4"):
+        convforge.Input((3,), batch_size=4)
+    with pytest.raises(NotImplementedError, match="'trainable'"):
+        convforge.Model(x, layers.Dense(2)(x), trainable=False)
+    with pytest.raises(NotImplementedError, match="'dtype'"):
+        layers.Add(dtype="float32")
+    with pytest.raises(NotImplementedError, match="subclassing API"):
+        class Mine(convforge.Model):
+            pass
+
+        Mine()
+    with pytest.raises(NotImplementedError, match="channels_first"):
+        layers.Conv2D(2, 3, data_format="channels_first")(convforge.Input((8, 8, 1)))
+    with pytest.raises(ValueError, match="cannot be a layer of a Sequential model"):
+        convforge.Sequential([layers.Input((3,)), layers.Add()])
+
+
+def test_merge_layers_match_numpy():
+    x1, x2 = convforge.Input((3,)), convforge.Input((3,))
+    outs = [layers.Add()([x1, x2]), layers.Subtract()([x1, x2]), layers.Multiply()([x1, x2]),
+            layers.Average()([x1, x2]), layers.Concatenate()([x1, x2])]
+    model = convforge.Model([x1, x2], outs)
+    rng = np.random.default_rng(19)
+    a, b = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)
+    got = model.predict([a, b], verbose=0)
+    for g, w in zip(got, [a + b, a - b, a * b, (a + b) / 2, np.concatenate([a, b], 1)]):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
+def test_relu_into_max_pool_fusion_only_where_the_pool_is_the_one_consumer():
+    convforge.seed(20)
+    x = convforge.Input((8, 8, 2), dtype="float64")
+    conv = layers.Conv2D(3, 3, padding="same", activation="relu")
+    pool = layers.MaxPooling2D(2)
+    model = convforge.Model(x, layers.Dense(2)(layers.Flatten()(pool(conv(x)))))
+    rng = np.random.default_rng(21)
+    report = _check(model, rng.standard_normal((3, 8, 8, 2)), rng.standard_normal((3, 2)), "mse")
+    assert report.passed, report
+    assert pool._gates_relu and conv.activation._masked_by_next
+
+
+def test_a_chain_trains_bit_for_bit_as_the_sequential_model():
+    """The graph executor on a chain makes the same kernel calls as Sequential's loop: same bits."""
+    def stack():
+        return [layers.Conv2D(4, 3, activation="relu"), layers.MaxPooling2D(2), layers.Conv2D(6, 3),
+                layers.Flatten(), layers.Dropout(0.2), layers.Dense(5, activation="softmax")]
+
+    convforge.seed(22)
+    seq = convforge.Sequential([layers.Input((12, 12, 2)), *stack()])
+    x = convforge.Input((12, 12, 2))
+    h = x
+    graph_layers = stack()
+    for layer in graph_layers:
+        h = layer(h)
+    graph = convforge.Model(x, h)
+    graph.set_weights(seq.get_weights())
+    rng = np.random.default_rng(23)
+    data, labels = rng.standard_normal((40, 12, 12, 2)).astype(np.float32), rng.integers(0, 5, 40)
+    results = []
+    for model in (seq, graph):
+        convforge.seed(24)  # same shuffles and dropout masks
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        history = model.fit(data, labels, batch_size=8, epochs=2, verbose=0)
+        results.append((model.get_weights(), history.history["loss"]))
+    assert results[0][1] == results[1][1]
+    for a, b in zip(results[0][0], results[1][0]):
+        np.testing.assert_array_equal(a, b)
+    assert graph_layers[1]._gates_relu  # the ReLU->MaxPool fusion applies in the chain graph too
+
+
+def test_terminate_on_nan_locates_the_layer_in_a_graph():
+    convforge.seed(25)
+    a = convforge.Input((3,), name="na")
+    h = layers.Dense(4, name="dense_ok")(a)
+    bad = layers.Dense(4, name="dense_bad")
+    y = layers.Dense(1, name="head")(layers.Add()([h, bad(a)]))
+    model = convforge.Model(a, y)
+    model.compile("sgd", "mse")
+    bad.params["kernel"][0, 0] = np.nan
+    guard = callbacks.TerminateOnNaN()
+    model.fit(np.ones((4, 3)), np.ones((4, 1)), verbose=0, callbacks=[guard])
+    assert "Weight 'kernel' of layer 'dense_bad'" in guard.message
+
+
+@pytest.mark.skipif(not hasattr(layers, "BatchNormalization"), reason="BatchNormalization comes with branch layers13")
+def test_gradients_of_a_residual_graph_with_batch_normalization(monkeypatch):
+    convforge.seed(26)
+    x = convforge.Input((6, 6, 2), dtype="float64")
+    h = layers.Conv2D(3, 3, padding="same", use_bias=False)(x)
+    h = layers.ReLU()(layers.BatchNormalization()(h))
+    h = layers.BatchNormalization()(layers.Conv2D(3, 3, padding="same", use_bias=False)(h))
+    s = layers.Conv2D(3, 1, use_bias=False)(x)
+    y = layers.Dense(2)(layers.Flatten()(layers.ReLU()(layers.Add()([h, s]))))
+    model = convforge.Model(x, y)
+    rng = np.random.default_rng(27)
+    data, target = rng.standard_normal((5, 6, 6, 2)), rng.standard_normal((5, 2))
+    report = _check(model, data, target, "mse")
+    assert report.passed, report
+    assert sum(l.count_params() - l.count_trainable_params() for l in model.layers) == 2 * 2 * 3  # moving stats
+    real = layers.BatchNormalization.backward
+    monkeypatch.setattr(layers.BatchNormalization, "backward", lambda self, dy: 1.1 * real(self, dy))
+    assert not _check(model, data, target, "mse").passed
