@@ -131,8 +131,7 @@ def _data(rng, shapes, n=6):
 
 
 def _check(model, x, y, loss):
-    report = check_model_gradients(model, x, y, loss=loss, num_coords=6)
-    return report
+    return check_model_gradients(model, x, y, loss=loss, num_coords=6)
 
 
 @pytest.mark.parametrize("merge", ["add", "concatenate", "multiply", "average", "subtract"])
@@ -258,6 +257,11 @@ def test_multi_input_multi_output_fit_logs_and_dict_data():
     model = convforge.Model([a, b], [cls, reg])
     model.compile("adam", loss=["sparse_categorical_crossentropy", "mse"], metrics={"cls": ["accuracy"], "reg": "mae"},
                   loss_weights={"cls": 1.0, "reg": 0.25})
+    with pytest.raises(ValueError, match=r"one entry per output .* got a list of 1"):  # as Keras 3
+        model.compile("adam", loss="mse", metrics=["mae"])
+    per_output = convforge.Model([a, b], [cls, reg])
+    per_output.compile("adam", loss="mse", metrics=["mae", ["mse", "mae"]])  # Keras 3.15.1's names below
+    assert per_output.metrics_names == ["loss", "cls_loss", "reg_loss", "cls_mae", "reg_mse", "reg_mae"]
     rng = np.random.default_rng(14)
     xa, xb = rng.standard_normal((40, 4)), rng.standard_normal((40, 3))
     y_cls, y_reg = (xa[:, 0] > 0).astype(int), xb[:, :1]
@@ -432,6 +436,15 @@ def test_merge_layers_match_numpy():
         np.testing.assert_allclose(g, w, rtol=1e-6)
 
 
+def test_deep_graphs_with_many_paths_build_in_linear_time():
+    x = convforge.Input((4, 4, 2))
+    h = x
+    for _ in range(40):  # 2**40 input-to-output paths: no walk may enumerate them
+        h = layers.Add()([layers.Conv2D(2, 3, padding="same")(h), h])
+    model = convforge.Model(x, h)
+    assert len(model.layers) == 81 and model.predict(np.ones((1, 4, 4, 2)), verbose=0).shape == (1, 4, 4, 2)
+
+
 def test_relu_into_max_pool_fusion_only_where_the_pool_is_the_one_consumer():
     convforge.seed(20)
     x = convforge.Input((8, 8, 2), dtype="float64")
@@ -445,7 +458,8 @@ def test_relu_into_max_pool_fusion_only_where_the_pool_is_the_one_consumer():
 
 
 def test_a_chain_trains_bit_for_bit_as_the_sequential_model():
-    """The graph executor on a chain makes the same kernel calls as Sequential's loop: same bits."""
+    """A chain built with Input and layer calls trains exactly as the same Sequential model (which runs
+    on the same executor): same entry conversion, fusions, loss path and update order."""
     def stack():
         return [layers.Conv2D(4, 3, activation="relu"), layers.MaxPooling2D(2), layers.Conv2D(6, 3),
                 layers.Flatten(), layers.Dropout(0.2), layers.Dense(5, activation="softmax")]

@@ -39,16 +39,18 @@ Multi-output training
 ---------------------
 ``compile(loss=...)`` takes one loss (used for every output), a list (one per
 output, ``None`` for an output without loss) or a dict by output name;
-``loss_weights`` a list or dict; ``metrics`` a list of lists or a dict (one
-flat list applies to every output). The loss minimised is the weighted sum;
+``loss_weights`` a list or dict; ``metrics`` one entry per output (a metric,
+a list of metrics or None) as a list or a dict, as Keras 3 (which also rejects
+one flat list for several outputs). The loss minimised is the weighted sum;
 the logs hold ``loss``, ``<output>_loss`` and ``<output>_<metric>``, Keras's
-names. Not supported: ``sample_weight``/``class_weight``, and metrics given as
-one flat list meaning different things for different outputs.
+names. Not supported: ``sample_weight``/``class_weight``, dict-valued inputs or
+outputs at ``Model(...)`` (lists only; data may be dicts), nested structures.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 
@@ -317,6 +319,9 @@ class Functional(Model):
         self._sum_buffers: dict = {}
         self._steps: list[_Step] = []
         self._make_steps()
+        self._backward_steps: list = []
+        self._grad_calls: list = []
+        self._shared_plan: list = []
         self._trainable_plan: list = []
         self._heads: list = []  # per output: (Loss or None, weight, fused), by _resolve_loss_path
         self._loss_weights = [1.0] * len(out_list)
@@ -324,21 +329,24 @@ class Functional(Model):
         self._output_loss_means: list = []
         self._metric_slots: list = []  # (log name, output index, Metric)
         self._last_head_losses: list = []
+        self._plan_backward()
 
     def _collect_layers(self) -> list:
         """The layers in Keras's order: by depth (distance to the outputs), deepest first, ties in the
         order a walk from the outputs first meets them -- so summary rows and get_weights() match Keras."""
         model_inputs = {id(t) for t in self.inputs}
-        first_seen: dict = {}
+        seen_index: dict = {}  # layer -> when the walk first met it
+        visited: set = set()
         stack = list(reversed(self.outputs))
-        while stack:  # pre-order walk from the outputs, inputs of a node in order
+        while stack:  # depth-first, pre-order, from the outputs; a node's inputs in order
             t = stack.pop()
             node = t._node
-            if node.layer not in first_seen.values():
-                first_seen[len(first_seen)] = node.layer
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
+            seen_index.setdefault(id(node.layer), len(seen_index))
             if id(t) not in model_inputs:
                 stack.extend(reversed(node.inputs))
-        seen_index = {id(layer): i for i, layer in first_seen.items()}
         depth: dict = {}  # per layer: the longest path from any of its nodes to an output
         node_depth = {id(t._node): 0 for t in self.outputs}
         for node in reversed(self._nodes):  # consumers before producers
@@ -505,29 +513,30 @@ class Functional(Model):
         grads[index] = buf
 
     def _backward(self, dheads: list) -> None:
-        for layer, _ in self._trainable_plan:
-            for call in self._calls[id(layer)]:
-                call.grads.clear()
+        for call in self._grad_calls:
+            call.grads.clear()
         grads = [None] * len(self._tensor_index)
         for index, d in zip(self._outputs_index, dheads):
             self._accumulate(grads, index, d)
-        for step in reversed(self._steps):
-            if not step.backward:
-                continue
+        for step in self._backward_steps:
             dy = grads[step.out]
             if dy is None:  # the output does not reach any loss: its gradient is zero
                 t = step.node.outputs[0]
                 dy = np.zeros((self._batch_rows(grads), *t._internal), dtype=self.dtype)
-            dx = step.call._backward_logits(dy) if step.fused else step.call.backward(dy)
+            call = step.call
+            dx = call._backward_logits(dy) if step.fused else call.backward(dy)
             grads[step.out] = None
-            if step.call.input_grad_needed:
-                for index, d in zip(step.inputs, dx if step.many else [dx]):
-                    self._accumulate(grads, index, d)
-        # A layer called several times: its gradient is the sum over its calls.
-        for layer, names in self._trainable_plan:
-            calls = self._calls[id(layer)]
-            if len(calls) == 1:
+            if not call.input_grad_needed:
                 continue
+            if step.many:
+                for index, d in zip(step.inputs, dx):
+                    self._accumulate(grads, index, d)
+            elif grads[step.inputs[0]] is None:  # fan-out 1 (or the first of several): no copy
+                grads[step.inputs[0]] = dx
+            else:
+                self._accumulate(grads, step.inputs[0], dx)
+        # A layer called several times: its gradient is the sum over its calls.
+        for layer, names, calls in self._shared_plan:
             for name, _ in names:
                 parts = [c.grads[name] for c in calls if c.grads.get(name) is not None]
                 total = self._sum_buffers.get((id(layer), name))
@@ -570,8 +579,14 @@ class Functional(Model):
             if before is not None and consumers[pool.inputs[0]] == 1 and not (pool.shared or before.shared):
                 fusion.fuse_relu_into_pool(before.call, pool.call)
         self._trainable_plan = trainable_plan(self.layers)
+        # What _backward walks, worked out once here rather than at every batch.
+        self._backward_steps = [step for step in reversed(self._steps) if step.backward]
+        self._grad_calls = [call for layer, _ in self._trainable_plan for call in self._calls[id(layer)]]
+        self._shared_plan = [
+            (layer, names, self._calls[id(layer)]) for layer, names in self._trainable_plan if len(self._calls[id(layer)]) > 1
+        ]
 
-    def _resolve_loss_path(self) -> None:
+    def _resolve_loss_path(self, stacklevel: int = 3) -> None:
         """Per output: its loss, weight, and whether a final softmax is fused into its cross-entropy."""
         heads = []
         producer = {step.out: step for step in self._steps}
@@ -596,6 +611,18 @@ class Functional(Model):
             )
             if fused:
                 step.fused = True
+            if (
+                step is not None
+                and isinstance(loss, losses_module._Crossentropy)
+                and loss.from_logits
+                and step.layer._ends_in_softmax()
+            ):
+                warnings.warn(
+                    f"the loss has from_logits=True but the last layer {step.layer.name!r} applies a softmax: the loss "
+                    "would treat probabilities as logits. Remove the softmax or use from_logits=False.",
+                    UserWarning,
+                    stacklevel=stacklevel,
+                )
             heads.append((loss, weight, fused))
         self._heads = heads
         self._fused = any(fused for _, _, fused in heads)
@@ -609,18 +636,20 @@ class Functional(Model):
         ----------
         optimizer : 'sgd', 'adam', 'rmsprop' or an Optimizer
         loss : a loss, a list (one per output, None for none) or a dict by output name
-        metrics : list, list of lists, or dict by output name
+        metrics : list (one output); with several outputs a list with one entry per output (a metric,
+            a list of metrics or None) or a dict by output name, as Keras 3
         loss_weights : list or dict of floats, optional
         """
+        # Everything is checked before anything is set: a failed compile leaves the model as it was.
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         n = len(self.outputs)
         per_output = self._per_output(loss, "loss")
         if per_output is None:
-            self.loss = losses_module.get(loss)
+            the_loss = losses_module.get(loss)
         else:
-            self.loss = [None if spec is None else losses_module.get(spec) for spec in per_output]
-            if all(h is None for h in self.loss):
+            the_loss = [None if spec is None else losses_module.get(spec) for spec in per_output]
+            if all(h is None for h in the_loss):
                 raise ValueError("compile: every output's loss is None; give at least one")
         weights = [1.0] * n
         if loss_weights is not None:
@@ -628,20 +657,20 @@ class Functional(Model):
             if given is None:
                 raise TypeError(f"loss_weights must be a list or a dict by output name; got {loss_weights!r}")
             weights = [1.0 if w is None else float(w) for w in given]
-        self.optimizer = optimizers_module.get(optimizer)
-        self._loss_weights = weights
-        self._loss_weights_arg = loss_weights
-        # Metrics: one flat list applies to every output (as Keras does for a single output).
+        # Metrics as Keras 3: with one output a list of metrics; with several, one entry (a metric,
+        # a list of them or None) per output, as a list or a dict by output name.
         if metrics is None:
             per_metrics = [[] for _ in range(n)]
-        elif isinstance(metrics, dict) or (
-            isinstance(metrics, (list, tuple)) and n > 1 and any(isinstance(m, (list, tuple)) for m in metrics)
-        ):
-            per_metrics = [[] if m is None else (list(m) if isinstance(m, (list, tuple)) else [m])
-                           for m in self._per_output(metrics, "metrics")]
+        elif n > 1 or isinstance(metrics, dict):
+            given = self._per_output(metrics, "metrics")
+            if given is None:
+                raise ValueError(
+                    f"compile metrics: the model has {n} outputs {self.output_names}; give a list with one entry per "
+                    f"output or a dict by output name; got {metrics!r}"
+                )
+            per_metrics = [[] if m is None else (list(m) if isinstance(m, (list, tuple)) else [m]) for m in given]
         else:
-            flat = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
-            per_metrics = [list(flat) for _ in range(n)]
+            per_metrics = [list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]]
         slots = []
         for k, specs in enumerate(per_metrics):
             for spec in specs:
@@ -650,13 +679,17 @@ class Functional(Model):
                     metric = copy.deepcopy(metric)  # one object per output
                 name = metric.name if n == 1 else f"{self.output_names[k]}_{metric.name}"
                 slots.append((name, k, metric))
+        heads = the_loss if isinstance(the_loss, list) else [the_loss] * n
+        names = ["loss", *self._loss_log_names(heads), *(name for name, _, _ in slots)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"metric names must be unique and not 'loss'; got {names}")
+        self.optimizer = optimizers_module.get(optimizer)
+        self.loss = the_loss
+        self._loss_weights, self._loss_weights_arg = weights, loss_weights
         self._metric_slots = slots
         self.compiled_metrics = [m for _, _, m in slots]
         self._metric_specs = per_metrics
         self._output_loss_means = [metrics_module.Mean(name=f"{name}_loss") for name in self.output_names]
-        names = self.metrics_names
-        if len(set(names)) != len(names):
-            raise ValueError(f"metric names must be unique and not 'loss'; got {names}")
 
     def _per_output(self, value, argument: str):
         """A list/dict given per output, as a list in output order; None if ``value`` is neither."""
@@ -670,7 +703,10 @@ class Functional(Model):
             if argument == "loss" and len(value) != n:
                 raise ValueError(f"compile loss: the model has {n} outputs; got a list of {len(value)} losses")
             if len(value) != n:
-                raise ValueError(f"compile {argument}: the model has {n} outputs {self.output_names}; got {len(value)}")
+                raise ValueError(
+                    f"compile {argument}: the model has {n} outputs {self.output_names}; give one entry per output "
+                    f"(a list of {n}, or a dict by output name), got a list of {len(value)}: {value!r}"
+                )
             return list(value)
         return None
 
@@ -680,15 +716,15 @@ class Functional(Model):
             return self.loss
         return [self.loss] * len(self.outputs)
 
-    def _loss_log_names(self) -> list:
+    def _loss_log_names(self, heads: list) -> list:
         """``<output>_loss`` for each output with a loss, when there are several outputs (Keras's logs)."""
         if len(self.outputs) == 1:
             return []
-        return [f"{name}_loss" for name, loss in zip(self.output_names, self._head_losses()) if loss is not None]
+        return [f"{name}_loss" for name, loss in zip(self.output_names, heads) if loss is not None]
 
     @property
     def metrics_names(self) -> list[str]:
-        return ["loss", *self._loss_log_names(), *(name for name, _, _ in self._metric_slots)]
+        return ["loss", *self._loss_log_names(self._head_losses()), *(name for name, _, _ in self._metric_slots)]
 
     def get_compile_config(self) -> dict | None:
         if self.loss is None:

@@ -34,20 +34,16 @@ or ``model.astype('float64')`` for gradient checks.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-from .. import losses as losses_module
-from ..layers import fusion, symbolic
+from ..layers import symbolic
 from ..layers.activations import Activation, _ActivationLayer
 from ..layers.base import Layer, check_input_shape, display_shape, snake_case
 from ..layers.core import Dropout, InputLayer
 from . import state
 from .batches import _Batches, _Entry
-from .functional import Model, check_dtype
+from .functional import Functional, Model, check_dtype
 from .summary import print_summary
-from .trainer import trainable_plan
 
 __all__ = ["Sequential"]
 
@@ -73,9 +69,8 @@ class Sequential(Model):
     A ``Model`` (``isinstance(seq, convforge.Model)``): once built it has
     ``inputs`` and ``outputs``, and its layers ``input``/``output``, so
     ``convforge.Model(seq.inputs, [l.output for l in seq.layers])`` is a
-    functional model giving every layer's output. It runs its own executor, a
-    loop over the stack (the graph executor of :class:`~convforge.models.Functional`
-    reduces to the same calls on a chain).
+    functional model giving every layer's output. It is run by the graph
+    executor of :class:`~convforge.models.Functional` over that chain.
     """
 
     _runnable = True
@@ -89,8 +84,8 @@ class Sequential(Model):
         self._declared_input: tuple | None = None
         self._entry: _Entry | None = None
         self.built = False
-        self._first_trainable = 0
         self._trainable_plan: list = []
+        self._graph: Functional | None = None  # the executor, made at build
         self._graph_input = None
         self._graph_nodes: list = []
         for layer in layers or []:
@@ -188,8 +183,8 @@ class Sequential(Model):
             shape = layer._build(shape, self.dtype)
         self._entry = _Entry(spec, internal, kind, self.dtype)
         self.built = True
-        self._plan_backward()
         self._record_graph(internal)
+        self._plan_backward()
 
     def _record_graph(self, internal) -> None:
         """The symbolic graph of the stack (an InputLayer, then one node per layer), so that the model
@@ -198,6 +193,7 @@ class Sequential(Model):
             node.layer._inbound_nodes.remove(node)
         self._graph_input = InputLayer(shape=display_shape(internal), dtype=self.dtype).output
         self._graph_nodes = symbolic.record_chain(self.layers, self._graph_input)
+        self._graph = Functional(self._graph_input, self._graph_nodes[-1].outputs[0], name=self.name)
 
     def _build_from_data(self, x) -> None:
         if self.built:
@@ -211,22 +207,14 @@ class Sequential(Model):
         self.build()
 
     def _plan_backward(self) -> None:
-        """Which layers backward visits and which must return dL/dx.
+        """Which layers backward visits and which must return dL/dx (see Functional._plan_backward).
 
         Layers before the first one with trainable weights need no gradient at
         all: backward stops there, and that layer is told not to compute dx
         (for a first Conv2D this skips the whole data-gradient convolution).
         """
-        trainable = [i for i, layer in enumerate(self.layers) if layer.trainable_param_names()]
-        self._first_trainable = trainable[0] if trainable else len(self.layers)
-        for i, layer in enumerate(self.layers):
-            layer.input_grad_needed = i > self._first_trainable
-        # In a chain every output has one consumer: a ReLU before a MaxPooling2D always fuses.
-        for layer in self.layers:
-            fusion.reset_fusion(layer)
-        for before, pool in zip(self.layers, self.layers[1:]):
-            fusion.fuse_relu_into_pool(before, pool)
-        self._trainable_plan = trainable_plan(self.layers)
+        self._graph._plan_backward()
+        self._trainable_plan = self._graph._trainable_plan
 
     @property
     def input_shape(self) -> tuple:
@@ -271,63 +259,33 @@ class Sequential(Model):
 
     # ================================================================== the passes
 
+    # The stack is run by the graph executor of a Functional model over its chain of nodes
+    # (self._graph, made at build): one executor for both kinds of model. These adapt its lists
+    # (one per input/output) to the single arrays of a Sequential model.
+
     def _resolve_loss_path(self) -> None:
         """Fuse a final softmax into a cross-entropy on probabilities (see convforge.losses)."""
-        head = self.layers[-1]
-        is_ce = isinstance(self.loss, losses_module._Crossentropy)
-        self._fused = bool(is_ce and not self.loss.from_logits and head._ends_in_softmax())
-        if is_ce and self.loss.from_logits and head._ends_in_softmax():
-            warnings.warn(
-                f"the loss has from_logits=True but the last layer {head.name!r} applies a softmax: the loss "
-                "would treat probabilities as logits. Remove the softmax or use from_logits=False.",
-                UserWarning,
-                stacklevel=3,
-            )
-
-    # ================================================================== the passes
+        self._graph.loss = self.loss
+        self._graph._resolve_loss_path(stacklevel=4)
+        self._fused = self._graph._fused
 
     def _forward_loss(self, xb, yb, training: bool, need_grad: bool):
         """Forward pass and loss: ``(loss, output as predict gives it, dL/d(head output) or None)``."""
-        out = xb
-        layers = self.layers
-        for layer in layers[:-1]:
-            out = layer.forward(out, training)
-        head = layers[-1]
-        if self._fused:
-            z = head._forward_logits(out, training)
-            loss, dz, probs = self.loss.logits_value_and_grad(z, yb, need_grad)
-            return loss, probs, dz
-        pred = head.forward(out, training)
-        loss, dpred = self.loss.value_and_grad(pred, yb, need_grad)
-        return loss, pred, dpred
+        if self._graph.loss is not self.loss:  # compiled (or the loss replaced) since the last resolve
+            self._resolve_loss_path()
+        loss, outs, dheads = self._graph._forward_loss([xb], [yb], training, need_grad)
+        return loss, outs[0], dheads[0]
 
     def _backward(self, dhead) -> None:
-        layers = self.layers
-        stop = self._first_trainable
-        last = len(layers) - 1
-        if stop > last:
-            return
-        for layer, _ in self._trainable_plan:
-            layer.grads.clear()
-        head = layers[last]
-        d = head._backward_logits(dhead) if self._fused else head.backward(dhead)
-        for i in range(last - 1, stop - 1, -1):
-            d = layers[i].backward(d)
+        self._graph._backward([dhead])
 
     def _trace(self, xb):
         """``(layer, [its input], its output)`` for each layer in turn, inference mode (for diagnostics)."""
-        out = xb
-        for layer in self.layers:
-            new = layer.forward(out, training=False)
-            yield layer, [out], new
-            out = new
+        return self._graph._trace([xb])
 
     def _forward(self, xb, training: bool) -> np.ndarray:
         """The model's output for a batch in the internal layout."""
-        out = xb
-        for layer in self.layers:
-            out = layer.forward(out, training=training)
-        return out
+        return self._graph._forward([xb], training)[0]
 
     def activations(self, x, batch_size=None) -> list[np.ndarray]:
         """Every layer's output for ``x`` (inference mode): the feature maps.
