@@ -213,6 +213,73 @@ def test_pytorch_batchnorm_depthwise_padding_global_pool_import(tmp_path):
     np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=1e-4, atol=1e-5)
 
 
+needs_graphs = pytest.mark.skipif(not hasattr(convforge, "Model"), reason="this convforge has no graph models")
+
+
+def residual_model():
+    """The README's graph: residual blocks, a projection shortcut, Concatenate, and the other merges."""
+
+    def residual(x, filters, stride=1):
+        h = layers.Conv2D(filters, 3, strides=stride, padding="same", activation="relu")(x)
+        h = layers.Conv2D(filters, 3, padding="same")(h)
+        if stride != 1 or x.shape[-1] != filters:
+            x = layers.Conv2D(filters, 1, strides=stride)(x)
+        return layers.ReLU()(layers.Add()([h, x]))
+
+    convforge.seed(2)
+    inputs = convforge.Input(shape=(12, 10, 3))
+    h = residual(layers.Conv2D(8, 3, padding="same", activation="relu")(inputs), 8)
+    h = residual(h, 12, stride=2)
+    a, b = layers.Conv2D(6, 1)(h), layers.Conv2D(6, 3, padding="same")(h)
+    merged = layers.Average()([layers.Multiply()([a, b]), layers.Subtract()([a, b]), layers.Add()([a, b, a])])
+    h = layers.Concatenate()([merged, layers.Conv2D(4, 1, activation="tanh")(h)])
+    outputs = layers.Dense(5, activation="softmax")(layers.Flatten()(h))
+    return convforge.Model(inputs, outputs)
+
+
+@needs_graphs
+def test_graph_model_round_trip(tmp_path):
+    model = residual_model()
+    proto, back = round_trip(model, images((3, 12, 10, 3)), tmp_path)
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"Add", "Sub", "Mul", "Mean", "Concat"} <= ops
+    assert type(back).__name__ == "Functional" and back.count_params() == model.count_params()
+
+
+@needs_graphs
+def test_pytorch_residual_block_imports_as_graph_model(tmp_path):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, padding=1)
+            self.c1, self.c2 = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+            self.head = nn.Linear(8 * 6 * 6 * 2, 4)
+
+        def forward(self, x):
+            x = torch.relu(self.stem(x))
+            y = torch.relu(self.c2(torch.relu(self.c1(x))) + x)
+            return self.head(torch.flatten(torch.cat([y, x], dim=1), 1))
+
+    torch.manual_seed(0)
+    net = Block().eval()
+    x = torch.rand(2, 3, 6, 6)
+    path = tmp_path / "block.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), path, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    with torch.no_grad():
+        expected = net(x).numpy()
+    model = convforge.load_model(path)  # a graph model takes channels-last images
+    assert model.input_shape == (None, 6, 6, 3)
+    np.testing.assert_allclose(model.predict(x.numpy().transpose(0, 2, 3, 1), verbose=0), expected, rtol=1e-5,
+                               atol=1e-5)
+    with pytest.raises(ModelFileError, match="channels-last input only"):
+        convforge.load_model(path, input_layout="channels_first")
+
+
 def lenet(**kw):
     return seeded(
         [

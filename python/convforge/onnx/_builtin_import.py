@@ -473,64 +473,17 @@ def import_shape(ctx, node):
     ctx.consume_node(node)
 
 
-def _constant_inputs(ctx, node, count):
-    if len(node.input) < count or not all(ctx.is_constant(n) for n in node.input[:count] if n):
-        raise ctx.error(node, "is only supported on constants (shape arithmetic), not on computed tensors")
-    return [ctx.constant(node, i, f"input {i}") for i in range(count)]
-
-
-def import_gather(ctx, node):
-    axis = ctx.attributes(node, {"axis": 0})["axis"]
-    data, indices = _constant_inputs(ctx, node, 2)
-    if indices.dtype.kind != "i" or data.ndim == 0 or not -data.ndim <= axis < data.ndim:
-        raise ctx.error(node, f"gathering {indices.dtype} indices along axis {axis} of a {data.shape} constant")
-    size = data.shape[axis]
-    if indices.size and (indices.min() < -size or indices.max() >= size):
-        raise ctx.error(node, f"an index is outside 0..{size - 1}")
-    ctx.set_constant(node.output[0], np.take(data, indices, axis=axis))
-    ctx.consume_node(node)
-
-
-def import_unsqueeze(ctx, node):
-    if ctx.opset >= 13:
-        ctx.attributes(node, {})
-        data, axes = _constant_inputs(ctx, node, 2)
-    else:
-        axes = np.asarray(ctx.attributes(node, {"axes": []})["axes"])
-        (data,) = _constant_inputs(ctx, node, 1)
-    axes = [int(a) for a in np.asarray(axes).reshape(-1)]
-    rank = data.ndim + len(axes)
-    if data.size > 64 or rank > 8 or any(not -rank <= a < rank for a in axes):
-        raise ctx.error(node, f"axes {axes} for a constant of shape {data.shape}")
-    ctx.set_constant(node.output[0], np.expand_dims(data, tuple(a % rank for a in axes)))
-    ctx.consume_node(node)
-
-
-def import_concat(ctx, node):
-    axis = ctx.attributes(node, {"axis": 0})["axis"]
-    parts = _constant_inputs(ctx, node, len(node.input))
-    if not parts or any(p.ndim != parts[0].ndim for p in parts) or not -parts[0].ndim <= axis < parts[0].ndim:
-        raise ctx.error(node, f"cannot concatenate constants of shapes {[p.shape for p in parts]} along {axis}")
-    try:
-        ctx.set_constant(node.output[0], np.concatenate(parts, axis=axis))
-    except ValueError as err:
-        raise ctx.error(node, str(err)) from None
-    ctx.consume_node(node)
+def import_computed_shape_op(ctx, node):
+    """Gather/Unsqueeze on computed tensors: constant inputs were folded before this is reached."""
+    raise ctx.error(node, "is only supported on constants (shape arithmetic), not on computed tensors")
 
 
 def import_cast(ctx, node):
+    """A Cast of a computed tensor (constant ones are folded before this is reached)."""
     to = ctx.attributes(node, {"to": 1})["to"]
-    types = {1: np.float32, 11: np.float64, 7: np.int64, 6: np.int32}
-    if to not in types:
-        raise ctx.error(node, f"casts to element type {to} are not supported", "to")
-    name = ctx.resolve(node.input[0])
-    if ctx.is_constant(name):
-        ctx.set_constant(node.output[0], ctx.constant(node, 0, "input").astype(types[to]))
-        ctx.consume_node(node)
-    elif to in (1, 11):
-        ctx.consume(node, name)  # convforge computes in the model's float dtype
-    else:
-        raise ctx.error(node, "a cast of computed values to integers is not supported", "to")
+    if to not in (1, 11):
+        raise ctx.error(node, f"a cast of computed values to element type {to} is not supported", "to")
+    ctx.consume(node, ctx.input_name(node))  # convforge computes in the model's float dtype
 
 
 for _op, _fn in (
@@ -550,9 +503,8 @@ for _op, _fn in (
     ("Constant", import_constant),
     ("Transpose", import_transpose),
     ("Shape", import_shape),
-    ("Gather", import_gather),
-    ("Unsqueeze", import_unsqueeze),
-    ("Concat", import_concat),
+    ("Gather", import_computed_shape_op),
+    ("Unsqueeze", import_computed_shape_op),
     ("Cast", import_cast),
 ):
     register_importer(_op, _fn)

@@ -38,6 +38,7 @@ class ExportContext:
         self._names: set[str] = set()
         self._shapes: dict[str, tuple] = {}
         self.layer = None  # the layer being exported (for node names and messages)
+        self.renamed: dict[str, str] = {}  # tensors renamed to graph outputs
 
     def name(self, hint: str) -> str:
         """A tensor or node name not used yet, made from ``hint``."""
@@ -146,7 +147,8 @@ def graph_input(ctx: ExportContext, spec, internal, kind, layout):
 
 
 def graph_output(ctx: ExportContext, tensor: str, layout: str, graph_inputs: list[str]):
-    """Name the final tensor ``output`` (NHWC again for a channels-last image output)."""
+    """Name a final tensor ``output`` (NHWC again for a channels-last image output); a tensor that
+    is an input, or already an output, is passed through an Identity."""
     helper, tp = ctx.onnx.helper, ctx.onnx.TensorProto
     shape = ctx.shape(tensor)
     if len(shape) == 3 and layout == "channels_last":
@@ -156,10 +158,12 @@ def graph_output(ctx: ExportContext, tensor: str, layout: str, graph_inputs: lis
     else:
         dims = [BATCH, *shape]
     name = ctx.name("output")
-    if tensor in graph_inputs or not any(tensor in n.output for n in ctx.nodes):
+    tensor = ctx.renamed.get(tensor, tensor)
+    if tensor in graph_inputs or tensor in ctx.renamed.values() or not any(tensor in n.output for n in ctx.nodes):
         ctx.nodes.append(helper.make_node("Identity", [tensor], [name], name=name))
     else:
         _rename(ctx, tensor, name)
+        ctx.renamed[tensor] = name
     return helper.make_tensor_value_info(name, tp.FLOAT, dims)
 
 
@@ -181,6 +185,20 @@ def _sequential_graph(ctx: ExportContext, model, layout):
     return [info], [graph_output(ctx, tensor, layout, [info.name])]
 
 
+def _functional_graph(ctx: ExportContext, model, layout):
+    """A graph model (``convforge.Model(inputs, outputs)``): its nodes in execution order."""
+    infos, tensors = [], {}
+    for index, entry in enumerate(model._entries):
+        info, tensors[index] = graph_input(ctx, entry.spec, entry.internal, entry.kind, layout)
+        infos.append(info)
+    for step in model._steps:
+        # step.call: the layer, or for a layer called twice, its weight-sharing copy for this call
+        # (its own input/output shapes).
+        tensors[step.out] = export_layer(ctx, step.call, [tensors[i] for i in step.inputs])
+    names = [info.name for info in infos]
+    return infos, [graph_output(ctx, tensors[i], layout, names) for i in model._outputs_index]
+
+
 def build_model_proto(model, opset: int = 17, input_layout: str | None = None):
     """The ONNX ModelProto of a built convforge model (checked by ``onnx.checker``)."""
     import convforge
@@ -192,15 +210,15 @@ def build_model_proto(model, opset: int = 17, input_layout: str | None = None):
             "cannot export a model that is not built: give the first layer input_shape=, call "
             "model.build((None, ...)), or run predict/fit once"
         )
-    graph_builder = getattr(model, "_onnx_graph", None)
-    if graph_builder is None and not hasattr(model, "_entry"):
+    if hasattr(model, "_steps") and hasattr(model, "_entries"):
+        graph_builder = _functional_graph
+    elif hasattr(model, "_entry") and hasattr(model, "layers"):
+        graph_builder = _sequential_graph
+    else:
         raise TypeError(f"cannot export {type(model).__name__} to ONNX: not a convforge model")
     layout = input_layout or model._data_format()
     ctx = ExportContext(opset)
-    if graph_builder is not None:
-        inputs, outputs = graph_builder(ctx, layout)
-    else:
-        inputs, outputs = _sequential_graph(ctx, model, layout)
+    inputs, outputs = graph_builder(ctx, model, layout)
     onnx = ctx.onnx
     graph = onnx.helper.make_graph(
         ctx.nodes, model.name, inputs, outputs, initializer=ctx.initializers,

@@ -1,5 +1,6 @@
 """Exporters and importers of BatchNormalization, global pooling, ZeroPadding2D, Cropping2D,
-DepthwiseConv2D and SeparableConv2D.
+DepthwiseConv2D, SeparableConv2D and the merge layers (Add, Subtract, Multiply, Average,
+Concatenate) of graph models.
 
 Registered by class *name*, and the importers look the classes up in :mod:`convforge.layers`
 when they run: this module works whether or not this convforge has those layers (an importer
@@ -96,7 +97,34 @@ def export_separable(ctx, layer, inputs):
     return activation(ctx, layer.activation, y)
 
 
+def _chain(ctx, op, inputs):
+    """A binary ONNX op over any number of inputs, left to right (as the layer adds them)."""
+    out = inputs[0]
+    for other in inputs[1:]:
+        out = ctx.node(op, [out, other], op)
+    return out
+
+
+def export_merge(ctx, layer, inputs):
+    kind = type(layer).__name__
+    if kind == "Add":
+        return _chain(ctx, "Add", inputs)
+    if kind == "Subtract":
+        return ctx.node("Sub", inputs, "Sub")
+    if kind == "Multiply":
+        return _chain(ctx, "Mul", inputs)
+    if kind == "Average":
+        return ctx.node("Mean", inputs, "Mean")
+    # Concatenate: the layer knows its axis of the NCHW arrays inside.
+    return ctx.node("Concat", inputs, "Concat", axis=layer._internal_axis)
+
+
 for _name, _fn in (
+    ("Add", export_merge),
+    ("Subtract", export_merge),
+    ("Multiply", export_merge),
+    ("Average", export_merge),
+    ("Concatenate", export_merge),
     ("BatchNormalization", export_batch_normalization),
     ("GlobalAveragePooling2D", export_global_pooling),
     ("GlobalMaxPooling2D", export_global_pooling),
@@ -236,7 +264,46 @@ def import_slice(ctx, node):
     ctx.add_layer(node, layer, [node.input[0]], node.output[0])
 
 
+_MERGES = {"Add": "Add", "Sum": "Add", "Sub": "Subtract", "Mul": "Multiply", "Mean": "Average"}
+
+
+def import_merge(ctx, node):
+    """Elementwise ops of two or more computed tensors of one shape: the merge layers."""
+    ctx.attributes(node, {})
+    names = [n for n in node.input if n]
+    shapes = [ctx.shape(node, i) for i in range(len(node.input)) if node.input[i]]
+    if node.op_type == "Sub" and len(names) != 2 or len(names) < 2 and node.op_type not in ("Sum", "Mean"):
+        raise ctx.error(node, f"{len(names)} inputs")
+    if any(shape != shapes[0] for shape in shapes):
+        raise ctx.error(node, f"inputs of shapes {shapes}: convforge's merge layers do not broadcast")
+    if len(names) == 1:
+        ctx.consume(node, ctx.input_name(node))
+        return
+    layer = _layer_class(ctx, node, _MERGES[node.op_type])()
+    ctx.add_layer(node, layer, names, node.output[0], many=True)
+
+
+def import_concat(ctx, node):
+    axis = ctx.attributes(node, {"axis": None})["axis"]
+    names = [n for n in node.input if n]
+    shapes = [ctx.shape(node, i) for i in range(len(node.input)) if node.input[i]]
+    rank = len(shapes[0]) + 1
+    if axis is None or not -rank <= axis < rank or axis % rank == 0:
+        raise ctx.error(node, f"axis {axis} on inputs of rank {rank}: only non-batch axes can be joined", "axis")
+    internal = axis % rank
+    # Concatenate counts its axis on the channels-last tensor: NCHW's 1, 2, 3 are NHWC's 3, 1, 2.
+    keras_axis = {1: 3, 2: 1, 3: 2}[internal] if rank == 4 else internal
+    layer = _layer_class(ctx, node, "Concatenate")(axis=keras_axis)
+    ctx.add_layer(node, layer, names, node.output[0], many=True)
+
+
 for _op, _fn in (
+    ("Add", import_merge),
+    ("Sum", import_merge),
+    ("Sub", import_merge),
+    ("Mul", import_merge),
+    ("Mean", import_merge),
+    ("Concat", import_concat),
     ("BatchNormalization", import_batch_normalization),
     ("GlobalAveragePool", import_global_pool),
     ("GlobalMaxPool", import_global_pool),

@@ -23,6 +23,7 @@ _FLOAT, _INT, _STRING, _TENSOR, _FLOATS, _INTS = 1, 2, 3, 4, 6, 7
 _ATTRIBUTE_TYPES = {
     "kernel_shape": _INTS, "pads": _INTS, "strides": _INTS, "dilations": _INTS, "perm": _INTS,
     "value": _TENSOR, "value_float": _FLOAT, "value_floats": _FLOATS, "value_int": _INT, "value_ints": _INTS,
+    "axis": _INT, "end": _INT, "start": _INT, "to": _INT,
 }
 
 
@@ -226,7 +227,7 @@ class ImportContext:
             return None
         return name
 
-    def add_layer(self, node, layer, inputs: list[str], output: str, weights=None) -> None:
+    def add_layer(self, node, layer, inputs: list[str], output: str, weights=None, many=False) -> None:
         """Append ``layer`` reading the tensors ``inputs`` and making ``output``: build it for their
         shapes, give it ``weights`` (in ``get_weights`` order) and record the output's shape."""
         inputs = [self.resolve(n) for n in inputs]
@@ -243,7 +244,7 @@ class ImportContext:
             if not all(np.isfinite(w).all() for w in weights):
                 raise self.error(node, "its weights overflow float32 (scaled by alpha/beta, or stored as float64)")
         try:
-            out_shape = layer._build(shapes[0] if len(shapes) == 1 else shapes, np.float32)
+            out_shape = layer._build(shapes if many else shapes[0], np.float32)
             if weights is not None:
                 layer.set_weights(weights)
         except (ValueError, TypeError) as err:
@@ -253,7 +254,7 @@ class ImportContext:
         if layer.name is not None:
             self._layer_names.add(layer.name)
         self._shapes[output] = tuple(out_shape)
-        self.steps.append((layer, inputs, output))
+        self.steps.append((layer, inputs, output, many))
 
     def set_input(self, name: str, shape) -> None:
         self._shapes[name] = tuple(shape)
@@ -349,6 +350,27 @@ def import_model(path, input_layout=None):
             raise ModelFileError(
                 path, f"node {node.name!r} ({node.op_type}): operators of domain {node.domain!r} are not supported"
             )
+    ctx, spec, entry, fmt = _walk(path, proto, nodes, opset, input_layout)
+    chain = _is_chain(ctx, entry)
+    if not chain and fmt == "channels_first" and input_layout is None:
+        # Graph models take channels-last images at the API: translate again for that layout.
+        ctx, spec, entry, fmt = _walk(path, proto, nodes, opset, "channels_last")
+    if not chain and fmt == "channels_first":
+        raise ModelFileError(path, "the graph is not a chain: its convforge model takes channels-last input only")
+    try:
+        if chain:
+            model_layers = [layer for layer, _, _, _ in ctx.steps]
+            return Sequential([Input(shape=spec), *model_layers], name=_model_name(proto, "sequential"))
+        return _functional(ctx, spec, entry, proto)
+    except (ValueError, TypeError) as err:
+        if isinstance(err, ModelFileError):
+            raise
+        raise ModelFileError(path, f"the layers do not make a convforge model: {err}") from None
+
+
+def _walk(path, proto, nodes, opset, input_layout):
+    """Translate every node: ``(context, input spec, entry tensor, data_format)``."""
+    graph = proto.graph
     name, spec, fmt, internal, entry, skipped = _entry(path, graph, nodes, input_layout)
     output = graph.output[0].name
     ctx = ImportContext(path, proto, nodes, opset, fmt or "channels_last", output)
@@ -376,20 +398,39 @@ def import_model(path, input_layout=None):
         raise ModelFileError(path, f"the graph output {output!r} is a constant, not computed from the input")
     if not ctx.steps:
         raise ModelFileError(path, "the graph holds no layer convforge can run (its output is its input)")
-    chain = entry
-    for layer, inputs, out in ctx.steps:
-        if inputs != [chain]:
-            raise ModelFileError(
-                path,
-                f"layer {layer.name or type(layer).__name__} reads {inputs}: the graph is not a chain, and this "
-                "convforge has no graph (functional) models to import it into",
-            )
-        chain = out
-    if chain != final:
-        raise ModelFileError(path, f"the graph output {output!r} is not the last layer's output")
-    model_layers = [layer for layer, _, _ in ctx.steps]
-    model = Sequential([Input(shape=spec), *model_layers], name=_model_name(proto))
-    return model
+    ctx.final = final
+    return ctx, spec, entry, fmt
+
+
+def _is_chain(ctx, entry) -> bool:
+    """Does each layer read the one before it, the last making the output (a Sequential)?"""
+    tensor = entry
+    readers: dict[str, int] = {}
+    for _, inputs, _, _ in ctx.steps:
+        for name in inputs:
+            readers[name] = readers.get(name, 0) + 1
+    for _, inputs, out, _ in ctx.steps:
+        if inputs != [tensor] or readers[tensor] != 1:
+            return False
+        tensor = out
+    return tensor == ctx.final
+
+
+def _functional(ctx, spec, entry, proto):
+    """A ``convforge.Model(inputs, outputs)`` calling the layers on symbolic tensors, in order."""
+    from .. import models
+    from ..layers import Input
+
+    if not hasattr(models, "Model"):
+        raise ModelFileError(ctx.path, "the graph is not a chain, and this convforge has no graph (functional) models")
+    tensors = {entry: Input(shape=spec)}
+    for layer, inputs, out, many in ctx.steps:
+        args = [tensors[name] for name in inputs]
+        try:
+            tensors[out] = layer(args if many else args[0])
+        except (ValueError, TypeError) as err:
+            raise ModelFileError(ctx.path, f"layer {layer.name or type(layer).__name__}: {err}") from None
+    return models.Model(tensors[entry], tensors[ctx.final], name=_model_name(proto, "functional"))
 
 
 def _fold_node(ctx, node) -> None:
@@ -422,8 +463,8 @@ def _is_exit_transpose(ctx, node) -> bool:
     return perm == [[0, 2, 3, 1]] and len(ctx._shapes.get(name, ())) == 3
 
 
-def _model_name(proto) -> str:
+def _model_name(proto, default: str) -> str:
     name = proto.graph.name
     if proto.producer_name == "convforge" and name and "/" not in name:
         return name
-    return "sequential"
+    return default
