@@ -20,6 +20,7 @@ every row).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
@@ -33,13 +34,23 @@ import convforge
 from convforge.train import lenet5
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 TARGET = 1.3
 
 
 def models() -> dict:
-    """name -> (built convforge model, per-sample input shape)."""
+    """name -> (built convforge model, per-sample input shape): LeNet-5, and the ResNet of
+    examples/train_resnet.py where this convforge has graph models and its layers."""
     convforge.seed(0)
-    return {"lenet5": (lenet5(), (28, 28, 1))}
+    found = {"lenet5": (lenet5(), (28, 28, 1))}
+    try:
+        spec = importlib.util.spec_from_file_location("train_resnet", os.path.join(ROOT, "examples", "train_resnet.py"))
+        example = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(example)
+        found["resnet"] = (example.resnet(), (28, 28, 1))
+    except (ImportError, AttributeError, FileNotFoundError):
+        pass
+    return found
 
 
 def images(n: int, shape, seed: int = 0) -> np.ndarray:

@@ -247,6 +247,23 @@ def test_graph_model_round_trip(tmp_path):
 
 
 @needs_graphs
+@needs_layers13
+def test_resnet_example_round_trip(tmp_path):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "train_resnet.py")
+    spec = importlib.util.spec_from_file_location("train_resnet", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    convforge.seed(4)
+    model = example.resnet(widths=(8, 12), input_shape=(16, 16, 1))
+    randomise_statistics(model)
+    proto, back = round_trip(model, images((3, 16, 16, 1)), tmp_path)
+    assert {"BatchNormalization", "GlobalAveragePool", "Add"} <= {n.op_type for n in proto.graph.node}
+    assert [layer.name for layer in back.layers[1:]] == [layer.name for layer in model.layers[1:]]  # past Input
+
+
+@needs_graphs
 def test_pytorch_residual_block_imports_as_graph_model(tmp_path):
     torch = pytest.importorskip("torch")
     nn = torch.nn

@@ -26,16 +26,28 @@ error naming it. Dropout is the identity at inference and is left out.
 Import
 ------
 :func:`load_onnx` (``convforge.load_model("model.onnx")``) maps an ONNX
-graph of the supported ops (see :data:`SUPPORTED_OPS`) to convforge layers:
-a :class:`~convforge.Sequential` when the graph is a chain. Each op is
-translated by an *importer* registered with :func:`register_importer`. An
-op, attribute or attribute value convforge cannot express raises
+graph to convforge layers: a :class:`~convforge.Sequential` when the graph is
+a chain, else a graph model (``convforge.Model``, channels-last input). Each
+op is translated by an *importer* registered with :func:`register_importer`
+(``convforge.onnx._registry.supported_ops()`` lists them): Conv (plain and
+depthwise), MaxPool/AveragePool (where a Keras 'valid'/'same' window set is
+the same), Gemm, MatMul(+Add), Relu/Tanh/Sigmoid/Softmax (fused into the
+Conv/Dense before them), Flatten and flattening Reshapes, BatchNormalization,
+GlobalAveragePool/GlobalMaxPool, Pad/Slice (ZeroPadding2D/Cropping2D),
+Add/Sum/Sub/Mul/Mean/Concat of computed tensors (the merge layers), Identity
+and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,
+Concat, ConstantOfShape, Reshape, Slice, Cast, ...) is folded; Keras's
+exporter's NHWC transposes around each layer fold away (a bias added after
+one goes into the conv, a channels-last flatten permutes the next Dense's
+kernel rows). Files from convforge, ``torch.onnx.export(..., dynamo=False)``
+and Keras 3's ``model.export(format="onnx")`` (torch backend) are tested.
+An op, attribute or attribute value convforge cannot express raises
 :class:`~convforge.saving.ModelFileError` naming the node, the op and the
 attribute. The file is treated as untrusted: its size is bounded, every
 tensor's declared size is checked against the bytes that hold it before an
-array is made, graphs with cycles or dangling names are refused, and tensors
-stored in external files are refused without opening any path the file
-names.
+array is made, folded constants and per-sample sizes are bounded, graphs
+with cycles or dangling names are refused, and tensors stored in external
+files are refused without opening any path the file names.
 """
 
 from __future__ import annotations
