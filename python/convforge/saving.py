@@ -125,6 +125,11 @@ def _remove_stale_temporaries(directory: str, base: str) -> None:
 
 def write_atomic(path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` as an ``.npz`` at ``path``, atomically (see the module docstring)."""
+    write_file_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def write_file_atomic(path, write) -> None:
+    """Call ``write(f)`` on a binary file that replaces ``path`` atomically once ``write`` returns."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     _remove_stale_temporaries(directory, os.path.basename(path))
@@ -133,7 +138,7 @@ def write_atomic(path, arrays: dict[str, np.ndarray]) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -158,6 +158,20 @@ class Model(Trainer):
         """Load weights saved by ``save_weights`` or ``save`` into this model (same architecture)."""
         state.load_weights(self, filepath)
 
+    def export(self, filepath, format="onnx", *, opset=17, input_layout=None) -> None:  # noqa: A002 - Keras's name
+        """Write the model for deployment in another runtime, as Keras's ``model.export``.
+
+        Only ``format='onnx'`` (needs the ``onnx`` package): one ONNX model that
+        onnxruntime runs with ``predict``'s results; ``opset`` 13 to 21 (default
+        17), ``input_layout`` ``'channels_last'``/``'channels_first'`` (default: the
+        model's own). See :mod:`convforge.onnx`; ``convforge.load_model`` reads it back.
+        """
+        if format != "onnx":
+            raise ValueError(f"format must be 'onnx' (the only export format convforge writes); got {format!r}")
+        from ..onnx import export_onnx
+
+        export_onnx(self, filepath, opset=opset, input_layout=input_layout)
+
 
 def check_dtype(dtype) -> np.dtype:
     try:

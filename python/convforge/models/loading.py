@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 from .. import losses as losses_module
@@ -27,21 +28,33 @@ def _model_from_meta(meta, path, custom_objects):
         raise ModelFileError(path, f"cannot rebuild the model from its description: {err}") from err
 
 
-def load_model(path, custom_objects=None, compile=True):  # noqa: A002 - Keras's argument name
+def load_model(path, custom_objects=None, compile=True, *, input_layout=None):  # noqa: A002 - Keras's name
     """Rebuild a model saved with ``model.save`` (or ``save_weights``) from its file.
 
     Parameters
     ----------
     path : str or os.PathLike
+        A ``.onnx`` path is imported from ONNX (see :mod:`convforge.onnx`;
+        needs the ``onnx`` package); any other is a convforge ``.npz``.
     custom_objects : dict, optional
         ``{'MyLayer': MyLayer}`` for layer classes of your own.
     compile : bool
         Compile with the saved optimizer (state included), loss and metrics.
+        An ONNX model holds none: compile it yourself to train it.
+    input_layout : 'channels_last', 'channels_first' or None
+        ONNX only: the layout the imported model takes (see
+        :func:`convforge.onnx.load_onnx`).
 
     Returns
     -------
     Sequential
     """
+    if str(os.fspath(path)).lower().endswith(".onnx"):
+        from ..onnx import load_onnx
+
+        return load_onnx(path, input_layout=input_layout)
+    if input_layout is not None:
+        raise ValueError(f"input_layout is for ONNX files (*.onnx); {os.fspath(path)!r} is a convforge model file")
     meta, arrays = read(path)
     model = _model_from_meta(meta, path, custom_objects)
     assign_weights(model, meta, arrays, path)

@@ -1,0 +1,173 @@
+"""convforge ``predict`` vs onnxruntime on the same model, exported by ``model.export``.
+
+    python bench/onnxbench.py                          # LeNet-5, batch 1/64/10000, 1 and 2 threads
+    python bench/onnxbench.py --rounds 9 --out -       # more rounds, no file written
+    python bench/onnxbench.py --batches 64 --threads 2
+
+Both sides get the same channels-last float32 images in one call: ``model.predict(x,
+batch_size=min(len(x), 256))`` (``--cf-batch-size``: predict walks 10,000 images in slices that
+stay in cache) and ``session.run`` on the whole array (the exported graph includes the NHWC ->
+NCHW transpose that ``predict`` also does). onnxruntime runs with its defaults (all
+graph optimisations, spinning thread pool) and ``intra_op_num_threads`` = convforge's thread
+count, ``inter_op_num_threads`` = 1. Outputs are checked against each other before timing.
+The two contenders alternate within each round, so that a noisy neighbour slows both; each
+sample repeats the call until it has run for ``--min-sample-ms``. Prints, and writes to
+``bench/ONNX_RESULTS.md``, a markdown table: median ms per call and the spread (min-max over
+rounds) for each, and the speed-up ``onnxruntime / convforge`` (issue 17's target: >= 1.3 on
+every row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import convforge
+from convforge.train import lenet5
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TARGET = 1.3
+
+
+def models() -> dict:
+    """name -> (built convforge model, per-sample input shape): LeNet-5, and the ResNet of
+    examples/train_resnet.py where this convforge has graph models and its layers."""
+    convforge.seed(0)
+    found = {"lenet5": (lenet5(), (28, 28, 1))}
+    try:
+        spec = importlib.util.spec_from_file_location("train_resnet", os.path.join(ROOT, "examples", "train_resnet.py"))
+        example = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(example)
+        found["resnet"] = (example.resnet(), (28, 28, 1))
+    except (ImportError, AttributeError, FileNotFoundError):
+        pass
+    return found
+
+
+def images(n: int, shape, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, *shape), dtype=np.float32)
+
+
+def ort_session(path: str, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+class Contenders:
+    """The two calls to time for one (model, threads): convforge predict and onnxruntime run."""
+
+    def __init__(self, model, threads: int, directory: str, batch_size: int = 256):
+        self.model, self.threads, self.batch_size = model, threads, batch_size
+        path = os.path.join(directory, f"{model.name}.onnx")
+        if not os.path.exists(path):
+            model.export(path)
+        self.session = ort_session(path, threads)
+        self.input = self.session.get_inputs()[0].name
+
+    def convforge(self, x):
+        convforge.set_num_threads(self.threads)
+        return self.model.predict(x, batch_size=min(len(x), self.batch_size), verbose=0)
+
+    def onnxruntime(self, x):
+        return self.session.run(None, {self.input: x})[0]
+
+    def check(self, x) -> None:
+        np.testing.assert_allclose(self.onnxruntime(x), self.convforge(x), rtol=1e-4, atol=1e-5)
+
+
+def sample(fn, x, min_seconds: float) -> float:
+    """Seconds per call: repeat until min_seconds have passed."""
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn(x)
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return elapsed / calls
+
+
+def measure(contenders: Contenders, x, rounds: int, min_seconds: float) -> dict:
+    times = {"convforge": [], "onnxruntime": []}
+    contenders.convforge(x), contenders.onnxruntime(x)  # warm-up: workspaces, thread pools
+    for r in range(rounds):
+        order = ("convforge", "onnxruntime") if r % 2 == 0 else ("onnxruntime", "convforge")
+        for who in order:
+            times[who].append(sample(getattr(contenders, who), x, min_seconds))
+    return times
+
+
+def table(rows) -> str:
+    lines = [
+        "| model | batch | threads | convforge ms (min-max) | onnxruntime ms (min-max) | speed-up (median) | "
+        f"target >= {TARGET} |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, batch, threads, times in rows:
+        cf, rt = times["convforge"], times["onnxruntime"]
+        ratio = statistics.median(rt) / statistics.median(cf)
+
+        def cell(t):
+            return f"{statistics.median(t) * 1e3:.3f} ({min(t) * 1e3:.3f}-{max(t) * 1e3:.3f})"
+
+        verdict = "PASS" if ratio >= TARGET else "FAIL"
+        lines.append(f"| {name} | {batch} | {threads} | {cell(cf)} | {cell(rt)} | {ratio:.2f}x | {verdict} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batches", default="1,64,10000")
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--min-sample-ms", type=float, default=200.0)
+    p.add_argument("--cf-batch-size", type=int, default=256, help="predict's batch_size (at most the row's batch)")
+    p.add_argument("--out", default=os.path.join(HERE, "ONNX_RESULTS.md"), help="markdown file, '-' for none")
+    args = p.parse_args(argv)
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("onnxruntime is not installed (pip install onnxruntime): nothing to compare with", file=sys.stderr)
+        return 1
+    batches = [int(b) for b in args.batches.split(",")]
+    threads = [int(t) for t in args.threads.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        for name, (model, shape) in models().items():
+            for t in threads:
+                contenders = Contenders(model, t, directory, args.cf_batch_size)
+                for batch in batches:
+                    x = images(batch, shape)
+                    contenders.check(x)
+                    rows.append((name, batch, t, measure(contenders, x, args.rounds, args.min_sample_ms / 1e3)))
+                    print(table(rows[-1:]).splitlines()[-1], flush=True)
+    report = (
+        f"# convforge predict vs onnxruntime\n\n`python bench/onnxbench.py {' '.join(argv or sys.argv[1:])}` on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; convforge {convforge.__version__} "
+        f"({convforge.build_info()['isa']}), onnxruntime {ort.__version__}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs; {args.rounds} rounds of >= {args.min_sample_ms:g} ms per contender.\n\n"
+        + table(rows)
+        + "\n"
+    )
+    print()
+    print(report)
+    if args.out != "-":
+        with open(args.out, "w") as f:
+            f.write(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

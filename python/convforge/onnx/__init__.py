@@ -1,0 +1,116 @@
+"""ONNX export and import: models leave convforge for deployment and come in from elsewhere.
+
+>>> model.export("lenet.onnx", format="onnx")                 # doctest: +SKIP
+>>> import onnxruntime as ort                                  # doctest: +SKIP
+>>> sess = ort.InferenceSession("lenet.onnx")                  # doctest: +SKIP
+>>> y = sess.run(None, {"input": x_nhwc.astype("float32")})[0]  # == model.predict(x_nhwc)
+>>> model = convforge.load_model("lenet.onnx")                 # doctest: +SKIP
+
+Needs the ``onnx`` package (``pip install convforge[onnx]``); convforge's
+runtime needs only NumPy, so ``onnx`` is imported when a function here runs.
+
+Export
+------
+:func:`export_onnx` (``model.export(path, format="onnx")``) writes one ONNX
+model: float32 weights as initializers, the kernels' NCHW layout inside, one
+``Transpose`` at the entry when the input is channels-last (the default for a
+channels-last model, as ``predict`` takes it) and one at the exit when the
+output is an image, a dynamic batch dimension named ``batch``, opset 17 by
+default (13-21 accepted: the ops used have the same meaning over that range;
+only ``Pad`` gains an optional ``axes`` input at 18 and ``AveragePool`` a
+``dilations`` attribute at 19, neither used), ``producer_name`` ``convforge``
+and its version. Each layer class is translated by an *exporter* registered
+with :func:`register_exporter`; a layer without one stops the export with an
+error naming it. Dropout is the identity at inference and is left out.
+
+Import
+------
+:func:`load_onnx` (``convforge.load_model("model.onnx")``) maps an ONNX
+graph to convforge layers: a :class:`~convforge.Sequential` when the graph is
+a chain, else a graph model (``convforge.Model``, channels-last input). Each
+op is translated by an *importer* registered with :func:`register_importer`
+(``convforge.onnx._registry.supported_ops()`` lists them): Conv (plain and
+depthwise), MaxPool/AveragePool (where a Keras 'valid'/'same' window set is
+the same), Gemm, MatMul(+Add), Relu/Tanh/Sigmoid/Softmax (fused into the
+Conv/Dense before them), Flatten and flattening Reshapes, BatchNormalization,
+GlobalAveragePool/GlobalMaxPool, Pad/Slice (ZeroPadding2D/Cropping2D),
+Add/Sum/Sub/Mul/Mean/Concat of computed tensors (the merge layers), Identity
+and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,
+Concat, ConstantOfShape, Reshape, Slice, Cast, ...) is folded; Keras's
+exporter's NHWC transposes around each layer fold away (a bias added after
+one goes into the conv, a channels-last flatten permutes the next Dense's
+kernel rows). Files from convforge, ``torch.onnx.export(..., dynamo=False)``
+and Keras 3's ``model.export(format="onnx")`` (torch backend) are tested.
+An op, attribute or attribute value convforge cannot express raises
+:class:`~convforge.saving.ModelFileError` naming the node, the op and the
+attribute. The file is treated as untrusted: its size is bounded, every
+tensor's declared size is checked against the bytes that hold it before an
+array is made, folded constants and per-sample sizes are bounded, graphs
+with cycles or dangling names are refused, and tensors stored in external
+files are refused without opening any path the file names.
+"""
+
+from __future__ import annotations
+
+from ._registry import exporter_for, importer_for, register_exporter, register_importer
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "MAX_OPSET",
+    "MIN_OPSET",
+    "export_onnx",
+    "exporter_for",
+    "importer_for",
+    "load_onnx",
+    "register_exporter",
+    "register_importer",
+]
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13
+MAX_OPSET = 21
+
+
+def export_onnx(model, path, opset: int = DEFAULT_OPSET, input_layout: str | None = None) -> None:
+    """Write ``model`` to ``path`` as an ONNX model; see the module docstring.
+
+    Parameters
+    ----------
+    model : Sequential (or a graph model)
+        Built (its input shape known).
+    path : str or os.PathLike
+        Written atomically (a temporary file renamed over it).
+    opset : int
+        ONNX opset of the default domain, 13 to 21; default 17.
+    input_layout : 'channels_last', 'channels_first' or None
+        Layout of image inputs and outputs of the ONNX graph. None: the
+        model's own (``predict``'s): channels-last unless its layers say
+        ``data_format='channels_first'``. ``'channels_first'`` exports NCHW
+        input and output with no transpose at all (PyTorch's convention).
+    """
+    from ._export import export_model
+
+    export_model(model, path, opset=opset, input_layout=input_layout)
+
+
+def load_onnx(path, input_layout: str | None = None):
+    """A convforge model from an ONNX file; see the module docstring.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    input_layout : 'channels_last', 'channels_first' or None
+        For a graph whose input is NCHW (PyTorch's): ``'channels_first'``
+        (the default) keeps NCHW at the API, so ``predict`` takes the arrays
+        the source framework took; ``'channels_last'`` makes a Keras-style
+        model taking ``(batch, height, width, channels)``. A graph that starts
+        with convforge's entry ``Transpose`` is channels-last already.
+
+    Raises
+    ------
+    ModelFileError
+        Not a readable ONNX model, or an op/attribute convforge cannot run.
+    """
+    from ._import import import_model
+
+    return import_model(path, input_layout=input_layout)

@@ -1,0 +1,135 @@
+"""Exporters of the built-in layers: one function per layer class, registered at import.
+
+Each writes the layer's inference computation on NCHW tensors (the layout convforge runs in),
+so weights go out exactly as stored: Conv2D's kernel is ONNX's OIHW ``W``, Dense's kernel is
+Gemm's ``B`` (``(in_features, units)``, ``transB=0``), and Flatten is ``Flatten(axis=1)`` of
+NCHW, convforge's (channels, height, width) order.
+"""
+
+from __future__ import annotations
+
+from .. import _params
+from ..layers.activations import Activation, ReLU, Sigmoid, Softmax, Tanh
+from ..layers.conv import Conv2D
+from ..layers.core import Dense, Dropout, Flatten, Reshape
+from ..layers.pooling import AveragePooling2D, MaxPooling2D
+from ._registry import register_exporter
+
+_ELEMENTWISE = {ReLU: "Relu", Tanh: "Tanh", Sigmoid: "Sigmoid"}
+
+
+def activation(ctx, act, tensor: str) -> str:
+    """The node(s) of an activation layer (``activation=`` of Conv2D/Dense, or standalone) on ``tensor``."""
+    if act is None:
+        return tensor
+    if isinstance(act, Softmax):
+        # convforge's softmax runs over channels: axis 1 of NCHW images, the last axis otherwise.
+        axis = 1 if len(ctx.shape(tensor)) == 3 else -1
+        out = ctx.node("Softmax", [tensor], "Softmax", axis=axis)
+    else:
+        op = next((op for cls, op in _ELEMENTWISE.items() if isinstance(act, cls)), None)
+        if op is None:
+            raise ValueError(f"cannot export activation {type(act).__name__} to ONNX")
+        out = ctx.node(op, [tensor], op)
+    ctx.set_shape(out, ctx.shape(tensor))
+    return out
+
+
+def onnx_pads(top, bottom, left, right) -> list[int]:
+    """ONNX orders pads as all the starts, then all the ends."""
+    return [top, left, bottom, right]
+
+
+def export_conv2d(ctx, layer: Conv2D, inputs):
+    (x,) = inputs
+    _, h, w = ctx.shape(x)
+    # Keras's 'same' becomes explicit pads, the odd extra row/column at the bottom/right
+    # (what ONNX calls SAME_UPPER), computed for this input size.
+    pads = _params.conv_padding(layer.padding, (h, w), layer.kernel_size, layer.strides, layer.dilation_rate)
+    operands = [x, ctx.initializer("kernel", layer.params["kernel"])]
+    if layer.use_bias:
+        operands.append(ctx.initializer("bias", layer.params["bias"]))
+    y = ctx.node(
+        "Conv",
+        operands,
+        "Conv",
+        kernel_shape=list(layer.kernel_size),
+        strides=list(layer.strides),
+        dilations=list(layer.dilation_rate),
+        pads=onnx_pads(*pads),
+        group=1,
+    )
+    ctx.set_shape(y, layer.output_shape)
+    return activation(ctx, layer.activation, y)
+
+
+def export_pooling(ctx, layer, inputs):
+    (x,) = inputs
+    _, pads = layer._window_plan(ctx.shape(x))
+    attributes = dict(kernel_shape=list(layer.pool_size), strides=list(layer.strides), pads=onnx_pads(*pads))
+    if isinstance(layer, MaxPooling2D):
+        return ctx.node("MaxPool", [x], "MaxPool", **attributes)
+    # Keras averages only the real cells of a 'same' window: padding is not counted.
+    return ctx.node("AveragePool", [x], "AveragePool", count_include_pad=0, **attributes)
+
+
+def export_dense(ctx, layer: Dense, inputs):
+    (x,) = inputs
+    operands = [x, ctx.initializer("kernel", layer.params["kernel"])]
+    if layer.use_bias:
+        operands.append(ctx.initializer("bias", layer.params["bias"]))
+    y = ctx.node("Gemm", operands, "Gemm", transB=0)
+    ctx.set_shape(y, layer.output_shape)
+    return activation(ctx, layer.activation, y)
+
+
+def export_flatten(ctx, layer, inputs):
+    (x,) = inputs
+    if len(ctx.shape(x)) == 1:
+        return x
+    return ctx.node("Flatten", [x], "Flatten", axis=1)
+
+
+def export_dropout(ctx, layer, inputs):
+    # Identity at inference: nothing to write.
+    return inputs[0]
+
+
+def export_activation_layer(ctx, layer, inputs):
+    return activation(ctx, layer, inputs[0])
+
+
+def export_activation(ctx, layer: Activation, inputs):
+    return activation(ctx, layer.activation, inputs[0])
+
+
+def export_reshape(ctx, layer: Reshape, inputs):
+    """Keras's element order: channels-last images are read and written as NHWC."""
+    (x,) = inputs
+    in_shape = ctx.shape(x)
+    channels_last = layer._channels_last()
+    if len(in_shape) == 3 and channels_last:
+        x = ctx.node("Transpose", [x], "to_nhwc", perm=[0, 2, 3, 1])
+    target = list(layer._user_target)
+    # 0 keeps the batch size of the input (allowzero=0, the default): the batch stays dynamic.
+    y = ctx.node("Reshape", [x, ctx.ints("shape", [0, *target])], "Reshape")
+    if len(target) == 3 and channels_last:
+        y = ctx.node("Transpose", [y], "to_nchw", perm=[0, 3, 1, 2])
+    return y
+
+
+for _cls, _fn in (
+    (Conv2D, export_conv2d),
+    (MaxPooling2D, export_pooling),
+    (AveragePooling2D, export_pooling),
+    (Dense, export_dense),
+    (Flatten, export_flatten),
+    (Dropout, export_dropout),
+    (ReLU, export_activation_layer),
+    (Tanh, export_activation_layer),
+    (Sigmoid, export_activation_layer),
+    (Softmax, export_activation_layer),
+    (Activation, export_activation),
+    (Reshape, export_reshape),
+):
+    register_exporter(_cls, _fn)

@@ -1,0 +1,510 @@
+"""Importers of the ONNX ops convforge's built-in layers run, registered at import.
+
+Each checks every attribute it is given (an attribute it does not know is an error, not
+ignored), and maps the op to a layer with the same arithmetic: Conv -> Conv2D with explicit
+pads, MaxPool/AveragePool -> the pooling layer whose windows are the same, Gemm/MatMul(+Add)
+-> Dense, Flatten/Reshape-to-(batch, -1) -> Flatten. An activation (Relu, Tanh, Sigmoid,
+Softmax) that is the only reader of a Conv/Dense output becomes that layer's
+``activation=``, so it runs fused in the kernel as in a model built in convforge.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _params
+from .. import layers as _layers
+from ..layers.activations import ReLU, Sigmoid, Softmax, Tanh
+from ..layers.conv import Conv2D
+from ..layers.core import Dense, Flatten
+from ..layers.pooling import AveragePooling2D, MaxPooling2D
+from ._registry import register_importer
+
+_ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Softmax": "softmax"}
+_ACTIVATION_LAYERS = {"Relu": ReLU, "Tanh": Tanh, "Sigmoid": Sigmoid}
+
+
+def _pair(ctx, node, values, attribute: str, minimum: int):
+    values = [int(v) for v in values]
+    if len(values) != 2 or min(values) < minimum or max(values) > _params.MAX_PARAM:
+        raise ctx.error(node, f"must be two ints >= {minimum} (2-D images); got {values}", attribute)
+    return tuple(values)
+
+
+def _softmax_axis_ok(ctx, node, rank: int) -> bool:
+    """Does this Softmax run over convforge's softmax axis (channels of images, else the last)?"""
+    axis = ctx.attributes(node, {"axis": -1 if ctx.opset >= 13 else 1})["axis"]
+    full_rank = rank + 1  # with the batch
+    axis = axis + full_rank if axis < 0 else axis
+    if ctx.opset < 13 and full_rank > 2:
+        return False  # opset < 13 softmax flattens every axis from `axis` on
+    return axis == (1 if full_rank == 4 else full_rank - 1)
+
+
+def _fused_activation(ctx, tensor: str, rank: int, channels_last_view=False):
+    """``(nodes, name)``: the activation reading only ``tensor`` (past no-op casts) that can be
+    fused into the layer making it, and the nodes it takes; ``([], None)`` if there is none."""
+    reader, passed = ctx.next_node(tensor)
+    if reader is None or reader.op_type not in _ACTIVATIONS or len(reader.output) != 1:
+        return [], None
+    if reader.op_type == "Softmax":
+        # Over channels: axis 1 of NCHW, the last axis of a channels-last view.
+        if channels_last_view:
+            if ctx.opset < 13 or ctx.attributes(reader, {"axis": -1})["axis"] not in (-1, 3):
+                return [], None
+        elif not _softmax_axis_ok(ctx, reader, rank):
+            return [], None
+    elif reader.attribute:
+        return [], None  # let the standalone importer name the attribute
+    return [*passed, reader], _ACTIVATIONS[reader.op_type]
+
+
+def _add_with_activation(ctx, node, layer_factory, inputs, output, weights, rank, after=(), view=False):
+    """Add the layer made by ``layer_factory(activation)`` for ``node``, fusing the activation that
+    follows it. ``after``: nodes already folded into it (a bias Add), whose last output is what
+    the activation reads; ``view``: that output is a channels-last view of the layer's output."""
+    last = after[-1].output[0] if after else output
+    fused, act = _fused_activation(ctx, last, rank, view)
+    layer = layer_factory(act)
+    ctx.add_layer(node, layer, inputs, output, weights)
+    in_view = False
+    for extra in (*after, *fused):
+        in_view = in_view or (view and extra.op_type == "Transpose")
+        if in_view:
+            ctx.set_view(extra.output[0], output)
+        else:
+            ctx.alias(extra.output[0], output)
+        ctx.consume_node(extra)
+
+
+def import_conv(ctx, node):
+    a = ctx.attributes(
+        node,
+        {"kernel_shape": None, "strides": [1, 1], "dilations": [1, 1], "pads": None, "auto_pad": "NOTSET", "group": 1},
+    )
+    c, h, w = _image_shape(ctx, node)
+    kernel = ctx.constant(node, 1, "weights W")
+    bias = ctx.constant(node, 2, "bias B", required=False)
+    if kernel.ndim != 4:
+        raise ctx.error(node, f"weights of shape {kernel.shape}: only 2-D convolution (4-D weights) is supported")
+    depthwise = a["group"] == c and c > 1 and kernel.shape[1] == 1 and kernel.shape[0] % c == 0
+    if a["group"] != 1 and not depthwise:
+        raise ctx.error(
+            node, f"grouped convolution (group={a['group']}) other than depthwise (group = channels) is not supported",
+            "group",
+        )
+    if kernel.shape[1] != c and not depthwise:
+        raise ctx.error(node, f"weights of shape {kernel.shape} do not fit an input of {c} channels")
+    if a["kernel_shape"] is not None and tuple(a["kernel_shape"]) != kernel.shape[2:]:
+        raise ctx.error(node, f"{a['kernel_shape']} differs from the weights' {kernel.shape[2:]}", "kernel_shape")
+    if bias is not None and bias.shape != (kernel.shape[0],):
+        raise ctx.error(node, f"bias of shape {bias.shape}; expected ({kernel.shape[0]},)")
+    k = kernel.shape[2:]
+    strides = _pair(ctx, node, a["strides"], "strides", 1)
+    dilations = _pair(ctx, node, a["dilations"], "dilations", 1)
+    pads = _explicit_pads(ctx, node, a, (h, w), k, strides, dilations)
+    top, left, bottom, right = pads
+    padding = "valid" if not any(pads) else ((top, bottom), (left, right))
+
+    after, view, bias = _folded_bias(ctx, node.output[0], kernel.shape[0], bias)
+
+    def make(act):
+        if depthwise:
+            cls = getattr(_layers, "DepthwiseConv2D", None)
+            if cls is None:
+                raise ctx.error(node, "this convforge has no DepthwiseConv2D layer to import it into", "group")
+            return cls(
+                kernel_size=k, strides=strides, padding=padding, depth_multiplier=kernel.shape[0] // c,
+                data_format=ctx.data_format, dilation_rate=dilations, activation=act, use_bias=bias is not None,
+                depthwise_initializer="zeros",
+            )
+        return Conv2D(
+            kernel.shape[0], k, strides, padding, ctx.data_format, dilations, act, bias is not None,
+            kernel_initializer="zeros",
+        )
+
+    weights = [kernel] if bias is None else [kernel, bias]
+    _add_with_activation(ctx, node, make, [node.input[0]], node.output[0], weights, 3, after, view)
+
+
+def _folded_bias(ctx, output, channels, bias):
+    """A per-channel constant Add after a Conv, folded into its bias: ``(nodes taken, channels-last
+    view?, bias)``. Keras's exporter writes Conv (no bias) -> Transpose to NHWC -> Add(bias)."""
+    reader, passed = ctx.next_node(output)
+    view = False
+    if reader is not None and reader.op_type == "Transpose" and _perm(reader) == [0, 2, 3, 1]:
+        first = [*passed, reader]
+        reader, passed = ctx.next_node(reader.output[0])
+        passed, view = first + passed, True
+    if reader is None or reader.op_type != "Add" or reader.attribute or len(reader.input) != 2:
+        return [], False, bias
+    names = [ctx.resolve(n) for n in reader.input]
+    constant = [i for i, n in enumerate(names) if ctx.is_constant(n)]
+    if len(constant) != 1:
+        return [], False, bias
+    value = ctx.constant(reader, constant[0], "bias")
+    shapes = {(channels,), (1, 1, channels), (1, 1, 1, channels)} if view else {(channels, 1, 1), (1, channels, 1, 1)}
+    if value.shape not in shapes and value.size != 1:
+        return [], False, bias
+    value = np.broadcast_to(value.reshape(-1), (channels,))
+    bias = value.astype(np.float64) if bias is None else bias + value
+    return [*passed, reader], view, bias
+
+
+def _perm(node):
+    return [list(a.ints) for a in node.attribute if a.name == "perm"][0] if len(node.attribute) == 1 else None
+
+
+def _image_shape(ctx, node):
+    shape = ctx.shape(node, 0)
+    if len(shape) != 3:
+        raise ctx.error(node, f"takes images (batch, channels, height, width); its input is {('batch', *shape)}")
+    return shape
+
+
+def _explicit_pads(ctx, node, a, in_hw, kernel, strides, dilations):
+    """ONNX ``[top, left, bottom, right]`` from ``pads`` or ``auto_pad``."""
+    mode = a["auto_pad"]
+    if mode not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        raise ctx.error(node, f"unknown value {mode!r}", "auto_pad")
+    if mode == "NOTSET":
+        pads = [0, 0, 0, 0] if a["pads"] is None else [int(p) for p in a["pads"]]
+        if len(pads) != 4 or min(pads) < 0 or max(pads) > _params.MAX_PARAM:
+            raise ctx.error(node, f"must be 4 ints >= 0 (2-D images); got {pads}", "pads")
+        return pads
+    if a["pads"] is not None and any(a["pads"]):
+        raise ctx.error(node, f"pads {list(a['pads'])} given with auto_pad={mode!r}", "pads")
+    if mode == "VALID":
+        return [0, 0, 0, 0]
+    (top, bottom), (left, right) = (
+        _params.same_padding(in_hw[i], kernel[i], strides[i], dilations[i]) for i in range(2)
+    )
+    if mode == "SAME_LOWER":  # the odd extra row/column at the top/left instead
+        top, bottom, left, right = bottom, top, right, left
+    return [top, left, bottom, right]
+
+
+def _pool_windows(size, kernel, stride, before, out, dilation=1):
+    """Start and end (clipped to the input) of each window along one axis, as arrays."""
+    starts = np.arange(out, dtype=np.int64) * stride - before
+    ends = np.minimum(starts + (kernel - 1) * dilation + 1, size)
+    return np.maximum(starts, 0), ends
+
+
+def _onnx_pool_out(size, kernel, stride, before, after, ceil_mode):
+    num = size + before + after - kernel
+    out = (-(-num // stride) if ceil_mode else num // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + before:
+        out -= 1  # the last window may not start in the end padding (onnxruntime and PyTorch)
+    return out
+
+
+def _pool_padding(ctx, node, in_hw, kernel, strides, pads, ceil_mode, counts_padding: bool):
+    """'valid' or 'same' if a Keras pooling layer has exactly this node's windows, else an error."""
+    onnx_windows = []
+    for axis in range(2):
+        before, after = pads[axis], pads[axis + 2]
+        out = _onnx_pool_out(in_hw[axis], kernel[axis], strides[axis], before, after, ceil_mode)
+        if out < 1:
+            raise ctx.error(node, f"the window does not fit the input {in_hw}", "kernel_shape")
+        onnx_windows.append((out, before))
+    for mode in ("valid", "same"):
+        matches, clipped = True, False
+        for axis in range(2):
+            size, k, s = in_hw[axis], kernel[axis], strides[axis]
+            if mode == "valid":
+                keras_out, keras_before = ((size - k) // s + 1 if size >= k else 0), 0
+            else:
+                keras_out = -(-size // s)
+                total = max((keras_out - 1) * s + k - size, 0)
+                keras_before, clipped = total // 2, clipped or total > 0
+            out, before = onnx_windows[axis]
+            if out != keras_out:
+                matches = False
+            elif before != keras_before:
+                # Different padding can still give the same windows once clipped to the input.
+                if out > 4096:
+                    matches = False
+                else:
+                    a = _pool_windows(size, k, s, before, out)
+                    b = _pool_windows(size, k, s, keras_before, out)
+                    matches = matches and all(np.array_equal(p, q) for p, q in zip(a, b))
+        if matches:
+            if counts_padding and clipped:  # a window reaching past the input would divide by k*k
+                raise ctx.error(
+                    node, "averages that count the padding (count_include_pad=1) are not supported", "count_include_pad"
+                )
+            return mode
+    raise ctx.error(
+        node,
+        f"pads {list(pads)} with ceil_mode={int(ceil_mode)} make windows that neither Keras's 'valid' nor 'same' "
+        "pooling has",
+        "pads",
+    )
+
+
+def import_pool(ctx, node):
+    is_max = node.op_type == "MaxPool"
+    allowed = {"kernel_shape": None, "strides": None, "pads": None, "auto_pad": "NOTSET", "ceil_mode": 0,
+               "dilations": None}
+    allowed.update({"storage_order": 0} if is_max else {"count_include_pad": 0})
+    a = ctx.attributes(node, allowed)
+    if len(node.output) > 1 and node.output[1]:
+        raise ctx.error(node, "the Indices output is not supported")
+    _, h, w = _image_shape(ctx, node)
+    if a["kernel_shape"] is None:
+        raise ctx.error(node, "is required", "kernel_shape")
+    kernel = _pair(ctx, node, a["kernel_shape"], "kernel_shape", 1)
+    strides = _pair(ctx, node, a["strides"] or [1, 1], "strides", 1)
+    if a["dilations"] is not None and _pair(ctx, node, a["dilations"], "dilations", 1) != (1, 1):
+        raise ctx.error(node, f"dilated pooling {list(a['dilations'])} is not supported", "dilations")
+    if a["ceil_mode"] not in (0, 1):
+        raise ctx.error(node, f"must be 0 or 1; got {a['ceil_mode']}", "ceil_mode")
+    if is_max and a["storage_order"] != 0:
+        raise ctx.error(node, "only 0 (row major) is supported", "storage_order")
+    pads = _explicit_pads(ctx, node, a, (h, w), kernel, strides, (1, 1))
+    counts_padding = not is_max and bool(a["count_include_pad"])
+    padding = _pool_padding(ctx, node, (h, w), kernel, strides, pads, bool(a["ceil_mode"]), counts_padding)
+    cls = MaxPooling2D if is_max else AveragePooling2D
+    ctx.add_layer(node, cls(kernel, strides, padding, ctx.data_format), [node.input[0]], node.output[0])
+
+
+def _dense(ctx, node, kernel, bias, output, after=()):
+    features = ctx.shape(node, 0)
+    if len(features) != 1:
+        raise ctx.error(node, f"takes (batch, features); its input is {('batch', *features)}")
+    if kernel.ndim != 2 or kernel.shape[0] != features[0]:
+        raise ctx.error(node, f"weights of shape {kernel.shape} do not fit {features[0]} input features")
+    order = ctx.flat_order.get(ctx.input_name(node))
+    if order is not None:
+        # The input was flattened in Keras's (h, w, c) order; convforge's Flatten gives (c, h, w):
+        # the same values at other positions, so the kernel's rows move with them.
+        if len(ctx._consumers.get(ctx.input_name(node), [])) != 1:
+            raise ctx.error(node, "a channels-last flatten read by several nodes is not supported")
+        permuted = np.empty_like(kernel)
+        permuted[order] = kernel
+        kernel = permuted
+
+    def make(act):
+        return Dense(kernel.shape[1], act, bias is not None, kernel_initializer="zeros")
+
+    weights = [kernel] if bias is None else [kernel, bias]
+    _add_with_activation(ctx, node, make, [node.input[0]], output, weights, 1, after)
+
+
+def _bias_vector(ctx, node, value, units):
+    try:
+        return np.broadcast_to(np.asarray(value, dtype=np.float64), (units,)).copy()
+    except ValueError:
+        raise ctx.error(node, f"bias of shape {np.shape(value)} does not broadcast to ({units},)") from None
+
+
+def import_gemm(ctx, node):
+    a = ctx.attributes(node, {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0})
+    if a["transA"]:
+        raise ctx.error(node, "a transposed input (transA=1) is not supported", "transA")
+    b = ctx.constant(node, 1, "weights B")
+    if b.ndim != 2:
+        raise ctx.error(node, f"weights B of shape {b.shape}; expected a matrix")
+    for factor in ("alpha", "beta"):
+        if not np.isfinite(a[factor]) or abs(a[factor]) > 1e30:
+            raise ctx.error(node, f"{a[factor]} is not a usable scale factor", factor)
+    kernel = (b.T if a["transB"] else b) * a["alpha"]
+    c = ctx.constant(node, 2, "bias C", required=False)
+    bias = None if c is None else _bias_vector(ctx, node, c, kernel.shape[1]) * a["beta"]
+    _dense(ctx, node, kernel, bias, node.output[0])
+
+
+def import_matmul(ctx, node):
+    ctx.attributes(node, {})
+    kernel = ctx.constant(node, 1, "weights B")
+    if kernel.ndim != 2:
+        raise ctx.error(node, f"weights of shape {kernel.shape}; expected a matrix")
+    output, bias, after = node.output[0], None, ()
+    # nn.Linear / keras Dense as some exporters write them: MatMul, then Add of a constant bias.
+    add, passed = ctx.next_node(output)
+    if add is not None and add.op_type == "Add" and not add.attribute and len(add.input) == 2:
+        names = [ctx.resolve(n) for n in add.input]
+        constant = [i for i, n in enumerate(names) if ctx.is_constant(n)]
+        if len(constant) == 1:
+            value = ctx.constant(add, constant[0], "bias")
+            if value.size in (kernel.shape[1], 1) and value.ndim <= 2:
+                bias = _bias_vector(ctx, add, value.reshape(-1), kernel.shape[1])
+                after = (*passed, add)
+    _dense(ctx, node, kernel, bias, output, after)
+
+
+def import_activation(ctx, node):
+    base = ctx.view_base(node.input[0])
+    if base is not None:
+        # On a channels-last view (Keras's exporter): elementwise, so it runs on the NCHW tensor;
+        # a softmax must be over the view's last axis, the channels.
+        if node.op_type == "Softmax":
+            axis = ctx.attributes(node, {"axis": -1 if ctx.opset >= 13 else 1})["axis"]
+            if ctx.opset < 13 or axis not in (-1, 3):
+                raise ctx.error(node, "a softmax over other axes than the channels is not supported", "axis")
+            layer = Softmax()
+        else:
+            ctx.attributes(node, {})
+            layer = _ACTIVATION_LAYERS[node.op_type]()
+        ctx.add_layer(node, layer, [base], node.output[0] + "#nchw")
+        ctx.set_view(node.output[0], node.output[0] + "#nchw")
+        return
+    shape = ctx.shape(node, 0)
+    if node.op_type == "Softmax":
+        if not _softmax_axis_ok(ctx, node, len(shape)):
+            raise ctx.error(node, "convforge's softmax runs over channels (images) or the last axis only", "axis")
+        layer = Softmax()
+    else:
+        ctx.attributes(node, {})
+        layer = _ACTIVATION_LAYERS[node.op_type]()
+    ctx.add_layer(node, layer, [node.input[0]], node.output[0])
+
+
+def import_transpose(ctx, node):
+    """Between layers only the NCHW <-> NHWC pair convforge can express: a view, and back."""
+    perm = list(ctx.attributes(node, {"perm": None})["perm"] or [])
+    name = ctx.input_name(node)
+    base = ctx.view_base(name)
+    if base is not None and perm == [0, 3, 1, 2]:
+        ctx.consume(node, base)
+        return
+    if base is None and perm == [0, 2, 3, 1] and len(ctx.shape(node, 0)) == 3:
+        ctx.set_view(node.output[0], name)
+        ctx.consume_node(node)
+        return
+    raise ctx.error(node, f"a transpose {perm} inside the graph has no convforge layer", "perm")
+
+
+def _flatten_view(ctx, node, base) -> None:
+    """Keras's channels-last flatten of a view: convforge's Flatten, and the (h, w, c) -> (c, h, w)
+    position map for the Dense that reads it."""
+    c, h, w = ctx._shapes[ctx.resolve(base)]
+    ctx.add_layer(node, Flatten(ctx.data_format), [base], node.output[0])
+    ctx.flat_order[node.output[0]] = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+
+
+def import_flatten(ctx, node):
+    axis = ctx.attributes(node, {"axis": 1})["axis"]
+    base = ctx.view_base(node.input[0])
+    if base is not None and axis in (1, -3):
+        _flatten_view(ctx, node, base)
+        return
+    shape = ctx.shape(node, 0)
+    if axis != 1 and axis != -len(shape):
+        raise ctx.error(node, f"only axis=1 (keep the batch, flatten the rest) is supported; got {axis}", "axis")
+    if len(shape) == 1:
+        ctx.consume(node, ctx.input_name(node))
+        return
+    ctx.add_layer(node, Flatten(ctx.data_format), [node.input[0]], node.output[0])
+
+
+def import_reshape(ctx, node):
+    """Only the reshapes that flatten each sample: PyTorch's ``x.view(-1, n)``."""
+    allowzero = ctx.attributes(node, {"allowzero": 0})["allowzero"]
+    base = ctx.view_base(node.input[0])
+    shape = ctx.ref_shape(node.input[0]) if base is not None else ctx.shape(node, 0)
+    target = [int(v) for v in ctx.constant(node, 1, "shape").reshape(-1)]
+    size = math.prod(shape)
+    # The batch: 0 (copy it), -1 (infer it) or the batch size read from Shape() (dynamic batch).
+    ok = len(target) == 2 and not allowzero and (
+        target[0] in (0, -1, SYMBOLIC_BATCH) and target[1] in (-1, size) or target[0] == -1 and target[1] == size
+    )
+    if not ok:
+        raise ctx.error(
+            node, f"reshape to {target} of a {('batch', *shape)} tensor: only (batch, -1) flattening is supported"
+        )
+    if base is not None:
+        _flatten_view(ctx, node, base)
+        return
+    if len(shape) == 1:
+        ctx.consume(node, ctx.input_name(node))
+        return
+    ctx.add_layer(node, Flatten(ctx.data_format), [node.input[0]], node.output[0])
+
+
+def import_identity(ctx, node):
+    if node.op_type == "Dropout":
+        ctx.attributes(node, {"seed": 0, "ratio": 0.5})  # ratio: opset < 12
+        training = ctx.constant(node, 2, "training_mode", required=False)
+        if training is not None and bool(np.asarray(training).reshape(-1)[:1].any()):
+            raise ctx.error(node, "training_mode is true: dropout at inference is not supported")
+        if len(node.output) > 1 and node.output[1] and ctx._consumers.get(node.output[1]):
+            raise ctx.error(node, "its mask output is used; convforge's inference dropout has none")
+    else:
+        ctx.attributes(node, {})
+    if ctx.ref_shape(node.input[0]) is None:
+        raise ctx.error(node, "the input is a constant; convforge layers take computed tensors")
+    ctx.consume(node, ctx.input_name(node))
+
+
+def import_constant(ctx, node):
+    a = ctx.attributes(node, {"value": None, "value_float": None, "value_floats": None, "value_int": None,
+                              "value_ints": None})
+    given = [(k, v) for k, v in a.items() if v is not None]
+    if len(given) != 1:
+        raise ctx.error(node, "exactly one of value, value_float(s), value_int(s) is needed")
+    key, value = given[0]
+    if key == "value":
+        array = value
+    else:
+        array = np.asarray(value, dtype=np.float32 if "float" in key else np.int64)
+    ctx.set_constant(node.output[0], array)
+    ctx.consume(node, node.output[0])
+
+
+# ---------------------------------------------------------------------------- shape arithmetic
+# Exporters compute a reshape's target from the input's shape (Shape -> Gather -> Unsqueeze ->
+# Concat) to keep the batch dynamic. These are folded here into constants, the batch size
+# standing as SYMBOLIC_BATCH; anything else done to it is refused.
+
+SYMBOLIC_BATCH = -(2**40)
+
+
+def import_shape(ctx, node):
+    a = ctx.attributes(node, {"start": 0, "end": None})
+    shape = ctx.ref_shape(node.input[0])
+    if shape is None:
+        raise ctx.error(node, "the shape of a constant is not supported")
+    dims = np.array([SYMBOLIC_BATCH, *shape], dtype=np.int64)
+    ctx.set_constant(node.output[0], dims[a["start"] : a["end"]])
+    ctx.consume_node(node)
+
+
+def import_computed_shape_op(ctx, node):
+    """Gather/Unsqueeze on computed tensors: constant inputs were folded before this is reached."""
+    raise ctx.error(node, "is only supported on constants (shape arithmetic), not on computed tensors")
+
+
+def import_cast(ctx, node):
+    """A Cast of a computed tensor (constant ones are folded before this is reached)."""
+    to = ctx.attributes(node, {"to": 1})["to"]
+    if to not in (1, 11):
+        raise ctx.error(node, f"a cast of computed values to element type {to} is not supported", "to")
+    ctx.consume(node, ctx.input_name(node))  # convforge computes in the model's float dtype
+
+
+for _op, _fn in (
+    ("Conv", import_conv),
+    ("MaxPool", import_pool),
+    ("AveragePool", import_pool),
+    ("Gemm", import_gemm),
+    ("MatMul", import_matmul),
+    ("Relu", import_activation),
+    ("Tanh", import_activation),
+    ("Sigmoid", import_activation),
+    ("Softmax", import_activation),
+    ("Flatten", import_flatten),
+    ("Reshape", import_reshape),
+    ("Identity", import_identity),
+    ("Dropout", import_identity),
+    ("Constant", import_constant),
+    ("Transpose", import_transpose),
+    ("Shape", import_shape),
+    ("Gather", import_computed_shape_op),
+    ("Unsqueeze", import_computed_shape_op),
+    ("Cast", import_cast),
+):
+    register_importer(_op, _fn)

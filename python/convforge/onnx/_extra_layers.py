@@ -1,0 +1,313 @@
+"""Exporters and importers of BatchNormalization, global pooling, ZeroPadding2D, Cropping2D,
+DepthwiseConv2D, SeparableConv2D and the merge layers (Add, Subtract, Multiply, Average,
+Concatenate) of graph models.
+
+Registered by class *name*, and the importers look the classes up in :mod:`convforge.layers`
+when they run: this module works whether or not this convforge has those layers (an importer
+whose layer is missing says so instead of failing at import).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _params
+from .. import layers as _layers
+from ._builtin_export import activation, onnx_pads
+from ._registry import register_exporter, register_importer
+
+INT64_MAX = 2**63 - 1
+
+
+def _layer_class(ctx, node, name: str):
+    cls = getattr(_layers, name, None)
+    if cls is None:
+        raise ctx.error(node, f"this convforge has no {name} layer to import it into")
+    return cls
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def export_batch_normalization(ctx, layer, inputs):
+    (x,) = inputs
+    p = layer.params
+    channels = p["moving_mean"].shape[0]
+    gamma = p["gamma"] if "gamma" in p else np.ones(channels)
+    beta = p["beta"] if "beta" in p else np.zeros(channels)
+    operands = [x] + [ctx.initializer(n, v) for n, v in
+                      (("gamma", gamma), ("beta", beta), ("moving_mean", p["moving_mean"]),
+                       ("moving_variance", p["moving_variance"]))]
+    # Inference form: the moving statistics. ONNX's momentum has Keras's meaning (the weight of
+    # the old statistic); it only matters to a runtime that trains.
+    return ctx.node("BatchNormalization", operands, "BatchNormalization", epsilon=layer.epsilon,
+                    momentum=layer.momentum)
+
+
+def export_global_pooling(ctx, layer, inputs):
+    op = "GlobalMaxPool" if type(layer).__name__.startswith("GlobalMax") else "GlobalAveragePool"
+    y = ctx.node(op, inputs, op)
+    if layer.keepdims:
+        return y
+    return ctx.node("Flatten", [y], "Flatten", axis=1)  # (batch, channels, 1, 1) -> (batch, channels)
+
+
+def export_zero_padding(ctx, layer, inputs):
+    top, bottom, left, right = layer._margins
+    pads = ctx.ints("pads", [0, 0, top, left, 0, 0, bottom, right])
+    return ctx.node("Pad", [inputs[0], pads], "Pad", mode="constant")
+
+
+def export_cropping(ctx, layer, inputs):
+    (x,) = inputs
+    _, h, w = ctx.shape(x)
+    top, bottom, left, right = layer._margins
+    operands = [x, ctx.ints("starts", [top, left]), ctx.ints("ends", [h - bottom, w - right]), ctx.ints("axes", [2, 3])]
+    return ctx.node("Slice", operands, "Slice")
+
+
+def _depthwise_node(ctx, layer, x, bias_name):
+    """Keras's depthwise convolution is ONNX's grouped Conv with one group per input channel; the
+    kernel ``(channels * multiplier, 1, kh, kw)`` is its ``W`` as stored."""
+    channels, h, w = ctx.shape(x)
+    pads = _params.conv_padding(layer.padding, (h, w), layer.kernel_size, layer.strides, layer.dilation_rate)
+    operands = [x, ctx.initializer("depthwise_kernel", layer.params[layer._kernel_name])]
+    if bias_name is not None:
+        operands.append(bias_name)
+    return ctx.node(
+        "Conv", operands, "DepthwiseConv", kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
+        dilations=list(layer.dilation_rate), pads=onnx_pads(*pads), group=channels,
+    )
+
+
+def export_depthwise(ctx, layer, inputs):
+    bias = ctx.initializer("bias", layer.params["bias"]) if layer.use_bias else None
+    y = _depthwise_node(ctx, layer, inputs[0], bias)
+    ctx.set_shape(y, layer.output_shape)
+    return activation(ctx, layer.activation, y)
+
+
+def export_separable(ctx, layer, inputs):
+    t = _depthwise_node(ctx, layer, inputs[0], None)
+    operands = [t, ctx.initializer("pointwise_kernel", layer.params["pointwise_kernel"])]
+    if layer.use_bias:
+        operands.append(ctx.initializer("bias", layer.params["bias"]))
+    y = ctx.node("Conv", operands, "PointwiseConv", kernel_shape=[1, 1])
+    ctx.set_shape(y, layer.output_shape)
+    return activation(ctx, layer.activation, y)
+
+
+def _chain(ctx, op, inputs):
+    """A binary ONNX op over any number of inputs, left to right (as the layer adds them)."""
+    out = inputs[0]
+    for other in inputs[1:]:
+        out = ctx.node(op, [out, other], op)
+    return out
+
+
+def export_merge(ctx, layer, inputs):
+    kind = type(layer).__name__
+    if kind == "Add":
+        return _chain(ctx, "Add", inputs)
+    if kind == "Subtract":
+        return ctx.node("Sub", inputs, "Sub")
+    if kind == "Multiply":
+        return _chain(ctx, "Mul", inputs)
+    if kind == "Average":
+        return ctx.node("Mean", inputs, "Mean")
+    # Concatenate: the layer knows its axis of the NCHW arrays inside.
+    return ctx.node("Concat", inputs, "Concat", axis=layer._internal_axis)
+
+
+for _name, _fn in (
+    ("Add", export_merge),
+    ("Subtract", export_merge),
+    ("Multiply", export_merge),
+    ("Average", export_merge),
+    ("Concatenate", export_merge),
+    ("BatchNormalization", export_batch_normalization),
+    ("GlobalAveragePooling2D", export_global_pooling),
+    ("GlobalMaxPooling2D", export_global_pooling),
+    ("ZeroPadding2D", export_zero_padding),
+    ("Cropping2D", export_cropping),
+    ("DepthwiseConv2D", export_depthwise),
+    ("SeparableConv2D", export_separable),
+):
+    register_exporter(_name, _fn)
+
+
+# ---------------------------------------------------------------------------- import
+
+
+def import_batch_normalization(ctx, node):
+    a = ctx.attributes(node, {"epsilon": 1e-5, "momentum": 0.9, "training_mode": 0})
+    if a["training_mode"]:
+        raise ctx.error(node, "training mode (batch statistics) is not supported at inference", "training_mode")
+    if len(node.output) > 1 and any(node.output[1:]):
+        raise ctx.error(node, "the running-statistics outputs (training mode) are not supported")
+    if not 0 < a["epsilon"] < 1 or not 0 <= a["momentum"] <= 1:
+        raise ctx.error(node, f"epsilon {a['epsilon']} / momentum {a['momentum']} out of range", "epsilon")
+    shape = ctx.shape(node, 0)
+    values = [ctx.constant(node, i, what) for i, what in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var"))]
+    channels = shape[0]
+    if any(v.shape != (channels,) for v in values):
+        raise ctx.error(node, f"parameters of shapes {[v.shape for v in values]}; expected ({channels},) each")
+    if (values[3] < 0).any():
+        raise ctx.error(node, "a negative variance")
+    cls = _layer_class(ctx, node, "BatchNormalization")
+    axis = 1 if len(shape) == 3 and ctx.data_format == "channels_first" else -1
+    layer = cls(axis=axis, momentum=a["momentum"], epsilon=a["epsilon"])
+    ctx.add_layer(node, layer, [node.input[0]], node.output[0], values)
+
+
+def import_global_pool(ctx, node):
+    ctx.attributes(node, {})
+    shape = ctx.shape(node, 0)
+    if len(shape) != 3:
+        raise ctx.error(node, f"takes images (batch, channels, height, width); its input is {('batch', *shape)}")
+    name = "GlobalMaxPooling2D" if node.op_type == "GlobalMaxPool" else "GlobalAveragePooling2D"
+    cls = _layer_class(ctx, node, name)
+    # (batch, C, 1, 1) followed by a flatten (Flatten, Reshape to (batch, -1), Squeeze of the
+    # two unit axes) is Keras's default keepdims=False.
+    reader, passed = ctx.next_node(node.output[0])
+    flattening = reader is not None and _flattens_pooled(ctx, reader, shape[0])
+    layer = cls(data_format=ctx.data_format, keepdims=not flattening)
+    ctx.add_layer(node, layer, [node.input[0]], node.output[0])
+    if flattening:
+        ctx.consume_all([*passed, reader], node.output[0])
+
+
+def _flattens_pooled(ctx, node, channels) -> bool:
+    try:
+        if node.op_type == "Flatten":
+            return ctx.attributes(node, {"axis": 1})["axis"] == 1
+        if node.op_type == "Reshape" and ctx.is_constant(node.input[1]):
+            target = [int(v) for v in ctx.constant(node, 1, "shape").reshape(-1)]
+            return len(target) == 2 and target[1] in (-1, channels) and target[0] in (0, -1) and not node.attribute
+        if node.op_type == "Squeeze":
+            if ctx.opset >= 13:
+                if len(node.input) < 2 or not ctx.is_constant(node.input[1]) or node.attribute:
+                    return False
+                axes = ctx.constant(node, 1, "axes").reshape(-1)
+            else:
+                axes = np.asarray(ctx.attributes(node, {"axes": []})["axes"])
+            return sorted(int(a) % 4 for a in axes) == [2, 3]
+    except Exception:  # noqa: BLE001 - a node we cannot read is simply not fused; its importer reports it
+        return False
+    return False
+
+
+def import_pad(ctx, node):
+    a = ctx.attributes(node, {"mode": "constant", "pads": None, "value": 0.0})  # pads/value: opset < 11
+    if a["mode"] != "constant":
+        raise ctx.error(node, f"only constant (zero) padding is supported; got {a['mode']!r}", "mode")
+    shape = ctx.shape(node, 0)
+    if len(shape) != 3:
+        raise ctx.error(node, f"takes images (batch, channels, height, width); its input is {('batch', *shape)}")
+    if ctx.opset >= 11:
+        pads = ctx.constant(node, 1, "pads").reshape(-1)
+        value = ctx.constant(node, 2, "constant_value", required=False)
+        axes = ctx.constant(node, 3, "axes", required=False)
+    else:
+        pads, value, axes = np.asarray(a["pads"] or []), a["value"], None
+    if value is not None and np.any(np.asarray(value) != 0):
+        raise ctx.error(node, f"padding with {value} is not supported; ZeroPadding2D pads with zeros")
+    axes = [0, 1, 2, 3] if axes is None else [int(v) % 4 for v in np.asarray(axes).reshape(-1)]
+    if len(pads) != 2 * len(axes) or len(set(axes)) != len(axes):
+        raise ctx.error(node, f"pads {list(pads)} do not fit axes {axes}")
+    before = dict(zip(axes, (int(v) for v in pads[: len(axes)])))
+    after = dict(zip(axes, (int(v) for v in pads[len(axes):])))
+    if any(before.get(i, 0) or after.get(i, 0) for i in (0, 1)):
+        raise ctx.error(node, "padding the batch or channel axis is not supported")
+    margins = (before.get(2, 0), after.get(2, 0), before.get(3, 0), after.get(3, 0))
+    if max(margins) > _params.MAX_PARAM:
+        raise ctx.error(node, f"padding {margins} is too large")
+    if min(margins) < 0:  # ONNX allows negative pads: a crop
+        if max(margins) > 0:
+            raise ctx.error(node, f"pads {margins} mix padding and cropping")
+        t, b, l, r = (-m for m in margins)
+        layer = _layer_class(ctx, node, "Cropping2D")(((t, b), (l, r)), ctx.data_format)
+    else:
+        t, b, l, r = margins
+        layer = _layer_class(ctx, node, "ZeroPadding2D")(((t, b), (l, r)), ctx.data_format)
+    ctx.add_layer(node, layer, [node.input[0]], node.output[0])
+
+
+def import_slice(ctx, node):
+    ctx.attributes(node, {})
+    shape = ctx.shape(node, 0)
+    if len(shape) != 3:
+        raise ctx.error(node, f"only crops of images are supported; its input is {('batch', *shape)}")
+    starts = [int(v) for v in ctx.constant(node, 1, "starts").reshape(-1)]
+    ends = [int(v) for v in ctx.constant(node, 2, "ends").reshape(-1)]
+    axes = ctx.constant(node, 3, "axes", required=False)
+    steps = ctx.constant(node, 4, "steps", required=False)
+    axes = list(range(len(starts))) if axes is None else [int(v) % 4 for v in axes.reshape(-1)]
+    if steps is not None and np.any(steps != 1):
+        raise ctx.error(node, f"steps {list(steps.reshape(-1))}: only contiguous crops are supported")
+    if not len(starts) == len(ends) == len(axes) or len(set(axes)) != len(axes):
+        raise ctx.error(node, f"starts {starts}, ends {ends} and axes {axes} do not match")
+    full = (None, *shape)
+    margins = {2: (0, 0), 3: (0, 0)}
+    for axis, start, end in zip(axes, starts, ends):
+        if axis in (0, 1):
+            if start in (0,) and end >= (INT64_MAX if axis == 0 else shape[0]):
+                continue  # the whole batch / every channel
+            raise ctx.error(node, "slicing the batch or channel axis is not supported")
+        size = full[axis]
+        lo = min(max(start + size if start < 0 else start, 0), size)
+        hi = min(max(end + size if end < 0 else end, 0), size)
+        if hi <= lo:
+            raise ctx.error(node, f"the slice {start}:{end} of an axis of {size} is empty")
+        margins[axis] = (lo, size - hi)
+    layer = _layer_class(ctx, node, "Cropping2D")((margins[2], margins[3]), ctx.data_format)
+    ctx.add_layer(node, layer, [node.input[0]], node.output[0])
+
+
+_MERGES = {"Add": "Add", "Sum": "Add", "Sub": "Subtract", "Mul": "Multiply", "Mean": "Average"}
+
+
+def import_merge(ctx, node):
+    """Elementwise ops of two or more computed tensors of one shape: the merge layers."""
+    ctx.attributes(node, {})
+    names = [n for n in node.input if n]
+    shapes = [ctx.shape(node, i) for i in range(len(node.input)) if node.input[i]]
+    if node.op_type == "Sub" and len(names) != 2 or len(names) < 2 and node.op_type not in ("Sum", "Mean"):
+        raise ctx.error(node, f"{len(names)} inputs")
+    if any(shape != shapes[0] for shape in shapes):
+        raise ctx.error(node, f"inputs of shapes {shapes}: convforge's merge layers do not broadcast")
+    if len(names) == 1:
+        ctx.consume(node, ctx.input_name(node))
+        return
+    layer = _layer_class(ctx, node, _MERGES[node.op_type])()
+    ctx.add_layer(node, layer, names, node.output[0], many=True)
+
+
+def import_concat(ctx, node):
+    axis = ctx.attributes(node, {"axis": None})["axis"]
+    names = [n for n in node.input if n]
+    shapes = [ctx.shape(node, i) for i in range(len(node.input)) if node.input[i]]
+    rank = len(shapes[0]) + 1
+    if axis is None or not -rank <= axis < rank or axis % rank == 0:
+        raise ctx.error(node, f"axis {axis} on inputs of rank {rank}: only non-batch axes can be joined", "axis")
+    internal = axis % rank
+    # Concatenate counts its axis on the channels-last tensor: NCHW's 1, 2, 3 are NHWC's 3, 1, 2.
+    keras_axis = {1: 3, 2: 1, 3: 2}[internal] if rank == 4 else internal
+    layer = _layer_class(ctx, node, "Concatenate")(axis=keras_axis)
+    ctx.add_layer(node, layer, names, node.output[0], many=True)
+
+
+for _op, _fn in (
+    ("Add", import_merge),
+    ("Sum", import_merge),
+    ("Sub", import_merge),
+    ("Mul", import_merge),
+    ("Mean", import_merge),
+    ("Concat", import_concat),
+    ("BatchNormalization", import_batch_normalization),
+    ("GlobalAveragePool", import_global_pool),
+    ("GlobalMaxPool", import_global_pool),
+    ("Pad", import_pad),
+    ("Slice", import_slice),
+):
+    register_importer(_op, _fn)

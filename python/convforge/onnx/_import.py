@@ -1,0 +1,470 @@
+"""ONNX file -> convforge model: the graph walk and the context importers write into."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from ..saving import ModelFileError
+from . import _fold, _reader
+from ._export import check_layout, require_onnx
+from ._registry import importer_for, supported_ops
+
+# Most values one sample may have in the input or any layer's output: 256 Mi floats (1 GiB),
+# so that a forged input shape cannot make a layer's build step allocate without bound.
+MAX_SAMPLE_ELEMENTS = 2**28
+_MAX_INPUT_ELEMENTS = 2**24
+
+
+# AttributeProto.AttributeType of the attributes whose default is None (absent).
+_FLOAT, _INT, _STRING, _TENSOR, _FLOATS, _INTS = 1, 2, 3, 4, 6, 7
+_ATTRIBUTE_TYPES = {
+    "kernel_shape": _INTS, "pads": _INTS, "strides": _INTS, "dilations": _INTS, "perm": _INTS,
+    "value": _TENSOR, "value_float": _FLOAT, "value_floats": _FLOATS, "value_int": _INT, "value_ints": _INTS,
+    "axis": _INT, "end": _INT, "start": _INT, "to": _INT,
+}
+
+
+def _type_of_default(default) -> int:
+    if isinstance(default, bool) or isinstance(default, int):
+        return _INT
+    if isinstance(default, float):
+        return _FLOAT
+    if isinstance(default, str):
+        return _STRING
+    if isinstance(default, (list, tuple)):
+        return _INTS
+    raise TypeError(f"no ONNX attribute type is known for the default {default!r}")
+
+
+class ImportContext:
+    """The state of an import, and what an importer (one ONNX op -> layers) may call.
+
+    Tensors are named as in the file. A tensor is either a constant (an initializer or the
+    output of a ``Constant`` node, as a NumPy array) or a runtime tensor made by a layer, known
+    by its convforge per-sample shape (``(channels, height, width)`` for images).
+    """
+
+    def __init__(self, path, proto, nodes, opset: int, data_format: str, graph_output: str):
+        self.path, self.proto, self.opset = path, proto, opset
+        self.data_format = data_format
+        self.graph_output = graph_output
+        self._nodes = nodes
+        self._tensors = {t.name: t for t in proto.graph.initializer}
+        self._constants: dict[str, np.ndarray] = {}
+        self._shapes: dict[str, tuple] = {}
+        self._aliases: dict[str, str] = {}
+        # Channels-last views: tensor name -> the NCHW runtime tensor it is a Transpose(0, 2, 3, 1)
+        # of (Keras's exporter wraps every conv and pool in such transposes).
+        self._views: dict[str, str] = {}
+        # Flattened channels-last tensors: name -> for each (h, w, c)-order position, the
+        # (c, h, w)-order position convforge's Flatten puts that value at.
+        self.flat_order: dict[str, np.ndarray] = {}
+        self._consumed: set[int] = set()
+        self._consumers: dict[str, list] = {}
+        for node in nodes:
+            for name in node.input:
+                if name:
+                    self._consumers.setdefault(name, []).append(node)
+        self.steps: list[tuple] = []  # (layer, input tensor names, output tensor name)
+        self._layer_names: set[str] = set()
+        self._from_convforge = proto.producer_name == "convforge"
+
+    # ------------------------------------------------------------------ errors
+
+    def error(self, node, message: str, attribute: str | None = None) -> ModelFileError:
+        where = f"node {node.name!r} ({node.op_type})"
+        if attribute is not None:
+            where += f", attribute {attribute!r}"
+        return ModelFileError(self.path, f"{where}: {message}")
+
+    # ------------------------------------------------------------------ attributes and inputs
+
+    def attributes(self, node, allowed: dict) -> dict:
+        """The node's attributes as Python values, with ``allowed``'s defaults for those absent.
+
+        An attribute not in ``allowed`` is an error naming it: convforge would silently
+        compute something else if it ignored one.
+        """
+        onnx = require_onnx()
+        values = dict(allowed)
+        for attribute in node.attribute:
+            if attribute.name not in allowed:
+                raise self.error(node, "this attribute is not supported by convforge's importer", attribute.name)
+            expected = _ATTRIBUTE_TYPES.get(attribute.name) or _type_of_default(allowed[attribute.name])
+            if attribute.type != expected:
+                names = onnx.AttributeProto.AttributeType
+                raise self.error(
+                    node, f"has type {names.Name(attribute.type)}, expected {names.Name(expected)}", attribute.name
+                )
+            value = onnx.helper.get_attribute_value(attribute)
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            elif isinstance(value, onnx.TensorProto):
+                value = self.tensor_value(value, f"attribute {attribute.name!r} of node {node.name!r}")
+            values[attribute.name] = value
+        return values
+
+    def tensor_value(self, tensor, what: str) -> np.ndarray:
+        return _reader.tensor_array(self.path, tensor, what)
+
+    def resolve(self, name: str) -> str:
+        while name in self._aliases:
+            name = self._aliases[name]
+        return name
+
+    def constant(self, node, index: int, what: str, required: bool = True):
+        """Input ``index`` of ``node`` as a NumPy array; it must be an initializer or a Constant."""
+        if index >= len(node.input) or not node.input[index]:
+            if required:
+                raise self.error(node, f"input {index} ({what}) is missing")
+            return None
+        name = self.resolve(node.input[index])
+        if name not in self._constants:
+            if name in self._tensors:
+                self._constants[name] = self.tensor_value(self._tensors[name], f"initializer {name!r}")
+            else:
+                raise self.error(
+                    node, f"input {index} ({what}, {name!r}) is computed in the graph; convforge needs a constant here"
+                )
+        return self._constants[name]
+
+    def set_constant(self, name: str, value: np.ndarray) -> None:
+        self._constants[name] = value
+
+    def is_constant(self, name: str) -> bool:
+        name = self.resolve(name)
+        return name in self._constants or name in self._tensors
+
+    def shape(self, node, index: int = 0) -> tuple:
+        """Per-sample convforge shape of the runtime tensor at input ``index`` of ``node``."""
+        if index >= len(node.input) or not node.input[index]:
+            raise self.error(node, f"input {index} is missing")
+        name = self.resolve(node.input[index])
+        if name in self._views:
+            raise self.error(
+                node,
+                f"input {index} ({name!r}) is a channels-last (transposed) image; convforge can only flatten such a "
+                "tensor, apply an activation or a per-channel bias to it, or transpose it back",
+            )
+        if name not in self._shapes:
+            raise self.error(node, f"input {index} ({name!r}) is a constant; convforge layers take computed tensors")
+        return self._shapes[name]
+
+    def view_base(self, name: str):
+        """The NCHW tensor that ``name`` is a channels-last view of, else None."""
+        return self._views.get(self.resolve(name))
+
+    def set_view(self, name: str, base: str) -> None:
+        self._views[name] = base
+
+    def ref_shape(self, name: str):
+        """The per-sample ONNX shape of a runtime tensor or view (NHWC for a view), else None."""
+        name = self.resolve(name)
+        if name in self._views:
+            c, h, w = self._shapes[self._views[name]]
+            return (h, w, c)
+        return self._shapes.get(name)
+
+    def input_name(self, node, index: int = 0) -> str:
+        return self.resolve(node.input[index])
+
+    # ------------------------------------------------------------------ graph structure
+
+    def sole_consumer(self, tensor: str):
+        """The one node reading ``tensor`` (not yet translated), if exactly one does and it is not
+        the graph's output: the candidate for fusing into the layer that makes ``tensor``."""
+        if tensor == self.graph_output:
+            return None
+        readers = self._consumers.get(tensor, [])
+        if len(readers) != 1 or id(readers[0]) in self._consumed:
+            return None
+        return readers[0]
+
+    def next_node(self, tensor: str):
+        """``(node, passed)``: the sole reader of ``tensor`` past Identity nodes and Casts to float
+        (exporters such as Keras's put them everywhere), and the nodes passed on the way."""
+        passed = []
+        while True:
+            reader = self.sole_consumer(tensor)
+            if reader is None or not _is_no_op(reader):
+                return reader, passed
+            passed.append(reader)
+            tensor = reader.output[0]
+
+    def consume_all(self, nodes, output_of: str) -> None:
+        for node in nodes:
+            self.consume(node, output_of)
+
+    def consume(self, node, output_of: str) -> None:
+        """Mark ``node`` as translated with the layer whose output is ``output_of``."""
+        self._consumed.add(id(node))
+        for out in node.output:
+            if out:
+                self.alias(out, output_of)
+
+    def consume_node(self, node) -> None:
+        """Mark ``node`` as translated; its outputs were aliased or made views by the caller."""
+        self._consumed.add(id(node))
+
+    def consumed(self, node) -> bool:
+        return id(node) in self._consumed
+
+    def alias(self, name: str, existing: str) -> None:
+        """``name`` is the same tensor as ``existing`` (Identity, inference-time Dropout)."""
+        if name != existing:
+            self._aliases[name] = existing
+
+    def layer_name(self, node):
+        """A convforge layer name for the layer of ``node``: the exporter's layer names come back
+        for a file convforge wrote; other producers' names (``/conv1/Conv``) are not kept."""
+        if not self._from_convforge:
+            return None
+        name = node.name.split("/")[0]
+        if not name or name in self._layer_names:
+            return None
+        return name
+
+    def add_layer(self, node, layer, inputs: list[str], output: str, weights=None, many=False) -> None:
+        """Append ``layer`` reading the tensors ``inputs`` and making ``output``: build it for their
+        shapes, give it ``weights`` (in ``get_weights`` order) and record the output's shape."""
+        inputs = [self.resolve(n) for n in inputs]
+        shapes = []
+        for name in inputs:
+            if name not in self._shapes:
+                raise self.error(node, f"input {name!r} is a constant; convforge layers take computed tensors")
+            shapes.append(self._shapes[name])
+        if layer.name is None:
+            layer.name = self.layer_name(node)
+        if weights is not None:
+            with np.errstate(over="ignore"):
+                weights = [np.asarray(w, dtype=np.float32) for w in weights]
+            if not all(np.isfinite(w).all() for w in weights):
+                raise self.error(node, "its weights overflow float32 (scaled by alpha/beta, or stored as float64)")
+        try:
+            out_shape = layer._build(shapes if many else shapes[0], np.float32)
+            if weights is not None:
+                layer.set_weights(weights)
+        except (ValueError, TypeError) as err:
+            raise self.error(node, f"cannot be expressed as a convforge {type(layer).__name__}: {err}") from None
+        if math.prod(out_shape) > MAX_SAMPLE_ELEMENTS:
+            raise self.error(node, f"its output would hold {math.prod(out_shape)} values per sample, too many")
+        if layer.name is not None:
+            self._layer_names.add(layer.name)
+        self._shapes[output] = tuple(out_shape)
+        self.steps.append((layer, inputs, output, many))
+
+    def set_input(self, name: str, shape) -> None:
+        self._shapes[name] = tuple(shape)
+
+
+def _is_no_op(node) -> bool:
+    """Identity, or a Cast to float32/float64 (convforge computes in the model's float dtype)."""
+    if node.op_type == "Identity" and len(node.input) == 1:
+        return True
+    if node.op_type == "Cast" and len(node.input) == 1 and len(node.attribute) == 1:
+        (attribute,) = node.attribute
+        return attribute.name == "to" and attribute.type == 2 and attribute.i in (1, 11)  # FLOAT, DOUBLE
+    return False
+
+
+def _entry(path, graph, nodes, input_layout):
+    """The graph's input: ``(name, spec, data_format, internal shape, entry tensor, nodes it passed)``:
+    the entry is past float Casts and convforge's own NHWC -> NCHW Transpose (or Unsqueeze)."""
+    initializers = {t.name for t in graph.initializer}
+    inputs = [v for v in graph.input if v.name not in initializers]
+    if len(inputs) != 1 or len(graph.output) != 1:
+        raise ModelFileError(
+            path,
+            f"convforge imports models with one input and one output; this one has {len(inputs)} inputs "
+            f"({[v.name for v in inputs]}) and {len(graph.output)} outputs",
+        )
+    value = inputs[0]
+    elem_type, dims = _reader.value_dims(value)
+    if elem_type not in (1, 11):  # FLOAT, DOUBLE
+        raise ModelFileError(path, f"the input {value.name!r} is not a float tensor (element type {elem_type})")
+    if dims is None or len(dims) not in (2, 3, 4) or any(d is None or d < 1 for d in dims[1:]):
+        raise ModelFileError(
+            path,
+            f"the input {value.name!r} has shape {dims}: convforge needs (batch, features) or images "
+            "(batch, channels, height, width) with every size but the batch fixed",
+        )
+    sample = tuple(dims[1:])
+    if math.prod(sample) > _MAX_INPUT_ELEMENTS:
+        raise ModelFileError(path, f"the input {value.name!r} declares {math.prod(sample)} values per sample, too many")
+    name = value.name
+    passed, entry_name = [], name
+    while True:
+        readers = [n for n in nodes if entry_name in n.input]
+        first = readers[0] if len(readers) == 1 else None
+        if first is None or not _is_no_op(first):
+            break
+        passed.append(first)
+        entry_name = first.output[0]
+    if len(sample) == 1:
+        return name, sample, None, sample, entry_name, passed
+    perm = None
+    if first is not None and first.op_type == "Transpose":
+        perm = [list(a.ints) for a in first.attribute if a.name == "perm"]
+    if len(sample) == 3 and perm == [[0, 3, 1, 2]]:  # convforge's own entry: NHWC in the file
+        h, w, c = sample
+        fmt = input_layout or "channels_last"
+        spec = (h, w, c) if fmt == "channels_last" else (c, h, w)
+        return name, spec, fmt, (c, h, w), first.output[0], [*passed, first]
+    if len(sample) == 3:
+        c, h, w = sample
+        fmt = input_layout or "channels_first"
+        spec = (h, w, c) if fmt == "channels_last" else (c, h, w)
+        return name, spec, fmt, (c, h, w), entry_name, passed
+    if first is not None and first.op_type == "Unsqueeze" and len(first.input) == 2:
+        return name, sample, "channels_last", (1, *sample), first.output[0], [*passed, first]
+    raise ModelFileError(
+        path, f"the input {value.name!r} has shape {dims}: convforge takes (batch, features) or 4-D images"
+    )
+
+
+def import_model(path, input_layout=None):
+    """See :func:`convforge.onnx.load_onnx`."""
+    from ..layers import Input
+    from ..models import Sequential
+
+    input_layout = check_layout(input_layout, "input_layout")
+    path = os.fspath(path)
+    proto = _reader.parse(path)
+    _reader.check_names(path, proto)
+    graph = proto.graph
+    opset = _reader.default_opset(path, proto)
+    initializers = {}
+    for t in graph.initializer:
+        if t.name in initializers:
+            raise ModelFileError(path, f"two initializers are named {t.name!r}")
+        initializers[t.name] = t
+    known = set(initializers) | {v.name for v in graph.input}
+    nodes = _reader.topological_nodes(path, graph, known)
+    for node in nodes:
+        if not node.output or not node.output[0]:
+            raise ModelFileError(path, f"node {node.name!r} ({node.op_type}) has no output")
+        if node.domain not in ("", "ai.onnx"):
+            raise ModelFileError(
+                path, f"node {node.name!r} ({node.op_type}): operators of domain {node.domain!r} are not supported"
+            )
+    ctx, spec, entry, fmt = _walk(path, proto, nodes, opset, input_layout)
+    chain = _is_chain(ctx, entry)
+    if not chain and fmt == "channels_first" and input_layout is None:
+        # Graph models take channels-last images at the API: translate again for that layout.
+        ctx, spec, entry, fmt = _walk(path, proto, nodes, opset, "channels_last")
+    if not chain and fmt == "channels_first":
+        raise ModelFileError(path, "the graph is not a chain: its convforge model takes channels-last input only")
+    try:
+        if chain:
+            model_layers = [layer for layer, _, _, _ in ctx.steps]
+            return Sequential([Input(shape=spec), *model_layers], name=_model_name(proto, "sequential"))
+        return _functional(ctx, spec, entry, proto)
+    except (ValueError, TypeError) as err:
+        if isinstance(err, ModelFileError):
+            raise
+        raise ModelFileError(path, f"the layers do not make a convforge model: {err}") from None
+
+
+def _walk(path, proto, nodes, opset, input_layout):
+    """Translate every node: ``(context, input spec, entry tensor, data_format)``."""
+    graph = proto.graph
+    name, spec, fmt, internal, entry, skipped = _entry(path, graph, nodes, input_layout)
+    output = graph.output[0].name
+    ctx = ImportContext(path, proto, nodes, opset, fmt or "channels_last", output)
+    ctx.set_input(entry, internal)
+    ctx.consume_all(skipped, entry)
+    for node in nodes:
+        if ctx.consumed(node):
+            continue
+        if _is_exit_transpose(ctx, node):
+            ctx.consume(node, ctx.input_name(node))
+            continue
+        if _fold.FOLDERS.get(node.op_type) and node.input and all(not n or ctx.is_constant(n) for n in node.input):
+            _fold_node(ctx, node)
+            continue
+        importer = importer_for(node.op_type)
+        if importer is None:
+            raise ModelFileError(
+                path,
+                f"node {node.name!r} ({node.op_type}): the op {node.op_type!r} is not supported; convforge imports "
+                f"{', '.join(supported_ops())}",
+            )
+        importer(ctx, node)
+    final = ctx.resolve(output)
+    if final not in ctx._shapes:
+        raise ModelFileError(path, f"the graph output {output!r} is a constant, not computed from the input")
+    if not ctx.steps:
+        raise ModelFileError(path, "the graph holds no layer convforge can run (its output is its input)")
+    ctx.final = final
+    return ctx, spec, entry, fmt
+
+
+def _is_chain(ctx, entry) -> bool:
+    """Does each layer read the one before it, the last making the output (a Sequential)?"""
+    tensor = entry
+    readers: dict[str, int] = {}
+    for _, inputs, _, _ in ctx.steps:
+        for name in inputs:
+            readers[name] = readers.get(name, 0) + 1
+    for _, inputs, out, _ in ctx.steps:
+        if inputs != [tensor] or readers[tensor] != 1:
+            return False
+        tensor = out
+    return tensor == ctx.final
+
+
+def _functional(ctx, spec, entry, proto):
+    """A ``convforge.Model(inputs, outputs)`` calling the layers on symbolic tensors, in order."""
+    from .. import models
+    from ..layers import Input
+
+    if not hasattr(models, "Model"):
+        raise ModelFileError(ctx.path, "the graph is not a chain, and this convforge has no graph (functional) models")
+    tensors = {entry: Input(shape=spec)}
+    for layer, inputs, out, many in ctx.steps:
+        args = [tensors[name] for name in inputs]
+        try:
+            tensors[out] = layer(args if many else args[0])
+        except (ValueError, TypeError) as err:
+            raise ModelFileError(ctx.path, f"layer {layer.name or type(layer).__name__}: {err}") from None
+    return models.Model(tensors[entry], tensors[ctx.final], name=_model_name(proto, "functional"))
+
+
+def _fold_node(ctx, node) -> None:
+    """Evaluate a node of shape arithmetic whose inputs are all constants (see ``_fold``)."""
+    onnx = require_onnx()
+    attrs = {}
+    for attribute in node.attribute:
+        value = onnx.helper.get_attribute_value(attribute)
+        if isinstance(value, onnx.TensorProto):
+            value = ctx.tensor_value(value, f"attribute {attribute.name!r} of node {node.name!r}")
+        attrs[attribute.name] = value
+    args = [ctx.constant(node, i, f"input {i}") if name else None for i, name in enumerate(node.input)]
+    while args and args[-1] is None:
+        args.pop()
+    try:
+        value = _fold.fold(node.op_type, args, attrs)
+    except _fold.FoldError as err:
+        raise ctx.error(node, str(err), err.attribute) from None
+    ctx.set_constant(node.output[0], value)
+    ctx.consume_node(node)
+
+
+def _is_exit_transpose(ctx, node) -> bool:
+    """convforge's exit Transpose (NCHW -> NHWC) on the graph output: what predict does for an image
+    output of a channels-last model (a channels-first one returns NCHW)."""
+    if node.op_type != "Transpose" or node.output[0] != ctx.graph_output:
+        return False
+    perm = [list(a.ints) for a in node.attribute if a.name == "perm"]
+    name = ctx.resolve(node.input[0])
+    return perm == [[0, 2, 3, 1]] and len(ctx._shapes.get(name, ())) == 3
+
+
+def _model_name(proto, default: str) -> str:
+    name = proto.graph.name
+    if proto.producer_name == "convforge" and name and "/" not in name:
+        return name
+    return default

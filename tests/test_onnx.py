@@ -1,0 +1,695 @@
+"""ONNX export and import (convforge.onnx): every exportable layer and option checked three ways
+-- onnxruntime runs the exported file and gives predict's output; load_model reads it back and
+predicts the same; the file passes onnx's checker with shape inference -- a PyTorch-exported
+LeNet-5 imports and predicts like PyTorch, and hostile files raise ModelFileError cheaply."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import convforge  # noqa: E402
+from convforge import layers  # noqa: E402
+from convforge.onnx import register_exporter  # noqa: E402
+from convforge.saving import ModelFileError  # noqa: E402
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+RTOL = ATOL = 2e-5  # float32: different summation orders in onnxruntime and convforge
+
+
+def run_ort(path, x):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def round_trip(model, x, tmp_path, exact=True, **export_args):
+    """Export, check the file, compare onnxruntime with predict, re-import and compare again."""
+    path = tmp_path / "model.onnx"
+    model.export(path, **export_args)
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto, full_check=True)
+    expected = model.predict(x, verbose=0)
+    layout = export_args.get("input_layout") or model._data_format()
+    x_onnx = x.astype(np.float32)
+    if layout != model._data_format() and x.ndim == 4:
+        x_onnx = np.ascontiguousarray(x_onnx.transpose(0, 3, 1, 2) if layout == "channels_first" else x_onnx.transpose(0, 2, 3, 1))
+    got = run_ort(path, x_onnx)
+    if layout != model._data_format() and got.ndim == 4:
+        got = got.transpose(0, 2, 3, 1) if layout == "channels_first" else got.transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+    back = convforge.load_model(path, input_layout=model._data_format() if x.ndim == 4 else None)
+    if exact:
+        np.testing.assert_array_equal(back.predict(x, verbose=0), expected)
+    else:  # the same arithmetic split over other layers
+        np.testing.assert_allclose(back.predict(x, verbose=0), expected, rtol=RTOL, atol=ATOL)
+    return proto, back
+
+
+def seeded(model_layers, **kw):
+    convforge.seed(1)
+    return convforge.Sequential(model_layers, **kw)
+
+
+def images(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Export -> onnxruntime == predict; export -> load_model -> predict equal
+# ---------------------------------------------------------------------------
+
+CONV_CASES = [
+    dict(filters=4, kernel_size=3),
+    dict(filters=4, kernel_size=3, padding="same"),
+    dict(filters=5, kernel_size=(2, 4), padding="same", strides=2),  # odd extra padding at the bottom/right
+    dict(filters=3, kernel_size=3, padding="same", strides=(2, 1), dilation_rate=(1, 2)),
+    dict(filters=3, kernel_size=3, dilation_rate=2, use_bias=False),
+    dict(filters=2, kernel_size=3, padding=1),
+    dict(filters=2, kernel_size=(3, 2), padding=((0, 2), (1, 0)), strides=(1, 3)),
+    dict(filters=4, kernel_size=1, activation="relu"),
+    dict(filters=4, kernel_size=3, activation="tanh", padding="same"),
+    dict(filters=4, kernel_size=3, activation="sigmoid"),
+    dict(filters=4, kernel_size=3, activation="softmax"),  # over channels
+]
+
+
+@pytest.mark.parametrize("config", CONV_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_conv2d_round_trip(config, tmp_path):
+    model = seeded([layers.Conv2D(**config, input_shape=(9, 11, 3))])  # image output: the exit transpose
+    conv = model.layers[0]
+    if conv.use_bias:
+        conv.params["bias"][...] = np.linspace(-1, 1, conv.filters)  # a bias that matters
+    round_trip(model, images((4, 9, 11, 3)), tmp_path)
+
+
+POOL_CASES = [
+    dict(pool_size=2),
+    dict(pool_size=2, padding="same"),
+    dict(pool_size=3, strides=2, padding="same"),
+    dict(pool_size=(2, 3), strides=1, padding="same"),  # even window, stride 1: padding split 0/1
+    dict(pool_size=3, strides=(1, 2)),
+]
+
+
+@pytest.mark.parametrize("pool", [layers.MaxPooling2D, layers.AveragePooling2D])
+@pytest.mark.parametrize("config", POOL_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_pooling_round_trip(pool, config, tmp_path):
+    model = seeded([layers.Conv2D(3, 1, input_shape=(7, 9, 2)), pool(**config)])
+    round_trip(model, images((3, 7, 9, 2)), tmp_path)
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "tanh", "sigmoid", "softmax"])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_dense_round_trip(activation, use_bias, tmp_path):
+    model = seeded([layers.Dense(7, activation=activation, use_bias=use_bias, input_shape=(5,)), layers.Dense(3)])
+    if use_bias:
+        model.layers[0].params["bias"][...] = np.arange(7) / 7
+    proto, _ = round_trip(model, images((6, 5)), tmp_path)
+    assert [n.op_type for n in proto.graph.node][:1] == ["Gemm"]
+
+
+STANDALONE = {
+    "ReLU": layers.ReLU,
+    "Tanh": layers.Tanh,
+    "Sigmoid": layers.Sigmoid,
+    "Softmax": layers.Softmax,
+    "Activation-relu": lambda: layers.Activation("relu"),
+    "Activation-linear": lambda: layers.Activation("linear"),
+    "Dropout": lambda: layers.Dropout(0.5),
+}
+
+
+@pytest.mark.parametrize("make", STANDALONE.values(), ids=STANDALONE.keys())
+def test_standalone_layers_round_trip(make, tmp_path):
+    # On images (softmax over channels) and on features.
+    model = seeded([layers.Conv2D(4, 3, input_shape=(6, 6, 2)), make(), layers.Flatten(), layers.Dense(3), make()])
+    proto, _ = round_trip(model, images((3, 6, 6, 2)), tmp_path)
+    assert "Dropout" not in {n.op_type for n in proto.graph.node}
+
+
+# The layers of issue 13 (BatchNormalization, global pooling, padding/cropping, depthwise and
+# separable convolution): run where this convforge has them.
+needs_layers13 = pytest.mark.skipif(
+    not hasattr(layers, "SeparableConv2D"), reason="this convforge has no issue-13 layers (branch layers13)"
+)
+
+
+def randomise_statistics(model, seed=3):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        for name, value in layer.params.items():
+            if name in ("gamma", "moving_variance"):
+                value[...] = rng.uniform(0.5, 2.0, value.shape)
+            elif name in ("beta", "moving_mean", "bias"):
+                value[...] = rng.uniform(-1.0, 1.0, value.shape)
+
+
+LAYERS13 = {
+    "batchnorm-images": lambda: [layers.Conv2D(4, 3), layers.BatchNormalization(epsilon=0.01), layers.ReLU()],
+    "batchnorm-features": lambda: [layers.Flatten(), layers.Dense(6), layers.BatchNormalization(center=False)],
+    "batchnorm-no-scale": lambda: [layers.BatchNormalization(scale=False)],
+    "global-average": lambda: [layers.Conv2D(4, 3), layers.GlobalAveragePooling2D()],
+    "global-max-keepdims": lambda: [layers.Conv2D(4, 3), layers.GlobalMaxPooling2D(keepdims=True)],
+    "global-max": lambda: [layers.GlobalMaxPooling2D(), layers.Dense(3)],
+    "zero-padding": lambda: [layers.ZeroPadding2D(((1, 2), (0, 3))), layers.Conv2D(2, 3)],
+    "cropping": lambda: [layers.Cropping2D(((1, 0), (2, 1))), layers.Conv2D(2, 3)],
+    "depthwise": lambda: [layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu")],
+    "depthwise-strided": lambda: [layers.DepthwiseConv2D((3, 2), strides=2, dilation_rate=(1, 1), use_bias=False)],
+}
+
+
+@needs_layers13
+@pytest.mark.parametrize("make", LAYERS13.values(), ids=LAYERS13.keys())
+def test_layers13_round_trip(make, tmp_path):
+    model = seeded([layers.Input(shape=(9, 8, 3)), *make()])
+    randomise_statistics(model)
+    round_trip(model, images((3, 9, 8, 3)), tmp_path)
+
+
+@needs_layers13
+def test_separable_conv2d_round_trip(tmp_path):
+    # Comes back as DepthwiseConv2D + a 1x1 Conv2D: the same two convolutions.
+    model = seeded([layers.SeparableConv2D(5, 3, padding="same", depth_multiplier=2, activation="relu",
+                                           input_shape=(9, 8, 3))])
+    randomise_statistics(model)
+    _, back = round_trip(model, images((3, 9, 8, 3)), tmp_path, exact=False)
+    assert [type(layer).__name__ for layer in back.layers] == ["DepthwiseConv2D", "Conv2D"]
+
+
+@needs_layers13
+def test_pytorch_batchnorm_depthwise_padding_global_pool_import(tmp_path):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.ZeroPad2d((1, 0, 2, 1)), nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1, groups=8), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 6), nn.BatchNorm1d(6),
+    )
+    for module in net.modules():  # statistics that matter
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            module.running_mean.uniform_(-1, 1), module.running_var.uniform_(0.5, 2)
+    net.eval()
+    x = torch.rand(4, 3, 10, 9)
+    path = tmp_path / "net.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), path, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    with torch.no_grad():
+        expected = net(x).numpy()
+    model = convforge.load_model(path)
+    names = [type(layer).__name__ for layer in model.layers]
+    assert "DepthwiseConv2D" in names and "BatchNormalization" in names and "ZeroPadding2D" in names, names
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=1e-4, atol=1e-5)
+
+
+needs_graphs = pytest.mark.skipif(not hasattr(convforge, "Model"), reason="this convforge has no graph models")
+
+
+def residual_model():
+    """The README's graph: residual blocks, a projection shortcut, Concatenate, and the other merges."""
+
+    def residual(x, filters, stride=1):
+        h = layers.Conv2D(filters, 3, strides=stride, padding="same", activation="relu")(x)
+        h = layers.Conv2D(filters, 3, padding="same")(h)
+        if stride != 1 or x.shape[-1] != filters:
+            x = layers.Conv2D(filters, 1, strides=stride)(x)
+        return layers.ReLU()(layers.Add()([h, x]))
+
+    convforge.seed(2)
+    inputs = convforge.Input(shape=(12, 10, 3))
+    h = residual(layers.Conv2D(8, 3, padding="same", activation="relu")(inputs), 8)
+    h = residual(h, 12, stride=2)
+    a, b = layers.Conv2D(6, 1)(h), layers.Conv2D(6, 3, padding="same")(h)
+    merged = layers.Average()([layers.Multiply()([a, b]), layers.Subtract()([a, b]), layers.Add()([a, b, a])])
+    h = layers.Concatenate()([merged, layers.Conv2D(4, 1, activation="tanh")(h)])
+    outputs = layers.Dense(5, activation="softmax")(layers.Flatten()(h))
+    return convforge.Model(inputs, outputs)
+
+
+@needs_graphs
+def test_graph_model_round_trip(tmp_path):
+    model = residual_model()
+    proto, back = round_trip(model, images((3, 12, 10, 3)), tmp_path)
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"Add", "Sub", "Mul", "Mean", "Concat"} <= ops
+    assert type(back).__name__ == "Functional" and back.count_params() == model.count_params()
+
+
+@needs_graphs
+@needs_layers13
+def test_resnet_example_round_trip(tmp_path):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "train_resnet.py")
+    spec = importlib.util.spec_from_file_location("train_resnet", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    convforge.seed(4)
+    model = example.resnet(widths=(8, 12), input_shape=(16, 16, 1))
+    randomise_statistics(model)
+    proto, back = round_trip(model, images((3, 16, 16, 1)), tmp_path)
+    assert {"BatchNormalization", "GlobalAveragePool", "Add"} <= {n.op_type for n in proto.graph.node}
+    assert [layer.name for layer in back.layers[1:]] == [layer.name for layer in model.layers[1:]]  # past Input
+
+
+@needs_graphs
+def test_pytorch_residual_block_imports_as_graph_model(tmp_path):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, padding=1)
+            self.c1, self.c2 = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+            self.head = nn.Linear(8 * 6 * 6 * 2, 4)
+
+        def forward(self, x):
+            x = torch.relu(self.stem(x))
+            y = torch.relu(self.c2(torch.relu(self.c1(x))) + x)
+            return self.head(torch.flatten(torch.cat([y, x], dim=1), 1))
+
+    torch.manual_seed(0)
+    net = Block().eval()
+    x = torch.rand(2, 3, 6, 6)
+    path = tmp_path / "block.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), path, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    with torch.no_grad():
+        expected = net(x).numpy()
+    model = convforge.load_model(path)  # a graph model takes channels-last images
+    assert model.input_shape == (None, 6, 6, 3)
+    np.testing.assert_allclose(model.predict(x.numpy().transpose(0, 2, 3, 1), verbose=0), expected, rtol=1e-5,
+                               atol=1e-5)
+    with pytest.raises(ModelFileError, match="channels-last input only"):
+        convforge.load_model(path, input_layout="channels_first")
+
+
+def lenet(**kw):
+    return seeded(
+        [
+            layers.Conv2D(6, 5, padding="same", activation="relu", input_shape=(28, 28, 1)),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(16, 5, activation="relu"),
+            layers.AveragePooling2D(2),
+            layers.Flatten(),
+            layers.Dropout(0.25),
+            layers.Dense(120, activation="relu"),
+            layers.Dense(84, activation="tanh"),
+            layers.Dense(10, activation="softmax"),
+        ],
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("opset", range(13, 22))
+def test_every_opset_round_trips(opset, tmp_path):
+    proto, _ = round_trip(lenet(), images((2, 28, 28, 1)), tmp_path, opset=opset)
+    assert {(o.domain, o.version) for o in proto.opset_import} == {("", opset)}
+
+
+def test_graph_layout_metadata_and_dynamic_batch(tmp_path):
+    model = lenet(name="lenet5")
+    path = tmp_path / "lenet.onnx"
+    model.export(path)
+    proto = onnx.load(path)
+    assert proto.producer_name == "convforge" and proto.producer_version == convforge.__version__
+    assert proto.graph.name == "lenet5"
+    (entry,) = [n for n in proto.graph.node if n.op_type == "Transpose"]  # one transpose, at the entry
+    assert entry.input[0] == proto.graph.input[0].name
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [28, 28, 1]
+    assert [n.op_type for n in proto.graph.node if n.op_type != "Transpose"] == [
+        "Conv", "Relu", "MaxPool", "Conv", "Relu", "AveragePool", "Flatten", "Gemm", "Relu", "Gemm", "Tanh", "Gemm",
+        "Softmax",
+    ]
+    for n in (1, 7):
+        x = images((n, 28, 28, 1), seed=n)
+        np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+    back = convforge.load_model(path)
+    assert back.name == "lenet5" and [layer.name for layer in back.layers] == [
+        layer.name for layer in model.layers if not isinstance(layer, layers.Dropout)
+    ]
+
+
+def test_input_layouts(tmp_path):
+    x = images((3, 10, 8, 2))
+    model = seeded([layers.Conv2D(3, 3, padding="same", input_shape=(10, 8, 2)), layers.MaxPooling2D(2)])
+    proto, back = round_trip(model, x, tmp_path, input_layout="channels_first")
+    assert "Transpose" not in {n.op_type for n in proto.graph.node}
+    assert back.input_shape == (None, 10, 8, 2)
+    nchw = seeded([layers.Conv2D(3, 3, input_shape=(2, 10, 8), data_format="channels_first"), layers.Flatten(),
+                   layers.Dense(4)])
+    round_trip(nchw, np.ascontiguousarray(x.transpose(0, 3, 1, 2)), tmp_path)
+    round_trip(nchw, np.ascontiguousarray(x.transpose(0, 3, 1, 2)), tmp_path, input_layout="channels_last")
+
+
+def test_one_channel_images_without_channel_axis(tmp_path):
+    model = seeded([layers.Conv2D(2, 3, input_shape=(8, 8)), layers.Flatten(), layers.Dense(3)])
+    x = images((4, 8, 8))
+    path = tmp_path / "m.onnx"
+    model.export(path)
+    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(convforge.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_reshape_exports_in_keras_order(tmp_path):
+    model = seeded([layers.Conv2D(3, 3, input_shape=(6, 6, 2)), layers.Reshape((-1,)), layers.Dense(2)])
+    x = images((2, 6, 6, 2))
+    path = tmp_path / "m.onnx"
+    model.export(path)
+    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+    # It comes back as Flatten (convforge's order) and a Dense whose kernel rows are permuted.
+    back = convforge.load_model(path)
+    assert [type(layer).__name__ for layer in back.layers] == ["Conv2D", "Flatten", "Dense"]
+    np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_float64_model_exports_float32(tmp_path):
+    model = lenet(dtype="float64")
+    x = images((2, 28, 28, 1)).astype(np.float64)
+    path = tmp_path / "m.onnx"
+    model.export(path)
+    assert {t.data_type for t in onnx.load(path).graph.initializer} == {TensorProto.FLOAT}
+    np.testing.assert_allclose(run_ort(path, x.astype(np.float32)), model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+
+
+def test_layer_without_exporter_is_named_and_registration_plugs_it_in(tmp_path):
+    class Scale(layers.Layer):
+        def build(self, input_shape):
+            self.add_weight("alpha", (input_shape[0], 1, 1), initializer="ones")
+
+        def forward(self, x, training=False):
+            return x * self.params["alpha"]
+
+    model = seeded([layers.Conv2D(3, 3, input_shape=(6, 6, 1)), Scale(name="my_scale"), layers.Flatten()])
+    with pytest.raises(ValueError, match=r"layer 'my_scale' \(Scale\).*register_exporter"):
+        model.export(tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+    def export_scale(ctx, layer, inputs):
+        return ctx.node("Mul", [inputs[0], ctx.initializer("alpha", layer.params["alpha"])])
+
+    register_exporter(Scale, export_scale)
+    model.layers[1].params["alpha"][...] = np.array([1.0, -2.0, 0.5]).reshape(3, 1, 1)
+    model.export(tmp_path / "m.onnx")
+    x = images((2, 6, 6, 1))
+    np.testing.assert_allclose(run_ort(tmp_path / "m.onnx", x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+
+
+def test_export_argument_errors(tmp_path):
+    model = lenet()
+    with pytest.raises(ValueError, match="format must be 'onnx'"):
+        model.export(tmp_path / "m", format="tf_saved_model")
+    with pytest.raises(ValueError, match="opset must be from 13 to 21; got 12"):
+        model.export(tmp_path / "m.onnx", opset=12)
+    with pytest.raises(TypeError, match="opset must be an int"):
+        model.export(tmp_path / "m.onnx", opset=17.0)
+    with pytest.raises(ValueError, match="input_layout must be 'channels_last' or 'channels_first'; got 'nhwc'"):
+        model.export(tmp_path / "m.onnx", input_layout="nhwc")
+    with pytest.raises(ValueError, match="not built"):
+        convforge.Sequential([layers.Dense(2)]).export(tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="input_layout is for ONNX files"):
+        convforge.load_model(tmp_path / "m.npz", input_layout="channels_last")
+
+
+# ---------------------------------------------------------------------------
+# Models from PyTorch's exporter
+# ---------------------------------------------------------------------------
+
+
+def torch_lenet(flatten: str):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class LeNet5(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(1, 6, 5, padding=2)
+            self.s2 = nn.MaxPool2d(2)
+            self.c3 = nn.Conv2d(6, 16, 5)
+            self.s4 = nn.AvgPool2d(2, ceil_mode=True)
+            self.f5, self.f6, self.out = nn.Linear(400, 120), nn.Linear(120, 84), nn.Linear(84, 10)
+
+        def forward(self, x):
+            x = self.s2(torch.relu(self.c1(x)))
+            x = self.s4(torch.tanh(self.c3(x)))
+            x = x.view(-1, 400) if flatten == "view" else torch.flatten(x, 1)
+            x = torch.sigmoid(self.f6(torch.relu(self.f5(x))))
+            return torch.softmax(self.out(x), dim=1)
+
+    torch.manual_seed(0)
+    return torch, LeNet5().eval()
+
+
+@pytest.mark.parametrize("flatten", ["view", "flatten"])
+def test_pytorch_lenet5_imports_and_predicts_like_pytorch(flatten, tmp_path):
+    torch, net = torch_lenet(flatten)
+    x = torch.rand(5, 1, 28, 28)
+    path = tmp_path / "lenet_torch.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        # dynamo=False: the legacy TorchScript exporter (the new one needs onnxscript).
+        torch.onnx.export(net, (x,), path, dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    with torch.no_grad():
+        expected = net(x).numpy()
+    model = convforge.load_model(path)  # NCHW, as PyTorch takes it
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Conv2D", "MaxPooling2D", "Conv2D", "AveragePooling2D", "Flatten", "Dense", "Dense", "Dense"
+    ]
+    assert model.layers[0].activation.activation_name == "relu"
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=1e-5, atol=1e-6)
+    keras_style = convforge.load_model(path, input_layout="channels_last")
+    assert keras_style.input_shape == (None, 28, 28, 1)
+    np.testing.assert_allclose(
+        keras_style.predict(x.numpy().transpose(0, 2, 3, 1), verbose=0), expected, rtol=1e-5, atol=1e-6
+    )
+    # ... and it can go on training in convforge.
+    keras_style.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    keras_style.fit(x.numpy().transpose(0, 2, 3, 1), np.arange(5) % 10, epochs=1, verbose=0)
+
+
+def test_keras_exported_model_imports_and_predicts_like_keras(tmp_path):
+    # Keras's exporter (torch backend) wraps each conv/pool in NHWC <-> NCHW transposes, adds the
+    # bias after the transpose, casts everything to float and flattens in (h, w, c) order through
+    # Shape/Gather/Unsqueeze/Concat/Reshape: the importer folds all of it back into the layers.
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = pytest.importorskip("keras")
+        if keras.backend.backend() != "torch":
+            pytest.skip(f"Keras runs on {keras.backend.backend()}, its ONNX export here needs torch")
+        keras.utils.set_random_seed(0)
+        net = keras.Sequential([
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(6, 5, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(16, 5, activation="tanh"),
+            keras.layers.AveragePooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(84, activation="relu"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(10, activation="softmax"),
+        ])
+        x = images((4, 28, 28, 1))
+        expected = np.asarray(net.predict(x, verbose=0))
+        net.export(tmp_path / "keras.onnx", format="onnx", verbose=False)
+    model = convforge.load_model(tmp_path / "keras.onnx")
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Conv2D", "MaxPooling2D", "Conv2D", "AveragePooling2D", "Flatten", "Dense", "Dense"
+    ]
+    assert model.count_params() == net.count_params()
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Unsupported ops and attributes: ModelFileError naming node, op and attribute
+# ---------------------------------------------------------------------------
+
+
+def save_graph(path, nodes, initializers=(), input_shape=("n", 2, 6, 6), output_shape=None, opset=17, **graph_kw):
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, output_shape)],
+        initializer=list(initializers),
+        **graph_kw,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString())
+    return path
+
+
+def weights(name, shape):
+    return numpy_helper.from_array(np.ones(shape, np.float32), name)
+
+
+@pytest.mark.parametrize(
+    "node, inits, message",
+    [
+        (helper.make_node("Conv", ["x", "w"], ["y"], name="c1", group=4), [weights("w", (4, 1, 3, 3))],
+         r"node 'c1' \(Conv\), attribute 'group'"),
+        (helper.make_node("Conv", ["x", "w"], ["y"], name="c2", foo=1), [weights("w", (4, 2, 3, 3))],
+         r"node 'c2' \(Conv\), attribute 'foo': this attribute is not supported"),
+        (helper.make_node("MaxPool", ["x"], ["y"], name="p", kernel_shape=[2, 2], storage_order=1), [],
+         r"node 'p' \(MaxPool\), attribute 'storage_order'"),
+        (helper.make_node("MaxPool", ["x"], ["y"], name="p", kernel_shape=[3, 3], pads=[2, 0, 0, 0]), [],
+         r"node 'p' \(MaxPool\), attribute 'pads'"),
+        (helper.make_node("AveragePool", ["x"], ["y"], name="p", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                          count_include_pad=1), [],
+         r"node 'p' \(AveragePool\), attribute 'count_include_pad'"),
+        (helper.make_node("LRN", ["x"], ["y"], name="norm", size=3), [],
+         r"node 'norm' \(LRN\): the op 'LRN' is not supported; convforge imports .*Conv"),
+        (helper.make_node("Relu", ["x"], ["y"], name="r", domain="com.example"), [],
+         r"node 'r' \(Relu\): operators of domain 'com.example'"),
+        (helper.make_node("Conv", ["x", "x"], ["y"], name="c3"), [],
+         r"node 'c3' \(Conv\): input 1 \(weights W, 'x'\) is computed in the graph"),
+    ],
+    ids=["group", "unknown-attribute", "storage-order", "pool-pads", "count-include-pad", "op", "domain",
+         "computed-weights"],
+)
+def test_unsupported_op_or_attribute_names_node_op_attribute(node, inits, message, tmp_path):
+    path = save_graph(tmp_path / "m.onnx", [node], inits)
+    with pytest.raises(ModelFileError, match=message):
+        convforge.load_model(path)
+
+
+def test_onnx_pads_that_match_keras_same_pooling_import(tmp_path):
+    # PyTorch's MaxPool2d(3, 2, padding=1) on 7x7 has Keras's 'same' windows (on 6x6 it has not:
+    # refused, as the pool-pads case above shows).
+    node = helper.make_node("MaxPool", ["x"], ["y"], name="p", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    path = save_graph(tmp_path / "m.onnx", [node], input_shape=("n", 2, 7, 7))
+    x = images((2, 2, 7, 7))
+    model = convforge.load_model(path)
+    assert model.layers[0].padding == "same"
+    np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
+
+
+# ---------------------------------------------------------------------------
+# Hostile files: ModelFileError, no large allocation, no file named inside opened
+# ---------------------------------------------------------------------------
+
+
+def load_small(path, limit=8 * 2**20):
+    """load_model(path) must raise ModelFileError allocating less than ``limit`` bytes (Python and NumPy)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError) as info:
+            convforge.load_model(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < limit, f"{peak} bytes allocated to refuse {path}"
+    return str(info.value)
+
+
+def test_truncated_files(tmp_path):
+    lenet().export(tmp_path / "good.onnx")
+    data = (tmp_path / "good.onnx").read_bytes()
+    path = tmp_path / "cut.onnx"
+    for size in sorted({0, 1, 2, 7, 100, len(data) // 3, len(data) // 2, len(data) - 50, len(data) - 1}):
+        path.write_bytes(data[:size])
+        load_small(path)
+
+
+def test_garbage_and_non_onnx_files(tmp_path):
+    path = tmp_path / "m.onnx"
+    for content in (b"\x00" * 64, os.urandom(4096), b"PK\x03\x04 not onnx", b"\x0a\x05hello"):
+        path.write_bytes(content)
+        load_small(path)
+
+
+def forged_tensor(dims, raw):
+    tensor = TensorProto(name="w", data_type=TensorProto.FLOAT, raw_data=raw)
+    tensor.dims.extend(dims)  # helper.make_tensor would refuse the lie
+    return tensor
+
+
+def test_huge_declared_tensor(tmp_path):
+    huge = forged_tensor([2**20, 2**20, 3, 3], b"\x00" * 16)
+    path = save_graph(tmp_path / "m.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], name="c")], [huge])
+    assert "declares 9895604649984 elements" in load_small(path)
+    lying = forged_tensor([4, 2, 3, 3], b"\x00" * 16)
+    path = save_graph(tmp_path / "m.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], name="c")], [lying])
+    assert "holds 16 bytes" in load_small(path)
+
+
+def test_huge_declared_input(tmp_path):
+    node = helper.make_node("MaxPool", ["x"], ["y"], name="p", kernel_shape=[2, 2])
+    path = save_graph(tmp_path / "m.onnx", [node], input_shape=("n", 3, 2**30, 2**30))
+    assert "too many" in load_small(path)
+
+
+def test_cycle_and_dangling_names(tmp_path):
+    cycle = [
+        helper.make_node("Relu", ["x", "b"], ["a"], name="first"),
+        helper.make_node("Relu", ["a"], ["b"], name="second"),
+        helper.make_node("Relu", ["b"], ["y"], name="third"),
+    ]
+    assert "cycle" in load_small(save_graph(tmp_path / "m.onnx", cycle))
+    dangling = [helper.make_node("Relu", ["nowhere"], ["y"], name="r")]
+    assert "made by no node" in load_small(save_graph(tmp_path / "m.onnx", dangling))
+    twice = [helper.make_node("Relu", ["x"], ["y"], name="r1"), helper.make_node("Relu", ["x"], ["y"], name="r2")]
+    assert "also made elsewhere" in load_small(save_graph(tmp_path / "m.onnx", twice))
+
+
+def test_external_data_is_never_opened(tmp_path, monkeypatch):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.ones((4, 2, 3, 3), np.float32).tobytes())
+    tensor = forged_tensor([4, 2, 3, 3], b"")
+    tensor.data_location = TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", str(secret)
+    path = save_graph(tmp_path / "m.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], name="c")], [tensor])
+    opened = []
+    real_open = open
+
+    def spy(file, *args, **kwargs):
+        opened.append(os.fspath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", spy)
+    message = load_small(path)
+    assert "external file" in message and str(secret) not in opened
+
+
+def test_no_graph_or_no_opset(tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(helper.make_model(helper.make_graph([], "g", [], [])).SerializeToString())
+    assert "no graph nodes" in load_small(path)
+    node = helper.make_node("Relu", ["x"], ["y"], name="r")
+    assert "opset 3" in load_small(save_graph(path, [node], opset=3))
+
+
+def test_damaged_bytes_raise_model_file_error_or_load(tmp_path):
+    # Flipped bytes anywhere in a valid file: either a model that loads, or ModelFileError --
+    # never another exception (an int() of a string attribute, an IndexError, ...).
+    lenet().export(tmp_path / "good.onnx")
+    data = bytearray((tmp_path / "good.onnx").read_bytes())
+    rng = np.random.default_rng(0)
+    path = tmp_path / "bad.onnx"
+    # The first ~2 kB hold the graph structure (nodes, attributes); the rest is mostly weights.
+    for position in rng.integers(0, min(len(data), 2500), 300):
+        damaged = bytearray(data)
+        damaged[position] ^= int(rng.integers(1, 256))
+        path.write_bytes(bytes(damaged))
+        try:
+            convforge.load_model(path)
+        except ModelFileError:
+            pass
