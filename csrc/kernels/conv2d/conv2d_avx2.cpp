@@ -1,19 +1,11 @@
-// conv2d on the avx2 micro-kernel (gemm/ukernel_avx2.h): instantiation only. Compiled with -mavx2 -mfma.
+// conv2d's algorithm lists (conv2d_algos.h) on the avx2 micro-kernel (gemm/ukernel_avx2.h):
+// instantiation only. Compiled with -mavx2 -mfma.
 #include "kernels/conv2d/conv2d_algos.h"
 #include "kernels/gemm/ukernel_avx2.h"
 #include "kernels/kernels.h"
 
 namespace convforge {
 
-void conv2d_fwd__avx2(const ConvShape& s, const float* src, const float* wei, const float* bias, float* dst) {
-  conv2d_fwd<UkernelAvx2>(s, src, wei, bias, dst);
-}
-void conv2d_bwd_data__avx2(const ConvShape& s, const float* diff_dst, const float* wei, float* diff_src) {
-  conv2d_bwd_data<UkernelAvx2>(s, diff_dst, wei, diff_src);
-}
-void conv2d_bwd_weights__avx2(const ConvShape& s, const float* diff_dst, const float* src, float* diff_wei,
-                              float* diff_bias) {
-  conv2d_bwd_weights<UkernelAvx2>(s, diff_dst, src, diff_wei, diff_bias);
-}
+ConvAlgoList<float> conv2d_algorithms__avx2(ConvPass pass) { return Conv2dAlgos<UkernelAvx2>::list(pass); }
 
 }  // namespace convforge

@@ -79,7 +79,8 @@ void gather_pitch_block(const T* dy, int64_t ow, int64_t pitch, int64_t j0, int6
 // simply dx + r*dh*iw + q*dw, so the products accumulate in place. The correlation form above
 // pads dy by (KH-1, KW-1) on every side and multiplies all that padding by the weights: for
 // LeNet's C3 (10x10 dy, 5x5 kernel) 60% of its products are with zeros; here 27% are (the
-// dropped columns). Chosen by bwd_data_tapwise_pays.
+// dropped columns). Takes unit-stride problems without padding (bwd_data_tapwise_applies); the
+// default choice takes it where bwd_data_tapwise_pays.
 //
 // One work item per image, so each dx element sums its terms in one fixed order (column blocks,
 // then taps, then OC) whatever the thread count.
@@ -135,12 +136,16 @@ void conv2d_bwd_data_tapwise(const ConvShape& s, const typename UK::T* diff_dst,
   });
 }
 
+inline bool bwd_data_tapwise_applies(const ConvShape& s) {
+  return s.sh == 1 && s.sw == 1 && s.pt + s.pb + s.pl + s.pr == 0;
+}
+
 // The tap-wise form computes (oh-1)*iw + ow columns per tap and product, the correlation form
 // (ih-1)*(iw + (KW-1)*dw) + iw; the tap-wise one also loads and stores its accumulators once per
 // tap, so it is taken when it saves a quarter of the columns or more, and with images enough to
 // keep threads busy (one item each). The choice depends on the problem alone.
 inline bool bwd_data_tapwise_pays(const ConvShape& s) {
-  if (s.sh != 1 || s.sw != 1 || s.pt + s.pb + s.pl + s.pr != 0 || s.mb < 8) return false;
+  if (!bwd_data_tapwise_applies(s) || s.mb < 8) return false;
   if (s.kh == 1 && s.kw == 1) return true;  // one product straight into dx (pointwise layers)
   const int64_t tapwise = (s.oh - 1) * s.iw + s.ow;
   const int64_t correlation = (s.ih - 1) * (s.iw + (s.kw - 1) * s.dw) + s.iw;

@@ -78,19 +78,26 @@ inline int outer_kv(int regs, int64_t pairs, int64_t taps, int64_t vectors) {
 // padded-pitch dot products, no dropped column is ever multiplied, so non-finite inputs need no
 // detour. Partial gradients per image chunk, laid out [K][OCp], reduced in chunk order.
 // Takes kernels up to kOuterMaxTaps wide with unit column dilation and enough output channels
-// to fill a vector; returns false (nothing written) for everything else.
+// to fill a vector (bwd_weights_outer_applies).
 template <class UK>
-bool conv2d_bwd_weights_outer(const ConvShape& s, const typename UK::T* diff_dst, const typename UK::T* src,
+bool bwd_weights_outer_applies(const ConvShape& s) {
+  if constexpr (UK::kOuterLanes > 0) {
+    constexpr int L = UK::kOuterLanes;
+    if (s.dw != 1 || s.kw > kOuterMaxTaps || outer_rows(UK::kOuterRegs, static_cast<int>(s.kw), 1) < 1 || s.oc < (3 * L) / 4) return false;
+    // The frame is the image with its padding; padding beyond the kernel's reach (legal but
+    // pointless) or a reach far larger than the output would make it larger than the work.
+    return !(s.pt > (s.kh - 1) * s.dh || s.pb > (s.kh - 1) * s.dh || s.pl > s.kw - 1 || s.pr > s.kw - 1 ||
+             !frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow));
+  } else {
+    return false;
+  }
+}
+
+template <class UK>
+void conv2d_bwd_weights_outer(const ConvShape& s, const typename UK::T* diff_dst, const typename UK::T* src,
                               typename UK::T* diff_wei, typename UK::T* diff_bias) {
   using T = typename UK::T;
   constexpr int L = UK::kOuterLanes;
-  if (s.dw != 1 || s.kw > kOuterMaxTaps || outer_rows(UK::kOuterRegs, static_cast<int>(s.kw), 1) < 1 || s.oc < (3 * L) / 4) return false;
-  // The frame is the image with its padding; padding beyond the kernel's reach (legal but
-  // pointless) or a reach far larger than the output would make it larger than the work.
-  if (s.pt > (s.kh - 1) * s.dh || s.pb > (s.kh - 1) * s.dh || s.pl > s.kw - 1 || s.pr > s.kw - 1 ||
-      !frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow))
-    return false;
-
   const int64_t OC = s.oc, OCv = ceil_div(OC, L), OCp = OCv * L;
   const int64_t K = s.ic * s.kh * s.kw, P = s.oh * s.ow, HW = s.ih * s.iw;
   const int64_t pairs = s.ic * s.kh;  // (channel, kernel row): one image-row pointer each
@@ -198,28 +205,30 @@ bool conv2d_bwd_weights_outer(const ConvShape& s, const typename UK::T* diff_dst
                    }
                  }
                });
-  return true;
+}
+
+// The unit-stride dot form. It multiplies the dropped columns' zeros by real pixels: an inf or
+// NaN pixel would make 0 * inf = NaN where the true gradient has no such term, so it applies to
+// finite inputs only (`src` null: not checked; the caller vouches).
+template <class T>
+bool bwd_weights_dot_unit_applies(const ConvShape& s, const T* src) {
+  return s.sh == 1 && s.sw == 1 && frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow) &&
+         (src == nullptr || all_finite(src, s.src_size()));
 }
 
 // dW[OC x K] = sum over images and pixels of dy[OC x P] . col[K x P]^T, as dot products along
-// the pixels. Unit stride reads the im2col rows straight from the (padded) image, with dy laid
-// out at the same pitch and zeros in the dropped columns; other strides gather im2col rows.
+// the pixels. With `unit` (bwd_weights_dot_unit_applies) the im2col rows are read straight from
+// the (padded) image, with dy laid out at the same pitch and zeros in the dropped columns;
+// otherwise (any stride) im2col rows are gathered.
 // Images are split into a fixed number of chunks (from the problem size alone); each chunk sums
 // into its own partial gradient, and the partials are added in chunk order, so any thread count
 // gives the same bits.
 template <class UK>
-void conv2d_bwd_weights(const ConvShape& s, const typename UK::T* diff_dst, const typename UK::T* src,
-                        typename UK::T* diff_wei, typename UK::T* diff_bias) {
+void conv2d_bwd_weights_dot(const ConvShape& s, const typename UK::T* diff_dst, const typename UK::T* src,
+                            typename UK::T* diff_wei, typename UK::T* diff_bias, bool unit) {
   using T = typename UK::T;
-  if constexpr (UK::kOuterLanes > 0) {
-    if (conv2d_bwd_weights_outer<UK>(s, diff_dst, src, diff_wei, diff_bias)) return;
-  }
   const int64_t OC = s.oc, K = s.ic * s.kh * s.kw, P = s.oh * s.ow, HW = s.ih * s.iw;
   const int64_t wsize = OC * K;
-  // Unit stride multiplies the dropped columns' zeros by real pixels: an inf or NaN pixel would
-  // make 0 * inf = NaN where the true gradient has no such term, so such inputs gather im2col.
-  const bool unit = s.sh == 1 && s.sw == 1 && frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow) &&
-                    all_finite(src, s.src_size());
   const int64_t pitch = unit ? s.iw + s.pl + s.pr : s.ow, prows = s.ih + s.pt + s.pb;
   const bool padded = unit && s.pt + s.pb + s.pl + s.pr > 0;
   const bool dy_direct = pitch == s.ow;

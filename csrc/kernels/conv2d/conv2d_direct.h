@@ -53,7 +53,7 @@ constexpr int kDirectMaxKV = 2;  // output-channel vectors per pixel
 // problem whose paddings may be negative (a crop: backward-data as a forward pass, below);
 // `wei` and `transposed_flipped` as for pack_filters_per_tap. Work items are bands of output
 // rows of one image; every output sums its taps in one fixed order (channel, kernel row, kernel column)
-// whatever the banding or thread count. Chosen by direct_pays.
+// whatever the banding or thread count. Which problems it takes: direct_applies.
 template <class UK>
 void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei, bool transposed_flipped,
                    const typename UK::T* bias, typename UK::T* dst) {
@@ -136,9 +136,9 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
 // filters on 64x1x28x28 0.24 vs 0.35 ms, on 64x32x26x26 2.9 vs 3.5 ms, on 16x32x56x56 ('same')
 // 4.2 vs 4.5 ms, 16 7x7 filters on 8x16x64x64 3.7 vs 4.1 ms, level (within 1%) on 32x16x32x32
 // and 32x3x32x32 (5x5); and against the im2col form on the 7x7 stride-2 stem, 9.0 vs 10.1-10.4
-// ms. The choice depends on the problem alone.
+// ms (hence its place first in the forward list, conv2d_algos.h).
 template <class UK>
-bool direct_pays(const ConvShape& s) {
+bool direct_applies(const ConvShape& s) {
   if constexpr (UK::kDirectLanes > 0) {
     return (s.sh == 1 || s.sh == 2) && (s.sw == 1 || s.sw == 2) && s.dw == 1 && (s.kw == 3 || s.kw == 5 || s.kw == 7) &&
            s.oc % UK::kDirectLanes == 0 &&

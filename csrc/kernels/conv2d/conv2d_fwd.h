@@ -170,9 +170,9 @@ void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const type
 }
 
 // The pixels form: unit stride, at most kPixelsMaxOC filters, and a frame no larger than the
-// image's reach allows. The choice depends on the problem alone.
+// image's reach allows.
 template <class UK>
-bool pixels_pays(const ConvShape& s) {
+bool pixels_applies(const ConvShape& s) {
   if constexpr (UK::kDirectLanes > 0) {
     return s.sh == 1 && s.sw == 1 && s.oc <= kPixelsMaxOC && frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow);
   } else {
