@@ -397,3 +397,85 @@ def test_fused_relu_equals_relu_after_conv(case, dtype, isa, rng):
     assert got is out
     np.testing.assert_array_equal(got, want)
     assert not np.signbit(got[np.isfinite(got)]).any()
+
+
+# ---- one road: functional's per-pass forms with out= and a plan built once ------------------
+
+
+@pytest.mark.parametrize("case", TEST_CONV, ids=lambda c: c.name)
+def test_cpp_output_size_equals_the_python_plan(case):
+    # Python computes the output size once (the plan); the bindings compute it again to check
+    # every argument. They must agree, or a layer's buffers would be refused.
+    plan = _params.conv_params((case.h, case.w), (case.r, case.s), case.stride, case.padding, case.dilation)
+    x = np.zeros((1, case.c, case.h, case.w), np.float32)
+    w = np.zeros((case.k, case.c, case.r, case.s), np.float32)
+    y = _core.conv2d_fwd(x, w, None, plan.stride, plan.pads, plan.dilation)
+    assert y.shape[2:] == plan.out_hw
+    assert F.conv2d(x, w, None, **conv_args(case), _plan=plan).shape[2:] == plan.out_hw
+
+
+def test_per_pass_forms_with_out_equal_conv2d_backward(rng):
+    case = CASES["w3"]
+    x, w, b = make_case(case, np.float32, rng)
+    args = conv_args(case)
+    plan = core_args(case)
+    y = F.conv2d(x, w, b, **args)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dw, db = F.conv2d_backward(dy, x, w, **args)
+    bufs = [np.full(a.shape, np.nan, np.float32) for a in (y, dx, dw, db)]
+    assert F.conv2d(x, w, b, **args, out=bufs[0]) is bufs[0]
+    assert F.conv2d_backward_data(dy, w, x.shape, **args, out=bufs[1]) is bufs[1]
+    got_w, got_b = F.conv2d_backward_weights(dy, x, w.shape, **args, out_w=bufs[2], out_b=bufs[3], _plan=plan)
+    assert got_w is bufs[2] and got_b is bufs[3]
+    for got, want in zip(bufs, (y, dx, dw, db)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(F.conv2d(x, w, b, **args, relu=True), F.relu(y))
+    assert F.conv2d_backward_weights(dy, x, w.shape, **args, need_bias_grad=False)[1] is None
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (lambda y: y.astype(np.float64), ValueError, "out must be a float32 array of shape"),
+    (lambda y: y[:, :, :-1], ValueError, "out must be a float32 array of shape"),
+    (lambda y: np.asfortranarray(y), ValueError, "out must be C-contiguous"),
+    (lambda y: y.tolist(), TypeError, "out must be a numpy.ndarray"),
+])
+def test_functional_out_is_checked(bad, exc, match, rng):
+    x, w, b = make_case(CASES["w3"], np.float32, rng)
+    y = F.conv2d(x, w, b, padding="same")
+    with pytest.raises(exc, match=match):
+        F.conv2d(x, w, b, padding="same", out=bad(y.copy()))
+    ro = np.zeros_like(y)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        F.conv2d(x, w, b, padding="same", out=ro)
+    with pytest.raises(ValueError, match="out must not share memory with x"):
+        F.conv2d(x, np.zeros((x.shape[1], x.shape[1], 1, 1), np.float32), out=x)  # 1x1, C == K
+    with pytest.raises(ValueError, match="out must not share memory with dy"):
+        F.conv2d_backward_data(y, w, x.shape, padding="same", out=y)
+
+
+def test_dense_pool_relu_per_pass_forms_with_out(rng):
+    x = rng.standard_normal((5, 7)).astype(np.float32)
+    w = rng.standard_normal((7, 3)).astype(np.float32)
+    dy = rng.standard_normal((5, 3)).astype(np.float32)
+    dx, dw, db = F.dense_backward(dy, x, w)
+    o = [np.empty_like(a) for a in (dx, dw, db)]
+    assert F.dense_backward_data(dy, w, out=o[0]) is o[0]
+    assert F.dense_backward_weights(dy, x, out_w=o[1], out_b=o[2])[0] is o[1]
+    for got, want in zip(o, (dx, dw, db)):
+        np.testing.assert_array_equal(got, want)
+    xp = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    y, idx = F.max_pool2d(xp, 2, return_indices=True)
+    yo, io = np.empty_like(y), np.empty_like(idx)
+    got_y, got_i = F.max_pool2d(xp, 2, return_indices=True, out=yo, out_indices=io)
+    assert got_y is yo and got_i is io
+    np.testing.assert_array_equal(yo, y)
+    np.testing.assert_array_equal(io, idx)
+    g = F.relu(xp)
+    dxp = np.empty_like(xp)
+    assert F.max_pool2d_backward(y, idx, xp.shape, out=dxp, gate=g) is dxp
+    np.testing.assert_array_equal(dxp, F.relu_backward(F.max_pool2d_backward(y, idx, xp.shape), g))
+    r = np.empty_like(xp)
+    assert F.relu_backward(xp, g, out=r) is r
+    with pytest.raises(ValueError, match="out_indices is given but return_indices is False"):
+        F.max_pool2d(xp, 2, out_indices=io)

@@ -80,3 +80,12 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """Threads the kernels use now (see :func:`set_num_threads`)."""
     return _core.get_num_threads()
+
+
+# Machine facts for bench/ (private): the measured FMA peak and the kernels' scratch memory.
+def _fma_peak(threads: int = 1, seconds: float = 0.3) -> dict:
+    return _core._fma_peak(threads, seconds)
+
+
+def _workspace_bytes() -> int:
+    return _core._workspace_bytes()
