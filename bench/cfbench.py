@@ -7,11 +7,9 @@ same calls on exactly the same data.
 Contenders, for every (op, pass, shape):
 
 * ``convforge`` -- the C++ kernels through the public API (``convforge.functional``),
-  except the conv backward passes, which call ``convforge._core.conv2d_bwd_data`` /
-  ``conv2d_bwd_weights`` one at a time (``functional.conv2d_backward`` always adds
-  the weight gradient), and ReLU backward, which calls ``_core.relu_bwd`` with a
-  preallocated output (``functional.relu_backward`` has no ``out=``). Dense backward
-  calls ``_core.dense_bwd_data`` / ``dense_bwd_weights`` one at a time, likewise.
+  one pass at a time: ``conv2d_backward_data`` / ``conv2d_backward_weights`` (dx alone,
+  dw alone), ``dense_backward_data`` / ``dense_backward_weights``, and ReLU backward
+  with a preallocated ``out=``.
 * ``numpy`` -- the im2col baseline of ``convforge.reference`` (``np.maximum`` and a
   masked multiply for ReLU, ``np.matmul`` -- NumPy's OpenBLAS -- for dense).
 * ``torch`` -- PyTorch's CPU ops, when torch is installed (a benchmark peer only).
@@ -42,7 +40,6 @@ if _TESTS not in sys.path:
 import numpy as np  # noqa: E402
 
 import convforge  # noqa: E402
-from convforge import _core  # noqa: E402
 from convforge import functional as F  # noqa: E402
 from convforge import reference as R  # noqa: E402
 from convforge._params import conv_params, flops_conv2d, pool_params  # noqa: E402
@@ -201,7 +198,7 @@ def set_threads(threads: int) -> None:
 
 def fma_peak(threads: int, tries: int = 3, seconds: float = 0.2) -> float:
     """This machine's FMA throughput in GFLOP/s on ``threads`` threads (best of ``tries`` probes)."""
-    return max(_core._fma_peak(threads, seconds)["gflops"] for _ in range(tries))
+    return max(convforge._fma_peak(threads, seconds)["gflops"] for _ in range(tries))
 
 
 def copy_bandwidth(threads: int, elements: int = RELU_BIG, repeats: int = 5) -> float:
@@ -447,12 +444,13 @@ def _build_conv(case: ConvCase) -> Problem:
             "numpy": lambda: R.conv2d_im2col(x, w, None, case.stride, case.padding, case.dilation),
         },
         "bwd_data": {
-            "convforge": lambda: _core.conv2d_bwd_data(dy, w, x.shape, stride, pads, dil),
+            "convforge": lambda: F.conv2d_backward_data(dy, w, x.shape, case.stride, case.padding, case.dilation),
             "numpy": lambda: R.conv2d_backward_im2col(dy, x, w, case.stride, case.padding, case.dilation,
                                                       need_input_grad=True, need_bias_grad=False),
         },
         "bwd_weights": {
-            "convforge": lambda: _core.conv2d_bwd_weights(dy, x, w.shape, stride, pads, dil, False),
+            "convforge": lambda: F.conv2d_backward_weights(dy, x, w.shape, case.stride, case.padding, case.dilation,
+                                                           need_bias_grad=False),
             "numpy": lambda: R.conv2d_backward_im2col(dy, x, w, case.stride, case.padding, case.dilation,
                                                       need_input_grad=False, need_bias_grad=False),
         },
@@ -543,7 +541,7 @@ def _build_relu(shape) -> Problem:
             "numpy": lambda: np.maximum(x, zero, out=y["numpy"]),
         },
         "bwd": {
-            "convforge": lambda: _core.relu_bwd(dy, x, dx["convforge"]),
+            "convforge": lambda: F.relu_backward(dy, x, out=dx["convforge"]),
             "numpy": np_bwd,
         },
     }
@@ -577,8 +575,9 @@ def _build_dense(source) -> Problem:
     dy = rng.standard_normal((n, u), dtype=np.float32)
     fns = {
         "fwd": {"convforge": lambda: F.dense(x, w), "numpy": lambda: x @ w},
-        "bwd_data": {"convforge": lambda: _core.dense_bwd_data(dy, w), "numpy": lambda: dy @ w.T},
-        "bwd_weights": {"convforge": lambda: _core.dense_bwd_weights(dy, x, False), "numpy": lambda: x.T @ dy},
+        "bwd_data": {"convforge": lambda: F.dense_backward_data(dy, w), "numpy": lambda: dy @ w.T},
+        "bwd_weights": {"convforge": lambda: F.dense_backward_weights(dy, x, need_bias_grad=False),
+                        "numpy": lambda: x.T @ dy},
     }
     extract = {p: {"convforge": _identity_tuple, "numpy": _identity_tuple} for p in fns}
     extract["bwd_weights"]["convforge"] = lambda r: (r[0],)

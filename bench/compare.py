@@ -114,10 +114,11 @@ def workspace_child(name: str, pas: str, threads: int) -> None:
     if pas == "fwd":
         cfbench.F.conv2d(x, w, None, case.stride, case.padding, case.dilation)
     elif pas == "bwd_data":
-        cfbench._core.conv2d_bwd_data(dy, w, x.shape, stride, pads, dil)
+        cfbench.F.conv2d_backward_data(dy, w, x.shape, case.stride, case.padding, case.dilation)
     else:
-        cfbench._core.conv2d_bwd_weights(dy, x, w.shape, stride, pads, dil, False)
-    print(json.dumps({"bytes": cfbench._core._workspace_bytes()}))
+        cfbench.F.conv2d_backward_weights(dy, x, w.shape, case.stride, case.padding, case.dilation,
+                                          need_bias_grad=False)
+    print(json.dumps({"bytes": cfbench.convforge._workspace_bytes()}))
 
 
 def measure_workspace(threads: list[int]) -> dict:
@@ -403,7 +404,7 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
         f"- convforge {v['convforge']} ({v['compiler']}, {v['build']}, ISA in use: {v['isa']}); "
         f"NumPy {v['numpy']}; PyTorch {v['torch']}; Python {v['python']}",
         f"- NumPy's BLAS: {data.get('blas_config') or 'unknown'}; its threads set with {data['blas']}",
-        "- Measured FMA peak (`convforge._core._fma_peak`, best of "
+        "- Measured FMA peak (`convforge._fma_peak`, best of "
         + ("1 probe" if args.quick else "3 probes") + " of 0.2 s): "
         + ", ".join(f"{t} thread{'s' if t > 1 else ''}: **{peak[t]:.1f} GFLOP/s**" for t in threads),
     ]
@@ -437,7 +438,7 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
     ]
     if workspace:
         md += ["## Peak workspace per conv shape", "",
-               "Scratch bytes held by convforge (`convforge._core._workspace_bytes()`, the calling thread's buffer, "
+               "Scratch bytes held by convforge (`convforge._workspace_bytes()`, the calling thread's buffer, "
                "which also holds the per-thread slices) after ONE call of the pass in a FRESH process: the peak "
                "workspace of that (shape, pass, threads) alone.", ""]
         cols = [(p, t) for p in cfbench.CONV_PASSES for t in threads]
@@ -464,12 +465,12 @@ WHAT_IS_TIMED = [
     "- **conv fwd**: convforge `functional.conv2d(x, w)` (argument checks + kernel + output allocation); "
     "NumPy `reference.conv2d_im2col` (padding copy, im2col copy, one matmul, NCHW transpose copy); "
     "PyTorch `F.conv2d` under `no_grad` (oneDNN/MKL as torch chooses). No bias.",
-    "- **conv bwd_data**: convforge `_core.conv2d_bwd_data(dy, w, x_shape, ...)` (dx only); "
+    "- **conv bwd_data**: convforge `functional.conv2d_backward_data(dy, w, x_shape, ...)` (dx only); "
     "PyTorch `aten.convolution_backward(..., output_mask=[True, False, False])`; "
     "NumPy `conv2d_backward_im2col(need_input_grad=True, need_bias_grad=False)`, whose API always computes dw too: "
     "**the NumPy bwd_data time includes a full weight-gradient pass** (im2col + dw matmul) on top of dcols matmul + col2im, "
     "so its 'vs NumPy' ratio flatters convforge by roughly the NumPy bwd_weights time.",
-    "- **conv bwd_weights**: convforge `_core.conv2d_bwd_weights(..., need_bias=False)` (dw only); "
+    "- **conv bwd_weights**: convforge `functional.conv2d_backward_weights(..., need_bias_grad=False)` (dw only); "
     "PyTorch `aten.convolution_backward(..., [False, True, False])`; "
     "NumPy `conv2d_backward_im2col(need_input_grad=False, need_bias_grad=False)` (im2col + one matmul).",
     "- **max-pool fwd** (2x2, stride 2, with int64 indices): convforge `functional.max_pool2d(..., return_indices=True)`; "
@@ -482,11 +483,11 @@ WHAT_IS_TIMED = [
     "faults): convforge `functional.relu(x, out=y)`; NumPy `np.maximum(x, 0, out=y)`; PyTorch `torch.clamp_min(x, 0, out=y)` "
     "(ATen's `relu` is `clamp_min(x, 0)`; `aten.relu.out` is a wrapper that computes into a new tensor and copies). "
     "Bytes: x read + y written.",
-    "- **ReLU bwd**: preallocated output: convforge `_core.relu_bwd(dy, x, out)` (`functional.relu_backward` has no `out=`); "
+    "- **ReLU bwd**: preallocated output: convforge `functional.relu_backward(dy, x, out=out)`; "
     "NumPy `np.multiply(dy, np.greater(x, 0, out=mask), out=dx)` (2 passes, preallocated bool mask); PyTorch "
     "`aten.threshold_backward.grad_input(dy, x, 0, grad_input=dx)`. Bytes: dy + x read, dx written.",
     "- **dense** (x (N, I), w (I, U) in Keras's layout, dy (N, U)): convforge `functional.dense(x, w)`, "
-    "`_core.dense_bwd_data(dy, w)` and `_core.dense_bwd_weights(dy, x, need_bias=False)`; NumPy `x @ w`, `dy @ w.T`, "
+    "`functional.dense_backward_data(dy, w)` and `functional.dense_backward_weights(dy, x, need_bias_grad=False)`; NumPy `x @ w`, `dy @ w.T`, "
     "`x.T @ dy` (OpenBLAS at T threads); PyTorch `F.linear(x, wt)`, `mm(dy, wt)`, `mm(dy.t(), x)` with `wt` = w "
     "transposed once into torch's (U, I) layout, outside the timing. No bias; every call allocates its output.",
     "- Correctness before timing: conv and dense results agree to rtol 1e-3 / atol 1e-4·max|ref| with NumPy's; max-pool "

@@ -157,7 +157,7 @@ def run_bench(machine):
 
         if who == "convforge" and spec.op == "conv":
             # Scratch held by the calling thread: a running max over the session so far.
-            info["workspace_bytes_running_max"] = cfbench._core._workspace_bytes()
+            info["workspace_bytes_running_max"] = cfbench.convforge._workspace_bytes()
         stats = getattr(benchmark, "stats", None)
         if benchmark.disabled or stats is None:
             return

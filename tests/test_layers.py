@@ -17,7 +17,6 @@ from gradients import numerical_grad
 import convforge
 from convforge import functional as F
 from convforge import layers, reference
-from convforge.layers import _kernels as layer_kernels
 from convforge.layers import base as layers_base
 from convforge.layers import initializers
 
@@ -167,8 +166,7 @@ def test_conv2d_relu_runs_in_place_on_conv_output(monkeypatch):
     """activation='relu' must not allocate a second output: in training the kernel applies it as
     it stores the conv result (no separate pass); in inference relu(y, out=y) on the result."""
     calls = []
-    real_inplace, real_relu = layer_kernels.relu_inplace, F.relu
-    monkeypatch.setattr(layer_kernels, "relu_inplace", lambda x: calls.append("training") or real_inplace(x))
+    real_relu = F.relu
 
     def spy(x, out=None):
         calls.append(f"inference, in place: {out is x}")
@@ -188,8 +186,8 @@ def test_conv2d_relu_runs_in_place_on_conv_output(monkeypatch):
 
 def test_conv2d_first_layer_skips_input_gradient(monkeypatch):
     calls = []
-    real = layer_kernels.conv2d_backward_data
-    monkeypatch.setattr(layer_kernels, "conv2d_backward_data", lambda *a: calls.append(a) or real(*a))
+    real = F.conv2d_backward_data
+    monkeypatch.setattr(F, "conv2d_backward_data", lambda *a, **k: calls.append(a) or real(*a, **k))
     layer = built(layers.Conv2D(2, 3), (1, 6, 6))
     x = np.ones((1, 1, 6, 6))
     y = layer.forward(x, training=True)
@@ -282,9 +280,9 @@ def test_maxpool_valid_matches_reference(pool, strides):
 
 def test_maxpool_valid_2x2_uses_the_kernel_with_indices(monkeypatch):
     calls = []
-    real_train, real_infer = layer_kernels.max_pool2d, F.max_pool2d
-    monkeypatch.setattr(layer_kernels, "max_pool2d", lambda *a: calls.append("argmax") or real_train(*a))
-    monkeypatch.setattr(F, "max_pool2d", lambda *a, **k: calls.append("max") or real_infer(*a, **k))
+    real = F.max_pool2d
+    monkeypatch.setattr(F, "max_pool2d", lambda *a, **k: calls.append(
+        "argmax" if k.get("return_indices") else "max") or real(*a, **k))
     layer = built(layers.MaxPooling2D(2, 2), (2, 8, 8), np.float32)
     x = np.random.default_rng(0).standard_normal((1, 2, 8, 8)).astype(np.float32)
     layer.forward(x, training=True)

@@ -15,7 +15,6 @@ import pytest
 import convforge
 from convforge import callbacks, layers, optimizers
 from convforge import functional as F
-from convforge.layers import _kernels as layer_kernels
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -305,9 +304,9 @@ def test_predict_is_inference_mode():
 
 def test_first_weighted_layer_computes_no_input_gradient(monkeypatch):
     seen = []
-    real_data, real_weights = layer_kernels.conv2d_backward_data, layer_kernels.conv2d_backward_weights
-    monkeypatch.setattr(layer_kernels, "conv2d_backward_data", lambda *a: seen.append("dx") or real_data(*a))
-    monkeypatch.setattr(layer_kernels, "conv2d_backward_weights", lambda *a: seen.append("dw") or real_weights(*a))
+    real_data, real_weights = F.conv2d_backward_data, F.conv2d_backward_weights
+    monkeypatch.setattr(F, "conv2d_backward_data", lambda *a, **k: seen.append("dx") or real_data(*a, **k))
+    monkeypatch.setattr(F, "conv2d_backward_weights", lambda *a, **k: seen.append("dw") or real_weights(*a, **k))
     convforge.seed(7)
     model = convforge.Sequential(
         [layers.Conv2D(2, 3, input_shape=(8, 8, 1)), layers.Conv2D(2, 3), layers.Flatten(), layers.Dense(2)]

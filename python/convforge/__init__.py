@@ -74,8 +74,10 @@ def build_info() -> dict:
     Returns a dict with ``version``, ``compiler``, ``build_type``, ``openmp``,
     ``num_threads`` (current) and ``default_num_threads``, ``isa_compiled``,
     ``isa_detected`` (best the CPU supports), ``isa_cap`` ($CONVFORGE_MAX_ISA),
-    ``isa`` (in use), ``kernels`` (``{op: {dtype: kernel name}}``) and
-    ``forked_child``.
+    ``isa`` (in use), ``kernels`` (``{op: {dtype: kernel name}}``),
+    ``conv2d_algorithms`` (``{"conv2d_fwd" | "conv2d_bwd_data" | "conv2d_bwd_weights":
+    {isa: [every compiled algorithm, best-first]}}``; float64 has the ``ref`` list; see
+    :func:`convforge.functional.conv2d_algorithms` for one problem's) and ``forked_child``.
     """
     return _core.build_info()
 
@@ -98,3 +100,12 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """Threads the kernels use now (see :func:`set_num_threads`)."""
     return _core.get_num_threads()
+
+
+# Machine facts for bench/ (private): the measured FMA peak and the kernels' scratch memory.
+def _fma_peak(threads: int = 1, seconds: float = 0.3) -> dict:
+    return _core._fma_peak(threads, seconds)
+
+
+def _workspace_bytes() -> int:
+    return _core._workspace_bytes()

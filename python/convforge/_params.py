@@ -4,12 +4,35 @@ One place turns what a user may write (``stride=2``, ``padding='same'``,
 ``padding=((0, 1), (0, 1))``, ``kernel_size=(2, 2)``) into plain integers and
 checks them, so that ``convforge.functional``, ``convforge.reference`` and the
 layers all accept exactly the same things and fail with the same messages.
+
+The result is a frozen plan (:class:`ConvPlan`, :class:`PoolPlan`), built once
+per problem and passed down: a layer builds it when it is built, ``functional``
+takes it as ``_plan=`` instead of normalising again, and the output size in it
+is the one the output array is allocated with. The C++ bindings still check
+every argument on their own (``_core`` must be safe alone); a test holds their
+output size to the plan's.
+
+The four vocabularies of one convolution, mapped once:
+
+==========================  ============================  =========================
+Keras ``Conv2D``            ``functional.conv2d``         C++ ``ConvShape`` (oneDNN)
+==========================  ============================  =========================
+``filters``                 ``w.shape[0]`` (K)            ``oc``
+``kernel_size``             ``w.shape[2:]`` (R, S)        ``kh, kw``
+``strides``                 ``stride``                    ``sh, sw``
+``padding`` 'valid'/'same'  ``padding`` (any form)        ``pt, pb, pl, pr``
+``dilation_rate``           ``dilation``                  ``dh, dw``
+(input shape)               ``x.shape`` (N, C, H, W)      ``mb, ic, ih, iw``
+(output shape)              ``ConvPlan.out_hw``           ``oh, ow``
+``activation='relu'``       ``relu=True`` (fused)         ``relu``
+==========================  ============================  =========================
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
@@ -86,6 +109,24 @@ def conv_padding(padding, in_hw, kernel_hw, stride, dilation) -> tuple[int, int,
     return (ph, ph, pw, pw)
 
 
+class ConvPlan(NamedTuple):
+    """conv2d's normalised hyper-parameters and output size, for one input size."""
+
+    stride: tuple  # (sh, sw)
+    pads: tuple  # (top, bottom, left, right)
+    dilation: tuple  # (dh, dw)
+    out_hw: tuple  # (OH, OW)
+
+
+class PoolPlan(NamedTuple):
+    """max_pool2d's normalised hyper-parameters and output size, for one input size."""
+
+    kernel: tuple
+    stride: tuple
+    pad: tuple  # (ph, pw), each side
+    out_hw: tuple
+
+
 def pool_output_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool) -> int:
     """PyTorch's max-pool output length, including its ceil_mode rule."""
     num = size + 2 * pad - kernel
@@ -98,7 +139,7 @@ def pool_output_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: b
 
 
 def pool_params(input_hw, kernel_size, stride, padding, ceil_mode):
-    """Checked ``(kernel, stride, pad, out_hw)`` for max_pool2d, PyTorch's rules."""
+    """Checked :class:`PoolPlan` ``(kernel, stride, pad, out_hw)`` for max_pool2d, PyTorch's rules."""
     kernel = pair(kernel_size, "kernel_size")
     stride = kernel if stride is None else pair(stride, "stride")
     pad = pair(padding, "padding", minimum=0)
@@ -116,11 +157,11 @@ def pool_params(input_hw, kernel_size, stride, padding, ceil_mode):
             f"{input_hw[0]}x{input_hw[1]} with kernel_size={kernel}, stride={stride}, padding={pad}; "
             "the input is too small for this window"
         )
-    return kernel, stride, pad, out_hw
+    return PoolPlan(kernel, stride, pad, out_hw)
 
 
 def conv_params(input_hw, kernel_hw, stride, padding, dilation):
-    """Checked ``(stride, (top, bottom, left, right), dilation, out_hw)`` for conv2d."""
+    """Checked :class:`ConvPlan` ``(stride, (top, bottom, left, right), dilation, out_hw)`` for conv2d."""
     stride = pair(stride, "stride")
     dilation = pair(dilation, "dilation")
     pads = conv_padding(padding, input_hw, kernel_hw, stride, dilation)
@@ -134,7 +175,7 @@ def conv_params(input_hw, kernel_hw, stride, padding, dilation):
             f"(dilation {dilation}) does not fit in the padded input {input_hw[0]}x{input_hw[1]} "
             f"with padding (top, bottom, left, right)={pads}"
         )
-    return stride, pads, dilation, out_hw
+    return ConvPlan(stride, pads, dilation, out_hw)
 
 
 def flops_conv2d(n: int, c: int, k: int, out_hw, kernel_hw) -> int:

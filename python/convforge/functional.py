@@ -17,8 +17,10 @@ signatures; the tests hold these kernels to them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -26,9 +28,15 @@ from . import _core, _params
 
 __all__ = [
     "conv2d",
+    "conv2d_algorithms",
     "conv2d_backward",
+    "conv2d_backward_data",
+    "conv2d_backward_weights",
     "dense",
     "dense_backward",
+    "dense_backward_data",
+    "dense_backward_weights",
+    "force_conv2d_algorithm",
     "max_pool2d",
     "max_pool2d_backward",
     "relu",
@@ -87,24 +95,134 @@ def _flag(value, name: str) -> bool:
     return bool(value)
 
 
-def _conv_setup(x_shape, w_shape, stride, padding, dilation):
+# ---- conv2d algorithms: which one runs, and forcing one ---------------------------------------
+
+_CONV_PASSES = ("fwd", "bwd_data", "bwd_weights")
+
+
+def _parse_conv_algo(text: str) -> dict:
+    """``'fwd:im2col_gemm,bwd_data:col2im_gemm'`` -> ``{'fwd': 'im2col_gemm', ...}``."""
+    forced = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        pass_, sep, name = item.partition(":")
+        pass_, name = pass_.strip(), name.strip()
+        if not sep or pass_ not in _CONV_PASSES or not name:
+            raise ValueError(
+                f"CONVFORGE_CONV_ALGO must be a comma-separated list of pass:algorithm with pass one of "
+                f"{', '.join(_CONV_PASSES)} (e.g. 'fwd:im2col_gemm,bwd_data:col2im_gemm'), got {text!r}"
+            )
+        forced[pass_] = name
+    return forced
+
+
+# The forced algorithm per pass: $CONVFORGE_CONV_ALGO, read once at import, then
+# force_conv2d_algorithm. Process-wide, like the ISA cap.
+_forced_conv_algo: dict = _parse_conv_algo(os.environ.get("CONVFORGE_CONV_ALGO", ""))
+
+
+@contextlib.contextmanager
+def force_conv2d_algorithm(fwd=None, bwd_data=None, bwd_weights=None):
+    """Run conv2d's passes with the named algorithms inside a ``with`` block.
+
+    Each argument names one algorithm of that pass (see :func:`conv2d_algorithms`
+    and ``convforge.build_info()["conv2d_algorithms"]``); ``None`` leaves the pass
+    as it was (the default choice, or an outer forcing). A forced algorithm that does
+    not apply to a call's problem makes that call raise ``ValueError`` naming it,
+    before anything is written; so does a name the active ISA does not have.
+
+    The setting is process-wide (not per thread), as the ISA cap is. The same can be
+    set for a whole run with ``CONVFORGE_CONV_ALGO=fwd:im2col_gemm,bwd_data:col2im_gemm``
+    (read at import). The layers call these functions, so the setting applies to
+    training too.
+    """
+    update = {}
+    for pass_, name in (("fwd", fwd), ("bwd_data", bwd_data), ("bwd_weights", bwd_weights)):
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"{pass_} must be an algorithm name (str) or None, got {name!r}")
+            update[pass_] = name
+    previous = dict(_forced_conv_algo)
+    _forced_conv_algo.update(update)
+    try:
+        yield
+    finally:
+        _forced_conv_algo.clear()
+        _forced_conv_algo.update(previous)
+
+
+def conv2d_algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, dtype=np.float32) -> dict:
+    """The conv2d algorithms that apply to a problem, per pass, best-first.
+
+    Returns ``{"fwd": names, "bwd_data": names, "bwd_weights": names}``, each a
+    tuple whose first name is the one a call runs by default. The answer is for
+    the active ISA (``build_info()["isa"]``, which ``CONVFORGE_MAX_ISA`` caps) and
+    the given ``dtype`` (float64 has the portable algorithms only), and assumes
+    finite data: some backward forms multiply zero padding by the weights or the
+    input, and step aside for inf/NaN values (the exact forms, last in each list,
+    then run). ``build_info()["conv2d_algorithms"]`` lists every compiled one.
+    """
+    x_shape, w_shape = _shape4(x_shape, "x_shape"), _shape4(w_shape, "w_shape")
+    plan = _conv_setup(x_shape, w_shape, stride, padding, dilation)
+    dtype = np.dtype(dtype)
+    if dtype not in _FLOATS:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dict(_core.conv2d_algorithms(x_shape, w_shape, plan.stride, plan.pads, plan.dilation, dtype.name))
+
+
+def _shape4(shape, name: str) -> tuple:
+    if not isinstance(shape, (tuple, list)) or len(shape) != 4 or not all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in shape
+    ):
+        raise TypeError(f"{name} must be a tuple of 4 ints, got {shape!r}")
+    shape = tuple(int(d) for d in shape)
+    if min(shape) < 1 or max(shape) > _params.MAX_PARAM:
+        raise ValueError(f"{name} must have 4 dimensions between 1 and {_params.MAX_PARAM}, got {shape}")
+    return shape
+
+
+def _conv_setup(x_shape, w_shape, stride, padding, dilation, plan=None) -> _params.ConvPlan:
+    """The conv2d plan for these shapes: ``plan`` as given (a caller's, built once), else built here."""
     if x_shape[1] != w_shape[1]:
         raise ValueError(
             f"x has {x_shape[1]} channels but w expects {w_shape[1]} (w has shape {w_shape} = (K, C, R, S))"
         )
-    stride, pads, dilation, out_hw = _params.conv_params(x_shape[2:], w_shape[2:], stride, padding, dilation)
+    if plan is not None:
+        return plan  # the bindings check it against the shapes (a wrong out_hw is a wrong `out`)
+    plan = _params.conv_params(x_shape[2:], w_shape[2:], stride, padding, dilation)
     # The kernels refuse these too (csrc/common/shapes.cpp); here the message names the cause.
-    pixels = out_hw[0] * out_hw[1]
+    pixels = plan.out_hw[0] * plan.out_hw[1]
     if max(x_shape[0] * w_shape[0], w_shape[1] * w_shape[2] * w_shape[3]) * pixels > _params.MAX_ELEMENTS:
         raise ValueError(
-            f"conv2d output would be {out_hw[0]}x{out_hw[1]} per image and filter: too large "
+            f"conv2d output would be {plan.out_hw[0]}x{plan.out_hw[1]} per image and filter: too large "
             f"(more than 2**{_params.MAX_ELEMENTS.bit_length() - 1} elements); check padding={padding!r}, "
             f"stride={stride} and dilation={dilation}"
         )
-    return stride, pads, dilation, out_hw
+    return plan
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
+def _ready(a, name: str, ndim: int, layout: str) -> np.ndarray:
+    """:func:`_array`, with a shortcut for the common case (a usable C-contiguous array, known in a
+    few attribute reads). Copies nothing: callers apply :func:`_contiguous` once every argument
+    has been checked."""
+    if (type(a) is np.ndarray and a.ndim == ndim and a.dtype in _FLOATS and a.flags.c_contiguous
+            and a.flags.aligned and a.size):
+        return a
+    return _array(a, name, ndim, layout)
+
+
+def _output(out, name: str, shape: tuple, dtype) -> np.ndarray | None:
+    """``out`` for the bindings, which check it fully (dtype, shape, contiguity, writeable,
+    overlap with the inputs) before anything is written; here only what they cannot say well."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray or None, got {type(out).__name__}")
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}, got {out.dtype} {out.shape}")
+    return out
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, *, relu=False, out=None, _plan=None):
     """2-D convolution (cross-correlation) of a batch of images with a bank of filters.
 
     Parameters
@@ -121,26 +239,114 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
         Zero padding. ``'same'`` follows TensorFlow/Keras: the output has
         ``ceil(H / stride)`` rows, and an odd extra row/column of padding goes
         at the bottom/right.
+    relu : bool
+        Apply ``max(y, 0)`` in the same pass (NaN kept, -0.0 -> +0.0): the bits of
+        ``relu(conv2d(...))`` without a second pass over the output.
+    out : ndarray, optional
+        Write the result here (C-contiguous, the result's dtype and shape, writeable,
+        sharing no memory with ``x``, ``w`` or ``b``) and return it.
 
     Returns
     -------
     y : ndarray, shape (N, K, OH, OW)
         ``OH = (H + top + bottom - dilation * (R - 1) - 1) // stride + 1``, likewise OW.
+
+    The algorithm that runs is reported by :func:`conv2d_algorithms` and can be
+    forced with :func:`force_conv2d_algorithm`.
     """
-    x = _array(x, "x", 4, "(N, C, H, W)")
-    w = _array(w, "w", 4, "(K, C, R, S)")
+    x = _ready(x, "x", 4, "(N, C, H, W)")
+    w = _ready(w, "w", 4, "(K, C, R, S)")
     if b is not None:
-        b = _array(b, "b", 1, "(K,)")
+        b = _ready(b, "b", 1, "(K,)")
         if b.shape[0] != w.shape[0]:
             raise ValueError(f"b must have shape ({w.shape[0]},), one bias per filter of w, got {b.shape}")
     _same_dtype("x", x, w=w, b=b)
-    stride, pads, dilation, _ = _conv_setup(x.shape, w.shape, stride, padding, dilation)
-    b = None if b is None else _contiguous(b)
-    return _core.conv2d_fwd(_contiguous(x), _contiguous(w), b, stride, pads, dilation)
+    relu = _flag(relu, "relu")
+    plan = _conv_setup(x.shape, w.shape, stride, padding, dilation, _plan)
+    out = _output(out, "out", (x.shape[0], w.shape[0], *plan.out_hw), x.dtype)
+    x, w, b = _contiguous(x), _contiguous(w), None if b is None else _contiguous(b)
+    return _core.conv2d_fwd(x, w, b, plan.stride, plan.pads, plan.dilation, out=out, relu=relu,
+                            algorithm=_forced_conv_algo.get("fwd"))
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=True, need_bias_grad=True):
+def conv2d_backward_data(dy, w, x_shape, stride=1, padding=0, dilation=1, *, out=None, _plan=None):
+    """Gradient of :func:`conv2d` with respect to its input, alone (PyTorch's ``conv2d_input``).
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, K, OH, OW)
+        Gradient of the loss with respect to conv2d's output.
+    w : ndarray, shape (K, C, R, S)
+    x_shape : tuple of 4 ints
+        Shape (N, C, H, W) of the forward input.
+    stride, padding, dilation
+        The arguments of the forward call.
+    out : ndarray, optional
+        Write ``dx`` here (see :func:`conv2d`'s ``out``; no memory shared with dy or w).
+
+    Returns
+    -------
+    dx : ndarray, shape ``x_shape``
+    """
+    dy = _ready(dy, "dy", 4, "(N, K, OH, OW)")
+    w = _ready(w, "w", 4, "(K, C, R, S)")
+    _same_dtype("dy", dy, w=w)
+    x_shape = _shape4(x_shape, "x_shape")
+    plan = _conv_setup(x_shape, w.shape, stride, padding, dilation, _plan)
+    _check_dy(dy, (x_shape[0], w.shape[0], *plan.out_hw))
+    out = _output(out, "out", x_shape, dy.dtype)
+    dy, w = _contiguous(dy), _contiguous(w)
+    return _core.conv2d_bwd_data(dy, w, x_shape, plan.stride, plan.pads, plan.dilation, out=out,
+                                 algorithm=_forced_conv_algo.get("bwd_data"))
+
+
+def conv2d_backward_weights(dy, x, w_shape, stride=1, padding=0, dilation=1, *, need_bias_grad=True, out_w=None,
+                            out_b=None, _plan=None):
+    """Gradients of :func:`conv2d` with respect to its weights and bias.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, K, OH, OW)
+    x : ndarray, shape (N, C, H, W)
+        The forward input.
+    w_shape : tuple of 4 ints
+        Shape (K, C, R, S) of the weights.
+    stride, padding, dilation
+        The arguments of the forward call.
+    need_bias_grad : bool
+        Compute ``db``.
+    out_w, out_b : ndarray, optional
+        Write ``dw`` / ``db`` there (see :func:`conv2d`'s ``out``).
+
+    Returns
+    -------
+    (dw, db or None)
+        Shapes (K, C, R, S) and (K,).
+    """
+    dy = _ready(dy, "dy", 4, "(N, K, OH, OW)")
+    x = _ready(x, "x", 4, "(N, C, H, W)")
+    _same_dtype("x", x, dy=dy)
+    need_bias_grad = _flag(need_bias_grad, "need_bias_grad")
+    w_shape = _shape4(w_shape, "w_shape")
+    plan = _conv_setup(x.shape, w_shape, stride, padding, dilation, _plan)
+    _check_dy(dy, (x.shape[0], w_shape[0], *plan.out_hw))
+    out_w = _output(out_w, "out_w", w_shape, x.dtype)
+    out_b = _output(out_b, "out_b", (w_shape[0],), x.dtype) if need_bias_grad else None
+    dy, x = _contiguous(dy), _contiguous(x)
+    return _core.conv2d_bwd_weights(dy, x, w_shape, plan.stride, plan.pads, plan.dilation, need_bias_grad,
+                                    out_w=out_w, out_b=out_b, algorithm=_forced_conv_algo.get("bwd_weights"))
+
+
+def _check_dy(dy, expected) -> None:
+    if dy.shape != expected:
+        raise ValueError(f"dy must have the shape of conv2d's output {expected}, got {dy.shape}")
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=True, need_bias_grad=True,
+                    need_weight_grad=True):
     """Gradients of :func:`conv2d` with respect to its input, weights and bias.
+
+    :func:`conv2d_backward_data` and :func:`conv2d_backward_weights` in one call.
 
     Parameters
     ----------
@@ -152,11 +358,14 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=T
         Compute ``dx``. The first layer of a network never needs it; then no
         input-gradient work is done at all.
     need_bias_grad : bool
-        Compute ``db``.
+        Compute ``db`` (only with ``need_weight_grad``).
+    need_weight_grad : bool
+        Compute ``dw`` (and ``db``). False for a frozen layer, or an input-gradient
+        saliency map: then only ``dx`` is computed, at ``dx``-alone cost.
 
     Returns
     -------
-    (dx or None, dw, db or None)
+    (dx or None, dw or None, db or None)
         Shapes (N, C, H, W), (K, C, R, S), (K,).
     """
     dy = _array(dy, "dy", 4, "(N, K, OH, OW)")
@@ -165,17 +374,25 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=T
     _same_dtype("x", x, w=w, dy=dy)
     need_input_grad = _flag(need_input_grad, "need_input_grad")
     need_bias_grad = _flag(need_bias_grad, "need_bias_grad")
-    stride, pads, dilation, out_hw = _conv_setup(x.shape, w.shape, stride, padding, dilation)
-    expected = (x.shape[0], w.shape[0], *out_hw)
-    if dy.shape != expected:
-        raise ValueError(f"dy must have the shape of conv2d's output {expected}, got {dy.shape}")
+    need_weight_grad = _flag(need_weight_grad, "need_weight_grad")
+    plan = _conv_setup(x.shape, w.shape, stride, padding, dilation)
+    _check_dy(dy, (x.shape[0], w.shape[0], *plan.out_hw))
     dy = _contiguous(dy)
-    dx = _core.conv2d_bwd_data(dy, _contiguous(w), x.shape, stride, pads, dilation) if need_input_grad else None
-    dw, db = _core.conv2d_bwd_weights(dy, _contiguous(x), w.shape, stride, pads, dilation, need_bias_grad)
+    dx = dw = db = None
+    if need_input_grad:
+        dx = conv2d_backward_data(dy, _contiguous(w), x.shape, _plan=plan)
+    if need_weight_grad:
+        dw, db = conv2d_backward_weights(dy, _contiguous(x), w.shape, need_bias_grad=need_bias_grad, _plan=plan)
     return dx, dw, db
 
 
-def dense(x, w, b=None):
+def _dense_check(x_features: int, w) -> None:
+    if x_features != w.shape[0]:
+        raise ValueError(f"x has {x_features} features but w expects {w.shape[0]} (w has shape {w.shape} = "
+                         "(in_features, units))")
+
+
+def dense(x, w, b=None, *, out=None):
     """Fully connected layer without its activation: ``x @ w + b``, Keras's ``Dense``.
 
     Parameters
@@ -186,26 +403,54 @@ def dense(x, w, b=None):
         Keras's kernel layout ``(in_features, units)``, same dtype as ``x``.
     b : ndarray, shape (U,), optional
         One bias per unit.
+    out : ndarray, optional
+        Write the result here (C-contiguous, the result's dtype and shape, writeable,
+        sharing no memory with the inputs) and return it.
 
     Returns
     -------
     y : ndarray, shape (N, U)
     """
-    x = _array(x, "x", 2, "(batch, in_features)")
-    w = _array(w, "w", 2, "(in_features, units)")
-    if x.shape[1] != w.shape[0]:
-        raise ValueError(f"x has {x.shape[1]} features but w expects {w.shape[0]} (w has shape {w.shape} = "
-                         "(in_features, units))")
+    x = _ready(x, "x", 2, "(batch, in_features)")
+    w = _ready(w, "w", 2, "(in_features, units)")
+    _dense_check(x.shape[1], w)
     if b is not None:
-        b = _array(b, "b", 1, "(units,)")
+        b = _ready(b, "b", 1, "(units,)")
         if b.shape[0] != w.shape[1]:
             raise ValueError(f"b must have shape ({w.shape[1]},), one bias per unit of w, got {b.shape}")
     _same_dtype("x", x, w=w, b=b)
-    b = None if b is None else _contiguous(b)
-    return _core.dense_fwd(_contiguous(x), _contiguous(w), b)
+    out = _output(out, "out", (x.shape[0], w.shape[1]), x.dtype)
+    x, w, b = _contiguous(x), _contiguous(w), None if b is None else _contiguous(b)
+    return _core.dense_fwd(x, w, b, out)
 
 
-def dense_backward(dy, x, w, need_input_grad=True, need_bias_grad=True):
+def dense_backward_data(dy, w, *, out=None):
+    """Gradient of :func:`dense` with respect to its input: ``dy @ w.T``, shape (N, I)."""
+    dy = _ready(dy, "dy", 2, "(batch, units)")
+    w = _ready(w, "w", 2, "(in_features, units)")
+    _same_dtype("dy", dy, w=w)
+    if dy.shape[1] != w.shape[1]:
+        raise ValueError(f"dy has {dy.shape[1]} units but w has {w.shape[1]} (w has shape {w.shape} = "
+                         "(in_features, units))")
+    out = _output(out, "out", (dy.shape[0], w.shape[0]), dy.dtype)
+    return _core.dense_bwd_data(_contiguous(dy), _contiguous(w), out)
+
+
+def dense_backward_weights(dy, x, *, need_bias_grad=True, out_w=None, out_b=None):
+    """Gradients of :func:`dense` with respect to its weights and bias: ``(x.T @ dy, dy.sum(0) or None)``."""
+    dy = _ready(dy, "dy", 2, "(batch, units)")
+    x = _ready(x, "x", 2, "(batch, in_features)")
+    _same_dtype("x", x, dy=dy)
+    need_bias_grad = _flag(need_bias_grad, "need_bias_grad")
+    if dy.shape[0] != x.shape[0]:
+        raise ValueError(f"dy must have the shape of dense's output (batch, units) with batch {x.shape[0]} as in x, "
+                         f"got {dy.shape}")
+    out_w = _output(out_w, "out_w", (x.shape[1], dy.shape[1]), x.dtype)
+    out_b = _output(out_b, "out_b", (dy.shape[1],), x.dtype) if need_bias_grad else None
+    return _core.dense_bwd_weights(_contiguous(dy), _contiguous(x), need_bias_grad, out_w, out_b)
+
+
+def dense_backward(dy, x, w, need_input_grad=True, need_bias_grad=True, need_weight_grad=True):
     """Gradients of :func:`dense` with respect to its input, weights and bias.
 
     Parameters
@@ -216,10 +461,12 @@ def dense_backward(dy, x, w, need_input_grad=True, need_bias_grad=True):
         The arguments of the forward call.
     need_input_grad, need_bias_grad : bool
         Compute ``dx`` / ``db``.
+    need_weight_grad : bool
+        Compute ``dw`` (and ``db``); False computes ``dx`` alone (a frozen layer).
 
     Returns
     -------
-    (dx or None, dw, db or None)
+    (dx or None, dw or None, db or None)
         Shapes (N, I), (I, U), (U,).
     """
     dy = _array(dy, "dy", 2, "(batch, units)")
@@ -228,19 +475,21 @@ def dense_backward(dy, x, w, need_input_grad=True, need_bias_grad=True):
     _same_dtype("x", x, w=w, dy=dy)
     need_input_grad = _flag(need_input_grad, "need_input_grad")
     need_bias_grad = _flag(need_bias_grad, "need_bias_grad")
-    if x.shape[1] != w.shape[0]:
-        raise ValueError(f"x has {x.shape[1]} features but w expects {w.shape[0]} (w has shape {w.shape} = "
-                         "(in_features, units))")
+    need_weight_grad = _flag(need_weight_grad, "need_weight_grad")
+    _dense_check(x.shape[1], w)
     expected = (x.shape[0], w.shape[1])
     if dy.shape != expected:
         raise ValueError(f"dy must have the shape of dense's output {expected}, got {dy.shape}")
     dy = _contiguous(dy)
-    dx = _core.dense_bwd_data(dy, _contiguous(w)) if need_input_grad else None
-    dw, db = _core.dense_bwd_weights(dy, _contiguous(x), need_bias_grad)
+    dx = dense_backward_data(dy, _contiguous(w)) if need_input_grad else None
+    dw = db = None
+    if need_weight_grad:
+        dw, db = dense_backward_weights(dy, _contiguous(x), need_bias_grad=need_bias_grad)
     return dx, dw, db
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, return_indices=False):
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, return_indices=False, *, out=None,
+               out_indices=None, _plan=None):
     """Max-pooling over each feature map, PyTorch's rules.
 
     Parameters
@@ -256,6 +505,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, return_i
         Round the output size up, so that a partial last window is kept.
     return_indices : bool
         Also return the argmax of each window.
+    out, out_indices : ndarray, optional
+        Write ``y`` / the indices (int64) there (C-contiguous, the result's shape,
+        writeable, sharing no memory with ``x`` or each other).
 
     Returns
     -------
@@ -269,13 +521,20 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, return_i
     window holding a NaN has NaN as its maximum, and its index is the first
     NaN. An index always points at a real input element, never at padding.
     """
-    x = _array(x, "x", 4, "(N, C, H, W)")
+    x = _ready(x, "x", 4, "(N, C, H, W)")
     return_indices = _flag(return_indices, "return_indices")
-    kernel, stride, pad, out_hw = _params.pool_params(x.shape[2:], kernel_size, stride, padding, ceil_mode)
-    return _core.maxpool2d_fwd(_contiguous(x), kernel, stride, pad, out_hw, return_indices)
+    plan = _plan or _params.pool_params(x.shape[2:], kernel_size, stride, padding, ceil_mode)
+    shape = (*x.shape[:2], *plan.out_hw)
+    out = _output(out, "out", shape, x.dtype)
+    if out_indices is not None and not return_indices:
+        raise ValueError("out_indices is given but return_indices is False")
+    if out_indices is not None and not isinstance(out_indices, np.ndarray):
+        raise TypeError(f"out_indices must be a numpy.ndarray or None, got {type(out_indices).__name__}")
+    return _core.maxpool2d_fwd(_contiguous(x), plan.kernel, plan.stride, plan.pad, plan.out_hw, return_indices, out,
+                               out_indices)
 
 
-def max_pool2d_backward(dy, indices, input_shape):
+def max_pool2d_backward(dy, indices, input_shape, *, out=None, gate=None):
     """Gradient of :func:`max_pool2d`: ``dy`` routed back to each window's maximum.
 
     Parameters
@@ -285,13 +544,19 @@ def max_pool2d_backward(dy, indices, input_shape):
         As returned by ``max_pool2d(..., return_indices=True)``.
     input_shape : tuple of 4 ints
         Shape (N, C, H, W) of the forward input.
+    out : ndarray, optional
+        Write ``dx`` here (C-contiguous, writeable, no memory shared with the inputs).
+    gate : ndarray of ``input_shape``, optional
+        The pool's input as a ReLU produced it: ``dx`` only where ``gate > 0``, i.e.
+        that ReLU's backward applied in the same pass (bit-identical to
+        ``relu_backward(max_pool2d_backward(...), gate)``).
 
     Returns
     -------
     dx : ndarray, shape ``input_shape``
         Overlapping windows add their contributions.
     """
-    dy = _array(dy, "dy", 4, "(N, C, OH, OW)")
+    dy = _ready(dy, "dy", 4, "(N, C, OH, OW)")
     if not isinstance(indices, np.ndarray):
         raise TypeError(f"indices must be a numpy.ndarray, got {type(indices).__name__}")
     if indices.dtype != np.int64:
@@ -310,8 +575,13 @@ def max_pool2d_backward(dy, indices, input_shape):
             f"input_shape {input_shape} is too large: at most {_params.MAX_PARAM} per dimension "
             f"and 2**{_params.MAX_ELEMENTS.bit_length() - 1} elements"
         )
+    if gate is not None:
+        gate = _ready(gate, "gate", 4, "(N, C, H, W)")
+        _same_dtype("dy", dy, gate=gate)
+    out = _output(out, "out", input_shape, dy.dtype)
     indices = indices if indices.flags.c_contiguous and indices.flags.aligned else indices.copy(order="C")
-    return _core.maxpool2d_bwd(_contiguous(dy), indices, input_shape)
+    gate = None if gate is None else _contiguous(gate)
+    return _core.maxpool2d_bwd(_contiguous(dy), indices, input_shape, out, gate)
 
 
 def relu(x, out=None):
@@ -337,14 +607,19 @@ def relu(x, out=None):
     return out
 
 
-def relu_backward(dy, x):
-    """Gradient of :func:`relu`: ``dy`` where ``x > 0``, else 0 (0 at 0 and at NaN)."""
+def relu_backward(dy, x, *, out=None):
+    """Gradient of :func:`relu`: ``dy`` where ``x > 0``, else 0 (0 at 0 and at NaN).
+
+    ``out`` (optional) receives the result: C-contiguous, writeable, and either
+    ``dy`` or ``x`` itself or sharing no memory with them.
+    """
     dy = _array(dy, "dy")
     x = _array(x, "x")
     _same_dtype("x", x, dy=dy)
     if dy.shape != x.shape:
         raise ValueError(f"dy must have the shape of x {x.shape}, got {dy.shape}")
-    return _core.relu_bwd(_contiguous(dy), _contiguous(x))
+    out = _output(out, "out", x.shape, x.dtype)
+    return _core.relu_bwd(_contiguous(dy), _contiguous(x), out)
 
 
 # =================================================================================================

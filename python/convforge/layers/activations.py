@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from . import _kernels
 from .base import Layer
 
 __all__ = ["Activation", "ReLU", "Sigmoid", "Softmax", "Tanh", "get", "serialize"]
@@ -60,7 +59,7 @@ class ReLU(_ActivationLayer):
 
     def forward(self, x, training=False):
         if self._inplace and training and x.flags.c_contiguous:
-            y = _kernels.relu_inplace(x)  # the Conv2D/Dense output it belongs to
+            y = F.relu(x, out=x)  # the Conv2D/Dense output it belongs to
         else:
             y = F.relu(x, out=x) if self._inplace else F.relu(x)
         return self._output(y, training)
@@ -75,7 +74,7 @@ class ReLU(_ActivationLayer):
         # y > 0 exactly where x > 0, so the output serves for the mask.
         if dy.dtype != y.dtype or dy.shape != y.shape:
             return F.relu_backward(dy, y)  # its error messages
-        return _kernels.relu_backward(dy, y, self._buffers("dx", y.shape, y.dtype))
+        return F.relu_backward(dy, y, out=self._buffers("dx", y.shape, y.dtype))
 
 
 class Tanh(_ActivationLayer):

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _params
 from .. import functional as F
-from . import _kernels, activations, initializers
+from . import activations, initializers
 from .base import Layer, resolve_data_format
 
 __all__ = ["Conv2D", "check_padding"]
@@ -113,6 +113,7 @@ class Conv2D(Layer):
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
         self._x = None
+        self._plans = {}  # image size -> ConvPlan
 
     def build(self, input_shape):
         if len(input_shape) != 3:
@@ -130,36 +131,38 @@ class Conv2D(Layer):
                 f"Conv2D expects input of shape (batch, height, width, channels); got {self._show(input_shape)}"
             )
         try:
-            stride, pads, dilation, out_hw = _params.conv_params(
+            plan = _params.conv_params(
                 input_shape[1:], self.kernel_size, self.strides, self.padding, self.dilation_rate
             )
         except ValueError as err:
             raise ValueError(f"layer {self.name!r} (Conv2D) on input {self._show(input_shape)}: {err}") from None
-        # Normalised once: the training path calls the kernels with these directly.
-        self._plan = (stride, pads, dilation)
-        return (self.filters, *out_hw)
+        return (self.filters, *plan.out_hw)
+
+    def _plan_for(self, hw):
+        """The conv plan for images of ``hw``, built once per image size (normally one)."""
+        plan = self._plans.get(hw)
+        if plan is None:
+            plan = _params.conv_params(hw, self.kernel_size, self.strides, self.padding, self.dilation_rate)
+            if len(self._plans) > 8:  # a model fed many image sizes: keep the cache small
+                self._plans.clear()
+            self._plans[hw] = plan
+        return plan
 
     def forward(self, x, training=False):
         w, b = self.params["kernel"], self.params.get("bias")
+        args = (self.strides, self.padding, self.dilation_rate)
         if not training:
             self._x = self._plan_used = None
-            y = F.conv2d(x, w, b, self.strides, self.padding, self.dilation_rate)
+            y = F.conv2d(x, w, b, *args)
             return y if self.activation is None else self.activation.forward(y, False)
-        if x.ndim == 4 and x.shape[1:] == self.input_shape:
-            plan, out_hw = self._plan, self.output_shape[1:]
-        else:
-            if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1] != w.shape[1]:
-                F.conv2d(x, w, b)  # raises, naming what is wrong with x
-            # Another image size than built for ('same' padding depends on it).
-            *plan, out_hw = _params.conv_params(
-                x.shape[2:], w.shape[2:], self.strides, self.padding, self.dilation_rate
-            )
+        if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1] != w.shape[1]:
+            F.conv2d(x, w, b, *args)  # raises, naming what is wrong with x
+        plan = self._plan_for(x.shape[2:])  # 'same' padding depends on the image size
         # ReLU runs inside the kernel, on each block of output while it is still in cache,
         # instead of as another pass over the whole output.
         fused_relu = isinstance(self.activation, activations.ReLU)
-        y = _kernels.conv2d(
-            x, w, b, *plan, self._buffers("y", (x.shape[0], w.shape[0], *out_hw), x.dtype), relu=fused_relu
-        )
+        y = F.conv2d(x, w, b, *args, relu=fused_relu, _plan=plan,
+                     out=self._buffers("y", (x.shape[0], w.shape[0], *plan.out_hw), x.dtype))
         self._x, self._plan_used = x, plan
         if fused_relu:
             return self.activation._output(y, True)
@@ -174,18 +177,14 @@ class Conv2D(Layer):
         if dy.dtype != x.dtype or dy.ndim != 4:
             # Let functional explain what is wrong with dy.
             F.conv2d_backward(dy, x, w, self.strides, self.padding, self.dilation_rate)
-        plan, buffers = self._plan_used, self._buffers
+        plan, buffers, args = self._plan_used, self._buffers, (self.strides, self.padding, self.dilation_rate)
         dx = None
         if self.input_grad_needed:
-            dx = _kernels.conv2d_backward_data(dy, w, x.shape, *plan, buffers("dx", x.shape, x.dtype))
-        dw, db = _kernels.conv2d_backward_weights(
-            dy,
-            x,
-            w.shape,
-            *plan,
-            self.use_bias,
-            buffers("dw", w.shape, w.dtype),
-            buffers("db", (w.shape[0],), w.dtype) if self.use_bias else None,
+            dx = F.conv2d_backward_data(dy, w, x.shape, *args, _plan=plan, out=buffers("dx", x.shape, x.dtype))
+        dw, db = F.conv2d_backward_weights(
+            dy, x, w.shape, *args, need_bias_grad=self.use_bias, _plan=plan,
+            out_w=buffers("dw", w.shape, w.dtype),
+            out_b=buffers("db", (w.shape[0],), w.dtype) if self.use_bias else None,
         )
         self.grads["kernel"] = dw
         if self.use_bias:

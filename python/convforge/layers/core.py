@@ -7,8 +7,9 @@ import numbers
 
 import numpy as np
 
+from .. import functional as F
 from .. import random as _random
-from . import _kernels, activations, initializers
+from . import activations, initializers
 from .base import Layer, check_input_shape, resolve_data_format
 
 __all__ = ["Dense", "Dropout", "Flatten", "Input", "InputLayer", "Reshape"]
@@ -97,7 +98,7 @@ class Dense(Layer):
         ):
             # The compiled kernel (threads, AVX-512), into a reused buffer while training.
             out = self._buffers("z", (x.shape[0], self.units), x.dtype) if training else None
-            z = _kernels.dense(x, kernel, bias, out)
+            z = F.dense(x, kernel, bias, out=out)
         else:
             z = x @ kernel
             if self.use_bias:
@@ -123,19 +124,19 @@ class Dense(Layer):
             if self.use_bias:
                 self.grads["bias"] = dz.sum(axis=0)
             return (dz @ kernel.T) if self.input_grad_needed else None
-        dw, db = _kernels.dense_backward_weights(
+        dw, db = F.dense_backward_weights(
             dz,
             x,
-            self.use_bias,
-            buffers("dw", kernel.shape, kernel.dtype),
-            buffers("db", (self.units,), kernel.dtype) if self.use_bias else None,
+            need_bias_grad=self.use_bias,
+            out_w=buffers("dw", kernel.shape, kernel.dtype),
+            out_b=buffers("db", (self.units,), kernel.dtype) if self.use_bias else None,
         )
         self.grads["kernel"] = dw
         if self.use_bias:
             self.grads["bias"] = db
         if not self.input_grad_needed:
             return None
-        return _kernels.dense_backward_data(dz, kernel, buffers("dx", x.shape, kernel.dtype))
+        return F.dense_backward_data(dz, kernel, out=buffers("dx", x.shape, kernel.dtype))
 
     def backward(self, dy):
         if self.activation is not None:

@@ -6,7 +6,6 @@ import numpy as np
 
 from .. import _params
 from .. import functional as F
-from . import _kernels
 from .base import Layer, resolve_data_format
 
 __all__ = ["AveragePooling2D", "AvgPool2D", "MaxPool2D", "MaxPooling2D"]
@@ -134,14 +133,15 @@ class MaxPooling2D(_Pooling2D):
         if training and self._prepad is None and x.ndim == 4 and x.shape[1:] == self.input_shape:
             kernel, stride, pad, out_hw = self._pool_plan
             shape = (x.shape[0], x.shape[1], *out_hw)
-            y, self._indices = _kernels.max_pool2d(
+            y, self._indices = F.max_pool2d(
                 x,
                 kernel,
                 stride,
                 pad,
-                out_hw,
-                self._buffers("y", shape, x.dtype),
-                self._buffers("indices", shape, np.int64),
+                return_indices=True,
+                out=self._buffers("y", shape, x.dtype),
+                out_indices=self._buffers("indices", shape, np.int64),
+                _plan=self._pool_plan,
             )
             self._in_shape = x.shape
             self._gate = x if self._gates_relu else None
@@ -170,8 +170,8 @@ class MaxPooling2D(_Pooling2D):
         if gate is not None and (gate.shape != self._in_shape or gate.dtype != dy.dtype or not gate.flags.c_contiguous):
             gate = None  # not what the kernel can take (a prepadded input): masked below instead
         if dy.dtype in (np.float32, np.float64) and dy.shape == self._indices.shape:
-            dx = _kernels.max_pool2d_backward(
-                dy, self._indices, self._in_shape, self._buffers("dx", self._in_shape, dy.dtype), gate
+            dx = F.max_pool2d_backward(
+                dy, self._indices, self._in_shape, out=self._buffers("dx", self._in_shape, dy.dtype), gate=gate
             )
             gated = gate is not None
         else:
