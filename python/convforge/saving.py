@@ -40,9 +40,11 @@ missing file raises ``FileNotFoundError``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
+import stat
 import struct
 import warnings
 import zipfile
@@ -94,12 +96,38 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _remove_stale_temporaries(directory: str, base: str) -> None:
-    """Delete the temporary files of writers of ``base`` that died mid-write (killed, crashed).
+def _name_max(directory: str) -> int:
+    """The longest file name (in bytes) the directory's file system takes."""
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no limit reported
+        return 255
+
+
+def _temporary_prefix(base: str, name_max: int) -> str:
+    """``.<base>.``, the start of the temporary names of writers of ``base``.
+
+    A temporary name is ``<prefix><pid>.<8 hex>.tmp``: when ``base`` is so long that the name
+    would pass the file-name limit, the prefix keeps the start of ``base`` and a hash of all of
+    it, so that a target whose own name fits can always be written (and its writers' leftovers
+    still recognised).
+    """
+    suffix_room = len(".4294967295.0123abcd.tmp")
+    prefix = f".{base}."
+    if len(os.fsencode(prefix)) + suffix_room <= name_max:
+        return prefix
+    digest = hashlib.sha256(os.fsencode(base)).hexdigest()[:16]
+    keep = base
+    while keep and len(os.fsencode(f".{keep}~{digest}.")) + suffix_room > name_max:
+        keep = keep[:-1]
+    return f".{keep}~{digest}."
+
+
+def _remove_stale_temporaries(directory: str, prefix: str) -> None:
+    """Delete the temporary files of writers that died mid-write (killed, crashed).
 
     A name carries its writer's process id; a file whose writer is still alive is left alone.
     """
-    prefix = f".{base}."
     try:
         names = os.listdir(directory)
     except OSError:
@@ -124,25 +152,76 @@ def _remove_stale_temporaries(directory: str, base: str) -> None:
             os.unlink(os.path.join(directory, name))
 
 
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _save_target(path: str) -> tuple[str, os.stat_result | None]:
+    """The file a save at ``path`` writes, and its current status (None if it does not exist yet).
+
+    A symbolic link is followed, so that the file it points to is updated and the link kept
+    (as an editor does); anything but a regular file is refused: the save replaces the target
+    by renaming a new file over it, which would turn ``/dev/null`` or a FIFO into a plain file.
+    """
+    target = os.path.realpath(path)
+    try:
+        status = os.stat(target)
+    except FileNotFoundError:
+        return target, None
+    if not stat.S_ISREG(status.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(status.st_mode)), "not a regular file")
+        shown = path if target == os.path.abspath(path) else f"{path} (-> {target})"
+        raise ValueError(
+            f"cannot save to {shown}: it is {kind}; a model file replaces a regular file or creates a new one"
+        )
+    return target, status
+
+
 def write_atomic(path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` as an ``.npz`` at ``path``, atomically (see the module docstring)."""
+    """Write ``arrays`` as an ``.npz`` at ``path``, atomically (see the module docstring).
+
+    ``path`` may be a symbolic link (the file it points to is replaced, the link stays); an
+    existing file keeps its permission bits (and its owner, where the process may set it).
+    """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    _remove_stale_temporaries(directory, os.path.basename(path))
+    target, existing = _save_target(path)
+    directory = os.path.dirname(target)
+    prefix = _temporary_prefix(os.path.basename(target), _name_max(directory))
+    _remove_stale_temporaries(directory, prefix)
     # OS entropy for the name: convforge's generator must not be disturbed by saving.
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    tmp = os.path.join(directory, f"{prefix}{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # A new file gets 0o666 less the umask, as open() gives; a replaced one starts private
+    # (no one may open it before it has the old file's bits) and then takes those bits.
+    mode = 0o666 if existing is None else 0o600
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
     try:
         with os.fdopen(fd, "wb") as f:
+            if existing is not None:
+                _copy_ownership(f.fileno(), existing)
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     _fsync_directory(directory)
+
+
+def _copy_ownership(fd: int, existing: os.stat_result) -> None:
+    """Give the new file the old one's owner (best effort: only root may) and permission bits."""
+    if not hasattr(os, "fchmod"):  # Windows, where permission bits mean little
+        return
+    if (existing.st_uid, existing.st_gid) != os.fstat(fd)[4:6]:
+        with contextlib.suppress(OSError):
+            os.fchown(fd, existing.st_uid, existing.st_gid)
+    os.fchmod(fd, stat.S_IMODE(existing.st_mode))
 
 
 def _weights_entries(model) -> tuple[list[dict], dict[str, np.ndarray]]:
