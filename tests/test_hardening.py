@@ -40,12 +40,12 @@ def small_model(seed=0, compile=True):
 """
 
 
-def run_child(code: str, *, env=None, timeout=120) -> subprocess.CompletedProcess:
-    """Run ``code`` (after PRELUDE) in a fresh interpreter; fail on a crash, return the result."""
+def run_child(code: str, *, setup: str = "", env=None, timeout=120) -> subprocess.CompletedProcess:
+    """Run ``code`` (after PRELUDE and ``setup``) in a fresh interpreter; return the result."""
     full_env = {**os.environ, "PYTHONPATH": PACKAGE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
+        [sys.executable, "-c", PRELUDE + setup + "\n" + textwrap.dedent(code) + "\nprint('child: done')\n"],
         capture_output=True,
         text=True,
         env=full_env,
@@ -53,12 +53,14 @@ def run_child(code: str, *, env=None, timeout=120) -> subprocess.CompletedProces
     )
 
 
-def check_child(code: str, **kwargs) -> str:
+def check_child(code: str = "", **kwargs) -> str:
     """Run ``code`` in a child that must exit with status 0; its stdout."""
     result = run_child(code, **kwargs)
     assert result.returncode == 0, (
         f"child exited with status {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
     )
+    # The case's own code ran (not swallowed by an indented block of the setup).
+    assert result.stdout.endswith("child: done\n"), result.stdout
     return result.stdout
 
 
@@ -160,4 +162,328 @@ def test_save_works_at_the_file_name_limit(tmp_path):
         assert os.listdir(directory) == [name], os.listdir(directory)
         assert convforge.load_model(os.path.join(directory, name)).count_params() == model.count_params()
         """
+    )
+
+
+# ============================================================================ 4, 5. loading bounded and checked
+
+# In the loading children: address space capped (a forged size becomes a MemoryError, never the OOM
+# killer), helpers to rewrite a saved file's description or members, and the peak-memory probe.
+LOADING = """
+resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def members(path):
+    with zipfile.ZipFile(path) as zf:
+        return {info.filename: zf.read(info) for info in zf.infolist()}
+
+def npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+def write_members(path, entries, compressed=()):
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data, zipfile.ZIP_DEFLATED if name in compressed else zipfile.ZIP_STORED)
+
+def meta_of(path):
+    return json.loads(np.load(io.BytesIO(members(path)["__meta__.npy"])).tobytes())
+
+def with_meta(path, meta):
+    entries = members(path)
+    entries["__meta__.npy"] = npy(np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    write_members(path, entries)
+
+def expect_refused(path, match, load=convforge.load_model):
+    try:
+        load(path)
+    except ModelFileError as err:
+        assert match in str(err) and str(path) in str(err), err
+    else:
+        raise AssertionError(f"{path} was loaded")
+"""
+
+
+def test_unlisted_members_are_not_read(tmp_path):
+    # A 512 MiB zip bomb beside the real arrays, named by nothing in the description.
+    check_child(
+        setup=LOADING,
+        code=f"""
+        path = {str(tmp_path / "m.npz")!r}
+        model = small_model()
+        model.save(path)
+        with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as zf, zf.open("bomb.npy", "w", force_zip64=True) as f:
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {{"descr": "<f4", "fortran_order": False, "shape": (2**27,)}})
+            f.write(header.getvalue())
+            for _ in range(512):
+                f.write(bytes(2**20))
+        assert os.path.getsize(path) < 2**20
+        before = peak_mib()
+        loaded = convforge.load_model(path)
+        assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), model.get_weights()))
+        assert peak_mib() - before < 64, f"loading a {{os.path.getsize(path)}}-byte file took {{peak_mib() - before}} MiB"
+        """
+    )
+
+
+def test_compressed_listed_member_is_refused(tmp_path):
+    check_child(
+        setup=LOADING,
+        code=f"""
+        path = {str(tmp_path / "m.npz")!r}
+        small_model().save(path)
+        entries = members(path)
+        write_members(path, entries, compressed={{"weights/0/kernel.npy"}})
+        expect_refused(path, "is compressed")
+        """
+    )
+
+
+def test_forged_layer_size_is_refused_before_it_is_built(tmp_path):
+    # One edited number: Dense(5) -> Dense(5_000_000) is a 2.8 GB kernel; the file holds 3 KB of weights.
+    check_child(
+        setup=LOADING,
+        code=f"""
+        path = {str(tmp_path / "m.npz")!r}
+        small_model().save(path)
+        meta = meta_of(path)
+        meta["model"]["config"]["layers"][3]["config"]["units"] = 5_000_000
+        with_meta(path, meta)
+        before = peak_mib()
+        expect_refused(path, "more weight memory than the file holds")
+        assert peak_mib() - before < 64, peak_mib() - before
+        """
+    )
+
+
+def test_forged_array_header_and_huge_input_shape_are_refused(tmp_path):
+    check_child(
+        setup=LOADING,
+        code=f"""
+        path = {str(tmp_path / "m.npz")!r}
+        small_model().save(path)
+        # A header (and description) declaring a terabyte array over 20 bytes of data.
+        meta = meta_of(path)
+        meta["weights"][0]["shape"] = [2**20, 2**20]
+        with_meta(path, meta)
+        entries = members(path)
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {{"descr": "<f4", "fortran_order": False, "shape": (2**20, 2**20)}})
+        entries["weights/0/kernel.npy"] = header.getvalue() + bytes(20)
+        write_members(path, entries)
+        expect_refused(path, "declares 4398046511104 bytes of data")
+        # A huge declared input image: the first layer's weights would not be huge, the sample is.
+        small_model().save(path)
+        meta = meta_of(path)
+        meta["model"]["config"]["input_shape"] = [2**20, 2**20, 1]
+        with_meta(path, meta)
+        expect_refused(path, "cannot rebuild")
+        """
+    )
+
+
+def test_load_errors_are_model_file_errors_with_the_path(tmp_path):
+    # The exceptions seen before: RecursionError, AttributeError, KeyError, TypeError, bare ValueError.
+    check_child(
+        setup=LOADING,
+        code=f"""
+        path = {str(tmp_path / "m.npz")!r}
+        cases = {{
+            "deep": lambda m: m["model"]["config"].__setitem__("name", "DEEP"),  # nested 50,000 deep below
+            "layer-not-dict": lambda m: m["model"]["config"]["layers"].__setitem__(0, 7),
+            "config-not-dict": lambda m: m["model"]["config"]["layers"][0].__setitem__("config", [1]),
+            "no-class": lambda m: m["model"]["config"]["layers"][0].pop("class_name"),
+            "bad-kwarg": lambda m: m["model"]["config"]["layers"][0]["config"].__setitem__("banana", 1),
+            "bad-dtype": lambda m: m["model"]["config"].__setitem__("dtype", "banana"),
+            "bad-shape": lambda m: m["weights"][0].__setitem__("shape", "x"),
+            "neg-shape": lambda m: m["weights"][0].__setitem__("shape", [-1, 3]),
+            "optimizer": lambda m: m["compile"]["optimizer"].__setitem__("config", {{"learning_rate": "x"}}),
+            "loss": lambda m: m["compile"].__setitem__("loss", [1]),
+            "slots": lambda m: m["optimizer"].__setitem__("slots", [{{"variable": 1}}]),
+            "history": lambda m: m["training"].__setitem__("history", {{"loss": 3}}),
+            "epoch": lambda m: m["training"].__setitem__("epoch", "x"),
+        }}
+        failures = []
+        for name, mutate in cases.items():
+            small_model().save(path)
+            meta = meta_of(path)
+            mutate(meta)
+            raw = json.dumps(meta).replace('"DEEP"', "[" * 50000 + "]" * 50000)
+            entries = members(path)
+            entries["__meta__.npy"] = npy(np.frombuffer(raw.encode(), np.uint8))
+            write_members(path, entries)
+            try:
+                convforge.load_model(path)
+                failures.append(f"{{name}}: loaded")
+            except ModelFileError as err:
+                if path not in str(err):
+                    failures.append(f"{{name}}: no path in {{err}}")
+            except BaseException as err:
+                failures.append(f"{{name}}: {{type(err).__name__}}: {{str(err)[:200]}}")
+        assert not failures, "\\n".join(failures)
+        """
+    )
+
+
+# The fuzzer's mutations of a description: a random value anywhere in the JSON tree is replaced,
+# deleted, or wrapped; values of every JSON kind and of hostile sizes.
+FUZZ = """
+import random
+
+HOSTILE = [None, True, -1, 0, 2**31, 2**63, 10**30, -(10**30), 1e308, -0.0, "", "x" * 300, "float64", [], {},
+           [0], [-1, 3], [2**40, 2**40], {"a": 1}, [[[[[]]]]], "banana", 3.5]
+
+def paths(tree, prefix=()):
+    yield prefix
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from paths(v, prefix + (k,))
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree[:6]):
+            yield from paths(v, prefix + (i,))
+
+def mutate(meta, rng):
+    meta = json.loads(json.dumps(meta))
+    for _ in range(rng.choice([1, 1, 2, 3])):
+        chosen = rng.choice([p for p in paths(meta) if p])
+        parent = meta
+        for k in chosen[:-1]:
+            parent = parent[k]
+        key = chosen[-1]
+        action = rng.random()
+        if action < 0.15 and isinstance(parent, dict):
+            del parent[key]
+        elif action < 0.25:
+            parent[key] = [parent[key]]
+        elif action < 0.35 and isinstance(parent[key], int) and not isinstance(parent[key], bool):
+            parent[key] = parent[key] * rng.choice([10**6, -1, 2**20]) + rng.choice([0, 1])
+        else:
+            parent[key] = rng.choice(HOSTILE)
+    return meta
+
+def flip_bytes(data, rng):
+    data = bytearray(data)
+    if rng.random() < 0.2:
+        return bytes(data[: rng.randrange(len(data))])
+    for _ in range(rng.randint(1, 8)):
+        data[rng.randrange(len(data))] = rng.randrange(256)
+    return bytes(data)
+"""
+
+
+def _fuzz_examples() -> int:
+    return int(os.environ.get("CONVFORGE_FUZZ_EXAMPLES", "400"))
+
+
+def test_fuzz_loading_mutated_files_raises_only_model_file_error(tmp_path):
+    """load_model and load_weights on mutated descriptions and bytes: a model or a ModelFileError."""
+    out = check_child(
+        setup=LOADING + FUZZ,
+        code=f"""
+        path = {str(tmp_path / "m.npz")!r}
+        model = small_model()
+        x = np.random.default_rng(0).random((16, 8, 8, 1), np.float32)
+        y = np.arange(16) % 5
+        es = convforge.callbacks.EarlyStopping(monitor="loss", restore_best_weights=True)
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[es])
+        model._fit_callbacks = [es]           # so that the saved file holds callback state too
+        model.save(path)
+        model._fit_callbacks = []
+        good_bytes = open(path, "rb").read()
+        good_meta = meta_of(path)
+        rng = random.Random(int(os.environ.get("FUZZ_SEED", "0")))
+        outcomes = {{}}
+        failures = []
+        before = peak_mib()
+        for i in range({_fuzz_examples()}):
+            if i % 4 == 3:
+                with open(path, "wb") as f:
+                    f.write(flip_bytes(good_bytes, rng))
+                what = "bytes"
+            else:
+                with open(path, "wb") as f:
+                    f.write(good_bytes)
+                with_meta(path, mutate(good_meta, rng))
+                what = "json"
+            for load in (convforge.load_model, small_model(compile=False).load_weights):
+                try:
+                    load(path)
+                    outcome = "loaded"
+                except ModelFileError as err:
+                    outcome = "ModelFileError"
+                    if path not in str(err):
+                        failures.append(f"example {{i}} ({{what}}): no path in {{err}}")
+                except Warning:
+                    outcome = "warning"       # a custom optimizer/learning rate the file does not hold
+                except BaseException as err:
+                    outcome = type(err).__name__
+                    failures.append(f"example {{i}} ({{what}}): {{type(err).__name__}}: {{str(err)[:300]}}")
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        print("fuzz-load:", sorted(outcomes.items()), "peak growth MiB", round(peak_mib() - before))
+        assert not failures, "\\n".join(failures[:20])
+        assert outcomes.get("ModelFileError", 0) > {_fuzz_examples()} // 2, outcomes
+        assert peak_mib() - before < 256, peak_mib() - before
+        """,
+        timeout=600,
+    )
+    print(out)
+
+
+def test_resume_from_a_bad_file_changes_nothing(tmp_path):
+    """fit(resume_from=bad) leaves weights, optimizer state, callbacks and the random state alone."""
+    check_child(
+        setup=LOADING + FUZZ,
+        code=f"""
+        path = {str(tmp_path / "m.npz")!r}
+        x = np.random.default_rng(0).random((16, 8, 8, 1), np.float32)
+        y = np.arange(16) % 5
+        donor = small_model(1)
+        es = convforge.callbacks.EarlyStopping(monitor="loss", patience=5)
+        donor.fit(x, y, epochs=2, verbose=0, callbacks=[es])
+        donor._fit_callbacks = [es]
+        donor.save(path)
+        good_meta = meta_of(path)
+        good_bytes = open(path, "rb").read()
+        model = small_model(2)
+        model.fit(x, y, epochs=1, verbose=0)
+        rng = random.Random(1)
+        refused = 0
+        for i in range(60):
+            with open(path, "wb") as f:
+                f.write(good_bytes)
+            meta = mutate(good_meta, rng)
+            if i % 3 == 0:   # the parts read last: random state, callback state, optimizer slots
+                meta["training"]["rng_state"]["state"]["state"] = rng.choice([-1, "x", None, 2**200])
+            elif i % 3 == 1:
+                meta["training"]["callbacks"][0]["state"] = rng.choice([{{}}, {{"wait": "x"}}, None, 3])
+            with_meta(path, meta)
+            weights = model.get_weights()
+            iterations, slots = model.optimizer.get_state()
+            slots = {{k: v.copy() for k, v in slots.items()}}
+            rng_state = convforge.random.get_state()
+            callback = convforge.callbacks.EarlyStopping(monitor="loss", patience=5)
+            callback_before = dict(vars(callback))
+            try:
+                model.fit(x, y, epochs=3, verbose=0, callbacks=[callback], resume_from=path)
+                model = small_model(2)          # resumed: start again from a fresh model
+                model.fit(x, y, epochs=1, verbose=0)
+                continue
+            except ModelFileError:
+                refused += 1
+            assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights)), f"example {{i}}: weights"
+            it2, slots2 = model.optimizer.get_state()
+            assert it2 == iterations and slots2.keys() == slots.keys(), f"example {{i}}: optimizer"
+            assert all(np.array_equal(slots[k], slots2[k]) for k in slots), f"example {{i}}: optimizer slots"
+            assert convforge.random.get_state() == rng_state, f"example {{i}}: random state"
+            assert vars(callback).keys() == callback_before.keys() and all(
+                vars(callback)[k] is callback_before[k] or vars(callback)[k] == callback_before[k]
+                for k in callback_before
+            ), f"example {{i}}: callback state"
+        assert refused >= 30, refused
+        """,
+        timeout=600,
     )

@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import secrets
 import stat
@@ -56,6 +57,7 @@ from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from . import random as _random
+from .layers.base import WeightBudgetExceeded, weight_budget
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "load_model", "load_weights", "save_model", "save_weights"]
 
@@ -339,47 +341,171 @@ def save_model(model, path) -> None:
 
 _READ_ERRORS = (
     zipfile.BadZipFile,
+    zipfile.LargeZipFile,
     zlib.error,
     struct.error,
     EOFError,
     OSError,
     KeyError,
+    IndexError,
+    TypeError,
     ValueError,
     UnicodeDecodeError,
     NotImplementedError,
+    RecursionError,
+    OverflowError,
 )
+
+# The JSON description: history and configs, a few KB in practice; more is not a convforge file.
+_META_MAX_BYTES = 64 * 2**20
+# An .npy member's header (NumPy writes at most a few hundred bytes; np.load's own cap).
+_NPY_HEADER_MAX = 10000
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_shape(value) -> bool:
+    return isinstance(value, list) and len(value) <= 32 and all(_is_count(d) for d in value)
 
 
 def _check_meta(meta, path) -> dict:
+    """The description's structure and declared sizes, checked before anything is built or read."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(path, "the '__meta__' entry is not a convforge description")
     version = meta.get("format_version")
     if not isinstance(version, int) or version < 1:
-        raise ModelFileError(path, f"invalid format_version {version!r}")
+        raise ModelFileError(path, f"invalid format_version {version!r:.100}")
     if version > FORMAT_VERSION:
         raise ModelFileError(
             path,
             f"written by a newer convforge (format version {version}); this version reads up to {FORMAT_VERSION}",
         )
     if meta.get("kind") not in ("model", "weights"):
-        raise ModelFileError(path, f"unknown file kind {meta.get('kind')!r}")
+        raise ModelFileError(path, f"unknown file kind {meta.get('kind')!r:.100}")
     model = meta.get("model")
     weights = meta.get("weights")
     if (
         not isinstance(model, dict)
         or not isinstance(model.get("config"), dict)
         or not isinstance(model["config"].get("layers"), list)
+        or not all(isinstance(layer, dict) for layer in model["config"]["layers"])
         or not isinstance(weights, list)
         or not all(
             isinstance(w, dict) and {"index", "name", "key", "shape", "layer", "class_name"} <= set(w) for w in weights
         )
     ):
         raise ModelFileError(path, "malformed '__meta__' description (missing model or weights entries)")
+    for layer in model["config"]["layers"]:
+        if not isinstance(layer.get("class_name"), str) or not isinstance(layer.get("config", {}), dict):
+            raise ModelFileError(path, f"malformed layer entry in the description: {layer!r:.200}")
+    for w in weights:
+        if not (_is_count(w["index"]) and isinstance(w["name"], str) and isinstance(w["key"], str)) or not _is_shape(
+            w["shape"]
+        ):
+            raise ModelFileError(path, f"malformed weight entry in the description: {w!r:.200}")
+        if w.get("dtype", "float32") not in ("float32", "float64"):
+            raise ModelFileError(path, f"weight {w['key']!r:.100} has dtype {w.get('dtype')!r:.50}; float32/float64 expected")
+    optimizer = meta.get("optimizer")
+    if optimizer is not None:
+        if (
+            not isinstance(optimizer, dict)
+            or not isinstance(optimizer.get("slots", []), list)
+            or not _is_count(optimizer.get("iterations", 0))
+        ):
+            raise ModelFileError(path, "malformed optimizer state in the description")
+        for slot in optimizer.get("slots", []):
+            if not (
+                isinstance(slot, dict)
+                and all(isinstance(slot.get(k), str) for k in ("variable", "slot", "key"))
+                and _is_shape(slot.get("shape"))
+            ):
+                raise ModelFileError(path, f"malformed optimizer slot in the description: {slot!r:.200}")
+    training = meta.get("training")
+    if training is not None:
+        history = training.get("history", {}) if isinstance(training, dict) else None
+        callbacks = training.get("callbacks", []) if isinstance(training, dict) else None
+        if (
+            not isinstance(training, dict)
+            or not _is_count(training.get("epoch", 0))
+            or not isinstance(history, dict)
+            or not all(isinstance(k, str) and isinstance(v, list) for k, v in history.items())
+            or not isinstance(training.get("history_epochs", []), list)
+            or not isinstance(callbacks, list)
+            or not all(
+                isinstance(c, dict)
+                and isinstance(c.get("arrays", {}), dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in c.get("arrays", {}).items())
+                for c in callbacks
+            )
+        ):
+            raise ModelFileError(path, "malformed training state in the description")
     return meta
 
 
+def _listed_arrays(meta) -> dict[str, tuple | None]:
+    """Every array the description refers to: key -> declared shape (None: not declared)."""
+    listed: dict[str, tuple | None] = {w["key"]: tuple(w["shape"]) for w in meta["weights"]}
+    for slot in (meta.get("optimizer") or {}).get("slots", []):
+        listed[slot["key"]] = tuple(slot["shape"])
+    for cb in (meta.get("training") or {}).get("callbacks", []):
+        for key in cb.get("arrays", {}).values():
+            listed.setdefault(key, None)
+    return listed
+
+
+def _read_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path, key: str, shape, dtypes) -> np.ndarray:
+    """One ``.npy`` member, its header checked against the description before its data is read.
+
+    Members must be stored uncompressed (as np.savez writes them): what is read is then no larger
+    than the file, whatever the headers claim.
+    """
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ModelFileError(path, f"array {key!r:.100} is compressed; model files hold uncompressed arrays (np.savez)")
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            header = np.lib.format.read_array_header_1_0(f, max_header_size=_NPY_HEADER_MAX)
+        elif version in ((2, 0), (3, 0)):
+            header = np.lib.format.read_array_header_2_0(f, max_header_size=_NPY_HEADER_MAX)
+        else:
+            raise ModelFileError(path, f"array {key!r:.100} has an unknown .npy version {version}")
+        got_shape, fortran, dtype = header
+        if dtype.hasobject:
+            raise ModelFileError(
+                path, f"array {key!r:.100} holds pickled Python objects: refused, nothing in a model file is unpickled"
+            )
+        if dtype not in dtypes:
+            raise ModelFileError(
+                path, f"array {key!r:.100} is {dtype}; expected {' or '.join(str(d) for d in dtypes)}"
+            )
+        if shape is not None and tuple(got_shape) != tuple(shape):
+            raise ModelFileError(
+                path, f"array {key!r:.100} has shape {tuple(got_shape)}; the description says {tuple(shape)}"
+            )
+        count = math.prod(got_shape)
+        nbytes = count * dtype.itemsize
+        if nbytes > info.file_size:
+            raise ModelFileError(
+                path, f"array {key!r:.100} declares {nbytes} bytes of data but its archive member holds {info.file_size}"
+            )
+        data = f.read(nbytes)
+        if len(data) != nbytes:
+            raise ModelFileError(path, f"array {key!r:.100} is truncated")
+    array = np.frombuffer(data, dtype=dtype, count=count)
+    order = "F" if fortran else "C"
+    return array.reshape(got_shape, order=order).copy(order="C")
+
+
 def read(path) -> tuple[dict, dict[str, np.ndarray]]:
-    """``(metadata, arrays)`` of a model file, fully checked; ModelFileError otherwise."""
+    """``(metadata, arrays)`` of a model file, fully checked; ModelFileError otherwise.
+
+    Memory is bounded by the file: the description is read first (at most 64 MiB) and checked,
+    then only the arrays it lists, each header checked against its declared shape before the
+    data is read, from uncompressed members.
+    """
     path = os.fspath(path)
     with open(path, "rb") as f:  # FileNotFoundError, with the path, for a missing file
         head = f.read(4)
@@ -390,36 +516,40 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
             path, "not a model file: it is not an .npz (zip) archive as written by model.save() or model.save_weights()"
         )
     try:
-        # Our own file object: np.load leaks its handle when the zip is unreadable.
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-            if _META not in npz.files:
+        with open(path, "rb") as f, zipfile.ZipFile(f) as zf:
+            members = {info.filename: info for info in zf.infolist()}
+            meta_info = members.get(_META + ".npy")
+            if meta_info is None:
                 raise ModelFileError(
                     path, "no '__meta__' entry: this .npz was not written by convforge's model.save() or save_weights()"
                 )
-            raw = npz[_META]
-            if raw.dtype != np.uint8 or raw.ndim != 1:
+            if meta_info.file_size > _META_MAX_BYTES:
+                raise ModelFileError(path, f"the '__meta__' entry is {meta_info.file_size} bytes: not a description")
+            raw = _read_npy(zf, meta_info, path, _META, None, (np.dtype(np.uint8),))
+            if raw.ndim != 1:
                 raise ModelFileError(path, "the '__meta__' entry is not UTF-8 JSON bytes")
             meta = _check_meta(json.loads(raw.tobytes().decode("utf-8")), path)
-            arrays = {name: npz[name] for name in npz.files if name != _META}
+            arrays = {}
+            for key, shape in _listed_arrays(meta).items():
+                info = members.get(key + ".npy")
+                if info is None:
+                    raise ModelFileError(path, f"array {key!r:.100} listed in the description is missing")
+                arrays[key] = _read_npy(zf, info, path, key, shape, _FLOAT_DTYPES)
     except ModelFileError:
         raise
     except _READ_ERRORS as err:
-        raise ModelFileError(path, f"the file is corrupt or truncated ({type(err).__name__}: {err})") from err
+        raise ModelFileError(path, f"the file is corrupt or truncated ({type(err).__name__}: {err!s:.300})") from err
+    _check_finite_weights(meta, arrays, path)
+    return meta, arrays
+
+
+def _check_finite_weights(meta, arrays, path) -> None:
     for entry in meta["weights"]:
-        value = arrays.get(entry["key"])
-        if value is None:
-            raise ModelFileError(path, f"weight array {entry['key']!r} listed in the description is missing")
-        if list(value.shape) != list(entry["shape"]) or value.dtype not in (np.float32, np.float64):
-            raise ModelFileError(
-                path,
-                f"weight array {entry['key']!r} is {value.dtype} {value.shape}; the description says "
-                f"float32/float64 {tuple(entry['shape'])}",
-            )
+        value = arrays[entry["key"]]
         bad = value.size - int(np.count_nonzero(np.isfinite(value)))
         if bad:
             # A model that diverged, or a forged file: either way not weights to continue from.
             raise ModelFileError(path, f"weight array {entry['key']!r} holds {bad} NaN or infinite values")
-    return meta, arrays
 
 
 def _layers_summary(classes) -> str:
@@ -474,13 +604,33 @@ def _assign_weights(model, meta, arrays, path) -> None:
         layer.params[name][...] = arrays[key]
 
 
+@contextlib.contextmanager
+def _building(path, meta, what: str):
+    """Rebuild or build from a file's description, within the weight memory the file holds.
+
+    Any failure becomes a ModelFileError: a forged description reaches layer code (convforge's
+    or the user's) with any kind of value.
+    """
+    nbytes = sum(math.prod(w["shape"]) * np.dtype(w.get("dtype", "float32")).itemsize for w in meta["weights"])
+    try:
+        with weight_budget(nbytes):
+            yield
+    except WeightBudgetExceeded as err:
+        raise ModelFileError(path, f"{what}: the description asks for more weight memory than the file holds ({err})") from err
+    except (ModelFileError, MemoryError):
+        raise  # a MemoryError within the budget is a real shortage, not a bad file
+    except Exception as err:
+        raise ModelFileError(path, f"{what}: {type(err).__name__}: {err!s:.300}") from err
+
+
 def _build_for(model, meta, path) -> None:
     if model.built:
         return
     spec = meta["model"]["config"].get("input_shape")
-    if model._input_spec() is None and spec:
-        model._declared_input = tuple(spec)
-    model.build()
+    with _building(path, meta, "cannot build the model for this file's weights"):
+        if model._input_spec() is None and spec:
+            model._declared_input = tuple(spec)
+        model.build()
 
 
 def load_weights(model, path) -> None:
@@ -520,7 +670,7 @@ def _model_from_meta(meta, path, custom_objects):
     from .model import Sequential
 
     config = meta["model"]["config"]
-    try:
+    with _building(path, meta, "cannot rebuild the model from its description"):
         model = Sequential(name=config.get("name"), dtype=config.get("dtype", "float32"))
         if config.get("input_shape"):
             model._declared_input = tuple(config["input_shape"])
@@ -529,8 +679,8 @@ def _model_from_meta(meta, path, custom_objects):
             cls = _layer_class(entry["class_name"], entry.get("module"), custom_objects, path)
             try:
                 layers.append(cls.from_config(dict(entry.get("config", {}))))
-            except (TypeError, ValueError) as err:
-                raise ModelFileError(path, f"cannot rebuild layer {i} ({entry['class_name']}): {err}") from err
+            except Exception as err:
+                raise ModelFileError(path, f"cannot rebuild layer {i} ({entry['class_name']}): {err!s:.300}") from err
         # Add all layers before building: the input spec then applies to the whole stack.
         spec, model._declared_input = model._declared_input, None
         for layer in layers:
@@ -539,38 +689,41 @@ def _model_from_meta(meta, path, custom_objects):
             model.add(layer)
         model._declared_input = spec
         model.build()
-    except ModelFileError:
-        raise
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(path, f"cannot rebuild the model from its description: {err}") from err
     return model
 
 
-def _restore_optimizer(model, meta, arrays, path) -> None:
+def _optimizer_slots(model, meta, arrays, path) -> tuple[int, dict] | None:
+    """The file's optimizer state for ``model``, checked and converted (nothing is changed yet)."""
     state = meta.get("optimizer")
     if not state:
-        return
+        return None
     if state.get("class_name") != type(model.optimizer).__name__:
         raise ModelFileError(
             path,
-            f"the optimizer state in the file is for {state.get('class_name')} but the model is compiled with "
+            f"the optimizer state in the file is for {str(state.get('class_name'))[:100]} but the model is compiled with "
             f"{type(model.optimizer).__name__}",
         )
-    names = {f"{i}/{name}": f"{layer.name}/{name}" for i, layer in enumerate(model.layers) for name in layer.params}
+    names = {f"{i}/{name}": (layer, name) for i, layer in enumerate(model.layers) for name in layer.params}
     slots = {}
     for entry in state.get("slots", []):
-        variable = names.get(entry["variable"])
+        found = names.get(entry["variable"])
         value = arrays.get(entry["key"])
-        if variable is None or value is None:
-            raise ModelFileError(path, f"optimizer state for {entry['variable']!r} does not fit this model")
-        layer_name, _, weight = variable.rpartition("/")
-        target = model.get_layer(layer_name).params[weight]
+        if found is None or value is None:
+            raise ModelFileError(path, f"optimizer state for {entry['variable']!r:.100} does not fit this model")
+        layer, weight = found
+        target = layer.params[weight]
         if value.shape != target.shape:
             raise ModelFileError(
-                path, f"optimizer state for {variable!r} has shape {value.shape}, weight {target.shape}"
+                path, f"optimizer state for {layer.name}/{weight} has shape {value.shape}, weight {target.shape}"
             )
-        slots[f"{variable}/{entry['slot']}"] = value.astype(target.dtype)
-    model.optimizer.set_state(int(state.get("iterations", 0)), slots)
+        slots[f"{layer.name}/{weight}/{entry['slot']}"] = value.astype(target.dtype)
+    return int(state.get("iterations", 0)), slots
+
+
+def _restore_optimizer(model, meta, arrays, path) -> None:
+    checked = _optimizer_slots(model, meta, arrays, path)
+    if checked is not None:
+        model.optimizer.set_state(*checked)
 
 
 def load_model(path, custom_objects=None, compile=True):  # noqa: A002 - Keras's argument name
@@ -587,6 +740,12 @@ def load_model(path, custom_objects=None, compile=True):  # noqa: A002 - Keras's
     Returns
     -------
     Sequential
+
+    Raises
+    ------
+    ModelFileError
+        For any file that cannot be used, with the path and the reason (FileNotFoundError for
+        a missing one). Memory used is bounded by the file's size.
     """
     meta, arrays = read(path)
     model = _model_from_meta(meta, path, custom_objects)
@@ -618,18 +777,33 @@ def load_model(path, custom_objects=None, compile=True):  # noqa: A002 - Keras's
             model.compile(
                 optimizer=optimizer, loss=losses_module.deserialize(loss), metrics=compile_config.get("metrics") or None
             )
-        except ModelFileError:
+        except (ModelFileError, Warning):
             raise
-        except (KeyError, TypeError, ValueError) as err:
-            raise ModelFileError(path, f"cannot restore the compile settings: {err}") from err
+        except Exception as err:  # forged settings reach the optimizer/loss constructors
+            raise ModelFileError(path, f"cannot restore the compile settings: {type(err).__name__}: {err!s:.300}") from err
         _restore_optimizer(model, meta, arrays, path)
     training = meta.get("training") or {}
     model.epochs_completed = int(training.get("epoch", 0))
     return model
 
 
+def _check_rng_state(state, path) -> None:
+    """Refuse a random-generator state that convforge.random.set_state would refuse, without using it."""
+    probe = np.random.PCG64()
+    try:
+        if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+            raise ValueError("not a PCG64 state")
+        probe.state = state
+    except Exception as err:
+        raise ModelFileError(path, f"invalid random-generator state: {err!s:.200}") from err
+
+
 def restore_training_state(model, path, callbacks) -> dict:
     """Load everything ``fit(resume_from=path)`` needs into ``model``; returns the training record.
+
+    All or nothing: the file is checked completely (weights, optimizer state, random state,
+    callback states) before the model, its optimizer, the callbacks or convforge's random
+    generator change, so a bad file leaves them as they were.
 
     Returns ``{"epoch", "history", "history_epochs"}``.
     """
@@ -643,16 +817,29 @@ def restore_training_state(model, path, callbacks) -> dict:
     training = meta.get("training")
     if not isinstance(training, dict) or "rng_state" not in training:
         raise ModelFileError(path, "the file has no training state to resume from")
-    _assign_weights(model, meta, arrays, path)
-    _restore_optimizer(model, meta, arrays, path)
-    for entry in training.get("callbacks", []):
-        i = entry.get("index")
-        if isinstance(i, int) and i < len(callbacks) and type(callbacks[i]).__name__ == entry.get("class_name"):
-            callbacks[i].set_state(entry["state"], {name: arrays[key] for name, key in entry.get("arrays", {}).items()})
+    matched = _check_architecture(model, meta, path)
+    optimizer_state = _optimizer_slots(model, meta, arrays, path)
+    _check_rng_state(training["rng_state"], path)
+    # Callbacks run user code that may refuse the state: they go last, and are put back if any does.
+    before = [dict(vars(cb)) for cb in callbacks]
     try:
-        _random.set_state(training["rng_state"])
-    except ValueError as err:
-        raise ModelFileError(path, f"invalid random-generator state: {err}") from err
+        for entry in training.get("callbacks", []):
+            i = entry.get("index")
+            if isinstance(i, int) and 0 <= i < len(callbacks) and type(callbacks[i]).__name__ == entry.get("class_name"):
+                callbacks[i].set_state(
+                    entry.get("state"), {name: arrays[key] for name, key in entry.get("arrays", {}).items()}
+                )
+    except Exception as err:
+        for cb, saved in zip(callbacks, before):
+            vars(cb).clear()
+            vars(cb).update(saved)
+        raise ModelFileError(path, f"invalid callback state: {type(err).__name__}: {err!s:.300}") from err
+    # Everything is checked: nothing below can fail.
+    for layer, name, key in matched:
+        layer.params[name][...] = arrays[key]
+    if optimizer_state is not None:
+        model.optimizer.set_state(*optimizer_state)
+    _random.set_state(training["rng_state"])
     model.epochs_completed = int(training.get("epoch", 0))
     return {
         "epoch": model.epochs_completed,
