@@ -487,3 +487,62 @@ def test_resume_from_a_bad_file_changes_nothing(tmp_path):
         """,
         timeout=600,
     )
+
+
+# ============================================================================ 3. exit while a kernel runs
+
+EXIT_WORKLOADS = {
+    "functional": """
+        from convforge import functional as F
+        x = np.random.default_rng(0).random((8, 16, 32, 32), np.float32)
+        w = np.random.default_rng(1).random((16, 16, 3, 3), np.float32)
+        d = np.random.default_rng(2).random((64, 512), np.float32)
+        def work():
+            while True:
+                y = F.conv2d(x, w, padding=1)
+                F.conv2d_backward(y, x, w, padding=1)
+                F.max_pool2d(F.relu(y), 2, return_indices=True)
+                F.dense(d, d.T.copy())
+    """,
+    "predict": """
+        model = small_model()
+        x = np.random.default_rng(0).random((256, 8, 8, 1), np.float32)
+        def work():
+            while True:
+                model.predict(x, verbose=0)
+    """,
+    "fit": """
+        model = small_model()
+        x = np.random.default_rng(0).random((256, 8, 8, 1), np.float32)
+        y = np.arange(256) % 5
+        def work():
+            while True:
+                model.fit(x, y, epochs=1, verbose=0)
+    """,
+}
+
+
+@pytest.mark.parametrize("workload", sorted(EXIT_WORKLOADS))
+def test_exit_while_a_daemon_thread_is_inside_a_kernel(workload):
+    """The interpreter finalises while daemon threads run kernels: exit status 0, as with NumPy.
+
+    Before the fix: "terminate called without an active exception", status 134 (pybind11's
+    gil_scoped_release met CPython's pthread_exit of the thread: csrc/bindings/gil.h).
+    """
+    for delay in (0.0, 0.02, 0.05, 0.13):
+        result = run_child(
+            textwrap.dedent(EXIT_WORKLOADS[workload])
+            + textwrap.dedent(
+                f"""
+                import time
+                convforge.set_num_threads(2)
+                for _ in range(2):
+                    threading.Thread(target=work, daemon=True).start()
+                time.sleep({delay})
+                """
+            ),
+            timeout=120,
+        )
+        assert result.returncode == 0 and "terminate" not in result.stderr, (
+            f"exit after {delay} s: status {result.returncode}\n{result.stderr[-2000:]}"
+        )

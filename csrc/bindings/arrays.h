@@ -6,6 +6,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "bindings/gil.h"
+
 #include <array>
 #include <cstdint>
 #include <string>

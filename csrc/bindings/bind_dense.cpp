@@ -41,7 +41,7 @@ py::array_t<T> fwd(const py::array& x, const py::array& w, const py::object& b, 
   const T* pw = static_cast<const T*>(w.data());
   T* py_ = y.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, px, pw, bias, py_);
   }
   return y;
@@ -63,7 +63,7 @@ py::array_t<T> bwd_data(const py::array& dy, const py::array& w, const py::objec
   const T* pw = static_cast<const T*>(w.data());
   T* pdx = dx.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, pdy, pw, pdx);
   }
   return dx;
@@ -96,7 +96,7 @@ py::tuple bwd_weights(const py::array& dy, const py::array& x, bool need_bias, c
   const T* px = static_cast<const T*>(x.data());
   T* pdw = dw.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, pdy, px, pdw, pdb);
   }
   return py::make_tuple(dw, db_obj);

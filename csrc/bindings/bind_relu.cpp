@@ -24,7 +24,7 @@ py::array relu_fwd(const py::array& x, const py::object& out) {
   const T* px = static_cast<const T*>(x.data());
   T* py_ = static_cast<T*>(y.mutable_data());
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(n, px, py_);
   }
   return y;
@@ -53,7 +53,7 @@ py::array relu_bwd(const py::array& dy, const py::array& x, const py::object& ou
   const T* px = static_cast<const T*>(x.data());
   T* pdx = static_cast<T*>(dx.mutable_data());
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(n, pdy, px, pdx);
   }
   return dx;
