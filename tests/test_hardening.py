@@ -546,3 +546,55 @@ def test_exit_while_a_daemon_thread_is_inside_a_kernel(workload):
         assert result.returncode == 0 and "terminate" not in result.stderr, (
             f"exit after {delay} s: status {result.returncode}\n{result.stderr[-2000:]}"
         )
+
+
+# ============================================================================ 9. busy machines; 7. thread settings
+
+needs_openmp = pytest.mark.skipif(not convforge.build_info()["openmp"], reason="a build without OpenMP has no wait policy")
+
+
+@needs_openmp
+@pytest.mark.parametrize("user", [None, {"GOMP_SPINCOUNT": "12345"}, {"OMP_WAIT_POLICY": "active"}])
+def test_openmp_spin_count_seen_by_libgomp(user):
+    """libgomp's own report (OMP_DISPLAY_ENV) shows the spin count it started with.
+
+    Its default, 300,000 spins (several ms), made a 2-thread kernel wait a whole scheduler slice
+    when another process held a core (bench/busy_machine.py); convforge starts it with 1,000,
+    only while it loads (the environment seen afterwards is the user's), unless the user chose.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(user or {})
+    env["OMP_DISPLAY_ENV"] = "verbose"
+    env["PYTHONPATH"] = PACKAGE_ROOT
+    result = subprocess.run(
+        [sys.executable, "-c", "import os, convforge; print('after', os.environ.get('GOMP_SPINCOUNT'))"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    spin = [line.split("=")[1].strip() for line in result.stderr.splitlines() if "GOMP_SPINCOUNT" in line]
+    if user is None:
+        assert spin == ["'1000'"], result.stderr
+        assert "after None" in result.stdout
+    elif "GOMP_SPINCOUNT" in user:
+        assert spin == ["'12345'"], result.stderr
+        assert "after 12345" in result.stdout
+    else:  # OMP_WAIT_POLICY=active: libgomp spins for ever, as the user asked
+        assert spin and spin != ["'1000'"], result.stderr
+
+
+@pytest.mark.parametrize("value", ["banana", "4abc", "0", "-2", "+3", "2.5", "", "99999"])
+def test_invalid_convforge_num_threads_warns_and_is_ignored(value):
+    result = run_child(
+        "print('threads', convforge.get_num_threads())", env={"CONVFORGE_NUM_THREADS": value, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "RuntimeWarning: CONVFORGE_NUM_THREADS=" in result.stderr and "is ignored" in result.stderr, result.stderr
+    assert "threads 1" in result.stdout  # OMP_NUM_THREADS, the next source, not a misread 4 or 3
+
+
+def test_valid_convforge_num_threads_is_used_silently():
+    result = run_child(
+        "print('threads', convforge.get_num_threads())", env={"CONVFORGE_NUM_THREADS": " 3 ", "PYTHONWARNINGS": "error"}
+    )
+    assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr
+    assert f"threads {3 if convforge.build_info()['openmp'] else 1}" in result.stdout
