@@ -598,3 +598,130 @@ def test_valid_convforge_num_threads_is_used_silently():
     )
     assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr
     assert f"threads {3 if convforge.build_info()['openmp'] else 1}" in result.stdout
+
+
+# ============================================================================ 2. non-finite weights
+
+
+def test_overflowing_update_stops_fit_and_keeps_the_good_checkpoint(tmp_path):
+    check_child(
+        f"""
+        path = {str(tmp_path / "ck.npz")!r}
+        x = np.random.default_rng(0).random((64, 8, 8, 1), np.float32)
+        y = np.arange(64) % 5
+        model = small_model()
+        model.compile(optimizer=convforge.optimizers.SGD(learning_rate=0.01), loss="sparse_categorical_crossentropy")
+        checkpoint = convforge.callbacks.ModelCheckpoint(path, monitor="loss")
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[checkpoint])
+        good = convforge.load_model(path).get_weights()
+        model.optimizer.learning_rate = 1e38           # finite gradients, overflowing updates
+        x = x * 1000                                   # and large ones
+        try:
+            model.fit(x, y, epochs=3, verbose=0, callbacks=[checkpoint])
+        except FloatingPointError as err:
+            message = str(err)
+        else:
+            raise AssertionError("fit returned normally with non-finite weights")
+        assert "became NaN or Inf" in message and "of layer '" in message, message
+        # The checkpoint of the good epoch was not overwritten, and still loads.
+        loaded = convforge.load_model(path).get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(loaded, good))
+        # Saving and loading agree: neither accepts NaN/Inf weights.
+        try:
+            model.save({str(tmp_path / "bad.npz")!r})
+        except ValueError as err:
+            assert "NaN or infinite" in str(err) and "layer '" in str(err), err
+        else:
+            raise AssertionError("a model with non-finite weights was saved")
+        assert not os.path.exists({str(tmp_path / "bad.npz")!r})
+        """
+    )
+
+
+def test_a_non_finite_batch_is_skipped_with_one_warning_and_counted(tmp_path):
+    check_child(
+        """
+        x = np.random.default_rng(0).random((64, 8, 8, 1), np.float32)
+        x[5, 2, 2, 0] = np.nan          # batch 1 of 4
+        x[40, 1, 1, 0] = np.inf         # batch 3
+        y = np.arange(64) % 5
+        model = small_model()
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        skipped = [w for w in seen if "was not applied" in str(w.message)]
+        assert len(skipped) == 1 and issubclass(skipped[0].category, RuntimeWarning), [str(w.message) for w in seen]
+        assert "epoch 1, batch 1" in str(skipped[0].message), skipped[0].message
+        assert history.skipped_batches == [2, 2], history.skipped_batches
+        assert all(np.isfinite(w).all() for w in model.get_weights())
+        """
+    )
+
+
+# ============================================================================ 6. predict during fit
+
+
+def test_predict_from_another_thread_during_fit_is_safe():
+    check_child(
+        """
+        def model_and_data():
+            convforge.seed(0)
+            model = convforge.Sequential([
+                layers.Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1)),
+                layers.MaxPooling2D(2),
+                layers.AveragePooling2D(1),
+                layers.Flatten(),
+                layers.Dropout(0.3),
+                layers.Dense(8, activation="relu"),
+                layers.Reshape((8,)),
+                layers.Dense(5, activation="softmax"),
+            ])
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            return model
+        x = np.random.default_rng(0).random((512, 8, 8, 1), np.float32)
+        y = np.arange(512) % 5
+        alone = model_and_data()
+        alone.fit(x, y, epochs=3, batch_size=16, verbose=0)
+
+        model = model_and_data()
+        errors = []
+        started = threading.Event()
+
+        final = []
+
+        class Started(convforge.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                started.set()
+
+            def on_train_end(self, logs=None):  # still inside fit: main's refused calls may run after it
+                final.append(self.model.get_weights())
+
+        def train():
+            try:
+                model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[Started()])
+            except BaseException as err:
+                errors.append(err)
+            finally:
+                started.set()
+        thread = threading.Thread(target=train)
+        thread.start()
+        started.wait()  # from here on the other thread's fit owns the model
+        calls = refused = 0
+        while thread.is_alive():
+            model.predict(x[:40], verbose=0)
+            model(x[:3])
+            model.activations(x[:2])
+            calls += 1
+            for other in (lambda: model.evaluate(x[:8], y[:8], verbose=0), lambda: model.fit(x[:8], y[:8], verbose=0)):
+                try:
+                    other()
+                except RuntimeError as err:
+                    assert "another thread" in str(err), err
+                    refused += 1
+        thread.join()
+        assert not errors, errors
+        assert calls > 3 and refused > 0, (calls, refused)
+        # Inference in between changed nothing: the same weights as a fit alone, bit for bit.
+        assert all(np.array_equal(a, b) for a, b in zip(final[0], alone.get_weights()))
+        """
+    )

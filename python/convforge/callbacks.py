@@ -111,6 +111,8 @@ class History(Callback):
 
     ``fit`` returns it. After ``fit(resume_from=...)`` it also holds the
     epochs recorded in the checkpoint, so curves cover the whole run.
+    ``skipped_batches`` counts, per epoch of this ``fit``, the batches not applied
+    because their loss or a gradient was NaN or Inf (convforge's; not in Keras).
     """
 
     _epoch_end_order = 1
@@ -119,6 +121,7 @@ class History(Callback):
         super().__init__()
         self.epoch: list[int] = []
         self.history: dict[str, list[float]] = {}
+        self.skipped_batches: list[int] = []
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)

@@ -141,8 +141,7 @@ class Conv2D(Layer):
 
     def forward(self, x, training=False):
         w, b = self.params["kernel"], self.params.get("bias")
-        if not training:
-            self._x = self._plan_used = None
+        if not training:  # leaves the training state alone: fit may be running in another thread
             y = F.conv2d(x, w, b, self.strides, self.padding, self.dilation_rate)
             return y if self.activation is None else self.activation.forward(y, False)
         if x.ndim == 4 and x.shape[1:] == self.input_shape:

@@ -52,6 +52,16 @@ def _base_meta(model, kind: str) -> tuple[dict, dict]:
     if not model.built:
         raise ValueError("cannot save a model that has not been built (no input shape known yet)")
     entries, arrays = _weights_entries(model)
+    # load_model refuses NaN/Inf weights (a diverged model is nothing to continue from), so saving
+    # refuses them too: a checkpoint that cannot be loaded must not replace one that can.
+    for entry in entries:
+        value = arrays[entry["key"]]
+        bad = value.size - int(np.count_nonzero(np.isfinite(value)))
+        if bad:
+            raise ValueError(
+                f"not saved: weight {entry['name']!r} of layer {entry['layer']!r} ({entry['class_name']}) holds "
+                f"{bad} NaN or infinite values; a model file holds finite weights only (load_model refuses others)"
+            )
     meta = new_meta(kind)
     meta["model"] = {"class_name": type(model).__name__, "config": model.get_config()}
     meta["weights"] = entries
