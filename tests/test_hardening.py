@@ -725,3 +725,58 @@ def test_predict_from_another_thread_during_fit_is_safe():
         assert all(np.array_equal(a, b) for a, b in zip(final[0], alone.get_weights()))
         """
     )
+
+
+# ============================================================================ 7. the smaller ones
+
+
+def test_small_misuses_get_clear_errors():
+    check_child(
+        """
+        def refused(call, kind, *words):
+            try:
+                call()
+            except kind as err:
+                assert all(w in str(err) for w in words), (words, str(err))
+            else:
+                raise AssertionError(f"accepted: {words}")
+
+        # dtype: a bad name was a model of dtype None (np.dtype(None) == float64 compared equal to None)
+        for bad in ("banana", 1.5, "float16", "float32\\x00", object()):
+            refused(lambda: convforge.Sequential(dtype=bad), ValueError, "dtype must be 'float32' or 'float64'")
+        assert convforge.Sequential(dtype=None).dtype == np.float32          # Keras's default
+        model = small_model()
+        refused(lambda: model.astype("banana"), ValueError, "dtype")
+        # mse: NaN targets trained on NaN
+        reg = convforge.Sequential([layers.Dense(2, input_shape=(3,))])
+        reg.compile(optimizer="sgd", loss="mse")
+        y = np.zeros((4, 2)); y[2, 1] = np.nan
+        refused(lambda: reg.fit(np.ones((4, 3)), y, verbose=0), ValueError, "targets must be finite", "(2, 1)")
+        refused(lambda: reg.evaluate(np.ones((4, 3)), y, verbose=0), ValueError, "targets must be finite")
+        # ModelCheckpoint patterns fail at construction, not after an epoch
+        for bad in ("ck{0}.npz", "ck{}.npz", "ck{epoch:q}.npz", "ck{epoch"):
+            refused(lambda: convforge.callbacks.ModelCheckpoint(bad), ValueError, "not a valid pattern", bad)
+        # gradient check steps
+        from convforge.gradcheck import check_model_gradients
+        for eps in (0, -1e-6, float("nan"), float("inf"), True):
+            refused(lambda: check_model_gradients(reg, np.ones((2, 3)), np.zeros((2, 2)), eps=eps), ValueError, "eps")
+        # mixed data_format: the message says data_format
+        refused(
+            lambda: convforge.Sequential([layers.Conv2D(4, 3, input_shape=(8, 8, 1)), layers.Conv2D(4, 3, data_format="channels_first")]),
+            ValueError, "data_format='channels_first'", "'conv2d_1' says so", "'conv2d'",
+        )
+        refused(
+            lambda: convforge.Sequential([layers.Input((8, 8, 1)), layers.Conv2D(4, 3, data_format="channels_first")]),
+            ValueError, "data_format='channels_first'", "(channels, height, width)",
+        )
+        # a huge input_shape: the layer, the weight and its size, not NumPy's bare message
+        refused(
+            lambda: convforge.Sequential([layers.Flatten(input_shape=(2**40, 2**40, 1)), layers.Dense(2)]),
+            ValueError, "layer 'dense'", "weight 'kernel'", "GiB", "input_shape",
+        )
+        refused(
+            lambda: convforge.Sequential([layers.Flatten(input_shape=(10**6, 10**6, 3)), layers.Dense(2)]),
+            MemoryError, "layer 'dense'", "weight 'kernel'", "GiB",
+        )
+        """
+    )

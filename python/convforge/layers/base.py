@@ -267,8 +267,19 @@ class Layer:
         if name in self.params:
             raise ValueError(f"layer {self.name!r} already has a weight named {name!r}")
         shape = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
-        _charge(math.prod(shape) * self.dtype.itemsize, f"weight {name!r} of layer {self.name!r} {shape}")
-        value = initializers.get(initializer, f"initializer of weight {name!r}")(shape, self.dtype)
+        nbytes = math.prod(shape) * self.dtype.itemsize
+        _charge(nbytes, f"weight {name!r} of layer {self.name!r} {shape}")
+        init = initializers.get(initializer, f"initializer of weight {name!r}")
+        too_large = (
+            f"layer {self.name!r} ({type(self).__name__}): weight {name!r} of shape {shape} would take "
+            f"{nbytes / 2**30:.3g} GiB; is the model's input_shape (or the layer size) what you meant?"
+        )
+        if nbytes > 2**50 or any(d > 2**62 for d in shape):  # beyond any machine, and NumPy's index range
+            raise ValueError(too_large)
+        try:
+            value = init(shape, self.dtype)
+        except MemoryError as err:
+            raise MemoryError(too_large) from err
         value = np.ascontiguousarray(value, dtype=self.dtype)
         self.params[name] = value
         if not trainable:
