@@ -855,6 +855,106 @@ def test_private_core_checks_out_arguments(case):
         f(outs)
 
 
+
+def _overlap_cases():
+    """(name, call, out array, match): an out= that shares memory with an input of the same op.
+
+    Shapes are chosen so that the aliasing array has exactly the output's shape (1x1 kernels with
+    C == K; a kernel the size of the image), the only way such a call got past the shape checks.
+    """
+    rng = np.random.default_rng(7)
+    cases = []
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal((1, 8, 5, 5)).astype(dtype)  # C == K == 8, 1x1 kernel
+        w = rng.standard_normal((8, 8, 1, 1)).astype(dtype)
+        b = rng.standard_normal(8).astype(dtype)
+        p0, p1 = (1, 1), (0, 0, 0, 0)
+        dt = np.dtype(dtype).name
+        cases += [
+            (f"conv fwd out=x {dt}", lambda x=x, w=w: _core.conv2d_fwd(x, w, None, p0, p1, p0, out=x), "x", "out must not share memory with x"),
+            (f"conv fwd out=x relu {dt}", lambda x=x, w=w, b=b: _core.conv2d_fwd(x, w, b, p0, p1, p0, out=x, relu=True), "x", "out must not share memory with x"),
+            (f"conv bwd_data out=dy {dt}", lambda x=x, w=w: _core.conv2d_bwd_data(x, w, x.shape, p0, p1, p0, out=x), "x", "out must not share memory with dy"),
+        ]
+        xs = rng.standard_normal((8, 8, 2, 2)).astype(dtype)  # the shape of w: N = K, H = R, W = S
+        dy8 = rng.standard_normal((8, 8, 1, 1)).astype(dtype)
+        grads = np.zeros(8 * 8 * 2 * 2, dtype)  # out_b the first 8 elements of out_w
+        cases += [
+            (f"conv bwd_weights out_w=x {dt}",
+             lambda xs=xs, dy8=dy8: _core.conv2d_bwd_weights(dy8, xs, xs.shape, p0, p1, p0, False, out_w=xs),
+             "xs", "out_w must not share memory with x"),
+            (f"conv bwd_weights out_b in out_w {dt}",
+             lambda xs=xs, dy8=dy8, g=grads: _core.conv2d_bwd_weights(dy8, xs, xs.shape, p0, p1, p0, True,
+                                                                     out_w=g.reshape(xs.shape), out_b=g[:8]),
+             "grads", "out_b must not share memory with out_w"),
+        ]
+    return cases
+
+
+@pytest.mark.parametrize("case", _overlap_cases(), ids=lambda c: c[0])
+def test_conv2d_out_overlapping_an_input_is_refused(case):
+    # The 1x1 conv with out=x was accepted and wrong on every ISA (max error 2e2 to 5e3).
+    name, call, _, match = case
+    with pytest.raises(ValueError, match=match or "must not share memory with"):
+        call()
+
+
+def test_refused_overlap_writes_nothing():
+    x = np.random.default_rng(1).standard_normal((1, 8, 5, 5)).astype(np.float32)
+    w = np.random.default_rng(2).standard_normal((8, 8, 1, 1)).astype(np.float32)
+    before = x.copy()
+    with pytest.raises(ValueError, match="out must not share memory with x"):
+        _core.conv2d_fwd(x, w, None, (1, 1), (0, 0, 0, 0), (1, 1), out=x)
+    np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("op", ["maxpool fwd out=x view", "maxpool fwd out_indices over out", "maxpool bwd out=dy",
+                                "relu shifted", "relu_bwd shifted", "dense fwd out=b"])
+def test_other_ops_refuse_overlapping_out(op):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 4, 8)).astype(np.float32)
+    if op == "maxpool fwd out=x view":  # out is the first half of x's own buffer
+        call = lambda: _core.maxpool2d_fwd(x, (2, 2), (2, 2), (0, 0), (2, 4), False, out=x.reshape(-1)[:16].reshape(1, 2, 2, 4))  # noqa: E731
+        match = "out must not share memory with x"
+    elif op == "maxpool fwd out_indices over out":
+        buf = np.zeros(16 * 2, np.float32)  # 16 int64 indices = 32 floats
+        call = lambda: _core.maxpool2d_fwd(x, (2, 2), (2, 2), (0, 0), (2, 4), True, out=buf[:16].reshape(1, 2, 2, 4),  # noqa: E731
+                                           out_indices=buf.view(np.int64).reshape(1, 2, 2, 4))
+        match = "out_indices must not share memory with out"
+    elif op == "maxpool bwd out=dy":
+        y, idx = _core.maxpool2d_fwd(x, (2, 2), (2, 2), (0, 0), (2, 4), True)
+        big = np.zeros(x.size, np.float32)
+        big[:16] = y.reshape(-1)
+        dy = big[:16].reshape(y.shape)
+        call = lambda: _core.maxpool2d_bwd(dy, idx, x.shape, out=big.reshape(x.shape))  # noqa: E731
+        match = "out must not share memory with dy"
+    elif op == "relu shifted":
+        flat = x.reshape(-1)
+        call = lambda: _core.relu_fwd(flat[1:], out=flat[:-1])  # noqa: E731
+        match = r"out must not share memory with x \(except by being x itself\)"
+    elif op == "relu_bwd shifted":
+        flat = x.reshape(-1)
+        call = lambda: _core.relu_bwd(flat[1:], flat[1:].copy(), out=flat[:-1])  # noqa: E731
+        match = "out must not share memory with dy"
+    else:
+        d = rng.standard_normal((1, 8)).astype(np.float32)
+        wd = rng.standard_normal((8, 8)).astype(np.float32)
+        call = lambda: _core.dense_fwd(d, wd, wd[0], out=wd[:1])  # noqa: E731
+        match = "out must not share memory with w"
+    before = x.copy()
+    with pytest.raises(ValueError, match=match):
+        call()
+    np.testing.assert_array_equal(x, before)
+
+
+def test_in_place_relu_is_still_allowed():
+    x = np.random.default_rng(4).standard_normal((3, 5)).astype(np.float32)
+    want = np.maximum(x, 0)
+    assert _core.relu_fwd(x, out=x) is not None
+    np.testing.assert_array_equal(x, want)
+    dy = np.ones_like(x)
+    np.testing.assert_array_equal(_core.relu_bwd(dy, x, out=dy), (x > 0).astype(np.float32))
+
+
 BAD_INDEX_VALUES = {
     "-1-first": (0, -1), "plane": (5, 64), "plane-last": (-1, 64), "int64max": (7, 2**63 - 1),
     "int64min": (3, -2**63), "2**32": (11, 2**32), "2**31": (2, 2**31),

@@ -1,3 +1,5 @@
+// conv2d's three passes and its algorithm query. Each call builds the plan (the completed
+// ConvShape) once, checks every array, then chooses the pass's algorithm and runs it.
 #include <pybind11/stl.h>
 
 #include "bindings/arrays.h"
@@ -9,8 +11,7 @@ namespace {
 using Pair = std::array<int64_t, 2>;
 using Quad = std::array<int64_t, 4>;
 
-ConvShape conv_shape(const std::array<int64_t, 4>& x, const std::array<int64_t, 4>& w, const Pair& stride,
-                     const Quad& padding, const Pair& dilation) {
+ConvShape conv_plan(const Quad& x, const Quad& w, const Pair& stride, const Quad& padding, const Pair& dilation) {
   ConvShape s;
   s.mb = x[0], s.ic = x[1], s.ih = x[2], s.iw = x[3];
   s.oc = w[0], s.kh = w[2], s.kw = w[3];
@@ -24,89 +25,104 @@ ConvShape conv_shape(const std::array<int64_t, 4>& x, const std::array<int64_t, 
   return s;
 }
 
-std::array<int64_t, 4> dims4(const py::array& a) { return {a.shape(0), a.shape(1), a.shape(2), a.shape(3)}; }
+Quad dims4(const py::array& a) { return {a.shape(0), a.shape(1), a.shape(2), a.shape(3)}; }
+
+void check_dy(const py::array& dy, const ConvShape& s) {
+  if (dims4(dy) != Quad{s.mb, s.oc, s.oh, s.ow})
+    throw py::value_error("dy must have the shape of conv2d's output (" + std::to_string(s.mb) + ", " +
+                          std::to_string(s.oc) + ", " + std::to_string(s.oh) + ", " + std::to_string(s.ow) +
+                          "), got " + shape_str(dy));
+}
+
+// The forced algorithm's name, or "" for the default choice.
+std::string algorithm_name(const py::object& algorithm) {
+  if (algorithm.is_none()) return "";
+  if (!py::isinstance<py::str>(algorithm)) throw py::type_error("algorithm must be a str or None");
+  return algorithm.cast<std::string>();
+}
+
+// Chooses the pass's algorithm (ValueError if a forced one cannot run) and runs it without the
+// GIL. The choice reads the inputs (finiteness) and writes nothing, so a refused call leaves
+// every output untouched.
+template <class T>
+void run_conv2d(ConvPass pass, const ConvShape& s, const ConvTensors<T>& t, const std::string& forced) {
+  std::string error;
+  {
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
+    if (const ConvAlgo<T>* algo = choose_conv2d_algorithm<T>(pass, s, t, forced.c_str(), &error)) algo->run(s, t);
+  }
+  if (!error.empty()) throw py::value_error(error);
+}
 
 template <class T>
-py::array_t<T> fwd(const py::array& x, const py::array& w, const py::object& b, const Pair& stride, const Quad& padding,
-                   const Pair& dilation, const py::object& out, bool relu) {
+py::array fwd(const py::array& x, const py::array& w, const py::object& b, const Pair& stride, const Quad& padding,
+              const Pair& dilation, const py::object& out, bool relu, const py::object& algorithm) {
   check_input<T>(x, "x", 4);
   check_input<T>(w, "w", 4);
-  ConvShape s = conv_shape(dims4(x), dims4(w), stride, padding, dilation);
+  ConvShape s = conv_plan(dims4(x), dims4(w), stride, padding, dilation);
   s.relu = relu;
-  const T* bias = nullptr;
   py::array barr;
-  if (!b.is_none()) {
-    if (!py::isinstance<py::array>(b)) throw py::type_error("b must be a numpy.ndarray or None");
-    barr = py::reinterpret_borrow<py::array>(b);
-    check_input<T>(barr, "b", 1);
-    if (barr.shape(0) != s.oc)
-      throw py::value_error("b must have shape (" + std::to_string(s.oc) + ",) to match w, got " + shape_str(barr));
-    bias = static_cast<const T*>(barr.data());
-  }
-  py::array_t<T> y = output_array<T, 4>(out, "out", {s.mb, s.oc, s.oh, s.ow});
-  const auto kernel = conv2d_fwd_kernel<T>().fn;
-  const T* px = static_cast<const T*>(x.data());
-  const T* pw = static_cast<const T*>(w.data());
-  T* py_ = y.mutable_data();
-  {
-    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
-    kernel(s, px, pw, bias, py_);
-  }
-  return y;
+  const T* bias = optional_input<T>(b, "b", {s.oc}, "shape", &barr);
+  const std::string forced = algorithm_name(algorithm);
+  std::vector<Input> inputs{{x, "x"}, {w, "w"}};
+  if (bias != nullptr) inputs.push_back({barr, "b"});
+  py::array_t<T> y = make_output<T>(out, "out", {s.mb, s.oc, s.oh, s.ow}, inputs);
+  ConvTensors<T> t;
+  t.src = data_of<T>(x), t.wei = data_of<T>(w), t.bias = bias, t.dst = y.mutable_data();
+  run_conv2d(ConvPass::fwd, s, t, forced);
+  return std::move(y);
 }
 
 template <class T>
-py::array_t<T> bwd_data(const py::array& dy, const py::array& w, const std::array<int64_t, 4>& x_shape,
-                        const Pair& stride, const Quad& padding, const Pair& dilation, const py::object& out) {
+py::array bwd_data(const py::array& dy, const py::array& w, const Quad& x_shape, const Pair& stride,
+                   const Quad& padding, const Pair& dilation, const py::object& out, const py::object& algorithm) {
   check_input<T>(dy, "dy", 4);
   check_input<T>(w, "w", 4);
-  const ConvShape s = conv_shape(x_shape, dims4(w), stride, padding, dilation);
-  const std::array<int64_t, 4> want{s.mb, s.oc, s.oh, s.ow};
-  if (dims4(dy) != want)
-    throw py::value_error("dy must have the shape of conv2d's output (" + std::to_string(s.mb) + ", " +
-                          std::to_string(s.oc) + ", " + std::to_string(s.oh) + ", " + std::to_string(s.ow) +
-                          "), got " + shape_str(dy));
-  py::array_t<T> dx = output_array<T, 4>(out, "out", x_shape);
-  const auto kernel = conv2d_bwd_data_kernel<T>().fn;
-  const T* pdy = static_cast<const T*>(dy.data());
-  const T* pw = static_cast<const T*>(w.data());
-  T* pdx = dx.mutable_data();
-  {
-    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
-    kernel(s, pdy, pw, pdx);
-  }
-  return dx;
+  const ConvShape s = conv_plan(x_shape, dims4(w), stride, padding, dilation);
+  check_dy(dy, s);
+  const std::string forced = algorithm_name(algorithm);
+  py::array_t<T> dx = make_output<T>(out, "out", {x_shape.begin(), x_shape.end()}, {{dy, "dy"}, {w, "w"}});
+  ConvTensors<T> t;
+  t.diff_dst = data_of<T>(dy), t.wei = data_of<T>(w), t.diff_src = dx.mutable_data();
+  run_conv2d(ConvPass::bwd_data, s, t, forced);
+  return std::move(dx);
 }
 
 template <class T>
-py::tuple bwd_weights(const py::array& dy, const py::array& x, const std::array<int64_t, 4>& w_shape,
-                      const Pair& stride, const Quad& padding, const Pair& dilation, bool need_bias,
-                      const py::object& out_w, const py::object& out_b) {
+py::tuple bwd_weights(const py::array& dy, const py::array& x, const Quad& w_shape, const Pair& stride,
+                      const Quad& padding, const Pair& dilation, bool need_bias, const py::object& out_w,
+                      const py::object& out_b, const py::object& algorithm) {
   check_input<T>(dy, "dy", 4);
   check_input<T>(x, "x", 4);
-  const ConvShape s = conv_shape(dims4(x), w_shape, stride, padding, dilation);
-  const std::array<int64_t, 4> want{s.mb, s.oc, s.oh, s.ow};
-  if (dims4(dy) != want)
-    throw py::value_error("dy must have the shape of conv2d's output (" + std::to_string(s.mb) + ", " +
-                          std::to_string(s.oc) + ", " + std::to_string(s.oh) + ", " + std::to_string(s.ow) +
-                          "), got " + shape_str(dy));
-  py::array_t<T> dw = output_array<T, 4>(out_w, "out_w", w_shape);
+  const ConvShape s = conv_plan(dims4(x), w_shape, stride, padding, dilation);
+  check_dy(dy, s);
+  const std::string forced = algorithm_name(algorithm);
+  py::array_t<T> dw = make_output<T>(out_w, "out_w", {w_shape.begin(), w_shape.end()}, {{dy, "dy"}, {x, "x"}});
   py::object db_obj = py::none();
   T* pdb = nullptr;
   if (need_bias) {
-    py::array_t<T> db = output_array<T, 1>(out_b, "out_b", {s.oc});
+    py::array_t<T> db = make_output<T>(out_b, "out_b", {s.oc}, {{dy, "dy"}, {x, "x"}, {dw, "out_w"}});
     pdb = db.mutable_data();
     db_obj = db;
   }
-  const auto kernel = conv2d_bwd_weights_kernel<T>().fn;
-  const T* pdy = static_cast<const T*>(dy.data());
-  const T* px = static_cast<const T*>(x.data());
-  T* pdw = dw.mutable_data();
-  {
-    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
-    kernel(s, pdy, px, pdw, pdb);
-  }
+  ConvTensors<T> t;
+  t.diff_dst = data_of<T>(dy), t.src = data_of<T>(x), t.diff_wei = dw.mutable_data(), t.diff_bias = pdb;
+  run_conv2d(ConvPass::bwd_weights, s, t, forced);
   return py::make_tuple(dw, db_obj);
+}
+
+py::dict algorithms(const Quad& x_shape, const Quad& w_shape, const Pair& stride, const Quad& padding,
+                    const Pair& dilation, const std::string& dtype) {
+  if (dtype != "float32" && dtype != "float64")
+    throw py::value_error("dtype must be 'float32' or 'float64', got '" + dtype + "'");
+  const ConvShape s = conv_plan(x_shape, w_shape, stride, padding, dilation);
+  py::dict out;
+  for (ConvPass pass : {ConvPass::fwd, ConvPass::bwd_data, ConvPass::bwd_weights}) {
+    const std::vector<std::string> names = dtype == "float32" ? applicable_conv2d_algorithms<float>(pass, s, {})
+                                                              : applicable_conv2d_algorithms<double>(pass, s, {});
+    out[conv_pass_name(pass)] = py::tuple(py::cast(names));
+  }
+  return out;
 }
 
 }  // namespace
@@ -115,35 +131,43 @@ void bind_conv2d(py::module_& m) {
   m.def(
       "conv2d_fwd",
       [](const py::array& x, const py::array& w, const py::object& b, const Pair& stride, const Quad& padding,
-         const Pair& dilation, const py::object& out, bool relu) -> py::array {
-        return is_float32(x, "x") ? py::array(fwd<float>(x, w, b, stride, padding, dilation, out, relu))
-                                  : py::array(fwd<double>(x, w, b, stride, padding, dilation, out, relu));
+         const Pair& dilation, const py::object& out, bool relu, const py::object& algorithm) {
+        return with_dtype(x, "x", [&](auto tag) {
+          return fwd<decltype(tag)>(x, w, b, stride, padding, dilation, out, relu, algorithm);
+        });
       },
       py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-      py::arg("out") = py::none(), py::arg("relu") = false,
+      py::arg("out") = py::none(), py::arg("relu") = false, py::arg("algorithm") = py::none(),
       "y[N,K,OH,OW] = conv2d(x[N,C,H,W], w[K,C,R,S]) + b[K], then max(y, 0) if relu; padding is (top, bottom, "
-      "left, right).");
+      "left, right); algorithm forces one of conv2d_algorithms()['fwd'].");
   m.def(
       "conv2d_bwd_data",
-      [](const py::array& dy, const py::array& w, const std::array<int64_t, 4>& x_shape, const Pair& stride,
-         const Quad& padding, const Pair& dilation, const py::object& out) -> py::array {
-        return is_float32(dy, "dy") ? py::array(bwd_data<float>(dy, w, x_shape, stride, padding, dilation, out))
-                                    : py::array(bwd_data<double>(dy, w, x_shape, stride, padding, dilation, out));
+      [](const py::array& dy, const py::array& w, const Quad& x_shape, const Pair& stride, const Quad& padding,
+         const Pair& dilation, const py::object& out, const py::object& algorithm) {
+        return with_dtype(dy, "dy", [&](auto tag) {
+          return bwd_data<decltype(tag)>(dy, w, x_shape, stride, padding, dilation, out, algorithm);
+        });
       },
       py::arg("dy"), py::arg("w"), py::arg("x_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-      py::arg("out") = py::none(), "dx = gradient of conv2d with respect to its input.");
+      py::arg("out") = py::none(), py::arg("algorithm") = py::none(),
+      "dx = gradient of conv2d with respect to its input.");
   m.def(
       "conv2d_bwd_weights",
-      [](const py::array& dy, const py::array& x, const std::array<int64_t, 4>& w_shape, const Pair& stride,
-         const Quad& padding, const Pair& dilation, bool need_bias, const py::object& out_w,
-         const py::object& out_b) -> py::tuple {
-        return is_float32(dy, "dy")
-                   ? bwd_weights<float>(dy, x, w_shape, stride, padding, dilation, need_bias, out_w, out_b)
-                   : bwd_weights<double>(dy, x, w_shape, stride, padding, dilation, need_bias, out_w, out_b);
+      [](const py::array& dy, const py::array& x, const Quad& w_shape, const Pair& stride, const Quad& padding,
+         const Pair& dilation, bool need_bias, const py::object& out_w, const py::object& out_b,
+         const py::object& algorithm) {
+        return with_dtype(dy, "dy", [&](auto tag) {
+          return bwd_weights<decltype(tag)>(dy, x, w_shape, stride, padding, dilation, need_bias, out_w, out_b,
+                                            algorithm);
+        });
       },
       py::arg("dy"), py::arg("x"), py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
       py::arg("need_bias"), py::arg("out_w") = py::none(), py::arg("out_b") = py::none(),
+      py::arg("algorithm") = py::none(),
       "(dw, db or None) = gradients of conv2d with respect to its weights and bias.");
+  m.def("conv2d_algorithms", &algorithms, py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"),
+        py::arg("padding"), py::arg("dilation"), py::arg("dtype") = "float32",
+        "{pass: names of the algorithms that apply, best-first} on the active ISA, for finite data.");
 }
 
 }  // namespace convforge::bindings

@@ -24,7 +24,7 @@ py::object fwd(const py::array& x, const Pair& kernel, const Pair& stride, const
                bool return_indices, const py::object& out, const py::object& out_indices) {
   check_input<T>(x, "x", 4);
   const PoolShape s = pool_shape({x.shape(0), x.shape(1), x.shape(2), x.shape(3)}, kernel, stride, padding, out_hw);
-  py::array_t<T> y = output_array<T, 4>(out, "out", {s.mb, s.c, s.oh, s.ow});
+  py::array_t<T> y = make_output<T>(out, "out", {s.mb, s.c, s.oh, s.ow}, {{x, "x"}});
   py::object idx_obj = py::none();
   int64_t* pidx = nullptr;
   if (return_indices) {
@@ -39,12 +39,14 @@ py::object fwd(const py::array& x, const Pair& kernel, const Pair& stride, const
           !(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) || !a.writeable() || a.shape(0) != s.mb ||
           a.shape(1) != s.c || a.shape(2) != s.oh || a.shape(3) != s.ow)
         throw py::value_error("out_indices must be a writable C-contiguous int64 array of the output's shape");
+      check_no_overlap(a, "out_indices", {x, "x"});
+      check_no_overlap(a, "out_indices", {y, "out"});
       idx = py::reinterpret_borrow<py::array_t<int64_t>>(a);
     }
     pidx = idx.mutable_data();
     idx_obj = idx;
   }
-  const auto kernel_fn = maxpool2d_fwd_kernel<T>().fn;
+  const auto kernel_fn = maxpool2d_fwd_kernel<T>(s).fn;
   const T* px = static_cast<const T*>(x.data());
   T* py_ = y.mutable_data();
   {
@@ -80,20 +82,11 @@ py::array_t<T> bwd(const py::array& dy, const py::array& indices, const std::arr
   s.oh = dy.shape(2), s.ow = dy.shape(3);
   const int64_t plane = s.ih * s.iw;
   const int64_t* pidx = static_cast<const int64_t*>(indices.data());
-  const T* pgate = nullptr;
   py::array garr;
-  if (!gate.is_none()) {
-    if (!py::isinstance<py::array>(gate)) throw py::type_error("gate must be a numpy.ndarray or None");
-    garr = py::reinterpret_borrow<py::array>(gate);
-    check_input<T>(garr, "gate", 4);
-    for (int i = 0; i < 4; ++i) {
-      if (garr.shape(i) != x_shape[static_cast<std::size_t>(i)])
-        throw py::value_error("gate must have the input's shape, got " + shape_str(garr));
-    }
-    pgate = static_cast<const T*>(garr.data());
-  }
-  py::array_t<T> dx = output_array<T, 4>(out, "out", x_shape);
-  if (pgate != nullptr) check_no_overlap(dx, "out", garr, "gate");
+  const T* pgate = optional_input<T>(gate, "gate", {x_shape.begin(), x_shape.end()}, "the input's shape", &garr);
+  std::vector<Input> inputs{{dy, "dy"}, {indices, "indices"}};
+  if (pgate != nullptr) inputs.push_back({garr, "gate"});
+  py::array_t<T> dx = make_output<T>(out, "out", {x_shape.begin(), x_shape.end()}, inputs);
   const auto kernel_fn = maxpool2d_bwd_kernel<T>().fn;
   const T* pdy = static_cast<const T*>(dy.data());
   T* pdx = dx.mutable_data();
@@ -121,8 +114,9 @@ void bind_maxpool2d(py::module_& m) {
       "maxpool2d_fwd",
       [](const py::array& x, const Pair& kernel, const Pair& stride, const Pair& padding, const Pair& out_hw,
          bool return_indices, const py::object& out, const py::object& out_indices) -> py::object {
-        return is_float32(x, "x") ? fwd<float>(x, kernel, stride, padding, out_hw, return_indices, out, out_indices)
-                                  : fwd<double>(x, kernel, stride, padding, out_hw, return_indices, out, out_indices);
+        return with_dtype(x, "x", [&](auto tag) {
+          return fwd<decltype(tag)>(x, kernel, stride, padding, out_hw, return_indices, out, out_indices);
+        });
       },
       py::arg("x"), py::arg("kernel"), py::arg("stride"), py::arg("padding"), py::arg("out_hw"),
       py::arg("return_indices"), py::arg("out") = py::none(), py::arg("out_indices") = py::none(),
@@ -131,8 +125,8 @@ void bind_maxpool2d(py::module_& m) {
       "maxpool2d_bwd",
       [](const py::array& dy, const py::array& indices, const std::array<int64_t, 4>& x_shape,
          const py::object& out, const py::object& gate) -> py::array {
-        return is_float32(dy, "dy") ? py::array(bwd<float>(dy, indices, x_shape, out, gate))
-                                    : py::array(bwd<double>(dy, indices, x_shape, out, gate));
+        return with_dtype(dy, "dy",
+                          [&](auto tag) { return py::array(bwd<decltype(tag)>(dy, indices, x_shape, out, gate)); });
       },
       py::arg("dy"), py::arg("indices"), py::arg("x_shape"), py::arg("out") = py::none(),
       py::arg("gate") = py::none(),

@@ -1,123 +1,27 @@
 // convforge._core: the compiled kernels. Private; the public API is convforge.functional.
-#include <pybind11/stl.h>
+// Registration only: each bind_<topic>.cpp defines its functions (arguments checked by the
+// shared helpers of bindings/arrays.h).
+#include <pybind11/pybind11.h>
 
-#include <chrono>
-
-#include "bindings/arrays.h"
-#include "common/cpu.h"
-#include "common/parallel.h"
-#include "common/workspace.h"
-#include "dispatch/dispatch.h"
-
-#define CONVFORGE_STR_(x) #x
-#define CONVFORGE_STR(x) CONVFORGE_STR_(x)
+namespace py = pybind11;
 
 namespace convforge::bindings {
 
+void bind_runtime(py::module_& m);
 void bind_conv2d(py::module_& m);
 void bind_dense(py::module_& m);
 void bind_maxpool2d(py::module_& m);
 void bind_relu(py::module_& m);
 
-namespace {
-
-py::dict build_info() {
-  py::dict info;
-  info["version"] = CONVFORGE_STR(VERSION_INFO);
-  info["compiler"] = CONVFORGE_COMPILER;
-  info["build_type"] = CONVFORGE_BUILD_TYPE;
-  info["openmp"] = static_cast<bool>(CONVFORGE_OPENMP);
-  info["num_threads"] = num_threads();
-  info["default_num_threads"] = default_num_threads();
-  py::list compiled;
-  compiled.append("ref");
-  if (CONVFORGE_HAVE_AVX2) compiled.append("avx2");
-  if (CONVFORGE_HAVE_AVX512) compiled.append("avx512");
-  info["isa_compiled"] = compiled;
-  info["isa_detected"] = isa_name(detected_isa());
-  info["isa_cap"] = isa_name(isa_cap());
-  info["isa"] = isa_name(active_isa());
-  py::dict kernels;
-  for (const KernelChoice& k : selected_kernels()) {
-    if (!kernels.contains(k.op)) kernels[k.op.c_str()] = py::dict();
-    kernels[k.op.c_str()][k.dtype.c_str()] = k.name;
-  }
-  info["kernels"] = kernels;
-  info["forked_child"] = forked_child();
-  return info;
-}
-
-// Measured peak of this machine in GFLOP/s, for the active ISA and `threads` threads (each runs
-// the probe once; wall time of the slowest). Runs for about `seconds`.
-py::dict fma_peak(int threads, double seconds) {
-  if (threads < 1) throw py::value_error("threads must be >= 1");
-  if (!(seconds > 0 && seconds < 60)) throw py::value_error("seconds must be in (0, 60)");
-  float (*probe)(int64_t) = &fma_probe__ref;
-  int lanes = kProbeLanesRef, chains = kProbeChainsRef;
-  const Isa isa = active_isa();
-#if CONVFORGE_HAVE_AVX512
-  if (isa == Isa::avx512) probe = &fma_probe__avx512, lanes = kProbeLanesAvx512, chains = kProbeChainsAvx512;
-#endif
-#if CONVFORGE_HAVE_AVX2
-  if (isa == Isa::avx2) probe = &fma_probe__avx2, lanes = kProbeLanesAvx2, chains = kProbeChainsAvx2;
-#endif
-  using clock = std::chrono::steady_clock;
-  volatile float sink = 0;
-  int64_t iters = 1 << 16;
-  double elapsed = 0;
-  {
-    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
-    for (;;) {  // grow until one run takes a measurable share of the budget
-      const auto t0 = clock::now();
-      on_each_thread(threads, [&](int) { sink = sink + probe(iters); });
-      elapsed = std::chrono::duration<double>(clock::now() - t0).count();
-      if (elapsed > seconds / 4 || iters > (int64_t{1} << 40)) break;
-      iters *= 4;
-    }
-    double best = elapsed;
-    for (int rep = 0; rep < 3; ++rep) {
-      const auto t0 = clock::now();
-      on_each_thread(threads, [&](int) { sink = sink + probe(iters); });
-      const double t = std::chrono::duration<double>(clock::now() - t0).count();
-      if (t < best) best = t;
-    }
-    elapsed = best;
-  }
-  py::dict r;
-  r["isa"] = isa_name(isa);
-  r["threads"] = threads;
-  r["gflops"] = static_cast<double>(threads) * static_cast<double>(iters) * chains * lanes * 2.0 / elapsed / 1e9;
-  return r;
-}
-
-void set_isa_cap_checked(const std::string& name) {
-  Isa cap;
-  if (!parse_isa(name.c_str(), &cap))
-    throw py::value_error("isa must be one of 'ref', 'avx2', 'avx512', got '" + name + "'");
-  set_isa_cap(cap);
-}
-
-}  // namespace
 }  // namespace convforge::bindings
 
 PYBIND11_MODULE(_core, m) {
-  using namespace convforge;
   using namespace convforge::bindings;
   m.doc() = "convforge compiled kernels (private: use convforge.functional)";
-  m.attr("__version__") = CONVFORGE_STR(VERSION_INFO);
-  init_isa_cap_from_env();
+  bind_runtime(m);  // first: reads CONVFORGE_MAX_ISA
 
   bind_conv2d(m);
   bind_dense(m);
   bind_maxpool2d(m);
   bind_relu(m);
-
-  m.def("build_info", &build_info, "Version, compiler, OpenMP, threads, ISA and the kernel chosen for each op.");
-  m.def("set_num_threads", &set_num_threads, py::arg("n"));
-  m.def("get_num_threads", &num_threads);
-  m.def("_set_isa_cap", &set_isa_cap_checked, py::arg("isa"), "Cap the ISA (tests; users set CONVFORGE_MAX_ISA).");
-  m.def("_isa_cap", [] { return std::string(isa_name(isa_cap())); });
-  m.def("_fma_peak", &fma_peak, py::arg("threads") = 1, py::arg("seconds") = 0.3,
-        "Measured peak GFLOP/s of fused multiply-adds on the active ISA (for benchmarks).");
-  m.def("_workspace_bytes", &thread_workspace_bytes, "Scratch bytes held by the calling thread.");
 }

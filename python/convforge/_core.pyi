@@ -20,9 +20,17 @@ def conv2d_fwd(
     dilation: _Pair,
     out: _Float | None = None,
     relu: bool = False,
+    algorithm: str | None = None,
 ) -> _Float: ...
 def conv2d_bwd_data(
-    dy: _Float, w: _Float, x_shape: _Quad, stride: _Pair, padding: _Quad, dilation: _Pair, out: _Float | None = None
+    dy: _Float,
+    w: _Float,
+    x_shape: _Quad,
+    stride: _Pair,
+    padding: _Quad,
+    dilation: _Pair,
+    out: _Float | None = None,
+    algorithm: str | None = None,
 ) -> _Float: ...
 def conv2d_bwd_weights(
     dy: _Float,
@@ -34,7 +42,11 @@ def conv2d_bwd_weights(
     need_bias: bool,
     out_w: _Float | None = None,
     out_b: _Float | None = None,
+    algorithm: str | None = None,
 ) -> tuple[_Float, _Float | None]: ...
+def conv2d_algorithms(
+    x_shape: _Quad, w_shape: _Quad, stride: _Pair, padding: _Quad, dilation: _Pair, dtype: str = "float32"
+) -> dict[str, tuple[str, ...]]: ...
 def dense_fwd(x: _Float, w: _Float, b: _Float | None, out: _Float | None = None) -> _Float: ...
 def dense_bwd_data(dy: _Float, w: _Float, out: _Float | None = None) -> _Float: ...
 def dense_bwd_weights(
