@@ -780,3 +780,65 @@ def test_small_misuses_get_clear_errors():
         )
         """
     )
+
+
+# ============================================================================ 8. empty batches
+
+import numpy as np  # noqa: E402
+
+from convforge import functional as F  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_functional_op_takes_an_empty_batch(dtype):
+    """Zero images in, an empty result of the shape one image gives (with N = 0) out, as PyTorch."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x1 = rng.random((1, 3, 9, 9)).astype(dtype)
+    w = rng.random((4, 3, 3, 3)).astype(dtype)
+    b = rng.random(4).astype(dtype)
+    x0 = x1[:0]
+    y1 = F.conv2d(x1, w, b, stride=2, padding=1)
+    y0 = F.conv2d(x0, w, b, stride=2, padding=1)
+    assert y0.shape == (0, *y1.shape[1:]) and y0.dtype == dtype
+    t = torch.nn.functional.conv2d(torch.from_numpy(x0), torch.from_numpy(w), torch.from_numpy(b), stride=2, padding=1)
+    assert tuple(t.shape) == y0.shape
+    dx, dw, db = F.conv2d_backward(y0, x0, w, stride=2, padding=1)
+    assert dx.shape == x0.shape and dw.shape == w.shape and db.shape == (4,)
+    assert not dw.any() and not db.any()  # a sum over no images
+    assert F.conv2d_backward(y0, x0, w, stride=2, padding=1, need_input_grad=False, need_bias_grad=False)[::2] == (None, None)
+    p1 = F.max_pool2d(x1, 2, ceil_mode=True)
+    p0, i0 = F.max_pool2d(x0, 2, ceil_mode=True, return_indices=True)
+    assert p0.shape == (0, *p1.shape[1:]) and i0.shape == p0.shape and i0.dtype == np.int64
+    assert tuple(torch.nn.functional.max_pool2d(torch.from_numpy(x0), 2, ceil_mode=True).shape) == p0.shape
+    assert F.max_pool2d_backward(p0, i0, x0.shape).shape == x0.shape
+    d0, wd = x0.reshape(0, 243), rng.random((243, 5)).astype(dtype)
+    assert F.dense(d0, wd).shape == (0, 5)
+    ddx, ddw, ddb = F.dense_backward(np.zeros((0, 5), dtype), d0, wd)
+    assert ddx.shape == (0, 243) and ddw.shape == wd.shape and not ddw.any() and ddb.shape == (5,)
+    assert F.relu(x0).shape == x0.shape and F.relu_backward(x0, x0).shape == x0.shape
+    assert F.relu(x0, out=np.empty_like(x0)).shape == x0.shape
+    # Only the batch axis may be empty.
+    with pytest.raises(ValueError, match="x is empty"):
+        F.conv2d(x1[:, :0], w[:, :0])
+    with pytest.raises(ValueError, match="w is empty"):
+        F.conv2d(x0, w[:0])
+
+
+def test_predict_and_evaluate_on_zero_samples():
+    model = convforge.Sequential([
+        convforge.layers.Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1)),
+        convforge.layers.MaxPooling2D(2),
+        convforge.layers.Flatten(),
+        convforge.layers.Dense(5, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = np.zeros((0, 8, 8, 1), np.float32)
+    y = np.zeros((0,), int)
+    assert model.predict(x, verbose=0).shape == (0, 5)
+    assert model(x).shape == (0, 5)
+    assert [a.shape for a in model.activations(x)] == [(0, 6, 6, 4), (0, 3, 3, 4), (0, 36), (0, 5)]
+    loss, accuracy = model.evaluate(x, y, verbose=0)  # means over no samples: NaN, as np.mean([])
+    assert np.isnan(loss) and np.isnan(accuracy)
+    with pytest.raises(ValueError, match="nothing to train on"):
+        model.fit(x, y, verbose=0)

@@ -42,12 +42,13 @@ __all__ = [
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _array(a, name: str, ndim: int | None = None, layout: str = "") -> np.ndarray:
+def _array(a, name: str, ndim: int | None = None, layout: str = "", batch: bool = False) -> np.ndarray:
     """``a`` itself once checked to be a usable float32/float64 array, or a TypeError/ValueError.
 
     Nothing is copied here: every argument is checked before :func:`_contiguous` makes
     the copies, so a call that is refused never allocates (a broadcast view may stand
-    for terabytes).
+    for terabytes). ``batch``: the first axis counts images and may be 0 (an empty batch,
+    whose result is empty too, as in NumPy and PyTorch); every other axis must be >= 1.
     """
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
@@ -56,8 +57,9 @@ def _array(a, name: str, ndim: int | None = None, layout: str = "") -> np.ndarra
         raise TypeError(f"{name} must be float32 or float64, got {a.dtype.str if a.dtype.kind == 'f' else a.dtype}")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions {layout}, got shape {a.shape}".replace("  ", " "))
-    if a.size == 0:
-        raise ValueError(f"{name} is empty (shape {a.shape}): every dimension must be at least 1")
+    if a.size == 0 and not (batch and a.ndim >= 1 and a.shape[0] == 0 and min(a.shape[1:], default=1) >= 1):
+        what = "every dimension but the batch (first) one" if batch else "every dimension"
+        raise ValueError(f"{name} is empty (shape {a.shape}): {what} must be at least 1")
     if max(a.shape, default=1) > _params.MAX_PARAM or a.size > _params.MAX_ELEMENTS:
         raise ValueError(
             f"{name} is too large (shape {a.shape}): at most {_params.MAX_PARAM} per dimension "
@@ -216,14 +218,16 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
     y : ndarray, shape (N, K, OH, OW)
         ``OH = (H + top + bottom - dilation * (R - 1) - 1) // stride + 1``, likewise OW.
     """
-    x = _array(x, "x", 4, "(N, C, H, W)")
+    x = _array(x, "x", 4, "(N, C, H, W)", batch=True)
     w = _array(w, "w", 4, "(K, C, R, S)")
     if b is not None:
         b = _array(b, "b", 1, "(K,)")
         if b.shape[0] != w.shape[0]:
             raise ValueError(f"b must have shape ({w.shape[0]},), one bias per filter of w, got {b.shape}")
     _same_dtype("x", x, w=w, b=b)
-    stride, pads, dilation, _ = _conv_setup(x.shape, w.shape, stride, padding, dilation)
+    stride, pads, dilation, out_hw = _conv_setup(x.shape, w.shape, stride, padding, dilation)
+    if x.shape[0] == 0:  # no images: an empty batch of outputs
+        return np.zeros((0, w.shape[0], *out_hw), x.dtype)
     b = None if b is None else _contiguous(b)
     return _core.conv2d_fwd(_contiguous(x), _contiguous(w), b, stride, pads, dilation,
                             algorithm=_forced_conv_algo.get("fwd"))
@@ -249,8 +253,8 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=T
     (dx or None, dw, db or None)
         Shapes (N, C, H, W), (K, C, R, S), (K,).
     """
-    dy = _array(dy, "dy", 4, "(N, K, OH, OW)")
-    x = _array(x, "x", 4, "(N, C, H, W)")
+    dy = _array(dy, "dy", 4, "(N, K, OH, OW)", batch=True)
+    x = _array(x, "x", 4, "(N, C, H, W)", batch=True)
     w = _array(w, "w", 4, "(K, C, R, S)")
     _same_dtype("x", x, w=w, dy=dy)
     need_input_grad = _flag(need_input_grad, "need_input_grad")
@@ -259,6 +263,12 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=T
     expected = (x.shape[0], w.shape[0], *out_hw)
     if dy.shape != expected:
         raise ValueError(f"dy must have the shape of conv2d's output {expected}, got {dy.shape}")
+    if x.shape[0] == 0:  # no images: nothing flows back, the weights get a zero gradient
+        return (
+            np.zeros(x.shape, x.dtype) if need_input_grad else None,
+            np.zeros(w.shape, x.dtype),
+            np.zeros(w.shape[:1], x.dtype) if need_bias_grad else None,
+        )
     dy = _contiguous(dy)
     dx = None
     if need_input_grad:
@@ -285,7 +295,7 @@ def dense(x, w, b=None):
     -------
     y : ndarray, shape (N, U)
     """
-    x = _array(x, "x", 2, "(batch, in_features)")
+    x = _array(x, "x", 2, "(batch, in_features)", batch=True)
     w = _array(w, "w", 2, "(in_features, units)")
     if x.shape[1] != w.shape[0]:
         raise ValueError(f"x has {x.shape[1]} features but w expects {w.shape[0]} (w has shape {w.shape} = "
@@ -295,6 +305,8 @@ def dense(x, w, b=None):
         if b.shape[0] != w.shape[1]:
             raise ValueError(f"b must have shape ({w.shape[1]},), one bias per unit of w, got {b.shape}")
     _same_dtype("x", x, w=w, b=b)
+    if x.shape[0] == 0:  # an empty batch
+        return np.zeros((0, w.shape[1]), x.dtype)
     b = None if b is None else _contiguous(b)
     return _core.dense_fwd(_contiguous(x), _contiguous(w), b)
 
@@ -316,8 +328,8 @@ def dense_backward(dy, x, w, need_input_grad=True, need_bias_grad=True):
     (dx or None, dw, db or None)
         Shapes (N, I), (I, U), (U,).
     """
-    dy = _array(dy, "dy", 2, "(batch, units)")
-    x = _array(x, "x", 2, "(batch, in_features)")
+    dy = _array(dy, "dy", 2, "(batch, units)", batch=True)
+    x = _array(x, "x", 2, "(batch, in_features)", batch=True)
     w = _array(w, "w", 2, "(in_features, units)")
     _same_dtype("x", x, w=w, dy=dy)
     need_input_grad = _flag(need_input_grad, "need_input_grad")
@@ -328,6 +340,12 @@ def dense_backward(dy, x, w, need_input_grad=True, need_bias_grad=True):
     expected = (x.shape[0], w.shape[1])
     if dy.shape != expected:
         raise ValueError(f"dy must have the shape of dense's output {expected}, got {dy.shape}")
+    if x.shape[0] == 0:  # an empty batch: zero weight gradients
+        return (
+            np.zeros(x.shape, x.dtype) if need_input_grad else None,
+            np.zeros(w.shape, x.dtype),
+            np.zeros(w.shape[1:], x.dtype) if need_bias_grad else None,
+        )
     dy = _contiguous(dy)
     dx = _core.dense_bwd_data(dy, _contiguous(w)) if need_input_grad else None
     dw, db = _core.dense_bwd_weights(dy, _contiguous(x), need_bias_grad)
@@ -363,9 +381,12 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, return_i
     window holding a NaN has NaN as its maximum, and its index is the first
     NaN. An index always points at a real input element, never at padding.
     """
-    x = _array(x, "x", 4, "(N, C, H, W)")
+    x = _array(x, "x", 4, "(N, C, H, W)", batch=True)
     return_indices = _flag(return_indices, "return_indices")
     kernel, stride, pad, out_hw = _params.pool_params(x.shape[2:], kernel_size, stride, padding, ceil_mode)
+    if x.shape[0] == 0:  # an empty batch
+        y = np.zeros((0, x.shape[1], *out_hw), x.dtype)
+        return (y, np.zeros(y.shape, np.int64)) if return_indices else y
     return _core.maxpool2d_fwd(_contiguous(x), kernel, stride, pad, out_hw, return_indices)
 
 
@@ -385,7 +406,7 @@ def max_pool2d_backward(dy, indices, input_shape):
     dx : ndarray, shape ``input_shape``
         Overlapping windows add their contributions.
     """
-    dy = _array(dy, "dy", 4, "(N, C, OH, OW)")
+    dy = _array(dy, "dy", 4, "(N, C, OH, OW)", batch=True)
     if not isinstance(indices, np.ndarray):
         raise TypeError(f"indices must be a numpy.ndarray, got {type(indices).__name__}")
     if indices.dtype != np.int64:
@@ -397,13 +418,15 @@ def max_pool2d_backward(dy, indices, input_shape):
     ):
         raise TypeError(f"input_shape must be a tuple of 4 ints (N, C, H, W), got {input_shape!r}")
     input_shape = tuple(int(d) for d in input_shape)
-    if len(input_shape) != 4 or input_shape[:2] != dy.shape[:2] or min(input_shape) < 1:
+    if len(input_shape) != 4 or input_shape[:2] != dy.shape[:2] or min(input_shape[1:]) < 1:
         raise ValueError(f"input_shape must be (N, C, H, W) with N, C = {dy.shape[:2]} of dy, got {input_shape}")
     if max(input_shape) > _params.MAX_PARAM or math.prod(input_shape) > _params.MAX_ELEMENTS:
         raise ValueError(
             f"input_shape {input_shape} is too large: at most {_params.MAX_PARAM} per dimension "
             f"and 2**{_params.MAX_ELEMENTS.bit_length() - 1} elements"
         )
+    if dy.shape[0] == 0:  # an empty batch
+        return np.zeros(input_shape, dy.dtype)
     indices = indices if indices.flags.c_contiguous and indices.flags.aligned else indices.copy(order="C")
     return _core.maxpool2d_bwd(_contiguous(dy), indices, input_shape)
 
@@ -414,8 +437,10 @@ def relu(x, out=None):
     NaN propagates (``relu(nan)`` is NaN) and ``relu(-0.0)`` is ``+0.0``.
     With ``out=x`` the operation is done in place.
     """
-    x_in = _array(x, "x")
+    x_in = _array(x, "x", batch=True)
     if out is None:
+        if x_in.size == 0:  # an empty batch
+            return np.zeros(x_in.shape, x_in.dtype)
         return _core.relu_fwd(_contiguous(x_in))
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
@@ -423,6 +448,8 @@ def relu(x, out=None):
         raise ValueError(f"out must be a {x_in.dtype} array of shape {x_in.shape}, got {out.dtype} {out.shape}")
     if not out.flags.writeable:
         raise ValueError("out is read-only")
+    if x_in.size == 0:
+        return out
     x = _contiguous(x_in)
     if out.flags.c_contiguous and out.flags.aligned and (out is x or not np.shares_memory(out, x_in)):
         return _core.relu_fwd(x, out)
@@ -433,9 +460,11 @@ def relu(x, out=None):
 
 def relu_backward(dy, x):
     """Gradient of :func:`relu`: ``dy`` where ``x > 0``, else 0 (0 at 0 and at NaN)."""
-    dy = _array(dy, "dy")
-    x = _array(x, "x")
+    dy = _array(dy, "dy", batch=True)
+    x = _array(x, "x", batch=True)
     _same_dtype("x", x, dy=dy)
     if dy.shape != x.shape:
         raise ValueError(f"dy must have the shape of x {x.shape}, got {dy.shape}")
+    if x.size == 0:  # an empty batch
+        return np.zeros(x.shape, x.dtype)
     return _core.relu_bwd(_contiguous(dy), _contiguous(x))

@@ -385,7 +385,7 @@ class Sequential(Trainer):
         """
         self._build_from_data(x)
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
-        x = self._entry.check(x)
+        x = self._entry.check(x, allow_empty=True)
         batches = _Batches(self._entry, x, None, batch_size)
         outs = [np.empty((batches.n, *layer.output_shape), dtype=self.dtype) for layer in self.layers]
         for step in range(batches.steps):

@@ -225,9 +225,9 @@ class Trainer:
 
     # ================================================================== data
 
-    def _prepare(self, x, y, argument="x"):
+    def _prepare(self, x, y, argument="x", allow_empty: bool = False):
         """Checked user x and loss-checked targets y (the whole arrays, once per call)."""
-        x = self._entry.check(x, argument)
+        x = self._entry.check(x, argument, allow_empty)
         if y is None:
             raise ValueError(f"y is required to go with {argument}")
         y = np.asarray(y)
@@ -548,7 +548,8 @@ class Trainer:
         self._resolve_loss_path()
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         verbose = _verbosity(verbose)
-        x, y = self._prepare(x, y)
+        # Zero samples: the loss and metrics are means over nothing, NaN (as NumPy's mean).
+        x, y = self._prepare(x, y, allow_empty=True)
         batches = _Batches(self._entry, x, y, batch_size)
         bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
         with single_threaded_blas():
@@ -566,7 +567,7 @@ class Trainer:
         self._build_from_data(x)
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         verbose = _verbosity(verbose)
-        x = self._entry.check(x)
+        x = self._entry.check(x, allow_empty=True)  # zero samples: an empty result of the right shape
         batches = _Batches(self._entry, x, None, batch_size)
         out_shape = self.layers[-1].output_shape
         result = np.empty((batches.n, *out_shape), dtype=self.dtype)
@@ -583,7 +584,10 @@ class Trainer:
     def __call__(self, x, training: bool = False) -> np.ndarray:
         """Outputs for one batch (``predict`` without batching)."""
         self._build_from_data(x)
-        out = self._forward(self._entry.convert(self._entry.check(x)), training=training)
+        x = self._entry.check(x, allow_empty=True)
+        if x.shape[0] == 0:  # no samples: layers (custom ones too) are not asked to handle it
+            return self._to_user(np.zeros((0, *self.layers[-1].output_shape), self.dtype))
+        out = self._forward(self._entry.convert(x), training=training)
         if training:
             self._clear_caches()
         return self._to_user(out)
