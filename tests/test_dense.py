@@ -150,7 +150,7 @@ BAD_DENSE = [
     ("x list", lambda x, w, b: F.dense(x.tolist(), w), TypeError, "x must be a numpy.ndarray"),
     ("features mismatch", lambda x, w, b: F.dense(x[:, :5], w), ValueError, "x has 5 features but w expects 8"),
     ("bias shape", lambda x, w, b: F.dense(x, w, b[:2]), ValueError, r"b must have shape \(3,\)"),
-    ("empty batch", lambda x, w, b: F.dense(x[:0], w), ValueError, "x is empty"),
+    ("empty features", lambda x, w, b: F.dense(x[:, :0], w[:0]), ValueError, "x is empty"),  # an empty batch is fine
     ("dy shape", lambda x, w, b: F.dense_backward(np.ones((4, 4), np.float32), x, w), ValueError,
      r"dy must have the shape of dense's output \(4, 3\)"),
     ("flag not bool", lambda x, w, b: F.dense_backward(np.ones((4, 3), np.float32), x, w, need_input_grad=1),

@@ -218,7 +218,7 @@ def test_pickled_arrays_are_refused(saved, tmp_path):
     arrays["weights/0/kernel"] = np.array([{"evil": True}], dtype=object)
     bad = tmp_path / "pickled.npz"
     np.savez(bad, **arrays)
-    _expect_model_file_error(bad, "corrupt or truncated.*pickle")
+    _expect_model_file_error(bad, "pickled Python objects")
 
 
 def test_newer_format_version(saved, tmp_path):

@@ -8,6 +8,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "bindings/gil.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>

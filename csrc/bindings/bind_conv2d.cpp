@@ -48,7 +48,7 @@ template <class T>
 void run_conv2d(ConvPass pass, const ConvShape& s, const ConvTensors<T>& t, const std::string& forced) {
   std::string error;
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     if (const ConvAlgo<T>* algo = choose_conv2d_algorithm<T>(pass, s, t, forced.c_str(), &error)) algo->run(s, t);
   }
   if (!error.empty()) throw py::value_error(error);

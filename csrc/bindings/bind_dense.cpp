@@ -32,7 +32,7 @@ py::array fwd(const py::array& x, const py::array& w, const py::object& b, const
   const T *px = data_of<T>(x), *pw = data_of<T>(w);
   T* py_ = y.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, px, pw, bias, py_);
   }
   return std::move(y);
@@ -51,7 +51,7 @@ py::array bwd_data(const py::array& dy, const py::array& w, const py::object& ou
   const T *pdy = data_of<T>(dy), *pw = data_of<T>(w);
   T* pdx = dx.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, pdy, pw, pdx);
   }
   return std::move(dx);
@@ -78,7 +78,7 @@ py::tuple bwd_weights(const py::array& dy, const py::array& x, bool need_bias, c
   const T *pdy = data_of<T>(dy), *px = data_of<T>(x);
   T* pdw = dw.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, pdy, px, pdw, pdb);
   }
   return py::make_tuple(dw, db_obj);

@@ -50,7 +50,7 @@ py::object fwd(const py::array& x, const Pair& kernel, const Pair& stride, const
   const T* px = static_cast<const T*>(x.data());
   T* py_ = y.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel_fn(s, px, py_, pidx);
   }
   if (return_indices) return py::make_tuple(y, idx_obj);
@@ -92,7 +92,7 @@ py::array_t<T> bwd(const py::array& dy, const py::array& indices, const std::arr
   T* pdx = dx.mutable_data();
   int64_t bad_plane;
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     bad_plane = kernel_fn(s, pdy, pidx, pgate, pdx);
   }
   // The kernel checked every index and wrote nothing outside dx; name the first bad one.

@@ -17,7 +17,7 @@ py::array relu_fwd(const py::array& x, const py::object& out) {
   const T* px = data_of<T>(x);
   T* py_ = y.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(n, px, py_);
   }
   return std::move(y);
@@ -35,7 +35,7 @@ py::array relu_bwd(const py::array& dy, const py::array& x, const py::object& ou
   const T *pdy = data_of<T>(dy), *px = data_of<T>(x);
   T* pdx = dx.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(n, pdy, px, pdx);
   }
   return std::move(dx);

@@ -68,7 +68,7 @@ py::dict fma_peak(int threads, double seconds) {
   int64_t iters = 1 << 16;
   double elapsed = 0;
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     for (;;) {  // grow until one run takes a measurable share of the budget
       const auto t0 = clock::now();
       on_each_thread(threads, [&](int) { sink = sink + probe(iters); });

@@ -1,6 +1,7 @@
 #include "common/parallel.h"
 
 #include <atomic>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -16,13 +17,20 @@
 namespace convforge {
 namespace {
 
-int env_threads(const char* name) {
+// A thread count from the environment, 0 if unset or invalid. CONVFORGE_NUM_THREADS must be a
+// plain number (convforge/__init__.py warns when it is not, with the same rule);
+// OMP_NUM_THREADS may be a list ("4,2") for nested levels, whose first entry is ours.
+int env_threads(const char* name, bool list_allowed) {
   const char* env = std::getenv(name);
   if (env == nullptr) return 0;
-  // OMP_NUM_THREADS may be a list ("4,2") for nested levels; the first entry is ours.
+  const char* start = env;
+  while (std::isspace(static_cast<unsigned char>(*start))) ++start;
+  if (!std::isdigit(static_cast<unsigned char>(*start))) return 0;
   char* end = nullptr;
-  const long n = std::strtol(env, &end, 10);
-  if (end == env || n < 1 || n > 4096) return 0;
+  const long n = std::strtol(start, &end, 10);
+  while (std::isspace(static_cast<unsigned char>(*end))) ++end;
+  if (!list_allowed && *end != '\0') return 0;
+  if (n < 1 || n > 4096) return 0;
   return static_cast<int>(n);
 }
 
@@ -76,8 +84,8 @@ std::atomic<int>& threads_storage() {
 
 int default_num_threads() {
 #if CONVFORGE_OPENMP
-  if (int n = env_threads("CONVFORGE_NUM_THREADS")) return n;
-  if (int n = env_threads("OMP_NUM_THREADS")) return n;
+  if (int n = env_threads("CONVFORGE_NUM_THREADS", false)) return n;
+  if (int n = env_threads("OMP_NUM_THREADS", true)) return n;
   int n = affinity_cpus();
   const int quota = cgroup_quota_cpus();
   if (quota > 0 && quota < n) n = quota;

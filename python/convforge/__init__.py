@@ -9,9 +9,54 @@ tested against.
 from __future__ import annotations
 
 import numbers
+import os
+import warnings
+
+
+def _start_openmp_runtime():
+    """Import the kernels, starting GNU OpenMP with a short spin before its threads sleep.
+
+    libgomp reads its wait policy from the environment once, when it is loaded (with ``_core``).
+    Its default (spin ~300,000 times, several ms, before sleeping) makes the kernel threads look
+    like CPU hogs to the Linux scheduler: when another process holds a core, the thread sharing
+    it got the CPU back only after a whole time slice, and a LeNet-5 training step went from
+    2.5 ms to over 60 ms (bench/busy_machine.py). A user's OMP_WAIT_POLICY or GOMP_SPINCOUNT
+    is respected; ours is set only while libgomp starts, so child processes and other libraries
+    do not inherit it. (No effect when another module loaded the same libgomp first.)
+    """
+    ours = "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
+    if ours:
+        os.environ["GOMP_SPINCOUNT"] = _GOMP_SPINCOUNT
+    try:
+        from . import _core
+    finally:
+        if ours:
+            del os.environ["GOMP_SPINCOUNT"]
+    return _core
+
+
+# Spin iterations (a PAUSE each, ~10-40 ns) before a waiting kernel thread sleeps: see
+# _start_openmp_runtime and docs/RELIABILITY.md ("Busy machines").
+_GOMP_SPINCOUNT = "1000"
+
+
+def _check_thread_environment():
+    """Warn about a $CONVFORGE_NUM_THREADS that the kernels ignore (they use the default then)."""
+    text = os.environ.get("CONVFORGE_NUM_THREADS")
+    if text is None:
+        return
+    value = text.strip()
+    if not (value.isdigit() and value.isascii() and 1 <= int(value) <= 4096):
+        warnings.warn(
+            f"CONVFORGE_NUM_THREADS={text!r} is not a number of threads between 1 and 4096; it is ignored "
+            f"(the kernels use {_core.get_num_threads()} threads)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
 
 try:
-    from . import _core
+    _core = _start_openmp_runtime()
 except ImportError as err:  # pragma: no cover - depends on how the package was installed
     raise ImportError(
         "convforge's compiled extension (convforge._core) could not be imported. Install the package "
@@ -22,6 +67,7 @@ except ImportError as err:  # pragma: no cover - depends on how the package was 
 from . import datasets, functional, reference
 
 __version__: str = _core.__version__
+_check_thread_environment()
 
 # The Keras-style API: layers, Sequential models, training and saving.
 from . import callbacks, layers, losses, metrics, optimizers  # noqa: E402

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import string
 import warnings
 
 from . import progress
@@ -111,6 +112,8 @@ class History(Callback):
 
     ``fit`` returns it. After ``fit(resume_from=...)`` it also holds the
     epochs recorded in the checkpoint, so curves cover the whole run.
+    ``skipped_batches`` counts, per epoch of this ``fit``, the batches not applied
+    because their loss or a gradient was NaN or Inf (convforge's; not in Keras).
     """
 
     _epoch_end_order = 1
@@ -119,6 +122,7 @@ class History(Callback):
         super().__init__()
         self.epoch: list[int] = []
         self.history: dict[str, list[float]] = {}
+        self.skipped_batches: list[int] = []
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
@@ -280,6 +284,32 @@ class EarlyStopping(Callback):
         self._restored = True
 
 
+class _AnyLog(dict):
+    """Stands for an epoch's logs when a filepath pattern is tried before training."""
+
+    def __missing__(self, key):
+        return 0.5
+
+
+def _check_filepath_pattern(filepath) -> None:
+    """ModelCheckpoint's filepath: its ``str.format`` fields are named (``{epoch}``, a log key), and
+    their format specs fit an int epoch and float logs. Checked at construction rather than
+    after the first epoch has trained."""
+    if not isinstance(filepath, str):
+        raise TypeError(f"ModelCheckpoint filepath must be a str or os.PathLike of str; got {filepath!r}")
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(filepath) if name is not None]
+        for name in fields:
+            if not name or name.split(".")[0].split("[")[0].isdigit():
+                raise ValueError(f"field {{{name}}} is positional: name it, e.g. {{epoch}} or {{val_loss}}")
+        filepath.format_map(_AnyLog(epoch=1))
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as err:
+        raise ValueError(
+            f"ModelCheckpoint filepath {filepath!r} is not a valid pattern: {err}. Fields are str.format fields "
+            "named {epoch} (1-based) or a log key, e.g. 'ckpt-{epoch:02d}-{val_loss:.3f}.npz'"
+        ) from None
+
+
 class ModelCheckpoint(Callback):
     """Save the model at the end of every epoch, or only when it is the best so far.
 
@@ -322,6 +352,7 @@ class ModelCheckpoint(Callback):
         if save_freq != "epoch":
             raise ValueError(f"ModelCheckpoint supports save_freq='epoch' only; got {save_freq!r}")
         self.filepath = os.fspath(filepath)
+        _check_filepath_pattern(self.filepath)
         self.monitor = monitor
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)

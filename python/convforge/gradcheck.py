@@ -19,6 +19,8 @@ layer: put it in a small model and check.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,6 +117,14 @@ def check_model_gradients(
     -------
     GradCheckReport
     """
+    for name, value, low in (("eps", eps, "> 0"), ("rtol", rtol, ">= 0"), ("atol", atol, ">= 0")):
+        if (
+            isinstance(value, (bool, np.bool_))
+            or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)
+            or (value <= 0 if low == "> 0" else value < 0)
+        ):
+            raise ValueError(f"{name} must be a finite number {low}; got {value!r}")
     saved_loss = model.loss
     if loss is not None:
         model.loss = losses_module.get(loss)

@@ -264,6 +264,12 @@ class MeanSquaredError(Loss):
                 f"{self.name}: targets of shape {y.shape} do not match the model output "
                 f"(batch, {', '.join(map(str, output_shape))})"
             )
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            index = np.unravel_index(int(np.argmax(~np.isfinite(y))), y.shape)
+            raise ValueError(
+                f"{self.name}: targets must be finite; got {y[index].item()!r} at index "
+                f"{tuple(int(i) for i in index)} (a NaN target would make every loss and update NaN)"
+            )
         return y
 
     def value_and_grad(self, y_pred, y_true, need_grad=True):

@@ -45,9 +45,12 @@ progress) and :mod:`convforge.models.loading` (``load_model``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import math
 import os
 import secrets
+import stat
 import struct
 import zipfile
 import zlib
@@ -93,12 +96,38 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _remove_stale_temporaries(directory: str, base: str) -> None:
-    """Delete the temporary files of writers of ``base`` that died mid-write (killed, crashed).
+def _name_max(directory: str) -> int:
+    """The longest file name (in bytes) the directory's file system takes."""
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no limit reported
+        return 255
+
+
+def _temporary_prefix(base: str, name_max: int) -> str:
+    """``.<base>.``, the start of the temporary names of writers of ``base``.
+
+    A temporary name is ``<prefix><pid>.<8 hex>.tmp``: when ``base`` is so long that the name
+    would pass the file-name limit, the prefix keeps the start of ``base`` and a hash of all of
+    it, so that a target whose own name fits can always be written (and its writers' leftovers
+    still recognised).
+    """
+    suffix_room = len(".4294967295.0123abcd.tmp")
+    prefix = f".{base}."
+    if len(os.fsencode(prefix)) + suffix_room <= name_max:
+        return prefix
+    digest = hashlib.sha256(os.fsencode(base)).hexdigest()[:16]
+    keep = base
+    while keep and len(os.fsencode(f".{keep}~{digest}.")) + suffix_room > name_max:
+        keep = keep[:-1]
+    return f".{keep}~{digest}."
+
+
+def _remove_stale_temporaries(directory: str, prefix: str) -> None:
+    """Delete the temporary files of writers that died mid-write (killed, crashed).
 
     A name carries its writer's process id; a file whose writer is still alive is left alone.
     """
-    prefix = f".{base}."
     try:
         names = os.listdir(directory)
     except OSError:
@@ -123,31 +152,81 @@ def _remove_stale_temporaries(directory: str, base: str) -> None:
             os.unlink(os.path.join(directory, name))
 
 
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _save_target(path: str) -> tuple[str, os.stat_result | None]:
+    """The file a save at ``path`` writes, and its current status (None if it does not exist yet).
+
+    A symbolic link is followed, so that the file it points to is updated and the link kept
+    (as an editor does); anything but a regular file is refused: the save replaces the target
+    by renaming a new file over it, which would turn ``/dev/null`` or a FIFO into a plain file.
+    """
+    target = os.path.realpath(path)
+    try:
+        status = os.stat(target)
+    except FileNotFoundError:
+        return target, None
+    if not stat.S_ISREG(status.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(status.st_mode)), "not a regular file")
+        shown = path if target == os.path.abspath(path) else f"{path} (-> {target})"
+        raise ValueError(
+            f"cannot save to {shown}: it is {kind}; a model file replaces a regular file or creates a new one"
+        )
+    return target, status
+
+
 def write_atomic(path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` as an ``.npz`` at ``path``, atomically (see the module docstring)."""
     write_file_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def write_file_atomic(path, write) -> None:
-    """Call ``write(f)`` on a binary file that replaces ``path`` atomically once ``write`` returns."""
+    """Call ``write(f)`` on a binary file that replaces ``path`` atomically once ``write`` returns.
+
+    ``path`` may be a symbolic link (the file it points to is replaced, the link stays); an
+    existing file keeps its permission bits (and its owner, where the process may set it).
+    """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    _remove_stale_temporaries(directory, os.path.basename(path))
+    target, existing = _save_target(path)
+    directory = os.path.dirname(target)
+    prefix = _temporary_prefix(os.path.basename(target), _name_max(directory))
+    _remove_stale_temporaries(directory, prefix)
     # OS entropy for the name: convforge's generator must not be disturbed by saving.
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    tmp = os.path.join(directory, f"{prefix}{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # A new file gets 0o666 less the umask, as open() gives; a replaced one starts private
+    # (no one may open it before it has the old file's bits) and then takes those bits.
+    mode = 0o666 if existing is None else 0o600
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
     try:
         with os.fdopen(fd, "wb") as f:
+            if existing is not None:
+                _copy_ownership(f.fileno(), existing)
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     _fsync_directory(directory)
 
+
+def _copy_ownership(fd: int, existing: os.stat_result) -> None:
+    """Give the new file the old one's owner (best effort: only root may) and permission bits."""
+    if not hasattr(os, "fchmod"):  # Windows, where permission bits mean little
+        return
+    if (existing.st_uid, existing.st_gid) != os.fstat(fd)[4:6]:
+        with contextlib.suppress(OSError):
+            os.fchown(fd, existing.st_uid, existing.st_gid)
+    os.fchmod(fd, stat.S_IMODE(existing.st_mode))
 
 
 def _meta_array(meta: dict) -> np.ndarray:
@@ -170,47 +249,171 @@ def write(path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
 
 _READ_ERRORS = (
     zipfile.BadZipFile,
+    zipfile.LargeZipFile,
     zlib.error,
     struct.error,
     EOFError,
     OSError,
     KeyError,
+    IndexError,
+    TypeError,
     ValueError,
     UnicodeDecodeError,
     NotImplementedError,
+    RecursionError,
+    OverflowError,
 )
+
+# The JSON description: history and configs, a few KB in practice; more is not a convforge file.
+_META_MAX_BYTES = 64 * 2**20
+# An .npy member's header (NumPy writes at most a few hundred bytes; np.load's own cap).
+_NPY_HEADER_MAX = 10000
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_shape(value) -> bool:
+    return isinstance(value, list) and len(value) <= 32 and all(_is_count(d) for d in value)
 
 
 def _check_meta(meta, path) -> dict:
+    """The description's structure and declared sizes, checked before anything is built or read."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(path, "the '__meta__' entry is not a convforge description")
     version = meta.get("format_version")
     if not isinstance(version, int) or version < 1:
-        raise ModelFileError(path, f"invalid format_version {version!r}")
+        raise ModelFileError(path, f"invalid format_version {version!r:.100}")
     if version > FORMAT_VERSION:
         raise ModelFileError(
             path,
             f"written by a newer convforge (format version {version}); this version reads up to {FORMAT_VERSION}",
         )
     if meta.get("kind") not in ("model", "weights"):
-        raise ModelFileError(path, f"unknown file kind {meta.get('kind')!r}")
+        raise ModelFileError(path, f"unknown file kind {meta.get('kind')!r:.100}")
     model = meta.get("model")
     weights = meta.get("weights")
     if (
         not isinstance(model, dict)
         or not isinstance(model.get("config"), dict)
         or not isinstance(model["config"].get("layers"), list)
+        or not all(isinstance(layer, dict) for layer in model["config"]["layers"])
         or not isinstance(weights, list)
         or not all(
             isinstance(w, dict) and {"index", "name", "key", "shape", "layer", "class_name"} <= set(w) for w in weights
         )
     ):
         raise ModelFileError(path, "malformed '__meta__' description (missing model or weights entries)")
+    for layer in model["config"]["layers"]:
+        if not isinstance(layer.get("class_name"), str) or not isinstance(layer.get("config", {}), dict):
+            raise ModelFileError(path, f"malformed layer entry in the description: {layer!r:.200}")
+    for w in weights:
+        if not (_is_count(w["index"]) and isinstance(w["name"], str) and isinstance(w["key"], str)) or not _is_shape(
+            w["shape"]
+        ):
+            raise ModelFileError(path, f"malformed weight entry in the description: {w!r:.200}")
+        if w.get("dtype", "float32") not in ("float32", "float64"):
+            raise ModelFileError(path, f"weight {w['key']!r:.100} has dtype {w.get('dtype')!r:.50}; float32/float64 expected")
+    optimizer = meta.get("optimizer")
+    if optimizer is not None:
+        if (
+            not isinstance(optimizer, dict)
+            or not isinstance(optimizer.get("slots", []), list)
+            or not _is_count(optimizer.get("iterations", 0))
+        ):
+            raise ModelFileError(path, "malformed optimizer state in the description")
+        for slot in optimizer.get("slots", []):
+            if not (
+                isinstance(slot, dict)
+                and all(isinstance(slot.get(k), str) for k in ("variable", "slot", "key"))
+                and _is_shape(slot.get("shape"))
+            ):
+                raise ModelFileError(path, f"malformed optimizer slot in the description: {slot!r:.200}")
+    training = meta.get("training")
+    if training is not None:
+        history = training.get("history", {}) if isinstance(training, dict) else None
+        callbacks = training.get("callbacks", []) if isinstance(training, dict) else None
+        if (
+            not isinstance(training, dict)
+            or not _is_count(training.get("epoch", 0))
+            or not isinstance(history, dict)
+            or not all(isinstance(k, str) and isinstance(v, list) for k, v in history.items())
+            or not isinstance(training.get("history_epochs", []), list)
+            or not isinstance(callbacks, list)
+            or not all(
+                isinstance(c, dict)
+                and isinstance(c.get("arrays", {}), dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in c.get("arrays", {}).items())
+                for c in callbacks
+            )
+        ):
+            raise ModelFileError(path, "malformed training state in the description")
     return meta
 
 
+def _listed_arrays(meta) -> dict[str, tuple | None]:
+    """Every array the description refers to: key -> declared shape (None: not declared)."""
+    listed: dict[str, tuple | None] = {w["key"]: tuple(w["shape"]) for w in meta["weights"]}
+    for slot in (meta.get("optimizer") or {}).get("slots", []):
+        listed[slot["key"]] = tuple(slot["shape"])
+    for cb in (meta.get("training") or {}).get("callbacks", []):
+        for key in cb.get("arrays", {}).values():
+            listed.setdefault(key, None)
+    return listed
+
+
+def _read_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path, key: str, shape, dtypes) -> np.ndarray:
+    """One ``.npy`` member, its header checked against the description before its data is read.
+
+    Members must be stored uncompressed (as np.savez writes them): what is read is then no larger
+    than the file, whatever the headers claim.
+    """
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ModelFileError(path, f"array {key!r:.100} is compressed; model files hold uncompressed arrays (np.savez)")
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            header = np.lib.format.read_array_header_1_0(f, max_header_size=_NPY_HEADER_MAX)
+        elif version in ((2, 0), (3, 0)):
+            header = np.lib.format.read_array_header_2_0(f, max_header_size=_NPY_HEADER_MAX)
+        else:
+            raise ModelFileError(path, f"array {key!r:.100} has an unknown .npy version {version}")
+        got_shape, fortran, dtype = header
+        if dtype.hasobject:
+            raise ModelFileError(
+                path, f"array {key!r:.100} holds pickled Python objects: refused, nothing in a model file is unpickled"
+            )
+        if dtype not in dtypes:
+            raise ModelFileError(
+                path, f"array {key!r:.100} is {dtype}; expected {' or '.join(str(d) for d in dtypes)}"
+            )
+        if shape is not None and tuple(got_shape) != tuple(shape):
+            raise ModelFileError(
+                path, f"array {key!r:.100} has shape {tuple(got_shape)}; the description says {tuple(shape)}"
+            )
+        count = math.prod(got_shape)
+        nbytes = count * dtype.itemsize
+        if nbytes > info.file_size:
+            raise ModelFileError(
+                path, f"array {key!r:.100} declares {nbytes} bytes of data but its archive member holds {info.file_size}"
+            )
+        data = f.read(nbytes)
+        if len(data) != nbytes:
+            raise ModelFileError(path, f"array {key!r:.100} is truncated")
+    array = np.frombuffer(data, dtype=dtype, count=count)
+    order = "F" if fortran else "C"
+    return array.reshape(got_shape, order=order).copy(order="C")
+
+
 def read(path) -> tuple[dict, dict[str, np.ndarray]]:
-    """``(metadata, arrays)`` of a model file, fully checked; ModelFileError otherwise."""
+    """``(metadata, arrays)`` of a model file, fully checked; ModelFileError otherwise.
+
+    Memory is bounded by the file: the description is read first (at most 64 MiB) and checked,
+    then only the arrays it lists, each header checked against its declared shape before the
+    data is read, from uncompressed members.
+    """
     path = os.fspath(path)
     with open(path, "rb") as f:  # FileNotFoundError, with the path, for a missing file
         head = f.read(4)
@@ -221,38 +424,40 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
             path, "not a model file: it is not an .npz (zip) archive as written by model.save() or model.save_weights()"
         )
     try:
-        # Our own file object: np.load leaks its handle when the zip is unreadable.
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-            if _META not in npz.files:
+        with open(path, "rb") as f, zipfile.ZipFile(f) as zf:
+            members = {info.filename: info for info in zf.infolist()}
+            meta_info = members.get(_META + ".npy")
+            if meta_info is None:
                 raise ModelFileError(
                     path, "no '__meta__' entry: this .npz was not written by convforge's model.save() or save_weights()"
                 )
-            raw = npz[_META]
-            if raw.dtype != np.uint8 or raw.ndim != 1:
+            if meta_info.file_size > _META_MAX_BYTES:
+                raise ModelFileError(path, f"the '__meta__' entry is {meta_info.file_size} bytes: not a description")
+            raw = _read_npy(zf, meta_info, path, _META, None, (np.dtype(np.uint8),))
+            if raw.ndim != 1:
                 raise ModelFileError(path, "the '__meta__' entry is not UTF-8 JSON bytes")
             meta = _check_meta(json.loads(raw.tobytes().decode("utf-8")), path)
-            arrays = {name: npz[name] for name in npz.files if name != _META}
+            arrays = {}
+            for key, shape in _listed_arrays(meta).items():
+                info = members.get(key + ".npy")
+                if info is None:
+                    raise ModelFileError(path, f"array {key!r:.100} listed in the description is missing")
+                arrays[key] = _read_npy(zf, info, path, key, shape, _FLOAT_DTYPES)
     except ModelFileError:
         raise
     except _READ_ERRORS as err:
-        raise ModelFileError(path, f"the file is corrupt or truncated ({type(err).__name__}: {err})") from err
+        raise ModelFileError(path, f"the file is corrupt or truncated ({type(err).__name__}: {err!s:.300})") from err
+    _check_finite_weights(meta, arrays, path)
+    return meta, arrays
+
+
+def _check_finite_weights(meta, arrays, path) -> None:
     for entry in meta["weights"]:
-        value = arrays.get(entry["key"])
-        if value is None:
-            raise ModelFileError(path, f"weight array {entry['key']!r} listed in the description is missing")
-        if list(value.shape) != list(entry["shape"]) or value.dtype not in (np.float32, np.float64):
-            raise ModelFileError(
-                path,
-                f"weight array {entry['key']!r} is {value.dtype} {value.shape}; the description says "
-                f"float32/float64 {tuple(entry['shape'])}",
-            )
+        value = arrays[entry["key"]]
         bad = value.size - int(np.count_nonzero(np.isfinite(value)))
         if bad:
             # A model that diverged, or a forged file: either way not weights to continue from.
             raise ModelFileError(path, f"weight array {entry['key']!r} holds {bad} NaN or infinite values")
-    return meta, arrays
-
-
 
 
 # The model side of the files (what is written, how it is put back) lives in convforge.models.state

@@ -35,8 +35,10 @@ class _ActivationLayer(Layer):
 
     def _output(self, y, training=False):
         """Return ``y`` as this activation's output, kept for the backward when training. Conv2D
-        calls it with a ``y`` its kernel already applied the ReLU to (the fused output store)."""
-        self._y = y if training else None
+        calls it with a ``y`` its kernel already applied the ReLU to (the fused output store).
+        Inference leaves the kept output alone: fit may be running in another thread."""
+        if training:
+            self._y = y
         return y
 
     def _output_of(self, x, y, training=False):

@@ -17,6 +17,9 @@ for flat data. A 3-D per-sample shape is always an image.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import math
 import numbers
 import re
 
@@ -61,6 +64,43 @@ __all__ = ["Layer", "display_shape"]
 _REGISTRY: dict[str, list[type]] = {}
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class WeightBudgetExceeded(MemoryError):
+    """Building would allocate more weight memory than the active :func:`weight_budget` allows."""
+
+
+# Bytes of weights that layers built in this context may still allocate (None: no limit).
+# convforge.load_model sets it to what the file holds, so that a forged description
+# (one edited number) cannot make a few-KB file allocate gigabytes before it is checked.
+_weight_budget: contextvars.ContextVar[list | None] = contextvars.ContextVar("convforge_weight_budget", default=None)
+
+
+@contextlib.contextmanager
+def weight_budget(nbytes: int):
+    """Within the block, layers may allocate at most ``nbytes`` of weights (WeightBudgetExceeded)."""
+    token = _weight_budget.set([int(nbytes)])
+    try:
+        yield
+    finally:
+        _weight_budget.reset(token)
+
+
+# A temporary sample (a layer's default compute_output_shape runs forward on one) may use
+# this much even when the weights left are fewer: a real image needs it, and it is freed.
+_SAMPLE_FLOOR = 256 * 2**20
+
+
+def _charge(nbytes: int, what: str, keep: bool = True) -> None:
+    """Take ``nbytes`` from the budget (``keep``) or only check a temporary of that size."""
+    budget = _weight_budget.get()
+    if budget is None:
+        return
+    allowed = budget[0] if keep else max(budget[0], _SAMPLE_FLOOR)
+    if nbytes > allowed:
+        raise WeightBudgetExceeded(f"{what} needs {nbytes} bytes, more than the {allowed} bytes allowed")
+    if keep:
+        budget[0] -= nbytes
 
 
 def snake_case(name: str) -> str:
@@ -221,6 +261,7 @@ class Layer:
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         """Per-sample output shape for a per-sample input shape (internal layout)."""
+        _charge(math.prod(input_shape) * self.dtype.itemsize, f"a sample of shape {tuple(input_shape)}", keep=False)
         x = np.zeros((1, *input_shape), dtype=self.dtype)
         y = self.forward(x, training=False)
         if not isinstance(y, np.ndarray) or y.ndim < 1 or y.shape[0] != 1:
@@ -295,7 +336,19 @@ class Layer:
         if name in self.params:
             raise ValueError(f"layer {self.name!r} already has a weight named {name!r}")
         shape = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
-        value = initializers.get(initializer, f"initializer of weight {name!r}")(shape, self.dtype)
+        nbytes = math.prod(shape) * self.dtype.itemsize
+        _charge(nbytes, f"weight {name!r} of layer {self.name!r} {shape}")
+        init = initializers.get(initializer, f"initializer of weight {name!r}")
+        too_large = (
+            f"layer {self.name!r} ({type(self).__name__}): weight {name!r} of shape {shape} would take "
+            f"{nbytes / 2**30:.3g} GiB; is the model's input_shape (or the layer size) what you meant?"
+        )
+        if nbytes > 2**50 or any(d > 2**62 for d in shape):  # beyond any machine, and NumPy's index range
+            raise ValueError(too_large)
+        try:
+            value = init(shape, self.dtype)
+        except MemoryError as err:
+            raise MemoryError(too_large) from err
         value = np.ascontiguousarray(value, dtype=self.dtype)
         self.params[name] = value
         if not trainable:

@@ -151,8 +151,7 @@ class Conv2D(Layer):
     def forward(self, x, training=False):
         w, b = self.params["kernel"], self.params.get("bias")
         args = (self.strides, self.padding, self.dilation_rate)
-        if not training:
-            self._x = self._plan_used = None
+        if not training:  # leaves the training state alone: fit may be running in another thread
             y = F.conv2d(x, w, b, *args)
             return y if self.activation is None else self.activation.forward(y, False)
         if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1] != w.shape[1]:

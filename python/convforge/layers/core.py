@@ -103,7 +103,8 @@ class Dense(Layer):
             z = x @ kernel
             if self.use_bias:
                 z += bias
-        self._x = x if training else None
+        if training:  # inference leaves the training state alone: fit may be running in another thread
+            self._x = x
         return z
 
     def forward(self, x, training=False):
@@ -193,7 +194,8 @@ class Flatten(Layer):
         return (math.prod(input_shape),)
 
     def forward(self, x, training=False):
-        self._in_shape = x.shape if training else None
+        if training:
+            self._in_shape = x.shape
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy):
@@ -225,7 +227,9 @@ class Dropout(Layer):
         return tuple(input_shape)
 
     def forward(self, x, training=False):
-        if not training or self.rate == 0:
+        if not training:
+            return x
+        if self.rate == 0:
             self._mask = None
             return x
         if x.dtype not in (np.float32, np.float64):
@@ -306,7 +310,8 @@ class Reshape(Layer):
 
     def forward(self, x, training=False):
         n = x.shape[0]
-        self._in_shape = x.shape if training else None
+        if training:
+            self._in_shape = x.shape
         if x.ndim == 4 and self._channels_last():
             x = x.transpose(0, 2, 3, 1)  # to Keras's element order
         y = x.reshape(n, *self._user_target)

@@ -146,17 +146,19 @@ class MaxPooling2D(_Pooling2D):
             self._in_shape = x.shape
             self._gate = x if self._gates_relu else None
             return y
-        self._gate = x if training and self._gates_relu else None
         if self._prepad is not None:
             top, bottom, left, right = self._prepad
             n, c, h, w = x.shape
             padded = np.full((n, c, h + top + bottom, w + left + right), -np.inf, dtype=x.dtype)
             padded[:, :, top : top + h, left : left + w] = x
-            x_in, self._orig_shape = padded, x.shape
+            x_in = padded
         else:
             x_in = x
-        if not training:
+        if not training:  # leaves the training state alone: fit may be running in another thread
             return F.max_pool2d(x_in, self.pool_size, self.strides, self._kernel_pad, self._ceil)
+        self._gate = x if self._gates_relu else None
+        if self._prepad is not None:
+            self._orig_shape = x.shape
         y, self._indices = F.max_pool2d(
             x_in, self.pool_size, self.strides, self._kernel_pad, self._ceil, return_indices=True
         )
@@ -229,7 +231,8 @@ class AveragePooling2D(_Pooling2D):
         for i, j in np.ndindex(*self.pool_size):
             y += xp[(..., *self._window(i, j, self._out_hw))]
         y *= self._inv(x.dtype)
-        self._in_shape = x.shape if training else None
+        if training:
+            self._in_shape = x.shape
         return y
 
     def backward(self, dy):

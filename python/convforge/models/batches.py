@@ -37,8 +37,9 @@ class _Entry:
         if kind == "none" and len(spec) == 3 and spec[0] == 1:
             self.accepted.add(tuple(spec[1:]))
 
-    def check(self, x, argument="x") -> np.ndarray:
-        """The user's array, checked (not copied)."""
+    def check(self, x, argument="x", allow_empty: bool = False) -> np.ndarray:
+        """The user's array, checked (not copied). ``allow_empty``: zero samples are fine
+        (inference on an empty batch gives an empty result, as NumPy and PyTorch do)."""
         if not isinstance(x, np.ndarray):
             x = np.asarray(x)
         if x.dtype.kind not in "fiub":
@@ -49,8 +50,8 @@ class _Entry:
                 f"Input {argument} is incompatible with the model: expected shape={expected}, "
                 f"found shape={shape_str(x.shape)}"
             )
-        if x.shape[0] == 0:
-            raise ValueError(f"{argument} is empty (shape {x.shape})")
+        if x.shape[0] == 0 and not allow_empty:
+            raise ValueError(f"{argument} is empty (shape {x.shape}): there is nothing to train on")
         return x
 
     def identity(self, x: np.ndarray) -> bool:

@@ -174,11 +174,16 @@ class Model(Trainer):
 
 
 def check_dtype(dtype) -> np.dtype:
+    """float32 or float64 (names, NumPy types or dtypes); ``None`` is float32, Keras's default."""
+    if dtype is None:
+        return np.dtype(np.float32)
     try:
         dt = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError):
         dt = None
-    if dt not in FLOAT_DTYPES:
+    # "is None" first: a dtype compares equal to None (np.dtype(None) is float64), so without it
+    # Sequential(dtype="banana") became a model of dtype None.
+    if dt is None or dt not in FLOAT_DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
     return dt
 
@@ -782,20 +787,23 @@ class Functional(Model):
             raise ValueError(f"the model has {n} inputs {self.input_names}: give {argument} as a list or a dict")
         return [x]
 
-    def _check_x(self, x, argument="x") -> list:
+    def _check_x(self, x, argument="x", allow_empty: bool = False) -> list:
         xs = self._as_inputs(x, argument)
-        checked = [e.check(xi, argument if len(xs) == 1 else f"{argument}[{i}]")
+        checked = [e.check(xi, argument if len(xs) == 1 else f"{argument}[{i}]", allow_empty)
                    for i, (e, xi) in enumerate(zip(self._entries, xs))]
         counts = {xi.shape[0] for xi in checked}
         if len(counts) > 1:
             raise ValueError(f"the arrays of {argument} hold different numbers of samples: {[xi.shape[0] for xi in checked]}")
         return checked
 
+    def _empty_outputs(self) -> list:
+        return [np.zeros((0, *t._internal), self.dtype) for t in self.outputs]
+
     def _convert_x(self, x_checked: list) -> list:
         return [e.convert(xi) for e, xi in zip(self._entries, x_checked)]
 
-    def _prepare(self, x, y, argument="x"):
-        xs = self._check_x(x, argument)
+    def _prepare(self, x, y, argument="x", allow_empty: bool = False):
+        xs = self._check_x(x, argument, allow_empty)
         if y is None:
             raise ValueError(f"y is required to go with {argument}")
         n = len(self.outputs)

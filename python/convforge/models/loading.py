@@ -10,7 +10,7 @@ from .. import optimizers as optimizers_module
 from ..saving import ModelFileError, read
 from .functional import Functional
 from .sequential import Sequential
-from .state import LayerConfigError, assign_weights, restore_optimizer
+from .state import assign_weights, building, restore_optimizer
 
 __all__ = ["load_model"]
 
@@ -20,12 +20,8 @@ def _model_from_meta(meta, path, custom_objects):
     classes = {"Sequential": Sequential, "Functional": Functional}
     if kind not in classes:
         raise ModelFileError(path, f"unknown model class {kind!r} (convforge writes Sequential or Functional)")
-    try:
+    with building(path, meta, "cannot rebuild the model from its description"):
         return classes[kind].from_config(meta["model"]["config"], custom_objects)
-    except LayerConfigError as err:
-        raise ModelFileError(path, str(err)) from err
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(path, f"cannot rebuild the model from its description: {err}") from err
 
 
 def load_model(path, custom_objects=None, compile=True, *, input_layout=None):  # noqa: A002 - Keras's name
@@ -48,6 +44,12 @@ def load_model(path, custom_objects=None, compile=True, *, input_layout=None):  
     Returns
     -------
     Sequential
+
+    Raises
+    ------
+    ModelFileError
+        For any file that cannot be used, with the path and the reason (FileNotFoundError for
+        a missing one). Memory used is bounded by the file's size.
     """
     if str(os.fspath(path)).lower().endswith(".onnx"):
         from ..onnx import load_onnx
@@ -90,10 +92,10 @@ def load_model(path, custom_objects=None, compile=True, *, input_layout=None):  
             if compile_config.get("loss_weights") is not None:
                 extra["loss_weights"] = compile_config["loss_weights"]
             model.compile(optimizer=optimizer, loss=loss, metrics=compile_config.get("metrics") or None, **extra)
-        except ModelFileError:
+        except (ModelFileError, Warning):
             raise
-        except (KeyError, TypeError, ValueError) as err:
-            raise ModelFileError(path, f"cannot restore the compile settings: {err}") from err
+        except Exception as err:  # forged settings reach the optimizer/loss constructors
+            raise ModelFileError(path, f"cannot restore the compile settings: {type(err).__name__}: {err!s:.300}") from err
         restore_optimizer(model, meta, arrays, path)
     training = meta.get("training") or {}
     model.epochs_completed = int(training.get("epoch", 0))

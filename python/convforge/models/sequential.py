@@ -138,6 +138,23 @@ class Sequential(Model):
             raise ValueError(f"layers of one model must agree on data_format; got {sorted(formats)}")
         return formats.pop() if formats else "channels_last"
 
+    def _data_format_note(self, fmt: str) -> str:
+        """How the model came to read images as ``fmt`` (for error messages); "" for the default."""
+        said = [layer.name for layer in self.layers if getattr(layer, "data_format", None) == fmt]
+        if fmt != "channels_first" or not said:
+            return ""
+        note = (
+            f"the model reads images as data_format='channels_first' because layer {said[0]!r} says so: its input "
+            "shape is (channels, height, width)"
+        )
+        unsaid = [layer.name for layer in self.layers if layer._expects_images and getattr(layer, "data_format", 1) is None]
+        if unsaid:
+            note += (
+                f", also for {', '.join(repr(n) for n in unsaid[:3])}, which give no data_format (convforge uses one "
+                "layout per model: give the same data_format to every image layer)"
+            )
+        return note
+
     def _takes_images(self) -> bool:
         """Does the first layer that cares (past Dropout/activations) take images?"""
         for layer in self.layers:
@@ -173,14 +190,20 @@ class Sequential(Model):
         else:
             internal, kind = spec, "none"
         shape = internal
-        for layer in self.layers:
-            layer._data_format = fmt
-            if layer.built and layer.params and layer.input_shape is not None and layer.input_shape != tuple(shape):
-                raise ValueError(
-                    f"layer {layer.name!r} was built for input {layer._show(layer.input_shape)} and cannot take "
-                    f"{layer._show(shape)}"
-                )
-            shape = layer._build(shape, self.dtype)
+        try:
+            for layer in self.layers:
+                layer._data_format = fmt
+                if layer.built and layer.params and layer.input_shape is not None and layer.input_shape != tuple(shape):
+                    raise ValueError(
+                        f"layer {layer.name!r} was built for input {layer._show(layer.input_shape)} and cannot take "
+                        f"{layer._show(shape)}"
+                    )
+                shape = layer._build(shape, self.dtype)
+        except ValueError as err:
+            note = self._data_format_note(fmt)
+            if note:
+                raise ValueError(f"{err} ({note})") from err
+            raise
         self._entry = _Entry(spec, internal, kind, self.dtype)
         self.built = True
         self._record_graph(internal)
@@ -299,7 +322,7 @@ class Sequential(Model):
         """
         self._build_from_data(x)
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
-        x = self._entry.check(x)
+        x = self._entry.check(x, allow_empty=True)
         batches = _Batches(self._entry, x, None, batch_size)
         outs = [np.empty((batches.n, *layer.output_shape), dtype=self.dtype) for layer in self.layers]
         for step in range(batches.steps):

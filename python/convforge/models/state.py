@@ -9,9 +9,13 @@ documented session attributes (``layers``, ``params``, ``get_config()``, ``get_c
 
 from __future__ import annotations
 
+import contextlib
+import math
+
 import numpy as np
 
 from .. import random as _random
+from ..layers.base import WeightBudgetExceeded, weight_budget
 from ..saving import ModelFileError, new_meta, read, write
 
 __all__ = ["load_weights", "restore_training_state", "save_model", "save_weights"]
@@ -48,6 +52,16 @@ def _base_meta(model, kind: str) -> tuple[dict, dict]:
     if not model.built:
         raise ValueError("cannot save a model that has not been built (no input shape known yet)")
     entries, arrays = _weights_entries(model)
+    # load_model refuses NaN/Inf weights (a diverged model is nothing to continue from), so saving
+    # refuses them too: a checkpoint that cannot be loaded must not replace one that can.
+    for entry in entries:
+        value = arrays[entry["key"]]
+        bad = value.size - int(np.count_nonzero(np.isfinite(value)))
+        if bad:
+            raise ValueError(
+                f"not saved: weight {entry['name']!r} of layer {entry['layer']!r} ({entry['class_name']}) holds "
+                f"{bad} NaN or infinite values; a model file holds finite weights only (load_model refuses others)"
+            )
     meta = new_meta(kind)
     meta["model"] = {"class_name": type(model).__name__, "config": model.get_config()}
     meta["weights"] = entries
@@ -163,13 +177,38 @@ def assign_weights(model, meta, arrays, path) -> None:
         layer.params[name][...] = arrays[key]
 
 
+@contextlib.contextmanager
+def building(path, meta, what: str):
+    """Rebuild or build a model from a file's description, within the weight memory the file holds.
+
+    The file's weights were read (and their sizes checked against the file) before: layers built
+    here may allocate that much (``layers.base.weight_budget``), so one edited number in the
+    description cannot make a few-KB file allocate gigabytes. Any failure becomes a
+    ModelFileError: a forged description reaches layer code (convforge's or the user's) with any
+    kind of value. A MemoryError within the budget is a real shortage and stays one.
+    """
+    nbytes = sum(math.prod(w["shape"]) * np.dtype(w.get("dtype", "float32")).itemsize for w in meta["weights"])
+    try:
+        with weight_budget(nbytes):
+            yield
+    except WeightBudgetExceeded as err:
+        raise ModelFileError(path, f"{what}: the description asks for more weight memory than the file holds ({err})") from err
+    except (ModelFileError, MemoryError):
+        raise
+    except LayerConfigError as err:
+        raise ModelFileError(path, str(err)) from err
+    except Exception as err:
+        raise ModelFileError(path, f"{what}: {type(err).__name__}: {err!s:.300}") from err
+
+
 def load_weights(model, path) -> None:
     """Load the weights of ``path`` into ``model`` (``model.load_weights``); an unbuilt model is
     built first for the input shape the file names."""
     meta, arrays = read(path)
     if not model.built:
         spec = meta["model"]["config"].get("input_shape")
-        model.build((None, *spec) if spec else None)
+        with building(path, meta, "cannot build the model for this file's weights"):
+            model.build((None, *spec) if spec else None)
     assign_weights(model, meta, arrays, path)
 
 
@@ -203,40 +242,62 @@ def layer_from_config(index: int, entry: dict, custom_objects):
     cls = layer_class(entry["class_name"], entry.get("module"), custom_objects)
     try:
         return cls.from_config(dict(entry.get("config", {})))
-    except (TypeError, ValueError) as err:
-        raise LayerConfigError(f"cannot rebuild layer {index} ({entry['class_name']}): {err}") from err
+    except Exception as err:  # a forged config reaches the constructor with any kind of value
+        raise LayerConfigError(f"cannot rebuild layer {index} ({entry['class_name']}): {err!s:.300}") from err
 
-def restore_optimizer(model, meta, arrays, path) -> None:
-    """Put the optimizer state of a model file into the compiled ``model.optimizer``."""
+
+def optimizer_slots(model, meta, arrays, path) -> tuple[int, dict] | None:
+    """The file's optimizer state for ``model``, checked and converted; nothing is changed yet."""
     state = meta.get("optimizer")
     if not state:
-        return
+        return None
     if state.get("class_name") != type(model.optimizer).__name__:
         raise ModelFileError(
             path,
-            f"the optimizer state in the file is for {state.get('class_name')} but the model is compiled with "
-            f"{type(model.optimizer).__name__}",
+            f"the optimizer state in the file is for {str(state.get('class_name'))[:100]} but the model is compiled "
+            f"with {type(model.optimizer).__name__}",
         )
-    names = {f"{i}/{name}": f"{layer.name}/{name}" for i, layer in enumerate(model.layers) for name in layer.params}
-    by_name = {layer.name: layer for layer in model.layers}
+    names = {f"{i}/{name}": (layer, name) for i, layer in enumerate(model.layers) for name in layer.params}
     slots = {}
     for entry in state.get("slots", []):
-        variable = names.get(entry["variable"])
+        found = names.get(entry["variable"])
         value = arrays.get(entry["key"])
-        if variable is None or value is None:
-            raise ModelFileError(path, f"optimizer state for {entry['variable']!r} does not fit this model")
-        layer_name, _, weight = variable.rpartition("/")
-        target = by_name[layer_name].params[weight]
+        if found is None or value is None:
+            raise ModelFileError(path, f"optimizer state for {entry['variable']!r:.100} does not fit this model")
+        layer, weight = found
+        target = layer.params[weight]
         if value.shape != target.shape:
             raise ModelFileError(
-                path, f"optimizer state for {variable!r} has shape {value.shape}, weight {target.shape}"
+                path, f"optimizer state for {layer.name}/{weight} has shape {value.shape}, weight {target.shape}"
             )
-        slots[f"{variable}/{entry['slot']}"] = value.astype(target.dtype)
-    model.optimizer.set_state(int(state.get("iterations", 0)), slots)
+        slots[f"{layer.name}/{weight}/{entry['slot']}"] = value.astype(target.dtype)
+    return int(state.get("iterations", 0)), slots
+
+
+def restore_optimizer(model, meta, arrays, path) -> None:
+    """Put the optimizer state of a model file into the compiled ``model.optimizer``."""
+    checked = optimizer_slots(model, meta, arrays, path)
+    if checked is not None:
+        model.optimizer.set_state(*checked)
+
+
+def _check_rng_state(state, path) -> None:
+    """Refuse a random-generator state that convforge.random.set_state would refuse, without using it."""
+    probe = np.random.PCG64()
+    try:
+        if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+            raise ValueError("not a PCG64 state")
+        probe.state = state
+    except Exception as err:
+        raise ModelFileError(path, f"invalid random-generator state: {err!s:.200}") from err
 
 
 def restore_training_state(model, path, callbacks) -> dict:
     """Load everything ``fit(resume_from=path)`` needs into ``model``; returns the training record.
+
+    All or nothing: the file is checked completely (weights, optimizer state, random state,
+    callback states) before the model, its optimizer, the callbacks or convforge's random
+    generator change, so a bad file leaves them as they were.
 
     Returns ``{"epoch", "history", "history_epochs"}``.
     """
@@ -250,16 +311,29 @@ def restore_training_state(model, path, callbacks) -> dict:
     training = meta.get("training")
     if not isinstance(training, dict) or "rng_state" not in training:
         raise ModelFileError(path, "the file has no training state to resume from")
-    assign_weights(model, meta, arrays, path)
-    restore_optimizer(model, meta, arrays, path)
-    for entry in training.get("callbacks", []):
-        i = entry.get("index")
-        if isinstance(i, int) and i < len(callbacks) and type(callbacks[i]).__name__ == entry.get("class_name"):
-            callbacks[i].set_state(entry["state"], {name: arrays[key] for name, key in entry.get("arrays", {}).items()})
+    matched = check_architecture(model, meta, path)
+    optimizer_state = optimizer_slots(model, meta, arrays, path)
+    _check_rng_state(training["rng_state"], path)
+    # Callbacks run user code that may refuse the state: they go last, and are put back if any does.
+    before = [dict(vars(cb)) for cb in callbacks]
     try:
-        _random.set_state(training["rng_state"])
-    except ValueError as err:
-        raise ModelFileError(path, f"invalid random-generator state: {err}") from err
+        for entry in training.get("callbacks", []):
+            i = entry.get("index")
+            if isinstance(i, int) and 0 <= i < len(callbacks) and type(callbacks[i]).__name__ == entry.get("class_name"):
+                callbacks[i].set_state(
+                    entry.get("state"), {name: arrays[key] for name, key in entry.get("arrays", {}).items()}
+                )
+    except Exception as err:
+        for cb, saved in zip(callbacks, before):
+            vars(cb).clear()
+            vars(cb).update(saved)
+        raise ModelFileError(path, f"invalid callback state: {type(err).__name__}: {err!s:.300}") from err
+    # Everything is checked: nothing below can fail.
+    for layer, name, key in matched:
+        layer.params[name][...] = arrays[key]
+    if optimizer_state is not None:
+        model.optimizer.set_state(*optimizer_state)
+    _random.set_state(training["rng_state"])
     model.epochs_completed = int(training.get("epoch", 0))
     return {
         "epoch": model.epochs_completed,

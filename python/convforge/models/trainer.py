@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
+import warnings
 
 import numpy as np
 
@@ -51,6 +53,14 @@ from .batches import _Batches
 from .blas import single_threaded_blas
 
 __all__ = ["Trainer"]
+
+# Guards the "which thread runs fit" check-and-set of every model.
+_FIT_LOCK = threading.Lock()
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """No NaN or Inf in ``a``: two reductions (NaN propagates through min and max), no temporary."""
+    return a.size == 0 or (math.isfinite(a.min()) and math.isfinite(a.max()))
 
 
 def _verbosity(verbose) -> int:
@@ -78,6 +88,14 @@ class Trainer:
         self._fit_callbacks: list = []
         self._last_batch = None
         self._current_epoch = 0
+        # The thread running fit (None outside fit): evaluate or fit from another thread would
+        # share its metrics and optimizer, and are refused; predict is safe (inference leaves
+        # the layers' training state alone).
+        self._fit_thread: int | None = None
+        # Batches not applied in the current epoch (non-finite loss or gradient), and whether
+        # this fit has warned about one yet.
+        self._skipped_batches = 0
+        self._warned_skip = False
 
     # ================================================================== session (read-only)
 
@@ -168,16 +186,32 @@ class Trainer:
                 items.append((key, p, g))
         return items
 
-    def _train_step(self, xb, yb) -> tuple[float, np.ndarray]:
+    def _train_step(self, xb, yb) -> tuple[float, np.ndarray, str | None]:
+        """One training step: ``(loss, output, why the batch was not applied or None)``."""
         # Overflow shows up as a NaN/Inf loss, which is reported (the loss in the logs,
-        # TerminateOnNaN's diagnosis) rather than warned about at every batch.
+        # TerminateOnNaN's diagnosis, a warning) rather than warned about by NumPy at every batch.
         with np.errstate(all="ignore"):
             loss, out, dhead = self._forward_loss(xb, yb, training=True, need_grad=True)
-            # A non-finite loss would poison every weight: the batch is not applied.
-            if math.isfinite(loss):
-                self._backward(dhead)
-                self.optimizer.apply_gradients(self._gradients())
-        return loss, out
+            # A non-finite loss or gradient would poison the weights: the batch is not applied.
+            if not math.isfinite(loss):
+                return loss, out, f"its loss is {loss}"
+            self._backward(dhead)
+            gradients = self._gradients()
+            for key, _, g in gradients:
+                if not _all_finite(g):
+                    return loss, out, f"the gradient of {key!r} holds NaN or Inf"
+            self.optimizer.apply_gradients(gradients)
+            # Finite gradients can still overflow a weight (a huge learning rate): stop before
+            # anything (a checkpoint, the next step) uses it.
+            for key, p, _ in gradients:
+                if not _all_finite(p):
+                    layer, _, weight = key.rpartition("/")
+                    raise FloatingPointError(
+                        f"epoch {self._current_epoch + 1}: weight {weight!r} of layer {layer!r} became NaN or Inf "
+                        "in the update (is the learning rate too large?); training stopped, the model's weights are "
+                        "not usable (checkpoints written before are kept)"
+                    )
+        return loss, out, None
 
     def _clear_caches(self) -> None:
         for layer in self.layers:
@@ -185,9 +219,9 @@ class Trainer:
 
     # ================================================================== data
 
-    def _prepare(self, x, y, argument="x"):
+    def _prepare(self, x, y, argument="x", allow_empty: bool = False):
         """Checked user x and loss-checked targets y (the whole arrays, once per call)."""
-        x = self._entry.check(x, argument)
+        x = self._check_x(x, argument, allow_empty)
         if y is None:
             raise ValueError(f"y is required to go with {argument}")
         y = np.asarray(y)
@@ -211,8 +245,12 @@ class Trainer:
         """Checked data (from ``_prepare``/``_check_x``) cut into internal-layout batches."""
         return _Batches(self._entry, x, y, batch_size)
 
-    def _check_x(self, x, argument="x"):
-        return self._entry.check(x, argument)
+    def _check_x(self, x, argument="x", allow_empty: bool = False):
+        return self._entry.check(x, argument, allow_empty)
+
+    def _empty_outputs(self):
+        """What ``_forward`` gives for zero samples, without running any layer."""
+        return np.zeros((0, *self.layers[-1].output_shape), self.dtype)
 
     def _convert_x(self, x_checked):
         """A whole checked input as one internal-layout batch."""
@@ -333,6 +371,38 @@ class Trainer:
         thread so that it does not compete with the kernels' threads; set
         ``$OPENBLAS_NUM_THREADS`` to decide otherwise.
         """
+        # First of all, atomically: the checks of _fit already plan the backward pass and fuse layers.
+        me = threading.get_ident()
+        with _FIT_LOCK:
+            if self._fit_thread is not None and self._fit_thread != me:
+                raise RuntimeError("fit is already running in another thread on this model")
+            owner = self._fit_thread is None  # not a fit called from a callback of this fit
+            self._fit_thread = me
+        try:
+            return self._fit(
+                x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
+                initial_epoch, validation_batch_size, resume_from,
+            )
+        finally:
+            if owner:
+                self._fit_thread = None
+
+    def _fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        initial_epoch=0,
+        validation_batch_size=None,
+        resume_from=None,
+    ):
+        """``fit`` once it owns the model (see ``fit``)."""
         self._require_compiled("fit")
         if x is None:
             raise ValueError("fit needs training data x (and y)")
@@ -395,6 +465,8 @@ class Trainer:
         self._fit_callbacks = user_callbacks
         self.history = history
         self.stop_training = False
+        # TerminateOnNaN reports (and stops at) the first non-finite loss itself.
+        self._warned_skip = any(isinstance(cb, callbacks_module.TerminateOnNaN) for cb in user_callbacks)
         logs: dict = {}
         blas = single_threaded_blas()
         try:
@@ -407,6 +479,7 @@ class Trainer:
                 if x_val is not None:
                     val_logs = self._evaluate_batches(self._batches(x_val, y_val, val_batch_size))
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                history.skipped_batches.append(self._skipped_batches)
                 self.epochs_completed = epoch + 1
                 callback_list.on_epoch_end(epoch, logs)
                 if self.stop_training:
@@ -425,11 +498,14 @@ class Trainer:
         order = _random.get_generator().permutation(batches.n) if shuffle else None
         bs, n = batches.batch_size, batches.n
         report = callback_list.wants_batch_end
+        self._skipped_batches = 0
         for step in range(batches.steps):
             lo, hi = step * bs, min(step * bs + bs, n)
             xb, yb = batches.take(order[lo:hi]) if order is not None else batches.slice(lo, hi)
             callback_list.on_train_batch_begin(step)
-            loss, out = self._train_step(xb, yb)
+            loss, out, skipped = self._train_step(xb, yb)
+            if skipped is not None:
+                self._skip_batch(step, skipped)
             self._last_batch = (xb, yb)
             loss_mean.add(loss, hi - lo)
             self._update_metrics(yb, out)
@@ -438,6 +514,19 @@ class Trainer:
             if self.stop_training:
                 break
         return self._metric_logs(loss_mean)
+
+    def _skip_batch(self, step: int, why: str) -> None:
+        """Count a batch that was not applied; warn about the first of a fit."""
+        self._skipped_batches += 1
+        if not self._warned_skip:
+            self._warned_skip = True
+            warnings.warn(
+                f"epoch {self._current_epoch + 1}, batch {step + 1}: {why}; the batch was not applied. Further "
+                "such batches are skipped without a warning and counted per epoch in "
+                "history.skipped_batches (add callbacks.TerminateOnNaN() to stop and find the cause).",
+                RuntimeWarning,
+                stacklevel=4,
+            )
 
     # ================================================================== evaluate / predict
 
@@ -463,11 +552,17 @@ class Trainer:
         ``return_dict=True``.
         """
         self._require_compiled("evaluate")
+        if self._fit_thread is not None and self._fit_thread != threading.get_ident():
+            raise RuntimeError(
+                "evaluate cannot run while fit runs in another thread on this model (they share the compiled "
+                "metrics); predict can, or evaluate after fit returns"
+            )
         self._build_from_data(x)
         self._resolve_loss_path()
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         verbose = _verbosity(verbose)
-        x, y = self._prepare(x, y)
+        # Zero samples: the loss and metrics are means over nothing, NaN (as NumPy's mean).
+        x, y = self._prepare(x, y, allow_empty=True)
         batches = self._batches(x, y, batch_size)
         bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
         with single_threaded_blas():
@@ -485,8 +580,11 @@ class Trainer:
         self._build_from_data(x)
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         verbose = _verbosity(verbose)
-        batches = self._batches(self._check_x(x), None, batch_size)
+        # Zero samples: an empty result of the right shape (as NumPy and PyTorch give).
+        batches = self._batches(self._check_x(x, allow_empty=True), None, batch_size)
         results = None  # one array per output, allocated at the first batch
+        if batches.n == 0:
+            return self._to_user(self._empty_outputs())
         bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
         with single_threaded_blas():
             for step in range(batches.steps):
@@ -505,7 +603,10 @@ class Trainer:
     def __call__(self, x, training: bool = False) -> np.ndarray:
         """Outputs for one batch (``predict`` without batching)."""
         self._build_from_data(x)
-        out = self._forward(self._convert_x(self._check_x(x)), training=training)
+        x = self._check_x(x, allow_empty=True)
+        if self._batches(x, None, 1).n == 0:  # no samples: layers (custom ones too) are not asked to handle it
+            return self._to_user(self._empty_outputs())
+        out = self._forward(self._convert_x(x), training=training)
         if training:
             self._clear_caches()
         return self._to_user(out)
