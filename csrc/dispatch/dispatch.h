@@ -13,6 +13,13 @@ namespace convforge {
 
 template <class T>
 using Conv2dAlgosFn = ConvAlgoList<T> (*)(ConvPass);
+// Depthwise conv2d has one kernel per pass (no algorithm list yet).
+template <class T>
+using Conv2dFwdFn = void (*)(const ConvShape&, const T*, const T*, const T*, T*);
+template <class T>
+using Conv2dBwdDataFn = void (*)(const ConvShape&, const T*, const T*, T*);
+template <class T>
+using Conv2dBwdWeightsFn = void (*)(const ConvShape&, const T*, const T*, T*, T*);
 template <class T>
 using DenseFwdFn = void (*)(const DenseShape&, const T*, const T*, const T*, T*);
 template <class T>
