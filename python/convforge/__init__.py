@@ -24,13 +24,14 @@ from . import datasets, functional, reference
 __version__: str = _core.__version__
 
 # The Keras-style API: layers, Sequential models, training and saving.
-from . import callbacks, layers, losses, metrics, optimizers  # noqa: E402
+from . import activations, callbacks, layers, losses, metrics, optimizers  # noqa: E402
 from .model import Sequential  # noqa: E402
 from .random import seed  # noqa: E402
 from .saving import load_model  # noqa: E402
 
 __all__ = [
     "Sequential",
+    "activations",
     "__version__",
     "build_info",
     "callbacks",

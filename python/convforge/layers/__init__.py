@@ -16,18 +16,25 @@ layer in NumPy.
 Layers
 ------
 Conv2D, MaxPooling2D (MaxPool2D), AveragePooling2D (AvgPool2D), Flatten,
-Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, Activation, Input.
+Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, Softplus,
+Swish (SiLU), GELU, Activation, Input.
 """
 
 from . import initializers
-from .activations import Activation, ReLU, Sigmoid, Softmax, Tanh
+from .activations import ELU, GELU, Activation, LeakyReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Swish, Tanh
 from .base import Layer
 from .conv import Conv2D
 from .core import Dense, Dropout, Flatten, Input, InputLayer, Reshape
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
 
 __all__ = [
+    "ELU",
+    "GELU",
     "Activation",
+    "LeakyReLU",
+    "SiLU",
+    "Softplus",
+    "Swish",
     "AveragePooling2D",
     "AvgPool2D",
     "Conv2D",
