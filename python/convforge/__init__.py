@@ -24,12 +24,15 @@ from . import datasets, functional, reference
 __version__: str = _core.__version__
 
 # The Keras-style API: layers, Sequential models, training and saving.
-from . import activations, callbacks, layers, losses, metrics, optimizers  # noqa: E402
+from . import activations, callbacks, initializers, layers, losses, metrics, optimizers  # noqa: E402
+from . import regularizers, utils  # noqa: E402
+from .layers import Input  # noqa: E402
 from .model import Sequential  # noqa: E402
 from .random import seed  # noqa: E402
 from .saving import load_model  # noqa: E402
 
 __all__ = [
+    "Input",
     "Sequential",
     "activations",
     "__version__",
@@ -38,14 +41,17 @@ __all__ = [
     "datasets",
     "functional",
     "get_num_threads",
+    "initializers",
     "layers",
     "load_model",
     "losses",
     "metrics",
     "optimizers",
     "reference",
+    "regularizers",
     "seed",
     "set_num_threads",
+    "utils",
 ]
 
 

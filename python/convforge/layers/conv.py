@@ -8,8 +8,9 @@ import numpy as np
 
 from .. import _params
 from .. import functional as F
+from .. import regularizers
 from . import _kernels, activations, initializers
-from .base import Layer, resolve_data_format
+from .base import Layer, resolve_data_format, weight_options_from_config
 
 __all__ = ["Conv2D", "check_padding"]
 
@@ -59,6 +60,8 @@ class Conv2D(Layer):
     use_bias : bool
     kernel_initializer, bias_initializer : str or callable
         Defaults ``'glorot_uniform'`` and ``'zeros'``, as in Keras.
+    kernel_regularizer, bias_regularizer : Regularizer, optional
+        E.g. ``regularizers.l2(1e-4)``: added to the training loss.
     input_shape : tuple, optional
         ``(height, width, channels)`` of the model input, on the first layer.
 
@@ -90,6 +93,8 @@ class Conv2D(Layer):
         use_bias=True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
         *,
         input_shape=None,
         name=None,
@@ -112,6 +117,8 @@ class Conv2D(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
         self._x = None
 
     def build(self, input_shape):
@@ -120,9 +127,14 @@ class Conv2D(Layer):
                 f"Conv2D expects input of shape (batch, height, width, channels); got {self._show(input_shape)}"
             )
         channels = input_shape[0]
-        self.add_weight("kernel", (self.filters, channels, *self.kernel_size), self.kernel_initializer)
+        self.add_weight(
+            "kernel",
+            (self.filters, channels, *self.kernel_size),
+            self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
         if self.use_bias:
-            self.add_weight("bias", (self.filters,), self.bias_initializer)
+            self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -210,9 +222,10 @@ class Conv2D(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
         }
 
     @classmethod
     def from_config(cls, config):
-        config = initializers.deserialize_config(config)
-        return cls(**config)
+        return cls(**weight_options_from_config(config))

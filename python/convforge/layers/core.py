@@ -8,8 +8,9 @@ import numbers
 import numpy as np
 
 from .. import random as _random
+from .. import regularizers
 from . import _kernels, activations, initializers
-from .base import Layer, check_input_shape, resolve_data_format
+from .base import Layer, check_input_shape, resolve_data_format, weight_options_from_config
 
 __all__ = ["Dense", "Dropout", "Flatten", "Input", "InputLayer", "Reshape"]
 
@@ -25,6 +26,10 @@ class Dense(Layer):
     use_bias : bool
     kernel_initializer, bias_initializer : str or callable
         Defaults ``'glorot_uniform'`` and ``'zeros'``.
+    kernel_regularizer, bias_regularizer : Regularizer, optional
+        E.g. ``regularizers.l2(1e-4)``: added to the training loss.
+    kernel_regularizer, bias_regularizer : Regularizer, optional
+        E.g. ``regularizers.l2(1e-4)``: added to the training loss.
     input_shape : tuple, optional
         ``(features,)`` when this is the first layer (or ``input_dim=features``).
 
@@ -47,6 +52,8 @@ class Dense(Layer):
         use_bias=True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
         *,
         input_shape=None,
         input_dim=None,
@@ -69,6 +76,8 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
         self._x = None
 
     def _check(self, input_shape):
@@ -78,9 +87,11 @@ class Dense(Layer):
 
     def build(self, input_shape):
         self._check(input_shape)
-        self.add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer)
+        self.add_weight(
+            "kernel", (input_shape[0], self.units), self.kernel_initializer, regularizer=self.kernel_regularizer
+        )
         if self.use_bias:
-            self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.add_weight("bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def compute_output_shape(self, input_shape):
         self._check(input_shape)
@@ -158,12 +169,13 @@ class Dense(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
         }
 
     @classmethod
     def from_config(cls, config):
-        config = initializers.deserialize_config(config)
-        return cls(**config)
+        return cls(**weight_options_from_config(config))
 
 
 class Flatten(Layer):
