@@ -82,3 +82,48 @@ def test_nadam_resumes_from_iterations():
     for g in grads[3:]:
         c.apply_gradients([("w", wb, g)])
     np.testing.assert_array_equal(wa, wb)
+
+
+LOSS_CASES = [
+    ("BinaryCrossentropy", {}, "binary"),
+    ("BinaryCrossentropy", {"from_logits": True}, "binary_logits"),
+    ("BinaryCrossentropy", {"label_smoothing": 0.2}, "binary"),
+    ("CategoricalCrossentropy", {"label_smoothing": 0.1}, "onehot"),
+    ("CategoricalCrossentropy", {"from_logits": True, "label_smoothing": 0.3}, "onehot_logits"),
+    ("SparseCategoricalCrossentropy", {}, "sparse"),
+    ("MeanAbsoluteError", {}, "regression"),
+    ("Huber", {}, "regression"),
+    ("Huber", {"delta": 0.3}, "regression"),
+    ("MeanSquaredError", {}, "regression"),
+]
+
+
+def loss_inputs(kind, rng):
+    n, c = 6, 4
+    if kind.startswith("binary"):
+        y = rng.integers(0, 2, (n, 1)).astype(np.float64)
+        z = rng.standard_normal((n, 1)) * 3
+        return y, (z if kind.endswith("logits") else 1 / (1 + np.exp(-z)))
+    if kind.startswith("onehot") or kind == "sparse":
+        labels = rng.integers(0, c, n)
+        z = rng.standard_normal((n, c)) * 2
+        if kind == "onehot_logits":
+            return np.eye(c)[labels], z
+        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        return (labels if kind == "sparse" else np.eye(c)[labels]), p
+    return rng.standard_normal((n, 3)), rng.standard_normal((n, 3))
+
+
+@pytest.mark.parametrize("name,kwargs,kind", LOSS_CASES)
+def test_loss_value_and_sample_weights_match_keras(name, kwargs, kind):
+    rng = np.random.default_rng(3)
+    y, p = loss_inputs(kind, rng)
+    weights = rng.uniform(0.1, 2.0, len(y))
+    ours = getattr(convforge.losses, name)(**kwargs)
+    theirs = getattr(keras.losses, name)(**kwargs)
+    t = keras.ops.convert_to_tensor
+    y_ready = ours.prepare_targets(y, p.shape[1:])
+    for w in (None, weights):
+        expected = float(to_numpy(theirs(t(y), t(p), sample_weight=None if w is None else t(w))))
+        value, _ = ours.value_and_grad(p, y_ready, need_grad=False, sample_weight=w)
+        assert value == pytest.approx(expected, rel=1e-5)

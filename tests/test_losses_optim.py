@@ -239,7 +239,7 @@ def test_decoupled_weight_decay(problem):
         (lambda: optimizers.Adam(beta_1=1.0), "beta_1 must be < 1"),
         (lambda: optimizers.Adam(epsilon=0), "epsilon must be > 0"),
         (lambda: optimizers.Adam(weight_decay=float("nan")), "weight_decay must be finite"),
-        (lambda: optimizers.get("adagrad"), "optimizer must be one of"),
+        (lambda: optimizers.get("lion"), "optimizer must be one of"),
     ],
 )
 def test_hyperparameters_are_validated(make, message):
