@@ -4,6 +4,7 @@ Skipped where Keras is not installed (``pip install .[keras]`` installs it; CI d
 """
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -127,3 +128,42 @@ def test_loss_value_and_sample_weights_match_keras(name, kwargs, kind):
         expected = float(to_numpy(theirs(t(y), t(p), sample_weight=None if w is None else t(w))))
         value, _ = ours.value_and_grad(p, y_ready, need_grad=False, sample_weight=w)
         assert value == pytest.approx(expected, rel=1e-5)
+
+
+METRIC_CASES = [
+    ("Precision", {}, "binary"),
+    ("Recall", {}, "binary"),
+    ("AUC", {}, "binary"),
+    ("AUC", {"num_thresholds": 7}, "binary"),
+    ("BinaryAccuracy", {}, "binary"),
+    ("Precision", {}, "onehot"),
+    ("Recall", {}, "onehot"),
+    ("AUC", {}, "onehot"),
+    ("CategoricalAccuracy", {}, "onehot"),
+    ("TopKCategoricalAccuracy", {"k": 2}, "onehot"),
+    ("SparseTopKCategoricalAccuracy", {"k": 2}, "sparse"),
+    ("SparseTopKCategoricalAccuracy", {}, "sparse"),
+    ("SparseCategoricalAccuracy", {}, "sparse"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,kind", METRIC_CASES)
+def test_metric_matches_keras_over_batches(name, kwargs, kind):
+    rng = np.random.default_rng(11)
+    ours = getattr(convforge.metrics, name)(**kwargs)
+    theirs = getattr(keras.metrics, name)(**kwargs)
+    t = keras.ops.convert_to_tensor
+    for _ in range(3):  # state accumulates across batches
+        if kind == "binary":
+            y = rng.integers(0, 2, (16, 1)).astype(np.float32)
+            p = np.clip(y * 0.3 + rng.uniform(0, 0.7, (16, 1)), 0, 1).astype(np.float32)
+        else:
+            labels = rng.integers(0, 6, 16)
+            z = rng.standard_normal((16, 6)).astype(np.float32)
+            z[np.arange(16), labels] += 1.0
+            p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+            y = labels if kind == "sparse" else np.eye(6, dtype=np.float32)[labels]
+        ours.update_state(y, p)
+        theirs.update_state(t(y), t(p))
+    assert ours.result() == pytest.approx(float(to_numpy(theirs.result())), abs=1e-6)
+    assert ours.name == re.sub(r"_\d+$", "", theirs.name)  # Keras numbers a second instance: auc_1
