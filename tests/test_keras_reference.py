@@ -167,3 +167,24 @@ def test_metric_matches_keras_over_batches(name, kwargs, kind):
         theirs.update_state(t(y), t(p))
     assert ours.result() == pytest.approx(float(to_numpy(theirs.result())), abs=1e-6)
     assert ours.name == re.sub(r"_\d+$", "", theirs.name)  # Keras numbers a second instance: auc_1
+
+
+def test_reduce_lr_on_plateau_follows_keras():
+    values = [1.0, 0.9, 0.9, 0.95, 0.9, 0.91, 0.92, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
+    kwargs = {"factor": 0.5, "patience": 2, "cooldown": 1, "min_lr": 0.02}
+    kmodel = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    kmodel.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    kcb = keras.callbacks.ReduceLROnPlateau(**kwargs)
+    kcb.set_model(kmodel)
+    ours_model = convforge.Sequential([convforge.layers.Dense(1, input_shape=(2,))])
+    ours_model.compile(optimizer=convforge.optimizers.SGD(0.1), loss="mse")
+    ours = convforge.callbacks.ReduceLROnPlateau(**kwargs)
+    ours.set_model(ours_model)
+    kcb.on_train_begin()
+    ours.on_train_begin()
+    for epoch, value in enumerate(values):
+        kcb.on_epoch_end(epoch, {"val_loss": value})
+        ours.on_epoch_end(epoch, {"val_loss": value})
+        expected = float(to_numpy(kmodel.optimizer.learning_rate))
+        assert ours_model.optimizer.learning_rate == pytest.approx(expected, rel=1e-6), epoch
+    assert ours_model.optimizer.learning_rate == pytest.approx(0.025)
