@@ -187,4 +187,4 @@ def test_reduce_lr_on_plateau_follows_keras():
         ours.on_epoch_end(epoch, {"val_loss": value})
         expected = float(to_numpy(kmodel.optimizer.learning_rate))
         assert ours_model.optimizer.learning_rate == pytest.approx(expected, rel=1e-6), epoch
-    assert ours_model.optimizer.learning_rate == pytest.approx(0.025)
+    assert ours_model.optimizer.learning_rate == pytest.approx(0.02)  # down to min_lr: the reductions happened
