@@ -400,9 +400,9 @@ class TerminateOnNaN(Callback):
         loss = (logs or {}).get("loss")
         if loss is None or math.isfinite(loss):
             return
-        x, y = self.model._last_batch
+        x, y = self.model.last_batch
         where = self.model._diagnose_non_finite(x, y)
-        epoch = getattr(self.model, "_current_epoch", 0)
+        epoch = self.model.current_epoch
         self.message = f"Epoch {epoch + 1}, batch {batch + 1}: invalid loss {loss}, terminating training. {where}"
         progress.write_line(self.message)
         self.model.stop_training = True
