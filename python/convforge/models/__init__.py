@@ -18,7 +18,7 @@ nothing from here).
 
 from __future__ import annotations
 
-from .loading import load_model
+from .loading import clone_model, load_model, model_from_json
 from .sequential import Sequential
 
-__all__ = ["Sequential", "load_model"]
+__all__ = ["Sequential", "clone_model", "load_model", "model_from_json"]

@@ -75,3 +75,32 @@ def load_model(path, custom_objects=None, compile=True):  # noqa: A002 - Keras's
     training = meta.get("training") or {}
     model.epochs_completed = int(training.get("epoch", 0))
     return model
+
+
+def model_from_json(json_string: str, custom_objects=None):
+    """A new model (fresh weights) from :meth:`Sequential.to_json`'s string, Keras's ``model_from_json``."""
+    import json
+
+    from .sequential import Sequential
+
+    try:
+        description = json.loads(json_string)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"model_from_json expects the string model.to_json() returned: {err}") from None
+    if not isinstance(description, dict) or description.get("class_name") != "Sequential" or "config" not in description:
+        raise ValueError("model_from_json: not a model description written by convforge's model.to_json()")
+    if not description.get("convforge"):
+        raise ValueError(
+            "model_from_json: this JSON was written by Keras, whose layer configs convforge does not read; "
+            "rebuild the model in code with convforge.layers"
+        )
+    return Sequential.from_config(description["config"], custom_objects=custom_objects)
+
+
+def clone_model(model, custom_objects=None):
+    """A new model with the same architecture and fresh weights, Keras's ``clone_model`` (not compiled)."""
+    from .sequential import Sequential
+
+    if not isinstance(model, Sequential):
+        raise TypeError(f"clone_model expects a convforge model; got {type(model).__name__}")
+    return Sequential.from_config(model.get_config(), custom_objects=custom_objects)

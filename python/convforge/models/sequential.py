@@ -39,7 +39,7 @@ import warnings
 import numpy as np
 
 from .. import losses as losses_module
-from ..layers.activations import Activation, ReLU, _ActivationLayer
+from ..layers.activations import Activation, ReLU, Sigmoid, Softmax, _ActivationLayer
 from ..layers.base import FLOAT_DTYPES, Layer, check_input_shape, display_shape, snake_case
 from ..layers.core import Dropout, InputLayer
 from ..layers.pooling import MaxPooling2D
@@ -271,6 +271,39 @@ class Sequential(Trainer):
             layer.set_weights(weights[i : i + k])
             i += k
 
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Every weight array itself (not a copy), layer by layer; Keras's ``model.weights``."""
+        return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self) -> list[np.ndarray]:
+        """The weights the optimizer updates (a layer with ``trainable = False`` contributes none)."""
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self) -> list[np.ndarray]:
+        return [w for layer in self.layers for w in layer.non_trainable_weights]
+
+    def pop(self) -> Layer:
+        """Remove and return the last layer (Keras's ``pop``); the model is rebuilt without it."""
+        if not self.layers:
+            raise IndexError("pop from a Sequential model without layers")
+        layer = self.layers.pop()
+        if self.layers and self._input_spec() is not None:
+            self.build()
+        else:
+            self.built = False
+        self._warned_logits = False
+        return layer
+
+    def to_json(self, **kwargs) -> str:
+        """The architecture as a JSON string (:meth:`get_config`); rebuild it with
+        :func:`convforge.models.model_from_json`. Not Keras's JSON: Keras cannot read it."""
+        import json
+
+        return json.dumps({"class_name": "Sequential", "convforge": True, "config": self.get_config()}, **kwargs)
+
     def astype(self, dtype) -> "Sequential":
         """Convert weights (and optimizer state) to float32 or float64, in place; returns the model."""
         self.dtype = _check_dtype(dtype)
@@ -296,7 +329,8 @@ class Sequential(Trainer):
     # ================================================================== the passes
 
     def _resolve_loss_path(self) -> None:
-        """Fuse a final softmax into a cross-entropy on probabilities (see convforge.losses)."""
+        """Fuse a final softmax into a cross-entropy on probabilities (see convforge.losses), and warn
+        (once per compile) when a probability loss follows a built-in last layer without softmax/sigmoid."""
         head = self.layers[-1]
         is_ce = isinstance(self.loss, losses_module._Crossentropy)
         self._fused = bool(is_ce and not self.loss.from_logits and head._ends_in_softmax())
@@ -307,23 +341,46 @@ class Sequential(Trainer):
                 UserWarning,
                 stacklevel=3,
             )
+        wants_probabilities = isinstance(self.loss, (losses_module._Crossentropy, losses_module.BinaryCrossentropy))
+        if wants_probabilities and not self.loss.from_logits and not getattr(self, "_warned_logits", False):
+            activation = head if isinstance(head, _ActivationLayer) else getattr(head, "activation", None)
+            builtin = type(head).__module__.startswith("convforge.")
+            if builtin and not isinstance(activation, (Softmax, Sigmoid)):
+                self._warned_logits = True
+                warnings.warn(
+                    f"the last layer {head.name!r} ({type(head).__name__}) has no softmax or sigmoid, so it outputs "
+                    f"logits, but the loss {self.loss.name} expects probabilities (from_logits=False). You probably "
+                    f"meant loss={type(self.loss).__name__}(from_logits=True), or activation="
+                    f"{'sigmoid' if isinstance(self.loss, losses_module.BinaryCrossentropy) else 'softmax'} "
+                    "on the last layer.",
+                    UserWarning,
+                    stacklevel=3,
+                )
 
     # ================================================================== the passes
 
-    def _forward_loss(self, xb, yb, training: bool, need_grad: bool):
-        """Forward pass and loss: ``(loss, output as predict gives it, dL/d(head output) or None)``."""
+    def _forward_loss(self, xb, yb, training: bool, need_grad: bool, sample_weight=None):
+        """Forward pass and loss: ``(loss, output as predict gives it, dL/d(head output) or None)``.
+
+        The loss includes the layers' weight penalties (``kernel_regularizer``), as Keras's.
+        """
         out = xb
         layers = self.layers
         for layer in layers[:-1]:
             out = layer.forward(out, training)
         head = layers[-1]
+        # Custom losses need not take sample_weight: it is passed only when there is one.
+        weights = {} if sample_weight is None else {"sample_weight": sample_weight}
         if self._fused:
             z = head._forward_logits(out, training)
-            loss, dz, probs = self.loss.logits_value_and_grad(z, yb, need_grad)
-            return loss, probs, dz
+            loss, dz, probs = self.loss.logits_value_and_grad(z, yb, need_grad, **weights)
+            return loss + self._regularization_penalty(), probs, dz
         pred = head.forward(out, training)
-        loss, dpred = self.loss.value_and_grad(pred, yb, need_grad)
-        return loss, pred, dpred
+        loss, dpred = self.loss.value_and_grad(pred, yb, need_grad, **weights)
+        return loss + self._regularization_penalty(), pred, dpred
+
+    def _regularization_penalty(self) -> float:
+        return sum(layer.regularization_penalty() for layer in self.layers if layer.regularizers)
 
     def _backward(self, dhead) -> None:
         layers = self.layers
@@ -337,6 +394,9 @@ class Sequential(Trainer):
         d = head._backward_logits(dhead) if self._fused else head.backward(dhead)
         for i in range(last - 1, stop - 1, -1):
             d = layers[i].backward(d)
+        for layer, _ in self._trainable_plan:
+            if layer.regularizers:
+                layer._add_regularization_gradients()
 
     def _forward(self, xb, training: bool) -> np.ndarray:
         """The model's output for a batch in the internal layout."""

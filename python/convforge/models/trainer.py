@@ -45,6 +45,61 @@ from ..progress import ProgressBar
 from . import diagnostics
 from . import state as state_module
 from .batches import _Batches
+
+
+class _BatchSource:
+    """Batches from a generator/iterator or a Sequence-like object, in the model's layout (``fit(x=gen)``)."""
+
+    def __init__(self, model, source, steps, argument):
+        if steps is not None:
+            steps = _positive_int(steps, "steps_per_epoch" if argument == "x" else "validation_steps")
+        self.model, self.source, self.argument = model, source, argument
+        self.indexed = not hasattr(source, "__next__")
+        self._iterator = None if self.indexed else source
+        if steps is None and self.indexed:
+            steps = len(source)
+        self.steps = steps
+        self._peeked = None
+
+    def _next(self):
+        if self._peeked is not None:
+            item, self._peeked = self._peeked, None
+            return item
+        return next(self._iterator)
+
+    def first_x(self):
+        """The first batch's x, to build the model from (kept for the first epoch)."""
+        if self.indexed:
+            return _unpack_batch(self.source[0], self.argument)[0]
+        try:
+            self._peeked = next(self._iterator)
+        except StopIteration:
+            raise ValueError(f"the generator given as {self.argument} yields no batch") from None
+        return _unpack_batch(self._peeked, self.argument)[0]
+
+    def epoch(self):
+        """``(x, y, sample_weight)`` batches of one epoch: internal layout, checked targets."""
+        model = self.model
+        count = 0
+        while self.steps is None or count < self.steps:
+            if self.indexed:
+                item = self.source[count]
+            else:
+                try:
+                    item = self._next()
+                except StopIteration:
+                    if count == 0 or self.steps is not None:
+                        raise ValueError(
+                            f"the generator given as {self.argument} ran out of batches"
+                            + (f" after {count} of steps={self.steps}" if self.steps is not None else "")
+                            + ": give a generator that loops forever (and steps_per_epoch), or a Sequence"
+                        ) from None
+                    return
+            x, y, w = _unpack_batch(item, self.argument)
+            x, y = model._prepare(x, y, argument=f"a batch of {self.argument}")
+            w = _check_sample_weight(w, x.shape[0], f"the sample weights of a batch of {self.argument}")
+            yield model._entry.convert(x), y, w
+            count += 1
 from .blas import single_threaded_blas
 
 __all__ = ["Trainer"]
@@ -53,9 +108,65 @@ __all__ = ["Trainer"]
 def _verbosity(verbose) -> int:
     if verbose == "auto":
         return 1
-    if verbose in (0, 1, 2) and not isinstance(verbose, bool):
+    if isinstance(verbose, (bool, np.bool_)):  # Keras accepts verbose=True/False
         return int(verbose)
-    raise ValueError(f"verbose must be 0, 1, 2 or 'auto'; got {verbose!r}")
+    if verbose in (0, 1, 2):
+        return int(verbose)
+    raise ValueError(f"verbose must be 0, 1, 2, True, False or 'auto'; got {verbose!r}")
+
+
+# compile() arguments of Keras that change nothing here (convforge always runs eagerly, in NumPy).
+_IGNORED_COMPILE_ARGUMENTS = {"run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_loss"}
+_UNSUPPORTED_COMPILE_ARGUMENTS = {
+    "loss_weights": "a model has one output here: scale the loss with a custom Loss",
+    "weighted_metrics": "metrics are unweighted; pass sample_weight to fit for the loss",
+}
+
+
+def _is_batch_source(x) -> bool:
+    """A generator/iterator of batches, or a keras.utils.Sequence-like object (len + getitem of batches)."""
+    if isinstance(x, (np.ndarray, list, tuple)) or x is None:
+        return False
+    return hasattr(x, "__next__") or (hasattr(x, "__getitem__") and hasattr(x, "__len__") and not hasattr(x, "shape"))
+
+
+def _unpack_batch(item, where: str):
+    """``(x, y)`` or ``(x, y, sample_weight)`` from a generator item."""
+    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+        raise ValueError(
+            f"{where} must yield tuples (x, y) or (x, y, sample_weight); got {type(item).__name__}"
+            + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else "")
+        )
+    return item[0], item[1], (item[2] if len(item) == 3 else None)
+
+
+def _check_sample_weight(sample_weight, n: int, argument: str = "sample_weight"):
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.shape != (n,):
+        raise ValueError(f"{argument} must have shape ({n},), one weight per sample; got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"{argument} must hold finite weights >= 0")
+    return w
+
+
+def _class_weights(class_weight, y: np.ndarray, classes: int) -> np.ndarray:
+    """Per-sample weights from ``{class: weight}`` and the prepared targets (labels, one-hot or 0/1)."""
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"class_weight must be a dict {{class index: weight}}; got {type(class_weight).__name__}")
+    if y.ndim == 2 and y.shape[1] > 1:
+        labels = y.argmax(axis=1)
+    else:
+        labels = np.rint(y.reshape(len(y), -1)[:, 0]).astype(np.int64)
+    table = np.ones(max(classes, int(labels.max(initial=0)) + 1, *(int(k) + 1 for k in class_weight)))
+    for k, v in class_weight.items():
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+            raise ValueError(f"class_weight keys must be class indices (ints >= 0); got {k!r}")
+        table[int(k)] = float(v)
+    return table[labels]
 
 
 
@@ -95,19 +206,32 @@ class Trainer:
 
     # ================================================================== compile
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs) -> None:
         """Choose the optimizer, the loss and the metrics to report.
 
         Parameters
         ----------
-        optimizer : 'sgd', 'adam', 'rmsprop' or an Optimizer
-        loss : 'sparse_categorical_crossentropy', 'categorical_crossentropy', 'mse' or a Loss
+        optimizer : 'sgd', 'adam', 'adamw', 'rmsprop', 'adagrad', 'nadam' or an Optimizer
+        loss : a name of :mod:`convforge.losses` ('sparse_categorical_crossentropy',
+            'categorical_crossentropy', 'binary_crossentropy', 'mse', 'mae', 'huber') or a Loss
             A final softmax followed by a cross-entropy is trained from the
-            logits (see :mod:`convforge.losses`).
+            logits (see :mod:`convforge.losses`). A probability loss after a
+            last layer without softmax/sigmoid gets a warning (once) that
+            ``from_logits=True`` is probably meant.
         metrics : list, optional
-            ``['accuracy']`` and/or ``'mse'``, ``'mae'``, Metric objects or
-            functions ``fn(y_true, y_pred) -> float``.
+            ``['accuracy']`` and/or ``'mse'``, ``'mae'``, ``'precision'``, ...
+            (see :func:`convforge.metrics.get`), Metric objects or functions
+            ``fn(y_true, y_pred) -> float``.
+        run_eagerly, jit_compile, steps_per_execution
+            Accepted and ignored (convforge always runs step by step in NumPy).
         """
+        for key in kwargs:
+            if key in _UNSUPPORTED_COMPILE_ARGUMENTS:
+                raise TypeError(f"convforge does not support compile({key}=...); {_UNSUPPORTED_COMPILE_ARGUMENTS[key]}")
+            if key not in _IGNORED_COMPILE_ARGUMENTS:
+                raise TypeError(
+                    f"compile() got an unexpected argument {key!r}; convforge's are optimizer, loss, metrics"
+                )
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         self.optimizer = optimizers_module.get(optimizer)
@@ -119,6 +243,9 @@ class Trainer:
         if len(set(names)) != len(names) or "loss" in names:
             raise ValueError(f"metric names must be unique and not 'loss'; got {names}")
         self._metric_specs = list(metrics or [])
+        self._warned_logits = False
+        if getattr(self, "built", False):
+            self._resolve_loss_path()  # the from_logits warning, at compile when the model is built
 
     @property
     def metrics_names(self) -> list[str]:
@@ -174,11 +301,11 @@ class Trainer:
                 items.append((key, p, g))
         return items
 
-    def _train_step(self, xb, yb) -> tuple[float, np.ndarray]:
+    def _train_step(self, xb, yb, sample_weight=None) -> tuple[float, np.ndarray]:
         # Overflow shows up as a NaN/Inf loss, which is reported (the loss in the logs,
         # TerminateOnNaN's diagnosis) rather than warned about at every batch.
         with np.errstate(all="ignore"):
-            loss, out, dhead = self._forward_loss(xb, yb, training=True, need_grad=True)
+            loss, out, dhead = self._forward_loss(xb, yb, training=True, need_grad=True, sample_weight=sample_weight)
             # A non-finite loss would poison every weight: the batch is not applied.
             if math.isfinite(loss):
                 self._backward(dhead)
@@ -262,22 +389,29 @@ class Trainer:
         initial_epoch=0,
         validation_batch_size=None,
         resume_from=None,
+        sample_weight=None,
+        class_weight=None,
+        steps_per_epoch=None,
+        validation_steps=None,
     ):
         """Train for ``epochs`` epochs; returns a :class:`~convforge.callbacks.History`.
 
         Parameters
         ----------
-        x : array, shape (N, height, width, channels), (N, height, width) or (N, features)
+        x : array, shape (N, height, width, channels), (N, height, width) or (N, features);
+            or a generator / iterator of ``(x, y)`` or ``(x, y, sample_weight)`` batches, or
+            a ``keras.utils.Sequence``-like object (``len`` and ``[i]`` giving batches); then
+            ``y`` is None and ``batch_size`` unused.
         y : array
             Integer labels ``(N,)`` or one-hot ``(N, classes)``, per the loss.
         batch_size : int
             Default 32.
         epochs : int
             Index of the last epoch (with ``initial_epoch``), as in Keras.
-        verbose : 'auto', 0, 1 or 2
+        verbose : 'auto', 0, 1, 2, True or False
             1: progress bar (one line per epoch when stdout is not a
             terminal); 2: one line per epoch; 0: silent.
-        callbacks : list of Callback
+        callbacks : Callback or list of Callback
         validation_split : float
             Fraction of the data, taken from the end before shuffling, held out
             for validation.
@@ -296,6 +430,16 @@ class Trainer:
             continues at the epoch after the one saved; ``epochs`` is still the
             total. The run then ends with the same weights, bit for bit, as one
             that was never interrupted (same data, seed and thread count).
+        sample_weight : array (N,), optional
+            Weight of each sample in the loss: ``sum(w_i * loss_i) / batch``
+            (Keras's rule). Metrics stay unweighted.
+        class_weight : dict, optional
+            ``{class index: weight}``; multiplies each sample's weight by its
+            class's (classes not listed weigh 1).
+        steps_per_epoch : int, optional
+            With a generator: batches per epoch (default: until it is exhausted).
+        validation_steps : int, optional
+            With a generator as ``validation_data``: batches to evaluate.
 
         Returns
         -------
@@ -316,6 +460,17 @@ class Trainer:
         self._require_compiled("fit")
         if x is None:
             raise ValueError("fit needs training data x (and y)")
+        source = None
+        if _is_batch_source(x):
+            if y is not None or sample_weight is not None or class_weight is not None:
+                raise ValueError(
+                    "with a generator as x, give y and sample weights in its batches: yield (x, y) or "
+                    "(x, y, sample_weight); class_weight is not supported with generators"
+                )
+            source = _BatchSource(self, x, steps_per_epoch, "x")
+            x = source.first_x()
+        elif steps_per_epoch is not None:
+            raise ValueError("steps_per_epoch is for generators; with arrays every epoch sees all of x")
         self._build_from_data(x)
         self._plan_backward()
         self._resolve_loss_path()
@@ -331,14 +486,25 @@ class Trainer:
         verbose = _verbosity(verbose)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
-        x, y = self._prepare(x, y)
+        weights = None
+        if source is None:
+            x, y = self._prepare(x, y)
+            weights = _check_sample_weight(sample_weight, x.shape[0])
+            if class_weight is not None:
+                per_class = _class_weights(class_weight, y, self.layers[-1].output_shape[0])
+                weights = per_class if weights is None else weights * per_class
 
         x_val = y_val = None
-        if validation_data is not None:
+        val_source = None
+        if validation_data is not None and _is_batch_source(validation_data):
+            val_source = _BatchSource(self, validation_data, validation_steps, "validation_data")
+        elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (x_val, y_val)")
             x_val, y_val = self._prepare(*validation_data, argument="validation_data[0]")
         elif validation_split:
+            if source is not None:
+                raise ValueError("validation_split cannot split a generator; give validation_data")
             if not isinstance(validation_split, numbers.Real) or not 0 < validation_split < 1:
                 raise ValueError(f"validation_split must be a number in [0, 1); got {validation_split!r}")
             split_at = int(x.shape[0] * (1 - validation_split))
@@ -349,7 +515,11 @@ class Trainer:
                 )
             x, x_val = x[:split_at], x[split_at:]
             y, y_val = y[:split_at], y[split_at:]
+            if weights is not None:
+                weights = weights[:split_at]
 
+        if isinstance(callbacks, callbacks_module.Callback):  # Keras accepts one callback alone
+            callbacks = [callbacks]
         user_callbacks = list(callbacks or [])
         for cb in user_callbacks:
             if not isinstance(cb, callbacks_module.Callback):
@@ -364,12 +534,13 @@ class Trainer:
             raise ValueError(f"initial_epoch must be a non-negative int; got {initial_epoch!r}")
         initial_epoch = int(initial_epoch)
 
-        batches = _Batches(self._entry, x, y, batch_size)
+        batches = _Batches(self._entry, x, y, batch_size) if source is None else None
         cbs = [history, *user_callbacks]
         if verbose:
             cbs.insert(0, callbacks_module.ProgbarLogger(verbose))
+        steps = batches.steps if source is None else source.steps
         callback_list = callbacks_module.CallbackList(
-            cbs, self, {"epochs": epochs, "steps": batches.steps, "verbose": verbose, "batch_size": batch_size}
+            cbs, self, {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size}
         )
         self._fit_callbacks = user_callbacks
         self.history = history
@@ -382,9 +553,15 @@ class Trainer:
             for epoch in range(initial_epoch, epochs):
                 self._current_epoch = epoch
                 callback_list.on_epoch_begin(epoch)
-                logs = self._train_epoch(batches, shuffle, callback_list)
+                if source is None:
+                    logs = self._train_epoch(batches, shuffle, callback_list, weights)
+                else:
+                    logs = self._train_epoch_from(source, callback_list)
                 if x_val is not None:
                     val_logs = self._evaluate_batches(_Batches(self._entry, x_val, y_val, val_batch_size))
+                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                elif val_source is not None:
+                    val_logs = self._evaluate_source(val_source)
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 self.epochs_completed = epoch + 1
                 callback_list.on_epoch_end(epoch, logs)
@@ -398,7 +575,7 @@ class Trainer:
             self._clear_caches()
         return history
 
-    def _train_epoch(self, batches: _Batches, shuffle: bool, callback_list) -> dict:
+    def _train_epoch(self, batches: _Batches, shuffle: bool, callback_list, weights=None) -> dict:
         loss_mean = metrics_module.Mean(name="loss")
         for m in self.compiled_metrics:
             m.reset_state()
@@ -408,8 +585,9 @@ class Trainer:
         for step in range(batches.steps):
             lo, hi = step * bs, min(step * bs + bs, n)
             xb, yb = batches.take(order[lo:hi]) if order is not None else batches.slice(lo, hi)
+            wb = None if weights is None else (weights[order[lo:hi]] if order is not None else weights[lo:hi])
             callback_list.on_train_batch_begin(step)
-            loss, out = self._train_step(xb, yb)
+            loss, out = self._train_step(xb, yb, wb)
             self._last_batch = (xb, yb)
             loss_mean.add(loss, hi - lo)
             for m in self.compiled_metrics:
@@ -426,17 +604,107 @@ class Trainer:
             logs[m.name] = m.result()
         return logs
 
+    def _train_epoch_from(self, source, callback_list) -> dict:
+        """One epoch over a generator's batches (see ``fit``)."""
+        loss_mean = metrics_module.Mean(name="loss")
+        for m in self.compiled_metrics:
+            m.reset_state()
+        report = callback_list.wants_batch_end
+        for step, (xb, yb, wb) in enumerate(source.epoch()):
+            callback_list.on_train_batch_begin(step)
+            loss, out = self._train_step(xb, yb, wb)
+            self._last_batch = (xb, yb)
+            loss_mean.add(loss, len(xb))
+            for m in self.compiled_metrics:
+                m.update_state(yb, out)
+            if report:
+                callback_list.on_train_batch_end(
+                    step, {"loss": loss_mean.result(), **{m.name: m.result() for m in self.compiled_metrics}}
+                )
+            if self.stop_training:
+                break
+        return {"loss": loss_mean.result(), **{m.name: m.result() for m in self.compiled_metrics}}
+
+    def _evaluate_source(self, source) -> dict:
+        loss_mean = metrics_module.Mean(name="loss")
+        for m in self.compiled_metrics:
+            m.reset_state()
+        for xb, yb, wb in source.epoch():
+            with np.errstate(all="ignore"):
+                loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb)
+            loss_mean.add(loss, len(xb))
+            for m in self.compiled_metrics:
+                m.update_state(yb, out)
+        return {"loss": loss_mean.result(), **{m.name: m.result() for m in self.compiled_metrics}}
+
+    # ================================================================== one batch (Keras's *_on_batch)
+
+    def _one_batch(self, x, y, sample_weight, class_weight, what):
+        self._require_compiled(what)
+        self._build_from_data(x)
+        self._plan_backward()
+        self._resolve_loss_path()
+        x, y = self._prepare(x, y)
+        w = _check_sample_weight(sample_weight, x.shape[0])
+        if class_weight is not None:
+            per_class = _class_weights(class_weight, y, self.layers[-1].output_shape[0])
+            w = per_class if w is None else w * per_class
+        return self._entry.convert(x), y, w
+
+    def _batch_result(self, loss, return_dict):
+        logs = {"loss": loss, **{m.name: m.result() for m in self.compiled_metrics}}
+        if return_dict:
+            return logs
+        values = [logs[k] for k in self.metrics_names]
+        return values[0] if len(values) == 1 else values
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One gradient update on one batch; Keras's ``train_on_batch``.
+
+        Returns the batch's loss (a float) without metrics, else ``[loss, metric, ...]``
+        (a dict with ``return_dict=True``). Metrics accumulate over calls until
+        :meth:`reset_metrics`, as in Keras; the loss is this batch's.
+        """
+        xb, yb, wb = self._one_batch(x, y, sample_weight, class_weight, "train_on_batch")
+        try:
+            with single_threaded_blas():
+                loss, out = self._train_step(xb, yb, wb)
+            for m in self.compiled_metrics:
+                m.update_state(yb, out)
+        finally:
+            self._clear_caches()
+        return self._batch_result(loss, return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Loss and metrics of one batch in inference mode, no update; Keras's ``test_on_batch``."""
+        xb, yb, wb = self._one_batch(x, y, sample_weight, None, "test_on_batch")
+        with np.errstate(all="ignore"), single_threaded_blas():
+            loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb)
+        for m in self.compiled_metrics:
+            m.update_state(yb, out)
+        return self._batch_result(loss, return_dict)
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        """Outputs for one batch in inference mode; Keras's ``predict_on_batch``."""
+        return self(x, training=False)
+
+    def reset_metrics(self) -> None:
+        """Reset the compiled metrics (what ``train_on_batch``/``test_on_batch`` accumulate)."""
+        for m in self.compiled_metrics:
+            m.reset_state()
+
     # ================================================================== evaluate / predict
 
-    def _evaluate_batches(self, batches: _Batches, bar=None) -> dict:
+    def _evaluate_batches(self, batches: _Batches, bar=None, weights=None) -> dict:
         loss_mean = metrics_module.Mean(name="loss")
         for m in self.compiled_metrics:
             m.reset_state()
         for step in range(batches.steps):
             lo, hi = step * batches.batch_size, min((step + 1) * batches.batch_size, batches.n)
             xb, yb = batches.slice(lo, hi)
+            wb = None if weights is None else weights[lo:hi]
             with np.errstate(all="ignore"):
-                loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False)
+                loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb)
             loss_mean.add(loss, hi - lo)
             for m in self.compiled_metrics:
                 m.update_state(yb, out)
@@ -446,23 +714,37 @@ class Trainer:
                 )
         return {"loss": loss_mean.result(), **{m.name: m.result() for m in self.compiled_metrics}}
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
+    def evaluate(
+        self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, return_dict=False
+    ):
         """Loss and metrics on ``(x, y)`` in inference mode.
+
+        ``x`` may be a generator of ``(x, y)`` batches as in :meth:`fit`
+        (``steps`` batches, default until exhausted). ``sample_weight``
+        weights the loss, as in ``fit``.
 
         Returns the loss (a float) if no metrics were compiled, else
         ``[loss, metric, ...]`` in :attr:`metrics_names` order; a dict with
         ``return_dict=True``.
         """
         self._require_compiled("evaluate")
-        self._build_from_data(x)
-        self._resolve_loss_path()
-        batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         verbose = _verbosity(verbose)
-        x, y = self._prepare(x, y)
-        batches = _Batches(self._entry, x, y, batch_size)
-        bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
-        with single_threaded_blas():
-            logs = self._evaluate_batches(batches, bar)
+        if _is_batch_source(x):
+            source = _BatchSource(self, x, steps, "x")
+            self._build_from_data(source.first_x())
+            self._resolve_loss_path()
+            with single_threaded_blas():
+                logs = self._evaluate_source(source)
+        else:
+            self._build_from_data(x)
+            self._resolve_loss_path()
+            batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
+            x, y = self._prepare(x, y)
+            w = _check_sample_weight(sample_weight, x.shape[0])
+            batches = _Batches(self._entry, x, y, batch_size)
+            bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
+            with single_threaded_blas():
+                logs = self._evaluate_batches(batches, bar, w)
         if return_dict:
             return logs
         values = [logs[k] for k in self.metrics_names]
