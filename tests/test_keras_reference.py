@@ -188,3 +188,79 @@ def test_reduce_lr_on_plateau_follows_keras():
         expected = float(to_numpy(kmodel.optimizer.learning_rate))
         assert ours_model.optimizer.learning_rate == pytest.approx(expected, rel=1e-6), epoch
     assert ours_model.optimizer.learning_rate == pytest.approx(0.02)  # down to min_lr: the reductions happened
+
+
+def keras_to_numpy(layer, x):
+    return to_numpy(layer(keras.ops.convert_to_tensor(x)))
+
+
+LAYER_CASES = [
+    # (convforge layers, keras layers, input shape)
+    ("Conv1D(8, 3)", (20, 4)),
+    ("Conv1D(8, 5, strides=2, padding='same', activation='relu')", (21, 3)),
+    ("Conv1D(6, 3, padding='causal', dilation_rate=2)", (16, 2)),
+    ("MaxPooling1D(3, strides=2, padding='same')", (15, 4)),
+    ("AveragePooling1D(2)", (15, 4)),
+    ("AveragePooling1D(3, strides=1, padding='same')", (10, 2)),
+    ("GlobalAveragePooling1D()", (12, 5)),
+    ("Conv2DTranspose(4, 3)", (5, 6, 3)),
+    ("Conv2DTranspose(4, 3, strides=2, padding='same')", (5, 6, 3)),
+    ("Conv2DTranspose(2, (2, 3), strides=(2, 1))", (4, 5, 3)),
+    ("UpSampling2D((2, 3))", (4, 5, 3)),
+    ("Permute((2, 1))", (6, 4)),
+    ("Permute((3, 1, 2))", (4, 5, 3)),
+    ("Rescaling(1 / 255, offset=-0.5)", (4, 4, 2)),
+    ("LeakyReLU(negative_slope=0.1)", (7,)),
+    ("ELU()", (7,)),
+    ("Activation('gelu')", (7,)),
+    ("Activation('swish')", (7,)),
+    ("Activation('softplus')", (7,)),
+    ("Activation('leaky_relu')", (7,)),
+]
+
+
+def copy_weights_to_keras(ours, theirs):
+    """convforge's kernels in Keras's layouts."""
+    weights = ours.get_weights()
+    name = type(ours).__name__
+    if name == "Conv1D":
+        weights[0] = weights[0][:, :, 0, :].transpose(2, 1, 0)
+    elif name == "Conv2DTranspose":
+        weights[0] = weights[0].transpose(2, 3, 1, 0)
+    theirs.set_weights(weights)
+
+
+@pytest.mark.parametrize("spec,shape", LAYER_CASES, ids=[c[0] for c in LAYER_CASES])
+def test_layer_matches_keras(spec, shape):
+    """Output shape, parameter count and values (with the same weights) equal Keras's."""
+    convforge.seed(0)
+    ours = eval("convforge.layers." + spec)  # noqa: S307 - test-local literals
+    theirs = eval("keras.layers." + spec)  # noqa: S307
+    model = convforge.Sequential([ours], dtype="float64")
+    model.build((None, *shape))
+    theirs.build((None, *shape))
+    assert model.output_shape == tuple(theirs.compute_output_shape((None, *shape)))
+    assert ours.count_params() == theirs.count_params()
+    if ours.params:
+        copy_weights_to_keras(ours, theirs)
+    x = np.random.default_rng(1).standard_normal((3, *shape))
+    expected = keras_to_numpy(theirs, x.astype(np.float32))
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=2e-4, atol=2e-5)
+
+
+def test_a_conv1d_model_summary_matches_keras():
+    def build(k):
+        return [
+            k.layers.Conv1D(16, 5, activation="relu"),
+            k.layers.MaxPooling1D(2),
+            k.layers.Conv1D(32, 3, padding="same", activation="relu"),
+            k.layers.GlobalAveragePooling1D(),
+            k.layers.Dense(4, activation="softmax"),
+        ]
+
+    ours = convforge.Sequential([convforge.Input((100, 3)), *build(convforge)])
+    theirs = keras.Sequential([keras.Input((100, 3)), *build(keras)])
+    assert ours.count_params() == theirs.count_params()
+    for a, b in zip(ours.layers, theirs.layers):
+        assert a.count_params() == b.count_params()
+    assert ours.output_shape == theirs.output_shape

@@ -90,7 +90,9 @@ def test_model_with_softmax_trains_on_logits():
 
 def test_from_logits_true_on_a_softmax_model_warns():
     model = convforge.Sequential([layers.Dense(2, activation="softmax", input_shape=(1,))])
-    model.compile(optimizer="sgd", loss=losses.SparseCategoricalCrossentropy(from_logits=True))
+    # At compile already, the model being built; and again where it is used.
+    with pytest.warns(UserWarning, match="from_logits=True but the last layer 'dense' applies a softmax"):
+        model.compile(optimizer="sgd", loss=losses.SparseCategoricalCrossentropy(from_logits=True))
     with pytest.warns(UserWarning, match="from_logits=True but the last layer 'dense' applies a softmax"):
         model.evaluate(np.ones((2, 1)), np.array([0, 1]), verbose=0)
 

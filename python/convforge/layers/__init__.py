@@ -17,17 +17,41 @@ Layers
 ------
 Conv2D, MaxPooling2D (MaxPool2D), AveragePooling2D (AvgPool2D), Flatten,
 Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, Softplus,
-Swish (SiLU), GELU, Activation, Input.
+Swish (SiLU), GELU, Activation, Input; Conv1D, MaxPooling1D, AveragePooling1D,
+GlobalAveragePooling1D (sequences); Conv2DTranspose, UpSampling2D, Permute, Rescaling;
+RandomFlip, RandomRotation, RandomZoom, RandomTranslation (training-only augmentation).
 """
 
 from . import initializers
 from .activations import ELU, GELU, Activation, LeakyReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Swish, Tanh
+from .augmentation import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from .base import Layer
 from .conv import Conv2D
+from .conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, MaxPooling1D
+from .conv_transpose import Conv2DTranspose
 from .core import Dense, Dropout, Flatten, Input, InputLayer, Reshape
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
+from .reshaping import Permute, Rescaling, UpSampling2D
+
+# Keras's short aliases of the 1-D layers.
+MaxPool1D, AvgPool1D, GlobalAvgPool1D = MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D
 
 __all__ = [
+    "UpSampling2D",
+    "Rescaling",
+    "RandomZoom",
+    "RandomTranslation",
+    "RandomRotation",
+    "RandomFlip",
+    "Permute",
+    "MaxPooling1D",
+    "MaxPool1D",
+    "GlobalAvgPool1D",
+    "GlobalAveragePooling1D",
+    "Conv2DTranspose",
+    "Conv1D",
+    "AvgPool1D",
+    "AveragePooling1D",
     "ELU",
     "GELU",
     "Activation",
