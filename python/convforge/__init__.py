@@ -40,7 +40,9 @@ def __getattr__(name):
 
         models = importlib.import_module("convforge.models")
         return models if name == "models" else getattr(models, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _unsupported  # Keras names convforge lacks: say so, and what to use
+
+    return _unsupported.module_getattr(__name__, globals)(name)
 
 
 def __dir__():

@@ -324,7 +324,10 @@ class ModelCheckpoint(Callback):
         super().__init__()
         if save_freq != "epoch":
             raise ValueError(f"ModelCheckpoint supports save_freq='epoch' only; got {save_freq!r}")
+        from .saving import check_file_name
+
         self.filepath = os.fspath(filepath)
+        check_file_name(self.filepath, "checkpoint")  # at once, not after the first epoch
         self.monitor = monitor
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
@@ -586,3 +589,8 @@ class CSVLogger(Callback):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+from . import _unsupported  # noqa: E402
+
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())

@@ -471,3 +471,8 @@ def deserialize(config: dict) -> Loss:
     if not isinstance(config, dict) or config.get("class_name") not in _BY_NAME:
         raise ValueError(f"unknown loss description {config!r}")
     return _BY_NAME[config["class_name"]](**config.get("config", {}))
+
+
+from . import _unsupported  # noqa: E402
+
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())

@@ -455,3 +455,8 @@ def get(identifier) -> Metric:
     if callable(identifier):
         return Mean(identifier)
     raise TypeError(f"metric must be a name such as 'accuracy', a Metric or a function; got {identifier!r}")
+
+
+from . import _unsupported  # noqa: E402
+
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())

@@ -582,3 +582,8 @@ def deserialize(config: dict) -> Optimizer:
     if not isinstance(config, dict) or config.get("class_name") not in classes:
         raise ValueError(f"unknown optimizer description {config!r}")
     return classes[config["class_name"]].from_config(config.get("config", {}))
+
+
+from . import _unsupported  # noqa: E402
+
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())

@@ -77,3 +77,8 @@ __all__ = [
     "Tanh",
     "initializers",
 ]
+
+
+from .. import _unsupported  # noqa: E402
+
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())
