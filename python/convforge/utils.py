@@ -41,12 +41,15 @@ def to_categorical(x, num_classes=None) -> np.ndarray:
 
 
 def set_random_seed(seed: int) -> None:
-    """Seed convforge's generator (weights, shuffling, dropout, augmentation), Keras's ``set_random_seed``.
+    """Seed every generator a Keras script relies on, as Keras's ``set_random_seed`` does:
+    convforge's (weights, shuffling, dropout, augmentation; :func:`convforge.seed`), Python's
+    ``random`` and NumPy's global ``np.random`` (which convforge itself does not use, but a
+    tutorial's own data generators do)."""
+    import random
 
-    Same as :func:`convforge.seed`. It does not seed Python's ``random`` or
-    NumPy's global generator, which convforge does not use.
-    """
     _random.seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 def plot_model(model, *args, **kwargs):

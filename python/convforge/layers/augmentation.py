@@ -150,41 +150,44 @@ class _Affine(_Augmentation):
             return x
         n, c, h, w = x.shape
         a, b = self._matrices(n, h, w, self._generator())
-        rows, cols = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
-        src_r = a[:, 0, 0, None, None] * rows + a[:, 0, 1, None, None] * cols + b[:, 0, None, None]
-        src_c = a[:, 1, 0, None, None] * rows + a[:, 1, 1, None, None] * cols + b[:, 1, None, None]
+        rows, cols = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
+        a, b = a.astype(np.float32), b.astype(np.float32)
+        src_r = a[:, 0, 0, None, None] * rows + (a[:, 0, 1, None, None] * cols + b[:, 0, None, None])
+        src_c = a[:, 1, 0, None, None] * rows + (a[:, 1, 1, None, None] * cols + b[:, 1, None, None])
         r0, c0 = np.floor(src_r), np.floor(src_c)
         fr, fc = src_r - r0, src_c - c0
+        r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
+        base = (np.arange(n) * (h * w))[:, None, None]
         corners = []
-        outside = np.zeros((n, h, w))
+        outside = np.zeros((n, h, w), dtype=np.float32) if self.fill_mode == "constant" else None
+        rows_idx = [self._indices(r0 + dr, h) for dr in (0, 1)]
+        cols_idx = [self._indices(c0 + dc, w) for dc in (0, 1)]
         for dr, dc, weight in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc), (1, 0, fr * (1 - fc)),
                                (1, 1, fr * fc)):
-            ri, r_in = self._indices(r0.astype(np.int64) + dr, h)
-            ci, c_in = self._indices(c0.astype(np.int64) + dc, w)
-            if self.fill_mode == "constant":
+            (ri, r_in), (ci, c_in) = rows_idx[dr], cols_idx[dc]
+            if outside is not None:
                 valid = r_in & c_in
                 outside += np.where(valid, 0.0, weight)
                 weight = np.where(valid, weight, 0.0)
-            corners.append((ri, ci, weight.astype(x.dtype)))
+            # Flat pixel indices into the (n * h * w, c) view: one np.take per corner.
+            corners.append(((base + ri * w + ci).reshape(-1), weight.astype(x.dtype).reshape(-1, 1)))
         self._plan = (corners, x.shape)
-        batch = np.arange(n)[:, None, None]
-        xt = x.transpose(0, 2, 3, 1)  # (n, h, w, c): gather whole pixels
-        out = np.zeros((n, h, w, c), dtype=x.dtype)
-        for ri, ci, weight in corners:
-            out += weight[..., None] * xt[batch, ri, ci]
-        if self.fill_mode == "constant" and self.fill_value:
-            out += (self.fill_value * outside)[..., None].astype(x.dtype)
-        return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+        pixels = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(n * h * w, c)
+        out = np.zeros((n * h * w, c), dtype=x.dtype)
+        for flat, weight in corners:
+            out += weight * np.take(pixels, flat, axis=0)
+        if outside is not None and self.fill_value:
+            out += (self.fill_value * outside).reshape(-1, 1).astype(x.dtype)
+        return np.ascontiguousarray(out.reshape(n, h, w, c).transpose(0, 3, 1, 2))
 
     def _adjoint(self, dy):
         corners, shape = self._plan
         n, c, h, w = shape
-        dyt = dy.transpose(0, 2, 3, 1)
-        dx = np.zeros((n, h, w, c), dtype=dy.dtype)
-        batch = np.broadcast_to(np.arange(n)[:, None, None], (n, h, w))
-        for ri, ci, weight in corners:
-            np.add.at(dx, (batch, ri, ci), weight[..., None] * dyt)
-        return np.ascontiguousarray(dx.transpose(0, 3, 1, 2))
+        dyt = np.ascontiguousarray(dy.transpose(0, 2, 3, 1)).reshape(n * h * w, c)
+        dx = np.zeros((n * h * w, c), dtype=dy.dtype)
+        for flat, weight in corners:
+            np.add.at(dx, flat, weight * dyt)
+        return np.ascontiguousarray(dx.reshape(n, h, w, c).transpose(0, 3, 1, 2))
 
     @staticmethod
     def _about_center(m, h, w):
