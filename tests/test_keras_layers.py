@@ -129,3 +129,24 @@ def test_sequence_model_trains_and_saves(tmp_path):
 def test_unsupported_arguments_say_so(make, message):
     with pytest.raises((TypeError, ValueError), match=message):
         make()
+
+
+@pytest.mark.parametrize(
+    "make,shape,keras_shape",
+    [
+        (lambda: layers.Conv2D(6, (5, 3)), (8, 8, 2), (5, 3, 2, 6)),
+        (lambda: layers.Conv1D(4, 3), (10, 2), (3, 2, 4)),
+        (lambda: layers.Conv2DTranspose(4, 3), (5, 5, 2), (3, 3, 4, 2)),
+    ],
+)
+def test_get_weights_uses_keras_layouts_and_set_weights_inverts_it(make, shape, keras_shape):
+    layer = make()
+    model = convforge.Sequential([layer])
+    model.build((None, *shape))
+    kernel, bias = layer.get_weights()
+    assert kernel.shape == keras_shape
+    stored = layer.kernel.copy()
+    layer.set_weights([kernel * 2, bias])
+    np.testing.assert_array_equal(layer.kernel, stored * 2)  # the same element, in the stored layout
+    with pytest.raises(ValueError, match=r"has shape .* \(Keras layout\); set_weights got shape"):
+        layer.set_weights([layer.kernel, bias])

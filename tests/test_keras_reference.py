@@ -210,6 +210,7 @@ LAYER_CASES = [
     ("Permute((2, 1))", (6, 4)),
     ("Permute((3, 1, 2))", (4, 5, 3)),
     ("Rescaling(1 / 255, offset=-0.5)", (4, 4, 2)),
+    ("Conv2D(5, (3, 2), strides=(2, 1), padding='same')", (7, 6, 3)),
     ("LeakyReLU(negative_slope=0.1)", (7,)),
     ("ELU()", (7,)),
     ("Activation('gelu')", (7,)),
@@ -220,14 +221,8 @@ LAYER_CASES = [
 
 
 def copy_weights_to_keras(ours, theirs):
-    """convforge's kernels in Keras's layouts."""
-    weights = ours.get_weights()
-    name = type(ours).__name__
-    if name == "Conv1D":
-        weights[0] = weights[0][:, :, 0, :].transpose(2, 1, 0)
-    elif name == "Conv2DTranspose":
-        weights[0] = weights[0].transpose(2, 3, 1, 0)
-    theirs.set_weights(weights)
+    """get_weights() is in Keras's layouts: the arrays go across unchanged."""
+    theirs.set_weights(ours.get_weights())
 
 
 @pytest.mark.parametrize("spec,shape", LAYER_CASES, ids=[c[0] for c in LAYER_CASES])

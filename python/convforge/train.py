@@ -158,7 +158,7 @@ def _plots(model, history, x_test, out_dir) -> list[str]:
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
 
-    kernel = model.get_layer("c1").get_weights()[0]  # (6, 1, 5, 5): OIHW
+    kernel = model.get_layer("c1").kernel  # (6, 1, 5, 5): OIHW, as stored
     fig, axes = plt.subplots(1, kernel.shape[0], figsize=(2 * kernel.shape[0], 2.2))
     for i, ax in enumerate(np.atleast_1d(axes)):
         ax.imshow(kernel[i, 0], cmap="gray")

@@ -350,12 +350,21 @@ class Layer:
             return []
         return [n for n in self.params if n not in self._non_trainable]
 
+    # Layers whose stored layout differs from Keras's give (to_keras, from_keras) per weight name;
+    # get_weights/set_weights then speak Keras's layout while params stay in the kernels' layout.
+    _keras_layouts: dict = {}
+
     def get_weights(self) -> list[np.ndarray]:
-        """Copies of the weights, in creation order (e.g. ``[kernel, bias]``)."""
-        return [p.copy() for p in self.params.values()]
+        """Copies of the weights, in creation order (e.g. ``[kernel, bias]``), in Keras's layouts
+        (a Conv2D kernel as ``(kh, kw, in, filters)``); ``layer.params`` holds them as stored."""
+        out = []
+        for name, p in self.params.items():
+            layout = self._keras_layouts.get(name)
+            out.append(np.ascontiguousarray(layout[0](p)) if layout else p.copy())
+        return out
 
     def set_weights(self, weights) -> None:
-        """Replace the weights, in :meth:`get_weights` order; shapes must match."""
+        """Replace the weights, in :meth:`get_weights` order and layouts (Keras's); shapes must match."""
         weights = list(weights)
         if len(weights) != len(self.params):
             names = list(self.params)
@@ -363,14 +372,18 @@ class Layer:
                 f"layer {self.name!r} ({type(self).__name__}) has {len(names)} weights {names}; "
                 f"set_weights got {len(weights)} arrays"
             )
+        stored = []
         for (pname, current), new in zip(self.params.items(), weights):
             new = np.asarray(new)
-            if new.shape != current.shape:
+            layout = self._keras_layouts.get(pname)
+            expected = layout[0](current).shape if layout else current.shape
+            if new.shape != expected:
                 raise ValueError(
-                    f"layer {self.name!r} ({type(self).__name__}) weight {pname!r} has shape {current.shape}; "
-                    f"set_weights got shape {new.shape}"
+                    f"layer {self.name!r} ({type(self).__name__}) weight {pname!r} has shape {expected}"
+                    f"{' (Keras layout)' if layout else ''}; set_weights got shape {new.shape}"
                 )
-        for (pname, current), new in zip(self.params.items(), weights):
+            stored.append(layout[1](new) if layout else new)
+        for (pname, current), new in zip(self.params.items(), stored):
             # In place: the arrays stay the same objects (an optimizer may hold them).
             current[...] = np.asarray(new, dtype=current.dtype)
 

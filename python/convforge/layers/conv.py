@@ -67,9 +67,11 @@ class Conv2D(Layer):
 
     Weights
     -------
-    ``kernel`` of shape ``(filters, channels, kh, kw)`` (OIHW -- Keras stores
-    ``(kh, kw, channels, filters)``; transpose with ``(3, 2, 0, 1)`` to import
-    Keras weights) and ``bias`` of shape ``(filters,)``.
+    ``kernel`` stored as ``(filters, channels, kh, kw)`` (OIHW, the kernels'
+    layout: ``layer.kernel``, ``layer.params``) and ``bias`` ``(filters,)``.
+    ``get_weights()``/``set_weights()`` use Keras's layout
+    ``(kh, kw, channels, filters)``, so Keras weights and filter-plotting
+    code work unchanged.
 
     Input / output
     --------------
@@ -80,6 +82,8 @@ class Conv2D(Layer):
 
     _expects_images = True
     _cache_attrs = ("_x", "_plan_used")
+    # Stored OIHW (the kernels' layout); get_weights/set_weights use Keras's HWIO.
+    _keras_layouts = {"kernel": (lambda k: k.transpose(2, 3, 1, 0), lambda k: k.transpose(3, 2, 0, 1))}
 
     def __init__(
         self,

@@ -106,12 +106,16 @@ class Conv1D(_Sequence2D):
 
     Weights
     -------
-    ``kernel`` of shape ``(filters, channels, 1, kernel_size)`` (Keras stores
-    ``(kernel_size, channels, filters)``: ``kernel[:, :, 0, :].transpose(2, 1, 0)``
-    is Keras's) and ``bias`` ``(filters,)``. Parameter counts equal Keras's.
+    ``kernel`` stored as ``(filters, channels, 1, kernel_size)`` and ``bias``
+    ``(filters,)``; ``get_weights()``/``set_weights()`` use Keras's
+    ``(kernel_size, channels, filters)``. Parameter counts equal Keras's.
     """
 
     _cache_attrs = ()
+    # Stored (filters, channels, 1, k); get_weights/set_weights use Keras's (k, channels, filters).
+    _keras_layouts = {
+        "kernel": (lambda k: k[:, :, 0, :].transpose(2, 1, 0), lambda k: k.transpose(2, 1, 0)[:, :, None, :])
+    }
 
     def __init__(
         self,

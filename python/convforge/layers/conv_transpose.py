@@ -29,13 +29,15 @@ class Conv2DTranspose(Layer):
 
     Weights
     -------
-    ``kernel`` of shape ``(in_channels, filters, kh, kw)`` (Keras stores
-    ``(kh, kw, filters, in_channels)``: transpose with ``(2, 3, 1, 0)``)
-    and ``bias`` ``(filters,)``. Parameter counts equal Keras's.
+    ``kernel`` stored as ``(in_channels, filters, kh, kw)`` and ``bias``
+    ``(filters,)``; ``get_weights()``/``set_weights()`` use Keras's
+    ``(kh, kw, filters, in_channels)``. Parameter counts equal Keras's.
     """
 
     _expects_images = True
     _cache_attrs = ("_x",)
+    # Stored (in, filters, kh, kw); get_weights/set_weights use Keras's (kh, kw, filters, in).
+    _keras_layouts = {"kernel": (lambda k: k.transpose(2, 3, 1, 0), lambda k: k.transpose(3, 2, 0, 1))}
 
     def __init__(
         self,
