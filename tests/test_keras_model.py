@@ -148,3 +148,16 @@ def test_single_callback_and_compile_arguments():
         m.compile(optimizer="adam", loss="mse", loss_weights=[1.0])
     with pytest.raises(ValueError, match="verbose must be"):
         m.fit(*data(), verbose=3)
+
+
+def test_a_sequential_nested_in_a_sequential():
+    convforge.seed(0)
+    block = convforge.Sequential([layers.Dense(8, activation="relu"), layers.Dense(8, activation="relu")])
+    outer = convforge.Sequential([convforge.Input((6,)), layers.Dense(8), block, layers.Dense(3, activation="softmax")])
+    assert [layer.name for layer in outer.layers] == ["dense", "dense_1", "dense_2", "dense_3"]
+    assert outer.count_params() == 56 + 72 + 72 + 27
+    assert outer.layers[1] is block.layers[0]  # shared, as in Keras
+    outer.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    outer.fit(*data(), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="cannot be added to itself"):
+        outer.add(outer)

@@ -6,6 +6,7 @@ documented), plus Keras's lower-case aliases (``initializers.he_normal()``).
 
 from __future__ import annotations
 
+from .layers import initializers as _layer_initializers
 from .layers.initializers import (
     Constant,
     GlorotNormal,
@@ -20,6 +21,7 @@ from .layers.initializers import (
     RandomUniform,
     TruncatedNormal,
     Zeros,
+    compute_fans,
     deserialize,
     get,
     serialize,
@@ -40,22 +42,9 @@ truncated_normal = TruncatedNormal
 zeros = Zeros
 
 __all__ = [
-    "Constant",
-    "GlorotNormal",
-    "GlorotUniform",
-    "HeNormal",
-    "HeUniform",
-    "Initializer",
-    "LecunNormal",
-    "LecunUniform",
-    "Ones",
-    "RandomNormal",
-    "RandomUniform",
-    "TruncatedNormal",
-    "Zeros",
+    *_layer_initializers.__all__,
     "constant",
     "deserialize",
-    "get",
     "glorot_normal",
     "glorot_uniform",
     "he_normal",

@@ -358,6 +358,22 @@ class SGD(Optimizer):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
+def _update_moments(opt, key, w, g):
+    """Adam's and Nadam's moving averages, in place: ``m += (1 - beta_1) (g - m)``,
+    ``v += (1 - beta_2) (g*g - v)``. Returns ``(m, v, scratch)``."""
+    m = opt._slot(key, "m", w)
+    v = opt._slot(key, "v", w)
+    t = opt._scratch(key, w)
+    np.subtract(g, m, out=t)
+    t *= 1 - opt.beta_1
+    m += t
+    np.multiply(g, g, out=t)
+    t -= v
+    t *= 1 - opt.beta_2
+    v += t
+    return m, v, t
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba), Keras's form, with moments ``m``, ``v`` and ``t = iterations + 1``::
 
@@ -379,16 +395,7 @@ class Adam(Optimizer):
         super().apply_gradients(grads_and_vars)
 
     def _update(self, key, w, g, lr):
-        m = self._slot(key, "m", w)
-        v = self._slot(key, "v", w)
-        t = self._scratch(key, w)
-        np.subtract(g, m, out=t)
-        t *= 1 - self.beta_1
-        m += t
-        np.multiply(g, g, out=t)
-        t -= v
-        t *= 1 - self.beta_2
-        v += t
+        m, v, t = _update_moments(self, key, w, g)
         np.sqrt(v, out=t)
         t += self.epsilon
         np.divide(m, t, out=t)
@@ -532,17 +539,8 @@ class Nadam(Optimizer):
         super().apply_gradients(grads_and_vars)
 
     def _update(self, key, w, g, lr):
-        m = self._slot(key, "m", w)
-        v = self._slot(key, "v", w)
-        t = self._scratch(key, w)
+        m, v, t = _update_moments(self, key, w, g)
         u = self._scratch(key, w, 1)
-        np.subtract(g, m, out=t)
-        t *= 1 - self.beta_1
-        m += t
-        np.multiply(g, g, out=t)
-        t -= v
-        t *= 1 - self.beta_2
-        v += t
         np.divide(v, self._v_correction, out=t)
         np.sqrt(t, out=t)
         t += self.epsilon

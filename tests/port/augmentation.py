@@ -15,7 +15,7 @@ data_augmentation = keras.Sequential([
 ])
 model = keras.Sequential([
     keras.Input(shape=(28, 28, 1)),
-    *data_augmentation.layers,
+    data_augmentation,  # a Sequential nested in a Sequential
     layers.Rescaling(1.0 / 255),
     layers.Conv2D(32, 3, activation="relu"),
     layers.MaxPooling2D(),

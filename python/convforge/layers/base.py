@@ -101,6 +101,21 @@ def display_shape(internal_shape, data_format: str = "channels_last") -> tuple:
     return shape
 
 
+def weight_options_config(layer) -> dict:
+    """The activation, bias and weight options of a layer with a kernel, for its ``get_config``."""
+    from .. import regularizers
+    from . import activations
+
+    return {
+        "activation": activations.serialize(layer.activation),
+        "use_bias": layer.use_bias,
+        "kernel_initializer": initializers.serialize(layer.kernel_initializer),
+        "bias_initializer": initializers.serialize(layer.bias_initializer),
+        "kernel_regularizer": regularizers.serialize(layer.kernel_regularizer),
+        "bias_regularizer": regularizers.serialize(layer.bias_regularizer),
+    }
+
+
 def weight_options_from_config(config: dict) -> dict:
     """A saved layer config with its initializers and regularizers rebuilt (``from_config``'s shared step)."""
     from .. import regularizers

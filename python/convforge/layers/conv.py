@@ -10,7 +10,7 @@ from .. import _params
 from .. import functional as F
 from .. import regularizers
 from . import _kernels, activations, initializers
-from .base import Layer, resolve_data_format, weight_options_from_config
+from .base import Layer, resolve_data_format, weight_options_config, weight_options_from_config
 
 __all__ = ["Conv2D", "check_padding"]
 
@@ -222,12 +222,7 @@ class Conv2D(Layer):
             "padding": _json_padding(self.padding),
             "data_format": self.data_format,
             "dilation_rate": list(self.dilation_rate),
-            "activation": activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            **weight_options_config(self),
         }
 
     @classmethod

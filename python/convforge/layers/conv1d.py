@@ -16,9 +16,7 @@ import numbers
 
 import numpy as np
 
-from .. import regularizers
-from . import activations, initializers
-from .base import Layer, weight_options_from_config
+from .base import Layer, weight_options_config, weight_options_from_config
 from .conv import Conv2D
 from .pooling import AveragePooling2D, MaxPooling2D
 
@@ -164,7 +162,6 @@ class Conv1D(_Sequence2D):
         self.filters = self._inner.filters
 
     def get_config(self):
-        inner = self._inner
         return {
             **super().get_config(),
             "filters": self.filters,
@@ -172,12 +169,7 @@ class Conv1D(_Sequence2D):
             "strides": self.strides,
             "padding": self.padding,
             "dilation_rate": self.dilation_rate,
-            "activation": activations.serialize(inner.activation),
-            "use_bias": inner.use_bias,
-            "kernel_initializer": initializers.serialize(inner.kernel_initializer),
-            "bias_initializer": initializers.serialize(inner.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(inner.kernel_regularizer),
-            "bias_regularizer": regularizers.serialize(inner.bias_regularizer),
+            **weight_options_config(self._inner),
         }
 
     @classmethod

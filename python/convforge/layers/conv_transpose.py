@@ -8,7 +8,7 @@ from .. import _params
 from .. import functional as F
 from .. import regularizers
 from . import activations, initializers
-from .base import Layer, weight_options_from_config
+from .base import Layer, weight_options_config, weight_options_from_config
 
 __all__ = ["Conv2DTranspose"]
 
@@ -153,12 +153,7 @@ class Conv2DTranspose(Layer):
             "strides": list(self.strides),
             "padding": self.padding,
             "data_format": self.data_format,
-            "activation": activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            **weight_options_config(self),
         }
 
     @classmethod

@@ -10,7 +10,13 @@ import numpy as np
 from .. import random as _random
 from .. import regularizers
 from . import _kernels, activations, initializers
-from .base import Layer, check_input_shape, resolve_data_format, weight_options_from_config
+from .base import (
+    Layer,
+    check_input_shape,
+    resolve_data_format,
+    weight_options_config,
+    weight_options_from_config,
+)
 
 __all__ = ["Dense", "Dropout", "Flatten", "Input", "InputLayer", "Reshape"]
 
@@ -165,12 +171,7 @@ class Dense(Layer):
         return {
             **super().get_config(),
             "units": self.units,
-            "activation": activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            **weight_options_config(self),
         }
 
     @classmethod

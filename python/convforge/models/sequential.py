@@ -34,6 +34,7 @@ or ``model.astype('float64')`` for gradient checks.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -96,7 +97,29 @@ class Sequential(Trainer):
     # ================================================================== building
 
     def add(self, layer) -> None:
-        """Append a layer; the model is (re)built at once if its input shape is known."""
+        """Append a layer; the model is (re)built at once if its input shape is known.
+
+        A Sequential model may be added too (Keras's nested ``Sequential``, e.g. an
+        augmentation block): its layers are appended one by one, the same layer objects
+        (weights shared with the inner model), so ``summary()`` lists them individually
+        where Keras shows one row for the inner model. An inner layer whose automatic
+        name is taken here gets the next free suffix (``dense_1`` -> ``dense_2``).
+        """
+        if isinstance(layer, Sequential):
+            if layer is self:
+                raise ValueError("a Sequential model cannot be added to itself")
+            if not self.layers and self._declared_input is None and layer._input_spec() is not None:
+                self._declared_input = tuple(layer._input_spec())
+            taken = {other.name for other in self.layers}
+            for inner in layer.layers:
+                if inner.name in taken:
+                    base, i = re.sub(r"_\d+$", "", inner.name), 0
+                    while inner.name in taken:
+                        i += 1
+                        inner.name = f"{base}_{i}"
+                self.add(inner)
+                taken.add(inner.name)
+            return
         if isinstance(layer, InputLayer):
             if self.layers:
                 raise ValueError("Input(...) must be the first entry of a Sequential model")
