@@ -76,7 +76,7 @@ def test_layer_agrees_with_oracle_or_refuses(problem):
     got = model.predict(x, verbose=0)
     xn = x.transpose(0, 3, 1, 2)
     if kind == "conv":
-        kernel, bias = layer.get_weights()
+        kernel, bias = layer.kernel, layer.bias  # stored OIHW (get_weights gives Keras HWIO)
         want = R.conv2d(xn, kernel, bias, stride=s, padding=padding)
         if activation == "relu":
             want = R.relu(want)

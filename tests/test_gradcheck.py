@@ -124,3 +124,46 @@ def test_needs_a_loss():
         check_model_gradients(model, np.ones((1, 3)), np.ones((1, 2)))
     report = check_model_gradients(model, np.ones((1, 3)), np.ones((1, 2)), loss="mse")
     assert report.passed
+
+
+def fashion_batch(n=8):
+    """Real Fashion-MNIST images: their backgrounds are exactly 0, which puts ReLU on its kink."""
+    x, y = convforge.datasets.fashion_mnist.load_data()[0]
+    return x[:n].astype(np.float64) / 255.0, y[:n]
+
+
+def lenet_like():
+    return convforge.Sequential(
+        [
+            layers.Conv2D(4, 5, activation="relu", input_shape=(28, 28, 1)),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(6, 5, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(10, activation="relu"),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
+
+
+def test_correct_layers_pass_on_real_fashion_mnist_images():
+    convforge.seed(5)
+    model = lenet_like()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    report = check_model_gradients(model, *fashion_batch(), num_coords=6)
+    assert report.passed, str(report)
+    # The zero background really does put coordinates on the kink: the test exercises it.
+    assert report.results[1].key == "conv2d/bias" and report.results[1].kinks > 0, str(report)
+    assert "at a kink" in str(report)
+
+
+def test_a_broken_relu_backward_still_fails_on_real_images(monkeypatch):
+    """Kink handling must not hide a wrong gradient: ReLU passing the gradient everywhere fails."""
+    convforge.seed(5)
+    model = lenet_like()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    # The ReLUs before a pooling layer are gated by the pool; the one after dense is this _grad.
+    monkeypatch.setattr(layers.ReLU, "_grad", lambda self, dy, y: dy)
+    report = check_model_gradients(model, *fashion_batch(), num_coords=6)
+    assert not report.passed
+    assert "conv2d/kernel" in {r.key for r in report.failures}

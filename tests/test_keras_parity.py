@@ -23,22 +23,6 @@ if keras.backend.backend() != "torch":
     pytest.skip("these checks run Keras on its torch backend (KERAS_BACKEND=torch)", allow_module_level=True)
 
 
-def _to_keras(layer, weights):
-    # DepthwiseConv2D's kernel (C*M, 1, kh, kw) -> (kh, kw, C, M); other kernels OIHW -> HWIO.
-    """convforge weights -> Keras layouts (OIHW conv kernels -> HWIO)."""
-    out = []
-    for name, w in zip(layer.params, weights):
-        if isinstance(layer, L.DepthwiseConv2D) and name in ("kernel", "depthwise_kernel"):
-            c = layer.input_shape[0]
-            kh, kw = w.shape[2:]
-            out.append(w.reshape(c, -1, kh, kw).transpose(2, 3, 0, 1))
-        elif w.ndim == 4:  # kernel / pointwise_kernel
-            out.append(w.transpose(2, 3, 1, 0))
-        else:
-            out.append(w)
-    return out
-
-
 def _keras_weights(klayer):
     # Not klayer.get_weights(): its np.array(variable) warns under NumPy 2 (an error here).
     return [v.value.detach().cpu().numpy() for v in klayer.weights]
@@ -47,7 +31,7 @@ def _keras_weights(klayer):
 def _randomise(model, rng):
     for layer in model.layers:
         new = []
-        for name, w in layer.params.items():
+        for name, w in zip(layer.params, layer.get_weights()):  # Keras's layouts, as set_weights takes
             if name == "moving_variance":
                 new.append(rng.uniform(0.5, 2.0, w.shape))
             else:
@@ -68,7 +52,7 @@ def _keras_twin(model):
         k.add(cls(**config, dtype="float64"))
     for layer, klayer in zip(model.layers, k.layers):
         if layer.params:
-            klayer.set_weights(_to_keras(layer, layer.get_weights()))
+            klayer.set_weights(layer.get_weights())  # already in Keras's layouts
     return k
 
 

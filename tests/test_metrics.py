@@ -92,4 +92,4 @@ def test_running_metrics_are_sample_weighted():
     custom.update_state(None, np.array([1.0, 3.0]))
     assert custom.result() == 2.0
     with pytest.raises(ValueError, match="metric must be one of"):
-        metrics.get("auc")
+        metrics.get("f1_score")

@@ -69,3 +69,30 @@ def test_short_real_training_clears_accuracy_floor(tmp_path, capsys):
     x = x_test[:500, :, :, None].astype(np.float32) / np.float32(255)
     accuracy = float(np.mean(model.predict(x, verbose=0).argmax(axis=1) == y_test[:500]))
     assert abs(accuracy - summary["test_accuracy"]) < 0.05
+
+
+def test_every_option_has_help():
+    parser = train._parser()
+    missing = [a.option_strings for a in parser._actions if a.option_strings and not a.help]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 7])
+def test_curves_are_readable_for_any_number_of_epochs(epochs):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    h = {k: list(rng.uniform(0.2, 0.9, epochs)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    fig = train.curves_figure(h, plt)
+    try:
+        for ax in fig.axes:
+            # A visible mark for every epoch, even a single one.
+            assert all(line.get_marker() == "o" and len(line.get_xdata()) == epochs for line in ax.get_lines())
+            fig.canvas.draw()
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks
+            assert ax.get_xlim() == (0.5, epochs + 0.5)
+    finally:
+        plt.close(fig)

@@ -70,7 +70,8 @@ __version__: str = _core.__version__
 _check_thread_environment()
 
 # The Keras-style API: layers, Sequential models, training and saving.
-from . import callbacks, layers, losses, metrics, optimizers  # noqa: E402
+from . import activations, callbacks, initializers, layers, losses, metrics, optimizers  # noqa: E402
+from . import regularizers, utils  # noqa: E402
 from .layers import Input  # noqa: E402
 from .random import seed  # noqa: E402
 
@@ -85,7 +86,9 @@ def __getattr__(name):
 
         models = importlib.import_module("convforge.models")
         return models if name == "models" else getattr(models, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _unsupported  # Keras names convforge lacks: say so, and what to use
+
+    return _unsupported.module_getattr(__name__, globals)(name)
 
 
 def __dir__():
@@ -96,12 +99,14 @@ __all__ = [
     "Input",
     "Model",
     "Sequential",
+    "activations",
     "__version__",
     "build_info",
     "callbacks",
     "datasets",
     "functional",
     "get_num_threads",
+    "initializers",
     "layers",
     "load_model",
     "losses",
@@ -109,8 +114,10 @@ __all__ = [
     "models",
     "optimizers",
     "reference",
+    "regularizers",
     "seed",
     "set_num_threads",
+    "utils",
 ]
 
 

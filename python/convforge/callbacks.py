@@ -1,4 +1,5 @@
-"""Callbacks for ``fit``: History, EarlyStopping, ModelCheckpoint, TerminateOnNaN, LearningRateScheduler.
+"""Callbacks for ``fit``: History, EarlyStopping, ModelCheckpoint, TerminateOnNaN, LearningRateScheduler,
+ReduceLROnPlateau, CSVLogger.
 
 Same hooks and names as Keras. A callback sees the model as ``self.model``
 and may stop training with ``self.model.stop_training = True``. ``logs`` at
@@ -20,12 +21,14 @@ import warnings
 from . import progress
 
 __all__ = [
+    "CSVLogger",
     "Callback",
     "EarlyStopping",
     "History",
     "LearningRateScheduler",
     "ModelCheckpoint",
     "ProgbarLogger",
+    "ReduceLROnPlateau",
     "TerminateOnNaN",
 ]
 
@@ -351,8 +354,11 @@ class ModelCheckpoint(Callback):
         super().__init__()
         if save_freq != "epoch":
             raise ValueError(f"ModelCheckpoint supports save_freq='epoch' only; got {save_freq!r}")
+        from .saving import check_file_name
+
         self.filepath = os.fspath(filepath)
         _check_filepath_pattern(self.filepath)
+        check_file_name(self.filepath, "checkpoint")  # at once, not after the first epoch
         self.monitor = monitor
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
@@ -478,3 +484,144 @@ class LearningRateScheduler(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` stops improving; Keras's rule and defaults.
+
+    After ``patience`` epochs without an improvement larger than
+    ``min_delta`` the rate becomes ``max(lr * factor, min_lr)``; then
+    ``cooldown`` epochs pass before counting again. The rate used is logged
+    as ``learning_rate``.
+    """
+
+    def __init__(
+        self,
+        monitor="val_loss",
+        factor=0.1,
+        patience=10,
+        verbose=0,
+        mode="auto",
+        min_delta=1e-4,
+        cooldown=0,
+        min_lr=0.0,
+    ):
+        super().__init__()
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 0 <= factor < 1:
+            raise ValueError(f"ReduceLROnPlateau factor must be a number in [0, 1); got {factor!r}")
+        self.monitor = monitor
+        self.factor = float(factor)
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.mode = _monitor_mode(monitor, mode)
+        self.min_delta = abs(float(min_delta))
+        self.cooldown = int(cooldown)
+        self.min_lr = float(min_lr)
+        self._reset()
+
+    def _reset(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def on_train_begin(self, logs=None):
+        if not getattr(self, "_restored", False):
+            self._reset()
+        self._restored = False
+
+    def _improved(self, current) -> bool:
+        if self.mode == "min":
+            return current < self.best - self.min_delta
+        return current > self.best + self.min_delta
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        optimizer = self.model.optimizer
+        if callable(optimizer.learning_rate):
+            raise ValueError(
+                "ReduceLROnPlateau cannot change an optimizer whose learning_rate is a schedule; "
+                "give the optimizer a float learning rate"
+            )
+        logs["learning_rate"] = float(optimizer.learning_rate)
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(
+                f"ReduceLROnPlateau is conditioned on '{self.monitor}', which is not available; available: "
+                f"{sorted(logs)}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(current):
+            self.best = current
+            self.wait = 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = float(optimizer.learning_rate)
+                if old > self.min_lr:
+                    new = max(old * self.factor, self.min_lr)
+                    optimizer.learning_rate = new
+                    if self.verbose > 0:
+                        progress.write_line(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+    def get_state(self):
+        return {"best": _json_float(self.best), "wait": self.wait, "cooldown_counter": self.cooldown_counter}, {}
+
+    def set_state(self, state, arrays):
+        self.best = float(state["best"])
+        self.wait = int(state["wait"])
+        self.cooldown_counter = int(state["cooldown_counter"])
+        self._restored = True
+
+
+class CSVLogger(Callback):
+    """Write each epoch's logs to a CSV file: ``epoch`` then the log keys in sorted order, as Keras.
+
+    Each row is flushed when written, so the file is useful while training
+    runs (and after a crash). ``append=True`` continues an existing file
+    without writing the header again.
+    """
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.separator = separator
+        self.append = bool(append)
+        self._file = None
+        self._keys = None
+
+    def on_train_begin(self, logs=None):
+        exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
+        self._file = open(self.filename, "a" if self.append else "w", newline="", encoding="utf-8")  # noqa: SIM115
+        self._keys = None
+        if exists:
+            with open(self.filename, encoding="utf-8") as f:
+                header = f.readline().rstrip("\r\n")
+            self._keys = header.split(self.separator)[1:] if header else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        import csv
+
+        logs = logs or {}
+        writer = csv.writer(self._file, delimiter=self.separator, lineterminator="\n")
+        if self._keys is None:
+            self._keys = sorted(logs)
+            writer.writerow(["epoch", *self._keys])
+        writer.writerow([epoch, *(logs.get(k, "NA") for k in self._keys)])
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+from . import _unsupported  # noqa: E402
+
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())

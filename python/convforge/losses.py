@@ -1,4 +1,4 @@
-"""Loss functions: cross-entropy (integer or one-hot labels) and mean squared error.
+"""Loss functions: cross-entropy (integer labels, one-hot rows, binary), mean squared and absolute error, Huber.
 
 ``model.compile(loss='sparse_categorical_crossentropy')`` (integer labels) or
 ``'categorical_crossentropy'`` (one-hot labels) or ``'mse'``; or an instance,
@@ -24,8 +24,11 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "BinaryCrossentropy",
     "CategoricalCrossentropy",
+    "Huber",
     "Loss",
+    "MeanAbsoluteError",
     "MeanSquaredError",
     "SparseCategoricalCrossentropy",
     "check_sparse_labels",
@@ -72,7 +75,21 @@ def check_sparse_labels(y, num_classes: int, who: str = "sparse_categorical_cros
     return y.astype(np.int64)
 
 
-def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, need_grad: bool = True):
+def _weighted_mean(per_sample: np.ndarray, sample_weight) -> float:
+    """Keras's ``sum_over_batch_size`` reduction: ``sum(w_i * loss_i) / N`` (plain mean without weights)."""
+    if sample_weight is None:
+        return float(per_sample.sum()) / per_sample.shape[0]
+    return float((per_sample * sample_weight).sum()) / per_sample.shape[0]
+
+
+def _weight_rows(grad: np.ndarray, sample_weight) -> np.ndarray:
+    """Scale each sample's gradient row by its weight, in place."""
+    if sample_weight is not None:
+        grad *= sample_weight.reshape(-1, *([1] * (grad.ndim - 1))).astype(grad.dtype, copy=False)
+    return grad
+
+
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, need_grad: bool = True, sample_weight=None):
     """Mean cross-entropy of ``softmax(logits)`` against labels, from the logits.
 
     Parameters
@@ -82,6 +99,8 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, need_grad: boo
         int64 class indices ``(N,)``, or target distributions ``(N, C)`` (one-hot).
     need_grad : bool
         Also return ``dL/dlogits``.
+    sample_weight : ndarray (N,), optional
+        Per-sample weights: the loss is ``sum(w_i * loss_i) / N`` (Keras's rule).
 
     Returns
     -------
@@ -102,19 +121,19 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, need_grad: boo
     probs /= total
     if labels.ndim == 1:
         rows = np.arange(n)
-        loss = float((log_total[:, 0] - shifted[rows, labels]).sum()) / n
+        loss = _weighted_mean(log_total[:, 0] - shifted[rows, labels], sample_weight)
         if not need_grad:
             return loss, None, probs
         grad = probs.copy()
         grad[rows, labels] -= 1
     else:
         mass = labels.sum(axis=1, keepdims=True)
-        loss = float(((log_total * mass)[:, 0] - (labels * shifted).sum(axis=1)).sum()) / n
+        loss = _weighted_mean((log_total * mass)[:, 0] - (labels * shifted).sum(axis=1), sample_weight)
         if not need_grad:
             return loss, None, probs
         grad = probs * mass - labels
     grad /= n
-    return loss, grad, probs
+    return loss, _weight_rows(grad, sample_weight), probs
 
 
 class Loss:
@@ -135,8 +154,13 @@ class Loss:
         """Check ``y_true`` against the per-sample output shape once, before training."""
         return np.asarray(y_true)
 
-    def value_and_grad(self, y_pred: np.ndarray, y_true: np.ndarray, need_grad: bool = True):
-        """``(mean loss, dL/dy_pred or None)`` for a batch."""
+    def value_and_grad(self, y_pred: np.ndarray, y_true: np.ndarray, need_grad: bool = True, sample_weight=None):
+        """``(mean loss, dL/dy_pred or None)`` for a batch.
+
+        ``sample_weight`` (``(batch,)``, or None) weights each sample's loss:
+        ``sum(w_i * loss_i) / batch``. The built-in losses support it; a custom
+        loss that does not is refused by ``fit(sample_weight=...)``.
+        """
         raise NotImplementedError
 
     def get_config(self) -> dict:
@@ -147,11 +171,21 @@ class Loss:
         return f"{type(self).__name__}({args})"
 
 
+def _check_flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def _check_smoothing(value) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating)) or not 0 <= value <= 1:
+        raise ValueError(f"label_smoothing must be a number in [0, 1]; got {value!r}")
+    return float(value)
+
+
 class _Crossentropy(Loss):
     def __init__(self, from_logits: bool = False):
-        if not isinstance(from_logits, (bool, np.bool_)):
-            raise TypeError(f"from_logits must be True or False; got {from_logits!r}")
-        self.from_logits = bool(from_logits)
+        self.from_logits = _check_flag(from_logits, "from_logits")
 
     def get_config(self):
         return {"from_logits": self.from_logits}
@@ -159,26 +193,32 @@ class _Crossentropy(Loss):
     def _targets_matrix(self, y_true, shape):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def logits_value_and_grad(self, logits, y_true, need_grad=True):
-        """From logits: ``(loss, dL/dlogits or None, softmax probabilities)``."""
-        return softmax_cross_entropy(logits, y_true, need_grad)
+    def _smooth(self, y_true, shape, dtype):
+        """The targets as given (labels or rows), or smoothed rows when label_smoothing is on."""
+        return y_true
 
-    def value_and_grad(self, y_pred, y_true, need_grad=True):
+    def logits_value_and_grad(self, logits, y_true, need_grad=True, sample_weight=None):
+        """From logits: ``(loss, dL/dlogits or None, softmax probabilities)``."""
+        targets = self._smooth(y_true, logits.shape, logits.dtype)
+        return softmax_cross_entropy(logits, targets, need_grad, sample_weight)
+
+    def value_and_grad(self, y_pred, y_true, need_grad=True, sample_weight=None):
         if self.from_logits:
-            loss, grad, _ = softmax_cross_entropy(y_pred, y_true, need_grad)
+            loss, grad, _ = self.logits_value_and_grad(y_pred, y_true, need_grad, sample_weight)
             return loss, grad
         # Probabilities, Keras's formula: renormalise rows, clip, -sum(y log q).
         n = y_pred.shape[0]
-        target = self._targets_matrix(y_true, y_pred.shape).astype(y_pred.dtype, copy=False)
+        target = self._smooth(y_true, y_pred.shape, y_pred.dtype)
+        target = self._targets_matrix(target, y_pred.shape).astype(y_pred.dtype, copy=False)
         total = y_pred.sum(axis=1, keepdims=True)
         q = y_pred / total
         clipped = np.clip(q, EPSILON, 1 - EPSILON)
-        loss = float(np.mean(-(target * np.log(clipped)).sum(axis=1)))
+        loss = _weighted_mean(-(target * np.log(clipped)).sum(axis=1), sample_weight)
         if not need_grad:
             return loss, None
         grad_q = np.where(clipped == q, -target / clipped, 0).astype(y_pred.dtype, copy=False) / n
         grad = (grad_q - (grad_q * q).sum(axis=1, keepdims=True)) / total
-        return loss, grad
+        return loss, _weight_rows(grad, sample_weight)
 
 
 class SparseCategoricalCrossentropy(_Crossentropy):
@@ -210,9 +250,24 @@ class CategoricalCrossentropy(_Crossentropy):
     ----------
     from_logits : bool
         ``True`` if the model outputs raw scores (no softmax at the end).
+    label_smoothing : float in [0, 1]
+        Targets become ``y * (1 - label_smoothing) + label_smoothing / classes``, as in Keras.
     """
 
     name = "categorical_crossentropy"
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
+        super().__init__(from_logits)
+        self.label_smoothing = _check_smoothing(label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+    def _smooth(self, y_true, shape, dtype):
+        y = y_true.astype(dtype, copy=False)
+        if not self.label_smoothing:
+            return y
+        return y * (1 - self.label_smoothing) + self.label_smoothing / shape[1]
 
     def prepare_targets(self, y_true, output_shape):
         y = np.asarray(y_true)
@@ -238,20 +293,12 @@ class CategoricalCrossentropy(_Crossentropy):
             )
         return y.astype(np.float64) if y.dtype.kind != "f" else y
 
-    def logits_value_and_grad(self, logits, y_true, need_grad=True):
-        return softmax_cross_entropy(logits, y_true.astype(logits.dtype, copy=False), need_grad)
-
-    def value_and_grad(self, y_pred, y_true, need_grad=True):
-        return super().value_and_grad(y_pred, y_true.astype(y_pred.dtype, copy=False), need_grad)
-
     def _targets_matrix(self, y_true, shape):
         return y_true
 
 
-class MeanSquaredError(Loss):
-    """Mean of ``(y_pred - y_true) ** 2`` over all elements (Keras's ``'mse'``)."""
-
-    name = "mean_squared_error"
+class _ElementwiseLoss(Loss):
+    """A loss averaged over every output element: targets shaped like the output (or ``(batch,)`` for one)."""
 
     def prepare_targets(self, y_true, output_shape):
         y = np.asarray(y_true)
@@ -272,18 +319,135 @@ class MeanSquaredError(Loss):
             )
         return y
 
-    def value_and_grad(self, y_pred, y_true, need_grad=True):
+    def value_and_grad(self, y_pred, y_true, need_grad=True, sample_weight=None):
         diff = y_pred - y_true.astype(y_pred.dtype, copy=False)
-        loss = float(np.mean(diff * diff))
-        return loss, (diff * (2.0 / diff.size) if need_grad else None)
+        loss = _weighted_mean(self._elementwise(diff).reshape(len(diff), -1).mean(axis=1), sample_weight)
+        if not need_grad:
+            return loss, None
+        return loss, _weight_rows(self._derivative(diff) * (1.0 / diff.size), sample_weight)
+
+    def _elementwise(self, diff):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _derivative(self, diff):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class MeanSquaredError(_ElementwiseLoss):
+    """Mean of ``(y_pred - y_true) ** 2`` over all elements (Keras's ``'mse'``)."""
+
+    name = "mean_squared_error"
+
+    def _elementwise(self, diff):
+        return diff * diff
+
+    def _derivative(self, diff):
+        return 2 * diff
+
+
+class MeanAbsoluteError(_ElementwiseLoss):
+    """Mean of ``|y_pred - y_true|`` (Keras's ``'mae'``); gradient ``sign(diff)`` (0 at 0)."""
+
+    name = "mean_absolute_error"
+
+    def _elementwise(self, diff):
+        return np.abs(diff)
+
+    def _derivative(self, diff):
+        return np.sign(diff)
+
+
+class Huber(_ElementwiseLoss):
+    """Huber loss, Keras's ``Huber(delta=1.0)``: ``0.5 d**2`` for ``|d| <= delta``, else
+    ``delta * (|d| - 0.5 * delta)``, averaged over all elements."""
+
+    name = "huber"
+
+    def __init__(self, delta: float = 1.0):
+        if isinstance(delta, bool) or not isinstance(delta, (int, float, np.floating)) or not delta > 0:
+            raise ValueError(f"Huber delta must be a number > 0; got {delta!r}")
+        self.delta = float(delta)
+
+    def get_config(self):
+        return {"delta": self.delta}
+
+    def _elementwise(self, diff):
+        a = np.abs(diff)
+        return np.where(a <= self.delta, 0.5 * diff * diff, self.delta * (a - 0.5 * self.delta))
+
+    def _derivative(self, diff):
+        return np.clip(diff, -self.delta, self.delta)
+
+
+class BinaryCrossentropy(_ElementwiseLoss):
+    """Binary cross-entropy for 0/1 targets, Keras's ``'binary_crossentropy'``; pair it with
+    ``Dense(1, activation='sigmoid')`` (or ``from_logits=True`` and no activation).
+
+    Per element ``-(y log p + (1 - y) log(1 - p))`` with ``p`` clipped to
+    ``[1e-7, 1 - 1e-7]`` (Keras's rule), averaged over all outputs; targets
+    of shape ``(batch,)`` fit an output ``(batch, 1)``. With
+    ``from_logits=True`` the loss is computed from the logits ``z`` without
+    overflow: ``max(z, 0) - z y + log(1 + exp(-|z|))``, gradient
+    ``sigmoid(z) - y``. ``label_smoothing`` moves targets towards 0.5:
+    ``y * (1 - s) + 0.5 * s``.
+    """
+
+    name = "binary_crossentropy"
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
+        self.from_logits = _check_flag(from_logits, "from_logits")
+        self.label_smoothing = _check_smoothing(label_smoothing)
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    def prepare_targets(self, y_true, output_shape):
+        y = super().prepare_targets(y_true, output_shape)
+        bad = ~np.isfinite(y) if y.dtype.kind == "f" else np.zeros(y.shape, bool)
+        bad |= (y < 0) | (y > 1)
+        if bad.any():
+            i = np.unravel_index(int(np.argmax(bad)), y.shape)
+            raise ValueError(f"{self.name}: targets must be in [0, 1]; got {y[i].item()!r} at index {i}")
+        return y
+
+    def value_and_grad(self, y_pred, y_true, need_grad=True, sample_weight=None):
+        y = y_true.astype(y_pred.dtype, copy=False)
+        if self.label_smoothing:
+            y = y * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        size = y_pred.size
+        if self.from_logits:
+            z = y_pred
+            per = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+            grad = None
+            if need_grad:
+                e = np.exp(-np.abs(z))
+                sig = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+                grad = (sig - y) / size
+        else:
+            p = np.clip(y_pred, EPSILON, 1 - EPSILON)
+            per = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+            grad = None
+            if need_grad:
+                inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)
+                grad = np.where(inside, (p - y) / (p * (1 - p)), 0) / size
+        loss = _weighted_mean(per.reshape(len(per), -1).mean(axis=1), sample_weight)
+        if grad is not None:
+            grad = _weight_rows(grad.astype(y_pred.dtype, copy=False), sample_weight)
+        return loss, grad
 
 
 _BY_NAME = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
     "mean_squared_error": MeanSquaredError,
     "mse": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mae": MeanAbsoluteError,
+    "huber": Huber,
 }
+# Keras's class names work as strings too: loss="BinaryCrossentropy".
+_BY_NAME.update({cls.__name__.lower(): cls for cls in set(_BY_NAME.values())})
 
 
 def get(identifier) -> Loss:
@@ -304,7 +468,7 @@ def get(identifier) -> Loss:
 
 def serialize(loss: Loss) -> dict | None:
     for name, cls in _BY_NAME.items():
-        if type(loss) is cls and name != "mse":
+        if type(loss) is cls and name == cls.name:
             return {"class_name": name, "config": loss.get_config()}
     return None
 
@@ -313,3 +477,8 @@ def deserialize(config: dict) -> Loss:
     if not isinstance(config, dict) or config.get("class_name") not in _BY_NAME:
         raise ValueError(f"unknown loss description {config!r}")
     return _BY_NAME[config["class_name"]](**config.get("config", {}))
+
+
+from . import _unsupported  # noqa: E402
+
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())

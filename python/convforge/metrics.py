@@ -21,7 +21,15 @@ import numbers
 import numpy as np
 
 __all__ = [
+    "AUC",
     "Accuracy",
+    "BinaryAccuracy",
+    "CategoricalAccuracy",
+    "Precision",
+    "Recall",
+    "SparseCategoricalAccuracy",
+    "SparseTopKCategoricalAccuracy",
+    "TopKCategoricalAccuracy",
     "Mean",
     "MeanAbsoluteError",
     "MeanSquaredError",
@@ -241,6 +249,175 @@ class MeanAbsoluteError(Mean):
         super().__init__(_mae, name)
 
 
+def _binary_pair(y_true, y_pred, who: str):
+    """``(y_true, y_pred)`` as float arrays of one shape: element-wise (multi-label) comparison, as Keras.
+
+    Integer labels ``(N,)`` against scores ``(N, C)`` with ``C > 1`` become one-hot rows.
+    """
+    t = np.asarray(y_true)
+    p = np.asarray(y_pred, dtype=np.float64)
+    if p.ndim == 2 and p.shape[1] > 1 and t.ndim == 1:
+        t = np.eye(p.shape[1])[t.astype(np.int64)]
+    t = t.reshape(p.shape) if t.size == p.size else t
+    if t.shape != p.shape:
+        raise ValueError(f"{who}: y_true of shape {np.shape(y_true)} does not match y_pred of shape {p.shape}")
+    return t.astype(np.float64, copy=False), p
+
+
+class _Counting(Metric):
+    """A metric from counts accumulated over batches (not a mean of batch values)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.reset_state()
+
+
+class BinaryAccuracy(Mean):
+    """Fraction of outputs on the right side of ``threshold`` (0.5), element-wise; Keras's ``BinaryAccuracy``."""
+
+    def __init__(self, name: str = "binary_accuracy", threshold: float = 0.5):
+        self.threshold = float(threshold)
+
+        def binary_accuracy(y_true, y_pred):
+            t, p = _binary_pair(y_true, y_pred, name)
+            return float(np.mean((p > self.threshold) == (t > 0.5)))
+
+        super().__init__(binary_accuracy, name)
+
+
+class CategoricalAccuracy(Mean):
+    """Argmax of the output equals argmax of the one-hot target; Keras's ``CategoricalAccuracy``."""
+
+    def __init__(self, name: str = "categorical_accuracy"):
+        def categorical_accuracy(y_true, y_pred):
+            t = np.asarray(y_true)
+            if t.ndim != 2:
+                raise ValueError(f"{name} expects one-hot targets (N, classes); got shape {t.shape}")
+            return float(np.mean(np.argmax(y_pred, axis=1) == np.argmax(t, axis=1)))
+
+        super().__init__(categorical_accuracy, name)
+
+
+class SparseCategoricalAccuracy(Mean):
+    """Argmax of the output equals the integer label; Keras's ``SparseCategoricalAccuracy``."""
+
+    def __init__(self, name: str = "sparse_categorical_accuracy"):
+        def sparse_categorical_accuracy(y_true, y_pred):
+            t = np.asarray(y_true).reshape(-1)
+            return float(np.mean(np.argmax(y_pred, axis=1) == t))
+
+        super().__init__(sparse_categorical_accuracy, name)
+
+
+def _top_k_hits(labels: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    """True where the label's score is among the ``k`` largest (ties counted in the label's favour)."""
+    scores = np.asarray(y_pred)
+    own = scores[np.arange(len(labels)), labels]
+    return (scores > own[:, None]).sum(axis=1) < k
+
+
+class TopKCategoricalAccuracy(Mean):
+    """The one-hot target's class is among the ``k`` (5) highest scores; Keras's ``TopKCategoricalAccuracy``."""
+
+    def __init__(self, k: int = 5, name: str = "top_k_categorical_accuracy"):
+        self.k = int(k)
+
+        def top_k(y_true, y_pred):
+            return float(np.mean(_top_k_hits(np.argmax(np.asarray(y_true), axis=1), y_pred, self.k)))
+
+        super().__init__(top_k, name)
+
+
+class SparseTopKCategoricalAccuracy(Mean):
+    """The integer label is among the ``k`` (5) highest scores; Keras's ``SparseTopKCategoricalAccuracy``."""
+
+    def __init__(self, k: int = 5, name: str = "sparse_top_k_categorical_accuracy"):
+        self.k = int(k)
+
+        def top_k(y_true, y_pred):
+            return float(np.mean(_top_k_hits(np.asarray(y_true).reshape(-1).astype(np.int64), y_pred, self.k)))
+
+        super().__init__(top_k, name)
+
+
+class Precision(_Counting):
+    """``tp / (tp + fp)`` over all outputs thresholded at ``thresholds`` (0.5); Keras's ``Precision``.
+
+    Element-wise, as Keras: for a softmax output with one-hot (or integer)
+    targets every class column counts. 0 when nothing was predicted positive.
+    """
+
+    def __init__(self, thresholds=None, name: str = "precision"):
+        self.threshold = 0.5 if thresholds is None else float(thresholds)
+        super().__init__(name)
+
+    def reset_state(self):
+        self.tp = self.fp = self.fn = 0
+
+    def update_state(self, y_true, y_pred):
+        t, p = _binary_pair(y_true, y_pred, self.name)
+        positive, actual = p > self.threshold, t > 0.5
+        self.tp += int(np.count_nonzero(positive & actual))
+        self.fp += int(np.count_nonzero(positive & ~actual))
+        self.fn += int(np.count_nonzero(~positive & actual))
+
+    def result(self):
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+
+class Recall(Precision):
+    """``tp / (tp + fn)`` over all outputs thresholded at ``thresholds`` (0.5); Keras's ``Recall``."""
+
+    def __init__(self, thresholds=None, name: str = "recall"):
+        super().__init__(thresholds, name)
+
+    def result(self):
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+
+class AUC(_Counting):
+    """Area under the ROC curve, Keras's ``AUC`` (``num_thresholds=200``, trapezoids).
+
+    As Keras: the curve is sampled at ``num_thresholds`` evenly spaced
+    thresholds (plus one just below 0 and one just above 1), counts are
+    accumulated over batches, and outputs are compared element-wise.
+    Only ``curve='ROC'`` with ``summation_method='interpolation'``.
+    """
+
+    def __init__(self, num_thresholds: int = 200, curve: str = "ROC", name: str = "auc"):
+        if str(curve).upper() != "ROC":
+            raise ValueError(f"convforge does not support AUC curve={curve!r}; only curve='ROC'")
+        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, numbers.Integral) or num_thresholds < 2:
+            raise ValueError(f"num_thresholds must be an int > 1; got {num_thresholds!r}")
+        self.num_thresholds = int(num_thresholds)
+        inner = [(i + 1) / (self.num_thresholds - 1) for i in range(self.num_thresholds - 2)]
+        self.thresholds = np.array([-1e-7, *inner, 1 + 1e-7])
+        super().__init__(name)
+
+    def reset_state(self):
+        k = self.num_thresholds
+        self.tp, self.fp, self.tn, self.fn = (np.zeros(k, np.int64) for _ in range(4))
+
+    def update_state(self, y_true, y_pred):
+        t, p = _binary_pair(y_true, y_pred, self.name)
+        t, p = t.reshape(-1) > 0.5, p.reshape(-1)
+        # Predictions above each threshold: count through the sorted scores.
+        for actual, above, below in ((t, self.tp, self.fn), (~t, self.fp, self.tn)):
+            scores = np.sort(p[actual])
+            n_above = len(scores) - np.searchsorted(scores, self.thresholds, side="right")
+            above += n_above
+            below += len(scores) - n_above
+
+    def result(self):
+        def ratio(a, b):
+            return np.divide(a, b, out=np.zeros(len(a)), where=b > 0)
+
+        recall = ratio(self.tp, self.tp + self.fn)
+        fp_rate = ratio(self.fp, self.fp + self.tn)
+        heights = (recall[:-1] + recall[1:]) / 2
+        return float(np.sum((fp_rate[:-1] - fp_rate[1:]) * heights))
+
+
 _BY_NAME = {
     "accuracy": Accuracy,
     "acc": Accuracy,
@@ -248,19 +425,38 @@ _BY_NAME = {
     "mean_squared_error": MeanSquaredError,
     "mae": MeanAbsoluteError,
     "mean_absolute_error": MeanAbsoluteError,
+    "binary_accuracy": BinaryAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+    "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
+    "precision": Precision,
+    "recall": Recall,
+    "auc": AUC,
 }
 
 
+_CLASS_NAMES = {cls.__name__.lower(): name for name, cls in reversed(list(_BY_NAME.items()))}
+
+
 def get(identifier) -> Metric:
-    """A fresh metric from a name (``'accuracy'``, ``'acc'``, ``'mse'``, ``'mae'``), a Metric, or a
+    """A fresh metric from a name (``'accuracy'``, ``'acc'``, ``'mse'``, ``'mae'``, ``'precision'``,
+    ``'sparse_categorical_accuracy'``, ... or a class name such as ``'AUC'``), a Metric, or a
     function ``fn(y_true, y_pred) -> float`` (averaged over samples, named after the function)."""
     if isinstance(identifier, Metric):
         return identifier
     if isinstance(identifier, str):
         key = identifier.lower()
+        if key not in _BY_NAME and key in _CLASS_NAMES:  # 'AUC', 'Precision': Keras's default names
+            return _BY_NAME[_CLASS_NAMES[key]]()
         if key not in _BY_NAME:
             raise ValueError(f"metric must be one of {sorted(_BY_NAME)}, a Metric or a function; got {identifier!r}")
         return _BY_NAME[key](name=identifier)
     if callable(identifier):
         return Mean(identifier)
     raise TypeError(f"metric must be a name such as 'accuracy', a Metric or a function; got {identifier!r}")
+
+
+from . import _unsupported  # noqa: E402
+
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())

@@ -1,4 +1,4 @@
-"""Optimizers (SGD with momentum/Nesterov, Adam, RMSprop) and learning-rate schedules.
+"""Optimizers (SGD with momentum/Nesterov, Adam, AdamW, RMSprop, Adagrad, Nadam) and learning-rate schedules.
 
 The update rules are Keras's (``keras.optimizers``), written out in each
 class's docstring. ``model.compile(optimizer='adam')`` uses the defaults;
@@ -34,7 +34,10 @@ import numpy as np
 
 __all__ = [
     "SGD",
+    "Adagrad",
     "Adam",
+    "AdamW",
+    "Nadam",
     "CosineDecay",
     "ExponentialDecay",
     "LearningRateSchedule",
@@ -258,13 +261,13 @@ class Optimizer:
             self._update(key, w, g, lr)
         self.iterations += 1
 
-    def _slot(self, key: str, name: str, like: np.ndarray) -> np.ndarray:
+    def _slot(self, key: str, name: str, like: np.ndarray, initial: float = 0.0) -> np.ndarray:
         slots = self._slots.get(key)
         if slots is None:
             slots = self._slots[key] = {}
         s = slots.get(name)
         if s is None or s.shape != like.shape or s.dtype != like.dtype:
-            s = slots[name] = np.zeros_like(like)
+            s = slots[name] = np.full_like(like, initial)
         return s
 
     def _scratch(self, key: str, like: np.ndarray, i: int = 0) -> np.ndarray:
@@ -355,6 +358,22 @@ class SGD(Optimizer):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
+def _update_moments(opt, key, w, g):
+    """Adam's and Nadam's moving averages, in place: ``m += (1 - beta_1) (g - m)``,
+    ``v += (1 - beta_2) (g*g - v)``. Returns ``(m, v, scratch)``."""
+    m = opt._slot(key, "m", w)
+    v = opt._slot(key, "v", w)
+    t = opt._scratch(key, w)
+    np.subtract(g, m, out=t)
+    t *= 1 - opt.beta_1
+    m += t
+    np.multiply(g, g, out=t)
+    t -= v
+    t *= 1 - opt.beta_2
+    v += t
+    return m, v, t
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba), Keras's form, with moments ``m``, ``v`` and ``t = iterations + 1``::
 
@@ -376,16 +395,7 @@ class Adam(Optimizer):
         super().apply_gradients(grads_and_vars)
 
     def _update(self, key, w, g, lr):
-        m = self._slot(key, "m", w)
-        v = self._slot(key, "v", w)
-        t = self._scratch(key, w)
-        np.subtract(g, m, out=t)
-        t *= 1 - self.beta_1
-        m += t
-        np.multiply(g, g, out=t)
-        t -= v
-        t *= 1 - self.beta_2
-        v += t
+        m, v, t = _update_moments(self, key, w, g)
         np.sqrt(v, out=t)
         t += self.epsilon
         np.divide(m, t, out=t)
@@ -448,11 +458,108 @@ class RMSprop(Optimizer):
         }
 
 
-_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+class AdamW(Adam):
+    """Adam with decoupled weight decay, Keras's ``AdamW`` (default ``weight_decay=0.004``).
+
+    Each step first shrinks every trained weight, ``w -= lr * weight_decay * w``
+    (the learning rate of that step, not bias-corrected), then applies the Adam
+    update of :class:`Adam`. As in Keras, biases are decayed too.
+    """
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay=weight_decay)
+
+
+class Adagrad(Optimizer):
+    """Adagrad, Keras's form, with an accumulator ``a`` that starts at ``initial_accumulator_value``::
+
+    a = a + g * g
+    w = w - lr * g / sqrt(a + epsilon)
+    """
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, weight_decay=None):
+        super().__init__(learning_rate, weight_decay)
+        self.initial_accumulator_value = _real(initial_accumulator_value, "initial_accumulator_value")
+        self.epsilon = _real(epsilon, "epsilon", low_open=True)
+
+    def _update(self, key, w, g, lr):
+        a = self._slot(key, "accumulator", w, self.initial_accumulator_value)
+        t = self._scratch(key, w)
+        np.multiply(g, g, out=t)
+        a += t
+        np.add(a, self.epsilon, out=t)
+        np.sqrt(t, out=t)
+        np.divide(g, t, out=t)
+        t *= lr
+        w -= t
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "initial_accumulator_value": self.initial_accumulator_value,
+            "epsilon": self.epsilon,
+        }
+
+
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum (Dozat), Keras's form, with ``t = iterations + 1``::
+
+    u_t     = beta_1 * (1 - 0.5 * 0.96 ** t)        # momentum schedule
+    U_t     = u_1 * u_2 * ... * u_t
+    m = m + (1 - beta_1) * (g - m)
+    v = v + (1 - beta_2) * (g * g - v)
+    m_hat = u_{t+1} * m / (1 - U_t * u_{t+1}) + (1 - u_t) * g / (1 - U_t)
+    v_hat = v / (1 - beta_2 ** t)
+    w = w - lr * m_hat / (sqrt(v_hat) + epsilon)
+
+    ``U_t`` follows from ``iterations``, so a checkpoint needs no extra state.
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None):
+        super().__init__(learning_rate, weight_decay)
+        self.beta_1 = _real(beta_1, "beta_1", high=1.0)
+        self.beta_2 = _real(beta_2, "beta_2", high=1.0)
+        self.epsilon = _real(epsilon, "epsilon", low_open=True)
+        self._u_product, self._u_product_step = 1.0, 0
+
+    def _u(self, step: int) -> float:
+        return self.beta_1 * (1.0 - 0.5 * 0.96**step)
+
+    def apply_gradients(self, grads_and_vars):
+        t = self.iterations + 1
+        if self._u_product_step > t - 1:  # state restored to an earlier step: recompute
+            self._u_product, self._u_product_step = 1.0, 0
+        while self._u_product_step < t:
+            self._u_product_step += 1
+            self._u_product *= self._u(self._u_product_step)
+        u_t, u_next = self._u(t), self._u(t + 1)
+        self._coef_m = u_next / (1 - self._u_product * u_next)
+        self._coef_g = (1 - u_t) / (1 - self._u_product)
+        self._v_correction = 1 - self.beta_2**t
+        super().apply_gradients(grads_and_vars)
+
+    def _update(self, key, w, g, lr):
+        m, v, t = _update_moments(self, key, w, g)
+        u = self._scratch(key, w, 1)
+        np.divide(v, self._v_correction, out=t)
+        np.sqrt(t, out=t)
+        t += self.epsilon
+        np.multiply(m, self._coef_m, out=u)
+        u += np.multiply(g, self._coef_g, out=self._scratch(key, w, 2))
+        np.divide(u, t, out=t)
+        t *= lr
+        w -= t
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adamw": AdamW, "adagrad": Adagrad, "nadam": Nadam}
 
 
 def get(identifier) -> Optimizer:
-    """An optimizer from a name (``'sgd'``, ``'adam'``, ``'rmsprop'``; defaults) or an instance."""
+    """An optimizer from a name (``'sgd'``, ``'adam'``, ``'adamw'``, ``'rmsprop'``, ``'adagrad'``,
+    ``'nadam'``; defaults) or an instance."""
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
@@ -473,3 +580,8 @@ def deserialize(config: dict) -> Optimizer:
     if not isinstance(config, dict) or config.get("class_name") not in classes:
         raise ValueError(f"unknown optimizer description {config!r}")
     return classes[config["class_name"]].from_config(config.get("config", {}))
+
+
+from . import _unsupported  # noqa: E402
+
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())

@@ -240,8 +240,30 @@ def new_meta(kind: str) -> dict:
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "convforge_version": __version__}
 
 
+# File names of Keras's own formats. convforge neither writes nor reads them: a convforge .npz
+# under such a name would look like a Keras file that Keras then fails to open.
+_KERAS_SUFFIXES = (".keras", ".h5", ".hdf5", ".tf")
+
+
+def check_file_name(path, what: str = "model file") -> None:
+    """Refuse Keras's file names (``.keras``, ``.h5``/``.weights.h5``) with a message saying what convforge writes."""
+    name = os.fspath(path)
+    lowered = name.lower()
+    for suffix in _KERAS_SUFFIXES:
+        if lowered.endswith(suffix):
+            stem = name[: len(name) - len(suffix)]
+            if stem.lower().endswith(".weights"):
+                stem = stem[: -len(".weights")]
+            raise ValueError(
+                f"convforge does not support Keras's {suffix} format ({name!r}): it writes and reads its own "
+                f"{what} format, an .npz archive with a JSON description, which Keras cannot open. Use a name "
+                f"such as {stem + '.npz'!r}."
+            )
+
+
 def write(path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
     """Write the description ``meta`` (JSON-serialisable) and ``arrays`` as a model file, atomically."""
+    check_file_name(path)
     write_atomic(path, {_META: _meta_array(meta), **arrays})
 
 
@@ -415,6 +437,7 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
     data is read, from uncompressed members.
     """
     path = os.fspath(path)
+    check_file_name(path)
     with open(path, "rb") as f:  # FileNotFoundError, with the path, for a missing file
         head = f.read(4)
     if not head:

@@ -65,17 +65,21 @@ def _parser(prog="python -m convforge.train", description=None, name="lenet5", *
                    "MNIST-format set); default: Fashion-MNIST from $CONVFORGE_DATA or /usr/share/datasets")
     p.add_argument("--dataset", choices=["fashion-mnist", "mnist"], default=None,
                    help="class names to report (default: fashion-mnist, or mnist with --data)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training set (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per gradient step (default: %(default)s)")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
                    help="SGD with momentum (default; 90%% on Fashion-MNIST in 10 epochs here) or Adam")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 for adam, 0.03 for sgd)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                    help="learning rate over the run: cosine decay to 0 (default) or constant")
-    p.add_argument("--validation-split", type=float, default=0.1)
+    p.add_argument("--validation-split", type=float, default=0.1,
+                   help="fraction of the training images held out to validate after each epoch "
+                   "(default: %(default)s; 0 for none)")
     p.add_argument("--threads", type=int, default=None, help="kernel threads (default: all CPUs available)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights, shuffling and dropout: the same seed gives the same run "
+                   "(default: %(default)s)")
     if name == "lenet5":
         p.add_argument("--classic", action="store_true", help="tanh and average pooling, as in the 1998 paper")
     p.add_argument("--limit-train", type=int, default=None, metavar="N", help="train on the first N images only")
@@ -121,6 +125,36 @@ def load(args):
     return (x_train[..., None] * scale, y_train), (x_test[..., None] * scale, y_test), list(names)
 
 
+def curves_figure(h: dict, plt):
+    """Loss and accuracy per epoch, readable for any number of epochs: a marker on every point
+    (a one-epoch run is one point per curve, which a bare line would not draw), the value
+    written next to it when there are few, and whole-number epoch ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        for name, label in ((key, "train"), (f"val_{key}", "validation")):
+            if name not in h:
+                continue
+            epochs = list(range(1, len(h[name]) + 1))
+            ax.plot(epochs, h[name], marker="o", label=label)
+            if len(epochs) <= 3:
+                for e, v in zip(epochs, h[name]):
+                    ax.annotate(f"{v:.3f}", (e, v), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        n = len(h.get(key, [])) or 1
+        ax.set_xlim(0.5, n + 0.5)
+        if n <= 20:
+            ax.set_xticks(range(1, n + 1))  # one tick per epoch (MaxNLocator would add 0.5, 0.6, ... for one)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def _plots(model, history, x_test, out_dir) -> list[str]:
     try:
         import matplotlib
@@ -130,16 +164,7 @@ def _plots(model, history, x_test, out_dir) -> list[str]:
     except ImportError:
         return []
     written = []
-    h = history.history
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key in zip(axes, ("loss", "accuracy")):
-        ax.plot(range(1, len(h[key]) + 1), h[key], label="train")
-        if f"val_{key}" in h:
-            ax.plot(range(1, len(h[f"val_{key}"]) + 1), h[f"val_{key}"], label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_title(key)
-        ax.legend()
-    fig.tight_layout()
+    fig = curves_figure(history.history, plt)
     written.append(os.path.join(out_dir, "curves.png"))
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)

@@ -19,16 +19,19 @@ Contents
 --------
 fashion_mnist, mnist
     ``load_data(path=None)`` and ``CLASS_NAMES``.
+cifar10
+    ``load_data(path=None)`` from the binary batch files a user brings (no pickle).
 read_idx, write_idx
     The IDX file format (raw or gzip) used by both.
 """
 
-from . import fashion_mnist, mnist
+from . import cifar10, fashion_mnist, mnist
 from .idx import DatasetError, DatasetNotFoundError, read_idx, write_idx
 
 __all__ = [
     "DatasetError",
     "DatasetNotFoundError",
+    "cifar10",
     "fashion_mnist",
     "mnist",
     "read_idx",

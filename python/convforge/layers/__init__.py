@@ -16,19 +16,29 @@ layer in NumPy.
 Layers
 ------
 Conv2D, MaxPooling2D (MaxPool2D), AveragePooling2D (AvgPool2D), Flatten,
-Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, Activation, Input,
+Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, Softplus,
+Swish (SiLU), GELU, Activation, Input; Conv1D, MaxPooling1D, AveragePooling1D,
+GlobalAveragePooling1D (sequences); Conv2DTranspose, UpSampling2D, Permute, Rescaling;
+RandomFlip, RandomRotation, RandomZoom, RandomTranslation (training-only augmentation);
 BatchNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
 (GlobalMaxPool2D), ZeroPadding2D, Cropping2D, DepthwiseConv2D, SeparableConv2D;
 merge layers for functional models: Add, Subtract, Multiply, Average, Concatenate.
 """
 
 from . import initializers
-from .activations import Activation, ReLU, Sigmoid, Softmax, Tanh
+from .activations import ELU, GELU, Activation, LeakyReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Swish, Tanh
+from .augmentation import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from .base import Layer
 from .conv import Conv2D
+from .conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, MaxPooling1D
+from .conv_transpose import Conv2DTranspose
 from .core import Dense, Dropout, Flatten, Input, InputLayer, Reshape
 from .merging import Add, Average, Concatenate, Multiply, Subtract
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
+from .reshaping import Permute, Rescaling, UpSampling2D
+
+# Keras's short aliases of the 1-D layers.
+MaxPool1D, AvgPool1D, GlobalAvgPool1D = MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D
 
 # ResNet / Inception / MobileNet layers (issue 13).
 from .depthwise import DepthwiseConv2D, SeparableConv2D
@@ -37,10 +47,31 @@ from .normalization import BatchNormalization
 from .reshaping import Cropping2D, ZeroPadding2D
 
 __all__ = [
+    "UpSampling2D",
+    "Rescaling",
+    "RandomZoom",
+    "RandomTranslation",
+    "RandomRotation",
+    "RandomFlip",
+    "Permute",
+    "MaxPooling1D",
+    "MaxPool1D",
+    "GlobalAvgPool1D",
+    "GlobalAveragePooling1D",
+    "Conv2DTranspose",
+    "Conv1D",
+    "AvgPool1D",
+    "AveragePooling1D",
+    "ELU",
+    "GELU",
     "Activation",
     "Add",
     "Average",
     "Concatenate",
+    "LeakyReLU",
+    "SiLU",
+    "Softplus",
+    "Swish",
     "AveragePooling2D",
     "AvgPool2D",
     "Conv2D",
@@ -70,3 +101,8 @@ __all__ = [
     "SeparableConv2D",
     "ZeroPadding2D",
 ]
+
+
+from .. import _unsupported  # noqa: E402
+
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())

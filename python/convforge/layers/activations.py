@@ -1,4 +1,4 @@
-"""Activation layers: ReLU, Tanh, Sigmoid, Softmax, and ``Activation(name)``.
+"""Activation layers: ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, Softplus, Swish (SiLU), GELU, and ``Activation(name)``.
 
 They are layers in their own right (``layers.ReLU()``) and also what the
 ``activation='relu'`` argument of Conv2D and Dense creates. In that second
@@ -8,12 +8,28 @@ else holds, so ``Conv2D(..., activation='relu')`` costs no extra array.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import functional as F
 from .base import Layer
 
-__all__ = ["Activation", "ReLU", "Sigmoid", "Softmax", "Tanh", "get", "serialize"]
+__all__ = [
+    "ELU",
+    "GELU",
+    "Activation",
+    "LeakyReLU",
+    "ReLU",
+    "SiLU",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
+    "Swish",
+    "Tanh",
+    "get",
+    "serialize",
+]
 
 
 class _ActivationLayer(Layer):
@@ -97,10 +113,7 @@ class Sigmoid(_ActivationLayer):
     activation_name = "sigmoid"
 
     def forward(self, x, training=False):
-        # exp(-|x|) is in (0, 1]: no overflow warning for x = -1000.
-        z = np.exp(-np.abs(x))
-        y = np.where(x >= 0, 1 / (1 + z), z / (1 + z)).astype(x.dtype, copy=False)
-        return self._output_of(x, y, training)
+        return self._output_of(x, _sigmoid(x), training)
 
     def _grad(self, dy, y):
         return dy * y * (1 - y)
@@ -154,12 +167,164 @@ class Softmax(_ActivationLayer):
         return {**super().get_config(), "axis": self.axis}
 
 
-_BY_NAME = {cls.activation_name: cls for cls in (ReLU, Tanh, Sigmoid, Softmax)}
-_NAMES = ("relu", "tanh", "sigmoid", "softmax", "linear", None)
+class _InputActivation(_ActivationLayer):
+    """An activation whose gradient needs its input ``x`` (not only its output): keeps ``x``."""
+
+    _cache_attrs = ("_y", "_x")
+
+    def _output_of(self, x, y, training=False):
+        # Embedded in Conv2D/Dense (in place) x is about to be overwritten by y: keep a copy.
+        self._x = (x.copy() if self._inplace else x) if training else None
+        return super()._output_of(x, y, training)
+
+    def backward(self, dy):
+        if self._x is None:
+            raise self._missing_cache()
+        return self._grad(dy, self._x)
+
+
+class LeakyReLU(_ActivationLayer):
+    """``x`` where ``x > 0``, ``negative_slope * x`` elsewhere; Keras's ``LeakyReLU``.
+
+    The layer's default ``negative_slope`` is 0.3, as in Keras; the string
+    ``activation='leaky_relu'`` uses 0.2, as Keras's ``activations.leaky_relu``.
+    """
+
+    activation_name = "leaky_relu"
+
+    def __init__(self, negative_slope=0.3, *, name=None, input_shape=None, trainable=True, **kwargs):
+        if "alpha" in kwargs:  # Keras 2's name
+            negative_slope = kwargs.pop("alpha")
+        if kwargs:
+            raise TypeError(f"LeakyReLU got unexpected arguments {sorted(kwargs)}")
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float, np.floating)):
+            raise TypeError(f"LeakyReLU negative_slope must be a number; got {negative_slope!r}")
+        if not negative_slope >= 0:
+            raise ValueError(f"LeakyReLU negative_slope must be >= 0; got {negative_slope!r}")
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x, training=False):
+        y = np.where(x > 0, x, x * x.dtype.type(self.negative_slope)).astype(x.dtype, copy=False)
+        return self._output_of(x, y, training)
+
+    def _grad(self, dy, y):
+        # y > 0 exactly where x > 0 (the slope is >= 0).
+        return np.where(y > 0, dy, dy * dy.dtype.type(self.negative_slope)).astype(dy.dtype, copy=False)
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+class ELU(_ActivationLayer):
+    """``x`` where ``x > 0``, ``alpha * (exp(x) - 1)`` elsewhere; Keras's ``ELU`` / ``'elu'``."""
+
+    activation_name = "elu"
+
+    def __init__(self, alpha=1.0, *, name=None, input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        self.alpha = float(alpha)
+
+    def forward(self, x, training=False):
+        with np.errstate(over="ignore"):
+            y = np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0))).astype(x.dtype, copy=False)
+        return self._output_of(x, y, training)
+
+    def _grad(self, dy, y):
+        # For x <= 0: d/dx alpha (e^x - 1) = alpha e^x = y + alpha.
+        return np.where(y > 0, dy, dy * (y + self.alpha)).astype(dy.dtype, copy=False)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
+
+
+def _sigmoid(x):
+    # exp(-|x|) is in (0, 1]: no overflow warning for x = -1000.
+    z = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + z), z / (1 + z)).astype(x.dtype, copy=False)
+
+
+class Softplus(_ActivationLayer):
+    """``log(1 + exp(x))``, computed without overflow; Keras's ``'softplus'``."""
+
+    activation_name = "softplus"
+
+    def forward(self, x, training=False):
+        y = (np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))).astype(x.dtype, copy=False)
+        return self._output_of(x, y, training)
+
+    def _grad(self, dy, y):
+        # sigmoid(x) = 1 - exp(-softplus(x)).
+        return dy * -np.expm1(-y)
+
+
+class Swish(_InputActivation):
+    """``x * sigmoid(x)``; Keras's ``'swish'``, also called ``'silu'``."""
+
+    activation_name = "swish"
+
+    def forward(self, x, training=False):
+        return self._output_of(x, x * _sigmoid(x), training)
+
+    def _grad(self, dy, x):
+        s = _sigmoid(x)
+        return dy * (s * (1 + x * (1 - s)))
+
+
+SiLU = Swish
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+class GELU(_InputActivation):
+    """Gaussian error linear unit ``x * Phi(x)``; Keras's ``'gelu'``.
+
+    ``approximate=False`` (Keras's default) uses the exact normal CDF
+    (``math.erf`` element by element: correct, but slower than the other
+    activations); ``approximate=True`` the tanh form.
+    """
+
+    activation_name = "gelu"
+
+    def __init__(self, approximate=False, *, name=None, input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        self.approximate = bool(approximate)
+
+    _C = math.sqrt(2 / math.pi)
+
+    def forward(self, x, training=False):
+        if self.approximate:
+            y = 0.5 * x * (1 + np.tanh(self._C * (x + 0.044715 * x**3)))
+        else:
+            y = 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+        return self._output_of(x, y.astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, x):
+        if self.approximate:
+            inner = self._C * (x + 0.044715 * x**3)
+            t = np.tanh(inner)
+            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * self._C * (1 + 3 * 0.044715 * x * x)
+        else:
+            cdf = 0.5 * (1 + _erf(x / math.sqrt(2)))
+            d = cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return (dy * d).astype(dy.dtype, copy=False)
+
+    def get_config(self):
+        return {**super().get_config(), "approximate": self.approximate}
+
+
+_BY_NAME = {
+    cls.activation_name: cls for cls in (ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, Softplus, Swish, GELU)
+}
+_BY_NAME["silu"] = Swish
+_NAMES = (*_BY_NAME, "linear", None)
+# activation='leaky_relu' takes Keras's function default (0.2), not the layer's (0.3).
+_STRING_CONFIG = {"leaky_relu": {"negative_slope": 0.2}}
 
 
 def get(identifier, argument: str = "activation") -> _ActivationLayer | None:
-    """A fresh activation for ``activation=...``: a name, an activation layer, or None/'linear'."""
+    """A fresh activation for ``activation=...``: a name, an activation layer or function of
+    :mod:`convforge.activations`, a ``{'class_name', 'config'}`` dict, or None/'linear'."""
     if identifier is None:
         return None
     if isinstance(identifier, str):
@@ -167,18 +332,32 @@ def get(identifier, argument: str = "activation") -> _ActivationLayer | None:
         if key == "linear":
             return None
         if key in _BY_NAME:
-            return _BY_NAME[key]()
+            return _BY_NAME[key](**_STRING_CONFIG.get(key, {}))
         raise ValueError(f"{argument} must be one of {list(_NAMES)}; got {identifier!r}")
+    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_NAME:
+        return _BY_NAME[identifier["class_name"]](**identifier.get("config", {}))
     if isinstance(identifier, _ActivationLayer):
-        return type(identifier)()
+        config = identifier.get_config()
+        for key in ("name", "trainable", "input_shape"):
+            config.pop(key, None)
+        return type(identifier)(**config)
+    name = getattr(identifier, "_convforge_activation", None)  # a convforge.activations function
+    if name is not None:
+        return get(name, argument)
     raise TypeError(
-        f"{argument} must be one of {list(_NAMES)} or an activation layer such as layers.ReLU(); "
-        f"got {type(identifier).__name__} {identifier!r}"
+        f"{argument} must be one of {list(_NAMES)}, a function of convforge.activations or an activation "
+        f"layer such as layers.ReLU(); got {type(identifier).__name__} {identifier!r}"
     )
 
 
-def serialize(activation) -> str | None:
-    return None if activation is None else activation.activation_name
+def serialize(activation):
+    """The name, or ``{'class_name', 'config'}`` when the activation has non-default settings."""
+    if activation is None:
+        return None
+    config = {k: v for k, v in activation.get_config().items() if k not in ("name", "trainable", "input_shape")}
+    if config and config != _STRING_CONFIG.get(activation.activation_name, {}):
+        return {"class_name": activation.activation_name, "config": config}
+    return activation.activation_name
 
 
 class Activation(Layer):

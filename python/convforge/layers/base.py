@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import inspect
 import math
 import numbers
 import re
@@ -64,6 +66,48 @@ __all__ = ["Layer", "display_shape"]
 _REGISTRY: dict[str, list[type]] = {}
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Keras layer arguments convforge does not implement, with what to do instead.
+_UNSUPPORTED_ARGUMENTS = {
+    "activity_regularizer": "put the penalty in a custom Loss, or use kernel_regularizer",
+    "kernel_constraint": "clip the weights in a Callback's on_train_batch_end",
+    "bias_constraint": "clip the weights in a Callback's on_train_batch_end",
+    "dtype": "give the model's dtype: Sequential(..., dtype='float64')",
+    "groups": "split the channels into several Conv2D layers",
+    "lora_rank": "train the full kernel",
+    "seed": "seed every layer at once with convforge.seed(n)",
+    "autocast": "leave it out (convforge computes in the model's dtype)",
+}
+
+
+def _unsupported(cls, unknown: list[str]) -> TypeError:
+    name = unknown[0]
+    hint = _UNSUPPORTED_ARGUMENTS.get(name)
+    text = f"convforge does not support the argument {name!r} of {cls.__name__}"
+    if hint is None:
+        accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+        hint = f"its arguments are {accepted}"
+    return TypeError(f"{text}; {hint}")
+
+
+def _check_arguments(cls, init):
+    """Wrap a layer's ``__init__`` so that a Keras argument it lacks gets a message naming it."""
+    try:
+        params = inspect.signature(init).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return init
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return init
+    names = set(params)
+
+    @functools.wraps(init)
+    def checked(self, *args, **kwargs):
+        unknown = [k for k in kwargs if k not in names]
+        if unknown:
+            raise _unsupported(type(self), unknown)
+        return init(self, *args, **kwargs)
+
+    return checked
 
 
 class WeightBudgetExceeded(MemoryError):
@@ -124,6 +168,32 @@ def display_shape(internal_shape, data_format: str = "channels_last") -> tuple:
     if len(shape) == 3 and data_format != "channels_first":
         return (shape[1], shape[2], shape[0])
     return shape
+
+
+def weight_options_config(layer) -> dict:
+    """The activation, bias and weight options of a layer with a kernel, for its ``get_config``."""
+    from .. import regularizers
+    from . import activations
+
+    return {
+        "activation": activations.serialize(layer.activation),
+        "use_bias": layer.use_bias,
+        "kernel_initializer": initializers.serialize(layer.kernel_initializer),
+        "bias_initializer": initializers.serialize(layer.bias_initializer),
+        "kernel_regularizer": regularizers.serialize(layer.kernel_regularizer),
+        "bias_regularizer": regularizers.serialize(layer.bias_regularizer),
+    }
+
+
+def weight_options_from_config(config: dict) -> dict:
+    """A saved layer config with its initializers and regularizers rebuilt (``from_config``'s shared step)."""
+    from .. import regularizers
+
+    config = initializers.deserialize_config(config)
+    for key in ("kernel_regularizer", "bias_regularizer"):
+        if key in config:
+            config[key] = regularizers.get(config[key], key)
+    return config
 
 
 def check_input_shape(input_shape, argument: str = "input_shape") -> tuple[int, ...] | None:
@@ -225,6 +295,8 @@ class Layer:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _REGISTRY.setdefault(cls.__name__, []).append(cls)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _check_arguments(cls, cls.__dict__["__init__"])
 
     def __init__(self, *, name=None, input_shape=None, trainable=True):
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
@@ -243,6 +315,8 @@ class Layer:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self._non_trainable: set[str] = set()
+        #: Penalties on weights (kernel_regularizer=...), by weight name.
+        self.regularizers: dict = {}
         self.built = False
         #: Per-sample internal input/output shapes, known once built.
         self.input_shape: tuple | None = None
@@ -325,11 +399,14 @@ class Layer:
 
     # ------------------------------------------------------------------ weights
 
-    def add_weight(self, name: str, shape, initializer="glorot_uniform", trainable: bool = True) -> np.ndarray:
+    def add_weight(
+        self, name: str, shape, initializer="glorot_uniform", trainable: bool = True, regularizer=None
+    ) -> np.ndarray:
         """Create the weight ``self.params[name]`` in the layer's dtype and return it.
 
         ``initializer`` is a name (``'zeros'``, ``'he_normal'``, ...), an
-        initialiser object or a callable ``f(shape, dtype)``.
+        initialiser object or a callable ``f(shape, dtype)``; ``regularizer``
+        a :mod:`convforge.regularizers` penalty (added to the training loss).
         """
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"weight name must be a non-empty string without '/'; got {name!r}")
@@ -353,7 +430,51 @@ class Layer:
         self.params[name] = value
         if not trainable:
             self._non_trainable.add(name)
+        if regularizer is not None:
+            from .. import regularizers
+
+            self.regularizers[name] = regularizers.get(regularizer, f"regularizer of weight {name!r}")
         return value
+
+    def regularization_penalty(self) -> float:
+        """Sum of the weight penalties (0.0 without regularizers); trained weights only."""
+        names = self.trainable_param_names()
+        return sum(reg.penalty(self.params[n]) for n, reg in self.regularizers.items() if n in names)
+
+    def _add_regularization_gradients(self) -> None:
+        """Add each penalty's gradient to ``self.grads`` (after :meth:`backward`)."""
+        for n, reg in self.regularizers.items():
+            if n in self.grads and n in self.trainable_param_names():
+                reg.add_gradient(self.params[n], self.grads[n])
+
+    @property
+    def kernel(self) -> np.ndarray:
+        """The ``kernel`` weight (Keras's ``layer.kernel``), the array itself."""
+        return self._named_weight("kernel")
+
+    @property
+    def bias(self) -> np.ndarray | None:
+        """The ``bias`` weight, or None for ``use_bias=False`` (Keras's ``layer.bias``)."""
+        if "bias" not in self.params and "kernel" in self.params:
+            return None
+        return self._named_weight("bias")
+
+    def _named_weight(self, name):
+        if not self.built:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) is not built yet: it has no {name}")
+        if name not in self.params:
+            raise AttributeError(f"layer {self.name!r} ({type(self).__name__}) has no weight {name!r}; it has {list(self.params)}")
+        return self.params[name]
+
+    @property
+    def trainable_weights(self) -> list[np.ndarray]:
+        """The weights the optimizer updates (none when ``trainable`` is False)."""
+        return [self.params[n] for n in self.trainable_param_names()]
+
+    @property
+    def non_trainable_weights(self) -> list[np.ndarray]:
+        names = set(self.trainable_param_names())
+        return [p for n, p in self.params.items() if n not in names]
 
     @property
     def weights(self) -> list[np.ndarray]:
@@ -366,12 +487,26 @@ class Layer:
             return []
         return [n for n in self.params if n not in self._non_trainable]
 
+    # Layers whose stored layout differs from Keras's give (to_keras, from_keras) per weight name;
+    # get_weights/set_weights then speak Keras's layout while params stay in the kernels' layout.
+    _keras_layouts: dict = {}
+
     def get_weights(self) -> list[np.ndarray]:
-        """Copies of the weights, in creation order (e.g. ``[kernel, bias]``)."""
-        return [p.copy() for p in self.params.values()]
+        """Copies of the weights, in creation order (e.g. ``[kernel, bias]``), in Keras's layouts
+        (a Conv2D kernel as ``(kh, kw, in, filters)``); ``layer.params`` holds them as stored."""
+        out = []
+        for name, p in self.params.items():
+            layout = self._keras_layouts.get(name)
+            out.append(np.ascontiguousarray(layout[0](p)) if layout else p.copy())
+        return out
 
     def set_weights(self, weights) -> None:
-        """Replace the weights, in :meth:`get_weights` order; shapes must match."""
+        """Replace the weights, in :meth:`get_weights` order and layouts (Keras's); shapes must match."""
+        self._assign_weights(weights, keras_layouts=True)
+
+    def _assign_weights(self, weights, keras_layouts: bool) -> None:
+        """``set_weights``, from Keras's layouts or (``keras_layouts=False``, for importers that
+        hold the kernels' own layout, as ONNX does) from the stored ones."""
         weights = list(weights)
         if len(weights) != len(self.params):
             names = list(self.params)
@@ -379,14 +514,18 @@ class Layer:
                 f"layer {self.name!r} ({type(self).__name__}) has {len(names)} weights {names}; "
                 f"set_weights got {len(weights)} arrays"
             )
+        stored = []
         for (pname, current), new in zip(self.params.items(), weights):
             new = np.asarray(new)
-            if new.shape != current.shape:
+            layout = self._keras_layouts.get(pname) if keras_layouts else None
+            expected = layout[0](current).shape if layout else current.shape
+            if new.shape != expected:
                 raise ValueError(
-                    f"layer {self.name!r} ({type(self).__name__}) weight {pname!r} has shape {current.shape}; "
-                    f"set_weights got shape {new.shape}"
+                    f"layer {self.name!r} ({type(self).__name__}) weight {pname!r} has shape {expected}"
+                    f"{' (Keras layout)' if layout else ''}; set_weights got shape {new.shape}"
                 )
-        for (pname, current), new in zip(self.params.items(), weights):
+            stored.append(layout[1](new) if layout else new)
+        for (pname, current), new in zip(self.params.items(), stored):
             # In place: the arrays stay the same objects (an optimizer may hold them).
             current[...] = np.asarray(new, dtype=current.dtype)
 

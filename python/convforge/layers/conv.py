@@ -8,8 +8,9 @@ import numpy as np
 
 from .. import _params
 from .. import functional as F
+from .. import regularizers
 from . import activations, initializers
-from .base import Layer, resolve_data_format
+from .base import Layer, resolve_data_format, weight_options_config, weight_options_from_config
 
 __all__ = ["Conv2D", "check_padding"]
 
@@ -59,14 +60,18 @@ class Conv2D(Layer):
     use_bias : bool
     kernel_initializer, bias_initializer : str or callable
         Defaults ``'glorot_uniform'`` and ``'zeros'``, as in Keras.
+    kernel_regularizer, bias_regularizer : Regularizer, optional
+        E.g. ``regularizers.l2(1e-4)``: added to the training loss.
     input_shape : tuple, optional
         ``(height, width, channels)`` of the model input, on the first layer.
 
     Weights
     -------
-    ``kernel`` of shape ``(filters, channels, kh, kw)`` (OIHW -- Keras stores
-    ``(kh, kw, channels, filters)``; transpose with ``(3, 2, 0, 1)`` to import
-    Keras weights) and ``bias`` of shape ``(filters,)``.
+    ``kernel`` stored as ``(filters, channels, kh, kw)`` (OIHW, the kernels'
+    layout: ``layer.kernel``, ``layer.params``) and ``bias`` ``(filters,)``.
+    ``get_weights()``/``set_weights()`` use Keras's layout
+    ``(kh, kw, channels, filters)``, so Keras weights and filter-plotting
+    code work unchanged.
 
     Input / output
     --------------
@@ -77,6 +82,8 @@ class Conv2D(Layer):
 
     _expects_images = True
     _cache_attrs = ("_x", "_plan_used")
+    # Stored OIHW (the kernels' layout); get_weights/set_weights use Keras's HWIO.
+    _keras_layouts = {"kernel": (lambda k: k.transpose(2, 3, 1, 0), lambda k: k.transpose(3, 2, 0, 1))}
 
     def __init__(
         self,
@@ -90,6 +97,8 @@ class Conv2D(Layer):
         use_bias=True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
         *,
         input_shape=None,
         name=None,
@@ -112,6 +121,8 @@ class Conv2D(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
         self._x = None
         self._plans = {}  # image size -> ConvPlan
 
@@ -121,9 +132,14 @@ class Conv2D(Layer):
                 f"Conv2D expects input of shape (batch, height, width, channels); got {self._show(input_shape)}"
             )
         channels = input_shape[0]
-        self.add_weight("kernel", (self.filters, channels, *self.kernel_size), self.kernel_initializer)
+        self.add_weight(
+            "kernel",
+            (self.filters, channels, *self.kernel_size),
+            self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
         if self.use_bias:
-            self.add_weight("bias", (self.filters,), self.bias_initializer)
+            self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -204,13 +220,9 @@ class Conv2D(Layer):
             "padding": _json_padding(self.padding),
             "data_format": self.data_format,
             "dilation_rate": list(self.dilation_rate),
-            "activation": activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
+            **weight_options_config(self),
         }
 
     @classmethod
     def from_config(cls, config):
-        config = initializers.deserialize_config(config)
-        return cls(**config)
+        return cls(**weight_options_from_config(config))

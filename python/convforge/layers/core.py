@@ -9,8 +9,15 @@ import numpy as np
 
 from .. import functional as F
 from .. import random as _random
+from .. import regularizers
 from . import activations, initializers
-from .base import Layer, check_input_shape, resolve_data_format
+from .base import (
+    Layer,
+    check_input_shape,
+    resolve_data_format,
+    weight_options_config,
+    weight_options_from_config,
+)
 
 __all__ = ["Dense", "Dropout", "Flatten", "Input", "InputLayer", "Reshape"]
 
@@ -26,6 +33,10 @@ class Dense(Layer):
     use_bias : bool
     kernel_initializer, bias_initializer : str or callable
         Defaults ``'glorot_uniform'`` and ``'zeros'``.
+    kernel_regularizer, bias_regularizer : Regularizer, optional
+        E.g. ``regularizers.l2(1e-4)``: added to the training loss.
+    kernel_regularizer, bias_regularizer : Regularizer, optional
+        E.g. ``regularizers.l2(1e-4)``: added to the training loss.
     input_shape : tuple, optional
         ``(features,)`` when this is the first layer (or ``input_dim=features``).
 
@@ -48,6 +59,8 @@ class Dense(Layer):
         use_bias=True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
         *,
         input_shape=None,
         input_dim=None,
@@ -70,6 +83,8 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
         self._x = None
 
     def _check(self, input_shape):
@@ -79,9 +94,11 @@ class Dense(Layer):
 
     def build(self, input_shape):
         self._check(input_shape)
-        self.add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer)
+        self.add_weight(
+            "kernel", (input_shape[0], self.units), self.kernel_initializer, regularizer=self.kernel_regularizer
+        )
         if self.use_bias:
-            self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.add_weight("bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def compute_output_shape(self, input_shape):
         self._check(input_shape)
@@ -156,16 +173,12 @@ class Dense(Layer):
         return {
             **super().get_config(),
             "units": self.units,
-            "activation": activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": initializers.serialize(self.kernel_initializer),
-            "bias_initializer": initializers.serialize(self.bias_initializer),
+            **weight_options_config(self),
         }
 
     @classmethod
     def from_config(cls, config):
-        config = initializers.deserialize_config(config)
-        return cls(**config)
+        return cls(**weight_options_from_config(config))
 
 
 class Flatten(Layer):

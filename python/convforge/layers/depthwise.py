@@ -50,10 +50,10 @@ class DepthwiseConv2D(Layer):
 
     Weights
     -------
-    ``kernel`` of shape ``(channels * depth_multiplier, 1, kh, kw)``
-    (PyTorch's groups layout; Keras stores ``(kh, kw, channels,
-    depth_multiplier)``: ``keras_w.transpose(2, 3, 0, 1).reshape(-1, 1, kh, kw)``
-    imports it) and ``bias`` ``(channels * depth_multiplier,)``. Output channel
+    ``kernel`` stored as ``(channels * depth_multiplier, 1, kh, kw)``
+    (PyTorch's groups layout; ``layer.kernel``/``layer.params``) and ``bias``
+    ``(channels * depth_multiplier,)``; ``get_weights()``/``set_weights()`` use
+    Keras's ``(kh, kw, channels, depth_multiplier)``. Output channel
     ``c * depth_multiplier + m`` comes from input channel ``c``, as in Keras.
 
     Regularizers and constraints are not supported (NotImplementedError).
@@ -124,6 +124,15 @@ class DepthwiseConv2D(Layer):
         c, m = input_shape[0], self.depth_multiplier
         init = _depthwise_initializer(self.depthwise_initializer, c, m, self.kernel_size)
         self.add_weight(self._kernel_name, (c * m, 1, *self.kernel_size), init)
+        # get_weights/set_weights speak Keras's (kh, kw, channels, depth_multiplier); stored as above.
+        kh, kw = self.kernel_size
+        self._keras_layouts = {
+            **type(self)._keras_layouts,
+            self._kernel_name: (
+                lambda k: k.reshape(-1, m, kh, kw).transpose(2, 3, 0, 1),
+                lambda k: k.transpose(2, 3, 0, 1).reshape(-1, 1, kh, kw),
+            ),
+        }
 
     def build(self, input_shape):
         self._build_depthwise(input_shape)
@@ -214,8 +223,12 @@ class SeparableConv2D(DepthwiseConv2D):
     ``depthwise_kernel`` ``(channels * depth_multiplier, 1, kh, kw)``,
     ``pointwise_kernel`` ``(filters, channels * depth_multiplier, 1, 1)``
     (OIHW; Keras: ``(1, 1, channels * depth_multiplier, filters)``) and
-    ``bias`` ``(filters,)``, Keras's order.
+    ``bias`` ``(filters,)``, Keras's order, as stored; ``get_weights()``/``set_weights()``
+    use Keras's layouts of both kernels.
     """
+
+    # The pointwise kernel is stored (filters, channels * depth_multiplier, 1, 1); Keras's is HWIO.
+    _keras_layouts = {"pointwise_kernel": (lambda k: k.transpose(2, 3, 1, 0), lambda k: k.transpose(3, 2, 0, 1))}
 
     _cache_attrs = ("_x", "_t")
     _kernel_name = "depthwise_kernel"

@@ -20,7 +20,7 @@ nothing from here).
 from __future__ import annotations
 
 from .functional import Functional, Model
-from .loading import load_model
+from .loading import clone_model, load_model, model_from_json
 from .sequential import Sequential
 
-__all__ = ["Functional", "Model", "Sequential", "load_model"]
+__all__ = ["Functional", "Model", "Sequential", "clone_model", "load_model", "model_from_json"]

@@ -58,13 +58,14 @@ from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..layers import fusion
+from ..layers.activations import Sigmoid, Softmax, _ActivationLayer
 from ..layers.base import FLOAT_DTYPES, Layer, display_shape
 from ..layers.core import InputLayer
 from ..layers.symbolic import KerasTensor, common_dtype, unique_name
 from . import state
 from .batches import _Batches, _Entry, shape_str
 from .summary import print_graph_summary
-from .trainer import Trainer, saveable_metric_names, trainable_plan
+from .trainer import Trainer, check_compile_arguments, saveable_metric_names, trainable_plan
 
 __all__ = ["Functional", "Model"]
 
@@ -128,6 +129,27 @@ class Model(Trainer):
             k = len(layer.params)
             layer.set_weights(weights[i : i + k])
             i += k
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Every weight array itself (not a copy), layer by layer; Keras's ``model.weights``."""
+        return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self) -> list[np.ndarray]:
+        """The weights the optimizer updates (a layer with ``trainable = False`` contributes none)."""
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self) -> list[np.ndarray]:
+        return [w for layer in self.layers for w in layer.non_trainable_weights]
+
+    def to_json(self, **kwargs) -> str:
+        """The architecture as a JSON string (:meth:`get_config`); rebuild it with
+        :func:`convforge.models.model_from_json`. Not Keras's JSON: Keras cannot read it."""
+        import json
+
+        return json.dumps({"class_name": type(self).__name__, "convforge": True, "config": self.get_config()}, **kwargs)
 
     def astype(self, dtype) -> "Model":
         """Convert weights (and optimizer state) to float32 or float64, in place; returns the model."""
@@ -202,6 +224,15 @@ class _Step:
         self.backward = True  # run in the backward pass (set by _plan_backward)
         self.fused = False  # a softmax head trained from its logits (set by _resolve_loss_path)
         self.shared = False  # its layer has other nodes in this model
+
+
+def _outputs_logits(layer: Layer, loss) -> bool:
+    """Does a built-in ``layer`` without softmax/sigmoid feed a loss that wants probabilities?"""
+    wants_probabilities = isinstance(loss, (losses_module._Crossentropy, losses_module.BinaryCrossentropy))
+    if not wants_probabilities or loss.from_logits or not type(layer).__module__.startswith("convforge."):
+        return False
+    activation = layer if isinstance(layer, _ActivationLayer) else getattr(layer, "activation", None)
+    return not isinstance(activation, (Softmax, Sigmoid))
 
 
 def _call_copy(layer: Layer) -> Layer:
@@ -334,6 +365,7 @@ class Functional(Model):
         self._make_steps()
         self._backward_steps: list = []
         self._grad_calls: list = []
+        self._regularized: list = []
         self._shared_plan: list = []
         self._trainable_plan: list = []
         self._heads: list = []  # per output: (Loss or None, weight, fused), by _resolve_loss_path
@@ -499,9 +531,16 @@ class Functional(Model):
         values = self._run(xbs, training, logits=False)
         return [values[i] for i in self._outputs_index]
 
-    def _forward_loss(self, xbs, ybs, training: bool, need_grad: bool):
-        """``(weighted total loss, outputs as predict gives them, dL/d(each output) or None)``."""
+    def _forward_loss(self, xbs, ybs, training: bool, need_grad: bool, sample_weight=None):
+        """``(weighted total loss, outputs as predict gives them, dL/d(each output) or None)``.
+
+        ``sample_weight`` (``(batch,)`` or None) weights every output's per-sample loss. The total
+        includes the layers' weight penalties (``kernel_regularizer``), as Keras's; the per-output
+        losses (``<output>_loss`` in the logs) do not.
+        """
         values = self._run(xbs, training, logits=True)
+        # Custom losses need not take sample_weight: it is passed only when there is one.
+        weighting = {} if sample_weight is None else {"sample_weight": sample_weight}
         total, outs, dheads, parts = 0.0, [], [], []
         for k, (index, (loss, weight, fused)) in enumerate(zip(self._outputs_index, self._heads)):
             pred = values[index]
@@ -511,15 +550,19 @@ class Functional(Model):
                 parts.append(None)
                 continue
             if fused:
-                value, d, pred = loss.logits_value_and_grad(pred, ybs[k], need_grad)
+                value, d, pred = loss.logits_value_and_grad(pred, ybs[k], need_grad, **weighting)
             else:
-                value, d = loss.value_and_grad(pred, ybs[k], need_grad)
+                value, d = loss.value_and_grad(pred, ybs[k], need_grad, **weighting)
             outs.append(pred)
             parts.append(value)
             total += weight * value
             dheads.append(None if d is None else (d if weight == 1.0 else d * weight))
         self._last_head_losses = parts
-        return total, outs, dheads
+        return total + self._regularization_penalty(), outs, dheads
+
+    def _regularization_penalty(self) -> float:
+        """The layers' weight penalties (each shared layer once)."""
+        return sum(layer.regularization_penalty() for layer in self.layers if layer.regularizers)
 
     def _accumulate(self, grads: list, index: int, d) -> None:
         """Add ``d`` to the gradient of tensor ``index``: kept as is if it is the first, summed into
@@ -573,6 +616,9 @@ class Functional(Model):
                 for p in parts[1:]:
                     total += p
                 layer.grads[name] = total
+        # The penalties' gradients, once per layer (after a shared layer's calls are summed).
+        for layer in self._regularized:
+            layer._add_regularization_gradients()
 
     def _batch_rows(self, grads) -> int:
         return next(g.shape[0] for g in grads if g is not None)
@@ -609,12 +655,19 @@ class Functional(Model):
         # What _backward walks, worked out once here rather than at every batch.
         self._backward_steps = [step for step in reversed(self._steps) if step.backward]
         self._grad_calls = [call for layer, _ in self._trainable_plan for call in self._calls[id(layer)]]
+        self._regularized = [layer for layer, _ in self._trainable_plan if layer.regularizers]
         self._shared_plan = [
             (layer, names, self._calls[id(layer)]) for layer, names in self._trainable_plan if len(self._calls[id(layer)]) > 1
         ]
 
-    def _resolve_loss_path(self, stacklevel: int = 3) -> None:
-        """Per output: its loss, weight, and whether a final softmax is fused into its cross-entropy."""
+    def _resolve_loss_path(self, stacklevel: int = 3, owner=None) -> None:
+        """Per output: its loss, weight, and whether a final softmax is fused into its cross-entropy.
+
+        Also warns (once per compile of ``owner``, the model the user compiled: this one or the
+        Sequential it runs for) when a probability loss follows a built-in layer without softmax
+        or sigmoid, which outputs logits.
+        """
+        owner = self if owner is None else owner
         heads = []
         producer = {step.out: step for step in self._steps}
         uses = [0] * len(self._tensor_index)
@@ -653,10 +706,31 @@ class Functional(Model):
             heads.append((loss, weight, fused))
         self._heads = heads
         self._fused = any(fused for _, _, fused in heads)
+        self._warn_if_logits(owner, stacklevel + 1)
+
+    def _warn_if_logits(self, owner, stacklevel: int) -> None:
+        """Warn once per compile of ``owner`` when a probability loss follows a built-in layer without
+        softmax or sigmoid: it outputs logits, so ``from_logits=True`` is probably meant."""
+        if getattr(owner, "_warned_logits", False):
+            return
+        producer = {step.out: step for step in self._steps}
+        for index, loss in zip(self._outputs_index, self._head_losses()):
+            step = producer.get(index)
+            if step is not None and _outputs_logits(step.layer, loss):
+                owner._warned_logits = True
+                warnings.warn(
+                    f"the last layer {step.layer.name!r} ({type(step.layer).__name__}) has no softmax or sigmoid, so it "
+                    f"outputs logits, but the loss {loss.name} expects probabilities (from_logits=False). You probably "
+                    f"meant loss={type(loss).__name__}(from_logits=True), or activation="
+                    f"{'sigmoid' if isinstance(loss, losses_module.BinaryCrossentropy) else 'softmax'} on the last layer.",
+                    UserWarning,
+                    stacklevel=stacklevel,
+                )
+                return
 
     # ================================================================== compile
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None) -> None:
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs) -> None:
         """Choose the optimizer, the loss(es) and the metrics; see the module docstring for several outputs.
 
         Parameters
@@ -668,6 +742,7 @@ class Functional(Model):
         loss_weights : list or dict of floats, optional
         """
         # Everything is checked before anything is set: a failed compile leaves the model as it was.
+        check_compile_arguments(kwargs)
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         n = len(self.outputs)
@@ -717,6 +792,8 @@ class Functional(Model):
         self.compiled_metrics = [m for _, _, m in slots]
         self._metric_specs = per_metrics
         self._output_loss_means = [metrics_module.Mean(name=f"{name}_loss") for name in self.output_names]
+        self._warned_logits = False
+        self._warn_if_logits(self, stacklevel=3)  # at compile; the loss path itself is decided at fit
 
     def _per_output(self, value, argument: str):
         """A list/dict given per output, as a list in output order; None if ``value`` is neither."""

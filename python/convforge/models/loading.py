@@ -100,3 +100,41 @@ def load_model(path, custom_objects=None, compile=True, *, input_layout=None):  
     training = meta.get("training") or {}
     model.epochs_completed = int(training.get("epoch", 0))
     return model
+
+
+def model_from_json(json_string: str, custom_objects=None):
+    """A new model (fresh weights) from ``model.to_json()``'s string, Keras's ``model_from_json``."""
+    import json
+
+    try:
+        description = json.loads(json_string)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"model_from_json expects the string model.to_json() returned: {err}") from None
+    if not isinstance(description, dict) or "config" not in description:
+        raise ValueError("model_from_json: not a model description written by convforge's model.to_json()")
+    if not description.get("convforge"):
+        raise ValueError(
+            "model_from_json: this JSON was written by Keras, whose layer configs convforge does not read; "
+            "rebuild the model in code with convforge.layers"
+        )
+    model_class = _model_classes().get(description.get("class_name"))
+    if model_class is None:
+        raise ValueError(
+            f"model_from_json: class_name must be 'Sequential' or 'Functional'; got {description.get('class_name')!r}"
+        )
+    return model_class.from_config(description["config"], custom_objects=custom_objects)
+
+
+def clone_model(model, custom_objects=None):
+    """A new model with the same architecture and fresh weights, Keras's ``clone_model`` (not compiled)."""
+    model_class = _model_classes().get(type(model).__name__)
+    if model_class is None or not isinstance(model, model_class):
+        raise TypeError(f"clone_model expects a convforge Sequential or functional Model; got {type(model).__name__}")
+    return model_class.from_config(model.get_config(), custom_objects=custom_objects)
+
+
+def _model_classes() -> dict:
+    from .functional import Functional
+    from .sequential import Sequential
+
+    return {"Sequential": Sequential, "Functional": Functional}

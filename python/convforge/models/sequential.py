@@ -34,6 +34,8 @@ or ``model.astype('float64')`` for gradient checks.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..layers import symbolic
@@ -94,7 +96,29 @@ class Sequential(Model):
     # ================================================================== building
 
     def add(self, layer) -> None:
-        """Append a layer; the model is (re)built at once if its input shape is known."""
+        """Append a layer; the model is (re)built at once if its input shape is known.
+
+        A Sequential model may be added too (Keras's nested ``Sequential``, e.g. an
+        augmentation block): its layers are appended one by one, the same layer objects
+        (weights shared with the inner model), so ``summary()`` lists them individually
+        where Keras shows one row for the inner model. An inner layer whose automatic
+        name is taken here gets the next free suffix (``dense_1`` -> ``dense_2``).
+        """
+        if isinstance(layer, Sequential):
+            if layer is self:
+                raise ValueError("a Sequential model cannot be added to itself")
+            if not self.layers and self._declared_input is None and layer._input_spec() is not None:
+                self._declared_input = tuple(layer._input_spec())
+            taken = {other.name for other in self.layers}
+            for inner in layer.layers:
+                if inner.name in taken:
+                    base, i = re.sub(r"_\d+$", "", inner.name), 0
+                    while inner.name in taken:
+                        i += 1
+                        inner.name = f"{base}_{i}"
+                self.add(inner)
+                taken.add(inner.name)
+            return
         if isinstance(layer, symbolic.KerasTensor) and isinstance(layer._keras_history[0], InputLayer):
             layer = layer._keras_history[0]  # Sequential([convforge.Input(shape=...), ...]), as Keras
         if isinstance(layer, InputLayer):
@@ -269,6 +293,21 @@ class Sequential(Model):
             raise ValueError(_NOT_BUILT)
         return [self._graph_nodes[-1].outputs[0]]
 
+    def pop(self) -> Layer:
+        """Remove and return the last layer (Keras's ``pop``); the model is rebuilt without it."""
+        if not self.layers:
+            raise IndexError("pop from a Sequential model without layers")
+        layer = self.layers.pop()
+        if self.layers and self._input_spec() is not None:
+            self.build()  # records the graph anew, without the popped layer's node
+        else:
+            for node in self._graph_nodes:
+                node.layer._inbound_nodes.remove(node)
+            self._graph, self._graph_input, self._graph_nodes = None, None, []
+            self.built = False
+        self._warned_logits = False
+        return layer
+
     # ================================================================== summary
 
     def summary(self, line_length: int | None = None, print_fn=None) -> None:
@@ -289,14 +328,14 @@ class Sequential(Model):
     def _resolve_loss_path(self) -> None:
         """Fuse a final softmax into a cross-entropy on probabilities (see convforge.losses)."""
         self._graph.loss = self.loss
-        self._graph._resolve_loss_path(stacklevel=4)
+        self._graph._resolve_loss_path(stacklevel=4, owner=self)
         self._fused = self._graph._fused
 
-    def _forward_loss(self, xb, yb, training: bool, need_grad: bool):
+    def _forward_loss(self, xb, yb, training: bool, need_grad: bool, sample_weight=None):
         """Forward pass and loss: ``(loss, output as predict gives it, dL/d(head output) or None)``."""
         if self._graph.loss is not self.loss:  # compiled (or the loss replaced) since the last resolve
             self._resolve_loss_path()
-        loss, outs, dheads = self._graph._forward_loss([xb], [yb], training, need_grad)
+        loss, outs, dheads = self._graph._forward_loss([xb], [yb], training, need_grad, sample_weight)
         return loss, outs[0], dheads[0]
 
     def _backward(self, dhead) -> None:

@@ -4,7 +4,7 @@
 through :class:`~convforge.models.functional.Model`) inherit it and provide the
 structure it runs on: ``layers``, ``_build_from_data(x)``, ``_plan_backward()``
 (sets ``_trainable_plan``), ``_resolve_loss_path()``, ``_forward(xb, training)``,
-``_forward_loss(xb, yb, training, need_grad)``, ``_backward(dhead)``, ``_trace(xb)``,
+``_forward_loss(xb, yb, training, need_grad, sample_weight=None)``, ``_backward(dhead)``, ``_trace(xb)``,
 ``_data_format()`` and ``_entry`` (how user arrays become batches, see
 :mod:`convforge.models.batches`). The data hooks (``_batches``, ``_check_x``,
 ``_convert_x``, ``_prepare``, ``_to_user``) and metric hooks (``_reset_metrics``,
@@ -33,6 +33,7 @@ Set in ``__init__``, updated by ``compile`` and ``fit``; callbacks and
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import threading
@@ -50,6 +51,61 @@ from ..progress import ProgressBar
 from . import diagnostics
 from . import state as state_module
 from .batches import _Batches
+
+
+class _BatchSource:
+    """Batches from a generator/iterator or a Sequence-like object, in the model's layout (``fit(x=gen)``)."""
+
+    def __init__(self, model, source, steps, argument):
+        if steps is not None:
+            steps = _positive_int(steps, "steps_per_epoch" if argument == "x" else "validation_steps")
+        self.model, self.source, self.argument = model, source, argument
+        self.indexed = not hasattr(source, "__next__")
+        self._iterator = None if self.indexed else source
+        if steps is None and self.indexed:
+            steps = len(source)
+        self.steps = steps
+        self._peeked = None
+
+    def _next(self):
+        if self._peeked is not None:
+            item, self._peeked = self._peeked, None
+            return item
+        return next(self._iterator)
+
+    def first_x(self):
+        """The first batch's x, to build the model from (kept for the first epoch)."""
+        if self.indexed:
+            return _unpack_batch(self.source[0], self.argument)[0]
+        try:
+            self._peeked = next(self._iterator)
+        except StopIteration:
+            raise ValueError(f"the generator given as {self.argument} yields no batch") from None
+        return _unpack_batch(self._peeked, self.argument)[0]
+
+    def epoch(self):
+        """``(x, y, sample_weight)`` batches of one epoch: internal layout, checked targets."""
+        model = self.model
+        count = 0
+        while self.steps is None or count < self.steps:
+            if self.indexed:
+                item = self.source[count]
+            else:
+                try:
+                    item = self._next()
+                except StopIteration:
+                    if count == 0 or self.steps is not None:
+                        raise ValueError(
+                            f"the generator given as {self.argument} ran out of batches"
+                            + (f" after {count} of steps={self.steps}" if self.steps is not None else "")
+                            + ": give a generator that loops forever (and steps_per_epoch), or a Sequence"
+                        ) from None
+                    return
+            x, y, w = _unpack_batch(item, self.argument)
+            x, y = model._prepare(x, y, argument=f"a batch of {self.argument}")
+            w = _check_sample_weight(w, _count(x), f"the sample weights of a batch of {self.argument}")
+            yield model._convert_x(x), y, w
+            count += 1
 from .blas import single_threaded_blas
 
 __all__ = ["Trainer"]
@@ -66,9 +122,79 @@ def _all_finite(a: np.ndarray) -> bool:
 def _verbosity(verbose) -> int:
     if verbose == "auto":
         return 1
-    if verbose in (0, 1, 2) and not isinstance(verbose, bool):
+    if isinstance(verbose, (bool, np.bool_)):  # Keras accepts verbose=True/False
         return int(verbose)
-    raise ValueError(f"verbose must be 0, 1, 2 or 'auto'; got {verbose!r}")
+    if verbose in (0, 1, 2):
+        return int(verbose)
+    raise ValueError(f"verbose must be 0, 1, 2, True, False or 'auto'; got {verbose!r}")
+
+
+# compile() arguments of Keras that change nothing here (convforge always runs eagerly, in NumPy).
+_IGNORED_COMPILE_ARGUMENTS = {"run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_loss"}
+_UNSUPPORTED_COMPILE_ARGUMENTS = {
+    "loss_weights": "a Sequential model has one output: scale the loss with a custom Loss (a functional Model takes loss_weights)",
+    "weighted_metrics": "metrics are unweighted; pass sample_weight to fit for the loss",
+}
+
+
+def check_compile_arguments(kwargs: dict) -> None:
+    """Keras compile() arguments beyond convforge's: accepted if they change nothing here, else refused."""
+    for key in kwargs:
+        if key in _UNSUPPORTED_COMPILE_ARGUMENTS:
+            raise TypeError(f"convforge does not support compile({key}=...); {_UNSUPPORTED_COMPILE_ARGUMENTS[key]}")
+        if key not in _IGNORED_COMPILE_ARGUMENTS:
+            raise TypeError(
+                f"compile() got an unexpected argument {key!r}; convforge's are optimizer, loss, metrics"
+                " (and loss_weights for a functional Model)"
+            )
+
+
+def _is_batch_source(x) -> bool:
+    """A generator/iterator of batches, or a keras.utils.Sequence-like object (len + getitem of batches)."""
+    if isinstance(x, (np.ndarray, list, tuple, dict)) or x is None:
+        return False
+    return hasattr(x, "__next__") or (hasattr(x, "__getitem__") and hasattr(x, "__len__") and not hasattr(x, "shape"))
+
+
+def _unpack_batch(item, where: str):
+    """``(x, y)`` or ``(x, y, sample_weight)`` from a generator item."""
+    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+        raise ValueError(
+            f"{where} must yield tuples (x, y) or (x, y, sample_weight); got {type(item).__name__}"
+            + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else "")
+        )
+    return item[0], item[1], (item[2] if len(item) == 3 else None)
+
+
+def _check_sample_weight(sample_weight, n: int, argument: str = "sample_weight"):
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.shape != (n,):
+        raise ValueError(f"{argument} must have shape ({n},), one weight per sample; got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"{argument} must hold finite weights >= 0")
+    return w
+
+
+def _class_weights(class_weight, y: np.ndarray) -> np.ndarray:
+    """Per-sample weights from ``{class: weight}`` and the prepared targets (labels, one-hot or 0/1)."""
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"class_weight must be a dict {{class index: weight}}; got {type(class_weight).__name__}")
+    if y.ndim == 2 and y.shape[1] > 1:
+        labels = y.argmax(axis=1)
+    else:
+        labels = np.rint(y.reshape(len(y), -1)[:, 0]).astype(np.int64)
+    for k in class_weight:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+            raise ValueError(f"class_weight keys must be class indices (ints >= 0); got {k!r}")
+    # Large enough for every label and every key; classes not listed weigh 1.
+    table = np.ones(max([int(labels.max(initial=0)) + 1, *(int(k) + 1 for k in class_weight)]))
+    for k, v in class_weight.items():
+        table[int(k)] = float(v)
+    return table[labels]
 
 
 
@@ -116,19 +242,26 @@ class Trainer:
 
     # ================================================================== compile
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs) -> None:
         """Choose the optimizer, the loss and the metrics to report.
 
         Parameters
         ----------
-        optimizer : 'sgd', 'adam', 'rmsprop' or an Optimizer
-        loss : 'sparse_categorical_crossentropy', 'categorical_crossentropy', 'mse' or a Loss
+        optimizer : 'sgd', 'adam', 'adamw', 'rmsprop', 'adagrad', 'nadam' or an Optimizer
+        loss : a name of :mod:`convforge.losses` ('sparse_categorical_crossentropy',
+            'categorical_crossentropy', 'binary_crossentropy', 'mse', 'mae', 'huber') or a Loss
             A final softmax followed by a cross-entropy is trained from the
-            logits (see :mod:`convforge.losses`).
+            logits (see :mod:`convforge.losses`). A probability loss after a
+            last layer without softmax/sigmoid gets a warning (once) that
+            ``from_logits=True`` is probably meant.
         metrics : list, optional
-            ``['accuracy']`` and/or ``'mse'``, ``'mae'``, Metric objects or
-            functions ``fn(y_true, y_pred) -> float``.
+            ``['accuracy']`` and/or ``'mse'``, ``'mae'``, ``'precision'``, ...
+            (see :func:`convforge.metrics.get`), Metric objects or functions
+            ``fn(y_true, y_pred) -> float``.
+        run_eagerly, jit_compile, steps_per_execution
+            Accepted and ignored (convforge always runs step by step in NumPy).
         """
+        check_compile_arguments(kwargs)
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         self.optimizer = optimizers_module.get(optimizer)
@@ -140,6 +273,9 @@ class Trainer:
         if len(set(names)) != len(names) or "loss" in names:
             raise ValueError(f"metric names must be unique and not 'loss'; got {names}")
         self._metric_specs = list(metrics or [])
+        self._warned_logits = False
+        if getattr(self, "built", False):
+            self._resolve_loss_path()  # the from_logits warning, at compile when the model is built
 
     @property
     def metrics_names(self) -> list[str]:
@@ -186,12 +322,14 @@ class Trainer:
                 items.append((key, p, g))
         return items
 
-    def _train_step(self, xb, yb) -> tuple[float, np.ndarray, str | None]:
+    def _train_step(self, xb, yb, sample_weight=None) -> tuple[float, np.ndarray, str | None]:
         """One training step: ``(loss, output, why the batch was not applied or None)``."""
         # Overflow shows up as a NaN/Inf loss, which is reported (the loss in the logs,
         # TerminateOnNaN's diagnosis, a warning) rather than warned about by NumPy at every batch.
         with np.errstate(all="ignore"):
-            loss, out, dhead = self._forward_loss(xb, yb, training=True, need_grad=True)
+            loss, out, dhead = self._forward_loss(
+                xb, yb, training=True, need_grad=True, sample_weight=sample_weight
+            )
             # A non-finite loss or gradient would poison the weights: the batch is not applied.
             if not math.isfinite(loss):
                 return loss, out, f"its loss is {loss}"
@@ -320,22 +458,29 @@ class Trainer:
         initial_epoch=0,
         validation_batch_size=None,
         resume_from=None,
+        sample_weight=None,
+        class_weight=None,
+        steps_per_epoch=None,
+        validation_steps=None,
     ):
         """Train for ``epochs`` epochs; returns a :class:`~convforge.callbacks.History`.
 
         Parameters
         ----------
-        x : array, shape (N, height, width, channels), (N, height, width) or (N, features)
+        x : array, shape (N, height, width, channels), (N, height, width) or (N, features);
+            or a generator / iterator of ``(x, y)`` or ``(x, y, sample_weight)`` batches, or
+            a ``keras.utils.Sequence``-like object (``len`` and ``[i]`` giving batches); then
+            ``y`` is None and ``batch_size`` unused.
         y : array
             Integer labels ``(N,)`` or one-hot ``(N, classes)``, per the loss.
         batch_size : int
             Default 32.
         epochs : int
             Index of the last epoch (with ``initial_epoch``), as in Keras.
-        verbose : 'auto', 0, 1 or 2
+        verbose : 'auto', 0, 1, 2, True or False
             1: progress bar (one line per epoch when stdout is not a
             terminal); 2: one line per epoch; 0: silent.
-        callbacks : list of Callback
+        callbacks : Callback or list of Callback
         validation_split : float
             Fraction of the data, taken from the end before shuffling, held out
             for validation.
@@ -354,6 +499,17 @@ class Trainer:
             continues at the epoch after the one saved; ``epochs`` is still the
             total. The run then ends with the same weights, bit for bit, as one
             that was never interrupted (same data, seed and thread count).
+        sample_weight : array (N,), optional
+            Weight of each sample in the loss: ``sum(w_i * loss_i) / batch``
+            (Keras's rule); with several outputs, in each output's loss. Metrics
+            stay unweighted.
+        class_weight : dict, optional
+            ``{class index: weight}``; multiplies each sample's weight by its
+            class's (classes not listed weigh 1). Models with one output only.
+        steps_per_epoch : int, optional
+            With a generator: batches per epoch (default: until it is exhausted).
+        validation_steps : int, optional
+            With a generator as ``validation_data``: batches to evaluate.
 
         Returns
         -------
@@ -372,20 +528,36 @@ class Trainer:
         ``$OPENBLAS_NUM_THREADS`` to decide otherwise.
         """
         # First of all, atomically: the checks of _fit already plan the backward pass and fuse layers.
+        with self._owning_fit("fit"):
+            return self._fit(
+                x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
+                initial_epoch, validation_batch_size, resume_from, sample_weight, class_weight,
+                steps_per_epoch, validation_steps,
+            )
+
+    @contextlib.contextmanager
+    def _owning_fit(self, what: str):
+        """Hold the model for a training call (``fit``, ``train_on_batch``): another thread's is refused."""
         me = threading.get_ident()
         with _FIT_LOCK:
             if self._fit_thread is not None and self._fit_thread != me:
-                raise RuntimeError("fit is already running in another thread on this model")
-            owner = self._fit_thread is None  # not a fit called from a callback of this fit
+                raise RuntimeError(
+                    ("" if what == "fit" else f"{what} cannot run: ") + "fit is already running in another thread on this model"
+                )
+            owner = self._fit_thread is None  # not a call from a callback of this fit
             self._fit_thread = me
         try:
-            return self._fit(
-                x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
-                initial_epoch, validation_batch_size, resume_from,
-            )
+            yield
         finally:
             if owner:
                 self._fit_thread = None
+
+    def _check_not_fitting(self, what: str) -> None:
+        if self._fit_thread is not None and self._fit_thread != threading.get_ident():
+            raise RuntimeError(
+                f"{what} cannot run while fit runs in another thread on this model (they share the compiled "
+                f"metrics); predict can, or {what} after fit returns"
+            )
 
     def _fit(
         self,
@@ -401,11 +573,26 @@ class Trainer:
         initial_epoch=0,
         validation_batch_size=None,
         resume_from=None,
+        sample_weight=None,
+        class_weight=None,
+        steps_per_epoch=None,
+        validation_steps=None,
     ):
         """``fit`` once it owns the model (see ``fit``)."""
         self._require_compiled("fit")
         if x is None:
             raise ValueError("fit needs training data x (and y)")
+        source = None
+        if _is_batch_source(x):
+            if y is not None or sample_weight is not None or class_weight is not None:
+                raise ValueError(
+                    "with a generator as x, give y and sample weights in its batches: yield (x, y) or "
+                    "(x, y, sample_weight); class_weight is not supported with generators"
+                )
+            source = _BatchSource(self, x, steps_per_epoch, "x")
+            x = source.first_x()
+        elif steps_per_epoch is not None:
+            raise ValueError("steps_per_epoch is for generators; with arrays every epoch sees all of x")
         self._build_from_data(x)
         self._plan_backward()
         self._resolve_loss_path()
@@ -421,14 +608,22 @@ class Trainer:
         verbose = _verbosity(verbose)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
-        x, y = self._prepare(x, y)
+        weights = None
+        if source is None:
+            x, y = self._prepare(x, y)
+            weights = self._sample_weights(sample_weight, class_weight, x, y)
 
         x_val = y_val = None
-        if validation_data is not None:
+        val_source = None
+        if validation_data is not None and _is_batch_source(validation_data):
+            val_source = _BatchSource(self, validation_data, validation_steps, "validation_data")
+        elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (x_val, y_val)")
             x_val, y_val = self._prepare(*validation_data, argument="validation_data[0]")
         elif validation_split:
+            if source is not None:
+                raise ValueError("validation_split cannot split a generator; give validation_data")
             if not isinstance(validation_split, numbers.Real) or not 0 < validation_split < 1:
                 raise ValueError(f"validation_split must be a number in [0, 1); got {validation_split!r}")
             n = _count(x)
@@ -440,7 +635,11 @@ class Trainer:
                 )
             x, x_val = _rows(x, 0, split_at), _rows(x, split_at, None)
             y, y_val = _rows(y, 0, split_at), _rows(y, split_at, None)
+            if weights is not None:
+                weights = weights[:split_at]
 
+        if isinstance(callbacks, callbacks_module.Callback):  # Keras accepts one callback alone
+            callbacks = [callbacks]
         user_callbacks = list(callbacks or [])
         for cb in user_callbacks:
             if not isinstance(cb, callbacks_module.Callback):
@@ -455,12 +654,13 @@ class Trainer:
             raise ValueError(f"initial_epoch must be a non-negative int; got {initial_epoch!r}")
         initial_epoch = int(initial_epoch)
 
-        batches = self._batches(x, y, batch_size)
+        batches = self._batches(x, y, batch_size) if source is None else None
         cbs = [history, *user_callbacks]
         if verbose:
             cbs.insert(0, callbacks_module.ProgbarLogger(verbose))
+        steps = batches.steps if source is None else source.steps
         callback_list = callbacks_module.CallbackList(
-            cbs, self, {"epochs": epochs, "steps": batches.steps, "verbose": verbose, "batch_size": batch_size}
+            cbs, self, {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size}
         )
         self._fit_callbacks = user_callbacks
         self.history = history
@@ -475,9 +675,15 @@ class Trainer:
             for epoch in range(initial_epoch, epochs):
                 self._current_epoch = epoch
                 callback_list.on_epoch_begin(epoch)
-                logs = self._train_epoch(batches, shuffle, callback_list)
+                if source is None:
+                    logs = self._train_epoch(batches, shuffle, callback_list, weights)
+                else:
+                    logs = self._train_epoch_from(source, callback_list)
                 if x_val is not None:
                     val_logs = self._evaluate_batches(self._batches(x_val, y_val, val_batch_size))
+                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                elif val_source is not None:
+                    val_logs = self._evaluate_source(val_source)
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 history.skipped_batches.append(self._skipped_batches)
                 self.epochs_completed = epoch + 1
@@ -492,7 +698,7 @@ class Trainer:
             self._clear_caches()
         return history
 
-    def _train_epoch(self, batches: _Batches, shuffle: bool, callback_list) -> dict:
+    def _train_epoch(self, batches: _Batches, shuffle: bool, callback_list, weights=None) -> dict:
         loss_mean = metrics_module.Mean(name="loss")
         self._reset_metrics()
         order = _random.get_generator().permutation(batches.n) if shuffle else None
@@ -502,8 +708,9 @@ class Trainer:
         for step in range(batches.steps):
             lo, hi = step * bs, min(step * bs + bs, n)
             xb, yb = batches.take(order[lo:hi]) if order is not None else batches.slice(lo, hi)
+            wb = None if weights is None else (weights[order[lo:hi]] if order is not None else weights[lo:hi])
             callback_list.on_train_batch_begin(step)
-            loss, out, skipped = self._train_step(xb, yb)
+            loss, out, skipped = self._train_step(xb, yb, wb)
             if skipped is not None:
                 self._skip_batch(step, skipped)
             self._last_batch = (xb, yb)
@@ -528,45 +735,164 @@ class Trainer:
                 stacklevel=4,
             )
 
+    def _train_epoch_from(self, source, callback_list) -> dict:
+        """One epoch over a generator's batches (see ``fit``)."""
+        loss_mean = metrics_module.Mean(name="loss")
+        self._reset_metrics()
+        self._skipped_batches = 0
+        report = callback_list.wants_batch_end
+        for step, (xb, yb, wb) in enumerate(source.epoch()):
+            callback_list.on_train_batch_begin(step)
+            loss, out, skipped = self._train_step(xb, yb, wb)
+            if skipped is not None:
+                self._skip_batch(step, skipped)
+            self._last_batch = (xb, yb)
+            loss_mean.add(loss, _count(xb))
+            self._update_metrics(yb, out)
+            if report:
+                callback_list.on_train_batch_end(step, self._metric_logs(loss_mean))
+            if self.stop_training:
+                break
+        return self._metric_logs(loss_mean)
+
+    def _evaluate_source(self, source) -> dict:
+        loss_mean = metrics_module.Mean(name="loss")
+        self._reset_metrics()
+        for xb, yb, wb in source.epoch():
+            with np.errstate(all="ignore"):
+                loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb)
+            loss_mean.add(loss, _count(xb))
+            self._update_metrics(yb, out)
+        return self._metric_logs(loss_mean)
+
+    def _sample_weights(self, sample_weight, class_weight, x, y):
+        """fit's per-sample loss weights (None: all 1) from ``sample_weight`` and ``class_weight``,
+        for checked data ``x`` and prepared targets ``y``."""
+        weights = _check_sample_weight(sample_weight, _count(x))
+        if class_weight is not None:
+            if isinstance(y, list):
+                if len(y) != 1:
+                    raise ValueError(
+                        f"class_weight is for a model with one output; this one has {len(y)} "
+                        f"{getattr(self, 'output_names', '')}: give sample_weight instead"
+                    )
+                y = y[0]
+            per_class = _class_weights(class_weight, y)
+            weights = per_class if weights is None else weights * per_class
+        return weights
+
+    # ================================================================== one batch (Keras's *_on_batch)
+
+    def _one_batch(self, x, y, sample_weight, class_weight, what):
+        self._require_compiled(what)
+        self._build_from_data(x)
+        self._plan_backward()
+        self._resolve_loss_path()
+        x, y = self._prepare(x, y)
+        w = self._sample_weights(sample_weight, class_weight, x, y)
+        return self._convert_x(x), y, w
+
+    def _batch_result(self, loss, rows: int, return_dict):
+        loss_mean = metrics_module.Mean(name="loss")
+        loss_mean.add(loss, rows)
+        logs = self._metric_logs(loss_mean)
+        if return_dict:
+            return logs
+        values = [logs[k] for k in self.metrics_names]
+        return values[0] if len(values) == 1 else values
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One gradient update on one batch; Keras's ``train_on_batch``.
+
+        Returns the batch's loss (a float) without metrics, else ``[loss, metric, ...]``
+        (a dict with ``return_dict=True``). Metrics (and, with several outputs, the
+        per-output losses) accumulate over calls until :meth:`reset_metrics`, as in Keras;
+        the loss is this batch's. A batch whose loss or gradient is NaN or Inf is not
+        applied (a ``RuntimeWarning`` says so), as in ``fit``.
+        """
+        with self._owning_fit("train_on_batch"):
+            xb, yb, wb = self._one_batch(x, y, sample_weight, class_weight, "train_on_batch")
+            try:
+                with single_threaded_blas():
+                    loss, out, skipped = self._train_step(xb, yb, wb)
+                if skipped is not None:
+                    warnings.warn(f"train_on_batch: {skipped}; the batch was not applied", RuntimeWarning, stacklevel=2)
+                self._update_metrics(yb, out)
+            finally:
+                self._clear_caches()
+        return self._batch_result(loss, _count(xb), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Loss and metrics of one batch in inference mode, no update; Keras's ``test_on_batch``."""
+        self._check_not_fitting("test_on_batch")
+        xb, yb, wb = self._one_batch(x, y, sample_weight, None, "test_on_batch")
+        with np.errstate(all="ignore"), single_threaded_blas():
+            loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb)
+        self._update_metrics(yb, out)
+        return self._batch_result(loss, _count(xb), return_dict)
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        """Outputs for one batch in inference mode; Keras's ``predict_on_batch``."""
+        return self(x, training=False)
+
+    def reset_metrics(self) -> None:
+        """Reset the compiled metrics (what ``train_on_batch``/``test_on_batch`` accumulate)."""
+        self._reset_metrics()
+
     # ================================================================== evaluate / predict
 
-    def _evaluate_batches(self, batches: _Batches, bar=None) -> dict:
+    def _evaluate_batches(self, batches: _Batches, bar=None, weights=None) -> dict:
         loss_mean = metrics_module.Mean(name="loss")
         self._reset_metrics()
         for step in range(batches.steps):
             lo, hi = step * batches.batch_size, min((step + 1) * batches.batch_size, batches.n)
             xb, yb = batches.slice(lo, hi)
+            wb = None if weights is None else weights[lo:hi]
             with np.errstate(all="ignore"):
-                loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False)
+                loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb)
             loss_mean.add(loss, hi - lo)
             self._update_metrics(yb, out)
             if bar is not None:
                 bar.update(step + 1, self._metric_logs(loss_mean))
         return self._metric_logs(loss_mean)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
+    def evaluate(
+        self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, return_dict=False
+    ):
         """Loss and metrics on ``(x, y)`` in inference mode.
+
+        ``x`` may be a generator of ``(x, y)`` batches as in :meth:`fit`
+        (``steps`` batches, default until exhausted). ``sample_weight``
+        weights the loss, as in ``fit``.
 
         Returns the loss (a float) if no metrics were compiled, else
         ``[loss, metric, ...]`` in :attr:`metrics_names` order; a dict with
         ``return_dict=True``.
         """
         self._require_compiled("evaluate")
-        if self._fit_thread is not None and self._fit_thread != threading.get_ident():
-            raise RuntimeError(
-                "evaluate cannot run while fit runs in another thread on this model (they share the compiled "
-                "metrics); predict can, or evaluate after fit returns"
-            )
-        self._build_from_data(x)
-        self._resolve_loss_path()
-        batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
+        self._check_not_fitting("evaluate")
         verbose = _verbosity(verbose)
-        # Zero samples: the loss and metrics are means over nothing, NaN (as NumPy's mean).
-        x, y = self._prepare(x, y, allow_empty=True)
-        batches = self._batches(x, y, batch_size)
-        bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
-        with single_threaded_blas():
-            logs = self._evaluate_batches(batches, bar)
+        if _is_batch_source(x):
+            if y is not None or sample_weight is not None:
+                raise ValueError("with a generator as x, give y and sample weights in its batches")
+            source = _BatchSource(self, x, steps, "x")
+            self._build_from_data(source.first_x())
+            self._resolve_loss_path()
+            with single_threaded_blas():
+                logs = self._evaluate_source(source)
+        else:
+            if steps is not None:
+                raise ValueError("steps is for generators; with arrays evaluate sees all of x")
+            self._build_from_data(x)
+            self._resolve_loss_path()
+            batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
+            # Zero samples: the loss and metrics are means over nothing, NaN (as NumPy's mean).
+            x, y = self._prepare(x, y, allow_empty=True)
+            w = _check_sample_weight(sample_weight, _count(x))
+            batches = self._batches(x, y, batch_size)
+            bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
+            with single_threaded_blas():
+                logs = self._evaluate_batches(batches, bar, w)
         if return_dict:
             return logs
         values = [logs[k] for k in self.metrics_names]

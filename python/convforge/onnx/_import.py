@@ -229,7 +229,7 @@ class ImportContext:
 
     def add_layer(self, node, layer, inputs: list[str], output: str, weights=None, many=False) -> None:
         """Append ``layer`` reading the tensors ``inputs`` and making ``output``: build it for their
-        shapes, give it ``weights`` (in ``get_weights`` order) and record the output's shape."""
+        shapes, give it ``weights`` (in ``get_weights`` order, stored layouts) and record the output's shape."""
         inputs = [self.resolve(n) for n in inputs]
         shapes = []
         for name in inputs:
@@ -246,7 +246,7 @@ class ImportContext:
         try:
             out_shape = layer._build(shapes if many else shapes[0], np.float32)
             if weights is not None:
-                layer.set_weights(weights)
+                layer._assign_weights(weights, keras_layouts=False)  # ONNX holds the stored (OIHW) layouts
         except (ValueError, TypeError) as err:
             raise self.error(node, f"cannot be expressed as a convforge {type(layer).__name__}: {err}") from None
         if math.prod(out_shape) > MAX_SAMPLE_ELEMENTS:

@@ -1,0 +1,96 @@
+"""Keras names convforge does not have, and what to use instead.
+
+Each Keras-like namespace (``convforge.layers``, ``.optimizers``, ...) ends with
+``__getattr__ = unsupported.module_getattr(__name__, globals)``: an unknown
+name then raises an ``AttributeError`` saying "convforge does not support X"
+and what to use, instead of Python's bare "has no attribute".
+"""
+
+from __future__ import annotations
+
+_RNN = "convforge has no recurrent layers; for sequences use Conv1D + GlobalAveragePooling1D"
+
+HINTS: dict[str, dict[str, str]] = {
+    "convforge.layers": {
+        "LSTM": _RNN,
+        "GRU": _RNN,
+        "SimpleRNN": _RNN,
+        "Bidirectional": _RNN,
+        "TimeDistributed": _RNN,
+        "Embedding": "convforge has no embedding layer; one-hot encode with convforge.utils.to_categorical and use Dense",
+        "MultiHeadAttention": "convforge has no attention layers",
+        "Attention": "convforge has no attention layers",
+        "LayerNormalization": "convforge has no normalization layers other than BatchNormalization",
+        "GroupNormalization": "convforge has no group normalization",
+        "Normalization": "normalise the data with NumPy before fit: x = (x - mean) / std",
+        "Lambda": "write a small Layer subclass with forward and backward (see help(convforge.layers.Layer))",
+        "Conv3D": "convforge convolves 1-D and 2-D data only",
+        "MaxPooling3D": "convforge pools 1-D and 2-D data only",
+        "Resizing": "resize the images with NumPy (or Pillow) before fit",
+        "CenterCrop": "crop the images with NumPy slicing before fit",
+        "RandomCrop": "use RandomTranslation, or crop with NumPy before fit",
+        "RandomContrast": "use RandomFlip, RandomRotation, RandomZoom or RandomTranslation",
+        "RandomBrightness": "use RandomFlip, RandomRotation, RandomZoom or RandomTranslation",
+        "SpatialDropout2D": "use Dropout",
+        "GaussianNoise": "add noise to x with NumPy before fit, or use Dropout",
+        "TextVectorization": "convforge has no text preprocessing",
+        "StringLookup": "convforge has no text preprocessing",
+        "IntegerLookup": "map values to indices with NumPy",
+    },
+    "convforge.optimizers": {
+        "Adadelta": "use Adam, AdamW, RMSprop, Adagrad, Nadam or SGD",
+        "Adamax": "use Adam, AdamW, RMSprop, Adagrad, Nadam or SGD",
+        "Ftrl": "use Adam, AdamW, RMSprop, Adagrad, Nadam or SGD",
+        "Lion": "use Adam, AdamW, RMSprop, Adagrad, Nadam or SGD",
+        "Lamb": "use Adam, AdamW, RMSprop, Adagrad, Nadam or SGD",
+        "LossScaleOptimizer": "convforge trains in float32 or float64, no mixed precision",
+    },
+    "convforge.losses": {
+        "KLDivergence": "subclass convforge.losses.Loss and implement value_and_grad",
+        "Hinge": "subclass convforge.losses.Loss and implement value_and_grad",
+        "CategoricalHinge": "subclass convforge.losses.Loss and implement value_and_grad",
+        "LogCosh": "use Huber, or subclass convforge.losses.Loss",
+        "Poisson": "subclass convforge.losses.Loss and implement value_and_grad",
+        "CosineSimilarity": "subclass convforge.losses.Loss and implement value_and_grad",
+        "BinaryFocalCrossentropy": "use BinaryCrossentropy, or subclass convforge.losses.Loss",
+        "CategoricalFocalCrossentropy": "use CategoricalCrossentropy, or subclass convforge.losses.Loss",
+    },
+    "convforge.metrics": {
+        "F1Score": "use convforge.metrics.precision_recall_f1(y_true, model.predict(x)) after training",
+        "MeanIoU": "compute it from convforge.metrics.confusion_matrix",
+        "PrecisionAtRecall": "use Precision, Recall or AUC",
+        "RecallAtPrecision": "use Precision, Recall or AUC",
+    },
+    "convforge.callbacks": {
+        "TensorBoard": "use CSVLogger, or plot model.history.history with matplotlib",
+        "BackupAndRestore": "use ModelCheckpoint and fit(resume_from=path)",
+        "RemoteMonitor": "use CSVLogger or a Callback of your own",
+        "LambdaCallback": "subclass convforge.callbacks.Callback and override the hooks you need",
+        "SwapEMAWeights": "convforge has no weight averaging",
+    },
+    "convforge": {
+        "backend": "convforge has no backend module: its arrays are NumPy arrays",
+        "ops": "use NumPy functions on NumPy arrays",
+        "applications": "convforge has no pretrained models; build the network with convforge.layers",
+        "preprocessing": "load and scale data with NumPy; augmentation layers are in convforge.layers",
+        "mixed_precision": "convforge trains in float32 or float64",
+        "distribution": "convforge trains on one machine's CPU cores",
+        "Variable": "weights are NumPy arrays: layer.kernel, layer.bias, model.weights",
+    },
+}
+
+
+def module_getattr(module_name: str, namespace):
+    """A module ``__getattr__`` for ``module_name`` whose public names are in ``namespace()``."""
+    hints = HINTS.get(module_name, {})
+
+    def __getattr__(name: str):
+        if name.startswith("__"):
+            raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+        if name in hints:
+            raise AttributeError(f"convforge does not support {module_name}.{name}: {hints[name]}")
+        available = sorted(k for k in namespace() if not k.startswith("_") and k[:1].isupper())
+        suffix = f"; its classes are {', '.join(available)}" if available else ""
+        raise AttributeError(f"convforge does not support {module_name}.{name} (Keras name?){suffix}")
+
+    return __getattr__

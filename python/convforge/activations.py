@@ -1,0 +1,132 @@
+"""Activation functions by Keras's names: ``convforge.activations.relu(x)``, ``activation=activations.gelu``.
+
+Each is a NumPy function of an array (any layout; ``softmax`` works on the
+last axis, as Keras's default). Passed as ``activation=`` to a layer it
+selects the layer's built-in activation of the same name (with its analytic
+backward), so only the defaults of the extra arguments are used there; for
+other settings use the layer (``layers.LeakyReLU(negative_slope=0.1)``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import activations as _layers
+
+__all__ = [
+    "elu",
+    "gelu",
+    "get",
+    "leaky_relu",
+    "linear",
+    "relu",
+    "serialize",
+    "sigmoid",
+    "silu",
+    "softmax",
+    "softplus",
+    "swish",
+    "tanh",
+]
+
+
+def _named(name):
+    def mark(fn):
+        fn._convforge_activation = name
+        return fn
+
+    return mark
+
+
+def _run(layer, x):
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float32)
+    return layer.forward(x, training=False)
+
+
+@_named("relu")
+def relu(x):
+    """``max(x, 0)``."""
+    return _run(_layers.ReLU(), x)
+
+
+@_named("leaky_relu")
+def leaky_relu(x, negative_slope=0.2):
+    """``x`` for ``x > 0``, else ``negative_slope * x``."""
+    return _run(_layers.LeakyReLU(negative_slope), x)
+
+
+@_named("elu")
+def elu(x, alpha=1.0):
+    """``x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
+    return _run(_layers.ELU(alpha), x)
+
+
+@_named("gelu")
+def gelu(x, approximate=False):
+    """``x * Phi(x)`` (exact erf form unless ``approximate``)."""
+    return _run(_layers.GELU(approximate), x)
+
+
+@_named("swish")
+def swish(x):
+    """``x * sigmoid(x)``."""
+    return _run(_layers.Swish(), x)
+
+
+@_named("silu")
+def silu(x):
+    """Same as :func:`swish`."""
+    return swish(x)
+
+
+@_named("softplus")
+def softplus(x):
+    """``log(1 + exp(x))``."""
+    return _run(_layers.Softplus(), x)
+
+
+@_named("sigmoid")
+def sigmoid(x):
+    """``1 / (1 + exp(-x))``."""
+    return _run(_layers.Sigmoid(), x)
+
+
+@_named("tanh")
+def tanh(x):
+    """Hyperbolic tangent."""
+    return np.tanh(x)
+
+
+@_named("softmax")
+def softmax(x, axis=-1):
+    """Softmax along ``axis`` (default the last, as Keras)."""
+    x = np.asarray(x, dtype=np.result_type(np.asarray(x).dtype, np.float32))
+    y = np.exp(x - x.max(axis=axis, keepdims=True))
+    return y / y.sum(axis=axis, keepdims=True)
+
+
+@_named("linear")
+def linear(x):
+    """The identity."""
+    return np.asarray(x)
+
+
+def get(identifier):
+    """The function for a name (``'relu'``) or a function of this module; None gives ``linear``."""
+    if identifier is None:
+        return linear
+    if callable(identifier) and hasattr(identifier, "_convforge_activation"):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _FUNCTIONS:
+        return _FUNCTIONS[identifier.lower()]
+    raise ValueError(f"unknown activation {identifier!r}; convforge has {sorted(_FUNCTIONS)}")
+
+
+def serialize(fn) -> str:
+    """The name of an activation function of this module."""
+    return get(fn)._convforge_activation
+
+
+_FUNCTIONS = {fn._convforge_activation: fn for fn in (relu, leaky_relu, elu, gelu, swish, silu, softplus, sigmoid, tanh, softmax, linear)}

@@ -1,0 +1,60 @@
+"""Weight initialisers under Keras's names: ``convforge.initializers.HeNormal()`` or ``'he_normal'``.
+
+The same objects as :mod:`convforge.layers.initializers` (where they are
+documented), plus Keras's lower-case aliases (``initializers.he_normal()``).
+"""
+
+from __future__ import annotations
+
+from .layers import initializers as _layer_initializers
+from .layers.initializers import (
+    Constant,
+    GlorotNormal,
+    GlorotUniform,
+    HeNormal,
+    HeUniform,
+    Initializer,
+    LecunNormal,
+    LecunUniform,
+    Ones,
+    RandomNormal,
+    RandomUniform,
+    TruncatedNormal,
+    Zeros,
+    compute_fans,
+    deserialize,
+    get,
+    serialize,
+)
+
+# Keras's lower-case aliases of the classes.
+constant = Constant
+glorot_normal = GlorotNormal
+glorot_uniform = GlorotUniform
+he_normal = HeNormal
+he_uniform = HeUniform
+lecun_normal = LecunNormal
+lecun_uniform = LecunUniform
+ones = Ones
+random_normal = RandomNormal
+random_uniform = RandomUniform
+truncated_normal = TruncatedNormal
+zeros = Zeros
+
+__all__ = [
+    *_layer_initializers.__all__,
+    "constant",
+    "deserialize",
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+    "ones",
+    "random_normal",
+    "random_uniform",
+    "serialize",
+    "truncated_normal",
+    "zeros",
+]

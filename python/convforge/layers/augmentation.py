@@ -1,0 +1,269 @@
+"""Training-only image augmentation: RandomFlip, RandomRotation, RandomZoom, RandomTranslation.
+
+As in Keras, each layer transforms every image of a batch by its own random
+amount while training (``fit``, ``train_on_batch``) and is the identity in
+inference (``predict``, ``evaluate``). The draws come from convforge's
+generator (:func:`convforge.seed`), or from the layer's own generator when it
+is given ``seed=``: runs are reproducible, but not the same draws as Keras's.
+
+Rotation, zoom and translation resample with bilinear interpolation and
+Keras's ``fill_mode`` (``'reflect'`` by default: ``d c b a | a b c d | d c b a``;
+also ``'wrap'``, ``'nearest'``, ``'constant'`` with ``fill_value``). Their
+backward pass is the exact adjoint of that resampling (so they may sit
+anywhere in a model), although as first layers nothing is propagated
+through them.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import random as _random
+from .base import Layer
+
+__all__ = ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom"]
+
+_FILL_MODES = ("reflect", "wrap", "nearest", "constant")
+
+
+def _factor_range(factor, name: str, layer: str) -> tuple[float, float]:
+    """Keras's factor argument: ``f`` -> ``(-f, f)``, or a ``(low, high)`` pair."""
+    if isinstance(factor, (tuple, list)) and len(factor) == 2:
+        low, high = factor
+    elif isinstance(factor, numbers.Real) and not isinstance(factor, bool):
+        low, high = -abs(factor), abs(factor)
+    else:
+        raise ValueError(f"{layer} {name} must be a number or a (low, high) pair; got {factor!r}")
+    low, high = float(low), float(high)
+    if low > high:
+        raise ValueError(f"{layer} {name} must have low <= high; got {(low, high)}")
+    return low, high
+
+
+class _Augmentation(Layer):
+    _expects_images = True
+    _cache_attrs = ("_plan",)
+
+    def __init__(self, seed=None, *, name=None, input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"{type(self).__name__} seed must be an int or None; got {seed!r}")
+        self.seed = seed
+        self._own_generator = None if seed is None else np.random.default_rng(int(seed))
+        self._plan = None
+
+    def _generator(self) -> np.random.Generator:
+        return self._own_generator if self._own_generator is not None else _random.get_generator()
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"{type(self).__name__} expects images (batch, height, width, channels); got {self._show(input_shape)}"
+            )
+        return tuple(input_shape)
+
+    def backward(self, dy):
+        if self._plan is None:
+            raise self._missing_cache()
+        return self._adjoint(dy)
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+class RandomFlip(_Augmentation):
+    """Flip each image left-right and/or up-down with probability 1/2, Keras's ``RandomFlip``.
+
+    ``mode``: ``'horizontal'``, ``'vertical'`` or ``'horizontal_and_vertical'`` (default).
+    """
+
+    def __init__(self, mode="horizontal_and_vertical", seed=None, *, name=None, input_shape=None, trainable=True):
+        super().__init__(seed, name=name, input_shape=input_shape, trainable=trainable)
+        if mode not in ("horizontal", "vertical", "horizontal_and_vertical"):
+            raise ValueError(
+                f"RandomFlip mode must be 'horizontal', 'vertical' or 'horizontal_and_vertical'; got {mode!r}"
+            )
+        self.mode = mode
+
+    def _flip(self, x, plan):
+        flip_w, flip_h = plan
+        y = x.copy()
+        y[flip_w] = y[flip_w][..., ::-1]
+        y[flip_h] = y[flip_h][:, :, ::-1, :]
+        return y
+
+    def forward(self, x, training=False):
+        if not training:
+            self._plan = None
+            return x
+        n = x.shape[0]
+        rng = self._generator()
+        flip_w = rng.random(n) < 0.5 if self.mode != "vertical" else np.zeros(n, bool)
+        flip_h = rng.random(n) < 0.5 if self.mode != "horizontal" else np.zeros(n, bool)
+        self._plan = (flip_w, flip_h)
+        return self._flip(x, self._plan)
+
+    def _adjoint(self, dy):
+        return self._flip(dy, self._plan)  # a flip is its own inverse and adjoint
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+class _Affine(_Augmentation):
+    """An image transform ``output(p) = input(A_n p + b_n)``, resampled bilinearly (see the module docstring)."""
+
+    def __init__(self, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0, *, name=None,
+                 input_shape=None, trainable=True):
+        super().__init__(seed, name=name, input_shape=input_shape, trainable=trainable)
+        if fill_mode not in _FILL_MODES:
+            raise ValueError(f"{type(self).__name__} fill_mode must be one of {list(_FILL_MODES)}; got {fill_mode!r}")
+        if interpolation != "bilinear":
+            raise ValueError(
+                f"convforge does not support {type(self).__name__} interpolation={interpolation!r}; use 'bilinear'"
+            )
+        self.fill_mode, self.interpolation, self.fill_value = fill_mode, interpolation, float(fill_value)
+
+    def _matrices(self, n, h, w, rng):  # pragma: no cover - abstract
+        """``(A (n, 2, 2), b (n, 2))`` mapping output (row, col) to input (row, col)."""
+        raise NotImplementedError
+
+    def _indices(self, i, size):
+        """Map integer indices into ``[0, size)`` by the fill mode; also whether each was inside."""
+        inside = (i >= 0) & (i < size)
+        if self.fill_mode == "reflect":
+            period = 2 * size
+            i = np.mod(i, period)
+            i = np.where(i >= size, period - 1 - i, i)
+        elif self.fill_mode == "wrap":
+            i = np.mod(i, size)
+        else:  # nearest, and constant (outside points get weight 0 below)
+            i = np.clip(i, 0, size - 1)
+        return i, inside
+
+    def forward(self, x, training=False):
+        if not training:
+            self._plan = None
+            return x
+        n, c, h, w = x.shape
+        a, b = self._matrices(n, h, w, self._generator())
+        rows, cols = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
+        a, b = a.astype(np.float32), b.astype(np.float32)
+        src_r = a[:, 0, 0, None, None] * rows + (a[:, 0, 1, None, None] * cols + b[:, 0, None, None])
+        src_c = a[:, 1, 0, None, None] * rows + (a[:, 1, 1, None, None] * cols + b[:, 1, None, None])
+        r0, c0 = np.floor(src_r), np.floor(src_c)
+        fr, fc = src_r - r0, src_c - c0
+        r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
+        base = (np.arange(n) * (h * w))[:, None, None]
+        corners = []
+        outside = np.zeros((n, h, w), dtype=np.float32) if self.fill_mode == "constant" else None
+        rows_idx = [self._indices(r0 + dr, h) for dr in (0, 1)]
+        cols_idx = [self._indices(c0 + dc, w) for dc in (0, 1)]
+        for dr, dc, weight in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc), (1, 0, fr * (1 - fc)),
+                               (1, 1, fr * fc)):
+            (ri, r_in), (ci, c_in) = rows_idx[dr], cols_idx[dc]
+            if outside is not None:
+                valid = r_in & c_in
+                outside += np.where(valid, 0.0, weight)
+                weight = np.where(valid, weight, 0.0)
+            # Flat pixel indices into the (n * h * w, c) view: one np.take per corner.
+            corners.append(((base + ri * w + ci).reshape(-1), weight.astype(x.dtype).reshape(-1, 1)))
+        self._plan = (corners, x.shape)
+        pixels = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(n * h * w, c)
+        out = np.zeros((n * h * w, c), dtype=x.dtype)
+        for flat, weight in corners:
+            out += weight * np.take(pixels, flat, axis=0)
+        if outside is not None and self.fill_value:
+            out += (self.fill_value * outside).reshape(-1, 1).astype(x.dtype)
+        return np.ascontiguousarray(out.reshape(n, h, w, c).transpose(0, 3, 1, 2))
+
+    def _adjoint(self, dy):
+        corners, shape = self._plan
+        n, c, h, w = shape
+        dyt = np.ascontiguousarray(dy.transpose(0, 2, 3, 1)).reshape(n * h * w, c)
+        dx = np.zeros((n * h * w, c), dtype=dy.dtype)
+        for flat, weight in corners:
+            np.add.at(dx, flat, weight * dyt)
+        return np.ascontiguousarray(dx.reshape(n, h, w, c).transpose(0, 3, 1, 2))
+
+    @staticmethod
+    def _about_center(m, h, w):
+        """``b`` such that ``p -> m p + b`` keeps the image center fixed."""
+        center = np.array([(h - 1) / 2, (w - 1) / 2])
+        return center - np.einsum("nij,j->ni", m, center)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "fill_mode": self.fill_mode,
+            "interpolation": self.interpolation,
+            "fill_value": self.fill_value,
+        }
+
+
+class RandomRotation(_Affine):
+    """Rotate each image by a random angle in ``factor * [-2 pi, 2 pi]`` (or ``(low, high) * 2 pi``),
+    Keras's ``RandomRotation``: ``factor=0.1`` turns by up to 36 degrees either way."""
+
+    def __init__(self, factor, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0, *,
+                 name=None, input_shape=None, trainable=True):
+        super().__init__(fill_mode, interpolation, seed, fill_value, name=name, input_shape=input_shape,
+                         trainable=trainable)
+        self.factor = factor
+        self._range = _factor_range(factor, "factor", "RandomRotation")
+
+    def _matrices(self, n, h, w, rng):
+        angle = rng.uniform(*self._range, size=n) * 2 * math.pi
+        cos, sin = np.cos(angle), np.sin(angle)
+        m = np.stack([np.stack([cos, -sin], 1), np.stack([sin, cos], 1)], 1)
+        return m, self._about_center(m, h, w)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+class RandomZoom(_Affine):
+    """Zoom each image by a random amount, Keras's ``RandomZoom``: ``height_factor=0.2`` draws a zoom in
+    ``[-20%, +20%]`` (positive zooms out); ``width_factor=None`` zooms both axes by the same amount."""
+
+    def __init__(self, height_factor, width_factor=None, fill_mode="reflect", interpolation="bilinear", seed=None,
+                 fill_value=0.0, *, name=None, input_shape=None, trainable=True):
+        super().__init__(fill_mode, interpolation, seed, fill_value, name=name, input_shape=input_shape,
+                         trainable=trainable)
+        self.height_factor, self.width_factor = height_factor, width_factor
+        self._h_range = _factor_range(height_factor, "height_factor", "RandomZoom")
+        self._w_range = None if width_factor is None else _factor_range(width_factor, "width_factor", "RandomZoom")
+
+    def _matrices(self, n, h, w, rng):
+        zh = 1 + rng.uniform(*self._h_range, size=n)
+        zw = zh if self._w_range is None else 1 + rng.uniform(*self._w_range, size=n)
+        m = np.zeros((n, 2, 2))
+        m[:, 0, 0], m[:, 1, 1] = zh, zw
+        return m, self._about_center(m, h, w)
+
+    def get_config(self):
+        return {**super().get_config(), "height_factor": self.height_factor, "width_factor": self.width_factor}
+
+
+class RandomTranslation(_Affine):
+    """Shift each image by a random fraction of its size, Keras's ``RandomTranslation``:
+    ``height_factor=0.1`` moves it up or down by up to 10% of its height."""
+
+    def __init__(self, height_factor, width_factor, fill_mode="reflect", interpolation="bilinear", seed=None,
+                 fill_value=0.0, *, name=None, input_shape=None, trainable=True):
+        super().__init__(fill_mode, interpolation, seed, fill_value, name=name, input_shape=input_shape,
+                         trainable=trainable)
+        self.height_factor, self.width_factor = height_factor, width_factor
+        self._h_range = _factor_range(height_factor, "height_factor", "RandomTranslation")
+        self._w_range = _factor_range(width_factor, "width_factor", "RandomTranslation")
+
+    def _matrices(self, n, h, w, rng):
+        m = np.broadcast_to(np.eye(2), (n, 2, 2)).copy()
+        shift = np.stack([rng.uniform(*self._h_range, size=n) * h, rng.uniform(*self._w_range, size=n) * w], 1)
+        return m, -shift
+
+    def get_config(self):
+        return {**super().get_config(), "height_factor": self.height_factor, "width_factor": self.width_factor}

@@ -1,0 +1,161 @@
+"""Conv2DTranspose: the transposed convolution, on the conv2d kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _params
+from .. import functional as F
+from .. import regularizers
+from . import activations, initializers
+from .base import Layer, weight_options_config, weight_options_from_config
+
+__all__ = ["Conv2DTranspose"]
+
+
+class Conv2DTranspose(Layer):
+    """Transposed 2-D convolution ("deconvolution"), Keras's ``Conv2DTranspose``.
+
+    Its forward pass is the data gradient of a convolution and its data
+    gradient a convolution, so it runs on the conv2d kernels: forward is
+    ``functional.conv2d_backward`` (the input-gradient half; this version of
+    ``functional`` computes the discarded weight-gradient half too), backward
+    is ``functional.conv2d`` plus the weight-gradient half of
+    ``conv2d_backward``.
+
+    Output size: ``(h - 1) * stride + kernel`` for ``'valid'``, ``h * stride``
+    for ``'same'``, as Keras. ``output_padding`` and ``dilation_rate > 1`` are
+    not supported.
+
+    Weights
+    -------
+    ``kernel`` stored as ``(in_channels, filters, kh, kw)`` and ``bias``
+    ``(filters,)``; ``get_weights()``/``set_weights()`` use Keras's
+    ``(kh, kw, filters, in_channels)``. Parameter counts equal Keras's.
+    """
+
+    _expects_images = True
+    _cache_attrs = ("_x",)
+    # Stored (in, filters, kh, kw); get_weights/set_weights use Keras's (kh, kw, filters, in).
+    _keras_layouts = {"kernel": (lambda k: k.transpose(2, 3, 1, 0), lambda k: k.transpose(3, 2, 0, 1))}
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        output_padding=None,
+        data_format=None,
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        *,
+        input_shape=None,
+        name=None,
+        trainable=True,
+    ):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        if output_padding is not None:
+            raise ValueError("convforge does not support Conv2DTranspose output_padding; crop or pad the output")
+        if _params.pair(dilation_rate, "dilation_rate") != (1, 1):
+            raise ValueError("convforge does not support Conv2DTranspose dilation_rate > 1")
+        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+            raise ValueError(f"Conv2DTranspose filters must be a positive int; got {filters!r}")
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise ValueError(f"Conv2DTranspose padding must be 'valid' or 'same'; got {padding!r}")
+        self.filters = filters
+        self.kernel_size = _params.pair(kernel_size, "kernel_size")
+        self.strides = _params.pair(strides, "strides")
+        self.padding = padding.lower()
+        self.data_format = data_format
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
+        self._x = None
+
+    def _check(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"Conv2DTranspose expects images (batch, height, width, channels); got {self._show(input_shape)}"
+            )
+
+    def build(self, input_shape):
+        self._check(input_shape)
+        kh, kw = self.kernel_size
+        # Stored as the weight of the convolution this layer transposes: (in_channels, filters, kh, kw).
+        # Read as OIHW its fans are Keras's for (kh, kw, filters, in): fan_in = kh*kw*filters.
+        shape = (input_shape[0], self.filters, kh, kw)
+        self.add_weight("kernel", shape, self.kernel_initializer, regularizer=self.kernel_regularizer)
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
+
+    def _out_hw(self, h, w):
+        if self.padding == "same":
+            return h * self.strides[0], w * self.strides[1]
+        return (h - 1) * self.strides[0] + self.kernel_size[0], (w - 1) * self.strides[1] + self.kernel_size[1]
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape)
+        return (self.filters, *self._out_hw(*input_shape[1:]))
+
+    def _pads(self, out_hw):
+        """The padding of the convolution from the output (size out_hw) back to the input."""
+        return self.padding  # 'valid' or 'same': conv2d's own rule on the output size gives Keras's split
+
+    def forward(self, x, training=False):
+        n, _, h, w = x.shape
+        out_hw = self._out_hw(h, w)
+        kernel = self.params["kernel"]
+        ghost = np.zeros((n, self.filters, *out_hw), dtype=x.dtype)  # bwd-data uses only its shape
+        y, _, _ = F.conv2d_backward(
+            x, ghost, kernel, self.strides, self._pads(out_hw), 1, need_input_grad=True, need_bias_grad=False
+        )
+        if self.use_bias:
+            y += self.params["bias"].reshape(1, -1, 1, 1)
+        self._x = x if training else None
+        return y if self.activation is None else self.activation.forward(y, training)
+
+    def backward(self, dy):
+        if self._x is None:
+            raise self._missing_cache()
+        if self.activation is not None:
+            dy = self.activation.backward(dy)
+        x, kernel = self._x, self.params["kernel"]
+        pads = self._pads(dy.shape[2:])
+        dy = np.ascontiguousarray(dy)
+        # dL/dkernel: the weight gradient of the convolution dy -> x.
+        _, dw, _ = F.conv2d_backward(x, dy, kernel, self.strides, pads, 1, need_input_grad=False, need_bias_grad=False)
+        self.grads["kernel"] = dw
+        if self.use_bias:
+            self.grads["bias"] = dy.sum(axis=(0, 2, 3))
+        if not self.input_grad_needed:
+            return None
+        return F.conv2d(dy, kernel, None, self.strides, pads, 1)
+
+    def _clear_cache(self):
+        super()._clear_cache()
+        if self.activation is not None:
+            self.activation._clear_cache()
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+            "data_format": self.data_format,
+            **weight_options_config(self),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**weight_options_from_config(config))

@@ -1,0 +1,153 @@
+"""The Keras-breadth layers: float64 gradient checks in small models, training-only augmentation,
+argument errors, and saving/loading of their configs."""
+
+import numpy as np
+import pytest
+
+import convforge
+from convforge import layers
+from convforge.gradcheck import check_model_gradients
+
+
+def check(model_layers, shape, classes=3, seed=0, **kwargs):
+    convforge.seed(seed)
+    model = convforge.Sequential(model_layers, dtype="float64")
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((3, *shape))
+    y = rng.integers(0, classes, 3)
+    report = check_model_gradients(model, x, y, num_coords=8, **kwargs)
+    assert report.passed, str(report)
+    return model
+
+
+@pytest.mark.parametrize(
+    "middle",
+    [
+        lambda: [layers.Conv1D(4, 3, activation="tanh", input_shape=(12, 2)), layers.MaxPooling1D(2)],
+        lambda: [layers.Conv1D(4, 3, padding="causal", dilation_rate=2, input_shape=(12, 2)),
+                 layers.AveragePooling1D(3, strides=2, padding="same")],
+        lambda: [layers.Conv1D(4, 5, strides=2, padding="same", activation="elu", input_shape=(12, 2)),
+                 layers.GlobalAveragePooling1D()],
+    ],
+)
+def test_sequence_layers_gradients(middle):
+    check([*middle(), layers.Flatten(), layers.Dense(3, activation="softmax")], (12, 2))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: layers.Conv2DTranspose(3, 3, activation="swish"),
+        lambda: layers.Conv2DTranspose(2, (2, 3), strides=2, padding="same"),
+        lambda: layers.UpSampling2D((2, 1)),
+        lambda: layers.Permute((2, 3, 1)),
+        lambda: layers.Rescaling(0.5, offset=1.0),
+        lambda: layers.RandomFlip(),
+        lambda: layers.RandomRotation(0.2),
+        lambda: layers.RandomZoom(0.3, fill_mode="constant", fill_value=0.5),
+        lambda: layers.RandomTranslation(0.2, 0.3, fill_mode="wrap"),
+        lambda: layers.LeakyReLU(),
+        lambda: layers.Activation("gelu"),
+        lambda: layers.Activation("softplus"),
+    ],
+)
+def test_image_layers_gradients_after_a_conv(make):
+    """The layer sits after a Conv2D, so its backward (dL/dx) is what the conv's weights see."""
+    check([layers.Conv2D(3, 2, input_shape=(6, 5, 2)), make(), layers.Flatten(), layers.Dense(3, activation="softmax")],
+          (6, 5, 2))
+
+
+def test_gelu_approximate_and_leaky_relu_gradients():
+    check([layers.Dense(5, activation=layers.GELU(approximate=True), input_shape=(4,)), layers.LeakyReLU(0.05),
+           layers.Dense(3, activation="softmax")], (4,))
+
+
+def test_augmentation_is_training_only_and_seeded():
+    x = np.random.default_rng(0).standard_normal((4, 8, 8, 3)).astype(np.float32)
+    for layer in (layers.RandomFlip(seed=1), layers.RandomRotation(0.25, seed=1), layers.RandomZoom(0.2, seed=1),
+                  layers.RandomTranslation(0.2, 0.2, seed=1)):
+        model = convforge.Sequential([layer], dtype="float32")
+        model.build((None, 8, 8, 3))
+        np.testing.assert_array_equal(model.predict(x, verbose=0), x)  # identity in inference
+        a = model(x, training=True)
+        assert not np.allclose(a, x)
+        b = convforge.Sequential([type(layer).from_config(layer.get_config())])
+        b.build((None, 8, 8, 3))
+        np.testing.assert_array_equal(b(x, training=True), a)  # same seed, same draws
+
+
+def test_rotation_by_a_quarter_turn_is_exact():
+    layer = layers.RandomRotation((0.25, 0.25))  # always +90 degrees
+    model = convforge.Sequential([layer], dtype="float64")
+    model.build((None, 5, 5, 1))
+    x = np.arange(25.0).reshape(1, 5, 5, 1)
+    y = model(x, training=True)
+    # About the center of a 5x5 image a quarter turn maps pixels onto pixels: no interpolation.
+    turned = [np.rot90(x[0, :, :, 0], k) for k in (1, -1)]
+    assert any(np.allclose(y[0, :, :, 0], t, atol=1e-9) for t in turned)
+
+
+def test_sequence_model_trains_and_saves(tmp_path):
+    rng = np.random.default_rng(0)
+    # Class 1 sequences hold a pulse somewhere; a convolution finds it wherever it is.
+    x = 0.3 * rng.standard_normal((160, 30, 1)).astype(np.float32)
+    y = rng.integers(0, 2, 160)
+    for i in np.flatnonzero(y):
+        start = rng.integers(0, 25)
+        x[i, start : start + 5, 0] += 1.5
+    convforge.seed(0)
+    model = convforge.Sequential([
+        layers.Conv1D(8, 5, activation="relu", input_shape=(30, 1)),
+        layers.MaxPooling1D(2),
+        layers.Conv1D(8, 3, padding="same", activation="relu"),
+        layers.GlobalAveragePooling1D(),
+        layers.Dense(2, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=15, batch_size=16, verbose=0)
+    assert model.evaluate(x, y, verbose=0)[1] > 0.8
+    path = tmp_path / "seq.npz"
+    model.save(path)
+    loaded = convforge.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x[:5], verbose=0), model.predict(x[:5], verbose=0))
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda: layers.Conv1D(4, 3, padding="full"), "padding must be 'valid', 'same' or 'causal'"),
+        (lambda: layers.Conv1D(4, 3, groups=2), "convforge does not support the argument 'groups' of Conv1D"),
+        (lambda: layers.Conv2DTranspose(4, 3, output_padding=1), "does not support Conv2DTranspose output_padding"),
+        (lambda: layers.UpSampling2D(interpolation="bilinear"), "does not support UpSampling2D interpolation"),
+        (lambda: layers.RandomRotation(0.1, interpolation="nearest"), "does not support RandomRotation interpolation"),
+        (lambda: layers.RandomFlip("diagonal"), "RandomFlip mode must be"),
+        (lambda: layers.Permute((1, 3)), "Permute dims must be a permutation"),
+        (lambda: layers.Dense(3, activity_regularizer="l2"), "activity_regularizer.*put the penalty in a custom Loss"),
+    ],
+)
+def test_unsupported_arguments_say_so(make, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        make()
+
+
+@pytest.mark.parametrize(
+    "make,shape,keras_shape",
+    [
+        (lambda: layers.Conv2D(6, (5, 3)), (8, 8, 2), (5, 3, 2, 6)),
+        (lambda: layers.Conv1D(4, 3), (10, 2), (3, 2, 4)),
+        (lambda: layers.Conv2DTranspose(4, 3), (5, 5, 2), (3, 3, 4, 2)),
+        (lambda: layers.DepthwiseConv2D((3, 2), depth_multiplier=2), (6, 6, 3), (3, 2, 3, 2)),
+    ],
+)
+def test_get_weights_uses_keras_layouts_and_set_weights_inverts_it(make, shape, keras_shape):
+    layer = make()
+    model = convforge.Sequential([layer])
+    model.build((None, *shape))
+    kernel, bias = layer.get_weights()
+    assert kernel.shape == keras_shape
+    stored = layer.kernel.copy()
+    layer.set_weights([kernel * 2, bias])
+    np.testing.assert_array_equal(layer.kernel, stored * 2)  # the same element, in the stored layout
+    with pytest.raises(ValueError, match=r"has shape .* \(Keras layout\); set_weights got shape"):
+        layer.set_weights([layer.kernel, bias])

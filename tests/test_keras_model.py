@@ -1,0 +1,252 @@
+"""Keras model-level API on Sequential (and, at the end, functional models): *_on_batch, weights, sample/class weights, generators,
+regularizers in the loss, the from_logits warning, single callbacks, verbose=True/False."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import convforge
+from convforge import callbacks, layers, losses, regularizers
+from convforge.gradcheck import check_model_gradients
+
+
+def data(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 6))
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0)
+    return x.astype(np.float32), y
+
+
+def model(**dense):
+    convforge.seed(0)
+    m = convforge.Sequential(
+        [layers.Dense(8, activation="relu", input_shape=(6,), **dense), layers.Dense(3, activation="softmax")]
+    )
+    m.compile(optimizer=convforge.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def test_train_test_predict_on_batch_and_reset_metrics():
+    m = model()
+    x, y = data()
+    before = m.get_weights()
+    loss, acc = m.train_on_batch(x[:32], y[:32])
+    assert np.isfinite(loss) and 0 <= acc <= 1
+    assert any(not np.array_equal(a, b) for a, b in zip(before, m.get_weights()))
+    logs = m.test_on_batch(x[32:64], y[32:64], return_dict=True)
+    assert set(logs) == {"loss", "accuracy"}
+    # Metrics accumulate over calls until reset_metrics: 64 samples seen, as Keras.
+    assert m.compiled_metrics[0]._count == 64
+    m.reset_metrics()
+    assert np.isnan(m.compiled_metrics[0].result())
+    np.testing.assert_allclose(m.predict_on_batch(x[:5]), m.predict(x[:5], verbose=0), rtol=1e-6)
+    # test_on_batch's loss is evaluate's on the same batch.
+    assert m.test_on_batch(x[:32], y[:32])[0] == pytest.approx(m.evaluate(x[:32], y[:32], verbose=0)[0], rel=1e-6)
+
+
+def test_weights_properties_and_trainable_toggling():
+    m = model()
+    assert len(m.weights) == 4 and m.weights[0] is m.layers[0].kernel
+    assert m.layers[0].bias.shape == (8,)
+    m.layers[0].trainable = False
+    assert len(m.trainable_weights) == 2 and len(m.non_trainable_weights) == 2
+    frozen = m.layers[0].kernel.copy()
+    m.fit(*data(), epochs=1, verbose=False)
+    np.testing.assert_array_equal(m.layers[0].kernel, frozen)
+    m.layers[0].trainable = True
+    m.fit(*data(), epochs=1, verbose=False)
+    assert not np.array_equal(m.layers[0].kernel, frozen)
+
+
+def test_sample_weight_zero_drops_samples_and_class_weight_is_per_class():
+    x, y = data()
+    # Weights 0 on half the batch give the same update as training on the other half (times 1/2 in the loss).
+    a = model()
+    a.train_on_batch(x[:32], y[:32], sample_weight=np.r_[np.ones(16), np.zeros(16)] * 2)
+    b = model()
+    b.train_on_batch(x[:16], y[:16])
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-7)
+    # class_weight is the sample_weight of each sample's class.
+    cw = {0: 0.5, 1: 2.0, 2: 1.0}
+    c = model()  # seeds: the same shuffles in both runs
+    c.fit(x, y, epochs=2, batch_size=16, verbose=0, class_weight=cw)
+    d = model()
+    d.fit(x, y, epochs=2, batch_size=16, verbose=0, sample_weight=np.vectorize(cw.get)(y))
+    for wc, wd in zip(c.get_weights(), d.get_weights()):
+        np.testing.assert_array_equal(wc, wd)
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(96,\)"):
+        c.fit(x, y, sample_weight=np.ones(3), verbose=0)
+
+
+def test_generators_and_sequences():
+    x, y = data()
+
+    def forever():
+        while True:
+            for i in range(0, 96, 32):
+                yield x[i : i + 32], y[i : i + 32]
+
+    a, b = model(), model()
+    a.fit(forever(), steps_per_epoch=3, epochs=2, verbose=0)
+    b.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+    class Batches:  # keras.utils.Sequence's protocol
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return x[32 * i : 32 * i + 32], y[32 * i : 32 * i + 32]
+
+    history = a.fit(Batches(), epochs=1, verbose=0, validation_data=Batches())
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert a.evaluate(Batches(), verbose=0)[0] == pytest.approx(a.evaluate(x, y, verbose=0)[0], rel=1e-5)
+    with pytest.raises(ValueError, match="ran out of batches after 1 of steps=2"):
+        a.fit(iter([(x[:8], y[:8])]), steps_per_epoch=2, verbose=0)
+    with pytest.raises(ValueError, match="must yield tuples"):
+        a.fit(iter([x[:8]]), verbose=0)
+
+
+def test_regularizers_enter_the_loss_and_the_gradient():
+    x, y = data(16)
+    m = model(kernel_regularizer=regularizers.l2(0.01), bias_regularizer=regularizers.l1(0.02))
+    plain = model()
+    reg = 0.01 * float((m.layers[0].kernel.astype(np.float64) ** 2).sum()) + 0.02 * float(
+        np.abs(m.layers[0].bias).sum()
+    )
+    assert m.evaluate(x, y, verbose=0)[0] == pytest.approx(plain.evaluate(x, y, verbose=0)[0] + reg, rel=1e-5)
+    m.layers[0].params["bias"][...] = np.linspace(-1, 1, 8)  # away from l1's kink at 0
+    report = check_model_gradients(m, x.astype(np.float64), y)
+    assert report.passed, str(report)
+
+
+def test_from_logits_warning_once_and_from_logits_models_are_quiet():
+    x, y = data(16)
+    m = convforge.Sequential([layers.Dense(3, input_shape=(6,))])
+    with pytest.warns(UserWarning, match="probably meant loss=SparseCategoricalCrossentropy\\(from_logits=True\\)"):
+        m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.fit(x, y, epochs=1, verbose=0)  # once only
+        ok = convforge.Sequential([layers.Dense(3, input_shape=(6,))])
+        ok.compile(optimizer="sgd", loss=losses.SparseCategoricalCrossentropy(from_logits=True))
+        ok.fit(x, y, epochs=1, verbose=0)
+    binary = convforge.Sequential([layers.Dense(1, input_shape=(6,))])
+    with pytest.warns(UserWarning, match="activation=sigmoid"):
+        binary.compile(optimizer="sgd", loss="binary_crossentropy")
+
+
+def test_single_callback_and_compile_arguments():
+    m = model()
+    history = m.fit(*data(), epochs=3, verbose=0, callbacks=callbacks.EarlyStopping(monitor="loss", patience=0))
+    assert len(history.history["loss"]) >= 1
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", run_eagerly=True, jit_compile=False)
+    with pytest.raises(TypeError, match="convforge does not support compile\\(loss_weights=...\\)"):
+        m.compile(optimizer="adam", loss="mse", loss_weights=[1.0])
+    with pytest.raises(ValueError, match="verbose must be"):
+        m.fit(*data(), verbose=3)
+
+
+def test_a_sequential_nested_in_a_sequential():
+    convforge.seed(0)
+    block = convforge.Sequential([layers.Dense(8, activation="relu"), layers.Dense(8, activation="relu")])
+    outer = convforge.Sequential([convforge.Input((6,)), layers.Dense(8), block, layers.Dense(3, activation="softmax")])
+    assert [layer.name for layer in outer.layers] == ["dense", "dense_1", "dense_2", "dense_3"]
+    assert outer.count_params() == 56 + 72 + 72 + 27
+    assert outer.layers[1] is block.layers[0]  # shared, as in Keras
+    outer.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    outer.fit(*data(), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="cannot be added to itself"):
+        outer.add(outer)
+
+
+# ---------------------------------------------------------------- the same API on functional models
+
+
+def functional_model(**dense):
+    """model()'s network as a functional Model: the same weights (same seed, same layer order)."""
+    convforge.seed(0)
+    inputs = convforge.Input(shape=(6,))
+    hidden = layers.Dense(8, activation="relu", **dense)(inputs)
+    m = convforge.Model(inputs, layers.Dense(3, activation="softmax")(hidden))
+    m.compile(optimizer=convforge.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+def test_functional_models_train_as_the_sequential_one_with_every_keras_feature():
+    x, y = data()
+    reg = {"kernel_regularizer": regularizers.l2(0.01)}
+    seq, fun = model(**reg), functional_model(**reg)
+    for a, b in zip(seq.get_weights(), fun.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    w = np.linspace(0.0, 2.0, 32)
+    assert fun.train_on_batch(x[:32], y[:32], sample_weight=w) == seq.train_on_batch(x[:32], y[:32], sample_weight=w)
+    assert fun.test_on_batch(x[32:64], y[32:64], return_dict=True) == seq.test_on_batch(
+        x[32:64], y[32:64], return_dict=True
+    )
+    fun.reset_metrics()
+    assert np.isnan(fun.compiled_metrics[0].result())
+    np.testing.assert_array_equal(fun.predict_on_batch(x[:5]), seq.predict_on_batch(x[:5]))
+    cw = {0: 0.5, 1: 2.0}
+    fit = {"epochs": 2, "batch_size": 16, "verbose": 0, "shuffle": False, "class_weight": cw, "sample_weight": np.ones(96)}
+    hs = seq.fit(x, y, **fit)
+    hf = fun.fit(x, y, **fit)
+    assert hf.history == hs.history
+
+    def forever():
+        while True:
+            for i in range(0, 96, 32):
+                yield x[i : i + 32], y[i : i + 32], np.full(32, 0.5)
+
+    assert fun.fit(forever(), steps_per_epoch=3, verbose=0).history == seq.fit(
+        forever(), steps_per_epoch=3, verbose=0
+    ).history
+    assert fun.evaluate(forever(), steps=3, verbose=0) == seq.evaluate(forever(), steps=3, verbose=0)
+    for a, b in zip(seq.get_weights(), fun.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert len(fun.weights) == 4 and fun.weights[0] is fun.layers[1].kernel
+    fun.layers[1].trainable = False
+    assert len(fun.trainable_weights) == 2 and len(fun.non_trainable_weights) == 2
+    # The regularizer's penalty is in the functional model's loss and gradient too.
+    report = check_model_gradients(functional_model(**reg), x[:16].astype(np.float64), y[:16])
+    assert report.passed, str(report)
+
+
+def test_functional_json_clone_and_several_outputs():
+    m = functional_model()
+    again = convforge.models.model_from_json(m.to_json())
+    assert type(again).__name__ == "Functional" and again.count_params() == m.count_params()
+    assert [type(layer) for layer in again.layers] == [type(layer) for layer in m.layers]
+    clone = convforge.models.clone_model(m)
+    assert type(clone).__name__ == "Functional" and clone.count_params() == m.count_params()
+    x, y = data(32)
+    inputs = convforge.Input(shape=(6,))
+    a = layers.Dense(3, activation="softmax", name="a")(inputs)
+    b = layers.Dense(2, activation="softmax", name="b")(inputs)
+    two = convforge.Model(inputs, [a, b])
+    two.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    logs = two.train_on_batch(x, [y, y % 2], return_dict=True)
+    assert set(logs) == {"loss", "a_loss", "b_loss"}
+    assert logs["loss"] == pytest.approx(logs["a_loss"] + logs["b_loss"], rel=1e-6)
+    with pytest.raises(ValueError, match="class_weight is for a model with one output; this one has 2"):
+        two.fit(x, [y, y % 2], class_weight={0: 2.0}, verbose=0)
+    # One sample weight per sample weights every output's loss.
+    half = two.test_on_batch(x, {"a": y, "b": y % 2}, sample_weight=np.full(32, 0.5))
+    full = two.test_on_batch(x, {"a": y, "b": y % 2})
+    assert half[0] == pytest.approx(full[0] / 2, rel=1e-6)
+
+
+def test_functional_from_logits_warning_and_compile_arguments():
+    inputs = convforge.Input(shape=(6,))
+    m = convforge.Model(inputs, layers.Dense(3)(inputs))
+    with pytest.warns(UserWarning, match="probably meant loss=SparseCategoricalCrossentropy\\(from_logits=True\\)"):
+        m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.fit(*data(16), epochs=1, verbose=0)  # once per compile
+        m.compile(optimizer="adam", loss=losses.SparseCategoricalCrossentropy(from_logits=True), run_eagerly=True)
+    with pytest.raises(TypeError, match="unexpected argument 'bogus'"):
+        m.compile(optimizer="adam", loss="mse", bogus=1)

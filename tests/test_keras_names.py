@@ -1,0 +1,84 @@
+"""`import convforge as keras`: the Keras namespaces exist, and missing Keras names and formats say so."""
+
+import numpy as np
+import pytest
+
+import convforge as keras
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "utils.to_categorical", "utils.set_random_seed", "models.Sequential", "models.load_model",
+        "models.clone_model", "models.model_from_json", "Input", "layers.Conv1D", "callbacks.ReduceLROnPlateau",
+        "callbacks.CSVLogger", "callbacks.History", "callbacks.LearningRateScheduler", "optimizers.AdamW",
+        "optimizers.Nadam", "losses.BinaryCrossentropy", "losses.Huber", "metrics.AUC", "activations.gelu",
+        "regularizers.l1_l2", "regularizers.L2", "initializers.HeNormal", "initializers.he_normal",
+        "datasets.mnist.load_data", "datasets.fashion_mnist.load_data", "datasets.cifar10.load_data",
+    ],
+)
+def test_keras_names_exist(name):
+    obj = keras
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    assert obj is not None
+
+
+@pytest.mark.parametrize(
+    "namespace,name,message",
+    [
+        ("layers", "LSTM", "convforge does not support convforge.layers.LSTM: convforge has no recurrent layers"),
+        ("layers", "Lambda", "write a small Layer subclass"),
+        ("layers", "NoSuchLayer", r"\(Keras name\?\); its classes are .*Conv2D"),
+        ("optimizers", "Adamax", "use Adam, AdamW"),
+        ("callbacks", "TensorBoard", "use CSVLogger"),
+        ("losses", "KLDivergence", "subclass convforge.losses.Loss"),
+        ("metrics", "F1Score", "precision_recall_f1"),
+        (None, "backend", "convforge does not support convforge.backend"),
+    ],
+)
+def test_missing_keras_names_say_what_to_use(namespace, name, message):
+    module = keras if namespace is None else getattr(keras, namespace)
+    with pytest.raises(AttributeError, match=message):
+        getattr(module, name)
+    assert not hasattr(module, name)  # still an AttributeError: hasattr and tools keep working
+
+
+def test_to_categorical_is_keras():
+    np.testing.assert_array_equal(keras.utils.to_categorical([2, 0], 3), [[0, 0, 1], [1, 0, 0]])
+    assert keras.utils.to_categorical(np.array([[1], [0]])).shape == (2, 2)
+    with pytest.raises(ValueError, match="label 3 does not fit num_classes=3"):
+        keras.utils.to_categorical([3], 3)
+    with pytest.raises(NotImplementedError, match="use model.summary"):
+        keras.utils.plot_model(None)
+
+
+@pytest.mark.parametrize("name", ["model.keras", "model.h5", "model.weights.h5", "ckpt.hdf5"])
+def test_keras_file_names_are_refused_with_the_format_used(tmp_path, name):
+    model = keras.Sequential([keras.layers.Dense(2, input_shape=(3,))])
+    model.compile(optimizer="sgd", loss="mse")
+    path = tmp_path / name
+    with pytest.raises(ValueError, match=r"does not support Keras's .* format .* Use a name such as '.*model\.npz'|ckpt\.npz"):
+        model.save(path)
+    with pytest.raises(ValueError, match="does not support Keras's"):
+        model.save_weights(path)
+    with pytest.raises(ValueError, match="does not support Keras's"):
+        keras.callbacks.ModelCheckpoint(path)
+    path.write_bytes(b"\x89HDF\r\n")
+    with pytest.raises(ValueError, match="does not support Keras's"):
+        keras.models.load_model(path)
+    assert not (tmp_path / (name + ".npz")).exists()
+
+
+def test_to_json_round_trip_and_keras_json_refused():
+    model = keras.Sequential([keras.layers.Conv1D(4, 3, input_shape=(10, 2)), keras.layers.Flatten(),
+                              keras.layers.Dense(2, kernel_regularizer=keras.regularizers.l2(1e-3))])
+    clone = keras.models.model_from_json(model.to_json())
+    # The input shape moves from the first layer to the model; everything else is the same.
+    assert clone.input_shape == model.input_shape
+    for ours, theirs in zip(model.get_config()["layers"], clone.get_config()["layers"]):
+        ours["config"].pop("input_shape", None)
+        assert ours == theirs
+    assert keras.models.clone_model(model).count_params() == model.count_params()
+    with pytest.raises(ValueError, match="written by Keras"):
+        keras.models.model_from_json('{"class_name": "Sequential", "config": {}}')

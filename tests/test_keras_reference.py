@@ -1,0 +1,261 @@
+"""convforge against real Keras 3 (torch backend): optimizer steps, layer shapes and parameter counts.
+
+Skipped where Keras is not installed (``pip install .[keras]`` installs it; CI does).
+"""
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip("keras")
+
+# Keras's torch backend converts tensors with np.array(x) (Nadam, get_config), which NumPy 2 warns about.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
+
+import convforge  # noqa: E402
+from convforge import optimizers  # noqa: E402
+
+
+def to_numpy(tensor):
+    """A Keras (torch) tensor or variable as NumPy (keras.ops.convert_to_numpy warns under NumPy 2)."""
+    value = getattr(tensor, "value", tensor)
+    return value.detach().cpu().numpy()
+
+OPTIMIZER_CASES = [
+    ("SGD", {"momentum": 0.9, "nesterov": True}),
+    ("Adam", {}),
+    ("Adam", {"weight_decay": 0.01}),
+    ("AdamW", {}),
+    ("AdamW", {"weight_decay": 0.1, "beta_1": 0.8}),
+    ("RMSprop", {}),
+    ("RMSprop", {"momentum": 0.5, "centered": True}),
+    ("Adagrad", {}),
+    ("Adagrad", {"initial_accumulator_value": 0.5}),
+    ("Nadam", {}),
+    ("Nadam", {"beta_1": 0.7, "beta_2": 0.99}),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", OPTIMIZER_CASES)
+def test_optimizer_matches_keras_after_steps(name, kwargs):
+    rng = np.random.default_rng(7)
+    w0 = rng.standard_normal((3, 5))
+    grads = [rng.standard_normal((3, 5)) for _ in range(12)]
+    kopt = getattr(keras.optimizers, name)(learning_rate=0.05, **kwargs)
+    kvar = keras.Variable(w0.copy(), dtype="float64")
+    for g in grads:
+        kopt.apply_gradients([(keras.ops.convert_to_tensor(g), kvar)])
+    copt = getattr(optimizers, name)(learning_rate=0.05, **kwargs)
+    w = w0.copy()
+    for g in grads:
+        copt.apply_gradients([("w", w, g)])
+    # Keras keeps its hyper-parameters in float32 variables: agreement is to float32 rounding of those.
+    np.testing.assert_allclose(w, to_numpy(kvar), rtol=0, atol=2e-6)
+    assert not np.allclose(w, w0)
+
+
+@pytest.mark.parametrize("name", ["adamw", "adagrad", "nadam"])
+def test_optimizer_defaults_match_keras(name):
+    ours = optimizers.get(name).get_config()
+    theirs = keras.optimizers.get(name).get_config()
+    for key, value in ours.items():
+        if key in theirs and key != "name":
+            assert theirs[key] == pytest.approx(value), key
+
+
+def test_nadam_resumes_from_iterations():
+    """Nadam's momentum product follows from ``iterations``: a restored optimizer continues exactly."""
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(4) for _ in range(6)]
+    a, wa = optimizers.Nadam(0.1), np.ones(4)
+    for g in grads:
+        a.apply_gradients([("w", wa, g)])
+    b, wb = optimizers.Nadam(0.1), np.ones(4)
+    for g in grads[:3]:
+        b.apply_gradients([("w", wb, g)])
+    c = optimizers.Nadam(0.1)
+    c.set_state(*b.get_state())
+    for g in grads[3:]:
+        c.apply_gradients([("w", wb, g)])
+    np.testing.assert_array_equal(wa, wb)
+
+
+LOSS_CASES = [
+    ("BinaryCrossentropy", {}, "binary"),
+    ("BinaryCrossentropy", {"from_logits": True}, "binary_logits"),
+    ("BinaryCrossentropy", {"label_smoothing": 0.2}, "binary"),
+    ("CategoricalCrossentropy", {"label_smoothing": 0.1}, "onehot"),
+    ("CategoricalCrossentropy", {"from_logits": True, "label_smoothing": 0.3}, "onehot_logits"),
+    ("SparseCategoricalCrossentropy", {}, "sparse"),
+    ("MeanAbsoluteError", {}, "regression"),
+    ("Huber", {}, "regression"),
+    ("Huber", {"delta": 0.3}, "regression"),
+    ("MeanSquaredError", {}, "regression"),
+]
+
+
+def loss_inputs(kind, rng):
+    n, c = 6, 4
+    if kind.startswith("binary"):
+        y = rng.integers(0, 2, (n, 1)).astype(np.float64)
+        z = rng.standard_normal((n, 1)) * 3
+        return y, (z if kind.endswith("logits") else 1 / (1 + np.exp(-z)))
+    if kind.startswith("onehot") or kind == "sparse":
+        labels = rng.integers(0, c, n)
+        z = rng.standard_normal((n, c)) * 2
+        if kind == "onehot_logits":
+            return np.eye(c)[labels], z
+        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        return (labels if kind == "sparse" else np.eye(c)[labels]), p
+    return rng.standard_normal((n, 3)), rng.standard_normal((n, 3))
+
+
+@pytest.mark.parametrize("name,kwargs,kind", LOSS_CASES)
+def test_loss_value_and_sample_weights_match_keras(name, kwargs, kind):
+    rng = np.random.default_rng(3)
+    y, p = loss_inputs(kind, rng)
+    weights = rng.uniform(0.1, 2.0, len(y))
+    ours = getattr(convforge.losses, name)(**kwargs)
+    theirs = getattr(keras.losses, name)(**kwargs)
+    t = keras.ops.convert_to_tensor
+    y_ready = ours.prepare_targets(y, p.shape[1:])
+    for w in (None, weights):
+        expected = float(to_numpy(theirs(t(y), t(p), sample_weight=None if w is None else t(w))))
+        value, _ = ours.value_and_grad(p, y_ready, need_grad=False, sample_weight=w)
+        assert value == pytest.approx(expected, rel=1e-5)
+
+
+METRIC_CASES = [
+    ("Precision", {}, "binary"),
+    ("Recall", {}, "binary"),
+    ("AUC", {}, "binary"),
+    ("AUC", {"num_thresholds": 7}, "binary"),
+    ("BinaryAccuracy", {}, "binary"),
+    ("Precision", {}, "onehot"),
+    ("Recall", {}, "onehot"),
+    ("AUC", {}, "onehot"),
+    ("CategoricalAccuracy", {}, "onehot"),
+    ("TopKCategoricalAccuracy", {"k": 2}, "onehot"),
+    ("SparseTopKCategoricalAccuracy", {"k": 2}, "sparse"),
+    ("SparseTopKCategoricalAccuracy", {}, "sparse"),
+    ("SparseCategoricalAccuracy", {}, "sparse"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,kind", METRIC_CASES)
+def test_metric_matches_keras_over_batches(name, kwargs, kind):
+    rng = np.random.default_rng(11)
+    ours = getattr(convforge.metrics, name)(**kwargs)
+    theirs = getattr(keras.metrics, name)(**kwargs)
+    t = keras.ops.convert_to_tensor
+    for _ in range(3):  # state accumulates across batches
+        if kind == "binary":
+            y = rng.integers(0, 2, (16, 1)).astype(np.float32)
+            p = np.clip(y * 0.3 + rng.uniform(0, 0.7, (16, 1)), 0, 1).astype(np.float32)
+        else:
+            labels = rng.integers(0, 6, 16)
+            z = rng.standard_normal((16, 6)).astype(np.float32)
+            z[np.arange(16), labels] += 1.0
+            p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+            y = labels if kind == "sparse" else np.eye(6, dtype=np.float32)[labels]
+        ours.update_state(y, p)
+        theirs.update_state(t(y), t(p))
+    assert ours.result() == pytest.approx(float(to_numpy(theirs.result())), abs=1e-6)
+    assert ours.name == re.sub(r"_\d+$", "", theirs.name)  # Keras numbers a second instance: auc_1
+
+
+def test_reduce_lr_on_plateau_follows_keras():
+    values = [1.0, 0.9, 0.9, 0.95, 0.9, 0.91, 0.92, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
+    kwargs = {"factor": 0.5, "patience": 2, "cooldown": 1, "min_lr": 0.02}
+    kmodel = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    kmodel.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    kcb = keras.callbacks.ReduceLROnPlateau(**kwargs)
+    kcb.set_model(kmodel)
+    ours_model = convforge.Sequential([convforge.layers.Dense(1, input_shape=(2,))])
+    ours_model.compile(optimizer=convforge.optimizers.SGD(0.1), loss="mse")
+    ours = convforge.callbacks.ReduceLROnPlateau(**kwargs)
+    ours.set_model(ours_model)
+    kcb.on_train_begin()
+    ours.on_train_begin()
+    for epoch, value in enumerate(values):
+        kcb.on_epoch_end(epoch, {"val_loss": value})
+        ours.on_epoch_end(epoch, {"val_loss": value})
+        expected = float(to_numpy(kmodel.optimizer.learning_rate))
+        assert ours_model.optimizer.learning_rate == pytest.approx(expected, rel=1e-6), epoch
+    assert ours_model.optimizer.learning_rate == pytest.approx(0.02)  # down to min_lr: the reductions happened
+
+
+def keras_to_numpy(layer, x):
+    return to_numpy(layer(keras.ops.convert_to_tensor(x)))
+
+
+LAYER_CASES = [
+    # (convforge layers, keras layers, input shape)
+    ("Conv1D(8, 3)", (20, 4)),
+    ("Conv1D(8, 5, strides=2, padding='same', activation='relu')", (21, 3)),
+    ("Conv1D(6, 3, padding='causal', dilation_rate=2)", (16, 2)),
+    ("MaxPooling1D(3, strides=2, padding='same')", (15, 4)),
+    ("AveragePooling1D(2)", (15, 4)),
+    ("AveragePooling1D(3, strides=1, padding='same')", (10, 2)),
+    ("GlobalAveragePooling1D()", (12, 5)),
+    ("Conv2DTranspose(4, 3)", (5, 6, 3)),
+    ("Conv2DTranspose(4, 3, strides=2, padding='same')", (5, 6, 3)),
+    ("Conv2DTranspose(2, (2, 3), strides=(2, 1))", (4, 5, 3)),
+    ("UpSampling2D((2, 3))", (4, 5, 3)),
+    ("Permute((2, 1))", (6, 4)),
+    ("Permute((3, 1, 2))", (4, 5, 3)),
+    ("Rescaling(1 / 255, offset=-0.5)", (4, 4, 2)),
+    ("Conv2D(5, (3, 2), strides=(2, 1), padding='same')", (7, 6, 3)),
+    ("LeakyReLU(negative_slope=0.1)", (7,)),
+    ("ELU()", (7,)),
+    ("Activation('gelu')", (7,)),
+    ("Activation('swish')", (7,)),
+    ("Activation('softplus')", (7,)),
+    ("Activation('leaky_relu')", (7,)),
+]
+
+
+def copy_weights_to_keras(ours, theirs):
+    """get_weights() is in Keras's layouts: the arrays go across unchanged."""
+    theirs.set_weights(ours.get_weights())
+
+
+@pytest.mark.parametrize("spec,shape", LAYER_CASES, ids=[c[0] for c in LAYER_CASES])
+def test_layer_matches_keras(spec, shape):
+    """Output shape, parameter count and values (with the same weights) equal Keras's."""
+    convforge.seed(0)
+    ours = eval("convforge.layers." + spec)  # noqa: S307 - test-local literals
+    theirs = eval("keras.layers." + spec)  # noqa: S307
+    model = convforge.Sequential([ours], dtype="float64")
+    model.build((None, *shape))
+    theirs.build((None, *shape))
+    assert model.output_shape == tuple(theirs.compute_output_shape((None, *shape)))
+    assert ours.count_params() == theirs.count_params()
+    if ours.params:
+        copy_weights_to_keras(ours, theirs)
+    x = np.random.default_rng(1).standard_normal((3, *shape))
+    expected = keras_to_numpy(theirs, x.astype(np.float32))
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=2e-4, atol=2e-5)
+
+
+def test_a_conv1d_model_summary_matches_keras():
+    def build(k):
+        return [
+            k.layers.Conv1D(16, 5, activation="relu"),
+            k.layers.MaxPooling1D(2),
+            k.layers.Conv1D(32, 3, padding="same", activation="relu"),
+            k.layers.GlobalAveragePooling1D(),
+            k.layers.Dense(4, activation="softmax"),
+        ]
+
+    ours = convforge.Sequential([convforge.Input((100, 3)), *build(convforge)])
+    theirs = keras.Sequential([keras.Input((100, 3)), *build(keras)])
+    assert ours.count_params() == theirs.count_params()
+    for a, b in zip(ours.layers, theirs.layers):
+        assert a.count_params() == b.count_params()
+    assert ours.output_shape == theirs.output_shape
