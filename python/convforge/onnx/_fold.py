@@ -128,6 +128,7 @@ def _arithmetic(op):
 
 
 FOLDERS = {
+    "Identity": lambda args, attrs: args[0],
     "ConstantOfShape": _constant_of_shape,
     "Reshape": _reshape,
     "Slice": _slice,
