@@ -704,3 +704,17 @@ def test_damaged_bytes_raise_model_file_error_or_load(tmp_path):
             convforge.load_model(path)
         except ModelFileError:
             pass
+
+
+def test_folded_constants_are_bounded(tmp_path):
+    # ConstantOfShape would make 2**40 values from a 5-byte shape: refused before anything is made.
+    shape = numpy_helper.from_array(np.array([2**40], np.int64), "shape")
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["big"], name="cos"),
+             helper.make_node("Reshape", ["x", "big"], ["y"], name="r")]
+    assert "too large" in load_small(save_graph(tmp_path / "m.onnx", nodes, [shape]))
+    # Many small ones add up to a budget per file.
+    small = numpy_helper.from_array(np.array([4000], np.int64), "shape")
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], [f"c{i}"], name=f"cos{i}") for i in range(300)]
+    nodes.append(helper.make_node("Concat", [f"c{i}" for i in range(300)], ["cat"], name="cat", axis=0))
+    nodes.append(helper.make_node("Reshape", ["x", "cat"], ["y"], name="r"))
+    assert "exceed" in load_small(save_graph(tmp_path / "m.onnx", nodes, [small]))

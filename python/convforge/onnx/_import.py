@@ -68,6 +68,7 @@ class ImportContext:
             for name in node.input:
                 if name:
                     self._consumers.setdefault(name, []).append(node)
+        self.folded_values = 0  # see _fold_node
         self.steps: list[tuple] = []  # (layer, input tensor names, output tensor name)
         self._layer_names: set[str] = set()
         self._from_convforge = proto.producer_name == "convforge"
@@ -476,6 +477,9 @@ def _fold_node(ctx, node) -> None:
         value = _fold.fold(node.op_type, args, attrs)
     except _fold.FoldError as err:
         raise ctx.error(node, str(err), err.attribute) from None
+    ctx.folded_values += value.size
+    if ctx.folded_values > _fold.MAX_FOLDED_TOTAL:
+        raise ctx.error(node, f"the folded constants of this graph exceed {_fold.MAX_FOLDED_TOTAL} values")
     ctx.set_constant(node.output[0], value)
     ctx.consume_node(node)
 
