@@ -79,6 +79,7 @@ def _parser(prog="python -m convforge.train", description=None, name="lenet5", *
     if name == "lenet5":
         p.add_argument("--classic", action="store_true", help="tanh and average pooling, as in the 1998 paper")
     p.add_argument("--limit-train", type=int, default=None, metavar="N", help="train on the first N images only")
+    p.add_argument("--limit-test", type=int, default=None, metavar="N", help="evaluate on the first N test images only")
     p.add_argument("--output-dir", default=f"runs/{name}", help="where the model, history and plots go")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots even if matplotlib is installed")
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
@@ -98,8 +99,10 @@ def _check_args(args, parser) -> None:
         parser.error(f"--validation-split must be in [0, 1), got {args.validation_split}")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
-    if args.limit_train is not None and args.limit_train < 1:
-        parser.error(f"--limit-train must be >= 1, got {args.limit_train}")
+    for option in ("limit_train", "limit_test"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            parser.error(f"--{option.replace('_', '-')} must be >= 1, got {value}")
 
 
 def load(args):
@@ -112,6 +115,8 @@ def load(args):
         names = datasets.mnist.CLASS_NAMES if args.dataset == "mnist" else datasets.fashion_mnist.CLASS_NAMES
     if args.limit_train is not None:
         x_train, y_train = x_train[: args.limit_train], y_train[: args.limit_train]
+    if args.limit_test is not None:
+        x_test, y_test = x_test[: args.limit_test], y_test[: args.limit_test]
     scale = np.float32(1.0 / 255.0)
     return (x_train[..., None] * scale, y_train), (x_test[..., None] * scale, y_test), list(names)
 
@@ -151,10 +156,13 @@ def _plots(model, history, x_test, out_dir) -> list[str]:
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
 
-    if not hasattr(model, "activations"):
-        return written
-    maps = model.activations(x_test[:1])
-    names = [layer.name for layer in model.layers]
+    if hasattr(model, "activations"):
+        maps = model.activations(x_test[:1])
+        names = [layer.name for layer in model.layers]
+    else:  # a graph: Keras's feature-map recipe, one model whose outputs are the layers' outputs
+        shown = [layer for layer in model.layers[1:] if len(layer.output.shape) == 4]
+        maps = convforge.Model(model.inputs, [layer.output for layer in shown]).predict(x_test[:1], verbose=0)
+        names = [layer.name for layer in shown]
     shown = [(n, a[0]) for n, a in zip(names, maps) if a.ndim == 4][:12]  # (H, W, C) feature maps
     rows = len(shown) + 1
     cols = min(16, max(a.shape[-1] for _, a in shown))
