@@ -501,7 +501,6 @@ def test_terminate_on_nan_locates_the_layer_in_a_graph():
     assert "Weight 'kernel' of layer 'dense_bad'" in guard.message
 
 
-@pytest.mark.skipif(not hasattr(layers, "BatchNormalization"), reason="BatchNormalization comes with branch layers13")
 def test_gradients_of_a_residual_graph_with_batch_normalization(monkeypatch):
     convforge.seed(26)
     x = convforge.Input((6, 6, 2), dtype="float64")
@@ -519,3 +518,13 @@ def test_gradients_of_a_residual_graph_with_batch_normalization(monkeypatch):
     real = layers.BatchNormalization.backward
     monkeypatch.setattr(layers.BatchNormalization, "backward", lambda self, dy: 1.1 * real(self, dy))
     assert not _check(model, data, target, "mse").passed
+
+
+def test_inference_keeps_only_what_later_layers_read():
+    x = convforge.Input((4,))
+    a = layers.Dense(3)(x)
+    b = layers.Dense(3)(a)
+    model = convforge.Model(x, [layers.Add()([a, b]), b])
+    values = model._run([np.ones((2, 4), np.float32)], training=False, logits=False)
+    kept = [i for i, v in enumerate(values) if v is not None]
+    assert kept == sorted(model._outputs_index)  # x and a are dropped once the Add has read them

@@ -93,10 +93,11 @@ def check_model_gradients(
 
     Parameters
     ----------
-    model : Sequential
-        Compiled (its loss is used), or pass ``loss``.
+    model : Sequential or a functional Model
+        Compiled (its loss is used, with its loss weights for several outputs), or pass ``loss``
+        (then used for every output).
     x, y : arrays
-        A small batch, in the same form ``fit`` takes.
+        A small batch, in the same form ``fit`` takes (lists or dicts for several inputs/outputs).
     loss : str or Loss, optional
         Overrides the compiled loss.
     num_coords : int

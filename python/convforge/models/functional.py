@@ -70,10 +70,18 @@ __all__ = ["Functional", "Model"]
 
 
 class Model(Trainer):
-    """Keras's ``Model``: ``Model(inputs, outputs, name=None)`` makes a :class:`Functional` model.
+    """Keras's ``Model``: ``convforge.Model(inputs, outputs, name=None)`` makes a :class:`Functional` model.
 
-    ``Sequential`` and ``Functional`` are both Models (``isinstance(m, convforge.Model)``).
-    Keras's subclassing API (a ``Model`` subclass with its own ``call``) is not supported.
+    >>> x = convforge.Input(shape=(28, 28, 1))                        # doctest: +SKIP
+    >>> y = layers.Dense(10, activation="softmax")(layers.Flatten()(x))  # doctest: +SKIP
+    >>> model = convforge.Model(x, y)                                  # doctest: +SKIP
+
+    ``inputs``/``outputs``: a tensor or a list of tensors (see :mod:`convforge.models.functional`).
+    ``Sequential`` and ``Functional`` are both Models (``isinstance(m, convforge.Model)``) and share
+    what is defined here: weights (``get_weights``, ``set_weights``, ``count_params``,
+    ``get_layer``, ``astype``) and files (``save``, ``save_weights``, ``load_weights``); training is
+    :class:`~convforge.models.trainer.Trainer`'s. Keras's subclassing API (a ``Model`` subclass with
+    its own ``call``) is not supported.
     """
 
     # Set by the model classes convforge can run; a user subclass of Model itself is not one.
@@ -386,6 +394,17 @@ class Functional(Model):
             step.shared = len(calls[id(step.layer)]) > 1
         self._steps = steps
         self._calls = calls
+        # The tensors each step reads for the last time: _run lets them go (inference memory stays
+        # near the widest cut of the graph instead of the sum of all its activations).
+        last = {}
+        for i, step in enumerate(steps):
+            for index in step.inputs:
+                last[index] = i
+        keep = set(self._outputs_index)
+        self._free_after = [[] for _ in steps]
+        for index, i in last.items():
+            if index not in keep:
+                self._free_after[i].append(index)
 
     # ================================================================== structure
 
@@ -448,15 +467,18 @@ class Functional(Model):
     # ================================================================== the passes
 
     def _run(self, xbs: list, training: bool, logits: bool) -> list:
-        """Every tensor's value for a batch (a list indexed like ``_tensor_index``)."""
+        """The tensors' values for a batch (a list indexed like ``_tensor_index``); the outputs are
+        there, tensors no step reads any more are dropped on the way."""
         values = [None] * len(self._tensor_index)
         values[: len(xbs)] = xbs
-        for step in self._steps:
+        for step, done in zip(self._steps, self._free_after):
             x = [values[i] for i in step.inputs] if step.many else values[step.inputs[0]]
             if logits and step.fused:
                 values[step.out] = step.call._forward_logits(x, training)
             else:
                 values[step.out] = step.call.forward(x, training)
+            for index in done:
+                values[index] = None
         return values
 
     def _trace(self, xbs: list):

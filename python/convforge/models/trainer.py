@@ -1,12 +1,15 @@
 """The training half of a model: compile / fit / evaluate / predict, as Keras's ``Trainer``.
 
-:class:`Trainer` is a base class: a model class (:class:`~convforge.models.Sequential`)
-inherits it and provides the structure it runs on: ``layers``, ``build``,
-``_build_from_data(x)``, ``_plan_backward()`` (sets ``_trainable_plan``),
-``_resolve_loss_path()``, ``_forward(xb, training)``,
-``_forward_loss(xb, yb, training, need_grad)``, ``_backward(dhead)``,
+:class:`Trainer` is a base class: the model classes (``Sequential``, ``Functional``,
+through :class:`~convforge.models.functional.Model`) inherit it and provide the
+structure it runs on: ``layers``, ``_build_from_data(x)``, ``_plan_backward()``
+(sets ``_trainable_plan``), ``_resolve_loss_path()``, ``_forward(xb, training)``,
+``_forward_loss(xb, yb, training, need_grad)``, ``_backward(dhead)``, ``_trace(xb)``,
 ``_data_format()`` and ``_entry`` (how user arrays become batches, see
-:mod:`convforge.models.batches`).
+:mod:`convforge.models.batches`). The data hooks (``_batches``, ``_check_x``,
+``_convert_x``, ``_prepare``, ``_to_user``) and metric hooks (``_reset_metrics``,
+``_update_metrics``, ``_metric_logs``) here serve one input and one output; a
+model with several overrides them and passes lists through the loops unchanged.
 
 Session attributes
 ------------------
