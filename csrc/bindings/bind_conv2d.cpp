@@ -2,6 +2,7 @@
 
 #include "bindings/arrays.h"
 #include "dispatch/dispatch.h"
+#include "kernels/conv2d/conv2d_winograd_mode.h"
 
 namespace convforge::bindings {
 namespace {
@@ -144,6 +145,29 @@ void bind_conv2d(py::module_& m) {
       py::arg("dy"), py::arg("x"), py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
       py::arg("need_bias"), py::arg("out_w") = py::none(), py::arg("out_b") = py::none(),
       "(dw, db or None) = gradients of conv2d with respect to its weights and bias.");
+  m.def(
+      "_set_conv2d_winograd",
+      [](const std::string& mode) {
+        if (mode == "auto") {
+          set_winograd_mode(WinogradMode::automatic);
+        } else if (mode == "on") {
+          set_winograd_mode(WinogradMode::always);
+        } else if (mode == "off") {
+          set_winograd_mode(WinogradMode::never);
+        } else {
+          throw py::value_error("mode must be one of 'auto', 'on', 'off', got '" + mode + "'");
+        }
+      },
+      py::arg("mode"),
+      "Winograd for 3x3 unit-stride conv2d forward/backward-data: 'auto' (heuristic), 'on' (wherever it "
+      "applies, float64 too), 'off' (tests and benchmarks).");
+  m.def("_conv2d_winograd", [] {
+    switch (winograd_mode()) {
+      case WinogradMode::always: return std::string("on");
+      case WinogradMode::never: return std::string("off");
+      default: return std::string("auto");
+    }
+  });
 }
 
 }  // namespace convforge::bindings

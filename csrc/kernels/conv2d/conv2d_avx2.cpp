@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "kernels/conv2d/conv2d_impl.h"
+#include "kernels/conv2d/conv2d_winograd.h"
 #include "kernels/dense/dense_impl.h"
 #include "kernels/kernels.h"
 

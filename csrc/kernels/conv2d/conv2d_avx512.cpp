@@ -8,6 +8,7 @@
 #include "common/avx512.h"
 
 #include "kernels/conv2d/conv2d_impl.h"
+#include "kernels/conv2d/conv2d_winograd.h"
 #include "kernels/dense/dense_impl.h"
 #include "kernels/kernels.h"
 

@@ -773,9 +773,16 @@ bool pixels_pays(const ConvShape& s) {
   }
 }
 
+// Winograd F(4x4, 3x3) for 3x3 unit-stride problems: conv2d_winograd.h, which every ISA source
+// includes after this file. False when it did not run (then the forms below write dst).
+template <class UK>
+bool conv2d_fwd_winograd_hook(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
+                              bool transposed_flipped, const typename UK::T* bias, typename UK::T* dst);
+
 template <class UK>
 void conv2d_fwd(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
                 const typename UK::T* bias, typename UK::T* dst) {
+  if (conv2d_fwd_winograd_hook<UK>(s, src, wei, false, bias, dst)) return;
   if constexpr (UK::kDirectLanes > 0) {
     if (direct_pays<UK>(s)) {
       conv2d_direct<UK>(s, src, wei, false, bias, dst);
@@ -1006,6 +1013,7 @@ void conv2d_bwd_data(const ConvShape& s, const typename UK::T* diff_dst, const t
   // exact col2im path.
   if (s.sh == 1 && s.sw == 1 && frame_is_small(s.kh, s.kw, s.dh, s.dw, s.ih, s.iw) &&
       all_finite(wei, s.wei_size())) {
+    if (conv2d_fwd_winograd_hook<UK>(bwd_data_as_forward(s), diff_dst, wei, true, nullptr, diff_src)) return;
     if constexpr (UK::kDirectLanes > 0) {
       if (const ConvShape f = bwd_data_as_forward(s); direct_pays<UK>(f)) {
         conv2d_direct<UK>(f, diff_dst, wei, true, nullptr, diff_src);

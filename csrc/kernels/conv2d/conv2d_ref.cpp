@@ -1,6 +1,7 @@
 // Portable conv2d: the blocked driver with a plain C++ micro-kernel. Always compiled, last in
 // every dispatch table, and the only float64 path (float64 exists for gradient checks).
 #include "kernels/conv2d/conv2d_impl.h"
+#include "kernels/conv2d/conv2d_winograd.h"
 #include "kernels/dense/dense_impl.h"
 #include "kernels/kernels.h"
 
