@@ -56,7 +56,7 @@
 //
 // Memory: per thread, the block's transformed inputs and outputs, 36 (IC + OC) values per
 // tile, kept near kWinoBlockBytes (an L2) by the block size; shared, the transformed weights,
-// 36 x OC x IC values (4x the weights; twice that while they are packed).
+// 36 x OC x IC values (4x the weights), and 63 x OC values per thread while they are made.
 //
 // Determinism: the block size depends on the problem only, each output is written by the one
 // item that owns its tile, and every sum runs in a fixed order, so the result is the same for
@@ -68,6 +68,10 @@
 
 #include "kernels/conv2d/conv2d_impl.h"
 #include "kernels/conv2d/conv2d_winograd_mode.h"
+
+#if defined(__AVX512F__)
+#include "common/avx512.h"
+#endif
 
 namespace convforge {
 namespace {
@@ -103,96 +107,123 @@ WinoPlan wino_plan(const ConvShape& s) {
 
 // ---- weight transform ------------------------------------------------------------------------
 
-// u[a*6 + b] = (G g G^T)[a][b] for the 3x3 kernel g (row-major).
+// out[a*os + t] = (G g_t)[a] with g_t = (in[r*is + t])_{r<3}, for n kernels side by side: one
+// 1-D pass of the weight transform. Multiplies by the rounded reciprocals of 4, 6, 12 and 24
+// (one more rounding of each such term, within the bound above) instead of dividing.
 template <class T>
-void winograd_kernel_transform(const T* g, T* u) {
-  T t[6][3];  // G g
-  for (int q = 0; q < 3; ++q) {
-    const T g0 = g[q], g1 = g[3 + q], g2 = g[6 + q];
-    t[0][q] = g0 / T(4);
-    t[1][q] = -(g0 + g1 + g2) / T(6);
-    t[2][q] = -(g0 - g1 + g2) / T(6);
-    t[3][q] = g0 / T(24) + g1 / T(12) + g2 / T(6);
-    t[4][q] = g0 / T(24) - g1 / T(12) + g2 / T(6);
-    t[5][q] = g2;
-  }
-  for (int a = 0; a < 6; ++a) {
-    const T g0 = t[a][0], g1 = t[a][1], g2 = t[a][2];
-    T* r = u + a * 6;
-    r[0] = g0 / T(4);
-    r[1] = -(g0 + g1 + g2) / T(6);
-    r[2] = -(g0 - g1 + g2) / T(6);
-    r[3] = g0 / T(24) + g1 / T(12) + g2 / T(6);
-    r[4] = g0 / T(24) - g1 / T(12) + g2 / T(6);
-    r[5] = g2;
+void winograd_g(const T* in, int64_t is, T* out, int64_t os, int64_t n) {
+  const T* __restrict g0 = in;
+  const T* __restrict g1 = in + is;
+  const T* __restrict g2 = in + 2 * is;
+  T* __restrict o0 = out;
+  T* __restrict o1 = out + os;
+  T* __restrict o2 = out + 2 * os;
+  T* __restrict o3 = out + 3 * os;
+  T* __restrict o4 = out + 4 * os;
+  T* __restrict o5 = out + 5 * os;
+  const T r4 = T(1) / T(4), r6 = T(1) / T(6), r12 = T(1) / T(12), r24 = T(1) / T(24);
+#pragma GCC ivdep
+  for (int64_t t = 0; t < n; ++t) {
+    const T a = g0[t], b = g1[t], c = g2[t];
+    const T ac = a + c;
+    o0[t] = a * r4;
+    o1[t] = -(ac + b) * r6;
+    o2[t] = -(ac - b) * r6;
+    const T e = a * r24 + c * r6, f = b * r12;
+    o3[t] = e + f;
+    o4[t] = e - f;
+    o5[t] = c;
   }
 }
 
 // The transformed weights, packed for macro_kernel: frequency f's A panels (OC x IC) at
 // pa + f*OC*IC. `wei` is OIHW, or with `transposed_flipped` the kernel of the backward problem
-// (filter o's tap (c, r, q) at wei[c][o][2-r][2-q], as pack_filters_per_tap). `raw` is scratch
-// of 36 x OC x IC. This is the part of a call that depends on the weights alone: a caller that
-// keeps the weights fixed across calls could keep `pa`.
+// (filter o's tap (c, r, q) at wei[c][o][2-r][2-q], as pack_filters_per_tap). `scratch` holds
+// 63 x OC values per thread. This is the part of a call that depends on the weights alone: a
+// caller that keeps the weights fixed across calls could keep `pa`.
+//
+// Channel by channel, all filters at once: the taps are gathered filter-minor (gt[k][o]), both
+// 1-D passes run along the filters, and each frequency's values for one channel land in pack_a's
+// layout as one contiguous run per panel of filters, so every store is sequential. (Scattering
+// 36 values per (filter, channel) pair to 36 blocks OC*IC apart took 15.6 ms for 128 x 128
+// filters: the blocks were 64 KiB apart, all in the same cache sets.)
 template <class UK>
 void winograd_pack_weights(const ConvShape& s, const typename UK::T* wei, bool transposed_flipped, int threads,
-                           typename UK::T* raw, typename UK::T* pa) {
+                           typename UK::T* scratch, typename UK::T* pa) {
   using T = typename UK::T;
-  const int64_t OC = s.oc, IC = s.ic, KC = imin(IC, kKc);
-  parallel_for(threads, OC, [&](int64_t o, int) {
-    T g[9], u[kWinoFreq];
-    for (int64_t c = 0; c < IC; ++c) {
-      if (transposed_flipped) {
-        const T* f = wei + (c * OC + o) * 9;
-        for (int k = 0; k < 9; ++k) g[k] = f[8 - k];
-      } else {
-        std::memcpy(g, wei + (o * IC + c) * 9, sizeof g);
-      }
-      winograd_kernel_transform(g, u);
-      for (int64_t f = 0; f < kWinoFreq; ++f) raw[(f * OC + o) * IC + c] = u[f];
+  const int64_t OC = s.oc, IC = s.ic, KC = imin(IC, kKc), height = panel_height<UK::MR>(OC);
+  const int64_t per_thread = 63 * OC;
+  parallel_for(threads, IC, [&](int64_t c, int tid) {
+    T* gt = scratch + tid * per_thread;  // [tap][filter]
+    T* t = gt + 9 * OC;                  // [a][q][filter]: G g
+    T* u = t + 18 * OC;                  // [a][b][filter]: G g G^T
+    for (int64_t o = 0; o < OC; ++o) {
+      for (int64_t k = 0; k < 9; ++k)
+        gt[k * OC + o] = transposed_flipped ? wei[(c * OC + o) * 9 + 8 - k] : wei[(o * IC + c) * 9 + k];
     }
-  });
-  parallel_for(threads, kWinoFreq, [&](int64_t f, int) {
-    const T* uf = raw + f * OC * IC;
-    for (int64_t k0 = 0; k0 < IC; k0 += KC)
-      pack_a<T, UK::MR>([&](int64_t i, int64_t k) { return uf[i * IC + k]; }, OC, 0, OC, k0, imin(KC, IC - k0),
-                        pa + f * OC * IC);
+    for (int64_t q = 0; q < 3; ++q) winograd_g(gt + q * OC, 3 * OC, t + q * OC, 3 * OC, OC);
+    for (int64_t a = 0; a < 6; ++a) winograd_g(t + a * 3 * OC, OC, u + a * 6 * OC, OC, OC);
+    const int64_t k0 = c / KC * KC, kc = imin(KC, IC - k0);
+    for (int64_t f = 0; f < kWinoFreq; ++f) {
+      for (int64_t i0 = 0; i0 < OC; i0 += height) {
+        const int64_t m = imin(height, OC - i0);
+        std::memcpy(pa + f * OC * IC + k0 * OC + i0 * kc + (c - k0) * m, u + f * OC + i0,
+                    sizeof(T) * static_cast<std::size_t>(m));
+      }
+    }
   });
 }
 
 // ---- input transform -------------------------------------------------------------------------
 
-// ph[r*ldp + u] = row[col0 + 4u + r] for r < 4, u < n, zero where the column is outside
-// [0, iw) or row is null (a padding row).
+// x6[m*ldx + u] = row[col0 + 4u + m] for m < 6, u < n: the 6 columns under each of n tiles
+// side by side, zero where a column is outside [0, iw) or row is null (a padding row).
 template <class T>
-void deinterleave4(const T* row, int64_t iw, int64_t col0, int64_t n, T* __restrict ph, int64_t ldp) {
+void gather_tile_columns(const T* row, int64_t iw, int64_t col0, int64_t n, T* __restrict x6, int64_t ldx) {
   if (row == nullptr) {
-    for (int r = 0; r < 4; ++r) std::memset(ph + r * ldp, 0, sizeof(T) * static_cast<std::size_t>(n));
+    for (int m = 0; m < 6; ++m) std::memset(x6 + m * ldx, 0, sizeof(T) * static_cast<std::size_t>(n));
     return;
   }
-  // Entries whose 4 columns all lie inside the row: [u_lo, u_hi).
+  // Tiles whose 6 columns all lie inside the row: [u_lo, u_hi).
   const int64_t u_lo = imin(col0 >= 0 ? 0 : ceil_div(-col0, 4), n);
-  const int64_t last = iw - 4 - col0;  // 4u <= last
+  const int64_t last = iw - 6 - col0;  // 4u <= last
   const int64_t u_hi = imax(imin(last >= 0 ? last / 4 + 1 : 0, n), u_lo);
   auto edge = [&](int64_t u) {
-    for (int r = 0; r < 4; ++r) {
-      const int64_t col = col0 + 4 * u + r;
-      ph[r * ldp + u] = col >= 0 && col < iw ? row[col] : T(0);
+    for (int m = 0; m < 6; ++m) {
+      const int64_t col = col0 + 4 * u + m;
+      x6[m * ldx + u] = col >= 0 && col < iw ? row[col] : T(0);
     }
   };
   for (int64_t u = 0; u < u_lo; ++u) edge(u);
   const T* __restrict src = row + col0;
-  T* __restrict p0 = ph;
-  T* __restrict p1 = ph + ldp;
-  T* __restrict p2 = ph + 2 * ldp;
-  T* __restrict p3 = ph + 3 * ldp;
   for (int64_t u = u_lo; u < u_hi; ++u) {
-    p0[u] = src[4 * u];
-    p1[u] = src[4 * u + 1];
-    p2[u] = src[4 * u + 2];
-    p3[u] = src[4 * u + 3];
+    for (int m = 0; m < 6; ++m) x6[m * ldx + u] = src[4 * u + m];
   }
   for (int64_t u = u_hi; u < n; ++u) edge(u);
 }
+
+#if defined(__AVX512F__)
+// AVX-512: 7 tiles (30 columns) per step, two masked loads and one permute per column m.
+inline void gather_tile_columns(const float* row, int64_t iw, int64_t col0, int64_t n, float* x6, int64_t ldx) {
+  if (row == nullptr) {
+    for (int m = 0; m < 6; ++m) std::memset(x6 + m * ldx, 0, sizeof(float) * static_cast<std::size_t>(n));
+    return;
+  }
+  __m512i idx[6];
+  for (int m = 0; m < 6; ++m) idx[m] = _mm512_add_epi32(_mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+                                                         _mm512_set1_epi32(m));
+  for (int64_t u0 = 0; u0 < n; u0 += 7) {
+    const int64_t c = imin(7, n - u0), first = col0 + 4 * u0;
+    // Columns j < 4c + 2 from `first` that lie inside the row (masked-off lanes are not read).
+    const int64_t j_lo = imin(imax(0, -first), 32), j_hi = imax(imin(4 * c + 2, iw - first), j_lo);
+    const uint64_t bits = ((uint64_t{1} << j_hi) - 1) & ~((uint64_t{1} << j_lo) - 1);
+    const __m512 lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>(bits), row + first);
+    const __m512 hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>(bits >> 16), row + first + 16);
+    const __mmask16 store = static_cast<__mmask16>((1u << c) - 1u);
+    for (int m = 0; m < 6; ++m) _mm512_mask_storeu_ps(x6 + m * ldx + u0, store, _mm512_permutex2var_ps(lo, idx[m], hi));
+  }
+}
+#endif
 
 // The 1-D input transform B^T x of 6-vectors x0..x5, 6 outputs.
 #define CONVFORGE_WINO_BT(x0, x1, x2, x3, x4, x5, o0, o1, o2, o3, o4, o5) \
@@ -218,97 +249,59 @@ void deinterleave4(const T* row, int64_t iw, int64_t col0, int64_t n, T* __restr
     o3 = d1_ + T(8) * d2_ + (m5);                                 \
   } while (0)
 
-// Row transform of one input row for n tiles: h[b*ldh + u] = (B^T x_u)[b], x_u the 6 columns
-// 4u..4u+5 of the de-interleaved row ph (4 phases of n + 1 entries at pitch ldp).
+// out[b*os + t] = (B^T x_t)[b] with x_t = (in[m*is + t])_{m<6}, for nt tiles side by side: one
+// 1-D pass of the input transform, over contiguous runs of tiles.
 template <class T>
-void winograd_row_in(const T* ph, int64_t ldp, int64_t n, T* h, int64_t ldh) {
-  const T* __restrict r0 = ph;
-  const T* __restrict r1 = ph + ldp;
-  const T* __restrict r2 = ph + 2 * ldp;
-  const T* __restrict r3 = ph + 3 * ldp;
-  T* __restrict h0 = h;
-  T* __restrict h1 = h + ldh;
-  T* __restrict h2 = h + 2 * ldh;
-  T* __restrict h3 = h + 3 * ldh;
-  T* __restrict h4 = h + 4 * ldh;
-  T* __restrict h5 = h + 5 * ldh;
-  for (int64_t u = 0; u < n; ++u) {
-    CONVFORGE_WINO_BT(r0[u], r1[u], r2[u], r3[u], r0[u + 1], r1[u + 1], h0[u], h1[u], h2[u], h3[u], h4[u], h5[u]);
+void winograd_bt(const T* in, int64_t is, T* out, int64_t os, int64_t nt) {
+  const T* __restrict x0 = in;
+  const T* __restrict x1 = in + is;
+  const T* __restrict x2 = in + 2 * is;
+  const T* __restrict x3 = in + 3 * is;
+  const T* __restrict x4 = in + 4 * is;
+  const T* __restrict x5 = in + 5 * is;
+  T* __restrict o0 = out;
+  T* __restrict o1 = out + os;
+  T* __restrict o2 = out + 2 * os;
+  T* __restrict o3 = out + 3 * os;
+  T* __restrict o4 = out + 4 * os;
+  T* __restrict o5 = out + 5 * os;
+  // The 12 rows never overlap (GCC would otherwise version the loop on 36 alias checks, more
+  // than it allows, and leave it scalar).
+#pragma GCC ivdep
+  for (int64_t t = 0; t < nt; ++t) {
+    CONVFORGE_WINO_BT(x0[t], x1[t], x2[t], x3[t], x4[t], x5[t], o0[t], o1[t], o2[t], o3[t], o4[t], o5[t]);
   }
 }
 
-// Column transform over nt tiles: v[(a*6 + b)*ldv_f + t] = sum_k B^T[a][k] h[(k*6 + b)*ldh + t],
-// with ldv_f the distance between frequencies in v.
+// out[j*os + t] = (A^T m_t)[j] with m_t = (in[b*is + t])_{b<6}: one 1-D pass of the output
+// transform. Returns the sum of o - o over the outputs: 0 when every one is finite.
 template <class T>
-void winograd_col_in(const T* h, int64_t ldh, int64_t nt, T* v, int64_t ldv_f) {
-  for (int64_t b = 0; b < 6; ++b) {
-    const T* __restrict x0 = h + (0 * 6 + b) * ldh;
-    const T* __restrict x1 = h + (1 * 6 + b) * ldh;
-    const T* __restrict x2 = h + (2 * 6 + b) * ldh;
-    const T* __restrict x3 = h + (3 * 6 + b) * ldh;
-    const T* __restrict x4 = h + (4 * 6 + b) * ldh;
-    const T* __restrict x5 = h + (5 * 6 + b) * ldh;
-    T* __restrict v0 = v + (0 * 6 + b) * ldv_f;
-    T* __restrict v1 = v + (1 * 6 + b) * ldv_f;
-    T* __restrict v2 = v + (2 * 6 + b) * ldv_f;
-    T* __restrict v3 = v + (3 * 6 + b) * ldv_f;
-    T* __restrict v4 = v + (4 * 6 + b) * ldv_f;
-    T* __restrict v5 = v + (5 * 6 + b) * ldv_f;
-    for (int64_t t = 0; t < nt; ++t) {
-      CONVFORGE_WINO_BT(x0[t], x1[t], x2[t], x3[t], x4[t], x5[t], v0[t], v1[t], v2[t], v3[t], v4[t], v5[t]);
-    }
-  }
-}
-
-// ---- output transform ------------------------------------------------------------------------
-
-// Column transform over nt tiles: p[(i*6 + b)*ldp + t] = sum_a A^T[i][a] m[(a*6 + b)*ldm_f + t].
-template <class T>
-void winograd_col_out(const T* m, int64_t ldm_f, int64_t nt, T* p, int64_t ldp) {
-  for (int64_t b = 0; b < 6; ++b) {
-    const T* __restrict m0 = m + (0 * 6 + b) * ldm_f;
-    const T* __restrict m1 = m + (1 * 6 + b) * ldm_f;
-    const T* __restrict m2 = m + (2 * 6 + b) * ldm_f;
-    const T* __restrict m3 = m + (3 * 6 + b) * ldm_f;
-    const T* __restrict m4 = m + (4 * 6 + b) * ldm_f;
-    const T* __restrict m5 = m + (5 * 6 + b) * ldm_f;
-    T* __restrict p0 = p + (0 * 6 + b) * ldp;
-    T* __restrict p1 = p + (1 * 6 + b) * ldp;
-    T* __restrict p2 = p + (2 * 6 + b) * ldp;
-    T* __restrict p3 = p + (3 * 6 + b) * ldp;
-    for (int64_t t = 0; t < nt; ++t) {
-      CONVFORGE_WINO_AT(m0[t], m1[t], m2[t], m3[t], m4[t], m5[t], p0[t], p1[t], p2[t], p3[t]);
-    }
-  }
-}
-
-// Row transform of output row i of n tiles into 4 phases: q[j*ldq + u] = (A^T p_u)[j] with
-// p_u = p[(i*6 + b)*ldp + u] for b < 6. Returns the sum of q - q: 0 when every value is finite.
-template <class T>
-T winograd_row_out(const T* p, int64_t ldp, int64_t n, T* q, int64_t ldq) {
-  const T* __restrict m0 = p;
-  const T* __restrict m1 = p + ldp;
-  const T* __restrict m2 = p + 2 * ldp;
-  const T* __restrict m3 = p + 3 * ldp;
-  const T* __restrict m4 = p + 4 * ldp;
-  const T* __restrict m5 = p + 5 * ldp;
-  T* __restrict q0 = q;
-  T* __restrict q1 = q + ldq;
-  T* __restrict q2 = q + 2 * ldq;
-  T* __restrict q3 = q + 3 * ldq;
+T winograd_at(const T* in, int64_t is, T* out, int64_t os, int64_t nt) {
+  const T* __restrict m0 = in;
+  const T* __restrict m1 = in + is;
+  const T* __restrict m2 = in + 2 * is;
+  const T* __restrict m3 = in + 3 * is;
+  const T* __restrict m4 = in + 4 * is;
+  const T* __restrict m5 = in + 5 * is;
+  T* __restrict o0 = out;
+  T* __restrict o1 = out + os;
+  T* __restrict o2 = out + 2 * os;
+  T* __restrict o3 = out + 3 * os;
   T check = T(0);
-  for (int64_t u = 0; u < n; ++u) {
-    T o0, o1, o2, o3;
-    CONVFORGE_WINO_AT(m0[u], m1[u], m2[u], m3[u], m4[u], m5[u], o0, o1, o2, o3);
-    q0[u] = o0, q1[u] = o1, q2[u] = o2, q3[u] = o3;
-    check += (o0 - o0) + (o1 - o1) + (o2 - o2) + (o3 - o3);
+#pragma GCC ivdep
+  for (int64_t t = 0; t < nt; ++t) {
+    T a, b, c, d;
+    CONVFORGE_WINO_AT(m0[t], m1[t], m2[t], m3[t], m4[t], m5[t], a, b, c, d);
+    o0[t] = a, o1[t] = b, o2[t] = c, o3[t] = d;
+    check += (a - a) + (b - b) + (c - c) + (d - d);
   }
   return check;
 }
 
-// row[4u + j] = post(q[j*ldq + u] + bias) for the columns 4u + j < ow, u < n.
+// row[4u + j] = post(q[j*ldq + u] + bias) for the columns 4u + j < ow, u < n: one output row of
+// n tiles from its 4 columns of values.
 template <class T>
-void winograd_interleave_row(const T* q, int64_t ldq, int64_t n, int64_t ow, T bias, bool relu, T* row) {
+void scatter_tile_columns(const T* q, int64_t ldq, int64_t n, int64_t ow, T bias, bool relu, T* row) {
   const T* __restrict q0 = q;
   const T* __restrict q1 = q + ldq;
   const T* __restrict q2 = q + 2 * ldq;
@@ -338,6 +331,37 @@ void winograd_interleave_row(const T* q, int64_t ldq, int64_t n, int64_t ow, T b
   }
 }
 
+#if defined(__AVX512F__)
+// AVX-512: 8 tiles (32 columns) per step; two permutes pair the 4 columns' vectors, two more
+// interleave them, masked stores clip at ow.
+inline void scatter_tile_columns(const float* q, int64_t ldq, int64_t n, int64_t ow, float bias, bool relu,
+                                 float* row) {
+  const __m512i pair = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+  // Column l = 4u + j of a 16-column half: j < 2 from (q0|q1) lane 8j + u, else (q2|q3) 8(j-2) + u.
+  const __m512i lo = _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
+  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(4));
+  const __m512 b = _mm512_set1_ps(bias), zero = _mm512_setzero_ps();
+  for (int64_t u0 = 0; u0 < n; u0 += 8) {
+    const int64_t c = imin(8, n - u0);
+    const __mmask16 in = static_cast<__mmask16>((1u << c) - 1u);
+    const __m512 q01 = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(in, q + u0), pair,
+                                              _mm512_maskz_loadu_ps(in, q + ldq + u0));
+    const __m512 q23 = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(in, q + 2 * ldq + u0), pair,
+                                              _mm512_maskz_loadu_ps(in, q + 3 * ldq + u0));
+    const int64_t cols = imin(4 * c, ow - 4 * u0);  // > 0: a tile starts inside the row
+    const uint32_t bits = cols >= 32 ? 0xFFFFFFFFu : (1u << cols) - 1u;
+    __m512 y0 = _mm512_add_ps(_mm512_permutex2var_ps(q01, lo, q23), b);
+    __m512 y1 = _mm512_add_ps(_mm512_permutex2var_ps(q01, hi, q23), b);
+    if (relu) {  // relu_value: keep y unless y <= 0 (false for NaN)
+      y0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y0, zero, _CMP_NLE_UQ), y0);
+      y1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y1, zero, _CMP_NLE_UQ), y1);
+    }
+    _mm512_mask_storeu_ps(row + 4 * u0, static_cast<__mmask16>(bits), y0);
+    _mm512_mask_storeu_ps(row + 4 * u0 + 16, static_cast<__mmask16>(bits >> 16), y1);
+  }
+}
+#endif
+
 // A run of consecutive tiles of one tile row of one image, inside a block of tiles.
 struct TileRun {
   int64_t n, ty, tx, count, offset;  // image, tile row, first tile column, tiles, index in block
@@ -365,43 +389,42 @@ bool conv2d_winograd(const ConvShape& s, const typename UK::T* src, const typena
   const int64_t IC = s.ic, OC = s.oc, HW = s.ih * s.iw, OHW = s.oh * s.ow;
   const WinoPlan p = wino_plan<UK>(s);
   const int64_t ldv = p.ldv, KC = imin(IC, kKc);
-  const int64_t ldp = p.tx + 1;  // entries per phase of a de-interleaved row (n + 1 for n tiles)
   const int threads = plan_threads(p.items, s.flops());
 
-  const int64_t per_thread = carve_bytes<const T*>(IC) + carve_bytes<T>(6 * 4 * ldp) +
-                             carve_bytes<T>(kWinoFreq * ldv) + carve_bytes<T>(kWinoFreq * IC * ldv) +
-                             carve_bytes<T>(kWinoFreq * OC * ldv) + carve_bytes<T>(4 * ldp);
+  const int64_t per_thread = carve_bytes<const T*>(IC) + 2 * carve_bytes<T>(kWinoFreq * ldv) +
+                             carve_bytes<T>(kWinoFreq * IC * ldv) + carve_bytes<T>(kWinoFreq * OC * ldv);
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
-      2 * carve_bytes<T>(kWinoFreq * OC * IC) + carve_bytes<T>(threads) + threads * per_thread)))};
-  T* raw = ws.template take<T>(kWinoFreq * OC * IC);
+      carve_bytes<T>(kWinoFreq * OC * IC) + carve_bytes<T>(threads * 63 * OC) + carve_bytes<T>(threads) +
+      threads * per_thread)))};
   T* pa = ws.template take<T>(kWinoFreq * OC * IC);
+  T* scratch = ws.template take<T>(threads * 63 * OC);
   T* checks = ws.template take<T>(threads);
   char* thread_area = ws.p;
-  winograd_pack_weights<UK>(s, wei, transposed_flipped, threads, raw, pa);
+  winograd_pack_weights<UK>(s, wei, transposed_flipped, threads, scratch, pa);
   for (int i = 0; i < threads; ++i) checks[i] = T(0);
 
   parallel_for(threads, p.items, [&](int64_t item, int tid) {
     const int64_t t0 = item * p.nt, nt = imin(p.nt, p.total - t0);
     Carver tws{thread_area + tid * per_thread};
     const T** brow = tws.template take<const T*>(IC);
-    T* ph = tws.template take<T>(6 * 4 * ldp);          // 6 rows x 4 phases
-    T* h = tws.template take<T>(kWinoFreq * ldv);       // row-transformed inputs / column-transformed outputs
+    T* x6 = tws.template take<T>(kWinoFreq * ldv);      // input columns / output rows
+    T* h = tws.template take<T>(kWinoFreq * ldv);       // one 1-D pass done
     T* v = tws.template take<T>(kWinoFreq * IC * ldv);  // [frequency][channel][tile]
     T* m = tws.template take<T>(kWinoFreq * OC * ldv);  // [frequency][filter][tile]
-    T* q = tws.template take<T>(4 * ldp);               // one output row, 4 phases
 
-    // Input transform, channel by channel.
+    // Input transform, channel by channel: the 6x6 patch of every tile as 36 rows of tiles
+    // (x6[(k*6 + m)*ldv + t] = patch row k, column m), rows transformed, then columns.
     for (int64_t c = 0; c < IC; ++c) {
       for_each_tile_run(p, t0, nt, [&](const TileRun& run) {
         const T* x = src + (run.n * IC + c) * HW;
         for (int64_t k = 0; k < 6; ++k) {
           const int64_t iy = 4 * run.ty + k - s.pt;
-          deinterleave4<T>(iy >= 0 && iy < s.ih ? x + iy * s.iw : nullptr, s.iw, 4 * run.tx - s.pl, run.count + 1,
-                           ph + k * 4 * ldp, ldp);
-          winograd_row_in(ph + k * 4 * ldp, ldp, run.count, h + k * 6 * ldv + run.offset, ldv);
+          gather_tile_columns(iy >= 0 && iy < s.ih ? x + iy * s.iw : nullptr, s.iw, 4 * run.tx - s.pl, run.count,
+                              x6 + k * 6 * ldv + run.offset, ldv);
         }
       });
-      winograd_col_in(h, ldv, nt, v + c * ldv, IC * ldv);
+      for (int64_t k = 0; k < 6; ++k) winograd_bt(x6 + k * 6 * ldv, ldv, h + k * 6 * ldv, ldv, nt);
+      for (int64_t b = 0; b < 6; ++b) winograd_bt(h + b * ldv, 6 * ldv, v + (b * IC + c) * ldv, 6 * IC * ldv, nt);
     }
 
     // 36 products M_f[OC x nt] = U_f[OC x IC] . V_f[IC x nt].
@@ -412,19 +435,18 @@ bool conv2d_winograd(const ConvShape& s, const typename UK::T* src, const typena
                          k0 > 0);
     }
 
-    // Output transform, filter by filter.
+    // Output transform, filter by filter: columns (h[(i*6 + b)*ldv + t]), then rows into
+    // x6[(i*4 + j)*ldv + t] = output (i, j) of tile t, scattered into the output rows.
     T check = T(0);
     for (int64_t o = 0; o < OC; ++o) {
-      winograd_col_out(m + o * ldv, OC * ldv, nt, h, ldv);
+      for (int64_t b = 0; b < 6; ++b) check += winograd_at(m + (b * OC + o) * ldv, 6 * OC * ldv, h + b * ldv, 6 * ldv, nt);
+      for (int64_t i = 0; i < 4; ++i) check += winograd_at(h + i * 6 * ldv, ldv, x6 + i * 4 * ldv, ldv, nt);
       const T b = bias != nullptr ? bias[o] : T(0);
       for_each_tile_run(p, t0, nt, [&](const TileRun& run) {
         T* y = dst + (run.n * OC + o) * OHW;
-        for (int64_t i = 0; i < 4; ++i) {
-          const int64_t oy = 4 * run.ty + i;
-          if (oy >= s.oh) break;
-          check += winograd_row_out(h + i * 6 * ldv + run.offset, ldv, run.count, q, ldp);
-          winograd_interleave_row(q, ldp, run.count, s.ow - 4 * run.tx, b, s.relu, y + oy * s.ow + 4 * run.tx);
-        }
+        for (int64_t i = 0; i < 4 && 4 * run.ty + i < s.oh; ++i)
+          scatter_tile_columns(x6 + i * 4 * ldv + run.offset, ldv, run.count, s.ow - 4 * run.tx, b, s.relu,
+                               y + (4 * run.ty + i) * s.ow + 4 * run.tx);
       });
     }
     checks[tid] += check;
