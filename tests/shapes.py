@@ -22,6 +22,9 @@ class ConvCase:
     stride: object = 1
     padding: object = 0
     dilation: object = 1
+    # (pass, algorithm) pairs the default choice must take on every ISA that compiles the
+    # algorithm (tests/test_conv2d.py asserts them): what the case exists to exercise.
+    runs: tuple = ()
 
     @property
     def id(self) -> str:
@@ -30,12 +33,13 @@ class ConvCase:
         )
 
     def batch(self, n: int) -> "ConvCase":
+        # The batch size enters some choices (tapwise_gemm pays from 8 images): `runs` is dropped.
         return ConvCase(self.name, n, self.c, self.h, self.w, self.k, self.r, self.s, self.stride, self.padding, self.dilation)
 
 
 # The layers the benchmarks time (the named shapes).
 BENCH_CONV = [
-    ConvCase("lenet_c1", 64, 1, 28, 28, 6, 5, 5, 1, 2),
+    ConvCase("lenet_c1", 64, 1, 28, 28, 6, 5, 5, 1, 2, runs=(("fwd", "pixels"),)),
     ConvCase("lenet_c3", 64, 6, 14, 14, 16, 5, 5, 1, 0),
     ConvCase("lenet_c1_n256", 256, 1, 28, 28, 6, 5, 5, 1, 2),
     ConvCase("lenet_c3_n256", 256, 6, 14, 14, 16, 5, 5, 1, 0),
@@ -59,14 +63,14 @@ TEST_CONV = [
     ConvCase("w3", 1, 7, 3, 3, 7, 3, 3, 1, "same"),
     ConvCase("w7", 2, 1, 7, 7, 2, 3, 3, 2, 1),
     ConvCase("w15", 1, 15, 9, 15, 17, 3, 3, 1, 1),
-    ConvCase("w16", 3, 16, 6, 16, 16, 3, 3, 1, 0),
-    ConvCase("w17", 1, 17, 5, 17, 15, 3, 1, 1, (1, 0)),
+    ConvCase("w16", 3, 16, 6, 16, 16, 3, 3, 1, 0, runs=(("fwd", "winograd_f4x3"), ("bwd_data", "winograd_f4x3"))),
+    ConvCase("w17", 1, 17, 5, 17, 15, 3, 1, 1, (1, 0), runs=(("fwd", "implicit_gemm"), ("bwd_data", "implicit_gemm"))),
     ConvCase("w31", 2, 2, 3, 31, 31, 1, 3, 1, "same"),
     ConvCase("w33", 1, 33, 4, 33, 33, 3, 3, 2, "same"),
     ConvCase("c12_rows", 1, 4, 8, 8, 12, 3, 3),
     ConvCase("c13_rows", 2, 4, 8, 8, 13, 3, 3),
     ConvCase("c25_rows", 1, 3, 9, 10, 25, 2, 2, 1, ((0, 1), (1, 0))),
-    ConvCase("stride3", 2, 3, 17, 19, 5, 3, 3, 3, 1),
+    ConvCase("stride3", 2, 3, 17, 19, 5, 3, 3, 3, 1, runs=(("fwd", "im2col_gemm"), ("bwd_data", "col2im_gemm"), ("bwd_weights", "im2col_dot"))),
     ConvCase("stride2_same", 1, 3, 15, 16, 4, 4, 4, 2, "same"),
     ConvCase("stride_hw", 1, 2, 13, 11, 3, 3, 2, (2, 3), "valid"),
     ConvCase("dilation2", 2, 3, 15, 15, 4, 3, 3, 1, 2, 2),
@@ -87,43 +91,43 @@ TEST_CONV = [
     # Weight gradients as outer products (>= 12 filters, kernel rows up to 7 wide): row
     # dilation, a 7x7 stride-2 stem, a 6-wide kernel with lopsided padding, and an 8-wide one
     # (too wide: the dot-product path).
-    ConvCase("outer_dil_h", 1, 3, 12, 11, 16, 3, 3, 1, "same", (2, 1)),
-    ConvCase("outer_stem", 2, 3, 19, 20, 20, 7, 7, 2, 3),
-    ConvCase("outer_kw6", 3, 2, 9, 13, 40, 2, 6, 1, ((0, 1), (3, 2))),
-    ConvCase("outer_kw8", 1, 2, 6, 12, 16, 1, 8),
+    ConvCase("outer_dil_h", 1, 3, 12, 11, 16, 3, 3, 1, "same", (2, 1), runs=(("bwd_weights", "outer"),)),
+    ConvCase("outer_stem", 2, 3, 19, 20, 20, 7, 7, 2, 3, runs=(("bwd_weights", "outer"),)),
+    ConvCase("outer_kw6", 3, 2, 9, 13, 40, 2, 6, 1, ((0, 1), (3, 2)), runs=(("bwd_weights", "outer"),)),
+    ConvCase("outer_kw8", 1, 2, 6, 12, 16, 1, 8, runs=(("bwd_weights", "implicit_dot"),)),
     # Forward with the output channels along the vector lanes (conv2d_fwd_direct: unit stride,
     # kernel rows 3, 5 or 7 wide, 16 or 32 filters; AVX-512): 32 filters over three column
     # blocks with 'same' padding and a pixel tail, a 7x7 kernel on 32 filters (8-pixel blocks),
     # three bands of rows with row dilation, 3-pixel rows, and a 5x3 kernel.
-    ConvCase("direct_kv2", 2, 3, 13, 30, 32, 3, 3, 1, "same"),
-    ConvCase("direct_kw7", 1, 2, 9, 20, 32, 7, 7, 1, 3),
-    ConvCase("direct_bands", 2, 2, 40, 30, 16, 5, 5, 1, "same", (2, 1)),
-    ConvCase("direct_narrow", 3, 4, 6, 3, 16, 3, 3, 1, 1),
-    ConvCase("direct_5x3", 1, 3, 8, 9, 16, 5, 3),
+    ConvCase("direct_kv2", 2, 3, 13, 30, 32, 3, 3, 1, "same", runs=(("fwd", "direct"),)),
+    ConvCase("direct_kw7", 1, 2, 9, 20, 32, 7, 7, 1, 3, runs=(("fwd", "direct"),)),
+    ConvCase("direct_bands", 2, 2, 40, 30, 16, 5, 5, 1, "same", (2, 1), runs=(("fwd", "direct"),)),
+    ConvCase("direct_narrow", 3, 4, 6, 3, 16, 3, 3, 1, 1, runs=(("fwd", "direct"),)),
+    ConvCase("direct_5x3", 1, 3, 8, 9, 16, 5, 3, runs=(("fwd", "direct"),)),
     # Strided direct forward: a 7x7 stride-2 stem on odd sizes, stride 2 without padding (the
     # image read in place) on a width whose last column no output reads, and row / column
     # strides alone (two rows per call with a row stride of 2).
-    ConvCase("direct_s2_stem", 2, 3, 23, 22, 32, 7, 7, 2, 3),
-    ConvCase("direct_s2_valid", 1, 4, 12, 14, 16, 3, 3, 2, 0),
-    ConvCase("direct_s21", 1, 2, 11, 9, 16, 5, 5, (2, 1), 2),
-    ConvCase("direct_s12", 1, 2, 9, 16, 32, 3, 3, (1, 2), 1),
+    ConvCase("direct_s2_stem", 2, 3, 23, 22, 32, 7, 7, 2, 3, runs=(("fwd", "direct"),)),
+    ConvCase("direct_s2_valid", 1, 4, 12, 14, 16, 3, 3, 2, 0, runs=(("fwd", "direct"),)),
+    ConvCase("direct_s21", 1, 2, 11, 9, 16, 5, 5, (2, 1), 2, runs=(("fwd", "direct"),)),
+    ConvCase("direct_s12", 1, 2, 9, 16, 32, 3, 3, (1, 2), 1, runs=(("fwd", "direct"),)),
     # Backward data as the same direct forward over dy (16 or 32 input channels): 'same'
     # padding, padding past the kernel's reach (a negative padding of dy: a crop) on a 3x5
     # kernel, dy's paddings -1, 1, 0, 0 (summing to zero), and row dilation.
-    ConvCase("direct_bwd_same", 2, 16, 9, 13, 5, 3, 3, 1, "same"),
-    ConvCase("direct_bwd_crop", 1, 32, 7, 6, 3, 3, 5, 1, ((3, 0), (1, 4))),
-    ConvCase("direct_bwd_shift", 1, 16, 6, 7, 3, 3, 3, 1, ((3, 1), (2, 2))),
-    ConvCase("direct_bwd_dil", 2, 16, 12, 11, 4, 3, 3, 1, 2, (2, 1)),
+    ConvCase("direct_bwd_same", 2, 16, 9, 13, 5, 3, 3, 1, "same", runs=(("bwd_data", "direct"),)),
+    ConvCase("direct_bwd_crop", 1, 32, 7, 6, 3, 3, 5, 1, ((3, 0), (1, 4)), runs=(("bwd_data", "direct"),)),
+    ConvCase("direct_bwd_shift", 1, 16, 6, 7, 3, 3, 3, 1, ((3, 1), (2, 2)), runs=(("bwd_data", "direct"),)),
+    ConvCase("direct_bwd_dil", 2, 16, 12, 11, 4, 3, 3, 1, 2, (2, 1), runs=(("bwd_data", "direct"),)),
     # Backward data of 'valid' unit-stride convolutions over >= 8 images, as per-tap products
     # added into shifted dx (conv2d_bwd_data_tapwise): LeNet's C3, dilation on a non-square
     # image, 13 input channels (two row panels) with 516 columns (two pixel blocks), and 260
     # filters (two reduction blocks).
-    ConvCase("tapwise_c3", 8, 6, 14, 14, 16, 5, 5),
-    ConvCase("tapwise_dilated", 9, 3, 13, 11, 5, 3, 3, 1, 0, 2),
-    ConvCase("tapwise_blocks", 8, 13, 24, 26, 7, 5, 5),
-    ConvCase("tapwise_many_oc", 8, 2, 6, 6, 260, 3, 3),
+    ConvCase("tapwise_c3", 8, 6, 14, 14, 16, 5, 5, runs=(("bwd_data", "tapwise_gemm"),)),
+    ConvCase("tapwise_dilated", 9, 3, 13, 11, 5, 3, 3, 1, 0, 2, runs=(("bwd_data", "tapwise_gemm"),)),
+    ConvCase("tapwise_blocks", 8, 13, 24, 26, 7, 5, 5, runs=(("bwd_data", "tapwise_gemm"),)),
+    ConvCase("tapwise_many_oc", 8, 2, 6, 6, 260, 3, 3, runs=(("bwd_data", "tapwise_gemm"),)),
     # 1x1 kernels over >= 8 images: one product written straight into dx; 300 filters (two
     # reduction blocks) on 20 input channels (two row panels), and 600 pixels (two column blocks).
-    ConvCase("tapwise_1x1", 8, 20, 5, 7, 300, 1, 1),
-    ConvCase("tapwise_1x1_wide", 8, 3, 30, 20, 5, 1, 1),
+    ConvCase("tapwise_1x1", 8, 20, 5, 7, 300, 1, 1, runs=(("bwd_data", "tapwise_gemm"),)),
+    ConvCase("tapwise_1x1_wide", 8, 3, 30, 20, 5, 1, 1, runs=(("bwd_data", "tapwise_gemm"),)),
 ]

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from gradients import numerical_grad
 from shapes import TEST_CONV
+from winograd_bound import assert_within_winograd_bound, backward_data_magnitude, forward_magnitude
 
+import convforge
 from convforge import _core, _params
 from convforge import functional as F
 from convforge import reference as R
@@ -90,6 +92,215 @@ def test_backward_matches_oracle(case, dtype, isa, rng):
     np.testing.assert_array_equal(fdx, dx)
     np.testing.assert_array_equal(fdw, dw)
     np.testing.assert_array_equal(fdb, db)
+
+
+# ---- every algorithm of every pass, forced, on every ISA -----------------------------------------
+# The default choice takes one algorithm per problem; forcing each one that applies holds all of
+# them to the oracle, and the expectations below say which cases each must take or decline (so a
+# predicate that quietly stops applying, or applies where it must not, fails here).
+
+COMPILED = {p.removeprefix("conv2d_"): by_isa for p, by_isa in convforge.build_info()["conv2d_algorithms"].items()}
+PASS_ALGOS = sorted({(p, name) for p, by_isa in COMPILED.items() for names in by_isa.values() for name in names})
+CASES = {c.name: c for c in TEST_CONV}
+
+# Cases each algorithm must decline (on every ISA that has it), and why. The last algorithm of
+# each pass takes every problem.
+MUST_DECLINE = {
+    ("fwd", "direct"): ["w15", "stride3", "outer_kw6", "dilation_hw", "lenet_c1"],  # 17 filters, stride 3, 6-wide, dw 3, 6 filters
+    ("fwd", "pixels"): ["keras_c1", "stride2_same", "w15"],  # 64 filters, stride 2, 17 filters
+    ("fwd", "implicit_gemm"): ["stride3", "w7", "stride_hw", "pointwise_s2"],  # strided
+    ("bwd_data", "direct"): ["lenet_c3", "w7", "keras_c1"],  # 6 channels, stride 2, 1 channel
+    ("bwd_data", "tapwise_gemm"): ["w3", "lenet_c1", "stride3", "direct_bwd_same"],  # padded or strided
+    ("bwd_data", "implicit_gemm"): ["stride3", "w7", "k_blocked_s2"],  # strided
+    ("fwd", "winograd_f4x3"): ["w7", "w17", "stride3", "dilation2", "lenet_c1"],  # stride 2, 3x1, stride 3, dilated, 5x5
+    ("bwd_data", "winograd_f4x3"): ["w7", "w17", "stride3", "dilation2", "lenet_c1"],
+    ("bwd_weights", "outer"): ["outer_kw8", "lenet_c1", "dilation_hw", "stride3"],  # 8-wide, 6 filters, dw 3, 5 filters
+    ("bwd_weights", "implicit_dot"): ["stride3", "w33", "outer_stem"],  # strided
+}
+UNIVERSAL = {("fwd", "im2col_gemm"), ("bwd_data", "col2im_gemm"), ("bwd_weights", "im2col_dot")}
+
+
+def applicable(case, pass_, dtype=np.float32):
+    return F.conv2d_algorithms((case.n, case.c, case.h, case.w), (case.k, case.c, case.r, case.s),
+                               dtype=dtype, **conv_args(case))[pass_]
+
+
+_ORACLE = {}
+
+
+def oracle(case):
+    """Inputs and float64 oracle results of one case, computed once per test session."""
+    if case.name not in _ORACLE:
+        rng = np.random.default_rng(len(_ORACLE) + 1)
+        x, w, b = make_case(case, np.float32, rng)
+        dy = rng.standard_normal((case.n, case.k, *core_args(case)[3])).astype(np.float32)
+        args = conv_args(case)
+        _ORACLE[case.name] = dict(
+            x=x, w=w, b=b, dy=dy,
+            fwd=(R.conv2d(x, w, b, **args), R.conv2d(np.abs(x), np.abs(w), np.abs(b), **args)),
+            bwd=(R.conv2d_backward(dy, x, w, **args), R.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), **args)),
+        )
+    return _ORACLE[case.name]
+
+
+def run_pass(case, pass_, algorithm, data):
+    """One pass of `case` through _core with `algorithm` forced, into NaN-filled outputs."""
+    stride, pads, dilation, out_hw = core_args(case)
+    x, w, b, dy = data["x"], data["w"], data["b"], data["dy"]
+    if pass_ == "fwd":
+        out = np.full((case.n, case.k, *out_hw), np.nan, np.float32)
+        _core.conv2d_fwd(x, w, b, stride, pads, dilation, out=out, algorithm=algorithm)
+        return (out,)
+    if pass_ == "bwd_data":
+        out = np.full(x.shape, np.nan, np.float32)
+        _core.conv2d_bwd_data(dy, w, x.shape, stride, pads, dilation, out=out, algorithm=algorithm)
+        return (out,)
+    dw, db = np.full(w.shape, np.nan, np.float32), np.full(case.k, np.nan, np.float32)
+    _core.conv2d_bwd_weights(dy, x, w.shape, stride, pads, dilation, True, out_w=dw, out_b=db, algorithm=algorithm)
+    return dw, db
+
+
+@pytest.mark.parametrize("pass_algo", PASS_ALGOS, ids="-".join)
+@pytest.mark.parametrize("case", TEST_CONV, ids=lambda c: c.name)
+def test_forced_algorithm_matches_oracle_or_declines(case, pass_algo, isa):
+    pass_, algorithm = pass_algo
+    data = oracle(case)
+    if algorithm not in COMPILED[pass_][isa]:
+        with pytest.raises(ValueError, match=f"no algorithm '{algorithm}' on {isa}"):
+            run_pass(case, pass_, algorithm, data)
+        return
+    if algorithm not in applicable(case, pass_):
+        outputs = []
+        with pytest.raises(ValueError, match=f"'{algorithm}' does not apply"):
+            outputs = run_pass(case, pass_, algorithm, data)
+        assert outputs == []
+        return
+    got = run_pass(case, pass_, algorithm, data)
+    stride, pads, dilation, out_hw = core_args(case)
+    if algorithm == "winograd_f4x3":  # the transform's own bound (tests/winograd_bound.py)
+        if pass_ == "fwd":
+            want, mag, channels = data["fwd"][0], forward_magnitude(data["x"], data["w"], data["b"], pads, out_hw), case.c
+        else:
+            want, mag, channels = data["bwd"][0][0], backward_data_magnitude(data["dy"], data["w"], pads, (case.h, case.w)), case.k
+        assert_within_winograd_bound(got[0], want, mag, channels, np.float32)
+        return
+    if pass_ == "fwd":
+        (want, mag), terms = data["fwd"], [case.c * case.r * case.s + 1]
+    elif pass_ == "bwd_data":
+        want, mag, terms = (data["bwd"][0][0],), (data["bwd"][1][0],), [case.k * case.r * case.s]
+    else:
+        want, mag = data["bwd"][0][1:], data["bwd"][1][1:]
+        terms = [case.n * out_hw[0] * out_hw[1]] * 2
+    want = want if isinstance(want, tuple) else (want,)
+    mag = mag if isinstance(mag, tuple) else (mag,)
+    for g, wnt, m, t in zip(got, want, mag, terms):
+        assert_within_bound(g, wnt, m, t, np.float32)
+
+
+def test_refused_forced_algorithm_writes_nothing():
+    case = CASES["stride3"]
+    data = oracle(case)
+    stride, pads, dilation, out_hw = core_args(case)
+    out = np.full((case.n, case.k, *out_hw), np.nan, np.float32)
+    with pytest.raises(ValueError, match="'implicit_gemm' does not apply"):
+        _core.conv2d_fwd(data["x"], data["w"], data["b"], stride, pads, dilation, out=out, algorithm="implicit_gemm")
+    assert np.isnan(out).all()
+
+
+@pytest.mark.parametrize("pass_algo", sorted(MUST_DECLINE) + sorted(UNIVERSAL), ids="-".join)
+def test_algorithm_expectations(pass_algo, isa):
+    pass_, algorithm = pass_algo
+    if algorithm not in COMPILED[pass_][isa]:
+        pytest.skip(f"{algorithm} is not compiled for {isa}")
+    takes = {c.name for c in TEST_CONV if algorithm in applicable(c, pass_)}
+    if pass_algo in UNIVERSAL:
+        assert takes == set(CASES)
+        assert COMPILED[pass_][isa][-1] == algorithm
+        return
+    declined = set(MUST_DECLINE[pass_algo]) & takes
+    assert not declined, f"{algorithm} should decline {sorted(declined)}"
+    # ...and take enough cases to be tested on them (forced, above).
+    assert len(takes) >= 5, f"{algorithm} applies to only {sorted(takes)}"
+
+
+@pytest.mark.parametrize("case", [c for c in TEST_CONV if c.runs], ids=lambda c: c.name)
+def test_default_choice_is_the_intended_algorithm(case, isa):
+    # tests/shapes.py names the algorithm each of these cases exists to exercise.
+    for pass_, algorithm in case.runs:
+        if algorithm in COMPILED[pass_][isa]:
+            assert applicable(case, pass_)[0] == algorithm, (pass_, applicable(case, pass_))
+
+
+def test_every_algorithm_is_some_cases_default(isa):
+    # Each compiled algorithm is the default choice of at least one named case on this ISA, or
+    # only ever taken when forced (none today).
+    defaults = {(p, applicable(c, p)[0]) for c in TEST_CONV for p in COMPILED}
+    for pass_, names in ((p, by_isa[isa]) for p, by_isa in COMPILED.items()):
+        for name in names:
+            assert (pass_, name) in defaults, f"{pass_} {name} is never chosen on {isa}"
+
+
+def test_non_finite_data_declines_the_padding_forms(rng):
+    # The forms that multiply zero padding by weights (bwd_data) or inputs (bwd_weights) step
+    # aside for inf/NaN: forcing them raises, the default runs the exact form.
+    case = CASES["lenet_c3"]
+    data = oracle(case)
+    stride, pads, dilation, out_hw = core_args(case)
+    w = data["w"].copy()
+    w[0, 0, 0, 0] = np.inf
+    x = data["x"].copy()
+    x[0, 0, 0, 0] = np.nan
+    for name in ("implicit_gemm", "tapwise_gemm"):
+        with pytest.raises(ValueError, match=f"'{name}' does not apply"):
+            _core.conv2d_bwd_data(data["dy"], w, x.shape, stride, pads, dilation, algorithm=name)
+    with pytest.raises(ValueError, match="'implicit_dot' does not apply"):
+        _core.conv2d_bwd_weights(data["dy"], x, w.shape, stride, pads, dilation, False, algorithm="implicit_dot")
+    exact = _core.conv2d_bwd_data(data["dy"], w, x.shape, stride, pads, dilation, algorithm="col2im_gemm")
+    np.testing.assert_array_equal(_core.conv2d_bwd_data(data["dy"], w, x.shape, stride, pads, dilation), exact)
+
+
+def test_force_conv2d_algorithm_context(rng):
+    case = CASES["lenet_c3"]
+    data = oracle(case)
+    args = conv_args(case)
+    with F.force_conv2d_algorithm(fwd="im2col_gemm", bwd_weights="im2col_dot"):
+        with F.force_conv2d_algorithm(fwd="implicit_gemm"):  # inner wins, outer bwd_weights stays
+            assert F._forced_conv_algo == {"fwd": "implicit_gemm", "bwd_weights": "im2col_dot"}
+        y = F.conv2d(data["x"], data["w"], data["b"], **args)
+        with F.force_conv2d_algorithm(bwd_data="nonexistent"):
+            with pytest.raises(ValueError, match="no algorithm 'nonexistent'"):
+                F.conv2d_backward(data["dy"], data["x"], data["w"], **args)
+    assert F._forced_conv_algo == {}
+    stride, pads, dilation, _ = core_args(case)
+    want = _core.conv2d_fwd(data["x"], data["w"], data["b"], stride, pads, dilation, algorithm="im2col_gemm")
+    np.testing.assert_array_equal(y, want)
+    with pytest.raises(TypeError, match="fwd must be an algorithm name"):
+        with F.force_conv2d_algorithm(fwd=3):
+            pass
+
+
+def test_conv_algo_environment_variable():
+    import subprocess
+    import sys
+
+    code = ("from convforge import functional as F; print(sorted(F._forced_conv_algo.items()))")
+    env = dict(__import__("os").environ, CONVFORGE_CONV_ALGO="fwd:im2col_gemm, bwd_data:col2im_gemm")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[('bwd_data', 'col2im_gemm'), ('fwd', 'im2col_gemm')]"
+    env["CONVFORGE_CONV_ALGO"] = "forward=im2col_gemm"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "CONVFORGE_CONV_ALGO must be" in r.stderr
+
+
+def test_conv2d_algorithms_reports_the_default(rng):
+    assert F.conv2d_algorithms((2, 3, 17, 19), (5, 3, 3, 3), stride=3, padding=1) == {
+        "fwd": ("im2col_gemm",), "bwd_data": ("col2im_gemm",), "bwd_weights": ("im2col_dot",)}
+    # float64 runs the portable list whatever the ISA
+    assert "direct" not in F.conv2d_algorithms((2, 3, 13, 30), (32, 3, 3, 3), padding="same", dtype=np.float64)["fwd"]
+    with pytest.raises(TypeError, match="x_shape must be a tuple of 4 ints"):
+        F.conv2d_algorithms((2, 3, 13), (32, 3, 3, 3))
+    with pytest.raises(ValueError, match="channels"):
+        F.conv2d_algorithms((2, 4, 13, 13), (32, 3, 3, 3))
 
 
 @pytest.mark.parametrize("case", [c for c in TEST_CONV if c.name in ("lenet_c1", "w17", "stride3", "dilation_hw", "pointwise", "c25_rows")], ids=lambda c: c.id)

@@ -2,7 +2,6 @@
 
 #include "bindings/arrays.h"
 #include "dispatch/dispatch.h"
-#include "kernels/conv2d/conv2d_winograd_mode.h"
 
 namespace convforge::bindings {
 namespace {
@@ -25,11 +24,31 @@ ConvShape conv_shape(const std::array<int64_t, 4>& x, const std::array<int64_t, 
   return s;
 }
 
+// The forced algorithm's name, or "" for the default choice.
+std::string algorithm_name(const py::object& algorithm) {
+  if (algorithm.is_none()) return "";
+  if (!py::isinstance<py::str>(algorithm)) throw py::type_error("algorithm must be a str or None");
+  return algorithm.cast<std::string>();
+}
+
+// Chooses the pass's algorithm (ValueError if a forced one cannot run) and runs it without the
+// GIL. The choice reads the inputs (finiteness) and writes nothing, so a refused call leaves
+// every output untouched.
+template <class T>
+void run_conv2d(ConvPass pass, const ConvShape& s, const ConvTensors<T>& t, const std::string& forced) {
+  std::string error;
+  {
+    py::gil_scoped_release release;
+    if (const ConvAlgo<T>* algo = choose_conv2d_algorithm<T>(pass, s, t, forced.c_str(), &error)) algo->run(s, t);
+  }
+  if (!error.empty()) throw py::value_error(error);
+}
+
 std::array<int64_t, 4> dims4(const py::array& a) { return {a.shape(0), a.shape(1), a.shape(2), a.shape(3)}; }
 
 template <class T>
 py::array_t<T> fwd(const py::array& x, const py::array& w, const py::object& b, const Pair& stride, const Quad& padding,
-                   const Pair& dilation, const py::object& out, bool relu) {
+                   const Pair& dilation, const py::object& out, bool relu, const py::object& algorithm) {
   check_input<T>(x, "x", 4);
   check_input<T>(w, "w", 4);
   ConvShape s = conv_shape(dims4(x), dims4(w), stride, padding, dilation);
@@ -44,21 +63,19 @@ py::array_t<T> fwd(const py::array& x, const py::array& w, const py::object& b, 
       throw py::value_error("b must have shape (" + std::to_string(s.oc) + ",) to match w, got " + shape_str(barr));
     bias = static_cast<const T*>(barr.data());
   }
+  const std::string forced = algorithm_name(algorithm);
   py::array_t<T> y = output_array<T, 4>(out, "out", {s.mb, s.oc, s.oh, s.ow});
-  const auto kernel = conv2d_fwd_kernel<T>().fn;
-  const T* px = static_cast<const T*>(x.data());
-  const T* pw = static_cast<const T*>(w.data());
-  T* py_ = y.mutable_data();
-  {
-    py::gil_scoped_release release;
-    kernel(s, px, pw, bias, py_);
-  }
+  ConvTensors<T> t;
+  t.src = static_cast<const T*>(x.data()), t.wei = static_cast<const T*>(w.data()), t.bias = bias;
+  t.dst = y.mutable_data();
+  run_conv2d(ConvPass::fwd, s, t, forced);
   return y;
 }
 
 template <class T>
 py::array_t<T> bwd_data(const py::array& dy, const py::array& w, const std::array<int64_t, 4>& x_shape,
-                        const Pair& stride, const Quad& padding, const Pair& dilation, const py::object& out) {
+                        const Pair& stride, const Quad& padding, const Pair& dilation, const py::object& out,
+                        const py::object& algorithm) {
   check_input<T>(dy, "dy", 4);
   check_input<T>(w, "w", 4);
   const ConvShape s = conv_shape(x_shape, dims4(w), stride, padding, dilation);
@@ -67,22 +84,19 @@ py::array_t<T> bwd_data(const py::array& dy, const py::array& w, const std::arra
     throw py::value_error("dy must have the shape of conv2d's output (" + std::to_string(s.mb) + ", " +
                           std::to_string(s.oc) + ", " + std::to_string(s.oh) + ", " + std::to_string(s.ow) +
                           "), got " + shape_str(dy));
+  const std::string forced = algorithm_name(algorithm);
   py::array_t<T> dx = output_array<T, 4>(out, "out", x_shape);
-  const auto kernel = conv2d_bwd_data_kernel<T>().fn;
-  const T* pdy = static_cast<const T*>(dy.data());
-  const T* pw = static_cast<const T*>(w.data());
-  T* pdx = dx.mutable_data();
-  {
-    py::gil_scoped_release release;
-    kernel(s, pdy, pw, pdx);
-  }
+  ConvTensors<T> t;
+  t.diff_dst = static_cast<const T*>(dy.data()), t.wei = static_cast<const T*>(w.data());
+  t.diff_src = dx.mutable_data();
+  run_conv2d(ConvPass::bwd_data, s, t, forced);
   return dx;
 }
 
 template <class T>
 py::tuple bwd_weights(const py::array& dy, const py::array& x, const std::array<int64_t, 4>& w_shape,
                       const Pair& stride, const Quad& padding, const Pair& dilation, bool need_bias,
-                      const py::object& out_w, const py::object& out_b) {
+                      const py::object& out_w, const py::object& out_b, const py::object& algorithm) {
   check_input<T>(dy, "dy", 4);
   check_input<T>(x, "x", 4);
   const ConvShape s = conv_shape(dims4(x), w_shape, stride, padding, dilation);
@@ -91,6 +105,7 @@ py::tuple bwd_weights(const py::array& dy, const py::array& x, const std::array<
     throw py::value_error("dy must have the shape of conv2d's output (" + std::to_string(s.mb) + ", " +
                           std::to_string(s.oc) + ", " + std::to_string(s.oh) + ", " + std::to_string(s.ow) +
                           "), got " + shape_str(dy));
+  const std::string forced = algorithm_name(algorithm);
   py::array_t<T> dw = output_array<T, 4>(out_w, "out_w", w_shape);
   py::object db_obj = py::none();
   T* pdb = nullptr;
@@ -99,14 +114,10 @@ py::tuple bwd_weights(const py::array& dy, const py::array& x, const std::array<
     pdb = db.mutable_data();
     db_obj = db;
   }
-  const auto kernel = conv2d_bwd_weights_kernel<T>().fn;
-  const T* pdy = static_cast<const T*>(dy.data());
-  const T* px = static_cast<const T*>(x.data());
-  T* pdw = dw.mutable_data();
-  {
-    py::gil_scoped_release release;
-    kernel(s, pdy, px, pdw, pdb);
-  }
+  ConvTensors<T> t;
+  t.diff_dst = static_cast<const T*>(dy.data()), t.src = static_cast<const T*>(x.data());
+  t.diff_wei = dw.mutable_data(), t.diff_bias = pdb;
+  run_conv2d(ConvPass::bwd_weights, s, t, forced);
   return py::make_tuple(dw, db_obj);
 }
 
@@ -116,58 +127,56 @@ void bind_conv2d(py::module_& m) {
   m.def(
       "conv2d_fwd",
       [](const py::array& x, const py::array& w, const py::object& b, const Pair& stride, const Quad& padding,
-         const Pair& dilation, const py::object& out, bool relu) -> py::array {
-        return is_float32(x, "x") ? py::array(fwd<float>(x, w, b, stride, padding, dilation, out, relu))
-                                  : py::array(fwd<double>(x, w, b, stride, padding, dilation, out, relu));
+         const Pair& dilation, const py::object& out, bool relu, const py::object& algorithm) -> py::array {
+        return is_float32(x, "x") ? py::array(fwd<float>(x, w, b, stride, padding, dilation, out, relu, algorithm))
+                                  : py::array(fwd<double>(x, w, b, stride, padding, dilation, out, relu, algorithm));
       },
       py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-      py::arg("out") = py::none(), py::arg("relu") = false,
+      py::arg("out") = py::none(), py::arg("relu") = false, py::arg("algorithm") = py::none(),
       "y[N,K,OH,OW] = conv2d(x[N,C,H,W], w[K,C,R,S]) + b[K], then max(y, 0) if relu; padding is (top, bottom, "
       "left, right).");
   m.def(
       "conv2d_bwd_data",
       [](const py::array& dy, const py::array& w, const std::array<int64_t, 4>& x_shape, const Pair& stride,
-         const Quad& padding, const Pair& dilation, const py::object& out) -> py::array {
-        return is_float32(dy, "dy") ? py::array(bwd_data<float>(dy, w, x_shape, stride, padding, dilation, out))
-                                    : py::array(bwd_data<double>(dy, w, x_shape, stride, padding, dilation, out));
+         const Quad& padding, const Pair& dilation, const py::object& out, const py::object& algorithm) -> py::array {
+        return is_float32(dy, "dy")
+                   ? py::array(bwd_data<float>(dy, w, x_shape, stride, padding, dilation, out, algorithm))
+                   : py::array(bwd_data<double>(dy, w, x_shape, stride, padding, dilation, out, algorithm));
       },
       py::arg("dy"), py::arg("w"), py::arg("x_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-      py::arg("out") = py::none(), "dx = gradient of conv2d with respect to its input.");
+      py::arg("out") = py::none(), py::arg("algorithm") = py::none(), "dx = gradient of conv2d with respect to its input.");
   m.def(
       "conv2d_bwd_weights",
       [](const py::array& dy, const py::array& x, const std::array<int64_t, 4>& w_shape, const Pair& stride,
          const Quad& padding, const Pair& dilation, bool need_bias, const py::object& out_w,
-         const py::object& out_b) -> py::tuple {
+         const py::object& out_b, const py::object& algorithm) -> py::tuple {
         return is_float32(dy, "dy")
-                   ? bwd_weights<float>(dy, x, w_shape, stride, padding, dilation, need_bias, out_w, out_b)
-                   : bwd_weights<double>(dy, x, w_shape, stride, padding, dilation, need_bias, out_w, out_b);
+                   ? bwd_weights<float>(dy, x, w_shape, stride, padding, dilation, need_bias, out_w, out_b, algorithm)
+                   : bwd_weights<double>(dy, x, w_shape, stride, padding, dilation, need_bias, out_w, out_b, algorithm);
       },
       py::arg("dy"), py::arg("x"), py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
       py::arg("need_bias"), py::arg("out_w") = py::none(), py::arg("out_b") = py::none(),
+      py::arg("algorithm") = py::none(),
       "(dw, db or None) = gradients of conv2d with respect to its weights and bias.");
   m.def(
-      "_set_conv2d_winograd",
-      [](const std::string& mode) {
-        if (mode == "auto") {
-          set_winograd_mode(WinogradMode::automatic);
-        } else if (mode == "on") {
-          set_winograd_mode(WinogradMode::always);
-        } else if (mode == "off") {
-          set_winograd_mode(WinogradMode::never);
-        } else {
-          throw py::value_error("mode must be one of 'auto', 'on', 'off', got '" + mode + "'");
+      "conv2d_algorithms",
+      [](const std::array<int64_t, 4>& x_shape, const std::array<int64_t, 4>& w_shape, const Pair& stride,
+         const Quad& padding, const Pair& dilation, const std::string& dtype) -> py::dict {
+        if (dtype != "float32" && dtype != "float64")
+          throw py::value_error("dtype must be 'float32' or 'float64', got '" + dtype + "'");
+        const ConvShape s = conv_shape(x_shape, w_shape, stride, padding, dilation);
+        py::dict out;
+        for (ConvPass pass : {ConvPass::fwd, ConvPass::bwd_data, ConvPass::bwd_weights}) {
+          const std::vector<std::string> names = dtype == "float32"
+                                                     ? applicable_conv2d_algorithms<float>(pass, s, {})
+                                                     : applicable_conv2d_algorithms<double>(pass, s, {});
+          out[conv_pass_name(pass)] = py::tuple(py::cast(names));
         }
+        return out;
       },
-      py::arg("mode"),
-      "Winograd for 3x3 unit-stride conv2d forward/backward-data: 'auto' (heuristic), 'on' (wherever it "
-      "applies, float64 too), 'off' (tests and benchmarks).");
-  m.def("_conv2d_winograd", [] {
-    switch (winograd_mode()) {
-      case WinogradMode::always: return std::string("on");
-      case WinogradMode::never: return std::string("off");
-      default: return std::string("auto");
-    }
-  });
+      py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+      py::arg("dtype") = "float32",
+      "{pass: names of the algorithms that apply, best-first} on the active ISA, for finite data.");
 }
 
 }  // namespace convforge::bindings

@@ -44,7 +44,7 @@ py::object fwd(const py::array& x, const Pair& kernel, const Pair& stride, const
     pidx = idx.mutable_data();
     idx_obj = idx;
   }
-  const auto kernel_fn = maxpool2d_fwd_kernel<T>().fn;
+  const auto kernel_fn = maxpool2d_fwd_kernel<T>(s).fn;
   const T* px = static_cast<const T*>(x.data());
   T* py_ = y.mutable_data();
   {

@@ -43,6 +43,13 @@ py::dict build_info() {
     kernels[k.op.c_str()][k.dtype.c_str()] = k.name;
   }
   info["kernels"] = kernels;
+  py::dict algos;  // every compiled conv2d algorithm: {pass: {isa: [names, best-first]}}
+  for (const ConvAlgoNames& a : compiled_conv2d_algorithms()) {
+    const std::string key = "conv2d_" + a.pass;
+    if (!algos.contains(key)) algos[key.c_str()] = py::dict();
+    algos[key.c_str()][a.isa.c_str()] = py::cast(a.names);
+  }
+  info["conv2d_algorithms"] = algos;
   info["forked_child"] = forked_child();
   return info;
 }

@@ -12,11 +12,7 @@
 namespace convforge {
 
 template <class T>
-using Conv2dFwdFn = void (*)(const ConvShape&, const T*, const T*, const T*, T*);
-template <class T>
-using Conv2dBwdDataFn = void (*)(const ConvShape&, const T*, const T*, T*);
-template <class T>
-using Conv2dBwdWeightsFn = void (*)(const ConvShape&, const T*, const T*, T*, T*);
+using Conv2dAlgosFn = ConvAlgoList<T> (*)(ConvPass);
 template <class T>
 using DenseFwdFn = void (*)(const DenseShape&, const T*, const T*, const T*, T*);
 template <class T>
@@ -37,16 +33,15 @@ struct Kernel {
   const char* name;
   Isa isa;
   Fn fn;
+  bool (*applies)(const PoolShape&) = nullptr;  // max-pool only; null: every problem
 };
 
 // Selected kernel for the active ISA. T is float or double.
-template <class T> const Kernel<Conv2dFwdFn<T>>& conv2d_fwd_kernel();
-template <class T> const Kernel<Conv2dBwdDataFn<T>>& conv2d_bwd_data_kernel();
-template <class T> const Kernel<Conv2dBwdWeightsFn<T>>& conv2d_bwd_weights_kernel();
+template <class T> const Kernel<Conv2dAlgosFn<T>>& conv2d_kernel();  // the algorithm lists
 template <class T> const Kernel<DenseFwdFn<T>>& dense_fwd_kernel();
 template <class T> const Kernel<DenseBwdDataFn<T>>& dense_bwd_data_kernel();
 template <class T> const Kernel<DenseBwdWeightsFn<T>>& dense_bwd_weights_kernel();
-template <class T> const Kernel<MaxPoolFwdFn<T>>& maxpool2d_fwd_kernel();
+template <class T> const Kernel<MaxPoolFwdFn<T>>& maxpool2d_fwd_kernel(const PoolShape& s);  // first that applies
 template <class T> const Kernel<MaxPoolBwdFn<T>>& maxpool2d_bwd_kernel();
 template <class T> const Kernel<ReluFwdFn<T>>& relu_fwd_kernel();
 template <class T> const Kernel<ReluBwdFn<T>>& relu_bwd_kernel();
@@ -54,17 +49,34 @@ template <class T> const Kernel<ReluBwdFn<T>>& relu_bwd_kernel();
 #define CONVFORGE_DECLARE_SELECTOR(getter, Fn)            \
   template <> const Kernel<Fn<float>>& getter<float>();    \
   template <> const Kernel<Fn<double>>& getter<double>();
-CONVFORGE_DECLARE_SELECTOR(conv2d_fwd_kernel, Conv2dFwdFn)
-CONVFORGE_DECLARE_SELECTOR(conv2d_bwd_data_kernel, Conv2dBwdDataFn)
-CONVFORGE_DECLARE_SELECTOR(conv2d_bwd_weights_kernel, Conv2dBwdWeightsFn)
+CONVFORGE_DECLARE_SELECTOR(conv2d_kernel, Conv2dAlgosFn)
 CONVFORGE_DECLARE_SELECTOR(dense_fwd_kernel, DenseFwdFn)
 CONVFORGE_DECLARE_SELECTOR(dense_bwd_data_kernel, DenseBwdDataFn)
 CONVFORGE_DECLARE_SELECTOR(dense_bwd_weights_kernel, DenseBwdWeightsFn)
-CONVFORGE_DECLARE_SELECTOR(maxpool2d_fwd_kernel, MaxPoolFwdFn)
+template <> const Kernel<MaxPoolFwdFn<float>>& maxpool2d_fwd_kernel<float>(const PoolShape& s);
+template <> const Kernel<MaxPoolFwdFn<double>>& maxpool2d_fwd_kernel<double>(const PoolShape& s);
 CONVFORGE_DECLARE_SELECTOR(maxpool2d_bwd_kernel, MaxPoolBwdFn)
 CONVFORGE_DECLARE_SELECTOR(relu_fwd_kernel, ReluFwdFn)
 CONVFORGE_DECLARE_SELECTOR(relu_bwd_kernel, ReluBwdFn)
 #undef CONVFORGE_DECLARE_SELECTOR
+
+// The conv2d algorithm a pass runs on the active ISA: `forced` (a name; null or empty for none)
+// if that ISA has it and it applies, else the first that applies and pays. Returns null, with
+// *error naming the algorithm, the pass and what there is, when a forced one cannot run.
+template <class T>
+const ConvAlgo<T>* choose_conv2d_algorithm(ConvPass pass, const ConvShape& plan, const ConvTensors<T>& t,
+                                           const char* forced, std::string* error);
+// Names of the active ISA's algorithms of `pass` that apply, best-first: those the default
+// choice would take (apply and pay) first, in list order, then those that only apply.
+template <class T>
+std::vector<std::string> applicable_conv2d_algorithms(ConvPass pass, const ConvShape& plan, const ConvTensors<T>& t);
+
+// Every compiled conv2d algorithm, per ISA (float32; float64 has the ref list) and pass.
+struct ConvAlgoNames {
+  std::string isa, pass;
+  std::vector<std::string> names;
+};
+std::vector<ConvAlgoNames> compiled_conv2d_algorithms();
 
 struct KernelChoice {
   std::string op, dtype, name;

@@ -10,19 +10,51 @@
 
 namespace convforge {
 
-// ---- conv2d. bias / diff_bias may be null. -------------------------------------------------------
-#define CONVFORGE_DECLARE_CONV2D(ISA, T)                                                           \
-  void conv2d_fwd__##ISA(const ConvShape& s, const T* src, const T* wei, const T* bias, T* dst);    \
-  void conv2d_bwd_data__##ISA(const ConvShape& s, const T* diff_dst, const T* wei, T* diff_src);    \
-  void conv2d_bwd_weights__##ISA(const ConvShape& s, const T* diff_dst, const T* src, T* diff_wei, \
-                                 T* diff_bias);
-CONVFORGE_DECLARE_CONV2D(ref, float)
-CONVFORGE_DECLARE_CONV2D(ref, double)
-CONVFORGE_DECLARE_CONV2D(avx2, float)
-CONVFORGE_DECLARE_CONV2D(avx512, float)
-#undef CONVFORGE_DECLARE_CONV2D
+// ---- conv2d: per pass, a best-first list of algorithms (kernels/conv2d/conv2d_algos.h). ---------
+enum class ConvPass : int { fwd = 0, bwd_data = 1, bwd_weights = 2 };
+constexpr int kConvPasses = 3;
+const char* conv_pass_name(ConvPass pass);  // "fwd", "bwd_data", "bwd_weights"
 
-// ---- dense (Keras's Dense, the micro-kernels of conv2d). bias / diff_bias may be null. -----------
+// The tensors of one conv2d call; each pass reads and writes its own and ignores the rest:
+//   fwd          src, wei, bias (may be null)  -> dst
+//   bwd_data     diff_dst, wei                 -> diff_src
+//   bwd_weights  diff_dst, src                 -> diff_wei, diff_bias (may be null)
+// An algorithm's data-dependent condition (finite weights or inputs) reads them; where the
+// pointer it reads is null (a shape-only query), the condition counts as met.
+template <class T>
+struct ConvTensors {
+  const T* src = nullptr;
+  const T* wei = nullptr;
+  const T* bias = nullptr;
+  const T* diff_dst = nullptr;
+  T* dst = nullptr;
+  T* diff_src = nullptr;
+  T* diff_wei = nullptr;
+  T* diff_bias = nullptr;
+};
+
+// One algorithm of one pass. `plan` is the completed ConvShape (complete_conv_shape), built
+// once per call and passed down unchanged.
+template <class T>
+struct ConvAlgo {
+  const char* name;
+  bool (*applies)(const ConvShape& plan, const ConvTensors<T>& t);  // computes this problem exactly
+  bool (*pays)(const ConvShape& plan);  // null: always; the default choice skips it where false
+  void (*run)(const ConvShape& plan, const ConvTensors<T>& t);
+};
+
+template <class T>
+struct ConvAlgoList {
+  const ConvAlgo<T>* algos;  // best first; the last one applies to every problem
+  int count;
+};
+
+template <class T>
+ConvAlgoList<T> conv2d_algorithms__ref(ConvPass pass);  // float and double
+ConvAlgoList<float> conv2d_algorithms__avx2(ConvPass pass);
+ConvAlgoList<float> conv2d_algorithms__avx512(ConvPass pass);
+
+// ---- dense (Keras's Dense, on the gemm micro-kernels). bias / diff_bias may be null. -----------
 #define CONVFORGE_DECLARE_DENSE(ISA, T)                                                           \
   void dense_fwd__##ISA(const DenseShape& s, const T* src, const T* wei, const T* bias, T* dst);    \
   void dense_bwd_data__##ISA(const DenseShape& s, const T* diff_dst, const T* wei, T* diff_src);    \
@@ -44,7 +76,8 @@ template <class T>
 // first such plane (N*C order) is returned; -1 when every index is valid.
 int64_t maxpool2d_bwd__ref(const PoolShape& s, const T* diff_dst, const int64_t* workspace, const T* gate,
                            T* diff_src);
-// SIMD forward for 2x2 windows with stride 2 and no padding; other geometries call the ref.
+// SIMD forward for 2x2 windows with stride 2 and no padding (maxpool2d_2x2_s2_applies).
+bool maxpool2d_2x2_s2_applies(const PoolShape& s);
 void maxpool2d_fwd__avx2(const PoolShape& s, const float* src, float* dst, int64_t* workspace);
 void maxpool2d_fwd__avx512(const PoolShape& s, const float* src, float* dst, int64_t* workspace);
 

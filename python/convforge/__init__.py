@@ -54,8 +54,10 @@ def build_info() -> dict:
     Returns a dict with ``version``, ``compiler``, ``build_type``, ``openmp``,
     ``num_threads`` (current) and ``default_num_threads``, ``isa_compiled``,
     ``isa_detected`` (best the CPU supports), ``isa_cap`` ($CONVFORGE_MAX_ISA),
-    ``isa`` (in use), ``kernels`` (``{op: {dtype: kernel name}}``) and
-    ``forked_child``.
+    ``isa`` (in use), ``kernels`` (``{op: {dtype: kernel name}}``),
+    ``conv2d_algorithms`` (``{"conv2d_fwd" | "conv2d_bwd_data" | "conv2d_bwd_weights":
+    {isa: [every compiled algorithm, best-first]}}``; float64 has the ``ref`` list; see
+    :func:`convforge.functional.conv2d_algorithms` for one problem's) and ``forked_child``.
     """
     return _core.build_info()
 

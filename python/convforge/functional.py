@@ -17,8 +17,10 @@ signatures; the tests hold these kernels to them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -26,9 +28,11 @@ from . import _core, _params
 
 __all__ = [
     "conv2d",
+    "conv2d_algorithms",
     "conv2d_backward",
     "dense",
     "dense_backward",
+    "force_conv2d_algorithm",
     "max_pool2d",
     "max_pool2d_backward",
     "relu",
@@ -87,6 +91,91 @@ def _flag(value, name: str) -> bool:
     return bool(value)
 
 
+# ---- conv2d algorithms: which one runs, and forcing one ---------------------------------------
+
+_CONV_PASSES = ("fwd", "bwd_data", "bwd_weights")
+
+
+def _parse_conv_algo(text: str) -> dict:
+    """``'fwd:im2col_gemm,bwd_data:col2im_gemm'`` -> ``{'fwd': 'im2col_gemm', ...}``."""
+    forced = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        pass_, sep, name = item.partition(":")
+        pass_, name = pass_.strip(), name.strip()
+        if not sep or pass_ not in _CONV_PASSES or not name:
+            raise ValueError(
+                f"CONVFORGE_CONV_ALGO must be a comma-separated list of pass:algorithm with pass one of "
+                f"{', '.join(_CONV_PASSES)} (e.g. 'fwd:im2col_gemm,bwd_data:col2im_gemm'), got {text!r}"
+            )
+        forced[pass_] = name
+    return forced
+
+
+# The forced algorithm per pass: $CONVFORGE_CONV_ALGO, read once at import, then
+# force_conv2d_algorithm. Process-wide, like the ISA cap.
+_forced_conv_algo: dict = _parse_conv_algo(os.environ.get("CONVFORGE_CONV_ALGO", ""))
+
+
+@contextlib.contextmanager
+def force_conv2d_algorithm(fwd=None, bwd_data=None, bwd_weights=None):
+    """Run conv2d's passes with the named algorithms inside a ``with`` block.
+
+    Each argument names one algorithm of that pass (see :func:`conv2d_algorithms`
+    and ``convforge.build_info()["conv2d_algorithms"]``); ``None`` leaves the pass
+    as it was (the default choice, or an outer forcing). A forced algorithm that does
+    not apply to a call's problem makes that call raise ``ValueError`` naming it,
+    before anything is written; so does a name the active ISA does not have.
+
+    The setting is process-wide (not per thread), as the ISA cap is. The same can be
+    set for a whole run with ``CONVFORGE_CONV_ALGO=fwd:im2col_gemm,bwd_data:col2im_gemm``
+    (read at import). The layers call these functions, so the setting applies to
+    training too.
+    """
+    update = {}
+    for pass_, name in (("fwd", fwd), ("bwd_data", bwd_data), ("bwd_weights", bwd_weights)):
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"{pass_} must be an algorithm name (str) or None, got {name!r}")
+            update[pass_] = name
+    previous = dict(_forced_conv_algo)
+    _forced_conv_algo.update(update)
+    try:
+        yield
+    finally:
+        _forced_conv_algo.clear()
+        _forced_conv_algo.update(previous)
+
+
+def conv2d_algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, dtype=np.float32) -> dict:
+    """The conv2d algorithms that apply to a problem, per pass, best-first.
+
+    Returns ``{"fwd": names, "bwd_data": names, "bwd_weights": names}``, each a
+    tuple whose first name is the one a call runs by default. The answer is for
+    the active ISA (``build_info()["isa"]``, which ``CONVFORGE_MAX_ISA`` caps) and
+    the given ``dtype`` (float64 has the portable algorithms only), and assumes
+    finite data: some backward forms multiply zero padding by the weights or the
+    input, and step aside for inf/NaN values (the exact forms, last in each list,
+    then run). ``build_info()["conv2d_algorithms"]`` lists every compiled one.
+    """
+    x_shape, w_shape = _shape4(x_shape, "x_shape"), _shape4(w_shape, "w_shape")
+    stride, pads, dilation, _ = _conv_setup(x_shape, w_shape, stride, padding, dilation)
+    dtype = np.dtype(dtype)
+    if dtype not in _FLOATS:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dict(_core.conv2d_algorithms(x_shape, w_shape, stride, pads, dilation, dtype.name))
+
+
+def _shape4(shape, name: str) -> tuple:
+    if not isinstance(shape, (tuple, list)) or len(shape) != 4 or not all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in shape
+    ):
+        raise TypeError(f"{name} must be a tuple of 4 ints, got {shape!r}")
+    shape = tuple(int(d) for d in shape)
+    if min(shape) < 1 or max(shape) > _params.MAX_PARAM:
+        raise ValueError(f"{name} must have 4 dimensions between 1 and {_params.MAX_PARAM}, got {shape}")
+    return shape
+
+
 def _conv_setup(x_shape, w_shape, stride, padding, dilation):
     if x_shape[1] != w_shape[1]:
         raise ValueError(
@@ -136,7 +225,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
     _same_dtype("x", x, w=w, b=b)
     stride, pads, dilation, _ = _conv_setup(x.shape, w.shape, stride, padding, dilation)
     b = None if b is None else _contiguous(b)
-    return _core.conv2d_fwd(_contiguous(x), _contiguous(w), b, stride, pads, dilation)
+    return _core.conv2d_fwd(_contiguous(x), _contiguous(w), b, stride, pads, dilation,
+                            algorithm=_forced_conv_algo.get("fwd"))
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=True, need_bias_grad=True):
@@ -170,8 +260,12 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=T
     if dy.shape != expected:
         raise ValueError(f"dy must have the shape of conv2d's output {expected}, got {dy.shape}")
     dy = _contiguous(dy)
-    dx = _core.conv2d_bwd_data(dy, _contiguous(w), x.shape, stride, pads, dilation) if need_input_grad else None
-    dw, db = _core.conv2d_bwd_weights(dy, _contiguous(x), w.shape, stride, pads, dilation, need_bias_grad)
+    dx = None
+    if need_input_grad:
+        dx = _core.conv2d_bwd_data(dy, _contiguous(w), x.shape, stride, pads, dilation,
+                                   algorithm=_forced_conv_algo.get("bwd_data"))
+    dw, db = _core.conv2d_bwd_weights(dy, _contiguous(x), w.shape, stride, pads, dilation, need_bias_grad,
+                                      algorithm=_forced_conv_algo.get("bwd_weights"))
     return dx, dw, db
 
 

@@ -66,8 +66,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "kernels/conv2d/conv2d_impl.h"
-#include "kernels/conv2d/conv2d_winograd_mode.h"
+#include "kernels/conv2d/conv2d_common.h"
 
 #if defined(__AVX512F__)
 #include "common/avx512.h"
@@ -457,27 +456,11 @@ bool conv2d_winograd(const ConvShape& s, const typename UK::T* src, const typena
   return all == T(0);
 }
 
-// The heuristic: which 3x3 unit-stride problems Winograd takes by default. Only float32 (see
-// the accuracy note above), and only where the matrix products dominate the transforms.
-template <class UK>
+// The heuristic (the algorithm lists' `pays`): only float32 (see the accuracy note above), and
+// only where the matrix products dominate the transforms.
+template <class T>
 bool winograd_pays(const ConvShape& s) {
-  return sizeof(typename UK::T) == 4 && s.ic >= 16 && s.oc >= 16;
-}
-
-// Runs the Winograd form if the mode and heuristic choose it for s; false when it did not run
-// or met a non-finite value (then dst must be written by another form).
-template <class UK>
-bool conv2d_fwd_winograd_hook(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
-                              bool transposed_flipped, const typename UK::T* bias, typename UK::T* dst) {
-  if (!winograd_applies(s)) return false;
-  switch (winograd_mode()) {
-    case WinogradMode::never: return false;
-    case WinogradMode::automatic:
-      if (!winograd_pays<UK>(s)) return false;
-      break;
-    case WinogradMode::always: break;
-  }
-  return conv2d_winograd<UK>(s, src, wei, transposed_flipped, bias, dst);
+  return sizeof(T) == 4 && s.ic >= 16 && s.oc >= 16;
 }
 
 #undef CONVFORGE_WINO_BT

@@ -1,17 +1,18 @@
-// Dense (fully connected) layers on the conv2d micro-kernels. Activations are rows of features
+// Dense (fully connected) layers on the gemm micro-kernels (kernels/gemm/). Activations are rows of features
 // (batch x features) and the weights are Keras's (in_features x units):
 //   forward           y[N x U]  = x[N x I] . w[I x U] (+ b)   packed rows of x times rows of w
 //   backward weights  dw[I x U] = x^T . dy[N x U]             packed columns of x times rows of dy
 //                     db[U]     = sum over the batch of dy
 //   backward data     dx[N x I] = dy . w^T                    dot products of rows of dy and of w
-// Each ISA source includes this file after conv2d_impl.h's micro-kernel and instantiates the
-// passes with it (same internal-linkage rule as conv2d_impl.h).
+// Each dense_<isa>.cpp includes this file after its micro-kernel (gemm/ukernel_<isa>.h) and
+// instantiates the passes with it (same internal-linkage rule as gemm/ukernel.h).
 //
 // Determinism: work items are blocks of output rows; each computes its elements over the whole
 // reduction in a fixed order, and the blocks depend on the problem only, never on the threads.
 #pragma once
 
-#include "kernels/conv2d/conv2d_impl.h"
+#include "common/shapes.h"
+#include "kernels/gemm/gemm_driver.h"
 
 namespace convforge {
 namespace {

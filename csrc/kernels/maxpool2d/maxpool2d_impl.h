@@ -1,5 +1,5 @@
 // Plane loop shared by the SIMD 2x2/stride-2 max-pool kernels, and the work split shared with
-// the portable ones (internal linkage, see conv2d_impl.h for why).
+// the portable ones (internal linkage, see gemm/ukernel.h for why).
 #pragma once
 
 #include <cstdint>

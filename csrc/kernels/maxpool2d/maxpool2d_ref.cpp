@@ -91,6 +91,9 @@ int64_t maxpool2d_bwd__ref(const PoolShape& s, const T* diff_dst, const int64_t*
   return first_bad_plane < planes ? first_bad_plane : -1;
 }
 
+// The SIMD kernels' geometry (is_pool_2x2_s2); they keep in-plane column indices in 32-bit lanes.
+bool maxpool2d_2x2_s2_applies(const PoolShape& s) { return is_pool_2x2_s2(s) && s.iw < (int64_t{1} << 30); }
+
 template void maxpool2d_fwd__ref<float>(const PoolShape&, const float*, float*, int64_t*);
 template void maxpool2d_fwd__ref<double>(const PoolShape&, const double*, double*, int64_t*);
 template int64_t maxpool2d_bwd__ref<float>(const PoolShape&, const float*, const int64_t*, const float*, float*);

@@ -1,7 +1,7 @@
 // Peak-throughput probe: CHAINS independent chains of vector FMAs, enough to cover the FMA
 // latency times the number of FMA pipes on current x86 cores, so the loop runs at the machine's
 // peak; few enough that the chains and two constants stay in registers (16 ymm, 32 zmm).
-// Benchmarks divide their GFLOP/s by what this measures. Internal linkage (see conv2d_impl.h).
+// Benchmarks divide their GFLOP/s by what this measures. Internal linkage (see gemm/ukernel.h).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // ReLU driver shared by the ISA sources: fixed-size blocks over the flat array, one vector body
-// per ISA. Internal linkage for the same reason as conv2d_impl.h.
+// per ISA. Internal linkage for the same reason as gemm/ukernel.h.
 //
 // Semantics, identical on every path: relu(x) = x for x > 0 and for NaN (NaN propagates, as in
 // NumPy and PyTorch), +0.0 otherwise (so relu(-0.0) = +0.0); the gradient is dy where x > 0 and

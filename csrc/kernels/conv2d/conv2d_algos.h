@@ -1,0 +1,190 @@
+// Per pass, the best-first list of conv2d algorithms of one micro-kernel (oneDNN's
+// implementation lists are the model). An entry is
+//     {name, applies(plan, tensors), pays(plan) or nullptr, run(plan, tensors)}
+// - applies: the algorithm computes this problem exactly (shape conditions, and for the forms
+//   that multiply zero padding by data, finite data). Never a speed judgement.
+// - pays: the speed judgement, for an algorithm that applies more widely than it is worth
+//   taking by default (nullptr: wherever it applies).
+// The default choice (dispatch/conv2d_dispatch.cpp) is the first entry that applies and pays;
+// a forced choice (convforge.functional.force_conv2d_algorithm, CONVFORGE_CONV_ALGO) is any
+// entry that applies. The last entry of each list applies to every problem. `plan` is the
+// completed ConvShape, built once per call (complete_conv_shape) and passed down unchanged.
+//
+// To add an algorithm (e.g. Winograd):
+//   1. write its driver in its own header (conv2d_<family>.h), templated on the micro-kernel;
+//   2. include it here, write its applies/run (and pays if needed) next to the others below,
+//      and add one line to the pass's table in list(), at its rank; mark it compiled only where
+//      the micro-kernel has what it needs (as kDirect below);
+//   3. name it in tests/test_conv2d.py's expectations (the cases it must run and decline).
+// Names are stable API: they appear in conv2d_algorithms(), build_info() and forcing.
+//
+// Everything here has internal linkage and is included only by the ISA translation units (see
+// gemm/ukernel.h for why).
+#pragma once
+
+#include "kernels/conv2d/conv2d_bwd_data.h"
+#include "kernels/conv2d/conv2d_bwd_weights.h"
+#include "kernels/conv2d/conv2d_direct.h"
+#include "kernels/conv2d/conv2d_fwd.h"
+#include "kernels/conv2d/conv2d_winograd.h"
+#include "kernels/kernels.h"
+
+namespace convforge {
+namespace {
+
+template <class UK>
+struct Conv2dAlgos {
+  using T = typename UK::T;
+  using Tensors = ConvTensors<T>;
+  static constexpr bool kDirect = UK::kDirectLanes > 0;  // direct and pixels micro-kernels
+  static constexpr bool kOuter = UK::kOuterLanes > 0;    // outer-product micro-kernels
+
+  static bool always(const ConvShape&, const Tensors&) { return true; }
+
+  // Unit stride with a padded frame not much larger than the image (frame_is_small); `rows` x
+  // `cols` is the size of what the pass writes.
+  static bool unit_stride_frame(const ConvShape& s, int64_t rows, int64_t cols) {
+    return s.sh == 1 && s.sw == 1 && frame_is_small(s.kh, s.kw, s.dh, s.dw, rows, cols);
+  }
+
+  // ---- forward ----------------------------------------------------------------------------
+  static bool fwd_direct_applies(const ConvShape& s, const Tensors&) { return direct_applies<UK>(s); }
+  static void fwd_direct(const ConvShape& s, const Tensors& t) {
+    if constexpr (kDirect) conv2d_direct<UK>(s, t.src, t.wei, false, t.bias, t.dst);
+  }
+  static bool fwd_pixels_applies(const ConvShape& s, const Tensors&) { return pixels_applies<UK>(s); }
+  static void fwd_pixels(const ConvShape& s, const Tensors& t) {
+    if constexpr (kDirect) conv2d_fwd_pixels<UK>(s, t.src, t.wei, t.bias, t.dst);
+  }
+  static bool fwd_implicit_applies(const ConvShape& s, const Tensors&) { return unit_stride_frame(s, s.oh, s.ow); }
+  static void fwd_implicit(const ConvShape& s, const Tensors& t) {
+    conv2d_fwd_unit_stride<UK>(s, t.src, t.wei, t.bias, t.dst);
+  }
+  static void fwd_im2col(const ConvShape& s, const Tensors& t) { conv2d_fwd_im2col<UK>(s, t.src, t.wei, t.bias, t.dst); }
+
+  // ---- Winograd F(4x4, 3x3), forward and backward-data (conv2d_winograd.h) -----------------
+  // Applies to every 3x3 unit-stride problem: where an inf or NaN (or an overflow) would spread
+  // through its transforms, it hands the whole problem to the next algorithm of its list that
+  // applies and pays, so its result is always exact in the lists' sense.
+  static void run_next(ConvPass pass, void (*self)(const ConvShape&, const Tensors&), const ConvShape& s,
+                       const Tensors& t) {
+    const ConvAlgoList<T> l = list(pass);
+    int i = 0;
+    while (i < l.count && l.algos[i].run != self) ++i;
+    for (++i; i < l.count; ++i) {
+      const ConvAlgo<T>& a = l.algos[i];
+      if (a.applies(s, t) && (a.pays == nullptr || a.pays(s))) {
+        a.run(s, t);
+        return;
+      }
+    }
+  }
+  static bool fwd_winograd_applies(const ConvShape& s, const Tensors&) { return winograd_applies(s); }
+  static bool fwd_winograd_pays(const ConvShape& s) { return winograd_pays<T>(s); }
+  static void fwd_winograd(const ConvShape& s, const Tensors& t) {
+    if (!conv2d_winograd<UK>(s, t.src, t.wei, false, t.bias, t.dst)) run_next(ConvPass::fwd, fwd_winograd, s, t);
+  }
+  static bool bwd_data_winograd_applies(const ConvShape& s, const Tensors&) { return winograd_applies(s); }
+  static bool bwd_data_winograd_pays(const ConvShape& s) { return winograd_pays<T>(bwd_data_as_forward(s)); }
+  static void bwd_data_winograd(const ConvShape& s, const Tensors& t) {
+    if (!conv2d_winograd<UK>(bwd_data_as_forward(s), t.diff_dst, t.wei, true, nullptr, t.diff_src))
+      run_next(ConvPass::bwd_data, bwd_data_winograd, s, t);
+  }
+
+  // ---- backward data ----------------------------------------------------------------------
+  // The unit-stride forms multiply weights by dy's zero padding; with an inf or NaN weight that
+  // would turn 0 into NaN where the true gradient has no such term, so they apply to finite
+  // weights only (checked last: it reads all the weights).
+  static bool finite_weights(const ConvShape& s, const Tensors& t) {
+    return t.wei == nullptr || all_finite(t.wei, s.wei_size());
+  }
+  static bool bwd_data_unit(const ConvShape& s) { return unit_stride_frame(s, s.ih, s.iw); }
+  static bool bwd_data_direct_applies(const ConvShape& s, const Tensors& t) {
+    return bwd_data_unit(s) && direct_applies<UK>(bwd_data_as_forward(s)) && finite_weights(s, t);
+  }
+  static void bwd_data_direct(const ConvShape& s, const Tensors& t) {
+    if constexpr (kDirect) conv2d_direct<UK>(bwd_data_as_forward(s), t.diff_dst, t.wei, true, nullptr, t.diff_src);
+  }
+  static bool bwd_data_tapwise_applies_(const ConvShape& s, const Tensors& t) {
+    return bwd_data_unit(s) && bwd_data_tapwise_applies(s) && finite_weights(s, t);
+  }
+  static bool bwd_data_tapwise_pays_(const ConvShape& s) { return bwd_data_tapwise_pays(s); }
+  static void bwd_data_tapwise(const ConvShape& s, const Tensors& t) {
+    conv2d_bwd_data_tapwise<UK>(s, t.diff_dst, t.wei, t.diff_src);
+  }
+  static bool bwd_data_implicit_applies(const ConvShape& s, const Tensors& t) {
+    return bwd_data_unit(s) && finite_weights(s, t);
+  }
+  static void bwd_data_implicit(const ConvShape& s, const Tensors& t) {
+    conv2d_bwd_data_unit_stride<UK>(s, t.diff_dst, t.wei, t.diff_src);
+  }
+  static void bwd_data_col2im(const ConvShape& s, const Tensors& t) {
+    conv2d_bwd_data_col2im<UK>(s, t.diff_dst, t.wei, t.diff_src);
+  }
+
+  // ---- backward weights -------------------------------------------------------------------
+  static bool bwd_weights_outer_applies_(const ConvShape& s, const Tensors&) { return bwd_weights_outer_applies<UK>(s); }
+  static void bwd_weights_outer(const ConvShape& s, const Tensors& t) {
+    if constexpr (kOuter) conv2d_bwd_weights_outer<UK>(s, t.diff_dst, t.src, t.diff_wei, t.diff_bias);
+  }
+  static bool bwd_weights_implicit_applies(const ConvShape& s, const Tensors& t) {
+    return bwd_weights_dot_unit_applies(s, t.src);
+  }
+  static void bwd_weights_implicit(const ConvShape& s, const Tensors& t) {
+    conv2d_bwd_weights_dot<UK>(s, t.diff_dst, t.src, t.diff_wei, t.diff_bias, true);
+  }
+  static void bwd_weights_im2col(const ConvShape& s, const Tensors& t) {
+    conv2d_bwd_weights_dot<UK>(s, t.diff_dst, t.src, t.diff_wei, t.diff_bias, false);
+  }
+
+  struct Entry {
+    bool compiled;  // this micro-kernel has what the algorithm needs
+    ConvAlgo<T> algo;
+  };
+
+  // The compiled entries of `all`, in order; built once per pass (the pass is the key).
+  template <ConvPass P, std::size_t N>
+  static ConvAlgoList<T> compiled_only(const Entry (&all)[N]) {
+    struct Kept {
+      ConvAlgo<T> algos[N];
+      int count = 0;
+    };
+    static const Kept kept = [&] {
+      Kept k;
+      for (const Entry& e : all)
+        if (e.compiled) k.algos[k.count++] = e.algo;
+      return k;
+    }();
+    return {kept.algos, kept.count};
+  }
+
+  static ConvAlgoList<T> list(ConvPass pass) {
+    static const Entry fwd[] = {
+        {true, {"winograd_f4x3", fwd_winograd_applies, fwd_winograd_pays, fwd_winograd}},
+        {kDirect, {"direct", fwd_direct_applies, nullptr, fwd_direct}},
+        {kDirect, {"pixels", fwd_pixels_applies, nullptr, fwd_pixels}},
+        {true, {"implicit_gemm", fwd_implicit_applies, nullptr, fwd_implicit}},
+        {true, {"im2col_gemm", always, nullptr, fwd_im2col}},
+    };
+    static const Entry bwd_data[] = {
+        {true, {"winograd_f4x3", bwd_data_winograd_applies, bwd_data_winograd_pays, bwd_data_winograd}},
+        {kDirect, {"direct", bwd_data_direct_applies, nullptr, bwd_data_direct}},
+        {true, {"tapwise_gemm", bwd_data_tapwise_applies_, bwd_data_tapwise_pays_, bwd_data_tapwise}},
+        {true, {"implicit_gemm", bwd_data_implicit_applies, nullptr, bwd_data_implicit}},
+        {true, {"col2im_gemm", always, nullptr, bwd_data_col2im}},
+    };
+    static const Entry bwd_weights[] = {
+        {kOuter, {"outer", bwd_weights_outer_applies_, nullptr, bwd_weights_outer}},
+        {true, {"implicit_dot", bwd_weights_implicit_applies, nullptr, bwd_weights_implicit}},
+        {true, {"im2col_dot", always, nullptr, bwd_weights_im2col}},
+    };
+    switch (pass) {
+      case ConvPass::fwd: return compiled_only<ConvPass::fwd>(fwd);
+      case ConvPass::bwd_data: return compiled_only<ConvPass::bwd_data>(bwd_data);
+      default: return compiled_only<ConvPass::bwd_weights>(bwd_weights);
+    }
+  }
+};
+
+}  // namespace
+}  // namespace convforge

@@ -1,0 +1,242 @@
+// Helpers shared by the conv2d passes (conv2d_fwd.h, conv2d_direct.h, conv2d_bwd_data.h,
+// conv2d_bwd_weights.h): im2col/col2im rows, padded frames, the fused ReLU, output scatter.
+// Everything here has internal linkage (anonymous namespace) and is included only by the ISA
+// translation units (see gemm/ukernel.h for why).
+//
+// Unit-stride convolutions need no im2col at all: with the (padded) image stored at its padded
+// row pitch IWp, the im2col row of tap (c, r, q) over output pixels laid out at the same pitch
+// is the contiguous slice starting at image_c + r*dh*IWp + q*dw. The IWp - OW extra columns of
+// each output row are computed and dropped. Strided convolutions gather explicit im2col rows.
+//
+// Determinism: every output element is produced by one work item that sums its terms in a fixed
+// order, and the work decomposition depends on the problem only, never on the thread count.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "common/shapes.h"
+#include "kernels/gemm/gemm_driver.h"
+
+namespace convforge {
+namespace {
+
+// Where row k = (c, r, q) of the virtual im2col matrix reads from: kernel row r, column q.
+struct KernelTap {
+  int64_t c, r, q;
+};
+inline KernelTap tap_of(const ConvShape& s, int64_t k) {
+  const int64_t per_c = s.kh * s.kw;
+  const int64_t rq = k % per_c;
+  return {k / per_c, rq / s.kw, rq % s.kw};
+}
+
+// Walks output pixels [p0, p0 + len) of one im2col row, split into runs that share an output
+// row, and for each run the sub-range [lo, hi) of pixels that read real input (the rest read
+// padding). visit(t, ih or -1, lo, hi, run_begin, run_end, iw_offset), with t the offset of
+// the run's first pixel from p0, and the input column of output column o = o*sw + iw_offset.
+template <class Visit>
+void for_each_run(const ConvShape& s, int64_t r, int64_t q, int64_t p0, int64_t len, Visit&& visit) {
+  const int64_t off_w = q * s.dw - s.pl;
+  // Output columns whose input column o*sw + off_w lies in [0, iw).
+  const int64_t o_lo = imin(off_w >= 0 ? 0 : ceil_div(-off_w, s.sw), s.ow);
+  const int64_t o_hi = imin(imax(s.iw - off_w > 0 ? ceil_div(s.iw - off_w, s.sw) : 0, o_lo), s.ow);
+  int64_t oh = p0 / s.ow, o = p0 % s.ow;
+  for (int64_t t = 0; t < len; ++oh, o = 0) {
+    const int64_t run = imin(s.ow - o, len - t);
+    const int64_t ih = oh * s.sh - s.pt + r * s.dh;
+    const int64_t e = o + run;
+    const int64_t z1 = imin(imax(o_lo, o), e), z2 = imin(imax(o_hi, z1), e);
+    visit(t, (ih >= 0 && ih < s.ih) ? ih : -1, z1, z2, o, e, off_w);
+    t += run;
+  }
+}
+
+// dst[t] = input value that output pixel p0 + t sees through tap (r, q) of channel plane x_c.
+template <class T>
+void im2col_row(const ConvShape& s, const T* x_c, int64_t r, int64_t q, int64_t p0, int64_t len, T* dst) {
+  for_each_run(s, r, q, p0, len, [&](int64_t t, int64_t ih, int64_t lo, int64_t hi, int64_t b, int64_t e,
+                                     int64_t off_w) {
+    T* d = dst + t - b;  // indexed by output column
+    if (ih < 0) {
+      std::memset(d + b, 0, sizeof(T) * static_cast<std::size_t>(e - b));
+      return;
+    }
+    const T* row = x_c + ih * s.iw + off_w;
+    for (int64_t o = b; o < lo; ++o) d[o] = T(0);
+    if (s.sw == 1) {
+      std::memcpy(d + lo, row + lo, sizeof(T) * static_cast<std::size_t>(hi - lo));
+    } else if (s.sw == 2) {
+      // A constant stride lets the compiler vectorise the gather (even/odd permutes); with the
+      // runtime stride below it is an element at a time (40% of the 7x7/2 stem's forward).
+      for (int64_t o = lo; o < hi; ++o) d[o] = row[2 * o];
+    } else {
+      for (int64_t o = lo; o < hi; ++o) d[o] = row[o * s.sw];
+    }
+    for (int64_t o = hi; o < e; ++o) d[o] = T(0);
+  });
+}
+
+// The adjoint of im2col_row: dx_c[...] += src[t] for every pixel that reads a real input.
+template <class T>
+void col2im_row_add(const ConvShape& s, const T* src, int64_t r, int64_t q, int64_t p0, int64_t len, T* dx_c) {
+  for_each_run(s, r, q, p0, len, [&](int64_t t, int64_t ih, int64_t lo, int64_t hi, int64_t b, int64_t,
+                                     int64_t off_w) {
+    if (ih < 0) return;
+    const T* v = src + t - b;
+    T* row = dx_c + ih * s.iw + off_w;
+    if (s.sw == 1) {
+      for (int64_t o = lo; o < hi; ++o) row[o] += v[o];
+    } else if (s.sw == 2) {  // constant stride: vectorisable, as in im2col_row
+      for (int64_t o = lo; o < hi; ++o) row[2 * o] += v[o];
+    } else {
+      for (int64_t o = lo; o < hi; ++o) row[o * s.sw] += v[o];
+    }
+  });
+}
+
+// dst[a - a0][b] = src[a - off_t][b - off_l] (zero outside src) for rows a in [a0, a0 + rows)
+// and columns b in [0, width): a window of src placed in a zero-padded frame.
+template <class T>
+void fill_window(const T* src, int64_t src_h, int64_t src_w, int64_t off_t, int64_t off_l, int64_t a0, int64_t rows,
+                 int64_t width, T* dst) {
+  const int64_t b_lo = imin(imax(off_l, 0), width), b_hi = imax(imin(src_w + off_l, width), b_lo);
+  for (int64_t a = a0; a < a0 + rows; ++a, dst += width) {
+    const int64_t sr = a - off_t;
+    if (sr < 0 || sr >= src_h) {
+      std::memset(dst, 0, sizeof(T) * static_cast<std::size_t>(width));
+      continue;
+    }
+    std::memset(dst, 0, sizeof(T) * static_cast<std::size_t>(b_lo));
+    std::memcpy(dst + b_lo, src + sr * src_w + (b_lo - off_l), sizeof(T) * static_cast<std::size_t>(b_hi - b_lo));
+    std::memset(dst + b_hi, 0, sizeof(T) * static_cast<std::size_t>(width - b_hi));
+  }
+}
+
+// Sum of f(p[i]) for i < n in 16 running sums, lane l taking i = l (mod 16), folded pairwise at
+// the end. One running sum would be a chain of n dependent adds the compiler may not reorder
+// (LeNet C1's bias gradient: 4,704 per image, as long as the image's weight gradient); this is
+// one vector add per 16 elements, in an order spelled out here, so the same on every ISA.
+template <class T, class F>
+T lane_sum(const T* p, int64_t n, F&& f) {
+  constexpr int64_t kLanes = 16;
+  T acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) acc[l] += f(p[i + l]);
+  for (int64_t l = 0; i + l < n; ++l) acc[l] += f(p[i + l]);
+  for (int64_t width = kLanes / 2; width > 0; width /= 2)
+    for (int64_t l = 0; l < width; ++l) acc[l] += acc[l + width];
+  return acc[0];
+}
+
+template <class T>
+bool all_finite(const T* p, int64_t n) {
+  // x - x is 0 for finite x and NaN for NaN/inf; a sum of those is NaN iff one of them was.
+  return lane_sum(p, n, [](T v) { return v - v; }) == T(0);
+}
+
+// c[i*ldc + j] = relu(c[i*ldc + j]) for i < rows, j < n: the fused post-op, applied to a block
+// of output the work item has just written (still in L1/L2) instead of another pass over memory.
+template <class T>
+void relu_rows(T* c, int64_t ldc, int64_t rows, int64_t n) {
+  for (int64_t i = 0; i < rows; ++i) {
+    T* __restrict r = c + i * ldc;
+    for (int64_t j = 0; j < n; ++j) r[j] = relu_value(r[j]);
+  }
+}
+
+// Copies the `ow` valid columns of each output row of a pitch-`pitch` block (columns
+// [j0, j0 + nb) of the padded-pitch pixel space) to their places in an OH x OW plane, adding
+// bias if given, then applying ReLU if `relu`.
+template <class T>
+void scatter_rows(const T* src, int64_t ld_src, int64_t rows, int64_t j0, int64_t nb, int64_t pitch, int64_t ow,
+                  const T* bias, T* dst, int64_t plane, bool relu = false) {
+  const int64_t row0 = j0 / pitch, col0 = j0 % pitch;
+  for (int64_t i = 0; i < rows; ++i) {
+    const T add = bias != nullptr ? bias[i] : T(0);
+    int64_t row = row0, col = col0;
+    for (int64_t j = 0; j < nb; ++row, col = 0) {
+      const int64_t run = imin(pitch - col, nb - j);
+      const int64_t valid = imax(imin(ow - col, run), 0);
+      const T* __restrict s = src + i * ld_src + j;
+      T* __restrict d = dst + i * plane + row * ow + col;
+      if (relu) {
+        for (int64_t t = 0; t < valid; ++t) d[t] = relu_value(s[t] + add);
+      } else {
+        for (int64_t t = 0; t < valid; ++t) d[t] = s[t] + add;
+      }
+      j += run;
+    }
+  }
+}
+
+// Offsets of each reduction row's first element from the start of a frame of `rows` x `pitch`
+// per channel, for taps (c, r, q) with dilation (dh, dw); computed once per call.
+inline void tap_offsets(int64_t channels, int64_t kh, int64_t kw, int64_t dh, int64_t dw, int64_t rows, int64_t pitch,
+                        int64_t* off) {
+  for (int64_t c = 0, k = 0; c < channels; ++c)
+    for (int64_t r = 0; r < kh; ++r)
+      for (int64_t q = 0; q < kw; ++q, ++k) off[k] = c * rows * pitch + r * dh * pitch + q * dw;
+}
+
+// The unit-stride passes work on a zero-padded frame whose rows are (KW-1)*dw wider than the
+// output's and which has (KH-1)*dh more rows. That is cheap while the kernel's reach is not much
+// larger than the image it slides over (every real CNN layer); a huge dilation or padding with a
+// tiny output would make the frame, and its scratch memory, arbitrarily larger than the work,
+// so those problems take the im2col path, whose scratch is bounded by the output.
+inline bool frame_is_small(int64_t kh, int64_t kw, int64_t dh, int64_t dw, int64_t rows, int64_t cols) {
+  return (kh - 1) * dh <= imax(rows, 16) && (kw - 1) * dw <= imax(cols, 16);
+}
+
+constexpr int64_t kPixBlock = 512;  // output pixels per work item (B block of kc x 512 in L2)
+
+
+// How a unit-stride pass splits its out_h x out_w outputs, laid out at the frame's pitch, into
+// blocks of columns, and which rows of the frame (frame_rows x pitch) a block reads.
+struct FramePlan {
+  int64_t pitch, frame_rows, kernel_reach;  // kernel_reach = (KH - 1) * dh
+  int64_t Pp, nblk, NB, win_rows;
+
+  // Rows of the frame that the block of nb columns starting at column j0 reads, from row
+  // j0 / pitch: its output rows plus the kernel's reach, plus one more because the dropped
+  // columns at the end of its last row wrap into the next frame row.
+  int64_t block_rows(int64_t j0, int64_t nb) const {
+    const int64_t a0 = j0 / pitch;
+    return imin(frame_rows - a0, (j0 + nb - 1) / pitch - a0 + 2 + kernel_reach);
+  }
+};
+
+template <class UK>
+FramePlan frame_plan(int64_t out_h, int64_t out_w, int64_t pitch, int64_t frame_rows, int64_t kernel_reach) {
+  FramePlan f{pitch, frame_rows, kernel_reach, 0, 0, 0, 0};
+  f.Pp = (out_h - 1) * pitch + out_w;
+  f.nblk = ceil_div(f.Pp, kPixBlock);
+  f.NB = imin(round_up(ceil_div(f.Pp, f.nblk), UK::NR), f.Pp);
+  f.win_rows = imin(frame_rows, ceil_div(f.NB, pitch) + 2 + kernel_reach);
+  return f;
+}
+
+// w[k*OC + o] = filter o's weight at tap k = (c, r, q): the layout of the kernels that keep a
+// tap's OC weights in vectors. `wei` is OIHW, or with `transposed_flipped` the kernel of the
+// backward problem: filter o's tap (c, r, q) at wei[c][o][KH-1-r][KW-1-q]. Channel by channel,
+// so that the KHW x OC slice being written stays in L1.
+template <class T>
+void pack_filters_per_tap(const ConvShape& s, const T* wei, bool transposed_flipped, T* w) {
+  const int64_t KHW = s.kh * s.kw, OC = s.oc;
+  for (int64_t c = 0; c < s.ic; ++c) {
+    for (int64_t o = 0; o < OC; ++o) {
+      T* dst_c = w + c * KHW * OC + o;
+      if (transposed_flipped) {
+        const T* f = wei + (c * OC + o) * KHW;
+        for (int64_t rq = 0; rq < KHW; ++rq) dst_c[rq * OC] = f[KHW - 1 - rq];
+      } else {
+        const T* f = wei + (o * s.ic + c) * KHW;
+        for (int64_t rq = 0; rq < KHW; ++rq) dst_c[rq * OC] = f[rq];
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace convforge

@@ -1,0 +1,152 @@
+// The direct conv2d form (output channels along the vector lanes), shared by the forward pass
+// and by backward-data taken as a forward pass over dy (bwd_data_as_forward).
+// Everything here has internal linkage (anonymous namespace) and is included only by the ISA
+// translation units (see gemm/ukernel.h for why).
+#pragma once
+
+#include "kernels/conv2d/conv2d_common.h"
+
+namespace convforge {
+namespace {
+
+constexpr int kDirectMaxCols = 12;  // output pixels per direct kernel call
+
+// Most output pixels per row of a direct kernel call of `rows` rows, a KW-wide kernel row and
+// KV channel vectors: KW*KV weight vectors, one broadcast and the accumulators must fit 32
+// vector registers.
+constexpr int direct_max_cols(int rows, int kw, int kv) {
+  return (32 - 1 - kw * kv) / (kv * rows) < kDirectMaxCols ? (32 - 1 - kw * kv) / (kv * rows) : kDirectMaxCols;
+}
+
+// Two rows per call only with one channel vector and unit column stride (two rows of KV = 2
+// leave too few pixels; the narrow rows that want it are unit-stride layers).
+template <class UK, int KW>
+void direct_call(int rows, int kv, int sw, int cols, const DirectArgs<typename UK::T>& a) {
+  auto call = [&](auto rows_tag, auto kv_tag, auto sw_tag) {
+    constexpr int R = decltype(rows_tag)::value, V = decltype(kv_tag)::value, S = decltype(sw_tag)::value;
+    with_int<direct_max_cols(R, KW, V)>(cols, [&](auto cols_tag) { UK::template direct<R, decltype(cols_tag)::value, KW, V, S>(a); });
+  };
+  if (sw == 2) {
+    if (kv == 1) {
+      call(IntTag<1>{}, IntTag<1>{}, IntTag<2>{});
+    } else {
+      call(IntTag<1>{}, IntTag<2>{}, IntTag<2>{});
+    }
+  } else if (rows == 2) {
+    call(IntTag<2>{}, IntTag<1>{}, IntTag<1>{});
+  } else if (kv == 1) {
+    call(IntTag<1>{}, IntTag<1>{}, IntTag<1>{});
+  } else {
+    call(IntTag<1>{}, IntTag<2>{}, IntTag<1>{});
+  }
+}
+
+constexpr int kDirectMaxKV = 2;  // output-channel vectors per pixel
+
+// Convolution with the output channels along the vector lanes: each output pixel's OC values
+// live in KV vector accumulators; each input value is broadcast once per kernel row and
+// multiplies the weight vectors of the taps that see it (all KW at unit stride, every other
+// one at stride 2). Unlike the pitch
+// form above, no product is spent on dropped columns (LeNet's C3 computes 14 columns per 10
+// kept there) and no lane on a missing output channel; the price is a transpose of the output
+// from pixel-major to NCHW (OC x P moves against OC x P x K products). `s` is a forward
+// problem whose paddings may be negative (a crop: backward-data as a forward pass, below);
+// `wei` and `transposed_flipped` as for pack_filters_per_tap. Work items are bands of output
+// rows of one image; every output sums its taps in one fixed order (channel, kernel row, kernel column)
+// whatever the banding or thread count. Which problems it takes: direct_applies.
+template <class UK>
+void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei, bool transposed_flipped,
+                   const typename UK::T* bias, typename UK::T* dst) {
+  using T = typename UK::T;
+  constexpr int64_t L = UK::kDirectLanes;
+  const int64_t K = s.ic * s.kh * s.kw, pairs = s.ic * s.kh, P = s.oh * s.ow, HW = s.ih * s.iw, OC = s.oc;
+  const int kv = static_cast<int>(imin(OC / L, kDirectMaxKV));  // vectors per channel group
+  const int sw = static_cast<int>(s.sw);
+  const bool padded = s.pt != 0 || s.pb != 0 || s.pl != 0 || s.pr != 0;
+  // The frame: the image itself, or the rows of its zero-padded version that a band reads,
+  // as wide as the outputs read ((OW-1)*SW + KW columns; dw = 1).
+  const int64_t reach = (s.kh - 1) * s.dh, pitch = padded ? (s.ow - 1) * s.sw + s.kw : s.iw;
+  // Bands of about kPixBlock output pixels; column blocks as equal as possible (a 14-wide
+  // row: 7 + 7, not 12 + 2).
+  const int64_t band = imax(1, imin(s.oh, kPixBlock / s.ow)), nbands = ceil_div(s.oh, band);
+  const int64_t max_cols = direct_max_cols(1, static_cast<int>(s.kw), kv);
+  const int64_t cols = ceil_div(s.ow, ceil_div(s.ow, max_cols));
+  // Rows narrow enough for two per call (LeNet's C3: 10 pixels) give the kernel twice the
+  // accumulators per weight vector: 20 instead of 10.
+  const int64_t rows_per_call = OC == L && s.sw == 1 && s.ow <= direct_max_cols(2, static_cast<int>(s.kw), 1) ? 2 : 1;
+  const int64_t win_rows = (band - 1) * s.sh + reach + 1;
+  const int64_t items = s.mb * nbands;
+  const int threads = plan_threads(items, s.flops());
+
+  const int64_t per_thread = (padded ? carve_bytes<T>(s.ic * win_rows * pitch) : 0) + carve_bytes<T>(band * s.ow * OC);
+  Carver ws{static_cast<char*>(thread_workspace(
+      static_cast<std::size_t>(carve_bytes<T>(K * OC) + carve_bytes<int64_t>(pairs) + threads * per_thread)))};
+  T* w = ws.template take<T>(K * OC);  // [tap][OC]: one tap's weights are KV vectors
+  int64_t* pair_off = ws.template take<int64_t>(pairs);
+  char* thread_area = ws.p;
+  pack_filters_per_tap(s, wei, transposed_flipped, w);
+  tap_offsets(s.ic, s.kh, 1, s.dh, 1, padded ? win_rows : s.ih, pitch, pair_off);
+
+  parallel_for(threads, items, [&](int64_t item, int tid) {
+    const int64_t n = item / nbands, oy0 = (item % nbands) * band, nrows = imin(band, s.oh - oy0);
+    Carver tws{thread_area + tid * per_thread};
+    const T* x = src + n * s.ic * HW;
+    if (padded) {  // the frame rows this band reads, so that base + a*pitch is frame row a
+      T* win = tws.template take<T>(s.ic * win_rows * pitch);
+      for (int64_t c = 0; c < s.ic; ++c)
+        fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, oy0 * s.sh, (nrows - 1) * s.sh + reach + 1, pitch,
+                    win + c * win_rows * pitch);
+      x = win - oy0 * s.sh * pitch;
+    }
+    T* yt = tws.template take<T>(band * s.ow * OC);  // the band's outputs, pixel-major
+    for (int64_t r = 0; r < nrows; r += rows_per_call) {
+      const int nr = static_cast<int>(imin(rows_per_call, nrows - r));
+      for (int64_t ox = 0; ox < s.ow; ox += cols) {
+        const int nc = static_cast<int>(imin(cols, s.ow - ox));
+        for (int64_t o0 = 0; o0 < OC; o0 += kv * L) {
+          const int gkv = static_cast<int>(imin(kv, (OC - o0) / L));
+          const DirectArgs<T> a{x + (oy0 + r) * s.sh * pitch + ox * s.sw, s.sh * pitch, pair_off, pairs, w + o0, OC,
+                                bias != nullptr ? bias + o0 : nullptr, yt + (r * s.ow + ox) * OC + o0, OC,
+                                s.ow * OC, s.relu};
+          switch (s.kw) {
+            case 3: direct_call<UK, 3>(nr, gkv, sw, nc, a); break;
+            case 5: direct_call<UK, 5>(nr, gkv, sw, nc, a); break;
+            default: direct_call<UK, 7>(nr, gkv, sw, nc, a); break;
+          }
+        }
+      }
+    }
+    const int64_t np = nrows * s.ow;
+    T* y = dst + n * OC * P + oy0 * s.ow;
+    // Channel groups outside: each dst row is written front to back. With pixels outside,
+    // consecutive 16x16 stores hit 16 rows a plane apart at once, and the transposes took a
+    // third of the time of a 32x3x32x32 5x5 layer.
+    const int64_t full = np / L * L;
+    for (int64_t o = 0; o < OC; o += L)
+      for (int64_t p = 0; p < full; p += L) UK::transpose16(yt + p * OC + o, OC, y + o * P + p, P);
+    for (int64_t p = full; p < np; ++p)
+      for (int64_t o = 0; o < OC; ++o) y[o * P + p] = yt[p * OC + o];
+  });
+}
+
+// The direct form takes (forward) problems of stride 1 or 2, 3, 5 or 7 columns per kernel row
+// without column dilation (the sliding broadcast), whole vectors of output channels, and a
+// kernel whose reach fits the frame. Measured against the pitch form on one thread, it was as
+// fast or faster on every such unit-stride layer tried: LeNet's C3 0.146 vs 0.226 ms, 32 3x3
+// filters on 64x1x28x28 0.24 vs 0.35 ms, on 64x32x26x26 2.9 vs 3.5 ms, on 16x32x56x56 ('same')
+// 4.2 vs 4.5 ms, 16 7x7 filters on 8x16x64x64 3.7 vs 4.1 ms, level (within 1%) on 32x16x32x32
+// and 32x3x32x32 (5x5); and against the im2col form on the 7x7 stride-2 stem, 9.0 vs 10.1-10.4
+// ms (hence its place first in the forward list, conv2d_algos.h).
+template <class UK>
+bool direct_applies(const ConvShape& s) {
+  if constexpr (UK::kDirectLanes > 0) {
+    return (s.sh == 1 || s.sh == 2) && (s.sw == 1 || s.sw == 2) && s.dw == 1 && (s.kw == 3 || s.kw == 5 || s.kw == 7) &&
+           s.oc % UK::kDirectLanes == 0 &&
+           frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow);
+  } else {
+    return false;
+  }
+}
+
+}  // namespace
+}  // namespace convforge

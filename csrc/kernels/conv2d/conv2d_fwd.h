@@ -1,0 +1,184 @@
+// conv2d forward as blocked matrix products: the unit-stride (padded-pitch) form, the im2col
+// form for any stride, and the pixels form for layers with few filters.
+// Everything here has internal linkage (anonymous namespace) and is included only by the ISA
+// translation units (see gemm/ukernel.h for why).
+#pragma once
+
+#include "kernels/conv2d/conv2d_common.h"
+
+namespace convforge {
+namespace {
+
+template <class UK>
+void conv2d_fwd_unit_stride(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
+                            const typename UK::T* bias, typename UK::T* dst) {
+  using T = typename UK::T;
+  const int64_t M = s.oc, KHW = s.kh * s.kw, K = s.ic * KHW, P = s.oh * s.ow, HW = s.ih * s.iw;
+  const bool padded = s.pt + s.pb + s.pl + s.pr > 0;
+  const FramePlan f = frame_plan<UK>(s.oh, s.ow, s.iw + s.pl + s.pr, s.ih + s.pt + s.pb, (s.kh - 1) * s.dh);
+  const int64_t pitch = f.pitch, Pp = f.Pp, nblk = f.nblk, NB = f.NB, win_rows = f.win_rows;
+  const bool direct_store = pitch == s.ow;  // no dropped columns: write straight into dst
+  const int64_t KC = imin(K, kKc);
+  const int64_t items = s.mb * nblk;
+  const int threads = plan_threads(items, s.flops());
+
+  const int64_t per_thread = carve_bytes<const T*>(K) + (padded ? carve_bytes<T>(s.ic * win_rows * pitch) : 0) +
+                             (direct_store ? 0 : carve_bytes<T>(M * padded_ld<T>(NB)));
+  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
+      carve_bytes<T>(K * M) + carve_bytes<int64_t>(K) + threads * per_thread)))};
+  T* pa = ws.template take<T>(K * M);
+  int64_t* tap_off = ws.template take<int64_t>(K);
+  char* thread_area = ws.p;
+  for (int64_t k0 = 0; k0 < K; k0 += KC)
+    pack_a<T, UK::MR>([&](int64_t i, int64_t k) { return wei[i * K + k]; }, M, 0, M, k0, imin(KC, K - k0), pa);
+  tap_offsets(s.ic, s.kh, s.kw, s.dh, s.dw, padded ? win_rows : s.ih, pitch, tap_off);
+
+  parallel_for(threads, items, [&](int64_t item, int tid) {
+    const int64_t n = item / nblk, j0 = (item % nblk) * NB, nb = imin(NB, Pp - j0);
+    Carver tws{thread_area + tid * per_thread};
+    const T** brow = tws.template take<const T*>(K);
+    const T* x = src + n * s.ic * HW;
+    // The image (or the rows of its zero-padded frame that this block reads), pitch `pitch`.
+    const int64_t a0 = j0 / pitch;
+    const T* base = x;
+    if (padded) {
+      const int64_t rows = f.block_rows(j0, nb);
+      T* win = tws.template take<T>(s.ic * win_rows * pitch);
+      for (int64_t c = 0; c < s.ic; ++c)
+        fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, a0, rows, pitch, win + c * win_rows * pitch);
+      base = win - a0 * pitch;  // so that base + a*pitch addresses frame row a
+    }
+    for (int64_t k = 0; k < K; ++k) brow[k] = base + tap_off[k];
+    T* out = direct_store ? dst + n * M * P + j0 : tws.template take<T>(M * padded_ld<T>(NB));
+    const int64_t ldo = direct_store ? P : padded_ld<T>(NB);
+    if (direct_store && bias != nullptr) {
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < nb; ++j) out[i * ldo + j] = bias[i];
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += KC)
+      macro_kernel<UK>(pa, M, 0, M, k0, imin(KC, K - k0), brow + k0, j0, nb, out, ldo,
+                       k0 > 0 || (direct_store && bias != nullptr));
+    if (!direct_store) {
+      scatter_rows(out, ldo, M, j0, nb, pitch, s.ow, bias, dst + n * M * P, P, s.relu);
+    } else if (s.relu) {
+      relu_rows(out, ldo, M, nb);
+    }
+  });
+}
+
+template <class UK>
+void conv2d_fwd_im2col(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
+                       const typename UK::T* bias, typename UK::T* dst) {
+  using T = typename UK::T;
+  const int64_t M = s.oc, K = s.ic * s.kh * s.kw, P = s.oh * s.ow, HW = s.ih * s.iw;
+  const int64_t nblk = ceil_div(P, kPixBlock);
+  const int64_t NB = imin(round_up(ceil_div(P, nblk), UK::NR), P);
+  const int64_t ldb = padded_ld<T>(NB);
+  const int64_t KC = imin(K, kKc);
+  const int64_t items = s.mb * nblk;
+  const int threads = plan_threads(items, s.flops());
+
+  const int64_t per_thread = carve_bytes<T>(KC * ldb) + carve_bytes<const T*>(KC);
+  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(carve_bytes<T>(K * M) + threads * per_thread)))};
+  T* pa = ws.template take<T>(K * M);
+  char* thread_area = ws.p;
+  for (int64_t k0 = 0; k0 < K; k0 += KC)
+    pack_a<T, UK::MR>([&](int64_t i, int64_t k) { return wei[i * K + k]; }, M, 0, M, k0, imin(KC, K - k0), pa);
+
+  parallel_for(threads, items, [&](int64_t item, int tid) {
+    const int64_t n = item / nblk, j0 = (item % nblk) * NB, nb = imin(NB, P - j0);
+    const T* x = src + n * s.ic * HW;
+    T* y = dst + n * M * P + j0;
+    Carver tws{thread_area + tid * per_thread};
+    T* bbuf = tws.template take<T>(KC * ldb);
+    const T** brow = tws.template take<const T*>(KC);
+    for (int64_t k = 0; k < KC; ++k) brow[k] = bbuf + k * ldb;
+    if (bias != nullptr) {
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < nb; ++j) y[i * P + j] = bias[i];
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      const int64_t kc = imin(KC, K - k0);
+      for (int64_t k = 0; k < kc; ++k) {
+        const KernelTap tap = tap_of(s, k0 + k);
+        im2col_row(s, x + tap.c * HW, tap.r, tap.q, j0, nb, bbuf + k * ldb);
+      }
+      macro_kernel<UK>(pa, M, 0, M, k0, kc, brow, 0, nb, y, P, k0 > 0 || bias != nullptr);
+    }
+    if (s.relu) relu_rows(y, P, M, nb);
+  });
+}
+
+
+constexpr int kPixelsMaxOC = 8;   // filters per pixels kernel call
+constexpr int kPixelsSlots = 4;   // vectors of output pixels per pixels kernel call
+
+// Unit-stride forward with the output pixels along the vector lanes, for layers with few
+// filters (LeNet's C1: 6 filters of 1x5x5). The pitch form's micro-kernel gives its 12 rows
+// to 6 filters and reloads its accumulators every 25 taps; here each slot of 16 pixels of an
+// output row keeps its 6 filters' sums in registers for the whole reduction, each tap one
+// load of 16 input values per slot and one broadcast weight per filter. One work item per
+// image; every output sums its taps in order (channel, kernel row, kernel column).
+template <class UK>
+void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
+                       const typename UK::T* bias, typename UK::T* dst) {
+  using T = typename UK::T;
+  constexpr int64_t L = UK::kDirectLanes;
+  const int64_t K = s.ic * s.kh * s.kw, P = s.oh * s.ow, HW = s.ih * s.iw, OC = s.oc;
+  const bool padded = s.pt + s.pb + s.pl + s.pr > 0;
+  const int64_t pitch = s.iw + s.pl + s.pr, prows = s.ih + s.pt + s.pb;
+  const int64_t row_slots = ceil_div(s.ow, L), slots = s.oh * row_slots;
+  const int threads = plan_threads(s.mb, s.flops());
+
+  const int64_t per_thread = padded ? carve_bytes<T>(s.ic * prows * pitch) : 0;
+  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
+      carve_bytes<T>(K * OC) + carve_bytes<int64_t>(K) + 2 * carve_bytes<int64_t>(slots) + carve_bytes<int>(slots) +
+      threads * per_thread)))};
+  T* w = ws.template take<T>(K * OC);  // [tap][OC]
+  int64_t* tap_off = ws.template take<int64_t>(K);
+  int64_t* xoff = ws.template take<int64_t>(slots);
+  int64_t* yoff = ws.template take<int64_t>(slots);
+  int* lanes = ws.template take<int>(slots);
+  char* thread_area = ws.p;
+  pack_filters_per_tap(s, wei, false, w);
+  tap_offsets(s.ic, s.kh, s.kw, s.dh, s.dw, padded ? prows : s.ih, pitch, tap_off);
+  for (int64_t oy = 0, v = 0; oy < s.oh; ++oy) {
+    for (int64_t ox = 0; ox < s.ow; ox += L, ++v) {
+      xoff[v] = oy * pitch + ox, yoff[v] = oy * s.ow + ox;
+      lanes[v] = static_cast<int>(imin(L, s.ow - ox));
+    }
+  }
+
+  parallel_for(threads, s.mb, [&](int64_t n, int tid) {
+    const T* x = src + n * s.ic * HW;
+    if (padded) {
+      T* frame = reinterpret_cast<T*>(thread_area + tid * per_thread);
+      for (int64_t c = 0; c < s.ic; ++c)
+        fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, 0, prows, pitch, frame + c * prows * pitch);
+      x = frame;
+    }
+    for (int64_t v0 = 0; v0 < slots; v0 += kPixelsSlots) {
+      const int nv = static_cast<int>(imin(kPixelsSlots, slots - v0));
+      const PixelArgs<T> a{x, xoff + v0, tap_off, K, w, bias, dst + n * OC * P, P, yoff + v0, lanes + v0, s.relu};
+      with_int<kPixelsMaxOC>(static_cast<int>(OC), [&](auto oc_tag) {
+        with_int<kPixelsSlots>(nv, [&](auto nv_tag) {
+          UK::template pixels<decltype(oc_tag)::value, decltype(nv_tag)::value>(a);
+        });
+      });
+    }
+  });
+}
+
+// The pixels form: unit stride, at most kPixelsMaxOC filters, and a frame no larger than the
+// image's reach allows.
+template <class UK>
+bool pixels_applies(const ConvShape& s) {
+  if constexpr (UK::kDirectLanes > 0) {
+    return s.sh == 1 && s.sw == 1 && s.oc <= kPixelsMaxOC && frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow);
+  } else {
+    return false;
+  }
+}
+
+}  // namespace
+}  // namespace convforge

@@ -1,0 +1,125 @@
+// The AVX2+FMA micro-kernel (no outer, direct or pixels entry points).
+//   run: 6 rows x 16 columns (two ymm) of C in 12 registers.
+//   dot: 3 x 3 dot products along the pixels in 9 registers (16 ymm in all).
+// Included only by sources compiled with -mavx2 -mfma (conv2d_avx2.cpp, dense_avx2.cpp).
+#pragma once
+
+#include <immintrin.h>
+
+#include "kernels/gemm/ukernel.h"
+
+namespace convforge {
+namespace {
+
+// Sliding window of 8 lanes over this table gives a load/store mask for 0..8 columns.
+alignas(64) const int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+struct UkernelAvx2 {
+  using T = float;
+  static constexpr int MR = 6, NR = 16, DR = 3, DC = 3;
+  static constexpr int kOuterLanes = 0, kOuterRegs = 0;  // no outer kernel: weight gradients use dot
+  static constexpr int kWideRows = 0;                    // no run_wide
+  static constexpr int kDirectLanes = 0;                 // no direct forward kernel
+
+  template <int M>
+  static void run(int64_t kc, const float* a, const float* const* b, int64_t boff, float* c, int64_t ldc, int n,
+                  bool accumulate) {
+    if (n > 8) {
+      body<M, 2>(kc, a, b, boff, c, ldc, n, accumulate);
+    } else {
+      body<M, 1>(kc, a, b, boff, c, ldc, n, accumulate);
+    }
+  }
+
+  static float hsum(__m256 v) {
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+    return _mm_cvtss_f32(s4);
+  }
+
+  template <int I, int J>
+  static void dot(int64_t len, const float* const* a, const float* const* b, int64_t off, float* c, int64_t ldc) {
+    __m256 acc[I][J];
+#pragma GCC unroll 3
+    for (int i = 0; i < I; ++i) {
+#pragma GCC unroll 3
+      for (int j = 0; j < J; ++j) acc[i][j] = _mm256_setzero_ps();
+    }
+    const float* ap[I];
+    const float* bp[J];
+#pragma GCC unroll 3
+    for (int i = 0; i < I; ++i) ap[i] = a[i] + off;
+#pragma GCC unroll 3
+    for (int j = 0; j < J; ++j) bp[j] = b[j] + off;
+    int64_t p = 0;
+    for (; p + 8 <= len; p += 8) {
+      __m256 av[I];
+#pragma GCC unroll 3
+      for (int i = 0; i < I; ++i) av[i] = _mm256_loadu_ps(ap[i] + p);
+#pragma GCC unroll 3
+      for (int j = 0; j < J; ++j) {
+        const __m256 bv = _mm256_loadu_ps(bp[j] + p);
+#pragma GCC unroll 3
+        for (int i = 0; i < I; ++i) acc[i][j] = _mm256_fmadd_ps(av[i], bv, acc[i][j]);
+      }
+    }
+    if (p < len) {  // masked tail: never reads past a row's end
+      const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - (len - p)));
+      __m256 av[I];
+#pragma GCC unroll 3
+      for (int i = 0; i < I; ++i) av[i] = _mm256_maskload_ps(ap[i] + p, m);
+#pragma GCC unroll 3
+      for (int j = 0; j < J; ++j) {
+        const __m256 bv = _mm256_maskload_ps(bp[j] + p, m);
+#pragma GCC unroll 3
+        for (int i = 0; i < I; ++i) acc[i][j] = _mm256_fmadd_ps(av[i], bv, acc[i][j]);
+      }
+    }
+#pragma GCC unroll 3
+    for (int i = 0; i < I; ++i) {
+#pragma GCC unroll 3
+      for (int j = 0; j < J; ++j) c[i * ldc + j] += hsum(acc[i][j]);
+    }
+  }
+
+  template <int M, int NV>
+  static void body(int64_t kc, const float* a, const float* const* b, int64_t boff, float* c, int64_t ldc, int n,
+                   bool accumulate) {
+    __m256i mask[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      const int cols = n - 8 * v;
+      mask[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - (cols >= 8 ? 8 : cols)));
+    }
+    __m256 acc[M][NV];
+#pragma GCC unroll 6
+    for (int i = 0; i < M; ++i) {
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v)
+        acc[i][v] = accumulate ? _mm256_maskload_ps(c + i * ldc + 8 * v, mask[v]) : _mm256_setzero_ps();
+    }
+    for (int64_t k = 0; k < kc; ++k, a += M) {
+      const float* bk = b[k] + boff;
+      __m256 bv[NV];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) bv[v] = _mm256_maskload_ps(bk + 8 * v, mask[v]);
+#pragma GCC unroll 6
+      for (int i = 0; i < M; ++i) {
+        const __m256 ai = _mm256_broadcast_ss(a + i);
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
+      }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < M; ++i) {
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) _mm256_maskstore_ps(c + i * ldc + 8 * v, mask[v], acc[i][v]);
+    }
+  }
+};
+
+static_assert(ukernel_traits_ok<UkernelAvx2>());
+
+}  // namespace
+}  // namespace convforge

@@ -1,0 +1,50 @@
+// The portable micro-kernel, plain C++: always compiled, last in every dispatch table, and the
+// only float64 path (float64 exists for gradient checks).
+// Included only by sources compiled with no ISA flags (conv2d_ref.cpp, dense_ref.cpp).
+#pragma once
+
+#include "kernels/gemm/ukernel.h"
+
+namespace convforge {
+namespace {
+
+template <class Scalar>
+struct UkernelRef {
+  using T = Scalar;
+  static constexpr int MR = 4, NR = 16, DR = 4, DC = 4;
+  static constexpr int kOuterLanes = 0, kOuterRegs = 0;  // no outer kernel: weight gradients use dot
+  static constexpr int kWideRows = 0;                    // no run_wide
+  static constexpr int kDirectLanes = 0;                 // no direct forward kernel
+
+  template <int M>
+  static void run(int64_t kc, const T* a, const T* const* b, int64_t boff, T* c, int64_t ldc, int n,
+                  bool accumulate) {
+    T acc[M][NR];
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] = (accumulate && j < n) ? c[i * ldc + j] : T(0);
+    for (int64_t k = 0; k < kc; ++k, a += M) {
+      const T* bk = b[k] + boff;
+      for (int i = 0; i < M; ++i) {
+        const T ai = a[i];
+        for (int j = 0; j < n; ++j) acc[i][j] += ai * bk[j];
+      }
+    }
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < n; ++j) c[i * ldc + j] = acc[i][j];
+  }
+
+  template <int I, int J>
+  static void dot(int64_t len, const T* const* a, const T* const* b, int64_t off, T* c, int64_t ldc) {
+    T acc[I][J] = {};
+    for (int64_t p = off; p < off + len; ++p)
+      for (int i = 0; i < I; ++i)
+        for (int j = 0; j < J; ++j) acc[i][j] += a[i][p] * b[j][p];
+    for (int i = 0; i < I; ++i)
+      for (int j = 0; j < J; ++j) c[i * ldc + j] += acc[i][j];
+  }
+};
+
+static_assert(ukernel_traits_ok<UkernelRef<float>>());
+
+}  // namespace
+}  // namespace convforge
