@@ -106,32 +106,34 @@ WinoPlan wino_plan(const ConvShape& s) {
 
 // ---- weight transform ------------------------------------------------------------------------
 
+// p[k] = base + k*step for k < N: the N rows that one 1-D pass reads or writes.
+template <class P, int N>
+struct RowSet {
+  P p[N];
+  RowSet(P base, int64_t step) {
+    for (int k = 0; k < N; ++k) p[k] = base + k * step;
+  }
+};
+
 // out[a*os + t] = (G g_t)[a] with g_t = (in[r*is + t])_{r<3}, for n kernels side by side: one
 // 1-D pass of the weight transform. Multiplies by the rounded reciprocals of 4, 6, 12 and 24
 // (one more rounding of each such term, within the bound above) instead of dividing.
 template <class T>
 void winograd_g(const T* in, int64_t is, T* out, int64_t os, int64_t n) {
-  const T* __restrict g0 = in;
-  const T* __restrict g1 = in + is;
-  const T* __restrict g2 = in + 2 * is;
-  T* __restrict o0 = out;
-  T* __restrict o1 = out + os;
-  T* __restrict o2 = out + 2 * os;
-  T* __restrict o3 = out + 3 * os;
-  T* __restrict o4 = out + 4 * os;
-  T* __restrict o5 = out + 5 * os;
+  const RowSet<const T*, 3> g(in, is);
+  const RowSet<T*, 6> o(out, os);
   const T r4 = T(1) / T(4), r6 = T(1) / T(6), r12 = T(1) / T(12), r24 = T(1) / T(24);
 #pragma GCC ivdep
   for (int64_t t = 0; t < n; ++t) {
-    const T a = g0[t], b = g1[t], c = g2[t];
+    const T a = g.p[0][t], b = g.p[1][t], c = g.p[2][t];
     const T ac = a + c;
-    o0[t] = a * r4;
-    o1[t] = -(ac + b) * r6;
-    o2[t] = -(ac - b) * r6;
+    o.p[0][t] = a * r4;
+    o.p[1][t] = -(ac + b) * r6;
+    o.p[2][t] = -(ac - b) * r6;
     const T e = a * r24 + c * r6, f = b * r12;
-    o3[t] = e + f;
-    o4[t] = e - f;
-    o5[t] = c;
+    o.p[3][t] = e + f;
+    o.p[4][t] = e - f;
+    o.p[5][t] = c;
   }
 }
 
@@ -249,26 +251,17 @@ inline void gather_tile_columns(const float* row, int64_t iw, int64_t col0, int6
   } while (0)
 
 // out[b*os + t] = (B^T x_t)[b] with x_t = (in[m*is + t])_{m<6}, for nt tiles side by side: one
-// 1-D pass of the input transform, over contiguous runs of tiles.
+// 1-D pass of the input transform, over contiguous runs of tiles. The 12 rows never overlap
+// (ivdep: GCC would otherwise version the loop on 36 alias checks, more than it allows, and
+// leave it scalar).
 template <class T>
 void winograd_bt(const T* in, int64_t is, T* out, int64_t os, int64_t nt) {
-  const T* __restrict x0 = in;
-  const T* __restrict x1 = in + is;
-  const T* __restrict x2 = in + 2 * is;
-  const T* __restrict x3 = in + 3 * is;
-  const T* __restrict x4 = in + 4 * is;
-  const T* __restrict x5 = in + 5 * is;
-  T* __restrict o0 = out;
-  T* __restrict o1 = out + os;
-  T* __restrict o2 = out + 2 * os;
-  T* __restrict o3 = out + 3 * os;
-  T* __restrict o4 = out + 4 * os;
-  T* __restrict o5 = out + 5 * os;
-  // The 12 rows never overlap (GCC would otherwise version the loop on 36 alias checks, more
-  // than it allows, and leave it scalar).
+  const RowSet<const T*, 6> x(in, is);
+  const RowSet<T*, 6> o(out, os);
 #pragma GCC ivdep
   for (int64_t t = 0; t < nt; ++t) {
-    CONVFORGE_WINO_BT(x0[t], x1[t], x2[t], x3[t], x4[t], x5[t], o0[t], o1[t], o2[t], o3[t], o4[t], o5[t]);
+    CONVFORGE_WINO_BT(x.p[0][t], x.p[1][t], x.p[2][t], x.p[3][t], x.p[4][t], x.p[5][t], o.p[0][t], o.p[1][t],
+                      o.p[2][t], o.p[3][t], o.p[4][t], o.p[5][t]);
   }
 }
 
@@ -276,22 +269,14 @@ void winograd_bt(const T* in, int64_t is, T* out, int64_t os, int64_t nt) {
 // transform. Returns the sum of o - o over the outputs: 0 when every one is finite.
 template <class T>
 T winograd_at(const T* in, int64_t is, T* out, int64_t os, int64_t nt) {
-  const T* __restrict m0 = in;
-  const T* __restrict m1 = in + is;
-  const T* __restrict m2 = in + 2 * is;
-  const T* __restrict m3 = in + 3 * is;
-  const T* __restrict m4 = in + 4 * is;
-  const T* __restrict m5 = in + 5 * is;
-  T* __restrict o0 = out;
-  T* __restrict o1 = out + os;
-  T* __restrict o2 = out + 2 * os;
-  T* __restrict o3 = out + 3 * os;
+  const RowSet<const T*, 6> m(in, is);
+  const RowSet<T*, 4> o(out, os);
   T check = T(0);
 #pragma GCC ivdep
   for (int64_t t = 0; t < nt; ++t) {
     T a, b, c, d;
-    CONVFORGE_WINO_AT(m0[t], m1[t], m2[t], m3[t], m4[t], m5[t], a, b, c, d);
-    o0[t] = a, o1[t] = b, o2[t] = c, o3[t] = d;
+    CONVFORGE_WINO_AT(m.p[0][t], m.p[1][t], m.p[2][t], m.p[3][t], m.p[4][t], m.p[5][t], a, b, c, d);
+    o.p[0][t] = a, o.p[1][t] = b, o.p[2][t] = c, o.p[3][t] = d;
     check += (a - a) + (b - b) + (c - c) + (d - d);
   }
   return check;
