@@ -347,7 +347,7 @@ class Trainer:
         thread so that it does not compete with the kernels' threads; set
         ``$OPENBLAS_NUM_THREADS`` to decide otherwise.
         """
-        # First of all, atomically: the checks of _fit already plan the backward pass and fuse layers.
+        # First of all, atomically: the checks below already plan the backward pass and fuse layers.
         me = threading.get_ident()
         with _FIT_LOCK:
             if self._fit_thread is not None and self._fit_thread != me:
@@ -355,117 +355,96 @@ class Trainer:
             owner = self._fit_thread is None  # not a fit called from a callback of this fit
             self._fit_thread = me
         try:
-            return self._fit(
-                x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
-                initial_epoch, validation_batch_size, resume_from,
+            self._require_compiled("fit")
+            if x is None:
+                raise ValueError("fit needs training data x (and y)")
+            self._build_from_data(x)
+            self._plan_backward()
+            self._resolve_loss_path()
+            batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
+            val_batch_size = (
+                batch_size
+                if validation_batch_size is None
+                else _positive_int(validation_batch_size, "validation_batch_size")
             )
+            epochs = int(epochs) if isinstance(epochs, numbers.Integral) and not isinstance(epochs, bool) else epochs
+            if not isinstance(epochs, int) or epochs < 0:
+                raise ValueError(f"epochs must be a non-negative int; got {epochs!r}")
+            verbose = _verbosity(verbose)
+            if not isinstance(shuffle, (bool, np.bool_)):
+                raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+            x, y = self._prepare(x, y)
+
+            x_val = y_val = None
+            if validation_data is not None:
+                if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                    raise ValueError("validation_data must be a tuple (x_val, y_val)")
+                x_val, y_val = self._prepare(*validation_data, argument="validation_data[0]")
+            elif validation_split:
+                if not isinstance(validation_split, numbers.Real) or not 0 < validation_split < 1:
+                    raise ValueError(f"validation_split must be a number in [0, 1); got {validation_split!r}")
+                split_at = int(x.shape[0] * (1 - validation_split))
+                if split_at < 1 or split_at >= x.shape[0]:
+                    raise ValueError(
+                        f"validation_split={validation_split} leaves no training or no validation sample "
+                        f"out of {x.shape[0]}"
+                    )
+                x, x_val = x[:split_at], x[split_at:]
+                y, y_val = y[:split_at], y[split_at:]
+
+            user_callbacks = list(callbacks or [])
+            for cb in user_callbacks:
+                if not isinstance(cb, callbacks_module.Callback):
+                    raise TypeError(f"callbacks must be convforge.callbacks.Callback instances; got {cb!r}")
+            history = callbacks_module.History()
+            if resume_from is not None:
+                state = state_module.restore_training_state(self, resume_from, user_callbacks)
+                initial_epoch = state["epoch"]
+                history.history = {k: list(v) for k, v in state["history"].items()}
+                history.epoch = list(state["history_epochs"])
+            if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
+                raise ValueError(f"initial_epoch must be a non-negative int; got {initial_epoch!r}")
+            initial_epoch = int(initial_epoch)
+
+            batches = _Batches(self._entry, x, y, batch_size)
+            cbs = [history, *user_callbacks]
+            if verbose:
+                cbs.insert(0, callbacks_module.ProgbarLogger(verbose))
+            callback_list = callbacks_module.CallbackList(
+                cbs, self, {"epochs": epochs, "steps": batches.steps, "verbose": verbose, "batch_size": batch_size}
+            )
+            self._fit_callbacks = user_callbacks
+            self.history = history
+            self.stop_training = False
+            # TerminateOnNaN reports (and stops at) the first non-finite loss itself.
+            self._warned_skip = any(isinstance(cb, callbacks_module.TerminateOnNaN) for cb in user_callbacks)
+            logs: dict = {}
+            blas = single_threaded_blas()
+            try:
+                blas.__enter__()
+                callback_list.on_train_begin()
+                for epoch in range(initial_epoch, epochs):
+                    self._current_epoch = epoch
+                    callback_list.on_epoch_begin(epoch)
+                    logs = self._train_epoch(batches, shuffle, callback_list)
+                    if x_val is not None:
+                        val_logs = self._evaluate_batches(_Batches(self._entry, x_val, y_val, val_batch_size))
+                        logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                    history.skipped_batches.append(self._skipped_batches)
+                    self.epochs_completed = epoch + 1
+                    callback_list.on_epoch_end(epoch, logs)
+                    if self.stop_training:
+                        break
+                callback_list.on_train_end(logs)
+            finally:
+                blas.__exit__()
+                self._fit_callbacks = []
+                self._last_batch = None
+                self._clear_caches()
+            return history
         finally:
             if owner:
                 self._fit_thread = None
-
-    def _fit(
-        self,
-        x=None,
-        y=None,
-        batch_size=None,
-        epochs=1,
-        verbose="auto",
-        callbacks=None,
-        validation_split=0.0,
-        validation_data=None,
-        shuffle=True,
-        initial_epoch=0,
-        validation_batch_size=None,
-        resume_from=None,
-    ):
-        """``fit`` once it owns the model (see ``fit``)."""
-        self._require_compiled("fit")
-        if x is None:
-            raise ValueError("fit needs training data x (and y)")
-        self._build_from_data(x)
-        self._plan_backward()
-        self._resolve_loss_path()
-        batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
-        val_batch_size = (
-            batch_size
-            if validation_batch_size is None
-            else _positive_int(validation_batch_size, "validation_batch_size")
-        )
-        epochs = int(epochs) if isinstance(epochs, numbers.Integral) and not isinstance(epochs, bool) else epochs
-        if not isinstance(epochs, int) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative int; got {epochs!r}")
-        verbose = _verbosity(verbose)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
-        x, y = self._prepare(x, y)
-
-        x_val = y_val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            x_val, y_val = self._prepare(*validation_data, argument="validation_data[0]")
-        elif validation_split:
-            if not isinstance(validation_split, numbers.Real) or not 0 < validation_split < 1:
-                raise ValueError(f"validation_split must be a number in [0, 1); got {validation_split!r}")
-            split_at = int(x.shape[0] * (1 - validation_split))
-            if split_at < 1 or split_at >= x.shape[0]:
-                raise ValueError(
-                    f"validation_split={validation_split} leaves no training or no validation sample "
-                    f"out of {x.shape[0]}"
-                )
-            x, x_val = x[:split_at], x[split_at:]
-            y, y_val = y[:split_at], y[split_at:]
-
-        user_callbacks = list(callbacks or [])
-        for cb in user_callbacks:
-            if not isinstance(cb, callbacks_module.Callback):
-                raise TypeError(f"callbacks must be convforge.callbacks.Callback instances; got {cb!r}")
-        history = callbacks_module.History()
-        if resume_from is not None:
-            state = state_module.restore_training_state(self, resume_from, user_callbacks)
-            initial_epoch = state["epoch"]
-            history.history = {k: list(v) for k, v in state["history"].items()}
-            history.epoch = list(state["history_epochs"])
-        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
-            raise ValueError(f"initial_epoch must be a non-negative int; got {initial_epoch!r}")
-        initial_epoch = int(initial_epoch)
-
-        batches = _Batches(self._entry, x, y, batch_size)
-        cbs = [history, *user_callbacks]
-        if verbose:
-            cbs.insert(0, callbacks_module.ProgbarLogger(verbose))
-        callback_list = callbacks_module.CallbackList(
-            cbs, self, {"epochs": epochs, "steps": batches.steps, "verbose": verbose, "batch_size": batch_size}
-        )
-        self._fit_callbacks = user_callbacks
-        self.history = history
-        self.stop_training = False
-        # TerminateOnNaN reports (and stops at) the first non-finite loss itself.
-        self._warned_skip = any(isinstance(cb, callbacks_module.TerminateOnNaN) for cb in user_callbacks)
-        logs: dict = {}
-        blas = single_threaded_blas()
-        try:
-            blas.__enter__()
-            callback_list.on_train_begin()
-            for epoch in range(initial_epoch, epochs):
-                self._current_epoch = epoch
-                callback_list.on_epoch_begin(epoch)
-                logs = self._train_epoch(batches, shuffle, callback_list)
-                if x_val is not None:
-                    val_logs = self._evaluate_batches(_Batches(self._entry, x_val, y_val, val_batch_size))
-                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
-                history.skipped_batches.append(self._skipped_batches)
-                self.epochs_completed = epoch + 1
-                callback_list.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
-            callback_list.on_train_end(logs)
-        finally:
-            blas.__exit__()
-            self._fit_callbacks = []
-            self._last_batch = None
-            self._clear_caches()
-        return history
 
     def _train_epoch(self, batches: _Batches, shuffle: bool, callback_list) -> dict:
         loss_mean = metrics_module.Mean(name="loss")
