@@ -489,3 +489,16 @@ def test_dense_pool_relu_per_pass_forms_with_out(rng):
     assert F.relu_backward(xp, g, out=r) is r
     with pytest.raises(ValueError, match="out_indices is given but return_indices is False"):
         F.max_pool2d(xp, 2, out_indices=io)
+
+
+def test_need_weight_grad_false_computes_dx_alone(rng, monkeypatch):
+    case = CASES["lenet_c3"]
+    x, w, _ = make_case(case, np.float32, rng)
+    dy = rng.standard_normal((case.n, case.k, *core_args(case)[3])).astype(np.float32)
+    dx_all, _, _ = F.conv2d_backward(dy, x, w, **conv_args(case))
+    monkeypatch.setattr(F, "conv2d_backward_weights", lambda *a, **k: pytest.fail("weight gradient computed"))
+    dx, dw, db = F.conv2d_backward(dy, x, w, **conv_args(case), need_weight_grad=False)
+    assert dw is None and db is None
+    np.testing.assert_array_equal(dx, dx_all)
+    with pytest.raises(TypeError, match="need_weight_grad must be True or False"):
+        F.conv2d_backward(dy, x, w, **conv_args(case), need_weight_grad=1)

@@ -92,6 +92,8 @@ def _same_dtype(reference_name: str, reference: np.ndarray, **others: np.ndarray
 
 
 def _flag(value, name: str) -> bool:
+    if value is True or value is False:
+        return value
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
@@ -172,6 +174,8 @@ def conv2d_algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, dtype=n
 
 
 def _shape4(shape, name: str, batch: bool = False) -> tuple:
+    if type(shape) is tuple and len(shape) == 4 and all(type(d) is int and 0 < d <= _params.MAX_PARAM for d in shape):
+        return shape  # the common case, known without the ABC checks below (10 us a call)
     if not isinstance(shape, (tuple, list)) or len(shape) != 4 or not all(
         isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in shape
     ):
@@ -221,6 +225,17 @@ def _zeros(out, shape: tuple, dtype) -> np.ndarray:
     return out
 
 
+def _usable(a) -> bool:
+    return type(a) is np.ndarray and a.flags.c_contiguous and a.flags.aligned
+
+
+def _arrays(*arrays, optional=()) -> bool:
+    """Every one of ``arrays`` (and of ``optional``, unless None) a C-contiguous, aligned
+    numpy.ndarray: what the shortcuts require, so that they never copy before the bindings'
+    checks."""
+    return all(_usable(a) for a in arrays) and all(a is None or _usable(a) for a in optional)
+
+
 def _output(out, name: str, shape: tuple, dtype) -> np.ndarray | None:
     """``out`` for the bindings, which check it fully (dtype, shape, contiguity, writeable,
     overlap with the inputs) before anything is written; here only what they cannot say well."""
@@ -265,6 +280,11 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, *, relu=False, out=Non
     The algorithm that runs is reported by :func:`conv2d_algorithms` and can be
     forced with :func:`force_conv2d_algorithm`.
     """
+    if _plan is not None and _arrays(x, w, optional=(b, out)) and x.size and (relu is True or relu is False):
+        # A caller that built the plan (the layers, once per image size): the bindings check
+        # every array against it (dtype, shapes, contiguity, writeable out, no overlap).
+        return _core.conv2d_fwd(x, w, b, _plan.stride, _plan.pads, _plan.dilation, out, relu,
+                                _forced_conv_algo.get("fwd"))
     x = _ready(x, "x", 4, "(N, C, H, W)", batch=True)
     w = _ready(w, "w", 4, "(K, C, R, S)")
     if b is not None:
@@ -301,6 +321,9 @@ def conv2d_backward_data(dy, w, x_shape, stride=1, padding=0, dilation=1, *, out
     -------
     dx : ndarray, shape ``x_shape``
     """
+    if _plan is not None and _arrays(dy, w, optional=(out,)) and dy.size and type(x_shape) is tuple:  # see conv2d
+        return _core.conv2d_bwd_data(dy, w, x_shape, _plan.stride, _plan.pads, _plan.dilation, out,
+                                     _forced_conv_algo.get("bwd_data"))
     dy = _ready(dy, "dy", 4, "(N, K, OH, OW)", batch=True)
     w = _ready(w, "w", 4, "(K, C, R, S)")
     _same_dtype("dy", dy, w=w)
@@ -338,6 +361,10 @@ def conv2d_backward_weights(dy, x, w_shape, stride=1, padding=0, dilation=1, *, 
     (dw, db or None)
         Shapes (K, C, R, S) and (K,).
     """
+    if (_plan is not None and _arrays(dy, x, optional=(out_w, out_b)) and dy.size and type(w_shape) is tuple
+            and (need_bias_grad is True or need_bias_grad is False)):  # see conv2d
+        return _core.conv2d_bwd_weights(dy, x, w_shape, _plan.stride, _plan.pads, _plan.dilation, need_bias_grad,
+                                        out_w, out_b, _forced_conv_algo.get("bwd_weights"))
     dy = _ready(dy, "dy", 4, "(N, K, OH, OW)", batch=True)
     x = _ready(x, "x", 4, "(N, C, H, W)", batch=True)
     _same_dtype("x", x, dy=dy)
@@ -618,6 +645,8 @@ def relu(x, out=None):
     NaN propagates (``relu(nan)`` is NaN) and ``relu(-0.0)`` is ``+0.0``.
     With ``out=x`` the operation is done in place.
     """
+    if out is x and type(x) is np.ndarray and x.flags.c_contiguous and x.size:  # in place (the layers)
+        return _core.relu_fwd(x, x)  # the bindings check x (dtype, alignment, writeable)
     x_in = _array(x, "x", batch=True)
     if out is None:
         if x_in.size == 0:  # an empty batch
@@ -645,6 +674,11 @@ def relu_backward(dy, x, *, out=None):
     ``out`` (optional) receives the result: C-contiguous, writeable, and either
     ``dy`` or ``x`` itself or sharing no memory with them.
     """
+    if (_arrays(dy, x, optional=(out,)) and dy.shape == x.shape and dy.dtype in _FLOATS and x.dtype == dy.dtype and dy.size
+            and (out is None or (out.shape == x.shape and out.dtype == x.dtype))):
+        # Arrays of one shape: the bindings check the rest (dtype, contiguity, out=) with the
+        # same messages; skipping _array's checks here saves a few us per call.
+        return _core.relu_bwd(dy, x, out)
     dy = _array(dy, "dy", batch=True)
     x = _array(x, "x", batch=True)
     _same_dtype("x", x, dy=dy)
