@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from gradients import numerical_grad
 from shapes import TEST_CONV
+from winograd_bound import assert_within_winograd_bound, backward_data_magnitude, forward_magnitude
 
 import convforge
 from convforge import _core, _params
@@ -111,6 +112,8 @@ MUST_DECLINE = {
     ("bwd_data", "direct"): ["lenet_c3", "w7", "keras_c1"],  # 6 channels, stride 2, 1 channel
     ("bwd_data", "tapwise_gemm"): ["w3", "lenet_c1", "stride3", "direct_bwd_same"],  # padded or strided
     ("bwd_data", "implicit_gemm"): ["stride3", "w7", "k_blocked_s2"],  # strided
+    ("fwd", "winograd_f4x3"): ["w7", "w17", "stride3", "dilation2", "lenet_c1"],  # stride 2, 3x1, stride 3, dilated, 5x5
+    ("bwd_data", "winograd_f4x3"): ["w7", "w17", "stride3", "dilation2", "lenet_c1"],
     ("bwd_weights", "outer"): ["outer_kw8", "lenet_c1", "dilation_hw", "stride3"],  # 8-wide, 6 filters, dw 3, 5 filters
     ("bwd_weights", "implicit_dot"): ["stride3", "w33", "outer_stem"],  # strided
 }
@@ -173,7 +176,14 @@ def test_forced_algorithm_matches_oracle_or_declines(case, pass_algo, isa):
         assert outputs == []
         return
     got = run_pass(case, pass_, algorithm, data)
-    out_hw = core_args(case)[3]
+    stride, pads, dilation, out_hw = core_args(case)
+    if algorithm == "winograd_f4x3":  # the transform's own bound (tests/winograd_bound.py)
+        if pass_ == "fwd":
+            want, mag, channels = data["fwd"][0], forward_magnitude(data["x"], data["w"], data["b"], pads, out_hw), case.c
+        else:
+            want, mag, channels = data["bwd"][0][0], backward_data_magnitude(data["dy"], data["w"], pads, (case.h, case.w)), case.k
+        assert_within_winograd_bound(got[0], want, mag, channels, np.float32)
+        return
     if pass_ == "fwd":
         (want, mag), terms = data["fwd"], [case.c * case.r * case.s + 1]
     elif pass_ == "bwd_data":
@@ -479,3 +489,16 @@ def test_dense_pool_relu_per_pass_forms_with_out(rng):
     assert F.relu_backward(xp, g, out=r) is r
     with pytest.raises(ValueError, match="out_indices is given but return_indices is False"):
         F.max_pool2d(xp, 2, out_indices=io)
+
+
+def test_need_weight_grad_false_computes_dx_alone(rng, monkeypatch):
+    case = CASES["lenet_c3"]
+    x, w, _ = make_case(case, np.float32, rng)
+    dy = rng.standard_normal((case.n, case.k, *core_args(case)[3])).astype(np.float32)
+    dx_all, _, _ = F.conv2d_backward(dy, x, w, **conv_args(case))
+    monkeypatch.setattr(F, "conv2d_backward_weights", lambda *a, **k: pytest.fail("weight gradient computed"))
+    dx, dw, db = F.conv2d_backward(dy, x, w, **conv_args(case), need_weight_grad=False)
+    assert dw is None and db is None
+    np.testing.assert_array_equal(dx, dx_all)
+    with pytest.raises(TypeError, match="need_weight_grad must be True or False"):
+        F.conv2d_backward(dy, x, w, **conv_args(case), need_weight_grad=1)

@@ -187,3 +187,15 @@ def test_dense_bad_input_is_refused(case, rng):
         call(x, w, b)
     for a, c in zip((x, w, b), copies):
         np.testing.assert_array_equal(a, c)
+
+
+def test_need_weight_grad_false_computes_dx_alone(monkeypatch):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((9, 13)).astype(np.float32)
+    w = rng.standard_normal((13, 4)).astype(np.float32)
+    dy = rng.standard_normal((9, 4)).astype(np.float32)
+    dx_all, _, _ = F.dense_backward(dy, x, w)
+    monkeypatch.setattr(F, "dense_backward_weights", lambda *a, **k: pytest.fail("weight gradient computed"))
+    dx, dw, db = F.dense_backward(dy, x, w, need_weight_grad=False)
+    assert dw is None and db is None
+    np.testing.assert_array_equal(dx, dx_all)

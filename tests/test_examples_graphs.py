@@ -57,3 +57,15 @@ def test_short_run_writes_model_history_and_report(example, name, tmp_path, caps
     model = convforge.load_model(out / f"{name}.npz")
     x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
     assert model.predict(x, verbose=0).shape == (4, 10)
+
+
+def test_resnet_graph_float64_gradient_check():
+    """A tiny ResNet (BatchNorm, projection and identity shortcuts, Add, global pooling): the
+    backpropagated gradients of every weight match central differences in float64."""
+    from convforge.gradcheck import check_model_gradients
+
+    model = train_resnet.resnet(3, widths=(3, 4), blocks=2, input_shape=(6, 6, 2))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(1)
+    report = check_model_gradients(model, rng.standard_normal((5, 6, 6, 2)), rng.integers(0, 3, 5), num_coords=4)
+    assert report.passed, str(report)

@@ -550,3 +550,28 @@ def test_same_seed_same_weights_in_float32_and_float64():
     convforge.seed(9)
     b = built(layers.Conv2D(4, 3), (2, 5, 5), np.float64).params["kernel"]
     np.testing.assert_array_equal(a, b.astype(np.float32))
+
+
+@pytest.mark.parametrize("kind", ["conv", "dense"])
+def test_frozen_layer_backward_computes_dx_alone(kind, monkeypatch):
+    # Keras's trainable=False: no weight gradient at all (PyTorch's conv2d_input cost), same dx.
+    rng = np.random.default_rng(6)
+    if kind == "conv":
+        make, shape, x = (lambda t: layers.Conv2D(3, 3, activation="relu", trainable=t)), (2, 7, 7), \
+            rng.standard_normal((4, 2, 7, 7)).astype(np.float32)
+        weights_fn = "conv2d_backward_weights"
+    else:
+        make, shape, x = (lambda t: layers.Dense(5, activation="relu", trainable=t)), (6,), \
+            rng.standard_normal((4, 6)).astype(np.float32)
+        weights_fn = "dense_backward_weights"
+    live, frozen = built(make(True), shape, np.float32), built(make(False), shape, np.float32)
+    for name in live.params:
+        frozen.params[name][...] = live.params[name]
+    dy = rng.standard_normal(live.forward(x, training=True).shape).astype(np.float32)
+    want = live.backward(dy).copy()
+    assert set(live.grads) == set(live.params)
+    monkeypatch.setattr(F, weights_fn, lambda *a, **k: pytest.fail("weight gradient computed"))
+    frozen.forward(x, training=True)
+    np.testing.assert_array_equal(frozen.backward(dy), want)
+    assert frozen.grads == {}
+    assert frozen.count_trainable_params() == 0

@@ -507,12 +507,23 @@ def test_keras_exported_model_imports_and_predicts_like_keras(tmp_path):
         x = images((4, 28, 28, 1))
         expected = np.asarray(net.predict(x, verbose=0))
         net.export(tmp_path / "keras.onnx", format="onnx", verbose=False)
+        # A graph: the input read by two transposes, merged channels-last views, an image output.
+        i = keras.Input((10, 9, 3))
+        y = keras.layers.Add()([keras.layers.Conv2D(4, 3, padding="same", activation="relu")(i),
+                                keras.layers.Conv2D(4, 1)(i)])
+        graph = keras.Model(i, keras.layers.MaxPooling2D(2)(y))
+        x_graph = images((2, 10, 9, 3))
+        expected_graph = np.asarray(graph.predict(x_graph, verbose=0))
+        graph.export(tmp_path / "graph.onnx", format="onnx", verbose=False)
     model = convforge.load_model(tmp_path / "keras.onnx")
     assert [type(layer).__name__ for layer in model.layers] == [
         "Conv2D", "MaxPooling2D", "Conv2D", "AveragePooling2D", "Flatten", "Dense", "Dense"
     ]
     assert model.count_params() == net.count_params()
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    if hasattr(convforge, "Model"):
+        model = convforge.load_model(tmp_path / "graph.onnx")
+        np.testing.assert_allclose(model.predict(x_graph, verbose=0), expected_graph, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------
@@ -693,3 +704,17 @@ def test_damaged_bytes_raise_model_file_error_or_load(tmp_path):
             convforge.load_model(path)
         except ModelFileError:
             pass
+
+
+def test_folded_constants_are_bounded(tmp_path):
+    # ConstantOfShape would make 2**40 values from a 5-byte shape: refused before anything is made.
+    shape = numpy_helper.from_array(np.array([2**40], np.int64), "shape")
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["big"], name="cos"),
+             helper.make_node("Reshape", ["x", "big"], ["y"], name="r")]
+    assert "too large" in load_small(save_graph(tmp_path / "m.onnx", nodes, [shape]))
+    # Many small ones add up to a budget per file.
+    small = numpy_helper.from_array(np.array([4000], np.int64), "shape")
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], [f"c{i}"], name=f"cos{i}") for i in range(300)]
+    nodes.append(helper.make_node("Concat", [f"c{i}" for i in range(300)], ["cat"], name="cat", axis=0))
+    nodes.append(helper.make_node("Reshape", ["x", "cat"], ["y"], name="r"))
+    assert "exceed" in load_small(save_graph(tmp_path / "m.onnx", nodes, [small]))

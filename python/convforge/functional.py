@@ -92,6 +92,8 @@ def _same_dtype(reference_name: str, reference: np.ndarray, **others: np.ndarray
 
 
 def _flag(value, name: str) -> bool:
+    if value is True or value is False:
+        return value
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
@@ -172,6 +174,8 @@ def conv2d_algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, dtype=n
 
 
 def _shape4(shape, name: str, batch: bool = False) -> tuple:
+    if type(shape) is tuple and len(shape) == 4 and all(type(d) is int and 0 < d <= _params.MAX_PARAM for d in shape):
+        return shape  # the common case, known without the ABC checks below (10 us a call)
     if not isinstance(shape, (tuple, list)) or len(shape) != 4 or not all(
         isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in shape
     ):
@@ -221,6 +225,17 @@ def _zeros(out, shape: tuple, dtype) -> np.ndarray:
     return out
 
 
+def _usable(a) -> bool:
+    return type(a) is np.ndarray and a.flags.c_contiguous and a.flags.aligned
+
+
+def _arrays(*arrays, optional=()) -> bool:
+    """Every one of ``arrays`` (and of ``optional``, unless None) a C-contiguous, aligned
+    numpy.ndarray: what the shortcuts require, so that they never copy before the bindings'
+    checks."""
+    return all(_usable(a) for a in arrays) and all(a is None or _usable(a) for a in optional)
+
+
 def _output(out, name: str, shape: tuple, dtype) -> np.ndarray | None:
     """``out`` for the bindings, which check it fully (dtype, shape, contiguity, writeable,
     overlap with the inputs) before anything is written; here only what they cannot say well."""
@@ -265,6 +280,11 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, *, relu=False, out=Non
     The algorithm that runs is reported by :func:`conv2d_algorithms` and can be
     forced with :func:`force_conv2d_algorithm`.
     """
+    if _plan is not None and _arrays(x, w, optional=(b, out)) and x.size and (relu is True or relu is False):
+        # A caller that built the plan (the layers, once per image size): the bindings check
+        # every array against it (dtype, shapes, contiguity, writeable out, no overlap).
+        return _core.conv2d_fwd(x, w, b, _plan.stride, _plan.pads, _plan.dilation, out, relu,
+                                _forced_conv_algo.get("fwd"))
     x = _ready(x, "x", 4, "(N, C, H, W)", batch=True)
     w = _ready(w, "w", 4, "(K, C, R, S)")
     if b is not None:
@@ -301,6 +321,9 @@ def conv2d_backward_data(dy, w, x_shape, stride=1, padding=0, dilation=1, *, out
     -------
     dx : ndarray, shape ``x_shape``
     """
+    if _plan is not None and _arrays(dy, w, optional=(out,)) and dy.size and type(x_shape) is tuple:  # see conv2d
+        return _core.conv2d_bwd_data(dy, w, x_shape, _plan.stride, _plan.pads, _plan.dilation, out,
+                                     _forced_conv_algo.get("bwd_data"))
     dy = _ready(dy, "dy", 4, "(N, K, OH, OW)", batch=True)
     w = _ready(w, "w", 4, "(K, C, R, S)")
     _same_dtype("dy", dy, w=w)
@@ -338,6 +361,10 @@ def conv2d_backward_weights(dy, x, w_shape, stride=1, padding=0, dilation=1, *, 
     (dw, db or None)
         Shapes (K, C, R, S) and (K,).
     """
+    if (_plan is not None and _arrays(dy, x, optional=(out_w, out_b)) and dy.size and type(w_shape) is tuple
+            and (need_bias_grad is True or need_bias_grad is False)):  # see conv2d
+        return _core.conv2d_bwd_weights(dy, x, w_shape, _plan.stride, _plan.pads, _plan.dilation, need_bias_grad,
+                                        out_w, out_b, _forced_conv_algo.get("bwd_weights"))
     dy = _ready(dy, "dy", 4, "(N, K, OH, OW)", batch=True)
     x = _ready(x, "x", 4, "(N, C, H, W)", batch=True)
     _same_dtype("x", x, dy=dy)
@@ -618,6 +645,8 @@ def relu(x, out=None):
     NaN propagates (``relu(nan)`` is NaN) and ``relu(-0.0)`` is ``+0.0``.
     With ``out=x`` the operation is done in place.
     """
+    if out is x and type(x) is np.ndarray and x.flags.c_contiguous and x.size:  # in place (the layers)
+        return _core.relu_fwd(x, x)  # the bindings check x (dtype, alignment, writeable)
     x_in = _array(x, "x", batch=True)
     if out is None:
         if x_in.size == 0:  # an empty batch
@@ -645,6 +674,11 @@ def relu_backward(dy, x, *, out=None):
     ``out`` (optional) receives the result: C-contiguous, writeable, and either
     ``dy`` or ``x`` itself or sharing no memory with them.
     """
+    if (_arrays(dy, x, optional=(out,)) and dy.shape == x.shape and dy.dtype in _FLOATS and x.dtype == dy.dtype and dy.size
+            and (out is None or (out.shape == x.shape and out.dtype == x.dtype))):
+        # Arrays of one shape: the bindings check the rest (dtype, contiguity, out=) with the
+        # same messages; skipping _array's checks here saves a few us per call.
+        return _core.relu_bwd(dy, x, out)
     dy = _array(dy, "dy", batch=True)
     x = _array(x, "x", batch=True)
     _same_dtype("x", x, dy=dy)
@@ -696,7 +730,7 @@ def _channel_vectors(x: np.ndarray, **vectors) -> dict:
 
 
 def _bn_input(x, name="x") -> np.ndarray:
-    x = _array(x, name)
+    x = _array(x, name, batch=True)
     if x.ndim < 2:
         raise ValueError(f"{name} must have at least 2 dimensions (N, C, ...) with channels on axis 1, got shape {x.shape}")
     return x
@@ -721,11 +755,22 @@ def batch_norm(x, gamma=None, beta=None, eps=1e-3, *, out=None, out_mean=None, o
         the biased (population) variance per channel, as Keras uses to update
         its moving variance. Sums are accumulated in double (two passes: the
         mean, then squared deviations from it), so float32 batches of any size
-        keep full float32 accuracy.
+        keep full float32 accuracy. An empty batch (N = 0) gives an empty ``y``
+        and NaN statistics (the mean of nothing, as ``np.mean``), which a caller
+        must not fold into moving statistics.
     """
     x = _bn_input(x)
     v = _channel_vectors(x, gamma=gamma, beta=beta)
-    return _core.batchnorm_fwd_training(_contiguous(x), v["gamma"], v["beta"], _eps(eps), out, out_mean, out_var)
+    eps = _eps(eps)
+    if x.shape[0] == 0:  # no images: an empty result and undefined (NaN) batch statistics
+        channels = (x.shape[1],)
+        y = _zeros(_output(out, "out", x.shape, x.dtype), x.shape, x.dtype)
+        stats = [_output(o, name, channels, x.dtype) for o, name in ((out_mean, "out_mean"), (out_var, "out_var"))]
+        stats = [np.full(channels, np.nan, x.dtype) if o is None else o for o in stats]
+        for o in stats:
+            o[...] = np.nan
+        return y, stats[0], stats[1]
+    return _core.batchnorm_fwd_training(_contiguous(x), v["gamma"], v["beta"], eps, out, out_mean, out_var)
 
 
 def batch_norm_inference(x, mean, var, gamma=None, beta=None, eps=1e-3, *, out=None):
@@ -737,7 +782,10 @@ def batch_norm_inference(x, mean, var, gamma=None, beta=None, eps=1e-3, *, out=N
     if mean is None or var is None:
         raise TypeError("mean and var are required: the moving statistics, arrays of shape (C,)")
     v = _channel_vectors(x, mean=mean, var=var, gamma=gamma, beta=beta)
-    return _core.batchnorm_fwd_inference(_contiguous(x), v["mean"], v["var"], v["gamma"], v["beta"], _eps(eps), out)
+    eps = _eps(eps)
+    if x.shape[0] == 0:  # no images: an empty batch of outputs
+        return _zeros(_output(out, "out", x.shape, x.dtype), x.shape, x.dtype)
+    return _core.batchnorm_fwd_inference(_contiguous(x), v["mean"], v["var"], v["gamma"], v["beta"], eps, out)
 
 
 def batch_norm_backward(dy, x, mean, var, gamma=None, eps=1e-3, need_input_grad=True, *, out=None,
@@ -766,7 +814,13 @@ def batch_norm_backward(dy, x, mean, var, gamma=None, eps=1e-3, need_input_grad=
         raise TypeError("mean and var are required: the batch statistics batch_norm returned")
     v = _channel_vectors(x, mean=mean, var=var, gamma=gamma)
     need_input_grad = _flag(need_input_grad, "need_input_grad")
-    return _core.batchnorm_bwd(_contiguous(dy), _contiguous(x), v["mean"], v["var"], v["gamma"], _eps(eps),
+    eps = _eps(eps)
+    if x.shape[0] == 0:  # no images: an empty dx; dgamma and dbeta are sums over nothing
+        channels = (x.shape[1],)
+        dx = _zeros(_output(out, "out", x.shape, x.dtype), x.shape, x.dtype) if need_input_grad else None
+        return (dx, _zeros(_output(out_gamma, "out_gamma", channels, x.dtype), channels, x.dtype),
+                _zeros(_output(out_beta, "out_beta", channels, x.dtype), channels, x.dtype))
+    return _core.batchnorm_bwd(_contiguous(dy), _contiguous(x), v["mean"], v["var"], v["gamma"], eps,
                                need_input_grad, out, out_gamma, out_beta)
 
 
@@ -776,7 +830,7 @@ def _global_pool_input_shape(input_shape, dy: np.ndarray) -> tuple:
     ):
         raise TypeError(f"input_shape must be a tuple of 4 ints (N, C, H, W), got {input_shape!r}")
     input_shape = tuple(int(d) for d in input_shape)
-    if len(input_shape) != 4 or input_shape[:2] != dy.shape or min(input_shape) < 1:
+    if len(input_shape) != 4 or input_shape[:2] != dy.shape or min(input_shape[1:]) < 1:
         raise ValueError(f"input_shape must be (N, C, H, W) with N, C = {dy.shape} of dy, got {input_shape}")
     if max(input_shape) > _params.MAX_PARAM or math.prod(input_shape) > _params.MAX_ELEMENTS:
         raise ValueError(f"input_shape {input_shape} is too large")
@@ -785,14 +839,19 @@ def _global_pool_input_shape(input_shape, dy: np.ndarray) -> tuple:
 
 def global_avg_pool2d(x, *, out=None):
     """Mean of each feature map: x ``(N, C, H, W)`` -> ``(N, C)`` (summed in double)."""
-    x = _array(x, "x", 4, "(N, C, H, W)")
+    x = _array(x, "x", 4, "(N, C, H, W)", batch=True)
+    if x.shape[0] == 0:  # no images: an empty batch of outputs
+        return _zeros(_output(out, "out", x.shape[:2], x.dtype), x.shape[:2], x.dtype)
     return _core.global_avg_pool2d_fwd(_contiguous(x), out)
 
 
 def global_avg_pool2d_backward(dy, input_shape, *, out=None):
     """Gradient of :func:`global_avg_pool2d`: ``dy[n, c] / (H * W)`` over each map."""
-    dy = _array(dy, "dy", 2, "(N, C)")
-    return _core.global_avg_pool2d_bwd(_contiguous(dy), _global_pool_input_shape(input_shape, dy), out)
+    dy = _array(dy, "dy", 2, "(N, C)", batch=True)
+    input_shape = _global_pool_input_shape(input_shape, dy)
+    if dy.shape[0] == 0:  # no images
+        return _zeros(_output(out, "out", input_shape, dy.dtype), input_shape, dy.dtype)
+    return _core.global_avg_pool2d_bwd(_contiguous(dy), input_shape, out)
 
 
 def global_max_pool2d(x, return_indices=False, *, out=None, out_indices=None):
@@ -801,8 +860,15 @@ def global_max_pool2d(x, return_indices=False, *, out=None, out_indices=None):
 
     The first maximum wins ties; a map holding a NaN has NaN as its maximum (as :func:`max_pool2d`).
     """
-    x = _array(x, "x", 4, "(N, C, H, W)")
-    return _core.global_max_pool2d_fwd(_contiguous(x), _flag(return_indices, "return_indices"), out, out_indices)
+    x = _array(x, "x", 4, "(N, C, H, W)", batch=True)
+    return_indices = _flag(return_indices, "return_indices")
+    if x.shape[0] == 0:  # no images: an empty batch of outputs
+        shape = x.shape[:2]
+        y = _zeros(_output(out, "out", shape, x.dtype), shape, x.dtype)
+        if not return_indices:
+            return y
+        return y, _zeros(_output(out_indices, "out_indices", shape, np.int64), shape, np.int64)
+    return _core.global_max_pool2d_fwd(_contiguous(x), return_indices, out, out_indices)
 
 
 def global_max_pool2d_backward(dy, indices, input_shape, *, out=None):
@@ -810,7 +876,7 @@ def global_max_pool2d_backward(dy, indices, input_shape, *, out=None):
 
     Unlike TensorFlow, which splits the gradient between tied maxima, it all goes to the first.
     """
-    dy = _array(dy, "dy", 2, "(N, C)")
+    dy = _array(dy, "dy", 2, "(N, C)", batch=True)
     if not isinstance(indices, np.ndarray):
         raise TypeError(f"indices must be a numpy.ndarray, got {type(indices).__name__}")
     if indices.dtype != np.int64:
@@ -818,6 +884,8 @@ def global_max_pool2d_backward(dy, indices, input_shape, *, out=None):
     if indices.shape != dy.shape:
         raise ValueError(f"indices must have the shape of dy {dy.shape}, got {indices.shape}")
     input_shape = _global_pool_input_shape(input_shape, dy)
+    if dy.shape[0] == 0:  # no images
+        return _zeros(_output(out, "out", input_shape, dy.dtype), input_shape, dy.dtype)
     indices = indices if indices.flags.c_contiguous and indices.flags.aligned else indices.copy(order="C")
     return _core.global_max_pool2d_bwd(_contiguous(dy), indices, input_shape, out)
 
@@ -851,14 +919,17 @@ def depthwise_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, *, out=None)
     -------
     y : ndarray, shape (N, C * M, OH, OW)
     """
-    x = _array(x, "x", 4, "(N, C, H, W)")
+    x = _array(x, "x", 4, "(N, C, H, W)", batch=True)
     w = _array(w, "w", 4, "(C * M, 1, KH, KW)")
     if b is not None:
         b = _array(b, "b", 1, "(C * M,)")
         if b.shape[0] != w.shape[0]:
             raise ValueError(f"b must have shape ({w.shape[0]},), one bias per filter of w, got {b.shape}")
     _same_dtype("x", x, w=w, b=b)
-    stride, pads, dilation, _ = _depthwise_setup(x.shape, w.shape, stride, padding, dilation)
+    stride, pads, dilation, out_hw = _depthwise_setup(x.shape, w.shape, stride, padding, dilation)
+    if x.shape[0] == 0:  # no images: an empty batch of outputs
+        shape = (0, w.shape[0], *out_hw)
+        return _zeros(_output(out, "out", shape, x.dtype), shape, x.dtype)
     b = None if b is None else _contiguous(b)
     return _core.depthwise_conv2d_fwd(_contiguous(x), _contiguous(w), b, stride, pads, dilation, out)
 
@@ -866,8 +937,8 @@ def depthwise_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, *, out=None)
 def depthwise_conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=True, need_bias_grad=True,
                               *, out=None, out_w=None, out_b=None):
     """Gradients of :func:`depthwise_conv2d`: ``(dx or None, dw, db or None)``."""
-    dy = _array(dy, "dy", 4, "(N, C * M, OH, OW)")
-    x = _array(x, "x", 4, "(N, C, H, W)")
+    dy = _array(dy, "dy", 4, "(N, C * M, OH, OW)", batch=True)
+    x = _array(x, "x", 4, "(N, C, H, W)", batch=True)
     w = _array(w, "w", 4, "(C * M, 1, KH, KW)")
     _same_dtype("x", x, w=w, dy=dy)
     need_input_grad = _flag(need_input_grad, "need_input_grad")
@@ -876,6 +947,12 @@ def depthwise_conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_in
     expected = (x.shape[0], w.shape[0], *out_hw)
     if dy.shape != expected:
         raise ValueError(f"dy must have the shape of depthwise_conv2d's output {expected}, got {dy.shape}")
+    if x.shape[0] == 0:  # no images: an empty dx; dw and db are sums over nothing
+        bias_shape = (w.shape[0],)
+        dx = _zeros(_output(out, "out", x.shape, x.dtype), x.shape, x.dtype) if need_input_grad else None
+        dw = _zeros(_output(out_w, "out_w", w.shape, x.dtype), w.shape, x.dtype)
+        db = _zeros(_output(out_b, "out_b", bias_shape, x.dtype), bias_shape, x.dtype) if need_bias_grad else None
+        return dx, dw, db
     dy, w = _contiguous(dy), _contiguous(w)
     dx = _core.depthwise_conv2d_bwd_data(dy, w, x.shape, stride, pads, dilation, out) if need_input_grad else None
     dw, db = _core.depthwise_conv2d_bwd_weights(dy, _contiguous(x), w.shape, stride, pads, dilation, need_bias_grad,

@@ -181,10 +181,13 @@ def _plots(model, history, x_test, out_dir) -> list[str]:
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
 
-    if not hasattr(model, "activations"):
-        return written
-    maps = model.activations(x_test[:1])
-    names = [layer.name for layer in model.layers]
+    if hasattr(model, "activations"):
+        maps = model.activations(x_test[:1])
+        names = [layer.name for layer in model.layers]
+    else:  # a graph: Keras's feature-map recipe, one model whose outputs are the layers' outputs
+        shown = [layer for layer in model.layers[1:] if len(layer.output.shape) == 4]
+        maps = convforge.Model(model.inputs, [layer.output for layer in shown]).predict(x_test[:1], verbose=0)
+        names = [layer.name for layer in shown]
     shown = [(n, a[0]) for n, a in zip(names, maps) if a.ndim == 4][:12]  # (H, W, C) feature maps
     rows = len(shown) + 1
     cols = min(16, max(a.shape[-1] for _, a in shown))

@@ -26,6 +26,7 @@
 #include "kernels/conv2d/conv2d_bwd_weights.h"
 #include "kernels/conv2d/conv2d_direct.h"
 #include "kernels/conv2d/conv2d_fwd.h"
+#include "kernels/conv2d/conv2d_winograd.h"
 #include "kernels/kernels.h"
 
 namespace convforge {
@@ -60,6 +61,35 @@ struct Conv2dAlgos {
     conv2d_fwd_unit_stride<UK>(s, t.src, t.wei, t.bias, t.dst);
   }
   static void fwd_im2col(const ConvShape& s, const Tensors& t) { conv2d_fwd_im2col<UK>(s, t.src, t.wei, t.bias, t.dst); }
+
+  // ---- Winograd F(4x4, 3x3), forward and backward-data (conv2d_winograd.h) -----------------
+  // Applies to every 3x3 unit-stride problem: where an inf or NaN (or an overflow) would spread
+  // through its transforms, it hands the whole problem to the next algorithm of its list that
+  // applies and pays, so its result is always exact in the lists' sense.
+  static void run_next(ConvPass pass, void (*self)(const ConvShape&, const Tensors&), const ConvShape& s,
+                       const Tensors& t) {
+    const ConvAlgoList<T> l = list(pass);
+    int i = 0;
+    while (i < l.count && l.algos[i].run != self) ++i;
+    for (++i; i < l.count; ++i) {
+      const ConvAlgo<T>& a = l.algos[i];
+      if (a.applies(s, t) && (a.pays == nullptr || a.pays(s))) {
+        a.run(s, t);
+        return;
+      }
+    }
+  }
+  static bool fwd_winograd_applies(const ConvShape& s, const Tensors&) { return winograd_applies(s); }
+  static bool fwd_winograd_pays(const ConvShape& s) { return winograd_pays<T>(s); }
+  static void fwd_winograd(const ConvShape& s, const Tensors& t) {
+    if (!conv2d_winograd<UK>(s, t.src, t.wei, false, t.bias, t.dst)) run_next(ConvPass::fwd, fwd_winograd, s, t);
+  }
+  static bool bwd_data_winograd_applies(const ConvShape& s, const Tensors&) { return winograd_applies(s); }
+  static bool bwd_data_winograd_pays(const ConvShape& s) { return winograd_pays<T>(bwd_data_as_forward(s)); }
+  static void bwd_data_winograd(const ConvShape& s, const Tensors& t) {
+    if (!conv2d_winograd<UK>(bwd_data_as_forward(s), t.diff_dst, t.wei, true, nullptr, t.diff_src))
+      run_next(ConvPass::bwd_data, bwd_data_winograd, s, t);
+  }
 
   // ---- backward data ----------------------------------------------------------------------
   // The unit-stride forms multiply weights by dy's zero padding; with an inf or NaN weight that
@@ -130,12 +160,14 @@ struct Conv2dAlgos {
 
   static ConvAlgoList<T> list(ConvPass pass) {
     static const Entry fwd[] = {
+        {true, {"winograd_f4x3", fwd_winograd_applies, fwd_winograd_pays, fwd_winograd}},
         {kDirect, {"direct", fwd_direct_applies, nullptr, fwd_direct}},
         {kDirect, {"pixels", fwd_pixels_applies, nullptr, fwd_pixels}},
         {true, {"implicit_gemm", fwd_implicit_applies, nullptr, fwd_implicit}},
         {true, {"im2col_gemm", always, nullptr, fwd_im2col}},
     };
     static const Entry bwd_data[] = {
+        {true, {"winograd_f4x3", bwd_data_winograd_applies, bwd_data_winograd_pays, bwd_data_winograd}},
         {kDirect, {"direct", bwd_data_direct_applies, nullptr, bwd_data_direct}},
         {true, {"tapwise_gemm", bwd_data_tapwise_applies_, bwd_data_tapwise_pays_, bwd_data_tapwise}},
         {true, {"implicit_gemm", bwd_data_implicit_applies, nullptr, bwd_data_implicit}},

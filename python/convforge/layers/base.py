@@ -231,7 +231,8 @@ class Layer:
         Per-sample shape of the model's input, Keras style, given to the first
         layer: ``(28, 28, 1)`` (height, width, channels) or ``(784,)``.
     trainable : bool
-        ``False`` freezes the layer's weights (the optimizer skips them).
+        ``False`` freezes the layer's weights, as in Keras: the optimizer skips them, and
+        Conv2D and Dense compute no weight gradient (their backward costs dx alone).
 
     Writing a layer
     ---------------

@@ -196,6 +196,9 @@ class Conv2D(Layer):
         dx = None
         if self.input_grad_needed:
             dx = F.conv2d_backward_data(dy, w, x.shape, *args, _plan=plan, out=buffers("dx", x.shape, x.dtype))
+        if not self.trainable:  # frozen (Keras's trainable=False): dx alone, no weight gradient
+            self.grads.clear()
+            return dx
         dw, db = F.conv2d_backward_weights(
             dy, x, w.shape, *args, need_bias_grad=self.use_bias, _plan=plan,
             out_w=buffers("dw", w.shape, w.dtype),

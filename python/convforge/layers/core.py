@@ -137,6 +137,13 @@ class Dense(Layer):
                 f"layer {self.name!r} (Dense): backward expects dy of shape {(x.shape[0], self.units)} and dtype "
                 f"{kernel.dtype}; got {dz.dtype} {dz.shape}"
             )
+        if not self.trainable:  # frozen (Keras's trainable=False): dx alone, no weight gradient
+            self.grads.clear()
+            if not self.input_grad_needed:
+                return None
+            if x.dtype != kernel.dtype or x.ndim != 2 or x.shape[0] == 0:
+                return dz @ kernel.T
+            return F.dense_backward_data(dz, kernel, out=buffers("dx", x.shape, kernel.dtype))
         if x.dtype != kernel.dtype or x.ndim != 2 or x.shape[0] == 0:  # an input the kernels did not take
             self.grads["kernel"] = np.matmul(x.T, dz).astype(kernel.dtype, copy=False)
             if self.use_bias:

@@ -16,9 +16,12 @@ model: float32 weights as initializers, the kernels' NCHW layout inside, one
 ``Transpose`` at the entry when the input is channels-last (the default for a
 channels-last model, as ``predict`` takes it) and one at the exit when the
 output is an image, a dynamic batch dimension named ``batch``, opset 17 by
-default (13-21 accepted: the ops used have the same meaning over that range;
-only ``Pad`` gains an optional ``axes`` input at 18 and ``AveragePool`` a
-``dilations`` attribute at 19, neither used), ``producer_name`` ``convforge``
+default (13-21 accepted: the ops written mean the same over that range, so
+one graph serves every opset. What changes there: Reshape 14 adds
+``allowzero`` and BatchNormalization 14/15 ``training_mode`` and mixed types,
+both left at their defaults; Pad 18 adds an ``axes`` input and AveragePool 19
+``dilations``, neither written; the other revisions only widen type lists),
+``producer_name`` ``convforge``
 and its version. Each layer class is translated by an *exporter* registered
 with :func:`register_exporter`; a layer without one stops the export with an
 error naming it. Dropout is the identity at inference and is left out.

@@ -281,7 +281,7 @@ def _dense(ctx, node, kernel, bias, output, after=()):
     if order is not None:
         # The input was flattened in Keras's (h, w, c) order; convforge's Flatten gives (c, h, w):
         # the same values at other positions, so the kernel's rows move with them.
-        if len(ctx._consumers.get(ctx.input_name(node), [])) != 1:
+        if ctx.readers(ctx.input_name(node)) != 1:
             raise ctx.error(node, "a channels-last flatten read by several nodes is not supported")
         permuted = np.empty_like(kernel)
         permuted[order] = kernel
@@ -381,7 +381,7 @@ def import_transpose(ctx, node):
 def _flatten_view(ctx, node, base) -> None:
     """Keras's channels-last flatten of a view: convforge's Flatten, and the (h, w, c) -> (c, h, w)
     position map for the Dense that reads it."""
-    c, h, w = ctx._shapes[ctx.resolve(base)]
+    c, h, w = ctx.ref_shape(base)
     ctx.add_layer(node, Flatten(ctx.data_format), [base], node.output[0])
     ctx.flat_order[node.output[0]] = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
 
@@ -431,7 +431,7 @@ def import_identity(ctx, node):
         training = ctx.constant(node, 2, "training_mode", required=False)
         if training is not None and bool(np.asarray(training).reshape(-1)[:1].any()):
             raise ctx.error(node, "training_mode is true: dropout at inference is not supported")
-        if len(node.output) > 1 and node.output[1] and ctx._consumers.get(node.output[1]):
+        if len(node.output) > 1 and node.output[1] and ctx.readers(node.output[1]):
             raise ctx.error(node, "its mask output is used; convforge's inference dropout has none")
     else:
         ctx.attributes(node, {})

@@ -267,34 +267,50 @@ def import_slice(ctx, node):
 _MERGES = {"Add": "Add", "Sum": "Add", "Sub": "Subtract", "Mul": "Multiply", "Mean": "Average"}
 
 
+def _merge_inputs(ctx, node):
+    """``(tensor names, their shapes, channels-last views?)`` of a merge node's inputs: computed
+    NCHW tensors, or all channels-last views (Keras's exporter), merged as their NCHW tensors."""
+    names = [n for n in node.input if n]
+    bases = [ctx.view_base(n) for n in names]
+    if all(bases):
+        return bases, [ctx.ref_shape(b) for b in bases], True
+    return names, [ctx.shape(node, i) for i in range(len(node.input)) if node.input[i]], False
+
+
 def import_merge(ctx, node):
     """Elementwise ops of two or more computed tensors of one shape: the merge layers."""
     ctx.attributes(node, {})
-    names = [n for n in node.input if n]
-    shapes = [ctx.shape(node, i) for i in range(len(node.input)) if node.input[i]]
+    names, shapes, view = _merge_inputs(ctx, node)
     if node.op_type == "Sub" and len(names) != 2 or len(names) < 2 and node.op_type not in ("Sum", "Mean"):
         raise ctx.error(node, f"{len(names)} inputs")
     if any(shape != shapes[0] for shape in shapes):
         raise ctx.error(node, f"inputs of shapes {shapes}: convforge's merge layers do not broadcast")
     if len(names) == 1:
-        ctx.consume(node, ctx.input_name(node))
+        ctx.consume(node, names[0]) if not view else (ctx.set_view(node.output[0], names[0]), ctx.consume_node(node))
         return
     layer = _layer_class(ctx, node, _MERGES[node.op_type])()
-    ctx.add_layer(node, layer, names, node.output[0], many=True)
+    _add_merge(ctx, node, layer, names, view)
+
+
+def _add_merge(ctx, node, layer, names, view):
+    output = node.output[0] + "#nchw" if view else node.output[0]
+    ctx.add_layer(node, layer, names, output, many=True)
+    if view:
+        ctx.set_view(node.output[0], output)
 
 
 def import_concat(ctx, node):
     axis = ctx.attributes(node, {"axis": None})["axis"]
-    names = [n for n in node.input if n]
-    shapes = [ctx.shape(node, i) for i in range(len(node.input)) if node.input[i]]
+    names, shapes, view = _merge_inputs(ctx, node)
     rank = len(shapes[0]) + 1
     if axis is None or not -rank <= axis < rank or axis % rank == 0:
         raise ctx.error(node, f"axis {axis} on inputs of rank {rank}: only non-batch axes can be joined", "axis")
-    internal = axis % rank
-    # Concatenate counts its axis on the channels-last tensor: NCHW's 1, 2, 3 are NHWC's 3, 1, 2.
-    keras_axis = {1: 3, 2: 1, 3: 2}[internal] if rank == 4 else internal
+    axis %= rank
+    # Concatenate counts its axis on the channels-last tensor: NCHW's 1, 2, 3 are NHWC's 3, 1, 2
+    # (a channels-last view's axes are NHWC's already).
+    keras_axis = {1: 3, 2: 1, 3: 2}[axis] if rank == 4 and not view else axis
     layer = _layer_class(ctx, node, "Concatenate")(axis=keras_axis)
-    ctx.add_layer(node, layer, names, node.output[0], many=True)
+    _add_merge(ctx, node, layer, names, view)
 
 
 for _op, _fn in (

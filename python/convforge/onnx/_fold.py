@@ -14,6 +14,8 @@ import math
 import numpy as np
 
 MAX_FOLDED = 4096
+# Most values all folded constants of one file may hold together (many small nodes add up).
+MAX_FOLDED_TOTAL = 2**20
 _TYPES = {1: np.float32, 11: np.float64, 7: np.int64, 6: np.int32, 9: np.bool_}
 
 
@@ -128,6 +130,7 @@ def _arithmetic(op):
 
 
 FOLDERS = {
+    "Identity": lambda args, attrs: args[0],
     "ConstantOfShape": _constant_of_shape,
     "Reshape": _reshape,
     "Slice": _slice,
@@ -146,8 +149,8 @@ FOLDERS = {
 
 def fold(op_type: str, args: list, attrs: dict) -> np.ndarray:
     """The value of a node of ``op_type`` whose inputs are the constants ``args``."""
-    if any(a is not None and np.asarray(a).size > MAX_FOLDED for a in args):
-        raise FoldError(f"an input of more than {MAX_FOLDED} values; convforge folds only shape arithmetic")
+    if sum(np.asarray(a).size for a in args if a is not None) > MAX_FOLDED:
+        raise FoldError(f"inputs of more than {MAX_FOLDED} values in all; convforge folds only shape arithmetic")
     try:
         result = np.asarray(FOLDERS[op_type](args, attrs))
     except FoldError:

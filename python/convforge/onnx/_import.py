@@ -68,6 +68,7 @@ class ImportContext:
             for name in node.input:
                 if name:
                     self._consumers.setdefault(name, []).append(node)
+        self.folded_values = 0  # see _fold_node
         self.steps: list[tuple] = []  # (layer, input tensor names, output tensor name)
         self._layer_names: set[str] = set()
         self._from_convforge = proto.producer_name == "convforge"
@@ -152,6 +153,10 @@ class ImportContext:
         if name not in self._shapes:
             raise self.error(node, f"input {index} ({name!r}) is a constant; convforge layers take computed tensors")
         return self._shapes[name]
+
+    def readers(self, name: str) -> int:
+        """How many nodes read the tensor ``name``."""
+        return len(self._consumers.get(name, []))
 
     def view_base(self, name: str):
         """The NCHW tensor that ``name`` is a channels-last view of, else None."""
@@ -270,9 +275,29 @@ def _is_no_op(node) -> bool:
     return False
 
 
+def _read_channels_last(nodes, name) -> bool:
+    """Is every reader of ``name`` (past no-op casts) a Transpose to NCHW?"""
+    frontier, leaves, visited = [name], [], 0
+    while frontier and len(leaves) <= 64:
+        visited += 1
+        if visited > 64:  # bounded work on any file: real exporters put at most a few casts here
+            return False
+        tensor = frontier.pop()
+        for node in nodes:
+            if tensor in node.input:
+                if _is_no_op(node):
+                    frontier.append(node.output[0])
+                else:
+                    leaves.append(node)
+    perms = [[list(a.ints) for a in n.attribute if a.name == "perm"] for n in leaves]
+    return 0 < len(leaves) <= 64 and all(
+        n.op_type == "Transpose" and p == [[0, 3, 1, 2]] for n, p in zip(leaves, perms)
+    )
+
+
 def _entry(path, graph, nodes, input_layout):
-    """The graph's input: ``(name, spec, data_format, internal shape, entry tensor, nodes it passed)``:
-    the entry is past float Casts and convforge's own NHWC -> NCHW Transpose (or Unsqueeze)."""
+    """The graph's input: ``(name, spec, data_format, internal shape, entry tensor, nodes it passed,
+    input is a channels-last view of the entry?)``; the entry is past float Casts (or an Unsqueeze)."""
     initializers = {t.name for t in graph.initializer}
     inputs = [v for v in graph.input if v.name not in initializers]
     if len(inputs) != 1 or len(graph.output) != 1:
@@ -304,22 +329,21 @@ def _entry(path, graph, nodes, input_layout):
         passed.append(first)
         entry_name = first.output[0]
     if len(sample) == 1:
-        return name, sample, None, sample, entry_name, passed
-    perm = None
-    if first is not None and first.op_type == "Transpose":
-        perm = [list(a.ints) for a in first.attribute if a.name == "perm"]
-    if len(sample) == 3 and perm == [[0, 3, 1, 2]]:  # convforge's own entry: NHWC in the file
+        return name, sample, None, sample, entry_name, passed, False
+    if len(sample) == 3 and _read_channels_last(nodes, name):
+        # NHWC in the file, every reader transposing it to NCHW (convforge's and Keras's
+        # exporters): the input is a channels-last view of the NCHW tensor the layers read.
         h, w, c = sample
         fmt = input_layout or "channels_last"
         spec = (h, w, c) if fmt == "channels_last" else (c, h, w)
-        return name, spec, fmt, (c, h, w), first.output[0], [*passed, first]
+        return name, spec, fmt, (c, h, w), name + "#nchw", [], True
     if len(sample) == 3:
         c, h, w = sample
         fmt = input_layout or "channels_first"
         spec = (h, w, c) if fmt == "channels_last" else (c, h, w)
-        return name, spec, fmt, (c, h, w), entry_name, passed
+        return name, spec, fmt, (c, h, w), entry_name, passed, False
     if first is not None and first.op_type == "Unsqueeze" and len(first.input) == 2:
-        return name, sample, "channels_last", (1, *sample), first.output[0], [*passed, first]
+        return name, sample, "channels_last", (1, *sample), first.output[0], [*passed, first], False
     raise ModelFileError(
         path, f"the input {value.name!r} has shape {dims}: convforge takes (batch, features) or 4-D images"
     )
@@ -371,11 +395,13 @@ def import_model(path, input_layout=None):
 def _walk(path, proto, nodes, opset, input_layout):
     """Translate every node: ``(context, input spec, entry tensor, data_format)``."""
     graph = proto.graph
-    name, spec, fmt, internal, entry, skipped = _entry(path, graph, nodes, input_layout)
+    name, spec, fmt, internal, entry, skipped, view = _entry(path, graph, nodes, input_layout)
     output = graph.output[0].name
     ctx = ImportContext(path, proto, nodes, opset, fmt or "channels_last", output)
     ctx.set_input(entry, internal)
     ctx.consume_all(skipped, entry)
+    if view:
+        ctx.set_view(name, entry)
     for node in nodes:
         if ctx.consumed(node):
             continue
@@ -394,11 +420,13 @@ def _walk(path, proto, nodes, opset, input_layout):
             )
         importer(ctx, node)
     final = ctx.resolve(output)
-    if final not in ctx._shapes:
+    if ctx.ref_shape(final) is None:
         raise ModelFileError(path, f"the graph output {output!r} is a constant, not computed from the input")
     if not ctx.steps:
         raise ModelFileError(path, "the graph holds no layer convforge can run (its output is its input)")
-    ctx.final = final
+    # An output that is a channels-last view (Keras's exporter ends image outputs with a transpose)
+    # is the NCHW tensor, which predict returns channels-last.
+    ctx.final = ctx.view_base(final) or final
     return ctx, spec, entry, fmt
 
 
@@ -449,6 +477,9 @@ def _fold_node(ctx, node) -> None:
         value = _fold.fold(node.op_type, args, attrs)
     except _fold.FoldError as err:
         raise ctx.error(node, str(err), err.attribute) from None
+    ctx.folded_values += value.size
+    if ctx.folded_values > _fold.MAX_FOLDED_TOTAL:
+        raise ctx.error(node, f"the folded constants of this graph exceed {_fold.MAX_FOLDED_TOTAL} values")
     ctx.set_constant(node.output[0], value)
     ctx.consume_node(node)
 
@@ -460,7 +491,7 @@ def _is_exit_transpose(ctx, node) -> bool:
         return False
     perm = [list(a.ints) for a in node.attribute if a.name == "perm"]
     name = ctx.resolve(node.input[0])
-    return perm == [[0, 2, 3, 1]] and len(ctx._shapes.get(name, ())) == 3
+    return perm == [[0, 2, 3, 1]] and ctx.view_base(name) is None and len(ctx.ref_shape(name) or ()) == 3
 
 
 def _model_name(proto, default: str) -> str:

@@ -1,0 +1,461 @@
+// Winograd convolution F(4x4, 3x3) for 3x3 kernels with unit stride and dilation (any padding,
+// negative included: a crop), forward and, through bwd_data_as_forward, backward-data.
+//
+// Each 4x4 block of outputs ("tile") of one filter is
+//     Y = A^T [ sum over channels c of (G g_c G^T) (.) (B^T d_c B) ] A
+// with g_c the filter's 3x3 kernel for channel c, d_c the 6x6 input patch under the tile and (.)
+// the elementwise product: 36 multiplications per tile and channel instead of 144. Interpolation
+// points 0, 1, -1, 2, -2 and infinity (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+// Networks", 2016):
+//     B^T = [4  0 -5  0 1 0]   G = [ 1/4     0     0]   A^T = [1 1  1 1  1 0]
+//           [0 -4 -4  1 1 0]       [-1/6  -1/6  -1/6]         [0 1 -1 2 -2 0]
+//           [0  4 -4 -1 1 0]       [-1/6   1/6  -1/6]         [0 1  1 4  4 0]
+//           [0 -2 -1  2 1 0]       [1/24  1/12   1/6]         [0 1 -1 8 -8 1]
+//           [0  2 -1 -2 1 0]       [1/24 -1/12   1/6]
+//           [0  4  0 -5 0 1]       [   0     0     1]
+// For every frequency (a, b) of the 6x6 transform domain the channel sums are one matrix
+// product M_ab[OC x tiles] = U_ab[OC x IC] . V_ab[IC x tiles]: 36 products per block of tiles,
+// run on the register-blocked micro-kernel of the ISA (macro_kernel in conv2d_impl.h), with
+// U_ab packed once per call.
+//
+// Accuracy. The transforms add and subtract values of very different weight, so the rounding
+// error is bounded not by the direct sum of |terms| but by the same computation on absolute
+// values:  |Y - Y_exact| <= gamma * eps * |A^T| [ sum_c (|G| |g_c| |G^T|) (.) (|B^T| |d_c| |B|) ] |A|
+// to first order, gamma about IC + 25 (the channel sum plus the 2 x 4 + 2 x 3 + 2 x 5 roundings
+// along the longest transform path; G's thirds and sixths are rounded too). Against the
+// direct form's bound, eps * IC * 9 * sum|g||d|, the factor is at most the growth
+//     beta^2 = (max over i, r of sum_u sum_a |A^T_ia| |G_ar| |B^T_au|)^2 = (29.33)^2 ~ 860
+// for output (3, 3) and kernel tap (2, 2), and about 6.3^2 = 40 for output (0, 0); it also
+// mixes in inputs of the 6x6 patch that the output does not see. In float32 (eps 6e-8) that is
+// a relative error of order 1e-5 on unlucky inputs, 1e-6 typically: fine for training, which
+// is why float32 takes it by default; float64, kept for gradient checks, keeps the direct form
+// unless forced. tests/test_winograd.py checks exactly this bound elementwise against the
+// float64 oracle. (F(6x6, 3x3), with points +-1/2 as well, has a growth of several thousand
+// in one dimension: too much for float32.)
+//
+// Non-finite values: the transforms mix every input of a 6x6 patch into all 16 outputs of its
+// tile, so an inf or NaN input or weight (or an intermediate that overflows) would spread to
+// outputs that the direct form computes as finite or as a different non-finite. The output
+// transform notes any non-finite value before bias and ReLU; the caller then recomputes the
+// whole problem with the direct forms, which define those cases.
+//
+// Layout and vectorisation. Activations are NCHW: one channel's pixels are contiguous, its
+// neighbours' a plane away. The transforms are therefore vectorised over tiles, not channels
+// (that would need a transpose to NHWC first): tiles are numbered across the whole batch
+// (image, tile row, tile column), a work item is a block of consecutive tiles, and the
+// transformed values of a block are stored [frequency][channel][tile], which is exactly the
+// layout the matrix products read (one B row per channel) and write (one C row per filter).
+// Each 2-D transform is two 1-D passes over contiguous arrays that the ISA's compiler flags
+// vectorise (AVX-512, AVX2, or SSE2 on the portable path):
+//   input:  the six image rows under a tile row are de-interleaved into 4 phases (column 4t + r
+//           at phase r, entry t), so that the row transform reads 6 contiguous runs and writes
+//           one contiguous run per (row, frequency); the column transform then runs over all
+//           the tiles of the block at once (full vectors even for a 7-tile-wide VGG layer).
+//   output: the column transform over all the tiles of the block, then per output row the row
+//           transform into 4 phases, re-interleaved into the output row with bias and ReLU.
+//
+// Memory: per thread, the block's transformed inputs and outputs, 36 (IC + OC) values per
+// tile, kept near kWinoBlockBytes (an L2) by the block size; shared, the transformed weights,
+// 36 x OC x IC values (4x the weights), and 63 x OC values per thread while they are made.
+//
+// Determinism: the block size depends on the problem only, each output is written by the one
+// item that owns its tile, and every sum runs in a fixed order, so the result is the same for
+// any number of threads.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/conv2d/conv2d_common.h"
+
+#if defined(__AVX512F__)
+#include "common/avx512.h"
+#endif
+
+namespace convforge {
+namespace {
+
+constexpr int64_t kWinoFreq = 36;                       // 6 x 6 frequencies
+constexpr int64_t kWinoBlockBytes = int64_t{1} << 20;   // transformed block target (per thread)
+
+inline bool winograd_applies(const ConvShape& s) {
+  return s.kh == 3 && s.kw == 3 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1;
+}
+
+// How the tiles of a problem are split into work items.
+struct WinoPlan {
+  int64_t tx, ty, per_image, total;  // tiles per output row / column / image / batch
+  int64_t nt, items, ldv;            // tiles per item, items, pitch of a transformed row
+};
+
+template <class UK>
+WinoPlan wino_plan(const ConvShape& s) {
+  using T = typename UK::T;
+  WinoPlan p{};
+  p.tx = ceil_div(s.ow, 4), p.ty = ceil_div(s.oh, 4);
+  p.per_image = p.tx * p.ty, p.total = s.mb * p.per_image;
+  // A multiple of the micro-kernel's column panel, so that no panel runs half empty.
+  const int64_t per_tile = kWinoFreq * (s.ic + s.oc) * static_cast<int64_t>(sizeof(T));
+  p.nt = imax(UK::NR, kWinoBlockBytes / per_tile / UK::NR * UK::NR);
+  p.nt = imin(p.nt, round_up(p.total, UK::NR));
+  p.nt = imin(p.nt, 8 * UK::NR);
+  p.items = ceil_div(p.total, p.nt);
+  p.ldv = padded_ld<T>(p.nt);
+  return p;
+}
+
+// ---- weight transform ------------------------------------------------------------------------
+
+// p[k] = base + k*step for k < N: the N rows that one 1-D pass reads or writes.
+template <class P, int N>
+struct RowSet {
+  P p[N];
+  RowSet(P base, int64_t step) {
+    for (int k = 0; k < N; ++k) p[k] = base + k * step;
+  }
+};
+
+// out[a*os + t] = (G g_t)[a] with g_t = (in[r*is + t])_{r<3}, for n kernels side by side: one
+// 1-D pass of the weight transform. Multiplies by the rounded reciprocals of 4, 6, 12 and 24
+// (one more rounding of each such term, within the bound above) instead of dividing.
+template <class T>
+void winograd_g(const T* in, int64_t is, T* out, int64_t os, int64_t n) {
+  const RowSet<const T*, 3> g(in, is);
+  const RowSet<T*, 6> o(out, os);
+  const T r4 = T(1) / T(4), r6 = T(1) / T(6), r12 = T(1) / T(12), r24 = T(1) / T(24);
+#pragma GCC ivdep
+  for (int64_t t = 0; t < n; ++t) {
+    const T a = g.p[0][t], b = g.p[1][t], c = g.p[2][t];
+    const T ac = a + c;
+    o.p[0][t] = a * r4;
+    o.p[1][t] = -(ac + b) * r6;
+    o.p[2][t] = -(ac - b) * r6;
+    const T e = a * r24 + c * r6, f = b * r12;
+    o.p[3][t] = e + f;
+    o.p[4][t] = e - f;
+    o.p[5][t] = c;
+  }
+}
+
+// The transformed weights, packed for macro_kernel: frequency f's A panels (OC x IC) at
+// pa + f*OC*IC. `wei` is OIHW, or with `transposed_flipped` the kernel of the backward problem
+// (filter o's tap (c, r, q) at wei[c][o][2-r][2-q], as pack_filters_per_tap). `scratch` holds
+// 63 x OC values per thread. This is the part of a call that depends on the weights alone: a
+// caller that keeps the weights fixed across calls could keep `pa`.
+//
+// Channel by channel, all filters at once: the taps are gathered filter-minor (gt[k][o]), both
+// 1-D passes run along the filters, and each frequency's values for one channel land in pack_a's
+// layout as one contiguous run per panel of filters, so every store is sequential. (Scattering
+// 36 values per (filter, channel) pair to 36 blocks OC*IC apart took 15.6 ms for 128 x 128
+// filters: the blocks were 64 KiB apart, all in the same cache sets.)
+template <class UK>
+void winograd_pack_weights(const ConvShape& s, const typename UK::T* wei, bool transposed_flipped, int threads,
+                           typename UK::T* scratch, typename UK::T* pa) {
+  using T = typename UK::T;
+  const int64_t OC = s.oc, IC = s.ic, KC = imin(IC, kKc), height = panel_height<UK::MR>(OC);
+  const int64_t per_thread = 63 * OC;
+  parallel_for(threads, IC, [&](int64_t c, int tid) {
+    T* gt = scratch + tid * per_thread;  // [tap][filter]
+    T* t = gt + 9 * OC;                  // [a][q][filter]: G g
+    T* u = t + 18 * OC;                  // [a][b][filter]: G g G^T
+    for (int64_t o = 0; o < OC; ++o) {
+      for (int64_t k = 0; k < 9; ++k)
+        gt[k * OC + o] = transposed_flipped ? wei[(c * OC + o) * 9 + 8 - k] : wei[(o * IC + c) * 9 + k];
+    }
+    for (int64_t q = 0; q < 3; ++q) winograd_g(gt + q * OC, 3 * OC, t + q * OC, 3 * OC, OC);
+    for (int64_t a = 0; a < 6; ++a) winograd_g(t + a * 3 * OC, OC, u + a * 6 * OC, OC, OC);
+    const int64_t k0 = c / KC * KC, kc = imin(KC, IC - k0);
+    for (int64_t f = 0; f < kWinoFreq; ++f) {
+      for (int64_t i0 = 0; i0 < OC; i0 += height) {
+        const int64_t m = imin(height, OC - i0);
+        std::memcpy(pa + f * OC * IC + k0 * OC + i0 * kc + (c - k0) * m, u + f * OC + i0,
+                    sizeof(T) * static_cast<std::size_t>(m));
+      }
+    }
+  });
+}
+
+// ---- input transform -------------------------------------------------------------------------
+
+// x6[m*ldx + u] = row[col0 + 4u + m] for m < 6, u < n: the 6 columns under each of n tiles
+// side by side, zero where a column is outside [0, iw) or row is null (a padding row).
+template <class T>
+void gather_tile_columns(const T* row, int64_t iw, int64_t col0, int64_t n, T* __restrict x6, int64_t ldx) {
+  if (row == nullptr) {
+    for (int m = 0; m < 6; ++m) std::memset(x6 + m * ldx, 0, sizeof(T) * static_cast<std::size_t>(n));
+    return;
+  }
+  // Tiles whose 6 columns all lie inside the row: [u_lo, u_hi).
+  const int64_t u_lo = imin(col0 >= 0 ? 0 : ceil_div(-col0, 4), n);
+  const int64_t last = iw - 6 - col0;  // 4u <= last
+  const int64_t u_hi = imax(imin(last >= 0 ? last / 4 + 1 : 0, n), u_lo);
+  auto edge = [&](int64_t u) {
+    for (int m = 0; m < 6; ++m) {
+      const int64_t col = col0 + 4 * u + m;
+      x6[m * ldx + u] = col >= 0 && col < iw ? row[col] : T(0);
+    }
+  };
+  for (int64_t u = 0; u < u_lo; ++u) edge(u);
+  const T* __restrict src = row + col0;
+  for (int64_t u = u_lo; u < u_hi; ++u) {
+    for (int m = 0; m < 6; ++m) x6[m * ldx + u] = src[4 * u + m];
+  }
+  for (int64_t u = u_hi; u < n; ++u) edge(u);
+}
+
+#if defined(__AVX512F__)
+// AVX-512: 7 tiles (30 columns) per step, two masked loads and one permute per column m.
+inline void gather_tile_columns(const float* row, int64_t iw, int64_t col0, int64_t n, float* x6, int64_t ldx) {
+  if (row == nullptr) {
+    for (int m = 0; m < 6; ++m) std::memset(x6 + m * ldx, 0, sizeof(float) * static_cast<std::size_t>(n));
+    return;
+  }
+  __m512i idx[6];
+  for (int m = 0; m < 6; ++m) idx[m] = _mm512_add_epi32(_mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+                                                         _mm512_set1_epi32(m));
+  for (int64_t u0 = 0; u0 < n; u0 += 7) {
+    const int64_t c = imin(7, n - u0), first = col0 + 4 * u0;
+    // Columns j < 4c + 2 from `first` that lie inside the row (masked-off lanes are not read).
+    const int64_t j_lo = imin(imax(0, -first), 32), j_hi = imax(imin(4 * c + 2, iw - first), j_lo);
+    const uint64_t bits = ((uint64_t{1} << j_hi) - 1) & ~((uint64_t{1} << j_lo) - 1);
+    const __m512 lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>(bits), row + first);
+    const __m512 hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>(bits >> 16), row + first + 16);
+    const __mmask16 store = static_cast<__mmask16>((1u << c) - 1u);
+    for (int m = 0; m < 6; ++m) _mm512_mask_storeu_ps(x6 + m * ldx + u0, store, _mm512_permutex2var_ps(lo, idx[m], hi));
+  }
+}
+#endif
+
+// The 1-D input transform B^T x of 6-vectors x0..x5, 6 outputs.
+#define CONVFORGE_WINO_BT(x0, x1, x2, x3, x4, x5, o0, o1, o2, o3, o4, o5) \
+  do {                                                                    \
+    const T a_ = (x4) - T(4) * (x2), b_ = (x3) - T(4) * (x1);             \
+    const T c_ = (x4) - (x2), d_ = T(2) * ((x3) - (x1));                  \
+    o0 = T(4) * (x0) - T(5) * (x2) + (x4);                                \
+    o1 = a_ + b_;                                                         \
+    o2 = a_ - b_;                                                         \
+    o3 = c_ + d_;                                                         \
+    o4 = c_ - d_;                                                         \
+    o5 = T(4) * (x1) - T(5) * (x3) + (x5);                                \
+  } while (0)
+
+// The 1-D output transform A^T m of 6-vectors m0..m5, 4 outputs.
+#define CONVFORGE_WINO_AT(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3) \
+  do {                                                            \
+    const T s1_ = (m1) + (m2), d1_ = (m1) - (m2);                 \
+    const T s2_ = (m3) + (m4), d2_ = (m3) - (m4);                 \
+    o0 = (m0) + s1_ + s2_;                                        \
+    o1 = d1_ + T(2) * d2_;                                        \
+    o2 = s1_ + T(4) * s2_;                                        \
+    o3 = d1_ + T(8) * d2_ + (m5);                                 \
+  } while (0)
+
+// out[b*os + t] = (B^T x_t)[b] with x_t = (in[m*is + t])_{m<6}, for nt tiles side by side: one
+// 1-D pass of the input transform, over contiguous runs of tiles. The 12 rows never overlap
+// (ivdep: GCC would otherwise version the loop on 36 alias checks, more than it allows, and
+// leave it scalar).
+template <class T>
+void winograd_bt(const T* in, int64_t is, T* out, int64_t os, int64_t nt) {
+  const RowSet<const T*, 6> x(in, is);
+  const RowSet<T*, 6> o(out, os);
+#pragma GCC ivdep
+  for (int64_t t = 0; t < nt; ++t) {
+    CONVFORGE_WINO_BT(x.p[0][t], x.p[1][t], x.p[2][t], x.p[3][t], x.p[4][t], x.p[5][t], o.p[0][t], o.p[1][t],
+                      o.p[2][t], o.p[3][t], o.p[4][t], o.p[5][t]);
+  }
+}
+
+// out[j*os + t] = (A^T m_t)[j] with m_t = (in[b*is + t])_{b<6}: one 1-D pass of the output
+// transform. Returns the sum of o - o over the outputs: 0 when every one is finite.
+template <class T>
+T winograd_at(const T* in, int64_t is, T* out, int64_t os, int64_t nt) {
+  const RowSet<const T*, 6> m(in, is);
+  const RowSet<T*, 4> o(out, os);
+  T check = T(0);
+#pragma GCC ivdep
+  for (int64_t t = 0; t < nt; ++t) {
+    T a, b, c, d;
+    CONVFORGE_WINO_AT(m.p[0][t], m.p[1][t], m.p[2][t], m.p[3][t], m.p[4][t], m.p[5][t], a, b, c, d);
+    o.p[0][t] = a, o.p[1][t] = b, o.p[2][t] = c, o.p[3][t] = d;
+    check += (a - a) + (b - b) + (c - c) + (d - d);
+  }
+  return check;
+}
+
+// row[4u + j] = post(q[j*ldq + u] + bias) for the columns 4u + j < ow, u < n: one output row of
+// n tiles from its 4 columns of values.
+template <class T>
+void scatter_tile_columns(const T* q, int64_t ldq, int64_t n, int64_t ow, T bias, bool relu, T* row) {
+  const T* __restrict q0 = q;
+  const T* __restrict q1 = q + ldq;
+  const T* __restrict q2 = q + 2 * ldq;
+  const T* __restrict q3 = q + 3 * ldq;
+  T* __restrict y = row;
+  const int64_t full = imin(n, ow / 4);  // tiles whose 4 columns are all inside the row
+  if (relu) {
+    for (int64_t u = 0; u < full; ++u) {
+      y[4 * u] = relu_value(q0[u] + bias);
+      y[4 * u + 1] = relu_value(q1[u] + bias);
+      y[4 * u + 2] = relu_value(q2[u] + bias);
+      y[4 * u + 3] = relu_value(q3[u] + bias);
+    }
+  } else {
+    for (int64_t u = 0; u < full; ++u) {
+      y[4 * u] = q0[u] + bias;
+      y[4 * u + 1] = q1[u] + bias;
+      y[4 * u + 2] = q2[u] + bias;
+      y[4 * u + 3] = q3[u] + bias;
+    }
+  }
+  for (int64_t u = full; u < n; ++u) {
+    for (int64_t j = 0; j < 4 && 4 * u + j < ow; ++j) {
+      const T v = q[j * ldq + u] + bias;
+      y[4 * u + j] = relu ? relu_value(v) : v;
+    }
+  }
+}
+
+#if defined(__AVX512F__)
+// AVX-512: 8 tiles (32 columns) per step; two permutes pair the 4 columns' vectors, two more
+// interleave them, masked stores clip at ow.
+inline void scatter_tile_columns(const float* q, int64_t ldq, int64_t n, int64_t ow, float bias, bool relu,
+                                 float* row) {
+  const __m512i pair = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+  // Column l = 4u + j of a 16-column half: j < 2 from (q0|q1) lane 8j + u, else (q2|q3) 8(j-2) + u.
+  const __m512i lo = _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
+  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(4));
+  const __m512 b = _mm512_set1_ps(bias), zero = _mm512_setzero_ps();
+  for (int64_t u0 = 0; u0 < n; u0 += 8) {
+    const int64_t c = imin(8, n - u0);
+    const __mmask16 in = static_cast<__mmask16>((1u << c) - 1u);
+    const __m512 q01 = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(in, q + u0), pair,
+                                              _mm512_maskz_loadu_ps(in, q + ldq + u0));
+    const __m512 q23 = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(in, q + 2 * ldq + u0), pair,
+                                              _mm512_maskz_loadu_ps(in, q + 3 * ldq + u0));
+    const int64_t cols = imin(4 * c, ow - 4 * u0);  // > 0: a tile starts inside the row
+    const uint32_t bits = cols >= 32 ? 0xFFFFFFFFu : (1u << cols) - 1u;
+    __m512 y0 = _mm512_add_ps(_mm512_permutex2var_ps(q01, lo, q23), b);
+    __m512 y1 = _mm512_add_ps(_mm512_permutex2var_ps(q01, hi, q23), b);
+    if (relu) {  // relu_value: keep y unless y <= 0 (false for NaN)
+      y0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y0, zero, _CMP_NLE_UQ), y0);
+      y1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y1, zero, _CMP_NLE_UQ), y1);
+    }
+    _mm512_mask_storeu_ps(row + 4 * u0, static_cast<__mmask16>(bits), y0);
+    _mm512_mask_storeu_ps(row + 4 * u0 + 16, static_cast<__mmask16>(bits >> 16), y1);
+  }
+}
+#endif
+
+// A run of consecutive tiles of one tile row of one image, inside a block of tiles.
+struct TileRun {
+  int64_t n, ty, tx, count, offset;  // image, tile row, first tile column, tiles, index in block
+};
+
+// Calls visit(run) for the runs that make up tiles [t0, t0 + nt) of the batch.
+template <class Visit>
+void for_each_tile_run(const WinoPlan& p, int64_t t0, int64_t nt, Visit&& visit) {
+  for (int64_t t = t0; t < t0 + nt;) {
+    const int64_t n = t / p.per_image, in_image = t % p.per_image;
+    const int64_t ty = in_image / p.tx, tx = in_image % p.tx;
+    const int64_t count = imin(p.tx - tx, t0 + nt - t);
+    visit(TileRun{n, ty, tx, count, t - t0});
+    t += count;
+  }
+}
+
+// The forward problem s by Winograd (s must satisfy winograd_applies). Returns false, having
+// written dst only partly, when some output came out non-finite: the caller then recomputes
+// all of dst with a direct form (see the header comment).
+template <class UK>
+bool conv2d_winograd(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei, bool transposed_flipped,
+                     const typename UK::T* bias, typename UK::T* dst) {
+  using T = typename UK::T;
+  const int64_t IC = s.ic, OC = s.oc, HW = s.ih * s.iw, OHW = s.oh * s.ow;
+  const WinoPlan p = wino_plan<UK>(s);
+  const int64_t ldv = p.ldv, KC = imin(IC, kKc);
+  const int threads = plan_threads(p.items, s.flops());
+
+  const int64_t per_thread = carve_bytes<const T*>(IC) + 2 * carve_bytes<T>(kWinoFreq * ldv) +
+                             carve_bytes<T>(kWinoFreq * IC * ldv) + carve_bytes<T>(kWinoFreq * OC * ldv);
+  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
+      carve_bytes<T>(kWinoFreq * OC * IC) + carve_bytes<T>(threads * 63 * OC) + carve_bytes<T>(threads) +
+      threads * per_thread)))};
+  T* pa = ws.template take<T>(kWinoFreq * OC * IC);
+  T* scratch = ws.template take<T>(threads * 63 * OC);
+  T* checks = ws.template take<T>(threads);
+  char* thread_area = ws.p;
+  winograd_pack_weights<UK>(s, wei, transposed_flipped, threads, scratch, pa);
+  for (int i = 0; i < threads; ++i) checks[i] = T(0);
+
+  parallel_for(threads, p.items, [&](int64_t item, int tid) {
+    const int64_t t0 = item * p.nt, nt = imin(p.nt, p.total - t0);
+    Carver tws{thread_area + tid * per_thread};
+    const T** brow = tws.template take<const T*>(IC);
+    T* x6 = tws.template take<T>(kWinoFreq * ldv);      // input columns / output rows
+    T* h = tws.template take<T>(kWinoFreq * ldv);       // one 1-D pass done
+    T* v = tws.template take<T>(kWinoFreq * IC * ldv);  // [frequency][channel][tile]
+    T* m = tws.template take<T>(kWinoFreq * OC * ldv);  // [frequency][filter][tile]
+
+    // Input transform, channel by channel: the 6x6 patch of every tile as 36 rows of tiles
+    // (x6[(k*6 + m)*ldv + t] = patch row k, column m), rows transformed, then columns.
+    for (int64_t c = 0; c < IC; ++c) {
+      for_each_tile_run(p, t0, nt, [&](const TileRun& run) {
+        const T* x = src + (run.n * IC + c) * HW;
+        for (int64_t k = 0; k < 6; ++k) {
+          const int64_t iy = 4 * run.ty + k - s.pt;
+          gather_tile_columns(iy >= 0 && iy < s.ih ? x + iy * s.iw : nullptr, s.iw, 4 * run.tx - s.pl, run.count,
+                              x6 + k * 6 * ldv + run.offset, ldv);
+        }
+      });
+      for (int64_t k = 0; k < 6; ++k) winograd_bt(x6 + k * 6 * ldv, ldv, h + k * 6 * ldv, ldv, nt);
+      for (int64_t b = 0; b < 6; ++b) winograd_bt(h + b * ldv, 6 * ldv, v + (b * IC + c) * ldv, 6 * IC * ldv, nt);
+    }
+
+    // 36 products M_f[OC x nt] = U_f[OC x IC] . V_f[IC x nt].
+    for (int64_t f = 0; f < kWinoFreq; ++f) {
+      for (int64_t c = 0; c < IC; ++c) brow[c] = v + (f * IC + c) * ldv;
+      for (int64_t k0 = 0; k0 < IC; k0 += KC)
+        macro_kernel<UK>(pa + f * OC * IC, OC, 0, OC, k0, imin(KC, IC - k0), brow + k0, 0, nt, m + f * OC * ldv, ldv,
+                         k0 > 0);
+    }
+
+    // Output transform, filter by filter: columns (h[(i*6 + b)*ldv + t]), then rows into
+    // x6[(i*4 + j)*ldv + t] = output (i, j) of tile t, scattered into the output rows.
+    T check = T(0);
+    for (int64_t o = 0; o < OC; ++o) {
+      for (int64_t b = 0; b < 6; ++b) check += winograd_at(m + (b * OC + o) * ldv, 6 * OC * ldv, h + b * ldv, 6 * ldv, nt);
+      for (int64_t i = 0; i < 4; ++i) check += winograd_at(h + i * 6 * ldv, ldv, x6 + i * 4 * ldv, ldv, nt);
+      const T b = bias != nullptr ? bias[o] : T(0);
+      for_each_tile_run(p, t0, nt, [&](const TileRun& run) {
+        T* y = dst + (run.n * OC + o) * OHW;
+        for (int64_t i = 0; i < 4 && 4 * run.ty + i < s.oh; ++i)
+          scatter_tile_columns(x6 + i * 4 * ldv + run.offset, ldv, run.count, s.ow - 4 * run.tx, b, s.relu,
+                               y + (4 * run.ty + i) * s.ow + 4 * run.tx);
+      });
+    }
+    checks[tid] += check;
+  });
+
+  T all = T(0);
+  for (int i = 0; i < threads; ++i) all += checks[i];
+  return all == T(0);
+}
+
+// The heuristic (the algorithm lists' `pays`): float32 only (see the accuracy note above), 32 or
+// more channels in and out, and tiles that are mostly output (a 7x7 or 14x14 output computes
+// 8x8 or 16x16: 77% useful) unless the channels are many. Measured on one thread (AVX-512,
+// CPU time, direct-form time / Winograd time, forward and backward-data): 16 -> 16 channels on
+// 6x16 0.54/0.59, 14x14 0.71/0.75, 28x28 0.87/1.07, 56x56 1.05/1.14; 32 -> 32 on 16x16
+// 1.21/1.12; 64 -> 64 on 7x7 1.03/0.89, 56x56 1.53/1.75; 256 -> 256 on 7x7 1.20/1.08.
+template <class T>
+bool winograd_pays(const ConvShape& s) {
+  const int64_t channels = imin(s.ic, s.oc);
+  const int64_t computed = 16 * ceil_div(s.oh, 4) * ceil_div(s.ow, 4);
+  return sizeof(T) == 4 && channels >= 32 && (5 * s.oh * s.ow >= 4 * computed || channels >= 128);
+}
+
+#undef CONVFORGE_WINO_BT
+#undef CONVFORGE_WINO_AT
+
+}  // namespace
+}  // namespace convforge

@@ -1,0 +1,133 @@
+"""Winograd F(4x4, 3x3) conv2d (the 'winograd_f4x3' algorithm of the forward and backward-data
+lists; csrc/kernels/conv2d/conv2d_winograd.h) against the float64 oracle, on every ISA, with the
+transform's own elementwise error bound (tests/winograd_bound.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from winograd_bound import NAME, assert_within_winograd_bound, backward_data_magnitude, forward_magnitude
+
+import convforge
+from convforge import _core, _params
+from convforge import functional as F
+from convforge import reference as R
+
+# (N, C, H, W, K, padding): channels at the SIMD edges (1, 15, 16, 17, 33), H and W not
+# multiples of the 4x4 tile, paddings 0, 1, 2, batch 1 and 3, tile blocks across images.
+CASES = [
+    (1, 1, 5, 5, 1, 1),
+    (3, 15, 9, 7, 17, 0),
+    (1, 16, 11, 13, 16, 2),
+    (3, 17, 6, 10, 33, 1),
+    (1, 33, 13, 9, 15, 2),
+    (3, 16, 3, 3, 2, 0),
+    (3, 4, 30, 21, 16, 1),
+]
+
+
+def case_id(case):
+    n, c, h, w, k, p = case
+    return f"mb{n}ic{c}ih{h}iw{w}oc{k}p{p}"
+
+
+def draw(case, dtype, rng):
+    n, c, h, w, k, p = case
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((k, c, 3, 3)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    return x, wt, b, p
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_forward_within_transform_bound(case, dtype, isa, rng):
+    x, w, b, p = draw(case, dtype, rng)
+    want = R.conv2d(x, w, b, padding=p)
+    stride, pads, dilation, out_hw = _params.conv_params(x.shape[2:], (3, 3), 1, p, 1)
+    magnitude = forward_magnitude(x, w, b, pads, out_hw)
+    out = np.full((x.shape[0], w.shape[0], *out_hw), np.nan, dtype)
+    got = _core.conv2d_fwd(x, w, b, stride, pads, dilation, out=out, algorithm=NAME)
+    assert got is out
+    assert_within_winograd_bound(got, want, magnitude, x.shape[1], dtype)
+    relu = _core.conv2d_fwd(x, w, b, stride, pads, dilation, relu=True, algorithm=NAME)
+    np.testing.assert_array_equal(relu, np.maximum(got, 0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_backward_data_within_transform_bound(case, dtype, isa, rng):
+    x, w, _, p = draw(case, dtype, rng)
+    stride, pads, dilation, out_hw = _params.conv_params(x.shape[2:], (3, 3), 1, p, 1)
+    dy = rng.standard_normal((x.shape[0], w.shape[0], *out_hw)).astype(dtype)
+    want = R.conv2d_backward(dy, x, w, padding=p)[0]
+    magnitude = backward_data_magnitude(dy, w, pads, x.shape[2:])
+    out = np.full(x.shape, np.nan, dtype)
+    got = _core.conv2d_bwd_data(dy, w, x.shape, stride, pads, dilation, out=out, algorithm=NAME)
+    assert_within_winograd_bound(got, want, magnitude, w.shape[0], dtype)
+
+
+def test_default_choice_and_forcing_the_direct_forms(rng):
+    # The heuristic takes Winograd for float32 layers with 32+ channels in and out, not for
+    # float64 (gradient checks), thin layers or small ragged outputs; forcing another still works.
+    algos = F.conv2d_algorithms((2, 32, 12, 12), (32, 32, 3, 3), padding=1)
+    assert algos["fwd"][0] == NAME and algos["bwd_data"][0] == NAME
+    assert F.conv2d_algorithms((2, 32, 12, 12), (32, 32, 3, 3), padding=1, dtype=np.float64)["fwd"][0] != NAME
+    assert F.conv2d_algorithms((2, 16, 12, 12), (32, 16, 3, 3), padding=1)["fwd"][0] != NAME
+    assert F.conv2d_algorithms((2, 64, 7, 7), (64, 64, 3, 3), padding=1)["fwd"][0] != NAME
+    assert F.conv2d_algorithms((2, 128, 7, 7), (128, 128, 3, 3), padding=1)["fwd"][0] == NAME
+    assert F.conv2d_algorithms((2, 32, 12, 12), (32, 32, 3, 3), stride=2, padding=1)["fwd"][0] != NAME
+    x, w, b, p = draw((2, 32, 12, 12, 32, 1), np.float32, rng)
+    default = F.conv2d(x, w, b, padding=p)
+    with F.force_conv2d_algorithm(fwd="implicit_gemm"):
+        direct = F.conv2d(x, w, b, padding=p)
+    with F.force_conv2d_algorithm(fwd=NAME):
+        np.testing.assert_array_equal(F.conv2d(x, w, b, padding=p), default)
+    assert not np.array_equal(default, direct)  # different roundings: the forcing reached the kernels
+    np.testing.assert_allclose(default, direct, rtol=1e-3, atol=1e-3)
+
+
+def test_same_bits_for_1_2_3_threads(rng, threads):
+    x, w, b, p = draw((3, 32, 23, 29, 40, 1), np.float32, rng)
+    dy = rng.standard_normal((3, 40, 23, 29)).astype(np.float32)
+    assert F.conv2d_algorithms(x.shape, w.shape, padding=p)["fwd"][0] == NAME
+    results = []
+    for n in (1, 2, 3):
+        convforge.set_num_threads(n)
+        results.append((F.conv2d(x, w, b, padding=p), F.conv2d_backward(dy, x, w, padding=p)[0]))
+    for y, dx in results[1:]:
+        np.testing.assert_array_equal(y, results[0][0])
+        np.testing.assert_array_equal(dx, results[0][1])
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("where", ["data", "weights"])
+def test_non_finite_values_get_the_next_algorithms_result(bad, where, rng):
+    # A non-finite value would spread over whole 4x4 tiles through the transforms; Winograd
+    # hands such problems to the next algorithm of its list, element for element.
+    x, w, b, p = draw((2, 32, 12, 12, 32, 1), np.float32, rng)
+    dy = rng.standard_normal((2, 32, 12, 12)).astype(np.float32)
+    if where == "data":
+        x[1, 3, 4, 5] = bad
+        dy[0, 2, 7, 1] = bad
+    else:
+        w[3, 2, 1, 0] = bad
+    with F.force_conv2d_algorithm(fwd=NAME, bwd_data=NAME):
+        got = F.conv2d(x, w, b, padding=p), F.conv2d_backward(dy, x, w, padding=p)[0]
+    want = []
+    for pass_, run in (("fwd", lambda: F.conv2d(x, w, b, padding=p)),
+                       ("bwd_data", lambda: F.conv2d_backward(dy, x, w, padding=p)[0])):
+        # The next algorithm of the list that applies to these values (forcing one that does
+        # not raises ValueError; the last one applies to everything). Winograd pays here, so
+        # it heads the list and the others follow in the list's order.
+        algos = F.conv2d_algorithms(x.shape, w.shape, padding=p)[pass_]
+        assert algos[0] == NAME
+        for name in algos[1:]:
+            try:
+                with F.force_conv2d_algorithm(**{pass_: name}):
+                    want.append(run())
+                break
+            except ValueError:
+                continue
+    for g, r in zip(got, want):
+        np.testing.assert_array_equal(g, r)
