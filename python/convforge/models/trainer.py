@@ -699,22 +699,36 @@ class Trainer:
         return history
 
     def _train_epoch(self, batches: _Batches, shuffle: bool, callback_list, weights=None) -> dict:
-        loss_mean = metrics_module.Mean(name="loss")
-        self._reset_metrics()
+        """One epoch over arrays cut into batches (reshuffled first if ``shuffle``)."""
         order = _random.get_generator().permutation(batches.n) if shuffle else None
         bs, n = batches.batch_size, batches.n
+
+        def epoch():
+            for step in range(batches.steps):
+                lo, hi = step * bs, min(step * bs + bs, n)
+                rows = order[lo:hi] if order is not None else slice(lo, hi)
+                xb, yb = batches.take(rows) if order is not None else batches.slice(lo, hi)
+                yield xb, yb, None if weights is None else weights[rows]
+
+        return self._train_batches(epoch(), callback_list)
+
+    def _train_epoch_from(self, source, callback_list) -> dict:
+        """One epoch over a generator's batches (see ``fit``)."""
+        return self._train_batches(source.epoch(), callback_list)
+
+    def _train_batches(self, batches, callback_list) -> dict:
+        """Train on ``(x, y, sample_weight)`` batches (one epoch): the logs at its end."""
+        loss_mean = metrics_module.Mean(name="loss")
+        self._reset_metrics()
         report = callback_list.wants_batch_end
         self._skipped_batches = 0
-        for step in range(batches.steps):
-            lo, hi = step * bs, min(step * bs + bs, n)
-            xb, yb = batches.take(order[lo:hi]) if order is not None else batches.slice(lo, hi)
-            wb = None if weights is None else (weights[order[lo:hi]] if order is not None else weights[lo:hi])
+        for step, (xb, yb, wb) in enumerate(batches):
             callback_list.on_train_batch_begin(step)
             loss, out, skipped = self._train_step(xb, yb, wb)
             if skipped is not None:
                 self._skip_batch(step, skipped)
             self._last_batch = (xb, yb)
-            loss_mean.add(loss, hi - lo)
+            loss_mean.add(loss, _count(xb))
             self._update_metrics(yb, out)
             if report:
                 callback_list.on_train_batch_end(step, self._metric_logs(loss_mean))
@@ -732,28 +746,8 @@ class Trainer:
                 "such batches are skipped without a warning and counted per epoch in "
                 "history.skipped_batches (add callbacks.TerminateOnNaN() to stop and find the cause).",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=6,  # the user's fit call (through fit, _fit, _train_epoch, _train_batches)
             )
-
-    def _train_epoch_from(self, source, callback_list) -> dict:
-        """One epoch over a generator's batches (see ``fit``)."""
-        loss_mean = metrics_module.Mean(name="loss")
-        self._reset_metrics()
-        self._skipped_batches = 0
-        report = callback_list.wants_batch_end
-        for step, (xb, yb, wb) in enumerate(source.epoch()):
-            callback_list.on_train_batch_begin(step)
-            loss, out, skipped = self._train_step(xb, yb, wb)
-            if skipped is not None:
-                self._skip_batch(step, skipped)
-            self._last_batch = (xb, yb)
-            loss_mean.add(loss, _count(xb))
-            self._update_metrics(yb, out)
-            if report:
-                callback_list.on_train_batch_end(step, self._metric_logs(loss_mean))
-            if self.stop_training:
-                break
-        return self._metric_logs(loss_mean)
 
     def _evaluate_source(self, source) -> dict:
         loss_mean = metrics_module.Mean(name="loss")
