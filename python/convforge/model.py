@@ -44,6 +44,7 @@ import warnings
 import numpy as np
 
 from . import callbacks as callbacks_module
+from . import distributed
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
@@ -269,6 +270,8 @@ class Sequential:
         self._fused = False
         self._fit_callbacks: list = []
         self._last_batch = None
+        # How fit splits and reduces its work: one process, or data-parallel ranks (convforge.distributed).
+        self._strategy = distributed._LOCAL
         for layer in layers or []:
             self.add(layer)
 
@@ -601,15 +604,22 @@ class Sequential:
                 items.append((key, p, g))
         return items
 
-    def _train_step(self, xb, yb) -> tuple[float, np.ndarray]:
+    def _train_step(self, xb, yb, tally, global_batch: int) -> tuple[float, np.ndarray]:
+        """One step on ``xb`` (in a data-parallel run, this rank's shard of a global batch)."""
+        loss, out, grads = 0.0, None, None
         # Overflow shows up as a NaN/Inf loss, which is reported (the loss in the logs,
         # TerminateOnNaN's diagnosis) rather than warned about at every batch.
         with np.errstate(all="ignore"):
-            loss, out, dhead = self._forward_loss(xb, yb, training=True, need_grad=True)
-            # A non-finite loss would poison every weight: the batch is not applied.
-            if math.isfinite(loss):
-                self._backward(dhead)
-                self.optimizer.apply_gradients(self._gradients())
+            if xb.shape[0]:  # a rank's shard of a short last batch can be empty
+                loss, out, dhead = self._forward_loss(xb, yb, training=True, need_grad=True)
+                # A non-finite loss would poison every weight: the batch is not applied.
+                if math.isfinite(loss):
+                    self._backward(dhead)
+                    grads = self._gradients()
+            tally.add(loss, yb, out)
+            grads = self._strategy.reduce_step(grads, xb.shape[0], global_batch, tally)
+            if grads is not None:
+                self.optimizer.apply_gradients(grads)
         return loss, out
 
     def _clear_caches(self) -> None:
@@ -722,6 +732,15 @@ class Sequential:
         verbose = _verbosity(verbose)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+        strategy = distributed.strategy()
+        # Before the data checks, which could fail on some ranks only: every rank must get the same.
+        strategy.check_fit(
+            self, x=x, y=y, validation_data=validation_data, batch_size=batch_size, val_batch_size=val_batch_size,
+            epochs=epochs, initial_epoch=initial_epoch, shuffle=bool(shuffle), validation_split=validation_split,
+            resume=resume_from is not None, callbacks=[type(cb).__name__ for cb in callbacks or []],
+        )
+        if not strategy.primary:
+            verbose = 0
         x, y = self._prepare(x, y)
 
         x_val = y_val = None
@@ -756,6 +775,7 @@ class Sequential:
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
             raise ValueError(f"initial_epoch must be a non-negative int; got {initial_epoch!r}")
         initial_epoch = int(initial_epoch)
+        strategy.start_fit(self)
 
         batches = _Batches(self._entry, x, y, batch_size)
         cbs = [history, *user_callbacks]
@@ -767,6 +787,7 @@ class Sequential:
         self._fit_callbacks = user_callbacks
         self.history = history
         self.stop_training = False
+        self._strategy = strategy
         logs: dict = {}
         blas = _SingleThreadedBLAS()
         try:
@@ -777,67 +798,62 @@ class Sequential:
                 callback_list.on_epoch_begin(epoch)
                 logs = self._train_epoch(batches, shuffle, callback_list)
                 if x_val is not None:
-                    val_logs = self._evaluate_batches(_Batches(self._entry, x_val, y_val, val_batch_size))
+                    val_logs = self._evaluate(x_val, y_val, val_batch_size)
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 self.epochs_completed = epoch + 1
                 callback_list.on_epoch_end(epoch, logs)
-                if self.stop_training:
+                if strategy.agree_stop(self.stop_training):
+                    self.stop_training = True
                     break
             callback_list.on_train_end(logs)
         finally:
             blas.__exit__()
+            self._strategy = distributed._LOCAL
             self._fit_callbacks = []
             self._last_batch = None
             self._clear_caches()
         return history
 
     def _train_epoch(self, batches: _Batches, shuffle: bool, callback_list) -> dict:
-        loss_mean = metrics_module.Mean(name="loss")
-        for m in self.compiled_metrics:
-            m.reset_state()
-        order = _random.get_generator().permutation(batches.n) if shuffle else None
+        strategy = self._strategy
+        tally = strategy.tally(self.compiled_metrics)
+        order = strategy.permutation(batches.n) if shuffle else None
         bs, n = batches.batch_size, batches.n
         report = callback_list.wants_batch_end
+        agree_each_step = strategy.each_step_agreement(callback_list.callbacks)
         for step in range(batches.steps):
-            lo, hi = step * bs, min(step * bs + bs, n)
+            first, end = step * bs, min(step * bs + bs, n)
+            lo, hi = strategy.shard(first, end)  # this rank's part of the global batch
             xb, yb = batches.take(order[lo:hi]) if order is not None else batches.slice(lo, hi)
             callback_list.on_train_batch_begin(step)
-            loss, out = self._train_step(xb, yb)
-            self._last_batch = (xb, yb)
-            loss_mean.add(loss, hi - lo)
-            for m in self.compiled_metrics:
-                m.update_state(yb, out)
+            self._train_step(xb, yb, tally, end - first)
+            if hi > lo:
+                self._last_batch = (xb, yb)
             if report:
-                logs = {"loss": loss_mean.result()}
-                for m in self.compiled_metrics:
-                    logs[m.name] = m.result()
-                callback_list.on_train_batch_end(step, logs)
+                callback_list.on_train_batch_end(step, tally.logs())
+            if agree_each_step:
+                self.stop_training = strategy.agree_stop(self.stop_training)
             if self.stop_training:
                 break
-        logs = {"loss": loss_mean.result()}
-        for m in self.compiled_metrics:
-            logs[m.name] = m.result()
-        return logs
+        return tally.logs()
 
     # ================================================================== evaluate / predict
 
-    def _evaluate_batches(self, batches: _Batches, bar=None) -> dict:
-        loss_mean = metrics_module.Mean(name="loss")
-        for m in self.compiled_metrics:
-            m.reset_state()
+    def _evaluate(self, x, y, batch_size: int, bar=None) -> dict:
+        """Loss and metrics over (x, y); in a data-parallel run each rank takes a block, the sums are global."""
+        strategy = distributed.strategy()
+        lo, hi = strategy.block(x.shape[0])
+        batches = _Batches(self._entry, x[lo:hi], y[lo:hi], strategy.local_batch_size(batch_size))
+        tally = distributed.Tally(self.compiled_metrics)
         for step in range(batches.steps):
             lo, hi = step * batches.batch_size, min((step + 1) * batches.batch_size, batches.n)
             xb, yb = batches.slice(lo, hi)
             with np.errstate(all="ignore"):
                 loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False)
-            loss_mean.add(loss, hi - lo)
-            for m in self.compiled_metrics:
-                m.update_state(yb, out)
+            tally.add(loss, yb, out)
             if bar is not None:
-                bar.update(
-                    step + 1, {"loss": loss_mean.result(), **{m.name: m.result() for m in self.compiled_metrics}}
-                )
-        return {"loss": loss_mean.result(), **{m.name: m.result() for m in self.compiled_metrics}}
+                bar.update(step + 1, tally.logs())
+        return strategy.reduce_logs(tally)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
         """Loss and metrics on ``(x, y)`` in inference mode.
@@ -852,12 +868,14 @@ class Sequential:
         self._build_from_data(x)
         self._resolve_loss_path()
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
-        verbose = _verbosity(verbose)
+        verbose = _verbosity(verbose) if distributed.is_primary() else 0
         x, y = self._prepare(x, y)
-        batches = _Batches(self._entry, x, y, batch_size)
-        bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
+        strategy = distributed.strategy()
+        lo, hi = strategy.block(x.shape[0])
+        steps = -(-(hi - lo) // strategy.local_batch_size(batch_size))
+        bar = ProgressBar(steps, verbose=verbose) if verbose else None
         with _SingleThreadedBLAS():
-            logs = self._evaluate_batches(batches, bar)
+            logs = self._evaluate(x, y, batch_size, bar)
         if return_dict:
             return logs
         values = [logs[k] for k in self.metrics_names]
@@ -872,11 +890,15 @@ class Sequential:
 
         self._build_from_data(x)
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
-        verbose = _verbosity(verbose)
+        verbose = _verbosity(verbose) if distributed.is_primary() else 0
         x = self._entry.check(x)
-        batches = _Batches(self._entry, x, None, batch_size)
+        # Data-parallel: each rank predicts a block of the samples; every rank gets them all.
+        strategy = distributed.strategy()
+        first, end = strategy.block(x.shape[0])
+        batch_size = strategy.local_batch_size(batch_size)
+        batches = _Batches(self._entry, x[first:end], None, batch_size)
         out_shape = self.layers[-1].output_shape
-        result = np.empty((batches.n, *out_shape), dtype=self.dtype)
+        result = np.empty((x.shape[0], *out_shape), dtype=self.dtype)
         bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
         with _SingleThreadedBLAS():
             for step in range(batches.steps):
@@ -884,10 +906,10 @@ class Sequential:
                 out, _ = batches.slice(lo, hi)
                 for layer in self.layers:
                     out = layer.forward(out, training=False)
-                result[lo:hi] = out
+                result[first + lo : first + hi] = out
                 if bar is not None:
                     bar.update(step + 1)
-        return self._to_user(result)
+        return self._to_user(strategy.gather_rows(result))
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
         """Outputs for one batch (``predict`` without batching)."""
