@@ -25,9 +25,25 @@ __version__: str = _core.__version__
 
 # The Keras-style API: layers, Sequential models, training and saving.
 from . import callbacks, layers, losses, metrics, optimizers  # noqa: E402
-from .model import Sequential  # noqa: E402
 from .random import seed  # noqa: E402
-from .saving import load_model  # noqa: E402
+
+# The models package (Sequential, load_model) is imported on first use, so that
+# `import convforge.saving` (the file format) does not pull in the models above it.
+_FROM_MODELS = {"Sequential", "load_model"}
+
+
+def __getattr__(name):
+    if name in _FROM_MODELS or name == "models":
+        import importlib
+
+        models = importlib.import_module("convforge.models")
+        return models if name == "models" else getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_FROM_MODELS, "models"})
+
 
 __all__ = [
     "Sequential",
@@ -41,6 +57,7 @@ __all__ = [
     "load_model",
     "losses",
     "metrics",
+    "models",
     "optimizers",
     "reference",
     "seed",

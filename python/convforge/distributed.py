@@ -422,6 +422,11 @@ class _Local:
 _LOCAL = _Local()
 
 
+def strategy_for_one_process() -> _Local:
+    """The single-process strategy (what a model uses outside ``fit``)."""
+    return _LOCAL
+
+
 def _split(lo: int, hi: int, parts: int, index: int) -> tuple[int, int]:
     """The ``index``-th of ``parts`` contiguous pieces of [lo, hi), sizes differing by at most one."""
     base, extra = divmod(hi - lo, parts)

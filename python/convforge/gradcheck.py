@@ -119,61 +119,52 @@ def check_model_gradients(
         model.loss = losses_module.get(loss)
     if model.loss is None:
         raise ValueError("check_model_gradients needs a loss: compile the model or pass loss=")
-    model._build_from_data(x)
+    if not model.built and np.ndim(x) >= 2:
+        model.build((None, *np.shape(x)[1:]))  # initialised in the model's own dtype, then copied to float64
     original_dtype = model.dtype
     outer_state = _random.get_state()
     model.astype("float64")
     try:
-        model._plan_backward()
-        model._resolve_loss_path()
-        x_user, y_ready = model._prepare(x, y)
-        xb = model._entry.convert(x_user)
         state = _random.get_state()
 
-        def run(need_grad: bool) -> float:
+        def run(need_grad: bool):
             _random.set_state(state)  # identical dropout masks at every evaluation
-            value, _, dhead = model._forward_loss(xb, y_ready, training, need_grad)
-            if need_grad:
-                model._backward(dhead)
-            return value
+            return model.loss_and_gradients(x, y, training=training, need_grad=need_grad)
 
-        run(True)
-        analytic = {key: layer.grads[name].copy() for layer, names in model._trainable_plan for name, key in names}
+        _, gradients = run(True)
+        analytic = {key: g.copy() for key, _, g in gradients}
         pick = np.random.default_rng(seed)
         results = []
-        for layer, names in model._trainable_plan:
-            for name, key in names:
-                w = layer.params[name]
-                count = min(int(num_coords), w.size)
-                flat = np.sort(pick.choice(w.size, size=count, replace=False))
-                numeric = np.empty(count)
-                for j, f in enumerate(flat):
-                    i = np.unravel_index(f, w.shape)
-                    old = w[i]
-                    w[i] = old + eps
-                    plus = run(False)
-                    w[i] = old - eps
-                    minus = run(False)
-                    w[i] = old
-                    numeric[j] = (plus - minus) / (2 * eps)
-                a = analytic[key].reshape(-1)[flat]
-                err = np.abs(a - numeric)
-                scale = np.maximum(np.abs(a), np.abs(numeric))
-                results.append(
-                    GradCheckResult(
-                        key=key,
-                        shape=w.shape,
-                        coords=[tuple(int(c) for c in np.unravel_index(f, w.shape)) for f in flat],
-                        analytic=a,
-                        numeric=numeric,
-                        max_abs_error=float(err.max()),
-                        max_rel_error=float((err / np.maximum(scale, 1e-300)).max()),
-                        passed=bool(np.all(err <= atol + rtol * scale)),
-                    )
+        for key, w, _ in gradients:
+            count = min(int(num_coords), w.size)
+            flat = np.sort(pick.choice(w.size, size=count, replace=False))
+            numeric = np.empty(count)
+            for j, f in enumerate(flat):
+                i = np.unravel_index(f, w.shape)
+                old = w[i]
+                w[i] = old + eps
+                plus = run(False)[0]
+                w[i] = old - eps
+                minus = run(False)[0]
+                w[i] = old
+                numeric[j] = (plus - minus) / (2 * eps)
+            a = analytic[key].reshape(-1)[flat]
+            err = np.abs(a - numeric)
+            scale = np.maximum(np.abs(a), np.abs(numeric))
+            results.append(
+                GradCheckResult(
+                    key=key,
+                    shape=w.shape,
+                    coords=[tuple(int(c) for c in np.unravel_index(f, w.shape)) for f in flat],
+                    analytic=a,
+                    numeric=numeric,
+                    max_abs_error=float(err.max()),
+                    max_rel_error=float((err / np.maximum(scale, 1e-300)).max()),
+                    passed=bool(np.all(err <= atol + rtol * scale)),
                 )
+            )
     finally:
         model.loss = saved_loss
         model.astype(original_dtype)  # float32 -> float64 -> float32 is exact
-        model._clear_caches()
         _random.set_state(outer_state)
     return GradCheckReport(results, rtol, atol)

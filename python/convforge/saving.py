@@ -35,6 +35,11 @@ Any problem with a file's content -- not a zip, truncated, corrupt,
 unknown format version, or weights that do not fit the model -- raises
 :class:`ModelFileError` (a ``ValueError``) naming the path and the reason. A
 missing file raises ``FileNotFoundError``.
+
+This module is the file format only: it imports nothing of the models. What a
+model writes into a file and how a file is put back into a model live in
+:mod:`convforge.models.state` (weights, optimizer, callbacks, training
+progress) and :mod:`convforge.models.loading` (``load_model``).
 """
 
 from __future__ import annotations
@@ -44,18 +49,12 @@ import json
 import os
 import secrets
 import struct
-import warnings
 import zipfile
 import zlib
 
 import numpy as np
 
-from . import losses as losses_module
-from . import metrics as metrics_module
-from . import optimizers as optimizers_module
-from . import random as _random
-
-__all__ = ["FORMAT_VERSION", "ModelFileError", "load_model", "load_weights", "save_model", "save_weights"]
+__all__ = ["FORMAT_VERSION", "ModelFileError", "new_meta", "read", "write", "write_atomic"]
 
 FORMAT = "convforge"
 FORMAT_VERSION = 1
@@ -145,129 +144,20 @@ def write_atomic(path, arrays: dict[str, np.ndarray]) -> None:
     _fsync_directory(directory)
 
 
-def _weights_entries(model) -> tuple[list[dict], dict[str, np.ndarray]]:
-    entries, arrays = [], {}
-    for i, layer in enumerate(model.layers):
-        for name, value in layer.params.items():
-            key = f"weights/{i}/{name}"
-            entries.append(
-                {
-                    "layer": layer.name,
-                    "index": i,
-                    "class_name": type(layer).__name__,
-                    "name": name,
-                    "key": key,
-                    "shape": list(value.shape),
-                    "dtype": value.dtype.name,
-                }
-            )
-            arrays[key] = value
-    return entries, arrays
-
 
 def _meta_array(meta: dict) -> np.ndarray:
     return np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
 
 
-def _base_meta(model, kind: str) -> tuple[dict, dict]:
-    if not model.built:
-        raise ValueError("cannot save a model that has not been built (no input shape known yet)")
+def new_meta(kind: str) -> dict:
+    """The format fields of a new description: ``{"format", "format_version", "kind", "convforge_version"}``."""
     from . import __version__
 
-    entries, arrays = _weights_entries(model)
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
-        "convforge_version": __version__,
-        "model": {"class_name": type(model).__name__, "config": model.get_config()},
-        "weights": entries,
-    }
-    return meta, arrays
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "convforge_version": __version__}
 
 
-def _not_the_writer() -> bool:
-    # Data-parallel runs: every rank holds the same weights, and only the primary writes, so that
-    # ranks never race on one file (and a file does not depend on the number of ranks).
-    from . import distributed
-
-    return not distributed.is_primary()
-
-
-def save_weights(model, path) -> None:
-    """Weights and architecture (``model.save_weights``); on the primary rank only (see convforge.distributed)."""
-    if _not_the_writer():
-        return
-    meta, arrays = _base_meta(model, "weights")
-    write_atomic(path, {_META: _meta_array(meta), **arrays})
-
-
-def _variable_index(model) -> dict[str, str]:
-    """Optimizer keys ('<layer name>/<weight>') -> position-based keys ('<layer index>/<weight>')."""
-    return {f"{layer.name}/{name}": f"{i}/{name}" for i, layer in enumerate(model.layers) for name in layer.params}
-
-
-def save_model(model, path) -> None:
-    """Everything needed to rebuild the model and to resume training (``model.save``).
-
-    In a data-parallel run only the primary rank writes (see convforge.distributed).
-    """
-    if _not_the_writer():
-        return
-    meta, arrays = _base_meta(model, "model")
-    compile_config = None
-    if model.loss is not None:
-        metric_names = []
-        for spec, metric in zip(getattr(model, "_metric_specs", []), model.compiled_metrics):
-            if isinstance(spec, str):
-                metric_names.append(spec)
-            elif type(metric) in (
-                metrics_module.Accuracy,
-                metrics_module.MeanSquaredError,
-                metrics_module.MeanAbsoluteError,
-            ):
-                metric_names.append(metric.name)
-        compile_config = {
-            "optimizer": optimizers_module.serialize(model.optimizer),
-            "loss": losses_module.serialize(model.loss),
-            "metrics": metric_names,
-        }
-    meta["compile"] = compile_config
-
-    meta["optimizer"] = None
-    if model.optimizer is not None:
-        iterations, slots = model.optimizer.get_state()
-        to_index = _variable_index(model)
-        entries = []
-        for n, (full, value) in enumerate(sorted(slots.items())):
-            variable, _, slot = full.rpartition("/")
-            if variable not in to_index:
-                continue  # state of a weight no longer in the model
-            key = f"optimizer/{n}"
-            entries.append({"variable": to_index[variable], "slot": slot, "key": key, "shape": list(value.shape)})
-            arrays[key] = value
-        meta["optimizer"] = {"class_name": type(model.optimizer).__name__, "iterations": iterations, "slots": entries}
-
-    history = model.history
-    callback_states = []
-    for i, cb in enumerate(getattr(model, "_fit_callbacks", [])):
-        state = cb.get_state()
-        if state is None:
-            continue
-        json_state, cb_arrays = state
-        names = {}
-        for name, value in cb_arrays.items():
-            key = f"callbacks/{i}/{len(names)}"
-            names[name] = key
-            arrays[key] = value
-        callback_states.append({"index": i, "class_name": type(cb).__name__, "state": json_state, "arrays": names})
-    meta["training"] = {
-        "epoch": model.epochs_completed,
-        "rng_state": _random.get_state(),
-        "history": history.history if history is not None else {},
-        "history_epochs": list(history.epoch) if history is not None else [],
-        "callbacks": callback_states,
-    }
+def write(path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write the description ``meta`` (JSON-serialisable) and ``arrays`` as a model file, atomically."""
     write_atomic(path, {_META: _meta_array(meta), **arrays})
 
 
@@ -358,240 +248,23 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def _layers_summary(classes) -> str:
-    return ", ".join(classes) if len(classes) <= 8 else ", ".join(classes[:8]) + ", ..."
 
 
-def _check_architecture(model, meta, path) -> list[tuple]:
-    """The file's weights matched to this model's, position by position, or ModelFileError."""
-    file_layers = meta["model"]["config"]["layers"]
-    file_classes = [entry.get("class_name", "?") for entry in file_layers]
-    model_classes = [type(layer).__name__ for layer in model.layers]
-    if len(file_classes) != len(model_classes):
-        raise ModelFileError(
-            path,
-            f"wrong architecture: the file holds a model of {len(file_classes)} layers "
-            f"({_layers_summary(file_classes)}) but this model has {len(model_classes)} "
-            f"({_layers_summary(model_classes)})",
-        )
-    for i, (fc, mc) in enumerate(zip(file_classes, model_classes)):
-        if fc != mc:
-            raise ModelFileError(
-                path, f"wrong architecture: layer {i} is a {fc} in the file but a {mc} ({model.layers[i].name!r}) here"
-            )
-    by_layer: dict[int, list[dict]] = {}
-    for entry in meta["weights"]:
-        by_layer.setdefault(int(entry["index"]), []).append(entry)
-    matched = []
-    for i, layer in enumerate(model.layers):
-        saved = by_layer.get(i, [])
-        if [e["name"] for e in saved] != list(layer.params):
-            raise ModelFileError(
-                path,
-                f"wrong architecture: layer {i} ({layer.name!r}, {type(layer).__name__}) has weights "
-                f"{list(layer.params)} but the file has {[e['name'] for e in saved]}",
-            )
-        for entry in saved:
-            current = layer.params[entry["name"]]
-            if tuple(entry["shape"]) != current.shape:
-                raise ModelFileError(
-                    path,
-                    f"wrong architecture: layer {i} ({layer.name!r}, {type(layer).__name__}) weight "
-                    f"{entry['name']!r} has shape {tuple(entry['shape'])} in the file but {current.shape} "
-                    "in this model",
-                )
-            matched.append((layer, entry["name"], entry["key"]))
-    return matched
+# The model side of the files (what is written, how it is put back) lives in convforge.models.state
+# and convforge.models.loading; these names stay reachable here for code written before the split.
+# Resolved on first access, so that importing this module never imports convforge.models.
+_MOVED = {
+    "load_model": "loading",
+    "save_model": "state",
+    "save_weights": "state",
+    "load_weights": "state",
+    "restore_training_state": "state",
+}
 
 
-def _assign_weights(model, meta, arrays, path) -> None:
-    matched = _check_architecture(model, meta, path)
-    for layer, name, key in matched:
-        layer.params[name][...] = arrays[key]
+def __getattr__(name):
+    if name in _MOVED:
+        import importlib
 
-
-def _build_for(model, meta, path) -> None:
-    if model.built:
-        return
-    spec = meta["model"]["config"].get("input_shape")
-    if model._input_spec() is None and spec:
-        model._declared_input = tuple(spec)
-    model.build()
-
-
-def load_weights(model, path) -> None:
-    """Load the weights of ``path`` into ``model`` (``model.load_weights``)."""
-    meta, arrays = read(path)
-    _build_for(model, meta, path)
-    _assign_weights(model, meta, arrays, path)
-
-
-def _layer_class(name: str, module, custom_objects, path):
-    """The class of a saved layer: custom_objects, then convforge's, then a Layer subclass defined
-    (imported) in this process with that name -- in the same module if several. Nothing is
-    imported on the file's say."""
-    from . import layers as layers_module
-    from .layers.base import _REGISTRY, Layer
-
-    if custom_objects and name in custom_objects:
-        return custom_objects[name]
-    builtin = getattr(layers_module, name, None)
-    if isinstance(builtin, type) and issubclass(builtin, Layer):
-        return builtin
-    candidates = _REGISTRY.get(name, [])
-    same_module = [cls for cls in candidates if cls.__module__ == module]
-    if same_module:
-        return same_module[-1]  # the latest definition, e.g. after re-running a notebook cell
-    if len(candidates) == 1:
-        return candidates[0]
-    raise ModelFileError(
-        path,
-        f"the file uses layer class {name!r} (module {module!r}), which is not a convforge layer"
-        + (" and matches several classes" if candidates else " and is not defined in this process")
-        + f": pass load_model(..., custom_objects={{{name!r}: {name}}})",
-    )
-
-
-def _model_from_meta(meta, path, custom_objects):
-    from .model import Sequential
-
-    config = meta["model"]["config"]
-    try:
-        model = Sequential(name=config.get("name"), dtype=config.get("dtype", "float32"))
-        if config.get("input_shape"):
-            model._declared_input = tuple(config["input_shape"])
-        layers = []
-        for i, entry in enumerate(config["layers"]):
-            cls = _layer_class(entry["class_name"], entry.get("module"), custom_objects, path)
-            try:
-                layers.append(cls.from_config(dict(entry.get("config", {}))))
-            except (TypeError, ValueError) as err:
-                raise ModelFileError(path, f"cannot rebuild layer {i} ({entry['class_name']}): {err}") from err
-        # Add all layers before building: the input spec then applies to the whole stack.
-        spec, model._declared_input = model._declared_input, None
-        for layer in layers:
-            if layer is layers[0]:
-                layer.input_shape_arg = None
-            model.add(layer)
-        model._declared_input = spec
-        model.build()
-    except ModelFileError:
-        raise
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(path, f"cannot rebuild the model from its description: {err}") from err
-    return model
-
-
-def _restore_optimizer(model, meta, arrays, path) -> None:
-    state = meta.get("optimizer")
-    if not state:
-        return
-    if state.get("class_name") != type(model.optimizer).__name__:
-        raise ModelFileError(
-            path,
-            f"the optimizer state in the file is for {state.get('class_name')} but the model is compiled with "
-            f"{type(model.optimizer).__name__}",
-        )
-    names = {f"{i}/{name}": f"{layer.name}/{name}" for i, layer in enumerate(model.layers) for name in layer.params}
-    slots = {}
-    for entry in state.get("slots", []):
-        variable = names.get(entry["variable"])
-        value = arrays.get(entry["key"])
-        if variable is None or value is None:
-            raise ModelFileError(path, f"optimizer state for {entry['variable']!r} does not fit this model")
-        layer_name, _, weight = variable.rpartition("/")
-        target = model.get_layer(layer_name).params[weight]
-        if value.shape != target.shape:
-            raise ModelFileError(
-                path, f"optimizer state for {variable!r} has shape {value.shape}, weight {target.shape}"
-            )
-        slots[f"{variable}/{entry['slot']}"] = value.astype(target.dtype)
-    model.optimizer.set_state(int(state.get("iterations", 0)), slots)
-
-
-def load_model(path, custom_objects=None, compile=True):  # noqa: A002 - Keras's argument name
-    """Rebuild a model saved with ``model.save`` (or ``save_weights``) from its file.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    custom_objects : dict, optional
-        ``{'MyLayer': MyLayer}`` for layer classes of your own.
-    compile : bool
-        Compile with the saved optimizer (state included), loss and metrics.
-
-    Returns
-    -------
-    Sequential
-    """
-    meta, arrays = read(path)
-    model = _model_from_meta(meta, path, custom_objects)
-    _assign_weights(model, meta, arrays, path)
-    compile_config = meta.get("compile")
-    if compile and compile_config:
-        try:
-            opt_config = compile_config.get("optimizer")
-            if opt_config is None:
-                optimizer = "rmsprop"
-                warnings.warn(
-                    f"{path}: the optimizer was not saved (a custom class); compiled with RMSprop",
-                    UserWarning,
-                    stacklevel=2,
-                )
-            else:
-                config = dict(opt_config.get("config", {}))
-                if config.get("learning_rate", 0) is None:
-                    config.pop("learning_rate")
-                    warnings.warn(
-                        f"{path}: the learning-rate function was not saved; using the default",
-                        UserWarning,
-                        stacklevel=2,
-                    )
-                optimizer = optimizers_module.deserialize({**opt_config, "config": config})
-            loss = compile_config.get("loss")
-            if loss is None:
-                raise ModelFileError(path, "the loss was a custom class and was not saved: load with compile=False")
-            model.compile(
-                optimizer=optimizer, loss=losses_module.deserialize(loss), metrics=compile_config.get("metrics") or None
-            )
-        except ModelFileError:
-            raise
-        except (KeyError, TypeError, ValueError) as err:
-            raise ModelFileError(path, f"cannot restore the compile settings: {err}") from err
-        _restore_optimizer(model, meta, arrays, path)
-    training = meta.get("training") or {}
-    model.epochs_completed = int(training.get("epoch", 0))
-    return model
-
-
-def restore_training_state(model, path, callbacks) -> dict:
-    """Load everything ``fit(resume_from=path)`` needs into ``model``; returns the training record.
-
-    Returns ``{"epoch", "history", "history_epochs"}``.
-    """
-    meta, arrays = read(path)
-    if meta["kind"] != "model":
-        raise ModelFileError(
-            path,
-            "holds weights only (save_weights or ModelCheckpoint(save_weights_only=True)); resuming training needs "
-            "a file from model.save() or ModelCheckpoint()",
-        )
-    training = meta.get("training")
-    if not isinstance(training, dict) or "rng_state" not in training:
-        raise ModelFileError(path, "the file has no training state to resume from")
-    _assign_weights(model, meta, arrays, path)
-    _restore_optimizer(model, meta, arrays, path)
-    for entry in training.get("callbacks", []):
-        i = entry.get("index")
-        if isinstance(i, int) and i < len(callbacks) and type(callbacks[i]).__name__ == entry.get("class_name"):
-            callbacks[i].set_state(entry["state"], {name: arrays[key] for name, key in entry.get("arrays", {}).items()})
-    try:
-        _random.set_state(training["rng_state"])
-    except ValueError as err:
-        raise ModelFileError(path, f"invalid random-generator state: {err}") from err
-    model.epochs_completed = int(training.get("epoch", 0))
-    return {
-        "epoch": model.epochs_completed,
-        "history": training.get("history") or {},
-        "history_epochs": training.get("history_epochs") or [],
-    }
+        return getattr(importlib.import_module(f"convforge.models.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

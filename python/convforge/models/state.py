@@ -1,0 +1,283 @@
+"""What a model file holds beyond its format: weights, optimizer slots, callback state, the random
+generator's state and the history -- written from a model and put back into one.
+
+:mod:`convforge.saving` knows the file format (atomic ``.npz`` with a JSON ``__meta__`` entry) and
+nothing of models; this module knows models and reads them through their public methods and
+documented session attributes (``layers``, ``params``, ``get_config()``, ``get_compile_config()``,
+``optimizer``, ``history``, ``epochs_completed``, ``fit_callbacks``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import random as _random
+from ..saving import ModelFileError, new_meta, read, write
+
+__all__ = ["load_weights", "restore_training_state", "save_model", "save_weights"]
+
+
+class LayerConfigError(ValueError):
+    """A layer of a saved description that cannot be rebuilt (the loader adds the file's path)."""
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _weights_entries(model) -> tuple[list[dict], dict[str, np.ndarray]]:
+    entries, arrays = [], {}
+    for i, layer in enumerate(model.layers):
+        for name, value in layer.params.items():
+            key = f"weights/{i}/{name}"
+            entries.append(
+                {
+                    "layer": layer.name,
+                    "index": i,
+                    "class_name": type(layer).__name__,
+                    "name": name,
+                    "key": key,
+                    "shape": list(value.shape),
+                    "dtype": value.dtype.name,
+                }
+            )
+            arrays[key] = value
+    return entries, arrays
+
+
+def _base_meta(model, kind: str) -> tuple[dict, dict]:
+    if not model.built:
+        raise ValueError("cannot save a model that has not been built (no input shape known yet)")
+    entries, arrays = _weights_entries(model)
+    meta = new_meta(kind)
+    meta["model"] = {"class_name": type(model).__name__, "config": model.get_config()}
+    meta["weights"] = entries
+    return meta, arrays
+
+
+def _not_the_writer() -> bool:
+    # Data-parallel runs: every rank holds the same weights and only the primary writes, so that
+    # ranks never race on one file (and a file does not depend on the number of ranks).
+    from .. import distributed
+
+    return not distributed.is_primary()
+
+
+def save_weights(model, path) -> None:
+    """Weights and architecture (``model.save_weights``); on the primary rank only (see convforge.distributed)."""
+    if _not_the_writer():
+        return
+    meta, arrays = _base_meta(model, "weights")
+    write(path, meta, arrays)
+
+
+def _variable_index(model) -> dict[str, str]:
+    """Optimizer keys ('<layer name>/<weight>') -> position-based keys ('<layer index>/<weight>')."""
+    return {f"{layer.name}/{name}": f"{i}/{name}" for i, layer in enumerate(model.layers) for name in layer.params}
+
+
+def save_model(model, path) -> None:
+    """Everything needed to rebuild the model and to resume training (``model.save``).
+
+    In a data-parallel run only the primary rank writes (see convforge.distributed).
+    """
+    if _not_the_writer():
+        return
+    meta, arrays = _base_meta(model, "model")
+    meta["compile"] = model.get_compile_config()
+
+    meta["optimizer"] = None
+    if model.optimizer is not None:
+        iterations, slots = model.optimizer.get_state()
+        to_index = _variable_index(model)
+        entries = []
+        for n, (full, value) in enumerate(sorted(slots.items())):
+            variable, _, slot = full.rpartition("/")
+            if variable not in to_index:
+                continue  # state of a weight no longer in the model
+            key = f"optimizer/{n}"
+            entries.append({"variable": to_index[variable], "slot": slot, "key": key, "shape": list(value.shape)})
+            arrays[key] = value
+        meta["optimizer"] = {"class_name": type(model.optimizer).__name__, "iterations": iterations, "slots": entries}
+
+    history = model.history
+    callback_states = []
+    for i, cb in enumerate(model.fit_callbacks):
+        state = cb.get_state()
+        if state is None:
+            continue
+        json_state, cb_arrays = state
+        names = {}
+        for name, value in cb_arrays.items():
+            key = f"callbacks/{i}/{len(names)}"
+            names[name] = key
+            arrays[key] = value
+        callback_states.append({"index": i, "class_name": type(cb).__name__, "state": json_state, "arrays": names})
+    meta["training"] = {
+        "epoch": model.epochs_completed,
+        "rng_state": _random.get_state(),
+        "history": history.history if history is not None else {},
+        "history_epochs": list(history.epoch) if history is not None else [],
+        "callbacks": callback_states,
+    }
+    write(path, meta, arrays)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _layers_summary(classes) -> str:
+    return ", ".join(classes) if len(classes) <= 8 else ", ".join(classes[:8]) + ", ..."
+
+
+def check_architecture(model, meta, path) -> list[tuple]:
+    """The file's weights matched to this model's, position by position, or ModelFileError."""
+    file_layers = meta["model"]["config"]["layers"]
+    file_classes = [entry.get("class_name", "?") for entry in file_layers]
+    model_classes = [type(layer).__name__ for layer in model.layers]
+    if len(file_classes) != len(model_classes):
+        raise ModelFileError(
+            path,
+            f"wrong architecture: the file holds a model of {len(file_classes)} layers "
+            f"({_layers_summary(file_classes)}) but this model has {len(model_classes)} "
+            f"({_layers_summary(model_classes)})",
+        )
+    for i, (fc, mc) in enumerate(zip(file_classes, model_classes)):
+        if fc != mc:
+            raise ModelFileError(
+                path, f"wrong architecture: layer {i} is a {fc} in the file but a {mc} ({model.layers[i].name!r}) here"
+            )
+    by_layer: dict[int, list[dict]] = {}
+    for entry in meta["weights"]:
+        by_layer.setdefault(int(entry["index"]), []).append(entry)
+    matched = []
+    for i, layer in enumerate(model.layers):
+        saved = by_layer.get(i, [])
+        if [e["name"] for e in saved] != list(layer.params):
+            raise ModelFileError(
+                path,
+                f"wrong architecture: layer {i} ({layer.name!r}, {type(layer).__name__}) has weights "
+                f"{list(layer.params)} but the file has {[e['name'] for e in saved]}",
+            )
+        for entry in saved:
+            current = layer.params[entry["name"]]
+            if tuple(entry["shape"]) != current.shape:
+                raise ModelFileError(
+                    path,
+                    f"wrong architecture: layer {i} ({layer.name!r}, {type(layer).__name__}) weight "
+                    f"{entry['name']!r} has shape {tuple(entry['shape'])} in the file but {current.shape} "
+                    "in this model",
+                )
+            matched.append((layer, entry["name"], entry["key"]))
+    return matched
+
+
+def assign_weights(model, meta, arrays, path) -> None:
+    """Check the file's architecture against ``model`` and copy its weights in."""
+    matched = check_architecture(model, meta, path)
+    for layer, name, key in matched:
+        layer.params[name][...] = arrays[key]
+
+
+def load_weights(model, path) -> None:
+    """Load the weights of ``path`` into ``model`` (``model.load_weights``); an unbuilt model is
+    built first for the input shape the file names."""
+    meta, arrays = read(path)
+    if not model.built:
+        spec = meta["model"]["config"].get("input_shape")
+        model.build((None, *spec) if spec else None)
+    assign_weights(model, meta, arrays, path)
+
+
+def layer_class(name: str, module, custom_objects):
+    """The class of a saved layer: custom_objects, then convforge's, then a Layer subclass defined
+    (imported) in this process with that name -- in the same module if several. Nothing is
+    imported on the file's say. LayerConfigError if there is none."""
+    from .. import layers as layers_module
+    from ..layers.base import _REGISTRY, Layer
+
+    if custom_objects and name in custom_objects:
+        return custom_objects[name]
+    builtin = getattr(layers_module, name, None)
+    if isinstance(builtin, type) and issubclass(builtin, Layer):
+        return builtin
+    candidates = _REGISTRY.get(name, [])
+    same_module = [cls for cls in candidates if cls.__module__ == module]
+    if same_module:
+        return same_module[-1]  # the latest definition, e.g. after re-running a notebook cell
+    if len(candidates) == 1:
+        return candidates[0]
+    raise LayerConfigError(
+        f"the file uses layer class {name!r} (module {module!r}), which is not a convforge layer"
+        + (" and matches several classes" if candidates else " and is not defined in this process")
+        + f": pass load_model(..., custom_objects={{{name!r}: {name}}})",
+    )
+
+
+def layer_from_config(index: int, entry: dict, custom_objects):
+    """Layer ``index`` of a saved model description (``{"class_name", "module", "config"}``)."""
+    cls = layer_class(entry["class_name"], entry.get("module"), custom_objects)
+    try:
+        return cls.from_config(dict(entry.get("config", {})))
+    except (TypeError, ValueError) as err:
+        raise LayerConfigError(f"cannot rebuild layer {index} ({entry['class_name']}): {err}") from err
+
+def restore_optimizer(model, meta, arrays, path) -> None:
+    """Put the optimizer state of a model file into the compiled ``model.optimizer``."""
+    state = meta.get("optimizer")
+    if not state:
+        return
+    if state.get("class_name") != type(model.optimizer).__name__:
+        raise ModelFileError(
+            path,
+            f"the optimizer state in the file is for {state.get('class_name')} but the model is compiled with "
+            f"{type(model.optimizer).__name__}",
+        )
+    names = {f"{i}/{name}": f"{layer.name}/{name}" for i, layer in enumerate(model.layers) for name in layer.params}
+    by_name = {layer.name: layer for layer in model.layers}
+    slots = {}
+    for entry in state.get("slots", []):
+        variable = names.get(entry["variable"])
+        value = arrays.get(entry["key"])
+        if variable is None or value is None:
+            raise ModelFileError(path, f"optimizer state for {entry['variable']!r} does not fit this model")
+        layer_name, _, weight = variable.rpartition("/")
+        target = by_name[layer_name].params[weight]
+        if value.shape != target.shape:
+            raise ModelFileError(
+                path, f"optimizer state for {variable!r} has shape {value.shape}, weight {target.shape}"
+            )
+        slots[f"{variable}/{entry['slot']}"] = value.astype(target.dtype)
+    model.optimizer.set_state(int(state.get("iterations", 0)), slots)
+
+
+def restore_training_state(model, path, callbacks) -> dict:
+    """Load everything ``fit(resume_from=path)`` needs into ``model``; returns the training record.
+
+    Returns ``{"epoch", "history", "history_epochs"}``.
+    """
+    meta, arrays = read(path)
+    if meta["kind"] != "model":
+        raise ModelFileError(
+            path,
+            "holds weights only (save_weights or ModelCheckpoint(save_weights_only=True)); resuming training needs "
+            "a file from model.save() or ModelCheckpoint()",
+        )
+    training = meta.get("training")
+    if not isinstance(training, dict) or "rng_state" not in training:
+        raise ModelFileError(path, "the file has no training state to resume from")
+    assign_weights(model, meta, arrays, path)
+    restore_optimizer(model, meta, arrays, path)
+    for entry in training.get("callbacks", []):
+        i = entry.get("index")
+        if isinstance(i, int) and i < len(callbacks) and type(callbacks[i]).__name__ == entry.get("class_name"):
+            callbacks[i].set_state(entry["state"], {name: arrays[key] for name, key in entry.get("arrays", {}).items()})
+    try:
+        _random.set_state(training["rng_state"])
+    except ValueError as err:
+        raise ModelFileError(path, f"invalid random-generator state: {err}") from err
+    model.epochs_completed = int(training.get("epoch", 0))
+    return {
+        "epoch": model.epochs_completed,
+        "history": training.get("history") or {},
+        "history_epochs": training.get("history_epochs") or [],
+    }

@@ -1,0 +1,526 @@
+"""The training half of a model: compile / fit / evaluate / predict, as Keras's ``Trainer``.
+
+:class:`Trainer` is a base class: a model class (:class:`~convforge.models.Sequential`)
+inherits it and provides the structure it runs on: ``layers``, ``build``,
+``_build_from_data(x)``, ``_plan_backward()`` (sets ``_trainable_plan``),
+``_resolve_loss_path()``, ``_forward(xb, training)``,
+``_forward_loss(xb, yb, training, need_grad)``, ``_backward(dhead)``,
+``_data_format()`` and ``_entry`` (how user arrays become batches, see
+:mod:`convforge.models.batches`).
+
+Session attributes
+------------------
+Set in ``__init__``, updated by ``compile`` and ``fit``; callbacks and
+``convforge.models.state`` (model files) read them, and only the trainer writes them (except
+``stop_training``, which a callback sets to stop ``fit``):
+
+``optimizer``, ``loss``, ``compiled_metrics``
+    From ``compile`` (None, None, [] before).
+``history``
+    The :class:`~convforge.callbacks.History` of the latest ``fit``.
+``stop_training``
+    Set True (by a callback) to end ``fit`` after the current batch.
+``epochs_completed``
+    Epochs trained so far (saved in checkpoints; ``fit(resume_from=)``).
+``current_epoch``, ``last_batch``, ``fit_callbacks`` (read-only)
+    While ``fit`` runs: the epoch index, the latest training batch
+    ``(x, y)`` in the internal layout (None outside ``fit``), and the
+    user's callbacks (``[]`` outside ``fit``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import callbacks as callbacks_module
+from .. import distributed
+from .. import losses as losses_module
+from .. import metrics as metrics_module
+from .. import optimizers as optimizers_module
+from ..optimizers import _positive_int
+from ..progress import ProgressBar
+from . import diagnostics
+from . import state as state_module
+from .batches import _Batches
+from .blas import single_threaded_blas
+
+__all__ = ["Trainer"]
+
+
+def _verbosity(verbose) -> int:
+    if verbose == "auto":
+        return 1
+    if verbose in (0, 1, 2) and not isinstance(verbose, bool):
+        return int(verbose)
+    raise ValueError(f"verbose must be 0, 1, 2 or 'auto'; got {verbose!r}")
+
+
+
+class Trainer:
+    """compile / fit / evaluate / predict for a model class that inherits it (see the module docstring)."""
+
+    def __init__(self):
+        self.optimizer = None
+        self.loss = None
+        self.compiled_metrics: list = []
+        self._metric_specs: list = []  # compile's metrics argument, for get_compile_config
+        self.stop_training = False
+        self.history = None
+        #: Epochs trained so far (by fit; saved in checkpoints).
+        self.epochs_completed = 0
+        self._fused = False
+        self._fit_callbacks: list = []
+        self._last_batch = None
+        self._current_epoch = 0
+        # How fit splits and reduces its work: one process, or data-parallel ranks (convforge.distributed).
+        self._strategy = distributed.strategy_for_one_process()
+
+    # ================================================================== session (read-only)
+
+    @property
+    def current_epoch(self) -> int:
+        """The epoch ``fit`` is running (0-based); the last one it ran once it has returned."""
+        return self._current_epoch
+
+    @property
+    def last_batch(self):
+        """``(x, y)`` of the latest training batch, internal layout (NCHW), while ``fit`` runs; else None."""
+        return self._last_batch
+
+    @property
+    def fit_callbacks(self) -> list:
+        """The user's callbacks of the ``fit`` in progress (``[]`` outside ``fit``); saved with checkpoints."""
+        return self._fit_callbacks
+
+    # ================================================================== compile
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
+        """Choose the optimizer, the loss and the metrics to report.
+
+        Parameters
+        ----------
+        optimizer : 'sgd', 'adam', 'rmsprop' or an Optimizer
+        loss : 'sparse_categorical_crossentropy', 'categorical_crossentropy', 'mse' or a Loss
+            A final softmax followed by a cross-entropy is trained from the
+            logits (see :mod:`convforge.losses`).
+        metrics : list, optional
+            ``['accuracy']`` and/or ``'mse'``, ``'mae'``, Metric objects or
+            functions ``fn(y_true, y_pred) -> float``.
+        """
+        if loss is None:
+            raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
+        self.optimizer = optimizers_module.get(optimizer)
+        self.loss = losses_module.get(loss)
+        if isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
+            metrics = [metrics]
+        self.compiled_metrics = [metrics_module.get(m) for m in (metrics or [])]
+        names = [m.name for m in self.compiled_metrics]
+        if len(set(names)) != len(names) or "loss" in names:
+            raise ValueError(f"metric names must be unique and not 'loss'; got {names}")
+        self._metric_specs = list(metrics or [])
+
+    @property
+    def metrics_names(self) -> list[str]:
+        return ["loss", *(m.name for m in self.compiled_metrics)]
+
+    def _require_compiled(self, what: str) -> None:
+        if self.loss is None:
+            raise RuntimeError(
+                f"You must compile the model before calling {what}(): model.compile(optimizer='adam', "
+                "loss='sparse_categorical_crossentropy', metrics=['accuracy'])"
+            )
+
+    def get_compile_config(self) -> dict | None:
+        """``compile``'s arguments, JSON-serialisable, as saved in a model file (Keras's name).
+
+        ``{"optimizer", "loss", "metrics"}``; None before ``compile``. Metrics given as
+        custom objects or functions are left out (they cannot be rebuilt from a name).
+        """
+        if self.loss is None:
+            return None
+        metric_names = []
+        for spec, metric in zip(self._metric_specs, self.compiled_metrics):
+            if isinstance(spec, str):
+                metric_names.append(spec)
+            elif type(metric) in (
+                metrics_module.Accuracy,
+                metrics_module.MeanSquaredError,
+                metrics_module.MeanAbsoluteError,
+            ):
+                metric_names.append(metric.name)
+        return {
+            "optimizer": optimizers_module.serialize(self.optimizer),
+            "loss": losses_module.serialize(self.loss),
+            "metrics": metric_names,
+        }
+
+    # ================================================================== the training step
+
+    def _gradients(self):
+        """``[(key, weight, gradient)]`` for the optimizer, checking what custom layers returned."""
+        items = []
+        for layer, names in self._trainable_plan:
+            params, grads = layer.params, layer.grads
+            for name, key in names:
+                p = params[name]
+                g = grads.get(name)
+                if g is None or g.shape != p.shape:
+                    got = "nothing" if g is None else f"shape {g.shape}"
+                    raise RuntimeError(
+                        f"layer {layer.name!r} ({type(layer).__name__}): backward() must set grads[{name!r}] to an "
+                        f"array of shape {p.shape} (the weight's shape); got {got}"
+                    )
+                items.append((key, p, g))
+        return items
+
+    def _train_step(self, xb, yb, tally, global_batch: int) -> tuple[float, np.ndarray]:
+        """One step on ``xb`` (in a data-parallel run, this rank's shard of a global batch)."""
+        loss, out, grads = 0.0, None, None
+        # Overflow shows up as a NaN/Inf loss, which is reported (the loss in the logs,
+        # TerminateOnNaN's diagnosis) rather than warned about at every batch.
+        with np.errstate(all="ignore"):
+            if xb.shape[0]:  # a rank's shard of a short last batch can be empty
+                loss, out, dhead = self._forward_loss(xb, yb, training=True, need_grad=True)
+                # A non-finite loss would poison every weight: the batch is not applied.
+                if math.isfinite(loss):
+                    self._backward(dhead)
+                    grads = self._gradients()
+            tally.add(loss, yb, out)
+            grads = self._strategy.reduce_step(grads, xb.shape[0], global_batch, tally)
+            if grads is not None:
+                self.optimizer.apply_gradients(grads)
+        return loss, out
+
+    def _clear_caches(self) -> None:
+        for layer in self.layers:
+            layer._clear_cache()
+
+    # ================================================================== data
+
+    def _prepare(self, x, y, argument="x"):
+        """Checked user x and loss-checked targets y (the whole arrays, once per call)."""
+        x = self._entry.check(x, argument)
+        if y is None:
+            raise ValueError(f"y is required to go with {argument}")
+        y = np.asarray(y)
+        if y.shape[:1] != x.shape[:1]:
+            raise ValueError(
+                f"{argument} holds {x.shape[0]} samples but its targets hold {y.shape[0] if y.ndim else 0}"
+            )
+        y = self.loss.prepare_targets(y, self.layers[-1].output_shape)
+        return x, y
+
+    def _to_user(self, a: np.ndarray) -> np.ndarray:
+        """An internal batch as the user sees it (NCHW -> NHWC unless channels-first)."""
+        if a.ndim == 4 and self._data_format() == "channels_last":
+            return a.transpose(0, 2, 3, 1)
+        return a
+
+    def loss_and_gradients(self, x, y, training: bool = True, need_grad: bool = True):
+        """The loss of one batch and the gradient of every trainable weight: the training step
+        without the update. Documented for :mod:`convforge.gradcheck` and for tests.
+
+        Parameters
+        ----------
+        x, y : arrays
+            One batch, in the form ``fit`` takes (the model is built from ``x`` if need be).
+        training : bool
+            Training-mode forward pass (dropout on).
+        need_grad : bool
+            False: only the loss (no backward pass; the gradients come back as None).
+
+        Returns
+        -------
+        (float, list)
+            The loss and ``[(key, weight, gradient)]``, ``key`` being
+            ``'<layer name>/<weight name>'``, in the optimizer's order. ``weight``
+            is the model's own array (changing it changes the model);
+            ``gradient`` is overwritten by the next call.
+        """
+        self._build_from_data(x)
+        self._plan_backward()
+        self._resolve_loss_path()
+        x_user, y_ready = self._prepare(x, y)
+        xb = self._entry.convert(x_user)
+        try:
+            value, _, dhead = self._forward_loss(xb, y_ready, training, need_grad)
+            if not need_grad:
+                return value, [(key, layer.params[name], None) for layer, names in self._trainable_plan
+                               for name, key in names]
+            self._backward(dhead)
+            return value, self._gradients()
+        finally:
+            self._clear_caches()
+
+    # ================================================================== fit
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        initial_epoch=0,
+        validation_batch_size=None,
+        resume_from=None,
+    ):
+        """Train for ``epochs`` epochs; returns a :class:`~convforge.callbacks.History`.
+
+        Parameters
+        ----------
+        x : array, shape (N, height, width, channels), (N, height, width) or (N, features)
+        y : array
+            Integer labels ``(N,)`` or one-hot ``(N, classes)``, per the loss.
+        batch_size : int
+            Default 32.
+        epochs : int
+            Index of the last epoch (with ``initial_epoch``), as in Keras.
+        verbose : 'auto', 0, 1 or 2
+            1: progress bar (one line per epoch when stdout is not a
+            terminal); 2: one line per epoch; 0: silent.
+        callbacks : list of Callback
+        validation_split : float
+            Fraction of the data, taken from the end before shuffling, held out
+            for validation.
+        validation_data : (x_val, y_val), optional
+            Overrides ``validation_split``.
+        shuffle : bool
+            Reshuffle the training data every epoch (convforge's generator).
+        initial_epoch : int
+            Epoch to start from.
+        validation_batch_size : int, optional
+            Default ``batch_size``.
+        resume_from : str or os.PathLike, optional
+            A file written by ``model.save`` or ``ModelCheckpoint`` (not
+            ``save_weights_only``): restores the weights, the optimizer state,
+            the random generator, the callbacks' state and the history, and
+            continues at the epoch after the one saved; ``epochs`` is still the
+            total. The run then ends with the same weights, bit for bit, as one
+            that was never interrupted (same data, seed and thread count).
+
+        Returns
+        -------
+        History
+            ``history.history`` maps ``'loss'``, each metric, and
+            ``'val_...'`` to per-epoch lists.
+
+        Notes
+        -----
+        The loss and metrics in the logs are sample-weighted means over the
+        epoch so far. A batch whose loss is NaN or Inf is not applied to the
+        weights (add ``callbacks.TerminateOnNaN()`` to stop and be told where
+        it came from). While ``fit``, ``evaluate`` and ``predict`` run,
+        NumPy's OpenBLAS (custom layers' matrix products) is kept to one
+        thread so that it does not compete with the kernels' threads; set
+        ``$OPENBLAS_NUM_THREADS`` to decide otherwise.
+        """
+        self._require_compiled("fit")
+        if x is None:
+            raise ValueError("fit needs training data x (and y)")
+        self._build_from_data(x)
+        self._plan_backward()
+        self._resolve_loss_path()
+        batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
+        val_batch_size = (
+            batch_size
+            if validation_batch_size is None
+            else _positive_int(validation_batch_size, "validation_batch_size")
+        )
+        epochs = int(epochs) if isinstance(epochs, numbers.Integral) and not isinstance(epochs, bool) else epochs
+        if not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative int; got {epochs!r}")
+        verbose = _verbosity(verbose)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+        strategy = distributed.strategy()
+        # Before the data checks, which could fail on some ranks only: every rank must get the same.
+        strategy.check_fit(
+            self, x=x, y=y, validation_data=validation_data, batch_size=batch_size, val_batch_size=val_batch_size,
+            epochs=epochs, initial_epoch=initial_epoch, shuffle=bool(shuffle), validation_split=validation_split,
+            resume=resume_from is not None, callbacks=[type(cb).__name__ for cb in callbacks or []],
+        )
+        if not strategy.primary:
+            verbose = 0
+        x, y = self._prepare(x, y)
+
+        x_val = y_val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a tuple (x_val, y_val)")
+            x_val, y_val = self._prepare(*validation_data, argument="validation_data[0]")
+        elif validation_split:
+            if not isinstance(validation_split, numbers.Real) or not 0 < validation_split < 1:
+                raise ValueError(f"validation_split must be a number in [0, 1); got {validation_split!r}")
+            split_at = int(x.shape[0] * (1 - validation_split))
+            if split_at < 1 or split_at >= x.shape[0]:
+                raise ValueError(
+                    f"validation_split={validation_split} leaves no training or no validation sample "
+                    f"out of {x.shape[0]}"
+                )
+            x, x_val = x[:split_at], x[split_at:]
+            y, y_val = y[:split_at], y[split_at:]
+
+        user_callbacks = list(callbacks or [])
+        for cb in user_callbacks:
+            if not isinstance(cb, callbacks_module.Callback):
+                raise TypeError(f"callbacks must be convforge.callbacks.Callback instances; got {cb!r}")
+        history = callbacks_module.History()
+        if resume_from is not None:
+            state = state_module.restore_training_state(self, resume_from, user_callbacks)
+            initial_epoch = state["epoch"]
+            history.history = {k: list(v) for k, v in state["history"].items()}
+            history.epoch = list(state["history_epochs"])
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
+            raise ValueError(f"initial_epoch must be a non-negative int; got {initial_epoch!r}")
+        initial_epoch = int(initial_epoch)
+        strategy.start_fit(self)
+
+        batches = _Batches(self._entry, x, y, batch_size)
+        cbs = [history, *user_callbacks]
+        if verbose:
+            cbs.insert(0, callbacks_module.ProgbarLogger(verbose))
+        callback_list = callbacks_module.CallbackList(
+            cbs, self, {"epochs": epochs, "steps": batches.steps, "verbose": verbose, "batch_size": batch_size}
+        )
+        self._fit_callbacks = user_callbacks
+        self.history = history
+        self.stop_training = False
+        self._strategy = strategy
+        logs: dict = {}
+        blas = single_threaded_blas()
+        try:
+            blas.__enter__()
+            callback_list.on_train_begin()
+            for epoch in range(initial_epoch, epochs):
+                self._current_epoch = epoch
+                callback_list.on_epoch_begin(epoch)
+                logs = self._train_epoch(batches, shuffle, callback_list)
+                if x_val is not None:
+                    val_logs = self._evaluate(x_val, y_val, val_batch_size)
+                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                self.epochs_completed = epoch + 1
+                callback_list.on_epoch_end(epoch, logs)
+                if strategy.agree_stop(self.stop_training):
+                    self.stop_training = True
+                    break
+            callback_list.on_train_end(logs)
+        finally:
+            blas.__exit__()
+            self._strategy = distributed.strategy_for_one_process()
+            self._fit_callbacks = []
+            self._last_batch = None
+            self._clear_caches()
+        return history
+
+    def _train_epoch(self, batches: _Batches, shuffle: bool, callback_list) -> dict:
+        strategy = self._strategy
+        tally = strategy.tally(self.compiled_metrics)
+        order = strategy.permutation(batches.n) if shuffle else None
+        bs, n = batches.batch_size, batches.n
+        report = callback_list.wants_batch_end
+        agree_each_step = strategy.each_step_agreement(callback_list.callbacks)
+        for step in range(batches.steps):
+            first, end = step * bs, min(step * bs + bs, n)
+            lo, hi = strategy.shard(first, end)  # this rank's part of the global batch
+            xb, yb = batches.take(order[lo:hi]) if order is not None else batches.slice(lo, hi)
+            callback_list.on_train_batch_begin(step)
+            self._train_step(xb, yb, tally, end - first)
+            if hi > lo:
+                self._last_batch = (xb, yb)
+            if report:
+                callback_list.on_train_batch_end(step, tally.logs())
+            if agree_each_step:
+                self.stop_training = strategy.agree_stop(self.stop_training)
+            if self.stop_training:
+                break
+        return tally.logs()
+
+    # ================================================================== evaluate / predict
+
+    def _evaluate(self, x, y, batch_size: int, bar=None) -> dict:
+        """Loss and metrics over (x, y); data-parallel: each rank takes a block, the sums are global."""
+        strategy = distributed.strategy()
+        lo, hi = strategy.block(x.shape[0])
+        batches = _Batches(self._entry, x[lo:hi], y[lo:hi], strategy.local_batch_size(batch_size))
+        tally = distributed.Tally(self.compiled_metrics)
+        for step in range(batches.steps):
+            lo, hi = step * batches.batch_size, min((step + 1) * batches.batch_size, batches.n)
+            xb, yb = batches.slice(lo, hi)
+            with np.errstate(all="ignore"):
+                loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False)
+            tally.add(loss, yb, out)
+            if bar is not None:
+                bar.update(step + 1, tally.logs())
+        return strategy.reduce_logs(tally)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
+        """Loss and metrics on ``(x, y)`` in inference mode.
+
+        Returns the loss (a float) if no metrics were compiled, else
+        ``[loss, metric, ...]`` in :attr:`metrics_names` order; a dict with
+        ``return_dict=True``.
+        """
+        self._require_compiled("evaluate")
+        self._build_from_data(x)
+        self._resolve_loss_path()
+        batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
+        verbose = _verbosity(verbose) if distributed.is_primary() else 0
+        x, y = self._prepare(x, y)
+        strategy = distributed.strategy()
+        lo, hi = strategy.block(x.shape[0])
+        steps = -(-(hi - lo) // strategy.local_batch_size(batch_size))
+        bar = ProgressBar(steps, verbose=verbose) if verbose else None
+        with single_threaded_blas():
+            logs = self._evaluate(x, y, batch_size, bar)
+        if return_dict:
+            return logs
+        values = [logs[k] for k in self.metrics_names]
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose="auto") -> np.ndarray:
+        """Model outputs for ``x``, batch by batch, in inference mode (no dropout, nothing kept).
+
+        Image outputs come back channels-last, like the input.
+        """
+        self._build_from_data(x)
+        batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
+        verbose = _verbosity(verbose) if distributed.is_primary() else 0
+        x = self._entry.check(x)
+        # Data-parallel: each rank predicts a block of the samples; every rank gets them all.
+        strategy = distributed.strategy()
+        first, end = strategy.block(x.shape[0])
+        batch_size = strategy.local_batch_size(batch_size)
+        batches = _Batches(self._entry, x[first:end], None, batch_size)
+        out_shape = self.layers[-1].output_shape
+        result = np.empty((x.shape[0], *out_shape), dtype=self.dtype)
+        bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
+        with single_threaded_blas():
+            for step in range(batches.steps):
+                lo, hi = step * batch_size, min((step + 1) * batch_size, batches.n)
+                xb, _ = batches.slice(lo, hi)
+                result[first + lo : first + hi] = self._forward(xb, training=False)
+                if bar is not None:
+                    bar.update(step + 1)
+        return self._to_user(strategy.gather_rows(result))
+
+    def __call__(self, x, training: bool = False) -> np.ndarray:
+        """Outputs for one batch (``predict`` without batching)."""
+        self._build_from_data(x)
+        out = self._forward(self._entry.convert(self._entry.check(x)), training=training)
+        if training:
+            self._clear_caches()
+        return self._to_user(out)
+
+    # ================================================================== non-finite diagnosis
+
+    def _diagnose_non_finite(self, xb, yb) -> str:
+        """Where a batch first produces NaN/Inf: input, weights, a layer's output, the loss or a gradient."""
+        return diagnostics.locate_non_finite(self, xb, yb)
