@@ -24,7 +24,7 @@ from . import datasets, functional, reference
 __version__: str = _core.__version__
 
 # The Keras-style API: layers, Sequential models, training and saving.
-from . import callbacks, layers, losses, metrics, optimizers  # noqa: E402
+from . import callbacks, distributed, layers, losses, metrics, optimizers  # noqa: E402
 from .random import seed  # noqa: E402
 
 # The models package (Sequential, load_model) is imported on first use, so that
@@ -51,6 +51,7 @@ __all__ = [
     "build_info",
     "callbacks",
     "datasets",
+    "distributed",
     "functional",
     "get_num_threads",
     "layers",

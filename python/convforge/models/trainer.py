@@ -321,6 +321,11 @@ class Trainer:
         NumPy's OpenBLAS (custom layers' matrix products) is kept to one
         thread so that it does not compete with the kernels' threads; set
         ``$OPENBLAS_NUM_THREADS`` to decide otherwise.
+
+        After :func:`convforge.distributed.init` in a job of N MPI ranks,
+        ``batch_size`` is the global batch: each rank trains on its shard of
+        every batch, the gradients are averaged, and the logs hold global
+        values (see :mod:`convforge.distributed`).
         """
         self._require_compiled("fit")
         if x is None:
