@@ -290,20 +290,43 @@ def test_bad_input_raises_the_same_error_on_every_rank(tmp_path):
         assert text in messages[0][case], (case, messages[0][case])
 
 
-@mpi
-@pytest.mark.slow
-def test_the_training_command_runs_unchanged_under_mpirun(tmp_path):
-    """python -m convforge.train on 2 ranks: one report, one set of files, the test accuracy of one process."""
+def _fashion_mnist():
     if not os.path.isdir("/usr/share/datasets/fashion-mnist") and not os.environ.get("CONVFORGE_DATA"):
         pytest.skip("Fashion-MNIST is not installed (dataset-fashion-mnist)")
+
+
+@mpi
+def test_the_training_command_runs_unchanged_under_mpirun(tmp_path):
+    """python -m convforge.train on 2 ranks (640 images): one report, one set of files."""
+    _fashion_mnist()
+    out = tmp_path / "run"
+    proc = launch(
+        [sys.executable, "-m", "mpi4py", "-m", "convforge.train", "--epochs", "1", "--limit-train", "640",
+         "--validation-split", "0.25", "--output-dir", str(out), "--no-plots", "--verbose", "2"],
+        timeout=180,
+    )
+    assert proc.stdout.count("test accuracy:") == 1
+    assert ", 2 ranks" in proc.stdout and "1 threads" in proc.stdout
+    assert sorted(os.listdir(out)) == ["history.json", "lenet5.npz"]
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["history"]["val_accuracy"]) == 1
+
+
+@mpi
+@pytest.mark.slow
+def test_one_epoch_on_two_ranks_reaches_the_test_accuracy_of_one_process(tmp_path, request):
+    """The issue's target: the same test accuracy within 1% after a full Fashion-MNIST epoch.
+
+    ~10 s on a quiet 2-core machine, minutes on a loaded one: runs when selected (pytest -m slow).
+    """
+    if "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip("real-data training: select it with pytest -m slow")
+    _fashion_mnist()
     from convforge import train
 
     args = ["--epochs", "1", "--no-plots", "--verbose", "2"]
-    proc = launch([sys.executable, "-m", "mpi4py", "-m", "convforge.train", *args, "--output-dir", str(tmp_path / "mpi")],
-                  timeout=300)
-    assert proc.stdout.count("test accuracy:") == 1
-    assert ", 2 ranks" in proc.stdout and "1 threads" in proc.stdout
-    assert sorted(os.listdir(tmp_path / "mpi")) == ["history.json", "lenet5.npz"]
+    launch([sys.executable, "-m", "mpi4py", "-m", "convforge.train", *args, "--output-dir", str(tmp_path / "mpi")],
+           timeout=600)
     assert train.main([*args, "--output-dir", str(tmp_path / "one")]) == 0
     two = json.loads((tmp_path / "mpi" / "history.json").read_text())
     one = json.loads((tmp_path / "one" / "history.json").read_text())
