@@ -1,3 +1,5 @@
+// Batch normalisation over (N, C, ...): training forward (batch statistics), inference forward
+// (given statistics) and backward. Arrays checked like every op's (bindings/arrays.h).
 #include "bindings/channel_args.h"
 #include "dispatch/dispatch.h"
 
@@ -13,17 +15,20 @@ py::tuple fwd_training(const py::array& x, const py::object& gamma, const py::ob
                        const py::object& out, const py::object& out_mean, const py::object& out_var) {
   const ChannelShape s = channel_shape<T>(x, "x");
   check_eps(eps);
-  const T* g = channel_vector<T>(gamma, "gamma", s.c);
-  const T* b = channel_vector<T>(beta, "beta", s.c);
-  py::array_t<T> y = output_like<T>(out, "out", x);
-  check_no_overlap(y, "out", x, "x");
-  py::array_t<T> mean = output_array<T, 1>(out_mean, "out_mean", {s.c});
-  py::array_t<T> var = output_array<T, 1>(out_var, "out_var", {s.c});
+  std::vector<Input> inputs{{x, "x"}};
+  py::array garr, barr;
+  const T* g = channel_vector<T>(gamma, "gamma", s.c, &garr, &inputs);
+  const T* b = channel_vector<T>(beta, "beta", s.c, &barr, &inputs);
+  py::array_t<T> y = make_output<T>(out, "out", dims_of(x), inputs);
+  inputs.push_back({y, "out"});
+  py::array_t<T> mean = make_output<T>(out_mean, "out_mean", {s.c}, inputs);
+  inputs.push_back({mean, "out_mean"});
+  py::array_t<T> var = make_output<T>(out_var, "out_var", {s.c}, inputs);
   const auto kernel = batchnorm_fwd_training_kernel<T>().fn;
-  const T* px = static_cast<const T*>(x.data());
+  const T* px = data_of<T>(x);
   T *py_ = y.mutable_data(), *pm = mean.mutable_data(), *pv = var.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, px, g, b, eps, py_, pm, pv);
   }
   return py::make_tuple(y, mean, var);
@@ -34,21 +39,22 @@ py::array fwd_inference(const py::array& x, const py::array& mean, const py::arr
                         const py::object& beta, double eps, const py::object& out) {
   const ChannelShape s = channel_shape<T>(x, "x");
   check_eps(eps);
-  const T* pm = channel_vector<T>(mean, "mean", s.c);
-  const T* pv = channel_vector<T>(var, "var", s.c);
-  const T* g = channel_vector<T>(gamma, "gamma", s.c);
-  const T* b = channel_vector<T>(beta, "beta", s.c);
-  py::array_t<T> y = output_like<T>(out, "out", x);
-  // In place is fine (elementwise, same index); a partial overlap is not.
-  if (y.data() != x.data()) check_no_overlap(y, "out", x, "x");
+  // Elementwise with the same index: out may be x itself (in place), never a shifted view of it.
+  std::vector<Input> inputs{{x, "x", true}};
+  py::array marr, varr, garr, barr;
+  const T* pm = channel_vector<T>(mean, "mean", s.c, &marr, &inputs);
+  const T* pv = channel_vector<T>(var, "var", s.c, &varr, &inputs);
+  const T* g = channel_vector<T>(gamma, "gamma", s.c, &garr, &inputs);
+  const T* b = channel_vector<T>(beta, "beta", s.c, &barr, &inputs);
+  py::array_t<T> y = make_output<T>(out, "out", dims_of(x), inputs);
   const auto kernel = batchnorm_fwd_inference_kernel<T>().fn;
-  const T* px = static_cast<const T*>(x.data());
+  const T* px = data_of<T>(x);
   T* py_ = y.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, px, pm, pv, g, b, eps, py_);
   }
-  return y;
+  return std::move(y);
 }
 
 template <class T>
@@ -60,25 +66,29 @@ py::tuple bwd(const py::array& dy, const py::array& x, const py::array& mean, co
   for (py::ssize_t i = 0; i < x.ndim(); ++i)
     if (dy.shape(i) != x.shape(i)) throw py::value_error("dy must have the shape of x " + shape_str(x) + ", got " + shape_str(dy));
   check_eps(eps);
-  const T* pm = channel_vector<T>(mean, "mean", s.c);
-  const T* pv = channel_vector<T>(var, "var", s.c);
-  const T* g = channel_vector<T>(gamma, "gamma", s.c);
+  // dx reads dy and x for every channel's sums before it writes: no aliasing, not even exact.
+  std::vector<Input> inputs{{dy, "dy"}, {x, "x"}};
+  py::array marr, varr, garr;
+  const T* pm = channel_vector<T>(mean, "mean", s.c, &marr, &inputs);
+  const T* pv = channel_vector<T>(var, "var", s.c, &varr, &inputs);
+  const T* g = channel_vector<T>(gamma, "gamma", s.c, &garr, &inputs);
+  py::array_t<T> dx;  // outlives `inputs`, which refers to it
   py::object dx_obj = py::none();
   T* pdx = nullptr;
   if (need_input_grad) {
-    py::array_t<T> dx = output_like<T>(out, "out", x);
-    check_no_overlap(dx, "out", x, "x");
-    check_no_overlap(dx, "out", dy, "dy");
+    dx = make_output<T>(out, "out", dims_of(x), inputs);
+    inputs.push_back({dx, "out"});
     pdx = dx.mutable_data();
     dx_obj = dx;
   }
-  py::array_t<T> dg = output_array<T, 1>(out_gamma, "out_gamma", {s.c});
-  py::array_t<T> db = output_array<T, 1>(out_beta, "out_beta", {s.c});
+  py::array_t<T> dg = make_output<T>(out_gamma, "out_gamma", {s.c}, inputs);
+  inputs.push_back({dg, "out_gamma"});
+  py::array_t<T> db = make_output<T>(out_beta, "out_beta", {s.c}, inputs);
   const auto kernel = batchnorm_bwd_kernel<T>().fn;
-  const T *pdy = static_cast<const T*>(dy.data()), *px = static_cast<const T*>(x.data());
+  const T *pdy = data_of<T>(dy), *px = data_of<T>(x);
   T *pdg = dg.mutable_data(), *pdb = db.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, pdy, px, pm, pv, g, eps, pdx, pdg, pdb);
   }
   return py::make_tuple(dx_obj, dg, db);
@@ -91,8 +101,9 @@ void bind_batchnorm(py::module_& m) {
       "batchnorm_fwd_training",
       [](const py::array& x, const py::object& gamma, const py::object& beta, double eps, const py::object& out,
          const py::object& out_mean, const py::object& out_var) {
-        return is_float32(x, "x") ? fwd_training<float>(x, gamma, beta, eps, out, out_mean, out_var)
-                                  : fwd_training<double>(x, gamma, beta, eps, out, out_mean, out_var);
+        return with_dtype(x, "x", [&](auto tag) {
+          return fwd_training<decltype(tag)>(x, gamma, beta, eps, out, out_mean, out_var);
+        });
       },
       py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("eps"), py::arg("out") = py::none(),
       py::arg("out_mean") = py::none(), py::arg("out_var") = py::none(),
@@ -102,8 +113,9 @@ void bind_batchnorm(py::module_& m) {
       "batchnorm_fwd_inference",
       [](const py::array& x, const py::array& mean, const py::array& var, const py::object& gamma,
          const py::object& beta, double eps, const py::object& out) {
-        return is_float32(x, "x") ? fwd_inference<float>(x, mean, var, gamma, beta, eps, out)
-                                  : fwd_inference<double>(x, mean, var, gamma, beta, eps, out);
+        return with_dtype(x, "x", [&](auto tag) {
+          return fwd_inference<decltype(tag)>(x, mean, var, gamma, beta, eps, out);
+        });
       },
       py::arg("x"), py::arg("mean"), py::arg("var"), py::arg("gamma"), py::arg("beta"), py::arg("eps"),
       py::arg("out") = py::none(), "(x - mean) / sqrt(var + eps) * gamma + beta per channel; out may be x.");
@@ -112,8 +124,9 @@ void bind_batchnorm(py::module_& m) {
       [](const py::array& dy, const py::array& x, const py::array& mean, const py::array& var,
          const py::object& gamma, double eps, bool need_input_grad, const py::object& out,
          const py::object& out_gamma, const py::object& out_beta) {
-        return is_float32(x, "x") ? bwd<float>(dy, x, mean, var, gamma, eps, need_input_grad, out, out_gamma, out_beta)
-                                  : bwd<double>(dy, x, mean, var, gamma, eps, need_input_grad, out, out_gamma, out_beta);
+        return with_dtype(x, "x", [&](auto tag) {
+          return bwd<decltype(tag)>(dy, x, mean, var, gamma, eps, need_input_grad, out, out_gamma, out_beta);
+        });
       },
       py::arg("dy"), py::arg("x"), py::arg("mean"), py::arg("var"), py::arg("gamma"), py::arg("eps"),
       py::arg("need_input_grad") = true, py::arg("out") = py::none(), py::arg("out_gamma") = py::none(),

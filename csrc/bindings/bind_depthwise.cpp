@@ -1,3 +1,5 @@
+// Depthwise conv2d (groups = C, depth multiplier M): forward and the two backward passes, one
+// kernel each. Arrays checked like every op's (bindings/arrays.h).
 #include <pybind11/stl.h>
 
 #include "bindings/arrays.h"
@@ -8,7 +10,7 @@ namespace {
 
 using Pair = std::array<int64_t, 2>;
 using Quad = std::array<int64_t, 4>;
-using Shape4 = std::array<int64_t, 4>;
+using Shape4 = std::array<int64_t, 4>;  // an array's (N, C, H, W) or (K, 1, KH, KW)
 
 // Weights (C * multiplier, 1, KH, KW), PyTorch's layout for groups = C.
 ConvShape depthwise_shape(const Shape4& x, const Shape4& w, const Pair& stride, const Quad& padding,
@@ -44,22 +46,16 @@ py::array fwd(const py::array& x, const py::array& w, const py::object& b, const
   check_input<T>(x, "x", 4);
   check_input<T>(w, "w", 4);
   const ConvShape s = depthwise_shape(dims4(x), dims4(w), stride, padding, dilation);
-  const T* bias = nullptr;
-  if (!b.is_none()) {
-    if (!py::isinstance<py::array>(b)) throw py::type_error("b must be a numpy.ndarray or None");
-    const auto barr = py::reinterpret_borrow<py::array>(b);
-    check_input<T>(barr, "b", 1);
-    if (barr.shape(0) != s.oc)
-      throw py::value_error("b must have shape (" + std::to_string(s.oc) + ",) to match w, got " + shape_str(barr));
-    bias = static_cast<const T*>(barr.data());
-  }
-  py::array_t<T> y = output_array<T, 4>(out, "out", {s.mb, s.oc, s.oh, s.ow});
-  check_no_overlap(y, "out", x, "x");
+  py::array barr;
+  const T* bias = optional_input<T>(b, "b", {s.oc}, "shape (to match w)", &barr);
+  std::vector<Input> inputs{{x, "x"}, {w, "w"}};
+  if (bias != nullptr) inputs.push_back({barr, "b"});
+  py::array_t<T> y = make_output<T>(out, "out", {s.mb, s.oc, s.oh, s.ow}, inputs);
   const auto kernel = depthwise_conv2d_fwd_kernel<T>().fn;
-  const T *px = static_cast<const T*>(x.data()), *pw = static_cast<const T*>(w.data());
+  const T *px = data_of<T>(x), *pw = data_of<T>(w);
   T* py_ = y.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, px, pw, bias, py_);
   }
   return y;
@@ -72,13 +68,12 @@ py::array bwd_data(const py::array& dy, const py::array& w, const Shape4& x_shap
   check_input<T>(w, "w", 4);
   const ConvShape s = depthwise_shape(x_shape, dims4(w), stride, padding, dilation);
   check_dy(dy, s);
-  py::array_t<T> dx = output_array<T, 4>(out, "out", x_shape);
-  check_no_overlap(dx, "out", dy, "dy");
+  py::array_t<T> dx = make_output<T>(out, "out", {x_shape.begin(), x_shape.end()}, {{dy, "dy"}, {w, "w"}});
   const auto kernel = depthwise_conv2d_bwd_data_kernel<T>().fn;
-  const T *pdy = static_cast<const T*>(dy.data()), *pw = static_cast<const T*>(w.data());
+  const T *pdy = data_of<T>(dy), *pw = data_of<T>(w);
   T* pdx = dx.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, pdy, pw, pdx);
   }
   return dx;
@@ -92,19 +87,19 @@ py::tuple bwd_weights(const py::array& dy, const py::array& x, const Shape4& w_s
   check_input<T>(x, "x", 4);
   const ConvShape s = depthwise_shape(dims4(x), w_shape, stride, padding, dilation);
   check_dy(dy, s);
-  py::array_t<T> dw = output_array<T, 4>(out_w, "out_w", w_shape);
+  py::array_t<T> dw = make_output<T>(out_w, "out_w", {w_shape.begin(), w_shape.end()}, {{dy, "dy"}, {x, "x"}});
   py::object db_obj = py::none();
   T* pdb = nullptr;
   if (need_bias) {
-    py::array_t<T> db = output_array<T, 1>(out_b, "out_b", {s.oc});
+    py::array_t<T> db = make_output<T>(out_b, "out_b", {s.oc}, {{dy, "dy"}, {x, "x"}, {dw, "out_w"}});
     pdb = db.mutable_data();
     db_obj = db;
   }
   const auto kernel = depthwise_conv2d_bwd_weights_kernel<T>().fn;
-  const T *pdy = static_cast<const T*>(dy.data()), *px = static_cast<const T*>(x.data());
+  const T *pdy = data_of<T>(dy), *px = data_of<T>(x);
   T* pdw = dw.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, pdy, px, pdw, pdb);
   }
   return py::make_tuple(dw, db_obj);
@@ -117,8 +112,9 @@ void bind_depthwise(py::module_& m) {
       "depthwise_conv2d_fwd",
       [](const py::array& x, const py::array& w, const py::object& b, const Pair& stride, const Quad& padding,
          const Pair& dilation, const py::object& out) {
-        return is_float32(x, "x") ? fwd<float>(x, w, b, stride, padding, dilation, out)
-                                  : fwd<double>(x, w, b, stride, padding, dilation, out);
+        return with_dtype(x, "x", [&](auto tag) {
+          return fwd<decltype(tag)>(x, w, b, stride, padding, dilation, out);
+        });
       },
       py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
       py::arg("out") = py::none(),
@@ -127,8 +123,9 @@ void bind_depthwise(py::module_& m) {
       "depthwise_conv2d_bwd_data",
       [](const py::array& dy, const py::array& w, const Shape4& x_shape, const Pair& stride, const Quad& padding,
          const Pair& dilation, const py::object& out) {
-        return is_float32(dy, "dy") ? bwd_data<float>(dy, w, x_shape, stride, padding, dilation, out)
-                                    : bwd_data<double>(dy, w, x_shape, stride, padding, dilation, out);
+        return with_dtype(dy, "dy", [&](auto tag) {
+          return bwd_data<decltype(tag)>(dy, w, x_shape, stride, padding, dilation, out);
+        });
       },
       py::arg("dy"), py::arg("w"), py::arg("x_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
       py::arg("out") = py::none(), "dx = gradient of depthwise_conv2d with respect to its input.");
@@ -136,9 +133,9 @@ void bind_depthwise(py::module_& m) {
       "depthwise_conv2d_bwd_weights",
       [](const py::array& dy, const py::array& x, const Shape4& w_shape, const Pair& stride, const Quad& padding,
          const Pair& dilation, bool need_bias, const py::object& out_w, const py::object& out_b) {
-        return is_float32(dy, "dy")
-                   ? bwd_weights<float>(dy, x, w_shape, stride, padding, dilation, need_bias, out_w, out_b)
-                   : bwd_weights<double>(dy, x, w_shape, stride, padding, dilation, need_bias, out_w, out_b);
+        return with_dtype(dy, "dy", [&](auto tag) {
+          return bwd_weights<decltype(tag)>(dy, x, w_shape, stride, padding, dilation, need_bias, out_w, out_b);
+        });
       },
       py::arg("dy"), py::arg("x"), py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
       py::arg("need_bias"), py::arg("out_w") = py::none(), py::arg("out_b") = py::none(),

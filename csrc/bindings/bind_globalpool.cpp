@@ -1,3 +1,5 @@
+// Global average and max pooling of (N, C, H, W) to (N, C), and their backward passes. Arrays
+// checked like every op's (bindings/arrays.h).
 #include <pybind11/stl.h>
 
 #include "bindings/channel_args.h"
@@ -28,12 +30,12 @@ ChannelShape shape_from(const py::array& dy, const Shape4& input_shape) {
 template <class T>
 py::array avg_fwd(const py::array& x, const py::object& out) {
   const ChannelShape s = image_shape<T>(x);
-  py::array_t<T> y = output_array<T, 2>(out, "out", {s.mb, s.c});
+  py::array_t<T> y = make_output<T>(out, "out", {s.mb, s.c}, {{x, "x"}});
   const auto kernel = global_avg_pool2d_fwd_kernel<T>().fn;
-  const T* px = static_cast<const T*>(x.data());
+  const T* px = data_of<T>(x);
   T* py_ = y.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, px, py_);
   }
   return y;
@@ -43,12 +45,12 @@ template <class T>
 py::array avg_bwd(const py::array& dy, const Shape4& input_shape, const py::object& out) {
   check_input<T>(dy, "dy", 2);
   const ChannelShape s = shape_from(dy, input_shape);
-  py::array_t<T> dx = output_array<T, 4>(out, "out", input_shape);
+  py::array_t<T> dx = make_output<T>(out, "out", {input_shape.begin(), input_shape.end()}, {{dy, "dy"}});
   const auto kernel = global_avg_pool2d_bwd_kernel<T>().fn;
-  const T* pdy = static_cast<const T*>(dy.data());
+  const T* pdy = data_of<T>(dy);
   T* pdx = dx.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, pdy, pdx);
   }
   return dx;
@@ -57,18 +59,18 @@ py::array avg_bwd(const py::array& dy, const Shape4& input_shape, const py::obje
 template <class T>
 py::object max_fwd(const py::array& x, bool return_indices, const py::object& out, const py::object& out_indices) {
   const ChannelShape s = image_shape<T>(x);
-  py::array_t<T> y = output_array<T, 2>(out, "out", {s.mb, s.c});
+  py::array_t<T> y = make_output<T>(out, "out", {s.mb, s.c}, {{x, "x"}});
   py::array_t<int64_t> idx;
   int64_t* pidx = nullptr;
   if (return_indices) {
-    idx = output_array<int64_t, 2>(out_indices, "out_indices", {s.mb, s.c});
+    idx = make_output<int64_t>(out_indices, "out_indices", {s.mb, s.c}, {{x, "x"}, {y, "out"}});
     pidx = idx.mutable_data();
   }
   const auto kernel = global_max_pool2d_fwd_kernel<T>().fn;
-  const T* px = static_cast<const T*>(x.data());
+  const T* px = data_of<T>(x);
   T* py_ = y.mutable_data();
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     kernel(s, px, py_, pidx);
   }
   if (return_indices) return py::make_tuple(y, idx);
@@ -84,14 +86,15 @@ py::array max_bwd(const py::array& dy, const py::array& indices, const Shape4& i
     throw py::type_error("indices must be a C-contiguous int64 array (N, C) as returned by global_max_pool2d");
   if (indices.shape(0) != dy.shape(0) || indices.shape(1) != dy.shape(1))
     throw py::value_error("indices must have the shape of dy " + shape_str(dy) + ", got " + shape_str(indices));
-  py::array_t<T> dx = output_array<T, 4>(out, "out", input_shape);
+  py::array_t<T> dx =
+      make_output<T>(out, "out", {input_shape.begin(), input_shape.end()}, {{dy, "dy"}, {indices, "indices"}});
   const auto kernel = global_max_pool2d_bwd_kernel<T>().fn;
-  const T* pdy = static_cast<const T*>(dy.data());
+  const T* pdy = data_of<T>(dy);
   const int64_t* pidx = static_cast<const int64_t*>(indices.data());
   T* pdx = dx.mutable_data();
   int64_t bad;
   {
-    py::gil_scoped_release release;
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
     bad = kernel(s, pdy, pidx, pdx);
   }
   if (bad >= 0)
@@ -107,20 +110,21 @@ void bind_globalpool(py::module_& m) {
   m.def(
       "global_avg_pool2d_fwd",
       [](const py::array& x, const py::object& out) {
-        return is_float32(x, "x") ? avg_fwd<float>(x, out) : avg_fwd<double>(x, out);
+        return with_dtype(x, "x", [&](auto tag) { return avg_fwd<decltype(tag)>(x, out); });
       },
       py::arg("x"), py::arg("out") = py::none(), "y[N, C] = mean of x[N, C, :, :] (summed in double).");
   m.def(
       "global_avg_pool2d_bwd",
       [](const py::array& dy, const Shape4& input_shape, const py::object& out) {
-        return is_float32(dy, "dy") ? avg_bwd<float>(dy, input_shape, out) : avg_bwd<double>(dy, input_shape, out);
+        return with_dtype(dy, "dy", [&](auto tag) { return avg_bwd<decltype(tag)>(dy, input_shape, out); });
       },
       py::arg("dy"), py::arg("input_shape"), py::arg("out") = py::none(), "dx[N, C, :, :] = dy[N, C] / (H * W).");
   m.def(
       "global_max_pool2d_fwd",
       [](const py::array& x, bool return_indices, const py::object& out, const py::object& out_indices) {
-        return is_float32(x, "x") ? max_fwd<float>(x, return_indices, out, out_indices)
-                                  : max_fwd<double>(x, return_indices, out, out_indices);
+        return with_dtype(x, "x", [&](auto tag) {
+          return max_fwd<decltype(tag)>(x, return_indices, out, out_indices);
+        });
       },
       py::arg("x"), py::arg("return_indices") = false, py::arg("out") = py::none(),
       py::arg("out_indices") = py::none(),
@@ -128,8 +132,7 @@ void bind_globalpool(py::module_& m) {
   m.def(
       "global_max_pool2d_bwd",
       [](const py::array& dy, const py::array& indices, const Shape4& input_shape, const py::object& out) {
-        return is_float32(dy, "dy") ? max_bwd<float>(dy, indices, input_shape, out)
-                                    : max_bwd<double>(dy, indices, input_shape, out);
+        return with_dtype(dy, "dy", [&](auto tag) { return max_bwd<decltype(tag)>(dy, indices, input_shape, out); });
       },
       py::arg("dy"), py::arg("indices"), py::arg("input_shape"), py::arg("out") = py::none(),
       "dx: dy[N, C] at each plane's recorded maximum, 0 elsewhere.");

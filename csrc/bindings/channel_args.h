@@ -1,4 +1,5 @@
-// Argument checks shared by the per-channel bindings (batchnorm, global pooling).
+// Argument checks shared by the per-channel bindings (batchnorm, global pooling), on top of
+// the helpers every binding uses (bindings/arrays.h).
 #pragma once
 
 #include <string>
@@ -19,36 +20,21 @@ ChannelShape channel_shape(const py::array& x, const char* name) {
   ChannelShape s;
   s.mb = x.shape(0), s.c = x.shape(1), s.hw = 1;
   for (py::ssize_t i = 2; i < x.ndim(); ++i) s.hw *= x.shape(i);
+  // Empty batches never reach here: convforge.functional answers them without a kernel call.
   if (s.size() == 0) throw py::value_error(std::string(name) + " is empty, shape " + shape_str(x));
   return s;
 }
 
-// A per-channel vector (C,) of dtype T, or null for None.
+// A per-channel vector (C,) of dtype T, or null for None; kept alive in *keep and added to
+// *inputs (for the out= overlap checks) when given.
 template <class T>
-const T* channel_vector(const py::object& v, const char* name, int64_t c) {
-  if (v.is_none()) return nullptr;
-  if (!py::isinstance<py::array>(v)) throw py::type_error(std::string(name) + " must be a numpy.ndarray or None");
-  const auto a = py::reinterpret_borrow<py::array>(v);
-  check_input<T>(a, name, 1);
-  if (a.shape(0) != c)
-    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(c) + ",), one value per channel, got " +
-                          shape_str(a));
-  return static_cast<const T*>(a.data());
+const T* channel_vector(const py::object& v, const char* name, int64_t c, py::array* keep,
+                        std::vector<Input>* inputs) {
+  const T* p = optional_input<T>(v, name, {c}, "one value per channel, shape", keep);
+  if (p != nullptr) inputs->push_back({*keep, name});
+  return p;
 }
 
-// `out` (checked like output_array) or a new array, with the shape of `like`.
-template <class T>
-py::array_t<T> output_like(const py::object& out, const char* name, const py::array& like) {
-  std::vector<py::ssize_t> dims(like.shape(), like.shape() + like.ndim());
-  if (out.is_none()) return py::array_t<T>(dims);
-  if (!py::isinstance<py::array>(out)) throw py::type_error(std::string(name) + " must be a numpy.ndarray");
-  auto a = py::reinterpret_borrow<py::array>(out);
-  check_input<T>(a, name, like.ndim());
-  for (py::ssize_t i = 0; i < like.ndim(); ++i)
-    if (a.shape(i) != like.shape(i))
-      throw py::value_error(std::string(name) + " must have shape " + shape_str(like) + ", got " + shape_str(a));
-  if (!a.writeable()) throw py::value_error(std::string(name) + " is read-only");
-  return py::reinterpret_borrow<py::array_t<T>>(a);
-}
+inline std::vector<int64_t> dims_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
 
 }  // namespace convforge::bindings

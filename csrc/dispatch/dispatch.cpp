@@ -80,9 +80,9 @@ CONVFORGE_TABLES(batchnorm_fwd_inference, BatchNormFwdInferenceFn)
 CONVFORGE_TABLES(batchnorm_bwd, BatchNormBwdFn)
 CONVFORGE_TABLES(global_avg_pool2d_fwd, GlobalAvgPoolFwdFn)
 CONVFORGE_TABLES(global_avg_pool2d_bwd, GlobalAvgPoolBwdFn)
-CONVFORGE_TABLES(depthwise_conv2d_fwd, Conv2dFwdFn)
-CONVFORGE_TABLES(depthwise_conv2d_bwd_data, Conv2dBwdDataFn)
-CONVFORGE_TABLES(depthwise_conv2d_bwd_weights, Conv2dBwdWeightsFn)
+CONVFORGE_TABLES(depthwise_conv2d_fwd, DepthwiseFwdFn)
+CONVFORGE_TABLES(depthwise_conv2d_bwd_data, DepthwiseBwdDataFn)
+CONVFORGE_TABLES(depthwise_conv2d_bwd_weights, DepthwiseBwdWeightsFn)
 #undef CONVFORGE_TABLES
 const Kernel<GlobalMaxPoolFwdFn<float>> k_global_max_pool2d_fwd_f32[] = {
     {"global_max_pool2d_fwd__ref", Isa::ref, &global_max_pool2d_fwd__ref<float>}};
@@ -121,9 +121,9 @@ CONVFORGE_CHANNEL_SELECTOR(global_avg_pool2d_fwd, GlobalAvgPoolFwdFn)
 CONVFORGE_CHANNEL_SELECTOR(global_avg_pool2d_bwd, GlobalAvgPoolBwdFn)
 CONVFORGE_CHANNEL_SELECTOR(global_max_pool2d_fwd, GlobalMaxPoolFwdFn)
 CONVFORGE_CHANNEL_SELECTOR(global_max_pool2d_bwd, GlobalMaxPoolBwdFn)
-CONVFORGE_CHANNEL_SELECTOR(depthwise_conv2d_fwd, Conv2dFwdFn)
-CONVFORGE_CHANNEL_SELECTOR(depthwise_conv2d_bwd_data, Conv2dBwdDataFn)
-CONVFORGE_CHANNEL_SELECTOR(depthwise_conv2d_bwd_weights, Conv2dBwdWeightsFn)
+CONVFORGE_CHANNEL_SELECTOR(depthwise_conv2d_fwd, DepthwiseFwdFn)
+CONVFORGE_CHANNEL_SELECTOR(depthwise_conv2d_bwd_data, DepthwiseBwdDataFn)
+CONVFORGE_CHANNEL_SELECTOR(depthwise_conv2d_bwd_weights, DepthwiseBwdWeightsFn)
 #undef CONVFORGE_CHANNEL_SELECTOR
 
 const char* conv_pass_name(ConvPass pass) {

@@ -13,13 +13,14 @@ namespace convforge {
 
 template <class T>
 using Conv2dAlgosFn = ConvAlgoList<T> (*)(ConvPass);
-// Depthwise conv2d has one kernel per pass (no algorithm list yet).
+// Depthwise conv2d (kernels/channel_ops.h): one kernel per pass and ISA, no algorithm list;
+// the conv2d tensor arguments, named apart from conv2d's algorithm lists.
 template <class T>
-using Conv2dFwdFn = void (*)(const ConvShape&, const T*, const T*, const T*, T*);
+using DepthwiseFwdFn = void (*)(const ConvShape&, const T*, const T*, const T*, T*);
 template <class T>
-using Conv2dBwdDataFn = void (*)(const ConvShape&, const T*, const T*, T*);
+using DepthwiseBwdDataFn = void (*)(const ConvShape&, const T*, const T*, T*);
 template <class T>
-using Conv2dBwdWeightsFn = void (*)(const ConvShape&, const T*, const T*, T*, T*);
+using DepthwiseBwdWeightsFn = void (*)(const ConvShape&, const T*, const T*, T*, T*);
 template <class T>
 using DenseFwdFn = void (*)(const DenseShape&, const T*, const T*, const T*, T*);
 template <class T>
@@ -78,10 +79,9 @@ template <class T> const Kernel<GlobalAvgPoolFwdFn<T>>& global_avg_pool2d_fwd_ke
 template <class T> const Kernel<GlobalAvgPoolBwdFn<T>>& global_avg_pool2d_bwd_kernel();
 template <class T> const Kernel<GlobalMaxPoolFwdFn<T>>& global_max_pool2d_fwd_kernel();
 template <class T> const Kernel<GlobalMaxPoolBwdFn<T>>& global_max_pool2d_bwd_kernel();
-// depthwise conv2d has the conv2d signatures.
-template <class T> const Kernel<Conv2dFwdFn<T>>& depthwise_conv2d_fwd_kernel();
-template <class T> const Kernel<Conv2dBwdDataFn<T>>& depthwise_conv2d_bwd_data_kernel();
-template <class T> const Kernel<Conv2dBwdWeightsFn<T>>& depthwise_conv2d_bwd_weights_kernel();
+template <class T> const Kernel<DepthwiseFwdFn<T>>& depthwise_conv2d_fwd_kernel();
+template <class T> const Kernel<DepthwiseBwdDataFn<T>>& depthwise_conv2d_bwd_data_kernel();
+template <class T> const Kernel<DepthwiseBwdWeightsFn<T>>& depthwise_conv2d_bwd_weights_kernel();
 
 #define CONVFORGE_DECLARE_SELECTOR(getter, Fn)            \
   template <> const Kernel<Fn<float>>& getter<float>();    \
@@ -102,9 +102,9 @@ CONVFORGE_DECLARE_SELECTOR(global_avg_pool2d_fwd_kernel, GlobalAvgPoolFwdFn)
 CONVFORGE_DECLARE_SELECTOR(global_avg_pool2d_bwd_kernel, GlobalAvgPoolBwdFn)
 CONVFORGE_DECLARE_SELECTOR(global_max_pool2d_fwd_kernel, GlobalMaxPoolFwdFn)
 CONVFORGE_DECLARE_SELECTOR(global_max_pool2d_bwd_kernel, GlobalMaxPoolBwdFn)
-CONVFORGE_DECLARE_SELECTOR(depthwise_conv2d_fwd_kernel, Conv2dFwdFn)
-CONVFORGE_DECLARE_SELECTOR(depthwise_conv2d_bwd_data_kernel, Conv2dBwdDataFn)
-CONVFORGE_DECLARE_SELECTOR(depthwise_conv2d_bwd_weights_kernel, Conv2dBwdWeightsFn)
+CONVFORGE_DECLARE_SELECTOR(depthwise_conv2d_fwd_kernel, DepthwiseFwdFn)
+CONVFORGE_DECLARE_SELECTOR(depthwise_conv2d_bwd_data_kernel, DepthwiseBwdDataFn)
+CONVFORGE_DECLARE_SELECTOR(depthwise_conv2d_bwd_weights_kernel, DepthwiseBwdWeightsFn)
 #undef CONVFORGE_DECLARE_SELECTOR
 
 // The conv2d algorithm a pass runs on the active ISA: `forced` (a name; null or empty for none)
