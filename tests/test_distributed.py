@@ -132,6 +132,19 @@ def test_fit_under_a_launcher_without_init_warns_that_each_process_trains_alone(
         W.build().fit(x, y, batch_size=16, verbose=0)
 
 
+def test_one_process_skips_a_batch_whose_gradient_is_not_finite_although_its_loss_is():
+    """The local strategy path of the step: hardening's gradient check, without MPI."""
+    x, y = W.data(n=64)
+    x[20, 0, 0, 0] = W.MARK  # batch 2 of 4
+    model = W.build_poisoned()
+    with pytest.warns(RuntimeWarning, match=r"epoch 1, batch 2: the gradient of 'poison_gradient\w*/alpha' holds NaN"):
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+    assert history.skipped_batches == [1, 1]
+    assert model.optimizer.iterations == 6
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert np.isfinite(history.history["loss"]).all()  # the loss was finite: only the gradient was not
+
+
 def test_shards_cover_the_batch_evenly():
     for lo, hi, parts in [(0, 16, 2), (16, 31, 2), (5, 6, 2), (0, 101, 3), (7, 7, 4)]:
         pieces = [distributed._split(lo, hi, parts, r) for r in range(parts)]
