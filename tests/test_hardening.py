@@ -825,6 +825,53 @@ def test_every_functional_op_takes_an_empty_batch(dtype):
         F.conv2d(x0, w[:0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_per_channel_functional_op_takes_an_empty_batch(dtype):
+    """The per-channel ops (batch norm, global pooling, depthwise conv) too: zero images in, an empty
+    result out; gradients of weights are sums over nothing (zeros); batch statistics of nothing are NaN."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    x0 = rng.random((1, 3, 7, 7)).astype(dtype)[:0]
+    g = rng.random(3).astype(dtype) + 0.5
+    y, mean, var = F.batch_norm(x0, g, g)
+    assert y.shape == x0.shape and y.dtype == dtype and np.isnan(mean).all() and np.isnan(var).all()
+    out_mean, out_var = np.zeros(3, dtype), np.zeros(3, dtype)
+    assert F.batch_norm(x0, out_mean=out_mean, out_var=out_var)[1] is out_mean and np.isnan(out_var).all()
+    assert F.batch_norm_inference(x0, g, g, g, g).shape == x0.shape
+    dx, dgamma, dbeta = F.batch_norm_backward(x0, x0, g, g, g)
+    assert dx.shape == x0.shape and dgamma.shape == dbeta.shape == (3,) and not dgamma.any() and not dbeta.any()
+    assert F.batch_norm_backward(x0, x0, g, g, need_input_grad=False)[0] is None
+    assert F.global_avg_pool2d(x0).shape == (0, 3)
+    assert F.global_avg_pool2d_backward(np.zeros((0, 3), dtype), x0.shape).shape == x0.shape
+    m0, i0 = F.global_max_pool2d(x0, return_indices=True)
+    assert m0.shape == i0.shape == (0, 3) and i0.dtype == np.int64
+    assert F.global_max_pool2d_backward(m0, i0, x0.shape).shape == x0.shape
+    w, b = rng.random((6, 1, 3, 3)).astype(dtype), rng.random(6).astype(dtype)
+    y0 = F.depthwise_conv2d(x0, w, b, stride=2, padding=1)
+    t = torch.nn.functional.conv2d(torch.from_numpy(x0), torch.from_numpy(w), torch.from_numpy(b), stride=2,
+                                   padding=1, groups=3)
+    assert y0.shape == tuple(t.shape) == (0, 6, 4, 4)
+    dx, dw, db = F.depthwise_conv2d_backward(y0, x0, w, stride=2, padding=1)
+    assert dx.shape == x0.shape and dw.shape == w.shape and db.shape == (6,) and not dw.any() and not db.any()
+    with pytest.raises(ValueError, match="x is empty"):
+        F.global_avg_pool2d(x0.reshape(1, 0, 7, 7))
+
+
+def test_predict_on_zero_samples_with_per_channel_layers():
+    inputs = convforge.layers.Input((8, 8, 2))
+    h = convforge.layers.DepthwiseConv2D(3, depth_multiplier=2)(inputs)
+    h = convforge.layers.BatchNormalization()(h)
+    h = convforge.layers.GlobalAveragePooling2D()(h)
+    model = convforge.Model(inputs, convforge.layers.Dense(3)(h))
+    model.compile(optimizer="adam", loss="mse")
+    assert model.predict(np.zeros((0, 8, 8, 2), np.float32), verbose=0).shape == (0, 3)
+    bn = model.layers[2]
+    before = [v.copy() for v in bn.get_weights()]
+    assert model(np.zeros((0, 8, 8, 2), np.float32), training=True).shape == (0, 3)
+    for a, b in zip(bn.get_weights(), before):  # no statistics from no images
+        np.testing.assert_array_equal(a, b)
+
+
 def test_predict_and_evaluate_on_zero_samples():
     model = convforge.Sequential([
         convforge.layers.Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1)),

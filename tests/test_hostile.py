@@ -950,6 +950,97 @@ def test_other_ops_refuse_overlapping_out(op):
     np.testing.assert_array_equal(x, before)
 
 
+def _channel_op_overlap(op):
+    """(call, match, inputs) of one per-channel op (batchnorm, global pooling, depthwise) whose
+    out= shares memory with one of its inputs or with an earlier output."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 2, 4, 8)).astype(np.float32)
+    ones = np.ones(2, np.float32)
+    p0, p1 = (1, 1), (0, 0, 0, 0)
+    if op == "batchnorm train out=x":
+        return lambda: _core.batchnorm_fwd_training(x, None, None, 1e-3, out=x), "out must not share memory with x", [x]
+    if op == "batchnorm train out_var over out_mean":
+        stats = np.zeros(3, np.float32)
+        return (lambda: _core.batchnorm_fwd_training(x, ones, None, 1e-3, out_mean=stats[:2], out_var=stats[1:]),
+                "out_var must not share memory with out_mean", [x, stats])
+    if op == "batchnorm train out_mean=gamma":
+        return (lambda: _core.batchnorm_fwd_training(x, ones, None, 1e-3, out_mean=ones),
+                "out_mean must not share memory with gamma", [x, ones])
+    if op == "batchnorm inference shifted":  # out is x moved by one element
+        flat = np.concatenate([x.reshape(-1), [0]]).astype(np.float32)
+        xs = flat[1:].reshape(x.shape)
+        return (lambda: _core.batchnorm_fwd_inference(xs, ones, ones, None, None, 1e-3, out=flat[:-1].reshape(x.shape)),
+                r"out must not share memory with x \(except by being x itself\)", [flat])
+    if op == "batchnorm bwd out=dy":
+        dy = x.copy()
+        return (lambda: _core.batchnorm_bwd(dy, x, ones, ones, None, 1e-3, True, out=dy),
+                "out must not share memory with dy", [x, dy])
+    if op == "batchnorm bwd out_beta=out_gamma":
+        g = np.zeros(2, np.float32)
+        return (lambda: _core.batchnorm_bwd(x.copy(), x, ones, ones, None, 1e-3, True, out_gamma=g, out_beta=g),
+                "out_beta must not share memory with out_gamma", [x, g])
+    if op == "global avg out in x":
+        return (lambda: _core.global_avg_pool2d_fwd(x, out=x.reshape(-1)[:2].reshape(1, 2)),
+                "out must not share memory with x", [x])
+    if op == "global max out_indices over out":
+        buf = np.zeros(4, np.float32)  # 2 int64 indices = 4 floats
+        return (lambda: _core.global_max_pool2d_fwd(x, True, out=buf[:2].reshape(1, 2),
+                                                    out_indices=buf.view(np.int64).reshape(1, 2)),
+                "out_indices must not share memory with out", [x, buf])
+    if op == "global avg bwd out over dy":
+        big = np.zeros(x.size, np.float32)
+        big[:2] = 1
+        return (lambda: _core.global_avg_pool2d_bwd(big[:2].reshape(1, 2), x.shape, out=big.reshape(x.shape)),
+                "out must not share memory with dy", [big])
+    if op == "global max bwd out over indices":
+        big = np.zeros(x.size, np.float32)  # its first 4 floats read as indices (0, 0): valid ones
+        dy = np.ones((1, 2), np.float32)
+        return (lambda: _core.global_max_pool2d_bwd(dy, big[:4].view(np.int64).reshape(1, 2), x.shape,
+                                                    out=big.reshape(x.shape)),
+                "out must not share memory with indices", [big])
+    w = rng.standard_normal((2, 1, 1, 1)).astype(np.float32)  # 1x1 depthwise: the output has x's shape
+    if op == "depthwise fwd out=x":
+        return (lambda: _core.depthwise_conv2d_fwd(x, w, None, p0, p1, p0, out=x),
+                "out must not share memory with x", [x, w])
+    if op == "depthwise fwd out=b":
+        return (lambda: _core.depthwise_conv2d_fwd(x[:, :, :1, :1].copy(), w, w.reshape(2), p0, p1, p0,
+                                                   out=w.reshape(1, 2, 1, 1)),
+                "out must not share memory with w", [x, w])
+    if op == "depthwise bwd_data out=dy":
+        dy = x.copy()
+        return (lambda: _core.depthwise_conv2d_bwd_data(dy, w, x.shape, p0, p1, p0, out=dy),
+                "out must not share memory with dy", [dy, w])
+    assert op == "depthwise bwd_weights out_b=out_w"
+    g = np.zeros(2, np.float32)
+    return (lambda: _core.depthwise_conv2d_bwd_weights(x.copy(), x, w.shape, p0, p1, p0, True,
+                                                       out_w=g.reshape(w.shape), out_b=g),
+            "out_b must not share memory with out_w", [x, g])
+
+
+@pytest.mark.parametrize("op", [
+    "batchnorm train out=x", "batchnorm train out_var over out_mean", "batchnorm train out_mean=gamma",
+    "batchnorm inference shifted", "batchnorm bwd out=dy", "batchnorm bwd out_beta=out_gamma",
+    "global avg out in x", "global max out_indices over out", "global avg bwd out over dy",
+    "global max bwd out over indices", "depthwise fwd out=x", "depthwise fwd out=b", "depthwise bwd_data out=dy",
+    "depthwise bwd_weights out_b=out_w",
+])
+def test_channel_ops_refuse_overlapping_out(op):
+    call, match, arrays = _channel_op_overlap(op)
+    before = [a.copy() for a in arrays]
+    with pytest.raises(ValueError, match=match):
+        call()
+    for a, b in zip(arrays, before):  # refused before anything was written
+        np.testing.assert_array_equal(a, b)
+
+
+def test_in_place_batchnorm_inference_is_still_allowed():
+    x = np.random.default_rng(6).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    mean, var = np.full(3, 0.5, np.float32), np.full(3, 4.0, np.float32)
+    want = _core.batchnorm_fwd_inference(x, mean, var, None, None, 1e-3)
+    assert _core.batchnorm_fwd_inference(x, mean, var, None, None, 1e-3, out=x) is not None
+    np.testing.assert_array_equal(x, want)
+
+
 def test_in_place_relu_is_still_allowed():
     x = np.random.default_rng(4).standard_normal((3, 5)).astype(np.float32)
     want = np.maximum(x, 0)

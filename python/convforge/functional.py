@@ -696,7 +696,7 @@ def _channel_vectors(x: np.ndarray, **vectors) -> dict:
 
 
 def _bn_input(x, name="x") -> np.ndarray:
-    x = _array(x, name)
+    x = _array(x, name, batch=True)
     if x.ndim < 2:
         raise ValueError(f"{name} must have at least 2 dimensions (N, C, ...) with channels on axis 1, got shape {x.shape}")
     return x
@@ -721,11 +721,22 @@ def batch_norm(x, gamma=None, beta=None, eps=1e-3, *, out=None, out_mean=None, o
         the biased (population) variance per channel, as Keras uses to update
         its moving variance. Sums are accumulated in double (two passes: the
         mean, then squared deviations from it), so float32 batches of any size
-        keep full float32 accuracy.
+        keep full float32 accuracy. An empty batch (N = 0) gives an empty ``y``
+        and NaN statistics (the mean of nothing, as ``np.mean``), which a caller
+        must not fold into moving statistics.
     """
     x = _bn_input(x)
     v = _channel_vectors(x, gamma=gamma, beta=beta)
-    return _core.batchnorm_fwd_training(_contiguous(x), v["gamma"], v["beta"], _eps(eps), out, out_mean, out_var)
+    eps = _eps(eps)
+    if x.shape[0] == 0:  # no images: an empty result and undefined (NaN) batch statistics
+        channels = (x.shape[1],)
+        y = _zeros(_output(out, "out", x.shape, x.dtype), x.shape, x.dtype)
+        stats = [_output(o, name, channels, x.dtype) for o, name in ((out_mean, "out_mean"), (out_var, "out_var"))]
+        stats = [np.full(channels, np.nan, x.dtype) if o is None else o for o in stats]
+        for o in stats:
+            o[...] = np.nan
+        return y, stats[0], stats[1]
+    return _core.batchnorm_fwd_training(_contiguous(x), v["gamma"], v["beta"], eps, out, out_mean, out_var)
 
 
 def batch_norm_inference(x, mean, var, gamma=None, beta=None, eps=1e-3, *, out=None):
@@ -737,7 +748,10 @@ def batch_norm_inference(x, mean, var, gamma=None, beta=None, eps=1e-3, *, out=N
     if mean is None or var is None:
         raise TypeError("mean and var are required: the moving statistics, arrays of shape (C,)")
     v = _channel_vectors(x, mean=mean, var=var, gamma=gamma, beta=beta)
-    return _core.batchnorm_fwd_inference(_contiguous(x), v["mean"], v["var"], v["gamma"], v["beta"], _eps(eps), out)
+    eps = _eps(eps)
+    if x.shape[0] == 0:  # no images: an empty batch of outputs
+        return _zeros(_output(out, "out", x.shape, x.dtype), x.shape, x.dtype)
+    return _core.batchnorm_fwd_inference(_contiguous(x), v["mean"], v["var"], v["gamma"], v["beta"], eps, out)
 
 
 def batch_norm_backward(dy, x, mean, var, gamma=None, eps=1e-3, need_input_grad=True, *, out=None,
@@ -766,7 +780,13 @@ def batch_norm_backward(dy, x, mean, var, gamma=None, eps=1e-3, need_input_grad=
         raise TypeError("mean and var are required: the batch statistics batch_norm returned")
     v = _channel_vectors(x, mean=mean, var=var, gamma=gamma)
     need_input_grad = _flag(need_input_grad, "need_input_grad")
-    return _core.batchnorm_bwd(_contiguous(dy), _contiguous(x), v["mean"], v["var"], v["gamma"], _eps(eps),
+    eps = _eps(eps)
+    if x.shape[0] == 0:  # no images: an empty dx; dgamma and dbeta are sums over nothing
+        channels = (x.shape[1],)
+        dx = _zeros(_output(out, "out", x.shape, x.dtype), x.shape, x.dtype) if need_input_grad else None
+        return (dx, _zeros(_output(out_gamma, "out_gamma", channels, x.dtype), channels, x.dtype),
+                _zeros(_output(out_beta, "out_beta", channels, x.dtype), channels, x.dtype))
+    return _core.batchnorm_bwd(_contiguous(dy), _contiguous(x), v["mean"], v["var"], v["gamma"], eps,
                                need_input_grad, out, out_gamma, out_beta)
 
 
@@ -776,7 +796,7 @@ def _global_pool_input_shape(input_shape, dy: np.ndarray) -> tuple:
     ):
         raise TypeError(f"input_shape must be a tuple of 4 ints (N, C, H, W), got {input_shape!r}")
     input_shape = tuple(int(d) for d in input_shape)
-    if len(input_shape) != 4 or input_shape[:2] != dy.shape or min(input_shape) < 1:
+    if len(input_shape) != 4 or input_shape[:2] != dy.shape or min(input_shape[1:]) < 1:
         raise ValueError(f"input_shape must be (N, C, H, W) with N, C = {dy.shape} of dy, got {input_shape}")
     if max(input_shape) > _params.MAX_PARAM or math.prod(input_shape) > _params.MAX_ELEMENTS:
         raise ValueError(f"input_shape {input_shape} is too large")
@@ -785,14 +805,19 @@ def _global_pool_input_shape(input_shape, dy: np.ndarray) -> tuple:
 
 def global_avg_pool2d(x, *, out=None):
     """Mean of each feature map: x ``(N, C, H, W)`` -> ``(N, C)`` (summed in double)."""
-    x = _array(x, "x", 4, "(N, C, H, W)")
+    x = _array(x, "x", 4, "(N, C, H, W)", batch=True)
+    if x.shape[0] == 0:  # no images: an empty batch of outputs
+        return _zeros(_output(out, "out", x.shape[:2], x.dtype), x.shape[:2], x.dtype)
     return _core.global_avg_pool2d_fwd(_contiguous(x), out)
 
 
 def global_avg_pool2d_backward(dy, input_shape, *, out=None):
     """Gradient of :func:`global_avg_pool2d`: ``dy[n, c] / (H * W)`` over each map."""
-    dy = _array(dy, "dy", 2, "(N, C)")
-    return _core.global_avg_pool2d_bwd(_contiguous(dy), _global_pool_input_shape(input_shape, dy), out)
+    dy = _array(dy, "dy", 2, "(N, C)", batch=True)
+    input_shape = _global_pool_input_shape(input_shape, dy)
+    if dy.shape[0] == 0:  # no images
+        return _zeros(_output(out, "out", input_shape, dy.dtype), input_shape, dy.dtype)
+    return _core.global_avg_pool2d_bwd(_contiguous(dy), input_shape, out)
 
 
 def global_max_pool2d(x, return_indices=False, *, out=None, out_indices=None):
@@ -801,8 +826,15 @@ def global_max_pool2d(x, return_indices=False, *, out=None, out_indices=None):
 
     The first maximum wins ties; a map holding a NaN has NaN as its maximum (as :func:`max_pool2d`).
     """
-    x = _array(x, "x", 4, "(N, C, H, W)")
-    return _core.global_max_pool2d_fwd(_contiguous(x), _flag(return_indices, "return_indices"), out, out_indices)
+    x = _array(x, "x", 4, "(N, C, H, W)", batch=True)
+    return_indices = _flag(return_indices, "return_indices")
+    if x.shape[0] == 0:  # no images: an empty batch of outputs
+        shape = x.shape[:2]
+        y = _zeros(_output(out, "out", shape, x.dtype), shape, x.dtype)
+        if not return_indices:
+            return y
+        return y, _zeros(_output(out_indices, "out_indices", shape, np.int64), shape, np.int64)
+    return _core.global_max_pool2d_fwd(_contiguous(x), return_indices, out, out_indices)
 
 
 def global_max_pool2d_backward(dy, indices, input_shape, *, out=None):
@@ -810,7 +842,7 @@ def global_max_pool2d_backward(dy, indices, input_shape, *, out=None):
 
     Unlike TensorFlow, which splits the gradient between tied maxima, it all goes to the first.
     """
-    dy = _array(dy, "dy", 2, "(N, C)")
+    dy = _array(dy, "dy", 2, "(N, C)", batch=True)
     if not isinstance(indices, np.ndarray):
         raise TypeError(f"indices must be a numpy.ndarray, got {type(indices).__name__}")
     if indices.dtype != np.int64:
@@ -818,6 +850,8 @@ def global_max_pool2d_backward(dy, indices, input_shape, *, out=None):
     if indices.shape != dy.shape:
         raise ValueError(f"indices must have the shape of dy {dy.shape}, got {indices.shape}")
     input_shape = _global_pool_input_shape(input_shape, dy)
+    if dy.shape[0] == 0:  # no images
+        return _zeros(_output(out, "out", input_shape, dy.dtype), input_shape, dy.dtype)
     indices = indices if indices.flags.c_contiguous and indices.flags.aligned else indices.copy(order="C")
     return _core.global_max_pool2d_bwd(_contiguous(dy), indices, input_shape, out)
 
@@ -851,14 +885,17 @@ def depthwise_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, *, out=None)
     -------
     y : ndarray, shape (N, C * M, OH, OW)
     """
-    x = _array(x, "x", 4, "(N, C, H, W)")
+    x = _array(x, "x", 4, "(N, C, H, W)", batch=True)
     w = _array(w, "w", 4, "(C * M, 1, KH, KW)")
     if b is not None:
         b = _array(b, "b", 1, "(C * M,)")
         if b.shape[0] != w.shape[0]:
             raise ValueError(f"b must have shape ({w.shape[0]},), one bias per filter of w, got {b.shape}")
     _same_dtype("x", x, w=w, b=b)
-    stride, pads, dilation, _ = _depthwise_setup(x.shape, w.shape, stride, padding, dilation)
+    stride, pads, dilation, out_hw = _depthwise_setup(x.shape, w.shape, stride, padding, dilation)
+    if x.shape[0] == 0:  # no images: an empty batch of outputs
+        shape = (0, w.shape[0], *out_hw)
+        return _zeros(_output(out, "out", shape, x.dtype), shape, x.dtype)
     b = None if b is None else _contiguous(b)
     return _core.depthwise_conv2d_fwd(_contiguous(x), _contiguous(w), b, stride, pads, dilation, out)
 
@@ -866,8 +903,8 @@ def depthwise_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, *, out=None)
 def depthwise_conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=True, need_bias_grad=True,
                               *, out=None, out_w=None, out_b=None):
     """Gradients of :func:`depthwise_conv2d`: ``(dx or None, dw, db or None)``."""
-    dy = _array(dy, "dy", 4, "(N, C * M, OH, OW)")
-    x = _array(x, "x", 4, "(N, C, H, W)")
+    dy = _array(dy, "dy", 4, "(N, C * M, OH, OW)", batch=True)
+    x = _array(x, "x", 4, "(N, C, H, W)", batch=True)
     w = _array(w, "w", 4, "(C * M, 1, KH, KW)")
     _same_dtype("x", x, w=w, dy=dy)
     need_input_grad = _flag(need_input_grad, "need_input_grad")
@@ -876,6 +913,12 @@ def depthwise_conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_in
     expected = (x.shape[0], w.shape[0], *out_hw)
     if dy.shape != expected:
         raise ValueError(f"dy must have the shape of depthwise_conv2d's output {expected}, got {dy.shape}")
+    if x.shape[0] == 0:  # no images: an empty dx; dw and db are sums over nothing
+        bias_shape = (w.shape[0],)
+        dx = _zeros(_output(out, "out", x.shape, x.dtype), x.shape, x.dtype) if need_input_grad else None
+        dw = _zeros(_output(out_w, "out_w", w.shape, x.dtype), w.shape, x.dtype)
+        db = _zeros(_output(out_b, "out_b", bias_shape, x.dtype), bias_shape, x.dtype) if need_bias_grad else None
+        return dx, dw, db
     dy, w = _contiguous(dy), _contiguous(w)
     dx = _core.depthwise_conv2d_bwd_data(dy, w, x.shape, stride, pads, dilation, out) if need_input_grad else None
     dw, db = _core.depthwise_conv2d_bwd_weights(dy, _contiguous(x), w.shape, stride, pads, dilation, need_bias_grad,

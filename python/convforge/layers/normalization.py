@@ -169,12 +169,14 @@ class BatchNormalization(Layer):
             x, gamma, beta, self.epsilon, out=b("y", x.shape, x.dtype), out_mean=b("mean", channels, x.dtype),
             out_var=b("var", channels, x.dtype),
         )
-        # In place: the optimizer and saving hold these arrays.
-        m = self.momentum
-        p["moving_mean"] *= m
-        p["moving_mean"] += (1.0 - m) * mean
-        p["moving_variance"] *= m
-        p["moving_variance"] += (1.0 - m) * var
+        # In place: the optimizer and saving hold these arrays. An empty batch has no statistics
+        # (NaN): the moving ones stay as they are.
+        if x.shape[0]:
+            m = self.momentum
+            p["moving_mean"] *= m
+            p["moving_mean"] += (1.0 - m) * mean
+            p["moving_variance"] *= m
+            p["moving_variance"] += (1.0 - m) * var
         self._x, self._mean, self._var = x, mean, var
         return y
 
