@@ -46,6 +46,11 @@ What ``fit`` does with N ranks
 * ``evaluate`` and ``predict`` split the samples into N contiguous blocks;
   ``evaluate`` returns the global values and ``predict`` the full result,
   on every rank.
+* ``sample_weight`` and ``class_weight`` (``fit``, ``evaluate``) work as in one
+  process: each shard takes its samples' weights, and its weighted loss counts
+  by its share of the global batch. Generators/Sequences as data and
+  ``train_on_batch`` raise ``NotImplementedError`` in a data-parallel run;
+  ``test_on_batch``/``predict_on_batch`` see the calling rank's batch only.
 * Only the primary prints (progress bar, callback messages) and writes model
   files (``save``, ``save_weights``, ``ModelCheckpoint``); on other ranks
   these return without writing. Call :func:`barrier` before other ranks read a
