@@ -250,3 +250,35 @@ def test_functional_from_logits_warning_and_compile_arguments():
         m.compile(optimizer="adam", loss=losses.SparseCategoricalCrossentropy(from_logits=True), run_eagerly=True)
     with pytest.raises(TypeError, match="unexpected argument 'bogus'"):
         m.compile(optimizer="adam", loss="mse", bogus=1)
+
+
+def test_depthwise_and_separable_regularizers_enter_the_loss_gradient_and_config():
+    convforge.seed(3)
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((6, 7, 7, 2)), rng.integers(0, 2, 6)
+    stack = [
+        layers.DepthwiseConv2D(3, depth_multiplier=2, depthwise_regularizer=regularizers.l2(0.05),
+                               bias_regularizer=regularizers.l1(0.01), input_shape=(7, 7, 2)),
+        layers.SeparableConv2D(3, 3, pointwise_regularizer=regularizers.l1_l2(0.01, 0.02)),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(2, activation="softmax"),
+    ]
+    m = convforge.Sequential(stack, dtype="float64")
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    plain = convforge.Sequential.from_config(m.get_config())
+    assert plain.layers[0].depthwise_regularizer.get_config() == m.layers[0].depthwise_regularizer.get_config()
+    dw, sep = m.layers[0], m.layers[1]
+    dw.params["bias"][...] = np.linspace(-1, 1, 4)  # away from l1's kink at 0
+    pw = sep.params["pointwise_kernel"]
+    penalty = 0.05 * (dw.kernel ** 2).sum() + 0.01 * np.abs(dw.params["bias"]).sum() + (
+        0.01 * np.abs(pw).sum() + 0.02 * (pw ** 2).sum()
+    )
+    assert sum(layer.regularization_penalty() for layer in m.layers) == pytest.approx(penalty, rel=1e-12)
+    unregularized = convforge.Sequential(
+        [layers.DepthwiseConv2D(3, depth_multiplier=2, input_shape=(7, 7, 2)), layers.SeparableConv2D(3, 3),
+         layers.GlobalAveragePooling2D(), layers.Dense(2, activation="softmax")], dtype="float64")
+    unregularized.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    unregularized.set_weights(m.get_weights())
+    assert m.evaluate(x, y, verbose=0) == pytest.approx(unregularized.evaluate(x, y, verbose=0) + penalty, rel=1e-10)
+    report = check_model_gradients(m, x, y)
+    assert report.passed, str(report)

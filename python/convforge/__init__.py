@@ -70,7 +70,7 @@ __version__: str = _core.__version__
 _check_thread_environment()
 
 # The Keras-style API: layers, Sequential models, training and saving.
-from . import activations, callbacks, initializers, layers, losses, metrics, optimizers  # noqa: E402
+from . import activations, callbacks, distributed, initializers, layers, losses, metrics, optimizers  # noqa: E402
 from . import regularizers, utils  # noqa: E402
 from .layers import Input  # noqa: E402
 from .random import seed  # noqa: E402
@@ -104,6 +104,7 @@ __all__ = [
     "build_info",
     "callbacks",
     "datasets",
+    "distributed",
     "functional",
     "get_num_threads",
     "initializers",

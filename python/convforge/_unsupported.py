@@ -74,7 +74,7 @@ HINTS: dict[str, dict[str, str]] = {
         "applications": "convforge has no pretrained models; build the network with convforge.layers",
         "preprocessing": "load and scale data with NumPy; augmentation layers are in convforge.layers",
         "mixed_precision": "convforge trains in float32 or float64",
-        "distribution": "convforge trains on one machine's CPU cores",
+        "distribution": "for data-parallel training on several processes use convforge.distributed (MPI)",
         "Variable": "weights are NumPy arrays: layer.kernel, layer.bias, model.weights",
     },
 }

@@ -436,6 +436,13 @@ class TerminateOnNaN(Callback):
             return
         x, y = self.model.last_batch
         where = self.model._diagnose_non_finite(x, y)
+        # Data-parallel: every rank sees the same global loss and gets here; the NaN may be in
+        # another rank's shard, so the ranks' diagnoses are gathered and the first finding shown.
+        strategy = self.model._strategy
+        if strategy.size > 1:
+            found = [(r, text) for r, text in enumerate(strategy.gather_text(where)) if not text.startswith("No NaN")]
+            if found:
+                where = f"On rank {found[0][0]}: {found[0][1]}"
         epoch = self.model.current_epoch
         self.message = f"Epoch {epoch + 1}, batch {batch + 1}: invalid loss {loss}, terminating training. {where}"
         progress.write_line(self.message)

@@ -65,7 +65,14 @@ def _is_terminal(stream) -> bool:
 
 
 def write_line(text: str, stream=None) -> None:
-    """Print a message on its own line, ending a bar drawn in place first."""
+    """Print a message on its own line, ending a bar drawn in place first.
+
+    In a data-parallel run only the primary rank prints (the others would repeat it).
+    """
+    from . import distributed
+
+    if not distributed.is_primary():
+        return
     stream = stream if stream is not None else sys.stdout
     if _open_line["stream"] is not None:
         _open_line["stream"].write("\n")

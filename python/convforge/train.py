@@ -7,6 +7,7 @@ any model.
     python -m convforge.train                      # Fashion-MNIST, 10 epochs, SGD + momentum, cosine decay
     python -m convforge.train --data ~/mnist       # MNIST: a directory with its four IDX files
     python -m convforge.train --classic --optimizer adam --lr 1e-3
+    mpirun -n 4 python -m mpi4py -m convforge.train   # data-parallel on 4 ranks (pip install convforge[mpi])
 
 It prints the model summary, a progress bar, per-epoch loss/accuracy, the
 final test accuracy, per-class precision/recall/F1 and the confusion matrix,
@@ -15,6 +16,10 @@ and saves the trained model (``lenet5.npz``, reload with
 matplotlib installed (``pip install convforge[plot]``) it also draws the
 training curves, the first layer's filters and the feature maps of one test
 image as PNG files there.
+
+Launched by an MPI launcher it trains data-parallel (see
+:mod:`convforge.distributed`): ``--batch-size`` is the global batch, and only
+rank 0 prints and writes files.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import time
 import numpy as np
 
 import convforge
-from convforge import datasets, layers, metrics
+from convforge import datasets, distributed, layers, metrics
 
 LENET5_PARAMS = 61_706
 
@@ -207,6 +212,11 @@ def _plots(model, history, x_test, out_dir) -> list[str]:
     return written
 
 
+def _primary_print(*args, **kwargs) -> None:
+    if distributed.is_primary():
+        print(*args, **kwargs)
+
+
 def main(argv=None) -> int:
     """``python -m convforge.train``: LeNet-5."""
     return run(argv, lambda args, classes: lenet5(classic=args.classic, num_classes=classes))
@@ -232,18 +242,27 @@ def run(argv, build_model, *, name="lenet5", prog="python -m convforge.train", d
         add_arguments(parser)
     args = parser.parse_args(argv)
     _check_args(args, parser)
+    # Joins the MPI job when launched by mpirun (data-parallel fit); a no-op otherwise.
+    distributed.init()
     if args.threads is not None:
         convforge.set_num_threads(args.threads)
     convforge.seed(args.seed)
+    say = _primary_print  # every rank runs this script; rank 0 reports
     info = convforge.build_info()
-    print(f"convforge {info['version']}: {info['isa']} kernels, {convforge.get_num_threads()} threads, seed {args.seed}")
+    ranks = f", {distributed.size()} ranks" if distributed.size() > 1 else ""
+    say(
+        f"convforge {info['version']}: {info['isa']} kernels, {convforge.get_num_threads()} threads, "
+        f"seed {args.seed}{ranks}"
+    )
 
     try:
         (x_train, y_train), (x_test, y_test), class_names = load(args)
     except datasets.DatasetError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if distributed.size() > 1:
+            raise  # ends the whole job with the message, rather than leaving the other ranks waiting
+        _primary_print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"data: {len(x_train)} training and {len(x_test)} test images of {x_train.shape[1:]}")
+    say(f"data: {len(x_train)} training and {len(x_test)} test images of {x_train.shape[1:]}")
 
     model = build_model(args, len(class_names))
     lr = args.lr or (1e-3 if args.optimizer == "adam" else 0.03)
@@ -258,7 +277,7 @@ def run(argv, build_model, *, name="lenet5", prog="python -m convforge.train", d
     else:
         optimizer = convforge.optimizers.SGD(learning_rate=lr, momentum=args.momentum)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.summary()
+    model.summary(print_fn=say)
 
     t0 = time.perf_counter()
     history = model.fit(
@@ -272,17 +291,19 @@ def run(argv, build_model, *, name="lenet5", prog="python -m convforge.train", d
     predict_seconds = time.perf_counter() - t0
     predicted = probabilities.argmax(axis=1)
     test_accuracy = metrics.accuracy(y_test, predicted)
-    print(f"\ntraining: {train_seconds:.1f} s ({train_seconds / args.epochs:.1f} s/epoch); "
+    say(f"\ntraining: {train_seconds:.1f} s ({train_seconds / args.epochs:.1f} s/epoch); "
           f"inference on {len(x_test)} test images: {predict_seconds:.2f} s")
-    print(f"test accuracy: {test_accuracy:.4f}\n")
-    print(metrics.classification_report(y_test, predicted, target_names=class_names, digits=3))
+    say(f"test accuracy: {test_accuracy:.4f}\n")
+    say(metrics.classification_report(y_test, predicted, target_names=class_names, digits=3))
     cm = metrics.confusion_matrix(y_test, predicted, num_classes=len(class_names))
     width = max(5, len(str(cm.max())) + 1)
-    print("confusion matrix (rows: true class, columns: predicted)")
-    print(" " * 14 + "".join(f"{i:>{width}d}" for i in range(len(class_names))))
+    say("confusion matrix (rows: true class, columns: predicted)")
+    say(" " * 14 + "".join(f"{i:>{width}d}" for i in range(len(class_names))))
     for i, row in enumerate(cm):
-        print(f"{i:>2d} {class_names[i][:11]:<11s}" + "".join(f"{v:>{width}d}" for v in row))
+        say(f"{i:>2d} {class_names[i][:11]:<11s}" + "".join(f"{v:>{width}d}" for v in row))
 
+    if not distributed.is_primary():
+        return 0
     os.makedirs(args.output_dir, exist_ok=True)
     model_path = os.path.join(args.output_dir, f"{name}.npz")
     model.save(model_path)
@@ -297,10 +318,10 @@ def run(argv, build_model, *, name="lenet5", prog="python -m convforge.train", d
     with open(history_path + ".tmp", "w") as f:
         json.dump(summary, f, indent=2)
     os.replace(history_path + ".tmp", history_path)
-    print(f"\nsaved {model_path} and {history_path}")
+    say(f"\nsaved {model_path} and {history_path}")
     if not args.no_plots:
         for path in _plots(model, history, x_test, args.output_dir):
-            print(f"plot: {path}")
+            say(f"plot: {path}")
     return 0
 
 

@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from .. import _params
+from .. import _params, regularizers
 from .. import functional as F
 from . import activations, initializers
 from .base import Layer, resolve_data_format
@@ -56,7 +56,10 @@ class DepthwiseConv2D(Layer):
     Keras's ``(kh, kw, channels, depth_multiplier)``. Output channel
     ``c * depth_multiplier + m`` comes from input channel ``c``, as in Keras.
 
-    Regularizers and constraints are not supported (NotImplementedError).
+    ``depthwise_regularizer``/``bias_regularizer`` (and SeparableConv2D's
+    ``pointwise_regularizer``) add their penalties to the training loss, as
+    Conv2D's; constraints and ``activity_regularizer`` are not supported
+    (NotImplementedError).
     """
 
     _expects_images = True
@@ -90,8 +93,6 @@ class DepthwiseConv2D(Layer):
         kind = type(self).__name__
         refuse_unsupported(
             kind,
-            depthwise_regularizer=depthwise_regularizer,
-            bias_regularizer=bias_regularizer,
             activity_regularizer=activity_regularizer,
             depthwise_constraint=depthwise_constraint,
             bias_constraint=bias_constraint,
@@ -110,6 +111,8 @@ class DepthwiseConv2D(Layer):
         self.use_bias = bool(use_bias)
         self.depthwise_initializer = initializers.get(depthwise_initializer, "depthwise_initializer")
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
+        self.depthwise_regularizer = regularizers.get(depthwise_regularizer, "depthwise_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
         self._x = None
 
     def _check_images(self, input_shape):
@@ -123,7 +126,7 @@ class DepthwiseConv2D(Layer):
         self._check_images(input_shape)
         c, m = input_shape[0], self.depth_multiplier
         init = _depthwise_initializer(self.depthwise_initializer, c, m, self.kernel_size)
-        self.add_weight(self._kernel_name, (c * m, 1, *self.kernel_size), init)
+        self.add_weight(self._kernel_name, (c * m, 1, *self.kernel_size), init, regularizer=self.depthwise_regularizer)
         # get_weights/set_weights speak Keras's (kh, kw, channels, depth_multiplier); stored as above.
         kh, kw = self.kernel_size
         self._keras_layouts = {
@@ -137,7 +140,8 @@ class DepthwiseConv2D(Layer):
     def build(self, input_shape):
         self._build_depthwise(input_shape)
         if self.use_bias:
-            self.add_weight("bias", (input_shape[0] * self.depth_multiplier,), self.bias_initializer)
+            self.add_weight("bias", (input_shape[0] * self.depth_multiplier,), self.bias_initializer,
+                            regularizer=self.bias_regularizer)
 
     def _out_hw(self, input_hw):
         try:
@@ -199,6 +203,8 @@ class DepthwiseConv2D(Layer):
             "use_bias": self.use_bias,
             "depthwise_initializer": initializers.serialize(self.depthwise_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
+            "depthwise_regularizer": regularizers.serialize(self.depthwise_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
         }
 
     @classmethod
@@ -259,8 +265,7 @@ class SeparableConv2D(DepthwiseConv2D):
         name=None,
         trainable=True,
     ):
-        refuse_unsupported("SeparableConv2D", pointwise_regularizer=pointwise_regularizer,
-                           pointwise_constraint=pointwise_constraint)
+        refuse_unsupported("SeparableConv2D", pointwise_constraint=pointwise_constraint)
         super().__init__(
             kernel_size, strides, padding, depth_multiplier, data_format, dilation_rate, activation, use_bias,
             depthwise_initializer, bias_initializer, depthwise_regularizer, bias_regularizer, activity_regularizer,
@@ -268,14 +273,15 @@ class SeparableConv2D(DepthwiseConv2D):
         )
         self.filters = _positive_int(filters, "SeparableConv2D", "filters")
         self.pointwise_initializer = initializers.get(pointwise_initializer, "pointwise_initializer")
+        self.pointwise_regularizer = regularizers.get(pointwise_regularizer, "pointwise_regularizer")
         self._t = None
 
     def build(self, input_shape):
         self._build_depthwise(input_shape)
         self.add_weight("pointwise_kernel", (self.filters, input_shape[0] * self.depth_multiplier, 1, 1),
-                        self.pointwise_initializer)
+                        self.pointwise_initializer, regularizer=self.pointwise_regularizer)
         if self.use_bias:
-            self.add_weight("bias", (self.filters,), self.bias_initializer)
+            self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def compute_output_shape(self, input_shape):
         self._check_images(input_shape)
@@ -303,6 +309,7 @@ class SeparableConv2D(DepthwiseConv2D):
         config = super().get_config()
         config["filters"] = self.filters
         config["pointwise_initializer"] = initializers.serialize(self.pointwise_initializer)
+        config["pointwise_regularizer"] = regularizers.serialize(self.pointwise_regularizer)
         return config
 
     @classmethod

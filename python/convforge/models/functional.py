@@ -933,15 +933,13 @@ class Functional(Model):
         for _, k, metric in self._metric_slots:
             metric.update_state(ybs[k], outs[k])
 
-    def _metric_logs(self, loss_mean) -> dict:
-        logs = {"loss": loss_mean.result()}
+    def _log_metrics(self) -> list:
+        # Several outputs: each output's loss (``<output>_loss``, Keras's logs), then the metrics.
+        losses = []
         if len(self.outputs) > 1:
-            for mean, loss in zip(self._output_loss_means, self._head_losses()):
-                if loss is not None:
-                    logs[mean.name] = mean.result()
-        for name, _, metric in self._metric_slots:
-            logs[name] = metric.result()
-        return logs
+            losses = [(mean.name, mean) for mean, loss in zip(self._output_loss_means, self._head_losses())
+                      if loss is not None]
+        return [*losses, *((name, metric) for name, _, metric in self._metric_slots)]
 
     # ================================================================== saving
 

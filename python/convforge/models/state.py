@@ -68,8 +68,18 @@ def _base_meta(model, kind: str) -> tuple[dict, dict]:
     return meta, arrays
 
 
+def _not_the_writer() -> bool:
+    # Data-parallel runs: every rank holds the same weights and only the primary writes, so that
+    # ranks never race on one file (and a file does not depend on the number of ranks).
+    from .. import distributed
+
+    return not distributed.is_primary()
+
+
 def save_weights(model, path) -> None:
-    """Weights and architecture (``model.save_weights``)."""
+    """Weights and architecture (``model.save_weights``); on the primary rank only (see convforge.distributed)."""
+    if _not_the_writer():
+        return
     meta, arrays = _base_meta(model, "weights")
     write(path, meta, arrays)
 
@@ -80,7 +90,12 @@ def _variable_index(model) -> dict[str, str]:
 
 
 def save_model(model, path) -> None:
-    """Everything needed to rebuild the model and to resume training (``model.save``)."""
+    """Everything needed to rebuild the model and to resume training (``model.save``).
+
+    In a data-parallel run only the primary rank writes (see convforge.distributed).
+    """
+    if _not_the_writer():
+        return
     meta, arrays = _base_meta(model, "model")
     meta["compile"] = model.get_compile_config()
 

@@ -7,9 +7,16 @@ structure it runs on: ``layers``, ``_build_from_data(x)``, ``_plan_backward()``
 ``_forward_loss(xb, yb, training, need_grad, sample_weight=None)``, ``_backward(dhead)``, ``_trace(xb)``,
 ``_data_format()`` and ``_entry`` (how user arrays become batches, see
 :mod:`convforge.models.batches`). The data hooks (``_batches``, ``_check_x``,
-``_convert_x``, ``_prepare``, ``_to_user``) and metric hooks (``_reset_metrics``,
-``_update_metrics``, ``_metric_logs``) here serve one input and one output; a
-model with several overrides them and passes lists through the loops unchanged.
+``_convert_x``, ``_prepare``, ``_to_user``, ``_empty_outputs``) and metric hooks
+(``_reset_metrics``, ``_update_metrics``, ``_log_metrics``) here serve one input and
+one output; a model with several overrides them and passes lists through the loops
+unchanged.
+
+How ``fit``, ``evaluate`` and ``predict`` split and reduce their work -- one process, or
+the ranks of a data-parallel MPI job -- is asked of a strategy object
+(:func:`convforge.distributed.strategy`) at a few points: the shuffle order, each
+rank's shard of a batch, one reduction per step (gradients, loss and metric sums, the
+"not finite" flag), the stop decision, and the blocks of ``evaluate``/``predict``.
 
 Session attributes
 ------------------
@@ -38,14 +45,15 @@ import math
 import numbers
 import threading
 import warnings
+import zlib
 
 import numpy as np
 
 from .. import callbacks as callbacks_module
+from .. import distributed
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
-from .. import random as _random
 from ..optimizers import _positive_int
 from ..progress import ProgressBar
 from . import diagnostics
@@ -117,6 +125,10 @@ _FIT_LOCK = threading.Lock()
 def _all_finite(a: np.ndarray) -> bool:
     """No NaN or Inf in ``a``: two reductions (NaN propagates through min and max), no temporary."""
     return a.size == 0 or (math.isfinite(a.min()) and math.isfinite(a.max()))
+
+
+# Why a data-parallel batch was skipped on a rank whose own shard was finite.
+_NOT_FINITE_ELSEWHERE = "its loss or a gradient is NaN or Inf on another rank"
 
 
 def _verbosity(verbose) -> int:
@@ -198,6 +210,19 @@ def _class_weights(class_weight, y: np.ndarray) -> np.ndarray:
 
 
 
+class _OneBatch:
+    """``train_on_batch``'s tally: the batch's loss; the metrics keep accumulating over calls
+    (until ``reset_metrics``, Keras's rule) instead of starting anew as an epoch's do."""
+
+    def __init__(self, model):
+        self.model, self.loss = model, float("nan")
+
+    def add(self, loss: float, y, out) -> None:
+        self.loss = loss
+        if out is not None:
+            self.model._update_metrics(y, out)
+
+
 class Trainer:
     """compile / fit / evaluate / predict for a model class that inherits it (see the module docstring)."""
 
@@ -222,6 +247,8 @@ class Trainer:
         # this fit has warned about one yet.
         self._skipped_batches = 0
         self._warned_skip = False
+        # How fit splits and reduces its work: one process, or data-parallel ranks (convforge.distributed).
+        self._strategy = distributed.strategy_for_one_process()
 
     # ================================================================== session (read-only)
 
@@ -322,25 +349,43 @@ class Trainer:
                 items.append((key, p, g))
         return items
 
-    def _train_step(self, xb, yb, sample_weight=None) -> tuple[float, np.ndarray, str | None]:
-        """One training step: ``(loss, output, why the batch was not applied or None)``."""
+    def _train_step(self, xb, yb, tally, global_batch: int, sample_weight=None) -> str | None:
+        """One training step on ``xb``: why the batch was not applied, or None.
+
+        In a data-parallel run ``xb`` is this rank's shard (possibly empty) of a
+        global batch of ``global_batch`` samples; the batch is applied on every
+        rank or on none (:data:`_NOT_FINITE_ELSEWHERE` when another rank found
+        the problem). ``sample_weight`` weighs this shard's samples in its loss.
+        """
+        loss, out, gradients, why = 0.0, None, None, None
         # Overflow shows up as a NaN/Inf loss, which is reported (the loss in the logs,
         # TerminateOnNaN's diagnosis, a warning) rather than warned about by NumPy at every batch.
         with np.errstate(all="ignore"):
-            loss, out, dhead = self._forward_loss(
-                xb, yb, training=True, need_grad=True, sample_weight=sample_weight
-            )
-            # A non-finite loss or gradient would poison the weights: the batch is not applied.
-            if not math.isfinite(loss):
-                return loss, out, f"its loss is {loss}"
-            self._backward(dhead)
-            gradients = self._gradients()
-            for key, _, g in gradients:
-                if not _all_finite(g):
-                    return loss, out, f"the gradient of {key!r} holds NaN or Inf"
+            if _count(xb):  # a rank's shard of a short last batch can be empty
+                loss, out, dhead = self._forward_loss(
+                    xb, yb, training=True, need_grad=True, sample_weight=sample_weight
+                )
+                # A non-finite loss or gradient would poison the weights: the batch is not applied.
+                if not math.isfinite(loss):
+                    why = f"its loss is {loss}"
+                else:
+                    self._backward(dhead)
+                    gradients = self._gradients()
+                    for key, _, g in gradients:
+                        if not _all_finite(g):
+                            why, gradients = f"the gradient of {key!r} holds NaN or Inf", None
+                            break
+            tally.add(loss, yb, out)
+            # One process: the gradients as they are. Data-parallel: the shards' gradients summed
+            # (with the step's loss and metric sums) in one allreduce; None on every rank when the
+            # batch was not finite on any rank.
+            gradients = self._strategy.reduce_step(gradients, _count(xb), global_batch, tally)
+            if gradients is None:
+                return why or _NOT_FINITE_ELSEWHERE
             self.optimizer.apply_gradients(gradients)
             # Finite gradients can still overflow a weight (a huge learning rate): stop before
-            # anything (a checkpoint, the next step) uses it.
+            # anything (a checkpoint, the next step) uses it. Every rank applied the same update,
+            # so every rank stops here.
             for key, p, _ in gradients:
                 if not _all_finite(p):
                     layer, _, weight = key.rpartition("/")
@@ -349,7 +394,7 @@ class Trainer:
                         "in the update (is the learning rate too large?); training stopped, the model's weights are "
                         "not usable (checkpoints written before are kept)"
                     )
-        return loss, out, None
+        return None
 
     def _clear_caches(self) -> None:
         for layer in self.layers:
@@ -402,9 +447,10 @@ class Trainer:
         for m in self.compiled_metrics:
             m.update_state(yb, out)
 
-    def _metric_logs(self, loss_mean) -> dict:
-        """``{'loss': ..., metric name: value}`` so far this epoch."""
-        return {"loss": loss_mean.result(), **{m.name: m.result() for m in self.compiled_metrics}}
+    def _log_metrics(self) -> list:
+        """``[(name in the logs, Metric)]`` after ``'loss'``, in the logs' order: what a
+        :class:`~convforge.distributed.Tally` reports (and sums over ranks)."""
+        return [(m.name, m) for m in self.compiled_metrics]
 
     def loss_and_gradients(self, x, y, training: bool = True, need_grad: bool = True):
         """The loss of one batch and the gradient of every trainable weight: the training step
@@ -526,6 +572,11 @@ class Trainer:
         NumPy's OpenBLAS (custom layers' matrix products) is kept to one
         thread so that it does not compete with the kernels' threads; set
         ``$OPENBLAS_NUM_THREADS`` to decide otherwise.
+
+        After :func:`convforge.distributed.init` in a job of N MPI ranks,
+        ``batch_size`` is the global batch: each rank trains on its shard of
+        every batch, the gradients are averaged, and the logs hold global
+        values (see :mod:`convforge.distributed`).
         """
         # First of all, atomically: the checks of _fit already plan the backward pass and fuse layers.
         with self._owning_fit("fit"):
@@ -608,9 +659,28 @@ class Trainer:
         verbose = _verbosity(verbose)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+        strategy = distributed.strategy()
+        if isinstance(callbacks, callbacks_module.Callback):  # Keras accepts one callback alone
+            callbacks = [callbacks]
+        if strategy.size > 1 and (source is not None or _is_batch_source(validation_data)):
+            raise NotImplementedError(
+                "convforge.distributed: fit from a generator or Sequence is not supported in a data-parallel run "
+                "(each rank would draw its own batches); pass arrays, which every rank shards the same way"
+            )
+        # Before the data checks, which could fail on some ranks only: every rank must get the same.
+        strategy.check_fit(
+            self, x=x, y=y, validation_data=validation_data, batch_size=batch_size, val_batch_size=val_batch_size,
+            epochs=epochs, initial_epoch=initial_epoch, shuffle=bool(shuffle), validation_split=validation_split,
+            resume=resume_from is not None, callbacks=[type(cb).__name__ for cb in callbacks or []],
+            sample_weight=None if sample_weight is None else _checksum(sample_weight),
+            class_weight=None if class_weight is None else repr(class_weight),
+        )
+        if not strategy.primary:
+            verbose = 0
         weights = None
         if source is None:
             x, y = self._prepare(x, y)
+            # Data-parallel: every rank holds all the weights and takes its shard's, as of x.
             weights = self._sample_weights(sample_weight, class_weight, x, y)
 
         x_val = y_val = None
@@ -638,8 +708,6 @@ class Trainer:
             if weights is not None:
                 weights = weights[:split_at]
 
-        if isinstance(callbacks, callbacks_module.Callback):  # Keras accepts one callback alone
-            callbacks = [callbacks]
         user_callbacks = list(callbacks or [])
         for cb in user_callbacks:
             if not isinstance(cb, callbacks_module.Callback):
@@ -653,6 +721,7 @@ class Trainer:
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
             raise ValueError(f"initial_epoch must be a non-negative int; got {initial_epoch!r}")
         initial_epoch = int(initial_epoch)
+        strategy.start_fit(self)
 
         batches = self._batches(x, y, batch_size) if source is None else None
         cbs = [history, *user_callbacks]
@@ -667,6 +736,7 @@ class Trainer:
         self.stop_training = False
         # TerminateOnNaN reports (and stops at) the first non-finite loss itself.
         self._warned_skip = any(isinstance(cb, callbacks_module.TerminateOnNaN) for cb in user_callbacks)
+        self._strategy = strategy
         logs: dict = {}
         blas = single_threaded_blas()
         try:
@@ -680,7 +750,7 @@ class Trainer:
                 else:
                     logs = self._train_epoch_from(source, callback_list)
                 if x_val is not None:
-                    val_logs = self._evaluate_batches(self._batches(x_val, y_val, val_batch_size))
+                    val_logs = self._evaluate(x_val, y_val, val_batch_size)
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 elif val_source is not None:
                     val_logs = self._evaluate_source(val_source)
@@ -688,82 +758,93 @@ class Trainer:
                 history.skipped_batches.append(self._skipped_batches)
                 self.epochs_completed = epoch + 1
                 callback_list.on_epoch_end(epoch, logs)
-                if self.stop_training:
+                if strategy.agree_stop(self.stop_training):
+                    self.stop_training = True
                     break
             callback_list.on_train_end(logs)
         finally:
             blas.__exit__()
+            self._strategy = distributed.strategy_for_one_process()
             self._fit_callbacks = []
             self._last_batch = None
             self._clear_caches()
         return history
 
     def _train_epoch(self, batches: _Batches, shuffle: bool, callback_list, weights=None) -> dict:
-        loss_mean = metrics_module.Mean(name="loss")
-        self._reset_metrics()
-        order = _random.get_generator().permutation(batches.n) if shuffle else None
+        """One epoch over arrays cut into batches (reshuffled first if ``shuffle``); data-parallel,
+        each rank trains on its shard of every global batch."""
+        strategy = self._strategy
+        order = strategy.permutation(batches.n) if shuffle else None
         bs, n = batches.batch_size, batches.n
-        report = callback_list.wants_batch_end
-        self._skipped_batches = 0
-        for step in range(batches.steps):
-            lo, hi = step * bs, min(step * bs + bs, n)
-            xb, yb = batches.take(order[lo:hi]) if order is not None else batches.slice(lo, hi)
-            wb = None if weights is None else (weights[order[lo:hi]] if order is not None else weights[lo:hi])
-            callback_list.on_train_batch_begin(step)
-            loss, out, skipped = self._train_step(xb, yb, wb)
-            if skipped is not None:
-                self._skip_batch(step, skipped)
-            self._last_batch = (xb, yb)
-            loss_mean.add(loss, hi - lo)
-            self._update_metrics(yb, out)
-            if report:
-                callback_list.on_train_batch_end(step, self._metric_logs(loss_mean))
-            if self.stop_training:
-                break
-        return self._metric_logs(loss_mean)
 
-    def _skip_batch(self, step: int, why: str) -> None:
-        """Count a batch that was not applied; warn about the first of a fit."""
-        self._skipped_batches += 1
-        if not self._warned_skip:
-            self._warned_skip = True
-            warnings.warn(
-                f"epoch {self._current_epoch + 1}, batch {step + 1}: {why}; the batch was not applied. Further "
-                "such batches are skipped without a warning and counted per epoch in "
-                "history.skipped_batches (add callbacks.TerminateOnNaN() to stop and find the cause).",
-                RuntimeWarning,
-                stacklevel=4,
-            )
+        def epoch():
+            for step in range(batches.steps):
+                first, end = step * bs, min(step * bs + bs, n)
+                lo, hi = strategy.shard(first, end)  # this rank's part of the global batch
+                rows = order[lo:hi] if order is not None else slice(lo, hi)
+                xb, yb = batches.take(rows) if order is not None else batches.slice(lo, hi)
+                yield xb, yb, None if weights is None else weights[rows], end - first
+
+        return self._train_batches(epoch(), callback_list)
 
     def _train_epoch_from(self, source, callback_list) -> dict:
-        """One epoch over a generator's batches (see ``fit``)."""
-        loss_mean = metrics_module.Mean(name="loss")
-        self._reset_metrics()
-        self._skipped_batches = 0
+        """One epoch over a generator's batches (see ``fit``; one process only)."""
+        return self._train_batches(((xb, yb, wb, _count(xb)) for xb, yb, wb in source.epoch()), callback_list)
+
+    def _train_batches(self, batches, callback_list) -> dict:
+        """Train on ``(x, y, sample_weight, global batch size)`` batches (one epoch): the logs at its end."""
+        strategy = self._strategy
+        tally = strategy.tally(self)
         report = callback_list.wants_batch_end
-        for step, (xb, yb, wb) in enumerate(source.epoch()):
+        agree_each_step = strategy.each_step_agreement(callback_list.callbacks)
+        self._skipped_batches = 0
+        for step, (xb, yb, wb, global_batch) in enumerate(batches):
             callback_list.on_train_batch_begin(step)
-            loss, out, skipped = self._train_step(xb, yb, wb)
+            skipped = self._train_step(xb, yb, tally, global_batch, wb)
             if skipped is not None:
                 self._skip_batch(step, skipped)
-            self._last_batch = (xb, yb)
-            loss_mean.add(loss, _count(xb))
-            self._update_metrics(yb, out)
+            if _count(xb):
+                self._last_batch = (xb, yb)
             if report:
-                callback_list.on_train_batch_end(step, self._metric_logs(loss_mean))
+                callback_list.on_train_batch_end(step, tally.logs())
+            if agree_each_step:
+                self.stop_training = strategy.agree_stop(self.stop_training)
             if self.stop_training:
                 break
-        return self._metric_logs(loss_mean)
+        return tally.logs()
+
+    def _skip_batch(self, step: int, why: str) -> None:
+        """Count a batch that was not applied; warn about the first of a fit.
+
+        Data-parallel: every rank skips (and counts) the same batches; the ranks' reasons are
+        gathered at the first one and the primary warns, naming the rank that found it.
+        """
+        self._skipped_batches += 1
+        if self._warned_skip:
+            return
+        self._warned_skip = True
+        strategy = self._strategy
+        if strategy.size > 1:
+            found = [(r, text) for r, text in enumerate(strategy.gather_text(why)) if text != _NOT_FINITE_ELSEWHERE]
+            why = f"on rank {found[0][0]}, {found[0][1]}" if found else why
+            if not strategy.primary:
+                return
+        warnings.warn(
+            f"epoch {self._current_epoch + 1}, batch {step + 1}: {why}; the batch was not applied. Further "
+            "such batches are skipped without a warning and counted per epoch in "
+            "history.skipped_batches (add callbacks.TerminateOnNaN() to stop and find the cause).",
+            RuntimeWarning,
+            stacklevel=6,  # the user's fit call (through fit, _fit, _train_epoch, _train_batches)
+        )
 
     def _evaluate_source(self, source) -> dict:
-        loss_mean = metrics_module.Mean(name="loss")
-        self._reset_metrics()
+        """Loss and metrics over a generator's batches (one process only)."""
+        tally = distributed.Tally(self)
         for xb, yb, wb in source.epoch():
             with np.errstate(all="ignore"):
                 loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb)
-            loss_mean.add(loss, _count(xb))
-            self._update_metrics(yb, out)
-        return self._metric_logs(loss_mean)
+            tally.add(loss, yb, out)
+        return tally.logs()
 
     def _sample_weights(self, sample_weight, class_weight, x, y):
         """fit's per-sample loss weights (None: all 1) from ``sample_weight`` and ``class_weight``,
@@ -792,10 +873,8 @@ class Trainer:
         w = self._sample_weights(sample_weight, class_weight, x, y)
         return self._convert_x(x), y, w
 
-    def _batch_result(self, loss, rows: int, return_dict):
-        loss_mean = metrics_module.Mean(name="loss")
-        loss_mean.add(loss, rows)
-        logs = self._metric_logs(loss_mean)
+    def _batch_result(self, loss, return_dict):
+        logs = {"loss": loss, **{name: m.result() for name, m in self._log_metrics()}}
         if return_dict:
             return logs
         values = [logs[k] for k in self.metrics_names]
@@ -810,26 +889,32 @@ class Trainer:
         the loss is this batch's. A batch whose loss or gradient is NaN or Inf is not
         applied (a ``RuntimeWarning`` says so), as in ``fit``.
         """
+        if distributed.strategy().size > 1:
+            raise NotImplementedError(
+                "convforge.distributed: train_on_batch is not supported in a data-parallel run (each rank would "
+                "update its own copy of the weights); use fit, which averages the ranks' gradients"
+            )
         with self._owning_fit("train_on_batch"):
             xb, yb, wb = self._one_batch(x, y, sample_weight, class_weight, "train_on_batch")
+            tally = _OneBatch(self)
             try:
                 with single_threaded_blas():
-                    loss, out, skipped = self._train_step(xb, yb, wb)
+                    skipped = self._train_step(xb, yb, tally, _count(xb), wb)
                 if skipped is not None:
                     warnings.warn(f"train_on_batch: {skipped}; the batch was not applied", RuntimeWarning, stacklevel=2)
-                self._update_metrics(yb, out)
             finally:
                 self._clear_caches()
-        return self._batch_result(loss, _count(xb), return_dict)
+        return self._batch_result(tally.loss, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
-        """Loss and metrics of one batch in inference mode, no update; Keras's ``test_on_batch``."""
+        """Loss and metrics of one batch in inference mode, no update; Keras's ``test_on_batch``
+        (data-parallel: this rank's batch, no reduction)."""
         self._check_not_fitting("test_on_batch")
         xb, yb, wb = self._one_batch(x, y, sample_weight, None, "test_on_batch")
         with np.errstate(all="ignore"), single_threaded_blas():
             loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb)
         self._update_metrics(yb, out)
-        return self._batch_result(loss, _count(xb), return_dict)
+        return self._batch_result(loss, return_dict)
 
     def predict_on_batch(self, x) -> np.ndarray:
         """Outputs for one batch in inference mode; Keras's ``predict_on_batch``."""
@@ -841,20 +926,25 @@ class Trainer:
 
     # ================================================================== evaluate / predict
 
-    def _evaluate_batches(self, batches: _Batches, bar=None, weights=None) -> dict:
-        loss_mean = metrics_module.Mean(name="loss")
-        self._reset_metrics()
+    def _evaluate(self, x, y, batch_size: int, verbose: int = 0, weights=None) -> dict:
+        """Loss and metrics over checked ``(x, y)`` (``weights``: per-sample loss weights or None);
+        data-parallel: each rank takes a block of the samples and the sums are global."""
+        strategy = distributed.strategy()
+        first, end = strategy.block(_count(x))
+        batches = self._batches(_rows(x, first, end), _rows(y, first, end), strategy.local_batch_size(batch_size))
+        weights = None if weights is None else weights[first:end]
+        bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
+        tally = distributed.Tally(self)
         for step in range(batches.steps):
             lo, hi = step * batches.batch_size, min((step + 1) * batches.batch_size, batches.n)
             xb, yb = batches.slice(lo, hi)
             wb = None if weights is None else weights[lo:hi]
             with np.errstate(all="ignore"):
                 loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb)
-            loss_mean.add(loss, hi - lo)
-            self._update_metrics(yb, out)
+            tally.add(loss, yb, out)
             if bar is not None:
-                bar.update(step + 1, self._metric_logs(loss_mean))
-        return self._metric_logs(loss_mean)
+                bar.update(step + 1, tally.logs())
+        return strategy.reduce_logs(tally)
 
     def evaluate(
         self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, return_dict=False
@@ -867,14 +957,20 @@ class Trainer:
 
         Returns the loss (a float) if no metrics were compiled, else
         ``[loss, metric, ...]`` in :attr:`metrics_names` order; a dict with
-        ``return_dict=True``.
+        ``return_dict=True``. Data-parallel (:mod:`convforge.distributed`): each
+        rank evaluates a block of the samples; every rank gets the global values.
         """
         self._require_compiled("evaluate")
         self._check_not_fitting("evaluate")
-        verbose = _verbosity(verbose)
+        verbose = _verbosity(verbose) if distributed.is_primary() else 0
         if _is_batch_source(x):
             if y is not None or sample_weight is not None:
                 raise ValueError("with a generator as x, give y and sample weights in its batches")
+            if distributed.strategy().size > 1:
+                raise NotImplementedError(
+                    "convforge.distributed: evaluate from a generator or Sequence is not supported in a "
+                    "data-parallel run; pass arrays (each rank then evaluates a block of them)"
+                )
             source = _BatchSource(self, x, steps, "x")
             self._build_from_data(source.first_x())
             self._resolve_loss_path()
@@ -889,10 +985,9 @@ class Trainer:
             # Zero samples: the loss and metrics are means over nothing, NaN (as NumPy's mean).
             x, y = self._prepare(x, y, allow_empty=True)
             w = _check_sample_weight(sample_weight, _count(x))
-            batches = self._batches(x, y, batch_size)
-            bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
+            distributed.strategy().check_data(x, y, "x")
             with single_threaded_blas():
-                logs = self._evaluate_batches(batches, bar, w)
+                logs = self._evaluate(x, y, batch_size, verbose, w)
         if return_dict:
             return logs
         values = [logs[k] for k in self.metrics_names]
@@ -901,30 +996,42 @@ class Trainer:
     def predict(self, x, batch_size=None, verbose="auto") -> np.ndarray:
         """Model outputs for ``x``, batch by batch, in inference mode (no dropout, nothing kept).
 
-        Image outputs come back channels-last, like the input.
+        Image outputs come back channels-last, like the input. Data-parallel
+        (:mod:`convforge.distributed`): each rank predicts a block of the
+        samples; every rank gets them all.
         """
         self._build_from_data(x)
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
-        verbose = _verbosity(verbose)
+        verbose = _verbosity(verbose) if distributed.is_primary() else 0
+        x = self._check_x(x, allow_empty=True)
+        strategy = distributed.strategy()
+        strategy.check_data(x, None, "x")
+        n, empty = _count(x), self._empty_outputs()
         # Zero samples: an empty result of the right shape (as NumPy and PyTorch give).
-        batches = self._batches(self._check_x(x, allow_empty=True), None, batch_size)
-        results = None  # one array per output, allocated at the first batch
-        if batches.n == 0:
-            return self._to_user(self._empty_outputs())
+        if n == 0:
+            return self._to_user(empty)
+        first, end = strategy.block(n)
+        batch_size = strategy.local_batch_size(batch_size)
+        batches = self._batches(_rows(x, first, end), None, batch_size)
+        several = isinstance(empty, list)  # a list of outputs (a Functional model)
+        results = None  # one array per output, all n rows, allocated at the first batch
         bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
         with single_threaded_blas():
             for step in range(batches.steps):
                 lo, hi = step * batch_size, min((step + 1) * batch_size, batches.n)
                 xb, _ = batches.slice(lo, hi)
                 out = self._forward(xb, training=False)
-                outs = out if isinstance(out, list) else [out]
+                outs = out if several else [out]
                 if results is None:
-                    results = [np.empty((batches.n, *o.shape[1:]), dtype=self.dtype) for o in outs]
+                    results = [np.empty((n, *o.shape[1:]), dtype=self.dtype) for o in outs]
                 for result, o in zip(results, outs):
-                    result[lo:hi] = o
+                    result[first + lo : first + hi] = o
                 if bar is not None:
                     bar.update(step + 1)
-        return self._to_user(results if isinstance(out, list) else results[0])
+        if results is None:  # data-parallel, fewer samples than ranks: this rank's block is empty
+            results = [np.empty((n, *e.shape[1:]), dtype=self.dtype) for e in (empty if several else [empty])]
+        results = [strategy.gather_rows(result) for result in results]
+        return self._to_user(results if several else results[0])
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
         """Outputs for one batch (``predict`` without batching)."""
@@ -947,6 +1054,11 @@ class Trainer:
 def _count(data) -> int:
     """Samples in an input: an array, or a list of arrays (one per model input)."""
     return (data[0] if isinstance(data, list) else data).shape[0]
+
+
+def _checksum(array) -> int:
+    """A CRC of an array's float64 values: cheap evidence that the ranks were given the same."""
+    return zlib.crc32(np.ascontiguousarray(np.asarray(array, dtype=np.float64)).tobytes())
 
 
 def _rows(data, lo, hi):

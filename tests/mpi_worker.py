@@ -1,0 +1,303 @@
+"""What each rank runs in tests/test_distributed.py: ``mpirun -n 2 python tests/mpi_worker.py SCENARIO OUTDIR``.
+
+Every scenario builds the same small CNN on the same synthetic data as the
+single-process reference in the test (``build``/``data`` below), calls
+``convforge.distributed.init()``, runs, and writes what the test checks to
+``OUTDIR/<scenario>-rank<r>.npz`` (test output, one file per rank on purpose).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+import convforge
+from convforge import callbacks, distributed, layers
+
+N_SAMPLES = 320  # 20 steps of a global batch of 16
+
+
+def data(n=N_SAMPLES, seed=7):
+    """Separable-ish 8x8 one-channel images of 4 classes, float32."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    x = rng.standard_normal((n, 8, 8, 1)).astype(np.float32) * 0.5
+    for c in range(4):
+        x[y == c, 2 * c : 2 * c + 2, :, 0] += 1.0
+    return x, y
+
+
+def build(seed=0, units=4, optimizer="sgd"):
+    convforge.seed(seed)
+    model = convforge.Sequential(
+        [
+            layers.Conv2D(4, (3, 3), activation="relu", input_shape=(8, 8, 1)),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(units, activation="softmax"),
+        ]
+    )
+    opt = convforge.optimizers.SGD(0.05, momentum=0.9) if optimizer == "sgd" else convforge.optimizers.Adam(1e-2)
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def graph_data(n=N_SAMPLES, seed=11):
+    """Two inputs (8x8 images, 3 features) and two targets (4 classes, one value) for build_graph."""
+    x, y = data(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    features = rng.standard_normal((n, 3)).astype(np.float32)
+    value = (features[:, :1] - 0.5 * features[:, 1:2]).astype(np.float32)
+    return {"image": x, "features": features}, {"cls": y, "reg": value}
+
+
+def build_graph(seed=0):
+    """A Functional model with two inputs and two outputs, per-output losses, weights and metrics."""
+    convforge.seed(seed)
+    image = convforge.Input((8, 8, 1), name="image")
+    features = convforge.Input((3,), name="features")
+    h = layers.Flatten()(layers.MaxPooling2D(2)(layers.Conv2D(4, (3, 3), activation="relu")(image)))
+    h = layers.Concatenate()([h, layers.Dense(4, activation="relu")(features)])
+    cls = layers.Dense(4, activation="softmax", name="cls")(h)
+    reg = layers.Dense(1, name="reg")(h)
+    model = convforge.Model([image, features], [cls, reg])
+    model.compile(
+        optimizer=convforge.optimizers.Adam(1e-2),
+        loss={"cls": "sparse_categorical_crossentropy", "reg": "mse"},
+        loss_weights={"cls": 1.0, "reg": 0.5},
+        metrics={"cls": ["accuracy"], "reg": ["mae"]},
+    )
+    return model
+
+
+MARK = 0.75  # an exact float32 value no sample of data() holds at pixel (0, 0)
+
+
+class PoisonGradient(layers.Layer):
+    """y = x * alpha; the gradient of alpha is NaN for a batch holding a sample marked with MARK at pixel (0, 0).
+
+    A non-finite gradient with a finite loss: the case a loss check alone misses.
+    """
+
+    def build(self, input_shape):
+        self.add_weight("alpha", input_shape, initializer="ones")
+
+    def forward(self, x, training=False):
+        if training:
+            self.x = x
+        return x * self.params["alpha"]
+
+    def backward(self, dy):
+        grad = (dy * self.x).sum(axis=0)
+        if (self.x[:, 0, 0, 0] == MARK).any():  # internal layout NCHW: channel 0, pixel (0, 0)
+            grad[0, 0, 0] = np.nan
+        self.grads["alpha"] = grad
+        return dy * self.params["alpha"]
+
+
+def build_poisoned(seed=0):
+    convforge.seed(seed)
+    model = convforge.Sequential(
+        [
+            PoisonGradient(input_shape=(8, 8, 1)),
+            layers.Conv2D(4, (3, 3), activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(4, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer=convforge.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def weights_dict(model) -> dict:
+    return {f"w{i}": w for i, w in enumerate(model.get_weights())}
+
+
+def dump(outdir, name, **arrays):
+    np.savez(os.path.join(outdir, f"{name}-rank{distributed.rank()}.npz"), **arrays)
+
+
+class StopOnRank(callbacks.Callback):
+    """Sets stop_training on one rank only, at the end of one epoch: the others must follow."""
+
+    def __init__(self, rank, epoch):
+        super().__init__()
+        self.rank, self.epoch = rank, epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if distributed.rank() == self.rank and epoch == self.epoch:
+            self.model.stop_training = True
+
+
+class RaiseOnRank(callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if distributed.rank() == 1 and batch == 3:
+            raise RuntimeError("boom from rank 1 at batch 4")
+
+
+def scenario_equivalence(outdir):
+    x, y = data()
+    model = build(seed=100 + distributed.rank())  # different seeds: the primary's weights must win
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    x_eval, y_eval = data(n=101, seed=3)  # odd: unequal blocks for evaluate and predict
+    evaluation = model.evaluate(x_eval, y_eval, batch_size=10, verbose=0, return_dict=True)
+    prediction = model.predict(x_eval, batch_size=10, verbose=0)
+    # Unequal shards: a global batch of 15 (8 + 7 samples), 22 steps, the last one of 5.
+    model2 = build(seed=0, optimizer="adam")
+    history2 = model2.fit(x, y, batch_size=15, epochs=2, verbose=0, validation_data=(x_eval, y_eval))
+    dump(
+        outdir,
+        "equivalence",
+        **weights_dict(model),
+        prediction=prediction,
+        history=json.dumps(history.history),
+        evaluation=json.dumps(evaluation),
+        history2=json.dumps(history2.history),
+        iterations=model.optimizer.iterations,
+        threads=convforge.get_num_threads(),
+        **{f"b{i}": w for i, w in enumerate(model2.get_weights())},
+    )
+
+
+def scenario_nan(outdir):
+    x, y = data()
+    # Sample 24 is in the second global batch (no shuffle), in rank 1's shard [24, 32).
+    x[24, 0, 0, 0] = np.nan
+    model = build()
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    nan_weights = model.get_weights()
+    skipped = history.skipped_batches
+    # A finite loss but a NaN gradient, in rank 1's shard of batch 2 of each epoch.
+    x_marked = data()[0]
+    x_marked[24, 0, 0, 0] = MARK
+    poisoned = build_poisoned()
+    history = poisoned.fit(x_marked, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+    poisoned_skipped = history.skipped_batches
+    model = build()
+    stopper = callbacks.TerminateOnNaN()
+    history = model.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False, callbacks=[stopper])
+    dump(
+        outdir,
+        "nan",
+        **{f"w{i}": w for i, w in enumerate(nan_weights)},
+        terminated_iterations=model.optimizer.iterations,
+        terminated_epochs=len(history.epoch),
+        skipped=np.array(skipped),
+        poisoned_skipped=np.array(poisoned_skipped),
+        poisoned_iterations=poisoned.optimizer.iterations,
+        **{f"p{i}": w for i, w in enumerate(poisoned.get_weights())},
+    )
+
+
+def scenario_graph(outdir):
+    """A Functional model with two inputs and two outputs: unequal shards, validation, evaluate, predict."""
+    x, y = graph_data()
+    model = build_graph(seed=100 + distributed.rank())  # the primary's weights must win
+    history = model.fit(x, y, batch_size=15, epochs=2, verbose=0, validation_data=graph_data(n=41, seed=5))
+    x_eval, y_eval = graph_data(n=101, seed=3)
+    evaluation = model.evaluate(x_eval, y_eval, batch_size=10, verbose=0, return_dict=True)
+    p_cls, p_reg = model.predict(x_eval, batch_size=10, verbose=0)
+    few_cls, few_reg = model.predict({k: v[:1] for k, v in x_eval.items()}, verbose=0)  # rank 1's block is empty
+    dump(
+        outdir,
+        "graph",
+        **weights_dict(model),
+        history=json.dumps(history.history),
+        evaluation=json.dumps(evaluation),
+        p_cls=p_cls,
+        p_reg=p_reg,
+        few_cls=few_cls,
+        few_reg=few_reg,
+    )
+
+
+def scenario_stop(outdir):
+    x, y = data()
+    model = build()
+    early = callbacks.EarlyStopping(monitor="loss", min_delta=1e9, patience=1)  # never improves after epoch 1
+    history = model.fit(x, y, batch_size=16, epochs=10, verbose=0, callbacks=[early])
+    model2 = build()
+    history2 = model2.fit(x, y, batch_size=16, epochs=10, verbose=0, callbacks=[StopOnRank(1, 2)])
+    r = distributed.rank()
+    mean = distributed.allreduce_mean(np.array([r, 2 * r, 5], dtype=np.int32))
+    distributed.barrier()
+    dump(outdir, "stop", early_epochs=len(history.epoch), rank_stop_epochs=len(history2.epoch), mean=mean)
+
+
+def scenario_writes(outdir):
+    """Checkpoints and saves from every rank: only the primary's files appear; then resume from them."""
+    x, y = data()
+    model = build()
+    ckpt = os.path.join(outdir, "ckpt-{epoch}.npz")
+    model.fit(x, y, batch_size=16, epochs=2, verbose=1, callbacks=[callbacks.ModelCheckpoint(ckpt, monitor="loss")])
+    model.save(os.path.join(outdir, "final.npz"))
+    model.save_weights(os.path.join(outdir, "final-weights.npz"))
+    distributed.barrier()
+    # Resume a 1-process checkpoint (written by the test) on 2 ranks.
+    resumed = build(seed=5)
+    history = resumed.fit(x, y, batch_size=16, epochs=2, verbose=0, resume_from=os.path.join(outdir, "single-1.npz"))
+    dump(outdir, "writes", **weights_dict(resumed), history=json.dumps(history.history))
+
+
+def scenario_raise(outdir):
+    x, y = data()
+    model = build()
+    model.fit(x, y, batch_size=16, epochs=50, verbose=0, callbacks=[RaiseOnRank()])
+
+
+def scenario_weighted(outdir):
+    """fit/evaluate with sample_weight and class_weight; what is refused in a data-parallel run."""
+    x, y = data()
+    weights = np.linspace(0.2, 2.0, len(x))
+    model = build(seed=0, optimizer="adam")
+    history = model.fit(x, y, batch_size=15, epochs=2, verbose=0, sample_weight=weights, class_weight={0: 3.0, 2: 0.5})
+    evaluation = model.evaluate(x[:101], y[:101], batch_size=10, verbose=0, sample_weight=weights[:101],
+                                return_dict=True)
+    refused = {}
+    for name, run in {
+        "train_on_batch": lambda: model.train_on_batch(x[:16], y[:16]),
+        "generator": lambda: model.fit(iter([(x[:16], y[:16])] * 4), steps_per_epoch=2, verbose=0),
+        "evaluate_generator": lambda: model.evaluate(iter([(x[:16], y[:16])] * 2), verbose=0),
+    }.items():
+        try:
+            run()
+            refused[name] = "no error"
+        except NotImplementedError as err:
+            refused[name] = str(err)
+    dump(outdir, "weighted", **weights_dict(model), history=json.dumps(history.history),
+         evaluation=json.dumps(evaluation), refused=json.dumps(refused))
+
+
+def scenario_bad_input(outdir):
+    """Each mistake must raise a ValueError on every rank (caught here, so the job ends cleanly)."""
+    r = distributed.rank()
+    x, y = data()
+    cases = {
+        "sizes": lambda: build().fit(x[: 320 - 16 * r], y[: 320 - 16 * r], batch_size=16, verbose=0),
+        "shapes": lambda: build().fit(
+            np.zeros((320, 8, 8, 1 + r), np.float32) if r else x, y, batch_size=16, verbose=0
+        ),
+        "content": lambda: build().fit(x + r, y, batch_size=16, verbose=0),
+        "batch": lambda: build().fit(x, y, batch_size=1, verbose=0),
+        "architecture": lambda: build(units=4 + r).fit(x, y, batch_size=16, verbose=0),
+        "predict": lambda: build().predict(x[: 320 - r], verbose=0),
+        "evaluate": lambda: build().evaluate(x, np.roll(y, r), verbose=0),
+    }
+    messages = {}
+    for name, run in cases.items():
+        try:
+            run()
+            messages[name] = "no error"
+        except ValueError as err:
+            messages[name] = str(err)
+    dump(outdir, "bad_input", messages=json.dumps(messages))
+
+
+if __name__ == "__main__":
+    scenario, outdir = sys.argv[1], sys.argv[2]
+    distributed.init()
+    globals()[f"scenario_{scenario}"](outdir)
