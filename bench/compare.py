@@ -4,6 +4,7 @@
     PYTHONPATH=python python bench/compare.py --quick           # smoke run, fewer repeats
     PYTHONPATH=python python bench/compare.py --only conv --threads 1 --out /tmp/conv.md
     PYTHONPATH=python python bench/compare.py --tuned-malloc    # all of it under issue 12's tuned glibc malloc
+    PYTHONPATH=python python bench/compare.py --both-malloc     # glibc defaults, then tuned: both in RESULTS.md
 
 For every (op, pass, shape, threads) each contender is called once (the warm-up),
 its result checked against the others, then timed: median of --repeats samples,
@@ -392,7 +393,10 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
             geomean_targets.append((g_t >= 1.5, f"conv T{t} geomean {g_t:.2f}×"))
     if conv and not tuned:
         summary.append(f"- issue 12's targets against tuned PyTorch: not evaluated, this run's malloc: {malloc} "
-                       "(rerun with `--tuned-malloc`)")
+                       "(they are evaluated in a `--tuned-malloc` run, or the tuned half of `--both-malloc`)")
+    if tuned and 2 not in threads and any(r["shape"] in ("resnet", "vgg") for r in conv):
+        summary.append("- issue 12's ResNet/VGG forward target (>= 1.3x tuned PyTorch) is at 2 threads: "
+                       "not evaluated, this run has no 2-thread rows")
     dense = [r for r in rows if r["op"] == "dense"]
     for t in threads:
         g_t = geomean([_ratio(r, "torch") for r in dense if r["threads"] == t])
@@ -449,7 +453,7 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
     # RESULTS.md
     v = cfbench.versions()
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    cmd = "python bench/compare.py " + " ".join(sys.argv[1:])
+    cmd = args.command or "python bench/compare.py " + " ".join(sys.argv[1:])
     md = [
         "# convforge vs NumPy vs PyTorch on CPU",
         "",
@@ -565,6 +569,47 @@ WHAT_IS_TIMED = [
 # --------------------------------------------------------------------------- main
 
 
+def run_both_mallocs(args, argv: list[str]) -> int:
+    """--both-malloc: the whole comparison under glibc's defaults, then under the tuned malloc.
+
+    Each run is a child process started with its malloc environment (glibc reads it at
+    start); the first also measures the workspace (convforge's own buffers, whatever
+    malloc does). --out gets one file: a short header, then both reports in full.
+    """
+    command = "python bench/compare.py " + " ".join(argv)
+    default_env = {k: v for k, v in os.environ.items() if k not in TUNED_MALLOC}
+    runs = [("glibc malloc defaults", default_env, []),
+            ("tuned malloc (issue 12)", dict(os.environ, **TUNED_MALLOC), ["--no-workspace"])]
+    parts = []
+    for title, env, extra in runs:
+        with tempfile.NamedTemporaryFile(suffix=".md", delete=False) as f:
+            path = f.name
+        try:
+            print(f"--both-malloc: {title}", file=sys.stderr, flush=True)
+            cmd = [sys.executable, os.path.abspath(__file__), *argv, *extra, "--_one-malloc", "--_command", command,
+                   "--out", path]
+            rc = subprocess.run(cmd, env=env).returncode
+            if rc:
+                return rc
+            with open(path) as f:
+                body = f.read().split("\n", 1)[1]  # drop the report's own title
+        finally:
+            os.unlink(path)
+        parts.append((title, body.replace("\n## ", "\n### ")))
+    md = ["# convforge vs NumPy vs PyTorch on CPU: glibc malloc defaults and tuned", "",
+          "Two runs of the same comparison, one after the other, each in its own process tree: first under glibc's "
+          "default malloc, then under issue 12's tuned malloc (" + " ".join(f"`{k}={v}`" for k, v in
+          TUNED_MALLOC.items()) + ", set before the process started, for every contender alike). A row's change "
+          "between the two is malloc's effect plus this machine's run-to-run noise.", ""]
+    for i, (title, body) in enumerate(parts, 1):
+        md += [f"## Run {i} of {len(parts)}: {title}", body.rstrip("\n"), ""]
+    if args.out != "-":
+        with open(args.out, "w") as f:
+            f.write("\n".join(md))
+        print(f"\nwrote {args.out} (both runs)", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
@@ -578,7 +623,12 @@ def main(argv=None) -> int:
     p.add_argument("--tuned-malloc", action="store_true",
                    help="run everything in a child process started with " + " ".join(f"{k}={v}" for k, v in
                    TUNED_MALLOC.items()) + " (issue 12's tuned PyTorch; applies to all contenders alike)")
+    p.add_argument("--both-malloc", action="store_true",
+                   help="two full runs, glibc malloc defaults then --tuned-malloc, each in its own child process; "
+                   "--out gets both reports, one after the other")
     p.add_argument("--_rows-json", dest="rows_json", help=argparse.SUPPRESS)
+    p.add_argument("--_one-malloc", dest="one_malloc", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--_command", dest="command", help=argparse.SUPPRESS)
     p.add_argument("--_workspace", nargs=3, metavar=("SHAPE", "PASS", "T"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -600,10 +650,14 @@ def main(argv=None) -> int:
             json.dump(measure(args, threads), f)
         return 0
 
+    argv_now = sys.argv[1:] if argv is None else list(argv)
+    if args.tuned_malloc and args.both_malloc:
+        p.error("--tuned-malloc and --both-malloc exclude each other (--both-malloc includes a tuned run)")
+    if args.both_malloc and not args.one_malloc:
+        return run_both_mallocs(args, argv_now)
     if args.tuned_malloc and malloc_setting() != "tuned":
         # glibc reads the variables at process start only: setting them here would change nothing.
         env = dict(os.environ, **TUNED_MALLOC)
-        argv_now = sys.argv[1:] if argv is None else list(argv)
         print("--tuned-malloc: running again in a child process with "
               + " ".join(f"{k}={v}" for k, v in TUNED_MALLOC.items()), file=sys.stderr, flush=True)
         return subprocess.run([sys.executable, os.path.abspath(__file__), *argv_now], env=env).returncode
