@@ -304,6 +304,22 @@ def kernel_name(kernel_op: str) -> str:
     return convforge.build_info()["kernels"][kernel_op]["float32"]
 
 
+def conv_algorithm(spec: "Spec") -> str:
+    """The conv2d algorithm convforge runs for ``spec``'s pass on float32 on the active ISA.
+
+    The first (default) name of ``functional.conv2d_algorithms`` for that pass, or the
+    algorithm forced by ``CONVFORGE_CONV_ALGO`` / ``force_conv2d_algorithm``, marked
+    ``(forced)``. Ask in the process that times the row: the answer depends on the ISA.
+    """
+    case = spec.source
+    forced = getattr(F, "_forced_conv_algo", {}).get(spec.pas)
+    if forced:
+        return f"{forced} (forced)"
+    names = F.conv2d_algorithms((case.n, case.c, case.h, case.w), (case.k, case.c, case.r, case.s),
+                                stride=case.stride, padding=case.padding, dilation=case.dilation)[spec.pas]
+    return names[0]
+
+
 # --------------------------------------------------------------------------- problems
 
 
@@ -465,6 +481,7 @@ def _build_conv(case: ConvCase) -> Problem:
         tx, tw, tdy = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(dy)
         tpad, tstride, tdil = [pads[0], pads[2]], list(stride), list(dil)
         conv_bwd = torch.ops.aten.convolution_backward
+        conv_input = torch.nn.grad.conv2d_input  # dx alone, as convforge's conv2d_backward_data
 
         def t_fwd():
             with torch.no_grad():
@@ -472,7 +489,7 @@ def _build_conv(case: ConvCase) -> Problem:
 
         def t_bwd_data():
             with torch.no_grad():
-                return conv_bwd(tdy, tx, tw, None, tstride, tpad, tdil, False, [0, 0], 1, [True, False, False])
+                return conv_input(x.shape, tw, tdy, tstride, tpad, tdil)
 
         def t_bwd_weights():
             with torch.no_grad():
@@ -480,7 +497,7 @@ def _build_conv(case: ConvCase) -> Problem:
 
         fns["fwd"]["torch"], fns["bwd_data"]["torch"], fns["bwd_weights"]["torch"] = t_fwd, t_bwd_data, t_bwd_weights
         extract["fwd"]["torch"] = _torch_np
-        extract["bwd_data"]["torch"] = lambda r: (r[0].numpy(),)
+        extract["bwd_data"]["torch"] = _torch_np
         extract["bwd_weights"]["torch"] = lambda r: (r[1].numpy(),)
     return Problem(f"conv-{case.name}", fns, extract)
 

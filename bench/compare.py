@@ -3,6 +3,8 @@
     PYTHONPATH=python python bench/compare.py                   # full run -> bench/RESULTS.md
     PYTHONPATH=python python bench/compare.py --quick           # smoke run, fewer repeats
     PYTHONPATH=python python bench/compare.py --only conv --threads 1 --out /tmp/conv.md
+    PYTHONPATH=python python bench/compare.py --tuned-malloc    # all of it under issue 12's tuned glibc malloc
+    PYTHONPATH=python python bench/compare.py --both-malloc     # glibc defaults, then tuned: both in RESULTS.md
 
 For every (op, pass, shape, threads) each contender is called once (the warm-up),
 its result checked against the others, then timed: median of --repeats samples,
@@ -30,6 +32,32 @@ import cfbench  # noqa: E402
 
 ORDER = ("numpy", "convforge", "torch")  # NumPy first: its warm-up result is the reference
 
+# Issue 12's "tuned PyTorch": glibc malloc keeps blocks up to 32 MiB on its heap (no mmap, so no
+# page faults on every large temporary) and never trims it. glibc reads these once, at process
+# start, so --tuned-malloc runs this script again in a child with them set; they then apply to
+# every contender of that process alike.
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
+
+
+def malloc_setting(environ=os.environ) -> str:
+    """'tuned' if this process started with issue 12's malloc variables, else 'default' or 'other: ...'."""
+    have = {k: environ.get(k) for k in TUNED_MALLOC}
+    if have == TUNED_MALLOC:
+        return "tuned"
+    if not any(have.values()):
+        return "default"
+    return "other: " + " ".join(f"{k}={v}" for k, v in have.items() if v is not None)
+
+
+def malloc_description(setting: str) -> str:
+    if setting == "tuned":
+        return ("**tuned** (issue 12): " + " ".join(f"`{k}={v}`" for k, v in TUNED_MALLOC.items())
+                + " set before the process started, so convforge, NumPy and PyTorch all ran under it")
+    if setting == "default":
+        return ("glibc defaults (no `MALLOC_*` variables): **not** issue 12's tuned PyTorch; "
+                "the `tuned` target lines need `--tuned-malloc`")
+    return f"{setting} (neither the glibc defaults nor issue 12's tuned setting)"
+
 
 # --------------------------------------------------------------------------- measuring
 
@@ -42,6 +70,7 @@ def measure(args, threads: list[int]) -> dict:
     if any(s.op != "conv" for s in specs):
         copy = {t: cfbench.copy_bandwidth(t, repeats=2 if args.quick else 5) for t in threads}
     kernels = {s.kernel_op: cfbench.kernel_name(s.kernel_op) for s in specs}
+    algorithms = {s.id: cfbench.conv_algorithm(s) for s in specs if s.op == "conv"}  # this process's ISA
     settle = 0.02 if args.quick else 0.1
     rows = []
     for index, spec in enumerate(specs):
@@ -52,7 +81,8 @@ def measure(args, threads: list[int]) -> dict:
             cfbench.set_threads(t)
             row = {"index": index, "op": spec.op, "pass": spec.pas, "shape": spec.shape, "dims": spec.dims,
                    "threads": t, "work": spec.work, "unit": spec.unit, "lenet": spec.lenet,
-                   "working_set": spec.working_set, "kernel": kernels[spec.kernel_op], "ms": {}, "min_ms": {}}
+                   "working_set": spec.working_set, "kernel": kernels[spec.kernel_op], "algorithm": algorithms.get(spec.id),
+                   "ms": {}, "min_ms": {}}
             for who in ORDER:
                 if who not in fns:
                     continue
@@ -77,7 +107,8 @@ def measure(args, threads: list[int]) -> dict:
                   file=sys.stderr, flush=True)
         del prob, fns, extract, ref
         cfbench.release()
-    return {"rows": rows, "peak": peak, "copy": copy, "blas": cfbench.blas().how, "blas_config": cfbench.blas().config}
+    return {"rows": rows, "peak": peak, "copy": copy, "blas": cfbench.blas().how, "blas_config": cfbench.blas().config,
+            "malloc": malloc_setting()}
 
 
 def measure_in_children(args, threads: list[int]) -> dict:
@@ -102,6 +133,7 @@ def measure_in_children(args, threads: list[int]) -> dict:
         merged["copy"].update(part["copy"])
         merged["blas"] = "$OPENBLAS_NUM_THREADS=T set at the start of one child process per thread count"
         merged["blas_config"] = part["blas_config"]
+        merged["malloc"] = part["malloc"]
     merged["rows"].sort(key=lambda r: (r["index"], r["threads"]))
     return merged
 
@@ -142,14 +174,22 @@ def _ratio(row, other):
     return ms[other] / ms["convforge"] if other in ms and "convforge" in ms else None
 
 
-def targets(row, scale, llc) -> list[tuple[str, bool]]:
-    """The issue's targets that apply to this row, each (label, passed)."""
+def targets(row, scale, llc, tuned=False) -> list[tuple[str, bool]]:
+    """The issues' targets that apply to this row, each (label, passed).
+
+    ``tuned``: the run's process started under issue 12's tuned malloc, so PyTorch is
+    "tuned PyTorch" and issue 12's per-row targets apply (its geomean target is in the summary).
+    """
     out = []
     op, pas, t, pct = row["op"], row["pass"], row["threads"], row["pct"]
     vs_torch, vs_np = _ratio(row, "torch"), _ratio(row, "numpy")
     if op == "conv":
         if vs_torch is not None:
             out.append(("≥torch or 85%peak", vs_torch >= 1.0 or pct >= 85))
+        if tuned and vs_torch is not None:
+            out.append(("0.9×tuned torch", vs_torch >= 0.9))
+            if pas == "fwd" and row["shape"] in ("resnet", "vgg") and t == 2:
+                out.append(("1.3×tuned torch@2T", vs_torch >= 1.3))
         if pas == "fwd" and row["shape"] in ("resnet", "vgg") and t == 1:
             out.append(("80%peak@1T", pct >= 80))
     if op == "pool" and vs_torch is not None:
@@ -178,6 +218,9 @@ def how_far(row, label) -> str:
         need = float(label.split("×")[0])
         return (f"{vs_np:.2f}× NumPy: needs {need / vs_np:.2f}× faster, i.e. {pct * need / vs_np:.0f}% {of} "
                 f"(now {pct:.0f}%)")
+    if label in ("0.9×tuned torch", "1.3×tuned torch@2T"):
+        need = float(label.split("×")[0])
+        return f"{vs_torch:.2f}× tuned PyTorch: needs {need / vs_torch:.2f}× faster ({pct:.0f}% {of} now)"
     if label in ("≥torch", "≥torch or 85%peak", "5×torch"):
         need = 5.0 if label == "5×torch" else 1.0
         text = f"{vs_torch:.2f}× PyTorch: needs {need / vs_torch:.2f}× faster"
@@ -302,6 +345,8 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
     peak = {int(k): v for k, v in data["peak"].items()}
     copy = {int(k): v for k, v in data["copy"].items()}
     llc = cfbench.last_level_cache_bytes()
+    malloc = data.get("malloc", "default")
+    tuned = malloc == "tuned"
     one = {(r["index"], r["threads"]): r for r in rows}
     for r in rows:
         cf = r["ms"].get("convforge")
@@ -312,18 +357,19 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
         r["scale"] = None
         if r["threads"] > 1 and r1 and cf and r1["ms"].get("convforge"):
             r["scale"] = (r1["ms"]["convforge"] / cf, r1["ms"]["convforge"])
-        r["targets"] = targets(r, r["scale"], llc)
+        r["targets"] = targets(r, r["scale"], llc, tuned)
 
-    head = ("| op | pass | shape | T | convforge ms | NumPy ms | PyTorch ms | vs NumPy | vs PyTorch | "
+    head = ("| op | pass | shape | T | algorithm | convforge ms | NumPy ms | PyTorch ms | vs NumPy | vs PyTorch | "
             "convforge rate | % peak | 2T/1T | targets |")
-    lines = [head, "|" + "---|" * 4 + "---:|" * 8 + "---|"]
+    lines = [head, "|" + "---|" * 5 + "---:|" * 8 + "---|"]
     for r in rows:
         ms = r["ms"]
         rate = f"{r['rate']:.1f} {r['unit']}" if r["rate"] else "—"
         pct = "—" if math.isnan(r["pct"]) else f"{r['pct']:.0f}%"
         tg = " ".join(f"{label}:{'PASS' if ok else '**FAIL**'}" for label, ok in r["targets"]) or "—"
         lines.append(
-            f"| {r['op']} | {r['pass']} | {r['shape']} | {r['threads']} | {_ms(ms.get('convforge'))} | "
+            f"| {r['op']} | {r['pass']} | {r['shape']} | {r['threads']} | {r.get('algorithm') or '—'} | "
+            f"{_ms(ms.get('convforge'))} | "
             f"{_ms(ms.get('numpy'))} | {_ms(ms.get('torch'))} | {_x(_ratio(r, 'numpy'))} | {_x(_ratio(r, 'torch'))} | "
             f"{rate} | {pct} | {_x(r['scale'][0]) if r['scale'] else '—'} | {tg} |"
         )
@@ -340,6 +386,17 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
                 f"- conv, all shapes and passes, {t} thread{'s' if t > 1 else ''}: geometric mean speed-up of convforge "
                 f"vs PyTorch **{_x(g_t)}**, vs NumPy {_x(g_n)}" + (" (the headline number)" if t == 2 else "")
             )
+    geomean_targets = []  # issue 12: conv geomean >= 1.5x tuned PyTorch, per thread count
+    for t in threads:
+        g_t = geomean([_ratio(r, "torch") for r in conv if r["threads"] == t])
+        if tuned and g_t:
+            geomean_targets.append((g_t >= 1.5, f"conv T{t} geomean {g_t:.2f}×"))
+    if conv and not tuned:
+        summary.append(f"- issue 12's targets against tuned PyTorch: not evaluated, this run's malloc: {malloc} "
+                       "(they are evaluated in a `--tuned-malloc` run, or the tuned half of `--both-malloc`)")
+    if tuned and 2 not in threads and any(r["shape"] in ("resnet", "vgg") for r in conv):
+        summary.append("- issue 12's ResNet/VGG forward target (>= 1.3x tuned PyTorch) is at 2 threads: "
+                       "not evaluated, this run has no 2-thread rows")
     dense = [r for r in rows if r["op"] == "dense"]
     for t in threads:
         g_t = geomean([_ratio(r, "torch") for r in dense if r["threads"] == t])
@@ -356,7 +413,7 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
             f"- 2-thread vs 1-thread scaling of convforge (column 2T/1T, per row): geometric mean {_x(geomean(scaled))} "
             f"over all rows, {_x(geomean(big))} over rows whose 1-thread call takes > 1 ms"
         )
-    labels = {}
+    labels = {"1.5×tuned torch geomean": geomean_targets} if geomean_targets else {}
     for r in rows:
         for label, ok in r["targets"]:
             labels.setdefault(label, []).append((ok, f"{r['op']} {r['pass']} {r['shape']} T{r['threads']}"))
@@ -369,6 +426,10 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
         "10×numpy": ">= 10x NumPy on LeNet shapes (conv, max-pool)",
         "3×numpy": ">= 3x NumPy on the other shapes (conv, max-pool)",
         "2T≥1.8×": "2 threads >= 1.8x one thread where the 1-thread call takes > 1 ms",
+        "1.3×tuned torch@2T": "issue 12: ResNet/VGG forward >= 1.3x tuned PyTorch at 2 threads",
+        "0.9×tuned torch": "issue 12: every conv pass row >= 0.9x tuned PyTorch",
+        "1.5×tuned torch geomean": "issue 12: conv geometric mean (all shapes and passes, per thread count) "
+                                   ">= 1.5x tuned PyTorch",
     }
     total = sum(len(v) for v in labels.values())
     passed = sum(ok for v in labels.values() for ok, _ in v)
@@ -392,7 +453,7 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
     # RESULTS.md
     v = cfbench.versions()
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    cmd = "python bench/compare.py " + " ".join(sys.argv[1:])
+    cmd = args.command or "python bench/compare.py " + " ".join(sys.argv[1:])
     md = [
         "# convforge vs NumPy vs PyTorch on CPU",
         "",
@@ -404,6 +465,7 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
         f"- convforge {v['convforge']} ({v['compiler']}, {v['build']}, ISA in use: {v['isa']}); "
         f"NumPy {v['numpy']}; PyTorch {v['torch']}; Python {v['python']}",
         f"- NumPy's BLAS: {data.get('blas_config') or 'unknown'}; its threads set with {data['blas']}",
+        f"- glibc malloc: {malloc_description(malloc)}",
         "- Measured FMA peak (`convforge._fma_peak`, best of "
         + ("1 probe" if args.quick else "3 probes") + " of 0.2 s): "
         + ", ".join(f"{t} thread{'s' if t > 1 else ''}: **{peak[t]:.1f} GFLOP/s**" for t in threads),
@@ -422,8 +484,13 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
         "",
         "ms = median milliseconds per call; vs NumPy / vs PyTorch = their time / convforge's time (> 1: convforge faster); "
         "rate = convforge's GFLOP/s (conv: 2·N·K·C·R·S·OH·OW per pass; dense: 2·N·I·U) or GB/s (bytes of the arrays read and written); "
-        "% peak = of the FMA peak above (conv, dense) or of the copy bandwidth above (max-pool, ReLU), at the row's thread count; "
-        "2T/1T = convforge's 1-thread time / its time at T.",
+        "% peak = of the FMA peak above (conv, dense) or of the copy bandwidth above (max-pool, ReLU), at the row's thread count "
+        "(conv rates count the direct convolution's FLOPs whatever the algorithm, so a Winograd row's effective rate "
+        "can pass 100%: that is 'faster than direct convolution at the FMA peak'); "
+        "2T/1T = convforge's 1-thread time / its time at T; "
+        "algorithm = the conv2d algorithm convforge ran for the row (the first name `functional.conv2d_algorithms` "
+        "gives for that pass and shape on float32, asked in the process that timed the row, on the ISA above; "
+        "'(forced)' if `CONVFORGE_CONV_ALGO` forced one).",
         "",
         table,
         "",
@@ -466,7 +533,8 @@ WHAT_IS_TIMED = [
     "NumPy `reference.conv2d_im2col` (padding copy, im2col copy, one matmul, NCHW transpose copy); "
     "PyTorch `F.conv2d` under `no_grad` (oneDNN/MKL as torch chooses). No bias.",
     "- **conv bwd_data**: convforge `functional.conv2d_backward_data(dy, w, x_shape, ...)` (dx only); "
-    "PyTorch `aten.convolution_backward(..., output_mask=[True, False, False])`; "
+    "PyTorch `torch.nn.grad.conv2d_input(x.shape, w, dy, ...)` under `no_grad` (dx only: "
+    "`aten.convolution_backward` with output_mask `(True, False, False)` and a 1-element stand-in for x); "
     "NumPy `conv2d_backward_im2col(need_input_grad=True, need_bias_grad=False)`, whose API always computes dw too: "
     "**the NumPy bwd_data time includes a full weight-gradient pass** (im2col + dw matmul) on top of dcols matmul + col2im, "
     "so its 'vs NumPy' ratio flatters convforge by roughly the NumPy bwd_weights time.",
@@ -501,6 +569,47 @@ WHAT_IS_TIMED = [
 # --------------------------------------------------------------------------- main
 
 
+def run_both_mallocs(args, argv: list[str]) -> int:
+    """--both-malloc: the whole comparison under glibc's defaults, then under the tuned malloc.
+
+    Each run is a child process started with its malloc environment (glibc reads it at
+    start); the first also measures the workspace (convforge's own buffers, whatever
+    malloc does). --out gets one file: a short header, then both reports in full.
+    """
+    command = "python bench/compare.py " + " ".join(argv)
+    default_env = {k: v for k, v in os.environ.items() if k not in TUNED_MALLOC}
+    runs = [("glibc malloc defaults", default_env, []),
+            ("tuned malloc (issue 12)", dict(os.environ, **TUNED_MALLOC), ["--no-workspace"])]
+    parts = []
+    for title, env, extra in runs:
+        with tempfile.NamedTemporaryFile(suffix=".md", delete=False) as f:
+            path = f.name
+        try:
+            print(f"--both-malloc: {title}", file=sys.stderr, flush=True)
+            cmd = [sys.executable, os.path.abspath(__file__), *argv, *extra, "--_one-malloc", "--_command", command,
+                   "--out", path]
+            rc = subprocess.run(cmd, env=env).returncode
+            if rc:
+                return rc
+            with open(path) as f:
+                body = f.read().split("\n", 1)[1]  # drop the report's own title
+        finally:
+            os.unlink(path)
+        parts.append((title, body.replace("\n## ", "\n### ")))
+    md = ["# convforge vs NumPy vs PyTorch on CPU: glibc malloc defaults and tuned", "",
+          "Two runs of the same comparison, one after the other, each in its own process tree: first under glibc's "
+          "default malloc, then under issue 12's tuned malloc (" + " ".join(f"`{k}={v}`" for k, v in
+          TUNED_MALLOC.items()) + ", set before the process started, for every contender alike). A row's change "
+          "between the two is malloc's effect plus this machine's run-to-run noise.", ""]
+    for i, (title, body) in enumerate(parts, 1):
+        md += [f"## Run {i} of {len(parts)}: {title}", body.rstrip("\n"), ""]
+    if args.out != "-":
+        with open(args.out, "w") as f:
+            f.write("\n".join(md))
+        print(f"\nwrote {args.out} (both runs)", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
@@ -511,7 +620,15 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="timed samples per contender (default 5, quick 3)")
     p.add_argument("--min-sample-ms", type=float, default=None, help="minimum duration of one sample (default 20, quick 5)")
     p.add_argument("--no-workspace", action="store_true", help="skip the per-shape workspace subprocesses")
+    p.add_argument("--tuned-malloc", action="store_true",
+                   help="run everything in a child process started with " + " ".join(f"{k}={v}" for k, v in
+                   TUNED_MALLOC.items()) + " (issue 12's tuned PyTorch; applies to all contenders alike)")
+    p.add_argument("--both-malloc", action="store_true",
+                   help="two full runs, glibc malloc defaults then --tuned-malloc, each in its own child process; "
+                   "--out gets both reports, one after the other")
     p.add_argument("--_rows-json", dest="rows_json", help=argparse.SUPPRESS)
+    p.add_argument("--_one-malloc", dest="one_malloc", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--_command", dest="command", help=argparse.SUPPRESS)
     p.add_argument("--_workspace", nargs=3, metavar=("SHAPE", "PASS", "T"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -533,10 +650,22 @@ def main(argv=None) -> int:
             json.dump(measure(args, threads), f)
         return 0
 
+    argv_now = sys.argv[1:] if argv is None else list(argv)
+    if args.tuned_malloc and args.both_malloc:
+        p.error("--tuned-malloc and --both-malloc exclude each other (--both-malloc includes a tuned run)")
+    if args.both_malloc and not args.one_malloc:
+        return run_both_mallocs(args, argv_now)
+    if args.tuned_malloc and malloc_setting() != "tuned":
+        # glibc reads the variables at process start only: setting them here would change nothing.
+        env = dict(os.environ, **TUNED_MALLOC)
+        print("--tuned-malloc: running again in a child process with "
+              + " ".join(f"{k}={v}" for k, v in TUNED_MALLOC.items()), file=sys.stderr, flush=True)
+        return subprocess.run([sys.executable, os.path.abspath(__file__), *argv_now], env=env).returncode
+
     started = time.perf_counter()
     blas = cfbench.blas()
-    print(f"convforge {cfbench.convforge.__version__}, threads {threads}, NumPy BLAS threads via {blas.how}",
-          file=sys.stderr)
+    print(f"convforge {cfbench.convforge.__version__}, threads {threads}, NumPy BLAS threads via {blas.how}, "
+          f"malloc: {malloc_setting()}", file=sys.stderr)
     if blas.dynamic or len(threads) == 1 and os.environ.get("OPENBLAS_NUM_THREADS") == str(threads[0]):
         data = measure(args, threads)
     else:

@@ -156,6 +156,7 @@ def run_bench(machine):
         benchmark(fn)
 
         if who == "convforge" and spec.op == "conv":
+            info["algorithm"] = cfbench.conv_algorithm(spec)  # what compare.py's algorithm column shows
             # Scratch held by the calling thread: a running max over the session so far.
             info["workspace_bytes_running_max"] = cfbench.convforge._workspace_bytes()
         stats = getattr(benchmark, "stats", None)
