@@ -89,7 +89,8 @@ def test_same_shapes_counts_and_outputs_as_keras(stack, rng):
     assert model.output_shape == tuple(k.output_shape)
     assert model.count_params() == k.count_params()
     for layer, klayer in zip(model.layers, k.layers):
-        assert (None, *convforge.layers.base.display_shape(layer.output_shape)) == tuple(klayer.output.shape)
+        assert layer.output_shape == tuple(klayer.output.shape)
+        assert layer.compute_output_shape(tuple(klayer.input.shape)) == tuple(klayer.compute_output_shape(klayer.input.shape))
         assert layer.count_params() == klayer.count_params()
         assert layer.count_trainable_params() == sum(int(np.prod(w.shape)) for w in klayer.trainable_weights)
         assert [w.name for w in klayer.weights] == list(layer.params)  # same weights, Keras's order

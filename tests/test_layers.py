@@ -128,7 +128,7 @@ def test_conv2d_matches_reference(shape, filters, kernel, strides, padding, dila
     expected = np.maximum(z, 0) if activation == "relu" else z
     # Layer.
     y = layer.forward(x, training=True)
-    assert y.shape[1:] == layer.output_shape
+    assert y.shape[1:] == layer._internal_output_shape
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
     # Backward: the oracle's gradients of the pre-activation.
     dy = rng.standard_normal(y.shape)
@@ -315,7 +315,7 @@ def test_maxpool_same_is_keras(hw, pool, strides):
     assert (layer._prepad is not None) == (hw in [(1, 1), (6, 6)])
     y = layer.forward(x, training=True)
     np.testing.assert_array_equal(y, expected)
-    assert y.shape[1:] == layer.output_shape
+    assert y.shape[1:] == layer._internal_output_shape
     # Verify backward numerically (distinct random values: no ties).
     check_layer_gradients(built(layers.MaxPooling2D(pool, strides, padding="same"), (2, *hw)), x)
 
@@ -391,7 +391,7 @@ def test_flatten_is_channel_major():
     y = layer.forward(x, training=True)
     # (C, H, W) order: the first four features are channel 0.
     np.testing.assert_array_equal(y[0, :4], x[0, 0].ravel())
-    assert layer.output_shape == (12,)
+    assert layer.output_shape == (None, 12)
     dy = np.random.default_rng(0).standard_normal(y.shape)
     np.testing.assert_array_equal(layer.backward(dy), dy.reshape(x.shape))
 
@@ -402,7 +402,7 @@ def test_reshape_follows_keras_element_order():
     y = layer.forward(flat, training=True)
     # Keras fills (H, W, C) from the flat vector; internally that image is NCHW.
     np.testing.assert_array_equal(y.transpose(0, 2, 3, 1), flat.reshape(2, 2, 2, 3))
-    assert layer.output_shape == (3, 2, 2)
+    assert layer._internal_output_shape == (3, 2, 2) and layer.output_shape == (None, 2, 2, 3)
     # Back to flat with Reshape((-1,)): Keras's (H, W, C) order, unlike Flatten.
     back = built(layers.Reshape((-1,)), (3, 2, 2))
     np.testing.assert_array_equal(back.forward(y, training=False), flat)

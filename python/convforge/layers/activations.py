@@ -46,7 +46,7 @@ class _ActivationLayer(Layer):
         self._inplace = False
         self._y = None
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         return tuple(input_shape)
 
     def _output(self, y, training=False):
@@ -369,7 +369,7 @@ class Activation(Layer):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
         self.activation = get(activation)
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         return tuple(input_shape)
 
     def forward(self, x, training=False):

@@ -58,7 +58,7 @@ class _Augmentation(Layer):
     def _generator(self) -> np.random.Generator:
         return self._own_generator if self._own_generator is not None else _random.get_generator()
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(
                 f"{type(self).__name__} expects images (batch, height, width, channels); got {self._show(input_shape)}"

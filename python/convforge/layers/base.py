@@ -7,10 +7,12 @@ channels)``, ``input_shape=(28, 28, 1)``, and ``summary()`` shows
 ``(None, 26, 26, 64)``. Inside a model they are NCHW, the kernels' layout:
 ``Sequential`` converts the input once at its entry and every layer's
 ``forward``/``backward`` sees ``(batch, channels, height, width)`` arrays. Only
-the shapes *reported* to the user are channels-last.
+the shapes *reported* to the user are channels-last: ``layer.output_shape``,
+``layer.input_shape`` and ``layer.compute_output_shape((None, 28, 28, 1))``
+answer as Keras does, batch axis first.
 
-So the shapes passed to :meth:`Layer.build` and
-:meth:`Layer.compute_output_shape` are per-sample *internal* shapes, without
+The shapes passed to :meth:`Layer.build` (and to the layers' internal
+``_compute_internal_output_shape``) are per-sample *internal* shapes, without
 the batch axis: ``(channels, height, width)`` for images, ``(features,)``
 for flat data. A 3-D per-sample shape is always an image.
 """
@@ -130,7 +132,7 @@ def weight_budget(nbytes: int):
         _weight_budget.reset(token)
 
 
-# A temporary sample (a layer's default compute_output_shape runs forward on one) may use
+# A temporary sample (a layer's default _compute_internal_output_shape runs forward on one) may use
 # this much even when the weights left are fewer: a real image needs it, and it is freed.
 _SAMPLE_FLOOR = 256 * 2**20
 
@@ -168,6 +170,29 @@ def display_shape(internal_shape, data_format: str = "channels_last") -> tuple:
     if len(shape) == 3 and data_format != "channels_first":
         return (shape[1], shape[2], shape[0])
     return shape
+
+
+def internal_shape(shown_shape, data_format: str = "channels_last") -> tuple:
+    """The inverse of :func:`display_shape`: ``(H, W, C)`` -> ``(C, H, W)`` when channels-last."""
+    shape = tuple(shown_shape)
+    if len(shape) == 3 and data_format != "channels_first":
+        return (shape[2], shape[0], shape[1])
+    return shape
+
+
+def _split_batch(shape, layer) -> tuple:
+    """``(batch, internal per-sample shape)`` of a Keras shape such as ``(None, 28, 28, 1)``."""
+    name = f"{type(layer).__name__}.compute_output_shape"
+    if not isinstance(shape, (tuple, list)) or len(shape) < 2:
+        raise ValueError(
+            f"{name}: input_shape must be a tuple with the batch axis first, e.g. (None, 28, 28, 1); got {shape!r}"
+        )
+    batch, *rest = shape
+    if batch is not None and not (isinstance(batch, numbers.Integral) and not isinstance(batch, bool) and batch >= 0):
+        raise ValueError(f"{name}: the batch size in input_shape must be None or an int >= 0; got {shape!r}")
+    if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in rest):
+        raise ValueError(f"{name}: input_shape needs positive ints after the batch axis; got {shape!r}")
+    return batch, internal_shape(tuple(int(d) for d in rest), layer._data_format)
 
 
 def weight_options_config(layer) -> dict:
@@ -245,8 +270,9 @@ class Layer:
     ``self.grads[name]`` for every weight, and returns ``dL/d(input)``;
     it must not write into ``dy`` (in a graph one array can be the gradient
     of several layers' outputs, e.g. both inputs of an ``Add``).
-    Unless :meth:`compute_output_shape` is overridden, the output shape is
-    found by running ``forward`` once on a batch of one zero sample.
+    Unless :meth:`compute_output_shape` is overridden (with Keras's meaning:
+    channels-last shapes, batch axis first), the output shape is found by
+    running ``forward`` once on a batch of one zero sample.
 
     >>> import numpy as np, convforge
     >>> from convforge.layers import Layer
@@ -320,8 +346,8 @@ class Layer:
         self.regularizers: dict = {}
         self.built = False
         #: Per-sample internal input/output shapes, known once built.
-        self.input_shape: tuple | None = None
-        self.output_shape: tuple | None = None
+        self._internal_input_shape: tuple | None = None
+        self._internal_output_shape: tuple | None = None
         #: How shapes are shown to the user (the model sets it).
         self._data_format = "channels_last"
         #: Arrays reused from one training step to the next (see "Training-mode arrays").
@@ -334,8 +360,36 @@ class Layer:
     def build(self, input_shape: tuple) -> None:
         """Create the weights, knowing the per-sample input shape (internal layout)."""
 
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        """Per-sample output shape for a per-sample input shape (internal layout)."""
+    def compute_output_shape(self, input_shape) -> tuple:
+        """The output shape for an input shape, as Keras: channels-last, batch axis first.
+
+        >>> from convforge import layers
+        >>> layers.Conv2D(32, 3).compute_output_shape((None, 28, 28, 1))
+        (None, 26, 26, 32)
+
+        A merge layer takes a list of shapes. A layer whose output shape can only be
+        found by running it (a custom layer without this method) is built first, as in Keras.
+        Override it in a custom layer with the same meaning (Keras's), or override nothing.
+        """
+        if isinstance(input_shape, list) and input_shape and all(isinstance(s, (tuple, list)) for s in input_shape):
+            split = [_split_batch(s, self) for s in input_shape]
+            batch, internal = split[0][0], [shape for _, shape in split]
+        else:
+            batch, internal = _split_batch(input_shape, self)
+        if not self.built and type(self)._compute_internal_output_shape is Layer._compute_internal_output_shape:
+            self._build(internal, self.dtype)
+        out = self._compute_internal_output_shape(internal)
+        return (batch, *display_shape(out, self._data_format))
+
+    def _compute_internal_output_shape(self, input_shape: tuple) -> tuple:
+        """Per-sample output shape for a per-sample input shape, both in the internal layout.
+
+        convforge's layers override this one. A custom layer may instead override Keras's
+        :meth:`compute_output_shape` (channels-last, batch axis first); then it is used.
+        """
+        if type(self).compute_output_shape is not Layer.compute_output_shape:
+            keras_shape = self.compute_output_shape((None, *display_shape(input_shape, self._data_format)))
+            return internal_shape(tuple(keras_shape)[1:], self._data_format)
         _charge(math.prod(input_shape) * self.dtype.itemsize, f"a sample of shape {tuple(input_shape)}", keep=False)
         x = np.zeros((1, *input_shape), dtype=self.dtype)
         y = self.forward(x, training=False)
@@ -537,6 +591,29 @@ class Layer:
     def count_trainable_params(self) -> int:
         return int(sum(self.params[n].size for n in self.trainable_param_names()))
 
+    @property
+    def input_shape(self):
+        """The input shape as Keras 2 reported it: channels-last, ``None`` for the batch
+        (``(None, 28, 28, 1)``); a list of shapes for a merge layer. Known once the layer is built.
+        (Keras 3 dropped it for ``layer.input.shape``, which convforge has too.)"""
+        return self._shown_shape(self._internal_input_shape, "input")
+
+    @property
+    def output_shape(self):
+        """The output shape as Keras 2 reported it: channels-last, ``None`` for the batch
+        (``(None, 26, 26, 32)``). Known once the layer is built."""
+        return self._shown_shape(self._internal_output_shape, "output")
+
+    def _shown_shape(self, shape, which: str):
+        if shape is None:
+            raise AttributeError(
+                f"layer {self.name or type(self).__name__!r} has no {which} shape yet: it is known once the layer is built "
+                "(in a model, or called on convforge.Input(...))"
+            )
+        if isinstance(shape, list):
+            return [(None, *display_shape(s, self._data_format)) for s in shape]
+        return (None, *display_shape(shape, self._data_format))
+
     # ------------------------------------------------------------------ used by the model
 
     def _build(self, input_shape: tuple, dtype) -> tuple:
@@ -546,9 +623,9 @@ class Layer:
         if not self.built:
             self.build(input_shape)
             self.built = True
-        self.input_shape = input_shape
-        self.output_shape = tuple(int(d) for d in self.compute_output_shape(input_shape))
-        return self.output_shape
+        self._internal_input_shape = input_shape
+        self._internal_output_shape = tuple(int(d) for d in self._compute_internal_output_shape(input_shape))
+        return self._internal_output_shape
 
     def _astype(self, dtype) -> None:
         dtype = np.dtype(dtype)

@@ -141,7 +141,7 @@ class Conv2D(Layer):
         if self.use_bias:
             self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(
                 f"Conv2D expects input of shape (batch, height, width, channels); got {self._show(input_shape)}"

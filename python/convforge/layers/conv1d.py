@@ -66,9 +66,9 @@ class _Sequence2D(Layer):
         self._inner._build((channels, 1, steps), self.dtype)
         self._link()
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         self._check(input_shape)
-        channels, _, steps = self._inner.compute_output_shape((input_shape[1], 1, input_shape[0]))
+        channels, _, steps = self._inner._compute_internal_output_shape((input_shape[1], 1, input_shape[0]))
         return (steps, channels)
 
     def forward(self, x, training=False):
@@ -227,7 +227,7 @@ class GlobalAveragePooling1D(Layer):
         self.keepdims = bool(keepdims)
         self._steps = None
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         if len(input_shape) != 2:
             raise ValueError(
                 f"GlobalAveragePooling1D expects input of shape (batch, steps, channels); got {('batch', *input_shape)}"

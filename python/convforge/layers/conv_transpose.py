@@ -102,7 +102,7 @@ class Conv2DTranspose(Layer):
             return h * self.strides[0], w * self.strides[1]
         return (h - 1) * self.strides[0] + self.kernel_size[0], (w - 1) * self.strides[1] + self.kernel_size[1]
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         self._check(input_shape)
         return (self.filters, *self._out_hw(*input_shape[1:]))
 

@@ -100,7 +100,7 @@ class Dense(Layer):
         if self.use_bias:
             self.add_weight("bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer)
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         self._check(input_shape)
         return (self.units,)
 
@@ -210,7 +210,7 @@ class Flatten(Layer):
         self.data_format = resolve_data_format(data_format)
         self._in_shape = None
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         return (math.prod(input_shape),)
 
     def forward(self, x, training=False):
@@ -243,7 +243,7 @@ class Dropout(Layer):
         self.rate = float(rate)
         self._mask = None
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         return tuple(input_shape)
 
     def forward(self, x, training=False):
@@ -308,7 +308,7 @@ class Reshape(Layer):
     def _channels_last(self) -> bool:
         return self._data_format != "channels_first"
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         size = math.prod(input_shape)
         known = math.prod(d for d in self.target_shape if d != -1)
         target = self.target_shape
@@ -385,7 +385,7 @@ class InputLayer(Layer):
         # Images (height, width, channels) are kept NCHW inside, as everywhere in a model.
         internal = (self.shape[2], self.shape[0], self.shape[1]) if len(self.shape) == 3 else self.shape
         self.built = True
-        self.input_shape = self.output_shape = internal
+        self._internal_input_shape = self._internal_output_shape = internal
         node = Node(self, [], many=False)
         node.outputs.append(KerasTensor(internal, dt, node, 0, name=self.name))
 
@@ -394,7 +394,7 @@ class InputLayer(Layer):
         """Its own output tensor (an input layer has no input), as Keras."""
         return self.output
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         return tuple(input_shape)
 
     def forward(self, x, training=False):

@@ -149,7 +149,7 @@ class DepthwiseConv2D(Layer):
         except ValueError as err:
             raise ValueError(f"layer {self.name!r} ({type(self).__name__}) on input {input_hw}: {err}") from None
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         self._check_images(input_shape)
         return (input_shape[0] * self.depth_multiplier, *self._out_hw(input_shape[1:]))
 
@@ -283,7 +283,7 @@ class SeparableConv2D(DepthwiseConv2D):
         if self.use_bias:
             self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         self._check_images(input_shape)
         return (self.filters, *self._out_hw(input_shape[1:]))
 

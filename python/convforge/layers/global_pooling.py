@@ -24,7 +24,7 @@ class _GlobalPooling2D(Layer):
         self.keepdims = bool(keepdims)
         self._in_shape = self._indices = None
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(
                 f"{type(self).__name__} expects input of shape (batch, height, width, channels); "

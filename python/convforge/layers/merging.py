@@ -47,12 +47,12 @@ class _Merge(Layer):
             raise ValueError(f"{type(self).__name__} needs a list of at least 1 input tensor")
         self.dtype = np.dtype(dtype)
         shapes = [tuple(int(d) for d in s) for s in input_shape]
-        self.output_shape = self.compute_output_shape(shapes)
-        self.input_shape = shapes
+        self._internal_output_shape = self._compute_internal_output_shape(shapes)
+        self._internal_input_shape = shapes
         self.built = True
-        return self.output_shape
+        return self._internal_output_shape
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         first = input_shape[0]
         if any(s != first for s in input_shape):
             shown = ", ".join(str((None, *_display(s))) for s in input_shape)
@@ -92,10 +92,10 @@ class Add(_Merge):
 class Subtract(_Merge):
     """``a - b`` for exactly two inputs, ``keras.layers.Subtract``."""
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         if len(input_shape) != 2:
             raise ValueError(f"A Subtract layer should be called on exactly 2 inputs; got {len(input_shape)}")
-        return super().compute_output_shape(input_shape)
+        return super()._compute_internal_output_shape(input_shape)
 
     def forward(self, xs, training=False):
         self._xs = 2 if training else None
@@ -169,7 +169,7 @@ class Concatenate(_Merge):
         self._sizes = None
         self._internal_axis = None
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         ranks = {len(s) for s in input_shape}
         shown = "[" + ", ".join(str((None, *_display(s))) for s in input_shape) + "]"
         if len(ranks) != 1:

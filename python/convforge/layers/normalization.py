@@ -145,7 +145,7 @@ class BatchNormalization(Layer):
         self.add_weight("moving_mean", channels, self.moving_mean_initializer, trainable=False)
         self.add_weight("moving_variance", channels, self.moving_variance_initializer, trainable=False)
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         self._check_axis(input_shape)
         return tuple(input_shape)
 

@@ -62,7 +62,7 @@ class _Pooling2D(Layer):
             pads.extend((before, after))
         return tuple(out), tuple(pads)
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         out_hw, _ = self._window_plan(input_shape)
         return (input_shape[0], *out_hw)
 
@@ -120,8 +120,8 @@ class MaxPooling2D(_Pooling2D):
                 self._prepad = (top, bottom, left, right)
         self._indices = self._in_shape = None
 
-    def compute_output_shape(self, input_shape):
-        shape = super().compute_output_shape(input_shape)
+    def _build(self, input_shape, dtype):
+        shape = super()._build(input_shape, dtype)
         if self._prepad is None:
             # Normalised once: the training path calls the kernel with these directly.
             self._pool_plan = _params.pool_params(
@@ -130,7 +130,7 @@ class MaxPooling2D(_Pooling2D):
         return shape
 
     def forward(self, x, training=False):
-        if training and self._prepad is None and x.ndim == 4 and x.shape[1:] == self.input_shape:
+        if training and self._prepad is None and x.ndim == 4 and x.shape[1:] == self._internal_input_shape:
             kernel, stride, pad, out_hw = self._pool_plan
             shape = (x.shape[0], x.shape[1], *out_hw)
             y, self._indices = F.max_pool2d(

@@ -71,7 +71,7 @@ class ZeroPadding2D(_Margins2D):
     def __init__(self, padding=(1, 1), data_format=None, *, name=None, input_shape=None, trainable=True):
         super().__init__(padding, data_format, name=name, input_shape=input_shape, trainable=trainable)
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         self._check(input_shape)
         t, b, l, r = self._margins
         return (input_shape[0], input_shape[1] + t + b, input_shape[2] + l + r)
@@ -112,7 +112,7 @@ class Cropping2D(_Margins2D):
     def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, *, name=None, input_shape=None, trainable=True):
         super().__init__(cropping, data_format, name=name, input_shape=input_shape, trainable=trainable)
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         self._check(input_shape)
         t, b, l, r = self._margins
         h, w = input_shape[1] - t - b, input_shape[2] - l - r
@@ -127,7 +127,7 @@ class Cropping2D(_Margins2D):
         t, b, l, r = self._margins
         h, w = x.shape[2] - t - b, x.shape[3] - l - r
         if h < 1 or w < 1:
-            self.compute_output_shape(x.shape[1:])  # raises, naming the shapes
+            self._compute_internal_output_shape(x.shape[1:])  # raises, naming the shapes
         self._in_shape = x.shape if training else None
         return np.ascontiguousarray(x[:, :, t : t + h, l : l + w])
 
@@ -163,7 +163,7 @@ class UpSampling2D(Layer):
         self.data_format = data_format
         self._trained = False
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(f"UpSampling2D expects images (batch, height, width, channels); got {self._show(input_shape)}")
         c, h, w = input_shape
@@ -204,7 +204,7 @@ class Permute(Layer):
     def _image(self, shape) -> bool:
         return len(shape) == 3 and self._data_format != "channels_first"
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         user = display_shape(input_shape, self._data_format)
         if len(user) != len(self.dims):
             raise ValueError(f"Permute dims {self.dims} do not fit the input {self._show(input_shape)}")
@@ -243,7 +243,7 @@ class Rescaling(Layer):
                 raise TypeError(f"Rescaling {arg} must be a number; got {value!r}")
         self.scale, self.offset = float(scale), float(offset)
 
-    def compute_output_shape(self, input_shape):
+    def _compute_internal_output_shape(self, input_shape):
         return tuple(input_shape)
 
     def forward(self, x, training=False):

@@ -133,7 +133,7 @@ def record_chain(layers, start: KerasTensor) -> list:
     nodes, t = [], start
     for layer in layers:
         node = Node(layer, [t], many=False)
-        t = KerasTensor(layer.output_shape, t._dtype, node, 0, name=f"{layer.name}/output_{node.call_index}")
+        t = KerasTensor(layer._internal_output_shape, t._dtype, node, 0, name=f"{layer.name}/output_{node.call_index}")
         node.outputs.append(t)
         nodes.append(node)
     return nodes
@@ -185,9 +185,9 @@ def call_layer(layer, inputs, args: tuple, kwargs: dict):
     if layer.name is None:
         layer.name = unique_name(snake_case(type(layer).__name__))
     shape_arg = shapes if many else shapes[0]
-    if layer.built and layer.params and layer.input_shape is not None and layer.input_shape != shapes[0] and not many:
+    if layer.built and layer.params and layer._internal_input_shape is not None and layer._internal_input_shape != shapes[0] and not many:
         raise ValueError(
-            f"{label} was built for input {layer._show(layer.input_shape)} and cannot take {tensors[0].shape} "
+            f"{label} was built for input {layer._show(layer._internal_input_shape)} and cannot take {tensors[0].shape} "
             f"(from {_producers(tensors)})"
         )
     if layer._inbound_nodes and layer.built:

@@ -217,9 +217,9 @@ class Sequential(Model):
         try:
             for layer in self.layers:
                 layer._data_format = fmt
-                if layer.built and layer.params and layer.input_shape is not None and layer.input_shape != tuple(shape):
+                if layer.built and layer.params and layer._internal_input_shape is not None and layer._internal_input_shape != tuple(shape):
                     raise ValueError(
-                        f"layer {layer.name!r} was built for input {layer._show(layer.input_shape)} and cannot take "
+                        f"layer {layer.name!r} was built for input {layer._show(layer._internal_input_shape)} and cannot take "
                         f"{layer._show(shape)}"
                     )
                 shape = layer._build(shape, self.dtype)
@@ -274,7 +274,7 @@ class Sequential(Model):
     def output_shape(self) -> tuple:
         if not self.built:
             raise ValueError(_NOT_BUILT)
-        return (None, *display_shape(self.layers[-1].output_shape, self._data_format()))
+        return (None, *display_shape(self.layers[-1]._internal_output_shape, self._data_format()))
 
     def _input_entries(self) -> list:
         return [] if self._entry is None else [self._entry]
@@ -363,7 +363,7 @@ class Sequential(Model):
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         x = self._entry.check(x, allow_empty=True)
         batches = _Batches(self._entry, x, None, batch_size)
-        outs = [np.empty((batches.n, *layer.output_shape), dtype=self.dtype) for layer in self.layers]
+        outs = [np.empty((batches.n, *layer._internal_output_shape), dtype=self.dtype) for layer in self.layers]
         for step in range(batches.steps):
             lo, hi = step * batch_size, min((step + 1) * batch_size, batches.n)
             out, _ = batches.slice(lo, hi)

@@ -17,7 +17,7 @@ def print_summary(model, line_length: int | None = None, print_fn=None) -> None:
     rows = [
         (
             f"{layer.name} ({type(layer).__name__})",
-            shape_str((None, *display_shape(layer.output_shape, fmt))),
+            shape_str((None, *display_shape(layer._internal_output_shape, fmt))),
             f"{layer.count_params():,}",
         )
         for layer in model.layers

@@ -412,7 +412,7 @@ class Trainer:
             raise ValueError(
                 f"{argument} holds {x.shape[0]} samples but its targets hold {y.shape[0] if y.ndim else 0}"
             )
-        y = self.loss.prepare_targets(y, self.layers[-1].output_shape)
+        y = self.loss.prepare_targets(y, self.layers[-1]._internal_output_shape)
         return x, y
 
     def _to_user(self, a: np.ndarray) -> np.ndarray:
@@ -433,7 +433,7 @@ class Trainer:
 
     def _empty_outputs(self):
         """What ``_forward`` gives for zero samples, without running any layer."""
-        return np.zeros((0, *self.layers[-1].output_shape), self.dtype)
+        return np.zeros((0, *self.layers[-1]._internal_output_shape), self.dtype)
 
     def _convert_x(self, x_checked):
         """A whole checked input as one internal-layout batch."""

@@ -59,7 +59,7 @@ def export_conv2d(ctx, layer: Conv2D, inputs):
         pads=onnx_pads(*pads),
         group=1,
     )
-    ctx.set_shape(y, layer.output_shape)
+    ctx.set_shape(y, layer._internal_output_shape)
     return activation(ctx, layer.activation, y)
 
 
@@ -79,7 +79,7 @@ def export_dense(ctx, layer: Dense, inputs):
     if layer.use_bias:
         operands.append(ctx.initializer("bias", layer.params["bias"]))
     y = ctx.node("Gemm", operands, "Gemm", transB=0)
-    ctx.set_shape(y, layer.output_shape)
+    ctx.set_shape(y, layer._internal_output_shape)
     return activation(ctx, layer.activation, y)
 
 

@@ -119,7 +119,7 @@ def export_layer(ctx: ExportContext, layer, inputs: list[str]) -> str:
         output = exporter(ctx, layer, list(inputs))
     finally:
         ctx.layer = None
-    ctx.set_shape(output, layer.output_shape)
+    ctx.set_shape(output, layer._internal_output_shape)
     return output
 
 

@@ -83,7 +83,7 @@ def _depthwise_node(ctx, layer, x, bias_name):
 def export_depthwise(ctx, layer, inputs):
     bias = ctx.initializer("bias", layer.params["bias"]) if layer.use_bias else None
     y = _depthwise_node(ctx, layer, inputs[0], bias)
-    ctx.set_shape(y, layer.output_shape)
+    ctx.set_shape(y, layer._internal_output_shape)
     return activation(ctx, layer.activation, y)
 
 
@@ -93,7 +93,7 @@ def export_separable(ctx, layer, inputs):
     if layer.use_bias:
         operands.append(ctx.initializer("bias", layer.params["bias"]))
     y = ctx.node("Conv", operands, "PointwiseConv", kernel_shape=[1, 1])
-    ctx.set_shape(y, layer.output_shape)
+    ctx.set_shape(y, layer._internal_output_shape)
     return activation(ctx, layer.activation, y)
 
 
