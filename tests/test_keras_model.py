@@ -282,3 +282,21 @@ def test_depthwise_and_separable_regularizers_enter_the_loss_gradient_and_config
     assert m.evaluate(x, y, verbose=0) == pytest.approx(unregularized.evaluate(x, y, verbose=0) + penalty, rel=1e-10)
     report = check_model_gradients(m, x, y)
     assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+def test_image_targets_are_channels_last_like_the_outputs(kind):
+    """An autoencoder's or a segmentation net's targets are images shaped as predict's outputs."""
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 8, 8, 1)).astype(np.float32)
+    y = rng.random((6, 8, 8, 3)).astype(np.float32)
+    if kind == "sequential":
+        model = convforge.Sequential([layers.InputLayer((8, 8, 1)), layers.Conv2D(3, 3, padding="same")])
+    else:
+        inputs = convforge.Input((8, 8, 1))
+        model = convforge.Model(inputs, layers.Conv2D(3, 3, padding="same")(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, y, epochs=1, verbose=0)
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), np.mean((model.predict(x, verbose=0) - y) ** 2), rtol=1e-5)
+    with pytest.raises(ValueError, match=r"targets of shape \(6, 3, 8, 8\) do not match the model output \(batch, 8, 8, 3\)"):
+        model.fit(x, y.transpose(0, 3, 1, 2), verbose=0)

@@ -28,7 +28,11 @@ class BatchNormalization(Layer):
     epsilon) + beta``, and the moving statistics are updated:
     ``moving = moving * momentum + batch_statistic * (1 - momentum)`` (the
     batch variance is the biased one, as in Keras). In inference
-    (``predict``, ``evaluate``) the moving statistics are used instead.
+    (``predict``, ``evaluate``) the moving statistics are used instead; there a
+    BatchNormalization right after a Conv2D without activation (whose output
+    nothing else reads) is folded into the conv's weights, and a ReLU after it
+    runs inside the conv kernel: one pass over the feature maps instead of
+    three, equal to the unfolded layers to rounding (``layers/fusion.py``).
 
     Parameters
     ----------

@@ -49,6 +49,7 @@ outputs at ``Model(...)`` (lists only; data may be dicts), nested structures.
 
 from __future__ import annotations
 
+import collections
 import copy
 import warnings
 
@@ -65,7 +66,7 @@ from ..layers.symbolic import KerasTensor, common_dtype, unique_name
 from . import state
 from .batches import _Batches, _Entry, shape_str
 from .summary import print_graph_summary
-from .trainer import Trainer, check_compile_arguments, saveable_metric_names, trainable_plan
+from .trainer import Trainer, check_compile_arguments, prepare_targets, saveable_metric_names, trainable_plan
 
 __all__ = ["Functional", "Model"]
 
@@ -433,15 +434,53 @@ class Functional(Model):
         self._calls = calls
         # The tensors each step reads for the last time: _run lets them go (inference memory stays
         # near the widest cut of the graph instead of the sum of all its activations).
+        self._free_after = self._last_reads(steps)
+        self._inference_steps = self._fold_for_inference(steps)
+        self._inference_free_after = self._last_reads(self._inference_steps)
+
+    def _last_reads(self, steps) -> list:
+        """For each step, the tensors no later step reads (model outputs excepted)."""
         last = {}
         for i, step in enumerate(steps):
             for index in step.inputs:
                 last[index] = i
         keep = set(self._outputs_index)
-        self._free_after = [[] for _ in steps]
+        free_after = [[] for _ in steps]
         for index, i in last.items():
             if index not in keep:
-                self._free_after[i].append(index)
+                free_after[i].append(index)
+        return free_after
+
+    def _fold_for_inference(self, steps) -> list:
+        """The steps inference runs: each linear Conv2D -> BatchNormalization (-> ReLU) chain whose
+        inner tensors nothing else reads becomes one folded conv (layers/fusion.py)."""
+        readers = collections.Counter(index for step in steps for index in step.inputs)
+        reader_of = {index: k for k, step in enumerate(steps) for index in step.inputs}
+        keep = set(self._outputs_index)
+
+        def sole_reader(step):
+            if step.out in keep or readers[step.out] != 1:
+                return None
+            k = reader_of[step.out]
+            return None if steps[k].many else k
+
+        folded, absorbed = [], set()
+        for k, step in enumerate(steps):
+            if k in absorbed:
+                continue
+            kb = sole_reader(step)
+            if kb is None or not fusion.foldable(step.call, steps[kb].call):
+                folded.append(step)
+                continue
+            chain = [kb]
+            kr = sole_reader(steps[kb])
+            if kr is not None and fusion.is_plain_relu(steps[kr].call):
+                chain.append(kr)
+            # Moving the chain up to the conv's place keeps the order valid: its only input is the conv's.
+            absorbed.update(chain)
+            call = fusion.FoldedConvBatchNorm(step.call, steps[kb].call, steps[kr].call if len(chain) == 2 else None)
+            folded.append(_Step(step.node, call, step.inputs, steps[chain[-1]].out))
+        return folded
 
     # ================================================================== structure
 
@@ -508,7 +547,8 @@ class Functional(Model):
         there, tensors no step reads any more are dropped on the way."""
         values = [None] * len(self._tensor_index)
         values[: len(xbs)] = xbs
-        for step, done in zip(self._steps, self._free_after):
+        steps, free_after = (self._steps, self._free_after) if training else (self._inference_steps, self._inference_free_after)
+        for step, done in zip(steps, free_after):
             x = [values[i] for i in step.inputs] if step.many else values[step.inputs[0]]
             if logits and step.fused:
                 values[step.out] = step.call._forward_logits(x, training)
@@ -907,7 +947,7 @@ class Functional(Model):
                     f"{argument} holds {xs[0].shape[0]} samples but the targets of output {self.output_names[k]!r} "
                     f"hold {yk.shape[0] if yk.ndim else 0}"
                 )
-            ready.append(loss.prepare_targets(yk, t._internal))
+            ready.append(prepare_targets(loss, yk, t._internal, self._data_format()))
         return xs, ready
 
     def _batches(self, x, y, batch_size: int) -> "_GraphBatches":

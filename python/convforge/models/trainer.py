@@ -55,10 +55,21 @@ from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..optimizers import _positive_int
+from ..layers.base import display_shape
 from ..progress import ProgressBar
 from . import diagnostics
 from . import state as state_module
 from .batches import _Batches
+
+
+def prepare_targets(loss, y, internal_shape: tuple, data_format: str) -> np.ndarray:
+    """Targets checked by ``loss`` against the output shape as the user sees it, returned in the
+    internal layout: an image output's targets ``(N, H, W, C)`` become ``(N, C, H, W)`` (one copy),
+    as the model's outputs are NCHW inside (an autoencoder's or a segmentation net's targets)."""
+    y = loss.prepare_targets(y, display_shape(internal_shape, data_format))
+    if len(internal_shape) == 3 and data_format != "channels_first" and y.ndim == 4:
+        y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+    return y
 
 
 class _BatchSource:
@@ -412,7 +423,7 @@ class Trainer:
             raise ValueError(
                 f"{argument} holds {x.shape[0]} samples but its targets hold {y.shape[0] if y.ndim else 0}"
             )
-        y = self.loss.prepare_targets(y, self.layers[-1]._internal_output_shape)
+        y = prepare_targets(self.loss, y, self.layers[-1]._internal_output_shape, self._data_format())
         return x, y
 
     def _to_user(self, a: np.ndarray) -> np.ndarray:
