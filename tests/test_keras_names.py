@@ -49,8 +49,8 @@ def test_to_categorical_is_keras():
     assert keras.utils.to_categorical(np.array([[1], [0]])).shape == (2, 2)
     with pytest.raises(ValueError, match="label 3 does not fit num_classes=3"):
         keras.utils.to_categorical([3], 3)
-    with pytest.raises(NotImplementedError, match="use model.summary"):
-        keras.utils.plot_model(None)
+    with pytest.raises(ValueError, match="plot_model needs a built model"):
+        keras.utils.plot_model(keras.Sequential(), to_file="model.dot")
 
 
 @pytest.mark.parametrize("name", ["model.keras", "model.h5", "model.weights.h5", "ckpt.hdf5"])

@@ -1,4 +1,5 @@
-"""Keras's ``keras.utils`` helpers that tutorials use: ``to_categorical``, ``set_random_seed``."""
+"""Keras's ``keras.utils`` helpers that tutorials use: ``to_categorical``, ``set_random_seed``,
+``plot_model``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 
 from . import random as _random
 
-__all__ = ["plot_model", "set_random_seed", "to_categorical"]
+__all__ = ["model_to_dot", "plot_model", "set_random_seed", "to_categorical"]
 
 
 def to_categorical(x, num_classes=None) -> np.ndarray:
@@ -52,12 +53,101 @@ def set_random_seed(seed: int) -> None:
     np.random.seed(seed)
 
 
-def plot_model(model, *args, **kwargs):
-    """Not supported: convforge does not draw model graphs (Keras needs pydot and graphviz for it).
+def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=True, rankdir="TB",
+                 expand_nested=False, dpi=200, show_layer_activations=False, show_trainable=False, **kwargs) -> str:
+    """The model's graph in Graphviz's DOT language: a box per layer call, an arrow per tensor.
 
-    Use ``model.summary()`` for the layers, shapes and parameter counts.
+    Keras's ``model_to_dot`` returns a ``pydot.Dot``; convforge returns the DOT text itself (no
+    pydot needed). The options are Keras's; ``expand_nested`` has nothing to expand (convforge
+    flattens nested models) and ``subgraph`` is not supported.
     """
-    raise NotImplementedError(
-        "convforge does not support plot_model (no graph drawing); use model.summary() for the layers, "
-        "their output shapes and parameter counts"
-    )
+    if kwargs:
+        raise NotImplementedError(f"convforge does not support the model_to_dot argument {next(iter(kwargs))!r}")
+    if rankdir not in ("TB", "LR", "BT", "RL"):
+        raise ValueError(f"rankdir must be 'TB', 'LR', 'BT' or 'RL'; got {rankdir!r}")
+    if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not 0 < dpi <= 10000:
+        raise ValueError(f"dpi must be a number in (0, 10000]; got {dpi!r}")
+    graph = getattr(model, "_graph", model)
+    if graph is None or not hasattr(graph, "_nodes"):
+        raise ValueError(
+            "plot_model needs a built model: give the first layer input_shape= (or an Input), or call the model "
+            "on data first"
+        )
+    nodes = [t._node for t in graph.inputs] + list(graph._nodes)
+    ids = {id(node): f"n{k}" for k, node in enumerate(nodes)}
+    lines = [
+        "digraph model {",
+        f'  graph [rankdir="{rankdir}", dpi={float(dpi):g}, concentrate=true];',
+        '  node [shape=record, fontname="Helvetica", fontsize=11];',
+    ]
+    for node in nodes:
+        layer = node.layer
+        title = type(layer).__name__
+        if show_layer_names:
+            title = f"{layer.name} ({title})"
+        fields = [title]
+        if show_layer_activations and hasattr(layer, "activation"):
+            fields.append(f"activation: {getattr(layer.activation, 'activation_name', None) or 'linear'}")
+        if show_dtype:
+            fields.append(f"dtype: {np.dtype(layer.dtype).name}")
+        if show_trainable:
+            fields.append(f"trainable: {'Y' if layer.trainable else 'N'}")
+        if show_shapes:
+            shapes = [tuple(t.shape) for t in node.inputs] or [tuple(node.outputs[0].shape)]
+            shown = shapes[0] if len(shapes) == 1 else shapes
+            fields += [f"input: {shown}", f"output: {tuple(node.outputs[0].shape)}"]
+        label = "|".join(_dot_escape(field) for field in fields)
+        lines.append(f'  {ids[id(node)]} [label="{{{label}}}"];')
+    for node in nodes:
+        for t in node.inputs:
+            lines.append(f"  {ids[id(t._node)]} -> {ids[id(node)]};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _dot_escape(text: str) -> str:
+    """A field of a Graphviz record label: its special characters escaped."""
+    for ch in "\\{}|<>\"":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False, show_layer_names=False,
+               rankdir="TB", expand_nested=False, dpi=200, show_layer_activations=False, show_trainable=False,
+               **kwargs):
+    """Draw the model's graph to ``to_file``, Keras's ``plot_model``.
+
+    A ``.dot`` (or ``.gv``) file is written directly, needing nothing else; ``.png``, ``.svg``,
+    ``.pdf`` and ``.jpg`` are rendered by Graphviz's ``dot`` program (``apt-get install graphviz``),
+    as in Keras (which also needs pydot; convforge does not). Without ``dot`` an image name raises
+    ImportError, as Keras does, saying how to get one. Returns None (Keras returns an IPython image
+    in a notebook).
+    """
+    import os
+    import shutil
+    import subprocess
+
+    kwargs.pop("splines", None)  # Keras's edge style: the DOT output keeps Graphviz's default
+    dot = model_to_dot(model, show_shapes=show_shapes, show_dtype=show_dtype, show_layer_names=show_layer_names,
+                       rankdir=rankdir, expand_nested=expand_nested, dpi=dpi,
+                       show_layer_activations=show_layer_activations, show_trainable=show_trainable, **kwargs)
+    path = os.fspath(to_file)
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    if extension in ("dot", "gv"):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(dot)
+        return None
+    formats = {"png": "png", "svg": "svg", "pdf": "pdf", "jpg": "jpg", "jpeg": "jpg"}
+    if extension not in formats:
+        raise ValueError(f"to_file must end in .png, .svg, .pdf, .jpg or .dot; got {path!r}")
+    program = shutil.which("dot")
+    if program is None:
+        raise ImportError(
+            f"plot_model needs Graphviz's 'dot' program to write {path!r} (apt-get install graphviz); "
+            "or write the graph as text with to_file='model.dot'"
+        )
+    result = subprocess.run([program, f"-T{formats[extension]}", "-o", path], input=dot.encode(),
+                            capture_output=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"Graphviz's dot failed to write {path!r}: {result.stderr.decode(errors='replace')[-500:]}")
+    return None

@@ -32,7 +32,7 @@ autoencoder.compile(optimizer="adam", loss="binary_crossentropy")
 # The tutorial's summary: 28,353 parameters; the decoder gives back the input's shape.
 assert autoencoder.count_params() == 28353
 assert autoencoder.output_shape == (None, 28, 28, 1)
-assert [layer.output_shape for layer in autoencoder.layers][-3:] == [(None, 14, 14, 32), (None, 28, 28, 32), (None, 28, 28, 1)]
+assert [tuple(layer.output.shape) for layer in autoencoder.layers][-3:] == [(None, 14, 14, 32), (None, 28, 28, 32), (None, 28, 28, 1)]
 assert autoencoder.layers[-1].compute_output_shape((None, 28, 28, 32)) == (None, 28, 28, 1)
 
 autoencoder.fit(noisy_train, train, epochs=3, batch_size=128, shuffle=True,
