@@ -26,37 +26,48 @@ from convforge import layers
 from convforge.train import run
 
 
-def residual_block(x, filters: int, stride: int, project: bool, name: str):
+def residual_block(x, filters: int, stride: int, project: bool, name: str, regularizer=None):
     """``relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))``; the shortcut is a 1x1 projection when
     ``project`` (the block changes the width or the image size), else ``x`` itself."""
-    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    conv = dict(padding="same", use_bias=False, kernel_regularizer=regularizer)
+    y = layers.Conv2D(filters, 3, strides=stride, name=f"{name}_conv1", **conv)(x)
     y = layers.BatchNormalization(name=f"{name}_bn1")(y)
     y = layers.Activation("relu", name=f"{name}_relu1")(y)
-    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = layers.Conv2D(filters, 3, name=f"{name}_conv2", **conv)(y)
     y = layers.BatchNormalization(name=f"{name}_bn2")(y)
     shortcut = x
     if project:
-        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
+        shortcut = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_proj", **conv)(x)
         shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def resnet(num_classes: int = 10, widths=(16, 32, 64), blocks: int = 1, input_shape=(28, 28, 1)) -> convforge.Model:
+def resnet(num_classes: int = 10, widths=(16, 32, 64), blocks: int = 1, input_shape=(28, 28, 1),
+           weight_decay: float = 0.0, flip: bool = False) -> convforge.Model:
     """A ResNet: stem, ``len(widths)`` stages of ``blocks`` residual blocks (each stage after the
-    first halves the image), global average pooling, softmax."""
+    first halves the image), global average pooling, softmax.
+
+    ``weight_decay`` is PyTorch's SGD weight decay (the gradient gains ``weight_decay * w``), put
+    on every kernel as Keras's ``l2(weight_decay / 2)``; ``flip`` mirrors the training images left
+    to right at random (``RandomFlip('horizontal')``, training only).
+    """
+    regularizer = convforge.regularizers.l2(weight_decay / 2) if weight_decay else None
     inputs = convforge.Input(shape=input_shape, name="image")
-    x = layers.Conv2D(widths[0], 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = layers.RandomFlip("horizontal", name="flip")(inputs) if flip else inputs
+    x = layers.Conv2D(widths[0], 3, padding="same", use_bias=False, kernel_regularizer=regularizer,
+                      name="stem_conv")(x)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.Activation("relu", name="stem_relu")(x)
     channels = widths[0]
     for stage, width in enumerate(widths, start=1):
         for block in range(1, blocks + 1):
             stride = 2 if stage > 1 and block == 1 else 1
-            x = residual_block(x, width, stride, project=stride != 1 or channels != width, name=f"s{stage}b{block}")
+            x = residual_block(x, width, stride, project=stride != 1 or channels != width, name=f"s{stage}b{block}",
+                               regularizer=regularizer)
             channels = width
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="output")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=regularizer, name="output")(x)
     return convforge.Model(inputs, outputs, name="resnet")
 
 
@@ -71,12 +82,16 @@ def _arguments(parser) -> None:
     parser.add_argument("--widths", type=_widths, default=(16, 32, 64), metavar="W1,W2,...",
                         help="channels of each stage (default 16,32,64)")
     parser.add_argument("--blocks", type=int, default=1, help="residual blocks per stage (default 1)")
+    parser.add_argument("--weight-decay", type=float, default=5e-4,
+                        help="SGD weight decay on every kernel, PyTorch's convention (default 5e-4; 0 for none)")
+    parser.add_argument("--no-flip", dest="flip", action="store_false",
+                        help="do not mirror training images left to right at random (done by default)")
 
 
 def main(argv=None) -> int:
     return run(
         argv,
-        lambda args, classes: resnet(classes, args.widths, args.blocks),
+        lambda args, classes: resnet(classes, args.widths, args.blocks, weight_decay=args.weight_decay, flip=args.flip),
         name="resnet",
         prog="python examples/train_resnet.py",
         description="Train a small ResNet (BatchNormalization, residual blocks) on Fashion-MNIST.",
