@@ -126,7 +126,49 @@ STANDALONE = {
     "Activation-relu": lambda: layers.Activation("relu"),
     "Activation-linear": lambda: layers.Activation("linear"),
     "Dropout": lambda: layers.Dropout(0.5),
+    "LeakyReLU": lambda: layers.LeakyReLU(negative_slope=0.2),
+    "ELU": lambda: layers.ELU(alpha=0.7),
+    "Activation-softplus": lambda: layers.Activation("softplus"),
+    "Activation-leaky_relu": lambda: layers.Activation("leaky_relu"),
 }
+
+
+# Exported as several ONNX ops (x * sigmoid(x); 0.5 x (1 + erf(x / sqrt 2)) or its tanh form):
+# checked in onnxruntime; convforge's importer does not reassemble them into one layer.
+COMPOSITE = {
+    "swish": lambda: layers.Activation("swish"),
+    "gelu": lambda: layers.Activation("gelu"),
+    "gelu-tanh": lambda: layers.GELU(approximate=True),
+}
+
+
+@pytest.mark.parametrize("make", COMPOSITE.values(), ids=COMPOSITE.keys())
+def test_composite_activations_export(make, tmp_path):
+    model = seeded([layers.Conv2D(4, 3, input_shape=(6, 6, 2)), make(), layers.Flatten(), layers.Dense(3), make()])
+    path = tmp_path / "model.onnx"
+    model.export(path)
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    x = images((3, 6, 6, 2)) * 3  # both tails of the curves
+    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+
+
+def test_inference_only_and_resampling_layers_export(tmp_path):
+    """Augmentation is nothing at inference; Rescaling is Mul (+ Add); UpSampling2D is a nearest Resize."""
+    model = seeded([
+        layers.Input(shape=(5, 4, 2)),
+        layers.Rescaling(1 / 255.0, offset=-0.5),
+        layers.RandomFlip("horizontal"), layers.RandomRotation(0.1), layers.RandomZoom(0.1),
+        layers.RandomTranslation(0.1, 0.1),
+        layers.UpSampling2D((2, 3)),
+        layers.Conv2D(3, 3, padding="same"),
+    ])
+    path = tmp_path / "model.onnx"
+    model.export(path)
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto, full_check=True)
+    assert [n.op_type for n in proto.graph.node if n.op_type not in ("Transpose",)][:4] == ["Mul", "Add", "Resize", "Conv"]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 5, 4, 2)).astype(np.float32)
+    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("make", STANDALONE.values(), ids=STANDALONE.keys())

@@ -24,7 +24,10 @@ both left at their defaults; Pad 18 adds an ``axes`` input and AveragePool 19
 ``producer_name`` ``convforge``
 and its version. Each layer class is translated by an *exporter* registered
 with :func:`register_exporter`; a layer without one stops the export with an
-error naming it. Dropout is the identity at inference and is left out.
+error naming it. Dropout and the random augmentation layers are the identity at
+inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nearest
+``Resize``; LeakyReLU, ELU and Softplus are their ONNX ops, swish and GELU a few
+elementwise ops each (which the importer does not reassemble).
 
 Import
 ------
@@ -34,7 +37,7 @@ a chain, else a graph model (``convforge.Model``, channels-last input). Each
 op is translated by an *importer* registered with :func:`register_importer`
 (``convforge.onnx._registry.supported_ops()`` lists them): Conv (plain and
 depthwise), MaxPool/AveragePool (where a Keras 'valid'/'same' window set is
-the same), Gemm, MatMul(+Add), Relu/Tanh/Sigmoid/Softmax (fused into the
+the same), Gemm, MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
 Conv/Dense before them), Flatten and flattening Reshapes, BatchNormalization,
 GlobalAveragePool/GlobalMaxPool, Pad/Slice (ZeroPadding2D/Cropping2D),
 Add/Sum/Sub/Mul/Mean/Concat of computed tensors (the merge layers), Identity

@@ -8,14 +8,42 @@ NCHW, convforge's (channels, height, width) order.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from .. import _params
-from ..layers.activations import Activation, ReLU, Sigmoid, Softmax, Tanh
+from ..layers.activations import ELU, GELU, Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Swish, Tanh
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Dropout, Flatten, Reshape
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
 from ._registry import register_exporter
 
-_ELEMENTWISE = {ReLU: "Relu", Tanh: "Tanh", Sigmoid: "Sigmoid"}
+_ELEMENTWISE = {ReLU: "Relu", Tanh: "Tanh", Sigmoid: "Sigmoid", Softplus: "Softplus"}
+
+
+def _scalar(ctx, suffix: str, value: float) -> str:
+    return ctx.initializer(suffix, np.float32(value))
+
+
+def _composite_activation(ctx, act, tensor: str):
+    """The activations that are one ONNX op with an attribute, or a few ops: None for the others."""
+    if type(act) is LeakyReLU:
+        return ctx.node("LeakyRelu", [tensor], "LeakyRelu", alpha=act.negative_slope)
+    if type(act) is ELU:
+        return ctx.node("Elu", [tensor], "Elu", alpha=act.alpha)
+    if type(act) is Swish:  # x * sigmoid(x)
+        return ctx.node("Mul", [tensor, ctx.node("Sigmoid", [tensor], "Sigmoid")], "Swish")
+    if type(act) is GELU:
+        half_x = ctx.node("Mul", [tensor, _scalar(ctx, "half", 0.5)], "half_x")
+        if act.approximate:  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+            cube = ctx.node("Mul", [ctx.node("Mul", [tensor, tensor], "x2"), tensor], "x3")
+            inner = ctx.node("Add", [tensor, ctx.node("Mul", [cube, _scalar(ctx, "c", 0.044715)], "cx3")], "inner")
+            core = ctx.node("Tanh", [ctx.node("Mul", [inner, _scalar(ctx, "k", math.sqrt(2.0 / math.pi))], "scaled")])
+        else:  # 0.5 x (1 + erf(x / sqrt(2)))
+            core = ctx.node("Erf", [ctx.node("Mul", [tensor, _scalar(ctx, "k", 1.0 / math.sqrt(2.0))], "scaled")])
+        return ctx.node("Mul", [half_x, ctx.node("Add", [core, _scalar(ctx, "one", 1.0)], "one_plus")], "GELU")
+    return None
 
 
 def activation(ctx, act, tensor: str) -> str:
@@ -27,10 +55,12 @@ def activation(ctx, act, tensor: str) -> str:
         axis = 1 if len(ctx.shape(tensor)) == 3 else -1
         out = ctx.node("Softmax", [tensor], "Softmax", axis=axis)
     else:
-        op = next((op for cls, op in _ELEMENTWISE.items() if isinstance(act, cls)), None)
-        if op is None:
-            raise ValueError(f"cannot export activation {type(act).__name__} to ONNX")
-        out = ctx.node(op, [tensor], op)
+        out = _composite_activation(ctx, act, tensor)
+        if out is None:
+            op = _ELEMENTWISE.get(type(act))
+            if op is None:
+                raise ValueError(f"cannot export activation {type(act).__name__} to ONNX")
+            out = ctx.node(op, [tensor], op)
     ctx.set_shape(out, ctx.shape(tensor))
     return out
 
@@ -129,6 +159,11 @@ for _cls, _fn in (
     (Tanh, export_activation_layer),
     (Sigmoid, export_activation_layer),
     (Softmax, export_activation_layer),
+    (Softplus, export_activation_layer),
+    (LeakyReLU, export_activation_layer),
+    (ELU, export_activation_layer),
+    (Swish, export_activation_layer),
+    (GELU, export_activation_layer),
     (Activation, export_activation),
     (Reshape, export_reshape),
 ):

@@ -16,14 +16,25 @@ import numpy as np
 
 from .. import _params
 from .. import layers as _layers
-from ..layers.activations import ReLU, Sigmoid, Softmax, Tanh
+from ..layers.activations import ELU, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Flatten
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
 from ._registry import register_importer
 
 _ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Softmax": "softmax"}
-_ACTIVATION_LAYERS = {"Relu": ReLU, "Tanh": Tanh, "Sigmoid": Sigmoid}
+_ACTIVATION_LAYERS = {"Relu": ReLU, "Tanh": Tanh, "Sigmoid": Sigmoid, "Softplus": Softplus}
+
+
+def _activation_layer(ctx, node):
+    """The layer of an elementwise activation node; LeakyRelu and Elu carry their alpha (ONNX's
+    defaults 0.01 and 1.0, not Keras's LeakyReLU 0.3)."""
+    if node.op_type == "LeakyRelu":
+        return LeakyReLU(negative_slope=ctx.attributes(node, {"alpha": 0.01})["alpha"])
+    if node.op_type == "Elu":
+        return ELU(alpha=ctx.attributes(node, {"alpha": 1.0})["alpha"])
+    ctx.attributes(node, {})
+    return _ACTIVATION_LAYERS[node.op_type]()
 
 
 def _pair(ctx, node, values, attribute: str, minimum: int):
@@ -347,8 +358,7 @@ def import_activation(ctx, node):
                 raise ctx.error(node, "a softmax over other axes than the channels is not supported", "axis")
             layer = Softmax()
         else:
-            ctx.attributes(node, {})
-            layer = _ACTIVATION_LAYERS[node.op_type]()
+            layer = _activation_layer(ctx, node)
         ctx.add_layer(node, layer, [base], node.output[0] + "#nchw")
         ctx.set_view(node.output[0], node.output[0] + "#nchw")
         return
@@ -358,8 +368,7 @@ def import_activation(ctx, node):
             raise ctx.error(node, "convforge's softmax runs over channels (images) or the last axis only", "axis")
         layer = Softmax()
     else:
-        ctx.attributes(node, {})
-        layer = _ACTIVATION_LAYERS[node.op_type]()
+        layer = _activation_layer(ctx, node)
     ctx.add_layer(node, layer, [node.input[0]], node.output[0])
 
 
@@ -495,6 +504,9 @@ for _op, _fn in (
     ("Relu", import_activation),
     ("Tanh", import_activation),
     ("Sigmoid", import_activation),
+    ("Softplus", import_activation),
+    ("LeakyRelu", import_activation),
+    ("Elu", import_activation),
     ("Softmax", import_activation),
     ("Flatten", import_flatten),
     ("Reshape", import_reshape),

@@ -119,7 +119,33 @@ def export_merge(ctx, layer, inputs):
     return ctx.node("Concat", inputs, "Concat", axis=layer._internal_axis)
 
 
+def export_identity(ctx, layer, inputs):
+    """Training-only layers (the random augmentations): nothing at inference."""
+    return inputs[0]
+
+
+def export_rescaling(ctx, layer, inputs):
+    y = ctx.node("Mul", [inputs[0], ctx.initializer("scale", np.float32(layer.scale))], "Mul")
+    if layer.offset:
+        y = ctx.node("Add", [y, ctx.initializer("offset", np.float32(layer.offset))], "Add")
+    return y
+
+
+def export_upsampling(ctx, layer, inputs):
+    """Nearest-neighbour repeat: Resize with integer scales, 'asymmetric' + 'floor' (pixel i of the
+    output reads pixel floor(i / size) of the input, as np.repeat)."""
+    scales = ctx.initializer("scales", np.array([1.0, 1.0, *layer.size], np.float32))
+    return ctx.node("Resize", [inputs[0], "", scales], "Resize", mode="nearest",
+                    coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+
+
 for _name, _fn in (
+    ("RandomFlip", export_identity),
+    ("RandomRotation", export_identity),
+    ("RandomZoom", export_identity),
+    ("RandomTranslation", export_identity),
+    ("Rescaling", export_rescaling),
+    ("UpSampling2D", export_upsampling),
     ("Add", export_merge),
     ("Subtract", export_merge),
     ("Multiply", export_merge),
