@@ -26,8 +26,9 @@ and its version. Each layer class is translated by an *exporter* registered
 with :func:`register_exporter`; a layer without one stops the export with an
 error naming it. Dropout and the random augmentation layers are the identity at
 inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nearest
-``Resize``; LeakyReLU, ELU and Softplus are their ONNX ops, swish and GELU a few
-elementwise ops each (which the importer does not reassemble).
+``Resize``; LeakyReLU, ELU and Softplus are their ONNX ops (and import back), swish
+``Mul(x, Sigmoid(x))`` (imports back as Sigmoid + Multiply), GELU its erf or tanh
+formula (the importer stops at its constant Mul, naming the node).
 
 Import
 ------
