@@ -93,3 +93,15 @@ def test_running_metrics_are_sample_weighted():
     assert custom.result() == 2.0
     with pytest.raises(ValueError, match="metric must be one of"):
         metrics.get("f1_score")
+
+
+def test_pr_auc_of_a_perfect_and_of_a_constant_classifier():
+    y = np.array([0, 0, 1, 1, 0, 1], np.float32)
+    perfect = metrics.AUC(curve="PR")
+    perfect.update_state(y, np.where(y > 0, 0.9, 0.1))
+    assert perfect.result() == pytest.approx(1.0)
+    constant = metrics.AUC(curve="pr")  # Keras accepts either case
+    constant.update_state(y, np.full(6, 0.5, np.float32))
+    assert constant.result() == pytest.approx(0.5)  # precision is the positive rate everywhere
+    with pytest.raises(ValueError, match="convforge does not support AUC curve='PRGAIN'"):
+        metrics.AUC(curve="PRGAIN")

@@ -376,19 +376,24 @@ class Recall(Precision):
 
 
 class AUC(_Counting):
-    """Area under the ROC curve, Keras's ``AUC`` (``num_thresholds=200``, trapezoids).
+    """Area under the ROC or precision-recall curve, Keras's ``AUC`` (``num_thresholds=200``).
 
     As Keras: the curve is sampled at ``num_thresholds`` evenly spaced
     thresholds (plus one just below 0 and one just above 1), counts are
     accumulated over batches, and outputs are compared element-wise.
-    Only ``curve='ROC'`` with ``summation_method='interpolation'``.
+    ``curve='ROC'`` sums trapezoids; ``curve='PR'`` interpolates precision
+    between thresholds as Davis & Goadrich (2006) do (Keras's
+    ``summation_method='interpolation'``, the default). Other summation
+    methods, ``'PRGAIN'``, ``multi_label`` and label weights are not supported.
     """
 
     def __init__(self, num_thresholds: int = 200, curve: str = "ROC", name: str = "auc"):
-        if str(curve).upper() != "ROC":
-            raise ValueError(f"convforge does not support AUC curve={curve!r}; only curve='ROC'")
+        curve = str(curve).upper()
+        if curve not in ("ROC", "PR"):
+            raise ValueError(f"convforge does not support AUC curve={curve!r}; only curve='ROC' or 'PR'")
         if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, numbers.Integral) or num_thresholds < 2:
             raise ValueError(f"num_thresholds must be an int > 1; got {num_thresholds!r}")
+        self.curve = curve
         self.num_thresholds = int(num_thresholds)
         inner = [(i + 1) / (self.num_thresholds - 1) for i in range(self.num_thresholds - 2)]
         self.thresholds = np.array([-1e-7, *inner, 1 + 1e-7])
@@ -410,12 +415,30 @@ class AUC(_Counting):
 
     def result(self):
         def ratio(a, b):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
             return np.divide(a, b, out=np.zeros(len(a)), where=b > 0)
 
+        if self.curve == "PR":
+            return self._interpolated_pr_area(ratio)
         recall = ratio(self.tp, self.tp + self.fn)
         fp_rate = ratio(self.fp, self.fp + self.tn)
         heights = (recall[:-1] + recall[1:]) / 2
         return float(np.sum((fp_rate[:-1] - fp_rate[1:]) * heights))
+
+    def _interpolated_pr_area(self, ratio) -> float:
+        """Between two thresholds, TP and the predicted positives P = TP + FP move linearly, so
+        precision TP / P is a ratio of two lines; integrating it over recall gives, per interval,
+        ``slope * (dTP + intercept * log(P_lo / P_hi)) / positives`` (slope = dTP / dP,
+        intercept = TP_hi - slope * P_hi)."""
+        tp, predicted = self.tp.astype(np.float64), (self.tp + self.fp).astype(np.float64)
+        d_tp, d_p = tp[:-1] - tp[1:], predicted[:-1] - predicted[1:]
+        slope = ratio(d_tp, np.maximum(d_p, 0))
+        intercept = tp[1:] - slope * predicted[1:]
+        both = (predicted[:-1] > 0) & (predicted[1:] > 0)
+        log_ratio = np.zeros_like(d_tp)
+        log_ratio[both] = np.log(predicted[:-1][both] / predicted[1:][both])
+        positives = (self.tp[1:] + self.fn[1:]).astype(np.float64)
+        return float(np.sum(ratio(slope * (d_tp + intercept * log_ratio), positives)))
 
 
 _BY_NAME = {
