@@ -11,7 +11,7 @@ import pytest
 
 import convforge
 from convforge import layers
-from convforge.layers.fusion import FoldedConvBatchNorm
+from convforge.layers.fusion import FoldedConvBatchNorm, InPlaceReLU
 
 
 def _randomise_batchnorm(model, rng):
@@ -146,3 +146,42 @@ def test_sequential_models_fold_too():
     assert len(_folded_layers(model)) == 1
     x = rng.standard_normal((5, 12, 12, 1)).astype(np.float32)
     np.testing.assert_allclose(model.predict(x, verbose=0), _unfolded_predict(model, x), rtol=1e-5, atol=1e-6)
+
+
+def _inplace_relus(model):
+    graph = getattr(model, "_graph", model)
+    return [s.call.name for s in graph._inference_steps if isinstance(s.call, InPlaceReLU)]
+
+
+def test_relu_after_a_residual_add_runs_in_place():
+    x = convforge.Input((6, 6, 3), dtype="float64")
+    a = layers.Conv2D(3, 3, padding="same")(x)
+    y = layers.ReLU(name="out")(layers.Add()([a, x]))
+    model = convforge.Model(x, layers.GlobalAveragePooling2D()(y))
+    assert _inplace_relus(model) == ["out"]
+    xs = np.random.default_rng(0).standard_normal((4, 6, 6, 3))
+    np.testing.assert_array_equal(model.predict(xs, verbose=0), _unfolded_predict(model, xs))
+
+
+def test_relu_never_overwrites_a_view_the_callers_data_or_a_shared_array():
+    rng = np.random.default_rng(1)
+    # Dropout and Flatten return their input (or a view of it) at inference.
+    flat = convforge.Sequential([layers.InputLayer((5,)), layers.Dropout(0.5), layers.ReLU()])
+    data = rng.standard_normal((3, 5))
+    kept = data.copy()
+    flat.predict(data, verbose=0)
+    np.testing.assert_array_equal(data, kept)
+    assert _inplace_relus(flat) == []
+    x = convforge.Input((4, 4, 2), dtype="float64")
+    c = layers.Conv2D(2, 3)(x)
+    viewed = layers.ReLU(name="viewed")(layers.Flatten()(c))
+    read_twice = layers.ReLU(name="twice")(c)
+    model = convforge.Model(x, [viewed, layers.Flatten()(c), layers.Flatten()(read_twice)])
+    assert _inplace_relus(model) == []
+    xs = rng.standard_normal((2, 4, 4, 2))
+    for got, want in zip(model.predict(xs, verbose=0), _unfolded_predict(model, xs)):
+        np.testing.assert_array_equal(got, want)
+    # A one-input Add returns its input itself.
+    single = convforge.Input((3,), dtype="float64")
+    model = convforge.Model(single, layers.ReLU()(layers.Add()([layers.Dense(3)(single)])))
+    assert _inplace_relus(model) == []

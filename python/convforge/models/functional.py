@@ -471,6 +471,11 @@ class Functional(Model):
             kb = sole_reader(step)
             if kb is None or not fusion.foldable(step.call, steps[kb].call):
                 folded.append(step)
+                if kb is not None and fusion.is_plain_relu(steps[kb].call) and fusion.returns_new_array(step.call, len(step.inputs)):
+                    # Its input is an array this step made, which nothing else reads: overwrite it.
+                    relu = steps[kb]
+                    absorbed.add(kb)
+                    folded.append(_Step(relu.node, fusion.InPlaceReLU(relu.call), relu.inputs, relu.out))
                 continue
             chain = [kb]
             kr = sole_reader(steps[kb])
