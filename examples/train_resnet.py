@@ -44,20 +44,17 @@ def residual_block(x, filters: int, stride: int, project: bool, name: str, regul
 
 
 def resnet(num_classes: int = 10, widths=(16, 32, 64), blocks: int = 1, input_shape=(28, 28, 1),
-           weight_decay: float = 0.0, flip: bool = False, translate: float = 0.0) -> convforge.Model:
+           weight_decay: float = 0.0, flip: bool = False) -> convforge.Model:
     """A ResNet: stem, ``len(widths)`` stages of ``blocks`` residual blocks (each stage after the
     first halves the image), global average pooling, softmax.
 
     ``weight_decay`` is PyTorch's SGD weight decay (the gradient gains ``weight_decay * w``), put
     on every kernel as Keras's ``l2(weight_decay / 2)``; ``flip`` mirrors the training images left
-    to right at random (``RandomFlip('horizontal')``) and ``translate`` shifts them by up to that
-    fraction of their size (``RandomTranslation``, zeros shifted in): augmentation, training only.
+    to right at random (``RandomFlip('horizontal')``, training only).
     """
     regularizer = convforge.regularizers.l2(weight_decay / 2) if weight_decay else None
     inputs = convforge.Input(shape=input_shape, name="image")
     x = layers.RandomFlip("horizontal", name="flip")(inputs) if flip else inputs
-    if translate:
-        x = layers.RandomTranslation(translate, translate, fill_mode="constant", name="shift")(x)
     x = layers.Conv2D(widths[0], 3, padding="same", use_bias=False, kernel_regularizer=regularizer,
                       name="stem_conv")(x)
     x = layers.BatchNormalization(name="stem_bn")(x)
@@ -89,16 +86,12 @@ def _arguments(parser) -> None:
                         help="SGD weight decay on every kernel, PyTorch's convention (default 5e-4; 0 for none)")
     parser.add_argument("--no-flip", dest="flip", action="store_false",
                         help="do not mirror training images left to right at random (done by default)")
-    parser.add_argument("--translate", type=float, default=0.1, metavar="FRACTION",
-                        help="shift training images by up to this fraction of their size at random "
-                             "(default 0.1; 0 for none)")
 
 
 def main(argv=None) -> int:
     return run(
         argv,
-        lambda args, classes: resnet(classes, args.widths, args.blocks, weight_decay=args.weight_decay, flip=args.flip,
-                                             translate=args.translate),
+        lambda args, classes: resnet(classes, args.widths, args.blocks, weight_decay=args.weight_decay, flip=args.flip),
         name="resnet",
         prog="python examples/train_resnet.py",
         description="Train a small ResNet (BatchNormalization, residual blocks) on Fashion-MNIST.",
