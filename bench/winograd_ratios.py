@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from shapes import BENCH_CONV  # noqa: E402
 
 import convforge  # noqa: E402
-from convforge import _core, _params  # noqa: E402
+from convforge import _params  # noqa: E402
 from convforge import functional as F  # noqa: E402
 
 WINOGRAD = "winograd_f4x3"
@@ -48,7 +48,7 @@ def main() -> None:
     for case in [c for c in BENCH_CONV if c.name in args.shapes.split(",")]:
         x = rng.standard_normal((case.n, case.c, case.h, case.w), dtype=np.float32)
         w = rng.standard_normal((case.k, case.c, case.r, case.s), dtype=np.float32) / np.float32(3 * case.c**0.5)
-        stride, pads, dil, out_hw = _params.conv_params((case.h, case.w), (case.r, case.s), case.stride, case.padding,
+        stride, pads, _, out_hw = _params.conv_params((case.h, case.w), (case.r, case.s), case.stride, case.padding,
                                                         case.dilation)
         dy = rng.standard_normal((case.n, case.k, *out_hw), dtype=np.float32)
         y, dx = np.empty((case.n, case.k, *out_hw), np.float32), np.empty_like(x)
@@ -59,14 +59,20 @@ def main() -> None:
             other = [a for a in algos[pass_] if a != WINOGRAD][0]
             if pass_ == "fwd":
                 def ours(a):
-                    return lambda: _core.conv2d_fwd(x, w, None, stride, pads, dil, out=y, algorithm=a)
+                    def run():
+                        with F.force_conv2d_algorithm(fwd=a):
+                            F.conv2d(x, w, None, case.stride, case.padding, case.dilation, out=y)
+                    return run
 
                 def theirs():
                     with torch.no_grad():
                         torch.nn.functional.conv2d(tx, tw, None, list(stride), tpad)
             else:
                 def ours(a):
-                    return lambda: _core.conv2d_bwd_data(dy, w, x.shape, stride, pads, dil, out=dx, algorithm=a)
+                    def run():
+                        with F.force_conv2d_algorithm(bwd_data=a):
+                            F.conv2d_backward_data(dy, w, x.shape, case.stride, case.padding, case.dilation, out=dx)
+                    return run
 
                 def theirs():
                     with torch.no_grad():
