@@ -42,6 +42,12 @@ __all__ = [
 ]
 
 
+def _ratio(a, b) -> np.ndarray:
+    """``a / b`` elementwise in float64, 0 where ``b`` is 0 (Keras's divide_no_nan)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.divide(a, b, out=np.zeros(a.shape), where=b > 0)
+
+
 def _labels(y, name: str) -> np.ndarray:
     """Class labels from labels, one-hot rows or scores (argmax)."""
     y = np.asarray(y)
@@ -120,13 +126,9 @@ def precision_recall_f1(y_true, y_pred, num_classes: int | None = None):
     tp = np.diag(cm).astype(np.float64)
     predicted = cm.sum(axis=0)
     support = cm.sum(axis=1)
-
-    def ratio(num, den):
-        return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
-
-    precision = ratio(tp, predicted)
-    recall = ratio(tp, support)
-    f1 = ratio(2 * precision * recall, precision + recall)
+    precision = _ratio(tp, predicted)
+    recall = _ratio(tp, support)
+    f1 = _ratio(2 * precision * recall, precision + recall)
     return precision, recall, f1, support
 
 
@@ -414,31 +416,27 @@ class AUC(_Counting):
             below += len(scores) - n_above
 
     def result(self):
-        def ratio(a, b):
-            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-            return np.divide(a, b, out=np.zeros(len(a)), where=b > 0)
-
         if self.curve == "PR":
-            return self._interpolated_pr_area(ratio)
-        recall = ratio(self.tp, self.tp + self.fn)
-        fp_rate = ratio(self.fp, self.fp + self.tn)
+            return self._interpolated_pr_area()
+        recall = _ratio(self.tp, self.tp + self.fn)
+        fp_rate = _ratio(self.fp, self.fp + self.tn)
         heights = (recall[:-1] + recall[1:]) / 2
         return float(np.sum((fp_rate[:-1] - fp_rate[1:]) * heights))
 
-    def _interpolated_pr_area(self, ratio) -> float:
+    def _interpolated_pr_area(self) -> float:
         """Between two thresholds, TP and the predicted positives P = TP + FP move linearly, so
         precision TP / P is a ratio of two lines; integrating it over recall gives, per interval,
         ``slope * (dTP + intercept * log(P_lo / P_hi)) / positives`` (slope = dTP / dP,
         intercept = TP_hi - slope * P_hi)."""
         tp, predicted = self.tp.astype(np.float64), (self.tp + self.fp).astype(np.float64)
         d_tp, d_p = tp[:-1] - tp[1:], predicted[:-1] - predicted[1:]
-        slope = ratio(d_tp, np.maximum(d_p, 0))
+        slope = _ratio(d_tp, np.maximum(d_p, 0))
         intercept = tp[1:] - slope * predicted[1:]
         both = (predicted[:-1] > 0) & (predicted[1:] > 0)
         log_ratio = np.zeros_like(d_tp)
         log_ratio[both] = np.log(predicted[:-1][both] / predicted[1:][both])
         positives = (self.tp[1:] + self.fn[1:]).astype(np.float64)
-        return float(np.sum(ratio(slope * (d_tp + intercept * log_ratio), positives)))
+        return float(np.sum(_ratio(slope * (d_tp + intercept * log_ratio), positives)))
 
 
 _BY_NAME = {
