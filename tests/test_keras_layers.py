@@ -151,3 +151,14 @@ def test_get_weights_uses_keras_layouts_and_set_weights_inverts_it(make, shape, 
     np.testing.assert_array_equal(layer.kernel, stored * 2)  # the same element, in the stored layout
     with pytest.raises(ValueError, match=r"has shape .* \(Keras layout\); set_weights got shape"):
         layer.set_weights([layer.kernel, bias])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: layers.Conv2D(2, 3, use_bias="no"),
+    lambda: layers.Dense(2, use_bias="no"),
+    lambda: layers.DepthwiseConv2D(3, use_bias="no"),
+    lambda: layers.Conv2DTranspose(2, 3, use_bias="no"),  # was accepted as bool("no") = True
+])
+def test_use_bias_must_be_a_bool_for_every_layer_with_a_kernel(make):
+    with pytest.raises(TypeError, match=r"use_bias must be True or False; got 'no'"):
+        make()

@@ -195,6 +195,27 @@ def _split_batch(shape, layer) -> tuple:
     return batch, internal_shape(tuple(int(d) for d in rest), layer._data_format)
 
 
+def set_weight_options(layer, *, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                       bias_regularizer, kernel: str = "kernel", activation_in_place: bool = True) -> None:
+    """Check and set the activation, bias and weight options of a layer with a kernel (the
+    constructor's half of :func:`weight_options_config`); ``kernel`` names the weight
+    (``depthwise`` for DepthwiseConv2D). ``activation_in_place``: the layer's output is a fresh
+    array of its own, which the activation may overwrite."""
+    from .. import regularizers
+    from . import activations
+
+    layer.activation = activations.get(activation)
+    if layer.activation is not None and activation_in_place:
+        layer.activation._inplace = True
+    if not isinstance(use_bias, (bool, np.bool_)):
+        raise TypeError(f"{type(layer).__name__} use_bias must be True or False; got {use_bias!r}")
+    layer.use_bias = bool(use_bias)
+    setattr(layer, f"{kernel}_initializer", initializers.get(kernel_initializer, f"{kernel}_initializer"))
+    layer.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
+    setattr(layer, f"{kernel}_regularizer", regularizers.get(kernel_regularizer, f"{kernel}_regularizer"))
+    layer.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
+
+
 def weight_options_config(layer) -> dict:
     """The activation, bias and weight options of a layer with a kernel, for its ``get_config``."""
     from .. import regularizers

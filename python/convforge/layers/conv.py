@@ -8,9 +8,8 @@ import numpy as np
 
 from .. import _params
 from .. import functional as F
-from .. import regularizers
-from . import activations, initializers
-from .base import Layer, resolve_data_format, weight_options_config, weight_options_from_config
+from . import activations
+from .base import Layer, resolve_data_format, set_weight_options, weight_options_config, weight_options_from_config
 
 __all__ = ["Conv2D", "check_padding"]
 
@@ -113,16 +112,9 @@ class Conv2D(Layer):
         self.dilation_rate = _params.pair(dilation_rate, "dilation_rate")
         self.padding = check_padding(padding, "Conv2D")
         self.data_format = resolve_data_format(data_format)
-        self.activation = activations.get(activation)
-        if self.activation is not None:
-            self.activation._inplace = True  # it owns the conv output it is applied to
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise TypeError(f"Conv2D use_bias must be True or False; got {use_bias!r}")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
-        self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
-        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
+        set_weight_options(self, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                           bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                           bias_regularizer=bias_regularizer)
         self._x = None
         self._plans = {}  # image size -> ConvPlan
 

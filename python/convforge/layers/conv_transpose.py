@@ -6,9 +6,7 @@ import numpy as np
 
 from .. import _params
 from .. import functional as F
-from .. import regularizers
-from . import activations, initializers
-from .base import Layer, weight_options_config, weight_options_from_config
+from .base import Layer, set_weight_options, weight_options_config, weight_options_from_config
 
 __all__ = ["Conv2DTranspose"]
 
@@ -73,12 +71,9 @@ class Conv2DTranspose(Layer):
         self.strides = _params.pair(strides, "strides")
         self.padding = padding.lower()
         self.data_format = data_format
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
-        self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
-        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
+        set_weight_options(self, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                           bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                           bias_regularizer=bias_regularizer, activation_in_place=False)
         self._x = None
 
     def _check(self, input_shape):

@@ -9,12 +9,12 @@ import numpy as np
 
 from .. import functional as F
 from .. import random as _random
-from .. import regularizers
-from . import activations, initializers
+from . import activations
 from .base import (
     Layer,
     check_input_shape,
     resolve_data_format,
+    set_weight_options,
     weight_options_config,
     weight_options_from_config,
 )
@@ -75,16 +75,9 @@ class Dense(Layer):
         if isinstance(units, (bool, np.bool_)) or not isinstance(units, numbers.Integral) or units < 1:
             raise ValueError(f"Dense units must be a positive int; got {units!r}")
         self.units = int(units)
-        self.activation = activations.get(activation)
-        if self.activation is not None:
-            self.activation._inplace = True  # it owns the fresh x @ kernel array
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise TypeError(f"Dense use_bias must be True or False; got {use_bias!r}")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
-        self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
-        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
+        set_weight_options(self, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                           bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                           bias_regularizer=bias_regularizer)
         self._x = None
 
     def _check(self, input_shape):

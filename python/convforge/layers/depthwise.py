@@ -10,7 +10,7 @@ import numpy as np
 from .. import _params, regularizers
 from .. import functional as F
 from . import activations, initializers
-from .base import Layer, resolve_data_format
+from .base import Layer, resolve_data_format, set_weight_options
 from .conv import _json_padding, check_padding
 from .normalization import refuse_unsupported
 
@@ -103,16 +103,9 @@ class DepthwiseConv2D(Layer):
         self.padding = check_padding(padding, kind)
         self.depth_multiplier = _positive_int(depth_multiplier, kind, "depth_multiplier")
         self.data_format = resolve_data_format(data_format)
-        self.activation = activations.get(activation)
-        if self.activation is not None:
-            self.activation._inplace = True  # it owns the conv output it is applied to
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise TypeError(f"{kind} use_bias must be True or False; got {use_bias!r}")
-        self.use_bias = bool(use_bias)
-        self.depthwise_initializer = initializers.get(depthwise_initializer, "depthwise_initializer")
-        self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
-        self.depthwise_regularizer = regularizers.get(depthwise_regularizer, "depthwise_regularizer")
-        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
+        set_weight_options(self, activation=activation, use_bias=use_bias, kernel_initializer=depthwise_initializer,
+                           bias_initializer=bias_initializer, kernel_regularizer=depthwise_regularizer,
+                           bias_regularizer=bias_regularizer, kernel="depthwise")
         self._x = None
 
     def _check_images(self, input_shape):
