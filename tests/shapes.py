@@ -46,7 +46,7 @@ BENCH_CONV = [
     ConvCase("resnet", 32, 64, 56, 56, 64, 3, 3, 1, 1),
     ConvCase("vgg", 16, 128, 28, 28, 128, 3, 3, 1, 1),
     ConvCase("stem", 8, 3, 224, 224, 64, 7, 7, 2, 3),
-    ConvCase("pointwise", 32, 256, 14, 14, 256, 1, 1, 1, 0),
+    ConvCase("pointwise", 32, 256, 14, 14, 256, 1, 1, 1, 0, runs=(("fwd", "direct"), ("bwd_data", "direct"))),
 ]
 
 BENCH_POOL = [(64, 6, 28, 28), (64, 16, 10, 10), (32, 64, 56, 56)]
@@ -97,7 +97,7 @@ TEST_CONV = [
     ConvCase("outer_kw6", 3, 2, 9, 13, 40, 2, 6, 1, ((0, 1), (3, 2)), runs=(("bwd_weights", "outer"),)),
     ConvCase("outer_kw8", 1, 2, 6, 12, 16, 1, 8, runs=(("bwd_weights", "implicit_dot"),)),
     # Forward with the output channels along the vector lanes (conv2d_fwd_direct: unit stride,
-    # kernel rows 3, 5 or 7 wide, 16 or 32 filters; AVX-512): 32 filters over three column
+    # kernel rows 1, 3, 5 or 7 wide, 16 or 32 filters; AVX-512): 32 filters over three column
     # blocks with 'same' padding and a pixel tail, a 7x7 kernel on 32 filters (8-pixel blocks),
     # three bands of rows with row dilation, 3-pixel rows, and a 5x3 kernel.
     ConvCase("direct_kv2", 2, 3, 13, 30, 32, 3, 3, 1, "same", runs=(("fwd", "direct"),)),
@@ -112,6 +112,15 @@ TEST_CONV = [
     ConvCase("direct_s2_valid", 1, 4, 12, 14, 16, 3, 3, 2, 0, runs=(("fwd", "direct"),)),
     ConvCase("direct_s21", 1, 2, 11, 9, 16, 5, 5, (2, 1), 2, runs=(("fwd", "direct"),)),
     ConvCase("direct_s12", 1, 2, 9, 16, 32, 3, 3, (1, 2), 1, runs=(("fwd", "direct"),)),
+    # 1x1 kernels in the direct form (a matrix product with the output channels along the
+    # lanes): 32 filters two rows at a time over 9 rows (an odd one left) of 17 pixels (blocks of
+    # 6, 6, 5), 16 filters, 48 (a group of 32 then one of 16), one row, and stride 2.
+    ConvCase("direct_1x1", 2, 40, 9, 17, 32, 1, 1, runs=(("fwd", "direct"),)),
+    ConvCase("direct_1x1_kv1", 1, 5, 6, 10, 16, 1, 1, runs=(("fwd", "direct"),)),
+    ConvCase("direct_1x1_48", 1, 7, 5, 20, 48, 1, 1, runs=(("fwd", "direct"),)),
+    ConvCase("direct_1x1_row", 1, 3, 1, 30, 32, 1, 1, runs=(("fwd", "direct"),)),
+    ConvCase("direct_1x1_s2", 2, 9, 13, 12, 32, 1, 1, 2, runs=(("fwd", "direct"),)),
+    ConvCase("direct_bwd_1x1", 2, 32, 7, 9, 20, 1, 1, runs=(("bwd_data", "direct"),)),
     # Backward data as the same direct forward over dy (16 or 32 input channels): 'same'
     # padding, padding past the kernel's reach (a negative padding of dy: a crop) on a 3x5
     # kernel, dy's paddings -1, 1, 0, 0 (summing to zero), and row dilation.

@@ -32,6 +32,8 @@ void direct_call(int rows, int kv, int sw, int cols, const DirectArgs<typename U
     } else {
       call(IntTag<1>{}, IntTag<2>{}, IntTag<2>{});
     }
+  } else if (rows == 2 && kv == 2) {
+    if constexpr (KW == 1) call(IntTag<2>{}, IntTag<2>{}, IntTag<1>{});
   } else if (rows == 2) {
     call(IntTag<2>{}, IntTag<1>{}, IntTag<1>{});
   } else if (kv == 1) {
@@ -69,11 +71,18 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   // Bands of about kPixBlock output pixels; column blocks as equal as possible (a 14-wide
   // row: 7 + 7, not 12 + 2).
   const int64_t band = imax(1, imin(s.oh, kPixBlock / s.ow)), nbands = ceil_div(s.oh, band);
-  const int64_t max_cols = direct_max_cols(1, static_cast<int>(s.kw), kv);
-  const int64_t cols = ceil_div(s.ow, ceil_div(s.ow, max_cols));
   // Rows narrow enough for two per call (LeNet's C3: 10 pixels) give the kernel twice the
-  // accumulators per weight vector: 20 instead of 10.
-  const int64_t rows_per_call = OC == L && s.sw == 1 && s.ow <= direct_max_cols(2, static_cast<int>(s.kw), 1) ? 2 : 1;
+  // accumulators per weight vector: 20 instead of 10. A 1x1 kernel with two channel vectors
+  // takes two rows of up to 7 pixels at any width (28 accumulators; one row of a 14-wide
+  // image gave 14, of a 7-wide one 14).
+  const bool pointwise_two_rows = s.kw == 1 && s.kh == 1 && kv == 2 && s.sw == 1 && s.sh == 1 && s.oh > 1;
+  const int64_t rows_per_call =
+      pointwise_two_rows ||
+              (OC == L && s.sw == 1 && s.ow <= direct_max_cols(2, static_cast<int>(s.kw), 1))
+          ? 2
+          : 1;
+  const int64_t max_cols = direct_max_cols(pointwise_two_rows ? 2 : 1, static_cast<int>(s.kw), kv);
+  const int64_t cols = ceil_div(s.ow, ceil_div(s.ow, max_cols));
   const int64_t win_rows = (band - 1) * s.sh + reach + 1;
   const int64_t items = s.mb * nbands;
   const int threads = plan_threads(items, s.flops());
@@ -109,6 +118,7 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
                                 bias != nullptr ? bias + o0 : nullptr, yt + (r * s.ow + ox) * OC + o0, OC,
                                 s.ow * OC, s.relu};
           switch (s.kw) {
+            case 1: direct_call<UK, 1>(nr, gkv, sw, nc, a); break;
             case 3: direct_call<UK, 3>(nr, gkv, sw, nc, a); break;
             case 5: direct_call<UK, 5>(nr, gkv, sw, nc, a); break;
             default: direct_call<UK, 7>(nr, gkv, sw, nc, a); break;
@@ -129,18 +139,25 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   });
 }
 
-// The direct form takes (forward) problems of stride 1 or 2, 3, 5 or 7 columns per kernel row
+// The direct form takes (forward) problems of stride 1 or 2 with kernel rows 1, 3, 5 or 7 wide
 // without column dilation (the sliding broadcast), whole vectors of output channels, and a
 // kernel whose reach fits the frame. Measured against the pitch form on one thread, it was as
 // fast or faster on every such unit-stride layer tried: LeNet's C3 0.146 vs 0.226 ms, 32 3x3
 // filters on 64x1x28x28 0.24 vs 0.35 ms, on 64x32x26x26 2.9 vs 3.5 ms, on 16x32x56x56 ('same')
 // 4.2 vs 4.5 ms, 16 7x7 filters on 8x16x64x64 3.7 vs 4.1 ms, level (within 1%) on 32x16x32x32
 // and 32x3x32x32 (5x5); and against the im2col form on the 7x7 stride-2 stem, 9.0 vs 10.1-10.4
-// ms (hence its place first in the forward list, conv2d_algos.h).
+// ms (hence its place first in the forward list, conv2d_algos.h). 1x1 kernels (a plain matrix
+// product, no sliding reuse) were measured on one thread against the GEMM forms, 2026-12-03:
+// 32x256x14x14 -> 256 8.2-9.0 ms vs 9.4-10.0 (implicit_gemm) and 9.1-9.5 (im2col_gemm);
+// 32x256x56x56 -> 64 37 vs 55 and 43-45; 32x512x7x7 -> 512 8.2-8.4 vs 10.0-10.6; 64x32x28x28 -> 64
+// 2.9-3.2 vs 3.4-6.2; 16x2048x7x7 -> 512 18.5-21.0 vs 20.8-20.9; stride 2 level with im2col or
+// faster; backward-data 1x1 (as a forward over dy) 8.5 vs 9.2-10.6 ms (tapwise/implicit) on the
+// first shape. The output's pixel-major-to-NCHW transpose costs OC x P moves against OC x P x IC
+// products.
 template <class UK>
 bool direct_applies(const ConvShape& s) {
   if constexpr (UK::kDirectLanes > 0) {
-    return (s.sh == 1 || s.sh == 2) && (s.sw == 1 || s.sw == 2) && s.dw == 1 && (s.kw == 3 || s.kw == 5 || s.kw == 7) &&
+    return (s.sh == 1 || s.sh == 2) && (s.sw == 1 || s.sw == 2) && s.dw == 1 && (s.kw == 1 || s.kw == 3 || s.kw == 5 || s.kw == 7) &&
            s.oc % UK::kDirectLanes == 0 &&
            frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow);
   } else {
