@@ -2,6 +2,7 @@
 
     python bench/busy_machine.py                      # 6 rounds, 2 threads, policies below
     python bench/busy_machine.py --rounds 10 --policies 300000,1000,0
+    python bench/busy_machine.py --steps 200 --policies 300000,1000,300000+adaptive,1000+adaptive
 
 When another process holds a core, a 2-thread kernel whose threads spin while they wait (GNU
 OpenMP spins GOMP_SPINCOUNT=300000 times, ~10 ms, before it sleeps) looks like a CPU hog to the
@@ -10,7 +11,8 @@ after a whole time slice. This script measures it. For each round and each polic
 alternation (A B C A B C ...), a fresh child process (the spin count is read when libgomp
 starts) times
 
-* ``lenet5``: one LeNet-5 training step, batch 64 (``fit`` on 20 batches of random data, per step);
+* ``lenet5``: one LeNet-5 training step, batch 64 (``fit`` on ``--steps`` batches of random data, per step);
+* ``predict``: LeNet-5 ``predict``, per batch of 64 (``--steps`` batches);
 * ``conv``: a small conv2d forward (LeNet C3: 64x6x14x14 * 16x6x5x5, ~100 us);
 
 once on the machine as it is ("quiet") and once while a competing process spins on one core
@@ -19,8 +21,12 @@ is the median over the repetitions within the child; the table shows the median 
 the spread (min-max over rounds) and the ratio to libgomp's default in the same round.
 
 A policy is a GOMP_SPINCOUNT value (``300000``: libgomp's default; ``0``: sleep at once, as
-OMP_WAIT_POLICY=passive). convforge itself sets GOMP_SPINCOUNT (see convforge/__init__.py)
-unless the user set it or OMP_WAIT_POLICY; the children set it explicitly.
+OMP_WAIT_POLICY=passive), optionally followed by ``+adaptive``: ``fit`` then adapts its thread
+count to the measured step times (convforge/threads.py; without it the children run with
+CONVFORGE_ADAPTIVE_THREADS=0, at a fixed count). convforge itself sets GOMP_SPINCOUNT (see
+convforge/__init__.py) unless the user set it or OMP_WAIT_POLICY; the children set both
+explicitly. ``--steps`` sets the length of each timed ``fit`` (the adaptive count's probes and
+its reaction to the competitor are inside the figures).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import time
 BUSY_LOOP = "import time, sys\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end:\n    pass\n"
 
 
-def _child(threads: int, repeats: int, busy_seconds: float) -> dict:
+def _child(threads: int, repeats: int, busy_seconds: float, steps: int) -> dict:
     import numpy as np
 
     import convforge
@@ -48,7 +54,6 @@ def _child(threads: int, repeats: int, busy_seconds: float) -> dict:
     convforge.seed(0)
     model = lenet5()
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    steps = 20
     x = rng.random((64 * steps, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, 64 * steps)
     cx = rng.random((64, 6, 14, 14), dtype=np.float32)
@@ -59,13 +64,18 @@ def _child(threads: int, repeats: int, busy_seconds: float) -> dict:
         model.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=False)
         return (time.perf_counter() - t0) / steps
 
+    def predict_batch() -> float:
+        t0 = time.perf_counter()
+        model.predict(x, batch_size=64, verbose=0)
+        return (time.perf_counter() - t0) / steps
+
     def conv() -> float:
         t0 = time.perf_counter()
         for _ in range(50):
             F.conv2d(cx, cw)
         return (time.perf_counter() - t0) / 50
 
-    lenet_step(), conv()  # warm-up: workspaces, plans, thread pool
+    lenet_step(), predict_batch(), conv()  # warm-up: workspaces, plans, thread pool
     result = {}
     for condition in ("quiet", "busy"):
         competitor = None
@@ -74,6 +84,7 @@ def _child(threads: int, repeats: int, busy_seconds: float) -> dict:
             time.sleep(0.05)
         try:
             result[f"lenet5 {condition}"] = statistics.median(lenet_step() for _ in range(repeats))
+            result[f"predict {condition}"] = statistics.median(predict_batch() for _ in range(repeats))
             result[f"conv {condition}"] = statistics.median(conv() for _ in range(repeats))
         finally:
             if competitor is not None:
@@ -89,10 +100,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timings per figure within a child (median)")
     p.add_argument("--policies", default="300000,10000,1000,0", help="GOMP_SPINCOUNT values, the first is the baseline")
     p.add_argument("--busy-seconds", type=float, default=30.0)
+    p.add_argument("--steps", type=int, default=20, help="training steps per timed fit")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(_child(args.threads, args.repeats, args.busy_seconds)))
+        print(json.dumps(_child(args.threads, args.repeats, args.busy_seconds, args.steps)))
         return 0
 
     policies = [s.strip() for s in args.policies.split(",") if s.strip()]
@@ -100,10 +112,12 @@ def main(argv=None) -> int:
     for round_ in range(args.rounds):
         for policy in policies:
             env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-            env["GOMP_SPINCOUNT"] = policy
+            spin, _, mode = policy.partition("+")
+            env["GOMP_SPINCOUNT"] = spin
+            env["CONVFORGE_ADAPTIVE_THREADS"] = "1" if mode == "adaptive" else "0"
             out = subprocess.run(
                 [sys.executable, __file__, "--child", "--threads", str(args.threads), "--repeats", str(args.repeats),
-                 "--busy-seconds", str(args.busy_seconds)],
+                 "--busy-seconds", str(args.busy_seconds), "--steps", str(args.steps)],
                 env=env, capture_output=True, text=True, check=True,
             )
             runs[policy].append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -113,7 +127,7 @@ def main(argv=None) -> int:
     keys = list(runs[base][0])
     print(f"{args.threads} threads, {args.rounds} rounds (policies alternated), "
           f"median [min-max] over rounds; ratio = time / time with GOMP_SPINCOUNT={base} in the same round\n")
-    print("| GOMP_SPINCOUNT | " + " | ".join(keys) + " |")
+    print("| GOMP_SPINCOUNT (+ adaptive threads) | " + " | ".join(keys) + " |")
     print("|---|" + "---|" * len(keys))
     for policy in policies:
         cells = []

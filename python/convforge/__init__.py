@@ -13,33 +13,6 @@ import os
 import warnings
 
 
-def _start_openmp_runtime():
-    """Import the kernels, starting GNU OpenMP with a short spin before its threads sleep.
-
-    libgomp reads its wait policy from the environment once, when it is loaded (with ``_core``).
-    Its default (spin ~300,000 times, several ms, before sleeping) makes the kernel threads look
-    like CPU hogs to the Linux scheduler: when another process holds a core, the thread sharing
-    it got the CPU back only after a whole time slice, and a LeNet-5 training step went from
-    2.5 ms to over 60 ms (bench/busy_machine.py). A user's OMP_WAIT_POLICY or GOMP_SPINCOUNT
-    is respected; ours is set only while libgomp starts, so child processes and other libraries
-    do not inherit it. (No effect when another module loaded the same libgomp first.)
-    """
-    ours = "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
-    if ours:
-        os.environ["GOMP_SPINCOUNT"] = _GOMP_SPINCOUNT
-    try:
-        from . import _core
-    finally:
-        if ours:
-            del os.environ["GOMP_SPINCOUNT"]
-    return _core
-
-
-# Spin iterations (a PAUSE each, ~10-40 ns) before a waiting kernel thread sleeps: see
-# _start_openmp_runtime and docs/RELIABILITY.md ("Busy machines").
-_GOMP_SPINCOUNT = "1000"
-
-
 def _check_thread_environment():
     """Warn about a $CONVFORGE_NUM_THREADS that the kernels ignore (they use the default then)."""
     text = os.environ.get("CONVFORGE_NUM_THREADS")
@@ -55,8 +28,13 @@ def _check_thread_environment():
         )
 
 
+# GNU OpenMP starts with its own wait policy (spin ~300,000 times before a waiting thread sleeps;
+# the user's OMP_WAIT_POLICY / GOMP_SPINCOUNT if set). convforge once started it with 1,000 spins
+# so that its threads yield quickly on a busy machine; that cost a quiet machine 5-37% on a
+# LeNet-5 step, and fit's adaptive thread count (convforge/threads.py) fixes the busy case
+# better: docs/RELIABILITY.md ("Busy machines"), bench/busy_machine.md.
 try:
-    _core = _start_openmp_runtime()
+    from . import _core
 except ImportError as err:  # pragma: no cover - depends on how the package was installed
     raise ImportError(
         "convforge's compiled extension (convforge._core) could not be imported. Install the package "
@@ -74,6 +52,7 @@ from . import activations, callbacks, distributed, initializers, layers, losses,
 from . import regularizers, utils  # noqa: E402
 from .layers import Input  # noqa: E402
 from .random import seed  # noqa: E402
+from .threads import get_adaptive_threads, set_adaptive_threads  # noqa: E402
 
 # The models package (Sequential, load_model) is imported on first use, so that
 # `import convforge.saving` (the file format) does not pull in the models above it.
@@ -106,6 +85,7 @@ __all__ = [
     "datasets",
     "distributed",
     "functional",
+    "get_adaptive_threads",
     "get_num_threads",
     "initializers",
     "layers",
@@ -117,6 +97,7 @@ __all__ = [
     "reference",
     "regularizers",
     "seed",
+    "set_adaptive_threads",
     "set_num_threads",
     "utils",
 ]
@@ -143,6 +124,8 @@ def set_num_threads(n: int) -> None:
     CPUs this process may run on (affinity mask, limited by a cgroup CPU quota).
     Results are bit-identical for any thread count. Without OpenMP, or in a
     child process forked after the kernels ran, the kernels use one thread.
+    ``fit`` may run at half this count while it measures that to be faster (a busy
+    machine; see :func:`set_adaptive_threads`), and restores it when it returns.
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"n must be an int, got {type(n).__name__} {n!r}")

@@ -58,6 +58,7 @@ from ..optimizers import _positive_int
 from ..layers.base import display_shape
 from ..progress import ProgressBar
 from . import diagnostics
+from .. import threads as threads_module
 from . import state as state_module
 from .batches import _Batches
 
@@ -254,6 +255,7 @@ class Trainer:
         # share its metrics and optimizer, and are refused; predict is safe (inference leaves
         # the layers' training state alone).
         self._fit_thread: int | None = None
+        self._governor = None  # the thread-count governor of the running fit (convforge/threads.py)
         # Batches not applied in the current epoch (non-finite loss or gradient), and whether
         # this fit has warned about one yet.
         self._skipped_batches = 0
@@ -582,7 +584,11 @@ class Trainer:
         it came from). While ``fit``, ``evaluate`` and ``predict`` run,
         NumPy's OpenBLAS (custom layers' matrix products) is kept to one
         thread so that it does not compete with the kernels' threads; set
-        ``$OPENBLAS_NUM_THREADS`` to decide otherwise.
+        ``$OPENBLAS_NUM_THREADS`` to decide otherwise. The kernels run at
+        ``convforge.get_num_threads()``, or at half of it while ``fit``
+        measures that to be faster (another process holding a core; see
+        :func:`convforge.set_adaptive_threads`, which turns this off); the
+        results are the same at any thread count.
 
         After :func:`convforge.distributed.init` in a job of N MPI ranks,
         ``batch_size`` is the global batch: each rank trains on its shard of
@@ -750,6 +756,7 @@ class Trainer:
         self._strategy = strategy
         logs: dict = {}
         blas = single_threaded_blas()
+        self._governor = threads_module.governor_for("fit", strategy)
         try:
             blas.__enter__()
             callback_list.on_train_begin()
@@ -775,6 +782,9 @@ class Trainer:
             callback_list.on_train_end(logs)
         finally:
             blas.__exit__()
+            if self._governor is not None:
+                self._governor.restore()
+                self._governor = None
             self._strategy = distributed.strategy_for_one_process()
             self._fit_callbacks = []
             self._last_batch = None
@@ -811,7 +821,10 @@ class Trainer:
         self._skipped_batches = 0
         for step, (xb, yb, wb, global_batch) in enumerate(batches):
             callback_list.on_train_batch_begin(step)
-            skipped = self._train_step(xb, yb, tally, global_batch, wb)
+            # timed, at the thread count the governor picks (convforge/threads.py)
+            skipped = threads_module.run_batch(
+                self._governor, lambda: self._train_step(xb, yb, tally, global_batch, wb), _count(xb)
+            )
             if skipped is not None:
                 self._skip_batch(step, skipped)
             if _count(xb):
@@ -946,15 +959,20 @@ class Trainer:
         weights = None if weights is None else weights[first:end]
         bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
         tally = distributed.Tally(self)
-        for step in range(batches.steps):
-            lo, hi = step * batches.batch_size, min((step + 1) * batches.batch_size, batches.n)
-            xb, yb = batches.slice(lo, hi)
-            wb = None if weights is None else weights[lo:hi]
-            with np.errstate(all="ignore"):
-                loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb)
-            tally.add(loss, yb, out)
-            if bar is not None:
-                bar.update(step + 1, tally.logs())
+        governor = threads_module.governor_for("evaluate", strategy)
+        with threads_module.restoring(governor):
+            for step in range(batches.steps):
+                lo, hi = step * batches.batch_size, min((step + 1) * batches.batch_size, batches.n)
+                xb, yb = batches.slice(lo, hi)
+                wb = None if weights is None else weights[lo:hi]
+                with np.errstate(all="ignore"):
+                    loss, out, _ = threads_module.run_batch(
+                        governor, lambda: self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb),
+                        hi - lo,
+                    )
+                tally.add(loss, yb, out)
+                if bar is not None:
+                    bar.update(step + 1, tally.logs())
         return strategy.reduce_logs(tally)
 
     def evaluate(
@@ -1027,11 +1045,12 @@ class Trainer:
         several = isinstance(empty, list)  # a list of outputs (a Functional model)
         results = None  # one array per output, all n rows, allocated at the first batch
         bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
-        with single_threaded_blas():
+        governor = threads_module.governor_for("predict", strategy)
+        with single_threaded_blas(), threads_module.restoring(governor):
             for step in range(batches.steps):
                 lo, hi = step * batch_size, min((step + 1) * batch_size, batches.n)
                 xb, _ = batches.slice(lo, hi)
-                out = self._forward(xb, training=False)
+                out = threads_module.run_batch(governor, lambda: self._forward(xb, training=False), hi - lo)
                 outs = out if several else [out]
                 if results is None:
                     results = [np.empty((n, *o.shape[1:]), dtype=self.dtype) for o in outs]

@@ -1,0 +1,190 @@
+"""Adaptive kernel thread count for the training loop (issue 15 item 9: busy machines).
+
+When another process holds a core, a kernel that splits its work over every core waits, at each
+of its barriers, for the thread that shares a core with that process: a LeNet-5 step on 2 threads
+went from 2.3 ms to 5-10 ms here with one competing process, slower than the same step on one
+thread. A fixed thread count cannot be right on both a quiet and a busy machine, so ``fit``
+(and ``evaluate``, ``predict``) measures: it times its steps at the thread count it runs, now and then runs a few steps at the
+other candidate (half the threads, or back to all of them), and keeps whichever was faster.
+Results do not depend on it: the kernels give bit-identical results for any thread count.
+
+The candidates are the thread count in force when ``fit`` starts (``convforge.set_num_threads``,
+``$CONVFORGE_NUM_THREADS``, or every core) and half of it; ``fit`` never uses more than the
+user's count, and restores it when it returns. Probes back off (0.2 s of training after a
+decision, doubling to 5 s while they confirm it), so on a quiet machine they cost well under
+1% of an epoch; a step slower than 1.5x the recent ones triggers one at once (a competitor
+appearing). It is off in data-parallel runs (a rank's step time includes waiting for the other
+ranks) and when ``$CONVFORGE_ADAPTIVE_THREADS=0`` or ``convforge.set_adaptive_threads(False)``.
+
+bench/busy_machine.py measures it (``--adaptive``); bench/busy_machine.md has the figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from collections import deque
+
+from . import _core
+
+# Seconds of training between probes: the first after a decision, doubling while probes confirm it.
+MIN_INTERVAL_S = 0.2
+MAX_INTERVAL_S = 5.0
+PROBE_STEPS = 3  # steps timed at the other candidate per probe (their median decides)
+RECENT_STEPS = 5  # steps at the current count whose median the probe is compared with
+WARMUP_STEPS = 2  # first full steps of a fit, not timed (workspaces, caches)
+SWITCH_GAIN = 0.9  # switch when the other candidate's median is below this fraction of ours
+SLOWDOWN = 1.5  # a recent median this much above the last decision's triggers a probe
+
+_enabled: bool | None = None  # None: from $CONVFORGE_ADAPTIVE_THREADS at first use
+
+
+def _env_enabled() -> bool:
+    text = os.environ.get("CONVFORGE_ADAPTIVE_THREADS", "1").strip().lower()
+    return text not in ("0", "false", "no", "off")
+
+
+def set_adaptive_threads(enabled: bool) -> None:
+    """Let ``fit`` lower the kernel thread count when it measures that fewer threads are faster
+    (a busy machine), and raise it back (default: on; ``$CONVFORGE_ADAPTIVE_THREADS=0`` turns it
+    off at start-up). Off, ``fit`` runs at ``convforge.get_num_threads()`` throughout."""
+    global _enabled
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be True or False, got {enabled!r}")
+    _enabled = enabled
+
+
+def get_adaptive_threads() -> bool:
+    """Whether ``fit`` adapts the kernel thread count (see :func:`set_adaptive_threads`)."""
+    return _env_enabled() if _enabled is None else _enabled
+
+
+class ThreadGovernor:
+    """Chooses between ``high`` and ``low`` kernel threads from measured step times.
+
+    ``run(step, size)`` calls ``step()`` under the chosen count and times it; only steps of the
+    largest ``size`` seen are compared (a short last batch is not a slow step). ``set_threads``
+    and ``clock`` are injectable so that tests can drive it with a simulated machine.
+    """
+
+    def __init__(self, high: int, set_threads=_core.set_num_threads, get_threads=_core.get_num_threads,
+                 clock=time.perf_counter):
+        self._set, self._get, self._clock = set_threads, get_threads, clock
+        self.switches = 0  # decisions that changed the count
+        self.probes = 0  # probes run
+        self._reset(high)
+
+    def _reset(self, high: int) -> None:
+        self.high, self.low = high, max(1, high // 2)
+        self.current = high
+        self._applied = high
+        self._recent: deque = deque(maxlen=RECENT_STEPS)
+        self._probe_times: list = []
+        self._probing: int | None = None  # the count being probed
+        self._reference = None  # median step time at `current` when it was last decided
+        self._interval = MIN_INTERVAL_S
+        self._next_probe = None
+        self._size = 0  # the largest batch seen: only its steps are timed
+        self._warm = 0
+
+    @property
+    def active(self) -> bool:
+        return self.high > self.low
+
+    def _apply(self, n: int) -> None:
+        if n != self._applied:
+            self._set(n)
+            self._applied = n
+
+    def run(self, step, size: int):
+        if not self.active:
+            return step()
+        if self._get() != self._applied:  # the user (a callback) set a count mid-fit: follow it
+            self._reset(self._get())
+            if not self.active:
+                return step()
+        if size > self._size:  # a larger batch than any so far: what was timed is not comparable
+            self._size, self._warm = size, 0
+            self._recent.clear()
+            self._probing, self._probe_times, self._reference, self._next_probe = None, [], None, None
+        if size < self._size or self._warm < WARMUP_STEPS:
+            self._warm += size == self._size
+            self._apply(self.current)
+            return step()
+        self._apply(self._probing if self._probing is not None else self.current)
+        t0 = self._clock()
+        result = step()
+        t1 = self._clock()
+        self._record(t1 - t0, t1)
+        return result
+
+    def _record(self, dt: float, now: float) -> None:
+        if self._probing is not None:
+            self._probe_times.append(dt)
+            if len(self._probe_times) == PROBE_STEPS:
+                self._decide(now)
+            return
+        self._recent.append(dt)
+        if len(self._recent) < RECENT_STEPS:
+            return
+        median = statistics.median(self._recent)
+        if self._reference is None:
+            self._reference, self._next_probe = median, now + self._interval
+        elif now >= self._next_probe or median > SLOWDOWN * self._reference:
+            self._probing, self._probe_times = (self.low if self.current == self.high else self.high), []
+            self.probes += 1
+
+    def _decide(self, now: float) -> None:
+        ours, theirs = statistics.median(self._recent), statistics.median(self._probe_times)
+        if theirs < SWITCH_GAIN * ours:
+            self.current = self._probing
+            self.switches += 1
+            self._interval = MIN_INTERVAL_S
+            self._recent.clear()
+            self._recent.extend(self._probe_times)
+            self._reference = theirs
+        else:
+            self._interval = min(MAX_INTERVAL_S, 2 * self._interval)
+            self._reference = ours
+        self._probing, self._probe_times = None, []
+        self._next_probe = now + self._interval
+
+    def restore(self) -> None:
+        """Put back the count ``fit`` started with."""
+        self._apply(self.high)
+
+
+_governors: dict = {}  # loop kind ("fit", "evaluate", "predict") -> its governor
+
+
+def governor_for(kind: str, strategy) -> ThreadGovernor | None:
+    """The governor a ``kind`` loop runs its batches through, or None when the count stays as it
+    is (off, one thread, data-parallel). Kept between calls while the user's thread count is the
+    same, so that a loop of short fits (one epoch each) does not relearn the machine; one per
+    kind, since a predict batch and a training step are not comparable."""
+    if not get_adaptive_threads() or getattr(strategy, "size", 1) > 1:
+        return None
+    high = _core.get_num_threads()
+    if high < 2:
+        return None
+    gov = _governors.get(kind)
+    if gov is None or gov.high != high:
+        gov = _governors[kind] = ThreadGovernor(high)
+    return gov
+
+
+def run_batch(governor: ThreadGovernor | None, step, size: int):
+    """``step()`` through ``governor`` (timed, at its count), or as it is when there is none."""
+    return step() if governor is None else governor.run(step, size)
+
+
+@contextlib.contextmanager
+def restoring(governor: ThreadGovernor | None):
+    """Put back the user's thread count when the loop ends, however it ends."""
+    try:
+        yield governor
+    finally:
+        if governor is not None:
+            governor.restore()

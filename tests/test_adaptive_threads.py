@@ -1,0 +1,222 @@
+"""fit's adaptive kernel thread count (convforge/threads.py; issue 15 item 9: busy machines).
+
+The governor is driven here by a simulated machine (a fake clock that each step advances by the
+time the step would take at the applied thread count), so its decisions are tested without
+timing anything. The real-machine figures are in bench/busy_machine.md.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import convforge
+from convforge import threads
+
+# Step times (s) of a LeNet-5-like step at 2 and 1 threads, measured on the 2-core machine.
+QUIET = {2: 0.0025, 1: 0.0040}
+BUSY = {2: 0.0060, 1: 0.0042}  # another process holds a core
+
+
+class Machine:
+    """A fake clock and thread setting: ``step()`` costs ``times[threads]`` (with jitter)."""
+
+    def __init__(self, times, threads_=2, jitter=0.05, seed=0):
+        self.times, self.threads, self.now = times, threads_, 0.0
+        self.jitter, self.rng = jitter, np.random.default_rng(seed)
+        self.log = []  # thread count of each step
+
+    def set(self, n):
+        self.threads = n
+
+    def get(self):
+        return self.threads
+
+    def clock(self):
+        return self.now
+
+    def step(self):
+        self.now += self.times[self.threads] * (1 + self.jitter * self.rng.uniform(-1, 1))
+        self.log.append(self.threads)
+
+
+def governor(machine, high=2):
+    return threads.ThreadGovernor(high, set_threads=machine.set, get_threads=machine.get, clock=machine.clock)
+
+
+def run(gov, machine, steps, size=64):
+    for _ in range(steps):
+        gov.run(machine.step, size)
+
+
+def test_quiet_machine_stays_at_all_threads_and_probes_rarely():
+    m = Machine(QUIET)
+    g = governor(m)
+    run(g, m, 4000)  # ~10 s of training
+    assert g.switches == 0 and g.current == 2
+    at_one = m.log.count(1)
+    assert 0 < at_one <= 0.01 * len(m.log), at_one  # the probes: under 1% of the steps
+    assert g._interval == threads.MAX_INTERVAL_S  # backed off
+
+
+def test_busy_machine_moves_to_half_the_threads_soon():
+    m = Machine(BUSY)
+    g = governor(m)
+    run(g, m, 400)
+    assert g.current == 1
+    first_switch = m.log.index(1)  # the first probe, and it switched
+    assert m.now > 0 and first_switch < threads.WARMUP_STEPS + threads.RECENT_STEPS + 0.3 / BUSY[2]
+    assert m.log[-100:].count(2) <= threads.PROBE_STEPS  # mostly at one thread from then on
+
+
+def test_a_competitor_arriving_is_noticed_within_a_few_steps():
+    m = Machine(QUIET)
+    g = governor(m)
+    run(g, m, 3000)  # probes backed off to several seconds
+    assert g.current == 2
+    m.times = BUSY
+    run(g, m, 20)  # the slowdown itself triggers a probe, not the (long) interval
+    assert g.current == 1
+
+
+def test_the_competitor_leaving_brings_all_threads_back():
+    m = Machine(BUSY)
+    g = governor(m)
+    run(g, m, 3000)
+    assert g.current == 1
+    m.times = QUIET
+    start = m.now
+    while g.current == 1 and m.now - start < 2 * threads.MAX_INTERVAL_S:
+        g.run(m.step, 64)
+    assert g.current == 2 and m.now - start <= threads.MAX_INTERVAL_S + 0.1
+
+
+def test_neither_faster_means_no_switch():
+    m = Machine({2: 0.003, 1: 0.003}, jitter=0.05)
+    g = governor(m)
+    run(g, m, 3000)
+    assert g.switches == 0
+
+
+def test_short_batches_are_not_compared_with_full_ones():
+    # A short last batch is fast at either count: it must not look like one thread winning.
+    m = Machine(QUIET)
+    g = governor(m)
+    for _ in range(50):
+        run(g, m, 40)
+        m.times = {2: QUIET[2] / 20, 1: QUIET[1] / 20}
+        g.run(m.step, 3)
+        m.times = QUIET
+    assert g.switches == 0
+
+
+def test_a_count_set_during_fit_is_followed():
+    m = Machine(BUSY)
+    g = governor(m)
+    run(g, m, 400)
+    assert m.threads == 1
+    m.times = {**BUSY, 4: 0.007}
+    m.set(4)  # a callback called convforge.set_num_threads(4)
+    g.run(m.step, 64)
+    assert (g.high, g.low) == (4, 2)
+    m.set(1)
+    g.run(m.step, 64)
+    assert not g.active
+
+
+def test_restore_puts_back_the_count_fit_started_with():
+    m = Machine(BUSY)
+    g = governor(m)
+    run(g, m, 400)
+    assert m.threads == 1
+    g.restore()
+    assert m.threads == 2
+
+
+def test_exceptions_pass_through():
+    m = Machine(QUIET)
+    g = governor(m)
+
+    def boom():
+        raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        g.run(boom, 64)
+
+
+def test_set_adaptive_threads_checks_its_argument():
+    with pytest.raises(TypeError, match="enabled must be True or False"):
+        convforge.set_adaptive_threads("yes")
+
+
+def _fit_weights(x, y):
+    from convforge.train import lenet5
+
+    convforge.seed(0)
+    model = lenet5()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    return [w.copy() for w in model.get_weights()]
+
+
+def test_fit_switching_counts_every_step_trains_the_same_weights(monkeypatch):
+    # Probing after every step makes fit alternate between 2 and 1 threads: the weights must be
+    # bit-identical to a fit at a fixed count (the kernels' results do not depend on it).
+    rng = np.random.default_rng(0)
+    x = rng.random((16 * 40, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, len(x))
+    before = convforge.get_num_threads()
+    try:
+        convforge.set_num_threads(2)
+        convforge.set_adaptive_threads(False)
+        fixed = _fit_weights(x, y)
+        convforge.set_adaptive_threads(True)
+        monkeypatch.setattr(threads, "MIN_INTERVAL_S", 0.0)
+        monkeypatch.setattr(threads, "MAX_INTERVAL_S", 0.0)
+        monkeypatch.setattr(threads, "SWITCH_GAIN", 10.0)  # every probe switches
+        monkeypatch.setattr(threads, "_governors", {})
+        adaptive = _fit_weights(x, y)
+        gov = threads._governors["fit"]
+        assert gov is not None and gov.switches >= 3
+        assert convforge.get_num_threads() == 2  # restored
+    finally:
+        convforge.set_adaptive_threads(True)
+        convforge.set_num_threads(before)
+    for a, b in zip(fixed, adaptive):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_environment_variable_turns_it_off():
+    code = "import convforge; print(convforge.get_adaptive_threads())"
+    env = {**os.environ, "CONVFORGE_ADAPTIVE_THREADS": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_predict_and_evaluate_switching_counts_give_the_same_results(monkeypatch):
+    from convforge.train import lenet5
+
+    rng = np.random.default_rng(1)
+    x = rng.random((8 * 40, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, len(x))
+    convforge.seed(0)
+    model = lenet5()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    before = convforge.get_num_threads()
+    try:
+        convforge.set_num_threads(2)
+        convforge.set_adaptive_threads(False)
+        fixed = model.predict(x, batch_size=8, verbose=0), model.evaluate(x, y, batch_size=8, verbose=0)
+        convforge.set_adaptive_threads(True)
+        for name, value in (("MIN_INTERVAL_S", 0.0), ("MAX_INTERVAL_S", 0.0), ("SWITCH_GAIN", 10.0), ("_governors", {})):
+            monkeypatch.setattr(threads, name, value)
+        adaptive = model.predict(x, batch_size=8, verbose=0), model.evaluate(x, y, batch_size=8, verbose=0)
+        assert threads._governors["predict"].switches >= 3 and threads._governors["evaluate"].switches >= 3
+        assert convforge.get_num_threads() == 2
+    finally:
+        convforge.set_adaptive_threads(True)
+        convforge.set_num_threads(before)
+    np.testing.assert_array_equal(fixed[0], adaptive[0])
+    assert fixed[1] == adaptive[1]
