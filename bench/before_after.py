@@ -7,7 +7,7 @@ change mixes the code's effect with the machine's; its *ratio to PyTorch* (measu
 in each run) is the steadier figure, and the one the verdict column uses: a row counts as slower
 when its ratio to PyTorch fell by more than ``--noise`` (default 10%). Rows are matched by (op,
 pass, shape, threads). From a ``--both-malloc`` report, ``--run`` picks the run to compare
-(the glibc-defaults run by default, as the old single-run report measured).
+(the glibc-defaults run by default), in both reports; a one-run report is read whole.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     p.add_argument("--noise", type=float, default=0.10, help="ratio drop counted as noise (default 0.10)")
     p.add_argument("--out", default="-", help="markdown file to write (default: stdout)")
     args = p.parse_args(argv)
-    old, new = rows(args.before, "default"), rows(args.after, args.run)
+    old, new = rows(args.before, args.run), rows(args.after, args.run)  # a one-run report is read whole
     md = [f"| op | pass | shape | T | algorithm | ms before | ms after | vs PyTorch before | vs PyTorch after | change |",
           "|---|---|---|---|---|---:|---:|---:|---:|---|"]
     slower = 0
