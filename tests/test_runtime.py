@@ -160,3 +160,42 @@ def test_workspace_is_reused():
     for _ in range(5):
         F.conv2d_backward(F.conv2d(x, w), x, w)
     assert _core._workspace_bytes() == held > 0
+
+
+# ---- first_non_finite: the trainer's one-call check of a step's gradients and weights -------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 33, 1000])
+def test_first_non_finite_finds_every_position(dtype, n):
+    # Lengths around the 16 running sums of lane_sum, each bad value at each position (first,
+    # last, in the tail) of the second array; huge and subnormal finite values are finite.
+    big = np.finfo(dtype).max
+    ok = [np.array([big, -big, np.finfo(dtype).smallest_subnormal, 0.0], dtype), np.ones(n, dtype)]
+    assert _core.first_non_finite(ok) == -1
+    for bad in (np.nan, np.inf, -np.inf):
+        for pos in sorted({0, n // 2, n - 1}):
+            arrays = [ok[0], np.ones(n, dtype), np.full(3, np.nan, dtype)]
+            arrays[1][pos] = bad
+            assert _core.first_non_finite(arrays) == 1, (bad, pos)
+
+
+def test_first_non_finite_edge_cases():
+    assert _core.first_non_finite([]) == -1
+    assert _core.first_non_finite((np.empty(0, np.float32), np.zeros((2, 3), np.float64))) == -1
+    assert _core.first_non_finite([np.zeros((4, 4), np.float32), np.full((2, 2), np.inf, np.float32)]) == 1
+
+
+@pytest.mark.parametrize(
+    "arrays, error, match",
+    [
+        ([np.zeros(3, np.float32), [1.0, 2.0]], TypeError, r"arrays\[1\] must be a NumPy array, got list"),
+        ([np.zeros(3, np.int64)], TypeError, r"arrays\[0\] must be float32 or float64, got int64"),
+        ([np.zeros((4, 4), np.float32)[:, ::2]], ValueError, r"arrays\[0\] must be C-contiguous"),
+    ],
+)
+def test_first_non_finite_refuses_what_it_cannot_scan(arrays, error, match):
+    with pytest.raises(error, match=match):
+        _core.first_non_finite(arrays)
+    with pytest.raises(TypeError):
+        _core.first_non_finite(np.zeros(3, np.float32))  # an array is not a sequence of arrays

@@ -6,6 +6,7 @@
 
 #include "bindings/arrays.h"
 #include "common/cpu.h"
+#include "common/lane_sum.h"
 #include "common/parallel.h"
 #include "common/workspace.h"
 #include "dispatch/dispatch.h"
@@ -99,6 +100,40 @@ void set_isa_cap_checked(const std::string& name) {
   set_isa_cap(cap);
 }
 
+// Index of the first array of `arrays` holding a NaN or an infinity, -1 if none: the trainer's
+// check of a step's gradients and updated weights, one call for the whole model instead of two
+// NumPy reductions per array (0.1-0.15 ms of a 1.9 ms LeNet-5 step at batch 32).
+int64_t first_non_finite(const py::sequence& arrays) {
+  struct Span {
+    const void* data;
+    int64_t n;
+    bool is_double;
+  };
+  std::vector<Span> spans;
+  spans.reserve(arrays.size());
+  for (std::size_t i = 0; i < arrays.size(); ++i) {
+    const std::string name = "arrays[" + std::to_string(i) + "]";
+    py::object item = arrays[i];
+    if (!py::isinstance<py::array>(item))
+      throw py::type_error(name + " must be a NumPy array, got " + std::string(py::str(py::type::handle_of(item).attr("__name__"))));
+    py::array a = py::reinterpret_borrow<py::array>(item);
+    const bool is_double = has_dtype<double>(a);
+    if (!is_double && !has_dtype<float>(a))
+      throw py::type_error(name + " must be float32 or float64, got " + std::string(py::str(a.dtype())));
+    if (!(a.flags() & py::array::c_style) || !(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+      throw py::value_error(name + " must be C-contiguous and aligned");
+    spans.push_back({a.data(), static_cast<int64_t>(a.size()), is_double});
+  }
+  ReleasedGil release;  // not py::gil_scoped_release (bindings/gil.h); the caller holds the arrays
+  for (std::size_t i = 0; i < spans.size(); ++i) {
+    const Span& s = spans[i];
+    const bool finite = s.is_double ? all_finite(static_cast<const double*>(s.data), s.n)
+                                    : all_finite(static_cast<const float*>(s.data), s.n);
+    if (!finite) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
 }  // namespace
 
 void bind_runtime(py::module_& m) {
@@ -114,6 +149,8 @@ void bind_runtime(py::module_& m) {
   m.def("_fma_peak", &fma_peak, py::arg("threads") = 1, py::arg("seconds") = 0.3,
         "Measured peak GFLOP/s of fused multiply-adds on the active ISA (for benchmarks).");
   m.def("_workspace_bytes", &thread_workspace_bytes, "Scratch bytes held by the calling thread.");
+  m.def("first_non_finite", &first_non_finite, py::arg("arrays"),
+        "Index of the first array (float32/float64, C-contiguous) holding a NaN or an infinity, -1 if none.");
 }
 
 }  // namespace convforge::bindings

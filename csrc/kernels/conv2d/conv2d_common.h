@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/lane_sum.h"
 #include "common/shapes.h"
 #include "kernels/gemm/gemm_driver.h"
 
@@ -111,29 +112,6 @@ void fill_window(const T* src, int64_t src_h, int64_t src_w, int64_t off_t, int6
     std::memcpy(dst + b_lo, src + sr * src_w + (b_lo - off_l), sizeof(T) * static_cast<std::size_t>(b_hi - b_lo));
     std::memset(dst + b_hi, 0, sizeof(T) * static_cast<std::size_t>(width - b_hi));
   }
-}
-
-// Sum of f(p[i]) for i < n in 16 running sums, lane l taking i = l (mod 16), folded pairwise at
-// the end. One running sum would be a chain of n dependent adds the compiler may not reorder
-// (LeNet C1's bias gradient: 4,704 per image, as long as the image's weight gradient); this is
-// one vector add per 16 elements, in an order spelled out here, so the same on every ISA.
-template <class T, class F>
-T lane_sum(const T* p, int64_t n, F&& f) {
-  constexpr int64_t kLanes = 16;
-  T acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int64_t l = 0; l < kLanes; ++l) acc[l] += f(p[i + l]);
-  for (int64_t l = 0; i + l < n; ++l) acc[l] += f(p[i + l]);
-  for (int64_t width = kLanes / 2; width > 0; width /= 2)
-    for (int64_t l = 0; l < width; ++l) acc[l] += acc[l + width];
-  return acc[0];
-}
-
-template <class T>
-bool all_finite(const T* p, int64_t n) {
-  // x - x is 0 for finite x and NaN for NaN/inf; a sum of those is NaN iff one of them was.
-  return lane_sum(p, n, [](T v) { return v - v; }) == T(0);
 }
 
 // c[i*ldc + j] = relu(c[i*ldc + j]) for i < rows, j < n: the fused post-op, applied to a block

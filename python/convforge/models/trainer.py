@@ -49,6 +49,7 @@ import zlib
 
 import numpy as np
 
+from .. import _core
 from .. import callbacks as callbacks_module
 from .. import distributed
 from .. import losses as losses_module
@@ -137,6 +138,15 @@ _FIT_LOCK = threading.Lock()
 def _all_finite(a: np.ndarray) -> bool:
     """No NaN or Inf in ``a``: two reductions (NaN propagates through min and max), no temporary."""
     return a.size == 0 or (math.isfinite(a.min()) and math.isfinite(a.max()))
+
+
+def _first_non_finite(arrays: list) -> int:
+    """Index of the first of ``arrays`` holding a NaN or Inf, -1 if none: one kernel call for the
+    usual C-contiguous float32/float64 arrays, NumPy reductions for others (a custom layer's)."""
+    try:
+        return _core.first_non_finite(arrays)
+    except (TypeError, ValueError):
+        return next((i for i, a in enumerate(arrays) if not _all_finite(a)), -1)
 
 
 # Why a data-parallel batch was skipped on a rank whose own shard was finite.
@@ -384,10 +394,9 @@ class Trainer:
                 else:
                     self._backward(dhead)
                     gradients = self._gradients()
-                    for key, _, g in gradients:
-                        if not _all_finite(g):
-                            why, gradients = f"the gradient of {key!r} holds NaN or Inf", None
-                            break
+                    bad = _first_non_finite([g for _, _, g in gradients])
+                    if bad >= 0:
+                        why, gradients = f"the gradient of {gradients[bad][0]!r} holds NaN or Inf", None
             tally.add(loss, yb, out)
             # One process: the gradients as they are. Data-parallel: the shards' gradients summed
             # (with the step's loss and metric sums) in one allreduce; None on every rank when the
@@ -399,14 +408,14 @@ class Trainer:
             # Finite gradients can still overflow a weight (a huge learning rate): stop before
             # anything (a checkpoint, the next step) uses it. Every rank applied the same update,
             # so every rank stops here.
-            for key, p, _ in gradients:
-                if not _all_finite(p):
-                    layer, _, weight = key.rpartition("/")
-                    raise FloatingPointError(
-                        f"epoch {self._current_epoch + 1}: weight {weight!r} of layer {layer!r} became NaN or Inf "
-                        "in the update (is the learning rate too large?); training stopped, the model's weights are "
-                        "not usable (checkpoints written before are kept)"
-                    )
+            bad = _first_non_finite([p for _, p, _ in gradients])
+            if bad >= 0:
+                layer, _, weight = gradients[bad][0].rpartition("/")
+                raise FloatingPointError(
+                    f"epoch {self._current_epoch + 1}: weight {weight!r} of layer {layer!r} became NaN or Inf "
+                    "in the update (is the learning rate too large?); training stopped, the model's weights are "
+                    "not usable (checkpoints written before are kept)"
+                )
         return None
 
     def _clear_caches(self) -> None:
