@@ -124,8 +124,10 @@ def test_without_mpi4py_the_message_says_how_to_install(monkeypatch):
         distributed.init()
 
 
-def test_fit_under_a_launcher_without_init_warns_that_each_process_trains_alone(monkeypatch):
+def test_fit_under_a_launcher_without_init_warns_that_each_process_trains_alone(monkeypatch, request):
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    distributed._launcher_world_size.cache_clear()  # read once per process: read it again, and after
+    request.addfinalizer(distributed._launcher_world_size.cache_clear)
     monkeypatch.setattr(distributed, "_state", dict(distributed._state, initialized=False, warned=False))
     x, y = W.data(n=32)
     with pytest.warns(RuntimeWarning, match=r"every process trains alone.*distributed.init\(\)"):

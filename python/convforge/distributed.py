@@ -91,6 +91,7 @@ other work that spinning takes the CPU from the rank being waited for, so
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -127,6 +128,7 @@ def launched_by_mpi() -> bool:
     return any(name in os.environ for name in _LAUNCHER_RANK_VARIABLES)
 
 
+@functools.lru_cache(maxsize=1)  # the launcher's environment does not change; every predict asks
 def _launcher_world_size() -> int | None:
     for name in _LAUNCHER_SIZE_VARIABLES:
         value = os.environ.get(name, "")

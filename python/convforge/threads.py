@@ -58,7 +58,10 @@ def set_adaptive_threads(enabled: bool) -> None:
 
 def get_adaptive_threads() -> bool:
     """Whether ``fit`` adapts the kernel thread count (see :func:`set_adaptive_threads`)."""
-    return _env_enabled() if _enabled is None else _enabled
+    global _enabled
+    if _enabled is None:  # read once: every predict call asks
+        _enabled = _env_enabled()
+    return _enabled
 
 
 class ThreadGovernor:

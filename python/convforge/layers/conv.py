@@ -159,15 +159,17 @@ class Conv2D(Layer):
     def forward(self, x, training=False):
         w, b = self.params["kernel"], self.params.get("bias")
         args = (self.strides, self.padding, self.dilation_rate)
-        if not training:  # leaves the training state alone: fit may be running in another thread
-            y = F.conv2d(x, w, b, *args)
-            return y if self.activation is None else self.activation.forward(y, False)
         if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1] != w.shape[1]:
             F.conv2d(x, w, b, *args)  # raises, naming what is wrong with x
         plan = self._plan_for(x.shape[2:])  # 'same' padding depends on the image size
         # ReLU runs inside the kernel, on each block of output while it is still in cache,
         # instead of as another pass over the whole output.
         fused_relu = isinstance(self.activation, activations.ReLU)
+        if not training:  # a fresh output: leaves the training state alone (fit may be running in another thread)
+            y = F.conv2d(x, w, b, *args, relu=fused_relu, _plan=plan)
+            if fused_relu or self.activation is None:
+                return y
+            return self.activation.forward(y, False)
         y = F.conv2d(x, w, b, *args, relu=fused_relu, _plan=plan,
                      out=self._buffers("y", (x.shape[0], w.shape[0], *plan.out_hw), x.dtype))
         self._x, self._plan_used = x, plan

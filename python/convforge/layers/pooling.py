@@ -155,6 +155,9 @@ class MaxPooling2D(_Pooling2D):
         else:
             x_in = x
         if not training:  # leaves the training state alone: fit may be running in another thread
+            if (self._prepad is None and isinstance(x, np.ndarray) and x.ndim == 4
+                    and x.shape[1:] == self._internal_input_shape):
+                return F.max_pool2d(x, *self._pool_plan[:3], _plan=self._pool_plan)  # parsed once, at build
             return F.max_pool2d(x_in, self.pool_size, self.strides, self._kernel_pad, self._ceil)
         self._gate = x if self._gates_relu else None
         if self._prepad is not None:
