@@ -112,6 +112,18 @@ def test_short_batches_are_not_compared_with_full_ones():
     assert g.switches == 0
 
 
+def test_a_larger_batch_starts_again_from_all_threads():
+    # What was learnt on small batches (a busy machine, or batches too small to split) says
+    # nothing about a larger one: predict(10,000 images) after predict(64) runs on all threads.
+    m = Machine(BUSY)
+    g = governor(m)
+    run(g, m, 400, size=64)
+    assert g.current == 1 and m.threads == 1
+    m.times = QUIET
+    g.run(m.step, 10000)
+    assert m.log[-1] == 2 and g.current == 2
+
+
 def test_a_count_set_during_fit_is_followed():
     m = Machine(BUSY)
     g = governor(m)

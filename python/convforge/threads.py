@@ -68,7 +68,8 @@ class ThreadGovernor:
     """Chooses between ``high`` and ``low`` kernel threads from measured step times.
 
     ``run(step, size)`` calls ``step()`` under the chosen count and times it; only steps of the
-    largest ``size`` seen are compared (a short last batch is not a slow step). ``set_threads``
+    largest ``size`` seen are compared (a short last batch is not a slow step), and a larger
+    ``size`` than any before starts again from ``high`` (what was learnt was about other work). ``set_threads``
     and ``clock`` are injectable so that tests can drive it with a simulated machine.
     """
 
@@ -77,12 +78,12 @@ class ThreadGovernor:
         self._set, self._get, self._clock = set_threads, get_threads, clock
         self.switches = 0  # decisions that changed the count
         self.probes = 0  # probes run
-        self._reset(high)
+        self._reset(high, high)
 
-    def _reset(self, high: int) -> None:
+    def _reset(self, high: int, applied: int) -> None:
         self.high, self.low = high, max(1, high // 2)
         self.current = high
-        self._applied = high
+        self._applied = applied  # the count the kernels run at now
         self._recent: deque = deque(maxlen=RECENT_STEPS)
         self._probe_times: list = []
         self._probing: int | None = None  # the count being probed
@@ -105,13 +106,12 @@ class ThreadGovernor:
         if not self.active:
             return step()
         if self._get() != self._applied:  # the user (a callback) set a count mid-fit: follow it
-            self._reset(self._get())
+            self._reset(self._get(), self._get())
             if not self.active:
                 return step()
-        if size > self._size:  # a larger batch than any so far: what was timed is not comparable
-            self._size, self._warm = size, 0
-            self._recent.clear()
-            self._probing, self._probe_times, self._reference, self._next_probe = None, [], None, None
+        if size > self._size:  # a larger batch than any so far: what was learnt is not about it
+            self._reset(self.high, self._applied)  # back to all threads until measured otherwise
+            self._size = size
         if size < self._size or self._warm < WARMUP_STEPS:
             self._warm += size == self._size
             self._apply(self.current)
