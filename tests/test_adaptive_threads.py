@@ -147,57 +147,123 @@ def test_restore_puts_back_the_count_fit_started_with():
     assert m.threads == 2
 
 
-def test_exceptions_pass_through():
-    m = Machine(QUIET)
-    g = governor(m)
-
-    def boom():
-        raise KeyError("x")
-
-    with pytest.raises(KeyError):
-        g.run(boom, 64)
-
-
 def test_set_adaptive_threads_checks_its_argument():
     with pytest.raises(TypeError, match="enabled must be True or False"):
         convforge.set_adaptive_threads("yes")
 
 
-def _fit_weights(x, y):
+needs_openmp = pytest.mark.skipif(not convforge.build_info()["openmp"], reason="one thread without OpenMP")
+
+
+@pytest.fixture
+def two_threads_adaptive(monkeypatch):
+    """2 kernel threads and adaptation on for the test; the user's settings back afterwards."""
+    before = convforge.get_num_threads()
+    monkeypatch.setattr(threads, "_enabled", True)
+    convforge.set_num_threads(2)
+    yield
+    convforge.set_num_threads(before)
+
+
+def _every_probe_switches(monkeypatch):
+    for name, value in (("MIN_INTERVAL_S", 0.0), ("MAX_INTERVAL_S", 0.0), ("SWITCH_GAIN", 10.0)):
+        monkeypatch.setattr(threads, name, value)
+
+
+def _lenet(metrics=None):
     from convforge.train import lenet5
 
     convforge.seed(0)
     model = lenet5()
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
-    return [w.copy() for w in model.get_weights()]
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=metrics)
+    return model
 
 
-def test_fit_switching_counts_every_step_trains_the_same_weights(monkeypatch):
-    # Probing after every step makes fit alternate between 2 and 1 threads: the weights must be
-    # bit-identical to a fit at a fixed count (the kernels' results do not depend on it).
+@needs_openmp
+def test_fit_switching_counts_every_few_steps_trains_the_same_weights(monkeypatch, two_threads_adaptive):
+    # Probing after every few steps makes fit alternate between 2 and 1 threads: the weights must
+    # be bit-identical to a fit at a fixed count (the kernels' results do not depend on it).
     rng = np.random.default_rng(0)
     x = rng.random((16 * 40, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, len(x))
-    before = convforge.get_num_threads()
-    try:
-        convforge.set_num_threads(2)
-        convforge.set_adaptive_threads(False)
-        fixed = _fit_weights(x, y)
-        convforge.set_adaptive_threads(True)
-        monkeypatch.setattr(threads, "MIN_INTERVAL_S", 0.0)
-        monkeypatch.setattr(threads, "MAX_INTERVAL_S", 0.0)
-        monkeypatch.setattr(threads, "SWITCH_GAIN", 10.0)  # every probe switches
-        monkeypatch.setattr(threads, "_governors", {})
-        adaptive = _fit_weights(x, y)
-        gov = threads._governors["fit"]
-        assert gov is not None and gov.switches >= 3
-        assert convforge.get_num_threads() == 2  # restored
-    finally:
-        convforge.set_adaptive_threads(True)
-        convforge.set_num_threads(before)
-    for a, b in zip(fixed, adaptive):
+    monkeypatch.setattr(threads, "_enabled", False)
+    fixed = _lenet()
+    fixed.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    monkeypatch.setattr(threads, "_enabled", True)
+    _every_probe_switches(monkeypatch)
+    adaptive = _lenet()
+    adaptive.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    assert adaptive._thread_governors["fit"].switches >= 3
+    assert convforge.get_num_threads() == 2  # restored
+    for a, b in zip(fixed.get_weights(), adaptive.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@needs_openmp
+def test_predict_and_evaluate_switching_counts_give_the_same_results(monkeypatch, two_threads_adaptive):
+    rng = np.random.default_rng(1)
+    x = rng.random((8 * 40, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, len(x))
+    model = _lenet(metrics=["accuracy"])
+    monkeypatch.setattr(threads, "_enabled", False)
+    fixed = model.predict(x, batch_size=8, verbose=0), model.evaluate(x, y, batch_size=8, verbose=0)
+    monkeypatch.setattr(threads, "_enabled", True)
+    _every_probe_switches(monkeypatch)
+    adaptive = model.predict(x, batch_size=8, verbose=0), model.evaluate(x, y, batch_size=8, verbose=0)
+    assert model._thread_governors["predict"].switches >= 3 and model._thread_governors["evaluate"].switches >= 3
+    assert convforge.get_num_threads() == 2
+    np.testing.assert_array_equal(fixed[0], adaptive[0])
+    assert fixed[1] == adaptive[1]
+
+
+@needs_openmp
+def test_the_count_is_restored_when_fit_raises(monkeypatch, two_threads_adaptive):
+    from convforge import callbacks
+
+    counts = []
+
+    class WatchThenRaise(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            counts.append(convforge.get_num_threads())
+            if batch == 30:
+                raise KeyError("boom")
+
+    _every_probe_switches(monkeypatch)
+    monkeypatch.setattr(threads, "PROBE_STEPS", 1)
+    monkeypatch.setattr(threads, "RECENT_STEPS", 1)
+    rng = np.random.default_rng(2)
+    x = rng.random((8 * 40, 28, 28, 1), dtype=np.float32)
+    with pytest.raises(KeyError, match="boom"):
+        _lenet().fit(x, rng.integers(0, 10, len(x)), batch_size=8, epochs=1, verbose=0, callbacks=[WatchThenRaise()])
+    assert 1 in counts  # the governor did lower the count during the fit
+    assert convforge.get_num_threads() == 2
+
+
+@needs_openmp
+def test_one_governed_loop_at_a_time(two_threads_adaptive):
+    # The count is process-wide: while one loop governs it, a loop in another thread (a predict
+    # during fit) runs ungoverned, and cannot take a lowered count for the user's.
+    import threading
+
+    owner_a, owner_b = {}, {}
+    seen = []
+    with threads.governed("fit", owner_a, None) as gov_a:
+        assert gov_a is not None
+        gov_a._apply(1)  # the fit's governor lowered the count
+
+        def other():
+            with threads.governed("predict", owner_b, None) as gov_b:
+                seen.append(gov_b)
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        with threads.governed("evaluate", owner_a, None) as nested:  # fit's validation
+            seen.append(nested)
+    assert seen == [None, None]
+    assert convforge.get_num_threads() == 2  # the governing loop put the user's count back
+    with threads.governed("predict", owner_b, None) as gov_b:  # free again
+        assert gov_b is not None
 
 
 def test_environment_variable_turns_it_off():
@@ -205,30 +271,3 @@ def test_environment_variable_turns_it_off():
     env = {**os.environ, "CONVFORGE_ADAPTIVE_THREADS": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
-
-
-def test_predict_and_evaluate_switching_counts_give_the_same_results(monkeypatch):
-    from convforge.train import lenet5
-
-    rng = np.random.default_rng(1)
-    x = rng.random((8 * 40, 28, 28, 1), dtype=np.float32)
-    y = rng.integers(0, 10, len(x))
-    convforge.seed(0)
-    model = lenet5()
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    before = convforge.get_num_threads()
-    try:
-        convforge.set_num_threads(2)
-        convforge.set_adaptive_threads(False)
-        fixed = model.predict(x, batch_size=8, verbose=0), model.evaluate(x, y, batch_size=8, verbose=0)
-        convforge.set_adaptive_threads(True)
-        for name, value in (("MIN_INTERVAL_S", 0.0), ("MAX_INTERVAL_S", 0.0), ("SWITCH_GAIN", 10.0), ("_governors", {})):
-            monkeypatch.setattr(threads, name, value)
-        adaptive = model.predict(x, batch_size=8, verbose=0), model.evaluate(x, y, batch_size=8, verbose=0)
-        assert threads._governors["predict"].switches >= 3 and threads._governors["evaluate"].switches >= 3
-        assert convforge.get_num_threads() == 2
-    finally:
-        convforge.set_adaptive_threads(True)
-        convforge.set_num_threads(before)
-    np.testing.assert_array_equal(fixed[0], adaptive[0])
-    assert fixed[1] == adaptive[1]

@@ -110,7 +110,9 @@ int64_t first_non_finite(const py::sequence& arrays) {
     bool is_double;
   };
   std::vector<Span> spans;
+  std::vector<py::array> keep;  // referenced until the GIL is back: another thread may drop the list's
   spans.reserve(arrays.size());
+  keep.reserve(arrays.size());
   for (std::size_t i = 0; i < arrays.size(); ++i) {
     const std::string name = "arrays[" + std::to_string(i) + "]";
     py::object item = arrays[i];
@@ -123,8 +125,9 @@ int64_t first_non_finite(const py::sequence& arrays) {
     if (!(a.flags() & py::array::c_style) || !(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
       throw py::value_error(name + " must be C-contiguous and aligned");
     spans.push_back({a.data(), static_cast<int64_t>(a.size()), is_double});
+    keep.push_back(std::move(a));
   }
-  ReleasedGil release;  // not py::gil_scoped_release (bindings/gil.h); the caller holds the arrays
+  ReleasedGil release;  // not py::gil_scoped_release (bindings/gil.h); `keep` outlives it
   for (std::size_t i = 0; i < spans.size(); ++i) {
     const Span& s = spans[i];
     const bool finite = s.is_double ? all_finite(static_cast<const double*>(s.data), s.n)

@@ -24,17 +24,19 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import threading
 import time
 from collections import deque
 
 from . import _core
 
-# Seconds of training between probes: the first after a decision, doubling while probes confirm it.
+# Seconds (wall time, across the calls of a model) between probes: the first after a decision,
+# doubling while probes confirm it.
 MIN_INTERVAL_S = 0.2
 MAX_INTERVAL_S = 5.0
 PROBE_STEPS = 3  # steps timed at the other candidate per probe (their median decides)
 RECENT_STEPS = 5  # steps at the current count whose median the probe is compared with
-WARMUP_STEPS = 2  # first full steps of a fit, not timed (workspaces, caches)
+WARMUP_STEPS = 2  # first full steps of each loop, not timed (workspaces, caches)
 SWITCH_GAIN = 0.9  # switch when the other candidate's median is below this fraction of ours
 SLOWDOWN = 1.5  # a recent median this much above the last decision's triggers a probe
 
@@ -91,6 +93,13 @@ class ThreadGovernor:
         self._interval = MIN_INTERVAL_S
         self._next_probe = None
         self._size = 0  # the largest batch seen: only its steps are timed
+        self._warm = 0
+
+    def begin(self) -> None:
+        """A new loop: time it afresh (warm-up, then its own steps), keeping the count chosen so far."""
+        self._recent.clear()
+        self._probe_times, self._probing = [], None
+        self._reference, self._next_probe = None, None
         self._warm = 0
 
     @property
@@ -159,35 +168,41 @@ class ThreadGovernor:
         self._apply(self.high)
 
 
-_governors: dict = {}  # loop kind ("fit", "evaluate", "predict") -> its governor
+# One governed loop at a time in the process: the thread count is process-wide, so a second loop
+# (another thread's predict during a fit, or the validation inside fit) runs ungoverned at the
+# count in force, and only the governing loop changes the count and puts the user's back.
+_lock = threading.Lock()
+_governing = False
 
 
-def governor_for(kind: str, strategy) -> ThreadGovernor | None:
-    """The governor a ``kind`` loop runs its batches through, or None when the count stays as it
-    is (off, one thread, data-parallel). Kept between calls while the user's thread count is the
-    same, so that a loop of short fits (one epoch each) does not relearn the machine; one per
-    kind, since a predict batch and a training step are not comparable."""
-    if not get_adaptive_threads() or getattr(strategy, "size", 1) > 1:
-        return None
-    high = _core.get_num_threads()
-    if high < 2:
-        return None
-    gov = _governors.get(kind)
-    if gov is None or gov.high != high:
-        gov = _governors[kind] = ThreadGovernor(high)
-    return gov
+@contextlib.contextmanager
+def governed(kind: str, owner: dict, strategy):
+    """The governor of one ``kind`` loop ("fit", "evaluate", "predict") of a model, or None when
+    the count stays as it is (off, one thread, data-parallel, or another loop already governs).
+    ``owner`` is the model's dict of governors: kept between its calls while the user's thread
+    count is the same, so that a loop of short fits (one epoch each) does not relearn the machine
+    (one per kind: a predict batch and a training step are not comparable). The user's count is
+    put back when the loop ends, however it ends."""
+    global _governing
+    gov = None
+    if get_adaptive_threads() and getattr(strategy, "size", 1) <= 1:
+        with _lock:
+            high = _core.get_num_threads()
+            if not _governing and high >= 2:
+                _governing = True
+                gov = owner.get(kind)
+                if gov is None or gov.high != high:
+                    gov = owner[kind] = ThreadGovernor(high)
+                gov.begin()
+    try:
+        yield gov
+    finally:
+        if gov is not None:
+            gov.restore()
+            with _lock:
+                _governing = False
 
 
 def run_batch(governor: ThreadGovernor | None, step, size: int):
     """``step()`` through ``governor`` (timed, at its count), or as it is when there is none."""
     return step() if governor is None else governor.run(step, size)
-
-
-@contextlib.contextmanager
-def restoring(governor: ThreadGovernor | None):
-    """Put back the user's thread count when the loop ends, however it ends."""
-    try:
-        yield governor
-    finally:
-        if governor is not None:
-            governor.restore()

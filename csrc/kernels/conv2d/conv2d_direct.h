@@ -4,6 +4,8 @@
 // translation units (see gemm/ukernel.h for why).
 #pragma once
 
+#include <cstdlib>
+
 #include "kernels/conv2d/conv2d_common.h"
 
 namespace convforge {
@@ -32,8 +34,12 @@ void direct_call(int rows, int kv, int sw, int cols, const DirectArgs<typename U
     } else {
       call(IntTag<1>{}, IntTag<2>{}, IntTag<2>{});
     }
-  } else if (rows == 2 && kv == 2) {
-    if constexpr (KW == 1) call(IntTag<2>{}, IntTag<2>{}, IntTag<1>{});
+  } else if (rows == 2 && kv == 2) {  // conv2d_direct asks for this with 1x1 kernels only
+    if constexpr (KW == 1) {
+      call(IntTag<2>{}, IntTag<2>{}, IntTag<1>{});
+    } else {
+      std::abort();  // unreachable: a silent return would leave the outputs unwritten
+    }
   } else if (rows == 2) {
     call(IntTag<2>{}, IntTag<1>{}, IntTag<1>{});
   } else if (kv == 1) {

@@ -266,6 +266,7 @@ class Trainer:
         # the layers' training state alone).
         self._fit_thread: int | None = None
         self._governor = None  # the thread-count governor of the running fit (convforge/threads.py)
+        self._thread_governors: dict = {}  # this model's governors by loop kind, kept between calls
         # Batches not applied in the current epoch (non-finite loss or gradient), and whether
         # this fit has warned about one yet.
         self._skipped_batches = 0
@@ -765,7 +766,8 @@ class Trainer:
         self._strategy = strategy
         logs: dict = {}
         blas = single_threaded_blas()
-        self._governor = threads_module.governor_for("fit", strategy)
+        governing = threads_module.governed("fit", self._thread_governors, strategy)
+        self._governor = governing.__enter__()
         try:
             blas.__enter__()
             callback_list.on_train_begin()
@@ -791,9 +793,8 @@ class Trainer:
             callback_list.on_train_end(logs)
         finally:
             blas.__exit__()
-            if self._governor is not None:
-                self._governor.restore()
-                self._governor = None
+            self._governor = None
+            governing.__exit__(None, None, None)
             self._strategy = distributed.strategy_for_one_process()
             self._fit_callbacks = []
             self._last_batch = None
@@ -873,10 +874,14 @@ class Trainer:
     def _evaluate_source(self, source) -> dict:
         """Loss and metrics over a generator's batches (one process only)."""
         tally = distributed.Tally(self)
-        for xb, yb, wb in source.epoch():
-            with np.errstate(all="ignore"):
-                loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb)
-            tally.add(loss, yb, out)
+        with threads_module.governed("evaluate", self._thread_governors, distributed.strategy()) as governor:
+            for xb, yb, wb in source.epoch():
+                with np.errstate(all="ignore"):
+                    loss, out, _ = threads_module.run_batch(
+                        governor, lambda: self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb),
+                        _count(xb),
+                    )
+                tally.add(loss, yb, out)
         return tally.logs()
 
     def _sample_weights(self, sample_weight, class_weight, x, y):
@@ -968,8 +973,7 @@ class Trainer:
         weights = None if weights is None else weights[first:end]
         bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
         tally = distributed.Tally(self)
-        governor = threads_module.governor_for("evaluate", strategy)
-        with threads_module.restoring(governor):
+        with threads_module.governed("evaluate", self._thread_governors, strategy) as governor:
             for step in range(batches.steps):
                 lo, hi = step * batches.batch_size, min((step + 1) * batches.batch_size, batches.n)
                 xb, yb = batches.slice(lo, hi)
@@ -1054,8 +1058,7 @@ class Trainer:
         several = isinstance(empty, list)  # a list of outputs (a Functional model)
         results = None  # one array per output, all n rows, allocated at the first batch
         bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
-        governor = threads_module.governor_for("predict", strategy)
-        with single_threaded_blas(), threads_module.restoring(governor):
+        with single_threaded_blas(), threads_module.governed("predict", self._thread_governors, strategy) as governor:
             for step in range(batches.steps):
                 lo, hi = step * batch_size, min((step + 1) * batch_size, batches.n)
                 xb, _ = batches.slice(lo, hi)
