@@ -271,3 +271,15 @@ def test_environment_variable_turns_it_off():
     env = {**os.environ, "CONVFORGE_ADAPTIVE_THREADS": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@needs_openmp
+def test_a_models_governor_learns_across_one_batch_calls(two_threads_adaptive):
+    # A server predicting one image per call: each call is one batch, so the governor must keep
+    # its warm-up count and timings between calls (per model and kind) to ever decide anything.
+    owner = {}
+    for call in range(threads.WARMUP_STEPS + threads.RECENT_STEPS):
+        with threads.governed("predict", owner, None) as gov:
+            gov.run(lambda: None, 1)
+    assert owner["predict"] is gov and gov._warm == threads.WARMUP_STEPS and len(gov._recent) == threads.RECENT_STEPS
+    assert gov._reference is not None  # ready to probe

@@ -36,7 +36,7 @@ MIN_INTERVAL_S = 0.2
 MAX_INTERVAL_S = 5.0
 PROBE_STEPS = 3  # steps timed at the other candidate per probe (their median decides)
 RECENT_STEPS = 5  # steps at the current count whose median the probe is compared with
-WARMUP_STEPS = 2  # first full steps of each loop, not timed (workspaces, caches)
+WARMUP_STEPS = 2  # first full steps of a governor (per batch size), not timed (workspaces, caches)
 SWITCH_GAIN = 0.9  # switch when the other candidate's median is below this fraction of ours
 SLOWDOWN = 1.5  # a recent median this much above the last decision's triggers a probe
 
@@ -93,13 +93,6 @@ class ThreadGovernor:
         self._interval = MIN_INTERVAL_S
         self._next_probe = None
         self._size = 0  # the largest batch seen: only its steps are timed
-        self._warm = 0
-
-    def begin(self) -> None:
-        """A new loop: time it afresh (warm-up, then its own steps), keeping the count chosen so far."""
-        self._recent.clear()
-        self._probe_times, self._probing = [], None
-        self._reference, self._next_probe = None, None
         self._warm = 0
 
     @property
@@ -180,8 +173,9 @@ def governed(kind: str, owner: dict, strategy):
     """The governor of one ``kind`` loop ("fit", "evaluate", "predict") of a model, or None when
     the count stays as it is (off, one thread, data-parallel, or another loop already governs).
     ``owner`` is the model's dict of governors: kept between its calls while the user's thread
-    count is the same, so that a loop of short fits (one epoch each) does not relearn the machine
-    (one per kind: a predict batch and a training step are not comparable). The user's count is
+    count is the same, timings included, so that a loop of short fits (one epoch each) or of
+    one-batch predicts (a server) learns across calls (one per kind and model: a predict batch and
+    a training step, or two models' steps, are not comparable). The user's count is
     put back when the loop ends, however it ends."""
     global _governing
     gov = None
@@ -193,7 +187,6 @@ def governed(kind: str, owner: dict, strategy):
                 gov = owner.get(kind)
                 if gov is None or gov.high != high:
                     gov = owner[kind] = ThreadGovernor(high)
-                gov.begin()
     try:
         yield gov
     finally:
