@@ -67,7 +67,10 @@ def test_busy_machine_moves_to_half_the_threads_soon():
     run(g, m, 400)
     assert g.current == 1
     first_switch = m.log.index(1)  # the first probe, and it switched
-    assert m.now > 0 and first_switch < threads.WARMUP_STEPS + threads.RECENT_STEPS + 0.3 / BUSY[2]
+    # the first probe: after warm-up, the steps it compares with, and the gap (interval, or 30
+    # probes' worth of steps, whichever is longer)
+    gap = max(threads.MIN_INTERVAL_S, threads.PROBE_SPACING * threads.PROBE_STEPS * BUSY[2])
+    assert first_switch < threads.WARMUP_STEPS + threads.RECENT_STEPS + 1.2 * gap / BUSY[2]
     assert m.log[-100:].count(2) <= threads.PROBE_STEPS  # mostly at one thread from then on
 
 
@@ -166,7 +169,7 @@ def two_threads_adaptive(monkeypatch):
 
 
 def _every_probe_switches(monkeypatch):
-    for name, value in (("MIN_INTERVAL_S", 0.0), ("MAX_INTERVAL_S", 0.0), ("SWITCH_GAIN", 10.0)):
+    for name, value in (("MIN_INTERVAL_S", 0.0), ("MAX_INTERVAL_S", 0.0), ("PROBE_SPACING", 0), ("SWITCH_GAIN", 10.0)):
         monkeypatch.setattr(threads, name, value)
 
 

@@ -37,6 +37,7 @@ MAX_INTERVAL_S = 5.0
 PROBE_STEPS = 3  # steps timed at the other candidate per probe (their median decides)
 RECENT_STEPS = 5  # steps at the current count whose median the probe is compared with
 WARMUP_STEPS = 2  # first full steps of a governor (per batch size), not timed (workspaces, caches)
+PROBE_SPACING = 30  # at least this many probes' length of steps between two probes
 SWITCH_GAIN = 0.9  # switch when the other candidate's median is below this fraction of ours
 SLOWDOWN = 1.5  # a recent median this much above the last decision's triggers a probe
 
@@ -136,7 +137,7 @@ class ThreadGovernor:
             return
         median = statistics.median(self._recent)
         if self._reference is None:
-            self._reference, self._next_probe = median, now + self._interval
+            self._reference, self._next_probe = median, now + self._gap(median)
         elif now >= self._next_probe or median > SLOWDOWN * self._reference:
             self._probing, self._probe_times = (self.low if self.current == self.high else self.high), []
             self.probes += 1
@@ -154,7 +155,12 @@ class ThreadGovernor:
             self._interval = min(MAX_INTERVAL_S, 2 * self._interval)
             self._reference = ours
         self._probing, self._probe_times = None, []
-        self._next_probe = now + self._interval
+        self._next_probe = now + self._gap(self._reference)
+
+    def _gap(self, step: float) -> float:
+        """Seconds to the next probe: the backed-off interval, and at least PROBE_SPACING probes'
+        worth of steps, so that probing long steps (a 90 ms predict call) stays a few percent."""
+        return max(self._interval, PROBE_SPACING * PROBE_STEPS * step)
 
     def restore(self) -> None:
         """Put back the count ``fit`` started with."""
