@@ -185,7 +185,9 @@ def blas() -> BlasThreads:
 
 
 def set_threads(threads: int) -> None:
-    """Give every contender ``threads`` threads: convforge, PyTorch, NumPy's BLAS."""
+    """Give every contender ``threads`` threads: convforge, PyTorch, NumPy's BLAS. A row is measured
+    at its thread count, so convforge's adaptive count (fit/evaluate/predict) is off here."""
+    convforge.set_adaptive_threads(False)
     convforge.set_num_threads(threads)
     torch = torch_module()
     if torch is not None:

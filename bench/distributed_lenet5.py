@@ -38,6 +38,7 @@ def worker(args) -> None:
     from convforge.train import lenet5
 
     distributed.init()
+    convforge.set_adaptive_threads(False)  # each configuration at its stated thread count
     if args.threads:
         convforge.set_num_threads(args.threads)
     (x, y), _ = fashion_mnist.load_data()

@@ -78,6 +78,9 @@ class Contenders:
         self.input = self.session.get_inputs()[0].name
 
     def convforge(self, x):
+        # A row is measured at its thread count: predict's adaptive count would react to
+        # onnxruntime's threads still spinning from the call before (busy_machine.py measures it).
+        convforge.set_adaptive_threads(False)
         convforge.set_num_threads(self.threads)
         return self.model.predict(x, batch_size=min(len(x), self.batch_size), verbose=0)
 

@@ -37,6 +37,9 @@ def setup(args):
     except ImportError:
         print("PyTorch is not installed (pip install torch==2.13.0): nothing to compare with", file=sys.stderr)
         return None, None
+    # Both sides at the stated count: fit's adaptive count would react to PyTorch's threads still
+    # spinning after its epoch (bench/busy_machine.py measures adaptation).
+    convforge.set_adaptive_threads(False)
     convforge.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     (x, y), (x_test, y_test) = fashion_mnist.load_data()

@@ -1,22 +1,25 @@
-"""Adaptive kernel thread count for the training loop (issue 15 item 9: busy machines).
+"""Adaptive kernel thread count for the batch loops (issue 15 item 9: busy machines).
 
 When another process holds a core, a kernel that splits its work over every core waits, at each
 of its barriers, for the thread that shares a core with that process: a LeNet-5 step on 2 threads
 went from 2.3 ms to 5-10 ms here with one competing process, slower than the same step on one
-thread. A fixed thread count cannot be right on both a quiet and a busy machine, so ``fit``
-(and ``evaluate``, ``predict``) measures: it times its steps at the thread count it runs, now and then runs a few steps at the
-other candidate (half the threads, or back to all of them), and keeps whichever was faster.
-Results do not depend on it: the kernels give bit-identical results for any thread count.
+thread. A fixed thread count cannot be right on both a quiet and a busy machine, so ``fit``,
+``evaluate`` and ``predict`` measure: they time their batches at the thread count they run, now
+and then run a few at the other candidate (half the threads, or back to all of them), and keep
+whichever was faster. Results do not depend on it: the kernels give bit-identical results for
+any thread count.
 
-The candidates are the thread count in force when ``fit`` starts (``convforge.set_num_threads``,
-``$CONVFORGE_NUM_THREADS``, or every core) and half of it; ``fit`` never uses more than the
-user's count, and restores it when it returns. Probes back off (0.2 s of training after a
-decision, doubling to 5 s while they confirm it), so on a quiet machine they cost well under
-1% of an epoch; a step slower than 1.5x the recent ones triggers one at once (a competitor
-appearing). It is off in data-parallel runs (a rank's step time includes waiting for the other
-ranks) and when ``$CONVFORGE_ADAPTIVE_THREADS=0`` or ``convforge.set_adaptive_threads(False)``.
+The candidates are the thread count in force when the call starts (``convforge.set_num_threads``,
+``$CONVFORGE_NUM_THREADS``, or every core) and half of it; never more than the user's count,
+which is put back when the call returns. Probes back off (0.2 s after a decision, doubling to 5 s
+while they confirm it, and never closer than 30 probes' length of batches), so on a quiet machine
+they cost well under 1% of an epoch; a batch slower than 1.5x the recent ones triggers one at
+once (a competitor appearing). One loop governs at a time (the count is process-wide). It is off
+in data-parallel runs (a rank's step time includes waiting for the other ranks) and with
+``$CONVFORGE_ADAPTIVE_THREADS=0`` or ``convforge.set_adaptive_threads(False)``.
 
-bench/busy_machine.py measures it (``--adaptive``); bench/busy_machine.md has the figures.
+``python bench/busy_machine.py --policies 300000,1000,300000+adaptive`` measures it;
+bench/busy_machine.md has the figures.
 """
 
 from __future__ import annotations
