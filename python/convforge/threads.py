@@ -37,11 +37,11 @@ from . import _core
 # doubling while probes confirm it.
 MIN_INTERVAL_S = 0.2
 MAX_INTERVAL_S = 5.0
-PROBE_STEPS = 3  # steps timed at the other candidate per probe (their median decides)
+PROBE_STEPS = 5  # steps timed at the other candidate per probe (their median decides)
 RECENT_STEPS = 5  # steps at the current count whose median the probe is compared with
 WARMUP_STEPS = 2  # first full steps of a governor (per batch size), not timed (workspaces, caches)
 PROBE_SPACING = 30  # at least this many probes' length of steps between two probes
-SWITCH_GAIN = 0.9  # switch when the other candidate's median is below this fraction of ours
+SWITCH_GAIN = 0.8  # switch when the other candidate's median is below this fraction of ours (a clear win)
 SLOWDOWN = 1.5  # a recent median this much above the last decision's triggers a probe
 
 _enabled: bool | None = None  # None: from $CONVFORGE_ADAPTIVE_THREADS at first use
