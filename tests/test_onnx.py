@@ -179,13 +179,6 @@ def test_standalone_layers_round_trip(make, tmp_path):
     assert "Dropout" not in {n.op_type for n in proto.graph.node}
 
 
-# The layers of issue 13 (BatchNormalization, global pooling, padding/cropping, depthwise and
-# separable convolution): run where this convforge has them.
-needs_layers13 = pytest.mark.skipif(
-    not hasattr(layers, "SeparableConv2D"), reason="this convforge has no issue-13 layers (branch layers13)"
-)
-
-
 def randomise_statistics(model, seed=3):
     rng = np.random.default_rng(seed)
     for layer in model.layers:
@@ -210,7 +203,6 @@ LAYERS13 = {
 }
 
 
-@needs_layers13
 @pytest.mark.parametrize("make", LAYERS13.values(), ids=LAYERS13.keys())
 def test_layers13_round_trip(make, tmp_path):
     model = seeded([layers.Input(shape=(9, 8, 3)), *make()])
@@ -218,7 +210,6 @@ def test_layers13_round_trip(make, tmp_path):
     round_trip(model, images((3, 9, 8, 3)), tmp_path)
 
 
-@needs_layers13
 def test_separable_conv2d_round_trip(tmp_path):
     # Comes back as DepthwiseConv2D + a 1x1 Conv2D: the same two convolutions.
     model = seeded([layers.SeparableConv2D(5, 3, padding="same", depth_multiplier=2, activation="relu",
@@ -228,7 +219,6 @@ def test_separable_conv2d_round_trip(tmp_path):
     assert [type(layer).__name__ for layer in back.layers] == ["DepthwiseConv2D", "Conv2D"]
 
 
-@needs_layers13
 def test_pytorch_batchnorm_depthwise_padding_global_pool_import(tmp_path):
     torch = pytest.importorskip("torch")
     nn = torch.nn
@@ -289,7 +279,6 @@ def test_graph_model_round_trip(tmp_path):
 
 
 @needs_graphs
-@needs_layers13
 def test_resnet_example_round_trip(tmp_path):
     import importlib.util
 
