@@ -23,10 +23,10 @@ the spread (min-max over rounds) and the ratio to libgomp's default in the same 
 A policy is a GOMP_SPINCOUNT value (``300000``: libgomp's default; ``0``: sleep at once, as
 OMP_WAIT_POLICY=passive), optionally followed by ``+adaptive``: ``fit`` then adapts its thread
 count to the measured step times (convforge/threads.py; without it the children run with
-CONVFORGE_ADAPTIVE_THREADS=0, at a fixed count). convforge itself sets GOMP_SPINCOUNT (see
-convforge/__init__.py) unless the user set it or OMP_WAIT_POLICY; the children set both
-explicitly. ``--steps`` sets the length of each timed ``fit`` (the adaptive count's probes and
-its reaction to the competitor are inside the figures).
+CONVFORGE_ADAPTIVE_THREADS=0, at a fixed count). convforge leaves libgomp's wait policy alone
+(until 2026-12-03 it started libgomp with GOMP_SPINCOUNT=1000); the children set both
+explicitly. ``--steps`` sets the length of each timed ``fit`` and ``predict`` (the adaptive
+count's probes and its reaction to the competitor are inside the figures).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timings per figure within a child (median)")
     p.add_argument("--policies", default="300000,10000,1000,0", help="GOMP_SPINCOUNT values, the first is the baseline")
     p.add_argument("--busy-seconds", type=float, default=30.0)
-    p.add_argument("--steps", type=int, default=20, help="training steps per timed fit")
+    p.add_argument("--steps", type=int, default=20, help="batches per timed fit and predict")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:

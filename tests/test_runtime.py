@@ -199,3 +199,16 @@ def test_first_non_finite_refuses_what_it_cannot_scan(arrays, error, match):
         _core.first_non_finite(arrays)
     with pytest.raises(TypeError):
         _core.first_non_finite(np.zeros(3, np.float32))  # an array is not a sequence of arrays
+
+
+def test_functional_first_non_finite_checks_what_the_kernel_cannot_scan():
+    # fit's road to the scan: C-contiguous float arrays in one kernel call, anything else (a
+    # strided view, float16) with NumPy, same answer.
+    strided = np.zeros((4, 4), np.float32)[:, ::2]
+    half = np.zeros(5, np.float16)
+    assert F.first_non_finite([strided, half]) == -1
+    strided[2, 1] = np.nan
+    assert F.first_non_finite([np.ones(3, np.float32), strided]) == 1
+    half[4] = np.inf
+    assert F.first_non_finite([np.ones(3, np.float32), half]) == 1
+    assert F.first_non_finite([np.ones(3, np.float32), np.array([1.0, -np.inf])]) == 1

@@ -124,8 +124,9 @@ def set_num_threads(n: int) -> None:
     CPUs this process may run on (affinity mask, limited by a cgroup CPU quota).
     Results are bit-identical for any thread count. Without OpenMP, or in a
     child process forked after the kernels ran, the kernels use one thread.
-    ``fit`` may run at half this count while it measures that to be faster (a busy
-    machine; see :func:`set_adaptive_threads`), and restores it when it returns.
+    ``fit``, ``evaluate`` and ``predict`` may run at half this count while they measure
+    that to be faster (a busy machine; see :func:`set_adaptive_threads`), and restore it
+    when they return.
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"n must be an int, got {type(n).__name__} {n!r}")

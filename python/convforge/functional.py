@@ -36,6 +36,7 @@ __all__ = [
     "dense_backward",
     "dense_backward_data",
     "dense_backward_weights",
+    "first_non_finite",
     "force_conv2d_algorithm",
     "max_pool2d",
     "max_pool2d_backward",
@@ -688,6 +689,23 @@ def relu_backward(dy, x, *, out=None):
     if x.size == 0:  # an empty batch
         return _zeros(out, x.shape, x.dtype)
     return _core.relu_bwd(_contiguous(dy), _contiguous(x), out)
+
+
+def first_non_finite(arrays) -> int:
+    """Index of the first of ``arrays`` holding a NaN or an infinity, -1 if none.
+
+    One kernel pass over all of them when they are C-contiguous float32/float64 arrays (``fit``
+    checks each step's gradients and updated weights this way: one call for the whole model);
+    anything else (a custom layer's non-contiguous or float16 gradient) is checked with NumPy.
+    """
+    try:
+        return _core.first_non_finite(arrays)
+    except (TypeError, ValueError):
+        for i, a in enumerate(arrays):
+            a = np.asarray(a)
+            if a.size and not (math.isfinite(a.min()) and math.isfinite(a.max())):  # NaN wins min and max
+                return i
+        return -1
 
 
 # =================================================================================================

@@ -31,8 +31,6 @@ import threading
 import time
 from collections import deque
 
-from . import _core
-
 # Seconds (wall time, across the calls of a model) between probes: the first after a decision,
 # doubling while probes confirm it.
 MIN_INTERVAL_S = 0.2
@@ -53,9 +51,10 @@ def _env_enabled() -> bool:
 
 
 def set_adaptive_threads(enabled: bool) -> None:
-    """Let ``fit`` lower the kernel thread count when it measures that fewer threads are faster
-    (a busy machine), and raise it back (default: on; ``$CONVFORGE_ADAPTIVE_THREADS=0`` turns it
-    off at start-up). Off, ``fit`` runs at ``convforge.get_num_threads()`` throughout."""
+    """Let ``fit``, ``evaluate`` and ``predict`` lower the kernel thread count when they measure that
+    fewer threads are faster (a busy machine), and raise it back (default: on;
+    ``$CONVFORGE_ADAPTIVE_THREADS=0`` turns it off at start-up). Off, they run at
+    ``convforge.get_num_threads()`` throughout."""
     global _enabled
     if not isinstance(enabled, bool):
         raise TypeError(f"enabled must be True or False, got {enabled!r}")
@@ -63,7 +62,8 @@ def set_adaptive_threads(enabled: bool) -> None:
 
 
 def get_adaptive_threads() -> bool:
-    """Whether ``fit`` adapts the kernel thread count (see :func:`set_adaptive_threads`)."""
+    """Whether ``fit``, ``evaluate`` and ``predict`` adapt the kernel thread count (see
+    :func:`set_adaptive_threads`)."""
     global _enabled
     if _enabled is None:  # read once: every predict call asks
         _enabled = _env_enabled()
@@ -75,12 +75,13 @@ class ThreadGovernor:
 
     ``run(step, size)`` calls ``step()`` under the chosen count and times it; only steps of the
     largest ``size`` seen are compared (a short last batch is not a slow step), and a larger
-    ``size`` than any before starts again from ``high`` (what was learnt was about other work). ``set_threads``
-    and ``clock`` are injectable so that tests can drive it with a simulated machine.
+    ``size`` than any before starts again from ``high`` (what was learnt was about other work).
+    ``set_threads``/``get_threads`` set and read the kernels' count (``convforge.set_num_threads``
+    and ``get_num_threads``); they and ``clock`` are arguments so that tests can drive the
+    governor with a simulated machine.
     """
 
-    def __init__(self, high: int, set_threads=_core.set_num_threads, get_threads=_core.get_num_threads,
-                 clock=time.perf_counter):
+    def __init__(self, high: int, set_threads, get_threads, clock=time.perf_counter):
         self._set, self._get, self._clock = set_threads, get_threads, clock
         self.switches = 0  # decisions that changed the count
         self.probes = 0  # probes run
@@ -111,8 +112,9 @@ class ThreadGovernor:
     def run(self, step, size: int):
         if not self.active:
             return step()
-        if self._get() != self._applied:  # the user (a callback) set a count mid-fit: follow it
-            self._reset(self._get(), self._get())
+        now_applied = self._get()
+        if now_applied != self._applied:  # the user (a callback) set a count mid-fit: follow it
+            self._reset(now_applied, now_applied)
             if not self.active:
                 return step()
         if size > self._size:  # a larger batch than any so far: what was learnt is not about it
@@ -166,7 +168,7 @@ class ThreadGovernor:
         return max(self._interval, PROBE_SPACING * PROBE_STEPS * step)
 
     def restore(self) -> None:
-        """Put back the count ``fit`` started with."""
+        """Put back the count the loop started with."""
         self._apply(self.high)
 
 
@@ -187,15 +189,17 @@ def governed(kind: str, owner: dict, strategy):
     a training step, or two models' steps, are not comparable). The user's count is
     put back when the loop ends, however it ends."""
     global _governing
+    from . import get_num_threads, set_num_threads  # convforge's own: this module loads before them
+
     gov = None
     if get_adaptive_threads() and getattr(strategy, "size", 1) <= 1:
         with _lock:
-            high = _core.get_num_threads()
+            high = get_num_threads()
             if not _governing and high >= 2:
                 _governing = True
                 gov = owner.get(kind)
                 if gov is None or gov.high != high:
-                    gov = owner[kind] = ThreadGovernor(high)
+                    gov = owner[kind] = ThreadGovernor(high, set_num_threads, get_num_threads)
     try:
         yield gov
     finally:

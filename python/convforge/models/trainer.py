@@ -49,17 +49,17 @@ import zlib
 
 import numpy as np
 
-from .. import _core
 from .. import callbacks as callbacks_module
 from .. import distributed
+from .. import functional as F
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..optimizers import _positive_int
 from ..layers.base import display_shape
 from ..progress import ProgressBar
-from . import diagnostics
 from .. import threads as threads_module
+from . import diagnostics
 from . import state as state_module
 from .batches import _Batches
 
@@ -133,20 +133,6 @@ __all__ = ["Trainer"]
 
 # Guards the "which thread runs fit" check-and-set of every model.
 _FIT_LOCK = threading.Lock()
-
-
-def _all_finite(a: np.ndarray) -> bool:
-    """No NaN or Inf in ``a``: two reductions (NaN propagates through min and max), no temporary."""
-    return a.size == 0 or (math.isfinite(a.min()) and math.isfinite(a.max()))
-
-
-def _first_non_finite(arrays: list) -> int:
-    """Index of the first of ``arrays`` holding a NaN or Inf, -1 if none: one kernel call for the
-    usual C-contiguous float32/float64 arrays, NumPy reductions for others (a custom layer's)."""
-    try:
-        return _core.first_non_finite(arrays)
-    except (TypeError, ValueError):
-        return next((i for i, a in enumerate(arrays) if not _all_finite(a)), -1)
 
 
 # Why a data-parallel batch was skipped on a rank whose own shard was finite.
@@ -395,7 +381,7 @@ class Trainer:
                 else:
                     self._backward(dhead)
                     gradients = self._gradients()
-                    bad = _first_non_finite([g for _, _, g in gradients])
+                    bad = F.first_non_finite([g for _, _, g in gradients])
                     if bad >= 0:
                         why, gradients = f"the gradient of {gradients[bad][0]!r} holds NaN or Inf", None
             tally.add(loss, yb, out)
@@ -409,7 +395,7 @@ class Trainer:
             # Finite gradients can still overflow a weight (a huge learning rate): stop before
             # anything (a checkpoint, the next step) uses it. Every rank applied the same update,
             # so every rank stops here.
-            bad = _first_non_finite([p for _, p, _ in gradients])
+            bad = F.first_non_finite([p for _, p, _ in gradients])
             if bad >= 0:
                 layer, _, weight = gradients[bad][0].rpartition("/")
                 raise FloatingPointError(
@@ -596,7 +582,7 @@ class Trainer:
         thread so that it does not compete with the kernels' threads; set
         ``$OPENBLAS_NUM_THREADS`` to decide otherwise. The kernels run at
         ``convforge.get_num_threads()``, or at half of it while ``fit``
-        measures that to be faster (another process holding a core; see
+        (``evaluate``, ``predict``) measures that to be faster (another process holding a core; see
         :func:`convforge.set_adaptive_threads`, which turns this off); the
         results are the same at any thread count.
 
@@ -876,13 +862,17 @@ class Trainer:
         tally = distributed.Tally(self)
         with threads_module.governed("evaluate", self._thread_governors, distributed.strategy()) as governor:
             for xb, yb, wb in source.epoch():
-                with np.errstate(all="ignore"):
-                    loss, out, _ = threads_module.run_batch(
-                        governor, lambda: self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb),
-                        _count(xb),
-                    )
-                tally.add(loss, yb, out)
+                self._evaluate_batch(governor, xb, yb, wb, tally)
         return tally.logs()
+
+    def _evaluate_batch(self, governor, xb, yb, wb, tally) -> None:
+        """Loss and outputs of one evaluation batch into ``tally``, timed by ``governor`` (or None)."""
+        with np.errstate(all="ignore"):
+            loss, out, _ = threads_module.run_batch(
+                governor, lambda: self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb),
+                _count(xb),
+            )
+        tally.add(loss, yb, out)
 
     def _sample_weights(self, sample_weight, class_weight, x, y):
         """fit's per-sample loss weights (None: all 1) from ``sample_weight`` and ``class_weight``,
@@ -978,12 +968,7 @@ class Trainer:
                 lo, hi = step * batches.batch_size, min((step + 1) * batches.batch_size, batches.n)
                 xb, yb = batches.slice(lo, hi)
                 wb = None if weights is None else weights[lo:hi]
-                with np.errstate(all="ignore"):
-                    loss, out, _ = threads_module.run_batch(
-                        governor, lambda: self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb),
-                        hi - lo,
-                    )
-                tally.add(loss, yb, out)
+                self._evaluate_batch(governor, xb, yb, wb, tally)
                 if bar is not None:
                     bar.update(step + 1, tally.logs())
         return strategy.reduce_logs(tally)
