@@ -3,13 +3,38 @@
 #include <cstdlib>
 #include <new>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#define CONVFORGE_HAVE_MMAP 1
+#endif
+
 namespace convforge {
 namespace {
+
+// From this size a workspace is its own memory mapping, not a malloc block. A malloc'd block
+// of a thread that exits goes back to that thread's malloc arena (glibc keeps up to 8 per
+// core), where it stays resident: short-lived threads running Winograd-sized (2 MB) problems
+// grew the process by a few MB each until the arenas were all populated. A mapping is
+// returned to the system when its thread ends.
+constexpr std::size_t kMapFrom = std::size_t{1} << 20;
 
 struct Buffer {
   void* data = nullptr;
   std::size_t bytes = 0;
-  ~Buffer() { std::free(data); }
+  bool mapped = false;
+
+  void release() {
+#ifdef CONVFORGE_HAVE_MMAP
+    if (mapped) {
+      munmap(data, bytes);
+      data = nullptr;
+      return;
+    }
+#endif
+    std::free(data);
+    data = nullptr;
+  }
+  ~Buffer() { release(); }
 };
 
 thread_local Buffer t_buffer;
@@ -20,11 +45,23 @@ void* thread_workspace(std::size_t bytes) {
   if (bytes == 0) bytes = kWorkspaceAlign;
   if (bytes > t_buffer.bytes) {
     const std::size_t rounded = (bytes + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign;
-    void* fresh = std::aligned_alloc(kWorkspaceAlign, rounded);
-    if (fresh == nullptr) throw std::bad_alloc();
-    std::free(t_buffer.data);
+    void* fresh = nullptr;
+    bool mapped = false;
+#ifdef CONVFORGE_HAVE_MMAP
+    if (rounded >= kMapFrom) {  // page-aligned, so kWorkspaceAlign-aligned
+      fresh = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (fresh == MAP_FAILED) throw std::bad_alloc();
+      mapped = true;
+    }
+#endif
+    if (!mapped) {
+      fresh = std::aligned_alloc(kWorkspaceAlign, rounded);
+      if (fresh == nullptr) throw std::bad_alloc();
+    }
+    t_buffer.release();
     t_buffer.data = fresh;
     t_buffer.bytes = rounded;
+    t_buffer.mapped = mapped;
   }
   return t_buffer.data;
 }
