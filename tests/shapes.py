@@ -64,7 +64,7 @@ TEST_CONV = [
     ConvCase("w7", 2, 1, 7, 7, 2, 3, 3, 2, 1),
     ConvCase("w15", 1, 15, 9, 15, 17, 3, 3, 1, 1),
     ConvCase("w16", 3, 16, 6, 16, 16, 3, 3, 1, 0),
-    ConvCase("winograd", 2, 32, 12, 15, 33, 3, 3, 1, 1, runs=(("fwd", "winograd_f4x3"), ("bwd_data", "winograd_f4x3"))),
+    ConvCase("winograd", 22, 32, 12, 15, 33, 3, 3, 1, 1, runs=(("fwd", "winograd_f4x3"), ("bwd_data", "winograd_f4x3"))),
     ConvCase("w17", 1, 17, 5, 17, 15, 3, 1, 1, (1, 0), runs=(("fwd", "implicit_gemm"), ("bwd_data", "implicit_gemm"))),
     ConvCase("w31", 2, 2, 3, 31, 31, 1, 3, 1, "same"),
     ConvCase("w33", 1, 33, 4, 33, 33, 3, 3, 2, "same"),

@@ -68,16 +68,24 @@ def test_backward_data_within_transform_bound(case, dtype, isa, rng):
 
 
 def test_default_choice_and_forcing_the_direct_forms(rng):
-    # The heuristic takes Winograd for float32 layers with 32+ channels in and out, not for
-    # float64 (gradient checks), thin layers or small ragged outputs; forcing another still works.
+    # The heuristic takes Winograd for float32 layers with enough tiles in the batch (256, or
+    # 128 from 64 channels) that are mostly output (90% from 16 channels, 70% from 32); not for
+    # float64 (gradient checks), thin layers, small batches or strides; forcing another still works.
     algos = F.conv2d_algorithms((2, 32, 12, 12), (32, 32, 3, 3), padding=1)
+    assert algos["fwd"][0] != NAME and algos["bwd_data"][0] != NAME  # 18 tiles
+    algos = F.conv2d_algorithms((29, 32, 12, 12), (32, 32, 3, 3), padding=1)  # 261 tiles
     assert algos["fwd"][0] == NAME and algos["bwd_data"][0] == NAME
-    assert F.conv2d_algorithms((2, 32, 12, 12), (32, 32, 3, 3), padding=1, dtype=np.float64)["fwd"][0] != NAME
-    assert F.conv2d_algorithms((2, 16, 12, 12), (32, 16, 3, 3), padding=1)["fwd"][0] != NAME
-    assert F.conv2d_algorithms((2, 64, 7, 7), (64, 64, 3, 3), padding=1)["fwd"][0] != NAME
-    assert F.conv2d_algorithms((2, 128, 7, 7), (128, 128, 3, 3), padding=1)["fwd"][0] == NAME
-    assert F.conv2d_algorithms((2, 32, 12, 12), (32, 32, 3, 3), stride=2, padding=1)["fwd"][0] != NAME
-    x, w, b, p = draw((2, 32, 12, 12, 32, 1), np.float32, rng)
+    assert F.conv2d_algorithms((28, 32, 12, 12), (32, 32, 3, 3), padding=1)["fwd"][0] != NAME  # 252 tiles
+    assert F.conv2d_algorithms((29, 32, 12, 12), (32, 32, 3, 3), padding=1, dtype=np.float64)["fwd"][0] != NAME
+    assert F.conv2d_algorithms((32, 16, 28, 28), (16, 16, 3, 3), padding=1)["fwd"][0] == NAME  # all output
+    assert F.conv2d_algorithms((128, 16, 14, 14), (16, 16, 3, 3), padding=1)["fwd"][0] != NAME  # 77%
+    assert F.conv2d_algorithms((128, 32, 14, 14), (32, 32, 3, 3), padding=1)["fwd"][0] == NAME  # 77%, 32 ch
+    assert F.conv2d_algorithms((32, 15, 28, 28), (32, 15, 3, 3), padding=1)["fwd"][0] != NAME  # 15 channels
+    assert F.conv2d_algorithms((32, 64, 7, 7), (64, 64, 3, 3), padding=1)["fwd"][0] == NAME  # 128 tiles
+    assert F.conv2d_algorithms((31, 64, 7, 7), (64, 64, 3, 3), padding=1)["fwd"][0] != NAME
+    assert F.conv2d_algorithms((1, 128, 7, 7), (128, 128, 3, 3), padding=1)["fwd"][0] != NAME  # batch 1
+    assert F.conv2d_algorithms((64, 32, 12, 12), (32, 32, 3, 3), stride=2, padding=1)["fwd"][0] != NAME
+    x, w, b, p = draw((29, 32, 12, 12, 32, 1), np.float32, rng)
     default = F.conv2d(x, w, b, padding=p)
     with F.force_conv2d_algorithm(fwd="implicit_gemm"):
         direct = F.conv2d(x, w, b, padding=p)
@@ -88,8 +96,8 @@ def test_default_choice_and_forcing_the_direct_forms(rng):
 
 
 def test_same_bits_for_1_2_3_threads(rng, threads):
-    x, w, b, p = draw((3, 32, 23, 29, 40, 1), np.float32, rng)
-    dy = rng.standard_normal((3, 40, 23, 29)).astype(np.float32)
+    x, w, b, p = draw((6, 32, 23, 29, 40, 1), np.float32, rng)  # 288 tiles: Winograd's by default
+    dy = rng.standard_normal((6, 40, 23, 29)).astype(np.float32)
     assert F.conv2d_algorithms(x.shape, w.shape, padding=p)["fwd"][0] == NAME
     results = []
     for n in (1, 2, 3):
@@ -105,8 +113,8 @@ def test_same_bits_for_1_2_3_threads(rng, threads):
 def test_non_finite_values_get_the_next_algorithms_result(bad, where, rng):
     # A non-finite value would spread over whole 4x4 tiles through the transforms; Winograd
     # hands such problems to the next algorithm of its list, element for element.
-    x, w, b, p = draw((2, 32, 12, 12, 32, 1), np.float32, rng)
-    dy = rng.standard_normal((2, 32, 12, 12)).astype(np.float32)
+    x, w, b, p = draw((29, 32, 12, 12, 32, 1), np.float32, rng)  # 261 tiles: Winograd's by default
+    dy = rng.standard_normal((29, 32, 12, 12)).astype(np.float32)
     if where == "data":
         x[1, 3, 4, 5] = bad
         dy[0, 2, 7, 1] = bad

@@ -441,17 +441,28 @@ bool conv2d_winograd(const ConvShape& s, const typename UK::T* src, const typena
   return all == T(0);
 }
 
-// The heuristic (the algorithm lists' `pays`): float32 only (see the accuracy note above), 32 or
-// more channels in and out, and tiles that are mostly output (a 7x7 or 14x14 output computes
-// 8x8 or 16x16: 77% useful) unless the channels are many. Measured on one thread (AVX-512,
-// CPU time, direct-form time / Winograd time, forward and backward-data): 16 -> 16 channels on
-// 6x16 0.54/0.59, 14x14 0.71/0.75, 28x28 0.87/1.07, 56x56 1.05/1.14; 32 -> 32 on 16x16
-// 1.21/1.12; 64 -> 64 on 7x7 1.03/0.89, 56x56 1.53/1.75; 256 -> 256 on 7x7 1.20/1.08.
+// The heuristic (the algorithm lists' `pays`): float32 only (see the accuracy note above), and
+// only where the 36 matrix products dominate the transforms and the per-call costs:
+//   - enough tiles in the batch (256, or 128 from 64 channels): the weights are transformed on
+//     every call, and a block of tiles narrower than the micro-kernel's panel runs part empty;
+//   - tiles that are mostly output: from 16 channels if at least 90% of the computed 4x4 tiles
+//     is output (28x28, 56x56), from 32 if 70% (7x7 and 14x14 compute 8x8 and 16x16: 77%).
+// It depends on the problem only, never on the thread count, so that a result has the same
+// bits on any number of threads. Measured 2026-12-03 (AVX-512, 1 and 2 threads, direct-form
+// time / Winograd time, forward and backward-data, unit-stride 'same' C -> C):
+//   batch 128: 16ch 28x28 1.19/1.23 (1T) 1.14/1.53 (2T); 32ch 14x14 1.07/1.18, 1.13/1.42;
+//              64ch 7x7 1.13/1.11, 1.56/1.58; 128ch 7x7 1.64/1.61, 1.81/1.74;
+//              16ch 14x14 0.86/0.89, 1.02/1.01 (not taken: 77% output, 16 channels);
+//   batch 32:  16ch 28x28 1.27/1.29, 1.56/1.62; 64ch 7x7 (128 tiles) 1.19/1.17, 1.24/1.09;
+//   batch 8:   32ch 14x14 (128 tiles) 1.07/1.01, 0.85/0.82; 128ch 7x7 (32 tiles) 1.34/1.39, 0.77/0.74;
+//   batch 1:   64ch 7x7 0.39/0.39, 0.55/0.51; 16ch 56x56 (196 tiles) 1.22/1.20, 0.92/0.82.
 template <class T>
 bool winograd_pays(const ConvShape& s) {
   const int64_t channels = imin(s.ic, s.oc);
-  const int64_t computed = 16 * ceil_div(s.oh, 4) * ceil_div(s.ow, 4);
-  return sizeof(T) == 4 && channels >= 32 && (5 * s.oh * s.ow >= 4 * computed || channels >= 128);
+  const int64_t tiles = s.mb * ceil_div(s.oh, 4) * ceil_div(s.ow, 4);
+  const int64_t output = 10 * s.oh * s.ow, computed = 16 * ceil_div(s.oh, 4) * ceil_div(s.ow, 4);
+  const bool mostly_output = (channels >= 16 && output >= 9 * computed) || (channels >= 32 && output >= 7 * computed);
+  return sizeof(T) == 4 && tiles >= (channels >= 64 ? 128 : 256) && mostly_output;
 }
 
 #undef CONVFORGE_WINO_BT
