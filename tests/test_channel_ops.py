@@ -184,11 +184,15 @@ def _all_ops(x, dy_bn, w, dy_dw, dy_gp):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_bit_identical_for_any_thread_count(dtype, threads, rng):
-    x = rng.standard_normal((8, 17, 33, 33)).astype(dtype)  # > 256 KiB: the passes use threads
-    w = rng.standard_normal((34, 1, 3, 3)).astype(dtype)
-    args = (x, rng.standard_normal(x.shape).astype(dtype), w, rng.standard_normal((8, 34, 33, 33)).astype(dtype),
-            rng.standard_normal((8, 17)).astype(dtype))
+# > 256 KiB: the passes use threads. 13 images: batch norm's backward sums uneven chunks of
+# images (8 of 1-2 images) over channel blocks, then the chunks in order.
+@pytest.mark.parametrize("shape", [(8, 17, 33, 33), (13, 40, 7, 7)], ids=lambda s: "x".join(map(str, s)))
+def test_bit_identical_for_any_thread_count(dtype, shape, threads, rng):
+    n, c, h, w_ = shape
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((2 * c, 1, 3, 3)).astype(dtype)
+    args = (x, rng.standard_normal(x.shape).astype(dtype), w, rng.standard_normal((n, 2 * c, h, w_)).astype(dtype),
+            rng.standard_normal((n, c)).astype(dtype))
     results = []
     for n in (1, 2, 3):
         convforge.set_num_threads(n)

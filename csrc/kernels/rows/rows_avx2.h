@@ -57,10 +57,14 @@ struct RowsAvx2 {
     return s;
   }
 
+  // Lane-wise: s_dy[l] += the dy values at positions i = l (mod 8), s_dy_dev[l] likewise
+  // (kSumLanes doubles each); the caller sums the lanes once per channel, not once per row.
+  static constexpr int kSumLanes = 8;
   static void sum_dy_dy_dev(const float* dy, const float* x, int64_t n, double mean, double* s_dy,
                             double* s_dy_dev) {
     const __m256d m = _mm256_set1_pd(mean);
-    __m256d g0 = _mm256_setzero_pd(), g1 = _mm256_setzero_pd(), p0 = _mm256_setzero_pd(), p1 = _mm256_setzero_pd();
+    __m256d g0 = _mm256_loadu_pd(s_dy), g1 = _mm256_loadu_pd(s_dy + 4);
+    __m256d p0 = _mm256_loadu_pd(s_dy_dev), p1 = _mm256_loadu_pd(s_dy_dev + 4);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
       const __m256 g = _mm256_loadu_ps(dy + i), v = _mm256_loadu_ps(x + i);
@@ -70,14 +74,13 @@ struct RowsAvx2 {
       p0 = _mm256_fmadd_pd(glo, _mm256_sub_pd(lo(v), m), p0);
       p1 = _mm256_fmadd_pd(ghi, _mm256_sub_pd(hi(v), m), p1);
     }
-    double a = hsum(_mm256_add_pd(g0, g1)), b = hsum(_mm256_add_pd(p0, p1));
-    for (; i < n; ++i) {
+    _mm256_storeu_pd(s_dy, g0), _mm256_storeu_pd(s_dy + 4, g1);
+    _mm256_storeu_pd(s_dy_dev, p0), _mm256_storeu_pd(s_dy_dev + 4, p1);
+    for (int l = 0; i < n; ++i, ++l) {
       const double g = static_cast<double>(dy[i]);
-      a += g;
-      b += g * (static_cast<double>(x[i]) - mean);
+      s_dy[l] += g;
+      s_dy_dev[l] += g * (static_cast<double>(x[i]) - mean);
     }
-    *s_dy += a;
-    *s_dy_dev += b;
   }
 
   static void scale_shift(const float* x, int64_t n, float mean, float a, float b, float* y) {

@@ -62,10 +62,14 @@ struct RowsAvx512 {
     return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
   }
 
+  // Lane-wise: s_dy[l] += the dy values at positions i = l (mod 16), s_dy_dev[l] likewise
+  // (kSumLanes doubles each); the caller sums the lanes once per channel, not once per row.
+  static constexpr int kSumLanes = 16;
   static void sum_dy_dy_dev(const float* dy, const float* x, int64_t n, double mean, double* s_dy,
                             double* s_dy_dev) {
     const __m512d m = _mm512_set1_pd(mean);
-    __m512d g0 = _mm512_setzero_pd(), g1 = _mm512_setzero_pd(), p0 = _mm512_setzero_pd(), p1 = _mm512_setzero_pd();
+    __m512d g0 = _mm512_loadu_pd(s_dy), g1 = _mm512_loadu_pd(s_dy + 8);
+    __m512d p0 = _mm512_loadu_pd(s_dy_dev), p1 = _mm512_loadu_pd(s_dy_dev + 8);
     for (int64_t i = 0; i < n; i += 16) {  // masked lanes: dy = 0, so both sums add 0
       const __mmask16 k = tail(n - i);
       const __m512 g = _mm512_maskz_loadu_ps(k, dy + i), v = _mm512_maskz_loadu_ps(k, x + i);
@@ -75,8 +79,8 @@ struct RowsAvx512 {
       p0 = _mm512_fmadd_pd(glo, _mm512_sub_pd(lo(v), m), p0);
       p1 = _mm512_fmadd_pd(ghi, _mm512_sub_pd(hi(v), m), p1);
     }
-    *s_dy += _mm512_reduce_add_pd(_mm512_add_pd(g0, g1));
-    *s_dy_dev += _mm512_reduce_add_pd(_mm512_add_pd(p0, p1));
+    _mm512_storeu_pd(s_dy, g0), _mm512_storeu_pd(s_dy + 8, g1);
+    _mm512_storeu_pd(s_dy_dev, p0), _mm512_storeu_pd(s_dy_dev + 8, p1);
   }
 
   static void scale_shift(const float* x, int64_t n, float mean, float a, float b, float* y) {

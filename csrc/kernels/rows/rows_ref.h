@@ -25,7 +25,9 @@ struct RowsRef {
     }
     return s;
   }
-  // *s_dy += sum(dy), *s_dy_dev += sum(dy * (x - mean))
+  // *s_dy += sum(dy), *s_dy_dev += sum(dy * (x - mean)): one lane (the SIMD forms keep kSumLanes
+  // partial sums, lane l taking positions i = l modulo kSumLanes).
+  static constexpr int kSumLanes = 1;
   static void sum_dy_dy_dev(const T* dy, const T* x, int64_t n, double mean, double* s_dy, double* s_dy_dev) {
     double a = 0, b = 0;
     for (int64_t i = 0; i < n; ++i) {
