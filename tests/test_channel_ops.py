@@ -60,6 +60,26 @@ def test_batch_norm_matches_oracle(shape, dtype, affine, isa, rng):
     np.testing.assert_array_equal(dgamma2, dgamma)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", EDGE_SHAPES + DENSE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_batch_norm_fused_relu_is_relu_bit_for_bit(shape, dtype, isa, rng):
+    # relu=True / gate=: a ReLU after the layer in the same passes; the bits of the separate ops.
+    x = (rng.standard_normal(shape) * 3 + 0.5).astype(dtype)
+    c = shape[1]
+    gamma, beta = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    y, mean, var = F.batch_norm(x, gamma, beta)
+    y_relu, mean2, var2 = F.batch_norm(x, gamma, beta, relu=True)
+    np.testing.assert_array_equal(y_relu, F.relu(y))
+    assert not np.signbit(y_relu).any()  # -0 -> +0, as relu
+    np.testing.assert_array_equal(mean2, mean)
+    np.testing.assert_array_equal(var2, var)
+    dy = rng.standard_normal(shape).astype(dtype)
+    want = F.batch_norm_backward(F.relu_backward(dy, y_relu), x, mean, var, gamma)
+    got = F.batch_norm_backward(dy, x, mean, var, gamma, beta=beta, relu=True)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_batch_norm_float32_statistics_of_a_large_offset_batch(rng):
     """A ResNet-sized batch (32 x 32 x 56 x 56 is 100k values per channel) with a large mean: the
     double accumulation keeps mean and variance to float32 rounding (a float32 running sum would
@@ -225,6 +245,9 @@ V = np.ones(3, np.float32)
         (lambda: F.batch_norm_inference(X, V, np.ones(2, np.float32)), ValueError, "var must have shape (3,)"),
         (lambda: F.batch_norm_backward(X[:1], X, V, V), ValueError, "dy must have the shape of x"),
         (lambda: F.batch_norm_backward(X, X, V, V, need_input_grad=1), TypeError, "need_input_grad"),
+        (lambda: F.batch_norm_backward(X, X, V, V, beta=np.ones(4, np.float32)), ValueError, "beta must have shape (3,)"),
+        (lambda: F.batch_norm_backward(X, X, V, V, relu="yes"), TypeError, "relu"),
+        (lambda: F.batch_norm(X, relu=1), TypeError, "relu"),
         (lambda: F.global_avg_pool2d(X[0]), ValueError, "x must have 4 dimensions"),
         (lambda: F.global_avg_pool2d_backward(np.ones((2, 3), np.float32), (2, 4, 4, 4)), ValueError,
          "input_shape must be (N, C, H, W) with N, C = (2, 3)"),

@@ -457,6 +457,59 @@ def test_relu_into_max_pool_fusion_only_where_the_pool_is_the_one_consumer():
     assert pool._gates_relu and conv.activation._masked_by_next
 
 
+def _bn_relu_graph(frozen: bool, dtype="float32"):
+    """Conv -> BN -> ReLU (fused), Conv -> BN -> Activation('relu') (fused), and a BN whose output a
+    ReLU and an Add both read (not fused)."""
+    x = convforge.Input((6, 6, 2), dtype=dtype)
+    bn1, relu1 = layers.BatchNormalization(trainable=not frozen), layers.ReLU()
+    h = relu1(bn1(layers.Conv2D(4, 3, padding="same", use_bias=False)(x)))
+    bn2, relu2 = layers.BatchNormalization(), layers.Activation("relu")
+    h = relu2(bn2(layers.Conv2D(4, 3, padding="same")(h)))
+    bn3, relu3 = layers.BatchNormalization(), layers.ReLU()
+    t = bn3(layers.Conv2D(4, 1)(h))
+    h = layers.Add()([relu3(t), t])
+    model = convforge.Model(x, layers.Dense(3)(layers.GlobalAveragePooling2D()(h)))
+    return model, (bn1, relu1, bn2, relu2, bn3, relu3)
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["trainable", "frozen"])
+def test_batch_norm_relu_fusion_trains_bit_for_bit_as_unfused(frozen):
+    convforge.seed(30)
+    model, (bn1, relu1, bn2, relu2, bn3, relu3) = _bn_relu_graph(frozen)
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(31)
+    x, y = rng.standard_normal((5, 6, 6, 2)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
+    model._build_from_data(x)
+    model._plan_backward()
+    model._resolve_loss_path()
+    assert bn1._relu_after and relu1._applied_by_previous
+    assert bn2._relu_after and relu2.activation._applied_by_previous
+    assert not bn3._relu_after and not relu3._applied_by_previous  # its output has two readers
+
+    def step():
+        xb, yb = model._batches(*model._prepare(x, y), 5).slice(0, 5)
+        _, outs, dhead = model._forward_loss(xb, yb, training=True, need_grad=True)
+        model._backward(dhead)
+        return [o.copy() for o in outs] + [g.copy() for _, _, g in model._gradients()]
+
+    fused = step()
+    bn1._relu_after = bn2._relu_after = False
+    relu1._applied_by_previous = relu2.activation._applied_by_previous = False
+    unfused = step()
+    assert len(fused) == len(unfused) and len(fused) >= 8
+    for a, b in zip(fused, unfused):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batch_norm_relu_fusion_gradients_are_the_numerical_derivative():
+    convforge.seed(32)
+    model, (bn1, *_rest) = _bn_relu_graph(False, "float64")
+    rng = np.random.default_rng(33)
+    report = _check(model, rng.standard_normal((4, 6, 6, 2)), rng.standard_normal((4, 3)), "mse")
+    assert report.passed, report
+    assert bn1._relu_after
+
+
 def test_a_chain_trains_bit_for_bit_as_the_sequential_model():
     """A chain built with Input and layer calls trains exactly as the same Sequential model (which runs
     on the same executor): same entry conversion, fusions, loss path and update order."""

@@ -11,7 +11,7 @@ void check_eps(double eps) {
 }
 
 template <class T>
-py::tuple fwd_training(const py::array& x, const py::object& gamma, const py::object& beta, double eps,
+py::tuple fwd_training(const py::array& x, const py::object& gamma, const py::object& beta, double eps, bool relu,
                        const py::object& out, const py::object& out_mean, const py::object& out_var) {
   const ChannelShape s = channel_shape<T>(x, "x");
   check_eps(eps);
@@ -29,7 +29,7 @@ py::tuple fwd_training(const py::array& x, const py::object& gamma, const py::ob
   T *py_ = y.mutable_data(), *pm = mean.mutable_data(), *pv = var.mutable_data();
   {
     ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
-    kernel(s, px, g, b, eps, py_, pm, pv);
+    kernel(s, px, g, b, eps, relu, py_, pm, pv);
   }
   return py::make_tuple(y, mean, var);
 }
@@ -60,7 +60,7 @@ py::array fwd_inference(const py::array& x, const py::array& mean, const py::arr
 template <class T>
 py::tuple bwd(const py::array& dy, const py::array& x, const py::array& mean, const py::array& var,
               const py::object& gamma, double eps, bool need_input_grad, const py::object& out,
-              const py::object& out_gamma, const py::object& out_beta) {
+              const py::object& out_gamma, const py::object& out_beta, const py::object& beta, bool relu) {
   const ChannelShape s = channel_shape<T>(x, "x");
   check_input<T>(dy, "dy", x.ndim());
   for (py::ssize_t i = 0; i < x.ndim(); ++i)
@@ -72,6 +72,8 @@ py::tuple bwd(const py::array& dy, const py::array& x, const py::array& mean, co
   const T* pm = channel_vector<T>(mean, "mean", s.c, &marr, &inputs);
   const T* pv = channel_vector<T>(var, "var", s.c, &varr, &inputs);
   const T* g = channel_vector<T>(gamma, "gamma", s.c, &garr, &inputs);
+  py::array barr;
+  const T* b = channel_vector<T>(beta, "beta", s.c, &barr, &inputs);
   py::array_t<T> dx;  // outlives `inputs`, which refers to it
   py::object dx_obj = py::none();
   T* pdx = nullptr;
@@ -89,7 +91,7 @@ py::tuple bwd(const py::array& dy, const py::array& x, const py::array& mean, co
   T *pdg = dg.mutable_data(), *pdb = db.mutable_data();
   {
     ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
-    kernel(s, pdy, px, pm, pv, g, eps, pdx, pdg, pdb);
+    kernel(s, pdy, px, pm, pv, g, b, relu, eps, pdx, pdg, pdb);
   }
   return py::make_tuple(dx_obj, dg, db);
 }
@@ -100,15 +102,15 @@ void bind_batchnorm(py::module_& m) {
   m.def(
       "batchnorm_fwd_training",
       [](const py::array& x, const py::object& gamma, const py::object& beta, double eps, const py::object& out,
-         const py::object& out_mean, const py::object& out_var) {
+         const py::object& out_mean, const py::object& out_var, bool relu) {
         return with_dtype(x, "x", [&](auto tag) {
-          return fwd_training<decltype(tag)>(x, gamma, beta, eps, out, out_mean, out_var);
+          return fwd_training<decltype(tag)>(x, gamma, beta, eps, relu, out, out_mean, out_var);
         });
       },
       py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("eps"), py::arg("out") = py::none(),
-      py::arg("out_mean") = py::none(), py::arg("out_var") = py::none(),
+      py::arg("out_mean") = py::none(), py::arg("out_var") = py::none(), py::arg("relu") = false,
       "(y, mean, var): x (N, C, ...) normalised with its per-channel batch mean and biased variance, "
-      "then * gamma + beta (None: 1 / 0).");
+      "then * gamma + beta (None: 1 / 0); with relu, max(y, 0) (a ReLU after the layer, fused).");
   m.def(
       "batchnorm_fwd_inference",
       [](const py::array& x, const py::array& mean, const py::array& var, const py::object& gamma,
@@ -123,15 +125,17 @@ void bind_batchnorm(py::module_& m) {
       "batchnorm_bwd",
       [](const py::array& dy, const py::array& x, const py::array& mean, const py::array& var,
          const py::object& gamma, double eps, bool need_input_grad, const py::object& out,
-         const py::object& out_gamma, const py::object& out_beta) {
+         const py::object& out_gamma, const py::object& out_beta, const py::object& beta, bool relu) {
         return with_dtype(x, "x", [&](auto tag) {
-          return bwd<decltype(tag)>(dy, x, mean, var, gamma, eps, need_input_grad, out, out_gamma, out_beta);
+          return bwd<decltype(tag)>(dy, x, mean, var, gamma, eps, need_input_grad, out, out_gamma, out_beta, beta,
+                                    relu);
         });
       },
       py::arg("dy"), py::arg("x"), py::arg("mean"), py::arg("var"), py::arg("gamma"), py::arg("eps"),
       py::arg("need_input_grad") = true, py::arg("out") = py::none(), py::arg("out_gamma") = py::none(),
-      py::arg("out_beta") = py::none(),
-      "(dx or None, dgamma, dbeta) of batchnorm_fwd_training, given its batch mean and var.");
+      py::arg("out_beta") = py::none(), py::arg("beta") = py::none(), py::arg("relu") = false,
+      "(dx or None, dgamma, dbeta) of batchnorm_fwd_training, given its batch mean and var; with relu, of "
+      "batchnorm_fwd_training(relu=True) (dy the ReLU's output gradient; beta as given to the forward).");
 }
 
 }  // namespace convforge::bindings

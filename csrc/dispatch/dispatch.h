@@ -38,13 +38,13 @@ using ReluBwdFn = void (*)(int64_t, const T*, const T*, T*);
 
 // Per-channel ops (kernels/channel_ops.h).
 template <class T>
-using BatchNormFwdTrainingFn = void (*)(const ChannelShape&, const T*, const T*, const T*, double, T*, T*, T*);
+using BatchNormFwdTrainingFn = void (*)(const ChannelShape&, const T*, const T*, const T*, double, bool, T*, T*, T*);
 template <class T>
 using BatchNormFwdInferenceFn = void (*)(const ChannelShape&, const T*, const T*, const T*, const T*, const T*,
                                          double, T*);
 template <class T>
-using BatchNormBwdFn = void (*)(const ChannelShape&, const T*, const T*, const T*, const T*, const T*, double, T*,
-                                T*, T*);
+using BatchNormBwdFn = void (*)(const ChannelShape&, const T*, const T*, const T*, const T*, const T*, const T*,
+                                bool, double, T*, T*, T*);
 template <class T>
 using GlobalAvgPoolFwdFn = void (*)(const ChannelShape&, const T*, T*);
 template <class T>

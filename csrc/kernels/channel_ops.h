@@ -30,14 +30,18 @@ inline int bandwidth_threads(int64_t items, double bytes) {
 // (two passes: the mean, then the sum of squared deviations from it), so float32 data of any
 // batch size loses nothing to accumulation. var is the biased (population) variance, as Keras
 // uses for its moving variance. gamma/beta may be null (scale=False / center=False).
+// relu: the training forward writes max(y, 0) (a ReLU after the layer, fused; NaN kept, -0 -> +0,
+// as the relu kernels), and the backward's dy is the gradient of that ReLU's output: passed where
+// the pre-activation, recomputed from x, mean, var, gamma, beta, is > 0 (as relu_bwd would).
 #define CONVFORGE_DECLARE_BATCHNORM(ISA, T)                                                                     \
   void batchnorm_fwd_training__##ISA(const ChannelShape& s, const T* src, const T* gamma, const T* beta,         \
-                                     double eps, T* dst, T* mean, T* var);                                      \
+                                     double eps, bool relu, T* dst, T* mean, T* var);                           \
   void batchnorm_fwd_inference__##ISA(const ChannelShape& s, const T* src, const T* mean, const T* var,         \
                                       const T* gamma, const T* beta, double eps, T* dst);                       \
   /* diff_src may be null (no input gradient wanted). */                                                       \
-  void batchnorm_bwd__##ISA(const ChannelShape& s, const T* diff_dst, const T* src, const T* mean, const T* var, \
-                            const T* gamma, double eps, T* diff_src, T* diff_gamma, T* diff_beta);
+  void batchnorm_bwd__##ISA(const ChannelShape& s, const T* diff_dst, const T* src, const T* mean, const T* var,   \
+                            const T* gamma, const T* beta, bool relu, double eps, T* diff_src, T* diff_gamma,     \
+                            T* diff_beta);
 CONVFORGE_DECLARE_BATCHNORM(ref, float)
 CONVFORGE_DECLARE_BATCHNORM(ref, double)
 CONVFORGE_DECLARE_BATCHNORM(avx2, float)

@@ -89,6 +89,7 @@ def batchnorm_fwd_training(
     out: _Float | None = None,
     out_mean: _Float | None = None,
     out_var: _Float | None = None,
+    relu: bool = False,
 ) -> tuple[_Float, _Float, _Float]: ...
 def batchnorm_fwd_inference(
     x: _Float, mean: _Float, var: _Float, gamma: _Float | None, beta: _Float | None, eps: float,
@@ -105,6 +106,8 @@ def batchnorm_bwd(
     out: _Float | None = None,
     out_gamma: _Float | None = None,
     out_beta: _Float | None = None,
+    beta: _Float | None = None,
+    relu: bool = False,
 ) -> tuple[_Float | None, _Float, _Float]: ...
 def global_avg_pool2d_fwd(x: _Float, out: _Float | None = None) -> _Float: ...
 def global_avg_pool2d_bwd(dy: _Float, input_shape: _Quad, out: _Float | None = None) -> _Float: ...

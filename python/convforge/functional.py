@@ -754,7 +754,7 @@ def _bn_input(x, name="x") -> np.ndarray:
     return x
 
 
-def batch_norm(x, gamma=None, beta=None, eps=1e-3, *, out=None, out_mean=None, out_var=None):
+def batch_norm(x, gamma=None, beta=None, eps=1e-3, *, out=None, out_mean=None, out_var=None, relu=False):
     """Batch normalisation with the batch's own statistics (training mode).
 
     Parameters
@@ -765,6 +765,9 @@ def batch_norm(x, gamma=None, beta=None, eps=1e-3, *, out=None, out_mean=None, o
         Scale and shift (None: 1 and 0).
     eps : float
         Added to the variance (Keras's default 1e-3; PyTorch's is 1e-5).
+    relu : bool
+        Return ``max(y, 0)`` instead (the ReLU after the layer, in the same pass; bit-identical
+        to ``relu(y)``). Its backward is ``batch_norm_backward(..., beta=beta, relu=True)``.
 
     Returns
     -------
@@ -780,6 +783,7 @@ def batch_norm(x, gamma=None, beta=None, eps=1e-3, *, out=None, out_mean=None, o
     x = _bn_input(x)
     v = _channel_vectors(x, gamma=gamma, beta=beta)
     eps = _eps(eps)
+    relu = _flag(relu, "relu")
     if x.shape[0] == 0:  # no images: an empty result and undefined (NaN) batch statistics
         channels = (x.shape[1],)
         y = _zeros(_output(out, "out", x.shape, x.dtype), x.shape, x.dtype)
@@ -788,7 +792,7 @@ def batch_norm(x, gamma=None, beta=None, eps=1e-3, *, out=None, out_mean=None, o
         for o in stats:
             o[...] = np.nan
         return y, stats[0], stats[1]
-    return _core.batchnorm_fwd_training(_contiguous(x), v["gamma"], v["beta"], eps, out, out_mean, out_var)
+    return _core.batchnorm_fwd_training(_contiguous(x), v["gamma"], v["beta"], eps, out, out_mean, out_var, relu)
 
 
 def batch_norm_inference(x, mean, var, gamma=None, beta=None, eps=1e-3, *, out=None):
@@ -807,7 +811,7 @@ def batch_norm_inference(x, mean, var, gamma=None, beta=None, eps=1e-3, *, out=N
 
 
 def batch_norm_backward(dy, x, mean, var, gamma=None, eps=1e-3, need_input_grad=True, *, out=None,
-                        out_gamma=None, out_beta=None):
+                        out_gamma=None, out_beta=None, beta=None, relu=False):
     """Gradients of :func:`batch_norm` (training mode, where mean and var depend on x).
 
     Parameters
@@ -817,6 +821,12 @@ def batch_norm_backward(dy, x, mean, var, gamma=None, eps=1e-3, need_input_grad=
         The batch statistics :func:`batch_norm` returned.
     gamma, eps
         As given to :func:`batch_norm`.
+    beta, relu
+        With ``relu=True``, the backward of ``batch_norm(x, gamma, beta, eps, relu=True)``
+        (pass the same ``beta``): ``dy`` is the gradient of the ReLU's output and passes where
+        the normalised value was > 0, recomputed from ``x`` exactly as the forward computed it
+        (the ReLU's backward in the same passes, with no extra array read; bit-identical to
+        ``batch_norm_backward(relu_backward(dy, y), ...)`` with ``y`` the forward's output).
 
     Returns
     -------
@@ -830,7 +840,8 @@ def batch_norm_backward(dy, x, mean, var, gamma=None, eps=1e-3, need_input_grad=
         raise ValueError(f"dy must have the shape of x {x.shape}, got {dy.shape}")
     if mean is None or var is None:
         raise TypeError("mean and var are required: the batch statistics batch_norm returned")
-    v = _channel_vectors(x, mean=mean, var=var, gamma=gamma)
+    v = _channel_vectors(x, mean=mean, var=var, gamma=gamma, beta=beta)
+    relu = _flag(relu, "relu")
     need_input_grad = _flag(need_input_grad, "need_input_grad")
     eps = _eps(eps)
     if x.shape[0] == 0:  # no images: an empty dx; dgamma and dbeta are sums over nothing
@@ -839,7 +850,7 @@ def batch_norm_backward(dy, x, mean, var, gamma=None, eps=1e-3, need_input_grad=
         return (dx, _zeros(_output(out_gamma, "out_gamma", channels, x.dtype), channels, x.dtype),
                 _zeros(_output(out_beta, "out_beta", channels, x.dtype), channels, x.dtype))
     return _core.batchnorm_bwd(_contiguous(dy), _contiguous(x), v["mean"], v["var"], v["gamma"], eps,
-                               need_input_grad, out, out_gamma, out_beta)
+                               need_input_grad, out, out_gamma, out_beta, v["beta"], relu)
 
 
 def _global_pool_input_shape(input_shape, dy: np.ndarray) -> tuple:

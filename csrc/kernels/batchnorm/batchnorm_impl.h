@@ -17,9 +17,17 @@
 namespace convforge {
 namespace {
 
+// The training forward's per-channel constants, y = (x - mean) * scale + shift, from the batch
+// statistics as returned: the forward and the backward of a fused ReLU compute them alike.
+template <class T>
+ReluOf<T> relu_scale_shift(T mean, T var, const T* gamma, const T* beta, double eps) {
+  const double inv_std = 1.0 / std::sqrt(static_cast<double>(var) + eps);
+  return {mean, static_cast<T>(gamma ? static_cast<double>(*gamma) * inv_std : inv_std), beta ? *beta : T(0)};
+}
+
 template <class Rows, class T>
 void batchnorm_fwd_training_impl(const ChannelShape& s, const T* src, const T* gamma, const T* beta, double eps,
-                                 T* dst, T* mean_out, T* var_out) {
+                                 bool relu, T* dst, T* mean_out, T* var_out) {
   const int64_t C = s.c, HW = s.hw, MB = s.mb;
   const double count = static_cast<double>(MB * HW);
   parallel_for(bandwidth_threads(C, 2.0 * sizeof(T) * s.size()), C, [&](int64_t c, int) {
@@ -28,14 +36,14 @@ void batchnorm_fwd_training_impl(const ChannelShape& s, const T* src, const T* g
     const double mean = sum / count;
     double ssd = 0;  // second pass: squared deviations from the mean, no cancellation
     for (int64_t n = 0; n < MB; ++n) ssd += Rows::sum_sq_dev(src + (n * C + c) * HW, HW, mean);
-    const double var = ssd / count;
-    const double inv_std = 1.0 / std::sqrt(var + eps);
-    const T a = static_cast<T>(gamma ? static_cast<double>(gamma[c]) * inv_std : inv_std);
-    const T b = beta ? beta[c] : T(0);
-    const T m = static_cast<T>(mean);
-    for (int64_t n = 0; n < MB; ++n) Rows::scale_shift(src + (n * C + c) * HW, HW, m, a, b, dst + (n * C + c) * HW);
+    // The scale from the variance as returned (rounded to T): the backward recomputes it, and
+    // with it a fused ReLU's pre-activation, from what it is given (relu_scale_shift).
+    const T v = static_cast<T>(ssd / count), m = static_cast<T>(mean);
+    const ReluOf<T> z = relu_scale_shift(m, v, gamma ? &gamma[c] : nullptr, beta ? &beta[c] : nullptr, eps);
+    for (int64_t n = 0; n < MB; ++n)
+      Rows::scale_shift(src + (n * C + c) * HW, HW, m, z.scale, z.shift, dst + (n * C + c) * HW, relu);
     mean_out[c] = m;
-    var_out[c] = static_cast<T>(var);
+    var_out[c] = v;
   });
 }
 
@@ -78,13 +86,18 @@ inline BatchnormSplit batchnorm_split(const ChannelShape& s) {
 //   dx = gamma * inv * (dy - dbeta / M - xc * inv^2 * sum(dy * xc) / M).
 template <class Rows, class T>
 void batchnorm_bwd_impl(const ChannelShape& s, const T* diff_dst, const T* src, const T* mean, const T* var,
-                        const T* gamma, double eps, T* diff_src, T* diff_gamma, T* diff_beta) {
+                        const T* gamma, const T* beta, bool relu, double eps, T* diff_src, T* diff_gamma,
+                        T* diff_beta) {
   const int64_t C = s.c, HW = s.hw, MB = s.mb;
   const double count = static_cast<double>(MB * HW);
   const BatchnormSplit p = batchnorm_split(s);
   // Per chunk and channel: sum(dy), sum(dy * xc), each first as Rows::kSumLanes lane sums
   // over the chunk's images (no horizontal sum per row: a 7x7 row is only 4 vectors).
   constexpr int64_t L = Rows::kSumLanes;
+  // A fused ReLU's pre-activation constants, per channel, as the forward computed them.
+  std::vector<ReluOf<T>> z(static_cast<std::size_t>(relu ? C : 0));
+  for (int64_t c = 0; c < (relu ? C : 0); ++c)
+    z[c] = relu_scale_shift(mean[c], var[c], gamma ? &gamma[c] : nullptr, beta ? &beta[c] : nullptr, eps);
   std::vector<double> partial(static_cast<std::size_t>(2 * p.chunks * C), 0.0);
   parallel_for(bandwidth_threads(p.chunks * p.blocks, 2.0 * sizeof(T) * s.size()), p.chunks * p.blocks,
                [&](int64_t item, int) {
@@ -95,7 +108,8 @@ void batchnorm_bwd_impl(const ChannelShape& s, const T* diff_dst, const T* src, 
                    for (int64_t c = c0; c < c1; ++c) {
                      const int64_t off = (n * C + c) * HW;
                      double* lane = lanes.data() + 2 * L * (c - c0);
-                     Rows::sum_dy_dy_dev(diff_dst + off, src + off, HW, static_cast<double>(mean[c]), lane, lane + L);
+                     Rows::sum_dy_dy_dev(diff_dst + off, relu ? &z[c] : nullptr, src + off, HW,
+                                         static_cast<double>(mean[c]), lane, lane + L);
                    }
                  double* sums = partial.data() + 2 * k * C;
                  for (int64_t c = c0; c < c1; ++c) {
@@ -121,7 +135,8 @@ void batchnorm_bwd_impl(const ChannelShape& s, const T* diff_dst, const T* src, 
     const int64_t n = item / p.blocks, c0 = item % p.blocks * p.per_block, c1 = std::min(C, c0 + p.per_block);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t off = (n * C + c) * HW;
-      Rows::bn_backward(diff_dst + off, src + off, HW, k1[c], k2[c], mean[c], k3[c], diff_src + off);
+      Rows::bn_backward(diff_dst + off, relu ? &z[c] : nullptr, src + off, HW, k1[c], k2[c], mean[c], k3[c],
+                        diff_src + off);
     }
   });
 }
@@ -132,14 +147,15 @@ void batchnorm_bwd_impl(const ChannelShape& s, const T* diff_dst, const T* src, 
 // Defines the three batchnorm kernels of one ISA and dtype from a rows struct.
 #define CONVFORGE_DEFINE_BATCHNORM(ISA, T, ROWS)                                                                 \
   void batchnorm_fwd_training__##ISA(const ChannelShape& s, const T* src, const T* gamma, const T* beta,           \
-                                     double eps, T* dst, T* mean, T* var) {                                       \
-    batchnorm_fwd_training_impl<ROWS>(s, src, gamma, beta, eps, dst, mean, var);                                  \
+                                     double eps, bool relu, T* dst, T* mean, T* var) {                            \
+    batchnorm_fwd_training_impl<ROWS>(s, src, gamma, beta, eps, relu, dst, mean, var);                            \
   }                                                                                                               \
   void batchnorm_fwd_inference__##ISA(const ChannelShape& s, const T* src, const T* mean, const T* var,           \
                                       const T* gamma, const T* beta, double eps, T* dst) {                        \
     batchnorm_fwd_inference_impl<ROWS>(s, src, mean, var, gamma, beta, eps, dst);                                 \
   }                                                                                                               \
   void batchnorm_bwd__##ISA(const ChannelShape& s, const T* diff_dst, const T* src, const T* mean, const T* var,   \
-                            const T* gamma, double eps, T* diff_src, T* diff_gamma, T* diff_beta) {               \
-    batchnorm_bwd_impl<ROWS>(s, diff_dst, src, mean, var, gamma, eps, diff_src, diff_gamma, diff_beta);           \
+                            const T* gamma, const T* beta, bool relu, double eps, T* diff_src, T* diff_gamma,     \
+                            T* diff_beta) {                                                                       \
+    batchnorm_bwd_impl<ROWS>(s, diff_dst, src, mean, var, gamma, beta, relu, eps, diff_src, diff_gamma, diff_beta); \
   }

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "kernels/rows/relu_of.h"
+
 namespace convforge {
 namespace {
 
@@ -60,14 +62,29 @@ struct RowsAvx2 {
   // Lane-wise: s_dy[l] += the dy values at positions i = l (mod 8), s_dy_dev[l] likewise
   // (kSumLanes doubles each); the caller sums the lanes once per channel, not once per row.
   static constexpr int kSumLanes = 8;
-  static void sum_dy_dy_dev(const float* dy, const float* x, int64_t n, double mean, double* s_dy,
-                            double* s_dy_dev) {
+  // relu (may be null): dy counts only where the fused ReLU's input z(x) > 0 (relu_of.h).
+  static void sum_dy_dy_dev(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, double mean,
+                            double* s_dy, double* s_dy_dev) {
+    if (relu == nullptr) return sum_dy_dy_dev_<false>(dy, relu, x, n, mean, s_dy, s_dy_dev);
+    sum_dy_dy_dev_<true>(dy, relu, x, n, mean, s_dy, s_dy_dev);
+  }
+  // z = (x - mean) * scale + shift as scale_shift computes it, and the mask z > 0.
+  static __m256 pre(__m256 x, __m256 vm, __m256 va, __m256 vb) { return _mm256_fmadd_ps(_mm256_sub_ps(x, vm), va, vb); }
+  static __m256 mask(const ReluOf<float>* r, __m256 x) {
+    const __m256 z = pre(x, _mm256_set1_ps(r->mean), _mm256_set1_ps(r->scale), _mm256_set1_ps(r->shift));
+    return _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ);
+  }
+  template <bool kRelu>
+  static void sum_dy_dy_dev_(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, double mean,
+                             double* s_dy, double* s_dy_dev) {
     const __m256d m = _mm256_set1_pd(mean);
     __m256d g0 = _mm256_loadu_pd(s_dy), g1 = _mm256_loadu_pd(s_dy + 4);
     __m256d p0 = _mm256_loadu_pd(s_dy_dev), p1 = _mm256_loadu_pd(s_dy_dev + 4);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-      const __m256 g = _mm256_loadu_ps(dy + i), v = _mm256_loadu_ps(x + i);
+      __m256 g = _mm256_loadu_ps(dy + i);
+      const __m256 v = _mm256_loadu_ps(x + i);
+      if constexpr (kRelu) g = _mm256_and_ps(g, mask(relu, v));
       const __m256d glo = lo(g), ghi = hi(g);
       g0 = _mm256_add_pd(g0, glo);
       g1 = _mm256_add_pd(g1, ghi);
@@ -77,33 +94,59 @@ struct RowsAvx2 {
     _mm256_storeu_pd(s_dy, g0), _mm256_storeu_pd(s_dy + 4, g1);
     _mm256_storeu_pd(s_dy_dev, p0), _mm256_storeu_pd(s_dy_dev + 4, p1);
     for (int l = 0; i < n; ++i, ++l) {
-      const double g = static_cast<double>(dy[i]);
+      const double g = !kRelu || scalar_passes(relu, x[i]) ? static_cast<double>(dy[i]) : 0.0;
       s_dy[l] += g;
       s_dy_dev[l] += g * (static_cast<double>(x[i]) - mean);
     }
   }
 
-  static void scale_shift(const float* x, int64_t n, float mean, float a, float b, float* y) {
+  // The scalar tails' mask: z through the same fused multiply-add as the vector lanes.
+  static bool scalar_passes(const ReluOf<float>* r, float x) {
+    const __m128 z = _mm_fmadd_ss(_mm_sub_ss(_mm_set_ss(x), _mm_set_ss(r->mean)), _mm_set_ss(r->scale),
+                                  _mm_set_ss(r->shift));
+    return _mm_cvtss_f32(z) > 0.0f;
+  }
+  // relu: max(y, 0) as relu_value (keep y unless y <= 0: NaN kept, -0 -> +0).
+  static void scale_shift(const float* x, int64_t n, float mean, float a, float b, float* y, bool relu = false) {
+    if (relu) return scale_shift_<true>(x, n, mean, a, b, y);
+    scale_shift_<false>(x, n, mean, a, b, y);
+  }
+  template <bool kRelu>
+  static __m256 post(__m256 v) {
+    if constexpr (kRelu) return _mm256_and_ps(v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NLE_UQ));
+    return v;
+  }
+  template <bool kRelu>
+  static void scale_shift_(const float* x, int64_t n, float mean, float a, float b, float* y) {
     const __m256 vm = _mm256_set1_ps(mean), va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
       const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
-      _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_sub_ps(v0, vm), va, vb));
-      _mm256_storeu_ps(y + i + 8, _mm256_fmadd_ps(_mm256_sub_ps(v1, vm), va, vb));
+      _mm256_storeu_ps(y + i, post<kRelu>(pre(v0, vm, va, vb)));
+      _mm256_storeu_ps(y + i + 8, post<kRelu>(pre(v1, vm, va, vb)));
     }
     for (; i < n; i += 8) {
       const __m256i k = tail(n - i);
-      _mm256_maskstore_ps(y + i, k, _mm256_fmadd_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), vm), va, vb));
+      _mm256_maskstore_ps(y + i, k, post<kRelu>(pre(_mm256_maskload_ps(x + i, k), vm, va, vb)));
     }
   }
 
-  static void bn_backward(const float* dy, const float* x, int64_t n, float c1, float c2, float mean, float c3,
-                          float* dx) {
+  static void bn_backward(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, float c1, float c2,
+                          float mean, float c3, float* dx) {
+    if (relu == nullptr) return bn_backward_<false>(dy, relu, x, n, c1, c2, mean, c3, dx);
+    bn_backward_<true>(dy, relu, x, n, c1, c2, mean, c3, dx);
+  }
+  template <bool kRelu>
+  static void bn_backward_(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, float c1, float c2,
+                           float mean, float c3, float* dx) {
     const __m256 v1 = _mm256_set1_ps(c1), v2 = _mm256_set1_ps(c2), vm = _mm256_set1_ps(mean), v3 = _mm256_set1_ps(c3);
     for (int64_t i = 0; i < n; i += 8) {
       const __m256i k = tail(n - i);
-      const __m256 r = _mm256_fmadd_ps(v2, _mm256_sub_ps(_mm256_maskload_ps(x + i, k), vm), v3);
-      _mm256_maskstore_ps(dx + i, k, _mm256_fmadd_ps(v1, _mm256_maskload_ps(dy + i, k), r));
+      const __m256 xv = _mm256_maskload_ps(x + i, k);
+      const __m256 r = _mm256_fmadd_ps(v2, _mm256_sub_ps(xv, vm), v3);
+      __m256 g = _mm256_maskload_ps(dy + i, k);
+      if constexpr (kRelu) g = _mm256_and_ps(g, mask(relu, xv));
+      _mm256_maskstore_ps(dx + i, k, _mm256_fmadd_ps(v1, g, r));
     }
   }
 

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "kernels/rows/relu_of.h"
+
 namespace convforge {
 namespace {
 
@@ -65,14 +67,29 @@ struct RowsAvx512 {
   // Lane-wise: s_dy[l] += the dy values at positions i = l (mod 16), s_dy_dev[l] likewise
   // (kSumLanes doubles each); the caller sums the lanes once per channel, not once per row.
   static constexpr int kSumLanes = 16;
-  static void sum_dy_dy_dev(const float* dy, const float* x, int64_t n, double mean, double* s_dy,
-                            double* s_dy_dev) {
+  // relu (may be null): dy counts only where the fused ReLU's input z(x) > 0 (relu_of.h).
+  static void sum_dy_dy_dev(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, double mean,
+                            double* s_dy, double* s_dy_dev) {
+    if (relu == nullptr) return sum_dy_dy_dev_<false>(dy, relu, x, n, mean, s_dy, s_dy_dev);
+    sum_dy_dy_dev_<true>(dy, relu, x, n, mean, s_dy, s_dy_dev);
+  }
+  // z = (x - mean) * scale + shift as scale_shift computes it, and the lanes where z > 0.
+  static __m512 pre(__m512 x, __m512 vm, __m512 va, __m512 vb) { return _mm512_fmadd_ps(_mm512_sub_ps(x, vm), va, vb); }
+  static __mmask16 mask(__mmask16 k, const ReluOf<float>* r, __m512 x) {
+    const __m512 z = pre(x, _mm512_set1_ps(r->mean), _mm512_set1_ps(r->scale), _mm512_set1_ps(r->shift));
+    return _mm512_mask_cmp_ps_mask(k, z, _mm512_setzero_ps(), _CMP_GT_OQ);
+  }
+  template <bool kRelu>
+  static void sum_dy_dy_dev_(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, double mean,
+                             double* s_dy, double* s_dy_dev) {
     const __m512d m = _mm512_set1_pd(mean);
     __m512d g0 = _mm512_loadu_pd(s_dy), g1 = _mm512_loadu_pd(s_dy + 8);
     __m512d p0 = _mm512_loadu_pd(s_dy_dev), p1 = _mm512_loadu_pd(s_dy_dev + 8);
     for (int64_t i = 0; i < n; i += 16) {  // masked lanes: dy = 0, so both sums add 0
-      const __mmask16 k = tail(n - i);
-      const __m512 g = _mm512_maskz_loadu_ps(k, dy + i), v = _mm512_maskz_loadu_ps(k, x + i);
+      __mmask16 k = tail(n - i);
+      const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+      if constexpr (kRelu) k = mask(k, relu, v);
+      const __m512 g = _mm512_maskz_loadu_ps(k, dy + i);
       const __m512d glo = lo(g), ghi = hi(g);
       g0 = _mm512_add_pd(g0, glo);
       g1 = _mm512_add_pd(g1, ghi);
@@ -83,32 +100,55 @@ struct RowsAvx512 {
     _mm512_storeu_pd(s_dy_dev, p0), _mm512_storeu_pd(s_dy_dev + 8, p1);
   }
 
-  static void scale_shift(const float* x, int64_t n, float mean, float a, float b, float* y) {
+  // relu: max(y, 0) as relu_value (keep y unless y <= 0: NaN kept, -0 -> +0).
+  static void scale_shift(const float* x, int64_t n, float mean, float a, float b, float* y, bool relu = false) {
+    if (relu) return scale_shift_<true>(x, n, mean, a, b, y);
+    scale_shift_<false>(x, n, mean, a, b, y);
+  }
+  template <bool kRelu>
+  static __m512 post(__m512 v) {
+    if constexpr (kRelu) return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), v);
+    return v;
+  }
+  template <bool kRelu>
+  static void scale_shift_(const float* x, int64_t n, float mean, float a, float b, float* y) {
     const __m512 vm = _mm512_set1_ps(mean), va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
       const __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
-      _mm512_storeu_ps(y + i, _mm512_fmadd_ps(_mm512_sub_ps(v0, vm), va, vb));
-      _mm512_storeu_ps(y + i + 16, _mm512_fmadd_ps(_mm512_sub_ps(v1, vm), va, vb));
+      _mm512_storeu_ps(y + i, post<kRelu>(pre(v0, vm, va, vb)));
+      _mm512_storeu_ps(y + i + 16, post<kRelu>(pre(v1, vm, va, vb)));
     }
     for (; i < n; i += 16) {
       const __mmask16 k = tail(n - i);
-      _mm512_mask_storeu_ps(y + i, k, _mm512_fmadd_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), va, vb));
+      _mm512_mask_storeu_ps(y + i, k, post<kRelu>(pre(_mm512_maskz_loadu_ps(k, x + i), vm, va, vb)));
     }
   }
 
-  static void bn_backward(const float* dy, const float* x, int64_t n, float c1, float c2, float mean, float c3,
-                          float* dx) {
+  static void bn_backward(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, float c1, float c2,
+                          float mean, float c3, float* dx) {
+    if (relu == nullptr) return bn_backward_<false>(dy, relu, x, n, c1, c2, mean, c3, dx);
+    bn_backward_<true>(dy, relu, x, n, c1, c2, mean, c3, dx);
+  }
+  template <bool kRelu>
+  static void bn_backward_(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, float c1, float c2,
+                           float mean, float c3, float* dx) {
     const __m512 v1 = _mm512_set1_ps(c1), v2 = _mm512_set1_ps(c2), vm = _mm512_set1_ps(mean), v3 = _mm512_set1_ps(c3);
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-      const __m512 r = _mm512_fmadd_ps(v2, _mm512_sub_ps(_mm512_loadu_ps(x + i), vm), v3);
-      _mm512_storeu_ps(dx + i, _mm512_fmadd_ps(v1, _mm512_loadu_ps(dy + i), r));
+      const __m512 xv = _mm512_loadu_ps(x + i);
+      const __m512 r = _mm512_fmadd_ps(v2, _mm512_sub_ps(xv, vm), v3);
+      __m512 g = _mm512_loadu_ps(dy + i);
+      if constexpr (kRelu) g = _mm512_maskz_mov_ps(mask(0xFFFF, relu, xv), g);
+      _mm512_storeu_ps(dx + i, _mm512_fmadd_ps(v1, g, r));
     }
     if (i < n) {
       const __mmask16 k = tail(n - i);
-      const __m512 r = _mm512_fmadd_ps(v2, _mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), v3);
-      _mm512_mask_storeu_ps(dx + i, k, _mm512_fmadd_ps(v1, _mm512_maskz_loadu_ps(k, dy + i), r));
+      const __m512 xv = _mm512_maskz_loadu_ps(k, x + i);
+      const __m512 r = _mm512_fmadd_ps(v2, _mm512_sub_ps(xv, vm), v3);
+      __mmask16 kg = k;
+      if constexpr (kRelu) kg = mask(k, relu, xv);
+      _mm512_mask_storeu_ps(dx + i, k, _mm512_fmadd_ps(v1, _mm512_maskz_loadu_ps(kg, dy + i), r));
     }
   }
 

@@ -76,6 +76,8 @@ class ReLU(_ActivationLayer):
     activation_name = "relu"
 
     def forward(self, x, training=False):
+        if training and self._applied_by_previous:
+            return self._output(x, training)  # rectified by the BatchNormalization before it
         if self._inplace and training and x.flags.c_contiguous:
             y = F.relu(x, out=x)  # the Conv2D/Dense output it belongs to
         else:
@@ -85,9 +87,13 @@ class ReLU(_ActivationLayer):
     # Set by Sequential when the next layer is a MaxPooling2D that applies this gradient
     # itself (see MaxPooling2D._gates_relu): dy arrives already masked.
     _masked_by_next = False
+    # Set by the model when this ReLU reads only the output of a BatchNormalization that runs
+    # it in its own kernels in training (see BatchNormalization._relu_after): x arrives
+    # rectified, and that layer's backward applies this gradient.
+    _applied_by_previous = False
 
     def _grad(self, dy, y):
-        if self._masked_by_next:
+        if self._masked_by_next or self._applied_by_previous:
             return dy
         # y > 0 exactly where x > 0, so the output serves for the mask.
         if dy.dtype != y.dtype or dy.shape != y.shape:

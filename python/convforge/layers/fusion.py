@@ -2,7 +2,10 @@
 
 Training: a ReLU right before a MaxPooling2D -- the pool's backward applies
 the ReLU's gradient in its scatter (its input is the ReLU's output), saving a
-pass over the feature maps (:func:`fuse_relu_into_pool`).
+pass over the feature maps (:func:`fuse_relu_into_pool`). A ReLU right after a
+BatchNormalization runs in the normalisation's kernels, forward (``max(y, 0)``
+as it writes y) and backward (the gradient gated by that output as it is read):
+the ReLU's own two passes are gone (:func:`fuse_bn_relu`).
 
 Inference: a BatchNormalization right after a linear Conv2D is folded into the
 conv's weights, ``w' = w * gamma / sqrt(var + eps)``, ``b' = (b - mean) *
@@ -29,7 +32,15 @@ from .merging import Add, Average, Concatenate, Multiply, Subtract
 from .normalization import BatchNormalization
 from .pooling import MaxPooling2D
 
-__all__ = ["FoldedConvBatchNorm", "InPlaceReLU", "ending_relu", "foldable", "fuse_relu_into_pool", "reset_fusion"]
+__all__ = [
+    "FoldedConvBatchNorm",
+    "InPlaceReLU",
+    "ending_relu",
+    "foldable",
+    "fuse_bn_relu",
+    "fuse_relu_into_pool",
+    "reset_fusion",
+]
 
 
 def ending_relu(layer):
@@ -42,9 +53,12 @@ def reset_fusion(layer) -> None:
     """Undo any fusion decision on ``layer`` (done before a model plans its backward pass)."""
     if isinstance(layer, MaxPooling2D):
         layer._gates_relu = False
+    if isinstance(layer, BatchNormalization):
+        layer._relu_after = False
     relu = ending_relu(layer)
     if relu is not None:
         relu._masked_by_next = False
+        relu._applied_by_previous = False
 
 
 def fuse_relu_into_pool(before, pool) -> bool:
@@ -55,6 +69,17 @@ def fuse_relu_into_pool(before, pool) -> bool:
         return False
     pool._gates_relu = True
     relu._masked_by_next = True
+    return True
+
+
+def fuse_bn_relu(bn, relu) -> bool:
+    """Fuse if ``bn`` is a BatchNormalization and ``relu`` a plain ReLU layer; the caller
+    guarantees that ``relu`` is the only consumer of ``bn``'s output. Exact classes only: a
+    subclass may compute something else."""
+    if type(bn) is not BatchNormalization or not is_plain_relu(relu):
+        return False
+    bn._relu_after = True
+    ending_relu(relu)._applied_by_previous = True
     return True
 
 

@@ -64,7 +64,13 @@ class BatchNormalization(Layer):
     (``trainable=False``) runs in inference mode even inside ``fit``.
     """
 
-    _cache_attrs = ("_x", "_mean", "_var", "_frozen_scale")
+    _cache_attrs = ("_x", "_mean", "_var", "_frozen_scale", "_gate")
+
+    # Set by the model when the only reader of this layer's output is a plain ReLU
+    # (layers/fusion.py): in training this layer writes max(y, 0) and its backward applies the
+    # ReLU's gradient, in the same passes over the feature maps (the ReLU passes both through).
+    _relu_after = False
+    _gate = None
 
     def __init__(
         self,
@@ -156,10 +162,14 @@ class BatchNormalization(Layer):
     def forward(self, x, training=False):
         p = self.params
         gamma, beta = p.get("gamma"), p.get("beta")
+        relu = training and self._relu_after
+        self._gate = None
         if not training or not self.trainable:
             self._x = self._mean = self._var = None
             out = self._buffers("y", x.shape, x.dtype) if training else None
             y = F.batch_norm_inference(x, p["moving_mean"], p["moving_variance"], gamma, beta, self.epsilon, out=out)
+            if relu:
+                self._gate = F.relu(y, out=y)
             if training:  # frozen: backward is the per-channel scale gamma / sqrt(moving_variance + eps)
                 scale = 1.0 / np.sqrt(p["moving_variance"].astype(np.float64) + self.epsilon)
                 if gamma is not None:
@@ -171,7 +181,7 @@ class BatchNormalization(Layer):
         channels = (x.shape[1],)
         y, mean, var = F.batch_norm(
             x, gamma, beta, self.epsilon, out=b("y", x.shape, x.dtype), out_mean=b("mean", channels, x.dtype),
-            out_var=b("var", channels, x.dtype),
+            out_var=b("var", channels, x.dtype), relu=relu,
         )
         # In place: the optimizer and saving hold these arrays. An empty batch has no statistics
         # (NaN): the moving ones stay as they are.
@@ -186,7 +196,9 @@ class BatchNormalization(Layer):
 
     def backward(self, dy):
         if self._frozen_scale is not None:
-            return dy * self._frozen_scale if self.input_grad_needed else None
+            if not self.input_grad_needed:
+                return None
+            return (dy if self._gate is None else F.relu_backward(dy, self._gate)) * self._frozen_scale
         if self._x is None:
             raise self._missing_cache()
         x, b = self._x, self._buffers
@@ -195,6 +207,7 @@ class BatchNormalization(Layer):
             dy, x, self._mean, self._var, self.params.get("gamma"), self.epsilon, self.input_grad_needed,
             out=b("dx", x.shape, x.dtype) if self.input_grad_needed else None,
             out_gamma=b("dgamma", channels, x.dtype), out_beta=b("dbeta", channels, x.dtype),
+            beta=self.params.get("beta"), relu=self._relu_after,
         )
         if self.scale:
             self.grads["gamma"] = dgamma

@@ -674,7 +674,7 @@ class Functional(Model):
                 call._clear_cache()
 
     def _plan_backward(self) -> None:
-        """Which nodes run backward, which compute their input gradient, and the ReLU->MaxPool fusion."""
+        """Which nodes run backward, which compute their input gradient, and the training fusions."""
         needs = [False] * len(self._tensor_index)  # does the loss's gradient w.r.t. this tensor matter?
         consumers = [0] * len(self._tensor_index)
         for index in self._outputs_index:
@@ -691,11 +691,13 @@ class Functional(Model):
             step.backward = upstream or bool(step.layer.trainable_param_names())
             needs[step.out] = step.backward
         producer = {step.out: step for step in self._steps}
-        for pool in self._steps:
-            before = None if pool.many else producer.get(pool.inputs[0])
-            # Fused only where the pool is the one consumer of the ReLU's output (fan-out 1).
-            if before is not None and consumers[pool.inputs[0]] == 1 and not (pool.shared or before.shared):
-                fusion.fuse_relu_into_pool(before.call, pool.call)
+        for after in self._steps:
+            before = None if after.many else producer.get(after.inputs[0])
+            # Fused only where `after` is the one consumer of `before`'s output (fan-out 1):
+            # ReLU -> MaxPooling2D and BatchNormalization -> ReLU (layers/fusion.py).
+            if before is not None and consumers[after.inputs[0]] == 1 and not (after.shared or before.shared):
+                fusion.fuse_relu_into_pool(before.call, after.call)
+                fusion.fuse_bn_relu(before.call, after.call)
         self._trainable_plan = trainable_plan(self.layers)
         # What _backward walks, worked out once here rather than at every batch.
         self._backward_steps = [step for step in reversed(self._steps) if step.backward]
