@@ -69,21 +69,21 @@ def winograd_part(batches) -> None:
 
 
 def fusion_part(rounds: int) -> None:
-    real_fuse = fusion.fuse_bn_relu
+    real_fuse = fusion.bn_relu_fusable
     batch = 128
     rng = np.random.default_rng(0)
     x = rng.random((10 * batch, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, 10 * batch)
     models = {}
     for fused in (True, False):
-        fusion.fuse_bn_relu = real_fuse if fused else (lambda bn, relu: False)
+        fusion.bn_relu_fusable = real_fuse if fused else (lambda bn, relu: False)
         convforge.seed(0)
         model = resnet()
         model.compile(optimizer=convforge.optimizers.SGD(0.05, momentum=0.9), loss="sparse_categorical_crossentropy")
         for _ in range(3):
             model.train_on_batch(x[:batch], y[:batch])  # built, planned (fused or not), warm
         models[fused] = model
-    fusion.fuse_bn_relu = real_fuse
+    fusion.bn_relu_fusable = real_fuse
     steps = {True: [], False: []}
     for r in range(rounds):
         for fused in ((False, True) if r % 2 == 0 else (True, False)):  # neither always goes first

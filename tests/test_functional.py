@@ -472,6 +472,20 @@ def _bn_relu_graph(frozen: bool, dtype="float32"):
     return model, (bn1, relu1, bn2, relu2, bn3, relu3)
 
 
+def _fused_pairs(model):
+    """(BatchNormalization, ReLU) layer pairs the model trains as one."""
+    steps = model._steps
+    return [(a.layer, b.layer) for a in steps if a.relu_next for b in steps if b.relu_done and b.inputs == [a.out]]
+
+
+def _training_step(model, x, y):
+    """Outputs and gradients of one training step (nothing applied)."""
+    xb, yb = model._batches(*model._prepare(x, y), len(x)).slice(0, len(x))
+    _, outs, dhead = model._forward_loss(xb, yb, training=True, need_grad=True)
+    model._backward(dhead)
+    return [o.copy() for o in outs] + [g.copy() for _, _, g in model._gradients()]
+
+
 @pytest.mark.parametrize("frozen", [False, True], ids=["trainable", "frozen"])
 def test_batch_norm_relu_fusion_trains_bit_for_bit_as_unfused(frozen):
     convforge.seed(30)
@@ -482,32 +496,69 @@ def test_batch_norm_relu_fusion_trains_bit_for_bit_as_unfused(frozen):
     model._build_from_data(x)
     model._plan_backward()
     model._resolve_loss_path()
-    assert bn1._relu_after and relu1._applied_by_previous
-    assert bn2._relu_after and relu2.activation._applied_by_previous
-    assert not bn3._relu_after and not relu3._applied_by_previous  # its output has two readers
-
-    def step():
-        xb, yb = model._batches(*model._prepare(x, y), 5).slice(0, 5)
-        _, outs, dhead = model._forward_loss(xb, yb, training=True, need_grad=True)
-        model._backward(dhead)
-        return [o.copy() for o in outs] + [g.copy() for _, _, g in model._gradients()]
-
-    fused = step()
-    bn1._relu_after = bn2._relu_after = False
-    relu1._applied_by_previous = relu2.activation._applied_by_previous = False
-    unfused = step()
+    # bn3's output has two readers (its ReLU and the Add): not fused.
+    assert _fused_pairs(model) == [(bn1, relu1), (bn2, relu2)]
+    fused = _training_step(model, x, y)
+    for step in model._steps:
+        step.relu_next = step.relu_done = False
+    unfused = _training_step(model, x, y)
     assert len(fused) == len(unfused) and len(fused) >= 8
     for a, b in zip(fused, unfused):
         np.testing.assert_array_equal(a, b)
 
 
+def test_batch_norm_relu_fusion_belongs_to_the_model_not_the_layers():
+    # A second model over the same layers (the feature-map recipe) must not change what the
+    # first computes, nor the first what it computes: the fusion is marked on each model's steps.
+    convforge.seed(34)
+    seq = convforge.Sequential([layers.Input((6, 6, 2)), layers.Conv2D(4, 3, padding="same"),
+                                layers.BatchNormalization(), layers.ReLU(), layers.Flatten(), layers.Dense(2)])
+    seq.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(35)
+    x, y = rng.standard_normal((4, 6, 6, 2)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+    seq.train_on_batch(x, y)
+    features = convforge.Model(seq.inputs, [seq.layers[1].output, seq.layers[2].output])
+    bn_out, relu_out = features(x, training=True)
+    assert bn_out.min() < 0 and relu_out.min() == 0
+    np.testing.assert_array_equal(relu_out, np.maximum(bn_out, 0))
+    seq.train_on_batch(x, y)  # plans (and fuses) seq again
+    bn_out2, _ = features(x, training=True)
+    assert bn_out2.min() < 0  # the BatchNormalization's own output, not rectified
+    probe = convforge.Model(seq.inputs, seq.layers[1].output)
+    assert probe(x, training=True).min() < 0
+    assert seq(x, training=True).shape == (4, 2)
+    assert _fused_pairs(seq._graph) == [(seq.layers[1], seq.layers[2])]
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["trainable", "frozen"])
+def test_predict_between_forward_and_backward_leaves_the_training_step_alone(frozen):
+    # predict may run in another thread during fit (docs/RELIABILITY.md): an inference call
+    # between a step's forward and backward must not touch what the backward reads.
+    convforge.seed(36)
+    model, _ = _bn_relu_graph(frozen)
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(37)
+    x, y = rng.standard_normal((5, 6, 6, 2)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
+    model._build_from_data(x)
+    model._plan_backward()
+    model._resolve_loss_path()
+    want = _training_step(model, x, y)
+    xb, yb = model._batches(*model._prepare(x, y), 5).slice(0, 5)
+    _, outs, dhead = model._forward_loss(xb, yb, training=True, need_grad=True)
+    model(rng.standard_normal((3, 6, 6, 2)).astype(np.float32))  # inference, in between
+    model._backward(dhead)
+    got = [o.copy() for o in outs] + [g.copy() for _, _, g in model._gradients()]
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_batch_norm_relu_fusion_gradients_are_the_numerical_derivative():
     convforge.seed(32)
-    model, (bn1, *_rest) = _bn_relu_graph(False, "float64")
+    model, (bn1, relu1, *_rest) = _bn_relu_graph(False, "float64")
     rng = np.random.default_rng(33)
     report = _check(model, rng.standard_normal((4, 6, 6, 2)), rng.standard_normal((4, 3)), "mse")
     assert report.passed, report
-    assert bn1._relu_after
+    assert (bn1, relu1) in _fused_pairs(model)
 
 
 def test_a_chain_trains_bit_for_bit_as_the_sequential_model():

@@ -76,8 +76,6 @@ class ReLU(_ActivationLayer):
     activation_name = "relu"
 
     def forward(self, x, training=False):
-        if training and self._applied_by_previous:
-            return self._output(x, training)  # rectified by the BatchNormalization before it
         if self._inplace and training and x.flags.c_contiguous:
             y = F.relu(x, out=x)  # the Conv2D/Dense output it belongs to
         else:
@@ -87,13 +85,9 @@ class ReLU(_ActivationLayer):
     # Set by Sequential when the next layer is a MaxPooling2D that applies this gradient
     # itself (see MaxPooling2D._gates_relu): dy arrives already masked.
     _masked_by_next = False
-    # Set by the model when this ReLU reads only the output of a BatchNormalization that runs
-    # it in its own kernels in training (see BatchNormalization._relu_after): x arrives
-    # rectified, and that layer's backward applies this gradient.
-    _applied_by_previous = False
 
     def _grad(self, dy, y):
-        if self._masked_by_next or self._applied_by_previous:
+        if self._masked_by_next:
             return dy
         # y > 0 exactly where x > 0, so the output serves for the mask.
         if dy.dtype != y.dtype or dy.shape != y.shape:
@@ -180,7 +174,8 @@ class _InputActivation(_ActivationLayer):
 
     def _output_of(self, x, y, training=False):
         # Embedded in Conv2D/Dense (in place) x is about to be overwritten by y: keep a copy.
-        self._x = (x.copy() if self._inplace else x) if training else None
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._x = x.copy() if self._inplace else x
         return super()._output_of(x, y, training)
 
     def backward(self, dy):

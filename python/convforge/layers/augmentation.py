@@ -96,8 +96,7 @@ class RandomFlip(_Augmentation):
         return y
 
     def forward(self, x, training=False):
-        if not training:
-            self._plan = None
+        if not training:  # the training plan stays: predict may run during fit (docs/RELIABILITY.md 10)
             return x
         n = x.shape[0]
         rng = self._generator()
@@ -145,8 +144,7 @@ class _Affine(_Augmentation):
         return i, inside
 
     def forward(self, x, training=False):
-        if not training:
-            self._plan = None
+        if not training:  # the training plan stays: predict may run during fit (docs/RELIABILITY.md 10)
             return x
         n, c, h, w = x.shape
         a, b = self._matrices(n, h, w, self._generator())

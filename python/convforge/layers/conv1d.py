@@ -235,7 +235,8 @@ class GlobalAveragePooling1D(Layer):
         return (1, input_shape[1]) if self.keepdims else (input_shape[1],)
 
     def forward(self, x, training=False):
-        self._steps = x.shape[1] if training else None
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._steps = x.shape[1]
         return x.mean(axis=1, keepdims=self.keepdims)
 
     def backward(self, dy):

@@ -115,7 +115,8 @@ class Conv2DTranspose(Layer):
         )
         if self.use_bias:
             y += self.params["bias"].reshape(1, -1, 1, 1)
-        self._x = x if training else None
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._x = x
         return y if self.activation is None else self.activation.forward(y, training)
 
     def backward(self, dy):

@@ -165,7 +165,8 @@ class DepthwiseConv2D(Layer):
 
     def forward(self, x, training=False):
         y = self._depthwise(x, self.params.get("bias"), training)
-        self._x = x if training else None
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._x = x
         return y if self.activation is None else self.activation.forward(y, training)
 
     def backward(self, dy):
@@ -283,7 +284,8 @@ class SeparableConv2D(DepthwiseConv2D):
     def forward(self, x, training=False):
         t = self._depthwise(x, None, training)
         y = F.conv2d(t, self.params["pointwise_kernel"], self.params.get("bias"))
-        self._x, self._t = (x, t) if training else (None, None)
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._x, self._t = x, t
         return y if self.activation is None else self.activation.forward(y, training)
 
     def backward(self, dy):

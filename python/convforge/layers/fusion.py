@@ -4,8 +4,10 @@ Training: a ReLU right before a MaxPooling2D -- the pool's backward applies
 the ReLU's gradient in its scatter (its input is the ReLU's output), saving a
 pass over the feature maps (:func:`fuse_relu_into_pool`). A ReLU right after a
 BatchNormalization runs in the normalisation's kernels, forward (``max(y, 0)``
-as it writes y) and backward (the gradient gated by that output as it is read):
-the ReLU's own two passes are gone (:func:`fuse_bn_relu`).
+as it writes y) and backward (dy masked where the normalised value, recomputed
+from x, was <= 0): the ReLU's own two passes are gone (:func:`bn_relu_fusable`;
+the model marks the pair on its own steps, since the forward changes and a layer
+may belong to several models).
 
 Inference: a BatchNormalization right after a linear Conv2D is folded into the
 conv's weights, ``w' = w * gamma / sqrt(var + eps)``, ``b' = (b - mean) *
@@ -37,7 +39,7 @@ __all__ = [
     "InPlaceReLU",
     "ending_relu",
     "foldable",
-    "fuse_bn_relu",
+    "bn_relu_fusable",
     "fuse_relu_into_pool",
     "reset_fusion",
 ]
@@ -53,12 +55,9 @@ def reset_fusion(layer) -> None:
     """Undo any fusion decision on ``layer`` (done before a model plans its backward pass)."""
     if isinstance(layer, MaxPooling2D):
         layer._gates_relu = False
-    if isinstance(layer, BatchNormalization):
-        layer._relu_after = False
     relu = ending_relu(layer)
     if relu is not None:
         relu._masked_by_next = False
-        relu._applied_by_previous = False
 
 
 def fuse_relu_into_pool(before, pool) -> bool:
@@ -72,15 +71,12 @@ def fuse_relu_into_pool(before, pool) -> bool:
     return True
 
 
-def fuse_bn_relu(bn, relu) -> bool:
-    """Fuse if ``bn`` is a BatchNormalization and ``relu`` a plain ReLU layer; the caller
-    guarantees that ``relu`` is the only consumer of ``bn``'s output. Exact classes only: a
-    subclass may compute something else."""
-    if type(bn) is not BatchNormalization or not is_plain_relu(relu):
-        return False
-    bn._relu_after = True
-    ending_relu(relu)._applied_by_previous = True
-    return True
+def bn_relu_fusable(bn, relu) -> bool:
+    """May ``bn`` -> ``relu`` train as one (``bn._forward_relu``, the ReLU passing x and dy
+    through)? ``bn`` a BatchNormalization and ``relu`` a plain ReLU layer, exact classes only (a
+    subclass may compute something else); the caller guarantees that ``relu`` is the only
+    consumer of ``bn``'s output."""
+    return type(bn) is BatchNormalization and is_plain_relu(relu)
 
 
 def foldable(conv, bn, relu=None) -> bool:

@@ -50,8 +50,7 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
     """
 
     def forward(self, x, training=False):
-        if not training:
-            self._in_shape = None
+        if not training:  # the training cache stays: predict may run during fit (docs/RELIABILITY.md 10)
             return self._shaped(F.global_avg_pool2d(x))
         self._in_shape = x.shape
         return self._shaped(F.global_avg_pool2d(x, out=self._buffers("y", x.shape[:2], x.dtype)))
@@ -75,8 +74,7 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
     """
 
     def forward(self, x, training=False):
-        if not training:
-            self._in_shape = self._indices = None
+        if not training:  # the training cache stays: predict may run during fit (docs/RELIABILITY.md 10)
             return self._shaped(F.global_max_pool2d(x))
         b = self._buffers
         y, self._indices = F.global_max_pool2d(

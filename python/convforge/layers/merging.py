@@ -80,7 +80,8 @@ class Add(_Merge):
         y = np.add(xs[0], xs[1], out=self._out(xs[0].shape, xs[0].dtype, training)) if len(xs) > 1 else xs[0]
         for x in xs[2:]:
             y += x
-        self._xs = len(xs) if training else None
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._xs = len(xs)
         return y
 
     def backward(self, dy):
@@ -98,7 +99,8 @@ class Subtract(_Merge):
         return super()._compute_internal_output_shape(input_shape)
 
     def forward(self, xs, training=False):
-        self._xs = 2 if training else None
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._xs = 2
         return np.subtract(xs[0], xs[1], out=self._out(xs[0].shape, xs[0].dtype, training))
 
     def backward(self, dy):
@@ -114,7 +116,8 @@ class Multiply(_Merge):
         y = np.multiply(xs[0], xs[1], out=self._out(xs[0].shape, xs[0].dtype, training)) if len(xs) > 1 else xs[0]
         for x in xs[2:]:
             y *= x
-        self._xs = list(xs) if training else None
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._xs = list(xs)
         return y
 
     def backward(self, dy):
@@ -141,7 +144,8 @@ class Average(_Merge):
         for x in xs[1:]:
             y += x
         y *= 1.0 / len(xs)
-        self._xs = len(xs) if training else None
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._xs = len(xs)
         return y
 
     def backward(self, dy):
@@ -202,7 +206,8 @@ class Concatenate(_Merge):
         shape = list(xs[0].shape)
         shape[axis] = sum(x.shape[axis] for x in xs)
         y = np.concatenate(xs, axis=axis, out=self._out(tuple(shape), xs[0].dtype, training))
-        self._sizes = [x.shape[axis] for x in xs] if training else None
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._sizes = [x.shape[axis] for x in xs]
         return y
 
     def backward(self, dy):

@@ -64,13 +64,9 @@ class BatchNormalization(Layer):
     (``trainable=False``) runs in inference mode even inside ``fit``.
     """
 
-    _cache_attrs = ("_x", "_mean", "_var", "_frozen_scale", "_gate")
-
-    # Set by the model when the only reader of this layer's output is a plain ReLU
-    # (layers/fusion.py): in training this layer writes max(y, 0) and its backward applies the
-    # ReLU's gradient, in the same passes over the feature maps (the ReLU passes both through).
-    _relu_after = False
-    _gate = None
+    _cache_attrs = ("_x", "_mean", "_var", "_frozen_scale", "_gate", "_relu_used")
+    _gate = None  # frozen with a fused ReLU: that ReLU's output, for its gradient
+    _relu_used = False  # the last training forward applied a fused ReLU (_forward_relu)
 
     def __init__(
         self,
@@ -160,23 +156,33 @@ class BatchNormalization(Layer):
         return tuple(input_shape)
 
     def forward(self, x, training=False):
+        return self._forward(x, training, relu=False)
+
+    def _forward_relu(self, x, training=False):
+        """``max(forward(x), 0)``: the plain ReLU after this layer, in its kernels (training with
+        batch statistics: no pass of its own; frozen: one in-place pass). Models call it in
+        training where that ReLU is the only reader of this output (layers/fusion.py); the
+        backward then applies the ReLU's gradient too, and the ReLU passes x and dy through."""
+        return self._forward(x, training, relu=True)
+
+    def _forward(self, x, training, relu):
         p = self.params
         gamma, beta = p.get("gamma"), p.get("beta")
-        relu = training and self._relu_after
-        self._gate = None
         if not training or not self.trainable:
-            self._x = self._mean = self._var = None
             out = self._buffers("y", x.shape, x.dtype) if training else None
             y = F.batch_norm_inference(x, p["moving_mean"], p["moving_variance"], gamma, beta, self.epsilon, out=out)
             if relu:
-                self._gate = F.relu(y, out=y)
+                F.relu(y, out=y)
+            # Inference leaves the training caches alone: predict may run in another thread
+            # between a training step's forward and backward.
             if training:  # frozen: backward is the per-channel scale gamma / sqrt(moving_variance + eps)
                 scale = 1.0 / np.sqrt(p["moving_variance"].astype(np.float64) + self.epsilon)
                 if gamma is not None:
                     scale = scale * gamma
                 self._frozen_scale = scale.astype(x.dtype).reshape((1, -1) + (1,) * (x.ndim - 2))
+                self._x = self._mean = self._var = None
+                self._gate, self._relu_used = (y if relu else None), relu
             return y
-        self._frozen_scale = None
         b = self._buffers
         channels = (x.shape[1],)
         y, mean, var = F.batch_norm(
@@ -192,6 +198,7 @@ class BatchNormalization(Layer):
             p["moving_variance"] *= m
             p["moving_variance"] += (1.0 - m) * var
         self._x, self._mean, self._var = x, mean, var
+        self._frozen_scale, self._gate, self._relu_used = None, None, relu
         return y
 
     def backward(self, dy):
@@ -207,7 +214,7 @@ class BatchNormalization(Layer):
             dy, x, self._mean, self._var, self.params.get("gamma"), self.epsilon, self.input_grad_needed,
             out=b("dx", x.shape, x.dtype) if self.input_grad_needed else None,
             out_gamma=b("dgamma", channels, x.dtype), out_beta=b("dbeta", channels, x.dtype),
-            beta=self.params.get("beta"), relu=self._relu_after,
+            beta=self.params.get("beta"), relu=bool(self._relu_used),
         )
         if self.scale:
             self.grads["gamma"] = dgamma

@@ -87,7 +87,8 @@ class ZeroPadding2D(_Margins2D):
             y[:, :, :, :l] = 0
             y[:, :, :, w + l :] = 0
         y[:, :, t : t + h, l : l + w] = x
-        self._in_shape = x.shape if training else None
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._in_shape = x.shape
         return y
 
     def backward(self, dy):
@@ -128,7 +129,8 @@ class Cropping2D(_Margins2D):
         h, w = x.shape[2] - t - b, x.shape[3] - l - r
         if h < 1 or w < 1:
             self._compute_internal_output_shape(x.shape[1:])  # raises, naming the shapes
-        self._in_shape = x.shape if training else None
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._in_shape = x.shape
         return np.ascontiguousarray(x[:, :, t : t + h, l : l + w])
 
     def backward(self, dy):

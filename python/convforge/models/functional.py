@@ -217,7 +217,8 @@ def check_dtype(dtype) -> np.dtype:
 class _Step:
     """One node of the model, as the executor runs it."""
 
-    __slots__ = ("node", "layer", "call", "inputs", "out", "many", "backward", "fused", "shared")
+    __slots__ = ("node", "layer", "call", "inputs", "out", "many", "backward", "fused", "shared", "relu_next",
+                 "relu_done")
 
     def __init__(self, node, call, inputs, out):
         self.node, self.layer, self.call = node, node.layer, call
@@ -225,6 +226,11 @@ class _Step:
         self.backward = True  # run in the backward pass (set by _plan_backward)
         self.fused = False  # a softmax head trained from its logits (set by _resolve_loss_path)
         self.shared = False  # its layer has other nodes in this model
+        # Training only, set by _plan_backward: a BatchNormalization that also applies the ReLU
+        # after it (layers/fusion.py), and that ReLU, which then passes x and dy through. On the
+        # model's steps, not on the layers: a layer may belong to several models.
+        self.relu_next = False
+        self.relu_done = False
 
 
 def _outputs_logits(layer: Layer, loss) -> bool:
@@ -557,6 +563,10 @@ class Functional(Model):
             x = [values[i] for i in step.inputs] if step.many else values[step.inputs[0]]
             if logits and step.fused:
                 values[step.out] = step.call._forward_logits(x, training)
+            elif training and step.relu_next:
+                values[step.out] = step.call._forward_relu(x, training)
+            elif training and step.relu_done:
+                values[step.out] = x  # rectified by the BatchNormalization before it
             else:
                 values[step.out] = step.call.forward(x, training)
             for index in done:
@@ -639,7 +649,10 @@ class Functional(Model):
                 t = step.node.outputs[0]
                 dy = np.zeros((self._batch_rows(grads), *t._internal), dtype=self.dtype)
             call = step.call
-            dx = call._backward_logits(dy) if step.fused else call.backward(dy)
+            if step.relu_done:  # its gradient is applied by the BatchNormalization's backward
+                dx = dy
+            else:
+                dx = call._backward_logits(dy) if step.fused else call.backward(dy)
             grads[step.out] = None
             if not call.input_grad_needed:
                 continue
@@ -691,13 +704,16 @@ class Functional(Model):
             step.backward = upstream or bool(step.layer.trainable_param_names())
             needs[step.out] = step.backward
         producer = {step.out: step for step in self._steps}
+        for step in self._steps:
+            step.relu_next = step.relu_done = False
         for after in self._steps:
             before = None if after.many else producer.get(after.inputs[0])
             # Fused only where `after` is the one consumer of `before`'s output (fan-out 1):
             # ReLU -> MaxPooling2D and BatchNormalization -> ReLU (layers/fusion.py).
             if before is not None and consumers[after.inputs[0]] == 1 and not (after.shared or before.shared):
                 fusion.fuse_relu_into_pool(before.call, after.call)
-                fusion.fuse_bn_relu(before.call, after.call)
+                if fusion.bn_relu_fusable(before.call, after.call):
+                    before.relu_next = after.relu_done = True
         self._trainable_plan = trainable_plan(self.layers)
         # What _backward walks, worked out once here rather than at every batch.
         self._backward_steps = [step for step in reversed(self._steps) if step.backward]
