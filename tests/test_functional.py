@@ -486,16 +486,22 @@ def _training_step(model, x, y):
     return [o.copy() for o in outs] + [g.copy() for _, _, g in model._gradients()]
 
 
-@pytest.mark.parametrize("frozen", [False, True], ids=["trainable", "frozen"])
-def test_batch_norm_relu_fusion_trains_bit_for_bit_as_unfused(frozen):
-    convforge.seed(30)
-    model, (bn1, relu1, bn2, relu2, bn3, relu3) = _bn_relu_graph(frozen)
+def _planned_bn_relu_graph(frozen: bool, seed: int):
+    """_bn_relu_graph compiled and planned for training, with a batch (x, y) of 5."""
+    convforge.seed(seed)
+    model, pairs = _bn_relu_graph(frozen)
     model.compile(optimizer="sgd", loss="mse")
-    rng = np.random.default_rng(31)
+    rng = np.random.default_rng(seed + 1)
     x, y = rng.standard_normal((5, 6, 6, 2)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
     model._build_from_data(x)
     model._plan_backward()
     model._resolve_loss_path()
+    return model, pairs, x, y
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["trainable", "frozen"])
+def test_batch_norm_relu_fusion_trains_bit_for_bit_as_unfused(frozen):
+    model, (bn1, relu1, bn2, relu2, bn3, relu3), x, y = _planned_bn_relu_graph(frozen, 30)
     # bn3's output has two readers (its ReLU and the Add): not fused.
     assert _fused_pairs(model) == [(bn1, relu1), (bn2, relu2)]
     fused = _training_step(model, x, y)
@@ -534,18 +540,11 @@ def test_batch_norm_relu_fusion_belongs_to_the_model_not_the_layers():
 def test_predict_between_forward_and_backward_leaves_the_training_step_alone(frozen):
     # predict may run in another thread during fit (docs/RELIABILITY.md): an inference call
     # between a step's forward and backward must not touch what the backward reads.
-    convforge.seed(36)
-    model, _ = _bn_relu_graph(frozen)
-    model.compile(optimizer="sgd", loss="mse")
-    rng = np.random.default_rng(37)
-    x, y = rng.standard_normal((5, 6, 6, 2)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
-    model._build_from_data(x)
-    model._plan_backward()
-    model._resolve_loss_path()
+    model, _, x, y = _planned_bn_relu_graph(frozen, 36)
     want = _training_step(model, x, y)
     xb, yb = model._batches(*model._prepare(x, y), 5).slice(0, 5)
     _, outs, dhead = model._forward_loss(xb, yb, training=True, need_grad=True)
-    model(rng.standard_normal((3, 6, 6, 2)).astype(np.float32))  # inference, in between
+    model(np.random.default_rng(38).standard_normal((3, 6, 6, 2)).astype(np.float32))  # inference, in between
     model._backward(dhead)
     got = [o.copy() for o in outs] + [g.copy() for _, _, g in model._gradients()]
     for a, b in zip(got, want):

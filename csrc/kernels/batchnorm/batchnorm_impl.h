@@ -98,6 +98,9 @@ void batchnorm_bwd_impl(const ChannelShape& s, const T* diff_dst, const T* src, 
   std::vector<ReluOf<T>> z(static_cast<std::size_t>(relu ? C : 0));
   for (int64_t c = 0; c < (relu ? C : 0); ++c)
     z[c] = relu_scale_shift(mean[c], var[c], gamma ? &gamma[c] : nullptr, beta ? &beta[c] : nullptr, eps);
+  // The ReLU's presence chosen once here, not per row: each row primitive has both forms.
+  const auto sum_row = relu ? &Rows::template sum_dy_dy_dev<true> : &Rows::template sum_dy_dy_dev<false>;
+  const auto dx_row = relu ? &Rows::template bn_backward<true> : &Rows::template bn_backward<false>;
   std::vector<double> partial(static_cast<std::size_t>(2 * p.chunks * C), 0.0);
   parallel_for(bandwidth_threads(p.chunks * p.blocks, 2.0 * sizeof(T) * s.size()), p.chunks * p.blocks,
                [&](int64_t item, int) {
@@ -108,8 +111,8 @@ void batchnorm_bwd_impl(const ChannelShape& s, const T* diff_dst, const T* src, 
                    for (int64_t c = c0; c < c1; ++c) {
                      const int64_t off = (n * C + c) * HW;
                      double* lane = lanes.data() + 2 * L * (c - c0);
-                     Rows::sum_dy_dy_dev(diff_dst + off, relu ? &z[c] : nullptr, src + off, HW,
-                                         static_cast<double>(mean[c]), lane, lane + L);
+                     sum_row(diff_dst + off, relu ? &z[c] : nullptr, src + off, HW, static_cast<double>(mean[c]), lane,
+                             lane + L);
                    }
                  double* sums = partial.data() + 2 * k * C;
                  for (int64_t c = c0; c < c1; ++c) {
@@ -135,8 +138,7 @@ void batchnorm_bwd_impl(const ChannelShape& s, const T* diff_dst, const T* src, 
     const int64_t n = item / p.blocks, c0 = item % p.blocks * p.per_block, c1 = std::min(C, c0 + p.per_block);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t off = (n * C + c) * HW;
-      Rows::bn_backward(diff_dst + off, relu ? &z[c] : nullptr, src + off, HW, k1[c], k2[c], mean[c], k3[c],
-                        diff_src + off);
+      dx_row(diff_dst + off, relu ? &z[c] : nullptr, src + off, HW, k1[c], k2[c], mean[c], k3[c], diff_src + off);
     }
   });
 }

@@ -62,21 +62,16 @@ struct RowsAvx2 {
   // Lane-wise: s_dy[l] += the dy values at positions i = l (mod 8), s_dy_dev[l] likewise
   // (kSumLanes doubles each); the caller sums the lanes once per channel, not once per row.
   static constexpr int kSumLanes = 8;
-  // relu (may be null): dy counts only where the fused ReLU's input z(x) > 0 (relu_of.h).
-  static void sum_dy_dy_dev(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, double mean,
-                            double* s_dy, double* s_dy_dev) {
-    if (relu == nullptr) return sum_dy_dy_dev_<false>(dy, relu, x, n, mean, s_dy, s_dy_dev);
-    sum_dy_dy_dev_<true>(dy, relu, x, n, mean, s_dy, s_dy_dev);
-  }
   // z = (x - mean) * scale + shift as scale_shift computes it, and the mask z > 0.
   static __m256 pre(__m256 x, __m256 vm, __m256 va, __m256 vb) { return _mm256_fmadd_ps(_mm256_sub_ps(x, vm), va, vb); }
   static __m256 mask(const ReluOf<float>* r, __m256 x) {
     const __m256 z = pre(x, _mm256_set1_ps(r->mean), _mm256_set1_ps(r->scale), _mm256_set1_ps(r->shift));
     return _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ);
   }
+  // kRelu: dy counts only where the fused ReLU's input z(x) > 0 (relu, relu_of.h).
   template <bool kRelu>
-  static void sum_dy_dy_dev_(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, double mean,
-                             double* s_dy, double* s_dy_dev) {
+  static void sum_dy_dy_dev(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, double mean,
+                            double* s_dy, double* s_dy_dev) {
     const __m256d m = _mm256_set1_pd(mean);
     __m256d g0 = _mm256_loadu_pd(s_dy), g1 = _mm256_loadu_pd(s_dy + 4);
     __m256d p0 = _mm256_loadu_pd(s_dy_dev), p1 = _mm256_loadu_pd(s_dy_dev + 4);
@@ -131,14 +126,10 @@ struct RowsAvx2 {
     }
   }
 
+  // kRelu: as sum_dy_dy_dev.
+  template <bool kRelu>
   static void bn_backward(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, float c1, float c2,
                           float mean, float c3, float* dx) {
-    if (relu == nullptr) return bn_backward_<false>(dy, relu, x, n, c1, c2, mean, c3, dx);
-    bn_backward_<true>(dy, relu, x, n, c1, c2, mean, c3, dx);
-  }
-  template <bool kRelu>
-  static void bn_backward_(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, float c1, float c2,
-                           float mean, float c3, float* dx) {
     const __m256 v1 = _mm256_set1_ps(c1), v2 = _mm256_set1_ps(c2), vm = _mm256_set1_ps(mean), v3 = _mm256_set1_ps(c3);
     for (int64_t i = 0; i < n; i += 8) {
       const __m256i k = tail(n - i);

@@ -67,21 +67,16 @@ struct RowsAvx512 {
   // Lane-wise: s_dy[l] += the dy values at positions i = l (mod 16), s_dy_dev[l] likewise
   // (kSumLanes doubles each); the caller sums the lanes once per channel, not once per row.
   static constexpr int kSumLanes = 16;
-  // relu (may be null): dy counts only where the fused ReLU's input z(x) > 0 (relu_of.h).
-  static void sum_dy_dy_dev(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, double mean,
-                            double* s_dy, double* s_dy_dev) {
-    if (relu == nullptr) return sum_dy_dy_dev_<false>(dy, relu, x, n, mean, s_dy, s_dy_dev);
-    sum_dy_dy_dev_<true>(dy, relu, x, n, mean, s_dy, s_dy_dev);
-  }
   // z = (x - mean) * scale + shift as scale_shift computes it, and the lanes where z > 0.
   static __m512 pre(__m512 x, __m512 vm, __m512 va, __m512 vb) { return _mm512_fmadd_ps(_mm512_sub_ps(x, vm), va, vb); }
   static __mmask16 mask(__mmask16 k, const ReluOf<float>* r, __m512 x) {
     const __m512 z = pre(x, _mm512_set1_ps(r->mean), _mm512_set1_ps(r->scale), _mm512_set1_ps(r->shift));
     return _mm512_mask_cmp_ps_mask(k, z, _mm512_setzero_ps(), _CMP_GT_OQ);
   }
+  // kRelu: dy counts only where the fused ReLU's input z(x) > 0 (relu, relu_of.h).
   template <bool kRelu>
-  static void sum_dy_dy_dev_(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, double mean,
-                             double* s_dy, double* s_dy_dev) {
+  static void sum_dy_dy_dev(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, double mean,
+                            double* s_dy, double* s_dy_dev) {
     const __m512d m = _mm512_set1_pd(mean);
     __m512d g0 = _mm512_loadu_pd(s_dy), g1 = _mm512_loadu_pd(s_dy + 8);
     __m512d p0 = _mm512_loadu_pd(s_dy_dev), p1 = _mm512_loadu_pd(s_dy_dev + 8);
@@ -125,14 +120,10 @@ struct RowsAvx512 {
     }
   }
 
+  // kRelu: as sum_dy_dy_dev.
+  template <bool kRelu>
   static void bn_backward(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, float c1, float c2,
                           float mean, float c3, float* dx) {
-    if (relu == nullptr) return bn_backward_<false>(dy, relu, x, n, c1, c2, mean, c3, dx);
-    bn_backward_<true>(dy, relu, x, n, c1, c2, mean, c3, dx);
-  }
-  template <bool kRelu>
-  static void bn_backward_(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, float c1, float c2,
-                           float mean, float c3, float* dx) {
     const __m512 v1 = _mm512_set1_ps(c1), v2 = _mm512_set1_ps(c2), vm = _mm512_set1_ps(mean), v3 = _mm512_set1_ps(c3);
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
