@@ -17,12 +17,12 @@
 namespace convforge {
 namespace {
 
-// The training forward's per-channel constants, y = (x - mean) * scale + shift, from the batch
-// statistics as returned: the forward and the backward of a fused ReLU compute them alike.
+// Channel c's constants (rows/bn_affine.h) from the statistics in T as returned or given: the
+// training forward, the inference forward and the backward of a fused ReLU all derive them here.
 template <class T>
-ReluOf<T> relu_scale_shift(T mean, T var, const T* gamma, const T* beta, double eps) {
-  const double inv_std = 1.0 / std::sqrt(static_cast<double>(var) + eps);
-  return {mean, static_cast<T>(gamma ? static_cast<double>(*gamma) * inv_std : inv_std), beta ? *beta : T(0)};
+BnAffine<T> bn_affine(int64_t c, const T* mean, const T* var, const T* gamma, const T* beta, double eps) {
+  const double inv_std = 1.0 / std::sqrt(static_cast<double>(var[c]) + eps);
+  return {mean[c], static_cast<T>(gamma ? static_cast<double>(gamma[c]) * inv_std : inv_std), beta ? beta[c] : T(0)};
 }
 
 template <class Rows, class T>
@@ -30,20 +30,19 @@ void batchnorm_fwd_training_impl(const ChannelShape& s, const T* src, const T* g
                                  bool relu, T* dst, T* mean_out, T* var_out) {
   const int64_t C = s.c, HW = s.hw, MB = s.mb;
   const double count = static_cast<double>(MB * HW);
+  const auto row = relu ? &Rows::template scale_shift<true> : &Rows::template scale_shift<false>;
   parallel_for(bandwidth_threads(C, 2.0 * sizeof(T) * s.size()), C, [&](int64_t c, int) {
     double sum = 0;
     for (int64_t n = 0; n < MB; ++n) sum += Rows::sum(src + (n * C + c) * HW, HW);
     const double mean = sum / count;
     double ssd = 0;  // second pass: squared deviations from the mean, no cancellation
     for (int64_t n = 0; n < MB; ++n) ssd += Rows::sum_sq_dev(src + (n * C + c) * HW, HW, mean);
-    // The scale from the variance as returned (rounded to T): the backward recomputes it, and
-    // with it a fused ReLU's pre-activation, from what it is given (relu_scale_shift).
-    const T v = static_cast<T>(ssd / count), m = static_cast<T>(mean);
-    const ReluOf<T> z = relu_scale_shift(m, v, gamma ? &gamma[c] : nullptr, beta ? &beta[c] : nullptr, eps);
-    for (int64_t n = 0; n < MB; ++n)
-      Rows::scale_shift(src + (n * C + c) * HW, HW, m, z.scale, z.shift, dst + (n * C + c) * HW, relu);
-    mean_out[c] = m;
-    var_out[c] = v;
+    // The scale from the statistics as returned (rounded to T): the backward recomputes it, and
+    // with it a fused ReLU's pre-activation, from what it is given (bn_affine).
+    mean_out[c] = static_cast<T>(mean);
+    var_out[c] = static_cast<T>(ssd / count);
+    const BnAffine<T> z = bn_affine(c, mean_out, var_out, gamma, beta, eps);
+    for (int64_t n = 0; n < MB; ++n) row(src + (n * C + c) * HW, HW, z.mean, z.scale, z.shift, dst + (n * C + c) * HW);
   });
 }
 
@@ -52,11 +51,9 @@ void batchnorm_fwd_inference_impl(const ChannelShape& s, const T* src, const T* 
                                   const T* beta, double eps, T* dst) {
   const int64_t C = s.c, HW = s.hw, MB = s.mb;
   parallel_for(bandwidth_threads(C, 2.0 * sizeof(T) * s.size()), C, [&](int64_t c, int) {
-    const double inv_std = 1.0 / std::sqrt(static_cast<double>(var[c]) + eps);
-    const T a = static_cast<T>(gamma ? static_cast<double>(gamma[c]) * inv_std : inv_std);
-    const T b = beta ? beta[c] : T(0);
+    const BnAffine<T> z = bn_affine(c, mean, var, gamma, beta, eps);
     for (int64_t n = 0; n < MB; ++n)
-      Rows::scale_shift(src + (n * C + c) * HW, HW, mean[c], a, b, dst + (n * C + c) * HW);
+      Rows::template scale_shift<false>(src + (n * C + c) * HW, HW, z.mean, z.scale, z.shift, dst + (n * C + c) * HW);
   });
 }
 
@@ -95,9 +92,8 @@ void batchnorm_bwd_impl(const ChannelShape& s, const T* diff_dst, const T* src, 
   // over the chunk's images (no horizontal sum per row: a 7x7 row is only 4 vectors).
   constexpr int64_t L = Rows::kSumLanes;
   // A fused ReLU's pre-activation constants, per channel, as the forward computed them.
-  std::vector<ReluOf<T>> z(static_cast<std::size_t>(relu ? C : 0));
-  for (int64_t c = 0; c < (relu ? C : 0); ++c)
-    z[c] = relu_scale_shift(mean[c], var[c], gamma ? &gamma[c] : nullptr, beta ? &beta[c] : nullptr, eps);
+  std::vector<BnAffine<T>> z(static_cast<std::size_t>(relu ? C : 0));
+  for (int64_t c = 0; c < (relu ? C : 0); ++c) z[c] = bn_affine(c, mean, var, gamma, beta, eps);
   // The ReLU's presence chosen once here, not per row: each row primitive has both forms.
   const auto sum_row = relu ? &Rows::template sum_dy_dy_dev<true> : &Rows::template sum_dy_dy_dev<false>;
   const auto dx_row = relu ? &Rows::template bn_backward<true> : &Rows::template bn_backward<false>;

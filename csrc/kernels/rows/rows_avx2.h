@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "kernels/rows/relu_of.h"
+#include "kernels/rows/bn_affine.h"
 
 namespace convforge {
 namespace {
@@ -64,13 +64,13 @@ struct RowsAvx2 {
   static constexpr int kSumLanes = 8;
   // z = (x - mean) * scale + shift as scale_shift computes it, and the mask z > 0.
   static __m256 pre(__m256 x, __m256 vm, __m256 va, __m256 vb) { return _mm256_fmadd_ps(_mm256_sub_ps(x, vm), va, vb); }
-  static __m256 mask(const ReluOf<float>* r, __m256 x) {
+  static __m256 mask(const BnAffine<float>* r, __m256 x) {
     const __m256 z = pre(x, _mm256_set1_ps(r->mean), _mm256_set1_ps(r->scale), _mm256_set1_ps(r->shift));
     return _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ);
   }
-  // kRelu: dy counts only where the fused ReLU's input z(x) > 0 (relu, relu_of.h).
+  // kRelu: dy counts only where the fused ReLU's input z(x) > 0 (relu, bn_affine.h).
   template <bool kRelu>
-  static void sum_dy_dy_dev(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, double mean,
+  static void sum_dy_dy_dev(const float* dy, const BnAffine<float>* relu, const float* x, int64_t n, double mean,
                             double* s_dy, double* s_dy_dev) {
     const __m256d m = _mm256_set1_pd(mean);
     __m256d g0 = _mm256_loadu_pd(s_dy), g1 = _mm256_loadu_pd(s_dy + 4);
@@ -96,23 +96,19 @@ struct RowsAvx2 {
   }
 
   // The scalar tails' mask: z through the same fused multiply-add as the vector lanes.
-  static bool scalar_passes(const ReluOf<float>* r, float x) {
+  static bool scalar_passes(const BnAffine<float>* r, float x) {
     const __m128 z = _mm_fmadd_ss(_mm_sub_ss(_mm_set_ss(x), _mm_set_ss(r->mean)), _mm_set_ss(r->scale),
                                   _mm_set_ss(r->shift));
     return _mm_cvtss_f32(z) > 0.0f;
-  }
-  // relu: max(y, 0) as relu_value (keep y unless y <= 0: NaN kept, -0 -> +0).
-  static void scale_shift(const float* x, int64_t n, float mean, float a, float b, float* y, bool relu = false) {
-    if (relu) return scale_shift_<true>(x, n, mean, a, b, y);
-    scale_shift_<false>(x, n, mean, a, b, y);
   }
   template <bool kRelu>
   static __m256 post(__m256 v) {
     if constexpr (kRelu) return _mm256_and_ps(v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NLE_UQ));
     return v;
   }
+  // y = (x - mean) * a + b; kRelu: max(y, 0) as relu_value (keep y unless y <= 0: NaN kept, -0 -> +0).
   template <bool kRelu>
-  static void scale_shift_(const float* x, int64_t n, float mean, float a, float b, float* y) {
+  static void scale_shift(const float* x, int64_t n, float mean, float a, float b, float* y) {
     const __m256 vm = _mm256_set1_ps(mean), va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -128,7 +124,7 @@ struct RowsAvx2 {
 
   // kRelu: as sum_dy_dy_dev.
   template <bool kRelu>
-  static void bn_backward(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, float c1, float c2,
+  static void bn_backward(const float* dy, const BnAffine<float>* relu, const float* x, int64_t n, float c1, float c2,
                           float mean, float c3, float* dx) {
     const __m256 v1 = _mm256_set1_ps(c1), v2 = _mm256_set1_ps(c2), vm = _mm256_set1_ps(mean), v3 = _mm256_set1_ps(c3);
     for (int64_t i = 0; i < n; i += 8) {

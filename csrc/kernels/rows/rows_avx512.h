@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "kernels/rows/relu_of.h"
+#include "kernels/rows/bn_affine.h"
 
 namespace convforge {
 namespace {
@@ -69,13 +69,13 @@ struct RowsAvx512 {
   static constexpr int kSumLanes = 16;
   // z = (x - mean) * scale + shift as scale_shift computes it, and the lanes where z > 0.
   static __m512 pre(__m512 x, __m512 vm, __m512 va, __m512 vb) { return _mm512_fmadd_ps(_mm512_sub_ps(x, vm), va, vb); }
-  static __mmask16 mask(__mmask16 k, const ReluOf<float>* r, __m512 x) {
+  static __mmask16 mask(__mmask16 k, const BnAffine<float>* r, __m512 x) {
     const __m512 z = pre(x, _mm512_set1_ps(r->mean), _mm512_set1_ps(r->scale), _mm512_set1_ps(r->shift));
     return _mm512_mask_cmp_ps_mask(k, z, _mm512_setzero_ps(), _CMP_GT_OQ);
   }
-  // kRelu: dy counts only where the fused ReLU's input z(x) > 0 (relu, relu_of.h).
+  // kRelu: dy counts only where the fused ReLU's input z(x) > 0 (relu, bn_affine.h).
   template <bool kRelu>
-  static void sum_dy_dy_dev(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, double mean,
+  static void sum_dy_dy_dev(const float* dy, const BnAffine<float>* relu, const float* x, int64_t n, double mean,
                             double* s_dy, double* s_dy_dev) {
     const __m512d m = _mm512_set1_pd(mean);
     __m512d g0 = _mm512_loadu_pd(s_dy), g1 = _mm512_loadu_pd(s_dy + 8);
@@ -95,18 +95,14 @@ struct RowsAvx512 {
     _mm512_storeu_pd(s_dy_dev, p0), _mm512_storeu_pd(s_dy_dev + 8, p1);
   }
 
-  // relu: max(y, 0) as relu_value (keep y unless y <= 0: NaN kept, -0 -> +0).
-  static void scale_shift(const float* x, int64_t n, float mean, float a, float b, float* y, bool relu = false) {
-    if (relu) return scale_shift_<true>(x, n, mean, a, b, y);
-    scale_shift_<false>(x, n, mean, a, b, y);
-  }
   template <bool kRelu>
   static __m512 post(__m512 v) {
     if constexpr (kRelu) return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), v);
     return v;
   }
+  // y = (x - mean) * a + b; kRelu: max(y, 0) as relu_value (keep y unless y <= 0: NaN kept, -0 -> +0).
   template <bool kRelu>
-  static void scale_shift_(const float* x, int64_t n, float mean, float a, float b, float* y) {
+  static void scale_shift(const float* x, int64_t n, float mean, float a, float b, float* y) {
     const __m512 vm = _mm512_set1_ps(mean), va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
@@ -122,7 +118,7 @@ struct RowsAvx512 {
 
   // kRelu: as sum_dy_dy_dev.
   template <bool kRelu>
-  static void bn_backward(const float* dy, const ReluOf<float>* relu, const float* x, int64_t n, float c1, float c2,
+  static void bn_backward(const float* dy, const BnAffine<float>* relu, const float* x, int64_t n, float c1, float c2,
                           float mean, float c3, float* dx) {
     const __m512 v1 = _mm512_set1_ps(c1), v2 = _mm512_set1_ps(c2), vm = _mm512_set1_ps(mean), v3 = _mm512_set1_ps(c3);
     int64_t i = 0;

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "kernels/rows/relu_of.h"
+#include "kernels/rows/bn_affine.h"
 
 namespace convforge {
 namespace {
@@ -30,9 +30,9 @@ struct RowsRef {
   // *s_dy += sum(dy), *s_dy_dev += sum(dy * (x - mean)): one lane (the SIMD forms keep kSumLanes
   // partial sums, lane l taking positions i = l modulo kSumLanes).
   static constexpr int kSumLanes = 1;
-  // kRelu: dy counts only where the fused ReLU's input z(x) > 0 (relu, relu_of.h).
+  // kRelu: dy counts only where the fused ReLU's input z(x) > 0 (relu, bn_affine.h).
   template <bool kRelu>
-  static void sum_dy_dy_dev(const T* dy, const ReluOf<T>* relu, const T* x, int64_t n, double mean, double* s_dy,
+  static void sum_dy_dy_dev(const T* dy, const BnAffine<T>* relu, const T* x, int64_t n, double mean, double* s_dy,
                             double* s_dy_dev) {
     double a = 0, b = 0;
     for (int64_t i = 0; i < n; ++i) {
@@ -43,20 +43,20 @@ struct RowsRef {
     *s_dy += a;
     *s_dy_dev += b;
   }
-  // y = (x - mean) * a + b
   // One expression for the forward and the backward's ReLU mask, so that they round alike.
   static T pre(T x, T mean, T a, T b) { return (x - mean) * a + b; }
-  static bool passes(const ReluOf<T>* relu, T x) { return pre(x, relu->mean, relu->scale, relu->shift) > T(0); }
-  // relu: max(y, 0) as relu_value (keep y unless y <= 0: NaN kept, -0 -> +0).
-  static void scale_shift(const T* x, int64_t n, T mean, T a, T b, T* y, bool relu = false) {
+  static bool passes(const BnAffine<T>* relu, T x) { return pre(x, relu->mean, relu->scale, relu->shift) > T(0); }
+  // y = (x - mean) * a + b; kRelu: max(y, 0) as relu_value (keep y unless y <= 0: NaN kept, -0 -> +0).
+  template <bool kRelu>
+  static void scale_shift(const T* x, int64_t n, T mean, T a, T b, T* y) {
     for (int64_t i = 0; i < n; ++i) {
       const T v = pre(x[i], mean, a, b);
-      y[i] = !relu || !(v <= T(0)) ? v : T(0);
+      y[i] = !kRelu || !(v <= T(0)) ? v : T(0);
     }
   }
   // dx = c1 * dy + c2 * (x - mean) + c3
   template <bool kRelu>
-  static void bn_backward(const T* dy, const ReluOf<T>* relu, const T* x, int64_t n, T c1, T c2, T mean, T c3,
+  static void bn_backward(const T* dy, const BnAffine<T>* relu, const T* x, int64_t n, T c1, T c2, T mean, T c3,
                           T* dx) {
     for (int64_t i = 0; i < n; ++i) {
       const T g = !kRelu || passes(relu, x[i]) ? dy[i] : T(0);
