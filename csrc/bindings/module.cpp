@@ -15,6 +15,7 @@ void bind_relu(py::module_& m);
 void bind_batchnorm(py::module_& m);
 void bind_globalpool(py::module_& m);
 void bind_depthwise(py::module_& m);
+void bind_plan(py::module_& m);
 
 }  // namespace convforge::bindings
 
@@ -30,4 +31,5 @@ PYBIND11_MODULE(_core, m) {
   bind_batchnorm(m);
   bind_globalpool(m);
   bind_depthwise(m);
+  bind_plan(m);
 }

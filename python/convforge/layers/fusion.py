@@ -95,9 +95,11 @@ def is_plain_relu(layer) -> bool:
 class FoldedConvBatchNorm:
     """A Conv2D, the BatchNormalization after it and optionally a ReLU, as one conv at inference.
 
-    The folded weights are computed at each call from the layers' current weights (a few
-    microseconds: the kernel's size, not the feature maps'), so they are never stale after
-    training or ``set_weights``. In float64, then rounded once to the data's dtype; the result
+    The folded weights are computed at each call from the layers' current weights (a pass over
+    the kernel, not the feature maps), so they are never stale after training or
+    ``set_weights``. The per-channel scale and shift in float64, rounded once to the data's
+    dtype, then the weights times the scale in that dtype: the compiled inference plan
+    (csrc/plan/inference_plan.cpp, ``fold_batchnorm``) computes the same bits. The result
     agrees with the unfolded layers to rounding.
     """
 
@@ -115,8 +117,9 @@ class FoldedConvBatchNorm:
         bias = conv.params.get("bias")
         if bias is not None:
             shift = shift + bias * scale
-        w = conv.params["kernel"] * scale.reshape(-1, 1, 1, 1)
-        return w.astype(dtype), shift.astype(dtype)
+        kernel = conv.params["kernel"]
+        w = kernel.astype(dtype, copy=False) * scale.astype(dtype).reshape(-1, 1, 1, 1)
+        return w, shift.astype(dtype)
 
     def forward(self, x, training=False):
         if training:

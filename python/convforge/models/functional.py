@@ -64,6 +64,7 @@ from ..layers.base import FLOAT_DTYPES, Layer, display_shape
 from ..layers.core import InputLayer
 from ..layers.symbolic import KerasTensor, common_dtype, unique_name
 from . import state
+from .compiled import compile_inference
 from .batches import _Batches, _Entry, shape_str
 from .summary import print_graph_summary
 from .trainer import Trainer, check_compile_arguments, prepare_targets, saveable_metric_names, trainable_plan
@@ -443,6 +444,7 @@ class Functional(Model):
         self._free_after = self._last_reads(steps)
         self._inference_steps = self._fold_for_inference(steps)
         self._inference_free_after = self._last_reads(self._inference_steps)
+        self._compiled = None  # the inference plan (models/compiled.py), made at the first predict
 
     def _last_reads(self, steps) -> list:
         """For each step, the tensors no later step reads (model outputs excepted)."""
@@ -573,6 +575,20 @@ class Functional(Model):
                 values[index] = None
         return values
 
+    def _inference_plan(self):
+        """The compiled inference pass (models/compiled.py), made again when a layer's weight
+        array was replaced; None where not even the first step compiles."""
+        compiled = self._compiled
+        if compiled is False:
+            return None
+        if compiled is None or not compiled.current():
+            try:
+                compiled = compile_inference(self, self.dtype)
+            except (ValueError, TypeError):  # a step the plan refuses: the layers run it as always
+                compiled = None
+            self._compiled = False if compiled is None else compiled
+        return compiled
+
     def _trace(self, xbs: list):
         """``(layer, [its inputs], its output)`` for each node in execution order, inference mode."""
         values = [None] * len(self._tensor_index)
@@ -583,6 +599,10 @@ class Functional(Model):
             yield step.layer, inputs, values[step.out]
 
     def _forward(self, xbs: list, training: bool) -> list:
+        if not training:
+            plan = self._inference_plan()
+            if plan is not None and plan.accepts(xbs):
+                return plan.run(xbs)
         values = self._run(xbs, training, logits=False)
         return [values[i] for i in self._outputs_index]
 

@@ -279,6 +279,13 @@ class Sequential(Model):
     def _input_entries(self) -> list:
         return [] if self._entry is None else [self._entry]
 
+    def astype(self, dtype) -> "Sequential":
+        super().astype(dtype)
+        if self._graph is not None:  # the executor's dtype, input entry and inference plan follow
+            self._graph.astype(self.dtype)
+            self._plan_backward()
+        return self
+
     @property
     def inputs(self) -> list:
         """``[KerasTensor]`` of the built model's input, as Keras (for ``convforge.Model(m.inputs, ...)``)."""

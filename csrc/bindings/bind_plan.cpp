@@ -1,0 +1,227 @@
+// _core.InferencePlan: a model's inference pass as one call (csrc/plan/inference_plan.h).
+// Built op by op by convforge.models.compiled, which keeps it in step with the layers. Every
+// weight array is checked (dtype, C-contiguous, shape) when its op is added and held here, so
+// the pointers the plan reads stay valid; the values are read at each run.
+#include <pybind11/stl.h>
+
+#include <memory>
+
+#include "bindings/arrays.h"
+#include "plan/inference_plan.h"
+
+namespace convforge::bindings {
+namespace {
+
+using Pair = std::array<int64_t, 2>;
+using Quad = std::array<int64_t, 4>;
+
+std::vector<int64_t> dims_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
+
+class PyPlan {
+ public:
+  explicit PyPlan(const std::string& dtype) {
+    if (dtype == "float32") f32_ = std::make_unique<InferencePlan<float>>();
+    else if (dtype == "float64") f64_ = std::make_unique<InferencePlan<double>>();
+    else throw py::type_error("InferencePlan: dtype must be 'float32' or 'float64', got '" + dtype + "'");
+  }
+
+  std::string dtype() const { return f32_ ? "float32" : "float64"; }
+
+  // f(plan) on the plan of this dtype, with T its element type.
+  template <class F>
+  auto with_plan(F&& f) {
+    if (f32_) return f(*f32_);
+    return f(*f64_);
+  }
+  template <class F>
+  auto with_plan(F&& f) const {
+    if (f32_) return f(*static_cast<const InferencePlan<float>*>(f32_.get()));
+    return f(*static_cast<const InferencePlan<double>*>(f64_.get()));
+  }
+
+  // A weight of exactly `shape` (None allowed when `optional`), held for the plan's lifetime.
+  template <class T>
+  const T* weight(const py::object& obj, const char* name, const std::vector<int64_t>& shape, bool optional) {
+    if (obj.is_none()) {
+      if (optional) return nullptr;
+      throw py::value_error(std::string(name) + " is required");
+    }
+    py::array keep;
+    const T* p = optional_input<T>(obj, name, shape, "shape", &keep);
+    held_.push_back(keep);
+    return p;
+  }
+
+  template <class T>
+  PlanBatchNorm<T> batchnorm_weights(const py::tuple& bn, int64_t channels) {
+    if (bn.size() != 5) throw py::value_error("bn must be (mean, variance, gamma or None, beta or None, epsilon)");
+    PlanBatchNorm<T> w;
+    w.mean = weight<T>(bn[0], "bn mean", {channels}, false);
+    w.var = weight<T>(bn[1], "bn variance", {channels}, false);
+    w.gamma = weight<T>(bn[2], "bn gamma", {channels}, true);
+    w.beta = weight<T>(bn[3], "bn beta", {channels}, true);
+    w.eps = bn[4].cast<double>();
+    if (!(w.eps >= 0.0)) throw py::value_error("bn epsilon must be >= 0");
+    return w;
+  }
+
+  int conv2d(int x, const py::object& w, const py::object& b, const Pair& stride, const Quad& padding,
+             const Pair& dilation, const py::object& bn, bool relu) {
+    return with_plan([&](auto& plan) {
+      using T = typename std::remove_reference_t<decltype(plan)>::value_type;
+      if (!py::isinstance<py::array>(w)) throw py::type_error("w must be a numpy.ndarray");
+      const py::array wa = py::reinterpret_borrow<py::array>(w);
+      check_input<T>(wa, "w", 4);
+      const std::vector<int64_t>& d = plan.dims(x);
+      if (d.size() != 3) throw py::value_error("conv2d's input must be (C, H, W) per sample");
+      ConvShape s;
+      s.mb = 1, s.ic = d[0], s.ih = d[1], s.iw = d[2];
+      s.oc = wa.shape(0), s.kh = wa.shape(2), s.kw = wa.shape(3);
+      s.sh = stride[0], s.sw = stride[1], s.dh = dilation[0], s.dw = dilation[1];
+      s.pt = padding[0], s.pb = padding[1], s.pl = padding[2], s.pr = padding[3];
+      if (wa.shape(1) != s.ic)
+        throw py::value_error("conv2d: the input has " + std::to_string(s.ic) + " channels but w expects " +
+                              std::to_string(wa.shape(1)));
+      const T* pw = weight<T>(w, "w", dims_of(wa), false);
+      const T* pb = weight<T>(b, "b", {s.oc}, true);
+      if (bn.is_none()) return plan.conv2d(x, s, pw, pb, nullptr, relu);
+      const PlanBatchNorm<T> fold = batchnorm_weights<T>(bn.cast<py::tuple>(), s.oc);
+      return plan.conv2d(x, s, pw, pb, &fold, relu);
+    });
+  }
+
+  int dense(int x, const py::object& w, const py::object& b, bool relu) {
+    return with_plan([&](auto& plan) {
+      using T = typename std::remove_reference_t<decltype(plan)>::value_type;
+      const std::vector<int64_t>& d = plan.dims(x);
+      if (d.size() != 1) throw py::value_error("dense's input must be (features,) per sample");
+      if (!py::isinstance<py::array>(w)) throw py::type_error("w must be a numpy.ndarray");
+      const py::array wa = py::reinterpret_borrow<py::array>(w);
+      check_input<T>(wa, "w", 2);
+      const int64_t units = wa.shape(1);
+      const T* pw = weight<T>(w, "w", {d[0], units}, false);
+      const T* pb = weight<T>(b, "b", {units}, true);
+      return plan.dense(x, units, pw, pb, relu);
+    });
+  }
+
+  int maxpool2d(int x, const Pair& kernel, const Pair& stride, const Pair& padding, const Pair& out_hw) {
+    return with_plan([&](auto& plan) {
+      const std::vector<int64_t>& d = plan.dims(x);
+      if (d.size() != 3) throw py::value_error("maxpool2d's input must be (C, H, W) per sample");
+      PoolShape s;
+      s.mb = 1, s.c = d[0], s.ih = d[1], s.iw = d[2];
+      s.kh = kernel[0], s.kw = kernel[1], s.sh = stride[0], s.sw = stride[1];
+      s.ph = padding[0], s.pw = padding[1], s.oh = out_hw[0], s.ow = out_hw[1];
+      return plan.maxpool2d(x, s);
+    });
+  }
+
+  int batchnorm(int x, const py::tuple& bn) {
+    return with_plan([&](auto& plan) {
+      using T = typename std::remove_reference_t<decltype(plan)>::value_type;
+      const std::vector<int64_t>& d = plan.dims(x);
+      return plan.batchnorm(x, batchnorm_weights<T>(bn, d[0]));
+    });
+  }
+
+  int elementwise(const std::string& kind, const std::vector<int>& xs) {
+    PlanOpKind k;
+    if (kind == "add") k = PlanOpKind::add;
+    else if (kind == "subtract") k = PlanOpKind::subtract;
+    else if (kind == "multiply") k = PlanOpKind::multiply;
+    else if (kind == "average") k = PlanOpKind::average;
+    else throw py::value_error("elementwise: kind must be add, subtract, multiply or average, got '" + kind + "'");
+    return with_plan([&](auto& plan) { return plan.elementwise(k, xs); });
+  }
+
+  template <class T>
+  std::vector<const T*> check_inputs(const InferencePlan<T>& plan, const std::vector<py::array>& xs, int64_t* mb) const {
+    if (static_cast<int>(xs.size()) != plan.num_inputs())
+      throw py::value_error("the plan takes " + std::to_string(plan.num_inputs()) + " inputs, got " +
+                            std::to_string(xs.size()));
+    std::vector<const T*> ptrs;
+    for (std::size_t k = 0; k < xs.size(); ++k) {
+      const std::vector<int64_t>& d = plan.dims(plan.input_values()[k]);
+      const std::string name = "input " + std::to_string(k);
+      check_input<T>(xs[k], name.c_str(), static_cast<py::ssize_t>(d.size() + 1));
+      for (std::size_t i = 0; i < d.size(); ++i)
+        if (xs[k].shape(static_cast<py::ssize_t>(i + 1)) != d[i])
+          throw py::value_error(name + " must have " + dims_str(d.data(), d.size()) + " per sample, got " +
+                                shape_str(xs[k]));
+      if (k == 0) *mb = xs[k].shape(0);
+      else if (xs[k].shape(0) != *mb) throw py::value_error("the inputs must have the same number of samples");
+      ptrs.push_back(static_cast<const T*>(xs[k].data()));
+    }
+    if (*mb < 1) throw py::value_error("the plan runs batches of at least one sample");
+    return ptrs;
+  }
+
+  py::list run(const std::vector<py::array>& xs) const {
+    return with_plan([&](const auto& plan) {
+      using T = typename std::remove_reference_t<decltype(plan)>::value_type;
+      if (!plan.finished()) throw py::value_error("the plan is not finished");
+      int64_t mb = 0;
+      const std::vector<const T*> inputs = check_inputs(plan, xs, &mb);
+      py::list result;
+      std::vector<T*> outputs;
+      for (int v : plan.output_values()) {
+        std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(mb)};
+        for (int64_t d : plan.dims(v)) shape.push_back(static_cast<py::ssize_t>(d));
+        py::array_t<T> y(shape);
+        outputs.push_back(y.mutable_data());
+        result.append(y);
+      }
+      {
+        ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
+        plan.run(mb, inputs, outputs);
+      }
+      return result;
+    });
+  }
+
+  std::unique_ptr<InferencePlan<float>> f32_;
+  std::unique_ptr<InferencePlan<double>> f64_;
+  std::vector<py::array> held_;  // the weights the plan reads
+};
+
+}  // namespace
+
+void bind_plan(py::module_& m) {
+  py::class_<PyPlan>(m, "InferencePlan",
+                     "A model's inference pass as one call (private: built by convforge.models.compiled).")
+      .def(py::init<const std::string&>(), py::arg("dtype"))
+      .def_property_readonly("dtype", &PyPlan::dtype)
+      .def("input", [](PyPlan& p, const std::vector<int64_t>& dims) {
+        return p.with_plan([&](auto& plan) { return plan.input(dims); });
+      }, py::arg("dims"))
+      .def("conv2d", &PyPlan::conv2d, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
+           py::arg("padding"), py::arg("dilation"), py::arg("bn") = py::none(), py::arg("relu") = false)
+      .def("dense", &PyPlan::dense, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("relu") = false)
+      .def("maxpool2d", &PyPlan::maxpool2d, py::arg("x"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
+           py::arg("out_hw"))
+      .def("relu", [](PyPlan& p, int x) { return p.with_plan([&](auto& plan) { return plan.relu(x); }); },
+           py::arg("x"))
+      .def("batchnorm", &PyPlan::batchnorm, py::arg("x"), py::arg("bn"))
+      .def("global_pool", [](PyPlan& p, int x, bool max, const std::vector<int64_t>& out_dims) {
+        return p.with_plan([&](auto& plan) { return plan.global_pool(x, max, out_dims); });
+      }, py::arg("x"), py::arg("max"), py::arg("out_dims"))
+      .def("elementwise", &PyPlan::elementwise, py::arg("kind"), py::arg("xs"))
+      .def("concat", [](PyPlan& p, const std::vector<int>& xs) {
+        return p.with_plan([&](auto& plan) { return plan.concat(xs); });
+      }, py::arg("xs"))
+      .def("reshape", [](PyPlan& p, int x, const std::vector<int64_t>& dims) {
+        return p.with_plan([&](auto& plan) { return plan.reshape(x, dims); });
+      }, py::arg("x"), py::arg("dims"))
+      .def("finish", [](PyPlan& p, const std::vector<int>& outputs) {
+        p.with_plan([&](auto& plan) { plan.finish(outputs); });
+      }, py::arg("outputs"))
+      .def("dims", [](const PyPlan& p, int v) {
+        return p.with_plan([&](const auto& plan) { return plan.dims(v); });
+      }, py::arg("value"))
+      .def("describe", [](const PyPlan& p) { return p.with_plan([](const auto& plan) { return plan.describe(); }); })
+      .def("run", &PyPlan::run, py::arg("inputs"),
+           "The outputs for a batch: one array per output, (batch, *dims).");
+}
+
+}  // namespace convforge::bindings

@@ -1,0 +1,552 @@
+#include "plan/inference_plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+#include "common/parallel.h"
+#include "dispatch/dispatch.h"
+#include "kernels/channel_ops.h"
+
+namespace convforge {
+namespace {
+
+constexpr int64_t kAlign = 16;  // elements: every slot starts on a 64-byte line for float
+
+int64_t round_up(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+std::string dims_text(const std::vector<int64_t>& dims) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + (dims.size() == 1 ? ",)" : ")");
+}
+
+[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument("inference plan: " + what); }
+
+int64_t product(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d < 1) fail("dimensions must be positive, got " + dims_text(dims));
+    if (__builtin_mul_overflow(n, d, &n)) fail("a value of " + dims_text(dims) + " is too large");
+  }
+  return n;
+}
+
+const char* kind_name(PlanOpKind k) {
+  switch (k) {
+    case PlanOpKind::conv2d: return "conv2d";
+    case PlanOpKind::dense: return "dense";
+    case PlanOpKind::maxpool2d: return "maxpool2d";
+    case PlanOpKind::relu: return "relu";
+    case PlanOpKind::batchnorm: return "batchnorm";
+    case PlanOpKind::global_avg_pool: return "global_avg_pool";
+    case PlanOpKind::global_max_pool: return "global_max_pool";
+    case PlanOpKind::add: return "add";
+    case PlanOpKind::subtract: return "subtract";
+    case PlanOpKind::multiply: return "multiply";
+    case PlanOpKind::average: return "average";
+    case PlanOpKind::concat: return "concat";
+    case PlanOpKind::copy: return "copy";
+  }
+  return "?";
+}
+
+// Threads for an elementwise pass over n elements of T: bandwidth-bound, worth it from 256 KiB.
+template <class T>
+int elementwise_threads(int64_t n, int inputs) {
+  return bandwidth_threads(n, static_cast<double>(n) * sizeof(T) * (inputs + 1));
+}
+
+constexpr int64_t kGrain = 16 * 1024;  // elements per work item of an elementwise pass
+
+// The folded conv's weights and bias: w * scale and the BatchNormalization's shift, where
+// scale = gamma / sqrt(var + eps) and shift = beta - mean * scale (+ bias * scale), the scale
+// and shift in float64 as the layer computes them, the weights scaled in T (one rounding of
+// the product: the whole fold is a pass over the weights, not over the feature maps).
+template <class T>
+void fold_batchnorm(const ConvShape& s, const T* w, const T* b, const PlanBatchNorm<T>& bn, T* wf, T* bf) {
+  const int64_t per_oc = s.ic * s.kh * s.kw;
+  for (int64_t o = 0; o < s.oc; ++o) {
+    double scale = 1.0 / std::sqrt(static_cast<double>(bn.var[o]) + bn.eps);
+    if (bn.gamma) scale = scale * static_cast<double>(bn.gamma[o]);
+    double shift = static_cast<double>(-bn.mean[o]) * scale;
+    if (bn.beta) shift = shift + static_cast<double>(bn.beta[o]);
+    if (b) shift = shift + static_cast<double>(b[o]) * scale;
+    const T sc = static_cast<T>(scale);
+    const T* src = w + o * per_oc;
+    T* dst = wf + o * per_oc;
+    for (int64_t i = 0; i < per_oc; ++i) dst[i] = src[i] * sc;
+    bf[o] = static_cast<T>(shift);
+  }
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------ building
+
+template <class T>
+void InferencePlan<T>::check_open() const {
+  if (finished_) fail("no op can be added after finish()");
+}
+
+template <class T>
+void InferencePlan<T>::check_value(int v, const char* what) const {
+  if (v < 0 || v >= static_cast<int>(values_.size()))
+    fail(std::string(what) + " is value " + std::to_string(v) + ", which the plan does not have");
+}
+
+template <class T>
+int InferencePlan<T>::add_value(std::vector<int64_t> dims, int producer) {
+  Value v;
+  v.size = product(dims);
+  v.dims = std::move(dims);
+  v.producer = producer;
+  values_.push_back(std::move(v));
+  return static_cast<int>(values_.size()) - 1;
+}
+
+template <class T>
+void InferencePlan<T>::read(int v, int op) {
+  values_[v].last_read = std::max(values_[v].last_read, op);
+}
+
+template <class T>
+const std::vector<int64_t>& InferencePlan<T>::dims(int value) const {
+  check_value(value, "dims()");
+  return values_[value].dims;
+}
+
+template <class T>
+int64_t InferencePlan<T>::sample_size(int value) const {
+  check_value(value, "sample_size()");
+  return values_[value].size;
+}
+
+template <class T>
+int InferencePlan<T>::input(const std::vector<int64_t>& dims) {
+  check_open();
+  if (dims.empty()) fail("an input needs at least one dimension per sample");
+  const int v = add_value(dims, -1);
+  values_[v].input = static_cast<int>(inputs_.size());
+  inputs_.push_back(v);
+  return v;
+}
+
+template <class T>
+int InferencePlan<T>::conv2d(int x, ConvShape s, const T* w, const T* b, const PlanBatchNorm<T>* bn, bool relu) {
+  check_open();
+  check_value(x, "conv2d's input");
+  const std::vector<int64_t>& d = values_[x].dims;
+  if (d.size() != 3 || d[0] != s.ic || d[1] != s.ih || d[2] != s.iw)
+    fail("conv2d expects input " + dims_text({s.ic, s.ih, s.iw}) + " per sample, got " + dims_text(d));
+  if (w == nullptr) fail("conv2d needs weights");
+  if (bn && (bn->mean == nullptr || bn->var == nullptr)) fail("a folded batch norm needs its moving mean and variance");
+  s.mb = 1;
+  s.relu = false;  // applied by the op (after the fold's bias)
+  const std::string err = complete_conv_shape(s);
+  if (!err.empty()) fail(err);
+  Op op;
+  op.kind = PlanOpKind::conv2d;
+  op.in = {x};
+  op.conv = s;
+  op.w = w, op.b = b, op.relu = relu;
+  if (bn) {
+    op.bn = *bn, op.fold = true;
+    op.fold_offset = fold_elements_;
+    fold_elements_ += round_up(s.wei_size()) + round_up(s.oc);
+  }
+  const int index = static_cast<int>(ops_.size());
+  read(x, index);
+  op.out = add_value({s.oc, s.oh, s.ow}, index);
+  ops_.push_back(std::move(op));
+  return ops_.back().out;
+}
+
+template <class T>
+int InferencePlan<T>::dense(int x, int64_t units, const T* w, const T* b, bool relu) {
+  check_open();
+  check_value(x, "dense's input");
+  if (values_[x].dims.size() != 1) fail("dense expects (features,) per sample, got " + dims_text(values_[x].dims));
+  if (w == nullptr) fail("dense needs weights");
+  DenseShape shape{1, values_[x].dims[0], units};
+  const std::string err = check_dense_shape(shape);
+  if (!err.empty()) fail(err);
+  Op op;
+  op.kind = PlanOpKind::dense;
+  op.in = {x};
+  op.units = units, op.w = w, op.b = b, op.relu = relu;
+  const int index = static_cast<int>(ops_.size());
+  read(x, index);
+  op.out = add_value({units}, index);
+  ops_.push_back(std::move(op));
+  return ops_.back().out;
+}
+
+template <class T>
+int InferencePlan<T>::maxpool2d(int x, PoolShape s) {
+  check_open();
+  check_value(x, "maxpool2d's input");
+  const std::vector<int64_t>& d = values_[x].dims;
+  if (d.size() != 3 || d[0] != s.c || d[1] != s.ih || d[2] != s.iw)
+    fail("maxpool2d expects input " + dims_text({s.c, s.ih, s.iw}) + " per sample, got " + dims_text(d));
+  s.mb = 1;
+  const std::string err = check_pool_shape(s);
+  if (!err.empty()) fail(err);
+  Op op;
+  op.kind = PlanOpKind::maxpool2d;
+  op.in = {x};
+  op.pool = s;
+  const int index = static_cast<int>(ops_.size());
+  read(x, index);
+  op.out = add_value({s.c, s.oh, s.ow}, index);
+  ops_.push_back(std::move(op));
+  return ops_.back().out;
+}
+
+template <class T>
+int InferencePlan<T>::relu(int x) {
+  check_open();
+  check_value(x, "relu's input");
+  Op op;
+  op.kind = PlanOpKind::relu;
+  op.in = {x};
+  const int index = static_cast<int>(ops_.size());
+  read(x, index);
+  op.out = add_value(values_[x].dims, index);
+  ops_.push_back(std::move(op));
+  return ops_.back().out;
+}
+
+template <class T>
+int InferencePlan<T>::batchnorm(int x, const PlanBatchNorm<T>& bn) {
+  check_open();
+  check_value(x, "batchnorm's input");
+  if (bn.mean == nullptr || bn.var == nullptr) fail("batchnorm needs its moving mean and variance");
+  Op op;
+  op.kind = PlanOpKind::batchnorm;
+  op.in = {x};
+  op.bn = bn;
+  const int index = static_cast<int>(ops_.size());
+  read(x, index);
+  op.out = add_value(values_[x].dims, index);
+  ops_.push_back(std::move(op));
+  return ops_.back().out;
+}
+
+template <class T>
+int InferencePlan<T>::global_pool(int x, bool max, const std::vector<int64_t>& out_dims) {
+  check_open();
+  check_value(x, "global pooling's input");
+  const std::vector<int64_t>& d = values_[x].dims;
+  if (d.size() != 3) fail("global pooling expects (C, H, W) per sample, got " + dims_text(d));
+  const bool flat = out_dims.size() == 1 && out_dims[0] == d[0];
+  const bool kept = out_dims.size() == 3 && out_dims[0] == d[0] && out_dims[1] == 1 && out_dims[2] == 1;
+  if (!flat && !kept) fail("global pooling of " + dims_text(d) + " gives (C,) or (C, 1, 1), not " + dims_text(out_dims));
+  Op op;
+  op.kind = max ? PlanOpKind::global_max_pool : PlanOpKind::global_avg_pool;
+  op.in = {x};
+  const int index = static_cast<int>(ops_.size());
+  read(x, index);
+  op.out = add_value(out_dims, index);
+  ops_.push_back(std::move(op));
+  return ops_.back().out;
+}
+
+template <class T>
+int InferencePlan<T>::elementwise(PlanOpKind kind, const std::vector<int>& xs) {
+  check_open();
+  if (kind != PlanOpKind::add && kind != PlanOpKind::subtract && kind != PlanOpKind::multiply &&
+      kind != PlanOpKind::average)
+    fail(std::string(kind_name(kind)) + " is not an elementwise op");
+  if (xs.empty()) fail(std::string(kind_name(kind)) + " needs at least one input");
+  if (kind == PlanOpKind::subtract && xs.size() != 2) fail("subtract takes exactly two inputs");
+  for (int v : xs) {
+    check_value(v, "an elementwise op's input");
+    if (values_[v].dims != values_[xs[0]].dims)
+      fail(std::string(kind_name(kind)) + " needs equal shapes, got " + dims_text(values_[xs[0]].dims) + " and " +
+           dims_text(values_[v].dims));
+  }
+  Op op;
+  op.kind = kind;
+  op.in = xs;
+  const int index = static_cast<int>(ops_.size());
+  for (int v : xs) read(v, index);
+  op.out = add_value(values_[xs[0]].dims, index);
+  ops_.push_back(std::move(op));
+  return ops_.back().out;
+}
+
+template <class T>
+int InferencePlan<T>::concat(const std::vector<int>& xs) {
+  check_open();
+  if (xs.empty()) fail("concat needs at least one input");
+  int64_t channels = 0;
+  for (int v : xs) {
+    check_value(v, "concat's input");
+    const std::vector<int64_t>& d = values_[v].dims, &first = values_[xs[0]].dims;
+    if (d.size() != first.size() || !std::equal(d.begin() + 1, d.end(), first.begin() + 1))
+      fail("concat along the channels needs equal other dimensions, got " + dims_text(first) + " and " + dims_text(d));
+    if (__builtin_add_overflow(channels, d[0], &channels)) fail("concat: too many channels");
+  }
+  std::vector<int64_t> out_dims = values_[xs[0]].dims;
+  out_dims[0] = channels;
+  Op op;
+  op.kind = PlanOpKind::concat;
+  op.in = xs;
+  const int index = static_cast<int>(ops_.size());
+  for (int v : xs) read(v, index);
+  op.out = add_value(out_dims, index);
+  ops_.push_back(std::move(op));
+  return ops_.back().out;
+}
+
+template <class T>
+int InferencePlan<T>::reshape(int x, const std::vector<int64_t>& dims) {
+  check_open();
+  check_value(x, "reshape's input");
+  if (dims.empty() || product(dims) != values_[x].size)
+    fail("reshape of " + dims_text(values_[x].dims) + " to " + dims_text(dims) + " changes the number of values");
+  Op op;
+  op.kind = PlanOpKind::copy;
+  op.in = {x};
+  const int index = static_cast<int>(ops_.size());
+  read(x, index);
+  op.out = add_value(dims, index);
+  ops_.push_back(std::move(op));
+  return ops_.back().out;
+}
+
+// Places every value. Outputs go to the caller's arrays; an op whose first input dies with it
+// and may run in place (relu, copy, the elementwise ops) writes over that input's slot; any
+// other value takes a free slot (the first that is large enough, else the largest free one,
+// which grows) and gives it back after its last reader.
+template <class T>
+void InferencePlan<T>::finish(const std::vector<int>& outputs) {
+  check_open();
+  if (outputs.empty()) fail("a plan needs at least one output");
+  for (std::size_t k = 0; k < outputs.size(); ++k) {
+    const int v = outputs[k];
+    check_value(v, "an output");
+    if (values_[v].input >= 0) fail("an output must be computed by an op, not be an input (add a reshape)");
+    if (values_[v].output >= 0) fail("a value can be returned once only");
+    values_[v].output = static_cast<int>(k);
+  }
+  outputs_ = outputs;
+  std::vector<int> free_slots;
+  for (int i = 0; i < static_cast<int>(ops_.size()); ++i) {
+    const Op& op = ops_[i];
+    Value& out = values_[op.out];
+    const Value& first = values_[op.in[0]];
+    const bool in_place_op = op.kind == PlanOpKind::relu || op.kind == PlanOpKind::copy ||
+                             op.kind == PlanOpKind::add || op.kind == PlanOpKind::subtract ||
+                             op.kind == PlanOpKind::multiply || op.kind == PlanOpKind::average;
+    if (out.output >= 0) {
+      // the caller's array
+    } else if (in_place_op && first.slot >= 0 && first.last_read == i && first.output < 0) {
+      out.slot = first.slot;
+    } else {
+      auto fits = std::find_if(free_slots.begin(), free_slots.end(),
+                               [&](int s) { return slot_size_[s] >= out.size; });
+      if (fits == free_slots.end() && !free_slots.empty())
+        fits = std::max_element(free_slots.begin(), free_slots.end(),
+                                [&](int a, int b) { return slot_size_[a] < slot_size_[b]; });
+      if (fits != free_slots.end()) {
+        out.slot = *fits;
+        free_slots.erase(fits);
+        slot_size_[out.slot] = std::max(slot_size_[out.slot], out.size);
+      } else {
+        out.slot = static_cast<int>(slot_size_.size());
+        slot_size_.push_back(out.size);
+      }
+    }
+    // Slots whose value this op read last go back (once: an op may read a value twice).
+    std::vector<int> done;
+    for (int v : op.in)
+      if (values_[v].last_read == i && values_[v].slot >= 0 && values_[v].slot != out.slot) done.push_back(values_[v].slot);
+    if (out.last_read < 0 && out.slot >= 0) done.push_back(out.slot);  // nobody reads it
+    std::sort(done.begin(), done.end());
+    done.erase(std::unique(done.begin(), done.end()), done.end());
+    free_slots.insert(free_slots.end(), done.begin(), done.end());
+  }
+  finished_ = true;
+}
+
+template <class T>
+std::string InferencePlan<T>::describe() const {
+  std::string s;
+  for (const Op& op : ops_) {
+    s += kind_name(op.kind);
+    s += "(";
+    for (std::size_t k = 0; k < op.in.size(); ++k) s += (k ? ", v" : "v") + std::to_string(op.in[k]);
+    s += ") -> v" + std::to_string(op.out) + " " + dims_text(values_[op.out].dims);
+    if (op.fold) s += " +batchnorm";
+    if (op.relu) s += " +relu";
+    const Value& out = values_[op.out];
+    if (out.output >= 0) s += " [output " + std::to_string(out.output) + "]";
+    else s += " [slot " + std::to_string(out.slot) + "]";
+    s += "\n";
+  }
+  return s;
+}
+
+// ------------------------------------------------------------------------------ running
+
+template <class T>
+T* InferencePlan<T>::place(int v, T* arena, int64_t mb, const std::vector<const T*>& inputs,
+                           const std::vector<T*>& outputs) const {
+  const Value& value = values_[v];
+  if (value.input >= 0) return const_cast<T*>(inputs[value.input]);  // read only: no op writes an input
+  if (value.output >= 0) return outputs[value.output];
+  int64_t offset = round_up(fold_elements_);
+  for (int s = 0; s < value.slot; ++s) offset += round_up(slot_size_[s] * mb);
+  return arena + offset;
+}
+
+template <class T>
+void InferencePlan<T>::run_op(const Op& op, int64_t mb, T* arena, const std::vector<T*>& where) const {
+  const T* x = where[op.in[0]];
+  T* y = where[op.out];
+  const int64_t n = mb * values_[op.out].size;
+  switch (op.kind) {
+    case PlanOpKind::conv2d: {
+      ConvShape s = op.conv;
+      s.mb = mb;
+      s.relu = op.relu;
+      const T* w = op.w;
+      const T* b = op.b;
+      if (op.fold) {
+        T* wf = arena + op.fold_offset;
+        T* bf = wf + round_up(s.wei_size());
+        fold_batchnorm(s, op.w, op.b, op.bn, wf, bf);
+        w = wf, b = bf;
+      }
+      ConvTensors<T> t;
+      t.src = x, t.wei = w, t.bias = b, t.dst = y;
+      std::string error;
+      const ConvAlgo<T>* algo = choose_conv2d_algorithm<T>(ConvPass::fwd, s, t, "", &error);
+      if (algo == nullptr) throw std::runtime_error("inference plan: " + error);
+      algo->run(s, t);
+      return;
+    }
+    case PlanOpKind::dense: {
+      const DenseShape s{mb, values_[op.in[0]].size, op.units};
+      dense_fwd_kernel<T>().fn(s, x, op.w, op.b, y);
+      if (op.relu) relu_fwd_kernel<T>().fn(n, y, y);
+      return;
+    }
+    case PlanOpKind::maxpool2d: {
+      PoolShape s = op.pool;
+      s.mb = mb;
+      maxpool2d_fwd_kernel<T>(s).fn(s, x, y, nullptr);
+      return;
+    }
+    case PlanOpKind::relu:
+      relu_fwd_kernel<T>().fn(n, x, y);
+      return;
+    case PlanOpKind::batchnorm: {
+      const std::vector<int64_t>& d = values_[op.in[0]].dims;
+      const ChannelShape s{mb, d[0], values_[op.in[0]].size / d[0]};
+      batchnorm_fwd_inference_kernel<T>().fn(s, x, op.bn.mean, op.bn.var, op.bn.gamma, op.bn.beta, op.bn.eps, y);
+      return;
+    }
+    case PlanOpKind::global_avg_pool:
+    case PlanOpKind::global_max_pool: {
+      const std::vector<int64_t>& d = values_[op.in[0]].dims;
+      const ChannelShape s{mb, d[0], d[1] * d[2]};
+      if (op.kind == PlanOpKind::global_avg_pool) global_avg_pool2d_fwd_kernel<T>().fn(s, x, y);
+      else global_max_pool2d_fwd_kernel<T>().fn(s, x, y, nullptr);
+      return;
+    }
+    case PlanOpKind::copy:
+      if (x != y) std::memcpy(y, x, sizeof(T) * static_cast<std::size_t>(n));
+      return;
+    case PlanOpKind::add:
+    case PlanOpKind::subtract:
+    case PlanOpKind::multiply:
+    case PlanOpKind::average: {
+      // The layers' NumPy order: y = x0 op x1, then y op= x2, ...; Average then y *= (T)(1/k).
+      std::vector<const T*> xs;
+      for (int v : op.in) xs.push_back(where[v]);
+      const int k = static_cast<int>(xs.size());
+      const PlanOpKind kind = op.kind;
+      const T inv = static_cast<T>(1.0 / k);
+      parallel_for_grains(elementwise_threads<T>(n, k), n, kGrain, [&](int64_t lo, int64_t hi, int) {
+        for (int64_t i = lo; i < hi; ++i) {
+          T acc = xs[0][i];
+          for (int j = 1; j < k; ++j) {
+            const T v = xs[j][i];
+            if (kind == PlanOpKind::multiply) acc = acc * v;
+            else if (kind == PlanOpKind::subtract) acc = acc - v;
+            else acc = acc + v;
+          }
+          if (kind == PlanOpKind::average) acc = acc * inv;
+          y[i] = acc;
+        }
+      });
+      return;
+    }
+    case PlanOpKind::concat: {
+      // Per sample, each input's block after the one before.
+      const int64_t out_size = values_[op.out].size;
+      parallel_for(elementwise_threads<T>(n, 1), mb, [&](int64_t m, int) {
+        T* dst = y + m * out_size;
+        for (int v : op.in) {
+          const int64_t size = values_[v].size;
+          std::memcpy(dst, where[v] + m * size, sizeof(T) * static_cast<std::size_t>(size));
+          dst += size;
+        }
+      });
+      return;
+    }
+  }
+}
+
+template <class T>
+void InferencePlan<T>::run(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const {
+  if (!finished_) throw std::logic_error("inference plan: run() before finish()");
+  if (mb < 1) throw std::invalid_argument("inference plan: the batch must have at least one sample");
+  if (inputs.size() != inputs_.size() || outputs.size() != outputs_.size())
+    throw std::invalid_argument("inference plan: wrong number of inputs or outputs");
+  // The arena: folded weights, then each slot's mb samples.
+  int64_t elements = round_up(fold_elements_);
+  for (int64_t size : slot_size_) {
+    int64_t slot = 0;
+    if (__builtin_mul_overflow(size, mb, &slot) || __builtin_add_overflow(elements, round_up(slot), &elements))
+      throw std::bad_alloc();
+  }
+  Arena arena;
+  {
+    std::lock_guard<std::mutex> lock(arenas_mutex_);
+    auto it = std::find_if(free_arenas_.begin(), free_arenas_.end(), [&](const Arena& a) { return a.elements >= elements; });
+    if (it != free_arenas_.end()) {
+      arena = std::move(*it);
+      free_arenas_.erase(it);
+    }
+  }
+  if (!arena.data && elements > 0) {
+    arena.data.reset(new T[static_cast<std::size_t>(elements) + kAlign]);
+    arena.elements = elements;
+  }
+  T* base = arena.data.get();
+  if (base) {  // to a 64-byte boundary
+    const auto misalign = reinterpret_cast<std::uintptr_t>(base) % (kAlign * sizeof(T));
+    if (misalign) base += (kAlign * sizeof(T) - misalign) / sizeof(T);
+  }
+  std::vector<T*> where(values_.size());
+  for (int v = 0; v < static_cast<int>(values_.size()); ++v) where[v] = place(v, base, mb, inputs, outputs);
+  for (const Op& op : ops_) run_op(op, mb, base, where);
+  // Kept for the next run when small (a batch-1 run must not fault in fresh pages each time).
+  constexpr int64_t kKeepBytes = 8 << 20;
+  if (arena.data && arena.elements * static_cast<int64_t>(sizeof(T)) <= kKeepBytes) {
+    std::lock_guard<std::mutex> lock(arenas_mutex_);
+    if (free_arenas_.size() < 4) free_arenas_.push_back(std::move(arena));
+  }
+}
+
+template class InferencePlan<float>;
+template class InferencePlan<double>;
+
+}  // namespace convforge

@@ -1,0 +1,142 @@
+// A model's inference pass as one call. At batch 1 a model's time was Python between the
+// kernels (~10 us per layer against a few us of arithmetic); a plan runs the same kernels one
+// after another with nothing in between.
+//
+// A plan is a list of ops over values. A value is one tensor per sample (its per-sample dims:
+// (C, H, W) images, (F,) features); every op checks its operands when it is added, so a
+// finished plan runs any batch size without further checks. finish() gives each value a place:
+// the caller's input arrays, the caller's output arrays, or a slot of an arena that values share
+// once their last reader has run (an op whose input dies with it may write over it).
+//
+// Knows nothing of Python. Weights are pointers the caller keeps alive; they are read at every
+// run, so weights changed in place are always seen. A Conv2D followed by BatchNormalization is
+// folded at every run (weights * scale, the kernel's size, not the feature maps'), never cached.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/shapes.h"
+
+namespace convforge {
+
+enum class PlanOpKind : int {
+  conv2d,           // Conv2D (+ folded BatchNormalization) (+ ReLU)
+  dense,            // Dense (+ ReLU)
+  maxpool2d,        // MaxPooling2D
+  relu,             // ReLU; in place where its input dies here
+  batchnorm,        // BatchNormalization, inference statistics, over dims[0]
+  global_avg_pool,  // GlobalAveragePooling2D
+  global_max_pool,  // GlobalMaxPooling2D
+  add,              // Add, left to right
+  subtract,         // Subtract (two inputs)
+  multiply,         // Multiply, left to right
+  average,          // Average: the sum left to right, times (T)(1 / inputs)
+  concat,           // Concatenate along dims[0] (channels)
+  copy,             // Reshape / Flatten (the same values, other dims); in place where its input dies here
+};
+
+// BatchNormalization's inference weights: moving mean and variance, gamma and beta (null when
+// the layer has center/scale off), epsilon.
+template <class T>
+struct PlanBatchNorm {
+  const T* mean = nullptr;
+  const T* var = nullptr;
+  const T* gamma = nullptr;
+  const T* beta = nullptr;
+  double eps = 0.0;
+};
+
+template <class T>
+class InferencePlan {
+ public:
+  using value_type = T;
+
+  // Each adder returns the new value's id and throws std::invalid_argument, saying what is
+  // wrong, for an operand that does not fit. Values are ids returned before.
+  int input(const std::vector<int64_t>& dims);
+  // `shape`: the per-sample problem (mb is ignored; ic/ih/iw must be x's dims). `bn` folds a
+  // BatchNormalization into the conv (its vectors have oc entries); `relu` applies max(y, 0).
+  int conv2d(int x, ConvShape shape, const T* w, const T* b, const PlanBatchNorm<T>* bn, bool relu);
+  int dense(int x, int64_t units, const T* w, const T* b, bool relu);
+  int maxpool2d(int x, PoolShape shape);  // mb ignored; c/ih/iw must be x's dims
+  int relu(int x);
+  int batchnorm(int x, const PlanBatchNorm<T>& bn);
+  int global_pool(int x, bool max, const std::vector<int64_t>& out_dims);  // out_dims: (C) or (C, 1, 1)
+  int elementwise(PlanOpKind kind, const std::vector<int>& xs);           // add/subtract/multiply/average
+  int concat(const std::vector<int>& xs);
+  int reshape(int x, const std::vector<int64_t>& dims);
+
+  // Marks the values run() returns (in this order) and places every value; no op may be added
+  // after it.
+  void finish(const std::vector<int>& outputs);
+
+  bool finished() const { return finished_; }
+  int num_inputs() const { return static_cast<int>(inputs_.size()); }
+  int num_outputs() const { return static_cast<int>(outputs_.size()); }
+  const std::vector<int64_t>& dims(int value) const;
+  int64_t sample_size(int value) const;  // elements per sample
+  const std::vector<int>& output_values() const { return outputs_; }
+  const std::vector<int>& input_values() const { return inputs_; }
+  std::string describe() const;  // one line per op, for tests and debugging
+
+  // inputs[k]: mb samples of input k, C-contiguous; outputs[k]: room for mb samples of output k.
+  // Outputs must not overlap the inputs or each other. Safe to call from several threads at once.
+  void run(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const;
+
+ private:
+  struct Value {
+    std::vector<int64_t> dims;
+    int64_t size = 0;    // elements per sample
+    int producer = -1;   // op index; -1 for an input
+    int last_read = -1;  // the last op that reads it
+    int input = -1;      // input index, or -1
+    int output = -1;     // output index (finish), or -1
+    int slot = -1;       // arena slot, or -1 (input or output)
+  };
+  struct Op {
+    PlanOpKind kind;
+    std::vector<int> in;
+    int out = -1;
+    ConvShape conv;  // conv2d (mb set at run)
+    PoolShape pool;  // maxpool2d
+    int64_t units = 0;
+    const T* w = nullptr;
+    const T* b = nullptr;
+    PlanBatchNorm<T> bn;
+    bool fold = false;  // conv2d: bn is folded in
+    bool relu = false;
+    int64_t fold_offset = 0;  // conv2d with fold: folded weights then bias, at this arena offset
+  };
+
+  int add_value(std::vector<int64_t> dims, int producer);
+  void check_value(int v, const char* what) const;
+  void check_open() const;
+  void read(int v, int op);
+  T* place(int v, T* arena, int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const;
+  void run_op(const Op& op, int64_t mb, T* arena, const std::vector<T*>& where) const;
+
+  std::vector<Value> values_;
+  std::vector<Op> ops_;
+  std::vector<int> inputs_, outputs_;
+  std::vector<int64_t> slot_size_;    // per-sample elements of each arena slot (finish)
+  int64_t fold_elements_ = 0;         // per-run room for folded weights and biases
+  bool finished_ = false;
+
+  // Arenas kept between runs, small ones only (a batch-1 run must not pay for fresh pages);
+  // a run that finds none free gets its own.
+  struct Arena {
+    std::unique_ptr<T[]> data;
+    int64_t elements = 0;
+  };
+  mutable std::mutex arenas_mutex_;
+  mutable std::vector<Arena> free_arenas_;
+};
+
+extern template class InferencePlan<float>;
+extern template class InferencePlan<double>;
+
+}  // namespace convforge

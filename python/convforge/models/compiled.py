@@ -1,0 +1,232 @@
+"""A model's inference pass compiled into one C++ call (``_core.InferencePlan``).
+
+At batch 1 a model's time went to Python between the kernels: ~10 microseconds of argument
+checks and dispatch per layer against a few of arithmetic (LeNet-5's predict of one image took
+twice onnxruntime's). :func:`compile_inference` lowers the model's inference steps (after the
+Conv2D + BatchNormalization folding of :mod:`convforge.layers.fusion`) to the plan's ops: the
+same kernels on the same arguments, so the outputs are bit-identical to running the layers one by
+one. Steps are lowered in execution order up to the first one the plan has no op for (a custom
+layer, a tanh, an average pooling); that step and all after it run in Python on the plan's
+results (the *tail*). A Dense or Conv2D whose activation the plan lacks (softmax on the head) is
+split: its matrix product in the plan, its activation in the tail.
+
+The plan holds the weight arrays themselves and reads their values at every run: training or
+``set_weights`` (both write into the same arrays) are seen at once. A weight *replaced* by another
+array (``layer.params['kernel'] = ...``) is caught by :meth:`CompiledInference.current`, and the
+model builds a new plan. ``CONVFORGE_COMPILED_INFERENCE=0`` turns plans off (the layer-by-layer
+path, for comparisons).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .. import _core
+from ..layers import activations as activation_layers
+from ..layers.activations import Activation, ReLU
+from ..layers.conv import Conv2D
+from ..layers.core import Dense, Dropout, Flatten
+from ..layers.fusion import FoldedConvBatchNorm, InPlaceReLU, is_plain_relu
+from ..layers.global_pooling import GlobalAveragePooling2D, GlobalMaxPooling2D
+from ..layers.merging import Add, Average, Concatenate, Multiply, Subtract
+from ..layers.normalization import BatchNormalization
+from ..layers.pooling import MaxPooling2D
+
+__all__ = ["CompiledInference", "compile_inference", "enabled"]
+
+_ELEMENTWISE = {Add: "add", Subtract: "subtract", Multiply: "multiply", Average: "average"}
+
+
+def enabled() -> bool:
+    """Plans are on unless ``CONVFORGE_COMPILED_INFERENCE=0`` (read at each model build)."""
+    return os.environ.get("CONVFORGE_COMPILED_INFERENCE", "1").strip() not in ("0", "false", "off", "no")
+
+
+class _NotLowered(Exception):
+    """The step has no plan op: it and every later step run in Python."""
+
+
+class CompiledInference:
+    """A model's inference steps as a plan plus a Python tail (see the module's docstring)."""
+
+    def __init__(self, plan, n_inputs, exported, tail, outputs, weights, lowered):
+        self.plan = plan
+        self._n_inputs = n_inputs
+        self._exported = exported  # tensor index (or tail key) of each plan output, in order
+        self._tail = tail  # [(fn, input keys, many, output key)] run in Python after the plan
+        self._outputs = outputs  # the model's output tensor indices
+        self._weights = weights  # [(holder dict, name, array)]: the arrays the plan reads
+        self.lowered = lowered  # how many of the model's inference steps run in the plan
+
+    def current(self) -> bool:
+        """Do the layers still hold the very arrays the plan reads?"""
+        return all(holder.get(name) is array for holder, name, array in self._weights)
+
+    def accepts(self, xbs) -> bool:
+        """Can the plan take these inputs as they are (arrays of its dtype, C-contiguous, >= 1 sample)?"""
+        dtype = self.plan.dtype
+        for x in xbs:
+            if type(x) is not np.ndarray or x.dtype != dtype or not x.flags.c_contiguous or not x.shape or x.shape[0] < 1:
+                return False
+        return len(xbs) == self._n_inputs
+
+    def run(self, xbs) -> list:
+        """The model's outputs for a batch, in the internal (NCHW) layout."""
+        results = self.plan.run(xbs)
+        if not self._tail:
+            values = dict(zip(self._exported, results))
+        else:
+            values = dict(enumerate(xbs))
+            values.update(zip(self._exported, results))
+            for fn, keys, many, out in self._tail:
+                x = [values[k] for k in keys] if many else values[keys[0]]
+                values[out] = fn(x)
+        return [values[i] for i in self._outputs]
+
+
+def compile_inference(model, dtype) -> CompiledInference | None:
+    """The plan of a Functional ``model``'s inference steps, or None when not even its first
+    step lowers (or plans are off)."""
+    if not enabled() or np.dtype(dtype) not in (np.float32, np.float64):
+        return None
+    lowering = _Lowering(np.dtype(dtype).name)
+    values = {}  # tensor index -> plan value
+    for index, shape in enumerate(_input_shapes(model)):
+        values[index] = lowering.plan.input(list(shape))
+    steps = model._inference_steps
+    tail, lowered = [], 0
+    for k, step in enumerate(steps):
+        try:
+            value, epilogue = lowering.step(step, values)
+        except _NotLowered:
+            tail = [(_forward_of(s.call), s.inputs, s.many, s.out) for s in steps[k:]]
+            break
+        lowered += 1
+        if epilogue is None:
+            values[step.out] = value
+        else:  # the matrix product lowered, the activation in Python: the tail starts here
+            key = ("logits", step.out)
+            values[key] = value
+            tail = [(epilogue, [key], False, step.out)]
+            tail += [(_forward_of(s.call), s.inputs, s.many, s.out) for s in steps[k + 1 :]]
+            break
+    if lowered == 0:
+        return None
+    # What leaves the plan: the model outputs it computes and what the tail reads.
+    wanted = list(model._outputs_index) + [key for _, keys, _, _ in tail for key in keys]
+    exported = []
+    for key in wanted:
+        if key in values and key not in exported and not _is_input(key, model):
+            exported.append(key)
+    input_values = {values[i] for i in range(len(_input_shapes(model)))}
+    if not exported:
+        return None  # the plan computes nothing the model returns
+    plan_outputs = []
+    for key in exported:
+        value = values[key]
+        if value in input_values:  # a model input passed through unchanged (Dropout): copy it
+            value = lowering.plan.reshape(value, lowering.plan.dims(value))
+        if value in plan_outputs:  # one value under two names: return it twice
+            value = lowering.plan.reshape(value, lowering.plan.dims(value))
+        plan_outputs.append(value)
+    lowering.plan.finish(plan_outputs)
+    return CompiledInference(lowering.plan, len(_input_shapes(model)), exported, tail,
+                             list(model._outputs_index), lowering.weights, lowered)
+
+
+def _input_shapes(model) -> list:
+    """The per-sample internal (NCHW) shape of each model input."""
+    return [tuple(entry.internal) for entry in model._entries]
+
+
+def _is_input(key, model) -> bool:
+    return isinstance(key, int) and key < len(_input_shapes(model))
+
+
+def _forward_of(call):
+    return lambda x: call.forward(x, False)
+
+
+class _Lowering:
+    """Adds one step at a time to a plan; raises :class:`_NotLowered` where it has no op."""
+
+    def __init__(self, dtype: str):
+        self.plan = _core.InferencePlan(dtype)
+        self.dtype = dtype
+        self.weights = []
+
+    def weight(self, layer, name):
+        """``layer.params[name]`` (None if absent), recorded so a replaced array is noticed."""
+        array = layer.params.get(name)
+        if array is not None and (array.dtype != self.dtype or not array.flags.c_contiguous):
+            raise _NotLowered  # the layers' own path converts or complains
+        self.weights.append((layer.params, name, array))
+        return array
+
+    def batchnorm(self, bn):
+        return (self.weight(bn, "moving_mean"), self.weight(bn, "moving_variance"), self.weight(bn, "gamma"),
+                self.weight(bn, "beta"), float(bn.epsilon))
+
+    def step(self, step, values):
+        """``(plan value of the step's output, None)``, or ``(value of its pre-activation, the
+        activation to apply in Python)``."""
+        call, plan = step.call, self.plan
+        if any(i not in values for i in step.inputs):
+            raise _NotLowered
+        xs = [values[i] for i in step.inputs]
+        x = xs[0]
+        kind = type(call)
+        if kind is FoldedConvBatchNorm:
+            conv = call.conv
+            cp = conv._plan_for(tuple(plan.dims(x)[1:]))
+            y = plan.conv2d(x, self.weight(conv, "kernel"), self.weight(conv, "bias"), cp.stride, cp.pads,
+                            cp.dilation, bn=self.batchnorm(call.bn), relu=call.relu is not None)
+            return y, None
+        if kind is Conv2D:
+            if len(plan.dims(x)) != 3:
+                raise _NotLowered
+            cp = call._plan_for(tuple(plan.dims(x)[1:]))
+            relu = isinstance(call.activation, activation_layers.ReLU)
+            y = plan.conv2d(x, self.weight(call, "kernel"), self.weight(call, "bias"), cp.stride, cp.pads,
+                            cp.dilation, relu=relu)
+            return y, None if relu or call.activation is None else _forward_of(call.activation)
+        if kind is Dense:
+            if len(plan.dims(x)) != 1:
+                raise _NotLowered
+            relu = isinstance(call.activation, activation_layers.ReLU)
+            y = plan.dense(x, self.weight(call, "kernel"), self.weight(call, "bias"), relu=relu)
+            return y, None if relu or call.activation is None else _forward_of(call.activation)
+        if kind is InPlaceReLU or is_plain_relu(call):
+            return plan.relu(x), None
+        if kind is MaxPooling2D:
+            if call._prepad is not None or tuple(plan.dims(x)) != tuple(call._internal_input_shape):
+                raise _NotLowered
+            kernel, stride, pad, out_hw = call._pool_plan
+            return plan.maxpool2d(x, kernel, stride, pad, out_hw), None
+        if kind is Flatten:
+            return plan.reshape(x, [int(np.prod(plan.dims(x)))]), None
+        if kind is Dropout:
+            return x, None  # the identity at inference
+        if kind is BatchNormalization:
+            return plan.batchnorm(x, self.batchnorm(call)), None
+        if kind in (GlobalAveragePooling2D, GlobalMaxPooling2D):
+            if len(plan.dims(x)) != 3:
+                raise _NotLowered
+            out = list(call._internal_output_shape)
+            return plan.global_pool(x, kind is GlobalMaxPooling2D, out), None
+        if kind in _ELEMENTWISE:
+            return plan.elementwise(_ELEMENTWISE[kind], xs), None
+        if kind is Concatenate:
+            if call._internal_axis != 1:
+                raise _NotLowered
+            return plan.concat(xs), None
+        raise _NotLowered
+
+
+# Activation('relu') and ReLU() reach here through is_plain_relu; the names are imported so that
+# a reader finds every lowered class in one list.
+_LOWERED = (FoldedConvBatchNorm, Conv2D, Dense, InPlaceReLU, ReLU, Activation, MaxPooling2D, Flatten, Dropout,
+            BatchNormalization, GlobalAveragePooling2D, GlobalMaxPooling2D, Add, Subtract, Multiply, Average,
+            Concatenate)

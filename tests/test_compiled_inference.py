@@ -1,0 +1,377 @@
+"""The compiled inference pass (convforge.models.compiled, csrc/plan/inference_plan.cpp).
+
+``predict`` runs a model's inference steps as one C++ call. It must give the very bits the layers
+give one by one (the same kernels on the same arguments), on every ISA path and thread count; see
+weights changed in place (training, set_weights) and notice replaced weight arrays; hand the steps
+it has no op for to the layers (the tail); and refuse bad plans with clear errors.
+"""
+
+import importlib.util
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import convforge
+from convforge import _core, layers
+from convforge.models import compiled
+from convforge.train import lenet5
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def graph_of(model):
+    return getattr(model, "_graph", model)
+
+
+def layer_by_layer(model, xs):
+    """The model's outputs from its layers' own inference path (no plan), internal layout."""
+    g = graph_of(model)
+    values = g._run([g._entries[k].convert(x) for k, x in enumerate(xs)], False, logits=False)
+    return [values[i] for i in g._outputs_index]
+
+
+def planned(model, xs):
+    g = graph_of(model)
+    plan = g._inference_plan()
+    assert plan is not None, "the model should compile"
+    return plan, plan.run([g._entries[k].convert(x) for k, x in enumerate(xs)])
+
+
+def assert_same_bits(model, xs):
+    plan, got = planned(model, xs)
+    want = layer_by_layer(model, xs)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    return plan
+
+
+def randomize_batchnorm(model, rng):
+    """Moving statistics and affine weights away from their initial 0/1 (else folding is trivial)."""
+    for layer in graph_of(model).layers:
+        p = layer.params
+        if "moving_variance" in p:
+            p["moving_variance"][...] = rng.uniform(0.5, 2.0, p["moving_variance"].shape)
+            p["moving_mean"][...] = rng.standard_normal(p["moving_mean"].shape)
+            for name in ("gamma", "beta"):
+                if name in p:
+                    p[name][...] = rng.standard_normal(p[name].shape)
+
+
+def example_resnet():
+    spec = importlib.util.spec_from_file_location("train_resnet", os.path.join(ROOT, "examples", "train_resnet.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.resnet()
+
+
+def inception_net(dtype="float32"):
+    """Every lowered layer kind: branches joined by Concatenate, a standalone BatchNormalization,
+    the merge layers, Dropout, global pooling kept as (C, 1, 1), two outputs of which one feeds on."""
+    x = convforge.Input((12, 12, 3), name="x", dtype=dtype)
+    stem = layers.Conv2D(8, 3, padding="same", name="stem")(x)
+    stem = layers.BatchNormalization(name="stem_bn")(stem)
+    stem = layers.ReLU(name="stem_relu")(stem)
+    b1 = layers.Conv2D(4, 1, activation="relu", name="b1")(stem)
+    b2 = layers.Conv2D(4, 3, padding="same", dilation_rate=2, name="b2")(stem)
+    b2 = layers.BatchNormalization(name="b2_bn", center=False)(b2)
+    b3 = layers.MaxPooling2D(3, strides=1, padding="same", name="b3_pool")(stem)
+    cat = layers.Concatenate(name="cat")([b1, b2, layers.Conv2D(4, 1, name="b3")(b3)])
+    pooled = layers.MaxPooling2D(2, name="pool")(cat)
+    a = layers.Conv2D(12, 1, name="a")(pooled)
+    b = layers.Conv2D(12, 1, name="b")(pooled)
+    merged = layers.Add(name="add")([a, b, layers.Subtract(name="sub")([a, b])])
+    merged = layers.Average(name="avg")([merged, layers.Multiply(name="mul")([a, b])])
+    merged = layers.Dropout(0.5, name="drop")(merged)
+    gmp = layers.GlobalMaxPooling2D(keepdims=True, name="gmp")(merged)
+    gap = layers.GlobalAveragePooling2D(name="gap")(merged)
+    features = layers.Concatenate(name="feat")([layers.Flatten(name="flat")(gmp), gap])
+    features = layers.BatchNormalization(name="feat_bn")(features)
+    hidden = layers.Dense(16, activation="relu", name="hidden")(features)
+    head = layers.Dense(5, activation="softmax", name="head")(hidden)
+    return convforge.Model(x, [head, hidden], name="inception_net")
+
+
+@pytest.fixture
+def plans_on(monkeypatch):
+    monkeypatch.delenv("CONVFORGE_COMPILED_INFERENCE", raising=False)
+
+
+# ------------------------------------------------------------------ the same bits as the layers
+
+
+@pytest.mark.parametrize("batch", [1, 5, 64])
+def test_lenet5_bits_on_every_isa(isa, batch, rng, plans_on):
+    model = lenet5()
+    x = rng.random((batch, 28, 28, 1), dtype=np.float32)
+    plan = assert_same_bits(model, [x])
+    steps = len(graph_of(model)._inference_steps)
+    assert plan.lowered == steps  # every layer in the plan, the softmax included
+    np.testing.assert_array_equal(model.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("batch", [1, 3, 40])
+def test_resnet_example_folds_and_matches(isa, batch, rng, plans_on):
+    model = example_resnet()
+    randomize_batchnorm(model, rng)
+    x = rng.random((batch, 28, 28, 1), dtype=np.float32)
+    plan = assert_same_bits(model, [x])
+    assert plan.lowered == len(graph_of(model)._inference_steps)
+    text = plan.plan.describe()
+    assert text.count("+batchnorm") == 9 and "add(" in text and "global_avg_pool" in text
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_lowered_kind(dtype, rng, plans_on):
+    model = inception_net(dtype)
+    randomize_batchnorm(model, rng)
+    x = rng.standard_normal((6, 12, 12, 3)).astype(dtype)
+    plan = assert_same_bits(model, [x])
+    text = plan.plan.describe()
+    for op in ("conv2d", "concat", "maxpool2d", "add", "subtract", "average", "multiply", "global_max_pool",
+               "global_avg_pool", "batchnorm", "dense"):
+        assert op + "(" in text, op
+    # All in the plan but the head's softmax (its matrix product is in the plan).
+    assert plan.lowered == len(graph_of(model)._inference_steps) and len(plan._tail) == 1
+
+
+def test_threads_do_not_change_bits(threads, rng, plans_on):
+    model = example_resnet()
+    randomize_batchnorm(model, rng)
+    x = rng.random((9, 28, 28, 1), dtype=np.float32)
+    results = []
+    for n in (1, 2, 3):
+        convforge.set_num_threads(n)
+        results.append(model.predict(x, verbose=0))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def test_predict_and_call_use_the_plan(rng, plans_on):
+    model = lenet5()
+    x = rng.random((4, 28, 28, 1), dtype=np.float32)
+    p = model.predict(x, verbose=0)
+    assert graph_of(model)._compiled  # made at the first predict
+    np.testing.assert_array_equal(model(x), p)
+    np.testing.assert_array_equal(layer_by_layer(model, [x])[0], p)
+
+
+def test_switched_off(monkeypatch, rng):
+    monkeypatch.setenv("CONVFORGE_COMPILED_INFERENCE", "0")
+    model = lenet5()
+    model.predict(rng.random((2, 28, 28, 1), dtype=np.float32), verbose=0)
+    assert graph_of(model)._compiled is False
+
+
+# ------------------------------------------------------------------ weights that change
+
+
+def test_sees_training_and_set_weights(rng, plans_on):
+    model = example_resnet()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x = rng.random((8, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 8)
+    before = model.predict(x, verbose=0)
+    plan = graph_of(model)._compiled
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)  # weights and moving statistics change in place
+    after = model.predict(x, verbose=0)
+    assert graph_of(model)._compiled is plan  # the same plan, reading the new values
+    assert not np.array_equal(before, after)
+    np.testing.assert_array_equal(after, layer_by_layer(model, [x])[0])
+    weights = model.get_weights()
+    model.set_weights([w * 0.5 for w in weights])
+    np.testing.assert_array_equal(model.predict(x, verbose=0), layer_by_layer(model, [x])[0])
+
+
+def test_in_place_edit_and_replaced_array(rng, plans_on):
+    model = lenet5()
+    x = rng.random((3, 28, 28, 1), dtype=np.float32)
+    first = model.predict(x, verbose=0)
+    c1 = model.get_layer("c1")
+    c1.kernel[...] *= -1.0  # in place: the plan reads it
+    edited = model.predict(x, verbose=0)
+    assert not np.array_equal(first, edited)
+    np.testing.assert_array_equal(edited, layer_by_layer(model, [x])[0])
+    plan = graph_of(model)._compiled
+    c1.params["kernel"] = np.ascontiguousarray(c1.params["kernel"] * 2.0)  # another array
+    replaced = model.predict(x, verbose=0)
+    assert graph_of(model)._compiled is not plan  # noticed, made again
+    np.testing.assert_array_equal(replaced, layer_by_layer(model, [x])[0])
+
+
+def test_astype_makes_a_new_plan(rng, plans_on):
+    model = lenet5()
+    x = rng.random((2, 28, 28, 1), dtype=np.float32)
+    model.predict(x, verbose=0)
+    model.astype("float64")
+    out = model.predict(x.astype(np.float64), verbose=0)
+    assert out.dtype == np.float64 and graph_of(model)._compiled.plan.dtype == "float64"
+
+
+# ------------------------------------------------------------------ what the plan leaves to the layers
+
+
+def test_tail_after_an_unlowered_layer(rng, plans_on):
+    model = lenet5(classic=True)  # tanh and average pooling: the first conv's tanh starts the tail
+    x = rng.random((3, 28, 28, 1), dtype=np.float32)
+    plan = assert_same_bits(model, [x])
+    assert plan.lowered == 1 and len(plan._tail) == len(graph_of(model)._inference_steps)
+
+
+def test_tail_after_an_asymmetric_pool(rng, plans_on):
+    x = convforge.Input((9, 9, 3))
+    h = layers.Conv2D(4, 3, activation="relu")(x)
+    h = layers.MaxPooling2D(2, strides=1, padding="same")(h)  # the -inf border on one side: the layers' own
+    y = layers.Dense(2)(layers.Flatten()(layers.Conv2D(3, 1)(h)))
+    model = convforge.Model(x, y)
+    plan = assert_same_bits(model, [rng.standard_normal((4, 9, 9, 3)).astype(np.float32)])
+    assert plan.lowered == 1 and len(plan._tail) == 4
+
+
+def test_not_compiled_when_nothing_lowers(rng, plans_on):
+    x = convforge.Input((4, 4, 2))
+    model = convforge.Model(x, layers.Activation("tanh")(layers.Flatten()(x)))
+    model.predict(rng.random((2, 4, 4, 2), dtype=np.float32), verbose=0)
+    assert graph_of(model)._compiled is not None
+    plan = graph_of(model)._inference_plan()
+    # Flatten lowers; the tanh runs on its result.
+    assert plan is None or plan.lowered == 1
+
+
+def test_input_passed_through_and_shared_outputs(rng, plans_on):
+    x = convforge.Input((6,), name="x")
+    same = layers.Dropout(0.2, name="drop")(x)
+    y = layers.Dense(3, name="d")(same)
+    model = convforge.Model(x, [same, y, y])
+    data = rng.random((4, 6), dtype=np.float32)
+    out = model.predict(data, verbose=0)
+    np.testing.assert_array_equal(out[0], data)
+    np.testing.assert_array_equal(out[1], out[2])
+    out[1][...] = 0  # two arrays, not one
+    assert not np.array_equal(out[1], out[2])
+
+
+def test_inputs_the_plan_does_not_take_still_work(rng, plans_on):
+    model = lenet5()
+    x = rng.random((3, 28, 28, 1), dtype=np.float32)
+    want = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(model.predict(x.astype(np.float64), verbose=0), model.predict(x.astype(np.float64), verbose=0))
+    g = graph_of(model)
+    xb = g._entries[0].convert(x)
+    assert not g._inference_plan().accepts([xb[:, :, ::2]])
+    assert not g._inference_plan().accepts([xb.astype(np.float64)])
+    np.testing.assert_array_equal(model._to_user(g._forward([xb], False)[0]), want)
+
+
+def test_concurrent_predicts(rng, plans_on):
+    model = example_resnet()
+    randomize_batchnorm(model, rng)
+    xs = [rng.random((3, 28, 28, 1), dtype=np.float32) for _ in range(4)]
+    want = [model.predict(x, verbose=0) for x in xs]
+    got, errors = [None] * 4, []
+
+    def work(k):
+        try:
+            for _ in range(20):
+                got[k] = model.predict(xs[k], verbose=0)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------ the private plan refuses bad plans
+
+
+def test_plan_checks_its_operands():
+    plan = _core.InferencePlan("float32")
+    x = plan.input([2, 8, 8])
+    w = np.zeros((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="does not have"):
+        plan.relu(99)
+    with pytest.raises(TypeError, match="float32"):
+        plan.conv2d(x, w.astype(np.float64), None, (1, 1), (0, 0, 0, 0), (1, 1))
+    with pytest.raises(ValueError, match="channels"):
+        plan.conv2d(x, np.zeros((3, 5, 3, 3), np.float32), None, (1, 1), (0, 0, 0, 0), (1, 1))
+    with pytest.raises(ValueError, match="b must have shape"):
+        plan.conv2d(x, w, np.zeros(4, np.float32), (1, 1), (0, 0, 0, 0), (1, 1))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        plan.conv2d(x, np.zeros((3, 2, 3, 6), np.float32)[..., ::2], None, (1, 1), (0, 0, 0, 0), (1, 1))
+    with pytest.raises(ValueError, match="stride"):
+        plan.conv2d(x, w, None, (0, 1), (0, 0, 0, 0), (1, 1))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        plan.conv2d(x, np.zeros((3, 2, 9, 9), np.float32), None, (1, 1), (0, 0, 0, 0), (1, 1))
+    with pytest.raises(ValueError, match="features"):
+        plan.dense(x, np.zeros((128, 4), np.float32), None)
+    with pytest.raises(ValueError, match="equal shapes"):
+        plan.elementwise("add", [x, plan.input([2, 8, 4])])
+    with pytest.raises(ValueError, match="kind"):
+        plan.elementwise("divide", [x, x])
+    with pytest.raises(ValueError, match="changes the number"):
+        plan.reshape(x, [100])
+    with pytest.raises(ValueError, match="positive"):
+        plan.reshape(x, [-128, -1])
+    with pytest.raises(ValueError, match="not finished"):
+        plan.run([np.zeros((1, 2, 8, 8), np.float32)])
+    with pytest.raises(ValueError, match="computed by an op"):
+        plan.finish([x])
+    y = plan.conv2d(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), relu=True)
+    plan.finish([y])
+    with pytest.raises(ValueError, match="after finish"):
+        plan.relu(y)
+    with pytest.raises(ValueError, match="takes 2 inputs"):
+        plan.run([np.zeros((1, 2, 8, 8), np.float32)])
+
+
+def test_plan_checks_run_inputs():
+    plan = _core.InferencePlan("float64")
+    x = plan.input([4])
+    plan.finish([plan.relu(x)])
+    with pytest.raises(TypeError, match="float64"):
+        plan.run([np.zeros((2, 4), np.float32)])
+    with pytest.raises(ValueError, match=r"\(4,\) per sample"):
+        plan.run([np.zeros((2, 5))])
+    with pytest.raises(ValueError, match="at least one sample"):
+        plan.run([np.zeros((0, 4))])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        plan.run([np.zeros((2, 8))[:, ::2]])
+    with pytest.raises(TypeError, match="dtype"):
+        _core.InferencePlan("int8")
+    np.testing.assert_array_equal(plan.run([np.array([[-1.0, 2.0, -0.0, np.nan]])])[0], [[0.0, 2.0, 0.0, np.nan]])
+
+
+def test_plan_keeps_weights_alive():
+    plan = _core.InferencePlan("float32")
+    x = plan.input([3])
+    plan.finish([plan.dense(x, np.eye(3, dtype=np.float32) * 2, np.ones(3, np.float32))])
+    import gc
+
+    gc.collect()  # the weight arrays above have no other owner
+    np.testing.assert_array_equal(plan.run([np.ones((2, 3), np.float32)])[0], np.full((2, 3), 3.0, np.float32))
+
+
+def test_slots_are_reused_without_clobbering(rng):
+    """A long chain with a skip from the start: the skip's value must survive every slot reuse."""
+    plan = _core.InferencePlan("float32")
+    x = plan.input([5])
+    first = plan.relu(plan.reshape(x, [5]))
+    v = first
+    for _ in range(6):
+        v = plan.relu(plan.reshape(v, [5]))
+    total = plan.elementwise("add", [v, first])
+    plan.finish([total, first])
+    data = rng.standard_normal((3, 5)).astype(np.float32)
+    got_total, got_first = plan.run([data])
+    np.testing.assert_array_equal(got_first, np.maximum(data, 0))
+    np.testing.assert_array_equal(got_total, np.maximum(data, 0) * 2)
+    assert "slot" in plan.describe()
