@@ -134,8 +134,8 @@ def test_every_lowered_kind(dtype, rng, plans_on):
     for op in ("conv2d", "concat", "maxpool2d", "add", "subtract", "average", "multiply", "global_max_pool",
                "global_avg_pool", "batchnorm", "dense"):
         assert op + "(" in text, op
-    # All in the plan but the head's softmax (its matrix product is in the plan).
-    assert plan.lowered == len(graph_of(model)._inference_steps) and len(plan._tail) == 1
+    assert plan.lowered == len(graph_of(model)._inference_steps) and not plan._tail
+    assert "softmax(" in text
 
 
 def test_threads_do_not_change_bits(threads, rng, plans_on):
@@ -375,3 +375,55 @@ def test_slots_are_reused_without_clobbering(rng):
     np.testing.assert_array_equal(got_first, np.maximum(data, 0))
     np.testing.assert_array_equal(got_total, np.maximum(data, 0) * 2)
     assert "slot" in plan.describe()
+
+
+def test_sigmoid_head_is_split(rng, plans_on):
+    x = convforge.Input((8,))
+    model = convforge.Model(x, layers.Dense(1, activation="sigmoid")(layers.Dense(4, activation="relu")(x)))
+    plan = assert_same_bits(model, [rng.standard_normal((5, 8)).astype(np.float32)])
+    assert plan.lowered == 2 and len(plan._tail) == 1  # the head's product in the plan, its sigmoid after
+
+
+# ------------------------------------------------------------------ the softmax kernel (layer and plan)
+
+
+def softmax_oracle(x):
+    x = x.astype(np.float64)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("classes", [1, 2, 10, 17, 1000, 5000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_against_float64(classes, dtype, rng):
+    x = (rng.standard_normal((7, classes)) * 20).astype(dtype)
+    y = convforge.functional.softmax(x)
+    assert y.dtype == dtype and y.shape == x.shape
+    np.testing.assert_allclose(y, softmax_oracle(x), rtol=4e-6 if dtype == np.float32 else 1e-13, atol=1e-30)
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(layers.Softmax().forward(x.copy()), y)
+
+
+def test_softmax_non_finite_rows():
+    x = np.array([[1.0, np.nan, 2.0], [np.inf, 0.0, 1.0], [-np.inf, -np.inf, -np.inf], [1000.0, -1000.0, 1000.0]],
+                 np.float32)
+    y = convforge.functional.softmax(x)
+    assert np.isnan(y[:3]).all()  # as NumPy's max-shifted formula
+    np.testing.assert_allclose(y[3], [0.5, 0.0, 0.5])
+
+
+def test_softmax_threads_and_bad_input(threads, rng):
+    x = rng.standard_normal((3000, 100)).astype(np.float32)  # enough rows for threads
+    convforge.set_num_threads(1)
+    one = convforge.functional.softmax(x)
+    convforge.set_num_threads(2)
+    np.testing.assert_array_equal(convforge.functional.softmax(x), one)
+    with pytest.raises(ValueError, match="2 dimensions"):
+        convforge.functional.softmax(np.zeros(4, np.float32))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        convforge.functional.softmax(np.zeros((2, 3), np.int32))
+    with pytest.raises(ValueError, match="empty"):
+        convforge.functional.softmax(np.zeros((2, 0), np.float32))
+    assert convforge.functional.softmax(np.zeros((0, 3), np.float32)).shape == (0, 3)
+    with pytest.raises(ValueError, match="2 dimensions"):
+        _core.softmax_fwd(np.zeros((2, 3, 4), np.float32))

@@ -202,6 +202,8 @@ void bind_plan(py::module_& m) {
            py::arg("out_hw"))
       .def("relu", [](PyPlan& p, int x) { return p.with_plan([&](auto& plan) { return plan.relu(x); }); },
            py::arg("x"))
+      .def("softmax", [](PyPlan& p, int x) { return p.with_plan([&](auto& plan) { return plan.softmax(x); }); },
+           py::arg("x"))
       .def("batchnorm", &PyPlan::batchnorm, py::arg("x"), py::arg("bn"))
       .def("global_pool", [](PyPlan& p, int x, bool max, const std::vector<int64_t>& out_dims) {
         return p.with_plan([&](auto& plan) { return plan.global_pool(x, max, out_dims); });

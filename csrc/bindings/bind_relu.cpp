@@ -1,5 +1,5 @@
 // ReLU forward and backward: elementwise, any shape, viewed flat; `out` may be the input itself
-// (in place), never a shifted view of it.
+// (in place), never a shifted view of it. Softmax of the rows of a 2-D array, likewise.
 #include "bindings/arrays.h"
 #include "dispatch/dispatch.h"
 
@@ -41,6 +41,22 @@ py::array relu_bwd(const py::array& dy, const py::array& x, const py::object& ou
   return std::move(dx);
 }
 
+template <class T>
+py::array softmax_fwd(const py::array& x, const py::object& out) {
+  check_input<T>(x, "x", 2);
+  if (x.shape(1) < 1) throw py::value_error("x must have at least one column, got shape " + shape_str(x));
+  py::array_t<T> y = make_output<T>(out, "out", dims(x), {{x, "x", true}});
+  const auto kernel = softmax_fwd_kernel<T>().fn;
+  const int64_t rows = x.shape(0), n = x.shape(1);
+  const T* px = data_of<T>(x);
+  T* py_ = y.mutable_data();
+  {
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
+    kernel(rows, n, px, py_);
+  }
+  return std::move(y);
+}
+
 }  // namespace
 
 void bind_relu(py::module_& m) {
@@ -56,6 +72,13 @@ void bind_relu(py::module_& m) {
         return with_dtype(dy, "dy", [&](auto tag) { return relu_bwd<decltype(tag)>(dy, x, out); });
       },
       py::arg("dy"), py::arg("x"), py::arg("out") = py::none(), "dy where x > 0, else 0; out may be dy or x.");
+  m.def(
+      "softmax_fwd",
+      [](const py::array& x, const py::object& out) {
+        return with_dtype(x, "x", [&](auto tag) { return softmax_fwd<decltype(tag)>(x, out); });
+      },
+      py::arg("x"), py::arg("out") = py::none(),
+      "Softmax of each row of a 2-D array: exp(x - max) / sum (the sum in double); out may be x.");
 }
 
 }  // namespace convforge::bindings

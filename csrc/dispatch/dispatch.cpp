@@ -70,6 +70,9 @@ const Kernel<MaxPoolBwdFn<float>> kMaxPoolBwdF32[] = {{"maxpool2d_bwd__ref", Isa
 const Kernel<MaxPoolFwdFn<double>> kMaxPoolFwdF64[] = {{"maxpool2d_fwd__ref", Isa::ref, &maxpool2d_fwd__ref<double>}};
 const Kernel<MaxPoolBwdFn<double>> kMaxPoolBwdF64[] = {{"maxpool2d_bwd__ref", Isa::ref, &maxpool2d_bwd__ref<double>}};
 
+const Kernel<SoftmaxFwdFn<float>> kSoftmaxFwdF32[] = {{"softmax_fwd__ref", Isa::ref, &softmax_fwd__ref<float>}};
+const Kernel<SoftmaxFwdFn<double>> kSoftmaxFwdF64[] = {{"softmax_fwd__ref", Isa::ref, &softmax_fwd__ref<double>}};
+
 // Per-channel ops (kernels/channel_ops.h): SIMD float32, portable float64.
 #define CONVFORGE_TABLES(fn, Fn)                                                                       \
   const Kernel<Fn<float>> k_##fn##_f32[] = {CONVFORGE_AVX512_ENTRY(fn) CONVFORGE_AVX2_ENTRY(fn)          \
@@ -113,6 +116,7 @@ const Kernel<MaxPoolFwdFn<double>>& maxpool2d_fwd_kernel<double>(const PoolShape
 CONVFORGE_SELECTOR(maxpool2d_bwd_kernel, MaxPoolBwdFn, kMaxPoolBwdF32, kMaxPoolBwdF64)
 CONVFORGE_SELECTOR(relu_fwd_kernel, ReluFwdFn, kReluFwdF32, kReluFwdF64)
 CONVFORGE_SELECTOR(relu_bwd_kernel, ReluBwdFn, kReluBwdF32, kReluBwdF64)
+CONVFORGE_SELECTOR(softmax_fwd_kernel, SoftmaxFwdFn, kSoftmaxFwdF32, kSoftmaxFwdF64)
 #define CONVFORGE_CHANNEL_SELECTOR(fn, Fn) CONVFORGE_SELECTOR(fn##_kernel, Fn, k_##fn##_f32, k_##fn##_f64)
 CONVFORGE_CHANNEL_SELECTOR(batchnorm_fwd_training, BatchNormFwdTrainingFn)
 CONVFORGE_CHANNEL_SELECTOR(batchnorm_fwd_inference, BatchNormFwdInferenceFn)
@@ -220,6 +224,7 @@ std::vector<KernelChoice> selected_kernels() {
   add("maxpool2d_bwd", maxpool2d_bwd_kernel<float>().name, maxpool2d_bwd_kernel<double>().name);
   add("relu_fwd", relu_fwd_kernel<float>().name, relu_fwd_kernel<double>().name);
   add("relu_bwd", relu_bwd_kernel<float>().name, relu_bwd_kernel<double>().name);
+  add("softmax_fwd", softmax_fwd_kernel<float>().name, softmax_fwd_kernel<double>().name);
 #define CONVFORGE_ADD(fn) add(#fn, fn##_kernel<float>().name, fn##_kernel<double>().name);
   CONVFORGE_ADD(batchnorm_fwd_training)
   CONVFORGE_ADD(batchnorm_fwd_inference)

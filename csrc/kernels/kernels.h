@@ -92,6 +92,10 @@ CONVFORGE_DECLARE_RELU(avx2, float)
 CONVFORGE_DECLARE_RELU(avx512, float)
 #undef CONVFORGE_DECLARE_RELU
 
+// ---- softmax over each of `rows` rows of n values (the last axis). dst may equal src. -------
+template <class T>
+void softmax_fwd__ref(int64_t rows, int64_t n, const T* src, T* dst);
+
 // ---- peak probe: iters x chains x (vector width) fused multiply-adds; returns a checksum. ------
 float fma_probe__ref(int64_t iters);
 float fma_probe__avx2(int64_t iters);

@@ -49,6 +49,7 @@ const char* kind_name(PlanOpKind k) {
     case PlanOpKind::multiply: return "multiply";
     case PlanOpKind::average: return "average";
     case PlanOpKind::concat: return "concat";
+    case PlanOpKind::softmax: return "softmax";
     case PlanOpKind::copy: return "copy";
   }
   return "?";
@@ -221,6 +222,21 @@ int InferencePlan<T>::relu(int x) {
 }
 
 template <class T>
+int InferencePlan<T>::softmax(int x) {
+  check_open();
+  check_value(x, "softmax's input");
+  if (values_[x].dims.size() != 1) fail("softmax expects (n,) per sample, got " + dims_text(values_[x].dims));
+  Op op;
+  op.kind = PlanOpKind::softmax;
+  op.in = {x};
+  const int index = static_cast<int>(ops_.size());
+  read(x, index);
+  op.out = add_value(values_[x].dims, index);
+  ops_.push_back(std::move(op));
+  return ops_.back().out;
+}
+
+template <class T>
 int InferencePlan<T>::batchnorm(int x, const PlanBatchNorm<T>& bn) {
   check_open();
   check_value(x, "batchnorm's input");
@@ -340,7 +356,7 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
     const Op& op = ops_[i];
     Value& out = values_[op.out];
     const Value& first = values_[op.in[0]];
-    const bool in_place_op = op.kind == PlanOpKind::relu || op.kind == PlanOpKind::copy ||
+    const bool in_place_op = op.kind == PlanOpKind::relu || op.kind == PlanOpKind::copy || op.kind == PlanOpKind::softmax ||
                              op.kind == PlanOpKind::add || op.kind == PlanOpKind::subtract ||
                              op.kind == PlanOpKind::multiply || op.kind == PlanOpKind::average;
     if (out.output >= 0) {
@@ -445,6 +461,9 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, T* arena, const std::vec
     }
     case PlanOpKind::relu:
       relu_fwd_kernel<T>().fn(n, x, y);
+      return;
+    case PlanOpKind::softmax:
+      softmax_fwd_kernel<T>().fn(mb, values_[op.out].size, x, y);
       return;
     case PlanOpKind::batchnorm: {
       const std::vector<int64_t>& d = values_[op.in[0]].dims;

@@ -36,6 +36,7 @@ enum class PlanOpKind : int {
   multiply,         // Multiply, left to right
   average,          // Average: the sum left to right, times (T)(1 / inputs)
   concat,           // Concatenate along dims[0] (channels)
+  softmax,          // Softmax of (n,) per sample; in place where its input dies here
   copy,             // Reshape / Flatten (the same values, other dims); in place where its input dies here
 };
 
@@ -64,6 +65,7 @@ class InferencePlan {
   int dense(int x, int64_t units, const T* w, const T* b, bool relu);
   int maxpool2d(int x, PoolShape shape);  // mb ignored; c/ih/iw must be x's dims
   int relu(int x);
+  int softmax(int x);  // x: (n,) per sample
   int batchnorm(int x, const PlanBatchNorm<T>& bn);
   int global_pool(int x, bool max, const std::vector<int64_t>& out_dims);  // out_dims: (C) or (C, 1, 1)
   int elementwise(PlanOpKind kind, const std::vector<int>& xs);           // add/subtract/multiply/average

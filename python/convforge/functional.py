@@ -42,6 +42,7 @@ __all__ = [
     "max_pool2d_backward",
     "relu",
     "relu_backward",
+    "softmax",
 ]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -638,6 +639,18 @@ def max_pool2d_backward(dy, indices, input_shape, *, out=None, gate=None):
     indices = indices if indices.flags.c_contiguous and indices.flags.aligned else indices.copy(order="C")
     gate = None if gate is None else _contiguous(gate)
     return _core.maxpool2d_bwd(_contiguous(dy), indices, input_shape, out, gate)
+
+
+def softmax(x):
+    """Softmax of each row of a ``(batch, classes)`` array: ``exp(x - max) / sum``.
+
+    The sum is accumulated in float64. A row holding a NaN (or an infinite maximum) comes out
+    all NaN, as NumPy's max-shifted formula gives. Returns a new array of x's dtype.
+    """
+    x = _array(x, "x", 2, "(batch, classes)", batch=True)
+    if x.shape[0] == 0:
+        return np.zeros(x.shape, x.dtype)
+    return _core.softmax_fwd(_contiguous(x))
 
 
 def relu(x, out=None):

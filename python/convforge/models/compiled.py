@@ -7,8 +7,9 @@ Conv2D + BatchNormalization folding of :mod:`convforge.layers.fusion`) to the pl
 same kernels on the same arguments, so the outputs are bit-identical to running the layers one by
 one. Steps are lowered in execution order up to the first one the plan has no op for (a custom
 layer, a tanh, an average pooling); that step and all after it run in Python on the plan's
-results (the *tail*). A Dense or Conv2D whose activation the plan lacks (softmax on the head) is
-split: its matrix product in the plan, its activation in the tail.
+results (the *tail*). A Dense or Conv2D whose activation the plan lacks (a sigmoid head) is
+split: its matrix product in the plan, its activation in the tail. ReLU and the softmax of a
+(batch, classes) head are plan ops.
 
 The plan holds the weight arrays themselves and reads their values at every run: training or
 ``set_weights`` (both write into the same arrays) are seen at once. A weight *replaced* by another
@@ -25,7 +26,7 @@ import numpy as np
 
 from .. import _core
 from ..layers import activations as activation_layers
-from ..layers.activations import Activation, ReLU
+from ..layers.activations import Activation, ReLU, Softmax
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Dropout, Flatten
 from ..layers.fusion import FoldedConvBatchNorm, InPlaceReLU, is_plain_relu
@@ -145,6 +146,11 @@ def _is_input(key, model) -> bool:
     return isinstance(key, int) and key < len(_input_shapes(model))
 
 
+def _is_softmax(layer) -> bool:
+    """A ``Softmax()`` layer or an ``Activation('softmax')`` (exact classes)."""
+    return type(layer) is Softmax or (type(layer) is Activation and type(layer.activation) is Softmax)
+
+
 def _forward_of(call):
     return lambda x: call.forward(x, False)
 
@@ -197,9 +203,13 @@ class _Lowering:
                 raise _NotLowered
             relu = isinstance(call.activation, activation_layers.ReLU)
             y = plan.dense(x, self.weight(call, "kernel"), self.weight(call, "bias"), relu=relu)
+            if type(call.activation) is Softmax:
+                return plan.softmax(y), None
             return y, None if relu or call.activation is None else _forward_of(call.activation)
         if kind is InPlaceReLU or is_plain_relu(call):
             return plan.relu(x), None
+        if _is_softmax(call) and len(plan.dims(x)) == 1:
+            return plan.softmax(x), None
         if kind is MaxPooling2D:
             if call._prepad is not None or tuple(plan.dims(x)) != tuple(call._internal_input_shape):
                 raise _NotLowered
@@ -225,8 +235,9 @@ class _Lowering:
         raise _NotLowered
 
 
-# Activation('relu') and ReLU() reach here through is_plain_relu; the names are imported so that
+# Activation('relu'/'softmax'), ReLU() and Softmax() reach here through is_plain_relu and
+# _is_softmax; the names are imported so that
 # a reader finds every lowered class in one list.
-_LOWERED = (FoldedConvBatchNorm, Conv2D, Dense, InPlaceReLU, ReLU, Activation, MaxPooling2D, Flatten, Dropout,
+_LOWERED = (FoldedConvBatchNorm, Conv2D, Dense, InPlaceReLU, ReLU, Softmax, Activation, MaxPooling2D, Flatten, Dropout,
             BatchNormalization, GlobalAveragePooling2D, GlobalMaxPooling2D, Add, Subtract, Multiply, Average,
             Concatenate)
