@@ -254,6 +254,16 @@ def test_input_passed_through_and_shared_outputs(rng, plans_on):
     assert not np.array_equal(out[1], out[2])
 
 
+def test_an_input_as_an_output(rng, plans_on):
+    x = convforge.Input((6,), name="x")
+    model = convforge.Model(x, [x, layers.Dense(2, activation="softmax", name="d")(x)])
+    data = rng.random((3, 6), dtype=np.float32)
+    same, probabilities = model.predict(data, verbose=0)
+    np.testing.assert_array_equal(same, data)
+    assert same is not data
+    np.testing.assert_array_equal(probabilities, layer_by_layer(model, [data])[1])
+
+
 def test_inputs_the_plan_does_not_take_still_work(rng, plans_on):
     model = lenet5()
     x = rng.random((3, 28, 28, 1), dtype=np.float32)

@@ -128,8 +128,8 @@ class InferencePlan {
   int64_t fold_elements_ = 0;         // per-run room for folded weights and biases
   bool finished_ = false;
 
-  // Arenas kept between runs, small ones only (a batch-1 run must not pay for fresh pages);
-  // a run that finds none free gets its own.
+  // Arenas kept between runs (two at most: fresh pages cost more than a small batch's
+  // arithmetic); a run that finds none free and large enough gets its own.
   struct Arena {
     std::unique_ptr<T[]> data;
     int64_t elements = 0;

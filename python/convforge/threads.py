@@ -179,6 +179,20 @@ _lock = threading.Lock()
 _governing = False
 
 
+_counts = None
+
+
+def _count_functions():
+    """convforge's get/set_num_threads (this module loads before them; imported once, since a
+    predict of one image is ~30 us and ``from . import`` cost 3 of them)."""
+    global _counts
+    if _counts is None:
+        from . import get_num_threads, set_num_threads
+
+        _counts = (get_num_threads, set_num_threads)
+    return _counts
+
+
 @contextlib.contextmanager
 def governed(kind: str, owner: dict, strategy):
     """The governor of one ``kind`` loop ("fit", "evaluate", "predict") of a model, or None when
@@ -189,10 +203,10 @@ def governed(kind: str, owner: dict, strategy):
     a training step, or two models' steps, are not comparable). The user's count is
     put back when the loop ends, however it ends."""
     global _governing
-    from . import get_num_threads, set_num_threads  # convforge's own: this module loads before them
 
     gov = None
     if get_adaptive_threads() and getattr(strategy, "size", 1) <= 1:
+        get_num_threads, set_num_threads = _count_functions()
         with _lock:
             high = get_num_threads()
             if not _governing and high >= 2:

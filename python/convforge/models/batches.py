@@ -85,7 +85,8 @@ class _Batches:
         self._identity = entry.identity(x)
         # Gathering shuffled samples: np.take(..., out=) into a buffer of the user's dtype,
         # then one conversion into the float NCHW buffer (skipped when it is a reshape).
-        self._xbuf = np.empty((full, *x.shape[1:]), dtype=x.dtype)
+        self._xbuf = None  # made by the first take(): predict and evaluate only slice
+        self._full = full
         self._ibuf = None if self._identity else np.empty((full, *entry.internal), dtype=entry.dtype)
         self._ybuf = None if y is None else np.empty((full, *y.shape[1:]), dtype=y.dtype)
 
@@ -96,6 +97,8 @@ class _Batches:
 
     def take(self, index: np.ndarray):
         m = index.shape[0]
+        if self._xbuf is None:
+            self._xbuf = np.empty((self._full, *self.x.shape[1:]), dtype=self.x.dtype)
         xb = np.take(self.x, index, axis=0, out=self._xbuf[:m], mode="clip")
         yb = None if self.y is None else np.take(self.y, index, axis=0, out=self._ybuf[:m], mode="clip")
         return self._finish(xb, m), yb

@@ -60,30 +60,39 @@ class CompiledInference:
         self._outputs = outputs  # the model's output tensor indices
         self._weights = weights  # [(holder dict, name, array)]: the arrays the plan reads
         self.lowered = lowered  # how many of the model's inference steps run in the plan
+        self._dtype = np.dtype(plan.dtype)
+        # Without a tail every output is a plan output (an input passed through is copied by the
+        # plan): where each is in the plan's results.
+        self._direct = None if tail else [exported.index(i) for i in outputs] if all(i in exported for i in outputs) \
+            else None
 
     def current(self) -> bool:
         """Do the layers still hold the very arrays the plan reads?"""
-        return all(holder.get(name) is array for holder, name, array in self._weights)
+        for holder, name, array in self._weights:
+            if holder.get(name) is not array:
+                return False
+        return True
 
     def accepts(self, xbs) -> bool:
         """Can the plan take these inputs as they are (arrays of its dtype, C-contiguous, >= 1 sample)?"""
-        dtype = self.plan.dtype
+        if len(xbs) != self._n_inputs:
+            return False
         for x in xbs:
-            if type(x) is not np.ndarray or x.dtype != dtype or not x.flags.c_contiguous or not x.shape or x.shape[0] < 1:
+            if type(x) is not np.ndarray or x.dtype != self._dtype or not x.flags.c_contiguous or x.ndim < 2 \
+                    or not x.shape[0]:
                 return False
-        return len(xbs) == self._n_inputs
+        return True
 
     def run(self, xbs) -> list:
         """The model's outputs for a batch, in the internal (NCHW) layout."""
         results = self.plan.run(xbs)
-        if not self._tail:
-            values = dict(zip(self._exported, results))
-        else:
-            values = dict(enumerate(xbs))
-            values.update(zip(self._exported, results))
-            for fn, keys, many, out in self._tail:
-                x = [values[k] for k in keys] if many else values[keys[0]]
-                values[out] = fn(x)
+        if self._direct is not None:  # no tail: each model output is one of the plan's
+            return [results[k] for k in self._direct]
+        values = dict(enumerate(xbs))  # a model output may be an input itself
+        values.update(zip(self._exported, results))
+        for fn, keys, many, out in self._tail:
+            x = [values[k] for k in keys] if many else values[keys[0]]
+            values[out] = fn(x)
         return [values[i] for i in self._outputs]
 
 

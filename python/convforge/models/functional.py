@@ -589,6 +589,10 @@ class Functional(Model):
             self._compiled = False if compiled is None else compiled
         return compiled
 
+    def _inference_may_use_blas(self) -> bool:
+        plan = self._inference_plan()
+        return plan is None or bool(plan._tail)
+
     def _trace(self, xbs: list):
         """``(layer, [its inputs], its output)`` for each node in execution order, inference mode."""
         values = [None] * len(self._tensor_index)

@@ -356,6 +356,9 @@ class Sequential(Model):
         """The model's output for a batch in the internal layout."""
         return self._graph._forward([xb], training)[0]
 
+    def _inference_may_use_blas(self) -> bool:
+        return self._graph._inference_may_use_blas()
+
     def activations(self, x, batch_size=None) -> list[np.ndarray]:
         """Every layer's output for ``x`` (inference mode): the feature maps.
 

@@ -440,6 +440,12 @@ class Trainer:
     def _check_x(self, x, argument="x", allow_empty: bool = False):
         return self._entry.check(x, argument, allow_empty)
 
+    def _inference_may_use_blas(self) -> bool:
+        """Can the inference pass call NumPy's BLAS (so that predict must hold it to one thread)?
+        Not when all of it is a compiled plan (models/compiled.py): setting and restoring
+        OpenBLAS's thread count took 3 of a one-image predict's ~30 microseconds."""
+        return True
+
     def _empty_outputs(self):
         """What ``_forward`` gives for zero samples, without running any layer."""
         return np.zeros((0, *self.layers[-1]._internal_output_shape), self.dtype)
@@ -1043,7 +1049,8 @@ class Trainer:
         several = isinstance(empty, list)  # a list of outputs (a Functional model)
         results = None  # one array per output, all n rows, allocated at the first batch
         bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
-        with single_threaded_blas(), threads_module.governed("predict", self._thread_governors, strategy) as governor:
+        blas = single_threaded_blas() if self._inference_may_use_blas() else contextlib.nullcontext()
+        with blas, threads_module.governed("predict", self._thread_governors, strategy) as governor:
             for step in range(batches.steps):
                 lo, hi = step * batch_size, min((step + 1) * batch_size, batches.n)
                 xb, _ = batches.slice(lo, hi)
