@@ -502,3 +502,35 @@ def test_need_weight_grad_false_computes_dx_alone(rng, monkeypatch):
     np.testing.assert_array_equal(dx, dx_all)
     with pytest.raises(TypeError, match="need_weight_grad must be True or False"):
         F.conv2d_backward(dy, x, w, **conv_args(case), need_weight_grad=1)
+
+
+# One or two images give the direct form fewer bands than threads: it then splits the output
+# channels into groups (of one or two vectors) and, if still short, thins the bands. Every item
+# shape must give the same bits, equal to the oracle: 1-4 threads take different splits.
+FEW_IMAGES = [
+    ((1, 32, 14, 14), (32, 32, 3, 3), 1, 1),  # one band: groups of one vector
+    ((1, 64, 7, 7), (64, 64, 3, 3), 1, 1),  # groups of two vectors
+    ((1, 48, 9, 9), (48, 48, 3, 3), 1, 1),  # three vectors: a group of two and one of one
+    ((2, 16, 28, 28), (16, 16, 3, 3), 1, 1),  # one vector: thinner bands
+    ((1, 32, 28, 28), (64, 32, 3, 3), 2, 1),  # stride 2
+    ((1, 16, 20, 20), (32, 16, 5, 5), 1, 0),  # 5x5, no padding
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad", FEW_IMAGES)
+def test_direct_few_images_same_bits_on_any_thread_count(x_shape, w_shape, stride, pad, isa, threads, rng):
+    args = ((stride, stride), (pad,) * 4, (1, 1))
+    if "direct" not in _core.conv2d_algorithms(x_shape, w_shape, *args)["fwd"]:
+        pytest.skip(f"direct is not compiled for {isa}")
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    results = []
+    for n in (1, 2, 3, 4):
+        convforge.set_num_threads(n)
+        results.append(_core.conv2d_fwd(x, w, b, *args, None, True, "direct"))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    want = np.maximum(R.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                stride=stride, padding=pad), 0)
+    np.testing.assert_allclose(results[0], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -68,7 +68,7 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   using T = typename UK::T;
   constexpr int64_t L = UK::kDirectLanes;
   const int64_t K = s.ic * s.kh * s.kw, pairs = s.ic * s.kh, P = s.oh * s.ow, HW = s.ih * s.iw, OC = s.oc;
-  const int kv = static_cast<int>(imin(OC / L, kDirectMaxKV));  // vectors per channel group
+  int kv = static_cast<int>(imin(OC / L, kDirectMaxKV));  // vectors per channel group
   const int sw = static_cast<int>(s.sw);
   const bool padded = s.pt != 0 || s.pb != 0 || s.pl != 0 || s.pr != 0;
   // The frame: the image itself, or the rows of its zero-padded version that a band reads,
@@ -76,7 +76,25 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   const int64_t reach = (s.kh - 1) * s.dh, pitch = padded ? (s.ow - 1) * s.sw + s.kw : s.iw;
   // Bands of about kPixBlock output pixels; column blocks as equal as possible (a 14-wide
   // row: 7 + 7, not 12 + 2).
-  const int64_t band = imax(1, imin(s.oh, kPixBlock / s.ow)), nbands = ceil_div(s.oh, band);
+  int64_t band = imax(1, imin(s.oh, kPixBlock / s.ow)), nbands = ceil_div(s.oh, band);
+  // One image has one or two bands per layer: fewer work items than threads (a 14x14 or 7x7
+  // layer was one item, run by one thread, at batch 1). Then the items split the output
+  // channels into groups (of KV vectors, or of one where that is still too few): each item
+  // writes whole planes, so threads do not share the output's cache lines as they would
+  // splitting a 7x7 plane's rows (that ran 2.5x slower on two threads than on one). Only if
+  // still short, thinner bands. No output's sum changes (each sums its taps in the same order
+  // in every item shape): results stay bit-identical for any thread count.
+  const int64_t threads_wanted = num_threads();
+  int64_t groups = 1;
+  if (s.mb * nbands < threads_wanted && s.flops() >= 2.0e6) {  // plan_threads' floor: below it, one thread
+    if (s.mb * nbands * ceil_div(OC, kv * L) < threads_wanted) kv = 1;
+    groups = ceil_div(OC, kv * L);
+    if (s.mb * nbands * groups < threads_wanted) {
+      band = imax(1, ceil_div(s.oh, ceil_div(threads_wanted, s.mb * groups)));
+      nbands = ceil_div(s.oh, band);
+    }
+  }
+  const int64_t group_channels = groups == 1 ? OC : kv * L;
   // Rows narrow enough for two per call (LeNet's C3: 10 pixels) give the kernel twice the
   // accumulators per weight vector: 20 instead of 10. A 1x1 kernel with two channel vectors
   // takes two rows of up to 7 pixels at any width (28 accumulators; one row of a 14-wide
@@ -90,7 +108,7 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   const int64_t max_cols = direct_max_cols(pointwise_two_rows ? 2 : 1, static_cast<int>(s.kw), kv);
   const int64_t cols = ceil_div(s.ow, ceil_div(s.ow, max_cols));
   const int64_t win_rows = (band - 1) * s.sh + reach + 1;
-  const int64_t items = s.mb * nbands;
+  const int64_t items = s.mb * nbands * groups;
   const int threads = plan_threads(items, s.flops());
 
   const int64_t per_thread = (padded ? carve_bytes<T>(s.ic * win_rows * pitch) : 0) + carve_bytes<T>(band * s.ow * OC);
@@ -99,11 +117,16 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   T* w = ws.template take<T>(K * OC);  // [tap][OC]: one tap's weights are KV vectors
   int64_t* pair_off = ws.template take<int64_t>(pairs);
   char* thread_area = ws.p;
-  pack_filters_per_tap(s, wei, transposed_flipped, w);
+  // Worth threads when the filters are large against the layer (few images: the pack is
+  // repeated per call, the products are not many).
+  pack_filters_per_tap(s, wei, transposed_flipped, w, K * OC >= 16384 && s.mb <= 2 ? threads : 1);
   tap_offsets(s.ic, s.kh, 1, s.dh, 1, padded ? win_rows : s.ih, pitch, pair_off);
 
   parallel_for(threads, items, [&](int64_t item, int tid) {
-    const int64_t n = item / nbands, oy0 = (item % nbands) * band, nrows = imin(band, s.oh - oy0);
+    // Image-major, then band, then channel group: a thread's items share input rows.
+    const int64_t image_band = item / groups, oc0 = (item % groups) * group_channels;
+    const int64_t oc1 = imin(OC, oc0 + group_channels);
+    const int64_t n = image_band / nbands, oy0 = (image_band % nbands) * band, nrows = imin(band, s.oh - oy0);
     Carver tws{thread_area + tid * per_thread};
     const T* x = src + n * s.ic * HW;
     if (padded) {  // the frame rows this band reads, so that base + a*pitch is frame row a
@@ -118,8 +141,8 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
       const int nr = static_cast<int>(imin(rows_per_call, nrows - r));
       for (int64_t ox = 0; ox < s.ow; ox += cols) {
         const int nc = static_cast<int>(imin(cols, s.ow - ox));
-        for (int64_t o0 = 0; o0 < OC; o0 += kv * L) {
-          const int gkv = static_cast<int>(imin(kv, (OC - o0) / L));
+        for (int64_t o0 = oc0; o0 < oc1; o0 += kv * L) {
+          const int gkv = static_cast<int>(imin(kv, (oc1 - o0) / L));
           const DirectArgs<T> a{x + (oy0 + r) * s.sh * pitch + ox * s.sw, s.sh * pitch, pair_off, pairs, w + o0, OC,
                                 bias != nullptr ? bias + o0 : nullptr, yt + (r * s.ow + ox) * OC + o0, OC,
                                 s.ow * OC, s.relu};
@@ -138,10 +161,10 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
     // consecutive 16x16 stores hit 16 rows a plane apart at once, and the transposes took a
     // third of the time of a 32x3x32x32 5x5 layer.
     const int64_t full = np / L * L;
-    for (int64_t o = 0; o < OC; o += L)
+    for (int64_t o = oc0; o < oc1; o += L)
       for (int64_t p = 0; p < full; p += L) UK::transpose16(yt + p * OC + o, OC, y + o * P + p, P);
     for (int64_t p = full; p < np; ++p)
-      for (int64_t o = 0; o < OC; ++o) y[o * P + p] = yt[p * OC + o];
+      for (int64_t o = oc0; o < oc1; ++o) y[o * P + p] = yt[p * OC + o];
   });
 }
 
