@@ -437,3 +437,95 @@ def test_softmax_threads_and_bad_input(threads, rng):
     assert convforge.functional.softmax(np.zeros((0, 3), np.float32)).shape == (0, 3)
     with pytest.raises(ValueError, match="2 dimensions"):
         _core.softmax_fwd(np.zeros((2, 3, 4), np.float32))
+
+
+# ------------------------------------------------------------------ found in review
+
+
+def test_refused_finish_leaves_the_plan_as_it_was():
+    plan = _core.InferencePlan("float32")
+    big, small = plan.input([1 << 12]), plan.input([4])
+    rbig, rsmall = plan.relu(big), plan.relu(small)
+    with pytest.raises(ValueError, match="once only"):
+        plan.finish([rbig, rbig])
+    with pytest.raises(ValueError, match="does not have"):
+        plan.finish([rsmall, 99])
+    plan.finish([rsmall])  # not refused for the marks of the calls before
+    out = plan.run([np.ones((3, 1 << 12), np.float32), -np.ones((3, 4), np.float32)])
+    assert len(out) == 1
+    np.testing.assert_array_equal(out[0], np.zeros((3, 4), np.float32))
+
+
+def test_forced_conv_algorithm_applies_in_the_plan(rng, plans_on):
+    x = convforge.Input((16, 16, 16))
+    model = convforge.Model(x, layers.Conv2D(32, 3, padding="same")(x))
+    data = rng.standard_normal((2, 16, 16, 16)).astype(np.float32)
+    forced = "winograd_f4x3"
+    if forced not in _core.conv2d_algorithms((2, 16, 16, 16), (32, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1))["fwd"]:
+        forced = "im2col_gemm"
+    with convforge.functional.force_conv2d_algorithm(fwd=forced):
+        got = model.predict(data, verbose=0)
+        want = layer_by_layer(model, [data])[0]
+        np.testing.assert_array_equal(got, want.transpose(0, 2, 3, 1))
+        with convforge.functional.force_conv2d_algorithm(fwd="no_such_algorithm"):
+            with pytest.raises(ValueError, match="no_such_algorithm"):
+                model.predict(data, verbose=0)
+
+
+def test_relu_subclass_activation_is_its_own(rng, plans_on):
+    class ReLU6(layers.ReLU):
+        def forward(self, x, training=False):
+            return np.minimum(super().forward(x, training), 6.0)
+
+    x = convforge.Input((3,))
+    dense = layers.Dense(3, name="d")
+    model = convforge.Model(x, dense(x))
+    dense.activation = ReLU6()
+    model._make_steps()
+    dense.params["kernel"][...] = np.eye(3, dtype=np.float32) * 10
+    data = np.full((2, 3), 4.0, np.float32)
+    np.testing.assert_array_equal(model.predict(data, verbose=0), np.full((2, 3), 6.0, np.float32))
+
+
+def test_changed_layer_settings_make_a_new_plan(rng, plans_on):
+    x = convforge.Input((10, 10, 2))
+    h = layers.Conv2D(4, 3, use_bias=False, name="c")(x)
+    h = layers.BatchNormalization(name="bn")(h)
+    head = layers.Dense(3, activation="softmax", name="head")
+    model = convforge.Model(x, head(layers.Flatten()(h)))
+    randomize_batchnorm(model, rng)
+    data = rng.standard_normal((4, 10, 10, 2)).astype(np.float32)
+    probabilities = model.predict(data, verbose=0)
+    head.activation = None  # the logits, Keras's idiom
+    logits = model.predict(data, verbose=0)
+    np.testing.assert_array_equal(logits, layer_by_layer(model, [data])[0])
+    assert not np.allclose(logits, probabilities)
+    model.get_layer("bn").epsilon = 10.0
+    np.testing.assert_array_equal(model.predict(data, verbose=0), layer_by_layer(model, [data])[0])
+
+
+def test_misaligned_input_takes_the_layers(rng, plans_on):
+    x = convforge.Input((4,))
+    model = convforge.Model(x, layers.Dense(2, name="d")(x))
+    raw = np.zeros(2 * 4 * 4 + 1, np.uint8)[1:]
+    data = raw.view(np.float32).reshape(2, 4)
+    data[...] = rng.standard_normal((2, 4))
+    assert not data.flags.aligned
+    np.testing.assert_array_equal(model.predict(data, verbose=0), model.predict(data.copy(), verbose=0))
+    np.testing.assert_array_equal(model(data), model.predict(data.copy(), verbose=0))
+
+
+def test_plan_bn_argument_errors():
+    plan = _core.InferencePlan("float32")
+    x = plan.input([2, 4, 4])
+    c = np.ones(2, np.float32)
+    with pytest.raises(TypeError, match="epsilon must be a number"):
+        plan.batchnorm(x, (c, c, None, None, "0.001"))
+    with pytest.raises(TypeError, match="bn must be a tuple"):
+        plan.batchnorm(x, c)
+    with pytest.raises(ValueError, match="bn must be"):
+        plan.batchnorm(x, (c, c, None))
+    with pytest.raises(ValueError, match="epsilon must be >= 0"):
+        plan.batchnorm(x, [c, c, None, None, -1.0])
+    y = plan.batchnorm(x, [c, c, None, None, 0.001])  # a list as well as a tuple
+    plan.finish([y])

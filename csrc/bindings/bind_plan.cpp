@@ -53,14 +53,20 @@ class PyPlan {
   }
 
   template <class T>
-  PlanBatchNorm<T> batchnorm_weights(const py::tuple& bn, int64_t channels) {
+  PlanBatchNorm<T> batchnorm_weights(const py::object& arg, int64_t channels) {
+    if (!py::isinstance<py::tuple>(arg) && !py::isinstance<py::list>(arg))
+      throw py::type_error("bn must be a tuple (mean, variance, gamma or None, beta or None, epsilon)");
+    const py::sequence bn = py::reinterpret_borrow<py::sequence>(arg);
     if (bn.size() != 5) throw py::value_error("bn must be (mean, variance, gamma or None, beta or None, epsilon)");
+    const py::object eps = bn[4];
+    if (!py::isinstance<py::float_>(eps) && !py::isinstance<py::int_>(eps))
+      throw py::type_error("bn epsilon must be a number");
     PlanBatchNorm<T> w;
     w.mean = weight<T>(bn[0], "bn mean", {channels}, false);
     w.var = weight<T>(bn[1], "bn variance", {channels}, false);
     w.gamma = weight<T>(bn[2], "bn gamma", {channels}, true);
     w.beta = weight<T>(bn[3], "bn beta", {channels}, true);
-    w.eps = bn[4].cast<double>();
+    w.eps = eps.cast<double>();
     if (!(w.eps >= 0.0)) throw py::value_error("bn epsilon must be >= 0");
     return w;
   }
@@ -85,7 +91,7 @@ class PyPlan {
       const T* pw = weight<T>(w, "w", dims_of(wa), false);
       const T* pb = weight<T>(b, "b", {s.oc}, true);
       if (bn.is_none()) return plan.conv2d(x, s, pw, pb, nullptr, relu);
-      const PlanBatchNorm<T> fold = batchnorm_weights<T>(bn.cast<py::tuple>(), s.oc);
+      const PlanBatchNorm<T> fold = batchnorm_weights<T>(bn, s.oc);
       return plan.conv2d(x, s, pw, pb, &fold, relu);
     });
   }
@@ -117,7 +123,7 @@ class PyPlan {
     });
   }
 
-  int batchnorm(int x, const py::tuple& bn) {
+  int batchnorm(int x, const py::object& bn) {
     return with_plan([&](auto& plan) {
       using T = typename std::remove_reference_t<decltype(plan)>::value_type;
       const std::vector<int64_t>& d = plan.dims(x);
@@ -157,7 +163,12 @@ class PyPlan {
     return ptrs;
   }
 
-  py::list run(const std::vector<py::array>& xs) const {
+  py::list run(const std::vector<py::array>& xs, const py::object& conv_algorithm) const {
+    std::string forced;
+    if (!conv_algorithm.is_none()) {
+      if (!py::isinstance<py::str>(conv_algorithm)) throw py::type_error("conv_algorithm must be a str or None");
+      forced = conv_algorithm.cast<std::string>();
+    }
     return with_plan([&](const auto& plan) {
       using T = typename std::remove_reference_t<decltype(plan)>::value_type;
       if (!plan.finished()) throw py::value_error("the plan is not finished");
@@ -174,7 +185,7 @@ class PyPlan {
       }
       {
         ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
-        plan.run(mb, inputs, outputs);
+        plan.run(mb, inputs, outputs, forced);
       }
       return result;
     });
@@ -222,8 +233,9 @@ void bind_plan(py::module_& m) {
         return p.with_plan([&](const auto& plan) { return plan.dims(v); });
       }, py::arg("value"))
       .def("describe", [](const PyPlan& p) { return p.with_plan([](const auto& plan) { return plan.describe(); }); })
-      .def("run", &PyPlan::run, py::arg("inputs"),
-           "The outputs for a batch: one array per output, (batch, *dims).");
+      .def("run", &PyPlan::run, py::arg("inputs"), py::arg("conv_algorithm") = py::none(),
+           "The outputs for a batch: one array per output, (batch, *dims). conv_algorithm: the conv2d "
+           "forward algorithm to force (ValueError where it does not apply).");
 }
 
 }  // namespace convforge::bindings

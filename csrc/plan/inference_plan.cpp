@@ -14,7 +14,7 @@
 namespace convforge {
 namespace {
 
-constexpr int64_t kAlign = 16;  // elements: every slot starts on a 64-byte line for float
+constexpr int64_t kAlign = 16;  // elements: every slot starts on a cache line (64 bytes of float, 128 of double)
 
 int64_t round_up(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
@@ -343,13 +343,16 @@ template <class T>
 void InferencePlan<T>::finish(const std::vector<int>& outputs) {
   check_open();
   if (outputs.empty()) fail("a plan needs at least one output");
+  // Every check before any mark: a refused call leaves the plan as it was, to be finished again.
   for (std::size_t k = 0; k < outputs.size(); ++k) {
     const int v = outputs[k];
     check_value(v, "an output");
     if (values_[v].input >= 0) fail("an output must be computed by an op, not be an input (add a reshape)");
-    if (values_[v].output >= 0) fail("a value can be returned once only");
-    values_[v].output = static_cast<int>(k);
+    if (std::find(outputs.begin(), outputs.begin() + static_cast<std::ptrdiff_t>(k), v) !=
+        outputs.begin() + static_cast<std::ptrdiff_t>(k))
+      fail("a value can be returned once only");
   }
+  for (std::size_t k = 0; k < outputs.size(); ++k) values_[outputs[k]].output = static_cast<int>(k);
   outputs_ = outputs;
   std::vector<int> free_slots;
   for (int i = 0; i < static_cast<int>(ops_.size()); ++i) {
@@ -422,7 +425,8 @@ T* InferencePlan<T>::place(int v, T* arena, int64_t mb, const std::vector<const 
 }
 
 template <class T>
-void InferencePlan<T>::run_op(const Op& op, int64_t mb, T* arena, const std::vector<T*>& where) const {
+void InferencePlan<T>::run_op(const Op& op, int64_t mb, T* arena, const std::vector<T*>& where,
+                              const char* forced_conv) const {
   const T* x = where[op.in[0]];
   T* y = where[op.out];
   const int64_t n = mb * values_[op.out].size;
@@ -442,8 +446,8 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, T* arena, const std::vec
       ConvTensors<T> t;
       t.src = x, t.wei = w, t.bias = b, t.dst = y;
       std::string error;
-      const ConvAlgo<T>* algo = choose_conv2d_algorithm<T>(ConvPass::fwd, s, t, "", &error);
-      if (algo == nullptr) throw std::runtime_error("inference plan: " + error);
+      const ConvAlgo<T>* algo = choose_conv2d_algorithm<T>(ConvPass::fwd, s, t, forced_conv, &error);
+      if (algo == nullptr) throw std::invalid_argument(error);  // a forced algorithm that does not apply
       algo->run(s, t);
       return;
     }
@@ -524,7 +528,8 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, T* arena, const std::vec
 }
 
 template <class T>
-void InferencePlan<T>::run(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const {
+void InferencePlan<T>::run(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
+                           const std::string& forced_conv) const {
   if (!finished_) throw std::logic_error("inference plan: run() before finish()");
   if (mb < 1) throw std::invalid_argument("inference plan: the batch must have at least one sample");
   if (inputs.size() != inputs_.size() || outputs.size() != outputs_.size())
@@ -556,11 +561,13 @@ void InferencePlan<T>::run(int64_t mb, const std::vector<const T*>& inputs, cons
   }
   std::vector<T*> where(values_.size());
   for (int v = 0; v < static_cast<int>(values_.size()); ++v) where[v] = place(v, base, mb, inputs, outputs);
-  for (const Op& op : ops_) run_op(op, mb, base, where);
+  for (const Op& op : ops_) run_op(op, mb, base, where, forced_conv.c_str());
   // Kept for the next run: fresh pages cost more than the arithmetic of a small batch (a
   // 10 MB arena faulted in again cost ~10% of a 64-image ResNet predict). Two at most (two
-  // threads predicting at once); a larger arena replaces the smallest kept one.
-  if (arena.data) {
+  // threads predicting at once), up to kKeepBytes each: larger batches' page faults are a small
+  // part of their time, and a model must not hold a 2048-image batch's maps for its lifetime.
+  constexpr int64_t kKeepBytes = int64_t{64} << 20;
+  if (arena.data && arena.elements * static_cast<int64_t>(sizeof(T)) <= kKeepBytes) {
     std::lock_guard<std::mutex> lock(arenas_mutex_);
     if (free_arenas_.size() < 2) {
       free_arenas_.push_back(std::move(arena));

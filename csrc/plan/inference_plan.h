@@ -86,8 +86,12 @@ class InferencePlan {
   std::string describe() const;  // one line per op, for tests and debugging
 
   // inputs[k]: mb samples of input k, C-contiguous; outputs[k]: room for mb samples of output k.
-  // Outputs must not overlap the inputs or each other. Safe to call from several threads at once.
-  void run(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const;
+  // Outputs must not overlap the inputs or each other. `forced_conv` names the conv2d forward
+  // algorithm every conv must run (functional.force_conv2d_algorithm; "" for the default
+  // choice): std::invalid_argument where it does not apply. Safe to call from several threads
+  // at once.
+  void run(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
+           const std::string& forced_conv = "") const;
 
  private:
   struct Value {
@@ -119,7 +123,7 @@ class InferencePlan {
   void check_open() const;
   void read(int v, int op);
   T* place(int v, T* arena, int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const;
-  void run_op(const Op& op, int64_t mb, T* arena, const std::vector<T*>& where) const;
+  void run_op(const Op& op, int64_t mb, T* arena, const std::vector<T*>& where, const char* forced_conv) const;
 
   std::vector<Value> values_;
   std::vector<Op> ops_;
@@ -128,8 +132,8 @@ class InferencePlan {
   int64_t fold_elements_ = 0;         // per-run room for folded weights and biases
   bool finished_ = false;
 
-  // Arenas kept between runs (two at most: fresh pages cost more than a small batch's
-  // arithmetic); a run that finds none free and large enough gets its own.
+  // Arenas kept between runs (two at most, 64 MiB each at most: fresh pages cost more than a
+  // small batch's arithmetic); a run that finds none free and large enough gets its own.
   struct Arena {
     std::unique_ptr<T[]> data;
     int64_t elements = 0;

@@ -13,8 +13,11 @@ split: its matrix product in the plan, its activation in the tail. ReLU and the 
 
 The plan holds the weight arrays themselves and reads their values at every run: training or
 ``set_weights`` (both write into the same arrays) are seen at once. A weight *replaced* by another
-array (``layer.params['kernel'] = ...``) is caught by :meth:`CompiledInference.current`, and the
-model builds a new plan. ``CONVFORGE_COMPILED_INFERENCE=0`` turns plans off (the layer-by-layer
+array (``layer.params['kernel'] = ...``), or a layer setting the plan was made from replaced
+(``dense.activation = None`` for the logits, a BatchNormalization's ``epsilon``) is caught by
+:meth:`CompiledInference.current`, and the model builds a new plan. A conv2d forward algorithm
+forced with :func:`convforge.functional.force_conv2d_algorithm` (or ``CONVFORGE_CONV_ALGO``) is
+forced in the plan too. ``CONVFORGE_COMPILED_INFERENCE=0`` turns plans off (the layer-by-layer
 path, for comparisons).
 """
 
@@ -25,8 +28,9 @@ import os
 import numpy as np
 
 from .. import _core
+from .. import functional as F
 from ..layers import activations as activation_layers
-from ..layers.activations import Activation, ReLU, Softmax
+from ..layers.activations import Activation, Softmax
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Dropout, Flatten
 from ..layers.fusion import FoldedConvBatchNorm, InPlaceReLU, is_plain_relu
@@ -52,24 +56,29 @@ class _NotLowered(Exception):
 class CompiledInference:
     """A model's inference steps as a plan plus a Python tail (see the module's docstring)."""
 
-    def __init__(self, plan, n_inputs, exported, tail, outputs, weights, lowered):
+    def __init__(self, plan, n_inputs, exported, tail, outputs, weights, settings, lowered):
         self.plan = plan
         self._n_inputs = n_inputs
         self._exported = exported  # tensor index (or tail key) of each plan output, in order
         self._tail = tail  # [(fn, input keys, many, output key)] run in Python after the plan
         self._outputs = outputs  # the model's output tensor indices
         self._weights = weights  # [(holder dict, name, array)]: the arrays the plan reads
+        self._settings = settings  # [(layer, attribute, value)]: what the lowering read
         self.lowered = lowered  # how many of the model's inference steps run in the plan
         self._dtype = np.dtype(plan.dtype)
-        # Without a tail every output is a plan output (an input passed through is copied by the
-        # plan): where each is in the plan's results.
-        self._direct = None if tail else [exported.index(i) for i in outputs] if all(i in exported for i in outputs) \
-            else None
+        # Where each model output is among the plan's results, when all of them are there (no
+        # tail, no model input returned as it is); else None and run() maps them by key.
+        self._direct = None
+        if not tail and all(i in exported for i in outputs):
+            self._direct = [exported.index(i) for i in outputs]
 
     def current(self) -> bool:
-        """Do the layers still hold the very arrays the plan reads?"""
+        """Do the layers still hold the very arrays and settings the plan was made from?"""
         for holder, name, array in self._weights:
             if holder.get(name) is not array:
+                return False
+        for layer, name, value in self._settings:
+            if getattr(layer, name) is not value:
                 return False
         return True
 
@@ -78,14 +87,15 @@ class CompiledInference:
         if len(xbs) != self._n_inputs:
             return False
         for x in xbs:
-            if type(x) is not np.ndarray or x.dtype != self._dtype or not x.flags.c_contiguous or x.ndim < 2 \
+            flags = x.flags if type(x) is np.ndarray else None
+            if flags is None or x.dtype != self._dtype or not flags.c_contiguous or not flags.aligned or x.ndim < 2 \
                     or not x.shape[0]:
                 return False
         return True
 
     def run(self, xbs) -> list:
         """The model's outputs for a batch, in the internal (NCHW) layout."""
-        results = self.plan.run(xbs)
+        results = self.plan.run(xbs, F._forced_conv_algo.get("fwd"))
         if self._direct is not None:  # no tail: each model output is one of the plan's
             return [results[k] for k in self._direct]
         values = dict(enumerate(xbs))  # a model output may be an input itself
@@ -143,7 +153,7 @@ def compile_inference(model, dtype) -> CompiledInference | None:
         plan_outputs.append(value)
     lowering.plan.finish(plan_outputs)
     return CompiledInference(lowering.plan, len(_input_shapes(model)), exported, tail,
-                             list(model._outputs_index), lowering.weights, lowered)
+                             list(model._outputs_index), lowering.weights, lowering.settings, lowered)
 
 
 def _input_shapes(model) -> list:
@@ -171,6 +181,7 @@ class _Lowering:
         self.plan = _core.InferencePlan(dtype)
         self.dtype = dtype
         self.weights = []
+        self.settings = []
 
     def weight(self, layer, name):
         """``layer.params[name]`` (None if absent), recorded so a replaced array is noticed."""
@@ -180,9 +191,23 @@ class _Lowering:
         self.weights.append((layer.params, name, array))
         return array
 
+    def setting(self, layer, name):
+        """``layer.<name>``, recorded so that replacing it (``dense.activation = None``) is noticed."""
+        value = getattr(layer, name)
+        self.settings.append((layer, name, value))
+        return value
+
     def batchnorm(self, bn):
         return (self.weight(bn, "moving_mean"), self.weight(bn, "moving_variance"), self.weight(bn, "gamma"),
-                self.weight(bn, "beta"), float(bn.epsilon))
+                self.weight(bn, "beta"), float(self.setting(bn, "epsilon")))
+
+    def conv(self, conv, x, **options):
+        """A Conv2D's op (its plan for x's image size: strides, padding and dilation)."""
+        for name in ("strides", "padding", "dilation_rate", "activation"):
+            self.setting(conv, name)
+        cp = conv._plan_for(tuple(self.plan.dims(x)[1:]))
+        return self.plan.conv2d(x, self.weight(conv, "kernel"), self.weight(conv, "bias"), cp.stride, cp.pads,
+                                cp.dilation, **options)
 
     def step(self, step, values):
         """``(plan value of the step's output, None)``, or ``(value of its pre-activation, the
@@ -194,35 +219,38 @@ class _Lowering:
         x = xs[0]
         kind = type(call)
         if kind is FoldedConvBatchNorm:
-            conv = call.conv
-            cp = conv._plan_for(tuple(plan.dims(x)[1:]))
-            y = plan.conv2d(x, self.weight(conv, "kernel"), self.weight(conv, "bias"), cp.stride, cp.pads,
-                            cp.dilation, bn=self.batchnorm(call.bn), relu=call.relu is not None)
-            return y, None
+            if call.conv.activation is not None:  # folding requires a linear conv (fusion.foldable)
+                raise _NotLowered
+            return self.conv(call.conv, x, bn=self.batchnorm(call.bn), relu=call.relu is not None), None
         if kind is Conv2D:
             if len(plan.dims(x)) != 3:
                 raise _NotLowered
-            cp = call._plan_for(tuple(plan.dims(x)[1:]))
-            relu = isinstance(call.activation, activation_layers.ReLU)
-            y = plan.conv2d(x, self.weight(call, "kernel"), self.weight(call, "bias"), cp.stride, cp.pads,
-                            cp.dilation, relu=relu)
-            return y, None if relu or call.activation is None else _forward_of(call.activation)
+            activation = call.activation
+            # As Conv2D.forward: any ReLU (isinstance) runs inside the conv kernel.
+            relu = isinstance(activation, activation_layers.ReLU)
+            y = self.conv(call, x, relu=relu)
+            return y, None if relu or activation is None else _forward_of(activation)
         if kind is Dense:
             if len(plan.dims(x)) != 1:
                 raise _NotLowered
-            relu = isinstance(call.activation, activation_layers.ReLU)
+            activation = self.setting(call, "activation")
+            relu = type(activation) is activation_layers.ReLU  # a subclass computes something else
             y = plan.dense(x, self.weight(call, "kernel"), self.weight(call, "bias"), relu=relu)
-            if type(call.activation) is Softmax:
+            if type(activation) is Softmax:
                 return plan.softmax(y), None
-            return y, None if relu or call.activation is None else _forward_of(call.activation)
+            return y, None if relu or activation is None else _forward_of(activation)
         if kind is InPlaceReLU or is_plain_relu(call):
+            if kind is Activation:
+                self.setting(call, "activation")
             return plan.relu(x), None
         if _is_softmax(call) and len(plan.dims(x)) == 1:
+            if kind is Activation:
+                self.setting(call, "activation")
             return plan.softmax(x), None
         if kind is MaxPooling2D:
             if call._prepad is not None or tuple(plan.dims(x)) != tuple(call._internal_input_shape):
                 raise _NotLowered
-            kernel, stride, pad, out_hw = call._pool_plan
+            kernel, stride, pad, out_hw = self.setting(call, "_pool_plan")
             return plan.maxpool2d(x, kernel, stride, pad, out_hw), None
         if kind is Flatten:
             return plan.reshape(x, [int(np.prod(plan.dims(x)))]), None
@@ -243,10 +271,3 @@ class _Lowering:
             return plan.concat(xs), None
         raise _NotLowered
 
-
-# Activation('relu'/'softmax'), ReLU() and Softmax() reach here through is_plain_relu and
-# _is_softmax; the names are imported so that
-# a reader finds every lowered class in one list.
-_LOWERED = (FoldedConvBatchNorm, Conv2D, Dense, InPlaceReLU, ReLU, Softmax, Activation, MaxPooling2D, Flatten, Dropout,
-            BatchNormalization, GlobalAveragePooling2D, GlobalMaxPooling2D, Add, Subtract, Multiply, Average,
-            Concatenate)
