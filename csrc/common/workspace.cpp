@@ -68,4 +68,35 @@ void* thread_workspace(std::size_t bytes) {
 
 std::size_t thread_workspace_bytes() { return t_buffer.bytes; }
 
+LargeBuffer::LargeBuffer(std::size_t bytes) {
+  const std::size_t rounded = (bytes + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign;
+#ifdef CONVFORGE_HAVE_MMAP
+  if (rounded >= kMapFrom) {
+    void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+    if (rounded >= (std::size_t{4} << 20)) madvise(p, rounded, MADV_HUGEPAGE);  // advice: may be ignored
+#endif
+    data_ = p, bytes_ = rounded, mapped_ = true;
+    return;
+  }
+#endif
+  data_ = std::aligned_alloc(kWorkspaceAlign, rounded == 0 ? kWorkspaceAlign : rounded);
+  if (data_ == nullptr) throw std::bad_alloc();
+  bytes_ = rounded;
+}
+
+void LargeBuffer::release() noexcept {
+  if (data_ == nullptr) return;
+#ifdef CONVFORGE_HAVE_MMAP
+  if (mapped_) {
+    munmap(data_, bytes_);
+    data_ = nullptr;
+    return;
+  }
+#endif
+  std::free(data_);
+  data_ = nullptr;
+}
+
 }  // namespace convforge

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/shapes.h"
+#include "common/workspace.h"
 
 namespace convforge {
 
@@ -135,7 +136,7 @@ class InferencePlan {
   // Arenas kept between runs (two at most, 64 MiB each at most: fresh pages cost more than a
   // small batch's arithmetic); a run that finds none free and large enough gets its own.
   struct Arena {
-    std::unique_ptr<T[]> data;
+    LargeBuffer buffer;  // 64-byte aligned
     int64_t elements = 0;
   };
   mutable std::mutex arenas_mutex_;
