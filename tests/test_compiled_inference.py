@@ -529,3 +529,18 @@ def test_plan_bn_argument_errors():
         plan.batchnorm(x, [c, c, None, None, -1.0])
     y = plan.batchnorm(x, [c, c, None, None, 0.001])  # a list as well as a tuple
     plan.finish([y])
+
+
+@pytest.mark.parametrize("kind", ["add", "multiply", "average"])
+def test_elementwise_in_place_with_a_repeated_input(kind, rng):
+    """y takes the first input's slot (it dies here), and that input comes again later."""
+    plan = _core.InferencePlan("float32")
+    x = plan.input([3000])  # more than a block, and a partial one
+    a, b = plan.relu(x), plan.relu(plan.reshape(x, [3000]))
+    y = plan.elementwise(kind, [a, b, a, a])
+    plan.finish([plan.relu(y)])  # y itself in a slot: a's
+    assert f"{kind}(v1, v3, v1, v1) -> v4 (3000,) [slot 0]" in plan.describe()
+    data = rng.standard_normal((2, 3000)).astype(np.float32)
+    r = np.maximum(data, 0)
+    want = {"add": r + r + r + r, "multiply": r * r * r * r, "average": (r + r + r + r) * np.float32(0.25)}[kind]
+    np.testing.assert_array_equal(plan.run([data])[0], want)
