@@ -11,7 +11,14 @@ NCHW transpose that ``predict`` also does). onnxruntime runs with its defaults (
 graph optimisations, spinning thread pool) and ``intra_op_num_threads`` = convforge's thread
 count, ``inter_op_num_threads`` = 1. Outputs are checked against each other before timing.
 The two contenders alternate within each round, so that a noisy neighbour slows both; each
-sample repeats the call until it has run for ``--min-sample-ms``. Prints, and writes to
+sample repeats the call until it has run for ``--min-sample-ms``.
+
+Each contender runs in a process of its own (``spawn``; the convforge model goes there as a
+saved file), and the one not timing waits idle: as a deployment runs one of them. In one
+process the two thread pools fight: onnxruntime's workers keep spinning after its calls and
+took a core from convforge's (LeNet-5, 64 images, 2 threads: convforge 0.59 ms with
+onnxruntime's spinning on, 0.45 ms with it off; onnxruntime 0.61 vs 0.83 ms: its spinning helps
+its own next call). ``--same-process`` times both in this process as before. Prints, and writes to
 ``bench/ONNX_RESULTS.md``, a markdown table: median ms per call and the spread (min-max over
 rounds) for each, and the speed-up ``onnxruntime / convforge`` (issue 17's target: >= 1.3 on
 every row).
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import multiprocessing
 import os
 import platform
 import statistics
@@ -90,6 +98,87 @@ class Contenders:
     def check(self, x) -> None:
         np.testing.assert_allclose(self.onnxruntime(x), self.convforge(x), rtol=1e-4, atol=1e-5)
 
+    def prepare(self, x) -> None:
+        """Check the outputs, warm both up (workspaces, thread pools) on this input."""
+        self.check(x)
+        self._x = x
+
+    def sample(self, who: str, min_seconds: float) -> float:
+        return sample(getattr(self, who), self._x, min_seconds)
+
+    def close(self) -> None:
+        pass
+
+
+def _worker(conn, who: str, model_path: str, onnx_path: str, threads: int, batch_size: int) -> None:
+    """One contender in a process of its own: answers ("x", array) with its output and
+    ("sample", seconds) with seconds per call, until ("stop", None)."""
+    if who == "convforge":
+        model = convforge.load_model(model_path, compile=False)
+        convforge.set_adaptive_threads(False)
+        convforge.set_num_threads(threads)
+
+        def run(x):
+            return model.predict(x, batch_size=min(len(x), batch_size), verbose=0)
+    else:
+        session = ort_session(onnx_path, threads)
+        name = session.get_inputs()[0].name
+
+        def run(x):
+            return session.run(None, {name: x})[0]
+    x = None
+    while True:
+        command, argument = conn.recv()
+        if command == "x":
+            x = argument
+            conn.send(run(x))
+        elif command == "sample":
+            conn.send(sample(run, x, argument))
+        else:
+            conn.close()
+            return
+
+
+class IsolatedContenders:
+    """Contenders as two processes, each timed while the other waits (see the module's docstring)."""
+
+    PAUSE_S = 0.05  # after a switch: the idle side's spinning threads go to sleep
+
+    def __init__(self, model, threads: int, directory: str, batch_size: int = 256):
+        onnx_path = os.path.join(directory, f"{model.name}.onnx")
+        if not os.path.exists(onnx_path):
+            model.export(onnx_path)
+        model_path = os.path.join(directory, f"{model.name}.npz")
+        if not os.path.exists(model_path):
+            model.save(model_path)
+        context = multiprocessing.get_context("spawn")  # a forked child's OpenMP runs on one thread
+        self.pipes, self.processes = {}, []
+        for who in ("convforge", "onnxruntime"):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_worker, args=(theirs, who, model_path, onnx_path, threads, batch_size),
+                                      daemon=True)
+            process.start()
+            self.pipes[who] = ours
+            self.processes.append(process)
+
+    def _ask(self, who: str, command: str, argument):
+        self.pipes[who].send((command, argument))
+        return self.pipes[who].recv()
+
+    def prepare(self, x) -> None:
+        outputs = {who: self._ask(who, "x", x) for who in self.pipes}
+        np.testing.assert_allclose(outputs["onnxruntime"], outputs["convforge"], rtol=1e-4, atol=1e-5)
+
+    def sample(self, who: str, min_seconds: float) -> float:
+        time.sleep(self.PAUSE_S)
+        return self._ask(who, "sample", min_seconds)
+
+    def close(self) -> None:
+        for pipe in self.pipes.values():
+            pipe.send(("stop", None))
+        for process in self.processes:
+            process.join(timeout=30)
+
 
 def sample(fn, x, min_seconds: float) -> float:
     """Seconds per call: repeat until min_seconds have passed."""
@@ -102,13 +191,13 @@ def sample(fn, x, min_seconds: float) -> float:
             return elapsed / calls
 
 
-def measure(contenders: Contenders, x, rounds: int, min_seconds: float) -> dict:
+def measure(contenders, x, rounds: int, min_seconds: float) -> dict:
     times = {"convforge": [], "onnxruntime": []}
-    contenders.convforge(x), contenders.onnxruntime(x)  # warm-up: workspaces, thread pools
+    contenders.prepare(x)  # outputs checked; both warmed up
     for r in range(rounds):
         order = ("convforge", "onnxruntime") if r % 2 == 0 else ("onnxruntime", "convforge")
         for who in order:
-            times[who].append(sample(getattr(contenders, who), x, min_seconds))
+            times[who].append(contenders.sample(who, min_seconds))
     return times
 
 
@@ -138,6 +227,8 @@ def main(argv=None) -> int:
     p.add_argument("--min-sample-ms", type=float, default=200.0)
     p.add_argument("--cf-batch-size", type=int, default=256, help="predict's batch_size (at most the row's batch)")
     p.add_argument("--out", default=os.path.join(HERE, "ONNX_RESULTS.md"), help="markdown file, '-' for none")
+    p.add_argument("--same-process", action="store_true",
+                   help="time both contenders in this process (their thread pools then interfere)")
     args = p.parse_args(argv)
     try:
         import onnxruntime as ort
@@ -150,17 +241,21 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as directory:
         for name, (model, shape) in models().items():
             for t in threads:
-                contenders = Contenders(model, t, directory, args.cf_batch_size)
-                for batch in batches:
-                    x = images(batch, shape)
-                    contenders.check(x)
-                    rows.append((name, batch, t, measure(contenders, x, args.rounds, args.min_sample_ms / 1e3)))
-                    print(table(rows[-1:]).splitlines()[-1], flush=True)
+                kind = Contenders if args.same_process else IsolatedContenders
+                contenders = kind(model, t, directory, args.cf_batch_size)
+                try:
+                    for batch in batches:
+                        x = images(batch, shape)
+                        rows.append((name, batch, t, measure(contenders, x, args.rounds, args.min_sample_ms / 1e3)))
+                        print(table(rows[-1:]).splitlines()[-1], flush=True)
+                finally:
+                    contenders.close()
     report = (
         f"# convforge predict vs onnxruntime\n\n`python bench/onnxbench.py {' '.join(argv or sys.argv[1:])}` on "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; convforge {convforge.__version__} "
         f"({convforge.build_info()['isa']}), onnxruntime {ort.__version__}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs; {args.rounds} rounds of >= {args.min_sample_ms:g} ms per contender.\n\n"
+        f"{os.cpu_count()} CPUs; {args.rounds} rounds of >= {args.min_sample_ms:g} ms per contender, "
+        f"{'both in one process' if args.same_process else 'each in its own process'}.\n\n"
         + table(rows)
         + "\n"
     )
