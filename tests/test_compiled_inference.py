@@ -544,3 +544,54 @@ def test_elementwise_in_place_with_a_repeated_input(kind, rng):
     r = np.maximum(data, 0)
     want = {"add": r + r + r + r, "multiply": r * r * r * r, "average": (r + r + r + r) * np.float32(0.25)}[kind]
     np.testing.assert_array_equal(plan.run([data])[0], want)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_plans_against_numpy(seed):
+    """Random chains and branches of plan ops (values reused far apart, in-place ops on dying
+    values, repeated inputs, several outputs, values nobody reads): the arena's slot reuse must
+    never hand a live value's memory to another, nor write into the input."""
+    r = np.random.default_rng(seed)
+    plan = _core.InferencePlan("float64")
+    batch = int(r.choice([1, 2, 5]))
+    first = int(r.choice([3, 16, 40]))
+    x = r.standard_normal((batch, first))
+    x_copy = x.copy()
+    values, refs = [plan.input([first])], [x]
+    for _ in range(int(r.integers(1, 25))):
+        i = int(r.integers(len(values)))
+        kind = r.choice(["dense", "relu", "copy", "softmax", "add", "multiply", "average", "concat"])
+        a = refs[i]
+        if kind == "dense":
+            w = r.standard_normal((a.shape[1], int(r.choice([2, 16, 33]))))
+            relu = bool(r.integers(2))
+            v, ref = plan.dense(values[i], w, None, relu=relu), a @ w
+            ref = np.maximum(ref, 0) if relu else ref
+        elif kind == "relu":
+            v, ref = plan.relu(values[i]), np.maximum(a, 0)
+        elif kind == "copy":
+            v, ref = plan.reshape(values[i], [a.shape[1]]), a
+        elif kind == "softmax":
+            e = np.exp(a - a.max(axis=1, keepdims=True))
+            v, ref = plan.softmax(values[i]), e / e.sum(axis=1, keepdims=True)
+        elif kind == "concat":
+            j = int(r.integers(len(values)))
+            v, ref = plan.concat([values[i], values[j]]), np.concatenate([a, refs[j]], axis=1)
+        else:
+            same = [k for k in range(len(values)) if refs[k].shape == a.shape]
+            picks = [i] + [int(r.choice(same)) for _ in range(int(r.integers(0, 3)))]
+            v = plan.elementwise(str(kind), [values[k] for k in picks])
+            ref = refs[picks[0]].copy()
+            for k in picks[1:]:
+                ref = ref * refs[k] if kind == "multiply" else ref + refs[k]
+            if kind == "average":
+                ref = ref * (1.0 / len(picks))
+        values.append(v)
+        refs.append(ref)
+    produced = list(range(1, len(values)))
+    outputs = sorted(set(int(k) for k in r.choice(produced, size=min(3, len(produced)), replace=False)))
+    plan.finish([values[k] for k in outputs])
+    got = plan.run([x])
+    np.testing.assert_array_equal(x, x_copy)
+    for g, k in zip(got, outputs):
+        np.testing.assert_allclose(g, refs[k], rtol=1e-9, atol=1e-9 * (1 + np.abs(refs[k]).max()))
