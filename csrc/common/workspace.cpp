@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <new>
+#include <utility>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
@@ -18,64 +19,28 @@ namespace {
 // returned to the system when its thread ends.
 constexpr std::size_t kMapFrom = std::size_t{1} << 20;
 
-struct Buffer {
-  void* data = nullptr;
-  std::size_t bytes = 0;
-  bool mapped = false;
-
-  void release() {
-#ifdef CONVFORGE_HAVE_MMAP
-    if (mapped) {
-      munmap(data, bytes);
-      data = nullptr;
-      return;
-    }
-#endif
-    std::free(data);
-    data = nullptr;
-  }
-  ~Buffer() { release(); }
-};
-
-thread_local Buffer t_buffer;
+thread_local LargeBuffer t_buffer;
 
 }  // namespace
 
 void* thread_workspace(std::size_t bytes) {
-  if (bytes == 0) bytes = kWorkspaceAlign;
-  if (bytes > t_buffer.bytes) {
-    const std::size_t rounded = (bytes + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign;
-    void* fresh = nullptr;
-    bool mapped = false;
-#ifdef CONVFORGE_HAVE_MMAP
-    if (rounded >= kMapFrom) {  // page-aligned, so kWorkspaceAlign-aligned
-      fresh = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (fresh == MAP_FAILED) throw std::bad_alloc();
-      mapped = true;
-    }
-#endif
-    if (!mapped) {
-      fresh = std::aligned_alloc(kWorkspaceAlign, rounded);
-      if (fresh == nullptr) throw std::bad_alloc();
-    }
-    t_buffer.release();
-    t_buffer.data = fresh;
-    t_buffer.bytes = rounded;
-    t_buffer.mapped = mapped;
+  if (bytes > t_buffer.bytes() || t_buffer.data() == nullptr) {
+    LargeBuffer fresh(bytes == 0 ? kWorkspaceAlign : bytes);  // before the old one goes: bad_alloc keeps it
+    t_buffer = std::move(fresh);
   }
-  return t_buffer.data;
+  return t_buffer.data();
 }
 
-std::size_t thread_workspace_bytes() { return t_buffer.bytes; }
+std::size_t thread_workspace_bytes() { return t_buffer.bytes(); }
 
-LargeBuffer::LargeBuffer(std::size_t bytes) {
+LargeBuffer::LargeBuffer(std::size_t bytes, bool huge_pages) {
   const std::size_t rounded = (bytes + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign;
 #ifdef CONVFORGE_HAVE_MMAP
   if (rounded >= kMapFrom) {
     void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
 #ifdef MADV_HUGEPAGE
-    if (rounded >= (std::size_t{4} << 20)) madvise(p, rounded, MADV_HUGEPAGE);  // advice: may be ignored
+    if (huge_pages && rounded >= (std::size_t{4} << 20)) madvise(p, rounded, MADV_HUGEPAGE);  // may be ignored
 #endif
     data_ = p, bytes_ = rounded, mapped_ = true;
     return;

@@ -13,14 +13,15 @@ void* thread_workspace(std::size_t bytes);
 // Bytes currently held by the calling thread's workspace (for build_info and tests).
 std::size_t thread_workspace_bytes();
 
-// A buffer of its own for large scratch that outlives a kernel call (the inference plan's
-// arena): from 1 MiB a memory mapping, with transparent huge pages asked for from 4 MiB as NumPy
-// does for its arrays (a 150 MB arena on 4 KiB pages cost a 1024-image ResNet predict ~10% more
-// than NumPy's arrays, in page faults and TLB misses); below, aligned_alloc. 64-byte aligned.
+// A buffer of its own (the thread workspaces, the inference plan's arenas): from 1 MiB a memory
+// mapping (returned to the system when freed; see workspace.cpp), below aligned_alloc. With
+// `huge_pages`, transparent huge pages are asked for from 4 MiB, as NumPy does for its arrays
+// (a 150 MB plan arena on 4 KiB pages cost a 1024-image ResNet predict ~10% more than NumPy's
+// arrays, in page faults and TLB misses). 64-byte aligned.
 class LargeBuffer {
  public:
   LargeBuffer() = default;
-  explicit LargeBuffer(std::size_t bytes);  // std::bad_alloc if the memory is not there
+  explicit LargeBuffer(std::size_t bytes, bool huge_pages = false);  // std::bad_alloc if the memory is not there
   ~LargeBuffer() { release(); }
   LargeBuffer(LargeBuffer&& other) noexcept { take(other); }
   LargeBuffer& operator=(LargeBuffer&& other) noexcept {

@@ -110,8 +110,12 @@ int InferencePlan<T>::add_value(std::vector<int64_t> dims, int producer) {
 }
 
 template <class T>
-void InferencePlan<T>::read(int v, int op) {
-  values_[v].last_read = std::max(values_[v].last_read, op);
+int InferencePlan<T>::append(Op op, std::vector<int64_t> out_dims) {
+  const int index = static_cast<int>(ops_.size());
+  for (int v : op.in) values_[v].last_read = std::max(values_[v].last_read, index);
+  op.out = add_value(std::move(out_dims), index);
+  ops_.push_back(std::move(op));
+  return ops_.back().out;
 }
 
 template <class T>
@@ -159,11 +163,7 @@ int InferencePlan<T>::conv2d(int x, ConvShape s, const T* w, const T* b, const P
     op.fold_offset = fold_elements_;
     fold_elements_ += round_up(s.wei_size()) + round_up(s.oc);
   }
-  const int index = static_cast<int>(ops_.size());
-  read(x, index);
-  op.out = add_value({s.oc, s.oh, s.ow}, index);
-  ops_.push_back(std::move(op));
-  return ops_.back().out;
+  return append(std::move(op), {s.oc, s.oh, s.ow});
 }
 
 template <class T>
@@ -179,11 +179,7 @@ int InferencePlan<T>::dense(int x, int64_t units, const T* w, const T* b, bool r
   op.kind = PlanOpKind::dense;
   op.in = {x};
   op.units = units, op.w = w, op.b = b, op.relu = relu;
-  const int index = static_cast<int>(ops_.size());
-  read(x, index);
-  op.out = add_value({units}, index);
-  ops_.push_back(std::move(op));
-  return ops_.back().out;
+  return append(std::move(op), {units});
 }
 
 template <class T>
@@ -200,11 +196,7 @@ int InferencePlan<T>::maxpool2d(int x, PoolShape s) {
   op.kind = PlanOpKind::maxpool2d;
   op.in = {x};
   op.pool = s;
-  const int index = static_cast<int>(ops_.size());
-  read(x, index);
-  op.out = add_value({s.c, s.oh, s.ow}, index);
-  ops_.push_back(std::move(op));
-  return ops_.back().out;
+  return append(std::move(op), {s.c, s.oh, s.ow});
 }
 
 template <class T>
@@ -214,11 +206,7 @@ int InferencePlan<T>::relu(int x) {
   Op op;
   op.kind = PlanOpKind::relu;
   op.in = {x};
-  const int index = static_cast<int>(ops_.size());
-  read(x, index);
-  op.out = add_value(values_[x].dims, index);
-  ops_.push_back(std::move(op));
-  return ops_.back().out;
+  return append(std::move(op), values_[x].dims);
 }
 
 template <class T>
@@ -229,11 +217,7 @@ int InferencePlan<T>::softmax(int x) {
   Op op;
   op.kind = PlanOpKind::softmax;
   op.in = {x};
-  const int index = static_cast<int>(ops_.size());
-  read(x, index);
-  op.out = add_value(values_[x].dims, index);
-  ops_.push_back(std::move(op));
-  return ops_.back().out;
+  return append(std::move(op), values_[x].dims);
 }
 
 template <class T>
@@ -245,11 +229,7 @@ int InferencePlan<T>::batchnorm(int x, const PlanBatchNorm<T>& bn) {
   op.kind = PlanOpKind::batchnorm;
   op.in = {x};
   op.bn = bn;
-  const int index = static_cast<int>(ops_.size());
-  read(x, index);
-  op.out = add_value(values_[x].dims, index);
-  ops_.push_back(std::move(op));
-  return ops_.back().out;
+  return append(std::move(op), values_[x].dims);
 }
 
 template <class T>
@@ -264,11 +244,7 @@ int InferencePlan<T>::global_pool(int x, bool max, const std::vector<int64_t>& o
   Op op;
   op.kind = max ? PlanOpKind::global_max_pool : PlanOpKind::global_avg_pool;
   op.in = {x};
-  const int index = static_cast<int>(ops_.size());
-  read(x, index);
-  op.out = add_value(out_dims, index);
-  ops_.push_back(std::move(op));
-  return ops_.back().out;
+  return append(std::move(op), out_dims);
 }
 
 template <class T>
@@ -288,11 +264,7 @@ int InferencePlan<T>::elementwise(PlanOpKind kind, const std::vector<int>& xs) {
   Op op;
   op.kind = kind;
   op.in = xs;
-  const int index = static_cast<int>(ops_.size());
-  for (int v : xs) read(v, index);
-  op.out = add_value(values_[xs[0]].dims, index);
-  ops_.push_back(std::move(op));
-  return ops_.back().out;
+  return append(std::move(op), values_[xs[0]].dims);
 }
 
 template <class T>
@@ -312,11 +284,7 @@ int InferencePlan<T>::concat(const std::vector<int>& xs) {
   Op op;
   op.kind = PlanOpKind::concat;
   op.in = xs;
-  const int index = static_cast<int>(ops_.size());
-  for (int v : xs) read(v, index);
-  op.out = add_value(out_dims, index);
-  ops_.push_back(std::move(op));
-  return ops_.back().out;
+  return append(std::move(op), out_dims);
 }
 
 template <class T>
@@ -328,11 +296,7 @@ int InferencePlan<T>::reshape(int x, const std::vector<int64_t>& dims) {
   Op op;
   op.kind = PlanOpKind::copy;
   op.in = {x};
-  const int index = static_cast<int>(ops_.size());
-  read(x, index);
-  op.out = add_value(dims, index);
-  ops_.push_back(std::move(op));
-  return ops_.back().out;
+  return append(std::move(op), dims);
 }
 
 // Places every value. Outputs go to the caller's arrays; an op whose first input dies with it
@@ -563,7 +527,7 @@ void InferencePlan<T>::run(int64_t mb, const std::vector<const T*>& inputs, cons
   }
   if (arena.buffer.data() == nullptr && elements > 0) {
     if (static_cast<uint64_t>(elements) > SIZE_MAX / sizeof(T)) throw std::bad_alloc();
-    arena.buffer = LargeBuffer(static_cast<std::size_t>(elements) * sizeof(T));
+    arena.buffer = LargeBuffer(static_cast<std::size_t>(elements) * sizeof(T), /*huge_pages=*/true);
     arena.elements = elements;
   }
   T* base = static_cast<T*>(arena.buffer.data());  // 64-byte aligned: slots start on kAlign elements

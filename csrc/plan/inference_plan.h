@@ -122,7 +122,7 @@ class InferencePlan {
   int add_value(std::vector<int64_t> dims, int producer);
   void check_value(int v, const char* what) const;
   void check_open() const;
-  void read(int v, int op);
+  int append(Op op, std::vector<int64_t> out_dims);  // the op's output value; marks its reads
   T* place(int v, T* arena, int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const;
   void run_op(const Op& op, int64_t mb, T* arena, const std::vector<T*>& where, const char* forced_conv) const;
 

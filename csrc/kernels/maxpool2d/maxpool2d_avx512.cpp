@@ -23,6 +23,19 @@ struct Avx512Pool {
     at = _mm512_mask_mov_epi32(at, take, _mm512_set1_epi32(pos));
   }
 
+  // The 16 windows whose columns are split over (lo, hi) lanes of the two input rows (x0, x1):
+  // the even and odd columns of each row by one permute each, the four candidates folded in
+  // row-major order. `at`: the winner's window position (0-3).
+  static inline void windows(__m512 x0l, __m512 x0h, __m512 x1l, __m512 x1h, __m512& best, __m512i& at) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    best = _mm512_permutex2var_ps(x0l, even, x0h);
+    at = _mm512_setzero_si512();
+    fold(_mm512_permutex2var_ps(x0l, odd, x0h), 1, best, at);
+    fold(_mm512_permutex2var_ps(x1l, even, x1h), 2, best, at);
+    fold(_mm512_permutex2var_ps(x1l, odd, x1h), 3, best, at);
+  }
+
   // Outputs [o0, o0 + n) of one output row, n <= 16; rows r0, r1 of the input plane.
   static inline void step(const float* r0, const float* r1, int64_t iw, int64_t in_row0, int64_t o0, int n, float* y,
                           int64_t* idx) {
@@ -36,13 +49,9 @@ struct Avx512Pool {
     const float* a1 = r1 + 2 * o0;
     const __m512 x0l = _mm512_maskz_loadu_ps(m_lo, a0), x0h = _mm512_maskz_loadu_ps(m_hi, a0 + 16);
     const __m512 x1l = _mm512_maskz_loadu_ps(m_lo, a1), x1h = _mm512_maskz_loadu_ps(m_hi, a1 + 16);
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    __m512 best = _mm512_permutex2var_ps(x0l, even, x0h);
-    __m512i at = _mm512_setzero_si512();
-    fold(_mm512_permutex2var_ps(x0l, odd, x0h), 1, best, at);
-    fold(_mm512_permutex2var_ps(x1l, even, x1h), 2, best, at);
-    fold(_mm512_permutex2var_ps(x1l, odd, x1h), 3, best, at);
+    __m512 best;
+    __m512i at;
+    windows(x0l, x0h, x1l, x1h, best, at);
     _mm512_mask_storeu_ps(y + o0, m_out, best);
     if (idx == nullptr) return;
     // Window position p -> flat index base + (p >> 1) * iw + (p & 1), base = in_row0 + 2*o.
@@ -69,13 +78,9 @@ struct Avx512Pool {
     const __mmask8 m_out = static_cast<__mmask8>((1u << n) - 1u);
     const __m512 x0l = _mm512_maskz_loadu_ps(m_in, a0), x0h = _mm512_maskz_loadu_ps(m_in, b0);
     const __m512 x1l = _mm512_maskz_loadu_ps(m_in, a1), x1h = _mm512_maskz_loadu_ps(m_in, b1);
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    __m512 best = _mm512_permutex2var_ps(x0l, even, x0h);
-    __m512i at = _mm512_setzero_si512();
-    fold(_mm512_permutex2var_ps(x0l, odd, x0h), 1, best, at);
-    fold(_mm512_permutex2var_ps(x1l, even, x1h), 2, best, at);
-    fold(_mm512_permutex2var_ps(x1l, odd, x1h), 3, best, at);
+    __m512 best;
+    __m512i at;
+    windows(x0l, x0h, x1l, x1h, best, at);
     _mm512_mask_storeu_ps(ya, m_out, best);
     _mm512_mask_storeu_ps(yb, m_out, _mm512_shuffle_f32x4(best, best, _MM_SHUFFLE(3, 2, 3, 2)));  // B's half down
     if (ia == nullptr) return;
