@@ -653,6 +653,20 @@ def softmax(x):
     return _core.softmax_fwd(_contiguous(x))
 
 
+def inference_plan(dtype):
+    """A new, empty compiled inference pass of ``dtype`` (``_core.InferencePlan``, csrc/plan/):
+    :mod:`convforge.models.compiled` adds a model's steps to it as ops, then runs it with
+    :func:`run_inference_plan`. Private to convforge's models; here so that models reach the
+    compiled code through this module, as layers do."""
+    return _core.InferencePlan(np.dtype(dtype).name)
+
+
+def run_inference_plan(plan, inputs) -> list:
+    """``plan``'s outputs for a batch of ``inputs`` (one array per model input, internal layout),
+    its convolutions under the forward algorithm :func:`force_conv2d_algorithm` forces, if any."""
+    return plan.run(inputs, _forced_conv_algo.get("fwd"))
+
+
 def relu(x, out=None):
     """Rectified linear unit, ``max(x, 0)`` elementwise.
 

@@ -1,4 +1,4 @@
-"""A model's inference pass compiled into one C++ call (``_core.InferencePlan``).
+"""A model's inference pass compiled into one C++ call (``functional.inference_plan``).
 
 At batch 1 a model's time went to Python between the kernels: ~10 microseconds of argument
 checks and dispatch per layer against a few of arithmetic (LeNet-5's predict of one image took
@@ -27,7 +27,6 @@ import os
 
 import numpy as np
 
-from .. import _core
 from .. import functional as F
 from ..layers import activations as activation_layers
 from ..layers.activations import Activation, Softmax
@@ -95,7 +94,7 @@ class CompiledInference:
 
     def run(self, xbs) -> list:
         """The model's outputs for a batch, in the internal (NCHW) layout."""
-        results = self.plan.run(xbs, F._forced_conv_algo.get("fwd"))
+        results = F.run_inference_plan(self.plan, xbs)
         if self._direct is not None:  # no tail: each model output is one of the plan's
             return [results[k] for k in self._direct]
         values = dict(enumerate(xbs))  # a model output may be an input itself
@@ -112,9 +111,10 @@ def compile_inference(model, dtype) -> CompiledInference | None:
     if not enabled() or np.dtype(dtype) not in (np.float32, np.float64):
         return None
     lowering = _Lowering(np.dtype(dtype).name)
-    values = {}  # tensor index -> plan value
-    for index, shape in enumerate(_input_shapes(model)):
-        values[index] = lowering.plan.input(list(shape))
+    values = {}  # tensor index -> plan value; the model's inputs are indices 0 .. n_inputs - 1
+    n_inputs = len(model._entries)
+    for index, entry in enumerate(model._entries):  # per-sample internal (NCHW) shapes
+        values[index] = lowering.plan.input(list(entry.internal))
     steps = model._inference_steps
     tail, lowered = [], 0
     for k, step in enumerate(steps):
@@ -138,11 +138,11 @@ def compile_inference(model, dtype) -> CompiledInference | None:
     wanted = list(model._outputs_index) + [key for _, keys, _, _ in tail for key in keys]
     exported = []
     for key in wanted:
-        if key in values and key not in exported and not _is_input(key, model):
+        if key in values and key not in exported and not (isinstance(key, int) and key < n_inputs):
             exported.append(key)
-    input_values = {values[i] for i in range(len(_input_shapes(model)))}
     if not exported:
         return None  # the plan computes nothing the model returns
+    input_values = {values[i] for i in range(n_inputs)}
     plan_outputs = []
     for key in exported:
         value = values[key]
@@ -152,17 +152,8 @@ def compile_inference(model, dtype) -> CompiledInference | None:
             value = lowering.plan.reshape(value, lowering.plan.dims(value))
         plan_outputs.append(value)
     lowering.plan.finish(plan_outputs)
-    return CompiledInference(lowering.plan, len(_input_shapes(model)), exported, tail,
+    return CompiledInference(lowering.plan, n_inputs, exported, tail,
                              list(model._outputs_index), lowering.weights, lowering.settings, lowered)
-
-
-def _input_shapes(model) -> list:
-    """The per-sample internal (NCHW) shape of each model input."""
-    return [tuple(entry.internal) for entry in model._entries]
-
-
-def _is_input(key, model) -> bool:
-    return isinstance(key, int) and key < len(_input_shapes(model))
 
 
 def _is_softmax(layer) -> bool:
@@ -178,7 +169,7 @@ class _Lowering:
     """Adds one step at a time to a plan; raises :class:`_NotLowered` where it has no op."""
 
     def __init__(self, dtype: str):
-        self.plan = _core.InferencePlan(dtype)
+        self.plan = F.inference_plan(dtype)
         self.dtype = dtype
         self.weights = []
         self.settings = []

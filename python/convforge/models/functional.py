@@ -576,8 +576,8 @@ class Functional(Model):
         return values
 
     def _inference_plan(self):
-        """The compiled inference pass (models/compiled.py), made again when a layer's weight
-        array was replaced; None where not even the first step compiles."""
+        """The compiled inference pass (models/compiled.py), made again when a weight array or a
+        setting it was made from was replaced; None where not even the first step compiles."""
         compiled = self._compiled
         if compiled is False:
             return None
