@@ -1,0 +1,111 @@
+"""Two builds of convforge, side by side: the same conv2d calls timed in each, alternating.
+
+    # a build of the commit before the change, importable from /tmp/before/convforge:
+    git worktree add /tmp/before-src <commit> && cmake -S /tmp/before-src -B /tmp/before-build -G Ninja \\
+        -DCMAKE_BUILD_TYPE=Release && cmake --build /tmp/before-build
+    mkdir -p /tmp/before && cp -r /tmp/before-src/python/convforge /tmp/before/ && \\
+        cp /tmp/before-build/_core*.so /tmp/before/convforge/
+    python bench/build_ab.py --before /tmp/before --after python --algorithm winograd_f4x3
+
+A change to one kernel moves a layer by 5-15%, less than this shared host's drift between two
+runs a minute apart; so each round times every shape in a fresh process of each build, the two
+builds alternate round by round, and a shape's figure is its best (minimum) over the rounds,
+the least disturbed sample. Reported: ms before and after, and before / after (> 1: the after
+build is faster). Shapes default to the 3x3 'same' layers of examples/train_resnet.py (16, 32 and
+64 channels at 28x28, 14x14 and 7x7) and one VGG-size layer; ``--algorithm`` forces the forward
+(and, with ``--pass bwd_data``, the backward-data) algorithm in both builds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# name: (input channels, output channels, image side); 3x3 kernels, stride 1, padding 1
+SHAPES = {"c16_28": (16, 16, 28), "c32_14": (32, 32, 14), "c64_7": (64, 64, 7), "c128_28": (128, 128, 28)}
+
+# Runs in a child process whose sys.path starts with one build's package directory.
+_CHILD = r"""
+import json, sys, time
+import numpy as np
+import convforge
+from convforge import functional as F
+args = json.loads(sys.argv[1])
+convforge.set_num_threads(args["threads"])
+rng = np.random.default_rng(0)
+found = {"version": convforge.__file__}
+for name, (ci, co, hw) in args["shapes"].items():
+    x = rng.standard_normal((args["batch"], ci, hw, hw)).astype(np.float32)
+    w = (rng.standard_normal((co, ci, 3, 3)) * 0.1).astype(np.float32)
+    b = np.zeros(co, np.float32)
+    if args["pass"] == "fwd":
+        out = np.empty((args["batch"], co, hw, hw), np.float32)
+        call = lambda: F.conv2d(x, w, b, 1, 1, relu=True, out=out)
+        forced = {"fwd": args["algorithm"]} if args["algorithm"] else {}
+    else:
+        dy = rng.standard_normal((args["batch"], co, hw, hw)).astype(np.float32)
+        out = np.empty(x.shape, np.float32)
+        call = lambda: F.conv2d_backward_data(dy, w, x.shape, 1, 1, out=out)
+        forced = {"bwd_data": args["algorithm"]} if args["algorithm"] else {}
+    with F.force_conv2d_algorithm(**forced):
+        call()
+        best = float("inf")
+        for _ in range(args["samples"]):
+            start, k = time.perf_counter(), 0
+            while time.perf_counter() - start < args["seconds"]:
+                call()
+                k += 1
+            best = min(best, (time.perf_counter() - start) / k)
+    found[name] = best
+print(json.dumps(found))
+"""
+
+
+def run_build(path: str, args: dict) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(path))
+    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the build at {path} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--before", required=True, help="directory holding the 'before' build's convforge package")
+    p.add_argument("--after", default=os.path.join(os.path.dirname(HERE), "python"),
+                   help="directory holding the 'after' build's convforge package (default: this checkout's python/)")
+    p.add_argument("--pass", dest="pass_", choices=("fwd", "bwd_data"), default="fwd")
+    p.add_argument("--algorithm", default="", help="algorithm forced in both builds (default: each build's choice)")
+    p.add_argument("--shapes", default=",".join(SHAPES), help=f"comma list of {', '.join(SHAPES)}")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=5)
+    a = p.parse_args(argv)
+    unknown = [s for s in a.shapes.split(",") if s not in SHAPES]
+    if unknown:
+        p.error(f"unknown shapes {unknown}; known: {', '.join(SHAPES)}")
+    args = {"shapes": {s: SHAPES[s] for s in a.shapes.split(",")}, "pass": a.pass_, "algorithm": a.algorithm,
+            "batch": a.batch, "threads": a.threads, "samples": 3, "seconds": 0.1}
+    best = {"before": {}, "after": {}}
+    for _ in range(a.rounds):
+        for side, path in (("before", a.before), ("after", a.after)):
+            for name, t in run_build(path, args).items():
+                if name != "version":
+                    best[side][name] = min(best[side].get(name, float("inf")), t)
+    print(f"conv2d {a.pass_}, 3x3 'same', batch {a.batch}, {a.threads} thread(s), "
+          f"algorithm {a.algorithm or 'default'}, best of {a.rounds} alternating rounds")
+    print("| shape (C -> C, HxW) | ms before | ms after | before / after |")
+    print("|---|---:|---:|---:|")
+    for name in args["shapes"]:
+        ci, co, hw = SHAPES[name]
+        t0, t1 = best["before"][name] * 1e3, best["after"][name] * 1e3
+        print(f"| {ci} -> {co}, {hw}x{hw} | {t0:.3f} | {t1:.3f} | {t0 / t1:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
