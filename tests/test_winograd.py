@@ -14,7 +14,8 @@ from convforge import functional as F
 from convforge import reference as R
 
 # (N, C, H, W, K, padding): channels at the SIMD edges (1, 15, 16, 17, 33), H and W not
-# multiples of the 4x4 tile, paddings 0, 1, 2, batch 1 and 3, tile blocks across images.
+# multiples of the 4x4 tile, paddings 0, 1, 2, batch 1 and 3, tile blocks across images,
+# rows of more tiles than a vector holds.
 CASES = [
     (1, 1, 5, 5, 1, 1),
     (3, 15, 9, 7, 17, 0),
@@ -23,6 +24,7 @@ CASES = [
     (1, 33, 13, 9, 15, 2),
     (3, 16, 3, 3, 2, 0),
     (3, 4, 30, 21, 16, 1),
+    (2, 3, 7, 70, 5, 2),  # 18 tiles per row: padding rows and gathers wider than one vector of tiles
 ]
 
 
@@ -52,6 +54,21 @@ def test_forward_within_transform_bound(case, dtype, isa, rng):
     assert_within_winograd_bound(got, want, magnitude, x.shape[1], dtype)
     relu = _core.conv2d_fwd(x, w, b, stride, pads, dilation, relu=True, algorithm=NAME)
     np.testing.assert_array_equal(relu, np.maximum(got, 0))
+
+
+def test_padding_rows_are_zero_over_a_whole_run_of_tiles(isa, rng):
+    # A padding row under a run of 18 tiles (more than one vector of tiles) is transformed as
+    # zeros in every lane. The scratch holds the previous call's values: with asymmetric
+    # paddings the same layout serves a call without a top padding row, then one with it.
+    x = rng.standard_normal((1, 2, 9, 70)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    for pads in ((0, 0, 2, 2), (2, 0, 2, 2), (0, 0, 2, 2), (2, 0, 2, 2)):  # top, bottom, left, right
+        x_pad = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pads[0], pads[1]), (pads[2], pads[3])))
+        want = R.conv2d(x_pad, w.astype(np.float64))
+        out_hw = want.shape[2:]
+        magnitude = forward_magnitude(x, w, None, pads, out_hw)
+        got = _core.conv2d_fwd(x, w, None, (1, 1), pads, (1, 1), algorithm=NAME)
+        assert_within_winograd_bound(got, want, magnitude, x.shape[1], np.float32)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
