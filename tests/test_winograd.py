@@ -15,7 +15,7 @@ from convforge import reference as R
 
 # (N, C, H, W, K, padding): channels at the SIMD edges (1, 15, 16, 17, 33), H and W not
 # multiples of the 4x4 tile, paddings 0, 1, 2, batch 1 and 3, tile blocks across images,
-# rows of more tiles than a vector holds.
+# rows of more tiles than a vector holds, blocks that split a row of tiles.
 CASES = [
     (1, 1, 5, 5, 1, 1),
     (3, 15, 9, 7, 17, 0),
@@ -25,6 +25,7 @@ CASES = [
     (3, 16, 3, 3, 2, 0),
     (3, 4, 30, 21, 16, 1),
     (2, 3, 7, 70, 5, 2),  # 18 tiles per row: padding rows and gathers wider than one vector of tiles
+    (30, 2, 10, 10, 3, 1),  # 270 tiles, 3 per row: blocks of 256 split rows, runs of 1-3 tiles paired
 ]
 
 

@@ -305,6 +305,15 @@ void gather_transform_row(const T* row, int64_t iw, int64_t col0, int64_t n, T* 
   winograd_bt(x6, ldh, h, ldh, n);
 }
 
+// Two runs of tiles whose transformed rows are consecutive (run b's start at h + na): gathered and
+// transformed one after the other here; the AVX-512 form puts two short runs in one vector.
+template <class T>
+void gather_transform_rows2(const T* ra, int64_t ca, int64_t na, const T* rb, int64_t cb, int64_t nb, int64_t iw,
+                            T* x6, T* h, int64_t ldh) {
+  gather_transform_row(ra, iw, ca, na, x6, h, ldh);
+  gather_transform_row(rb, iw, cb, nb, x6, h + na, ldh);
+}
+
 // row[4u + j] = post((A^T m_u)[j] + bias) for the columns 4u + j < ow, with m_u = (h[b*ldh +
 // u])_{b<6}: the last 1-D pass of the output transform for one output row of n tiles, and the
 // scatter into it (nothing stored for a null row, a row below the image). Returns the check of
@@ -358,6 +367,47 @@ inline void gather_transform_row(const float* row, int64_t iw, int64_t col0, int
     _mm512_mask_storeu_ps(out + 4 * ldh, store, o4);
     _mm512_mask_storeu_ps(out + 5 * ldh, store, o5);
   }
+}
+
+// AVX-512: two runs of at most 3 tiles (14 columns each) in one step, one run per source vector
+// of the permutes: under a 7x7 image every run is 2 tiles, which one run per step spread over 2
+// of a vector's 16 lanes. The same operations lane by lane as gather_transform_row.
+inline void gather_transform_rows2(const float* ra, int64_t ca, int64_t na, const float* rb, int64_t cb, int64_t nb,
+                                   int64_t iw, float* x6, float* h, int64_t ldh) {
+  using T = float;
+  if (na > 3 || nb > 3) {
+    gather_transform_row(ra, iw, ca, na, x6, h, ldh);
+    gather_transform_row(rb, iw, cb, nb, x6, h + na, ldh);
+    return;
+  }
+  // Columns j < 4n + 2 from `first` inside [0, iw), zero elsewhere and for a padding row.
+  auto load = [iw](const float* row, int64_t first, int64_t n) {
+    if (row == nullptr) return _mm512_setzero_ps();
+    const int64_t j_lo = imin(imax(0, -first), 16), j_hi = imax(imin(4 * n + 2, iw - first), j_lo);
+    const uint32_t bits = ((uint32_t{1} << j_hi) - 1u) & ~((uint32_t{1} << j_lo) - 1u);
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>(bits), row + first);
+  };
+  const __m512 lo = load(ra, ca, na), hi = load(rb, cb, nb);
+  // Lane u < na: column 4u + m of lo; lane na + v: column 4v + m of hi (permute index 16 + 4v + m).
+  const __m512i four_u = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60);
+  const __mmask16 of_b = static_cast<__mmask16>(~((1u << na) - 1u));
+  const __m512i idx0 = _mm512_mask_add_epi32(four_u, of_b, four_u, _mm512_set1_epi32(static_cast<int>(16 - 4 * na)));
+  const __m512i one = _mm512_set1_epi32(1);
+  const __m512i idx1 = _mm512_add_epi32(idx0, one), idx2 = _mm512_add_epi32(idx1, one);
+  const __m512i idx3 = _mm512_add_epi32(idx2, one), idx4 = _mm512_add_epi32(idx3, one);
+  const __m512i idx5 = _mm512_add_epi32(idx4, one);
+  const __m512 x0 = _mm512_permutex2var_ps(lo, idx0, hi), x1 = _mm512_permutex2var_ps(lo, idx1, hi);
+  const __m512 x2 = _mm512_permutex2var_ps(lo, idx2, hi), x3 = _mm512_permutex2var_ps(lo, idx3, hi);
+  const __m512 x4 = _mm512_permutex2var_ps(lo, idx4, hi), x5 = _mm512_permutex2var_ps(lo, idx5, hi);
+  __m512 o0, o1, o2, o3, o4, o5;
+  CONVFORGE_WINO_BT(x0, x1, x2, x3, x4, x5, o0, o1, o2, o3, o4, o5);
+  const __mmask16 store = static_cast<__mmask16>((1u << (na + nb)) - 1u);
+  _mm512_mask_storeu_ps(h, store, o0);
+  _mm512_mask_storeu_ps(h + ldh, store, o1);
+  _mm512_mask_storeu_ps(h + 2 * ldh, store, o2);
+  _mm512_mask_storeu_ps(h + 3 * ldh, store, o3);
+  _mm512_mask_storeu_ps(h + 4 * ldh, store, o4);
+  _mm512_mask_storeu_ps(h + 5 * ldh, store, o5);
 }
 
 // AVX-512: 8 tiles (32 columns) per step: 6 masked loads, the row transform in registers, two
@@ -456,14 +506,24 @@ bool conv2d_winograd(const ConvShape& s, const typename UK::T* src, const typena
     // Input transform, channel by channel: each image row under a run of tiles gathered and
     // transformed along the row (h[(k*6 + b)*ldv + t] for patch row k), then the columns.
     for (int64_t c = 0; c < IC; ++c) {
-      for (int64_t r = 0; r < nruns; ++r) {
-        const TileRun& run = runs[r];
-        const T* x = src + (run.n * IC + c) * HW;
-        for (int64_t k = 0; k < 6; ++k) {
-          const int64_t iy = 4 * run.ty + k - s.pt;
-          gather_transform_row(iy >= 0 && iy < s.ih ? x + iy * s.iw : nullptr, s.iw, 4 * run.tx - s.pl, run.count, x6,
-                               h + k * 6 * ldv + run.offset, ldv);
-        }
+      // The image row k of a run's patches, or null for a padding row.
+      auto row_of = [&](const TileRun& run, int64_t k) -> const T* {
+        const int64_t iy = 4 * run.ty + k - s.pt;
+        return iy >= 0 && iy < s.ih ? src + (run.n * IC + c) * HW + iy * s.iw : nullptr;
+      };
+      int64_t r = 0;
+      // Narrow images (at most 3 tiles per row, up to 12 columns): two runs at a time (consecutive:
+      // the second's transformed rows follow the first's).
+      for (; p.tx <= 3 && r + 1 < nruns; r += 2) {
+        const TileRun &a = runs[r], &b = runs[r + 1];
+        for (int64_t k = 0; k < 6; ++k)
+          gather_transform_rows2(row_of(a, k), 4 * a.tx - s.pl, a.count, row_of(b, k), 4 * b.tx - s.pl, b.count, s.iw,
+                                 x6, h + k * 6 * ldv + a.offset, ldv);
+      }
+      for (; r < nruns; ++r) {
+        const TileRun& a = runs[r];
+        for (int64_t k = 0; k < 6; ++k)
+          gather_transform_row(row_of(a, k), s.iw, 4 * a.tx - s.pl, a.count, x6, h + k * 6 * ldv + a.offset, ldv);
       }
       for (int64_t b = 0; b < 6; ++b) winograd_bt(h + b * ldv, 6 * ldv, v + (b * IC + c) * ldv, 6 * IC * ldv, nt);
     }
