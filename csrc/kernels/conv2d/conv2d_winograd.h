@@ -326,6 +326,33 @@ T transform_scatter_row(const T* h, int64_t ldh, int64_t n, int64_t ow, T bias, 
 }
 
 #if defined(__AVX512F__)
+// Column picks for permute_transform_store: idx[m] = idx0 + m, made once, before a row's steps.
+struct ColumnPicks {
+  __m512i idx[6];
+  explicit ColumnPicks(__m512i idx0) {
+    idx[0] = idx0;
+    for (int m = 1; m < 6; ++m) idx[m] = _mm512_add_epi32(idx[m - 1], _mm512_set1_epi32(1));
+  }
+};
+
+// The 6 column vectors x_m = (lo | hi)[idx0 + m] of a step's tiles, transformed along the row
+// (B^T) in registers, into the lanes `store` of the 6 rows of h (pitch ldh).
+inline void permute_transform_store(__m512 lo, __m512 hi, const ColumnPicks& pick, __mmask16 store, float* h,
+                                    int64_t ldh) {
+  using T = float;
+  const __m512 x0 = _mm512_permutex2var_ps(lo, pick.idx[0], hi), x1 = _mm512_permutex2var_ps(lo, pick.idx[1], hi);
+  const __m512 x2 = _mm512_permutex2var_ps(lo, pick.idx[2], hi), x3 = _mm512_permutex2var_ps(lo, pick.idx[3], hi);
+  const __m512 x4 = _mm512_permutex2var_ps(lo, pick.idx[4], hi), x5 = _mm512_permutex2var_ps(lo, pick.idx[5], hi);
+  __m512 o0, o1, o2, o3, o4, o5;
+  CONVFORGE_WINO_BT(x0, x1, x2, x3, x4, x5, o0, o1, o2, o3, o4, o5);
+  _mm512_mask_storeu_ps(h, store, o0);
+  _mm512_mask_storeu_ps(h + ldh, store, o1);
+  _mm512_mask_storeu_ps(h + 2 * ldh, store, o2);
+  _mm512_mask_storeu_ps(h + 3 * ldh, store, o3);
+  _mm512_mask_storeu_ps(h + 4 * ldh, store, o4);
+  _mm512_mask_storeu_ps(h + 5 * ldh, store, o5);
+}
+
 // AVX-512: 7 tiles (30 columns) per step: two masked loads, one permute per column m, the row
 // transform on the 6 column vectors in registers, 6 masked stores. (Gathering into x6 and
 // transforming it in a second pass stored and reloaded all 36 rows.) A padding row is 6 masked
@@ -333,7 +360,6 @@ T transform_scatter_row(const T* h, int64_t ldh, int64_t n, int64_t ow, T bias, 
 // tiles) drew 9% of the samples of a profile of a 64-channel 7x7 layer.
 inline void gather_transform_row(const float* row, int64_t iw, int64_t col0, int64_t n, float* /*x6*/, float* h,
                                  int64_t ldh) {
-  using T = float;
   if (row == nullptr) {
     const __m512 zero = _mm512_setzero_ps();
     for (int64_t u0 = 0; u0 < n; u0 += 16) {
@@ -342,10 +368,7 @@ inline void gather_transform_row(const float* row, int64_t iw, int64_t col0, int
     }
     return;
   }
-  const __m512i idx0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0), one = _mm512_set1_epi32(1);
-  const __m512i idx1 = _mm512_add_epi32(idx0, one), idx2 = _mm512_add_epi32(idx1, one);
-  const __m512i idx3 = _mm512_add_epi32(idx2, one), idx4 = _mm512_add_epi32(idx3, one);
-  const __m512i idx5 = _mm512_add_epi32(idx4, one);
+  const ColumnPicks pick(_mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0));
   for (int64_t u0 = 0; u0 < n; u0 += 7) {
     const int64_t c = imin(7, n - u0), first = col0 + 4 * u0;
     // Columns j < 4c + 2 from `first` that lie inside the row (masked-off lanes are not read).
@@ -353,19 +376,7 @@ inline void gather_transform_row(const float* row, int64_t iw, int64_t col0, int
     const uint64_t bits = ((uint64_t{1} << j_hi) - 1) & ~((uint64_t{1} << j_lo) - 1);
     const __m512 lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>(bits), row + first);
     const __m512 hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>(bits >> 16), row + first + 16);
-    const __m512 x0 = _mm512_permutex2var_ps(lo, idx0, hi), x1 = _mm512_permutex2var_ps(lo, idx1, hi);
-    const __m512 x2 = _mm512_permutex2var_ps(lo, idx2, hi), x3 = _mm512_permutex2var_ps(lo, idx3, hi);
-    const __m512 x4 = _mm512_permutex2var_ps(lo, idx4, hi), x5 = _mm512_permutex2var_ps(lo, idx5, hi);
-    __m512 o0, o1, o2, o3, o4, o5;
-    CONVFORGE_WINO_BT(x0, x1, x2, x3, x4, x5, o0, o1, o2, o3, o4, o5);
-    const __mmask16 store = static_cast<__mmask16>((1u << c) - 1u);
-    float* out = h + u0;
-    _mm512_mask_storeu_ps(out, store, o0);
-    _mm512_mask_storeu_ps(out + ldh, store, o1);
-    _mm512_mask_storeu_ps(out + 2 * ldh, store, o2);
-    _mm512_mask_storeu_ps(out + 3 * ldh, store, o3);
-    _mm512_mask_storeu_ps(out + 4 * ldh, store, o4);
-    _mm512_mask_storeu_ps(out + 5 * ldh, store, o5);
+    permute_transform_store(lo, hi, pick, static_cast<__mmask16>((1u << c) - 1u), h + u0, ldh);
   }
 }
 
@@ -374,7 +385,6 @@ inline void gather_transform_row(const float* row, int64_t iw, int64_t col0, int
 // of a vector's 16 lanes. The same operations lane by lane as gather_transform_row.
 inline void gather_transform_rows2(const float* ra, int64_t ca, int64_t na, const float* rb, int64_t cb, int64_t nb,
                                    int64_t iw, float* x6, float* h, int64_t ldh) {
-  using T = float;
   if (na > 3 || nb > 3) {
     gather_transform_row(ra, iw, ca, na, x6, h, ldh);
     gather_transform_row(rb, iw, cb, nb, x6, h + na, ldh);
@@ -391,23 +401,8 @@ inline void gather_transform_rows2(const float* ra, int64_t ca, int64_t na, cons
   // Lane u < na: column 4u + m of lo; lane na + v: column 4v + m of hi (permute index 16 + 4v + m).
   const __m512i four_u = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60);
   const __mmask16 of_b = static_cast<__mmask16>(~((1u << na) - 1u));
-  const __m512i idx0 = _mm512_mask_add_epi32(four_u, of_b, four_u, _mm512_set1_epi32(static_cast<int>(16 - 4 * na)));
-  const __m512i one = _mm512_set1_epi32(1);
-  const __m512i idx1 = _mm512_add_epi32(idx0, one), idx2 = _mm512_add_epi32(idx1, one);
-  const __m512i idx3 = _mm512_add_epi32(idx2, one), idx4 = _mm512_add_epi32(idx3, one);
-  const __m512i idx5 = _mm512_add_epi32(idx4, one);
-  const __m512 x0 = _mm512_permutex2var_ps(lo, idx0, hi), x1 = _mm512_permutex2var_ps(lo, idx1, hi);
-  const __m512 x2 = _mm512_permutex2var_ps(lo, idx2, hi), x3 = _mm512_permutex2var_ps(lo, idx3, hi);
-  const __m512 x4 = _mm512_permutex2var_ps(lo, idx4, hi), x5 = _mm512_permutex2var_ps(lo, idx5, hi);
-  __m512 o0, o1, o2, o3, o4, o5;
-  CONVFORGE_WINO_BT(x0, x1, x2, x3, x4, x5, o0, o1, o2, o3, o4, o5);
-  const __mmask16 store = static_cast<__mmask16>((1u << (na + nb)) - 1u);
-  _mm512_mask_storeu_ps(h, store, o0);
-  _mm512_mask_storeu_ps(h + ldh, store, o1);
-  _mm512_mask_storeu_ps(h + 2 * ldh, store, o2);
-  _mm512_mask_storeu_ps(h + 3 * ldh, store, o3);
-  _mm512_mask_storeu_ps(h + 4 * ldh, store, o4);
-  _mm512_mask_storeu_ps(h + 5 * ldh, store, o5);
+  const ColumnPicks pick(_mm512_mask_add_epi32(four_u, of_b, four_u, _mm512_set1_epi32(static_cast<int>(16 - 4 * na))));
+  permute_transform_store(lo, hi, pick, static_cast<__mmask16>((1u << (na + nb)) - 1u), h, ldh);
 }
 
 // AVX-512: 8 tiles (32 columns) per step: 6 masked loads, the row transform in registers, two
