@@ -533,7 +533,8 @@ bool conv2d_winograd(const ConvShape& s, const typename UK::T* src, const typena
 
     // Output transform, filter by filter: the columns over the whole block (h[(i*6 + b)*ldv + t]),
     // then per output row of each run the rows, scattered into dst. Every computed value is
-    // checked, rows and columns past the image's edge included, as the tests' bound assumes.
+    // checked, rows and columns past the image's edge included (an overflow there still sends
+    // the problem to the direct forms, as before the fusion).
     T check = T(0);
     for (int64_t o = 0; o < OC; ++o) {
       for (int64_t b = 0; b < 6; ++b) check += winograd_at(m + (b * OC + o) * ldv, 6 * OC * ldv, h + b * ldv, 6 * ldv, nt);
