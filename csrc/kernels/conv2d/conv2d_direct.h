@@ -51,6 +51,32 @@ void direct_call(int rows, int kv, int sw, int cols, const DirectArgs<typename U
 
 constexpr int kDirectMaxKV = 2;  // output-channel vectors per pixel
 
+// pack_filters_per_tap for the direct form. An OIHW bank read per tap is the transpose of an
+// OC x K matrix (K = IC*KH*KW taps): 16 x 16 blocks go through registers (UK::transpose16)
+// instead of one strided scalar store per weight. At batch 1 the scalar pack was a fifth of a
+// small ResNet's inference (76k weights per image, against 18 MFLOP). The direct form has
+// whole vectors of output channels (direct_applies), so only the taps past the last full block
+// of 16 are left to the scalar loop. Items are blocks of 16 taps: each writes whole rows of w.
+template <class UK>
+void pack_filters_direct(const ConvShape& s, const typename UK::T* wei, bool transposed_flipped, typename UK::T* w,
+                         int threads) {
+  if (transposed_flipped) {  // backward-data's flipped bank: not a plain transpose
+    pack_filters_per_tap(s, wei, true, w, threads);
+    return;
+  }
+  constexpr int64_t L = UK::kDirectLanes;
+  const int64_t K = s.ic * s.kh * s.kw, OC = s.oc;
+  parallel_for(threads, ceil_div(K, L), [&](int64_t item, int) {
+    const int64_t k0 = item * L;
+    if (k0 + L <= K) {
+      for (int64_t o = 0; o < OC; o += L) UK::transpose16(wei + o * K + k0, K, w + k0 * OC + o, OC);
+    } else {
+      for (int64_t k = k0; k < K; ++k)
+        for (int64_t o = 0; o < OC; ++o) w[k * OC + o] = wei[o * K + k];
+    }
+  });
+}
+
 // Convolution with the output channels along the vector lanes: each output pixel's OC values
 // live in KV vector accumulators; each input value is broadcast once per kernel row and
 // multiplies the weight vectors of the taps that see it (all KW at unit stride, every other
@@ -117,9 +143,12 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   T* w = ws.template take<T>(K * OC);  // [tap][OC]: one tap's weights are KV vectors
   int64_t* pair_off = ws.template take<int64_t>(pairs);
   char* thread_area = ws.p;
-  // Worth threads when the filters are large against the layer (few images: the pack is
-  // repeated per call, the products are not many).
-  pack_filters_per_tap(s, wei, transposed_flipped, w, K * OC >= 16384 && s.mb <= 2 ? threads : 1);
+  // Worth threads only when the filters are large against the layer (few images: the pack is
+  // repeated per call, the products are not many). The ResNet example's largest bank (64x64x3x3)
+  // packs in a few microseconds, about what a parallel region costs: its one-image inference
+  // on two threads took 220 us with threaded packs from 16k weights, 210 us without. From 256k
+  // weights (1 MiB; VGG's 256x256x3x3 has 590k) the pack is long enough to share.
+  pack_filters_direct<UK>(s, wei, transposed_flipped, w, K * OC >= (int64_t{1} << 18) && s.mb <= 2 ? threads : 1);
   tap_offsets(s.ic, s.kh, 1, s.dh, 1, padded ? win_rows : s.ih, pitch, pair_off);
 
   parallel_for(threads, items, [&](int64_t item, int tid) {
