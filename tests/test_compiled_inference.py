@@ -121,7 +121,9 @@ def test_resnet_example_folds_and_matches(isa, batch, rng, plans_on):
     plan = assert_same_bits(model, [x])
     assert plan.lowered == len(graph_of(model)._inference_steps)
     text = plan.plan.describe()
-    assert text.count("+batchnorm") == 9 and "add(" in text and "global_avg_pool" in text
+    assert text.count("+batchnorm") == 9 and "global_avg_pool" in text
+    # Each block's Add and the ReLU after it run in the conv that feeds the Add last.
+    assert text.count("+residual") == 3 and "add(" not in text and "relu(" not in text
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -595,3 +597,94 @@ def test_random_plans_against_numpy(seed):
     np.testing.assert_array_equal(x, x_copy)
     for g, k in zip(got, outputs):
         np.testing.assert_allclose(g, refs[k], rtol=1e-9, atol=1e-9 * (1 + np.abs(refs[k]).max()))
+
+
+# ------------------------------------------------------------------ residual Add fused into the conv
+# conv2d -> Add -> ReLU runs as one conv op that adds the shortcut and applies the ReLU in its
+# epilogue (inference_plan.cpp, fuse_residual_adds): direct and Winograd add it as they write,
+# the other forms in one pass after the conv. The bits must be the layers' (Add, then ReLU).
+
+
+def residual_block(dtype="float32", side=10, channels=16, order="conv_first", project=False, tail_relu=True,
+                   extra_reader=False, return_sum=False):
+    x = convforge.Input((side, side, channels), dtype=dtype, name="x")
+    y = layers.Conv2D(channels, 3, padding="same", activation="relu", name="c1")(x)
+    y = layers.Conv2D(channels, 3, padding="same", name="c2")(y)
+    y = layers.BatchNormalization(name="bn")(y)
+    shortcut = layers.Conv2D(channels, 1, name="proj")(x) if project else x
+    total = layers.Add(name="add")([y, shortcut] if order == "conv_first" else [shortcut, y])
+    out = layers.ReLU(name="relu")(total) if tail_relu else total
+    outputs = [layers.GlobalAveragePooling2D(name="gap")(out)]
+    if extra_reader:  # the conv's output read by another layer too: not fused
+        outputs.append(layers.GlobalMaxPooling2D(name="gmp")(y))
+    if return_sum:  # the Add's output returned: the Add fused, not the ReLU
+        outputs.append(total)
+    return convforge.Model(x, outputs if len(outputs) > 1 else outputs[0], name="residual_block")
+
+
+def forward_algorithms(x_shape, w_shape, dtype):
+    return list(_core.conv2d_algorithms(x_shape, w_shape, (1, 1), (1, 1, 1, 1), (1, 1), dtype)["fwd"])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_residual_add_fused_in_every_forward_algorithm(isa, dtype, batch, rng, plans_on):
+    model = residual_block(dtype)
+    randomize_batchnorm(model, rng)
+    x = rng.standard_normal((batch, 10, 10, 16)).astype(dtype)
+    names = forward_algorithms((batch, 16, 10, 10), (16, 16, 3, 3), dtype)
+    assert "implicit_gemm" in names and "im2col_gemm" in names
+    for name in names:
+        with convforge.functional.force_conv2d_algorithm(fwd=name):
+            plan = assert_same_bits(model, [x])
+        text = plan.plan.describe()
+        assert "+residual(v0) +relu" in text and "add(" not in text and "relu(" not in text, (name, text)
+
+
+@pytest.mark.parametrize("order", ["conv_first", "shortcut_first"])
+@pytest.mark.parametrize("project", [False, True])
+def test_residual_add_either_order_and_projection(order, project, rng, plans_on, threads):
+    model = residual_block(order=order, project=project, side=12)
+    randomize_batchnorm(model, rng)
+    x = rng.standard_normal((5, 12, 12, 16)).astype(np.float32)
+    for n in (1, 2):
+        convforge.set_num_threads(n)
+        plan = assert_same_bits(model, [x])
+    text = plan.plan.describe()
+    # With a projection, the conv made last (the graph's order decides which) takes the sum.
+    assert text.count("+residual") == 1 and "add(" not in text, text
+
+
+def test_residual_add_not_fused_where_it_cannot_be(rng, plans_on):
+    # The conv's output also read by another layer: the Add stays an op.
+    model = residual_block(extra_reader=True)
+    x = rng.standard_normal((2, 10, 10, 16)).astype(np.float32)
+    text = assert_same_bits(model, [x]).plan.describe()
+    assert "+residual" not in text and "add(" in text, text
+    # The sum returned by the model: the Add is fused, the ReLU after it stays an op.
+    model = residual_block(return_sum=True)
+    text = assert_same_bits(model, [x]).plan.describe()
+    assert "+residual" in text and "relu(" in text and "+residual(v0) +relu" not in text, text
+    # A conv with its own ReLU feeding the Add: the ReLU comes before the sum, no fusion.
+    inp = convforge.Input((10, 10, 16))
+    y = layers.Conv2D(16, 3, padding="same", activation="relu")(inp)
+    model = convforge.Model(inp, layers.ReLU()(layers.Add()([y, inp])))
+    text = assert_same_bits(model, [x]).plan.describe()
+    assert "+residual" not in text and "add(" in text, text
+    # Three inputs: an elementwise op as before.
+    model = convforge.Model(inp, layers.Add()([layers.Conv2D(16, 1)(inp), inp, inp]))
+    text = assert_same_bits(model, [x]).plan.describe()
+    assert "+residual" not in text and "add(" in text, text
+
+
+def test_residual_add_without_tail_relu_and_with_non_finite_input(rng, plans_on):
+    model = residual_block(tail_relu=False, side=16)
+    x = rng.standard_normal((16, 16, 16, 16)).astype(np.float32)
+    text = assert_same_bits(model, [x]).plan.describe()
+    assert "+residual(v0) [" in text, text
+    # An inf sends Winograd back to the direct forms (its non-finite check): the residual too.
+    x[3, 5, 7, 2] = np.inf
+    x[9, 0, 0, 0] = np.nan
+    for name in forward_algorithms((16, 16, 16, 16), (16, 16, 3, 3), "float32"):
+        with convforge.functional.force_conv2d_algorithm(fwd=name):
+            assert_same_bits(model, [x])

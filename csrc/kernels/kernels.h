@@ -17,16 +17,19 @@ constexpr int kConvPasses = 3;
 const char* conv_pass_name(ConvPass pass);  // "fwd", "bwd_data", "bwd_weights"
 
 // The tensors of one conv2d call; each pass reads and writes its own and ignores the rest:
-//   fwd          src, wei, bias (may be null)  -> dst
-//   bwd_data     diff_dst, wei                 -> diff_src
-//   bwd_weights  diff_dst, src                 -> diff_wei, diff_bias (may be null)
+//   fwd          src, wei, bias (may be null), residual (may be null)  -> dst
+//   bwd_data     diff_dst, wei                                         -> diff_src
+//   bwd_weights  diff_dst, src                                         -> diff_wei, diff_bias (may be null)
 // An algorithm's data-dependent condition (finite weights or inputs) reads them; where the
 // pointer it reads is null (a shape-only query), the condition counts as met.
+// `residual` (dst's shape, not aliasing dst): a residual block's shortcut, added before the ReLU:
+// dst = post((conv + bias) + residual), the sums rounded as a separate Add would round them.
 template <class T>
 struct ConvTensors {
   const T* src = nullptr;
   const T* wei = nullptr;
   const T* bias = nullptr;
+  const T* residual = nullptr;
   const T* diff_dst = nullptr;
   T* dst = nullptr;
   T* diff_src = nullptr;

@@ -4,9 +4,11 @@
 //
 // A plan is a list of ops over values. A value is one tensor per sample (its per-sample dims:
 // (C, H, W) images, (F,) features); every op checks its operands when it is added, so a
-// finished plan runs any batch size without further checks. finish() gives each value a place:
-// the caller's input arrays, the caller's output arrays, or a slot of an arena that values share
-// once their last reader has run (an op whose input dies with it may write over it).
+// finished plan runs any batch size without further checks. finish() first fuses each residual
+// Add (and the ReLU after it) into the conv that feeds it (fuse_residual_adds), then gives each
+// value a place: the caller's input arrays, the caller's output arrays, or a slot of an arena
+// that values share once their last reader has run (an op whose input dies with it may write
+// over it).
 //
 // Knows nothing of Python. Weights are pointers the caller keeps alive; they are read at every
 // run, so weights changed in place are always seen. A Conv2D followed by BatchNormalization is
@@ -116,6 +118,7 @@ class InferencePlan {
     PlanBatchNorm<T> bn;
     bool fold = false;  // conv2d: bn is folded in
     bool relu = false;
+    bool residual = false;    // conv2d: in[1] is added before the ReLU (fuse_residual_adds)
     int64_t fold_offset = 0;  // conv2d with fold: folded weights then bias, at this arena offset
   };
 
@@ -123,6 +126,7 @@ class InferencePlan {
   void check_value(int v, const char* what) const;
   void check_open() const;
   int append(Op op, std::vector<int64_t> out_dims);  // the op's output value; marks its reads
+  void fuse_residual_adds();                          // finish(): conv -> add [-> relu] as one op
   T* place(int v, T* arena, int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const;
   void run_op(const Op& op, int64_t mb, T* arena, const std::vector<T*>& where, const char* forced_conv) const;
 

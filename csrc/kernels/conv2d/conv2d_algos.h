@@ -48,19 +48,38 @@ struct Conv2dAlgos {
   }
 
   // ---- forward ----------------------------------------------------------------------------
+  // A residual (t.residual) is added in the epilogue by direct and winograd_f4x3 (the forms
+  // the example ResNet's shortcut convolutions take); every other form runs through
+  // with_residual: conv + bias into dst, then one pass adds the residual and applies the ReLU.
+  template <void (*Run)(const ConvShape&, const Tensors&)>
+  static void with_residual(const ConvShape& s, const Tensors& t) {
+    if (t.residual == nullptr) {
+      Run(s, t);
+      return;
+    }
+    ConvShape plain = s;
+    plain.relu = false;
+    Tensors u = t;
+    u.residual = nullptr;
+    Run(plain, u);
+    add_residual(s, t.residual, t.dst);
+  }
   static bool fwd_direct_applies(const ConvShape& s, const Tensors&) { return direct_applies<UK>(s); }
   static void fwd_direct(const ConvShape& s, const Tensors& t) {
-    if constexpr (kDirect) conv2d_direct<UK>(s, t.src, t.wei, false, t.bias, t.dst);
+    if constexpr (kDirect) conv2d_direct<UK>(s, t.src, t.wei, false, t.bias, t.residual, t.dst);
   }
   static bool fwd_pixels_applies(const ConvShape& s, const Tensors&) { return pixels_applies<UK>(s); }
-  static void fwd_pixels(const ConvShape& s, const Tensors& t) {
+  static void fwd_pixels_(const ConvShape& s, const Tensors& t) {
     if constexpr (kDirect) conv2d_fwd_pixels<UK>(s, t.src, t.wei, t.bias, t.dst);
   }
+  static constexpr auto fwd_pixels = with_residual<fwd_pixels_>;
   static bool fwd_implicit_applies(const ConvShape& s, const Tensors&) { return unit_stride_frame(s, s.oh, s.ow); }
-  static void fwd_implicit(const ConvShape& s, const Tensors& t) {
+  static void fwd_implicit_(const ConvShape& s, const Tensors& t) {
     conv2d_fwd_unit_stride<UK>(s, t.src, t.wei, t.bias, t.dst);
   }
-  static void fwd_im2col(const ConvShape& s, const Tensors& t) { conv2d_fwd_im2col<UK>(s, t.src, t.wei, t.bias, t.dst); }
+  static constexpr auto fwd_implicit = with_residual<fwd_implicit_>;
+  static void fwd_im2col_(const ConvShape& s, const Tensors& t) { conv2d_fwd_im2col<UK>(s, t.src, t.wei, t.bias, t.dst); }
+  static constexpr auto fwd_im2col = with_residual<fwd_im2col_>;
 
   // ---- Winograd F(4x4, 3x3), forward and backward-data (conv2d_winograd.h) -----------------
   // Applies to every 3x3 unit-stride problem: where an inf or NaN (or an overflow) would spread
@@ -82,12 +101,12 @@ struct Conv2dAlgos {
   static bool fwd_winograd_applies(const ConvShape& s, const Tensors&) { return winograd_applies(s); }
   static bool fwd_winograd_pays(const ConvShape& s) { return winograd_pays<T>(s); }
   static void fwd_winograd(const ConvShape& s, const Tensors& t) {
-    if (!conv2d_winograd<UK>(s, t.src, t.wei, false, t.bias, t.dst)) run_next(ConvPass::fwd, fwd_winograd, s, t);
+    if (!conv2d_winograd<UK>(s, t.src, t.wei, false, t.bias, t.residual, t.dst)) run_next(ConvPass::fwd, fwd_winograd, s, t);
   }
   static bool bwd_data_winograd_applies(const ConvShape& s, const Tensors&) { return winograd_applies(s); }
   static bool bwd_data_winograd_pays(const ConvShape& s) { return winograd_pays<T>(bwd_data_as_forward(s)); }
   static void bwd_data_winograd(const ConvShape& s, const Tensors& t) {
-    if (!conv2d_winograd<UK>(bwd_data_as_forward(s), t.diff_dst, t.wei, true, nullptr, t.diff_src))
+    if (!conv2d_winograd<UK>(bwd_data_as_forward(s), t.diff_dst, t.wei, true, nullptr, nullptr, t.diff_src))
       run_next(ConvPass::bwd_data, bwd_data_winograd, s, t);
   }
 
@@ -103,7 +122,7 @@ struct Conv2dAlgos {
     return bwd_data_unit(s) && direct_applies<UK>(bwd_data_as_forward(s)) && finite_weights(s, t);
   }
   static void bwd_data_direct(const ConvShape& s, const Tensors& t) {
-    if constexpr (kDirect) conv2d_direct<UK>(bwd_data_as_forward(s), t.diff_dst, t.wei, true, nullptr, t.diff_src);
+    if constexpr (kDirect) conv2d_direct<UK>(bwd_data_as_forward(s), t.diff_dst, t.wei, true, nullptr, nullptr, t.diff_src);
   }
   static bool bwd_data_tapwise_applies_(const ConvShape& s, const Tensors& t) {
     return bwd_data_unit(s) && bwd_data_tapwise_applies(s) && finite_weights(s, t);

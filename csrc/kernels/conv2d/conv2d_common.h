@@ -124,6 +124,30 @@ void relu_rows(T* c, int64_t ldc, int64_t rows, int64_t n) {
   }
 }
 
+// y[j] = post(y[j] + r[j]) for j < n, post = relu_value if `relu`: a residual added to outputs
+// the work item has just written (conv + bias, rounded), as the Add and ReLU after it would.
+template <class T>
+void add_residual_row(T* y, const T* r, int64_t n, bool relu) {
+  T* __restrict yy = y;
+  const T* __restrict rr = r;
+  if (relu) {
+    for (int64_t j = 0; j < n; ++j) yy[j] = relu_value(yy[j] + rr[j]);
+  } else {
+    for (int64_t j = 0; j < n; ++j) yy[j] = yy[j] + rr[j];
+  }
+}
+
+// dst = post(dst + residual) over a whole forward output (s.relu: post = ReLU), image by image:
+// the epilogue of the forward forms that do not add a residual themselves (conv2d_algos.h).
+template <class T>
+void add_residual(const ConvShape& s, const T* residual, T* dst) {
+  const int64_t per_image = s.oc * s.oh * s.ow;
+  // A memory pass: threads from ~1M elements (plan_threads' floor counts operations).
+  parallel_for(plan_threads(s.mb, 2.0 * static_cast<double>(s.mb * per_image)), s.mb, [&](int64_t n, int) {
+    add_residual_row(dst + n * per_image, residual + n * per_image, per_image, s.relu);
+  });
+}
+
 // Copies the `ow` valid columns of each output row of a pitch-`pitch` block (columns
 // [j0, j0 + nb) of the padded-pitch pixel space) to their places in an OH x OW plane, adding
 // bias if given, then applying ReLU if `relu`.

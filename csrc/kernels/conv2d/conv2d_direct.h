@@ -85,12 +85,13 @@ void pack_filters_direct(const ConvShape& s, const typename UK::T* wei, bool tra
 // kept there) and no lane on a missing output channel; the price is a transpose of the output
 // from pixel-major to NCHW (OC x P moves against OC x P x K products). `s` is a forward
 // problem whose paddings may be negative (a crop: backward-data as a forward pass, below);
-// `wei` and `transposed_flipped` as for pack_filters_per_tap. Work items are bands of output
+// `wei` and `transposed_flipped` as for pack_filters_per_tap; `residual` (null, or dst's shape)
+// is added before the ReLU (ConvTensors). Work items are bands of output
 // rows of one image; every output sums its taps in one fixed order (channel, kernel row, kernel column)
 // whatever the banding or thread count. Which problems it takes: direct_applies.
 template <class UK>
 void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei, bool transposed_flipped,
-                   const typename UK::T* bias, typename UK::T* dst) {
+                   const typename UK::T* bias, const typename UK::T* residual, typename UK::T* dst) {
   using T = typename UK::T;
   constexpr int64_t L = UK::kDirectLanes;
   const int64_t K = s.ic * s.kh * s.kw, pairs = s.ic * s.kh, P = s.oh * s.ow, HW = s.ih * s.iw, OC = s.oc;
@@ -174,7 +175,7 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
           const int gkv = static_cast<int>(imin(kv, (oc1 - o0) / L));
           const DirectArgs<T> a{x + (oy0 + r) * s.sh * pitch + ox * s.sw, s.sh * pitch, pair_off, pairs, w + o0, OC,
                                 bias != nullptr ? bias + o0 : nullptr, yt + (r * s.ow + ox) * OC + o0, OC,
-                                s.ow * OC, s.relu};
+                                s.ow * OC, s.relu && residual == nullptr};
           switch (s.kw) {
             case 1: direct_call<UK, 1>(nr, gkv, sw, nc, a); break;
             case 3: direct_call<UK, 3>(nr, gkv, sw, nc, a); break;
@@ -194,6 +195,11 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
       for (int64_t p = 0; p < full; p += L) UK::transpose16(yt + p * OC + o, OC, y + o * P + p, P);
     for (int64_t p = full; p < np; ++p)
       for (int64_t o = oc0; o < oc1; ++o) y[o * P + p] = yt[p * OC + o];
+    // The residual and then the ReLU, on the band's rows of each plane just written (in L1).
+    if (residual != nullptr) {
+      const T* r = residual + n * OC * P + oy0 * s.ow;
+      for (int64_t o = oc0; o < oc1; ++o) add_residual_row(y + o * P, r + o * P, np, s.relu);
+    }
   });
 }
 

@@ -261,9 +261,15 @@ T winograd_at(const T* in, int64_t is, T* out, int64_t os, int64_t nt) {
 }
 
 // row[4u + j] = post(q[j*ldq + u] + bias) for the columns 4u + j < ow, u < n: one output row of
-// n tiles from its 4 columns of values.
+// n tiles from its 4 columns of values. With a residual row `res` (null: none), then
+// row = post(row + res), the ReLU after the sum.
 template <class T>
-void scatter_tile_columns(const T* q, int64_t ldq, int64_t n, int64_t ow, T bias, bool relu, T* row) {
+void scatter_tile_columns(const T* q, int64_t ldq, int64_t n, int64_t ow, T bias, bool relu, const T* res, T* row) {
+  if (res != nullptr) {
+    scatter_tile_columns(q, ldq, n, ow, bias, false, static_cast<const T*>(nullptr), row);
+    add_residual_row(row, res, imin(4 * n, ow), relu);
+    return;
+  }
   const T* __restrict q0 = q;
   const T* __restrict q1 = q + ldq;
   const T* __restrict q2 = q + 2 * ldq;
@@ -319,9 +325,10 @@ void gather_transform_rows2(const T* ra, int64_t ca, int64_t na, const T* rb, in
 // scatter into it (nothing stored for a null row, a row below the image). Returns the check of
 // winograd_at over all 4n values, stored or not. `x4` is scratch of 4 rows of pitch ldh.
 template <class T>
-T transform_scatter_row(const T* h, int64_t ldh, int64_t n, int64_t ow, T bias, bool relu, T* x4, T* row) {
+T transform_scatter_row(const T* h, int64_t ldh, int64_t n, int64_t ow, T bias, bool relu, const T* res, T* x4,
+                        T* row) {
   const T check = winograd_at(h, ldh, x4, ldh, n);
-  if (row != nullptr) scatter_tile_columns(x4, ldh, n, ow, bias, relu, row);
+  if (row != nullptr) scatter_tile_columns(x4, ldh, n, ow, bias, relu, res, row);
   return check;
 }
 
@@ -408,7 +415,7 @@ inline void gather_transform_rows2(const float* ra, int64_t ca, int64_t na, cons
 // AVX-512: 8 tiles (32 columns) per step: 6 masked loads, the row transform in registers, two
 // permutes pair the 4 columns' vectors, two more interleave them, masked stores clip at ow.
 inline float transform_scatter_row(const float* h, int64_t ldh, int64_t n, int64_t ow, float bias, bool relu,
-                                   float* /*x4*/, float* row) {
+                                   const float* res, float* /*x4*/, float* row) {
   using T = float;
   const __m512i pair = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
   // Column l = 4u + j of a 16-column half: j < 2 from (q0|q1) lane 8j + u, else (q2|q3) 8(j-2) + u.
@@ -432,6 +439,10 @@ inline float transform_scatter_row(const float* h, int64_t ldh, int64_t n, int64
     const uint32_t bits = cols >= 32 ? 0xFFFFFFFFu : (1u << cols) - 1u;
     __m512 y0 = _mm512_add_ps(_mm512_permutex2var_ps(q01, lo, q23), b);
     __m512 y1 = _mm512_add_ps(_mm512_permutex2var_ps(q01, hi, q23), b);
+    if (res != nullptr) {  // the residual block's shortcut: (conv + bias) + res, then the ReLU
+      y0 = _mm512_add_ps(y0, _mm512_maskz_loadu_ps(static_cast<__mmask16>(bits), res + 4 * u0));
+      y1 = _mm512_add_ps(y1, _mm512_maskz_loadu_ps(static_cast<__mmask16>(bits >> 16), res + 4 * u0 + 16));
+    }
     if (relu) {  // relu_value: keep y unless y <= 0 (false for NaN)
       y0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y0, zero, _CMP_NLE_UQ), y0);
       y1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y1, zero, _CMP_NLE_UQ), y1);
@@ -465,7 +476,7 @@ void for_each_tile_run(const WinoPlan& p, int64_t t0, int64_t nt, Visit&& visit)
 // all of dst with a direct form (see the header comment).
 template <class UK>
 bool conv2d_winograd(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei, bool transposed_flipped,
-                     const typename UK::T* bias, typename UK::T* dst) {
+                     const typename UK::T* bias, const typename UK::T* residual, typename UK::T* dst) {
   using T = typename UK::T;
   const int64_t IC = s.ic, OC = s.oc, HW = s.ih * s.iw, OHW = s.oh * s.ow;
   const WinoPlan p = wino_plan<UK>(s);
@@ -541,10 +552,15 @@ bool conv2d_winograd(const ConvShape& s, const typename UK::T* src, const typena
       const T b = bias != nullptr ? bias[o] : T(0);
       for (int64_t r = 0; r < nruns; ++r) {
         const TileRun& run = runs[r];
-        T* y = dst + (run.n * OC + o) * OHW + 4 * run.ty * s.ow + 4 * run.tx;
-        for (int64_t i = 0; i < 4; ++i)
-          check += transform_scatter_row(h + i * 6 * ldv + run.offset, ldv, run.count, s.ow - 4 * run.tx, b, s.relu, x6,
-                                         4 * run.ty + i < s.oh ? y + i * s.ow : nullptr);
+        const int64_t at = (run.n * OC + o) * OHW + 4 * run.ty * s.ow + 4 * run.tx;
+        T* y = dst + at;
+        const T* res = residual != nullptr ? residual + at : nullptr;
+        for (int64_t i = 0; i < 4; ++i) {
+          const bool inside = 4 * run.ty + i < s.oh;
+          check += transform_scatter_row(h + i * 6 * ldv + run.offset, ldv, run.count, s.ow - 4 * run.tx, b, s.relu,
+                                         inside && res != nullptr ? res + i * s.ow : nullptr, x6,
+                                         inside ? y + i * s.ow : nullptr);
+        }
       }
     }
     checks[tid] += check;
