@@ -688,3 +688,41 @@ def test_residual_add_without_tail_relu_and_with_non_finite_input(rng, plans_on)
     for name in forward_algorithms((16, 16, 16, 16), (16, 16, 3, 3), "float32"):
         with convforge.functional.force_conv2d_algorithm(fwd=name):
             assert_same_bits(model, [x])
+
+
+# ------------------------------------------------------------------ predict of one batch
+# predict of at most batch_size samples without a progress bar runs the plan once, without the
+# batch loop (trainer._predict_at_once); it must give what the loop gives (verbose=1 takes it).
+
+
+def test_one_batch_predict_equals_the_batch_loop(rng, plans_on, capsys):
+    x_in = convforge.Input((10, 10, 16), name="x")
+    y = layers.Conv2D(16, 3, padding="same", name="c")(x_in)
+    pooled = layers.GlobalAveragePooling2D(name="gap")(y)
+    head = layers.Dense(4, activation="softmax", name="head")(pooled)
+    models = [lenet5(), convforge.Model(x_in, [head, y, pooled])]  # a channels-last image output too
+    for model in models:
+        shape = (7, *model.input_shape[1:])
+        x = rng.standard_normal(shape).astype(np.float32)
+        fast = model.predict(x, verbose=0)
+        loop = model.predict(x, verbose=1)
+        capsys.readouterr()
+        for a, b in zip(fast if isinstance(fast, list) else [fast], loop if isinstance(loop, list) else [loop]):
+            assert a.shape == b.shape and a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+            assert not np.shares_memory(a, x)
+        np.testing.assert_array_equal(model.predict(x, verbose=0, batch_size=7)[0], np.asarray(fast[0]))
+
+
+def test_one_batch_predict_returns_each_output_its_own_array(rng, plans_on):
+    x_in = convforge.Input((6,))
+    hidden = layers.Dense(3, activation="relu")(x_in)
+    model = convforge.Model(x_in, [hidden, hidden])  # one tensor, two outputs
+    x = rng.standard_normal((2, 6)).astype(np.float32)
+    a, b = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(a, b)
+    assert not np.shares_memory(a, b)
+    # A tail (a tanh the plan has no op for) still runs in Python after the plan.
+    tail = convforge.Model(x_in, layers.Dense(2, activation="tanh")(hidden))
+    assert tail._whole_plan() is None
+    np.testing.assert_allclose(tail.predict(x, verbose=0), layer_by_layer(tail, [x])[0], rtol=0, atol=0)

@@ -593,6 +593,12 @@ class Functional(Model):
         plan = self._inference_plan()
         return plan is None or bool(plan._tail)
 
+    def _whole_plan(self):
+        plan = self._inference_plan()
+        if plan is None or plan._direct is None or len(set(plan._direct)) != len(plan._direct):
+            return None  # a Python tail, or one array returned for two outputs (predict copies them apart)
+        return plan
+
     def _trace(self, xbs: list):
         """``(layer, [its inputs], its output)`` for each node in execution order, inference mode."""
         values = [None] * len(self._tensor_index)

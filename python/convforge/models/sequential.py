@@ -359,6 +359,9 @@ class Sequential(Model):
     def _inference_may_use_blas(self) -> bool:
         return self._graph._inference_may_use_blas()
 
+    def _whole_plan(self):
+        return self._graph._whole_plan()
+
     def activations(self, x, batch_size=None) -> list[np.ndarray]:
         """Every layer's output for ``x`` (inference mode): the feature maps.
 
