@@ -101,6 +101,10 @@ TEST_CONV = [
     # blocks with 'same' padding and a pixel tail, a 7x7 kernel on 32 filters (8-pixel blocks),
     # three bands of rows with row dilation, 3-pixel rows, and a 5x3 kernel.
     ConvCase("direct_kv2", 2, 3, 13, 30, 32, 3, 3, 1, "same", runs=(("fwd", "direct"),)),
+    # Few taps (K = 27 and 9) over many images: the implicit GEMM from 32 images, direct below
+    # (conv2d_algos.h, fwd_direct_pays).
+    ConvCase("few_taps_31", 31, 3, 8, 9, 16, 3, 3, 1, "same", runs=(("fwd", "direct"),)),
+    ConvCase("few_taps_32", 32, 1, 12, 13, 16, 3, 3, 1, 1, runs=(("fwd", "implicit_gemm"),)),
     ConvCase("direct_kw7", 1, 2, 9, 20, 32, 7, 7, 1, 3, runs=(("fwd", "direct"),)),
     ConvCase("direct_bands", 2, 2, 40, 30, 16, 5, 5, 1, "same", (2, 1), runs=(("fwd", "direct"),)),
     ConvCase("direct_narrow", 3, 4, 6, 3, 16, 3, 3, 1, 1, runs=(("fwd", "direct"),)),
