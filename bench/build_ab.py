@@ -31,6 +31,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # name: (input channels, output channels, image side); 3x3 kernels, stride 1, padding 1
 SHAPES = {"c16_28": (16, 16, 28), "c32_14": (32, 32, 14), "c64_7": (64, 64, 7), "c128_28": (128, 128, 28)}
 
+# Both children's timing: the best (minimum) per-call time of `samples` runs of `seconds` each
+# (args["samples"], args["seconds"]: `args` is the child's global, read when best_of runs).
+_BEST_OF = r"""
+import time
+def best_of(call):
+    call()
+    best = float("inf")
+    for _ in range(args["samples"]):
+        start, k = time.perf_counter(), 0
+        while time.perf_counter() - start < args["seconds"]:
+            call()
+            k += 1
+        best = min(best, (time.perf_counter() - start) / k)
+    return best
+"""
+
 # Runs in a child process whose sys.path starts with one build's package directory.
 _CHILD = r"""
 import json, sys, time
@@ -55,15 +71,7 @@ for name, (ci, co, hw) in args["shapes"].items():
         call = lambda: F.conv2d_backward_data(dy, w, x.shape, 1, 1, out=out)
         forced = {"bwd_data": args["algorithm"]} if args["algorithm"] else {}
     with F.force_conv2d_algorithm(**forced):
-        call()
-        best = float("inf")
-        for _ in range(args["samples"]):
-            start, k = time.perf_counter(), 0
-            while time.perf_counter() - start < args["seconds"]:
-                call()
-                k += 1
-            best = min(best, (time.perf_counter() - start) / k)
-    found[name] = best
+        found[name] = best_of(call)
 print(json.dumps(found))
 """
 
@@ -87,15 +95,7 @@ for name in args["models"]:
     model = lenet5() if name == "lenet5" else example.resnet()
     x = np.random.default_rng(0).random((args["batch"], 28, 28, 1), dtype=np.float32)
     call = lambda: model.predict(x, batch_size=len(x), verbose=0)
-    call()
-    best = float("inf")
-    for _ in range(args["samples"]):
-        start, k = time.perf_counter(), 0
-        while time.perf_counter() - start < args["seconds"]:
-            call()
-            k += 1
-        best = min(best, (time.perf_counter() - start) / k)
-    found[name] = best
+    found[name] = best_of(call)
 print(json.dumps(found))
 """
 MODELS = ("lenet5", "resnet")
@@ -103,7 +103,7 @@ MODELS = ("lenet5", "resnet")
 
 def run_build(path: str, args: dict) -> dict:
     env = dict(os.environ, PYTHONPATH=os.path.abspath(path))
-    child = _CHILD_PREDICT if "models" in args else _CHILD
+    child = _BEST_OF + (_CHILD_PREDICT if "models" in args else _CHILD)
     done = subprocess.run([sys.executable, "-c", child, json.dumps(args)], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the build at {path} failed:\n{done.stderr}")
