@@ -286,3 +286,29 @@ def test_a_models_governor_learns_across_one_batch_calls(two_threads_adaptive):
             gov.run(lambda: None, 1)
     assert owner["predict"] is gov and gov._warm == threads.WARMUP_STEPS and len(gov._recent) == threads.RECENT_STEPS
     assert gov._reference is not None  # ready to probe
+
+
+@needs_openmp
+def test_one_batch_predict_goes_through_the_governor(two_threads_adaptive, monkeypatch):
+    # predict of one batch runs the compiled plan without the batch loop (trainer._predict_at_once);
+    # with 2+ threads and adaptation on it must still be timed by the model's governor, and with
+    # adaptation off or one thread it makes none.
+    from convforge.train import lenet5
+
+    model = lenet5()
+    x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
+    model.predict(x, verbose=0)
+    assert model._whole_plan() is not None  # the one-batch path applies to this model
+    for _ in range(threads.WARMUP_STEPS + 1):
+        model.predict(x, verbose=0)
+    gov = model._thread_governors["predict"]
+    assert gov._warm == threads.WARMUP_STEPS and len(gov._recent) >= 1
+    for setting in ("off", "one thread"):
+        other = lenet5()
+        if setting == "off":
+            monkeypatch.setattr(threads, "_enabled", False)
+        else:
+            monkeypatch.setattr(threads, "_enabled", True)
+            convforge.set_num_threads(1)
+        other.predict(x, verbose=0)
+        assert "predict" not in other._thread_governors, setting

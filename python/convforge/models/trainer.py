@@ -1087,8 +1087,11 @@ class Trainer:
             xbs = [xbs]
         if not plan.accepts(xbs):
             return None
-        with threads_module.governed("predict", self._thread_governors, strategy) as governor:
-            outs = threads_module.run_batch(governor, lambda: plan.run(xbs), n)
+        if threads_module.may_govern(strategy):
+            with threads_module.governed("predict", self._thread_governors, strategy) as governor:
+                outs = threads_module.run_batch(governor, lambda: plan.run(xbs), n)
+        else:  # nothing to govern: the call without the context manager
+            outs = plan.run(xbs)
         return self._to_user(outs[0] if single else outs)
 
     def _whole_plan(self):
