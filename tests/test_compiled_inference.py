@@ -726,3 +726,30 @@ def test_one_batch_predict_returns_each_output_its_own_array(rng, plans_on):
     tail = convforge.Model(x_in, layers.Dense(2, activation="tanh")(hidden))
     assert tail._whole_plan() is None
     np.testing.assert_allclose(tail.predict(x, verbose=0), layer_by_layer(tail, [x])[0], rtol=0, atol=0)
+
+
+def test_residual_add_whose_shortcut_is_an_earlier_fused_sum(rng):
+    # Ops in this order: a = conv_p(x), b = conv_q(x), s = a + x, t = b + s, relu(t). The first Add
+    # fuses into conv_p, which then makes s before conv_q runs: the second Add fuses into conv_q
+    # with s as its shortcut. Compared with the sums computed from single-conv plans.
+    def one_conv(w):
+        plan = _core.InferencePlan("float32")
+        v = plan.input([16, 8, 8])
+        plan.finish([plan.conv2d(v, w, None, (1, 1), (1, 1, 1, 1), (1, 1))])
+        return plan
+
+    wp, wq = (rng.standard_normal((16, 16, 3, 3)).astype(np.float32) for _ in range(2))
+    plan = _core.InferencePlan("float32")
+    x = plan.input([16, 8, 8])
+    a = plan.conv2d(x, wp, None, (1, 1), (1, 1, 1, 1), (1, 1))
+    b = plan.conv2d(x, wq, None, (1, 1), (1, 1, 1, 1), (1, 1))
+    s = plan.elementwise("add", [a, x])
+    t = plan.elementwise("add", [b, s])
+    plan.finish([plan.relu(t)])
+    text = plan.describe()
+    assert text.count("+residual") == 2 and "add(" not in text and "relu(" not in text, text
+    data = rng.standard_normal((3, 16, 8, 8)).astype(np.float32)
+    pa, = one_conv(wp).run([data])
+    pb, = one_conv(wq).run([data])
+    got, = plan.run([data])
+    np.testing.assert_array_equal(got, np.maximum(pb + (pa + data), 0))
