@@ -212,10 +212,10 @@ def governed(kind: str, owner: dict, strategy):
     global _governing
 
     gov = None
-    if get_adaptive_threads() and getattr(strategy, "size", 1) <= 1:
+    if may_govern(strategy):
         get_num_threads, set_num_threads = _count_functions()
         with _lock:
-            high = get_num_threads()
+            high = get_num_threads()  # again, under the lock: the >= 2 below is the one that counts
             if not _governing and high >= 2:
                 _governing = True
                 gov = owner.get(kind)
