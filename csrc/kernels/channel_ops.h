@@ -2,8 +2,9 @@
 // depthwise convolution, NCHW. Declared apart from kernels.h (which includes this file) so that
 // these ops are one block to read and to merge.
 //
-// Determinism: every kernel here splits its work by channel, by (image, channel) plane or (batch
-// norm's backward) by chunks of images and blocks of channels fixed by the shape; each reduction
+// Determinism: every kernel here splits its work by channel (or block of channels), by (image,
+// channel) plane or (batch norm's backward) by chunks of images and blocks of channels fixed by
+// the shape; each reduction
 // runs in one fixed order inside a work item, and partial sums of several items are combined in
 // a fixed order after them, so results are bit-identical for any thread count.
 #pragma once
