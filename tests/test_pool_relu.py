@@ -1,11 +1,14 @@
-"""max_pool2d and ReLU kernels against the NumPy oracle: exact, on every ISA path."""
+"""max_pool2d, ReLU and add kernels against the NumPy oracle: exact, on every ISA path."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
 from shapes import BENCH_POOL
 
+import convforge
 from convforge import _core, _params
 from convforge import functional as F
 from convforge import reference as R
@@ -167,6 +170,69 @@ def test_relu_streaming_path_for_large_arrays(offset, isa, rng):
     np.testing.assert_array_equal(_core.relu_fwd(x, out), want)
     np.testing.assert_array_equal(_core.relu_bwd(dy, x, out), want_grad)
     np.testing.assert_array_equal(F.relu(x, out=x), want)  # in place
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", RELU_SIZES)
+def test_add_matches_numpy_on_any_thread_count(n, dtype, rng):
+    # add (the training step's residual and fan-out sums): NumPy's a + b bit for bit, specials
+    # included, on 1 and 2 threads (blocks of 64Ki elements: the larger sizes split).
+    a = rng.standard_normal(n).astype(dtype)
+    b = rng.standard_normal(n).astype(dtype)
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 3.0], dtype)
+    a[rng.choice(n, size=min(n, 5), replace=False)] = specials[: min(n, 5)]
+    b[rng.choice(n, size=min(n, 5), replace=False)] = -specials[: min(n, 5)]
+    with np.errstate(invalid="ignore"):  # inf + -inf
+        want = a + b
+    previous = convforge.get_num_threads()
+    try:
+        for threads in (2, 1):
+            convforge.set_num_threads(threads)
+            np.testing.assert_array_equal(_core.add(a, b, np.full(n, 7, dtype)), want)
+            np.testing.assert_array_equal(F.add(a, b), want)
+    finally:
+        convforge.set_num_threads(previous)
+
+
+def test_add_in_place_strided_and_empty(rng):
+    a = rng.standard_normal((4, 5, 6)).astype(np.float32)
+    b = rng.standard_normal((4, 5, 6)).astype(np.float32)
+    want = a + b
+    for target in ("a", "b"):
+        x, y = a.copy(), b.copy()
+        out = x if target == "a" else y
+        assert F.add(x, y, out=out) is out
+        np.testing.assert_array_equal(out, want)
+    # strided inputs (a Concatenate's gradient slices) and a strided out: NumPy's add
+    wide = rng.standard_normal((4, 10, 6)).astype(np.float32)
+    np.testing.assert_array_equal(F.add(wide[:, :5], wide[:, 5:]), wide[:, :5] + wide[:, 5:])
+    base = np.zeros((4, 5, 12), np.float32)
+    F.add(a, b, out=base[:, :, ::2])
+    np.testing.assert_array_equal(base[:, :, ::2], want)
+    assert np.all(base[:, :, 1::2] == 0)
+    assert F.add(np.ones((0, 3), np.float32), np.ones((0, 3), np.float32)).shape == (0, 3)
+
+
+def test_add_refuses_bad_arguments():
+    a = np.ones((2, 3), np.float32)
+    read_only = np.ones((2, 3), np.float32)
+    read_only.flags.writeable = False
+    shared = np.zeros(12, np.float32)
+    x = shared[:6].reshape(2, 3)
+    cases = [
+        (lambda: F.add(a, np.ones((3, 2), np.float32)), ValueError, "b must have the shape of a (2, 3)"),
+        (lambda: F.add(a, np.ones((2, 3), np.float64)), TypeError, "b is float64 but a is float32"),
+        (lambda: F.add(a, [[1, 2, 3]] * 2), TypeError, "b must be a numpy.ndarray"),
+        (lambda: F.add(a.astype(np.int32), a.astype(np.int32)), TypeError, "a must be float32 or float64"),
+        (lambda: F.add(a, a, out=np.ones((2, 2), np.float32)), ValueError, "out must be a float32 array of shape"),
+        (lambda: F.add(a, a, out=read_only), ValueError, "out is read-only"),
+        (lambda: _core.add(x, a, shared[3:9].reshape(2, 3)), ValueError, "out must not share memory with a"),
+        (lambda: _core.add(a, np.ones((2, 4), np.float32)), ValueError, "b must have the shape of a (2, 3), got (2, 4)"),
+        (lambda: _core.add(a, a, np.ones((3, 2), np.float32).T), ValueError, "out must be C-contiguous"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=re.escape(message)):
+            call()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -1,7 +1,9 @@
-// ReLU forward and backward: elementwise, any shape, viewed flat; `out` may be the input itself
-// (in place), never a shifted view of it. Softmax of the rows of a 2-D array, likewise.
+// ReLU forward and backward, and the sum of two arrays: elementwise, any shape, viewed flat;
+// `out` may be an input itself (in place), never a shifted view of one. Softmax of the rows of
+// a 2-D array, likewise.
 #include "bindings/arrays.h"
 #include "dispatch/dispatch.h"
+#include "kernels/kernels.h"
 
 namespace convforge::bindings {
 namespace {
@@ -42,6 +44,23 @@ py::array relu_bwd(const py::array& dy, const py::array& x, const py::object& ou
 }
 
 template <class T>
+py::array add(const py::array& a, const py::array& b, const py::object& out) {
+  check_input<T>(a, "a", a.ndim());
+  check_input<T>(b, "b", a.ndim());
+  for (py::ssize_t i = 0; i < a.ndim(); ++i)
+    if (b.shape(i) != a.shape(i)) throw py::value_error("b must have the shape of a " + shape_str(a) + ", got " + shape_str(b));
+  py::array_t<T> y = make_output<T>(out, "out", dims(a), {{a, "a", true}, {b, "b", true}});
+  const int64_t n = a.size();
+  const T *pa = data_of<T>(a), *pb = data_of<T>(b);
+  T* py_ = y.mutable_data();
+  {
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
+    add__ref(n, pa, pb, py_);
+  }
+  return std::move(y);
+}
+
+template <class T>
 py::array softmax_fwd(const py::array& x, const py::object& out) {
   check_input<T>(x, "x", 2);
   if (x.shape(1) < 1) throw py::value_error("x must have at least one column, got shape " + shape_str(x));
@@ -72,6 +91,13 @@ void bind_relu(py::module_& m) {
         return with_dtype(dy, "dy", [&](auto tag) { return relu_bwd<decltype(tag)>(dy, x, out); });
       },
       py::arg("dy"), py::arg("x"), py::arg("out") = py::none(), "dy where x > 0, else 0; out may be dy or x.");
+  m.def(
+      "add",
+      [](const py::array& a, const py::array& b, const py::object& out) {
+        return with_dtype(a, "a", [&](auto tag) { return add<decltype(tag)>(a, b, out); });
+      },
+      py::arg("a"), py::arg("b"), py::arg("out") = py::none(),
+      "a + b elementwise (same shape and dtype, no broadcasting), on threads; out may be a or b.");
   m.def(
       "softmax_fwd",
       [](const py::array& x, const py::object& out) {

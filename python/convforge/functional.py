@@ -696,6 +696,30 @@ def relu(x, out=None):
     return out
 
 
+def add(a, b, *, out=None):
+    """``a + b`` elementwise, on the library's threads (NumPy's add runs on one): the residual sums
+    and fan-out gradient sums of a training step.
+
+    ``a`` and ``b`` must have one shape and one float dtype (no broadcasting). ``out`` (optional)
+    receives the result: C-contiguous, writeable, and either ``a`` or ``b`` itself or sharing no
+    memory with them.
+    """
+    if (_arrays(a, b, optional=(out,)) and a.shape == b.shape and a.dtype in _FLOATS and b.dtype == a.dtype and a.size
+            and (out is None or (out.shape == a.shape and out.dtype == a.dtype))):
+        return _core.add(a, b, out)  # the binding checks contiguity, alignment and out= itself
+    a = _array(a, "a", batch=True)
+    b = _array(b, "b", batch=True)
+    _same_dtype("a", a, b=b)
+    if b.shape != a.shape:
+        raise ValueError(f"b must have the shape of a {a.shape}, got {b.shape}")
+    out = _output(out, "out", a.shape, a.dtype)
+    if out is not None and not out.flags.writeable:
+        raise ValueError("out is read-only")
+    # Strided arrays (a Concatenate's gradient slices), an empty batch, a strided out: NumPy's
+    # add, which walks any strides without a copy.
+    return np.add(a, b, out=out)
+
+
 def relu_backward(dy, x, *, out=None):
     """Gradient of :func:`relu`: ``dy`` where ``x > 0``, else 0 (0 at 0 and at NaN).
 

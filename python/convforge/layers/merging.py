@@ -17,6 +17,7 @@ import numbers
 
 import numpy as np
 
+from .. import functional as F
 from .base import Layer
 
 __all__ = ["Add", "Average", "Concatenate", "Multiply", "Subtract"]
@@ -77,9 +78,9 @@ class Add(_Merge):
     """Elementwise sum of the inputs, ``keras.layers.Add``: ``Add()([a, b])``."""
 
     def forward(self, xs, training=False):
-        y = np.add(xs[0], xs[1], out=self._out(xs[0].shape, xs[0].dtype, training)) if len(xs) > 1 else xs[0]
+        y = F.add(xs[0], xs[1], out=self._out(xs[0].shape, xs[0].dtype, training)) if len(xs) > 1 else xs[0]
         for x in xs[2:]:
-            y += x
+            F.add(y, x, out=y)
         if training:  # inference leaves the training cache alone (predict may run during fit)
             self._xs = len(xs)
         return y

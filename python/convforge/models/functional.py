@@ -55,6 +55,7 @@ import warnings
 
 import numpy as np
 
+from .. import functional as F
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
@@ -661,10 +662,7 @@ class Functional(Model):
         buf = self._sum_buffers.get(index)
         if buf is None or buf.shape != d.shape or buf.dtype != d.dtype:
             buf = self._sum_buffers[index] = np.empty(d.shape, d.dtype)
-        if g is buf:
-            buf += d
-        else:
-            np.add(g, d, out=buf)
+        F.add(g, d, out=buf)  # g may be buf itself
         grads[index] = buf
 
     def _backward(self, dheads: list) -> None:
