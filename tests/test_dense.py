@@ -30,6 +30,12 @@ DENSE_SHAPES = [
     (64, 84, 10),
     (97, 130, 129),
     (300, 520, 3),
+    # The forward's packed form (a reduction block of w over 512 KiB, more rows than one panel):
+    # float64 only at 260 x 300, both dtypes at 300 x 520 (ragged last column block and
+    # reduction block), and past the 1024-row chunk.
+    (13, 260, 300),
+    (30, 300, 520),
+    (1030, 256, 520),
 ]
 
 
@@ -84,7 +90,8 @@ def test_dense_without_bias_and_need_flags(rng):
     assert dx is None and db is None and dw.shape == w.shape
 
 
-@pytest.mark.parametrize("shape", [(64, 400, 120), (300, 520, 3), (97, 130, 129)], ids=_id)
+@pytest.mark.parametrize("shape", [(64, 400, 120), (300, 520, 3), (97, 130, 129), (30, 300, 520), (1030, 256, 520)],
+                         ids=_id)
 def test_dense_bit_identical_across_threads(shape, isa, threads, rng):
     n, i, u = shape
     x, w, b, dy = (_draw(rng, s, np.float32) for s in ((n, i), (i, u), (u,), (n, u)))
