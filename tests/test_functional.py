@@ -560,6 +560,53 @@ def test_batch_norm_relu_fusion_gradients_are_the_numerical_derivative():
     assert (bn1, relu1) in _fused_pairs(model)
 
 
+def _add_relu_graph(dtype="float32"):
+    """Residual tails: Add -> ReLU (fused), a three-input Add -> Activation('relu') (fused), and an
+    Add whose output a ReLU and the next Add both read (not fused)."""
+    x = convforge.Input((6, 6, 2), dtype=dtype)
+    stem = layers.Conv2D(4, 3, padding="same")(x)
+    add1, relu1 = layers.Add(), layers.ReLU()
+    h = relu1(add1([layers.Conv2D(4, 3, padding="same")(stem), stem]))
+    add2, relu2 = layers.Add(), layers.Activation("relu")
+    h = relu2(add2([layers.Conv2D(4, 1)(h), h, layers.Conv2D(4, 3, padding="same")(h)]))
+    add3, relu3 = layers.Add(), layers.ReLU()
+    t = add3([layers.Conv2D(4, 1)(h), h])
+    h = layers.Add()([relu3(t), t])
+    model = convforge.Model(x, layers.Dense(3)(layers.GlobalAveragePooling2D()(h)))
+    return model, (add1, relu1, add2, relu2, add3, relu3)
+
+
+def test_add_relu_fusion_trains_bit_for_bit_as_unfused():
+    convforge.seed(40)
+    model, (add1, relu1, add2, relu2, add3, relu3) = _add_relu_graph()
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(41)
+    x, y = rng.standard_normal((5, 6, 6, 2)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
+    model._build_from_data(x)
+    model._plan_backward()
+    model._resolve_loss_path()
+    # add3's output has two readers (its ReLU and the last Add): not fused.
+    assert _fused_pairs(model) == [(add1, relu1), (add2, relu2)]
+    fused = _training_step(model, x, y)
+    assert add1._gate is not None and add1._gate.min() == 0  # rectified in the Add's pass
+    for step in model._steps:
+        step.relu_next = step.relu_done = False
+    unfused = _training_step(model, x, y)
+    assert add1._gate is None
+    assert len(fused) == len(unfused) and len(fused) >= 12
+    for a, b in zip(fused, unfused):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_add_relu_fusion_gradients_are_the_numerical_derivative():
+    convforge.seed(42)
+    model, (add1, relu1, add2, relu2, *_rest) = _add_relu_graph("float64")
+    rng = np.random.default_rng(43)
+    report = _check(model, rng.standard_normal((4, 6, 6, 2)), rng.standard_normal((4, 3)), "mse")
+    assert report.passed, report
+    assert (add1, relu1) in _fused_pairs(model) and (add2, relu2) in _fused_pairs(model)
+
+
 def test_a_chain_trains_bit_for_bit_as_the_sequential_model():
     """A chain built with Input and layer calls trains exactly as the same Sequential model (which runs
     on the same executor): same entry conversion, fusions, loss path and update order."""

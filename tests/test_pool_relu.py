@@ -190,6 +190,9 @@ def test_add_matches_numpy_on_any_thread_count(n, dtype, rng):
             convforge.set_num_threads(threads)
             np.testing.assert_array_equal(_core.add(a, b, np.full(n, 7, dtype)), want)
             np.testing.assert_array_equal(F.add(a, b), want)
+            rectified = F.add(a, b, relu=True)  # relu(a + b) as the relu kernel: NaN kept, -0 -> +0
+            np.testing.assert_array_equal(rectified, R.relu(want))
+            assert not np.any(np.signbit(rectified[~np.isnan(rectified)]))
     finally:
         convforge.set_num_threads(previous)
 
@@ -211,6 +214,9 @@ def test_add_in_place_strided_and_empty(rng):
     np.testing.assert_array_equal(base[:, :, ::2], want)
     assert np.all(base[:, :, 1::2] == 0)
     assert F.add(np.ones((0, 3), np.float32), np.ones((0, 3), np.float32)).shape == (0, 3)
+    np.testing.assert_array_equal(F.add(wide[:, :5], -wide[:, 5:], relu=True), R.relu(wide[:, :5] - wide[:, 5:]))
+    F.add(a, -b, out=base[:, :, ::2], relu=True)
+    np.testing.assert_array_equal(base[:, :, ::2], R.relu(a - b))
 
 
 def test_add_refuses_bad_arguments():
@@ -229,6 +235,7 @@ def test_add_refuses_bad_arguments():
         (lambda: _core.add(x, a, shared[3:9].reshape(2, 3)), ValueError, "out must not share memory with a"),
         (lambda: _core.add(a, np.ones((2, 4), np.float32)), ValueError, "b must have the shape of a (2, 3), got (2, 4)"),
         (lambda: _core.add(a, a, np.ones((3, 2), np.float32).T), ValueError, "out must be C-contiguous"),
+        (lambda: F.add(a, a, relu="yes"), TypeError, "relu must be True or False, got 'yes'"),
     ]
     for call, error, message in cases:
         with pytest.raises(error, match=re.escape(message)):

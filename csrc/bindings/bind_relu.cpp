@@ -44,7 +44,7 @@ py::array relu_bwd(const py::array& dy, const py::array& x, const py::object& ou
 }
 
 template <class T>
-py::array add(const py::array& a, const py::array& b, const py::object& out) {
+py::array add(const py::array& a, const py::array& b, const py::object& out, bool relu) {
   check_input<T>(a, "a", a.ndim());
   check_input<T>(b, "b", a.ndim());
   for (py::ssize_t i = 0; i < a.ndim(); ++i)
@@ -55,7 +55,7 @@ py::array add(const py::array& a, const py::array& b, const py::object& out) {
   T* py_ = y.mutable_data();
   {
     ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
-    add__ref(n, pa, pb, py_);
+    add__ref(n, pa, pb, relu, py_);
   }
   return std::move(y);
 }
@@ -93,11 +93,12 @@ void bind_relu(py::module_& m) {
       py::arg("dy"), py::arg("x"), py::arg("out") = py::none(), "dy where x > 0, else 0; out may be dy or x.");
   m.def(
       "add",
-      [](const py::array& a, const py::array& b, const py::object& out) {
-        return with_dtype(a, "a", [&](auto tag) { return add<decltype(tag)>(a, b, out); });
+      [](const py::array& a, const py::array& b, const py::object& out, bool relu) {
+        return with_dtype(a, "a", [&](auto tag) { return add<decltype(tag)>(a, b, out, relu); });
       },
-      py::arg("a"), py::arg("b"), py::arg("out") = py::none(),
-      "a + b elementwise (same shape and dtype, no broadcasting), on threads; out may be a or b.");
+      py::arg("a"), py::arg("b"), py::arg("out") = py::none(), py::arg("relu") = false,
+      "a + b elementwise (same shape and dtype, no broadcasting), on threads; relu: max(a + b, 0) as\n"
+      "relu_fwd (NaN kept, -0 -> +0); out may be a or b.");
   m.def(
       "softmax_fwd",
       [](const py::array& x, const py::object& out) {

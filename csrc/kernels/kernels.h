@@ -95,11 +95,12 @@ CONVFORGE_DECLARE_RELU(avx2, float)
 CONVFORGE_DECLARE_RELU(avx512, float)
 #undef CONVFORGE_DECLARE_RELU
 
-// ---- dst = a + b over n elements (a training step's residual sums and fan-out gradients). dst
-// may equal a or b. One portable body: the pass is bound by memory, not by the vector width
-// (SSE2 already moves 16 bytes per add); what it needs is threads, which NumPy's add lacks.
-void add__ref(int64_t n, const float* a, const float* b, float* dst);
-void add__ref(int64_t n, const double* a, const double* b, double* dst);
+// ---- dst = a + b over n elements (a training step's residual sums and fan-out gradients), with
+// relu: max(a + b, 0) as relu_fwd (the ReLU after a residual Add, fused). dst may equal a or b.
+// One portable body: the pass is bound by memory, not by the vector width (SSE2 already moves 16
+// bytes per add); what it needs is threads, which NumPy's add lacks.
+void add__ref(int64_t n, const float* a, const float* b, bool relu, float* dst);
+void add__ref(int64_t n, const double* a, const double* b, bool relu, double* dst);
 
 // ---- softmax over each of `rows` rows of n values (the last axis). dst may equal src. -------
 template <class T>

@@ -696,17 +696,19 @@ def relu(x, out=None):
     return out
 
 
-def add(a, b, *, out=None):
+def add(a, b, *, out=None, relu=False):
     """``a + b`` elementwise, on the library's threads (NumPy's add runs on one): the residual sums
-    and fan-out gradient sums of a training step.
+    and fan-out gradient sums of a training step. ``relu=True``: ``relu(a + b)`` in the same pass
+    (NaN propagates, ``-0.0`` becomes ``+0.0``, as :func:`relu`).
 
     ``a`` and ``b`` must have one shape and one float dtype (no broadcasting). ``out`` (optional)
     receives the result: C-contiguous, writeable, and either ``a`` or ``b`` itself or sharing no
     memory with them.
     """
+    relu = _flag(relu, "relu")
     if (_arrays(a, b, optional=(out,)) and a.shape == b.shape and a.dtype in _FLOATS and b.dtype == a.dtype and a.size
             and (out is None or (out.shape == a.shape and out.dtype == a.dtype))):
-        return _core.add(a, b, out)  # the binding checks contiguity, alignment and out= itself
+        return _core.add(a, b, out, relu)  # the binding checks contiguity, alignment and out= itself
     a = _array(a, "a", batch=True)
     b = _array(b, "b", batch=True)
     _same_dtype("a", a, b=b)
@@ -717,7 +719,15 @@ def add(a, b, *, out=None):
         raise ValueError("out is read-only")
     # Strided arrays (a Concatenate's gradient slices), an empty batch, a strided out: NumPy's
     # add, which walks any strides without a copy.
-    return np.add(a, b, out=out)
+    if not relu:
+        return np.add(a, b, out=out)
+    y = np.add(a, b)
+    if y.size:
+        _core.relu_fwd(y, y)
+    if out is None:
+        return y
+    out[...] = y
+    return out
 
 
 def relu_backward(dy, x, *, out=None):

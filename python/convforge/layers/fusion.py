@@ -7,7 +7,9 @@ BatchNormalization runs in the normalisation's kernels, forward (``max(y, 0)``
 as it writes y) and backward (dy masked where the normalised value, recomputed
 from x, was <= 0): the ReLU's own two passes are gone (:func:`bn_relu_fusable`;
 the model marks the pair on its own steps, since the forward changes and a layer
-may belong to several models).
+may belong to several models). A ReLU right after an Add (a residual block's
+tail) likewise: the sum is rectified as it is written and the Add's backward
+applies the mask, one pass of the ReLU's forward saved.
 
 Inference: a BatchNormalization right after a linear Conv2D is folded into the
 conv's weights, ``w' = w * gamma / sqrt(var + eps)``, ``b' = (b - mean) *
@@ -73,10 +75,10 @@ def fuse_relu_into_pool(before, pool) -> bool:
 
 def bn_relu_fusable(bn, relu) -> bool:
     """May ``bn`` -> ``relu`` train as one (``bn._forward_relu``, the ReLU passing x and dy
-    through)? ``bn`` a BatchNormalization and ``relu`` a plain ReLU layer, exact classes only (a
-    subclass may compute something else); the caller guarantees that ``relu`` is the only
-    consumer of ``bn``'s output."""
-    return type(bn) is BatchNormalization and is_plain_relu(relu)
+    through)? ``bn`` a BatchNormalization or an Add (a residual block's tail) and ``relu`` a plain
+    ReLU layer, exact classes only (a subclass may compute something else); the caller
+    guarantees that ``relu`` is the only consumer of ``bn``'s output."""
+    return type(bn) in (BatchNormalization, Add) and is_plain_relu(relu)
 
 
 def foldable(conv, bn, relu=None) -> bool:

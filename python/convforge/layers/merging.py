@@ -77,17 +77,38 @@ def _display(internal_shape):
 class Add(_Merge):
     """Elementwise sum of the inputs, ``keras.layers.Add``: ``Add()([a, b])``."""
 
+    _cache_attrs = ("_xs", "_gate")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._gate = None  # the rectified sum, when the last training forward fused the ReLU after it
+
     def forward(self, xs, training=False):
-        y = F.add(xs[0], xs[1], out=self._out(xs[0].shape, xs[0].dtype, training)) if len(xs) > 1 else xs[0]
-        for x in xs[2:]:
-            F.add(y, x, out=y)
+        return self._forward(xs, training, relu=False)
+
+    def _forward_relu(self, xs, training=False):
+        """``max(forward(xs), 0)`` in the same pass: the plain ReLU after a residual Add. Models call
+        it in training where that ReLU is the only reader of this output (layers/fusion.py); the
+        backward then applies the ReLU's gradient (the mask ``y > 0``, which is ``sum > 0``) and the
+        ReLU passes x and dy through."""
+        return self._forward(xs, training, relu=True)
+
+    def _forward(self, xs, training, relu):
+        if len(xs) == 1:
+            y = F.relu(xs[0]) if relu else xs[0]
+        else:
+            y = self._out(xs[0].shape, xs[0].dtype, training)
+            for k in range(1, len(xs)):  # NumPy's order: ((x0 + x1) + x2) + ...
+                F.add(xs[0] if k == 1 else y, xs[k], out=y, relu=relu and k == len(xs) - 1)
         if training:  # inference leaves the training cache alone (predict may run during fit)
-            self._xs = len(xs)
+            self._xs, self._gate = len(xs), (y if relu else None)
         return y
 
     def backward(self, dy):
         if self._xs is None:
             raise self._missing_cache()
+        if self._gate is not None:
+            dy = F.relu_backward(dy, self._gate, out=self._buffers("dx", dy.shape, dy.dtype))
         return [dy] * self._xs  # one array for every input: backward passes must not write into dy
 
 

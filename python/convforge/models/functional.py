@@ -228,8 +228,8 @@ class _Step:
         self.backward = True  # run in the backward pass (set by _plan_backward)
         self.fused = False  # a softmax head trained from its logits (set by _resolve_loss_path)
         self.shared = False  # its layer has other nodes in this model
-        # Training only, set by _plan_backward: a BatchNormalization that also applies the ReLU
-        # after it (layers/fusion.py), and that ReLU, which then passes x and dy through. On the
+        # Training only, set by _plan_backward: a BatchNormalization or Add that also applies the
+        # ReLU after it (layers/fusion.py), and that ReLU, which then passes x and dy through. On the
         # model's steps, not on the layers: a layer may belong to several models.
         self.relu_next = False
         self.relu_done = False
@@ -569,7 +569,7 @@ class Functional(Model):
             elif training and step.relu_next:
                 values[step.out] = step.call._forward_relu(x, training)
             elif training and step.relu_done:
-                values[step.out] = x  # rectified by the BatchNormalization before it
+                values[step.out] = x  # rectified by the BatchNormalization or Add before it
             else:
                 values[step.out] = step.call.forward(x, training)
             for index in done:
@@ -677,7 +677,7 @@ class Functional(Model):
                 t = step.node.outputs[0]
                 dy = np.zeros((self._batch_rows(grads), *t._internal), dtype=self.dtype)
             call = step.call
-            if step.relu_done:  # its gradient is applied by the BatchNormalization's backward
+            if step.relu_done:  # its gradient is applied by the BatchNormalization's or Add's backward
                 dx = dy
             else:
                 dx = call._backward_logits(dy) if step.fused else call.backward(dy)
@@ -737,7 +737,7 @@ class Functional(Model):
         for after in self._steps:
             before = None if after.many else producer.get(after.inputs[0])
             # Fused only where `after` is the one consumer of `before`'s output (fan-out 1):
-            # ReLU -> MaxPooling2D and BatchNormalization -> ReLU (layers/fusion.py).
+            # ReLU -> MaxPooling2D and BatchNormalization or Add -> ReLU (layers/fusion.py).
             if before is not None and consumers[after.inputs[0]] == 1 and not (after.shared or before.shared):
                 fusion.fuse_relu_into_pool(before.call, after.call)
                 if fusion.bn_relu_fusable(before.call, after.call):
