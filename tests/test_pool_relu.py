@@ -193,6 +193,11 @@ def test_add_matches_numpy_on_any_thread_count(n, dtype, rng):
             rectified = F.add(a, b, relu=True)  # relu(a + b) as the relu kernel: NaN kept, -0 -> +0
             np.testing.assert_array_equal(rectified, R.relu(want))
             assert not np.any(np.signbit(rectified[~np.isnan(rectified)]))
+            # gate: relu_backward of the sum (0 where the gate is <= 0 or NaN), in place too
+            gate = np.roll(a, 1)
+            np.testing.assert_array_equal(F.add(a, b, gate=gate), R.relu_backward(want, gate))
+            in_place = gate.copy()
+            np.testing.assert_array_equal(F.add(a, b, out=in_place, gate=in_place), R.relu_backward(want, gate))
     finally:
         convforge.set_num_threads(previous)
 
@@ -217,6 +222,8 @@ def test_add_in_place_strided_and_empty(rng):
     np.testing.assert_array_equal(F.add(wide[:, :5], -wide[:, 5:], relu=True), R.relu(wide[:, :5] - wide[:, 5:]))
     F.add(a, -b, out=base[:, :, ::2], relu=True)
     np.testing.assert_array_equal(base[:, :, ::2], R.relu(a - b))
+    np.testing.assert_array_equal(F.add(wide[:, :5], wide[:, 5:], gate=wide[:, 5:]),
+                                  R.relu_backward(wide[:, :5] + wide[:, 5:], wide[:, 5:]))
 
 
 def test_add_refuses_bad_arguments():
@@ -236,6 +243,10 @@ def test_add_refuses_bad_arguments():
         (lambda: _core.add(a, np.ones((2, 4), np.float32)), ValueError, "b must have the shape of a (2, 3), got (2, 4)"),
         (lambda: _core.add(a, a, np.ones((3, 2), np.float32).T), ValueError, "out must be C-contiguous"),
         (lambda: F.add(a, a, relu="yes"), TypeError, "relu must be True or False, got 'yes'"),
+        (lambda: F.add(a, a, relu=True, gate=a), ValueError, "add takes relu=True or a gate, not both"),
+        (lambda: F.add(a, a, gate=np.ones((3, 2), np.float32)), ValueError, "gate must have the shape of a (2, 3)"),
+        (lambda: F.add(a, a, gate=np.ones((2, 3))), TypeError, "gate is float64 but a is float32"),
+        (lambda: _core.add(a, a, None, False, [[1.0] * 3] * 2), TypeError, "gate must be a numpy.ndarray or None"),
     ]
     for call, error, message in cases:
         with pytest.raises(error, match=re.escape(message)):

@@ -44,18 +44,32 @@ py::array relu_bwd(const py::array& dy, const py::array& x, const py::object& ou
 }
 
 template <class T>
-py::array add(const py::array& a, const py::array& b, const py::object& out, bool relu) {
+py::array add(const py::array& a, const py::array& b, const py::object& out, bool relu, const py::object& gate) {
   check_input<T>(a, "a", a.ndim());
   check_input<T>(b, "b", a.ndim());
   for (py::ssize_t i = 0; i < a.ndim(); ++i)
     if (b.shape(i) != a.shape(i)) throw py::value_error("b must have the shape of a " + shape_str(a) + ", got " + shape_str(b));
-  py::array_t<T> y = make_output<T>(out, "out", dims(a), {{a, "a", true}, {b, "b", true}});
+  const bool gated = !gate.is_none();
+  py::array g;  // default-constructed: an empty float64 array, not a null handle
+  if (gated) {
+    if (relu) throw py::value_error("add takes relu=True or a gate, not both");
+    if (!py::isinstance<py::array>(gate))
+      throw py::type_error("gate must be a numpy.ndarray or None, got " + std::string(py::str(py::type::of(gate).attr("__name__"))));
+    g = py::reinterpret_borrow<py::array>(gate);
+    check_input<T>(g, "gate", a.ndim());
+    for (py::ssize_t i = 0; i < a.ndim(); ++i)
+      if (g.shape(i) != a.shape(i))
+        throw py::value_error("gate must have the shape of a " + shape_str(a) + ", got " + shape_str(g));
+  }
+  std::vector<Input> inputs{{a, "a", true}, {b, "b", true}};
+  if (gated) inputs.push_back({g, "gate", true});
+  py::array_t<T> y = make_output<T>(out, "out", dims(a), inputs);
   const int64_t n = a.size();
-  const T *pa = data_of<T>(a), *pb = data_of<T>(b);
+  const T *pa = data_of<T>(a), *pb = data_of<T>(b), *pg = gated ? data_of<T>(g) : nullptr;
   T* py_ = y.mutable_data();
   {
     ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
-    add__ref(n, pa, pb, relu, py_);
+    add__ref(n, pa, pb, pg, relu, py_);
   }
   return std::move(y);
 }
@@ -93,12 +107,13 @@ void bind_relu(py::module_& m) {
       py::arg("dy"), py::arg("x"), py::arg("out") = py::none(), "dy where x > 0, else 0; out may be dy or x.");
   m.def(
       "add",
-      [](const py::array& a, const py::array& b, const py::object& out, bool relu) {
-        return with_dtype(a, "a", [&](auto tag) { return add<decltype(tag)>(a, b, out, relu); });
+      [](const py::array& a, const py::array& b, const py::object& out, bool relu, const py::object& gate) {
+        return with_dtype(a, "a", [&](auto tag) { return add<decltype(tag)>(a, b, out, relu, gate); });
       },
-      py::arg("a"), py::arg("b"), py::arg("out") = py::none(), py::arg("relu") = false,
+      py::arg("a"), py::arg("b"), py::arg("out") = py::none(), py::arg("relu") = false, py::arg("gate") = py::none(),
       "a + b elementwise (same shape and dtype, no broadcasting), on threads; relu: max(a + b, 0) as\n"
-      "relu_fwd (NaN kept, -0 -> +0); out may be a or b.");
+      "relu_fwd (NaN kept, -0 -> +0); gate: a + b where gate > 0, else 0 (relu_bwd of the sum);\n"
+      "out may be a, b or gate.");
   m.def(
       "softmax_fwd",
       [](const py::array& x, const py::object& out) {

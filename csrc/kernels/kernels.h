@@ -96,11 +96,13 @@ CONVFORGE_DECLARE_RELU(avx512, float)
 #undef CONVFORGE_DECLARE_RELU
 
 // ---- dst = a + b over n elements (a training step's residual sums and fan-out gradients), with
-// relu: max(a + b, 0) as relu_fwd (the ReLU after a residual Add, fused). dst may equal a or b.
-// One portable body: the pass is bound by memory, not by the vector width (SSE2 already moves 16
-// bytes per add); what it needs is threads, which NumPy's add lacks.
-void add__ref(int64_t n, const float* a, const float* b, bool relu, float* dst);
-void add__ref(int64_t n, const double* a, const double* b, bool relu, double* dst);
+// relu: max(a + b, 0) as relu_fwd (the ReLU after a residual Add, fused); with a gate (may be
+// null): a + b where gate > 0, else 0, as relu_bwd of the sum (a fan-out gradient summed and
+// passed through that ReLU in one pass). dst may equal a, b or gate. One portable body: the pass
+// is bound by memory, not by the vector width (SSE2 already moves 16 bytes per add); what it
+// needs is threads, which NumPy's add lacks.
+void add__ref(int64_t n, const float* a, const float* b, const float* gate, bool relu, float* dst);
+void add__ref(int64_t n, const double* a, const double* b, const double* gate, bool relu, double* dst);
 
 // ---- softmax over each of `rows` rows of n values (the last axis). dst may equal src. -------
 template <class T>

@@ -696,34 +696,47 @@ def relu(x, out=None):
     return out
 
 
-def add(a, b, *, out=None, relu=False):
+def add(a, b, *, out=None, relu=False, gate=None):
     """``a + b`` elementwise, on the library's threads (NumPy's add runs on one): the residual sums
     and fan-out gradient sums of a training step. ``relu=True``: ``relu(a + b)`` in the same pass
-    (NaN propagates, ``-0.0`` becomes ``+0.0``, as :func:`relu`).
+    (NaN propagates, ``-0.0`` becomes ``+0.0``, as :func:`relu`). ``gate`` (an array of the same
+    shape): ``a + b`` where ``gate > 0``, else 0, i.e. ``relu_backward(a + b, gate)`` in one pass
+    (a gradient summed over two readers and passed back through a ReLU whose output is ``gate``).
 
-    ``a`` and ``b`` must have one shape and one float dtype (no broadcasting). ``out`` (optional)
-    receives the result: C-contiguous, writeable, and either ``a`` or ``b`` itself or sharing no
-    memory with them.
+    ``a``, ``b`` (and ``gate``) must have one shape and one float dtype (no broadcasting). ``out``
+    (optional) receives the result: C-contiguous, writeable, and either an input itself or
+    sharing no memory with them.
     """
     relu = _flag(relu, "relu")
-    if (_arrays(a, b, optional=(out,)) and a.shape == b.shape and a.dtype in _FLOATS and b.dtype == a.dtype and a.size
-            and (out is None or (out.shape == a.shape and out.dtype == a.dtype))):
-        return _core.add(a, b, out, relu)  # the binding checks contiguity, alignment and out= itself
+    if relu and gate is not None:
+        raise ValueError("add takes relu=True or a gate, not both")
+    if (_arrays(a, b, optional=(out, gate)) and a.shape == b.shape and a.dtype in _FLOATS and b.dtype == a.dtype
+            and a.size and (out is None or (out.shape == a.shape and out.dtype == a.dtype))
+            and (gate is None or (gate.shape == a.shape and gate.dtype == a.dtype))):
+        return _core.add(a, b, out, relu, gate)  # the binding checks contiguity, alignment and out= itself
     a = _array(a, "a", batch=True)
     b = _array(b, "b", batch=True)
     _same_dtype("a", a, b=b)
     if b.shape != a.shape:
         raise ValueError(f"b must have the shape of a {a.shape}, got {b.shape}")
+    if gate is not None:
+        gate = _array(gate, "gate", batch=True)
+        _same_dtype("a", a, gate=gate)
+        if gate.shape != a.shape:
+            raise ValueError(f"gate must have the shape of a {a.shape}, got {gate.shape}")
     out = _output(out, "out", a.shape, a.dtype)
     if out is not None and not out.flags.writeable:
         raise ValueError("out is read-only")
     # Strided arrays (a Concatenate's gradient slices), an empty batch, a strided out: NumPy's
-    # add, which walks any strides without a copy.
-    if not relu:
+    # add, which walks any strides without a copy, then the ReLU or the gate on the sum.
+    if not relu and gate is None:
         return np.add(a, b, out=out)
     y = np.add(a, b)
     if y.size:
-        _core.relu_fwd(y, y)
+        if relu:
+            _core.relu_fwd(y, y)
+        else:
+            _core.relu_bwd(y, _contiguous(gate), y)
     if out is None:
         return y
     out[...] = y

@@ -63,6 +63,7 @@ from ..layers import fusion
 from ..layers.activations import Sigmoid, Softmax, _ActivationLayer
 from ..layers.base import FLOAT_DTYPES, Layer, display_shape
 from ..layers.core import InputLayer
+from ..layers.merging import Add
 from ..layers.symbolic import KerasTensor, common_dtype, unique_name
 from . import state
 from .compiled import compile_inference
@@ -220,7 +221,7 @@ class _Step:
     """One node of the model, as the executor runs it."""
 
     __slots__ = ("node", "layer", "call", "inputs", "out", "many", "backward", "fused", "shared", "relu_next",
-                 "relu_done")
+                 "relu_done", "gate_of", "gated_by_next")
 
     def __init__(self, node, call, inputs, out):
         self.node, self.layer, self.call = node, node.layer, call
@@ -233,6 +234,11 @@ class _Step:
         # model's steps, not on the layers: a layer may belong to several models.
         self.relu_next = False
         self.relu_done = False
+        # The ReLU of a fused Add -> ReLU applies the ReLU's gradient itself, to the sum of its
+        # output's gradient parts in the same pass (gate_of: that Add's call); the Add then passes
+        # dy through (gated_by_next).
+        self.gate_of = None
+        self.gated_by_next = False
 
 
 def _outputs_logits(layer: Layer, loss) -> bool:
@@ -370,6 +376,7 @@ class Functional(Model):
         self.input_names = [t._node.layer.name if t._node and isinstance(t._node.layer, InputLayer) else t.name
                             for t in in_list]
         self._sum_buffers: dict = {}
+        self._gated_sums: set = set()  # tensors whose gradient parts a fused Add -> ReLU sums (_accumulate)
         self._steps: list[_Step] = []
         self._make_steps()
         self._backward_steps: list = []
@@ -652,12 +659,17 @@ class Functional(Model):
 
     def _accumulate(self, grads: list, index: int, d) -> None:
         """Add ``d`` to the gradient of tensor ``index``: kept as is if it is the first, summed into
-        a buffer of the model's when the tensor feeds several layers."""
+        a buffer of the model's when the tensor feeds several layers. The output of a fused
+        Add -> ReLU keeps its parts in a list instead: its ReLU sums them and applies its gradient
+        in one pass (Add._gated_gradient), in this same order."""
         if d is None:
             return
         g = grads[index]
         if g is None:
             grads[index] = d
+            return
+        if index in self._gated_sums:
+            grads[index] = (g if isinstance(g, list) else [g]) + [d]
             return
         buf = self._sum_buffers.get(index)
         if buf is None or buf.shape != d.shape or buf.dtype != d.dtype:
@@ -677,8 +689,12 @@ class Functional(Model):
                 t = step.node.outputs[0]
                 dy = np.zeros((self._batch_rows(grads), *t._internal), dtype=self.dtype)
             call = step.call
-            if step.relu_done:  # its gradient is applied by the BatchNormalization's or Add's backward
+            if step.gate_of is not None:  # the ReLU after a fused Add: sum the parts, apply the gradient
+                dx = step.gate_of._gated_gradient(dy)
+            elif step.relu_done:  # its gradient is applied by the BatchNormalization's backward
                 dx = dy
+            elif step.gated_by_next:  # an Add whose ReLU applied the gradient (above)
+                dx = call._backward_gated(dy)
             else:
                 dx = call._backward_logits(dy) if step.fused else call.backward(dy)
             grads[step.out] = None
@@ -707,7 +723,7 @@ class Functional(Model):
             layer._add_regularization_gradients()
 
     def _batch_rows(self, grads) -> int:
-        return next(g.shape[0] for g in grads if g is not None)
+        return next((g[0] if isinstance(g, list) else g).shape[0] for g in grads if g is not None)
 
     def _clear_caches(self) -> None:
         for calls in self._calls.values():
@@ -733,7 +749,9 @@ class Functional(Model):
             needs[step.out] = step.backward
         producer = {step.out: step for step in self._steps}
         for step in self._steps:
-            step.relu_next = step.relu_done = False
+            step.relu_next = step.relu_done = step.gated_by_next = False
+            step.gate_of = None
+        self._gated_sums = set()
         for after in self._steps:
             before = None if after.many else producer.get(after.inputs[0])
             # Fused only where `after` is the one consumer of `before`'s output (fan-out 1):
@@ -742,6 +760,9 @@ class Functional(Model):
                 fusion.fuse_relu_into_pool(before.call, after.call)
                 if fusion.bn_relu_fusable(before.call, after.call):
                     before.relu_next = after.relu_done = True
+                    if isinstance(before.call, Add):
+                        after.gate_of, before.gated_by_next = before.call, True
+                        self._gated_sums.add(after.out)
         self._trainable_plan = trainable_plan(self.layers)
         # What _backward walks, worked out once here rather than at every batch.
         self._backward_steps = [step for step in reversed(self._steps) if step.backward]
