@@ -912,7 +912,8 @@ def test_refused_overlap_writes_nothing():
 
 
 @pytest.mark.parametrize("op", ["maxpool fwd out=x view", "maxpool fwd out_indices over out", "maxpool bwd out=dy",
-                                "relu shifted", "relu_bwd shifted", "dense fwd out=b"])
+                                "relu shifted", "relu_bwd shifted", "add shifted", "add gate shifted",
+                                "dense fwd out=b"])
 def test_other_ops_refuse_overlapping_out(op):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((1, 2, 4, 8)).astype(np.float32)
@@ -939,6 +940,14 @@ def test_other_ops_refuse_overlapping_out(op):
         flat = x.reshape(-1)
         call = lambda: _core.relu_bwd(flat[1:], flat[1:].copy(), out=flat[:-1])  # noqa: E731
         match = "out must not share memory with dy"
+    elif op == "add shifted":
+        flat = x.reshape(-1)
+        call = lambda: _core.add(flat[1:], flat[1:].copy(), out=flat[:-1])  # noqa: E731
+        match = r"out must not share memory with a \(except by being a itself\)"
+    elif op == "add gate shifted":
+        flat = x.reshape(-1)
+        call = lambda: _core.add(flat[:-1].copy(), flat[:-1].copy(), out=flat[:-1], gate=flat[1:])  # noqa: E731
+        match = r"out must not share memory with gate \(except by being gate itself\)"
     else:
         d = rng.standard_normal((1, 8)).astype(np.float32)
         wd = rng.standard_normal((8, 8)).astype(np.float32)
