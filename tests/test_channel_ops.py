@@ -78,6 +78,14 @@ def test_batch_norm_fused_relu_is_relu_bit_for_bit(shape, dtype, isa, rng):
     got = F.batch_norm_backward(dy, x, mean, var, gamma, beta=beta, relu=True)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+    # out=dy itself (a training step that owns dy): the same bits, dy overwritten by dx.
+    for relu in (False, True):
+        want = F.batch_norm_backward(dy, x, mean, var, gamma, beta=beta, relu=relu)
+        in_place = dy.copy()
+        got = F.batch_norm_backward(in_place, x, mean, var, gamma, beta=beta, relu=relu, out=in_place)
+        assert got[0] is in_place
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
 
 
 def test_batch_norm_float32_statistics_of_a_large_offset_batch(rng):

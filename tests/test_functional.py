@@ -614,6 +614,38 @@ def test_add_relu_fusion_gradients_are_the_numerical_derivative():
     assert (add1, relu1) in _fused_pairs(model) and (add2, relu2) in _fused_pairs(model)
 
 
+def test_batch_norm_writes_its_input_gradient_over_dy_only_where_the_model_owns_dy(monkeypatch):
+    # Block tail: the Add hands one dy array to both BatchNormalizations (main and projection);
+    # the first must not write over it, the second may; so may the BN -> ReLU pair's (fused) BN,
+    # whose dy is the next conv's input gradient.
+    convforge.seed(44)
+    x = convforge.Input((6, 6, 2))
+    h = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(4, 3, padding="same", use_bias=False)(x)))
+    main = layers.BatchNormalization()(layers.Conv2D(4, 3, padding="same", use_bias=False)(h))
+    proj = layers.BatchNormalization()(layers.Conv2D(4, 1, use_bias=False)(x))
+    y = layers.Dense(3)(layers.GlobalAveragePooling2D()(layers.ReLU()(layers.Add()([main, proj]))))
+    model = convforge.Model(x, y)
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(45)
+    data, target = rng.standard_normal((5, 6, 6, 2)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
+    model._build_from_data(data)
+    model._plan_backward()
+    model._resolve_loss_path()
+    assert sum(step.overwrites_dy for step in model._steps) == 3
+    overwritten = []
+    real = layers.BatchNormalization._backward_overwriting
+    monkeypatch.setattr(layers.BatchNormalization, "_backward_overwriting",
+                        lambda self, dy: overwritten.append(self.name) or real(self, dy))
+    in_place = _training_step(model, data, target)
+    assert len(overwritten) == 2  # one of the Add's two readers, and the first block's BN
+    for step in model._steps:
+        step.overwrites_dy = False
+    fresh = _training_step(model, data, target)
+    assert len(overwritten) == 2 and len(in_place) == len(fresh) >= 10
+    for a, b in zip(in_place, fresh):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_chain_trains_bit_for_bit_as_the_sequential_model():
     """A chain built with Input and layer calls trains exactly as the same Sequential model (which runs
     on the same executor): same entry conversion, fusions, loss path and update order."""

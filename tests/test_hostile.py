@@ -980,10 +980,15 @@ def _channel_op_overlap(op):
         xs = flat[1:].reshape(x.shape)
         return (lambda: _core.batchnorm_fwd_inference(xs, ones, ones, None, None, 1e-3, out=flat[:-1].reshape(x.shape)),
                 r"out must not share memory with x \(except by being x itself\)", [flat])
-    if op == "batchnorm bwd out=dy":
-        dy = x.copy()
-        return (lambda: _core.batchnorm_bwd(dy, x, ones, ones, None, 1e-3, True, out=dy),
-                "out must not share memory with dy", [x, dy])
+    if op == "batchnorm bwd out shifted over dy":  # out=dy itself is allowed (test_channel_ops)
+        buf = np.zeros(x.size + 1, np.float32)
+        buf[1:] = x.reshape(-1)
+        dy = buf[1:].reshape(x.shape)
+        return (lambda: _core.batchnorm_bwd(dy, x, ones, ones, None, 1e-3, True, out=buf[:-1].reshape(x.shape)),
+                r"out must not share memory with dy \(except by being dy itself\)", [x, dy])
+    if op == "batchnorm bwd out=x":
+        return (lambda: _core.batchnorm_bwd(x.copy(), x, ones, ones, None, 1e-3, True, out=x),
+                "out must not share memory with x", [x])
     if op == "batchnorm bwd out_beta=out_gamma":
         g = np.zeros(2, np.float32)
         return (lambda: _core.batchnorm_bwd(x.copy(), x, ones, ones, None, 1e-3, True, out_gamma=g, out_beta=g),
@@ -1028,7 +1033,8 @@ def _channel_op_overlap(op):
 
 @pytest.mark.parametrize("op", [
     "batchnorm train out=x", "batchnorm train out_var over out_mean", "batchnorm train out_mean=gamma",
-    "batchnorm inference shifted", "batchnorm bwd out=dy", "batchnorm bwd out_beta=out_gamma",
+    "batchnorm inference shifted", "batchnorm bwd out shifted over dy", "batchnorm bwd out=x",
+    "batchnorm bwd out_beta=out_gamma",
     "global avg out in x", "global max out_indices over out", "global avg bwd out over dy",
     "global max bwd out over indices", "depthwise fwd out=x", "depthwise fwd out=b", "depthwise bwd_data out=dy",
     "depthwise bwd_weights out_b=out_w",

@@ -66,8 +66,10 @@ py::tuple bwd(const py::array& dy, const py::array& x, const py::array& mean, co
   for (py::ssize_t i = 0; i < x.ndim(); ++i)
     if (dy.shape(i) != x.shape(i)) throw py::value_error("dy must have the shape of x " + shape_str(x) + ", got " + shape_str(dy));
   check_eps(eps);
-  // dx reads dy and x for every channel's sums before it writes: no aliasing, not even exact.
-  std::vector<Input> inputs{{dy, "dy"}, {x, "x"}};
+  // dx may be dy itself: the kernel finishes every channel's sums (its first pass) before it
+  // writes, and then reads dy[i] before it writes dx[i]. Never x: the ReLU mask is recomputed
+  // from x as the pass goes.
+  std::vector<Input> inputs{{dy, "dy", true}, {x, "x"}};
   py::array marr, varr, garr;
   const T* pm = channel_vector<T>(mean, "mean", s.c, &marr, &inputs);
   const T* pv = channel_vector<T>(var, "var", s.c, &varr, &inputs);

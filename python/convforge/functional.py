@@ -902,6 +902,10 @@ def batch_norm_backward(dy, x, mean, var, gamma=None, eps=1e-3, need_input_grad=
         (the ReLU's backward in the same passes, with no extra array read; bit-identical to
         ``batch_norm_backward(relu_backward(dy, y), ...)`` with ``y`` the forward's output).
 
+    out : ndarray, optional
+        Receives dx; may be ``dy`` itself (every sum is taken before dx is written): a training
+        step whose dy nothing else reads saves the stream that writing a fresh array costs.
+
     Returns
     -------
     (dx or None, dgamma, dbeta)

@@ -202,6 +202,15 @@ class BatchNormalization(Layer):
         return y
 
     def backward(self, dy):
+        return self._backward(dy, overwrite_dy=False)
+
+    def _backward_overwriting(self, dy):
+        """backward() writing the input gradient over ``dy`` (C-contiguous, writeable), which the
+        caller guarantees nothing else will read: models call it where they own dy (see
+        Functional._backward)."""
+        return self._backward(dy, overwrite_dy=True)
+
+    def _backward(self, dy, overwrite_dy):
         if self._frozen_scale is not None:
             if not self.input_grad_needed:
                 return None
@@ -212,7 +221,7 @@ class BatchNormalization(Layer):
         channels = (x.shape[1],)
         dx, dgamma, dbeta = F.batch_norm_backward(
             dy, x, self._mean, self._var, self.params.get("gamma"), self.epsilon, self.input_grad_needed,
-            out=b("dx", x.shape, x.dtype) if self.input_grad_needed else None,
+            out=(dy if overwrite_dy else b("dx", x.shape, x.dtype)) if self.input_grad_needed else None,
             out_gamma=b("dgamma", channels, x.dtype), out_beta=b("dbeta", channels, x.dtype),
             beta=self.params.get("beta"), relu=bool(self._relu_used),
         )
