@@ -486,16 +486,23 @@ def _training_step(model, x, y):
     return [o.copy() for o in outs] + [g.copy() for _, _, g in model._gradients()]
 
 
-def _planned_bn_relu_graph(frozen: bool, seed: int):
-    """_bn_relu_graph compiled and planned for training, with a batch (x, y) of 5."""
-    convforge.seed(seed)
-    model, pairs = _bn_relu_graph(frozen)
+def _plan_for_training(model, seed: int):
+    """Compile ``model`` (SGD, mse: 6x6x2 images in, 3 values out) and plan it for training on a
+    random batch of 5, which it returns as (x, y)."""
     model.compile(optimizer="sgd", loss="mse")
-    rng = np.random.default_rng(seed + 1)
+    rng = np.random.default_rng(seed)
     x, y = rng.standard_normal((5, 6, 6, 2)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
     model._build_from_data(x)
     model._plan_backward()
     model._resolve_loss_path()
+    return x, y
+
+
+def _planned_bn_relu_graph(frozen: bool, seed: int):
+    """_bn_relu_graph compiled and planned for training, with a batch (x, y) of 5."""
+    convforge.seed(seed)
+    model, pairs = _bn_relu_graph(frozen)
+    x, y = _plan_for_training(model, seed + 1)
     return model, pairs, x, y
 
 
@@ -579,12 +586,7 @@ def _add_relu_graph(dtype="float32"):
 def test_add_relu_fusion_trains_bit_for_bit_as_unfused():
     convforge.seed(40)
     model, (add1, relu1, add2, relu2, add3, relu3) = _add_relu_graph()
-    model.compile(optimizer="sgd", loss="mse")
-    rng = np.random.default_rng(41)
-    x, y = rng.standard_normal((5, 6, 6, 2)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
-    model._build_from_data(x)
-    model._plan_backward()
-    model._resolve_loss_path()
+    x, y = _plan_for_training(model, 41)
     # add3's output has two readers (its ReLU and the last Add): not fused.
     assert _fused_pairs(model) == [(add1, relu1), (add2, relu2)]
     # The ReLUs after the fused Adds sum their outputs' gradient parts and apply the mask in one
@@ -625,12 +627,7 @@ def test_batch_norm_writes_its_input_gradient_over_dy_only_where_the_model_owns_
     proj = layers.BatchNormalization()(layers.Conv2D(4, 1, use_bias=False)(x))
     y = layers.Dense(3)(layers.GlobalAveragePooling2D()(layers.ReLU()(layers.Add()([main, proj]))))
     model = convforge.Model(x, y)
-    model.compile(optimizer="sgd", loss="mse")
-    rng = np.random.default_rng(45)
-    data, target = rng.standard_normal((5, 6, 6, 2)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
-    model._build_from_data(data)
-    model._plan_backward()
-    model._resolve_loss_path()
+    data, target = _plan_for_training(model, 45)
     assert sum(step.overwrites_dy for step in model._steps) == 3
     overwritten = []
     real = layers.BatchNormalization._backward_overwriting
