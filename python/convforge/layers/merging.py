@@ -105,31 +105,22 @@ class Add(_Merge):
         return y
 
     def backward(self, dy):
+        """With the ReLU after it fused (_forward_relu), ``dy`` is that ReLU's output gradient: one
+        array, or the list of its parts where several layers read the ReLU's output (the model
+        leaves the sum to this pass: the parts summed in order, the last addition gated by the
+        rectified sum, instead of a sum and then a mask)."""
         if self._xs is None:
             raise self._missing_cache()
         if self._gate is not None:
-            dy = F.relu_backward(dy, self._gate, out=self._buffers("dx", dy.shape, dy.dtype))
+            out = self._buffers("dx", self._gate.shape, self._gate.dtype)
+            if isinstance(dy, list):
+                total = dy[0]
+                for part in dy[1:-1]:
+                    total = F.add(total, part, out=out)
+                dy = F.add(total, dy[-1], out=out, gate=self._gate)
+            else:
+                dy = F.relu_backward(dy, self._gate, out=out)
         return [dy] * self._xs  # one array for every input: backward passes must not write into dy
-
-    def _gated_gradient(self, parts):
-        """The fused ReLU's gradient, applied where its model sums this Add's output gradient: the
-        parts (a list, summed in order, the last addition gated by the rectified sum) or one array,
-        in one pass instead of a sum and a mask. The model then calls _backward_gated."""
-        if self._xs is None or self._gate is None:
-            raise self._missing_cache()
-        out = self._buffers("dx", self._gate.shape, self._gate.dtype)
-        if not isinstance(parts, list):
-            return F.relu_backward(parts, self._gate, out=out)
-        total = parts[0]
-        for part in parts[1:-1]:
-            total = F.add(total, part, out=out)
-        return F.add(total, parts[-1], out=out, gate=self._gate)
-
-    def _backward_gated(self, dy):
-        """backward() for a dy that _gated_gradient already passed through the ReLU."""
-        if self._xs is None:
-            raise self._missing_cache()
-        return [dy] * self._xs
 
 
 class Subtract(_Merge):

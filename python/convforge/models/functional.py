@@ -224,7 +224,7 @@ class _Step:
     """One node of the model, as the executor runs it."""
 
     __slots__ = ("node", "layer", "call", "inputs", "out", "many", "backward", "fused", "shared", "relu_next",
-                 "relu_done", "gate_of", "gated_by_next", "overwrites_dy")
+                 "relu_done", "overwrites_dy")
 
     def __init__(self, node, call, inputs, out):
         self.node, self.layer, self.call = node, node.layer, call
@@ -237,11 +237,6 @@ class _Step:
         # model's steps, not on the layers: a layer may belong to several models.
         self.relu_next = False
         self.relu_done = False
-        # The ReLU of a fused Add -> ReLU applies the ReLU's gradient itself, to the sum of its
-        # output's gradient parts in the same pass (gate_of: that Add's call); the Add then passes
-        # dy through (gated_by_next).
-        self.gate_of = None
-        self.gated_by_next = False
         # A BatchNormalization in training may write its input gradient over its dy when the
         # model owns dy (Functional._owned): set by _plan_backward.
         self.overwrites_dy = False
@@ -666,8 +661,8 @@ class Functional(Model):
     def _accumulate(self, grads: list, index: int, d) -> None:
         """Add ``d`` to the gradient of tensor ``index``: kept as is if it is the first, summed into
         a buffer of the model's when the tensor feeds several layers. The output of a fused
-        Add -> ReLU keeps its parts in a list instead: its ReLU sums them and applies its gradient
-        in one pass (Add._gated_gradient), in this same order."""
+        Add -> ReLU keeps its parts in a list instead: the ReLU passes the list on and the Add's
+        backward sums it and applies the ReLU's gradient in one pass, in this same order."""
         if d is None:
             return
         g = grads[index]
@@ -695,12 +690,8 @@ class Functional(Model):
                 t = step.node.outputs[0]
                 dy = np.zeros((self._batch_rows(grads), *t._internal), dtype=self.dtype)
             call = step.call
-            if step.gate_of is not None:  # the ReLU after a fused Add: sum the parts, apply the gradient
-                dx = step.gate_of._gated_gradient(dy)
-            elif step.relu_done:  # its gradient is applied by the BatchNormalization's backward
+            if step.relu_done:  # the BN or Add before it applies its gradient (and sums dy's parts)
                 dx = dy
-            elif step.gated_by_next:  # an Add whose ReLU applied the gradient (above)
-                dx = call._backward_gated(dy)
             elif step.overwrites_dy and self._owned(dy, grads, step.out, dheads):
                 dx = call._backward_overwriting(dy)
             else:
@@ -772,8 +763,7 @@ class Functional(Model):
             needs[step.out] = step.backward
         producer = {step.out: step for step in self._steps}
         for step in self._steps:
-            step.relu_next = step.relu_done = step.gated_by_next = False
-            step.gate_of = None
+            step.relu_next = step.relu_done = False
             # The built-in layer with its own backward only: a subclass, or a backward replaced
             # (a test's deliberately broken one), runs as written.
             step.overwrites_dy = (type(step.call) is BatchNormalization and not step.shared
@@ -787,8 +777,7 @@ class Functional(Model):
                 fusion.fuse_relu_into_pool(before.call, after.call)
                 if fusion.bn_relu_fusable(before.call, after.call):
                     before.relu_next = after.relu_done = True
-                    if isinstance(before.call, Add):
-                        after.gate_of, before.gated_by_next = before.call, True
+                    if isinstance(before.call, Add):  # its backward sums the ReLU output's gradient parts
                         self._gated_sums.add(after.out)
         self._trainable_plan = trainable_plan(self.layers)
         # What _backward walks, worked out once here rather than at every batch.
