@@ -4,9 +4,9 @@
 //
 // Determinism: every kernel here splits its work by channel (or block of channels), by (image,
 // channel) plane or (batch norm's backward) by chunks of images and blocks of channels fixed by
-// the shape; each reduction
-// runs in one fixed order inside a work item, and partial sums of several items are combined in
-// a fixed order after them, so results are bit-identical for any thread count.
+// the shape; each reduction runs in one fixed order inside a work item, and partial sums of
+// several items are combined in a fixed order after them, so results are bit-identical for any
+// thread count.
 #pragma once
 
 #include <cstdint>

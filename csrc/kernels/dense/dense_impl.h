@@ -7,8 +7,9 @@
 // Each dense_<isa>.cpp includes this file after its micro-kernel (gemm/ukernel_<isa>.h) and
 // instantiates the passes with it (same internal-linkage rule as gemm/ukernel.h).
 //
-// Determinism: work items are blocks of output rows or columns; each computes its elements over the whole
-// reduction in a fixed order, and the blocks depend on the problem only, never on the threads.
+// Determinism: work items are blocks of output rows or columns; each computes its elements over
+// the whole reduction in a fixed order, and the blocks depend on the problem only, never on the
+// threads.
 #pragma once
 
 #include "common/shapes.h"
@@ -86,7 +87,7 @@ void dense_fwd_packed(const DenseShape& s, const typename UK::T* src, const type
   const int64_t N = s.mb, I = s.ic, U = s.oc;
   const int64_t KC = imin(I, kKc), kblocks = ceil_div(I, KC), col_items = ceil_div(U, kDenseColumns);
   const int64_t chunk = imin(N, kDenseRowChunk);
-  const int threads = plan_threads(col_items * ceil_div(chunk, UK::MR), s.flops());
+  const int threads = plan_threads(col_items, s.flops());  // phase 2's items: the threads that pay
   Carver ws{static_cast<char*>(
       thread_workspace(static_cast<std::size_t>(carve_bytes<T>(chunk * I) + carve_bytes<const T*>(I))))};
   T* pa = ws.template take<T>(chunk * I);
