@@ -51,6 +51,20 @@ void direct_call(int rows, int kv, int sw, int cols, const DirectArgs<typename U
 
 constexpr int kDirectMaxKV = 2;  // output-channel vectors per pixel
 
+// Taps [k0, k0 + L) (fewer at the end of K) of filters [oc0, oc1) (whole vectors) into w
+// (row k, column o - oc0, pitch ldw).
+template <class UK>
+void pack_direct_taps(const typename UK::T* wei, int64_t K, int64_t k0, int64_t oc0, int64_t oc1, typename UK::T* w,
+                      int64_t ldw) {
+  constexpr int64_t L = UK::kDirectLanes;
+  if (k0 + L <= K) {
+    for (int64_t o = oc0; o < oc1; o += L) UK::transpose16(wei + o * K + k0, K, w + k0 * ldw + (o - oc0), ldw);
+  } else {
+    for (int64_t k = k0; k < K; ++k)
+      for (int64_t o = oc0; o < oc1; ++o) w[k * ldw + (o - oc0)] = wei[o * K + k];
+  }
+}
+
 // pack_filters_per_tap for the direct form. An OIHW bank read per tap is the transpose of an
 // OC x K matrix (K = IC*KH*KW taps): 16 x 16 blocks go through registers (UK::transpose16)
 // instead of one strided scalar store per weight. At batch 1 the scalar pack was a fifth of a
@@ -66,15 +80,8 @@ void pack_filters_direct(const ConvShape& s, const typename UK::T* wei, bool tra
   }
   constexpr int64_t L = UK::kDirectLanes;
   const int64_t K = s.ic * s.kh * s.kw, OC = s.oc;
-  parallel_for(threads, ceil_div(K, L), [&](int64_t item, int) {
-    const int64_t k0 = item * L;
-    if (k0 + L <= K) {
-      for (int64_t o = 0; o < OC; o += L) UK::transpose16(wei + o * K + k0, K, w + k0 * OC + o, OC);
-    } else {
-      for (int64_t k = k0; k < K; ++k)
-        for (int64_t o = 0; o < OC; ++o) w[k * OC + o] = wei[o * K + k];
-    }
-  });
+  parallel_for(threads, ceil_div(K, L),
+               [&](int64_t item, int) { pack_direct_taps<UK>(wei, K, item * L, 0, OC, w, OC); });
 }
 
 // Convolution with the output channels along the vector lanes: each output pixel's OC values
@@ -138,18 +145,29 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   const int64_t items = s.mb * nbands * groups;
   const int threads = plan_threads(items, s.flops());
 
-  const int64_t per_thread = (padded ? carve_bytes<T>(s.ic * win_rows * pitch) : 0) + carve_bytes<T>(band * s.ow * OC);
-  Carver ws{static_cast<char*>(thread_workspace(
-      static_cast<std::size_t>(carve_bytes<T>(K * OC) + carve_bytes<int64_t>(pairs) + threads * per_thread)))};
-  T* w = ws.template take<T>(K * OC);  // [tap][OC]: one tap's weights are KV vectors
+  // Split into channel groups (a batch too small for its threads), each thread packs the
+  // filters of the groups it computes into a buffer of its own, where its own cache keeps
+  // them: packed by one thread for all, half the weights of a 64x64x3x3 bank (73 KB) crossed
+  // to the other core on every call, and one 7x7 image ran slower on two threads than on one.
+  // (Backward-data's flipped bank keeps the shared pack: its problems have many images.)
+  const bool own_pack = groups > 1 && !transposed_flipped;
+  const int64_t per_thread = (padded ? carve_bytes<T>(s.ic * win_rows * pitch) : 0) + carve_bytes<T>(band * s.ow * OC) +
+                             (own_pack ? carve_bytes<T>(K * group_channels) : 0);
+  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
+      carve_bytes<T>(own_pack ? 0 : K * OC) + carve_bytes<int64_t>(pairs) + carve_bytes<int64_t>(threads) +
+      threads * per_thread)))};
+  T* w = ws.template take<T>(own_pack ? 0 : K * OC);  // [tap][OC]: one tap's weights are KV vectors
   int64_t* pair_off = ws.template take<int64_t>(pairs);
+  int64_t* packed_group = ws.template take<int64_t>(threads);  // own_pack: the group in the thread's buffer
   char* thread_area = ws.p;
   // Worth threads only when the filters are large against the layer (few images: the pack is
   // repeated per call, the products are not many). The ResNet example's largest bank (64x64x3x3)
   // packs in a few microseconds, about what a parallel region costs: its one-image inference
   // on two threads took 220 us with threaded packs from 16k weights, 210 us without. From 256k
   // weights (1 MiB; VGG's 256x256x3x3 has 590k) the pack is long enough to share.
-  pack_filters_direct<UK>(s, wei, transposed_flipped, w, K * OC >= (int64_t{1} << 18) && s.mb <= 2 ? threads : 1);
+  if (!own_pack)
+    pack_filters_direct<UK>(s, wei, transposed_flipped, w, K * OC >= (int64_t{1} << 18) && s.mb <= 2 ? threads : 1);
+  for (int t = 0; t < threads; ++t) packed_group[t] = -1;
   tap_offsets(s.ic, s.kh, 1, s.dh, 1, padded ? win_rows : s.ih, pitch, pair_off);
 
   parallel_for(threads, items, [&](int64_t item, int tid) {
@@ -158,6 +176,16 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
     const int64_t oc1 = imin(OC, oc0 + group_channels);
     const int64_t n = image_band / nbands, oy0 = (image_band % nbands) * band, nrows = imin(band, s.oh - oy0);
     Carver tws{thread_area + tid * per_thread};
+    const T* wk = w;  // the packed filters: [tap][OC], or [tap][group_channels] from oc0
+    int64_t ldw = OC, wk_oc = 0;
+    if (own_pack) {
+      T* mine = tws.template take<T>(K * group_channels);
+      if (packed_group[tid] != oc0) {
+        for (int64_t k0 = 0; k0 < K; k0 += L) pack_direct_taps<UK>(wei, K, k0, oc0, oc1, mine, group_channels);
+        packed_group[tid] = oc0;
+      }
+      wk = mine, ldw = group_channels, wk_oc = oc0;
+    }
     const T* x = src + n * s.ic * HW;
     if (padded) {  // the frame rows this band reads, so that base + a*pitch is frame row a
       T* win = tws.template take<T>(s.ic * win_rows * pitch);
@@ -173,8 +201,8 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
         const int nc = static_cast<int>(imin(cols, s.ow - ox));
         for (int64_t o0 = oc0; o0 < oc1; o0 += kv * L) {
           const int gkv = static_cast<int>(imin(kv, (oc1 - o0) / L));
-          const DirectArgs<T> a{x + (oy0 + r) * s.sh * pitch + ox * s.sw, s.sh * pitch, pair_off, pairs, w + o0, OC,
-                                bias != nullptr ? bias + o0 : nullptr, yt + (r * s.ow + ox) * OC + o0, OC,
+          const DirectArgs<T> a{x + (oy0 + r) * s.sh * pitch + ox * s.sw, s.sh * pitch, pair_off, pairs,
+                                wk + (o0 - wk_oc), ldw, bias != nullptr ? bias + o0 : nullptr, yt + (r * s.ow + ox) * OC + o0, OC,
                                 s.ow * OC, s.relu && residual == nullptr};
           switch (s.kw) {
             case 1: direct_call<UK, 1>(nr, gkv, sw, nc, a); break;
