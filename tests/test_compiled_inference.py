@@ -9,12 +9,14 @@ it has no op for to the layers (the tail); and refuse bad plans with clear error
 import importlib.util
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
 
 import convforge
 from convforge import _core, layers
+from convforge import functional as F
 from convforge.models import compiled
 from convforge.train import lenet5
 
@@ -360,6 +362,41 @@ def test_plan_checks_run_inputs():
     with pytest.raises(TypeError, match="dtype"):
         _core.InferencePlan("int8")
     np.testing.assert_array_equal(plan.run([np.array([[-1.0, 2.0, -0.0, np.nan]])])[0], [[0.0, 2.0, 0.0, np.nan]])
+
+
+def test_profile_times_each_op_and_checks_its_arguments(rng, plans_on):
+    model = example_resnet()
+    x = rng.standard_normal((2, 28, 28, 1)).astype(np.float32)
+    want = model.predict(x, verbose=0)
+    plan = model._whole_plan().plan
+    xin = [np.ascontiguousarray(x.transpose(0, 3, 1, 2))]
+    start = time.perf_counter()
+    seconds = F.profile_inference_plan(plan, xin, 3)
+    elapsed = time.perf_counter() - start
+    lines = plan.describe().splitlines()
+    assert seconds.dtype == np.float64 and seconds.shape == (len(lines),)
+    assert np.all(np.isfinite(seconds)) and np.all(seconds >= 0)
+    assert seconds[["conv2d" in line for line in lines]].min() > 0  # every conv was timed
+    assert 3 * seconds.sum() <= elapsed  # per-op means of 3 runs, all inside the call
+    # The timed runs are plain runs: the outputs after them are the same bits.
+    np.testing.assert_array_equal(model.predict(x, verbose=0), want)
+    with pytest.raises(ValueError, match="runs must be between 1 and 1000000, got 0"):
+        plan.profile(xin, 0)
+    with pytest.raises(TypeError, match="runs must be an int, got float"):
+        plan.profile(xin, 2.0)
+    with pytest.raises(TypeError, match="runs must be an int, got bool"):
+        plan.profile(xin, True)
+    with pytest.raises(ValueError, match=r"\(1, 28, 28\) per sample"):
+        plan.profile([np.zeros((1, 2, 28, 28), np.float32)], 1)
+    with pytest.raises(TypeError, match="conv_algorithm must be a str or None"):
+        plan.profile(xin, 1, 3)
+    with pytest.raises(ValueError):
+        plan.profile(xin, 1, "no_such_algorithm")
+    unfinished = _core.InferencePlan("float32")
+    v = unfinished.input([4])
+    unfinished.relu(v)
+    with pytest.raises(ValueError, match="not finished"):
+        unfinished.profile([np.zeros((1, 4), np.float32)], 1)
 
 
 def test_plan_keeps_weights_alive():

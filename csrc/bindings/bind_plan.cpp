@@ -4,7 +4,9 @@
 // the pointers the plan reads stay valid; the values are read at each run.
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
+#include <string>
 
 #include "bindings/arrays.h"
 #include "plan/inference_plan.h"
@@ -143,6 +145,7 @@ class PyPlan {
 
   template <class T>
   std::vector<const T*> check_inputs(const InferencePlan<T>& plan, const std::vector<py::array>& xs, int64_t* mb) const {
+    if (!plan.finished()) throw py::value_error("the plan is not finished");
     if (static_cast<int>(xs.size()) != plan.num_inputs())
       throw py::value_error("the plan takes " + std::to_string(plan.num_inputs()) + " inputs, got " +
                             std::to_string(xs.size()));
@@ -163,23 +166,61 @@ class PyPlan {
     return ptrs;
   }
 
-  py::list run(const std::vector<py::array>& xs, const py::object& conv_algorithm) const {
-    std::string forced;
-    if (!conv_algorithm.is_none()) {
-      if (!py::isinstance<py::str>(conv_algorithm)) throw py::type_error("conv_algorithm must be a str or None");
-      forced = conv_algorithm.cast<std::string>();
+  // Fresh arrays for mb samples of each of the plan's outputs, in order.
+  template <class Plan>
+  static std::vector<py::array_t<typename Plan::value_type>> output_arrays(const Plan& plan, int64_t mb) {
+    std::vector<py::array_t<typename Plan::value_type>> arrays;
+    for (int v : plan.output_values()) {
+      std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(mb)};
+      for (int64_t d : plan.dims(v)) shape.push_back(static_cast<py::ssize_t>(d));
+      arrays.emplace_back(shape);
     }
+    return arrays;
+  }
+
+  static std::string forced_algorithm(const py::object& conv_algorithm) {
+    if (conv_algorithm.is_none()) return "";
+    if (!py::isinstance<py::str>(conv_algorithm)) throw py::type_error("conv_algorithm must be a str or None");
+    return conv_algorithm.cast<std::string>();
+  }
+
+  // Each op's mean wall time in seconds over `runs` runs of the batch `xs` (outputs discarded).
+  py::array_t<double> profile(const std::vector<py::array>& xs, const py::object& runs_arg,
+                              const py::object& conv_algorithm) const {
+    if (!py::isinstance<py::int_>(runs_arg) || py::isinstance<py::bool_>(runs_arg))
+      throw py::type_error("runs must be an int, got " + std::string(py::str(py::type::of(runs_arg).attr("__name__"))));
+    const long long runs = runs_arg.cast<long long>();
+    if (runs < 1 || runs > 1000000)
+      throw py::value_error("runs must be between 1 and 1000000, got " + std::to_string(runs));
+    const std::string forced = forced_algorithm(conv_algorithm);
     return with_plan([&](const auto& plan) {
       using T = typename std::remove_reference_t<decltype(plan)>::value_type;
-      if (!plan.finished()) throw py::value_error("the plan is not finished");
+      int64_t mb = 0;
+      const std::vector<const T*> inputs = check_inputs(plan, xs, &mb);
+      std::vector<py::array_t<T>> held = output_arrays(plan, mb);
+      std::vector<T*> outputs;
+      for (auto& y : held) outputs.push_back(y.mutable_data());
+      py::array_t<double> seconds(static_cast<py::ssize_t>(plan.num_ops()));
+      double* s = seconds.mutable_data();
+      std::fill(s, s + plan.num_ops(), 0.0);
+      {
+        ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
+        for (long long r = 0; r < runs; ++r) plan.run_timed(mb, inputs, outputs, forced, s);
+      }
+      for (int k = 0; k < plan.num_ops(); ++k) s[k] /= static_cast<double>(runs);
+      return seconds;
+    });
+  }
+
+  py::list run(const std::vector<py::array>& xs, const py::object& conv_algorithm) const {
+    const std::string forced = forced_algorithm(conv_algorithm);
+    return with_plan([&](const auto& plan) {
+      using T = typename std::remove_reference_t<decltype(plan)>::value_type;
       int64_t mb = 0;
       const std::vector<const T*> inputs = check_inputs(plan, xs, &mb);
       py::list result;
       std::vector<T*> outputs;
-      for (int v : plan.output_values()) {
-        std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(mb)};
-        for (int64_t d : plan.dims(v)) shape.push_back(static_cast<py::ssize_t>(d));
-        py::array_t<T> y(shape);
+      for (auto& y : output_arrays(plan, mb)) {
         outputs.push_back(y.mutable_data());
         result.append(y);
       }
@@ -235,7 +276,10 @@ void bind_plan(py::module_& m) {
       .def("describe", [](const PyPlan& p) { return p.with_plan([](const auto& plan) { return plan.describe(); }); })
       .def("run", &PyPlan::run, py::arg("inputs"), py::arg("conv_algorithm") = py::none(),
            "The outputs for a batch: one array per output, (batch, *dims). conv_algorithm: the conv2d "
-           "forward algorithm to force (ValueError where it does not apply).");
+           "forward algorithm to force (ValueError where it does not apply).")
+      .def("profile", &PyPlan::profile, py::arg("inputs"), py::arg("runs"), py::arg("conv_algorithm") = py::none(),
+           "Each op's mean wall time in seconds (one entry per line of describe()) over `runs` runs of the "
+           "batch; the outputs are discarded.");
 }
 
 }  // namespace convforge::bindings

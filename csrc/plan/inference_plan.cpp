@@ -1,6 +1,7 @@
 #include "plan/inference_plan.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -573,6 +574,19 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, T* arena, const std::vec
 template <class T>
 void InferencePlan<T>::run(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
                            const std::string& forced_conv) const {
+  run_ops(mb, inputs, outputs, forced_conv, nullptr);
+}
+
+template <class T>
+void InferencePlan<T>::run_timed(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
+                                 const std::string& forced_conv, double* op_seconds) const {
+  if (op_seconds == nullptr) throw std::invalid_argument("inference plan: run_timed() needs room for the op times");
+  run_ops(mb, inputs, outputs, forced_conv, op_seconds);
+}
+
+template <class T>
+void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
+                               const std::string& forced_conv, double* op_seconds) const {
   if (!finished_) throw std::logic_error("inference plan: run() before finish()");
   if (mb < 1) throw std::invalid_argument("inference plan: the batch must have at least one sample");
   if (inputs.size() != inputs_.size() || outputs.size() != outputs_.size())
@@ -601,7 +615,15 @@ void InferencePlan<T>::run(int64_t mb, const std::vector<const T*>& inputs, cons
   T* base = static_cast<T*>(arena.buffer.data());  // 64-byte aligned: slots start on kAlign elements
   std::vector<T*> where(values_.size());
   for (int v = 0; v < static_cast<int>(values_.size()); ++v) where[v] = place(v, base, mb, inputs, outputs);
-  for (const Op& op : ops_) run_op(op, mb, base, where, forced_conv.c_str());
+  if (op_seconds == nullptr) {
+    for (const Op& op : ops_) run_op(op, mb, base, where, forced_conv.c_str());
+  } else {
+    for (std::size_t k = 0; k < ops_.size(); ++k) {
+      const auto start = std::chrono::steady_clock::now();
+      run_op(ops_[k], mb, base, where, forced_conv.c_str());
+      op_seconds[k] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+  }
   // Kept for the next run: fresh pages cost more than the arithmetic of a small batch (a
   // 10 MB arena faulted in again cost ~10% of a 64-image ResNet predict). Two at most (two
   // threads predicting at once), up to kKeepBytes each: larger batches' page faults are a small

@@ -95,6 +95,12 @@ class InferencePlan {
   // at once.
   void run(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
            const std::string& forced_conv = "") const;
+  // run(), adding each op's wall time in seconds to op_seconds[k] (k: the op's index, the line
+  // of describe()); op_seconds holds num_ops() entries. Where a model's inference time goes
+  // (bench/plan_profile.py): the per-op figures, not guesses from standalone kernel calls.
+  void run_timed(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
+                 const std::string& forced_conv, double* op_seconds) const;
+  int num_ops() const { return static_cast<int>(ops_.size()); }
 
  private:
   struct Value {
@@ -129,6 +135,8 @@ class InferencePlan {
   void fuse_residual_adds();                          // finish(): conv -> add [-> relu] as one op
   T* place(int v, T* arena, int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const;
   void run_op(const Op& op, int64_t mb, T* arena, const std::vector<T*>& where, const char* forced_conv) const;
+  void run_ops(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
+               const std::string& forced_conv, double* op_seconds) const;  // op_seconds may be null
 
   std::vector<Value> values_;
   std::vector<Op> ops_;

@@ -667,6 +667,13 @@ def run_inference_plan(plan, inputs) -> list:
     return plan.run(inputs, _forced_conv_algo.get("fwd"))
 
 
+def profile_inference_plan(plan, inputs, runs: int = 100) -> np.ndarray:
+    """Each op's mean wall time in seconds over ``runs`` runs of ``plan`` on ``inputs`` (as
+    :func:`run_inference_plan`; one entry per line of ``plan.describe()``), for
+    ``bench/plan_profile.py``."""
+    return plan.profile(inputs, runs, _forced_conv_algo.get("fwd"))
+
+
 def relu(x, out=None):
     """Rectified linear unit, ``max(x, 0)`` elementwise.
 
