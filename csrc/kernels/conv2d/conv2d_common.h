@@ -136,7 +136,7 @@ void fill_window(const T* src, int64_t src_h, int64_t src_w, int64_t off_t, int6
   for (int64_t a = a0; a < a0 + rows; ++a, dst += width) {
     const int64_t sr = a - off_t;
     if (sr < 0 || sr >= src_h) {
-      std::memset(dst, 0, sizeof(T) * static_cast<std::size_t>(width));
+      copy_row(dst, src, width, width, width);  // a padding row: all zeros, nothing read
       continue;
     }
     copy_row(dst, src + sr * src_w + (b_lo - off_l), b_lo, b_hi, width);

@@ -202,8 +202,8 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
         for (int64_t o0 = oc0; o0 < oc1; o0 += kv * L) {
           const int gkv = static_cast<int>(imin(kv, (oc1 - o0) / L));
           const DirectArgs<T> a{x + (oy0 + r) * s.sh * pitch + ox * s.sw, s.sh * pitch, pair_off, pairs,
-                                wk + (o0 - wk_oc), ldw, bias != nullptr ? bias + o0 : nullptr, yt + (r * s.ow + ox) * OC + o0, OC,
-                                s.ow * OC, s.relu && residual == nullptr};
+                                wk + (o0 - wk_oc), ldw, bias != nullptr ? bias + o0 : nullptr,
+                                yt + (r * s.ow + ox) * OC + o0, OC, s.ow * OC, s.relu && residual == nullptr};
           switch (s.kw) {
             case 1: direct_call<UK, 1>(nr, gkv, sw, nc, a); break;
             case 3: direct_call<UK, 3>(nr, gkv, sw, nc, a); break;
