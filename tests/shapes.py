@@ -144,4 +144,21 @@ TEST_CONV = [
     # reduction blocks) on 20 input channels (two row panels), and 600 pixels (two column blocks).
     ConvCase("tapwise_1x1", 8, 20, 5, 7, 300, 1, 1, runs=(("bwd_data", "tapwise_gemm"),)),
     ConvCase("tapwise_1x1_wide", 8, 3, 30, 20, 5, 1, 1, runs=(("bwd_data", "tapwise_gemm"),)),
+    # Strided backward data by stride phases (conv2d_bwd_data_phases: dx split by pixel
+    # position modulo the stride, each phase a direct pass over dy with a slice of the kernel):
+    # the example ResNet's 'same' stride 2 (no top padding: slices of 2 and 1) on an odd width,
+    # padding 1 (slices of 1 and 2) with 32 channels (two vectors per call) on odd sizes, a 5x5
+    # kernel (slices 3 and 2) with 48 channels (a group of two vectors, then one), stride 3
+    # (nine 1x1 slices), a row stride alone, and a 1x1 kernel at stride 2 (three phases without
+    # a tap, all zeros: applies, col2im pays). Three must decline: dilated, a padding as large as
+    # the kernel, stride 5.
+    ConvCase("phases_same", 2, 16, 12, 13, 8, 3, 3, 2, "same", runs=(("bwd_data", "direct_phases"),)),
+    ConvCase("phases_p1_kv2", 1, 32, 11, 9, 20, 3, 3, 2, 1, runs=(("bwd_data", "direct_phases"),)),
+    ConvCase("phases_5x5", 1, 48, 9, 10, 8, 5, 5, 2, 2, runs=(("bwd_data", "direct_phases"),)),
+    ConvCase("phases_s3", 1, 16, 17, 19, 5, 3, 3, 3, 1, runs=(("bwd_data", "direct_phases"),)),
+    ConvCase("phases_s21", 1, 16, 11, 9, 3, 3, 3, (2, 1), 1, runs=(("bwd_data", "direct_phases"),)),
+    ConvCase("phases_1x1_s2", 2, 16, 9, 9, 5, 1, 1, 2, 0, runs=(("bwd_data", "col2im_gemm"),)),
+    ConvCase("phases_dilated", 1, 16, 13, 13, 4, 3, 3, 2, 2, 2),
+    ConvCase("phases_big_pad", 1, 16, 8, 8, 4, 3, 3, 2, 3),
+    ConvCase("phases_s5", 1, 16, 16, 16, 4, 5, 5, 5, 0),
 ]

@@ -112,6 +112,8 @@ MUST_DECLINE = {
     ("bwd_data", "direct"): ["lenet_c3", "w7", "keras_c1"],  # 6 channels, stride 2, 1 channel
     ("bwd_data", "tapwise_gemm"): ["w3", "lenet_c1", "stride3", "direct_bwd_same"],  # padded or strided
     ("bwd_data", "implicit_gemm"): ["stride3", "w7", "k_blocked_s2"],  # strided
+    # unit stride, 3 channels, 33 channels, dilated, padding >= kernel, stride 5
+    ("bwd_data", "direct_phases"): ["direct_bwd_same", "stride3", "w33", "phases_dilated", "phases_big_pad", "phases_s5"],
     ("fwd", "winograd_f4x3"): ["w7", "w17", "stride3", "dilation2", "lenet_c1"],  # stride 2, 3x1, stride 3, dilated, 5x5
     ("bwd_data", "winograd_f4x3"): ["w7", "w17", "stride3", "dilation2", "lenet_c1"],
     ("bwd_weights", "outer"): ["outer_kw8", "lenet_c1", "dilation_hw", "stride3"],  # 8-wide, 6 filters, dw 3, 5 filters
@@ -257,6 +259,33 @@ def test_non_finite_data_declines_the_padding_forms(rng):
         _core.conv2d_bwd_weights(data["dy"], x, w.shape, stride, pads, dilation, False, algorithm="implicit_dot")
     exact = _core.conv2d_bwd_data(data["dy"], w, x.shape, stride, pads, dilation, algorithm="col2im_gemm")
     np.testing.assert_array_equal(_core.conv2d_bwd_data(data["dy"], w, x.shape, stride, pads, dilation), exact)
+
+
+def test_direct_phases_non_finite(rng):
+    # direct_phases multiplies the weights by dy's zero frame: an inf weight makes it decline
+    # (the default then runs col2im_gemm, the exact form). inf/NaN in dy are true terms of the
+    # gradient: they reach exactly the dx elements they reach in col2im_gemm.
+    case = CASES["phases_p1_kv2"]
+    data = oracle(case)
+    stride, pads, dilation, _ = core_args(case)
+    if "direct_phases" not in _core.conv2d_algorithms(data["x"].shape, data["w"].shape, stride, pads, dilation)["bwd_data"]:
+        pytest.skip("direct_phases is not compiled for this ISA")
+    w = data["w"].copy()
+    w[3, 5, 1, 2] = np.inf
+    with pytest.raises(ValueError, match="'direct_phases' does not apply"):
+        _core.conv2d_bwd_data(data["dy"], w, data["x"].shape, stride, pads, dilation, algorithm="direct_phases")
+    exact = _core.conv2d_bwd_data(data["dy"], w, data["x"].shape, stride, pads, dilation, algorithm="col2im_gemm")
+    np.testing.assert_array_equal(_core.conv2d_bwd_data(data["dy"], w, data["x"].shape, stride, pads, dilation), exact)
+    dy = data["dy"].copy()
+    dy[0, 2, 1, 3], dy[0, 7, 4, 0] = np.nan, -np.inf
+    got = _core.conv2d_bwd_data(dy, data["w"], data["x"].shape, stride, pads, dilation, algorithm="direct_phases")
+    want = _core.conv2d_bwd_data(dy, data["w"], data["x"].shape, stride, pads, dilation, algorithm="col2im_gemm")
+    assert np.isnan(got).any() and np.isinf(got).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4 * np.abs(want[finite]).max())
 
 
 def test_force_conv2d_algorithm_context(rng):
@@ -542,4 +571,32 @@ def test_direct_few_images_same_bits_on_any_thread_count(x_shape, w_shape, strid
         np.testing.assert_array_equal(r, results[0])
     want = np.maximum(R.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
                                 stride=stride, padding=pad), 0)
+    np.testing.assert_allclose(results[0], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+# Strided backward data by stride phases splits dx into bands of phase rows per image, thinner
+# where there are fewer images than threads: every split must give the same bits.
+PHASES_SPLITS = [
+    ((1, 16, 28, 28), (32, 16, 3, 3), 2, "same"),  # one image: bands thinned to the threads
+    ((3, 32, 14, 14), (64, 32, 3, 3), 2, 1),
+    ((2, 16, 40, 33), (8, 16, 5, 5), 2, 2),  # two bands per image (> 512 pixels)
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad", PHASES_SPLITS)
+def test_direct_phases_same_bits_on_any_thread_count(x_shape, w_shape, stride, pad, isa, threads, rng):
+    args = dict(stride=stride, padding=pad)
+    if "direct_phases" not in F.conv2d_algorithms(x_shape, w_shape, **args)["bwd_data"]:
+        pytest.skip(f"direct_phases is not compiled for {isa}")
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    dy = rng.standard_normal(F.conv2d(x, w, **args).shape).astype(np.float32)
+    results = []
+    with F.force_conv2d_algorithm(bwd_data="direct_phases"):
+        for n in (4, 3, 2, 1):
+            convforge.set_num_threads(n)
+            results.append(F.conv2d_backward_data(dy, w, x_shape, **args))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    want = R.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), **args)[0]
     np.testing.assert_allclose(results[0], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -84,6 +84,21 @@ void pack_filters_direct(const ConvShape& s, const typename UK::T* wei, bool tra
                [&](int64_t item, int) { pack_direct_taps<UK>(wei, K, item * L, 0, OC, w, OC); });
 }
 
+// y[o * P + p] = yt[p * OC + o] for pixels p < np and channels [oc0, oc1) (whole vectors):
+// a block of pixel-major outputs stored as NCHW rows. Channel groups outside: each y row is
+// written front to back. With pixels outside, consecutive 16x16 stores hit 16 rows a plane
+// apart at once, and the transposes took a third of the time of a 32x3x32x32 5x5 layer.
+template <class UK>
+void store_pixel_major(const typename UK::T* yt, int64_t OC, int64_t np, int64_t oc0, int64_t oc1, typename UK::T* y,
+                       int64_t P) {
+  constexpr int64_t L = UK::kDirectLanes;
+  const int64_t full = np / L * L;
+  for (int64_t o = oc0; o < oc1; o += L)
+    for (int64_t p = 0; p < full; p += L) UK::transpose16(yt + p * OC + o, OC, y + o * P + p, P);
+  for (int64_t p = full; p < np; ++p)
+    for (int64_t o = oc0; o < oc1; ++o) y[o * P + p] = yt[p * OC + o];
+}
+
 // Convolution with the output channels along the vector lanes: each output pixel's OC values
 // live in KV vector accumulators; each input value is broadcast once per kernel row and
 // multiplies the weight vectors of the taps that see it (all KW at unit stride, every other
@@ -215,14 +230,7 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
     }
     const int64_t np = nrows * s.ow;
     T* y = dst + n * OC * P + oy0 * s.ow;
-    // Channel groups outside: each dst row is written front to back. With pixels outside,
-    // consecutive 16x16 stores hit 16 rows a plane apart at once, and the transposes took a
-    // third of the time of a 32x3x32x32 5x5 layer.
-    const int64_t full = np / L * L;
-    for (int64_t o = oc0; o < oc1; o += L)
-      for (int64_t p = 0; p < full; p += L) UK::transpose16(yt + p * OC + o, OC, y + o * P + p, P);
-    for (int64_t p = full; p < np; ++p)
-      for (int64_t o = oc0; o < oc1; ++o) y[o * P + p] = yt[p * OC + o];
+    store_pixel_major<UK>(yt, OC, np, oc0, oc1, y, P);
     // The residual and then the ReLU, on the band's rows of each plane just written (in L1).
     if (residual != nullptr) {
       const T* r = residual + n * OC * P + oy0 * s.ow;
@@ -255,6 +263,207 @@ bool direct_applies(const ConvShape& s) {
   } else {
     return false;
   }
+}
+
+
+// ---- strided backward-data by stride phases ------------------------------------------------
+// With stride S, dx's rows split into S phases by iy mod S; row phase a (iy = S*q + a) is
+// reached only by the kernel rows ky = r + S*j (r = (a + pt) mod S, j < J = ceil((KH - r)/S)),
+// from dy row q + (a + pt - r)/S - j. So each phase of dx is a unit-stride correlation of dy
+// with a J-row slice of the flipped kernel: a direct forward pass over dy, whose products are
+// exactly the gradient's terms. The col2im form computes the same products as a matrix
+// product with dy's few channels as its reduction (32 for the example ResNet's stride-2
+// layers) and then scatters them, and ran at a third of the unit-stride passes' rate.
+// Columns likewise; a (row, column) phase pair is one sub-problem, its kernel J x J' taps.
+constexpr int64_t kMaxStridePhases = 4;  // strides up to 4 (larger ones take col2im)
+
+struct StridePhase {
+  int64_t first_tap;  // r: the first kernel row (column) of the phase's slice
+  int64_t taps;       // J: slice rows (0: no kernel row reaches this phase; its dx is zero)
+  int64_t lead;       // dy rows the slice reads before q: it reads q - lead .. q - lead + J - 1
+  int64_t count;      // dx rows (columns) in the phase: S*q + a < dx size
+};
+
+inline StridePhase stride_phase(int64_t a, int64_t stride, int64_t kernel, int64_t pad_before, int64_t dx_size) {
+  StridePhase ph;
+  ph.first_tap = (a + pad_before) % stride;
+  ph.taps = ph.first_tap < kernel ? ceil_div(kernel - ph.first_tap, stride) : 0;
+  ph.lead = ph.taps - 1 - (a + pad_before) / stride;
+  ph.count = a < dx_size ? ceil_div(dx_size - a, stride) : 0;
+  return ph;
+}
+
+// Which kernel widths the slices may have: the direct micro-kernel's (2 is a 3-wide kernel's
+// even phase, 3 a 5-wide one's).
+inline bool phase_width_ok(int64_t j) { return j == 0 || j == 1 || j == 2 || j == 3 || j == 5 || j == 7; }
+
+// Backward data of a strided convolution (either stride > 1) without dilation, whose input
+// channels fill whole vectors, with every padding smaller than the kernel (the frame stays
+// the size of dy) and every column slice a width the micro-kernel has.
+template <class UK>
+bool bwd_data_phases_applies(const ConvShape& s) {
+  if constexpr (UK::kDirectLanes > 0) {
+    if (!(s.sh > 1 || s.sw > 1) || s.sh > kMaxStridePhases || s.sw > kMaxStridePhases) return false;
+    if (s.dh != 1 || s.dw != 1 || s.ic % UK::kDirectLanes != 0) return false;
+    if (s.pt >= s.kh || s.pb >= s.kh || s.pl >= s.kw || s.pr >= s.kw) return false;
+    for (int64_t b = 0; b < s.sw; ++b)
+      if (!phase_width_ok(stride_phase(b, s.sw, s.kw, s.pl, s.iw).taps)) return false;
+    return true;
+  } else {
+    return false;
+  }
+}
+
+// The phases' direct calls: unit column stride, and up to 14 pixels a row where the
+// registers allow (a phase of a 28-wide dx is 14 wide: two rows of 14 are 28 accumulators;
+// the forward form's cap of 12 made that two calls of one row of 7, and halved the rate).
+constexpr int phase_max_cols(int rows, int kw, int kv) {
+  return (32 - 1 - kw * kv) / (kv * rows) < 14 ? (32 - 1 - kw * kv) / (kv * rows) : 14;
+}
+
+template <class UK, int KW>
+void phase_call(int rows, int kv, int cols, const DirectArgs<typename UK::T>& a) {
+  auto call = [&](auto rows_tag, auto kv_tag) {
+    constexpr int R = decltype(rows_tag)::value, V = decltype(kv_tag)::value;
+    with_int<phase_max_cols(R, KW, V)>(cols, [&](auto cols_tag) { UK::template direct<R, decltype(cols_tag)::value, KW, V, 1>(a); });
+  };
+  if (rows == 2) {  // one channel vector only (conv2d_bwd_data_phases)
+    call(IntTag<2>{}, IntTag<1>{});
+  } else if (kv == 1) {
+    call(IntTag<1>{}, IntTag<1>{});
+  } else {
+    call(IntTag<1>{}, IntTag<2>{});
+  }
+}
+
+template <class UK>
+void phase_call_width(int64_t width, int rows, int kv, int cols, const DirectArgs<typename UK::T>& a) {
+  switch (width) {
+    case 1: phase_call<UK, 1>(rows, kv, cols, a); break;
+    case 2: phase_call<UK, 2>(rows, kv, cols, a); break;
+    case 3: phase_call<UK, 3>(rows, kv, cols, a); break;
+    case 5: phase_call<UK, 5>(rows, kv, cols, a); break;
+    default: phase_call<UK, 7>(rows, kv, cols, a); break;
+  }
+}
+
+// dx (s.mb x s.ic x s.ih x s.iw) from dy and the OIHW weights, phase by phase as above. Work
+// items are bands of q rows of one image: every phase of those rows, so that the band's
+// outputs, gathered pixel-major in the order of dx's own rows, go out as whole NCHW rows
+// (store_pixel_major) with no interleaving pass. Each dx element sums its taps in one fixed
+// order (dy channel, slice row, slice column) whatever the banding or thread count. Like the
+// unit-stride direct form it multiplies weights by dy's zero frame: finite weights only.
+template <class UK>
+void conv2d_bwd_data_phases(const ConvShape& s, const typename UK::T* diff_dst, const typename UK::T* wei,
+                            typename UK::T* diff_src) {
+  using T = typename UK::T;
+  constexpr int64_t L = UK::kDirectLanes;
+  const int64_t SH = s.sh, SW = s.sw, C = s.ic, O = s.oc, P = s.oh * s.ow, HW = s.ih * s.iw;
+  StridePhase rows_ph[kMaxStridePhases], cols_ph[kMaxStridePhases];
+  int64_t lead_t = 0, lead_l = 0;  // the frame's zero rows (columns) before dy's first
+  for (int64_t a = 0; a < SH; ++a) {
+    rows_ph[a] = stride_phase(a, SH, s.kh, s.pt, s.ih);
+    if (rows_ph[a].taps > 0) lead_t = imax(lead_t, rows_ph[a].lead);
+  }
+  for (int64_t b = 0; b < SW; ++b) {
+    cols_ph[b] = stride_phase(b, SW, s.kw, s.pl, s.iw);
+    if (cols_ph[b].taps > 0) lead_l = imax(lead_l, cols_ph[b].lead);
+  }
+  // Bands of about kPixBlock dx pixels (whole groups of SH rows), as equal as possible.
+  const int64_t q_rows = rows_ph[0].count;  // phase 0 has the most rows
+  int64_t band = imax(1, imin(q_rows, kPixBlock / (SH * s.iw))), nbands = ceil_div(q_rows, band);
+  const int64_t threads_wanted = num_threads();
+  if (s.mb * nbands < threads_wanted) nbands = imin(q_rows, ceil_div(threads_wanted, s.mb));
+  band = ceil_div(q_rows, nbands), nbands = ceil_div(q_rows, band);
+  // Frame rows a band reads (from its first q, shifted by lead_t) and the frame's width.
+  int64_t reach_rows = 0, pitch = 1, taps_total = 0, pairs_total = 0;
+  for (int64_t a = 0; a < SH; ++a)
+    if (rows_ph[a].taps > 0) reach_rows = imax(reach_rows, lead_t - rows_ph[a].lead + rows_ph[a].taps - 1);
+  for (int64_t b = 0; b < SW; ++b)
+    if (cols_ph[b].taps > 0) pitch = imax(pitch, cols_ph[b].count + lead_l - cols_ph[b].lead + cols_ph[b].taps - 1);
+  for (int64_t a = 0; a < SH; ++a) pairs_total += O * rows_ph[a].taps;
+  for (int64_t a = 0; a < SH; ++a)
+    for (int64_t b = 0; b < SW; ++b) taps_total += O * rows_ph[a].taps * cols_ph[b].taps;
+  const int64_t win_rows = band + reach_rows;
+  const int kv = static_cast<int>(imin(C / L, kDirectMaxKV));
+  const int64_t items = s.mb * nbands;
+  const int threads = plan_threads(items, s.flops());
+
+  const int64_t per_thread = carve_bytes<T>(O * win_rows * pitch) + carve_bytes<T>(band * SH * s.iw * C);
+  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
+      carve_bytes<T>(taps_total * C) + carve_bytes<int64_t>(pairs_total) + threads * per_thread)))};
+  T* w = ws.template take<T>(taps_total * C);
+  int64_t* pair_off = ws.template take<int64_t>(pairs_total);
+  char* thread_area = ws.p;
+  // Phase (a, b)'s slice, flipped, as [tap (o, j, j')][C]: tap (j, j') is kernel element
+  // (r + SH*(J-1-j), r' + SW*(J'-1-j')), so that slice row j reads dy row q - lead + j.
+  T* w_ph[kMaxStridePhases][kMaxStridePhases];
+  const int64_t* off_ph[kMaxStridePhases];
+  {
+    T* wp = w;
+    int64_t* op = pair_off;
+    for (int64_t a = 0; a < SH; ++a) {
+      const StridePhase& ra = rows_ph[a];
+      tap_offsets(O, ra.taps, 1, 1, 1, win_rows, pitch, op);
+      off_ph[a] = op;
+      op += O * ra.taps;
+      for (int64_t b = 0; b < SW; ++b) {
+        const StridePhase& cb = cols_ph[b];
+        w_ph[a][b] = wp;
+        for (int64_t o = 0; o < O; ++o)
+          for (int64_t j = 0; j < ra.taps; ++j)
+            for (int64_t jj = 0; jj < cb.taps; ++jj, wp += C) {
+              const int64_t ky = ra.first_tap + SH * (ra.taps - 1 - j), kx = cb.first_tap + SW * (cb.taps - 1 - jj);
+              for (int64_t c = 0; c < C; ++c) wp[c] = wei[((o * C + c) * s.kh + ky) * s.kw + kx];
+            }
+      }
+    }
+  }
+
+  parallel_for(threads, items, [&](int64_t item, int tid) {
+    const int64_t n = item / nbands, q0 = (item % nbands) * band, nq = imin(band, q_rows - q0);
+    Carver tws{thread_area + tid * per_thread};
+    T* win = tws.template take<T>(O * win_rows * pitch);
+    T* yt = tws.template take<T>(band * SH * s.iw * C);  // the band's dx rows, pixel-major
+    const T* dy = diff_dst + n * O * P;
+    for (int64_t o = 0; o < O; ++o)
+      fill_window(dy + o * P, s.oh, s.ow, lead_t, lead_l, q0, win_rows, pitch, win + o * win_rows * pitch);
+    for (int64_t a = 0; a < SH; ++a) {
+      const StridePhase& ra = rows_ph[a];
+      const int64_t rows = imin(nq, ra.count - q0);
+      for (int64_t b = 0; b < SW; ++b) {
+        const StridePhase& cb = cols_ph[b];
+        // dx pixel (S*r + a, S'*qx + b) of the band is yt's pixel (S*r + a) * iw + S'*qx + b.
+        T* y0 = yt + (a * s.iw + b) * C;
+        if (ra.taps == 0 || cb.taps == 0) {
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t qx = 0; qx < cb.count; ++qx)
+              std::memset(y0 + (r * SH * s.iw + qx * SW) * C, 0, sizeof(T) * static_cast<std::size_t>(C));
+          continue;
+        }
+        // Two rows per call with one channel vector (twice the accumulators per weight).
+        const int width = static_cast<int>(cb.taps);
+        const bool two_rows = kv == 1;
+        const int64_t max_cols = phase_max_cols(two_rows ? 2 : 1, width, kv);
+        const int64_t cols = ceil_div(cb.count, ceil_div(cb.count, max_cols));
+        const T* x0 = win + (lead_t - ra.lead) * pitch + (lead_l - cb.lead);
+        for (int64_t r = 0; r < rows; r += two_rows ? 2 : 1) {
+          const int nr = two_rows ? static_cast<int>(imin(2, rows - r)) : 1;
+          for (int64_t qx = 0; qx < cb.count; qx += cols) {
+            const int nc = static_cast<int>(imin(cols, cb.count - qx));
+            for (int64_t o0 = 0; o0 < C; o0 += kv * L) {
+              const int gkv = static_cast<int>(imin(kv, (C - o0) / L));
+              const DirectArgs<T> da{x0 + r * pitch + qx, pitch, off_ph[a], O * ra.taps, w_ph[a][b] + o0, C,
+                                     nullptr, y0 + (r * SH * s.iw + qx * SW) * C + o0, SW * C, SH * s.iw * C, false};
+              phase_call_width<UK>(cb.taps, nr, gkv, nc, da);
+            }
+          }
+        }
+      }
+    }
+    const int64_t np = imin(nq * SH, s.ih - q0 * SH) * s.iw;
+    store_pixel_major<UK>(yt, C, np, 0, C, diff_src + n * C * HW + q0 * SH * s.iw, HW);
+  });
 }
 
 }  // namespace
