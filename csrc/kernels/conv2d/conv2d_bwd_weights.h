@@ -48,8 +48,15 @@ constexpr int slide_rows(int regs, int taps) {
 }
 
 // The number of dy vectors per outer kernel that minimises a simple cost model of one pixel
-// over all (channel, row) pairs and channel groups: each call costs its FMAs (2 per cycle) or
-// its loads (about 2.5 per cycle), whichever is more.
+// over all (channel, row) pairs and channel groups: each call costs its FMAs (2 per cycle)
+// plus a quarter cycle per load (dy vectors and broadcasts), plus one. The loads are not free
+// even where the FMAs outnumber them: the earlier model, max(FMAs / 2, loads / 2.5), took 3
+// vectors (and a 1-vector rest) for 64 filters and 1 for 5- and 7-wide kernels, and every
+// choice measured slower than this one's, 2026-12-04 (one process, the vector counts
+// alternating, medians of 11, 1 / 2 threads): 128x64x7x7 3x3 (64 filters) 4.06 -> 3.87 ms /
+// 1.92 -> 1.83, 32x128x14x14 -> 128 16.5 -> 16.0 / 6.34 -> 6.09, 32x16x28x28 -> 64 5x5 10.7
+// -> 10.3 / 4.28 -> 3.91, 32x32x14x14 -> 32 5x5 2.25 -> 2.13 / 1.18 -> 1.08; 48 filters (3)
+// and the 7x7 stem (2 or 3) within 1-2% of the best.
 inline int outer_kv(int regs, int64_t pairs, int64_t taps, int64_t vectors) {
   int best = 0;
   double best_cost = 0.0;
@@ -61,8 +68,7 @@ inline int outer_kv(int regs, int64_t pairs, int64_t taps, int64_t vectors) {
       const int64_t rows = imin(outer_rows(regs, static_cast<int>(taps), static_cast<int>(g)), pairs);
       for (int64_t q0 = 0; q0 < pairs; q0 += rows) {
         const int64_t m = imin(rows, pairs - q0);
-        const double fma = static_cast<double>(m * taps * g) / 2.0, loads = static_cast<double>(g + m * taps) / 2.5;
-        cost += (fma > loads ? fma : loads) + 1.0;
+        cost += static_cast<double>(m * taps * g) / 2.0 + static_cast<double>(g + m * taps) / 4.0 + 1.0;
       }
     }
     if (best == 0 || cost < best_cost) best = kv, best_cost = cost;
