@@ -157,3 +157,33 @@ def test_non_finite_values_get_the_next_algorithms_result(bad, where, rng):
                 continue
     for g, r in zip(got, want):
         np.testing.assert_array_equal(g, r)
+
+
+@pytest.mark.parametrize("pass_", ["fwd", "bwd_data"])
+@pytest.mark.parametrize("axis", ["rows", "columns"])
+def test_an_overflow_inside_the_output_transform_gets_the_next_algorithms_result(pass_, axis, isa):
+    # Finite data whose exact output is finite (-3e38) but whose output transform overflows on
+    # the way: a 6-vector of the transform domain m = (0, -2Y, -2Y, Y/2, Y/2, 0), Y = 1e38,
+    # gives (m1 + m2) = -4Y = -inf in float32 where the exact sum m0 + ... + m4 is -3Y. With
+    # the kernel tap and the input along a row the overflow falls in the second (row) pass of
+    # the output transform, along a column in the first: each pass's own non-finite check must
+    # send the problem on (dropping the AVX-512 row form's check returned -inf here).
+    x_or_dy = np.zeros((1, 1, 6, 6), np.float32)
+    w = np.zeros((1, 1, 3, 3), np.float32)
+    x_or_dy[0, 0, 0, 2] = -3e19
+    if pass_ == "fwd":
+        w[0, 0, 0, 2] = 1e19
+    else:  # dx of a padding-2 convolution is the forward over dy with the kernel flipped
+        w[0, 0, 2, 0] = 1e19
+    if axis == "columns":
+        x_or_dy, w = x_or_dy.transpose(0, 1, 3, 2).copy(), w.transpose(0, 1, 3, 2).copy()
+
+    def run(algorithm):
+        with F.force_conv2d_algorithm(**{pass_: algorithm}):
+            if pass_ == "fwd":
+                return F.conv2d(x_or_dy, w)
+            return F.conv2d_backward_data(x_or_dy, w, (1, 1, 4, 4), padding=2)
+
+    want = run("im2col_gemm" if pass_ == "fwd" else "col2im_gemm")
+    assert np.isfinite(want).all() and want.min() < -2.9e38
+    np.testing.assert_array_equal(run(NAME), want)
