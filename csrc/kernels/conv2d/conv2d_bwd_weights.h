@@ -51,13 +51,17 @@ constexpr int slide_rows(int regs, int taps) {
 // over all (channel, row) pairs and channel groups: each call costs its FMAs (2 per cycle)
 // plus a quarter cycle per load (dy vectors and broadcasts), plus one. The loads are not free
 // even where the FMAs outnumber them: the earlier model, max(FMAs / 2, loads / 2.5), took 3
-// vectors (and a 1-vector rest) for 64 filters and 1 for 5- and 7-wide kernels, and every
-// choice measured slower than this one's, 2026-12-04 (one process, the vector counts
+// vectors (and a 1-vector rest) for 64 filters and 1 for 5-wide kernels, and each of those
+// choices measured slower than this one's, 2026-12-04 (one process, the vector counts
 // alternating, medians of 11, 1 / 2 threads): 128x64x7x7 3x3 (64 filters) 4.06 -> 3.87 ms /
 // 1.92 -> 1.83, 32x128x14x14 -> 128 16.5 -> 16.0 / 6.34 -> 6.09, 32x16x28x28 -> 64 5x5 10.7
-// -> 10.3 / 4.28 -> 3.91, 32x32x14x14 -> 32 5x5 2.25 -> 2.13 / 1.18 -> 1.08; 48 filters (3)
-// and the 7x7 stem (2 or 3) within 1-2% of the best.
+// -> 10.3 / 4.28 -> 3.91, 32x32x14x14 -> 32 5x5 2.25 -> 2.13 / 1.18 -> 1.08; 48 filters: 3,
+// as before. Kernel rows 6 or 7 wide keep one vector, as the earlier model had it: with two
+// or more only one or two image rows fit a call, and no count was reliably better (four 7x7
+// shapes, 64 filters, within +-5% of each other), while the 224x224 stem (8 images) ran 13%
+// slower with 2 on one thread (16.1 vs 14.2 ms).
 inline int outer_kv(int regs, int64_t pairs, int64_t taps, int64_t vectors) {
+  if (taps >= 6) return 1;
   int best = 0;
   double best_cost = 0.0;
   for (int kv = 1; kv <= kOuterMaxKV && kv <= vectors; ++kv) {
