@@ -265,7 +265,6 @@ bool direct_applies(const ConvShape& s) {
   }
 }
 
-
 // ---- strided backward-data by stride phases ------------------------------------------------
 // With stride S, dx's rows split into S phases by iy mod S; row phase a (iy = S*q + a) is
 // reached only by the kernel rows ky = r + S*j (r = (a + pt) mod S, j < J = ceil((KH - r)/S)),
