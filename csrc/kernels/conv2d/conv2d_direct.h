@@ -15,9 +15,9 @@ constexpr int kDirectMaxCols = 12;  // output pixels per direct kernel call
 
 // Most output pixels per row of a direct kernel call of `rows` rows, a KW-wide kernel row and
 // KV channel vectors: KW*KV weight vectors, one broadcast and the accumulators must fit 32
-// vector registers.
-constexpr int direct_max_cols(int rows, int kw, int kv) {
-  return (32 - 1 - kw * kv) / (kv * rows) < kDirectMaxCols ? (32 - 1 - kw * kv) / (kv * rows) : kDirectMaxCols;
+// vector registers; at most `cap` (the instantiated sizes).
+constexpr int direct_max_cols(int rows, int kw, int kv, int cap = kDirectMaxCols) {
+  return (32 - 1 - kw * kv) / (kv * rows) < cap ? (32 - 1 - kw * kv) / (kv * rows) : cap;
 }
 
 // Two rows per call only with one channel vector and unit column stride (two rows of KV = 2
@@ -316,15 +316,13 @@ bool bwd_data_phases_applies(const ConvShape& s) {
 // The phases' direct calls: unit column stride, and up to 14 pixels a row where the
 // registers allow (a phase of a 28-wide dx is 14 wide: two rows of 14 are 28 accumulators;
 // the forward form's cap of 12 made that two calls of one row of 7, and halved the rate).
-constexpr int phase_max_cols(int rows, int kw, int kv) {
-  return (32 - 1 - kw * kv) / (kv * rows) < 14 ? (32 - 1 - kw * kv) / (kv * rows) : 14;
-}
+constexpr int kPhaseMaxCols = 14;
 
 template <class UK, int KW>
 void phase_call(int rows, int kv, int cols, const DirectArgs<typename UK::T>& a) {
   auto call = [&](auto rows_tag, auto kv_tag) {
     constexpr int R = decltype(rows_tag)::value, V = decltype(kv_tag)::value;
-    with_int<phase_max_cols(R, KW, V)>(cols, [&](auto cols_tag) { UK::template direct<R, decltype(cols_tag)::value, KW, V, 1>(a); });
+    with_int<direct_max_cols(R, KW, V, kPhaseMaxCols)>(cols, [&](auto cols_tag) { UK::template direct<R, decltype(cols_tag)::value, KW, V, 1>(a); });
   };
   if (rows == 2) {  // one channel vector only (conv2d_bwd_data_phases)
     call(IntTag<2>{}, IntTag<1>{});
@@ -443,7 +441,7 @@ void conv2d_bwd_data_phases(const ConvShape& s, const typename UK::T* diff_dst, 
         // Two rows per call with one channel vector (twice the accumulators per weight).
         const int width = static_cast<int>(cb.taps);
         const bool two_rows = kv == 1;
-        const int64_t max_cols = phase_max_cols(two_rows ? 2 : 1, width, kv);
+        const int64_t max_cols = direct_max_cols(two_rows ? 2 : 1, width, kv, kPhaseMaxCols);
         const int64_t cols = ceil_div(cb.count, ceil_div(cb.count, max_cols));
         const T* x0 = win + (lead_t - ra.lead) * pitch + (lead_l - cb.lead);
         for (int64_t r = 0; r < rows; r += two_rows ? 2 : 1) {
