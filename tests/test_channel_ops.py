@@ -88,6 +88,41 @@ def test_batch_norm_fused_relu_is_relu_bit_for_bit(shape, dtype, isa, rng):
             np.testing.assert_array_equal(g, w)
 
 
+# Above 4 MiB of x and dy together the backward works on blocks of channels (batchnorm_impl.h),
+# below it on chunks of images: the shapes above are all below. These are above, in each dtype:
+# 7x9 planes (63 values: vector tails) in blocks of 3 channels, the last one short (37 = 12 x 3
+# + 1), and 61x61 planes one channel to a block.
+BIG_BN_SHAPES = {np.float32: [(300, 37, 7, 9), (40, 5, 61, 61)], np.float64: [(150, 37, 7, 9), (20, 5, 61, 61)]}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("which", [0, 1], ids=["blocks_of_3", "blocks_of_1"])
+def test_batch_norm_backward_in_channel_blocks_matches_oracle(which, dtype, isa, rng):
+    shape = BIG_BN_SHAPES[dtype][which]
+    assert 2 * np.dtype(dtype).itemsize * np.prod(shape) > 4 * 2**20
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 1.5).astype(dtype)
+    gamma, beta = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    y, mean, var = F.batch_norm(x, gamma, beta)
+    dy = rng.standard_normal(shape).astype(dtype)
+    dx, dgamma, dbeta = F.batch_norm_backward(dy, x, mean, var, gamma)
+    dx_want, dgamma_want, dbeta_want = R.batch_norm_backward(dy, x, mean, var, gamma)
+    # Sums of ~20k-110k terms of size ~3: relative to the sum of |terms|.
+    scale = np.abs(dy * (x - mean[None, :, None, None])).sum(axis=(0, 2, 3))
+    np.testing.assert_allclose(dbeta, dbeta_want, rtol=0, atol=(1e-6 if dtype == np.float32 else 1e-14) * scale.max())
+    np.testing.assert_allclose(dgamma, dgamma_want, rtol=0, atol=(1e-6 if dtype == np.float32 else 1e-14) * scale.max())
+    np.testing.assert_allclose(dx, dx_want, rtol=0, atol=(3e-5 if dtype == np.float32 else 1e-11) * np.abs(dy).max())
+    # The fused ReLU, and dx written over dy, keep the separate ops' bits here too.
+    y_relu, _, _ = F.batch_norm(x, gamma, beta, relu=True)
+    want = F.batch_norm_backward(F.relu_backward(dy, y_relu), x, mean, var, gamma)
+    in_place = dy.copy()
+    got = F.batch_norm_backward(in_place, x, mean, var, gamma, beta=beta, relu=True, out=in_place)
+    assert got[0] is in_place
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    assert F.batch_norm_backward(dy, x, mean, var, gamma, need_input_grad=False)[0] is None
+
+
 def test_batch_norm_float32_statistics_of_a_large_offset_batch(rng):
     """A ResNet-sized batch (32 x 32 x 56 x 56 is 100k values per channel) with a large mean: the
     double accumulation keeps mean and variance to float32 rounding (a float32 running sum would
@@ -213,8 +248,10 @@ def _all_ops(x, dy_bn, w, dy_dw, dy_gp):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 # > 256 KiB: the passes use threads. 13 images: batch norm's backward sums uneven chunks of
-# images (8 of 1-2 images) over channel blocks, then the chunks in order.
-@pytest.mark.parametrize("shape", [(8, 17, 33, 33), (13, 40, 7, 7)], ids=lambda s: "x".join(map(str, s)))
+# images (8 of 1-2 images) over channel blocks, then the chunks in order. 70 x 37 x 15 x 15
+# (4.7 MB of float32 x and dy): its backward in blocks of channels (test above).
+@pytest.mark.parametrize("shape", [(8, 17, 33, 33), (13, 40, 7, 7), (70, 37, 15, 15)],
+                         ids=lambda s: "x".join(map(str, s)))
 def test_bit_identical_for_any_thread_count(dtype, shape, threads, rng):
     n, c, h, w_ = shape
     x = rng.standard_normal(shape).astype(dtype)

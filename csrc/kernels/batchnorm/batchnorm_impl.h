@@ -1,7 +1,8 @@
 // Batch normalisation drivers, templates over a row-primitive struct (kernels/rows/): each ISA
 // source instantiates them with its own rows. The training forward works on blocks of channels
-// (BatchnormBlocks), the backward on chunks of images (BatchnormSplit); both reduce each
-// channel in a fixed order, so results do not depend on the thread count.
+// (BatchnormBlocks), the backward on blocks of channels or, for tensors that fit in L2, on chunks
+// of images (BatchnormSplit); each reduces a channel in a fixed order, so results do not depend
+// on the thread count.
 #pragma once
 
 #include <algorithm>
@@ -32,8 +33,8 @@ BnAffine<T> bn_affine(int64_t c, const T* mean, const T* var, const T* gamma, co
 // time, a 7x7 map is 49-value runs 12.5 KB apart, and the first pass waited on memory (128 x 64
 // x 7 x 7 after a cache sweep, 2 threads: 0.67 ms one channel at a time, 0.45 ms in blocks of
 // 8). A channel's sums run in image order whatever the blocking, so the statistics are those of
-// a channel-at-a-time walk, on any thread count. The backward keeps its own split
-// (BatchnormSplit): walked in blocks, it lost the image-major handover between threads.
+// a channel-at-a-time walk, on any thread count. The backward walks the same blocks above a size
+// (batchnorm_bwd_impl says why not below it).
 struct BatchnormBlocks {
   int64_t per_block, blocks;
 };
@@ -89,14 +90,92 @@ void batchnorm_fwd_inference_impl(const ChannelShape& s, const T* src, const T* 
   });
 }
 
-// How the backward pass splits its work. Both of its passes walk the tensors in memory order,
-// image by image, each work item a block of consecutive channels of one image (or of a chunk
-// of images): NCHW makes a channel MB runs of HW values C*HW apart, and walking a channel at a
-// time (as the forward does, to re-read it from L2) left the prefetchers short streams and ran
-// at half the speed of a plain elementwise pass (1 thread, 128x16x28x28: 1.2-1.5 ms, PyTorch
-// 1.7 ms, NumPy's x + y 0.43 ms). The reductions add each channel's rows in image order
-// within each of `chunks` runs of images, then the chunks' sums in order: `chunks` and the
-// channel blocks depend on the shape only, so the result is the same on any thread count.
+// The backward: with xc = x - mean, inv = 1/sqrt(var + eps), M = N*H*W values per channel,
+//   dbeta = sum(dy), dgamma = sum(dy * xc) * inv,
+//   dx = gamma * inv * (dy - dbeta / M - xc * inv^2 * sum(dy * xc) / M)
+//      = k1 * dy + k2 * xc + k3.
+// Two passes: the sums, then dx. Two ways to split them, chosen by the tensors' size (never by
+// the thread count, so the bits do not depend on it):
+// - by blocks of channels (batchnorm_bwd_blocks), as the training forward: a work item makes
+//   both passes over its channels, so the second reads x and dy from L2 and each value crosses
+//   the memory bus once (three tensors of traffic instead of five);
+// - by images (batchnorm_bwd_images): each pass walks the tensors in memory order, threads
+//   taking runs of images, as the convolutions around the layer do.
+// Where x and dy fit in the cores' L2s (a 128x64x7x7 batch: 3.2 MB) the image split wins: the
+// backward-data pass that wrote dy left each thread's images in its own L2, and the weight
+// gradient after it reads dx the same way (training step, 2 threads, 2 MiB L2s: blocks 1.02-1.08
+// ms for the three 7x7 layers, images 0.84). Above that nothing stays in L2 between layers and
+// blocks save the second pass's memory traffic (128x16x28x28: 3.1-3.2 -> 2.65-2.88 ms).
+// bench/BEFORE_AFTER.md (ninth stop) has the A/B.
+constexpr double kBnBwdImagesBytes = 4.0 * 1024.0 * 1024.0;  // x and dy together, at most
+
+// Folds channel c's lane sums into dbeta, dgamma and the coefficients of dx.
+template <class T>
+struct BnBwdCoefficients {
+  T k1, k2, k3;
+};
+
+template <class T>
+BnBwdCoefficients<T> bn_bwd_finish(int64_t c, double s_dy, double s_dy_dev, double count, const T* var,
+                                   const T* gamma, double eps, T* diff_gamma, T* diff_beta) {
+  const double inv_std = 1.0 / std::sqrt(static_cast<double>(var[c]) + eps);
+  diff_beta[c] = static_cast<T>(s_dy);
+  diff_gamma[c] = static_cast<T>(s_dy_dev * inv_std);
+  const double k1 = (gamma ? static_cast<double>(gamma[c]) : 1.0) * inv_std;
+  return {static_cast<T>(k1), static_cast<T>(-k1 * inv_std * inv_std * s_dy_dev / count),
+          static_cast<T>(-k1 * s_dy / count)};
+}
+
+// By blocks of channels (batchnorm_blocks, as the forward). Each channel's sums run in image
+// order as Rows::kSumLanes lane sums, folded in lane order.
+template <class Rows, class T>
+void batchnorm_bwd_blocks(const ChannelShape& s, const T* diff_dst, const T* src, const T* mean, const T* var,
+                          const T* gamma, const T* beta, bool relu, double eps, T* diff_src, T* diff_gamma,
+                          T* diff_beta) {
+  const int64_t C = s.c, HW = s.hw, MB = s.mb;
+  const double count = static_cast<double>(MB * HW);
+  constexpr int64_t L = Rows::kSumLanes;
+  const auto sum_row = relu ? &Rows::template sum_dy_dy_dev<true> : &Rows::template sum_dy_dy_dev<false>;
+  const auto dx_row = relu ? &Rows::template bn_backward<true> : &Rows::template bn_backward<false>;
+  const BatchnormBlocks p = batchnorm_blocks(s, 2.0 * sizeof(T) * static_cast<double>(MB * HW));
+  parallel_for(bandwidth_threads(p.blocks, 3.0 * sizeof(T) * s.size()), p.blocks, [&](int64_t block, int) {
+    const int64_t c0 = block * p.per_block, c1 = std::min(C, c0 + p.per_block), nc = c1 - c0;
+    // A fused ReLU's pre-activation constants, as the forward computed them.
+    std::vector<BnAffine<T>> z(static_cast<std::size_t>(relu ? nc : 0));
+    for (int64_t c = c0; c < (relu ? c1 : c0); ++c) z[c - c0] = bn_affine(c, mean, var, gamma, beta, eps);
+    std::vector<double> lanes(static_cast<std::size_t>(2 * L * nc), 0.0);
+    for (int64_t n = 0; n < MB; ++n)
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t off = (n * C + c) * HW;
+        double* lane = lanes.data() + 2 * L * (c - c0);
+        sum_row(diff_dst + off, relu ? &z[c - c0] : nullptr, src + off, HW, static_cast<double>(mean[c]), lane,
+                lane + L);
+      }
+    std::vector<BnBwdCoefficients<T>> k(static_cast<std::size_t>(nc));
+    for (int64_t c = c0; c < c1; ++c) {
+      const double* lane = lanes.data() + 2 * L * (c - c0);
+      double s_dy = 0, s_dy_dev = 0;
+      for (int64_t l = 0; l < L; ++l) s_dy += lane[l], s_dy_dev += lane[L + l];
+      k[c - c0] = bn_bwd_finish(c, s_dy, s_dy_dev, count, var, gamma, eps, diff_gamma, diff_beta);
+    }
+    if (!diff_src) return;
+    // From L2. dx may be dy's own memory (the caller's choice): this block's first pass has read
+    // every value of dy that its second pass overwrites, and no other block touches them.
+    for (int64_t n = 0; n < MB; ++n)
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t off = (n * C + c) * HW;
+        const BnBwdCoefficients<T>& kc = k[c - c0];
+        dx_row(diff_dst + off, relu ? &z[c - c0] : nullptr, src + off, HW, kc.k1, kc.k2, mean[c], kc.k3,
+               diff_src + off);
+      }
+  });
+}
+
+// By images. Each work item is a block of consecutive channels of one image (or of a chunk of
+// images): walking a channel at a time would leave the prefetchers short streams (MB runs of HW
+// values C*HW apart). The sums add each channel's rows in image order within each of `chunks`
+// runs of images, then the chunks' sums in order: `chunks` and the channel blocks depend on the
+// shape only.
 struct BatchnormSplit {
   int64_t chunks, per_block, blocks;
 };
@@ -110,23 +189,16 @@ inline BatchnormSplit batchnorm_split(const ChannelShape& s) {
   return p;
 }
 
-// With xc = x - mean, inv = 1/sqrt(var + eps), M = N*H*W values per channel:
-//   dbeta = sum(dy), dgamma = sum(dy * xc) * inv,
-//   dx = gamma * inv * (dy - dbeta / M - xc * inv^2 * sum(dy * xc) / M).
 template <class Rows, class T>
-void batchnorm_bwd_impl(const ChannelShape& s, const T* diff_dst, const T* src, const T* mean, const T* var,
-                        const T* gamma, const T* beta, bool relu, double eps, T* diff_src, T* diff_gamma,
-                        T* diff_beta) {
+void batchnorm_bwd_images(const ChannelShape& s, const T* diff_dst, const T* src, const T* mean, const T* var,
+                          const T* gamma, const T* beta, bool relu, double eps, T* diff_src, T* diff_gamma,
+                          T* diff_beta) {
   const int64_t C = s.c, HW = s.hw, MB = s.mb;
   const double count = static_cast<double>(MB * HW);
   const BatchnormSplit p = batchnorm_split(s);
-  // Per chunk and channel: sum(dy), sum(dy * xc), each first as Rows::kSumLanes lane sums
-  // over the chunk's images (no horizontal sum per row: a 7x7 row is only 4 vectors).
   constexpr int64_t L = Rows::kSumLanes;
-  // A fused ReLU's pre-activation constants, per channel, as the forward computed them.
   std::vector<BnAffine<T>> z(static_cast<std::size_t>(relu ? C : 0));
   for (int64_t c = 0; c < (relu ? C : 0); ++c) z[c] = bn_affine(c, mean, var, gamma, beta, eps);
-  // The ReLU's presence chosen once here, not per row: each row primitive has both forms.
   const auto sum_row = relu ? &Rows::template sum_dy_dy_dev<true> : &Rows::template sum_dy_dy_dev<false>;
   const auto dx_row = relu ? &Rows::template bn_backward<true> : &Rows::template bn_backward<false>;
   std::vector<double> partial(static_cast<std::size_t>(2 * p.chunks * C), 0.0);
@@ -148,27 +220,30 @@ void batchnorm_bwd_impl(const ChannelShape& s, const T* diff_dst, const T* src, 
                    for (int64_t l = 0; l < L; ++l) sums[2 * c] += lane[l], sums[2 * c + 1] += lane[L + l];
                  }
                });
-  std::vector<T> k1(static_cast<std::size_t>(diff_src ? C : 0)), k2(k1.size()), k3(k1.size());
+  std::vector<BnBwdCoefficients<T>> k(static_cast<std::size_t>(C));
   for (int64_t c = 0; c < C; ++c) {
     double s_dy = 0, s_dy_dev = 0;
-    for (int64_t k = 0; k < p.chunks; ++k) s_dy += partial[2 * (k * C + c)], s_dy_dev += partial[2 * (k * C + c) + 1];
-    const double inv_std = 1.0 / std::sqrt(static_cast<double>(var[c]) + eps);
-    diff_beta[c] = static_cast<T>(s_dy);
-    diff_gamma[c] = static_cast<T>(s_dy_dev * inv_std);
-    if (!diff_src) continue;
-    const double c1 = (gamma ? static_cast<double>(gamma[c]) : 1.0) * inv_std;
-    k1[c] = static_cast<T>(c1);
-    k2[c] = static_cast<T>(-c1 * inv_std * inv_std * s_dy_dev / count);
-    k3[c] = static_cast<T>(-c1 * s_dy / count);
+    for (int64_t j = 0; j < p.chunks; ++j) s_dy += partial[2 * (j * C + c)], s_dy_dev += partial[2 * (j * C + c) + 1];
+    k[c] = bn_bwd_finish(c, s_dy, s_dy_dev, count, var, gamma, eps, diff_gamma, diff_beta);
   }
   if (!diff_src) return;
   parallel_for(bandwidth_threads(MB * p.blocks, 3.0 * sizeof(T) * s.size()), MB * p.blocks, [&](int64_t item, int) {
     const int64_t n = item / p.blocks, c0 = item % p.blocks * p.per_block, c1 = std::min(C, c0 + p.per_block);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t off = (n * C + c) * HW;
-      dx_row(diff_dst + off, relu ? &z[c] : nullptr, src + off, HW, k1[c], k2[c], mean[c], k3[c], diff_src + off);
+      dx_row(diff_dst + off, relu ? &z[c] : nullptr, src + off, HW, k[c].k1, k[c].k2, mean[c], k[c].k3,
+             diff_src + off);
     }
   });
+}
+
+template <class Rows, class T>
+void batchnorm_bwd_impl(const ChannelShape& s, const T* diff_dst, const T* src, const T* mean, const T* var,
+                        const T* gamma, const T* beta, bool relu, double eps, T* diff_src, T* diff_gamma,
+                        T* diff_beta) {
+  const bool by_images = 2.0 * sizeof(T) * static_cast<double>(s.size()) <= kBnBwdImagesBytes;
+  (by_images ? batchnorm_bwd_images<Rows, T> : batchnorm_bwd_blocks<Rows, T>)(
+      s, diff_dst, src, mean, var, gamma, beta, relu, eps, diff_src, diff_gamma, diff_beta);
 }
 
 }  // namespace
