@@ -88,18 +88,18 @@ def test_batch_norm_fused_relu_is_relu_bit_for_bit(shape, dtype, isa, rng):
             np.testing.assert_array_equal(g, w)
 
 
-# Above 4 MiB of x and dy together the backward works on blocks of channels (batchnorm_impl.h),
+# Above 8 MiB of x and dy together the backward works on blocks of channels (batchnorm_impl.h),
 # below it on chunks of images: the shapes above are all below. These are above, in each dtype:
-# 7x9 planes (63 values: vector tails) in blocks of 3 channels, the last one short (37 = 12 x 3
+# 5x10 planes (50 values: vector tails) in blocks of 2 channels, the last one short (37 = 18 x 2
 # + 1), and 61x61 planes one channel to a block.
-BIG_BN_SHAPES = {np.float32: [(300, 37, 7, 9), (40, 5, 61, 61)], np.float64: [(150, 37, 7, 9), (20, 5, 61, 61)]}
+BIG_BN_SHAPES = {np.float32: [(600, 37, 5, 10), (60, 5, 61, 61)], np.float64: [(300, 37, 5, 10), (30, 5, 61, 61)]}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("which", [0, 1], ids=["blocks_of_3", "blocks_of_1"])
+@pytest.mark.parametrize("which", [0, 1], ids=["blocks_of_2", "blocks_of_1"])
 def test_batch_norm_backward_in_channel_blocks_matches_oracle(which, dtype, isa, rng):
     shape = BIG_BN_SHAPES[dtype][which]
-    assert 2 * np.dtype(dtype).itemsize * np.prod(shape) > 4 * 2**20
+    assert 2 * np.dtype(dtype).itemsize * np.prod(shape) > 8 * 2**20
     c = shape[1]
     x = (rng.standard_normal(shape) * 3 + 1.5).astype(dtype)
     gamma, beta = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
@@ -107,7 +107,7 @@ def test_batch_norm_backward_in_channel_blocks_matches_oracle(which, dtype, isa,
     dy = rng.standard_normal(shape).astype(dtype)
     dx, dgamma, dbeta = F.batch_norm_backward(dy, x, mean, var, gamma)
     dx_want, dgamma_want, dbeta_want = R.batch_norm_backward(dy, x, mean, var, gamma)
-    # Sums of ~20k-110k terms of size ~3: relative to the sum of |terms|.
+    # Sums of ~15k-220k terms of size ~3: relative to the sum of |terms|.
     scale = np.abs(dy * (x - mean[None, :, None, None])).sum(axis=(0, 2, 3))
     np.testing.assert_allclose(dbeta, dbeta_want, rtol=0, atol=(1e-6 if dtype == np.float32 else 1e-14) * scale.max())
     np.testing.assert_allclose(dgamma, dgamma_want, rtol=0, atol=(1e-6 if dtype == np.float32 else 1e-14) * scale.max())
@@ -121,6 +121,25 @@ def test_batch_norm_backward_in_channel_blocks_matches_oracle(which, dtype, isa,
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
     assert F.batch_norm_backward(dy, x, mean, var, gamma, need_input_grad=False)[0] is None
+
+
+@pytest.mark.parametrize("spread", [1e3, 1e-2], ids=["rows_far_apart", "rows_near_1000"])
+@pytest.mark.parametrize("shape", [(3, 2, 40, 41), (64, 3, 7, 7), (2, 2, 1, 2000)], ids=lambda s: "x".join(map(str, s)))
+def test_batch_norm_statistics_combine_rows_of_different_means(shape, spread, isa, rng):
+    """The forward sums each image's row of a channel and its squared deviations from a shift,
+    the row's mean rounded to float32 (in float lanes, folded into double every 512 values: 1640
+    and 2000 values are several chunks and a tail), then combines the rows exactly in double:
+    sum((x - mu)^2) = q + 2 (shift - mu) (sum - n shift) + n (shift - mu)^2 per row. Rows far
+    apart (means 1000s away, spread 0.01 within) need the last term; rows at 1000 +- 0.01 with
+    spread 0.01 need the middle one (the shift's rounding, 3e-5, against the spread: 0.3% of
+    the variance)."""
+    n, c = shape[:2]
+    base = 0.0 if spread > 1 else 1000.0
+    x = (base + rng.standard_normal((n, c, 1, 1)) * spread + rng.standard_normal(shape) * 1e-2).astype(np.float32)
+    y, mean, var = F.batch_norm(x)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(mean, x64.mean(axis=(0, 2, 3)), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(var, x64.var(axis=(0, 2, 3)), rtol=1e-5)
 
 
 def test_batch_norm_float32_statistics_of_a_large_offset_batch(rng):
@@ -248,9 +267,9 @@ def _all_ops(x, dy_bn, w, dy_dw, dy_gp):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 # > 256 KiB: the passes use threads. 13 images: batch norm's backward sums uneven chunks of
-# images (8 of 1-2 images) over channel blocks, then the chunks in order. 70 x 37 x 15 x 15
-# (4.7 MB of float32 x and dy): its backward in blocks of channels (test above).
-@pytest.mark.parametrize("shape", [(8, 17, 33, 33), (13, 40, 7, 7), (70, 37, 15, 15)],
+# images (8 of 1-2 images) over channel blocks, then the chunks in order. 130 x 37 x 15 x 15
+# (8.7 MB of float32 x and dy): its backward in blocks of channels (test above).
+@pytest.mark.parametrize("shape", [(8, 17, 33, 33), (13, 40, 7, 7), (130, 37, 15, 15)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_bit_identical_for_any_thread_count(dtype, shape, threads, rng):
     n, c, h, w_ = shape

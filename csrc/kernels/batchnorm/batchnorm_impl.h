@@ -25,15 +25,15 @@ BnAffine<T> bn_affine(int64_t c, const T* mean, const T* var, const T* gamma, co
 }
 
 // How the training forward splits its work: blocks of consecutive channels, each one work item
-// that makes all three passes over its channels (sum, squared deviations, scale) before the next
-// block starts. A block is sized so that its x stays in a core's L2 between the first pass, which
-// brings it from memory, and the other two: each value crosses the memory bus once each way.
+// that makes both passes over its channels (statistics, scale) before the next block starts. A
+// block is sized so that its x stays in a core's L2 between the first pass, which brings it
+// from memory, and the second: each value crosses the memory bus once each way.
 // Within a block the walk is image by image, the block's channels of one image in one contiguous
 // run (NCHW), so the prefetchers see runs of block * hw values rather than hw: one channel at a
 // time, a 7x7 map is 49-value runs 12.5 KB apart, and the first pass waited on memory (128 x 64
 // x 7 x 7 after a cache sweep, 2 threads: 0.67 ms one channel at a time, 0.45 ms in blocks of
-// 8). A channel's sums run in image order whatever the blocking, so the statistics are those of
-// a channel-at-a-time walk, on any thread count. The backward walks the same blocks above a size
+// 8). A channel's rows combine in image order whatever the blocking, so the statistics are those
+// of a channel-at-a-time walk, on any thread count. The backward walks the same blocks above a size
 // (batchnorm_bwd_impl says why not below it).
 struct BatchnormBlocks {
   int64_t per_block, blocks;
@@ -56,13 +56,36 @@ void batchnorm_fwd_training_impl(const ChannelShape& s, const T* src, const T* g
   const BatchnormBlocks p = batchnorm_blocks(s, sizeof(T) * static_cast<double>(MB * HW));
   parallel_for(bandwidth_threads(p.blocks, 2.0 * sizeof(T) * s.size()), p.blocks, [&](int64_t block, int) {
     const int64_t c0 = block * p.per_block, c1 = std::min(C, c0 + p.per_block);
-    std::vector<double> means(static_cast<std::size_t>(c1 - c0), 0.0), ssd(means.size(), 0.0);
-    for (int64_t n = 0; n < MB; ++n)
-      for (int64_t c = c0; c < c1; ++c) means[c - c0] += Rows::sum(src + (n * C + c) * HW, HW);
-    for (double& m : means) m /= count;
-    // Second pass (from L2): squared deviations from the mean, no cancellation.
-    for (int64_t n = 0; n < MB; ++n)
-      for (int64_t c = c0; c < c1; ++c) ssd[c - c0] += Rows::sum_sq_dev(src + (n * C + c) * HW, HW, means[c - c0]);
+    const int64_t nc = c1 - c0;
+    // One pass over the block from memory: per image, the sums of the block's rows, then their
+    // squared deviations from their own shifts (Rows::sq_dev, the rows now in L1); then the rows
+    // combined exactly per channel in image order (RowMoments): no cancellation, as the form this
+    // replaced (sums, then squared deviations from the mean: a second pass, from L2). Sums of a
+    // whole image's rows before their deviations: row by row, a 7x7 map's 49 values were a chain
+    // of latencies (sum, reduce, divide, subtract, reduce) too short to overlap (128x64x7x7 1.1x
+    // slower than the two-pass form).
+    std::vector<RowMoments> rows(static_cast<std::size_t>(MB * nc));
+    for (int64_t n = 0; n < MB; ++n) {
+      RowMoments* r = rows.data() + n * nc;
+      const T* x = src + (n * C + c0) * HW;
+      for (int64_t c = 0; c < nc; ++c) r[c].sum = Rows::sum(x + c * HW, HW);
+      for (int64_t c = 0; c < nc; ++c) {
+        const T shift = HW > 0 ? static_cast<T>(r[c].sum / static_cast<double>(HW)) : T(0);
+        r[c].shift = static_cast<double>(shift);
+        r[c].q = Rows::sq_dev(x + c * HW, HW, shift);
+      }
+    }
+    std::vector<double> means(static_cast<std::size_t>(nc), 0.0), ssd(means.size(), 0.0);
+    for (int64_t c = 0; c < nc; ++c) {
+      for (int64_t n = 0; n < MB; ++n) means[c] += rows[n * nc + c].sum;
+      means[c] /= count;
+      for (int64_t n = 0; n < MB; ++n) {
+        const RowMoments& r = rows[n * nc + c];
+        const double d = r.shift - means[c];
+        ssd[c] += r.q + d * (2.0 * (r.sum - static_cast<double>(HW) * r.shift) + static_cast<double>(HW) * d);
+      }
+      ssd[c] = std::max(ssd[c], 0.0);  // >= 0 exactly; a rounding below 0 would make var negative
+    }
     // The scale from the statistics as returned (rounded to T): the backward recomputes it, and
     // with it a fused ReLU's pre-activation, from what it is given (bn_affine).
     std::vector<BnAffine<T>> z(means.size());
@@ -101,13 +124,15 @@ void batchnorm_fwd_inference_impl(const ChannelShape& s, const T* src, const T* 
 //   the memory bus once (three tensors of traffic instead of five);
 // - by images (batchnorm_bwd_images): each pass walks the tensors in memory order, threads
 //   taking runs of images, as the convolutions around the layer do.
-// Where x and dy fit in the cores' L2s (a 128x64x7x7 batch: 3.2 MB) the image split wins: the
-// backward-data pass that wrote dy left each thread's images in its own L2, and the weight
-// gradient after it reads dx the same way (training step, 2 threads, 2 MiB L2s: blocks 1.02-1.08
-// ms for the three 7x7 layers, images 0.84). Above that nothing stays in L2 between layers and
-// blocks save the second pass's memory traffic (128x16x28x28: 3.1-3.2 -> 2.65-2.88 ms).
+// The image split wins up to about twice what the cores' L2s hold: the backward-data pass that
+// wrote dy left each thread's images in its own L2, and the convolution passes after read dx
+// the same way. Training step (2 threads, 2 MiB L2s, bench/train_profile.py): in blocks, the
+// three 128x64x7x7 backwards (3.2 MB of x and dy) took 1.02-1.08 ms against 0.84 by images, and
+// at 128x32x14x14 (6.4 MB) the next backward-data and weight-gradient passes lost 0.13-0.15 ms
+// each for the 0.05 ms the backward saved. At 128x16x28x28 (12.8 MB) nothing stays in L2
+// between layers, and blocks took the three backwards from 3.0-3.3 to 2.6-2.85 ms.
 // bench/BEFORE_AFTER.md (ninth stop) has the A/B.
-constexpr double kBnBwdImagesBytes = 4.0 * 1024.0 * 1024.0;  // x and dy together, at most
+constexpr double kBnBwdImagesBytes = 8.0 * 1024.0 * 1024.0;  // x and dy together, at most
 
 // Folds channel c's lane sums into dbeta, dgamma and the coefficients of dx.
 template <class T>

@@ -18,14 +18,15 @@ struct RowsRef {
     for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]);
     return s;
   }
-  // sum of (x - mean)^2
-  static double sum_sq_dev(const T* x, int64_t n, double mean) {
-    double s = 0;
+  // sum((x - shift)^2), in double: a row's squared deviations from a shift near its mean (the
+  // batch norm forward's statistics, RowMoments in bn_affine.h).
+  static double sq_dev(const T* x, int64_t n, T shift) {
+    double q = 0;
     for (int64_t i = 0; i < n; ++i) {
-      const double d = static_cast<double>(x[i]) - mean;
-      s += d * d;
+      const double d = static_cast<double>(x[i]) - static_cast<double>(shift);
+      q += d * d;
     }
-    return s;
+    return q;
   }
   // *s_dy += sum(dy), *s_dy_dev += sum(dy * (x - mean)): one lane (the SIMD forms keep kSumLanes
   // partial sums, lane l taking positions i = l modulo kSumLanes).
