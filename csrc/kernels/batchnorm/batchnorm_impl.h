@@ -151,17 +151,26 @@ BnBwdCoefficients<T> bn_bwd_finish(int64_t c, double s_dy, double s_dy_dev, doub
           static_cast<T>(-k1 * s_dy / count)};
 }
 
+// The backward's row primitives, with or without the fused ReLU's mask: chosen once per call,
+// not per row (each primitive has both forms).
+template <class Rows, class T>
+struct BnBwdRows {
+  void (*sum)(const T*, const BnAffine<T>*, const T*, int64_t, double, double*, double*);
+  void (*dx)(const T*, const BnAffine<T>*, const T*, int64_t, T, T, T, T, T*);
+  explicit BnBwdRows(bool relu)
+      : sum(relu ? &Rows::template sum_dy_dy_dev<true> : &Rows::template sum_dy_dy_dev<false>),
+        dx(relu ? &Rows::template bn_backward<true> : &Rows::template bn_backward<false>) {}
+};
+
 // By blocks of channels (batchnorm_blocks, as the forward). Each channel's sums run in image
 // order as Rows::kSumLanes lane sums, folded in lane order.
 template <class Rows, class T>
-void batchnorm_bwd_blocks(const ChannelShape& s, const T* diff_dst, const T* src, const T* mean, const T* var,
-                          const T* gamma, const T* beta, bool relu, double eps, T* diff_src, T* diff_gamma,
-                          T* diff_beta) {
+void batchnorm_bwd_blocks(const ChannelShape& s, const BnBwdRows<Rows, T>& rows, const T* diff_dst, const T* src,
+                          const T* mean, const T* var, const T* gamma, const T* beta, bool relu, double eps,
+                          T* diff_src, T* diff_gamma, T* diff_beta) {
   const int64_t C = s.c, HW = s.hw, MB = s.mb;
   const double count = static_cast<double>(MB * HW);
   constexpr int64_t L = Rows::kSumLanes;
-  const auto sum_row = relu ? &Rows::template sum_dy_dy_dev<true> : &Rows::template sum_dy_dy_dev<false>;
-  const auto dx_row = relu ? &Rows::template bn_backward<true> : &Rows::template bn_backward<false>;
   const BatchnormBlocks p = batchnorm_blocks(s, 2.0 * sizeof(T) * static_cast<double>(MB * HW));
   parallel_for(bandwidth_threads(p.blocks, 3.0 * sizeof(T) * s.size()), p.blocks, [&](int64_t block, int) {
     const int64_t c0 = block * p.per_block, c1 = std::min(C, c0 + p.per_block), nc = c1 - c0;
@@ -173,7 +182,7 @@ void batchnorm_bwd_blocks(const ChannelShape& s, const T* diff_dst, const T* src
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t off = (n * C + c) * HW;
         double* lane = lanes.data() + 2 * L * (c - c0);
-        sum_row(diff_dst + off, relu ? &z[c - c0] : nullptr, src + off, HW, static_cast<double>(mean[c]), lane,
+        rows.sum(diff_dst + off, relu ? &z[c - c0] : nullptr, src + off, HW, static_cast<double>(mean[c]), lane,
                 lane + L);
       }
     std::vector<BnBwdCoefficients<T>> k(static_cast<std::size_t>(nc));
@@ -190,7 +199,7 @@ void batchnorm_bwd_blocks(const ChannelShape& s, const T* diff_dst, const T* src
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t off = (n * C + c) * HW;
         const BnBwdCoefficients<T>& kc = k[c - c0];
-        dx_row(diff_dst + off, relu ? &z[c - c0] : nullptr, src + off, HW, kc.k1, kc.k2, mean[c], kc.k3,
+        rows.dx(diff_dst + off, relu ? &z[c - c0] : nullptr, src + off, HW, kc.k1, kc.k2, mean[c], kc.k3,
                diff_src + off);
       }
   });
@@ -215,17 +224,15 @@ inline BatchnormSplit batchnorm_split(const ChannelShape& s) {
 }
 
 template <class Rows, class T>
-void batchnorm_bwd_images(const ChannelShape& s, const T* diff_dst, const T* src, const T* mean, const T* var,
-                          const T* gamma, const T* beta, bool relu, double eps, T* diff_src, T* diff_gamma,
-                          T* diff_beta) {
+void batchnorm_bwd_images(const ChannelShape& s, const BnBwdRows<Rows, T>& rows, const T* diff_dst, const T* src,
+                          const T* mean, const T* var, const T* gamma, const T* beta, bool relu, double eps,
+                          T* diff_src, T* diff_gamma, T* diff_beta) {
   const int64_t C = s.c, HW = s.hw, MB = s.mb;
   const double count = static_cast<double>(MB * HW);
   const BatchnormSplit p = batchnorm_split(s);
   constexpr int64_t L = Rows::kSumLanes;
   std::vector<BnAffine<T>> z(static_cast<std::size_t>(relu ? C : 0));
   for (int64_t c = 0; c < (relu ? C : 0); ++c) z[c] = bn_affine(c, mean, var, gamma, beta, eps);
-  const auto sum_row = relu ? &Rows::template sum_dy_dy_dev<true> : &Rows::template sum_dy_dy_dev<false>;
-  const auto dx_row = relu ? &Rows::template bn_backward<true> : &Rows::template bn_backward<false>;
   std::vector<double> partial(static_cast<std::size_t>(2 * p.chunks * C), 0.0);
   parallel_for(bandwidth_threads(p.chunks * p.blocks, 2.0 * sizeof(T) * s.size()), p.chunks * p.blocks,
                [&](int64_t item, int) {
@@ -236,7 +243,7 @@ void batchnorm_bwd_images(const ChannelShape& s, const T* diff_dst, const T* src
                    for (int64_t c = c0; c < c1; ++c) {
                      const int64_t off = (n * C + c) * HW;
                      double* lane = lanes.data() + 2 * L * (c - c0);
-                     sum_row(diff_dst + off, relu ? &z[c] : nullptr, src + off, HW, static_cast<double>(mean[c]), lane,
+                     rows.sum(diff_dst + off, relu ? &z[c] : nullptr, src + off, HW, static_cast<double>(mean[c]), lane,
                              lane + L);
                    }
                  double* sums = partial.data() + 2 * k * C;
@@ -256,7 +263,7 @@ void batchnorm_bwd_images(const ChannelShape& s, const T* diff_dst, const T* src
     const int64_t n = item / p.blocks, c0 = item % p.blocks * p.per_block, c1 = std::min(C, c0 + p.per_block);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t off = (n * C + c) * HW;
-      dx_row(diff_dst + off, relu ? &z[c] : nullptr, src + off, HW, k[c].k1, k[c].k2, mean[c], k[c].k3,
+      rows.dx(diff_dst + off, relu ? &z[c] : nullptr, src + off, HW, k[c].k1, k[c].k2, mean[c], k[c].k3,
              diff_src + off);
     }
   });
@@ -268,7 +275,7 @@ void batchnorm_bwd_impl(const ChannelShape& s, const T* diff_dst, const T* src, 
                         T* diff_beta) {
   const bool by_images = 2.0 * sizeof(T) * static_cast<double>(s.size()) <= kBnBwdImagesBytes;
   (by_images ? batchnorm_bwd_images<Rows, T> : batchnorm_bwd_blocks<Rows, T>)(
-      s, diff_dst, src, mean, var, gamma, beta, relu, eps, diff_src, diff_gamma, diff_beta);
+      s, BnBwdRows<Rows, T>(relu), diff_dst, src, mean, var, gamma, beta, relu, eps, diff_src, diff_gamma, diff_beta);
 }
 
 }  // namespace
