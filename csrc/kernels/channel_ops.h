@@ -4,9 +4,9 @@
 //
 // Determinism: every kernel here splits its work by channel (or block of channels), by (image,
 // channel) plane or (batch norm's backward below 8 MiB) by chunks of images and blocks of
-// channels fixed by the shape; each reduction runs in one fixed order inside a work item, and partial sums of
-// several items are combined in a fixed order after them, so results are bit-identical for any
-// thread count.
+// channels fixed by the shape; each reduction runs in one fixed order inside a work item, and
+// partial sums of several items are combined in a fixed order after them, so results are
+// bit-identical for any thread count.
 #pragma once
 
 #include <cstdint>
@@ -30,8 +30,9 @@ inline int bandwidth_threads(int64_t items, double bytes) {
 
 // ---- batch normalisation over (N, H, W) per channel. Statistics: each row's sum in double and
 // its squared deviations from its own mean, the rows combined exactly in double (RowMoments,
-// rows/bn_affine.h): no E[x^2] - E[x]^2 cancellation, float32 accuracy at any batch size. var is the biased (population) variance, as Keras
-// uses for its moving variance. gamma/beta may be null (scale=False / center=False).
+// rows/bn_affine.h): no E[x^2] - E[x]^2 cancellation, float32 accuracy at any batch size. var
+// is the biased (population) variance, as Keras uses for its moving variance. gamma/beta may be
+// null (scale=False / center=False).
 // relu: the training forward writes max(y, 0) (a ReLU after the layer, fused; NaN kept, -0 -> +0,
 // as the relu kernels), and the backward's dy is the gradient of that ReLU's output: passed where
 // the pre-activation, recomputed from x, mean, var, gamma, beta, is > 0 (as relu_bwd would).

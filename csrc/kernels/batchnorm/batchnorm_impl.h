@@ -134,12 +134,14 @@ void batchnorm_fwd_inference_impl(const ChannelShape& s, const T* src, const T* 
 // bench/BEFORE_AFTER.md (ninth stop) has the A/B.
 constexpr double kBnBwdImagesBytes = 8.0 * 1024.0 * 1024.0;  // x and dy together, at most
 
-// Folds channel c's lane sums into dbeta, dgamma and the coefficients of dx.
+// dx = k1 * dy + k2 * xc + k3 for one channel.
 template <class T>
 struct BnBwdCoefficients {
   T k1, k2, k3;
 };
 
+// Channel c's dbeta and dgamma from its sums s_dy = sum(dy), s_dy_dev = sum(dy * xc), and its
+// coefficients of dx.
 template <class T>
 BnBwdCoefficients<T> bn_bwd_finish(int64_t c, double s_dy, double s_dy_dev, double count, const T* var,
                                    const T* gamma, double eps, T* diff_gamma, T* diff_beta) {

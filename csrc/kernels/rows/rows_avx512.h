@@ -52,7 +52,8 @@ struct RowsAvx512 {
       __m512 q0 = _mm512_setzero_ps(), q1 = _mm512_setzero_ps(), q2 = _mm512_setzero_ps(), q3 = _mm512_setzero_ps();
       const int64_t end = i + kMomentChunk < n ? i + kMomentChunk : n;
       for (; i + 64 <= end; i += 64) {
-        const __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(x + i), vs), d1 = _mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vs);
+        const __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(x + i), vs);
+        const __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vs);
         const __m512 d2 = _mm512_sub_ps(_mm512_loadu_ps(x + i + 32), vs);
         const __m512 d3 = _mm512_sub_ps(_mm512_loadu_ps(x + i + 48), vs);
         q0 = _mm512_fmadd_ps(d0, d0, q0);
