@@ -26,6 +26,11 @@ CASES = [
     (3, 4, 30, 21, 16, 1),
     (2, 3, 7, 70, 5, 2),  # 18 tiles per row: padding rows and gathers wider than one vector of tiles
     (30, 2, 10, 10, 3, 1),  # 270 tiles, 3 per row: blocks of 256 split rows, runs of 1-3 tiles paired
+    # AVX-512's channel-vector form (channels in whole vectors of 16):
+    (2, 16, 28, 28, 32, 1),  # items of whole rows of tiles, 7 tiles a row
+    (5, 32, 7, 9, 16, 0),  # 2 x 3 tiles per image, items across images, 5 x 7 outputs of 8 x 12
+    (3, 48, 14, 13, 80, 2),  # 3 channel blocks, filters in calls of 4 + 1 vectors, last tile 1 column wide
+    (9, 16, 30, 3, 16, 1),  # one tile a row, a 1-column frame row of image
 ]
 
 
@@ -85,24 +90,35 @@ def test_backward_data_within_transform_bound(case, dtype, isa, rng):
     assert_within_winograd_bound(got, want, magnitude, w.shape[0], dtype)
 
 
-def test_default_choice_and_forcing_the_direct_forms(rng):
-    # The heuristic takes Winograd for float32 layers with enough tiles in the batch (256, or
-    # 128 from 64 channels) that are mostly output (90% from 16 channels, 70% from 32); not for
-    # float64 (gradient checks), thin layers, small batches or strides; forcing another still works.
+def test_default_choice_and_forcing_the_direct_forms(isa, rng):
+    # The heuristic takes Winograd for float32 layers with enough tiles in the batch that are
+    # mostly output; not for float64 (gradient checks), thin layers, small batches or strides;
+    # forcing another still works. The tile-vectorised transforms (AVX2, portable; and
+    # AVX-512 for channels that are not whole vectors) need 256 tiles, or 128 from 64 channels,
+    # and 90% output from 16 channels, 70% from 32; the channel-vector form (AVX-512, channels
+    # in whole vectors of 16) 128 tiles and 70% output from 16 channels.
+    def first(x_shape, w_shape, **kw):
+        return F.conv2d_algorithms(x_shape, w_shape, **kw)["fwd"][0] == NAME
+
+    channel_form = isa == "avx512"
     algos = F.conv2d_algorithms((2, 32, 12, 12), (32, 32, 3, 3), padding=1)
     assert algos["fwd"][0] != NAME and algos["bwd_data"][0] != NAME  # 18 tiles
     algos = F.conv2d_algorithms((29, 32, 12, 12), (32, 32, 3, 3), padding=1)  # 261 tiles
     assert algos["fwd"][0] == NAME and algos["bwd_data"][0] == NAME
-    assert F.conv2d_algorithms((28, 32, 12, 12), (32, 32, 3, 3), padding=1)["fwd"][0] != NAME  # 252 tiles
-    assert F.conv2d_algorithms((29, 32, 12, 12), (32, 32, 3, 3), padding=1, dtype=np.float64)["fwd"][0] != NAME
-    assert F.conv2d_algorithms((32, 16, 28, 28), (16, 16, 3, 3), padding=1)["fwd"][0] == NAME  # all output
-    assert F.conv2d_algorithms((128, 16, 14, 14), (16, 16, 3, 3), padding=1)["fwd"][0] != NAME  # 77%
-    assert F.conv2d_algorithms((128, 32, 14, 14), (32, 32, 3, 3), padding=1)["fwd"][0] == NAME  # 77%, 32 ch
-    assert F.conv2d_algorithms((32, 15, 28, 28), (32, 15, 3, 3), padding=1)["fwd"][0] != NAME  # 15 channels
-    assert F.conv2d_algorithms((32, 64, 7, 7), (64, 64, 3, 3), padding=1)["fwd"][0] == NAME  # 128 tiles
-    assert F.conv2d_algorithms((31, 64, 7, 7), (64, 64, 3, 3), padding=1)["fwd"][0] != NAME
-    assert F.conv2d_algorithms((1, 128, 7, 7), (128, 128, 3, 3), padding=1)["fwd"][0] != NAME  # batch 1
-    assert F.conv2d_algorithms((64, 32, 12, 12), (32, 32, 3, 3), stride=2, padding=1)["fwd"][0] != NAME
+    assert first((28, 32, 12, 12), (32, 32, 3, 3), padding=1) == channel_form  # 252 tiles
+    assert first((15, 32, 12, 12), (32, 32, 3, 3), padding=1) == channel_form  # 135 tiles
+    assert not first((14, 32, 12, 12), (32, 32, 3, 3), padding=1)  # 126 tiles
+    assert not first((29, 32, 12, 12), (32, 32, 3, 3), padding=1, dtype=np.float64)
+    assert first((32, 16, 28, 28), (16, 16, 3, 3), padding=1)  # all output
+    assert first((128, 16, 14, 14), (16, 16, 3, 3), padding=1) == channel_form  # 77%, 16 channels
+    assert first((128, 32, 14, 14), (32, 32, 3, 3), padding=1)  # 77%, 32 channels
+    assert not first((128, 32, 10, 10), (32, 32, 3, 3), padding=1)  # 10x10 of 12x12: 69%
+    assert not first((32, 15, 28, 28), (15, 15, 3, 3), padding=1)  # 15 channels
+    assert not first((128, 24, 14, 14), (24, 24, 3, 3), padding=1)  # 77%, 24 channels: the tiles form's rule
+    assert first((32, 64, 7, 7), (64, 64, 3, 3), padding=1)  # 128 tiles
+    assert not first((31, 64, 7, 7), (64, 64, 3, 3), padding=1)
+    assert not first((1, 128, 7, 7), (128, 128, 3, 3), padding=1)  # batch 1
+    assert not first((64, 32, 12, 12), (32, 32, 3, 3), stride=2, padding=1)
     x, w, b, p = draw((29, 32, 12, 12, 32, 1), np.float32, rng)
     default = F.conv2d(x, w, b, padding=p)
     with F.force_conv2d_algorithm(fwd="implicit_gemm"):
@@ -113,9 +129,11 @@ def test_default_choice_and_forcing_the_direct_forms(rng):
     np.testing.assert_allclose(default, direct, rtol=1e-3, atol=1e-3)
 
 
-def test_same_bits_for_1_2_3_threads(rng, threads):
-    x, w, b, p = draw((6, 32, 23, 29, 40, 1), np.float32, rng)  # 288 tiles: Winograd's by default
-    dy = rng.standard_normal((6, 40, 23, 29)).astype(np.float32)
+@pytest.mark.parametrize("filters", [40, 48], ids=["tiles_form", "channel_form"])
+def test_same_bits_for_1_2_3_threads(filters, rng, threads):
+    # 48 filters: AVX-512's channel-vector form, whose items follow the thread count.
+    x, w, b, p = draw((6, 32, 23, 29, filters, 1), np.float32, rng)  # 288 tiles: Winograd's by default
+    dy = rng.standard_normal((6, filters, 23, 29)).astype(np.float32)
     assert F.conv2d_algorithms(x.shape, w.shape, padding=p)["fwd"][0] == NAME
     results = []
     for n in (1, 2, 3):

@@ -67,6 +67,7 @@
 #include <cstring>
 
 #include "kernels/conv2d/conv2d_common.h"
+#include "kernels/conv2d/conv2d_direct.h"
 
 #if defined(__AVX512F__)
 #include "common/avx512.h"
@@ -137,33 +138,43 @@ void winograd_g(const T* in, int64_t is, T* out, int64_t os, int64_t n) {
   }
 }
 
-// The transformed weights, packed for macro_kernel: frequency f's A panels (OC x IC) at
-// pa + f*OC*IC. `wei` is OIHW, or with `transposed_flipped` the kernel of the backward problem
-// (filter o's tap (c, r, q) at wei[c][o][2-r][2-q], as pack_filters_per_tap). `scratch` holds
-// 63 x OC values per thread. This is the part of a call that depends on the weights alone: a
-// caller that keeps the weights fixed across calls could keep `pa`.
+// u[(a*6 + b)*OC + o] = (G g G^T)[a][b] for every filter o of channel c: the 36 transformed
+// taps of one input channel, all filters side by side. `wei` is OIHW, or with
+// `transposed_flipped` the kernel of the backward problem (filter o's tap (c, r, q) at
+// wei[c][o][2-r][2-q], as pack_filters_per_tap). `scratch` holds 63 x OC values (u is its last
+// 36 x OC).
 //
 // Channel by channel, all filters at once: the taps are gathered filter-minor (gt[k][o]), both
-// 1-D passes run along the filters, and each frequency's values for one channel land in pack_a's
-// layout as one contiguous run per panel of filters, so every store is sequential. (Scattering
-// 36 values per (filter, channel) pair to 36 blocks OC*IC apart took 15.6 ms for 128 x 128
-// filters: the blocks were 64 KiB apart, all in the same cache sets.)
+// 1-D passes run along the filters, and each frequency's values for one channel land as one
+// contiguous run per panel of filters, so every store is sequential. (Scattering 36 values per
+// (filter, channel) pair to 36 blocks OC*IC apart took 15.6 ms for 128 x 128 filters: the
+// blocks were 64 KiB apart, all in the same cache sets.)
+template <class T>
+const T* winograd_transform_channel(const ConvShape& s, const T* wei, bool transposed_flipped, int64_t c, T* scratch) {
+  const int64_t OC = s.oc, IC = s.ic;
+  T* gt = scratch;        // [tap][filter]
+  T* t = gt + 9 * OC;     // [a][q][filter]: G g
+  T* u = t + 18 * OC;     // [a][b][filter]: G g G^T
+  for (int64_t o = 0; o < OC; ++o) {
+    for (int64_t k = 0; k < 9; ++k)
+      gt[k * OC + o] = transposed_flipped ? wei[(c * OC + o) * 9 + 8 - k] : wei[(o * IC + c) * 9 + k];
+  }
+  for (int64_t q = 0; q < 3; ++q) winograd_g(gt + q * OC, 3 * OC, t + q * OC, 3 * OC, OC);
+  for (int64_t a = 0; a < 6; ++a) winograd_g(t + a * 3 * OC, OC, u + a * 6 * OC, OC, OC);
+  return u;
+}
+
+// The transformed weights, packed for macro_kernel: frequency f's A panels (OC x IC) at
+// pa + f*OC*IC; `wei` and `transposed_flipped` as above. `scratch` holds 63 x OC values per
+// thread. This is the part of a call that depends on the weights alone: a
+// caller that keeps the weights fixed across calls could keep `pa`.
 template <class UK>
 void winograd_pack_weights(const ConvShape& s, const typename UK::T* wei, bool transposed_flipped, int threads,
                            typename UK::T* scratch, typename UK::T* pa) {
   using T = typename UK::T;
   const int64_t OC = s.oc, IC = s.ic, KC = imin(IC, kKc), height = panel_height<UK::MR>(OC);
-  const int64_t per_thread = 63 * OC;
   parallel_for(threads, IC, [&](int64_t c, int tid) {
-    T* gt = scratch + tid * per_thread;  // [tap][filter]
-    T* t = gt + 9 * OC;                  // [a][q][filter]: G g
-    T* u = t + 18 * OC;                  // [a][b][filter]: G g G^T
-    for (int64_t o = 0; o < OC; ++o) {
-      for (int64_t k = 0; k < 9; ++k)
-        gt[k * OC + o] = transposed_flipped ? wei[(c * OC + o) * 9 + 8 - k] : wei[(o * IC + c) * 9 + k];
-    }
-    for (int64_t q = 0; q < 3; ++q) winograd_g(gt + q * OC, 3 * OC, t + q * OC, 3 * OC, OC);
-    for (int64_t a = 0; a < 6; ++a) winograd_g(t + a * 3 * OC, OC, u + a * 6 * OC, OC, OC);
+    const T* u = winograd_transform_channel(s, wei, transposed_flipped, c, scratch + tid * 63 * OC);
     const int64_t k0 = c / KC * KC, kc = imin(KC, IC - k0);
     for (int64_t f = 0; f < kWinoFreq; ++f) {
       for (int64_t i0 = 0; i0 < OC; i0 += height) {
@@ -492,6 +503,343 @@ void for_each_tile_run(const WinoPlan& p, int64_t t0, int64_t nt, Visit&& visit)
   }
 }
 
+// ---- the channel-vector form (AVX-512, float32, whole vectors of channels) ----------------
+// Where input and output channels fill whole 16-lane vectors, the transforms run along the
+// channels instead of the tiles: a work item first transposes the image rows under its rows of
+// tiles into a zero-padded pixel-major frame (one vector of 16 channels per pixel and channel
+// block), so that each of a tile's 36 input values is one aligned-size vector load, both 1-D
+// passes of B^T d B are plain vector arithmetic in registers, and the output transform yields
+// each output pixel's filters as one vector, bias added by one vector add. The transforms
+// vectorised over tiles, on NCHW rows, took 62% of a 16-channel 28x28 layer's time (their
+// de-interleaving permutes and masked runs of 7 tiles); the 36 matrix products, 23%.
+// The products here have the filters along the lanes: M_f[tile][filter] = sum over channels c of
+// V_f[tile][c] U_f[c][filter], each V value broadcast once per vector of filters (the direct
+// form's micro-kernel shape: a row of tiles for its row of pixels). The outputs leave through
+// the direct form's pixel-major-to-NCHW transposes (store_pixel_major), the residual and the
+// ReLU after them as there.
+// Same transforms, same frequencies, same order of channel sums: the error bound of the header
+// comment holds unchanged. Work items are runs of rows of tiles (across images for small
+// images), fixed by the problem alone: the same bits for any number of threads.
+#if defined(__AVX512F__)
+template <class T>
+struct WinoChannelForm {
+  static constexpr bool kCompiled = false;
+};
+template <>
+struct WinoChannelForm<float> {
+  static constexpr bool kCompiled = true;
+};
+
+inline bool winograd_channels_applies(const ConvShape& s) { return s.ic % 16 == 0 && s.oc % 16 == 0; }
+
+constexpr int64_t kWinoChannelTiles = 96;  // tiles per work item at most (V and M of 96 tiles: 36 x 96 x (IC + OC) values)
+
+// The tiles of a problem in work items of whole rows of tiles.
+struct WinoChannelPlan {
+  int64_t tx, ty, tile_rows;  // tiles per output row, rows of tiles per image, in the batch
+  int64_t rows_per_item, items, tiles_per_item;
+  int64_t seg_rows;           // rows of tiles of one image in one item, at most
+  int64_t fw, frame_rows;     // the frame: 4 tx + 2 pixels wide, 4 seg_rows + 2 rows
+};
+
+inline WinoChannelPlan wino_channel_plan(const ConvShape& s) {
+  WinoChannelPlan p{};
+  p.tx = ceil_div(s.ow, 4), p.ty = ceil_div(s.oh, 4), p.tile_rows = s.mb * p.ty;
+  const int64_t per_tile = kWinoFreq * (s.ic + s.oc) * static_cast<int64_t>(sizeof(float));
+  const int64_t tiles = imax(1, imin(kWinoChannelTiles, kWinoBlockBytes / per_tile));
+  // At least two items per thread where the rows allow (a batch of 4 28x28 images was 3 items,
+  // two of them on one thread). Each tile's arithmetic is the same in any grouping of tiles, so
+  // the split may follow the thread count without changing a bit of the result.
+  const int64_t spread = ceil_div(p.tile_rows, 2 * static_cast<int64_t>(num_threads()));
+  p.rows_per_item = imax(1, imin(tiles / p.tx, spread));
+  p.items = ceil_div(p.tile_rows, p.rows_per_item);
+  p.rows_per_item = ceil_div(p.tile_rows, p.items);  // as equal as possible
+  p.tiles_per_item = p.rows_per_item * p.tx;
+  p.seg_rows = imin(p.rows_per_item, p.ty);
+  p.fw = 4 * p.tx + 2, p.frame_rows = 4 * p.seg_rows + 2;
+  return p;
+}
+
+// Rows [fr0, fr0 + rows) of image x's zero-padded frame (frame row a = image row a - pt, column
+// b = image column b - pl), pixel-major: frame[(a*fw + b)*IC + c], a counted from fr0. Image
+// rows of 16 columns go through a register transpose per block of 16 channels.
+inline void wino_fill_frame(const ConvShape& s, const float* x, int64_t fr0, int64_t rows, int64_t fw, float* frame) {
+  const int64_t IC = s.ic, HW = s.ih * s.iw;
+  // The image columns inside the frame: [b_lo, b_hi) of the frame (the paddings may be crops).
+  const int64_t b_lo = imax(0, s.pl), b_hi = imin(fw, s.iw + s.pl);
+  auto zero = [&](float* p, int64_t pixels) {
+    if (pixels > 0) std::memset(p, 0, sizeof(float) * static_cast<std::size_t>(pixels * IC));
+  };
+  for (int64_t a = 0; a < rows; ++a) {
+    float* row = frame + a * fw * IC;
+    const int64_t iy = fr0 + a - s.pt;
+    if (iy < 0 || iy >= s.ih || b_lo >= b_hi) {
+      zero(row, fw);
+      continue;
+    }
+    zero(row, b_lo);
+    zero(row + b_hi * IC, fw - b_hi);
+    for (int64_t x0 = b_lo - s.pl; x0 < b_hi - s.pl; x0 += 16) {
+      const int64_t cols = imin(16, b_hi - s.pl - x0);
+      const __mmask16 in = static_cast<__mmask16>((1u << cols) - 1u);
+      for (int64_t c0 = 0; c0 < IC; c0 += 16) {
+        __m512 r[16];
+        const float* src = x + c0 * HW + iy * s.iw + x0;
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; ++k) r[k] = _mm512_maskz_loadu_ps(in, src + k * HW);
+        transpose16x16(r);
+        float* dst = row + (x0 + s.pl) * IC + c0;
+        for (int64_t j = 0; j < cols; ++j) _mm512_storeu_ps(dst + j * IC, r[j]);
+      }
+    }
+  }
+}
+
+// v[(a*6 + b)*ldf] = (B^T d B)[a][b] for the 6x6 patch d[i][j] = d0[i*row + j*col]: one tile's
+// input transform for one vector of 16 channels.
+inline void wino_input_tile(const float* d0, int64_t row, int64_t col, float* v, int64_t ldf) {
+  using T = float;
+  __m512 t[6][6];
+#pragma GCC unroll 6
+  for (int i = 0; i < 6; ++i) {
+    const float* d = d0 + i * row;
+    const __m512 x0 = _mm512_loadu_ps(d), x1 = _mm512_loadu_ps(d + col), x2 = _mm512_loadu_ps(d + 2 * col);
+    const __m512 x3 = _mm512_loadu_ps(d + 3 * col), x4 = _mm512_loadu_ps(d + 4 * col), x5 = _mm512_loadu_ps(d + 5 * col);
+    CONVFORGE_WINO_BT(x0, x1, x2, x3, x4, x5, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
+  }
+#pragma GCC unroll 6
+  for (int b = 0; b < 6; ++b) {
+    __m512 o0, o1, o2, o3, o4, o5;
+    CONVFORGE_WINO_BT(t[0][b], t[1][b], t[2][b], t[3][b], t[4][b], t[5][b], o0, o1, o2, o3, o4, o5);
+    _mm512_storeu_ps(v + (0 * 6 + b) * ldf, o0);
+    _mm512_storeu_ps(v + (1 * 6 + b) * ldf, o1);
+    _mm512_storeu_ps(v + (2 * 6 + b) * ldf, o2);
+    _mm512_storeu_ps(v + (3 * 6 + b) * ldf, o3);
+    _mm512_storeu_ps(v + (4 * 6 + b) * ldf, o4);
+    _mm512_storeu_ps(v + (5 * 6 + b) * ldf, o5);
+  }
+}
+
+// m[t*ldm + 16k] = sum over channels c < IC of v[(c/16)*ldb + 16t + c%16] * u[c*ldu + 16k] for
+// t < TB, k < KV: one frequency's product for TB tiles and KV vectors of filters, the sums in
+// channel order. V is blocked by 16 channels ([block][tile][16]), so that the TB broadcasts
+// of a channel are one base register and constant offsets (with one pointer per tile, a row
+// of 24 tiles spilled its pointers and the loop ran at half the FMA rate).
+template <int TB, int KV>
+void wino_channel_gemm(const float* v, int64_t ldb, int64_t IC, const float* u, int64_t ldu, float* m, int64_t ldm) {
+  __m512 acc[TB][KV];
+#pragma GCC unroll 24
+  for (int t = 0; t < TB; ++t) {
+#pragma GCC unroll 4
+    for (int k = 0; k < KV; ++k) acc[t][k] = _mm512_setzero_ps();
+  }
+  for (int64_t c0 = 0; c0 < IC; c0 += 16) {
+    const float* vb = v + (c0 / 16) * ldb;
+    const float* ub = u + c0 * ldu;
+    for (int c = 0; c < 16; ++c) {
+      __m512 w[KV];
+#pragma GCC unroll 4
+      for (int k = 0; k < KV; ++k) w[k] = _mm512_loadu_ps(ub + c * ldu + 16 * k);
+#pragma GCC unroll 24
+      for (int t = 0; t < TB; ++t) {
+        const __m512 x = _mm512_set1_ps(vb[16 * t + c]);
+#pragma GCC unroll 4
+        for (int k = 0; k < KV; ++k) acc[t][k] = _mm512_fmadd_ps(x, w[k], acc[t][k]);
+      }
+    }
+  }
+#pragma GCC unroll 24
+  for (int t = 0; t < TB; ++t) {
+#pragma GCC unroll 4
+    for (int k = 0; k < KV; ++k) _mm512_storeu_ps(m + t * ldm + 16 * k, acc[t][k]);
+  }
+}
+
+// Tiles per call for KV vectors of filters: TB x KV accumulators, KV weight vectors and a
+// broadcast within 32 registers.
+constexpr int wino_channel_tiles(int kv) { return kv == 1 ? 24 : kv == 2 ? 12 : kv == 3 ? 8 : 6; }
+
+// The products of all 36 frequencies for nt tiles: m[f*ldmf + t*OC + o] from
+// v[f*ldvf + ((c/16)*ntmax + t)*16 + c%16] and u[(f*IC + c)*OC + o].
+inline void wino_channel_products(const float* v, int64_t ldvf, const float* u, int64_t IC, int64_t OC, int64_t nt,
+                                  int64_t ntmax, float* m, int64_t ldmf) {
+  for (int64_t f = 0; f < kWinoFreq; ++f) {
+    const float* vf = v + f * ldvf;
+    const float* uf = u + f * IC * OC;
+    float* mf = m + f * ldmf;
+    for (int64_t o0 = 0; o0 < OC; o0 += 64) {
+      const int kv = static_cast<int>(imin(4, (OC - o0) / 16));
+      with_int<4>(kv, [&](auto kv_tag) {
+        constexpr int KV = decltype(kv_tag)::value, TB = wino_channel_tiles(KV);
+        for (int64_t t0 = 0; t0 < nt; t0 += TB) {
+          with_int<TB>(static_cast<int>(imin(TB, nt - t0)), [&](auto tb_tag) {
+            wino_channel_gemm<decltype(tb_tag)::value, KV>(vf + 16 * t0, 16 * ntmax, IC, uf + o0, OC, mf + t0 * OC + o0, OC);
+          });
+        }
+      });
+    }
+  }
+}
+
+// One tile's output transform for one vector of 16 filters: y = A^T M A + bias, from
+// m[(a*6 + b)*ldf]; the pixels (i, j) with i < rows, j < cols stored at y0[i*row + j*col]
+// (after the ReLU with `relu`). All 16 values, stored or not, go into `check` (o - o: 0, or
+// NaN from a non-finite value), before the bias as in the other forms.
+inline void wino_output_tile(const float* m, int64_t ldf, __m512 bias, bool relu, int64_t rows, int64_t cols, float* y0,
+                             int64_t row, int64_t col, __m512& check) {
+  using T = float;
+  __m512 q[4][6];
+#pragma GCC unroll 6
+  for (int b = 0; b < 6; ++b) {
+    const __m512 m0 = _mm512_loadu_ps(m + (0 * 6 + b) * ldf), m1 = _mm512_loadu_ps(m + (1 * 6 + b) * ldf);
+    const __m512 m2 = _mm512_loadu_ps(m + (2 * 6 + b) * ldf), m3 = _mm512_loadu_ps(m + (3 * 6 + b) * ldf);
+    const __m512 m4 = _mm512_loadu_ps(m + (4 * 6 + b) * ldf), m5 = _mm512_loadu_ps(m + (5 * 6 + b) * ldf);
+    CONVFORGE_WINO_AT(m0, m1, m2, m3, m4, m5, q[0][b], q[1][b], q[2][b], q[3][b]);
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    __m512 o[4];
+    CONVFORGE_WINO_AT(q[i][0], q[i][1], q[i][2], q[i][3], q[i][4], q[i][5], o[0], o[1], o[2], o[3]);
+    check += (o[0] - o[0]) + (o[1] - o[1]) + (o[2] - o[2]) + (o[3] - o[3]);
+    if (i >= rows) continue;
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      if (j >= cols) break;
+      __m512 yv = _mm512_add_ps(o[j], bias);
+      if (relu) yv = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(yv, zero, _CMP_NLE_UQ), yv);  // relu_value
+      _mm512_storeu_ps(y0 + i * row + j * col, yv);
+    }
+  }
+}
+
+// y[o*P + p] = post(yt[p*OC + o] + res[o*P + p]) for pixels p < np and every channel o: a
+// segment's pixel-major outputs stored as NCHW rows through 16 x 16 register transposes, the
+// last block masked (store_pixel_major's scalar tail was 4 of every 14x14 plane's 196 pixels);
+// with a residual (null: none) added, then the ReLU when `relu`.
+inline void wino_store_outputs(const float* yt, int64_t OC, int64_t np, float* y, int64_t P, const float* res,
+                               bool relu) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t o0 = 0; o0 < OC; o0 += 16) {
+    for (int64_t p0 = 0; p0 < np; p0 += 16) {
+      const int64_t n = imin(16, np - p0);
+      const __mmask16 lanes = static_cast<__mmask16>((1u << n) - 1u);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int k = 0; k < 16; ++k) r[k] = k < n ? _mm512_loadu_ps(yt + (p0 + k) * OC + o0) : zero;
+      transpose16x16(r);
+#pragma GCC unroll 16
+      for (int o = 0; o < 16; ++o) {
+        const int64_t at = (o0 + o) * P + p0;
+        __m512 v = r[o];
+        if (res != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(lanes, res + at));
+        if (relu) v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_NLE_UQ), v);  // relu_value
+        _mm512_mask_storeu_ps(y + at, lanes, v);
+      }
+    }
+  }
+}
+
+// The forward problem s by Winograd in the channel-vector form (winograd_applies and
+// winograd_channels_applies); the contract of conv2d_winograd.
+template <class UK>
+bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float* wei, bool transposed_flipped,
+                              const float* bias, const float* residual, float* dst) {
+  const int64_t IC = s.ic, OC = s.oc, HW = s.ih * s.iw, OHW = s.oh * s.ow;
+  const WinoChannelPlan p = wino_channel_plan(s);
+  const int64_t ntmax = p.tiles_per_item;
+  // One frequency's values a vector more than the tiles': 96 tiles of 32 channels are 12 KiB,
+  // and 36 stores (or loads) 12 KiB apart all fall in one set of the L1 cache.
+  const int64_t ldvf = ntmax * IC + 16, ldmf = ntmax * OC + 16;
+  const int threads = plan_threads(p.items, s.flops());
+  // The weights' transform on the items' threads: alone on one thread it was a tenth of a
+  // 4-image 16-channel 28x28 layer on two, the other thread waiting.
+  const int weight_threads = threads;
+
+  const int64_t per_thread = carve_bytes<float>(kWinoFreq * ldvf) + carve_bytes<float>(kWinoFreq * ldmf) +
+                             carve_bytes<float>(p.frame_rows * p.fw * IC) +
+                             carve_bytes<float>(4 * p.seg_rows * s.ow * OC) + carve_bytes<float>(16);
+  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
+      carve_bytes<float>(kWinoFreq * IC * OC) + carve_bytes<float>(threads * 63 * OC) +
+      carve_bytes<int>(threads) + threads * per_thread)))};
+  float* u = ws.template take<float>(kWinoFreq * IC * OC);  // [frequency][channel][filter]
+  float* scratch = ws.template take<float>(threads * 63 * OC);
+  int* nonfinite = ws.template take<int>(threads);
+  char* thread_area = ws.p;
+  parallel_for(weight_threads, IC, [&](int64_t c, int tid) {
+    const float* uc = winograd_transform_channel(s, wei, transposed_flipped, c, scratch + tid * 63 * OC);
+    for (int64_t f = 0; f < kWinoFreq; ++f)
+      std::memcpy(u + (f * IC + c) * OC, uc + f * OC, sizeof(float) * static_cast<std::size_t>(OC));
+  });
+  for (int i = 0; i < threads; ++i) nonfinite[i] = 0;
+  // The ReLU goes after the residual (added to NCHW rows below), or into the output transform.
+  const bool relu_in_transform = s.relu && residual == nullptr;
+
+  parallel_for(threads, p.items, [&](int64_t item, int tid) {
+    const int64_t g0 = item * p.rows_per_item, g1 = imin(g0 + p.rows_per_item, p.tile_rows);
+    Carver tws{thread_area + tid * per_thread};
+    float* v = tws.template take<float>(kWinoFreq * ldvf);  // [frequency][channel / 16][tile][16]
+    float* m = tws.template take<float>(kWinoFreq * ldmf);  // [frequency][tile][filter]
+    float* frame = tws.template take<float>(p.frame_rows * p.fw * IC);
+    float* yt = tws.template take<float>(4 * p.seg_rows * s.ow * OC);  // a segment's outputs, pixel-major
+    // The item's rows of tiles in segments of one image each: (image, first row, rows).
+    auto for_each_segment = [&](auto&& visit) {
+      int64_t tile = 0;
+      for (int64_t g = g0; g < g1;) {
+        const int64_t n = g / p.ty, r0 = g % p.ty, nr = imin(p.ty - r0, g1 - g);
+        visit(n, r0, nr, tile);
+        tile += nr * p.tx, g += nr;
+      }
+      return tile;
+    };
+    const int64_t nt = for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t tile) {
+      wino_fill_frame(s, src + n * IC * HW, 4 * r0, 4 * nr + 2, p.fw, frame);
+      for (int64_t r = 0; r < nr; ++r)
+        for (int64_t x = 0; x < p.tx; ++x)
+          for (int64_t c0 = 0; c0 < IC; c0 += 16)
+            wino_input_tile(frame + (4 * r * p.fw + 4 * x) * IC + c0, p.fw * IC, IC,
+                            v + (c0 / 16 * ntmax + tile + r * p.tx + x) * 16, ldvf);
+    });
+    wino_channel_products(v, ldvf, u, IC, OC, nt, ntmax, m, ldmf);
+    __m512 check = _mm512_setzero_ps();
+    for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t tile) {
+      const int64_t out_rows = imin(4 * nr, s.oh - 4 * r0);
+      for (int64_t r = 0; r < nr; ++r)
+        for (int64_t x = 0; x < p.tx; ++x)
+          for (int64_t o0 = 0; o0 < OC; o0 += 16) {
+            const __m512 b = bias != nullptr ? _mm512_loadu_ps(bias + o0) : _mm512_setzero_ps();
+            wino_output_tile(m + (tile + r * p.tx + x) * OC + o0, ldmf, b, relu_in_transform,
+                             imin(4, out_rows - 4 * r), imin(4, s.ow - 4 * x), yt + (4 * r * s.ow + 4 * x) * OC + o0,
+                             s.ow * OC, OC, check);
+          }
+      const int64_t np = out_rows * s.ow;
+      float* y = dst + n * OC * OHW + 4 * r0 * s.ow;
+      wino_store_outputs(yt, OC, np, y, OHW, residual != nullptr ? residual + n * OC * OHW + 4 * r0 * s.ow : nullptr,
+                         s.relu && residual != nullptr);
+    });
+    float lanes[16];
+    _mm512_storeu_ps(lanes, check);
+    float all = 0.0f;
+    for (float l : lanes) all += l;
+    if (all != 0.0f) nonfinite[tid] = 1;
+  });
+
+  for (int i = 0; i < threads; ++i)
+    if (nonfinite[i] != 0) return false;
+  return true;
+}
+#else
+template <class T>
+struct WinoChannelForm {
+  static constexpr bool kCompiled = false;
+};
+inline bool winograd_channels_applies(const ConvShape&) { return false; }
+template <class UK>
+bool conv2d_winograd_channels(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
+                              bool transposed_flipped, const typename UK::T* bias, const typename UK::T* residual,
+                              typename UK::T* dst);
+#endif
+
 // The forward problem s by Winograd (s must satisfy winograd_applies). Returns false, having
 // written dst only partly, when some output came out non-finite: the caller then recomputes
 // all of dst with a direct form (see the header comment).
@@ -499,6 +847,10 @@ template <class UK>
 bool conv2d_winograd(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei, bool transposed_flipped,
                      const typename UK::T* bias, const typename UK::T* residual, typename UK::T* dst) {
   using T = typename UK::T;
+  if constexpr (WinoChannelForm<T>::kCompiled) {
+    if (winograd_channels_applies(s))
+      return conv2d_winograd_channels<UK>(s, src, wei, transposed_flipped, bias, residual, dst);
+  }
   const int64_t IC = s.ic, OC = s.oc, HW = s.ih * s.iw, OHW = s.oh * s.ow;
   const WinoPlan p = wino_plan<UK>(s);
   const int64_t ldv = p.ldv, KC = imin(IC, kKc);
@@ -613,6 +965,9 @@ bool winograd_pays(const ConvShape& s) {
   const int64_t channels = imin(s.ic, s.oc);
   const int64_t tiles = s.mb * ceil_div(s.oh, 4) * ceil_div(s.ow, 4);
   const int64_t output = 10 * s.oh * s.ow, computed = 16 * ceil_div(s.oh, 4) * ceil_div(s.ow, 4);
+  if constexpr (WinoChannelForm<T>::kCompiled) {
+    if (winograd_channels_applies(s)) return tiles >= 128 && output >= 7 * computed;
+  }
   const bool mostly_output = (channels >= 16 && output >= 9 * computed) || (channels >= 32 && output >= 7 * computed);
   return sizeof(T) == 4 && tiles >= (channels >= 64 ? 128 : 256) && mostly_output;
 }

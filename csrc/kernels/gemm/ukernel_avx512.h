@@ -37,35 +37,14 @@ struct UkernelAvx512 {
   }
 
   // dst[p*ldd + o] = src[o*lds + p] for o, p < 16: a 16 x 16 transpose in registers
-  // (32-bit, 64-bit and two 128-bit shuffle stages) instead of 256 scattered stores.
+  // (transpose16x16) instead of 256 scattered stores.
   static void transpose16(const float* src, int64_t lds, float* dst, int64_t ldd) {
-    __m512 r[16], t[16];
+    __m512 r[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
-#pragma GCC unroll 8
-    for (int i = 0; i < 16; i += 2) {
-      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    // r[4k + j]: element j of each 128-bit lane, from rows 4k..4k+3.
-#pragma GCC unroll 4
-    for (int k = 0; k < 16; k += 4) {
-      r[k] = _mm512_shuffle_ps(t[k], t[k + 2], 0x44);
-      r[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], 0xEE);
-      r[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0x44);
-      r[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
-    }
-    // Column 4L + j gathers lane L of r[j], r[4 + j], r[8 + j], r[12 + j].
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {
-      const __m512 v0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44), v1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
-      const __m512 v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44),
-                   v3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
-      _mm512_storeu_ps(dst + (0 + j) * ldd, _mm512_shuffle_f32x4(v0, v2, 0x88));
-      _mm512_storeu_ps(dst + (4 + j) * ldd, _mm512_shuffle_f32x4(v0, v2, 0xDD));
-      _mm512_storeu_ps(dst + (8 + j) * ldd, _mm512_shuffle_f32x4(v1, v3, 0x88));
-      _mm512_storeu_ps(dst + (12 + j) * ldd, _mm512_shuffle_f32x4(v1, v3, 0xDD));
-    }
+    transpose16x16(r);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ldd, r[i]);
   }
 
   template <int ROWS, int TAPS, int KV>
