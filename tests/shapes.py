@@ -100,15 +100,18 @@ TEST_CONV = [
     # kernel rows 1, 3, 5 or 7 wide, 16 or 32 filters; AVX-512): 32 filters over three column
     # blocks with 'same' padding and a pixel tail, a 7x7 kernel on 32 filters (8-pixel blocks),
     # three bands of rows with row dilation, 3-pixel rows, and a 5x3 kernel.
-    ConvCase("direct_kv2", 2, 3, 13, 30, 32, 3, 3, 1, "same", runs=(("fwd", "direct"),)),
-    # Few taps (K = 27 and 9) over many images: the implicit GEMM from 32 images, direct below
-    # (conv2d_algos.h, fwd_direct_pays).
-    ConvCase("few_taps_31", 31, 3, 8, 9, 16, 3, 3, 1, "same", runs=(("fwd", "direct"),)),
-    ConvCase("few_taps_32", 32, 1, 12, 13, 16, 3, 3, 1, 1, runs=(("fwd", "implicit_gemm"),)),
+    # (More than 45 taps per output: below, the pixels form is the default where rows fill the lanes.)
+    ConvCase("direct_kv2", 2, 6, 13, 30, 32, 3, 3, 1, "same", runs=(("fwd", "direct"),)),
+    # Few taps (K = 27 and 9): the pixels form in groups of at most 8 filters (16 -> 8 + 8, 20 ->
+    # 7 + 7 + 6) where output rows fill 3/4 of the lanes (13 of 16), the direct form where they
+    # do not (9 of 16; conv2d_algos.h, fwd_pixels_pays).
+    ConvCase("few_taps_pixels", 31, 3, 8, 13, 20, 3, 3, 1, "same", runs=(("fwd", "pixels"),)),
+    ConvCase("few_taps_16", 32, 1, 12, 13, 16, 3, 3, 1, 1, runs=(("fwd", "pixels"),)),
+    ConvCase("few_taps_narrow", 3, 3, 8, 9, 16, 3, 3, 1, "same", runs=(("fwd", "direct"),)),
     ConvCase("direct_kw7", 1, 2, 9, 20, 32, 7, 7, 1, 3, runs=(("fwd", "direct"),)),
     ConvCase("direct_bands", 2, 2, 40, 30, 16, 5, 5, 1, "same", (2, 1), runs=(("fwd", "direct"),)),
-    ConvCase("direct_narrow", 3, 4, 6, 3, 16, 3, 3, 1, 1, runs=(("fwd", "direct"),)),
-    ConvCase("direct_5x3", 1, 3, 8, 9, 16, 5, 3, runs=(("fwd", "direct"),)),
+    ConvCase("direct_narrow", 3, 6, 6, 3, 16, 3, 3, 1, 1, runs=(("fwd", "direct"),)),
+    ConvCase("direct_5x3", 1, 4, 8, 9, 16, 5, 3, runs=(("fwd", "direct"),)),
     # Strided direct forward: a 7x7 stride-2 stem on odd sizes, stride 2 without padding (the
     # image read in place) on a width whose last column no output reads, and row / column
     # strides alone (two rows per call with a row stride of 2).
@@ -122,7 +125,7 @@ TEST_CONV = [
     ConvCase("direct_1x1", 2, 40, 9, 17, 32, 1, 1, runs=(("fwd", "direct"),)),
     ConvCase("direct_1x1_kv1", 1, 5, 6, 10, 16, 1, 1, runs=(("fwd", "direct"),)),
     ConvCase("direct_1x1_48", 1, 7, 5, 20, 48, 1, 1, runs=(("fwd", "direct"),)),
-    ConvCase("direct_1x1_row", 1, 3, 1, 30, 32, 1, 1, runs=(("fwd", "direct"),)),
+    ConvCase("direct_1x1_row", 1, 46, 1, 30, 32, 1, 1, runs=(("fwd", "direct"),)),
     ConvCase("direct_1x1_s2", 2, 9, 13, 12, 32, 1, 1, 2, runs=(("fwd", "direct"),)),
     ConvCase("direct_bwd_1x1", 2, 32, 7, 9, 20, 1, 1, runs=(("bwd_data", "direct"),)),
     # Backward data as the same direct forward over dy (16 or 32 input channels): 'same'

@@ -65,20 +65,28 @@ struct Conv2dAlgos {
     add_residual(s, t.residual, t.dst);
   }
   static bool fwd_direct_applies(const ConvShape& s, const Tensors&) { return direct_applies<UK>(s); }
-  // With few taps per output (K = IC*KH*KW <= 27: a 1- or 3-channel stem) the direct form's
-  // pixel-major-to-NCHW transpose (OC x P moves against OC x P x K products) outweighs its
-  // products, and the implicit GEMM, which writes NCHW rows as it goes, is faster from 32 images:
-  // direct / implicit time at 64 images, 1 and 2 threads, 2026-12-03: 1 -> 16 channels 3x3 28x28
-  // 1.25 / 1.33, 1 -> 32 1.17 / 1.18, 5x5 1.13 / 1.05, 3 -> 16 3x3 32x32 1.15 / 1.18, 3 -> 32
-  // 1.06 / 1.19, 3 -> 64 1.38 / 1.36, 2 -> 16 1.17 / 1.09; at 36 and 72 taps 0.97-1.14 (kept
-  // direct). At 1 and 8 images the two are level or mixed (0.86-1.30): direct stays.
-  static bool fwd_direct_pays(const ConvShape& s) {
-    return !(s.ic * s.kh * s.kw <= 27 && s.mb >= 32 && unit_stride_frame(s, s.oh, s.ow));
-  }
   static void fwd_direct(const ConvShape& s, const Tensors& t) {
     if constexpr (kDirect) conv2d_direct<UK>(s, t.src, t.wei, false, t.bias, t.residual, t.dst);
   }
   static bool fwd_pixels_applies(const ConvShape& s, const Tensors&) { return pixels_applies<UK>(s); }
+  // Few filters (at most one call's 8), or few taps per output (K = IC*KH*KW <= 45: a stem of
+  // 1 to 5 channels), where the direct form's pixel-major-to-NCHW transpose (OC x P moves against
+  // OC x P x K products) and the GEMMs' panels cost more than the products. Time of the pixels
+  // form against the best other (1 / 2 threads, 2026-12-04, 64 images unless said): 1 -> 16
+  // channels 3x3 28x28 0.23 / 0.20 ms vs 0.46 (implicit) / 0.32 (direct), 1 -> 32 0.61 / 0.38
+  // vs 1.11 / 0.56 (direct), 5x5 0.45 / 0.37 vs 0.55 / 0.49, 3 -> 16 3x3 32x32 0.58 / 0.49 vs
+  // 0.81 / 0.65 (implicit), 3 -> 64 2.22 / 1.72 vs 3.04 / 2.40, 3 -> 24 0.85 / 0.65 vs 1.45 /
+  // 0.88; 1 -> 16 3x3 at 8 images 0.032 vs 0.045 (direct), at 1 image 0.012 vs 0.013; 4 -> 16
+  // 0.64 / 0.45 vs 0.78 / 0.51, 5 -> 16 0.79 / 0.52 vs 0.91 / 0.58; at 72 taps level or slower
+  // (8 -> 16 1.19 / 0.81 vs 1.22 / 0.78, 8 -> 32 2.29 / 1.52 vs 2.30 / 1.13). Only where output
+  // rows fill at least 3/4 of the vectors' lanes: 1x1, 40 -> 32 channels on 9x9 (9 of 16 lanes)
+  // took 0.29 / 0.16 ms against the direct form's 0.22 / 0.12; on 28x28, 16 -> 32, 1.03 / 0.54
+  // against 1.38 / 0.72.
+  static bool fwd_pixels_pays(const ConvShape& s) {
+    if constexpr (!kDirect) return false;  // not in the lists: no pixels kernel
+    const bool rows_fill_lanes = 4 * s.ow >= 3 * UK::kDirectLanes * ceil_div(s.ow, int64_t{UK::kDirectLanes});
+    return s.oc <= kPixelsMaxOC || (s.ic * s.kh * s.kw <= 45 && rows_fill_lanes);
+  }
   static void fwd_pixels_(const ConvShape& s, const Tensors& t) {
     if constexpr (kDirect) conv2d_fwd_pixels<UK>(s, t.src, t.wei, t.bias, t.dst);
   }
@@ -201,8 +209,8 @@ struct Conv2dAlgos {
   static ConvAlgoList<T> list(ConvPass pass) {
     static const Entry fwd[] = {
         {true, {"winograd_f4x3", fwd_winograd_applies, fwd_winograd_pays, fwd_winograd}},
-        {kDirect, {"direct", fwd_direct_applies, fwd_direct_pays, fwd_direct}},
-        {kDirect, {"pixels", fwd_pixels_applies, nullptr, fwd_pixels}},
+        {kDirect, {"pixels", fwd_pixels_applies, fwd_pixels_pays, fwd_pixels}},
+        {kDirect, {"direct", fwd_direct_applies, nullptr, fwd_direct}},
         {true, {"implicit_gemm", fwd_implicit_applies, nullptr, fwd_implicit}},
         {true, {"im2col_gemm", always, nullptr, fwd_im2col}},
     };

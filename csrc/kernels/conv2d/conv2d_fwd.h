@@ -111,14 +111,20 @@ void conv2d_fwd_im2col(const ConvShape& s, const typename UK::T* src, const type
 
 
 constexpr int kPixelsMaxOC = 8;   // filters per pixels kernel call
-constexpr int kPixelsSlots = 4;   // vectors of output pixels per pixels kernel call
+constexpr int kPixelsSlots = 4;   // vectors of output pixels per pixels kernel call, at most
+
+// Vectors of output pixels per call for `filters` filters: at most 24 accumulators (6 filters
+// x 4 slots, 8 x 3), leaving registers for the slots' input vectors and a broadcast weight.
+constexpr int pixels_slots(int filters) { return filters <= 6 ? 4 : 3; }
 
 // Unit-stride forward with the output pixels along the vector lanes, for layers with few
-// filters (LeNet's C1: 6 filters of 1x5x5). The pitch form's micro-kernel gives its 12 rows
-// to 6 filters and reloads its accumulators every 25 taps; here each slot of 16 pixels of an
-// output row keeps its 6 filters' sums in registers for the whole reduction, each tap one
-// load of 16 input values per slot and one broadcast weight per filter. One work item per
-// image; every output sums its taps in order (channel, kernel row, kernel column).
+// filters (LeNet's C1: 6 filters of 1x5x5) or few taps (a 1- or 3-channel stem: 9 or 27). The
+// pitch form's micro-kernel gives its 12 rows to 6 filters and reloads its accumulators every
+// 25 taps; here each slot of 16 pixels of an output row keeps its filters' sums in registers
+// for the whole reduction, each tap one load of 16 input values per slot and one broadcast
+// weight per filter, and writes NCHW rows as it goes (no transpose). More than 8 filters run
+// in groups of at most 8 (16 -> 8 + 8), each group's taps packed [tap][filter]. One work item
+// per image; every output sums its taps in order (channel, kernel row, kernel column).
 template <class UK>
 void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
                        const typename UK::T* bias, typename UK::T* dst) {
@@ -128,19 +134,24 @@ void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const type
   const bool padded = s.pt + s.pb + s.pl + s.pr > 0;
   const int64_t pitch = s.iw + s.pl + s.pr, prows = s.ih + s.pt + s.pb;
   const int64_t row_slots = ceil_div(s.ow, L), slots = s.oh * row_slots;
+  const int64_t groups = ceil_div(OC, kPixelsMaxOC), group = ceil_div(OC, groups);
   const int threads = plan_threads(s.mb, s.flops());
 
   const int64_t per_thread = padded ? carve_bytes<T>(s.ic * prows * pitch) : 0;
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
       carve_bytes<T>(K * OC) + carve_bytes<int64_t>(K) + 2 * carve_bytes<int64_t>(slots) + carve_bytes<int>(slots) +
       threads * per_thread)))};
-  T* w = ws.template take<T>(K * OC);  // [tap][OC]
+  T* w = ws.template take<T>(K * OC);  // [group][tap][filter of the group]
   int64_t* tap_off = ws.template take<int64_t>(K);
   int64_t* xoff = ws.template take<int64_t>(slots);
   int64_t* yoff = ws.template take<int64_t>(slots);
   int* lanes = ws.template take<int>(slots);
   char* thread_area = ws.p;
-  pack_filters_per_tap(s, wei, false, w);
+  for (int64_t o0 = 0; o0 < OC; o0 += group) {
+    const int64_t g = imin(group, OC - o0);
+    for (int64_t t = 0; t < K; ++t)
+      for (int64_t o = 0; o < g; ++o) w[o0 * K + t * g + o] = wei[(o0 + o) * K + t];
+  }
   tap_offsets(s.ic, s.kh, s.kw, s.dh, s.dw, padded ? prows : s.ih, pitch, tap_off);
   for (int64_t oy = 0, v = 0; oy < s.oh; ++oy) {
     for (int64_t ox = 0; ox < s.ow; ox += L, ++v) {
@@ -157,24 +168,28 @@ void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const type
         fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, 0, prows, pitch, frame + c * prows * pitch);
       x = frame;
     }
-    for (int64_t v0 = 0; v0 < slots; v0 += kPixelsSlots) {
-      const int nv = static_cast<int>(imin(kPixelsSlots, slots - v0));
-      const PixelArgs<T> a{x, xoff + v0, tap_off, K, w, bias, dst + n * OC * P, P, yoff + v0, lanes + v0, s.relu};
-      with_int<kPixelsMaxOC>(static_cast<int>(OC), [&](auto oc_tag) {
-        with_int<kPixelsSlots>(nv, [&](auto nv_tag) {
-          UK::template pixels<decltype(oc_tag)::value, decltype(nv_tag)::value>(a);
+    for (int64_t o0 = 0; o0 < OC; o0 += group) {
+      const int g = static_cast<int>(imin(group, OC - o0));
+      const int per_call = pixels_slots(g);
+      for (int64_t v0 = 0; v0 < slots; v0 += per_call) {
+        const int nv = static_cast<int>(imin(per_call, slots - v0));
+        const PixelArgs<T> a{x,       xoff + v0, tap_off, K,         w + o0 * K,       bias != nullptr ? bias + o0 : nullptr,
+                             dst + (n * OC + o0) * P, P, yoff + v0, lanes + v0, s.relu};
+        with_int<kPixelsMaxOC>(g, [&](auto oc_tag) {
+          with_int<kPixelsSlots>(nv, [&](auto nv_tag) {
+            UK::template pixels<decltype(oc_tag)::value, decltype(nv_tag)::value>(a);
+          });
         });
-      });
+      }
     }
   });
 }
 
-// The pixels form: unit stride, at most kPixelsMaxOC filters, and a frame no larger than the
-// image's reach allows.
+// The pixels form: unit stride and a frame no larger than the image's reach allows.
 template <class UK>
 bool pixels_applies(const ConvShape& s) {
   if constexpr (UK::kDirectLanes > 0) {
-    return s.sh == 1 && s.sw == 1 && s.oc <= kPixelsMaxOC && frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow);
+    return s.sh == 1 && s.sw == 1 && frame_is_small(s.kh, s.kw, s.dh, s.dw, s.oh, s.ow);
   } else {
     return false;
   }

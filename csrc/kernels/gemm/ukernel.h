@@ -51,9 +51,9 @@
 //     y[o*ldy + yoff[v] + l] = post(bias[o] + sum over t < taps of
 //         w[t*OCB + o] * x[xoff[v] + tap_off[t] + l])   for o < OCB, v < NV, l < lanes[v]
 //     (lanes[v] <= kDirectLanes): the forward with the output pixels along the lanes, for
-//     layers with at most kPixelsMaxOC filters; each tap costs one vector load per slot of
-//     pixels and one broadcast weight per filter. Lanes past lanes[v] are neither read nor
-//     written.
+//     layers with few filters or few taps (OCB <= kPixelsMaxOC filters per call); each tap
+//     costs one vector load per slot of pixels and one broadcast weight per filter. Lanes past
+//     lanes[v] are neither read nor written.
 #pragma once
 
 #include <cstdint>
