@@ -40,8 +40,9 @@
 // whole problem with the direct forms, which define those cases.
 //
 // Layout and vectorisation. Activations are NCHW: one channel's pixels are contiguous, its
-// neighbours' a plane away. The transforms are therefore vectorised over tiles, not channels
-// (that would need a transpose to NHWC first): tiles are numbered across the whole batch
+// neighbours' a plane away. On AVX-512 with channels in whole vectors of 16, a work item pays
+// for a transpose to pixel-major and runs the transforms along the channels (the channel-vector
+// form, below). Elsewhere the transforms are vectorised over tiles, not channels: tiles are numbered across the whole batch
 // (image, tile row, tile column), a work item is a block of consecutive tiles, and the
 // transformed values of a block are stored [frequency][channel][tile], which is exactly the
 // layout the matrix products read (one B row per channel) and write (one C row per filter).
