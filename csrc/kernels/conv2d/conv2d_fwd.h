@@ -173,7 +173,7 @@ void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const type
       const int per_call = pixels_slots(g);
       for (int64_t v0 = 0; v0 < slots; v0 += per_call) {
         const int nv = static_cast<int>(imin(per_call, slots - v0));
-        const PixelArgs<T> a{x,       xoff + v0, tap_off, K,         w + o0 * K,       bias != nullptr ? bias + o0 : nullptr,
+        const PixelArgs<T> a{x, xoff + v0, tap_off, K, w + o0 * K, bias != nullptr ? bias + o0 : nullptr,
                              dst + (n * OC + o0) * P, P, yoff + v0, lanes + v0, s.relu};
         with_int<kPixelsMaxOC>(g, [&](auto oc_tag) {
           with_int<kPixelsSlots>(nv, [&](auto nv_tag) {

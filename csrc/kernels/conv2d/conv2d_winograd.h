@@ -42,10 +42,11 @@
 // Layout and vectorisation. Activations are NCHW: one channel's pixels are contiguous, its
 // neighbours' a plane away. On AVX-512 with channels in whole vectors of 16, a work item pays
 // for a transpose to pixel-major and runs the transforms along the channels (the channel-vector
-// form, below). Elsewhere the transforms are vectorised over tiles, not channels: tiles are numbered across the whole batch
-// (image, tile row, tile column), a work item is a block of consecutive tiles, and the
-// transformed values of a block are stored [frequency][channel][tile], which is exactly the
-// layout the matrix products read (one B row per channel) and write (one C row per filter).
+// form, below). Elsewhere (the tile form) the transforms are vectorised over tiles, not
+// channels: tiles are numbered across the whole batch (image, tile row, tile column), a work
+// item is a block of consecutive tiles, and the transformed values of a block are stored
+// [frequency][channel][tile], which is exactly the layout the matrix products read (one B row
+// per channel) and write (one C row per filter).
 // Each 2-D transform is two 1-D passes over contiguous arrays that the ISA's compiler flags
 // vectorise (AVX-512, AVX2, or SSE2 on the portable path):
 //   input:  the six image rows under a tile row are de-interleaved into 4 phases (column 4t + r
@@ -59,16 +60,15 @@
 // tile, kept near kWinoBlockBytes (an L2) by the block size; shared, the transformed weights,
 // 36 x OC x IC values (4x the weights), and 63 x OC values per thread while they are made.
 //
-// Determinism: the block size depends on the problem only, each output is written by the one
-// item that owns its tile, and every sum runs in a fixed order, so the result is the same for
-// any number of threads.
+// Determinism (the tile form; the channel form's note is with it): the block size depends on
+// the problem only, each output is written by the one item that owns its tile, and every sum
+// runs in a fixed order, so the result is the same for any number of threads.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
 #include "kernels/conv2d/conv2d_common.h"
-#include "kernels/conv2d/conv2d_direct.h"
 
 #if defined(__AVX512F__)
 #include "common/avx512.h"
@@ -167,8 +167,8 @@ const T* winograd_transform_channel(const ConvShape& s, const T* wei, bool trans
 
 // The transformed weights, packed for macro_kernel: frequency f's A panels (OC x IC) at
 // pa + f*OC*IC; `wei` and `transposed_flipped` as above. `scratch` holds 63 x OC values per
-// thread. This is the part of a call that depends on the weights alone: a
-// caller that keeps the weights fixed across calls could keep `pa`.
+// thread. This is the part of a call that depends on the weights alone: a caller that keeps
+// the weights fixed across calls could keep `pa`.
 template <class UK>
 void winograd_pack_weights(const ConvShape& s, const typename UK::T* wei, bool transposed_flipped, int threads,
                            typename UK::T* scratch, typename UK::T* pa) {
@@ -508,19 +508,19 @@ void for_each_tile_run(const WinoPlan& p, int64_t t0, int64_t nt, Visit&& visit)
 // Where input and output channels fill whole 16-lane vectors, the transforms run along the
 // channels instead of the tiles: a work item first transposes the image rows under its rows of
 // tiles into a zero-padded pixel-major frame (one vector of 16 channels per pixel and channel
-// block), so that each of a tile's 36 input values is one aligned-size vector load, both 1-D
-// passes of B^T d B are plain vector arithmetic in registers, and the output transform yields
+// block), so that each of a tile's 36 input values is one vector load, both 1-D passes of
+// B^T d B are plain vector arithmetic in registers, and the output transform yields
 // each output pixel's filters as one vector, bias added by one vector add. The transforms
 // vectorised over tiles, on NCHW rows, took 62% of a 16-channel 28x28 layer's time (their
 // de-interleaving permutes and masked runs of 7 tiles); the 36 matrix products, 23%.
 // The products here have the filters along the lanes: M_f[tile][filter] = sum over channels c of
 // V_f[tile][c] U_f[c][filter], each V value broadcast once per vector of filters (the direct
 // form's micro-kernel shape: a row of tiles for its row of pixels). The outputs leave through
-// the direct form's pixel-major-to-NCHW transposes (store_pixel_major), the residual and the
-// ReLU after them as there.
+// 16x16 register transposes to NCHW rows, the residual and the ReLU applied on the way.
 // Same transforms, same frequencies, same order of channel sums: the error bound of the header
 // comment holds unchanged. Work items are runs of rows of tiles (across images for small
-// images), fixed by the problem alone: the same bits for any number of threads.
+// images); every tile's arithmetic is the same in any grouping of tiles, so the split may follow
+// the thread count and the bits still do not.
 #if defined(__AVX512F__)
 template <class T>
 struct WinoChannelForm {
@@ -533,7 +533,8 @@ struct WinoChannelForm<float> {
 
 inline bool winograd_channels_applies(const ConvShape& s) { return s.ic % 16 == 0 && s.oc % 16 == 0; }
 
-constexpr int64_t kWinoChannelTiles = 96;  // tiles per work item at most (V and M of 96 tiles: 36 x 96 x (IC + OC) values)
+// Tiles per work item at most (its transformed inputs and outputs: 36 x 96 x (IC + OC) values).
+constexpr int64_t kWinoChannelTiles = 96;
 
 // The tiles of a problem in work items of whole rows of tiles.
 struct WinoChannelPlan {
@@ -605,7 +606,8 @@ inline void wino_input_tile(const float* d0, int64_t row, int64_t col, float* v,
   for (int i = 0; i < 6; ++i) {
     const float* d = d0 + i * row;
     const __m512 x0 = _mm512_loadu_ps(d), x1 = _mm512_loadu_ps(d + col), x2 = _mm512_loadu_ps(d + 2 * col);
-    const __m512 x3 = _mm512_loadu_ps(d + 3 * col), x4 = _mm512_loadu_ps(d + 4 * col), x5 = _mm512_loadu_ps(d + 5 * col);
+    const __m512 x3 = _mm512_loadu_ps(d + 3 * col), x4 = _mm512_loadu_ps(d + 4 * col);
+    const __m512 x5 = _mm512_loadu_ps(d + 5 * col);
     CONVFORGE_WINO_BT(x0, x1, x2, x3, x4, x5, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
   }
 #pragma GCC unroll 6
@@ -674,7 +676,8 @@ inline void wino_channel_products(const float* v, int64_t ldvf, const float* u, 
         constexpr int KV = decltype(kv_tag)::value, TB = wino_channel_tiles(KV);
         for (int64_t t0 = 0; t0 < nt; t0 += TB) {
           with_int<TB>(static_cast<int>(imin(TB, nt - t0)), [&](auto tb_tag) {
-            wino_channel_gemm<decltype(tb_tag)::value, KV>(vf + 16 * t0, 16 * ntmax, IC, uf + o0, OC, mf + t0 * OC + o0, OC);
+            wino_channel_gemm<decltype(tb_tag)::value, KV>(vf + 16 * t0, 16 * ntmax, IC, uf + o0, OC,
+                                                           mf + t0 * OC + o0, OC);
           });
         }
       });
