@@ -31,6 +31,7 @@ CASES = [
     (5, 32, 7, 9, 16, 0),  # 2 x 3 tiles per image, items across images, 5 x 7 outputs of 8 x 12
     (3, 48, 14, 13, 80, 2),  # 3 channel blocks, filters in calls of 4 + 1 vectors, last tile 1 column wide
     (9, 16, 30, 3, 16, 1),  # one tile a row, a 1-column frame row of image
+    (1, 128, 6, 5, 128, 1),  # 128 channels both sides: the tile form on AVX-512 too
 ]
 
 
@@ -94,9 +95,10 @@ def test_default_choice_and_forcing_the_direct_forms(isa, rng):
     # The heuristic takes Winograd for float32 layers with enough tiles in the batch that are
     # mostly output; not for float64 (gradient checks), thin layers, small batches or strides;
     # forcing another still works. The tile-vectorised transforms (AVX2, portable; and
-    # AVX-512 for channels that are not whole vectors) need 256 tiles, or 128 from 64 channels,
-    # and 90% output from 16 channels, 70% from 32; the channel-vector form (AVX-512, channels
-    # in whole vectors of 16) 128 tiles and 70% output from 16 channels.
+    # AVX-512 for channels that are not whole vectors, or 128 and more both sides) need 256
+    # tiles, or 128 from 64 channels, and 90% output from 16 channels, 70% from 32; the
+    # channel-vector form (AVX-512, channels in whole vectors of 16) 128 tiles and 70% output
+    # from 16 channels.
     def first(x_shape, w_shape, **kw):
         return F.conv2d_algorithms(x_shape, w_shape, **kw)["fwd"][0] == NAME
 
@@ -118,6 +120,8 @@ def test_default_choice_and_forcing_the_direct_forms(isa, rng):
     assert first((32, 64, 7, 7), (64, 64, 3, 3), padding=1)  # 128 tiles
     assert not first((31, 64, 7, 7), (64, 64, 3, 3), padding=1)
     assert not first((1, 128, 7, 7), (128, 128, 3, 3), padding=1)  # batch 1
+    assert first((8, 48, 14, 14), (48, 48, 3, 3), padding=1) == channel_form  # 128 tiles, 48 channels
+    assert first((8, 128, 14, 14), (128, 128, 3, 3), padding=1)  # the tile form (128 both sides), 128 tiles
     assert not first((64, 32, 12, 12), (32, 32, 3, 3), stride=2, padding=1)
     x, w, b, p = draw((29, 32, 12, 12, 32, 1), np.float32, rng)
     default = F.conv2d(x, w, b, padding=p)

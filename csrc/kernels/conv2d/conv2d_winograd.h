@@ -531,7 +531,15 @@ struct WinoChannelForm<float> {
   static constexpr bool kCompiled = true;
 };
 
-inline bool winograd_channels_applies(const ConvShape& s) { return s.ic % 16 == 0 && s.oc % 16 == 0; }
+// Whole vectors of channels, fewer than 128 on one side at least. From 128 x 128 the products
+// dominate and the tile form's 12x32 micro-kernel, with all of U_f for a block of up to 256
+// tiles, ran them faster: 64 images of 128 -> 128 channels at 28x28, one thread, 45.1 ms
+// against 40.2 (16 images 10.5 against 9.4; 14x14 at 32 images 6.5 against 6.4), where below
+// 128 the channel form won (64 -> 128 at 14x14 6.1-6.3 against 6.8-7.2 ms, 96 -> 96 6.9 against
+// 7.4, 64 -> 64 at 28x28 10.4 against 12.0, 32 -> 128 3.3 against 4.2).
+inline bool winograd_channels_applies(const ConvShape& s) {
+  return s.ic % 16 == 0 && s.oc % 16 == 0 && imin(s.ic, s.oc) < 128;
+}
 
 // Tiles per work item at most (its transformed inputs and outputs: 36 x 96 x (IC + OC) values).
 constexpr int64_t kWinoChannelTiles = 96;
