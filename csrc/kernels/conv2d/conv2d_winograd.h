@@ -727,8 +727,9 @@ inline void wino_output_tile(const float* m, int64_t ldf, __m512 bias, bool relu
 
 // y[o*P + p] = post(yt[p*OC + o] + res[o*P + p]) for pixels p < np and every channel o: a
 // segment's pixel-major outputs stored as NCHW rows through 16 x 16 register transposes, the
-// last block masked (store_pixel_major's scalar tail was 4 of every 14x14 plane's 196 pixels);
-// with a residual (null: none) added, then the ReLU when `relu`.
+// last block masked; with a residual (null: none) added, then the ReLU when `relu`, on the
+// way (store_pixel_major and a pass of add_residual_row, as the direct form does, read the
+// rows back).
 inline void wino_store_outputs(const float* yt, int64_t OC, int64_t np, float* y, int64_t P, const float* res,
                                bool relu) {
   const __m512 zero = _mm512_setzero_ps();
@@ -770,7 +771,7 @@ bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float*
 
   const int64_t per_thread = carve_bytes<float>(kWinoFreq * ldvf) + carve_bytes<float>(kWinoFreq * ldmf) +
                              carve_bytes<float>(p.frame_rows * p.fw * IC) +
-                             carve_bytes<float>(4 * p.seg_rows * s.ow * OC) + carve_bytes<float>(16);
+                             carve_bytes<float>(4 * p.seg_rows * s.ow * OC);
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
       carve_bytes<float>(kWinoFreq * IC * OC) + carve_bytes<float>(threads * 63 * OC) +
       carve_bytes<int>(threads) + threads * per_thread)))};

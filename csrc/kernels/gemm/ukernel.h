@@ -28,6 +28,8 @@
 //   static constexpr int kOuterLanes, kOuterRegs;  (kOuterLanes = 0: no outer kernel)
 //   static void transpose16(const T* src, int64_t lds, T* dst, int64_t ldd);
 //     dst[p*ldd + o] = src[o*lds + p] for o, p < 16 (kOuterLanes must be 16).
+//   static void transpose16_rows(const T* src, int64_t lds, int n, T* dst, int64_t ldd);
+//     the same for o < n < 16 only (the direct forms' last pixels; kDirectLanes 16).
 //   template <int ROWS, int TAPS, int KV> static void outer(const OuterArgs<T>& a);
 //     c[(i*TAPS + t)*ldc + l] += sum over y < rows, z < cols of
 //         x[i][y*xrowstep + z*xstep + t] * dyt[(y*cols + z)*ldd + l]   for l < KV*kOuterLanes:

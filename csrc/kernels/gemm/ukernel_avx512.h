@@ -47,6 +47,18 @@ struct UkernelAvx512 {
     for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ldd, r[i]);
   }
 
+  // transpose16 for the first n < 16 source rows only: dst[p*ldd + o] = src[o*lds + p] for
+  // o < n, p < 16 (masked stores of n lanes; rows o >= n neither read nor written).
+  static void transpose16_rows(const float* src, int64_t lds, int n, float* dst, int64_t ldd) {
+    __m512 r[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) r[i] = i < n ? _mm512_loadu_ps(src + i * lds) : _mm512_setzero_ps();
+    transpose16x16(r);
+    const __mmask16 lanes = static_cast<__mmask16>((1u << n) - 1u);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) _mm512_mask_storeu_ps(dst + i * ldd, lanes, r[i]);
+  }
+
   template <int ROWS, int TAPS, int KV>
   static void outer(const OuterArgs<float>& a) {
     constexpr int N = ROWS * TAPS;
