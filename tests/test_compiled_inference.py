@@ -1,9 +1,11 @@
 """The compiled inference pass (convforge.models.compiled, csrc/plan/inference_plan.cpp).
 
 ``predict`` runs a model's inference steps as one C++ call. It must give the very bits the layers
-give one by one (the same kernels on the same arguments), on every ISA path and thread count; see
-weights changed in place (training, set_weights) and notice replaced weight arrays; hand the steps
-it has no op for to the layers (the tail); and refuse bad plans with clear errors.
+give one by one (the same kernels on the same arguments) when it keeps no transformed weights,
+on every ISA path and thread count; with them (the default: a small batch may take Winograd
+where a layer alone does not) the bits of a plan made afresh, whatever was edited in place
+before; see weights changed in place (training, set_weights) and notice replaced weight arrays;
+hand the steps it has no op for to the layers (the tail); and refuse bad plans with clear errors.
 """
 
 import importlib.util
@@ -34,15 +36,27 @@ def layer_by_layer(model, xs):
     return [values[i] for i in g._outputs_index]
 
 
-def planned(model, xs):
+def planned(model, xs, keep_prepared=True):
     g = graph_of(model)
     plan = g._inference_plan()
     assert plan is not None, "the model should compile"
-    return plan, plan.run([g._entries[k].convert(x) for k, x in enumerate(xs)])
+    plan.plan.keep_prepared = keep_prepared
+    try:
+        return plan, plan.run([g._entries[k].convert(x) for k, x in enumerate(xs)])
+    finally:
+        plan.plan.keep_prepared = True
+
+
+def fresh_plan(model, xs):
+    """The outputs of a plan made now from the model's current weights (nothing kept yet)."""
+    g = graph_of(model)
+    plan = compiled.compile_inference(g, g.dtype)
+    return plan.run([g._entries[k].convert(x) for k, x in enumerate(xs)])
 
 
 def assert_same_bits(model, xs):
-    plan, got = planned(model, xs)
+    """Without kept transformed weights, the plan takes the layers' algorithms: their bits."""
+    plan, got = planned(model, xs, keep_prepared=False)
     want = layer_by_layer(model, xs)
     assert len(got) == len(want)
     for a, b in zip(got, want):
@@ -184,10 +198,14 @@ def test_sees_training_and_set_weights(rng, plans_on):
     after = model.predict(x, verbose=0)
     assert graph_of(model)._compiled is plan  # the same plan, reading the new values
     assert not np.array_equal(before, after)
-    np.testing.assert_array_equal(after, layer_by_layer(model, [x])[0])
+    # What the plan kept (folds, Winograd's filters) was made again: a fresh plan's bits.
+    np.testing.assert_array_equal(after, fresh_plan(model, [x])[0])
+    np.testing.assert_allclose(after, layer_by_layer(model, [x])[0], rtol=1e-4, atol=1e-6)
     weights = model.get_weights()
     model.set_weights([w * 0.5 for w in weights])
-    np.testing.assert_array_equal(model.predict(x, verbose=0), layer_by_layer(model, [x])[0])
+    np.testing.assert_array_equal(model.predict(x, verbose=0), fresh_plan(model, [x])[0])
+    _, kept_off = planned(model, [x], keep_prepared=False)
+    np.testing.assert_array_equal(kept_off[0], layer_by_layer(model, [x])[0])
 
 
 def test_in_place_edit_and_replaced_array(rng, plans_on):
@@ -790,3 +808,117 @@ def test_residual_add_whose_shortcut_is_an_earlier_fused_sum(rng):
     pb, = one_conv(wq).run([data])
     got, = plan.run([data])
     np.testing.assert_array_equal(got, np.maximum(pb + (pa + data), 0))
+
+
+# ------------------------------------------------------------------ kept transformed weights
+
+
+def one_conv_plan(w, b, side, bn=None, relu=False):
+    plan = _core.InferencePlan(w.dtype.name)
+    y = plan.conv2d(plan.input([w.shape[1], side, side]), w, b, (1, 1), (1, 1, 1, 1), (1, 1), bn=bn, relu=relu)
+    plan.finish([y])
+    return plan
+
+
+# Channel-form shapes (16-channel multiples: 7x7 has 4 tiles an image, 28x28 49), an odd side
+# with the last tiles part outside, and 8 -> 24 channels (the tile form on AVX-512).
+KEPT_CASES = [(16, 16, 28), (32, 32, 14), (64, 64, 7), (16, 48, 9), (8, 24, 10)]
+
+
+@pytest.mark.parametrize("ic,oc,side", KEPT_CASES)
+def test_kept_winograd_weights_give_the_forced_layers_bits(isa, ic, oc, side, rng, threads):
+    # The plan's Winograd with its kept filters against a layer call forced to Winograd (which
+    # transforms them itself): the same transform, the same products, the same bits, the first
+    # run (made) and the next (kept), on 1 and 2 threads.
+    w = rng.standard_normal((oc, ic, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(oc).astype(np.float32)
+    plan = one_conv_plan(w, b, side, relu=True)
+    for batch in (1, 3):
+        x = rng.standard_normal((batch, ic, side, side)).astype(np.float32)
+        with convforge.functional.force_conv2d_algorithm(fwd="winograd_f4x3"):
+            want = F.conv2d(x, w, b, padding=1, relu=True)
+        for n in (1, 2):
+            convforge.set_num_threads(n)
+            for _ in range(2):
+                np.testing.assert_array_equal(plan.run([x], conv_algorithm="winograd_f4x3")[0], want)
+
+
+def test_kept_weights_let_one_image_take_winograd(rng):
+    # On AVX-512 a 64-channel 7x7 image takes Winograd in the plan (its 4 tiles pay once the
+    # filters are kept) and the direct form in a layer call and in a plan that keeps nothing.
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    x = rng.standard_normal((1, 64, 7, 7)).astype(np.float32)
+    plan = one_conv_plan(w, b, 7)
+    layer = F.conv2d(x, w, b, padding=1)
+    with convforge.functional.force_conv2d_algorithm(fwd="winograd_f4x3"):
+        winograd = F.conv2d(x, w, b, padding=1)
+    np.testing.assert_array_equal(plan.run([x])[0], winograd if convforge.build_info()["isa"] == "avx512" else layer)
+    plan.keep_prepared = False
+    assert plan.keep_prepared is False
+    np.testing.assert_array_equal(plan.run([x])[0], layer)
+    assert not np.array_equal(layer, winograd)  # the two choices are told apart
+
+
+@pytest.mark.parametrize("edit", ["kernel", "bias", "mean", "variance", "gamma", "beta"])
+def test_kept_weights_follow_every_in_place_edit(isa, edit, rng):
+    # Each array the fold and Winograd's filters come from, edited in place by one element
+    # after runs that kept what came of it: the next run has a fresh plan's bits.
+    w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    mean, gamma, beta = (rng.standard_normal(32).astype(np.float32) for _ in range(3))
+    var = rng.uniform(0.5, 2.0, 32).astype(np.float32)
+    arrays = {"kernel": w, "bias": b, "mean": mean, "variance": var, "gamma": gamma, "beta": beta}
+    bn = (mean, var, gamma, beta, 1e-3)
+    plan = one_conv_plan(w, b, 14, bn=bn, relu=True)
+    x = rng.standard_normal((1, 16, 14, 14)).astype(np.float32)
+    before = plan.run([x])[0]
+    np.testing.assert_array_equal(plan.run([x])[0], before)
+    a = arrays[edit]
+    a.reshape(-1)[a.size // 2] *= 1.5  # one element of the array the plan holds
+    after = plan.run([x])[0]
+    assert not np.array_equal(after, before)
+    np.testing.assert_array_equal(after, one_conv_plan(w, b, 14, bn=bn, relu=True).run([x])[0])
+
+
+def test_kept_weights_follow_the_isa(rng):
+    # Filters kept in one ISA's layout are made again for another's (AVX-512's channel form and
+    # the tile form pack them differently).
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    x = rng.standard_normal((2, 32, 14, 14)).astype(np.float32)
+    plan = one_conv_plan(w, b, 14)
+    previous = _core._isa_cap()
+    try:
+        detected = convforge.build_info()["isa_detected"]
+        isas = ["ref", "avx2", "avx512"]
+        for isa in reversed(isas[: isas.index(detected) + 1]):
+            _core._set_isa_cap(isa)
+            want = one_conv_plan(w, b, 14).run([x], conv_algorithm="winograd_f4x3")[0]
+            np.testing.assert_array_equal(plan.run([x], conv_algorithm="winograd_f4x3")[0], want)
+    finally:
+        _core._set_isa_cap(previous)
+
+
+def test_kept_weights_with_concurrent_runs(rng, threads):
+    # Two threads running one plan use two arenas, each with its own kept filters.
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    plan = one_conv_plan(w, b, 28)
+    xs = [rng.standard_normal((1, 16, 28, 28)).astype(np.float32) for _ in range(2)]
+    want = [one_conv_plan(w, b, 28).run([x])[0] for x in xs]
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(200):
+                np.testing.assert_array_equal(plan.run([xs[k]])[0], want[k])
+        except AssertionError as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert not errors, errors[0]

@@ -274,6 +274,12 @@ void bind_plan(py::module_& m) {
         return p.with_plan([&](const auto& plan) { return plan.dims(v); });
       }, py::arg("value"))
       .def("describe", [](const PyPlan& p) { return p.with_plan([](const auto& plan) { return plan.describe(); }); })
+      .def_property(
+          "keep_prepared",
+          [](const PyPlan& p) { return p.with_plan([](const auto& plan) { return plan.keeps_prepared(); }); },
+          [](PyPlan& p, bool keep) { p.with_plan([&](auto& plan) { plan.keep_prepared(keep); }); },
+          "Whether convs keep transformed weights (Winograd's) between runs, so that small batches may "
+          "take Winograd (default True); False: the layers' own algorithm choices, bit for bit.")
       .def("run", &PyPlan::run, py::arg("inputs"), py::arg("conv_algorithm") = py::none(),
            "The outputs for a batch: one array per output, (batch, *dims). conv_algorithm: the conv2d "
            "forward algorithm to force (ValueError where it does not apply).")

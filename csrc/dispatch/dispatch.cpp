@@ -1,5 +1,7 @@
 #include "dispatch/dispatch.h"
 
+#include <algorithm>
+
 namespace convforge {
 namespace {
 
@@ -146,7 +148,7 @@ const ConvAlgo<T>* choose_conv2d_algorithm(ConvPass pass, const ConvShape& plan,
   if (forced == nullptr || *forced == '\0') {
     for (int i = 0; i < list.count; ++i) {
       const ConvAlgo<T>& a = list.algos[i];
-      if (a.applies(plan, t) && (a.pays == nullptr || a.pays(plan))) return &a;
+      if (a.applies(plan, t) && (a.pays == nullptr || a.pays(plan, t))) return &a;
     }
     return &list.algos[list.count - 1];  // unreachable: the last entry applies to every problem
   }
@@ -177,7 +179,7 @@ std::vector<std::string> applicable_conv2d_algorithms(ConvPass pass, const ConvS
   for (int i = 0; i < list.count; ++i) {
     const ConvAlgo<T>& a = list.algos[i];
     if (!a.applies(plan, t)) continue;
-    ((a.pays == nullptr || a.pays(plan)) ? preferred : others).push_back(a.name);
+    ((a.pays == nullptr || a.pays(plan, t)) ? preferred : others).push_back(a.name);
   }
   preferred.insert(preferred.end(), others.begin(), others.end());
   return preferred;
@@ -189,6 +191,29 @@ template const ConvAlgo<double>* choose_conv2d_algorithm(ConvPass, const ConvSha
                                                          const char*, std::string*);
 template std::vector<std::string> applicable_conv2d_algorithms(ConvPass, const ConvShape&, const ConvTensors<float>&);
 template std::vector<std::string> applicable_conv2d_algorithms(ConvPass, const ConvShape&, const ConvTensors<double>&);
+
+namespace {
+template <class T, std::size_t N>
+int64_t prepared_capacity(const Kernel<Conv2dAlgosFn<T>> (&kernels)[N], const ConvShape& plan) {
+  int64_t most = 0;
+  for (const Kernel<Conv2dAlgosFn<T>>& k : kernels) {
+    const ConvAlgoList<T> list = k.fn(ConvPass::fwd);
+    for (int i = 0; i < list.count; ++i)
+      if (list.algos[i].prepared_size != nullptr) most = std::max(most, list.algos[i].prepared_size(plan));
+  }
+  return most;
+}
+}  // namespace
+
+template <>
+int64_t conv2d_prepared_capacity<float>(const ConvShape& plan) {
+  return prepared_capacity(kConv2dF32, plan);
+}
+// float64 takes no transformed-weight form by default (Winograd is float32's): nothing kept.
+template <>
+int64_t conv2d_prepared_capacity<double>(const ConvShape&) {
+  return 0;
+}
 
 std::vector<ConvAlgoNames> compiled_conv2d_algorithms() {
   std::vector<ConvAlgoNames> out;

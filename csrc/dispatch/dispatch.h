@@ -122,6 +122,11 @@ const ConvAlgo<T>* choose_conv2d_algorithm(ConvPass pass, const ConvShape& plan,
 template <class T>
 std::vector<std::string> applicable_conv2d_algorithms(ConvPass pass, const ConvShape& plan, const ConvTensors<T>& t);
 
+// The most elements of T that any forward algorithm of any compiled ISA makes of `plan`'s
+// weights (ConvAlgo::prepare): room for a caller that keeps them, whatever ISA runs later.
+template <class T>
+int64_t conv2d_prepared_capacity(const ConvShape& plan);
+
 // Every compiled conv2d algorithm, per ISA (float32; float64 has the ref list) and pass.
 struct ConvAlgoNames {
   std::string isa, pass;

@@ -35,6 +35,12 @@ struct ConvTensors {
   T* diff_src = nullptr;
   T* diff_wei = nullptr;
   T* diff_bias = nullptr;
+  // Forward only. A caller that runs the same weights many times (an inference plan) may keep
+  // what the algorithm's `prepare` makes of them (Winograd's transformed filters) and pass it
+  // here; `keeps_prepared` tells the default choice that it does, so that an algorithm whose
+  // preparation dominates a small batch may pay. Null: the algorithm prepares them itself.
+  const T* prepared = nullptr;
+  bool keeps_prepared = false;
 };
 
 // One algorithm of one pass. `plan` is the completed ConvShape (complete_conv_shape), built
@@ -43,8 +49,13 @@ template <class T>
 struct ConvAlgo {
   const char* name;
   bool (*applies)(const ConvShape& plan, const ConvTensors<T>& t);  // computes this problem exactly
-  bool (*pays)(const ConvShape& plan);  // null: always; the default choice skips it where false
+  bool (*pays)(const ConvShape& plan, const ConvTensors<T>& t);    // null: always; the default choice skips it where false
   void (*run)(const ConvShape& plan, const ConvTensors<T>& t);
+  // Forward algorithms that transform the weights before use (null: none): the elements of T
+  // that the transform of `plan`'s weights takes (0 where this problem has none; it never
+  // depends on plan.mb), and the transform itself, of OIHW `wei` into `prepared`.
+  int64_t (*prepared_size)(const ConvShape& plan) = nullptr;
+  void (*prepare)(const ConvShape& plan, const T* wei, T* prepared) = nullptr;
 };
 
 template <class T>

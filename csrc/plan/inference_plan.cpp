@@ -159,10 +159,20 @@ int InferencePlan<T>::conv2d(int x, ConvShape s, const T* w, const T* b, const P
   op.in = {x};
   op.conv = s;
   op.w = w, op.b = b, op.relu = relu;
-  if (bn) {
-    op.bn = *bn, op.fold = true;
-    op.fold_offset = fold_elements_;
-    fold_elements_ += round_up(s.wei_size()) + round_up(s.oc);
+  if (bn) op.bn = *bn, op.fold = true;
+  // Prepared weights (Winograd's 36 x IC x OC) are kept up to 8 MiB a conv: a larger layer's
+  // per-image work dwarfs their transform, and a VGG's would hold hundreds of MiB.
+  constexpr int64_t kMaxPreparedBytes = int64_t{8} << 20;
+  const int64_t prepared = conv2d_prepared_capacity<T>(s);
+  if (prepared * static_cast<int64_t>(sizeof(T)) <= kMaxPreparedBytes) op.prepared_capacity = prepared;
+  op.keep = op.fold || op.prepared_capacity > 0;
+  if (op.keep) {
+    op.keep_offset = kept_elements_;
+    for_each_source(op, [&](const T*, int64_t n) { kept_elements_ += round_up(n); });
+    op.fold_offset = kept_elements_;
+    if (op.fold) kept_elements_ += round_up(s.wei_size()) + round_up(s.oc);
+    op.prepared_offset = kept_elements_;
+    kept_elements_ += round_up(op.prepared_capacity);
   }
   return append(std::move(op), {s.oc, s.oh, s.ow});
 }
@@ -451,13 +461,21 @@ T* InferencePlan<T>::place(int v, T* arena, int64_t mb, const std::vector<const 
   const Value& value = values_[v];
   if (value.input >= 0) return const_cast<T*>(inputs[value.input]);  // read only: no op writes an input
   if (value.output >= 0) return outputs[value.output];
-  int64_t offset = round_up(fold_elements_);
+  int64_t offset = round_up(kept_elements_);
   for (int s = 0; s < value.slot; ++s) offset += round_up(slot_size_[s] * mb);
   return arena + offset;
 }
 
 template <class T>
-void InferencePlan<T>::run_op(const Op& op, int64_t mb, T* arena, const std::vector<T*>& where,
+template <class F>
+void InferencePlan<T>::for_each_source(const Op& op, F&& f) {
+  f(op.w, op.conv.wei_size());
+  for (const T* v : {op.b, op.bn.mean, op.bn.var, op.bn.gamma, op.bn.beta})
+    if (v != nullptr) f(v, op.conv.oc);
+}
+
+template <class T>
+void InferencePlan<T>::run_op(const Op& op, int64_t mb, T* arena, Kept* kept, const std::vector<T*>& where,
                               const char* forced_conv) const {
   const T* x = where[op.in[0]];
   T* y = where[op.out];
@@ -469,18 +487,51 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, T* arena, const std::vec
       s.relu = op.relu;
       const T* w = op.w;
       const T* b = op.b;
+      if (op.keep) {
+        // The arena's copy of the sources, compared byte for byte: any change made in place
+        // (training, set_weights, an edit) makes the fold and the prepared weights again.
+        T* copy = arena + op.keep_offset;
+        bool same = kept->valid;
+        for_each_source(op, [&](const T* src, int64_t count) {
+          if (same && std::memcmp(copy, src, sizeof(T) * static_cast<std::size_t>(count)) != 0) same = false;
+          copy += round_up(count);
+        });
+        if (!same) {
+          copy = arena + op.keep_offset;
+          for_each_source(op, [&](const T* src, int64_t count) {
+            std::memcpy(copy, src, sizeof(T) * static_cast<std::size_t>(count));
+            copy += round_up(count);
+          });
+          if (op.fold) {
+            T* wf = arena + op.fold_offset;
+            fold_batchnorm(s, op.w, op.b, op.bn, wf, wf + round_up(s.wei_size()));
+          }
+          kept->valid = true;
+          kept->prepared_by = nullptr;
+        }
+      }
       if (op.fold) {
-        T* wf = arena + op.fold_offset;
-        T* bf = wf + round_up(s.wei_size());
-        fold_batchnorm(s, op.w, op.b, op.bn, wf, bf);
-        w = wf, b = bf;
+        w = arena + op.fold_offset;
+        b = w + round_up(s.wei_size());
       }
       ConvTensors<T> t;
       t.src = x, t.wei = w, t.bias = b, t.dst = y;
       if (op.residual) t.residual = where[op.in[1]];
+      t.keeps_prepared = keep_prepared_ && op.prepared_capacity > 0;
       std::string error;
       const ConvAlgo<T>* algo = choose_conv2d_algorithm<T>(ConvPass::fwd, s, t, forced_conv, &error);
       if (algo == nullptr) throw std::invalid_argument(error);  // a forced algorithm that does not apply
+      if (t.keeps_prepared && algo->prepare != nullptr) {
+        const int64_t size = algo->prepared_size(s);
+        if (size > 0 && size <= op.prepared_capacity) {
+          T* prepared = arena + op.prepared_offset;
+          if (kept->prepared_by != algo) {  // made by another algorithm or ISA, or from other weights
+            algo->prepare(s, w, prepared);
+            kept->prepared_by = algo;
+          }
+          t.prepared = prepared;
+        }
+      }
       algo->run(s, t);
       return;
     }
@@ -592,7 +643,7 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
   if (inputs.size() != inputs_.size() || outputs.size() != outputs_.size())
     throw std::invalid_argument("inference plan: wrong number of inputs or outputs");
   // The arena: folded weights, then each slot's mb samples.
-  int64_t elements = round_up(fold_elements_);
+  int64_t elements = round_up(kept_elements_);
   for (int64_t size : slot_size_) {
     int64_t slot = 0;
     if (__builtin_mul_overflow(size, mb, &slot) || __builtin_add_overflow(elements, round_up(slot), &elements))
@@ -612,15 +663,16 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
     arena.buffer = LargeBuffer(static_cast<std::size_t>(elements) * sizeof(T), /*huge_pages=*/true);
     arena.elements = elements;
   }
+  if (arena.kept.size() != ops_.size()) arena.kept.assign(ops_.size(), Kept{});
   T* base = static_cast<T*>(arena.buffer.data());  // 64-byte aligned: slots start on kAlign elements
   std::vector<T*> where(values_.size());
   for (int v = 0; v < static_cast<int>(values_.size()); ++v) where[v] = place(v, base, mb, inputs, outputs);
   if (op_seconds == nullptr) {
-    for (const Op& op : ops_) run_op(op, mb, base, where, forced_conv.c_str());
+    for (std::size_t k = 0; k < ops_.size(); ++k) run_op(ops_[k], mb, base, &arena.kept[k], where, forced_conv.c_str());
   } else {
     for (std::size_t k = 0; k < ops_.size(); ++k) {
       const auto start = std::chrono::steady_clock::now();
-      run_op(ops_[k], mb, base, where, forced_conv.c_str());
+      run_op(ops_[k], mb, base, &arena.kept[k], where, forced_conv.c_str());
       op_seconds[k] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
   }

@@ -10,9 +10,14 @@
 // that values share once their last reader has run (an op whose input dies with it may write
 // over it).
 //
-// Knows nothing of Python. Weights are pointers the caller keeps alive; they are read at every
-// run, so weights changed in place are always seen. A Conv2D followed by BatchNormalization is
-// folded at every run (weights * scale, the kernel's size, not the feature maps'), never cached.
+// Knows nothing of Python. Weights are pointers the caller keeps alive, and weights changed in
+// place are always seen: what a conv derives from its weights (a BatchNormalization folded in,
+// weights * scale; Winograd's transformed filters) is kept in the run's arena with a copy of the
+// weights it came from, and made again whenever those bytes differ (one compare of the weights
+// per run, the cost of the fold it replaces). Keeping the transformed filters lets a small batch
+// take Winograd where a single layer call, which transforms them every time, takes the direct
+// form: the plan's outputs then agree with the layers' within Winograd's error bound rather than
+// bit for bit (keep_prepared(false) restores the layers' choices).
 #pragma once
 
 #include <cstdint>
@@ -87,6 +92,10 @@ class InferencePlan {
   const std::vector<int>& output_values() const { return outputs_; }
   const std::vector<int>& input_values() const { return inputs_; }
   std::string describe() const;  // one line per op, for tests and debugging
+  // Whether convs keep their algorithms' prepared weights between runs (default true); false
+  // gives exactly the choices (and bits) of the layers called one by one. Not while running.
+  void keep_prepared(bool keep) { keep_prepared_ = keep; }
+  bool keeps_prepared() const { return keep_prepared_; }
 
   // inputs[k]: mb samples of input k, C-contiguous; outputs[k]: room for mb samples of output k.
   // Outputs must not overlap the inputs or each other. `forced_conv` names the conv2d forward
@@ -124,8 +133,18 @@ class InferencePlan {
     PlanBatchNorm<T> bn;
     bool fold = false;  // conv2d: bn is folded in
     bool relu = false;
-    bool residual = false;    // conv2d: in[1] is added before the ReLU (fuse_residual_adds)
-    int64_t fold_offset = 0;  // conv2d with fold: folded weights then bias, at this arena offset
+    bool residual = false;  // conv2d: in[1] is added before the ReLU (fuse_residual_adds)
+    // conv2d that derives weights (a fold, or room for an algorithm's prepared weights), at
+    // arena offsets: the copy of its sources (w, b, the BatchNormalization's vectors) at
+    // keep_offset, the folded weights then bias at fold_offset, the prepared weights
+    // (prepared_capacity elements, 0: none kept) at prepared_offset.
+    bool keep = false;
+    int64_t keep_offset = 0, fold_offset = 0, prepared_offset = 0, prepared_capacity = 0;
+  };
+  // Per op and arena: is the arena's copy of the sources (and what came of them) current?
+  struct Kept {
+    bool valid = false;
+    const void* prepared_by = nullptr;  // the ConvAlgo whose prepare made the arena's prepared weights
   };
 
   int add_value(std::vector<int64_t> dims, int producer);
@@ -134,7 +153,10 @@ class InferencePlan {
   int append(Op op, std::vector<int64_t> out_dims);  // the op's output value; marks its reads
   void fuse_residual_adds();                          // finish(): conv -> add [-> relu] as one op
   T* place(int v, T* arena, int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const;
-  void run_op(const Op& op, int64_t mb, T* arena, const std::vector<T*>& where, const char* forced_conv) const;
+  void run_op(const Op& op, int64_t mb, T* arena, Kept* kept, const std::vector<T*>& where,
+              const char* forced_conv) const;
+  template <class F>
+  static void for_each_source(const Op& op, F&& f);  // f(pointer, elements) per array a conv derives from
   void run_ops(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
                const std::string& forced_conv, double* op_seconds) const;  // op_seconds may be null
 
@@ -142,7 +164,8 @@ class InferencePlan {
   std::vector<Op> ops_;
   std::vector<int> inputs_, outputs_;
   std::vector<int64_t> slot_size_;    // per-sample elements of each arena slot (finish)
-  int64_t fold_elements_ = 0;         // per-run room for folded weights and biases
+  int64_t kept_elements_ = 0;         // arena room for what convs derive from their weights
+  bool keep_prepared_ = true;
   bool finished_ = false;
 
   // Arenas kept between runs (two at most, 64 MiB each at most: fresh pages cost more than a
@@ -150,6 +173,7 @@ class InferencePlan {
   struct Arena {
     LargeBuffer buffer;  // 64-byte aligned
     int64_t elements = 0;
+    std::vector<Kept> kept;  // per op
   };
   mutable std::mutex arenas_mutex_;
   mutable std::vector<Arena> free_arenas_;

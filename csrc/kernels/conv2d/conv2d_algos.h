@@ -82,7 +82,7 @@ struct Conv2dAlgos {
   // rows fill at least 3/4 of the vectors' lanes: 1x1, 40 -> 32 channels on 9x9 (9 of 16 lanes)
   // took 0.29 / 0.16 ms against the direct form's 0.22 / 0.12; on 28x28, 16 -> 32, 1.03 / 0.54
   // against 1.38 / 0.72.
-  static bool fwd_pixels_pays(const ConvShape& s) {
+  static bool fwd_pixels_pays(const ConvShape& s, const Tensors&) {
     if constexpr (!kDirect) return false;  // not in the lists: no pixels kernel
     const bool rows_fill_lanes = 4 * s.ow >= 3 * UK::kDirectLanes * ceil_div(s.ow, int64_t{UK::kDirectLanes});
     return s.oc <= kPixelsMaxOC || (s.ic * s.kh * s.kw <= 45 && rows_fill_lanes);
@@ -110,19 +110,29 @@ struct Conv2dAlgos {
     while (i < l.count && l.algos[i].run != self) ++i;
     for (++i; i < l.count; ++i) {
       const ConvAlgo<T>& a = l.algos[i];
-      if (a.applies(s, t) && (a.pays == nullptr || a.pays(s))) {
+      if (a.applies(s, t) && (a.pays == nullptr || a.pays(s, t))) {
         a.run(s, t);
         return;
       }
     }
   }
   static bool fwd_winograd_applies(const ConvShape& s, const Tensors&) { return winograd_applies(s); }
-  static bool fwd_winograd_pays(const ConvShape& s) { return winograd_pays<T>(s); }
+  static bool fwd_winograd_pays(const ConvShape& s, const Tensors& t) { return winograd_pays<T>(s, t.keeps_prepared); }
   static void fwd_winograd(const ConvShape& s, const Tensors& t) {
-    if (!conv2d_winograd<UK>(s, t.src, t.wei, false, t.bias, t.residual, t.dst)) run_next(ConvPass::fwd, fwd_winograd, s, t);
+    if (!conv2d_winograd<UK>(s, t.src, t.wei, false, t.bias, t.residual, t.dst, t.prepared))
+      run_next(ConvPass::fwd, fwd_winograd, s, t);
+  }
+  // The transformed filters, kept by an inference plan across runs (ConvTensors::prepared).
+  static int64_t fwd_winograd_prepared_size(const ConvShape& s) {
+    return winograd_applies(s) ? winograd_prepared_size(s) : 0;
+  }
+  static void fwd_winograd_prepare(const ConvShape& s, const T* wei, T* prepared) {
+    winograd_prepare_weights<UK>(s, wei, prepared);
   }
   static bool bwd_data_winograd_applies(const ConvShape& s, const Tensors&) { return winograd_applies(s); }
-  static bool bwd_data_winograd_pays(const ConvShape& s) { return winograd_pays<T>(bwd_data_as_forward(s)); }
+  static bool bwd_data_winograd_pays(const ConvShape& s, const Tensors&) {
+    return winograd_pays<T>(bwd_data_as_forward(s), false);
+  }
   static void bwd_data_winograd(const ConvShape& s, const Tensors& t) {
     if (!conv2d_winograd<UK>(bwd_data_as_forward(s), t.diff_dst, t.wei, true, nullptr, nullptr, t.diff_src))
       run_next(ConvPass::bwd_data, bwd_data_winograd, s, t);
@@ -149,14 +159,14 @@ struct Conv2dAlgos {
   // share of dx is zeros, stored through the band's transposes instead of col2im's memset:
   // 128x16x28x28 <- 32 1x1 filters, stride 2, 0.70x / 0.66x col2im's speed (1 / 2 threads),
   // against 1.54-2.09x on the example ResNet's 3x3 stride-2 layers.
-  static bool bwd_data_phases_pays(const ConvShape& s) { return s.kh >= s.sh && s.kw >= s.sw; }
+  static bool bwd_data_phases_pays(const ConvShape& s, const Tensors&) { return s.kh >= s.sh && s.kw >= s.sw; }
   static void bwd_data_phases(const ConvShape& s, const Tensors& t) {
     if constexpr (kDirect) conv2d_bwd_data_phases<UK>(s, t.diff_dst, t.wei, t.diff_src);
   }
   static bool bwd_data_tapwise_applies_(const ConvShape& s, const Tensors& t) {
     return bwd_data_unit(s) && bwd_data_tapwise_applies(s) && finite_weights(s, t);
   }
-  static bool bwd_data_tapwise_pays_(const ConvShape& s) { return bwd_data_tapwise_pays(s); }
+  static bool bwd_data_tapwise_pays_(const ConvShape& s, const Tensors&) { return bwd_data_tapwise_pays(s); }
   static void bwd_data_tapwise(const ConvShape& s, const Tensors& t) {
     conv2d_bwd_data_tapwise<UK>(s, t.diff_dst, t.wei, t.diff_src);
   }
@@ -208,7 +218,8 @@ struct Conv2dAlgos {
 
   static ConvAlgoList<T> list(ConvPass pass) {
     static const Entry fwd[] = {
-        {true, {"winograd_f4x3", fwd_winograd_applies, fwd_winograd_pays, fwd_winograd}},
+        {true, {"winograd_f4x3", fwd_winograd_applies, fwd_winograd_pays, fwd_winograd, fwd_winograd_prepared_size,
+                fwd_winograd_prepare}},
         {kDirect, {"pixels", fwd_pixels_applies, fwd_pixels_pays, fwd_pixels}},
         {kDirect, {"direct", fwd_direct_applies, nullptr, fwd_direct}},
         {true, {"implicit_gemm", fwd_implicit_applies, nullptr, fwd_implicit}},

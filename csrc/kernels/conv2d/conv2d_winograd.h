@@ -755,9 +755,21 @@ inline void wino_store_outputs(const float* yt, int64_t OC, int64_t np, float* y
 
 // The forward problem s by Winograd in the channel-vector form (winograd_applies and
 // winograd_channels_applies); the contract of conv2d_winograd.
+// u[(f*IC + c)*OC + o]: the channel form's transformed weights, channels on `threads` threads
+// (scratch: 63 x OC values per thread).
+inline void wino_channel_weights(const ConvShape& s, const float* wei, bool transposed_flipped, int threads,
+                                 float* scratch, float* u) {
+  const int64_t IC = s.ic, OC = s.oc;
+  parallel_for(threads, IC, [&](int64_t c, int tid) {
+    const float* uc = winograd_transform_channel(s, wei, transposed_flipped, c, scratch + tid * 63 * OC);
+    for (int64_t f = 0; f < kWinoFreq; ++f)
+      std::memcpy(u + (f * IC + c) * OC, uc + f * OC, sizeof(float) * static_cast<std::size_t>(OC));
+  });
+}
+
 template <class UK>
 bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float* wei, bool transposed_flipped,
-                              const float* bias, const float* residual, float* dst) {
+                              const float* bias, const float* residual, float* dst, const float* prepared) {
   const int64_t IC = s.ic, OC = s.oc, HW = s.ih * s.iw, OHW = s.oh * s.ow;
   const WinoChannelPlan p = wino_channel_plan(s);
   const int64_t ntmax = p.tiles_per_item;
@@ -779,11 +791,8 @@ bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float*
   float* scratch = ws.template take<float>(threads * 63 * OC);
   int* nonfinite = ws.template take<int>(threads);
   char* thread_area = ws.p;
-  parallel_for(weight_threads, IC, [&](int64_t c, int tid) {
-    const float* uc = winograd_transform_channel(s, wei, transposed_flipped, c, scratch + tid * 63 * OC);
-    for (int64_t f = 0; f < kWinoFreq; ++f)
-      std::memcpy(u + (f * IC + c) * OC, uc + f * OC, sizeof(float) * static_cast<std::size_t>(OC));
-  });
+  if (prepared != nullptr) u = const_cast<float*>(prepared);  // read only below
+  else wino_channel_weights(s, wei, transposed_flipped, weight_threads, scratch, u);
   for (int i = 0; i < threads; ++i) nonfinite[i] = 0;
   // The ReLU goes after the residual (added to NCHW rows below), or into the output transform.
   const bool relu_in_transform = s.relu && residual == nullptr;
@@ -850,19 +859,40 @@ inline bool winograd_channels_applies(const ConvShape&) { return false; }
 template <class UK>
 bool conv2d_winograd_channels(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
                               bool transposed_flipped, const typename UK::T* bias, const typename UK::T* residual,
-                              typename UK::T* dst);
+                              typename UK::T* dst, const typename UK::T* prepared);
+template <class T>
+void wino_channel_weights(const ConvShape& s, const T* wei, bool transposed_flipped, int threads, T* scratch, T* u);
 #endif
+
+// The transformed weights of a forward problem, as conv2d_winograd's `prepared`: 36 x IC x OC
+// values in the layout of the form that runs it (the channel form's [frequency][channel][filter],
+// else the tile form's packed panels); the form depends on the shape only, not on the batch.
+inline int64_t winograd_prepared_size(const ConvShape& s) { return kWinoFreq * s.ic * s.oc; }
+template <class UK>
+void winograd_prepare_weights(const ConvShape& s, const typename UK::T* wei, typename UK::T* prepared) {
+  using T = typename UK::T;
+  const int threads = plan_threads(s.ic, 400.0 * static_cast<double>(s.ic * s.oc));  // ~400 flops a filter
+  T* scratch = static_cast<T*>(thread_workspace(sizeof(T) * static_cast<std::size_t>(threads * 63 * s.oc)));
+  if constexpr (WinoChannelForm<T>::kCompiled) {
+    if (winograd_channels_applies(s)) {
+      wino_channel_weights(s, wei, false, threads, scratch, prepared);
+      return;
+    }
+  }
+  winograd_pack_weights<UK>(s, wei, false, threads, scratch, prepared);
+}
 
 // The forward problem s by Winograd (s must satisfy winograd_applies). Returns false, having
 // written dst only partly, when some output came out non-finite: the caller then recomputes
 // all of dst with a direct form (see the header comment).
 template <class UK>
 bool conv2d_winograd(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei, bool transposed_flipped,
-                     const typename UK::T* bias, const typename UK::T* residual, typename UK::T* dst) {
+                     const typename UK::T* bias, const typename UK::T* residual, typename UK::T* dst,
+                     const typename UK::T* prepared = nullptr) {
   using T = typename UK::T;
   if constexpr (WinoChannelForm<T>::kCompiled) {
     if (winograd_channels_applies(s))
-      return conv2d_winograd_channels<UK>(s, src, wei, transposed_flipped, bias, residual, dst);
+      return conv2d_winograd_channels<UK>(s, src, wei, transposed_flipped, bias, residual, dst, prepared);
   }
   const int64_t IC = s.ic, OC = s.oc, HW = s.ih * s.iw, OHW = s.oh * s.ow;
   const WinoPlan p = wino_plan<UK>(s);
@@ -878,7 +908,8 @@ bool conv2d_winograd(const ConvShape& s, const typename UK::T* src, const typena
   T* scratch = ws.template take<T>(threads * 63 * OC);
   int* nonfinite = ws.template take<int>(threads);  // per thread: some output was not finite
   char* thread_area = ws.p;
-  winograd_pack_weights<UK>(s, wei, transposed_flipped, threads, scratch, pa);
+  if (prepared != nullptr) pa = const_cast<T*>(prepared);  // read only below
+  else winograd_pack_weights<UK>(s, wei, transposed_flipped, threads, scratch, pa);
   for (int i = 0; i < threads; ++i) nonfinite[i] = 0;
 
   parallel_for(threads, p.items, [&](int64_t item, int tid) {
@@ -973,13 +1004,19 @@ bool conv2d_winograd(const ConvShape& s, const typename UK::T* src, const typena
 //   batch 32:  16ch 28x28 1.27/1.29, 1.56/1.62; 64ch 7x7 (128 tiles) 1.19/1.17, 1.24/1.09;
 //   batch 8:   32ch 14x14 (128 tiles) 1.07/1.01, 0.85/0.82; 128ch 7x7 (32 tiles) 1.34/1.39, 0.77/0.74;
 //   batch 1:   64ch 7x7 0.39/0.39, 0.55/0.51; 16ch 56x56 (196 tiles) 1.22/1.20, 0.92/0.82.
+// With the transformed weights kept by the caller (an inference plan, `kept_weights`), the
+// channel form pays from 4 tiles: measured 2026-12-04, direct / Winograd with kept weights,
+// forward, 1 / 2 threads, 1 image unless said: 64ch 7x7 (4 tiles) 1.53/1.11, 2 images 2.48/2.84;
+// 32ch 7x7 1.21/1.19; 96ch 7x7 1.01/1.32; 16ch 14x14 1.41/1.00; 32ch 14x14 1.89/1.63; 64ch 14x14
+// 2.21/1.72; 16ch 28x28 1.58/2.03; 16ch 56x56 1.78/1.28; 48ch 4x4 (1 tile) 2.12/2.16 (not taken:
+// fewer tiles than 4 were tried on this one shape only).
 template <class T>
-bool winograd_pays(const ConvShape& s) {
+bool winograd_pays(const ConvShape& s, bool kept_weights) {
   const int64_t channels = imin(s.ic, s.oc);
   const int64_t tiles = s.mb * ceil_div(s.oh, 4) * ceil_div(s.ow, 4);
   const int64_t output = 10 * s.oh * s.ow, computed = 16 * ceil_div(s.oh, 4) * ceil_div(s.ow, 4);
   if constexpr (WinoChannelForm<T>::kCompiled) {
-    if (winograd_channels_applies(s)) return tiles >= 128 && output >= 7 * computed;
+    if (winograd_channels_applies(s)) return tiles >= (kept_weights ? 4 : 128) && output >= 7 * computed;
   }
   const bool mostly_output = (channels >= 16 && output >= 9 * computed) || (channels >= 32 && output >= 7 * computed);
   return sizeof(T) == 4 && tiles >= (channels >= 64 ? 128 : 256) && mostly_output;

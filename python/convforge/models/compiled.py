@@ -5,14 +5,19 @@ checks and dispatch per layer against a few of arithmetic (LeNet-5's predict of 
 twice onnxruntime's). :func:`compile_inference` lowers the model's inference steps (after the
 Conv2D + BatchNormalization folding of :mod:`convforge.layers.fusion`) to the plan's ops: the
 same kernels on the same arguments, so the outputs are bit-identical to running the layers one by
-one. Steps are lowered in execution order up to the first one the plan has no op for (a custom
+one, with one exception: the plan keeps what its 3x3 convolutions derive from their weights
+(Winograd's transformed filters, the folded BatchNormalization) between runs, so a small batch may
+take Winograd where a layer alone, transforming its filters on every call, takes the direct form.
+Those outputs agree with the layers' within Winograd's error bound (``plan.keep_prepared = False``
+gives the layers' choices and bits). Steps are lowered in execution order up to the first one the plan has no op for (a custom
 layer, a tanh, an average pooling); that step and all after it run in Python on the plan's
 results (the *tail*). A Dense or Conv2D whose activation the plan lacks (a sigmoid head) is
 split: its matrix product in the plan, its activation in the tail. ReLU and the softmax of a
 (batch, classes) head are plan ops.
 
 The plan holds the weight arrays themselves and reads their values at every run: training or
-``set_weights`` (both write into the same arrays) are seen at once. A weight *replaced* by another
+``set_weights`` (both write into the same arrays) are seen at once (what a conv keeps is compared
+with the bytes it came from at each run and made again when they differ). A weight *replaced* by another
 array (``layer.params['kernel'] = ...``), or a layer setting the plan was made from replaced
 (``dense.activation = None`` for the logits, a BatchNormalization's ``epsilon``) is caught by
 :meth:`CompiledInference.current`, and the model builds a new plan. A conv2d forward algorithm
