@@ -828,16 +828,18 @@ KEPT_CASES = [(16, 16, 28), (32, 32, 14), (64, 64, 7), (16, 48, 9), (8, 24, 10)]
 @pytest.mark.parametrize("ic,oc,side", KEPT_CASES)
 def test_kept_winograd_weights_give_the_forced_layers_bits(isa, ic, oc, side, rng, threads):
     # The plan's Winograd with its kept filters against a layer call forced to Winograd (which
-    # transforms them itself): the same transform, the same products, the same bits, the first
-    # run (made) and the next (kept), on 1 and 2 threads.
+    # transforms them itself) on one thread: the same transform, the same products, the same
+    # bits, the first run (made) and the next (kept), on 1 to 3 threads (one small image on more
+    # threads than rows of tiles splits the filters too).
     w = rng.standard_normal((oc, ic, 3, 3)).astype(np.float32)
     b = rng.standard_normal(oc).astype(np.float32)
     plan = one_conv_plan(w, b, side, relu=True)
     for batch in (1, 3):
         x = rng.standard_normal((batch, ic, side, side)).astype(np.float32)
+        convforge.set_num_threads(1)
         with convforge.functional.force_conv2d_algorithm(fwd="winograd_f4x3"):
             want = F.conv2d(x, w, b, padding=1, relu=True)
-        for n in (1, 2):
+        for n in (1, 2, 3):
             convforge.set_num_threads(n)
             for _ in range(2):
                 np.testing.assert_array_equal(plan.run([x], conv_algorithm="winograd_f4x3")[0], want)

@@ -548,6 +548,7 @@ constexpr int64_t kWinoChannelTiles = 96;
 struct WinoChannelPlan {
   int64_t tx, ty, tile_rows;  // tiles per output row, rows of tiles per image, in the batch
   int64_t rows_per_item, items, tiles_per_item;
+  int64_t oc_groups, oc_per_group;  // each block of rows split further by filters (groups of 16s)
   int64_t seg_rows;           // rows of tiles of one image in one item, at most
   int64_t fw, frame_rows;     // the frame: 4 tx + 2 pixels wide, 4 seg_rows + 2 rows
 };
@@ -558,13 +559,24 @@ inline WinoChannelPlan wino_channel_plan(const ConvShape& s) {
   const int64_t per_tile = kWinoFreq * (s.ic + s.oc) * static_cast<int64_t>(sizeof(float));
   const int64_t tiles = imax(1, imin(kWinoChannelTiles, kWinoBlockBytes / per_tile));
   // At least two items per thread where the rows allow (a batch of 4 28x28 images was 3 items,
-  // two of them on one thread). Each tile's arithmetic is the same in any grouping of tiles, so
-  // the split may follow the thread count without changing a bit of the result.
-  const int64_t spread = ceil_div(p.tile_rows, 2 * static_cast<int64_t>(num_threads()));
+  // two of them on one thread), unless that leaves an item fewer than 32 tiles: every item reads
+  // all the transformed weights (36 x IC x OC values, 590 KB at 64 channels), which a few tiles
+  // hardly use (a 64-channel 7x7 image has 4). Each tile's arithmetic is the same in any
+  // grouping of tiles and filters, so the split may follow the thread count without changing a
+  // bit of the result.
+  const int64_t threads = num_threads();
+  const int64_t per_thread = ceil_div(p.tile_rows, 2 * threads) * p.tx >= 32 ? 2 : 1;
+  const int64_t spread = ceil_div(p.tile_rows, per_thread * threads);
   p.rows_per_item = imax(1, imin(tiles / p.tx, spread));
   p.items = ceil_div(p.tile_rows, p.rows_per_item);
   p.rows_per_item = ceil_div(p.tile_rows, p.items);  // as equal as possible
   p.tiles_per_item = p.rows_per_item * p.tx;
+  // Fewer blocks of rows than threads (one small image): the filters are split too, so that
+  // each thread reads only its filters' transformed weights (the input transform is repeated).
+  const int64_t vectors = s.oc / 16;
+  p.oc_groups = p.items < threads ? imin(ceil_div(threads, p.items), vectors) : 1;
+  p.oc_per_group = 16 * ceil_div(vectors, p.oc_groups);
+  p.oc_groups = ceil_div(s.oc, p.oc_per_group);
   p.seg_rows = imin(p.rows_per_item, p.ty);
   p.fw = 4 * p.tx + 2, p.frame_rows = 4 * p.seg_rows + 2;
   return p;
@@ -670,16 +682,17 @@ void wino_channel_gemm(const float* v, int64_t ldb, int64_t IC, const float* u, 
 // broadcast within 32 registers.
 constexpr int wino_channel_tiles(int kv) { return kv == 1 ? 24 : kv == 2 ? 12 : kv == 3 ? 8 : 6; }
 
-// The products of all 36 frequencies for nt tiles: m[f*ldmf + t*OC + o] from
+// The products of all 36 frequencies for nt tiles and filters [o_lo, o_hi) (multiples of 16):
+// m[f*ldmf + t*OC + o] from
 // v[f*ldvf + ((c/16)*ntmax + t)*16 + c%16] and u[(f*IC + c)*OC + o].
-inline void wino_channel_products(const float* v, int64_t ldvf, const float* u, int64_t IC, int64_t OC, int64_t nt,
-                                  int64_t ntmax, float* m, int64_t ldmf) {
+inline void wino_channel_products(const float* v, int64_t ldvf, const float* u, int64_t IC, int64_t OC, int64_t o_lo,
+                                  int64_t o_hi, int64_t nt, int64_t ntmax, float* m, int64_t ldmf) {
   for (int64_t f = 0; f < kWinoFreq; ++f) {
     const float* vf = v + f * ldvf;
     const float* uf = u + f * IC * OC;
     float* mf = m + f * ldmf;
-    for (int64_t o0 = 0; o0 < OC; o0 += 64) {
-      const int kv = static_cast<int>(imin(4, (OC - o0) / 16));
+    for (int64_t o0 = o_lo; o0 < o_hi; o0 += 64) {
+      const int kv = static_cast<int>(imin(4, (o_hi - o0) / 16));
       with_int<4>(kv, [&](auto kv_tag) {
         constexpr int KV = decltype(kv_tag)::value, TB = wino_channel_tiles(KV);
         for (int64_t t0 = 0; t0 < nt; t0 += TB) {
@@ -725,15 +738,15 @@ inline void wino_output_tile(const float* m, int64_t ldf, __m512 bias, bool relu
   }
 }
 
-// y[o*P + p] = post(yt[p*OC + o] + res[o*P + p]) for pixels p < np and every channel o: a
+// y[o*P + p] = post(yt[p*OC + o] + res[o*P + p]) for pixels p < np and channels o_lo <= o < o_hi: a
 // segment's pixel-major outputs stored as NCHW rows through 16 x 16 register transposes, the
 // last block masked; with a residual (null: none) added, then the ReLU when `relu`, on the
 // way (store_pixel_major and a pass of add_residual_row, as the direct form does, read the
 // rows back).
-inline void wino_store_outputs(const float* yt, int64_t OC, int64_t np, float* y, int64_t P, const float* res,
-                               bool relu) {
+inline void wino_store_outputs(const float* yt, int64_t OC, int64_t o_lo, int64_t o_hi, int64_t np, float* y, int64_t P,
+                               const float* res, bool relu) {
   const __m512 zero = _mm512_setzero_ps();
-  for (int64_t o0 = 0; o0 < OC; o0 += 16) {
+  for (int64_t o0 = o_lo; o0 < o_hi; o0 += 16) {
     for (int64_t p0 = 0; p0 < np; p0 += 16) {
       const int64_t n = imin(16, np - p0);
       const __mmask16 lanes = static_cast<__mmask16>((1u << n) - 1u);
@@ -776,7 +789,7 @@ bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float*
   // One frequency's values a vector more than the tiles': 96 tiles of 32 channels are 12 KiB,
   // and 36 stores (or loads) 12 KiB apart all fall in one set of the L1 cache.
   const int64_t ldvf = ntmax * IC + 16, ldmf = ntmax * OC + 16;
-  const int threads = plan_threads(p.items, s.flops());
+  const int threads = plan_threads(p.items * p.oc_groups, s.flops());
   // The weights' transform on the items' threads: alone on one thread it was a tenth of a
   // 4-image 16-channel 28x28 layer on two, the other thread waiting.
   const int weight_threads = threads;
@@ -797,8 +810,10 @@ bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float*
   // The ReLU goes after the residual (added to NCHW rows below), or into the output transform.
   const bool relu_in_transform = s.relu && residual == nullptr;
 
-  parallel_for(threads, p.items, [&](int64_t item, int tid) {
-    const int64_t g0 = item * p.rows_per_item, g1 = imin(g0 + p.rows_per_item, p.tile_rows);
+  parallel_for(threads, p.items * p.oc_groups, [&](int64_t item, int tid) {
+    const int64_t rows_item = item / p.oc_groups, o_lo = item % p.oc_groups * p.oc_per_group;
+    const int64_t o_hi = imin(OC, o_lo + p.oc_per_group);
+    const int64_t g0 = rows_item * p.rows_per_item, g1 = imin(g0 + p.rows_per_item, p.tile_rows);
     Carver tws{thread_area + tid * per_thread};
     float* v = tws.template take<float>(kWinoFreq * ldvf);  // [frequency][channel / 16][tile][16]
     float* m = tws.template take<float>(kWinoFreq * ldmf);  // [frequency][tile][filter]
@@ -822,13 +837,13 @@ bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float*
             wino_input_tile(frame + (4 * r * p.fw + 4 * x) * IC + c0, p.fw * IC, IC,
                             v + (c0 / 16 * ntmax + tile + r * p.tx + x) * 16, ldvf);
     });
-    wino_channel_products(v, ldvf, u, IC, OC, nt, ntmax, m, ldmf);
+    wino_channel_products(v, ldvf, u, IC, OC, o_lo, o_hi, nt, ntmax, m, ldmf);
     __m512 check = _mm512_setzero_ps();
     for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t tile) {
       const int64_t out_rows = imin(4 * nr, s.oh - 4 * r0);
       for (int64_t r = 0; r < nr; ++r)
         for (int64_t x = 0; x < p.tx; ++x)
-          for (int64_t o0 = 0; o0 < OC; o0 += 16) {
+          for (int64_t o0 = o_lo; o0 < o_hi; o0 += 16) {
             const __m512 b = bias != nullptr ? _mm512_loadu_ps(bias + o0) : _mm512_setzero_ps();
             wino_output_tile(m + (tile + r * p.tx + x) * OC + o0, ldmf, b, relu_in_transform,
                              imin(4, out_rows - 4 * r), imin(4, s.ow - 4 * x), yt + (4 * r * s.ow + 4 * x) * OC + o0,
@@ -836,7 +851,7 @@ bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float*
           }
       const int64_t np = out_rows * s.ow;
       float* y = dst + n * OC * OHW + 4 * r0 * s.ow;
-      wino_store_outputs(yt, OC, np, y, OHW, residual != nullptr ? residual + n * OC * OHW + 4 * r0 * s.ow : nullptr,
+      wino_store_outputs(yt, OC, o_lo, o_hi, np, y, OHW, residual != nullptr ? residual + n * OC * OHW + 4 * r0 * s.ow : nullptr,
                          s.relu && residual != nullptr);
     });
     float lanes[16];
