@@ -298,26 +298,37 @@ def test_inputs_the_plan_does_not_take_still_work(rng, plans_on):
     np.testing.assert_array_equal(model._to_user(g._forward([xb], False)[0]), want)
 
 
+def run_at_once(work, n):
+    """work(0) ... work(n - 1) on n threads at once; the first exception any of them raised."""
+    errors = []
+
+    def guarded(k):
+        try:
+            work(k)
+        except Exception as err:  # noqa: BLE001 - raised below
+            errors.append(err)
+
+    workers = [threading.Thread(target=guarded, args=(k,)) for k in range(n)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
 def test_concurrent_predicts(rng, plans_on):
     model = example_resnet()
     randomize_batchnorm(model, rng)
     xs = [rng.random((3, 28, 28, 1), dtype=np.float32) for _ in range(4)]
     want = [model.predict(x, verbose=0) for x in xs]
-    got, errors = [None] * 4, []
+    got = [None] * 4
 
     def work(k):
-        try:
-            for _ in range(20):
-                got[k] = model.predict(xs[k], verbose=0)
-        except Exception as err:  # noqa: BLE001 - reported below
-            errors.append(err)
+        for _ in range(20):
+            got[k] = model.predict(xs[k], verbose=0)
 
-    workers = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert not errors
+    run_at_once(work, 4)
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
 
@@ -909,18 +920,9 @@ def test_kept_weights_with_concurrent_runs(rng, threads):
     plan = one_conv_plan(w, b, 28)
     xs = [rng.standard_normal((1, 16, 28, 28)).astype(np.float32) for _ in range(2)]
     want = [one_conv_plan(w, b, 28).run([x])[0] for x in xs]
-    errors = []
 
     def work(k):
-        try:
-            for _ in range(200):
-                np.testing.assert_array_equal(plan.run([xs[k]])[0], want[k])
-        except AssertionError as e:  # pragma: no cover - reported below
-            errors.append(e)
+        for _ in range(200):
+            np.testing.assert_array_equal(plan.run([xs[k]])[0], want[k])
 
-    workers = [threading.Thread(target=work, args=(k,)) for k in range(2)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
-    assert not errors, errors[0]
+    run_at_once(work, 2)
