@@ -52,7 +52,9 @@ void parallel_for(int threads, int64_t items, F&& f) {
 #pragma omp parallel num_threads(threads)
     {
       const int tid = omp_get_thread_num();
-#pragma omp for schedule(static)
+      // nowait: the region's own closing barrier is the one needed (a second one, the loop's,
+      // cost ~0.5 us a call on this 2-vCPU host: 1.42 -> 0.88 us an empty region).
+#pragma omp for schedule(static) nowait
       for (int64_t i = 0; i < items; ++i) f(i, tid);
     }
     return;
