@@ -96,6 +96,15 @@ TEST_CONV = [
     ConvCase("outer_stem", 2, 3, 19, 20, 20, 7, 7, 2, 3, runs=(("bwd_weights", "outer"),)),
     ConvCase("outer_kw6", 3, 2, 9, 13, 40, 2, 6, 1, ((0, 1), (3, 2)), runs=(("bwd_weights", "outer"),)),
     ConvCase("outer_kw8", 1, 2, 6, 12, 16, 1, 8, runs=(("bwd_weights", "implicit_dot"),)),
+    # Weight gradients by Winograd (AVX-512, channels in whole vectors of 16): the default from
+    # 128 tiles mostly output (16 images of 14x14: 256 tiles, 77%), and forced on 'valid',
+    # padding 2 with 3 channel vectors against 3 filter vectors, asymmetric padding, and
+    # one tile a row.
+    ConvCase("wino_wgrad", 16, 16, 14, 14, 32, 3, 3, 1, "same", runs=(("bwd_weights", "winograd_f4x3"),)),
+    ConvCase("wino_wgrad_valid", 2, 16, 9, 11, 16, 3, 3, 1, 0),
+    ConvCase("wino_wgrad_pad2", 1, 48, 6, 5, 48, 3, 3, 1, 2),
+    ConvCase("wino_wgrad_asym", 3, 16, 7, 10, 16, 3, 3, 1, ((2, 0), (0, 1))),
+    ConvCase("wino_wgrad_rows", 1, 16, 30, 3, 32, 3, 3, 1, 1),
     # Forward with the output channels along the vector lanes (conv2d_fwd_direct: unit stride,
     # kernel rows 1, 3, 5 or 7 wide, 16 or 32 filters; AVX-512): 32 filters over three column
     # blocks with 'same' padding and a pixel tail, a 7x7 kernel on 32 filters (8-pixel blocks),

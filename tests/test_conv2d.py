@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from gradients import numerical_grad
 from shapes import TEST_CONV
-from winograd_bound import assert_within_winograd_bound, backward_data_magnitude, forward_magnitude
+from winograd_bound import (
+    assert_within_winograd_bound,
+    backward_data_magnitude,
+    forward_magnitude,
+    weight_grad_magnitude,
+)
 
 import convforge
 from convforge import _core, _params
@@ -116,6 +121,7 @@ MUST_DECLINE = {
     ("bwd_data", "direct_phases"): ["direct_bwd_same", "stride3", "w33", "phases_dilated", "phases_big_pad", "phases_s5"],
     ("fwd", "winograd_f4x3"): ["w7", "w17", "stride3", "dilation2", "lenet_c1"],  # stride 2, 3x1, stride 3, dilated, 5x5
     ("bwd_data", "winograd_f4x3"): ["w7", "w17", "stride3", "dilation2", "lenet_c1"],
+    ("bwd_weights", "winograd_f4x3"): ["w7", "w17", "stride3", "dilation2", "lenet_c1"],
     ("bwd_weights", "outer"): ["outer_kw8", "lenet_c1", "dilation_hw", "stride3"],  # 8-wide, 6 filters, dw 3, 5 filters
     ("bwd_weights", "implicit_dot"): ["stride3", "w33", "outer_stem"],  # strided
 }
@@ -182,8 +188,12 @@ def test_forced_algorithm_matches_oracle_or_declines(case, pass_algo, isa):
     if algorithm == "winograd_f4x3":  # the transform's own bound (tests/winograd_bound.py)
         if pass_ == "fwd":
             want, mag, channels = data["fwd"][0], forward_magnitude(data["x"], data["w"], data["b"], pads, out_hw), case.c
-        else:
+        elif pass_ == "bwd_data":
             want, mag, channels = data["bwd"][0][0], backward_data_magnitude(data["dy"], data["w"], pads, (case.h, case.w)), case.k
+        else:  # the weights by the transform's bound over all the batch's tiles, the bias as a plain sum
+            want, mag = data["bwd"][0][1], weight_grad_magnitude(data["x"], data["dy"], pads)
+            channels = case.n * -(-out_hw[0] // 4) * -(-out_hw[1] // 4)
+            assert_within_bound(got[1], data["bwd"][0][2], data["bwd"][1][2], case.n * out_hw[0] * out_hw[1], np.float32)
         assert_within_winograd_bound(got[0], want, mag, channels, np.float32)
         return
     if pass_ == "fwd":

@@ -1,12 +1,19 @@
-"""Winograd F(4x4, 3x3) conv2d (the 'winograd_f4x3' algorithm of the forward and backward-data
-lists; csrc/kernels/conv2d/conv2d_winograd.h) against the float64 oracle, on every ISA, with the
-transform's own elementwise error bound (tests/winograd_bound.py)."""
+"""Winograd F(4x4, 3x3) conv2d (the 'winograd_f4x3' algorithm of the forward, backward-data and,
+on AVX-512, weight-gradient lists; csrc/kernels/conv2d/conv2d_winograd.h and
+conv2d_winograd_weights.h) against the float64 oracle, on every ISA, with the transform's own
+elementwise error bound (tests/winograd_bound.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from winograd_bound import NAME, assert_within_winograd_bound, backward_data_magnitude, forward_magnitude
+from winograd_bound import (
+    NAME,
+    assert_within_winograd_bound,
+    backward_data_magnitude,
+    forward_magnitude,
+    weight_grad_magnitude,
+)
 
 import convforge
 from convforge import _core, _params
@@ -89,6 +96,45 @@ def test_backward_data_within_transform_bound(case, dtype, isa, rng):
     out = np.full(x.shape, np.nan, dtype)
     got = _core.conv2d_bwd_data(dy, w, x.shape, stride, pads, dilation, out=out, algorithm=NAME)
     assert_within_winograd_bound(got, want, magnitude, w.shape[0], dtype)
+
+
+# The weight gradient's cases (channels in whole vectors of 16): tiles across block and chunk
+# boundaries (a block is at most 96 tiles of one image, chunks of whole images), outputs not
+# multiples of 4, paddings 0-2, one tile a row, 3 channel vectors against 5 filter vectors.
+WEIGHT_CASES = [
+    (2, 16, 28, 28, 32, 1),
+    (5, 32, 7, 9, 16, 0),
+    (3, 48, 14, 13, 80, 2),
+    (9, 16, 30, 3, 16, 1),
+    (20, 16, 12, 12, 16, 1),  # 20 images: 16 chunks of 1-2 images
+    (1, 16, 60, 60, 16, 1),  # 225 tiles of one image: three blocks
+]
+
+
+@pytest.mark.parametrize("case", WEIGHT_CASES, ids=case_id)
+def test_weight_gradient_within_transform_bound(case, rng, threads):
+    x, w, _, p = draw(case, np.float32, rng)
+    stride, pads, dilation, out_hw = _params.conv_params(x.shape[2:], (3, 3), 1, p, 1)
+    dy = rng.standard_normal((x.shape[0], w.shape[0], *out_hw)).astype(np.float32)
+    out_w, out_b = np.full(w.shape, np.nan, np.float32), np.full(w.shape[0], np.nan, np.float32)
+    args = (dy, x, w.shape, stride, pads, dilation, True)
+    if convforge.build_info()["isa"] != "avx512":  # the channel-vector form only
+        with pytest.raises(ValueError, match=f"no algorithm '{NAME}'"):
+            _core.conv2d_bwd_weights(*args, out_w=out_w, out_b=out_b, algorithm=NAME)
+        return
+    _, want_w, want_b = R.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), padding=p)
+    tiles = x.shape[0] * -(-out_hw[0] // 4) * -(-out_hw[1] // 4)
+    results = []
+    for n in (1, 2, 3):
+        convforge.set_num_threads(n)
+        got_w, got_b = _core.conv2d_bwd_weights(*args, out_w=out_w, out_b=out_b, algorithm=NAME)
+        results.append((got_w.copy(), got_b.copy()))
+    for got_w, got_b in results:  # the same bits on 1, 2 and 3 threads
+        np.testing.assert_array_equal(got_w, results[0][0])
+        np.testing.assert_array_equal(got_b, results[0][1])
+    assert_within_winograd_bound(results[0][0], want_w, weight_grad_magnitude(x, dy, pads), tiles, np.float32)
+    bias_bound = dy.size * np.finfo(np.float32).eps * np.abs(dy).sum(axis=(0, 2, 3))
+    assert np.all(np.abs(results[0][1] - want_b) <= bias_bound)
 
 
 def test_default_choice_and_forcing_the_direct_forms(isa, rng):
@@ -177,6 +223,33 @@ def test_non_finite_values_get_the_next_algorithms_result(bad, where, rng):
                 break
             except ValueError:
                 continue
+    for g, r in zip(got, want):
+        np.testing.assert_array_equal(g, r)
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan, "overflow"])
+@pytest.mark.parametrize("where", ["x", "dy"])
+def test_weight_gradient_non_finite_gets_the_next_algorithms_result(bad, where, rng):
+    # An inf or NaN in x or dy, or a finite value whose transforms overflow (5e37 in x times
+    # B^T's 5 x 5, 1e37 in dy times A's 8 x 8) while the exact gradient stays finite, spread
+    # through the transforms to terms the direct forms do not have: Winograd's weight gradient
+    # hands the problem to the next algorithm of the list, whose bits come back.
+    x, w, _, p = draw((16, 16, 12, 12, 32, 1), np.float32, rng)  # 144 tiles: Winograd's by default
+    dy = rng.standard_normal((16, 32, 12, 12)).astype(np.float32)
+    value = (5e37 if where == "x" else 1e37) if bad == "overflow" else bad
+    (x if where == "x" else dy)[2, 5, 3, 4] = value
+    algos = F.conv2d_algorithms(x.shape, w.shape, padding=p)["bwd_weights"]
+    if convforge.build_info()["isa"] != "avx512":
+        assert NAME not in algos
+        return
+    assert algos[0] == NAME
+    with F.force_conv2d_algorithm(bwd_weights=NAME):
+        got = F.conv2d_backward(dy, x, w, padding=p)[1:]
+    with F.force_conv2d_algorithm(bwd_weights=algos[1]):
+        want = F.conv2d_backward(dy, x, w, padding=p)[1:]
+    # The case reaches the fallback: the exact gradient is non-finite, or finite where the
+    # transforms overflowed.
+    assert np.all(np.isfinite(want[0])) == (bad == "overflow")
     for g, r in zip(got, want):
         np.testing.assert_array_equal(g, r)
 

@@ -53,10 +53,36 @@ def backward_data_magnitude(dy, w, pads, x_hw):
     return winograd_magnitude(dy, w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], [2 - p for p in pads], x_hw)
 
 
+def weight_grad_magnitude(x, dy, pads):
+    """|G^T| [sum over images and tiles (|A||dY_t||A^T|) (.) (|B^T||d_t||B|)] |G| per weight: the
+    Winograd weight gradient (csrc/kernels/conv2d/conv2d_winograd_weights.h) on absolute values,
+    in float64, for a 3x3 kernel at unit stride with paddings (top, bottom, left, right)."""
+    n, c, h, wd = x.shape
+    k, oh, ow = dy.shape[1:]
+    ty, tx = -(-oh // 4), -(-ow // 4)
+    frame = np.zeros((n, c, 4 * ty + 2, 4 * tx + 2))
+    top, left = pads[0], pads[2]
+    a0, a1 = max(top, 0), min(frame.shape[2], h + top)
+    b0, b1 = max(left, 0), min(frame.shape[3], wd + left)
+    if a1 > a0 and b1 > b0:
+        frame[:, :, a0:a1, b0:b1] = np.abs(x[:, :, a0 - top:a1 - top, b0 - left:b1 - left])
+    patches = np.lib.stride_tricks.sliding_window_view(frame, (6, 6), axis=(2, 3))[:, :, ::4, ::4]
+    v = np.einsum("au,bv,ncyxuv->ncyxab", np.abs(BT), np.abs(BT), patches)
+    grad = np.zeros((n, k, 4 * ty, 4 * tx))
+    grad[:, :, :oh, :ow] = np.abs(dy)
+    blocks = grad.reshape(n, k, ty, 4, tx, 4).transpose(0, 1, 2, 4, 3, 5)
+    q = np.einsum("ia,jb,nkyxij->nkyxab", np.abs(AT), np.abs(AT), blocks)
+    m = np.einsum("nkyxab,ncyxab->kcab", q, v)
+    return np.einsum("ar,bq,kcab->kcrq", np.abs(G), np.abs(G), m)
+
+
 def assert_within_winograd_bound(got, want, magnitude, channels, dtype):
     """|got - want| <= (channels + 25) * eps * magnitude: the channel sum and the transforms'
     roundings (at most 3 per 1-D input or output pass, 3 per weight pass, the product, the
-    bias), with a factor 2 to spare (eps is twice the unit roundoff)."""
+    bias), with a factor 2 to spare (eps is twice the unit roundoff). For the weight gradient
+    `channels` is the number of tiles summed (all the batch's), and its transforms' roundings
+    (2 x 3 input, 2 x 3 output-gradient, the product, 2 x 6 for G^T M G, 16 chunk sums) fit
+    within the same spare."""
     assert got.dtype == dtype and got.shape == want.shape
     assert np.all(np.isfinite(got)), "non-finite output (an element was skipped or overflowed)"
     bound = (channels + 25) * np.finfo(dtype).eps * magnitude + np.finfo(dtype).tiny

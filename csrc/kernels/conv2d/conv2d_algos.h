@@ -27,6 +27,7 @@
 #include "kernels/conv2d/conv2d_direct.h"
 #include "kernels/conv2d/conv2d_fwd.h"
 #include "kernels/conv2d/conv2d_winograd.h"
+#include "kernels/conv2d/conv2d_winograd_weights.h"
 #include "kernels/kernels.h"
 
 namespace convforge {
@@ -181,6 +182,18 @@ struct Conv2dAlgos {
   }
 
   // ---- backward weights -------------------------------------------------------------------
+  // Winograd's weight gradient (conv2d_winograd_weights.h): AVX-512's channel-vector form only.
+  static constexpr bool kWinoWeights = WinoChannelForm<T>::kCompiled;
+  static bool bwd_weights_winograd_applies(const ConvShape& s, const Tensors&) {
+    return winograd_applies(s) && winograd_channels_applies(s);
+  }
+  static bool bwd_weights_winograd_pays(const ConvShape& s, const Tensors&) { return winograd_weights_pays(s); }
+  static void bwd_weights_winograd(const ConvShape& s, const Tensors& t) {
+    if constexpr (kWinoWeights) {
+      if (!conv2d_bwd_weights_winograd<UK>(s, t.diff_dst, t.src, t.diff_wei, t.diff_bias))
+        run_next(ConvPass::bwd_weights, bwd_weights_winograd, s, t);
+    }
+  }
   static bool bwd_weights_outer_applies_(const ConvShape& s, const Tensors&) { return bwd_weights_outer_applies<UK>(s); }
   static void bwd_weights_outer(const ConvShape& s, const Tensors& t) {
     if constexpr (kOuter) conv2d_bwd_weights_outer<UK>(s, t.diff_dst, t.src, t.diff_wei, t.diff_bias);
@@ -234,6 +247,7 @@ struct Conv2dAlgos {
         {true, {"col2im_gemm", always, nullptr, bwd_data_col2im}},
     };
     static const Entry bwd_weights[] = {
+        {kWinoWeights, {"winograd_f4x3", bwd_weights_winograd_applies, bwd_weights_winograd_pays, bwd_weights_winograd}},
         {kOuter, {"outer", bwd_weights_outer_applies_, nullptr, bwd_weights_outer}},
         {true, {"implicit_dot", bwd_weights_implicit_applies, nullptr, bwd_weights_implicit}},
         {true, {"im2col_dot", always, nullptr, bwd_weights_im2col}},

@@ -24,9 +24,9 @@ struct ImageChunks {
   int64_t count, per_chunk;
 };
 template <class T>
-ImageChunks image_chunks(int64_t images, int64_t partial_elems) {
+ImageChunks image_chunks(int64_t images, int64_t partial_elems, int64_t max_bytes = kMaxPartialBytes) {
   int64_t n = imin(images, kMaxChunks);
-  n = imax(1, imin(n, kMaxPartialBytes / static_cast<int64_t>(sizeof(T) * partial_elems)));
+  n = imax(1, imin(n, max_bytes / static_cast<int64_t>(sizeof(T) * partial_elems)));
   const int64_t per = ceil_div(images, n);
   return {ceil_div(images, per), per};
 }
