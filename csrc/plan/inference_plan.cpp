@@ -642,7 +642,8 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
   if (mb < 1) throw std::invalid_argument("inference plan: the batch must have at least one sample");
   if (inputs.size() != inputs_.size() || outputs.size() != outputs_.size())
     throw std::invalid_argument("inference plan: wrong number of inputs or outputs");
-  // The arena: folded weights, then each slot's mb samples.
+  // The arena: what the convs keep (copies of their weights, folds, prepared weights), then each
+  // slot's mb samples.
   int64_t elements = round_up(kept_elements_);
   for (int64_t size : slot_size_) {
     int64_t slot = 0;

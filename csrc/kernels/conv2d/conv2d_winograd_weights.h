@@ -166,8 +166,14 @@ bool conv2d_bwd_weights_winograd(const ConvShape& s, const float* diff_dst, cons
   const int64_t dyw = 4 * tx, dy_rows = 4 * seg_rows;
   const int64_t part_elems = kWinoFreq * OC * IC + OC;  // M [frequency][filter][channel], then the bias
   // Fewer chunks than the outer form's: each is 36 x IC x OC values (590 KB at 64 channels) to
-  // make and sum, where the outer form's is 9 x IC x OC.
-  const ImageChunks chunks = image_chunks<float>(s.mb, part_elems, kWinoWeightPartialBytes);
+  // make and sum, where the outer form's is 9 x IC x OC. A power of two of them, so that 2, 4, 8
+  // or 16 threads share them evenly (32 images of 64 channels: 6 chunks of 6, 6, 6, 6, 6, 2
+  // images ran 1.67x on two threads; 4 of 8 images are even).
+  ImageChunks chunks = image_chunks<float>(s.mb, part_elems, kWinoWeightPartialBytes);
+  int64_t even = 1;
+  while (2 * even <= chunks.count) even *= 2;
+  chunks.per_chunk = ceil_div(s.mb, even);
+  chunks.count = ceil_div(s.mb, chunks.per_chunk);
   const int threads = plan_threads(chunks.count, s.flops());
   // dY as an image of OC channels, for wino_fill_frame: no padding, zeros past its edge.
   ConvShape ys{};
