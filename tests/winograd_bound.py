@@ -21,13 +21,11 @@ G = np.array(
 AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=np.float64)
 
 
-def winograd_magnitude(x, w, pads, out_hw):
-    """|A^T| [sum_c (|G||w||G^T|) (.) (|B^T||x||B|)] |A| per output: the Winograd forward on
-    absolute values, in float64, for a 3x3 kernel at unit stride with paddings
-    (top, bottom, left, right) (negative: a crop) and output size out_hw."""
+def transformed_patches(x, pads, ty, tx):
+    """|B^T| |d| |B| for every 6x6 patch d of |x| under a ty x tx grid of 4x4 output tiles, in
+    float64: (n, c, ty, tx, 6, 6); x padded by pads (top, bottom, left, right; negative: a crop)
+    and with zeros past its edge."""
     n, c, h, wd = x.shape
-    oh, ow = out_hw
-    ty, tx = -(-oh // 4), -(-ow // 4)
     frame = np.zeros((n, c, 4 * ty + 2, 4 * tx + 2))
     top, left = pads[0], pads[2]
     # frame[a, b] = |x[a - top, b - left]| where that lies inside x
@@ -36,7 +34,17 @@ def winograd_magnitude(x, w, pads, out_hw):
     if a1 > a0 and b1 > b0:
         frame[:, :, a0:a1, b0:b1] = np.abs(x[:, :, a0 - top:a1 - top, b0 - left:b1 - left])
     patches = np.lib.stride_tricks.sliding_window_view(frame, (6, 6), axis=(2, 3))[:, :, ::4, ::4]
-    v = np.einsum("au,bv,ncyxuv->ncyxab", np.abs(BT), np.abs(BT), patches)
+    return np.einsum("au,bv,ncyxuv->ncyxab", np.abs(BT), np.abs(BT), patches)
+
+
+def winograd_magnitude(x, w, pads, out_hw):
+    """|A^T| [sum_c (|G||w||G^T|) (.) (|B^T||x||B|)] |A| per output: the Winograd forward on
+    absolute values, in float64, for a 3x3 kernel at unit stride with paddings
+    (top, bottom, left, right) (negative: a crop) and output size out_hw."""
+    n = x.shape[0]
+    oh, ow = out_hw
+    ty, tx = -(-oh // 4), -(-ow // 4)
+    v = transformed_patches(x, pads, ty, tx)
     u = np.einsum("ar,bq,kcrq->kcab", np.abs(G), np.abs(G), np.abs(w))
     m = np.einsum("ncyxab,kcab->nkyxab", v, u)
     y = np.einsum("ia,jb,nkyxab->nkyixj", np.abs(AT), np.abs(AT), m).reshape(n, -1, 4 * ty, 4 * tx)
@@ -57,17 +65,10 @@ def weight_grad_magnitude(x, dy, pads):
     """|G^T| [sum over images and tiles (|A||dY_t||A^T|) (.) (|B^T||d_t||B|)] |G| per weight: the
     Winograd weight gradient (csrc/kernels/conv2d/conv2d_winograd_weights.h) on absolute values,
     in float64, for a 3x3 kernel at unit stride with paddings (top, bottom, left, right)."""
-    n, c, h, wd = x.shape
+    n = x.shape[0]
     k, oh, ow = dy.shape[1:]
     ty, tx = -(-oh // 4), -(-ow // 4)
-    frame = np.zeros((n, c, 4 * ty + 2, 4 * tx + 2))
-    top, left = pads[0], pads[2]
-    a0, a1 = max(top, 0), min(frame.shape[2], h + top)
-    b0, b1 = max(left, 0), min(frame.shape[3], wd + left)
-    if a1 > a0 and b1 > b0:
-        frame[:, :, a0:a1, b0:b1] = np.abs(x[:, :, a0 - top:a1 - top, b0 - left:b1 - left])
-    patches = np.lib.stride_tricks.sliding_window_view(frame, (6, 6), axis=(2, 3))[:, :, ::4, ::4]
-    v = np.einsum("au,bv,ncyxuv->ncyxab", np.abs(BT), np.abs(BT), patches)
+    v = transformed_patches(x, pads, ty, tx)
     grad = np.zeros((n, k, 4 * ty, 4 * tx))
     grad[:, :, :oh, :ow] = np.abs(dy)
     blocks = grad.reshape(n, k, ty, 4, tx, 4).transpose(0, 1, 2, 4, 3, 5)

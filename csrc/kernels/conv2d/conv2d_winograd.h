@@ -617,6 +617,17 @@ inline void wino_fill_frame(const ConvShape& s, const float* x, int64_t fr0, int
   }
 }
 
+// v[(a*6 + b)*ldf] = o[a] for a < 6: column b of a transformed tile, one vector per frequency.
+inline void wino_store_column(float* v, int64_t b, int64_t ldf, __m512 o0, __m512 o1, __m512 o2, __m512 o3, __m512 o4,
+                              __m512 o5) {
+  _mm512_storeu_ps(v + (0 * 6 + b) * ldf, o0);
+  _mm512_storeu_ps(v + (1 * 6 + b) * ldf, o1);
+  _mm512_storeu_ps(v + (2 * 6 + b) * ldf, o2);
+  _mm512_storeu_ps(v + (3 * 6 + b) * ldf, o3);
+  _mm512_storeu_ps(v + (4 * 6 + b) * ldf, o4);
+  _mm512_storeu_ps(v + (5 * 6 + b) * ldf, o5);
+}
+
 // v[(a*6 + b)*ldf] = (B^T d B)[a][b] for the 6x6 patch d[i][j] = d0[i*row + j*col]: one tile's
 // input transform for one vector of 16 channels.
 inline void wino_input_tile(const float* d0, int64_t row, int64_t col, float* v, int64_t ldf) {
@@ -634,12 +645,7 @@ inline void wino_input_tile(const float* d0, int64_t row, int64_t col, float* v,
   for (int b = 0; b < 6; ++b) {
     __m512 o0, o1, o2, o3, o4, o5;
     CONVFORGE_WINO_BT(t[0][b], t[1][b], t[2][b], t[3][b], t[4][b], t[5][b], o0, o1, o2, o3, o4, o5);
-    _mm512_storeu_ps(v + (0 * 6 + b) * ldf, o0);
-    _mm512_storeu_ps(v + (1 * 6 + b) * ldf, o1);
-    _mm512_storeu_ps(v + (2 * 6 + b) * ldf, o2);
-    _mm512_storeu_ps(v + (3 * 6 + b) * ldf, o3);
-    _mm512_storeu_ps(v + (4 * 6 + b) * ldf, o4);
-    _mm512_storeu_ps(v + (5 * 6 + b) * ldf, o5);
+    wino_store_column(v, b, ldf, o0, o1, o2, o3, o4, o5);
   }
 }
 

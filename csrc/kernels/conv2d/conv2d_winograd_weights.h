@@ -62,12 +62,7 @@ inline void wino_grad_tile(const float* y0, int64_t row, int64_t col, float* q, 
   for (int b = 0; b < 6; ++b) {
     __m512 o0, o1, o2, o3, o4, o5;
     CONVFORGE_WINO_A(t[0][b], t[1][b], t[2][b], t[3][b], o0, o1, o2, o3, o4, o5);
-    _mm512_storeu_ps(q + (0 * 6 + b) * ldf, o0);
-    _mm512_storeu_ps(q + (1 * 6 + b) * ldf, o1);
-    _mm512_storeu_ps(q + (2 * 6 + b) * ldf, o2);
-    _mm512_storeu_ps(q + (3 * 6 + b) * ldf, o3);
-    _mm512_storeu_ps(q + (4 * 6 + b) * ldf, o4);
-    _mm512_storeu_ps(q + (5 * 6 + b) * ldf, o5);
+    wino_store_column(q, b, ldf, o0, o1, o2, o3, o4, o5);
   }
 }
 #undef CONVFORGE_WINO_A
