@@ -582,6 +582,20 @@ inline WinoChannelPlan wino_channel_plan(const ConvShape& s) {
   return p;
 }
 
+// visit(image, first row, rows, first tile) for the rows of tiles [g0, g1) of a batch (ty rows
+// of tx tiles an image, numbered image by image) in segments of one image each, the tiles
+// numbered from 0 at g0; returns the number of tiles.
+template <class Visit>
+int64_t for_each_image_segment(int64_t g0, int64_t g1, int64_t ty, int64_t tx, Visit&& visit) {
+  int64_t tile = 0;
+  for (int64_t g = g0; g < g1;) {
+    const int64_t n = g / ty, r0 = g % ty, nr = imin(ty - r0, g1 - g);
+    visit(n, r0, nr, tile);
+    tile += nr * tx, g += nr;
+  }
+  return tile;
+}
+
 // Rows [fr0, fr0 + rows) of image x's zero-padded frame (frame row a = image row a - pt, column
 // b = image column b - pl), pixel-major: frame[(a*fw + b)*IC + c], a counted from fr0. Image
 // rows of 16 columns go through a register transpose per block of 16 channels.
@@ -825,16 +839,8 @@ bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float*
     float* m = tws.template take<float>(kWinoFreq * ldmf);  // [frequency][tile][filter]
     float* frame = tws.template take<float>(p.frame_rows * p.fw * IC);
     float* yt = tws.template take<float>(4 * p.seg_rows * s.ow * OC);  // a segment's outputs, pixel-major
-    // The item's rows of tiles in segments of one image each: (image, first row, rows).
-    auto for_each_segment = [&](auto&& visit) {
-      int64_t tile = 0;
-      for (int64_t g = g0; g < g1;) {
-        const int64_t n = g / p.ty, r0 = g % p.ty, nr = imin(p.ty - r0, g1 - g);
-        visit(n, r0, nr, tile);
-        tile += nr * p.tx, g += nr;
-      }
-      return tile;
-    };
+    // The item's rows of tiles in segments of one image each.
+    auto for_each_segment = [&](auto&& visit) { return for_each_image_segment(g0, g1, p.ty, p.tx, visit); };
     const int64_t nt = for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t tile) {
       wino_fill_frame(s, src + n * IC * HW, 4 * r0, 4 * nr + 2, p.fw, frame);
       for (int64_t r = 0; r < nr; ++r)

@@ -194,9 +194,7 @@ bool conv2d_bwd_weights_winograd(const ConvShape& s, const float* diff_dst, cons
     for (int64_t g0 = n0 * ty; g0 < n1 * ty; g0 += rows_per_block) {
       const int64_t g1 = imin(g0 + rows_per_block, n1 * ty);
       // The block's rows in segments of one image each, transformed into v and q.
-      int64_t nt = 0;
-      for (int64_t g = g0; g < g1;) {
-        const int64_t n = g / ty, r0 = g % ty, nr = imin(ty - r0, g1 - g);
+      const int64_t nt = for_each_image_segment(g0, g1, ty, tx, [&](int64_t n, int64_t r0, int64_t nr, int64_t tile) {
         wino_fill_frame(s, src + n * IC * HW, 4 * r0, 4 * nr + 2, fw, frame);
         wino_fill_frame(ys, diff_dst + n * OC * OHW, 4 * r0, 4 * nr, dyw, dyt);
         if (diff_bias != nullptr) {  // the bias gradient from the pixel-major copy (zeros past the edge)
@@ -207,15 +205,14 @@ bool conv2d_bwd_weights_winograd(const ConvShape& s, const float* diff_dst, cons
           }
         }
         for (int64_t r = 0; r < nr; ++r)
-          for (int64_t x = 0; x < tx; ++x, ++nt) {
+          for (int64_t x = 0; x < tx; ++x) {
+            const int64_t t = tile + r * tx + x;
             for (int64_t c0 = 0; c0 < IC; c0 += 16)
-              wino_input_tile(frame + (4 * r * fw + 4 * x) * IC + c0, fw * IC, IC, v + (c0 / 16 * ntmax + nt) * 16,
-                              ldvf);
+              wino_input_tile(frame + (4 * r * fw + 4 * x) * IC + c0, fw * IC, IC, v + (c0 / 16 * ntmax + t) * 16, ldvf);
             for (int64_t o0 = 0; o0 < OC; o0 += 16)
-              wino_grad_tile(dyt + (4 * r * dyw + 4 * x) * OC + o0, dyw * OC, OC, q + nt * OC + o0, ldqf);
+              wino_grad_tile(dyt + (4 * r * dyw + 4 * x) * OC + o0, dyw * OC, OC, q + t * OC + o0, ldqf);
           }
-        g += nr;
-      }
+      });
       const bool first = g0 == n0 * ty;  // the chunk's first block
       for (int64_t f = 0; f < kWinoFreq; ++f)
         for (int64_t c0 = 0; c0 < IC; c0 += 16)
