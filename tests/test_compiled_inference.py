@@ -37,14 +37,20 @@ def layer_by_layer(model, xs):
 
 
 def planned(model, xs, keep_prepared=True):
+    """The plan's outputs; keep_prepared=False: with nothing kept and every batch whole, the
+    layers' own algorithm choices (a chunk of the batch may choose otherwise)."""
     g = graph_of(model)
     plan = g._inference_plan()
     assert plan is not None, "the model should compile"
+    chunk = plan.plan.chunk_samples
     plan.plan.keep_prepared = keep_prepared
+    if not keep_prepared:
+        plan.plan.chunk_samples = 0
     try:
         return plan, plan.run([g._entries[k].convert(x) for k, x in enumerate(xs)])
     finally:
         plan.plan.keep_prepared = True
+        plan.plan.chunk_samples = chunk
 
 
 def fresh_plan(model, xs):
@@ -320,7 +326,8 @@ def run_at_once(work, n):
 def test_concurrent_predicts(rng, plans_on):
     model = example_resnet()
     randomize_batchnorm(model, rng)
-    xs = [rng.random((3, 28, 28, 1), dtype=np.float32) for _ in range(4)]
+    # Batches of one chunk and of several (each thread of each predict running chunks).
+    xs = [rng.random((n, 28, 28, 1), dtype=np.float32) for n in (3, 21, 3, 21)]
     want = [model.predict(x, verbose=0) for x in xs]
     got = [None] * 4
 
@@ -331,6 +338,106 @@ def test_concurrent_predicts(rng, plans_on):
     run_at_once(work, 4)
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------ a large batch runs in chunks
+
+
+def check_chunk_sizes(plan, mb):
+    sizes = plan.chunk_sizes(mb)
+    limit = plan.chunk_samples
+    assert sum(sizes) == mb and min(sizes) >= 1 and max(sizes) - min(sizes) <= 1, (mb, sizes)
+    if limit == 0 or mb <= limit:
+        assert sizes == [mb]
+        return
+    assert max(sizes) <= limit
+    n = len(sizes)
+    # A count 2, 4, 8 and 16 threads share evenly (unless there are fewer samples than that).
+    assert n == mb or (n <= 16 and n & (n - 1) == 0) or n % 16 == 0, (mb, limit, n)
+    # Any run of consecutive chunks (one thread's share) holds its share of the samples.
+    starts = np.cumsum([0] + sizes)
+    assert all(starts[k] == k * mb // n for k in range(n + 1))
+
+
+def test_chunk_sizes(rng):
+    plan = graph_of(example_resnet())._inference_plan().plan
+    # About 768 KiB of the ResNet's values (some 150 KB an image) a chunk.
+    assert 2 <= plan.chunk_samples <= 8
+    for limit in (0, 1, 3, 4, 7, plan.chunk_samples, 40):
+        plan.chunk_samples = limit
+        for mb in list(range(1, 70)) + [127, 1000, 10000]:
+            check_chunk_sizes(plan, mb)
+    plan.chunk_samples = 3
+    assert plan.chunk_sizes(64) == [2] * 32
+    assert plan.chunk_sizes(7) == [1, 2, 2, 2]
+    with pytest.raises(ValueError, match="chunk_samples must be >= 0"):
+        plan.chunk_samples = -1
+    assert plan.chunk_samples == 3
+
+
+@pytest.mark.parametrize("limit", [None, 4, 1])
+def test_chunked_batch_gives_each_chunks_bits(isa, limit, rng, threads):
+    # A batch run in chunks (each thread running whole chunks, or one after another) has the
+    # bits of each chunk run alone as a whole batch, at every thread count.
+    model = example_resnet()
+    randomize_batchnorm(model, rng)
+    g = graph_of(model)
+    plan = g._inference_plan()
+    if limit is not None:
+        plan.plan.chunk_samples = limit
+    x = g._entries[0].convert(rng.random((37, 28, 28, 1), dtype=np.float32))
+    sizes = plan.plan.chunk_sizes(len(x))
+    assert len(sizes) > 1
+    chunk = plan.plan.chunk_samples
+    plan.plan.chunk_samples = 0
+    starts = np.cumsum([0] + sizes)
+    want = np.concatenate([plan.run([x[lo:hi]])[0] for lo, hi in zip(starts[:-1], starts[1:])])
+    plan.plan.chunk_samples = chunk
+    for n in (1, 2, 3):
+        convforge.set_num_threads(n)
+        for _ in range(2):
+            np.testing.assert_array_equal(plan.run([x])[0], want)
+
+
+def test_chunks_choose_their_algorithms_for_their_own_size(isa, rng, threads):
+    # 16-channel 28x28 3x3 layers take the direct form for one or two images and Winograd from
+    # four on AVX-512: a batch of 8 in chunks of 2 has the two-image layer's bits, not the
+    # 8-image one's (where the two choices differ).
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    x = rng.standard_normal((8, 16, 28, 28)).astype(np.float32)
+    plan = _core.InferencePlan("float32")
+    hidden = plan.conv2d(plan.input([16, 28, 28]), w, b, (1, 1), (1, 1, 1, 1), (1, 1), relu=True)
+    plan.finish([plan.relu(hidden)])
+    plan.keep_prepared = False
+    plan.chunk_samples = 2
+    pairs = np.concatenate([F.conv2d(x[k : k + 2], w, b, padding=1, relu=True) for k in range(0, 8, 2)])
+    whole = F.conv2d(x, w, b, padding=1, relu=True)
+    for n in (1, 2):
+        convforge.set_num_threads(n)
+        np.testing.assert_array_equal(plan.run([x])[0], pairs)
+    if F.conv2d_algorithms((2, 16, 28, 28), w.shape, padding=1)["fwd"][0] != \
+            F.conv2d_algorithms((8, 16, 28, 28), w.shape, padding=1)["fwd"][0]:
+        assert not np.array_equal(pairs, whole)
+    plan.chunk_samples = 0
+    np.testing.assert_array_equal(plan.run([x])[0], whole)
+
+
+def test_an_error_in_a_chunk_is_raised_once(rng, threads):
+    # A forced algorithm that does not apply, found by the threads running the chunks (LeNet-5's
+    # 5x5 convs keep nothing, so nothing is checked before the chunks run): a ValueError, and
+    # the plan runs on afterwards.
+    model = lenet5()
+    g = graph_of(model)
+    plan = g._inference_plan()
+    plan.plan.chunk_samples = 2
+    x = g._entries[0].convert(rng.random((16, 28, 28, 1), dtype=np.float32))
+    want = plan.run([x])[0]
+    for n in (1, 2):
+        convforge.set_num_threads(n)
+        with pytest.raises(ValueError, match="winograd_f4x3"):
+            plan.plan.run([x], conv_algorithm="winograd_f4x3")
+        np.testing.assert_array_equal(plan.run([x])[0], want)
 
 
 # ------------------------------------------------------------------ the private plan refuses bad plans

@@ -279,7 +279,18 @@ void bind_plan(py::module_& m) {
           [](const PyPlan& p) { return p.with_plan([](const auto& plan) { return plan.keeps_prepared(); }); },
           [](PyPlan& p, bool keep) { p.with_plan([&](auto& plan) { plan.keep_prepared(keep); }); },
           "Whether convs keep transformed weights (Winograd's) between runs, so that small batches may "
-          "take Winograd (default True); False: the layers' own algorithm choices, bit for bit.")
+          "take Winograd (default True); False, with chunk_samples = 0: the layers' own algorithm choices, "
+          "bit for bit.")
+      .def_property(
+          "chunk_samples",
+          [](const PyPlan& p) { return p.with_plan([](const auto& plan) { return plan.chunk_samples(); }); },
+          [](PyPlan& p, int64_t n) { p.with_plan([&](auto& plan) { plan.chunk_samples(n); }); },
+          "A batch of more than this many samples runs through the plan in chunks of at most this many "
+          "(chunk_sizes), each thread running whole chunks where there are enough; finish() sets it so "
+          "that a chunk's values fit a core's L2. 0: every batch whole (the layers' choices for its size).")
+      .def("chunk_sizes", [](const PyPlan& p, int64_t mb) {
+        return p.with_plan([&](const auto& plan) { return plan.chunk_sizes(mb); });
+      }, py::arg("batch"), "The samples of each chunk a batch of `batch` runs in, in order.")
       .def("run", &PyPlan::run, py::arg("inputs"), py::arg("conv_algorithm") = py::none(),
            "The outputs for a batch: one array per output, (batch, *dims). conv_algorithm: the conv2d "
            "forward algorithm to force (ValueError where it does not apply).")

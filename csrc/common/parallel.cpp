@@ -63,6 +63,7 @@ int cgroup_quota_cpus() {
 }
 
 std::atomic<bool> g_forked_child{false};
+thread_local bool t_serial = false;  // SerialKernels
 
 void mark_forked_child() { g_forked_child.store(true); }
 
@@ -98,9 +99,12 @@ int default_num_threads() {
 bool forked_child() { return g_forked_child.load(); }
 
 int num_threads() {
-  if (g_forked_child.load()) return 1;
+  if (t_serial || g_forked_child.load()) return 1;
   return threads_storage().load();
 }
+
+SerialKernels::SerialKernels() : previous_(t_serial) { t_serial = true; }
+SerialKernels::~SerialKernels() { t_serial = previous_; }
 
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("set_num_threads: n must be >= 1, got " + std::to_string(n));

@@ -16,6 +16,20 @@ namespace convforge {
 int num_threads();
 // Throws std::invalid_argument for n < 1.
 void set_num_threads(int n);
+
+// While one lives, num_threads() is 1 on the thread that made it: for kernels run as one of
+// several side by side, each on its own thread (an inference plan's chunks of a batch), which
+// must not open parallel regions of their own.
+class SerialKernels {
+ public:
+  SerialKernels();
+  ~SerialKernels();
+  SerialKernels(const SerialKernels&) = delete;
+  SerialKernels& operator=(const SerialKernels&) = delete;
+
+ private:
+  bool previous_;
+};
 // What the default is derived from: CONVFORGE_NUM_THREADS, else OMP_NUM_THREADS, else the
 // CPUs in this process's affinity mask limited by the cgroup CPU quota.
 int default_num_threads();

@@ -18,6 +18,13 @@
 // take Winograd where a single layer call, which transforms them every time, takes the direct
 // form: the plan's outputs then agree with the layers' within Winograd's error bound rather than
 // bit for bit (keep_prepared(false) restores the layers' choices).
+//
+// A large batch runs through the whole plan a chunk of samples at a time (chunk_samples): the
+// values of a few images stay in L2 from one op to the next instead of every layer streaming
+// the whole batch's activations through memory, and with several threads each thread runs
+// whole chunks, its ops on one thread, with no barrier between layers. A chunk may choose
+// another algorithm than the whole batch would (the choice depends on the batch size);
+// chunk_samples(0) and keep_prepared(false) together give the layers' choices and bits.
 #pragma once
 
 #include <cstdint>
@@ -96,6 +103,16 @@ class InferencePlan {
   // gives exactly the choices (and bits) of the layers called one by one. Not while running.
   void keep_prepared(bool keep) { keep_prepared_ = keep; }
   bool keeps_prepared() const { return keep_prepared_; }
+  // A batch of more than chunk_samples() samples runs through the whole plan in chunks of at
+  // most that many (as equal as possible, chunk_sizes), each chunk's values in a slice of the
+  // arena small enough to stay in a core's L2 between one op and the next; with several
+  // threads and enough chunks, each thread runs whole chunks (its ops on one thread) instead
+  // of every op splitting every layer. The chunks never depend on the thread count, so neither
+  // do the results. finish() sets it from the values' sizes; 0 runs every batch whole. Not
+  // while running.
+  void chunk_samples(int64_t n);
+  int64_t chunk_samples() const { return chunk_samples_; }
+  std::vector<int64_t> chunk_sizes(int64_t mb) const;
 
   // inputs[k]: mb samples of input k, C-contiguous; outputs[k]: room for mb samples of output k.
   // Outputs must not overlap the inputs or each other. `forced_conv` names the conv2d forward
@@ -152,9 +169,16 @@ class InferencePlan {
   void check_open() const;
   int append(Op op, std::vector<int64_t> out_dims);  // the op's output value; marks its reads
   void fuse_residual_adds();                          // finish(): conv -> add [-> relu] as one op
-  T* place(int v, T* arena, int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const;
-  void run_op(const Op& op, int64_t mb, T* arena, Kept* kept, const std::vector<T*>& where,
+  T* place(int v, T* slots, int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const;
+  int64_t slot_elements(int64_t mb) const;  // the arena room of every slot for mb samples
+  // Makes a conv's kept copy, fold and prepared weights current (for a batch of mb) where its
+  // sources changed; before the ops run, on the calling thread.
+  void refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, const char* forced_conv) const;
+  void run_op(const Op& op, int64_t mb, const T* arena, const Kept& kept, const std::vector<T*>& where,
               const char* forced_conv) const;
+  // One chunk's ops: `inputs` and `outputs` point at its first sample, its values at `slots`.
+  void run_chunk(int64_t mb, const T* arena, const std::vector<Kept>& kept, T* slots, const std::vector<const T*>& inputs,
+                 const std::vector<T*>& outputs, const char* forced_conv, double* op_seconds) const;
   template <class F>
   static void for_each_source(const Op& op, F&& f);  // f(pointer, elements) per array a conv derives from
   void run_ops(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
@@ -166,6 +190,7 @@ class InferencePlan {
   std::vector<int64_t> slot_size_;    // per-sample elements of each arena slot (finish)
   int64_t kept_elements_ = 0;         // arena room for what convs derive from their weights
   bool keep_prepared_ = true;
+  int64_t chunk_samples_ = 0;
   bool finished_ = false;
 
   // Arenas kept between runs (two at most, 64 MiB each at most: fresh pages cost more than a

@@ -670,7 +670,8 @@ def run_inference_plan(plan, inputs) -> list:
 def profile_inference_plan(plan, inputs, runs: int = 100) -> np.ndarray:
     """Each op's mean wall time in seconds over ``runs`` runs of ``plan`` on ``inputs`` (as
     :func:`run_inference_plan`; one entry per line of ``plan.describe()``), for
-    ``bench/plan_profile.py``."""
+    ``bench/plan_profile.py``. A batch of several chunks (``plan.chunk_samples``) runs them one
+    after another here, each op on all threads, and each op's time is its sum over them."""
     return plan.profile(inputs, runs, _forced_conv_algo.get("fwd"))
 
 

@@ -5,11 +5,16 @@ checks and dispatch per layer against a few of arithmetic (LeNet-5's predict of 
 twice onnxruntime's). :func:`compile_inference` lowers the model's inference steps (after the
 Conv2D + BatchNormalization folding of :mod:`convforge.layers.fusion`) to the plan's ops: the
 same kernels on the same arguments, so the outputs are bit-identical to running the layers one by
-one, with one exception: the plan keeps what its 3x3 convolutions derive from their weights
-(Winograd's transformed filters, the folded BatchNormalization) between runs, so a small batch may
-take Winograd where a layer alone, transforming its filters on every call, takes the direct form.
-Those outputs agree with the layers' within Winograd's error bound (``plan.keep_prepared = False``
-gives the layers' choices and bits). Steps are lowered in execution order up to the first one the plan has no op for (a custom
+one, with two exceptions, both about which algorithm a convolution takes. The plan keeps what
+its 3x3 convolutions derive from their weights (Winograd's transformed filters, the folded
+BatchNormalization) between runs, so a small batch may take Winograd where a layer alone,
+transforming its filters on every call, takes the direct form. And a large batch runs through
+the plan a few samples at a time (``plan.chunk_samples``, about 768 KiB of activations: they
+stay in L2 from one layer to the next, and each thread runs whole chunks), so its convolutions
+choose for the chunk's size, not the batch's. Those outputs agree with the layers' within the
+algorithms' error bounds; ``plan.keep_prepared = False`` with ``plan.chunk_samples = 0`` gives
+the layers' choices and bits. The chunks do not depend on the thread count: neither do the
+results. Steps are lowered in execution order up to the first one the plan has no op for (a custom
 layer, a tanh, an average pooling); that step and all after it run in Python on the plan's
 results (the *tail*). A Dense or Conv2D whose activation the plan lacks (a sigmoid head) is
 split: its matrix product in the plan, its activation in the tail. ReLU and the softmax of a
