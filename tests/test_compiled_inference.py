@@ -440,6 +440,87 @@ def test_an_error_in_a_chunk_is_raised_once(rng, threads):
         np.testing.assert_array_equal(plan.run([x])[0], want)
 
 
+# ------------------------------------------------------------------ evaluate's forward runs the plan
+
+
+def layers_evaluate(model, *args, **kwargs):
+    """evaluate with the plan's forward switched off: the layers one by one, as before."""
+    g = graph_of(model)
+    g._planned_logits = lambda xbs: None
+    try:
+        return model.evaluate(*args, **kwargs)
+    finally:
+        del g._planned_logits
+
+
+def test_evaluate_runs_the_logits_plan(rng, plans_on):
+    model = lenet5()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = rng.random((40, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 40)
+    got = model.evaluate(x, y, batch_size=20, verbose=0)
+    g = graph_of(model)
+    plan = g._compiled_logits
+    assert isinstance(plan, compiled.CompiledInference) and plan is not g._compiled
+    # Its output is the softmax head's logits, the layers' own bit for bit (LeNet-5's 5x5 convs
+    # keep nothing, and 20 images are one chunk).
+    xb = g._entries[0].convert(x[:20])
+    np.testing.assert_array_equal(plan.run([xb])[0], g._run([xb], False, logits=True)[g._outputs_index[0]])
+    assert got == layers_evaluate(model, x, y, batch_size=20, verbose=0)
+
+
+def test_evaluate_through_the_plan_agrees_with_the_layers(rng, plans_on):
+    # The ResNet (folded BatchNormalization, kept Winograd filters, 37 images in chunks) and a
+    # graph of two outputs, a fused softmax head and a plain one.
+    model = example_resnet()
+    randomize_batchnorm(model, rng)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = rng.random((37, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 37)
+    got = model.evaluate(x, y, batch_size=37, verbose=0)
+    assert isinstance(graph_of(model)._compiled_logits, compiled.CompiledInference)
+    np.testing.assert_allclose(got, layers_evaluate(model, x, y, batch_size=37, verbose=0), rtol=1e-5)
+
+    net = inception_net()
+    randomize_batchnorm(net, rng)
+    net.compile(optimizer="sgd", loss=["sparse_categorical_crossentropy", "mse"])
+    x = rng.random((9, 12, 12, 3), dtype=np.float32)
+    ys = [rng.integers(0, 5, 9), rng.random((9, 16), dtype=np.float32)]
+    got = net.evaluate(x, ys, verbose=0)
+    assert graph_of(net)._compiled_logits._direct is not None
+    np.testing.assert_allclose(got, layers_evaluate(net, x, ys, verbose=0), rtol=1e-5)
+
+
+def test_evaluate_follows_a_recompiled_loss(rng, plans_on):
+    # The logits plan leaves out the softmax of the heads the loss fuses: compiled again with a
+    # loss on probabilities, evaluate's plan is made again and gives probabilities.
+    model = lenet5()
+    x = rng.random((16, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 16)
+    onehot = np.eye(10, dtype=np.float32)[y]
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.evaluate(x, y, verbose=0)
+    first = graph_of(model)._compiled_logits
+    model.compile(optimizer="sgd", loss="mse")
+    got = model.evaluate(x, onehot, verbose=0)
+    assert graph_of(model)._compiled_logits is not first
+    assert got == layers_evaluate(model, x, onehot, verbose=0)
+    np.testing.assert_allclose(got, np.mean((model.predict(x, verbose=0) - onehot) ** 2), rtol=1e-5)
+
+
+def test_evaluate_without_a_whole_plan_runs_the_layers(rng, plans_on):
+    # Classic LeNet-5's tanh is not a plan op: the plan has a Python tail, and evaluate runs
+    # the layers (as it did before there was a plan).
+    model = lenet5(classic=True)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x = rng.random((8, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 8)
+    got = model.evaluate(x, y, verbose=0)
+    plan = graph_of(model)._compiled_logits
+    assert plan is False or plan._direct is None
+    assert got == layers_evaluate(model, x, y, verbose=0)
+
+
 # ------------------------------------------------------------------ the private plan refuses bad plans
 
 

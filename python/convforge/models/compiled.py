@@ -18,7 +18,9 @@ results. Steps are lowered in execution order up to the first one the plan has n
 layer, a tanh, an average pooling); that step and all after it run in Python on the plan's
 results (the *tail*). A Dense or Conv2D whose activation the plan lacks (a sigmoid head) is
 split: its matrix product in the plan, its activation in the tail. ReLU and the softmax of a
-(batch, classes) head are plan ops.
+(batch, classes) head are plan ops. ``evaluate`` runs a second plan of the same model
+(``compile_inference(..., logits=True)``) whose softmax heads that the loss fuses with its
+cross-entropy give their logits, used where it computes every output itself.
 
 The plan holds the weight arrays themselves and reads their values at every run: training or
 ``set_weights`` (both write into the same arrays) are seen at once (what a conv keeps is compared
@@ -115,12 +117,14 @@ class CompiledInference:
         return [values[i] for i in self._outputs]
 
 
-def compile_inference(model, dtype) -> CompiledInference | None:
+def compile_inference(model, dtype, logits: bool = False) -> CompiledInference | None:
     """The plan of a Functional ``model``'s inference steps, or None when not even its first
-    step lowers (or plans are off)."""
+    step lowers (or plans are off). ``logits``: the outputs whose softmax the loss takes from
+    the logits (``step.fused``: evaluate's loss) are the logits, as ``model._run(..., logits=True)``
+    gives them."""
     if not enabled() or np.dtype(dtype) not in (np.float32, np.float64):
         return None
-    lowering = _Lowering(np.dtype(dtype).name)
+    lowering = _Lowering(np.dtype(dtype).name, logits)
     values = {}  # tensor index -> plan value; the model's inputs are indices 0 .. n_inputs - 1
     n_inputs = len(model._entries)
     for index, entry in enumerate(model._entries):  # per-sample internal (NCHW) shapes
@@ -178,9 +182,10 @@ def _forward_of(call):
 class _Lowering:
     """Adds one step at a time to a plan; raises :class:`_NotLowered` where it has no op."""
 
-    def __init__(self, dtype: str):
+    def __init__(self, dtype: str, logits: bool = False):
         self.plan = F.inference_plan(dtype)
         self.dtype = dtype
+        self.logits = logits
         self.weights = []
         self.settings = []
 
@@ -219,6 +224,15 @@ class _Lowering:
         xs = [values[i] for i in step.inputs]
         x = xs[0]
         kind = type(call)
+        if self.logits and self.setting(step, "fused"):  # the softmax left to the loss
+            if kind is Dense and type(call.activation) is Softmax and len(plan.dims(x)) == 1:
+                self.setting(call, "activation")
+                return plan.dense(x, self.weight(call, "kernel"), self.weight(call, "bias")), None
+            if _is_softmax(call) and len(plan.dims(x)) == 1:
+                if kind is Activation:
+                    self.setting(call, "activation")
+                return x, None
+            raise _NotLowered  # (the tail would apply the softmax: such a plan is not used)
         if kind is FoldedConvBatchNorm:
             if call.conv.activation is not None:  # folding requires a linear conv (fusion.foldable)
                 raise _NotLowered

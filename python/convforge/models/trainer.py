@@ -992,6 +992,12 @@ class Trainer:
         ``[loss, metric, ...]`` in :attr:`metrics_names` order; a dict with
         ``return_dict=True``. Data-parallel (:mod:`convforge.distributed`): each
         rank evaluates a block of the samples; every rank gets the global values.
+
+        The forward pass is the model's compiled inference plan, as ``predict``'s
+        (the softmax a cross-entropy takes from the logits left out), so the
+        values agree with a layer-by-layer pass within the convolution
+        algorithms' error bounds, not always bit for bit
+        (``CONVFORGE_COMPILED_INFERENCE=0``: the layers one by one).
         """
         self._require_compiled("evaluate")
         self._check_not_fitting("evaluate")
