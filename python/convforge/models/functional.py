@@ -645,9 +645,9 @@ class Functional(Model):
         losses (``<output>_loss`` in the logs) do not.
         """
         # Evaluation (no training, no gradient) runs the compiled plan where it computes every
-        # output: evaluate of 10,000 images of the example ResNet on 2 threads took 1.46 -> 0.59 s
-        # in batches of 32, 1.18 -> 0.56 s in batches of 1,000 (its chunks, kept Winograd filters,
-        # no Python between layers). The loss agrees with the layers' within the algorithms' error
+        # output: evaluate of 10,000 images of the example ResNet on 2 threads took 0.90 -> 0.59 s
+        # in batches of 32, 1.25 -> 0.57 s in batches of 1,000 (tuned malloc; its chunks, kept
+        # Winograd filters, no Python between layers). The loss agrees with the layers' within the algorithms' error
         # bounds, as predict's outputs do.
         values = None if training or need_grad else self._planned_logits(xbs)
         if values is None:
