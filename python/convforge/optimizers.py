@@ -65,6 +65,8 @@ def _real(value, name: str, *, low: float = 0.0, high: float | None = None, low_
 
 
 def _positive_int(value, name: str) -> int:
+    if type(value) is int and value >= 1:  # the common case, without the ABC check (1.3 us a predict)
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive int; got {value!r}")
     return int(value)

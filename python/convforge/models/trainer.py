@@ -140,6 +140,8 @@ _NOT_FINITE_ELSEWHERE = "its loss or a gradient is NaN or Inf on another rank"
 
 
 def _verbosity(verbose) -> int:
+    if type(verbose) is int and 0 <= verbose <= 2:  # the common case first (a one-image predict counts)
+        return verbose
     if verbose == "auto":
         return 1
     if isinstance(verbose, (bool, np.bool_)):  # Keras accepts verbose=True/False
