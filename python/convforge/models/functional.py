@@ -647,8 +647,8 @@ class Functional(Model):
         # Evaluation (no training, no gradient) runs the compiled plan where it computes every
         # output: evaluate of 10,000 images of the example ResNet on 2 threads took 0.90 -> 0.59 s
         # in batches of 32, 1.25 -> 0.57 s in batches of 1,000 (tuned malloc; its chunks, kept
-        # Winograd filters, no Python between layers). The loss agrees with the layers' within the algorithms' error
-        # bounds, as predict's outputs do.
+        # Winograd filters, no Python between layers). The loss agrees with the layers' within
+        # the algorithms' error bounds, as predict's outputs do.
         values = None if training or need_grad else self._planned_logits(xbs)
         if values is None:
             values = self._run(xbs, training, logits=True)
