@@ -203,6 +203,13 @@ class _Lowering:
         self.settings.append((layer, name, value))
         return value
 
+    def leaves_softmax(self, step) -> bool:
+        """In a logits plan, whether this softmax step's output is its input, the softmax left to
+        the loss (``step.fused``, recorded so that a recompiled loss makes the plan again). A
+        fused head whose softmax the plan does not lower lands in the Python tail, and a plan
+        with a tail is not used for evaluate."""
+        return self.logits and self.setting(step, "fused")
+
     def batchnorm(self, bn):
         return (self.weight(bn, "moving_mean"), self.weight(bn, "moving_variance"), self.weight(bn, "gamma"),
                 self.weight(bn, "beta"), float(self.setting(bn, "epsilon")))
@@ -224,15 +231,6 @@ class _Lowering:
         xs = [values[i] for i in step.inputs]
         x = xs[0]
         kind = type(call)
-        if self.logits and self.setting(step, "fused"):  # the softmax left to the loss
-            if kind is Dense and type(call.activation) is Softmax and len(plan.dims(x)) == 1:
-                self.setting(call, "activation")
-                return plan.dense(x, self.weight(call, "kernel"), self.weight(call, "bias")), None
-            if _is_softmax(call) and len(plan.dims(x)) == 1:
-                if kind is Activation:
-                    self.setting(call, "activation")
-                return x, None
-            raise _NotLowered  # (the tail would apply the softmax: such a plan is not used)
         if kind is FoldedConvBatchNorm:
             if call.conv.activation is not None:  # folding requires a linear conv (fusion.foldable)
                 raise _NotLowered
@@ -252,7 +250,7 @@ class _Lowering:
             relu = type(activation) is activation_layers.ReLU  # a subclass computes something else
             y = plan.dense(x, self.weight(call, "kernel"), self.weight(call, "bias"), relu=relu)
             if type(activation) is Softmax:
-                return plan.softmax(y), None
+                return (y if self.leaves_softmax(step) else plan.softmax(y)), None
             return y, None if relu or activation is None else _forward_of(activation)
         if kind is InPlaceReLU or is_plain_relu(call):
             if kind is Activation:
@@ -261,7 +259,7 @@ class _Lowering:
         if _is_softmax(call) and len(plan.dims(x)) == 1:
             if kind is Activation:
                 self.setting(call, "activation")
-            return plan.softmax(x), None
+            return (x if self.leaves_softmax(step) else plan.softmax(x)), None
         if kind is MaxPooling2D:
             if call._prepad is not None or tuple(plan.dims(x)) != tuple(call._internal_input_shape):
                 raise _NotLowered
