@@ -35,11 +35,18 @@ class SerialKernels {
 int default_num_threads();
 bool forked_child();
 
-// Threads worth using for `items` independent work items totalling `flops` operations:
-// below ~100 microseconds of work, waking threads costs more than it gains.
+// Below this many operations a kernel runs on one thread: ~10 us of work at one core's FMA
+// rate, where waking a second costs ~1 us. At 2e6 (until 2026-12-04) the example ResNet's
+// one-image predict on two threads ran its two stride-2 3x3 convolutions (1.8 MFLOP each) on
+// one thread: 0.131 -> 0.117 ms with this floor on a 2-vCPU AMD EPYC (bench/build_ab.py
+// --predict; one thread, LeNet-5 and 64 images unchanged). On an earlier Intel host the two
+// floors measured level.
+constexpr double kMinParallelFlops = 1.0e6;
+
+// Threads worth using for `items` independent work items totalling `flops` operations.
 inline int plan_threads(int64_t items, double flops) {
   int n = num_threads();
-  if (flops < 2.0e6) n = 1;
+  if (flops < kMinParallelFlops) n = 1;
   if (items < n) n = static_cast<int>(items < 1 ? 1 : items);
   return n;
 }

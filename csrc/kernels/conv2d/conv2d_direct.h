@@ -138,7 +138,7 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   // in every item shape): results stay bit-identical for any thread count.
   const int64_t threads_wanted = num_threads();
   int64_t groups = 1;
-  if (s.mb * nbands < threads_wanted && s.flops() >= 2.0e6) {  // plan_threads' floor: below it, one thread
+  if (s.mb * nbands < threads_wanted && s.flops() >= kMinParallelFlops) {  // plan_threads' floor: below it, one thread
     if (s.mb * nbands * ceil_div(OC, kv * L) < threads_wanted) kv = 1;
     groups = ceil_div(OC, kv * L);
     if (s.mb * nbands * groups < threads_wanted) {
