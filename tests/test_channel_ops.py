@@ -123,19 +123,27 @@ def test_batch_norm_backward_in_channel_blocks_matches_oracle(which, dtype, isa,
     assert F.batch_norm_backward(dy, x, mean, var, gamma, need_input_grad=False)[0] is None
 
 
-@pytest.mark.parametrize("spread", [1e3, 1e-2], ids=["rows_far_apart", "rows_near_1000"])
-@pytest.mark.parametrize("shape", [(3, 2, 40, 41), (64, 3, 7, 7), (2, 2, 1, 2000)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("spread", [1e3, 1e-2, "first"], ids=["rows_far_apart", "rows_near_1000", "first_row_apart"])
+@pytest.mark.parametrize("shape", [(3, 2, 40, 41), (2, 2, 1, 2000), (16, 3, 16, 16), (64, 3, 7, 7), (9, 2, 15, 15)],
+                         ids=lambda s: "x".join(map(str, s)))
 def test_batch_norm_statistics_combine_rows_of_different_means(shape, spread, isa, rng):
-    """The forward sums each image's row of a channel and its squared deviations from a shift,
-    the row's mean rounded to float32 (in float lanes, folded into double every 512 values: 1640
-    and 2000 values are several chunks and a tail), then combines the rows exactly in double:
-    sum((x - mu)^2) = q + 2 (shift - mu) (sum - n shift) + n (shift - mu)^2 per row. Rows far
-    apart (means 1000s away, spread 0.01 within) need the last term; rows at 1000 +- 0.01 with
-    spread 0.01 need the middle one (the shift's rounding, 3e-5, against the spread: 0.3% of
-    the variance)."""
+    """Rows of 256 values or more: the forward sums each image's row of a channel and its squared
+    deviations from a shift, the row's mean rounded to float32 (in float lanes, folded into double
+    every 512 values: 1640 and 2000 values are several chunks and a tail), then combines the rows
+    exactly in double: sum((x - mu)^2) = q + 2 (shift - mu) (sum - n shift) + n (shift - mu)^2 per
+    row. Rows far apart (means 1000s away, spread 0.01 within) need the last term; rows at
+    1000 +- 0.01 with spread 0.01 need the middle one (the shift's rounding, 3e-5, against the
+    spread: 0.3% of the variance). Shorter rows (7x7, 15x15: two float chunks of 128 a row) take
+    the channel's lane sums, its mean, then the squared deviations from the mean rounded to
+    float32 less n (mean - shift)^2 (the rounding's share, ~5e-6 of the variance of the rows near
+    1000: within the tolerance; taking the deviations from 0 instead fails). The third case puts the first image 10,000 away from the others, spread 0.01 within."""
     n, c = shape[:2]
-    base = 0.0 if spread > 1 else 1000.0
-    x = (base + rng.standard_normal((n, c, 1, 1)) * spread + rng.standard_normal(shape) * 1e-2).astype(np.float32)
+    if spread == "first":
+        x = (rng.standard_normal(shape) * 1e-2).astype(np.float32)
+        x[0] += np.float32(1e4)
+    else:
+        base = 0.0 if spread > 1 else 1000.0
+        x = (base + rng.standard_normal((n, c, 1, 1)) * spread + rng.standard_normal(shape) * 1e-2).astype(np.float32)
     y, mean, var = F.batch_norm(x)
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(mean, x64.mean(axis=(0, 2, 3)), rtol=1e-7, atol=1e-9)

@@ -71,6 +71,44 @@ struct RowsAvx2 {
     return q;
   }
 
+  // Lane-wise forms of sum and sq_dev for short rows (batchnorm_short_row_moments): s[l] (q[l])
+  // += the values (squared deviations from shift) at positions i = l (mod 8), kSumLanes doubles,
+  // summed by the caller once per channel instead of once per row. The squares in float lanes,
+  // folded into the doubles every kLaneChunk values: no lane adds more than 16 of them, sq_dev's
+  // bound; tails in scalar double.
+  static constexpr int64_t kLaneChunk = 128;
+  static void sum_lanes(const float* x, int64_t n, double* s) {
+    __m256d a0 = _mm256_loadu_pd(s), a1 = _mm256_loadu_pd(s + 4);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const __m256 v = _mm256_loadu_ps(x + i);
+      a0 = _mm256_add_pd(a0, lo(v));
+      a1 = _mm256_add_pd(a1, hi(v));
+    }
+    _mm256_storeu_pd(s, a0), _mm256_storeu_pd(s + 4, a1);
+    for (int l = 0; i < n; ++i, ++l) s[l] += static_cast<double>(x[i]);
+  }
+  static void sq_dev_lanes(const float* x, int64_t n, float shift, double* q) {
+    const __m256 vs = _mm256_set1_ps(shift);
+    __m256d a0 = _mm256_loadu_pd(q), a1 = _mm256_loadu_pd(q + 4);
+    int64_t i = 0;
+    while (i + 8 <= n) {
+      const int64_t end = i + kLaneChunk < n ? i + kLaneChunk : n;
+      __m256 f = _mm256_setzero_ps();
+      for (; i + 8 <= end; i += 8) {
+        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vs);
+        f = _mm256_fmadd_ps(d, d, f);
+      }
+      a0 = _mm256_add_pd(a0, lo(f));
+      a1 = _mm256_add_pd(a1, hi(f));
+    }
+    _mm256_storeu_pd(q, a0), _mm256_storeu_pd(q + 4, a1);
+    for (int l = 0; i < n; ++i, ++l) {
+      const double d = static_cast<double>(x[i] - shift);
+      q[l] += d * d;
+    }
+  }
+
   // Lane-wise: s_dy[l] += the dy values at positions i = l (mod 8), s_dy_dev[l] likewise
   // (kSumLanes doubles each); the caller sums the lanes once per channel, not once per row.
   static constexpr int kSumLanes = 8;

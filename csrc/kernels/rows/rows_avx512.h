@@ -72,6 +72,48 @@ struct RowsAvx512 {
     return _mm512_reduce_add_pd(acc);
   }
 
+  // Lane-wise forms of sum and sq_dev for short rows (batchnorm_short_row_moments): s[l] (q[l])
+  // += the values (squared deviations from shift) at positions i = l (mod 16), kSumLanes doubles,
+  // summed by the caller once per channel instead of once per row. The squares in float lanes,
+  // folded into the doubles every kLaneChunk values: no lane adds more than 8 of them, sq_dev's bound.
+  static constexpr int64_t kLaneChunk = 128;
+  static void sum_lanes(const float* x, int64_t n, double* s) {
+    __m512d a0 = _mm512_loadu_pd(s), a1 = _mm512_loadu_pd(s + 8);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      const __m512 v = _mm512_loadu_ps(x + i);
+      a0 = _mm512_add_pd(a0, lo(v));
+      a1 = _mm512_add_pd(a1, hi(v));
+    }
+    if (i < n) {  // masked lanes load as 0
+      const __m512 v = _mm512_maskz_loadu_ps(tail(n - i), x + i);
+      a0 = _mm512_add_pd(a0, lo(v));
+      a1 = _mm512_add_pd(a1, hi(v));
+    }
+    _mm512_storeu_pd(s, a0), _mm512_storeu_pd(s + 8, a1);
+  }
+  static void sq_dev_lanes(const float* x, int64_t n, float shift, double* q) {
+    const __m512 vs = _mm512_set1_ps(shift);
+    __m512d a0 = _mm512_loadu_pd(q), a1 = _mm512_loadu_pd(q + 8);
+    for (int64_t i = 0; i < n;) {
+      const int64_t end = i + kLaneChunk < n ? i + kLaneChunk : n;
+      __m512 f = _mm512_setzero_ps();
+      for (; i + 16 <= end; i += 16) {
+        const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + i), vs);
+        f = _mm512_fmadd_ps(d, d, f);
+      }
+      if (i < end) {  // lanes past the row: 0, not shift^2
+        const __mmask16 k = tail(end - i);
+        const __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + i), vs);
+        f = _mm512_fmadd_ps(d, d, f);
+        i = end;
+      }
+      a0 = _mm512_add_pd(a0, lo(f));
+      a1 = _mm512_add_pd(a1, hi(f));
+    }
+    _mm512_storeu_pd(q, a0), _mm512_storeu_pd(q + 8, a1);
+  }
+
   // Lane-wise: s_dy[l] += the dy values at positions i = l (mod 16), s_dy_dev[l] likewise
   // (kSumLanes doubles each); the caller sums the lanes once per channel, not once per row.
   static constexpr int kSumLanes = 16;

@@ -28,6 +28,10 @@ struct RowsRef {
     }
     return q;
   }
+  // *s += sum(x), *q += sq_dev(x, n, shift): the lane-wise forms (one lane here) the SIMD rows
+  // use for short rows, summed per channel instead of reduced per row.
+  static void sum_lanes(const T* x, int64_t n, double* s) { *s += sum(x, n); }
+  static void sq_dev_lanes(const T* x, int64_t n, T shift, double* q) { *q += sq_dev(x, n, shift); }
   // *s_dy += sum(dy), *s_dy_dev += sum(dy * (x - mean)): one lane (the SIMD forms keep kSumLanes
   // partial sums, lane l taking positions i = l modulo kSumLanes).
   static constexpr int kSumLanes = 1;
