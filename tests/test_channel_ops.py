@@ -123,6 +123,38 @@ def test_batch_norm_backward_in_channel_blocks_matches_oracle(which, dtype, isa,
     assert F.batch_norm_backward(dy, x, mean, var, gamma, need_input_grad=False)[0] is None
 
 
+def test_batch_norm_streams_outputs_of_16_mib_and_more(isa, rng):
+    """Outputs of 16 MiB or more (y, dx) are written past the caches (batchnorm_impl.h,
+    kBnStreamBytes): a masked head up to the first cache line, streamed whole vectors, a masked
+    tail. 109x109 planes (11,881 values: every row starts at another offset within a line)."""
+    shape = (8, 48, 109, 109)
+    assert 4 * np.prod(shape) >= 16 * 2**20
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 1.5).astype(np.float32)
+    gamma, beta = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    y, mean, var = F.batch_norm(x, gamma, beta)
+    y_want, mean_want, var_want = R.batch_norm(x, gamma, beta, 1e-3)
+    _close(y, y_want, np.float32)
+    _close(var, var_want, np.float32)
+    # An output view one float past a line start: the head is 15 values, not 0 or 16.
+    room = np.empty(x.size + 16, np.float32)
+    start = (-room.ctypes.data // 4) % 16 + 1
+    shifted = room[start:start + x.size].reshape(shape)
+    np.testing.assert_array_equal(F.batch_norm(x, gamma, beta, out=shifted)[0], y)
+    y_relu, _, _ = F.batch_norm(x, gamma, beta, relu=True)
+    np.testing.assert_array_equal(y_relu, F.relu(y))
+    dy = rng.standard_normal(shape).astype(np.float32)
+    dx, dgamma, dbeta = F.batch_norm_backward(dy, x, mean, var, gamma)
+    dx_want, _, _ = R.batch_norm_backward(dy, x, mean, var, gamma, 1e-3)
+    np.testing.assert_allclose(dx, dx_want, rtol=0, atol=3e-5 * np.abs(dy).max())
+    want = F.batch_norm_backward(F.relu_backward(dy, y_relu), x, mean, var, gamma)
+    in_place = dy.copy()
+    got = F.batch_norm_backward(in_place, x, mean, var, gamma, beta=beta, relu=True, out=in_place)
+    assert got[0] is in_place
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 @pytest.mark.parametrize("spread", [1e3, 1e-2, "first"], ids=["rows_far_apart", "rows_near_1000", "first_row_apart"])
 @pytest.mark.parametrize("shape", [(3, 2, 40, 41), (2, 2, 1, 2000), (16, 3, 16, 16), (64, 3, 7, 7), (9, 2, 15, 15)],
                          ids=lambda s: "x".join(map(str, s)))

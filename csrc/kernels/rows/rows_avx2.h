@@ -156,34 +156,64 @@ struct RowsAvx2 {
     if constexpr (kRelu) return _mm256_and_ps(v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NLE_UQ));
     return v;
   }
+  // kStream: whole vectors past the caches (stream_ps, after a masked head up to y's next
+  // 32-byte boundary); the caller ends its work item with fence().
+  template <bool kStream>
+  static void put(float* y, __m256 v) {
+    if constexpr (kStream) _mm256_stream_ps(y, v);
+    else _mm256_storeu_ps(y, v);
+  }
+  // Values before y's next 32-byte boundary (y float-aligned: float_aligned), at most n.
+  static bool float_aligned(const float* y) { return reinterpret_cast<std::uintptr_t>(y) % sizeof(float) == 0; }
+  static int64_t to_line(const float* y, int64_t n) {
+    const auto head = static_cast<int64_t>((32 - reinterpret_cast<std::uintptr_t>(y) % 32) % 32 / sizeof(float));
+    return head < n ? head : n;
+  }
+  static void fence() { _mm_sfence(); }  // streaming stores are weakly ordered: publish them
+
   // y = (x - mean) * a + b; kRelu: max(y, 0) as relu_value (keep y unless y <= 0: NaN kept, -0 -> +0).
-  template <bool kRelu>
+  template <bool kRelu, bool kStream = false>
   static void scale_shift(const float* x, int64_t n, float mean, float a, float b, float* y) {
     const __m256 vm = _mm256_set1_ps(mean), va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
+    const auto masked = [&](int64_t i, int64_t count) {
+      const __m256i k = tail(count);
+      _mm256_maskstore_ps(y + i, k, post<kRelu>(pre(_mm256_maskload_ps(x + i, k), vm, va, vb)));
+    };
     int64_t i = 0;
+    if constexpr (kStream) {
+      if (!float_aligned(y)) return scale_shift<kRelu, false>(x, n, mean, a, b, y);
+      if ((i = to_line(y, n)) > 0) masked(0, i);
+    }
     for (; i + 16 <= n; i += 16) {
       const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
-      _mm256_storeu_ps(y + i, post<kRelu>(pre(v0, vm, va, vb)));
-      _mm256_storeu_ps(y + i + 8, post<kRelu>(pre(v1, vm, va, vb)));
+      put<kStream>(y + i, post<kRelu>(pre(v0, vm, va, vb)));
+      put<kStream>(y + i + 8, post<kRelu>(pre(v1, vm, va, vb)));
     }
-    for (; i < n; i += 8) {
-      const __m256i k = tail(n - i);
-      _mm256_maskstore_ps(y + i, k, post<kRelu>(pre(_mm256_maskload_ps(x + i, k), vm, va, vb)));
-    }
+    for (; i < n; i += 8) masked(i, n - i);
   }
 
   // kRelu: as sum_dy_dy_dev.
-  template <bool kRelu>
+  template <bool kRelu, bool kStream = false>
   static void bn_backward(const float* dy, const BnAffine<float>* relu, const float* x, int64_t n, float c1, float c2,
                           float mean, float c3, float* dx) {
     const __m256 v1 = _mm256_set1_ps(c1), v2 = _mm256_set1_ps(c2), vm = _mm256_set1_ps(mean), v3 = _mm256_set1_ps(c3);
-    for (int64_t i = 0; i < n; i += 8) {
-      const __m256i k = tail(n - i);
+    const auto value = [&](int64_t i, __m256i k) {
       const __m256 xv = _mm256_maskload_ps(x + i, k);
       const __m256 r = _mm256_fmadd_ps(v2, _mm256_sub_ps(xv, vm), v3);
       __m256 g = _mm256_maskload_ps(dy + i, k);
       if constexpr (kRelu) g = _mm256_and_ps(g, mask(relu, xv));
-      _mm256_maskstore_ps(dx + i, k, _mm256_fmadd_ps(v1, g, r));
+      return _mm256_fmadd_ps(v1, g, r);
+    };
+    int64_t i = 0;
+    if constexpr (kStream) {
+      if (!float_aligned(dx)) return bn_backward<kRelu, false>(dy, relu, x, n, c1, c2, mean, c3, dx);
+      if ((i = to_line(dx, n)) > 0) _mm256_maskstore_ps(dx, tail(i), value(0, tail(i)));
+      const __m256i all = tail(8);
+      for (; i + 8 <= n; i += 8) put<kStream>(dx + i, value(i, all));
+    }
+    for (; i < n; i += 8) {
+      const __m256i k = tail(n - i);
+      _mm256_maskstore_ps(dx + i, k, value(i, k));
     }
   }
 

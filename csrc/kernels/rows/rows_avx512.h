@@ -150,43 +150,68 @@ struct RowsAvx512 {
     if constexpr (kRelu) return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), v);
     return v;
   }
+  // kStream: whole vectors past the caches (stream_ps, after a masked head up to y's next
+  // 64-byte line); the caller ends its work item with fence().
+  template <bool kStream>
+  static void put(float* y, __m512 v) {
+    if constexpr (kStream) _mm512_stream_ps(y, v);
+    else _mm512_storeu_ps(y, v);
+  }
+  // Values before y's next 64-byte line (y float-aligned: float_aligned), at most n.
+  static bool float_aligned(const float* y) { return reinterpret_cast<std::uintptr_t>(y) % sizeof(float) == 0; }
+  static int64_t to_line(const float* y, int64_t n) {
+    const auto head = static_cast<int64_t>((64 - reinterpret_cast<std::uintptr_t>(y) % 64) % 64 / sizeof(float));
+    return head < n ? head : n;
+  }
+  static void fence() { _mm_sfence(); }  // streaming stores are weakly ordered: publish them
+
   // y = (x - mean) * a + b; kRelu: max(y, 0) as relu_value (keep y unless y <= 0: NaN kept, -0 -> +0).
-  template <bool kRelu>
+  template <bool kRelu, bool kStream = false>
   static void scale_shift(const float* x, int64_t n, float mean, float a, float b, float* y) {
     const __m512 vm = _mm512_set1_ps(mean), va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
+    const auto masked = [&](int64_t i, int64_t count) {
+      const __mmask16 k = tail(count);
+      _mm512_mask_storeu_ps(y + i, k, post<kRelu>(pre(_mm512_maskz_loadu_ps(k, x + i), vm, va, vb)));
+    };
     int64_t i = 0;
+    if constexpr (kStream) {
+      if (!float_aligned(y)) return scale_shift<kRelu, false>(x, n, mean, a, b, y);
+      if ((i = to_line(y, n)) > 0) masked(0, i);
+    }
     for (; i + 32 <= n; i += 32) {
       const __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
-      _mm512_storeu_ps(y + i, post<kRelu>(pre(v0, vm, va, vb)));
-      _mm512_storeu_ps(y + i + 16, post<kRelu>(pre(v1, vm, va, vb)));
+      put<kStream>(y + i, post<kRelu>(pre(v0, vm, va, vb)));
+      put<kStream>(y + i + 16, post<kRelu>(pre(v1, vm, va, vb)));
     }
-    for (; i < n; i += 16) {
-      const __mmask16 k = tail(n - i);
-      _mm512_mask_storeu_ps(y + i, k, post<kRelu>(pre(_mm512_maskz_loadu_ps(k, x + i), vm, va, vb)));
-    }
+    for (; i < n; i += 16) masked(i, n - i);
   }
 
-  // kRelu: as sum_dy_dy_dev.
-  template <bool kRelu>
+  // kRelu: as sum_dy_dy_dev; kStream: as scale_shift.
+  template <bool kRelu, bool kStream = false>
   static void bn_backward(const float* dy, const BnAffine<float>* relu, const float* x, int64_t n, float c1, float c2,
                           float mean, float c3, float* dx) {
     const __m512 v1 = _mm512_set1_ps(c1), v2 = _mm512_set1_ps(c2), vm = _mm512_set1_ps(mean), v3 = _mm512_set1_ps(c3);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-      const __m512 xv = _mm512_loadu_ps(x + i);
-      const __m512 r = _mm512_fmadd_ps(v2, _mm512_sub_ps(xv, vm), v3);
-      __m512 g = _mm512_loadu_ps(dy + i);
-      if constexpr (kRelu) g = _mm512_maskz_mov_ps(mask(0xFFFF, relu, xv), g);
-      _mm512_storeu_ps(dx + i, _mm512_fmadd_ps(v1, g, r));
-    }
-    if (i < n) {
-      const __mmask16 k = tail(n - i);
+    const auto masked = [&](int64_t i, int64_t count) {
+      const __mmask16 k = tail(count);
       const __m512 xv = _mm512_maskz_loadu_ps(k, x + i);
       const __m512 r = _mm512_fmadd_ps(v2, _mm512_sub_ps(xv, vm), v3);
       __mmask16 kg = k;
       if constexpr (kRelu) kg = mask(k, relu, xv);
       _mm512_mask_storeu_ps(dx + i, k, _mm512_fmadd_ps(v1, _mm512_maskz_loadu_ps(kg, dy + i), r));
+    };
+    int64_t i = 0;
+    if constexpr (kStream) {
+      if (!float_aligned(dx)) return bn_backward<kRelu, false>(dy, relu, x, n, c1, c2, mean, c3, dx);
+      if ((i = to_line(dx, n)) > 0) masked(0, i);
     }
+    for (; i + 16 <= n; i += 16) {
+      const __m512 xv = _mm512_loadu_ps(x + i);
+      const __m512 r = _mm512_fmadd_ps(v2, _mm512_sub_ps(xv, vm), v3);
+      __m512 g = _mm512_loadu_ps(dy + i);
+      if constexpr (kRelu) g = _mm512_maskz_mov_ps(mask(0xFFFF, relu, xv), g);
+      put<kStream>(dx + i, _mm512_fmadd_ps(v1, g, r));
+    }
+    if (i < n) masked(i, n - i);
   }
 
   static void fill(float* y, int64_t n, float value) {

@@ -52,7 +52,7 @@ struct RowsRef {
   static T pre(T x, T mean, T a, T b) { return (x - mean) * a + b; }
   static bool passes(const BnAffine<T>* relu, T x) { return pre(x, relu->mean, relu->scale, relu->shift) > T(0); }
   // y = (x - mean) * a + b; kRelu: max(y, 0) as relu_value (keep y unless y <= 0: NaN kept, -0 -> +0).
-  template <bool kRelu>
+  template <bool kRelu, bool kStream = false>  // kStream: the SIMD rows' stores past the caches
   static void scale_shift(const T* x, int64_t n, T mean, T a, T b, T* y) {
     for (int64_t i = 0; i < n; ++i) {
       const T v = pre(x[i], mean, a, b);
@@ -60,7 +60,7 @@ struct RowsRef {
     }
   }
   // dx = c1 * dy + c2 * (x - mean) + c3
-  template <bool kRelu>
+  template <bool kRelu, bool kStream = false>
   static void bn_backward(const T* dy, const BnAffine<T>* relu, const T* x, int64_t n, T c1, T c2, T mean, T c3,
                           T* dx) {
     for (int64_t i = 0; i < n; ++i) {
@@ -68,6 +68,7 @@ struct RowsRef {
       dx[i] = c1 * g + (c2 * (x[i] - mean) + c3);
     }
   }
+  static void fence() {}  // nothing streamed
   static void fill(T* y, int64_t n, T v) {
     for (int64_t i = 0; i < n; ++i) y[i] = v;
   }
