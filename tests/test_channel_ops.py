@@ -88,6 +88,16 @@ def test_batch_norm_fused_relu_is_relu_bit_for_bit(shape, dtype, isa, rng):
             np.testing.assert_array_equal(g, w)
 
 
+def _assert_fused_relu_backward_in_place(dy, x, mean, var, gamma, beta, y_relu):
+    """The backward with the ReLU fused and dx written over dy: the separate ops' bits."""
+    want = F.batch_norm_backward(F.relu_backward(dy, y_relu), x, mean, var, gamma)
+    in_place = dy.copy()
+    got = F.batch_norm_backward(in_place, x, mean, var, gamma, beta=beta, relu=True, out=in_place)
+    assert got[0] is in_place
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 # Above 8 MiB of x and dy together the backward works on blocks of channels (batchnorm_impl.h),
 # below it on chunks of images: the shapes above are all below. These are above, in each dtype:
 # 5x10 planes (50 values: vector tails) in blocks of 2 channels, the last one short (37 = 18 x 2
@@ -114,12 +124,7 @@ def test_batch_norm_backward_in_channel_blocks_matches_oracle(which, dtype, isa,
     np.testing.assert_allclose(dx, dx_want, rtol=0, atol=(3e-5 if dtype == np.float32 else 1e-11) * np.abs(dy).max())
     # The fused ReLU, and dx written over dy, keep the separate ops' bits here too.
     y_relu, _, _ = F.batch_norm(x, gamma, beta, relu=True)
-    want = F.batch_norm_backward(F.relu_backward(dy, y_relu), x, mean, var, gamma)
-    in_place = dy.copy()
-    got = F.batch_norm_backward(in_place, x, mean, var, gamma, beta=beta, relu=True, out=in_place)
-    assert got[0] is in_place
-    for g, w in zip(got, want):
-        np.testing.assert_array_equal(g, w)
+    _assert_fused_relu_backward_in_place(dy, x, mean, var, gamma, beta, y_relu)
     assert F.batch_norm_backward(dy, x, mean, var, gamma, need_input_grad=False)[0] is None
 
 
@@ -147,12 +152,7 @@ def test_batch_norm_streams_outputs_of_16_mib_and_more(isa, rng):
     dx, dgamma, dbeta = F.batch_norm_backward(dy, x, mean, var, gamma)
     dx_want, _, _ = R.batch_norm_backward(dy, x, mean, var, gamma, 1e-3)
     np.testing.assert_allclose(dx, dx_want, rtol=0, atol=3e-5 * np.abs(dy).max())
-    want = F.batch_norm_backward(F.relu_backward(dy, y_relu), x, mean, var, gamma)
-    in_place = dy.copy()
-    got = F.batch_norm_backward(in_place, x, mean, var, gamma, beta=beta, relu=True, out=in_place)
-    assert got[0] is in_place
-    for g, w in zip(got, want):
-        np.testing.assert_array_equal(g, w)
+    _assert_fused_relu_backward_in_place(dy, x, mean, var, gamma, beta, y_relu)
 
 
 @pytest.mark.parametrize("spread", [1e3, 1e-2, "first"], ids=["rows_far_apart", "rows_near_1000", "first_row_apart"])

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "common/alignment.h"
 #include "common/parallel.h"
 
 namespace convforge {
@@ -46,16 +47,6 @@ void relu_blocks(int64_t n, double bytes_per_element, Body&& body) {
 // stores and 0.97-1.24 ms streaming; the backward, 77 MB moved, 1.48-1.76 ms streaming and
 // 1.75-2.03 ms with ordinary stores (PyTorch: 0.77-1.03 and 1.47-1.96 ms).
 constexpr double kStreamingBytes = 64.0 * 1024 * 1024;
-
-// First element of [b, e) at a kBytes boundary of dst (b if dst is not float-aligned): where the
-// SIMD loops start after a masked head, so that their stores do not straddle cache lines (NumPy's
-// buffers start 16 bytes past one).
-template <int kBytes>
-inline int64_t aligned_start(const float* dst, int64_t b, int64_t e) {
-  const auto addr = reinterpret_cast<std::uintptr_t>(dst + b);
-  const int64_t skip = static_cast<int64_t>(((kBytes - addr % kBytes) % kBytes) / sizeof(float));
-  return b + skip < e ? b + skip : e;
-}
 
 template <class T>
 inline T relu_scalar(T x) {

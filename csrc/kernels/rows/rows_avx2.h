@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "common/alignment.h"
 #include "kernels/rows/bn_affine.h"
 
 namespace convforge {
@@ -163,12 +164,6 @@ struct RowsAvx2 {
     if constexpr (kStream) _mm256_stream_ps(y, v);
     else _mm256_storeu_ps(y, v);
   }
-  // Values before y's next 32-byte boundary (y float-aligned: float_aligned), at most n.
-  static bool float_aligned(const float* y) { return reinterpret_cast<std::uintptr_t>(y) % sizeof(float) == 0; }
-  static int64_t to_line(const float* y, int64_t n) {
-    const auto head = static_cast<int64_t>((32 - reinterpret_cast<std::uintptr_t>(y) % 32) % 32 / sizeof(float));
-    return head < n ? head : n;
-  }
   static void fence() { _mm_sfence(); }  // streaming stores are weakly ordered: publish them
 
   // y = (x - mean) * a + b; kRelu: max(y, 0) as relu_value (keep y unless y <= 0: NaN kept, -0 -> +0).
@@ -182,7 +177,7 @@ struct RowsAvx2 {
     int64_t i = 0;
     if constexpr (kStream) {
       if (!float_aligned(y)) return scale_shift<kRelu, false>(x, n, mean, a, b, y);
-      if ((i = to_line(y, n)) > 0) masked(0, i);
+      if ((i = aligned_start<32>(y, 0, n)) > 0) masked(0, i);
     }
     for (; i + 16 <= n; i += 16) {
       const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
@@ -207,7 +202,7 @@ struct RowsAvx2 {
     int64_t i = 0;
     if constexpr (kStream) {
       if (!float_aligned(dx)) return bn_backward<kRelu, false>(dy, relu, x, n, c1, c2, mean, c3, dx);
-      if ((i = to_line(dx, n)) > 0) _mm256_maskstore_ps(dx, tail(i), value(0, tail(i)));
+      if ((i = aligned_start<32>(dx, 0, n)) > 0) _mm256_maskstore_ps(dx, tail(i), value(0, tail(i)));
       const __m256i all = tail(8);
       for (; i + 8 <= n; i += 8) put<kStream>(dx + i, value(i, all));
     }

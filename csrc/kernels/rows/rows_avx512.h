@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "common/alignment.h"
 #include "kernels/rows/bn_affine.h"
 
 namespace convforge {
@@ -167,12 +168,6 @@ struct RowsAvx512 {
     if constexpr (kStream) _mm512_stream_ps(y, v);
     else _mm512_storeu_ps(y, v);
   }
-  // Values before y's next 64-byte line (y float-aligned: float_aligned), at most n.
-  static bool float_aligned(const float* y) { return reinterpret_cast<std::uintptr_t>(y) % sizeof(float) == 0; }
-  static int64_t to_line(const float* y, int64_t n) {
-    const auto head = static_cast<int64_t>((64 - reinterpret_cast<std::uintptr_t>(y) % 64) % 64 / sizeof(float));
-    return head < n ? head : n;
-  }
   static void fence() { _mm_sfence(); }  // streaming stores are weakly ordered: publish them
 
   // y = (x - mean) * a + b; kRelu: max(y, 0) as relu_value (keep y unless y <= 0: NaN kept, -0 -> +0).
@@ -186,7 +181,7 @@ struct RowsAvx512 {
     int64_t i = 0;
     if constexpr (kStream) {
       if (!float_aligned(y)) return scale_shift<kRelu, false>(x, n, mean, a, b, y);
-      if ((i = to_line(y, n)) > 0) masked(0, i);
+      if ((i = aligned_start<64>(y, 0, n)) > 0) masked(0, i);
     }
     for (; i + 32 <= n; i += 32) {
       const __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
@@ -212,7 +207,7 @@ struct RowsAvx512 {
     int64_t i = 0;
     if constexpr (kStream) {
       if (!float_aligned(dx)) return bn_backward<kRelu, false>(dy, relu, x, n, c1, c2, mean, c3, dx);
-      if ((i = to_line(dx, n)) > 0) masked(0, i);
+      if ((i = aligned_start<64>(dx, 0, n)) > 0) masked(0, i);
     }
     for (; i + 16 <= n; i += 16) {
       const __m512 xv = _mm512_loadu_ps(x + i);
