@@ -24,10 +24,11 @@ BnAffine<T> bn_affine(int64_t c, const T* mean, const T* var, const T* gamma, co
   return {mean[c], static_cast<T>(gamma ? static_cast<double>(gamma[c]) * inv_std : inv_std), beta ? beta[c] : T(0)};
 }
 
-// How the training forward splits its work: blocks of consecutive channels, each one work item
-// that makes both passes over its channels (statistics, scale) before the next block starts. A
-// block is sized so that its x stays in a core's L2 between the first pass, which brings it
-// from memory, and the second: each value crosses the memory bus once each way.
+// How the training forward splits its work: blocks of consecutive channels, each making both
+// passes over its channels (statistics, scale), a thread's next block's statistics taken while
+// it scales this one (batchnorm_fwd_training_impl). A block is sized so that its x stays in a
+// core's L2 between the first pass, which brings it from memory, and the second, with the next
+// block's beside it: each value crosses the memory bus once each way.
 // Within a block the walk is image by image, the block's channels of one image in one contiguous
 // run (NCHW), so the prefetchers see runs of block * hw values rather than hw: one channel at a
 // time, a 7x7 map is 49-value runs 12.5 KB apart, and the first pass waited on memory (128 x 64
@@ -56,39 +57,6 @@ inline BatchnormBlocks batchnorm_blocks(const ChannelShape& s, double bytes_per_
 // where the second pass here reads it from L2), so the rows' form stays from 256 values.
 constexpr int64_t kBnShortRow = 256;
 
-// Means and sums of squared deviations of channels [c0, c0 + nc) whose rows are short: the
-// rows' lane sums in double (Rows::sum_lanes), the means, then the squared deviations from the
-// means rounded to T (Rows::sq_dev_lanes; a second pass over the block, from L2) less the
-// rounding's share, n (mean - shift)^2, exactly. Two passes as a textbook variance: no
-// cancellation whatever the rows' own means.
-template <class Rows, class T>
-void batchnorm_short_row_moments(const ChannelShape& s, const T* src, int64_t c0, int64_t nc, double* means,
-                                 double* ssd) {
-  constexpr int64_t L = Rows::kSumLanes;
-  const int64_t C = s.c, HW = s.hw, MB = s.mb;
-  const double count = static_cast<double>(MB * HW);
-  std::vector<double> lanes(static_cast<std::size_t>(nc * L), 0.0);
-  for (int64_t n = 0; n < MB; ++n)
-    for (int64_t c = 0; c < nc; ++c) Rows::sum_lanes(src + (n * C + c0 + c) * HW, HW, lanes.data() + c * L);
-  std::vector<T> shifts(static_cast<std::size_t>(nc));
-  for (int64_t c = 0; c < nc; ++c) {
-    double total = 0.0;
-    for (int64_t l = 0; l < L; ++l) total += lanes[c * L + l];
-    means[c] = total / count;
-    shifts[c] = static_cast<T>(means[c]);
-  }
-  std::fill(lanes.begin(), lanes.end(), 0.0);
-  for (int64_t n = 0; n < MB; ++n)
-    for (int64_t c = 0; c < nc; ++c)
-      Rows::sq_dev_lanes(src + (n * C + c0 + c) * HW, HW, shifts[c], lanes.data() + c * L);
-  for (int64_t c = 0; c < nc; ++c) {
-    double q = 0.0;
-    for (int64_t l = 0; l < L; ++l) q += lanes[c * L + l];
-    const double d = static_cast<double>(shifts[c]) - means[c];
-    ssd[c] = std::max(q - count * d * d, 0.0);  // >= 0 exactly; a rounding below 0 would make var negative
-  }
-}
-
 // Outputs of at least this many bytes (y of the forward, dx of the backward) are written past the
 // caches (Rows' kStream forms): an ordinary store first reads each line it writes, a third
 // memory stream, and an output this large would not stay in a 32 MB last-level cache for the
@@ -103,63 +71,147 @@ bool bn_streams(const ChannelShape& s) {
   return sizeof(T) * static_cast<double>(s.size()) >= kBnStreamBytes;
 }
 
+// One block of channels [c0, c0 + nc) of the training forward, in three stages: load(n) takes
+// image n's share of the statistics (the pass that reads x from memory), settle() makes the
+// block's means, variances and affine constants, scale(n) writes image n's outputs (x from L2).
+// A channel's rows combine in image order whatever the blocks and the stages' interleaving.
 template <class Rows, class T>
-void batchnorm_fwd_training_impl(const ChannelShape& s, const T* src, const T* gamma, const T* beta, double eps,
-                                 bool relu, T* dst, T* mean_out, T* var_out) {
-  const int64_t C = s.c, HW = s.hw, MB = s.mb;
-  const double count = static_cast<double>(MB * HW);
-  const bool stream = bn_streams<T>(s);
-  const auto row = relu ? (stream ? &Rows::template scale_shift<true, true> : &Rows::template scale_shift<true, false>)
-                        : (stream ? &Rows::template scale_shift<false, true> : &Rows::template scale_shift<false, false>);
-  const BatchnormBlocks p = batchnorm_blocks(s, sizeof(T) * static_cast<double>(MB * HW));
-  parallel_for(bandwidth_threads(p.blocks, 2.0 * sizeof(T) * s.size()), p.blocks, [&](int64_t block, int) {
-    const int64_t c0 = block * p.per_block, c1 = std::min(C, c0 + p.per_block);
-    const int64_t nc = c1 - c0;
-    std::vector<double> means(static_cast<std::size_t>(nc), 0.0), ssd(means.size(), 0.0);
-    if (HW < kBnShortRow) {
-      batchnorm_short_row_moments<Rows>(s, src, c0, nc, means.data(), ssd.data());
-    } else {
-      // One pass over the block from memory: per image, the sums of the block's rows, then their
-      // squared deviations from their own shifts (Rows::sq_dev, the rows now in L1); then the
-      // rows combined exactly per channel in image order (RowMoments): no cancellation, as the
-      // form this replaced (sums, then squared deviations from the mean: a second pass, from
-      // L2). Sums of a whole image's rows before their deviations: row by row, the sum, reduce,
-      // divide, subtract, reduce of a short row were a chain of latencies too short to overlap.
-      std::vector<RowMoments> rows(static_cast<std::size_t>(MB * nc));
-      for (int64_t n = 0; n < MB; ++n) {
-        RowMoments* r = rows.data() + n * nc;
-        const T* x = src + (n * C + c0) * HW;
-        for (int64_t c = 0; c < nc; ++c) r[c].sum = Rows::sum(x + c * HW, HW);
-        for (int64_t c = 0; c < nc; ++c) {
-          const T shift = HW > 0 ? static_cast<T>(r[c].sum / static_cast<double>(HW)) : T(0);
-          r[c].shift = static_cast<double>(shift);
-          r[c].q = Rows::sq_dev(x + c * HW, HW, shift);
-        }
-      }
-      for (int64_t c = 0; c < nc; ++c) {
-        for (int64_t n = 0; n < MB; ++n) means[c] += rows[n * nc + c].sum;
+class BnForwardBlock {
+ public:
+  BnForwardBlock(const ChannelShape& s, const T* src, int64_t c0, int64_t nc)
+      : s_(&s), src_(src), c0_(c0), nc_(nc), short_rows_(s.hw < kBnShortRow) {
+    if (short_rows_) lanes_.assign(static_cast<std::size_t>(nc * Rows::kSumLanes), 0.0);
+    else rows_.resize(static_cast<std::size_t>(s.mb * nc));
+  }
+
+  void load(int64_t n) {
+    const int64_t HW = s_->hw;
+    const T* x = src_ + (n * s_->c + c0_) * HW;
+    if (short_rows_) {
+      // The rows' lane sums in double (Rows::sum_lanes): no reduction per row.
+      for (int64_t c = 0; c < nc_; ++c) Rows::sum_lanes(x + c * HW, HW, lanes_.data() + c * Rows::kSumLanes);
+      return;
+    }
+    // The sums of the block's rows, then their squared deviations from their own shifts
+    // (Rows::sq_dev, the rows now in L1), combined exactly in settle() (RowMoments): no
+    // cancellation. Sums of a whole image's rows before their deviations: row by row, the sum,
+    // reduce, divide, subtract, reduce of a short row were a chain of latencies too short to
+    // overlap.
+    RowMoments* r = rows_.data() + n * nc_;
+    for (int64_t c = 0; c < nc_; ++c) r[c].sum = Rows::sum(x + c * HW, HW);
+    for (int64_t c = 0; c < nc_; ++c) {
+      const T shift = HW > 0 ? static_cast<T>(r[c].sum / static_cast<double>(HW)) : T(0);
+      r[c].shift = static_cast<double>(shift);
+      r[c].q = Rows::sq_dev(x + c * HW, HW, shift);
+    }
+  }
+
+  // The statistics as returned (rounded to T) and the scale from them: the backward recomputes
+  // it, and with it a fused ReLU's pre-activation, from what it is given (bn_affine).
+  void settle(const T* gamma, const T* beta, double eps, T* mean_out, T* var_out) {
+    const double count = static_cast<double>(s_->mb * s_->hw);
+    std::vector<double> means(static_cast<std::size_t>(nc_), 0.0), ssd(means.size(), 0.0);
+    if (short_rows_) short_row_moments(means.data(), ssd.data());
+    else
+      for (int64_t c = 0; c < nc_; ++c) {
+        for (int64_t n = 0; n < s_->mb; ++n) means[c] += rows_[n * nc_ + c].sum;
         means[c] /= count;
-        for (int64_t n = 0; n < MB; ++n) {
-          const RowMoments& r = rows[n * nc + c];
+        for (int64_t n = 0; n < s_->mb; ++n) {
+          const RowMoments& r = rows_[n * nc_ + c];
           const double d = r.shift - means[c];
-          ssd[c] += r.q + d * (2.0 * (r.sum - static_cast<double>(HW) * r.shift) + static_cast<double>(HW) * d);
+          ssd[c] += r.q + d * (2.0 * (r.sum - static_cast<double>(s_->hw) * r.shift) + static_cast<double>(s_->hw) * d);
         }
         ssd[c] = std::max(ssd[c], 0.0);  // >= 0 exactly; a rounding below 0 would make var negative
       }
+    z_.resize(static_cast<std::size_t>(nc_));
+    for (int64_t c = c0_; c < c0_ + nc_; ++c) {
+      mean_out[c] = static_cast<T>(means[c - c0_]);
+      var_out[c] = static_cast<T>(ssd[c - c0_] / count);
+      z_[c - c0_] = bn_affine(c, mean_out, var_out, gamma, beta, eps);
     }
-    // The scale from the statistics as returned (rounded to T): the backward recomputes it, and
-    // with it a fused ReLU's pre-activation, from what it is given (bn_affine).
-    std::vector<BnAffine<T>> z(means.size());
-    for (int64_t c = c0; c < c1; ++c) {
-      mean_out[c] = static_cast<T>(means[c - c0]);
-      var_out[c] = static_cast<T>(ssd[c - c0] / count);
-      z[c - c0] = bn_affine(c, mean_out, var_out, gamma, beta, eps);
+  }
+
+  template <class Row>
+  void scale(int64_t n, Row row, T* dst) const {
+    const int64_t HW = s_->hw;
+    for (int64_t c = 0; c < nc_; ++c) {
+      const BnAffine<T>& a = z_[c];
+      const int64_t off = (n * s_->c + c0_ + c) * HW;
+      row(src_ + off, HW, a.mean, a.scale, a.shift, dst + off);
     }
-    for (int64_t n = 0; n < MB; ++n)
-      for (int64_t c = c0; c < c1; ++c) {
-        const BnAffine<T>& a = z[c - c0];
-        row(src + (n * C + c) * HW, HW, a.mean, a.scale, a.shift, dst + (n * C + c) * HW);
+  }
+
+ private:
+  // Short rows: from the lane sums, the means; then the squared deviations from the means
+  // rounded to T (Rows::sq_dev_lanes; a second pass over the block, from L2) less the rounding's
+  // share, n (mean - shift)^2, exactly. Two passes as a textbook variance: no cancellation
+  // whatever the rows' own means.
+  void short_row_moments(double* means, double* ssd) {
+    constexpr int64_t L = Rows::kSumLanes;
+    const int64_t HW = s_->hw;
+    const double count = static_cast<double>(s_->mb * HW);
+    std::vector<T> shifts(static_cast<std::size_t>(nc_));
+    for (int64_t c = 0; c < nc_; ++c) {
+      double total = 0.0;
+      for (int64_t l = 0; l < L; ++l) total += lanes_[c * L + l];
+      means[c] = total / count;
+      shifts[c] = static_cast<T>(means[c]);
+    }
+    std::fill(lanes_.begin(), lanes_.end(), 0.0);
+    for (int64_t n = 0; n < s_->mb; ++n)
+      for (int64_t c = 0; c < nc_; ++c)
+        Rows::sq_dev_lanes(src_ + (n * s_->c + c0_ + c) * HW, HW, shifts[c], lanes_.data() + c * L);
+    for (int64_t c = 0; c < nc_; ++c) {
+      double q = 0.0;
+      for (int64_t l = 0; l < L; ++l) q += lanes_[c * L + l];
+      const double d = static_cast<double>(shifts[c]) - means[c];
+      ssd[c] = std::max(q - count * d * d, 0.0);  // >= 0 exactly; a rounding below 0 would make var negative
+    }
+  }
+
+  const ChannelShape* s_;
+  const T* src_;
+  int64_t c0_, nc_;
+  bool short_rows_;
+  std::vector<double> lanes_;    // short rows: kSumLanes sums per channel
+  std::vector<RowMoments> rows_;  // long rows: one per image and channel
+  std::vector<BnAffine<T>> z_;
+};
+
+// Each thread takes a run of consecutive blocks and overlaps their two memory streams: while it
+// writes block b's outputs image by image (scale, x from L2) it reads block b + 1's x from
+// memory for its statistics (load), instead of a phase that only reads followed by one that
+// only writes. Two blocks are then live, each sized for half the budget (batchnorm_blocks).
+template <class Rows, class T>
+void batchnorm_fwd_training_impl(const ChannelShape& s, const T* src, const T* gamma, const T* beta, double eps,
+                                 bool relu, T* dst, T* mean_out, T* var_out) {
+  const bool stream = bn_streams<T>(s);
+  const auto row = relu ? (stream ? &Rows::template scale_shift<true, true> : &Rows::template scale_shift<true, false>)
+                        : (stream ? &Rows::template scale_shift<false, true> : &Rows::template scale_shift<false, false>);
+  const BatchnormBlocks p = batchnorm_blocks(s, 2.0 * sizeof(T) * static_cast<double>(s.mb * s.hw));
+  const int threads = bandwidth_threads(p.blocks, 2.0 * sizeof(T) * s.size());
+  parallel_for(threads, threads, [&](int64_t t, int) {
+    const int64_t b0 = p.blocks * t / threads, b1 = p.blocks * (t + 1) / threads;
+    if (b0 == b1) return;
+    auto make = [&](int64_t b) {
+      const int64_t c0 = b * p.per_block;
+      return BnForwardBlock<Rows, T>(s, src, c0, std::min(s.c, c0 + p.per_block) - c0);
+    };
+    BnForwardBlock<Rows, T> block = make(b0);
+    for (int64_t n = 0; n < s.mb; ++n) block.load(n);
+    for (int64_t b = b0; b < b1; ++b) {
+      block.settle(gamma, beta, eps, mean_out, var_out);
+      if (b + 1 == b1) {
+        for (int64_t n = 0; n < s.mb; ++n) block.scale(n, row, dst);
+        break;
       }
+      BnForwardBlock<Rows, T> next = make(b + 1);
+      for (int64_t n = 0; n < s.mb; ++n) {
+        block.scale(n, row, dst);
+        next.load(n);
+      }
+      block = std::move(next);
+    }
     if (stream) Rows::fence();
   });
 }
