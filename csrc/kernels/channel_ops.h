@@ -30,7 +30,9 @@ inline int bandwidth_threads(int64_t items, double bytes) {
 
 // ---- batch normalisation over (N, H, W) per channel. Statistics: each row's sum in double and
 // its squared deviations from its own mean, the rows combined exactly in double (RowMoments,
-// rows/bn_affine.h): no E[x^2] - E[x]^2 cancellation, float32 accuracy at any batch size. var
+// rows/bn_affine.h), or for rows under 256 values the channel's sum, then the squared
+// deviations from its mean (batchnorm_impl.h): no E[x^2] - E[x]^2 cancellation, float32
+// accuracy at any batch size. var
 // is the biased (population) variance, as Keras uses for its moving variance. gamma/beta may be
 // null (scale=False / center=False).
 // relu: the training forward writes max(y, 0) (a ReLU after the layer, fused; NaN kept, -0 -> +0,

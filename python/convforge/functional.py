@@ -857,8 +857,9 @@ def batch_norm(x, gamma=None, beta=None, eps=1e-3, *, out=None, out_mean=None, o
         ``y = (x - mean) / sqrt(var + eps) * gamma + beta``, the batch mean and
         the biased (population) variance per channel, as Keras uses to update
         its moving variance. The sums are accumulated in double, the squared
-        deviations from each image's row mean and the rows combined exactly (no
-        E[x^2] - E[x]^2 cancellation), so float32 batches of any size keep
+        deviations taken from each image's row mean and the rows combined exactly
+        (rows of fewer than 256 values: from the channel's mean, in a second
+        pass), never E[x^2] - E[x]^2, so float32 batches of any size keep
         float32 accuracy. An empty batch (N = 0) gives an empty ``y``
         and NaN statistics (the mean of nothing, as ``np.mean``), which a caller
         must not fold into moving statistics.
