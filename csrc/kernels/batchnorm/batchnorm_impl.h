@@ -49,7 +49,7 @@ inline BatchnormBlocks batchnorm_blocks(const ChannelShape& s, double bytes_per_
 }
 
 // Below this many values a row, the training forward's statistics come from lane sums over a
-// channel's rows (batchnorm_short_row_moments) instead of a reduction per row: a 7x7 map's
+// channel's rows (BnForwardBlock::short_row_moments) instead of a reduction per row: a 7x7 map's
 // 49 values paid two horizontal reductions, a division and the rows' exact combination per
 // row, and ran at half the rate per byte of a 14x14 one (128 x 64 x 7 x 7, one thread, AMD
 // EPYC with 1 MiB L2s: 255 us, against 264 for twice the bytes at 128 x 32 x 14 x 14). Lane
@@ -187,7 +187,8 @@ void batchnorm_fwd_training_impl(const ChannelShape& s, const T* src, const T* g
                                  bool relu, T* dst, T* mean_out, T* var_out) {
   const bool stream = bn_streams<T>(s);
   const auto row = relu ? (stream ? &Rows::template scale_shift<true, true> : &Rows::template scale_shift<true, false>)
-                        : (stream ? &Rows::template scale_shift<false, true> : &Rows::template scale_shift<false, false>);
+                        : (stream ? &Rows::template scale_shift<false, true>
+                                  : &Rows::template scale_shift<false, false>);
   const BatchnormBlocks p = batchnorm_blocks(s, 2.0 * sizeof(T) * static_cast<double>(s.mb * s.hw));
   const int threads = bandwidth_threads(p.blocks, 2.0 * sizeof(T) * s.size());
   parallel_for(threads, threads, [&](int64_t t, int) {
@@ -400,7 +401,8 @@ void batchnorm_bwd_impl(const ChannelShape& s, const T* diff_dst, const T* src, 
                         T* diff_beta) {
   const bool by_images = 2.0 * sizeof(T) * static_cast<double>(s.size()) <= kBnBwdImagesBytes;
   (by_images ? batchnorm_bwd_images<Rows, T> : batchnorm_bwd_blocks<Rows, T>)(
-      s, BnBwdRows<Rows, T>(relu, bn_streams<T>(s)), diff_dst, src, mean, var, gamma, beta, relu, eps, diff_src, diff_gamma, diff_beta);
+      s, BnBwdRows<Rows, T>(relu, bn_streams<T>(s)), diff_dst, src, mean, var, gamma, beta, relu, eps, diff_src,
+      diff_gamma, diff_beta);
 }
 
 }  // namespace

@@ -15,7 +15,7 @@ struct BnAffine {
 
 // One row's contribution to a channel's statistics: sum(x) in double (Rows::sum), a shift near
 // the row's mean (sum / n rounded to the data's type) and q = sum((x - shift)^2) (Rows::sq_dev).
-// The rows of a channel combine exactly (batchnorm_fwd_training_impl): with mu the channel's
+// The rows of a channel combine exactly (BnForwardBlock::settle): with mu the channel's
 // mean, sum((x - mu)^2) over a row = q + 2 (shift - mu) (sum - n shift) + n (shift - mu)^2.
 struct RowMoments {
   double sum, shift, q;

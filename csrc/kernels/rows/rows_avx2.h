@@ -72,7 +72,7 @@ struct RowsAvx2 {
     return q;
   }
 
-  // Lane-wise forms of sum and sq_dev for short rows (batchnorm_short_row_moments): s[l] (q[l])
+  // Lane-wise forms of sum and sq_dev for short rows (BnForwardBlock::short_row_moments): s[l] (q[l])
   // += the values (squared deviations from shift) at positions i = l (mod 8), kSumLanes doubles,
   // summed by the caller once per channel instead of once per row. The squares in float lanes,
   // folded into the doubles every kLaneChunk values: no lane adds more than 16 of them, sq_dev's
