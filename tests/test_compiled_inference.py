@@ -1082,6 +1082,53 @@ def test_kept_weights_follow_every_in_place_edit(isa, edit, rng):
     np.testing.assert_array_equal(after, one_conv_plan(w, b, 14, bn=bn, relu=True).run([x])[0])
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_kept_weights_follow_an_edit_anywhere_in_a_large_bank(n_threads, rng, threads):
+    # Sources of 144 KiB and more are compared in pieces of 4096 values split between the
+    # threads (InferencePlan::changed_sources): an edit in the first or last value of a piece,
+    # in either thread's share, or in the last vector of all is seen at the next run.
+    convforge.set_num_threads(n_threads)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)  # 36,864 values
+    b = rng.standard_normal(64).astype(np.float32)
+    mean, gamma, beta = (rng.standard_normal(64).astype(np.float32) for _ in range(3))
+    var = rng.uniform(0.5, 2.0, 64).astype(np.float32)
+    bn = (mean, var, gamma, beta, 1e-3)
+    plan = one_conv_plan(w, b, 7, bn=bn)
+    x = rng.standard_normal((1, 64, 7, 7)).astype(np.float32)
+    for array, index in [(w, 0), (w, 4095), (w, 4096), (w, 18431), (w, 18432), (w, w.size - 1), (b, 0),
+                         (beta, beta.size - 1)]:
+        before = plan.run([x])[0]
+        np.testing.assert_array_equal(plan.run([x])[0], before)
+        array.reshape(-1)[index] = array.reshape(-1)[index] * 1.5 + 0.25
+        after = plan.run([x])[0]
+        assert not np.array_equal(after, before), index
+        np.testing.assert_array_equal(after, one_conv_plan(w, b, 7, bn=bn).run([x])[0])
+
+
+def test_objects_unchanged():
+    # CompiledInference.current()'s check: identity, not equality; a missing key reads as None.
+    a, b = np.zeros(3), np.zeros(3)
+    holder = {"kernel": a, "bias": None}
+
+    class Layer:
+        epsilon = 1e-3
+
+    layer = Layer()
+    value = layer.epsilon
+    assert _core.objects_unchanged([(holder, "kernel", a), (holder, "bias", None), (holder, "gone", None)],
+                                   [(layer, "epsilon", value)])
+    assert not _core.objects_unchanged([(holder, "kernel", b)], [])  # equal values, another array
+    layer.epsilon = float("1e-3")  # an equal float, another object
+    assert not _core.objects_unchanged([], [(layer, "epsilon", value)])
+    with pytest.raises(AttributeError):
+        _core.objects_unchanged([], [(layer, "no_such_setting", None)])
+    for bad in ([(holder, "kernel")], [("not a dict", "kernel", a)], [[holder, "kernel", a]]):
+        with pytest.raises(TypeError):
+            _core.objects_unchanged(bad, [])
+    with pytest.raises(TypeError):
+        _core.objects_unchanged([], [(layer, "epsilon")])
+
+
 def test_kept_weights_follow_the_isa(rng):
     # Filters kept in one ISA's layout are made again for another's (AVX-512's channel form and
     # the tile form pack them differently).

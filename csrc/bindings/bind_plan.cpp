@@ -237,9 +237,41 @@ class PyPlan {
   std::vector<py::array> held_;  // the weights the plan reads
 };
 
+// Whether every (holder dict, key, value) of `items` still has holder.get(key) is value, and
+// every (object, attribute, value) of `settings` getattr(object, attribute) is value: the
+// check CompiledInference.current() makes before each run, here without the interpreter's
+// loop (a one-image ResNet's 102 entries: 4.6 us in Python). Raises what getattr raises.
+bool objects_unchanged(const py::list& items, const py::list& settings) {
+  for (const py::handle entry : items) {
+    if (!PyTuple_Check(entry.ptr()) || PyTuple_GET_SIZE(entry.ptr()) != 3)
+      throw py::type_error("objects_unchanged: items must be (dict, key, value) tuples");
+    PyObject* holder = PyTuple_GET_ITEM(entry.ptr(), 0);
+    if (!PyDict_Check(holder)) throw py::type_error("objects_unchanged: items must be (dict, key, value) tuples");
+    PyObject* now = PyDict_GetItemWithError(holder, PyTuple_GET_ITEM(entry.ptr(), 1));  // borrowed
+    if (now == nullptr) {
+      if (PyErr_Occurred()) throw py::error_already_set();
+      now = Py_None;
+    }
+    if (now != PyTuple_GET_ITEM(entry.ptr(), 2)) return false;
+  }
+  for (const py::handle entry : settings) {
+    if (!PyTuple_Check(entry.ptr()) || PyTuple_GET_SIZE(entry.ptr()) != 3)
+      throw py::type_error("objects_unchanged: settings must be (object, attribute, value) tuples");
+    PyObject* now = PyObject_GetAttr(PyTuple_GET_ITEM(entry.ptr(), 0), PyTuple_GET_ITEM(entry.ptr(), 1));
+    if (now == nullptr) throw py::error_already_set();
+    const bool same = now == PyTuple_GET_ITEM(entry.ptr(), 2);
+    Py_DECREF(now);
+    if (!same) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 void bind_plan(py::module_& m) {
+  m.def("objects_unchanged", &objects_unchanged, py::arg("items"), py::arg("settings"),
+        "Whether dict.get(key) is value for every (dict, key, value) of items and getattr(obj, name) is value "
+        "for every (obj, name, value) of settings (private: CompiledInference.current()).");
   py::class_<PyPlan>(m, "InferencePlan",
                      "A model's inference pass as one call (private: built by convforge.models.compiled).")
       .def(py::init<const std::string&>(), py::arg("dtype"))

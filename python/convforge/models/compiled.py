@@ -39,6 +39,7 @@ import os
 
 import numpy as np
 
+from .. import _core
 from .. import functional as F
 from ..layers import activations as activation_layers
 from ..layers.activations import Activation, Softmax
@@ -84,14 +85,10 @@ class CompiledInference:
             self._direct = [exported.index(i) for i in outputs]
 
     def current(self) -> bool:
-        """Do the layers still hold the very arrays and settings the plan was made from?"""
-        for holder, name, array in self._weights:
-            if holder.get(name) is not array:
-                return False
-        for layer, name, value in self._settings:
-            if getattr(layer, name) is not value:
-                return False
-        return True
+        """Do the layers still hold the very arrays and settings the plan was made from?
+        (``holder.get(name) is array`` for every weight, ``getattr(layer, name) is value`` for
+        every setting; the loop in C: in Python it was 4.6 us of a one-image ResNet predict.)"""
+        return _core.objects_unchanged(self._weights, self._settings)
 
     def accepts(self, xbs) -> bool:
         """Can the plan take these inputs as they are (arrays of its dtype, C-contiguous, >= 1 sample)?"""
