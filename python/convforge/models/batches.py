@@ -63,12 +63,14 @@ class _Entry:
     def convert(self, xb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """A batch in the internal layout and dtype, written into ``out`` when given."""
         n = xb.shape[0]
-        if self.kind == "nhwc":
+        if self.kind == "nhwc" and self.internal[0] > 1:  # one channel: NHWC is NCHW, a reshape
             c, h, w = self.internal
             src = xb.reshape(n, h, w, c).transpose(0, 3, 1, 2)
         else:
             src = xb.reshape(n, *self.internal)
         if out is None:
+            if src.dtype == self.dtype and src.flags.c_contiguous:  # a view of the user's array, as it is
+                return src
             return np.ascontiguousarray(src, dtype=self.dtype)
         np.copyto(out, src, casting="unsafe")
         return out

@@ -83,6 +83,8 @@ class CompiledInference:
         self._direct = None
         if not tail and all(i in exported for i in outputs):
             self._direct = [exported.index(i) for i in outputs]
+        # Every model output its own array straight from the plan: what predict's one-batch path needs.
+        self.whole = self._direct is not None and len(set(self._direct)) == len(self._direct)
 
     def current(self) -> bool:
         """Do the layers still hold the very arrays and settings the plan was made from?

@@ -616,7 +616,7 @@ class Functional(Model):
 
     def _whole_plan(self):
         plan = self._inference_plan()
-        if plan is None or plan._direct is None or len(set(plan._direct)) != len(plan._direct):
+        if plan is None or not plan.whole:
             return None  # a Python tail, or one array returned for two outputs (predict copies them apart)
         return plan
 
@@ -1012,6 +1012,8 @@ class Functional(Model):
         return [x]
 
     def _check_x(self, x, argument="x", allow_empty: bool = False) -> list:
+        if type(x) is np.ndarray and len(self._entries) == 1:  # one array for one input (a one-image predict)
+            return [self._entries[0].check(x, argument, allow_empty)]
         xs = self._as_inputs(x, argument)
         checked = [e.check(xi, argument if len(xs) == 1 else f"{argument}[{i}]", allow_empty)
                    for i, (e, xi) in enumerate(zip(self._entries, xs))]
