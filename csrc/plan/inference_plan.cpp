@@ -501,62 +501,20 @@ void InferencePlan<T>::for_each_source(const Op& op, F&& f) {
 }
 
 template <class T>
-std::vector<char> InferencePlan<T>::changed_sources(const T* arena, const std::vector<Kept>& kept) const {
-  // The arena's copies of the sources, compared byte for byte: any change made in place
-  // (training, set_weights, an edit) makes the fold and the prepared weights again. The
-  // sources in pieces of at most kPiece elements; each thread takes the pieces that start in
-  // its share of all the elements (a contiguous run of them: balanced by bytes, not by count).
-  constexpr int64_t kPiece = 4096;
-  struct Piece {
-    int op;
-    const T* src;
-    const T* copy;
-    int64_t count, start;  // start: elements of all the pieces before it
-  };
-  std::vector<Piece> pieces;
-  std::vector<char> changed(ops_.size(), 0);
-  int64_t total = 0;
-  for (std::size_t k = 0; k < ops_.size(); ++k) {
-    if (!ops_[k].keep) continue;
-    if (!kept[k].valid) {
-      changed[k] = 1;
-      continue;
-    }
-    const T* copy = arena + ops_[k].keep_offset;
-    for_each_source(ops_[k], [&](const T* src, int64_t count) {
-      for (int64_t i = 0; i < count; i += kPiece) {
-        const int64_t n = std::min(kPiece, count - i);
-        pieces.push_back(Piece{static_cast<int>(k), src + i, copy + i, n, total});
-        total += n;
-      }
-      copy += round_up(count);
-    });
-  }
-  if (pieces.empty()) return changed;
-  // A second thread pays for itself past ~128 KiB (a compare runs at ~10 bytes a cycle).
-  const int threads = total * static_cast<int64_t>(sizeof(T)) >= (int64_t{128} << 10)
-                          ? plan_threads(static_cast<int64_t>(pieces.size()), kMinParallelFlops) : 1;
-  std::vector<char> differs(pieces.size(), 0);
-  parallel_for(threads, threads, [&](int64_t part, int) {
-    for (std::size_t i = 0; i < pieces.size(); ++i) {
-      const Piece& piece = pieces[i];
-      if (piece.start * threads / total != part) continue;
-      if (std::memcmp(piece.copy, piece.src, sizeof(T) * static_cast<std::size_t>(piece.count)) != 0) differs[i] = 1;
-    }
-  });
-  for (std::size_t i = 0; i < pieces.size(); ++i)
-    if (differs[i]) changed[static_cast<std::size_t>(pieces[i].op)] = 1;
-  return changed;
-}
-
-template <class T>
-void InferencePlan<T>::refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, bool changed,
-                                    const char* forced_conv) const {
+void InferencePlan<T>::refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, const char* forced_conv) const {
   ConvShape s = op.conv;
   s.mb = mb;
   s.relu = op.relu;
-  if (changed) {
-    T* copy = arena + op.keep_offset;
+  // The arena's copy of the sources, compared byte for byte: any change made in place
+  // (training, set_weights, an edit) makes the fold and the prepared weights again.
+  T* copy = arena + op.keep_offset;
+  bool same = kept->valid;
+  for_each_source(op, [&](const T* src, int64_t count) {
+    if (same && std::memcmp(copy, src, sizeof(T) * static_cast<std::size_t>(count)) != 0) same = false;
+    copy += round_up(count);
+  });
+  if (!same) {
+    copy = arena + op.keep_offset;
     for_each_source(op, [&](const T* src, int64_t count) {
       std::memcpy(copy, src, sizeof(T) * static_cast<std::size_t>(count));
       copy += round_up(count);
@@ -799,9 +757,8 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
   }
   if (arena.kept.size() != ops_.size()) arena.kept.assign(ops_.size(), Kept{});
   T* base = static_cast<T*>(arena.buffer.data());  // 64-byte aligned: slots start on kAlign elements
-  const std::vector<char> changed = changed_sources(base, arena.kept);
   for (std::size_t k = 0; k < ops_.size(); ++k)
-    if (ops_[k].keep) refresh_kept(ops_[k], largest, base, &arena.kept[k], changed[k] != 0, forced_conv.c_str());
+    if (ops_[k].keep) refresh_kept(ops_[k], largest, base, &arena.kept[k], forced_conv.c_str());
   auto chunk_ios = [&](int64_t c, std::vector<const T*>* in, std::vector<T*>* out) {
     const int64_t first = chunk_first(c, chunks, mb);
     for (std::size_t k = 0; k < inputs.size(); ++k) (*in)[k] = inputs[k] + first * values_[inputs_[k]].size;

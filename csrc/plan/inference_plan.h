@@ -171,13 +171,9 @@ class InferencePlan {
   void fuse_residual_adds();                          // finish(): conv -> add [-> relu] as one op
   T* place(int v, T* slots, int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const;
   int64_t slot_elements(int64_t mb) const;  // the arena room of every slot for mb samples
-  // Per op: 1 where a conv's sources differ from the arena's copy of them (or it has none yet).
-  // Compared on all threads: the compare reads every weight of the model, 7.6 of a one-image
-  // ResNet predict's ~120 us on one thread.
-  std::vector<char> changed_sources(const T* arena, const std::vector<Kept>& kept) const;
   // Makes a conv's kept copy, fold and prepared weights current (for a batch of mb) where its
-  // sources `changed`; before the ops run, on the calling thread.
-  void refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, bool changed, const char* forced_conv) const;
+  // sources changed; before the ops run, on the calling thread.
+  void refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, const char* forced_conv) const;
   void run_op(const Op& op, int64_t mb, const T* arena, const Kept& kept, const std::vector<T*>& where,
               const char* forced_conv) const;
   // One chunk's ops: `inputs` and `outputs` point at its first sample, its values at `slots`.
