@@ -21,6 +21,42 @@ struct UkernelAvx2 {
   static constexpr int kWideRows = 0;                    // no run_wide
   static constexpr int kDirectLanes = 0;                 // no direct forward kernel
 
+  // One sample's dense forward (dense_fwd_one_sample): n <= 8 NV outputs y[j] = fma(x[k],
+  // w[k*ldw + j], .) over k = 0..kc-1 in order, from init[j] (null: 0), in registers; each
+  // output the chain run<1> computes, so the same bits.
+  static constexpr int kGemvLanes = 8;
+  static __m256i lanes_mask(int64_t cols) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - (cols >= 8 ? 8 : cols)));
+  }
+  template <int NV>
+  static void gemv_regs(int64_t kc, const float* x, const float* w, int64_t ldw, const float* init, float* y, int n) {
+    __m256i mask[NV];
+    __m256 acc[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      mask[v] = lanes_mask(n - 8 * v);
+      acc[v] = init != nullptr ? _mm256_maskload_ps(init + 8 * v, mask[v]) : _mm256_setzero_ps();
+    }
+    for (int64_t k = 0; k < kc; ++k, w += ldw) {
+      const __m256 xk = _mm256_broadcast_ss(x + k);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[v] = _mm256_fmadd_ps(xk, _mm256_maskload_ps(w + 8 * v, mask[v]), acc[v]);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) _mm256_maskstore_ps(y + 8 * v, mask[v], acc[v]);
+  }
+  // y[j] = fma(xk, w[j], y[j]) for j < n: one row of w into outputs kept in memory (wide layers).
+  static void gemv_axpy(const float* w, float xk, float* y, int64_t n) {
+    const __m256 xv = _mm256_set1_ps(xk);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+      _mm256_storeu_ps(y + j, _mm256_fmadd_ps(xv, _mm256_loadu_ps(w + j), _mm256_loadu_ps(y + j)));
+    if (j < n) {
+      const __m256i m = lanes_mask(n - j);
+      _mm256_maskstore_ps(y + j, m, _mm256_fmadd_ps(xv, _mm256_maskload_ps(w + j, m), _mm256_maskload_ps(y + j, m)));
+    }
+  }
+
   template <int M>
   static void run(int64_t kc, const float* a, const float* const* b, int64_t boff, float* c, int64_t ldc, int n,
                   bool accumulate) {

@@ -22,6 +22,40 @@ struct UkernelAvx512 {
   static constexpr int kWideRows = 6;  // 6 x 64 columns: 24 accumulators
   static constexpr int kDirectLanes = 16;
 
+  // One sample's dense forward (dense_fwd_one_sample): n <= 16 NV outputs y[j] = fma(x[k],
+  // w[k*ldw + j], .) over k = 0..kc-1 in order, from init[j] (null: 0), in registers; each
+  // output the chain run<1> computes, so the same bits.
+  static constexpr int kGemvLanes = 16;
+  template <int NV>
+  static void gemv_regs(int64_t kc, const float* x, const float* w, int64_t ldw, const float* init, float* y, int n) {
+    __mmask16 mask[NV];
+    __m512 acc[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const int cols = n - 16 * v;
+      mask[v] = cols >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << cols) - 1u);
+      acc[v] = init != nullptr ? _mm512_maskz_loadu_ps(mask[v], init + 16 * v) : _mm512_setzero_ps();
+    }
+    for (int64_t k = 0; k < kc; ++k, w += ldw) {
+      const __m512 xk = _mm512_set1_ps(x[k]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[v] = _mm512_fmadd_ps(xk, _mm512_maskz_loadu_ps(mask[v], w + 16 * v), acc[v]);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(y + 16 * v, mask[v], acc[v]);
+  }
+  // y[j] = fma(xk, w[j], y[j]) for j < n: one row of w into outputs kept in memory (wide layers).
+  static void gemv_axpy(const float* w, float xk, float* y, int64_t n) {
+    const __m512 xv = _mm512_set1_ps(xk);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16)
+      _mm512_storeu_ps(y + j, _mm512_fmadd_ps(xv, _mm512_loadu_ps(w + j), _mm512_loadu_ps(y + j)));
+    if (j < n) {
+      const __mmask16 m = static_cast<__mmask16>((1u << (n - j)) - 1u);
+      _mm512_mask_storeu_ps(y + j, m, _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w + j), _mm512_maskz_loadu_ps(m, y + j)));
+    }
+  }
+
   template <int M>
   static void run_wide(int64_t kc, const float* a, const float* const* b, int64_t boff, float* c, int64_t ldc, int n,
                        bool accumulate) {

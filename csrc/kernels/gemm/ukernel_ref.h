@@ -16,6 +16,25 @@ struct UkernelRef {
   static constexpr int kWideRows = 0;                    // no run_wide
   static constexpr int kDirectLanes = 0;                 // no direct forward kernel
 
+  // One sample's dense forward (dense_fwd_one_sample): n <= 16 NV outputs y[j] += x[k] *
+  // w[k*ldw + j] over k = 0..kc-1 in order, from init[j] (null: 0); each output the
+  // expression run<1> evaluates, in the same order, so the same bits.
+  static constexpr int kGemvLanes = 16;
+  template <int NV>
+  static void gemv_regs(int64_t kc, const T* x, const T* w, int64_t ldw, const T* init, T* y, int n) {
+    T acc[NV * 16];
+    for (int j = 0; j < n; ++j) acc[j] = init != nullptr ? init[j] : T(0);
+    for (int64_t k = 0; k < kc; ++k, w += ldw) {
+      const T xk = x[k];
+      for (int j = 0; j < n; ++j) acc[j] += xk * w[j];
+    }
+    for (int j = 0; j < n; ++j) y[j] = acc[j];
+  }
+  // y[j] += xk * w[j] for j < n: one row of w into outputs kept in memory (wide layers).
+  static void gemv_axpy(const T* w, T xk, T* y, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) y[j] += xk * w[j];
+  }
+
   template <int M>
   static void run(int64_t kc, const T* a, const T* const* b, int64_t boff, T* c, int64_t ldc, int n,
                   bool accumulate) {
