@@ -117,7 +117,8 @@ def test_dense_one_sample_gives_the_batch_rows_bits(dtype, with_bias, isa, threa
     # edges (1-17, 63-65, 127-129 units), in memory (200, 520) and in column ranges split
     # between threads (1040, 1537), on one and two threads.
     for units in (1, 7, 15, 16, 17, 63, 64, 65, 120, 127, 128, 129, 200, 520, 1040, 1537):
-        features = 600 if units > 600 else 300  # the wide ones past 1 MFLOP: two threads take them
+        # Wide ones past 1 MFLOP (two threads take them); rows of w four at a time and 3 / 1 left.
+        features = 601 if units > 600 else 299
         x = rng.standard_normal((3, features)).astype(dtype)
         w = rng.standard_normal((features, units)).astype(dtype)
         b = rng.standard_normal(units).astype(dtype) if with_bias else None

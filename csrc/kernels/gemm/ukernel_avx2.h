@@ -45,15 +45,26 @@ struct UkernelAvx2 {
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) _mm256_maskstore_ps(y + 8 * v, mask[v], acc[v]);
   }
-  // y[j] = fma(xk, w[j], y[j]) for j < n: one row of w into outputs kept in memory (wide layers).
-  static void gemv_axpy(const float* w, float xk, float* y, int64_t n) {
-    const __m256 xv = _mm256_set1_ps(xk);
+  // y[j] = fma(x[r], w[r*ldw + j], y[j]) for r = 0..R-1 in order, j < n: R rows of w into
+  // outputs kept in memory (wide layers), each output loaded and stored once per R rows.
+  template <int R>
+  static void gemv_axpy(const float* w, int64_t ldw, const float* x, float* y, int64_t n) {
+    __m256 xv[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) xv[r] = _mm256_set1_ps(x[r]);
     int64_t j = 0;
-    for (; j + 8 <= n; j += 8)
-      _mm256_storeu_ps(y + j, _mm256_fmadd_ps(xv, _mm256_loadu_ps(w + j), _mm256_loadu_ps(y + j)));
+    for (; j + 8 <= n; j += 8) {
+      __m256 acc = _mm256_loadu_ps(y + j);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) acc = _mm256_fmadd_ps(xv[r], _mm256_loadu_ps(w + r * ldw + j), acc);
+      _mm256_storeu_ps(y + j, acc);
+    }
     if (j < n) {
       const __m256i m = lanes_mask(n - j);
-      _mm256_maskstore_ps(y + j, m, _mm256_fmadd_ps(xv, _mm256_maskload_ps(w + j, m), _mm256_maskload_ps(y + j, m)));
+      __m256 acc = _mm256_maskload_ps(y + j, m);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) acc = _mm256_fmadd_ps(xv[r], _mm256_maskload_ps(w + r * ldw + j, m), acc);
+      _mm256_maskstore_ps(y + j, m, acc);
     }
   }
 

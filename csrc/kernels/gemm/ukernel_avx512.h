@@ -44,15 +44,19 @@ struct UkernelAvx512 {
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(y + 16 * v, mask[v], acc[v]);
   }
-  // y[j] = fma(xk, w[j], y[j]) for j < n: one row of w into outputs kept in memory (wide layers).
-  static void gemv_axpy(const float* w, float xk, float* y, int64_t n) {
-    const __m512 xv = _mm512_set1_ps(xk);
-    int64_t j = 0;
-    for (; j + 16 <= n; j += 16)
-      _mm512_storeu_ps(y + j, _mm512_fmadd_ps(xv, _mm512_loadu_ps(w + j), _mm512_loadu_ps(y + j)));
-    if (j < n) {
-      const __mmask16 m = static_cast<__mmask16>((1u << (n - j)) - 1u);
-      _mm512_mask_storeu_ps(y + j, m, _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w + j), _mm512_maskz_loadu_ps(m, y + j)));
+  // y[j] = fma(x[r], w[r*ldw + j], y[j]) for r = 0..R-1 in order, j < n: R rows of w into
+  // outputs kept in memory (wide layers), each output loaded and stored once per R rows.
+  template <int R>
+  static void gemv_axpy(const float* w, int64_t ldw, const float* x, float* y, int64_t n) {
+    __m512 xv[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) xv[r] = _mm512_set1_ps(x[r]);
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 m = n - j >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - j)) - 1u);
+      __m512 acc = _mm512_maskz_loadu_ps(m, y + j);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) acc = _mm512_fmadd_ps(xv[r], _mm512_maskz_loadu_ps(m, w + r * ldw + j), acc);
+      _mm512_mask_storeu_ps(y + j, m, acc);
     }
   }
 

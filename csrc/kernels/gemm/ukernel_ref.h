@@ -30,9 +30,15 @@ struct UkernelRef {
     }
     for (int j = 0; j < n; ++j) y[j] = acc[j];
   }
-  // y[j] += xk * w[j] for j < n: one row of w into outputs kept in memory (wide layers).
-  static void gemv_axpy(const T* w, T xk, T* y, int64_t n) {
-    for (int64_t j = 0; j < n; ++j) y[j] += xk * w[j];
+  // y[j] += x[r] * w[r*ldw + j] for r = 0..R-1 in order, j < n: R rows of w into outputs kept
+  // in memory (wide layers).
+  template <int R>
+  static void gemv_axpy(const T* w, int64_t ldw, const T* x, T* y, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) {
+      T acc = y[j];
+      for (int r = 0; r < R; ++r) acc += x[r] * w[r * ldw + j];
+      y[j] = acc;
+    }
   }
 
   template <int M>
