@@ -30,11 +30,14 @@ DENSE_SHAPES = [
     (64, 84, 10),
     (97, 130, 129),
     (300, 520, 3),
-    # One sample (the forward's row-by-row form): outputs in registers (up to 8 vectors), in
-    # memory (wider), and in several column ranges on two threads (over 512 columns).
+    # One to four samples (the forward's row-by-row form): outputs in registers (up to 8
+    # vectors), in memory (wider), and in several column ranges on two threads (over 512 columns).
     (1, 400, 120),
     (1, 130, 129),
     (1, 64, 1040),
+    (3, 400, 120),
+    (4, 130, 129),
+    (2, 64, 1040),
     # The forward's packed form (a reduction block of w over 512 KiB, more rows than one panel):
     # float64 only at 260 x 300, both dtypes at 300 x 520 (ragged last column block and
     # reduction block), and past the 1024-row chunk.
@@ -111,24 +114,25 @@ def test_dense_bit_identical_across_threads(shape, isa, threads, rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_dense_one_sample_gives_the_batch_rows_bits(dtype, with_bias, isa, threads, rng):
-    # A batch of one runs its own form (dense_fwd_one_sample: w read row after row), a batch of
-    # three the micro-kernel's row panels: every row's bits must agree, at lane and register
-    # edges (1-17, 63-65, 127-129 units), in memory (200, 520) and in column ranges split
-    # between threads (1040, 1537), on one and two threads.
+def test_dense_few_rows_give_the_batch_rows_bits(dtype, with_bias, isa, threads, rng):
+    # Batches of 1-4 rows run their own form (dense_fwd_few_rows: w read row after row, once for
+    # all the rows), a batch of 6 the micro-kernel's row panels: every row's bits must agree, at
+    # lane and register edges (1-17, 63-65, 127-129 units), in memory (200, 520) and in column
+    # ranges split between threads (1040, 1537), on one and two threads.
     for units in (1, 7, 15, 16, 17, 63, 64, 65, 120, 127, 128, 129, 200, 520, 1040, 1537):
         # Wide ones past 1 MFLOP (two threads take them); rows of w four at a time and 3 / 1 left.
         features = 601 if units > 600 else 299
-        x = rng.standard_normal((3, features)).astype(dtype)
+        x = rng.standard_normal((6, features)).astype(dtype)
         w = rng.standard_normal((features, units)).astype(dtype)
         b = rng.standard_normal(units).astype(dtype) if with_bias else None
         convforge.set_num_threads(1)
         batch = F.dense(x, w, b)
         for t in (1, 2):
             convforge.set_num_threads(t)
-            for row in range(3):
-                one = _core.dense_fwd(x[row : row + 1], w, b, out=np.full((1, units), np.nan, dtype))
-                np.testing.assert_array_equal(one[0], batch[row], err_msg=f"{units} units, row {row}, {t} threads")
+            for rows in (1, 2, 3, 4):
+                first = 6 - rows  # the last rows: x's rows at an offset
+                few = _core.dense_fwd(x[first:], w, b, out=np.full((rows, units), np.nan, dtype))
+                np.testing.assert_array_equal(few, batch[first:], err_msg=f"{units} units, {rows} rows, {t} threads")
 
 
 @pytest.mark.parametrize("layout", ["fortran", "reversed", "strided", "broadcast"])

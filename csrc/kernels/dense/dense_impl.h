@@ -125,52 +125,62 @@ void dense_fwd_packed(const DenseShape& s, const typename UK::T* src, const type
 // the same bits: each element's sum runs over the same reduction blocks in the same order.
 constexpr double kDenseL2Budget = 512.0 * 1024.0;
 
-// One sample (a one-image predict): y = x . w (+ b) reading w row after row. The row-panel
-// form reads w in 64-column panels, each row's piece of a wide layer a page away from the
-// last: 1024 x 1024 at one image took 117 us (36 GB/s of w) against NumPy's 43. Items are
-// ranges of about kGemvItemColumns columns on two threads or more, all of them on one; a range
-// of at most 8 vectors keeps its outputs in registers over all of x, a wider one adds the rows
-// of w into y in memory, four rows at a time. Each output is the chain of multiply-adds over k = 0..I-1 from the
-// bias (or 0) that the micro-kernel's run<1> computes: the same bits as the row-panel form.
-// Adding four rows per pass over y instead of one: 1024 x 1024 82 -> 52 us on one thread, 51
-// -> 37 on two (NumPy's BLAS, on its own threads, 34); 4096 x 1024 440 -> 320 / 348 -> 209.
+// A few samples (a one-image predict, a small batch): y = x . w (+ b) reading w row after row,
+// each row once for all the samples. The row-panel form read w in 64-column panels, each row's
+// piece of a wide layer a page from the last, and a batch of one or two was one work item:
+// 1024 x 1024 took 117 us for one image (36 GB/s of w) on one or two threads, 92 for two
+// images, against NumPy's 34 for one. Items are ranges of about kGemvItemColumns columns on
+// two threads or more, all of them on one (w then streams in order: 4096 x 1024 took 735 us
+// in 512-column ranges on one thread, 565 in one range). Outputs that fit in registers with a
+// row of w (kGemvRegisters; at most 8 vectors a row) stay there over all of x; wider ones take
+// four rows of w per pass over the outputs in memory (one row per pass: 1024 x 1024 82 us on
+// one thread, four: 52). Each output is the chain of multiply-adds over k = 0..I-1 from the
+// bias (or 0) that the micro-kernel computes for its row: the same bits as the row-panel form.
+// Past four rows the row panels reuse each vector of w for more rows than this form (at four,
+// 1024 x 1024 on one thread measured 88-101 us here against their 94-96).
 constexpr int64_t kGemvItemColumns = 512;
+constexpr int64_t kFewRows = 4;
 
 template <class UK>
-void dense_fwd_one_sample(const DenseShape& s, const typename UK::T* x, const typename UK::T* wei,
-                          const typename UK::T* bias, typename UK::T* y) {
+void dense_fwd_few_rows(const DenseShape& s, const typename UK::T* x, const typename UK::T* wei,
+                        const typename UK::T* bias, typename UK::T* y) {
   using T = typename UK::T;
-  constexpr int64_t kLanes = UK::kGemvLanes, kRegisterColumns = 8 * kLanes;
+  constexpr int64_t kLanes = UK::kGemvLanes;
   const int64_t I = s.ic, U = s.oc;
+  const int rows = static_cast<int>(s.mb);
   const int64_t ranges = ceil_div(U, kGemvItemColumns);
   const int threads = plan_threads(ranges, s.flops());
-  // On one thread one item: every row of w read whole, in order (in ranges each row's piece is
-  // a page from the last: 4096 x 1024 took 735 us in 512-column ranges, 565 in one).
   const int64_t items = threads > 1 ? ranges : 1;
   const int64_t per_item = ceil_div(ceil_div(U, items), kLanes) * kLanes;
-  parallel_for(threads, items, [&](int64_t item, int) {
-    const int64_t c0 = item * per_item;
-    if (c0 >= U) return;
-    const int64_t n = imin(per_item, U - c0);
-    const T* init = bias != nullptr ? bias + c0 : nullptr;
-    if (n <= kRegisterColumns) {
-      with_int<8>(static_cast<int>(ceil_div(n, kLanes)), [&](auto vectors) {
-        UK::template gemv_regs<decltype(vectors)::value>(I, x, wei + c0, U, init, y + c0, static_cast<int>(n));
-      });
-      return;
-    }
-    for (int64_t j = 0; j < n; ++j) y[c0 + j] = init != nullptr ? init[j] : T(0);
-    int64_t k = 0;
-    for (; k + 4 <= I; k += 4) UK::template gemv_axpy<4>(wei + k * U + c0, U, x + k, y + c0, n);
-    for (; k < I; ++k) UK::template gemv_axpy<1>(wei + k * U + c0, U, x + k, y + c0, n);
+  with_int<kFewRows>(rows, [&](auto rows_tag) {
+    constexpr int M = decltype(rows_tag)::value;
+    parallel_for(threads, items, [&](int64_t item, int) {
+      const int64_t c0 = item * per_item;
+      if (c0 >= U) return;
+      const int64_t n = imin(per_item, U - c0);
+      const int vectors = static_cast<int>(ceil_div(n, kLanes));
+      const T* init = bias != nullptr ? bias + c0 : nullptr;
+      if (vectors <= 8 && (M + 1) * vectors <= UK::kGemvRegisters) {  // M x NV sums and NV vectors of w
+        with_int<8>(vectors, [&](auto vectors_tag) {
+          UK::template gemv_regs<M, decltype(vectors_tag)::value>(I, x, I, wei + c0, U, init, y + c0, U,
+                                                                   static_cast<int>(n));
+        });
+        return;
+      }
+      for (int m = 0; m < M; ++m)
+        for (int64_t j = 0; j < n; ++j) y[m * U + c0 + j] = init != nullptr ? init[j] : T(0);
+      int64_t k = 0;
+      for (; k + 4 <= I; k += 4) UK::template gemv_axpy<4, M>(wei + k * U + c0, U, x + k, I, y + c0, U, n);
+      for (; k < I; ++k) UK::template gemv_axpy<1, M>(wei + k * U + c0, U, x + k, I, y + c0, U, n);
+    });
   });
 }
 
 template <class UK>
 void dense_fwd(const DenseShape& s, const typename UK::T* src, const typename UK::T* wei,
                const typename UK::T* bias, typename UK::T* dst) {
-  if (s.mb == 1) {
-    dense_fwd_one_sample<UK>(s, src, wei, bias, dst);
+  if (s.mb <= kFewRows) {
+    dense_fwd_few_rows<UK>(s, src, wei, bias, dst);
     return;
   }
   const double w_block = static_cast<double>(imin(s.ic, kKc)) * static_cast<double>(s.oc) * sizeof(typename UK::T);

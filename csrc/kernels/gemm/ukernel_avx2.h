@@ -21,50 +21,62 @@ struct UkernelAvx2 {
   static constexpr int kWideRows = 0;                    // no run_wide
   static constexpr int kDirectLanes = 0;                 // no direct forward kernel
 
-  // One sample's dense forward (dense_fwd_one_sample): n <= 8 NV outputs y[j] = fma(x[k],
-  // w[k*ldw + j], .) over k = 0..kc-1 in order, from init[j] (null: 0), in registers; each
-  // output the chain run<1> computes, so the same bits.
-  static constexpr int kGemvLanes = 8;
+  // A few samples' dense forward (dense_fwd_few_rows), M rows of x (x[m*ldx + k]) against the
+  // same w: every output y[m][j] = fma(x[m][k], w[k*ldw + j], .) over k = 0..kc-1 in order,
+  // from init[j] (null: 0), the chain run<M> computes, so the same bits.
+  // gemv_regs: n <= 8 NV outputs a row in M x NV registers over all of x, each vector of w
+  // loaded once for the M rows.
+  static constexpr int kGemvLanes = 8, kGemvRegisters = 16;
   static __m256i lanes_mask(int64_t cols) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - (cols >= 8 ? 8 : cols)));
   }
-  template <int NV>
-  static void gemv_regs(int64_t kc, const float* x, const float* w, int64_t ldw, const float* init, float* y, int n) {
+  template <int M, int NV>
+  static void gemv_regs(int64_t kc, const float* x, int64_t ldx, const float* w, int64_t ldw, const float* init,
+                        float* y, int64_t ldy, int n) {
     __m256i mask[NV];
-    __m256 acc[NV];
+    __m256 acc[M][NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
       mask[v] = lanes_mask(n - 8 * v);
-      acc[v] = init != nullptr ? _mm256_maskload_ps(init + 8 * v, mask[v]) : _mm256_setzero_ps();
+      const __m256 start = init != nullptr ? _mm256_maskload_ps(init + 8 * v, mask[v]) : _mm256_setzero_ps();
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) acc[m][v] = start;
     }
     for (int64_t k = 0; k < kc; ++k, w += ldw) {
-      const __m256 xk = _mm256_broadcast_ss(x + k);
+      __m256 wv[NV];
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[v] = _mm256_fmadd_ps(xk, _mm256_maskload_ps(w + 8 * v, mask[v]), acc[v]);
+      for (int v = 0; v < NV; ++v) wv[v] = _mm256_maskload_ps(w + 8 * v, mask[v]);
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) {
+        const __m256 xk = _mm256_broadcast_ss(x + m * ldx + k);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_fmadd_ps(xk, wv[v], acc[m][v]);
+      }
     }
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) {
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) _mm256_maskstore_ps(y + 8 * v, mask[v], acc[v]);
+      for (int v = 0; v < NV; ++v) _mm256_maskstore_ps(y + m * ldy + 8 * v, mask[v], acc[m][v]);
+    }
   }
-  // y[j] = fma(x[r], w[r*ldw + j], y[j]) for r = 0..R-1 in order, j < n: R rows of w into
-  // outputs kept in memory (wide layers), each output loaded and stored once per R rows.
-  template <int R>
-  static void gemv_axpy(const float* w, int64_t ldw, const float* x, float* y, int64_t n) {
-    __m256 xv[R];
+  // gemv_axpy: R rows of w (x's columns k..k+R-1: x[m*ldx + r]) added into M rows of outputs
+  // kept in memory (wide layers): each output loaded and stored once per R rows of w, each
+  // vector of w loaded once for the M rows.
+  template <int R, int M>
+  static void gemv_axpy(const float* w, int64_t ldw, const float* x, int64_t ldx, float* y, int64_t ldy, int64_t n) {
+    for (int64_t j = 0; j < n; j += 8) {
+      const __m256i lanes = lanes_mask(n - j);
+      __m256 acc[M];
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) xv[r] = _mm256_set1_ps(x[r]);
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-      __m256 acc = _mm256_loadu_ps(y + j);
+      for (int m = 0; m < M; ++m) acc[m] = _mm256_maskload_ps(y + m * ldy + j, lanes);
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) acc = _mm256_fmadd_ps(xv[r], _mm256_loadu_ps(w + r * ldw + j), acc);
-      _mm256_storeu_ps(y + j, acc);
-    }
-    if (j < n) {
-      const __m256i m = lanes_mask(n - j);
-      __m256 acc = _mm256_maskload_ps(y + j, m);
+      for (int r = 0; r < R; ++r) {
+        const __m256 wv = _mm256_maskload_ps(w + r * ldw + j, lanes);
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) acc = _mm256_fmadd_ps(xv[r], _mm256_maskload_ps(w + r * ldw + j, m), acc);
-      _mm256_maskstore_ps(y + j, m, acc);
+        for (int m = 0; m < M; ++m) acc[m] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + m * ldx + r), wv, acc[m]);
+      }
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) _mm256_maskstore_ps(y + m * ldy + j, lanes, acc[m]);
     }
   }
 

@@ -22,41 +22,67 @@ struct UkernelAvx512 {
   static constexpr int kWideRows = 6;  // 6 x 64 columns: 24 accumulators
   static constexpr int kDirectLanes = 16;
 
-  // One sample's dense forward (dense_fwd_one_sample): n <= 16 NV outputs y[j] = fma(x[k],
-  // w[k*ldw + j], .) over k = 0..kc-1 in order, from init[j] (null: 0), in registers; each
-  // output the chain run<1> computes, so the same bits.
-  static constexpr int kGemvLanes = 16;
-  template <int NV>
-  static void gemv_regs(int64_t kc, const float* x, const float* w, int64_t ldw, const float* init, float* y, int n) {
+  // A few samples' dense forward (dense_fwd_few_rows), M rows of x (x[m*ldx + k]) against the
+  // same w: every output y[m][j] = fma(x[m][k], w[k*ldw + j], .) over k = 0..kc-1 in order,
+  // from init[j] (null: 0), the chain run_wide<M> computes, so the same bits.
+  // gemv_regs: n <= 16 NV outputs a row in M x NV registers over all of x, each vector of w
+  // loaded once for the M rows.
+  static constexpr int kGemvLanes = 16, kGemvRegisters = 31;
+  template <int M, int NV>
+  static void gemv_regs(int64_t kc, const float* x, int64_t ldx, const float* w, int64_t ldw, const float* init,
+                        float* y, int64_t ldy, int n) {
     __mmask16 mask[NV];
-    __m512 acc[NV];
+    __m512 acc[M][NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
       const int cols = n - 16 * v;
       mask[v] = cols >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << cols) - 1u);
-      acc[v] = init != nullptr ? _mm512_maskz_loadu_ps(mask[v], init + 16 * v) : _mm512_setzero_ps();
+      const __m512 start = init != nullptr ? _mm512_maskz_loadu_ps(mask[v], init + 16 * v) : _mm512_setzero_ps();
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) acc[m][v] = start;
     }
     for (int64_t k = 0; k < kc; ++k, w += ldw) {
-      const __m512 xk = _mm512_set1_ps(x[k]);
+      __m512 wv[NV];
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[v] = _mm512_fmadd_ps(xk, _mm512_maskz_loadu_ps(mask[v], w + 16 * v), acc[v]);
+      for (int v = 0; v < NV; ++v) wv[v] = _mm512_maskz_loadu_ps(mask[v], w + 16 * v);
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) {
+        const __m512 xk = _mm512_set1_ps(x[m * ldx + k]);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_fmadd_ps(xk, wv[v], acc[m][v]);
+      }
     }
+#pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) {
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(y + 16 * v, mask[v], acc[v]);
+      for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(y + m * ldy + 16 * v, mask[v], acc[m][v]);
+    }
   }
-  // y[j] = fma(x[r], w[r*ldw + j], y[j]) for r = 0..R-1 in order, j < n: R rows of w into
-  // outputs kept in memory (wide layers), each output loaded and stored once per R rows.
-  template <int R>
-  static void gemv_axpy(const float* w, int64_t ldw, const float* x, float* y, int64_t n) {
-    __m512 xv[R];
+  // gemv_axpy: R rows of w (x's columns k..k+R-1: x[m*ldx + r]) added into M rows of outputs
+  // kept in memory (wide layers): each output loaded and stored once per R rows of w, each
+  // vector of w loaded once for the M rows.
+  template <int R, int M>
+  static void gemv_axpy(const float* w, int64_t ldw, const float* x, int64_t ldx, float* y, int64_t ldy, int64_t n) {
+    __m512 xv[M][R];
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) xv[r] = _mm512_set1_ps(x[r]);
+    for (int m = 0; m < M; ++m) {
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) xv[m][r] = _mm512_set1_ps(x[m * ldx + r]);
+    }
     for (int64_t j = 0; j < n; j += 16) {
-      const __mmask16 m = n - j >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - j)) - 1u);
-      __m512 acc = _mm512_maskz_loadu_ps(m, y + j);
+      const __mmask16 lanes =
+          n - j >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - j)) - 1u);
+      __m512 acc[M];
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) acc = _mm512_fmadd_ps(xv[r], _mm512_maskz_loadu_ps(m, w + r * ldw + j), acc);
-      _mm512_mask_storeu_ps(y + j, m, acc);
+      for (int m = 0; m < M; ++m) acc[m] = _mm512_maskz_loadu_ps(lanes, y + m * ldy + j);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const __m512 wv = _mm512_maskz_loadu_ps(lanes, w + r * ldw + j);
+#pragma GCC unroll 4
+        for (int m = 0; m < M; ++m) acc[m] = _mm512_fmadd_ps(xv[m][r], wv, acc[m]);
+      }
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) _mm512_mask_storeu_ps(y + m * ldy + j, lanes, acc[m]);
     }
   }
 

@@ -16,29 +16,35 @@ struct UkernelRef {
   static constexpr int kWideRows = 0;                    // no run_wide
   static constexpr int kDirectLanes = 0;                 // no direct forward kernel
 
-  // One sample's dense forward (dense_fwd_one_sample): n <= 16 NV outputs y[j] += x[k] *
-  // w[k*ldw + j] over k = 0..kc-1 in order, from init[j] (null: 0); each output the
-  // expression run<1> evaluates, in the same order, so the same bits.
-  static constexpr int kGemvLanes = 16;
-  template <int NV>
-  static void gemv_regs(int64_t kc, const T* x, const T* w, int64_t ldw, const T* init, T* y, int n) {
-    T acc[NV * 16];
-    for (int j = 0; j < n; ++j) acc[j] = init != nullptr ? init[j] : T(0);
+  // A few samples' dense forward (dense_fwd_few_rows), M rows of x (x[m*ldx + k]) against the
+  // same w: every output y[m][j] += x[m][k] * w[k*ldw + j] over k = 0..kc-1 in order, from
+  // init[j] (null: 0), the expression run<M> evaluates in the same order, so the same bits.
+  static constexpr int kGemvLanes = 16, kGemvRegisters = 1 << 20;  // arrays, not registers: no limit
+  template <int M, int NV>
+  static void gemv_regs(int64_t kc, const T* x, int64_t ldx, const T* w, int64_t ldw, const T* init, T* y,
+                        int64_t ldy, int n) {
+    T acc[M][NV * 16];
+    for (int m = 0; m < M; ++m)
+      for (int j = 0; j < n; ++j) acc[m][j] = init != nullptr ? init[j] : T(0);
     for (int64_t k = 0; k < kc; ++k, w += ldw) {
-      const T xk = x[k];
-      for (int j = 0; j < n; ++j) acc[j] += xk * w[j];
+      for (int m = 0; m < M; ++m) {
+        const T xk = x[m * ldx + k];
+        for (int j = 0; j < n; ++j) acc[m][j] += xk * w[j];
+      }
     }
-    for (int j = 0; j < n; ++j) y[j] = acc[j];
+    for (int m = 0; m < M; ++m)
+      for (int j = 0; j < n; ++j) y[m * ldy + j] = acc[m][j];
   }
-  // y[j] += x[r] * w[r*ldw + j] for r = 0..R-1 in order, j < n: R rows of w into outputs kept
-  // in memory (wide layers).
-  template <int R>
-  static void gemv_axpy(const T* w, int64_t ldw, const T* x, T* y, int64_t n) {
-    for (int64_t j = 0; j < n; ++j) {
-      T acc = y[j];
-      for (int r = 0; r < R; ++r) acc += x[r] * w[r * ldw + j];
-      y[j] = acc;
-    }
+  // gemv_axpy: R rows of w (x's columns k..k+R-1: x[m*ldx + r]) added into M rows of outputs
+  // kept in memory (wide layers).
+  template <int R, int M>
+  static void gemv_axpy(const T* w, int64_t ldw, const T* x, int64_t ldx, T* y, int64_t ldy, int64_t n) {
+    for (int m = 0; m < M; ++m)
+      for (int64_t j = 0; j < n; ++j) {
+        T acc = y[m * ldy + j];
+        for (int r = 0; r < R; ++r) acc += x[m * ldx + r] * w[r * ldw + j];
+        y[m * ldy + j] = acc;
+      }
   }
 
   template <int M>
