@@ -661,6 +661,14 @@ def inference_plan(dtype):
     return _core.InferencePlan(np.dtype(dtype).name)
 
 
+def inference_plan_sources_unchanged(weights, settings) -> bool:
+    """Whether ``holder.get(name) is array`` for every ``(holder, name, array)`` of ``weights``
+    and ``getattr(obj, name) is value`` for every ``(obj, name, value)`` of ``settings``: the
+    check :meth:`convforge.models.compiled.CompiledInference.current` makes before each run, in C
+    (``_core.objects_unchanged``: in Python it was 4.6 us of a one-image ResNet predict)."""
+    return _core.objects_unchanged(weights, settings)
+
+
 def run_inference_plan(plan, inputs) -> list:
     """``plan``'s outputs for a batch of ``inputs`` (one array per model input, internal layout),
     its convolutions under the forward algorithm :func:`force_conv2d_algorithm` forces, if any."""

@@ -39,7 +39,6 @@ import os
 
 import numpy as np
 
-from .. import _core
 from .. import functional as F
 from ..layers import activations as activation_layers
 from ..layers.activations import Activation, Softmax
@@ -87,10 +86,8 @@ class CompiledInference:
         self.whole = self._direct is not None and len(set(self._direct)) == len(self._direct)
 
     def current(self) -> bool:
-        """Do the layers still hold the very arrays and settings the plan was made from?
-        (``holder.get(name) is array`` for every weight, ``getattr(layer, name) is value`` for
-        every setting; the loop in C: in Python it was 4.6 us of a one-image ResNet predict.)"""
-        return _core.objects_unchanged(self._weights, self._settings)
+        """Do the layers still hold the very arrays and settings the plan was made from?"""
+        return F.inference_plan_sources_unchanged(self._weights, self._settings)
 
     def accepts(self, xbs) -> bool:
         """Can the plan take these inputs as they are (arrays of its dtype, C-contiguous, >= 1 sample)?"""
