@@ -8,7 +8,8 @@ times each of its ops inside that call (``InferencePlan.profile``: a steady cloc
 op, ``--runs`` runs of one batch, mean per op), so a figure includes what a kernel pays there and
 not in a standalone call: its input in another core's cache, the BatchNormalization folded into
 the weights on every run, the residual Add fused into the conv. One line per op, as
-``plan.describe()`` names it, with its share of the sum. The sum is the plan alone; ``predict``
+``plan.describe()`` names it, with its share of the sum. The sum is the ops alone (not the
+compare of the kept weights that precedes them on every run); ``predict``
 adds the Python around it (shown for comparison, its best of 5 loops). A batch larger than the
 plan's ``chunk_samples`` runs in chunks: profiled, one chunk after another with every op on all
 threads (an op's figure is its sum over the chunks); in ``predict`` each thread runs whole

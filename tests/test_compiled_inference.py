@@ -440,6 +440,44 @@ def test_an_error_in_a_chunk_is_raised_once(rng, threads):
         np.testing.assert_array_equal(plan.run([x])[0], want)
 
 
+def test_an_error_in_a_thread_team_is_raised_once(rng, threads):
+    # A batch run whole with every op on all threads runs inside one thread team (the waiting
+    # threads spin between the ops): an error in an op leaves the team, is raised once, and
+    # the plan runs on afterwards, on the same and on other thread counts.
+    model = lenet5()
+    g = graph_of(model)
+    plan = g._inference_plan()
+    plan.plan.chunk_samples = 0
+    x = g._entries[0].convert(rng.random((6, 28, 28, 1), dtype=np.float32))  # ~5 MFLOP: a team
+    want = plan.run([x])[0]
+    for n in (2, 3, 1, 2):
+        convforge.set_num_threads(n)
+        with pytest.raises(ValueError, match="winograd_f4x3"):
+            plan.plan.run([x], conv_algorithm="winograd_f4x3")
+        np.testing.assert_array_equal(plan.run([x])[0], want)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_small_batches_same_bits_on_any_thread_count(batch, threads, rng, plans_on):
+    # One to three images run whole, every op split over the threads of one team, the small
+    # ops too (the stem's rows in bands, the 1x1 projections' channels in groups): 1-4 threads
+    # (more than this host's CPUs: the waiting threads then yield) give the same bits.
+    model = example_resnet()
+    randomize_batchnorm(model, rng)
+    xs = [rng.random((batch, 28, 28, 1), dtype=np.float32) for _ in range(2)]
+    results = [[], []]
+    # Two inputs in turn: the arena's values of the run before come from the other input, so
+    # an item some split leaves out cannot hide behind what an earlier run wrote there.
+    for n in (4, 3, 2, 1):
+        convforge.set_num_threads(n)
+        for k in (0, 1, 0, 1):
+            results[k].append(model.predict(xs[k], batch_size=batch, verbose=0))
+    for k in (0, 1):
+        for r in results[k][1:]:
+            np.testing.assert_array_equal(r, results[k][0])
+        np.testing.assert_allclose(results[k][0], layer_by_layer(model, [xs[k]])[0], rtol=1e-4, atol=1e-5)
+
+
 # ------------------------------------------------------------------ evaluate's forward runs the plan
 
 

@@ -584,6 +584,36 @@ def test_direct_few_images_same_bits_on_any_thread_count(x_shape, w_shape, strid
     np.testing.assert_allclose(results[0], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
+# The pixels form (few filters or few taps) has one work item per image; fewer images than
+# threads split each image into bands of output rows, each band filling only its rows of the
+# padded frame. Every split must give the same bits, equal to the oracle.
+PIXELS_SPLITS = [
+    ((1, 1, 112, 112), (16, 1, 3, 3), 1, 1),  # a one-channel stem: two groups of 8 filters
+    ((1, 3, 40, 37), (20, 3, 3, 3), 1, 1),  # 27 taps, groups of 7 + 7 + 6, a ragged last row vector
+    ((3, 1, 60, 61), (16, 1, 3, 3), 1, 0),  # three images on four threads: two bands each
+    ((1, 1, 64, 64), (6, 1, 5, 5), 1, 2),  # LeNet's C1 filters, more rows
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad", PIXELS_SPLITS)
+def test_pixels_few_images_same_bits_on_any_thread_count(x_shape, w_shape, stride, pad, isa, threads, rng):
+    args = ((stride, stride), (pad,) * 4, (1, 1))
+    if "pixels" not in _core.conv2d_algorithms(x_shape, w_shape, *args)["fwd"]:
+        pytest.skip(f"pixels is not compiled for {isa}")
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    results = []
+    for n in (4, 3, 2, 1):
+        convforge.set_num_threads(n)
+        results.append(_core.conv2d_fwd(x, w, b, *args, None, True, "pixels"))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    want = np.maximum(R.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                stride=stride, padding=pad), 0)
+    np.testing.assert_allclose(results[0], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 # Strided backward data by stride phases splits dx into bands of phase rows per image, thinner
 # where there are fewer images than threads: every split must give the same bits.
 PHASES_SPLITS = [

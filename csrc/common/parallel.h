@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #if CONVFORGE_OPENMP
 #include <omp.h>
@@ -35,6 +36,11 @@ class SerialKernels {
 int default_num_threads();
 bool forked_child();
 
+namespace detail {
+// True on the thread running a thread team's body (run_with_thread_team), outside its jobs.
+bool thread_team_available();
+}  // namespace detail
+
 // Below this many operations a kernel runs on one thread: ~10 us of work at one core's FMA
 // rate, where waking a second costs ~1 us. At 2e6 (until 2026-12-04) the example ResNet's
 // one-image predict on two threads ran its two stride-2 3x3 convolutions (1.8 MFLOP each) on
@@ -43,10 +49,25 @@ bool forked_child();
 // floors measured level.
 constexpr double kMinParallelFlops = 1.0e6;
 
+// Inside a thread team (run_with_thread_team: an inference plan's run) the other threads are
+// already awake and spinning, and handing them items costs ~0.1-0.4 us: there the floor is
+// ~1.5 us of one core's work. The example ResNet's one-image predict on two threads then splits
+// its 0.2-MFLOP stem and 1x1 projections too: ~4 -> ~3 us each (bench/plan_profile.py).
+constexpr double kMinTeamParallelFlops = 1.5e5;
+
+// A thread team's region costs about what one OpenMP region does: worth it for a run of at
+// least this many operations (a few ops that could split), not for one whose ops all stay on
+// one thread.
+constexpr double kMinTeamPlanFlops = 4.0e6;
+
+inline double min_parallel_flops() {
+  return detail::thread_team_available() ? kMinTeamParallelFlops : kMinParallelFlops;
+}
+
 // Threads worth using for `items` independent work items totalling `flops` operations.
 inline int plan_threads(int64_t items, double flops) {
   int n = num_threads();
-  if (flops < kMinParallelFlops) n = 1;
+  if (flops < min_parallel_flops()) n = 1;
   if (items < n) n = static_cast<int>(items < 1 ? 1 : items);
   return n;
 }
@@ -59,6 +80,28 @@ inline void atomic_min(int64_t* target, int64_t value) {
   }
 }
 
+// A thread team: body(ctx) runs on the calling thread while threads - 1 others wait, spinning,
+// for the parallel_for calls it makes, which then hand their items to the waiting threads
+// instead of opening an OpenMP region each. For a run of many short kernels one after another
+// (an inference plan at batch 1: 12 ops of 1-20 us), where opening and closing a region cost
+// ~0.6-1.5 us a call on a 2-vCPU host against ~0.1-0.4 us for a hand-off to a spinning thread.
+// The items go to the threads exactly as in a region (OpenMP's static schedule), so which
+// thread computes what, and every result, is the same. Exceptions from body are rethrown here.
+// With one thread, without OpenMP, or under SerialKernels, body simply runs.
+void run_with_thread_team(int threads, void (*body)(void*), void* ctx);
+
+namespace detail {
+using TeamItems = void (*)(void* ctx, int64_t begin, int64_t end, int tid);
+// Runs items(ctx, begin, end, tid) for [0, items) on min(threads, team size) of the team.
+void thread_team_run(int threads, int64_t items, TeamItems run_items, void* ctx);
+
+template <class F>
+void team_items(void* ctx, int64_t begin, int64_t end, int tid) {
+  F& f = *static_cast<F*>(ctx);
+  for (int64_t i = begin; i < end; ++i) f(i, tid);
+}
+}  // namespace detail
+
 // Runs f(item, thread_id) for item in [0, items) on `threads` threads (thread_id < threads).
 // Thread t always takes the same contiguous range of items (static schedule). Kernels number
 // their items image-major, so consecutive layers hand a thread the same images: what one layer
@@ -70,6 +113,11 @@ template <class F>
 void parallel_for(int threads, int64_t items, F&& f) {
 #if CONVFORGE_OPENMP
   if (threads > 1) {
+    if (detail::thread_team_available()) {
+      using Fn = std::remove_reference_t<F>;
+      detail::thread_team_run(threads, items, &detail::team_items<Fn>, const_cast<void*>(static_cast<const void*>(&f)));
+      return;
+    }
 #pragma omp parallel num_threads(threads)
     {
       const int tid = omp_get_thread_num();

@@ -12,12 +12,16 @@
 //
 // Knows nothing of Python. Weights are pointers the caller keeps alive, and weights changed in
 // place are always seen: what a conv derives from its weights (a BatchNormalization folded in,
-// weights * scale; Winograd's transformed filters) is kept in the run's arena with a copy of the
-// weights it came from, and made again whenever those bytes differ (one compare of the weights
-// per run, the cost of the fold it replaces). Keeping the transformed filters lets a small batch
+// weights * scale; Winograd's transformed filters; the direct form's packed filters) is kept in
+// the run's arena with a copy of the weights it came from, and made again whenever those bytes
+// differ (one compare of the weights per run, the cost of the fold it replaces). Keeping the transformed filters lets a small batch
 // take Winograd where a single layer call, which transforms them every time, takes the direct
 // form: the plan's outputs then agree with the layers' within Winograd's error bound rather than
 // bit for bit (keep_prepared(false) restores the layers' choices).
+//
+// A batch run whole (or in chunks one after another) on several threads runs inside one thread
+// team (run_with_thread_team): the other threads wait spinning between the ops' parallel loops,
+// so a one-image model pays no OpenMP region per op and splits ops a region would not pay for.
 //
 // A large batch runs through the whole plan a chunk of samples at a time (chunk_samples): the
 // values of a few images stay in L2 from one op to the next instead of every layer streaming
@@ -171,9 +175,12 @@ class InferencePlan {
   void fuse_residual_adds();                          // finish(): conv -> add [-> relu] as one op
   T* place(int v, T* slots, int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const;
   int64_t slot_elements(int64_t mb) const;  // the arena room of every slot for mb samples
-  // Makes a conv's kept copy, fold and prepared weights current (for a batch of mb) where its
-  // sources changed; before the ops run, on the calling thread.
-  void refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, const char* forced_conv) const;
+  // Makes every conv's kept copy, fold and prepared weights current (for a batch of mb) where
+  // its sources changed; before the ops run, on the calling thread (the compares shared with a
+  // thread team where the run has one).
+  void refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>& kept, const char* forced_conv) const;
+  // One conv's: `same`, whether its kept copy still equals its sources (and is valid).
+  void refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, const char* forced_conv, bool same) const;
   void run_op(const Op& op, int64_t mb, const T* arena, const Kept& kept, const std::vector<T*>& where,
               const char* forced_conv) const;
   // One chunk's ops: `inputs` and `outputs` point at its first sample, its values at `slots`.

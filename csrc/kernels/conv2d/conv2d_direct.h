@@ -113,10 +113,13 @@ void store_pixel_major(const typename UK::T* yt, int64_t OC, int64_t np, int64_t
 // `wei` and `transposed_flipped` as for pack_filters_per_tap; `residual` (null, or dst's shape)
 // is added before the ReLU (ConvTensors). Work items are bands of output
 // rows of one image; every output sums its taps in one fixed order (channel, kernel row, kernel column)
-// whatever the banding or thread count. Which problems it takes: direct_applies.
+// whatever the banding or thread count. Which problems it takes: direct_applies. `prepared`
+// (forward only; null: none): the bank as pack_filters_direct packs it, kept by the caller
+// (an inference plan) across calls, read in place of a pack made here.
 template <class UK>
 void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei, bool transposed_flipped,
-                   const typename UK::T* bias, const typename UK::T* residual, typename UK::T* dst) {
+                   const typename UK::T* bias, const typename UK::T* residual, typename UK::T* dst,
+                   const typename UK::T* prepared = nullptr) {
   using T = typename UK::T;
   constexpr int64_t L = UK::kDirectLanes;
   const int64_t K = s.ic * s.kh * s.kw, pairs = s.ic * s.kh, P = s.oh * s.ow, HW = s.ih * s.iw, OC = s.oc;
@@ -138,7 +141,7 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   // in every item shape): results stay bit-identical for any thread count.
   const int64_t threads_wanted = num_threads();
   int64_t groups = 1;
-  if (s.mb * nbands < threads_wanted && s.flops() >= kMinParallelFlops) {  // plan_threads' floor: below it, one thread
+  if (s.mb * nbands < threads_wanted && s.flops() >= min_parallel_flops()) {  // plan_threads' floor: below it, one thread
     if (s.mb * nbands * ceil_div(OC, kv * L) < threads_wanted) kv = 1;
     groups = ceil_div(OC, kv * L);
     if (s.mb * nbands * groups < threads_wanted) {
@@ -168,13 +171,17 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   // them: packed by one thread for all, half the weights of a 64x64x3x3 bank (73 KB) crossed
   // to the other core on every call, and one 7x7 image ran slower on two threads than on one.
   // (Backward-data's flipped bank keeps the shared pack: its problems have many images.)
-  const bool own_pack = groups > 1 && !transposed_flipped;
+  // A kept pack is read by every thread and written by none: its lines stay in both cores'
+  // caches from one call to the next.
+  if (transposed_flipped) prepared = nullptr;
+  const bool own_pack = groups > 1 && !transposed_flipped && prepared == nullptr;
   const int64_t per_thread = (padded ? carve_bytes<T>(s.ic * win_rows * pitch) : 0) + carve_bytes<T>(band * s.ow * OC) +
                              (own_pack ? carve_bytes<T>(K * group_channels) : 0);
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
-      carve_bytes<T>(own_pack ? 0 : K * OC) + carve_bytes<int64_t>(pairs) + carve_bytes<int64_t>(threads) +
+      carve_bytes<T>(own_pack || prepared ? 0 : K * OC) + carve_bytes<int64_t>(pairs) + carve_bytes<int64_t>(threads) +
       threads * per_thread)))};
-  T* w = ws.template take<T>(own_pack ? 0 : K * OC);  // [tap][OC]: one tap's weights are KV vectors
+  T* packed = ws.template take<T>(own_pack || prepared ? 0 : K * OC);  // [tap][OC]: one tap's weights are KV vectors
+  const T* w = prepared != nullptr ? prepared : packed;
   int64_t* pair_off = ws.template take<int64_t>(pairs);
   int64_t* packed_group = ws.template take<int64_t>(threads);  // own_pack: the group in the thread's buffer
   char* thread_area = ws.p;
@@ -183,8 +190,8 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   // packs in a few microseconds, about what a parallel region costs: its one-image inference
   // on two threads took 220 us with threaded packs from 16k weights, 210 us without. From 256k
   // weights (1 MiB; VGG's 256x256x3x3 has 590k) the pack is long enough to share.
-  if (!own_pack)
-    pack_filters_direct<UK>(s, wei, transposed_flipped, w, K * OC >= (int64_t{1} << 18) && s.mb <= 2 ? threads : 1);
+  if (!own_pack && prepared == nullptr)
+    pack_filters_direct<UK>(s, wei, transposed_flipped, packed, K * OC >= (int64_t{1} << 18) && s.mb <= 2 ? threads : 1);
   for (int t = 0; t < threads; ++t) packed_group[t] = -1;
   tap_offsets(s.ic, s.kh, 1, s.dh, 1, padded ? win_rows : s.ih, pitch, pair_off);
 

@@ -135,7 +135,16 @@ void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const type
   const int64_t pitch = s.iw + s.pl + s.pr, prows = s.ih + s.pt + s.pb;
   const int64_t row_slots = ceil_div(s.ow, L), slots = s.oh * row_slots;
   const int64_t groups = ceil_div(OC, kPixelsMaxOC), group = ceil_div(OC, groups);
-  const int threads = plan_threads(s.mb, s.flops());
+  // One item per image; fewer images than threads split each image into bands of output rows
+  // (a one-image stem on two threads: each thread writes, and keeps in its cache, the rows the
+  // next layer's items there read). Every output sums the same taps in the same order in any
+  // band: the bits do not depend on the split.
+  const int64_t threads_wanted = num_threads();
+  const int64_t bands = s.mb < threads_wanted && s.flops() >= min_parallel_flops()
+                            ? imin(s.oh, ceil_div(threads_wanted, s.mb))
+                            : 1;
+  const int64_t band_rows = ceil_div(s.oh, bands);
+  const int threads = plan_threads(s.mb * bands, s.flops());
 
   const int64_t per_thread = padded ? carve_bytes<T>(s.ic * prows * pitch) : 0;
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
@@ -160,19 +169,24 @@ void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const type
     }
   }
 
-  parallel_for(threads, s.mb, [&](int64_t n, int tid) {
+  parallel_for(threads, s.mb * bands, [&](int64_t item, int tid) {
+    const int64_t n = item / bands, oy0 = (item % bands) * band_rows, oy1 = imin(s.oh, oy0 + band_rows);
+    if (oy0 >= oy1) return;
     const T* x = src + n * s.ic * HW;
     if (padded) {
+      // The frame's rows this band reads, at their places in the padded image.
       T* frame = reinterpret_cast<T*>(thread_area + tid * per_thread);
+      const int64_t a0 = oy0, rows = oy1 - 1 - oy0 + (s.kh - 1) * s.dh + 1;
       for (int64_t c = 0; c < s.ic; ++c)
-        fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, 0, prows, pitch, frame + c * prows * pitch);
+        fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, a0, rows, pitch, frame + (c * prows + a0) * pitch);
       x = frame;
     }
+    const int64_t first = oy0 * row_slots, last = oy1 * row_slots;
     for (int64_t o0 = 0; o0 < OC; o0 += group) {
       const int g = static_cast<int>(imin(group, OC - o0));
       const int per_call = pixels_slots(g);
-      for (int64_t v0 = 0; v0 < slots; v0 += per_call) {
-        const int nv = static_cast<int>(imin(per_call, slots - v0));
+      for (int64_t v0 = first; v0 < last; v0 += per_call) {
+        const int nv = static_cast<int>(imin(per_call, last - v0));
         const PixelArgs<T> a{x, xoff + v0, tap_off, K, w + o0 * K, bias != nullptr ? bias + o0 : nullptr,
                              dst + (n * OC + o0) * P, P, yoff + v0, lanes + v0, s.relu};
         with_int<kPixelsMaxOC>(g, [&](auto oc_tag) {
