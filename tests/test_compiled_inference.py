@@ -1082,6 +1082,39 @@ def test_kept_winograd_weights_give_the_forced_layers_bits(isa, ic, oc, side, rn
                 np.testing.assert_array_equal(plan.run([x], conv_algorithm="winograd_f4x3")[0], want)
 
 
+# The direct form's kept pack: stride-2 3x3 and 1x1 layers of the example ResNet (channel groups
+# on two and three threads at one image), a 5x5 with a tail of taps past the last block of 16,
+# and 48 filters (three vectors: groups of two and one).
+DIRECT_KEPT_CASES = [(16, 32, 28, 3, 2), (32, 64, 14, 1, 2), (6, 16, 14, 5, 1), (32, 48, 9, 3, 1)]
+
+
+@pytest.mark.parametrize("ic,oc,side,k,stride", DIRECT_KEPT_CASES)
+def test_kept_direct_pack_gives_the_layers_bits_and_follows_edits(isa, ic, oc, side, k, stride, rng, threads):
+    # A plan's direct conv reads its filters packed once and kept (no pack per run, none per
+    # thread): the layer's bits on 1 to 3 threads, the first run (packed) and the next (kept),
+    # and an edit of one weight in place is seen at the next run.
+    w = rng.standard_normal((oc, ic, k, k)).astype(np.float32)
+    b = rng.standard_normal(oc).astype(np.float32)
+    pad = (k // 2,) * 4
+    plan = _core.InferencePlan("float32")
+    y = plan.conv2d(plan.input([ic, side, side]), w, b, (stride, stride), pad, (1, 1), relu=True)
+    plan.finish([y])
+    args = ((stride, stride), pad, (1, 1))
+    if "direct" not in _core.conv2d_algorithms((1, ic, side, side), w.shape, *args)["fwd"]:
+        pytest.skip(f"direct is not compiled for {isa}")
+    for edit in range(2):
+        if edit:
+            w[oc - 1, ic - 1, k - 1, k - 1] += 1.0  # the bank's last weight: the pack's last tap
+        for batch in (1, 3):
+            x = rng.standard_normal((batch, ic, side, side)).astype(np.float32)
+            convforge.set_num_threads(1)
+            want = _core.conv2d_fwd(x, w, b, *args, None, True, "direct")
+            for n in (3, 2, 1):
+                convforge.set_num_threads(n)
+                for _ in range(2):
+                    np.testing.assert_array_equal(plan.run([x], conv_algorithm="direct")[0], want)
+
+
 def test_kept_weights_let_one_image_take_winograd(rng):
     # On AVX-512 a 64-channel 7x7 image takes Winograd in the plan (its 4 tiles pay once the
     # filters are kept) and the direct form in a layer call and in a plan that keeps nothing.

@@ -67,7 +67,17 @@ struct Conv2dAlgos {
   }
   static bool fwd_direct_applies(const ConvShape& s, const Tensors&) { return direct_applies<UK>(s); }
   static void fwd_direct(const ConvShape& s, const Tensors& t) {
-    if constexpr (kDirect) conv2d_direct<UK>(s, t.src, t.wei, false, t.bias, t.residual, t.dst);
+    if constexpr (kDirect) conv2d_direct<UK>(s, t.src, t.wei, false, t.bias, t.residual, t.dst, t.prepared);
+  }
+  // The packed filters ([tap][OC]), kept by an inference plan across runs: at batch 1 the pack
+  // (a transpose of the bank) was ~10% of the example ResNet's stride-2 layers, and on two
+  // threads each thread packed its own half on every call.
+  static int64_t fwd_direct_prepared_size(const ConvShape& s) {
+    if constexpr (kDirect) return direct_applies<UK>(s) ? s.ic * s.kh * s.kw * s.oc : 0;
+    return 0;
+  }
+  static void fwd_direct_prepare(const ConvShape& s, const T* wei, T* prepared) {
+    if constexpr (kDirect) pack_filters_direct<UK>(s, wei, false, prepared, 1);
   }
   static bool fwd_pixels_applies(const ConvShape& s, const Tensors&) { return pixels_applies<UK>(s); }
   // Few filters (at most one call's 8), or few taps per output (K = IC*KH*KW <= 45: a stem of
@@ -234,7 +244,7 @@ struct Conv2dAlgos {
         {true, {"winograd_f4x3", fwd_winograd_applies, fwd_winograd_pays, fwd_winograd, fwd_winograd_prepared_size,
                 fwd_winograd_prepare}},
         {kDirect, {"pixels", fwd_pixels_applies, fwd_pixels_pays, fwd_pixels}},
-        {kDirect, {"direct", fwd_direct_applies, nullptr, fwd_direct}},
+        {kDirect, {"direct", fwd_direct_applies, nullptr, fwd_direct, fwd_direct_prepared_size, fwd_direct_prepare}},
         {true, {"implicit_gemm", fwd_implicit_applies, nullptr, fwd_implicit}},
         {true, {"im2col_gemm", always, nullptr, fwd_im2col}},
     };
