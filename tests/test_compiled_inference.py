@@ -1157,9 +1157,10 @@ def test_kept_weights_follow_every_in_place_edit(isa, edit, rng):
 def test_kept_weights_follow_an_edit_anywhere_in_a_large_bank(n_threads, rng, threads):
     # A 144 KiB bank with its bias and BatchNormalization vectors, on one and two threads: an
     # edit in the first, last or any middle value of the weights (the first and last of each
-    # 16 KiB, its halves) or of a vector is seen at the next run. (Kept from a form that split
-    # the compare between threads in pieces of 4096 values: on this 2-vCPU host it read
-    # 8.0 us on two threads against 8.4 on one, so the compare is one memcmp per array again.)
+    # 16 KiB, its halves) or of a vector is seen at the next run. Two images (7 MFLOP) run in
+    # a thread team on two threads, which shares the compare in pieces of 4096 values of the
+    # sources one after another: 4095 | 4096 is a piece's end and the next one's start, and
+    # the last piece spans the bias and the four vectors.
     convforge.set_num_threads(n_threads)
     w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)  # 36,864 values
     b = rng.standard_normal(64).astype(np.float32)
@@ -1167,9 +1168,9 @@ def test_kept_weights_follow_an_edit_anywhere_in_a_large_bank(n_threads, rng, th
     var = rng.uniform(0.5, 2.0, 64).astype(np.float32)
     bn = (mean, var, gamma, beta, 1e-3)
     plan = one_conv_plan(w, b, 7, bn=bn)
-    x = rng.standard_normal((1, 64, 7, 7)).astype(np.float32)
+    x = rng.standard_normal((2, 64, 7, 7)).astype(np.float32)
     for array, index in [(w, 0), (w, 4095), (w, 4096), (w, 18431), (w, 18432), (w, w.size - 1), (b, 0),
-                         (beta, beta.size - 1)]:
+                         (mean, 31), (beta, beta.size - 1)]:
         before = plan.run([x])[0]
         np.testing.assert_array_equal(plan.run([x])[0], before)
         array.reshape(-1)[index] = array.reshape(-1)[index] * 1.5 + 0.25
