@@ -563,27 +563,6 @@ FEW_IMAGES = [
 ]
 
 
-@pytest.mark.parametrize("x_shape,w_shape,stride,pad", FEW_IMAGES)
-def test_direct_few_images_same_bits_on_any_thread_count(x_shape, w_shape, stride, pad, isa, threads, rng):
-    args = ((stride, stride), (pad,) * 4, (1, 1))
-    if "direct" not in _core.conv2d_algorithms(x_shape, w_shape, *args)["fwd"]:
-        pytest.skip(f"direct is not compiled for {isa}")
-    x = rng.standard_normal(x_shape).astype(np.float32)
-    w = rng.standard_normal(w_shape).astype(np.float32)
-    b = rng.standard_normal(w_shape[0]).astype(np.float32)
-    results = []
-    # Most threads first: a run leaves its packed filters in the workspace the next one reuses,
-    # so a threaded pack that skipped a tap would be hidden behind a correct one-thread run.
-    for n in (4, 3, 2, 1):
-        convforge.set_num_threads(n)
-        results.append(_core.conv2d_fwd(x, w, b, *args, None, True, "direct"))
-    for r in results[1:]:
-        np.testing.assert_array_equal(r, results[0])
-    want = np.maximum(R.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
-                                stride=stride, padding=pad), 0)
-    np.testing.assert_allclose(results[0], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
-
-
 # The pixels form (few filters or few taps) has one work item per image; fewer images than
 # threads split each image into bands of output rows, each band filling only its rows of the
 # padded frame. Every split must give the same bits, equal to the oracle.
@@ -595,18 +574,21 @@ PIXELS_SPLITS = [
 ]
 
 
-@pytest.mark.parametrize("x_shape,w_shape,stride,pad", PIXELS_SPLITS)
-def test_pixels_few_images_same_bits_on_any_thread_count(x_shape, w_shape, stride, pad, isa, threads, rng):
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad,algorithm",
+                         [(*c, "direct") for c in FEW_IMAGES] + [(*c, "pixels") for c in PIXELS_SPLITS])
+def test_few_images_same_bits_on_any_thread_count(x_shape, w_shape, stride, pad, algorithm, isa, threads, rng):
     args = ((stride, stride), (pad,) * 4, (1, 1))
-    if "pixels" not in _core.conv2d_algorithms(x_shape, w_shape, *args)["fwd"]:
-        pytest.skip(f"pixels is not compiled for {isa}")
+    if algorithm not in _core.conv2d_algorithms(x_shape, w_shape, *args)["fwd"]:
+        pytest.skip(f"{algorithm} is not compiled for {isa}")
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal(w_shape).astype(np.float32)
     b = rng.standard_normal(w_shape[0]).astype(np.float32)
     results = []
+    # Most threads first: a run leaves its packed filters in the workspace the next one reuses,
+    # so a threaded pack that skipped a tap would be hidden behind a correct one-thread run.
     for n in (4, 3, 2, 1):
         convforge.set_num_threads(n)
-        results.append(_core.conv2d_fwd(x, w, b, *args, None, True, "pixels"))
+        results.append(_core.conv2d_fwd(x, w, b, *args, None, True, algorithm))
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
     want = np.maximum(R.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
