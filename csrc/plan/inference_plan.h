@@ -14,10 +14,11 @@
 // place are always seen: what a conv derives from its weights (a BatchNormalization folded in,
 // weights * scale; Winograd's transformed filters; the direct form's packed filters) is kept in
 // the run's arena with a copy of the weights it came from, and made again whenever those bytes
-// differ (one compare of the weights per run, the cost of the fold it replaces). Keeping the transformed filters lets a small batch
-// take Winograd where a single layer call, which transforms them every time, takes the direct
-// form: the plan's outputs then agree with the layers' within Winograd's error bound rather than
-// bit for bit (keep_prepared(false) restores the layers' choices).
+// differ (one compare of the weights per run, the cost of the fold it replaces). Keeping the
+// transformed filters lets a small batch take Winograd where a single layer call, which
+// transforms them every time, takes the direct form: the plan's outputs then agree with the
+// layers' within Winograd's error bound rather than bit for bit (keep_prepared(false) restores
+// the layers' choices).
 //
 // A batch run whole (or in chunks one after another) on several threads runs inside one thread
 // team (run_with_thread_team): the other threads wait spinning between the ops' parallel loops,
