@@ -446,6 +446,19 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
   constexpr int64_t kChunkBytes = int64_t{768} << 10;
   const int64_t per_sample = slot_elements(1) * static_cast<int64_t>(sizeof(T));
   chunk_samples_ = per_sample > 0 ? std::max<int64_t>(1, kChunkBytes / per_sample) : 0;
+  for (int k = 0; k < static_cast<int>(ops_.size()); ++k) {
+    const Op& op = ops_[k];
+    if (op.kind == PlanOpKind::conv2d) flops_per_sample_ += op.conv.flops();  // mb is 1
+    if (op.kind == PlanOpKind::dense)
+      flops_per_sample_ += 2.0 * static_cast<double>(values_[op.in[0]].size) * static_cast<double>(op.units);
+    if (!op.keep) continue;
+    int64_t copy = op.keep_offset;
+    for_each_source(op, [&](const T* src, int64_t count) {
+      kept_sources_.push_back({k, src, copy, count, kept_source_values_});
+      copy += round_up(count);
+      kept_source_values_ += count;
+    });
+  }
   finished_ = true;
 }
 
@@ -503,25 +516,10 @@ void InferencePlan<T>::for_each_source(const Op& op, F&& f) {
 template <class T>
 void InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>& kept, const char* forced_conv) const {
   // The arena's copy of each conv's sources, compared byte for byte: any change made in place
-  // (training, set_weights, an edit) makes the fold and the prepared weights again.
-  struct Source {
-    int op;
-    const T* src;
-    const T* copy;
-    int64_t count;
-    int64_t first;  // its first value's index in all the sources one after another
-  };
-  std::vector<Source> sources;
-  int64_t total = 0;
-  for (int k = 0; k < static_cast<int>(ops_.size()); ++k) {
-    if (!ops_[k].keep || !kept[k].valid) continue;
-    const T* copy = arena + ops_[k].keep_offset;
-    for_each_source(ops_[k], [&](const T* src, int64_t count) {
-      sources.push_back({k, src, copy, count, total});
-      copy += round_up(count);
-      total += count;
-    });
-  }
+  // (training, set_weights, an edit) makes the fold and the prepared weights again; a conv
+  // whose copy is not made yet (an arena's first run) is not compared.
+  const std::vector<KeptSource>& sources = kept_sources_;
+  const int64_t total = kept_source_values_;
   std::vector<char> same(ops_.size(), 0);
   for (int k = 0; k < static_cast<int>(ops_.size()); ++k) same[k] = kept[k].valid;
   const int threads = num_threads();
@@ -538,12 +536,14 @@ void InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>&
       const int64_t lo = piece * kPiece, hi = std::min(total, lo + kPiece);
       // The first source reaching past lo, by bisection over the sources' first indices.
       std::size_t i = static_cast<std::size_t>(
-          std::upper_bound(sources.begin(), sources.end(), lo, [](int64_t v, const Source& x) { return v < x.first; }) -
+          std::upper_bound(sources.begin(), sources.end(), lo,
+                           [](int64_t v, const KeptSource& x) { return v < x.first; }) -
           sources.begin() - 1);
       for (; i < sources.size() && sources[i].first < hi; ++i) {
-        const Source& x = sources[i];
+        const KeptSource& x = sources[i];
+        if (!same[x.op]) continue;  // no copy yet (read only here: written after the loop)
         const int64_t a = std::max(lo, x.first) - x.first, b = std::min(hi, x.first + x.count) - x.first;
-        if (std::memcmp(x.copy + a, x.src + a, sizeof(T) * static_cast<std::size_t>(b - a)) != 0)
+        if (std::memcmp(arena + x.copy_offset + a, x.src + a, sizeof(T) * static_cast<std::size_t>(b - a)) != 0)
           found[static_cast<std::size_t>(tid)].push_back(x.op);
       }
     });
@@ -551,8 +551,9 @@ void InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>&
       for (int k : ops) same[k] = 0;
   } else {
     // Alone: a conv's compare stops at its first difference.
-    for (const Source& x : sources)
-      if (same[x.op] && std::memcmp(x.copy, x.src, sizeof(T) * static_cast<std::size_t>(x.count)) != 0) same[x.op] = 0;
+    for (const KeptSource& x : sources)
+      if (same[x.op] && std::memcmp(arena + x.copy_offset, x.src, sizeof(T) * static_cast<std::size_t>(x.count)) != 0)
+        same[x.op] = 0;
   }
   for (int k = 0; k < static_cast<int>(ops_.size()); ++k)
     if (ops_[k].keep) refresh_kept(ops_[k], mb, arena, &kept[k], forced_conv, same[k] != 0);
@@ -821,17 +822,7 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
     // smaller ops split (kMinTeamParallelFlops). Not for a plan too small to split at all: the
     // team's own region would be its only cost (LeNet-5's one image, 0.85 MFLOP, whose ops
     // each ran on one thread: 0.0172 -> 0.0186 ms with a team).
-    double flops = 0.0;
-    for (const Op& op : ops_) {
-      if (op.kind == PlanOpKind::conv2d) {
-        ConvShape s = op.conv;
-        s.mb = sizes[0];
-        flops += s.flops();
-      } else if (op.kind == PlanOpKind::dense) {
-        flops += 2.0 * static_cast<double>(sizes[0]) * static_cast<double>(values_[op.in[0]].size) * static_cast<double>(op.units);
-      }
-    }
-    const int team = flops >= kMinTeamPlanFlops ? threads : 1;
+    const int team = flops_per_sample_ * static_cast<double>(sizes[0]) >= kMinTeamPlanFlops ? threads : 1;
     auto all_chunks = [&]() {
       refresh_all_kept(largest, base, arena.kept, forced_conv.c_str());
       std::vector<const T*> in(inputs.size());

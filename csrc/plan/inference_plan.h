@@ -197,6 +197,17 @@ class InferencePlan {
   std::vector<int> inputs_, outputs_;
   std::vector<int64_t> slot_size_;    // per-sample elements of each arena slot (finish)
   int64_t kept_elements_ = 0;         // arena room for what convs derive from their weights
+  // Every array a conv derives from (for_each_source), in op order (finish): the op, the array,
+  // its copy's arena offset, its length and its first value's index in all of them one after
+  // another (the pieces a thread team compares).
+  struct KeptSource {
+    int op;
+    const T* src;
+    int64_t copy_offset, count, first;
+  };
+  std::vector<KeptSource> kept_sources_;
+  int64_t kept_source_values_ = 0;
+  double flops_per_sample_ = 0.0;  // the convs' and dense layers' operations per sample (finish)
   bool keep_prepared_ = true;
   int64_t chunk_samples_ = 0;
   bool finished_ = false;

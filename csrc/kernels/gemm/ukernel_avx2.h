@@ -27,6 +27,7 @@ struct UkernelAvx2 {
   // gemv_regs: n <= 8 NV outputs a row in M x NV registers over all of x, each vector of w
   // loaded once for the M rows.
   static constexpr int kGemvLanes = 8, kGemvRegisters = 16;
+  // The first min(cols, 8) lanes (cols >= 0), for masked loads and stores.
   static __m256i lanes_mask(int64_t cols) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - (cols >= 8 ? 8 : cols)));
   }
@@ -124,7 +125,7 @@ struct UkernelAvx2 {
       }
     }
     if (p < len) {  // masked tail: never reads past a row's end
-      const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - (len - p)));
+      const __m256i m = lanes_mask(len - p);
       __m256 av[I];
 #pragma GCC unroll 3
       for (int i = 0; i < I; ++i) av[i] = _mm256_maskload_ps(ap[i] + p, m);
@@ -148,8 +149,7 @@ struct UkernelAvx2 {
     __m256i mask[NV];
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) {
-      const int cols = n - 8 * v;
-      mask[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - (cols >= 8 ? 8 : cols)));
+      mask[v] = lanes_mask(n - 8 * v);
     }
     __m256 acc[M][NV];
 #pragma GCC unroll 6

@@ -28,6 +28,10 @@ struct UkernelAvx512 {
   // gemv_regs: n <= 16 NV outputs a row in M x NV registers over all of x, each vector of w
   // loaded once for the M rows.
   static constexpr int kGemvLanes = 16, kGemvRegisters = 31;
+  // The first min(cols, 16) lanes (cols >= 0).
+  static __mmask16 lanes_mask(int64_t cols) {
+    return cols >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << cols) - 1u);
+  }
   template <int M, int NV>
   static void gemv_regs(int64_t kc, const float* x, int64_t ldx, const float* w, int64_t ldw, const float* init,
                         float* y, int64_t ldy, int n) {
@@ -35,8 +39,7 @@ struct UkernelAvx512 {
     __m512 acc[M][NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
-      const int cols = n - 16 * v;
-      mask[v] = cols >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << cols) - 1u);
+      mask[v] = lanes_mask(n - 16 * v);
       const __m512 start = init != nullptr ? _mm512_maskz_loadu_ps(mask[v], init + 16 * v) : _mm512_setzero_ps();
 #pragma GCC unroll 4
       for (int m = 0; m < M; ++m) acc[m][v] = start;
@@ -70,8 +73,7 @@ struct UkernelAvx512 {
       for (int r = 0; r < R; ++r) xv[m][r] = _mm512_set1_ps(x[m * ldx + r]);
     }
     for (int64_t j = 0; j < n; j += 16) {
-      const __mmask16 lanes =
-          n - j >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - j)) - 1u);
+      const __mmask16 lanes = lanes_mask(n - j);
       __m512 acc[M];
 #pragma GCC unroll 4
       for (int m = 0; m < M; ++m) acc[m] = _mm512_maskz_loadu_ps(lanes, y + m * ldy + j);
@@ -210,7 +212,7 @@ struct UkernelAvx512 {
     const float* xs[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
-      m[v] = a.lanes[v] >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << a.lanes[v]) - 1u);
+      m[v] = lanes_mask(a.lanes[v]);
       xs[v] = a.x + a.xoff[v];
     }
     __m512 acc[NV][OCB];
@@ -374,7 +376,7 @@ struct UkernelAvx512 {
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       const int cols = n - 16 * v;
-      mask[v] = cols >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << cols) - 1u);
+      mask[v] = lanes_mask(cols);
     }
     __m512 acc[M][NV];
 #pragma GCC unroll 12
