@@ -1006,6 +1006,51 @@ def test_one_batch_predict_equals_the_batch_loop(rng, plans_on, capsys):
         np.testing.assert_array_equal(model.predict(x, verbose=0, batch_size=7)[0], np.asarray(fast[0]))
 
 
+def test_one_call_predict_takes_only_what_the_general_path_would_take(rng, plans_on, monkeypatch):
+    # predict(x, verbose=0) of one array that the general path takes as it is runs the plan
+    # after a few attribute reads (trainer._predict_ready); anything else goes the general way,
+    # with its checks and messages. Where both apply they give the same bits (a batch_size that
+    # is a NumPy integer, valid, makes predict take the general path).
+    from convforge import distributed
+
+    model = lenet5()
+    x = rng.random((3, 28, 28, 1), dtype=np.float32)
+    model.predict(x, verbose=0)
+    for arg in (x, x[..., 0], x.astype(np.float64), np.asfortranarray(x), x[::-1], x[:1]):
+        got = model._predict_ready(arg, None)
+        assert got is not None
+        np.testing.assert_array_equal(got, model.predict(arg, batch_size=np.int64(32), verbose=0))
+        np.testing.assert_array_equal(model.predict(arg, verbose=0), got)
+    declined = [(x, 2), (x, 2.0), (x, np.int64(8)), (x[:0], None), (x[:, :27], None), (x[0], None),
+                (x.astype(np.complex64), None), (x.reshape(3, 28, 28, 1, 1), None)]
+    for arg, batch_size in declined:
+        assert model._predict_ready(arg, batch_size) is None, (arg.shape, arg.dtype, batch_size)
+    with pytest.raises(ValueError, match="incompatible with the model"):
+        model.predict(x[:, :27], verbose=0)
+    with pytest.raises(TypeError, match="real numbers"):
+        model.predict(x.astype(np.complex64), verbose=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        model.predict(x, batch_size=0, verbose=0)
+    assert model.predict(x[:0], verbose=0).shape == (0, 10)
+
+    # Two inputs, and a data-parallel run: the general path.
+    a, b = convforge.Input((4,)), convforge.Input((4,))
+    two = convforge.Model([a, b], layers.Dense(2)(layers.Add()([a, b])))
+    assert two._predict_ready(np.ones((2, 4), np.float32), None) is None
+
+    class TwoRanks:
+        size = 2
+
+    monkeypatch.setattr(distributed, "strategy", lambda: TwoRanks())
+    assert model._predict_ready(x, None) is None
+    monkeypatch.undo()
+    # A Sequential model not built yet: predict builds it on the general path.
+    fresh = convforge.Sequential([layers.Dense(3)])
+    assert fresh._predict_ready(np.ones((2, 5), np.float32), None) is None
+    assert fresh.predict(np.ones((2, 5), np.float32), verbose=0).shape == (2, 3)
+    assert fresh._predict_ready(np.ones((2, 5), np.float32), None) is not None
+
+
 def test_one_batch_predict_returns_each_output_its_own_array(rng, plans_on):
     x_in = convforge.Input((6,))
     hidden = layers.Dense(3, activation="relu")(x_in)

@@ -54,6 +54,14 @@ class _Entry:
             raise ValueError(f"{argument} is empty (shape {x.shape}): there is nothing to train on")
         return x
 
+    def ready(self, x: np.ndarray) -> np.ndarray | None:
+        """``convert(check(x))`` for an array that ``check`` passes with at least one sample,
+        without its checks' cost (predict's one-call path); None for any other array, whose
+        fault ``check`` then names."""
+        if x.ndim < 2 or not x.shape[0] or x.shape[1:] not in self.accepted or x.dtype.kind not in "fiub":
+            return None
+        return self.convert(x)
+
     def identity(self, x: np.ndarray) -> bool:
         """True if the batch of x needs no conversion beyond a reshape."""
         if x.dtype != self.dtype:

@@ -1062,6 +1062,9 @@ class Functional(Model):
     def _batches(self, x, y, batch_size: int) -> "_GraphBatches":
         return _GraphBatches(self._entries, x, y, batch_size)
 
+    def _plan_outputs_to_user(self, outs: list):
+        return self._to_user(outs)
+
     def _to_user(self, outs):
         def one(a):
             return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
