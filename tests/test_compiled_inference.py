@@ -1224,6 +1224,66 @@ def test_kept_weights_follow_an_edit_anywhere_in_a_large_bank(n_threads, rng, th
         np.testing.assert_array_equal(after, one_conv_plan(w, b, 7, bn=bn).run([x])[0])
 
 
+def stem_and_bank_plan(dtype, stem, stem_bn, bank, bank_bn):
+    # A small first conv (1 -> 64 channels, 7x7 images) and a 64 -> 64 bank after it: two
+    # images are ~7 MFLOP, a thread team on two threads, whose compare of the bank's sources
+    # (295 KB in float64, 148 in float32) runs beside the first conv on another thread.
+    plan = _core.InferencePlan(dtype)
+    y = plan.conv2d(plan.input([1, 7, 7]), stem, None, (1, 1), (1, 1, 1, 1), (1, 1), bn=stem_bn, relu=True)
+    y = plan.conv2d(y, bank, None, (1, 1), (1, 1, 1, 1), (1, 1), bn=bank_bn)
+    plan.finish([y])
+    return plan
+
+
+def random_bn(rng, channels, dtype):
+    mean, gamma, beta = (rng.standard_normal(channels).astype(dtype) for _ in range(3))
+    return mean, rng.uniform(0.5, 2.0, channels).astype(dtype), gamma, beta, 1e-3
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_kept_weights_follow_edits_when_the_first_conv_runs_beside_the_compare(n_threads, rng, threads):
+    # On two or more threads the first conv runs on one of them while the others compare the
+    # later convs' kept sources (its own are compared first): an edit of the first conv's
+    # weights or BatchNormalization vectors, or of the bank's (first, last and piece-boundary
+    # values: the bank's pieces now start at its first value), is seen at the next run, and
+    # every run has a fresh plan's bits on any thread count.
+    convforge.set_num_threads(n_threads)
+    stem = rng.standard_normal((64, 1, 3, 3)).astype(np.float32)
+    bank = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    stem_bn, bank_bn = random_bn(rng, 64, np.float32), random_bn(rng, 64, np.float32)
+    plan = stem_and_bank_plan("float32", stem, stem_bn, bank, bank_bn)
+    x = rng.standard_normal((2, 1, 7, 7)).astype(np.float32)
+    edits = [(stem, 0), (stem, stem.size - 1), (stem_bn[0], 5), (stem_bn[1], 63), (stem_bn[3], 0), (bank, 0),
+             (bank, 4095), (bank, 4096), (bank, bank.size - 1), (bank_bn[2], 17)]
+    for array, index in edits:
+        before = plan.run([x])[0]
+        np.testing.assert_array_equal(plan.run([x])[0], before)
+        array.reshape(-1)[index] = array.reshape(-1)[index] * 1.5 + 0.25
+        after = plan.run([x])[0]
+        assert not np.array_equal(after, before), (array.shape, index)
+        fresh = stem_and_bank_plan("float32", stem, stem_bn, bank, bank_bn)
+        convforge.set_num_threads(1)
+        np.testing.assert_array_equal(after, fresh.run([x])[0])
+        convforge.set_num_threads(n_threads)
+
+
+def test_an_error_in_the_first_conv_beside_the_compare_is_raised_once(rng, threads):
+    # A first conv that keeps nothing (float64, no BatchNormalization: nothing to fold or
+    # prepare) fails inside the team's compare job, where it runs: the error leaves the team
+    # once, and the plan runs on afterwards with its bits, on the same and on other counts.
+    stem = rng.standard_normal((64, 1, 3, 3))
+    bank = rng.standard_normal((64, 64, 3, 3))
+    plan = stem_and_bank_plan("float64", stem, None, bank, random_bn(rng, 64, np.float64))
+    x = rng.standard_normal((2, 1, 7, 7))
+    convforge.set_num_threads(1)
+    want = plan.run([x])[0]
+    for n in (2, 3, 1, 2):
+        convforge.set_num_threads(n)
+        with pytest.raises(ValueError, match="direct"):  # float32 only (on AVX-512)
+            plan.run([x], conv_algorithm="direct")
+        np.testing.assert_array_equal(plan.run([x])[0], want)
+
+
 def test_objects_unchanged():
     # CompiledInference.current()'s check: identity, not equality; a missing key reads as None.
     a, b = np.zeros(3), np.zeros(3)

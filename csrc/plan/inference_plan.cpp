@@ -1,6 +1,7 @@
 #include "plan/inference_plan.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -457,7 +458,14 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
       kept_sources_.push_back({k, src, copy, count, kept_source_values_});
       copy += round_up(count);
       kept_source_values_ += count;
+      if (k == 0) first_op_source_values_ += count;
     });
+  }
+  if (!ops_.empty()) {
+    const Op& op = ops_[0];
+    if (op.kind == PlanOpKind::conv2d) first_op_work_ = op.conv.flops();
+    else if (op.kind == PlanOpKind::dense) first_op_work_ = 2.0 * static_cast<double>(values_[op.in[0]].size) * static_cast<double>(op.units);
+    else first_op_work_ = static_cast<double>(values_[op.out].size);
   }
   finished_ = true;
 }
@@ -513,8 +521,20 @@ void InferencePlan<T>::for_each_source(const Op& op, F&& f) {
     if (v != nullptr) f(v, op.conv.oc);
 }
 
+// Whether the team's compare should run beside the first op (refresh_all_kept): where that op
+// on one thread takes about as long as the compare or less. Both estimated at ~50 G a second on
+// one core of a current x86 server (a first layer of one to three channels is far from its
+// peak; the compare reads the sources and their copies, 2 x 4 bytes a float).
 template <class T>
-void InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>& kept, const char* forced_conv) const {
+bool InferencePlan<T>::first_op_overlaps(int64_t mb) const {
+  if (ops_.size() < 2 || kept_source_values_ - first_op_source_values_ <= 0) return false;
+  return first_op_work_ * static_cast<double>(mb) <=
+         static_cast<double>(kept_source_values_ - first_op_source_values_) * static_cast<double>(sizeof(T));
+}
+
+template <class T>
+bool InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>& kept, const char* forced_conv,
+                                        const std::function<void()>* first_op) const {
   // The arena's copy of each conv's sources, compared byte for byte: any change made in place
   // (training, set_weights, an edit) makes the fold and the prepared weights again; a conv
   // whose copy is not made yet (an arena's first run) is not compared.
@@ -523,30 +543,87 @@ void InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>&
   std::vector<char> same(ops_.size(), 0);
   for (int k = 0; k < static_cast<int>(ops_.size()); ++k) same[k] = kept[k].valid;
   const int threads = num_threads();
+  bool ran_first = false;
   if (threads > 1 && detail::thread_team_available() && total * static_cast<int64_t>(sizeof(T)) >= (int64_t{64} << 10)) {
     // Shared by the team in pieces of kPiece values of all the sources one after another (a
     // piece may span several arrays), so that each thread compares as many bytes: the example
     // ResNet's 76k weights were ~8 us of compare on one thread, a tenth of its one-image
     // predict; in pieces of whole arrays the thread with the last layers' banks took 5.5 us
-    // against the other's 2.
-    constexpr int64_t kPiece = 4096;
-    const int64_t pieces = (total + kPiece - 1) / kPiece;
-    std::vector<std::vector<int>> found(static_cast<std::size_t>(threads));  // per thread: convs that differ
-    parallel_for(threads, pieces, [&](int64_t piece, int tid) {
-      const int64_t lo = piece * kPiece, hi = std::min(total, lo + kPiece);
-      // The first source reaching past lo, by bisection over the sources' first indices.
-      std::size_t i = static_cast<std::size_t>(
-          std::upper_bound(sources.begin(), sources.end(), lo,
-                           [](int64_t v, const KeptSource& x) { return v < x.first; }) -
-          sources.begin() - 1);
-      for (; i < sources.size() && sources[i].first < hi; ++i) {
-        const KeptSource& x = sources[i];
-        if (!same[x.op]) continue;  // no copy yet (read only here: written after the loop)
-        const int64_t a = std::max(lo, x.first) - x.first, b = std::min(hi, x.first + x.count) - x.first;
-        if (std::memcmp(arena + x.copy_offset + a, x.src + a, sizeof(T) * static_cast<std::size_t>(b - a)) != 0)
-          found[static_cast<std::size_t>(tid)].push_back(x.op);
+    // against the other's 2. Threads claim pieces as they go (the result is the same set of
+    // convs that differ in any order).
+    //
+    // With `first_op`, the first op's own sources are compared (and it is refreshed) here
+    // first; then one thread runs it while the others compare the rest, and joins them when
+    // done. A small first layer hardly gains from a second thread (the example ResNet's 1 ->
+    // 16 stem: 3.7 us on one, 3.8 on two), while the compare splits evenly.
+    int64_t start = 0;
+    if (first_op != nullptr && first_op_overlaps(mb)) {
+      for (const KeptSource& x : sources) {
+        if (x.op != 0) break;
+        if (same[0] && std::memcmp(arena + x.copy_offset, x.src, sizeof(T) * static_cast<std::size_t>(x.count)) != 0)
+          same[0] = 0;
       }
+      if (ops_[0].keep) refresh_kept(ops_[0], mb, arena, &kept[0], forced_conv, same[0] != 0);
+      same[0] = 1;  // current now: not compared again below
+      start = first_op_source_values_;
+      ran_first = true;
+    }
+    constexpr int64_t kPiece = 4096;
+    const int64_t pieces = (total - start + kPiece - 1) / kPiece;
+    // Thread t compares the pieces of range t, from its front; one done with its own range takes
+    // pieces from the back of another's still being worked on (the first op's thread's, mostly).
+    // The same pieces fall to the same thread from one run to the next, which keeps them in its
+    // core's cache: claimed one at a time from a shared counter instead, they moved between the
+    // cores and the compare took half as long again. A range is (front, back) in one word,
+    // changed by compare-and-swap.
+    std::vector<std::atomic<uint64_t>> ranges(static_cast<std::size_t>(threads));
+    for (int t = 0; t < threads; ++t) {
+      const uint64_t lo = static_cast<uint64_t>(pieces * t / threads), hi = static_cast<uint64_t>(pieces * (t + 1) / threads);
+      ranges[static_cast<std::size_t>(t)].store(lo << 32 | hi, std::memory_order_relaxed);
+    }
+    // A piece of range r, from its front or its back; -1 when the range is done.
+    auto claim = [&](int r, bool front) -> int64_t {
+      std::atomic<uint64_t>& range = ranges[static_cast<std::size_t>(r)];
+      uint64_t now = range.load(std::memory_order_relaxed);
+      for (;;) {
+        const uint64_t lo = now >> 32, hi = now & 0xffffffffu;
+        if (lo >= hi) return -1;
+        const uint64_t next = front ? (lo + 1) << 32 | hi : lo << 32 | (hi - 1);
+        if (range.compare_exchange_weak(now, next, std::memory_order_relaxed)) return static_cast<int64_t>(front ? lo : hi - 1);
+      }
+    };
+    std::exception_ptr first_error;
+    std::vector<std::vector<int>> found(static_cast<std::size_t>(threads));  // per thread: convs that differ
+    parallel_for(threads, threads, [&](int64_t item, int tid) {
+      if (item == 0 && ran_first) {
+        try {
+          (*first_op)();
+        } catch (...) {
+          first_error = std::current_exception();  // raised once the team is done
+        }
+      }
+      auto compare = [&](int64_t piece) {
+        const int64_t lo = start + piece * kPiece, hi = std::min(total, lo + kPiece);
+        // The first source reaching past lo, by bisection over the sources' first indices.
+        std::size_t i = static_cast<std::size_t>(
+            std::upper_bound(sources.begin(), sources.end(), lo,
+                             [](int64_t v, const KeptSource& x) { return v < x.first; }) -
+            sources.begin() - 1);
+        for (; i < sources.size() && sources[i].first < hi; ++i) {
+          const KeptSource& x = sources[i];
+          if (!same[x.op]) continue;  // no copy yet (read only here: written after the loop)
+          const int64_t a = std::max(lo, x.first) - x.first, b = std::min(hi, x.first + x.count) - x.first;
+          if (std::memcmp(arena + x.copy_offset + a, x.src + a, sizeof(T) * static_cast<std::size_t>(b - a)) != 0)
+            found[static_cast<std::size_t>(tid)].push_back(x.op);
+        }
+      };
+      const int own = static_cast<int>(item);
+      for (int64_t piece = claim(own, true); piece >= 0; piece = claim(own, true)) compare(piece);
+      for (int r = 0; r < threads; ++r)
+        if (r != own)
+          for (int64_t piece = claim(r, false); piece >= 0; piece = claim(r, false)) compare(piece);
     });
+    if (first_error) std::rethrow_exception(first_error);
     for (const std::vector<int>& ops : found)
       for (int k : ops) same[k] = 0;
   } else {
@@ -555,8 +632,9 @@ void InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>&
       if (same[x.op] && std::memcmp(arena + x.copy_offset, x.src, sizeof(T) * static_cast<std::size_t>(x.count)) != 0)
         same[x.op] = 0;
   }
-  for (int k = 0; k < static_cast<int>(ops_.size()); ++k)
+  for (int k = ran_first ? 1 : 0; k < static_cast<int>(ops_.size()); ++k)
     if (ops_[k].keep) refresh_kept(ops_[k], mb, arena, &kept[k], forced_conv, same[k] != 0);
+  return ran_first;
 }
 
 template <class T>
@@ -753,10 +831,10 @@ std::vector<int64_t> InferencePlan<T>::chunk_sizes(int64_t mb) const {
 template <class T>
 void InferencePlan<T>::run_chunk(int64_t mb, const T* arena, const std::vector<Kept>& kept, T* slots,
                                  const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
-                                 const char* forced_conv, double* op_seconds) const {
+                                 const char* forced_conv, double* op_seconds, int first) const {
   std::vector<T*> where(values_.size());
   for (int v = 0; v < static_cast<int>(values_.size()); ++v) where[v] = place(v, slots, mb, inputs, outputs);
-  for (std::size_t k = 0; k < ops_.size(); ++k) {
+  for (std::size_t k = static_cast<std::size_t>(first); k < ops_.size(); ++k) {
     if (op_seconds == nullptr) {
       run_op(ops_[k], mb, arena, kept[k], where, forced_conv);
       continue;
@@ -824,12 +902,24 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
     // each ran on one thread: 0.0172 -> 0.0186 ms with a team).
     const int team = flops_per_sample_ * static_cast<double>(sizes[0]) >= kMinTeamPlanFlops ? threads : 1;
     auto all_chunks = [&]() {
-      refresh_all_kept(largest, base, arena.kept, forced_conv.c_str());
       std::vector<const T*> in(inputs.size());
       std::vector<T*> out(outputs.size());
+      // The first chunk's first op, run beside the compare where that pays (refresh_all_kept).
+      // Not in timed runs: each op's figure is its own there.
+      const std::function<void()> first_op = [&]() {
+        std::vector<const T*> in0(inputs.size());
+        std::vector<T*> out0(outputs.size());
+        chunk_ios(0, &in0, &out0);
+        std::vector<T*> where(values_.size());
+        for (int v = 0; v < static_cast<int>(values_.size()); ++v) where[v] = place(v, slots, sizes[0], in0, out0);
+        run_op(ops_[0], sizes[0], base, arena.kept[0], where, forced_conv.c_str());
+      };
+      const bool ran_first =
+          refresh_all_kept(largest, base, arena.kept, forced_conv.c_str(), op_seconds == nullptr ? &first_op : nullptr);
       for (int64_t c = 0; c < chunks; ++c) {
         chunk_ios(c, &in, &out);
-        run_chunk(sizes[static_cast<std::size_t>(c)], base, arena.kept, slots, in, out, forced_conv.c_str(), op_seconds);
+        run_chunk(sizes[static_cast<std::size_t>(c)], base, arena.kept, slots, in, out, forced_conv.c_str(), op_seconds,
+                  c == 0 && ran_first ? 1 : 0);
       }
     };
     using Body = decltype(all_chunks);

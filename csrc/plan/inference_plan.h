@@ -33,6 +33,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -178,15 +179,20 @@ class InferencePlan {
   int64_t slot_elements(int64_t mb) const;  // the arena room of every slot for mb samples
   // Makes every conv's kept copy, fold and prepared weights current (for a batch of mb) where
   // its sources changed; before the ops run, on the calling thread (the compares shared with a
-  // thread team where the run has one).
-  void refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>& kept, const char* forced_conv) const;
+  // thread team where the run has one). `first_op` (null: none) runs the first op of the first
+  // chunk: given, and the team's compare worth overlapping with it (first_op_overlaps), one
+  // thread runs it while the others compare. Returns whether it ran.
+  bool refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>& kept, const char* forced_conv,
+                        const std::function<void()>* first_op = nullptr) const;
+  bool first_op_overlaps(int64_t mb) const;
   // One conv's: `same`, whether its kept copy still equals its sources (and is valid).
   void refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, const char* forced_conv, bool same) const;
   void run_op(const Op& op, int64_t mb, const T* arena, const Kept& kept, const std::vector<T*>& where,
               const char* forced_conv) const;
-  // One chunk's ops: `inputs` and `outputs` point at its first sample, its values at `slots`.
+  // One chunk's ops from op `first` on: `inputs` and `outputs` point at its first sample, its
+  // values at `slots`.
   void run_chunk(int64_t mb, const T* arena, const std::vector<Kept>& kept, T* slots, const std::vector<const T*>& inputs,
-                 const std::vector<T*>& outputs, const char* forced_conv, double* op_seconds) const;
+                 const std::vector<T*>& outputs, const char* forced_conv, double* op_seconds, int first = 0) const;
   template <class F>
   static void for_each_source(const Op& op, F&& f);  // f(pointer, elements) per array a conv derives from
   void run_ops(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
@@ -207,7 +213,9 @@ class InferencePlan {
   };
   std::vector<KeptSource> kept_sources_;
   int64_t kept_source_values_ = 0;
+  int64_t first_op_source_values_ = 0;  // of them, the first op's (at the front: op order)
   double flops_per_sample_ = 0.0;  // the convs' and dense layers' operations per sample (finish)
+  double first_op_work_ = 0.0;     // the first op's operations per sample (its output's size for one without)
   bool keep_prepared_ = true;
   int64_t chunk_samples_ = 0;
   bool finished_ = false;
