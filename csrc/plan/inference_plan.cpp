@@ -549,8 +549,8 @@ bool InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>&
     // piece may span several arrays), so that each thread compares as many bytes: the example
     // ResNet's 76k weights were ~8 us of compare on one thread, a tenth of its one-image
     // predict; in pieces of whole arrays the thread with the last layers' banks took 5.5 us
-    // against the other's 2. Threads claim pieces as they go (the result is the same set of
-    // convs that differ in any order).
+    // against the other's 2. Which thread compares a piece changes nothing but the time: the
+    // convs found to differ are the same set.
     //
     // With `first_op`, the first op's own sources are compared (and it is refreshed) here
     // first; then one thread runs it while the others compare the rest, and joins them when
