@@ -21,6 +21,7 @@ from convforge import _core, layers
 from convforge import functional as F
 from convforge.models import compiled
 from convforge.train import lenet5
+from winograd_bound import forward_magnitude
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -1100,6 +1101,36 @@ def one_conv_plan(w, b, side, bn=None, relu=False):
     y = plan.conv2d(plan.input([w.shape[1], side, side]), w, b, (1, 1), (1, 1, 1, 1), (1, 1), bn=bn, relu=relu)
     plan.finish([y])
     return plan
+
+
+@pytest.mark.parametrize("side", [28, 9, 14, 21])
+def test_winograd_items_that_split_rows_of_tiles_give_the_same_bits(side, rng, threads):
+    # The channel form's work items are equal runs of tiles that may start and end inside a row
+    # of tiles (one 28x28 image: 7 rows of 7 tiles, 25 and 24 on two threads), the outputs
+    # stored row by row there, the residual added and the ReLU applied on the way: every thread
+    # count and batch gives one thread's bits, and they agree with the oracle's sums.
+    w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    plan = _core.InferencePlan("float32")
+    x = plan.input([16, side, side])
+    shortcut = plan.input([32, side, side])
+    y = plan.conv2d(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1))
+    plan.finish([plan.relu(plan.elementwise("add", [y, shortcut]))])
+    assert "+residual" in plan.describe()
+    for batch in (1, 2, 3, 5):
+        data = rng.standard_normal((batch, 16, side, side)).astype(np.float32)
+        res = rng.standard_normal((batch, 32, side, side)).astype(np.float32)
+        convforge.set_num_threads(1)
+        want, = plan.run([data, res])
+        for n in (2, 3, 4):
+            convforge.set_num_threads(n)
+            got, = plan.run([data, res])
+            np.testing.assert_array_equal(got, want, err_msg=f"batch {batch}, {n} threads")
+        # Within the transforms' bound (tests/winograd_bound.py) plus the residual sum's rounding.
+        conv = F.conv2d(data.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding=1)
+        eps = np.finfo(np.float32).eps
+        bound = (16 + 25) * eps * forward_magnitude(data, w, b, (1, 1, 1, 1), (side, side)) + eps * (np.abs(conv) + np.abs(res))
+        assert np.all(np.abs(want - np.maximum(conv + res, 0)) <= bound)
 
 
 # Channel-form shapes (16-channel multiples: 7x7 has 4 tiles an image, 28x28 49), an odd side

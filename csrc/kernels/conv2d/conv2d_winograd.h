@@ -518,9 +518,10 @@ void for_each_tile_run(const WinoPlan& p, int64_t t0, int64_t nt, Visit&& visit)
 // form's micro-kernel shape: a row of tiles for its row of pixels). The outputs leave through
 // 16x16 register transposes to NCHW rows, the residual and the ReLU applied on the way.
 // Same transforms, same frequencies, same order of channel sums: the error bound of the header
-// comment holds unchanged. Work items are runs of rows of tiles (across images for small
-// images); every tile's arithmetic is the same in any grouping of tiles, so the split may follow
-// the thread count and the bits still do not.
+// comment holds unchanged. Work items are equal runs of tiles (across images for small images,
+// starting and ending inside a row of tiles where the count asks); every tile's arithmetic is
+// the same in any grouping of tiles, so the split may follow the thread count and the bits
+// still do not.
 #if defined(__AVX512F__)
 template <class T>
 struct WinoChannelForm {
@@ -544,11 +545,12 @@ inline bool winograd_channels_applies(const ConvShape& s) {
 // Tiles per work item at most (its transformed inputs and outputs: 36 x 96 x (IC + OC) values).
 constexpr int64_t kWinoChannelTiles = 96;
 
-// The tiles of a problem in work items of whole rows of tiles.
+// The tiles of a problem in work items (wino_item_tiles), and the room each item needs.
 struct WinoChannelPlan {
   int64_t tx, ty, tile_rows;  // tiles per output row, rows of tiles per image, in the batch
   int64_t rows_per_item, items, tiles_per_item;
   int64_t oc_groups, oc_per_group;  // each block of rows split further by filters (groups of 16s)
+  bool whole_rows;            // items of whole rows of tiles (wino_item_tiles)
   int64_t seg_rows;           // rows of tiles of one image in one item, at most
   int64_t fw, frame_rows;     // the frame: 4 tx + 2 pixels wide, 4 seg_rows + 2 rows
 };
@@ -578,16 +580,49 @@ inline WinoChannelPlan wino_channel_plan(const ConvShape& s) {
   if (filters_first) spread = ceil_div(p.tile_rows, ceil_div(threads, imin(threads, vectors)));
   p.rows_per_item = imax(1, imin(tiles / p.tx, spread));
   p.items = ceil_div(p.tile_rows, p.rows_per_item);
-  p.rows_per_item = ceil_div(p.tile_rows, p.items);  // as equal as possible
-  p.tiles_per_item = p.rows_per_item * p.tx;
+  p.rows_per_item = ceil_div(p.tile_rows, p.items);
+  p.tiles_per_item = p.rows_per_item * p.tx;  // room: an item's tiles are at most this many
   // Fewer blocks of rows than threads (one small image): the filters are split too, so that
   // each thread reads only its filters' transformed weights (the input transform is repeated).
   p.oc_groups = p.items < threads ? imin(ceil_div(threads, p.items), vectors) : 1;
   p.oc_per_group = 16 * ceil_div(vectors, p.oc_groups);
   p.oc_groups = ceil_div(s.oc, p.oc_per_group);
-  p.seg_rows = imin(p.rows_per_item, p.ty);
+  p.whole_rows = threads == 1 || p.items * p.oc_groups >= 8 * threads;
+  // Not in whole rows, an item's tiles start anywhere in a row: they may reach into one row more.
+  p.seg_rows = imin(p.rows_per_item + (p.whole_rows ? 0 : 1), p.ty);
   p.fw = 4 * p.tx + 2, p.frame_rows = 4 * p.seg_rows + 2;
   return p;
+}
+
+// Item i's tiles [t0, t1) of the batch's (image, tile row, tile column) order. With a few items
+// a thread, the tiles split as equally as the items allow, not in whole rows of tiles: one
+// 28x28 image has 7 rows of 7 tiles, and in whole rows one of two threads ran 4 rows (12.2-13.0
+// us of a 16-channel layer) while the other ran 3 (8.6-9.4) and then waited; in 25 and 24 tiles
+// each runs 9.4-10.4, and the layer in the example ResNet's plan 12.4-12.7 -> 11.6-12.1 us
+// (bench/BEFORE_AFTER.md). With many, whole rows: a row split between two items costs each a
+// part-row of outputs stored row by row, and a batch of 128 such images ran 3% slower so.
+inline void wino_item_tiles(const WinoChannelPlan& p, int64_t item, int64_t* t0, int64_t* t1) {
+  if (p.whole_rows) {
+    *t0 = imin(item * p.rows_per_item, p.tile_rows) * p.tx, *t1 = imin((item + 1) * p.rows_per_item, p.tile_rows) * p.tx;
+    return;
+  }
+  const int64_t tiles = p.tile_rows * p.tx;
+  *t0 = item * tiles / p.items, *t1 = (item + 1) * tiles / p.items;
+}
+
+// visit(image, first row, rows, first tile's column in the first row, end column in the last
+// row, first tile) for the tiles [t0, t1) of a batch (ty rows of tx tiles an image), in segments
+// of one image each, the tiles numbered from 0 at t0; returns the number of tiles.
+template <class Visit>
+int64_t for_each_tile_segment(int64_t t0, int64_t t1, int64_t ty, int64_t tx, Visit&& visit) {
+  const int64_t per_image = ty * tx;
+  for (int64_t t = t0; t < t1;) {
+    const int64_t n = t / per_image, first = t % per_image, end = imin(per_image, first + (t1 - t));
+    const int64_t r0 = first / tx, r_end = ceil_div(end, tx);
+    visit(n, r0, r_end - r0, first % tx, end - (r_end - 1) * tx, t - t0);
+    t += end - first;
+  }
+  return t1 - t0;
 }
 
 // visit(image, first row, rows, first tile) for the rows of tiles [g0, g1) of a batch (ty rows
@@ -839,40 +874,68 @@ bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float*
   const bool relu_in_transform = s.relu && residual == nullptr;
 
   parallel_for(threads, p.items * p.oc_groups, [&](int64_t item, int tid) {
-    const int64_t rows_item = item / p.oc_groups, o_lo = item % p.oc_groups * p.oc_per_group;
+    const int64_t tiles_item = item / p.oc_groups, o_lo = item % p.oc_groups * p.oc_per_group;
     const int64_t o_hi = imin(OC, o_lo + p.oc_per_group);
-    const int64_t g0 = rows_item * p.rows_per_item, g1 = imin(g0 + p.rows_per_item, p.tile_rows);
+    int64_t t0 = 0, t1 = 0;
+    wino_item_tiles(p, tiles_item, &t0, &t1);
     Carver tws{thread_area + tid * per_thread};
     float* v = tws.template take<float>(kWinoFreq * ldvf);  // [frequency][channel / 16][tile][16]
     float* m = tws.template take<float>(kWinoFreq * ldmf);  // [frequency][tile][filter]
     float* frame = tws.template take<float>(p.frame_rows * p.fw * IC);
     float* yt = tws.template take<float>(4 * p.seg_rows * s.ow * OC);  // a segment's outputs, pixel-major
-    // The item's rows of tiles in segments of one image each.
-    auto for_each_segment = [&](auto&& visit) { return for_each_image_segment(g0, g1, p.ty, p.tx, visit); };
-    const int64_t nt = for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t tile) {
+    // The item's tiles in segments of one image each: rows r0 .. r0 + nr - 1, the first from
+    // column xa, the last up to column xb; tile (r, x) of a segment is number r * tx + x - xa.
+    auto for_each_segment = [&](auto&& visit) { return for_each_tile_segment(t0, t1, p.ty, p.tx, visit); };
+    auto columns = [&](int64_t r, int64_t nr, int64_t xa, int64_t xb, int64_t* x0, int64_t* x1) {
+      *x0 = r == 0 ? xa : 0, *x1 = r == nr - 1 ? xb : p.tx;
+    };
+    const int64_t nt = for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t xa, int64_t xb, int64_t tile) {
       wino_fill_frame(s, src + n * IC * HW, 4 * r0, 4 * nr + 2, p.fw, frame);
-      for (int64_t r = 0; r < nr; ++r)
-        for (int64_t x = 0; x < p.tx; ++x)
+      for (int64_t r = 0; r < nr; ++r) {
+        int64_t x0 = 0, x1 = 0;
+        columns(r, nr, xa, xb, &x0, &x1);
+        for (int64_t x = x0; x < x1; ++x)
           for (int64_t c0 = 0; c0 < IC; c0 += 16)
             wino_input_tile(frame + (4 * r * p.fw + 4 * x) * IC + c0, p.fw * IC, IC,
-                            v + (c0 / 16 * ntmax + tile + r * p.tx + x) * 16, ldvf);
+                            v + (c0 / 16 * ntmax + tile + r * p.tx + x - xa) * 16, ldvf);
+      }
     });
     wino_channel_products(v, ldvf, u, IC, OC, o_lo, o_hi, nt, ntmax, m, ldmf);
     __m512 check = _mm512_setzero_ps();
-    for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t tile) {
+    for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t xa, int64_t xb, int64_t tile) {
       const int64_t out_rows = imin(4 * nr, s.oh - 4 * r0);
-      for (int64_t r = 0; r < nr; ++r)
-        for (int64_t x = 0; x < p.tx; ++x)
+      for (int64_t r = 0; r < nr; ++r) {
+        int64_t x0 = 0, x1 = 0;
+        columns(r, nr, xa, xb, &x0, &x1);
+        for (int64_t x = x0; x < x1; ++x)
           for (int64_t o0 = o_lo; o0 < o_hi; o0 += 16) {
             const __m512 b = bias != nullptr ? _mm512_loadu_ps(bias + o0) : _mm512_setzero_ps();
-            wino_output_tile(m + (tile + r * p.tx + x) * OC + o0, ldmf, b, relu_in_transform,
+            wino_output_tile(m + (tile + r * p.tx + x - xa) * OC + o0, ldmf, b, relu_in_transform,
                              imin(4, out_rows - 4 * r), imin(4, s.ow - 4 * x), yt + (4 * r * s.ow + 4 * x) * OC + o0,
                              s.ow * OC, OC, check);
           }
-      const int64_t np = out_rows * s.ow;
+      }
+      // Into NCHW: the rows of tiles the segment has whole as one run of pixels; a row it has
+      // part of (its first or last), output row by output row, the part's columns only.
       float* y = dst + n * OC * OHW + 4 * r0 * s.ow;
-      wino_store_outputs(yt, OC, o_lo, o_hi, np, y, OHW, residual != nullptr ? residual + n * OC * OHW + 4 * r0 * s.ow : nullptr,
-                         s.relu && residual != nullptr);
+      const float* res = residual != nullptr ? residual + n * OC * OHW + 4 * r0 * s.ow : nullptr;
+      const bool relu_after_residual = s.relu && residual != nullptr;
+      auto store = [&](int64_t pixel, int64_t count) {  // pixels [pixel, pixel + count) of the segment
+        wino_store_outputs(yt + pixel * OC, OC, o_lo, o_hi, count, y + pixel, OHW, res != nullptr ? res + pixel : nullptr,
+                           relu_after_residual);
+      };
+      const int64_t whole_lo = xa == 0 ? 0 : 1, whole_hi = xb == p.tx ? nr : nr - 1;
+      if (whole_lo < whole_hi) {
+        const int64_t lo = 4 * whole_lo * s.ow, hi = imin(4 * whole_hi, out_rows) * s.ow;
+        if (hi > lo) store(lo, hi - lo);
+      }
+      for (int64_t r = 0; r < nr; ++r) {
+        if (r >= whole_lo && r < whole_hi) continue;
+        int64_t x0 = 0, x1 = 0;
+        columns(r, nr, xa, xb, &x0, &x1);
+        const int64_t c_lo = 4 * x0, c_hi = imin(4 * x1, s.ow);
+        for (int64_t j = 4 * r; j < imin(4 * r + 4, out_rows); ++j) store(j * s.ow + c_lo, c_hi - c_lo);
+      }
     });
     float lanes[16];
     _mm512_storeu_ps(lanes, check);
