@@ -1052,6 +1052,61 @@ def test_one_call_predict_takes_only_what_the_general_path_would_take(rng, plans
     assert fresh._predict_ready(np.ones((2, 5), np.float32), None) is not None
 
 
+def test_ready_predict_runs_what_the_python_path_would_and_declines_the_rest(rng, plans_on, threads):
+    # After one predict, the plan's `ready` (functional.ready_predict) makes predict's checks
+    # and the run in one C++ call; every array it declines goes the Python way, which gives
+    # the same result or the same error.
+    model = lenet5()
+    x = rng.random((3, 28, 28, 1), dtype=np.float32)
+    assert model._compiled_plan() is None  # no plan before the first predict
+    first = model.predict(x, verbose=0)
+    compiled = model._compiled_plan()
+    ready = compiled.ready
+    assert ready is not None
+    np.testing.assert_array_equal(ready(x, None), first)
+    np.testing.assert_array_equal(ready(x[..., 0], 3), first)  # (N, H, W): a reshape too
+    assert ready(x, None) is not ready(x, None)  # a fresh array each call
+    declined = [(x, 2), (x, np.int64(8)), (x, True), (x, 0), (x, 2**70), (x[:0], None), (x.astype(np.float64), None),
+                (np.asfortranarray(x), None), (x[::-1], None), (x[:, :27], None), (x[0], None),
+                (x.reshape(3, 28, 28, 1, 1), None), (x.view(np.recarray), None), ([x], None)]
+    for arg, batch_size in declined:
+        assert ready(arg, batch_size) is None, (getattr(arg, "shape", None), batch_size)
+    # ... and predict answers those as before.
+    np.testing.assert_array_equal(model.predict(x.astype(np.float64), verbose=0), first)
+    np.testing.assert_array_equal(model.predict(x[::-1], verbose=0), first[::-1])
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        model.predict(x, batch_size=True, verbose=0)
+    # The forced algorithm is read at each call: here one LeNet-5's 5x5 layers cannot take.
+    with F.force_conv2d_algorithm(fwd="winograd_f4x3"):
+        with pytest.raises(ValueError, match="winograd_f4x3"):
+            ready(x, None)
+        with pytest.raises(ValueError, match="winograd_f4x3"):
+            model.predict(x, verbose=0)
+    np.testing.assert_array_equal(ready(x, None), first)
+    # An edit in place is seen (the plan's compare); a replaced array makes ready decline, and
+    # the model then builds a new plan with its own.
+    conv = model.layers[0]
+    conv.params["kernel"][0, 0, 0, 0] += 1.0
+    edited = ready(x, None)
+    assert not np.array_equal(edited, first)
+    np.testing.assert_array_equal(model.predict(x, verbose=0, batch_size=np.int64(32)), edited)
+    conv.params["kernel"] = conv.params["kernel"].copy()
+    assert ready(x, None) is None
+    np.testing.assert_array_equal(model.predict(x, verbose=0), edited)
+    assert model._compiled_plan() is not compiled and model._compiled_plan().ready is not None
+    # Only where predict returns the plan's one output as it is, from a reshaped input.
+    image = convforge.Input((8, 8, 3))
+    rgb = convforge.Model(image, layers.Dense(2)(layers.Flatten()(layers.Conv2D(4, 3)(image))))
+    rgb.predict(rng.random((2, 8, 8, 3), dtype=np.float32), verbose=0)
+    assert rgb._compiled_plan().ready is None  # NHWC -> NCHW is a transpose
+    gray = convforge.Input((8, 8, 1))
+    maps = convforge.Model(gray, layers.Conv2D(4, 3)(gray))
+    maps.predict(rng.random((2, 8, 8, 1), dtype=np.float32), verbose=0)
+    assert maps._compiled_plan().ready is None  # an image output goes back channels-last
+    with pytest.raises(ValueError, match="values per sample"):
+        F.ready_predict(compiled.plan, [], [], [(28, 28, 2)])
+
+
 def test_one_batch_predict_returns_each_output_its_own_array(rng, plans_on):
     x_in = convforge.Input((6,))
     hidden = layers.Dense(3, activation="relu")(x_in)

@@ -212,6 +212,22 @@ class PyPlan {
     });
   }
 
+  // run() of a plan of one input and one output, the input mb samples at x that the caller
+  // checked (ReadyPredict: dtype, C-contiguous, aligned, the per-sample size).
+  py::object run_checked(const void* x, int64_t mb, const std::string& forced) const {
+    return with_plan([&](const auto& plan) -> py::object {
+      using T = typename std::remove_reference_t<decltype(plan)>::value_type;
+      std::vector<py::array_t<T>> arrays = output_arrays(plan, mb);
+      const std::vector<const T*> inputs{static_cast<const T*>(x)};
+      const std::vector<T*> outputs{arrays[0].mutable_data()};
+      {
+        ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
+        plan.run(mb, inputs, outputs, forced);
+      }
+      return std::move(arrays[0]);
+    });
+  }
+
   py::list run(const std::vector<py::array>& xs, const py::object& conv_algorithm) const {
     const std::string forced = forced_algorithm(conv_algorithm);
     return with_plan([&](const auto& plan) {
@@ -266,12 +282,90 @@ bool objects_unchanged(const py::list& items, const py::list& settings) {
   return true;
 }
 
+// predict's one-call path as one call (models/compiled.py, CompiledInference.ready): the
+// checks that make `x` the plan's input as it is (a numpy.ndarray, not a subclass, of the
+// plan's dtype, C-contiguous and aligned, one of `shapes` per sample: the user's shapes whose
+// conversion is a reshape, at least one and at most batch_size samples), that the model still
+// holds what the plan was made from (objects_unchanged), then the run under the forward
+// algorithm `forced` ("fwd", functional.force_conv2d_algorithm) names. None where a check
+// fails: predict's Python path then decides, with its messages. A one-image ResNet predict
+// spent ~8 us of Python around the plan's run deciding the same, the interpreter's code and
+// data evicted from the core's caches by the run before.
+class ReadyPredict {
+ public:
+  ReadyPredict(const py::object& plan, py::list items, py::list settings, py::dict forced,
+               std::vector<std::vector<int64_t>> shapes)
+      : plan_obj_(plan), plan_(plan.cast<const PyPlan*>()), items_(std::move(items)), settings_(std::move(settings)),
+        forced_(std::move(forced)), shapes_(std::move(shapes)),
+        ndarray_(py::module_::import("numpy").attr("ndarray")) {
+    plan_->with_plan([&](const auto& p) {
+      if (!p.finished() || p.num_inputs() != 1 || p.output_values().size() != 1)
+        throw py::value_error("ReadyPredict: the plan must be finished, with one input and one output");
+      int64_t size = 1;
+      for (int64_t d : p.dims(p.input_values()[0])) size *= d;
+      for (const std::vector<int64_t>& shape : shapes_) {
+        int64_t n = 1;
+        for (int64_t d : shape) n *= d;
+        if (shape.empty() || n != size)
+          throw py::value_error("ReadyPredict: every shape must hold the plan input's " + std::to_string(size) +
+                                " values per sample");
+      }
+      itemsize_ = sizeof(typename std::remove_reference_t<decltype(p)>::value_type);
+    });
+  }
+
+  py::object call(const py::handle& x, const py::handle& batch_size) const {
+    long long limit = 32;
+    if (!batch_size.is_none()) {
+      if (!PyLong_CheckExact(batch_size.ptr())) return py::none();
+      int overflow = 0;
+      limit = PyLong_AsLongLongAndOverflow(batch_size.ptr(), &overflow);
+      if (overflow != 0 || limit < 1) return py::none();
+    }
+    if (Py_TYPE(x.ptr()) != reinterpret_cast<PyTypeObject*>(ndarray_.ptr())) return py::none();
+    const py::array a = py::reinterpret_borrow<py::array>(x);
+    const py::ssize_t nd = a.ndim();
+    if (nd < 2 || a.shape(0) < 1 || a.shape(0) > limit) return py::none();
+    const bool dtype_ok = itemsize_ == 4 ? has_dtype<float>(a) : has_dtype<double>(a);
+    if (!dtype_ok || !(a.flags() & py::array::c_style) || !(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+      return py::none();
+    bool shape_ok = false;
+    for (const std::vector<int64_t>& shape : shapes_) {
+      if (static_cast<py::ssize_t>(shape.size()) != nd - 1) continue;
+      shape_ok = true;
+      for (py::ssize_t i = 1; i < nd && shape_ok; ++i) shape_ok = a.shape(i) == shape[static_cast<std::size_t>(i - 1)];
+      if (shape_ok) break;
+    }
+    if (!shape_ok || !objects_unchanged(items_, settings_)) return py::none();
+    std::string forced;
+    if (PyObject* name = PyDict_GetItemString(forced_.ptr(), "fwd")) {  // borrowed
+      if (name != Py_None) forced = py::reinterpret_borrow<py::str>(name).cast<std::string>();
+    }
+    return plan_->run_checked(a.data(), a.shape(0), forced);
+  }
+
+ private:
+  py::object plan_obj_;  // keeps plan_ alive
+  const PyPlan* plan_;
+  py::list items_, settings_;
+  py::dict forced_;
+  std::vector<std::vector<int64_t>> shapes_;
+  py::object ndarray_;
+  std::size_t itemsize_ = 4;
+};
+
 }  // namespace
 
 void bind_plan(py::module_& m) {
   m.def("objects_unchanged", &objects_unchanged, py::arg("items"), py::arg("settings"),
         "Whether dict.get(key) is value for every (dict, key, value) of items and getattr(obj, name) is value "
         "for every (obj, name, value) of settings (private: CompiledInference.current()).");
+  py::class_<ReadyPredict>(m, "ReadyPredict",
+                           "predict's one-call path (private: CompiledInference.ready, models/compiled.py).")
+      .def(py::init<const py::object&, py::list, py::list, py::dict, std::vector<std::vector<int64_t>>>(),
+           py::arg("plan"), py::arg("items"), py::arg("settings"), py::arg("forced"), py::arg("shapes"))
+      .def("__call__", &ReadyPredict::call, py::arg("x"), py::arg("batch_size"),
+           "The plan's output for x, or None where x, batch_size or the model's state asks for the Python path.");
   py::class_<PyPlan>(m, "InferencePlan",
                      "A model's inference pass as one call (private: built by convforge.models.compiled).")
       .def(py::init<const std::string&>(), py::arg("dtype"))

@@ -141,6 +141,17 @@ def depthwise_conv2d_bwd_weights(
 
 def objects_unchanged(items: list[tuple[dict[Any, Any], Any, Any]], settings: list[tuple[Any, str, Any]]) -> bool: ...
 
+class ReadyPredict:
+    def __init__(
+        self,
+        plan: InferencePlan,
+        items: list[tuple[dict[Any, Any], Any, Any]],
+        settings: list[tuple[Any, str, Any]],
+        forced: dict[str, str],
+        shapes: list[list[int]],
+    ) -> None: ...
+    def __call__(self, x: Any, batch_size: Any) -> _Float | None: ...
+
 class InferencePlan:
     def __init__(self, dtype: str) -> None: ...
     @property

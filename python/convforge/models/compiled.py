@@ -84,6 +84,20 @@ class CompiledInference:
             self._direct = [exported.index(i) for i in outputs]
         # Every model output its own array straight from the plan: what predict's one-batch path needs.
         self.whole = self._direct is not None and len(set(self._direct)) == len(self._direct)
+        # predict's one-call path (make_ready), once a predict has shown which inputs it takes.
+        self.ready = None
+
+    def make_ready(self, entry, user_output) -> None:
+        """Set :attr:`ready` (:func:`convforge.functional.ready_predict`) where predict could
+        return the plan's one output as it is (``user_output``, what predict returned, is that
+        array: not a list, not an image to transpose) and ``entry`` makes an input of the plan's
+        dtype its batch by a reshape (the one-channel images, or no image at all)."""
+        if self._n_inputs != 1 or self._direct != [0] or not isinstance(user_output, np.ndarray) \
+                or user_output.ndim == 4:
+            return
+        if entry.kind == "nhwc" and entry.internal[0] != 1:
+            return
+        self.ready = F.ready_predict(self.plan, self._weights, self._settings, sorted(entry.accepted))
 
     def current(self) -> bool:
         """Do the layers still hold the very arrays and settings the plan was made from?"""

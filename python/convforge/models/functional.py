@@ -614,6 +614,9 @@ class Functional(Model):
         plan = self._inference_plan()
         return plan is None or bool(plan._tail)
 
+    def _compiled_plan(self):
+        return self._compiled
+
     def _whole_plan(self):
         plan = self._inference_plan()
         if plan is None or not plan.whole:

@@ -359,6 +359,9 @@ class Sequential(Model):
     def _inference_may_use_blas(self) -> bool:
         return self._graph._inference_may_use_blas()
 
+    def _compiled_plan(self):
+        return None if self._graph is None else self._graph._compiled
+
     def _whole_plan(self):
         return self._graph._whole_plan()
 

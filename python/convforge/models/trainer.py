@@ -1092,7 +1092,17 @@ class Trainer:
 
         The general path's steps around that call (argument checks, the data-parallel hooks,
         the plan's checks) took ~9 us of a one-image ResNet predict whose plan runs ~90 us on
-        two threads; here the same decisions cost ~5 (bench/BEFORE_AFTER.md)."""
+        two threads; here the same decisions cost ~5 (bench/BEFORE_AFTER.md). After one such
+        predict, the plan's ``ready`` (models/compiled.py) makes them in C++, in one call with
+        the run, for arrays of the plan's dtype that a reshape makes its input."""
+        compiled = self._compiled_plan()
+        ready = compiled.ready if compiled else None
+        if ready is not None:
+            strategy = distributed.strategy()
+            if strategy.size == 1 and not threads_module.may_govern(strategy):
+                out = ready(x, batch_size)
+                if out is not None:
+                    return out
         if not getattr(self, "built", False) or x.ndim < 2:
             return None
         n = x.shape[0]
@@ -1114,7 +1124,15 @@ class Trainer:
         xb = entries[0].ready(x)
         if xb is None or not plan.accepts([xb]):
             return None
-        return self._run_whole_plan(plan, [xb], n, strategy)
+        out = self._run_whole_plan(plan, [xb], n, strategy)
+        if plan.ready is None:
+            plan.make_ready(entries[0], out)
+        return out
+
+    def _compiled_plan(self):
+        """The compiled inference pass as made so far (models/compiled.py): a CompiledInference,
+        or None / False (not made yet / none). Unchecked: see _whole_plan."""
+        return None
 
     def _predict_at_once(self, x, n: int, strategy):
         """``predict`` of checked ``x`` as one batch through the compiled plan, or None where the
