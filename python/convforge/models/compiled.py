@@ -31,6 +31,10 @@ array (``layer.params['kernel'] = ...``), or a layer setting the plan was made f
 forced with :func:`convforge.functional.force_conv2d_algorithm` (or ``CONVFORGE_CONV_ALGO``) is
 forced in the plan too. ``CONVFORGE_COMPILED_INFERENCE=0`` turns plans off (the layer-by-layer
 path, for comparisons).
+
+After a first predict, :attr:`CompiledInference.ready` takes predict's checks and the run in one
+C++ call for the arrays it can take as they are (``Trainer._predict_ready``): run after run, the
+Python in between runs with its code and data evicted from the caches by the plan's run.
 """
 
 from __future__ import annotations

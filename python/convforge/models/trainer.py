@@ -1091,10 +1091,11 @@ class Trainer:
         general path runs, with its checks and its messages.
 
         The general path's steps around that call (argument checks, the data-parallel hooks,
-        the plan's checks) took ~9 us of a one-image ResNet predict whose plan runs ~90 us on
-        two threads; here the same decisions cost ~5 (bench/BEFORE_AFTER.md). After one such
-        predict, the plan's ``ready`` (models/compiled.py) makes them in C++, in one call with
-        the run, for arrays of the plan's dtype that a reshape makes its input."""
+        the plan's checks) took ~9 us of a one-image ResNet predict whose plan runs ~88 us on
+        two threads; here they take a few attribute reads, and after one such predict the plan's
+        ``ready`` (models/compiled.py) makes them in C++ in one call with the run, for arrays of
+        the plan's dtype that a reshape makes its input: ~3.5 us in all (bench/BEFORE_AFTER.md).
+        Not under the adaptive thread count's governor (its timing is Python): the path below."""
         compiled = self._compiled_plan()
         ready = compiled.ready if compiled else None
         if ready is not None:
