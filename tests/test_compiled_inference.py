@@ -1163,7 +1163,9 @@ def test_winograd_items_that_split_rows_of_tiles_give_the_same_bits(side, rng, t
     # The channel form's work items are equal runs of tiles that may start and end inside a row
     # of tiles (one 28x28 image: 7 rows of 7 tiles, 25 and 24 on two threads), the outputs
     # stored row by row there, the residual added and the ReLU applied on the way: every thread
-    # count and batch gives one thread's bits, and they agree with the oracle's sums.
+    # count and batch gives one thread's bits, and they agree with the oracle's sums. Winograd
+    # forced (a 9x9 image would take the direct form); the channel form where AVX-512 runs, the
+    # tile form elsewhere.
     w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
     b = rng.standard_normal(32).astype(np.float32)
     plan = _core.InferencePlan("float32")
@@ -1176,10 +1178,10 @@ def test_winograd_items_that_split_rows_of_tiles_give_the_same_bits(side, rng, t
         data = rng.standard_normal((batch, 16, side, side)).astype(np.float32)
         res = rng.standard_normal((batch, 32, side, side)).astype(np.float32)
         convforge.set_num_threads(1)
-        want, = plan.run([data, res])
+        want, = plan.run([data, res], conv_algorithm="winograd_f4x3")
         for n in (2, 3, 4):
             convforge.set_num_threads(n)
-            got, = plan.run([data, res])
+            got, = plan.run([data, res], conv_algorithm="winograd_f4x3")
             np.testing.assert_array_equal(got, want, err_msg=f"batch {batch}, {n} threads")
         # Within the transforms' bound (tests/winograd_bound.py) plus the residual sum's rounding.
         conv = F.conv2d(data.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding=1)
@@ -1339,6 +1341,7 @@ def test_kept_weights_follow_edits_when_the_first_conv_runs_beside_the_compare(n
     stem_bn, bank_bn = random_bn(rng, 64, np.float32), random_bn(rng, 64, np.float32)
     plan = stem_and_bank_plan("float32", stem, stem_bn, bank, bank_bn)
     x = rng.standard_normal((2, 1, 7, 7)).astype(np.float32)
+    assert plan.first_op_beside_compare(2)  # in a team (2+ threads), the path under test
     edits = [(stem, 0), (stem, stem.size - 1), (stem_bn[0], 5), (stem_bn[1], 63), (stem_bn[3], 0), (bank, 0),
              (bank, 4095), (bank, 4096), (bank, bank.size - 1), (bank_bn[2], 17)]
     for array, index in edits:
@@ -1355,12 +1358,15 @@ def test_kept_weights_follow_edits_when_the_first_conv_runs_beside_the_compare(n
 
 def test_an_error_in_the_first_conv_beside_the_compare_is_raised_once(rng, threads):
     # A first conv that keeps nothing (float64, no BatchNormalization: nothing to fold or
-    # prepare) fails inside the team's compare job, where it runs: the error leaves the team
-    # once, and the plan runs on afterwards with its bits, on the same and on other counts.
+    # prepare) fails inside the team's compare job, where it runs (a kept conv would fail
+    # before, making its fold): the error leaves the team once, after the other threads are
+    # done comparing, and the plan runs on afterwards with its bits, on the same and on other
+    # counts.
     stem = rng.standard_normal((64, 1, 3, 3))
     bank = rng.standard_normal((64, 64, 3, 3))
     plan = stem_and_bank_plan("float64", stem, None, bank, random_bn(rng, 64, np.float64))
     x = rng.standard_normal((2, 1, 7, 7))
+    assert plan.first_op_beside_compare(2)
     convforge.set_num_threads(1)
     want = plan.run([x])[0]
     for n in (2, 3, 1, 2):

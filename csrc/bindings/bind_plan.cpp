@@ -285,7 +285,9 @@ bool objects_unchanged(const py::list& items, const py::list& settings) {
 // predict's one-call path as one call (models/compiled.py, CompiledInference.ready): the
 // checks that make `x` the plan's input as it is (a numpy.ndarray, not a subclass, of the
 // plan's dtype, C-contiguous and aligned, one of `shapes` per sample: the user's shapes whose
-// conversion is a reshape, at least one and at most batch_size samples), that the model still
+// conversion is a reshape, which the caller vouches for (only their sizes are checked here: an
+// NHWC shape of several channels would be read in the wrong order), at least one and at most
+// batch_size samples), that the model still
 // holds what the plan was made from (objects_unchanged), then the run under the forward
 // algorithm `forced` ("fwd", functional.force_conv2d_algorithm) names. None where a check
 // fails: predict's Python path then decides, with its messages. A one-image ResNet predict
@@ -325,7 +327,9 @@ class ReadyPredict {
     if (Py_TYPE(x.ptr()) != reinterpret_cast<PyTypeObject*>(ndarray_.ptr())) return py::none();
     const py::array a = py::reinterpret_borrow<py::array>(x);
     const py::ssize_t nd = a.ndim();
-    if (nd < 2 || a.shape(0) < 1 || a.shape(0) > limit) return py::none();
+    if (nd < 2) return py::none();
+    const int64_t n = a.shape(0);
+    if (n < 1 || n > limit) return py::none();
     const bool dtype_ok = itemsize_ == 4 ? has_dtype<float>(a) : has_dtype<double>(a);
     if (!dtype_ok || !(a.flags() & py::array::c_style) || !(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
       return py::none();
@@ -341,7 +345,7 @@ class ReadyPredict {
     if (PyObject* name = PyDict_GetItemString(forced_.ptr(), "fwd")) {  // borrowed
       if (name != Py_None) forced = py::reinterpret_borrow<py::str>(name).cast<std::string>();
     }
-    return plan_->run_checked(a.data(), a.shape(0), forced);
+    return plan_->run_checked(a.data(), n, forced);
   }
 
  private:
@@ -414,6 +418,11 @@ void bind_plan(py::module_& m) {
           "A batch of more than this many samples runs through the plan in chunks of at most this many "
           "(chunk_sizes), each thread running whole chunks where there are enough; finish() sets it so "
           "that a chunk's values fit a core's L2. 0: every batch whole (the layers' choices for its size).")
+      .def("first_op_beside_compare", [](const PyPlan& p, int64_t mb) {
+        return p.with_plan([&](const auto& plan) { return plan.first_op_overlaps(mb); });
+      }, py::arg("batch"),
+           "Whether a run of `batch` samples in a thread team runs the first op on one thread while the "
+           "others compare the kept weights (for tests).")
       .def("chunk_sizes", [](const PyPlan& p, int64_t mb) {
         return p.with_plan([&](const auto& plan) { return plan.chunk_sizes(mb); });
       }, py::arg("batch"), "The samples of each chunk a batch of `batch` runs in, in order.")

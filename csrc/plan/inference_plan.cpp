@@ -521,6 +521,10 @@ void InferencePlan<T>::for_each_source(const Op& op, F&& f) {
     if (v != nullptr) f(v, op.conv.oc);
 }
 
+// Below this, the kept sources are compared on the calling thread alone (a hand-off would cost
+// about what it saves).
+constexpr int64_t kMinSharedCompareBytes = int64_t{64} << 10;
+
 // Whether the team's compare should run beside the first op (refresh_all_kept): where that op
 // on one thread takes about as long as the compare or less. Both estimated at ~50 G a second on
 // one core of a current x86 server (a first layer of one to three channels is far from its
@@ -528,6 +532,7 @@ void InferencePlan<T>::for_each_source(const Op& op, F&& f) {
 template <class T>
 bool InferencePlan<T>::first_op_overlaps(int64_t mb) const {
   if (ops_.size() < 2 || kept_source_values_ - first_op_source_values_ <= 0) return false;
+  if (kept_source_values_ * static_cast<int64_t>(sizeof(T)) < kMinSharedCompareBytes) return false;
   return first_op_work_ * static_cast<double>(mb) <=
          static_cast<double>(kept_source_values_ - first_op_source_values_) * static_cast<double>(sizeof(T));
 }
@@ -544,7 +549,7 @@ bool InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>&
   for (int k = 0; k < static_cast<int>(ops_.size()); ++k) same[k] = kept[k].valid;
   const int threads = num_threads();
   bool ran_first = false;
-  if (threads > 1 && detail::thread_team_available() && total * static_cast<int64_t>(sizeof(T)) >= (int64_t{64} << 10)) {
+  if (threads > 1 && detail::thread_team_available() && total * static_cast<int64_t>(sizeof(T)) >= kMinSharedCompareBytes) {
     // Shared by the team in pieces of kPiece values of all the sources one after another (a
     // piece may span several arrays), so that each thread compares as many bytes: the example
     // ResNet's 76k weights were ~8 us of compare on one thread, a tenth of its one-image
@@ -592,16 +597,11 @@ bool InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>&
         if (range.compare_exchange_weak(now, next, std::memory_order_relaxed)) return static_cast<int64_t>(front ? lo : hi - 1);
       }
     };
-    std::exception_ptr first_error;
     std::vector<std::vector<int>> found(static_cast<std::size_t>(threads));  // per thread: convs that differ
     parallel_for(threads, threads, [&](int64_t item, int tid) {
-      if (item == 0 && ran_first) {
-        try {
-          (*first_op)();
-        } catch (...) {
-          first_error = std::current_exception();  // raised once the team is done
-        }
-      }
+      // Item 0 is the calling thread's (the team's static ranges): an error in the first op
+      // leaves through the team, raised once the others are done (thread_team_run).
+      if (item == 0 && ran_first) (*first_op)();
       auto compare = [&](int64_t piece) {
         const int64_t lo = start + piece * kPiece, hi = std::min(total, lo + kPiece);
         // The first source reaching past lo, by bisection over the sources' first indices.
@@ -623,7 +623,6 @@ bool InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>&
         if (r != own)
           for (int64_t piece = claim(r, false); piece >= 0; piece = claim(r, false)) compare(piece);
     });
-    if (first_error) std::rethrow_exception(first_error);
     for (const std::vector<int>& ops : found)
       for (int k : ops) same[k] = 0;
   } else {

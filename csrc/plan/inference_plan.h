@@ -133,6 +133,10 @@ class InferencePlan {
   void run_timed(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
                  const std::string& forced_conv, double* op_seconds) const;
   int num_ops() const { return static_cast<int>(ops_.size()); }
+  // Whether a run of mb samples in a thread team runs its first op on one thread while the
+  // others compare the kept weights (refresh_all_kept): the compare worth sharing (64 KiB of
+  // sources or more) and the first op estimated to take no longer than it.
+  bool first_op_overlaps(int64_t mb) const;
 
  private:
   struct Value {
@@ -184,7 +188,7 @@ class InferencePlan {
   // thread runs it while the others compare. Returns whether it ran.
   bool refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>& kept, const char* forced_conv,
                         const std::function<void()>* first_op = nullptr) const;
-  bool first_op_overlaps(int64_t mb) const;
+
   // One conv's: `same`, whether its kept copy still equals its sources (and is valid).
   void refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, const char* forced_conv, bool same) const;
   void run_op(const Op& op, int64_t mb, const T* arena, const Kept& kept, const std::vector<T*>& where,
