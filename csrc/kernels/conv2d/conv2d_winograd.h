@@ -598,9 +598,10 @@ inline WinoChannelPlan wino_channel_plan(const ConvShape& s) {
 // a thread, the tiles split as equally as the items allow, not in whole rows of tiles: one
 // 28x28 image has 7 rows of 7 tiles, and in whole rows one of two threads ran 4 rows (12.2-13.0
 // us of a 16-channel layer) while the other ran 3 (8.6-9.4) and then waited; in 25 and 24 tiles
-// each runs 9.4-10.4, and the layer in the example ResNet's plan 12.4-12.7 -> 11.6-12.1 us
-// (bench/BEFORE_AFTER.md). With many, whole rows: a row split between two items costs each a
-// part-row of outputs stored row by row, and a batch of 128 such images ran 3% slower so.
+// each runs 9.4-10.4, and the layer in the example ResNet's plan 12.4-12.9 -> 11.6-12.3 us
+// (bench/BEFORE_AFTER.md, sixteenth stop). With many, whole rows: a row split between two items
+// costs each a part-row of outputs stored row by row, for no balance to gain (128 such images
+// split so: 1.044 -> 1.077 ms in one run, within this host's drift).
 inline void wino_item_tiles(const WinoChannelPlan& p, int64_t item, int64_t* t0, int64_t* t1) {
   if (p.whole_rows) {
     *t0 = imin(item * p.rows_per_item, p.tile_rows) * p.tx, *t1 = imin((item + 1) * p.rows_per_item, p.tile_rows) * p.tx;
