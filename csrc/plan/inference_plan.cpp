@@ -449,9 +449,7 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
   chunk_samples_ = per_sample > 0 ? std::max<int64_t>(1, kChunkBytes / per_sample) : 0;
   for (int k = 0; k < static_cast<int>(ops_.size()); ++k) {
     const Op& op = ops_[k];
-    if (op.kind == PlanOpKind::conv2d) flops_per_sample_ += op.conv.flops();  // mb is 1
-    if (op.kind == PlanOpKind::dense)
-      flops_per_sample_ += 2.0 * static_cast<double>(values_[op.in[0]].size) * static_cast<double>(op.units);
+    flops_per_sample_ += op_flops(op);
     if (!op.keep) continue;
     int64_t copy = op.keep_offset;
     for_each_source(op, [&](const T* src, int64_t count) {
@@ -461,13 +459,18 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
       if (k == 0) first_op_source_values_ += count;
     });
   }
-  if (!ops_.empty()) {
-    const Op& op = ops_[0];
-    if (op.kind == PlanOpKind::conv2d) first_op_work_ = op.conv.flops();
-    else if (op.kind == PlanOpKind::dense) first_op_work_ = 2.0 * static_cast<double>(values_[op.in[0]].size) * static_cast<double>(op.units);
-    else first_op_work_ = static_cast<double>(values_[op.out].size);
+  if (!ops_.empty()) {  // an op without arithmetic counted by its output's size
+    const double flops = op_flops(ops_[0]);
+    first_op_work_ = flops > 0.0 ? flops : static_cast<double>(values_[ops_[0].out].size);
   }
   finished_ = true;
+}
+
+template <class T>
+double InferencePlan<T>::op_flops(const Op& op) const {
+  if (op.kind == PlanOpKind::conv2d) return op.conv.flops();  // mb is 1
+  if (op.kind == PlanOpKind::dense) return 2.0 * static_cast<double>(values_[op.in[0]].size) * static_cast<double>(op.units);
+  return 0.0;
 }
 
 template <class T>
@@ -547,6 +550,14 @@ bool InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>&
   const int64_t total = kept_source_values_;
   std::vector<char> same(ops_.size(), 0);
   for (int k = 0; k < static_cast<int>(ops_.size()); ++k) same[k] = kept[k].valid;
+  // Sources [from, to) compared whole on this thread: a conv's compare stops at its first difference.
+  auto compare_alone = [&](std::size_t from, std::size_t to) {
+    for (std::size_t i = from; i < to; ++i) {
+      const KeptSource& x = sources[i];
+      if (same[x.op] && std::memcmp(arena + x.copy_offset, x.src, sizeof(T) * static_cast<std::size_t>(x.count)) != 0)
+        same[x.op] = 0;
+    }
+  };
   const int threads = num_threads();
   bool ran_first = false;
   if (threads > 1 && detail::thread_team_available() && total * static_cast<int64_t>(sizeof(T)) >= kMinSharedCompareBytes) {
@@ -563,11 +574,9 @@ bool InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>&
     // 16 stem: 3.7 us on one, 3.8 on two), while the compare splits evenly.
     int64_t start = 0;
     if (first_op != nullptr && first_op_overlaps(mb)) {
-      for (const KeptSource& x : sources) {
-        if (x.op != 0) break;
-        if (same[0] && std::memcmp(arena + x.copy_offset, x.src, sizeof(T) * static_cast<std::size_t>(x.count)) != 0)
-          same[0] = 0;
-      }
+      std::size_t first_op_sources = 0;  // at the front: op order
+      while (first_op_sources < sources.size() && sources[first_op_sources].op == 0) ++first_op_sources;
+      compare_alone(0, first_op_sources);
       if (ops_[0].keep) refresh_kept(ops_[0], mb, arena, &kept[0], forced_conv, same[0] != 0);
       same[0] = 1;  // current now: not compared again below
       start = first_op_source_values_;
@@ -626,10 +635,7 @@ bool InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>&
     for (const std::vector<int>& ops : found)
       for (int k : ops) same[k] = 0;
   } else {
-    // Alone: a conv's compare stops at its first difference.
-    for (const KeptSource& x : sources)
-      if (same[x.op] && std::memcmp(arena + x.copy_offset, x.src, sizeof(T) * static_cast<std::size_t>(x.count)) != 0)
-        same[x.op] = 0;
+    compare_alone(0, sources.size());
   }
   for (int k = ran_first ? 1 : 0; k < static_cast<int>(ops_.size()); ++k)
     if (ops_[k].keep) refresh_kept(ops_[k], mb, arena, &kept[k], forced_conv, same[k] != 0);
@@ -830,10 +836,11 @@ std::vector<int64_t> InferencePlan<T>::chunk_sizes(int64_t mb) const {
 template <class T>
 void InferencePlan<T>::run_chunk(int64_t mb, const T* arena, const std::vector<Kept>& kept, T* slots,
                                  const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
-                                 const char* forced_conv, double* op_seconds, int first) const {
+                                 const char* forced_conv, double* op_seconds, int first, int last) const {
   std::vector<T*> where(values_.size());
   for (int v = 0; v < static_cast<int>(values_.size()); ++v) where[v] = place(v, slots, mb, inputs, outputs);
-  for (std::size_t k = static_cast<std::size_t>(first); k < ops_.size(); ++k) {
+  const std::size_t end = last < 0 ? ops_.size() : static_cast<std::size_t>(last);
+  for (std::size_t k = static_cast<std::size_t>(first); k < end; ++k) {
     if (op_seconds == nullptr) {
       run_op(ops_[k], mb, arena, kept[k], where, forced_conv);
       continue;
@@ -909,9 +916,7 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
         std::vector<const T*> in0(inputs.size());
         std::vector<T*> out0(outputs.size());
         chunk_ios(0, &in0, &out0);
-        std::vector<T*> where(values_.size());
-        for (int v = 0; v < static_cast<int>(values_.size()); ++v) where[v] = place(v, slots, sizes[0], in0, out0);
-        run_op(ops_[0], sizes[0], base, arena.kept[0], where, forced_conv.c_str());
+        run_chunk(sizes[0], base, arena.kept, slots, in0, out0, forced_conv.c_str(), nullptr, 0, 1);
       };
       const bool ran_first =
           refresh_all_kept(largest, base, arena.kept, forced_conv.c_str(), op_seconds == nullptr ? &first_op : nullptr);

@@ -193,10 +193,12 @@ class InferencePlan {
   void refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, const char* forced_conv, bool same) const;
   void run_op(const Op& op, int64_t mb, const T* arena, const Kept& kept, const std::vector<T*>& where,
               const char* forced_conv) const;
-  // One chunk's ops from op `first` on: `inputs` and `outputs` point at its first sample, its
-  // values at `slots`.
+  // One chunk's ops [first, last) (last -1: to the end): `inputs` and `outputs` point at its
+  // first sample, its values at `slots`.
   void run_chunk(int64_t mb, const T* arena, const std::vector<Kept>& kept, T* slots, const std::vector<const T*>& inputs,
-                 const std::vector<T*>& outputs, const char* forced_conv, double* op_seconds, int first = 0) const;
+                 const std::vector<T*>& outputs, const char* forced_conv, double* op_seconds, int first = 0,
+                 int last = -1) const;
+  double op_flops(const Op& op) const;  // a conv's or dense layer's operations per sample, else 0
   template <class F>
   static void for_each_source(const Op& op, F&& f);  // f(pointer, elements) per array a conv derives from
   void run_ops(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,

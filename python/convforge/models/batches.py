@@ -54,7 +54,7 @@ class _Entry:
             raise ValueError(f"{argument} is empty (shape {x.shape}): there is nothing to train on")
         return x
 
-    def ready(self, x: np.ndarray) -> np.ndarray | None:
+    def convert_if_accepted(self, x: np.ndarray) -> np.ndarray | None:
         """``convert(check(x))`` for an array that ``check`` passes with at least one sample,
         without its checks' cost (predict's one-call path); None for any other array, whose
         fault ``check`` then names."""

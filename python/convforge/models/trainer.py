@@ -1096,14 +1096,15 @@ class Trainer:
         ``ready`` (models/compiled.py) makes them in C++ in one call with the run, for arrays of
         the plan's dtype that a reshape makes its input: ~3.5 us in all (bench/BEFORE_AFTER.md).
         Not under the adaptive thread count's governor (its timing is Python): the path below."""
+        strategy = distributed.strategy()
+        if strategy.size != 1:
+            return None
         compiled = self._compiled_plan()
         ready = compiled.ready if compiled else None
-        if ready is not None:
-            strategy = distributed.strategy()
-            if strategy.size == 1 and not threads_module.may_govern(strategy):
-                out = ready(x, batch_size)
-                if out is not None:
-                    return out
+        if ready is not None and not threads_module.may_govern(strategy):
+            out = ready(x, batch_size)
+            if out is not None:
+                return out
         if not getattr(self, "built", False) or x.ndim < 2:
             return None
         n = x.shape[0]
@@ -1116,13 +1117,10 @@ class Trainer:
         entries = self._input_entries()
         if len(entries) != 1:
             return None
-        strategy = distributed.strategy()
-        if strategy.size != 1:
-            return None
         plan = self._whole_plan()
         if plan is None:
             return None
-        xb = entries[0].ready(x)
+        xb = entries[0].convert_if_accepted(x)
         if xb is None or not plan.accepts([xb]):
             return None
         out = self._run_whole_plan(plan, [xb], n, strategy)
