@@ -469,8 +469,11 @@ def test_small_batches_same_bits_on_any_thread_count(batch, threads, rng, plans_
     results = [[], []]
     # Two inputs in turn: the arena's values of the run before come from the other input, so
     # an item some split leaves out cannot hide behind what an earlier run wrote there.
+    plan = graph_of(model)._inference_plan().plan
     for n in (4, 3, 2, 1):
         convforge.set_num_threads(n)
+        # Split among a team, each value has a place of its own (the bits are the slots' bits).
+        assert plan.own_places(batch) == (n > 1)
         for k in (0, 1, 0, 1):
             results[k].append(model.predict(xs[k], batch_size=batch, verbose=0))
     for k in (0, 1):
@@ -682,6 +685,34 @@ def test_slots_are_reused_without_clobbering(rng):
     assert "slot" in plan.describe()
 
 
+def test_own_places_where_a_team_splits_a_small_batch(rng, threads):
+    # A batch small enough to run whole in a thread team gives each value a place of its own
+    # (up to 1 MiB of them; the example ResNet has 263 KB an image); a batch whose values
+    # would take more shares slots, and so does any batch on one thread. 'slots' and 'own'
+    # force either, with the same bits; a name for neither is refused.
+    model = example_resnet()
+    randomize_batchnorm(model, rng)
+    plan = graph_of(model)._inference_plan()
+    x = graph_of(model)._entries[0].convert(rng.random((3, 28, 28, 1), dtype=np.float32))
+    assert plan.plan.places == "auto"
+    convforge.set_num_threads(2)
+    assert plan.plan.own_places(1) and plan.plan.own_places(3)
+    assert not plan.plan.own_places(64)
+    want = plan.run([x])[0]
+    for places in ("slots", "own", "auto"):
+        plan.plan.places = places
+        assert plan.plan.own_places(3) == (places != "slots")
+        assert plan.plan.own_places(64) == (places == "own")
+        np.testing.assert_array_equal(plan.run([x])[0], want)
+    convforge.set_num_threads(1)
+    assert not plan.plan.own_places(1)
+    np.testing.assert_array_equal(plan.run([x])[0], want)
+    with pytest.raises(ValueError, match="'auto', 'slots' or 'own'"):
+        plan.plan.places = "shared"
+    with pytest.raises(ValueError, match="at least one sample"):
+        plan.plan.own_places(0)
+
+
 def test_sigmoid_head_is_split(rng, plans_on):
     x = convforge.Input((8,))
     model = convforge.Model(x, layers.Dense(1, activation="sigmoid")(layers.Dense(4, activation="relu")(x)))
@@ -890,6 +921,13 @@ def test_random_plans_against_numpy(seed):
     np.testing.assert_array_equal(x, x_copy)
     for g, k in zip(got, outputs):
         np.testing.assert_allclose(g, refs[k], rtol=1e-9, atol=1e-9 * (1 + np.abs(refs[k]).max()))
+    # Each value in a place of its own (a small batch on a thread team) runs the same ops on the
+    # same values: the same bits, the input untouched.
+    plan.places = "own"
+    assert plan.own_places(batch)
+    for g, o in zip(got, plan.run([x])):
+        np.testing.assert_array_equal(o, g)
+    np.testing.assert_array_equal(x, x_copy)
 
 
 # ------------------------------------------------------------------ residual Add fused into the conv

@@ -418,6 +418,32 @@ void bind_plan(py::module_& m) {
           "A batch of more than this many samples runs through the plan in chunks of at most this many "
           "(chunk_sizes), each thread running whole chunks where there are enough; finish() sets it so "
           "that a chunk's values fit a core's L2. 0: every batch whole (the layers' choices for its size).")
+      .def_property(
+          "places",
+          [](const PyPlan& p) {
+            return p.with_plan([](const auto& plan) -> std::string {
+              using Places = typename std::remove_reference_t<decltype(plan)>::Places;
+              switch (plan.places()) {
+                case Places::shared_slots: return "slots";
+                case Places::own: return "own";
+                default: return "auto";
+              }
+            });
+          },
+          [](PyPlan& p, const std::string& name) {
+            p.with_plan([&](auto& plan) {
+              using Places = typename std::remove_reference_t<decltype(plan)>::Places;
+              if (name == "auto") plan.places(Places::automatic);
+              else if (name == "slots") plan.places(Places::shared_slots);
+              else if (name == "own") plan.places(Places::own);
+              else throw py::value_error("places must be 'auto', 'slots' or 'own', got '" + name + "'");
+            });
+          },
+          "Where the values live in the arena: 'slots' (shared by values one after another), 'own' (a "
+          "place each), or 'auto' (default: own places for a small batch split among a thread team).")
+      .def("own_places", [](const PyPlan& p, int64_t mb) {
+        return p.with_plan([&](const auto& plan) { return plan.own_places(mb); });
+      }, py::arg("batch"), "Whether a run of `batch` samples at the present thread count gives each value a place of its own.")
       .def("first_op_beside_compare", [](const PyPlan& p, int64_t mb) {
         return p.with_plan([&](const auto& plan) { return plan.first_op_overlaps(mb); });
       }, py::arg("batch"),

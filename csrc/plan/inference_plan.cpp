@@ -21,6 +21,10 @@ constexpr int64_t kAlign = 16;  // elements: every slot starts on a cache line (
 
 int64_t round_up(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
+// The most room a team's run gives its values in places of their own (own_places, run_ops),
+// about a core's L2 with room to spare: above it, the values share slots.
+constexpr int64_t kOwnPlacesBytes = int64_t{1} << 20;
+
 std::string dims_text(const std::vector<int64_t>& dims) {
   std::string s = "(";
   for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
@@ -414,7 +418,11 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
       // the caller's array
     } else if (in_place_op && first.slot >= 0 && first.last_read == i && first.output < 0) {
       out.slot = first.slot;
+      out.own = first.own;
+      own_size_[out.own] = std::max(own_size_[out.own], out.size);
     } else {
+      out.own = static_cast<int>(own_size_.size());
+      own_size_.push_back(out.size);
       auto fits = std::find_if(free_slots.begin(), free_slots.end(),
                                [&](int s) { return slot_size_[s] >= out.size; });
       if (fits == free_slots.end() && !free_slots.empty())
@@ -495,9 +503,9 @@ std::string InferencePlan<T>::describe() const {
 // ------------------------------------------------------------------------------ running
 
 template <class T>
-int64_t InferencePlan<T>::slot_elements(int64_t mb) const {
+int64_t InferencePlan<T>::slot_elements(int64_t mb, bool own_places) const {
   int64_t elements = 0;
-  for (int64_t size : slot_size_) {
+  for (int64_t size : own_places ? own_size_ : slot_size_) {
     int64_t slot = 0;
     if (__builtin_mul_overflow(size, mb, &slot) || __builtin_add_overflow(elements, round_up(slot), &elements))
       throw std::bad_alloc();
@@ -507,12 +515,13 @@ int64_t InferencePlan<T>::slot_elements(int64_t mb) const {
 
 template <class T>
 T* InferencePlan<T>::place(int v, T* slots, int64_t mb, const std::vector<const T*>& inputs,
-                           const std::vector<T*>& outputs) const {
+                           const std::vector<T*>& outputs, bool own_places) const {
   const Value& value = values_[v];
   if (value.input >= 0) return const_cast<T*>(inputs[value.input]);  // read only: no op writes an input
   if (value.output >= 0) return outputs[value.output];
+  const std::vector<int64_t>& sizes = own_places ? own_size_ : slot_size_;
   int64_t offset = 0;
-  for (int s = 0; s < value.slot; ++s) offset += round_up(slot_size_[s] * mb);
+  for (int s = 0; s < (own_places ? value.own : value.slot); ++s) offset += round_up(sizes[s] * mb);
   return slots + offset;
 }
 
@@ -834,11 +843,11 @@ std::vector<int64_t> InferencePlan<T>::chunk_sizes(int64_t mb) const {
 }
 
 template <class T>
-void InferencePlan<T>::run_chunk(int64_t mb, const T* arena, const std::vector<Kept>& kept, T* slots,
+void InferencePlan<T>::run_chunk(int64_t mb, const T* arena, const std::vector<Kept>& kept, T* slots, bool own_places,
                                  const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
                                  const char* forced_conv, double* op_seconds, int first, int last) const {
   std::vector<T*> where(values_.size());
-  for (int v = 0; v < static_cast<int>(values_.size()); ++v) where[v] = place(v, slots, mb, inputs, outputs);
+  for (int v = 0; v < static_cast<int>(values_.size()); ++v) where[v] = place(v, slots, mb, inputs, outputs, own_places);
   const std::size_t end = last < 0 ? ops_.size() : static_cast<std::size_t>(last);
   for (std::size_t k = static_cast<std::size_t>(first); k < end; ++k) {
     if (op_seconds == nullptr) {
@@ -852,27 +861,71 @@ void InferencePlan<T>::run_chunk(int64_t mb, const T* arena, const std::vector<K
 }
 
 template <class T>
+typename InferencePlan<T>::RunLayout InferencePlan<T>::run_layout(int64_t mb, bool timed) const {
+  RunLayout l;
+  l.sizes = chunk_sizes(mb);
+  const int64_t chunks = static_cast<int64_t>(l.sizes.size());
+  // Threads that each run whole chunks, their ops on one thread: where every thread gets about
+  // as many (at most a quarter more than the average); else the chunks run one after another,
+  // each op on all threads. Timed runs take the latter: per-op figures.
+  const int threads = num_threads();
+  if (chunks > 1 && threads > 1 && !timed && chunks >= threads) {
+    const int64_t rounds = (chunks + threads - 1) / threads;
+    if (rounds * threads * 4 <= chunks * 5) l.workers = threads;
+  }
+  // Every op on all threads (one worker): one thread team for the whole run, whose threads wait
+  // spinning between the ops' parallel loops instead of each loop opening an OpenMP region (a
+  // one-image ResNet runs ~20 loops of a few microseconds), and whose cheaper hand-off lets
+  // smaller ops split (kMinTeamParallelFlops). Not for a plan too small to split at all: the
+  // team's own region would be its only cost (LeNet-5's one image, 0.85 MFLOP, whose ops
+  // each ran on one thread: 0.0172 -> 0.0186 ms with a team).
+  l.team = l.workers == 1 && flops_per_sample_ * static_cast<double>(l.sizes[0]) >= kMinTeamPlanFlops ? threads : 1;
+  // The arena: what the convs keep (copies of their weights, folds, prepared weights), then
+  // each worker's slots for the largest chunk; or, for a small batch split among a team, each
+  // value in a place of its own (own_places). Values sharing slots hand cache lines from core
+  // to core: a later value takes a slot whose lines the other core last wrote or read (the
+  // ops split the work between the threads by rows, tiles or output channels, differently
+  // from layer to layer), and its stores wait for those lines to come back. In places of
+  // their own, each value's lines are written by the same thread from one run to the next.
+  // The example ResNet on two threads, one image: its 150 KB of slots as 263 KB of own places,
+  // 86.1-87.5 -> 83.2-84.3 us a run; three images 216.5-217.0 -> 212.7-213.8; two level
+  // (bench/BEFORE_AFTER.md, seventeenth stop).
+  l.largest = *std::max_element(l.sizes.begin(), l.sizes.end());
+  if (places_ != Places::automatic) {
+    l.own_places = places_ == Places::own;
+    return l;
+  }
+  l.own_places = l.team > 1;
+  int64_t own_bytes = 0;
+  for (std::size_t k = 0; k < own_size_.size() && l.own_places; ++k) {
+    int64_t elements = 0;
+    l.own_places = !__builtin_mul_overflow(own_size_[k], l.largest, &elements) && elements <= kOwnPlacesBytes;
+    if (l.own_places) own_bytes += round_up(elements) * static_cast<int64_t>(sizeof(T));
+    l.own_places = l.own_places && own_bytes <= kOwnPlacesBytes;
+  }
+  return l;
+}
+
+template <class T>
+bool InferencePlan<T>::own_places(int64_t mb) const {
+  if (!finished_) throw std::logic_error("inference plan: own_places() before finish()");
+  if (mb < 1) throw std::invalid_argument("inference plan: the batch must have at least one sample");
+  return run_layout(mb, false).own_places;
+}
+
+template <class T>
 void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
                                const std::string& forced_conv, double* op_seconds) const {
   if (!finished_) throw std::logic_error("inference plan: run() before finish()");
   if (mb < 1) throw std::invalid_argument("inference plan: the batch must have at least one sample");
   if (inputs.size() != inputs_.size() || outputs.size() != outputs_.size())
     throw std::invalid_argument("inference plan: wrong number of inputs or outputs");
-  const std::vector<int64_t> sizes = chunk_sizes(mb);
-  const int64_t chunks = static_cast<int64_t>(sizes.size());
-  // Threads that each run whole chunks, their ops on one thread: where every thread gets about
-  // as many (at most a quarter more than the average); else the chunks run one after another,
-  // each op on all threads. Timed runs (run_timed) take the latter: per-op figures.
-  int workers = 1;
-  const int threads = num_threads();
-  if (chunks > 1 && threads > 1 && op_seconds == nullptr && chunks >= threads) {
-    const int64_t rounds = (chunks + threads - 1) / threads;
-    if (rounds * threads * 4 <= chunks * 5) workers = threads;
-  }
-  // The arena: what the convs keep (copies of their weights, folds, prepared weights), then
-  // each worker's slots for the largest chunk.
-  const int64_t largest = *std::max_element(sizes.begin(), sizes.end());
-  const int64_t kept_room = round_up(kept_elements_), per_worker = slot_elements(largest);
+  const RunLayout layout = run_layout(mb, op_seconds != nullptr);
+  const std::vector<int64_t>& sizes = layout.sizes;
+  const int64_t chunks = static_cast<int64_t>(sizes.size()), largest = layout.largest;
+  const int workers = layout.workers, team = layout.team;
+  const bool own_places = layout.own_places;
+  const int64_t kept_room = round_up(kept_elements_), per_worker = slot_elements(largest, own_places);
   int64_t elements = 0;
   if (__builtin_mul_overflow(per_worker, static_cast<int64_t>(workers), &elements) ||
       __builtin_add_overflow(elements, kept_room, &elements))
@@ -900,13 +953,6 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
   };
   T* slots = base + kept_room;
   if (workers == 1) {
-    // Every op on all threads: one thread team for the whole run, whose threads wait spinning
-    // between the ops' parallel loops instead of each loop opening an OpenMP region (a
-    // one-image ResNet runs ~20 loops of a few microseconds), and whose cheaper hand-off lets
-    // smaller ops split (kMinTeamParallelFlops). Not for a plan too small to split at all: the
-    // team's own region would be its only cost (LeNet-5's one image, 0.85 MFLOP, whose ops
-    // each ran on one thread: 0.0172 -> 0.0186 ms with a team).
-    const int team = flops_per_sample_ * static_cast<double>(sizes[0]) >= kMinTeamPlanFlops ? threads : 1;
     auto all_chunks = [&]() {
       std::vector<const T*> in(inputs.size());
       std::vector<T*> out(outputs.size());
@@ -916,13 +962,14 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
         std::vector<const T*> in0(inputs.size());
         std::vector<T*> out0(outputs.size());
         chunk_ios(0, &in0, &out0);
-        run_chunk(sizes[0], base, arena.kept, slots, in0, out0, forced_conv.c_str(), nullptr, 0, 1);
+        run_chunk(sizes[0], base, arena.kept, slots, own_places, in0, out0, forced_conv.c_str(), nullptr, 0, 1);
       };
       const bool ran_first =
           refresh_all_kept(largest, base, arena.kept, forced_conv.c_str(), op_seconds == nullptr ? &first_op : nullptr);
       for (int64_t c = 0; c < chunks; ++c) {
         chunk_ios(c, &in, &out);
-        run_chunk(sizes[static_cast<std::size_t>(c)], base, arena.kept, slots, in, out, forced_conv.c_str(), op_seconds,
+        run_chunk(sizes[static_cast<std::size_t>(c)], base, arena.kept, slots, own_places, in, out, forced_conv.c_str(),
+                  op_seconds,
                   c == 0 && ran_first ? 1 : 0);
       }
     };
@@ -939,7 +986,7 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
         std::vector<const T*> in(inputs.size());
         std::vector<T*> out(outputs.size());
         chunk_ios(c, &in, &out);
-        run_chunk(sizes[static_cast<std::size_t>(c)], base, arena.kept, slots + tid * per_worker, in, out,
+        run_chunk(sizes[static_cast<std::size_t>(c)], base, arena.kept, slots + tid * per_worker, own_places, in, out,
                   forced_conv.c_str(), nullptr);
       } catch (...) {
         std::lock_guard<std::mutex> lock(error_mutex);

@@ -8,7 +8,8 @@
 // Add (and the ReLU after it) into the conv that feeds it (fuse_residual_adds), then gives each
 // value a place: the caller's input arrays, the caller's output arrays, or a slot of an arena
 // that values share once their last reader has run (an op whose input dies with it may write
-// over it).
+// over it); a small batch split among a thread team gives each value a place of its own
+// instead (run_layout says why).
 //
 // Knows nothing of Python. Weights are pointers the caller keeps alive, and weights changed in
 // place are always seen: what a conv derives from its weights (a BatchNormalization folded in,
@@ -137,6 +138,14 @@ class InferencePlan {
   // others compare the kept weights (refresh_all_kept): the compare worth sharing (64 KiB of
   // sources or more) and the first op estimated to take no longer than it.
   bool first_op_overlaps(int64_t mb) const;
+  // Whether a run of mb samples gives each value a place of its own in the arena instead of
+  // slots shared by values one after another: by default (Places::automatic) a small batch
+  // split among a thread team (see run_layout); shared_slots and own force either (tests,
+  // benchmarks). Not while running.
+  enum class Places : int { automatic, shared_slots, own };
+  void places(Places p) { places_ = p; }
+  Places places() const { return places_; }
+  bool own_places(int64_t mb) const;
 
  private:
   struct Value {
@@ -147,6 +156,7 @@ class InferencePlan {
     int input = -1;      // input index, or -1
     int output = -1;     // output index (finish), or -1
     int slot = -1;       // arena slot, or -1 (input or output)
+    int own = -1;        // its own place (own_size_), or -1: shared only with the input an op overwrites in place
   };
   struct Op {
     PlanOpKind kind;
@@ -179,8 +189,11 @@ class InferencePlan {
   void check_open() const;
   int append(Op op, std::vector<int64_t> out_dims);  // the op's output value; marks its reads
   void fuse_residual_adds();                          // finish(): conv -> add [-> relu] as one op
-  T* place(int v, T* slots, int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs) const;
-  int64_t slot_elements(int64_t mb) const;  // the arena room of every slot for mb samples
+  // Where value v's mb samples are: in the arena's slots (shared among values) from `slots`, or
+  // with `own_places` in places of their own (own_size_) from there.
+  T* place(int v, T* slots, int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
+           bool own_places) const;
+  int64_t slot_elements(int64_t mb, bool own_places = false) const;  // the arena room of them all for mb samples
   // Makes every conv's kept copy, fold and prepared weights current (for a batch of mb) where
   // its sources changed; before the ops run, on the calling thread (the compares shared with a
   // thread team where the run has one). `first_op` (null: none) runs the first op of the first
@@ -195,19 +208,30 @@ class InferencePlan {
               const char* forced_conv) const;
   // One chunk's ops [first, last) (last -1: to the end): `inputs` and `outputs` point at its
   // first sample, its values at `slots`.
-  void run_chunk(int64_t mb, const T* arena, const std::vector<Kept>& kept, T* slots, const std::vector<const T*>& inputs,
-                 const std::vector<T*>& outputs, const char* forced_conv, double* op_seconds, int first = 0,
-                 int last = -1) const;
+  void run_chunk(int64_t mb, const T* arena, const std::vector<Kept>& kept, T* slots, bool own_places,
+                 const std::vector<const T*>& inputs, const std::vector<T*>& outputs, const char* forced_conv,
+                 double* op_seconds, int first = 0, int last = -1) const;
   double op_flops(const Op& op) const;  // a conv's or dense layer's operations per sample, else 0
   template <class F>
   static void for_each_source(const Op& op, F&& f);  // f(pointer, elements) per array a conv derives from
   void run_ops(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
                const std::string& forced_conv, double* op_seconds) const;  // op_seconds may be null
+  // How run_ops runs mb samples at the present thread count: the chunks' sizes and the largest,
+  // the threads running whole chunks (workers), the team running each op (team), and whether
+  // the values take places of their own (own_places) or shared slots. `timed`: run_timed.
+  struct RunLayout {
+    std::vector<int64_t> sizes;
+    int64_t largest = 0;
+    int workers = 1, team = 1;
+    bool own_places = false;
+  };
+  RunLayout run_layout(int64_t mb, bool timed) const;
 
   std::vector<Value> values_;
   std::vector<Op> ops_;
   std::vector<int> inputs_, outputs_;
   std::vector<int64_t> slot_size_;    // per-sample elements of each arena slot (finish)
+  std::vector<int64_t> own_size_;     // per-sample elements of each value's own place (finish)
   int64_t kept_elements_ = 0;         // arena room for what convs derive from their weights
   // Every array a conv derives from (for_each_source), in op order (finish): the op, the array,
   // its copy's arena offset, its length and its first value's index in all of them one after
@@ -223,6 +247,7 @@ class InferencePlan {
   double flops_per_sample_ = 0.0;  // the convs' and dense layers' operations per sample (finish)
   double first_op_work_ = 0.0;     // the first op's operations per sample (its output's size for one without)
   bool keep_prepared_ = true;
+  Places places_ = Places::automatic;
   int64_t chunk_samples_ = 0;
   bool finished_ = false;
 
