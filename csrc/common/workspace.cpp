@@ -20,6 +20,7 @@ namespace {
 constexpr std::size_t kMapFrom = std::size_t{1} << 20;
 
 thread_local LargeBuffer t_buffer;
+thread_local LargeBuffer t_areas;  // thread_areas'
 
 }  // namespace
 
@@ -32,6 +33,18 @@ void* thread_workspace(std::size_t bytes) {
 }
 
 std::size_t thread_workspace_bytes() { return t_buffer.bytes(); }
+
+ThreadAreas thread_areas(std::size_t per_thread, int threads) {
+  std::size_t stride = (per_thread + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign;
+  if (stride < kStableThreadArea) stride = kStableThreadArea;
+  std::size_t bytes = 0;
+  if (threads < 1 || __builtin_mul_overflow(stride, static_cast<std::size_t>(threads), &bytes)) throw std::bad_alloc();
+  if (bytes > t_areas.bytes() || t_areas.data() == nullptr) {
+    LargeBuffer fresh(bytes);  // before the old one goes: bad_alloc keeps it
+    t_areas = std::move(fresh);
+  }
+  return {static_cast<char*>(t_areas.data()), stride};
+}
 
 LargeBuffer::LargeBuffer(std::size_t bytes, bool huge_pages) {
   const std::size_t rounded = (bytes + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign;

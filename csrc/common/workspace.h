@@ -13,6 +13,22 @@ void* thread_workspace(std::size_t bytes);
 // Bytes currently held by the calling thread's workspace (for build_info and tests).
 std::size_t thread_workspace_bytes();
 
+// The areas of a kernel's parallel loop, one per thread: thread tid's per_thread bytes at
+// of(tid), 64-byte aligned, owned by the calling thread like thread_workspace (a buffer of its
+// own, apart from it) and valid until that thread's next call. Each thread's area starts at the
+// same address from one call to the next, whatever the kernel, wherever per_thread is at most
+// kStableThreadArea: carved one after another from the workspace, as they were, thread 1's area
+// of one layer lay over thread 0's of the layer before, and each layer's scratch writes waited
+// for those lines to come over from the other core (the example ResNet's one image on two
+// threads: 83.7-84.2 -> 81.9-82.7 us a plan run; bench/BEFORE_AFTER.md, seventeenth stop).
+constexpr std::size_t kStableThreadArea = std::size_t{256} << 10;
+struct ThreadAreas {
+  char* base;
+  std::size_t stride;  // bytes from one thread's area to the next
+  char* of(int tid) const { return base + static_cast<std::size_t>(tid) * stride; }
+};
+ThreadAreas thread_areas(std::size_t per_thread, int threads);
+
 // A buffer of its own (the thread workspaces, the inference plan's arenas): from 1 MiB a memory
 // mapping (returned to the system when freed; see workspace.cpp), below aligned_alloc. With
 // `huge_pages`, transparent huge pages are asked for from 4 MiB, as NumPy does for its arrays

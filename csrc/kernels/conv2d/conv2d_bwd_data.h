@@ -29,10 +29,10 @@ void conv2d_bwd_data_unit_stride(const ConvShape& s, const typename UK::T* diff_
   const int64_t per_thread =
       carve_bytes<const T*>(K) + carve_bytes<T>(s.oc * win_rows * pitch) + carve_bytes<T>(M * ldo);
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
-      carve_bytes<T>(K * M) + carve_bytes<int64_t>(K) + threads * per_thread)))};
+      carve_bytes<T>(K * M) + carve_bytes<int64_t>(K))))};
   T* pa = ws.template take<T>(K * M);
   int64_t* tap_off = ws.template take<int64_t>(K);
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(per_thread), threads);
   tap_offsets(s.oc, s.kh, s.kw, s.dh, s.dw, win_rows, pitch, tap_off);
   // A[c][(o, r', q')] = w[o][c][KH-1-r'][KW-1-q']
   auto elem = [&](int64_t c, int64_t k) {
@@ -43,7 +43,7 @@ void conv2d_bwd_data_unit_stride(const ConvShape& s, const typename UK::T* diff_
 
   parallel_for(threads, items, [&](int64_t item, int tid) {
     const int64_t n = item / nblk, j0 = (item % nblk) * NB, nb = imin(NB, Pp - j0);
-    Carver tws{thread_area + tid * per_thread};
+    Carver tws{areas.of(tid)};
     const T** brow = tws.template take<const T*>(K);
     T* win = tws.template take<T>(s.oc * win_rows * pitch);
     T* out = tws.template take<T>(M * ldo);
@@ -101,16 +101,16 @@ void conv2d_bwd_data_tapwise(const ConvShape& s, const typename UK::T* diff_dst,
   const bool one_tap = KHW == 1;
   const int64_t per_thread = (one_tap ? 0 : carve_bytes<T>(K * ldb)) + carve_bytes<const T*>(K);
   Carver ws{static_cast<char*>(
-      thread_workspace(static_cast<std::size_t>(carve_bytes<T>(KHW * M * K) + threads * per_thread)))};
+      thread_workspace(static_cast<std::size_t>(carve_bytes<T>(KHW * M * K))))};
   T* pa = ws.template take<T>(KHW * M * K);  // tap t's A (IC x OC, packed) at pa + t*M*K
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(per_thread), threads);
   for (int64_t t = 0; t < KHW; ++t)
     for (int64_t k0 = 0; k0 < K; k0 += KC)
       pack_a<T, UK::MR>([&](int64_t c, int64_t o) { return wei[(o * s.ic + c) * KHW + t]; }, M, 0, M, k0,
                         imin(KC, K - k0), pa + t * M * K);
 
   parallel_for(threads, s.mb, [&](int64_t n, int tid) {
-    Carver tws{thread_area + tid * per_thread};
+    Carver tws{areas.of(tid)};
     const T** brow = tws.template take<const T*>(K);
     const T* dy = diff_dst + n * K * P;
     T* dx = diff_src + n * M * HW;
@@ -170,9 +170,9 @@ void conv2d_bwd_data_col2im(const ConvShape& s, const typename UK::T* diff_dst, 
   const int threads = plan_threads(items, s.flops());
 
   const int64_t per_thread = carve_bytes<T>(cg * KHW * ldd) + carve_bytes<const T*>(OC);
-  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(carve_bytes<T>(K * OC) + threads * per_thread)))};
+  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(carve_bytes<T>(K * OC))))};
   T* pa = ws.template take<T>(K * OC);
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(per_thread), threads);
 
   // A = W^T: element (k, oc) at wei[oc*K + k]; panels never straddle a channel group.
   for (int64_t g = 0; g < ngroups; ++g) {
@@ -186,7 +186,7 @@ void conv2d_bwd_data_col2im(const ConvShape& s, const typename UK::T* diff_dst, 
     const int64_t c0 = g * cg, c1 = imin(s.ic, c0 + cg), r0 = c0 * KHW, r1 = c1 * KHW;
     const T* dy = diff_dst + n * OC * P;
     T* dx = diff_src + n * s.ic * HW;
-    Carver tws{thread_area + tid * per_thread};
+    Carver tws{areas.of(tid)};
     T* dcol = tws.template take<T>(cg * KHW * ldd);
     const T** brow = tws.template take<const T*>(OC);
     for (int64_t o = 0; o < OC; ++o) brow[o] = dy + o * P;

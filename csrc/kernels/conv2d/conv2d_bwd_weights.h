@@ -128,10 +128,10 @@ void conv2d_bwd_weights_outer(const ConvShape& s, const typename UK::T* diff_dst
 
   const int64_t per_thread = (padded ? carve_bytes<T>(s.ic * plane) : 0) + carve_bytes<T>(block_rows * s.ow * OCp);
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
-      carve_bytes<T>(chunks.count * part_elems) + carve_bytes<int64_t>(pairs) + threads * per_thread)))};
+      carve_bytes<T>(chunks.count * part_elems) + carve_bytes<int64_t>(pairs))))};
   T* partials = ws.template take<T>(chunks.count * part_elems);
   int64_t* pair_off = ws.template take<int64_t>(pairs);
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(per_thread), threads);
   for (int64_t c = 0; c < s.ic; ++c)
     for (int64_t r = 0; r < s.kh; ++r) pair_off[c * s.kh + r] = c * plane + r * s.dh * pitch;
 
@@ -139,7 +139,7 @@ void conv2d_bwd_weights_outer(const ConvShape& s, const typename UK::T* diff_dst
     T* dwt = partials + chunk * part_elems;
     T* db = dwt + K * OCp;
     std::memset(dwt, 0, sizeof(T) * static_cast<std::size_t>(part_elems));
-    Carver tws{thread_area + tid * per_thread};
+    Carver tws{areas.of(tid)};
     T* frame = padded ? tws.template take<T>(s.ic * plane) : nullptr;
     T* dyt = tws.template take<T>(block_px * OCp);
     if (OCp != OC) std::memset(dyt, 0, sizeof(T) * static_cast<std::size_t>(block_px * OCp));
@@ -254,16 +254,16 @@ void conv2d_bwd_weights_dot(const ConvShape& s, const typename UK::T* diff_dst, 
                              (dy_direct ? 0 : carve_bytes<T>(OC * Pp)) + (unit ? 0 : carve_bytes<T>(K * ldcol));
   const int64_t partial_count = nchunks > 1 ? nchunks * (wsize + OC) : 0;
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
-      carve_bytes<T>(partial_count) + carve_bytes<int64_t>(K) + threads * per_thread)))};
+      carve_bytes<T>(partial_count) + carve_bytes<int64_t>(K))))};
   T* partials = ws.template take<T>(partial_count);
   int64_t* tap_off = ws.template take<int64_t>(K);
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(per_thread), threads);
   if (unit) tap_offsets(s.ic, s.kh, s.kw, s.dh, s.dw, prows, pitch, tap_off);
 
   parallel_for(threads, nchunks, [&](int64_t chunk, int tid) {
     T* dw = nchunks > 1 ? partials + chunk * (wsize + OC) : diff_wei;
     T* db = nchunks > 1 && diff_bias != nullptr ? dw + wsize : diff_bias;
-    Carver tws{thread_area + tid * per_thread};
+    Carver tws{areas.of(tid)};
     const T** brow = tws.template take<const T*>(K);
     const T** arow = tws.template take<const T*>(OC);
     T* xpad = padded ? tws.template take<T>(s.ic * prows * pitch) : nullptr;

@@ -178,13 +178,12 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   const int64_t per_thread = (padded ? carve_bytes<T>(s.ic * win_rows * pitch) : 0) + carve_bytes<T>(band * s.ow * OC) +
                              (own_pack ? carve_bytes<T>(K * group_channels) : 0);
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
-      carve_bytes<T>(own_pack || prepared ? 0 : K * OC) + carve_bytes<int64_t>(pairs) + carve_bytes<int64_t>(threads) +
-      threads * per_thread)))};
+      carve_bytes<T>(own_pack || prepared ? 0 : K * OC) + carve_bytes<int64_t>(pairs) + carve_bytes<int64_t>(threads))))};
   T* packed = ws.template take<T>(own_pack || prepared ? 0 : K * OC);  // [tap][OC]: one tap's weights are KV vectors
   const T* w = prepared != nullptr ? prepared : packed;
   int64_t* pair_off = ws.template take<int64_t>(pairs);
   int64_t* packed_group = ws.template take<int64_t>(threads);  // own_pack: the group in the thread's buffer
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(per_thread), threads);
   // Worth threads only when the filters are large against the layer (few images: the pack is
   // repeated per call, the products are not many). The ResNet example's largest bank (64x64x3x3)
   // packs in a few microseconds, about what a parallel region costs: its one-image inference
@@ -200,7 +199,7 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
     const int64_t image_band = item / groups, oc0 = (item % groups) * group_channels;
     const int64_t oc1 = imin(OC, oc0 + group_channels);
     const int64_t n = image_band / nbands, oy0 = (image_band % nbands) * band, nrows = imin(band, s.oh - oy0);
-    Carver tws{thread_area + tid * per_thread};
+    Carver tws{areas.of(tid)};
     const T* wk = w;  // the packed filters: [tap][OC], or [tap][group_channels] from oc0
     int64_t ldw = OC, wk_oc = 0;
     if (own_pack) {
@@ -398,10 +397,10 @@ void conv2d_bwd_data_phases(const ConvShape& s, const typename UK::T* diff_dst, 
 
   const int64_t per_thread = carve_bytes<T>(O * win_rows * pitch) + carve_bytes<T>(band * SH * s.iw * C);
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
-      carve_bytes<T>(taps_total * C) + carve_bytes<int64_t>(pairs_total) + threads * per_thread)))};
+      carve_bytes<T>(taps_total * C) + carve_bytes<int64_t>(pairs_total))))};
   T* w = ws.template take<T>(taps_total * C);
   int64_t* pair_off = ws.template take<int64_t>(pairs_total);
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(per_thread), threads);
   // Phase (a, b)'s slice, flipped, as [tap (o, j, j')][C]: tap (j, j') is kernel element
   // (r + SH*(J-1-j), r' + SW*(J'-1-j')), so that slice row j reads dy row q - lead + j.
   T* w_ph[kMaxStridePhases][kMaxStridePhases];
@@ -429,7 +428,7 @@ void conv2d_bwd_data_phases(const ConvShape& s, const typename UK::T* diff_dst, 
 
   parallel_for(threads, items, [&](int64_t item, int tid) {
     const int64_t n = item / nbands, q0 = (item % nbands) * band, nq = imin(band, q_rows - q0);
-    Carver tws{thread_area + tid * per_thread};
+    Carver tws{areas.of(tid)};
     T* win = tws.template take<T>(O * win_rows * pitch);
     T* yt = tws.template take<T>(band * SH * s.iw * C);  // the band's dx rows, pixel-major
     const T* dy = diff_dst + n * O * P;

@@ -25,17 +25,17 @@ void conv2d_fwd_unit_stride(const ConvShape& s, const typename UK::T* src, const
   const int64_t per_thread = carve_bytes<const T*>(K) + (padded ? carve_bytes<T>(s.ic * win_rows * pitch) : 0) +
                              (direct_store ? 0 : carve_bytes<T>(M * padded_ld<T>(NB)));
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
-      carve_bytes<T>(K * M) + carve_bytes<int64_t>(K) + threads * per_thread)))};
+      carve_bytes<T>(K * M) + carve_bytes<int64_t>(K))))};
   T* pa = ws.template take<T>(K * M);
   int64_t* tap_off = ws.template take<int64_t>(K);
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(per_thread), threads);
   for (int64_t k0 = 0; k0 < K; k0 += KC)
     pack_a<T, UK::MR>([&](int64_t i, int64_t k) { return wei[i * K + k]; }, M, 0, M, k0, imin(KC, K - k0), pa);
   tap_offsets(s.ic, s.kh, s.kw, s.dh, s.dw, padded ? win_rows : s.ih, pitch, tap_off);
 
   parallel_for(threads, items, [&](int64_t item, int tid) {
     const int64_t n = item / nblk, j0 = (item % nblk) * NB, nb = imin(NB, Pp - j0);
-    Carver tws{thread_area + tid * per_thread};
+    Carver tws{areas.of(tid)};
     const T** brow = tws.template take<const T*>(K);
     const T* x = src + n * s.ic * HW;
     // The image (or the rows of its zero-padded frame that this block reads), pitch `pitch`.
@@ -79,9 +79,9 @@ void conv2d_fwd_im2col(const ConvShape& s, const typename UK::T* src, const type
   const int threads = plan_threads(items, s.flops());
 
   const int64_t per_thread = carve_bytes<T>(KC * ldb) + carve_bytes<const T*>(KC);
-  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(carve_bytes<T>(K * M) + threads * per_thread)))};
+  Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(carve_bytes<T>(K * M))))};
   T* pa = ws.template take<T>(K * M);
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(per_thread), threads);
   for (int64_t k0 = 0; k0 < K; k0 += KC)
     pack_a<T, UK::MR>([&](int64_t i, int64_t k) { return wei[i * K + k]; }, M, 0, M, k0, imin(KC, K - k0), pa);
 
@@ -89,7 +89,7 @@ void conv2d_fwd_im2col(const ConvShape& s, const typename UK::T* src, const type
     const int64_t n = item / nblk, j0 = (item % nblk) * NB, nb = imin(NB, P - j0);
     const T* x = src + n * s.ic * HW;
     T* y = dst + n * M * P + j0;
-    Carver tws{thread_area + tid * per_thread};
+    Carver tws{areas.of(tid)};
     T* bbuf = tws.template take<T>(KC * ldb);
     const T** brow = tws.template take<const T*>(KC);
     for (int64_t k = 0; k < KC; ++k) brow[k] = bbuf + k * ldb;
@@ -148,14 +148,13 @@ void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const type
 
   const int64_t per_thread = padded ? carve_bytes<T>(s.ic * prows * pitch) : 0;
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
-      carve_bytes<T>(K * OC) + carve_bytes<int64_t>(K) + 2 * carve_bytes<int64_t>(slots) + carve_bytes<int>(slots) +
-      threads * per_thread)))};
+      carve_bytes<T>(K * OC) + carve_bytes<int64_t>(K) + 2 * carve_bytes<int64_t>(slots) + carve_bytes<int>(slots))))};
   T* w = ws.template take<T>(K * OC);  // [group][tap][filter of the group]
   int64_t* tap_off = ws.template take<int64_t>(K);
   int64_t* xoff = ws.template take<int64_t>(slots);
   int64_t* yoff = ws.template take<int64_t>(slots);
   int* lanes = ws.template take<int>(slots);
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(per_thread), threads);
   for (int64_t o0 = 0; o0 < OC; o0 += group) {
     const int64_t g = imin(group, OC - o0);
     for (int64_t t = 0; t < K; ++t)
@@ -175,7 +174,7 @@ void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const type
     const T* x = src + n * s.ic * HW;
     if (padded) {
       // The frame's rows this band reads, at their places in the padded image.
-      T* frame = reinterpret_cast<T*>(thread_area + tid * per_thread);
+      T* frame = reinterpret_cast<T*>(areas.of(tid));
       const int64_t a0 = oy0, rows = oy1 - 1 - oy0 + (s.kh - 1) * s.dh + 1;
       for (int64_t c = 0; c < s.ic; ++c)
         fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, a0, rows, pitch, frame + (c * prows + a0) * pitch);

@@ -869,11 +869,11 @@ bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float*
                              carve_bytes<float>(4 * p.seg_rows * s.ow * OC);
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
       carve_bytes<float>(kWinoFreq * IC * OC) + carve_bytes<float>(threads * 63 * OC) +
-      carve_bytes<int>(threads) + threads * per_thread)))};
+      carve_bytes<int>(threads))))};
   float* u = ws.template take<float>(kWinoFreq * IC * OC);  // [frequency][channel][filter]
   float* scratch = ws.template take<float>(threads * 63 * OC);
   int* nonfinite = ws.template take<int>(threads);
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(per_thread), threads);
   if (prepared != nullptr) u = const_cast<float*>(prepared);  // read only below
   else wino_channel_weights(s, wei, transposed_flipped, weight_threads, scratch, u);
   for (int i = 0; i < threads; ++i) nonfinite[i] = 0;
@@ -885,7 +885,7 @@ bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float*
     const int64_t o_hi = imin(OC, o_lo + p.oc_per_group);
     int64_t t0 = 0, t1 = 0;
     wino_item_tiles(p, tiles_item, &t0, &t1);
-    Carver tws{thread_area + tid * per_thread};
+    Carver tws{areas.of(tid)};
     float* v = tws.template take<float>(kWinoFreq * ldvf);  // [frequency][channel / 16][tile][16]
     float* m = tws.template take<float>(kWinoFreq * ldmf);  // [frequency][tile][filter]
     float* frame = tws.template take<float>(p.frame_rows * p.fw * IC);
@@ -1007,19 +1007,18 @@ bool conv2d_winograd(const ConvShape& s, const typename UK::T* src, const typena
   const int64_t per_thread = carve_bytes<const T*>(IC) + carve_bytes<int64_t>(5 * p.nt) + 2 * carve_bytes<T>(kWinoFreq * ldv) +
                              carve_bytes<T>(kWinoFreq * IC * ldv) + carve_bytes<T>(kWinoFreq * OC * ldv);
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
-      carve_bytes<T>(kWinoFreq * OC * IC) + carve_bytes<T>(threads * 63 * OC) + carve_bytes<int>(threads) +
-      threads * per_thread)))};
+      carve_bytes<T>(kWinoFreq * OC * IC) + carve_bytes<T>(threads * 63 * OC) + carve_bytes<int>(threads))))};
   T* pa = ws.template take<T>(kWinoFreq * OC * IC);
   T* scratch = ws.template take<T>(threads * 63 * OC);
   int* nonfinite = ws.template take<int>(threads);  // per thread: some output was not finite
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(per_thread), threads);
   if (prepared != nullptr) pa = const_cast<T*>(prepared);  // read only below
   else winograd_pack_weights<UK>(s, wei, transposed_flipped, threads, scratch, pa);
   for (int i = 0; i < threads; ++i) nonfinite[i] = 0;
 
   parallel_for(threads, p.items, [&](int64_t item, int tid) {
     const int64_t t0 = item * p.nt, nt = imin(p.nt, p.total - t0);
-    Carver tws{thread_area + tid * per_thread};
+    Carver tws{areas.of(tid)};
     const T** brow = tws.template take<const T*>(IC);
     TileRun* runs = reinterpret_cast<TileRun*>(tws.template take<int64_t>(5 * p.nt));  // at most one per tile
     T* x6 = tws.template take<T>(kWinoFreq * ldv);      // scratch of the row passes (portable forms)

@@ -177,15 +177,15 @@ bool conv2d_bwd_weights_winograd(const ConvShape& s, const float* diff_dst, cons
   const int64_t per_thread = carve_bytes<float>(kWinoFreq * ldvf) + carve_bytes<float>(kWinoFreq * ldqf) +
                              carve_bytes<float>(frame_rows * fw * IC) + carve_bytes<float>(dy_rows * dyw * OC);
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
-      carve_bytes<float>(chunks.count * part_elems) + threads * per_thread)))};
+      carve_bytes<float>(chunks.count * part_elems))))};
   float* partials = ws.template take<float>(chunks.count * part_elems);
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(per_thread), threads);
 
   parallel_for(threads, chunks.count, [&](int64_t chunk, int tid) {
     float* m = partials + chunk * part_elems;
     float* db = m + kWinoFreq * OC * IC;
     std::memset(db, 0, sizeof(float) * static_cast<std::size_t>(OC));
-    Carver tws{thread_area + tid * per_thread};
+    Carver tws{areas.of(tid)};
     float* v = tws.template take<float>(kWinoFreq * ldvf);  // [frequency][channel / 16][tile][16]
     float* q = tws.template take<float>(kWinoFreq * ldqf);  // [frequency][tile][filter]
     float* frame = tws.template take<float>(frame_rows * fw * IC);

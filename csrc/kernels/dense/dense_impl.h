@@ -54,10 +54,10 @@ void dense_fwd_row_panels(const DenseShape& s, const typename UK::T* src, const 
   const int64_t items = row_items<UK>(N);
   const int threads = plan_threads(items, s.flops());
   Carver ws{static_cast<char*>(thread_workspace(
-      static_cast<std::size_t>(carve_bytes<const T*>(I) + threads * carve_bytes<T>(UK::MR * kKc))))};
+      static_cast<std::size_t>(carve_bytes<const T*>(I))))};
   const T** brow = ws.template take<const T*>(I);
   for (int64_t k = 0; k < I; ++k) brow[k] = wei + k * U;
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(carve_bytes<T>(UK::MR * kKc)), threads);
 
   parallel_for(threads, items, [&](int64_t item, int tid) {
     const int64_t r0 = row_begin(item, items, N), rows = row_begin(item + 1, items, N) - r0;
@@ -66,7 +66,7 @@ void dense_fwd_row_panels(const DenseShape& s, const typename UK::T* src, const 
       for (int64_t i = 0; i < rows; ++i)
         for (int64_t j = 0; j < U; ++j) y[i * U + j] = bias[j];
     }
-    Carver tws{thread_area + tid * carve_bytes<T>(UK::MR * kKc)};
+    Carver tws{areas.of(tid)};
     const T* x = src + r0 * I;
     gemm_rows<UK>([&](int64_t i, int64_t k) { return x[i * I + k]; }, rows, I, brow, U, y, U, bias != nullptr,
                   tws.template take<T>(UK::MR * kKc));
@@ -201,10 +201,10 @@ void dense_bwd_weights(const DenseShape& s, const typename UK::T* diff_dst, cons
   const int64_t all_items = items + (diff_bias != nullptr ? 1 : 0);
   const int threads = plan_threads(all_items, s.flops());
   Carver ws{static_cast<char*>(thread_workspace(
-      static_cast<std::size_t>(carve_bytes<const T*>(N) + threads * carve_bytes<T>(UK::MR * kKc))))};
+      static_cast<std::size_t>(carve_bytes<const T*>(N))))};
   const T** brow = ws.template take<const T*>(N);
   for (int64_t k = 0; k < N; ++k) brow[k] = diff_dst + k * U;
-  char* thread_area = ws.p;
+  const ThreadAreas areas = thread_areas(static_cast<std::size_t>(carve_bytes<T>(UK::MR * kKc)), threads);
 
   parallel_for(threads, all_items, [&](int64_t item, int tid) {
     if (item == items) {
@@ -214,7 +214,7 @@ void dense_bwd_weights(const DenseShape& s, const typename UK::T* diff_dst, cons
       return;
     }
     const int64_t r0 = row_begin(item, items, I), rows = row_begin(item + 1, items, I) - r0;
-    Carver tws{thread_area + tid * carve_bytes<T>(UK::MR * kKc)};
+    Carver tws{areas.of(tid)};
     // A = x^T: row i is feature r0 + i over the batch.
     gemm_rows<UK>([&](int64_t i, int64_t k) { return src[k * I + r0 + i]; }, rows, N, brow, U, diff_wei + r0 * U,
                   U, false, tws.template take<T>(UK::MR * kKc));
