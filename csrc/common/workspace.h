@@ -20,7 +20,7 @@ std::size_t thread_workspace_bytes();
 // kStableThreadArea: carved one after another from the workspace, as they were, thread 1's area
 // of one layer lay over thread 0's of the layer before, and each layer's scratch writes waited
 // for those lines to come over from the other core (the example ResNet's one image on two
-// threads: 83.7-84.2 -> 81.9-82.7 us a plan run; bench/BEFORE_AFTER.md, seventeenth stop).
+// threads: 84.7-85.4 -> 82.3-83.2 us a plan run; bench/BEFORE_AFTER.md, seventeenth stop).
 constexpr std::size_t kStableThreadArea = std::size_t{256} << 10;
 struct ThreadAreas {
   char* base;
