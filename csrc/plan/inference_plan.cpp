@@ -503,13 +503,21 @@ std::string InferencePlan<T>::describe() const {
 // ------------------------------------------------------------------------------ running
 
 template <class T>
-int64_t InferencePlan<T>::slot_elements(int64_t mb, bool own_places) const {
-  int64_t elements = 0;
+bool InferencePlan<T>::places_elements(int64_t mb, bool own_places, int64_t* elements) const {
+  *elements = 0;
   for (int64_t size : own_places ? own_size_ : slot_size_) {
     int64_t slot = 0;
-    if (__builtin_mul_overflow(size, mb, &slot) || __builtin_add_overflow(elements, round_up(slot), &elements))
-      throw std::bad_alloc();
+    if (__builtin_mul_overflow(size, mb, &slot) || slot > INT64_MAX - kAlign ||
+        __builtin_add_overflow(*elements, round_up(slot), elements))
+      return false;
   }
+  return true;
+}
+
+template <class T>
+int64_t InferencePlan<T>::slot_elements(int64_t mb, bool own_places) const {
+  int64_t elements = 0;
+  if (!places_elements(mb, own_places, &elements)) throw std::bad_alloc();
   return elements;
 }
 
@@ -895,14 +903,9 @@ typename InferencePlan<T>::RunLayout InferencePlan<T>::run_layout(int64_t mb, bo
     l.own_places = places_ == Places::own;
     return l;
   }
-  l.own_places = l.team > 1;
-  int64_t own_bytes = 0;
-  for (std::size_t k = 0; k < own_size_.size() && l.own_places; ++k) {
-    int64_t elements = 0;
-    l.own_places = !__builtin_mul_overflow(own_size_[k], l.largest, &elements) && elements <= kOwnPlacesBytes;
-    if (l.own_places) own_bytes += round_up(elements) * static_cast<int64_t>(sizeof(T));
-    l.own_places = l.own_places && own_bytes <= kOwnPlacesBytes;
-  }
+  int64_t own = 0;
+  l.own_places = l.team > 1 && places_elements(l.largest, true, &own) &&
+                 own <= kOwnPlacesBytes / static_cast<int64_t>(sizeof(T));
   return l;
 }
 
@@ -969,8 +972,7 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
       for (int64_t c = 0; c < chunks; ++c) {
         chunk_ios(c, &in, &out);
         run_chunk(sizes[static_cast<std::size_t>(c)], base, arena.kept, slots, own_places, in, out, forced_conv.c_str(),
-                  op_seconds,
-                  c == 0 && ran_first ? 1 : 0);
+                  op_seconds, c == 0 && ran_first ? 1 : 0);
       }
     };
     using Body = decltype(all_chunks);

@@ -193,7 +193,10 @@ class InferencePlan {
   // with `own_places` in places of their own (own_size_) from there.
   T* place(int v, T* slots, int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
            bool own_places) const;
-  int64_t slot_elements(int64_t mb, bool own_places = false) const;  // the arena room of them all for mb samples
+  // The arena room of every slot (with own_places, every own place) for mb samples: false /
+  // std::bad_alloc where it overflows.
+  bool places_elements(int64_t mb, bool own_places, int64_t* elements) const;
+  int64_t slot_elements(int64_t mb, bool own_places = false) const;
   // Makes every conv's kept copy, fold and prepared weights current (for a batch of mb) where
   // its sources changed; before the ops run, on the calling thread (the compares shared with a
   // thread team where the run has one). `first_op` (null: none) runs the first op of the first
