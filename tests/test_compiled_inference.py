@@ -19,6 +19,7 @@ import pytest
 import convforge
 from convforge import _core, layers
 from convforge import functional as F
+from convforge.layers.base import WeightDict
 from convforge.models import compiled
 from convforge.train import lenet5
 from winograd_bound import forward_magnitude
@@ -1146,6 +1147,96 @@ def test_ready_predict_runs_what_the_python_path_would_and_declines_the_rest(rng
     assert maps._compiled_plan().ready is None  # an image output goes back channels-last
     with pytest.raises(ValueError, match="values per sample"):
         F.ready_predict(compiled.plan, [], [], [(28, 28, 2)])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda p, w: p.__setitem__("kernel", w),
+        lambda p, w: p.update(kernel=w),
+        lambda p, w: p.update([("kernel", w)]),
+        lambda p, w: p.__ior__({"kernel": w}),
+        lambda p, w: (p.pop("kernel"), p.setdefault("kernel", w)),
+        lambda p, w: (p.__delitem__("kernel"), p.__setitem__("kernel", w)),
+    ],
+    ids=["setitem", "update", "update_pairs", "ior", "pop_setdefault", "delitem"],
+)
+def test_ready_predict_sees_a_weight_replaced_by_any_dict_method(change, rng, plans_on):
+    # ready checks the layers' objects only after a counted change (WeightDict, Layer.__setattr__):
+    # every way of replacing a weight in layer.params must count, or ready would run the old plan.
+    model = lenet5()
+    x = rng.random((2, 28, 28, 1), dtype=np.float32)
+    model.predict(x, verbose=0)
+    ready = model._compiled_plan().ready
+    assert ready is not None and model._compiled_plan()._changes_counted()
+    first = ready(x, None)
+    np.testing.assert_array_equal(ready(x, None), first)  # checked once, then by the count
+    conv = model.layers[0]
+    params = conv.params
+    before = _core.layer_changes()
+    change(params, params["kernel"] * 2)
+    assert _core.layer_changes() > before
+    assert ready(x, None) is None  # declined: predict's Python path builds a new plan
+    got = model.predict(x, verbose=0)
+    assert not np.allclose(got, first)
+    np.testing.assert_array_equal(got, layer_by_layer(model, [x])[0])
+
+
+def test_weight_dict_counts_every_change():
+    # Each of dict's methods that changes entries counts the change (after making it).
+    mutators = {"__setitem__", "__delitem__", "__ior__", "pop", "popitem", "setdefault", "update", "clear"}
+    assert mutators <= set(WeightDict.__dict__)
+    calls = [("__setitem__", ("a", 3)), ("__delitem__", ("a",)), ("__ior__", ({"a": 3},)), ("pop", ("a",)),
+             ("popitem", ()), ("setdefault", ("c", 3)), ("update", ({"a": 3},)), ("clear", ())]
+    assert {name for name, _ in calls} == mutators
+    for name, args in calls:
+        d = WeightDict(a=1, b=2)
+        before = _core.layer_changes()
+        getattr(d, name)(*args)
+        assert _core.layer_changes() == before + 1, name
+    d = WeightDict(a=1)
+    d |= {"b": 2}
+    assert type(d) is WeightDict and d == {"a": 1, "b": 2}
+    assert type(layers.Dense(3).params) is WeightDict
+
+
+def test_ready_predict_sees_settings_and_a_replaced_weights_dict(rng, plans_on):
+    model = lenet5()
+    x = rng.random((2, 28, 28, 1), dtype=np.float32)
+    first = model.predict(x, verbose=0)
+    ready = model._compiled_plan().ready
+    np.testing.assert_array_equal(ready(x, None), first)
+    # A setting replaced (an attribute the lowering read): counted by Layer.__setattr__.
+    dense = model.layers[-2]
+    relu = dense.activation
+    dense.activation = None
+    assert ready(x, None) is None
+    without = model.predict(x, verbose=0)
+    assert not np.array_equal(without, first)
+    dense.activation = relu
+    np.testing.assert_array_equal(model.predict(x, verbose=0), first)
+    # The whole weights dict replaced, even by a plain dict (which counts nothing itself): the
+    # plan records the dict, so it is made again, and a plan over a plain dict checks every call.
+    ready = model._compiled_plan().ready
+    conv = model.layers[0]
+    conv.params = dict(conv.params, kernel=conv.params["kernel"] * 2)
+    assert ready(x, None) is None
+    doubled = model.predict(x, verbose=0)
+    assert not np.allclose(doubled, first)
+    compiled = model._compiled_plan()
+    assert not compiled._changes_counted()
+    model.predict(x, verbose=0)
+    ready = compiled.ready
+    assert ready is not None
+    np.testing.assert_array_equal(ready(x, None), doubled)
+    dict.__setitem__(conv.params, "kernel", conv.params["kernel"] / 2)  # not counted: a plain dict
+    assert ready(x, None) is None
+    np.testing.assert_array_equal(model.predict(x, verbose=0), first)
+    # A layer attribute deleted counts too.
+    before = _core.layer_changes()
+    conv.scratch = 1
+    del conv.scratch
+    assert _core.layer_changes() == before + 2
 
 
 def test_one_batch_predict_returns_each_output_its_own_array(rng, plans_on):

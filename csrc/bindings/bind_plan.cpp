@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -282,6 +283,26 @@ bool objects_unchanged(const py::list& items, const py::list& settings) {
   return true;
 }
 
+// How many times any layer's attributes or weights dict changed: Layer.__setattr__ and
+// __delattr__ and WeightDict's mutators (layers/base.py) count each change after making it.
+// ReadyPredict repeats its objects_unchanged check only when this moved since the last one
+// that passed: that check read 102 objects of the example ResNet scattered through memory the
+// run had just evicted, ~2 us of its ~85 us one-image predict on two threads. Counted after
+// the change and read before the check, so a change is either seen by the check or moves the
+// count past what the check recorded.
+std::atomic<uint64_t> g_layer_changes{0};
+
+PyObject* note_layer_change(PyObject*, PyObject*) {
+  g_layer_changes.fetch_add(1, std::memory_order_release);
+  Py_RETURN_NONE;
+}
+
+// A plain C function (METH_NOARGS): Layer.__setattr__ calls it on every attribute a layer
+// sets, and pybind11's dispatch would cost it several times as much.
+PyMethodDef note_layer_change_def = {
+    "note_layer_change", note_layer_change, METH_NOARGS,
+    "Count one change of a layer's attributes or weights (private: layers/base.py)."};
+
 // predict's one-call path as one call (models/compiled.py, CompiledInference.ready): the
 // checks that make `x` the plan's input as it is (a numpy.ndarray, not a subclass, of the
 // plan's dtype, C-contiguous and aligned, one of `shapes` per sample: the user's shapes whose
@@ -292,13 +313,15 @@ bool objects_unchanged(const py::list& items, const py::list& settings) {
 // algorithm `forced` ("fwd", functional.force_conv2d_algorithm) names. None where a check
 // fails: predict's Python path then decides, with its messages. A one-image ResNet predict
 // spent ~8 us of Python around the plan's run deciding the same, the interpreter's code and
-// data evicted from the core's caches by the run before.
+// data evicted from the core's caches by the run before. `tracked`: the caller vouches that
+// every holder of `items` and `settings` counts its changes (g_layer_changes); then the
+// objects are checked again only after a change somewhere.
 class ReadyPredict {
  public:
   ReadyPredict(const py::object& plan, py::list items, py::list settings, py::dict forced,
-               std::vector<std::vector<int64_t>> shapes)
+               std::vector<std::vector<int64_t>> shapes, bool tracked)
       : plan_obj_(plan), plan_(plan.cast<const PyPlan*>()), items_(std::move(items)), settings_(std::move(settings)),
-        forced_(std::move(forced)), shapes_(std::move(shapes)),
+        forced_(std::move(forced)), shapes_(std::move(shapes)), tracked_(tracked),
         ndarray_(py::module_::import("numpy").attr("ndarray")) {
     plan_->with_plan([&](const auto& p) {
       if (!p.finished() || p.num_inputs() != 1 || p.output_values().size() != 1)
@@ -340,7 +363,13 @@ class ReadyPredict {
       for (py::ssize_t i = 1; i < nd && shape_ok; ++i) shape_ok = a.shape(i) == shape[static_cast<std::size_t>(i - 1)];
       if (shape_ok) break;
     }
-    if (!shape_ok || !objects_unchanged(items_, settings_)) return py::none();
+    if (!shape_ok) return py::none();
+    const uint64_t changes = g_layer_changes.load(std::memory_order_acquire);
+    if (!(tracked_ && checked_ && changes == checked_changes_)) {
+      if (!objects_unchanged(items_, settings_)) return py::none();
+      checked_ = true;
+      checked_changes_ = changes;
+    }
     std::string forced;
     if (PyObject* name = PyDict_GetItemString(forced_.ptr(), "fwd")) {  // borrowed
       if (name != Py_None) forced = py::reinterpret_borrow<py::str>(name).cast<std::string>();
@@ -354,20 +383,30 @@ class ReadyPredict {
   py::list items_, settings_;
   py::dict forced_;
   std::vector<std::vector<int64_t>> shapes_;
+  bool tracked_;
   py::object ndarray_;
   std::size_t itemsize_ = 4;
+  // The count of changes when objects_unchanged last passed (the GIL orders the calls).
+  mutable bool checked_ = false;
+  mutable uint64_t checked_changes_ = 0;
 };
 
 }  // namespace
 
 void bind_plan(py::module_& m) {
+  PyObject* note = PyCFunction_New(&note_layer_change_def, nullptr);
+  if (note == nullptr) throw py::error_already_set();
+  m.add_object("note_layer_change", py::reinterpret_steal<py::object>(note));
+  m.def("layer_changes", []() { return g_layer_changes.load(std::memory_order_acquire); },
+        "How many layer changes note_layer_change has counted (private: tests).");
   m.def("objects_unchanged", &objects_unchanged, py::arg("items"), py::arg("settings"),
         "Whether dict.get(key) is value for every (dict, key, value) of items and getattr(obj, name) is value "
         "for every (obj, name, value) of settings (private: CompiledInference.current()).");
   py::class_<ReadyPredict>(m, "ReadyPredict",
                            "predict's one-call path (private: CompiledInference.ready, models/compiled.py).")
-      .def(py::init<const py::object&, py::list, py::list, py::dict, std::vector<std::vector<int64_t>>>(),
-           py::arg("plan"), py::arg("items"), py::arg("settings"), py::arg("forced"), py::arg("shapes"))
+      .def(py::init<const py::object&, py::list, py::list, py::dict, std::vector<std::vector<int64_t>>, bool>(),
+           py::arg("plan"), py::arg("items"), py::arg("settings"), py::arg("forced"), py::arg("shapes"),
+           py::arg("tracked"))
       .def("__call__", &ReadyPredict::call, py::arg("x"), py::arg("batch_size"),
            "The plan's output for x, or None where x, batch_size or the model's state asks for the Python path.");
   py::class_<PyPlan>(m, "InferencePlan",

@@ -675,14 +675,16 @@ def run_inference_plan(plan, inputs) -> list:
     return plan.run(inputs, _forced_conv_algo.get("fwd"))
 
 
-def ready_predict(plan, weights, settings, shapes):
+def ready_predict(plan, weights, settings, shapes, tracked=False):
     """``plan`` run by one C++ call that first checks what predict's Python path would
     (``_core.ReadyPredict``: the input a NumPy array of the plan's dtype, C-contiguous, of one of
     the per-sample ``shapes``, at most ``batch_size`` samples; ``weights`` and ``settings`` as
     :func:`inference_plan_sources_unchanged` takes them) and returns None where a check fails;
     the forward algorithm :func:`force_conv2d_algorithm` forces, if any, is read at each call.
-    Private to convforge's models (:class:`convforge.models.compiled.CompiledInference`)."""
-    return _core.ReadyPredict(plan, weights, settings, _forced_conv_algo, [list(s) for s in shapes])
+    ``tracked``: every holder of ``weights`` and ``settings`` counts its changes (layers/base.py),
+    and they are checked again only after one. Private to convforge's models
+    (:class:`convforge.models.compiled.CompiledInference`)."""
+    return _core.ReadyPredict(plan, weights, settings, _forced_conv_algo, [list(s) for s in shapes], bool(tracked))
 
 
 def profile_inference_plan(plan, inputs, runs: int = 100) -> np.ndarray:

@@ -29,6 +29,7 @@ import re
 
 import numpy as np
 
+from .. import _core
 from . import initializers
 
 
@@ -59,6 +60,66 @@ class Buffers:
 
     def clear(self) -> None:
         self._arrays.clear()
+
+
+# Every change of a layer's attributes (Layer.__setattr__, __delattr__) or of its weights dict
+# (WeightDict) is counted, after it is made, in _core: predict's one-call path
+# (models/compiled.py) checks that the layers still hold what its plan was made from only when
+# that count moved, not on every call. What bypasses these (object.__setattr__, vars(layer),
+# dict.__setitem__ on params) is not counted, and such a change can go unseen by that path.
+_note_change = _core.note_layer_change
+
+
+class WeightDict(dict):
+    """A layer's weights by name (``layer.params``): a dict that counts its changes.
+
+    Replacing, adding or removing an entry is seen by a compiled model's next
+    ``predict``; a weight edited in place (``layer.params["kernel"][0] = 1``)
+    always is, whatever holds it.
+    """
+
+    __slots__ = ()
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        _note_change()
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        _note_change()
+
+    def __ior__(self, other):
+        super().__ior__(other)
+        _note_change()
+        return self
+
+    def pop(self, *args):
+        try:
+            return super().pop(*args)
+        finally:
+            _note_change()
+
+    def popitem(self):
+        try:
+            return super().popitem()
+        finally:
+            _note_change()
+
+    def setdefault(self, key, default=None):
+        try:
+            return super().setdefault(key, default)
+        finally:
+            _note_change()
+
+    def update(self, *args, **kwargs):
+        try:
+            super().update(*args, **kwargs)
+        finally:
+            _note_change()
+
+    def clear(self):
+        super().clear()
+        _note_change()
 
 
 __all__ = ["Layer", "display_shape"]
@@ -346,6 +407,14 @@ class Layer:
         if "__init__" in cls.__dict__:
             cls.__init__ = _check_arguments(cls, cls.__dict__["__init__"])
 
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        _note_change()  # after the change: see WeightDict
+
+    def __delattr__(self, name):
+        object.__delattr__(self, name)
+        _note_change()
+
     def __init__(self, *, name=None, input_shape=None, trainable=True):
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"name must be a non-empty string without '/'; got {name!r}")
@@ -360,7 +429,7 @@ class Layer:
         #: layer with weights (nothing before it needs a gradient), saving its dx work.
         self.input_grad_needed = True
         #: Weights by name (insertion order is the get_weights() order) and their gradients.
-        self.params: dict[str, np.ndarray] = {}
+        self.params: dict[str, np.ndarray] = WeightDict()
         self.grads: dict[str, np.ndarray] = {}
         self._non_trainable: set[str] = set()
         #: Penalties on weights (kernel_regularizer=...), by weight name.

@@ -46,6 +46,7 @@ import numpy as np
 from .. import functional as F
 from ..layers import activations as activation_layers
 from ..layers.activations import Activation, Softmax
+from ..layers.base import Layer, WeightDict
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Dropout, Flatten
 from ..layers.fusion import FoldedConvBatchNorm, InPlaceReLU, is_plain_relu
@@ -101,7 +102,17 @@ class CompiledInference:
             return
         if entry.kind == "nhwc" and entry.internal[0] != 1:
             return
-        self.ready = F.ready_predict(self.plan, self._weights, self._settings, sorted(entry.accepted))
+        self.ready = F.ready_predict(self.plan, self._weights, self._settings, sorted(entry.accepted),
+                                     tracked=self._changes_counted())
+
+    def _changes_counted(self) -> bool:
+        """Whether every holder of the plan's weights and settings counts its changes (a
+        :class:`~convforge.layers.base.WeightDict`, a layer whose attributes are set by
+        ``Layer.__setattr__``), so that ``ready`` may check them only after a change."""
+        return all(type(holder) is WeightDict for holder, _, _ in self._weights) and all(
+            type(owner).__setattr__ is Layer.__setattr__ and type(owner).__delattr__ is Layer.__delattr__
+            for owner, _, _ in self._settings
+        )
 
     def current(self) -> bool:
         """Do the layers still hold the very arrays and settings the plan was made from?"""
@@ -204,7 +215,10 @@ class _Lowering:
         self.settings = []
 
     def weight(self, layer, name):
-        """``layer.params[name]`` (None if absent), recorded so a replaced array is noticed."""
+        """``layer.params[name]`` (None if absent), recorded so a replaced array is noticed, and
+        (once per layer) the dict itself, so that a replaced ``layer.params`` is too."""
+        if not any(owner is layer and attribute == "params" for owner, attribute, _ in self.settings):
+            self.setting(layer, "params")
         array = layer.params.get(name)
         if array is not None and (array.dtype != self.dtype or not array.flags.c_contiguous):
             raise _NotLowered  # the layers' own path converts or complains
