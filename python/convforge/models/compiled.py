@@ -34,7 +34,13 @@ path, for comparisons).
 
 After a first predict, :attr:`CompiledInference.ready` takes predict's checks and the run in one
 C++ call for the arrays it can take as they are (``Trainer._predict_ready``): run after run, the
-Python in between runs with its code and data evicted from the caches by the plan's run.
+Python in between runs with its code and data evicted from the caches by the plan's run. Its
+check that the layers still hold what the plan was made from runs only after a layer changed
+somewhere (layers count every attribute they set and every change of ``layer.params``, a
+:class:`~convforge.layers.base.WeightDict`); a plan over anything that does not count (a plain
+dict put in ``layer.params``) checks on every call. A change made past those counts
+(``object.__setattr__``, ``vars(layer)``, ``dict.__setitem__`` on the params) can go unseen by
+that path.
 """
 
 from __future__ import annotations
