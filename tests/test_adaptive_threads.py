@@ -315,3 +315,43 @@ def test_one_batch_predict_goes_through_the_governor(two_threads_adaptive, monke
             convforge.set_num_threads(1)
         other.predict(x, verbose=0)
         assert "predict" not in other._thread_governors, setting
+
+
+def test_a_step_that_ran_no_batch_is_not_timed():
+    # govern_one's predict step returns None where the one-call path declined its input: that
+    # call ran nothing, and timing it would put a near-zero step among the real ones.
+    m = Machine(QUIET)
+    g = governor(m)
+    run(g, m, threads.WARMUP_STEPS + 2)
+    timed = len(g._recent)
+    assert g.run(lambda: None, 64, no_batch=None) is None
+    assert len(g._recent) == timed
+    g.run(lambda: None, 64)  # by default any result is a batch
+    assert len(g._recent) == timed + 1
+
+
+@needs_openmp
+def test_one_call_predict_runs_under_the_governor(two_threads_adaptive, monkeypatch):
+    # Under the adaptive count, predict's one-call path (CompiledInference.ready) still runs, and
+    # the model's governor times each call once as one batch (threads.govern_one); a call it
+    # declines is timed only by the general path that then answers it.
+    from convforge.train import lenet5
+
+    model = lenet5()
+    x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
+    first = model.predict(x, verbose=0)
+    for _ in range(threads.WARMUP_STEPS + 1):
+        model.predict(x, verbose=0)
+    compiled = model._compiled_plan()
+    ready, calls, timed = compiled.ready, [], []
+    assert ready is not None
+    compiled.ready = lambda xb, batch_size: calls.append(xb.dtype) or ready(xb, batch_size)
+    record = threads.ThreadGovernor._record
+    monkeypatch.setattr(threads.ThreadGovernor, "_record", lambda self, dt, now: timed.append(dt) or record(self, dt, now))
+    for _ in range(4):
+        np.testing.assert_array_equal(model.predict(x, verbose=0), first)
+    assert len(calls) == 4 and len(timed) == 4
+    np.testing.assert_array_equal(model.predict(x.astype(np.float64), verbose=0), first)  # declined: float64
+    assert len(calls) == 5 and len(timed) == 5
+    assert not threads._governing  # given back after every call
+    assert convforge.get_num_threads() == 2

@@ -70,6 +70,9 @@ def get_adaptive_threads() -> bool:
     return _enabled
 
 
+_NO_RESULT = object()  # ThreadGovernor.run's default no_batch: no result is one
+
+
 class ThreadGovernor:
     """Chooses between ``high`` and ``low`` kernel threads from measured step times.
 
@@ -109,7 +112,9 @@ class ThreadGovernor:
             self._set(n)
             self._applied = n
 
-    def run(self, step, size: int):
+    def run(self, step, size: int, no_batch=_NO_RESULT):
+        """``step()`` at the chosen count, timed; a result that is ``no_batch`` says it ran no batch
+        (predict's one-call path declining its input: None) and is not timed."""
         if not self.active:
             return step()
         now_applied = self._get()
@@ -128,7 +133,8 @@ class ThreadGovernor:
         t0 = self._clock()
         result = step()
         t1 = self._clock()
-        self._record(t1 - t0, t1)
+        if result is not no_batch:
+            self._record(t1 - t0, t1)
         return result
 
     def _record(self, dt: float, now: float) -> None:
@@ -200,6 +206,30 @@ def may_govern(strategy) -> bool:
     return get_adaptive_threads() and getattr(strategy, "size", 1) <= 1 and _count_functions()[0]() >= 2
 
 
+def _take_governor(kind: str, owner: dict) -> ThreadGovernor | None:
+    """The governor of ``kind`` from ``owner`` (made if missing or for another count), now the
+    process's governing one; None where another loop governs or the count is below 2."""
+    global _governing
+    get_num_threads, set_num_threads = _count_functions()
+    with _lock:
+        high = get_num_threads()  # again, under the lock: the >= 2 below is the one that counts
+        if _governing or high < 2:
+            return None
+        _governing = True
+        gov = owner.get(kind)
+        if gov is None or gov.high != high:
+            gov = owner[kind] = ThreadGovernor(high, set_num_threads, get_num_threads)
+        return gov
+
+
+def _give_back(gov: ThreadGovernor) -> None:
+    """Put the user's count back and let another loop govern."""
+    global _governing
+    gov.restore()
+    with _lock:
+        _governing = False
+
+
 @contextlib.contextmanager
 def governed(kind: str, owner: dict, strategy):
     """The governor of one ``kind`` loop ("fit", "evaluate", "predict") of a model, or None when
@@ -209,25 +239,26 @@ def governed(kind: str, owner: dict, strategy):
     one-batch predicts (a server) learns across calls (one per kind and model: a predict batch and
     a training step, or two models' steps, are not comparable). The user's count is
     put back when the loop ends, however it ends."""
-    global _governing
-
-    gov = None
-    if may_govern(strategy):
-        get_num_threads, set_num_threads = _count_functions()
-        with _lock:
-            high = get_num_threads()  # again, under the lock: the >= 2 below is the one that counts
-            if not _governing and high >= 2:
-                _governing = True
-                gov = owner.get(kind)
-                if gov is None or gov.high != high:
-                    gov = owner[kind] = ThreadGovernor(high, set_num_threads, get_num_threads)
+    gov = _take_governor(kind, owner) if may_govern(strategy) else None
     try:
         yield gov
     finally:
         if gov is not None:
-            gov.restore()
-            with _lock:
-                _governing = False
+            _give_back(gov)
+
+
+def govern_one(kind: str, owner: dict, strategy, step, size: int):
+    """``step()`` as a loop of one batch of ``size`` samples under ``kind``'s governor: what
+    ``with governed(kind, owner, strategy) as g: run_batch(g, step, size)`` does, as a plain call
+    (predict's one-call path: the context manager's generator was ~1.5 us of a one-image
+    predict). A step that returns None ran no batch and is not timed."""
+    gov = _take_governor(kind, owner) if may_govern(strategy) else None
+    if gov is None:
+        return step()
+    try:
+        return gov.run(step, size, no_batch=None)
+    finally:
+        _give_back(gov)
 
 
 def run_batch(governor: ThreadGovernor | None, step, size: int):
