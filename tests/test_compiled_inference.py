@@ -1182,6 +1182,27 @@ def test_ready_predict_sees_a_weight_replaced_by_any_dict_method(change, rng, pl
     np.testing.assert_array_equal(got, layer_by_layer(model, [x])[0])
 
 
+def test_calling_the_model_takes_the_one_call_path(rng, plans_on):
+    # model(x) (and predict_on_batch) in inference mode run the plan's `ready` for the whole batch,
+    # as predict does for one batch; training=True, or an input ready declines, goes the general
+    # way, with the same results.
+    model = lenet5()
+    x = rng.random((40, 28, 28, 1), dtype=np.float32)  # more than predict's default batch of 32
+    want = model.predict(x, verbose=0, batch_size=40)
+    compiled = model._compiled_plan()
+    ready, calls = compiled.ready, []
+    assert ready is not None
+    compiled.ready = lambda xb, batch_size: calls.append(batch_size) or ready(xb, batch_size)
+    np.testing.assert_array_equal(model(x), want)
+    np.testing.assert_array_equal(model.predict_on_batch(x[:3]), want[:3])
+    assert calls == [40, 3]
+    np.testing.assert_array_equal(model(x.astype(np.float64)), want)  # declined (float64): the general path
+    assert calls == [40, 3, 40]
+    model(x[:2], training=True)
+    assert calls == [40, 3, 40]
+    assert model(x[:0]).shape == (0, 10)
+
+
 def test_weight_dict_counts_every_change():
     # Each of dict's methods that changes entries counts the change (after making it).
     mutators = {"__setitem__", "__delitem__", "__ior__", "pop", "popitem", "setdefault", "update", "clear"}

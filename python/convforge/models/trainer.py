@@ -1176,6 +1176,14 @@ class Trainer:
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
         """Outputs for one batch (``predict`` without batching)."""
+        if training is False and type(x) is np.ndarray and x.ndim:
+            # predict's one-call path (CompiledInference.ready), the whole batch at once: None
+            # where it declines x, and the path below answers.
+            compiled = self._compiled_plan()
+            ready = compiled.ready if compiled else None
+            out = ready(x, x.shape[0]) if ready is not None else None
+            if out is not None:
+                return out
         self._build_from_data(x)
         x = self._check_x(x, allow_empty=True)
         if self._batches(x, None, 1).n == 0:  # no samples: layers (custom ones too) are not asked to handle it
