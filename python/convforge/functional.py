@@ -669,6 +669,12 @@ def inference_plan_sources_unchanged(weights, settings) -> bool:
     return _core.objects_unchanged(weights, settings)
 
 
+# Counts one change of a layer's attributes or weights dict (a C function, no wrapper: Layer's
+# __setattr__ calls it on every attribute set). ``ready_predict``'s callers repeat their check of
+# the model's objects only after the count moved. Private to convforge's layers (layers/base.py).
+note_layer_change = _core.note_layer_change
+
+
 def run_inference_plan(plan, inputs) -> list:
     """``plan``'s outputs for a batch of ``inputs`` (one array per model input, internal layout),
     its convolutions under the forward algorithm :func:`force_conv2d_algorithm` forces, if any."""

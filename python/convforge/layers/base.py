@@ -29,7 +29,7 @@ import re
 
 import numpy as np
 
-from .. import _core
+from .. import functional as F
 from . import initializers
 
 
@@ -63,11 +63,11 @@ class Buffers:
 
 
 # Every change of a layer's attributes (Layer.__setattr__, __delattr__) or of its weights dict
-# (WeightDict) is counted, after it is made, in _core: predict's one-call path
+# (WeightDict) is counted, after it is made (functional.note_layer_change): predict's one-call path
 # (models/compiled.py) checks that the layers still hold what its plan was made from only when
 # that count moved, not on every call. What bypasses these (object.__setattr__, vars(layer),
 # dict.__setitem__ on params) is not counted, and such a change can go unseen by that path.
-_note_change = _core.note_layer_change
+_note_change = F.note_layer_change
 
 
 class WeightDict(dict):
