@@ -32,7 +32,7 @@ void* thread_workspace(std::size_t bytes) {
   return t_buffer.data();
 }
 
-std::size_t thread_workspace_bytes() { return t_buffer.bytes(); }
+std::size_t thread_workspace_bytes() { return t_buffer.bytes() + t_areas.bytes(); }
 
 ThreadAreas thread_areas(std::size_t per_thread, int threads) {
   std::size_t stride = (per_thread + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign;

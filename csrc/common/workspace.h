@@ -10,7 +10,8 @@ constexpr std::size_t kWorkspaceAlign = 64;
 // A 64-byte aligned buffer of at least `bytes`, owned by the calling thread and valid until
 // that thread's next call. Concurrent Python threads each get their own. Grows, never shrinks.
 void* thread_workspace(std::size_t bytes);
-// Bytes currently held by the calling thread's workspace (for build_info and tests).
+// Bytes currently held by the calling thread's workspace and its thread_areas (for build_info and
+// tests).
 std::size_t thread_workspace_bytes();
 
 // The areas of a kernel's parallel loop, one per thread: thread tid's per_thread bytes at
