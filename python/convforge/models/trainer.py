@@ -1101,8 +1101,7 @@ class Trainer:
         strategy = distributed.strategy()
         if strategy.size != 1:
             return None
-        compiled = self._compiled_plan()
-        ready = compiled.ready if compiled else None
+        ready = self._ready_call()
         if ready is not None:
             if threads_module.may_govern(strategy):  # the adaptive thread count times the call
                 out = threads_module.govern_one("predict", self._thread_governors, strategy,
@@ -1138,6 +1137,12 @@ class Trainer:
         """The compiled inference pass as made so far (models/compiled.py): a CompiledInference,
         or None / False (not made yet / none). Unchecked: see _whole_plan."""
         return None
+
+    def _ready_call(self):
+        """The compiled plan's one-call path (``CompiledInference.ready``: checks and run in one
+        C++ call, None for what it declines), or None where there is none yet."""
+        compiled = self._compiled_plan()
+        return compiled.ready if compiled else None
 
     def _predict_at_once(self, x, n: int, strategy):
         """``predict`` of checked ``x`` as one batch through the compiled plan, or None where the
@@ -1179,8 +1184,7 @@ class Trainer:
         if training is False and type(x) is np.ndarray and x.ndim:
             # predict's one-call path (CompiledInference.ready), the whole batch at once: None
             # where it declines x, and the path below answers.
-            compiled = self._compiled_plan()
-            ready = compiled.ready if compiled else None
+            ready = self._ready_call()
             out = ready(x, x.shape[0]) if ready is not None else None
             if out is not None:
                 return out
