@@ -299,9 +299,10 @@ def test_one_batch_predict_goes_through_the_governor(two_threads_adaptive, monke
     from convforge.train import lenet5
 
     model = lenet5()
-    x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
+    x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)  # not a batch kept on one thread
     model.predict(x, verbose=0)
     assert model._whole_plan() is not None  # the one-batch path applies to this model
+    assert model._whole_plan().serial_samples < len(x)
     for _ in range(threads.WARMUP_STEPS + 1):
         model.predict(x, verbose=0)
     gov = model._thread_governors["predict"]
@@ -338,13 +339,13 @@ def test_one_call_predict_runs_under_the_governor(two_threads_adaptive, monkeypa
     from convforge.train import lenet5
 
     model = lenet5()
-    x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
+    x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)  # too large to stay on one thread
     first = model.predict(x, verbose=0)
     for _ in range(threads.WARMUP_STEPS + 1):
         model.predict(x, verbose=0)
     compiled = model._compiled_plan()
     ready, calls, timed = compiled.ready, [], []
-    assert ready is not None
+    assert ready is not None and compiled.serial_samples < len(x)
     compiled.ready = lambda xb, batch_size: calls.append(xb.dtype) or ready(xb, batch_size)
     record = threads.ThreadGovernor._record
     monkeypatch.setattr(threads.ThreadGovernor, "_record", lambda self, dt, now: timed.append(dt) or record(self, dt, now))
@@ -355,3 +356,28 @@ def test_one_call_predict_runs_under_the_governor(two_threads_adaptive, monkeypa
     assert len(calls) == 5 and len(timed) == 5
     assert not threads._governing  # given back after every call
     assert convforge.get_num_threads() == 2
+
+
+def test_a_batch_on_one_thread_at_any_count_is_not_governed(two_threads_adaptive, monkeypatch):
+    # A batch that the plan runs on one thread whatever the count (serial_samples: a one-image
+    # LeNet-5) has nothing for the adaptive count to choose: predict, on the one-call path and
+    # the general one alike, runs it without the governor; a larger batch is governed.
+    from convforge.train import lenet5
+
+    model = lenet5()
+    rng = np.random.default_rng(1)
+    one = rng.random((1, 28, 28, 1), dtype=np.float32)
+    many = rng.random((16, 28, 28, 1), dtype=np.float32)
+    expected_one, expected_many = model.predict(one, verbose=0), model.predict(many, verbose=0)
+    compiled = model._compiled_plan()
+    assert compiled.serial_samples >= 1 and compiled.ready is not None
+    taken = []
+    take = threads._take_governor
+    monkeypatch.setattr(threads, "_take_governor", lambda kind, owner: taken.append(kind) or take(kind, owner))
+    for _ in range(3):
+        np.testing.assert_array_equal(model.predict(one, verbose=0), expected_one)  # the one-call path
+    np.testing.assert_array_equal(model.predict(one.astype(np.float64), verbose=0), expected_one)  # general path
+    assert taken == []
+    np.testing.assert_array_equal(model.predict(many, verbose=0), expected_many)
+    assert taken == ["predict"]
+    assert not threads._governing and convforge.get_num_threads() == 2

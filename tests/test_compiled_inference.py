@@ -377,6 +377,30 @@ def test_chunk_sizes(rng):
     assert plan.chunk_samples == 3
 
 
+def test_serial_samples_is_the_batch_below_both_floors(rng, threads):
+    # The largest batch a plan keeps on one thread at any count: its convs' and dense layers'
+    # operations under 1e6 (kMinParallelFlops) and its largest value under 64 KiB.
+    lenet = lenet5()
+    x = rng.random((2, 28, 28, 1), dtype=np.float32)
+    lenet.predict(x, verbose=0)
+    assert lenet._compiled_plan().plan.serial_samples() == 1  # 0.85 MFLOP an image: one under the floor, two over
+    dense = convforge.Sequential([convforge.Input((100,)), layers.Dense(10)])
+    dense.predict(np.zeros((1, 100), np.float32), verbose=0)
+    # 2,000 operations a sample; the largest value the 100-float input: 163 * 400 < 65,536 <= 164 * 400.
+    assert dense._compiled_plan().plan.serial_samples() == 163
+    assert graph_of(example_resnet())._inference_plan().plan.serial_samples() == 0  # 18.6 MFLOP an image
+    # Either side of the bound, two threads give one thread's bits.
+    want = {}
+    for n in (1, 2):
+        convforge.set_num_threads(n)
+        for batch in (x[:1], x):
+            got = lenet.predict(batch, verbose=0)
+            if n == 1:
+                want[len(batch)] = got
+            else:
+                np.testing.assert_array_equal(got, want[len(batch)])
+
+
 @pytest.mark.parametrize("limit", [None, 4, 1])
 def test_chunked_batch_gives_each_chunks_bits(isa, limit, rng, threads):
     # A batch run in chunks (each thread running whole chunks, or one after another) has the

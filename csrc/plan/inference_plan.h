@@ -146,6 +146,13 @@ class InferencePlan {
   void places(Places p) { places_ = p; }
   Places places() const { return places_; }
   bool own_places(int64_t mb) const;
+  // The largest batch whose run stays on the calling thread whatever the thread count (0: not
+  // even one sample): its convs' and dense layers' operations below one kernel's parallel floor
+  // (kMinParallelFlops) and each value smaller than the channel ops' (kSerialValueBytes), so no
+  // op would split; run() then runs it under SerialKernels, which makes that exact. predict
+  // runs such a batch without the adaptive thread count's timing: with nothing to split, the
+  // count changes nothing (a one-image LeNet-5, 0.85 MFLOP, 36 KB of values).
+  int64_t serial_samples() const { return serial_samples_; }
 
  private:
   struct Value {
@@ -249,6 +256,7 @@ class InferencePlan {
   int64_t first_op_source_values_ = 0;  // of them, the first op's (at the front: op order)
   double flops_per_sample_ = 0.0;  // the convs' and dense layers' operations per sample (finish)
   double first_op_work_ = 0.0;     // the first op's operations per sample (its output's size for one without)
+  int64_t serial_samples_ = 0;     // serial_samples() (finish)
   bool keep_prepared_ = true;
   Places places_ = Places::automatic;
   int64_t chunk_samples_ = 0;

@@ -97,6 +97,9 @@ class CompiledInference:
         self.whole = self._direct is not None and len(set(self._direct)) == len(self._direct)
         # predict's one-call path (make_ready), once a predict has shown which inputs it takes.
         self.ready = None
+        # Batches up to this size run on one thread whatever the count (the plan's
+        # serial_samples): predict runs them without the adaptive thread count's timing.
+        self.serial_samples = plan.serial_samples()
 
     def make_ready(self, entry, user_output) -> None:
         """Set :attr:`ready` (:func:`convforge.functional.ready_predict`) where predict could

@@ -1101,11 +1101,15 @@ class Trainer:
         strategy = distributed.strategy()
         if strategy.size != 1:
             return None
-        ready = self._ready_call()
+        compiled = self._compiled_plan()
+        ready = compiled.ready if compiled else None
         if ready is not None:
-            if threads_module.may_govern(strategy):  # the adaptive thread count times the call
+            n = x.shape[0] if x.ndim else 0
+            # The adaptive thread count times the call, unless the batch runs on one thread at any
+            # count (serial_samples: a one-image LeNet-5, whose 13.5 us the timing made 16.3).
+            if n > compiled.serial_samples and threads_module.may_govern(strategy):
                 out = threads_module.govern_one("predict", self._thread_governors, strategy,
-                                                lambda: ready(x, batch_size), x.shape[0] if x.ndim else 0)
+                                                lambda: ready(x, batch_size), n)
             else:
                 out = ready(x, batch_size)
             if out is not None:
@@ -1163,10 +1167,10 @@ class Trainer:
     def _run_whole_plan(self, plan, xbs: list, n: int, strategy):
         """The model's outputs for internal-layout inputs ``xbs`` (``n`` samples) from ``plan``,
         as ``predict`` returns them, under the adaptive thread count where it governs."""
-        if threads_module.may_govern(strategy):
+        if n > plan.serial_samples and threads_module.may_govern(strategy):
             with threads_module.governed("predict", self._thread_governors, strategy) as governor:
                 outs = threads_module.run_batch(governor, lambda: plan.run(xbs), n)
-        else:  # nothing to govern: the call without the context manager
+        else:  # nothing to govern (or a batch on one thread at any count): the plain call
             outs = plan.run(xbs)
         return self._plan_outputs_to_user(outs)
 
