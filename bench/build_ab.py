@@ -15,8 +15,9 @@ build is faster). Shapes default to the 3x3 'same' layers of examples/train_resn
 64 channels at 28x28, 14x14 and 7x7) and one VGG-size layer; ``--algorithm`` forces the forward
 (and, with ``--pass bwd_data``, the backward-data) algorithm in both builds. With ``--predict
 lenet5,resnet`` the rounds time ``model.predict(x, batch_size=len(x))`` of LeNet-5 and of
-examples/train_resnet.py's network instead (``--batch`` images, adaptive threads off): the whole
-compiled inference pass, Python included, where a batch-1 change shows.
+examples/train_resnet.py's network instead (``--batch`` images, adaptive threads off, or on with
+``--adaptive``, the default a user gets): the whole compiled inference pass, Python included,
+where a batch-1 change shows.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ import convforge
 import convforge.random
 from convforge.train import lenet5
 args = json.loads(sys.argv[1])
-convforge.set_adaptive_threads(False)
+convforge.set_adaptive_threads(args["adaptive"])
 convforge.set_num_threads(args["threads"])
 spec = importlib.util.spec_from_file_location("train_resnet", args["resnet_example"])
 example = importlib.util.module_from_spec(spec)
@@ -122,6 +123,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--adaptive", action="store_true", help="--predict with the adaptive thread count on (default: off)")
     a = p.parse_args(argv)
     unknown = [s for s in a.shapes.split(",") if s not in SHAPES]
     if unknown:
@@ -133,7 +135,7 @@ def main(argv=None) -> int:
             "batch": a.batch, "threads": a.threads, "samples": 3, "seconds": 0.1}
     if models:
         args = {"models": models, "resnet_example": os.path.join(os.path.dirname(HERE), "examples", "train_resnet.py"),
-                "batch": a.batch, "threads": a.threads, "samples": 3, "seconds": 0.1}
+                "batch": a.batch, "threads": a.threads, "samples": 3, "seconds": 0.1, "adaptive": a.adaptive}
     best = {"before": {}, "after": {}}
     for _ in range(a.rounds):
         for side, path in (("before", a.before), ("after", a.after)):
@@ -141,7 +143,8 @@ def main(argv=None) -> int:
                 if name != "version":
                     best[side][name] = min(best[side].get(name, float("inf")), t)
     if models:
-        print(f"predict, batch {a.batch}, {a.threads} thread(s), best of {a.rounds} alternating rounds")
+        print(f"predict, batch {a.batch}, {a.threads} thread(s), adaptive threads {'on' if a.adaptive else 'off'}, "
+              f"best of {a.rounds} alternating rounds")
         print("| model | ms before | ms after | before / after |")
         print("|---|---:|---:|---:|")
         for name in models:
