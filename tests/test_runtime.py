@@ -152,6 +152,32 @@ def test_fork_after_kernels_ran_does_not_hang(threads):
     assert got == want
 
 
+def test_an_item_that_throws_raises_on_the_caller():
+    # An exception from one item of a parallel loop (a std::bad_alloc in a kernel's scratch) on any
+    # of its threads, in an OpenMP region or in a plan's thread team, reaches the caller as an error;
+    # escaping a region or a team's waiting thread, it ended the process (std::terminate). In a
+    # child process, so that such a regression fails this test and not the whole run. Items 0-5
+    # fall to the calling thread, 6-11 to the other (static schedule); without OpenMP all run here.
+    code = """
+import convforge
+from convforge import _core
+convforge.set_num_threads(2)
+for in_team in (False, True):
+    for failing in (0, 5, 6, 11):
+        try:
+            _core._parallel_for_failing(2, 12, failing, in_team)
+            print(in_team, failing, "no error")
+        except RuntimeError as e:
+            print(in_team, failing, e)
+    _core._parallel_for_failing(2, 12, -1, in_team)  # the next loop runs
+print("done")
+"""
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    expected = [f"{t} {i} item {i} failed" for t in (False, True) for i in (0, 5, 6, 11)] + ["done"]
+    assert r.stdout.split("\n")[:-1] == expected
+
+
 def test_workspace_is_reused():
     x = np.ones((8, 6, 14, 14), np.float32)
     w = np.ones((16, 6, 5, 5), np.float32)

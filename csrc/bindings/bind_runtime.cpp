@@ -3,6 +3,8 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <stdexcept>
+#include <string>
 
 #include "bindings/arrays.h"
 #include "common/cpu.h"
@@ -137,6 +139,24 @@ int64_t first_non_finite(const py::sequence& arrays) {
   return -1;
 }
 
+// For the tests: a parallel loop of `items` items on `threads` threads (inside a thread team
+// when `in_team`, as an inference plan runs them) whose item `failing` throws; what an item's
+// exception (a std::bad_alloc in a kernel's scratch) does to the caller.
+void parallel_for_failing(int threads, int64_t items, int64_t failing, bool in_team) {
+  ReleasedGil release;
+  auto loop = [&]() {
+    parallel_for(threads, items, [&](int64_t i, int) {
+      if (i == failing) throw std::runtime_error("item " + std::to_string(i) + " failed");
+    });
+  };
+  if (!in_team) {
+    loop();
+    return;
+  }
+  using Loop = decltype(loop);
+  run_with_thread_team(threads, [](void* ctx) { (*static_cast<Loop*>(ctx))(); }, &loop);
+}
+
 }  // namespace
 
 void bind_runtime(py::module_& m) {
@@ -152,6 +172,8 @@ void bind_runtime(py::module_& m) {
   m.def("_fma_peak", &fma_peak, py::arg("threads") = 1, py::arg("seconds") = 0.3,
         "Measured peak GFLOP/s of fused multiply-adds on the active ISA (for benchmarks).");
   m.def("_workspace_bytes", &thread_workspace_bytes, "Scratch bytes held by the calling thread.");
+  m.def("_parallel_for_failing", &parallel_for_failing, py::arg("threads"), py::arg("items"), py::arg("failing"),
+        py::arg("in_team"), "A parallel loop whose item `failing` throws (tests).");
   m.def("first_non_finite", &first_non_finite, py::arg("arrays"),
         "Index of the first array (float32/float64, C-contiguous) holding a NaN or an infinity, -1 if none.");
 }

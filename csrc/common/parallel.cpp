@@ -121,6 +121,7 @@ struct ThreadTeam {
   void* ctx = nullptr;
   int64_t items = 0;
   int threads = 0;
+  detail::FirstError error;  // a waiting thread's exception from its share of a job
 };
 
 thread_local ThreadTeam* t_team = nullptr;  // on the body's thread, outside jobs
@@ -191,7 +192,9 @@ void detail::thread_team_run(int threads, int64_t items, TeamItems run_items, vo
   // then still be reading this job's fields when the next one is posted.
   int spins = 0;
   while (team->done.load(std::memory_order_acquire) != team->size - 1) spin_wait(&spins);
-  if (error) std::rethrow_exception(error);
+  const std::exception_ptr theirs = team->error.take();
+  if (error) std::rethrow_exception(error);  // this thread's own first
+  if (theirs) std::rethrow_exception(theirs);
 }
 
 void run_with_thread_team(int threads, void (*body)(void*), void* ctx) {
@@ -228,7 +231,11 @@ void run_with_thread_team(int threads, void (*body)(void*), void* ctx) {
           if (tid < team.threads) {
             int64_t begin = 0, end = 0;
             static_range(team.items, team.threads, tid, &begin, &end);
-            team.run_items(team.ctx, begin, end, tid);
+            try {
+              team.run_items(team.ctx, begin, end, tid);
+            } catch (...) {
+              team.error.keep();  // rethrown by the body's thread (thread_team_run)
+            }
           }
           team.done.fetch_add(1, std::memory_order_release);
         }

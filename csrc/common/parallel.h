@@ -3,7 +3,9 @@
 // number of threads; parallel_for only decides who runs which item.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <exception>
 #include <type_traits>
 
 #if CONVFORGE_OPENMP
@@ -39,6 +41,37 @@ bool forked_child();
 namespace detail {
 // True on the thread running a thread team's body (run_with_thread_team), outside its jobs.
 bool thread_team_available();
+
+// The first exception thrown by the items of a parallel loop, kept until the loop's threads are
+// done and rethrown on the calling thread: one escaping an OpenMP region, or a team's waiting
+// thread, ends the process (std::terminate), where the caller (a Python call) wants an error
+// it can report, such as MemoryError for a std::bad_alloc in a kernel's scratch.
+class FirstError {
+ public:
+  // From a catch block: keeps the exception in flight if it is the loop's first.
+  void keep() noexcept {
+    bool expected = false;
+    if (failed_.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) error_ = std::current_exception();
+  }
+  // Whether an item has thrown: the loop's remaining items need not run.
+  bool failed() const noexcept { return failed_.load(std::memory_order_relaxed); }
+  // The kept exception (null if none), forgotten here. Only once every thread that may keep
+  // one is done (after the region's barrier, or the team's acknowledgements).
+  std::exception_ptr take() noexcept {
+    if (!failed_.load(std::memory_order_acquire)) return nullptr;
+    std::exception_ptr error = error_;
+    error_ = nullptr;
+    failed_.store(false, std::memory_order_relaxed);
+    return error;
+  }
+  void rethrow() {
+    if (std::exception_ptr error = take()) std::rethrow_exception(error);
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+  std::exception_ptr error_;
+};
 }  // namespace detail
 
 // Below this many operations a kernel runs on one thread: ~10 us of work at one core's FMA
@@ -118,14 +151,23 @@ void parallel_for(int threads, int64_t items, F&& f) {
       detail::thread_team_run(threads, items, &detail::team_items<Fn>, const_cast<void*>(static_cast<const void*>(&f)));
       return;
     }
+    detail::FirstError error;
 #pragma omp parallel num_threads(threads)
     {
       const int tid = omp_get_thread_num();
       // nowait: the region's own closing barrier is the one needed (a second one, the loop's,
       // cost ~0.5 us a call on this 2-vCPU host: 1.42 -> 0.88 us an empty region).
 #pragma omp for schedule(static) nowait
-      for (int64_t i = 0; i < items; ++i) f(i, tid);
+      for (int64_t i = 0; i < items; ++i) {
+        if (error.failed()) continue;  // the loop throws: its other items are not needed
+        try {
+          f(i, tid);
+        } catch (...) {
+          error.keep();
+        }
+      }
     }
+    error.rethrow();
     return;
   }
 #endif
