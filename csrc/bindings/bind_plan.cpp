@@ -490,8 +490,8 @@ void bind_plan(py::module_& m) {
            "others compare the kept weights (for tests).")
       .def("serial_samples", [](const PyPlan& p) {
         return p.with_plan([](const auto& plan) { return plan.serial_samples(); });
-      }, "The largest batch whose run stays on one thread whatever the thread count (0: none); "
-         "needs a finished plan.")
+      }, "The largest batch whose run stays on one thread whatever the thread count (0: none, or the "
+         "plan is not finished yet).")
       .def("chunk_sizes", [](const PyPlan& p, int64_t mb) {
         return p.with_plan([&](const auto& plan) { return plan.chunk_sizes(mb); });
       }, py::arg("batch"), "The samples of each chunk a batch of `batch` runs in, in order.")
