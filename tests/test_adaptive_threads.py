@@ -335,9 +335,11 @@ def test_a_step_that_ran_no_batch_is_not_timed():
 def test_one_call_predict_runs_under_the_governor(two_threads_adaptive, monkeypatch):
     # Under the adaptive count, predict's one-call path (CompiledInference.ready) still runs, and
     # the model's governor times each call once as one batch (threads.govern_one); a call it
-    # declines is timed only by the general path that then answers it.
+    # declines is timed only by the general path that then answers it. (Every call here: the
+    # sampling of a decided governor is test_a_decided_governor_times_one_call_in_a_few's.)
     from convforge.train import lenet5
 
+    monkeypatch.setattr(threads, "TIME_ONE_CALL_IN", 1)
     model = lenet5()
     x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)  # too large to stay on one thread
     first = model.predict(x, verbose=0)
@@ -356,6 +358,42 @@ def test_one_call_predict_runs_under_the_governor(two_threads_adaptive, monkeypa
     assert len(calls) == 5 and len(timed) == 5
     assert not threads._governing  # given back after every call
     assert convforge.get_num_threads() == 2
+
+
+@needs_openmp
+def test_a_decided_governor_times_one_call_in_a_few(two_threads_adaptive, monkeypatch):
+    # Once the governor has decided on all its threads (and is not probing), the one-call path
+    # times one call in TIME_ONE_CALL_IN and runs the others at the user's count without taking
+    # it; while it keeps fewer threads every call is governed, at its count; the user's count is
+    # back after each call.
+    from convforge.train import lenet5
+
+    model = lenet5()
+    x = np.random.default_rng(2).random((8, 28, 28, 1), dtype=np.float32)
+    first = model.predict(x, verbose=0)
+    for _ in range(threads.WARMUP_STEPS + threads.RECENT_STEPS + 1):
+        model.predict(x, verbose=0)
+    gov = model._thread_governors["predict"]
+    assert gov._reference is not None and gov._probing is None and gov.current == gov.high == 2
+    gov._next_probe = float("inf")  # no probe by the clock during the test
+    compiled = model._compiled_plan()
+    ready, counts, timed, taken = compiled.ready, [], [], []
+    compiled.ready = lambda xb, batch_size: counts.append(convforge.get_num_threads()) or ready(xb, batch_size)
+    record = threads.ThreadGovernor._record
+    monkeypatch.setattr(threads.ThreadGovernor, "_record", lambda self, dt, now: timed.append(dt) or record(self, dt, now))
+    take = threads._take_governor
+    monkeypatch.setattr(threads, "_take_governor", lambda kind, owner: taken.append(kind) or take(kind, owner))
+    n = 3 * threads.TIME_ONE_CALL_IN
+    for _ in range(n):
+        np.testing.assert_array_equal(model.predict(x, verbose=0), first)
+    assert len(timed) == len(taken) == 3 and counts == [2] * n
+    gov.current = gov.low  # as after a decision for one thread (a busy machine)
+    counts.clear()
+    for _ in range(4):
+        np.testing.assert_array_equal(model.predict(x, verbose=0), first)
+        assert convforge.get_num_threads() == 2
+    assert len(timed) == len(taken) == 3 + 4 and counts == [1] * 4
+    assert not threads._governing
 
 
 def test_a_batch_on_one_thread_at_any_count_is_not_governed(two_threads_adaptive, monkeypatch):
