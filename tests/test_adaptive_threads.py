@@ -376,6 +376,7 @@ def test_a_decided_governor_times_one_call_in_a_few(two_threads_adaptive, monkey
     gov = model._thread_governors["predict"]
     assert gov._reference is not None and gov._probing is None and gov.current == gov.high == 2
     gov._next_probe = float("inf")  # no probe by the clock during the test
+    monkeypatch.setattr(threads, "SLOWDOWN", float("inf"))  # nor after a noisy call
     compiled = model._compiled_plan()
     ready, counts, timed, taken = compiled.ready, [], [], []
     compiled.ready = lambda xb, batch_size: counts.append(convforge.get_num_threads()) or ready(xb, batch_size)

@@ -377,28 +377,46 @@ def test_chunk_sizes(rng):
     assert plan.chunk_samples == 3
 
 
-def test_serial_samples_is_the_batch_below_both_floors(rng, threads):
+def loops_of(model, x):
+    """The parallel loops on more than one thread that model.predict(x) starts (and its result)."""
+    before = _core._parallel_loops()
+    y = model.predict(x, batch_size=len(x), verbose=0)
+    return _core._parallel_loops() - before, y
+
+
+def test_serial_samples_is_the_batch_no_op_splits(rng, threads):
     # The largest batch a plan keeps on one thread at any count: its convs' and dense layers'
-    # operations under 1e6 (kMinParallelFlops) and its largest value under 64 KiB.
+    # operations under 1e6 (kMinParallelFlops), its largest value under 64 KiB. Checked against
+    # the loops a run starts: none up to the bound, two threads or one; some in a batch that
+    # splits (with OpenMP).
     lenet = lenet5()
-    x = rng.random((2, 28, 28, 1), dtype=np.float32)
-    lenet.predict(x, verbose=0)
-    assert lenet._compiled_plan().plan.serial_samples() == 1  # 0.85 MFLOP an image: one under the floor, two over
     dense = convforge.Sequential([convforge.Input((100,)), layers.Dense(10)])
-    dense.predict(np.zeros((1, 100), np.float32), verbose=0)
-    # 2,000 operations a sample; the largest value the 100-float input: 163 * 400 < 65,536 <= 164 * 400.
-    assert dense._compiled_plan().plan.serial_samples() == 163
-    assert graph_of(example_resnet())._inference_plan().plan.serial_samples() == 0  # 18.6 MFLOP an image
-    # Either side of the bound, two threads give one thread's bits.
-    want = {}
-    for n in (1, 2):
-        convforge.set_num_threads(n)
-        for batch in (x[:1], x):
-            got = lenet.predict(batch, verbose=0)
+    # A tall, narrow image: max-pooling's work estimate (~400 an output row) passes 1e6 within the
+    # bound, but its 16K-value grains keep it whole there.
+    tall = convforge.Sequential([convforge.Input((256, 2, 1)), layers.Conv2D(16, (3, 1)),
+                                 layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(10)])
+    expected = {
+        "lenet": 1,  # 0.85 MFLOP an image: one under the floor, two over
+        "dense": 163,  # 2,000 operations a sample; the 100-float input the largest value: 163 * 400 < 65,536
+        "tall": 2,  # its largest value the conv's 16 x 254 x 2 floats: 2 * 32,512 < 65,536 (pooling work 853,440 a sample)
+    }
+    shapes = {"lenet": (28, 28, 1), "dense": (100,), "tall": (256, 2, 1)}
+    for name, model in (("lenet", lenet), ("dense", dense), ("tall", tall)):
+        model.predict(np.zeros((1, *shapes[name]), np.float32), verbose=0)
+        bound = model._compiled_plan().plan.serial_samples()
+        assert bound == expected[name], name
+        x = rng.random((bound + 1, *shapes[name]), dtype=np.float32)
+        for n in (1, 2):
+            convforge.set_num_threads(n)
+            loops, y = loops_of(model, x[:bound])
+            assert loops == 0, (name, n)
             if n == 1:
-                want[len(batch)] = got
-            else:
-                np.testing.assert_array_equal(got, want[len(batch)])
+                want = y
+            np.testing.assert_array_equal(y, want)
+        convforge.set_num_threads(2)
+        big = rng.random((max(64, 8 * (bound + 1)), *shapes[name]), dtype=np.float32)
+        assert (loops_of(model, big)[0] > 0) == convforge.build_info()["openmp"], name
+    assert graph_of(example_resnet())._inference_plan().plan.serial_samples() == 0  # 18.6 MFLOP an image
 
 
 @pytest.mark.parametrize("limit", [None, 4, 1])

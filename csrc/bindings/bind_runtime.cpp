@@ -172,6 +172,8 @@ void bind_runtime(py::module_& m) {
   m.def("_fma_peak", &fma_peak, py::arg("threads") = 1, py::arg("seconds") = 0.3,
         "Measured peak GFLOP/s of fused multiply-adds on the active ISA (for benchmarks).");
   m.def("_workspace_bytes", &thread_workspace_bytes, "Scratch bytes held by the calling thread.");
+  m.def("_parallel_loops", &parallel_loops,
+        "Parallel loops the calling thread has started on more than one thread (tests: which runs split).");
   m.def("_parallel_for_failing", &parallel_for_failing, py::arg("threads"), py::arg("items"), py::arg("failing"),
         py::arg("in_team"), "A parallel loop whose item `failing` throws (tests).");
   m.def("first_non_finite", &first_non_finite, py::arg("arrays"),

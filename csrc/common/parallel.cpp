@@ -164,6 +164,36 @@ void static_range(int64_t items, int threads, int tid, int64_t* begin, int64_t* 
 
 bool detail::thread_team_available() { return t_team != nullptr; }
 
+detail::FirstError::FirstError() noexcept : failed_(false) {}
+detail::FirstError::~FirstError() = default;
+
+void detail::FirstError::keep() noexcept {
+  bool expected = false;
+  if (failed_.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) error_ = std::current_exception();
+}
+
+bool detail::FirstError::failed() const noexcept { return failed_.load(std::memory_order_relaxed); }
+
+std::exception_ptr detail::FirstError::take() noexcept {
+  if (!failed_.load(std::memory_order_acquire)) return nullptr;
+  std::exception_ptr error = error_;
+  error_ = nullptr;
+  failed_.store(false, std::memory_order_relaxed);
+  return error;
+}
+
+void detail::FirstError::rethrow() {
+  if (std::exception_ptr error = take()) std::rethrow_exception(error);
+}
+
+namespace {
+thread_local int64_t t_parallel_loops = 0;
+}  // namespace
+
+void detail::note_parallel_loop() noexcept { ++t_parallel_loops; }
+
+int64_t parallel_loops() { return t_parallel_loops; }
+
 void detail::thread_team_run(int threads, int64_t items, TeamItems run_items, void* ctx) {
   ThreadTeam* team = t_team;
   if (threads > team->size) threads = team->size;
@@ -174,6 +204,7 @@ void detail::thread_team_run(int threads, int64_t items, TeamItems run_items, vo
     run_items(ctx, 0, items, 0);
     return;
   }
+  note_parallel_loop();
   team->run_items = run_items;
   team->ctx = ctx;
   team->items = items;

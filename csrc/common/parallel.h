@@ -45,34 +45,36 @@ bool thread_team_available();
 // The first exception thrown by the items of a parallel loop, kept until the loop's threads are
 // done and rethrown on the calling thread: one escaping an OpenMP region, or a team's waiting
 // thread, ends the process (std::terminate), where the caller (a Python call) wants an error
-// it can report, such as MemoryError for a std::bad_alloc in a kernel's scratch.
+// it can report, such as MemoryError for a std::bad_alloc in a kernel's scratch. Its members
+// are defined in parallel.cpp, built without ISA flags: inline ones would be weak symbols shared
+// by the ISA-specific objects (see atomic_min below).
 class FirstError {
  public:
+  FirstError() noexcept;
+  ~FirstError();
+  FirstError(const FirstError&) = delete;
+  FirstError& operator=(const FirstError&) = delete;
   // From a catch block: keeps the exception in flight if it is the loop's first.
-  void keep() noexcept {
-    bool expected = false;
-    if (failed_.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) error_ = std::current_exception();
-  }
+  void keep() noexcept;
   // Whether an item has thrown: the loop's remaining items need not run.
-  bool failed() const noexcept { return failed_.load(std::memory_order_relaxed); }
+  bool failed() const noexcept;
   // The kept exception (null if none), forgotten here. Only once every thread that may keep
-  // one is done (after the region's barrier, or the team's acknowledgements).
-  std::exception_ptr take() noexcept {
-    if (!failed_.load(std::memory_order_acquire)) return nullptr;
-    std::exception_ptr error = error_;
-    error_ = nullptr;
-    failed_.store(false, std::memory_order_relaxed);
-    return error;
-  }
-  void rethrow() {
-    if (std::exception_ptr error = take()) std::rethrow_exception(error);
-  }
+  // one is done: the region's closing barrier, or the team's acknowledgements, order its write.
+  std::exception_ptr take() noexcept;
+  void rethrow();
 
  private:
-  std::atomic<bool> failed_{false};
+  std::atomic<bool> failed_;
   std::exception_ptr error_;
 };
+
+// Counts a loop about to run on more than one thread (parallel_loops()).
+void note_parallel_loop() noexcept;
 }  // namespace detail
+
+// Parallel loops the calling thread has started on more than one thread (in an OpenMP region or
+// a thread team), for the tests: which runs split at all.
+int64_t parallel_loops();
 
 // Below this many operations a kernel runs on one thread: ~10 us of work at one core's FMA
 // rate, where waking a second costs ~1 us. At 2e6 (until 2026-12-04) the example ResNet's
@@ -151,6 +153,7 @@ void parallel_for(int threads, int64_t items, F&& f) {
       detail::thread_team_run(threads, items, &detail::team_items<Fn>, const_cast<void*>(static_cast<const void*>(&f)));
       return;
     }
+    detail::note_parallel_loop();
     detail::FirstError error;
 #pragma omp parallel num_threads(threads)
     {

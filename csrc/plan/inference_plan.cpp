@@ -9,7 +9,6 @@
 #include <exception>
 #include <limits>
 #include <new>
-#include <optional>
 #include <stdexcept>
 
 #include "common/parallel.h"
@@ -473,9 +472,11 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
     const double flops = op_flops(ops_[0]);
     first_op_work_ = flops > 0.0 ? flops : static_cast<double>(values_[ops_[0].out].size);
   }
-  // serial_samples(): the most samples below both floors. A value of 64 KiB keeps every op's
-  // pass (its inputs and output) under the bandwidth-bound kernels' 256 KiB (channel_ops.h,
-  // relu), where they stay on one thread anyway.
+  // serial_samples(): the most samples below every op kind's floor. Convs and dense layers:
+  // their operations (all of them together, an upper bound on each) under kMinParallelFlops.
+  // The others are passes that split only past 256 KiB moved (channel_ops.h, relu) or past one
+  // work item of 16K input values (max-pooling's grains): a value of 64 KiB at most keeps them
+  // on one thread whatever their work estimate.
   constexpr double kSerialValueBytes = 64.0 * 1024.0;
   int64_t largest_value = 1;
   for (const Value& v : values_) largest_value = std::max(largest_value, v.size);
@@ -937,8 +938,6 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
   if (mb < 1) throw std::invalid_argument("inference plan: the batch must have at least one sample");
   if (inputs.size() != inputs_.size() || outputs.size() != outputs_.size())
     throw std::invalid_argument("inference plan: wrong number of inputs or outputs");
-  std::optional<SerialKernels> one_thread;  // a batch too small for any op to split: exactly one thread
-  if (mb <= serial_samples_) one_thread.emplace();
   const RunLayout layout = run_layout(mb, op_seconds != nullptr);
   const std::vector<int64_t>& sizes = layout.sizes;
   const int64_t chunks = static_cast<int64_t>(sizes.size()), largest = layout.largest;

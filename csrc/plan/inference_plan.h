@@ -147,11 +147,12 @@ class InferencePlan {
   Places places() const { return places_; }
   bool own_places(int64_t mb) const;
   // The largest batch whose run stays on the calling thread whatever the thread count (0: not
-  // even one sample): its convs' and dense layers' operations below one kernel's parallel floor
-  // (kMinParallelFlops) and each value smaller than the channel ops' (kSerialValueBytes), so no
-  // op would split; run() then runs it under SerialKernels, which makes that exact. predict
-  // runs such a batch without the adaptive thread count's timing: with nothing to split, the
-  // count changes nothing (a one-image LeNet-5, 0.85 MFLOP, 36 KB of values).
+  // even one sample, or not finished): every op under its kind's own floor (the convs' and dense
+  // layers' operations under kMinParallelFlops, each value under 64 KiB for the passes that split
+  // by bytes or by grains of values; finish() says why), so no op splits (tests check it against
+  // the loops a run starts, parallel_loops()). predict runs such a batch without the adaptive
+  // thread count's timing: with nothing to split, the count changes nothing (a one-image
+  // LeNet-5, 0.85 MFLOP, 36 KB of values).
   int64_t serial_samples() const { return serial_samples_; }
 
  private:
