@@ -1101,13 +1101,13 @@ class Trainer:
         strategy = distributed.strategy()
         if strategy.size != 1:
             return None
-        compiled = self._compiled_plan()
-        ready = compiled.ready if compiled else None
-        if ready is not None:
-            n = x.shape[0] if x.ndim else 0
-            # The adaptive thread count times the call, unless the batch runs on one thread at any
-            # count (serial_samples: a one-image LeNet-5, whose 13.5 us the timing made 16.3).
-            if n > compiled.serial_samples and threads_module.may_govern(strategy):
+        compiled = self._ready_plan()
+        if compiled is not None:
+            ready, n = compiled.ready, x.shape[0] if x.ndim else 0
+            # The adaptive thread count times the call (govern_one: where it governs), unless the
+            # batch runs on one thread at any count (serial_samples: a one-image LeNet-5, whose
+            # 13.5 us the timing made 16.3).
+            if n > compiled.serial_samples:
                 out = threads_module.govern_one("predict", self._thread_governors, strategy,
                                                 lambda: ready(x, batch_size), n)
             else:
@@ -1142,11 +1142,11 @@ class Trainer:
         or None / False (not made yet / none). Unchecked: see _whole_plan."""
         return None
 
-    def _ready_call(self):
-        """The compiled plan's one-call path (``CompiledInference.ready``: checks and run in one
-        C++ call, None for what it declines), or None where there is none yet."""
+    def _ready_plan(self):
+        """The compiled plan where it has its one-call path (``CompiledInference.ready``: checks
+        and run in one C++ call, None for what it declines), else None."""
         compiled = self._compiled_plan()
-        return compiled.ready if compiled else None
+        return compiled if compiled and compiled.ready is not None else None
 
     def _predict_at_once(self, x, n: int, strategy):
         """``predict`` of checked ``x`` as one batch through the compiled plan, or None where the
@@ -1188,8 +1188,8 @@ class Trainer:
         if training is False and type(x) is np.ndarray and x.ndim:
             # predict's one-call path (CompiledInference.ready), the whole batch at once: None
             # where it declines x, and the path below answers.
-            ready = self._ready_call()
-            out = ready(x, x.shape[0]) if ready is not None else None
+            compiled = self._ready_plan()
+            out = compiled.ready(x, x.shape[0]) if compiled is not None else None
             if out is not None:
                 return out
         self._build_from_data(x)
