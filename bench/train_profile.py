@@ -3,6 +3,7 @@
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 \
         python bench/train_profile.py             # 2 threads, 6400 random images, batch 128
     python bench/train_profile.py --threads 1 --limit 1280 --top 15
+    python bench/train_profile.py --hot        # then one step's calls again: in order, and each warm
 
 Run it under issue 12's tuned malloc, as bench/train_resnet.py's epochs are compared: with glibc's
 defaults the feature maps freed and made again each step can come back as fresh pages, whose
@@ -45,15 +46,27 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=6400, help="images per epoch (random data)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--top", type=int, default=30, help="rows shown")
+    p.add_argument("--hot", action="store_true",
+                   help="also replay one step's kernel calls: in order once, and each alone in a loop (warm caches)")
     args = p.parse_args()
 
+    recording = False
     totals: dict = collections.defaultdict(float)
     counts: collections.Counter = collections.Counter()
 
+    recorded: list = []  # the top-level calls of one step, for --hot
+    depth = [0]
+
     def clocked(name, fn):
         def call(*a, **k):
+            if recording and depth[0] == 0:
+                recorded.append((name, fn, a, k))
+            depth[0] += 1
             start = time.perf_counter()
-            result = fn(*a, **k)
+            try:
+                result = fn(*a, **k)
+            finally:
+                depth[0] -= 1
             key = (name, *(tuple(getattr(v, "shape", ())) for v in a[:2]))
             totals[key] += time.perf_counter() - start
             counts[key] += 1
@@ -88,6 +101,52 @@ def main() -> None:
     for key, seconds in sorted(totals.items(), key=lambda kv: -kv[1])[: args.top]:
         print(f"| {seconds / steps * 1e3:.3f} | {counts[key] / steps:g} | {key[0]} | {key[1] if len(key) > 1 else ''} "
               f"| {key[2] if len(key) > 2 else ''} |")
+    if args.hot:
+        recording = True
+        model.fit(x[: args.batch], y[: args.batch], batch_size=args.batch, epochs=1, verbose=0)
+        recording = False
+        _replay(recorded, epoch / steps)
+
+
+def _replay(calls, step_seconds: float, rounds: int = 7) -> None:
+    """Time one step's kernel calls without the Python between them.
+
+    *In order*: the calls one after another as the step made them (the best of ``rounds``
+    replays): what the step's kernels cost with its own cache traffic. *Alone*: each call
+    repeated on its own until its operands are as warm as they get, best of ``rounds`` (a
+    6.4 MB feature map stays in the 32 MiB L3): the kernels' arithmetic with no wait on memory.
+    The gap between the two is what the step loses to memory; the gap between the epoch and
+    *in order*, to Python (layers, graph walk, optimizer). Calls that write into their inputs
+    (``out=`` aliases, the optimizer's updates) run again on what they wrote: only the time
+    counts here, and the model is not used after this.
+    """
+    def run_all():
+        times = []
+        for _, fn, a, k in calls:
+            start = time.perf_counter()
+            fn(*a, **k)
+            times.append(time.perf_counter() - start)
+        return np.array(times)
+
+    run_all()
+    replays = [run_all() for _ in range(rounds)]
+    in_order = min(replays, key=np.sum)
+    alone = np.array([min(_seconds(lambda: fn(*a, **k)) for _ in range(rounds)) for _, fn, a, k in calls])
+    print(f"\none step's {len(calls)} kernel calls replayed: in order {in_order.sum() * 1e3:.2f} ms, each alone "
+          f"(warm) {alone.sum() * 1e3:.2f} ms; the epoch's step {step_seconds * 1e3:.2f} ms")
+    print("| function | in order, ms/step | alone, ms/step |\n|---|---:|---:|")
+    names = [name for name, *_ in calls]
+    rows = {name: (sum(t for n, t in zip(names, in_order) if n == name), sum(t for n, t in zip(names, alone) if n == name))
+            for name in dict.fromkeys(names)}
+    for name, (ordered, warm) in sorted(rows.items(), key=lambda kv: -kv[1][0]):
+        print(f"| {name} | {ordered * 1e3:.3f} | {warm * 1e3:.3f} |")
+
+
+def _seconds(fn) -> float:
+    fn()  # the operands into the caches
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

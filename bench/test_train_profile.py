@@ -1,0 +1,22 @@
+"""bench/train_profile.py runs end to end, with --hot, on a few images (a smoke test, not a timing)."""
+
+import os
+import re
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_hot_replay_reports_both_sums_and_every_function():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(HERE, "..", "python"), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, os.path.join(HERE, "train_profile.py"), "--threads", "1", "--limit", "64",
+                          "--batch", "32", "--top", "3", "--hot"],
+                         capture_output=True, text=True, env=env, timeout=600, check=True).stdout
+    m = re.search(r"one step's (\d+) kernel calls replayed: in order ([\d.]+) ms, each alone \(warm\) ([\d.]+) ms", out)
+    assert m, out
+    calls, in_order, alone = int(m[1]), float(m[2]), float(m[3])
+    assert calls > 40 and in_order > 0 and alone > 0
+    table = out[m.end():]
+    for name in ("conv2d", "conv2d_backward_data", "conv2d_backward_weights", "batch_norm", "batch_norm_backward"):
+        assert re.search(rf"^\| {name} \| [\d.]+ \| [\d.]+ \|$", table, re.M), (name, table)
