@@ -88,6 +88,29 @@ def test_batch_norm_fused_relu_is_relu_bit_for_bit(shape, dtype, isa, rng):
             np.testing.assert_array_equal(g, w)
 
 
+# On AVX-512 a row of fewer than 128 values goes with the other rows of its block of channels in
+# the same image, as one run (batchnorm_impl.h, kBnRunRow): runs off the vector width, image
+# counts past and off the chunk of 8 images summed together, one value a row, rows of 121 and
+# 144 values (either side of the limit), and a run too long for the position arrays (rows again).
+RUN_SHAPES = [(13, 40, 7, 7), (9, 5, 3, 5), (17, 64, 1, 1), (8, 3, 11, 11), (20, 2, 12, 12), (2, 400, 10, 10),
+              (64, 3, 2, 3)]
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+@pytest.mark.parametrize("shape", RUN_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_batch_norm_forward_of_short_rows_in_runs_matches_oracle(shape, relu, isa, rng):
+    c = shape[1]
+    # Channels of different offsets and spreads: a value summed into another channel's statistics
+    # or scaled by another channel's constants shows.
+    x = (rng.standard_normal(shape) * rng.uniform(0.5, 4, (1, c, 1, 1)) + rng.uniform(-5, 5, (1, c, 1, 1))).astype(np.float32)
+    gamma, beta = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    y, mean, var = F.batch_norm(x, gamma, beta, 1e-3, relu=relu)
+    y_want, mean_want, var_want = R.batch_norm(x, gamma, beta, 1e-3)
+    _close(mean, mean_want, np.float32)
+    _close(var, var_want, np.float32)
+    _close(y, np.maximum(y_want, 0) if relu else y_want, np.float32)
+
+
 def _assert_fused_relu_backward_in_place(dy, x, mean, var, gamma, beta, y_relu):
     """The backward with the ReLU fused and dx written over dy: the separate ops' bits."""
     want = F.batch_norm_backward(F.relu_backward(dy, y_relu), x, mean, var, gamma)

@@ -13,6 +13,12 @@
 #include "common/parallel.h"
 #include "kernels/channel_ops.h"
 
+// Kept out of line where inlining them into the batch norm's loops moved those loops' code
+// enough to cost them (BnForwardBlock's runs).
+#ifndef CONVFORGE_NOINLINE
+#define CONVFORGE_NOINLINE __attribute__((noinline))
+#endif
+
 namespace convforge {
 namespace {
 
@@ -57,6 +63,18 @@ inline BatchnormBlocks batchnorm_blocks(const ChannelShape& s, double bytes_per_
 // where the second pass here reads it from L2), so the rows' form stays from 256 values.
 constexpr int64_t kBnShortRow = 256;
 
+// Rows of fewer values than kBnRunRow, on an ISA with run primitives (Rows::kRuns: AVX-512), go
+// a block's rows of an image at a time, as one run of nc * hw values (Rows::run_sums and its
+// kin), for runs of up to kBnMaxRun values (the position arrays stay in L1). Row by row, a
+// 7x7 map's 49 values paid a call, three vectors and a masked one, and the lane accumulators'
+// loads and stores, three times (sums, deviations, outputs). 128 x 64 x 7 x 7 on an AMD EPYC
+// (Zen 4, 1 MiB L2s): 172-178 -> 132-134 us on one thread (64% -> 84-93% of the copy
+// bandwidth, bench/test_bench_resnet.py), 95-102 -> 68-76 on two; 128 x 256 x 4 x 4 331 -> 172,
+// 128 x 512 x 1 x 1 631 -> 35, 128 x 64 x 10 x 10 272 -> 257. At 12x12 and 14x14 runs were level
+// or slower on one thread (186 / 191, 242 / 258 us): those keep the rows.
+constexpr int64_t kBnRunRow = 128;
+constexpr int64_t kBnMaxRun = 4096;
+
 // Outputs of at least this many bytes (y of the forward, dx of the backward) are written past the
 // caches (Rows' kStream forms): an ordinary store first reads each line it writes, a third
 // memory stream, and an output this large would not stay in a 32 MB last-level cache for the
@@ -79,14 +97,28 @@ template <class Rows, class T>
 class BnForwardBlock {
  public:
   BnForwardBlock(const ChannelShape& s, const T* src, int64_t c0, int64_t nc)
-      : s_(&s), src_(src), c0_(c0), nc_(nc), short_rows_(s.hw < kBnShortRow) {
-    if (short_rows_) lanes_.assign(static_cast<std::size_t>(nc * Rows::kSumLanes), 0.0);
-    else rows_.resize(static_cast<std::size_t>(s.mb * nc));
+      : s_(&s), src_(src), c0_(c0), nc_(nc), short_rows_(s.hw < kBnShortRow),
+        run_(Rows::kRuns && s.hw < kBnRunRow && nc * s.hw <= kBnMaxRun ? nc * s.hw : 0) {
+    if (run_ > 0) {
+      room_ = (run_ + 15) / 16 * 16;
+      run_t_.assign(static_cast<std::size_t>(kRunArrays * room_ + 64 / sizeof(T)), T(0));
+      run_d_.assign(static_cast<std::size_t>(room_ + 64 / sizeof(double)), 0.0);
+    } else if (short_rows_) {
+      lanes_.assign(static_cast<std::size_t>(nc * Rows::kSumLanes), 0.0);
+    } else {
+      rows_.resize(static_cast<std::size_t>(s.mb * nc));
+    }
   }
 
   void load(int64_t n) {
     const int64_t HW = s_->hw;
     const T* x = src_ + (n * s_->c + c0_) * HW;
+    if constexpr (Rows::kRuns) {
+      if (run_ > 0) {  // the block's rows of images n0..n as runs, position sums, no per-row work
+        load_runs(n);
+        return;
+      }
+    }
     if (short_rows_) {
       // The rows' lane sums in double (Rows::sum_lanes): no reduction per row.
       for (int64_t c = 0; c < nc_; ++c) Rows::sum_lanes(x + c * HW, HW, lanes_.data() + c * Rows::kSumLanes);
@@ -111,7 +143,8 @@ class BnForwardBlock {
   void settle(const T* gamma, const T* beta, double eps, T* mean_out, T* var_out) {
     const double count = static_cast<double>(s_->mb * s_->hw);
     std::vector<double> means(static_cast<std::size_t>(nc_), 0.0), ssd(means.size(), 0.0);
-    if (short_rows_) short_row_moments(means.data(), ssd.data());
+    if (run_ > 0) run_moments(means.data(), ssd.data());
+    else if (short_rows_) short_row_moments(means.data(), ssd.data());
     else
       for (int64_t c = 0; c < nc_; ++c) {
         for (int64_t n = 0; n < s_->mb; ++n) means[c] += rows_[n * nc_ + c].sum;
@@ -129,6 +162,32 @@ class BnForwardBlock {
       var_out[c] = static_cast<T>(ssd[c - c0_] / count);
       z_[c - c0_] = bn_affine(c, mean_out, var_out, gamma, beta, eps);
     }
+    if (run_ > 0) {  // each position's channel's constants, for scale_run
+      T *m = run_array(kMeans), *a = run_array(kScales), *b = run_array(kShifts);
+      for (int64_t p = 0; p < run_; ++p) {
+        const BnAffine<T>& z = z_[p / s_->hw];
+        m[p] = z.mean, a[p] = z.scale, b[p] = z.shift;
+      }
+    }
+  }
+
+  // scale(n) with ordinary stores for a block whose statistics went by runs: image n's
+  // rows in one run, each value as scale's row computes it.
+  CONVFORGE_NOINLINE void scale_run(int64_t n, bool relu, T* dst) const {
+    if constexpr (Rows::kRuns) {
+      const int64_t off = (n * s_->c + c0_) * s_->hw;
+      const T *m = run_array(kMeans), *a = run_array(kScales), *b = run_array(kShifts);
+      if (relu) Rows::template run_scale_shift<true>(src_ + off, run_, m, a, b, dst + off);
+      else Rows::template run_scale_shift<false>(src_ + off, run_, m, a, b, dst + off);
+    }
+  }
+
+  // Image n's outputs: scale_run where the statistics went by runs and the outputs are not
+  // streamed (runs have no streaming stores), else row by row (scale).
+  template <class Row>
+  void write(int64_t n, Row row, bool relu, bool stream, T* dst) const {
+    if (run_ > 0 && !stream) scale_run(n, relu, dst);
+    else scale(n, row, dst);
   }
 
   template <class Row>
@@ -169,10 +228,61 @@ class BnForwardBlock {
     }
   }
 
+  // The runs' position arrays, each room_ values on a 64-byte boundary (a vector a cache line).
+  enum RunArray { kShiftsOfMeans, kMeans, kScales, kShifts, kRunArrays };
+  template <class U>
+  static U* align64(U* p) {
+    const auto addr = reinterpret_cast<std::uintptr_t>(p);
+    return reinterpret_cast<U*>((addr + 63) / 64 * 64);
+  }
+  T* run_array(RunArray k) { return align64(run_t_.data()) + k * room_; }
+  const T* run_array(RunArray k) const { return align64(run_t_.data()) + k * room_; }
+  double* run_sums() { return align64(run_d_.data()); }
+
+  // Runs: load(n). Out of line, as the other run functions: inlined, they moved the row forms'
+  // code enough to cost a 14x14 map 2-4% (128 x 32 x 14 x 14, one thread).
+  CONVFORGE_NOINLINE void load_runs(int64_t n) {
+    if constexpr (Rows::kRuns) {
+      const int64_t n0 = n / Rows::kRunChunk * Rows::kRunChunk;
+      if (n + 1 == s_->mb || n + 1 - n0 == Rows::kRunChunk)
+        Rows::run_sums(src_ + (n0 * s_->c + c0_) * s_->hw, s_->c * s_->hw, n + 1 - n0, run_, run_sums());
+    }
+  }
+
+  // Runs: short_row_moments from position sums. A channel's positions are [c hw, (c + 1) hw) of
+  // the run; their sums add in position order, the images having added in image order.
+  CONVFORGE_NOINLINE void run_moments(double* means, double* ssd) {
+    if constexpr (Rows::kRuns) {
+      const int64_t HW = s_->hw;
+      const double count = static_cast<double>(s_->mb * HW);
+      double* sums = run_sums();
+      for (int64_t p = 0; p < run_; ++p) means[p / HW] += sums[p];
+      T* shifts = run_array(kShiftsOfMeans);  // each position's channel's shift
+      for (int64_t c = 0; c < nc_; ++c) {
+        means[c] /= count;
+        std::fill(shifts + c * HW, shifts + (c + 1) * HW, static_cast<T>(means[c]));
+      }
+      std::fill(sums, sums + room_, 0.0);
+      for (int64_t n0 = 0; n0 < s_->mb; n0 += Rows::kRunChunk)
+        Rows::run_sq_devs(src_ + (n0 * s_->c + c0_) * HW, s_->c * HW, std::min(Rows::kRunChunk, s_->mb - n0), run_,
+                          shifts, sums);
+      for (int64_t c = 0; c < nc_; ++c) {
+        double q = 0.0;
+        for (int64_t p = c * HW; p < (c + 1) * HW; ++p) q += sums[p];
+        const double d = static_cast<double>(shifts[c * HW]) - means[c];
+        ssd[c] = std::max(q - count * d * d, 0.0);  // >= 0 exactly, as short_row_moments
+      }
+    }
+  }
+
   const ChannelShape* s_;
   const T* src_;
   int64_t c0_, nc_;
   bool short_rows_;
+  int64_t run_;        // values a run (0: row by row)
+  int64_t room_ = 0;   // run_ rounded up to whole vectors of 16
+  std::vector<T> run_t_;       // runs: the kRunArrays position arrays (run_array)
+  std::vector<double> run_d_;  // runs: the double sums (run_sums)
   std::vector<double> lanes_;    // short rows: kSumLanes sums per channel
   std::vector<RowMoments> rows_;  // long rows: one per image and channel
   std::vector<BnAffine<T>> z_;
@@ -203,12 +313,12 @@ void batchnorm_fwd_training_impl(const ChannelShape& s, const T* src, const T* g
     for (int64_t b = b0; b < b1; ++b) {
       block.settle(gamma, beta, eps, mean_out, var_out);
       if (b + 1 == b1) {
-        for (int64_t n = 0; n < s.mb; ++n) block.scale(n, row, dst);
+        for (int64_t n = 0; n < s.mb; ++n) block.write(n, row, relu, stream, dst);
         break;
       }
       BnForwardBlock<Rows, T> next = make(b + 1);
       for (int64_t n = 0; n < s.mb; ++n) {
-        block.scale(n, row, dst);
+        block.write(n, row, relu, stream, dst);
         next.load(n);
       }
       block = std::move(next);

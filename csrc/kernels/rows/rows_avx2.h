@@ -113,6 +113,7 @@ struct RowsAvx2 {
   // Lane-wise: s_dy[l] += the dy values at positions i = l (mod 8), s_dy_dev[l] likewise
   // (kSumLanes doubles each); the caller sums the lanes once per channel, not once per row.
   static constexpr int kSumLanes = 8;
+  static constexpr bool kRuns = false;  // no run primitives (rows_avx512.h has them)
   // z = (x - mean) * scale + shift as scale_shift computes it, and the mask z > 0.
   static __m256 pre(__m256 x, __m256 vm, __m256 va, __m256 vb) { return _mm256_fmadd_ps(_mm256_sub_ps(x, vm), va, vb); }
   static __m256 mask(const BnAffine<float>* r, __m256 x) {
