@@ -397,7 +397,12 @@ struct BnBwdRows {
 };
 
 // By blocks of channels (batchnorm_blocks, as the forward). Each channel's sums run in image
-// order as Rows::kSumLanes lane sums, folded in lane order.
+// order as Rows::kSumLanes lane sums, folded in lane order. As the forward, each thread takes a
+// run of consecutive blocks and overlaps their memory streams: while it writes block b's dx
+// image by image (x and dy from L2) it reads block b + 1's x and dy from memory for its sums,
+// instead of a phase that only reads followed by one that only writes. 32 x 64 x 56 x 56 (x and
+// dy past the 32 MiB L3), AMD EPYC: 3.54-3.73 -> 2.96-3.09 ms on one thread (20.7 -> 26 GB/s, of
+// a 28.7 GB/s copy), 2.09-2.14 -> 1.95-1.99 on two; 128 x 16 x 28 x 28 level.
 template <class Rows, class T>
 void batchnorm_bwd_blocks(const ChannelShape& s, const BnBwdRows<Rows, T>& rows, const T* diff_dst, const T* src,
                           const T* mean, const T* var, const T* gamma, const T* beta, bool relu, double eps,
@@ -406,37 +411,67 @@ void batchnorm_bwd_blocks(const ChannelShape& s, const BnBwdRows<Rows, T>& rows,
   const double count = static_cast<double>(MB * HW);
   constexpr int64_t L = Rows::kSumLanes;
   const BatchnormBlocks p = batchnorm_blocks(s, 2.0 * sizeof(T) * static_cast<double>(MB * HW));
-  parallel_for(bandwidth_threads(p.blocks, 3.0 * sizeof(T) * s.size()), p.blocks, [&](int64_t block, int) {
-    const int64_t c0 = block * p.per_block, c1 = std::min(C, c0 + p.per_block), nc = c1 - c0;
-    // A fused ReLU's pre-activation constants, as the forward computed them.
-    std::vector<BnAffine<T>> z(static_cast<std::size_t>(relu ? nc : 0));
-    for (int64_t c = c0; c < (relu ? c1 : c0); ++c) z[c - c0] = bn_affine(c, mean, var, gamma, beta, eps);
-    std::vector<double> lanes(static_cast<std::size_t>(2 * L * nc), 0.0);
-    for (int64_t n = 0; n < MB; ++n)
-      for (int64_t c = c0; c < c1; ++c) {
-        const int64_t off = (n * C + c) * HW;
-        double* lane = lanes.data() + 2 * L * (c - c0);
-        rows.sum(diff_dst + off, relu ? &z[c - c0] : nullptr, src + off, HW, static_cast<double>(mean[c]), lane,
-                lane + L);
-      }
-    std::vector<BnBwdCoefficients<T>> k(static_cast<std::size_t>(nc));
-    for (int64_t c = c0; c < c1; ++c) {
-      const double* lane = lanes.data() + 2 * L * (c - c0);
+  // One block's state: its channels, the fused ReLU's pre-activation constants (as the forward
+  // computed them), its lane sums, then its coefficients of dx.
+  struct Block {
+    int64_t c0 = 0, c1 = 0;
+    std::vector<BnAffine<T>> z;
+    std::vector<double> lanes;
+    std::vector<BnBwdCoefficients<T>> k;
+  };
+  auto open = [&](int64_t b, Block* blk) {
+    blk->c0 = b * p.per_block, blk->c1 = std::min(C, blk->c0 + p.per_block);
+    const int64_t nc = blk->c1 - blk->c0;
+    blk->z.resize(static_cast<std::size_t>(relu ? nc : 0));
+    for (int64_t c = blk->c0; c < (relu ? blk->c1 : blk->c0); ++c) blk->z[c - blk->c0] = bn_affine(c, mean, var, gamma, beta, eps);
+    blk->lanes.assign(static_cast<std::size_t>(2 * L * nc), 0.0);
+  };
+  auto sums = [&](Block& blk, int64_t n) {  // image n's share of the block's sums (x, dy from memory)
+    for (int64_t c = blk.c0; c < blk.c1; ++c) {
+      const int64_t off = (n * C + c) * HW;
+      double* lane = blk.lanes.data() + 2 * L * (c - blk.c0);
+      rows.sum(diff_dst + off, relu ? &blk.z[c - blk.c0] : nullptr, src + off, HW, static_cast<double>(mean[c]), lane,
+               lane + L);
+    }
+  };
+  auto finish = [&](Block& blk) {
+    blk.k.resize(static_cast<std::size_t>(blk.c1 - blk.c0));
+    for (int64_t c = blk.c0; c < blk.c1; ++c) {
+      const double* lane = blk.lanes.data() + 2 * L * (c - blk.c0);
       double s_dy = 0, s_dy_dev = 0;
       for (int64_t l = 0; l < L; ++l) s_dy += lane[l], s_dy_dev += lane[L + l];
-      k[c - c0] = bn_bwd_finish(c, s_dy, s_dy_dev, count, var, gamma, eps, diff_gamma, diff_beta);
+      blk.k[c - blk.c0] = bn_bwd_finish(c, s_dy, s_dy_dev, count, var, gamma, eps, diff_gamma, diff_beta);
     }
-    if (!diff_src) return;
-    // From L2. dx may be dy's own memory (the caller's choice): this block's first pass has read
-    // every value of dy that its second pass overwrites, and no other block touches them.
-    for (int64_t n = 0; n < MB; ++n)
-      for (int64_t c = c0; c < c1; ++c) {
-        const int64_t off = (n * C + c) * HW;
-        const BnBwdCoefficients<T>& kc = k[c - c0];
-        rows.dx(diff_dst + off, relu ? &z[c - c0] : nullptr, src + off, HW, kc.k1, kc.k2, mean[c], kc.k3,
-               diff_src + off);
+  };
+  // Image n's dx for the block (x and dy from L2). dx may be dy's own memory (the caller's
+  // choice): the block's sums have read every value of dy that this overwrites, and no other
+  // block touches them.
+  auto dx = [&](const Block& blk, int64_t n) {
+    for (int64_t c = blk.c0; c < blk.c1; ++c) {
+      const int64_t off = (n * C + c) * HW;
+      const BnBwdCoefficients<T>& kc = blk.k[c - blk.c0];
+      rows.dx(diff_dst + off, relu ? &blk.z[c - blk.c0] : nullptr, src + off, HW, kc.k1, kc.k2, mean[c], kc.k3,
+              diff_src + off);
+    }
+  };
+  const int threads = bandwidth_threads(p.blocks, 3.0 * sizeof(T) * s.size());
+  parallel_for(threads, threads, [&](int64_t t, int) {
+    const int64_t b0 = p.blocks * t / threads, b1 = p.blocks * (t + 1) / threads;
+    if (b0 == b1) return;
+    Block block, next;
+    open(b0, &block);
+    for (int64_t n = 0; n < MB; ++n) sums(block, n);
+    for (int64_t b = b0; b < b1; ++b) {
+      finish(block);
+      const bool last = b + 1 == b1;
+      if (!last) open(b + 1, &next);
+      for (int64_t n = 0; n < MB; ++n) {
+        if (diff_src) dx(block, n);
+        if (!last) sums(next, n);
       }
-    rows.fence();
+      std::swap(block, next);
+    }
+    if (diff_src) rows.fence();
   });
 }
 
