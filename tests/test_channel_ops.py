@@ -111,6 +111,40 @@ def test_batch_norm_forward_of_short_rows_in_runs_matches_oracle(shape, relu, is
     _close(y, np.maximum(y_want, 0) if relu else y_want, np.float32)
 
 
+# The backward takes rows of fewer than 32 values in runs too (batchnorm_impl.h, kBnBwdRunRow):
+# the shapes above, and chunks of images longer than the 8 summed together (300 images in 8
+# chunks), a Dense layer's (N, F) features, and a sample too large for the position arrays.
+BWD_RUN_SHAPES = RUN_SHAPES + [(300, 24, 2, 2), (37, 33, 1, 1), (2, 70000, 1, 1)]
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+@pytest.mark.parametrize("shape", BWD_RUN_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_batch_norm_backward_of_short_rows_in_runs_matches_oracle(shape, relu, isa, rng):
+    c = shape[1]
+    x = (rng.standard_normal(shape) * rng.uniform(0.5, 4, (1, c, 1, 1)) + rng.uniform(-5, 5, (1, c, 1, 1))).astype(np.float32)
+    gamma, beta = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    y, mean, var = F.batch_norm(x, gamma, beta, 1e-3, relu=relu)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    dx, dgamma, dbeta = F.batch_norm_backward(dy, x, mean, var, gamma, 1e-3, beta=beta, relu=relu)
+    g = F.relu_backward(dy, y) if relu else dy  # the fused ReLU's gradient: dy where y > 0
+    dx_want, dgamma_want, dbeta_want = R.batch_norm_backward(g, x, mean, var, gamma, 1e-3)
+    scale = np.abs(g * (x - mean[None, :, None, None])).sum(axis=(0, 2, 3)).max() + np.abs(g).sum(axis=(0, 2, 3)).max()
+    np.testing.assert_allclose(dbeta, dbeta_want, rtol=0, atol=1e-6 * scale)
+    np.testing.assert_allclose(dgamma, dgamma_want, rtol=0, atol=1e-6 * scale)
+    np.testing.assert_allclose(dx, dx_want, rtol=0, atol=3e-5 * np.abs(dy).max())
+    # dx over dy, and no input gradient: the same bits.
+    in_place = dy.copy()
+    got = F.batch_norm_backward(in_place, x, mean, var, gamma, 1e-3, beta=beta, relu=relu, out=in_place)
+    assert got[0] is in_place
+    for a, b in zip(got, (dx, dgamma, dbeta)):
+        np.testing.assert_array_equal(a, b)
+    none, dgamma2, dbeta2 = F.batch_norm_backward(dy, x, mean, var, gamma, 1e-3, beta=beta, relu=relu,
+                                                  need_input_grad=False)
+    assert none is None
+    np.testing.assert_array_equal(dgamma2, dgamma)
+    np.testing.assert_array_equal(dbeta2, dbeta)
+
+
 def _assert_fused_relu_backward_in_place(dy, x, mean, var, gamma, beta, y_relu):
     """The backward with the ReLU fused and dx written over dy: the separate ops' bits."""
     want = F.batch_norm_backward(F.relu_backward(dy, y_relu), x, mean, var, gamma)

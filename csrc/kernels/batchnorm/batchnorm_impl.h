@@ -493,6 +493,87 @@ inline BatchnormSplit batchnorm_split(const ChannelShape& s) {
   return p;
 }
 
+// batchnorm_bwd_images for rows of fewer than kBnBwdRunRow values on an ISA with run primitives
+// (Rows::kRuns), as the forward's runs: an item's channels of one image are one contiguous run,
+// per-position constants (the channel's mean, its dx coefficients, the fused ReLU's) in place of
+// each row's scalars. The same items and chunks as the rows' form: a channel's sums add its
+// images in order within each chunk (8 images at a time per position in float lanes, then
+// doubles, the rows' bound), its positions in order, then the chunks in order. A
+// BatchNormalization after a Dense layer is (N, F, 1, 1): one value a row, a call each. One
+// thread, AMD EPYC, us: 128 x 512 (1x1) 881-885 -> 44; 128 x 512 x 2 x 2 913-941 -> 189-256;
+// 128 x 256 x 3 x 3 468-495 -> 155-163; 64 x 256 x 4 x 4 273-438 -> 209-218; 128 x 128 x 5 x 5
+// 273-289 -> 211-250; 128 x 64 x 7 x 7 199-210 -> 207-216 (hence rows from 32 values: the rows'
+// form already runs 7x7 at ~85% of the copy bandwidth). Above kBnMaxRunPositions values a sample
+// (C * HW) the seven position arrays are not made.
+constexpr int64_t kBnBwdRunRow = 32;
+constexpr int64_t kBnMaxRunPositions = 1 << 16;
+template <class Rows, class T>
+void batchnorm_bwd_image_runs(const ChannelShape& s, const BatchnormSplit& p, const std::vector<BnAffine<T>>& z,
+                              const T* diff_dst, const T* src, const T* mean, const T* var, const T* gamma, bool relu,
+                              double eps, T* diff_src, T* diff_gamma, T* diff_beta) {
+  if constexpr (Rows::kRuns) {
+    const int64_t C = s.c, HW = s.hw, MB = s.mb, P = C * HW;
+    const double count = static_cast<double>(MB * HW);
+    // Seven position arrays of P values and a vector's slack (a run's last vector reads up to 15
+    // past its end), each on a 64-byte boundary.
+    const int64_t room = (P + 15) / 16 * 16 + 16;
+    enum { kMean, kZm, kZa, kZb, kC1, kC2, kC3, kArrays };
+    std::vector<T> storage(static_cast<std::size_t>(kArrays * room + 64 / sizeof(T)), T(0));
+    T* base = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(storage.data()) + 63) / 64 * 64);
+    auto array = [&](int k) { return base + k * room; };
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t q = c * HW; q < (c + 1) * HW; ++q) {
+        array(kMean)[q] = mean[c];
+        if (relu) array(kZm)[q] = z[c].mean, array(kZa)[q] = z[c].scale, array(kZb)[q] = z[c].shift;
+      }
+    std::vector<double> partial(static_cast<std::size_t>(2 * p.chunks * C), 0.0);
+    parallel_for(bandwidth_threads(p.chunks * p.blocks, 2.0 * sizeof(T) * s.size()), p.chunks * p.blocks,
+                 [&](int64_t item, int) {
+                   const int64_t k = item / p.blocks, c0 = item % p.blocks * p.per_block;
+                   const int64_t c1 = std::min(C, c0 + p.per_block), n_run = (c1 - c0) * HW;
+                   const int64_t vecs = (n_run + 15) / 16 * 16;
+                   std::vector<double> sums(static_cast<std::size_t>(2 * vecs), 0.0);
+                   const int64_t n0 = k * MB / p.chunks, n1 = (k + 1) * MB / p.chunks;
+                   for (int64_t n = n0; n < n1; n += Rows::kRunChunk) {
+                     const int64_t off = (n * C + c0) * HW, runs = std::min(Rows::kRunChunk, n1 - n);
+                     const T *m = array(kMean) + c0 * HW, *zm = array(kZm) + c0 * HW, *za = array(kZa) + c0 * HW,
+                             *zb = array(kZb) + c0 * HW;
+                     if (relu)
+                       Rows::template run_dy_sums<true>(diff_dst + off, src + off, C * HW, runs, n_run, m, zm, za, zb,
+                                                        sums.data(), sums.data() + vecs);
+                     else
+                       Rows::template run_dy_sums<false>(diff_dst + off, src + off, C * HW, runs, n_run, m, zm, za, zb,
+                                                         sums.data(), sums.data() + vecs);
+                   }
+                   double* out = partial.data() + 2 * k * C;
+                   for (int64_t c = c0; c < c1; ++c)
+                     for (int64_t q = (c - c0) * HW; q < (c - c0 + 1) * HW; ++q)
+                       out[2 * c] += sums[q], out[2 * c + 1] += sums[vecs + q];
+                 });
+    for (int64_t c = 0; c < C; ++c) {
+      double s_dy = 0, s_dy_dev = 0;
+      for (int64_t j = 0; j < p.chunks; ++j) s_dy += partial[2 * (j * C + c)], s_dy_dev += partial[2 * (j * C + c) + 1];
+      const BnBwdCoefficients<T> kc = bn_bwd_finish(c, s_dy, s_dy_dev, count, var, gamma, eps, diff_gamma, diff_beta);
+      std::fill(array(kC1) + c * HW, array(kC1) + (c + 1) * HW, kc.k1);
+      std::fill(array(kC2) + c * HW, array(kC2) + (c + 1) * HW, kc.k2);
+      std::fill(array(kC3) + c * HW, array(kC3) + (c + 1) * HW, kc.k3);
+    }
+    if (!diff_src) return;
+    parallel_for(bandwidth_threads(MB * p.blocks, 3.0 * sizeof(T) * s.size()), MB * p.blocks, [&](int64_t item, int) {
+      const int64_t n = item / p.blocks, c0 = item % p.blocks * p.per_block, c1 = std::min(C, c0 + p.per_block);
+      const int64_t off = (n * C + c0) * HW, q = c0 * HW, n_run = (c1 - c0) * HW;
+      if (relu)
+        Rows::template run_bn_backward<true>(diff_dst + off, src + off, n_run, array(kMean) + q, array(kC1) + q,
+                                             array(kC2) + q, array(kC3) + q, array(kZm) + q, array(kZa) + q,
+                                             array(kZb) + q, diff_src + off);
+      else
+        Rows::template run_bn_backward<false>(diff_dst + off, src + off, n_run, array(kMean) + q, array(kC1) + q,
+                                              array(kC2) + q, array(kC3) + q, array(kZm) + q, array(kZa) + q,
+                                              array(kZb) + q, diff_src + off);
+    });
+  }
+}
+
 template <class Rows, class T>
 void batchnorm_bwd_images(const ChannelShape& s, const BnBwdRows<Rows, T>& rows, const T* diff_dst, const T* src,
                           const T* mean, const T* var, const T* gamma, const T* beta, bool relu, double eps,
@@ -503,6 +584,11 @@ void batchnorm_bwd_images(const ChannelShape& s, const BnBwdRows<Rows, T>& rows,
   constexpr int64_t L = Rows::kSumLanes;
   std::vector<BnAffine<T>> z(static_cast<std::size_t>(relu ? C : 0));
   for (int64_t c = 0; c < (relu ? C : 0); ++c) z[c] = bn_affine(c, mean, var, gamma, beta, eps);
+  if (Rows::kRuns && !rows.stream && HW < kBnBwdRunRow && p.per_block * HW <= kBnMaxRun && C * HW <= kBnMaxRunPositions) {
+    batchnorm_bwd_image_runs<Rows, T>(s, p, z, diff_dst, src, mean, var, gamma, relu, eps, diff_src, diff_gamma,
+                                      diff_beta);
+    return;
+  }
   std::vector<double> partial(static_cast<std::size_t>(2 * p.chunks * C), 0.0);
   parallel_for(bandwidth_threads(p.chunks * p.blocks, 2.0 * sizeof(T) * s.size()), p.chunks * p.blocks,
                [&](int64_t item, int) {

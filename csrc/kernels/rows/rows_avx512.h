@@ -166,6 +166,53 @@ struct RowsAvx512 {
     }
   }
 
+  // The backward's sums over runs (batchnorm_bwd_image_runs), as run_sums: for runs j < runs,
+  // s_dy[i] += g and s_dev[i] += g * (x - m[i]), g = dy[j * stride + i] (kRelu: 0 where the fused
+  // ReLU's input pre(x, zm[i], za[i], zb[i]) is not > 0), as sum_dy_dy_dev takes each value.
+  template <bool kRelu>
+  static void run_dy_sums(const float* dy, const float* x, int64_t stride, int64_t runs, int64_t n, const float* m,
+                          const float* zm, const float* za, const float* zb, double* s_dy, double* s_dev) {
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 k = tail(n - i);
+      const __m512 vm = _mm512_loadu_ps(m + i);
+      __m512 gf = _mm512_setzero_ps(), pf = _mm512_setzero_ps();
+      for (int64_t j = 0; j < runs; ++j) {
+        const __m512 v = _mm512_maskz_loadu_ps(k, x + j * stride + i);
+        __mmask16 kg = k;
+        if constexpr (kRelu)
+          kg = _mm512_mask_cmp_ps_mask(
+              k, pre(v, _mm512_loadu_ps(zm + i), _mm512_loadu_ps(za + i), _mm512_loadu_ps(zb + i)), _mm512_setzero_ps(),
+              _CMP_GT_OQ);
+        const __m512 g = _mm512_maskz_loadu_ps(kg, dy + j * stride + i);
+        gf = _mm512_add_ps(gf, g);
+        pf = _mm512_fmadd_ps(g, _mm512_sub_ps(v, vm), pf);
+      }
+      _mm512_storeu_pd(s_dy + i, _mm512_add_pd(_mm512_loadu_pd(s_dy + i), lo(gf)));
+      _mm512_storeu_pd(s_dy + i + 8, _mm512_add_pd(_mm512_loadu_pd(s_dy + i + 8), hi(gf)));
+      _mm512_storeu_pd(s_dev + i, _mm512_add_pd(_mm512_loadu_pd(s_dev + i), lo(pf)));
+      _mm512_storeu_pd(s_dev + i + 8, _mm512_add_pd(_mm512_loadu_pd(s_dev + i + 8), hi(pf)));
+    }
+  }
+  // dx[i] = c1[i] * g + (c2[i] * (x[i] - m[i]) + c3[i]), i < n, g as run_dy_sums: bn_backward's
+  // expression with per-position constants.
+  template <bool kRelu>
+  static void run_bn_backward(const float* dy, const float* x, int64_t n, const float* m, const float* c1,
+                              const float* c2, const float* c3, const float* zm, const float* za, const float* zb,
+                              float* dx) {
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 k = tail(n - i);
+      const __m512 xv = _mm512_maskz_loadu_ps(k, x + i);
+      const __m512 r = _mm512_fmadd_ps(_mm512_loadu_ps(c2 + i), _mm512_sub_ps(xv, _mm512_loadu_ps(m + i)),
+                                       _mm512_loadu_ps(c3 + i));
+      __mmask16 kg = k;
+      if constexpr (kRelu)
+        kg = _mm512_mask_cmp_ps_mask(
+            k, pre(xv, _mm512_loadu_ps(zm + i), _mm512_loadu_ps(za + i), _mm512_loadu_ps(zb + i)), _mm512_setzero_ps(),
+            _CMP_GT_OQ);
+      _mm512_mask_storeu_ps(dx + i, k, _mm512_fmadd_ps(_mm512_loadu_ps(c1 + i), _mm512_maskz_loadu_ps(kg, dy + i), r));
+    }
+  }
+
   // Lane-wise: s_dy[l] += the dy values at positions i = l (mod 16), s_dy_dev[l] likewise
   // (kSumLanes doubles each); the caller sums the lanes once per channel, not once per row.
   // Within kLaneChunk values in float lanes (x - mean exact where x is near the mean, each
