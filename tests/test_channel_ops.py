@@ -96,14 +96,18 @@ RUN_SHAPES = [(13, 40, 7, 7), (9, 5, 3, 5), (17, 64, 1, 1), (8, 3, 11, 11), (20,
               (64, 3, 2, 3)]
 
 
+def _channels_apart(shape, rng):
+    """x, gamma, beta whose channels differ in offset and spread: a value summed into another
+    channel's statistics or scaled by another channel's constants shows."""
+    c = shape[1]
+    x = (rng.standard_normal(shape) * rng.uniform(0.5, 4, (1, c, 1, 1)) + rng.uniform(-5, 5, (1, c, 1, 1))).astype(np.float32)
+    return x, rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+
+
 @pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
 @pytest.mark.parametrize("shape", RUN_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_batch_norm_forward_of_short_rows_in_runs_matches_oracle(shape, relu, isa, rng):
-    c = shape[1]
-    # Channels of different offsets and spreads: a value summed into another channel's statistics
-    # or scaled by another channel's constants shows.
-    x = (rng.standard_normal(shape) * rng.uniform(0.5, 4, (1, c, 1, 1)) + rng.uniform(-5, 5, (1, c, 1, 1))).astype(np.float32)
-    gamma, beta = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    x, gamma, beta = _channels_apart(shape, rng)
     y, mean, var = F.batch_norm(x, gamma, beta, 1e-3, relu=relu)
     y_want, mean_want, var_want = R.batch_norm(x, gamma, beta, 1e-3)
     _close(mean, mean_want, np.float32)
@@ -120,9 +124,7 @@ BWD_RUN_SHAPES = RUN_SHAPES + [(300, 24, 2, 2), (37, 33, 1, 1), (2, 70000, 1, 1)
 @pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
 @pytest.mark.parametrize("shape", BWD_RUN_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_batch_norm_backward_of_short_rows_in_runs_matches_oracle(shape, relu, isa, rng):
-    c = shape[1]
-    x = (rng.standard_normal(shape) * rng.uniform(0.5, 4, (1, c, 1, 1)) + rng.uniform(-5, 5, (1, c, 1, 1))).astype(np.float32)
-    gamma, beta = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    x, gamma, beta = _channels_apart(shape, rng)
     y, mean, var = F.batch_norm(x, gamma, beta, 1e-3, relu=relu)
     dy = rng.standard_normal(shape).astype(np.float32)
     dx, dgamma, dbeta = F.batch_norm_backward(dy, x, mean, var, gamma, 1e-3, beta=beta, relu=relu)
