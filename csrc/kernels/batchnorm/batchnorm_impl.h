@@ -75,6 +75,24 @@ constexpr int64_t kBnShortRow = 256;
 constexpr int64_t kBnRunRow = 128;
 constexpr int64_t kBnMaxRun = 4096;
 
+// `arrays` arrays of at least n values each, whole vectors of 16, each on a 64-byte boundary (a
+// vector a cache line): the runs' per-position constants and sums, zeros at first.
+template <class U>
+class PositionArrays {
+ public:
+  PositionArrays() = default;
+  PositionArrays(int arrays, int64_t n)
+      : room_((n + 15) / 16 * 16), storage_(static_cast<std::size_t>(arrays * room_ + 64 / sizeof(U)), U(0)) {}
+  U* operator[](int k) { return base() + k * room_; }
+  const U* operator[](int k) const { return const_cast<PositionArrays*>(this)->base() + k * room_; }
+  int64_t room() const { return room_; }
+
+ private:
+  U* base() { return reinterpret_cast<U*>((reinterpret_cast<std::uintptr_t>(storage_.data()) + 63) / 64 * 64); }
+  int64_t room_ = 0;
+  std::vector<U> storage_;
+};
+
 // Outputs of at least this many bytes (y of the forward, dx of the backward) are written past the
 // caches (Rows' kStream forms): an ordinary store first reads each line it writes, a third
 // memory stream, and an output this large would not stay in a 32 MB last-level cache for the
@@ -100,9 +118,8 @@ class BnForwardBlock {
       : s_(&s), src_(src), c0_(c0), nc_(nc), short_rows_(s.hw < kBnShortRow),
         run_(Rows::kRuns && s.hw < kBnRunRow && nc * s.hw <= kBnMaxRun ? nc * s.hw : 0) {
     if (run_ > 0) {
-      room_ = (run_ + 15) / 16 * 16;
-      run_t_.assign(static_cast<std::size_t>(kRunArrays * room_ + 64 / sizeof(T)), T(0));
-      run_d_.assign(static_cast<std::size_t>(room_ + 64 / sizeof(double)), 0.0);
+      run_t_ = PositionArrays<T>(kRunArrays, run_);
+      run_d_ = PositionArrays<double>(1, run_);
     } else if (short_rows_) {
       lanes_.assign(static_cast<std::size_t>(nc * Rows::kSumLanes), 0.0);
     } else {
@@ -228,16 +245,11 @@ class BnForwardBlock {
     }
   }
 
-  // The runs' position arrays, each room_ values on a 64-byte boundary (a vector a cache line).
+  // The runs' position arrays (run_t_) and double sums (run_d_).
   enum RunArray { kShiftsOfMeans, kMeans, kScales, kShifts, kRunArrays };
-  template <class U>
-  static U* align64(U* p) {
-    const auto addr = reinterpret_cast<std::uintptr_t>(p);
-    return reinterpret_cast<U*>((addr + 63) / 64 * 64);
-  }
-  T* run_array(RunArray k) { return align64(run_t_.data()) + k * room_; }
-  const T* run_array(RunArray k) const { return align64(run_t_.data()) + k * room_; }
-  double* run_sums() { return align64(run_d_.data()); }
+  T* run_array(RunArray k) { return run_t_[k]; }
+  const T* run_array(RunArray k) const { return run_t_[k]; }
+  double* run_sums() { return run_d_[0]; }
 
   // Runs: load(n). Out of line, as the other run functions: inlined, they moved the row forms'
   // code enough to cost a 14x14 map 2-4% (128 x 32 x 14 x 14, one thread).
@@ -262,7 +274,7 @@ class BnForwardBlock {
         means[c] /= count;
         std::fill(shifts + c * HW, shifts + (c + 1) * HW, static_cast<T>(means[c]));
       }
-      std::fill(sums, sums + room_, 0.0);
+      std::fill(sums, sums + run_d_.room(), 0.0);
       for (int64_t n0 = 0; n0 < s_->mb; n0 += Rows::kRunChunk)
         Rows::run_sq_devs(src_ + (n0 * s_->c + c0_) * HW, s_->c * HW, std::min(Rows::kRunChunk, s_->mb - n0), run_,
                           shifts, sums);
@@ -279,10 +291,9 @@ class BnForwardBlock {
   const T* src_;
   int64_t c0_, nc_;
   bool short_rows_;
-  int64_t run_;        // values a run (0: row by row)
-  int64_t room_ = 0;   // run_ rounded up to whole vectors of 16
-  std::vector<T> run_t_;       // runs: the kRunArrays position arrays (run_array)
-  std::vector<double> run_d_;  // runs: the double sums (run_sums)
+  int64_t run_;                   // values a run (0: row by row)
+  PositionArrays<T> run_t_;       // runs: the kRunArrays position arrays (run_array)
+  PositionArrays<double> run_d_;  // runs: the double sums (run_sums)
   std::vector<double> lanes_;    // short rows: kSumLanes sums per channel
   std::vector<RowMoments> rows_;  // long rows: one per image and channel
   std::vector<BnAffine<T>> z_;
@@ -515,12 +526,10 @@ void batchnorm_bwd_image_runs(const ChannelShape& s, const BatchnormSplit& p, co
     const int64_t C = s.c, HW = s.hw, MB = s.mb, P = C * HW;
     const double count = static_cast<double>(MB * HW);
     // Seven position arrays of P values and a vector's slack (a run's last vector reads up to 15
-    // past its end), each on a 64-byte boundary.
-    const int64_t room = (P + 15) / 16 * 16 + 16;
+    // past its end).
     enum { kMean, kZm, kZa, kZb, kC1, kC2, kC3, kArrays };
-    std::vector<T> storage(static_cast<std::size_t>(kArrays * room + 64 / sizeof(T)), T(0));
-    T* base = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(storage.data()) + 63) / 64 * 64);
-    auto array = [&](int k) { return base + k * room; };
+    PositionArrays<T> arrays(kArrays, P + 16);
+    auto array = [&](int k) { return arrays[k]; };
     for (int64_t c = 0; c < C; ++c)
       for (int64_t q = c * HW; q < (c + 1) * HW; ++q) {
         array(kMean)[q] = mean[c];
@@ -534,10 +543,10 @@ void batchnorm_bwd_image_runs(const ChannelShape& s, const BatchnormSplit& p, co
                    const int64_t vecs = (n_run + 15) / 16 * 16;
                    std::vector<double> sums(static_cast<std::size_t>(2 * vecs), 0.0);
                    const int64_t n0 = k * MB / p.chunks, n1 = (k + 1) * MB / p.chunks;
+                   const T *m = array(kMean) + c0 * HW, *zm = array(kZm) + c0 * HW, *za = array(kZa) + c0 * HW,
+                           *zb = array(kZb) + c0 * HW;
                    for (int64_t n = n0; n < n1; n += Rows::kRunChunk) {
                      const int64_t off = (n * C + c0) * HW, runs = std::min(Rows::kRunChunk, n1 - n);
-                     const T *m = array(kMean) + c0 * HW, *zm = array(kZm) + c0 * HW, *za = array(kZa) + c0 * HW,
-                             *zb = array(kZb) + c0 * HW;
                      if (relu)
                        Rows::template run_dy_sums<true>(diff_dst + off, src + off, C * HW, runs, n_run, m, zm, za, zb,
                                                         sums.data(), sums.data() + vecs);
