@@ -4,6 +4,7 @@
         python bench/train_profile.py             # 2 threads, 6400 random images, batch 128
     python bench/train_profile.py --threads 1 --limit 1280 --top 15
     python bench/train_profile.py --hot        # then one step's calls again: in order, and each warm
+    python bench/train_profile.py --hot --calls  # and those calls one row each, in the step's order
 
 Run it under issue 12's tuned malloc, as bench/train_resnet.py's epochs are compared: with glibc's
 defaults the feature maps freed and made again each step can come back as fresh pages, whose
@@ -48,6 +49,7 @@ def main() -> None:
     p.add_argument("--top", type=int, default=30, help="rows shown")
     p.add_argument("--hot", action="store_true",
                    help="also replay one step's kernel calls: in order once, and each alone in a loop (warm caches)")
+    p.add_argument("--calls", action="store_true", help="with --hot: a row per call, in the step's order")
     args = p.parse_args()
 
     recording = False
@@ -105,10 +107,10 @@ def main() -> None:
         recording = True
         model.fit(x[: args.batch], y[: args.batch], batch_size=args.batch, epochs=1, verbose=0)
         recording = False
-        _replay(recorded, epoch / steps)
+        _replay(recorded, epoch / steps, per_call=args.calls)
 
 
-def _replay(calls, step_seconds: float, rounds: int = 7) -> None:
+def _replay(calls, step_seconds: float, rounds: int = 7, per_call: bool = False) -> None:
     """Time one step's kernel calls without the Python between them.
 
     *In order*: the calls one after another as the step made them (the best of ``rounds``
@@ -140,6 +142,11 @@ def _replay(calls, step_seconds: float, rounds: int = 7) -> None:
             for name in dict.fromkeys(names)}
     for name, (ordered, warm) in sorted(rows.items(), key=lambda kv: -kv[1][0]):
         print(f"| {name} | {ordered * 1e3:.3f} | {warm * 1e3:.3f} |")
+    if per_call:
+        print("\n| # | function | arg 0 shape | arg 1 shape | in order, ms | alone, ms |\n|---:|---|---|---|---:|---:|")
+        for i, ((name, _, a, _), ordered, warm) in enumerate(zip(calls, in_order, alone)):
+            shape0, shape1 = (tuple(getattr(v, "shape", ())) for v in (list(a[:2]) + [None, None])[:2])
+            print(f"| {i} | {name} | {shape0} | {shape1} | {ordered * 1e3:.3f} | {warm * 1e3:.3f} |")
 
 
 def _seconds(fn) -> float:
