@@ -1,5 +1,5 @@
 // Row primitives (see rows_ref.h) with AVX2+FMA: 8 floats per vector. Elementwise tails are
-// masked loads/stores (never past the row); reduction tails run in scalar double.
+// masked loads/stores (never past the row); the forward's row reductions end in scalar double.
 #pragma once
 
 #include <immintrin.h>
@@ -113,7 +113,123 @@ struct RowsAvx2 {
   // Lane-wise: s_dy[l] += the dy values at positions i = l (mod 8), s_dy_dev[l] likewise
   // (kSumLanes doubles each); the caller sums the lanes once per channel, not once per row.
   static constexpr int kSumLanes = 8;
-  static constexpr bool kRuns = false;  // no run primitives (rows_avx512.h has them)
+
+  // Runs of short rows (BnForwardBlock, batchnorm_bwd_image_runs): RowsAvx512's run primitives
+  // in vectors of 8, the same sums in the same order per position (runs in float lanes, at most
+  // kRunChunk of them, then widened into the doubles) and the same expressions for outputs, so
+  // that the forward's outputs and the backward's recomputed ReLU mask agree bit for bit. Full
+  // vectors load plainly; only a run's last vector is masked. Row by row, a BatchNormalization
+  // over a Dense layer's (N, F) features here made a call and a scalar tail per value: 128 x 512
+  // took 0.80 / 0.84 ms forward / backward on one thread, 20x RowsAvx512's runs and 3x the
+  // portable rows' plain loops (2026-12-05).
+  static constexpr bool kRuns = true;
+  static constexpr int64_t kRunChunk = 8;
+  static __m256 zeroed(__m256 v, __m256i k) { return _mm256_and_ps(v, _mm256_castsi256_ps(k)); }
+  static void add_widened(double* d, __m256 f) {
+    _mm256_storeu_pd(d, _mm256_add_pd(_mm256_loadu_pd(d), lo(f)));
+    _mm256_storeu_pd(d + 4, _mm256_add_pd(_mm256_loadu_pd(d + 4), hi(f)));
+  }
+  // d[i] += sum over runs j < runs of x[j * stride + i], i < n (d holds whole vectors).
+  static void run_sums(const float* x, int64_t stride, int64_t runs, int64_t n, double* d) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      __m256 f = _mm256_loadu_ps(x + i);
+      for (int64_t j = 1; j < runs; ++j) f = _mm256_add_ps(f, _mm256_loadu_ps(x + j * stride + i));
+      add_widened(d + i, f);
+    }
+    if (i < n) {  // masked lanes load as 0
+      const __m256i k = tail(n - i);
+      __m256 f = _mm256_maskload_ps(x + i, k);
+      for (int64_t j = 1; j < runs; ++j) f = _mm256_add_ps(f, _mm256_maskload_ps(x + j * stride + i, k));
+      add_widened(d + i, f);
+    }
+  }
+  // d[i] += sum over runs j of (x[j * stride + i] - shift[i])^2, as run_sums (0 past n, not shift^2).
+  static void run_sq_devs(const float* x, int64_t stride, int64_t runs, int64_t n, const float* shift, double* d) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const __m256 vs = _mm256_loadu_ps(shift + i);
+      __m256 f = _mm256_setzero_ps();
+      for (int64_t j = 0; j < runs; ++j) {
+        const __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + j * stride + i), vs);
+        f = _mm256_fmadd_ps(v, v, f);
+      }
+      add_widened(d + i, f);
+    }
+    if (i < n) {
+      const __m256i k = tail(n - i);
+      const __m256 vs = _mm256_loadu_ps(shift + i);
+      __m256 f = _mm256_setzero_ps();
+      for (int64_t j = 0; j < runs; ++j) {
+        const __m256 v = zeroed(_mm256_sub_ps(_mm256_maskload_ps(x + j * stride + i, k), vs), k);
+        f = _mm256_fmadd_ps(v, v, f);
+      }
+      add_widened(d + i, f);
+    }
+  }
+  // y[i] = (x[i] - m[i]) * a[i] + b[i], i < n, as scale_shift computes each value (kRelu: as there).
+  template <bool kRelu>
+  static void run_scale_shift(const float* x, int64_t n, const float* m, const float* a, const float* b, float* y) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(y + i, post<kRelu>(pre(_mm256_loadu_ps(x + i), _mm256_loadu_ps(m + i), _mm256_loadu_ps(a + i),
+                                             _mm256_loadu_ps(b + i))));
+    if (i < n) {
+      const __m256i k = tail(n - i);
+      _mm256_maskstore_ps(y + i, k, post<kRelu>(pre(_mm256_maskload_ps(x + i, k), _mm256_loadu_ps(m + i),
+                                                     _mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i))));
+    }
+  }
+  // The backward's sums over runs, as RowsAvx512::run_dy_sums: for runs j < runs, s_dy[i] += g
+  // and s_dev[i] += g * (x - m[i]), g = dy[j * stride + i] (kRelu: 0 where the fused ReLU's input
+  // pre(x, zm[i], za[i], zb[i]) is not > 0).
+  template <bool kRelu>
+  static void run_dy_sums(const float* dy, const float* x, int64_t stride, int64_t runs, int64_t n, const float* m,
+                          const float* zm, const float* za, const float* zb, double* s_dy, double* s_dev) {
+    const auto vector = [&](int64_t i, auto load) {
+      const __m256 vm = _mm256_loadu_ps(m + i);
+      __m256 vzm = vm, vza = vm, vzb = vm;
+      if constexpr (kRelu) vzm = _mm256_loadu_ps(zm + i), vza = _mm256_loadu_ps(za + i), vzb = _mm256_loadu_ps(zb + i);
+      __m256 gf = _mm256_setzero_ps(), pf = _mm256_setzero_ps();
+      for (int64_t j = 0; j < runs; ++j) {
+        const __m256 v = load(x + j * stride + i);
+        __m256 g = load(dy + j * stride + i);
+        if constexpr (kRelu) g = _mm256_and_ps(g, _mm256_cmp_ps(pre(v, vzm, vza, vzb), _mm256_setzero_ps(), _CMP_GT_OQ));
+        gf = _mm256_add_ps(gf, g);
+        pf = _mm256_fmadd_ps(g, _mm256_sub_ps(v, vm), pf);
+      }
+      add_widened(s_dy + i, gf);
+      add_widened(s_dev + i, pf);
+    };
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) vector(i, [](const float* p) { return _mm256_loadu_ps(p); });
+    if (i < n) {  // masked lanes load as 0: g = 0 there
+      const __m256i k = tail(n - i);
+      vector(i, [k](const float* p) { return _mm256_maskload_ps(p, k); });
+    }
+  }
+  // dx[i] = c1[i] * g + (c2[i] * (x[i] - m[i]) + c3[i]), i < n, g as run_dy_sums: bn_backward's
+  // expression with per-position constants.
+  template <bool kRelu>
+  static void run_bn_backward(const float* dy, const float* x, int64_t n, const float* m, const float* c1,
+                              const float* c2, const float* c3, const float* zm, const float* za, const float* zb,
+                              float* dx) {
+    const auto value = [&](int64_t i, __m256 xv, __m256 g) {
+      const __m256 r = _mm256_fmadd_ps(_mm256_loadu_ps(c2 + i), _mm256_sub_ps(xv, _mm256_loadu_ps(m + i)),
+                                       _mm256_loadu_ps(c3 + i));
+      if constexpr (kRelu)
+        g = _mm256_and_ps(g, _mm256_cmp_ps(pre(xv, _mm256_loadu_ps(zm + i), _mm256_loadu_ps(za + i),
+                                                   _mm256_loadu_ps(zb + i)),
+                                               _mm256_setzero_ps(), _CMP_GT_OQ));
+      return _mm256_fmadd_ps(_mm256_loadu_ps(c1 + i), g, r);
+    };
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dx + i, value(i, _mm256_loadu_ps(x + i), _mm256_loadu_ps(dy + i)));
+    if (i < n) {
+      const __m256i k = tail(n - i);
+      _mm256_maskstore_ps(dx + i, k, value(i, _mm256_maskload_ps(x + i, k), _mm256_maskload_ps(dy + i, k)));
+    }
+  }
   // z = (x - mean) * scale + shift as scale_shift computes it, and the mask z > 0.
   static __m256 pre(__m256 x, __m256 vm, __m256 va, __m256 vb) { return _mm256_fmadd_ps(_mm256_sub_ps(x, vm), va, vb); }
   static __m256 mask(const BnAffine<float>* r, __m256 x) {
@@ -121,38 +237,42 @@ struct RowsAvx2 {
     return _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ);
   }
   // kRelu: dy counts only where the fused ReLU's input z(x) > 0 (relu, bn_affine.h).
+  // Within kDyChunk values in float lanes (x - mean exact where x is near the mean, each product
+  // rounded once, at most 8 terms a lane: RowsAvx512's bound), then folded into the doubles:
+  // widening every value to double took 4 vector operations more per 8 values (128 x 32 x 14 x 14,
+  // one thread, AMD EPYC under the AVX2 cap: 754 -> 700 us, the rest of that backward's time
+  // being bn_backward's masked stores, below).
+  static constexpr int64_t kDyChunk = 64;
   template <bool kRelu>
   static void sum_dy_dy_dev(const float* dy, const BnAffine<float>* relu, const float* x, int64_t n, double mean,
                             double* s_dy, double* s_dy_dev) {
-    const __m256d m = _mm256_set1_pd(mean);
+    const __m256 m = _mm256_set1_ps(static_cast<float>(mean));  // the channel's mean, a float widened
     __m256d g0 = _mm256_loadu_pd(s_dy), g1 = _mm256_loadu_pd(s_dy + 4);
     __m256d p0 = _mm256_loadu_pd(s_dy_dev), p1 = _mm256_loadu_pd(s_dy_dev + 4);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      __m256 g = _mm256_loadu_ps(dy + i);
-      const __m256 v = _mm256_loadu_ps(x + i);
+    __m256 gf, pf;
+    const auto add = [&](__m256 v, __m256 g) {
       if constexpr (kRelu) g = _mm256_and_ps(g, mask(relu, v));
-      const __m256d glo = lo(g), ghi = hi(g);
-      g0 = _mm256_add_pd(g0, glo);
-      g1 = _mm256_add_pd(g1, ghi);
-      p0 = _mm256_fmadd_pd(glo, _mm256_sub_pd(lo(v), m), p0);
-      p1 = _mm256_fmadd_pd(ghi, _mm256_sub_pd(hi(v), m), p1);
+      gf = _mm256_add_ps(gf, g);
+      pf = _mm256_fmadd_ps(g, _mm256_sub_ps(v, m), pf);
+    };
+    for (int64_t i = 0; i < n;) {
+      const int64_t end = i + kDyChunk < n ? i + kDyChunk : n;
+      gf = _mm256_setzero_ps(), pf = _mm256_setzero_ps();
+      for (; i + 8 <= end; i += 8) add(_mm256_loadu_ps(x + i), _mm256_loadu_ps(dy + i));
+      if (i < end) {  // masked lanes load as 0: dy = 0 there, so both sums add 0
+        const __m256i k = tail(end - i);
+        add(_mm256_maskload_ps(x + i, k), _mm256_maskload_ps(dy + i, k));
+        i = end;
+      }
+      g0 = _mm256_add_pd(g0, lo(gf));
+      g1 = _mm256_add_pd(g1, hi(gf));
+      p0 = _mm256_add_pd(p0, lo(pf));
+      p1 = _mm256_add_pd(p1, hi(pf));
     }
     _mm256_storeu_pd(s_dy, g0), _mm256_storeu_pd(s_dy + 4, g1);
     _mm256_storeu_pd(s_dy_dev, p0), _mm256_storeu_pd(s_dy_dev + 4, p1);
-    for (int l = 0; i < n; ++i, ++l) {
-      const double g = !kRelu || scalar_passes(relu, x[i]) ? static_cast<double>(dy[i]) : 0.0;
-      s_dy[l] += g;
-      s_dy_dev[l] += g * (static_cast<double>(x[i]) - mean);
-    }
   }
 
-  // The scalar tails' mask: z through the same fused multiply-add as the vector lanes.
-  static bool scalar_passes(const BnAffine<float>* r, float x) {
-    const __m128 z = _mm_fmadd_ss(_mm_sub_ss(_mm_set_ss(x), _mm_set_ss(r->mean)), _mm_set_ss(r->scale),
-                                  _mm_set_ss(r->shift));
-    return _mm_cvtss_f32(z) > 0.0f;
-  }
   template <bool kRelu>
   static __m256 post(__m256 v) {
     if constexpr (kRelu) return _mm256_and_ps(v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NLE_UQ));
@@ -188,34 +308,36 @@ struct RowsAvx2 {
     for (; i < n; i += 8) masked(i, n - i);
   }
 
-  // kRelu: as sum_dy_dy_dev.
+  // kRelu: as sum_dy_dy_dev. Whole vectors load and store plainly: vmaskmovps stores are slow
+  // on AMD cores (microcoded), and masked throughout, this loop took 36% of a 128 x 32 x 14 x 14
+  // backward there.
   template <bool kRelu, bool kStream = false>
   static void bn_backward(const float* dy, const BnAffine<float>* relu, const float* x, int64_t n, float c1, float c2,
                           float mean, float c3, float* dx) {
     const __m256 v1 = _mm256_set1_ps(c1), v2 = _mm256_set1_ps(c2), vm = _mm256_set1_ps(mean), v3 = _mm256_set1_ps(c3);
-    const auto value = [&](int64_t i, __m256i k) {
-      const __m256 xv = _mm256_maskload_ps(x + i, k);
+    const auto value = [&](__m256 xv, __m256 g) {
       const __m256 r = _mm256_fmadd_ps(v2, _mm256_sub_ps(xv, vm), v3);
-      __m256 g = _mm256_maskload_ps(dy + i, k);
       if constexpr (kRelu) g = _mm256_and_ps(g, mask(relu, xv));
       return _mm256_fmadd_ps(v1, g, r);
+    };
+    const auto masked = [&](int64_t i, int64_t count) {
+      const __m256i k = tail(count);
+      _mm256_maskstore_ps(dx + i, k, value(_mm256_maskload_ps(x + i, k), _mm256_maskload_ps(dy + i, k)));
     };
     int64_t i = 0;
     if constexpr (kStream) {
       if (!float_aligned(dx)) return bn_backward<kRelu, false>(dy, relu, x, n, c1, c2, mean, c3, dx);
-      if ((i = aligned_start<32>(dx, 0, n)) > 0) _mm256_maskstore_ps(dx, tail(i), value(0, tail(i)));
-      const __m256i all = tail(8);
-      for (; i + 8 <= n; i += 8) put<kStream>(dx + i, value(i, all));
+      if ((i = aligned_start<32>(dx, 0, n)) > 0) masked(0, i);
     }
-    for (; i < n; i += 8) {
-      const __m256i k = tail(n - i);
-      _mm256_maskstore_ps(dx + i, k, value(i, k));
-    }
+    for (; i + 8 <= n; i += 8) put<kStream>(dx + i, value(_mm256_loadu_ps(x + i), _mm256_loadu_ps(dy + i)));
+    if (i < n) masked(i, n - i);
   }
 
   static void fill(float* y, int64_t n, float value) {
     const __m256 v = _mm256_set1_ps(value);
-    for (int64_t i = 0; i < n; i += 8) _mm256_maskstore_ps(y + i, tail(n - i), v);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, v);
+    if (i < n) _mm256_maskstore_ps(y + i, tail(n - i), v);
   }
 
   static void axpy(float* y, const float* x, float a, int64_t n) {

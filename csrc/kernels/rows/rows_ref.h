@@ -35,7 +35,7 @@ struct RowsRef {
   // *s_dy += sum(dy), *s_dy_dev += sum(dy * (x - mean)): one lane (the SIMD forms keep kSumLanes
   // partial sums, lane l taking positions i = l modulo kSumLanes).
   static constexpr int kSumLanes = 1;
-  static constexpr bool kRuns = false;  // no run primitives (rows_avx512.h has them)
+  static constexpr bool kRuns = false;  // no run primitives (rows_avx2.h and rows_avx512.h have them)
   // kRelu: dy counts only where the fused ReLU's input z(x) > 0 (relu, bn_affine.h).
   template <bool kRelu>
   static void sum_dy_dy_dev(const T* dy, const BnAffine<T>* relu, const T* x, int64_t n, double mean, double* s_dy,
