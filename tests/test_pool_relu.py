@@ -86,6 +86,25 @@ def test_max_pool_special_values(isa):
     assert np.all(y == -np.inf) and np.all((i >= 0) & (i < 9))
 
 
+@pytest.mark.parametrize("ow", range(1, 18))
+def test_max_pool_writes_nothing_past_its_outputs(ow, isa, rng):
+    # Output rows of every width from 1 to 17: every part step of the 8- and 16-output SIMD steps
+    # (a part step taken as a whole one stores past its row, which the next row's step writes
+    # again, except after the last row). The outputs and indices are the front of larger buffers
+    # whose rest must stay as it was.
+    shape = (2, 3, 4, 2 * ow)
+    x = rng.standard_normal(shape).astype(np.float32)
+    kernel, stride, pad, out_hw = _params.pool_params(shape[2:], 2, 2, 0, False)
+    n = shape[0] * shape[1] * out_hw[0] * out_hw[1]
+    values, indices = np.full(n + 32, 7.0, np.float32), np.full(n + 32, -7, np.int64)
+    y, i = _core.maxpool2d_fwd(x, kernel, stride, pad, out_hw, True, out=values[:n].reshape(*shape[:2], *out_hw),
+                               out_indices=indices[:n].reshape(*shape[:2], *out_hw))
+    y_want, i_want = R.max_pool2d(x, 2, return_indices=True)
+    np.testing.assert_array_equal(y, y_want)
+    np.testing.assert_array_equal(i, i_want)
+    assert np.all(values[n:] == 7.0) and np.all(indices[n:] == -7)
+
+
 @pytest.mark.parametrize("shape", BENCH_POOL, ids=lambda s: "x".join(map(str, s)))
 def test_max_pool_bench_shapes(shape, isa, rng):
     x = rng.standard_normal(shape).astype(np.float32)
