@@ -320,6 +320,13 @@ DEPTHWISE_CASES = [
     (1, 2, 7, 31, 2, 1, 1, 1, 0, 1),
     (1, 2, 6, 6, 1, 7, 7, 1, "same", 1),
     (2, 16, 7, 7, 1, 3, 3, 3, 1, (1, 2)),
+    # rows in groups of 4 and products folded every 8 rows across images (10 output rows, 3
+    # images), a multiplier with strided phases, outputs across a vector of 16 (19 columns)
+    (3, 2, 19, 37, 2, 3, 3, 2, 1, 1),
+    (2, 3, 30, 30, 1, 3, 3, 1, "same", 1),
+    # stride 2 over rows of 27 and 13 values: the vector split into phases ends in a part vector
+    (2, 3, 9, 27, 1, 3, 3, 2, 1, 1),
+    (1, 2, 5, 13, 1, 3, 3, 2, "same", 1),
 ]
 
 

@@ -333,6 +333,89 @@ struct RowsAvx2 {
     if (i < n) masked(i, n - i);
   }
 
+  // even[q] = x[2 q], odd[q] = x[2 q + 1] for the n values of x (as RowsAvx512's).
+  static void deinterleave2(const float* x, int64_t n, float* even, float* odd) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+      _mm256_storeu_ps(even + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8)));
+      _mm256_storeu_ps(odd + i / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8)));
+    }
+    if (i < n) {  // the last 1-15 values: masked
+      const int64_t left = n - i;
+      const __m256 a = _mm256_maskload_ps(x + i, tail(left)), b = _mm256_maskload_ps(x + i + 8, tail(left > 8 ? left - 8 : 0));
+      _mm256_maskstore_ps(even + i / 2, tail((left + 1) / 2),
+                          _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8)));
+      _mm256_maskstore_ps(odd + i / 2, tail(left / 2),
+                          _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8)));
+    }
+  }
+  // Depthwise convolution rows (depthwise_impl.h), as RowsAvx512's: a tap adds nothing outside
+  // its columns (blended, not multiplied by a zero).
+  static __m256i range_mask(int64_t a, int64_t b) {  // lanes l with a <= l < b, of 8
+    const __m256i l = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i ge = _mm256_cmpgt_epi32(l, _mm256_set1_epi32(static_cast<int>(a < -1 ? -1 : (a > 8 ? 8 : a)) - 1));
+    const __m256i lt = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(b < 0 ? 0 : (b > 8 ? 8 : b))), l);
+    return _mm256_and_si256(ge, lt);
+  }
+  template <int R>
+  static void taps_rows(const float* const* run, int taps, int kws, const float* w, const int64_t* lo,
+                        const int64_t* hi, int64_t n, float init, float* const* y) {
+    for (int64_t j0 = 0; j0 < n; j0 += 8) {
+      __m256 acc[R];
+      for (int r = 0; r < R; ++r) acc[r] = _mm256_set1_ps(init);
+      for (int t = 0, q = 0; t < taps; ++t, q = q + 1 == kws ? 0 : q + 1) {
+        const __m256i k = range_mask(lo[q] - j0, hi[q] - j0);
+        const __m256 wv = _mm256_set1_ps(w[t]);
+        for (int r = 0; r < R; ++r)
+          if (const float* x = run[r * taps + t])
+            acc[r] = _mm256_blendv_ps(acc[r], _mm256_fmadd_ps(wv, _mm256_maskload_ps(x + j0, k), acc[r]),
+                                      _mm256_castsi256_ps(k));
+      }
+      for (int r = 0; r < R; ++r) {
+        if (j0 + 8 <= n) _mm256_storeu_ps(y[r] + j0, acc[r]);
+        else _mm256_maskstore_ps(y[r] + j0, tail(n - j0), acc[r]);
+      }
+    }
+  }
+  template <int KT>
+  static void taps_products_block(const float* const* dy, const float* const* run, int rows, int taps, int kws,
+                                  const int64_t* lo, const int64_t* hi, int64_t j0, int64_t n, float* lanes, int64_t ld) {
+    const __m256i kn = tail(n - j0);
+    if constexpr (KT > 0) {  // rows outer, the KT sums side by side: independent chains
+      __m256 acc[KT];
+      __m256i k[KT];
+      for (int t = 0, q = 0; t < KT; ++t, q = q + 1 == kws ? 0 : q + 1)
+        acc[t] = _mm256_setzero_ps(), k[t] = range_mask(lo[q] - j0, hi[q] - j0);
+      for (int r = 0; r < rows; ++r) {
+        const __m256 g = _mm256_maskload_ps(dy[r] + j0, kn);
+        const float* const* x = run + r * taps;
+        for (int t = 0; t < KT; ++t)
+          if (x[t])
+            acc[t] = _mm256_blendv_ps(acc[t], _mm256_fmadd_ps(g, _mm256_maskload_ps(x[t] + j0, k[t]), acc[t]),
+                                      _mm256_castsi256_ps(k[t]));
+      }
+      for (int t = 0; t < KT; ++t) _mm256_storeu_ps(lanes + t * ld + j0, acc[t]);
+    } else {
+      for (int t = 0, q = 0; t < taps; ++t, q = q + 1 == kws ? 0 : q + 1) {
+        const __m256i k = range_mask(lo[q] - j0, hi[q] - j0);
+        __m256 a = _mm256_setzero_ps();
+        for (int r = 0; r < rows; ++r)
+          if (const float* x = run[r * taps + t])
+            a = _mm256_blendv_ps(a, _mm256_fmadd_ps(_mm256_maskload_ps(dy[r] + j0, kn), _mm256_maskload_ps(x + j0, k), a),
+                                 _mm256_castsi256_ps(k));
+        _mm256_storeu_ps(lanes + t * ld + j0, a);
+      }
+    }
+  }
+  static void taps_products(const float* const* dy, const float* const* run, int rows, int taps, int kws,
+                            const int64_t* lo, const int64_t* hi, int64_t n, float* lanes, int64_t ld) {
+    for (int64_t j0 = 0; j0 < n; j0 += 8) {  // ld: whole vectors
+      if (taps == 9) taps_products_block<9>(dy, run, rows, taps, kws, lo, hi, j0, n, lanes, ld);
+      else taps_products_block<0>(dy, run, rows, taps, kws, lo, hi, j0, n, lanes, ld);
+    }
+  }
+
   static void fill(float* y, int64_t n, float value) {
     const __m256 v = _mm256_set1_ps(value);
     int64_t i = 0;

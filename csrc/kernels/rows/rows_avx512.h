@@ -213,6 +213,93 @@ struct RowsAvx512 {
     }
   }
 
+  // even[q] = x[2 q], odd[q] = x[2 q + 1] for the n values of x: a row split into its two stride
+  // phases (depthwise_impl.h's StridePhases at stride 2).
+  static void deinterleave2(const float* x, int64_t n, float* even, float* odd) {
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+      const __m512 a = _mm512_loadu_ps(x + i), b = _mm512_loadu_ps(x + i + 16);
+      _mm512_storeu_ps(even + i / 2, _mm512_permutex2var_ps(a, ie, b));
+      _mm512_storeu_ps(odd + i / 2, _mm512_permutex2var_ps(a, io, b));
+    }
+    if (i < n) {  // the last 1-31 values: masked (a 56-value row's 24 went one by one: 20% of a forward)
+      const int64_t left = n - i;
+      const __m512 a = _mm512_maskz_loadu_ps(tail(left), x + i);
+      const __m512 b = _mm512_maskz_loadu_ps(left > 16 ? tail(left - 16) : 0, x + i + 16);
+      _mm512_mask_storeu_ps(even + i / 2, tail((left + 1) / 2), _mm512_permutex2var_ps(a, ie, b));
+      _mm512_mask_storeu_ps(odd + i / 2, tail(left / 2), _mm512_permutex2var_ps(a, io, b));
+    }
+  }
+  // Depthwise convolution rows (depthwise_impl.h). Tap t of a row is a run of input values with
+  // a weight w[t]; its columns are [lo[q], hi[q]) for q = t mod kws (the taps of a kernel row go
+  // kw by kw), outside which it adds nothing (masked lanes are neither loaded nor changed,
+  // whatever the weight); run + j may point before or past its row in masked lanes. A null run
+  // is a tap outside the image, skipped.
+  static __mmask16 range_mask(int64_t a, int64_t b) {  // lanes l with a <= l < b, of 16
+    a = a < 0 ? 0 : a, b = b > 16 ? 16 : b;
+    if (a >= b) return 0;
+    return static_cast<__mmask16>(((1u << b) - 1u) & ~((1u << a) - 1u));
+  }
+  // R rows at once (independent chains of fused multiply-adds): y[r][j] = init + the sum over
+  // taps t in order of w[t] * run[r * taps + t][j], j < n.
+  template <int R>
+  static void taps_rows(const float* const* run, int taps, int kws, const float* w, const int64_t* lo,
+                        const int64_t* hi, int64_t n, float init, float* const* y) {
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+      __m512 acc[R];
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_set1_ps(init);
+      for (int t = 0, q = 0; t < taps; ++t, q = q + 1 == kws ? 0 : q + 1) {
+        const __mmask16 k = range_mask(lo[q] - j0, hi[q] - j0);
+        const __m512 wv = _mm512_set1_ps(w[t]);
+        for (int r = 0; r < R; ++r)
+          if (const float* x = run[r * taps + t]) acc[r] = _mm512_mask3_fmadd_ps(wv, _mm512_maskz_loadu_ps(k, x + j0), acc[r], k);
+      }
+      for (int r = 0; r < R; ++r) {
+        if (j0 + 16 <= n) _mm512_storeu_ps(y[r] + j0, acc[r]);
+        else _mm512_mask_storeu_ps(y[r] + j0, tail(n - j0), acc[r]);
+      }
+    }
+  }
+  // lanes[t * ld + j] = sum over rows r < rows of dy[r][j] * run[r * taps + t][j] over tap t's
+  // columns (0 elsewhere), j < n, rows in order: the weight gradient's products of a few rows per
+  // tap and column. A 3x3 kernel's 9 sums stay in registers across the rows.
+  template <int KT>
+  static void taps_products_block(const float* const* dy, const float* const* run, int rows, int taps, int kws,
+                                  const int64_t* lo, const int64_t* hi, int64_t j0, int64_t n, float* lanes, int64_t ld) {
+    const __mmask16 kn = tail(n - j0);
+    if constexpr (KT > 0) {  // rows outer, the KT sums side by side: independent chains
+      __m512 acc[KT];
+      __mmask16 k[KT];
+      for (int t = 0, q = 0; t < KT; ++t, q = q + 1 == kws ? 0 : q + 1)
+        acc[t] = _mm512_setzero_ps(), k[t] = range_mask(lo[q] - j0, hi[q] - j0);
+      for (int r = 0; r < rows; ++r) {
+        const __m512 g = _mm512_maskz_loadu_ps(kn, dy[r] + j0);
+        const float* const* x = run + r * taps;
+        for (int t = 0; t < KT; ++t)
+          if (x[t]) acc[t] = _mm512_mask3_fmadd_ps(g, _mm512_maskz_loadu_ps(k[t], x[t] + j0), acc[t], k[t]);
+      }
+      for (int t = 0; t < KT; ++t) _mm512_storeu_ps(lanes + t * ld + j0, acc[t]);
+    } else {
+      for (int t = 0, q = 0; t < taps; ++t, q = q + 1 == kws ? 0 : q + 1) {
+        const __mmask16 k = range_mask(lo[q] - j0, hi[q] - j0);
+        __m512 a = _mm512_setzero_ps();
+        for (int r = 0; r < rows; ++r)
+          if (const float* x = run[r * taps + t])
+            a = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(kn, dy[r] + j0), _mm512_maskz_loadu_ps(k, x + j0), a, k);
+        _mm512_storeu_ps(lanes + t * ld + j0, a);
+      }
+    }
+  }
+  static void taps_products(const float* const* dy, const float* const* run, int rows, int taps, int kws,
+                            const int64_t* lo, const int64_t* hi, int64_t n, float* lanes, int64_t ld) {
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {  // ld: whole vectors
+      if (taps == 9) taps_products_block<9>(dy, run, rows, taps, kws, lo, hi, j0, n, lanes, ld);
+      else taps_products_block<0>(dy, run, rows, taps, kws, lo, hi, j0, n, lanes, ld);
+    }
+  }
+
   // Lane-wise: s_dy[l] += the dy values at positions i = l (mod 16), s_dy_dev[l] likewise
   // (kSumLanes doubles each); the caller sums the lanes once per channel, not once per row.
   // Within kLaneChunk values in float lanes (x - mean exact where x is near the mean, each

@@ -69,6 +69,40 @@ struct RowsRef {
       dx[i] = c1 * g + (c2 * (x[i] - mean) + c3);
     }
   }
+  // even[q] = x[2 q], odd[q] = x[2 q + 1] for the n values of x.
+  static void deinterleave2(const T* x, int64_t n, T* even, T* odd) {
+    for (int64_t i = 0; i < n; ++i) (i % 2 == 0 ? even : odd)[i / 2] = x[i];
+  }
+  // Depthwise convolution rows (depthwise_impl.h): tap t adds w[t] * run[j] for the columns j in
+  // [lo[q], hi[q]), q = t mod kws, only (run read there only); a null run is skipped; R rows.
+  template <int R>
+  static void taps_rows(const T* const* run, int taps, int kws, const T* w, const int64_t* lo, const int64_t* hi,
+                        int64_t n, T init, T* const* y) {
+    for (int r = 0; r < R; ++r) {
+      T* yr = y[r];
+      for (int64_t j = 0; j < n; ++j) yr[j] = init;
+      for (int t = 0, q = 0; t < taps; ++t, q = q + 1 == kws ? 0 : q + 1) {
+        const T* x = run[r * taps + t];
+        if (x == nullptr) continue;
+        const T wt = w[t];
+        for (int64_t j = lo[q] < 0 ? 0 : lo[q]; j < (hi[q] < n ? hi[q] : n); ++j) yr[j] += wt * x[j];
+      }
+    }
+  }
+  // lanes[t * ld + j] = sum over rows r in order of dy[r][j] * run[r * taps + t][j] over tap t's
+  // columns (0 elsewhere), j < n.
+  static void taps_products(const T* const* dy, const T* const* run, int rows, int taps, int kws, const int64_t* lo,
+                            const int64_t* hi, int64_t n, T* lanes, int64_t ld) {
+    for (int t = 0, q = 0; t < taps; ++t, q = q + 1 == kws ? 0 : q + 1) {
+      T* l = lanes + t * ld;
+      for (int64_t j = 0; j < n; ++j) l[j] = T(0);
+      for (int r = 0; r < rows; ++r) {
+        const T* x = run[r * taps + t];
+        if (x == nullptr) continue;
+        for (int64_t j = lo[q] < 0 ? 0 : lo[q]; j < (hi[q] < n ? hi[q] : n); ++j) l[j] += dy[r][j] * x[j];
+      }
+    }
+  }
   static void fence() {}  // nothing streamed
   static void fill(T* y, int64_t n, T v) {
     for (int64_t i = 0; i < n; ++i) y[i] = v;
