@@ -297,6 +297,47 @@ def test_global_pooling_matches_oracle(shape, dtype, isa, rng):
                                   R.global_max_pool2d_backward(dy, idx, shape))
 
 
+def _first_max(plane):
+    """The global max pool's rules, as a scan: the first NaN, else the first of the largest."""
+    best, arg = plane[0], 0
+    if best == best:
+        for i, v in enumerate(plane[1:], 1):
+            if v != v:
+                return v, i
+            if v > best:
+                best, arg = v, i
+    return best, arg
+
+
+@pytest.mark.parametrize("hw", [1, 7, 16, 17, 33, 49])
+def test_global_max_pool_special_values_on_every_isa(hw, isa):
+    # Planes of lengths around the vector widths, with NaNs (first, in a tail lane, two of them),
+    # signed zeros in both orders, all -inf, +inf, and the maximum in the last lane.
+    n = hw
+    planes = [np.zeros(n), np.full(n, -np.inf), np.arange(n, dtype=float), -np.arange(n, dtype=float),
+              -np.arange(n, 0, -1, dtype=float)]  # all negative, the largest last
+    for at in sorted({0, n // 2, n - 1}):
+        p = np.arange(n, dtype=float)
+        p[at] = np.nan
+        planes.append(p)
+        q = np.full(n, -1.0)
+        q[at] = np.inf
+        planes.append(q)
+    if n > 1:
+        two = np.zeros(n)
+        two[[n - 1, n // 3]] = np.nan
+        planes.append(two)
+        planes.append(np.where(np.arange(n) == 0, -0.0, 0.0))  # -0 first: kept
+        planes.append(np.where(np.arange(n) == 0, 0.0, -0.0))  # +0 first: kept
+    x = np.array(planes, np.float32).reshape(1, len(planes), 1, n)
+    y, idx = F.global_max_pool2d(x, return_indices=True)
+    for c, plane in enumerate(x[0, :, 0]):
+        want, arg = _first_max(plane)
+        assert idx[0, c] == arg, (c, plane, idx[0, c], arg)
+        got = y[0, c]
+        assert (np.isnan(got) and np.isnan(want)) or (got == want and np.signbit(got) == np.signbit(want)), (c, got, want)
+
+
 def test_global_max_pool_nan_propagates():
     x = np.zeros((1, 3, 2, 2), np.float32)
     x[0, 0, 1, 0] = np.nan

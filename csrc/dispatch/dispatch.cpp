@@ -90,6 +90,7 @@ CONVFORGE_TABLES(depthwise_conv2d_bwd_data, DepthwiseBwdDataFn)
 CONVFORGE_TABLES(depthwise_conv2d_bwd_weights, DepthwiseBwdWeightsFn)
 #undef CONVFORGE_TABLES
 const Kernel<GlobalMaxPoolFwdFn<float>> k_global_max_pool2d_fwd_f32[] = {
+    CONVFORGE_AVX512_ENTRY(global_max_pool2d_fwd) CONVFORGE_AVX2_ENTRY(global_max_pool2d_fwd)
     {"global_max_pool2d_fwd__ref", Isa::ref, &global_max_pool2d_fwd__ref<float>}};
 const Kernel<GlobalMaxPoolFwdFn<double>> k_global_max_pool2d_fwd_f64[] = {
     {"global_max_pool2d_fwd__ref", Isa::ref, &global_max_pool2d_fwd__ref<double>}};

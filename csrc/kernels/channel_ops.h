@@ -66,6 +66,8 @@ CONVFORGE_DECLARE_GLOBAL_AVG(avx512, float)
 #undef CONVFORGE_DECLARE_GLOBAL_AVG
 template <class T>
 void global_max_pool2d_fwd__ref(const ChannelShape& s, const T* src, T* dst, int64_t* workspace);
+void global_max_pool2d_fwd__avx2(const ChannelShape& s, const float* src, float* dst, int64_t* workspace);
+void global_max_pool2d_fwd__avx512(const ChannelShape& s, const float* src, float* dst, int64_t* workspace);
 // Returns the first (n*c order) plane whose index is outside [0, hw), leaving it zero; -1 if none.
 template <class T>
 int64_t global_max_pool2d_bwd__ref(const ChannelShape& s, const T* diff_dst, const int64_t* workspace, T* diff_src);

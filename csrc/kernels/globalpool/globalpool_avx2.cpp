@@ -4,4 +4,5 @@
 
 namespace convforge {
 CONVFORGE_DEFINE_GLOBAL_AVG(avx2, float, RowsAvx2)
+CONVFORGE_DEFINE_GLOBAL_MAX(avx2, float, RowsAvx2)
 }  // namespace convforge

@@ -5,4 +5,5 @@
 
 namespace convforge {
 CONVFORGE_DEFINE_GLOBAL_AVG(avx512, float, RowsAvx512)
+CONVFORGE_DEFINE_GLOBAL_MAX(avx512, float, RowsAvx512)
 }  // namespace convforge

@@ -35,6 +35,22 @@ void global_avg_pool2d_bwd_impl(const ChannelShape& s, const T* diff_dst, T* dif
   });
 }
 
+// Global max with the ISA's Rows::first_max (the portable kernel is globalpool_ref.cpp's scan,
+// whose rules it follows: the first NaN, else the first of the largest).
+template <class Rows, class T>
+void global_max_pool2d_fwd_impl(const ChannelShape& s, const T* src, T* dst, int64_t* workspace) {
+  const int64_t planes = s.mb * s.c, HW = s.hw;
+  const int64_t grain = plane_grain(HW);
+  const int threads = bandwidth_threads((planes + grain - 1) / grain, sizeof(T) * static_cast<double>(s.size()));
+  parallel_for_grains(threads, planes, grain, [&](int64_t b, int64_t e, int) {
+    for (int64_t p = b; p < e; ++p) {
+      int64_t arg = 0;
+      dst[p] = Rows::first_max(src + p * HW, HW, &arg);
+      if (workspace) workspace[p] = arg;
+    }
+  });
+}
+
 }  // namespace
 }  // namespace convforge
 
@@ -44,4 +60,9 @@ void global_avg_pool2d_bwd_impl(const ChannelShape& s, const T* diff_dst, T* dif
   }                                                                                          \
   void global_avg_pool2d_bwd__##ISA(const ChannelShape& s, const T* diff_dst, T* diff_src) { \
     global_avg_pool2d_bwd_impl<ROWS>(s, diff_dst, diff_src);                                 \
+  }
+
+#define CONVFORGE_DEFINE_GLOBAL_MAX(ISA, T, ROWS)                                                       \
+  void global_max_pool2d_fwd__##ISA(const ChannelShape& s, const T* src, T* dst, int64_t* workspace) { \
+    global_max_pool2d_fwd_impl<ROWS>(s, src, dst, workspace);                                          \
   }

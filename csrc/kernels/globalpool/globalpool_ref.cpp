@@ -7,8 +7,8 @@ namespace convforge {
 CONVFORGE_DEFINE_GLOBAL_AVG(ref, float, RowsRef<float>)
 CONVFORGE_DEFINE_GLOBAL_AVG(ref, double, RowsRef<double>)
 
-// Global max: portable only (not on ResNet's path; a scan with NaN and first-maximum rules does
-// not vectorise cheaply).
+// Global max, the portable scan: the rules Rows::first_max of the SIMD kernels follows
+// (globalpool_impl.h).
 template <class T>
 void global_max_pool2d_fwd__ref(const ChannelShape& s, const T* src, T* dst, int64_t* workspace) {
   const int64_t planes = s.mb * s.c, HW = s.hw;

@@ -333,6 +333,40 @@ struct RowsAvx2 {
     if (i < n) masked(i, n - i);
   }
 
+  // The first maximum of x[0..n) and its index, as RowsAvx512::first_max. n >= 1.
+  static float first_max(const float* x, int64_t n, int64_t* arg) {
+    const __m256 lowest = _mm256_set1_ps(-__builtin_inff());
+    __m256 m = lowest, nan = _mm256_setzero_ps();
+    const auto load = [&](int64_t i) {  // lanes past n: -inf
+      if (i + 8 <= n) return _mm256_loadu_ps(x + i);
+      const __m256i k = tail(n - i);
+      return _mm256_blendv_ps(lowest, _mm256_maskload_ps(x + i, k), _mm256_castsi256_ps(k));
+    };
+    for (int64_t i = 0; i < n; i += 8) {
+      const __m256 v = load(i);
+      nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      m = _mm256_max_ps(m, v);
+    }
+    if (_mm256_movemask_ps(nan)) {
+      int64_t i = 0;
+      while (x[i] == x[i]) ++i;  // the first NaN: the scan keeps it (x[0] included)
+      *arg = i;
+      return x[i];
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    const __m256 top = _mm256_set1_ps(_mm_cvtss_f32(h));
+    for (int64_t i = 0; i < n; i += 8) {  // bounded: some element equals top (it is one of them)
+      const int k = _mm256_movemask_ps(_mm256_cmp_ps(load(i), top, _CMP_EQ_OQ));
+      if (k) {
+        *arg = i + __builtin_ctz(static_cast<unsigned>(k));
+        return x[*arg];
+      }
+    }
+    *arg = 0;  // not reached
+    return x[0];
+  }
   // even[q] = x[2 q], odd[q] = x[2 q + 1] for the n values of x (as RowsAvx512's).
   static void deinterleave2(const float* x, int64_t n, float* even, float* odd) {
     int64_t i = 0;

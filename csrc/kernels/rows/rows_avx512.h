@@ -213,6 +213,36 @@ struct RowsAvx512 {
     }
   }
 
+  // The first maximum of x[0..n) and its index, as global max pooling's scan defines it (a NaN
+  // if there is one, the first; otherwise the first element equal to the largest, -0 and +0
+  // equal): the largest by vector maxima, then its first position by comparisons. A row with a
+  // NaN (not the common case) goes through the scan itself. n >= 1.
+  static float first_max(const float* x, int64_t n, int64_t* arg) {
+    const __m512 lowest = _mm512_set1_ps(-__builtin_inff());
+    __m512 m = lowest;
+    __mmask16 nan = 0;
+    for (int64_t i = 0; i < n; i += 16) {
+      const __m512 v = _mm512_mask_loadu_ps(lowest, tail(n - i), x + i);
+      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      m = _mm512_max_ps(m, v);
+    }
+    if (nan) {
+      int64_t i = 0;
+      while (x[i] == x[i]) ++i;  // the first NaN: the scan keeps it (x[0] included)
+      *arg = i;
+      return x[i];
+    }
+    const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+    for (int64_t i = 0; i < n; i += 16) {  // bounded: some element equals top (it is one of them)
+      const __mmask16 k = _mm512_mask_cmp_ps_mask(tail(n - i), _mm512_maskz_loadu_ps(tail(n - i), x + i), top, _CMP_EQ_OQ);
+      if (k) {
+        *arg = i + __builtin_ctz(static_cast<unsigned>(k));
+        return x[*arg];
+      }
+    }
+    *arg = 0;  // not reached
+    return x[0];
+  }
   // even[q] = x[2 q], odd[q] = x[2 q + 1] for the n values of x: a row split into its two stride
   // phases (depthwise_impl.h's StridePhases at stride 2).
   static void deinterleave2(const float* x, int64_t n, float* even, float* odd) {
