@@ -35,8 +35,8 @@ void global_avg_pool2d_bwd_impl(const ChannelShape& s, const T* diff_dst, T* dif
   });
 }
 
-// Global max with the ISA's Rows::first_max (the portable kernel is globalpool_ref.cpp's scan,
-// whose rules it follows: the first NaN, else the first of the largest).
+// Global max with the ISA's Rows::first_max (the portable one, RowsRef's, is the scan that
+// defines the rules: the first NaN, else the first of the largest).
 template <class Rows, class T>
 void global_max_pool2d_fwd_impl(const ChannelShape& s, const T* src, T* dst, int64_t* workspace) {
   const int64_t planes = s.mb * s.c, HW = s.hw;

@@ -7,32 +7,11 @@ namespace convforge {
 CONVFORGE_DEFINE_GLOBAL_AVG(ref, float, RowsRef<float>)
 CONVFORGE_DEFINE_GLOBAL_AVG(ref, double, RowsRef<double>)
 
-// Global max, the portable scan: the rules Rows::first_max of the SIMD kernels follows
-// (globalpool_impl.h).
+// Global max: the portable kernel is the SIMD kernels' driver over RowsRef::first_max, the scan
+// whose rules they follow.
 template <class T>
 void global_max_pool2d_fwd__ref(const ChannelShape& s, const T* src, T* dst, int64_t* workspace) {
-  const int64_t planes = s.mb * s.c, HW = s.hw;
-  const int64_t grain = plane_grain(HW);
-  const int threads = bandwidth_threads((planes + grain - 1) / grain, sizeof(T) * static_cast<double>(s.size()));
-  parallel_for_grains(threads, planes, grain, [&](int64_t b, int64_t e, int) {
-    for (int64_t p = b; p < e; ++p) {
-      const T* x = src + p * HW;
-      T best = x[0];
-      int64_t arg = 0;
-      if (best == best) {
-        for (int64_t i = 1; i < HW; ++i) {
-          const T v = x[i];
-          if (v != v) {  // NaN wins, the first one
-            best = v, arg = i;
-            break;
-          }
-          if (v > best) best = v, arg = i;
-        }
-      }
-      dst[p] = best;
-      if (workspace) workspace[p] = arg;
-    }
-  });
+  global_max_pool2d_fwd_impl<RowsRef<T>>(s, src, dst, workspace);
 }
 
 template <class T>

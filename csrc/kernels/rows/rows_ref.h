@@ -147,6 +147,22 @@ struct RowsRef {
       dx[i] = c1 * g + (c2 * (x[i] - mean) + c3);
     }
   }
+  // The first maximum of x[0..n) and its index, global max pooling's rules: a NaN if there is
+  // one (the first), else the first element larger than all before it. n >= 1.
+  static T first_max(const T* x, int64_t n, int64_t* arg) {
+    T best = x[0];
+    *arg = 0;
+    if (best != best) return best;
+    for (int64_t i = 1; i < n; ++i) {
+      const T v = x[i];
+      if (v != v) {  // NaN wins, the first one
+        *arg = i;
+        return v;
+      }
+      if (v > best) best = v, *arg = i;
+    }
+    return best;
+  }
   // even[q] = x[2 q], odd[q] = x[2 q + 1] for the n values of x.
   static void deinterleave2(const T* x, int64_t n, T* even, T* odd) {
     for (int64_t i = 0; i < n; ++i) (i % 2 == 0 ? even : odd)[i / 2] = x[i];
