@@ -93,8 +93,9 @@ void depthwise_taps_rows(int rows, const T* const* run, int taps, int kws, const
 // (DepthwiseColumns), strided rows as runs of StridePhases. Each tap was a Rows::axpy /
 // Rows::dot call on its own before, its range worked out per row: on a MobileNet-size 28x28
 // plane that cost more in calls, masked tails and the row's loads and stores than in arithmetic
-// (32 x 64 x 28 x 28, 3x3, one thread, AVX-512: forward 4.5 ms, backward 7.9, where PyTorch
-// took 10.5 and 2.6; bench/BEFORE_AFTER.md, twenty-first stop). Every output and input-gradient
+// (32 x 64 x 28 x 28, 3x3, one thread, AVX-512: forward 4.5 ms, backward 7.9; now 1.5 and 3.9,
+// PyTorch 1.1 and 2.9-3.4 under the tuned malloc: bench/BEFORE_AFTER.md, twenty-first stop,
+// which also says why it stays ahead on small planes). Every output and input-gradient
 // value takes its taps in the order it did (forward: kh, kw; data gradient: multiplier, then the
 // output rows it gathers from, kw), a tap outside the image skipped. The weight gradient sums
 // each row's products per column in lanes (kDwFoldRows rows at a time in T, a 3x3 kernel's

@@ -254,7 +254,7 @@ struct RowsAvx512 {
       _mm512_storeu_ps(even + i / 2, _mm512_permutex2var_ps(a, ie, b));
       _mm512_storeu_ps(odd + i / 2, _mm512_permutex2var_ps(a, io, b));
     }
-    if (i < n) {  // the last 1-31 values: masked (a 56-value row's 24 went one by one: 20% of a forward)
+    if (i < n) {  // the last 1-31 values, masked (one by one, a 56-value row's 24 cost its forward 13%)
       const int64_t left = n - i;
       const __m512 a = _mm512_maskz_loadu_ps(tail(left), x + i);
       const __m512 b = _mm512_maskz_loadu_ps(left > 16 ? tail(left - 16) : 0, x + i + 16);
