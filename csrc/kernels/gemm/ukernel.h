@@ -27,7 +27,7 @@
 //     A.B^T of two row-major operands, vectorised along p (the weight-gradient reduction).
 //   static constexpr int kOuterLanes, kOuterRegs;  (kOuterLanes = 0: no outer kernel)
 //   static void transpose16(const T* src, int64_t lds, T* dst, int64_t ldd);
-//     dst[p*ldd + o] = src[o*lds + p] for o, p < 16 (kOuterLanes must be 16).
+//     dst[p*ldd + o] = src[o*lds + p] for o, p < kOuterLanes (16 on AVX-512, 8 on AVX2).
 //   static void transpose16_rows(const T* src, int64_t lds, int n, T* dst, int64_t ldd);
 //     the same for o < n < 16 only (the direct forms' last pixels; kDirectLanes 16).
 //   template <int ROWS, int TAPS, int KV> static void outer(const OuterArgs<T>& a);
@@ -119,7 +119,7 @@ inline T relu_value(T v) {
 template <class UK>
 constexpr bool ukernel_traits_ok() {
   return UK::MR >= 1 && UK::NR >= 1 && UK::DR >= 1 && UK::DC >= 1 && UK::kWideRows >= 0 &&
-         (UK::kOuterLanes == 0 || UK::kOuterLanes == 16) &&
+         (UK::kOuterLanes == 0 || UK::kOuterLanes == 8 || UK::kOuterLanes == 16) &&
          (UK::kDirectLanes == 0 || UK::kDirectLanes == UK::kOuterLanes);
 }
 

@@ -1,6 +1,9 @@
-// The AVX2+FMA micro-kernel (no outer, direct or pixels entry points).
+// The AVX2+FMA micro-kernel (no direct or pixels entry points).
 //   run: 6 rows x 16 columns (two ymm) of C in 12 registers.
 //   dot: 3 x 3 dot products along the pixels in 9 registers (16 ymm in all).
+//   outer / outer_slide: UkernelAvx512's at 8 lanes in 16 registers (the weight gradient as
+//        outer products; with only the dot forms, AVX2's weight gradients ran 2.7-2.9x the
+//        AVX-512 ones where the other passes ran 1.0-2.3x).
 // Included only by sources compiled with -mavx2 -mfma (conv2d_avx2.cpp, dense_avx2.cpp).
 #pragma once
 
@@ -17,7 +20,7 @@ alignas(64) const int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0
 struct UkernelAvx2 {
   using T = float;
   static constexpr int MR = 6, NR = 16, DR = 3, DC = 3;
-  static constexpr int kOuterLanes = 0, kOuterRegs = 0;  // no outer kernel: weight gradients use dot
+  static constexpr int kOuterLanes = 8, kOuterRegs = 16;  // outer: 8 lanes, 16 ymm
   static constexpr int kWideRows = 0;                    // no run_wide
   static constexpr int kDirectLanes = 0;                 // no direct forward kernel
 
@@ -89,6 +92,110 @@ struct UkernelAvx2 {
       columns(j, [lanes](const float* p) { return _mm256_maskload_ps(p, lanes); },
               [lanes](float* p, __m256 v) { _mm256_maskstore_ps(p, lanes, v); });
     }
+  }
+
+  // dst[p*ldd + o] = src[o*lds + p] for o, p < kOuterLanes (8): the outer path's dy block to
+  // pixel-major (the contract's transpose16, at this kernel's lane count).
+  static void transpose16(const float* src, int64_t lds, float* dst, int64_t ldd) {
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst + 0 * ldd, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + 1 * ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+  }
+
+  template <int ROWS, int TAPS, int KV>
+  static void outer(const OuterArgs<float>& a) {
+    constexpr int N = ROWS * TAPS;
+    __m256 acc[N][KV];
+#pragma GCC unroll 28
+    for (int j = 0; j < N; ++j) {
+#pragma GCC unroll 4
+      for (int v = 0; v < KV; ++v) acc[j][v] = _mm256_loadu_ps(a.c + j * a.ldc + 8 * v);
+    }
+    const float* dyt = a.dyt;
+    for (int64_t y = 0; y < a.rows; ++y) {
+      const float* xr[ROWS];
+#pragma GCC unroll 7
+      for (int i = 0; i < ROWS; ++i) xr[i] = a.x[i] + y * a.xrowstep;
+      for (int64_t z = 0, off = 0; z < a.cols; ++z, off += a.xstep, dyt += a.ldd) {
+        __m256 d[KV];
+#pragma GCC unroll 4
+        for (int v = 0; v < KV; ++v) d[v] = _mm256_loadu_ps(dyt + 8 * v);
+#pragma GCC unroll 7
+        for (int i = 0; i < ROWS; ++i) {
+#pragma GCC unroll 7
+          for (int t = 0; t < TAPS; ++t) {
+            const __m256 xv = _mm256_broadcast_ss(xr[i] + off + t);
+#pragma GCC unroll 4
+            for (int v = 0; v < KV; ++v) acc[i * TAPS + t][v] = _mm256_fmadd_ps(xv, d[v], acc[i * TAPS + t][v]);
+          }
+        }
+      }
+    }
+#pragma GCC unroll 28
+    for (int j = 0; j < N; ++j) {
+#pragma GCC unroll 4
+      for (int v = 0; v < KV; ++v) _mm256_storeu_ps(a.c + j * a.ldc + 8 * v, acc[j][v]);
+    }
+  }
+
+  static constexpr int kSlideCols = 5;  // pixels per sliding block
+
+  template <int ROWS, int TAPS>
+  static void outer_slide(const OuterArgs<float>& a) {
+    constexpr int N = ROWS * TAPS, C = kSlideCols;
+    __m256 acc[N];
+#pragma GCC unroll 28
+    for (int j = 0; j < N; ++j) acc[j] = _mm256_loadu_ps(a.c + j * a.ldc);
+    const float* dyt = a.dyt;
+    const int64_t blocks_end = a.cols / C * C;
+    for (int64_t y = 0; y < a.rows; ++y) {
+      const float* xr[ROWS];
+#pragma GCC unroll 7
+      for (int i = 0; i < ROWS; ++i) xr[i] = a.x[i] + y * a.xrowstep;
+      int64_t z = 0;
+      for (; z < blocks_end; z += C, dyt += C * 8) {
+        // Input column z + u is read by pixel z + u - t through tap t.
+        __m256 d[C];
+#pragma GCC unroll 14
+        for (int u = 0; u < C + TAPS - 1; ++u) {
+          if (u < C) d[u] = _mm256_loadu_ps(dyt + u * 8);
+#pragma GCC unroll 7
+          for (int i = 0; i < ROWS; ++i) {
+            const __m256 xv = _mm256_broadcast_ss(xr[i] + z + u);
+#pragma GCC unroll 7
+            for (int t = 0; t < TAPS; ++t) {
+              if (u - t >= 0 && u - t < C) acc[i * TAPS + t] = _mm256_fmadd_ps(xv, d[u - t], acc[i * TAPS + t]);
+            }
+          }
+        }
+      }
+      for (; z < a.cols; ++z, dyt += 8) {  // the rest pixel by pixel, as outer
+        const __m256 d = _mm256_loadu_ps(dyt);
+#pragma GCC unroll 7
+        for (int i = 0; i < ROWS; ++i) {
+#pragma GCC unroll 7
+          for (int t = 0; t < TAPS; ++t)
+            acc[i * TAPS + t] = _mm256_fmadd_ps(_mm256_broadcast_ss(xr[i] + z + t), d, acc[i * TAPS + t]);
+        }
+      }
+    }
+#pragma GCC unroll 28
+    for (int j = 0; j < N; ++j) _mm256_storeu_ps(a.c + j * a.ldc, acc[j]);
   }
 
   template <int M>
