@@ -63,7 +63,7 @@ inline BatchnormBlocks batchnorm_blocks(const ChannelShape& s, double bytes_per_
 // where the second pass here reads it from L2), so the rows' form stays from 256 values.
 constexpr int64_t kBnShortRow = 256;
 
-// Rows of fewer values than kBnRunRow, on an ISA with run primitives (Rows::kRuns: AVX-512), go
+// Rows of fewer values than kBnRunRow (every ISA's Rows has the run primitives), go
 // a block's rows of an image at a time, as one run of nc * hw values (Rows::run_sums and its
 // kin), for runs of up to kBnMaxRun values (the position arrays stay in L1). Row by row, a
 // 7x7 map's 49 values paid a call, three vectors and a masked one, and the lane accumulators'
@@ -116,7 +116,7 @@ class BnForwardBlock {
  public:
   BnForwardBlock(const ChannelShape& s, const T* src, int64_t c0, int64_t nc)
       : s_(&s), src_(src), c0_(c0), nc_(nc), short_rows_(s.hw < kBnShortRow),
-        run_(Rows::kRuns && s.hw < kBnRunRow && nc * s.hw <= kBnMaxRun ? nc * s.hw : 0) {
+        run_(s.hw < kBnRunRow && nc * s.hw <= kBnMaxRun ? nc * s.hw : 0) {
     if (run_ > 0) {
       run_t_ = PositionArrays<T>(kRunArrays, run_);
       run_d_ = PositionArrays<double>(1, run_);
@@ -130,11 +130,9 @@ class BnForwardBlock {
   void load(int64_t n) {
     const int64_t HW = s_->hw;
     const T* x = src_ + (n * s_->c + c0_) * HW;
-    if constexpr (Rows::kRuns) {
-      if (run_ > 0) {  // the block's rows of images n0..n as runs, position sums, no per-row work
-        load_runs(n);
-        return;
-      }
+    if (run_ > 0) {  // the block's rows of images n0..n as runs, position sums, no per-row work
+      load_runs(n);
+      return;
     }
     if (short_rows_) {
       // The rows' lane sums in double (Rows::sum_lanes): no reduction per row.
@@ -191,12 +189,10 @@ class BnForwardBlock {
   // scale(n) with ordinary stores for a block whose statistics went by runs: image n's
   // rows in one run, each value as scale's row computes it.
   CONVFORGE_NOINLINE void scale_run(int64_t n, bool relu, T* dst) const {
-    if constexpr (Rows::kRuns) {
-      const int64_t off = (n * s_->c + c0_) * s_->hw;
-      const T *m = run_array(kMeans), *a = run_array(kScales), *b = run_array(kShifts);
-      if (relu) Rows::template run_scale_shift<true>(src_ + off, run_, m, a, b, dst + off);
-      else Rows::template run_scale_shift<false>(src_ + off, run_, m, a, b, dst + off);
-    }
+    const int64_t off = (n * s_->c + c0_) * s_->hw;
+    const T *m = run_array(kMeans), *a = run_array(kScales), *b = run_array(kShifts);
+    if (relu) Rows::template run_scale_shift<true>(src_ + off, run_, m, a, b, dst + off);
+    else Rows::template run_scale_shift<false>(src_ + off, run_, m, a, b, dst + off);
   }
 
   // Image n's outputs: scale_run where the statistics went by runs and the outputs are not
@@ -254,36 +250,32 @@ class BnForwardBlock {
   // Runs: load(n). Out of line, as the other run functions: inlined, they moved the row forms'
   // code enough to cost a 14x14 map 2-4% (128 x 32 x 14 x 14, one thread).
   CONVFORGE_NOINLINE void load_runs(int64_t n) {
-    if constexpr (Rows::kRuns) {
-      const int64_t n0 = n / Rows::kRunChunk * Rows::kRunChunk;
-      if (n + 1 == s_->mb || n + 1 - n0 == Rows::kRunChunk)
-        Rows::run_sums(src_ + (n0 * s_->c + c0_) * s_->hw, s_->c * s_->hw, n + 1 - n0, run_, run_sums());
-    }
+    const int64_t n0 = n / Rows::kRunChunk * Rows::kRunChunk;
+    if (n + 1 == s_->mb || n + 1 - n0 == Rows::kRunChunk)
+      Rows::run_sums(src_ + (n0 * s_->c + c0_) * s_->hw, s_->c * s_->hw, n + 1 - n0, run_, run_sums());
   }
 
   // Runs: short_row_moments from position sums. A channel's positions are [c hw, (c + 1) hw) of
   // the run; their sums add in position order, the images having added in image order.
   CONVFORGE_NOINLINE void run_moments(double* means, double* ssd) {
-    if constexpr (Rows::kRuns) {
-      const int64_t HW = s_->hw;
-      const double count = static_cast<double>(s_->mb * HW);
-      double* sums = run_sums();
-      for (int64_t p = 0; p < run_; ++p) means[p / HW] += sums[p];
-      T* shifts = run_array(kShiftsOfMeans);  // each position's channel's shift
-      for (int64_t c = 0; c < nc_; ++c) {
-        means[c] /= count;
-        std::fill(shifts + c * HW, shifts + (c + 1) * HW, static_cast<T>(means[c]));
-      }
-      std::fill(sums, sums + run_d_.room(), 0.0);
-      for (int64_t n0 = 0; n0 < s_->mb; n0 += Rows::kRunChunk)
-        Rows::run_sq_devs(src_ + (n0 * s_->c + c0_) * HW, s_->c * HW, std::min(Rows::kRunChunk, s_->mb - n0), run_,
-                          shifts, sums);
-      for (int64_t c = 0; c < nc_; ++c) {
-        double q = 0.0;
-        for (int64_t p = c * HW; p < (c + 1) * HW; ++p) q += sums[p];
-        const double d = static_cast<double>(shifts[c * HW]) - means[c];
-        ssd[c] = std::max(q - count * d * d, 0.0);  // >= 0 exactly, as short_row_moments
-      }
+    const int64_t HW = s_->hw;
+    const double count = static_cast<double>(s_->mb * HW);
+    double* sums = run_sums();
+    for (int64_t p = 0; p < run_; ++p) means[p / HW] += sums[p];
+    T* shifts = run_array(kShiftsOfMeans);  // each position's channel's shift
+    for (int64_t c = 0; c < nc_; ++c) {
+      means[c] /= count;
+      std::fill(shifts + c * HW, shifts + (c + 1) * HW, static_cast<T>(means[c]));
+    }
+    std::fill(sums, sums + run_d_.room(), 0.0);
+    for (int64_t n0 = 0; n0 < s_->mb; n0 += Rows::kRunChunk)
+      Rows::run_sq_devs(src_ + (n0 * s_->c + c0_) * HW, s_->c * HW, std::min(Rows::kRunChunk, s_->mb - n0), run_,
+                        shifts, sums);
+    for (int64_t c = 0; c < nc_; ++c) {
+      double q = 0.0;
+      for (int64_t p = c * HW; p < (c + 1) * HW; ++p) q += sums[p];
+      const double d = static_cast<double>(shifts[c * HW]) - means[c];
+      ssd[c] = std::max(q - count * d * d, 0.0);  // >= 0 exactly, as short_row_moments
     }
   }
 
@@ -504,8 +496,7 @@ inline BatchnormSplit batchnorm_split(const ChannelShape& s) {
   return p;
 }
 
-// batchnorm_bwd_images for rows of fewer than kBnBwdRunRow values on an ISA with run primitives
-// (Rows::kRuns), as the forward's runs: an item's channels of one image are one contiguous run,
+// batchnorm_bwd_images for rows of fewer than kBnBwdRunRow values, as the forward's runs: an item's channels of one image are one contiguous run,
 // per-position constants (the channel's mean, its dx coefficients, the fused ReLU's) in place of
 // each row's scalars. The same items and chunks as the rows' form: a channel's sums add its
 // images in order within each chunk (8 images at a time per position in float lanes, then
@@ -522,65 +513,63 @@ template <class Rows, class T>
 void batchnorm_bwd_image_runs(const ChannelShape& s, const BatchnormSplit& p, const std::vector<BnAffine<T>>& z,
                               const T* diff_dst, const T* src, const T* mean, const T* var, const T* gamma, bool relu,
                               double eps, T* diff_src, T* diff_gamma, T* diff_beta) {
-  if constexpr (Rows::kRuns) {
-    const int64_t C = s.c, HW = s.hw, MB = s.mb, P = C * HW;
-    const double count = static_cast<double>(MB * HW);
-    // Seven position arrays of P values and a vector's slack (a run's last vector reads up to 15
-    // past its end).
-    enum { kMean, kZm, kZa, kZb, kC1, kC2, kC3, kArrays };
-    PositionArrays<T> arrays(kArrays, P + 16);
-    auto array = [&](int k) { return arrays[k]; };
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t q = c * HW; q < (c + 1) * HW; ++q) {
-        array(kMean)[q] = mean[c];
-        if (relu) array(kZm)[q] = z[c].mean, array(kZa)[q] = z[c].scale, array(kZb)[q] = z[c].shift;
-      }
-    std::vector<double> partial(static_cast<std::size_t>(2 * p.chunks * C), 0.0);
-    parallel_for(bandwidth_threads(p.chunks * p.blocks, 2.0 * sizeof(T) * s.size()), p.chunks * p.blocks,
-                 [&](int64_t item, int) {
-                   const int64_t k = item / p.blocks, c0 = item % p.blocks * p.per_block;
-                   const int64_t c1 = std::min(C, c0 + p.per_block), n_run = (c1 - c0) * HW;
-                   const int64_t vecs = (n_run + 15) / 16 * 16;
-                   std::vector<double> sums(static_cast<std::size_t>(2 * vecs), 0.0);
-                   const int64_t n0 = k * MB / p.chunks, n1 = (k + 1) * MB / p.chunks;
-                   const T *m = array(kMean) + c0 * HW, *zm = array(kZm) + c0 * HW, *za = array(kZa) + c0 * HW,
-                           *zb = array(kZb) + c0 * HW;
-                   for (int64_t n = n0; n < n1; n += Rows::kRunChunk) {
-                     const int64_t off = (n * C + c0) * HW, runs = std::min(Rows::kRunChunk, n1 - n);
-                     if (relu)
-                       Rows::template run_dy_sums<true>(diff_dst + off, src + off, C * HW, runs, n_run, m, zm, za, zb,
-                                                        sums.data(), sums.data() + vecs);
-                     else
-                       Rows::template run_dy_sums<false>(diff_dst + off, src + off, C * HW, runs, n_run, m, zm, za, zb,
-                                                         sums.data(), sums.data() + vecs);
-                   }
-                   double* out = partial.data() + 2 * k * C;
-                   for (int64_t c = c0; c < c1; ++c)
-                     for (int64_t q = (c - c0) * HW; q < (c - c0 + 1) * HW; ++q)
-                       out[2 * c] += sums[q], out[2 * c + 1] += sums[vecs + q];
-                 });
-    for (int64_t c = 0; c < C; ++c) {
-      double s_dy = 0, s_dy_dev = 0;
-      for (int64_t j = 0; j < p.chunks; ++j) s_dy += partial[2 * (j * C + c)], s_dy_dev += partial[2 * (j * C + c) + 1];
-      const BnBwdCoefficients<T> kc = bn_bwd_finish(c, s_dy, s_dy_dev, count, var, gamma, eps, diff_gamma, diff_beta);
-      std::fill(array(kC1) + c * HW, array(kC1) + (c + 1) * HW, kc.k1);
-      std::fill(array(kC2) + c * HW, array(kC2) + (c + 1) * HW, kc.k2);
-      std::fill(array(kC3) + c * HW, array(kC3) + (c + 1) * HW, kc.k3);
+  const int64_t C = s.c, HW = s.hw, MB = s.mb, P = C * HW;
+  const double count = static_cast<double>(MB * HW);
+  // Seven position arrays of P values and a vector's slack (a run's last vector reads up to 15
+  // past its end).
+  enum { kMean, kZm, kZa, kZb, kC1, kC2, kC3, kArrays };
+  PositionArrays<T> arrays(kArrays, P + 16);
+  auto array = [&](int k) { return arrays[k]; };
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t q = c * HW; q < (c + 1) * HW; ++q) {
+      array(kMean)[q] = mean[c];
+      if (relu) array(kZm)[q] = z[c].mean, array(kZa)[q] = z[c].scale, array(kZb)[q] = z[c].shift;
     }
-    if (!diff_src) return;
-    parallel_for(bandwidth_threads(MB * p.blocks, 3.0 * sizeof(T) * s.size()), MB * p.blocks, [&](int64_t item, int) {
-      const int64_t n = item / p.blocks, c0 = item % p.blocks * p.per_block, c1 = std::min(C, c0 + p.per_block);
-      const int64_t off = (n * C + c0) * HW, q = c0 * HW, n_run = (c1 - c0) * HW;
-      if (relu)
-        Rows::template run_bn_backward<true>(diff_dst + off, src + off, n_run, array(kMean) + q, array(kC1) + q,
-                                             array(kC2) + q, array(kC3) + q, array(kZm) + q, array(kZa) + q,
-                                             array(kZb) + q, diff_src + off);
-      else
-        Rows::template run_bn_backward<false>(diff_dst + off, src + off, n_run, array(kMean) + q, array(kC1) + q,
-                                              array(kC2) + q, array(kC3) + q, array(kZm) + q, array(kZa) + q,
-                                              array(kZb) + q, diff_src + off);
-    });
+  std::vector<double> partial(static_cast<std::size_t>(2 * p.chunks * C), 0.0);
+  parallel_for(bandwidth_threads(p.chunks * p.blocks, 2.0 * sizeof(T) * s.size()), p.chunks * p.blocks,
+               [&](int64_t item, int) {
+                 const int64_t k = item / p.blocks, c0 = item % p.blocks * p.per_block;
+                 const int64_t c1 = std::min(C, c0 + p.per_block), n_run = (c1 - c0) * HW;
+                 const int64_t vecs = (n_run + 15) / 16 * 16;
+                 std::vector<double> sums(static_cast<std::size_t>(2 * vecs), 0.0);
+                 const int64_t n0 = k * MB / p.chunks, n1 = (k + 1) * MB / p.chunks;
+                 const T *m = array(kMean) + c0 * HW, *zm = array(kZm) + c0 * HW, *za = array(kZa) + c0 * HW,
+                         *zb = array(kZb) + c0 * HW;
+                 for (int64_t n = n0; n < n1; n += Rows::kRunChunk) {
+                   const int64_t off = (n * C + c0) * HW, runs = std::min(Rows::kRunChunk, n1 - n);
+                   if (relu)
+                     Rows::template run_dy_sums<true>(diff_dst + off, src + off, C * HW, runs, n_run, m, zm, za, zb,
+                                                      sums.data(), sums.data() + vecs);
+                   else
+                     Rows::template run_dy_sums<false>(diff_dst + off, src + off, C * HW, runs, n_run, m, zm, za, zb,
+                                                       sums.data(), sums.data() + vecs);
+                 }
+                 double* out = partial.data() + 2 * k * C;
+                 for (int64_t c = c0; c < c1; ++c)
+                   for (int64_t q = (c - c0) * HW; q < (c - c0 + 1) * HW; ++q)
+                     out[2 * c] += sums[q], out[2 * c + 1] += sums[vecs + q];
+               });
+  for (int64_t c = 0; c < C; ++c) {
+    double s_dy = 0, s_dy_dev = 0;
+    for (int64_t j = 0; j < p.chunks; ++j) s_dy += partial[2 * (j * C + c)], s_dy_dev += partial[2 * (j * C + c) + 1];
+    const BnBwdCoefficients<T> kc = bn_bwd_finish(c, s_dy, s_dy_dev, count, var, gamma, eps, diff_gamma, diff_beta);
+    std::fill(array(kC1) + c * HW, array(kC1) + (c + 1) * HW, kc.k1);
+    std::fill(array(kC2) + c * HW, array(kC2) + (c + 1) * HW, kc.k2);
+    std::fill(array(kC3) + c * HW, array(kC3) + (c + 1) * HW, kc.k3);
   }
+  if (!diff_src) return;
+  parallel_for(bandwidth_threads(MB * p.blocks, 3.0 * sizeof(T) * s.size()), MB * p.blocks, [&](int64_t item, int) {
+    const int64_t n = item / p.blocks, c0 = item % p.blocks * p.per_block, c1 = std::min(C, c0 + p.per_block);
+    const int64_t off = (n * C + c0) * HW, q = c0 * HW, n_run = (c1 - c0) * HW;
+    if (relu)
+      Rows::template run_bn_backward<true>(diff_dst + off, src + off, n_run, array(kMean) + q, array(kC1) + q,
+                                           array(kC2) + q, array(kC3) + q, array(kZm) + q, array(kZa) + q,
+                                           array(kZb) + q, diff_src + off);
+    else
+      Rows::template run_bn_backward<false>(diff_dst + off, src + off, n_run, array(kMean) + q, array(kC1) + q,
+                                            array(kC2) + q, array(kC3) + q, array(kZm) + q, array(kZa) + q,
+                                            array(kZb) + q, diff_src + off);
+  });
 }
 
 template <class Rows, class T>
@@ -593,7 +582,7 @@ void batchnorm_bwd_images(const ChannelShape& s, const BnBwdRows<Rows, T>& rows,
   constexpr int64_t L = Rows::kSumLanes;
   std::vector<BnAffine<T>> z(static_cast<std::size_t>(relu ? C : 0));
   for (int64_t c = 0; c < (relu ? C : 0); ++c) z[c] = bn_affine(c, mean, var, gamma, beta, eps);
-  if (Rows::kRuns && !rows.stream && HW < kBnBwdRunRow && p.per_block * HW <= kBnMaxRun && C * HW <= kBnMaxRunPositions) {
+  if (!rows.stream && HW < kBnBwdRunRow && p.per_block * HW <= kBnMaxRun && C * HW <= kBnMaxRunPositions) {
     batchnorm_bwd_image_runs<Rows, T>(s, p, z, diff_dst, src, mean, var, gamma, relu, eps, diff_src, diff_gamma,
                                       diff_beta);
     return;

@@ -118,7 +118,7 @@ void conv2d_bwd_weights_outer(const ConvShape& s, const typename UK::T* diff_dst
   const int taps = static_cast<int>(s.kw);
   // One vector of filters and unit stride: the sliding kernel, which broadcasts each input
   // value once for all the taps that read it (LeNet's C3 and C1).
-  // (Not where the registers hold no row of it: 7 taps in AVX2's 16.)
+  // (Not where the registers hold no row of it: 6 or 7 taps in AVX2's 16.)
   const bool slide = OCv == 1 && s.sw == 1 && slide_rows(UK::kOuterRegs, taps) >= 1;
   const int kv_full = slide ? 1 : outer_kv(UK::kOuterRegs, pairs, taps, OCv);
   const bool padded = s.pt + s.pb + s.pl + s.pr > 0;

@@ -122,7 +122,6 @@ struct RowsAvx2 {
   // over a Dense layer's (N, F) features here made a call and a scalar tail per value: 128 x 512
   // took 0.80 / 0.84 ms forward / backward on one thread, 20x RowsAvx512's runs and 3x the
   // portable rows' plain loops (2026-12-05).
-  static constexpr bool kRuns = true;
   static constexpr int64_t kRunChunk = 8;
   static __m256 zeroed(__m256 v, __m256i k) { return _mm256_and_ps(v, _mm256_castsi256_ps(k)); }
   static void add_widened(double* d, __m256 f) {

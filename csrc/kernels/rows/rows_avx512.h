@@ -122,7 +122,6 @@ struct RowsAvx512 {
   // row, a call, three full vectors and a masked one, and the accumulators' loads and stores; in
   // runs of 8 rows, 25 vectors and nothing per row. Position arrays (d, shift, m, a, b) hold
   // whole vectors: at least n rounded up to 16 values.
-  static constexpr bool kRuns = true;
   // d[i] += sum over runs j < runs of x[j * stride + i], i < n: a chunk of at most kRunChunk
   // runs (images), summed position by position in float lanes in run order, then widened into
   // the doubles, so that no position adds more than 8 values in float (sq_dev's bound). The

@@ -44,7 +44,6 @@ struct RowsRef {
   // vectorises for the build's base ISA (SSE2, NEON): a BatchNormalization over a Dense layer's
   // (N, F) features otherwise paid a call per value here too (128 x 512: 236 / 406 us forward /
   // backward on one thread, against 38 / 45 for the AVX-512 runs).
-  static constexpr bool kRuns = true;
   static constexpr int64_t kRunChunk = 8;
   static constexpr int64_t kRunBlock = 64;
   static void run_sums(const T* x, int64_t stride, int64_t runs, int64_t n, double* d) {
