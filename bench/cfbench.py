@@ -678,6 +678,71 @@ def check(spec: Spec, got: tuple, ref: tuple, who: str, ref_who: str) -> None:
 # --------------------------------------------------------------------------- timing (compare.py)
 
 
+def _other_threads_cpu_ns() -> int | None:
+    """CPU time (ns) used so far by this process's threads other than the calling one; None
+    where the kernel does not say (no /proc, or scheduler statistics off)."""
+    me = threading.get_native_id()
+    total = 0
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for tid in tids:
+        if int(tid) == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+    return total
+
+
+def settle(max_s: float = 1.0, window_s: float = 0.01, fallback_s: float = 0.3) -> float:
+    """Wait until this process's other threads stop running; returns the seconds waited.
+
+    A pool that has just worked spins before it sleeps: OpenBLAS's workers for 2^28 cycles
+    (~0.1 s at 2.6 GHz), libgomp's for GOMP_SPINCOUNT pauses. Timing the next contender while
+    they spin gives it one core fewer: on a 2-core Xeon, convforge's 2-thread pointwise conv took
+    7.8 ms right after a NumPy matmul, 7.1 ms 20 ms later and 3.0 ms once OpenBLAS slept. So wait
+    until the other threads used under a tenth of a window's time for one window (at most
+    ``max_s``); where the kernel gives no per-thread times, sleep ``fallback_s``.
+    """
+    start = time.perf_counter()
+    before = _other_threads_cpu_ns()
+    if before is None:
+        time.sleep(fallback_s)
+        return fallback_s
+    while True:
+        time.sleep(window_s)
+        now = _other_threads_cpu_ns()
+        waited = time.perf_counter() - start
+        if now is None or now - before < 0.1 * window_s * 1e9 or waited >= max_s:
+            return waited
+        before = now
+
+
+
+def warm_up(fn: Callable[[], Any], min_calls: int = 3, min_s: float = 0.02) -> float:
+    """Call ``fn`` at least ``min_calls`` times and for at least ``min_s``; the fastest call's seconds.
+
+    After an idle spell a pool's first calls can stall: on a 2-vCPU Xeon guest the first two
+    2-thread calls after a NumPy matmul and 0.1 s of idling took 4-6 ms each (a scheduler tick:
+    the woken worker waited behind the spinning caller) against 0.1 ms from the third on, and
+    torch's first call 2-14 ms. So the warm-up runs past them, and sizes the timed loops by a
+    warm call.
+    """
+    start = time.perf_counter()
+    fastest = math.inf
+    calls = 0
+    while calls < min_calls or time.perf_counter() - start < min_s:
+        t0 = time.perf_counter()
+        fn()
+        fastest = min(fastest, time.perf_counter() - t0)
+        calls += 1
+    return fastest
+
+
 def time_call(fn: Callable[[], Any], repeats: int, min_sample_s: float, first_s: float) -> list[float]:
     """Per-call seconds of ``repeats`` samples; a sample loops ``fn`` until it lasts ~``min_sample_s``.
 

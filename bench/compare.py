@@ -6,8 +6,9 @@
     PYTHONPATH=python python bench/compare.py --tuned-malloc    # all of it under issue 12's tuned glibc malloc
     PYTHONPATH=python python bench/compare.py --both-malloc     # glibc defaults, then tuned: both in RESULTS.md
 
-For every (op, pass, shape, threads) each contender is called once (the warm-up),
-its result checked against the others, then timed: median of --repeats samples,
+For every (op, pass, shape, threads), once the process's other threads are idle, each
+contender is called once, its result checked against the others, warmed up (>= 3 calls and
+>= 20 ms), then timed: median of --repeats samples,
 a sample looping the call until it lasts --min-sample-ms. Prints one markdown
 table plus summary lines (speed ratios, 2-thread scaling, the issue's targets)
 and writes them, with the machine's facts, to --out.
@@ -71,7 +72,6 @@ def measure(args, threads: list[int]) -> dict:
         copy = {t: cfbench.copy_bandwidth(t, repeats=2 if args.quick else 5) for t in threads}
     kernels = {s.kernel_op: cfbench.kernel_name(s.kernel_op) for s in specs}
     algorithms = {s.id: cfbench.conv_algorithm(s) for s in specs if s.op == "conv"}  # this process's ISA
-    settle = 0.02 if args.quick else 0.1
     rows = []
     for index, spec in enumerate(specs):
         prob = cfbench.problem(spec)
@@ -87,6 +87,7 @@ def measure(args, threads: list[int]) -> dict:
                 if who not in fns:
                     continue
                 fn = fns[who]
+                cfbench.settle()  # the previous contender's spinning pool threads go to sleep first
                 t0 = time.perf_counter()
                 result = fn()
                 first = time.perf_counter() - t0
@@ -97,11 +98,10 @@ def measure(args, threads: list[int]) -> dict:
                 else:
                     cfbench.check(spec, got, ref, who, ref_who)
                 del result, got
+                first = min(first, cfbench.warm_up(fn))
                 samples = cfbench.time_call(fn, args.repeats, args.min_sample_ms / 1e3, first)
                 row["ms"][who] = 1e3 * statistics.median(samples)
                 row["min_ms"][who] = 1e3 * min(samples)
-                if who == "numpy":
-                    time.sleep(settle)  # let OpenBLAS's spinning worker threads go to sleep
             rows.append(row)
             print(f"  {spec.id:<34} t{t}  " + "  ".join(f"{w} {ms:9.3f} ms" for w, ms in row["ms"].items()),
                   file=sys.stderr, flush=True)
@@ -477,7 +477,8 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
             + ", ".join(f"{t} thread{'s' if t > 1 else ''}: **{copy[t]:.1f} GB/s**" for t in threads)
         )
     md += [
-        f"- Timing: 1 warm-up call per contender (also the correctness check), then the median of {args.repeats} "
+        "- Timing: per contender, a wait until the process's other threads are idle, 1 call checked against the "
+        f"others, a warm-up of >= 3 calls and >= 20 ms, then the median of {args.repeats} "
         f"samples; a sample repeats the call until it lasts >= {args.min_sample_ms:g} ms and is divided by the count",
         "",
         "## Results",
@@ -527,7 +528,7 @@ def build_report(args, data, threads, workspace) -> tuple[str, str]:
 WHAT_IS_TIMED = [
     "All data is float32, C-contiguous, made once per shape (seeded); every contender gets the same arrays "
     "(PyTorch through `torch.from_numpy`, no copy). Contenders run in the order NumPy, convforge, PyTorch; "
-    "after NumPy the script sleeps briefly so OpenBLAS's spinning threads do not steal a core. "
+    "before each contender the script waits until the process's other threads are idle (`cfbench.settle`: OpenBLAS's and the OpenMP pools' workers spin up to ~0.1 s after a call and would steal a core). "
     "Thread count T is given to all three: `convforge.set_num_threads(T)`, `torch.set_num_threads(T)`, NumPy's BLAS (above).",
     "- **conv fwd**: convforge `functional.conv2d(x, w)` (argument checks + kernel + output allocation); "
     "NumPy `reference.conv2d_im2col` (padding copy, im2col copy, one matmul, NCHW transpose copy); "

@@ -81,3 +81,23 @@ def test_untuned_report_does_not_claim_issue12_targets():
     assert "| algorithm |" in md
     assert "tuned torch" not in md
     assert "issue 12's targets against tuned PyTorch: not evaluated, this run's malloc: default" in md
+
+
+def test_settle_waits_for_a_spinning_thread_and_warm_up_calls_enough():
+    import threading
+    import time
+
+    if cfbench._other_threads_cpu_ns() is None:
+        pytest.skip("no per-thread CPU times in /proc on this system (settle sleeps a fixed time there)")
+    stop = time.perf_counter() + 0.2
+    spinner = threading.Thread(target=lambda: [None for _ in iter(lambda: time.perf_counter() >= stop, True)])
+    spinner.start()
+    try:
+        waited = cfbench.settle(max_s=1.0)
+    finally:
+        spinner.join()
+    assert waited >= 0.1  # the spinner ran 0.2 s from before the call: settle saw it busy
+    assert cfbench.settle(max_s=1.0) < 0.5  # nothing else running now: one or a few windows
+    calls = []
+    fastest = cfbench.warm_up(lambda: calls.append(1), min_calls=3, min_s=0.0)
+    assert len(calls) == 3 and 0 <= fastest < 0.1
