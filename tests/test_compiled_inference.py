@@ -1627,3 +1627,49 @@ def test_kept_weights_with_concurrent_runs(rng, threads):
             np.testing.assert_array_equal(plan.run([xs[k]])[0], want[k])
 
     run_at_once(work, 2)
+
+
+_ONE_CPU_TEAM = r"""
+import os, sys, time
+import numpy as np
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # this thread, and every thread made after it
+sys.path.insert(0, sys.argv[1])
+import convforge
+from test_compiled_inference import example_resnet, graph_of, randomize_batchnorm
+rng = np.random.default_rng(7)
+model = example_resnet()
+randomize_batchnorm(model, rng)
+xs = [rng.random((1, 28, 28, 1), dtype=np.float32) for _ in range(2)]
+convforge.set_adaptive_threads(False)
+convforge.set_num_threads(1)
+want = [model.predict(x, verbose=0) for x in xs]
+plan = graph_of(model)._inference_plan().plan
+for n in (2, 3, 4):
+    convforge.set_num_threads(n)
+    assert plan.own_places(1), "a team run"
+    for i, gap in enumerate((0.0, 0.01, 0.0, 0.05, 0.0, 0.0)):  # the workers spinning, then asleep
+        time.sleep(gap)
+        # Two inputs in turn: an item left out would not hide behind the same values of the run before.
+        got = model.predict(xs[i % 2], verbose=0)
+        assert np.array_equal(got, want[i % 2]), (n, gap)
+print("same bits")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or convforge.build_info()["openmp"] is False,
+                    reason="needs sched_setaffinity and a build with threads")
+def test_a_team_on_one_cpu_gives_the_same_bits(tmp_path):
+    # Two to four team threads on one CPU: a worker gets the CPU only when the caller yields or
+    # is preempted, so the caller runs most shares itself (the ones no worker has claimed), a
+    # worker some. Each share is the same items with the same scratch whoever runs it: the same
+    # bits as one thread, its workers awake or asleep.
+    import subprocess
+    import sys
+
+    script = tmp_path / "one_cpu_team.py"
+    script.write_text(_ONE_CPU_TEAM)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), tests) if p))
+    done = subprocess.run([sys.executable, str(script), tests], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "same bits" in done.stdout

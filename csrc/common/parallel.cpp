@@ -2,14 +2,20 @@
 
 #include <atomic>
 #include <cctype>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
+#include <vector>
 
 #if defined(__linux__)
 #include <pthread.h>
@@ -19,6 +25,7 @@
 namespace convforge {
 namespace {
 
+#if CONVFORGE_OPENMP  // default_num_threads' sources: a build without OpenMP runs one thread
 // A thread count from the environment, 0 if unset or invalid. CONVFORGE_NUM_THREADS must be a
 // plain number (convforge/__init__.py warns when it is not, with the same rule);
 // OMP_NUM_THREADS may be a list ("4,2") for nested levels, whose first entry is ours.
@@ -63,6 +70,7 @@ int cgroup_quota_cpus() {
   }
   return 0;
 }
+#endif
 
 std::atomic<bool> g_forked_child{false};
 thread_local bool t_serial = false;  // SerialKernels
@@ -110,18 +118,42 @@ SerialKernels::~SerialKernels() { t_serial = previous_; }
 
 namespace {
 
-// One team's shared state. The body's thread posts a job (the fields below, then a new
-// generation); the others spin on the generation, run their share and count themselves done.
+// The thread team of run_with_thread_team: the body's thread (the caller) and size - 1 worker
+// threads of convforge's own, made on first use and kept for the process (never destroyed: a
+// worker may still be asleep on its condition variable at exit).
+//
+// Why not an OpenMP region per run, as until 2026-12-05: on a 2-vCPU KVM guest whose host had
+// taken the idle vCPU away, the worker woken for a one-image predict after 0.2 s without one
+// was placed on the caller's vCPU (the guest's scheduler avoids a vCPU it sees preempted), and
+// every hand-off then waited for it there: 4-7 ms for a ~0.1 ms predict, the region's closing
+// barrier spinning without yielding. Here a job's share waits for nobody: the caller runs every
+// share that no worker has claimed once its own is done, and waits only for the shares a worker
+// is running. Thread t's share is the same items whoever runs it (static_range, tid t's
+// scratch), so every result is the same as before, bit for bit.
+
+// A worker's share of a job: (job number << 2) | state. Job numbers start at 1.
+enum ShareState : uint64_t { kShareOpen = 0, kShareByWorker = 1, kShareByCaller = 2, kShareDone = 3 };
+
+struct alignas(64) TeamWorker {
+  std::atomic<uint64_t> share{0};
+  int tid = 0;
+};
+
 struct ThreadTeam {
-  int size = 1;
-  std::atomic<uint64_t> generation{0};
-  std::atomic<int> done{0};
-  std::atomic<bool> stop{false};
+  std::mutex owner;  // held by the caller whose body runs on the team
+  int size = 1;      // threads of the running body's team: the caller and size - 1 workers
+  // The job, written by the caller before it opens the shares and not again until every
+  // share is done: a worker reads it only after claiming its share.
   detail::TeamItems run_items = nullptr;
   void* ctx = nullptr;
   int64_t items = 0;
   int threads = 0;
-  detail::FirstError error;  // a waiting thread's exception from its share of a job
+  uint64_t job = 0;
+  detail::FirstError error;  // a worker's exception from its share of a job
+  std::vector<std::unique_ptr<TeamWorker>> workers;  // worker tid t is workers[t - 1]
+  std::mutex sleep_mutex;
+  std::condition_variable wake;
+  std::atomic<int> sleepers{0};
 };
 
 thread_local ThreadTeam* t_team = nullptr;  // on the body's thread, outside jobs
@@ -137,11 +169,12 @@ struct TeamShare {
   TeamShare& operator=(const TeamShare&) = delete;
 };
 
-// One step of a wait for another thread of the team. After 4096 pauses (~70 us on Zen 4, ~150
-// on recent Intel cores) it yields the CPU each step: with more threads than free CPUs (another
-// process busy, a CPU quota) the thread waited for may need this one's CPU to run at all.
+// One step of the caller's wait for a share a worker is running. After 256 pauses (~3 us on a
+// recent Xeon, ~4 on Zen 4) it yields the CPU each step: the worker may be waiting for this CPU
+// (a yield with nothing else to run returns at once). At 4096 pauses a one-image predict on two
+// threads after 0.2 s idle took ~0.6 ms, at 256 ~0.5 (bench/onnxbench.py --after-idle).
 inline void spin_wait(int* spins) {
-  constexpr int kPausesBeforeYield = 1 << 12;
+  constexpr int kPausesBeforeYield = 1 << 8;
   if (*spins < kPausesBeforeYield) {
     ++*spins;
 #if defined(__x86_64__) || defined(__i386__)
@@ -159,6 +192,70 @@ void static_range(int64_t items, int threads, int tid, int64_t* begin, int64_t* 
   *begin = tid * q + (tid < r ? tid : r);
   *end = *begin + q + (tid < r ? 1 : 0);
 }
+
+#if CONVFORGE_OPENMP
+bool share_open(uint64_t word) { return (word & 3) == kShareOpen && (word >> 2) != 0; }
+
+// A worker between jobs: spins for a share to open for ~2 ms (the gap between a plan's parallel
+// loops, or between two predicts in a loop, is microseconds), yielding every 256 pauses so that
+// a caller placed on this CPU gets it; then sleeps until the caller opens one.
+void worker_loop(ThreadTeam* team, TeamWorker* self) {
+  SerialKernels serial;  // what a share calls runs on this thread alone
+  constexpr int kPausesPerYield = 256;
+  constexpr auto kSpin = std::chrono::milliseconds(2);
+  auto idle_since = std::chrono::steady_clock::now();
+  int pauses = 0;
+  for (;;) {
+    uint64_t word = self->share.load(std::memory_order_acquire);
+    if (share_open(word)) {
+      if (self->share.compare_exchange_strong(word, (word & ~uint64_t{3}) | kShareByWorker, std::memory_order_acq_rel)) {
+        int64_t begin = 0, end = 0;
+        static_range(team->items, team->threads, self->tid, &begin, &end);
+        try {
+          team->run_items(team->ctx, begin, end, self->tid);
+        } catch (...) {
+          team->error.keep();  // rethrown by the caller (thread_team_run)
+        }
+        self->share.store((word & ~uint64_t{3}) | kShareDone, std::memory_order_release);
+      }
+      idle_since = std::chrono::steady_clock::now();
+      pauses = 0;
+      continue;
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+    if (++pauses < kPausesPerYield) continue;
+    pauses = 0;
+    if (std::chrono::steady_clock::now() - idle_since < kSpin) {
+      std::this_thread::yield();
+      continue;
+    }
+    std::unique_lock<std::mutex> lock(team->sleep_mutex);
+    team->sleepers.fetch_add(1, std::memory_order_seq_cst);
+    team->wake.wait(lock, [&] { return share_open(self->share.load(std::memory_order_seq_cst)); });
+    team->sleepers.fetch_sub(1, std::memory_order_relaxed);
+    idle_since = std::chrono::steady_clock::now();
+  }
+}
+
+// The process's team, with at least `workers` workers (made here: std::system_error if the
+// system refuses a thread). Only the owner's holder calls it.
+ThreadTeam& the_team() {
+  static ThreadTeam* team = new ThreadTeam;  // never destroyed (see ThreadTeam)
+  return *team;
+}
+
+void grow_team(ThreadTeam& team, int workers) {
+  while (static_cast<int>(team.workers.size()) < workers) {
+    auto worker = std::make_unique<TeamWorker>();
+    worker->tid = static_cast<int>(team.workers.size()) + 1;
+    std::thread(worker_loop, &team, worker.get()).detach();
+    team.workers.push_back(std::move(worker));
+  }
+}
+
+#endif  // CONVFORGE_OPENMP
 
 }  // namespace
 
@@ -209,20 +306,39 @@ void detail::thread_team_run(int threads, int64_t items, TeamItems run_items, vo
   team->ctx = ctx;
   team->items = items;
   team->threads = threads;
-  team->done.store(0, std::memory_order_relaxed);
-  team->generation.fetch_add(1, std::memory_order_release);
-  static_range(items, threads, 0, &begin, &end);
-  std::exception_ptr error;
-  try {
-    TeamShare share(team);
-    run_items(ctx, begin, end, 0);
-  } catch (...) {
-    error = std::current_exception();  // raised once the others are done with ctx
+  const uint64_t job = ++team->job;
+  const uint64_t open = job << 2 | kShareOpen;
+  for (int t = 1; t < threads; ++t) team->workers[static_cast<std::size_t>(t - 1)]->share.store(open, std::memory_order_seq_cst);
+  if (team->sleepers.load(std::memory_order_seq_cst) > 0) {
+    { std::lock_guard<std::mutex> lock(team->sleep_mutex); }  // a worker is waiting, or sees the share open
+    team->wake.notify_all();
   }
-  // Every thread of the team acknowledges every job, those without items too: no thread can
-  // then still be reading this job's fields when the next one is posted.
-  int spins = 0;
-  while (team->done.load(std::memory_order_acquire) != team->size - 1) spin_wait(&spins);
+  std::exception_ptr error;
+  auto run_share = [&](int tid) {
+    static_range(items, threads, tid, &begin, &end);
+    try {
+      TeamShare share(team);
+      run_items(ctx, begin, end, tid);
+    } catch (...) {
+      if (!error) error = std::current_exception();  // raised once the workers are done with ctx
+    }
+  };
+  run_share(0);
+  // The shares no worker has claimed yet run here, one after another: a worker that is asleep,
+  // or waiting for this CPU, is not waited for.
+  for (int t = 1; t < threads; ++t) {
+    uint64_t expected = open;
+    if (team->workers[static_cast<std::size_t>(t - 1)]->share.compare_exchange_strong(
+            expected, job << 2 | kShareByCaller, std::memory_order_acq_rel))
+      run_share(t);
+  }
+  // Every share a worker claimed must be done before the job's fields change (the next job) or
+  // ctx goes (the caller's frame).
+  for (int t = 1; t < threads; ++t) {
+    const std::atomic<uint64_t>& share = team->workers[static_cast<std::size_t>(t - 1)]->share;
+    int spins = 0;
+    while ((share.load(std::memory_order_acquire) & 3) == kShareByWorker) spin_wait(&spins);
+  }
   const std::exception_ptr theirs = team->error.take();
   if (error) std::rethrow_exception(error);  // this thread's own first
   if (theirs) std::rethrow_exception(theirs);
@@ -231,49 +347,32 @@ void detail::thread_team_run(int threads, int64_t items, TeamItems run_items, vo
 void run_with_thread_team(int threads, void (*body)(void*), void* ctx) {
 #if CONVFORGE_OPENMP
   if (threads > 1 && !t_serial && !g_forked_child.load() && t_team == nullptr) {
-    ThreadTeam team;
-    std::exception_ptr error;
-#pragma omp parallel num_threads(threads)
-    {
-      const int tid = omp_get_thread_num();
-      if (tid == 0) {
-        team.size = omp_get_num_threads();
-        t_team = &team;
-        try {
-          body(ctx);
-        } catch (...) {
-          error = std::current_exception();
-        }
-        t_team = nullptr;
-        team.stop.store(true, std::memory_order_release);
-      } else {
-        SerialKernels serial;
-        uint64_t seen = 0;
-        int spins = 0;
-        for (;;) {
-          const uint64_t g = team.generation.load(std::memory_order_acquire);
-          if (g == seen) {
-            if (team.stop.load(std::memory_order_acquire)) break;
-            spin_wait(&spins);
-            continue;
-          }
-          seen = g;
-          spins = 0;
-          if (tid < team.threads) {
-            int64_t begin = 0, end = 0;
-            static_range(team.items, team.threads, tid, &begin, &end);
-            try {
-              team.run_items(team.ctx, begin, end, tid);
-            } catch (...) {
-              team.error.keep();  // rethrown by the body's thread (thread_team_run)
-            }
-          }
-          team.done.fetch_add(1, std::memory_order_release);
-        }
+    ThreadTeam& team = the_team();
+    // One body at a time on the team: a second caller meanwhile (another Python thread's
+    // predict) runs its body as any code outside a team, its loops in OpenMP regions.
+    std::unique_lock<std::mutex> owner(team.owner, std::try_to_lock);
+    bool ready = owner.owns_lock();
+    if (ready) {
+      try {
+        grow_team(team, threads - 1);
+      } catch (const std::system_error&) {
+        // The system would not make another thread: the team has the workers made so far.
+        threads = static_cast<int>(team.workers.size()) + 1;
+        ready = threads > 1;
       }
     }
-    if (error) std::rethrow_exception(error);
-    return;
+    if (ready) {
+      team.size = threads;
+      t_team = &team;
+      try {
+        body(ctx);
+      } catch (...) {
+        t_team = nullptr;
+        throw;
+      }
+      t_team = nullptr;
+      return;
+    }
   }
 #endif
   (void)threads;

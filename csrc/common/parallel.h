@@ -115,14 +115,17 @@ inline void atomic_min(int64_t* target, int64_t value) {
   }
 }
 
-// A thread team: body(ctx) runs on the calling thread while threads - 1 others wait, spinning,
-// for the parallel_for calls it makes, which then hand their items to the waiting threads
-// instead of opening an OpenMP region each. For a run of many short kernels one after another
-// (an inference plan at batch 1: 12 ops of 1-20 us), where opening and closing a region cost
-// ~0.6-1.5 us a call on a 2-vCPU host against ~0.1-0.4 us for a hand-off to a spinning thread.
-// The items go to the threads exactly as in a region (OpenMP's static schedule), so which
-// thread computes what, and every result, is the same. Exceptions from body are rethrown here.
-// With one thread, without OpenMP, or under SerialKernels, body simply runs.
+// A thread team: body(ctx) runs on the calling thread while threads - 1 workers (threads of
+// convforge's own, kept for the process) wait for the parallel_for calls it makes, which then
+// hand them their items instead of opening an OpenMP region each. For a run of many short
+// kernels one after another (an inference plan at batch 1: 12 ops of 1-20 us), where opening and
+// closing a region cost ~0.6-1.5 us a call on a 2-vCPU host against ~0.1-0.4 us for a hand-off
+// to a spinning thread. The items are cut into shares exactly as in a region (OpenMP's static
+// schedule, share t with thread t's scratch); a share that no worker has claimed by the time
+// the caller is done with its own is run by the caller, so a worker that is asleep or waiting
+// for a CPU is never waited for. Which thread runs a share changes no result. Exceptions from
+// body are rethrown here. With one thread, without OpenMP, under SerialKernels, or while another
+// thread's body holds the team, body simply runs.
 void run_with_thread_team(int threads, void (*body)(void*), void* ctx);
 
 namespace detail {

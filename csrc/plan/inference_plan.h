@@ -22,8 +22,8 @@
 // the layers' choices).
 //
 // A batch run whole (or in chunks one after another) on several threads runs inside one thread
-// team (run_with_thread_team): the other threads wait spinning between the ops' parallel loops,
-// so a one-image model pays no OpenMP region per op and splits ops a region would not pay for.
+// team (run_with_thread_team): its workers wait spinning between the ops' parallel loops, so a
+// one-image model pays no OpenMP region per op and splits ops a region would not pay for.
 //
 // A large batch runs through the whole plan a chunk of samples at a time (chunk_samples): the
 // values of a few images stay in L2 from one op to the next instead of every layer streaming
