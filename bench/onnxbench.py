@@ -3,6 +3,7 @@
     python bench/onnxbench.py                          # LeNet-5, batch 1/64/10000, 1 and 2 threads
     python bench/onnxbench.py --rounds 9 --out -       # more rounds, no file written
     python bench/onnxbench.py --batches 64 --threads 2
+    python bench/onnxbench.py --batches 1 --after-idle 0.02,0.2 --out -   # first call after idling
 
 Both sides get the same channels-last float32 images in one call: ``model.predict(x,
 batch_size=min(len(x), 256))`` (``--cf-batch-size``: predict walks 10,000 images in slices that
@@ -22,6 +23,10 @@ its own next call). ``--same-process`` times both in this process as before. Pri
 ``bench/ONNX_RESULTS.md``, a markdown table: median ms per call and the spread (min-max over
 rounds) for each, and the speed-up ``onnxruntime / convforge`` (issue 17's target: >= 1.3 on
 every row).
+
+``--after-idle`` times what a loop of calls hides: a server answering one request at a time,
+whose thread pools have gone to sleep between requests. Each contender sleeps the gap, then
+one call is timed, ``--trials`` times; the table gives the median and the worst.
 """
 
 from __future__ import annotations
@@ -134,6 +139,8 @@ def _worker(conn, who: str, model_path: str, onnx_path: str, threads: int, batch
             conn.send(run(x))
         elif command == "sample":
             conn.send(sample(run, x, argument))
+        elif command == "after_idle":
+            conn.send(after_idle(run, x, *argument))
         else:
             conn.close()
             return
@@ -173,6 +180,9 @@ class IsolatedContenders:
         time.sleep(self.PAUSE_S)
         return self._ask(who, "sample", min_seconds)
 
+    def after_idle(self, who: str, gap: float, trials: int) -> list[float]:
+        return self._ask(who, "after_idle", (gap, trials))
+
     def close(self) -> None:
         for pipe in self.pipes.values():
             pipe.send(("stop", None))
@@ -189,6 +199,42 @@ def sample(fn, x, min_seconds: float) -> float:
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds:
             return elapsed / calls
+
+
+def after_idle(fn, x, gap: float, trials: int) -> list[float]:
+    """Seconds of the first call after ``gap`` seconds without one, ``trials`` times: a server
+    answering one request at a time. Thread pools have gone to sleep by then (and on a busy host
+    the idle CPU may have been taken away), which a loop of calls never shows."""
+    fn(x)
+    times = []
+    for _ in range(trials):
+        time.sleep(gap)
+        start = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure_after_idle(contenders, x, gap: float, trials: int) -> dict:
+    contenders.prepare(x)
+    return {who: contenders.after_idle(who, gap, trials) for who in ("convforge", "onnxruntime")}
+
+
+def idle_table(rows) -> str:
+    lines = [
+        "| model | batch | threads | idle before, s | convforge ms (median, max) | onnxruntime ms (median, max) | "
+        "speed-up (median) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, batch, threads, gap, times in rows:
+        cf, rt = times["convforge"], times["onnxruntime"]
+
+        def cell(t):
+            return f"{statistics.median(t) * 1e3:.3f} ({max(t) * 1e3:.3f})"
+
+        ratio = statistics.median(rt) / statistics.median(cf)
+        lines.append(f"| {name} | {batch} | {threads} | {gap:g} | {cell(cf)} | {cell(rt)} | {ratio:.2f}x |")
+    return "\n".join(lines)
 
 
 def measure(contenders, x, rounds: int, min_seconds: float) -> dict:
@@ -229,6 +275,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=os.path.join(HERE, "ONNX_RESULTS.md"), help="markdown file, '-' for none")
     p.add_argument("--same-process", action="store_true",
                    help="time both contenders in this process (their thread pools then interfere)")
+    p.add_argument("--after-idle", default="",
+                   help="comma list of idle gaps in seconds: instead of loops of calls, time the first call "
+                        "after each gap (--trials times; isolated processes only)")
+    p.add_argument("--trials", type=int, default=20, help="calls per --after-idle gap")
     args = p.parse_args(argv)
     try:
         import onnxruntime as ort
@@ -237,6 +287,11 @@ def main(argv=None) -> int:
         return 1
     batches = [int(b) for b in args.batches.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
+    gaps = [float(g) for g in args.after_idle.split(",") if g.strip()]
+    if gaps and args.same_process:
+        p.error("--after-idle times each contender in its own process: drop --same-process")
+    if any(g < 0 for g in gaps) or args.trials < 1:
+        p.error("--after-idle gaps must be >= 0 and --trials >= 1")
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         for name, (model, shape) in models().items():
@@ -246,6 +301,11 @@ def main(argv=None) -> int:
                 try:
                     for batch in batches:
                         x = images(batch, shape)
+                        if gaps:
+                            for gap in gaps:
+                                rows.append((name, batch, t, gap, measure_after_idle(contenders, x, gap, args.trials)))
+                                print(idle_table(rows[-1:]).splitlines()[-1], flush=True)
+                            continue
                         rows.append((name, batch, t, measure(contenders, x, args.rounds, args.min_sample_ms / 1e3)))
                         print(table(rows[-1:]).splitlines()[-1], flush=True)
                 finally:
@@ -254,9 +314,11 @@ def main(argv=None) -> int:
         f"# convforge predict vs onnxruntime\n\n`python bench/onnxbench.py {' '.join(argv or sys.argv[1:])}` on "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; convforge {convforge.__version__} "
         f"({convforge.build_info()['isa']}), onnxruntime {ort.__version__}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs; {args.rounds} rounds of >= {args.min_sample_ms:g} ms per contender, "
-        f"{'both in one process' if args.same_process else 'each in its own process'}.\n\n"
-        + table(rows)
+        f"{os.cpu_count()} CPUs; "
+        + (f"the first call after each idle gap, {args.trials} times per contender, each in its own process "
+           "(the other one idle meanwhile).\n\n" + idle_table(rows) if gaps else
+           f"{args.rounds} rounds of >= {args.min_sample_ms:g} ms per contender, "
+           f"{'both in one process' if args.same_process else 'each in its own process'}.\n\n" + table(rows))
         + "\n"
     )
     print()
