@@ -1652,6 +1652,22 @@ for n in (2, 3, 4):
         # Two inputs in turn: an item left out would not hide behind the same values of the run before.
         got = model.predict(xs[i % 2], verbose=0)
         assert np.array_equal(got, want[i % 2]), (n, gap)
+# Kernels called alone: each parallel loop a run of its own on the team.
+from convforge import functional as F
+x = rng.random((8, 16, 14, 14), dtype=np.float32)
+w = rng.random((32, 16, 3, 3), dtype=np.float32)
+a = rng.random((64, 300), dtype=np.float32)
+b = rng.random((300, 70), dtype=np.float32)
+calls = [lambda: F.conv2d(x, w, padding=1), lambda: F.conv2d_backward_weights(F.conv2d(x, w), x, w.shape)[0],
+         lambda: F.dense(a, b)]
+convforge.set_num_threads(1)
+want = [call() for call in calls]
+for n in (2, 3):
+    convforge.set_num_threads(n)
+    for gap in (0.0, 0.01, 0.0):
+        time.sleep(gap)
+        for call, expected in zip(calls, want):
+            assert np.array_equal(call(), expected), (n, gap)
 print("same bits")
 """
 
@@ -1662,7 +1678,8 @@ def test_a_team_on_one_cpu_gives_the_same_bits(tmp_path):
     # Two to four team threads on one CPU: a worker gets the CPU only when the caller yields or
     # is preempted, so the caller runs most shares itself (the ones no worker has claimed), a
     # worker some. Each share is the same items with the same scratch whoever runs it: the same
-    # bits as one thread, its workers awake or asleep.
+    # bits as one thread, its workers awake or asleep; for a plan's run and for kernels called
+    # alone.
     import subprocess
     import sys
 

@@ -154,6 +154,7 @@ struct ThreadTeam {
   std::mutex sleep_mutex;
   std::condition_variable wake;
   std::atomic<int> sleepers{0};
+  std::atomic<int> caller_cpu{-1};  // where the caller posted its last job from
 };
 
 thread_local ThreadTeam* t_team = nullptr;  // on the body's thread, outside jobs
@@ -193,15 +194,35 @@ void static_range(int64_t items, int threads, int tid, int64_t* begin, int64_t* 
   *end = *begin + q + (tid < r ? 1 : 0);
 }
 
+// The CPU a thread runs on, -1 where the system does not say.
+int current_cpu() {
+#if defined(__linux__)
+  return sched_getcpu();
+#else
+  return -1;
+#endif
+}
+
 #if CONVFORGE_OPENMP
 bool share_open(uint64_t word) { return (word & 3) == kShareOpen && (word >> 2) != 0; }
 
+// Whether this worker runs on the CPU its caller last posted a job from: then it yields at once
+// between jobs, since the caller cannot run meanwhile.
+bool on_callers_cpu(const ThreadTeam* team) {
+  const int cpu = current_cpu();
+  return cpu >= 0 && cpu == team->caller_cpu.load(std::memory_order_relaxed);
+}
+
 // A worker between jobs: spins for a share to open for ~2 ms (the gap between a plan's parallel
-// loops, or between two predicts in a loop, is microseconds), yielding every 256 pauses so that
-// a caller placed on this CPU gets it; then sleeps until the caller opens one.
+// loops, or between two predicts in a loop, is microseconds), then sleeps until the caller opens
+// one. Past the first 50 us, or from the start where it shares the caller's CPU, it yields the
+// CPU every 256 pauses, so that a caller placed on this CPU gets it. (Yielding from the start
+// cost a 3-loop Dense call of 30 us on two threads 2-7 us: a job posted while the worker was in
+// the system call waited for it.)
 void worker_loop(ThreadTeam* team, TeamWorker* self) {
   SerialKernels serial;  // what a share calls runs on this thread alone
   constexpr int kPausesPerYield = 256;
+  constexpr auto kSpinAlone = std::chrono::microseconds(50);
   constexpr auto kSpin = std::chrono::milliseconds(2);
   auto idle_since = std::chrono::steady_clock::now();
   int pauses = 0;
@@ -227,7 +248,9 @@ void worker_loop(ThreadTeam* team, TeamWorker* self) {
 #endif
     if (++pauses < kPausesPerYield) continue;
     pauses = 0;
-    if (std::chrono::steady_clock::now() - idle_since < kSpin) {
+    const auto idle = std::chrono::steady_clock::now() - idle_since;
+    if (idle < kSpinAlone && !on_callers_cpu(team)) continue;
+    if (idle < kSpin) {
       std::this_thread::yield();
       continue;
     }
@@ -308,6 +331,7 @@ void detail::thread_team_run(int threads, int64_t items, TeamItems run_items, vo
   team->threads = threads;
   const uint64_t job = ++team->job;
   const uint64_t open = job << 2 | kShareOpen;
+  team->caller_cpu.store(current_cpu(), std::memory_order_relaxed);
   for (int t = 1; t < threads; ++t) team->workers[static_cast<std::size_t>(t - 1)]->share.store(open, std::memory_order_seq_cst);
   if (team->sleepers.load(std::memory_order_seq_cst) > 0) {
     { std::lock_guard<std::mutex> lock(team->sleep_mutex); }  // a worker is waiting, or sees the share open
@@ -344,39 +368,62 @@ void detail::thread_team_run(int threads, int64_t items, TeamItems run_items, vo
   if (theirs) std::rethrow_exception(theirs);
 }
 
-void run_with_thread_team(int threads, void (*body)(void*), void* ctx) {
+namespace {
+
+// Runs body(ctx) on the process's team of `threads` threads (fewer if the system would not make
+// more); false, nothing run, where it cannot: one thread, no OpenMP, under SerialKernels, in a
+// forked child, inside a team already, or the team held by another thread's body (another
+// Python thread's predict: one body at a time on the team).
+bool run_on_team(int threads, void (*body)(void*), void* ctx) {
 #if CONVFORGE_OPENMP
   if (threads > 1 && !t_serial && !g_forked_child.load() && t_team == nullptr) {
     ThreadTeam& team = the_team();
-    // One body at a time on the team: a second caller meanwhile (another Python thread's
-    // predict) runs its body as any code outside a team, its loops in OpenMP regions.
     std::unique_lock<std::mutex> owner(team.owner, std::try_to_lock);
-    bool ready = owner.owns_lock();
-    if (ready) {
-      try {
-        grow_team(team, threads - 1);
-      } catch (const std::system_error&) {
-        // The system would not make another thread: the team has the workers made so far.
-        threads = static_cast<int>(team.workers.size()) + 1;
-        ready = threads > 1;
-      }
+    if (!owner.owns_lock()) return false;
+    try {
+      grow_team(team, threads - 1);
+    } catch (const std::system_error&) {
+      // The system would not make another thread: the team has the workers made so far.
+      threads = static_cast<int>(team.workers.size()) + 1;
+      if (threads < 2) return false;
     }
-    if (ready) {
-      team.size = threads;
-      t_team = &team;
-      try {
-        body(ctx);
-      } catch (...) {
-        t_team = nullptr;
-        throw;
-      }
+    team.size = threads;
+    t_team = &team;
+    try {
+      body(ctx);
+    } catch (...) {
       t_team = nullptr;
-      return;
+      throw;
     }
+    t_team = nullptr;
+    return true;
   }
 #endif
-  (void)threads;
-  body(ctx);
+  (void)threads, (void)body, (void)ctx;
+  return false;
+}
+
+}  // namespace
+
+void run_with_thread_team(int threads, void (*body)(void*), void* ctx) {
+  // Where the team is not to be had, body runs as any code outside a team, its loops in
+  // OpenMP regions.
+  if (!run_on_team(threads, body, ctx)) body(ctx);
+}
+
+bool detail::thread_team_run_alone(int threads, int64_t items, TeamItems run_items, void* ctx) {
+  struct Loop {
+    int threads;
+    int64_t items;
+    TeamItems run_items;
+    void* ctx;
+  } loop{threads, items, run_items, ctx};
+  return run_on_team(
+      threads, [](void* p) {
+        const Loop& l = *static_cast<const Loop*>(p);
+        thread_team_run(l.threads, l.items, l.run_items, l.ctx);
+      },
+      &loop);
 }
 
 void set_num_threads(int n) {

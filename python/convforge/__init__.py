@@ -31,8 +31,9 @@ def _check_thread_environment():
 # GNU OpenMP starts with its own wait policy (spin ~300,000 times before a waiting thread sleeps;
 # the user's OMP_WAIT_POLICY / GOMP_SPINCOUNT if set). convforge once started it with 1,000 spins
 # so that its threads yield quickly on a busy machine; that cost a quiet machine 5-37% on a
-# LeNet-5 step, and fit's adaptive thread count (convforge/threads.py) fixes the busy case
-# better: docs/RELIABILITY.md ("Busy machines"), bench/busy_machine.md.
+# LeNet-5 step. Since the twenty-second stop the kernels' loops run on convforge's own thread
+# team, which never waits for a thread that cannot run (OpenMP only while another thread's call
+# holds it): docs/RELIABILITY.md ("Busy machines"), bench/busy_machine.md.
 try:
     from . import _core
 except ImportError as err:  # pragma: no cover - depends on how the package was installed
