@@ -118,9 +118,9 @@ SerialKernels::~SerialKernels() { t_serial = previous_; }
 
 namespace {
 
-// The thread team of run_with_thread_team: the body's thread (the caller) and size - 1 worker
-// threads of convforge's own, made on first use and kept for the process (never destroyed: a
-// worker may still be asleep on its condition variable at exit).
+// The thread team of run_with_thread_team and of every parallel_for: the body's thread (the
+// caller) and size - 1 worker threads of convforge's own, made on first use and kept for the
+// process (never destroyed: a worker may still be asleep on its condition variable at exit).
 //
 // Why not an OpenMP region per run, as until 2026-12-05: on a 2-vCPU KVM guest whose host had
 // taken the idle vCPU away, the worker woken for a one-image predict after 0.2 s without one
