@@ -1,7 +1,7 @@
 """convforge: a fast CPU convolution engine with a Keras-like API.
 
 The kernels (conv2d, max-pooling, ReLU; forward and backward) are C++ with
-OpenMP threads and AVX-512/AVX2 code chosen at run time; ``convforge.functional``
+threads of their own and AVX-512/AVX2 code chosen at run time; ``convforge.functional``
 is their NumPy-facing API and ``convforge.reference`` the NumPy oracles they are
 tested against.
 """

@@ -44,7 +44,7 @@ class _SingleThreadedBLAS:
 
     Why: NumPy products in a model (custom layers, Dense on inputs the compiled kernels
     do not take) run between kernel calls. OpenBLAS's own thread pool and the kernels'
-    OpenMP threads both busy-wait for work, so with both active they fight for the
+    threads both busy-wait for work, so with both active they fight for the
     cores: LeNet-5 training on 2 cores ran 7x slower when Dense used NumPy. An
     explicit ``$OPENBLAS_NUM_THREADS`` is respected; without OpenBLAS (or off Linux)
     this does nothing.
