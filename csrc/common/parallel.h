@@ -90,10 +90,13 @@ constexpr double kMinParallelFlops = 1.0e6;
 // its 0.2-MFLOP stem and 1x1 projections too: ~4 -> ~3 us each (bench/plan_profile.py).
 constexpr double kMinTeamParallelFlops = 1.5e5;
 
-// A thread team's region costs about what one OpenMP region does: worth it for a run of at
-// least this many operations (a few ops that could split), not for one whose ops all stay on
-// one thread.
-constexpr double kMinTeamPlanFlops = 4.0e6;
+// A plan's run on the thread team is worth it from this many operations (a few ops that could
+// split), not for one whose ops all stay on one thread. At 4 MFLOP (until the twenty-second stop,
+// when a team run opened an OpenMP region) LeNet-5's predict of 4 images (2.3 MFLOP) ran its ops
+// on one thread; at 2 MFLOP, two threads on the team: 43.8-44.8 -> 39.6-39.8 us, 6 images
+// 50.2-50.6 -> 47.4 us, 1 and 2 images level (a 2-vCPU Xeon; at 1 MFLOP 2 images took 25 us
+// against 20).
+constexpr double kMinTeamPlanFlops = 2.0e6;
 
 inline double min_parallel_flops() {
   return detail::thread_team_available() ? kMinTeamParallelFlops : kMinParallelFlops;
