@@ -222,8 +222,9 @@ void dense_bwd_weights(const DenseShape& s, const typename UK::T* diff_dst, cons
 }
 
 // dx = dy . w^T. With an in-register 16 x 16 transpose (AVX-512) w^T costs about a tenth of the
-// product, and the product then runs on the packed micro-kernel: phase 1 transposes w and packs
-// dy, phase 2 computes column blocks of dx. Without one, dot products of rows of dy and of w,
+// product, and the product then runs on the packed micro-kernel: each item transposes the
+// features of w its block of dx columns needs and computes that block. Without one, dot
+// products of rows of dy and of w,
 // whose horizontal sums cost more on short rows but need no scratch.
 
 template <class UK>
@@ -234,37 +235,54 @@ void dense_bwd_data(const DenseShape& s, const typename UK::T* diff_dst, const t
   if constexpr (UK::kOuterLanes == 16) {
     constexpr int64_t L = 16;
     const int64_t ldw = padded_ld<T>(I), KC = imin(U, kKc);
-    const int64_t w_blocks = ceil_div(I, L), panels = ceil_div(N, UK::MR), kblocks = ceil_div(U, KC);
-    const int64_t col_items = ceil_div(I, kDenseColumns);
+    const int64_t panels = ceil_div(N, UK::MR);
+    // Blocks of 32 columns of dx: LeNet's F5 (400 features) is 13 items, where 64-column
+    // blocks made 7 (4 and 3 on two threads): 36.8 against 41.7 us on two threads (a 2-vCPU Xeon).
+    constexpr int64_t kColumns = 32;
+    static_assert(kColumns % L == 0, "an item's columns are whole 16-feature blocks of w");
+    const int64_t col_items = ceil_div(I, kColumns);
     const int threads = plan_threads(col_items, s.flops());
     Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
-        carve_bytes<T>(U * ldw) + carve_bytes<T>(N * U) + carve_bytes<const T*>(U))))};
+        carve_bytes<T>(U * ldw) + carve_bytes<const T*>(U) + carve_bytes<int>(threads))))};
     T* wt = ws.template take<T>(U * ldw);
-    T* pa = ws.template take<T>(N * U);
     const T** brow = ws.template take<const T*>(U);
+    int* packed = ws.template take<int>(threads);  // per thread: its copy of packed dy is made
     for (int64_t u = 0; u < U; ++u) brow[u] = wt + u * ldw;
-    // Phase 1: w^T (items [0, w_blocks): 16 features each) and packed dy (one item per row
-    // panel and reduction block, the layout macro_kernel reads).
-    parallel_for(threads, w_blocks + panels * kblocks, [&](int64_t item, int) {
-      if (item >= w_blocks) {
-        const int64_t p = (item - w_blocks) / kblocks, k0 = (item - w_blocks) % kblocks * KC;
-        const int64_t height = panel_height<UK::MR>(N), r0 = imin(p * height, N), r1 = imin(r0 + height, N);
-        if (r0 < r1)
-          pack_a<T, UK::MR>([&](int64_t i, int64_t k) { return diff_dst[i * U + k]; }, N, r0, r1, k0,
-                            imin(KC, U - k0), pa);
-        return;
+    for (int t = 0; t < threads; ++t) packed[t] = 0;
+    const ThreadAreas areas = thread_areas(static_cast<std::size_t>(carve_bytes<T>(N * U)), threads);
+    // One pass of items, each a block of kColumns columns of dx: it transposes its own
+    // features of w into wt (the slab it reads) and runs the product on a packed dy of its
+    // thread's own (packed once per thread: 64 x 120 values for LeNet's F5). As two passes
+    // (w^T and packed dy shared by all, then the products; half of what the second read had
+    // been written by the other core, and a barrier between), LeNet's F5 backward-data (64 x 120
+    // -> 400) took 40-41 us on two threads against 47-49 on one, F6 (64 x 84 -> 120) 14.4-15.8
+    // against 11.6-12.2, 64 x 1200 -> 400 542-554 against 581-610; in one pass 39-40, 10.6-10.7
+    // and 387-400 (a 2-vCPU Xeon). Why F5 gains so little from a second thread is not known.
+    // Each column of dx is the same product of the same packed values whoever packs them: same
+    // bits.
+    parallel_for(threads, col_items, [&](int64_t item, int tid) {
+      Carver tws{areas.of(tid)};
+      T* pa = tws.template take<T>(N * U);
+      if (!packed[tid]) {
+        for (int64_t p = 0; p < panels; ++p)
+          for (int64_t k0 = 0; k0 < U; k0 += KC) {
+            const int64_t height = panel_height<UK::MR>(N), r0 = imin(p * height, N), r1 = imin(r0 + height, N);
+            if (r0 < r1)
+              pack_a<T, UK::MR>([&](int64_t i, int64_t k) { return diff_dst[i * U + k]; }, N, r0, r1, k0,
+                                imin(KC, U - k0), pa);
+          }
+        packed[tid] = 1;
       }
-      const int64_t i0 = item * L, fi = imin(L, I - i0);
-      int64_t u0 = 0;
-      if (fi == L) {
-        for (; u0 + L <= U; u0 += L) UK::transpose16(wei + i0 * U + u0, U, wt + u0 * ldw + i0, ldw);
+      const int64_t c0 = item * kColumns, nb = imin(kColumns, I - c0);
+      for (int64_t i0 = c0; i0 < c0 + nb; i0 += L) {
+        const int64_t fi = imin(L, I - i0);
+        int64_t u0 = 0;
+        if (fi == L) {
+          for (; u0 + L <= U; u0 += L) UK::transpose16(wei + i0 * U + u0, U, wt + u0 * ldw + i0, ldw);
+        }
+        for (int64_t u = u0; u < U; ++u)
+          for (int64_t i = 0; i < fi; ++i) wt[u * ldw + i0 + i] = wei[(i0 + i) * U + u];
       }
-      for (int64_t u = u0; u < U; ++u)
-        for (int64_t i = 0; i < fi; ++i) wt[u * ldw + i0 + i] = wei[(i0 + i) * U + u];
-    });
-    // Phase 2: dx[:, c0:c0 + nb] over the whole reduction, in KC blocks.
-    parallel_for(threads, col_items, [&](int64_t item, int) {
-      const int64_t c0 = item * kDenseColumns, nb = imin(kDenseColumns, I - c0);
       for (int64_t k0 = 0; k0 < U; k0 += KC)
         macro_kernel<UK>(pa, N, 0, N, k0, imin(KC, U - k0), brow + k0, c0, nb, diff_src + c0, I, k0 > 0);
     });
