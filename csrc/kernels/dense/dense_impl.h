@@ -43,6 +43,8 @@ int64_t row_items(int64_t rows) {
 
 constexpr int64_t kDenseRowChunk = 1024;
 constexpr int64_t kDenseColumns = 64;  // output columns per work item of the packed forms
+// Backward-data packs dy once per thread up to this many values (256 KiB of float), else once.
+constexpr int64_t kDenseOwnPackValues = int64_t{1} << 16;
 
 // One item per A panel of at most MR rows, each over all of w: no scratch beyond one panel,
 // and w's reduction block (kKc rows) read from L2 by every item while it fits there.
@@ -242,36 +244,46 @@ void dense_bwd_data(const DenseShape& s, const typename UK::T* diff_dst, const t
     static_assert(kColumns % L == 0, "an item's columns are whole 16-feature blocks of w");
     const int64_t col_items = ceil_div(I, kColumns);
     const int threads = plan_threads(col_items, s.flops());
+    // dy packed once per thread where it is small (its copy then stays in that core's cache),
+    // else once, shared: per thread, a 1024 x 4096 dy would be 16 MiB a thread.
+    const bool own_pack = threads > 1 && N * U <= kDenseOwnPackValues;
     Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
-        carve_bytes<T>(U * ldw) + carve_bytes<const T*>(U) + carve_bytes<int>(threads))))};
+        carve_bytes<T>(U * ldw) + carve_bytes<const T*>(U) + carve_bytes<int>(threads) +
+        carve_bytes<T>(own_pack ? 0 : N * U))))};
     T* wt = ws.template take<T>(U * ldw);
     const T** brow = ws.template take<const T*>(U);
-    int* packed = ws.template take<int>(threads);  // per thread: its copy of packed dy is made
+    int* packed = ws.template take<int>(threads);  // own_pack: per thread, its copy is made
+    T* shared_pa = ws.template take<T>(own_pack ? 0 : N * U);
     for (int64_t u = 0; u < U; ++u) brow[u] = wt + u * ldw;
     for (int t = 0; t < threads; ++t) packed[t] = 0;
-    const ThreadAreas areas = thread_areas(static_cast<std::size_t>(carve_bytes<T>(N * U)), threads);
-    // One pass of items, each a block of kColumns columns of dx: it transposes its own
-    // features of w into wt (the slab it reads) and runs the product on a packed dy of its
-    // thread's own (packed once per thread: 64 x 120 values for LeNet's F5). As two passes
-    // (w^T and packed dy shared by all, then the products; half of what the second read had
-    // been written by the other core, and a barrier between), LeNet's F5 backward-data (64 x 120
-    // -> 400) took 40-41 us on two threads against 47-49 on one, F6 (64 x 84 -> 120) 14.4-15.8
-    // against 11.6-12.2, 64 x 1200 -> 400 542-554 against 581-610; in one pass 39-40, 10.6-10.7
-    // and 387-400 (a 2-vCPU Xeon). Why F5 gains so little from a second thread is not known.
-    // Each column of dx is the same product of the same packed values whoever packs them: same
-    // bits.
+    const ThreadAreas areas = thread_areas(static_cast<std::size_t>(carve_bytes<T>(own_pack ? N * U : 0)), threads);
+    auto pack_panel = [&](int64_t p, T* pa) {  // row panel p of dy, all its reduction blocks
+      const int64_t height = panel_height<UK::MR>(N), r0 = imin(p * height, N), r1 = imin(r0 + height, N);
+      if (r0 < r1)
+        for (int64_t k0 = 0; k0 < U; k0 += KC)
+          pack_a<T, UK::MR>([&](int64_t i, int64_t k) { return diff_dst[i * U + k]; }, N, r0, r1, k0,
+                            imin(KC, U - k0), pa);
+    };
+    if (!own_pack) parallel_for(threads, panels, [&](int64_t p, int) { pack_panel(p, shared_pa); });
+    // Then one pass of items, each a block of kColumns columns of dx: it transposes its own
+    // features of w into wt (the slab it reads) and runs the product. As two passes (w^T and
+    // packed dy shared by all, then the products; half of what the second read had been written
+    // by the other core, and a barrier between), LeNet's F5 backward-data (64 x 120 -> 400) took
+    // 40-41 us on two threads against 47-49 on one, F6 (64 x 84 -> 120) 14.4-15.8 against
+    // 11.6-12.2, 64 x 1200 -> 400 542-554 against 581-610; in one pass with dy packed per thread
+    // 39-40, 10.6-10.7 and 387-400 (a 2-vCPU Xeon). Why F5 gains so little from a second thread
+    // is not known. Each column of dx is the same product of the same packed values whoever
+    // packs them: same bits.
     parallel_for(threads, col_items, [&](int64_t item, int tid) {
-      Carver tws{areas.of(tid)};
-      T* pa = tws.template take<T>(N * U);
-      if (!packed[tid]) {
-        for (int64_t p = 0; p < panels; ++p)
-          for (int64_t k0 = 0; k0 < U; k0 += KC) {
-            const int64_t height = panel_height<UK::MR>(N), r0 = imin(p * height, N), r1 = imin(r0 + height, N);
-            if (r0 < r1)
-              pack_a<T, UK::MR>([&](int64_t i, int64_t k) { return diff_dst[i * U + k]; }, N, r0, r1, k0,
-                                imin(KC, U - k0), pa);
-          }
-        packed[tid] = 1;
+      const T* pa = shared_pa;
+      if (own_pack) {
+        Carver tws{areas.of(tid)};
+        T* mine = tws.template take<T>(N * U);
+        if (!packed[tid]) {
+          for (int64_t p = 0; p < panels; ++p) pack_panel(p, mine);
+          packed[tid] = 1;
+        }
+        pa = mine;
       }
       const int64_t c0 = item * kColumns, nb = imin(kColumns, I - c0);
       for (int64_t i0 = c0; i0 < c0 + nb; i0 += L) {
