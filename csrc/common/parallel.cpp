@@ -229,7 +229,8 @@ void worker_loop(ThreadTeam* team, TeamWorker* self) {
   for (;;) {
     uint64_t word = self->share.load(std::memory_order_acquire);
     if (share_open(word)) {
-      if (self->share.compare_exchange_strong(word, (word & ~uint64_t{3}) | kShareByWorker, std::memory_order_acq_rel)) {
+      const uint64_t mine = (word & ~uint64_t{3}) | kShareByWorker;
+      if (self->share.compare_exchange_strong(word, mine, std::memory_order_acq_rel)) {
         int64_t begin = 0, end = 0;
         static_range(team->items, team->threads, self->tid, &begin, &end);
         try {
@@ -262,13 +263,14 @@ void worker_loop(ThreadTeam* team, TeamWorker* self) {
   }
 }
 
-// The process's team, with at least `workers` workers (made here: std::system_error if the
-// system refuses a thread). Only the owner's holder calls it.
+// The process's team.
 ThreadTeam& the_team() {
   static ThreadTeam* team = new ThreadTeam;  // never destroyed (see ThreadTeam)
   return *team;
 }
 
+// Makes the team's workers up to `workers` (std::system_error if the system refuses a thread).
+// Only the owner's holder calls it.
 void grow_team(ThreadTeam& team, int workers) {
   while (static_cast<int>(team.workers.size()) < workers) {
     auto worker = std::make_unique<TeamWorker>();
@@ -332,7 +334,8 @@ void detail::thread_team_run(int threads, int64_t items, TeamItems run_items, vo
   const uint64_t job = ++team->job;
   const uint64_t open = job << 2 | kShareOpen;
   team->caller_cpu.store(current_cpu(), std::memory_order_relaxed);
-  for (int t = 1; t < threads; ++t) team->workers[static_cast<std::size_t>(t - 1)]->share.store(open, std::memory_order_seq_cst);
+  for (int t = 1; t < threads; ++t)
+    team->workers[static_cast<std::size_t>(t - 1)]->share.store(open, std::memory_order_seq_cst);
   if (team->sleepers.load(std::memory_order_seq_cst) > 0) {
     { std::lock_guard<std::mutex> lock(team->sleep_mutex); }  // a worker is waiting, or sees the share open
     team->wake.notify_all();

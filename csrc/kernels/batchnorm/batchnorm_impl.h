@@ -496,9 +496,9 @@ inline BatchnormSplit batchnorm_split(const ChannelShape& s) {
   return p;
 }
 
-// batchnorm_bwd_images for rows of fewer than kBnBwdRunRow values, as the forward's runs: an item's channels of one image are one contiguous run,
-// per-position constants (the channel's mean, its dx coefficients, the fused ReLU's) in place of
-// each row's scalars. The same items and chunks as the rows' form: a channel's sums add its
+// batchnorm_bwd_images for rows of fewer than kBnBwdRunRow values, as the forward's runs: an
+// item's channels of one image are one contiguous run, per-position constants (the channel's
+// mean, its dx coefficients, the fused ReLU's) in place of each row's scalars. The same items and chunks as the rows' form: a channel's sums add its
 // images in order within each chunk (8 images at a time per position in float lanes, then
 // doubles, the rows' bound), its positions in order, then the chunks in order. A
 // BatchNormalization after a Dense layer is (N, F, 1, 1): one value a row, a call each. One
