@@ -8,7 +8,10 @@ times each of its ops inside that call (``InferencePlan.profile``: a steady cloc
 op, ``--runs`` runs of one batch, mean per op), so a figure includes what a kernel pays there and
 not in a standalone call: its input in another core's cache, the BatchNormalization folded into
 the weights on every run, the residual Add fused into the conv. One line per op, as
-``plan.describe()`` names it, with its share of the sum. The sum is the ops alone (not the
+``plan.describe()`` names it, with its share of the sum; on several threads, also the time each
+thread spent in the op's parallel loops (thread 0 the calling one): an op whose threads each
+take about its whole time gains nothing from them, whatever the reason (the items' split, the
+data each thread reads from the other core's cache). The sum is the ops alone (not the
 compare of the kept weights that precedes them on every run); ``predict``
 adds the Python around it (shown for comparison, its best of 5 loops). A batch larger than the
 plan's ``chunk_samples`` runs in chunks: profiled, one chunk after another with every op on all
@@ -88,15 +91,25 @@ def main(argv=None) -> int:
         if runs <= 0:
             once = float(F.profile_inference_plan(plan, xin, 3).sum())
             runs = max(3, min(100000, int(0.5 / max(once, 1e-7))))
-        seconds = F.profile_inference_plan(plan, xin, runs)
+        table = F.profile_inference_plan(plan, xin, runs, per_thread=args.threads > 1)
+        seconds = table[:, 0] if table.ndim == 2 else table
         total = float(seconds.sum())
         whole = predict_seconds(model, x, max(1, runs // 5))
         print(f"\n{name}: plan {total * 1e3:.4f} ms (sum of its ops, mean of {runs} runs); "
               f"predict {whole * 1e3:.4f} ms\n")
-        print("| op | us | share |")
-        print("|---|---:|---:|")
-        for line, s in zip(plan.describe().splitlines(), seconds):
-            print(f"| {line} | {s * 1e6:.2f} | {s / total:.1%} |")
+        threads = table.shape[1] - 1 if table.ndim == 2 else 0
+        print("| op | us | share |" + "".join(f" thread {t} us |" for t in range(threads)))
+        print("|---|---:|---:|" + "---:|" * threads)
+        for line, row in zip(plan.describe().splitlines(), table if threads else seconds[:, None]):
+            print(f"| {line} | {row[0] * 1e6:.2f} | {row[0] / total:.1%} |" + "".join(f" {b * 1e6:.2f} |" for b in row[1:]))
+        if threads:
+            busy = table[:, 1:].sum(axis=0)
+            if not busy.any():
+                print("\nno op ran on the thread team (a small batch of a small model stays on one thread)")
+            else:
+                print(f"\nthreads' time in the ops' parallel loops (us a run): "
+                      + ", ".join(f"thread {t} {b * 1e6:.1f}" for t, b in enumerate(busy))
+                      + f"; the ops' wall time {total * 1e6:.1f}")
     return 0
 
 

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "bindings/arrays.h"
+#include "common/parallel.h"
 #include "plan/inference_plan.h"
 
 namespace convforge::bindings {
@@ -185,9 +186,11 @@ class PyPlan {
     return conv_algorithm.cast<std::string>();
   }
 
-  // Each op's mean wall time in seconds over `runs` runs of the batch `xs` (outputs discarded).
+  // Each op's mean wall time in seconds over `runs` runs of the batch `xs` (outputs discarded);
+  // with `per_thread`, an (ops, 1 + threads) array: that time, then each thread's time in the
+  // op's parallel loops (InferencePlan::run_timed).
   py::array_t<double> profile(const std::vector<py::array>& xs, const py::object& runs_arg,
-                              const py::object& conv_algorithm) const {
+                              const py::object& conv_algorithm, bool per_thread) const {
     if (!py::isinstance<py::int_>(runs_arg) || py::isinstance<py::bool_>(runs_arg))
       throw py::type_error("runs must be an int, got " + std::string(py::str(py::type::of(runs_arg).attr("__name__"))));
     const long long runs = runs_arg.cast<long long>();
@@ -201,14 +204,28 @@ class PyPlan {
       std::vector<py::array_t<T>> held = output_arrays(plan, mb);
       std::vector<T*> outputs;
       for (auto& y : held) outputs.push_back(y.mutable_data());
-      py::array_t<double> seconds(static_cast<py::ssize_t>(plan.num_ops()));
-      double* s = seconds.mutable_data();
-      std::fill(s, s + plan.num_ops(), 0.0);
+      const int ops = plan.num_ops(), threads = per_thread ? convforge::num_threads() : 0;
+      std::vector<double> op_seconds(static_cast<std::size_t>(ops), 0.0);
+      std::vector<double> share_seconds(static_cast<std::size_t>(ops) * static_cast<std::size_t>(threads), 0.0);
       {
         ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
-        for (long long r = 0; r < runs; ++r) plan.run_timed(mb, inputs, outputs, forced, s);
+        for (long long r = 0; r < runs; ++r)
+          plan.run_timed(mb, inputs, outputs, forced, op_seconds.data(), per_thread ? share_seconds.data() : nullptr,
+                         threads);
       }
-      for (int k = 0; k < plan.num_ops(); ++k) s[k] /= static_cast<double>(runs);
+      const double n = static_cast<double>(runs);
+      if (!per_thread) {
+        py::array_t<double> seconds(static_cast<py::ssize_t>(ops));
+        for (int k = 0; k < ops; ++k) seconds.mutable_data()[k] = op_seconds[static_cast<std::size_t>(k)] / n;
+        return seconds;
+      }
+      py::array_t<double> seconds({static_cast<py::ssize_t>(ops), static_cast<py::ssize_t>(1 + threads)});
+      auto out = seconds.mutable_unchecked<2>();
+      for (int k = 0; k < ops; ++k) {
+        out(k, 0) = op_seconds[static_cast<std::size_t>(k)] / n;
+        for (int t = 0; t < threads; ++t)
+          out(k, 1 + t) = share_seconds[static_cast<std::size_t>(k) * static_cast<std::size_t>(threads) + t] / n;
+      }
       return seconds;
     });
   }
@@ -499,8 +516,10 @@ void bind_plan(py::module_& m) {
            "The outputs for a batch: one array per output, (batch, *dims). conv_algorithm: the conv2d "
            "forward algorithm to force (ValueError where it does not apply).")
       .def("profile", &PyPlan::profile, py::arg("inputs"), py::arg("runs"), py::arg("conv_algorithm") = py::none(),
+           py::arg("per_thread") = false,
            "Each op's mean wall time in seconds (one entry per line of describe()) over `runs` runs of the "
-           "batch; the outputs are discarded.");
+           "batch; the outputs are discarded. per_thread: an (ops, 1 + threads) array, that time and then "
+           "each thread's time in the op's parallel loops (zeros where the op ran without the thread team).");
 }
 
 }  // namespace convforge::bindings

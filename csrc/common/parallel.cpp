@@ -155,6 +155,8 @@ struct ThreadTeam {
   std::condition_variable wake;
   std::atomic<int> sleepers{0};
   std::atomic<int> caller_cpu{-1};  // where the caller posted its last job from
+  // set_share_seconds: set by the caller between jobs, read by a worker after claiming a share.
+  double* share_seconds = nullptr;
 };
 
 thread_local ThreadTeam* t_team = nullptr;  // on the body's thread, outside jobs
@@ -233,11 +235,15 @@ void worker_loop(ThreadTeam* team, TeamWorker* self) {
       if (self->share.compare_exchange_strong(word, mine, std::memory_order_acq_rel)) {
         int64_t begin = 0, end = 0;
         static_range(team->items, team->threads, self->tid, &begin, &end);
+        double* const clock = team->share_seconds;  // the caller reads it once the share is done
+        const auto start = clock != nullptr ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         try {
           team->run_items(team->ctx, begin, end, self->tid);
         } catch (...) {
           team->error.keep();  // rethrown by the caller (thread_team_run)
         }
+        if (clock != nullptr)
+          clock[self->tid] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         self->share.store((word & ~uint64_t{3}) | kShareDone, std::memory_order_release);
       }
       idle_since = std::chrono::steady_clock::now();
@@ -286,6 +292,10 @@ void grow_team(ThreadTeam& team, int workers) {
 
 bool detail::thread_team_available() { return t_team != nullptr; }
 
+void detail::set_share_seconds(double* seconds) noexcept {
+  if (t_team != nullptr) t_team->share_seconds = seconds;
+}
+
 detail::FirstError::FirstError() noexcept : failed_(false) {}
 detail::FirstError::~FirstError() = default;
 
@@ -321,9 +331,16 @@ void detail::thread_team_run(int threads, int64_t items, TeamItems run_items, vo
   if (threads > team->size) threads = team->size;
   if (threads > items) threads = static_cast<int>(items < 1 ? 1 : items);
   int64_t begin = 0, end = 0;
+  double* const clock = team->share_seconds;
+  const auto start = clock != nullptr ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+  // The caller's time in items (clock[0]): from here to the end of the last share it runs.
+  auto clock_caller = [&] {
+    if (clock != nullptr) clock[0] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
   if (threads <= 1) {
     TeamShare share(team);
     run_items(ctx, 0, items, 0);
+    clock_caller();
     return;
   }
   note_parallel_loop();
@@ -359,6 +376,7 @@ void detail::thread_team_run(int threads, int64_t items, TeamItems run_items, vo
             expected, job << 2 | kShareByCaller, std::memory_order_acq_rel))
       run_share(t);
   }
+  clock_caller();
   // Every share a worker claimed must be done before the job's fields change (the next job) or
   // ctx goes (the caller's frame).
   for (int t = 1; t < threads; ++t) {

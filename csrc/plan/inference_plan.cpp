@@ -835,9 +835,14 @@ void InferencePlan<T>::run(int64_t mb, const std::vector<const T*>& inputs, cons
 
 template <class T>
 void InferencePlan<T>::run_timed(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
-                                 const std::string& forced_conv, double* op_seconds) const {
+                                 const std::string& forced_conv, double* op_seconds, double* share_seconds,
+                                 int share_threads) const {
   if (op_seconds == nullptr) throw std::invalid_argument("inference plan: run_timed() needs room for the op times");
-  run_ops(mb, inputs, outputs, forced_conv, op_seconds);
+  if (share_seconds != nullptr && share_threads < num_threads())
+    throw std::invalid_argument("inference plan: run_timed() needs room for the times of " +
+                                std::to_string(num_threads()) + " threads, got " + std::to_string(share_threads));
+  const OpClock clock{op_seconds, share_seconds, share_seconds != nullptr ? share_threads : 0};
+  run_ops(mb, inputs, outputs, forced_conv, &clock);
 }
 
 template <class T>
@@ -868,18 +873,21 @@ std::vector<int64_t> InferencePlan<T>::chunk_sizes(int64_t mb) const {
 template <class T>
 void InferencePlan<T>::run_chunk(int64_t mb, const T* arena, const std::vector<Kept>& kept, T* slots, bool own_places,
                                  const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
-                                 const char* forced_conv, double* op_seconds, int first, int last) const {
+                                 const char* forced_conv, const OpClock* clock, int first, int last) const {
   std::vector<T*> where(values_.size());
   for (int v = 0; v < static_cast<int>(values_.size()); ++v) where[v] = place(v, slots, mb, inputs, outputs, own_places);
   const std::size_t end = last < 0 ? ops_.size() : static_cast<std::size_t>(last);
   for (std::size_t k = static_cast<std::size_t>(first); k < end; ++k) {
-    if (op_seconds == nullptr) {
+    if (clock == nullptr) {
       run_op(ops_[k], mb, arena, kept[k], where, forced_conv);
       continue;
     }
+    if (clock->share_seconds != nullptr)
+      detail::set_share_seconds(clock->share_seconds + k * static_cast<std::size_t>(clock->share_threads));
     const auto start = std::chrono::steady_clock::now();
     run_op(ops_[k], mb, arena, kept[k], where, forced_conv);
-    op_seconds[k] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    clock->op_seconds[k] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (clock->share_seconds != nullptr) detail::set_share_seconds(nullptr);
   }
 }
 
@@ -933,12 +941,12 @@ bool InferencePlan<T>::own_places(int64_t mb) const {
 
 template <class T>
 void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
-                               const std::string& forced_conv, double* op_seconds) const {
+                               const std::string& forced_conv, const OpClock* clock) const {
   if (!finished_) throw std::logic_error("inference plan: run() before finish()");
   if (mb < 1) throw std::invalid_argument("inference plan: the batch must have at least one sample");
   if (inputs.size() != inputs_.size() || outputs.size() != outputs_.size())
     throw std::invalid_argument("inference plan: wrong number of inputs or outputs");
-  const RunLayout layout = run_layout(mb, op_seconds != nullptr);
+  const RunLayout layout = run_layout(mb, clock != nullptr);
   const std::vector<int64_t>& sizes = layout.sizes;
   const int64_t chunks = static_cast<int64_t>(sizes.size()), largest = layout.largest;
   const int workers = layout.workers, team = layout.team;
@@ -983,11 +991,11 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
         run_chunk(sizes[0], base, arena.kept, slots, own_places, in0, out0, forced_conv.c_str(), nullptr, 0, 1);
       };
       const bool ran_first =
-          refresh_all_kept(largest, base, arena.kept, forced_conv.c_str(), op_seconds == nullptr ? &first_op : nullptr);
+          refresh_all_kept(largest, base, arena.kept, forced_conv.c_str(), clock == nullptr ? &first_op : nullptr);
       for (int64_t c = 0; c < chunks; ++c) {
         chunk_ios(c, &in, &out);
         run_chunk(sizes[static_cast<std::size_t>(c)], base, arena.kept, slots, own_places, in, out, forced_conv.c_str(),
-                  op_seconds, c == 0 && ran_first ? 1 : 0);
+                  clock, c == 0 && ran_first ? 1 : 0);
       }
     };
     using Body = decltype(all_chunks);

@@ -131,8 +131,13 @@ class InferencePlan {
   // run(), adding each op's wall time in seconds to op_seconds[k] (k: the op's index, the line
   // of describe()); op_seconds holds num_ops() entries. Where a model's inference time goes
   // (bench/plan_profile.py): the per-op figures, not guesses from standalone kernel calls.
+  // With share_seconds (num_ops() x share_threads entries), where the ops run on a thread team,
+  // also the time each of its threads spent in op k's parallel loops, at
+  // share_seconds[k * share_threads + t] (detail::set_share_seconds): how evenly, and how
+  // fast, the threads did their parts (zeros where an op ran without the team).
   void run_timed(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
-                 const std::string& forced_conv, double* op_seconds) const;
+                 const std::string& forced_conv, double* op_seconds, double* share_seconds = nullptr,
+                 int share_threads = 0) const;
   int num_ops() const { return static_cast<int>(ops_.size()); }
   // Whether a run of mb samples in a thread team runs its first op on one thread while the
   // others compare the kept weights (refresh_all_kept): the compare worth sharing (64 KiB of
@@ -219,14 +224,20 @@ class InferencePlan {
               const char* forced_conv) const;
   // One chunk's ops [first, last) (last -1: to the end): `inputs` and `outputs` point at its
   // first sample, its values at `slots`.
+  // run_timed's destinations (see there); null where a run is not timed.
+  struct OpClock {
+    double* op_seconds;
+    double* share_seconds;
+    int share_threads;
+  };
   void run_chunk(int64_t mb, const T* arena, const std::vector<Kept>& kept, T* slots, bool own_places,
                  const std::vector<const T*>& inputs, const std::vector<T*>& outputs, const char* forced_conv,
-                 double* op_seconds, int first = 0, int last = -1) const;
+                 const OpClock* clock, int first = 0, int last = -1) const;
   double op_flops(const Op& op) const;  // a conv's or dense layer's operations per sample, else 0
   template <class F>
   static void for_each_source(const Op& op, F&& f);  // f(pointer, elements) per array a conv derives from
   void run_ops(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
-               const std::string& forced_conv, double* op_seconds) const;  // op_seconds may be null
+               const std::string& forced_conv, const OpClock* clock) const;  // clock may be null
   // How run_ops runs mb samples at the present thread count: the chunks' sizes and the largest,
   // the threads running whole chunks (workers), the team running each op (team), and whether
   // the values take places of their own (own_places) or shared slots. `timed`: run_timed.

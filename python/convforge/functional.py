@@ -693,12 +693,17 @@ def ready_predict(plan, weights, settings, shapes, tracked=False):
     return _core.ReadyPredict(plan, weights, settings, _forced_conv_algo, [list(s) for s in shapes], bool(tracked))
 
 
-def profile_inference_plan(plan, inputs, runs: int = 100) -> np.ndarray:
+def profile_inference_plan(plan, inputs, runs: int = 100, per_thread: bool = False) -> np.ndarray:
     """Each op's mean wall time in seconds over ``runs`` runs of ``plan`` on ``inputs`` (as
     :func:`run_inference_plan`; one entry per line of ``plan.describe()``), for
     ``bench/plan_profile.py``. A batch of several chunks (``plan.chunk_samples``) runs them one
-    after another here, each op on all threads, and each op's time is its sum over them."""
-    return plan.profile(inputs, runs, _forced_conv_algo.get("fwd"))
+    after another here, each op on all threads, and each op's time is its sum over them.
+
+    ``per_thread=True``: an ``(ops, 1 + threads)`` array, each op's time and then the time each
+    thread spent in the op's parallel loops (thread 0 the calling one; zeros where the op ran
+    without the thread team, as on one thread): how evenly, and how fast, the threads did their
+    parts. Its clock reads add ~0.1 us a loop."""
+    return plan.profile(inputs, runs, _forced_conv_algo.get("fwd"), bool(per_thread))
 
 
 def relu(x, out=None):

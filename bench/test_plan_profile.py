@@ -1,0 +1,27 @@
+"""bench/plan_profile.py runs end to end, its per-thread columns on two threads (a smoke test, not a timing)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import convforge
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_two_threads_report_each_threads_part_of_each_op():
+    run = subprocess.run([sys.executable, os.path.join(HERE, "plan_profile.py"), "--models", "resnet,lenet5",
+                          "--threads", "2", "--runs", "3"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    assert "| op | us | share | thread 0 us | thread 1 us |" in out, out
+    resnet, lenet5 = out[out.index("\nresnet:"):], out[out.index("\nlenet5:"):out.index("\nresnet:")]
+    row = r"^\| conv2d\(.*? \| ([\d.]+) \| [\d.]+% \| ([\d.]+) \| ([\d.]+) \|$"
+    resnet_rows, lenet5_rows = re.findall(row, resnet, re.M), re.findall(row, lenet5, re.M)
+    assert len(resnet_rows) == 9 and len(lenet5_rows) == 2, out
+    if convforge.build_info()["openmp"]:
+        # The ResNet's one image: every conv on both threads.
+        assert all(float(a) > 0 and float(b) > 0 for _, a, b in resnet_rows), resnet
+        assert re.search(r"threads' time in the ops' parallel loops \(us a run\): thread 0 [\d.]+, thread 1 [\d.]+", resnet)
+    assert "no op ran on the thread team" in lenet5, lenet5  # one image: every op on one thread
