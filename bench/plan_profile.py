@@ -101,7 +101,8 @@ def main(argv=None) -> int:
         print("| op | us | share |" + "".join(f" thread {t} us |" for t in range(threads)))
         print("|---|---:|---:|" + "---:|" * threads)
         for line, row in zip(plan.describe().splitlines(), table if threads else seconds[:, None]):
-            print(f"| {line} | {row[0] * 1e6:.2f} | {row[0] / total:.1%} |" + "".join(f" {b * 1e6:.2f} |" for b in row[1:]))
+            parts = "".join(f" {b * 1e6:.2f} |" for b in row[1:])
+            print(f"| {line} | {row[0] * 1e6:.2f} | {row[0] / total:.1%} |" + parts)
         if threads:
             busy = table[:, 1:].sum(axis=0)
             if not busy.any():

@@ -704,30 +704,37 @@ def test_profile_times_each_op_and_checks_its_arguments(rng, plans_on):
 
 def test_profile_per_thread_times_each_threads_part(rng, plans_on):
     # per_thread: each op's time, then each thread's time in its parallel loops. On two threads
-    # the example ResNet's one-image convs run on the thread team, both threads in each: a
-    # worker's time that went unrecorded (or was added to the caller's) fails here. On one
-    # thread, or without OpenMP, no op runs on the team: zeros.
+    # the example ResNet's one-image 28x28 convs run on the thread team: a worker's time that
+    # went unrecorded (or was added to the caller's) fails here. On one thread, or without
+    # OpenMP, no op runs on the team: zeros. (Which later convs split depends on the ISA's
+    # algorithms; a worker that finds no CPU, on a busy machine, leaves its shares to the caller:
+    # hence profiles until one has the worker's part, for up to 10 s.)
     model = example_resnet()
     x = rng.standard_normal((1, 28, 28, 1)).astype(np.float32)
     model.predict(x, verbose=0)
     plan = model._whole_plan().plan
     xin = [np.ascontiguousarray(x.transpose(0, 3, 1, 2))]
-    convs = ["conv2d" in line for line in plan.describe().splitlines()]
+    convs = np.array(["conv2d" in line for line in plan.describe().splitlines()])
     convforge.set_num_threads(1)
     one = F.profile_inference_plan(plan, xin, 3, per_thread=True)
     assert one.shape == (len(convs), 2) and one[:, 0].min() > 0
     np.testing.assert_array_equal(one[:, 1], 0.0)
-    convforge.set_num_threads(2)
-    two = F.profile_inference_plan(plan, xin, 5, per_thread=True)
-    assert two.shape == (len(convs), 3)
-    if convforge.get_num_threads() < 2:  # a build without OpenMP
-        np.testing.assert_array_equal(two[:, 1:], 0.0)
-        return
-    busy = two[convs, 1:]
-    assert busy.min() > 0  # both threads worked in every conv
-    # Inside the op's wall time (each thread's parts of it; 1 us for the clock reads).
-    assert np.all(busy <= two[convs, 0:1] + 1e-6)
     np.testing.assert_array_equal(F.profile_inference_plan(plan, xin, 1).shape, (len(convs),))
+    convforge.set_num_threads(2)
+    deadline = time.perf_counter() + 10
+    while True:
+        two = F.profile_inference_plan(plan, xin, 5, per_thread=True)
+        assert two.shape == (len(convs), 3)
+        if convforge.get_num_threads() < 2:  # a build without OpenMP
+            np.testing.assert_array_equal(two[:, 1:], 0.0)
+            return
+        # Each thread's part lies inside the op's wall time (1 us for the clock reads).
+        assert np.all(two[:, 1:] <= two[:, 0:1] + 1e-6)
+        if (two[convs, 1:].min(axis=1) > 0).any():
+            break
+        assert time.perf_counter() < deadline, f"no conv with time on both threads in 10 s of profiles: {two}"
+    split = two[:, 2] > 0
+    assert np.all(two[split, 1] > 0)  # the calling thread's part of every op the worker had a part of
 
 
 def test_plan_keeps_weights_alive():

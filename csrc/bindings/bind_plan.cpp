@@ -519,7 +519,8 @@ void bind_plan(py::module_& m) {
            py::arg("per_thread") = false,
            "Each op's mean wall time in seconds (one entry per line of describe()) over `runs` runs of the "
            "batch; the outputs are discarded. per_thread: an (ops, 1 + threads) array, that time and then "
-           "each thread's time in the op's parallel loops (zeros where the op ran without the thread team).");
+           "each thread's time in the op's parallel loops (zeros where the op ran without the thread team "
+           "or on one thread).");
 }
 
 }  // namespace convforge::bindings

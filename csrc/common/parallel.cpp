@@ -236,7 +236,8 @@ void worker_loop(ThreadTeam* team, TeamWorker* self) {
         int64_t begin = 0, end = 0;
         static_range(team->items, team->threads, self->tid, &begin, &end);
         double* const clock = team->share_seconds;  // the caller reads it once the share is done
-        const auto start = clock != nullptr ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+        const auto start =
+            clock != nullptr ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         try {
           team->run_items(team->ctx, begin, end, self->tid);
         } catch (...) {

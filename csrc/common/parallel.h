@@ -136,9 +136,10 @@ using TeamItems = void (*)(void* ctx, int64_t begin, int64_t end, int tid);
 // Runs items(ctx, begin, end, tid) for [0, items) on min(threads, team size) of the team.
 void thread_team_run(int threads, int64_t items, TeamItems run_items, void* ctx);
 // Profiles (InferencePlan::run_timed): on a team body's thread, while `seconds` is set, each of
-// the body's parallel loops adds the time each thread spends running items to seconds[tid] (tid
-// 0: the body's thread, with any share it runs for a worker that had not claimed it; one entry
-// per thread of the team). Null: off. Elsewhere a no-op.
+// the body's parallel loops on more than one thread adds the time each thread spends running
+// items to seconds[tid] (tid 0: the body's thread, with any share it runs for a worker that had
+// not claimed it; one entry per thread of the team). A loop a kernel runs on one thread runs in
+// place and is not counted. Null: off. Elsewhere a no-op.
 void set_share_seconds(double* seconds) noexcept;
 // The same on the process's team as a run of its own (run_with_thread_team), if the team is
 // free (no other thread's body holds it) and threads may be used here; false if not, nothing run.

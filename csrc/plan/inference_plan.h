@@ -134,7 +134,7 @@ class InferencePlan {
   // With share_seconds (num_ops() x share_threads entries), where the ops run on a thread team,
   // also the time each of its threads spent in op k's parallel loops, at
   // share_seconds[k * share_threads + t] (detail::set_share_seconds): how evenly, and how
-  // fast, the threads did their parts (zeros where an op ran without the team).
+  // fast, the threads did their parts (zeros where an op ran without the team or on one thread).
   void run_timed(int64_t mb, const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
                  const std::string& forced_conv, double* op_seconds, double* share_seconds = nullptr,
                  int share_threads = 0) const;

@@ -701,8 +701,8 @@ def profile_inference_plan(plan, inputs, runs: int = 100, per_thread: bool = Fal
 
     ``per_thread=True``: an ``(ops, 1 + threads)`` array, each op's time and then the time each
     thread spent in the op's parallel loops (thread 0 the calling one; zeros where the op ran
-    without the thread team, as on one thread): how evenly, and how fast, the threads did their
-    parts. Its clock reads add ~0.1 us a loop."""
+    without the thread team, as on one thread, or ran its loops on one thread): how evenly, and
+    how fast, the threads did their parts. Its clock reads add ~0.1 us a loop."""
     return plan.profile(inputs, runs, _forced_conv_algo.get("fwd"), bool(per_thread))
 
 
