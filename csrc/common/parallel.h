@@ -138,8 +138,8 @@ void thread_team_run(int threads, int64_t items, TeamItems run_items, void* ctx)
 // Profiles (InferencePlan::run_timed): on a team body's thread, while `seconds` is set, each of
 // the body's parallel loops on more than one thread adds the time each thread spends running
 // items to seconds[tid] (tid 0: the body's thread, with any share it runs for a worker that had
-// not claimed it; one entry per thread of the team). A loop a kernel runs on one thread runs in
-// place and is not counted. Null: off. Elsewhere a no-op.
+// not claimed it; one entry per thread of the team). A loop a kernel asks to run on one thread
+// runs in place and is not counted. Null: off. Elsewhere a no-op.
 void set_share_seconds(double* seconds) noexcept;
 // The same on the process's team as a run of its own (run_with_thread_team), if the team is
 // free (no other thread's body holds it) and threads may be used here; false if not, nothing run.

@@ -222,14 +222,14 @@ class InferencePlan {
   void refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, const char* forced_conv, bool same) const;
   void run_op(const Op& op, int64_t mb, const T* arena, const Kept& kept, const std::vector<T*>& where,
               const char* forced_conv) const;
-  // One chunk's ops [first, last) (last -1: to the end): `inputs` and `outputs` point at its
-  // first sample, its values at `slots`.
   // run_timed's destinations (see there); null where a run is not timed.
   struct OpClock {
     double* op_seconds;
     double* share_seconds;
     int share_threads;
   };
+  // One chunk's ops [first, last) (last -1: to the end): `inputs` and `outputs` point at its
+  // first sample, its values at `slots`.
   void run_chunk(int64_t mb, const T* arena, const std::vector<Kept>& kept, T* slots, bool own_places,
                  const std::vector<const T*>& inputs, const std::vector<T*>& outputs, const char* forced_conv,
                  const OpClock* clock, int first = 0, int last = -1) const;
