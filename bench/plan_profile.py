@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         if runs <= 0:
             once = float(F.profile_inference_plan(plan, xin, 3).sum())
             runs = max(3, min(100000, int(0.5 / max(once, 1e-7))))
-        table = F.profile_inference_plan(plan, xin, runs, per_thread=args.threads > 1)
+        table = F.profile_inference_plan(plan, xin, runs, per_thread=convforge.get_num_threads() > 1)
         seconds = table[:, 0] if table.ndim == 2 else table
         total = float(seconds.sum())
         whole = predict_seconds(model, x, max(1, runs // 5))

@@ -397,6 +397,7 @@ def test_a_decided_governor_times_one_call_in_a_few(two_threads_adaptive, monkey
     assert not threads._governing
 
 
+@needs_openmp
 def test_a_batch_on_one_thread_at_any_count_is_not_governed(two_threads_adaptive, monkeypatch):
     # A batch that the plan runs on one thread whatever the count (serial_samples: a one-image
     # LeNet-5) has nothing for the adaptive count to choose: predict, on the one-call path and
