@@ -27,8 +27,9 @@ CONVFORGE_ADAPTIVE_THREADS=0, at a fixed count). convforge leaves libgomp's wait
 (until 2026-12-03 it started libgomp with GOMP_SPINCOUNT=1000); the children set both
 explicitly. Since 2026-12-05 (twenty-second stop) the kernels' loops run on convforge's own
 thread team, not in OpenMP regions: the spin count then reaches only a loop run while another
-thread's call holds the team, and the policies' rows differ by noise. ``--steps`` sets the length of each timed ``fit`` and ``predict`` (the adaptive
-count's probes and its reaction to the competitor are inside the figures).
+thread's call holds the team, and the policies' rows differ by noise. ``--steps`` sets the
+length of each timed ``fit`` and ``predict`` (the adaptive count's probes and its reaction to
+the competitor are inside the figures).
 """
 
 from __future__ import annotations

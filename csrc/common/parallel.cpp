@@ -196,6 +196,11 @@ void static_range(int64_t items, int threads, int tid, int64_t* begin, int64_t* 
   *end = *begin + q + (tid < r ? 1 : 0);
 }
 
+// Seconds from `start` to now (set_share_seconds' clocks).
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 // The CPU a thread runs on, -1 where the system does not say.
 int current_cpu() {
 #if defined(__linux__)
@@ -243,8 +248,7 @@ void worker_loop(ThreadTeam* team, TeamWorker* self) {
         } catch (...) {
           team->error.keep();  // rethrown by the caller (thread_team_run)
         }
-        if (clock != nullptr)
-          clock[self->tid] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (clock != nullptr) clock[self->tid] += seconds_since(start);
         self->share.store((word & ~uint64_t{3}) | kShareDone, std::memory_order_release);
       }
       idle_since = std::chrono::steady_clock::now();
@@ -336,7 +340,7 @@ void detail::thread_team_run(int threads, int64_t items, TeamItems run_items, vo
   const auto start = clock != nullptr ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   // The caller's time in items (clock[0]): from here to the end of the last share it runs.
   auto clock_caller = [&] {
-    if (clock != nullptr) clock[0] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (clock != nullptr) clock[0] += seconds_since(start);
   };
   if (threads <= 1) {
     TeamShare share(team);

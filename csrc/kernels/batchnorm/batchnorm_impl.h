@@ -498,9 +498,10 @@ inline BatchnormSplit batchnorm_split(const ChannelShape& s) {
 
 // batchnorm_bwd_images for rows of fewer than kBnBwdRunRow values, as the forward's runs: an
 // item's channels of one image are one contiguous run, per-position constants (the channel's
-// mean, its dx coefficients, the fused ReLU's) in place of each row's scalars. The same items and chunks as the rows' form: a channel's sums add its
-// images in order within each chunk (8 images at a time per position in float lanes, then
-// doubles, the rows' bound), its positions in order, then the chunks in order. A
+// mean, its dx coefficients, the fused ReLU's) in place of each row's scalars. The same items
+// and chunks as the rows' form: a channel's sums add its images in order within each chunk (8
+// images at a time per position in float lanes, then doubles, the rows' bound), its positions
+// in order, then the chunks in order. A
 // BatchNormalization after a Dense layer is (N, F, 1, 1): one value a row, a call each. One
 // thread, AMD EPYC, us: 128 x 512 (1x1) 881-885 -> 44; 128 x 512 x 2 x 2 913-941 -> 189-256;
 // 128 x 256 x 3 x 3 468-495 -> 155-163; 64 x 256 x 4 x 4 273-438 -> 209-218; 128 x 128 x 5 x 5

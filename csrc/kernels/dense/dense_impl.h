@@ -226,8 +226,8 @@ void dense_bwd_weights(const DenseShape& s, const typename UK::T* diff_dst, cons
 // dx = dy . w^T. With an in-register 16 x 16 transpose (AVX-512) w^T costs about a tenth of the
 // product, and the product then runs on the packed micro-kernel: each item transposes the
 // features of w its block of dx columns needs and computes that block. Without one, dot
-// products of rows of dy and of w,
-// whose horizontal sums cost more on short rows but need no scratch.
+// products of rows of dy and of w, whose horizontal sums cost more on short rows but need no
+// scratch.
 
 template <class UK>
 void dense_bwd_data(const DenseShape& s, const typename UK::T* diff_dst, const typename UK::T* wei,
