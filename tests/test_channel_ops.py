@@ -187,6 +187,48 @@ def test_batch_norm_backward_in_channel_blocks_matches_oracle(which, dtype, isa,
     assert F.batch_norm_backward(dy, x, mean, var, gamma, need_input_grad=False)[0] is None
 
 
+@pytest.fixture
+def l2_bytes():
+    """Sets the L2 size the kernels take (convforge._core._set_l2_cache_bytes); the detected one after."""
+    yield convforge._core._set_l2_cache_bytes
+    convforge._core._set_l2_cache_bytes(-1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_backward_blocks_one_at_a_time_keep_the_bits(dtype, isa, l2_bytes, rng):
+    """A block of one channel above the kernels' budget (802 KB of x and dy here) whose x, dy and
+    dx fit in L2 while two blocks' would not runs its dx pass before the next block's sums instead
+    of beside them (batchnorm_bwd_blocks): with a 2 MiB L2 one at a time, with a 1 MiB L2 or an
+    unknown one overlapped. The order of the passes changes, not the bits; dx over dy too."""
+    shape = (128, 11, 28, 28) if dtype == np.float32 else (64, 11, 28, 28)
+    assert 2 * np.dtype(dtype).itemsize * np.prod(shape) > 8 * 2**20
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 1.5).astype(dtype)
+    gamma, beta = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    _, mean, var = F.batch_norm(x, gamma, beta)
+    y_relu, _, _ = F.batch_norm(x, gamma, beta, relu=True)
+    dy = rng.standard_normal(shape).astype(dtype)
+    results = {}
+    for l2 in (2 << 20, 1 << 20, 0):
+        l2_bytes(l2)
+        plain = F.batch_norm_backward(dy, x, mean, var, gamma)
+        in_place = dy.copy()
+        fused = F.batch_norm_backward(in_place, x, mean, var, gamma, beta=beta, relu=True, out=in_place)
+        assert fused[0] is in_place
+        results[l2] = plain + fused
+    for l2 in (1 << 20, 0):
+        for got, want in zip(results[l2], results[2 << 20]):
+            np.testing.assert_array_equal(got, want)
+    dx_want, dgamma_want, dbeta_want = R.batch_norm_backward(dy, x, mean, var, gamma)
+    scale = np.abs(dy * (x - mean[None, :, None, None])).sum(axis=(0, 2, 3)).max()
+    dx, dgamma, dbeta = results[2 << 20][:3]
+    np.testing.assert_allclose(dbeta, dbeta_want, rtol=0, atol=(1e-6 if dtype == np.float32 else 1e-14) * scale)
+    np.testing.assert_allclose(dgamma, dgamma_want, rtol=0, atol=(1e-6 if dtype == np.float32 else 1e-14) * scale)
+    np.testing.assert_allclose(dx, dx_want, rtol=0, atol=(3e-5 if dtype == np.float32 else 1e-11) * np.abs(dy).max())
+    np.testing.assert_array_equal(results[2 << 20][3], F.batch_norm_backward(F.relu_backward(dy, y_relu), x, mean, var,
+                                                                             gamma)[0])
+
+
 def test_batch_norm_streams_outputs_of_16_mib_and_more(isa, rng):
     """Outputs of 16 MiB or more (y, dx) are written past the caches (batchnorm_impl.h,
     kBnStreamBytes): a masked head up to the first cache line, streamed whole vectors, a masked

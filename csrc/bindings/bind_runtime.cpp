@@ -169,6 +169,9 @@ void bind_runtime(py::module_& m) {
   m.def("get_num_threads", &num_threads);
   m.def("_set_isa_cap", &set_isa_cap_checked, py::arg("isa"), "Cap the ISA (tests; users set CONVFORGE_MAX_ISA).");
   m.def("_isa_cap", [] { return std::string(isa_name(isa_cap())); });
+  m.def("_l2_cache_bytes", &l2_cache_bytes, "One core's L2 in bytes as the kernels take it (0: unknown).");
+  m.def("_set_l2_cache_bytes", &set_l2_cache_bytes, py::arg("bytes"),
+        "Take `bytes` as the L2's size, or the detected size again (-1): tests of the passes' order.");
   m.def("_fma_peak", &fma_peak, py::arg("threads") = 1, py::arg("seconds") = 0.3,
         "Measured peak GFLOP/s of fused multiply-adds on the active ISA (for benchmarks).");
   m.def("_workspace_bytes", &thread_workspace_bytes, "Scratch bytes held by the calling thread.");

@@ -6,6 +6,10 @@
 #include <stdexcept>
 #include <string>
 
+#if defined(__linux__)
+#include <unistd.h>
+#endif
+
 namespace convforge {
 namespace {
 
@@ -22,6 +26,20 @@ Isa detect() {
 #endif
 #endif
   return Isa::ref;
+}
+
+long long detect_l2_bytes() {
+#if defined(__linux__) && defined(_SC_LEVEL2_CACHE_SIZE)
+  const long bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  return bytes > 0 ? bytes : 0;
+#else
+  return 0;
+#endif
+}
+
+std::atomic<long long>& l2_override() {
+  static std::atomic<long long> bytes{-1};
+  return bytes;
 }
 
 std::atomic<int>& cap_storage() {
@@ -64,6 +82,15 @@ Isa active_isa() {
   const int det = static_cast<int>(detected_isa());
   return static_cast<Isa>(cap < det ? cap : det);
 }
+
+long long l2_cache_bytes() {
+  const long long forced = l2_override().load(std::memory_order_relaxed);
+  if (forced >= 0) return forced;
+  static const long long detected = detect_l2_bytes();
+  return detected;
+}
+
+void set_l2_cache_bytes(long long bytes) { l2_override().store(bytes < 0 ? -1 : bytes, std::memory_order_relaxed); }
 
 void init_isa_cap_from_env() {
   const char* env = std::getenv("CONVFORGE_MAX_ISA");

@@ -20,4 +20,11 @@ void set_isa_cap(Isa cap);
 // Throws std::invalid_argument when $CONVFORGE_MAX_ISA is set to something unknown.
 void init_isa_cap_from_env();
 
+// One core's L2 cache in bytes as the OS reports it (glibc's sysconf, from CPUID), 0 where
+// unknown; read once. Kernels may order their passes by it, never their arithmetic: the bits of
+// a result do not depend on it.
+long long l2_cache_bytes();
+// Tests: take `bytes` (>= 0; 0: unknown) as the L2's size, or the detected size again (-1).
+void set_l2_cache_bytes(long long bytes);
+
 }  // namespace convforge
