@@ -163,6 +163,46 @@ def test_a_sequential_nested_in_a_sequential():
         outer.add(outer)
 
 
+def test_model_trainable_freezes_and_unfreezes_every_layer():
+    """Keras's ``model.trainable = False``: a frozen base under a new head keeps its weights
+    through fit (before or after the stack is made) and counts as non-trainable; True again
+    trains it; a frozen whole model trains nothing."""
+    convforge.seed(0)
+    base = convforge.Sequential([convforge.Input((6,)), layers.Dense(8, activation="relu"), layers.Dense(8)])
+    assert base.trainable is True
+    base.trainable = False
+    assert base.trainable is False and all(not layer.trainable for layer in base.layers)
+    stacked = convforge.Sequential([base, layers.Dense(3, activation="softmax")])
+    stacked.compile(optimizer=convforge.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    assert len(stacked.trainable_weights) == 2 and len(stacked.non_trainable_weights) == 4
+    frozen, head = base.get_weights(), stacked.layers[-1].get_weights()
+    stacked.fit(*data(), epochs=1, verbose=0)
+    for a, b in zip(frozen, base.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(head[0], stacked.layers[-1].kernel)
+    base.trainable = True  # after the stack is made: the next fit trains the base too
+    stacked.fit(*data(), epochs=1, verbose=0)
+    assert not np.array_equal(frozen[0], base.layers[0].kernel)
+    m = functional_model()
+    m.trainable = False
+    assert m.trainable_weights == [] and all(not layer.trainable for layer in m.layers)
+    before = m.get_weights()
+    m.fit(*data(), epochs=1, verbose=0)
+    for a, b in zip(before, m.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="trainable must be True or False; got 0"):
+        m.trainable = 0
+
+
+def test_a_model_called_on_a_symbolic_tensor_says_nested_models_are_unsupported():
+    base = functional_model()
+    inputs = convforge.Input(shape=(6,))
+    with pytest.raises(NotImplementedError, match="called on a symbolic tensor: using a whole model as a layer"):
+        base(inputs)
+    with pytest.raises(NotImplementedError, match="nested models"):
+        model()([inputs])
+
+
 # ---------------------------------------------------------------- the same API on functional models
 
 
@@ -228,6 +268,10 @@ def test_functional_json_clone_and_several_outputs():
     b = layers.Dense(2, activation="softmax", name="b")(inputs)
     two = convforge.Model(inputs, [a, b])
     two.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    # A list of one output predicts one array, as in Keras (Model(x, [y]).predict(x).argmax(1) works).
+    one = convforge.Model([inputs], [a])
+    assert isinstance(one.predict(x, verbose=0), np.ndarray) and one.predict(x, verbose=0).shape == (32, 3)
+    assert isinstance(one(x), np.ndarray)
     logs = two.train_on_batch(x, [y, y % 2], return_dict=True)
     assert set(logs) == {"loss", "a_loss", "b_loss"}
     assert logs["loss"] == pytest.approx(logs["a_loss"] + logs["b_loss"], rel=1e-6)

@@ -106,6 +106,24 @@ class Model(Trainer):
             )
         return super().__new__(cls)
 
+    # ================================================================== freezing
+
+    @property
+    def trainable(self) -> bool:
+        """Keras's ``model.trainable``: False freezes every layer of the model (a pretrained base
+        under a new head, a discriminator inside a GAN's combined model), True unfreezes them all;
+        setting it sets each layer's ``trainable``. Reads what was last set (True at first), as in
+        Keras. Takes effect at the next ``fit`` without a new ``compile``."""
+        return self.__dict__.get("_trainable", True)
+
+    @trainable.setter
+    def trainable(self, value) -> None:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"trainable must be True or False; got {value!r}")
+        self._trainable = bool(value)
+        for layer in self.layers:
+            layer.trainable = bool(value)
+
     # ================================================================== weights
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
@@ -1072,7 +1090,8 @@ class Functional(Model):
         def one(a):
             return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
 
-        return one(outs[0]) if self._single_output else [one(a) for a in outs]
+        # A list of one output gives its array, as in Keras (Model(x, [y]).predict is an array).
+        return one(outs[0]) if self._single_output or len(outs) == 1 else [one(a) for a in outs]
 
     # ================================================================== metrics
 

@@ -1185,6 +1185,13 @@ class Trainer:
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
         """Outputs for one batch (``predict`` without batching)."""
+        if _symbolic(x):
+            raise NotImplementedError(
+                f"{type(self).__name__} {self.name!r} called on a symbolic tensor: using a whole model as a layer of "
+                "another graph (Keras's nested models) is not supported by convforge. Call its layers on the tensor "
+                "instead (x = layer(x) for each layer past its Input: they are then shared), or stack the models "
+                "with convforge.Sequential([model, head])"
+            )
         if training is False and type(x) is np.ndarray and x.ndim:
             # predict's one-call path (CompiledInference.ready), the whole batch at once: None
             # where it declines x, and the path below answers.
@@ -1206,6 +1213,17 @@ class Trainer:
     def _diagnose_non_finite(self, xb, yb) -> str:
         """Where a batch first produces NaN/Inf: input, weights, a layer's output, the loss or a gradient."""
         return diagnostics.locate_non_finite(self, xb, yb)
+
+
+def _symbolic(x) -> bool:
+    """Is x a symbolic tensor of a graph, or a list, tuple or dict holding one?"""
+    from ..layers.symbolic import KerasTensor
+
+    if isinstance(x, dict):
+        x = list(x.values())
+    if isinstance(x, (list, tuple)):
+        return any(isinstance(t, KerasTensor) for t in x)
+    return isinstance(x, KerasTensor)
 
 
 def _count(data) -> int:
