@@ -80,6 +80,27 @@ def test_sample_weight_zero_drops_samples_and_class_weight_is_per_class():
         c.fit(x, y, sample_weight=np.ones(3), verbose=0)
 
 
+def test_validation_loss_is_weighted_by_the_validation_samples_own_weights():
+    """As Keras: validation_split holds out sample_weight's values with the samples (class_weight
+    weights the training only), and validation_data takes a third item, the validation weights."""
+    x, y = data()
+    w = np.linspace(0.1, 3.0, len(x))
+    m = model()
+    h = m.fit(x, y, sample_weight=w, class_weight={0: 5.0}, validation_split=0.25, epochs=1, verbose=0)
+    held = slice(72, None)
+    weighted = m.evaluate(x[held], y[held], sample_weight=w[held], verbose=0)[0]
+    assert h.history["val_loss"][0] == pytest.approx(weighted, rel=1e-6)
+    assert h.history["val_loss"][0] != pytest.approx(m.evaluate(x[held], y[held], verbose=0)[0], rel=1e-3)
+    m = model()
+    h = m.fit(x[:72], y[:72], validation_data=(x[held], y[held], w[held]), epochs=1, verbose=0)
+    assert h.history["val_loss"][0] == pytest.approx(
+        m.evaluate(x[held], y[held], sample_weight=w[held], verbose=0)[0], rel=1e-6)
+    with pytest.raises(ValueError, match=r"validation_data\[2\] must have shape \(24,\)"):
+        m.fit(x[:72], y[:72], validation_data=(x[held], y[held], w[:3]), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"validation_data must be a tuple \(x_val, y_val\) or"):
+        m.fit(x[:72], y[:72], validation_data=(x[held],), epochs=1, verbose=0)
+
+
 def test_generators_and_sequences():
     x, y = data()
 

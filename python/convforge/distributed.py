@@ -523,8 +523,8 @@ class _DataParallel:
         facts = {"model (architecture hash)": architecture_hash(model)}
         several_in, several_out = len(model.inputs) > 1, len(model.outputs) > 1
         facts.update(_data_facts(_arrays(x, several_in), None if y is None else _arrays(y, several_out), "x"))
-        if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
-            x_val, y_val = validation_data
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+            x_val, y_val = validation_data[:2]
             facts.update(_data_facts(_arrays(x_val, several_in), _arrays(y_val, several_out), "validation_data"))
         else:
             facts["validation_data"] = None if validation_data is None else type(validation_data).__name__

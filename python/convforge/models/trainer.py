@@ -546,8 +546,9 @@ class Trainer:
         callbacks : Callback or list of Callback
         validation_split : float
             Fraction of the data, taken from the end before shuffling, held out
-            for validation.
-        validation_data : (x_val, y_val), optional
+            for validation; ``sample_weight``'s values for those samples weight
+            the validation loss, as in Keras (``class_weight`` only the training).
+        validation_data : (x_val, y_val) or (x_val, y_val, val_sample_weight), optional
             Overrides ``validation_split``.
         shuffle : bool
             Reshuffle the training data every epoch (convforge's generator).
@@ -704,14 +705,16 @@ class Trainer:
             # Data-parallel: every rank holds all the weights and takes its shard's, as of x.
             weights = self._sample_weights(sample_weight, class_weight, x, y)
 
-        x_val = y_val = None
+        x_val = y_val = val_weights = None
         val_source = None
         if validation_data is not None and _is_batch_source(validation_data):
             val_source = _BatchSource(self, validation_data, validation_steps, "validation_data")
         elif validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            x_val, y_val = self._prepare(*validation_data, argument="validation_data[0]")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight)")
+            x_val, y_val = self._prepare(*validation_data[:2], argument="validation_data[0]")
+            if len(validation_data) == 3:
+                val_weights = _check_sample_weight(validation_data[2], _count(x_val), "validation_data[2]")
         elif validation_split:
             if source is not None:
                 raise ValueError("validation_split cannot split a generator; give validation_data")
@@ -728,6 +731,8 @@ class Trainer:
             y, y_val = _rows(y, 0, split_at), _rows(y, split_at, None)
             if weights is not None:
                 weights = weights[:split_at]
+            if sample_weight is not None:  # the held-out samples' own weights, not class_weight's (Keras)
+                val_weights = _check_sample_weight(sample_weight, n)[split_at:]
 
         user_callbacks = list(callbacks or [])
         for cb in user_callbacks:
@@ -773,7 +778,7 @@ class Trainer:
                 else:
                     logs = self._train_epoch_from(source, callback_list)
                 if x_val is not None:
-                    val_logs = self._evaluate(x_val, y_val, val_batch_size)
+                    val_logs = self._evaluate(x_val, y_val, val_batch_size, weights=val_weights)
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 elif val_source is not None:
                     val_logs = self._evaluate_source(val_source)
