@@ -35,6 +35,8 @@ def test_keras_names_exist(name):
         ("losses", "KLDivergence", "subclass convforge.losses.Loss"),
         ("metrics", "F1Score", "precision_recall_f1"),
         (None, "backend", "convforge does not support convforge.backend"),
+        ("utils", "image_dataset_from_directory", "convforge does not support convforge.utils.image_dataset_from_direc"),
+        ("utils", "NoSuchHelper", r"convforge does not support convforge.utils.NoSuchHelper \(Keras name\?\)$"),
     ],
 )
 def test_missing_keras_names_say_what_to_use(namespace, name, message):

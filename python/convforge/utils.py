@@ -7,6 +7,7 @@ import numbers
 
 import numpy as np
 
+from . import _unsupported
 from . import random as _random
 
 __all__ = ["model_to_dot", "plot_model", "set_random_seed", "to_categorical"]
@@ -151,3 +152,6 @@ def plot_model(model, to_file="model.png", show_shapes=False, show_dtype=False, 
     if result.returncode != 0:
         raise RuntimeError(f"Graphviz's dot failed to write {path!r}: {result.stderr.decode(errors='replace')[-500:]}")
     return None
+
+
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())
