@@ -54,3 +54,53 @@ def test_reduce_lr_on_plateau_checks_its_arguments():
         callbacks.ReduceLROnPlateau(factor=1.5)
     with pytest.raises(ValueError, match="mode must be"):
         callbacks.ReduceLROnPlateau(mode="up")
+
+
+class _Hooks(callbacks.Callback):
+    """Records every hook Keras's Callback has, in order (batch hooks with their batch index)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def _note(name):
+        def hook(self, *args):
+            self.seen.append(name if len(args) < 2 else (name, args[0]))
+        return hook
+
+    on_batch_end = _note("on_batch_end")  # Keras's old name: on_train_batch_end calls it
+    on_test_begin = _note("on_test_begin")
+    on_test_end = _note("on_test_end")
+    on_test_batch_begin = _note("on_test_batch_begin")
+    on_test_batch_end = _note("on_test_batch_end")
+    on_predict_begin = _note("on_predict_begin")
+    on_predict_end = _note("on_predict_end")
+    on_predict_batch_begin = _note("on_predict_batch_begin")
+    on_predict_batch_end = _note("on_predict_batch_end")
+
+
+def test_evaluation_and_prediction_hooks_fire_as_in_keras():
+    x, y = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32), np.arange(20) % 2
+    m = convforge.Sequential([convforge.Input((4,)), layers.Dense(2, activation="softmax")])
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    h = _Hooks()
+    m.fit(x, y, epochs=1, batch_size=10, validation_split=0.5, callbacks=[h], verbose=0)
+    assert h.seen == [("on_batch_end", 0), "on_test_begin", ("on_test_batch_begin", 0), ("on_test_batch_end", 0),
+                      "on_test_end"]
+    h = _Hooks()
+    logs = {}
+    h.on_test_end = lambda logs_=None: logs.update(logs_)
+    m.evaluate(x, y, batch_size=8, callbacks=h, verbose=0)
+    assert h.seen == ["on_test_begin", *[(hook, b) for b in range(3) for hook in ("on_test_batch_begin",
+                                                                                  "on_test_batch_end")]]
+    assert set(logs) == {"loss", "accuracy"}
+    h = _Hooks()
+    outputs = []
+    h.on_predict_batch_end = lambda batch, logs_=None: outputs.append(logs_["outputs"])
+    out = m.predict(x, batch_size=8, callbacks=[h], verbose=0)
+    assert h.seen == ["on_predict_begin", ("on_predict_batch_begin", 0), ("on_predict_batch_begin", 1),
+                      ("on_predict_batch_begin", 2), "on_predict_end"]
+    np.testing.assert_array_equal(np.concatenate(outputs), out)
+    np.testing.assert_array_equal(out, m.predict(x, verbose=0))
+    with pytest.raises(TypeError, match="callbacks must be convforge.callbacks.Callback instances"):
+        m.evaluate(x, y, callbacks=[print], verbose=0)

@@ -50,8 +50,28 @@ class Callback:
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
-    def on_train_batch_begin(self, batch, logs=None): ...
-    def on_train_batch_end(self, batch, logs=None): ...
+
+    # As in Keras, the training batch hooks call on_batch_begin / on_batch_end (their old names).
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs)
+
+    def on_batch_begin(self, batch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
+
+    # Evaluation: evaluate(callbacks=...) and fit's validation at the end of each epoch.
+    def on_test_begin(self, logs=None): ...
+    def on_test_end(self, logs=None): ...
+    def on_test_batch_begin(self, batch, logs=None): ...
+    def on_test_batch_end(self, batch, logs=None): ...
+
+    # predict(callbacks=...): on_predict_batch_end's logs hold the batch's {"outputs": ...}.
+    def on_predict_begin(self, logs=None): ...
+    def on_predict_end(self, logs=None): ...
+    def on_predict_batch_begin(self, batch, logs=None): ...
+    def on_predict_batch_end(self, batch, logs=None): ...
 
     # Checkpoints store a callback's state so that fit(resume_from=...) continues it.
     def get_state(self) -> tuple[dict, dict] | None:
@@ -63,7 +83,12 @@ class Callback:
 
 
 def _overrides(cb: Callback, hook: str) -> bool:
-    return getattr(type(cb), hook) is not getattr(Callback, hook)
+    if hook in _ALIASES and _overrides(cb, _ALIASES[hook]):
+        return True
+    return getattr(type(cb), hook, None) is not getattr(Callback, hook)
+
+
+_ALIASES = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
 
 
 class CallbackList:
@@ -108,6 +133,15 @@ class CallbackList:
     def on_train_batch_end(self, batch, logs=None):
         for cb in self._batch_end:
             cb.on_train_batch_end(batch, logs)
+
+    def wants(self, hook: str) -> bool:
+        """Does a callback override ``hook`` (a batch hook: else its logs need not be made)?"""
+        return any(_overrides(cb, hook) for cb in self.callbacks)
+
+    def call(self, hook: str, *args) -> None:
+        """``hook(*args)`` on every callback (the evaluation and prediction hooks)."""
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args)
 
 
 class History(Callback):

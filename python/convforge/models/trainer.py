@@ -778,10 +778,11 @@ class Trainer:
                 else:
                     logs = self._train_epoch_from(source, callback_list)
                 if x_val is not None:
-                    val_logs = self._evaluate(x_val, y_val, val_batch_size, weights=val_weights)
+                    val_logs = self._evaluate(x_val, y_val, val_batch_size, weights=val_weights,
+                                              callback_list=callback_list)
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 elif val_source is not None:
-                    val_logs = self._evaluate_source(val_source)
+                    val_logs = self._evaluate_source(val_source, callback_list)
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 history.skipped_batches.append(self._skipped_batches)
                 self.epochs_completed = epoch + 1
@@ -870,13 +871,17 @@ class Trainer:
             stacklevel=6,  # the user's fit call (through fit, _fit, _train_epoch, _train_batches)
         )
 
-    def _evaluate_source(self, source) -> dict:
-        """Loss and metrics over a generator's batches (one process only)."""
+    def _evaluate_source(self, source, callback_list=None) -> dict:
+        """Loss and metrics over a generator's batches (one process only); ``callback_list``'s
+        evaluation hooks, if given."""
         tally = distributed.Tally(self)
+        hooks = _TestHooks(callback_list)
         with threads_module.governed("evaluate", self._thread_governors, distributed.strategy()) as governor:
-            for xb, yb, wb in source.epoch():
+            for step, (xb, yb, wb) in enumerate(source.epoch()):
+                hooks.batch_begin(step)
                 self._evaluate_batch(governor, xb, yb, wb, tally)
-        return tally.logs()
+                hooks.batch_end(step, tally)
+        return hooks.end(tally.logs())
 
     def _evaluate_batch(self, governor, xb, yb, wb, tally) -> None:
         """Loss and outputs of one evaluation batch into ``tally``, timed by ``governor`` (or None)."""
@@ -886,6 +891,17 @@ class Trainer:
                 _count(xb),
             )
         tally.add(loss, yb, out)
+
+    def _callback_list(self, callbacks, params):
+        """evaluate's and predict's ``callbacks`` (one, a list, or None) as a CallbackList, or None."""
+        if callbacks is None:
+            return None
+        if isinstance(callbacks, callbacks_module.Callback):
+            callbacks = [callbacks]
+        for cb in callbacks:
+            if not isinstance(cb, callbacks_module.Callback):
+                raise TypeError(f"callbacks must be convforge.callbacks.Callback instances; got {cb!r}")
+        return callbacks_module.CallbackList(callbacks, self, params)
 
     def _sample_weights(self, sample_weight, class_weight, x, y):
         """fit's per-sample loss weights (None: all 1) from ``sample_weight`` and ``class_weight``,
@@ -967,33 +983,38 @@ class Trainer:
 
     # ================================================================== evaluate / predict
 
-    def _evaluate(self, x, y, batch_size: int, verbose: int = 0, weights=None) -> dict:
+    def _evaluate(self, x, y, batch_size: int, verbose: int = 0, weights=None, callback_list=None) -> dict:
         """Loss and metrics over checked ``(x, y)`` (``weights``: per-sample loss weights or None);
-        data-parallel: each rank takes a block of the samples and the sums are global."""
+        data-parallel: each rank takes a block of the samples and the sums are global.
+        ``callback_list``'s evaluation hooks, if given (batch logs: this rank's so far)."""
         strategy = distributed.strategy()
         first, end = strategy.block(_count(x))
         batches = self._batches(_rows(x, first, end), _rows(y, first, end), strategy.local_batch_size(batch_size))
         weights = None if weights is None else weights[first:end]
         bar = ProgressBar(batches.steps, verbose=verbose) if verbose else None
         tally = distributed.Tally(self)
+        hooks = _TestHooks(callback_list)
         with threads_module.governed("evaluate", self._thread_governors, strategy) as governor:
             for step in range(batches.steps):
                 lo, hi = step * batches.batch_size, min((step + 1) * batches.batch_size, batches.n)
                 xb, yb = batches.slice(lo, hi)
                 wb = None if weights is None else weights[lo:hi]
+                hooks.batch_begin(step)
                 self._evaluate_batch(governor, xb, yb, wb, tally)
+                hooks.batch_end(step, tally)
                 if bar is not None:
                     bar.update(step + 1, tally.logs())
-        return strategy.reduce_logs(tally)
+        return hooks.end(strategy.reduce_logs(tally))
 
     def evaluate(
-        self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, return_dict=False
+        self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, return_dict=False,
+        callbacks=None,
     ):
         """Loss and metrics on ``(x, y)`` in inference mode.
 
         ``x`` may be a generator of ``(x, y)`` batches as in :meth:`fit`
         (``steps`` batches, default until exhausted). ``sample_weight``
-        weights the loss, as in ``fit``.
+        weights the loss, as in ``fit``. ``callbacks``: their ``on_test_*`` hooks.
 
         Returns the loss (a float) if no metrics were compiled, else
         ``[loss, metric, ...]`` in :attr:`metrics_names` order; a dict with
@@ -1020,8 +1041,9 @@ class Trainer:
             source = _BatchSource(self, x, steps, "x")
             self._build_from_data(source.first_x())
             self._resolve_loss_path()
+            callback_list = self._callback_list(callbacks, {"steps": source.steps, "verbose": verbose})
             with single_threaded_blas():
-                logs = self._evaluate_source(source)
+                logs = self._evaluate_source(source, callback_list)
         else:
             if steps is not None:
                 raise ValueError("steps is for generators; with arrays evaluate sees all of x")
@@ -1032,24 +1054,43 @@ class Trainer:
             x, y = self._prepare(x, y, allow_empty=True)
             w = _check_sample_weight(sample_weight, _count(x))
             distributed.strategy().check_data(x, y, "x")
+            callback_list = self._callback_list(
+                callbacks, {"steps": -(-_count(x) // batch_size), "verbose": verbose, "batch_size": batch_size})
             with single_threaded_blas():
-                logs = self._evaluate(x, y, batch_size, verbose, w)
+                logs = self._evaluate(x, y, batch_size, verbose, w, callback_list)
         if return_dict:
             return logs
         values = [logs[k] for k in self.metrics_names]
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose="auto") -> np.ndarray:
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None) -> np.ndarray:
         """Model outputs for ``x``, batch by batch, in inference mode (no dropout, nothing kept).
 
         Image outputs come back channels-last, like the input. Data-parallel
         (:mod:`convforge.distributed`): each rank predicts a block of the
-        samples; every rank gets them all.
+        samples; every rank gets them all. ``callbacks``: their ``on_predict_*``
+        hooks (``on_predict_batch_end``'s logs: ``{"outputs": the batch's}``).
         """
+        if callbacks is not None:
+            return self._predict_with_callbacks(x, batch_size, verbose, callbacks)
         if type(x) is np.ndarray and (verbose is False or (type(verbose) is int and verbose == 0)):
             out = self._predict_ready(x, batch_size)
             if out is not None:
                 return out
+        return self._predict_batches(x, batch_size, verbose)
+
+    def _predict_with_callbacks(self, x, batch_size, verbose, callbacks):
+        self._build_from_data(x)
+        size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
+        callback_list = self._callback_list(callbacks, {"steps": -(-_count(x) // size), "verbose": verbose})
+        callback_list.call("on_predict_begin", None)
+        out = self._predict_batches(x, batch_size, verbose, callback_list)
+        callback_list.call("on_predict_end", None)
+        return out
+
+    def _predict_batches(self, x, batch_size, verbose, hooks=None):
+        """predict's general path: batch by batch (``hooks``: a CallbackList whose predict batch
+        hooks run around each batch)."""
         self._build_from_data(x)
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         verbose = _verbosity(verbose) if distributed.is_primary() else 0
@@ -1057,7 +1098,7 @@ class Trainer:
         strategy = distributed.strategy()
         strategy.check_data(x, None, "x")
         n = _count(x)
-        if 0 < n <= batch_size and not verbose and strategy.size == 1:
+        if 0 < n <= batch_size and not verbose and strategy.size == 1 and hooks is None:
             out = self._predict_at_once(x, n, strategy)
             if out is not None:
                 return out
@@ -1076,8 +1117,12 @@ class Trainer:
             for step in range(batches.steps):
                 lo, hi = step * batch_size, min((step + 1) * batch_size, batches.n)
                 xb, _ = batches.slice(lo, hi)
+                if hooks is not None:
+                    hooks.call("on_predict_batch_begin", step, None)
                 out = threads_module.run_batch(governor, lambda: self._forward(xb, training=False), hi - lo)
                 outs = out if several else [out]
+                if hooks is not None:
+                    hooks.call("on_predict_batch_end", step, {"outputs": self._to_user(out)})
                 if results is None:
                     results = [np.empty((n, *o.shape[1:]), dtype=self.dtype) for o in outs]
                 for result, o in zip(results, outs):
@@ -1218,6 +1263,31 @@ class Trainer:
     def _diagnose_non_finite(self, xb, yb) -> str:
         """Where a batch first produces NaN/Inf: input, weights, a layer's output, the loss or a gradient."""
         return diagnostics.locate_non_finite(self, xb, yb)
+
+
+class _TestHooks:
+    """The evaluation hooks of a CallbackList (or none): on_test_begin now, on_test_batch_begin/end
+    around each batch (their logs only made where a callback overrides them), on_test_end."""
+
+    def __init__(self, callback_list):
+        self.callbacks = callback_list
+        self.begin = callback_list is not None and callback_list.wants("on_test_batch_begin")
+        self.end_batch = callback_list is not None and callback_list.wants("on_test_batch_end")
+        if callback_list is not None:
+            callback_list.call("on_test_begin", None)
+
+    def batch_begin(self, step: int) -> None:
+        if self.begin:
+            self.callbacks.call("on_test_batch_begin", step, None)
+
+    def batch_end(self, step: int, tally) -> None:
+        if self.end_batch:
+            self.callbacks.call("on_test_batch_end", step, tally.logs())
+
+    def end(self, logs: dict) -> dict:
+        if self.callbacks is not None:
+            self.callbacks.call("on_test_end", logs)
+        return logs
 
 
 def _symbolic(x) -> bool:
