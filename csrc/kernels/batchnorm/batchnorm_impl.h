@@ -516,6 +516,26 @@ inline BatchnormSplit batchnorm_split(const ChannelShape& s) {
   return p;
 }
 
+// The image split's dx pass (batchnorm_bwd_images, batchnorm_bwd_image_runs) after its sums
+// have walked each thread's images forwards: dx_item(n, block) for every image and channel
+// block, items numbered image by image, each thread taking its equal run of them backwards, so
+// that it starts with the images the sums left in its L2 and ends with its first ones, which the
+// convolution passes after the layer read first (their items go image by image forwards). A
+// thread's images are those of its chunks in the sums where the thread count divides the chunk
+// count (2, 4, 8 threads). Each dx value is the same in any order. Xeon with 2 MiB L2s, one /
+// two threads: 128 x 32 x 14 x 14 562-566 -> 509-518 us / 259-268 -> 237-238; 128 x 64 x 7 x 7
+// (runs) 309-318 -> 275-295 / level; a training epoch of the example ResNet level
+// (bench/BEFORE_AFTER.md, twenty-fourth stop). Each thread calls thread_done() after its last.
+template <class T, class F, class Done>
+void bn_dx_images_backwards(const ChannelShape& s, int64_t blocks, F&& dx_item, Done&& thread_done) {
+  const int64_t items = s.mb * blocks;
+  const int threads = bandwidth_threads(items, 3.0 * sizeof(T) * s.size());
+  parallel_for(threads, threads, [&](int64_t t, int) {
+    for (int64_t i = items * (t + 1) / threads; i-- > items * t / threads;) dx_item(i / blocks, i % blocks);
+    thread_done();
+  });
+}
+
 // batchnorm_bwd_images for rows of fewer than kBnBwdRunRow values, as the forward's runs: an
 // item's channels of one image are one contiguous run, per-position constants (the channel's
 // mean, its dx coefficients, the fused ReLU's) in place of each row's scalars. The same items
@@ -579,8 +599,8 @@ void batchnorm_bwd_image_runs(const ChannelShape& s, const BatchnormSplit& p, co
     std::fill(array(kC3) + c * HW, array(kC3) + (c + 1) * HW, kc.k3);
   }
   if (!diff_src) return;
-  parallel_for(bandwidth_threads(MB * p.blocks, 3.0 * sizeof(T) * s.size()), MB * p.blocks, [&](int64_t item, int) {
-    const int64_t n = item / p.blocks, c0 = item % p.blocks * p.per_block, c1 = std::min(C, c0 + p.per_block);
+  bn_dx_images_backwards<T>(s, p.blocks, [&](int64_t n, int64_t block) {
+    const int64_t c0 = block * p.per_block, c1 = std::min(C, c0 + p.per_block);
     const int64_t off = (n * C + c0) * HW, q = c0 * HW, n_run = (c1 - c0) * HW;
     if (relu)
       Rows::template run_bn_backward<true>(diff_dst + off, src + off, n_run, array(kMean) + q, array(kC1) + q,
@@ -590,7 +610,7 @@ void batchnorm_bwd_image_runs(const ChannelShape& s, const BatchnormSplit& p, co
       Rows::template run_bn_backward<false>(diff_dst + off, src + off, n_run, array(kMean) + q, array(kC1) + q,
                                             array(kC2) + q, array(kC3) + q, array(kZm) + q, array(kZa) + q,
                                             array(kZb) + q, diff_src + off);
-  });
+  }, [] {});
 }
 
 template <class Rows, class T>
@@ -634,15 +654,14 @@ void batchnorm_bwd_images(const ChannelShape& s, const BnBwdRows<Rows, T>& rows,
     k[c] = bn_bwd_finish(c, s_dy, s_dy_dev, count, var, gamma, eps, diff_gamma, diff_beta);
   }
   if (!diff_src) return;
-  parallel_for(bandwidth_threads(MB * p.blocks, 3.0 * sizeof(T) * s.size()), MB * p.blocks, [&](int64_t item, int) {
-    const int64_t n = item / p.blocks, c0 = item % p.blocks * p.per_block, c1 = std::min(C, c0 + p.per_block);
+  bn_dx_images_backwards<T>(s, p.blocks, [&](int64_t n, int64_t block) {
+    const int64_t c0 = block * p.per_block, c1 = std::min(C, c0 + p.per_block);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t off = (n * C + c) * HW;
       rows.dx(diff_dst + off, relu ? &z[c] : nullptr, src + off, HW, k[c].k1, k[c].k2, mean[c], k[c].k3,
              diff_src + off);
     }
-    rows.fence();
-  });
+  }, [&] { rows.fence(); });
 }
 
 template <class Rows, class T>
