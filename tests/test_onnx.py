@@ -612,6 +612,89 @@ def test_unsupported_op_or_attribute_names_node_op_attribute(node, inits, messag
         convforge.load_model(path)
 
 
+def test_nchw_chains_with_batchnorm_softmax_or_a_fixed_batch_import_as_onnxruntime_runs_them(tmp_path):
+    """Found by a review: a BatchNormalization in a channels-first chain (PyTorch's Conv -> ReLU ->
+    BatchNorm2d, which its exporter does not fold) raised an uncaught NotImplementedError; a chain
+    whose layers take any layout (ReLU -> Softmax over channels) ran its NCHW images as NHWC, the
+    softmax over the width, silently; PyTorch's x.view(x.size(0), -1) exported without dynamic axes
+    (Reshape to (1, -1) of a file whose batch is 1) was refused."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 2, 6, 6)).astype(np.float32)
+    bn = [numpy_helper.from_array(v.astype(np.float32), n) for n, v in
+          (("s", rng.uniform(0.5, 1.5, 4)), ("b", rng.standard_normal(4)), ("m", rng.standard_normal(4)),
+           ("v", rng.uniform(0.5, 2.0, 4)))]
+    path = save_graph(tmp_path / "bn.onnx", [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("BatchNormalization", ["r", "s", "b", "m", "v"], ["y"], name="bn", epsilon=1e-3),
+    ], [numpy_helper.from_array(rng.standard_normal((4, 2, 3, 3)).astype(np.float32), "w"), *bn])
+    model = convforge.load_model(path)
+    assert model.input_shape == (None, 2, 6, 6)
+    np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
+    # No layer saying channels-first: the model takes channels-last images (as graph models do).
+    path = save_graph(tmp_path / "softmax.onnx", [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                                                   helper.make_node("Softmax", ["r"], ["y"], name="sm", axis=1)])
+    model = convforge.load_model(path)
+    assert model.input_shape == (None, 6, 6, 2)
+    got = model.predict(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), verbose=0).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, run_ort(path, x), rtol=RTOL, atol=ATOL)
+    with pytest.raises(ModelFileError, match="no layer of the chain says its images are channels-first"):
+        convforge.load_model(path, input_layout="channels_first")
+    path = save_graph(tmp_path / "view.onnx", [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+        helper.make_node("Reshape", ["c", "shape"], ["f"], name="view"),
+        helper.make_node("Gemm", ["f", "g"], ["y"], name="fc", transB=1),
+    ], [numpy_helper.from_array(rng.standard_normal((4, 2, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array([1, -1], np.int64), "shape"),
+        numpy_helper.from_array(rng.standard_normal((5, 64)).astype(np.float32), "g")], input_shape=(1, 2, 6, 6))
+    model = convforge.load_model(path)
+    np.testing.assert_allclose(model.predict(x[:1], verbose=0), run_ort(path, x[:1]), rtol=RTOL, atol=ATOL)
+    assert model.predict(x, verbose=0).shape == (3, 5)  # any batch, as x.view(x.size(0), -1) meant
+    path = save_graph(tmp_path / "view2.onnx", [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+        helper.make_node("Reshape", ["c", "shape"], ["y"], name="view"),
+    ], [numpy_helper.from_array(rng.standard_normal((4, 2, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array([2, -1], np.int64), "shape")], input_shape=(1, 2, 6, 6))
+    with pytest.raises(ModelFileError, match=r"reshape to \[2, -1\] .* only \(batch, -1\) flattening"):
+        convforge.load_model(path)
+
+
+def test_a_long_chain_imports_with_one_build(tmp_path, monkeypatch):
+    """A hostile file of 20,000 ReLU nodes in a chain (600 KB) took minutes: the Sequential was
+    built after every layer and each add scanned the layers before it. Its constructor now builds
+    once (counted here, not timed; ~1 s on a 2-vCPU host)."""
+    n = 20000
+    nodes = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=f"r{i}") for i in range(n)]
+    nodes[0].input[0] = "x"
+    nodes[-1].output[0] = "y"
+    path = save_graph(tmp_path / "deep.onnx", nodes, input_shape=("n", 8))
+    builds = []
+    build = convforge.Sequential.build
+    monkeypatch.setattr(convforge.Sequential, "build", lambda self, *a: (builds.append(1), build(self, *a))[1])
+    model = convforge.load_model(path)
+    assert len(model.layers) == n and len({layer.name for layer in model.layers}) == n
+    assert len(builds) == 1
+    np.testing.assert_array_equal(model.predict(-np.ones((2, 8), np.float32), verbose=0), 0)
+
+
+def test_shape_of_a_constant_folds_keras_stride_2_same_conv(tmp_path):
+    """Keras's exporter writes a stride-2 'same' conv's pads with Shape() of constants."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 2, 7, 7)).astype(np.float32)
+    path = save_graph(tmp_path / "shape.onnx", [
+        helper.make_node("Shape", ["k"], ["ks"], name="shape", start=-2),
+        helper.make_node("Sub", ["ks", "one"], ["extra"], name="sub"),
+        helper.make_node("Concat", ["zeros", "extra"], ["pads"], name="cat", axis=0),
+        helper.make_node("Pad", ["x", "pads"], ["p"], name="pad"),
+        helper.make_node("Conv", ["p", "w"], ["y"], name="conv", strides=[2, 2]),
+    ], [numpy_helper.from_array(np.zeros((1, 1, 2, 2), np.float32), "k"),
+        numpy_helper.from_array(np.array([1], np.int64), "one"),
+        numpy_helper.from_array(np.zeros(6, np.int64), "zeros"),
+        numpy_helper.from_array(rng.standard_normal((3, 2, 3, 3)).astype(np.float32), "w")], input_shape=("n", 2, 7, 7))
+    model = convforge.load_model(path)
+    np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
+
+
 def test_onnx_pads_that_match_keras_same_pooling_import(tmp_path):
     # PyTorch's MaxPool2d(3, 2, padding=1) on 7x7 has Keras's 'same' windows (on 6x6 it has not:
     # refused, as the pool-pads case above shows).

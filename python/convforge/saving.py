@@ -45,6 +45,7 @@ progress) and :mod:`convforge.models.loading` (``load_model``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -196,6 +197,8 @@ def write_file_atomic(path, write) -> None:
     path = os.fspath(path)
     target, existing = _save_target(path)
     directory = os.path.dirname(target)
+    if not os.path.isdir(directory or "."):  # else the error would name the temporary file
+        raise FileNotFoundError(errno.ENOENT, f"no directory {directory!r} to write the file in", path)
     prefix = _temporary_prefix(os.path.basename(target), _name_max(directory))
     _remove_stale_temporaries(directory, prefix)
     # OS entropy for the name: convforge's generator must not be disturbed by saving.

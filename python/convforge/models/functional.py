@@ -434,17 +434,19 @@ class Functional(Model):
             depth[id(node.layer)] = max(depth.get(id(node.layer), 0), d)
             for u in node.inputs:
                 node_depth[id(u._node)] = max(node_depth.get(id(u._node), 0), d + 1)
-        layers = []
+        layers, listed = [], set()
         for t in self.inputs:
             if isinstance(t._node.layer, InputLayer):
                 depth[id(t._node.layer)] = max(depth.get(id(t._node.layer), 0), node_depth.get(id(t._node), 0))
                 layers.append(t._node.layer)
+                listed.add(id(t._node.layer))
         for node in self._nodes:
-            if all(node.layer is not other for other in layers):
+            if id(node.layer) not in listed:
                 layers.append(node.layer)
+                listed.add(id(node.layer))
         layers.sort(key=lambda layer: (-depth[id(layer)], seen_index[id(layer)]))
-        names = [layer.name for layer in layers]
-        duplicated = sorted({n for n in names if names.count(n) > 1})
+        counts = collections.Counter(layer.name for layer in layers)
+        duplicated = sorted(n for n, k in counts.items() if k > 1)
         if duplicated:
             raise ValueError(
                 f"All layer names should be unique; the model has several layers named {duplicated}: give them "

@@ -47,7 +47,13 @@ Concat, ConstantOfShape, Reshape, Slice, Cast, ...) is folded; Keras's
 exporter's NHWC transposes around each layer fold away (a bias added after
 one goes into the conv, a channels-last flatten permutes the next Dense's
 kernel rows). Files from convforge, ``torch.onnx.export(..., dynamo=False)``
-and Keras 3's ``model.export(format="onnx")`` (torch backend) are tested.
+and Keras 3's ``model.export(format="onnx")`` (torch backend) are tested. A
+model imports with one input and one output. Not imported (refused, naming
+the node): Keras's exporter's BatchNormalization (written as Sub/Mul/Add),
+global pooling (ReduceMean/ReduceMax) and 'same' pooling (an edge Pad). A
+chain none of whose layers says its images are channels-first (no Conv or
+pooling: a ReLU and a Softmax over channels) imports as a channels-last
+graph model, as a graph does.
 An op, attribute or attribute value convforge cannot express raises
 :class:`~convforge.saving.ModelFileError` naming the node, the op and the
 attribute. The file is treated as untrusted: its size is bounded, every

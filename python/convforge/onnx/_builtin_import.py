@@ -417,9 +417,12 @@ def import_reshape(ctx, node):
     shape = ctx.ref_shape(node.input[0]) if base is not None else ctx.shape(node, 0)
     target = [int(v) for v in ctx.constant(node, 1, "shape").reshape(-1)]
     size = math.prod(shape)
-    # The batch: 0 (copy it), -1 (infer it) or the batch size read from Shape() (dynamic batch).
+    # The batch: 0 (copy it), -1 (infer it), the batch size read from Shape() (dynamic batch), or
+    # the one the file fixes at its input (PyTorch's x.view(x.size(0), -1) exported without
+    # dynamic_axes writes its example's batch there): the model then takes any batch.
+    batch = (0, -1, SYMBOLIC_BATCH) if ctx.fixed_batch is None else (0, -1, SYMBOLIC_BATCH, ctx.fixed_batch)
     ok = len(target) == 2 and not allowzero and (
-        target[0] in (0, -1, SYMBOLIC_BATCH) and target[1] in (-1, size) or target[0] == -1 and target[1] == size
+        target[0] in batch and target[1] in (-1, size) or target[0] == -1 and target[1] == size
     )
     if not ok:
         raise ctx.error(

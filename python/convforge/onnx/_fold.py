@@ -1,7 +1,8 @@
 """Constant folding of the shape arithmetic exporters write around the real layers.
 
 PyTorch's exporter computes a ``ZeroPad2d``'s pads with ConstantOfShape -> Concat -> Reshape ->
-Slice -> Transpose -> Cast; Keras's computes a flatten's target from ``Shape``. When every input
+Slice -> Transpose -> Cast; Keras's computes a flatten's target from ``Shape``, and a stride-2
+'same' convolution's or pooling's pads from the ``Shape`` of constants. When every input
 of such a node is a constant, the node is evaluated here in NumPy, on small arrays only: an
 output of more than ``MAX_FOLDED`` values is refused, so a forged ``ConstantOfShape([2**40])``
 allocates nothing.
@@ -129,8 +130,14 @@ def _arithmetic(op):
     return run
 
 
+def _shape(args, attrs):
+    # ONNX's start/end (opset 15): negative from the back, clamped to the rank, as Python slices.
+    return np.array(np.asarray(args[0]).shape[attrs.get("start", 0) : attrs.get("end")], dtype=np.int64)
+
+
 FOLDERS = {
     "Identity": lambda args, attrs: args[0],
+    "Shape": _shape,
     "ConstantOfShape": _constant_of_shape,
     "Reshape": _reshape,
     "Slice": _slice,

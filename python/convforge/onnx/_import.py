@@ -51,6 +51,9 @@ class ImportContext:
         self.path, self.proto, self.opset = path, proto, opset
         self.data_format = data_format
         self.graph_output = graph_output
+        # The batch size the file fixes at its input (PyTorch's exporter without dynamic_axes
+        # writes its example's), or None where it is symbolic: a Reshape to (that, -1) flattens.
+        self.fixed_batch = None
         self._nodes = nodes
         self._tensors = {t.name: t for t in proto.graph.initializer}
         self._constants: dict[str, np.ndarray] = {}
@@ -248,6 +251,7 @@ class ImportContext:
                 weights = [np.asarray(w, dtype=np.float32) for w in weights]
             if not all(np.isfinite(w).all() for w in weights):
                 raise self.error(node, "its weights overflow float32 (scaled by alpha/beta, or stored as float64)")
+        layer._data_format = self.data_format  # as the model will build it (a BatchNormalization's axis=1)
         try:
             out_shape = layer._build(shapes if many else shapes[0], np.float32)
             if weights is not None:
@@ -376,11 +380,18 @@ def import_model(path, input_layout=None):
             )
     ctx, spec, entry, fmt = _walk(path, proto, nodes, opset, input_layout)
     chain = _is_chain(ctx, entry)
-    if not chain and fmt == "channels_first" and input_layout is None:
+    # A Sequential reads its images as channels-first only where a layer says so (a Conv2D's or a
+    # pooling's data_format): a chain of layers that take any layout (ReLU, Softmax, Flatten,
+    # BatchNormalization) would read NCHW images as NHWC, its softmax or flatten on other axes.
+    declared = any(getattr(layer, "data_format", None) == "channels_first" for layer, _, _, _ in ctx.steps)
+    unsaid = chain and fmt == "channels_first" and len(spec) == 3 and not declared
+    if (not chain or unsaid) and fmt == "channels_first" and input_layout is None:
         # Graph models take channels-last images at the API: translate again for that layout.
         ctx, spec, entry, fmt = _walk(path, proto, nodes, opset, "channels_last")
-    if not chain and fmt == "channels_first":
-        raise ModelFileError(path, "the graph is not a chain: its convforge model takes channels-last input only")
+        chain = not unsaid and chain
+    if (not chain or unsaid) and fmt == "channels_first":
+        what = "no layer of the chain says its images are channels-first" if unsaid else "the graph is not a chain"
+        raise ModelFileError(path, f"{what}: its convforge model takes channels-last input only")
     try:
         if chain:
             model_layers = [layer for layer, _, _, _ in ctx.steps]
@@ -398,6 +409,9 @@ def _walk(path, proto, nodes, opset, input_layout):
     name, spec, fmt, internal, entry, skipped, view = _entry(path, graph, nodes, input_layout)
     output = graph.output[0].name
     ctx = ImportContext(path, proto, nodes, opset, fmt or "channels_last", output)
+    initializers = {t.name for t in graph.initializer}
+    dims = _reader.value_dims(next(v for v in graph.input if v.name not in initializers))[1]
+    ctx.fixed_batch = dims[0] if dims and dims[0] else None
     ctx.set_input(entry, internal)
     ctx.consume_all(skipped, entry)
     if view:
