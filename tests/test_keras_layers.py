@@ -48,6 +48,8 @@ def test_sequence_layers_gradients(middle):
         lambda: layers.RandomZoom(0.3, fill_mode="constant", fill_value=0.5),
         lambda: layers.RandomTranslation(0.2, 0.3, fill_mode="wrap"),
         lambda: layers.LeakyReLU(),
+        lambda: layers.ReLU(max_value=0.3, negative_slope=0.1, threshold=0.05),
+        lambda: layers.Activation("relu6"),
         lambda: layers.Activation("gelu"),
         lambda: layers.Activation("softplus"),
     ],
@@ -61,6 +63,64 @@ def test_image_layers_gradients_after_a_conv(make):
 def test_gelu_approximate_and_leaky_relu_gradients():
     check([layers.Dense(5, activation=layers.GELU(approximate=True), input_shape=(4,)), layers.LeakyReLU(0.05),
            layers.Dense(3, activation="softmax")], (4,))
+
+
+def _keras_relu(x, max_value=None, negative_slope=0.0, threshold=0.0):
+    """Keras 3's activations.relu, step by step, in float64."""
+    x = x.astype(np.float64)
+    y = x * (x > threshold) if threshold else np.maximum(x, 0)
+    if max_value is not None:
+        y = np.clip(y, 0, max_value)
+    return y - negative_slope * np.maximum(threshold - x, 0)
+
+
+@pytest.mark.parametrize("kw", [dict(max_value=6.0), dict(negative_slope=0.1), dict(threshold=1.0),
+                                dict(max_value=2.0, negative_slope=0.3, threshold=0.5)],
+                         ids=["relu6", "leaky", "threshold", "all"])
+def test_relu_arguments_follow_keras_and_are_never_fused_as_a_plain_relu(kw):
+    """Keras's ReLU(max_value, negative_slope, threshold): Keras's values, and a Conv2D,
+    BatchNormalization or compiled plan before it must not run it as max(x, 0) in its kernel."""
+    x = np.linspace(-4, 9, 5 * 2 * 6 * 6).astype(np.float32).reshape(5, 6, 6, 2)
+    relu = layers.ReLU(**kw)
+    np.testing.assert_allclose(relu.forward(x.copy(), training=True), _keras_relu(x, **kw), rtol=1e-6, atol=1e-6)
+    assert layers.ReLU.from_config(relu.get_config()).get_config() == relu.get_config()
+    convforge.seed(0)
+    conv = convforge.Sequential([layers.Conv2D(3, 3, input_shape=(6, 6, 2))])
+    pre = conv.predict(x, verbose=0)
+    for model in (
+        convforge.Sequential([layers.Conv2D(3, 3, input_shape=(6, 6, 2), activation=layers.ReLU(**kw))]),
+        convforge.Sequential([layers.Conv2D(3, 3, input_shape=(6, 6, 2)), layers.ReLU(**kw)]),
+    ):
+        model.set_weights(conv.get_weights())
+        expected = _keras_relu(pre, **kw)
+        np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-5)
+        model.compile(optimizer=convforge.optimizers.SGD(0.0), loss="mse")  # the training forward
+        assert model.train_on_batch(x, np.zeros_like(expected)) == pytest.approx(np.mean(expected**2), rel=1e-5)
+    bn = convforge.Sequential([layers.Conv2D(3, 3, input_shape=(6, 6, 2)), layers.BatchNormalization(),
+                               layers.ReLU(**kw)])
+    bn.compile(optimizer="sgd", loss="mse")
+    bn.fit(x, np.zeros((5, 4, 4, 3), np.float32), epochs=1, verbose=0)  # a training forward (the BN -> ReLU fusion)
+    unfused = convforge.Sequential([layers.Conv2D(3, 3, input_shape=(6, 6, 2)), layers.BatchNormalization()])
+    unfused.set_weights(bn.get_weights())
+    np.testing.assert_allclose(bn.predict(x, verbose=0), _keras_relu(unfused.predict(x, verbose=0), **kw),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_relu_arguments_are_checked_and_relu6_is_a_name():
+    with pytest.raises(ValueError, match=r"ReLU max_value must be >= 0 \(Keras's rule\); got -1"):
+        layers.ReLU(-1)
+    with pytest.raises(ValueError, match="ReLU threshold must be >= 0"):
+        layers.ReLU(threshold=-0.5)
+    with pytest.raises(ValueError, match="ReLU negative_slope must be >= 0"):
+        layers.ReLU(negative_slope=-0.1)
+    with pytest.raises(TypeError, match="ReLU max_value must be a number; got '6'"):
+        layers.ReLU("6")
+    with pytest.raises(ValueError, match="ReLU max_value must be finite"):
+        layers.ReLU(float("inf"))
+    six = layers.Activation("relu6")
+    np.testing.assert_array_equal(six.forward(np.array([[-1.0, 3.0, 7.0]], np.float32)), [[0.0, 3.0, 6.0]])
+    assert layers.ReLU().plain and not layers.ReLU(6.0).plain
 
 
 def test_augmentation_is_training_only_and_seeded():

@@ -695,6 +695,26 @@ def test_shape_of_a_constant_folds_keras_stride_2_same_conv(tmp_path):
     np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
 
 
+def test_relu_with_max_value_is_clip_both_ways(tmp_path):
+    """ReLU(6.0) (MobileNet's ReLU6) exports as Clip(0, 6); Clip(x, 0, m) (PyTorch's ReLU6)
+    imports as ReLU(max_value=m); the ReLU arguments ONNX has no op for are refused by name."""
+    x = images((3, 6, 6, 2))
+    model = seeded([layers.Conv2D(3, 3, input_shape=(6, 6, 2)), layers.ReLU(0.5)])
+    proto, back = round_trip(model, x, tmp_path)
+    assert "Clip" in [node.op_type for node in proto.graph.node]
+    assert [type(layer).__name__ for layer in back.layers] == ["Conv2D", "ReLU"] and back.layers[1].max_value == 0.5
+    with pytest.raises(ValueError, match="cannot export a ReLU with negative_slope or threshold"):
+        seeded([layers.Conv2D(3, 3, input_shape=(6, 6, 2)), layers.ReLU(threshold=0.1)]).export(tmp_path / "t.onnx")
+    bound = [numpy_helper.from_array(np.float32(v), n) for n, v in (("lo", 0.0), ("hi", 6.0), ("neg", -1.0))]
+    path = save_graph(tmp_path / "clip.onnx", [helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="six")], bound)
+    x = np.random.default_rng(2).uniform(-9, 9, (2, 2, 6, 6)).astype(np.float32)
+    np.testing.assert_array_equal(convforge.load_model(path, input_layout="channels_last").predict(
+        np.ascontiguousarray(x.transpose(0, 2, 3, 1)), verbose=0).transpose(0, 3, 1, 2), run_ort(path, x))
+    path = save_graph(tmp_path / "clip2.onnx", [helper.make_node("Clip", ["x", "neg", "hi"], ["y"], name="c")], bound)
+    with pytest.raises(ModelFileError, match=r"node 'c' \(Clip\): only Clip\(x, 0, max\)"):
+        convforge.load_model(path)
+
+
 def test_onnx_pads_that_match_keras_same_pooling_import(tmp_path):
     # PyTorch's MaxPool2d(3, 2, padding=1) on 7x7 has Keras's 'same' windows (on 6x6 it has not:
     # refused, as the pool-pads case above shows).

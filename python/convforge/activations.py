@@ -20,6 +20,7 @@ __all__ = [
     "leaky_relu",
     "linear",
     "relu",
+    "relu6",
     "serialize",
     "sigmoid",
     "silu",
@@ -46,9 +47,16 @@ def _run(layer, x):
 
 
 @_named("relu")
-def relu(x):
-    """``max(x, 0)``."""
-    return _run(_layers.ReLU(), x)
+def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """``max(x, 0)``; Keras's ``negative_slope``, ``max_value`` and ``threshold`` as
+    :class:`convforge.layers.ReLU` takes them."""
+    return _run(_layers.ReLU(max_value, negative_slope, threshold), x)
+
+
+@_named("relu6")
+def relu6(x):
+    """``min(max(x, 0), 6)``."""
+    return _run(_layers.ReLU(6.0), x)
 
 
 @_named("leaky_relu")

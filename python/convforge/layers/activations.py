@@ -71,11 +71,46 @@ class _ActivationLayer(Layer):
 
 
 class ReLU(_ActivationLayer):
-    """``max(x, 0)``, on the compiled kernel (in place inside Conv2D/Dense)."""
+    """``max(x, 0)``, on the compiled kernel (in place inside Conv2D/Dense); Keras's ``ReLU``.
+
+    Keras's arguments: ``max_value`` clips the output (``ReLU(6.0)``: MobileNet's ReLU6),
+    ``threshold`` replaces 0 as the point below which the input is cut, ``negative_slope``
+    keeps ``negative_slope * (x - threshold)`` there; Keras's formula, the same values. With any
+    of them the layer runs in NumPy (not fused into a Conv2D, Dense or BatchNormalization
+    before it, nor into a compiled inference plan) and keeps its input for the backward.
+    """
 
     activation_name = "relu"
+    _cache_attrs = ("_y", "_x")
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, *, name=None, input_shape=None,
+                 trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        for arg, value in (("negative_slope", negative_slope), ("threshold", threshold)) + (
+                (("max_value", max_value),) if max_value is not None else ()):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"ReLU {arg} must be a number; got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"ReLU {arg} must be finite; got {value!r}")
+        if max_value is not None and max_value < 0:
+            raise ValueError(f"ReLU max_value must be >= 0 (Keras's rule); got {max_value!r}")
+        if negative_slope < 0:
+            raise ValueError(f"ReLU negative_slope must be >= 0 (Keras's rule); got {negative_slope!r}")
+        if threshold < 0:
+            raise ValueError(f"ReLU threshold must be >= 0 (Keras's rule); got {threshold!r}")
+        self.max_value = None if max_value is None else float(max_value)
+        self.negative_slope = float(negative_slope)
+        self.threshold = float(threshold)
+        self._x = None
+
+    @property
+    def plain(self) -> bool:
+        """``max(x, 0)`` exactly (no max_value, negative_slope or threshold): what kernels fuse."""
+        return self.max_value is None and self.negative_slope == 0.0 and self.threshold == 0.0
 
     def forward(self, x, training=False):
+        if not self.plain:
+            return self._forward_keras(x, training)
         if self._inplace and training and x.flags.c_contiguous:
             y = F.relu(x, out=x)  # the Conv2D/Dense output it belongs to
         else:
@@ -93,6 +128,51 @@ class ReLU(_ActivationLayer):
         if dy.dtype != y.dtype or dy.shape != y.shape:
             return F.relu_backward(dy, y)  # its error messages
         return F.relu_backward(dy, y, out=self._buffers("dx", y.shape, y.dtype))
+
+    def _pre_clip(self, x):
+        """Keras's first step: x where x > threshold else 0 (max(x, 0) at threshold 0)."""
+        if self.threshold != 0.0:
+            return np.where(x > x.dtype.type(self.threshold), x, x.dtype.type(0))
+        return np.maximum(x, x.dtype.type(0))
+
+    def _forward_keras(self, x, training):
+        """Keras 3's relu(x, negative_slope, max_value, threshold), step by step."""
+        t = x.dtype.type
+        if training:
+            self._x = x.copy()  # the input: the output alone does not tell the regions apart
+        y = self._pre_clip(x)
+        if self.max_value is not None:
+            y = np.clip(y, t(0), t(self.max_value))
+        if self.negative_slope != 0.0:
+            y = y - t(self.negative_slope) * np.maximum(t(self.threshold) - x, t(0))
+        return self._output_of(x, y.astype(x.dtype, copy=False), training)
+
+    def backward(self, dy):
+        if self.plain:
+            return super().backward(dy)
+        x = self._x
+        if x is None:
+            raise self._missing_cache()
+        t = x.dtype.type
+        if self.max_value is None and self.threshold == 0.0:  # Keras's leaky_relu: the slope at 0 too
+            return np.where(x > 0, dy, dy * t(self.negative_slope)).astype(dy.dtype, copy=False)
+        pre = self._pre_clip(x)
+        passes = x > t(self.threshold)  # Keras's strict comparison
+        if self.max_value is not None:
+            # Keras's relu6 (threshold 0, max_value 6) passes the open interval, its clip the
+            # closed one: at x == max_value the gradient is 0 and 1 (Keras on torch).
+            relu6 = self.threshold == 0.0 and self.max_value == 6.0
+            passes &= pre < t(self.max_value) if relu6 else pre <= t(self.max_value)
+        g = passes.astype(x.dtype)
+        if self.negative_slope != 0.0:
+            g += t(self.negative_slope) * (x < t(self.threshold))
+        return (dy * g).astype(dy.dtype, copy=False)
+
+    def get_config(self):
+        config = super().get_config()
+        if not self.plain:  # a plain ReLU's config stays {name, trainable}: it serialises as 'relu'
+            config.update(max_value=self.max_value, negative_slope=self.negative_slope, threshold=self.threshold)
+        return config
 
 
 class Tanh(_ActivationLayer):
@@ -321,9 +401,10 @@ _BY_NAME = {
     cls.activation_name: cls for cls in (ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, Softplus, Swish, GELU)
 }
 _BY_NAME["silu"] = Swish
+_BY_NAME["relu6"] = ReLU
 _NAMES = (*_BY_NAME, "linear", None)
 # activation='leaky_relu' takes Keras's function default (0.2), not the layer's (0.3).
-_STRING_CONFIG = {"leaky_relu": {"negative_slope": 0.2}}
+_STRING_CONFIG = {"leaky_relu": {"negative_slope": 0.2}, "relu6": {"max_value": 6.0}}
 
 
 def get(identifier, argument: str = "activation") -> _ActivationLayer | None:

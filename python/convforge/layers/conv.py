@@ -164,7 +164,7 @@ class Conv2D(Layer):
         plan = self._plan_for(x.shape[2:])  # 'same' padding depends on the image size
         # ReLU runs inside the kernel, on each block of output while it is still in cache,
         # instead of as another pass over the whole output.
-        fused_relu = isinstance(self.activation, activations.ReLU)
+        fused_relu = isinstance(self.activation, activations.ReLU) and self.activation.plain
         if not training:  # a fresh output: leaves the training state alone (fit may be running in another thread)
             y = F.conv2d(x, w, b, *args, relu=fused_relu, _plan=plan)
             if fused_relu or self.activation is None:

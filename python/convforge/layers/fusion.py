@@ -50,7 +50,7 @@ __all__ = [
 def ending_relu(layer):
     """The ReLU a layer's output comes from (the layer itself, or its activation), or None."""
     relu = layer if isinstance(layer, ReLU) else getattr(layer, "activation", None)
-    return relu if isinstance(relu, ReLU) else None
+    return relu if isinstance(relu, ReLU) and relu.plain else None
 
 
 def reset_fusion(layer) -> None:
@@ -91,7 +91,9 @@ def foldable(conv, bn, relu=None) -> bool:
 
 def is_plain_relu(layer) -> bool:
     """A ``ReLU()`` layer or an ``Activation('relu')``: ``max(x, 0)``, nothing else."""
-    return type(layer) is ReLU or (type(layer) is Activation and type(layer.activation) is ReLU)
+    if type(layer) is Activation:
+        layer = layer.activation
+    return type(layer) is ReLU and layer.plain
 
 
 class FoldedConvBatchNorm:

@@ -277,14 +277,15 @@ class _Lowering:
                 raise _NotLowered
             activation = call.activation
             # As Conv2D.forward: any ReLU (isinstance) runs inside the conv kernel.
-            relu = isinstance(activation, activation_layers.ReLU)
+            relu = isinstance(activation, activation_layers.ReLU) and activation.plain
             y = self.conv(call, x, relu=relu)
             return y, None if relu or activation is None else _forward_of(activation)
         if kind is Dense:
             if len(plan.dims(x)) != 1:
                 raise _NotLowered
             activation = self.setting(call, "activation")
-            relu = type(activation) is activation_layers.ReLU  # a subclass computes something else
+            # A subclass computes something else, as a ReLU with max_value, threshold or negative_slope.
+            relu = type(activation) is activation_layers.ReLU and activation.plain
             y = plan.dense(x, self.weight(call, "kernel"), self.weight(call, "bias"), relu=relu)
             if type(activation) is Softmax:
                 return (y if self.leaves_softmax(step) else plan.softmax(y)), None

@@ -39,7 +39,7 @@ op is translated by an *importer* registered with :func:`register_importer`
 (``convforge.onnx._registry.supported_ops()`` lists them): Conv (plain and
 depthwise), MaxPool/AveragePool (where a Keras 'valid'/'same' window set is
 the same), Gemm, MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
-Conv/Dense before them), Flatten and flattening Reshapes, BatchNormalization,
+Conv/Dense before them), Clip(x, 0, max) (``ReLU(max_value)``, which exports as it), Flatten and flattening Reshapes, BatchNormalization,
 GlobalAveragePool/GlobalMaxPool, Pad/Slice (ZeroPadding2D/Cropping2D),
 Add/Sum/Sub/Mul/Mean/Concat of computed tensors (the merge layers), Identity
 and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,

@@ -30,6 +30,11 @@ def _composite_activation(ctx, act, tensor: str):
     """The activations that are one ONNX op with an attribute, or a few ops: None for the others."""
     if type(act) is LeakyReLU:
         return ctx.node("LeakyRelu", [tensor], "LeakyRelu", alpha=act.negative_slope)
+    if type(act) is ReLU and not act.plain:
+        if act.negative_slope != 0.0 or act.threshold != 0.0:
+            raise ValueError("cannot export a ReLU with negative_slope or threshold to ONNX (ReLU(max_value) exports "
+                             "as Clip)")
+        return ctx.node("Clip", [tensor, _scalar(ctx, "zero", 0.0), _scalar(ctx, "max", act.max_value)], "Clip")
     if type(act) is ELU:
         return ctx.node("Elu", [tensor], "Elu", alpha=act.alpha)
     if type(act) is Swish:  # x * sigmoid(x)

@@ -33,8 +33,29 @@ def _activation_layer(ctx, node):
         return LeakyReLU(negative_slope=ctx.attributes(node, {"alpha": 0.01})["alpha"])
     if node.op_type == "Elu":
         return ELU(alpha=ctx.attributes(node, {"alpha": 1.0})["alpha"])
+    if node.op_type == "Clip":  # PyTorch's ReLU6 and clamp(0, m): a ReLU with max_value
+        if ctx.opset < 11:
+            bounds = ctx.attributes(node, {"min": -float("inf"), "max": float("inf")})
+            low, high = bounds["min"], bounds["max"]
+        else:
+            ctx.attributes(node, {})
+            low, high = (_scalar_input(ctx, node, i, what) for i, what in ((1, "min"), (2, "max")))
+        if low != 0 or high is None or not 0 <= high < float("inf"):
+            raise ctx.error(node, f"only Clip(x, 0, max) (a ReLU with max_value) is supported; got min {low}, "
+                            f"max {high}")
+        return ReLU(max_value=high)
     ctx.attributes(node, {})
     return _ACTIVATION_LAYERS[node.op_type]()
+
+
+def _scalar_input(ctx, node, index: int, what: str):
+    """Optional input ``index`` of ``node`` as a float (a one-value constant), None where absent."""
+    if len(node.input) <= index or not node.input[index]:
+        return None
+    value = np.asarray(ctx.constant(node, index, what), dtype=np.float64).reshape(-1)
+    if value.size != 1:
+        raise ctx.error(node, f"{what} must hold one value; got {value.size}")
+    return float(value[0])
 
 
 def _pair(ctx, node, values, attribute: str, minimum: int):
@@ -510,6 +531,7 @@ for _op, _fn in (
     ("Softplus", import_activation),
     ("LeakyRelu", import_activation),
     ("Elu", import_activation),
+    ("Clip", import_activation),
     ("Softmax", import_activation),
     ("Flatten", import_flatten),
     ("Reshape", import_reshape),
