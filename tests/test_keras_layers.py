@@ -173,6 +173,12 @@ def test_sequence_model_trains_and_saves(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x[:5], verbose=0), model.predict(x[:5], verbose=0))
 
 
+def _tiny():
+    model = convforge.Sequential([convforge.Input((3,)), layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
 @pytest.mark.parametrize(
     "make,message",
     [
@@ -184,6 +190,17 @@ def test_sequence_model_trains_and_saves(tmp_path):
         (lambda: layers.RandomFlip("diagonal"), "RandomFlip mode must be"),
         (lambda: layers.Permute((1, 3)), "Permute dims must be a permutation"),
         (lambda: layers.Dense(3, activity_regularizer="l2"), "activity_regularizer.*put the penalty in a custom Loss"),
+        # Beyond the layers (found by the Keras review: these were Python's bare "unexpected keyword").
+        (lambda: convforge.optimizers.Adam(clipnorm=1.0), "the argument 'clipnorm' of Adam; convforge does not clip"),
+        (lambda: convforge.optimizers.SGD(name="sgd"), r"argument 'name' of SGD; its arguments are \['learning_rate'"),
+        (lambda: convforge.losses.SparseCategoricalCrossentropy(ignore_class=0), "'ignore_class' of SparseCat"),
+        (lambda: convforge.losses.MeanSquaredError(reduction=None), "the argument 'reduction' of MeanSquaredError"),
+        (lambda: convforge.metrics.Precision(class_id=1), "the argument 'class_id' of Precision; compute per-class"),
+        (lambda: convforge.metrics.AUC(multi_label=True), "the argument 'multi_label' of AUC"),
+        (lambda: convforge.callbacks.ModelCheckpoint("m.npz", initial_value_threshold=0.5), "'initial_value_thr"),
+        (lambda: _tiny().fit(np.ones((4, 3)), np.zeros(4), validation_freq=2), "'validation_freq' of Sequential.fit"),
+        (lambda: _tiny().summary(show_trainable=True), "the argument 'show_trainable' of Sequential.summary"),
+        (lambda: convforge.Input((3,)) + convforge.Input((3,)), r"arithmetic on symbolic tensors .*layers.Add\(\)"),
     ],
 )
 def test_unsupported_arguments_say_so(make, message):

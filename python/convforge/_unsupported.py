@@ -8,6 +8,9 @@ and what to use, instead of Python's bare "has no attribute".
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 _RNN = "convforge has no recurrent layers; for sequences use Conv1D + GlobalAveragePooling1D"
 
 HINTS: dict[str, dict[str, str]] = {
@@ -109,3 +112,70 @@ def module_getattr(module_name: str, namespace):
         raise AttributeError(f"convforge does not support {module_name}.{name} (Keras name?){suffix}")
 
     return __getattr__
+
+
+# Keras arguments of optimizers, losses, metrics and callbacks that convforge does not take,
+# with what to do instead (the layers' own list is layers/base.py's _UNSUPPORTED_ARGUMENTS).
+_NO_CLIPPING = "convforge does not clip gradients: lower the learning rate, or add BatchNormalization"
+ARGUMENT_HINTS: dict[str, str] = {
+    "clipnorm": _NO_CLIPPING,
+    "clipvalue": _NO_CLIPPING,
+    "global_clipnorm": _NO_CLIPPING,
+    "amsgrad": "convforge's Adam is Adam without the AMSGrad variant",
+    "use_ema": "convforge keeps no moving average of the weights",
+    "ema_momentum": "convforge keeps no moving average of the weights",
+    "ema_overwrite_frequency": "convforge keeps no moving average of the weights",
+    "loss_scale_factor": "convforge trains in float32 or float64, no loss scaling",
+    "gradient_accumulation_steps": "use a larger batch_size",
+    "reduction": "convforge's losses are the mean over the batch (Keras's default); weight samples with "
+                 "fit(sample_weight=...)",
+    "ignore_class": "give those samples sample_weight 0 in fit",
+    "dtype": "losses and metrics compute in the model's dtype",
+    "class_id": "compute per-class precision and recall after training with "
+                "convforge.metrics.precision_recall_f1(y_true, model.predict(x))",
+    "top_k": "convforge's Precision and Recall take the predicted class (or thresholds)",
+    "multi_label": "convforge's AUC is single-label",
+    "label_weights": "convforge's AUC takes no label weights",
+    "initial_value_threshold": "start from the first epoch's value (convforge's default)",
+    # Model methods
+    "validation_freq": "convforge validates after every epoch",
+    "steps": "predict takes arrays (or a generator in fit/evaluate): slice x instead",
+    "show_trainable": "see layer.trainable, or model.trainable_weights",
+    "expand_nested": "a nested Sequential's layers are listed one by one already",
+    "layer_range": "summary lists every layer",
+}
+
+
+def check_arguments(cls, hints=None, method: str = "__init__") -> None:
+    """Make ``cls.<method>`` (if ``cls`` defines it without ``**kwargs``; an ``__init__`` that is
+    ``object``'s counts as one without arguments) raise, for a keyword it lacks, a TypeError
+    naming the argument and what to do instead (``hints``, else ARGUMENT_HINTS, else its
+    arguments), not Python's bare "unexpected keyword argument"."""
+    init = cls.__dict__.get(method)
+    if init is None and method == "__init__" and cls.__init__ is object.__init__:
+        def init(self):  # noqa: E306 - object.__init__'s, with a signature to check against
+            pass
+    if init is None or getattr(init, "_convforge_checked", False):
+        return
+    try:
+        params = inspect.signature(init).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    names = set(params)
+    table = ARGUMENT_HINTS if hints is None else hints
+
+    @functools.wraps(init)
+    def checked(self, *args, **kwargs):
+        unknown = [k for k in kwargs if k not in names]
+        if unknown:
+            name = unknown[0]
+            hint = table.get(name) or "its arguments are " + str(
+                [p for p, v in params.items() if p != "self" and v.kind is not v.VAR_POSITIONAL])
+            where = type(self).__name__ if method == "__init__" else f"{type(self).__name__}.{method}"
+            raise TypeError(f"convforge does not support the argument {name!r} of {where}; {hint}")
+        return init(self, *args, **kwargs)
+
+    checked._convforge_checked = True
+    setattr(cls, method, checked)

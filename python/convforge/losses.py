@@ -482,3 +482,8 @@ def deserialize(config: dict) -> Loss:
 from . import _unsupported  # noqa: E402
 
 __getattr__ = _unsupported.module_getattr(__name__, lambda: globals())
+
+# A Keras argument a class here lacks (clipnorm, reduction, class_id, ...) gets a TypeError
+# naming it and what to do instead, not Python's bare "unexpected keyword argument".
+for _cls in [v for v in list(globals().values()) if isinstance(v, type) and issubclass(v, Loss)]:
+    _unsupported.check_arguments(_cls)

@@ -70,6 +70,16 @@ class KerasTensor:
         node = self._node
         return node.layer, node.call_index, self._index
 
+    def _arithmetic(self, *_):
+        raise TypeError(
+            "arithmetic on symbolic tensors (Keras's operators and keras.ops on KerasTensors) is not supported by "
+            "convforge: use the merge layers (layers.Add()([a, b]), Subtract, Multiply, Average) and "
+            "layers.Rescaling for a constant factor or offset"
+        )
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _arithmetic
+    __truediv__ = __rtruediv__ = __matmul__ = __rmatmul__ = __pow__ = __neg__ = _arithmetic
+
     def __array__(self, *args, **kwargs):
         raise TypeError(
             f"{self!r} is symbolic (it holds no data): build a model with convforge.Model(inputs, outputs) and "

@@ -55,6 +55,7 @@ import warnings
 
 import numpy as np
 
+from .. import _unsupported
 from .. import functional as F
 from .. import losses as losses_module
 from .. import metrics as metrics_module
@@ -1191,3 +1192,5 @@ class _GraphBatches:
         ys = None if self.ys is None else [None if y is None else y[lo:hi] for y in self.ys]
         return [p.slice(lo, hi)[0] for p in self.parts], ys
 
+
+_unsupported.check_arguments(Functional, method="summary")  # Keras's show_trainable, expand_nested, ...

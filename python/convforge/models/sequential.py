@@ -38,6 +38,7 @@ import re
 
 import numpy as np
 
+from .. import _unsupported
 from ..layers import symbolic
 from ..layers.activations import Activation, _ActivationLayer
 from ..layers.base import Layer, check_input_shape, display_shape, snake_case
@@ -451,3 +452,6 @@ class Sequential(Model):
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r} layers={len(self.layers)} built={self.built}>"
+
+
+_unsupported.check_arguments(Sequential, method="summary")  # Keras's show_trainable, expand_nested, ...

@@ -49,6 +49,7 @@ import zlib
 
 import numpy as np
 
+from .. import _unsupported
 from .. import callbacks as callbacks_module
 from .. import distributed
 from .. import functional as F
@@ -1338,3 +1339,9 @@ def trainable_plan(layers) -> list:
         for layer in layers
         if layer.trainable_param_names()
     ]
+
+
+# A Keras argument fit or evaluate lacks (validation_freq, ...) gets a TypeError naming it and
+# what to do instead. (Not predict: its one-image path is a few microseconds, the check ~0.4.)
+for _method in ("fit", "evaluate"):
+    _unsupported.check_arguments(Trainer, method=_method)
