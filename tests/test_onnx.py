@@ -557,6 +557,68 @@ def test_keras_exported_model_imports_and_predicts_like_keras(tmp_path):
         np.testing.assert_allclose(model.predict(x_graph, verbose=0), expected_graph, rtol=1e-5, atol=1e-6)
 
 
+def test_keras_exported_batchnorm_global_pooling_and_stride_2_conv_import(tmp_path):
+    """Keras's exporter writes BatchNormalization as Sub(mean), Mul(scale), Add(beta) on the
+    channels-last view, global pooling as ReduceMean/ReduceMax over height and width, and a
+    stride-2 'same' conv's pads from Shape() of constants: they import as those layers."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    rng = np.random.default_rng(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = pytest.importorskip("keras")
+        if keras.backend.backend() != "torch":
+            pytest.skip(f"Keras runs on {keras.backend.backend()}, its ONNX export here needs torch")
+        keras.utils.set_random_seed(0)
+        cases = {}
+        for pool in ("avg", "max", "avg_keepdims"):
+            pooling = {"avg": keras.layers.GlobalAveragePooling2D(), "max": keras.layers.GlobalMaxPooling2D(),
+                       "avg_keepdims": keras.layers.GlobalAveragePooling2D(keepdims=True)}[pool]
+            net = keras.Sequential([keras.Input((9, 8, 3)), keras.layers.Conv2D(4, 3, strides=2, padding="same"),
+                                    keras.layers.BatchNormalization(), keras.layers.ReLU(), pooling,
+                                    keras.layers.Flatten(), keras.layers.Dense(2)])
+            net.layers[1].set_weights([rng.uniform(0.5, 1.5, 4), rng.standard_normal(4), rng.standard_normal(4),
+                                       rng.uniform(0.5, 2.0, 4)])
+            x = images((3, 9, 8, 3))
+            cases[pool] = (x, np.asarray(net.predict(x, verbose=0)))
+            net.export(tmp_path / f"{pool}.onnx", format="onnx", verbose=False)
+    for pool, (x, expected) in cases.items():
+        model = convforge.load_model(tmp_path / f"{pool}.onnx")
+        names = [type(layer).__name__ for layer in model.layers]
+        assert names[1:4] == ["Conv2D", "BatchNormalization", "ReLU"] or names[:3] == [
+            "Conv2D", "BatchNormalization", "ReLU"], names
+        assert ("GlobalMaxPooling2D" if pool == "max" else "GlobalAveragePooling2D") in names
+        np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_per_channel_affines_and_reductions_import_on_nchw_tensors(tmp_path):
+    """The same ops on an NCHW tensor (no Keras views): Sub, Mul and Add of per-channel
+    constants join into one BatchNormalization; ReduceMean over (2, 3) keepdims is global pooling;
+    a constant that is not per channel, or a reduction over the channels, is refused by name."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    per_channel = [numpy_helper.from_array(rng.standard_normal((1, 3, 1, 1)).astype(np.float32), n)
+                   for n in ("m", "s", "b")]
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Sub", ["r", "m"], ["t1"], name="sub"),
+             helper.make_node("Mul", ["t1", "s"], ["t2"], name="mul"),
+             helper.make_node("Add", ["b", "t2"], ["t3"], name="add"),
+             helper.make_node("ReduceMean", ["t3"], ["y"], name="mean", axes=[2, 3], keepdims=1)]
+    path = save_graph(tmp_path / "affine.onnx", nodes, per_channel, input_shape=("n", 3, 5, 5), opset=13)
+    model = convforge.load_model(path, input_layout="channels_last")
+    assert [type(layer).__name__ for layer in model.layers][-2:] == ["BatchNormalization", "GlobalAveragePooling2D"]
+    got = model.predict(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), verbose=0).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, run_ort(path, x), rtol=RTOL, atol=ATOL)
+    bad = numpy_helper.from_array(rng.standard_normal((1, 3, 5, 1)).astype(np.float32), "m")
+    path = save_graph(tmp_path / "bad.onnx", [helper.make_node("Sub", ["x", "m"], ["y"], name="sub")], [bad],
+                      input_shape=("n", 3, 5, 5))
+    with pytest.raises(ModelFileError, match=r"node 'sub' \(Sub\): a constant of shape \(1, 3, 5, 1\)"):
+        convforge.load_model(path)
+    path = save_graph(tmp_path / "chan.onnx", [helper.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=[1])],
+                      input_shape=("n", 3, 5, 5), opset=13)
+    with pytest.raises(ModelFileError, match=r"node 'mean' \(ReduceMean\), attribute 'axes': a reduction over axes"):
+        convforge.load_model(path)
+
+
 # ---------------------------------------------------------------------------
 # Unsupported ops and attributes: ModelFileError naming node, op and attribute
 # ---------------------------------------------------------------------------

@@ -40,7 +40,8 @@ op is translated by an *importer* registered with :func:`register_importer`
 depthwise), MaxPool/AveragePool (where a Keras 'valid'/'same' window set is
 the same), Gemm, MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
 Conv/Dense before them), Clip(x, 0, max) (``ReLU(max_value)``, which exports as it), Flatten and flattening Reshapes, BatchNormalization,
-GlobalAveragePool/GlobalMaxPool, Pad/Slice (ZeroPadding2D/Cropping2D),
+GlobalAveragePool/GlobalMaxPool (and ReduceMean/ReduceMax over height and width),
+Pad/Slice (ZeroPadding2D/Cropping2D),
 Add/Sum/Sub/Mul/Mean/Concat of computed tensors (the merge layers), Identity
 and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,
 Concat, ConstantOfShape, Reshape, Slice, Cast, ...) is folded; Keras's
@@ -48,12 +49,16 @@ exporter's NHWC transposes around each layer fold away (a bias added after
 one goes into the conv, a channels-last flatten permutes the next Dense's
 kernel rows). Files from convforge, ``torch.onnx.export(..., dynamo=False)``
 and Keras 3's ``model.export(format="onnx")`` (torch backend) are tested. A
-model imports with one input and one output. Not imported (refused, naming
-the node): Keras's exporter's BatchNormalization (written as Sub/Mul/Add),
-global pooling (ReduceMean/ReduceMax) and 'same' pooling (an edge Pad). A
-chain none of whose layers says its images are channels-first (no Conv or
-pooling: a ReLU and a Softmax over channels) imports as a channels-last
-graph model, as a graph does.
+model imports with one input and one output. Add, Sub and Mul of a tensor and
+a per-channel constant (Keras's exporter writes its BatchNormalization so)
+import as one BatchNormalization layer per run of them (moving mean 0,
+variance 1 - epsilon, the affine in gamma and beta: exact at inference; to
+fine-tune, know that it then normalises with batch statistics); ReduceMean
+and ReduceMax over height and width (Keras's global pooling) as global
+pooling. Not imported (refused, naming the node): Keras's 'same' pooling (an
+edge Pad). A chain none of whose layers says its images are channels-first
+(no Conv or pooling: a ReLU and a Softmax over channels) imports as a
+channels-last graph model, as a graph does.
 An op, attribute or attribute value convforge cannot express raises
 :class:`~convforge.saving.ModelFileError` naming the node, the op and the
 attribute. The file is treated as untrusted: its size is bounded, every

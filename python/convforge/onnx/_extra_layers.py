@@ -304,8 +304,13 @@ def _merge_inputs(ctx, node):
 
 
 def import_merge(ctx, node):
-    """Elementwise ops of two or more computed tensors of one shape: the merge layers."""
+    """Elementwise ops of two or more computed tensors of one shape: the merge layers; an Add,
+    Sub or Mul of a computed tensor and a per-channel constant: a per-channel affine."""
     ctx.attributes(node, {})
+    constant = [i for i, n in enumerate(node.input) if n and ctx.is_constant(ctx.resolve(n))]
+    if node.op_type in ("Add", "Sub", "Mul") and len(node.input) == 2 and len(constant) == 1:
+        _import_affine(ctx, node, constant[0])
+        return
     names, shapes, view = _merge_inputs(ctx, node)
     if node.op_type == "Sub" and len(names) != 2 or len(names) < 2 and node.op_type not in ("Sum", "Mean"):
         raise ctx.error(node, f"{len(names)} inputs")
@@ -316,6 +321,88 @@ def import_merge(ctx, node):
         return
     layer = _layer_class(ctx, node, _MERGES[node.op_type])()
     _add_merge(ctx, node, layer, names, view)
+
+
+def _import_affine(ctx, node, index: int) -> None:
+    """``x + c``, ``x - c``, ``c - x`` or ``x * c`` with ``c`` one value per channel (or one value):
+    ``a * x + b`` per channel, as a BatchNormalization whose moving mean is 0 and moving variance
+    1 - epsilon (so that it scales by gamma = a and shifts by beta = b at inference). Keras's
+    exporter writes its BatchNormalization so, as Sub(mean), Mul(scale), Add(beta) on the
+    channels-last view: consecutive affines on a tensor nothing else reads make one layer."""
+    x = node.input[1 - index]
+    base = ctx.view_base(x)
+    source = base if base is not None else ctx.resolve(x)
+    shape = ctx.ref_shape(base) if base is not None else ctx.shape(node, 1 - index)
+    if shape is None or len(shape) not in (1, 3):
+        raise ctx.error(node, "a constant operand is supported on images or (batch, features) tensors only")
+    channels = shape[0]
+    c = np.asarray(ctx.constant(node, index, "the constant"), dtype=np.float64)
+    if len(shape) == 1:
+        allowed = {(), (1,), (channels,), (1, channels)}
+    elif base is not None:  # a channels-last view: channels last
+        allowed = {(), (1,), (channels,), (1, channels), (1, 1, channels), (1, 1, 1, channels)}
+    else:
+        allowed = {(), (1,), (channels, 1, 1), (1, channels, 1, 1)}
+    if c.shape not in allowed:
+        raise ctx.error(node, f"a constant of shape {c.shape} on a tensor of shape {('batch', *shape)}: only one "
+                        "value per channel (or one value) is supported")
+    v = np.broadcast_to(c.reshape(-1), (channels,)).astype(np.float64)
+    if node.op_type == "Mul":
+        a, b = v, np.zeros(channels)
+    elif node.op_type == "Add":
+        a, b = np.ones(channels), v
+    else:  # Sub
+        a, b = (np.ones(channels), -v) if index == 1 else (-np.ones(channels), v)
+    layer = ctx.affine_layers.get(source)
+    reader, _ = ctx.next_node(x)
+    if layer is not None and reader is node:  # fold into the affine before it, x's only reader
+        a0, b0 = layer._onnx_affine
+        a, b = a * a0, a * b0 + b
+        layer._onnx_affine = (a, b)
+        layer.params["gamma"][...] = a
+        layer.params["beta"][...] = b
+        if base is not None:
+            ctx.set_view(node.output[0], source)
+            ctx.consume_node(node)
+        else:
+            ctx.consume(node, source)
+        return
+    eps = 1e-3
+    axis = 1 if len(shape) == 3 and ctx.data_format == "channels_first" else -1
+    layer = _layer_class(ctx, node, "BatchNormalization")(axis=axis, epsilon=eps)
+    output = node.output[0] + "#nchw" if base is not None else node.output[0]
+    ctx.add_layer(node, layer, [source], output, [a, b, np.zeros(channels), np.full(channels, 1.0 - eps)])
+    if base is not None:
+        ctx.set_view(node.output[0], output)
+    layer._onnx_affine = (a, b)
+    ctx.affine_layers[output] = layer
+
+
+def import_reduce(ctx, node):
+    """ReduceMean / ReduceMax over an image's height and width (Keras's exporter's global
+    pooling, on the channels-last view): GlobalAveragePooling2D / GlobalMaxPooling2D."""
+    a = ctx.attributes(node, {"keepdims": 1, "noop_with_empty_axes": 0, "axes": []})
+    if a["axes"]:
+        axes = list(a["axes"])
+    elif len(node.input) > 1 and node.input[1]:
+        axes = [int(v) for v in ctx.constant(node, 1, "axes").reshape(-1)]
+    else:
+        raise ctx.error(node, "a reduction over every axis (the batch too) is not supported", "axes")
+    base = ctx.view_base(node.input[0])
+    shape = ctx.ref_shape(base) if base is not None else ctx.shape(node, 0)
+    if shape is None or len(shape) != 3:
+        raise ctx.error(node, "a reduction of a tensor that is not an image is not supported")
+    spatial = [1, 2] if base is not None else [2, 3]  # NHWC view, or NCHW
+    if sorted(int(v) % 4 for v in axes) != spatial:
+        raise ctx.error(node, f"a reduction over axes {axes}: only over height and width (global pooling)", "axes")
+    name = "GlobalMaxPooling2D" if node.op_type == "ReduceMax" else "GlobalAveragePooling2D"
+    keep = bool(a["keepdims"])
+    layer = _layer_class(ctx, node, name)(data_format=ctx.data_format, keepdims=keep)
+    source = base if base is not None else node.input[0]
+    output = node.output[0] + "#nchw" if base is not None and keep else node.output[0]
+    ctx.add_layer(node, layer, [source], output)
+    if base is not None and keep:
+        ctx.set_view(node.output[0], output)
 
 
 def _add_merge(ctx, node, layer, names, view):
@@ -349,6 +436,8 @@ for _op, _fn in (
     ("BatchNormalization", import_batch_normalization),
     ("GlobalAveragePool", import_global_pool),
     ("GlobalMaxPool", import_global_pool),
+    ("ReduceMean", import_reduce),
+    ("ReduceMax", import_reduce),
     ("Pad", import_pad),
     ("Slice", import_slice),
 ):

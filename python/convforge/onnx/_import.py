@@ -54,6 +54,9 @@ class ImportContext:
         # The batch size the file fixes at its input (PyTorch's exporter without dynamic_axes
         # writes its example's), or None where it is symbolic: a Reshape to (that, -1) flattens.
         self.fixed_batch = None
+        # Per-channel affines made from Add/Sub/Mul by constants (_extra_layers._import_affine),
+        # by their output tensor: the next such op on a tensor nothing else reads joins them.
+        self.affine_layers: dict = {}
         self._nodes = nodes
         self._tensors = {t.name: t for t in proto.graph.initializer}
         self._constants: dict[str, np.ndarray] = {}
