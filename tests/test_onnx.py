@@ -570,6 +570,12 @@ def test_keras_exported_batchnorm_global_pooling_and_stride_2_conv_import(tmp_pa
             pytest.skip(f"Keras runs on {keras.backend.backend()}, its ONNX export here needs torch")
         keras.utils.set_random_seed(0)
         cases = {}
+        net = keras.Sequential([keras.Input((9, 8, 3)), keras.layers.Conv2D(4, 1),
+                                keras.layers.MaxPooling2D(3, strides=2, padding="same"), keras.layers.Flatten(),
+                                keras.layers.Dense(2)])
+        x = images((3, 9, 8, 3))
+        cases["max_pool_same"] = (x, np.asarray(net.predict(x, verbose=0)))  # an edge Pad, then MaxPool
+        net.export(tmp_path / "max_pool_same.onnx", format="onnx", verbose=False)
         for pool in ("avg", "max", "avg_keepdims"):
             pooling = {"avg": keras.layers.GlobalAveragePooling2D(), "max": keras.layers.GlobalMaxPooling2D(),
                        "avg_keepdims": keras.layers.GlobalAveragePooling2D(keepdims=True)}[pool]
@@ -584,6 +590,10 @@ def test_keras_exported_batchnorm_global_pooling_and_stride_2_conv_import(tmp_pa
     for pool, (x, expected) in cases.items():
         model = convforge.load_model(tmp_path / f"{pool}.onnx")
         names = [type(layer).__name__ for layer in model.layers]
+        if pool == "max_pool_same":
+            assert names[:2] == ["Conv2D", "MaxPooling2D"] and model.layers[1].padding == "same", names
+            np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+            continue
         assert names[1:4] == ["Conv2D", "BatchNormalization", "ReLU"] or names[:3] == [
             "Conv2D", "BatchNormalization", "ReLU"], names
         assert ("GlobalMaxPooling2D" if pool == "max" else "GlobalAveragePooling2D") in names
@@ -612,6 +622,16 @@ def test_per_channel_affines_and_reductions_import_on_nchw_tensors(tmp_path):
     path = save_graph(tmp_path / "bad.onnx", [helper.make_node("Sub", ["x", "m"], ["y"], name="sub")], [bad],
                       input_shape=("n", 3, 5, 5))
     with pytest.raises(ModelFileError, match=r"node 'sub' \(Sub\): a constant of shape \(1, 3, 5, 1\)"):
+        convforge.load_model(path)
+    pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")
+    path = save_graph(tmp_path / "edge.onnx", [helper.make_node("Pad", ["x", "pads"], ["y"], name="pad", mode="edge")],
+                      [pads], input_shape=("n", 3, 5, 5))
+    with pytest.raises(ModelFileError, match=r"node 'pad' \(Pad\), attribute 'mode': edge padding is supported before"):
+        convforge.load_model(path)
+    path = save_graph(tmp_path / "wide.onnx", [helper.make_node("Pad", ["x", "pads"], ["p"], name="pad", mode="edge"),
+                                               helper.make_node("MaxPool", ["p"], ["y"], name="pool", kernel_shape=[1, 1])],
+                      [pads], input_shape=("n", 3, 5, 5))
+    with pytest.raises(ModelFileError, match=r"only margins narrower than the window"):
         convforge.load_model(path)
     path = save_graph(tmp_path / "chan.onnx", [helper.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=[1])],
                       input_shape=("n", 3, 5, 5), opset=13)

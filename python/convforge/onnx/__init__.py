@@ -55,8 +55,9 @@ import as one BatchNormalization layer per run of them (moving mean 0,
 variance 1 - epsilon, the affine in gamma and beta: exact at inference; to
 fine-tune, know that it then normalises with batch statistics); ReduceMean
 and ReduceMax over height and width (Keras's global pooling) as global
-pooling. Not imported (refused, naming the node): Keras's 'same' pooling (an
-edge Pad). A chain none of whose layers says its images are channels-first
+pooling; an edge Pad read only by a MaxPool (Keras's 'same' max pooling), whose
+margins are narrower than the window, as that MaxPool's padding (other edge
+pads are refused, naming the node). A chain none of whose layers says its images are channels-first
 (no Conv or pooling: a ReLU and a Softmax over channels) imports as a
 channels-last graph model, as a graph does.
 An op, attribute or attribute value convforge cannot express raises

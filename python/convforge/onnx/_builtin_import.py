@@ -297,6 +297,10 @@ def import_pool(ctx, node):
     if is_max and a["storage_order"] != 0:
         raise ctx.error(node, "only 0 (row major) is supported", "storage_order")
     pads = _explicit_pads(ctx, node, a, (h, w), kernel, strides, (1, 1))
+    extra = ctx.pool_pads.get(id(node))  # an edge Pad before it (_extra_layers._edge_pad_into_max_pool)
+    if extra is not None:
+        top, bottom, left, right = extra
+        pads = [pads[0] + top, pads[1] + left, pads[2] + bottom, pads[3] + right]
     counts_padding = not is_max and bool(a["count_include_pad"])
     padding = _pool_padding(ctx, node, (h, w), kernel, strides, pads, bool(a["ceil_mode"]), counts_padding)
     cls = MaxPooling2D if is_max else AveragePooling2D

@@ -225,7 +225,7 @@ def _flattens_pooled(ctx, node, channels) -> bool:
 
 def import_pad(ctx, node):
     a = ctx.attributes(node, {"mode": "constant", "pads": None, "value": 0.0})  # pads/value: opset < 11
-    if a["mode"] != "constant":
+    if a["mode"] not in ("constant", "edge"):
         raise ctx.error(node, f"only constant (zero) padding is supported; got {a['mode']!r}", "mode")
     shape = ctx.shape(node, 0)
     if len(shape) != 3:
@@ -248,6 +248,9 @@ def import_pad(ctx, node):
     margins = (before.get(2, 0), after.get(2, 0), before.get(3, 0), after.get(3, 0))
     if max(margins) > _params.MAX_PARAM:
         raise ctx.error(node, f"padding {margins} is too large")
+    if a["mode"] == "edge":
+        _edge_pad_into_max_pool(ctx, node, margins)
+        return
     if min(margins) < 0:  # ONNX allows negative pads: a crop
         if max(margins) > 0:
             raise ctx.error(node, f"pads {margins} mix padding and cropping")
@@ -257,6 +260,24 @@ def import_pad(ctx, node):
         t, b, l, r = margins
         layer = _layer_class(ctx, node, "ZeroPadding2D")(((t, b), (l, r)), ctx.data_format)
     ctx.add_layer(node, layer, [node.input[0]], node.output[0])
+
+
+def _edge_pad_into_max_pool(ctx, node, margins) -> None:
+    """An edge Pad read only by a MaxPool (Keras's exporter's 'same' max pooling): the border
+    repeated is the border already in each window that reaches the margin, where a margin is
+    narrower than the window, so the max is the padded max pooling's (-inf margins): the margins
+    join the MaxPool's pads (import_pool)."""
+    reader, passed = ctx.next_node(node.output[0])
+    if reader is None or reader.op_type != "MaxPool":
+        raise ctx.error(node, "edge padding is supported before a MaxPool only (a 'same' max pooling)", "mode")
+    kernel = [list(a.ints) for a in reader.attribute if a.name == "kernel_shape"]
+    top, bottom, left, right = margins
+    if len(kernel) != 1 or len(kernel[0]) != 2 or min(margins) < 0 or max(top, bottom) >= kernel[0][0] \
+            or max(left, right) >= kernel[0][1]:
+        raise ctx.error(node, f"edge padding {margins} before a MaxPool of kernel {kernel}: only margins narrower "
+                        "than the window (a 'same' max pooling) are supported", "mode")
+    ctx.pool_pads[id(reader)] = margins
+    ctx.consume(node, ctx.input_name(node))
 
 
 def import_slice(ctx, node):

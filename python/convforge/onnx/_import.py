@@ -57,6 +57,8 @@ class ImportContext:
         # Per-channel affines made from Add/Sub/Mul by constants (_extra_layers._import_affine),
         # by their output tensor: the next such op on a tensor nothing else reads joins them.
         self.affine_layers: dict = {}
+        # MaxPool node id -> (top, bottom, left, right) of an edge Pad folded into its pads.
+        self.pool_pads: dict = {}
         self._nodes = nodes
         self._tensors = {t.name: t for t in proto.graph.initializer}
         self._constants: dict[str, np.ndarray] = {}
