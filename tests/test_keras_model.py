@@ -215,13 +215,38 @@ def test_model_trainable_freezes_and_unfreezes_every_layer():
         m.trainable = 0
 
 
-def test_a_model_called_on_a_symbolic_tensor_says_nested_models_are_unsupported():
-    base = functional_model()
-    inputs = convforge.Input(shape=(6,))
-    with pytest.raises(NotImplementedError, match="called on a symbolic tensor: using a whole model as a layer"):
-        base(inputs)
-    with pytest.raises(NotImplementedError, match="nested models"):
-        model()([inputs])
+def test_a_model_called_on_tensors_is_its_layers_in_the_new_graph():
+    """Keras's nested models (transfer learning): ``base(x)`` in a graph calls the base's layers
+    on x, shared; a frozen base stays as it is through fit, BatchNormalization included, and the
+    new model saves and loads; training=False is accepted where it changes nothing."""
+    convforge.seed(0)
+    base_in = convforge.Input((8, 8, 1))
+    h = layers.Conv2D(4, 3, activation="relu")(base_in)
+    h = layers.BatchNormalization()(h)
+    base = convforge.Model(base_in, layers.GlobalAveragePooling2D()(h))
+    stem = convforge.Sequential([convforge.Input((8, 8, 1)), layers.Conv2D(2, 1)])
+    inputs = convforge.Input((8, 8, 1))
+    with pytest.raises(NotImplementedError, match=r"called with training=False: its layers \['batch_normalization"):
+        base(inputs, training=False)
+    base.trainable = False
+    with pytest.raises(ValueError, match=r"input 0 has shape \(None, 8, 8, 1\); the tensor it was called on has"):
+        base(stem(inputs))  # (None, 8, 8, 2)
+    features = base(inputs, training=False)
+    model = convforge.Model(inputs, layers.Dense(3, activation="softmax")(features))
+    assert model.layers[1] is base.layers[1] and len(model.layers) == len(base.layers) + 1
+    x = np.random.default_rng(0).standard_normal((16, 8, 8, 1)).astype(np.float32)
+    y = np.arange(16) % 3
+    np.testing.assert_array_equal(convforge.Model(inputs, features).predict(x, verbose=0), base.predict(x, verbose=0))
+    model.compile(optimizer=convforge.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    frozen = base.get_weights()
+    model.fit(x, y, epochs=1, verbose=0)
+    for a, b in zip(frozen, base.get_weights()):  # moving statistics included
+        np.testing.assert_array_equal(a, b)
+    again = convforge.models.clone_model(model)
+    assert [type(layer) for layer in again.layers] == [type(layer) for layer in model.layers]
+    assert model.predict(x, verbose=0).shape == (16, 3)
+    with pytest.raises(NotImplementedError, match="training=True"):
+        base(inputs, training=True)
 
 
 # ---------------------------------------------------------------- the same API on functional models

@@ -125,6 +125,55 @@ class Model(Trainer):
         for layer in self.layers:
             layer.trainable = bool(value)
 
+    # ================================================================== a model inside a graph
+
+    def _call_symbolic(self, inputs, training=False):
+        """``model(tensor)`` in a graph (Keras's nested models: a pretrained base under a new
+        head): the model's layers are called on ``inputs`` in its graph's order, so the new
+        graph holds them (shared: their weights are the model's) one by one, as a nested
+        Sequential's are listed (``summary()`` shows them, not one row for the model).
+        ``model.trainable = False`` freezes them there too; a frozen BatchNormalization runs on
+        its moving statistics, which is what Keras's ``base(x, training=False)`` asks for, the
+        only ``training`` accepted: a layer the flag would change (a trainable
+        BatchNormalization, Dropout, the augmentation layers) cannot follow a per-call flag here."""
+        if training is not False and training is not None:
+            raise NotImplementedError(
+                f"model {self.name!r} called on a symbolic tensor with training={training!r}: convforge decides "
+                "training mode in fit/predict, not per call")
+        if training is False:
+            moving = [layer.name for layer in self.layers
+                      if (type(layer).__name__ == "BatchNormalization" and layer.trainable)
+                      or type(layer).__name__ in ("Dropout", "RandomFlip", "RandomRotation", "RandomZoom",
+                                                  "RandomTranslation")]
+            if moving:
+                raise NotImplementedError(
+                    f"model {self.name!r} called with training=False: its layers {moving} would still train (or "
+                    "drop out) during fit, where Keras keeps them in inference mode; freeze the model first "
+                    "(model.trainable = False: a frozen BatchNormalization uses its moving statistics) or call it "
+                    "without training=False")
+        graph = self._symbolic_graph()
+        many = isinstance(inputs, (list, tuple))
+        given = list(inputs) if many else [inputs]
+        if len(given) != len(graph.inputs):
+            raise ValueError(f"model {self.name!r} takes {len(graph.inputs)} input tensor(s); got {len(given)}")
+        for i, (t, want) in enumerate(zip(given, graph.inputs)):
+            if tuple(t.shape[1:]) != tuple(want.shape[1:]):
+                raise ValueError(f"model {self.name!r} input {i} has shape {want.shape}; the tensor it was called on "
+                                 f"has {t.shape}")
+        mapped = {id(t): g for t, g in zip(graph.inputs, given)}
+        for node in sorted(graph._nodes, key=lambda n: n.seq):
+            if isinstance(node.layer, InputLayer):
+                continue
+            args = [mapped[id(t)] for t in node.inputs]
+            out = node.layer(args if node.many else args[0])
+            mapped[id(node.outputs[0])] = out
+        outputs = [mapped[id(t)] for t in graph.outputs]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def _symbolic_graph(self) -> "Functional":
+        """The Functional graph whose nodes _call_symbolic replays (a Sequential's executor)."""
+        return self
+
     # ================================================================== weights
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:

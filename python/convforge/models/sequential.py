@@ -271,6 +271,12 @@ class Sequential(Model):
         self._graph_nodes = symbolic.record_chain(self.layers, self._graph_input)
         self._graph = Functional(self._graph_input, self._graph_nodes[-1].outputs[0], name=self.name)
 
+    def _symbolic_graph(self):
+        if not self.built:
+            raise ValueError(f"{self.name!r} is not built: give it an input shape (Input(...) first) before calling "
+                             "it on a tensor")
+        return self._graph
+
     def _build_from_data(self, x) -> None:
         if self.built:
             return

@@ -1237,12 +1237,7 @@ class Trainer:
     def __call__(self, x, training: bool = False) -> np.ndarray:
         """Outputs for one batch (``predict`` without batching)."""
         if _symbolic(x):
-            raise NotImplementedError(
-                f"{type(self).__name__} {self.name!r} called on a symbolic tensor: using a whole model as a layer of "
-                "another graph (Keras's nested models) is not supported by convforge. Call its layers on the tensor "
-                "instead (x = layer(x) for each layer past its Input: they are then shared), or stack the models "
-                "with convforge.Sequential([model, head])"
-            )
+            return self._call_symbolic(x, training)
         if training is False and type(x) is np.ndarray and x.ndim:
             # predict's one-call path (CompiledInference.ready), the whole batch at once: None
             # where it declines x, and the path below answers.
