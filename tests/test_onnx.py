@@ -513,17 +513,23 @@ def test_pytorch_lenet5_imports_and_predicts_like_pytorch(flatten, tmp_path):
     keras_style.fit(x.numpy().transpose(0, 2, 3, 1), np.arange(5) % 10, epochs=1, verbose=0)
 
 
+def keras_on_torch():
+    """Keras 3 on the torch backend (its ONNX export runs torch's exporter), seeded; else skip."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip(f"Keras runs on {keras.backend.backend()}, its ONNX export here needs torch")
+    keras.utils.set_random_seed(0)
+    return keras
+
+
 def test_keras_exported_model_imports_and_predicts_like_keras(tmp_path):
     # Keras's exporter (torch backend) wraps each conv/pool in NHWC <-> NCHW transposes, adds the
     # bias after the transpose, casts everything to float and flattens in (h, w, c) order through
     # Shape/Gather/Unsqueeze/Concat/Reshape: the importer folds all of it back into the layers.
-    os.environ.setdefault("KERAS_BACKEND", "torch")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        keras = pytest.importorskip("keras")
-        if keras.backend.backend() != "torch":
-            pytest.skip(f"Keras runs on {keras.backend.backend()}, its ONNX export here needs torch")
-        keras.utils.set_random_seed(0)
+        keras = keras_on_torch()
         net = keras.Sequential([
             keras.Input((28, 28, 1)),
             keras.layers.Conv2D(6, 5, padding="same", activation="relu"),
@@ -561,14 +567,10 @@ def test_keras_exported_batchnorm_global_pooling_and_stride_2_conv_import(tmp_pa
     """Keras's exporter writes BatchNormalization as Sub(mean), Mul(scale), Add(beta) on the
     channels-last view, global pooling as ReduceMean/ReduceMax over height and width, and a
     stride-2 'same' conv's pads from Shape() of constants: they import as those layers."""
-    os.environ.setdefault("KERAS_BACKEND", "torch")
     rng = np.random.default_rng(3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        keras = pytest.importorskip("keras")
-        if keras.backend.backend() != "torch":
-            pytest.skip(f"Keras runs on {keras.backend.backend()}, its ONNX export here needs torch")
-        keras.utils.set_random_seed(0)
+        keras = keras_on_torch()
         cases = {}
         net = keras.Sequential([keras.Input((9, 8, 3)), keras.layers.Conv2D(4, 1),
                                 keras.layers.MaxPooling2D(3, strides=2, padding="same"), keras.layers.Flatten(),
