@@ -63,7 +63,8 @@ from .. import optimizers as optimizers_module
 from ..layers import fusion
 from ..layers.activations import Sigmoid, Softmax, _ActivationLayer
 from ..layers.base import FLOAT_DTYPES, Layer, display_shape
-from ..layers.core import InputLayer
+from ..layers.augmentation import _Augmentation
+from ..layers.core import Dropout, InputLayer
 from ..layers.merging import Add
 from ..layers.normalization import BatchNormalization
 from ..layers.symbolic import KerasTensor, common_dtype, unique_name
@@ -142,9 +143,8 @@ class Model(Trainer):
                 "training mode in fit/predict, not per call")
         if training is False:
             moving = [layer.name for layer in self.layers
-                      if (type(layer).__name__ == "BatchNormalization" and layer.trainable)
-                      or type(layer).__name__ in ("Dropout", "RandomFlip", "RandomRotation", "RandomZoom",
-                                                  "RandomTranslation")]
+                      if (isinstance(layer, BatchNormalization) and layer.trainable)
+                      or isinstance(layer, (Dropout, _Augmentation))]
             if moving:
                 raise NotImplementedError(
                     f"model {self.name!r} called with training=False: its layers {moving} would still train (or "
