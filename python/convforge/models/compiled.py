@@ -276,7 +276,7 @@ class _Lowering:
             if len(plan.dims(x)) != 3:
                 raise _NotLowered
             activation = call.activation
-            # As Conv2D.forward: any ReLU (isinstance) runs inside the conv kernel.
+            # As Conv2D.forward: a plain ReLU (any subclass too) runs inside the conv kernel.
             relu = isinstance(activation, activation_layers.ReLU) and activation.plain
             y = self.conv(call, x, relu=relu)
             return y, None if relu or activation is None else _forward_of(activation)
