@@ -565,19 +565,28 @@ def test_keras_exported_model_imports_and_predicts_like_keras(tmp_path):
 
 def test_keras_exported_batchnorm_global_pooling_and_stride_2_conv_import(tmp_path):
     """Keras's exporter writes BatchNormalization as Sub(mean), Mul(scale), Add(beta) on the
-    channels-last view, global pooling as ReduceMean/ReduceMax over height and width, and a
-    stride-2 'same' conv's pads from Shape() of constants: they import as those layers."""
+    channels-last view, global pooling as ReduceMean/ReduceMax over height and width, a stride-2
+    'same' conv's pads from Shape() of constants, 'same' max pooling as an edge Pad, a depthwise
+    conv's bias reshaped by Shape() of the input, ZeroPadding2D and Cropping2D as Pad and Slice of
+    the channels-last view: they import as those layers."""
     rng = np.random.default_rng(3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         keras = keras_on_torch()
         cases = {}
-        net = keras.Sequential([keras.Input((9, 8, 3)), keras.layers.Conv2D(4, 1),
-                                keras.layers.MaxPooling2D(3, strides=2, padding="same"), keras.layers.Flatten(),
-                                keras.layers.Dense(2)])
-        x = images((3, 9, 8, 3))
-        cases["max_pool_same"] = (x, np.asarray(net.predict(x, verbose=0)))  # an edge Pad, then MaxPool
-        net.export(tmp_path / "max_pool_same.onnx", format="onnx", verbose=False)
+        # An edge Pad, then MaxPool; a bias reshaped by Shape() of the input; Pad and Slice of
+        # the channels-last view.
+        others = {
+            "max_pool_same": [keras.layers.Conv2D(4, 1), keras.layers.MaxPooling2D(3, strides=2, padding="same")],
+            "depthwise": [keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same")],
+            "pad_crop": [keras.layers.Conv2D(2, 1), keras.layers.ZeroPadding2D(((1, 2), (0, 1))),
+                         keras.layers.Cropping2D(((2, 0), (1, 1)))],
+        }
+        for name, middle in others.items():
+            net = keras.Sequential([keras.Input((9, 8, 3)), *middle, keras.layers.Flatten(), keras.layers.Dense(2)])
+            x = images((3, 9, 8, 3))
+            cases[name] = (x, np.asarray(net.predict(x, verbose=0)))
+            net.export(tmp_path / f"{name}.onnx", format="onnx", verbose=False)
         for pool in ("avg", "max", "avg_keepdims"):
             pooling = {"avg": keras.layers.GlobalAveragePooling2D(), "max": keras.layers.GlobalMaxPooling2D(),
                        "avg_keepdims": keras.layers.GlobalAveragePooling2D(keepdims=True)}[pool]
@@ -592,8 +601,11 @@ def test_keras_exported_batchnorm_global_pooling_and_stride_2_conv_import(tmp_pa
     for pool, (x, expected) in cases.items():
         model = convforge.load_model(tmp_path / f"{pool}.onnx")
         names = [type(layer).__name__ for layer in model.layers]
-        if pool == "max_pool_same":
-            assert names[:2] == ["Conv2D", "MaxPooling2D"] and model.layers[1].padding == "same", names
+        if pool in others:
+            want = {"max_pool_same": ["Conv2D", "MaxPooling2D"], "depthwise": ["DepthwiseConv2D"],
+                    "pad_crop": ["Conv2D", "ZeroPadding2D", "Cropping2D"]}[pool]
+            assert names[: len(want)] == want, names
+            assert pool != "max_pool_same" or model.layers[1].padding == "same"
             np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
             continue
         assert names[1:4] == ["Conv2D", "BatchNormalization", "ReLU"] or names[:3] == [

@@ -227,7 +227,8 @@ def import_pad(ctx, node):
     a = ctx.attributes(node, {"mode": "constant", "pads": None, "value": 0.0})  # pads/value: opset < 11
     if a["mode"] not in ("constant", "edge"):
         raise ctx.error(node, f"only constant (zero) padding is supported; got {a['mode']!r}", "mode")
-    shape = ctx.shape(node, 0)
+    base, to_nchw = _view_axes(ctx, node)
+    shape = ctx.ref_shape(base) if base is not None else ctx.shape(node, 0)
     if len(shape) != 3:
         raise ctx.error(node, f"takes images (batch, channels, height, width); its input is {('batch', *shape)}")
     if ctx.opset >= 11:
@@ -241,14 +242,16 @@ def import_pad(ctx, node):
     axes = [0, 1, 2, 3] if axes is None else [int(v) % 4 for v in np.asarray(axes).reshape(-1)]
     if len(pads) != 2 * len(axes) or len(set(axes)) != len(axes):
         raise ctx.error(node, f"pads {list(pads)} do not fit axes {axes}")
-    before = dict(zip(axes, (int(v) for v in pads[: len(axes)])))
-    after = dict(zip(axes, (int(v) for v in pads[len(axes):])))
+    before = {to_nchw[k]: int(v) for k, v in zip(axes, pads[: len(axes)])}
+    after = {to_nchw[k]: int(v) for k, v in zip(axes, pads[len(axes):])}
     if any(before.get(i, 0) or after.get(i, 0) for i in (0, 1)):
         raise ctx.error(node, "padding the batch or channel axis is not supported")
     margins = (before.get(2, 0), after.get(2, 0), before.get(3, 0), after.get(3, 0))
     if max(margins) > _params.MAX_PARAM:
         raise ctx.error(node, f"padding {margins} is too large")
     if a["mode"] == "edge":
+        if base is not None:
+            raise ctx.error(node, "edge padding of a channels-last image is not supported", "mode")
         _edge_pad_into_max_pool(ctx, node, margins)
         return
     if min(margins) < 0:  # ONNX allows negative pads: a crop
@@ -259,7 +262,25 @@ def import_pad(ctx, node):
     else:
         t, b, l, r = margins
         layer = _layer_class(ctx, node, "ZeroPadding2D")(((t, b), (l, r)), ctx.data_format)
-    ctx.add_layer(node, layer, [node.input[0]], node.output[0])
+    _add_on_view(ctx, node, layer, base)
+
+
+def _view_axes(ctx, node):
+    """``(base, axis map)``: the NCHW tensor whose channels-last view the node's input is (None
+    for an NCHW input) and the map from the input's axes to NCHW's (Keras's exporter pads and
+    crops the NHWC view: axes 1, 2, 3 are NCHW's 2, 3, 1)."""
+    base = ctx.view_base(node.input[0])
+    return base, ({0: 0, 1: 2, 2: 3, 3: 1} if base is not None else {0: 0, 1: 1, 2: 2, 3: 3})
+
+
+def _add_on_view(ctx, node, layer, base) -> None:
+    """The layer on the node's input, or on the NCHW base of its channels-last view (the output
+    then a view too)."""
+    if base is None:
+        ctx.add_layer(node, layer, [node.input[0]], node.output[0])
+        return
+    ctx.add_layer(node, layer, [base], node.output[0] + "#nchw")
+    ctx.set_view(node.output[0], node.output[0] + "#nchw")
 
 
 def _edge_pad_into_max_pool(ctx, node, margins) -> None:
@@ -282,7 +303,8 @@ def _edge_pad_into_max_pool(ctx, node, margins) -> None:
 
 def import_slice(ctx, node):
     ctx.attributes(node, {})
-    shape = ctx.shape(node, 0)
+    base, to_nchw = _view_axes(ctx, node)
+    shape = ctx.ref_shape(base) if base is not None else ctx.shape(node, 0)
     if len(shape) != 3:
         raise ctx.error(node, f"only crops of images are supported; its input is {('batch', *shape)}")
     starts = [int(v) for v in ctx.constant(node, 1, "starts").reshape(-1)]
@@ -290,6 +312,7 @@ def import_slice(ctx, node):
     axes = ctx.constant(node, 3, "axes", required=False)
     steps = ctx.constant(node, 4, "steps", required=False)
     axes = list(range(len(starts))) if axes is None else [int(v) % 4 for v in axes.reshape(-1)]
+    axes = [to_nchw[axis] for axis in axes]
     if steps is not None and np.any(steps != 1):
         raise ctx.error(node, f"steps {list(steps.reshape(-1))}: only contiguous crops are supported")
     if not len(starts) == len(ends) == len(axes) or len(set(axes)) != len(axes):
@@ -308,7 +331,7 @@ def import_slice(ctx, node):
             raise ctx.error(node, f"the slice {start}:{end} of an axis of {size} is empty")
         margins[axis] = (lo, size - hi)
     layer = _layer_class(ctx, node, "Cropping2D")((margins[2], margins[3]), ctx.data_format)
-    ctx.add_layer(node, layer, [node.input[0]], node.output[0])
+    _add_on_view(ctx, node, layer, base)
 
 
 _MERGES = {"Add": "Add", "Sum": "Add", "Sub": "Subtract", "Mul": "Multiply", "Mean": "Average"}

@@ -285,7 +285,8 @@ def _is_no_op(node) -> bool:
 
 
 def _read_channels_last(nodes, name) -> bool:
-    """Is every reader of ``name`` (past no-op casts) a Transpose to NCHW?"""
+    """Is every reader of ``name`` (past no-op casts) a Transpose to NCHW, or a Shape (Keras's
+    exporter reshapes a depthwise conv's bias by the input's channel count), one a Transpose?"""
     frontier, leaves, visited = [name], [], 0
     while frontier and len(leaves) <= 64:
         visited += 1
@@ -299,8 +300,9 @@ def _read_channels_last(nodes, name) -> bool:
                 else:
                     leaves.append(node)
     perms = [[list(a.ints) for a in n.attribute if a.name == "perm"] for n in leaves]
-    return 0 < len(leaves) <= 64 and all(
-        n.op_type == "Transpose" and p == [[0, 3, 1, 2]] for n, p in zip(leaves, perms)
+    transposes = [n.op_type == "Transpose" and p == [[0, 3, 1, 2]] for n, p in zip(leaves, perms)]
+    return 0 < len(leaves) <= 64 and any(transposes) and all(
+        t or n.op_type == "Shape" for n, t in zip(leaves, transposes)
     )
 
 
