@@ -104,3 +104,29 @@ def test_evaluation_and_prediction_hooks_fire_as_in_keras():
     np.testing.assert_array_equal(out, m.predict(x, verbose=0))
     with pytest.raises(TypeError, match="callbacks must be convforge.callbacks.Callback instances"):
         m.evaluate(x, y, callbacks=[print], verbose=0)
+
+
+def test_learning_rate_assign_in_a_callback_as_keras_3():
+    """Keras 3 callbacks write ``self.model.optimizer.learning_rate.assign(lr)``: the float
+    learning rate reads as a LearningRate with ``assign`` and ``numpy``."""
+
+    class Freeze(callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.model.optimizer.learning_rate.assign(0.0 if epoch == 1 else 0.05)
+
+    model = tiny_model()
+    x, y = data()
+    rate = model.optimizer.learning_rate
+    assert isinstance(rate, convforge.optimizers.LearningRate) and rate == 0.05 and rate.numpy() == 0.05
+    weights = []
+
+    class Keep(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            weights.append(self.model.get_weights())
+
+    model.fit(x, y, epochs=2, callbacks=[Freeze(), Keep()], verbose=0)
+    assert model.optimizer.learning_rate == 0.0 and type(model.optimizer.current_learning_rate()) is float
+    for a, b in zip(*weights):  # the second epoch ran at rate 0
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="learning_rate"):
+        rate.assign(-1.0)

@@ -40,6 +40,7 @@ __all__ = [
     "Nadam",
     "CosineDecay",
     "ExponentialDecay",
+    "LearningRate",
     "LearningRateSchedule",
     "Optimizer",
     "PiecewiseConstantDecay",
@@ -194,6 +195,23 @@ def check_learning_rate(value, name="learning_rate") -> float:
 # --------------------------------------------------------------------------- optimizers
 
 
+class LearningRate(float):
+    """An optimizer's float learning rate with Keras 3's variable methods, for code that writes
+    ``model.optimizer.learning_rate.assign(lr)`` in a callback: ``assign`` sets the optimizer's
+    learning rate, ``numpy`` gives the float. It is the value when read, not a live view."""
+
+    def __new__(cls, value, optimizer):
+        rate = super().__new__(cls, value)
+        rate._optimizer = optimizer
+        return rate
+
+    def assign(self, value) -> None:
+        self._optimizer.learning_rate = value
+
+    def numpy(self) -> float:
+        return float(self)
+
+
 class Optimizer:
     """Base class. Subclasses implement ``_update(key, w, g, lr)`` updating ``w`` in place.
 
@@ -222,8 +240,11 @@ class Optimizer:
 
     @property
     def learning_rate(self):
-        """The float or schedule given; :meth:`current_learning_rate` evaluates it."""
-        return self._learning_rate
+        """The float or schedule given; :meth:`current_learning_rate` evaluates it. A float reads
+        as a :class:`LearningRate`, a float with Keras's ``assign`` and ``numpy``:
+        ``optimizer.learning_rate.assign(1e-4)`` is ``optimizer.learning_rate = 1e-4``."""
+        lr = self._learning_rate
+        return lr if callable(lr) else LearningRate(lr, self)
 
     @learning_rate.setter
     def learning_rate(self, value):
