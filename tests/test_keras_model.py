@@ -228,6 +228,8 @@ def test_a_model_called_on_tensors_is_its_layers_in_the_new_graph():
     inputs = convforge.Input((8, 8, 1))
     with pytest.raises(NotImplementedError, match=r"called with training=False: its layers \['batch_normalization"):
         base(inputs, training=False)
+    trained = convforge.Model(inputs, base(inputs))  # not frozen, no training flag: trains with the new model
+    assert trained.layers[1:] == base.layers[1:]
     base.trainable = False
     with pytest.raises(ValueError, match=r"input 0 has shape \(None, 8, 8, 1\); the tensor it was called on has"):
         base(stem(inputs))  # (None, 8, 8, 2)

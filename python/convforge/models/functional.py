@@ -128,7 +128,7 @@ class Model(Trainer):
 
     # ================================================================== a model inside a graph
 
-    def _call_symbolic(self, inputs, training=False):
+    def _call_symbolic(self, inputs, training=None):
         """``model(tensor)`` in a graph (Keras's nested models: a pretrained base under a new
         head): the model's layers are called on ``inputs`` in its graph's order, so the new
         graph holds them (shared: their weights are the model's) one by one, as a nested

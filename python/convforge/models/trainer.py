@@ -58,6 +58,7 @@ from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..optimizers import _positive_int
 from ..layers.base import display_shape
+from ..layers.symbolic import KerasTensor
 from ..progress import ProgressBar
 from .. import threads as threads_module
 from . import diagnostics
@@ -735,10 +736,7 @@ class Trainer:
             if sample_weight is not None:  # the held-out samples' own weights, not class_weight's (Keras)
                 val_weights = _check_sample_weight(sample_weight, n)[split_at:]
 
-        user_callbacks = list(callbacks or [])
-        for cb in user_callbacks:
-            if not isinstance(cb, callbacks_module.Callback):
-                raise TypeError(f"callbacks must be convforge.callbacks.Callback instances; got {cb!r}")
+        user_callbacks = _checked_callbacks(callbacks)
         history = callbacks_module.History()
         if resume_from is not None:
             state = state_module.restore_training_state(self, resume_from, user_callbacks)
@@ -897,12 +895,7 @@ class Trainer:
         """evaluate's and predict's ``callbacks`` (one, a list, or None) as a CallbackList, or None."""
         if callbacks is None:
             return None
-        if isinstance(callbacks, callbacks_module.Callback):
-            callbacks = [callbacks]
-        for cb in callbacks:
-            if not isinstance(cb, callbacks_module.Callback):
-                raise TypeError(f"callbacks must be convforge.callbacks.Callback instances; got {cb!r}")
-        return callbacks_module.CallbackList(callbacks, self, params)
+        return callbacks_module.CallbackList(_checked_callbacks(callbacks), self, params)
 
     def _sample_weights(self, sample_weight, class_weight, x, y):
         """fit's per-sample loss weights (None: all 1) from ``sample_weight`` and ``class_weight``,
@@ -1234,11 +1227,13 @@ class Trainer:
         call, each its own array; else None."""
         return None
 
-    def __call__(self, x, training: bool = False) -> np.ndarray:
-        """Outputs for one batch (``predict`` without batching)."""
-        if _symbolic(x):
+    def __call__(self, x, training: bool | None = None) -> np.ndarray:
+        """Outputs for one batch (``predict`` without batching); ``training`` None is False. On
+        symbolic tensors, the model's layers in the graph being built (``_call_symbolic``), where
+        None (not given) and False differ."""
+        if type(x) is not np.ndarray and _symbolic(x):  # an array (the one-call path below) never is
             return self._call_symbolic(x, training)
-        if training is False and type(x) is np.ndarray and x.ndim:
+        if not training and type(x) is np.ndarray and x.ndim:
             # predict's one-call path (CompiledInference.ready), the whole batch at once: None
             # where it declines x, and the path below answers.
             compiled = self._ready_plan()
@@ -1249,7 +1244,7 @@ class Trainer:
         x = self._check_x(x, allow_empty=True)
         if self._batches(x, None, 1).n == 0:  # no samples: layers (custom ones too) are not asked to handle it
             return self._to_user(self._empty_outputs())
-        out = self._forward(self._convert_x(x), training=training)
+        out = self._forward(self._convert_x(x), training=bool(training))
         if training:
             self._clear_caches()
         return self._to_user(out)
@@ -1286,10 +1281,19 @@ class _TestHooks:
         return logs
 
 
+def _checked_callbacks(callbacks) -> list:
+    """``callbacks`` of fit, evaluate or predict (one, a list, or None) as a list of Callbacks."""
+    if isinstance(callbacks, callbacks_module.Callback):  # Keras accepts one callback alone
+        callbacks = [callbacks]
+    checked = list(callbacks or [])
+    for cb in checked:
+        if not isinstance(cb, callbacks_module.Callback):
+            raise TypeError(f"callbacks must be convforge.callbacks.Callback instances; got {cb!r}")
+    return checked
+
+
 def _symbolic(x) -> bool:
     """Is x a symbolic tensor of a graph, or a list, tuple or dict holding one?"""
-    from ..layers.symbolic import KerasTensor
-
     if isinstance(x, dict):
         x = list(x.values())
     if isinstance(x, (list, tuple)):
