@@ -384,8 +384,7 @@ def import_activation(ctx, node):
             layer = Softmax()
         else:
             layer = _activation_layer(ctx, node)
-        ctx.add_layer(node, layer, [base], node.output[0] + "#nchw")
-        ctx.set_view(node.output[0], node.output[0] + "#nchw")
+        ctx.add_view_layer(node, layer, [base], view=True)
         return
     shape = ctx.shape(node, 0)
     if node.op_type == "Softmax":

@@ -276,11 +276,7 @@ def _view_axes(ctx, node):
 def _add_on_view(ctx, node, layer, base) -> None:
     """The layer on the node's input, or on the NCHW base of its channels-last view (the output
     then a view too)."""
-    if base is None:
-        ctx.add_layer(node, layer, [node.input[0]], node.output[0])
-        return
-    ctx.add_layer(node, layer, [base], node.output[0] + "#nchw")
-    ctx.set_view(node.output[0], node.output[0] + "#nchw")
+    ctx.add_view_layer(node, layer, [node.input[0] if base is None else base], view=base is not None)
 
 
 def _edge_pad_into_max_pool(ctx, node, margins) -> None:
@@ -414,10 +410,8 @@ def _import_affine(ctx, node, index: int) -> None:
     eps = 1e-3
     axis = 1 if len(shape) == 3 and ctx.data_format == "channels_first" else -1
     layer = _layer_class(ctx, node, "BatchNormalization")(axis=axis, epsilon=eps)
-    output = node.output[0] + "#nchw" if base is not None else node.output[0]
-    ctx.add_layer(node, layer, [source], output, [a, b, np.zeros(channels), np.full(channels, 1.0 - eps)])
-    if base is not None:
-        ctx.set_view(node.output[0], output)
+    output = ctx.add_view_layer(node, layer, [source], base is not None,
+                                [a, b, np.zeros(channels), np.full(channels, 1.0 - eps)])
     layer._onnx_affine = (a, b)
     ctx.affine_layers[output] = layer
 
@@ -442,18 +436,11 @@ def import_reduce(ctx, node):
     name = "GlobalMaxPooling2D" if node.op_type == "ReduceMax" else "GlobalAveragePooling2D"
     keep = bool(a["keepdims"])
     layer = _layer_class(ctx, node, name)(data_format=ctx.data_format, keepdims=keep)
-    source = base if base is not None else node.input[0]
-    output = node.output[0] + "#nchw" if base is not None and keep else node.output[0]
-    ctx.add_layer(node, layer, [source], output)
-    if base is not None and keep:
-        ctx.set_view(node.output[0], output)
+    ctx.add_view_layer(node, layer, [base if base is not None else node.input[0]], base is not None and keep)
 
 
 def _add_merge(ctx, node, layer, names, view):
-    output = node.output[0] + "#nchw" if view else node.output[0]
-    ctx.add_layer(node, layer, names, output, many=True)
-    if view:
-        ctx.set_view(node.output[0], output)
+    ctx.add_view_layer(node, layer, names, view, many=True)
 
 
 def import_concat(ctx, node):

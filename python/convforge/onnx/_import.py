@@ -270,6 +270,16 @@ class ImportContext:
         self._shapes[output] = tuple(out_shape)
         self.steps.append((layer, inputs, output, many))
 
+    def add_view_layer(self, node, layer, inputs: list[str], view: bool, weights=None, many=False) -> str:
+        """As :meth:`add_layer`, making ``node.output[0]``; with ``view``, making its NCHW tensor,
+        of which ``node.output[0]`` is then the channels-last view (Keras's exporter's layers
+        between transposes). Returns the tensor the layer makes."""
+        output = node.output[0] + "#nchw" if view else node.output[0]
+        self.add_layer(node, layer, inputs, output, weights, many)
+        if view:
+            self.set_view(node.output[0], output)
+        return output
+
     def set_input(self, name: str, shape) -> None:
         self._shapes[name] = tuple(shape)
 
