@@ -90,6 +90,42 @@ def test_summary_connected_to_column_numbers_calls_as_keras():
     assert [r.split()[-1] for r in rows[avg : avg + 2]] == ["shared[2][0],", "mul[0][0]"]
 
 
+def test_summary_keras_options_trainable_column_layer_range_and_chain_tables():
+    model = residual_block()
+    model.get_layer("c1").trainable = False
+    lines = []
+    model.summary(print_fn=lines.append, show_trainable=True)
+    rows = lines[0].splitlines()
+    assert rows[2].split()[-2:] == ["to", "Trainable"]
+    # Keras 3.15.1's column: "-" for a layer without weights, else Y or N.
+    trainable = {r.split()[0]: r.split()[-1] for r in rows if r.split() and r.split()[0] in KERAS_NAMES}
+    assert trainable == {"x": "-", "c1": "N", "c2": "Y", "proj": "Y", "add": "-", "relu": "-", "flat": "-",
+                         "out": "Y"}
+    lines = []
+    model.summary(print_fn=lines.append, layer_range=["c2", "add"])
+    listed = [r.split()[0] for r in lines[0].splitlines() if r.split() and r.split()[0] in KERAS_NAMES]
+    assert listed == ["c2", "proj", "add"] and "Total params: 3,187" in lines[0]
+    with pytest.raises(ValueError, match="layer_range names 'nope'"):
+        model.summary(layer_range=["c2", "nope"])
+    with pytest.raises(ValueError, match="positions must be 4"):
+        model.summary(positions=[0.5, 1.0])
+    lines = []
+    model.summary(print_fn=lines.append, positions=[30, 60, 70, 100], expand_nested=True)
+    assert lines[0].splitlines()[2].index("Output Shape") == 30
+    # A chain (each layer called once, on the one before): Keras 3 drops "Connected to".
+    x = convforge.Input((6, 6, 1))
+    chain = convforge.Model(x, layers.Dense(2)(layers.Flatten()(layers.Conv2D(2, 3)(x))))
+    lines = []
+    chain.summary(print_fn=lines.append)
+    assert "Connected to" not in lines[0] and "(InputLayer)" in lines[0]
+    lines = []
+    siamese().summary(print_fn=lines.append)
+    assert "Connected to" in lines[0]
+
+
+KERAS_NAMES = {"x", "c1", "c2", "proj", "add", "relu", "flat", "out"}
+
+
 def test_symbolic_tensors_layer_input_output_and_model_io():
     x = convforge.Input(shape=(28, 28, 1), name="image")
     conv = layers.Conv2D(8, 3, activation="relu")

@@ -199,7 +199,7 @@ def _tiny():
         (lambda: convforge.metrics.AUC(multi_label=True), "the argument 'multi_label' of AUC"),
         (lambda: convforge.callbacks.ModelCheckpoint("m.npz", initial_value_threshold=0.5), "'initial_value_thr"),
         (lambda: _tiny().fit(np.ones((4, 3)), np.zeros(4), validation_freq=2), "'validation_freq' of Sequential.fit"),
-        (lambda: _tiny().summary(show_trainable=True), "the argument 'show_trainable' of Sequential.summary"),
+        (lambda: _tiny().summary(show_layer_activations=True), "'show_layer_activations' of Sequential.summary"),
         (lambda: convforge.Input((3,)) + convforge.Input((3,)), r"arithmetic on symbolic tensors .*layers.Add\(\)"),
     ],
 )

@@ -140,9 +140,6 @@ ARGUMENT_HINTS: dict[str, str] = {
     # Model methods
     "validation_freq": "convforge validates after every epoch",
     "steps": "predict takes arrays (or a generator in fit/evaluate): slice x instead",
-    "show_trainable": "see layer.trainable, or model.trainable_weights",
-    "expand_nested": "a nested Sequential's layers are listed one by one already",
-    "layer_range": "summary lists every layer",
 }
 
 

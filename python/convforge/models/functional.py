@@ -605,11 +605,26 @@ class Functional(Model):
         self._plan_backward()
         return self
 
-    def summary(self, line_length: int | None = None, print_fn=None) -> None:
-        """Print Keras's table of layers, output shapes, parameter counts and what each layer is connected to.
+    def summary(self, line_length: int | None = None, positions=None, print_fn=None, expand_nested: bool = False,
+                show_trainable: bool = False, layer_range=None) -> None:
+        """Print Keras's table of layers, output shapes, parameter counts and what each layer is connected to
+        (a chain of layers, each called once on the one before, has no "Connected to" column, as in Keras).
 
-        ``print_fn`` receives the whole table as one string (default ``print``).
+        ``print_fn`` receives the whole table as one string (default ``print``). ``positions``,
+        ``show_trainable`` (a "Trainable" column: Y, N, or - for a layer without weights) and
+        ``layer_range`` (two layer names, regular expressions: the rows from the first to the last)
+        are Keras's. Unlike Keras, a model called inside this one (``base(inputs)``) is listed as its
+        layers, one a row, whatever ``expand_nested`` says: its layers are this model's own.
         """
+        del expand_nested  # nested models' layers are always listed (see the docstring)
+        consumers: dict = {}
+        for node in self._nodes:
+            for t in node.inputs:
+                consumers[id(t)] = consumers.get(id(t), 0) + 1
+        chain = (len(self.inputs) == 1 and len(self.outputs) == 1
+                 and all(len(node.inputs) == 1 for node in self._nodes)
+                 and all(len(nodes) == 1 for nodes in self._node_ids.values())
+                 and all(count == 1 for count in consumers.values()))
         rows = []
         for layer in self.layers:
             nodes = self._node_ids.get(id(layer), [])
@@ -623,9 +638,8 @@ class Functional(Model):
                     for t in node.inputs
                 ]
                 connected = [c + "," for c in connected[:-1]] + connected[-1:]  # Keras's commas
-            rows.append((f"{layer.name} ({type(layer).__name__})", shape_str(shape), f"{layer.count_params():,}",
-                         connected))
-        print_graph_summary(self, rows, line_length, print_fn)
+            rows.append((layer, f"{layer.name} ({type(layer).__name__})", shape_str(shape), connected))
+        print_graph_summary(self, rows, chain, line_length, positions, print_fn, show_trainable, layer_range)
 
     def _node_number(self, node) -> int:
         """The node's index among its layer's nodes in this model (Keras's ``layer[node][tensor]``)."""

@@ -352,14 +352,20 @@ class Sequential(Model):
 
     # ================================================================== summary
 
-    def summary(self, line_length: int | None = None, print_fn=None) -> None:
+    def summary(self, line_length: int | None = None, positions=None, print_fn=None, expand_nested: bool = False,
+                show_trainable: bool = False, layer_range=None) -> None:
         """Print a Keras-style table of layers, output shapes and parameter counts.
 
-        ``print_fn`` receives the whole table as one string (default ``print``).
+        ``print_fn`` receives the whole table as one string (default ``print``). ``positions``,
+        ``show_trainable`` (a "Trainable" column: Y, N, or - for a layer without weights) and
+        ``layer_range`` (two layer names, regular expressions: the rows from the first to the last)
+        are Keras's. A Sequential model added to this one lists its layers one a row, whatever
+        ``expand_nested`` says (its layers are this model's own), where Keras shows it as one row.
         """
+        del expand_nested  # nested models' layers are always listed (see the docstring)
         if not self.built:
             raise ValueError(_NOT_BUILT)
-        print_summary(self, line_length, print_fn)
+        print_summary(self, line_length, positions, print_fn, show_trainable, layer_range)
 
     # ================================================================== the passes
 

@@ -2,50 +2,111 @@
 
 from __future__ import annotations
 
+import re
+
 from ..layers.base import display_shape
 from .batches import shape_str
 
 __all__ = ["print_graph_summary", "print_summary"]
 
+# Keras's column stops (fractions of the line): Sequential (and chain-like functional models), and
+# functional models with a "Connected to" column.
+_CHAIN_POSITIONS = (0.45, 0.85, 1.0)
+_GRAPH_POSITIONS = (0.3, 0.6, 0.7, 1.0)
+# Keras 2's "Trainable" column, added after the others.
+_TRAINABLE_WIDTH = 11
 
-def print_summary(model, line_length: int | None = None, print_fn=None) -> None:
+
+def print_summary(model, line_length=None, positions=None, print_fn=None, show_trainable=False,
+                  layer_range=None) -> None:
     """Print the table for a built Sequential ``model`` (one row per entry of ``model.layers``).
 
     ``print_fn`` receives the whole table as one string (default ``print``).
     """
     fmt = model._data_format()
     rows = [
-        (
-            f"{layer.name} ({type(layer).__name__})",
-            shape_str((None, *display_shape(layer._internal_output_shape, fmt))),
-            f"{layer.count_params():,}",
-        )
+        (layer, f"{layer.name} ({type(layer).__name__})",
+         shape_str((None, *display_shape(layer._internal_output_shape, fmt))), [])
         for layer in model.layers
     ]
-    # Keras's column stops for Sequential (0.45, 0.85, 1.0), widened rather than wrapped.
-    _print_table(model, ("Layer (type)", "Output Shape", "Param #"), rows, (0.45, 0.40), line_length or 65, print_fn)
+    _print_table(model, rows, False, line_length or 65, positions, print_fn, show_trainable, layer_range)
 
 
-def print_graph_summary(model, rows, line_length: int | None = None, print_fn=None) -> None:
-    """The table of a functional model: ``rows`` are ``(name (type), shape, params, [connections])``;
-    a layer called several times lists every connection, one a line, as Keras's "Connected to"."""
-    lines = []
-    for name, shape, params, connected in rows:
-        lines.append((name, shape, params, connected[0]))
-        lines.extend(("", "", "", c) for c in connected[1:])
-    groups = [len(r[3]) for r in rows]
-    _print_table(
-        model, ("Layer (type)", "Output Shape", "Param #", "Connected to"), lines, (0.3, 0.3, 0.1),
-        line_length or 98, print_fn, groups,
-    )
+def print_graph_summary(model, rows, chain: bool, line_length=None, positions=None, print_fn=None,
+                        show_trainable=False, layer_range=None) -> None:
+    """The table of a functional model: ``rows`` are ``(layer, name (type), shape, [connections])``;
+    a layer called several times lists every connection, one a line, as Keras's "Connected to".
+    A ``chain`` (each layer called once on one tensor, one after another) has no such column, as
+    in Keras."""
+    _print_table(model, rows, not chain, line_length or (65 if chain else 98), positions, print_fn,
+                 show_trainable, layer_range)
 
 
-def _print_table(model, headers, rows, fractions, line_length, print_fn, groups=None) -> None:
-    """Columns take the ``fractions`` of ``line_length`` (Keras's positions; the last column the rest),
-    each widened to fit its longest entry; ``groups``: how many lines each layer takes (default one)."""
-    widths = [max(int(line_length * f), max(len(r[col]) for r in rows) + 1) for col, f in enumerate(fractions)]
+def _layer_range_rows(rows, layer_range):
+    """Keras's ``layer_range``: the rows from the first layer whose name matches ``layer_range[0]``
+    (a regular expression, as ``re.match``) to the last whose name matches ``layer_range[1]``."""
+    if layer_range is None:
+        return rows
+    if not isinstance(layer_range, (list, tuple)) or len(layer_range) != 2:
+        raise ValueError(f"summary: layer_range must be a list or tuple of two layer names; got {layer_range!r}")
+    if not all(isinstance(name, str) for name in layer_range):
+        raise ValueError(f"summary: layer_range must hold two layer names (strings); got {layer_range!r}")
+    names = [row[0].name for row in rows]
+    first = [i for i, name in enumerate(names) if re.match(layer_range[0], name)]
+    last = [i for i, name in enumerate(names) if re.match(layer_range[1], name)]
+    if not first or not last:
+        missing = layer_range[0] if not first else layer_range[1]
+        raise ValueError(f"summary: layer_range names {missing!r}, which matches none of the layers {names}")
+    if first[0] > last[-1]:
+        raise ValueError(f"summary: layer_range {list(layer_range)} ends before it starts (layers {names})")
+    return rows[first[0] : last[-1] + 1]
+
+
+def _column_fractions(positions, columns: int, line_length: int) -> list:
+    """Each column's width as a fraction of the line, but for the last (which takes the rest), from
+    Keras's ``positions``: where each column ends, as fractions of the line or (any above 1) characters."""
+    if positions is None:
+        positions = _GRAPH_POSITIONS if columns == 4 else _CHAIN_POSITIONS
+    elif not isinstance(positions, (list, tuple)) or len(positions) != columns or any(
+            isinstance(p, bool) or not isinstance(p, (int, float)) or p <= 0 for p in positions):
+        raise ValueError(f"summary: positions must be {columns} increasing positive numbers (where each "
+                         f"column ends); got {positions!r}")
+    if list(positions) != sorted(positions):
+        raise ValueError(f"summary: positions must increase (where each column ends); got {list(positions)}")
+    if positions[-1] > 1:  # characters
+        positions = [p / line_length for p in positions]
+    return [round(b - a, 9) for a, b in zip((0, *positions[:-2]), positions[:-1])]  # 0.85 - 0.45 is 0.39999...
+
+
+def _print_table(model, rows, connected_column, line_length, positions, print_fn, show_trainable,
+                 layer_range) -> None:
+    """``rows``: (layer, name (type), shape, connections). Columns take Keras's positions of
+    ``line_length``, each widened to fit its longest entry."""
+    headers = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if connected_column else [])
+    fractions = _column_fractions(positions, len(headers), line_length)
+    lines, groups = [], []
+    for layer, name, shape, connected in _layer_range_rows(rows, layer_range):
+        cells = [name, shape, f"{layer.count_params():,}"]
+        extra = []
+        if connected_column:
+            cells.append(connected[0])
+            extra = [["", "", "", c] for c in connected[1:]]
+        if show_trainable:
+            # Keras: "-" for a layer without weights, else whether they train.
+            cells.append("-" if not layer.params else "Y" if layer.trainable else "N")
+            extra = [e + [""] for e in extra]
+        lines.append(cells)
+        lines.extend(extra)
+        groups.append(1 + len(extra))
+    if show_trainable:
+        headers.append("Trainable")
+    widths = [max(int(line_length * f), max(len(r[col]) for r in lines) + 1)
+              for col, f in enumerate(fractions)]
     width = max(line_length, sum(widths) + 10)
     widths.append(width - sum(widths))
+    if show_trainable:
+        width += _TRAINABLE_WIDTH
+        widths.append(_TRAINABLE_WIDTH)
 
     def line(cells):
         return "".join(f"{c:<{w}}" for c, w in zip(cells, widths)).rstrip()
@@ -53,10 +114,9 @@ def _print_table(model, headers, rows, fractions, line_length, print_fn, groups=
     total = model.count_params()
     trainable = sum(layer.count_trainable_params() for layer in model.layers)
     out = [f'Model: "{model.name}"', "_" * width, line(headers), "=" * width]
-    groups = groups or [1] * len(rows)
     i = 0
     for g, size in enumerate(groups):
-        out.extend(line(r) for r in rows[i : i + size])
+        out.extend(line(r) for r in lines[i : i + size])
         i += size
         out.append("=" * width if g == len(groups) - 1 else "_" * width)
     out += [
