@@ -328,6 +328,81 @@ def test_pytorch_residual_block_imports_as_graph_model(tmp_path):
         convforge.load_model(path, input_layout="channels_first")
 
 
+def two_in_two_out():
+    """An image and a vector in; class probabilities and a regression out."""
+    convforge.seed(5)
+    image = convforge.Input(shape=(8, 8, 2), name="image")
+    meta = convforge.Input(shape=(3,), name="meta")
+    h = layers.GlobalAveragePooling2D()(layers.Conv2D(6, 3, padding="same", activation="relu")(image))
+    h = layers.Concatenate()([h, layers.Dense(4, activation="relu")(meta)])
+    classes = layers.Dense(4, activation="softmax", name="classes")(h)
+    score = layers.Dense(1, name="score")(h)
+    return convforge.Model([image, meta], [classes, score])
+
+
+@needs_graphs
+def test_several_inputs_and_outputs_round_trip(tmp_path):
+    model = two_in_two_out()
+    rng = np.random.default_rng(6)
+    x = [rng.standard_normal((5, 8, 8, 2)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)]
+    expected = model.predict(x, verbose=0)
+    path = tmp_path / "two.onnx"
+    model.export(path)
+    session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, dict(zip([i.name for i in session.get_inputs()], x)))
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=RTOL, atol=ATOL)
+    back = convforge.load_model(path)
+    assert [tuple(t.shape) for t in back.inputs] == [(None, 8, 8, 2), (None, 3)]
+    assert [tuple(t.shape) for t in back.outputs] == [(None, 4), (None, 1)]
+    for g, e in zip(back.predict(x, verbose=0), expected):
+        np.testing.assert_array_equal(g, e)
+    assert back.count_params() == model.count_params()
+    # One output of a graph whose other output is the image tensor itself (an output also read
+    # by a layer): both come back, the feature map channels-last.
+    convforge.seed(7)
+    image = convforge.Input(shape=(6, 6, 2))
+    fmap = layers.Conv2D(3, 3, activation="relu")(image)
+    model = convforge.Model(image, [fmap, layers.Dense(2)(layers.Flatten()(fmap))])
+    model.export(path)
+    back = convforge.load_model(path)
+    for g, e in zip(back.predict(x[0][:, :6, :6], verbose=0), model.predict(x[0][:, :6, :6], verbose=0)):
+        np.testing.assert_array_equal(g, e)
+
+
+@needs_graphs
+def test_pytorch_two_input_model_imports_and_predicts_like_pytorch(tmp_path):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 4, 3, padding=1)
+            self.meta = nn.Linear(3, 5)
+            self.head = nn.Linear(4 * 5 * 5 + 5, 2)
+
+        def forward(self, image, meta):
+            h = torch.flatten(torch.relu(self.conv(image)), 1)
+            return self.head(torch.cat([h, torch.relu(self.meta(meta))], dim=1)), torch.sigmoid(self.meta(meta))
+
+    torch.manual_seed(0)
+    net = TwoInputs().eval()
+    image, meta = torch.rand(3, 2, 5, 5), torch.rand(3, 3)
+    path = tmp_path / "two_inputs.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (image, meta), path, dynamo=False, input_names=["image", "meta"],
+                          output_names=["logits", "gate"], dynamic_axes={"image": {0: "n"}, "meta": {0: "n"}})
+    with torch.no_grad():
+        expected = [t.numpy() for t in net(image, meta)]
+    model = convforge.load_model(path)  # a graph model takes channels-last images
+    assert [tuple(t.shape) for t in model.inputs] == [(None, 5, 5, 2), (None, 3)]
+    got = model.predict([image.numpy().transpose(0, 2, 3, 1), meta.numpy()], verbose=0)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
 def lenet(**kw):
     return seeded(
         [
@@ -552,6 +627,14 @@ def test_keras_exported_model_imports_and_predicts_like_keras(tmp_path):
         x_graph = images((2, 10, 9, 3))
         expected_graph = np.asarray(graph.predict(x_graph, verbose=0))
         graph.export(tmp_path / "graph.onnx", format="onnx", verbose=False)
+        # Two inputs, two outputs.
+        a, b = keras.Input((8, 8, 2)), keras.Input((3,))
+        h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, padding="same", activation="relu")(a))
+        h = keras.layers.Concatenate()([h, keras.layers.Dense(4)(b)])
+        two = keras.Model([a, b], [keras.layers.Dense(3, activation="softmax")(h), keras.layers.Dense(1)(h)])
+        x_two = [images((4, 8, 8, 2)), images((4, 3), seed=1)]
+        expected_two = [np.asarray(t) for t in two.predict(x_two, verbose=0)]
+        two.export(tmp_path / "two.onnx", format="onnx", verbose=False)
     model = convforge.load_model(tmp_path / "keras.onnx")
     assert [type(layer).__name__ for layer in model.layers] == [
         "Conv2D", "MaxPooling2D", "Conv2D", "AveragePooling2D", "Flatten", "Dense", "Dense"
@@ -561,6 +644,9 @@ def test_keras_exported_model_imports_and_predicts_like_keras(tmp_path):
     if hasattr(convforge, "Model"):
         model = convforge.load_model(tmp_path / "graph.onnx")
         np.testing.assert_allclose(model.predict(x_graph, verbose=0), expected_graph, rtol=1e-5, atol=1e-6)
+        model = convforge.load_model(tmp_path / "two.onnx")
+        for got, expected in zip(model.predict(x_two, verbose=0), expected_two):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_keras_exported_batchnorm_global_pooling_and_stride_2_conv_import(tmp_path):
@@ -916,6 +1002,27 @@ def test_no_graph_or_no_opset(tmp_path):
     assert "no graph nodes" in load_small(path)
     node = helper.make_node("Relu", ["x"], ["y"], name="r")
     assert "opset 3" in load_small(save_graph(path, [node], opset=3))
+
+
+def test_graph_inputs_and_outputs_are_bounded_and_distinct(tmp_path):
+    path = tmp_path / "io.onnx"
+    relu = helper.make_node("Relu", ["x"], ["y"], name="r")
+    many = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, ["n", 3]) for i in range(65)]
+    proto = helper.make_model(helper.make_graph(
+        [relu], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3]), *many],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]))
+    path.write_bytes(proto.SerializeToString())
+    assert "66 inputs and 1 outputs: convforge imports at most 64" in load_small(path)
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    proto = helper.make_model(helper.make_graph(
+        [relu], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])], [out, out]))
+    path.write_bytes(proto.SerializeToString())
+    assert "lists an output twice" in load_small(path)
+    # Two inputs, one of them read by nothing: the model would need both.
+    proto = helper.make_model(helper.make_graph(
+        [relu], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["n", 3]) for n in "xz"], [out]))
+    path.write_bytes(proto.SerializeToString())
+    assert "not connected to any output" in load_small(path)
 
 
 def test_damaged_bytes_raise_model_file_error_or_load(tmp_path):

@@ -49,7 +49,8 @@ exporter's NHWC transposes around each layer fold away (a bias added after
 one goes into the conv, a channels-last flatten permutes the next Dense's
 kernel rows). Files from convforge, ``torch.onnx.export(..., dynamo=False)``
 and Keras 3's ``model.export(format="onnx")`` (torch backend) are tested. A
-model imports with one input and one output. Add, Sub and Mul of a tensor and
+graph of several inputs or outputs imports as a graph model taking and returning
+them in the file's order. Add, Sub and Mul of a tensor and
 a per-channel constant (Keras's exporter writes its BatchNormalization so)
 import as one BatchNormalization layer per run of them (moving mean 0,
 variance 1 - epsilon, the affine in gamma and beta: exact at inference; to

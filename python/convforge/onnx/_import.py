@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,10 +48,10 @@ class ImportContext:
     by its convforge per-sample shape (``(channels, height, width)`` for images).
     """
 
-    def __init__(self, path, proto, nodes, opset: int, data_format: str, graph_output: str):
+    def __init__(self, path, proto, nodes, opset: int, data_format: str, graph_outputs):
         self.path, self.proto, self.opset = path, proto, opset
         self.data_format = data_format
-        self.graph_output = graph_output
+        self.graph_outputs = set(graph_outputs)
         # The batch size the file fixes at its input (PyTorch's exporter without dynamic_axes
         # writes its example's), or None where it is symbolic: a Reshape to (that, -1) flattens.
         self.fixed_batch = None
@@ -188,8 +189,8 @@ class ImportContext:
 
     def sole_consumer(self, tensor: str):
         """The one node reading ``tensor`` (not yet translated), if exactly one does and it is not
-        the graph's output: the candidate for fusing into the layer that makes ``tensor``."""
-        if tensor == self.graph_output:
+        a graph output: the candidate for fusing into the layer that makes ``tensor``."""
+        if tensor in self.graph_outputs:
             return None
         readers = self._consumers.get(tensor, [])
         if len(readers) != 1 or id(readers[0]) in self._consumed:
@@ -316,18 +317,29 @@ def _read_channels_last(nodes, name) -> bool:
     )
 
 
-def _entry(path, graph, nodes, input_layout):
-    """The graph's input: ``(name, spec, data_format, internal shape, entry tensor, nodes it passed,
-    input is a channels-last view of the entry?)``; the entry is past float Casts (or an Unsqueeze)."""
+# At most this many graph inputs: convforge's models take a few (an image and its metadata).
+_MAX_GRAPH_INPUTS = 64
+
+
+def _entries(path, graph, nodes, input_layout) -> list:
+    """The graph's inputs, as :func:`_entry` reads each."""
     initializers = {t.name for t in graph.initializer}
     inputs = [v for v in graph.input if v.name not in initializers]
-    if len(inputs) != 1 or len(graph.output) != 1:
-        raise ModelFileError(
-            path,
-            f"convforge imports models with one input and one output; this one has {len(inputs)} inputs "
-            f"({[v.name for v in inputs]}) and {len(graph.output)} outputs",
-        )
-    value = inputs[0]
+    if not inputs or not graph.output:
+        raise ModelFileError(path, f"the graph has {len(inputs)} inputs and {len(graph.output)} outputs: "
+                                   "convforge needs at least one of each")
+    if len(inputs) > _MAX_GRAPH_INPUTS or len(graph.output) > _MAX_GRAPH_INPUTS:
+        raise ModelFileError(path, f"the graph has {len(inputs)} inputs and {len(graph.output)} outputs: "
+                                   f"convforge imports at most {_MAX_GRAPH_INPUTS} of each")
+    if len({v.name for v in graph.output}) != len(graph.output):
+        raise ModelFileError(path, f"the graph lists an output twice: {[v.name for v in graph.output]}")
+    return [_entry(path, value, nodes, input_layout) for value in inputs]
+
+
+def _entry(path, value, nodes, input_layout):
+    """A graph input: ``(name, spec, data_format, internal shape, entry tensor, nodes it passed,
+    input is a channels-last view of the entry?, batch size the file fixes or None)``; the entry is
+    past float Casts (or an Unsqueeze)."""
     elem_type, dims = _reader.value_dims(value)
     if elem_type not in (1, 11):  # FLOAT, DOUBLE
         raise ModelFileError(path, f"the input {value.name!r} is not a float tensor (element type {elem_type})")
@@ -349,22 +361,23 @@ def _entry(path, graph, nodes, input_layout):
             break
         passed.append(first)
         entry_name = first.output[0]
+    batch = dims[0] or None
     if len(sample) == 1:
-        return name, sample, None, sample, entry_name, passed, False
+        return name, sample, None, sample, entry_name, passed, False, batch
     if len(sample) == 3 and _read_channels_last(nodes, name):
         # NHWC in the file, every reader transposing it to NCHW (convforge's and Keras's
         # exporters): the input is a channels-last view of the NCHW tensor the layers read.
         h, w, c = sample
         fmt = input_layout or "channels_last"
         spec = (h, w, c) if fmt == "channels_last" else (c, h, w)
-        return name, spec, fmt, (c, h, w), name + "#nchw", [], True
+        return name, spec, fmt, (c, h, w), name + "#nchw", [], True, batch
     if len(sample) == 3:
         c, h, w = sample
         fmt = input_layout or "channels_first"
         spec = (h, w, c) if fmt == "channels_last" else (c, h, w)
-        return name, spec, fmt, (c, h, w), entry_name, passed, False
+        return name, spec, fmt, (c, h, w), entry_name, passed, False, batch
     if first is not None and first.op_type == "Unsqueeze" and len(first.input) == 2:
-        return name, sample, "channels_last", (1, *sample), first.output[0], [*passed, first], False
+        return name, sample, "channels_last", (1, *sample), first.output[0], [*passed, first], False, batch
     raise ModelFileError(
         path, f"the input {value.name!r} has shape {dims}: convforge takes (batch, features) or 4-D images"
     )
@@ -395,16 +408,16 @@ def import_model(path, input_layout=None):
             raise ModelFileError(
                 path, f"node {node.name!r} ({node.op_type}): operators of domain {node.domain!r} are not supported"
             )
-    ctx, spec, entry, fmt = _walk(path, proto, nodes, opset, input_layout)
-    chain = _is_chain(ctx, entry)
+    ctx, entries, fmt = _walk(path, proto, nodes, opset, input_layout)
+    chain = _is_chain(ctx, entries)
     # A Sequential reads its images as channels-first only where a layer says so (a Conv2D's or a
     # pooling's data_format): a chain of layers that take any layout (ReLU, Softmax, Flatten,
     # BatchNormalization) would read NCHW images as NHWC, its softmax or flatten on other axes.
     declared = any(getattr(layer, "data_format", None) == "channels_first" for layer, _, _, _ in ctx.steps)
-    unsaid = chain and fmt == "channels_first" and len(spec) == 3 and not declared
+    unsaid = chain and fmt == "channels_first" and len(entries[0].spec) == 3 and not declared
     if (not chain or unsaid) and fmt == "channels_first" and input_layout is None:
         # Graph models take channels-last images at the API: translate again for that layout.
-        ctx, spec, entry, fmt = _walk(path, proto, nodes, opset, "channels_last")
+        ctx, entries, fmt = _walk(path, proto, nodes, opset, "channels_last")
         chain = not unsaid and chain
     if (not chain or unsaid) and fmt == "channels_first":
         what = "no layer of the chain says its images are channels-first" if unsaid else "the graph is not a chain"
@@ -412,27 +425,43 @@ def import_model(path, input_layout=None):
     try:
         if chain:
             model_layers = [layer for layer, _, _, _ in ctx.steps]
-            return Sequential([Input(shape=spec), *model_layers], name=_model_name(proto, "sequential"))
-        return _functional(ctx, spec, entry, proto)
+            return Sequential([Input(shape=entries[0].spec), *model_layers], name=_model_name(proto, "sequential"))
+        return _functional(ctx, entries, proto)
     except (ValueError, TypeError) as err:
         if isinstance(err, ModelFileError):
             raise
         raise ModelFileError(path, f"the layers do not make a convforge model: {err}") from None
 
 
+class _GraphEntry(NamedTuple):
+    """A graph input as the import reads it (see :func:`_entry`)."""
+
+    name: str
+    spec: tuple  # the convforge Input's shape
+    data_format: str | None
+    internal: tuple  # the per-sample shape the layers see
+    tensor: str  # the tensor the layers read
+    passed: list  # the no-op nodes between the input and that tensor
+    view: bool  # the input is a channels-last view of that tensor
+    batch: int | None  # the batch size the file fixes, or None
+
+
 def _walk(path, proto, nodes, opset, input_layout):
-    """Translate every node: ``(context, input spec, entry tensor, data_format)``."""
+    """Translate every node: ``(context, graph entries, data_format)``; ``ctx.finals`` are the
+    tensors of the graph outputs, in order."""
     graph = proto.graph
-    name, spec, fmt, internal, entry, skipped, view = _entry(path, graph, nodes, input_layout)
-    output = graph.output[0].name
-    ctx = ImportContext(path, proto, nodes, opset, fmt or "channels_last", output)
-    initializers = {t.name for t in graph.initializer}
-    dims = _reader.value_dims(next(v for v in graph.input if v.name not in initializers))[1]
-    ctx.fixed_batch = dims[0] if dims and dims[0] else None
-    ctx.set_input(entry, internal)
-    ctx.consume_all(skipped, entry)
-    if view:
-        ctx.set_view(name, entry)
+    entries = [_GraphEntry(*entry) for entry in _entries(path, graph, nodes, input_layout)]
+    formats = {e.data_format for e in entries if e.data_format}
+    fmt = "channels_first" if "channels_first" in formats else next(iter(formats), None)
+    outputs = [v.name for v in graph.output]
+    ctx = ImportContext(path, proto, nodes, opset, fmt or "channels_last", outputs)
+    batches = {e.batch for e in entries}
+    ctx.fixed_batch = batches.pop() if len(batches) == 1 else None
+    for e in entries:
+        ctx.set_input(e.tensor, e.internal)
+        ctx.consume_all(e.passed, e.tensor)
+        if e.view:
+            ctx.set_view(e.name, e.tensor)
     for node in nodes:
         if ctx.consumed(node):
             continue
@@ -450,20 +479,24 @@ def _walk(path, proto, nodes, opset, input_layout):
                 f"{', '.join(supported_ops())}",
             )
         importer(ctx, node)
-    final = ctx.resolve(output)
-    if ctx.ref_shape(final) is None:
-        raise ModelFileError(path, f"the graph output {output!r} is a constant, not computed from the input")
     if not ctx.steps:
         raise ModelFileError(path, "the graph holds no layer convforge can run (its output is its input)")
-    # An output that is a channels-last view (Keras's exporter ends image outputs with a transpose)
-    # is the NCHW tensor, which predict returns channels-last.
-    ctx.final = ctx.view_base(final) or final
-    return ctx, spec, entry, fmt
+    ctx.finals = []
+    for output in outputs:
+        final = ctx.resolve(output)
+        if ctx.ref_shape(final) is None:
+            raise ModelFileError(path, f"the graph output {output!r} is a constant, not computed from the input")
+        # An output that is a channels-last view (Keras's exporter ends image outputs with a
+        # transpose) is the NCHW tensor, which predict returns channels-last.
+        ctx.finals.append(ctx.view_base(final) or final)
+    return ctx, entries, fmt
 
 
-def _is_chain(ctx, entry) -> bool:
-    """Does each layer read the one before it, the last making the output (a Sequential)?"""
-    tensor = entry
+def _is_chain(ctx, entries) -> bool:
+    """Does each layer read the one before it, the last making the one output (a Sequential)?"""
+    if len(entries) != 1 or len(ctx.finals) != 1:
+        return False
+    tensor = entries[0].tensor
     readers: dict[str, int] = {}
     for _, inputs, _, _ in ctx.steps:
         for name in inputs:
@@ -472,24 +505,32 @@ def _is_chain(ctx, entry) -> bool:
         if inputs != [tensor] or readers[tensor] != 1:
             return False
         tensor = out
-    return tensor == ctx.final
+    return tensor == ctx.finals[0]
 
 
-def _functional(ctx, spec, entry, proto):
-    """A ``convforge.Model(inputs, outputs)`` calling the layers on symbolic tensors, in order."""
+def _functional(ctx, entries, proto):
+    """A ``convforge.Model(inputs, outputs)`` calling the layers on symbolic tensors, in order: its
+    inputs and outputs those of the graph, in the file's order."""
     from .. import models
     from ..layers import Input
 
     if not hasattr(models, "Model"):
         raise ModelFileError(ctx.path, "the graph is not a chain, and this convforge has no graph (functional) models")
-    tensors = {entry: Input(shape=spec)}
+    tensors = {}
+    for e in entries:
+        if e.tensor in tensors:
+            raise ModelFileError(ctx.path, f"the graph inputs {e.name!r} and another feed the same tensor {e.tensor!r}")
+        tensors[e.tensor] = Input(shape=e.spec)
     for layer, inputs, out, many in ctx.steps:
         args = [tensors[name] for name in inputs]
         try:
             tensors[out] = layer(args if many else args[0])
         except (ValueError, TypeError) as err:
             raise ModelFileError(ctx.path, f"layer {layer.name or type(layer).__name__}: {err}") from None
-    return models.Model(tensors[entry], tensors[ctx.final], name=_model_name(proto, "functional"))
+    inputs = [tensors[e.tensor] for e in entries]
+    outputs = [tensors[final] for final in ctx.finals]
+    return models.Model(inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0],
+                        name=_model_name(proto, "functional"))
 
 
 def _fold_node(ctx, node) -> None:
@@ -518,7 +559,7 @@ def _fold_node(ctx, node) -> None:
 def _is_exit_transpose(ctx, node) -> bool:
     """convforge's exit Transpose (NCHW -> NHWC) on the graph output: what predict does for an image
     output of a channels-last model (a channels-first one returns NCHW)."""
-    if node.op_type != "Transpose" or node.output[0] != ctx.graph_output:
+    if node.op_type != "Transpose" or node.output[0] not in ctx.graph_outputs:
         return False
     perm = [list(a.ints) for a in node.attribute if a.name == "perm"]
     name = ctx.resolve(node.input[0])
