@@ -331,6 +331,26 @@ def test_functional_json_clone_and_several_outputs():
     assert half[0] == pytest.approx(full[0] / 2, rel=1e-6)
 
 
+def test_steps_with_arrays_takes_the_first_batches_as_keras():
+    # Keras 3.15.1: predict(x of 20, steps=2, batch_size=4) gives 8 rows; steps past the data, all
+    # of them; evaluate(steps=2, batch_size=4) equals evaluate of the first 8 samples.
+    m = model()
+    x, y = data(20)
+    full = m.predict(x, verbose=0)
+    np.testing.assert_array_equal(m.predict(x, steps=2, batch_size=4, verbose=0), full[:8])
+    np.testing.assert_array_equal(m.predict(x, steps=10, batch_size=4, verbose=0), full)
+    w = np.linspace(0.5, 2.0, 20)
+    assert m.evaluate(x, y, steps=2, batch_size=4, sample_weight=w, verbose=0) == m.evaluate(
+        x[:8], y[:8], batch_size=4, sample_weight=w[:8], verbose=0)
+    with pytest.raises(ValueError, match="steps"):
+        m.predict(x, steps=0, verbose=0)
+    two = convforge.Model(*(lambda i: (i, [layers.Dense(2, name="p")(i), layers.Dense(3, name="q")(i)]))(
+        convforge.Input(shape=(6,), name="features")))
+    out = two.predict({"features": x}, steps=1, batch_size=5, verbose=0)
+    assert [o.shape for o in out] == [(5, 2), (5, 3)]
+    np.testing.assert_array_equal(out[0], two.predict(x, verbose=0)[0][:5])
+
+
 def test_functional_from_logits_warning_and_compile_arguments():
     inputs = convforge.Input(shape=(6,))
     m = convforge.Model(inputs, layers.Dense(3)(inputs))

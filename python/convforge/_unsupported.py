@@ -139,7 +139,6 @@ ARGUMENT_HINTS: dict[str, str] = {
     "initial_value_threshold": "start from the first epoch's value (convforge's default)",
     # Model methods
     "validation_freq": "convforge validates after every epoch",
-    "steps": "predict takes arrays (or a generator in fit/evaluate): slice x instead",
 }
 
 

@@ -1007,7 +1007,8 @@ class Trainer:
         """Loss and metrics on ``(x, y)`` in inference mode.
 
         ``x`` may be a generator of ``(x, y)`` batches as in :meth:`fit`
-        (``steps`` batches, default until exhausted). ``sample_weight``
+        (``steps`` batches, default until exhausted); with arrays, ``steps``
+        evaluates the first ``steps`` batches, as in Keras. ``sample_weight``
         weights the loss, as in ``fit``. ``callbacks``: their ``on_test_*`` hooks.
 
         Returns the loss (a float) if no metrics were compiled, else
@@ -1039,14 +1040,15 @@ class Trainer:
             with single_threaded_blas():
                 logs = self._evaluate_source(source, callback_list)
         else:
-            if steps is not None:
-                raise ValueError("steps is for generators; with arrays evaluate sees all of x")
             self._build_from_data(x)
             self._resolve_loss_path()
             batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
             # Zero samples: the loss and metrics are means over nothing, NaN (as NumPy's mean).
             x, y = self._prepare(x, y, allow_empty=True)
             w = _check_sample_weight(sample_weight, _count(x))
+            if steps is not None:  # Keras: the first `steps` batches (all of them if there are fewer)
+                end = _positive_int(steps, "steps") * batch_size
+                x, y, w = _rows(x, 0, end), _rows(y, 0, end), None if w is None else w[:end]
             distributed.strategy().check_data(x, y, "x")
             callback_list = self._callback_list(
                 callbacks, {"steps": -(-_count(x) // batch_size), "verbose": verbose, "batch_size": batch_size})
@@ -1057,38 +1059,47 @@ class Trainer:
         values = [logs[k] for k in self.metrics_names]
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose="auto", callbacks=None) -> np.ndarray:
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None) -> np.ndarray:
         """Model outputs for ``x``, batch by batch, in inference mode (no dropout, nothing kept).
 
         Image outputs come back channels-last, like the input. Data-parallel
         (:mod:`convforge.distributed`): each rank predicts a block of the
-        samples; every rank gets them all. ``callbacks``: their ``on_predict_*``
-        hooks (``on_predict_batch_end``'s logs: ``{"outputs": the batch's}``).
+        samples; every rank gets them all. ``steps``: the first ``steps`` batches
+        only (all of them if there are fewer), as in Keras. ``callbacks``: their
+        ``on_predict_*`` hooks (``on_predict_batch_end``'s logs: ``{"outputs": the batch's}``).
         """
-        if callbacks is not None:
-            return self._predict_with_callbacks(x, batch_size, verbose, callbacks)
+        if callbacks is not None or steps is not None:
+            return self._predict_with_callbacks(x, batch_size, verbose, callbacks, steps)
         if type(x) is np.ndarray and (verbose is False or (type(verbose) is int and verbose == 0)):
             out = self._predict_ready(x, batch_size)
             if out is not None:
                 return out
         return self._predict_batches(x, batch_size, verbose)
 
-    def _predict_with_callbacks(self, x, batch_size, verbose, callbacks):
+    def _predict_with_callbacks(self, x, batch_size, verbose, callbacks, steps):
+        """predict with ``callbacks`` (or None) and ``steps`` (or None)."""
         self._build_from_data(x)
         size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
-        callback_list = self._callback_list(callbacks, {"steps": -(-_count(x) // size), "verbose": verbose})
+        steps = None if steps is None else _positive_int(steps, "steps")
+        if callbacks is None:
+            return self._predict_batches(x, batch_size, verbose, None, steps)
+        batches = -(-_count(self._check_x(x, allow_empty=True)) // size)
+        callback_list = self._callback_list(
+            callbacks, {"steps": batches if steps is None else min(steps, batches), "verbose": verbose})
         callback_list.call("on_predict_begin", None)
-        out = self._predict_batches(x, batch_size, verbose, callback_list)
+        out = self._predict_batches(x, batch_size, verbose, callback_list, steps)
         callback_list.call("on_predict_end", None)
         return out
 
-    def _predict_batches(self, x, batch_size, verbose, hooks=None):
+    def _predict_batches(self, x, batch_size, verbose, hooks=None, steps=None):
         """predict's general path: batch by batch (``hooks``: a CallbackList whose predict batch
-        hooks run around each batch)."""
+        hooks run around each batch; ``steps``: that many batches at most)."""
         self._build_from_data(x)
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         verbose = _verbosity(verbose) if distributed.is_primary() else 0
         x = self._check_x(x, allow_empty=True)
+        if steps is not None:
+            x = _rows(x, 0, steps * batch_size)
         strategy = distributed.strategy()
         strategy.check_data(x, None, "x")
         n = _count(x)
