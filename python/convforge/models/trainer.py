@@ -1069,14 +1069,14 @@ class Trainer:
         ``on_predict_*`` hooks (``on_predict_batch_end``'s logs: ``{"outputs": the batch's}``).
         """
         if callbacks is not None or steps is not None:
-            return self._predict_with_callbacks(x, batch_size, verbose, callbacks, steps)
+            return self._predict_with_options(x, batch_size, verbose, callbacks, steps)
         if type(x) is np.ndarray and (verbose is False or (type(verbose) is int and verbose == 0)):
             out = self._predict_ready(x, batch_size)
             if out is not None:
                 return out
         return self._predict_batches(x, batch_size, verbose)
 
-    def _predict_with_callbacks(self, x, batch_size, verbose, callbacks, steps):
+    def _predict_with_options(self, x, batch_size, verbose, callbacks, steps):
         """predict with ``callbacks`` (or None) and ``steps`` (or None)."""
         self._build_from_data(x)
         size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
