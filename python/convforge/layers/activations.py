@@ -145,7 +145,11 @@ class ReLU(_ActivationLayer):
             y = np.clip(y, t(0), t(self.max_value))
         if self.negative_slope != 0.0:
             y = y - t(self.negative_slope) * np.maximum(t(self.threshold) - x, t(0))
-        return self._output_of(x, y.astype(x.dtype, copy=False), training)
+        y = y.astype(x.dtype, copy=False)
+        if self._inplace:
+            x[...] = y
+            y = x
+        return y  # not kept: the backward reads the input's copy alone
 
     def backward(self, dy):
         if self.plain:
