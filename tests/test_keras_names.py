@@ -37,6 +37,8 @@ def test_keras_names_exist(name):
         (None, "backend", "convforge does not support convforge.backend"),
         ("utils", "image_dataset_from_directory", "convforge does not support convforge.utils.image_dataset_from_direc"),
         ("utils", "NoSuchHelper", r"convforge does not support convforge.utils.NoSuchHelper \(Keras name\?\)$"),
+        # the top level lists its own classes (Model and Sequential load lazily), not another module's
+        (None, "NoSuchModel", r"\(Keras name\?\); its classes are Input, Model, Sequential$"),
     ],
 )
 def test_missing_keras_names_say_what_to_use(namespace, name, message):

@@ -68,7 +68,8 @@ def __getattr__(name):
         return models if name == "models" else getattr(models, name)
     from . import _unsupported  # Keras names convforge lacks: say so, and what to use
 
-    return _unsupported.module_getattr(__name__, globals)(name)
+    # the namespace is read in _unsupported: pass this module's (with the lazy names), not the builtin
+    return _unsupported.module_getattr(__name__, lambda: {**globals(), **dict.fromkeys(_FROM_MODELS)})(name)
 
 
 def __dir__():

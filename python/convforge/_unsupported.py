@@ -1,7 +1,7 @@
 """Keras names convforge does not have, and what to use instead.
 
 Each Keras-like namespace (``convforge.layers``, ``.optimizers``, ...) ends with
-``__getattr__ = unsupported.module_getattr(__name__, globals)``: an unknown
+``__getattr__ = unsupported.module_getattr(__name__, lambda: globals())``: an unknown
 name then raises an ``AttributeError`` saying "convforge does not support X"
 and what to use, instead of Python's bare "has no attribute".
 """
