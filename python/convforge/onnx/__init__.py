@@ -3,7 +3,8 @@
 >>> model.export("lenet.onnx", format="onnx")                 # doctest: +SKIP
 >>> import onnxruntime as ort                                  # doctest: +SKIP
 >>> sess = ort.InferenceSession("lenet.onnx")                  # doctest: +SKIP
->>> y = sess.run(None, {"input": x_nhwc.astype("float32")})[0]  # == model.predict(x_nhwc)
+>>> y = sess.run(None, {"input": x_nhwc.astype("float32")})[0]  # doctest: +SKIP
+>>> # y == model.predict(x_nhwc), within float32 rounding
 >>> model = convforge.load_model("lenet.onnx")                 # doctest: +SKIP
 
 Needs the ``onnx`` package (``pip install convforge[onnx]``); convforge's
