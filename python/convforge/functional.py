@@ -160,12 +160,14 @@ def conv2d_algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, dtype=n
     """The conv2d algorithms that apply to a problem, per pass, best-first.
 
     Returns ``{"fwd": names, "bwd_data": names, "bwd_weights": names}``, each a
-    tuple whose first name is the one a call runs by default. The answer is for
+    tuple whose first name is the one a call runs by default; those that apply
+    but whose speed rule does not pay for this problem come after the rest (only
+    forcing runs them). The answer is for
     the active ISA (``build_info()["isa"]``, which ``CONVFORGE_MAX_ISA`` caps) and
     the given ``dtype`` (float64 has the portable algorithms only), and assumes
     finite data: some backward forms multiply zero padding by the weights or the
-    input, and step aside for inf/NaN values (the exact forms, last in each list,
-    then run). ``build_info()["conv2d_algorithms"]`` lists every compiled one.
+    input, and step aside for inf/NaN values (the exact forms, last of those taken by
+    default, then run). ``build_info()["conv2d_algorithms"]`` lists every compiled one.
     """
     x_shape, w_shape = _shape4(x_shape, "x_shape"), _shape4(w_shape, "w_shape")
     plan = _conv_setup(x_shape, w_shape, stride, padding, dilation)
