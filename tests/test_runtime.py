@@ -77,6 +77,7 @@ def test_env_var_caps_isa():
     assert r.stdout.strip() == "ref"
     r = _run("import convforge", CONVFORGE_MAX_ISA="sse9")
     assert r.returncode != 0 and "CONVFORGE_MAX_ISA must be one of ref, avx2, avx512; got 'sse9'" in r.stderr
+    assert "pip install" not in r.stderr  # the extension is installed: no advice to install it
 
 
 def test_env_var_sets_default_threads():

@@ -37,6 +37,8 @@ def _check_thread_environment():
 try:
     from . import _core
 except ImportError as err:  # pragma: no cover - depends on how the package was installed
+    if str(err).startswith("CONVFORGE_"):  # the extension is there but refused a setting ($CONVFORGE_MAX_ISA)
+        raise ImportError(f"convforge cannot start: {err}") from err
     raise ImportError(
         "convforge's compiled extension (convforge._core) could not be imported. Install the package "
         "with `pip install .` from the source tree (a plain checkout on sys.path has no compiled "
