@@ -329,6 +329,9 @@ def test_conv_algo_environment_variable():
     env["CONVFORGE_CONV_ALGO"] = "forward=im2col_gemm"
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert r.returncode != 0 and "CONVFORGE_CONV_ALGO must be" in r.stderr
+    env["CONVFORGE_CONV_ALGO"] = "fwd:im2col_gem"  # a misspelt name fails the import too
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "conv2d fwd has no algorithm 'im2col_gem'" in r.stderr
 
 
 def test_conv2d_algorithms_reports_the_default(rng):
