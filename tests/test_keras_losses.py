@@ -72,3 +72,16 @@ def test_dense_sigmoid_with_binary_crossentropy_learns():
     history = model.fit(x, y, epochs=10, batch_size=32, verbose=0)
     assert history.history["accuracy"][-1] > 0.95
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.parametrize("loss,kind", CASES, ids=lambda c: repr(c) if not isinstance(c, str) else c)
+def test_calling_a_loss_takes_sample_weight(loss, kind):
+    """Keras's ``loss(y_true, y_pred, sample_weight=w)``: ``sum(w_i * loss_i) / batch``."""
+    rng = np.random.default_rng(1)
+    y, p = inputs(kind, rng)
+    w = rng.uniform(0.5, 2, len(y))
+    per_sample = [loss(y[i:i + 1], p[i:i + 1]) for i in range(len(y))]
+    assert loss(y, p, sample_weight=w) == pytest.approx(np.dot(w, per_sample) / len(y), rel=1e-12)
+    assert loss(y, p, sample_weight=2.0) == pytest.approx(2 * loss(y, p), rel=1e-12)
+    with pytest.raises(ValueError, match="sample_weight"):
+        loss(y, p, sample_weight=w[:-1])

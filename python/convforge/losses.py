@@ -139,16 +139,25 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, need_grad: boo
 class Loss:
     """Base class. Subclasses implement :meth:`value_and_grad` (and usually :meth:`prepare_targets`).
 
-    ``loss(y_true, y_pred)`` returns the mean loss as a float, Keras style.
+    ``loss(y_true, y_pred, sample_weight=None)`` returns the mean loss as a float, Keras style
+    (weighted: ``sum(w_i * loss_i) / batch``; a scalar weight scales every sample).
     """
 
     name = "loss"
 
-    def __call__(self, y_true, y_pred) -> float:
+    def __call__(self, y_true, y_pred, sample_weight=None) -> float:
         y_pred = np.asarray(y_pred)
         if y_pred.dtype.kind != "f":
             y_pred = y_pred.astype(np.float64)
-        return self.value_and_grad(y_pred, self.prepare_targets(y_true, y_pred.shape[1:]), need_grad=False)[0]
+        y_true = self.prepare_targets(y_true, y_pred.shape[1:])
+        if sample_weight is None:
+            return self.value_and_grad(y_pred, y_true, need_grad=False)[0]
+        weights = np.asarray(sample_weight, dtype=y_pred.dtype)
+        if weights.ndim > 1 or (weights.ndim == 1 and weights.shape[0] != y_pred.shape[0]):
+            raise ValueError(f"sample_weight must be a number or have shape ({y_pred.shape[0]},), got shape "
+                             f"{weights.shape}")
+        weights = np.broadcast_to(weights, (y_pred.shape[0],))
+        return self.value_and_grad(y_pred, y_true, need_grad=False, sample_weight=weights)[0]
 
     def prepare_targets(self, y_true, output_shape) -> np.ndarray:
         """Check ``y_true`` against the per-sample output shape once, before training."""
