@@ -130,3 +130,15 @@ def test_learning_rate_assign_in_a_callback_as_keras_3():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="learning_rate"):
         rate.assign(-1.0)
+
+
+@pytest.mark.parametrize(
+    "monitor,mode",
+    [("val_loss", "min"), ("val_accuracy", "max"), ("val_auc", "max"), ("precision", "max"), ("val_recall", "max"),
+     ("val_sparse_top_k_categorical_accuracy", "max"), ("val_mae", "min"), ("mse", "min")],
+)
+def test_auto_mode_follows_keras_metric_direction(monitor, mode):
+    """Keras 3's mode='auto' maximises AUC, precision and recall (direction 'up'), not only accuracies."""
+    assert callbacks.EarlyStopping(monitor=monitor).mode == mode
+    assert callbacks.ModelCheckpoint("m.npz", monitor=monitor).mode == mode
+    assert callbacks.ReduceLROnPlateau(monitor=monitor).mode == mode

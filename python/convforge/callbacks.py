@@ -191,7 +191,9 @@ def _monitor_mode(monitor: str, mode: str) -> str:
         raise ValueError(f"mode must be 'auto', 'min' or 'max'; got {mode!r}")
     if mode != "auto":
         return mode
-    return "max" if ("acc" in monitor or monitor.startswith("fmeasure") or "f1" in monitor) else "min"
+    # Keras 3 maximises the metrics whose direction is "up": accuracies, AUC, precision, recall, F1
+    up = ("acc", "auc", "precision", "recall", "f1", "fmeasure")
+    return "max" if any(word in monitor for word in up) else "min"
 
 
 def _json_float(value):
@@ -210,7 +212,9 @@ class EarlyStopping(Callback):
     patience : int
         Epochs without improvement before stopping.
     mode : 'auto', 'min' or 'max'
-        ``'auto'`` maximises names containing ``acc``, minimises the rest.
+        ``'auto'`` maximises names containing ``acc``, ``auc``, ``precision``,
+        ``recall`` or ``f1`` (Keras 3's metrics whose direction is up),
+        minimises the rest.
     baseline : float, optional
         Stop unless this value is beaten within ``patience`` epochs.
     restore_best_weights : bool
