@@ -7,6 +7,7 @@ Timings are medians of a few runs in this process, convforge and NumPy side by s
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -26,7 +27,10 @@ def median_seconds(fn, repeat=7):
     return float(np.median(times))
 
 
-def main():
+def main(argv=None):
+    # no options, but --help describes the script instead of starting its timings
+    argparse.ArgumentParser(prog="python examples/demo_kernels.py", description=__doc__.splitlines()[0],
+                            epilog="Timings are medians of a few runs in this process.").parse_args(argv)
     info = convforge.build_info()
     print(f"convforge {info['version']}  isa={info['isa']}  threads={info['num_threads']}  openmp={info['openmp']}")
     rng = np.random.default_rng(0)

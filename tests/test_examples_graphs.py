@@ -69,3 +69,15 @@ def test_resnet_graph_float64_gradient_check():
     rng = np.random.default_rng(1)
     report = check_model_gradients(model, rng.standard_normal((5, 6, 6, 2)), rng.integers(0, 3, 5), num_coords=4)
     assert report.passed, str(report)
+
+
+def test_every_example_answers_help_without_running(capsys):
+    """``python examples/X.py --help`` prints usage and exits 0, for every script the README points to."""
+    import demo_kernels  # noqa: E402 - examples/ is on sys.path above
+
+    for module in (demo_kernels, train_resnet, train_inception):
+        with pytest.raises(SystemExit) as exit_:
+            module.main(["--help"])
+        assert exit_.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith("usage:") and "isa=" not in out  # demo_kernels printed its timings instead
