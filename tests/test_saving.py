@@ -328,6 +328,29 @@ def test_resume_gives_the_uninterrupted_weights_bit_for_bit(tmp_path):
     assert resumed.epochs_completed == 4
 
 
+def test_resume_continues_at_the_learning_rate_the_checkpoint_was_saved_with(tmp_path):
+    """ReduceLROnPlateau (or a user) lowered the rate before the checkpoint: the resumed run goes on
+    at that rate, not at the one the new process compiled with (Keras's load_model keeps it too)."""
+    x, y = data(40)
+
+    def plateau():  # halves the rate after every epoch but the first (none improves by 1e9)
+        return callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1e9)
+
+    uninterrupted = _resume_setup(seed=5)
+    history_a = uninterrupted.fit(
+        x, y, epochs=4, batch_size=8, verbose=0,
+        callbacks=[plateau(), callbacks.ModelCheckpoint(str(tmp_path / "ckpt-{epoch}.npz"))],
+    )
+    resumed = _resume_setup(seed=123)
+    history_b = resumed.fit(
+        x, y, epochs=4, batch_size=8, verbose=0, callbacks=[plateau()], resume_from=tmp_path / "ckpt-2.npz"
+    )
+    assert history_b.history["learning_rate"] == history_a.history["learning_rate"] == [0.01, 0.01, 0.005, 0.0025]
+    assert float(resumed.optimizer.learning_rate) == float(uninterrupted.optimizer.learning_rate)
+    for a, b in zip(uninterrupted.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_resume_needs_a_full_checkpoint_and_the_same_optimizer(tmp_path):
     x, y = data()
     model = _resume_setup(seed=6)

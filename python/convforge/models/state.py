@@ -112,6 +112,10 @@ def save_model(model, path) -> None:
             entries.append({"variable": to_index[variable], "slot": slot, "key": key, "shape": list(value.shape)})
             arrays[key] = value
         meta["optimizer"] = {"class_name": type(model.optimizer).__name__, "iterations": iterations, "slots": entries}
+        # The rate in force, which callbacks (ReduceLROnPlateau) or the user may have changed since
+        # compile: resuming continues at it. A schedule is a function of the iterations, saved above.
+        if not callable(model.optimizer.learning_rate):
+            meta["optimizer"]["learning_rate"] = float(model.optimizer.learning_rate)
 
     history = model.history
     callback_states = []
@@ -289,6 +293,20 @@ def optimizer_slots(model, meta, arrays, path) -> tuple[int, dict] | None:
     return int(state.get("iterations", 0)), slots
 
 
+def saved_learning_rate(model, meta, path) -> float | None:
+    """The learning rate a checkpoint was saved at, checked, for ``model``'s optimizer; None where
+    there is none to restore (a file from before it was saved, or a schedule on either side)."""
+    from ..optimizers import check_learning_rate
+
+    lr = (meta.get("optimizer") or {}).get("learning_rate")
+    if lr is None or callable(model.optimizer.learning_rate):
+        return None
+    try:
+        return check_learning_rate(lr)
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(path, f"invalid learning rate in the optimizer state: {err!s:.200}") from err
+
+
 def restore_optimizer(model, meta, arrays, path) -> None:
     """Put the optimizer state of a model file into the compiled ``model.optimizer``."""
     checked = optimizer_slots(model, meta, arrays, path)
@@ -328,6 +346,7 @@ def restore_training_state(model, path, callbacks) -> dict:
         raise ModelFileError(path, "the file has no training state to resume from")
     matched = check_architecture(model, meta, path)
     optimizer_state = optimizer_slots(model, meta, arrays, path)
+    learning_rate = saved_learning_rate(model, meta, path)
     _check_rng_state(training["rng_state"], path)
     # Callbacks run user code that may refuse the state: they go last, and are put back if any does.
     before = [dict(vars(cb)) for cb in callbacks]
@@ -348,6 +367,8 @@ def restore_training_state(model, path, callbacks) -> dict:
         layer.params[name][...] = arrays[key]
     if optimizer_state is not None:
         model.optimizer.set_state(*optimizer_state)
+    if learning_rate is not None:
+        model.optimizer.learning_rate = learning_rate
     _random.set_state(training["rng_state"])
     model.epochs_completed = int(training.get("epoch", 0))
     return {
