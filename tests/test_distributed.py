@@ -320,10 +320,13 @@ def test_only_the_primary_writes_and_resume_works_across_rank_counts(tmp_path):
     proc, ranks = run_scenario("writes", tmp_path)
     written = sorted(os.listdir(tmp_path))
     assert written == [
-        "ckpt-1.npz", "ckpt-2.npz", "final-weights.npz", "final.npz", "single-1.npz",
+        "ckpt-1.npz", "ckpt-2.npz", "final-weights.npz", "final.npz", "log.csv", "single-1.npz",
         "writes-rank0.npz", "writes-rank1.npz",
     ]  # one copy of each file, no temporary left over
     assert proc.stdout.count("Epoch 1/2") == 1  # one progress bar
+    # CSVLogger(append=True) writes on the primary only: one header and one row per epoch.
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["epoch", "0", "1"], rows
 
     # A 2-rank checkpoint is the file one process writes: same entries and description,
     # weights within 1e-4, and it resumes in one process.

@@ -630,7 +630,8 @@ class CSVLogger(Callback):
 
     Each row is flushed when written, so the file is useful while training
     runs (and after a crash). ``append=True`` continues an existing file
-    without writing the header again.
+    without writing the header again. In a data-parallel run only the primary
+    rank writes (the logs are global, the same on every rank).
     """
 
     def __init__(self, filename, separator=",", append=False):
@@ -642,6 +643,12 @@ class CSVLogger(Callback):
         self._keys = None
 
     def on_train_begin(self, logs=None):
+        from . import distributed
+
+        # Every rank would otherwise open the same file: with append=True each row (and a second
+        # header) came twice, and without it the ranks truncated and overwrote each other's rows.
+        if not distributed.is_primary():
+            return
         exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
         self._file = open(self.filename, "a" if self.append else "w", newline="", encoding="utf-8")  # noqa: SIM115
         self._keys = None
@@ -653,6 +660,8 @@ class CSVLogger(Callback):
     def on_epoch_end(self, epoch, logs=None):
         import csv
 
+        if self._file is None:  # not the primary rank
+            return
         logs = logs or {}
         writer = csv.writer(self._file, delimiter=self.separator, lineterminator="\n")
         if self._keys is None:
