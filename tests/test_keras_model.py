@@ -78,6 +78,11 @@ def test_sample_weight_zero_drops_samples_and_class_weight_is_per_class():
         np.testing.assert_array_equal(wc, wd)
     with pytest.raises(ValueError, match=r"sample_weight must have shape \(96,\)"):
         c.fit(x, y, sample_weight=np.ones(3), verbose=0)
+    # A class weight is refused as a sample weight is: a NaN one made every batch holding that
+    # class NaN (skipped, never trained on), a negative one trained away from the labels.
+    for bad in (float("nan"), float("inf"), -1.0, "a", None):
+        with pytest.raises(ValueError, match=r"class_weight\[1\] must be a finite number >= 0; got"):
+            c.fit(x, y, class_weight={0: 1.0, 1: bad}, verbose=0)
 
 
 def test_validation_loss_is_weighted_by_the_validation_samples_own_weights():

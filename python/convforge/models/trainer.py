@@ -211,9 +211,13 @@ def _class_weights(class_weight, y: np.ndarray) -> np.ndarray:
         labels = y.argmax(axis=1)
     else:
         labels = np.rint(y.reshape(len(y), -1)[:, 0]).astype(np.int64)
-    for k in class_weight:
+    for k, v in class_weight.items():
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
             raise ValueError(f"class_weight keys must be class indices (ints >= 0); got {k!r}")
+        # As sample_weight's: a NaN weight made every batch with that class NaN (skipped, never
+        # trained on), a negative one trained away from the labels.
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"class_weight[{k!r}] must be a finite number >= 0; got {v!r}")
     # Large enough for every label and every key; classes not listed weigh 1.
     table = np.ones(max([int(labels.max(initial=0)) + 1, *(int(k) + 1 for k in class_weight)]))
     for k, v in class_weight.items():
