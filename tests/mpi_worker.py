@@ -30,7 +30,7 @@ def data(n=N_SAMPLES, seed=7):
     return x, y
 
 
-def build(seed=0, units=4, optimizer="sgd"):
+def build(seed=0, units=4, optimizer="sgd", metrics=("accuracy",)):
     convforge.seed(seed)
     model = convforge.Sequential(
         [
@@ -41,8 +41,14 @@ def build(seed=0, units=4, optimizer="sgd"):
         ]
     )
     opt = convforge.optimizers.SGD(0.05, momentum=0.9) if optimizer == "sgd" else convforge.optimizers.Adam(1e-2)
-    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=list(metrics))
     return model
+
+
+def counting_metrics():
+    """Metrics made from counts, not means of batch values (AUC on 3 thresholds: 0, 0.5, 1, so that
+    outputs a rounding apart from one process's fall on the same side of every threshold)."""
+    return ("accuracy", convforge.metrics.Precision(), convforge.metrics.Recall(), convforge.metrics.AUC(3))
 
 
 def graph_data(n=N_SAMPLES, seed=11):
@@ -161,6 +167,17 @@ def scenario_equivalence(outdir):
         threads=convforge.get_num_threads(),
         **{f"b{i}": w for i, w in enumerate(model2.get_weights())},
     )
+
+
+def scenario_counting_metrics(outdir):
+    """Precision, recall and AUC in fit's logs and evaluate: from the counts of all ranks."""
+    x, y = data()
+    model = build(metrics=counting_metrics())
+    history = model.fit(x, y, batch_size=15, epochs=1, verbose=0)
+    x_eval, y_eval = data(n=101, seed=3)
+    evaluation = model.evaluate(x_eval, y_eval, batch_size=10, verbose=0, return_dict=True)
+    dump(outdir, "counting_metrics", **weights_dict(model), history=json.dumps(history.history),
+         evaluation=json.dumps(evaluation))
 
 
 def scenario_nan(outdir):

@@ -207,6 +207,26 @@ def test_two_ranks_train_like_one_process_at_the_same_global_batch(tmp_path):
 
 
 @mpi
+def test_precision_recall_and_auc_are_made_from_the_counts_of_all_ranks(tmp_path):
+    """Not the mean of the ranks' values: a precision of 3/4 on one rank and 1/1 on the other is
+    4/5, not 7/8 (fit's logs and evaluate, unequal shards and blocks)."""
+    _, ranks = run_scenario("counting_metrics", tmp_path)
+    assert_ranks_identical(ranks, "w")
+    x, y = W.data()
+    model = W.build(metrics=W.counting_metrics())
+    history = model.fit(x, y, batch_size=15, epochs=1, verbose=0)
+    assert_close_weights(model, ranks[0])
+    assert_history_close(history.history, json.loads(str(ranks[0]["history"])), rtol=1e-6)
+    x_eval, y_eval = W.data(n=101, seed=3)
+    single = model.evaluate(x_eval, y_eval, batch_size=10, verbose=0, return_dict=True)
+    for r in ranks:
+        evaluation = json.loads(str(r["evaluation"]))
+        assert evaluation.keys() == single.keys()
+        for key in single:
+            np.testing.assert_allclose(evaluation[key], single[key], rtol=1e-6, err_msg=key)
+
+
+@mpi
 def test_sample_and_class_weights_train_like_one_process_and_the_rest_is_refused(tmp_path):
     _, ranks = run_scenario("weighted", tmp_path)
     assert_ranks_identical(ranks, "w")

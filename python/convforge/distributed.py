@@ -335,6 +335,11 @@ class Tally:
         self.metrics = model._log_metrics()  # [(name in the logs, Metric)]
         self.loss = metrics_module.Mean(name="loss")
 
+    @staticmethod
+    def width(model) -> int:
+        """The length of :meth:`sums` for ``model``'s logged metrics."""
+        return 2 + sum(len(_metric_sums(m, 0)) for _, m in model._log_metrics())
+
     def add(self, loss: float, y, out) -> None:
         """One batch: its mean loss and its outputs (an array, or a list with one per model
         output; None for an empty shard)."""
@@ -348,31 +353,44 @@ class Tally:
         return {"loss": self.loss.result(), **{name: m.result() for name, m in self.metrics}}
 
     def sums(self) -> np.ndarray:
-        """``[loss total, count, (metric total, metric count)...]`` in float64.
-
-        A metric that is not a running mean (a custom Metric without
-        ``_total``/``_count``) contributes ``result() * count``: its global value
-        is the sample-weighted mean of the ranks' values.
-        """
+        """``[loss total, count, <each metric's sums>...]`` in float64 (see :func:`_metric_sums`)."""
         count = self.loss._count
         values = [self.loss._total, count]
         for _, m in self.metrics:
-            if hasattr(m, "_total") and hasattr(m, "_count"):
-                values += [m._total, m._count]
-            else:
-                values += [m.result() * count if count else 0.0, count]
+            values += _metric_sums(m, count)
         return np.array(values, dtype=np.float64)
 
     def logs_from(self, sums: np.ndarray) -> dict:
         """The logs that ``sums`` (as :meth:`sums` lays them out) give."""
+        from .metrics import _Counting
 
         def ratio(total, count):
             return float(total / count) if count else float("nan")
 
         logs = {"loss": ratio(sums[0], sums[1])}
-        for i, (name, _) in enumerate(self.metrics):
-            logs[name] = ratio(sums[2 + 2 * i], sums[3 + 2 * i])
+        offset = 2
+        for name, m in self.metrics:
+            if isinstance(m, _Counting):
+                counts = sums[offset : offset + len(m.counts())]
+                logs[name] = float(m.with_counts(counts).result())
+            else:
+                logs[name] = ratio(sums[offset], sums[offset + 1])
+            offset += len(_metric_sums(m, 0))
         return logs
+
+
+def _metric_sums(metric, count: int) -> list:
+    """What one metric adds to :meth:`Tally.sums`, summable over ranks: a running mean's total
+    and count; a counting metric's counts (precision, AUC: the global value is made from the
+    summed counts); else ``result() * count`` and ``count``, so that the global value of a custom
+    Metric is the sample-weighted mean of the ranks' values."""
+    from .metrics import _Counting
+
+    if hasattr(metric, "_total") and hasattr(metric, "_count"):
+        return [metric._total, metric._count]
+    if isinstance(metric, _Counting):
+        return list(metric.counts())
+    return [metric.result() * count if count else 0.0, count]
 
 
 class _GlobalTally(Tally):
@@ -380,7 +398,7 @@ class _GlobalTally(Tally):
 
     def __init__(self, model):
         super().__init__(model)
-        self.global_sums = np.zeros(2 + 2 * len(self.metrics))
+        self.global_sums = np.zeros(Tally.width(model))
         self._sent = np.zeros_like(self.global_sums)
 
     def unsent(self) -> np.ndarray:
@@ -563,13 +581,13 @@ class _DataParallel:
         """One contiguous buffer: every trainable weight's gradient, then the step's statistics.
 
         Statistics: a "not finite" flag (loss or gradient), then the Tally sums of
-        the step (loss total, samples, per logged metric total and count).
+        the step (loss total, samples, per logged metric its sums: see :func:`_metric_sums`).
         """
         self._params = [
             (key, layer.params[name]) for layer, names in model._trainable_plan for name, key in names
         ]
         n_grad = sum(p.size for _, p in self._params)
-        n_stats = 1 + 2 + 2 * len(model._log_metrics())
+        n_stats = 1 + Tally.width(model)
         self._buffer = np.empty(n_grad + n_stats, dtype=model.dtype)
         self._grad_part, self._stats = self._buffer[:n_grad], self._buffer[n_grad:]
         self._views, offset = [], 0

@@ -16,6 +16,7 @@ classes; a precision or recall whose denominator is 0 is reported as 0.
 
 from __future__ import annotations
 
+import copy
 import numbers
 
 import numpy as np
@@ -267,11 +268,35 @@ def _binary_pair(y_true, y_pred, who: str):
 
 
 class _Counting(Metric):
-    """A metric from counts accumulated over batches (not a mean of batch values)."""
+    """A metric from counts accumulated over batches (not a mean of batch values).
+
+    Its counts (the attributes named in ``_count_names``, ints or int arrays) add up over the
+    ranks of a data-parallel run: :mod:`convforge.distributed` sums :meth:`counts` and asks
+    :meth:`with_counts` for the result, since a mean of the ranks' precisions or AUCs is not
+    the precision or AUC of all the samples.
+    """
+
+    _count_names: tuple[str, ...] = ()
 
     def __init__(self, name):
         self.name = name
         self.reset_state()
+
+    def counts(self) -> np.ndarray:
+        """The counts as one float64 vector (summable over ranks)."""
+        return np.concatenate([np.ravel(getattr(self, n)) for n in self._count_names]).astype(np.float64)
+
+    def with_counts(self, counts: np.ndarray) -> _Counting:
+        """A copy of this metric holding ``counts`` (laid out as :meth:`counts` gives them)."""
+        other = copy.copy(self)
+        offset = 0
+        for n in self._count_names:
+            mine = getattr(self, n)
+            size = np.size(mine)
+            part = np.rint(counts[offset : offset + size]).astype(np.int64)
+            setattr(other, n, part.reshape(np.shape(mine)) if np.ndim(mine) else int(part[0]))
+            offset += size
+        return other
 
 
 class BinaryAccuracy(Mean):
@@ -349,6 +374,8 @@ class Precision(_Counting):
     targets every class column counts. 0 when nothing was predicted positive.
     """
 
+    _count_names = ("tp", "fp", "fn")
+
     def __init__(self, thresholds=None, name: str = "precision"):
         self.threshold = 0.5 if thresholds is None else float(thresholds)
         super().__init__(name)
@@ -388,6 +415,8 @@ class AUC(_Counting):
     ``summation_method='interpolation'``, the default). Other summation
     methods, ``'PRGAIN'``, ``multi_label`` and label weights are not supported.
     """
+
+    _count_names = ("tp", "fp", "tn", "fn")
 
     def __init__(self, num_thresholds: int = 200, curve: str = "ROC", name: str = "auc"):
         curve = str(curve).upper()
