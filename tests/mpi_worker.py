@@ -180,6 +180,38 @@ def scenario_counting_metrics(outdir):
          evaluation=json.dumps(evaluation))
 
 
+def build_batch_norm(seed=0, learning_rate=0.05):
+    """BatchNormalization between a conv and its ReLU: moving statistics updated in every training step."""
+    convforge.seed(seed)
+    model = convforge.Sequential(
+        [
+            layers.Conv2D(4, (3, 3), input_shape=(8, 8, 1)),
+            layers.BatchNormalization(),
+            layers.ReLU(),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(4, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer=convforge.optimizers.SGD(learning_rate, momentum=0.9),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def scenario_batch_norm(outdir):
+    """Unequal shards (15 = 8 + 7): each rank's moving statistics see its own shard only."""
+    x, y = data()
+    model = build_batch_norm()
+    model.fit(x, y, batch_size=15, epochs=1, verbose=0)
+    x_eval, y_eval = data(n=101, seed=3)
+    evaluation = model.evaluate(x_eval, y_eval, batch_size=10, verbose=0, return_dict=True)
+    # Fixed weights, equal shards (16 = 8 + 8): the mean of the shards' means is the batch's.
+    frozen = build_batch_norm(learning_rate=0.0)
+    frozen.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    dump(outdir, "batch_norm", **weights_dict(model), evaluation=json.dumps(evaluation),
+         frozen_moving_mean=frozen.layers[1].get_weights()[2])
+
+
 def scenario_nan(outdir):
     x, y = data()
     # Sample 24 is in the second global batch (no shuffle), in rank 1's shard [24, 32).

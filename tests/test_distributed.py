@@ -227,6 +227,21 @@ def test_precision_recall_and_auc_are_made_from_the_counts_of_all_ranks(tmp_path
 
 
 @mpi
+def test_batch_norm_moving_statistics_stay_the_same_on_every_rank(tmp_path):
+    """Each rank normalises its shard by the shard's statistics (as Keras's MirroredStrategy and
+    PyTorch's DDP without SyncBatchNorm), but the moving statistics are the count-weighted mean of
+    the ranks' updates: identical on every rank (so evaluate, predict and the primary's files agree
+    with the other ranks), and the moving mean is the one of the global batch."""
+    _, ranks = run_scenario("batch_norm", tmp_path)
+    assert_ranks_identical(ranks, "w")
+    assert json.loads(str(ranks[0]["evaluation"])) == json.loads(str(ranks[1]["evaluation"]))
+    x, y = W.data()
+    single = W.build_batch_norm(learning_rate=0.0)
+    single.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    np.testing.assert_allclose(ranks[0]["frozen_moving_mean"], single.layers[1].get_weights()[2], rtol=1e-5, atol=1e-7)
+
+
+@mpi
 def test_sample_and_class_weights_train_like_one_process_and_the_rest_is_refused(tmp_path):
     _, ranks = run_scenario("weighted", tmp_path)
     assert_ranks_identical(ranks, "w")

@@ -30,7 +30,11 @@ What ``fit`` does with N ranks
   global batch, with **one** ``MPI_Allreduce`` over one contiguous buffer that
   also carries the step's loss, metric counts and a "non-finite loss or
   gradient" flag; every rank then applies the same update, so weights and
-  optimizer state stay identical on all ranks. A batch whose loss or gradient
+  optimizer state stay identical on all ranks. Layer state that the training
+  forward pass updates (BatchNormalization's moving statistics, from each
+  rank's shard: the shards are normalised by their own statistics) moves by
+  the mean of the ranks' changes weighted by their shards' sizes, in the same
+  allreduce, and stays identical too. A batch whose loss or gradient
   is NaN/Inf on any rank is skipped on every rank and counted in
   ``history.skipped_batches`` on every rank; the primary warns about the first
   one of a ``fit``, naming the rank that found it.
@@ -559,6 +563,7 @@ class _DataParallel:
         """Start every rank from the primary's weights and optimizer state; make the step buffer."""
         self._broadcast_state(model)
         self._make_step_buffer(model)
+        self._remember_layer_state()
 
     def _broadcast_state(self, model) -> None:
         weights = [p for layer in model.layers for p in layer.params.values()]
@@ -578,22 +583,41 @@ class _DataParallel:
             model.optimizer.set_state(iterations, slots)
 
     def _make_step_buffer(self, model) -> None:
-        """One contiguous buffer: every trainable weight's gradient, then the step's statistics.
+        """One contiguous buffer: every trainable weight's gradient, the changes of the layers'
+        own state, then the step's statistics.
 
+        Layer state: the non-trainable weights of trainable layers, which the training forward
+        pass updates (BatchNormalization's moving statistics) from this rank's shard only.
         Statistics: a "not finite" flag (loss or gradient), then the Tally sums of
         the step (loss total, samples, per logged metric its sums: see :func:`_metric_sums`).
         """
         self._params = [
             (key, layer.params[name]) for layer, names in model._trainable_plan for name, key in names
         ]
+        self._layer_state = [
+            layer.params[name]
+            for layer in model.layers
+            if layer.trainable
+            for name in layer.params
+            if name not in layer.trainable_param_names()
+        ]
         n_grad = sum(p.size for _, p in self._params)
+        n_state = sum(p.size for p in self._layer_state)
         n_stats = 1 + Tally.width(model)
-        self._buffer = np.empty(n_grad + n_stats, dtype=model.dtype)
-        self._grad_part, self._stats = self._buffer[:n_grad], self._buffer[n_grad:]
+        self._buffer = np.empty(n_grad + n_state + n_stats, dtype=model.dtype)
+        self._grad_part, self._stats = self._buffer[:n_grad], self._buffer[n_grad + n_state :]
         self._views, offset = [], 0
         for key, p in self._params:
             self._views.append((key, p, self._buffer[offset : offset + p.size].reshape(p.shape)))
             offset += p.size
+        self._state_changes = []
+        for p in self._layer_state:
+            self._state_changes.append(self._buffer[offset : offset + p.size].reshape(p.shape))
+            offset += p.size
+
+    def _remember_layer_state(self) -> None:
+        """The layer state as of now, the same on every rank: what the next step changes."""
+        self._state_before = [p.copy() for p in self._layer_state]
 
     def tally(self, model) -> Tally:
         return _GlobalTally(model)
@@ -623,16 +647,27 @@ class _DataParallel:
         Each shard's gradient is weighted by ``count / total``, its share of
         the global batch: the sum is the gradient of the global batch's mean loss.
         """
+        scale = count / total
         if grads is None:
             self._grad_part[...] = 0
         else:
-            scale = count / total
             for (_, _, view), (_, _, g) in zip(self._views, grads):
                 np.multiply(g, scale, out=view)
+        # Each rank's forward pass moved the layer state (moving statistics) towards its own
+        # shard's: the ranks would drift apart, and evaluate, predict and the primary's files
+        # disagree with the other ranks. The state moves by the count-weighted mean of the
+        # ranks' changes instead (for a moving mean: towards the global batch's mean); a state
+        # no rank changed (a frozen statistic) keeps its bits.
+        for change, now, before in zip(self._state_changes, self._layer_state, self._state_before):
+            np.subtract(now, before, out=change)
+            change *= scale
         delta = tally.unsent()
         self._stats[0] = 1.0 if (grads is None and count > 0) else 0.0
         self._stats[1:] = delta
         self.comm.Allreduce(self.MPI.IN_PLACE, self._buffer, op=self.MPI.SUM)
+        for change, now, before in zip(self._state_changes, self._layer_state, self._state_before):
+            np.add(before, change, out=now)
+            before[...] = now
         tally.global_sums += self._stats[1:]
         return None if self._stats[0] != 0 else self._views
 
