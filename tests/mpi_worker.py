@@ -119,6 +119,23 @@ def build_poisoned(seed=0):
     return model
 
 
+class RecordDraws(layers.Layer):
+    """Passes its input through; records one draw of convforge's generator per training step, as a
+    Dropout mask or a random augmentation draws."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.draws = []
+
+    def forward(self, x, training=False):
+        if training:
+            self.draws.append(convforge.random.get_generator().random())
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
 def weights_dict(model) -> dict:
     return {f"w{i}": w for i, w in enumerate(model.get_weights())}
 
@@ -210,6 +227,19 @@ def scenario_batch_norm(outdir):
     frozen.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
     dump(outdir, "batch_norm", **weights_dict(model), evaluation=json.dumps(evaluation),
          frozen_moving_mean=frozen.layers[1].get_weights()[2])
+
+
+def scenario_random_streams(outdir):
+    """Every rank seeded alike (the same script), no shuffle: the draws of dropout and of random
+    layers must still differ between the ranks' shards, as between the samples of one process."""
+    x, y = data()
+    convforge.seed(0)
+    recorder = RecordDraws(input_shape=(8, 8, 1))
+    model = convforge.Sequential([recorder, layers.Flatten(), layers.Dropout(0.5), layers.Dense(4, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    dump(outdir, "random_streams", **weights_dict(model), draws=np.array(recorder.draws),
+         state_after=json.dumps(convforge.random.get_state()))
 
 
 def scenario_nan(outdir):

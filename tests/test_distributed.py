@@ -242,6 +242,19 @@ def test_batch_norm_moving_statistics_stay_the_same_on_every_rank(tmp_path):
 
 
 @mpi
+def test_each_rank_draws_its_own_dropout_masks(tmp_path):
+    """Same seed on every rank: without streams of their own, rank 1's shard got exactly the
+    dropout masks of rank 0's (sample i of each shard dropped the same units), a correlation one
+    process never has. The primary keeps its stream (the shuffles and checkpoints of one process)."""
+    _, ranks = run_scenario("random_streams", tmp_path)
+    assert_ranks_identical(ranks, "w")
+    draws = [r["draws"] for r in ranks]
+    assert len(draws[0]) == len(draws[1]) == 20
+    assert not np.intersect1d(draws[0], draws[1]).size, "the ranks drew the same random numbers"
+    assert json.loads(str(ranks[0]["state_after"])) != json.loads(str(ranks[1]["state_after"]))
+
+
+@mpi
 def test_sample_and_class_weights_train_like_one_process_and_the_rest_is_refused(tmp_path):
     _, ranks = run_scenario("weighted", tmp_path)
     assert_ranks_identical(ranks, "w")

@@ -25,7 +25,10 @@ What ``fit`` does with N ranks
   one per rank, from one shuffle order drawn by the primary rank (rank 0)
   every epoch. Every rank runs the same number of steps.
 * Training starts from the primary's weights and optimizer state (broadcast
-  at the start of ``fit``), whatever each rank's seed was.
+  at the start of ``fit``), whatever each rank's seed was. Each other rank then
+  draws its dropout masks and random augmentations from a stream of its own,
+  derived from the primary's generator (never the same masks as another
+  shard's).
 * Each step sums the shards' gradients, each weighted by its share of the
   global batch, with **one** ``MPI_Allreduce`` over one contiguous buffer that
   also carries the step's loss, metric counts and a "non-finite loss or
@@ -562,8 +565,26 @@ class _DataParallel:
     def start_fit(self, model) -> None:
         """Start every rank from the primary's weights and optimizer state; make the step buffer."""
         self._broadcast_state(model)
+        self._separate_random_streams()
         self._make_step_buffer(model)
         self._remember_layer_state()
+
+    def _separate_random_streams(self) -> None:
+        """Give each rank > 0 a stream of its own, derived from the primary's generator.
+
+        The ranks of one script are seeded alike: with the same stream, each shard drew the
+        dropout masks (and random augmentations) of the others, sample for sample. Rank r
+        continues from the primary's state jumped r times (2**127 draws apart each: the streams
+        never overlap); the primary keeps its own, which draws the shuffles and goes into files,
+        so a run stays reproducible from its seed.
+        """
+        from . import random as _random
+
+        state = self.comm.bcast(_random.get_state() if self.primary else None, root=0)
+        if not self.primary:
+            primary = np.random.PCG64()
+            primary.state = state
+            _random.set_state(primary.jumped(self.rank).state)
 
     def _broadcast_state(self, model) -> None:
         weights = [p for layer in model.layers for p in layer.params.values()]
