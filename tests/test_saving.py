@@ -425,3 +425,29 @@ def _rewrite_entry(path, key, transform):
 def test_forged_weight_arrays_are_refused(saved, transform, match):
     _rewrite_entry(saved, "weights/4/kernel.npy".removesuffix(".npy"), transform)
     _expect_model_file_error(saved, match)
+
+
+@pytest.mark.parametrize(
+    "transform, match",
+    [
+        (lambda a: np.full_like(a, np.nan), "the best weights hold NaN or infinite values"),
+        (lambda a: a[..., :-1], r"the best weights do not fit this model: shapes \["),
+    ],
+    ids=["nan-filled", "forged-shape"],
+)
+def test_resume_refuses_early_stopping_best_weights_the_model_cannot_take(tmp_path, transform, match):
+    """restore_best_weights puts them into the model when training ends: a NaN copy made a silently
+    NaN model, a wrong shape a ValueError after the whole run, the file not named."""
+    x, y = data(40)
+    model = _resume_setup(seed=5)
+    stop = callbacks.EarlyStopping(monitor="loss", patience=10, restore_best_weights=True)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0,
+              callbacks=[stop, callbacks.ModelCheckpoint(str(tmp_path / "ckpt.npz"), monitor="loss")])
+    _rewrite_entry(tmp_path / "ckpt.npz", "callbacks/0/0", transform)  # the first of the best weights
+    resumed = _resume_setup(seed=6)
+    before = resumed.get_weights()
+    again = callbacks.EarlyStopping(monitor="loss", patience=10, restore_best_weights=True)
+    with pytest.raises(ModelFileError, match=match):
+        resumed.fit(x, y, epochs=4, batch_size=8, verbose=0, callbacks=[again], resume_from=tmp_path / "ckpt.npz")
+    assert all(np.array_equal(a, b) for a, b in zip(resumed.get_weights(), before))
+    assert again.best_weights is None

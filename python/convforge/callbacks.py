@@ -18,6 +18,8 @@ import os
 import string
 import warnings
 
+import numpy as np
+
 from . import progress
 
 __all__ = [
@@ -321,7 +323,17 @@ class EarlyStopping(Callback):
         self.best = float(state["best"])
         self.best_epoch = int(state["best_epoch"])
         if arrays:
-            self.best_weights = [arrays[f"best_weights/{i}"] for i in range(len(arrays))]
+            best = [arrays[f"best_weights/{i}"] for i in range(len(arrays))]
+            # They go into the model when training ends: checked now, with the rest of the file,
+            # rather than failing after the whole run or leaving a NaN model behind.
+            if self.model is not None:
+                shapes = [w.shape for w in best]
+                expected = [w.shape for w in self.model.get_weights()]
+                if shapes != expected:
+                    raise ValueError(f"the best weights do not fit this model: shapes {shapes}, the model's {expected}")
+            if not all(np.isfinite(w).all() for w in best):
+                raise ValueError("the best weights hold NaN or infinite values")
+            self.best_weights = best
         self._restored = True
 
 

@@ -354,6 +354,7 @@ def restore_training_state(model, path, callbacks) -> dict:
         for entry in training.get("callbacks", []):
             i = entry.get("index")
             if isinstance(i, int) and 0 <= i < len(callbacks) and type(callbacks[i]).__name__ == entry.get("class_name"):
+                callbacks[i].set_model(model)  # so that a state can be checked against the model
                 callbacks[i].set_state(
                     entry.get("state"), {name: arrays[key] for name, key in entry.get("arrays", {}).items()}
                 )
