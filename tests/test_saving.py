@@ -386,6 +386,18 @@ def test_model_checkpoint_save_best_only(tmp_path):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.ModelCheckpoint(tmp_path / "{val_acc}.npz")])
 
 
+def test_model_checkpoint_creates_its_directory(tmp_path):
+    """As Keras's: a tutorial's ModelCheckpoint('checkpoints/...') raised FileNotFoundError after
+    the first epoch had trained, instead of writing the file."""
+    x, y = data()
+    model = _resume_setup(seed=7)
+    pattern = str(tmp_path / "runs" / "{epoch}" / "ckpt.npz")
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.ModelCheckpoint(pattern, monitor="loss")])
+    assert sorted(os.listdir(tmp_path / "runs")) == ["1", "2"]
+    assert os.listdir(tmp_path / "runs" / "2") == ["ckpt.npz"]
+    convforge.load_model(tmp_path / "runs" / "2" / "ckpt.npz")
+
+
 def test_unknown_layer_class_and_compile_false(saved, tmp_path):
     with np.load(saved) as npz:
         arrays = {k: npz[k] for k in npz.files}

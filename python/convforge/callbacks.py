@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from . import progress
+from . import distributed, progress
 
 __all__ = [
     "CSVLogger",
@@ -384,7 +384,7 @@ class ModelCheckpoint(Callback):
     verbose : int
 
     Files are written atomically: a crash never leaves a half-written file
-    in place of a good one. This callback runs after the other callbacks at
+    in place of a good one; their directory is created if it does not exist. This callback runs after the other callbacks at
     the end of an epoch, so the checkpoint includes their state for that
     epoch.
     """
@@ -450,6 +450,11 @@ class ModelCheckpoint(Callback):
                 )
             self.best = current
         path = self._path(epoch, logs)
+        # As Keras: the directory is made if need be (else the first epoch's training ended in
+        # FileNotFoundError). Only the primary rank writes files (convforge.distributed).
+        directory = os.path.dirname(path)
+        if directory and distributed.is_primary():
+            os.makedirs(directory, exist_ok=True)
         if self.save_weights_only:
             self.model.save_weights(path)
         else:
@@ -655,8 +660,6 @@ class CSVLogger(Callback):
         self._keys = None
 
     def on_train_begin(self, logs=None):
-        from . import distributed
-
         # Every rank would otherwise open the same file: with append=True each row (and a second
         # header) came twice, and without it the ranks truncated and overwrote each other's rows.
         if not distributed.is_primary():
