@@ -61,6 +61,20 @@ def test_save_weights_load_weights_round_trip(tmp_path):
     np.testing.assert_array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
+def test_paths_may_be_bytes_as_open_takes_them(tmp_path):
+    """A bytes path failed inside the Keras-suffix check: 'endswith first arg must be bytes'."""
+    model = trained()
+    path = os.fsencode(tmp_path / "m.npz")
+    model.save(path)
+    model.save_weights(path + b".weights.npz")
+    loaded = convforge.load_model(path)
+    loaded.load_weights(path + b".weights.npz")
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="does not support Keras's .keras format"):
+        model.save(os.fsencode(tmp_path / "m.keras"))
+
+
 def test_load_weights_builds_an_unbuilt_model(tmp_path):
     model = trained()
     model.save_weights(tmp_path / "w.npz")

@@ -75,7 +75,7 @@ class ModelFileError(ValueError):
     """
 
     def __init__(self, path, reason: str):
-        self.path = os.fspath(path)
+        self.path = os.fsdecode(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
@@ -194,7 +194,7 @@ def write_file_atomic(path, write) -> None:
     ``path`` may be a symbolic link (the file it points to is replaced, the link stays); an
     existing file keeps its permission bits (and its owner, where the process may set it).
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # bytes paths too, as open() takes them
     target, existing = _save_target(path)
     directory = os.path.dirname(target)
     if not os.path.isdir(directory or "."):  # else the error would name the temporary file
@@ -250,7 +250,7 @@ _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5", ".tf")
 
 def check_file_name(path, what: str = "model file") -> None:
     """Refuse Keras's file names (``.keras``, ``.h5``/``.weights.h5``) with a message saying what convforge writes."""
-    name = os.fspath(path)
+    name = os.fsdecode(path)
     lowered = name.lower()
     for suffix in _KERAS_SUFFIXES:
         if lowered.endswith(suffix):
@@ -439,7 +439,7 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
     then only the arrays it lists, each header checked against its declared shape before the
     data is read, from uncompressed members.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # bytes paths too, as open() takes them
     check_file_name(path)
     with open(path, "rb") as f:  # FileNotFoundError, with the path, for a missing file
         head = f.read(4)

@@ -51,12 +51,12 @@ def load_model(path, custom_objects=None, compile=True, *, input_layout=None):  
         For any file that cannot be used, with the path and the reason (FileNotFoundError for
         a missing one). Memory used is bounded by the file's size.
     """
-    if str(os.fspath(path)).lower().endswith(".onnx"):
+    if os.fsdecode(path).lower().endswith(".onnx"):
         from ..onnx import load_onnx
 
         return load_onnx(path, input_layout=input_layout)
     if input_layout is not None:
-        raise ValueError(f"input_layout is for ONNX files (*.onnx); {os.fspath(path)!r} is a convforge model file")
+        raise ValueError(f"input_layout is for ONNX files (*.onnx); {os.fsdecode(path)!r} is a convforge model file")
     meta, arrays = read(path)
     model = _model_from_meta(meta, path, custom_objects)
     assign_weights(model, meta, arrays, path)
