@@ -1,6 +1,7 @@
 """Tests of model files (convforge.saving): round trips, damaged files, atomic writes, and resuming
 training from a checkpoint with the same result as an uninterrupted run, bit for bit."""
 
+import errno
 import json
 import os
 import zipfile
@@ -296,6 +297,41 @@ def test_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     monkeypatch.setattr(saving.np, "savez", crash)
     with pytest.raises(OSError, match="disk full"):
         model.save(path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["m.npz"]
+
+
+@pytest.mark.parametrize("where", ["create", "write"])
+def test_a_failed_save_names_the_file_not_its_temporary(tmp_path, monkeypatch, where):
+    """A directory the process may not write to, a full disk: the error named the hidden
+    temporary file ('.m.npz.1234.0a1b2c3d.tmp'), not the file being saved."""
+    model = trained()
+    path = tmp_path / "m.npz"
+    model.save(path)
+    before = path.read_bytes()
+    if where == "create":
+        real_open = os.open
+
+        def refuse_temporary(name, flags, *args, **kwargs):
+            if str(name).endswith(".tmp"):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), name)
+            return real_open(name, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refuse_temporary)
+        kind, code = PermissionError, errno.EACCES
+    else:
+
+        def disk_full(file, **arrays):
+            file.write(b"PK\x03\x04 half written")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(saving.np, "savez", disk_full)
+        kind, code = OSError, errno.ENOSPC
+    with pytest.raises(kind) as raised:
+        model.save(path)
+    assert raised.value.errno == code and raised.value.filename == str(path)
+    assert str(path) in str(raised.value) and ".tmp" not in str(raised.value), str(raised.value)
+    assert os.strerror(code) in str(raised.value)
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["m.npz"]
 

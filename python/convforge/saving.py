@@ -206,7 +206,10 @@ def write_file_atomic(path, write) -> None:
     # A new file gets 0o666 less the umask, as open() gives; a replaced one starts private
     # (no one may open it before it has the old file's bits) and then takes those bits.
     mode = 0o666 if existing is None else 0o600
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    except OSError as err:  # a directory the process may not write to, a read-only file system
+        raise _naming(err, path) from err
     try:
         with os.fdopen(fd, "wb") as f:
             if existing is not None:
@@ -215,11 +218,21 @@ def write_file_atomic(path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, OSError):  # a full disk, a quota, an I/O error
+            raise _naming(err, path) from err
         raise
     _fsync_directory(directory)
+
+
+def _naming(err: OSError, path: str) -> OSError:
+    """``err`` (same type and errno) naming the file being saved: the temporary file it may
+    name is an implementation detail the caller never asked for."""
+    if err.errno is None:
+        return type(err)(f"cannot save {path}: {err}")
+    return type(err)(err.errno, f"cannot save the file: {err.strerror}", path)
 
 
 def _copy_ownership(fd: int, existing: os.stat_result) -> None:
