@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -145,6 +146,26 @@ def test_one_process_skips_a_batch_whose_gradient_is_not_finite_although_its_los
     assert model.optimizer.iterations == 6
     assert all(np.isfinite(w).all() for w in model.get_weights())
     assert np.isfinite(history.history["loss"]).all()  # the loss was finite: only the gradient was not
+
+
+def test_terminate_on_nan_does_not_silence_a_non_finite_gradient_behind_a_finite_loss():
+    """TerminateOnNaN reports (and stops at) a non-finite loss, so fit does not warn about one; a
+    NaN gradient with a finite loss it never sees: that batch was skipped every epoch in silence."""
+    x, y = W.data(n=64)
+    x[20, 0, 0, 0] = W.MARK  # batch 2 of 4
+    model = W.build_poisoned()
+    stopper = callbacks.TerminateOnNaN()
+    with pytest.warns(RuntimeWarning, match=r"epoch 1, batch 2: the gradient of 'poison_gradient\w*/alpha' holds NaN"):
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False, callbacks=[stopper])
+    assert history.skipped_batches == [1, 1] and stopper.message is None  # the loss stayed finite
+    # A non-finite loss: TerminateOnNaN's message, no warning from fit.
+    x, y = W.data(n=64)
+    x[20, 0, 0, 0] = np.nan
+    stopper = callbacks.TerminateOnNaN()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        W.build().fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False, callbacks=[stopper])
+    assert stopper.message.startswith("Epoch 1, batch 2: invalid loss nan")
 
 
 def test_shards_cover_the_batch_evenly():

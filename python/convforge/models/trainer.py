@@ -265,6 +265,7 @@ class Trainer:
         # this fit has warned about one yet.
         self._skipped_batches = 0
         self._warned_skip = False
+        self._terminate_on_nan = False  # a TerminateOnNaN among the running fit's callbacks
         # How fit splits and reduces its work: one process, or data-parallel ranks (convforge.distributed).
         self._strategy = distributed.strategy_for_one_process()
 
@@ -763,8 +764,9 @@ class Trainer:
         self._fit_callbacks = user_callbacks
         self.history = history
         self.stop_training = False
-        # TerminateOnNaN reports (and stops at) the first non-finite loss itself.
-        self._warned_skip = any(isinstance(cb, callbacks_module.TerminateOnNaN) for cb in user_callbacks)
+        # TerminateOnNaN reports (and stops at) the first non-finite loss itself (see _skip_batch).
+        self._terminate_on_nan = any(isinstance(cb, callbacks_module.TerminateOnNaN) for cb in user_callbacks)
+        self._warned_skip = False
         self._strategy = strategy
         logs: dict = {}
         blas = single_threaded_blas()
@@ -839,7 +841,7 @@ class Trainer:
                 self._governor, lambda: self._train_step(xb, yb, tally, global_batch, wb), _count(xb)
             )
             if skipped is not None:
-                self._skip_batch(step, skipped)
+                self._skip_batch(step, skipped, tally)
             if _count(xb):
                 self._last_batch = (xb, yb)
             if report:
@@ -850,14 +852,19 @@ class Trainer:
                 break
         return tally.logs()
 
-    def _skip_batch(self, step: int, why: str) -> None:
+    def _skip_batch(self, step: int, why: str, tally) -> None:
         """Count a batch that was not applied; warn about the first of a fit.
 
-        Data-parallel: every rank skips (and counts) the same batches; the ranks' reasons are
-        gathered at the first one and the primary warns, naming the rank that found it.
+        TerminateOnNaN reports a non-finite loss itself, and stops: no warning then. A
+        non-finite gradient behind a finite loss it never sees, so that one is warned about.
+        Data-parallel: every rank skips (and counts) the same batches, and decides on the global
+        loss; the ranks' reasons are gathered at the first one and the primary warns, naming
+        the rank that found it.
         """
         self._skipped_batches += 1
         if self._warned_skip:
+            return
+        if self._terminate_on_nan and not math.isfinite(tally.logs()["loss"]):
             return
         self._warned_skip = True
         strategy = self._strategy
