@@ -366,6 +366,10 @@ def scenario_bad_input(outdir):
         "architecture": lambda: build(units=4 + r).fit(x, y, batch_size=16, verbose=0),
         "predict": lambda: build().predict(x[: 320 - r], verbose=0),
         "evaluate": lambda: build().evaluate(x, np.roll(y, r), verbose=0),
+        "evaluate_weights": lambda: build().evaluate(x, y, sample_weight=np.linspace(1, 2 + r, len(x)), verbose=0),
+        "validation_weights": lambda: build().fit(
+            x, y, batch_size=16, verbose=0, validation_data=(x, y, np.linspace(1, 2 + r, len(x)))
+        ),
     }
     messages = {}
     for name, run in cases.items():

@@ -447,6 +447,9 @@ def test_bad_input_raises_the_same_error_on_every_rank(tmp_path):
         "architecture": "model (architecture hash) differs between ranks",
         "predict": "x shape differs between ranks (rank 0: float32 (320, 8, 8, 1); rank 1: float32 (319, 8, 8, 1))",
         "evaluate": "x content (checksum of its first, middle and last samples) differs between ranks",
+        # Weights of the loss are data too: a global loss from two different weightings is no one's.
+        "evaluate_weights": "sample_weight (checksum) differs between ranks",
+        "validation_weights": "validation_data sample weights (checksum) differs between ranks",
     }
     for case, text in expected.items():
         assert text in messages[0][case], (case, messages[0][case])

@@ -458,7 +458,7 @@ class _Local:
     def reduce_logs(self, tally: Tally) -> dict:
         return tally.logs()
 
-    def check_data(self, x, y, name: str) -> None:
+    def check_data(self, x, y, name: str, sample_weight=None) -> None:
         return None
 
     def block(self, n: int) -> tuple[int, int]:
@@ -518,6 +518,11 @@ def _data_facts(xs: list, ys: list | None, name: str) -> dict:
     return facts
 
 
+def checksum(array) -> int:
+    """A CRC of an array's float64 values: cheap evidence that the ranks were given the same."""
+    return zlib.crc32(np.ascontiguousarray(np.asarray(array, dtype=np.float64)).tobytes())
+
+
 def architecture_hash(model) -> str:
     """A digest of the architecture, weight shapes/dtypes and compile settings (not the weight values)."""
     description = {
@@ -551,6 +556,8 @@ class _DataParallel:
         if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
             x_val, y_val = validation_data[:2]
             facts.update(_data_facts(_arrays(x_val, several_in), _arrays(y_val, several_out), "validation_data"))
+            weights = validation_data[2] if len(validation_data) == 3 else None
+            facts["validation_data sample weights (checksum)"] = None if weights is None else checksum(weights)
         else:
             facts["validation_data"] = None if validation_data is None else type(validation_data).__name__
         facts.update(batch_size=batch_size, validation_batch_size=val_batch_size, **arguments)
@@ -714,10 +721,13 @@ class _DataParallel:
         self.comm.Allreduce(self.MPI.IN_PLACE, sums, op=self.MPI.SUM)
         return tally.logs_from(sums)
 
-    def check_data(self, x, y, name: str) -> None:
-        """Raise the same ValueError on every rank unless all ranks pass the same data to evaluate/predict."""
+    def check_data(self, x, y, name: str, sample_weight=None) -> None:
+        """Raise the same ValueError on every rank unless all ranks pass the same data (and loss
+        weights) to evaluate/predict."""
         # Checked data: a list is one array per model input (or output).
-        _check_same(self.comm, _data_facts(_arrays(x, True), None if y is None else _arrays(y, True), name))
+        facts = _data_facts(_arrays(x, True), None if y is None else _arrays(y, True), name)
+        facts["sample_weight (checksum)"] = None if sample_weight is None else checksum(sample_weight)
+        _check_same(self.comm, facts)
 
     def block(self, n: int) -> tuple[int, int]:
         """This rank's contiguous block of ``n`` samples for evaluate and predict."""

@@ -45,7 +45,6 @@ import math
 import numbers
 import threading
 import warnings
-import zlib
 
 import numpy as np
 
@@ -701,7 +700,7 @@ class Trainer:
             self, x=x, y=y, validation_data=validation_data, batch_size=batch_size, val_batch_size=val_batch_size,
             epochs=epochs, initial_epoch=initial_epoch, shuffle=bool(shuffle), validation_split=validation_split,
             resume=resume_from is not None, callbacks=[type(cb).__name__ for cb in callbacks or []],
-            sample_weight=None if sample_weight is None else _checksum(sample_weight),
+            sample_weight=None if sample_weight is None else distributed.checksum(sample_weight),
             class_weight=None if class_weight is None else repr(class_weight),
         )
         if not strategy.primary:
@@ -1060,7 +1059,7 @@ class Trainer:
             if steps is not None:  # Keras: the first `steps` batches (all of them if there are fewer)
                 end = _positive_int(steps, "steps") * batch_size
                 x, y, w = _rows(x, 0, end), _rows(y, 0, end), None if w is None else w[:end]
-            distributed.strategy().check_data(x, y, "x")
+            distributed.strategy().check_data(x, y, "x", sample_weight=w)
             callback_list = self._callback_list(
                 callbacks, {"steps": -(-_count(x) // batch_size), "verbose": verbose, "batch_size": batch_size})
             with single_threaded_blas():
@@ -1326,11 +1325,6 @@ def _symbolic(x) -> bool:
 def _count(data) -> int:
     """Samples in an input: an array, or a list of arrays (one per model input)."""
     return (data[0] if isinstance(data, list) else data).shape[0]
-
-
-def _checksum(array) -> int:
-    """A CRC of an array's float64 values: cheap evidence that the ranks were given the same."""
-    return zlib.crc32(np.ascontiguousarray(np.asarray(array, dtype=np.float64)).tobytes())
 
 
 def _rows(data, lo, hi):
