@@ -401,6 +401,26 @@ def test_resume_continues_at_the_learning_rate_the_checkpoint_was_saved_with(tmp
         np.testing.assert_array_equal(a, b)
 
 
+def test_resume_finds_the_callbacks_states_when_a_callback_is_added(tmp_path):
+    """A TerminateOnNaN put first on resuming shifted every index: EarlyStopping started its patience
+    anew and ModelCheckpoint(save_best_only) forgot its best, so the next epoch overwrote the best
+    checkpoint with a worse model. A state goes to the one callback of its class when the index
+    no longer fits."""
+    x, y = data(40)
+    model = _resume_setup(seed=5)
+    stop = callbacks.EarlyStopping(monitor="loss", patience=10)
+    best = callbacks.ModelCheckpoint(str(tmp_path / "best.npz"), monitor="loss", save_best_only=True)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0,
+              callbacks=[stop, best, callbacks.ModelCheckpoint(str(tmp_path / "last.npz"))])
+    resumed = _resume_setup(seed=6)
+    stop_again = callbacks.EarlyStopping(monitor="loss", patience=10)
+    best_again = callbacks.ModelCheckpoint(str(tmp_path / "best.npz"), monitor="loss", save_best_only=True)
+    resumed.fit(x, y, epochs=2, batch_size=8, verbose=0, resume_from=tmp_path / "last.npz",
+                callbacks=[callbacks.TerminateOnNaN(), stop_again, best_again])
+    assert (stop_again.best, stop_again.best_epoch, stop_again.wait) == (stop.best, stop.best_epoch, stop.wait)
+    assert best_again.best == best.best
+
+
 def test_resume_needs_a_full_checkpoint_and_the_same_optimizer(tmp_path):
     x, y = data()
     model = _resume_setup(seed=6)

@@ -325,6 +325,22 @@ def _check_rng_state(state, path) -> None:
         raise ModelFileError(path, f"invalid random-generator state: {err!s:.200}") from err
 
 
+def _callbacks_and_states(callbacks, entries) -> list[tuple]:
+    """``(callback, saved state)`` pairs: the k-th saved state of a class goes to the k-th of the
+    given callbacks of that class. Not by position in the list: a callback added or removed on
+    resuming (a TerminateOnNaN put first) shifted every index, and the states were silently not
+    restored -- ModelCheckpoint(save_best_only) then overwrote its best file with a worse model."""
+    given: dict[str, list] = {}
+    for cb in callbacks:
+        given.setdefault(type(cb).__name__, []).append(cb)
+    pairs = []
+    for entry in entries:
+        same_class = given.get(str(entry.get("class_name")), [])
+        if same_class:
+            pairs.append((same_class.pop(0), entry))
+    return pairs
+
+
 def restore_training_state(model, path, callbacks) -> dict:
     """Load everything ``fit(resume_from=path)`` needs into ``model``; returns the training record.
 
@@ -351,13 +367,9 @@ def restore_training_state(model, path, callbacks) -> dict:
     # Callbacks run user code that may refuse the state: they go last, and are put back if any does.
     before = [dict(vars(cb)) for cb in callbacks]
     try:
-        for entry in training.get("callbacks", []):
-            i = entry.get("index")
-            if isinstance(i, int) and 0 <= i < len(callbacks) and type(callbacks[i]).__name__ == entry.get("class_name"):
-                callbacks[i].set_model(model)  # so that a state can be checked against the model
-                callbacks[i].set_state(
-                    entry.get("state"), {name: arrays[key] for name, key in entry.get("arrays", {}).items()}
-                )
+        for callback, entry in _callbacks_and_states(callbacks, training.get("callbacks", [])):
+            callback.set_model(model)  # so that a state can be checked against the model
+            callback.set_state(entry.get("state"), {name: arrays[key] for name, key in entry.get("arrays", {}).items()})
     except Exception as err:
         for cb, saved in zip(callbacks, before):
             vars(cb).clear()
