@@ -235,7 +235,9 @@ def scenario_random_streams(outdir):
     x, y = data()
     convforge.seed(0)
     recorder = RecordDraws(input_shape=(8, 8, 1))
-    model = convforge.Sequential([recorder, layers.Flatten(), layers.Dropout(0.5), layers.Dense(4, activation="softmax")])
+    model = convforge.Sequential(
+        [recorder, layers.Flatten(), layers.Dropout(0.5), layers.Dense(4, activation="softmax")]
+    )
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
     dump(outdir, "random_streams", **weights_dict(model), draws=np.array(recorder.draws),
@@ -313,7 +315,9 @@ def scenario_writes(outdir):
     model = build()
     ckpt = os.path.join(outdir, "ckpt-{epoch}.npz")
     log = callbacks.CSVLogger(os.path.join(outdir, "log.csv"), append=True)
-    model.fit(x, y, batch_size=16, epochs=2, verbose=1, callbacks=[callbacks.ModelCheckpoint(ckpt, monitor="loss"), log])
+    model.fit(
+        x, y, batch_size=16, epochs=2, verbose=1, callbacks=[callbacks.ModelCheckpoint(ckpt, monitor="loss"), log]
+    )
     model.save(os.path.join(outdir, "final.npz"))
     model.save_weights(os.path.join(outdir, "final-weights.npz"))
     distributed.barrier()

@@ -384,9 +384,9 @@ class ModelCheckpoint(Callback):
     verbose : int
 
     Files are written atomically: a crash never leaves a half-written file
-    in place of a good one; their directory is created if it does not exist. This callback runs after the other callbacks at
-    the end of an epoch, so the checkpoint includes their state for that
-    epoch.
+    in place of a good one; their directory is created if it does not exist.
+    This callback runs after the other callbacks at the end of an epoch, so
+    the checkpoint includes their state for that epoch.
     """
 
     _epoch_end_order = 2
