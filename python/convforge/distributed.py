@@ -28,7 +28,8 @@ What ``fit`` does with N ranks
   at the start of ``fit``), whatever each rank's seed was. Each other rank then
   draws its dropout masks and random augmentations from a stream of its own,
   derived from the primary's generator (never the same masks as another
-  shard's).
+  shard's); a random layer given its own ``seed=`` keeps its generator, the
+  same on every rank.
 * Each step sums the shards' gradients, each weighted by its share of the
   global batch, with **one** ``MPI_Allreduce`` over one contiguous buffer that
   also carries the step's loss, metric counts and a "non-finite loss or
