@@ -657,6 +657,35 @@ def test_a_non_finite_batch_is_skipped_with_one_warning_and_counted(tmp_path):
     )
 
 
+def test_a_skipped_batch_leaves_batch_norm_moving_statistics_alone(tmp_path):
+    # The batch's update was skipped, but the forward pass had already moved BatchNormalization's
+    # moving mean and variance to NaN: every later predict was NaN, and ModelCheckpoint refused
+    # to save and ended fit.
+    check_child(
+        f"""
+        x = np.random.default_rng(0).random((64, 8, 8, 1), np.float32)
+        x[20, 3, 3, 0] = np.nan         # batch 2 of 4
+        y = np.arange(64) % 5
+        convforge.seed(0)
+        model = convforge.Sequential([
+            layers.Conv2D(4, 3, input_shape=(8, 8, 1)), layers.BatchNormalization(), layers.ReLU(),
+            layers.Flatten(), layers.Dense(5, activation="softmax"),
+        ])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        checkpoint = convforge.callbacks.ModelCheckpoint({str(tmp_path / "ck.npz")!r}, monitor="loss")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[checkpoint])
+        assert history.skipped_batches == [1, 1], history.skipped_batches
+        assert all(np.isfinite(w).all() for w in model.get_weights())
+        assert np.isfinite(model.predict(x[:4], verbose=0)).all()
+        assert np.isfinite(convforge.load_model({str(tmp_path / "ck.npz")!r}).predict(x[:4], verbose=0)).all()
+        # The clean batches still move the statistics (6 of them: 1 - 0.99**6 of the way from the start).
+        assert not np.allclose(model.layers[1].get_weights()[2], 0.0)
+        """
+    )
+
+
 # ============================================================================ 6. predict during fit
 
 

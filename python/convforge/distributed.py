@@ -446,7 +446,7 @@ class _Local:
     def local_batch_size(self, batch_size: int) -> int:
         return batch_size
 
-    def reduce_step(self, grads, count: int, total: int, tally: Tally):
+    def reduce_step(self, grads, count: int, total: int, tally: Tally, state_before: list):
         """The gradients to apply (None: skip the batch, its loss or a gradient was not finite)."""
         return grads
 
@@ -575,7 +575,6 @@ class _DataParallel:
         self._broadcast_state(model)
         self._separate_random_streams()
         self._make_step_buffer(model)
-        self._remember_layer_state()
 
     def _separate_random_streams(self) -> None:
         """Give each rank > 0 a stream of its own, derived from the primary's generator.
@@ -623,13 +622,9 @@ class _DataParallel:
         self._params = [
             (key, layer.params[name]) for layer, names in model._trainable_plan for name, key in names
         ]
-        self._layer_state = [
-            layer.params[name]
-            for layer in model.layers
-            if layer.trainable
-            for name in layer.params
-            if name not in layer.trainable_param_names()
-        ]
+        from .models.trainer import forward_state
+
+        self._layer_state = forward_state(model.layers)
         n_grad = sum(p.size for _, p in self._params)
         n_state = sum(p.size for p in self._layer_state)
         n_stats = 1 + Tally.width(model)
@@ -643,10 +638,6 @@ class _DataParallel:
         for p in self._layer_state:
             self._state_changes.append(self._buffer[offset : offset + p.size].reshape(p.shape))
             offset += p.size
-
-    def _remember_layer_state(self) -> None:
-        """The layer state as of now, the same on every rank: what the next step changes."""
-        self._state_before = [p.copy() for p in self._layer_state]
 
     def tally(self, model) -> Tally:
         return _GlobalTally(model)
@@ -668,13 +659,15 @@ class _DataParallel:
 
     # ----------------------------------------------------------------- the step
 
-    def reduce_step(self, grads, count: int, total: int, tally: _GlobalTally):
+    def reduce_step(self, grads, count: int, total: int, tally: _GlobalTally, state_before: list):
         """Sum the ranks' gradients and step statistics in one allreduce; None if the batch is skipped.
 
         ``grads`` is ``[(key, weight, gradient of this shard's mean loss)]``,
         or None when this rank has none (non-finite loss or gradient, or an empty shard).
         Each shard's gradient is weighted by ``count / total``, its share of
         the global batch: the sum is the gradient of the global batch's mean loss.
+        ``state_before``: the layer state (``forward_state``) before this step's forward
+        pass, the same on every rank.
         """
         scale = count / total
         if grads is None:
@@ -687,16 +680,15 @@ class _DataParallel:
         # disagree with the other ranks. The state moves by the count-weighted mean of the
         # ranks' changes instead (for a moving mean: towards the global batch's mean); a state
         # no rank changed (a frozen statistic) keeps its bits.
-        for change, now, before in zip(self._state_changes, self._layer_state, self._state_before):
+        for change, now, before in zip(self._state_changes, self._layer_state, state_before):
             np.subtract(now, before, out=change)
             change *= scale
         delta = tally.unsent()
         self._stats[0] = 1.0 if (grads is None and count > 0) else 0.0
         self._stats[1:] = delta
         self.comm.Allreduce(self.MPI.IN_PLACE, self._buffer, op=self.MPI.SUM)
-        for change, now, before in zip(self._state_changes, self._layer_state, self._state_before):
+        for change, now, before in zip(self._state_changes, self._layer_state, state_before):
             np.add(before, change, out=now)
-            before[...] = now
         tally.global_sums += self._stats[1:]
         return None if self._stats[0] != 0 else self._views
 

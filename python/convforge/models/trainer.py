@@ -376,6 +376,9 @@ class Trainer:
         the problem). ``sample_weight`` weighs this shard's samples in its loss.
         """
         loss, out, gradients, why = 0.0, None, None, None
+        # What the forward pass itself updates (moving statistics): put back if the batch is skipped.
+        state = forward_state(self.layers)
+        state_before = [p.copy() for p in state]
         # Overflow shows up as a NaN/Inf loss, which is reported (the loss in the logs,
         # TerminateOnNaN's diagnosis, a warning) rather than warned about by NumPy at every batch.
         with np.errstate(all="ignore"):
@@ -396,8 +399,12 @@ class Trainer:
             # One process: the gradients as they are. Data-parallel: the shards' gradients summed
             # (with the step's loss and metric sums) in one allreduce; None on every rank when the
             # batch was not finite on any rank.
-            gradients = self._strategy.reduce_step(gradients, _count(xb), global_batch, tally)
+            gradients = self._strategy.reduce_step(gradients, _count(xb), global_batch, tally, state_before)
             if gradients is None:
+                # Not applied, nor what its forward pass moved: a NaN input had made BatchNormalization's
+                # moving statistics NaN for good (every predict NaN, the model unsaveable).
+                for p, before in zip(state, state_before):
+                    p[...] = before
                 return why or _NOT_FINITE_ELSEWHERE
             self.optimizer.apply_gradients(gradients)
             # Finite gradients can still overflow a weight (a huge learning rate): stop before
@@ -1344,6 +1351,18 @@ def saveable_metric_names(specs, metrics) -> list[str]:
         elif type(metric) in (metrics_module.Accuracy, metrics_module.MeanSquaredError, metrics_module.MeanAbsoluteError):
             names.append(metric.name)
     return names
+
+
+def forward_state(layers) -> list[np.ndarray]:
+    """The weights a training forward pass updates by itself: the non-trainable weights of trainable
+    layers (BatchNormalization's moving statistics), in layer order."""
+    return [
+        layer.params[name]
+        for layer in layers
+        if layer.trainable
+        for name in layer.params
+        if name not in layer.trainable_param_names()
+    ]
 
 
 def trainable_plan(layers) -> list:
