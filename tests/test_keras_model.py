@@ -76,6 +76,12 @@ def test_sample_weight_zero_drops_samples_and_class_weight_is_per_class():
     d.fit(x, y, epochs=2, batch_size=16, verbose=0, sample_weight=np.vectorize(cw.get)(y))
     for wc, wd in zip(c.get_weights(), d.get_weights()):
         np.testing.assert_array_equal(wc, wd)
+    # A class no target holds weighs no sample, however large its index (it was a table entry:
+    # 8 TiB for 2**40).
+    e = model()
+    e.fit(x, y, epochs=2, batch_size=16, verbose=0, class_weight={**cw, 2**40: 3.0})
+    for wc, we in zip(c.get_weights(), e.get_weights()):
+        np.testing.assert_array_equal(wc, we)
     with pytest.raises(ValueError, match=r"sample_weight must have shape \(96,\)"):
         c.fit(x, y, sample_weight=np.ones(3), verbose=0)
     # A class weight is refused as a sample weight is: a NaN one made every batch holding that

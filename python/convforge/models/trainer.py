@@ -217,10 +217,12 @@ def _class_weights(class_weight, y: np.ndarray) -> np.ndarray:
         # trained on), a negative one trained away from the labels.
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
             raise ValueError(f"class_weight[{k!r}] must be a finite number >= 0; got {v!r}")
-    # Large enough for every label and every key; classes not listed weigh 1.
-    table = np.ones(max([int(labels.max(initial=0)) + 1, *(int(k) + 1 for k in class_weight)]))
+    # One weight per class the targets hold (classes not listed weigh 1). A key beyond them weighs
+    # no sample: a table sized by the keys took 800 MB for {10**8: 1.0}, and 2**40 a MemoryError.
+    table = np.ones(int(labels.max(initial=0)) + 1)
     for k, v in class_weight.items():
-        table[int(k)] = float(v)
+        if k < len(table):
+            table[int(k)] = float(v)
     return table[labels]
 
 
