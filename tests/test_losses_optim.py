@@ -132,6 +132,13 @@ def test_categorical_label_validation():
         loss(np.array([[1.0, 0.0, -1.0], [0, 1, 0]]), np.full((2, 3), 1 / 3))
 
 
+def test_binary_target_validation_names_the_index_as_plain_ints():
+    """Not NumPy 2's repr: 'at index (np.int64(2), np.int64(0))'."""
+    loss = losses.BinaryCrossentropy()
+    with pytest.raises(ValueError, match=r"targets must be in \[0, 1\]; got 2 at index \(2, 0\)$"):
+        loss(np.array([[0], [1], [2]]), np.full((3, 1), 0.5))
+
+
 def test_mean_squared_error():
     mse = losses.get("mse")
     pred = np.array([[1.0, 2.0], [3.0, 5.0]])

@@ -416,7 +416,8 @@ class BinaryCrossentropy(_ElementwiseLoss):
         bad |= (y < 0) | (y > 1)
         if bad.any():
             i = np.unravel_index(int(np.argmax(bad)), y.shape)
-            raise ValueError(f"{self.name}: targets must be in [0, 1]; got {y[i].item()!r} at index {i}")
+            where = tuple(int(k) for k in i)  # plain ints, not NumPy 2's np.int64(...) reprs
+            raise ValueError(f"{self.name}: targets must be in [0, 1]; got {y[i].item()!r} at index {where}")
         return y
 
     def value_and_grad(self, y_pred, y_true, need_grad=True, sample_weight=None):
