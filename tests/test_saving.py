@@ -435,6 +435,15 @@ def test_resume_needs_a_full_checkpoint_and_the_same_optimizer(tmp_path):
         ModelFileError, match="optimizer state in the file is for Adam but the model is compiled with SGD"
     ):
         sgd.fit(x, y, epochs=2, verbose=0, resume_from=tmp_path / "full.npz")
+    # resume_from sets the first epoch: an initial_epoch beside it is refused, not silently overridden.
+    with pytest.raises(ValueError, match="leave initial_epoch out"):
+        _resume_setup(seed=6).fit(x, y, epochs=3, initial_epoch=2, verbose=0, resume_from=tmp_path / "full.npz")
+    # A NaN optimizer slot (Adam's moments) would make every update NaN; an infinite one is a
+    # second moment that overflowed, a state to continue from.
+    _rewrite_entry(tmp_path / "full.npz", "optimizer/1", lambda a: np.where(np.arange(a.size).reshape(a.shape) == 0,
+                                                                             np.nan, a).astype(a.dtype))
+    with pytest.raises(ModelFileError, match="holds NaN"):
+        _resume_setup(seed=6).fit(x, y, epochs=2, verbose=0, resume_from=tmp_path / "full.npz")
 
 
 def test_model_checkpoint_save_best_only(tmp_path):

@@ -289,6 +289,10 @@ def optimizer_slots(model, meta, arrays, path) -> tuple[int, dict] | None:
             raise ModelFileError(
                 path, f"optimizer state for {layer.name}/{weight} has shape {value.shape}, weight {target.shape}"
             )
+        # NaN in a slot (a damaged or forged file) would make every later update NaN and be blamed
+        # on the learning rate; an infinite one is Adam's second moment overflowing, a real state.
+        if np.isnan(value).any():
+            raise ModelFileError(path, f"optimizer state {entry['slot']!r:.40} of {layer.name}/{weight} holds NaN")
         slots[f"{layer.name}/{weight}/{entry['slot']}"] = value.astype(target.dtype)
     return int(state.get("iterations", 0)), slots
 

@@ -752,6 +752,9 @@ class Trainer:
         user_callbacks = _checked_callbacks(callbacks)
         history = callbacks_module.History()
         if resume_from is not None:
+            if not (isinstance(initial_epoch, numbers.Integral) and initial_epoch == 0):
+                raise ValueError(f"fit: resume_from continues at the epoch the checkpoint was saved at; leave "
+                                 f"initial_epoch out (got initial_epoch={initial_epoch!r})")
             state = state_module.restore_training_state(self, resume_from, user_callbacks)
             initial_epoch = state["epoch"]
             history.history = {k: list(v) for k, v in state["history"].items()}
