@@ -362,6 +362,20 @@ def test_steps_with_arrays_takes_the_first_batches_as_keras():
     np.testing.assert_array_equal(out[0], two.predict(x, verbose=0)[0][:5])
 
 
+def test_model_from_config_rebuilds_a_graph_as_keras():
+    """The Keras idiom ``keras.Model.from_config(model.get_config())`` (convforge.Model is the base class
+    both model kinds share): a graph's description gives a Functional model, a Sequential's is refused
+    with the class to use."""
+    m = functional_model()
+    again = convforge.Model.from_config(m.get_config())
+    assert type(again).__name__ == "Functional" and again.count_params() == m.count_params()
+    again.set_weights(m.get_weights())
+    x, _ = data(8)
+    np.testing.assert_array_equal(again.predict(x, verbose=0), m.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="Sequential.from_config"):
+        convforge.Model.from_config(model().get_config())
+
+
 def test_functional_from_logits_warning_and_compile_arguments():
     inputs = convforge.Input(shape=(6,))
     m = convforge.Model(inputs, layers.Dense(3)(inputs))

@@ -108,6 +108,18 @@ class Model(Trainer):
             )
         return super().__new__(cls)
 
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None) -> "Model":
+        """Keras's ``keras.Model.from_config(model.get_config())``: a new graph model (fresh weights)
+        from a Functional model's description. Sequential and Functional define their own; this one
+        is reached only through ``Model`` itself."""
+        if not isinstance(config, dict) or "nodes" not in config:
+            raise ValueError(
+                "Model.from_config takes the config of a graph model (convforge.Model(inputs, outputs)); "
+                "rebuild a Sequential model's config with convforge.Sequential.from_config"
+            )
+        return Functional.from_config(config, custom_objects=custom_objects)
+
     # ================================================================== freezing
 
     @property
