@@ -195,6 +195,20 @@ def test_a_sequential_nested_in_a_sequential():
         outer.add(outer)
 
 
+def test_pop_takes_keras_rebuild_argument():
+    """Keras 3's ``model.pop(rebuild=True)`` (the guide's "remove the last layer" step) runs; the model
+    is rebuilt without the layer whatever rebuild says, and a new head can be added."""
+    for rebuild in (True, False):
+        m = convforge.Sequential([convforge.Input((6,)), layers.Dense(8), layers.Dense(3)])
+        head = m.layers[-1]
+        assert m.pop(rebuild=rebuild) is head
+        assert len(m.layers) == 1 and m.output_shape == (None, 8) and m.count_params() == 56
+        m.add(layers.Dense(2))
+        assert m.predict(np.zeros((4, 6), np.float32), verbose=0).shape == (4, 2)
+    with pytest.raises(TypeError, match="rebuild must be True or False"):
+        m.pop(rebuild="yes")
+
+
 def test_model_trainable_freezes_and_unfreezes_every_layer():
     """Keras's ``model.trainable = False``: a frozen base under a new head keeps its weights
     through fit (before or after the stack is made) and counts as non-trainable; True again

@@ -335,8 +335,13 @@ class Sequential(Model):
             raise ValueError(_NOT_BUILT)
         return [self._graph_nodes[-1].outputs[0]]
 
-    def pop(self) -> Layer:
-        """Remove and return the last layer (Keras's ``pop``); the model is rebuilt without it."""
+    def pop(self, rebuild: bool = True) -> Layer:
+        """Remove and return the last layer (Keras's ``pop``); the model is rebuilt without it.
+
+        ``rebuild`` is Keras's argument; the model is rebuilt either way (Keras leaves it unbuilt
+        with ``rebuild=False`` only until its next use rebuilds it)."""
+        if not isinstance(rebuild, (bool, np.bool_)):
+            raise TypeError(f"pop: rebuild must be True or False; got {rebuild!r}")
         if not self.layers:
             raise IndexError("pop from a Sequential model without layers")
         layer = self.layers.pop()
