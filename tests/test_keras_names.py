@@ -48,6 +48,20 @@ def test_missing_keras_names_say_what_to_use(namespace, name, message):
     assert not hasattr(module, name)  # still an AttributeError: hasattr and tools keep working
 
 
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda s: s.ExponentialDecay(0.1, 100, 0.9, name="decay"), "'name' of ExponentialDecay; its arguments"),
+        (lambda s: s.CosineDecay(0.0, 100, warmup_target=0.1, warmup_steps=10), "'warmup_target' of CosineDecay; "
+                                                                                "convforge's CosineDecay has no warmup"),
+        (lambda s: s.PiecewiseConstantDecay([10], [0.1, 0.01], name="pw"), "'name' of PiecewiseConstantDecay"),
+    ],
+)
+def test_keras_schedule_arguments_convforge_lacks_say_so(make, message):
+    with pytest.raises(TypeError, match=f"convforge does not support the argument {message}"):
+        make(keras.optimizers.schedules)
+
+
 def test_to_categorical_is_keras():
     np.testing.assert_array_equal(keras.utils.to_categorical([2, 0], 3), [[0, 0, 1], [1, 0, 0]])
     assert keras.utils.to_categorical(np.array([[1], [0]])).shape == (2, 2)

@@ -613,3 +613,7 @@ __getattr__ = _unsupported.module_getattr(__name__, lambda: globals())
 # naming it and what to do instead, not Python's bare "unexpected keyword argument".
 for _cls in [v for v in list(globals().values()) if isinstance(v, type) and issubclass(v, Optimizer)]:
     _unsupported.check_arguments(_cls)
+# The schedules too (Keras's name=, CosineDecay's warmup_target=); not the base class, whose
+# user subclasses take arguments of their own.
+for _cls in _SCHEDULES.values():
+    _unsupported.check_arguments(_cls)
