@@ -48,6 +48,19 @@ def test_missing_keras_names_say_what_to_use(namespace, name, message):
     assert not hasattr(module, name)  # still an AttributeError: hasattr and tools keep working
 
 
+def test_learning_rate_schedules_are_a_keras_namespace():
+    """``keras.optimizers.schedules`` as Keras code uses it: attribute access and ``from ... import``
+    both work, and a Keras schedule convforge lacks says so, as the other namespaces do."""
+    from convforge.optimizers.schedules import ExponentialDecay
+
+    assert ExponentialDecay is keras.optimizers.schedules.ExponentialDecay
+    with pytest.raises(AttributeError, match="convforge does not support convforge.optimizers.schedules."
+                                             "PolynomialDecay: use ExponentialDecay"):
+        keras.optimizers.schedules.PolynomialDecay(0.1, 1000)
+    with pytest.raises(AttributeError, match=r"schedules.NoSuchDecay \(Keras name\?\); its classes are .*CosineDecay"):
+        keras.optimizers.schedules.NoSuchDecay
+
+
 @pytest.mark.parametrize(
     "make,message",
     [

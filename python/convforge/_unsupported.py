@@ -13,6 +13,9 @@ import inspect
 
 _RNN = "convforge has no recurrent layers; for sequences use Conv1D + GlobalAveragePooling1D"
 
+_SCHEDULE = ("use ExponentialDecay, CosineDecay, PiecewiseConstantDecay or StepDecay, or pass learning_rate=f, "
+             "a function step -> lr of your own")
+
 HINTS: dict[str, dict[str, str]] = {
     "convforge.layers": {
         "LSTM": _RNN,
@@ -47,6 +50,11 @@ HINTS: dict[str, dict[str, str]] = {
         "Lion": "use Adam, AdamW, RMSprop, Adagrad, Nadam or SGD",
         "Lamb": "use Adam, AdamW, RMSprop, Adagrad, Nadam or SGD",
         "LossScaleOptimizer": "convforge trains in float32 or float64, no mixed precision",
+    },
+    "convforge.optimizers.schedules": {
+        "InverseTimeDecay": _SCHEDULE,
+        "PolynomialDecay": _SCHEDULE,
+        "CosineDecayRestarts": _SCHEDULE,
     },
     "convforge.losses": {
         "KLDivergence": "subclass convforge.losses.Loss and implement value_and_grad",

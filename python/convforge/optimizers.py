@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import types
 
 import numpy as np
@@ -176,14 +177,13 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         return {"boundaries": self.boundaries, "values": self.values}
 
 
-#: Keras's namespace: ``optimizers.schedules.ExponentialDecay`` and friends.
-schedules = types.SimpleNamespace(
-    LearningRateSchedule=LearningRateSchedule,
-    StepDecay=StepDecay,
-    ExponentialDecay=ExponentialDecay,
-    CosineDecay=CosineDecay,
-    PiecewiseConstantDecay=PiecewiseConstantDecay,
-)
+#: Keras's namespace ``optimizers.schedules``: a module (registered in ``sys.modules``), so that
+#: ``from convforge.optimizers.schedules import ExponentialDecay`` works as with Keras, and a
+#: Keras schedule convforge lacks says so (its ``__getattr__`` is set at the end of this file).
+schedules = types.ModuleType(f"{__name__}.schedules", "Learning-rate schedules under Keras's names.")
+for _cls in (LearningRateSchedule, StepDecay, ExponentialDecay, CosineDecay, PiecewiseConstantDecay):
+    setattr(schedules, _cls.__name__, _cls)
+sys.modules[schedules.__name__] = schedules
 _SCHEDULES = {cls.__name__: cls for cls in (StepDecay, ExponentialDecay, CosineDecay, PiecewiseConstantDecay)}
 
 
@@ -608,6 +608,7 @@ def deserialize(config: dict) -> Optimizer:
 from . import _unsupported  # noqa: E402
 
 __getattr__ = _unsupported.module_getattr(__name__, lambda: globals())
+schedules.__getattr__ = _unsupported.module_getattr(schedules.__name__, lambda: vars(schedules))
 
 # A Keras argument a class here lacks (clipnorm, reduction, class_id, ...) gets a TypeError
 # naming it and what to do instead, not Python's bare "unexpected keyword argument".
