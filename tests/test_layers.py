@@ -546,6 +546,27 @@ def test_initializers_follow_keras_formulas():
         initializers.get(lambda shape, dtype: np.zeros(3))((2,))
 
 
+@pytest.mark.parametrize(
+    "cls", [initializers.HeNormal, initializers.GlorotUniform, initializers.RandomNormal, initializers.TruncatedNormal]
+)
+def test_seeded_initializers_draw_the_same_weights_every_call(cls):
+    """Keras's ``kernel_initializer=keras.initializers.HeNormal(seed=42)``: a seeded initializer draws the
+    same values at every call (Keras 3's rule), whatever convforge.seed drew since; unseeded ones draw
+    from convforge's generator; the seed survives a model file's config."""
+    seeded = cls(seed=42)
+    first = seeded((20, 10))
+    convforge.seed(1)
+    np.testing.assert_array_equal(seeded((20, 10)), first)
+    assert not np.array_equal(cls(seed=43)((20, 10)), first)
+    assert not np.array_equal(cls()((20, 10)), cls()((20, 10)))
+    again = initializers.deserialize(initializers.serialize(seeded))
+    np.testing.assert_array_equal(again((20, 10)), first)
+    layer = layers.Dense(10, kernel_initializer=seeded)
+    np.testing.assert_array_equal(built(layer, (20,), np.float64).params["kernel"], seeded((20, 10), np.float64))
+    with pytest.raises(TypeError, match="seed must be"):
+        cls(seed=1.5)
+
+
 def test_same_seed_same_weights_in_float32_and_float64():
     convforge.seed(9)
     a = built(layers.Conv2D(4, 3), (2, 5, 5), np.float32).params["kernel"]

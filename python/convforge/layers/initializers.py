@@ -14,6 +14,7 @@ fan_out is ``units``; for a conv kernel, stored here as OIHW
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -56,9 +57,8 @@ def compute_fans(shape) -> tuple[int, int]:
     return shape[1] * receptive, shape[0] * receptive
 
 
-def _truncated_normal(shape, stddev: float) -> np.ndarray:
+def _truncated_normal(rng: np.random.Generator, shape, stddev: float) -> np.ndarray:
     """Normal(0, stddev) draws, each redrawn until it lies within 2 standard deviations."""
-    rng = _random.get_generator()
     out = rng.standard_normal(shape)
     bad = np.abs(out) > 2.0
     while bad.any():
@@ -89,6 +89,24 @@ class Initializer:
         return f"{type(self).__name__}({args})"
 
 
+class _Random(Initializer):
+    """An initialiser that draws random numbers, with Keras's ``seed``: a seeded one draws the same
+    values at every call (Keras 3's rule: ``HeNormal(seed=42)`` gives every layer it initialises the
+    same start), an unseeded one draws from convforge's generator (:func:`convforge.seed`)."""
+
+    def __init__(self, seed=None):
+        if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral)
+                                 or seed < 0):
+            raise TypeError(f"{type(self).__name__} seed must be a non-negative int or None; got {seed!r}")
+        self.seed = None if seed is None else int(seed)
+
+    def _generator(self) -> np.random.Generator:
+        return _random.get_generator() if self.seed is None else np.random.Generator(np.random.PCG64(self.seed))
+
+    def get_config(self) -> dict:
+        return {} if self.seed is None else {"seed": self.seed}
+
+
 class Zeros(Initializer):
     def _draw(self, shape):
         return np.zeros(shape)
@@ -110,40 +128,43 @@ class Constant(Initializer):
         return {"value": self.value}
 
 
-class RandomNormal(Initializer):
-    def __init__(self, mean: float = 0.0, stddev: float = 0.05):
+class RandomNormal(_Random):
+    def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed=None):
+        super().__init__(seed)
         self.mean, self.stddev = float(mean), float(stddev)
 
     def _draw(self, shape):
-        return self.mean + self.stddev * _random.get_generator().standard_normal(shape)
+        return self.mean + self.stddev * self._generator().standard_normal(shape)
 
     def get_config(self):
-        return {"mean": self.mean, "stddev": self.stddev}
+        return {"mean": self.mean, "stddev": self.stddev, **super().get_config()}
 
 
-class RandomUniform(Initializer):
-    def __init__(self, minval: float = -0.05, maxval: float = 0.05):
+class RandomUniform(_Random):
+    def __init__(self, minval: float = -0.05, maxval: float = 0.05, seed=None):
+        super().__init__(seed)
         self.minval, self.maxval = float(minval), float(maxval)
 
     def _draw(self, shape):
-        return _random.get_generator().uniform(self.minval, self.maxval, shape)
+        return self._generator().uniform(self.minval, self.maxval, shape)
 
     def get_config(self):
-        return {"minval": self.minval, "maxval": self.maxval}
+        return {"minval": self.minval, "maxval": self.maxval, **super().get_config()}
 
 
-class TruncatedNormal(Initializer):
-    def __init__(self, mean: float = 0.0, stddev: float = 0.05):
+class TruncatedNormal(_Random):
+    def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed=None):
+        super().__init__(seed)
         self.mean, self.stddev = float(mean), float(stddev)
 
     def _draw(self, shape):
-        return self.mean + _truncated_normal(shape, self.stddev)
+        return self.mean + _truncated_normal(self._generator(), shape, self.stddev)
 
     def get_config(self):
-        return {"mean": self.mean, "stddev": self.stddev}
+        return {"mean": self.mean, "stddev": self.stddev, **super().get_config()}
 
 
-class _VarianceScaling(Initializer):
+class _VarianceScaling(_Random):
     """Keras's VarianceScaling: variance ``scale / fan``; uniform or truncated normal."""
 
     scale = 1.0
@@ -154,10 +175,11 @@ class _VarianceScaling(Initializer):
         fan_in, fan_out = compute_fans(shape)
         fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
         variance = self.scale / max(1.0, fan)
+        rng = self._generator()
         if self.distribution == "uniform":
             limit = math.sqrt(3.0 * variance)
-            return _random.get_generator().uniform(-limit, limit, shape)
-        return _truncated_normal(shape, math.sqrt(variance) / _TRUNCATED_STDDEV)
+            return rng.uniform(-limit, limit, shape)
+        return _truncated_normal(rng, shape, math.sqrt(variance) / _TRUNCATED_STDDEV)
 
 
 class GlorotUniform(_VarianceScaling):
