@@ -34,6 +34,9 @@ def test_keras_names_exist(name):
         ("callbacks", "TensorBoard", "use CSVLogger"),
         ("losses", "KLDivergence", "subclass convforge.losses.Loss"),
         ("metrics", "F1Score", "precision_recall_f1"),
+        ("initializers", "Orthogonal", "convforge does not support convforge.initializers.Orthogonal: use "),
+        ("initializers", "VarianceScaling", r"VarianceScaling: use .*HeNormal"),
+        ("initializers", "NoSuchInit", r"\(Keras name\?\); its classes are .*GlorotUniform"),
         (None, "backend", "convforge does not support convforge.backend"),
         ("utils", "image_dataset_from_directory", "convforge does not support convforge.utils.image_dataset_from_direc"),
         ("utils", "NoSuchHelper", r"convforge does not support convforge.utils.NoSuchHelper \(Keras name\?\)$"),
@@ -73,6 +76,11 @@ def test_learning_rate_schedules_are_a_keras_namespace():
 def test_keras_schedule_arguments_convforge_lacks_say_so(make, message):
     with pytest.raises(TypeError, match=f"convforge does not support the argument {message}"):
         make(keras.optimizers.schedules)
+
+
+def test_keras_initializer_arguments_convforge_lacks_say_so():
+    with pytest.raises(TypeError, match="convforge does not support the argument 'scale' of HeNormal; its arguments"):
+        keras.initializers.HeNormal(scale=2.0)
 
 
 def test_to_categorical_is_keras():

@@ -16,6 +16,9 @@ _RNN = "convforge has no recurrent layers; for sequences use Conv1D + GlobalAver
 _SCHEDULE = ("use ExponentialDecay, CosineDecay, PiecewiseConstantDecay or StepDecay, or pass learning_rate=f, "
              "a function step -> lr of your own")
 
+_INITIALIZER = ("use GlorotUniform, GlorotNormal, HeNormal, HeUniform, LecunNormal, LecunUniform, RandomNormal, "
+                "RandomUniform, TruncatedNormal or Constant, or a function f(shape, dtype) -> array")
+
 HINTS: dict[str, dict[str, str]] = {
     "convforge.layers": {
         "LSTM": _RNN,
@@ -55,6 +58,11 @@ HINTS: dict[str, dict[str, str]] = {
         "InverseTimeDecay": _SCHEDULE,
         "PolynomialDecay": _SCHEDULE,
         "CosineDecayRestarts": _SCHEDULE,
+    },
+    "convforge.initializers": {
+        "Orthogonal": _INITIALIZER,
+        "VarianceScaling": _INITIALIZER,
+        "Identity": _INITIALIZER,
     },
     "convforge.losses": {
         "KLDivergence": "subclass convforge.losses.Loss and implement value_and_grad",

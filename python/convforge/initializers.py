@@ -58,3 +58,14 @@ __all__ = [
     "truncated_normal",
     "zeros",
 ]
+
+from . import _unsupported  # noqa: E402
+
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())
+
+# A Keras argument an initializer lacks gets a TypeError naming it, not Python's bare
+# "unexpected keyword argument" (or "takes no arguments"). The private bases too: HeNormal's
+# __init__ is theirs.
+for _cls in {base for v in list(globals().values()) if isinstance(v, type) and issubclass(v, Initializer)
+             for base in v.__mro__ if issubclass(base, Initializer)}:
+    _unsupported.check_arguments(_cls)
