@@ -72,6 +72,18 @@ STACKS = {
         L.Cropping2D(((1, 0), (0, 1))),
         L.GlobalMaxPooling2D(keepdims=True),
     ],
+    # keras.io's "Timeseries classification from scratch": Conv1D -> BatchNormalization -> ReLU on
+    # (batch, steps, channels); a BatchNormalization first reads the model's input itself.
+    "conv1d-bn-relu-gap1d": lambda: [
+        L.BatchNormalization(input_shape=(20, 3)),
+        L.Conv1D(8, 3, padding="same"),
+        L.BatchNormalization(),
+        L.ReLU(),
+        L.Conv1D(4, 3),
+        L.BatchNormalization(momentum=0.9, center=False),
+        L.GlobalAveragePooling1D(),
+        L.Dense(2),
+    ],
     "separable": lambda: [
         L.SeparableConv2D(6, 3, padding="same", depth_multiplier=3, input_shape=(10, 10, 2)),
         L.BatchNormalization(scale=False),

@@ -134,6 +134,24 @@ def test_gradient_check_fails_when_a_backward_is_broken(rng, monkeypatch):
     assert not check_model_gradients(model, x, y, num_coords=6).passed
 
 
+def test_batch_norm_on_sequences_gradient_check(rng):
+    """BatchNormalization after a Conv1D normalises each channel over the batch and the steps; its
+    gradients, with the ReLU after it (fused in training) and without, are the numerical ones."""
+    model = convforge.Sequential([
+        L.Conv1D(3, 3, padding="same", input_shape=(7, 2)),
+        L.BatchNormalization(),
+        L.ReLU(),
+        L.Conv1D(4, 2),
+        L.BatchNormalization(scale=False),
+        L.GlobalAveragePooling1D(),
+        L.Dense(3, activation="softmax"),
+    ])
+    assert model.layers[1].count_params() == 12 and model.output_shape == (None, 3)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    report = check_model_gradients(model, rng.standard_normal((6, 7, 2)), rng.integers(0, 3, 6), num_coords=6)
+    assert report.passed, str(report)
+
+
 def test_global_max_pool_gradient_check(rng):
     model = convforge.Sequential([L.Conv2D(3, 2, input_shape=(4, 4, 1)), L.GlobalMaxPooling2D(keepdims=True),
                                   L.Flatten(), L.Dense(2, activation="softmax")])
@@ -199,7 +217,9 @@ def test_bad_arguments(make, exc, words):
     "layers, words",
     [
         ([L.BatchNormalization(axis=1, input_shape=(4, 4, 3))], "axis=1 on input (batch, 4, 4, 3) is not supported"),
-        ([L.BatchNormalization(input_shape=(4, 3))], "takes images (batch, height, width, channels) or (batch, features)"),
+        ([L.BatchNormalization(axis=1, input_shape=(4, 3))], "axis=1 on input (batch, 4, 3) is not supported"),
+        ([L.BatchNormalization(input_shape=(2, 4, 4, 3))],
+         "takes images (batch, height, width, channels), sequences (batch, steps, channels) or (batch, features)"),
     ],
 )
 def test_unsupported_batch_norm_axis(layers, words):

@@ -38,9 +38,11 @@ class BatchNormalization(Layer):
     ----------
     axis : int
         The channel axis *at the API*: ``-1`` (default) for channels-last
-        images ``(batch, height, width, channels)`` and for ``(batch,
-        features)`` data; ``1`` for a channels-first model. Other axes raise
-        NotImplementedError: the kernels normalise over the channel axis.
+        images ``(batch, height, width, channels)``, sequences ``(batch,
+        steps, channels)`` (normalised over the batch and the steps, as in
+        Keras) and ``(batch, features)`` data; ``1`` for a channels-first
+        model. Other axes raise NotImplementedError: the kernels normalise
+        over the channel axis.
     momentum : float
         Default 0.99.
     epsilon : float
@@ -128,12 +130,14 @@ class BatchNormalization(Layer):
         if rank == 4:
             allowed = (1, -3) if self._data_format == "channels_first" else (3, -1)
             what = "the channel axis of images"
+        elif rank == 3:
+            allowed, what = (2, -1), "the channel axis of sequences (batch, steps, channels)"
         elif rank == 2:
             allowed, what = (1, -1), "the feature axis of (batch, features) data"
         else:
             raise NotImplementedError(
-                f"layer {self.name!r} (BatchNormalization) takes images (batch, height, width, channels) or "
-                f"(batch, features); got input {self._show(input_shape)}"
+                f"layer {self.name!r} (BatchNormalization) takes images (batch, height, width, channels), "
+                f"sequences (batch, steps, channels) or (batch, features); got input {self._show(input_shape)}"
             )
         if self.axis not in allowed:
             raise NotImplementedError(
@@ -143,7 +147,8 @@ class BatchNormalization(Layer):
 
     def build(self, input_shape):
         self._check_axis(input_shape)
-        channels = (input_shape[0],)
+        # Inside a model images are (channels, height, width) and sequences stay (steps, channels).
+        channels = (input_shape[-1] if len(input_shape) == 2 else input_shape[0],)
         if self.scale:
             self.add_weight("gamma", channels, self.gamma_initializer)
         if self.center:
@@ -166,6 +171,8 @@ class BatchNormalization(Layer):
         return self._forward(x, training, relu=True)
 
     def _forward(self, x, training, relu):
+        if x.ndim == 3:  # sequences (batch, steps, channels): every step is a sample of the channels
+            return self._forward(x.reshape(-1, x.shape[2]), training, relu).reshape(x.shape)
         p = self.params
         gamma, beta = p.get("gamma"), p.get("beta")
         if not training or not self.trainable:
@@ -211,6 +218,9 @@ class BatchNormalization(Layer):
         return self._backward(dy, overwrite_dy=True)
 
     def _backward(self, dy, overwrite_dy):
+        if dy.ndim == 3:  # sequences, as _forward
+            dx = self._backward(dy.reshape(-1, dy.shape[2]), overwrite_dy)
+            return None if dx is None else dx.reshape(dy.shape)
         if self._frozen_scale is not None:
             if not self.input_grad_needed:
                 return None
