@@ -472,6 +472,23 @@ def test_merge_layers_match_numpy():
         np.testing.assert_allclose(g, w, rtol=1e-6)
 
 
+def test_keras_merge_functions_are_their_layers():
+    """keras.io's functional-API guide builds its toy ResNet with ``layers.add([x, block_output])``:
+    the lower-case functions are the merge layers called on the list (Concatenate's axis included)."""
+    x1, x2 = convforge.Input((3,)), convforge.Input((3,))
+    outs = [layers.add([x1, x2]), layers.subtract([x1, x2]), layers.multiply([x1, x2]),
+            layers.average([x1, x2]), layers.concatenate([x1, x2], axis=-1, name="joined")]
+    model = convforge.Model([x1, x2], outs)
+    assert [type(model.get_layer(name=t._node.layer.name)).__name__ for t in outs] == [
+        "Add", "Subtract", "Multiply", "Average", "Concatenate"]
+    assert model.output_names[-1] == "joined"
+    rng = np.random.default_rng(20)
+    a, b = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)
+    got = model.predict([a, b], verbose=0)
+    for g, w in zip(got, [a + b, a - b, a * b, (a + b) / 2, np.concatenate([a, b], 1)]):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
 def test_deep_graphs_with_many_paths_build_in_linear_time():
     x = convforge.Input((4, 4, 2))
     h = x

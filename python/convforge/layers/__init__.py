@@ -33,7 +33,7 @@ from .conv import Conv2D
 from .conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, MaxPooling1D
 from .conv_transpose import Conv2DTranspose
 from .core import Dense, Dropout, Flatten, Input, InputLayer, Reshape
-from .merging import Add, Average, Concatenate, Multiply, Subtract
+from .merging import Add, Average, Concatenate, Multiply, Subtract, add, average, concatenate, multiply, subtract
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
 from .reshaping import Permute, Rescaling, UpSampling2D
 
@@ -100,6 +100,11 @@ __all__ = [
     "GlobalMaxPooling2D",
     "SeparableConv2D",
     "ZeroPadding2D",
+    "add",
+    "average",
+    "concatenate",
+    "multiply",
+    "subtract",
 ]
 
 

@@ -20,7 +20,8 @@ import numpy as np
 from .. import functional as F
 from .base import Layer
 
-__all__ = ["Add", "Average", "Concatenate", "Multiply", "Subtract"]
+__all__ = ["Add", "Average", "Concatenate", "Multiply", "Subtract", "add", "average", "concatenate", "multiply",
+           "subtract"]
 
 
 class _Merge(Layer):
@@ -252,3 +253,32 @@ class Concatenate(_Merge):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
+
+
+# Keras's functional forms (``layers.add([x, y])``, as in keras.io's functional-API guide): the
+# layer made with the keyword arguments and called on the list of tensors.
+
+
+def add(inputs, **kwargs):
+    """``Add(**kwargs)(inputs)``."""
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    """``Subtract(**kwargs)(inputs)``."""
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    """``Multiply(**kwargs)(inputs)``."""
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    """``Average(**kwargs)(inputs)``."""
+    return Average(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    """``Concatenate(axis=axis, **kwargs)(inputs)``."""
+    return Concatenate(axis=axis, **kwargs)(inputs)
