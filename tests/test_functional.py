@@ -417,7 +417,9 @@ def test_concatenate_axes_follow_keras():
 
 
 def test_non_symbolic_inputs_are_rejected():
-    with pytest.raises(TypeError, match="a NumPy array of shape \\(2, 3\\), not a symbolic tensor"):
+    # Keras's eager call (the Sequential guide's `y = layer(x)`): the message names the input, not the layer.
+    with pytest.raises(TypeError, match="^the input of Dense is a NumPy array of shape \\(2, 3\\), not a symbolic "
+                                        "tensor: convforge layers do not run on arrays one by one"):
         layers.Dense(2)(np.zeros((2, 3)))
     x = convforge.Input((3,))
     with pytest.raises(TypeError, match=r"input 1 of Add is list"):

@@ -170,11 +170,11 @@ def call_layer(layer, inputs, args: tuple, kwargs: dict):
     tensors = list(inputs) if many else [inputs]
     for i, t in enumerate(tensors):
         if not isinstance(t, KerasTensor):
-            where = f"input {i} of " if many else ""
+            where = f"input {i} of " if many else "the input of "
             raise TypeError(
-                f"{where}{label} is {_describe(t)}, not a symbolic tensor: call layers on tensors made by "
-                "convforge.Input(shape=...) (or outputs of other layers) to build a model, then use model.predict "
-                "to run it on arrays"
+                f"{where}{label} is {_describe(t)}, not a symbolic tensor: convforge layers do not run on arrays one "
+                "by one (Keras's eager call); call layers on tensors made by convforge.Input(shape=...) (or outputs "
+                "of other layers) to build a model, then use model.predict to run it on arrays"
             )
     if many != layer._takes_list:
         if layer._takes_list:
