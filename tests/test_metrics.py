@@ -105,3 +105,22 @@ def test_pr_auc_of_a_perfect_and_of_a_constant_classifier():
     assert constant.result() == pytest.approx(0.5)  # precision is the positive rate everywhere
     with pytest.raises(ValueError, match="convforge does not support AUC curve='PRGAIN'"):
         metrics.AUC(curve="PRGAIN")
+
+
+@pytest.mark.parametrize(
+    "make,name",
+    [
+        # Keras 3's default names: the logs and history keys of compile(metrics=[keras.metrics.X()]).
+        (metrics.MeanAbsoluteError, "mean_absolute_error"),
+        (metrics.MeanSquaredError, "mean_squared_error"),
+        (lambda: metrics.get("MeanAbsoluteError"), "mean_absolute_error"),
+        (metrics.CategoricalAccuracy, "categorical_accuracy"),
+        (metrics.AUC, "auc"),
+        # A name string keeps its spelling, as in Keras.
+        (lambda: metrics.get("mae"), "mae"),
+        (lambda: metrics.get("mse"), "mse"),
+        (lambda: metrics.get("mean_squared_error"), "mean_squared_error"),
+    ],
+)
+def test_metric_objects_have_keras_default_names(make, name):
+    assert make().name == name

@@ -242,13 +242,15 @@ def _mae(y_true, y_pred):
     return float(np.mean(np.abs(y_pred - np.asarray(y_true).reshape(y_pred.shape))))
 
 
+# Keras's default names (history keys 'mean_squared_error', ...); compile(metrics=['mse']) passes
+# its string as the name, so that one logs 'mse', as in Keras.
 class MeanSquaredError(Mean):
-    def __init__(self, name: str = "mse"):
+    def __init__(self, name: str = "mean_squared_error"):
         super().__init__(_mse, name)
 
 
 class MeanAbsoluteError(Mean):
-    def __init__(self, name: str = "mae"):
+    def __init__(self, name: str = "mean_absolute_error"):
         super().__init__(_mae, name)
 
 
