@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import convforge
-from convforge import callbacks, layers, optimizers, saving
+from convforge import callbacks, layers, metrics, optimizers, saving
 from convforge.saving import ModelFileError
 
 # ---------------------------------------------------------------------------
@@ -114,6 +114,30 @@ def test_load_model_rebuilds_and_compiles(tmp_path):
         np.testing.assert_array_equal(loaded.optimizer.get_state()[1][key], arr)
     assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
     assert loaded.epochs_completed == 2
+
+
+def test_built_in_metric_objects_are_saved_with_their_settings(tmp_path):
+    """compile(metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc"), ...]): every built-in metric
+    object comes back from load_model with its name and settings (a renamed one once made the file
+    unloadable, the others were dropped); functions are still left out."""
+    model = trained()
+    chosen = [metrics.SparseCategoricalAccuracy(name="acc"), metrics.SparseTopKCategoricalAccuracy(k=2),
+              metrics.Accuracy(name="hits"), metrics.Precision(thresholds=0.3, name="p30"), "accuracy",
+              metrics.AUC(num_thresholds=50, curve="PR", name="prc")]
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=chosen)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = convforge.load_model(path)
+    assert loaded.metrics_names == model.metrics_names == ["loss", "acc", "sparse_top_k_categorical_accuracy", "hits",
+                                                           "p30", "accuracy", "prc"]
+    assert loaded.compiled_metrics[1].k == 2 and loaded.compiled_metrics[3].threshold == 0.3
+    assert (loaded.compiled_metrics[5].curve, loaded.compiled_metrics[5].num_thresholds) == ("PR", 50)
+    x, y = data()
+    assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=[lambda y_true, y_pred: 0.0, "accuracy"])
+    model.save(path)
+    assert convforge.load_model(path).metrics_names == ["loss", "accuracy"]
 
 
 def test_float64_model_round_trip(tmp_path):

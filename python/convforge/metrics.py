@@ -40,6 +40,7 @@ __all__ = [
     "confusion_matrix",
     "get",
     "precision_recall_f1",
+    "serialize",
 ]
 
 
@@ -190,6 +191,10 @@ class Metric:
     def result(self) -> float:
         raise NotImplementedError
 
+    def get_config(self) -> dict:
+        """The constructor's arguments (a built-in metric's; model files keep them, see :func:`serialize`)."""
+        return {"name": self.name}
+
 
 class Mean(Metric):
     """Sample-weighted mean of a per-batch function ``fn(y_true, y_pred) -> float``."""
@@ -313,6 +318,9 @@ class BinaryAccuracy(Mean):
 
         super().__init__(binary_accuracy, name)
 
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
 
 class CategoricalAccuracy(Mean):
     """Argmax of the output equals argmax of the one-hot target; Keras's ``CategoricalAccuracy``."""
@@ -356,6 +364,9 @@ class TopKCategoricalAccuracy(Mean):
 
         super().__init__(top_k, name)
 
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
+
 
 class SparseTopKCategoricalAccuracy(Mean):
     """The integer label is among the ``k`` (5) highest scores; Keras's ``SparseTopKCategoricalAccuracy``."""
@@ -367,6 +378,9 @@ class SparseTopKCategoricalAccuracy(Mean):
             return float(np.mean(_top_k_hits(np.asarray(y_true).reshape(-1).astype(np.int64), y_pred, self.k)))
 
         super().__init__(top_k, name)
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
 
 
 class Precision(_Counting):
@@ -394,6 +408,9 @@ class Precision(_Counting):
 
     def result(self):
         return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self.threshold}
 
 
 class Recall(Precision):
@@ -431,6 +448,9 @@ class AUC(_Counting):
         inner = [(i + 1) / (self.num_thresholds - 1) for i in range(self.num_thresholds - 2)]
         self.thresholds = np.array([-1e-7, *inner, 1 + 1e-7])
         super().__init__(name)
+
+    def get_config(self):
+        return {**super().get_config(), "num_thresholds": self.num_thresholds, "curve": self.curve}
 
     def reset_state(self):
         k = self.num_thresholds
@@ -491,12 +511,26 @@ _BY_NAME = {
 _CLASS_NAMES = {cls.__name__.lower(): name for name, cls in reversed(list(_BY_NAME.items()))}
 
 
+def serialize(metric: Metric) -> dict | None:
+    """``{"class_name", "config"}`` for a built-in metric object (:func:`get` rebuilds it), or None
+    for a function or a class of your own (which a model file cannot rebuild)."""
+    if type(metric) not in _BY_NAME.values():
+        return None
+    return {"class_name": type(metric).__name__, "config": metric.get_config()}
+
+
 def get(identifier) -> Metric:
     """A fresh metric from a name (``'accuracy'``, ``'acc'``, ``'mse'``, ``'mae'``, ``'precision'``,
-    ``'sparse_categorical_accuracy'``, ... or a class name such as ``'AUC'``), a Metric, or a
-    function ``fn(y_true, y_pred) -> float`` (averaged over samples, named after the function)."""
+    ``'sparse_categorical_accuracy'``, ... or a class name such as ``'AUC'``), :func:`serialize`'s
+    dict, a Metric, or a function ``fn(y_true, y_pred) -> float`` (averaged over samples, named
+    after the function)."""
     if isinstance(identifier, Metric):
         return identifier
+    if isinstance(identifier, dict):
+        classes = {cls.__name__: cls for cls in _BY_NAME.values()}
+        if identifier.get("class_name") not in classes:
+            raise ValueError(f"unknown metric description {identifier!r}")
+        return classes[identifier["class_name"]](**identifier.get("config", {}))
     if isinstance(identifier, str):
         key = identifier.lower()
         if key not in _BY_NAME and key in _CLASS_NAMES:  # 'AUC', 'Precision': Keras's default names

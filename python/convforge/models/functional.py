@@ -72,7 +72,7 @@ from . import state
 from .compiled import compile_inference
 from .batches import _Batches, _Entry, shape_str
 from .summary import print_graph_summary
-from .trainer import Trainer, check_compile_arguments, prepare_targets, saveable_metric_names, trainable_plan
+from .trainer import Trainer, check_compile_arguments, prepare_targets, saveable_metrics, trainable_plan
 
 _BUILTIN_BN_BACKWARD = BatchNormalization.backward
 
@@ -1083,7 +1083,7 @@ class Functional(Model):
         if any(h is not None and saved is None for h, saved in zip(self._head_losses(), losses)):
             losses = [None]  # a custom Loss class: not saved (load_model then asks for compile=False)
         metrics = [
-            saveable_metric_names(specs, [m for _, k2, m in self._metric_slots if k2 == k])
+            saveable_metrics(specs, [m for _, k2, m in self._metric_slots if k2 == k])
             for k, specs in enumerate(self._metric_specs)
         ]
         return {

@@ -340,14 +340,14 @@ class Trainer:
         """``compile``'s arguments, JSON-serialisable, as saved in a model file (Keras's name).
 
         ``{"optimizer", "loss", "metrics"}``; None before ``compile``. Metrics given as
-        custom objects or functions are left out (they cannot be rebuilt from a name).
+        functions or objects of your own classes are left out (a file cannot rebuild them).
         """
         if self.loss is None:
             return None
         return {
             "optimizer": optimizers_module.serialize(self.optimizer),
             "loss": losses_module.serialize(self.loss),
-            "metrics": saveable_metric_names(self._metric_specs, self.compiled_metrics),
+            "metrics": saveable_metrics(self._metric_specs, self.compiled_metrics),
         }
 
     # ================================================================== the training step
@@ -1346,16 +1346,17 @@ def _rows(data, lo, hi):
     return data[lo:hi]
 
 
-def saveable_metric_names(specs, metrics) -> list[str]:
-    """The compiled metrics that a model file can name (and ``compile`` rebuild): names given as
-    strings, and built-in metric objects; functions and custom classes are left out."""
-    names = []
+def saveable_metrics(specs, metrics) -> list:
+    """The compiled metrics that a model file can hold (and ``compile`` rebuild): names given as
+    strings, and built-in metric objects with their settings (``metrics.serialize``); functions and
+    custom classes are left out."""
+    saved = []
     for spec, metric in zip(specs, metrics):
         if isinstance(spec, str):
-            names.append(spec)
-        elif type(metric) in (metrics_module.Accuracy, metrics_module.MeanSquaredError, metrics_module.MeanAbsoluteError):
-            names.append(metric.name)
-    return names
+            saved.append(spec)
+        elif metrics_module.serialize(metric) is not None:
+            saved.append(metrics_module.serialize(metric))
+    return saved
 
 
 def forward_state(layers) -> list[np.ndarray]:
