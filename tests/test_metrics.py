@@ -124,3 +124,33 @@ def test_pr_auc_of_a_perfect_and_of_a_constant_classifier():
 )
 def test_metric_objects_have_keras_default_names(make, name):
     assert make().name == name
+
+
+def test_a_keras_style_metric_subclass_passes_its_name_to_the_base_class():
+    """The training guide's custom metric: ``super().__init__(name=name, **kwargs)``, then
+    update_state / result / reset_state (here in NumPy); fit logs it under its name."""
+    import convforge
+    from convforge import layers
+
+    class CategoricalTruePositives(metrics.Metric):
+        def __init__(self, name="categorical_true_positives", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.true_positives = 0.0
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            self.true_positives += float(np.sum(np.argmax(y_pred, axis=1) == np.asarray(y_true).reshape(-1)))
+
+        def result(self):
+            return self.true_positives
+
+        def reset_state(self):
+            self.true_positives = 0.0
+
+    assert CategoricalTruePositives().name == "categorical_true_positives"
+    assert metrics.Metric().name == "metric"
+    model = convforge.Sequential([convforge.Input((4,)), layers.Dense(3, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=[CategoricalTruePositives()])
+    history = model.fit(np.zeros((8, 4), np.float32), np.zeros(8, np.int64), batch_size=4, epochs=1, verbose=0)
+    assert history.history["categorical_true_positives"] == [8.0]  # a tie picks class 0 every time
+    with pytest.raises(TypeError, match="convforge does not support the argument 'dtype' of CategoricalTruePositives"):
+        CategoricalTruePositives(dtype="float32")

@@ -182,6 +182,11 @@ class Metric:
 
     name = "metric"
 
+    def __init__(self, name: str | None = None):
+        # Keras's signature: a subclass of one's own calls super().__init__(name=name).
+        if name is not None:
+            self.name = name
+
     def reset_state(self) -> None:
         raise NotImplementedError
 
