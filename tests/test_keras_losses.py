@@ -85,3 +85,23 @@ def test_calling_a_loss_takes_sample_weight(loss, kind):
     assert loss(y, p, sample_weight=2.0) == pytest.approx(2 * loss(y, p), rel=1e-12)
     with pytest.raises(ValueError, match="sample_weight"):
         loss(y, p, sample_weight=w[:-1])
+
+
+def test_a_keras_style_loss_subclass_says_it_needs_value_and_grad():
+    """The training guide's custom loss: super().__init__(name=name) and a call(y_true, y_pred). convforge
+    has no automatic differentiation, so compile says what to implement (as for a plain function), not
+    that 'name' is unsupported, nor a bare NotImplementedError at the first batch."""
+
+    class CustomMSE(losses.Loss):
+        def __init__(self, regularization_factor=0.1, name="custom_mse"):
+            super().__init__(name=name)
+            self.regularization_factor = regularization_factor
+
+        def call(self, y_true, y_pred):
+            return np.mean(np.square(y_true - y_pred), axis=-1)
+
+    assert CustomMSE().name == "custom_mse"
+    model = convforge.Sequential([convforge.Input((4,)), convforge.layers.Dense(2)])
+    with pytest.raises(TypeError, match="CustomMSE does not implement value_and_grad: convforge has no automatic "
+                                        "differentiation"):
+        model.compile("sgd", loss=CustomMSE())

@@ -145,6 +145,11 @@ class Loss:
 
     name = "loss"
 
+    def __init__(self, name: str | None = None):
+        # Keras's signature: a subclass of one's own calls super().__init__(name=name).
+        if name is not None:
+            self.name = name
+
     def __call__(self, y_true, y_pred, sample_weight=None) -> float:
         y_pred = np.asarray(y_pred)
         if y_pred.dtype.kind != "f":
@@ -463,6 +468,12 @@ _BY_NAME.update({cls.__name__.lower(): cls for cls in set(_BY_NAME.values())})
 def get(identifier) -> Loss:
     """A loss from a name or an instance."""
     if isinstance(identifier, Loss):
+        if type(identifier).value_and_grad is Loss.value_and_grad:  # a Keras-style subclass with call()
+            raise TypeError(
+                f"loss {type(identifier).__name__} does not implement value_and_grad: convforge has no automatic "
+                "differentiation, so a custom loss must implement value_and_grad(y_pred, y_true) (the loss and its "
+                "gradient), not Keras's call(y_true, y_pred)"
+            )
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
         return _BY_NAME[identifier.lower()]()
