@@ -29,6 +29,9 @@ def test_keras_names_exist(name):
     [
         ("layers", "LSTM", "convforge does not support convforge.layers.LSTM: convforge has no recurrent layers"),
         ("layers", "Lambda", "write a small Layer subclass"),
+        # Keras's 1-D layers of the sequence tutorials: a hint, not "(Keras name?)".
+        ("layers", "GlobalMaxPooling1D", r"GlobalMaxPooling1D: use MaxPooling1D\(pool_size=steps\) then Flatten"),
+        ("layers", "UpSampling1D", r"UpSampling1D: use Reshape"),
         ("layers", "NoSuchLayer", r"\(Keras name\?\); its classes are .*Conv2D"),
         ("optimizers", "Adamax", "use Adam, AdamW"),
         ("callbacks", "TensorBoard", "use CSVLogger"),
