@@ -447,6 +447,15 @@ def test_unsupported_keras_arguments_say_so():
         layers.Dense(2)(x, training=True)
     with pytest.raises(NotImplementedError, match="batch_size=4"):
         convforge.Input((3,), batch_size=4)
+    with pytest.raises(NotImplementedError, match=r"batch_shape=\(4, 3\)"):
+        convforge.Input(batch_shape=(4, 3))
+    with pytest.raises(NotImplementedError, match="optional=True"):
+        convforge.Input((3,), optional=True)
+    # Keras 3's spellings of the defaults: a free batch size, a required input.
+    assert convforge.Input(batch_shape=(None, 28, 28, 1)).shape == (None, 28, 28, 1)
+    assert convforge.Input(shape=(3,), batch_size=None, optional=False).shape == (None, 3)
+    with pytest.raises(ValueError, match="shape or batch_shape, not both"):
+        convforge.Input((3,), batch_shape=(None, 3))
     with pytest.raises(NotImplementedError, match="'trainable'"):
         convforge.Model(x, layers.Dense(2)(x), trainable=False)
     with pytest.raises(NotImplementedError, match="'dtype'"):

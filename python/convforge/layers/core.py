@@ -403,7 +403,7 @@ class InputLayer(Layer):
         return f"Input(shape={self.shape})"
 
 
-_INPUT_UNSUPPORTED = ("batch_size", "batch_shape", "sparse", "tensor", "ragged")
+_INPUT_UNSUPPORTED = ("batch_size", "batch_shape", "sparse", "tensor", "ragged", "optional")
 
 
 def Input(shape=None, name=None, dtype=None, **kwargs):  # noqa: N802 - Keras's spelling
@@ -425,9 +425,17 @@ def Input(shape=None, name=None, dtype=None, **kwargs):  # noqa: N802 - Keras's 
     dtype : 'float32' (default) or 'float64'
 
     Also accepted as the first entry of a ``Sequential`` model. Keras's
-    ``batch_size``, ``batch_shape``, ``sparse``, ``tensor`` and ``ragged`` are not
-    supported (NotImplementedError); the batch size is always free.
+    ``batch_size``, ``batch_shape``, ``sparse``, ``tensor``, ``ragged`` and ``optional``
+    are not supported (NotImplementedError) beyond their defaults; the batch size is
+    always free, so ``batch_shape=(None, 28, 28, 1)`` is ``shape=(28, 28, 1)``.
     """
+    batch_shape = kwargs.get("batch_shape")
+    if isinstance(batch_shape, (tuple, list)) and len(batch_shape) > 1 and batch_shape[0] is None:
+        if shape is not None:
+            raise ValueError(f"Input takes shape or batch_shape, not both; got shape={shape!r}, "
+                             f"batch_shape={batch_shape!r}")
+        shape = tuple(batch_shape[1:])
+        del kwargs["batch_shape"]
     for key in kwargs:
         if key in _INPUT_UNSUPPORTED:
             if kwargs[key] in (None, False):
