@@ -209,6 +209,15 @@ def test_pop_takes_keras_rebuild_argument():
         m.pop(rebuild="yes")
 
 
+def test_sequential_takes_keras_trainable_argument():
+    """Keras 3's Sequential(layers, trainable=True, name=None): trainable=False freezes the layers given,
+    as model.trainable = False does."""
+    frozen = convforge.Sequential([convforge.Input((6,)), layers.Dense(8), layers.Dense(3)], trainable=False, name="f")
+    assert frozen.trainable is False and frozen.name == "f"
+    assert not frozen.trainable_weights and len(frozen.non_trainable_weights) == 4
+    assert len(convforge.Sequential([convforge.Input((6,)), layers.Dense(8)], trainable=True).trainable_weights) == 2
+
+
 def test_model_trainable_freezes_and_unfreezes_every_layer():
     """Keras's ``model.trainable = False``: a frozen base under a new head keeps its weights
     through fit (before or after the stack is made) and counts as non-trainable; True again

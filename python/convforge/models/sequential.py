@@ -78,6 +78,8 @@ class Sequential(Model):
         Shown by :meth:`summary`; default ``'sequential'``.
     dtype : 'float32' or 'float64'
         Of weights and activations; inputs are converted to it.
+    trainable : bool
+        False freezes the layers given (``model.trainable = False``).
 
     A ``Model`` (``isinstance(seq, convforge.Model)``): once built it has
     ``inputs`` and ``outputs``, and its layers ``input``/``output``, so
@@ -89,7 +91,7 @@ class Sequential(Model):
     _runnable = True
     _not_built_message = _NOT_BUILT
 
-    def __init__(self, layers=None, name: str | None = None, dtype="float32"):
+    def __init__(self, layers=None, name: str | None = None, dtype="float32", trainable: bool = True):
         super().__init__()
         self.name = name or "sequential"
         self.dtype = check_dtype(dtype)
@@ -112,6 +114,8 @@ class Sequential(Model):
             self._adding = None
         if self.layers and self._input_spec() is not None:
             self.build()
+        if trainable is not True:  # Keras's argument: model.trainable = False (checked there) for the layers given
+            self.trainable = trainable
 
     # ================================================================== building
 
