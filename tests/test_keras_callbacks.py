@@ -49,6 +49,41 @@ def test_reduce_lr_on_plateau_lowers_the_rate_in_fit():
     assert model.optimizer.learning_rate == pytest.approx(0.00625)
 
 
+def test_auto_mode_follows_the_monitored_metric_as_keras_3(tmp_path):
+    """mode='auto' (the default) maximises what the model's metric says goes up, as Keras 3's
+    EarlyStopping, ModelCheckpoint and ReduceLROnPlateau do: AUC, precision, recall (under any name,
+    for each output) as well as accuracies; losses and errors are minimised. Monitoring val_auc used
+    to stop training as soon as the AUC improved, and restore the worst epoch."""
+    convforge.seed(0)
+    inputs = convforge.Input((3,))
+    hidden = layers.Dense(4, activation="relu")(inputs)
+    model = convforge.Model(inputs, [layers.Dense(1, activation="sigmoid", name="p")(hidden),
+                                     layers.Dense(2, name="r")(hidden)])
+    model.compile("sgd", ["binary_crossentropy", "mse"],
+                  metrics=[[convforge.metrics.AUC(name="prc", curve="PR"), "precision"], ["mae"]])
+    cases = {"val_p_prc": "max", "p_precision": "max", "val_r_mae": "min", "val_p_loss": "min", "loss": "min",
+             "val_unknown": "min", "val_acc_made_up": "max"}
+    for monitor, mode in cases.items():
+        made = [callbacks.EarlyStopping(monitor=monitor), callbacks.ReduceLROnPlateau(monitor=monitor),
+                callbacks.ModelCheckpoint(tmp_path / "best.npz", monitor=monitor, save_best_only=True)]
+        for cb in made:
+            cb.set_model(model)
+            cb.on_train_begin()
+            assert (cb.mode, cb.best) == (mode, -np.inf if mode == "max" else np.inf), (type(cb).__name__, monitor)
+    explicit = callbacks.EarlyStopping(monitor="val_p_prc", mode="min")
+    explicit.set_model(model)
+    explicit.on_train_begin()
+    assert explicit.mode == "min"
+    # In fit: an AUC that rises every epoch never stops training.
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((64, 3))
+    single = convforge.Sequential([convforge.Input((3,)), layers.Dense(1, activation="sigmoid")])
+    single.compile(convforge.optimizers.SGD(0.5), "binary_crossentropy", metrics=[convforge.metrics.AUC()])
+    stop = callbacks.EarlyStopping(monitor="auc", patience=0)
+    history = single.fit(x, (x[:, 0] > 0).astype(float), epochs=4, batch_size=64, verbose=0, callbacks=[stop])
+    assert np.all(np.diff(history.history["auc"]) > 0) and len(history.history["auc"]) == 4
+
+
 def test_reduce_lr_on_plateau_checks_its_arguments():
     with pytest.raises(ValueError, match="factor must be a number in"):
         callbacks.ReduceLROnPlateau(factor=1.5)

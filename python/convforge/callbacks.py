@@ -189,6 +189,8 @@ class ProgbarLogger(Callback):
 
 
 def _monitor_mode(monitor: str, mode: str) -> str:
+    """The mode before the model is known: as given, or for 'auto' by the monitor's name
+    (refined by :func:`_auto_mode` when training begins)."""
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max'; got {mode!r}")
     if mode != "auto":
@@ -196,6 +198,20 @@ def _monitor_mode(monitor: str, mode: str) -> str:
     # Keras 3 maximises the metrics whose direction is "up": accuracies, AUC, precision, recall, F1
     up = ("acc", "auc", "precision", "recall", "f1", "fmeasure")
     return "max" if any(word in monitor for word in up) else "min"
+
+
+def _auto_mode(monitor: str, model) -> str:
+    """Keras 3's mode='auto': the direction of the model's metric logged under ``monitor`` (AUC,
+    precision and recall go up, under whatever name they were given; errors go down), 'min' for a
+    loss, else the name rule of :func:`_monitor_mode`."""
+    name = monitor[len("val_"):] if monitor.startswith("val_") else monitor
+    if name == "loss" or name.endswith("_loss"):
+        return "min"
+    log_metrics = getattr(model, "_log_metrics", None)
+    for logged, metric in (log_metrics() if log_metrics is not None else []):
+        if logged == name and getattr(metric, "direction", None) in ("up", "down"):
+            return "max" if metric.direction == "up" else "min"
+    return _monitor_mode(monitor, "auto")
 
 
 def _json_float(value):
@@ -214,9 +230,10 @@ class EarlyStopping(Callback):
     patience : int
         Epochs without improvement before stopping.
     mode : 'auto', 'min' or 'max'
-        ``'auto'`` maximises names containing ``acc``, ``auc``, ``precision``,
-        ``recall`` or ``f1`` (Keras 3's metrics whose direction is up),
-        minimises the rest.
+        ``'auto'`` follows the monitored metric, as Keras 3: accuracies, AUC,
+        precision and recall are maximised, losses and errors minimised (a
+        name the model does not log: names containing ``acc``, ``auc``,
+        ``precision``, ``recall`` or ``f1`` are maximised).
     baseline : float, optional
         Stop unless this value is beaten within ``patience`` epochs.
     restore_best_weights : bool
@@ -244,6 +261,7 @@ class EarlyStopping(Callback):
         self.min_delta = abs(float(min_delta))
         self.patience = patience
         self.verbose = verbose
+        self._mode_argument = mode
         self.mode = _monitor_mode(monitor, mode)
         self.baseline = baseline
         self.restore_best_weights = bool(restore_best_weights)
@@ -258,6 +276,8 @@ class EarlyStopping(Callback):
         self.best_epoch = 0
 
     def on_train_begin(self, logs=None):
+        if self._mode_argument == "auto":
+            self.mode = _auto_mode(self.monitor, self.model)
         if not getattr(self, "_restored", False):
             self._reset()
         self._restored = False
@@ -413,9 +433,20 @@ class ModelCheckpoint(Callback):
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
+        self._mode_argument = mode
         self.mode = _monitor_mode(monitor, mode)
         self.best = math.inf if self.mode == "min" else -math.inf
         self.last_saved: str | None = None
+
+    def on_train_begin(self, logs=None):
+        # The best value lasts across fit calls (as in Keras); a mode='auto' that the model's
+        # metric turns around starts it again, unless a resumed checkpoint restored it.
+        mode = _auto_mode(self.monitor, self.model) if self._mode_argument == "auto" else self.mode
+        if mode != self.mode:
+            self.mode = mode
+            if not getattr(self, "_restored", False):
+                self.best = math.inf if mode == "min" else -math.inf
+        self._restored = False
 
     def _path(self, epoch, logs) -> str:
         try:
@@ -468,6 +499,7 @@ class ModelCheckpoint(Callback):
 
     def set_state(self, state, arrays):
         self.best = float(state["best"])
+        self._restored = True
 
 
 class TerminateOnNaN(Callback):
@@ -575,6 +607,7 @@ class ReduceLROnPlateau(Callback):
         self.factor = float(factor)
         self.patience = int(patience)
         self.verbose = verbose
+        self._mode_argument = mode
         self.mode = _monitor_mode(monitor, mode)
         self.min_delta = abs(float(min_delta))
         self.cooldown = int(cooldown)
@@ -587,6 +620,8 @@ class ReduceLROnPlateau(Callback):
         self.cooldown_counter = 0
 
     def on_train_begin(self, logs=None):
+        if self._mode_argument == "auto":
+            self.mode = _auto_mode(self.monitor, self.model)
         if not getattr(self, "_restored", False):
             self._reset()
         self._restored = False

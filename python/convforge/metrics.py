@@ -181,6 +181,9 @@ class Metric:
     """A running value over batches: ``update_state`` per batch, ``result`` at the end."""
 
     name = "metric"
+    #: Which way is better, as Keras 3's metrics say it: ``'up'``, ``'down'`` or None (not known).
+    #: Callbacks with ``mode='auto'`` (EarlyStopping, ModelCheckpoint, ReduceLROnPlateau) follow it.
+    direction: str | None = None
 
     def __init__(self, name: str | None = None):
         # Keras's signature: a subclass of one's own calls super().__init__(name=name).
@@ -240,6 +243,8 @@ def _fast_accuracy(y_true, y_pred) -> float:
 class Accuracy(Mean):
     """Accuracy for labels, one-hot rows or binary (0.5-thresholded) outputs."""
 
+    direction = "up"
+
     def __init__(self, name: str = "accuracy"):
         super().__init__(_fast_accuracy, name)
 
@@ -255,11 +260,15 @@ def _mae(y_true, y_pred):
 # Keras's default names (history keys 'mean_squared_error', ...); compile(metrics=['mse']) passes
 # its string as the name, so that one logs 'mse', as in Keras.
 class MeanSquaredError(Mean):
+    direction = "down"
+
     def __init__(self, name: str = "mean_squared_error"):
         super().__init__(_mse, name)
 
 
 class MeanAbsoluteError(Mean):
+    direction = "down"
+
     def __init__(self, name: str = "mean_absolute_error"):
         super().__init__(_mae, name)
 
@@ -314,6 +323,8 @@ class _Counting(Metric):
 class BinaryAccuracy(Mean):
     """Fraction of outputs on the right side of ``threshold`` (0.5), element-wise; Keras's ``BinaryAccuracy``."""
 
+    direction = "up"
+
     def __init__(self, name: str = "binary_accuracy", threshold: float = 0.5):
         self.threshold = float(threshold)
 
@@ -330,6 +341,8 @@ class BinaryAccuracy(Mean):
 class CategoricalAccuracy(Mean):
     """Argmax of the output equals argmax of the one-hot target; Keras's ``CategoricalAccuracy``."""
 
+    direction = "up"
+
     def __init__(self, name: str = "categorical_accuracy"):
         def categorical_accuracy(y_true, y_pred):
             t = np.asarray(y_true)
@@ -342,6 +355,8 @@ class CategoricalAccuracy(Mean):
 
 class SparseCategoricalAccuracy(Mean):
     """Argmax of the output equals the integer label; Keras's ``SparseCategoricalAccuracy``."""
+
+    direction = "up"
 
     def __init__(self, name: str = "sparse_categorical_accuracy"):
         def sparse_categorical_accuracy(y_true, y_pred):
@@ -361,6 +376,8 @@ def _top_k_hits(labels: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
 class TopKCategoricalAccuracy(Mean):
     """The one-hot target's class is among the ``k`` (5) highest scores; Keras's ``TopKCategoricalAccuracy``."""
 
+    direction = "up"
+
     def __init__(self, k: int = 5, name: str = "top_k_categorical_accuracy"):
         self.k = int(k)
 
@@ -375,6 +392,8 @@ class TopKCategoricalAccuracy(Mean):
 
 class SparseTopKCategoricalAccuracy(Mean):
     """The integer label is among the ``k`` (5) highest scores; Keras's ``SparseTopKCategoricalAccuracy``."""
+
+    direction = "up"
 
     def __init__(self, k: int = 5, name: str = "sparse_top_k_categorical_accuracy"):
         self.k = int(k)
@@ -396,6 +415,7 @@ class Precision(_Counting):
     """
 
     _count_names = ("tp", "fp", "fn")
+    direction = "up"
 
     def __init__(self, thresholds=None, name: str = "precision"):
         self.threshold = 0.5 if thresholds is None else float(thresholds)
@@ -441,6 +461,7 @@ class AUC(_Counting):
     """
 
     _count_names = ("tp", "fp", "tn", "fn")
+    direction = "up"
 
     def __init__(self, num_thresholds: int = 200, curve: str = "ROC", name: str = "auc"):
         curve = str(curve).upper()
