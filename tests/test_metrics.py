@@ -154,3 +154,18 @@ def test_a_keras_style_metric_subclass_passes_its_name_to_the_base_class():
     assert history.history["categorical_true_positives"] == [8.0]  # a tie picks class 0 every time
     with pytest.raises(TypeError, match="convforge does not support the argument 'dtype' of CategoricalTruePositives"):
         CategoricalTruePositives(dtype="float32")
+
+
+def test_a_metric_function_may_return_one_value_per_sample():
+    """Keras's metric functions return one value per sample (e.g. a mean over the last axis); compile
+    averages them over the samples, as Keras does, instead of failing to make a float of the array."""
+    def per_sample_abs(y_true, y_pred):
+        return np.mean(np.abs(y_true - y_pred), axis=-1)
+
+    metric = metrics.get(per_sample_abs)
+    rng = np.random.default_rng(3)
+    y_true, y_pred = rng.standard_normal((10, 2)), rng.standard_normal((10, 2))
+    metric.update_state(y_true[:7], y_pred[:7])
+    metric.update_state(y_true[7:], y_pred[7:])
+    assert metric.name == "per_sample_abs"
+    assert metric.result() == pytest.approx(np.mean(np.abs(y_true - y_pred)))

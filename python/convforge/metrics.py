@@ -218,7 +218,12 @@ class Mean(Metric):
 
     def update_state(self, y_true, y_pred):
         n = len(y_pred)
-        self._total += float(self.fn(y_true, y_pred)) * n
+        # A function may return the batch's mean or, as Keras's metric functions do, one value
+        # per sample: both are averaged over the samples.
+        value = self.fn(y_true, y_pred)
+        if not isinstance(value, float):  # the built-in metrics' floats skip NumPy
+            value = float(np.mean(value))
+        self._total += value * n
         self._count += n
 
     def add(self, value: float, n: int) -> None:
