@@ -41,6 +41,8 @@ def test_keras_names_exist(name):
         ("initializers", "VarianceScaling", r"VarianceScaling: use .*HeNormal"),
         ("initializers", "NoSuchInit", r"\(Keras name\?\); its classes are .*GlorotUniform"),
         (None, "backend", "convforge does not support convforge.backend"),
+        # The namespaces' fallback lists the namespace's own classes (once: _unsupported's).
+        (None, "NoSuchThing", r"convforge.NoSuchThing \(Keras name\?\); its classes are Input$"),
         ("utils", "image_dataset_from_directory", "convforge does not support convforge.utils.image_dataset_from_direc"),
         ("utils", "NoSuchHelper", r"convforge does not support convforge.utils.NoSuchHelper \(Keras name\?\)$"),
         # the top level lists its own classes (Model and Sequential load lazily), not another module's
