@@ -43,6 +43,10 @@ def test_keras_names_exist(name):
         (None, "backend", "convforge does not support convforge.backend"),
         # The namespaces' fallback lists the namespace's own classes (once: _unsupported's).
         (None, "NoSuchThing", r"convforge.NoSuchThing \(Keras name\?\); its classes are Input$"),
+        ("datasets", "imdb", "convforge does not support convforge.datasets.imdb: convforge has no text data sets"),
+        ("datasets", "cifar100", "convforge.datasets.cifar100: convforge reads MNIST, Fashion-MNIST and CIFAR-10"),
+        ("activations", "selu", "convforge does not support convforge.activations.selu: use relu, "),
+        ("regularizers", "OrthogonalRegularizer", "OrthogonalRegularizer: use l1, l2 or l1_l2"),
         ("utils", "image_dataset_from_directory", "convforge does not support convforge.utils.image_dataset_from_direc"),
         ("utils", "NoSuchHelper", r"convforge does not support convforge.utils.NoSuchHelper \(Keras name\?\)$"),
         # the top level lists its own classes (Model and Sequential load lazily), not another module's

@@ -19,6 +19,8 @@ _SCHEDULE = ("use ExponentialDecay, CosineDecay, PiecewiseConstantDecay or StepD
 _INITIALIZER = ("use GlorotUniform, GlorotNormal, HeNormal, HeUniform, LecunNormal, LecunUniform, RandomNormal, "
                 "RandomUniform, TruncatedNormal or Constant, or a function f(shape, dtype) -> array")
 
+_DATASET = "convforge reads MNIST, Fashion-MNIST and CIFAR-10 (local files); load other data with NumPy"
+
 HINTS: dict[str, dict[str, str]] = {
     "convforge.layers": {
         "LSTM": _RNN,
@@ -71,6 +73,23 @@ HINTS: dict[str, dict[str, str]] = {
         "Orthogonal": _INITIALIZER,
         "VarianceScaling": _INITIALIZER,
         "Identity": _INITIALIZER,
+    },
+    "convforge.datasets": {
+        "imdb": "convforge has no text data sets",
+        "reuters": "convforge has no text data sets",
+        "cifar100": _DATASET,
+        "boston_housing": _DATASET,
+        "california_housing": _DATASET,
+    },
+    "convforge.activations": {
+        name: "use relu, relu6, leaky_relu, elu, gelu, swish, silu, softplus, sigmoid, tanh, softmax or linear, "
+              "or a Layer subclass of your own"
+        for name in ("selu", "hard_sigmoid", "hard_silu", "hard_swish", "exponential", "mish", "softsign",
+                     "log_softmax", "celu", "glu", "sparsemax", "hard_tanh", "tanh_shrink", "soft_shrink")
+    },
+    "convforge.regularizers": {
+        "OrthogonalRegularizer": "use l1, l2 or l1_l2",
+        "orthogonal_regularizer": "use l1, l2 or l1_l2",
     },
     "convforge.losses": {
         "KLDivergence": "subclass convforge.losses.Loss and implement value_and_grad",

@@ -138,3 +138,9 @@ def serialize(fn) -> str:
 
 
 _FUNCTIONS = {fn._convforge_activation: fn for fn in (relu, leaky_relu, elu, gelu, swish, silu, softplus, sigmoid, tanh, softmax, linear)}
+
+
+from . import _unsupported  # noqa: E402
+
+# A Keras name this module lacks says so, and what to use (Keras's other namespaces do too).
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())

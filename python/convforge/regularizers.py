@@ -140,3 +140,9 @@ def serialize(regularizer) -> dict | None:
     if type(regularizer) in (L1, L2, L1L2):
         return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
     return None  # a user class cannot be rebuilt from a file: saved as none, as user initialisers
+
+
+from . import _unsupported  # noqa: E402
+
+# A Keras name this module lacks says so, and what to use (Keras's other namespaces do too).
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())

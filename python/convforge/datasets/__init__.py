@@ -37,3 +37,9 @@ __all__ = [
     "read_idx",
     "write_idx",
 ]
+
+
+from .. import _unsupported  # noqa: E402
+
+# A Keras name this module lacks says so, and what to use (Keras's other namespaces do too).
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())
