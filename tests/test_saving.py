@@ -140,6 +140,27 @@ def test_built_in_metric_objects_are_saved_with_their_settings(tmp_path):
     assert convforge.load_model(path).metrics_names == ["loss", "accuracy"]
 
 
+def test_keras_save_spellings(tmp_path):
+    """keras.models.save_model(model, path) and Keras 3's overwrite= argument of save / save_weights:
+    overwrite=False refuses an existing file (Keras asks on the terminal; convforge never blocks);
+    other Keras arguments are named as unsupported, not Python's bare TypeError."""
+    model = trained()
+    path = tmp_path / "model.npz"
+    convforge.models.save_model(model, path)
+    np.testing.assert_array_equal(convforge.load_model(path).get_weights()[0], model.get_weights()[0])
+    model.save(path, overwrite=True)
+    model.save_weights(tmp_path / "w.npz", overwrite=True)
+    with pytest.raises(FileExistsError, match="model.npz exists and overwrite=False"):
+        model.save(path, overwrite=False)
+    with pytest.raises(FileExistsError, match="w.npz exists and overwrite=False"):
+        model.save_weights(tmp_path / "w.npz", overwrite=False)
+    model.save(tmp_path / "new.npz", overwrite=False)
+    with pytest.raises(TypeError, match="convforge does not support the argument 'include_optimizer' of Sequential.save"):
+        model.save(path, include_optimizer=False)
+    with pytest.raises(AttributeError, match="convforge does not support convforge.models.NoSuchModel"):
+        convforge.models.NoSuchModel
+
+
 def test_float64_model_round_trip(tmp_path):
     convforge.seed(1)
     model = make_model(dtype="float64")

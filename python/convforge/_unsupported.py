@@ -183,6 +183,9 @@ ARGUMENT_HINTS: dict[str, str] = {
     "label_weights": "convforge's AUC takes no label weights",
     "initial_value_threshold": "start from the first epoch's value (convforge's default)",
     # Model methods
+    "include_optimizer": "model.save keeps the optimizer state; model.save_weights writes the weights alone",
+    "save_format": "convforge writes its own .npz format (model.export(path, format='onnx') for other runtimes)",
+    "zipped": "convforge writes its own .npz format (model.export(path, format='onnx') for other runtimes)",
     "validation_freq": "convforge validates after every epoch",
 }
 

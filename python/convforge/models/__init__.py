@@ -19,8 +19,18 @@ nothing from here).
 
 from __future__ import annotations
 
+from .. import _unsupported
 from .functional import Functional, Model
 from .loading import clone_model, load_model, model_from_json
 from .sequential import Sequential
 
-__all__ = ["Functional", "Model", "Sequential", "clone_model", "load_model", "model_from_json"]
+__all__ = ["Functional", "Model", "Sequential", "clone_model", "load_model", "model_from_json", "save_model"]
+
+
+def save_model(model, filepath, overwrite: bool = True) -> None:
+    """Keras's ``keras.models.save_model(model, filepath)``: ``model.save(filepath, overwrite)``."""
+    model.save(filepath, overwrite=overwrite)
+
+
+# A Keras name this module lacks says so (Keras's other namespaces do too).
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import os
 import warnings
 
 import numpy as np
@@ -77,6 +78,16 @@ from .trainer import Trainer, check_compile_arguments, prepare_targets, saveable
 _BUILTIN_BN_BACKWARD = BatchNormalization.backward
 
 __all__ = ["Functional", "Model"]
+
+
+def _refuse_overwrite(filepath, overwrite) -> None:
+    """Keras's ``overwrite=False``: Keras asks on the terminal before replacing a file; convforge,
+    which must not block a script, refuses."""
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise TypeError(f"overwrite must be True or False; got {overwrite!r}")
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"{os.fspath(filepath)} exists and overwrite=False: choose another name, or pass "
+                              "overwrite=True to replace it")
 
 
 class Model(Trainer):
@@ -254,13 +265,17 @@ class Model(Trainer):
 
     # ================================================================== saving
 
-    def save(self, filepath) -> None:
+    def save(self, filepath, overwrite: bool = True) -> None:
         """Save architecture, weights, compile settings, optimizer state and training progress
-        (epoch, random state, history) to an ``.npz`` file; see :mod:`convforge.saving`."""
+        (epoch, random state, history) to an ``.npz`` file; see :mod:`convforge.saving`.
+        ``overwrite=False`` refuses an existing file (Keras asks on the terminal)."""
+        _refuse_overwrite(filepath, overwrite)
         state.save_model(self, filepath)
 
-    def save_weights(self, filepath) -> None:
-        """Save the weights (and the architecture, to check on load) to an ``.npz`` file."""
+    def save_weights(self, filepath, overwrite: bool = True) -> None:
+        """Save the weights (and the architecture, to check on load) to an ``.npz`` file;
+        ``overwrite`` as in :meth:`save`."""
+        _refuse_overwrite(filepath, overwrite)
         state.save_weights(self, filepath)
 
     def load_weights(self, filepath) -> None:
@@ -1269,3 +1284,5 @@ class _GraphBatches:
 
 
 _unsupported.check_arguments(Functional, method="summary")  # Keras's show_trainable, expand_nested, ...
+for _method in ("save", "save_weights"):  # Keras's include_optimizer, save_format, zipped, ...
+    _unsupported.check_arguments(Model, method=_method)
