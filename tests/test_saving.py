@@ -159,6 +159,13 @@ def test_keras_save_spellings(tmp_path):
         model.save(path, include_optimizer=False)
     with pytest.raises(AttributeError, match="convforge does not support convforge.models.NoSuchModel"):
         convforge.models.NoSuchModel
+    # load_model's and load_weights' Keras 3 signatures: filepath=, safe_mode= (convforge's files
+    # hold no code to run, so it changes nothing), skip_mismatch named as unsupported.
+    for safe_mode in (True, False):
+        loaded = convforge.models.load_model(filepath=path, safe_mode=safe_mode)
+        np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
+    with pytest.raises(TypeError, match="convforge does not support the argument 'skip_mismatch' of Sequential.load_"):
+        model.load_weights(path, skip_mismatch=True)
 
 
 def test_float64_model_round_trip(tmp_path):

@@ -185,6 +185,8 @@ ARGUMENT_HINTS: dict[str, str] = {
     # Model methods
     "include_optimizer": "model.save keeps the optimizer state; model.save_weights writes the weights alone",
     "save_format": "convforge writes its own .npz format (model.export(path, format='onnx') for other runtimes)",
+    "skip_mismatch": "convforge loads weights into the architecture they were saved from; copy the arrays that fit "
+                     "with layer.set_weights",
     "zipped": "convforge writes its own .npz format (model.export(path, format='onnx') for other runtimes)",
     "validation_freq": "convforge validates after every epoch",
 }

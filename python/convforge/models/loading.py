@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import warnings
 
+import numpy as np
+
 from .. import losses as losses_module
 from .. import optimizers as optimizers_module
 from ..saving import ModelFileError, read
@@ -24,12 +26,12 @@ def _model_from_meta(meta, path, custom_objects):
         return classes[kind].from_config(meta["model"]["config"], custom_objects)
 
 
-def load_model(path, custom_objects=None, compile=True, *, input_layout=None):  # noqa: A002 - Keras's name
-    """Rebuild a model saved with ``model.save`` (or ``save_weights``) from its file.
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True, *, input_layout=None):  # noqa: A002
+    """Rebuild a model saved with ``model.save`` (or ``save_weights``) from its file; Keras's signature.
 
     Parameters
     ----------
-    path : str or os.PathLike
+    filepath : str or os.PathLike
         A ``.onnx`` path is imported from ONNX (see :mod:`convforge.onnx`;
         needs the ``onnx`` package); any other is a convforge ``.npz``.
     custom_objects : dict, optional
@@ -37,6 +39,9 @@ def load_model(path, custom_objects=None, compile=True, *, input_layout=None):  
     compile : bool
         Compile with the saved optimizer (state included), loss and metrics.
         An ONNX model holds none: compile it yourself to train it.
+    safe_mode : bool
+        Keras's guard against files that run code when loaded; convforge's files hold no
+        code (no pickle, no lambdas), so it changes nothing.
     input_layout : 'channels_last', 'channels_first' or None
         ONNX only: the layout the imported model takes (see
         :func:`convforge.onnx.load_onnx`).
@@ -51,6 +56,9 @@ def load_model(path, custom_objects=None, compile=True, *, input_layout=None):  
         For any file that cannot be used, with the path and the reason (FileNotFoundError for
         a missing one). Memory used is bounded by the file's size.
     """
+    if not isinstance(safe_mode, (bool, np.bool_)):
+        raise TypeError(f"safe_mode must be True or False; got {safe_mode!r}")
+    path = filepath
     if os.fsdecode(path).lower().endswith(".onnx"):
         from ..onnx import load_onnx
 
