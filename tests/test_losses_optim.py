@@ -6,6 +6,7 @@ NumPy, step by step.
 """
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -93,8 +94,15 @@ def test_from_logits_true_on_a_softmax_model_warns():
     # At compile already, the model being built; and again where it is used.
     with pytest.warns(UserWarning, match="from_logits=True but the last layer 'dense' applies a softmax"):
         model.compile(optimizer="sgd", loss=losses.SparseCategoricalCrossentropy(from_logits=True))
-    with pytest.warns(UserWarning, match="from_logits=True but the last layer 'dense' applies a softmax"):
+    with pytest.warns(UserWarning, match="from_logits=True but the last layer 'dense' applies a softmax") as seen:
         model.evaluate(np.ones((2, 1)), np.array([0, 1]), verbose=0)
+    # Each warning names the user's line (here), not one inside convforge's trainer.
+    assert {w.filename for w in seen} == {__file__}
+    with warnings.catch_warnings(record=True) as seen:  # fit's own warning, and a callback's
+        warnings.simplefilter("always")
+        model.fit(np.ones((2, 1)), np.array([0, 1]), verbose=0, callbacks=[callbacks.EarlyStopping(monitor="nope")])
+    assert sorted(w.category.__name__ for w in seen) == ["RuntimeWarning", "UserWarning"]
+    assert {w.filename for w in seen} == {__file__}
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from . import distributed, progress
+from ._warnings import user_stacklevel
 
 __all__ = [
     "CSVLogger",
@@ -296,7 +297,7 @@ class EarlyStopping(Callback):
                 f"EarlyStopping is conditioned on '{self.monitor}', which is not available; available: "
                 f"{sorted(logs or {})}",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
             return
         if epoch < self.start_from_epoch:
@@ -466,7 +467,7 @@ class ModelCheckpoint(Callback):
                     f"ModelCheckpoint can save the best model only with '{self.monitor}' available; available: "
                     f"{sorted(logs)}; skipping",
                     RuntimeWarning,
-                    stacklevel=2,
+                    stacklevel=user_stacklevel(),
                 )
                 return
             better = current < self.best if self.mode == "min" else current > self.best
@@ -646,7 +647,7 @@ class ReduceLROnPlateau(Callback):
                 f"ReduceLROnPlateau is conditioned on '{self.monitor}', which is not available; available: "
                 f"{sorted(logs)}",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
             return
         if self.cooldown_counter > 0:

@@ -57,6 +57,7 @@ import warnings
 import numpy as np
 
 from .. import _unsupported
+from .._warnings import user_stacklevel
 from .. import functional as F
 from .. import losses as losses_module
 from .. import metrics as metrics_module
@@ -921,7 +922,7 @@ class Functional(Model):
             (layer, names, self._calls[id(layer)]) for layer, names in self._trainable_plan if len(self._calls[id(layer)]) > 1
         ]
 
-    def _resolve_loss_path(self, stacklevel: int = 3, owner=None) -> None:
+    def _resolve_loss_path(self, owner=None) -> None:
         """Per output: its loss, weight, and whether a final softmax is fused into its cross-entropy.
 
         Also warns (once per compile of ``owner``, the model the user compiled: this one or the
@@ -962,14 +963,14 @@ class Functional(Model):
                     f"the loss has from_logits=True but the last layer {step.layer.name!r} applies a softmax: the loss "
                     "would treat probabilities as logits. Remove the softmax or use from_logits=False.",
                     UserWarning,
-                    stacklevel=stacklevel,
+                    stacklevel=user_stacklevel(),
                 )
             heads.append((loss, weight, fused))
         self._heads = heads
         self._fused = any(fused for _, _, fused in heads)
-        self._warn_if_logits(owner, stacklevel + 1)
+        self._warn_if_logits(owner)
 
-    def _warn_if_logits(self, owner, stacklevel: int) -> None:
+    def _warn_if_logits(self, owner) -> None:
         """Warn once per compile of ``owner`` when a probability loss follows a built-in layer without
         softmax or sigmoid: it outputs logits, so ``from_logits=True`` is probably meant."""
         if getattr(owner, "_warned_logits", False):
@@ -985,7 +986,7 @@ class Functional(Model):
                     f"meant loss={type(loss).__name__}(from_logits=True), or activation="
                     f"{'sigmoid' if isinstance(loss, losses_module.BinaryCrossentropy) else 'softmax'} on the last layer.",
                     UserWarning,
-                    stacklevel=stacklevel,
+                    stacklevel=user_stacklevel(),
                 )
                 return
 
@@ -1054,7 +1055,7 @@ class Functional(Model):
         self._metric_specs = per_metrics
         self._output_loss_means = [metrics_module.Mean(name=f"{name}_loss") for name in self.output_names]
         self._warned_logits = False
-        self._warn_if_logits(self, stacklevel=3)  # at compile; the loss path itself is decided at fit
+        self._warn_if_logits(self)  # at compile; the loss path itself is decided at fit
 
     def _per_output(self, value, argument: str):
         """A list/dict given per output, as a list in output order; None if ``value`` is neither."""

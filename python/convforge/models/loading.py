@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import losses as losses_module
 from .. import optimizers as optimizers_module
+from .._warnings import user_stacklevel
 from ..saving import ModelFileError, read
 from .functional import Functional
 from .sequential import Sequential
@@ -77,7 +78,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True, *, i
                 warnings.warn(
                     f"{path}: the optimizer was not saved (a custom class); compiled with RMSprop",
                     UserWarning,
-                    stacklevel=2,
+                    stacklevel=user_stacklevel(),
                 )
             else:
                 config = dict(opt_config.get("config", {}))
@@ -86,7 +87,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True, *, i
                     warnings.warn(
                         f"{path}: the learning-rate function was not saved; using the default",
                         UserWarning,
-                        stacklevel=2,
+                        stacklevel=user_stacklevel(),
                     )
                 optimizer = optimizers_module.deserialize({**opt_config, "config": config})
             loss = compile_config.get("loss")

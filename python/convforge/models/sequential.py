@@ -385,7 +385,7 @@ class Sequential(Model):
     def _resolve_loss_path(self) -> None:
         """Fuse a final softmax into a cross-entropy on probabilities (see convforge.losses)."""
         self._graph.loss = self.loss
-        self._graph._resolve_loss_path(stacklevel=4, owner=self)
+        self._graph._resolve_loss_path(owner=self)
         self._fused = self._graph._fused
 
     def _forward_loss(self, xb, yb, training: bool, need_grad: bool, sample_weight=None):

@@ -49,6 +49,7 @@ import warnings
 import numpy as np
 
 from .. import _unsupported
+from .._warnings import user_stacklevel
 from .. import callbacks as callbacks_module
 from .. import distributed
 from .. import functional as F
@@ -889,7 +890,7 @@ class Trainer:
             "such batches are skipped without a warning and counted per epoch in "
             "history.skipped_batches (add callbacks.TerminateOnNaN() to stop and find the cause).",
             RuntimeWarning,
-            stacklevel=6,  # the user's fit call (through fit, _fit, _train_epoch, _train_batches)
+            stacklevel=user_stacklevel(),
         )
 
     def _evaluate_source(self, source, callback_list=None) -> dict:
