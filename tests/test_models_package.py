@@ -23,6 +23,18 @@ def test_importing_the_file_format_imports_no_model():
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
+def test_submodules_are_attributes_before_they_are_imported():
+    # `convforge.saving.ModelFileError` in a script that imported only convforge (Keras's
+    # keras.saving idiom) said "convforge does not support convforge.saving".
+    code = ("import convforge; print(convforge.saving.ModelFileError.__name__, convforge.onnx.__name__, "
+            "convforge.gradcheck.__name__, convforge.models.__name__, 'saving' in dir(convforge))")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(PACKAGE.parent)}
+    )
+    assert out.stdout.split() == ["ModelFileError", "convforge.onnx", "convforge.gradcheck", "convforge.models",
+                                  "True"], out.stdout + out.stderr
+
+
 def _imports(path: pathlib.Path) -> set[str]:
     """Modules of convforge a source file imports, anywhere in it (functions included)."""
     names = set()

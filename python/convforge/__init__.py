@@ -60,14 +60,18 @@ from .threads import get_adaptive_threads, set_adaptive_threads  # noqa: E402
 # The models package (Sequential, load_model) is imported on first use, so that
 # `import convforge.saving` (the file format) does not pull in the models above it.
 _FROM_MODELS = {"Model", "Sequential", "load_model"}
+# Submodules imported on first use as attributes too (convforge.saving.ModelFileError without an
+# `import convforge.saving` first), as `import convforge.x` would.
+_LAZY_MODULES = {"gradcheck", "models", "onnx", "saving", "train"}
 
 
 def __getattr__(name):
-    if name in _FROM_MODELS or name == "models":
+    if name in _FROM_MODELS or name in _LAZY_MODULES:
         import importlib
 
-        models = importlib.import_module("convforge.models")
-        return models if name == "models" else getattr(models, name)
+        if name in _LAZY_MODULES:
+            return importlib.import_module(f"convforge.{name}")
+        return getattr(importlib.import_module("convforge.models"), name)
     from . import _unsupported  # Keras names convforge lacks: say so, and what to use
 
     # the namespace is read in _unsupported: pass this module's (with the lazy names), not the builtin
@@ -75,7 +79,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted({*globals(), *_FROM_MODELS, "models"})
+    return sorted({*globals(), *_FROM_MODELS, *_LAZY_MODULES})
 
 
 __all__ = [
