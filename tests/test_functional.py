@@ -456,8 +456,13 @@ def test_unsupported_keras_arguments_say_so():
     assert convforge.Input(shape=(3,), batch_size=None, optional=False).shape == (None, 3)
     with pytest.raises(ValueError, match="shape or batch_shape, not both"):
         convforge.Input((3,), batch_shape=(None, 3))
-    with pytest.raises(NotImplementedError, match="'trainable'"):
-        convforge.Model(x, layers.Dense(2)(x), trainable=False)
+    # Keras 3's trainable argument: the graph's layers frozen, as model.trainable = False does.
+    frozen = convforge.Model(x, layers.Dense(2)(x), trainable=False)
+    assert frozen.trainable is False and not frozen.trainable_weights and len(frozen.non_trainable_weights) == 2
+    with pytest.raises(TypeError, match="trainable must be True or False"):
+        convforge.Model(x, layers.Dense(2)(x), trainable="no")
+    with pytest.raises(NotImplementedError, match="'jit_compile'"):
+        convforge.Model(x, layers.Dense(2)(x), jit_compile=True)
     with pytest.raises(NotImplementedError, match="'dtype'"):
         layers.Add(dtype="float32")
     with pytest.raises(NotImplementedError, match="subclassing API"):

@@ -411,6 +411,8 @@ class Functional(Model):
     outputs : KerasTensor or list of KerasTensor
     name : str
         Default ``'functional'``.
+    trainable : bool
+        False freezes every layer of the graph (``model.trainable = False``).
 
     ``predict``/``__call__`` return one array for a single output tensor and a
     list for a list of outputs; ``fit``/``evaluate`` take ``x`` as one array, a
@@ -421,7 +423,7 @@ class Functional(Model):
     _runnable = True
     _not_built_message = "a functional model is built when it is made"
 
-    def __init__(self, inputs, outputs, name: str | None = None, **kwargs):
+    def __init__(self, inputs, outputs, name: str | None = None, trainable: bool = True, **kwargs):
         for key in kwargs:
             raise NotImplementedError(f"Model: Keras's argument {key!r} is not supported by convforge")
         Trainer.__init__(self)
@@ -459,6 +461,8 @@ class Functional(Model):
         for layer in self.layers:
             if layer.dtype != self.dtype or any(p.dtype != self.dtype for p in layer.params.values()):
                 layer._astype(self.dtype)
+        if trainable is not True:  # Keras's argument: model.trainable = False (checked there)
+            self.trainable = trainable
         self._entries = [
             _Entry(display_shape(t._internal), t._internal, "nhwc" if len(t._internal) == 3 else "none", self.dtype)
             for t in in_list
