@@ -4,6 +4,7 @@ training from a checkpoint with the same result as an uninterrupted run, bit for
 import errno
 import json
 import os
+import warnings
 import zipfile
 
 import numpy as np
@@ -471,6 +472,29 @@ def test_resume_finds_the_callbacks_states_when_a_callback_is_added(tmp_path):
                 callbacks=[callbacks.TerminateOnNaN(), stop_again, best_again])
     assert (stop_again.best, stop_again.best_epoch, stop_again.wait) == (stop.best, stop.best_epoch, stop.wait)
     assert best_again.best == best.best
+
+
+def test_resume_keeps_the_checkpoints_skipped_batch_counts(tmp_path):
+    """history.skipped_batches after a resume covers the checkpoint's epochs too, one count per
+    entry of history.epoch (it held only the resumed fit's)."""
+    x, y = data(40)
+    x[3, 2, 2, 0] = np.nan  # one batch of five skipped every epoch
+    model = _resume_setup(seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0,
+                  callbacks=[callbacks.ModelCheckpoint(str(tmp_path / "ckpt.npz"))])
+        history = _resume_setup(seed=6).fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0,
+                                            resume_from=tmp_path / "ckpt.npz")
+    assert history.epoch == [0, 1, 2] and history.skipped_batches == [1, 1, 1]
+
+    def forged(meta):
+        meta["training"]["history_skipped"] = ["one"]
+        return np.frombuffer(json.dumps(meta).encode(), np.uint8)
+
+    _rewrite_entry(tmp_path / "ckpt.npz", "__meta__", lambda a: forged(json.loads(a.tobytes())))
+    with pytest.raises(ModelFileError, match="malformed training state"):
+        _resume_setup(seed=6).fit(x, y, epochs=3, verbose=0, resume_from=tmp_path / "ckpt.npz")
 
 
 def test_resume_needs_a_full_checkpoint_and_the_same_optimizer(tmp_path):

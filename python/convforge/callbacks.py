@@ -152,8 +152,9 @@ class History(Callback):
 
     ``fit`` returns it. After ``fit(resume_from=...)`` it also holds the
     epochs recorded in the checkpoint, so curves cover the whole run.
-    ``skipped_batches`` counts, per epoch of this ``fit``, the batches not applied
-    because their loss or a gradient was NaN or Inf (convforge's; not in Keras).
+    ``skipped_batches`` counts, per epoch, the batches not applied because their
+    loss or a gradient was NaN or Inf (convforge's; not in Keras); after a resume
+    it holds the checkpoint's epochs too (none for a file from before 2026-12-05).
     """
 
     _epoch_end_order = 1

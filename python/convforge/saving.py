@@ -379,6 +379,8 @@ def _check_meta(meta, path) -> dict:
             or not isinstance(history, dict)
             or not all(isinstance(k, str) and isinstance(v, list) for k, v in history.items())
             or not isinstance(training.get("history_epochs", []), list)
+            or not isinstance(training.get("history_skipped", []), list)
+            or not all(_is_count(n) for n in training.get("history_skipped", []))
             or not isinstance(callbacks, list)
             or not all(
                 isinstance(c, dict)

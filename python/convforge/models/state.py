@@ -135,6 +135,7 @@ def save_model(model, path) -> None:
         "rng_state": _random.get_state(),
         "history": history.history if history is not None else {},
         "history_epochs": list(history.epoch) if history is not None else [],
+        "history_skipped": list(history.skipped_batches) if history is not None else [],
         "callbacks": callback_states,
     }
     write(path, meta, arrays)
@@ -352,7 +353,7 @@ def restore_training_state(model, path, callbacks) -> dict:
     callback states) before the model, its optimizer, the callbacks or convforge's random
     generator change, so a bad file leaves them as they were.
 
-    Returns ``{"epoch", "history", "history_epochs"}``.
+    Returns ``{"epoch", "history", "history_epochs", "history_skipped"}``.
     """
     meta, arrays = read(path)
     if meta["kind"] != "model":
@@ -392,4 +393,5 @@ def restore_training_state(model, path, callbacks) -> dict:
         "epoch": model.epochs_completed,
         "history": training.get("history") or {},
         "history_epochs": training.get("history_epochs") or [],
+        "history_skipped": training.get("history_skipped") or [],
     }

@@ -760,6 +760,7 @@ class Trainer:
             initial_epoch = state["epoch"]
             history.history = {k: list(v) for k, v in state["history"].items()}
             history.epoch = list(state["history_epochs"])
+            history.skipped_batches = [int(n) for n in state["history_skipped"]]
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
             raise ValueError(f"initial_epoch must be a non-negative int; got {initial_epoch!r}")
         initial_epoch = int(initial_epoch)
