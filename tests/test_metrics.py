@@ -169,3 +169,23 @@ def test_a_metric_function_may_return_one_value_per_sample():
     metric.update_state(y_true[7:], y_pred[7:])
     assert metric.name == "per_sample_abs"
     assert metric.result() == pytest.approx(np.mean(np.abs(y_true - y_pred)))
+
+
+def test_auc_from_logits_applies_the_sigmoid_as_keras():
+    # Keras 3.15.1 on these scores: AUC(from_logits=True) 0.6035531, curve='PR' 0.6136985.
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    z = rng.standard_normal(200) * 3 + y
+    for curve, keras_value in (("ROC", 0.6035531), ("PR", 0.6136985)):
+        logits = metrics.AUC(curve=curve, from_logits=True)
+        logits.update_state(y, z)
+        probabilities = metrics.AUC(curve=curve)
+        probabilities.update_state(y, 1 / (1 + np.exp(-z)))
+        assert logits.result() == pytest.approx(probabilities.result(), abs=1e-12)
+        assert logits.result() == pytest.approx(keras_value, abs=1e-6)
+    big = metrics.AUC(from_logits=True)
+    big.update_state([0, 1], [-1e4, 1e4])  # no overflow warning, a perfect ranking
+    assert big.result() == pytest.approx(1.0)
+    assert metrics.AUC(from_logits=True).get_config()["from_logits"] is True
+    with pytest.raises(TypeError, match="from_logits must be True or False"):
+        metrics.AUC(from_logits="yes")

@@ -463,25 +463,30 @@ class AUC(_Counting):
     between thresholds as Davis & Goadrich (2006) do (Keras's
     ``summation_method='interpolation'``, the default). Other summation
     methods, ``'PRGAIN'``, ``multi_label`` and label weights are not supported.
+    ``from_logits=True`` takes logits (a sigmoid is applied to them first), as Keras's.
     """
 
     _count_names = ("tp", "fp", "tn", "fn")
     direction = "up"
 
-    def __init__(self, num_thresholds: int = 200, curve: str = "ROC", name: str = "auc"):
+    def __init__(self, num_thresholds: int = 200, curve: str = "ROC", name: str = "auc", from_logits: bool = False):
         curve = str(curve).upper()
         if curve not in ("ROC", "PR"):
             raise ValueError(f"convforge does not support AUC curve={curve!r}; only curve='ROC' or 'PR'")
         if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, numbers.Integral) or num_thresholds < 2:
             raise ValueError(f"num_thresholds must be an int > 1; got {num_thresholds!r}")
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise TypeError(f"from_logits must be True or False; got {from_logits!r}")
         self.curve = curve
+        self.from_logits = bool(from_logits)
         self.num_thresholds = int(num_thresholds)
         inner = [(i + 1) / (self.num_thresholds - 1) for i in range(self.num_thresholds - 2)]
         self.thresholds = np.array([-1e-7, *inner, 1 + 1e-7])
         super().__init__(name)
 
     def get_config(self):
-        return {**super().get_config(), "num_thresholds": self.num_thresholds, "curve": self.curve}
+        return {**super().get_config(), "num_thresholds": self.num_thresholds, "curve": self.curve,
+                "from_logits": self.from_logits}
 
     def reset_state(self):
         k = self.num_thresholds
@@ -490,6 +495,8 @@ class AUC(_Counting):
     def update_state(self, y_true, y_pred):
         t, p = _binary_pair(y_true, y_pred, self.name)
         t, p = t.reshape(-1) > 0.5, p.reshape(-1)
+        if self.from_logits:  # the sigmoid, without overflow for large negative logits
+            p = np.exp(-np.logaddexp(0.0, -p))
         # Predictions above each threshold: count through the sorted scores.
         for actual, above, below in ((t, self.tp, self.fn), (~t, self.fp, self.tn)):
             scores = np.sort(p[actual])
