@@ -332,6 +332,7 @@ def test_load_errors_are_model_file_errors_with_the_path(tmp_path):
 # The fuzzer's mutations of a description: a random value anywhere in the JSON tree is replaced,
 # deleted, or wrapped; values of every JSON kind and of hostile sizes.
 FUZZ = """
+import copy
 import random
 
 HOSTILE = [None, True, -1, 0, 2**31, 2**63, 10**30, -(10**30), 1e308, -0.0, "", "x" * 300, "float64", [], {},
@@ -362,7 +363,9 @@ def mutate(meta, rng):
         elif action < 0.35 and isinstance(parent[key], int) and not isinstance(parent[key], bool):
             parent[key] = parent[key] * rng.choice([10**6, -1, 2**20]) + rng.choice([0, 1])
         else:
-            parent[key] = rng.choice(HOSTILE)
+            # A copy: a later mutation of this round may reach inside it, and must not change
+            # HOSTILE's own object (a list made to hold itself, which `paths` then never leaves).
+            parent[key] = copy.deepcopy(rng.choice(HOSTILE))
     return meta
 
 def flip_bytes(data, rng):

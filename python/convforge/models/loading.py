@@ -21,8 +21,8 @@ __all__ = ["load_model"]
 def _model_from_meta(meta, path, custom_objects):
     kind = meta["model"].get("class_name", "Sequential")
     classes = {"Sequential": Sequential, "Functional": Functional}
-    if kind not in classes:
-        raise ModelFileError(path, f"unknown model class {kind!r} (convforge writes Sequential or Functional)")
+    if not isinstance(kind, str) or kind not in classes:
+        raise ModelFileError(path, f"unknown model class {kind!r:.100} (convforge writes Sequential or Functional)")
     with building(path, meta, "cannot rebuild the model from its description"):
         return classes[kind].from_config(meta["model"]["config"], custom_objects)
 
