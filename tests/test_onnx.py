@@ -210,6 +210,32 @@ def test_layers13_round_trip(make, tmp_path):
     round_trip(model, images((3, 9, 8, 3)), tmp_path)
 
 
+def export_sequence_model(model, x, tmp_path):
+    """Export a model of sequences (batch, steps, channels), check the file and compare onnxruntime
+    with predict; convforge's importer takes features and images only, and says so."""
+    path = tmp_path / "sequences.onnx"
+    model.export(path)
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto, full_check=True)
+    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+    with pytest.raises(ModelFileError, match=r"has shape \[None, \d+, \d+\]: convforge takes \(batch, features\)"):
+        convforge.load_model(path)
+    return proto
+
+
+def test_batchnorm_on_sequences_normalises_the_channels(tmp_path):
+    """Found by a review: BatchNormalization of (batch, steps, channels) went out as ONNX's
+    BatchNormalization of that tensor, which normalises axis 1, the steps: onnxruntime refused the
+    file (the statistics have one value per channel)."""
+    model = seeded([layers.Input(shape=(7, 3)), layers.BatchNormalization(epsilon=0.01), layers.ReLU()])
+    randomise_statistics(model)
+    x = images((4, 7, 3))
+    p = model.layers[0].params
+    keras = np.maximum((x - p["moving_mean"]) / np.sqrt(p["moving_variance"] + 0.01) * p["gamma"] + p["beta"], 0)
+    np.testing.assert_allclose(model.predict(x, verbose=0), keras, rtol=RTOL, atol=ATOL)
+    export_sequence_model(model, x, tmp_path)
+
+
 def test_separable_conv2d_round_trip(tmp_path):
     # Comes back as DepthwiseConv2D + a 1x1 Conv2D: the same two convolutions.
     model = seeded([layers.SeparableConv2D(5, 3, padding="same", depth_multiplier=2, activation="relu",

@@ -38,10 +38,16 @@ def export_batch_normalization(ctx, layer, inputs):
     operands = [x] + [ctx.initializer(n, v) for n, v in
                       (("gamma", gamma), ("beta", beta), ("moving_mean", p["moving_mean"]),
                        ("moving_variance", p["moving_variance"]))]
+    sequences = len(ctx.shape(x)) == 2  # (batch, steps, channels): ONNX's channel axis is 1, not the last
+    if sequences:
+        operands[0] = ctx.node("Transpose", [x], "to_channels_first", perm=[0, 2, 1])
     # Inference form: the moving statistics. ONNX's momentum has Keras's meaning (the weight of
     # the old statistic); it only matters to a runtime that trains.
-    return ctx.node("BatchNormalization", operands, "BatchNormalization", epsilon=layer.epsilon,
-                    momentum=layer.momentum)
+    y = ctx.node("BatchNormalization", operands, "BatchNormalization", epsilon=layer.epsilon,
+                 momentum=layer.momentum)
+    if sequences:
+        y = ctx.node("Transpose", [y], "to_channels_last", perm=[0, 2, 1])
+    return y
 
 
 def export_global_pooling(ctx, layer, inputs):
