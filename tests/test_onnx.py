@@ -236,6 +236,39 @@ def test_batchnorm_on_sequences_normalises_the_channels(tmp_path):
     export_sequence_model(model, x, tmp_path)
 
 
+SEQUENCE_CASES = {
+    "conv1d": lambda: [layers.Conv1D(4, 3)],
+    "conv1d-same-strided-relu": lambda: [layers.Conv1D(4, 4, strides=2, padding="same", activation="relu")],
+    "conv1d-causal-dilated-no-bias": lambda: [layers.Conv1D(3, 3, padding="causal", dilation_rate=2, use_bias=False)],
+    "conv1d-softmax": lambda: [layers.Conv1D(4, 1, activation="softmax")],  # over the channels
+    "max-pooling1d": lambda: [layers.MaxPooling1D(2)],
+    "max-pooling1d-same": lambda: [layers.MaxPooling1D(3, strides=2, padding="same")],
+    "average-pooling1d": lambda: [layers.AveragePooling1D(3, strides=1)],
+    "average-pooling1d-same": lambda: [layers.AveragePooling1D(2, padding="same")],  # a window over the end
+    "global-average-pooling1d": lambda: [layers.GlobalAveragePooling1D(), layers.Dense(2)],
+    "global-average-pooling1d-keepdims": lambda: [layers.GlobalAveragePooling1D(keepdims=True)],
+    "1d-cnn": lambda: [layers.Conv1D(6, 5, padding="same"), layers.BatchNormalization(), layers.ReLU(),
+                       layers.MaxPooling1D(2), layers.Conv1D(8, 3, activation="relu"), layers.AveragePooling1D(2),
+                       layers.Flatten(), layers.Dropout(0.5), layers.Dense(4, activation="softmax")],
+}
+
+
+@pytest.mark.parametrize("make", SEQUENCE_CASES.values(), ids=SEQUENCE_CASES.keys())
+def test_sequence_layers_export(make, tmp_path):
+    """Found by a review: Conv1D, MaxPooling1D, AveragePooling1D and GlobalAveragePooling1D had no
+    exporter, so no 1-D CNN (sound, text) could leave convforge. They are ONNX's 1-D Conv and
+    pooling between two transposes (batch, steps, channels) <-> (batch, channels, steps)."""
+    model = seeded([layers.Input(shape=(11, 3)), *make()])
+    randomise_statistics(model)
+    proto = export_sequence_model(model, images((4, 11, 3)), tmp_path)
+    for n in (1, 7):  # the batch stays dynamic
+        x = images((n, 11, 3), seed=n)
+        np.testing.assert_allclose(run_ort(tmp_path / "sequences.onnx", x), model.predict(x, verbose=0), rtol=RTOL,
+                                   atol=ATOL)
+    kernels = [list(a.ints) for n in proto.graph.node for a in n.attribute if a.name == "kernel_shape"]
+    assert all(len(k) == 1 for k in kernels), kernels  # ONNX's 1-D ops, not 2-D ones on height-1 images
+
+
 def test_separable_conv2d_round_trip(tmp_path):
     # Comes back as DepthwiseConv2D + a 1x1 Conv2D: the same two convolutions.
     model = seeded([layers.SeparableConv2D(5, 3, padding="same", depth_multiplier=2, activation="relu",

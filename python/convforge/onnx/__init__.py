@@ -25,7 +25,12 @@ both left at their defaults; Pad 18 adds an ``axes`` input and AveragePool 19
 ``producer_name`` ``convforge``
 and its version. Each layer class is translated by an *exporter* registered
 with :func:`register_exporter`; a layer without one stops the export with an
-error naming it. Dropout and the random augmentation layers are the identity at
+error naming it. Sequences ``(batch, steps, channels)`` stay so between layers;
+Conv1D, MaxPooling1D, AveragePooling1D and GlobalAveragePooling1D are ONNX's 1-D
+Conv and pooling (GlobalAveragePool) between two ``Transpose`` to and from
+``(batch, channels, steps)``, as is a BatchNormalization of sequences (the
+importer takes features and images only: such a file is refused, naming its
+input's shape). Dropout and the random augmentation layers are the identity at
 inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nearest
 ``Resize``; LeakyReLU, ELU and Softplus are their ONNX ops (and import back), swish
 ``Mul(x, Sigmoid(x))`` (imports back as Sigmoid + Multiply), GELU its erf or tanh

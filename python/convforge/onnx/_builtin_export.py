@@ -3,7 +3,9 @@
 Each writes the layer's inference computation on NCHW tensors (the layout convforge runs in),
 so weights go out exactly as stored: Conv2D's kernel is ONNX's OIHW ``W``, Dense's kernel is
 Gemm's ``B`` (``(in_features, units)``, ``transB=0``), and Flatten is ``Flatten(axis=1)`` of
-NCHW, convforge's (channels, height, width) order.
+NCHW, convforge's (channels, height, width) order. Sequences stay ``(batch, steps, channels)``
+between layers, as inside convforge; the 1-D layers transpose to ONNX's ``(batch, channels,
+steps)`` around their 1-D Conv or pooling node.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from .. import _params
 from ..layers.activations import ELU, GELU, Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Swish, Tanh
 from ..layers.conv import Conv2D
+from ..layers.conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, MaxPooling1D
 from ..layers.core import Dense, Dropout, Flatten, Reshape
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
 from ._registry import register_exporter
@@ -98,14 +101,64 @@ def export_conv2d(ctx, layer: Conv2D, inputs):
     return activation(ctx, layer.activation, y)
 
 
-def export_pooling(ctx, layer, inputs):
-    (x,) = inputs
-    _, pads = layer._window_plan(ctx.shape(x))
-    attributes = dict(kernel_shape=list(layer.pool_size), strides=list(layer.strides), pads=onnx_pads(*pads))
+def _pool_node(ctx, layer, x, **attributes):
+    """The MaxPool or AveragePool node of a pooling layer (2-D, or the inner layer of a 1-D one)."""
     if isinstance(layer, MaxPooling2D):
         return ctx.node("MaxPool", [x], "MaxPool", **attributes)
     # Keras averages only the real cells of a 'same' window: padding is not counted.
     return ctx.node("AveragePool", [x], "AveragePool", count_include_pad=0, **attributes)
+
+
+def export_pooling(ctx, layer, inputs):
+    (x,) = inputs
+    _, pads = layer._window_plan(ctx.shape(x))
+    return _pool_node(ctx, layer, x, kernel_shape=list(layer.pool_size), strides=list(layer.strides),
+                      pads=onnx_pads(*pads))
+
+
+def _to_channels_first(ctx, x: str) -> str:
+    """(batch, steps, channels) -> (batch, channels, steps), the layout of ONNX's 1-D Conv and pooling."""
+    return ctx.node("Transpose", [x], "to_channels_first", perm=[0, 2, 1])
+
+
+def _to_channels_last(ctx, x: str) -> str:
+    return ctx.node("Transpose", [x], "to_channels_last", perm=[0, 2, 1])
+
+
+def export_conv1d(ctx, layer: Conv1D, inputs):
+    """A 1-D Conv. The layer runs as its inner Conv2D on images of height 1, so that layer's padding
+    rule ('same', or 'causal' as explicit left pads) gives the pads of the steps axis."""
+    (x,) = inputs
+    steps, _ = ctx.shape(x)
+    inner = layer._inner
+    _, _, left, right = _params.conv_padding(inner.padding, (1, steps), inner.kernel_size, inner.strides,
+                                             inner.dilation_rate)
+    # Stored (filters, channels, 1, kernel_size): ONNX's (M, C, k) without the unit height.
+    operands = [_to_channels_first(ctx, x), ctx.initializer("kernel", layer.params["kernel"][:, :, 0, :])]
+    if inner.use_bias:
+        operands.append(ctx.initializer("bias", layer.params["bias"]))
+    y = ctx.node("Conv", operands, "Conv", kernel_shape=[layer.kernel_size], strides=[layer.strides],
+                 dilations=[layer.dilation_rate], pads=[left, right], group=1)
+    y = _to_channels_last(ctx, y)
+    ctx.set_shape(y, layer._internal_output_shape)
+    return activation(ctx, inner.activation, y)  # on (batch, steps, channels): a softmax over the channels
+
+
+def export_pooling1d(ctx, layer, inputs):
+    (x,) = inputs
+    steps, channels = ctx.shape(x)
+    inner = layer._inner  # the 2-D pooling on (channels, 1, steps) images that the layer runs
+    _, (_, _, left, right) = inner._window_plan((channels, 1, steps))
+    y = _pool_node(ctx, inner, _to_channels_first(ctx, x), kernel_shape=[inner.pool_size[1]],
+                   strides=[inner.strides[1]], pads=[left, right])
+    return _to_channels_last(ctx, y)
+
+
+def export_global_average_pooling1d(ctx, layer: GlobalAveragePooling1D, inputs):
+    y = ctx.node("GlobalAveragePool", [_to_channels_first(ctx, inputs[0])], "GlobalAveragePool")  # (batch, C, 1)
+    if layer.keepdims:
+        return _to_channels_last(ctx, y)  # (batch, 1, channels)
+    return ctx.node("Flatten", [y], "Flatten", axis=1)
 
 
 def export_dense(ctx, layer: Dense, inputs):
@@ -157,6 +210,10 @@ for _cls, _fn in (
     (Conv2D, export_conv2d),
     (MaxPooling2D, export_pooling),
     (AveragePooling2D, export_pooling),
+    (Conv1D, export_conv1d),
+    (MaxPooling1D, export_pooling1d),
+    (AveragePooling1D, export_pooling1d),
+    (GlobalAveragePooling1D, export_global_average_pooling1d),
     (Dense, export_dense),
     (Flatten, export_flatten),
     (Dropout, export_dropout),
