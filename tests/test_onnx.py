@@ -269,6 +269,32 @@ def test_sequence_layers_export(make, tmp_path):
     assert all(len(k) == 1 for k in kernels), kernels  # ONNX's 1-D ops, not 2-D ones on height-1 images
 
 
+CONV_TRANSPOSE_CASES = [
+    dict(filters=3, kernel_size=3),
+    dict(filters=3, kernel_size=(3, 2), strides=2, padding="same", activation="relu"),
+    dict(filters=2, kernel_size=4, strides=(2, 3), padding="same", use_bias=False),
+    dict(filters=2, kernel_size=(1, 2), strides=3, padding="same"),  # kernel < stride: output_padding
+    dict(filters=2, kernel_size=2, strides=3),
+]
+
+
+@pytest.mark.parametrize("config", CONV_TRANSPOSE_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_conv2d_transpose_exports(config, tmp_path):
+    """Found by a review: Conv2DTranspose (a decoder's or a U-Net's upsampling) had no exporter.
+    It is ONNX's ConvTranspose, with output_padding where Keras's 'same' output is larger than the
+    pads can make it."""
+    model = seeded([layers.Input(shape=(5, 4, 2)), layers.Conv2DTranspose(**config)])
+    randomise_statistics(model)
+    x = images((3, 5, 4, 2))
+    path = tmp_path / "model.onnx"
+    model.export(path)
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(run_ort(path, x[:1]), model.predict(x[:1], verbose=0), rtol=RTOL, atol=ATOL)
+    with pytest.raises(ModelFileError, match="the op 'ConvTranspose' is not supported"):  # export only
+        convforge.load_model(path)
+
+
 def test_separable_conv2d_round_trip(tmp_path):
     # Comes back as DepthwiseConv2D + a 1x1 Conv2D: the same two convolutions.
     model = seeded([layers.SeparableConv2D(5, 3, padding="same", depth_multiplier=2, activation="relu",

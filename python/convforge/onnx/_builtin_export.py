@@ -18,6 +18,7 @@ from .. import _params
 from ..layers.activations import ELU, GELU, Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Swish, Tanh
 from ..layers.conv import Conv2D
 from ..layers.conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, MaxPooling1D
+from ..layers.conv_transpose import Conv2DTranspose
 from ..layers.core import Dense, Dropout, Flatten, Reshape
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
 from ._registry import register_exporter
@@ -97,6 +98,29 @@ def export_conv2d(ctx, layer: Conv2D, inputs):
         pads=onnx_pads(*pads),
         group=1,
     )
+    ctx.set_shape(y, layer._internal_output_shape)
+    return activation(ctx, layer.activation, y)
+
+
+def export_conv2d_transpose(ctx, layer: Conv2DTranspose, inputs):
+    """ONNX's ConvTranspose: the kernel is stored as its ``W`` (in_channels, filters, kh, kw).
+    The layer is the data gradient of the convolution from its output back to its input, so
+    that convolution's padding (Keras's 'same' rule on the output size) gives the pads; where
+    the pads cannot reach Keras's output size ('same' with a kernel smaller than the stride)
+    ``output_padding`` adds the missing rows and columns at the bottom/right."""
+    (x,) = inputs
+    _, h, w = ctx.shape(x)
+    _, out_h, out_w = layer._internal_output_shape
+    top, bottom, left, right = _params.conv_padding(layer.padding, (out_h, out_w), layer.kernel_size,
+                                                    layer.strides, (1, 1))
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+    output_padding = [out_h - ((h - 1) * sh + kh - top - bottom), out_w - ((w - 1) * sw + kw - left - right)]
+    operands = [x, ctx.initializer("kernel", layer.params["kernel"])]
+    if layer.use_bias:
+        operands.append(ctx.initializer("bias", layer.params["bias"]))
+    y = ctx.node("ConvTranspose", operands, "ConvTranspose", kernel_shape=[kh, kw], strides=[sh, sw],
+                 pads=onnx_pads(top, bottom, left, right),
+                 output_padding=output_padding if any(output_padding) else None)
     ctx.set_shape(y, layer._internal_output_shape)
     return activation(ctx, layer.activation, y)
 
@@ -210,6 +234,7 @@ for _cls, _fn in (
     (Conv2D, export_conv2d),
     (MaxPooling2D, export_pooling),
     (AveragePooling2D, export_pooling),
+    (Conv2DTranspose, export_conv2d_transpose),
     (Conv1D, export_conv1d),
     (MaxPooling1D, export_pooling1d),
     (AveragePooling1D, export_pooling1d),
