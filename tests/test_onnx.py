@@ -295,6 +295,27 @@ def test_conv2d_transpose_exports(config, tmp_path):
         convforge.load_model(path)
 
 
+PERMUTE_CASES = {
+    "swap-height-width": (lambda: [layers.Conv2D(3, 1), layers.Permute((2, 1, 3)), layers.Conv2D(2, 1)], (4, 5, 2)),
+    "channels-to-height": (lambda: [layers.Permute((3, 1, 2)), layers.Flatten(), layers.Dense(3)], (4, 5, 2)),
+    "channels-first-model": (lambda: [layers.Conv2D(3, 1, data_format="channels_first"), layers.Permute((1, 3, 2)),
+                                      layers.Flatten()], (2, 4, 5)),
+    "sequences": (lambda: [layers.Permute((2, 1)), layers.Conv1D(2, 2)], (6, 5)),
+}
+
+
+@pytest.mark.parametrize("make, shape", PERMUTE_CASES.values(), ids=PERMUTE_CASES.keys())
+def test_permute_exports(make, shape, tmp_path):
+    """Found by a review: Permute had no exporter. It is one Transpose of the axes as the user
+    counts them (a channels-last image read as NHWC), composed with the layout changes around it."""
+    model = seeded([layers.Input(shape=shape), *make()])
+    x = images((3, *shape))
+    path = tmp_path / "model.onnx"
+    model.export(path)
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+
+
 def test_separable_conv2d_round_trip(tmp_path):
     # Comes back as DepthwiseConv2D + a 1x1 Conv2D: the same two convolutions.
     model = seeded([layers.SeparableConv2D(5, 3, padding="same", depth_multiplier=2, activation="relu",

@@ -32,7 +32,8 @@ Conv and pooling (GlobalAveragePool) between two ``Transpose`` to and from
 importer takes features and images only: such a file is refused, naming its
 input's shape). Dropout and the random augmentation layers are the identity at
 inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nearest
-``Resize``, Conv2DTranspose ``ConvTranspose`` (not imported: the importer names the op); LeakyReLU, ELU and Softplus are their ONNX ops (and import back), swish
+``Resize``, Conv2DTranspose ``ConvTranspose`` and Permute one ``Transpose`` (neither
+imported: the importer names the node); LeakyReLU, ELU and Softplus are their ONNX ops (and import back), swish
 ``Mul(x, Sigmoid(x))`` (imports back as Sigmoid + Multiply), GELU its erf or tanh
 formula (the importer stops at its constant Mul, naming the node).
 

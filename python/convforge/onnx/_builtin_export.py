@@ -20,6 +20,7 @@ from ..layers.conv import Conv2D
 from ..layers.conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, MaxPooling1D
 from ..layers.conv_transpose import Conv2DTranspose
 from ..layers.core import Dense, Dropout, Flatten, Reshape
+from ..layers.reshaping import Permute
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
 from ._registry import register_exporter
 
@@ -230,6 +231,20 @@ def export_reshape(ctx, layer: Reshape, inputs):
     return y
 
 
+def export_permute(ctx, layer: Permute, inputs):
+    """One Transpose. ``dims`` counts the axes as the user sees them: a channels-last image is
+    read as NHWC and, permuted, written back as NCHW, as the layer does; the three
+    permutations compose into one."""
+    (x,) = inputs
+    user_perm = [0, *layer.dims]
+    if len(ctx.shape(x)) == 3 and layer._data_format != "channels_first":
+        to_nhwc, to_nchw = [0, 2, 3, 1], [0, 3, 1, 2]
+        perm = [to_nhwc[user_perm[axis]] for axis in to_nchw]
+    else:
+        perm = user_perm
+    return ctx.node("Transpose", [x], "Transpose", perm=perm)
+
+
 for _cls, _fn in (
     (Conv2D, export_conv2d),
     (MaxPooling2D, export_pooling),
@@ -253,5 +268,6 @@ for _cls, _fn in (
     (GELU, export_activation_layer),
     (Activation, export_activation),
     (Reshape, export_reshape),
+    (Permute, export_permute),
 ):
     register_exporter(_cls, _fn)
