@@ -236,6 +236,19 @@ def test_batchnorm_on_sequences_normalises_the_channels(tmp_path):
     export_sequence_model(model, x, tmp_path)
 
 
+def test_batchnorm_on_sequences_with_as_many_steps_as_channels(tmp_path):
+    """Found by a review, comparing predict with onnxruntime: predict's compiled inference pass
+    normalised a (batch, 4, 4) sequence over the steps (its batchnorm takes the channels first;
+    with other sizes the shapes disagreed and the layer ran in Python, correctly)."""
+    model = seeded([layers.Input(shape=(4, 4)), layers.BatchNormalization()])
+    randomise_statistics(model)
+    x = images((3, 4, 4))
+    p = model.layers[0].params
+    keras = (x - p["moving_mean"]) / np.sqrt(p["moving_variance"] + 1e-3) * p["gamma"] + p["beta"]
+    np.testing.assert_allclose(model.predict(x, verbose=0), keras, rtol=RTOL, atol=ATOL)
+    export_sequence_model(model, x, tmp_path)
+
+
 SEQUENCE_CASES = {
     "conv1d": lambda: [layers.Conv1D(4, 3)],
     "conv1d-same-strided-relu": lambda: [layers.Conv1D(4, 4, strides=2, padding="same", activation="relu")],

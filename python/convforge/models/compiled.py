@@ -308,6 +308,10 @@ class _Lowering:
         if kind is Dropout:
             return x, None  # the identity at inference
         if kind is BatchNormalization:
+            # The plan's batchnorm takes the channels first: images (C, H, W) and features (F,).
+            # Sequences (steps, channels) have them last (BatchNormalization._forward reshapes).
+            if len(plan.dims(x)) == 2:
+                raise _NotLowered
             return plan.batchnorm(x, self.batchnorm(call)), None
         if kind in (GlobalAveragePooling2D, GlobalMaxPooling2D):
             if len(plan.dims(x)) != 3:
