@@ -634,6 +634,18 @@ def test_layer_without_exporter_is_named_and_registration_plugs_it_in(tmp_path):
     np.testing.assert_allclose(run_ort(tmp_path / "m.onnx", x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
 
 
+def test_a_layer_its_exporter_refuses_is_named(tmp_path):
+    """Found by a review: an exporter's refusal (a ReLU's negative_slope or threshold, as a layer or
+    as a Dense's activation) did not say which layer it was, in a model of many ReLUs."""
+    for refused in (layers.ReLU(negative_slope=0.1, name="leaky_one"),
+                    layers.Dense(2, activation=layers.ReLU(threshold=0.5), name="thresholded")):
+        model = seeded([layers.Input(shape=(4,)), layers.Dense(3), layers.ReLU(), refused])
+        with pytest.raises(ValueError, match=rf"cannot export layer '{refused.name}' \({type(refused).__name__}\) to "
+                                             "ONNX: cannot export a ReLU with negative_slope or threshold"):
+            model.export(tmp_path / "m.onnx")
+        assert not (tmp_path / "m.onnx").exists()
+
+
 def test_export_argument_errors(tmp_path):
     model = lenet()
     with pytest.raises(ValueError, match="format must be 'onnx'"):

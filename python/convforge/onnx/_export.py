@@ -117,6 +117,10 @@ def export_layer(ctx: ExportContext, layer, inputs: list[str]) -> str:
     ctx.layer = layer
     try:
         output = exporter(ctx, layer, list(inputs))
+    except ValueError as err:
+        # The exporter says what it cannot write (a ReLU's threshold, say); which of the model's
+        # layers that is, only the graph walk knows.
+        raise ValueError(f"cannot export layer {layer.name!r} ({type(layer).__name__}) to ONNX: {err}") from err
     finally:
         ctx.layer = None
     ctx.set_shape(output, layer._internal_output_shape)
