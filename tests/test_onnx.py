@@ -646,6 +646,23 @@ def test_a_layer_its_exporter_refuses_is_named(tmp_path):
         assert not (tmp_path / "m.onnx").exists()
 
 
+def test_export_takes_keras_arguments(tmp_path, capsys):
+    """Found by a review: Keras's model.export(path, format="onnx", verbose=False) and its
+    opset_version= raised a bare TypeError (unexpected keyword argument)."""
+    model = lenet()
+    path = tmp_path / "m.onnx"
+    model.export(path, "onnx", False, opset_version=15)
+    assert {o.version for o in onnx.load(path).opset_import} == {15} and capsys.readouterr().out == ""
+    model.export(path, format="onnx", verbose=True, input_signature=None)
+    assert capsys.readouterr().out == f"Saved artifact at '{path}'.\n"
+    with pytest.raises(TypeError, match="opset and opset_version .* give one"):
+        model.export(path, opset=15, opset_version=15)
+    with pytest.raises(ValueError, match="opset must be from 13 to 21; got 12"):
+        model.export(path, opset_version=12)
+    with pytest.raises(ValueError, match="input_signature must be None"):
+        model.export(path, format="onnx", input_signature=[np.zeros((1, 28, 28, 1), np.float32)])
+
+
 def test_export_argument_errors(tmp_path):
     model = lenet()
     with pytest.raises(ValueError, match="format must be 'onnx'"):

@@ -283,19 +283,36 @@ class Model(Trainer):
         """Load weights saved by ``save_weights`` or ``save`` into this model (same architecture)."""
         state.load_weights(self, filepath)
 
-    def export(self, filepath, format="onnx", *, opset=17, input_layout=None) -> None:  # noqa: A002 - Keras's name
+    def export(self, filepath, format="onnx", verbose=None, input_signature=None, *, opset=None,  # noqa: A002
+               input_layout=None, opset_version=None) -> None:
         """Write the model for deployment in another runtime, as Keras's ``model.export``.
 
         Only ``format='onnx'`` (needs the ``onnx`` package): one ONNX model that
         onnxruntime runs with ``predict``'s results; ``opset`` 13 to 21 (default
         17), ``input_layout`` ``'channels_last'``/``'channels_first'`` (default: the
         model's own). See :mod:`convforge.onnx`; ``convforge.load_model`` reads it back.
+
+        Keras's arguments work as there, so that Keras code runs: ``opset_version`` is
+        Keras's name for ``opset``; ``verbose=True`` prints where the file went (``None``,
+        Keras's default, is silent here, as convforge's other file writes);
+        ``input_signature`` must be None: the graph takes the model's built input shapes,
+        with a dynamic batch.
         """
         if format != "onnx":
             raise ValueError(f"format must be 'onnx' (the only export format convforge writes); got {format!r}")
-        from ..onnx import export_onnx
+        if input_signature is not None:
+            raise ValueError(
+                "convforge exports the model's own input shapes (the batch dynamic): input_signature must be None; "
+                "build the model for other input sizes"
+            )
+        if opset is not None and opset_version is not None:
+            raise TypeError("opset and opset_version (Keras's name) are the same argument: give one")
+        from ..onnx import DEFAULT_OPSET, export_onnx
 
+        opset = next((o for o in (opset, opset_version) if o is not None), DEFAULT_OPSET)
         export_onnx(self, filepath, opset=opset, input_layout=input_layout)
+        if verbose:
+            print(f"Saved artifact at '{os.fspath(filepath)}'.")
 
 
 def check_dtype(dtype) -> np.dtype:

@@ -12,7 +12,8 @@ runtime needs only NumPy, so ``onnx`` is imported when a function here runs.
 
 Export
 ------
-:func:`export_onnx` (``model.export(path, format="onnx")``) writes one ONNX
+:func:`export_onnx` (``model.export(path, format="onnx")``, which also takes Keras's
+``verbose``, ``opset_version`` and ``input_signature=None``) writes one ONNX
 model: float32 weights as initializers, the kernels' NCHW layout inside, one
 ``Transpose`` at the entry when the input is channels-last (the default for a
 channels-last model, as ``predict`` takes it) and one at the exit when the
