@@ -637,11 +637,11 @@ def test_layer_without_exporter_is_named_and_registration_plugs_it_in(tmp_path):
 def test_a_layer_its_exporter_refuses_is_named(tmp_path):
     """Found by a review: an exporter's refusal (a ReLU's negative_slope or threshold, as a layer or
     as a Dense's activation) did not say which layer it was, in a model of many ReLUs."""
-    for refused in (layers.ReLU(negative_slope=0.1, name="leaky_one"),
-                    layers.Dense(2, activation=layers.ReLU(threshold=0.5), name="thresholded")):
+    for refused in (layers.ReLU(threshold=0.2, name="thresholded"),
+                    layers.Dense(2, activation=layers.ReLU(threshold=0.5), name="dense_thresholded")):
         model = seeded([layers.Input(shape=(4,)), layers.Dense(3), layers.ReLU(), refused])
         with pytest.raises(ValueError, match=rf"cannot export layer '{refused.name}' \({type(refused).__name__}\) to "
-                                             "ONNX: cannot export a ReLU with negative_slope or threshold"):
+                                             "ONNX: cannot export a ReLU with a threshold"):
             model.export(tmp_path / "m.onnx")
         assert not (tmp_path / "m.onnx").exists()
 
@@ -1033,7 +1033,7 @@ def test_relu_with_max_value_is_clip_both_ways(tmp_path):
     proto, back = round_trip(model, x, tmp_path)
     assert "Clip" in [node.op_type for node in proto.graph.node]
     assert [type(layer).__name__ for layer in back.layers] == ["Conv2D", "ReLU"] and back.layers[1].max_value == 0.5
-    with pytest.raises(ValueError, match="cannot export a ReLU with negative_slope or threshold"):
+    with pytest.raises(ValueError, match="cannot export a ReLU with a threshold"):
         seeded([layers.Conv2D(3, 3, input_shape=(6, 6, 2)), layers.ReLU(threshold=0.1)]).export(tmp_path / "t.onnx")
     bound = [numpy_helper.from_array(np.float32(v), n) for n, v in (("lo", 0.0), ("hi", 6.0), ("neg", -1.0))]
     path = save_graph(tmp_path / "clip.onnx", [helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="six")], bound)
@@ -1043,6 +1043,25 @@ def test_relu_with_max_value_is_clip_both_ways(tmp_path):
     path = save_graph(tmp_path / "clip2.onnx", [helper.make_node("Clip", ["x", "neg", "hi"], ["y"], name="c")], bound)
     with pytest.raises(ModelFileError, match=r"node 'c' \(Clip\): only Clip\(x, 0, max\)"):
         convforge.load_model(path)
+
+
+@pytest.mark.parametrize("max_value", [None, 0.5])
+def test_relu_with_negative_slope_is_leaky_relu(max_value, tmp_path):
+    """Found by a review: ReLU(negative_slope=s) (Keras's leaky ReLU) was refused, though it is
+    ONNX's LeakyRelu; with max_value it is LeakyRelu then Min (the clip acts above 0 only)."""
+    x = images((3, 6, 6, 2)) * 2
+    make = lambda: layers.ReLU(max_value=max_value, negative_slope=0.3)  # noqa: E731
+    model = seeded([layers.Conv2D(3, 3, input_shape=(6, 6, 2)), make(), layers.Flatten(),
+                    layers.Dense(4, activation=make())])
+    path = tmp_path / "m.onnx"
+    model.export(path)
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto, full_check=True)
+    assert [n.op_type for n in proto.graph.node].count("LeakyRelu") == 2
+    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+    if max_value is None:  # imports back as LeakyReLU layers: the same values
+        np.testing.assert_allclose(convforge.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0),
+                                   rtol=RTOL, atol=ATOL)
 
 
 def test_onnx_pads_that_match_keras_same_pooling_import(tmp_path):

@@ -36,7 +36,9 @@ inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nea
 ``Resize``, Conv2DTranspose ``ConvTranspose`` and Permute one ``Transpose`` (neither
 imported: the importer names the node); LeakyReLU, ELU and Softplus are their ONNX ops (and import back), swish
 ``Mul(x, Sigmoid(x))`` (imports back as Sigmoid + Multiply), GELU its erf or tanh
-formula (the importer stops at its constant Mul, naming the node).
+formula (the importer stops at its constant Mul, naming the node); ReLU(max_value) is
+``Clip``, ReLU(negative_slope) ``LeakyRelu`` (then ``Min`` with a max_value), and a
+ReLU threshold is refused, naming the layer.
 
 Import
 ------

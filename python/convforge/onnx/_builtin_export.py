@@ -36,10 +36,16 @@ def _composite_activation(ctx, act, tensor: str):
     if type(act) is LeakyReLU:
         return ctx.node("LeakyRelu", [tensor], "LeakyRelu", alpha=act.negative_slope)
     if type(act) is ReLU and not act.plain:
-        if act.negative_slope != 0.0 or act.threshold != 0.0:
-            raise ValueError("cannot export a ReLU with negative_slope or threshold to ONNX (ReLU(max_value) exports "
-                             "as Clip)")
-        return ctx.node("Clip", [tensor, _scalar(ctx, "zero", 0.0), _scalar(ctx, "max", act.max_value)], "Clip")
+        if act.threshold != 0.0:
+            raise ValueError("cannot export a ReLU with a threshold to ONNX (max_value exports as Clip, negative_slope "
+                             "as LeakyRelu)")
+        if act.negative_slope == 0.0:
+            return ctx.node("Clip", [tensor, _scalar(ctx, "zero", 0.0), _scalar(ctx, "max", act.max_value)], "Clip")
+        # Keras's negative_slope * x below 0: LeakyRelu; max_value (>= 0) clips the positive side only.
+        y = ctx.node("LeakyRelu", [tensor], "LeakyRelu", alpha=act.negative_slope)
+        if act.max_value is None:
+            return y
+        return ctx.node("Min", [y, _scalar(ctx, "max", act.max_value)], "Min")
     if type(act) is ELU:
         return ctx.node("Elu", [tensor], "Elu", alpha=act.alpha)
     if type(act) is Swish:  # x * sigmoid(x)
