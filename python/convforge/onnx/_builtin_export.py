@@ -109,6 +109,17 @@ def export_conv2d(ctx, layer: Conv2D, inputs):
     return activation(ctx, layer.activation, y)
 
 
+def conv_transpose_pads(layer: Conv2DTranspose, in_hw) -> tuple[list[int], list[int]]:
+    """ONNX ConvTranspose's ``pads`` and ``output_padding`` that give ``layer``'s output (Keras's
+    'valid' or 'same' size) for an input of ``in_hw``; the importer matches a node against them."""
+    out_hw = layer._out_hw(*in_hw)
+    top, bottom, left, right = _params.conv_padding(layer.padding, out_hw, layer.kernel_size, layer.strides, (1, 1))
+    # ONNX's output size is (in - 1) * stride + kernel - pads + output_padding.
+    natural = [(n - 1) * s + k - p for n, s, k, p in zip(in_hw, layer.strides, layer.kernel_size,
+                                                          (top + bottom, left + right))]
+    return onnx_pads(top, bottom, left, right), [o - n for o, n in zip(out_hw, natural)]
+
+
 def export_conv2d_transpose(ctx, layer: Conv2DTranspose, inputs):
     """ONNX's ConvTranspose: the kernel is stored as its ``W`` (in_channels, filters, kh, kw).
     The layer is the data gradient of the convolution from its output back to its input, so
@@ -117,17 +128,12 @@ def export_conv2d_transpose(ctx, layer: Conv2DTranspose, inputs):
     ``output_padding`` adds the missing rows and columns at the bottom/right."""
     (x,) = inputs
     _, h, w = ctx.shape(x)
-    _, out_h, out_w = layer._internal_output_shape
-    top, bottom, left, right = _params.conv_padding(layer.padding, (out_h, out_w), layer.kernel_size,
-                                                    layer.strides, (1, 1))
-    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
-    output_padding = [out_h - ((h - 1) * sh + kh - top - bottom), out_w - ((w - 1) * sw + kw - left - right)]
+    pads, output_padding = conv_transpose_pads(layer, (h, w))
     operands = [x, ctx.initializer("kernel", layer.params["kernel"])]
     if layer.use_bias:
         operands.append(ctx.initializer("bias", layer.params["bias"]))
-    y = ctx.node("ConvTranspose", operands, "ConvTranspose", kernel_shape=[kh, kw], strides=[sh, sw],
-                 pads=onnx_pads(top, bottom, left, right),
-                 output_padding=output_padding if any(output_padding) else None)
+    y = ctx.node("ConvTranspose", operands, "ConvTranspose", kernel_shape=list(layer.kernel_size),
+                 strides=list(layer.strides), pads=pads, output_padding=output_padding if any(output_padding) else None)
     ctx.set_shape(y, layer._internal_output_shape)
     return activation(ctx, layer.activation, y)
 

@@ -2,7 +2,7 @@
 
 Each checks every attribute it is given (an attribute it does not know is an error, not
 ignored), and maps the op to a layer with the same arithmetic: Conv -> Conv2D with explicit
-pads, MaxPool/AveragePool -> the pooling layer whose windows are the same, Gemm/MatMul(+Add)
+pads, ConvTranspose -> Conv2DTranspose, MaxPool/AveragePool -> the pooling layer whose windows are the same, Gemm/MatMul(+Add)
 -> Dense, Flatten/Reshape-to-(batch, -1) -> Flatten. An activation (Relu, Tanh, Sigmoid,
 Softmax) that is the only reader of a Conv/Dense output becomes that layer's
 ``activation=``, so it runs fused in the kernel as in a model built in convforge.
@@ -20,6 +20,7 @@ from ..layers.activations import ELU, LeakyReLU, ReLU, Sigmoid, Softmax, Softplu
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Flatten
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
+from ._builtin_export import conv_transpose_pads
 from ._registry import register_importer
 
 _ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Softmax": "softmax"}
@@ -159,6 +160,43 @@ def import_conv(ctx, node):
 
     weights = [kernel] if bias is None else [kernel, bias]
     _add_with_activation(ctx, node, make, [node.input[0]], node.output[0], weights, 3, after, view)
+
+
+def import_conv_transpose(ctx, node):
+    """ConvTranspose -> Conv2DTranspose, where its pads and output_padding give Keras's 'valid' or
+    'same' output (those convforge's exporter writes); group 1, no dilation, as the layer."""
+    a = ctx.attributes(node, {"kernel_shape": None, "strides": [1, 1], "dilations": [1, 1], "pads": [0, 0, 0, 0],
+                              "output_padding": [0, 0], "auto_pad": "NOTSET", "group": 1})
+    c, h, w = _image_shape(ctx, node)
+    kernel = ctx.constant(node, 1, "weights W")
+    bias = ctx.constant(node, 2, "bias B", required=False)
+    if kernel.ndim != 4 or kernel.shape[0] != c or kernel.shape[1] < 1:
+        raise ctx.error(node, f"weights of shape {kernel.shape}: expected ({c}, filters, kh, kw) for {c} channels")
+    if a["group"] != 1:
+        raise ctx.error(node, "grouped transposed convolution is not supported", "group")
+    if a["auto_pad"] != "NOTSET":
+        raise ctx.error(node, "only explicit pads are supported", "auto_pad")
+    if list(a["dilations"]) != [1, 1]:
+        raise ctx.error(node, "Conv2DTranspose has no dilation", "dilations")
+    k = _pair(ctx, node, kernel.shape[2:], "kernel_shape", 1)
+    if a["kernel_shape"] is not None and tuple(a["kernel_shape"]) != k:
+        raise ctx.error(node, f"{a['kernel_shape']} differs from the weights' {k}", "kernel_shape")
+    if bias is not None and bias.shape != (kernel.shape[1],):
+        raise ctx.error(node, f"bias of shape {bias.shape}; expected ({kernel.shape[1]},)")
+    strides = _pair(ctx, node, a["strides"], "strides", 1)
+    given = ([int(p) for p in a["pads"]], [int(p) for p in a["output_padding"]])
+    cls = _layers.Conv2DTranspose
+    padding = next((p for p in ("valid", "same") if conv_transpose_pads(cls(1, k, strides, p), (h, w)) == given), None)
+    if padding is None:
+        raise ctx.error(node, f"pads {given[0]} with output_padding {given[1]} give neither Keras's 'valid' nor its "
+                        "'same' output", "pads")
+
+    def make(act):
+        return cls(kernel.shape[1], k, strides, padding, data_format=ctx.data_format, activation=act,
+                   use_bias=bias is not None, kernel_initializer="zeros")
+
+    weights = [kernel] if bias is None else [kernel, bias]
+    _add_with_activation(ctx, node, make, [node.input[0]], node.output[0], weights, 3)
 
 
 def _folded_bias(ctx, output, channels, bias):
@@ -524,6 +562,7 @@ def import_cast(ctx, node):
 
 for _op, _fn in (
     ("Conv", import_conv),
+    ("ConvTranspose", import_conv_transpose),
     ("MaxPool", import_pool),
     ("AveragePool", import_pool),
     ("Gemm", import_gemm),
