@@ -553,3 +553,25 @@ def test_inference_in_place_and_out_buffers(rng):
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="out is read-only"):
         F.batch_norm(x, out=ro)
+
+
+@pytest.mark.parametrize("which", ["x", "out_w", "out_b"])
+def test_depthwise_backward_refuses_an_out_over_what_is_read_or_written_after_it(which, rng):
+    # dx is written before dw/db are computed from x: an `out` over x, out_w or out_b gave a
+    # silently wrong dw (or dx) instead of the "must not share memory" error of every other op.
+    x = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    want = F.depthwise_conv2d_backward(dy, x, w, padding=1)
+    buf = np.zeros(150, np.float32)
+    kwargs = {"x": dict(out=x), "out_w": dict(out=buf.reshape(x.shape), out_w=buf[:27].reshape(w.shape)),
+              "out_b": dict(out=buf.reshape(x.shape), out_b=buf[:3])}[which]
+    x_before = x.copy()
+    with pytest.raises(ValueError, match=f"out must not share memory with {which}"):
+        F.depthwise_conv2d_backward(dy, x, w, padding=1, **kwargs)
+    np.testing.assert_array_equal(x, x_before)
+    # Apart, the same buffers give the usual answer.
+    got = F.depthwise_conv2d_backward(dy, x, w, padding=1, out=np.empty_like(x), out_w=np.empty_like(w),
+                                      out_b=np.empty(3, np.float32))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)

@@ -1107,8 +1107,14 @@ def depthwise_conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_in
         dw = _zeros(_output(out_w, "out_w", w.shape, x.dtype), w.shape, x.dtype)
         db = _zeros(_output(out_b, "out_b", bias_shape, x.dtype), bias_shape, x.dtype) if need_bias_grad else None
         return dx, dw, db
-    dy, w = _contiguous(dy), _contiguous(w)
+    dy, w, x = _contiguous(dy), _contiguous(w), _contiguous(x)
+    if need_input_grad and isinstance(out, np.ndarray):
+        # dx is written first, then dw and db are computed from x: an out over x (or over out_w/out_b,
+        # written next) would silently corrupt a result. The bindings check each call alone.
+        for name, other in (("x", x), ("out_w", out_w), ("out_b", out_b if need_bias_grad else None)):
+            if isinstance(other, np.ndarray) and np.may_share_memory(out, other):
+                raise ValueError(f"out must not share memory with {name}")
     dx = _core.depthwise_conv2d_bwd_data(dy, w, x.shape, stride, pads, dilation, out) if need_input_grad else None
-    dw, db = _core.depthwise_conv2d_bwd_weights(dy, _contiguous(x), w.shape, stride, pads, dilation, need_bias_grad,
+    dw, db = _core.depthwise_conv2d_bwd_weights(dy, x, w.shape, stride, pads, dilation, need_bias_grad,
                                                 out_w, out_b)
     return dx, dw, db
