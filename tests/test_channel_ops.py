@@ -506,6 +506,8 @@ V = np.ones(3, np.float32)
          "input_shape must be (N, C, H, W) with N, C = (2, 3)"),
         (lambda: F.global_avg_pool2d_backward(np.ones((2, 3), np.float32), "2344"), TypeError, "input_shape"),
         (lambda: F.global_max_pool2d(X, return_indices="yes"), TypeError, "return_indices"),
+        (lambda: F.global_max_pool2d(X, True, out_indices=np.zeros((2, 3), np.int32)), TypeError,
+         "out_indices must be int64, got int32"),
         (lambda: F.global_max_pool2d_backward(np.ones((2, 3), np.float32), np.zeros((2, 3), np.int32), X.shape),
          TypeError, "indices must be int64"),
         (lambda: F.global_max_pool2d_backward(np.ones((2, 3), np.float32), np.full((2, 3), 16, np.int64), X.shape),

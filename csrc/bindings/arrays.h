@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace convforge::bindings {
@@ -21,6 +22,7 @@ namespace py = pybind11;
 
 template <class T>
 const char* dtype_name() {
+  if constexpr (std::is_integral_v<T>) return "int64";  // the only integer output: pooling indices
   return sizeof(T) == 4 ? "float32" : "float64";
 }
 
@@ -41,7 +43,8 @@ bool has_dtype(const py::array& a) {
 template <class T>
 void check_input(const py::array& a, const char* name, py::ssize_t ndim) {
   if (!has_dtype<T>(a))
-    throw py::type_error(std::string(name) + " must be " + dtype_name<T>() + " like the other arrays, got " +
+    throw py::type_error(std::string(name) + " must be " + dtype_name<T>() +
+                         (std::is_integral_v<T> ? "" : " like the other arrays") + ", got " +
                          std::string(py::str(a.dtype())));
   if (a.ndim() != ndim)
     throw py::value_error(std::string(name) + " must have " + std::to_string(ndim) + " dimensions, got shape " +
