@@ -1016,6 +1016,8 @@ def global_max_pool2d(x, return_indices=False, *, out=None, out_indices=None):
     """
     x = _array(x, "x", 4, "(N, C, H, W)", batch=True)
     return_indices = _flag(return_indices, "return_indices")
+    if out_indices is not None and not return_indices:  # as max_pool2d: never silently left unwritten
+        raise ValueError("out_indices is given but return_indices is False")
     if x.shape[0] == 0:  # no images: an empty batch of outputs
         shape = x.shape[:2]
         y = _zeros(_output(out, "out", shape, x.dtype), shape, x.dtype)
