@@ -511,3 +511,33 @@ def test_real_fashion_mnist(monkeypatch):
         assert x_train.max() == 255 and x_train.min() == 0
         # The first training image is an ankle boot, as in Keras' docs.
         assert fashion_mnist.CLASS_NAMES[y_train[0]] == "Ankle boot"
+
+
+@pytest.mark.parametrize(
+    "index,dims,reason",
+    [
+        (0, (1, 2**14, 2**14), "images must have shape (N, 28, 28), got (1, 16384, 16384)"),
+        (1, (2**28,), "268435456 labels for the 50 images"),
+    ],
+)
+def test_load_data_refuses_a_wrong_declared_shape_before_reading_the_data(tmp_path, index, dims, reason, no_defaults):
+    # A (sparse) file of 256 MiB whose header declares a shape MNIST never has: the loader knows
+    # the shape it needs, so it must refuse the header without reading or allocating the data
+    # (it read the whole declared array, then found the shape wrong).
+    import tracemalloc
+
+    make_dataset(tmp_path, gz=(False, False, False, False))
+    path = tmp_path / NAMES[index]
+    header = bytes([0, 0, 0x08, len(dims)]) + np.asarray(dims, ">u4").tobytes()
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(len(header) + int(np.prod(dims)))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError) as info:
+            mnist.load_data(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert reason in str(info.value) and str(path) in str(info.value)
+    assert peak < 16 * 2**20, f"{peak} bytes allocated to refuse a bad header"

@@ -215,6 +215,13 @@ def read_idx(path, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
         header or data, trailing bytes, or a declared size above `max_bytes`.
         The message names `path` and the reason.
     """
+    return _read_idx(path, max_bytes)
+
+
+def _read_idx(path, max_bytes: int = MAX_IDX_BYTES, check_header=None) -> np.ndarray:
+    """`read_idx`, and ``check_header(dtype, dims)`` (native dtype, shape) called once the
+    header is read, before the payload is: a loader that knows the shape it needs refuses a
+    file declaring another one (a gzip bomb, a huge sparse file) without reading its data."""
     path = os.fspath(path)
     try:
         raw = open(path, "rb")
@@ -228,8 +235,8 @@ def read_idx(path, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
             raw.seek(0)
             if magic == _GZIP_MAGIC:
                 with gzip.GzipFile(fileobj=raw, mode="rb") as f:
-                    return _read_stream(f, path, max_bytes, file_size=None)
-            return _read_stream(raw, path, max_bytes, file_size=os.fstat(raw.fileno()).st_size)
+                    return _read_stream(f, path, max_bytes, None, check_header)
+            return _read_stream(raw, path, max_bytes, os.fstat(raw.fileno()).st_size, check_header)
         except DatasetError:
             raise
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
@@ -241,8 +248,10 @@ def read_idx(path, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
             raise _error(path, f"read error ({exc})") from exc
 
 
-def _read_stream(f, path, max_bytes: int, file_size) -> np.ndarray:
+def _read_stream(f, path, max_bytes: int, file_size, check_header=None) -> np.ndarray:
     dtype, dims, header_len, nbytes = _parse_header(f, path, max_bytes)
+    if check_header is not None:
+        check_header(dtype.newbyteorder("="), dims)
     preallocate = False
     if file_size is not None:
         # Uncompressed file: the exact size is known, so a truncated or

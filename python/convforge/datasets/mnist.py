@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from .idx import DatasetError, DatasetNotFoundError, read_idx
+from .idx import DatasetError, DatasetNotFoundError, _read_idx, read_idx
 
 __all__ = ["CLASS_NAMES", "DEFAULT_DIRS", "ENV_VAR", "FILE_NAMES", "load_data"]
 
@@ -114,22 +114,27 @@ def _invalid(path, reason: str) -> DatasetError:
     return exc
 
 
-def _check_images(x: np.ndarray, path) -> None:
-    if x.dtype != np.uint8:
-        raise _invalid(path, f"images must be uint8 (IDX type 0x08), got {x.dtype}")
-    if x.ndim != 3 or x.shape[1:] != _IMAGE_SHAPE:
-        raise _invalid(path, f"images must have shape (N, 28, 28), got {x.shape}")
+def _check_images(dtype, shape, path) -> None:
+    # Called on the header (read_idx's check_header), before the data is read: a file
+    # declaring another shape is refused without reading (or allocating) what it declares.
+    if dtype != np.uint8:
+        raise _invalid(path, f"images must be uint8 (IDX type 0x08), got {dtype}")
+    if len(shape) != 3 or tuple(shape[1:]) != _IMAGE_SHAPE:
+        raise _invalid(path, f"images must have shape (N, 28, 28), got {tuple(shape)}")
 
 
-def _check_labels(y: np.ndarray, path, count: int, images_path) -> None:
-    if y.dtype != np.uint8:
-        raise _invalid(path, f"labels must be uint8 (IDX type 0x08), got {y.dtype}")
-    if y.ndim != 1:
-        raise _invalid(path, f"labels must have shape (N,), got {y.shape}")
-    if y.shape[0] != count:
+def _check_label_header(dtype, shape, path, count: int, images_path) -> None:
+    if dtype != np.uint8:
+        raise _invalid(path, f"labels must be uint8 (IDX type 0x08), got {dtype}")
+    if len(shape) != 1:
+        raise _invalid(path, f"labels must have shape (N,), got {tuple(shape)}")
+    if shape[0] != count:
         raise _invalid(
-            path, f"{y.shape[0]} labels for the {count} images of {images_path}"
+            path, f"{shape[0]} labels for the {count} images of {images_path}"
         )
+
+
+def _check_labels(y: np.ndarray, path) -> None:
     bad = np.flatnonzero(y >= _NUM_CLASSES)
     if bad.size:
         i = int(bad[0])
@@ -142,12 +147,14 @@ def _check_labels(y: np.ndarray, path, count: int, images_path) -> None:
 
 def _load_dataset(display_name: str, path, subdir: str, default_dirs, how_to_get):
     files = _locate(display_name, path, subdir, default_dirs, how_to_get)
-    x_train, y_train, x_test, y_test = (read_idx(f) for f in files)
-    _check_images(x_train, files[0])
-    _check_labels(y_train, files[1], x_train.shape[0], files[0])
-    _check_images(x_test, files[2])
-    _check_labels(y_test, files[3], x_test.shape[0], files[2])
-    return (x_train, y_train), (x_test, y_test)
+    arrays = []
+    for images_path, labels_path in (files[:2], files[2:]):
+        x = _read_idx(images_path, check_header=lambda dtype, shape: _check_images(dtype, shape, images_path))
+        y = _read_idx(labels_path, check_header=lambda dtype, shape: _check_label_header(
+            dtype, shape, labels_path, x.shape[0], images_path))
+        _check_labels(y, labels_path)
+        arrays.append((x, y))
+    return arrays[0], arrays[1]
 
 
 _HOW_TO_GET = (
