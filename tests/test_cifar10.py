@@ -59,3 +59,22 @@ def test_missing_and_corrupt_files_are_named(tmp_path, monkeypatch):
     (tmp_path / "data_batch_2.bin").write_bytes(bytes(data))
     with pytest.raises(DatasetError, match="label 12 of record 1 is outside 0..9"):
         cifar10.load_data(path=tmp_path)
+
+
+def test_a_file_of_the_wrong_size_is_refused_before_anything_is_read(tmp_path):
+    # A damaged (here sparse) test batch of 256 MiB + 1 byte: its size alone says it is not a whole
+    # number of records, so load_data must refuse it without reading it, nor the five training
+    # batches before it (it read every file whole, then checked the size).
+    import tracemalloc
+
+    write_batches(tmp_path)
+    with open(tmp_path / "test_batch.bin", "r+b") as f:
+        f.truncate(2**28 + 1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError, match=r"test_batch.bin: its size \(268435457 bytes\) is not a whole number"):
+            cifar10.load_data(path=tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, f"{peak} bytes allocated to refuse a file by its size"

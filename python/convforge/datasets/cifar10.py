@@ -46,18 +46,34 @@ def _invalid(path, reason: str) -> DatasetError:
     return exc
 
 
+def _check_size(path, size: int) -> None:
+    if size == 0 or size % RECORD_BYTES:
+        raise _invalid(
+            path,
+            f"its size ({size} bytes) is not a whole number of {RECORD_BYTES}-byte records "
+            "(1 label byte + 3072 pixel bytes): is it the CIFAR-10 *binary* version?",
+        )
+
+
+def _file_size(path) -> int:
+    """The size of a batch file, checked before anything is read (a damaged file of gigabytes is
+    refused from its size alone)."""
+    try:
+        size = os.stat(path).st_size
+    except OSError as err:
+        raise _invalid(path, f"cannot be read ({err.strerror or err})") from err
+    _check_size(path, size)
+    return size
+
+
 def read_batch(path) -> tuple[np.ndarray, np.ndarray]:
     """One binary batch file: ``(images (N, 32, 32, 3) uint8, labels (N, 1) uint8)``."""
+    _file_size(path)
     try:
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise _invalid(path, f"cannot be read ({err.strerror or err})") from err
-    if raw.size == 0 or raw.size % RECORD_BYTES:
-        raise _invalid(
-            path,
-            f"its size ({raw.size} bytes) is not a whole number of {RECORD_BYTES}-byte records "
-            "(1 label byte + 3072 pixel bytes): is it the CIFAR-10 *binary* version?",
-        )
+    _check_size(path, raw.size)  # the file may have changed since
     records = raw.reshape(-1, RECORD_BYTES)
     labels = records[:, :1].copy()
     bad = np.flatnonzero(labels[:, 0] > 9)
@@ -108,6 +124,8 @@ def load_data(path=None):
         if missing:
             report.append(f"  - {directory} ({origin}): missing {', '.join(missing)}")
             continue
+        for name in FILE_NAMES:  # every size first: a damaged test batch fails before 150 MB are read
+            _file_size(os.path.join(directory, name))
         train = [read_batch(os.path.join(directory, name)) for name in TRAIN_FILES]
         x_test, y_test = read_batch(os.path.join(directory, TEST_FILE))
         x_train = np.concatenate([x for x, _ in train])
