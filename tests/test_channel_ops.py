@@ -581,3 +581,24 @@ def test_depthwise_backward_refuses_an_out_over_what_is_read_or_written_after_it
                                       out_b=np.empty(3, np.float32))
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(4, 2), (2, 2, 3, 3), (2, 2, 17, 17), (3, 2, 300)], ids=lambda s: "x".join(map(str, s)))
+def test_batch_norm_statistics_of_finite_values_near_float32_max(shape, isa):
+    # Finite float32 values whose sums (or squared deviations) overflow float32 but whose mean and
+    # variance do not: the fast forms add a few values in float32 before the doubles, and gave a
+    # mean of inf (four values of 1e38) or a variance of inf (deviations of 1.5e19, variance
+    # 2.25e38), while the docs promise double sums and the oracle gives finite statistics.
+    x = np.full(shape, 1e38, np.float32)
+    x[::2] = 9e37
+    y, mean, var = F.batch_norm(x)
+    want_y, want_mean, want_var = R.batch_norm(x.astype(np.float64))
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-6)
+    assert np.isinf(var).all()  # the true variance (about 2.5e73) exceeds float32: inf is its rounding
+    sign = np.where(np.arange(shape[0]) % 2 == 0, -1.0, 1.0).reshape(-1, *([1] * (len(shape) - 1)))
+    x = (np.ones(shape) * sign * 1.5e19).astype(np.float32)
+    y, mean, var = F.batch_norm(x)
+    want_y, want_mean, want_var = R.batch_norm(x.astype(np.float64))
+    np.testing.assert_allclose(mean, want_mean, atol=1e13)
+    np.testing.assert_allclose(var, want_var, rtol=1e-6)
+    np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-5)

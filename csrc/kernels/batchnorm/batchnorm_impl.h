@@ -173,6 +173,13 @@ class BnForwardBlock {
         }
         ssd[c] = std::max(ssd[c], 0.0);  // >= 0 exactly; a rounding below 0 would make var negative
       }
+    // The forms above add a few values (runs, lanes) or their squared deviations in T before
+    // the doubles: finite values within a few times T's largest overflow there (four float32
+    // values of 1e38 gave a mean of inf, not 9.75e37). A sum in double of finite T values never
+    // overflows, so a non-finite mean or ssd means either such an overflow or an inf/NaN in x:
+    // that channel's statistics again, plainly in double (as the oracle; inf/NaN stay inf/NaN).
+    for (int64_t c = 0; c < nc_; ++c)
+      if (!std::isfinite(means[c]) || !std::isfinite(ssd[c])) exact_moments(c, &means[c], &ssd[c]);
     z_.resize(static_cast<std::size_t>(nc_));
     for (int64_t c = c0_; c < c0_ + nc_; ++c) {
       mean_out[c] = static_cast<T>(means[c - c0_]);
@@ -241,6 +248,26 @@ class BnForwardBlock {
       const double d = static_cast<double>(shifts[c]) - means[c];
       ssd[c] = std::max(q - count * d * d, 0.0);  // >= 0 exactly; a rounding below 0 would make var negative
     }
+  }
+
+  // Channel c0_ + c's mean and sum of squared deviations, two plain passes in double, images in
+  // order (settle's fallback: slow, but only where the fast forms gave a non-finite result).
+  CONVFORGE_NOINLINE void exact_moments(int64_t c, double* mean, double* ssd) const {
+    const int64_t HW = s_->hw;
+    double sum = 0.0, q = 0.0;
+    for (int64_t n = 0; n < s_->mb; ++n) {
+      const T* x = src_ + (n * s_->c + c0_ + c) * HW;
+      for (int64_t i = 0; i < HW; ++i) sum += static_cast<double>(x[i]);
+    }
+    *mean = sum / static_cast<double>(s_->mb * HW);
+    for (int64_t n = 0; n < s_->mb; ++n) {
+      const T* x = src_ + (n * s_->c + c0_ + c) * HW;
+      for (int64_t i = 0; i < HW; ++i) {
+        const double d = static_cast<double>(x[i]) - *mean;
+        q += d * d;
+      }
+    }
+    *ssd = q;
   }
 
   // The runs' position arrays (run_t_) and double sums (run_d_).
