@@ -847,9 +847,13 @@ __all__ += [
 
 
 def _eps(eps) -> float:
-    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real) or not (0 < float(eps) < math.inf):
+    try:
+        value = None if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real) else float(eps)
+    except OverflowError:  # an int or Fraction beyond float's range: float() raises, not inf
+        value = math.inf
+    if value is None or not (0 < value < math.inf):
         raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
-    return float(eps)
+    return value
 
 
 def _channel_vectors(x: np.ndarray, **vectors) -> dict:
