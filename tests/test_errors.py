@@ -171,3 +171,34 @@ def test_threads_argument():
         convforge.set_num_threads(0)
     with raises(TypeError, "n must be an int"):
         convforge.set_num_threads(2.0)
+
+
+def _read_only(shape):
+    a = np.zeros(shape, np.float32)
+    a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: F.conv2d_backward_weights(np.zeros((0, 4, 3, 3), np.float32), np.zeros((0, 3, 5, 5), np.float32),
+                                           (4, 3, 3, 3), out_w=_read_only((4, 3, 3, 3))), "out_w"),
+        (lambda: F.conv2d_backward_weights(np.zeros((0, 4, 3, 3), np.float32), np.zeros((0, 3, 5, 5), np.float32),
+                                           (4, 3, 3, 3), out_b=_read_only((4,))), "out_b"),
+        (lambda: F.dense_backward_weights(np.zeros((0, 2), np.float32), np.zeros((0, 3), np.float32),
+                                          out_w=_read_only((3, 2))), "out_w"),
+        (lambda: F.batch_norm(np.zeros((0, 3), np.float32), out_var=_read_only((3,))), "out_var"),
+        (lambda: F.batch_norm_backward(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32),
+                                       np.zeros(3, np.float32), np.ones(3, np.float32), out_gamma=_read_only((3,))),
+         "out_gamma"),
+        (lambda: F.depthwise_conv2d_backward(np.zeros((0, 3, 3, 3), np.float32), np.zeros((0, 3, 5, 5), np.float32),
+                                             np.zeros((3, 1, 3, 3), np.float32), out_w=_read_only((3, 1, 3, 3))),
+         "out_w"),
+    ],
+)
+def test_read_only_out_of_an_empty_batch_is_named(call, name):
+    # An empty batch's results are zeros (or NaN statistics) written by NumPy: a read-only buffer
+    # gave NumPy's "assignment destination is read-only", which names no argument.
+    with pytest.raises(ValueError, match=f"^{name} is read-only$"):
+        call()

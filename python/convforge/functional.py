@@ -253,6 +253,8 @@ def _output(out, name: str, shape: tuple, dtype) -> np.ndarray | None:
         raise TypeError(f"{name} must be a numpy.ndarray or None, got {type(out).__name__}")
     if out.shape != shape or out.dtype != dtype:
         raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}, got {out.dtype} {out.shape}")
+    if not out.flags.writeable:  # the bindings' words; said here too for the empty-batch paths, which fill with NumPy
+        raise ValueError(f"{name} is read-only")
     return out
 
 
