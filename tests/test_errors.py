@@ -202,3 +202,11 @@ def test_read_only_out_of_an_empty_batch_is_named(call, name):
     # gave NumPy's "assignment destination is read-only", which names no argument.
     with pytest.raises(ValueError, match=f"^{name} is read-only$"):
         call()
+
+
+@pytest.mark.parametrize("n", [0, 2])
+def test_max_pool2d_backward_gate_of_another_shape_is_refused_on_any_batch(n):
+    # An empty batch returned zeros before the bindings could compare gate with input_shape.
+    dy = np.ones((n, 3, 2, 2), np.float32)
+    with pytest.raises(ValueError, match=r"gate must have the input's shape \(%d, 3, 5, 5\), got \(%d, 3, 4, 4\)" % (n, n)):
+        F.max_pool2d_backward(dy, np.zeros(dy.shape, np.int64), (n, 3, 5, 5), gate=np.ones((n, 3, 4, 4), np.float32))

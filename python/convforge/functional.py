@@ -641,6 +641,8 @@ def max_pool2d_backward(dy, indices, input_shape, *, out=None, gate=None):
     if gate is not None:
         gate = _ready(gate, "gate", 4, "(N, C, H, W)", batch=True)
         _same_dtype("dy", dy, gate=gate)
+        if gate.shape != input_shape:  # the bindings say so too, but an empty batch never reaches them
+            raise ValueError(f"gate must have the input's shape {input_shape}, got {gate.shape}")
     out = _output(out, "out", input_shape, dy.dtype)
     if dy.shape[0] == 0:  # an empty batch
         return _zeros(out, input_shape, dy.dtype)
