@@ -128,6 +128,18 @@ def test_zero_length_dimension_round_trips(tmp_path):
         assert read_idx(tmp_path / name).shape == (0, 28, 28)
 
 
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+def test_empty_array_with_absurd_other_dimensions_is_a_dataset_error(tmp_path, gz):
+    # dims (0, 2**32-1, 2**32-1) declare no data, but NumPy refuses to make such a shape: its bare
+    # ValueError ("array is too big") named no file and was no DatasetError.
+    path = tmp_path / "z.idx"
+    data = bytes([0, 0, 0x08, 3]) + np.array([0, 2**32 - 1, 2**32 - 1], ">u4").tobytes()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    with pytest.raises(DatasetError, match="empty array whose other dimensions") as info:
+        read_idx(path)
+    assert info.value.path == str(path)
+
+
 def test_read_accepts_str_and_pathlike(tmp_path):
     path = tmp_path / "s.idx"
     write_idx(str(path), np.ones(3, np.uint8))

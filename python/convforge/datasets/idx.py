@@ -142,6 +142,17 @@ def _parse_header(f, path, max_bytes: int):
     nbytes = dtype.itemsize
     for d in dims:
         nbytes *= d
+    # An empty array (a dimension of 0) declares no data, but NumPy still refuses a shape whose
+    # other dimensions multiply past its limit: judge the size of the non-zero dimensions too.
+    spread = dtype.itemsize
+    for d in dims:
+        spread *= max(d, 1)
+    if spread > max_bytes and nbytes == 0:
+        raise _error(
+            path,
+            f"header declares dims {dims}: an empty array whose other dimensions would hold "
+            f"{spread} bytes, more than the limit of {max_bytes} bytes; the file is corrupt",
+        )
     if nbytes > max_bytes:
         raise _error(
             path,
