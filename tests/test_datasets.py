@@ -233,6 +233,22 @@ def test_max_bytes_is_checked_before_reading_data(tmp_path):
         read_idx(path, max_bytes=39)
 
 
+@pytest.mark.parametrize(
+    "max_bytes, exc, words",
+    [("abc", TypeError, "max_bytes must be a number of bytes"), (None, TypeError, "max_bytes"),
+     (True, TypeError, "max_bytes"), (-1, ValueError, "max_bytes must be >= 0"),
+     (float("nan"), ValueError, "max_bytes must be >= 0")],
+)
+def test_max_bytes_is_checked(tmp_path, max_bytes, exc, words):
+    # A str or None gave Python's "'>' not supported between instances of 'int' and 'str'",
+    # True was taken as 1 byte, and -1 blamed the file ("the file is corrupt").
+    path = tmp_path / "a.idx"
+    write_idx(path, np.arange(10, dtype=np.uint8))
+    with pytest.raises(exc, match=words):
+        read_idx(path, max_bytes=max_bytes)
+    assert read_idx(path, max_bytes=10.0).shape == (10,)
+
+
 def test_missing_file_is_dataset_not_found_error(tmp_path):
     path = tmp_path / "nope-idx1-ubyte"
     with pytest.raises(DatasetNotFoundError) as info:

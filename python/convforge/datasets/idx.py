@@ -21,6 +21,7 @@ reason, so callers have exactly one exception type to handle.
 from __future__ import annotations
 
 import gzip
+import numbers
 import os
 import sys
 import uuid
@@ -226,6 +227,10 @@ def read_idx(path, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
         header or data, trailing bytes, or a declared size above `max_bytes`.
         The message names `path` and the reason.
     """
+    if isinstance(max_bytes, (bool, np.bool_)) or not isinstance(max_bytes, numbers.Real):
+        raise TypeError(f"max_bytes must be a number of bytes (an int), got {type(max_bytes).__name__} {max_bytes!r}")
+    if not max_bytes >= 0:  # NaN too
+        raise ValueError(f"max_bytes must be >= 0, got {max_bytes!r}")
     return _read_idx(path, max_bytes)
 
 
