@@ -605,3 +605,31 @@ def test_batch_norm_statistics_of_finite_values_near_float32_max(shape, isa):
     np.testing.assert_allclose(mean, want_mean, atol=1e13)
     np.testing.assert_allclose(var, want_var, rtol=1e-6)
     np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_keeps_the_products_of_padding_with_inf_and_nan(dtype, isa):
+    # 0 * inf is NaN: conv2d and the oracle (one conv2d per channel) multiply the zero padding by
+    # the weights (forward) and by dy (weights' gradient); the depthwise kernels skipped the padded
+    # taps and gave finite values there (a weight of inf at a corner: 4.0 where conv2d says NaN).
+    x = np.ones((2, 2, 4, 5), dtype)
+    w = np.ones((4, 1, 3, 3), dtype)
+    w[1, 0, 0, 0], w[2, 0, 2, 1] = np.inf, np.nan
+    dy = np.ones((2, 4, 4, 5), dtype)
+    dy[1, 3, 0, 4] = -np.inf
+    for padding, stride, dilation in [(1, 1, 1), ("same", 2, 1), (((0, 2), (1, 0)), 1, 2)]:
+        with np.errstate(invalid="ignore"):
+            want = R.depthwise_conv2d(x, w, None, stride, padding, dilation)
+            dy_ = dy[:, :, : want.shape[2], : want.shape[3]]
+        got = F.depthwise_conv2d(x, w, None, stride, padding, dilation)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        assert np.isnan(got).any()
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        for g, r in zip(F.depthwise_conv2d_backward(np.ascontiguousarray(dy_), x, np.ones_like(w), stride, padding,
+                                                    dilation),
+                        R.depthwise_conv2d_backward(dy_, x, np.ones_like(w), stride, padding, dilation)):
+            np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
+            np.testing.assert_allclose(g, r, rtol=1e-6)
+        # conv2d on one channel says the same.
+        np.testing.assert_array_equal(np.isnan(F.conv2d(x[:, :1], w[:1], None, stride, padding, dilation)),
+                                      np.isnan(got[:, :1]))

@@ -1065,6 +1065,40 @@ def _depthwise_setup(x_shape, w_shape, stride, padding, dilation):
     return stride, pads, dilation, out_hw
 
 
+def _taps_in_padding(size: int, out_size: int, kernel: int, stride: int, pad: int, dilation: int) -> np.ndarray:
+    """``(kernel, out_size)`` booleans: whether tap k of output position o reads zero padding
+    along one axis (input position ``o * stride + k * dilation - pad`` outside ``[0, size)``)."""
+    pos = np.arange(out_size)[None, :] * stride + np.arange(kernel)[:, None] * dilation - pad
+    return (pos < 0) | (pos >= size)
+
+
+def _depthwise_padding_products(x_hw, w, dy_or_none, stride, pads, dilation, out_hw, result, forward: bool):
+    """The products of zero padding with a non-finite weight (forward) or gradient (weights'
+    backward): the depthwise kernels skip the padded taps, but 0 * inf and 0 * NaN are NaN, which
+    conv2d (and the float64 oracle, one conv2d per channel) keep. NaN is written where they land;
+    nothing is done (one pass over w or dy) when every value is finite or there is no padding."""
+    if not any(pads):
+        return
+    if forward:
+        if _core.first_non_finite([w]) < 0:
+            return
+    elif _core.first_non_finite([dy_or_none]) < 0:
+        return
+    rows = _taps_in_padding(x_hw[0], out_hw[0], w.shape[2], stride[0], pads[0], dilation[0])  # (KH, OH)
+    cols = _taps_in_padding(x_hw[1], out_hw[1], w.shape[3], stride[1], pads[2], dilation[1])  # (KW, OW)
+    # (KH, KW, OH, OW): tap (r, s) of output (oh, ow) reads padding.
+    padded = rows[:, None, :, None] | cols[None, :, None, :]
+    if forward:  # y[:, k, oh, ow] is NaN if a non-finite w[k, 0, r, s] meets padding there
+        bad = ~np.isfinite(w[:, 0])  # (K, KH, KW)
+        for k in np.flatnonzero(bad.any(axis=(1, 2))):
+            hit = padded[bad[k]].any(axis=0)  # (OH, OW)
+            result[:, k][:, hit] = np.nan
+    else:  # dw[k, 0, r, s] is NaN if a non-finite dy[:, k] lies where tap (r, s) reads padding
+        bad = (~np.isfinite(dy_or_none)).any(axis=0)  # (K, OH, OW)
+        for k in np.flatnonzero(bad.any(axis=(1, 2))):
+            result[k, 0][(padded & bad[k]).any(axis=(2, 3))] = np.nan
+
+
 def depthwise_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, *, out=None):
     """Depthwise 2-D convolution: each input channel with its own ``depth_multiplier`` filters.
 
@@ -1095,7 +1129,10 @@ def depthwise_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, *, out=None)
         shape = (0, w.shape[0], *out_hw)
         return _zeros(_output(out, "out", shape, x.dtype), shape, x.dtype)
     b = None if b is None else _contiguous(b)
-    return _core.depthwise_conv2d_fwd(_contiguous(x), _contiguous(w), b, stride, pads, dilation, out)
+    w = _contiguous(w)
+    y = _core.depthwise_conv2d_fwd(_contiguous(x), w, b, stride, pads, dilation, out)
+    _depthwise_padding_products(x.shape[2:], w, None, stride, pads, dilation, out_hw, y, forward=True)
+    return y
 
 
 def depthwise_conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_input_grad=True, need_bias_grad=True,
@@ -1127,4 +1164,5 @@ def depthwise_conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_in
     dx = _core.depthwise_conv2d_bwd_data(dy, w, x.shape, stride, pads, dilation, out) if need_input_grad else None
     dw, db = _core.depthwise_conv2d_bwd_weights(dy, x, w.shape, stride, pads, dilation, need_bias_grad,
                                                 out_w, out_b)
+    _depthwise_padding_products(x.shape[2:], w, dy, stride, pads, dilation, out_hw, dw, forward=False)
     return dx, dw, db
