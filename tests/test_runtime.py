@@ -239,3 +239,13 @@ def test_functional_first_non_finite_checks_what_the_kernel_cannot_scan():
     half[4] = np.inf
     assert F.first_non_finite([np.ones(3, np.float32), half]) == 1
     assert F.first_non_finite([np.ones(3, np.float32), np.array([1.0, -np.inf])]) == 1
+
+
+@pytest.mark.parametrize("bad", [complex(1, np.inf), complex(0, np.nan), complex(np.inf, 0)])
+def test_functional_first_non_finite_sees_a_complex_array_s_imaginary_part(bad):
+    # NumPy's min/max of a complex array, then math.isfinite, look at the real parts only: an
+    # inf or NaN imaginary part was reported as finite (-1).
+    z = np.ones(4, np.complex64)
+    assert F.first_non_finite([np.ones(3, np.float32), z]) == -1
+    z[2] = bad
+    assert F.first_non_finite([np.ones(3, np.float32), z]) == 1

@@ -826,8 +826,11 @@ def first_non_finite(arrays) -> int:
     except (TypeError, ValueError):
         for i, a in enumerate(arrays):
             a = np.asarray(a)
-            if a.size and not (math.isfinite(a.min()) and math.isfinite(a.max())):  # NaN wins min and max
-                return i
+            # A complex array's min/max compare (and math.isfinite casts) the real parts only: an
+            # infinite or NaN imaginary part went unseen; its two parts are checked apart.
+            for part in (a.real, a.imag) if a.dtype.kind == "c" else (a,):
+                if part.size and not (math.isfinite(part.min()) and math.isfinite(part.max())):  # NaN wins min and max
+                    return i
         return -1
 
 
