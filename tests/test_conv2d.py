@@ -219,6 +219,28 @@ def test_refused_forced_algorithm_writes_nothing():
     assert np.isnan(out).all()
 
 
+@pytest.mark.parametrize("n", [0, 1])
+def test_forced_algorithm_that_does_not_apply_is_refused_on_an_empty_batch_too(n):
+    # An empty batch returned zeros without any kernel, so a forced algorithm that does not apply
+    # (Winograd F(4,3) on a 5x5 kernel) passed at N = 0 and raised only at N = 1.
+    x = np.ones((n, 3, 8, 8), np.float32)
+    w = np.ones((4, 3, 5, 5), np.float32)
+    dy = np.ones((n, 4, 4, 4), np.float32)
+    with F.force_conv2d_algorithm(fwd="winograd_f4x3"):
+        with pytest.raises(ValueError, match="'winograd_f4x3' does not apply"):
+            F.conv2d(x, w)
+    with F.force_conv2d_algorithm(bwd_data="winograd_f4x3"):
+        with pytest.raises(ValueError, match="'winograd_f4x3' does not apply"):
+            F.conv2d_backward_data(dy, w, x.shape)
+    with F.force_conv2d_algorithm(bwd_weights="winograd_f4x3"):
+        with pytest.raises(ValueError, match="winograd_f4x3"):
+            F.conv2d_backward_weights(dy, x, w.shape)
+    with F.force_conv2d_algorithm(fwd="im2col_gemm", bwd_data="col2im_gemm", bwd_weights="im2col_dot"):
+        assert F.conv2d(x, w).shape == (n, 4, 4, 4)  # applicable ones run (or return the empty batch)
+        assert F.conv2d_backward_data(dy, w, x.shape).shape == x.shape
+        assert F.conv2d_backward_weights(dy, x, w.shape)[0].shape == w.shape
+
+
 @pytest.mark.parametrize("pass_algo", sorted(MUST_DECLINE) + sorted(UNIVERSAL), ids="-".join)
 def test_algorithm_expectations(pass_algo, isa):
     pass_, algorithm = pass_algo

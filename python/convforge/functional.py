@@ -181,6 +181,20 @@ def conv2d_algorithms(x_shape, w_shape, stride=1, padding=0, dilation=1, dtype=n
     return dict(_core.conv2d_algorithms(x_shape, w_shape, plan.stride, plan.pads, plan.dilation, dtype.name))
 
 
+def _check_forced_on_empty_batch(pass_: str, x_shape: tuple, w_shape: tuple, plan, dtype) -> None:
+    """An empty batch runs no kernel, so nothing checked a forced algorithm: the ValueError a
+    one-image call of the same problem would raise (the algorithm does not apply, or the active
+    ISA or dtype lacks it), so that a batch of 0 is refused as a batch of 1 is."""
+    name = _forced_conv_algo.get(pass_)
+    if name is None:
+        return
+    names = _core.conv2d_algorithms((1, *x_shape[1:]), w_shape, plan.stride, plan.pads, plan.dilation,
+                                    np.dtype(dtype).name)[pass_]
+    if name not in names:
+        raise ValueError(f"conv2d {pass_} algorithm {name!r} does not apply to this problem on "
+                         f"{_core.build_info()['isa']} ({np.dtype(dtype).name}); these do: {', '.join(names)}")
+
+
 def _shape4(shape, name: str, batch: bool = False) -> tuple:
     if type(shape) is tuple and len(shape) == 4 and all(type(d) is int and 0 < d <= _params.MAX_PARAM for d in shape):
         return shape  # the common case, known without the ABC checks below (10 us a call)
@@ -306,6 +320,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, *, relu=False, out=Non
     plan = _conv_setup(x.shape, w.shape, stride, padding, dilation, _plan)
     out = _output(out, "out", (x.shape[0], w.shape[0], *plan.out_hw), x.dtype)
     if x.shape[0] == 0:  # no images: an empty batch of outputs
+        _check_forced_on_empty_batch("fwd", x.shape, w.shape, plan, x.dtype)
         return _zeros(out, (0, w.shape[0], *plan.out_hw), x.dtype)
     x, w, b = _contiguous(x), _contiguous(w), None if b is None else _contiguous(b)
     return _core.conv2d_fwd(x, w, b, plan.stride, plan.pads, plan.dilation, out=out, relu=relu,
@@ -342,6 +357,7 @@ def conv2d_backward_data(dy, w, x_shape, stride=1, padding=0, dilation=1, *, out
     _check_dy(dy, (x_shape[0], w.shape[0], *plan.out_hw))
     out = _output(out, "out", x_shape, dy.dtype)
     if dy.shape[0] == 0:  # no images: nothing flows back
+        _check_forced_on_empty_batch("bwd_data", x_shape, w.shape, plan, dy.dtype)
         return _zeros(out, x_shape, dy.dtype)
     dy, w = _contiguous(dy), _contiguous(w)
     return _core.conv2d_bwd_data(dy, w, x_shape, plan.stride, plan.pads, plan.dilation, out=out,
@@ -385,6 +401,7 @@ def conv2d_backward_weights(dy, x, w_shape, stride=1, padding=0, dilation=1, *, 
     out_w = _output(out_w, "out_w", w_shape, x.dtype)
     out_b = _output(out_b, "out_b", (w_shape[0],), x.dtype) if need_bias_grad else None
     if x.shape[0] == 0:  # no images: the gradients are sums over nothing
+        _check_forced_on_empty_batch("bwd_weights", x.shape, w_shape, plan, x.dtype)
         return _zeros(out_w, w_shape, x.dtype), _zeros(out_b, (w_shape[0],), x.dtype) if need_bias_grad else None
     dy, x = _contiguous(dy), _contiguous(x)
     return _core.conv2d_bwd_weights(dy, x, w_shape, plan.stride, plan.pads, plan.dilation, need_bias_grad,
