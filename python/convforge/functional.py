@@ -1106,17 +1106,20 @@ def _depthwise_padding_products(x_hw, w, dy_or_none, stride, pads, dilation, out
         return
     rows = _taps_in_padding(x_hw[0], out_hw[0], w.shape[2], stride[0], pads[0], dilation[0])  # (KH, OH)
     cols = _taps_in_padding(x_hw[1], out_hw[1], w.shape[3], stride[1], pads[2], dilation[1])  # (KW, OW)
-    # (KH, KW, OH, OW): tap (r, s) of output (oh, ow) reads padding.
-    padded = rows[:, None, :, None] | cols[None, :, None, :]
+
+    def padded(r, s):  # (OH, OW): the outputs whose tap (r, s) reads padding (one plane at a time)
+        return rows[r][:, None] | cols[s][None, :]
+
     if forward:  # y[:, k, oh, ow] is NaN if a non-finite w[k, 0, r, s] meets padding there
-        bad = ~np.isfinite(w[:, 0])  # (K, KH, KW)
-        for k in np.flatnonzero(bad.any(axis=(1, 2))):
-            hit = padded[bad[k]].any(axis=0)  # (OH, OW)
-            result[:, k][:, hit] = np.nan
+        for k, r, s in zip(*np.nonzero(~np.isfinite(w[:, 0]))):
+            result[:, k][:, padded(r, s)] = np.nan
     else:  # dw[k, 0, r, s] is NaN if a non-finite dy[:, k] lies where tap (r, s) reads padding
         bad = (~np.isfinite(dy_or_none)).any(axis=0)  # (K, OH, OW)
         for k in np.flatnonzero(bad.any(axis=(1, 2))):
-            result[k, 0][(padded & bad[k]).any(axis=(2, 3))] = np.nan
+            for r in range(w.shape[2]):
+                for s in range(w.shape[3]):
+                    if (padded(r, s) & bad[k]).any():
+                        result[k, 0, r, s] = np.nan
 
 
 def depthwise_conv2d(x, w, b=None, stride=1, padding=0, dilation=1, *, out=None):
