@@ -630,6 +630,12 @@ def test_depthwise_keeps_the_products_of_padding_with_inf_and_nan(dtype, isa):
                         R.depthwise_conv2d_backward(dy_, x, np.ones_like(w), stride, padding, dilation)):
             np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
             np.testing.assert_allclose(g, r, rtol=1e-6)
+        # Without the bias gradient (whose sums tell a finite dy cheaply) the weights' gradient is the same.
+        _, dw, db = F.depthwise_conv2d_backward(np.ascontiguousarray(dy_), x, np.ones_like(w), stride, padding,
+                                                dilation, need_bias_grad=False)
+        want_dw = R.depthwise_conv2d_backward(dy_, x, np.ones_like(w), stride, padding, dilation)[1]
+        assert db is None
+        np.testing.assert_array_equal(np.isnan(dw), np.isnan(want_dw))
         # conv2d on one channel says the same.
         np.testing.assert_array_equal(np.isnan(F.conv2d(x[:, :1], w[:1], None, stride, padding, dilation)),
                                       np.isnan(got[:, :1]))

@@ -1092,17 +1092,20 @@ def _taps_in_padding(size: int, out_size: int, kernel: int, stride: int, pad: in
     return (pos < 0) | (pos >= size)
 
 
-def _depthwise_padding_products(x_hw, w, dy_or_none, stride, pads, dilation, out_hw, result, forward: bool):
+def _depthwise_padding_products(x_hw, w, dy_or_none, stride, pads, dilation, out_hw, result, forward: bool,
+                                db=None):
     """The products of zero padding with a non-finite weight (forward) or gradient (weights'
     backward): the depthwise kernels skip the padded taps, but 0 * inf and 0 * NaN are NaN, which
     conv2d (and the float64 oracle, one conv2d per channel) keep. NaN is written where they land;
-    nothing is done (one pass over w or dy) when every value is finite or there is no padding."""
+    nothing is done when every value is finite or there is no padding. The check is a pass over
+    w, or for the backward the bias gradient ``db`` where it was computed: a channel's sum of dy
+    is finite wherever its dy is (a pass over dy, a whole feature map, only where it is not)."""
     if not any(pads):
         return
     if forward:
         if _core.first_non_finite([w]) < 0:
             return
-    elif _core.first_non_finite([dy_or_none]) < 0:
+    elif (db is not None and bool(np.isfinite(db).all())) or _core.first_non_finite([dy_or_none]) < 0:
         return
     rows = _taps_in_padding(x_hw[0], out_hw[0], w.shape[2], stride[0], pads[0], dilation[0])  # (KH, OH)
     cols = _taps_in_padding(x_hw[1], out_hw[1], w.shape[3], stride[1], pads[2], dilation[1])  # (KW, OW)
@@ -1187,5 +1190,5 @@ def depthwise_conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, need_in
     dx = _core.depthwise_conv2d_bwd_data(dy, w, x.shape, stride, pads, dilation, out) if need_input_grad else None
     dw, db = _core.depthwise_conv2d_bwd_weights(dy, x, w.shape, stride, pads, dilation, need_bias_grad,
                                                 out_w, out_b)
-    _depthwise_padding_products(x.shape[2:], w, dy, stride, pads, dilation, out_hw, dw, forward=False)
+    _depthwise_padding_products(x.shape[2:], w, dy, stride, pads, dilation, out_hw, dw, forward=False, db=db)
     return dx, dw, db
