@@ -55,6 +55,15 @@ def round_trip(model, x, tmp_path, exact=True, **export_args):
     return proto, back
 
 
+def export_torch(net, args, path, **kwargs):
+    """torch.onnx.export with the legacy TorchScript exporter (dynamo=False: the new one needs
+    onnxscript), its deprecation notice silenced."""
+    torch = pytest.importorskip("torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, args, path, dynamo=False, **kwargs)
+
+
 def seeded(model_layers, **kw):
     convforge.seed(1)
     return convforge.Sequential(model_layers, **kw)
@@ -354,9 +363,7 @@ def test_pytorch_batchnorm_depthwise_padding_global_pool_import(tmp_path):
     net.eval()
     x = torch.rand(4, 3, 10, 9)
     path = tmp_path / "net.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x,), path, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
     with torch.no_grad():
         expected = net(x).numpy()
     model = convforge.load_model(path)
@@ -435,9 +442,7 @@ def test_pytorch_residual_block_imports_as_graph_model(tmp_path):
     net = Block().eval()
     x = torch.rand(2, 3, 6, 6)
     path = tmp_path / "block.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x,), path, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
     with torch.no_grad():
         expected = net(x).numpy()
     model = convforge.load_model(path)  # a graph model takes channels-last images
@@ -510,10 +515,8 @@ def test_pytorch_two_input_model_imports_and_predicts_like_pytorch(tmp_path):
     net = TwoInputs().eval()
     image, meta = torch.rand(3, 2, 5, 5), torch.rand(3, 3)
     path = tmp_path / "two_inputs.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (image, meta), path, dynamo=False, input_names=["image", "meta"],
-                          output_names=["logits", "gate"], dynamic_axes={"image": {0: "n"}, "meta": {0: "n"}})
+    export_torch(net, (image, meta), path, input_names=["image", "meta"], output_names=["logits", "gate"],
+                 dynamic_axes={"image": {0: "n"}, "meta": {0: "n"}})
     with torch.no_grad():
         expected = [t.numpy() for t in net(image, meta)]
     model = convforge.load_model(path)  # a graph model takes channels-last images
@@ -714,11 +717,7 @@ def test_pytorch_lenet5_imports_and_predicts_like_pytorch(flatten, tmp_path):
     torch, net = torch_lenet(flatten)
     x = torch.rand(5, 1, 28, 28)
     path = tmp_path / "lenet_torch.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        # dynamo=False: the legacy TorchScript exporter (the new one needs onnxscript).
-        torch.onnx.export(net, (x,), path, dynamo=False, input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    export_torch(net, (x,), path, input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
     with torch.no_grad():
         expected = net(x).numpy()
     model = convforge.load_model(path)  # NCHW, as PyTorch takes it

@@ -21,6 +21,7 @@ _INITIALIZER = ("use GlorotUniform, GlorotNormal, HeNormal, HeUniform, LecunNorm
 
 _DATASET = "convforge reads MNIST, Fashion-MNIST and CIFAR-10 (local files); load other data with NumPy"
 
+_GLOBAL_MAX_1D = "use MaxPooling1D(pool_size=steps) then Flatten (the same values), or GlobalAveragePooling1D"
 HINTS: dict[str, dict[str, str]] = {
     "convforge.layers": {
         "LSTM": _RNN,
@@ -44,11 +45,12 @@ HINTS: dict[str, dict[str, str]] = {
         "RandomBrightness": "use RandomFlip, RandomRotation, RandomZoom or RandomTranslation",
         "SpatialDropout2D": "use Dropout",
         "SpatialDropout1D": "use Dropout",
-        "GlobalMaxPooling1D": "use MaxPooling1D(pool_size=steps) then Flatten (the same values), or GlobalAveragePooling1D",
-        "GlobalMaxPool1D": "use MaxPooling1D(pool_size=steps) then Flatten (the same values), or GlobalAveragePooling1D",
+        "GlobalMaxPooling1D": _GLOBAL_MAX_1D,
+        "GlobalMaxPool1D": _GLOBAL_MAX_1D,
         "ZeroPadding1D": "use Reshape((steps, 1, channels)), ZeroPadding2D(((left, right), (0, 0))), Reshape back",
         "UpSampling1D": "use Reshape((steps, 1, channels)), UpSampling2D((size, 1)), Reshape back",
-        "Cropping1D": "crop the sequences with NumPy slicing before fit, or use Cropping2D on a Reshape((steps, 1, channels))",
+        "Cropping1D": "crop the sequences with NumPy slicing before fit, or use Cropping2D on a "
+                      "Reshape((steps, 1, channels))",
         "SeparableConv1D": "use Conv1D",
         "Conv1DTranspose": "use Reshape((steps, 1, channels)), Conv2DTranspose with (k, 1) kernels, Reshape back",
         "GaussianNoise": "add noise to x with NumPy before fit, or use Dropout",

@@ -117,7 +117,8 @@ def _parse_conv_algo(text: str) -> dict:
                 f"CONVFORGE_CONV_ALGO must be a comma-separated list of pass:algorithm with pass one of "
                 f"{', '.join(_CONV_PASSES)} (e.g. 'fwd:im2col_gemm,bwd_data:col2im_gemm'), got {text!r}"
             )
-        known = sorted({a for names in _core.build_info()["conv2d_algorithms"][f"conv2d_{pass_}"].values() for a in names})
+        by_isa = _core.build_info()["conv2d_algorithms"][f"conv2d_{pass_}"]
+        known = sorted({a for names in by_isa.values() for a in names})
         if name not in known:  # a typo fails the import, not the first convolution
             raise ValueError(f"CONVFORGE_CONV_ALGO: conv2d {pass_} has no algorithm {name!r}; "
                              f"the compiled ones are {', '.join(known)}")

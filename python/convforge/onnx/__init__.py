@@ -35,8 +35,8 @@ input's shape). Dropout and the random augmentation layers are the identity at
 inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nearest
 ``Resize``, Conv2DTranspose ``ConvTranspose`` (imports back) and Permute one
 ``Transpose`` (not imported: the importer names the node); LeakyReLU, ELU and
-Softplus are their ONNX ops (and import back), swish ``Mul(x, Sigmoid(x))`` (imports back as Sigmoid + Multiply), GELU its erf or tanh
-formula (the importer stops at its constant Mul, naming the node); ReLU(max_value) is
+Softplus are their ONNX ops (and import back), swish ``Mul(x, Sigmoid(x))``
+(imports back as Sigmoid + Multiply), GELU its erf or tanh formula (the importer stops at its constant Mul, naming the node); ReLU(max_value) is
 ``Clip``, ReLU(negative_slope) ``LeakyRelu`` (then ``Min`` with a max_value), and a
 ReLU threshold is refused, naming the layer.
 
@@ -48,8 +48,10 @@ a chain, else a graph model (``convforge.Model``, channels-last input). Each
 op is translated by an *importer* registered with :func:`register_importer`
 (``convforge.onnx._registry.supported_ops()`` lists them): Conv (plain and
 depthwise), ConvTranspose (where its pads give Keras's 'valid' or 'same' output),
-MaxPool/AveragePool (where a Keras 'valid'/'same' window set is the same), Gemm, MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
-Conv/Dense before them), Clip(x, 0, max) (``ReLU(max_value)``, which exports as it), Flatten and flattening Reshapes, BatchNormalization,
+MaxPool/AveragePool (where a Keras 'valid'/'same' window set is the same), Gemm,
+MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
+Conv/Dense before them), Clip(x, 0, max) (``ReLU(max_value)``, which exports as
+it), Flatten and flattening Reshapes, BatchNormalization,
 GlobalAveragePool/GlobalMaxPool (and ReduceMean/ReduceMax over height and width),
 Pad/Slice (ZeroPadding2D/Cropping2D),
 Add/Sum/Sub/Mul/Mean/Concat of computed tensors (the merge layers), Identity

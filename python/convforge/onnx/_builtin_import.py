@@ -3,8 +3,8 @@
 Each checks every attribute it is given (an attribute it does not know is an error, not
 ignored), and maps the op to a layer with the same arithmetic: Conv -> Conv2D with explicit
 pads, ConvTranspose -> Conv2DTranspose, MaxPool/AveragePool -> the pooling layer whose
-windows are the same, Gemm/MatMul(+Add) -> Dense, Flatten/Reshape-to-(batch, -1) -> Flatten. An activation (Relu, Tanh, Sigmoid,
-Softmax) that is the only reader of a Conv/Dense output becomes that layer's
+windows are the same, Gemm/MatMul(+Add) -> Dense, Flatten/Reshape-to-(batch, -1) -> Flatten.
+An activation (Relu, Tanh, Sigmoid, Softmax) that is the only reader of a Conv/Dense output becomes that layer's
 ``activation=``, so it runs fused in the kernel as in a model built in convforge.
 """
 
