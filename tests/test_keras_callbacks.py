@@ -177,3 +177,50 @@ def test_auto_mode_follows_keras_metric_direction(monitor, mode):
     assert callbacks.EarlyStopping(monitor=monitor).mode == mode
     assert callbacks.ModelCheckpoint("m.npz", monitor=monitor).mode == mode
     assert callbacks.ReduceLROnPlateau(monitor=monitor).mode == mode
+
+
+def _graph_model():
+    convforge.seed(0)
+    inp = convforge.Input((3,))
+    out_a = layers.Dense(2, name="a")(inp)
+    out_b = layers.Dense(2, name="b")(inp)
+    model = convforge.Model(inp, [out_a, out_b])
+    model.compile(optimizer=convforge.optimizers.SGD(0.05), loss=["mse", "mse"], metrics=[["mae"], ["mae"]])
+    return model
+
+
+@pytest.mark.parametrize("make", [tiny_model, _graph_model], ids=["sequential", "functional"])
+def test_evaluate_in_a_callback_leaves_fits_metrics_alone(make):
+    """An ``evaluate`` of the same model from inside ``fit`` (a callback's batch hook, or a hook of
+    fit's own validation) returns its own numbers and leaves fit's running metrics as they were:
+    they are one set of metric objects, and evaluate reset them and added its batches to them, so
+    fit's logs and history (and what EarlyStopping saw) held the evaluation's samples mixed in."""
+    x, y = data()
+    targets = (lambda v: [v, v]) if make is _graph_model else (lambda v: v)
+
+    def history(callback_list):
+        model = make()
+        convforge.seed(1)
+        seen = model.fit(x, targets(y), epochs=2, batch_size=16, validation_split=0.25, verbose=0,
+                         callbacks=callback_list).history
+        return model, seen
+
+    alone_model, alone = history([])
+    inside = []
+
+    class EvaluateInside(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                inside.append(self.model.evaluate(x[:20], targets(y[:20]), verbose=0, return_dict=True))
+
+        def on_test_batch_end(self, batch, logs=None):
+            if batch == 0:
+                inside.append(self.model.evaluate(x[:8], targets(y[:8]), verbose=0, return_dict=True))
+
+    model, seen = history([EvaluateInside()])
+    assert seen == alone
+    for a, b in zip(model.get_weights(), alone_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # and evaluate's own numbers are its own: those of a model with the same weights, outside fit
+    assert len(inside) == 4
+    assert inside[-1] == model.evaluate(x[:8], targets(y[:8]), verbose=0, return_dict=True)

@@ -1210,6 +1210,9 @@ class Functional(Model):
 
     # ================================================================== metrics
 
+    def _metric_objects(self) -> list:
+        return [*self.compiled_metrics, *self._output_loss_means]
+
     def _reset_metrics(self) -> None:
         for m in (*self.compiled_metrics, *self._output_loss_means):
             m.reset_state()

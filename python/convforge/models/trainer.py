@@ -41,6 +41,7 @@ Set in ``__init__``, updated by ``compile`` and ``fit``; callbacks and
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import numbers
 import threading
@@ -135,6 +136,14 @@ __all__ = ["Trainer"]
 
 # Guards the "which thread runs fit" check-and-set of every model.
 _FIT_LOCK = threading.Lock()
+
+
+def _state_copy(value):
+    """A metric's state value as it is now (a deep copy where one can be made)."""
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # noqa: BLE001 - a user's metric holding something that cannot be copied
+        return value
 
 
 # Why a data-parallel batch was skipped on a rank whose own shard was finite.
@@ -1048,6 +1057,33 @@ class Trainer:
         """
         self._require_compiled("evaluate")
         self._check_not_fitting("evaluate")
+        with self._metrics_set_aside():
+            return self._evaluate_call(x, y, batch_size, verbose, sample_weight, steps, return_dict, callbacks)
+
+    def _metric_objects(self) -> list:
+        """Every metric object a Tally of this model resets and adds to (see distributed.Tally)."""
+        return list(self.compiled_metrics)
+
+    @contextlib.contextmanager
+    def _metrics_set_aside(self):
+        """Keep the compiled metrics' running state across an ``evaluate`` made from inside this
+        thread's ``fit`` or ``evaluate`` (a callback's hook): both tally into the same metric
+        objects, and the inner call reset them and added its own batches, so the outer call's
+        logs (history, EarlyStopping) mixed the two. Outside those, Keras's rule: the metrics
+        hold what the evaluation left."""
+        nested = self._fit_thread == threading.get_ident() or getattr(self, "_evaluate_depth", 0) > 0
+        saved = [(m, {k: _state_copy(v) for k, v in vars(m).items()}) for m in self._metric_objects()] if nested else []
+        self._evaluate_depth = getattr(self, "_evaluate_depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._evaluate_depth -= 1
+            for m, state in saved:
+                vars(m).clear()
+                vars(m).update(state)
+
+    def _evaluate_call(self, x, y, batch_size, verbose, sample_weight, steps, return_dict, callbacks):
+        """``evaluate`` once its checks passed (see ``evaluate``)."""
         verbose = _verbosity(verbose) if distributed.is_primary() else 0
         if _is_batch_source(x):
             if y is not None or sample_weight is not None:
