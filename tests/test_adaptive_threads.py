@@ -150,6 +150,21 @@ def test_restore_puts_back_the_count_fit_started_with():
     assert m.threads == 2
 
 
+@pytest.mark.parametrize("user_count", [3, 1])
+def test_a_count_set_after_the_last_step_stands(user_count):
+    # A callback's on_train_end (or another thread) sets a count while the governor holds half the
+    # threads: restore must leave the user's count, also where it equals the one the governor
+    # had applied (1 here), which only convforge.set_num_threads's note tells apart.
+    m = Machine(BUSY)
+    g = governor(m)
+    run(g, m, 400)
+    assert m.threads == 1
+    m.set(user_count)
+    threads.note_user_set()
+    g.restore()
+    assert m.threads == user_count
+
+
 def test_set_adaptive_threads_checks_its_argument():
     with pytest.raises(TypeError, match="enabled must be True or False"):
         convforge.set_adaptive_threads("yes")
@@ -243,6 +258,31 @@ def test_the_count_is_restored_when_fit_raises(monkeypatch, two_threads_adaptive
         _lenet().fit(x, rng.integers(0, 10, len(x)), batch_size=8, epochs=1, verbose=0, callbacks=[WatchThenRaise()])
     assert 1 in counts  # the governor did lower the count during the fit
     assert convforge.get_num_threads() == 2
+
+
+@needs_openmp
+@pytest.mark.parametrize("user_count", [3, 1])
+def test_a_count_set_in_on_train_end_stands(monkeypatch, two_threads_adaptive, user_count):
+    # The governor holds 1 thread when the last batch ends (every probe switches, one step each:
+    # 2, 1, 2, ... over the 9 batches); the count a callback then sets is the one after fit, as
+    # one set mid-fit is followed. Until the twenty-fifth stop fit put back the 2 it started with.
+    from convforge import callbacks
+
+    seen = []
+
+    class SetAtEnd(callbacks.Callback):
+        def on_train_end(self, logs=None):
+            seen.append(convforge.get_num_threads())
+            convforge.set_num_threads(user_count)
+
+    _every_probe_switches(monkeypatch)
+    monkeypatch.setattr(threads, "PROBE_STEPS", 1)
+    monkeypatch.setattr(threads, "RECENT_STEPS", 1)
+    rng = np.random.default_rng(2)
+    x = rng.random((8 * 9, 28, 28, 1), dtype=np.float32)
+    _lenet().fit(x, rng.integers(0, 10, len(x)), batch_size=8, epochs=1, verbose=0, callbacks=[SetAtEnd()])
+    assert seen == [1]  # the case under test: the governor had lowered the count
+    assert convforge.get_num_threads() == user_count
 
 
 @needs_openmp

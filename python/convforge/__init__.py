@@ -55,6 +55,7 @@ from . import activations, callbacks, distributed, initializers, layers, losses,
 from . import regularizers, utils  # noqa: E402
 from .layers import Input  # noqa: E402
 from .random import seed  # noqa: E402
+from . import threads  # noqa: E402  (set_num_threads tells the governors)
 from .threads import get_adaptive_threads, set_adaptive_threads  # noqa: E402
 
 # The models package (Sequential, load_model) is imported on first use, so that
@@ -141,6 +142,7 @@ def set_num_threads(n: int) -> None:
     if not 1 <= n <= 4096:
         raise ValueError(f"n must be between 1 and 4096 threads, got {n}")
     _core.set_num_threads(int(n))
+    threads.note_user_set()  # a fit/evaluate/predict governing the count follows it (threads.py)
 
 
 def get_num_threads() -> int:

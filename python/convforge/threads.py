@@ -75,6 +75,17 @@ def get_adaptive_threads() -> bool:
 
 _NO_RESULT = object()  # ThreadGovernor.run's default no_batch: no result is one
 
+# convforge.set_num_threads calls so far (a governor's own settings are not among them): how a
+# governor tells that the user set a count while it held the kernels at another, also where the
+# user's count equals the one it had applied.
+_user_sets = 0
+
+
+def note_user_set() -> None:
+    """convforge.set_num_threads was called (by the user: a callback, another thread)."""
+    global _user_sets
+    _user_sets += 1
+
 
 class ThreadGovernor:
     """Chooses between ``high`` and ``low`` kernel threads from measured step times.
@@ -91,6 +102,7 @@ class ThreadGovernor:
         self._set, self._get, self._clock = set_threads, get_threads, clock
         self.switches = 0  # decisions that changed the count
         self.probes = 0  # probes run
+        self._user_sets = _user_sets  # the user's set_num_threads calls known to this governor
         self._reset(high, high)
 
     def skips(self, size: int) -> bool:
@@ -102,6 +114,14 @@ class ThreadGovernor:
             return False
         self._untimed = (self._untimed + 1) % TIME_ONE_CALL_IN
         return self._untimed != 0
+
+    def user_set(self) -> bool:
+        """Whether the user set a count since this governor last took or followed one."""
+        return _user_sets != self._user_sets
+
+    def take(self) -> None:
+        """A new loop starts with this governor: counts the user set before it are known."""
+        self._user_sets = _user_sets
 
     def _reset(self, high: int, applied: int) -> None:
         self.high, self.low = high, max(1, high // 2)
@@ -132,7 +152,8 @@ class ThreadGovernor:
         if not self.active:
             return step()
         now_applied = self._get()
-        if now_applied != self._applied:  # the user (a callback) set a count mid-fit: follow it
+        if now_applied != self._applied or self.user_set():  # the user (a callback) set a count mid-fit: follow it
+            self._user_sets = _user_sets
             self._reset(now_applied, now_applied)
             if not self.active:
                 return step()
@@ -188,7 +209,14 @@ class ThreadGovernor:
         return max(self._interval, PROBE_SPACING * PROBE_STEPS * step)
 
     def restore(self) -> None:
-        """Put back the count the loop started with."""
+        """Put back the count the loop started with, unless the user set one since the last step
+        (a callback's ``on_train_end``, another thread): then theirs stands, as it does mid-fit.
+        Until the twenty-fifth stop a count set there while the governor held half the threads
+        was replaced by the count fit started with."""
+        if self.user_set() or self._get() != self._applied:
+            self._user_sets = _user_sets
+            self._reset(self._get(), self._get())
+            return
         self._apply(self.high)
 
 
@@ -203,13 +231,14 @@ _counts = None
 
 
 def _count_functions():
-    """convforge's get/set_num_threads (this module loads before them; imported once, since a
-    predict of one image is ~30 us and ``from . import`` cost 3 of them)."""
+    """convforge's get_num_threads and the kernels' own setter, which a governor uses so that its
+    settings are not counted as the user's (note_user_set); this module loads before them;
+    imported once, since a predict of one image is ~30 us and ``from . import`` cost 3 of them."""
     global _counts
     if _counts is None:
-        from . import get_num_threads, set_num_threads
+        from . import _core, get_num_threads
 
-        _counts = (get_num_threads, set_num_threads)
+        _counts = (get_num_threads, _core.set_num_threads)
     return _counts
 
 
@@ -233,6 +262,7 @@ def _take_governor(kind: str, owner: dict) -> ThreadGovernor | None:
         gov = owner.get(kind)
         if gov is None or gov.high != high:
             gov = owner[kind] = ThreadGovernor(high, set_num_threads, get_num_threads)
+        gov.take()
         return gov
 
 
