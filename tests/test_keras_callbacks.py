@@ -224,3 +224,51 @@ def test_evaluate_in_a_callback_leaves_fits_metrics_alone(make):
     # and evaluate's own numbers are its own: those of a model with the same weights, outside fit
     assert len(inside) == 4
     assert inside[-1] == model.evaluate(x[:8], targets(y[:8]), verbose=0, return_dict=True)
+
+
+def test_fit_from_inside_fit_is_refused_and_one_batch_calls_keep_fits_metrics():
+    """A ``fit`` of the same model from one of its fit's callbacks replaced ``model.history``, reset
+    the metrics the outer epoch was adding to and cleared the outer fit's callbacks when it
+    returned: it is refused with a message. ``train_on_batch``/``test_on_batch`` there report their
+    own batch (from reset metrics) and leave fit's running metrics as they were."""
+    x, y = data()
+
+    def run(callback_list):
+        model = tiny_model()
+        convforge.seed(1)
+        return model, model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=callback_list)
+
+    errors = []
+
+    class FitInside(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            try:
+                self.model.fit(x[:16], y[:16], epochs=1, verbose=0)
+            except RuntimeError as e:
+                errors.append(str(e))
+
+    model, history = run([FitInside()])
+    assert len(errors) == 8 and "fit cannot run from inside this model's fit" in errors[0]
+    assert model.history is history
+    _, alone = run([])
+    assert history.history == alone.history
+
+    def alone_on(weights, call):
+        twin = tiny_model()
+        twin.set_weights(weights)
+        return getattr(twin, call)(x[:8], y[:8], return_dict=True)
+
+    for call in ("test_on_batch", "train_on_batch"):
+        seen = []
+
+        class OneBatchInside(callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if batch == 1:
+                    weights = [w.copy() for w in self.model.get_weights()]
+                    seen.append((weights, getattr(self.model, call)(x[:8], y[:8], return_dict=True)))
+
+        model, history = run([OneBatchInside()])
+        weights, result = seen[0]
+        assert result == alone_on(weights, call)  # the batch's own metrics, not fit's epoch mixed in
+        if call == "test_on_batch":
+            assert history.history == alone.history  # and fit's metrics are its own

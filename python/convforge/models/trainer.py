@@ -642,6 +642,14 @@ class Trainer:
                 raise RuntimeError(
                     ("" if what == "fit" else f"{what} cannot run: ") + "fit is already running in another thread on this model"
                 )
+            if what == "fit" and self._fit_thread == me:
+                # A fit from a callback of this model's fit: it replaced model.history, reset the
+                # metrics the outer epoch was adding to and cleared the outer fit's callbacks and
+                # settings when it returned, so the outer fit went on with a mixed-up state.
+                raise RuntimeError(
+                    "fit cannot run from inside this model's fit (a callback): the two would share the history, "
+                    "the metrics and the training state; use train_on_batch there, or fit after this fit returns"
+                )
             owner = self._fit_thread is None  # not a call from a callback of this fit
             self._fit_thread = me
         try:
@@ -978,7 +986,7 @@ class Trainer:
                 "convforge.distributed: train_on_batch is not supported in a data-parallel run (each rank would "
                 "update its own copy of the weights); use fit, which averages the ranks' gradients"
             )
-        with self._owning_fit("train_on_batch"):
+        with self._metrics_set_aside(fresh=True), self._owning_fit("train_on_batch"):
             xb, yb, wb = self._one_batch(x, y, sample_weight, class_weight, "train_on_batch")
             tally = _OneBatch(self)
             try:
@@ -988,17 +996,18 @@ class Trainer:
                     warnings.warn(f"train_on_batch: {skipped}; the batch was not applied", RuntimeWarning, stacklevel=2)
             finally:
                 self._clear_caches()
-        return self._batch_result(tally.loss, return_dict)
+            return self._batch_result(tally.loss, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics of one batch in inference mode, no update; Keras's ``test_on_batch``
         (data-parallel: this rank's batch, no reduction)."""
         self._check_not_fitting("test_on_batch")
-        xb, yb, wb = self._one_batch(x, y, sample_weight, None, "test_on_batch")
-        with np.errstate(all="ignore"), single_threaded_blas():
-            loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb)
-        self._update_metrics(yb, out)
-        return self._batch_result(loss, return_dict)
+        with self._metrics_set_aside(fresh=True):
+            xb, yb, wb = self._one_batch(x, y, sample_weight, None, "test_on_batch")
+            with np.errstate(all="ignore"), single_threaded_blas():
+                loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb)
+            self._update_metrics(yb, out)
+            return self._batch_result(loss, return_dict)
 
     def predict_on_batch(self, x) -> np.ndarray:
         """Outputs for one batch in inference mode; Keras's ``predict_on_batch``."""
@@ -1065,14 +1074,17 @@ class Trainer:
         return list(self.compiled_metrics)
 
     @contextlib.contextmanager
-    def _metrics_set_aside(self):
-        """Keep the compiled metrics' running state across an ``evaluate`` made from inside this
-        thread's ``fit`` or ``evaluate`` (a callback's hook): both tally into the same metric
-        objects, and the inner call reset them and added its own batches, so the outer call's
-        logs (history, EarlyStopping) mixed the two. Outside those, Keras's rule: the metrics
-        hold what the evaluation left."""
+    def _metrics_set_aside(self, fresh: bool = False):
+        """Keep the compiled metrics' running state across an ``evaluate`` (``train_on_batch``,
+        ``test_on_batch``) made from inside this thread's ``fit`` or ``evaluate`` (a callback's
+        hook): they tally into the same metric objects, and the inner call reset them and added
+        its own batches, so the outer call's logs (history, EarlyStopping) mixed the two.
+        ``fresh``: there, the inner call starts from reset metrics (the one-batch calls otherwise
+        add to what is there). Outside those, Keras's rule: the metrics hold what the call left."""
         nested = self._fit_thread == threading.get_ident() or getattr(self, "_evaluate_depth", 0) > 0
         saved = [(m, {k: _state_copy(v) for k, v in vars(m).items()}) for m in self._metric_objects()] if nested else []
+        if nested and fresh:
+            self._reset_metrics()
         self._evaluate_depth = getattr(self, "_evaluate_depth", 0) + 1
         try:
             yield
