@@ -758,6 +758,63 @@ def test_predict_from_another_thread_during_fit_is_safe():
     )
 
 
+def test_a_child_forked_while_another_thread_fits_can_fit_and_evaluate():
+    # Only the forking thread lives on in the child: the parent's fit in another thread is not
+    # running there, so the child's copy of the model must not stay held by it (evaluate and fit
+    # raised "fit runs in another thread" in the child forever). A fork from a fit callback
+    # (the forking thread's own fit) still holds the model in the child.
+    check_child(
+        """
+        model = small_model()
+        x = np.random.default_rng(0).random((256, 8, 8, 1), np.float32)
+        y = np.arange(256) % 5
+        started, release = threading.Event(), threading.Event()
+
+        class Hold(convforge.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                started.set()
+                release.wait(60)
+
+        thread = threading.Thread(target=lambda: model.fit(x, y, epochs=1, batch_size=16, verbose=0,
+                                                           callbacks=[Hold()]))
+        thread.start()
+        assert started.wait(60)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                model.evaluate(x[:16], y[:16], verbose=0)
+                model.fit(x[:32], y[:32], epochs=1, verbose=0)
+                code = 0
+            except BaseException as err:
+                print("child:", type(err).__name__, err, flush=True)
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        release.set()
+        thread.join()
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+        class ForkInside(convforge.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if batch:
+                    return
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        model.fit(x[:8], y[:8], verbose=0)
+                    except RuntimeError as err:
+                        os._exit(0 if "inside this model's fit" in str(err) else 2)
+                    os._exit(1)
+                _, status = os.waitpid(pid, 0)
+                assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+        model.fit(x[:32], y[:32], epochs=1, batch_size=16, verbose=0, callbacks=[ForkInside()])
+        """,
+        timeout=180,
+    )
+
+
 # ============================================================================ 7. the smaller ones
 
 

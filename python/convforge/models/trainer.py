@@ -44,8 +44,10 @@ import contextlib
 import copy
 import math
 import numbers
+import os
 import threading
 import warnings
+import weakref
 
 import numpy as np
 
@@ -136,6 +138,27 @@ __all__ = ["Trainer"]
 
 # Guards the "which thread runs fit" check-and-set of every model.
 _FIT_LOCK = threading.Lock()
+# The models whose fit (or train_on_batch) runs now, for the fork handler below.
+_FITTING: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """In a child process made by ``fork``, only the forking thread lives on: a fit that another
+    thread of the parent was running is not running here, so its model is not held any more
+    (it was: the child's evaluate and fit raised "fit runs in another thread" forever). A fit of
+    the forking thread itself (a fork from a callback) goes on in the child and keeps its model.
+    The lock is made anew: another thread may have held it at the fork."""
+    global _FIT_LOCK
+    _FIT_LOCK = threading.Lock()
+    me = threading.get_ident()
+    for model in list(_FITTING):
+        if model._fit_thread is not None and model._fit_thread != me:
+            model._fit_thread = None
+            _FITTING.discard(model)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _state_copy(value):
@@ -652,11 +675,14 @@ class Trainer:
                 )
             owner = self._fit_thread is None  # not a call from a callback of this fit
             self._fit_thread = me
+            if owner:
+                _FITTING.add(self)
         try:
             yield
         finally:
             if owner:
                 self._fit_thread = None
+                _FITTING.discard(self)
 
     def _check_not_fitting(self, what: str) -> None:
         if self._fit_thread is not None and self._fit_thread != threading.get_ident():
