@@ -758,6 +758,68 @@ def test_predict_from_another_thread_during_fit_is_safe():
     )
 
 
+def test_calls_sharing_the_metrics_are_refused_while_another_thread_evaluates():
+    # evaluate, test_on_batch, train_on_batch and fit all tally into the model's compiled metrics:
+    # while one thread's evaluate runs, another thread's such call is refused (two evaluates at
+    # once each returned accuracies mixed with the other's samples); predict is not.
+    check_child(
+        """
+        model = small_model()
+        x = np.random.default_rng(0).random((64, 8, 8, 1), np.float32)
+        y = np.arange(64) % 5
+        want = model.evaluate(x, y, batch_size=8, verbose=0)
+        inside, release = threading.Event(), threading.Event()
+
+        class Hold(convforge.callbacks.Callback):
+            def on_test_batch_end(self, batch, logs=None):
+                if batch == 3:
+                    inside.set()
+                    release.wait(60)
+
+        got = []
+        thread = threading.Thread(target=lambda: got.append(
+            model.evaluate(x, y, batch_size=8, verbose=0, callbacks=[Hold()])))
+        thread.start()
+        assert inside.wait(60)
+        refused = []
+        for name, call in (("evaluate", lambda: model.evaluate(x[:8], y[:8], verbose=0)),
+                           ("test_on_batch", lambda: model.test_on_batch(x[:8], y[:8])),
+                           ("train_on_batch", lambda: model.train_on_batch(x[:8], y[:8])),
+                           ("fit", lambda: model.fit(x[:8], y[:8], verbose=0))):
+            try:
+                call()
+            except RuntimeError as err:
+                assert "evaluate runs in another thread" in str(err) and name in str(err), err
+                refused.append(name)
+        model.predict(x[:4], verbose=0)
+        release.set()
+        thread.join()
+        assert refused == ["evaluate", "test_on_batch", "train_on_batch", "fit"], refused
+        assert got == [want], (got, want)
+        # and after it, they all run again
+        assert model.evaluate(x, y, batch_size=8, verbose=0) == want
+        model.fit(x[:8], y[:8], verbose=0)
+
+        # two threads evaluating at once: every answer given is the serial one
+        want = model.evaluate(x, y, batch_size=8, verbose=0)
+        answers, errors = [], []
+        def evaluate_some():
+            for _ in range(20):
+                try:
+                    answers.append(model.evaluate(x, y, batch_size=8, verbose=0))
+                except RuntimeError as err:
+                    errors.append(str(err))
+        threads_ = [threading.Thread(target=evaluate_some) for _ in range(2)]
+        for t in threads_:
+            t.start()
+        for t in threads_:
+            t.join()
+        assert answers and all(a == want for a in answers), [a for a in answers if a != want][:3]
+        assert all("evaluate runs in another thread" in e for e in errors), errors[:3]
+        """
+    )
+
+
 def test_a_child_forked_while_another_thread_fits_can_fit_and_evaluate():
     # Only the forking thread lives on in the child: the parent's fit in another thread is not
     # running there, so the child's copy of the model must not stay held by it (evaluate and fit

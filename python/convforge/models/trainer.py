@@ -138,23 +138,25 @@ __all__ = ["Trainer"]
 
 # Guards the "which thread runs fit" check-and-set of every model.
 _FIT_LOCK = threading.Lock()
-# The models whose fit (or train_on_batch) runs now, for the fork handler below.
-_FITTING: "weakref.WeakSet" = weakref.WeakSet()
+# The models a thread holds now (fit, train_on_batch, evaluate, test_on_batch), for the fork
+# handler below.
+_HELD: "weakref.WeakSet" = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
     """In a child process made by ``fork``, only the forking thread lives on: a fit that another
     thread of the parent was running is not running here, so its model is not held any more
-    (it was: the child's evaluate and fit raised "fit runs in another thread" forever). A fit of
-    the forking thread itself (a fork from a callback) goes on in the child and keeps its model.
-    The lock is made anew: another thread may have held it at the fork."""
+    (it was: the child's evaluate and fit raised "fit runs in another thread" forever); the same
+    for an evaluate. A call of the forking thread itself (a fork from a callback) goes on in the
+    child and keeps its model. The lock is made anew: another thread may have held it at the fork."""
     global _FIT_LOCK
     _FIT_LOCK = threading.Lock()
     me = threading.get_ident()
-    for model in list(_FITTING):
+    for model in list(_HELD):
         if model._fit_thread is not None and model._fit_thread != me:
             model._fit_thread = None
-            _FITTING.discard(model)
+        if getattr(model, "_metrics_thread", None) not in (None, me):
+            model._metrics_thread = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -293,6 +295,9 @@ class Trainer:
         # share its metrics and optimizer, and are refused; predict is safe (inference leaves
         # the layers' training state alone).
         self._fit_thread: int | None = None
+        # The thread running evaluate, train_on_batch or test_on_batch (None outside them): they
+        # tally into the compiled metrics, which another thread's such call or fit would share.
+        self._metrics_thread: int | None = None
         self._governor = None  # the thread-count governor of the running fit (convforge/threads.py)
         self._thread_governors: dict = {}  # this model's governors by loop kind, kept between calls
         # Batches not applied in the current epoch (non-finite loss or gradient), and whether
@@ -665,6 +670,11 @@ class Trainer:
                 raise RuntimeError(
                     ("" if what == "fit" else f"{what} cannot run: ") + "fit is already running in another thread on this model"
                 )
+            if getattr(self, "_metrics_thread", None) not in (None, me):
+                raise RuntimeError(
+                    f"{what} cannot run while evaluate runs in another thread on this model (they share the "
+                    f"compiled metrics); predict can, or {what} after evaluate returns"
+                )
             if what == "fit" and self._fit_thread == me:
                 # A fit from a callback of this model's fit: it replaced model.history, reset the
                 # metrics the outer epoch was adding to and cleared the outer fit's callbacks and
@@ -676,20 +686,12 @@ class Trainer:
             owner = self._fit_thread is None  # not a call from a callback of this fit
             self._fit_thread = me
             if owner:
-                _FITTING.add(self)
+                _HELD.add(self)
         try:
             yield
         finally:
             if owner:
                 self._fit_thread = None
-                _FITTING.discard(self)
-
-    def _check_not_fitting(self, what: str) -> None:
-        if self._fit_thread is not None and self._fit_thread != threading.get_ident():
-            raise RuntimeError(
-                f"{what} cannot run while fit runs in another thread on this model (they share the compiled "
-                f"metrics); predict can, or {what} after fit returns"
-            )
 
     def _fit(
         self,
@@ -1012,7 +1014,7 @@ class Trainer:
                 "convforge.distributed: train_on_batch is not supported in a data-parallel run (each rank would "
                 "update its own copy of the weights); use fit, which averages the ranks' gradients"
             )
-        with self._metrics_set_aside(fresh=True), self._owning_fit("train_on_batch"):
+        with self._metrics_set_aside("train_on_batch", fresh=True), self._owning_fit("train_on_batch"):
             xb, yb, wb = self._one_batch(x, y, sample_weight, class_weight, "train_on_batch")
             tally = _OneBatch(self)
             try:
@@ -1027,8 +1029,7 @@ class Trainer:
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics of one batch in inference mode, no update; Keras's ``test_on_batch``
         (data-parallel: this rank's batch, no reduction)."""
-        self._check_not_fitting("test_on_batch")
-        with self._metrics_set_aside(fresh=True):
+        with self._metrics_set_aside("test_on_batch", fresh=True):
             xb, yb, wb = self._one_batch(x, y, sample_weight, None, "test_on_batch")
             with np.errstate(all="ignore"), single_threaded_blas():
                 loss, out, _ = self._forward_loss(xb, yb, training=False, need_grad=False, sample_weight=wb)
@@ -1091,8 +1092,7 @@ class Trainer:
         (``CONVFORGE_COMPILED_INFERENCE=0``: the layers one by one).
         """
         self._require_compiled("evaluate")
-        self._check_not_fitting("evaluate")
-        with self._metrics_set_aside():
+        with self._metrics_set_aside("evaluate"):
             return self._evaluate_call(x, y, batch_size, verbose, sample_weight, steps, return_dict, callbacks)
 
     def _metric_objects(self) -> list:
@@ -1100,25 +1100,48 @@ class Trainer:
         return list(self.compiled_metrics)
 
     @contextlib.contextmanager
-    def _metrics_set_aside(self, fresh: bool = False):
-        """Keep the compiled metrics' running state across an ``evaluate`` (``train_on_batch``,
-        ``test_on_batch``) made from inside this thread's ``fit`` or ``evaluate`` (a callback's
-        hook): they tally into the same metric objects, and the inner call reset them and added
-        its own batches, so the outer call's logs (history, EarlyStopping) mixed the two.
-        ``fresh``: there, the inner call starts from reset metrics (the one-batch calls otherwise
-        add to what is there). Outside those, Keras's rule: the metrics hold what the call left."""
-        nested = self._fit_thread == threading.get_ident() or getattr(self, "_evaluate_depth", 0) > 0
-        saved = [(m, {k: _state_copy(v) for k, v in vars(m).items()}) for m in self._metric_objects()] if nested else []
-        if nested and fresh:
-            self._reset_metrics()
-        self._evaluate_depth = getattr(self, "_evaluate_depth", 0) + 1
+    def _metrics_set_aside(self, what: str, fresh: bool = False):
+        """Hold the compiled metrics for ``what`` (``evaluate``, ``train_on_batch``,
+        ``test_on_batch``) on this thread, and keep their running state across such a call made
+        from inside this thread's ``fit`` or ``evaluate`` (a callback's hook).
+
+        They all tally into the same metric objects: a call from another thread while fit or
+        evaluate runs is refused (two evaluates at once each reported accuracies mixed with the
+        other's samples: 0.139 for 0.094), and a nested call reset them and added its own
+        batches, so the outer call's logs (history, EarlyStopping) mixed the two. ``fresh``: a
+        nested call starts from reset metrics (the one-batch calls otherwise add to what is
+        there). Outside those, Keras's rule: the metrics hold what the call left."""
+        me = threading.get_ident()
+        with _FIT_LOCK:
+            if self._fit_thread is not None and self._fit_thread != me:
+                raise RuntimeError(
+                    f"{what} cannot run while fit runs in another thread on this model (they share the compiled "
+                    f"metrics); predict can, or {what} after fit returns"
+                )
+            holder = getattr(self, "_metrics_thread", None)
+            if holder is not None and holder != me:
+                raise RuntimeError(
+                    f"{what} cannot run while evaluate runs in another thread on this model (they share the "
+                    f"compiled metrics); predict can, or {what} after evaluate returns"
+                )
+            owner = holder is None
+            if owner:
+                self._metrics_thread = me
+                _HELD.add(self)
         try:
-            yield
+            nested = not owner or self._fit_thread == me
+            saved = [(m, {k: _state_copy(v) for k, v in vars(m).items()}) for m in self._metric_objects()] if nested else []
+            if nested and fresh:
+                self._reset_metrics()
+            try:
+                yield
+            finally:
+                for m, state in saved:
+                    vars(m).clear()
+                    vars(m).update(state)
         finally:
-            self._evaluate_depth -= 1
-            for m, state in saved:
-                vars(m).clear()
-                vars(m).update(state)
+            if owner:
+                self._metrics_thread = None
 
     def _evaluate_call(self, x, y, batch_size, verbose, sample_weight, steps, return_dict, callbacks):
         """``evaluate`` once its checks passed (see ``evaluate``)."""
