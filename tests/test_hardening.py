@@ -820,6 +820,65 @@ def test_calls_sharing_the_metrics_are_refused_while_another_thread_evaluates():
     )
 
 
+def test_a_model_sharing_a_layer_with_one_another_thread_fits_is_refused_training():
+    # A layer keeps its training forward's caches for its backward: a fit of a second model that
+    # shares it, in another thread, replaced them (wrong-shape errors, "backward() needs a
+    # forward first", or with equal batch sizes silently the other model's batch in the
+    # gradients). It is refused, naming the layer; predict is not, and the same thread may.
+    check_child(
+        """
+        convforge.seed(0)
+        shared = layers.Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1))
+        def model_with(head_units):
+            model = convforge.Sequential([shared, layers.Flatten(), layers.Dense(head_units, activation="softmax")])
+            model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+            return model
+        a, b = model_with(5), model_with(5)
+        x = np.random.default_rng(0).random((64, 8, 8, 1), np.float32)
+        y = np.arange(64) % 5
+        inside, release = threading.Event(), threading.Event()
+
+        class Hold(convforge.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if batch == 1:
+                    inside.set()
+                    release.wait(60)
+
+        errors = []
+        def train_a():
+            try:
+                a.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[Hold()])
+            except BaseException as err:
+                errors.append(err)
+            finally:
+                inside.set()
+        thread = threading.Thread(target=train_a)
+        thread.start()
+        assert inside.wait(60)
+        refused = []
+        for name, call in (("fit", lambda: b.fit(x, y, batch_size=8, verbose=0)),
+                           ("train_on_batch", lambda: b.train_on_batch(x[:8], y[:8]))):
+            try:
+                call()
+            except RuntimeError as err:
+                assert name in str(err) and repr(shared.name) in str(err) and "another thread" in str(err), err
+                refused.append(name)
+        b.predict(x[:4], verbose=0)
+        release.set()
+        thread.join()
+        assert not errors, errors
+        assert refused == ["fit", "train_on_batch"], refused
+        b.fit(x, y, batch_size=8, verbose=0)  # free again
+
+        class FitOther(convforge.callbacks.Callback):  # the same thread: one step at a time, allowed
+            def on_train_batch_end(self, batch, logs=None):
+                if batch == 0:
+                    b.fit(x[:16], y[:16], batch_size=8, verbose=0)
+        a.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[FitOther()])
+        """
+    )
+
+
 def test_a_child_forked_while_another_thread_fits_can_fit_and_evaluate():
     # Only the forking thread lives on in the child: the parent's fit in another thread is not
     # running there, so the child's copy of the model must not stay held by it (evaluate and fit

@@ -141,6 +141,21 @@ _FIT_LOCK = threading.Lock()
 # The models a thread holds now (fit, train_on_batch, evaluate, test_on_batch), for the fork
 # handler below.
 _HELD: "weakref.WeakSet" = weakref.WeakSet()
+# The thread whose fit (train_on_batch) trains each layer now: a layer shared by two models keeps
+# one forward's caches for its backward, which another thread's fit of the other model replaced
+# (a wrong shape error, "backward() needs a forward first", or with equal batches silently the
+# other batch's gradients).
+_TRAINING_LAYERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _model_layers(model) -> list:
+    """The layers of ``model``, those of nested models included."""
+    found, stack = [], list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop()
+        found.append(layer)
+        stack.extend(getattr(layer, "layers", None) or [])
+    return found
 
 
 def _after_fork_in_child() -> None:
@@ -152,6 +167,9 @@ def _after_fork_in_child() -> None:
     global _FIT_LOCK
     _FIT_LOCK = threading.Lock()
     me = threading.get_ident()
+    for layer, thread in list(_TRAINING_LAYERS.items()):
+        if thread != me:
+            del _TRAINING_LAYERS[layer]
     for model in list(_HELD):
         if model._fit_thread is not None and model._fit_thread != me:
             model._fit_thread = None
@@ -684,6 +702,19 @@ class Trainer:
                     "the metrics and the training state; use train_on_batch there, or fit after this fit returns"
                 )
             owner = self._fit_thread is None  # not a call from a callback of this fit
+            taken = []
+            if owner:
+                for layer in _model_layers(self):
+                    if _TRAINING_LAYERS.get(layer, me) != me:
+                        raise RuntimeError(
+                            f"{what} cannot run: layer {getattr(layer, 'name', layer)!r} of this model is being trained "
+                            "by fit in another thread (a model sharing it): its forward and backward passes would "
+                            "mix the two models' batches"
+                        )
+                for layer in _model_layers(self):
+                    if layer not in _TRAINING_LAYERS:
+                        _TRAINING_LAYERS[layer] = me
+                        taken.append(layer)
             self._fit_thread = me
             if owner:
                 _HELD.add(self)
@@ -691,6 +722,9 @@ class Trainer:
             yield
         finally:
             if owner:
+                with _FIT_LOCK:
+                    for layer in taken:
+                        _TRAINING_LAYERS.pop(layer, None)
                 self._fit_thread = None
 
     def _fit(
