@@ -707,9 +707,9 @@ class Trainer:
                 for layer in _model_layers(self):
                     if _TRAINING_LAYERS.get(layer, me) != me:
                         raise RuntimeError(
-                            f"{what} cannot run: layer {getattr(layer, 'name', layer)!r} of this model is being trained "
-                            "by fit in another thread (a model sharing it): its forward and backward passes would "
-                            "mix the two models' batches"
+                            f"{what} cannot run: layer {getattr(layer, 'name', layer)!r} of this model is being "
+                            "trained by fit in another thread (a model sharing it): its forward and backward passes "
+                            "would mix the two models' batches"
                         )
                 for layer in _model_layers(self):
                     if layer not in _TRAINING_LAYERS:
@@ -1164,7 +1164,9 @@ class Trainer:
                 _HELD.add(self)
         try:
             nested = not owner or self._fit_thread == me
-            saved = [(m, {k: _state_copy(v) for k, v in vars(m).items()}) for m in self._metric_objects()] if nested else []
+            saved = []
+            if nested:
+                saved = [(m, {k: _state_copy(v) for k, v in vars(m).items()}) for m in self._metric_objects()]
             if nested and fresh:
                 self._reset_metrics()
             try:
