@@ -272,3 +272,26 @@ def test_fit_from_inside_fit_is_refused_and_one_batch_calls_keep_fits_metrics():
         assert result == alone_on(weights, call)  # the batch's own metrics, not fit's epoch mixed in
         if call == "test_on_batch":
             assert history.history == alone.history  # and fit's metrics are its own
+
+
+def test_a_metric_referring_to_its_model_keeps_that_model_across_a_nested_evaluate():
+    # The nested evaluate's set-aside copies a metric's arrays and containers only: a metric of
+    # one's own that refers to the model (or anything else) keeps that very object.
+    x, y = data()
+    model = tiny_model()
+
+    class Refers(convforge.metrics.Mean):
+        def __init__(self, owner):
+            super().__init__(fn=lambda y_true, y_pred: 0.0, name="refers")
+            self.owner = owner
+
+    metric = Refers(model)
+    model.compiled_metrics.append(metric)
+
+    class EvaluateInside(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                self.model.evaluate(x[:8], y[:8], verbose=0)
+
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[EvaluateInside()])
+    assert metric.owner is model

@@ -182,11 +182,17 @@ if hasattr(os, "register_at_fork"):
 
 
 def _state_copy(value):
-    """A metric's state value as it is now (a deep copy where one can be made)."""
-    try:
-        return copy.deepcopy(value)
-    except Exception:  # noqa: BLE001 - a user's metric holding something that cannot be copied
-        return value
+    """A metric's state value as it is now: arrays and containers copied (a metric adds to them in
+    place), anything else kept as the object it is (numbers, names, functions, and whatever else
+    a user's metric refers to, a model, say, which must stay that object)."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, (list, dict, set)):
+        try:
+            return copy.deepcopy(value)
+        except Exception:  # noqa: BLE001 - holds something that cannot be copied: kept as it is
+            return value
+    return value
 
 
 # Why a data-parallel batch was skipped on a rank whose own shard was finite.
