@@ -141,8 +141,14 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"n must be an int, got {type(n).__name__} {n!r}")
     if not 1 <= n <= 4096:
         raise ValueError(f"n must be between 1 and 4096 threads, got {n}")
-    _core.set_num_threads(int(n))
+    _apply_num_threads(int(n))
     threads.note_user_set()  # a fit/evaluate/predict governing the count follows it (threads.py)
+
+
+def _apply_num_threads(n: int) -> None:
+    """The kernels' thread count, set without the checks and not noted as the user's: for the
+    thread governor (threads.py), whose own settings must not look like a user's call."""
+    _core.set_num_threads(n)
 
 
 def get_num_threads() -> int:

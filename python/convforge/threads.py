@@ -231,14 +231,14 @@ _counts = None
 
 
 def _count_functions():
-    """convforge's get_num_threads and the kernels' own setter, which a governor uses so that its
+    """convforge's get_num_threads and its unnoted setter, which a governor uses so that its
     settings are not counted as the user's (note_user_set); this module loads before them;
     imported once, since a predict of one image is ~30 us and ``from . import`` cost 3 of them."""
     global _counts
     if _counts is None:
-        from . import _core, get_num_threads
+        from . import _apply_num_threads, get_num_threads
 
-        _counts = (get_num_threads, _core.set_num_threads)
+        _counts = (get_num_threads, _apply_num_threads)
     return _counts
 
 
