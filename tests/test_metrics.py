@@ -189,3 +189,10 @@ def test_auc_from_logits_applies_the_sigmoid_as_keras():
     assert metrics.AUC(from_logits=True).get_config()["from_logits"] is True
     with pytest.raises(TypeError, match="from_logits must be True or False"):
         metrics.AUC(from_logits="yes")
+
+
+def test_a_metric_description_of_no_known_class_is_a_value_error():
+    # Model files keep metrics as {"class_name", "config"}: a damaged one must not be a TypeError.
+    for bad in ({"class_name": {"a": 1}}, {"class_name": ["AUC"]}, {"class_name": "Ghost"}):
+        with pytest.raises(ValueError, match="unknown metric description"):
+            metrics.get(bad)

@@ -566,7 +566,7 @@ def get(identifier) -> Metric:
         return identifier
     if isinstance(identifier, dict):
         classes = {cls.__name__: cls for cls in _BY_NAME.values()}
-        if identifier.get("class_name") not in classes:
+        if not isinstance(identifier.get("class_name"), str) or identifier["class_name"] not in classes:
             raise ValueError(f"unknown metric description {identifier!r}")
         return classes[identifier["class_name"]](**identifier.get("config", {}))
     if isinstance(identifier, str):
