@@ -1213,10 +1213,6 @@ class Functional(Model):
     def _metric_objects(self) -> list:
         return [*self.compiled_metrics, *self._output_loss_means]
 
-    def _reset_metrics(self) -> None:
-        for m in (*self.compiled_metrics, *self._output_loss_means):
-            m.reset_state()
-
     def _update_metrics(self, ybs, outs) -> None:
         rows = outs[0].shape[0]
         for mean, part in zip(self._output_loss_means, self._last_head_losses):
@@ -1308,6 +1304,6 @@ class _GraphBatches:
         return [p.slice(lo, hi)[0] for p in self.parts], ys
 
 
-_unsupported.check_arguments(Functional, method="summary")  # Keras's show_trainable, expand_nested, ...
+_unsupported.check_arguments(Functional, method="summary")  # Keras's show_layer_activations, ...
 for _method in ("save", "save_weights", "load_weights"):  # Keras's include_optimizer, skip_mismatch, ...
     _unsupported.check_arguments(Model, method=_method)

@@ -534,7 +534,7 @@ class Trainer:
         return self._entry.convert(x_checked)
 
     def _reset_metrics(self) -> None:
-        for m in self.compiled_metrics:
+        for m in self._metric_objects():
             m.reset_state()
 
     def _update_metrics(self, yb, out) -> None:
@@ -710,14 +710,15 @@ class Trainer:
             owner = self._fit_thread is None  # not a call from a callback of this fit
             taken = []
             if owner:
-                for layer in _model_layers(self):
+                layers = _model_layers(self)
+                for layer in layers:
                     if _TRAINING_LAYERS.get(layer, me) != me:
                         raise RuntimeError(
                             f"{what} cannot run: layer {getattr(layer, 'name', layer)!r} of this model is being "
                             "trained by fit in another thread (a model sharing it): its forward and backward passes "
                             "would mix the two models' batches"
                         )
-                for layer in _model_layers(self):
+                for layer in layers:
                     if layer not in _TRAINING_LAYERS:
                         _TRAINING_LAYERS[layer] = me
                         taken.append(layer)
