@@ -641,18 +641,32 @@ def test_depthwise_keeps_the_products_of_padding_with_inf_and_nan(dtype, isa):
                                       np.isnan(got[:, :1]))
 
 
-@pytest.mark.xfail(strict=True, reason="batch_norm_backward adds dy (and dy * xc) in float32 before its double sums: "
-                                       "finite gradients near FLT_MAX overflow there (not fixed yet)")
-@pytest.mark.parametrize("shape", [(4, 1, 2, 2), (16, 2, 3, 3)], ids=lambda s: "x".join(map(str, s)))
-def test_batch_norm_backward_of_finite_gradients_near_float32_max(shape, isa):
-    # dy of +-3e38 in alternate images: sum(dy) = 0 and sum(dy * xc) is finite in double (the
-    # oracle), but the kernels give a non-finite dgamma (and dbeta NaN on the SIMD paths of long
-    # rows, 0 on the portable one: the ISA paths disagree).
+@pytest.mark.parametrize("shape", [(4, 1, 2, 2), (16, 2, 3, 3), (16, 3, 14, 14), (4, 2, 40, 40)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
+def test_batch_norm_backward_of_finite_gradients_near_float32_max(shape, relu, isa):
+    # dy of +-3e38 in alternate images: the sums in double (the oracle's) are finite, but the
+    # kernels add a few values in float32 first and overflowed there (dgamma inf, dbeta NaN on
+    # the SIMD paths): a channel whose sums come out non-finite is summed again in double. The
+    # shapes take each form: runs of short rows, rows by images, blocks. With alternate images
+    # alike, sum(dy * xc) cancels to 0 as sum(dy) does; with the first shape's images apart, its
+    # dgamma is about 2e38, within float32.
+    apart = shape == (4, 1, 2, 2) and not relu
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if not apart:
+        x[1::2] = x[0::2]
     dy = np.full(shape, 3e38, np.float32)
     dy[1::2] *= -1
     _, mean, var = F.batch_norm(x)
-    want = R.batch_norm_backward(dy.astype(np.float64), x.astype(np.float64), mean, var)
-    got = F.batch_norm_backward(dy, x, mean, var)
+    if relu:
+        got = F.batch_norm_backward(dy, x, mean, var, relu=True)
+        mask = (x - mean[None, :, None, None]) / np.sqrt(var + 1e-3)[None, :, None, None] > 0
+        want = R.batch_norm_backward((dy * mask).astype(np.float64), x.astype(np.float64), mean, var)
+    else:
+        got = F.batch_norm_backward(dy, x, mean, var)
+        want = R.batch_norm_backward(dy.astype(np.float64), x.astype(np.float64), mean, var)
+    assert np.isfinite(want[1]).all() and np.isfinite(want[2]).all()
     np.testing.assert_allclose(got[2], want[2], atol=1e33)
-    np.testing.assert_allclose(got[1], want[1], rtol=1e-4)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e33)
+    if apart:
+        assert np.all(np.abs(want[1]) > 1e36) and np.all(np.abs(want[1]) < 3e38)  # a dgamma of 0 would fail

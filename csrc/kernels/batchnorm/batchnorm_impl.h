@@ -410,6 +410,30 @@ BnBwdCoefficients<T> bn_bwd_finish(int64_t c, double s_dy, double s_dy_dev, doub
           static_cast<T>(-k1 * s_dy / count)};
 }
 
+// Channel c's backward sums s_dy = sum(dy) and s_dy_dev = sum(dy * (x - mean)) again, plainly in
+// double, images in order (dy masked as the fused ReLU's forward passed it, with `relu`): the
+// fallback where the fast forms' sums come out non-finite. Those add a few values or products in
+// T before the doubles (Rows' float lanes), and finite gradients within a few times T's largest
+// overflow there (dy of +-3e38 in alternate images gave an infinite dgamma and, on the SIMD
+// paths, a NaN dbeta, where the sums in double are 0 and finite). A sum in double of finite T
+// values never overflows, so a non-finite sum means either such an overflow or an inf/NaN in dy
+// or x, which stays as the oracle has it. Slow, but only for such channels.
+template <class Rows, class T>
+CONVFORGE_NOINLINE void bn_bwd_exact_sums(const ChannelShape& s, int64_t c, const T* diff_dst, const T* src,
+                                          double mean, const BnAffine<T>* relu, double* s_dy, double* s_dy_dev) {
+  double a = 0.0, b = 0.0;
+  for (int64_t n = 0; n < s.mb; ++n) {
+    const T* dy = diff_dst + (n * s.c + c) * s.hw;
+    const T* x = src + (n * s.c + c) * s.hw;
+    for (int64_t i = 0; i < s.hw; ++i) {
+      if (relu != nullptr && !Rows::passes(relu, x[i])) continue;  // +0, NaN included, as Rows' kept()
+      a += static_cast<double>(dy[i]);
+      b += static_cast<double>(dy[i]) * (static_cast<double>(x[i]) - mean);
+    }
+  }
+  *s_dy = a, *s_dy_dev = b;
+}
+
 // The backward's row primitives, with or without the fused ReLU's mask: chosen once per call,
 // not per row (each primitive has both forms).
 // stream: dx past the caches (kBnStreamBytes); each work item then ends with fence().
@@ -472,6 +496,9 @@ void batchnorm_bwd_blocks(const ChannelShape& s, const BnBwdRows<Rows, T>& rows,
       const double* lane = blk.lanes.data() + 2 * L * (c - blk.c0);
       double s_dy = 0, s_dy_dev = 0;
       for (int64_t l = 0; l < L; ++l) s_dy += lane[l], s_dy_dev += lane[L + l];
+      if (!std::isfinite(s_dy) || !std::isfinite(s_dy_dev))
+        bn_bwd_exact_sums<Rows>(s, c, diff_dst, src, static_cast<double>(mean[c]), relu ? &blk.z[c - blk.c0] : nullptr,
+                                &s_dy, &s_dy_dev);
       blk.k[c - blk.c0] = bn_bwd_finish(c, s_dy, s_dy_dev, count, var, gamma, eps, diff_gamma, diff_beta);
     }
   };
@@ -620,6 +647,9 @@ void batchnorm_bwd_image_runs(const ChannelShape& s, const BatchnormSplit& p, co
   for (int64_t c = 0; c < C; ++c) {
     double s_dy = 0, s_dy_dev = 0;
     for (int64_t j = 0; j < p.chunks; ++j) s_dy += partial[2 * (j * C + c)], s_dy_dev += partial[2 * (j * C + c) + 1];
+    if (!std::isfinite(s_dy) || !std::isfinite(s_dy_dev))
+      bn_bwd_exact_sums<Rows>(s, c, diff_dst, src, static_cast<double>(mean[c]), relu ? &z[c] : nullptr, &s_dy,
+                              &s_dy_dev);
     const BnBwdCoefficients<T> kc = bn_bwd_finish(c, s_dy, s_dy_dev, count, var, gamma, eps, diff_gamma, diff_beta);
     std::fill(array(kC1) + c * HW, array(kC1) + (c + 1) * HW, kc.k1);
     std::fill(array(kC2) + c * HW, array(kC2) + (c + 1) * HW, kc.k2);
@@ -678,6 +708,9 @@ void batchnorm_bwd_images(const ChannelShape& s, const BnBwdRows<Rows, T>& rows,
   for (int64_t c = 0; c < C; ++c) {
     double s_dy = 0, s_dy_dev = 0;
     for (int64_t j = 0; j < p.chunks; ++j) s_dy += partial[2 * (j * C + c)], s_dy_dev += partial[2 * (j * C + c) + 1];
+    if (!std::isfinite(s_dy) || !std::isfinite(s_dy_dev))
+      bn_bwd_exact_sums<Rows>(s, c, diff_dst, src, static_cast<double>(mean[c]), relu ? &z[c] : nullptr, &s_dy,
+                              &s_dy_dev);
     k[c] = bn_bwd_finish(c, s_dy, s_dy_dev, count, var, gamma, eps, diff_gamma, diff_beta);
   }
   if (!diff_src) return;

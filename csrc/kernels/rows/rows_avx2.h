@@ -4,6 +4,7 @@
 
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 
 #include "common/alignment.h"
@@ -231,6 +232,8 @@ struct RowsAvx2 {
   }
   // z = (x - mean) * scale + shift as scale_shift computes it, and the mask z > 0.
   static __m256 pre(__m256 x, __m256 vm, __m256 va, __m256 vb) { return _mm256_fmadd_ps(_mm256_sub_ps(x, vm), va, vb); }
+  // One value's mask, as mask() takes it (the backward's exact fallback, batchnorm_impl.h).
+  static bool passes(const BnAffine<float>* r, float x) { return std::fma(x - r->mean, r->scale, r->shift) > 0.0f; }
   static __m256 mask(const BnAffine<float>* r, __m256 x) {
     const __m256 z = pre(x, _mm256_set1_ps(r->mean), _mm256_set1_ps(r->scale), _mm256_set1_ps(r->shift));
     return _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GT_OQ);

@@ -5,6 +5,7 @@
 
 #include "common/avx512.h"
 
+#include <cmath>
 #include <cstdint>
 
 #include "common/alignment.h"
@@ -338,6 +339,8 @@ struct RowsAvx512 {
   static constexpr int kSumLanes = 16;
   // z = (x - mean) * scale + shift as scale_shift computes it, and the lanes where z > 0.
   static __m512 pre(__m512 x, __m512 vm, __m512 va, __m512 vb) { return _mm512_fmadd_ps(_mm512_sub_ps(x, vm), va, vb); }
+  // One value's mask, as mask() takes it (the backward's exact fallback, batchnorm_impl.h).
+  static bool passes(const BnAffine<float>* r, float x) { return std::fma(x - r->mean, r->scale, r->shift) > 0.0f; }
   static __mmask16 mask(__mmask16 k, const BnAffine<float>* r, __m512 x) {
     const __m512 z = pre(x, _mm512_set1_ps(r->mean), _mm512_set1_ps(r->scale), _mm512_set1_ps(r->shift));
     return _mm512_mask_cmp_ps_mask(k, z, _mm512_setzero_ps(), _CMP_GT_OQ);
