@@ -213,6 +213,80 @@ def test_custom_layers_load_by_name(tmp_path):
         np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
+# ---------------------------------------------------------------------------
+# pickle and copy.deepcopy (Keras's models take both, through their saved form)
+# ---------------------------------------------------------------------------
+
+
+def _copies(model):
+    import copy
+    import pickle
+
+    return {"deepcopy": copy.deepcopy(model), "pickle": pickle.loads(pickle.dumps(model))}
+
+
+def test_deepcopy_and_pickle_of_a_trained_model_predict_and_train_on_alike():
+    # After fit and predict a model holds a compiled inference plan and graph indexes keyed by
+    # object identity: deepcopy raised "cannot pickle 'convforge._core.InferencePlan'".
+    model = trained()
+    x, y = data(seed=1)
+    want = model.predict(x, verbose=0)
+    model.predict(x[:1], verbose=0)  # the one-image path too
+    copies = _copies(model)
+    for how, copied in copies.items():
+        assert type(copied) is type(model), how
+        np.testing.assert_array_equal(copied.predict(x, verbose=0), want, err_msg=how)
+        assert copied.optimizer.iterations == model.optimizer.iterations > 0, how
+        for w, v in zip(copied.get_weights(), model.get_weights()):
+            assert not np.shares_memory(w, v), how
+        convforge.seed(5)
+        copied.fit(x, y, epochs=1, batch_size=24, shuffle=False, verbose=0)
+    # The original is untouched by its copies' training; one more step of it from the same
+    # state (its Adam moments included) lands on the copies' weights.
+    np.testing.assert_array_equal(model.predict(x, verbose=0), want)
+    convforge.seed(5)
+    model.fit(x, y, epochs=1, batch_size=24, shuffle=False, verbose=0)
+    for how, copied in copies.items():
+        for w, v in zip(copied.get_weights(), model.get_weights()):
+            np.testing.assert_array_equal(w, v, err_msg=how)
+
+
+def test_deepcopy_of_a_graph_model_with_shared_layers_and_batch_norm():
+    inp = convforge.Input((8, 8, 1))
+    conv = layers.Conv2D(2, 3, padding="same")
+    y = layers.BatchNormalization()(layers.Add()([conv(inp), conv(inp)]))
+    out = layers.Dense(3)(layers.GlobalAveragePooling2D()(y))
+    model = convforge.Model(inp, out)
+    model.compile("sgd", "mse")
+    x = np.random.default_rng(0).random((8, 8, 8, 1)).astype(np.float32)
+    model.fit(x, np.zeros((8, 3), np.float32), epochs=1, verbose=0)  # moves the moving statistics
+    model.predict(x, verbose=0)
+    for how, copied in _copies(model).items():
+        np.testing.assert_array_equal(copied.predict(x, verbose=0), model.predict(x, verbose=0), err_msg=how)
+        assert [layer.name for layer in copied.layers] == [layer.name for layer in model.layers]
+
+
+def test_deepcopy_keeps_non_finite_weights_and_unbuilt_models():
+    model = trained()
+    model.layers[-1].params["bias"][0] = np.nan  # save() refuses it; a copy in memory takes it as it is
+    model.predict(data()[0], verbose=0)
+    for how, copied in _copies(model).items():
+        assert np.isnan(copied.layers[-1].params["bias"][0]), how
+    unbuilt = convforge.Sequential([layers.Dense(3)])
+    for how, copied in _copies(unbuilt).items():
+        assert not copied.built and len(copied.layers) == 1, how
+
+
+def test_deepcopy_of_a_built_sequential_subclass_says_why_not():
+    class Net(convforge.Sequential):
+        pass
+
+    net = Net([layers.Dense(2, input_shape=(3,))])
+    net.predict(np.zeros((1, 3), np.float32), verbose=0)
+    with pytest.raises(TypeError, match="Net.*set_weights"):
+        _copies(net)
+
+
 def test_file_layout_is_plain_npz_with_versioned_json(tmp_path):
     model = trained()
     model.save(tmp_path / "m.npz")

@@ -120,6 +120,19 @@ class Model(Trainer):
             )
         return super().__new__(cls)
 
+    def __reduce_ex__(self, protocol):
+        """``pickle`` and ``copy.deepcopy`` of a model class of your own (a Sequential subclass):
+        copied as any object while not built, refused once built. Sequential and Functional
+        models are copied through what ``save`` writes (models/loading.py registers how); a
+        subclass would come back as its base class."""
+        if not self.built:
+            return super().__reduce_ex__(protocol)
+        raise TypeError(
+            f"cannot pickle or deepcopy a built {type(self).__name__} (a subclass of {type(self).__mro__[1].__name__}): "
+            "a copy is rebuilt from the model's description and would come back as the base class; make a new "
+            "instance and copy the weights over (new.set_weights(model.get_weights()))"
+        )
+
     @classmethod
     def from_config(cls, config: dict, custom_objects=None) -> "Model":
         """Keras's ``keras.Model.from_config(model.get_config())``: a new graph model (fresh weights)

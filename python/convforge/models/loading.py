@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copyreg
+import json
 import os
 import warnings
 
@@ -10,10 +12,10 @@ import numpy as np
 from .. import losses as losses_module
 from .. import optimizers as optimizers_module
 from .._warnings import user_stacklevel
-from ..saving import ModelFileError, read
+from ..saving import ModelFileError, _check_meta, read
 from .functional import Functional
 from .sequential import Sequential
-from .state import assign_weights, building, restore_optimizer
+from .state import assign_weights, building, model_state, restore_optimizer
 
 __all__ = ["load_model"]
 
@@ -67,6 +69,12 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True, *, i
     if input_layout is not None:
         raise ValueError(f"input_layout is for ONNX files (*.onnx); {os.fsdecode(path)!r} is a convforge model file")
     meta, arrays = read(path)
+    return model_from_state(meta, arrays, path, custom_objects, compile)
+
+
+def model_from_state(meta, arrays, path, custom_objects=None, compile=True):  # noqa: A002
+    """The model that ``meta`` and ``arrays`` (what :func:`state.model_state` gives, or a file's
+    checked contents) describe; ``path`` names their source in errors."""
     model = _model_from_meta(meta, path, custom_objects)
     assign_weights(model, meta, arrays, path)
     compile_config = meta.get("compile")
@@ -111,10 +119,34 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True, *, i
     return model
 
 
+def _model_from_pickle(meta_json: str, arrays: dict):
+    """pickle's and copy.deepcopy's way back from _reduce_model. The description goes through the
+    checks a file's does."""
+    where = "<a pickled or copied model>"
+    return model_from_state(_check_meta(json.loads(meta_json), where), arrays, where)
+
+
+def _reduce_model(model):
+    """``pickle`` and ``copy.deepcopy`` of a Sequential or Functional model, as Keras's models do
+    them: through what ``save`` writes (architecture, weights, compile settings, optimizer state;
+    not the history, nor attributes of your own), rebuilt as ``load_model`` rebuilds a file, with
+    weights that are not finite kept as they are. A built model's graph is indexed by the
+    identities of its objects and holds the compiled kernels' plans, which a copy of its
+    attributes one by one cannot carry. A model not built yet is copied as any object."""
+    if not model.built:
+        return object.__reduce_ex__(model, 4)
+    meta, arrays = model_state(model, finite_only=False)
+    return _model_from_pickle, (json.dumps(meta), arrays)
+
+
+# In copyreg's table, which pickle and copy.deepcopy consult before the object's own methods:
+# for these exact classes (Model.__reduce_ex__ answers for subclasses).
+copyreg.pickle(Sequential, _reduce_model)
+copyreg.pickle(Functional, _reduce_model)
+
+
 def model_from_json(json_string: str, custom_objects=None):
     """A new model (fresh weights) from ``model.to_json()``'s string, Keras's ``model_from_json``."""
-    import json
-
     try:
         description = json.loads(json_string)
     except (TypeError, ValueError) as err:

@@ -48,13 +48,14 @@ def _weights_entries(model) -> tuple[list[dict], dict[str, np.ndarray]]:
     return entries, arrays
 
 
-def _base_meta(model, kind: str) -> tuple[dict, dict]:
+def _base_meta(model, kind: str, finite_only: bool = True) -> tuple[dict, dict]:
     if not model.built:
         raise ValueError("cannot save a model that has not been built (no input shape known yet)")
     entries, arrays = _weights_entries(model)
     # load_model refuses NaN/Inf weights (a diverged model is nothing to continue from), so saving
-    # refuses them too: a checkpoint that cannot be loaded must not replace one that can.
-    for entry in entries:
+    # refuses them too: a checkpoint that cannot be loaded must not replace one that can. A copy
+    # in memory (model_state for pickle and deepcopy) takes the weights as they are.
+    for entry in entries if finite_only else ():
         value = arrays[entry["key"]]
         bad = value.size - int(np.count_nonzero(np.isfinite(value)))
         if bad:
@@ -96,7 +97,13 @@ def save_model(model, path) -> None:
     """
     if _not_the_writer():
         return
-    meta, arrays = _base_meta(model, "model")
+    write(path, *model_state(model))
+
+
+def model_state(model, finite_only: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
+    """What ``model.save`` writes, as (description, arrays); ``finite_only=False`` keeps NaN/Inf
+    weights (a copy in memory, not a file to resume from)."""
+    meta, arrays = _base_meta(model, "model", finite_only)
     meta["compile"] = model.get_compile_config()
 
     meta["optimizer"] = None
@@ -138,7 +145,7 @@ def save_model(model, path) -> None:
         "history_skipped": list(history.skipped_batches) if history is not None else [],
         "callbacks": callback_states,
     }
-    write(path, meta, arrays)
+    return meta, arrays
 
 
 # --------------------------------------------------------------------------- reading
