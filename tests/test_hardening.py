@@ -110,6 +110,47 @@ def test_save_refuses_a_directory_and_a_device_node(tmp_path):
     )
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_loaders_refuse_a_fifo_a_directory_and_a_device_without_waiting(tmp_path):
+    # open() of a named pipe with no writer waits for one: load_model and read_idx hung forever
+    # (a child with a timeout: a hang fails the test instead of stopping the suite).
+    check_child(
+        f"""
+        from convforge.datasets.idx import read_idx, DatasetError
+        try:
+            import onnx  # noqa: F401
+            suffixes = [".npz", ".onnx"]
+        except ImportError:
+            suffixes = [".npz"]
+        for suffix in suffixes:
+            pipe = os.path.join({str(tmp_path)!r}, "pipe" + suffix)
+            os.mkfifo(pipe)
+            try:
+                convforge.load_model(pipe)
+            except ModelFileError as err:
+                assert "named pipe" in str(err) and pipe in str(err), err
+            else:
+                raise AssertionError("load_model read a FIFO")
+        pipe = os.path.join({str(tmp_path)!r}, "labels.gz")
+        os.mkfifo(pipe)
+        for path, kind in ((pipe, "named pipe"), ("/dev/zero", "device"), ({str(tmp_path)!r}, "directory")):
+            try:
+                read_idx(path)
+            except DatasetError as err:
+                assert kind in str(err), err
+            else:
+                raise AssertionError("read_idx read " + path)
+        try:
+            convforge.load_model({str(tmp_path)!r})
+        except ModelFileError as err:
+            assert "directory" in str(err), err
+        else:
+            raise AssertionError("load_model read a directory")
+        """,
+        timeout=60,
+    )
+
+
 def test_save_through_a_symlink_updates_its_target_and_keeps_the_link(tmp_path):
     check_child(
         f"""

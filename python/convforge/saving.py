@@ -58,6 +58,8 @@ import zlib
 
 import numpy as np
 
+from ._files import NotARegularFileError, open_regular_file
+
 __all__ = ["FORMAT_VERSION", "ModelFileError", "new_meta", "read", "write", "write_atomic"]
 
 FORMAT = "convforge"
@@ -456,7 +458,11 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
     """
     path = os.fsdecode(path)  # bytes paths too, as open() takes them
     check_file_name(path)
-    with open(path, "rb") as f:  # FileNotFoundError, with the path, for a missing file
+    try:
+        f = open_regular_file(path)  # FileNotFoundError, with the path, for a missing file
+    except NotARegularFileError as err:
+        raise ModelFileError(path, f"it is {err.kind}, not a regular file") from None
+    with f:
         head = f.read(4)
     if not head:
         raise ModelFileError(path, "the file is empty")
@@ -465,7 +471,7 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
             path, "not a model file: it is not an .npz (zip) archive as written by model.save() or model.save_weights()"
         )
     try:
-        with open(path, "rb") as f, zipfile.ZipFile(f) as zf:
+        with open_regular_file(path) as f, zipfile.ZipFile(f) as zf:
             members = {info.filename: info for info in zf.infolist()}
             meta_info = members.get(_META + ".npy")
             if meta_info is None:

@@ -29,6 +29,8 @@ import zlib
 
 import numpy as np
 
+from .._files import NotARegularFileError, open_regular_file
+
 __all__ = [
     "DatasetError",
     "DatasetNotFoundError",
@@ -240,9 +242,11 @@ def _read_idx(path, max_bytes: int = MAX_IDX_BYTES, check_header=None) -> np.nda
     file declaring another one (a gzip bomb, a huge sparse file) without reading its data."""
     path = os.fspath(path)
     try:
-        raw = open(path, "rb")
+        raw = open_regular_file(path)
     except FileNotFoundError as exc:
         raise _error(path, "no such file", DatasetNotFoundError) from exc
+    except NotARegularFileError as exc:
+        raise _error(path, f"it is {exc.kind}, not a regular file") from exc
     except OSError as exc:
         raise _error(path, exc.strerror or str(exc)) from exc
     with raw:

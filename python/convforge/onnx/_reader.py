@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from .._files import NotARegularFileError, open_regular_file
 from ..saving import ModelFileError
 from ._export import require_onnx
 
@@ -38,13 +39,17 @@ def parse(path):
     """The ModelProto of ``path``; ModelFileError for anything that is not a readable ONNX model."""
     onnx = require_onnx()
     path = os.fspath(path)
-    size = os.stat(path).st_size  # FileNotFoundError, with the path, for a missing file
-    if size == 0:
-        raise ModelFileError(path, "the file is empty")
-    if size > MAX_FILE_BYTES:
-        raise ModelFileError(path, f"the file is {size} bytes; an ONNX model file holds less than 2 GiB")
-    with open(path, "rb") as f:
-        # read(n) allocates n bytes up front: ask for what stat() saw (+1, to notice growth).
+    try:
+        f = open_regular_file(path)  # FileNotFoundError, with the path, for a missing file
+    except NotARegularFileError as err:
+        raise ModelFileError(path, f"it is {err.kind}, not a regular file") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise ModelFileError(path, "the file is empty")
+        if size > MAX_FILE_BYTES:
+            raise ModelFileError(path, f"the file is {size} bytes; an ONNX model file holds less than 2 GiB")
+        # read(n) allocates n bytes up front: ask for what fstat() saw (+1, to notice growth).
         data = f.read(size + 1)
     if len(data) > MAX_FILE_BYTES:
         raise ModelFileError(path, "the file grew past 2 GiB while it was read")
