@@ -180,6 +180,64 @@ def test_inference_only_and_resampling_layers_export(tmp_path):
     np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("size", [(2, 2), (2, 3), (1, 4)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("opset", [13, 21])
+def test_upsampling_round_trips(size, opset, tmp_path):
+    # Exported as a nearest Resize, which the importer did not read back (issue 17: every
+    # exportable layer round-trips).
+    model = seeded([layers.Conv2D(3, 3, padding="same", input_shape=(5, 4, 2)), layers.UpSampling2D(size),
+                    layers.Conv2D(2, 1)])
+    _, back = round_trip(model, images((2, 5, 4, 2)), tmp_path, opset=opset)
+    assert [type(layer).__name__ for layer in back.layers] == ["Conv2D", "UpSampling2D", "Conv2D"]
+    assert back.layers[1].size == size
+
+
+def test_pytorch_nearest_upsample_imports(tmp_path):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 5, 6)
+    for scale, opset in ((2, 17), ((3, 2), 13), (2, 11)):
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Upsample(scale_factor=scale), nn.Conv2d(4, 2, 1))
+        net.eval()
+        path = tmp_path / f"up{opset}.onnx"
+        export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}}, opset_version=opset)
+        with torch.no_grad():
+            expected = net(x).numpy()
+        model = convforge.load_model(path)
+        assert "UpSampling2D" in [type(layer).__name__ for layer in model.layers]
+        np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "attributes, scales, message",
+    [
+        ({"mode": "linear"}, [1, 1, 2, 2], "attribute 'mode': only mode 'nearest'"),
+        # (At scale 2 on 6 pixels align_corners happens to read the repeat's pixels, and is taken.)
+        ({"coordinate_transformation_mode": "align_corners"}, [1, 1, 3, 3], "attribute 'coordinate_transformation_mode'"),
+        ({"coordinate_transformation_mode": "asymmetric", "nearest_mode": "round_prefer_floor"}, [1, 1, 3, 3],
+         "'round_prefer_floor' at scale 3 reads other pixels"),
+        ({}, [1, 1, 1.5, 2], r"scales \[1.0, 1.0, 1.5, 2.0\]: only whole factors"),
+        ({}, [1, 2, 2, 2], "only whole factors >= 1 of height and width"),
+    ],
+    ids=["linear", "align-corners", "asymmetric-round", "fraction", "channels"],
+)
+def test_resize_that_upsampling_cannot_do_names_the_attribute(attributes, scales, message, tmp_path):
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="up", **attributes)
+    path = save_graph(tmp_path / "m.onnx", [node], [numpy_helper.from_array(np.array(scales, np.float32), "scales")])
+    with pytest.raises(ModelFileError, match=r"node 'up' \(Resize\).*" + message):
+        convforge.load_model(path)
+
+
+def test_resize_with_onnx_defaults_is_upsampling(tmp_path):
+    # ONNX's defaults (half_pixel, round_prefer_floor) read floor(i / s) at any whole scale.
+    good = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="up")
+    path = save_graph(tmp_path / "ok.onnx", [good], [numpy_helper.from_array(np.array([1, 1, 3, 2], np.float32), "scales")])
+    x = np.random.default_rng(0).standard_normal((2, 2, 6, 6)).astype(np.float32)
+    model = convforge.load_model(path, input_layout="channels_first")
+    np.testing.assert_array_equal(model.predict(x, verbose=0), run_ort(path, x))
+
+
 @pytest.mark.parametrize("make", STANDALONE.values(), ids=STANDALONE.keys())
 def test_standalone_layers_round_trip(make, tmp_path):
     # On images (softmax over channels) and on features.

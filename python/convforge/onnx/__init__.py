@@ -33,7 +33,7 @@ Conv and pooling (GlobalAveragePool) between two ``Transpose`` to and from
 importer takes features and images only: such a file is refused, naming its
 input's shape). Dropout and the random augmentation layers are the identity at
 inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nearest
-``Resize``, Conv2DTranspose ``ConvTranspose`` (imports back) and Permute one
+``Resize`` (imports back), Conv2DTranspose ``ConvTranspose`` (imports back) and Permute one
 ``Transpose`` (not imported: the importer names the node); LeakyReLU, ELU and
 Softplus are their ONNX ops (and import back), swish ``Mul(x, Sigmoid(x))``
 (imports back as Sigmoid + Multiply), GELU its erf or tanh formula (the importer stops at its constant Mul, naming the node); ReLU(max_value) is
@@ -53,7 +53,9 @@ MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
 Conv/Dense before them), Clip(x, 0, max) (``ReLU(max_value)``, which exports as
 it), Flatten and flattening Reshapes, BatchNormalization,
 GlobalAveragePool/GlobalMaxPool (and ReduceMean/ReduceMax over height and width),
-Pad/Slice (ZeroPadding2D/Cropping2D),
+Pad/Slice (ZeroPadding2D/Cropping2D), Resize/Upsample of mode 'nearest' by whole factors of height and
+width (UpSampling2D: PyTorch's ``nn.Upsample(scale_factor=k)``; any coordinate transformation and rounding
+that read input pixel floor(i / k) for output pixel i at the model's sizes; 'linear' and 'cubic' are refused),
 Add/Sum/Sub/Mul/Mean/Concat of computed tensors (the merge layers), Identity
 and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,
 Concat, ConstantOfShape, Reshape, Slice, Cast, ...) is folded; Keras's

@@ -1,5 +1,5 @@
 """Exporters and importers of BatchNormalization, global pooling, ZeroPadding2D, Cropping2D,
-DepthwiseConv2D, SeparableConv2D and the merge layers (Add, Subtract, Multiply, Average,
+DepthwiseConv2D, SeparableConv2D, UpSampling2D (Resize) and the merge layers (Add, Subtract, Multiply, Average,
 Concatenate) of graph models.
 
 Registered by class *name*, and the importers look the classes up in :mod:`convforge.layers`
@@ -445,6 +445,92 @@ def import_reduce(ctx, node):
     ctx.add_view_layer(node, layer, [base if base is not None else node.input[0]], base is not None and keep)
 
 
+def _nearest_source(ctm: str, nearest_mode: str, size: int, out: int) -> np.ndarray:
+    """Which input pixel each of ``out`` output pixels reads along an axis of ``size`` pixels, as
+    ONNX's Resize (nearest) defines it for that coordinate transformation and rounding."""
+    i = np.arange(out, dtype=np.float64)
+    scale = out / size
+    if ctm == "asymmetric":
+        x = i / scale
+    elif ctm == "half_pixel" or (ctm == "pytorch_half_pixel" and out > 1):
+        x = (i + 0.5) / scale - 0.5
+    elif ctm == "pytorch_half_pixel":
+        x = np.zeros_like(i)
+    elif ctm == "align_corners":
+        x = i * (size - 1) / (out - 1) if out > 1 else np.zeros_like(i)
+    elif ctm == "tf_half_pixel_for_nn":
+        x = (i + 0.5) / scale
+    else:
+        return None
+    if nearest_mode == "floor":
+        k = np.floor(x)
+    elif nearest_mode == "ceil":
+        k = np.ceil(x)
+    elif nearest_mode == "round_prefer_floor":
+        k = np.where(x - np.floor(x) == 0.5, np.floor(x), np.round(x))
+    elif nearest_mode == "round_prefer_ceil":
+        k = np.where(x - np.floor(x) == 0.5, np.ceil(x), np.round(x))
+    else:
+        return None
+    return np.clip(k, 0, size - 1).astype(np.int64)
+
+
+def import_resize(ctx, node):
+    """Resize (and opset 9's Upsample) as UpSampling2D: nearest, whole scales of height and width,
+    where the coordinate transformation and rounding read input pixel floor(i / scale) for output
+    pixel i (np.repeat), as convforge's exporter and PyTorch's nn.Upsample write it; any other
+    combination picks other pixels and is refused, naming the attribute."""
+    if node.op_type == "Upsample" or ctx.opset < 11:
+        a = ctx.attributes(node, {"mode": "nearest", "scales": None})
+        a.update(coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        scales = a["scales"] if a["scales"] is not None else ctx.constant(node, 1, "scales")
+        sizes = None
+    else:
+        a = ctx.attributes(node, {"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
+                                  "nearest_mode": "round_prefer_floor", "cubic_coeff_a": -0.75,
+                                  "exclude_outside": 0, "extrapolation_value": 0.0, "antialias": 0,
+                                  "axes": None, "keep_aspect_ratio_policy": "stretch"})
+        if a["axes"] is not None:
+            raise ctx.error(node, "only scales or sizes of all four axes are supported", "axes")
+        scales = ctx.constant(node, 2, "scales", required=False)
+        sizes = ctx.constant(node, 3, "sizes", required=False)
+        if scales is not None and np.asarray(scales).size == 0:
+            scales = None
+    if a["mode"] != "nearest":
+        raise ctx.error(node, f"only mode 'nearest' is supported (UpSampling2D); got {a['mode']!r}", "mode")
+    shape = ctx.shape(node, 0)
+    if len(shape) != 3:
+        raise ctx.error(node, f"takes images (batch, channels, height, width); its input is {('batch', *shape)}")
+    _, h, w = shape
+    if sizes is not None:
+        sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
+        if len(sizes) != 4 or sizes[1] != shape[0] or sizes[2] % h or sizes[3] % w or min(sizes[2:]) < h:
+            raise ctx.error(node, f"sizes {sizes} are not whole multiples of the input's (batch, {shape[0]}, {h}, {w})",
+                            "sizes")
+        factors = (sizes[2] // h, sizes[3] // w)
+    elif scales is not None:
+        values = np.asarray(scales, dtype=np.float64).reshape(-1)
+        if len(values) != 4 or values[0] != 1 or values[1] != 1 or np.any(values[2:] < 1) \
+                or np.any(values[2:] != np.round(values[2:])):
+            raise ctx.error(node, f"scales {values.tolist()}: only whole factors >= 1 of height and width are "
+                            "supported", "scales")
+        factors = (int(values[2]), int(values[3]))
+    else:
+        raise ctx.error(node, "has neither scales nor sizes")
+    if max(factors) > _params.MAX_PARAM:
+        raise ctx.error(node, f"factors {factors} are too large", "scales")
+    ctm, rounding = a["coordinate_transformation_mode"], a["nearest_mode"]
+    for size, factor in ((h, factors[0]), (w, factors[1])):
+        picked = _nearest_source(ctm, rounding, size, size * factor)
+        if picked is None or not np.array_equal(picked, np.arange(size * factor) // factor):
+            raise ctx.error(
+                node,
+                f"coordinate_transformation_mode {ctm!r} with nearest_mode {rounding!r} at scale {factor} reads "
+                "other pixels than UpSampling2D's repeat", "coordinate_transformation_mode")
+    layer = _layer_class(ctx, node, "UpSampling2D")(size=factors, data_format=ctx.data_format)
+    ctx.add_layer(node, layer, [node.input[0]], node.output[0])
+
+
 def _add_merge(ctx, node, layer, names, view):
     ctx.add_view_layer(node, layer, names, view, many=True)
 
@@ -477,5 +563,7 @@ for _op, _fn in (
     ("ReduceMax", import_reduce),
     ("Pad", import_pad),
     ("Slice", import_slice),
+    ("Resize", import_resize),
+    ("Upsample", import_resize),
 ):
     register_importer(_op, _fn)
