@@ -143,7 +143,7 @@ STANDALONE = {
 
 
 # Exported as several ONNX ops (x * sigmoid(x); 0.5 x (1 + erf(x / sqrt 2)) or its tanh form):
-# checked in onnxruntime; convforge's importer does not reassemble them into one layer.
+# checked in onnxruntime; the importer reads the GELU formulas back as one GELU layer.
 COMPOSITE = {
     "swish": lambda: layers.Activation("swish"),
     "gelu": lambda: layers.Activation("gelu"),
@@ -159,6 +159,63 @@ def test_composite_activations_export(make, tmp_path):
     onnx.checker.check_model(onnx.load(path), full_check=True)
     x = images((3, 6, 6, 2)) * 3  # both tails of the curves
     np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("approximate", [False, True], ids=["erf", "tanh"])
+def test_gelu_round_trips_as_one_layer(approximate, tmp_path):
+    # Its formula (Mul/Erf/Add or the tanh form) stopped the importer at the first Mul by a constant.
+    model = seeded([layers.Conv2D(4, 3, input_shape=(6, 6, 2)), layers.GELU(approximate=approximate), layers.Flatten(),
+                    layers.Dense(3), layers.Activation("gelu") if not approximate else layers.GELU(approximate=True)])
+    _, back = round_trip(model, images((3, 6, 6, 2)) * 3, tmp_path)
+    gelus = [layer for layer in back.layers if type(layer).__name__ == "GELU"]
+    assert [g.approximate for g in gelus] == [approximate, approximate]
+
+
+@pytest.mark.parametrize("form, opset", [("none", 17), ("tanh", 17), ("none", 20), ("tanh", 20)])
+def test_pytorch_gelu_imports(form, opset, tmp_path):
+    # PyTorch writes the erf formula in its own order (Div, Erf, Add, Mul, Mul), the tanh form with
+    # x * x * x, and from opset 20 the Gelu op itself.
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 5), nn.GELU(approximate=form), nn.Linear(5, 2)).eval()
+    x = torch.randn(6, 4) * 2
+    path = tmp_path / "gelu.onnx"
+    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}}, opset_version=opset)
+    with torch.no_grad():
+        expected = net(x).numpy()
+    model = convforge.load_model(path)
+    assert [(type(layer).__name__, getattr(layer, "approximate", None)) for layer in model.layers] == [
+        ("Dense", None), ("GELU", form == "tanh"), ("Dense", None)]
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not hasattr(convforge, "Model"), reason="this convforge has no graph models")
+def test_gelu_after_a_residual_add_and_a_formula_that_is_not_gelu(tmp_path):
+    # x itself made by arithmetic (a residual Add): the formula starts at the Add's output.
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((2, 2, 3, 3)).astype(np.float32), "w")
+    const = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in
+             (("half", 0.5), ("k", 1 / np.sqrt(2)), ("one", 1.0), ("third", 1 / 3))]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c", "x"], ["r"], name="residual"),
+             helper.make_node("Mul", ["r", "half"], ["h"], name="half_x"),
+             helper.make_node("Mul", ["r", "k"], ["s"], name="scaled"),
+             helper.make_node("Erf", ["s"], ["e"], name="erf"),
+             helper.make_node("Add", ["e", "one"], ["p"], name="one_plus"),
+             helper.make_node("Mul", ["h", "p"], ["y"], name="gelu")]
+    path = save_graph(tmp_path / "res.onnx", nodes, [w, *const])
+    model = convforge.load_model(path)
+    assert [type(layer).__name__ for layer in model.layers if type(layer).__name__ != "InputLayer"] == [
+        "Conv2D", "Add", "GELU"]
+    x = rng.standard_normal((2, 2, 6, 6)).astype(np.float32)
+    got = model.predict(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), verbose=0).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, run_ort(path, x), rtol=RTOL, atol=ATOL)
+    # The same nodes with 1/3 in place of 0.5 are no GELU: refused as before, naming a node.
+    nodes[2] = helper.make_node("Mul", ["r", "third"], ["h"], name="half_x")
+    path = save_graph(tmp_path / "not.onnx", nodes, [w, *const])
+    with pytest.raises(ModelFileError, match=r"node '(half_x|scaled|erf|one_plus|gelu)'"):
+        convforge.load_model(path)
 
 
 def test_inference_only_and_resampling_layers_export(tmp_path):

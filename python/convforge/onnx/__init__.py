@@ -36,7 +36,7 @@ inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nea
 ``Resize`` (imports back), Conv2DTranspose ``ConvTranspose`` (imports back) and Permute one
 ``Transpose`` (not imported: the importer names the node); LeakyReLU, ELU and
 Softplus are their ONNX ops (and import back), swish ``Mul(x, Sigmoid(x))``
-(imports back as Sigmoid + Multiply), GELU its erf or tanh formula (the importer stops at its constant Mul, naming the node); ReLU(max_value) is
+(imports back as Sigmoid + Multiply), GELU its erf or tanh formula (imports back as one GELU layer); ReLU(max_value) is
 ``Clip``, ReLU(negative_slope) ``LeakyRelu`` (then ``Min`` with a max_value), and a
 ReLU threshold is refused, naming the layer.
 
@@ -53,7 +53,8 @@ MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
 Conv/Dense before them), Clip(x, 0, max) (``ReLU(max_value)``, which exports as
 it), Flatten and flattening Reshapes, BatchNormalization,
 GlobalAveragePool/GlobalMaxPool (and ReduceMean/ReduceMax over height and width),
-Pad/Slice (ZeroPadding2D/Cropping2D), Resize/Upsample of mode 'nearest' by whole factors of height and
+GELU, as opset 20's Gelu op or spelt out as arithmetic around an Erf or a Tanh (any order of
+the nodes: the formula is evaluated and compared, ``_formulas``), Pad/Slice (ZeroPadding2D/Cropping2D), Resize/Upsample of mode 'nearest' by whole factors of height and
 width (UpSampling2D: PyTorch's ``nn.Upsample(scale_factor=k)``; any coordinate transformation and rounding
 that read input pixel floor(i / k) for output pixel i at the model's sizes; 'linear' and 'cubic' are refused),
 Add/Sum/Sub/Mul/Mean/Concat of computed tensors (the merge layers), Identity

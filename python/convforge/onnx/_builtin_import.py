@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _params
 from .. import layers as _layers
-from ..layers.activations import ELU, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
+from ..layers.activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Flatten
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
@@ -34,6 +34,11 @@ def _activation_layer(ctx, node):
         return LeakyReLU(negative_slope=ctx.attributes(node, {"alpha": 0.01})["alpha"])
     if node.op_type == "Elu":
         return ELU(alpha=ctx.attributes(node, {"alpha": 1.0})["alpha"])
+    if node.op_type == "Gelu":  # opset 20
+        form = ctx.attributes(node, {"approximate": "none"})["approximate"]
+        if form not in ("none", "tanh"):
+            raise ctx.error(node, f"must be 'none' or 'tanh'; got {form!r}", "approximate")
+        return GELU(approximate=form == "tanh")
     if node.op_type == "Clip":  # PyTorch's ReLU6 and clamp(0, m): a ReLU with max_value
         if ctx.opset < 11:
             bounds = ctx.attributes(node, {"min": -float("inf"), "max": float("inf")})
@@ -574,6 +579,7 @@ for _op, _fn in (
     ("LeakyRelu", import_activation),
     ("Elu", import_activation),
     ("Clip", import_activation),
+    ("Gelu", import_activation),
     ("Softmax", import_activation),
     ("Flatten", import_flatten),
     ("Reshape", import_reshape),

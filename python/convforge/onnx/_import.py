@@ -9,7 +9,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..saving import ModelFileError
-from . import _fold, _reader
+from .. import layers as _layers
+from . import _fold, _formulas, _reader
 from ._export import check_layout, require_onnx
 from ._registry import importer_for, supported_ops
 
@@ -60,6 +61,8 @@ class ImportContext:
         self.affine_layers: dict = {}
         # MaxPool node id -> (top, bottom, left, right) of an edge Pad folded into its pads.
         self.pool_pads: dict = {}
+        # The last node of an activation spelt as arithmetic (_formulas) -> (layer, its input).
+        self.formula_layers: dict = {}
         self._nodes = nodes
         self._tensors = {t.name: t for t in proto.graph.initializer}
         self._constants: dict[str, np.ndarray] = {}
@@ -462,8 +465,18 @@ def _walk(path, proto, nodes, opset, input_layout):
         ctx.consume_all(e.passed, e.tensor)
         if e.view:
             ctx.set_view(e.name, e.tensor)
+    for x, end, region, approximate in _formulas.find_gelus(ctx, nodes):
+        for node in region:
+            if node is not end:
+                ctx.consume_node(node)  # read by the formula alone
+        ctx.formula_layers[id(end)] = (_layers.GELU(approximate=approximate), x)
     for node in nodes:
         if ctx.consumed(node):
+            continue
+        if id(node) in ctx.formula_layers:
+            layer, x = ctx.formula_layers[id(node)]
+            base = ctx.view_base(x)
+            ctx.add_view_layer(node, layer, [base if base is not None else x], view=base is not None)
             continue
         if _is_exit_transpose(ctx, node):
             ctx.consume(node, ctx.input_name(node))
