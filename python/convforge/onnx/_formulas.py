@@ -34,6 +34,7 @@ class _Graph:
         self.ctx = ctx
         self.order = {id(n): i for i, n in enumerate(nodes)}
         self.producer = {out: n for n in nodes for out in n.output if out}
+        self._scalars: dict[str, float | None] = {}
         self.readers: dict[str, list] = {}
         for n in nodes:
             for name in n.input:
@@ -42,20 +43,27 @@ class _Graph:
 
     def scalar(self, name: str):
         """The value of a one-value constant tensor (an initializer or a Constant node), or None."""
+        if name in self._scalars:
+            return self._scalars[name]
         ctx = self.ctx
-        try:
-            if name in ctx._tensors:
-                value = ctx.tensor_value(ctx._tensors[name], f"initializer {name!r}")
-            else:
-                node = self.producer.get(name)
-                if node is None or node.op_type != "Constant" or len(node.attribute) != 1 \
-                        or node.attribute[0].name != "value":
-                    return None
-                value = ctx.tensor_value(node.attribute[0].t, f"constant {name!r}")
-        except Exception:  # noqa: BLE001 - not a readable constant: not part of a formula
-            return None
-        value = np.asarray(value)
-        return float(value.reshape(-1)[0]) if value.size == 1 and value.dtype.kind == "f" else None
+        if name in ctx._tensors:
+            tensor = ctx._tensors[name]
+        else:
+            node = self.producer.get(name)
+            if node is None or node.op_type != "Constant" or len(node.attribute) != 1 \
+                    or node.attribute[0].name != "value":
+                return None
+            tensor = node.attribute[0].t
+        value = None
+        if math.prod(tensor.dims) == 1:  # read nothing larger (a hostile file's huge initializer)
+            try:
+                array = np.asarray(ctx.tensor_value(tensor, f"constant {name!r}"))
+                if array.size == 1 and array.dtype.kind == "f":
+                    value = float(array.reshape(-1)[0])
+            except Exception:  # noqa: BLE001 - not a readable constant: not part of a formula
+                value = None
+        self._scalars[name] = value
+        return value
 
     def region(self, output_node, x: str | None):
         """The nodes computing ``output_node`` from constants and one computed tensor (``x``, or
