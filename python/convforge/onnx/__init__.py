@@ -34,7 +34,8 @@ importer takes features and images only: such a file is refused, naming its
 input's shape). Dropout and the random augmentation layers are the identity at
 inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nearest
 ``Resize`` (imports back), Conv2DTranspose ``ConvTranspose`` (imports back) and Permute one
-``Transpose`` (not imported: the importer names the node); LeakyReLU, ELU and
+``Transpose`` (images: imports back; Permute((2, 3, 1)) is NCHW -> NHWC, which the importer
+takes for a channels-last view unless a conv or pooling reads it); LeakyReLU, ELU and
 Softplus are their ONNX ops (and import back), swish ``Mul(x, Sigmoid(x))``
 (imports back as Sigmoid + Multiply), GELU its erf or tanh formula (imports back as one GELU layer); ReLU(max_value) is
 ``Clip``, ReLU(negative_slope) ``LeakyRelu`` (then ``Min`` with a max_value), and a

@@ -248,13 +248,18 @@ def export_permute(ctx, layer: Permute, inputs):
     read as NHWC and, permuted, written back as NCHW, as the layer does; the three
     permutations compose into one."""
     (x,) = inputs
-    user_perm = [0, *layer.dims]
-    if len(ctx.shape(x)) == 3 and layer._data_format != "channels_first":
-        to_nhwc, to_nchw = [0, 2, 3, 1], [0, 3, 1, 2]
-        perm = [to_nhwc[user_perm[axis]] for axis in to_nchw]
-    else:
-        perm = user_perm
+    perm = permute_perm(layer.dims, len(ctx.shape(x)) == 3 and layer._data_format != "channels_first")
     return ctx.node("Transpose", [x], "Transpose", perm=perm)
+
+
+def permute_perm(dims, channels_last_image: bool) -> list[int]:
+    """The Transpose perm of ``Permute(dims)`` on the internal tensor (NCHW for images; with
+    ``channels_last_image`` the user's axes are NHWC's)."""
+    user_perm = [0, *dims]
+    if channels_last_image:
+        to_nhwc, to_nchw = [0, 2, 3, 1], [0, 3, 1, 2]
+        return [to_nhwc[user_perm[axis]] for axis in to_nchw]
+    return user_perm
 
 
 for _cls, _fn in (

@@ -10,6 +10,7 @@ An activation (Relu, Tanh, Sigmoid, Softmax) that is the only reader of a Conv/D
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -20,7 +21,8 @@ from ..layers.activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, S
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Flatten
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
-from ._builtin_export import conv_transpose_pads
+from ..layers.reshaping import Permute
+from ._builtin_export import conv_transpose_pads, permute_perm
 from ._registry import register_importer
 
 _ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Softmax": "softmax"}
@@ -439,6 +441,16 @@ def import_activation(ctx, node):
     ctx.add_layer(node, layer, [node.input[0]], node.output[0])
 
 
+# Ops that read an image as NCHW: a transpose to NHWC before one is no channels-last view for
+# the next layer (Keras's exporter's pattern) but a reordering of the image, Permute((2, 3, 1)).
+_NCHW_READERS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+                 "BatchNormalization", "Resize", "Upsample"}
+
+
+def _read_as_nchw(ctx, node) -> bool:
+    return any(reader.op_type in _NCHW_READERS for reader in ctx.readers_of(node.output[0]))
+
+
 def import_transpose(ctx, node):
     """Between layers only the NCHW <-> NHWC pair convforge can express: a view, and back."""
     perm = list(ctx.attributes(node, {"perm": None})["perm"] or [])
@@ -447,10 +459,19 @@ def import_transpose(ctx, node):
     if base is not None and perm == [0, 3, 1, 2]:
         ctx.consume(node, base)
         return
-    if base is None and perm == [0, 2, 3, 1] and len(ctx.shape(node, 0)) == 3:
+    if base is None and perm == [0, 2, 3, 1] and len(ctx.shape(node, 0)) == 3 and not _read_as_nchw(ctx, node):
         ctx.set_view(node.output[0], name)
         ctx.consume_node(node)
         return
+    # Any other reordering of an image's axes is a Permute (convforge's exporter writes one
+    # Transpose for it), its dims as the model's images are laid out.
+    shape = ctx.shape(node, 0)
+    if len(shape) == 3 and len(perm) == 4 and perm[0] == 0 and sorted(perm) == [0, 1, 2, 3]:
+        channels_last = ctx.data_format != "channels_first"
+        for dims in itertools.permutations((1, 2, 3)):
+            if permute_perm(dims, channels_last) == perm:
+                ctx.add_layer(node, Permute(dims), [node.input[0]], node.output[0])
+                return
     raise ctx.error(node, f"a transpose {perm} inside the graph has no convforge layer", "perm")
 
 

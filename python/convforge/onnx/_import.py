@@ -190,6 +190,17 @@ class ImportContext:
 
     # ------------------------------------------------------------------ graph structure
 
+    def readers_of(self, tensor: str) -> list:
+        """The nodes reading ``tensor``, past no-op nodes (Identity, float Casts)."""
+        found, todo = [], [tensor]
+        while todo and len(found) < 64:
+            for reader in self._consumers.get(todo.pop(), []):
+                if _is_no_op(reader):
+                    todo.append(reader.output[0])
+                else:
+                    found.append(reader)
+        return found
+
     def sole_consumer(self, tensor: str):
         """The one node reading ``tensor`` (not yet translated), if exactly one does and it is not
         a graph output: the candidate for fusing into the layer that makes ``tensor``."""
