@@ -55,7 +55,8 @@ Conv/Dense before them), Clip(x, 0, max) (``ReLU(max_value)``, which exports as
 it), Flatten and flattening Reshapes, BatchNormalization,
 GlobalAveragePool/GlobalMaxPool (and ReduceMean/ReduceMax over height and width),
 GELU, as opset 20's Gelu op or spelt out as arithmetic around an Erf or a Tanh (any order of
-the nodes: the formula is evaluated and compared, ``_formulas``), Pad/Slice (ZeroPadding2D/Cropping2D), Resize/Upsample of mode 'nearest' by whole factors of height and
+the nodes: the formula is evaluated and compared, ``_formulas``), Transpose of an image's axes (Permute),
+Pad/Slice (ZeroPadding2D/Cropping2D), Resize/Upsample of mode 'nearest' by whole factors of height and
 width (UpSampling2D: PyTorch's ``nn.Upsample(scale_factor=k)``; any coordinate transformation and rounding
 that read input pixel floor(i / k) for output pixel i at the model's sizes; 'linear' and 'cubic' are refused),
 Add/Sum/Sub/Mul/Mean/Concat of computed tensors (the merge layers), Identity
