@@ -336,15 +336,22 @@ def test_layers13_round_trip(make, tmp_path):
 
 
 def export_sequence_model(model, x, tmp_path):
-    """Export a model of sequences (batch, steps, channels), check the file and compare onnxruntime
-    with predict; convforge's importer takes features and images only, and says so."""
+    """Export a model of sequences (batch, steps, channels), check the file, compare onnxruntime
+    with predict, and import it back: the same layers, the same results (the 1-D importers came
+    after the exporters: a 1-D model's file was refused, naming its input's shape)."""
     path = tmp_path / "sequences.onnx"
     model.export(path)
     proto = onnx.load(path)
     onnx.checker.check_model(proto, full_check=True)
-    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
-    with pytest.raises(ModelFileError, match=r"has shape \[None, \d+, \d+\]: convforge takes \(batch, features\)"):
-        convforge.load_model(path)
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(run_ort(path, x), expected, rtol=RTOL, atol=ATOL)
+    back = convforge.load_model(path)
+    np.testing.assert_array_equal(back.predict(x, verbose=0), expected)
+    # Every layer comes back as itself, but Dropout (dropped) and an activation the exporter
+    # wrote after a Conv1D's transpose (a layer of its own).
+    kinds = [type(layer).__name__ for layer in model.layers if type(layer).__name__ != "Dropout"]
+    assert [k for k in (type(layer).__name__ for layer in back.layers) if k not in ("ReLU", "Softmax")] == \
+        [k for k in kinds if k not in ("ReLU", "Softmax")]
     return proto
 
 
@@ -407,6 +414,23 @@ def test_sequence_layers_export(make, tmp_path):
     assert all(len(k) == 1 for k in kernels), kernels  # ONNX's 1-D ops, not 2-D ones on height-1 images
 
 
+def test_sequence_graph_and_a_pytorch_style_sequence_input(tmp_path):
+    # Branches of Conv1D joined by Concatenate and Add on sequences import as a graph model.
+    inp = layers.Input(shape=(12, 3))
+    a = layers.Conv1D(4, 3, padding="same")(inp)
+    b = layers.Conv1D(2, 5, padding="causal")(inp)
+    y = layers.Concatenate()([a, b])
+    y = layers.Add()([layers.Conv1D(6, 1)(y), y])
+    model = convforge.Model(inp, layers.Dense(2)(layers.GlobalAveragePooling1D()(y)))
+    _, back = round_trip(model, images((3, 12, 3)), tmp_path)
+    assert [type(layer).__name__ for layer in back.layers].count("Conv1D") == 3
+    # PyTorch's Conv1d reads (batch, channels, steps) as it comes: refused, naming the shape.
+    path = save_graph(tmp_path / "ncw.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], name="c")],
+                      [weights("w", (4, 3, 3))], input_shape=("n", 3, 10))
+    with pytest.raises(ModelFileError, match=r"shape \[None, 3, 10\].*PyTorch's Conv1d"):
+        convforge.load_model(path)
+
+
 CONV_TRANSPOSE_CASES = [
     dict(filters=3, kernel_size=3),
     dict(filters=3, kernel_size=(3, 2), strides=2, padding="same", activation="relu"),
@@ -453,8 +477,8 @@ def test_permute_exports(make, shape, tmp_path):
     model.export(path)
     onnx.checker.check_model(onnx.load(path), full_check=True)
     np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
-    if shape != (6, 5):  # (sequences are refused at import, naming the input's shape)
-        back = convforge.load_model(path, input_layout=model._data_format())
+    if True:
+        back = convforge.load_model(path, input_layout=model._data_format() if len(shape) == 3 else None)
         np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
 
 

@@ -29,9 +29,9 @@ with :func:`register_exporter`; a layer without one stops the export with an
 error naming it. Sequences ``(batch, steps, channels)`` stay so between layers;
 Conv1D, MaxPooling1D, AveragePooling1D and GlobalAveragePooling1D are ONNX's 1-D
 Conv and pooling (GlobalAveragePool) between two ``Transpose`` to and from
-``(batch, channels, steps)``, as is a BatchNormalization of sequences (the
-importer takes features and images only: such a file is refused, naming its
-input's shape). Dropout and the random augmentation layers are the identity at
+``(batch, channels, steps)``, as is a BatchNormalization of sequences (all import
+back: ``_sequences``; a (batch, channels, steps) input, as PyTorch's Conv1d takes, is
+refused, naming its shape). Dropout and the random augmentation layers are the identity at
 inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nearest
 ``Resize`` (imports back), Conv2DTranspose ``ConvTranspose`` (imports back) and Permute one
 ``Transpose`` (images: imports back; Permute((2, 3, 1)) is NCHW -> NHWC, which the importer

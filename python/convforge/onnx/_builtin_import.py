@@ -22,6 +22,7 @@ from ..layers.conv import Conv2D
 from ..layers.core import Dense, Flatten
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
 from ..layers.reshaping import Permute
+from . import _sequences
 from ._builtin_export import conv_transpose_pads, permute_perm
 from ._registry import register_importer
 
@@ -120,6 +121,8 @@ def _add_with_activation(ctx, node, layer_factory, inputs, output, weights, rank
 
 
 def import_conv(ctx, node):
+    if ctx.sequence_base(node.input[0]) is not None:
+        return _sequences.import_conv1d(ctx, node)
     a = ctx.attributes(
         node,
         {"kernel_shape": None, "strides": [1, 1], "dilations": [1, 1], "pads": None, "auto_pad": "NOTSET", "group": 1},
@@ -323,6 +326,8 @@ def _pool_padding(ctx, node, in_hw, kernel, strides, pads, ceil_mode, counts_pad
 
 
 def import_pool(ctx, node):
+    if ctx.sequence_base(node.input[0]) is not None:
+        return _sequences.import_pool1d(ctx, node, _pool_padding)
     is_max = node.op_type == "MaxPool"
     allowed = {"kernel_shape": None, "strides": None, "pads": None, "auto_pad": "NOTSET", "ceil_mode": 0,
                "dilations": None}
@@ -455,7 +460,18 @@ def import_transpose(ctx, node):
     """Between layers only the NCHW <-> NHWC pair convforge can express: a view, and back."""
     perm = list(ctx.attributes(node, {"perm": None})["perm"] or [])
     name = ctx.input_name(node)
+    steps = ctx.sequence_base(name)
+    if steps is not None and perm == [0, 2, 1]:  # a sequence view back: the 1-D layer's output
+        ctx.consume(node, steps)
+        return
     base = ctx.view_base(name)
+    if steps is None and base is None and perm == [0, 2, 1] and len(ctx.shape(node, 0)) == 2:
+        if _read_as_nchw(ctx, node):  # by a 1-D op: (batch, steps, channels) -> (batch, channels, steps)
+            ctx.set_sequence_view(node.output[0], name)
+            ctx.consume_node(node)
+        else:  # a reordering of the axes the next layer reads as they are
+            ctx.add_layer(node, Permute((2, 1)), [node.input[0]], node.output[0])
+        return
     if base is not None and perm == [0, 3, 1, 2]:
         ctx.consume(node, base)
         return

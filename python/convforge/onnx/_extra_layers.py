@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import _params
 from .. import layers as _layers
+from . import _sequences
 from ._builtin_export import activation, onnx_pads
 from ._registry import register_exporter, register_importer
 
@@ -179,6 +180,8 @@ def import_batch_normalization(ctx, node):
         raise ctx.error(node, "the running-statistics outputs (training mode) are not supported")
     if not 0 < a["epsilon"] < 1 or not 0 <= a["momentum"] <= 1:
         raise ctx.error(node, f"epsilon {a['epsilon']} / momentum {a['momentum']} out of range", "epsilon")
+    if ctx.sequence_base(node.input[0]) is not None:
+        return _sequences.import_batch_normalization1d(ctx, node, a)
     shape = ctx.shape(node, 0)
     values = [ctx.constant(node, i, what) for i, what in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var"))]
     channels = shape[0]
@@ -193,6 +196,8 @@ def import_batch_normalization(ctx, node):
 
 
 def import_global_pool(ctx, node):
+    if ctx.sequence_base(node.input[0]) is not None:
+        return _sequences.import_global_pool1d(ctx, node)
     ctx.attributes(node, {})
     shape = ctx.shape(node, 0)
     if len(shape) != 3:

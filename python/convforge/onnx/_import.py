@@ -71,6 +71,9 @@ class ImportContext:
         # Channels-last views: tensor name -> the NCHW runtime tensor it is a Transpose(0, 2, 3, 1)
         # of (Keras's exporter wraps every conv and pool in such transposes).
         self._views: dict[str, str] = {}
+        # Channels-first views of sequences: tensor name -> the (steps, channels) runtime tensor
+        # it is a Transpose(0, 2, 1) of (convforge's exporter wraps every 1-D op in such transposes).
+        self._sequence_views: dict[str, str] = {}
         # Flattened channels-last tensors: name -> for each (h, w, c)-order position, the
         # (c, h, w)-order position convforge's Flatten puts that value at.
         self.flat_order: dict[str, np.ndarray] = {}
@@ -156,6 +159,12 @@ class ImportContext:
         if index >= len(node.input) or not node.input[index]:
             raise self.error(node, f"input {index} is missing")
         name = self.resolve(node.input[index])
+        if name in self._sequence_views:
+            raise self.error(
+                node,
+                f"input {index} ({name!r}) is a sequence transposed to (batch, channels, steps); convforge can run a "
+                "1-D Conv, pooling or BatchNormalization on it, or transpose it back",
+            )
         if name in self._views:
             raise self.error(
                 node,
@@ -176,6 +185,13 @@ class ImportContext:
 
     def set_view(self, name: str, base: str) -> None:
         self._views[name] = base
+
+    def sequence_base(self, name: str):
+        """The (steps, channels) tensor that ``name`` is the (channels, steps) transpose of, else None."""
+        return self._sequence_views.get(self.resolve(name))
+
+    def set_sequence_view(self, name: str, base: str) -> None:
+        self._sequence_views[name] = base
 
     def ref_shape(self, name: str):
         """The per-sample ONNX shape of a runtime tensor or view (NHWC for a view), else None."""
@@ -309,6 +325,15 @@ def _is_no_op(node) -> bool:
     return False
 
 
+def _read_as_sequence(nodes, name) -> bool:
+    """Is ``name`` read only by Transposes to (batch, channels, steps) (convforge's exporter's 1-D
+    ops) and Flatten?"""
+    readers = [n for n in nodes if name in n.input][:64]
+    perms = [[list(a.ints) for a in n.attribute if a.name == "perm"] for n in readers]
+    transposes = [n.op_type == "Transpose" and p == [[0, 2, 1]] for n, p in zip(readers, perms)]
+    return bool(readers) and all(t or n.op_type == "Flatten" for n, t in zip(readers, transposes))
+
+
 def _read_channels_last(nodes, name) -> bool:
     """Is every reader of ``name`` (past no-op casts) a Transpose to NCHW, or a Shape (Keras's
     exporter reshapes a depthwise conv's bias by the input's channel count), one a Transpose?"""
@@ -378,6 +403,10 @@ def _entry(path, value, nodes, input_layout):
     batch = dims[0] or None
     if len(sample) == 1:
         return name, sample, None, sample, entry_name, passed, False, batch
+    if len(sample) == 2 and _read_as_sequence(nodes, entry_name):
+        # (batch, steps, channels), as convforge's 1-D layers take it: each 1-D op of the file
+        # reads its transpose to (batch, channels, steps).
+        return name, sample, None, sample, entry_name, passed, False, batch
     if len(sample) == 3 and _read_channels_last(nodes, name):
         # NHWC in the file, every reader transposing it to NCHW (convforge's and Keras's
         # exporters): the input is a channels-last view of the NCHW tensor the layers read.
@@ -393,7 +422,10 @@ def _entry(path, value, nodes, input_layout):
     if first is not None and first.op_type == "Unsqueeze" and len(first.input) == 2:
         return name, sample, "channels_last", (1, *sample), first.output[0], [*passed, first], False, batch
     raise ModelFileError(
-        path, f"the input {value.name!r} has shape {dims}: convforge takes (batch, features) or 4-D images"
+        path,
+        f"the input {value.name!r} has shape {dims}: convforge takes (batch, features), 4-D images, or sequences "
+        "(batch, steps, channels) that the 1-D ops read through a transpose to (batch, channels, steps) (a "
+        "(batch, channels, steps) input, as PyTorch's Conv1d takes, is not supported)",
     )
 
 

@@ -1,0 +1,147 @@
+"""Importers of the 1-D layers (Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
+BatchNormalization of sequences) from the Conv, pooling and BatchNormalization nodes that read a
+sequence transposed to (batch, channels, steps).
+
+convforge's 1-D layers take (batch, steps, channels), and its exporter writes each as the ONNX 1-D
+op between two Transpose(0, 2, 1): a Transpose of a (steps, channels) tensor makes a *sequence
+view* (ImportContext.set_sequence_view), the op reading it becomes the layer on the tensor itself,
+its output again a view, and the Transpose back is the layer's output. The 2-D importers hand a
+node over here when its input is such a view.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _params
+from .. import layers as _layers
+
+
+def _layer(ctx, node, name: str):
+    cls = getattr(_layers, name, None)
+    if cls is None:
+        raise ctx.error(node, f"this convforge has no {name} layer to import it into")
+    return cls
+
+
+def _sequence(ctx, node):
+    """The (steps, channels) tensor the node reads through its transpose, and its shape."""
+    base = ctx.sequence_base(node.input[0])
+    return base, ctx.ref_shape(base)
+
+
+def _add(ctx, node, layer, base, weights=None) -> str:
+    """The layer on ``base``; the node's (channels-first) output is a view of the layer's."""
+    out = node.output[0] + "#steps"
+    ctx.add_layer(node, layer, [base], out, weights)
+    ctx.set_sequence_view(node.output[0], out)
+    return out
+
+
+def _single(ctx, node, a, attribute: str, minimum: int) -> int:
+    values = a[attribute]
+    if len(values) != 1 or int(values[0]) < minimum or int(values[0]) > _params.MAX_PARAM:
+        raise ctx.error(node, f"must be one int >= {minimum} (1-D); got {list(values)}", attribute)
+    return int(values[0])
+
+
+def _pads(ctx, node, a, steps, kernel, stride, dilation) -> tuple[int, int]:
+    mode = a["auto_pad"]
+    if mode == "NOTSET":
+        pads = [0, 0] if a["pads"] is None else [int(p) for p in a["pads"]]
+        if len(pads) != 2 or min(pads) < 0 or max(pads) > _params.MAX_PARAM:
+            raise ctx.error(node, f"must be 2 ints >= 0 (1-D); got {pads}", "pads")
+        return pads[0], pads[1]
+    if mode == "VALID":
+        return 0, 0
+    if mode in ("SAME_UPPER", "SAME_LOWER"):
+        before, after = _params.same_padding(steps, kernel, stride, dilation)
+        return (before, after) if mode == "SAME_UPPER" else (after, before)
+    raise ctx.error(node, f"unknown value {mode!r}", "auto_pad")
+
+
+def import_conv1d(ctx, node):
+    a = ctx.attributes(
+        node, {"kernel_shape": None, "strides": [1], "dilations": [1], "pads": None, "auto_pad": "NOTSET", "group": 1}
+    )
+    base, (steps, channels) = _sequence(ctx, node)
+    kernel = ctx.constant(node, 1, "weights W")
+    bias = ctx.constant(node, 2, "bias B", required=False)
+    if kernel.ndim != 3 or kernel.shape[1] != channels:
+        raise ctx.error(node, f"weights of shape {kernel.shape} do not fit a sequence of {channels} channels")
+    if a["group"] != 1:
+        raise ctx.error(node, f"grouped 1-D convolution (group={a['group']}) is not supported", "group")
+    k = kernel.shape[2]
+    if a["kernel_shape"] is not None and list(a["kernel_shape"]) != [k]:
+        raise ctx.error(node, f"{a['kernel_shape']} differs from the weights' [{k}]", "kernel_shape")
+    if bias is not None and bias.shape != (kernel.shape[0],):
+        raise ctx.error(node, f"bias of shape {bias.shape}; expected ({kernel.shape[0]},)")
+    stride = _single(ctx, node, a, "strides", 1)
+    dilation = _single(ctx, node, a, "dilations", 1)
+    pads = _pads(ctx, node, a, steps, k, stride, dilation)
+    padding = None
+    for mode in ("valid", "same"):
+        if tuple(_params.conv_padding(mode, (1, steps), (1, k), (1, stride), (1, dilation))[2:]) == pads:
+            padding = mode
+            break
+    if padding is None and pads == (dilation * (k - 1), 0):
+        padding = "causal"
+    if padding is None:
+        raise ctx.error(node, f"pads {list(pads)} are none of Conv1D's 'valid', 'same' or 'causal'", "pads")
+    layer = _layer(ctx, node, "Conv1D")(kernel.shape[0], k, strides=stride, padding=padding, dilation_rate=dilation,
+                                        use_bias=bias is not None, kernel_initializer="zeros")
+    weights = [kernel[:, :, None, :]] + ([] if bias is None else [bias])  # stored (filters, channels, 1, k)
+    _add(ctx, node, layer, base, weights)
+
+
+def import_pool1d(ctx, node, pool_padding):
+    is_max = node.op_type == "MaxPool"
+    allowed = {"kernel_shape": None, "strides": [1], "pads": None, "auto_pad": "NOTSET", "ceil_mode": 0,
+               "dilations": [1]}
+    allowed.update({"storage_order": 0} if is_max else {"count_include_pad": 0})
+    a = ctx.attributes(node, allowed)
+    if len(node.output) > 1 and node.output[1]:
+        raise ctx.error(node, "the Indices output is not supported")
+    base, (steps, _) = _sequence(ctx, node)
+    if a["kernel_shape"] is None:
+        raise ctx.error(node, "is required", "kernel_shape")
+    k = _single(ctx, node, a, "kernel_shape", 1)
+    stride = _single(ctx, node, a, "strides", 1)
+    if _single(ctx, node, a, "dilations", 1) != 1:
+        raise ctx.error(node, f"dilated pooling {list(a['dilations'])} is not supported", "dilations")
+    if a["ceil_mode"] not in (0, 1):
+        raise ctx.error(node, f"must be 0 or 1; got {a['ceil_mode']}", "ceil_mode")
+    left, right = _pads(ctx, node, a, steps, k, stride, 1)
+    counts_padding = not is_max and bool(a["count_include_pad"])
+    # The 1-D layers run their 2-D pooling on (channels, 1, steps): the same windows over steps.
+    padding = pool_padding(ctx, node, (1, steps), (1, k), (1, stride), [0, left, 0, right], bool(a["ceil_mode"]),
+                           counts_padding)
+    cls = _layer(ctx, node, "MaxPooling1D" if is_max else "AveragePooling1D")
+    _add(ctx, node, cls(pool_size=k, strides=stride, padding=padding), base)
+
+
+def import_global_pool1d(ctx, node):
+    ctx.attributes(node, {})
+    if node.op_type != "GlobalAveragePool":
+        raise ctx.error(node, "global max pooling of sequences has no convforge layer (GlobalMaxPooling1D)")
+    base, _ = _sequence(ctx, node)
+    cls = _layer(ctx, node, "GlobalAveragePooling1D")
+    reader, passed = ctx.next_node(node.output[0])  # (batch, C, 1) flattened: Keras's default keepdims=False
+    flattening = reader is not None and reader.op_type == "Flatten" and \
+        ctx.attributes(reader, {"axis": 1})["axis"] == 1
+    if flattening:
+        ctx.add_layer(node, cls(keepdims=False), [base], node.output[0])
+        ctx.consume_all([*passed, reader], node.output[0])
+        return
+    _add(ctx, node, cls(keepdims=True), base)
+
+
+def import_batch_normalization1d(ctx, node, a):
+    base, (_, channels) = _sequence(ctx, node)
+    values = [ctx.constant(node, i, what) for i, what in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var"))]
+    if any(np.shape(v) != (channels,) for v in values):
+        raise ctx.error(node, f"parameters of shapes {[np.shape(v) for v in values]}; expected ({channels},) each")
+    if (values[3] < 0).any():
+        raise ctx.error(node, "a negative variance")
+    layer = _layer(ctx, node, "BatchNormalization")(axis=-1, momentum=a["momentum"], epsilon=a["epsilon"])
+    _add(ctx, node, layer, base, values)
