@@ -142,6 +142,28 @@ def test_symbolic_tensors_layer_input_output_and_model_io():
         _ = layers.Dense(3).output
 
 
+def test_get_layer_by_name_or_index_and_its_errors_as_keras():
+    x = convforge.Input((3,), name="gl_in")
+    model = convforge.Model(x, layers.Dense(2, name="gl_out")(layers.Dense(4, name="gl_mid")(x)))
+    assert model.get_layer("gl_mid") is model.layers[1] and model.get_layer(index=-1).name == "gl_out"
+    # Keras raises ValueError for both, neither, and an index past the end (not IndexError, nor
+    # a silent pick of the index when a name is given too).
+    with pytest.raises(ValueError, match="name or an index, not both"):
+        model.get_layer("gl_mid", 2)
+    with pytest.raises(ValueError, match="needs a layer name or an index"):
+        model.get_layer()
+    with pytest.raises(ValueError, match="index 3 is out of range: the model has 3 layers"):
+        model.get_layer(index=3)
+    with pytest.raises(ValueError, match="index -4 is out of range"):
+        model.get_layer(index=-4)
+    with pytest.raises(TypeError, match="index must be an int; got '1'"):
+        model.get_layer(index="1")
+    seq = convforge.Sequential([convforge.Input((3,)), layers.Dense(2, name="gl_seq")])
+    assert seq.get_layer(index=0).name == "gl_seq"
+    with pytest.raises(ValueError, match="index 1 is out of range: the model has 1 layers"):
+        seq.get_layer(index=1)
+
+
 def test_feature_maps_of_a_sequential_model_through_a_functional_one():
     convforge.seed(1)
     seq = convforge.Sequential([

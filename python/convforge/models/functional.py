@@ -214,9 +214,19 @@ class Model(Trainer):
     # ================================================================== weights
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
-        """A layer by name or by index."""
+        """A layer by name or by index into ``model.layers`` (negative counts from the end); one of
+        the two, as Keras, which raises ValueError for both, neither or an index past the end."""
+        if name is not None and index is not None:
+            raise ValueError(f"get_layer takes a layer name or an index, not both; got name={name!r}, index={index!r}")
         if index is not None:
+            if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+                raise TypeError(f"get_layer: index must be an int; got {index!r}")
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"get_layer: index {index} is out of range: the model has {len(self.layers)} layers")
             return self.layers[index]
+        if name is None:
+            raise ValueError("get_layer needs a layer name or an index, e.g. model.get_layer('dense') or "
+                             "model.get_layer(index=0)")
         for layer in self.layers:
             if layer.name == name:
                 return layer
