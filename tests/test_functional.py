@@ -137,6 +137,13 @@ def test_symbolic_tensors_layer_input_output_and_model_io():
     assert isinstance(model, convforge.Model) and isinstance(model, convforge.models.Functional)
     assert model.inputs == [x] and model.outputs == [z] and model.input_shape == (None, 28, 28, 1)
     assert model.output_shape == (None, 5)
+    # Keras's model.input / model.output: the structures given to Model(...), the tensors
+    # themselves (a feature extractor is Model(base.input, base.get_layer(...).output)).
+    assert model.input is x and model.output is z
+    features = convforge.Model(model.input, model.layers[1].output)
+    assert features.output_shape == (None, 26, 26, 8)
+    two = convforge.Model([x], [z, y])
+    assert two.input == [x] and two.output == [z, y]
     assert isinstance(model.layers[0], layers.InputLayer) and model.layers[0].name == "image"
     with pytest.raises(ValueError, match="has never been called"):
         _ = layers.Dense(3).output

@@ -650,6 +650,17 @@ class Functional(Model):
     # ================================================================== structure
 
     @property
+    def input(self):
+        """Keras's ``model.input``: the input tensor(s) as given to ``Model(...)`` -- one tensor, or a list
+        (``convforge.Model(base.input, base.get_layer("conv2").output)``, a feature extractor)."""
+        return self.inputs[0] if self._single_input else list(self.inputs)
+
+    @property
+    def output(self):
+        """Keras's ``model.output``: the output tensor(s) as given to ``Model(...)``."""
+        return self.outputs[0] if self._single_output else list(self.outputs)
+
+    @property
     def input_shape(self):
         shapes = [t.shape for t in self.inputs]
         return shapes[0] if self._single_input else shapes
