@@ -191,6 +191,23 @@ def test_feature_maps_of_a_sequential_model_through_a_functional_one():
         np.testing.assert_array_equal(g, w)
 
 
+def test_a_sequential_without_input_shape_is_built_by_the_tensor_it_is_called_on():
+    # Keras: head = Sequential([Dense(..), ...]) with no Input, then head(features) in a graph.
+    convforge.seed(3)
+    head = convforge.Sequential([layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(2)], name="head")
+    x = convforge.Input((8, 8, 3))
+    y = head(x)
+    assert head.built and y.shape == (None, 2) and head.count_params() == 3 * 3 * 3 * 4 + 4 + 6 * 6 * 4 * 2 + 2
+    model = convforge.Model(x, y)
+    data = np.random.default_rng(0).standard_normal((3, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(data, verbose=0), head.predict(data, verbose=0))
+    with pytest.raises(ValueError, match=r"input 0 has shape \(None, 8, 8, 3\); the tensor it was called on has "
+                                         r"\(None, 9, 9, 3\)"):
+        head(convforge.Input((9, 9, 3)))
+    with pytest.raises(ValueError, match="without layers"):
+        convforge.Sequential()(convforge.Input((3,)))
+
+
 def _data(rng, shapes, n=6):
     return [rng.standard_normal((n, *s)) for s in shapes]
 

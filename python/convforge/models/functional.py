@@ -188,7 +188,7 @@ class Model(Trainer):
                     "drop out) during fit, where Keras keeps them in inference mode; freeze the model first "
                     "(model.trainable = False: a frozen BatchNormalization uses its moving statistics) or call it "
                     "without training=False")
-        graph = self._symbolic_graph()
+        graph = self._symbolic_graph(inputs)
         many = isinstance(inputs, (list, tuple))
         given = list(inputs) if many else [inputs]
         if len(given) != len(graph.inputs):
@@ -207,8 +207,9 @@ class Model(Trainer):
         outputs = [mapped[id(t)] for t in graph.outputs]
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def _symbolic_graph(self) -> "Functional":
-        """The Functional graph whose nodes _call_symbolic replays (a Sequential's executor)."""
+    def _symbolic_graph(self, inputs) -> "Functional":
+        """The Functional graph whose nodes _call_symbolic replays on ``inputs`` (a Sequential's
+        executor)."""
         return self
 
     # ================================================================== weights

@@ -275,7 +275,13 @@ class Sequential(Model):
         self._graph_nodes = symbolic.record_chain(self.layers, self._graph_input)
         self._graph = Functional(self._graph_input, self._graph_nodes[-1].outputs[0], name=self.name)
 
-    def _symbolic_graph(self):
+    def _symbolic_graph(self, inputs):
+        if not self.built and isinstance(inputs, (list, tuple)) and len(inputs) == 1:
+            inputs = inputs[0]
+        if not self.built and isinstance(inputs, symbolic.KerasTensor):
+            # Keras builds a Sequential model without an input shape for the tensor it is first
+            # called on (``head = Sequential([Dense(64), Dense(10)]); y = head(features)``).
+            self.build(inputs.shape)
         if not self.built:
             raise ValueError(f"{self.name!r} is not built: give it an input shape (Input(...) first) before calling "
                              "it on a tensor")
