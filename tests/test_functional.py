@@ -5,6 +5,8 @@ Shapes, parameter counts and layer order are compared with numbers printed by Ke
 check is shown to fail when the backward pass it guards is broken.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -460,6 +462,20 @@ def test_concatenate_axes_follow_keras():
     data = np.arange(2 * 4 * 5 * 2, dtype=np.float32).reshape(2, 4, 5, 2)
     for got, ax in zip(model.predict(data, verbose=0), (1, 2, 3)):
         np.testing.assert_array_equal(got, np.concatenate([data, data], axis=ax))
+
+
+def test_model_names_must_be_strings_without_a_slash():
+    # Keras: "Argument `name` must be a string and cannot contain character `/`"; convforge took any
+    # object, which then titled the summary and went into the model file.
+    x = convforge.Input((3,))
+    y = layers.Dense(2)(x)
+    for bad in (3, ["a"], "a/b"):
+        with pytest.raises(ValueError, match=r"name must be a string without '/'; got " + re.escape(repr(bad))):
+            convforge.Model(x, y, name=bad)
+        with pytest.raises(ValueError, match=r"name must be a string without '/'; got " + re.escape(repr(bad))):
+            convforge.Sequential([layers.Dense(2)], name=bad)
+    assert convforge.Model(x, y, name="").name == "functional" and convforge.Model(x, y, name="net").name == "net"
+    assert convforge.Sequential(name=None).name == "sequential"
 
 
 def test_non_symbolic_inputs_are_rejected():

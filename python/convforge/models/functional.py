@@ -339,6 +339,16 @@ class Model(Trainer):
             print(f"Saved artifact at '{os.fspath(filepath)}'.")
 
 
+def check_model_name(name, default: str) -> str:
+    """A model's ``name=``: ``default`` for None or "", else a string without '/' (Keras's rule: the
+    name goes into weight paths, the summary's title and the model file's description)."""
+    if name is None or (isinstance(name, str) and not name):
+        return default
+    if not isinstance(name, str) or "/" in name:
+        raise ValueError(f"name must be a string without '/'; got {name!r} ({type(name).__name__})")
+    return name
+
+
 def check_dtype(dtype) -> np.dtype:
     """float32 or float64 (names, NumPy types or dtypes); ``None`` is float32, Keras's default."""
     if dtype is None:
@@ -468,7 +478,7 @@ class Functional(Model):
         for key in kwargs:
             raise NotImplementedError(f"Model: Keras's argument {key!r} is not supported by convforge")
         Trainer.__init__(self)
-        self.name = name or "functional"
+        self.name = check_model_name(name, "functional")
         in_list, self._single_input = _as_list(inputs, "inputs")
         out_list, self._single_output = _as_list(outputs, "outputs")
         for what, tensors in (("inputs", in_list), ("outputs", out_list)):

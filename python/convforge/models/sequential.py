@@ -45,7 +45,7 @@ from ..layers.base import Layer, check_input_shape, display_shape, snake_case
 from ..layers.core import Dropout, InputLayer
 from . import state
 from .batches import _Batches, _Entry
-from .functional import Functional, Model, check_dtype
+from .functional import Functional, Model, check_dtype, check_model_name
 from .summary import print_summary
 
 __all__ = ["Sequential"]
@@ -93,7 +93,7 @@ class Sequential(Model):
 
     def __init__(self, layers=None, name: str | None = None, dtype="float32", trainable: bool = True):
         super().__init__()
-        self.name = name or "sequential"
+        self.name = check_model_name(name, "sequential")
         self.dtype = check_dtype(dtype)
         self.layers: list[Layer] = []
         self._declared_input: tuple | None = None
