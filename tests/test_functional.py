@@ -361,6 +361,30 @@ def test_multi_input_multi_output_fit_logs_and_dict_data():
     assert p_cls.shape == (40, 2) and p_reg.shape == (40, 1)
 
 
+def test_an_output_returned_by_a_nested_model_is_named_after_the_model(tmp_path):
+    # Keras 3 prints ['enc', 'aux'] and ['seq_head', 'enc'] for these graphs: the output a model's call
+    # returned takes the model's name (its layers being this graph's own does not change that).
+    i = convforge.Input((4,))
+    enc = convforge.Model(i, layers.Dense(3, name="enc_dense")(i), name="enc")
+    x = convforge.Input((4,), name="x_nested")
+    code = enc(x)
+    model = convforge.Model(x, [code, layers.Dense(1, name="aux")(code)])
+    assert model.output_names == ["enc", "aux"]
+    model.compile("sgd", loss={"enc": "mse", "aux": "mse"})
+    data = np.ones((4, 4), np.float32)
+    logs = model.fit(data, {"enc": np.ones((4, 3), np.float32), "aux": np.ones((4, 1), np.float32)}, verbose=0).history
+    assert sorted(logs) == ["aux_loss", "enc_loss", "loss"]
+    head = convforge.Sequential([layers.Dense(2)], name="seq_head")
+    two = convforge.Model(x, [head(x), enc(x)])
+    assert two.output_names == ["seq_head", "enc"]
+    two.compile("sgd", loss={"seq_head": "mse", "enc": "mse"})
+    two.save(tmp_path / "two.npz")
+    assert convforge.load_model(tmp_path / "two.npz").output_names == ["seq_head", "enc"]
+    assert convforge.Model.from_config(two.get_config()).output_names == ["seq_head", "enc"]
+    # An input a model passes through unchanged keeps its own name.
+    assert convforge.Model(x, [enc(x), convforge.Model(i, i, name="same")(x)]).output_names == ["enc", "x_nested"]
+
+
 def test_save_load_round_trip_and_resume_of_a_graph(tmp_path):
     convforge.seed(15)
     rng = np.random.default_rng(16)

@@ -51,6 +51,9 @@ class KerasTensor:
         #: Which of the node's outputs this is.
         self._index = index
         self.name = name or f"keras_tensor_{next(_TENSOR_IDS)}"
+        #: The model whose call in a graph returned this tensor (``base(x)``): its layers are this
+        #: graph's own, but Keras names an output made so after the model, not its last layer.
+        self._from_model: str | None = None
 
     @property
     def shape(self) -> tuple:

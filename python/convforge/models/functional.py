@@ -43,7 +43,8 @@ output, ``None`` for an output without loss) or a dict by output name;
 a list of metrics or None) as a list or a dict, as Keras 3 (which also rejects
 one flat list for several outputs). The loss minimised is the weighted sum;
 the logs hold ``loss``, ``<output>_loss`` and ``<output>_<metric>``, Keras's
-names. Not supported: ``sample_weight``/``class_weight``, dict-valued inputs or
+names. An output is named after the layer that made it, or after the model
+whose call returned it (``Model(x, [base(x), aux])``: ``'base'``), as in Keras. Not supported: ``sample_weight``/``class_weight``, dict-valued inputs or
 outputs at ``Model(...)`` (lists only; data may be dicts), nested structures.
 """
 
@@ -205,6 +206,9 @@ class Model(Trainer):
             out = node.layer(args if node.many else args[0])
             mapped[id(node.outputs[0])] = out
         outputs = [mapped[id(t)] for t in graph.outputs]
+        for t in outputs:
+            if all(t is not g for g in given):  # made by this call, not an input passed through
+                t._from_model = self.name
         return outputs[0] if len(outputs) == 1 else outputs
 
     def _symbolic_graph(self, inputs) -> "Functional":
@@ -524,7 +528,9 @@ class Functional(Model):
                 self._tensor_index[id(t)] = len(self._tensor_index)
         self._outputs_index = [self._tensor_index[id(t)] for t in out_list]
         taken: set = set()  # one layer's output listed twice gets name, name_1 (Keras's rule)
-        self.output_names = [unique_name(t._node.layer.name, taken) for t in out_list]
+        # An output a nested model returned is named after the model, as in Keras (Model(x, base(x))
+        # has the output 'base', whose loss logs as 'base_loss').
+        self.output_names = [unique_name(t._from_model or t._node.layer.name, taken) for t in out_list]
         self.input_names = [t._node.layer.name if t._node and isinstance(t._node.layer, InputLayer) else t.name
                             for t in in_list]
         self._sum_buffers: dict = {}
@@ -1298,6 +1304,8 @@ class Functional(Model):
             "outputs": [ref(t) for t in self.outputs],
             "single_input": self._single_input,
             "single_output": self._single_output,
+            # The models that made outputs (None: a layer did), whose names the outputs take.
+            "output_models": [t._from_model for t in self.outputs],
         }
 
     @classmethod
@@ -1321,6 +1329,12 @@ class Functional(Model):
             tensors[(layer.name, k, 0)] = out
         inputs = [tensors[tuple(r)] for r in config["inputs"]]
         outputs = [tensors[tuple(r)] for r in config["outputs"]]
+        made_by = config.get("output_models", [None] * len(outputs))  # absent from older files
+        if not isinstance(made_by, list) or len(made_by) != len(outputs):
+            raise ValueError(f"output_models must be a list of {len(outputs)} names or None; got {made_by!r:.100}")
+        for t, model_name in zip(outputs, made_by):
+            if model_name is not None:
+                t._from_model = check_model_name(model_name, "")
         return cls(
             inputs[0] if config.get("single_input") else inputs,
             outputs[0] if config.get("single_output") else outputs,
