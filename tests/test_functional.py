@@ -488,6 +488,15 @@ def test_concatenate_axes_follow_keras():
         np.testing.assert_array_equal(got, np.concatenate([data, data], axis=ax))
 
 
+def test_input_dtype_is_float32_or_float64_and_nothing_else():
+    assert convforge.Input((3,), dtype="float64").dtype == "float64" and convforge.Input((3,)).dtype == "float32"
+    assert convforge.Input((3,), dtype=np.float64).dtype == "float64"
+    # An unknown name once became float64 (None compares equal to np.dtype('float64')).
+    for bad in ("banana", "int32", "float16", [1]):
+        with pytest.raises(ValueError, match=r"Input dtype must be 'float32' or 'float64'; got " + re.escape(repr(bad))):
+            convforge.Input((3,), dtype=bad)
+
+
 def test_model_names_must_be_strings_without_a_slash():
     # Keras: "Argument `name` must be a string and cannot contain character `/`"; convforge took any
     # object, which then titled the summary and went into the model file.

@@ -368,9 +368,11 @@ class InputLayer(Layer):
 
         try:
             dt = np.dtype("float32" if dtype is None else dtype)
-        except TypeError:
+        except (TypeError, ValueError):
             dt = None
-        if dt not in FLOAT_DTYPES:
+        # "is None" first: None == np.dtype('float64') is True, so `None in FLOAT_DTYPES` holds and
+        # Input(dtype="banana") made a float64 input.
+        if dt is None or dt not in FLOAT_DTYPES:
             raise ValueError(f"Input dtype must be 'float32' or 'float64'; got {dtype!r}")
         if self.name is None:
             self.name = unique_name("input_layer")
