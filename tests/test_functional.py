@@ -361,6 +361,32 @@ def test_multi_input_multi_output_fit_logs_and_dict_data():
     assert p_cls.shape == (40, 2) and p_reg.shape == (40, 1)
 
 
+def test_one_input_or_output_takes_its_array_inside_a_list_as_keras():
+    # Keras flattens data structures: a model of one input and one output takes x=[x], y=[y]
+    # (and a model made as Model([inp], [out]) is given data that way); convforge read the list
+    # as a batch of one sample.
+    convforge.seed(15)
+    rng = np.random.default_rng(16)
+    x_data, y_data = rng.standard_normal((6, 4)).astype(np.float32), rng.standard_normal((6, 2)).astype(np.float32)
+    inp = convforge.Input((4,))
+    out = layers.Dense(2)(inp)
+    for model in (convforge.Model([inp], [out]), convforge.Model(inp, out),
+                  convforge.Sequential([convforge.Input((4,)), layers.Dense(2)])):
+        want = model.predict(x_data, verbose=0)
+        np.testing.assert_array_equal(model.predict([x_data], verbose=0), want)
+        np.testing.assert_array_equal(model.predict((x_data,), verbose=0), want)
+        np.testing.assert_array_equal(model([x_data]), want)
+        model.compile("sgd", loss="mse")
+        assert model.evaluate([x_data], [y_data], verbose=0) == pytest.approx(model.evaluate(x_data, y_data, verbose=0))
+        assert len(model.fit([x_data], (y_data,), epochs=1, verbose=0).history["loss"]) == 1
+    unbuilt = convforge.Sequential([layers.Dense(2)])
+    unbuilt.compile("sgd", loss="mse")
+    unbuilt.fit([x_data], [y_data], epochs=1, verbose=0)
+    assert unbuilt.input_shape == (None, 4)
+    # A nested Python list of numbers is still the samples it spells.
+    assert unbuilt.predict([[1.0, 2.0, 3.0, 4.0]], verbose=0).shape == (1, 2)
+
+
 def test_an_output_returned_by_a_nested_model_is_named_after_the_model(tmp_path):
     # Keras 3 prints ['enc', 'aux'] and ['seq_head', 'enc'] for these graphs: the output a model's call
     # returned takes the model's name (its layers being this graph's own does not change that).

@@ -17,6 +17,16 @@ def shape_str(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def one_array(value):
+    """The data for a model's one input (or one output) as Keras reads it: a list or tuple holding
+    one array is that array (``fit([x], [y])``, and what ``Model([inp], [out])`` takes), as Keras
+    flattens the structure. Anything else is left as it is (a nested Python list of numbers stays
+    the samples it spells)."""
+    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], np.ndarray):
+        return value[0]
+    return value
+
+
 class _Entry:
     """How user arrays become the first layer's input: checks and a layout/dtype conversion.
 

@@ -73,7 +73,7 @@ from ..layers.normalization import BatchNormalization
 from ..layers.symbolic import KerasTensor, common_dtype, unique_name
 from . import state
 from .compiled import compile_inference
-from .batches import _Batches, _Entry, shape_str
+from .batches import _Batches, _Entry, one_array, shape_str
 from .summary import print_graph_summary
 from .trainer import Trainer, check_compile_arguments, prepare_targets, saveable_metrics, trainable_plan
 
@@ -1196,7 +1196,7 @@ class Functional(Model):
             return list(x)
         if n > 1:
             raise ValueError(f"the model has {n} inputs {self.input_names}: give {argument} as a list or a dict")
-        return [x]
+        return [one_array(x)]
 
     def _check_x(self, x, argument="x", allow_empty: bool = False) -> list:
         if type(x) is np.ndarray and len(self._entries) == 1:  # one array for one input (a one-image predict)
@@ -1229,7 +1229,7 @@ class Functional(Model):
         elif n > 1:
             raise ValueError(f"the model has {n} outputs {self.output_names}: give y as a list or a dict")
         else:
-            ys = [y]
+            ys = [one_array(y)]
         ready = []
         for k, (yk, loss, t) in enumerate(zip(ys, self._head_losses(), self.outputs)):
             if loss is None:

@@ -44,7 +44,7 @@ from ..layers.activations import Activation, _ActivationLayer
 from ..layers.base import Layer, check_input_shape, display_shape, snake_case
 from ..layers.core import Dropout, InputLayer
 from . import state
-from .batches import _Batches, _Entry
+from .batches import _Batches, _Entry, one_array
 from .functional import Functional, Model, check_dtype, check_model_name
 from .summary import print_summary
 
@@ -292,7 +292,7 @@ class Sequential(Model):
             return
         if not self.layers:
             raise ValueError("cannot build a Sequential model without layers: add some first")
-        x = np.asarray(x)
+        x = np.asarray(one_array(x))
         if x.ndim < 2:
             raise ValueError(f"x must have a batch axis and at least one feature axis; got shape {x.shape}")
         self._declared_input = check_input_shape(x.shape[1:], "the per-sample shape of x")
@@ -433,7 +433,7 @@ class Sequential(Model):
         """
         self._build_from_data(x)
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
-        x = self._entry.check(x, allow_empty=True)
+        x = self._check_x(x, allow_empty=True)
         batches = _Batches(self._entry, x, None, batch_size)
         outs = [np.empty((batches.n, *layer._internal_output_shape), dtype=self.dtype) for layer in self.layers]
         for step in range(batches.steps):

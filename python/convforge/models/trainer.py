@@ -66,7 +66,7 @@ from ..progress import ProgressBar
 from .. import threads as threads_module
 from . import diagnostics
 from . import state as state_module
-from .batches import _Batches
+from .batches import _Batches, one_array
 
 
 def prepare_targets(loss, y, internal_shape: tuple, data_format: str) -> np.ndarray:
@@ -495,7 +495,7 @@ class Trainer:
         x = self._check_x(x, argument, allow_empty)
         if y is None:
             raise ValueError(f"y is required to go with {argument}")
-        y = np.asarray(y)
+        y = np.asarray(one_array(y))
         if y.shape[:1] != x.shape[:1]:
             raise ValueError(
                 f"{argument} holds {x.shape[0]} samples but its targets hold {y.shape[0] if y.ndim else 0}"
@@ -517,7 +517,7 @@ class Trainer:
         return _Batches(self._entry, x, y, batch_size)
 
     def _check_x(self, x, argument="x", allow_empty: bool = False):
-        return self._entry.check(x, argument, allow_empty)
+        return self._entry.check(one_array(x), argument, allow_empty)
 
     def _inference_may_use_blas(self) -> bool:
         """Can the inference pass call NumPy's BLAS (so that predict must hold it to one thread)?
