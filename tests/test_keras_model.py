@@ -1,6 +1,8 @@
 """Keras model-level API on Sequential (and, at the end, functional models): *_on_batch, weights, sample/class weights, generators,
 regularizers in the loss, the from_logits warning, single callbacks, verbose=True/False."""
 
+import copy
+import json
 import warnings
 
 import numpy as np
@@ -397,6 +399,42 @@ def test_model_from_config_rebuilds_a_graph_as_keras():
     np.testing.assert_array_equal(again.predict(x, verbose=0), m.predict(x, verbose=0))
     with pytest.raises(ValueError, match="Sequential.from_config"):
         convforge.Model.from_config(model().get_config())
+
+
+def test_a_malformed_model_config_is_a_value_error_naming_the_entry():
+    """from_config, model_from_json and clone_model take descriptions a user may have edited: a wrong
+    one is a ValueError that says which entry is wrong, not the KeyError, IndexError or TypeError
+    (or a silent acceptance) the replay of the graph met."""
+    x = convforge.Input((4,), name="mc_in")
+    h = layers.Dense(3, name="mc_h")(x)
+    m = convforge.Model(x, layers.Add(name="mc_add")([h, h]))
+    good = json.loads(m.to_json())
+
+    def edited(change):
+        description = copy.deepcopy(good)
+        change(description["config"])
+        return json.dumps(description)
+
+    cases = [
+        (lambda c: c["nodes"][0].__setitem__(0, 99), r"node 0 must be \[layer index below 3"),
+        (lambda c: c["nodes"][0].__setitem__(2, "yes"), r"node 0 must be .*many \(bool\)"),
+        (lambda c: c["nodes"].__setitem__(0, 5), r"node 0 must be"),
+        (lambda c: c["nodes"][0].__setitem__(1, [["zz", 0, 0]]), r"node 0 refers to \['zz', 0, 0\].*no input layer"),
+        (lambda c: c.__setitem__("outputs", [["mc_h", 5, 0]]), r"an output refers to \['mc_h', 5, 0\]"),
+        (lambda c: c.__setitem__("outputs", []), r"must have an 'outputs' list"),
+        (lambda c: c.pop("nodes"), r"must have a 'nodes' list; got None"),
+        (lambda c: c.__setitem__("layers", 5), r"must have a 'layers' list; got 5"),
+        (lambda c: c["layers"].__setitem__(1, "x"), r"layer entry 1 must be a dict with a 'class_name'"),
+    ]
+    for change, message in cases:
+        with pytest.raises(ValueError, match=message):
+            convforge.models.model_from_json(edited(change))
+    with pytest.raises(ValueError, match="must be a dict"):
+        convforge.models.model_from_json('{"convforge": true, "class_name": "Functional", "config": 5}')
+    sequential = model().get_config()
+    sequential["layers"][0] = ["Dense"]
+    with pytest.raises(ValueError, match="layer entry 0 must be a dict"):
+        convforge.Sequential.from_config(sequential)
 
 
 def test_functional_from_logits_warning_and_compile_arguments():

@@ -456,6 +456,35 @@ def _topological_nodes(inputs: list, outputs: list) -> list:
     return order
 
 
+def _checked_graph(config: dict, n_layers: int, what: str) -> tuple[list, list, list]:
+    """The ``nodes``, ``inputs`` and ``outputs`` of a graph config (:meth:`Functional.get_config`),
+    checked for their form: each node ``[layer index, [refs], many]``, each ref ``[layer name, call,
+    output]``. ValueError naming the entry, not the KeyError/IndexError a replay would meet."""
+
+    def is_index(v, stop=None):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and 0 <= v < (stop or 2**62)
+
+    def is_ref(r):
+        return isinstance(r, (list, tuple)) and len(r) == 3 and isinstance(r[0], str) and is_index(r[1]) and is_index(r[2])
+
+    nodes = config.get("nodes")
+    if not isinstance(nodes, list):
+        raise ValueError(f"{what} must have a 'nodes' list; got {nodes!r:.100}")
+    for n, node in enumerate(nodes):
+        if not (isinstance(node, (list, tuple)) and len(node) == 3 and is_index(node[0], n_layers)
+                and isinstance(node[1], (list, tuple)) and node[1] and all(is_ref(r) for r in node[1])
+                and isinstance(node[2], bool) and (node[2] or len(node[1]) == 1)):
+            raise ValueError(f"{what}: node {n} must be [layer index below {n_layers}, [[layer name, call, output], "
+                             f"...], many (bool)]; got {node!r:.150}")
+    ends = []
+    for key in ("inputs", "outputs"):
+        refs = config.get(key)
+        if not isinstance(refs, list) or not refs or not all(is_ref(r) for r in refs):
+            raise ValueError(f"{what} must have an '{key}' list of [layer name, call, output]; got {refs!r:.150}")
+        ends.append(refs)
+    return nodes, ends[0], ends[1]
+
+
 class Functional(Model):
     """A model that is a graph of layers, from ``convforge.Model(inputs, outputs)``.
 
@@ -1310,8 +1339,12 @@ class Functional(Model):
 
     @classmethod
     def from_config(cls, config: dict, custom_objects=None) -> "Functional":
-        """A new model from :meth:`get_config`'s description (fresh weights)."""
-        layers = [state.layer_from_config(i, entry, custom_objects) for i, entry in enumerate(config["layers"])]
+        """A new model from :meth:`get_config`'s description (fresh weights). A description that is
+        not one (hand-edited, forged) is a ValueError saying which entry is wrong."""
+        what = "Model.from_config: the config"
+        entries = state.config_layers(config, what)
+        nodes, inputs_refs, outputs_refs = _checked_graph(config, len(entries), what)
+        layers = [state.layer_from_config(i, entry, custom_objects) for i, entry in enumerate(entries)]
         dtype = check_dtype(config.get("dtype", "float32"))
         tensors = {}
         for layer in layers:
@@ -1319,16 +1352,24 @@ class Functional(Model):
                 if layer.dtype != dtype:
                     raise ValueError(f"input layer {layer.name!r} is {layer.dtype}, the model {dtype}")
                 tensors[(layer.name, 0, 0)] = layer.output
+
+        def tensor(ref, where):
+            found = tensors.get(tuple(ref))
+            if found is None:
+                raise ValueError(f"{what}: {where} refers to {list(ref)} (layer name, call, output), which no input "
+                                 "layer or earlier node makes")
+            return found
+
         counts: dict = {}
-        for layer_index, refs, many in config["nodes"]:
+        for n, (layer_index, refs, many) in enumerate(nodes):
             layer = layers[layer_index]
-            args = [tensors[tuple(r)] for r in refs]
+            args = [tensor(r, f"node {n}") for r in refs]
             out = layer(args if many else args[0])
             k = counts.get(layer.name, 0)
             counts[layer.name] = k + 1
             tensors[(layer.name, k, 0)] = out
-        inputs = [tensors[tuple(r)] for r in config["inputs"]]
-        outputs = [tensors[tuple(r)] for r in config["outputs"]]
+        inputs = [tensor(r, "an input") for r in inputs_refs]
+        outputs = [tensor(r, "an output") for r in outputs_refs]
         made_by = config.get("output_models", [None] * len(outputs))  # absent from older files
         if not isinstance(made_by, list) or len(made_by) != len(outputs):
             raise ValueError(f"output_models must be a list of {len(outputs)} names or None; got {made_by!r:.100}")

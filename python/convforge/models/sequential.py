@@ -465,8 +465,9 @@ class Sequential(Model):
 
         ``custom_objects``: ``{'MyLayer': MyLayer}`` for layer classes of your own.
         """
+        entries = state.config_layers(config, "Sequential.from_config: the config")
         model = cls(name=config.get("name"), dtype=config.get("dtype", "float32"))
-        layers = [state.layer_from_config(i, entry, custom_objects) for i, entry in enumerate(config["layers"])]
+        layers = [state.layer_from_config(i, entry, custom_objects) for i, entry in enumerate(entries)]
         # Add all layers before building: the input spec then applies to the whole stack.
         for layer in layers:
             if layer is layers[0]:

@@ -264,6 +264,23 @@ def layer_class(name: str, module, custom_objects):
     )
 
 
+def config_layers(config, what: str) -> list:
+    """The ``layers`` list of a model's config (``get_config``, ``to_json``, a file), checked to be a
+    list of ``{"class_name": str, "config": dict, ...}``: ValueError naming what is wrong, where a
+    forged or hand-edited description would otherwise fail with a KeyError or a TypeError."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{what} must be a dict (model.get_config()); got {type(config).__name__}")
+    entries = config.get("layers")
+    if not isinstance(entries, list):
+        raise ValueError(f"{what} must have a 'layers' list; got {entries!r:.100}")
+    for i, entry in enumerate(entries):
+        if (not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str)
+                or not isinstance(entry.get("config", {}), dict)):
+            raise ValueError(f"{what}: layer entry {i} must be a dict with a 'class_name' string and a 'config' dict; "
+                             f"got {entry!r:.100}")
+    return entries
+
+
 def layer_from_config(index: int, entry: dict, custom_objects):
     """Layer ``index`` of a saved model description (``{"class_name", "module", "config"}``)."""
     cls = layer_class(entry["class_name"], entry.get("module"), custom_objects)
