@@ -287,6 +287,46 @@ def test_a_model_called_on_tensors_is_its_layers_in_the_new_graph():
         base(inputs, training=True)
 
 
+def test_fine_tuning_refuses_a_batch_norm_called_with_training_false_once_trainable(tmp_path):
+    """Keras's fine-tuning step (base(x, training=False) frozen, then base.trainable = True) keeps the
+    base's BatchNormalization in inference mode; convforge would have switched it to batch
+    statistics and moved its moving statistics without a word. It refuses to train it so, saved and
+    loaded too, and trains once the BatchNormalization layers stay frozen."""
+    convforge.seed(1)
+    base_in = convforge.Input((8, 8, 1))
+    h = layers.BatchNormalization(name="ft_bn")(layers.Conv2D(4, 3)(base_in))
+    base = convforge.Model(base_in, layers.GlobalAveragePooling2D()(h), name="ft_base")
+    base.trainable = False
+    inputs = convforge.Input((8, 8, 1))
+    model = convforge.Model(inputs, layers.Dense(2)(base(inputs, training=False)))
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(1).standard_normal((8, 8, 8, 1)).astype(np.float32)
+    y = np.ones((8, 2), np.float32)
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "ft.npz")
+    base.trainable = True
+    moving = base.get_layer("ft_bn").get_weights()
+    for train in (lambda: model.fit(x, y, epochs=1, verbose=0), lambda: model.train_on_batch(x, y),
+                  lambda: model.loss_and_gradients(x, y)):
+        with pytest.raises(NotImplementedError, match=r"'ft_bn' \(BatchNormalization\) was called with training=False"):
+            train()
+    for a, b in zip(moving, base.get_layer("ft_bn").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model.evaluate(x, y, verbose=0)  # inference is what Keras runs too
+    for layer in base.layers:
+        layer.trainable = not isinstance(layer, layers.BatchNormalization)
+    model.fit(x, y, epochs=1, verbose=0)
+    loaded = convforge.load_model(tmp_path / "ft.npz")
+    for layer in loaded.layers:
+        layer.trainable = True
+    with pytest.raises(NotImplementedError, match=r"'ft_bn' \(BatchNormalization\) was called with training=False"):
+        loaded.fit(x, y, epochs=1, verbose=0)
+    # Called without training=False, the base's BatchNormalization trains with the new model.
+    free = convforge.Model(inputs, layers.Dense(2)(base(inputs)))
+    free.compile(optimizer="sgd", loss="mse")
+    free.fit(x, y, epochs=1, verbose=0)
+
+
 # ---------------------------------------------------------------- the same API on functional models
 
 

@@ -109,6 +109,9 @@ class Node:
         #: Creation order over all nodes: a topological order of any graph (a call needs its inputs).
         self.seq = next(_NODE_IDS)
         self.outputs: list[KerasTensor] = []
+        #: Made by a model called with training=False (Keras's ``base(x, training=False)``): Keras
+        #: runs this call in inference mode for good; models refuse to train it otherwise.
+        self.inference = False
         layer._inbound_nodes.append(self)
 
     def __repr__(self) -> str:

@@ -44,8 +44,16 @@ a list of metrics or None) as a list or a dict, as Keras 3 (which also rejects
 one flat list for several outputs). The loss minimised is the weighted sum;
 the logs hold ``loss``, ``<output>_loss`` and ``<output>_<metric>``, Keras's
 names. An output is named after the layer that made it, or after the model
-whose call returned it (``Model(x, [base(x), aux])``: ``'base'``), as in Keras. Not supported: ``sample_weight``/``class_weight``, dict-valued inputs or
+whose call returned it (``Model(x, [base(x), aux])``: ``'base'``), as in Keras.
+``sample_weight`` is one array (one weight per sample) for every output;
+``class_weight`` is for a model of one output, as in Keras 3. Not supported:
+a list of ``sample_weight`` arrays (one per output), dict-valued inputs or
 outputs at ``Model(...)`` (lists only; data may be dicts), nested structures.
+
+Fine-tuning a model called as ``base(x, training=False)``: Keras keeps its
+BatchNormalization layers in inference mode even once trainable again;
+convforge cannot train them so and refuses to (NotImplementedError at ``fit``):
+keep them frozen while unfreezing the other layers.
 """
 
 from __future__ import annotations
@@ -174,7 +182,10 @@ class Model(Trainer):
         ``model.trainable = False`` freezes them there too; a frozen BatchNormalization runs on
         its moving statistics, which is what Keras's ``base(x, training=False)`` asks for, the
         only ``training`` accepted: a layer the flag would change (a trainable
-        BatchNormalization, Dropout, the augmentation layers) cannot follow a per-call flag here."""
+        BatchNormalization, Dropout, the augmentation layers) cannot follow a per-call flag here.
+        Keras keeps such a call in inference mode even after ``model.trainable = True`` (the
+        fine-tuning step): convforge refuses to train a BatchNormalization called so once it is
+        trainable again (see ``_check_training_modes``) rather than let it use batch statistics."""
         if training is not False and training is not None:
             raise NotImplementedError(
                 f"model {self.name!r} called on a symbolic tensor with training={training!r}: convforge decides "
@@ -204,6 +215,7 @@ class Model(Trainer):
                 continue
             args = [mapped[id(t)] for t in node.inputs]
             out = node.layer(args if node.many else args[0])
+            out._node.inference = training is False or node.inference
             mapped[id(node.outputs[0])] = out
         outputs = [mapped[id(t)] for t in graph.outputs]
         for t in outputs:
@@ -979,6 +991,20 @@ class Functional(Model):
             for call in calls:
                 call._clear_cache()
 
+    def _check_training_modes(self) -> None:
+        """Refuse to train a BatchNormalization that a ``model(x, training=False)`` call put in this
+        graph and that was made trainable again: Keras would keep normalising it with the moving
+        statistics (and train gamma and beta), convforge would switch it to batch statistics."""
+        for node in self._nodes:
+            if node.inference and isinstance(node.layer, BatchNormalization) and node.layer.trainable:
+                raise NotImplementedError(
+                    f"layer {node.layer.name!r} (BatchNormalization) was called with training=False (its model was "
+                    "called as base(x, training=False)) and is trainable again: Keras keeps such a layer in inference "
+                    "mode while training its gamma and beta, which convforge cannot do (it would normalise with batch "
+                    "statistics and update the moving ones). Keep the BatchNormalization layers frozen while "
+                    "unfreezing the others: for layer in base.layers: layer.trainable = not isinstance(layer, "
+                    "layers.BatchNormalization)")
+
     def _plan_backward(self) -> None:
         """Which nodes run backward, which compute their input gradient, and the training fusions."""
         needs = [False] * len(self._tensor_index)  # does the loss's gradient w.r.t. this tensor matter?
@@ -1335,6 +1361,8 @@ class Functional(Model):
             "single_output": self._single_output,
             # The models that made outputs (None: a layer did), whose names the outputs take.
             "output_models": [t._from_model for t in self.outputs],
+            # The nodes (by position in "nodes") a model called with training=False made.
+            "inference_nodes": [k for k, n in enumerate(sorted(self._nodes, key=lambda n: n.seq)) if n.inference],
         }
 
     @classmethod
@@ -1360,11 +1388,15 @@ class Functional(Model):
                                  "layer or earlier node makes")
             return found
 
+        inference = config.get("inference_nodes", [])  # absent from older files
+        if not isinstance(inference, list) or not all(isinstance(k, int) and 0 <= k < len(nodes) for k in inference):
+            raise ValueError(f"{what}: inference_nodes must be a list of node positions; got {inference!r:.100}")
         counts: dict = {}
         for n, (layer_index, refs, many) in enumerate(nodes):
             layer = layers[layer_index]
             args = [tensor(r, f"node {n}") for r in refs]
             out = layer(args if many else args[0])
+            out._node.inference = n in inference
             k = counts.get(layer.name, 0)
             counts[layer.name] = k + 1
             tensors[(layer.name, k, 0)] = out
