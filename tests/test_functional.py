@@ -562,6 +562,27 @@ def test_shared_layer_with_another_shape_is_rejected():
         pool(convforge.Input((6, 6, 2)))
 
 
+def test_a_layer_built_in_one_dtype_is_not_converted_under_its_model_by_another_graph():
+    # A float64 graph on a float32 base converted the base's weights in place: the base itself then
+    # failed in predict ("w must be float32 like the other arrays"), while base.dtype said float32.
+    i = convforge.Input((6, 6, 2))
+    base = convforge.Model(i, layers.Dense(3)(layers.Flatten()(layers.Conv2D(4, 3, name="dt_conv")(i))))
+    data = np.random.default_rng(2).standard_normal((3, 6, 6, 2)).astype(np.float32)
+    want = base.predict(data, verbose=0)
+    x64 = convforge.Input((6, 6, 2), dtype="float64")
+    with pytest.raises(TypeError, match=r"'dt_conv' \(Conv2D\) holds float32 weights and cannot take the float64 "
+                                        r"tensor .*model.astype\('float64'\)"):
+        convforge.Model(x64, base(x64))
+    dense = layers.Dense(2, name="dt_dense")
+    dense(convforge.Input((3,)))
+    with pytest.raises(TypeError, match="'dt_dense' \\(Dense\\) holds float32 weights"):
+        dense(convforge.Input((3,), dtype="float64"))
+    assert base.layers[1].params["kernel"].dtype == np.float32
+    np.testing.assert_array_equal(base.predict(data, verbose=0), want)
+    base.astype("float64")  # the way to a float64 graph on it
+    assert convforge.Model(x64, base(x64)).dtype == np.float64
+
+
 def test_unsupported_keras_arguments_say_so():
     x = convforge.Input((3,))
     with pytest.raises(NotImplementedError, match="'training'"):

@@ -197,6 +197,16 @@ def call_layer(layer, inputs, args: tuple, kwargs: dict):
             "(batch, height, width, channels) at the API); use a Sequential model for channels-first input"
         )
     dtype = common_dtype(tensors, f"{label}: the input tensors")
+    held = {p.dtype for p in layer.params.values()} if layer.built else set()
+    if held and held != {dtype}:
+        # Keras casts the input to the layer's dtype; convforge runs a model in one dtype, and the
+        # new model would convert these weights in place, under the model they came from.
+        have = sorted(d.name for d in held)[0]
+        raise TypeError(
+            f"{label} holds {have} weights and cannot take the {dtype.name} tensor {tensors[0].name!r}: convforge "
+            f"runs a model in one dtype (Keras would cast); make the input {have}, or convert the model this layer "
+            f"belongs to first (model.astype({dtype.name!r}))"
+        )
     shapes = [t._internal for t in tensors]
     if layer.name is None:
         layer.name = unique_name(snake_case(type(layer).__name__))
