@@ -523,6 +523,18 @@ def test_input_dtype_is_float32_or_float64_and_nothing_else():
             convforge.Input((3,), dtype=bad)
 
 
+def test_a_variable_input_size_is_refused_with_its_reason():
+    # Keras's Input(shape=(None, None, 3)) (any image size): convforge plans every layer for one size,
+    # and said only "must be a tuple of positive ints", as if None were a typo.
+    for shape in ((None, None, 3), (None, 8)):
+        with pytest.raises(ValueError, match=r"has a None \(variable\) size: convforge builds every model for fixed "
+                                             r"sizes"):
+            convforge.Input(shape=shape)
+    with pytest.raises(ValueError, match="None"):
+        convforge.Input(batch_shape=(None, None, 4))
+    assert "``None`` (a variable height or width) is not supported" in " ".join(convforge.Input.__doc__.split())
+
+
 def test_model_names_must_be_strings_without_a_slash():
     # Keras: "Argument `name` must be a string and cannot contain character `/`"; convforge took any
     # object, which then titled the summary and went into the model file.

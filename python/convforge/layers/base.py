@@ -313,6 +313,11 @@ def check_input_shape(input_shape, argument: str = "input_shape") -> tuple[int, 
         raise TypeError(f"{argument} must be a tuple of positive ints such as (28, 28, 1); got {input_shape!r}")
     out = []
     for d in input_shape:
+        if d is None:  # Keras's variable size (Input(shape=(None, None, 3))): plans are made per shape here
+            raise ValueError(
+                f"{argument} {tuple(input_shape)!r} has a None (variable) size: convforge builds every model for "
+                "fixed sizes; give the size the data has, e.g. (224, 224, 3), and build another model for another size"
+            )
         if isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) or d < 1:
             raise ValueError(
                 f"{argument} must be a tuple of positive ints such as (28, 28, 1), without the batch size; "

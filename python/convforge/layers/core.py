@@ -422,6 +422,8 @@ def Input(shape=None, name=None, dtype=None, **kwargs):  # noqa: N802 - Keras's 
     ----------
     shape : tuple of int
         Per sample, without the batch: ``(28, 28, 1)`` (channels-last) or ``(784,)``.
+        Every size is fixed: Keras's ``None`` (a variable height or width) is not
+        supported (ValueError); build one model per input size.
     name : str, optional
         Also the name of the input in ``model.inputs`` and in the summary.
     dtype : 'float32' (default) or 'float64'
