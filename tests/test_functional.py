@@ -359,6 +359,10 @@ def test_multi_input_multi_output_fit_logs_and_dict_data():
     assert model.metrics_names == ["loss", "cls_loss", "reg_loss", "cls_accuracy", "reg_mae"]
     p_cls, p_reg = model.predict([xa, xb], verbose=0)
     assert p_cls.shape == (40, 2) and p_reg.shape == (40, 1)
+    # A dict without an input names the keys it has (a misspelt name shows next to the right one).
+    with pytest.raises(ValueError, match=r"x is a dict with keys \['A', 'b'\], without the model inputs \['a'\]; "
+                                         r"the inputs are \['a', 'b'\]"):
+        model.predict({"A": xa, "b": xb}, verbose=0)
 
 
 def test_one_input_or_output_takes_its_array_inside_a_list_as_keras():

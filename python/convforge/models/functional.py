@@ -1243,7 +1243,8 @@ class Functional(Model):
         if isinstance(x, dict):
             missing = [name for name in self.input_names if name not in x]
             if missing:
-                raise ValueError(f"{argument} is a dict without the model inputs {missing}; inputs are {self.input_names}")
+                raise ValueError(f"{argument} is a dict with keys {sorted(map(str, x))}, without the model inputs "
+                                 f"{missing}; the inputs are {self.input_names}")
             return [x[name] for name in self.input_names]
         if isinstance(x, (list, tuple)) and n > 1:
             if len(x) != n:
