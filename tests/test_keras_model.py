@@ -272,6 +272,12 @@ def test_a_model_called_on_tensors_is_its_layers_in_the_new_graph():
     features = base(inputs, training=False)
     model = convforge.Model(inputs, layers.Dense(3, activation="softmax")(features))
     assert model.layers[1] is base.layers[1] and len(model.layers) == len(base.layers) + 1
+    # Keras's model.get_layer("<base>") finds the base; here its layers are listed instead, and the
+    # error says so rather than "no layer named".
+    with pytest.raises(ValueError, match=rf"'{base.name}' is a model called in this graph: convforge lists its layers"):
+        model.get_layer(base.name)
+    with pytest.raises(ValueError, match="no layer named 'nothing'"):
+        model.get_layer("nothing")
     x = np.random.default_rng(0).standard_normal((16, 8, 8, 1)).astype(np.float32)
     y = np.arange(16) % 3
     np.testing.assert_array_equal(convforge.Model(inputs, features).predict(x, verbose=0), base.predict(x, verbose=0))

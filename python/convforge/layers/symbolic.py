@@ -112,6 +112,8 @@ class Node:
         #: Made by a model called with training=False (Keras's ``base(x, training=False)``): Keras
         #: runs this call in inference mode for good; models refuse to train it otherwise.
         self.inference = False
+        #: The name of the model whose call in a graph made this node (``base(x)``), else None.
+        self.nested_in: str | None = None
         layer._inbound_nodes.append(self)
 
     def __repr__(self) -> str:

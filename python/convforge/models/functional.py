@@ -17,9 +17,13 @@ y2])``: ``fit``/``predict`` take and return lists, or dicts by input/output
 name), shared layers (one layer called twice: one set of weights, whose
 gradients from both calls add up), ``model.inputs``/``model.outputs``,
 ``layer.input``/``layer.output``, and ``model.layers`` in Keras's order
-(by depth, ``InputLayer`` entries included). A ``Sequential`` model has ``inputs`` and
-``outputs`` too, so ``convforge.Model(seq.inputs, [l.output for l in
-seq.layers])`` gives every feature map of a trained Sequential model.
+(by depth, ``InputLayer`` entries included). Unlike Keras, a model called in
+the graph (``base(x)``, transfer learning) is not one entry of ``model.layers``:
+its layers are listed one by one (they are this model's own, shared with the
+base); reach the base through the object itself (``base.trainable = False``).
+A ``Sequential`` model has ``inputs`` and ``outputs`` too, so
+``convforge.Model(seq.inputs, [l.output for l in seq.layers])`` gives every
+feature map of a trained Sequential model.
 
 Execution
 ---------
@@ -216,6 +220,7 @@ class Model(Trainer):
             args = [mapped[id(t)] for t in node.inputs]
             out = node.layer(args if node.many else args[0])
             out._node.inference = training is False or node.inference
+            out._node.nested_in = self.name
             mapped[id(node.outputs[0])] = out
         outputs = [mapped[id(t)] for t in graph.outputs]
         for t in outputs:
@@ -247,6 +252,11 @@ class Model(Trainer):
         for layer in self.layers:
             if layer.name == name:
                 return layer
+        if name in {node.nested_in for node in getattr(self, "_nodes", ())}:
+            raise ValueError(
+                f"{name!r} is a model called in this graph: convforge lists its layers one by one in model.layers "
+                "(Keras lists the model as one layer); use that model object itself, e.g. base.trainable = True or "
+                "base.get_layer(...)")
         raise ValueError(f"no layer named {name!r}; layers are {[layer.name for layer in self.layers]}")
 
     def count_params(self) -> int:
