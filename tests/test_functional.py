@@ -391,6 +391,23 @@ def test_one_input_or_output_takes_its_array_inside_a_list_as_keras():
     assert unbuilt.predict([[1.0, 2.0, 3.0, 4.0]], verbose=0).shape == (1, 2)
 
 
+def test_loss_weights_are_finite_numbers_named_by_output():
+    x = convforge.Input((4,))
+    model = convforge.Model(x, [layers.Dense(2, name="lw_a")(x), layers.Dense(1, name="lw_b")(x)])
+    # NaN made every total loss NaN (each batch skipped as diverged); a string failed in float().
+    with pytest.raises(ValueError, match=r"the weight of output 'lw_a' must be finite; got nan"):
+        model.compile("sgd", loss="mse", loss_weights=[float("nan"), 1.0])
+    with pytest.raises(ValueError, match=r"the weight of output 'lw_b' must be finite; got inf"):
+        model.compile("sgd", loss="mse", loss_weights={"lw_b": float("inf")})
+    with pytest.raises(TypeError, match=r"the weight of output 'lw_a' must be a number; got 'x'"):
+        model.compile("sgd", loss="mse", loss_weights=["x", 1.0])
+    with pytest.raises(TypeError, match=r"must be a number; got True"):
+        model.compile("sgd", loss="mse", loss_weights=[True, 1.0])
+    model.compile("sgd", loss="mse", loss_weights=[-0.5, np.float32(2)])  # Keras takes any finite weight
+    logs = model.evaluate(np.ones((4, 4), np.float32), [np.ones((4, 2)), np.ones((4, 1))], verbose=0, return_dict=True)
+    assert logs["loss"] == pytest.approx(-0.5 * logs["lw_a_loss"] + 2 * logs["lw_b_loss"], rel=1e-5)
+
+
 def test_an_output_returned_by_a_nested_model_is_named_after_the_model(tmp_path):
     # Keras 3 prints ['enc', 'aux'] and ['seq_head', 'enc'] for these graphs: the output a model's call
     # returned takes the model's name (its layers being this graph's own does not change that).

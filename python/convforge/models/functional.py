@@ -424,6 +424,16 @@ def _outputs_logits(layer: Layer, loss) -> bool:
     return not isinstance(activation, (Softmax, Sigmoid))
 
 
+def _loss_weight(value, output: str) -> float:
+    """One output's ``loss_weights`` entry: a finite number (negative allowed, as in Keras). A NaN or
+    an infinity would make every total loss NaN and every batch be skipped as diverged."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"compile loss_weights: the weight of output {output!r} must be a number; got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"compile loss_weights: the weight of output {output!r} must be finite; got {value!r}")
+    return float(value)
+
+
 def _call_copy(layer: Layer) -> Layer:
     """A copy of ``layer`` for a second call of it in one model: the same weights (``params`` is
     shared), its own gradients, training buffers and caches -- and so for layers it holds (an
@@ -1157,7 +1167,7 @@ class Functional(Model):
             given = self._per_output(loss_weights, "loss_weights")
             if given is None:
                 raise TypeError(f"loss_weights must be a list or a dict by output name; got {loss_weights!r}")
-            weights = [1.0 if w is None else float(w) for w in given]
+            weights = [1.0 if w is None else _loss_weight(w, name) for w, name in zip(given, self.output_names)]
         # Metrics as Keras 3: with one output a list of metrics; with several, one entry (a metric,
         # a list of them or None) per output, as a list or a dict by output name.
         if metrics is None:
