@@ -392,6 +392,15 @@ def test_functional_json_clone_and_several_outputs():
     assert [type(layer) for layer in again.layers] == [type(layer) for layer in m.layers]
     clone = convforge.models.clone_model(m)
     assert type(clone).__name__ == "Functional" and clone.count_params() == m.count_params()
+    # Keras's other arguments: a NotImplementedError with the way round, not Python's "unexpected
+    # keyword argument"; recursive changes nothing (a nested model's layers are cloned anyway).
+    assert convforge.models.clone_model(m, recursive=True).count_params() == m.count_params()
+    with pytest.raises(NotImplementedError, match=r"input_tensors is not supported.*clone\(new_inputs\)"):
+        convforge.models.clone_model(m, input_tensors=[convforge.Input((6,))])
+    with pytest.raises(NotImplementedError, match="clone_function is not supported"):
+        convforge.models.clone_model(m, clone_function=lambda layer: layer)
+    with pytest.raises(TypeError, match="recursive must be True or False"):
+        convforge.models.clone_model(m, recursive="yes")
     x, y = data(32)
     inputs = convforge.Input(shape=(6,))
     a = layers.Dense(3, activation="softmax", name="a")(inputs)

@@ -166,8 +166,28 @@ def model_from_json(json_string: str, custom_objects=None):
     return model_class.from_config(description["config"], custom_objects=custom_objects)
 
 
-def clone_model(model, custom_objects=None):
-    """A new model with the same architecture and fresh weights, Keras's ``clone_model`` (not compiled)."""
+def clone_model(model, input_tensors=None, clone_function=None, call_function=None, recursive=False,
+                custom_objects=None):
+    """A new model with the same architecture and fresh weights, Keras's ``clone_model`` (not compiled).
+
+    Keras's ``input_tensors``, ``clone_function`` and ``call_function`` are not supported
+    (NotImplementedError, with the way to do the same); ``recursive`` changes nothing, a model
+    called inside this one being cloned with it (its layers are this model's own).
+    """
+    if not isinstance(recursive, (bool, np.bool_)):
+        raise TypeError(f"clone_model: recursive must be True or False; got {recursive!r}")
+    hints = {
+        "input_tensors": "clone the model, then call the clone on the new tensors: "
+                         "clone = clone_model(model); outputs = clone(new_inputs)",
+        "clone_function": "clone the model, then change the clone's layers (clone.layers) or rebuild it from "
+                          "model.get_config() edited",
+        "call_function": "build the new graph yourself with convforge.Input and the layers' calls",
+    }
+    for name, value in (("input_tensors", input_tensors), ("clone_function", clone_function),
+                        ("call_function", call_function)):
+        if value is not None:
+            raise NotImplementedError(f"clone_model: Keras's argument {name} is not supported by convforge; "
+                                      f"{hints[name]}")
     model_class = _model_classes().get(type(model).__name__)
     if model_class is None or not isinstance(model, model_class):
         raise TypeError(f"clone_model expects a convforge Sequential or functional Model; got {type(model).__name__}")
