@@ -285,6 +285,33 @@ def test_deepcopy_of_a_built_sequential_subclass_says_why_not():
     net.predict(np.zeros((1, 3), np.float32), verbose=0)
     with pytest.raises(TypeError, match="Net.*set_weights"):
         _copies(net)
+def test_keras_register_keras_serializable_decorator_is_accepted(tmp_path):
+    # Keras's custom-layer guides decorate the class; convforge finds it by name without, and the
+    # decorator (keras.saving. and keras.utils.) once failed with an AttributeError.
+    assert convforge.utils.register_keras_serializable is convforge.saving.register_keras_serializable
+
+    @convforge.saving.register_keras_serializable(package="MyLayers")
+    class Doubled(layers.Layer):
+        def forward(self, x, training=False):
+            return 2 * x
+
+        def backward(self, dy):
+            return 2 * dy
+
+    @convforge.utils.register_keras_serializable()
+    def my_loss(y_true, y_pred):
+        return ((y_true - y_pred) ** 2).mean()
+
+    assert Doubled.__name__ == "Doubled" and my_loss.__name__ == "my_loss"  # returned as they are
+    model = convforge.Sequential([convforge.Input((3,)), Doubled(), layers.Dense(2)])
+    model.save(tmp_path / "d.npz")
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(convforge.load_model(tmp_path / "d.npz").predict(x, verbose=0),
+                                  model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="package must be a non-empty string without '>'; got 3"):
+        convforge.saving.register_keras_serializable(package=3)
+    with pytest.raises(TypeError, match="decorates a class or a function; got 5"):
+        convforge.saving.register_keras_serializable()(5)
 
 
 def test_file_layout_is_plain_npz_with_versioned_json(tmp_path):

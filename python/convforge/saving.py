@@ -60,7 +60,8 @@ import numpy as np
 
 from ._files import NotARegularFileError, open_regular_file
 
-__all__ = ["FORMAT_VERSION", "ModelFileError", "new_meta", "read", "write", "write_atomic"]
+__all__ = ["FORMAT_VERSION", "ModelFileError", "new_meta", "read", "register_keras_serializable", "write",
+           "write_atomic"]
 
 FORMAT = "convforge"
 FORMAT_VERSION = 1
@@ -508,6 +509,26 @@ def _check_finite_weights(meta, arrays, path) -> None:
 
 
 # The model side of the files (what is written, how it is put back) lives in convforge.models.state
+def register_keras_serializable(package: str = "Custom", name: str | None = None):
+    """Keras's ``@keras.saving.register_keras_serializable()`` decorator, accepted so that Keras code
+    runs unchanged: convforge needs no registration. ``load_model`` finds a Layer subclass defined
+    in this process by its class name (``custom_objects`` chooses among classes of one name), and
+    it does not save custom losses or metrics (load such a model with ``compile=False``). The
+    decorator checks its arguments and returns what it decorates as it is.
+    """
+    for argument, value in (("package", package), ("name", name)):
+        if value is not None and (not isinstance(value, str) or not value or ">" in value):
+            raise ValueError(f"register_keras_serializable: {argument} must be a non-empty string without '>'; "
+                             f"got {value!r}")
+
+    def decorator(obj):
+        if not callable(obj):
+            raise TypeError(f"register_keras_serializable decorates a class or a function; got {obj!r:.80}")
+        return obj
+
+    return decorator
+
+
 # and convforge.models.loading; these names stay reachable here for code written before the split.
 # Resolved on first access, so that importing this module never imports convforge.models.
 _MOVED = {
