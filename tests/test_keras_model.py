@@ -480,6 +480,10 @@ def test_a_malformed_model_config_is_a_value_error_naming_the_entry():
         (lambda c: c.pop("nodes"), r"must have a 'nodes' list; got None"),
         (lambda c: c.__setitem__("layers", 5), r"must have a 'layers' list; got 5"),
         (lambda c: c["layers"].__setitem__(1, "x"), r"layer entry 1 must be a dict with a 'class_name'"),
+        (lambda c: c.__setitem__("inference_nodes", [True]), r"inference_nodes must be a list of node positions"),
+        (lambda c: c.__setitem__("inference_nodes", [7]), r"inference_nodes must be a list of node positions"),
+        (lambda c: c.__setitem__("output_models", ["a/b"]), r"name must be a string without '/'"),
+        (lambda c: c.__setitem__("output_models", [None, None]), r"output_models must be a list of 1 names"),
     ]
     for change, message in cases:
         with pytest.raises(ValueError, match=message):

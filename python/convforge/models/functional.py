@@ -1410,7 +1410,8 @@ class Functional(Model):
             return found
 
         inference = config.get("inference_nodes", [])  # absent from older files
-        if not isinstance(inference, list) or not all(isinstance(k, int) and 0 <= k < len(nodes) for k in inference):
+        if not isinstance(inference, list) or not all(
+                isinstance(k, int) and not isinstance(k, bool) and 0 <= k < len(nodes) for k in inference):
             raise ValueError(f"{what}: inference_nodes must be a list of node positions; got {inference!r:.100}")
         counts: dict = {}
         for n, (layer_index, refs, many) in enumerate(nodes):
