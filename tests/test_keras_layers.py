@@ -40,6 +40,7 @@ def test_sequence_layers_gradients(middle):
     [
         lambda: layers.Conv2DTranspose(3, 3, activation="swish"),
         lambda: layers.Conv2DTranspose(2, (2, 3), strides=2, padding="same"),
+        lambda: layers.Conv2DTranspose(2, (1, 2), strides=(2, 3)),  # 'valid', stride > kernel
         lambda: layers.UpSampling2D((2, 1)),
         lambda: layers.Permute((2, 3, 1)),
         lambda: layers.Rescaling(0.5, offset=1.0),

@@ -209,6 +209,10 @@ LAYER_CASES = [
     ("Conv2DTranspose(4, 3)", (5, 6, 3)),
     ("Conv2DTranspose(4, 3, strides=2, padding='same')", (5, 6, 3)),
     ("Conv2DTranspose(2, (2, 3), strides=(2, 1))", (4, 5, 3)),
+    # 'valid' with a stride larger than the kernel: Keras's output is h * s (the last s - k rows
+    # hold the bias alone); it was (h - 1) * s + k, s - k rows short.
+    ("Conv2DTranspose(3, 2, strides=3)", (4, 5, 2)),
+    ("Conv2DTranspose(2, (1, 3), strides=(2, 4), activation='relu')", (3, 4, 2)),
     ("UpSampling2D((2, 3))", (4, 5, 3)),
     ("Permute((2, 1))", (6, 4)),
     ("Permute((3, 1, 2))", (4, 5, 3)),

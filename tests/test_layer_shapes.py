@@ -33,6 +33,7 @@ CASES = [
     (lambda: layers.Cropping2D(((1, 2), (3, 0))), (None, 28, 28, 1), (None, 25, 25, 1)),
     (lambda: layers.UpSampling2D(2), (None, 7, 7, 3), (None, 14, 14, 3)),
     (lambda: layers.Conv2DTranspose(6, 3, strides=2), (None, 7, 7, 3), (None, 15, 15, 6)),
+    (lambda: layers.Conv2DTranspose(6, (1, 2), strides=3), (None, 7, 5, 3), (None, 21, 15, 6)),
     (lambda: layers.DepthwiseConv2D(3), (None, 10, 10, 4), (None, 8, 8, 4)),
     (lambda: layers.SeparableConv2D(9, 3, padding="same"), (None, 10, 10, 4), (None, 10, 10, 9)),
     (lambda: layers.Reshape((7, 7, 16)), (None, 784), (None, 7, 7, 16)),

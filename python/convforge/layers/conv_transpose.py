@@ -21,7 +21,9 @@ class Conv2DTranspose(Layer):
     is ``functional.conv2d`` plus the weight-gradient half of
     ``conv2d_backward``.
 
-    Output size: ``(h - 1) * stride + kernel`` for ``'valid'``, ``h * stride``
+    Output size: ``(h - 1) * stride + max(kernel, stride)`` for ``'valid'``
+    (a stride larger than the kernel leaves ``stride - kernel`` rows after the
+    last window that no input reaches: they hold the bias alone), ``h * stride``
     for ``'same'``, as Keras. ``output_padding`` and ``dilation_rate > 1`` are
     not supported.
 
@@ -95,7 +97,10 @@ class Conv2DTranspose(Layer):
     def _out_hw(self, h, w):
         if self.padding == "same":
             return h * self.strides[0], w * self.strides[1]
-        return (h - 1) * self.strides[0] + self.kernel_size[0], (w - 1) * self.strides[1] + self.kernel_size[1]
+        # Keras's h * s + max(k - s, 0): the convolution this layer transposes reads h windows from
+        # that many rows whichever of k and s is larger (its trailing s - k rows are skipped).
+        (sh, sw), (kh, kw) = self.strides, self.kernel_size
+        return (h - 1) * sh + max(kh, sh), (w - 1) * sw + max(kw, sw)
 
     def _compute_internal_output_shape(self, input_shape):
         self._check(input_shape)
