@@ -29,6 +29,9 @@ def check(model_layers, shape, classes=3, seed=0, **kwargs):
                  layers.AveragePooling1D(3, strides=2, padding="same")],
         lambda: [layers.Conv1D(4, 5, strides=2, padding="same", activation="elu", input_shape=(12, 2)),
                  layers.GlobalAveragePooling1D()],
+        # Dense on each step, after a layer (dx needed) and as the first layer (no dx).
+        lambda: [layers.Conv1D(4, 3, input_shape=(12, 2)), layers.Dense(5, activation="tanh")],
+        lambda: [layers.Dense(3, activation="softmax", input_shape=(12, 2)), layers.Dense(4, use_bias=False)],
     ],
 )
 def test_sequence_layers_gradients(middle):

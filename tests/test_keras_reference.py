@@ -218,6 +218,9 @@ LAYER_CASES = [
     ("Permute((3, 1, 2))", (4, 5, 3)),
     ("Rescaling(1 / 255, offset=-0.5)", (4, 4, 2)),
     ("Conv2D(5, (3, 2), strides=(2, 1), padding='same')", (7, 6, 3)),
+    # Dense of a sequence applies the kernel at every step, as Keras; it was refused.
+    ("Dense(4, activation='tanh')", (6, 3)),
+    ("Dense(3, use_bias=False, activation='softmax')", (5, 4)),
     ("LeakyReLU(negative_slope=0.1)", (7,)),
     ("ELU()", (7,)),
     ("Activation('gelu')", (7,)),

@@ -379,7 +379,8 @@ def test_dense_forward_and_gradients(activation):
 def test_dense_rejects_feature_maps_with_a_hint():
     with pytest.raises(
         ValueError,
-        match=r"Dense expects input of shape \(batch, features\); got \(batch, 13, 13, 64\)\. Add a Flatten\(\) layer",
+        match=r"Dense expects input of shape \(batch, features\) or \(batch, steps, features\); "
+              r"got \(batch, 13, 13, 64\)\. Add a Flatten\(\) layer",
     ):
         built(layers.Dense(10), (64, 13, 13))
     with pytest.raises(ValueError, match="units must be a positive int"):

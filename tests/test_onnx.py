@@ -392,6 +392,10 @@ SEQUENCE_CASES = {
     "average-pooling1d-same": lambda: [layers.AveragePooling1D(2, padding="same")],  # a window over the end
     "global-average-pooling1d": lambda: [layers.GlobalAveragePooling1D(), layers.Dense(2)],
     "global-average-pooling1d-keepdims": lambda: [layers.GlobalAveragePooling1D(keepdims=True)],
+    # Dense on each step (Keras's Dense of a 3-D input): MatMul(+Add), since Gemm takes matrices only.
+    "dense-per-step": lambda: [layers.Dense(5, activation="relu")],
+    "dense-per-step-no-bias-softmax": lambda: [layers.Conv1D(4, 3), layers.Dense(3, use_bias=False,
+                                                                                 activation="softmax")],
     "1d-cnn": lambda: [layers.Conv1D(6, 5, padding="same"), layers.BatchNormalization(), layers.ReLU(),
                        layers.MaxPooling1D(2), layers.Conv1D(8, 3, activation="relu"), layers.AveragePooling1D(2),
                        layers.Flatten(), layers.Dropout(0.5), layers.Dense(4, activation="softmax")],

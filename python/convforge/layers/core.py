@@ -46,8 +46,11 @@ class Dense(Layer):
 
     Input / output
     --------------
-    ``(batch, in_features)`` -> ``(batch, units)``. Feature maps must be
-    flattened first (``Flatten()``).
+    ``(batch, in_features)`` -> ``(batch, units)``, and, as in Keras, a
+    sequence ``(batch, steps, in_features)`` -> ``(batch, steps, units)``: the
+    same kernel applied at every step. Unlike Keras, images
+    ``(batch, h, w, channels)`` are refused: flatten them first
+    (``Flatten()``), or use ``Conv2D(units, 1)`` for Keras's per-pixel Dense.
     """
 
     _cache_attrs = ("_x",)
@@ -81,23 +84,32 @@ class Dense(Layer):
         self._x = None
 
     def _check(self, input_shape):
-        if len(input_shape) != 1:
-            hint = " Add a Flatten() layer before it." if len(input_shape) == 3 else ""
-            raise ValueError(f"Dense expects input of shape (batch, features); got {self._show(input_shape)}.{hint}")
+        if len(input_shape) not in (1, 2):
+            hint = (" Add a Flatten() layer before it (or use Conv2D(units, 1), Keras's Dense on each pixel)."
+                    if len(input_shape) == 3 else "")
+            raise ValueError(
+                f"Dense expects input of shape (batch, features) or (batch, steps, features); "
+                f"got {self._show(input_shape)}.{hint}"
+            )
 
     def build(self, input_shape):
         self._check(input_shape)
         self.add_weight(
-            "kernel", (input_shape[0], self.units), self.kernel_initializer, regularizer=self.kernel_regularizer
+            "kernel", (input_shape[-1], self.units), self.kernel_initializer, regularizer=self.kernel_regularizer
         )
         if self.use_bias:
             self.add_weight("bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def _compute_internal_output_shape(self, input_shape):
         self._check(input_shape)
-        return (self.units,)
+        return (*input_shape[:-1], self.units)
 
     def _forward_logits(self, x, training=False):
+        if isinstance(x, np.ndarray) and x.ndim == 3:
+            # A sequence stays (batch, steps, features) inside the model (see conv1d), so every step
+            # is a row of one (batch * steps, features) product: the 2-D kernel, on a view.
+            n, steps, _ = x.shape
+            return self._forward_logits(x.reshape(n * steps, -1), training).reshape(n, steps, self.units)
         kernel, bias = self.params["kernel"], self.params.get("bias")
         if (
             isinstance(x, np.ndarray)
@@ -122,6 +134,10 @@ class Dense(Layer):
         return z if self.activation is None else self.activation.forward(z, training)
 
     def _backward_logits(self, dz):
+        if dz.ndim == 3:  # a sequence: forward kept x as (batch * steps, features)
+            n, steps, _ = dz.shape
+            dx = self._backward_logits(dz.reshape(n * steps, -1))
+            return None if dx is None else dx.reshape(n, steps, -1)
         x, kernel, buffers = self._x, self.params["kernel"], self._buffers
         if x is None:
             raise self._missing_cache()

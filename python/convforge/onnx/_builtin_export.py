@@ -200,10 +200,19 @@ def export_global_average_pooling1d(ctx, layer: GlobalAveragePooling1D, inputs):
 
 def export_dense(ctx, layer: Dense, inputs):
     (x,) = inputs
-    operands = [x, ctx.initializer("kernel", layer.params["kernel"])]
-    if layer.use_bias:
-        operands.append(ctx.initializer("bias", layer.params["bias"]))
-    y = ctx.node("Gemm", operands, "Gemm", transB=0)
+    kernel = ctx.initializer("kernel", layer.params["kernel"])
+    if len(ctx.shape(x)) == 2:
+        # A sequence (batch, steps, features): Gemm takes matrices only; MatMul(+Add) is the same
+        # product at every step (as Keras's exporter writes Dense), and imports back as Dense.
+        y = ctx.node("MatMul", [x, kernel], "MatMul")
+        if layer.use_bias:
+            ctx.set_shape(y, layer._internal_output_shape)
+            y = ctx.node("Add", [y, ctx.initializer("bias", layer.params["bias"])], "Add")
+    else:
+        operands = [x, kernel]
+        if layer.use_bias:
+            operands.append(ctx.initializer("bias", layer.params["bias"]))
+        y = ctx.node("Gemm", operands, "Gemm", transB=0)
     ctx.set_shape(y, layer._internal_output_shape)
     return activation(ctx, layer.activation, y)
 
