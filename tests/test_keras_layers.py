@@ -1,6 +1,8 @@
 """The Keras-breadth layers: float64 gradient checks in small models, training-only augmentation,
 argument errors, and saving/loading of their configs."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -125,6 +127,19 @@ def test_relu_arguments_are_checked_and_relu6_is_a_name():
     six = layers.Activation("relu6")
     np.testing.assert_array_equal(six.forward(np.array([[-1.0, 3.0, 7.0]], np.float32)), [[0.0, 3.0, 6.0]])
     assert layers.ReLU().plain and not layers.ReLU(6.0).plain
+
+
+@pytest.mark.parametrize("alpha,error,message", [
+    ("a", TypeError, "ELU alpha must be a number; got 'a'"),  # was float()'s "could not convert string to float"
+    ("1", TypeError, "ELU alpha must be a number; got '1'"),  # was taken as 1.0
+    (True, TypeError, "ELU alpha must be a number; got True"),
+    (None, TypeError, "ELU alpha must be a number; got None"),
+    (float("nan"), ValueError, "ELU alpha must be finite; got nan"),  # was accepted: every negative input gave nan
+])
+def test_elu_alpha_is_checked(alpha, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        layers.ELU(alpha)
+    assert layers.ELU(np.float32(0.5)).get_config()["alpha"] == 0.5 and layers.ELU(2).alpha == 2.0
 
 
 def test_augmentation_is_training_only_and_seeded():

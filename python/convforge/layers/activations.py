@@ -311,6 +311,12 @@ class ELU(_ActivationLayer):
 
     def __init__(self, alpha=1.0, *, name=None, input_shape=None, trainable=True):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        # As LeakyReLU's negative_slope: float() alone let "1" and True through, and gave
+        # "could not convert string to float" for alpha="a", naming no argument.
+        if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, (int, float, np.integer, np.floating)):
+            raise TypeError(f"ELU alpha must be a number; got {alpha!r}")
+        if not np.isfinite(alpha):
+            raise ValueError(f"ELU alpha must be finite; got {alpha!r}")
         self.alpha = float(alpha)
 
     def forward(self, x, training=False):
