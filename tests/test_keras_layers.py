@@ -113,6 +113,24 @@ def test_relu_arguments_follow_keras_and_are_never_fused_as_a_plain_relu(kw):
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("axis", [1, 2, 3, -1])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_softmax_over_any_axis_gradients(axis, data_format):
+    shape = (6, 5, 2) if data_format == "channels_last" else (2, 6, 5)
+    check([layers.Conv2D(3, 2, data_format=data_format, input_shape=shape), layers.Softmax(axis=axis),
+           layers.Flatten(), layers.Dense(3, activation="softmax")], shape)
+
+
+def test_softmax_axis_is_checked():
+    with pytest.raises(TypeError, match=r"Softmax axis must be an int such as -1; got \(1, 2\)"):
+        layers.Softmax(axis=(1, 2))
+    for axis in (0, 3, -4):  # the batch axis, and beyond the rank of (batch, steps, channels)
+        with pytest.raises(ValueError, match=rf"\(Softmax\): axis={axis} is out of range for inputs of rank 3"):
+            convforge.Sequential([layers.Softmax(axis=axis, input_shape=(5, 4))])
+    back = layers.Softmax.from_config(layers.Softmax(axis=2).get_config())
+    assert back.axis == 2
+
+
 def test_relu_arguments_are_checked_and_relu6_is_a_name():
     with pytest.raises(ValueError, match=r"ReLU max_value must be >= 0 \(Keras's rule\); got -1"):
         layers.ReLU(-1)

@@ -221,6 +221,12 @@ LAYER_CASES = [
     # Dense of a sequence applies the kernel at every step, as Keras; it was refused.
     ("Dense(4, activation='tanh')", (6, 3)),
     ("Dense(3, use_bias=False, activation='softmax')", (5, 4)),
+    # Softmax over any axis but the batch, counted on the channels-last tensor as Keras; it took -1 only.
+    ("Softmax(axis=1)", (4, 5, 3)),
+    ("Softmax(axis=2)", (4, 5, 3)),
+    ("Softmax(axis=3)", (4, 5, 3)),
+    ("Softmax(axis=1)", (6, 4)),
+    ("Softmax(axis=1)", (6,)),
     ("LeakyReLU(negative_slope=0.1)", (7,)),
     ("ELU()", (7,)),
     ("Activation('gelu')", (7,)),
@@ -269,3 +275,23 @@ def test_a_conv1d_model_summary_matches_keras():
     for a, b in zip(ours.layers, theirs.layers):
         assert a.count_params() == b.count_params()
     assert ours.output_shape == theirs.output_shape
+
+
+@pytest.mark.parametrize("softmax", ["Softmax()", "Softmax(axis=1)", "Softmax(axis=-2)", "Activation('softmax')", None])
+def test_softmax_of_channels_first_images_matches_keras(softmax):
+    """Found by a review: on channels-first images Keras's softmax (axis=-1, and activation='softmax')
+    runs over the width; convforge's ran over the channels, a silent difference, and Softmax(axis=1),
+    Keras's way to the channels there, was refused."""
+    shape, cf = (3, 6, 7), {"data_format": "channels_first"}
+    act = {"activation": "softmax"} if softmax is None else {}
+    convforge.seed(0)
+    model = convforge.Sequential([convforge.layers.Conv2D(4, 3, input_shape=shape, **cf, **act),
+                                  *([eval("convforge.layers." + softmax)] if softmax else [])],  # noqa: S307
+                                 dtype="float64")
+    theirs = keras.Sequential([keras.Input(shape), keras.layers.Conv2D(4, 3, **cf, **act),
+                               *([eval("keras.layers." + softmax)] if softmax else [])])  # noqa: S307
+    theirs.layers[0].set_weights(model.layers[0].get_weights())
+    x = np.random.default_rng(1).standard_normal((2, *shape))
+    expected = to_numpy(theirs(keras.ops.convert_to_tensor(x.astype(np.float32))))
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(model(x, training=True), expected, rtol=2e-4, atol=2e-5)

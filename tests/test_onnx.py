@@ -471,6 +471,34 @@ PERMUTE_CASES = {
 }
 
 
+SOFTMAX_CASES = {
+    "channels-last-axis-1": (lambda: [layers.Conv2D(3, 1), layers.Softmax(axis=1)], (4, 5, 2)),
+    "channels-first-default": (lambda: [layers.Conv2D(3, 1, data_format="channels_first"), layers.Softmax()],
+                               (2, 4, 5)),
+    "channels-first-channels": (lambda: [layers.Conv2D(3, 1, data_format="channels_first", activation="relu"),
+                                         layers.Softmax(axis=1)], (2, 4, 5)),
+    "channels-first-activation": (lambda: [layers.Conv2D(3, 1, data_format="channels_first",
+                                                         activation="softmax")], (2, 4, 5)),
+}
+
+
+@pytest.mark.parametrize("make, shape", SOFTMAX_CASES.values(), ids=SOFTMAX_CASES.keys())
+def test_softmax_axes_export(make, shape, tmp_path):
+    """A Softmax goes out over its axis of the NCHW tensors: on channels-first images Keras's default
+    is the width, Softmax(axis=1) the channels (which imports back as Softmax(axis=1))."""
+    model = seeded([layers.Input(shape=shape), *make()])
+    x = images((3, *shape))
+    path = tmp_path / "model.onnx"
+    model.export(path)
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+    if model._data_format() == "channels_first" and isinstance(model.layers[-1], layers.Softmax) \
+            and model.layers[-1].axis == 1:
+        back = convforge.load_model(path, input_layout="channels_first")
+        assert [type(layer).__name__ for layer in back.layers][-1] == "Softmax" and back.layers[-1].axis == 1
+        np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+
+
 @pytest.mark.parametrize("make, shape", PERMUTE_CASES.values(), ids=PERMUTE_CASES.keys())
 def test_permute_exports(make, shape, tmp_path):
     """Found by a review: Permute had no exporter. It is one Transpose of the axes as the user

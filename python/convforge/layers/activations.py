@@ -9,6 +9,7 @@ else holds, so ``Conv2D(..., activation='relu')`` costs no extra array.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -204,7 +205,7 @@ class Sigmoid(_ActivationLayer):
 
 
 class Softmax(_ActivationLayer):
-    """Softmax over the class axis: each row of a ``(batch, classes)`` output sums to 1.
+    """Softmax over ``axis``: each row of a ``(batch, classes)`` output sums to 1.
 
     Followed by ``loss='sparse_categorical_crossentropy'`` or
     ``'categorical_crossentropy'``, a model trains on the logits instead
@@ -214,30 +215,50 @@ class Softmax(_ActivationLayer):
     Parameters
     ----------
     axis : int
-        Only ``-1`` (the last axis, channels for images at the API).
+        As in Keras, an axis of the tensor the user sees, batch first: ``-1``
+        (default) is the last one -- the classes of ``(batch, classes)``, the
+        channels of channels-last images, the width of channels-first ones
+        (Keras's ``activation='softmax'`` too); ``Softmax(axis=1)`` is the
+        channels of channels-first images. The batch axis cannot be one.
     """
 
     activation_name = "softmax"
 
     def __init__(self, axis=-1, *, name=None, input_shape=None, trainable=True):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
-        if axis != -1:
-            raise ValueError(f"Softmax supports only axis=-1 (the class/channel axis); got axis={axis!r}")
-        self.axis = -1
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"Softmax axis must be an int such as -1; got {axis!r}")
+        self.axis = int(axis)
+
+    def _internal_axis(self, ndim: int) -> int:
+        """The axis of the arrays inside the model (``ndim`` of them, batch first) that ``axis``
+        names on the tensor the user sees: images are NCHW inside, whatever the data format."""
+        axis = self.axis + ndim if self.axis < 0 else self.axis
+        if not 1 <= axis < ndim:
+            raise ValueError(
+                f"layer {self.name!r} (Softmax): axis={self.axis} is out of range for inputs of rank {ndim} "
+                "(with the batch axis), or is the batch axis"
+            )
+        if ndim == 4 and self._data_format != "channels_first":
+            axis = (0, 2, 3, 1)[axis]  # Keras's (batch, h, w, c) -> the (batch, c, h, w) arrays
+        return axis
+
+    def _compute_internal_output_shape(self, input_shape):
+        self._internal_axis(len(input_shape) + 1)  # checked when built
+        return tuple(input_shape)
 
     def forward(self, x, training=False):
+        axis = self._internal_axis(x.ndim)
         if x.ndim == 2 and x.dtype in (np.float32, np.float64):
             # (batch, classes): the compiled kernel, which the inference plan runs too (same bits).
             return self._output_of(x, F.softmax(x), training)
-        # Channels are axis 1 of NCHW images, the last axis of (batch, classes).
-        axis = 1 if x.ndim == 4 else -1
         y = x - x.max(axis=axis, keepdims=True)
         np.exp(y, out=y)
         y /= y.sum(axis=axis, keepdims=True)
         return self._output_of(x, y, training)
 
     def _grad(self, dy, y):
-        axis = 1 if y.ndim == 4 else -1
+        axis = self._internal_axis(y.ndim)
         return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
 
     def _ends_in_softmax(self):

@@ -715,6 +715,10 @@ class Layer:
         """Build for an internal per-sample input shape; return the output shape."""
         self.dtype = np.dtype(dtype)
         input_shape = tuple(int(d) for d in input_shape)
+        activation = getattr(self, "activation", None)
+        if isinstance(activation, Layer):
+            # activation='softmax' counts its axis (-1) on the tensor the user sees, as this layer does.
+            activation._data_format = self._data_format
         if not self.built:
             self.build(input_shape)
             self.built = True

@@ -67,8 +67,8 @@ def activation(ctx, act, tensor: str) -> str:
     if act is None:
         return tensor
     if isinstance(act, Softmax):
-        # convforge's softmax runs over channels: axis 1 of NCHW images, the last axis otherwise.
-        axis = 1 if len(ctx.shape(tensor)) == 3 else -1
+        # Its axis among the arrays inside the model (NCHW images), which are ONNX's tensors.
+        axis = act._internal_axis(len(ctx.shape(tensor)) + 1)
         out = ctx.node("Softmax", [tensor], "Softmax", axis=axis)
     else:
         out = _composite_activation(ctx, act, tensor)

@@ -84,6 +84,12 @@ def _softmax_axis_ok(ctx, node, rank: int) -> bool:
     return axis == (1 if full_rank == 4 else full_rank - 1)
 
 
+def _channel_softmax(ctx, rank: int) -> Softmax:
+    """The Softmax layer over channels (images) or the last axis: on channels-first images the
+    channels are axis 1 at the API, where Keras's (and convforge's) default -1 is the width."""
+    return Softmax(axis=1 if rank == 3 and ctx.data_format == "channels_first" else -1)
+
+
 def _fused_activation(ctx, tensor: str, rank: int, channels_last_view=False):
     """``(nodes, name)``: the activation reading only ``tensor`` (past no-op casts) that can be
     fused into the layer making it, and the nodes it takes; ``([], None)`` if there is none."""
@@ -95,8 +101,8 @@ def _fused_activation(ctx, tensor: str, rank: int, channels_last_view=False):
         if channels_last_view:
             if ctx.opset < 13 or ctx.attributes(reader, {"axis": -1})["axis"] not in (-1, 3):
                 return [], None
-        elif not _softmax_axis_ok(ctx, reader, rank):
-            return [], None
+        elif not _softmax_axis_ok(ctx, reader, rank) or (rank == 3 and ctx.data_format == "channels_first"):
+            return [], None  # activation='softmax' would be over the width: a Softmax layer of its own
     elif reader.attribute:
         return [], None  # let the standalone importer name the attribute
     return [*passed, reader], _ACTIVATIONS[reader.op_type]
@@ -440,7 +446,7 @@ def import_activation(ctx, node):
     if node.op_type == "Softmax":
         if not _softmax_axis_ok(ctx, node, len(shape)):
             raise ctx.error(node, "convforge's softmax runs over channels (images) or the last axis only", "axis")
-        layer = Softmax()
+        layer = _channel_softmax(ctx, len(shape))
     else:
         layer = _activation_layer(ctx, node)
     ctx.add_layer(node, layer, [node.input[0]], node.output[0])
