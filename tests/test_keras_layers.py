@@ -46,6 +46,8 @@ def test_sequence_layers_gradients(middle):
         lambda: layers.Conv2DTranspose(3, 3, activation="swish"),
         lambda: layers.Conv2DTranspose(2, (2, 3), strides=2, padding="same"),
         lambda: layers.Conv2DTranspose(2, (1, 2), strides=(2, 3)),  # 'valid', stride > kernel
+        lambda: layers.Conv2DTranspose(2, 3, strides=2, padding="same", output_padding=1),
+        lambda: layers.Conv2DTranspose(2, (2, 3), strides=(2, 3), output_padding=(1, 2)),
         lambda: layers.UpSampling2D((2, 1)),
         lambda: layers.Permute((2, 3, 1)),
         lambda: layers.Rescaling(0.5, offset=1.0),
@@ -221,7 +223,10 @@ def _tiny():
     [
         (lambda: layers.Conv1D(4, 3, padding="full"), "padding must be 'valid', 'same' or 'causal'"),
         (lambda: layers.Conv1D(4, 3, groups=2), "convforge does not support the argument 'groups' of Conv1D"),
-        (lambda: layers.Conv2DTranspose(4, 3, output_padding=1), "does not support Conv2DTranspose output_padding"),
+        (lambda: layers.Conv2DTranspose(4, 3, strides=2, output_padding=2),
+         r"output_padding must be less than strides on every axis \(Keras's rule\); got output_padding=\(2, 2\)"),
+        (lambda: layers.Conv2DTranspose(4, 3, output_padding=1), r"output_padding=\(1, 1\), strides=\(1, 1\)"),
+        (lambda: layers.Conv2DTranspose(4, 3, strides=2, output_padding=-1), "output_padding must be >= 0"),
         (lambda: layers.UpSampling2D(interpolation="bilinear"), "does not support UpSampling2D interpolation"),
         (lambda: layers.RandomRotation(0.1, interpolation="nearest"), "does not support RandomRotation interpolation"),
         (lambda: layers.RandomFlip("diagonal"), "RandomFlip mode must be"),

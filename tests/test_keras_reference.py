@@ -213,6 +213,11 @@ LAYER_CASES = [
     # hold the bias alone); it was (h - 1) * s + k, s - k rows short.
     ("Conv2DTranspose(3, 2, strides=3)", (4, 5, 2)),
     ("Conv2DTranspose(2, (1, 3), strides=(2, 4), activation='relu')", (3, 4, 2)),
+    # output_padding (it was refused): Keras's size, and its rows where Keras puts them.
+    ("Conv2DTranspose(3, 3, strides=2, padding='same', output_padding=1)", (4, 5, 2)),
+    ("Conv2DTranspose(2, (2, 4), strides=(2, 3), padding='same', output_padding=(0, 2))", (4, 5, 2)),
+    ("Conv2DTranspose(2, (2, 4), strides=(3, 3), output_padding=(1, 2))", (4, 5, 2)),
+    ("Conv2DTranspose(2, 5, strides=3, padding='same', output_padding=2)", (3, 4, 2)),
     ("UpSampling2D((2, 3))", (4, 5, 3)),
     ("Permute((2, 1))", (6, 4)),
     ("Permute((3, 1, 2))", (4, 5, 3)),

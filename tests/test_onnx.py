@@ -441,6 +441,9 @@ CONV_TRANSPOSE_CASES = [
     dict(filters=2, kernel_size=4, strides=(2, 3), padding="same", use_bias=False),
     dict(filters=2, kernel_size=(1, 2), strides=3, padding="same"),  # kernel < stride: output_padding
     dict(filters=2, kernel_size=2, strides=3),
+    dict(filters=2, kernel_size=3, strides=2, padding="same", output_padding=1),
+    dict(filters=2, kernel_size=(2, 4), strides=(2, 3), output_padding=(1, 2)),
+    dict(filters=2, kernel_size=4, strides=3, padding="same", output_padding=(0, 2)),
 ]
 
 
@@ -454,6 +457,7 @@ def test_conv2d_transpose_round_trip(config, tmp_path):
     randomise_statistics(model)
     _, back = round_trip(model, images((3, 5, 4, 2)), tmp_path)
     assert [type(layer).__name__ for layer in back.layers] == ["Conv2DTranspose"]
+    assert back.output_shape == model.output_shape
     node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="torch_style", strides=[2, 2], pads=[1, 1, 1, 1],
                             output_padding=[1, 1])
     path = save_graph(tmp_path / "torch_style.onnx", [node], [weights("w", (2, 3, 3, 3))])

@@ -24,8 +24,12 @@ class Conv2DTranspose(Layer):
     Output size: ``(h - 1) * stride + max(kernel, stride)`` for ``'valid'``
     (a stride larger than the kernel leaves ``stride - kernel`` rows after the
     last window that no input reaches: they hold the bias alone), ``h * stride``
-    for ``'same'``, as Keras. ``output_padding`` and ``dilation_rate > 1`` are
-    not supported.
+    for ``'same'``, as Keras. With ``output_padding`` (an int or a pair, each
+    less than the stride, as Keras requires), Keras's
+    ``(h - 1) * stride + kernel - 2 * pad + output_padding``, where ``pad`` is
+    0 for ``'valid'`` and ``kernel // 2`` for ``'same'``, the rows split
+    between top and bottom as Keras splits them. ``dilation_rate > 1`` is not
+    supported.
 
     Weights
     -------
@@ -60,8 +64,6 @@ class Conv2DTranspose(Layer):
         trainable=True,
     ):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
-        if output_padding is not None:
-            raise ValueError("convforge does not support Conv2DTranspose output_padding; crop or pad the output")
         if _params.pair(dilation_rate, "dilation_rate") != (1, 1):
             raise ValueError("convforge does not support Conv2DTranspose dilation_rate > 1")
         if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
@@ -72,6 +74,15 @@ class Conv2DTranspose(Layer):
         self.kernel_size = _params.pair(kernel_size, "kernel_size")
         self.strides = _params.pair(strides, "strides")
         self.padding = padding.lower()
+        self.output_padding = None
+        if output_padding is not None:
+            self.output_padding = _params.pair(output_padding, "output_padding", minimum=0)
+            for axis, (op, stride) in enumerate(zip(self.output_padding, self.strides)):
+                if op >= stride:
+                    raise ValueError(
+                        f"Conv2DTranspose output_padding must be less than strides on every axis (Keras's rule); "
+                        f"got output_padding={self.output_padding}, strides={self.strides} (axis {axis})"
+                    )
         self.data_format = data_format
         set_weight_options(self, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
                            bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
@@ -95,6 +106,10 @@ class Conv2DTranspose(Layer):
             self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def _out_hw(self, h, w):
+        if self.output_padding is not None:
+            pad = (k // 2 if self.padding == "same" else 0 for k in self.kernel_size)
+            return tuple((n - 1) * s + k - 2 * p + op for n, s, k, p, op in
+                         zip((h, w), self.strides, self.kernel_size, pad, self.output_padding))
         if self.padding == "same":
             return h * self.strides[0], w * self.strides[1]
         # Keras's h * s + max(k - s, 0): the convolution this layer transposes reads h windows from
@@ -104,11 +119,32 @@ class Conv2DTranspose(Layer):
 
     def _compute_internal_output_shape(self, input_shape):
         self._check(input_shape)
-        return (self.filters, *self._out_hw(*input_shape[1:]))
+        out_hw = self._out_hw(*input_shape[1:])
+        if min(out_hw) < 1:
+            raise ValueError(
+                f"Conv2DTranspose: input {self._show(input_shape)} gives an empty output {out_hw} "
+                f"(kernel_size={self.kernel_size}, padding={self.padding!r}, output_padding={self.output_padding})"
+            )
+        return (self.filters, *out_hw)
 
     def _pads(self, out_hw):
         """The padding of the convolution from the output (size out_hw) back to the input."""
-        return self.padding  # 'valid' or 'same': conv2d's own rule on the output size gives Keras's split
+        if self.output_padding is None:
+            return self.padding  # 'valid' or 'same': conv2d's own rule on the output size gives Keras's split
+        # Keras's split (keras/src/backend/common/backend_utils.py, its JAX and TensorFlow rule): of
+        # the full transposed output ((h - 1) * s + k rows), k - 1 - left rows are cut at the top and
+        # k - 1 - right at the bottom, where left + right = pad_len; the convolution back to the input
+        # pads its input by those cuts. A negative bottom cut is rows no window reads (fewer than a
+        # stride: the window count stays the input's), so that convolution pads 0 there.
+        pads = []
+        for k, op in zip(self.kernel_size, self.output_padding):
+            if self.padding == "same":
+                pad_len = k + k % 2 - 2 + op
+                left = min(pad_len // 2 + pad_len % 2, k - 1)
+            else:
+                pad_len, left = 2 * (k - 1) + op, k - 1
+            pads.append((k - 1 - left, max(k - 1 - (pad_len - left), 0)))
+        return tuple(pads)
 
     def forward(self, x, training=False):
         n, _, h, w = x.shape
@@ -153,6 +189,7 @@ class Conv2DTranspose(Layer):
             "kernel_size": list(self.kernel_size),
             "strides": list(self.strides),
             "padding": self.padding,
+            "output_padding": None if self.output_padding is None else list(self.output_padding),
             "data_format": self.data_format,
             **weight_options_config(self),
         }

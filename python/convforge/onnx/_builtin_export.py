@@ -113,7 +113,8 @@ def conv_transpose_pads(layer: Conv2DTranspose, in_hw) -> tuple[list[int], list[
     """ONNX ConvTranspose's ``pads`` and ``output_padding`` that give ``layer``'s output (Keras's
     'valid' or 'same' size) for an input of ``in_hw``; the importer matches a node against them."""
     out_hw = layer._out_hw(*in_hw)
-    top, bottom, left, right = _params.conv_padding(layer.padding, out_hw, layer.kernel_size, layer.strides, (1, 1))
+    top, bottom, left, right = _params.conv_padding(layer._pads(out_hw), out_hw, layer.kernel_size, layer.strides,
+                                                    (1, 1))
     # ONNX's output size is (in - 1) * stride + kernel - pads + output_padding.
     natural = [(n - 1) * s + k - p for n, s, k, p in zip(in_hw, layer.strides, layer.kernel_size,
                                                           (top + bottom, left + right))]

@@ -202,13 +202,17 @@ def import_conv_transpose(ctx, node):
     strides = _pair(ctx, node, a["strides"], "strides", 1)
     given = ([int(p) for p in a["pads"]], [int(p) for p in a["output_padding"]])
     cls = _layers.Conv2DTranspose
-    padding = next((p for p in ("valid", "same") if conv_transpose_pads(cls(1, k, strides, p), (h, w)) == given), None)
-    if padding is None:
+    # Keras's 'valid' or 'same' output, else one of them with Keras's output_padding (each < the stride).
+    options = [(p, None) for p in ("valid", "same")]
+    options += [(p, (a, b)) for p in ("valid", "same") for a in range(strides[0]) for b in range(strides[1])]
+    found = next((o for o in options if conv_transpose_pads(cls(1, k, strides, o[0], o[1]), (h, w)) == given), None)
+    if found is None:
         raise ctx.error(node, f"pads {given[0]} with output_padding {given[1]} give neither Keras's 'valid' nor its "
                         "'same' output", "pads")
+    padding, output_padding = found
 
     def make(act):
-        return cls(kernel.shape[1], k, strides, padding, data_format=ctx.data_format, activation=act,
+        return cls(kernel.shape[1], k, strides, padding, output_padding, data_format=ctx.data_format, activation=act,
                    use_bias=bias is not None, kernel_initializer="zeros")
 
     weights = [kernel] if bias is None else [kernel, bias]
