@@ -300,3 +300,17 @@ def test_softmax_of_channels_first_images_matches_keras(softmax):
     expected = to_numpy(theirs(keras.ops.convert_to_tensor(x.astype(np.float32))))
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=2e-4, atol=2e-5)
     np.testing.assert_allclose(model(x, training=True), expected, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("factor", [(0.1, 0.1), (0.25, 0.25), (-0.3, -0.3)])
+@pytest.mark.parametrize("fill_mode", ["constant", "reflect"])
+def test_random_rotation_turns_as_keras(factor, fill_mode):
+    """Found by a review: a positive factor turned the images clockwise, Keras's counter-clockwise
+    (the same distribution for factor=0.1, the mirror image for a (low, high) range)."""
+    shape = (7, 6, 2)
+    model = convforge.Sequential([convforge.layers.RandomRotation(factor, fill_mode=fill_mode, input_shape=shape)],
+                                 dtype="float64")
+    theirs = keras.layers.RandomRotation(factor, fill_mode=fill_mode)
+    x = np.random.default_rng(1).standard_normal((2, *shape))
+    expected = to_numpy(theirs(keras.ops.convert_to_tensor(x.astype(np.float32)), training=True))
+    np.testing.assert_allclose(model(x, training=True), expected, rtol=1e-4, atol=1e-4)

@@ -204,7 +204,8 @@ class _Affine(_Augmentation):
 
 class RandomRotation(_Affine):
     """Rotate each image by a random angle in ``factor * [-2 pi, 2 pi]`` (or ``(low, high) * 2 pi``),
-    Keras's ``RandomRotation``: ``factor=0.1`` turns by up to 36 degrees either way."""
+    Keras's ``RandomRotation``: ``factor=0.1`` turns by up to 36 degrees either way; a positive
+    angle turns counter-clockwise, as in Keras (``(0.25, 0.25)`` is ``np.rot90``)."""
 
     def __init__(self, factor, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0, *,
                  name=None, input_shape=None, trainable=True):
@@ -214,7 +215,10 @@ class RandomRotation(_Affine):
         self._range = _factor_range(factor, "factor", "RandomRotation")
 
     def _matrices(self, n, h, w, rng):
-        angle = rng.uniform(*self._range, size=n) * 2 * math.pi
+        # Keras turns a positive factor counter-clockwise. This matrix maps an output (row, col) to
+        # the input pixel it reads, rows pointing down: turning the image counter-clockwise by a
+        # reads it clockwise by a, hence the minus (it turned clockwise, for (low, high) factors).
+        angle = -rng.uniform(*self._range, size=n) * 2 * math.pi
         cos, sin = np.cos(angle), np.sin(angle)
         m = np.stack([np.stack([cos, -sin], 1), np.stack([sin, cos], 1)], 1)
         return m, self._about_center(m, h, w)
