@@ -218,7 +218,7 @@ def _check(model, x, y, loss):
     return check_model_gradients(model, x, y, loss=loss, num_coords=6)
 
 
-@pytest.mark.parametrize("merge", ["add", "concatenate", "multiply", "average", "subtract"])
+@pytest.mark.parametrize("merge", ["add", "concatenate", "multiply", "average", "subtract", "maximum", "minimum"])
 def test_gradients_of_merge_graphs(merge):
     convforge.seed(2)
     x = convforge.Input((6, 6, 2), dtype="float64")
@@ -230,6 +230,8 @@ def test_gradients_of_merge_graphs(merge):
         "multiply": layers.Multiply(),
         "average": layers.Average(),
         "subtract": layers.Subtract(),
+        "maximum": layers.Maximum(),
+        "minimum": layers.Minimum(),
     }[merge]([a, b])
     pooled = layers.MaxPooling2D(2)(b)  # fan-out 2 from the ReLU: the pool must not apply its gradient
     y = layers.Dense(3)(layers.Concatenate()([layers.Flatten()(merged), layers.Flatten()(pooled)]))
@@ -956,3 +958,25 @@ def test_inference_keeps_only_what_later_layers_read():
     values = model._run([np.ones((2, 4), np.float32)], training=False, logits=False)
     kept = [i for i, v in enumerate(values) if v is not None]
     assert kept == sorted(model._outputs_index)  # x and a are dropped once the Add has read them
+
+
+def test_maximum_and_minimum_merge_as_keras():
+    """Found by a review: Keras's Maximum and Minimum merge layers (and their functions) were
+    missing. Ties share the gradient evenly (torch.maximum's rule, Keras's on torch)."""
+    x1, x2, x3 = convforge.Input((3,)), convforge.Input((3,)), convforge.Input((3,))
+    outs = [layers.Maximum()([x1, x2]), layers.Minimum()([x1, x2, x3]), layers.maximum([x1, x2, x3]),
+            layers.minimum([x1, x2])]
+    model = convforge.Model([x1, x2, x3], outs)
+    rng = np.random.default_rng(21)
+    a, b, c = (rng.standard_normal((4, 3)).astype(np.float32) for _ in range(3))
+    got = model.predict([a, b, c], verbose=0)
+    for g, w in zip(got, [np.maximum(a, b), np.minimum(np.minimum(a, b), c), np.maximum(np.maximum(a, b), c),
+                          np.minimum(a, b)]):
+        np.testing.assert_array_equal(g, w)
+    layer = layers.Maximum()
+    layer.forward([np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 5.0, 0.0]])], training=True)
+    da, db = layer.backward(np.array([[4.0, 4.0, 4.0]]))
+    np.testing.assert_array_equal(da, [[2.0, 0.0, 4.0]])
+    np.testing.assert_array_equal(db, [[2.0, 4.0, 0.0]])
+    with pytest.raises(NotImplementedError, match="Keras's argument 'axis' is not supported"):
+        layers.Minimum(axis=1)

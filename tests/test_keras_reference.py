@@ -314,3 +314,16 @@ def test_random_rotation_turns_as_keras(factor, fill_mode):
     x = np.random.default_rng(1).standard_normal((2, *shape))
     expected = to_numpy(theirs(keras.ops.convert_to_tensor(x.astype(np.float32)), training=True))
     np.testing.assert_allclose(model(x, training=True), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["Maximum", "Minimum", "Add", "Subtract", "Multiply", "Average"])
+@pytest.mark.parametrize("shape", [(5,), (6, 4), (4, 5, 3)])
+def test_merge_layers_match_keras(name, shape):
+    n = 2 if name == "Subtract" else 3
+    ours_in = [convforge.Input(shape) for _ in range(n)]
+    ours = convforge.Model(ours_in, getattr(convforge.layers, name)()(ours_in))
+    theirs_in = [keras.Input(shape) for _ in range(n)]
+    theirs = keras.Model(theirs_in, getattr(keras.layers, name)()(theirs_in))
+    assert ours.output_shape == tuple(theirs.output_shape)
+    xs = [np.random.default_rng(i).standard_normal((3, *shape)).astype(np.float32) for i in range(n)]
+    np.testing.assert_allclose(ours.predict(xs, verbose=0), to_numpy(theirs(xs)), rtol=1e-6, atol=1e-6)

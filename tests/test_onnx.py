@@ -583,7 +583,8 @@ def residual_model():
     h = residual(layers.Conv2D(8, 3, padding="same", activation="relu")(inputs), 8)
     h = residual(h, 12, stride=2)
     a, b = layers.Conv2D(6, 1)(h), layers.Conv2D(6, 3, padding="same")(h)
-    merged = layers.Average()([layers.Multiply()([a, b]), layers.Subtract()([a, b]), layers.Add()([a, b, a])])
+    merged = layers.Average()([layers.Multiply()([a, b]), layers.Subtract()([a, b]), layers.Add()([a, b, a]),
+                               layers.Maximum()([a, b]), layers.Minimum()([b, a, b])])
     h = layers.Concatenate()([merged, layers.Conv2D(4, 1, activation="tanh")(h)])
     outputs = layers.Dense(5, activation="softmax")(layers.Flatten()(h))
     return convforge.Model(inputs, outputs)
@@ -594,7 +595,7 @@ def test_graph_model_round_trip(tmp_path):
     model = residual_model()
     proto, back = round_trip(model, images((3, 12, 10, 3)), tmp_path)
     ops = {n.op_type for n in proto.graph.node}
-    assert {"Add", "Sub", "Mul", "Mean", "Concat"} <= ops
+    assert {"Add", "Sub", "Mul", "Mean", "Max", "Min", "Concat"} <= ops
     assert type(back).__name__ == "Functional" and back.count_params() == model.count_params()
 
 

@@ -22,7 +22,8 @@ GlobalAveragePooling1D (sequences); Conv2DTranspose, UpSampling2D, Permute, Resc
 RandomFlip, RandomRotation, RandomZoom, RandomTranslation (training-only augmentation);
 BatchNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
 (GlobalMaxPool2D), ZeroPadding2D, Cropping2D, DepthwiseConv2D, SeparableConv2D;
-merge layers for functional models: Add, Subtract, Multiply, Average, Concatenate.
+merge layers for functional models: Add, Subtract, Multiply, Average, Maximum, Minimum,
+Concatenate.
 """
 
 from . import initializers
@@ -33,7 +34,22 @@ from .conv import Conv2D
 from .conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, MaxPooling1D
 from .conv_transpose import Conv2DTranspose
 from .core import Dense, Dropout, Flatten, Input, InputLayer, Reshape
-from .merging import Add, Average, Concatenate, Multiply, Subtract, add, average, concatenate, multiply, subtract
+from .merging import (
+    Add,
+    Average,
+    Concatenate,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
 from .reshaping import Permute, Rescaling, UpSampling2D
 
@@ -83,6 +99,8 @@ __all__ = [
     "Layer",
     "MaxPool2D",
     "MaxPooling2D",
+    "Maximum",
+    "Minimum",
     "Multiply",
     "ReLU",
     "Reshape",
@@ -103,6 +121,8 @@ __all__ = [
     "add",
     "average",
     "concatenate",
+    "maximum",
+    "minimum",
     "multiply",
     "subtract",
 ]

@@ -1,4 +1,5 @@
-"""Merge layers: Add, Subtract, Multiply, Average, Concatenate -- Keras's, for functional models.
+"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate -- Keras's, for
+functional models.
 
 A merge layer is called on a list of tensors, ``layers.Add()([a, b])``; its
 ``forward`` takes a list of arrays and its ``backward`` returns one gradient
@@ -20,8 +21,8 @@ import numpy as np
 from .. import functional as F
 from .base import Layer
 
-__all__ = ["Add", "Average", "Concatenate", "Multiply", "Subtract", "add", "average", "concatenate", "multiply",
-           "subtract"]
+__all__ = ["Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract", "add", "average",
+           "concatenate", "maximum", "minimum", "multiply", "subtract"]
 
 
 class _Merge(Layer):
@@ -189,6 +190,51 @@ class Average(_Merge):
         return [g] * self._xs
 
 
+class _Extremum(_Merge):
+    """Elementwise maximum or minimum of the inputs (``_op``: np.maximum or np.minimum)."""
+
+    _cache_attrs = ("_xs", "_y")
+    _op = None
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._y = None
+
+    def forward(self, xs, training=False):
+        y = self._out(xs[0].shape, xs[0].dtype, training)
+        np.copyto(y, xs[0])
+        for x in xs[1:]:
+            type(self)._op(y, x, out=y)
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._xs, self._y = list(xs), y
+        return y
+
+    def backward(self, dy):
+        xs, y = self._xs, self._y
+        if xs is None:
+            raise self._missing_cache()
+        # The gradient goes to the input(s) equal to the result, split evenly between ties (the
+        # rule of torch.maximum, which Keras's torch backend uses, for two inputs).
+        wins = [x == y for x in xs]
+        share = np.zeros(dy.shape, dy.dtype)
+        for w in wins:
+            share += w
+        np.divide(dy, share, out=share, where=share > 0)
+        return [np.where(w, share, dy.dtype.type(0)) for w in wins]
+
+
+class Maximum(_Extremum):
+    """Elementwise maximum of the inputs, ``keras.layers.Maximum``: ``Maximum()([a, b])``."""
+
+    _op = np.maximum
+
+
+class Minimum(_Extremum):
+    """Elementwise minimum of the inputs, ``keras.layers.Minimum``: ``Minimum()([a, b])``."""
+
+    _op = np.minimum
+
+
 class Concatenate(_Merge):
     """Joins the inputs along ``axis``, ``keras.layers.Concatenate(axis=-1)``.
 
@@ -277,6 +323,16 @@ def multiply(inputs, **kwargs):
 def average(inputs, **kwargs):
     """``Average(**kwargs)(inputs)``."""
     return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    """``Maximum(**kwargs)(inputs)``."""
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    """``Minimum(**kwargs)(inputs)``."""
+    return Minimum(**kwargs)(inputs)
 
 
 def concatenate(inputs, axis=-1, **kwargs):

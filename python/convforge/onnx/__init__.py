@@ -59,7 +59,7 @@ the nodes: the formula is evaluated and compared, ``_formulas``), Transpose of a
 Pad/Slice (ZeroPadding2D/Cropping2D), Resize/Upsample of mode 'nearest' by whole factors of height and
 width (UpSampling2D: PyTorch's ``nn.Upsample(scale_factor=k)``; any coordinate transformation and rounding
 that read input pixel floor(i / k) for output pixel i at the model's sizes; 'linear' and 'cubic' are refused),
-Add/Sum/Sub/Mul/Mean/Concat of computed tensors (the merge layers), Identity
+Add/Sum/Sub/Mul/Mean/Max/Min/Concat of computed tensors (the merge layers), Identity
 and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,
 Concat, ConstantOfShape, Reshape, Slice, Cast, ...) is folded; Keras's
 exporter's NHWC transposes around each layer fold away (a bias added after

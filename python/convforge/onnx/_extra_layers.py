@@ -122,6 +122,9 @@ def export_merge(ctx, layer, inputs):
         return _chain(ctx, "Mul", inputs)
     if kind == "Average":
         return ctx.node("Mean", inputs, "Mean")
+    if kind in ("Maximum", "Minimum"):
+        op = kind[:3]
+        return ctx.node(op, inputs, op)  # variadic, as the layers
     # Concatenate: the layer knows its axis of the NCHW arrays inside.
     return ctx.node("Concat", inputs, "Concat", axis=layer._internal_axis)
 
@@ -157,6 +160,8 @@ for _name, _fn in (
     ("Subtract", export_merge),
     ("Multiply", export_merge),
     ("Average", export_merge),
+    ("Maximum", export_merge),
+    ("Minimum", export_merge),
     ("Concatenate", export_merge),
     ("BatchNormalization", export_batch_normalization),
     ("GlobalAveragePooling2D", export_global_pooling),
@@ -341,7 +346,8 @@ def import_slice(ctx, node):
     _add_on_view(ctx, node, layer, base)
 
 
-_MERGES = {"Add": "Add", "Sum": "Add", "Sub": "Subtract", "Mul": "Multiply", "Mean": "Average"}
+_MERGES = {"Add": "Add", "Sum": "Add", "Sub": "Subtract", "Mul": "Multiply", "Mean": "Average", "Max": "Maximum",
+           "Min": "Minimum"}
 
 
 def _merge_inputs(ctx, node):
@@ -362,8 +368,11 @@ def import_merge(ctx, node):
     if node.op_type in ("Add", "Sub", "Mul") and len(node.input) == 2 and len(constant) == 1:
         _import_affine(ctx, node, constant[0])
         return
+    if constant and node.op_type in ("Max", "Min"):
+        raise ctx.error(node, "a constant operand is not supported (the Maximum and Minimum layers merge tensors)")
     names, shapes, view = _merge_inputs(ctx, node)
-    if node.op_type == "Sub" and len(names) != 2 or len(names) < 2 and node.op_type not in ("Sum", "Mean"):
+    variadic = ("Sum", "Mean", "Max", "Min")  # one input is allowed: the identity
+    if node.op_type == "Sub" and len(names) != 2 or len(names) < 2 and node.op_type not in variadic:
         raise ctx.error(node, f"{len(names)} inputs")
     if any(shape != shapes[0] for shape in shapes):
         raise ctx.error(node, f"inputs of shapes {shapes}: convforge's merge layers do not broadcast")
@@ -560,6 +569,8 @@ for _op, _fn in (
     ("Sub", import_merge),
     ("Mul", import_merge),
     ("Mean", import_merge),
+    ("Max", import_merge),
+    ("Min", import_merge),
     ("Concat", import_concat),
     ("BatchNormalization", import_batch_normalization),
     ("GlobalAveragePool", import_global_pool),
