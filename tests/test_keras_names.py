@@ -24,6 +24,16 @@ def test_keras_names_exist(name):
     assert obj is not None
 
 
+@pytest.mark.parametrize("alias,name", [("Convolution1D", "Conv1D"), ("Convolution2D", "Conv2D"),
+                                        ("Convolution2DTranspose", "Conv2DTranspose"),
+                                        ("SeparableConvolution2D", "SeparableConv2D"),
+                                        ("MaxPool2D", "MaxPooling2D"), ("GlobalAvgPool1D", "GlobalAveragePooling1D")])
+def test_keras_layer_aliases_are_the_same_classes(alias, name):
+    """Keras 3 keeps Keras 1's long names (Convolution2D, ...) as aliases; they were missing."""
+    assert getattr(keras.layers, alias) is getattr(keras.layers, name)
+    assert alias in keras.layers.__all__
+
+
 @pytest.mark.parametrize(
     "namespace,name,message",
     [

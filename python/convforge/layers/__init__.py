@@ -55,9 +55,13 @@ from .reshaping import Permute, Rescaling, UpSampling2D
 
 # Keras's short aliases of the 1-D layers.
 MaxPool1D, AvgPool1D, GlobalAvgPool1D = MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D
+# Keras's long aliases (Keras 1's names, which Keras 3 keeps and older course notes use).
+Convolution1D, Convolution2D, Convolution2DTranspose = Conv1D, Conv2D, Conv2DTranspose
 
 # ResNet / Inception / MobileNet layers (issue 13).
 from .depthwise import DepthwiseConv2D, SeparableConv2D
+
+SeparableConvolution2D = SeparableConv2D
 from .global_pooling import GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D, GlobalMaxPooling2D
 from .normalization import BatchNormalization
 from .reshaping import Cropping2D, ZeroPadding2D
@@ -76,6 +80,10 @@ __all__ = [
     "GlobalAveragePooling1D",
     "Conv2DTranspose",
     "Conv1D",
+    "Convolution1D",
+    "Convolution2D",
+    "Convolution2DTranspose",
+    "SeparableConvolution2D",
     "AvgPool1D",
     "AveragePooling1D",
     "ELU",
