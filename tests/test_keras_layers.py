@@ -212,6 +212,25 @@ def test_sequence_model_trains_and_saves(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x[:5], verbose=0), model.predict(x[:5], verbose=0))
 
 
+@pytest.mark.parametrize("make,shape,message", [
+    (lambda: layers.Conv1D(2, 5), (3, 1),
+     r"layer 'conv1d' \(Conv1D\): kernel_size=5 does not fit in the input \(batch, 3, 1\) \(3 steps\)"),
+    (lambda: layers.Conv1D(2, 3, dilation_rate=2), (4, 2),
+     r"\(Conv1D\): kernel_size=3 with dilation_rate=2 \(5 steps\) does not fit in the input \(batch, 4, 2\)"),
+    (lambda: layers.AveragePooling1D(5), (3, 1),
+     r"\(AveragePooling1D\): pool_size=5 does not fit in the input \(batch, 3, 1\) \(3 steps\) with padding='valid'"),
+    (lambda: layers.MaxPooling1D(4), (3, 2), r"\(MaxPooling1D\): pool_size=4 does not fit"),
+    (lambda: layers.Conv1D(2, 3), (3, 3, 1), r"Conv1D expects input of shape \(batch, steps, channels\); got \(batch, 3, 3, 1\)"),
+    (lambda: layers.GlobalAveragePooling1D(), (3, 4, 1), r"got \(batch, 3, 4, 1\)$"),
+])
+def test_sequence_layer_errors_speak_of_sequences(make, shape, message):
+    """Found by a review: these named the inner 2-D layer and its (batch, 1, steps, channels) image,
+    'layer 'conv1d' (Conv2D) on input (batch, 1, 3, 1): ... the kernel 1x5', or an image shape
+    channels first ('batch', 1, 3, 3)."""
+    with pytest.raises(ValueError, match=message):
+        convforge.Sequential([layers.Input(shape), make()])
+
+
 def _tiny():
     model = convforge.Sequential([convforge.Input((3,)), layers.Dense(2)])
     model.compile(optimizer="sgd", loss="mse")

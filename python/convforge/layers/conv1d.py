@@ -51,16 +51,19 @@ class _Sequence2D(Layer):
     def _check(self, input_shape):
         if len(input_shape) != 2:
             raise ValueError(
-                f"{type(self).__name__} expects input of shape (batch, steps, channels); got "
-                f"{('batch', *input_shape)}"
+                f"{type(self).__name__} expects input of shape (batch, steps, channels); got {self._show(input_shape)}"
             )
+
+    def _window(self) -> str:  # pragma: no cover - each subclass says
+        """The layer's window in its own (1-D) arguments, for errors."""
+        raise NotImplementedError
 
     def _link(self):
         # The inner layer's weights, gradients and penalties are this layer's (same dicts).
         self.params, self.grads, self.regularizers = self._inner.params, self._inner.grads, self._inner.regularizers
 
     def build(self, input_shape):
-        self._check(input_shape)
+        self._compute_internal_output_shape(input_shape)  # the checks, in the 1-D layer's words
         steps, channels = input_shape
         self._inner.name = self.name
         self._inner._build((channels, 1, steps), self.dtype)
@@ -68,7 +71,14 @@ class _Sequence2D(Layer):
 
     def _compute_internal_output_shape(self, input_shape):
         self._check(input_shape)
-        channels, _, steps = self._inner._compute_internal_output_shape((input_shape[1], 1, input_shape[0]))
+        try:
+            channels, _, steps = self._inner._compute_internal_output_shape((input_shape[1], 1, input_shape[0]))
+        except ValueError as err:
+            # The inner layer's message speaks of a 2-D layer on (batch, 1, steps, channels) images.
+            raise ValueError(
+                f"layer {self.name!r} ({type(self).__name__}): {self._window()} does not fit in the input "
+                f"{self._show(input_shape)} ({input_shape[0]} steps) with padding={self.padding!r}"
+            ) from err
         return (steps, channels)
 
     def forward(self, x, training=False):
@@ -161,6 +171,12 @@ class Conv1D(_Sequence2D):
         )
         self.filters = self._inner.filters
 
+    def _window(self):
+        if self.dilation_rate == 1:
+            return f"kernel_size={self.kernel_size}"
+        span = self.dilation_rate * (self.kernel_size - 1) + 1
+        return f"kernel_size={self.kernel_size} with dilation_rate={self.dilation_rate} ({span} steps)"
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -193,6 +209,9 @@ class _Pooling1D(_Sequence2D):
         self._inner = self._inner_class(
             (1, self.pool_size), None if strides is None else (1, self.strides), padding=padding
         )
+
+    def _window(self):
+        return f"pool_size={self.pool_size}"
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides, "padding": self.padding}
@@ -230,7 +249,7 @@ class GlobalAveragePooling1D(Layer):
     def _compute_internal_output_shape(self, input_shape):
         if len(input_shape) != 2:
             raise ValueError(
-                f"GlobalAveragePooling1D expects input of shape (batch, steps, channels); got {('batch', *input_shape)}"
+                f"GlobalAveragePooling1D expects input of shape (batch, steps, channels); got {self._show(input_shape)}"
             )
         return (1, input_shape[1]) if self.keepdims else (input_shape[1],)
 
