@@ -243,6 +243,8 @@ class GlobalAveragePooling1D(Layer):
             raise ValueError(
                 f"convforge does not support GlobalAveragePooling1D data_format={data_format!r}; use channels_last"
             )
+        if not isinstance(keepdims, (bool, np.bool_)):  # bool() took keepdims="no" as True
+            raise TypeError(f"GlobalAveragePooling1D keepdims must be True or False; got {keepdims!r}")
         self.keepdims = bool(keepdims)
         self._steps = None
 
