@@ -249,6 +249,8 @@ def _tiny():
         (lambda: layers.UpSampling2D(interpolation="bilinear"), "does not support UpSampling2D interpolation"),
         (lambda: layers.RandomRotation(0.1, interpolation="nearest"), "does not support RandomRotation interpolation"),
         (lambda: layers.RandomFlip("diagonal"), "RandomFlip mode must be"),
+        # approximate="none" (PyTorch's name of the exact GELU) was bool("none"), True: the tanh form.
+        (lambda: layers.GELU(approximate="none"), r"GELU approximate must be True or False; got 'none'"),
         # keepdims="no" was bool("no"), True, as GlobalAveragePooling2D's is not.
         (lambda: layers.GlobalAveragePooling1D(keepdims="no"), "GlobalAveragePooling1D keepdims must be True or False"),
         (lambda: layers.Permute((1, 3)), "Permute dims must be a permutation"),

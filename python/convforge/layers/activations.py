@@ -403,6 +403,9 @@ class GELU(_InputActivation):
 
     def __init__(self, approximate=False, *, name=None, input_shape=None, trainable=True):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        # Not bool(): PyTorch's spelling approximate="none" (its exact GELU) would be True, the tanh form.
+        if not isinstance(approximate, (bool, np.bool_)):
+            raise TypeError(f"GELU approximate must be True or False; got {approximate!r}")
         self.approximate = bool(approximate)
 
     _C = math.sqrt(2 / math.pi)
