@@ -249,6 +249,15 @@ def _tiny():
         (lambda: layers.UpSampling2D(interpolation="bilinear"), "does not support UpSampling2D interpolation"),
         (lambda: layers.RandomRotation(0.1, interpolation="nearest"), "does not support RandomRotation interpolation"),
         (lambda: layers.RandomFlip("diagonal"), "RandomFlip mode must be"),
+        # Augmentation factors: float() said "could not convert string to float: 'a'", nan was taken,
+        # and a zoom of -2 (a scale of -1) mirrored the image; Keras's ranges, named.
+        (lambda: layers.RandomRotation(("a", 1)), r"RandomRotation factor must be a finite number or a \(low, high\)"),
+        (lambda: layers.RandomRotation(float("nan")), "RandomRotation factor must be a finite number"),
+        (lambda: layers.RandomTranslation(0.1, (1, None)), "RandomTranslation width_factor must be a finite number"),
+        (lambda: layers.RandomZoom((-2, 0.5)), r"RandomZoom height_factor must be in \(-1.0, 1.0\] \(Keras's range\)"),
+        (lambda: layers.RandomZoom(0.1, (-1, 0)), r"RandomZoom width_factor must be in \(-1.0, 1.0\]"),
+        (lambda: layers.RandomTranslation((-1.5, 0), 0), r"height_factor must be in \[-1.0, 1.0\]"),
+        (lambda: layers.RandomZoom(0.1, fill_value="x"), "RandomZoom fill_value must be a number; got 'x'"),
         # approximate="none" (PyTorch's name of the exact GELU) was bool("none"), True: the tanh form.
         (lambda: layers.GELU(approximate="none"), r"GELU approximate must be True or False; got 'none'"),
         # keepdims="no" was bool("no"), True, as GlobalAveragePooling2D's is not.

@@ -29,17 +29,27 @@ __all__ = ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom"]
 _FILL_MODES = ("reflect", "wrap", "nearest", "constant")
 
 
-def _factor_range(factor, name: str, layer: str) -> tuple[float, float]:
-    """Keras's factor argument: ``f`` -> ``(-f, f)``, or a ``(low, high)`` pair."""
-    if isinstance(factor, (tuple, list)) and len(factor) == 2:
-        low, high = factor
-    elif isinstance(factor, numbers.Real) and not isinstance(factor, bool):
-        low, high = -abs(factor), abs(factor)
-    else:
-        raise ValueError(f"{layer} {name} must be a number or a (low, high) pair; got {factor!r}")
-    low, high = float(low), float(high)
+def _factor_range(factor, name: str, layer: str, bounds=None) -> tuple[float, float]:
+    """Keras's factor argument: ``f`` -> ``(-f, f)``, or a ``(low, high)`` pair; ``bounds``
+    ``(lowest, highest, lowest is open)``: Keras's range for the layer, e.g. a zoom's (-1, 1]."""
+
+    def number(v):
+        return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+
+    if isinstance(factor, (tuple, list)) and len(factor) == 2 and all(number(v) for v in factor):
+        low, high = float(factor[0]), float(factor[1])
+    elif number(factor):
+        low, high = -abs(float(factor)), abs(float(factor))
+    else:  # also a pair of strings or None (float() said "could not convert"), and nan
+        raise ValueError(f"{layer} {name} must be a finite number or a (low, high) pair of them; got {factor!r}")
     if low > high:
         raise ValueError(f"{layer} {name} must have low <= high; got {(low, high)}")
+    if bounds is not None:  # on the numbers given, as Keras checks them (RandomZoom(1.0) is fine)
+        lowest, highest, open_low = bounds
+        given = [float(v) for v in factor] if isinstance(factor, (tuple, list)) else [float(factor)]
+        if any((v <= lowest if open_low else v < lowest) or v > highest for v in given):
+            shown = f"{'(' if open_low else '['}{lowest}, {highest}]"
+            raise ValueError(f"{layer} {name} must be in {shown} (Keras's range); got {factor!r}")
     return low, high
 
 
@@ -124,6 +134,8 @@ class _Affine(_Augmentation):
             raise ValueError(
                 f"convforge does not support {type(self).__name__} interpolation={interpolation!r}; use 'bilinear'"
             )
+        if isinstance(fill_value, (bool, np.bool_)) or not isinstance(fill_value, numbers.Real):
+            raise TypeError(f"{type(self).__name__} fill_value must be a number; got {fill_value!r}")
         self.fill_mode, self.interpolation, self.fill_value = fill_mode, interpolation, float(fill_value)
 
     def _matrices(self, n, h, w, rng):  # pragma: no cover - abstract
@@ -236,8 +248,10 @@ class RandomZoom(_Affine):
         super().__init__(fill_mode, interpolation, seed, fill_value, name=name, input_shape=input_shape,
                          trainable=trainable)
         self.height_factor, self.width_factor = height_factor, width_factor
-        self._h_range = _factor_range(height_factor, "height_factor", "RandomZoom")
-        self._w_range = None if width_factor is None else _factor_range(width_factor, "width_factor", "RandomZoom")
+        # A zoom of -1 or less would scale by 1 + f <= 0: Keras's (-1, 1].
+        self._h_range = _factor_range(height_factor, "height_factor", "RandomZoom", (-1.0, 1.0, True))
+        self._w_range = (None if width_factor is None
+                         else _factor_range(width_factor, "width_factor", "RandomZoom", (-1.0, 1.0, True)))
 
     def _matrices(self, n, h, w, rng):
         zh = 1 + rng.uniform(*self._h_range, size=n)
@@ -259,8 +273,8 @@ class RandomTranslation(_Affine):
         super().__init__(fill_mode, interpolation, seed, fill_value, name=name, input_shape=input_shape,
                          trainable=trainable)
         self.height_factor, self.width_factor = height_factor, width_factor
-        self._h_range = _factor_range(height_factor, "height_factor", "RandomTranslation")
-        self._w_range = _factor_range(width_factor, "width_factor", "RandomTranslation")
+        self._h_range = _factor_range(height_factor, "height_factor", "RandomTranslation", (-1.0, 1.0, False))
+        self._w_range = _factor_range(width_factor, "width_factor", "RandomTranslation", (-1.0, 1.0, False))
 
     def _matrices(self, n, h, w, rng):
         m = np.broadcast_to(np.eye(2), (n, 2, 2)).copy()
