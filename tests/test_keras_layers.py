@@ -231,6 +231,13 @@ def test_sequence_layer_errors_speak_of_sequences(make, shape, message):
         convforge.Sequential([layers.Input(shape), make()])
 
 
+@pytest.mark.parametrize("make", [lambda: layers.DepthwiseConv2D(5), lambda: layers.SeparableConv2D(2, 5)])
+def test_depthwise_errors_show_the_input_as_given(make):
+    """Found by a review: these said "on input (3, 3)", the height and width alone."""
+    with pytest.raises(ValueError, match=r"Conv2D\) on input \(batch, 3, 4, 2\): conv2d output would be"):
+        convforge.Sequential([layers.Input((3, 4, 2)), make()])
+
+
 def _tiny():
     model = convforge.Sequential([convforge.Input((3,)), layers.Dense(2)])
     model.compile(optimizer="sgd", loss="mse")

@@ -136,21 +136,23 @@ class DepthwiseConv2D(Layer):
             self.add_weight("bias", (input_shape[0] * self.depth_multiplier,), self.bias_initializer,
                             regularizer=self.bias_regularizer)
 
-    def _out_hw(self, input_hw):
+    def _out_hw(self, input_hw, channels):
         try:
             return _params.conv_params(input_hw, self.kernel_size, self.strides, self.padding, self.dilation_rate)[3]
         except ValueError as err:
-            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) on input {input_hw}: {err}") from None
+            # The input as the user sees it, as Conv2D says it (it said "on input (3, 3)").
+            shown = self._show((channels, *input_hw))
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) on input {shown}: {err}") from None
 
     def _compute_internal_output_shape(self, input_shape):
         self._check_images(input_shape)
-        return (input_shape[0] * self.depth_multiplier, *self._out_hw(input_shape[1:]))
+        return (input_shape[0] * self.depth_multiplier, *self._out_hw(input_shape[1:], input_shape[0]))
 
     def _depthwise(self, x, bias, training):
         w = self.params[self._kernel_name]
         out = None
         if training and x.ndim == 4:
-            out = self._buffers("dw_y", (x.shape[0], w.shape[0], *self._out_hw(x.shape[2:])), x.dtype)
+            out = self._buffers("dw_y", (x.shape[0], w.shape[0], *self._out_hw(x.shape[2:], x.shape[1])), x.dtype)
         return F.depthwise_conv2d(x, w, bias, self.strides, self.padding, self.dilation_rate, out=out)
 
     def _depthwise_backward(self, dy, x, need_bias):
@@ -279,7 +281,7 @@ class SeparableConv2D(DepthwiseConv2D):
 
     def _compute_internal_output_shape(self, input_shape):
         self._check_images(input_shape)
-        return (self.filters, *self._out_hw(input_shape[1:]))
+        return (self.filters, *self._out_hw(input_shape[1:], input_shape[0]))
 
     def forward(self, x, training=False):
         t = self._depthwise(x, None, training)
