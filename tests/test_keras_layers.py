@@ -238,6 +238,16 @@ def test_depthwise_errors_show_the_input_as_given(make):
         convforge.Sequential([layers.Input((3, 4, 2)), make()])
 
 
+def test_conv2d_transpose_takes_numpy_ints_as_the_other_layers():
+    """Found by a review: Conv2DTranspose(np.int64(4), 3) said "filters must be a positive int; got
+    np.int64(4)" (an isinstance(int) check), where Conv2D and Dense take NumPy ints."""
+    layer = layers.Conv2DTranspose(np.int64(4), 3)
+    model = convforge.Sequential([layers.Input((3, 3, 2)), layer])
+    assert model.output_shape == (None, 5, 5, 4) and type(layer.get_config()["filters"]) is int
+    with pytest.raises(ValueError, match="Conv2DTranspose filters must be a positive int; got np.True_"):
+        layers.Conv2DTranspose(np.True_, 3)
+
+
 def _tiny():
     model = convforge.Sequential([convforge.Input((3,)), layers.Dense(2)])
     model.compile(optimizer="sgd", loss="mse")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .. import _params
@@ -66,11 +68,12 @@ class Conv2DTranspose(Layer):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
         if _params.pair(dilation_rate, "dilation_rate") != (1, 1):
             raise ValueError("convforge does not support Conv2DTranspose dilation_rate > 1")
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+        # numbers.Integral, not int: filters computed with NumPy (np.int64(2) ** i) are ints too.
+        if isinstance(filters, (bool, np.bool_)) or not isinstance(filters, numbers.Integral) or filters < 1:
             raise ValueError(f"Conv2DTranspose filters must be a positive int; got {filters!r}")
         if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
             raise ValueError(f"Conv2DTranspose padding must be 'valid' or 'same'; got {padding!r}")
-        self.filters = filters
+        self.filters = int(filters)
         self.kernel_size = _params.pair(kernel_size, "kernel_size")
         self.strides = _params.pair(strides, "strides")
         self.padding = padding.lower()
