@@ -369,10 +369,12 @@ def import_pool(ctx, node):
 
 def _dense(ctx, node, kernel, bias, output, after=()):
     features = ctx.shape(node, 0)
-    if len(features) != 1:
-        raise ctx.error(node, f"takes (batch, features); its input is {('batch', *features)}")
-    if kernel.ndim != 2 or kernel.shape[0] != features[0]:
-        raise ctx.error(node, f"weights of shape {kernel.shape} do not fit {features[0]} input features")
+    # A MatMul of a sequence (batch, steps, features) is a Dense at every step, as Keras's.
+    if len(features) != 1 and not (len(features) == 2 and node.op_type == "MatMul"):
+        raise ctx.error(node, f"takes (batch, features) or, as MatMul, (batch, steps, features); its input is "
+                              f"{('batch', *features)}")
+    if kernel.ndim != 2 or kernel.shape[0] != features[-1]:
+        raise ctx.error(node, f"weights of shape {kernel.shape} do not fit {features[-1]} input features")
     order = ctx.flat_order.get(ctx.input_name(node))
     if order is not None:
         # The input was flattened in Keras's (h, w, c) order; convforge's Flatten gives (c, h, w):
