@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import convforge
-from convforge import callbacks, layers, losses, regularizers
+from convforge import callbacks, gradcheck, layers, losses, regularizers
 from convforge.gradcheck import check_model_gradients
 
 
@@ -262,8 +262,8 @@ def test_a_model_called_on_tensors_is_its_layers_in_the_new_graph():
     base = convforge.Model(base_in, layers.GlobalAveragePooling2D()(h))
     stem = convforge.Sequential([convforge.Input((8, 8, 1)), layers.Conv2D(2, 1)])
     inputs = convforge.Input((8, 8, 1))
-    with pytest.raises(NotImplementedError, match=r"called with training=False: its layers \['batch_normalization"):
-        base(inputs, training=False)
+    with pytest.raises(NotImplementedError, match=r"called with training=False: its layers \['dropout"):
+        convforge.Model(base_in, layers.Dropout(0.5)(base.outputs[0]))(inputs, training=False)
     trained = convforge.Model(inputs, base(inputs))  # not frozen, no training flag: trains with the new model
     assert trained.layers[1:] == base.layers[1:]
     base.trainable = False
@@ -293,44 +293,59 @@ def test_a_model_called_on_tensors_is_its_layers_in_the_new_graph():
         base(inputs, training=True)
 
 
-def test_fine_tuning_refuses_a_batch_norm_called_with_training_false_once_trainable(tmp_path):
+def test_fine_tuning_keeps_a_batch_norm_called_with_training_false_in_inference_mode(tmp_path):
     """Keras's fine-tuning step (base(x, training=False) frozen, then base.trainable = True) keeps the
-    base's BatchNormalization in inference mode; convforge would have switched it to batch
-    statistics and moved its moving statistics without a word. It refuses to train it so, saved and
-    loaded too, and trains once the BatchNormalization layers stay frozen."""
+    base's BatchNormalization in inference mode: normalised by its moving statistics, which stay,
+    while gamma and beta learn. convforge first switched it to batch statistics without a word,
+    then refused to train it; it now trains it as Keras does, saved and loaded too, with the
+    gradients of gamma, beta and the layers before it checked against central differences."""
     convforge.seed(1)
     base_in = convforge.Input((8, 8, 1))
-    h = layers.BatchNormalization(name="ft_bn")(layers.Conv2D(4, 3)(base_in))
+    h = layers.Conv2D(4, 3)(base_in)
+    h = layers.ReLU()(layers.BatchNormalization(name="ft_bn")(h))  # BN -> ReLU: the fused training path
     base = convforge.Model(base_in, layers.GlobalAveragePooling2D()(h), name="ft_base")
+    bn = base.get_layer("ft_bn")
+    rng = np.random.default_rng(1)
+    bn.params["moving_mean"][...] = rng.uniform(-0.5, 0.5, 4)
+    bn.params["moving_variance"][...] = rng.uniform(0.5, 2.0, 4)
     base.trainable = False
     inputs = convforge.Input((8, 8, 1))
     model = convforge.Model(inputs, layers.Dense(2)(base(inputs, training=False)))
     model.compile(optimizer="sgd", loss="mse")
-    x = np.random.default_rng(1).standard_normal((8, 8, 8, 1)).astype(np.float32)
+    x = rng.standard_normal((8, 8, 8, 1)).astype(np.float32)
     y = np.ones((8, 2), np.float32)
     model.fit(x, y, epochs=1, verbose=0)
     model.save(tmp_path / "ft.npz")
     base.trainable = True
-    moving = base.get_layer("ft_bn").get_weights()
-    for train in (lambda: model.fit(x, y, epochs=1, verbose=0), lambda: model.train_on_batch(x, y),
-                  lambda: model.loss_and_gradients(x, y)):
-        with pytest.raises(NotImplementedError, match=r"'ft_bn' \(BatchNormalization\) was called with training=False"):
-            train()
-    for a, b in zip(moving, base.get_layer("ft_bn").get_weights()):
-        np.testing.assert_array_equal(a, b)
-    model.evaluate(x, y, verbose=0)  # inference is what Keras runs too
-    for layer in base.layers:
-        layer.trainable = not isinstance(layer, layers.BatchNormalization)
-    model.fit(x, y, epochs=1, verbose=0)
+    moving = [bn.params[k].copy() for k in ("moving_mean", "moving_variance")]
+    gamma, beta = bn.params["gamma"].copy(), bn.params["beta"].copy()
+    model.fit(x, y, epochs=2, verbose=0)
+    for before, k in zip(moving, ("moving_mean", "moving_variance")):
+        np.testing.assert_array_equal(bn.params[k], before)  # inference mode: the statistics stay
+    assert not np.array_equal(bn.params["gamma"], gamma) and not np.array_equal(bn.params["beta"], beta)
+    # The training forward is the inference forward (the moving statistics), so the loss fit
+    # minimises is the one evaluate reports.
+    loss, _ = model.loss_and_gradients(x, y)
+    np.testing.assert_allclose(loss, model.evaluate(x, y, verbose=0), rtol=1e-5)
+    # Saved and loaded, the call keeps its mode.
     loaded = convforge.load_model(tmp_path / "ft.npz")
     for layer in loaded.layers:
         layer.trainable = True
-    with pytest.raises(NotImplementedError, match=r"'ft_bn' \(BatchNormalization\) was called with training=False"):
-        loaded.fit(x, y, epochs=1, verbose=0)
-    # Called without training=False, the base's BatchNormalization trains with the new model.
+    loaded_bn = [layer for layer in loaded.layers if layer.name == "ft_bn"][0]
+    kept = loaded_bn.params["moving_mean"].copy()
+    loaded.fit(x, y, epochs=1, verbose=0)
+    np.testing.assert_array_equal(loaded_bn.params["moving_mean"], kept)
+    # Called without training=False, the base's BatchNormalization trains on batch statistics.
     free = convforge.Model(inputs, layers.Dense(2)(base(inputs)))
     free.compile(optimizer="sgd", loss="mse")
     free.fit(x, y, epochs=1, verbose=0)
+    assert not np.array_equal(bn.params["moving_mean"], moving[0])
+    # Gradients in float64 against central differences: gamma, beta, the conv and the head (last:
+    # astype converts the layers the models share).
+    model64 = model.astype("float64")
+    report = gradcheck.check_model_gradients(model64, x.astype(np.float64), y.astype(np.float64), num_coords=4)
+    assert report.passed, report
+    assert {"ft_bn/gamma", "ft_bn/beta"} <= {r.key for r in report.results}, [r.key for r in report.results]
 
 
 # ---------------------------------------------------------------- the same API on functional models

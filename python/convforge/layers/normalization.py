@@ -66,7 +66,7 @@ class BatchNormalization(Layer):
     (``trainable=False``) runs in inference mode even inside ``fit``.
     """
 
-    _cache_attrs = ("_x", "_mean", "_var", "_frozen_scale", "_gate", "_relu_used")
+    _cache_attrs = ("_x", "_mean", "_var", "_frozen_scale", "_frozen_x", "_gate", "_relu_used")
     _gate = None  # frozen with a fused ReLU: that ReLU's output, for its gradient
     _relu_used = False  # the last training forward applied a fused ReLU (_forward_relu)
 
@@ -123,7 +123,7 @@ class BatchNormalization(Layer):
         self.gamma_initializer = initializers.get(gamma_initializer, "gamma_initializer")
         self.moving_mean_initializer = initializers.get(moving_mean_initializer, "moving_mean_initializer")
         self.moving_variance_initializer = initializers.get(moving_variance_initializer, "moving_variance_initializer")
-        self._x = self._mean = self._var = self._frozen_scale = None
+        self._x = self._mean = self._var = self._frozen_scale = self._frozen_x = None
 
     def _check_axis(self, input_shape) -> None:
         rank = len(input_shape) + 1  # with the batch axis, as the user counts
@@ -170,12 +170,15 @@ class BatchNormalization(Layer):
         backward then applies the ReLU's gradient too, and the ReLU passes x and dy through."""
         return self._forward(x, training, relu=True)
 
-    def _forward(self, x, training, relu):
+    def _forward(self, x, training, relu, moving_statistics=False):
+        """``moving_statistics``: in training, normalise with the moving statistics all the same (and
+        leave them), as Keras's layer called with ``training=False`` does while its gamma and beta
+        still learn (the fine-tuning step after ``base(x, training=False)``; Functional._run)."""
         if x.ndim == 3:  # sequences (batch, steps, channels): every step is a sample of the channels
-            return self._forward(x.reshape(-1, x.shape[2]), training, relu).reshape(x.shape)
+            return self._forward(x.reshape(-1, x.shape[2]), training, relu, moving_statistics).reshape(x.shape)
         p = self.params
         gamma, beta = p.get("gamma"), p.get("beta")
-        if not training or not self.trainable:
+        if not training or not self.trainable or moving_statistics:
             out = self._buffers("y", x.shape, x.dtype) if training else None
             y = F.batch_norm_inference(x, p["moving_mean"], p["moving_variance"], gamma, beta, self.epsilon, out=out)
             if relu:
@@ -189,6 +192,8 @@ class BatchNormalization(Layer):
                 self._frozen_scale = scale.astype(x.dtype).reshape((1, -1) + (1,) * (x.ndim - 2))
                 self._x = self._mean = self._var = None
                 self._gate, self._relu_used = (y if relu else None), relu
+                # Trainable on the moving statistics: gamma's and beta's gradients need x.
+                self._frozen_x = x if self.trainable else None
             return y
         b = self._buffers
         channels = (x.shape[1],)
@@ -205,7 +210,7 @@ class BatchNormalization(Layer):
             p["moving_variance"] *= m
             p["moving_variance"] += (1.0 - m) * var
         self._x, self._mean, self._var = x, mean, var
-        self._frozen_scale, self._gate, self._relu_used = None, None, relu
+        self._frozen_scale, self._frozen_x, self._gate, self._relu_used = None, None, None, relu
         return y
 
     def backward(self, dy):
@@ -222,9 +227,20 @@ class BatchNormalization(Layer):
             dx = self._backward(dy.reshape(-1, dy.shape[2]), overwrite_dy)
             return None if dx is None else dx.reshape(dy.shape)
         if self._frozen_scale is not None:
+            g = dy if self._gate is None else F.relu_backward(dy, self._gate)
+            if self._frozen_x is not None:  # y = gamma * xhat + beta with xhat from the moving statistics
+                p = self.params
+                shape = self._frozen_scale.shape
+                axes = (0, *range(2, g.ndim))
+                inv_std = (1.0 / np.sqrt(p["moving_variance"].astype(np.float64) + self.epsilon)).astype(g.dtype)
+                if self.scale:
+                    xhat = (self._frozen_x - p["moving_mean"].reshape(shape)) * inv_std.reshape(shape)
+                    self.grads["gamma"] = (g * xhat).sum(axis=axes, dtype=np.float64).astype(g.dtype)
+                if self.center:
+                    self.grads["beta"] = g.sum(axis=axes, dtype=np.float64).astype(g.dtype)
             if not self.input_grad_needed:
                 return None
-            return (dy if self._gate is None else F.relu_backward(dy, self._gate)) * self._frozen_scale
+            return g * self._frozen_scale
         if self._x is None:
             raise self._missing_cache()
         x, b = self._x, self._buffers

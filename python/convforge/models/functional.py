@@ -54,10 +54,10 @@ whose call returned it (``Model(x, [base(x), aux])``: ``'base'``), as in Keras.
 a list of ``sample_weight`` arrays (one per output), dict-valued inputs or
 outputs at ``Model(...)`` (lists only; data may be dicts), nested structures.
 
-Fine-tuning a model called as ``base(x, training=False)``: Keras keeps its
-BatchNormalization layers in inference mode even once trainable again;
-convforge cannot train them so and refuses to (NotImplementedError at ``fit``):
-keep them frozen while unfreezing the other layers.
+Fine-tuning a model called as ``base(x, training=False)``: as in Keras, its
+BatchNormalization layers stay in inference mode once trainable again (they
+normalise with their moving statistics, which stay as they are, while gamma and
+beta learn).
 """
 
 from __future__ import annotations
@@ -185,25 +185,20 @@ class Model(Trainer):
         Sequential's are listed (``summary()`` shows them, not one row for the model).
         ``model.trainable = False`` freezes them there too; a frozen BatchNormalization runs on
         its moving statistics, which is what Keras's ``base(x, training=False)`` asks for, the
-        only ``training`` accepted: a layer the flag would change (a trainable
-        BatchNormalization, Dropout, the augmentation layers) cannot follow a per-call flag here.
-        Keras keeps such a call in inference mode even after ``model.trainable = True`` (the
-        fine-tuning step): convforge refuses to train a BatchNormalization called so once it is
-        trainable again (see ``_check_training_modes``) rather than let it use batch statistics."""
+        only ``training`` accepted. The BatchNormalization layers of such a call run on their
+        moving statistics in training too, trainable or not, as Keras keeps them in inference mode
+        after ``model.trainable = True`` (the fine-tuning step: gamma and beta learn, the moving
+        statistics stay); Dropout and the augmentation layers cannot follow a per-call flag here."""
         if training is not False and training is not None:
             raise NotImplementedError(
                 f"model {self.name!r} called on a symbolic tensor with training={training!r}: convforge decides "
                 "training mode in fit/predict, not per call")
         if training is False:
-            moving = [layer.name for layer in self.layers
-                      if (isinstance(layer, BatchNormalization) and layer.trainable)
-                      or isinstance(layer, (Dropout, _Augmentation))]
+            moving = [layer.name for layer in self.layers if isinstance(layer, (Dropout, _Augmentation))]
             if moving:
                 raise NotImplementedError(
-                    f"model {self.name!r} called with training=False: its layers {moving} would still train (or "
-                    "drop out) during fit, where Keras keeps them in inference mode; freeze the model first "
-                    "(model.trainable = False: a frozen BatchNormalization uses its moving statistics) or call it "
-                    "without training=False")
+                    f"model {self.name!r} called with training=False: its layers {moving} would still drop out (or "
+                    "augment) during fit, where Keras keeps them in inference mode; call it without training=False")
         graph = self._symbolic_graph(inputs)
         many = isinstance(inputs, (list, tuple))
         given = list(inputs) if many else [inputs]
@@ -397,7 +392,7 @@ class _Step:
     """One node of the model, as the executor runs it."""
 
     __slots__ = ("node", "layer", "call", "inputs", "out", "many", "backward", "fused", "shared", "relu_next",
-                 "relu_done", "overwrites_dy")
+                 "relu_done", "overwrites_dy", "moving_statistics")
 
     def __init__(self, node, call, inputs, out):
         self.node, self.layer, self.call = node, node.layer, call
@@ -413,6 +408,9 @@ class _Step:
         # A BatchNormalization in training may write its input gradient over its dy when the
         # model owns dy (Functional._owned): set by _plan_backward.
         self.overwrites_dy = False
+        # A BatchNormalization of a base(x, training=False) call: in training too, Keras normalises
+        # it with its moving statistics (BatchNormalization._forward).
+        self.moving_statistics = bool(getattr(node, "inference", False)) and isinstance(node.layer, BatchNormalization)
 
 
 def _outputs_logits(layer: Layer, loss) -> bool:
@@ -820,6 +818,8 @@ class Functional(Model):
             x = [values[i] for i in step.inputs] if step.many else values[step.inputs[0]]
             if logits and step.fused:
                 values[step.out] = step.call._forward_logits(x, training)
+            elif training and step.moving_statistics:
+                values[step.out] = step.call._forward(x, True, step.relu_next, moving_statistics=True)
             elif training and step.relu_next:
                 values[step.out] = step.call._forward_relu(x, training)
             elif training and step.relu_done:
@@ -1010,20 +1010,6 @@ class Functional(Model):
         for calls in self._calls.values():
             for call in calls:
                 call._clear_cache()
-
-    def _check_training_modes(self) -> None:
-        """Refuse to train a BatchNormalization that a ``model(x, training=False)`` call put in this
-        graph and that was made trainable again: Keras would keep normalising it with the moving
-        statistics (and train gamma and beta), convforge would switch it to batch statistics."""
-        for node in self._nodes:
-            if node.inference and isinstance(node.layer, BatchNormalization) and node.layer.trainable:
-                raise NotImplementedError(
-                    f"layer {node.layer.name!r} (BatchNormalization) was called with training=False (its model was "
-                    "called as base(x, training=False)) and is trainable again: Keras keeps such a layer in inference "
-                    "mode while training its gamma and beta, which convforge cannot do (it would normalise with batch "
-                    "statistics and update the moving ones). Keep the BatchNormalization layers frozen while "
-                    "unfreezing the others: for layer in base.layers: layer.trainable = not isinstance(layer, "
-                    "layers.BatchNormalization)")
 
     def _plan_backward(self) -> None:
         """Which nodes run backward, which compute their input gradient, and the training fusions."""

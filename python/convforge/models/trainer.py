@@ -488,9 +488,6 @@ class Trainer:
         for layer in self.layers:
             layer._clear_cache()
 
-    def _check_training_modes(self) -> None:
-        """Before training: refuse a layer the model cannot train as Keras would (Functional's)."""
-
     # ================================================================== data
 
     def _prepare(self, x, y, argument="x", allow_empty: bool = False):
@@ -572,8 +569,6 @@ class Trainer:
         """
         self._build_from_data(x)
         self._plan_backward()
-        if training:
-            self._check_training_modes()
         self._resolve_loss_path()
         x_user, y_ready = self._prepare(x, y)
         xb = self._convert_x(x_user)
@@ -775,7 +770,6 @@ class Trainer:
             raise ValueError("steps_per_epoch is for generators; with arrays every epoch sees all of x")
         self._build_from_data(x)
         self._plan_backward()
-        self._check_training_modes()
         self._resolve_loss_path()
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         val_batch_size = (
@@ -1036,8 +1030,7 @@ class Trainer:
         self._build_from_data(x)
         self._plan_backward()
         if what == "train_on_batch":
-            self._check_training_modes()
-        self._resolve_loss_path()
+            self._resolve_loss_path()
         x, y = self._prepare(x, y)
         w = self._sample_weights(sample_weight, class_weight, x, y)
         return self._convert_x(x), y, w
