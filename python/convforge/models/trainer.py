@@ -287,8 +287,8 @@ def _class_weights(class_weight, y: np.ndarray) -> np.ndarray:
 
 
 class _OneBatch:
-    """``train_on_batch``'s tally: the batch's loss; the metrics keep accumulating over calls
-    (until ``reset_metrics``, Keras's rule) instead of starting anew as an epoch's do."""
+    """``train_on_batch``'s tally: the batch's loss, and the batch's metrics in the compiled
+    metrics (reset before the call, see ``_metrics_set_aside(fresh=True)``)."""
 
     def __init__(self, model):
         self.model, self.loss = model, float("nan")
@@ -1046,10 +1046,10 @@ class Trainer:
         """One gradient update on one batch; Keras's ``train_on_batch``.
 
         Returns the batch's loss (a float) without metrics, else ``[loss, metric, ...]``
-        (a dict with ``return_dict=True``). Metrics (and, with several outputs, the
-        per-output losses) accumulate over calls until :meth:`reset_metrics`, as in Keras;
-        the loss is this batch's. A batch whose loss or gradient is NaN or Inf is not
-        applied (a ``RuntimeWarning`` says so), as in ``fit``.
+        (a dict with ``return_dict=True``), all of this batch alone: the metrics (and, with
+        several outputs, the per-output losses) are reset first, as in Keras 3. A batch whose
+        loss or gradient is NaN or Inf is not applied (a ``RuntimeWarning`` says so), as in
+        ``fit``.
         """
         if distributed.strategy().size > 1:
             raise NotImplementedError(
@@ -1070,7 +1070,8 @@ class Trainer:
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics of one batch in inference mode, no update; Keras's ``test_on_batch``
-        (data-parallel: this rank's batch, no reduction)."""
+        (the metrics are reset first: this batch's alone; data-parallel: this rank's batch, no
+        reduction)."""
         with self._metrics_set_aside("test_on_batch", fresh=True):
             xb, yb, wb = self._one_batch(x, y, sample_weight, None, "test_on_batch")
             with np.errstate(all="ignore"), single_threaded_blas():
@@ -1083,7 +1084,8 @@ class Trainer:
         return self(x, training=False)
 
     def reset_metrics(self) -> None:
-        """Reset the compiled metrics (what ``train_on_batch``/``test_on_batch`` accumulate)."""
+        """Reset the compiled metrics (what the latest ``evaluate``, ``train_on_batch`` or
+        ``test_on_batch`` left in them)."""
         self._reset_metrics()
 
     # ================================================================== evaluate / predict
@@ -1150,9 +1152,10 @@ class Trainer:
         They all tally into the same metric objects: a call from another thread while fit or
         evaluate runs is refused (two evaluates at once each reported accuracies mixed with the
         other's samples: 0.139 for 0.094), and a nested call reset them and added its own
-        batches, so the outer call's logs (history, EarlyStopping) mixed the two. ``fresh``: a
-        nested call starts from reset metrics (the one-batch calls otherwise add to what is
-        there). Outside those, Keras's rule: the metrics hold what the call left."""
+        batches, so the outer call's logs (history, EarlyStopping) mixed the two. ``fresh``: the
+        call starts from reset metrics, nested or not (the one-batch calls report their batch alone,
+        as Keras 3's, which reset the metrics first; they added to what earlier calls had left).
+        Outside a nested call the metrics hold what the call left (Keras's rule)."""
         me = threading.get_ident()
         with _FIT_LOCK:
             if self._fit_thread is not None and self._fit_thread != me:
@@ -1175,7 +1178,7 @@ class Trainer:
             saved = []
             if nested:
                 saved = [(m, {k: _state_copy(v) for k, v in vars(m).items()}) for m in self._metric_objects()]
-            if nested and fresh:
+            if fresh:
                 self._reset_metrics()
             try:
                 yield
