@@ -444,6 +444,25 @@ def test_functional_json_clone_and_several_outputs():
     assert half[0] == pytest.approx(full[0] / 2, rel=1e-6)
 
 
+def test_logged_metric_values_are_python_floats_as_keras():
+    # Keras 3.15.1's history, evaluate and *_on_batch hold Python floats; accuracy's NumPy scalar
+    # made print(history.history) show [np.float64(0.6), ...] (and evaluate return them).
+    x, y = data(40)
+    b = (y > 0).astype(np.int64)
+    for m, targets, metrics in (
+        (model(), y, ["accuracy", "sparse_categorical_accuracy", lambda t, p: np.mean(p, axis=1)]),
+        (convforge.Sequential([layers.Dense(1, activation="sigmoid", input_shape=(6,))]), b,
+         ["accuracy", "precision", "recall", "auc"]),
+    ):
+        m.compile(optimizer="sgd", loss=m.loss or "binary_crossentropy", metrics=metrics)
+        history = m.fit(x, targets, epochs=1, batch_size=16, verbose=0, validation_split=0.25)
+        values = [v for lst in history.history.values() for v in lst]
+        values += list(m.evaluate(x, targets, verbose=0, return_dict=True).values())
+        values += m.train_on_batch(x, targets) + m.test_on_batch(x, targets)
+        assert len(values) == 5 * (1 + len(metrics))
+        assert all(type(v) is float for v in values), [type(v) for v in values]
+
+
 def test_steps_with_arrays_takes_the_first_batches_as_keras():
     # Keras 3.15.1: predict(x of 20, steps=2, batch_size=4) gives 8 rows; steps past the data, all
     # of them; evaluate(steps=2, batch_size=4) equals evaluate of the first 8 samples.

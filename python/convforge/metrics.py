@@ -231,8 +231,10 @@ class Mean(Metric):
         self._total += value * n
         self._count += n
 
-    def result(self):
-        return self._total / self._count if self._count else float("nan")
+    def result(self) -> float:
+        # A Python float, as Keras's logs hold: a function's NumPy scalar (accuracy's np.float64)
+        # made history.history print as [np.float64(0.6), ...] and evaluate return them.
+        return float(self._total / self._count) if self._count else float("nan")
 
 
 def _fast_accuracy(y_true, y_pred) -> float:
@@ -436,8 +438,8 @@ class Precision(_Counting):
         self.fp += int(np.count_nonzero(positive & ~actual))
         self.fn += int(np.count_nonzero(~positive & actual))
 
-    def result(self):
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+    def result(self) -> float:
+        return float(self.tp / (self.tp + self.fp)) if self.tp + self.fp else 0.0
 
     def get_config(self):
         return {**super().get_config(), "thresholds": self.threshold}
@@ -449,8 +451,8 @@ class Recall(Precision):
     def __init__(self, thresholds=None, name: str = "recall"):
         super().__init__(thresholds, name)
 
-    def result(self):
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+    def result(self) -> float:
+        return float(self.tp / (self.tp + self.fn)) if self.tp + self.fn else 0.0
 
 
 class AUC(_Counting):
