@@ -642,6 +642,19 @@ def test_model_checkpoint_save_best_only(tmp_path):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.ModelCheckpoint(tmp_path / "{val_acc}.npz")])
 
 
+def test_model_checkpoint_save_best_only_without_the_monitor_saves_as_keras(tmp_path):
+    """Keras 3.15.1 saves every epoch (with a warning) while the logs lack the monitored value;
+    convforge skipped, so a fit without validation data ended with no checkpoint at all."""
+    x, y = data()
+    model = _resume_setup(seed=7)
+    checkpoint = callbacks.ModelCheckpoint(tmp_path / "best-{epoch:02d}.npz", save_best_only=True)
+    with pytest.warns(RuntimeWarning, match="only with 'val_loss' available.*saving this epoch's model"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[checkpoint])
+    assert sorted(os.listdir(tmp_path)) == ["best-01.npz", "best-02.npz"]
+    np.testing.assert_array_equal(convforge.load_model(tmp_path / "best-02.npz").get_weights()[0],
+                                  model.get_weights()[0])
+
+
 def test_model_checkpoint_creates_its_directory(tmp_path):
     """As Keras's: a tutorial's ModelCheckpoint('checkpoints/...') raised FileNotFoundError after
     the first epoch had trained, instead of writing the file."""

@@ -396,7 +396,8 @@ class ModelCheckpoint(Callback):
     monitor : str
         Log key deciding "best"; default ``'val_loss'``.
     save_best_only : bool
-        Write only when ``monitor`` improves.
+        Write only when ``monitor`` improves (as Keras: at every epoch, with a
+        warning, while the logs lack ``monitor``).
     save_weights_only : bool
         ``model.save_weights`` (weights and architecture) instead of
         ``model.save``. Only the full file can resume training: it also
@@ -461,16 +462,17 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if self.save_best_only:
-            current = logs.get(self.monitor)
-            if current is None:
-                warnings.warn(
-                    f"ModelCheckpoint can save the best model only with '{self.monitor}' available; available: "
-                    f"{sorted(logs)}; skipping",
-                    RuntimeWarning,
-                    stacklevel=user_stacklevel(),
-                )
-                return
+        current = logs.get(self.monitor) if self.save_best_only else None
+        if self.save_best_only and current is None:
+            # Keras's rule: saved all the same (a run without validation data that skipped ended,
+            # hours later, without a single checkpoint).
+            warnings.warn(
+                f"ModelCheckpoint can save the best model only with '{self.monitor}' available; available: "
+                f"{sorted(logs)}; saving this epoch's model instead",
+                RuntimeWarning,
+                stacklevel=user_stacklevel(),
+            )
+        elif self.save_best_only:
             better = current < self.best if self.mode == "min" else current > self.best
             if not better:
                 if self.verbose > 0:
