@@ -147,6 +147,42 @@ def test_generators_and_sequences():
         a.fit(iter([x[:8]]), verbose=0)
 
 
+def test_a_sequence_is_read_as_keras_reads_a_pydataset():
+    """Keras 3.15.1 (a PyDataset of 4 batches): with steps_per_epoch=2 the second epoch trains on
+    batches 2 and 3 (convforge started every epoch at 0: batches 2 and 3 were never trained on);
+    with steps_per_epoch=3 the second epoch ends at batch 3, with a warning; on_epoch_end() (where
+    a Sequence reshuffles) runs after every epoch. Validation starts at batch 0 every time."""
+    x, y = data()
+    read = []
+
+    class Batches:  # keras.utils.Sequence's protocol
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            read.append(i)
+            return x[24 * i : 24 * i + 24], y[24 * i : 24 * i + 24]
+
+        def on_epoch_end(self):
+            read.append("end")
+
+    m = model()
+    m.fit(Batches(), steps_per_epoch=2, epochs=3, verbose=0)
+    assert read == [0, 0, 1, "end", 2, 3, "end", 0, 1, "end"]  # the first 0: fit's look at the shapes
+    twin = model()
+    twin.fit(x, y, batch_size=24, epochs=1, shuffle=False, verbose=0)
+    twin.fit(x[:48], y[:48], batch_size=24, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(m.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    read.clear()
+    with pytest.warns(RuntimeWarning, match="has 4 batches, fewer than steps_per_epoch=3: this epoch ends after 1"):
+        history = model().fit(Batches(), steps_per_epoch=3, epochs=3, verbose=0)
+    assert read == [0, 0, 1, 2, "end", 3, "end", 0, 1, 2, "end"] and len(history.history["loss"]) == 3
+    read.clear()
+    model().fit(x, y, epochs=2, verbose=0, validation_data=Batches(), validation_steps=2)
+    assert read == [0, 1, "end", 0, 1, "end"]
+
+
 def test_regularizers_enter_the_loss_and_the_gradient():
     x, y = data(16)
     m = model(kernel_regularizer=regularizers.l2(0.01), bias_regularizer=regularizers.l1(0.02))

@@ -80,9 +80,16 @@ def prepare_targets(loss, y, internal_shape: tuple, data_format: str) -> np.ndar
 
 
 class _BatchSource:
-    """Batches from a generator/iterator or a Sequence-like object, in the model's layout (``fit(x=gen)``)."""
+    """Batches from a generator/iterator or a Sequence-like object, in the model's layout (``fit(x=gen)``).
 
-    def __init__(self, model, source, steps, argument):
+    A Sequence is read as Keras 3.15.1's fit reads a ``PyDataset``: with ``carry_over`` (fit's
+    training data) and ``steps`` fewer than its batches, an epoch goes on where the last one
+    stopped, starting again at batch 0 once all were read (each epoch began at batch 0: the later
+    batches were never trained on); an epoch stops at its last batch even if ``steps`` asks for
+    more (a warning says so); its ``on_epoch_end()``, if it has one, is called after every epoch
+    (where a Sequence reshuffles)."""
+
+    def __init__(self, model, source, steps, argument, carry_over=False):
         if steps is not None:
             steps = _positive_int(steps, "steps_per_epoch" if argument == "x" else "validation_steps")
         self.model, self.source, self.argument = model, source, argument
@@ -92,6 +99,8 @@ class _BatchSource:
             steps = len(source)
         self.steps = steps
         self._peeked = None
+        self._carry_over = carry_over
+        self._position = 0  # a Sequence's next batch
 
     def _next(self):
         if self._peeked is not None:
@@ -111,27 +120,58 @@ class _BatchSource:
 
     def epoch(self):
         """``(x, y, sample_weight)`` batches of one epoch: internal layout, checked targets."""
+        items = self._indexed_items() if self.indexed else self._generated_items()
+        for item in items:
+            yield self._batch(item)
+        if self.indexed and callable(getattr(self.source, "on_epoch_end", None)):
+            self.source.on_epoch_end()
+
+    def _batch(self, item):
         model = self.model
+        x, y, w = _unpack_batch(item, self.argument)
+        x, y = model._prepare(x, y, argument=f"a batch of {self.argument}")
+        w = _check_sample_weight(w, _count(x), f"the sample weights of a batch of {self.argument}")
+        return model._convert_x(x), y, w
+
+    def _indexed_items(self):
+        """A Sequence's items of one epoch (see the class)."""
+        n = len(self.source)
+        if not self._carry_over:
+            self._position = 0
+        for count in range(self.steps):
+            if self._position >= n:
+                warnings.warn(
+                    f"the Sequence given as {self.argument} has {n} batches, fewer than "
+                    f"{'steps_per_epoch' if self.argument == 'x' else 'validation_steps'}={self.steps}: "
+                    f"this epoch ends after {count}",
+                    RuntimeWarning,
+                    stacklevel=user_stacklevel(),
+                )
+                break
+            item = self.source[self._position]
+            self._position += 1
+            yield item
+        if self._position >= n:
+            self._position = 0
+
+    def _generated_items(self):
+        """A generator's items of one epoch: ``steps`` of them, or until it is exhausted."""
         count = 0
         while self.steps is None or count < self.steps:
-            if self.indexed:
-                item = self.source[count]
-            else:
-                try:
-                    item = self._next()
-                except StopIteration:
-                    if count == 0 or self.steps is not None:
-                        raise ValueError(
-                            f"the generator given as {self.argument} ran out of batches"
-                            + (f" after {count} of steps={self.steps}" if self.steps is not None else "")
-                            + ": give a generator that loops forever (and steps_per_epoch), or a Sequence"
-                        ) from None
-                    return
-            x, y, w = _unpack_batch(item, self.argument)
-            x, y = model._prepare(x, y, argument=f"a batch of {self.argument}")
-            w = _check_sample_weight(w, _count(x), f"the sample weights of a batch of {self.argument}")
-            yield model._convert_x(x), y, w
+            try:
+                item = self._next()
+            except StopIteration:
+                if count == 0 or self.steps is not None:
+                    raise ValueError(
+                        f"the generator given as {self.argument} ran out of batches"
+                        + (f" after {count} of steps={self.steps}" if self.steps is not None else "")
+                        + ": give a generator that loops forever (and steps_per_epoch), or a Sequence"
+                    ) from None
+                return
+            yield item
             count += 1
+
+
 from .blas import single_threaded_blas
 
 __all__ = ["Trainer"]
@@ -649,6 +689,9 @@ class Trainer:
             class's (classes not listed weigh 1). Models with one output only.
         steps_per_epoch : int, optional
             With a generator: batches per epoch (default: until it is exhausted).
+            With a Sequence (default: ``len``): as Keras, fewer than its batches
+            and the next epoch goes on where this one stopped; an epoch ends at its
+            last batch. Its ``on_epoch_end()``, if any, runs after each epoch.
         validation_steps : int, optional
             With a generator as ``validation_data``: batches to evaluate.
 
@@ -764,7 +807,7 @@ class Trainer:
                     "with a generator as x, give y and sample weights in its batches: yield (x, y) or "
                     "(x, y, sample_weight); class_weight is not supported with generators"
                 )
-            source = _BatchSource(self, x, steps_per_epoch, "x")
+            source = _BatchSource(self, x, steps_per_epoch, "x", carry_over=True)
             x = source.first_x()
         elif steps_per_epoch is not None:
             raise ValueError("steps_per_epoch is for generators; with arrays every epoch sees all of x")
