@@ -549,6 +549,26 @@ def test_progress_bar_text():
     assert convforge.progress.format_duration(3725) == "1:02:05"
 
 
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_of_a_generator_without_steps_counts_up_to_unknown(capsys, monkeypatch, terminal):
+    """fit(generator) without steps_per_epoch, at the default verbose, raised TypeError from
+    int(None) when the first epoch began; Keras 3.15.1 counts "3/Unknown" and ends at "3/3"."""
+    convforge.seed(12)
+    x, y = blob_images(20)
+    model = small_cnn()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if terminal:
+        monkeypatch.setattr(sys, "stdout", FakeTerminal())
+    history = model.fit((batch for batch in [(x[:8], y[:8]), (x[8:16], y[8:16]), (x[16:], y[16:])]), epochs=1)
+    assert len(history.history["loss"]) == 1
+    out = sys.stdout.getvalue() if terminal else capsys.readouterr().out
+    lines = out.replace("\r", "\n").split("\n")
+    assert lines[0] == "Epoch 1/1"
+    assert [line.split(" - ")[0].strip() for line in lines[1:] if line][-1] == "3/3"
+    if terminal:
+        assert "1/Unknown - " in out and "[" not in out
+
+
 # ---------------------------------------------------------------------------
 # PyTorch cross-check
 # ---------------------------------------------------------------------------

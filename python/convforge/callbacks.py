@@ -181,13 +181,16 @@ class ProgbarLogger(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         progress.write_line(f"Epoch {epoch + 1}/{self.params['epochs']}")
+        # steps is None for a generator without steps_per_epoch: the bar counts up to "Unknown".
         self._bar = progress.ProgressBar(self.params["steps"], verbose=self.verbose)
+        self._seen = 0
 
     def on_train_batch_end(self, batch, logs=None):
+        self._seen = batch + 1
         self._bar.update(batch + 1, logs, finalize=False)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._bar.update(self.params["steps"], logs, finalize=True)
+        self._bar.update(self.params["steps"] or self._seen, logs, finalize=True)
 
 
 def _monitor_mode(monitor: str, mode: str) -> str:

@@ -86,8 +86,9 @@ class ProgressBar:
 
     Parameters
     ----------
-    target : int
-        Number of steps (batches).
+    target : int or None
+        Number of steps (batches); None where it is not known (a generator
+        without ``steps_per_epoch``): ``3/Unknown`` and no bar, as Keras's.
     verbose : int
         1: animated bar on a terminal, final line only otherwise; 2: final
         line only; 0: nothing.
@@ -100,7 +101,7 @@ class ProgressBar:
     """
 
     def __init__(self, target: int, verbose: int = 1, width: int = 30, interval: float = 0.1, stream=None):
-        self.target = int(target)
+        self.target = None if target is None else int(target)
         self.verbose = verbose
         self.width = width
         self.interval = interval
@@ -120,16 +121,29 @@ class ProgressBar:
         if self.verbose == 0 or self._done:
             return
         if finalize is None:
-            finalize = current >= self.target
+            finalize = self.target is not None and current >= self.target
         now = _clock()
         if not finalize and (not self.dynamic or now - self._last_draw < self.interval):
             return
         self._last_draw = now
         elapsed = now - self.start
         items = "".join(f" - {k}: {_format_value(v)}" for k, v in (values or {}).items())
-        digits = len(str(self.target))
-        count = f"{current:>{digits}}/{self.target}"
-        if self.dynamic:
+        # An unknown target is the count itself once the last step is done.
+        total = self.target if self.target is not None else (current if finalize else "Unknown")
+        count = f"{current:>{len(str(total))}}/{total}"
+        if self.dynamic and self.target is None:
+            per_step = elapsed / max(current, 1)
+            line = f"{count} - {format_duration(elapsed)} {_format_step_time(per_step)}{items}"
+            pad = " " * max(0, self._last_len - len(line))
+            self._last_len = len(line)
+            self.stream.write("\r" + line + pad)
+            if finalize:
+                self.stream.write("\n")
+                _open_line["stream"] = None
+                self._done = True
+            else:
+                _open_line["stream"] = self.stream
+        elif self.dynamic:
             filled = int(self.width * min(current, self.target) / max(self.target, 1))
             bar = "=" * filled
             if current < self.target:
