@@ -183,6 +183,42 @@ def test_a_sequence_is_read_as_keras_reads_a_pydataset():
     assert read == [0, 1, "end", 0, 1, "end"]
 
 
+def test_predict_takes_generators_and_sequences_as_keras():
+    """Keras 3.15.1's predict takes a generator or a PyDataset (batches of x, or (x, y) tuples);
+    convforge made an object array of it: "must hold real numbers", or a Sequence read item by
+    item until memory ran out."""
+    x, y = data(40)
+    m = model()
+    expected = m.predict(x, verbose=0)
+
+    class Batches:  # keras.utils.Sequence's protocol
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return x[16 * i : 16 * i + 16], y[16 * i : 16 * i + 16]
+
+    np.testing.assert_array_equal(m.predict(Batches(), verbose=0), expected)
+    np.testing.assert_array_equal(m.predict(Batches(), steps=2, verbose=0), expected[:32])
+    np.testing.assert_array_equal(m.predict((x[i : i + 7] for i in range(0, 40, 7)), verbose=0), expected)
+    np.testing.assert_array_equal(m.predict(iter([(x[:5],), (x[5:9],)]), steps=1, verbose=0), expected[:5])
+    ends = []
+
+    class Outputs(callbacks.Callback):
+        def on_predict_batch_end(self, batch, logs=None):
+            ends.append((batch, logs["outputs"].shape))
+
+    m.predict(Batches(), verbose=0, callbacks=[Outputs()])
+    assert ends == [(0, (16, 3)), (1, (16, 3)), (2, (8, 3))]
+    with pytest.raises(ValueError, match="yields no batch"):
+        m.predict(iter([]), verbose=0)
+    inputs = convforge.Input(shape=(6,))
+    two = convforge.Model(inputs, [layers.Dense(3, name="a")(inputs), layers.Dense(2, name="b")(inputs)])
+    got = two.predict((x[i : i + 16] for i in range(0, 40, 16)), verbose=0)
+    for a, b in zip(got, two.predict(x, verbose=0)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_regularizers_enter_the_loss_and_the_gradient():
     x, y = data(16)
     m = model(kernel_regularizer=regularizers.l2(0.01), bias_regularizer=regularizers.l1(0.02))

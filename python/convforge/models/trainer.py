@@ -1278,6 +1278,11 @@ class Trainer:
         samples; every rank gets them all. ``steps``: the first ``steps`` batches
         only (all of them if there are fewer), as in Keras. ``callbacks``: their
         ``on_predict_*`` hooks (``on_predict_batch_end``'s logs: ``{"outputs": the batch's}``).
+
+        ``x`` may be a generator / iterator or a ``keras.utils.Sequence``-like object, as in
+        :meth:`fit`, yielding ``x`` batches or ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``
+        tuples (only ``x`` is used): the outputs of its batches, in order, one process only
+        (``steps`` batches at most; a generator's until it is exhausted).
         """
         if callbacks is not None or steps is not None:
             return self._predict_with_options(x, batch_size, verbose, callbacks, steps)
@@ -1285,10 +1290,56 @@ class Trainer:
             out = self._predict_ready(x, batch_size)
             if out is not None:
                 return out
+        if _is_batch_source(x):
+            return self._predict_source(x, batch_size, verbose, None, None)
         return self._predict_batches(x, batch_size, verbose)
+
+    def _predict_source(self, source, batch_size, verbose, callbacks, steps):
+        """predict of a generator or Sequence: its batches' outputs, concatenated (Keras's predict
+        takes them; here they became object arrays: a "must hold real numbers" TypeError, or a
+        Sequence whose out-of-range items are empty slices read until memory ran out)."""
+        if distributed.strategy().size > 1:
+            raise NotImplementedError(
+                "convforge.distributed: predict from a generator or Sequence is not supported in a data-parallel "
+                "run; pass arrays (each rank then predicts a block of them)"
+            )
+        steps = None if steps is None else _positive_int(steps, "steps")
+        verbose = _verbosity(verbose)
+        if hasattr(source, "__next__"):
+            items = source if steps is None else (item for _, item in zip(range(steps), source))
+        else:
+            steps = len(source) if steps is None else min(steps, len(source))
+            items = (source[i] for i in range(steps))
+        hooks = self._callback_list(callbacks, {"steps": steps, "verbose": verbose})
+        bar = ProgressBar(steps, verbose=verbose) if verbose else None
+        if hooks is not None:
+            hooks.call("on_predict_begin", None)
+        outs = []
+        for step, item in enumerate(items):
+            # Keras's rule: a tuple (or list) of 1 to 3 is (x, y, sample_weight), else the item is x.
+            xb = item[0] if isinstance(item, (tuple, list)) and 1 <= len(item) <= 3 else item
+            if hooks is not None:
+                hooks.call("on_predict_batch_begin", step, None)
+            out = self._predict_batches(xb, batch_size, 0)
+            if hooks is not None:
+                hooks.call("on_predict_batch_end", step, {"outputs": out})
+            outs.append(out)
+            if bar is not None:
+                bar.update(step + 1, finalize=False)
+        if not outs:
+            raise ValueError("predict: the generator or Sequence given as x yields no batch")
+        if bar is not None:
+            bar.update(len(outs), finalize=True)
+        if hooks is not None:
+            hooks.call("on_predict_end", None)
+        if isinstance(outs[0], list):  # several outputs: each concatenated
+            return [np.concatenate(parts) for parts in zip(*outs)]
+        return np.concatenate(outs)
 
     def _predict_with_options(self, x, batch_size, verbose, callbacks, steps):
         """predict with ``callbacks`` (or None) and ``steps`` (or None)."""
+        if _is_batch_source(x):
+            return self._predict_source(x, batch_size, verbose, callbacks, steps)
         self._build_from_data(x)
         size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         steps = None if steps is None else _positive_int(steps, "steps")
