@@ -295,3 +295,31 @@ def test_a_metric_referring_to_its_model_keeps_that_model_across_a_nested_evalua
 
     model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[EvaluateInside()])
     assert metric.owner is model
+
+
+def test_learning_rate_scheduler_passes_the_rate_whenever_the_schedule_takes_two_arguments():
+    """Keras 3.15.1 calls schedule(epoch, lr) whenever that call works: a schedule with a default
+    for lr, or taking *args, gets the current rate (convforge called it with the epoch alone, so
+    its rate stayed at the default); a one-argument schedule gets the epoch alone."""
+    x, y = data()
+    seen = {}
+
+    def record(name):
+        def schedule(*args):
+            seen.setdefault(name, []).append(args)
+            return 0.01
+        return schedule
+
+    def halve(epoch, lr=1.0):
+        seen.setdefault("default", []).append(lr)
+        return lr / 2
+
+    for schedule in (halve, record("star")):
+        model = tiny_model()
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[callbacks.LearningRateScheduler(schedule)])
+    assert seen["default"] == [0.05, 0.025, 0.0125]
+    assert seen["star"] == [(0, 0.05), (1, 0.01), (2, 0.01)]
+    epochs = []
+    tiny_model().fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.LearningRateScheduler(
+        lambda epoch: epochs.append(epoch) or 0.01)])
+    assert epochs == [0, 1]

@@ -557,11 +557,16 @@ class LearningRateScheduler(Callback):
             raise TypeError(f"schedule must be a callable epoch -> learning rate; got {schedule!r}")
         self.schedule = schedule
         self.verbose = verbose
+        # Keras 3 calls schedule(epoch, lr) whenever that call works (its TypeError falls back to
+        # schedule(epoch)): ``def f(epoch, lr=0.01)`` and ``def f(*args)`` get the current rate too
+        # (they got only the epoch, so lr stayed at its default). Decided from the signature, so
+        # that a TypeError raised inside the schedule is not taken for "one argument".
         try:
-            params = inspect.signature(schedule).parameters.values()
-            positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-            self._two_args = len(positional) >= 2 and positional[1].default is inspect.Parameter.empty
-        except (TypeError, ValueError):
+            inspect.signature(schedule).bind(0, 0.1)
+            self._two_args = True
+        except TypeError:
+            self._two_args = False
+        except ValueError:  # no signature to read (some builtins): the epoch alone
             self._two_args = False
 
     def on_epoch_begin(self, epoch, logs=None):
