@@ -323,3 +323,32 @@ def test_learning_rate_scheduler_passes_the_rate_whenever_the_schedule_takes_two
     tiny_model().fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.LearningRateScheduler(
         lambda epoch: epochs.append(epoch) or 0.01)])
     assert epochs == [0, 1]
+
+
+def test_every_hook_gets_a_dict_of_logs_as_keras():
+    """Keras 3.15.1 passes {} to the hooks that have no logs (on_train_begin, on_epoch_begin, the
+    batch-begin hooks, on_test_begin, on_predict_begin/end); convforge passed None, so a callback
+    written for Keras that reads or adds to them failed (AttributeError, TypeError)."""
+    x, y = data()
+    seen = []
+
+    class Reads(callbacks.Callback):
+        pass
+
+    def hook(name):
+        def method(self, *args):
+            seen.append((name, type(args[-1]).__name__))
+            args[-1].get("loss")  # as a Keras callback may
+        return method
+
+    names = ["on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
+             "on_train_batch_end", "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
+             "on_predict_begin", "on_predict_end", "on_predict_batch_begin", "on_predict_batch_end"]
+    for name in names:
+        setattr(Reads, name, hook(name))
+    model = tiny_model()
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, validation_split=0.5, callbacks=[Reads()])
+    model.evaluate(x, y, verbose=0, callbacks=[Reads()])
+    model.predict(x, verbose=0, callbacks=[Reads()])
+    assert {name for name, _ in seen} == set(names)
+    assert all(kind == "dict" for _, kind in seen), seen

@@ -113,27 +113,38 @@ class CallbackList:
     def wants_batch_end(self) -> bool:
         return bool(self._batch_end)
 
+    # As Keras's CallbackList, every hook gets a dict (a hook without logs an empty one): a
+    # callback written for Keras that reads or adds to the logs of on_epoch_begin,
+    # on_train_batch_begin, on_test_begin, ... failed on None (TypeError, AttributeError).
+
     def on_train_begin(self, logs=None):
+        logs = {} if logs is None else logs
         for cb in self.callbacks:
             cb.on_train_begin(logs)
 
     def on_train_end(self, logs=None):
+        logs = {} if logs is None else logs
         for cb in self.callbacks:
             cb.on_train_end(logs)
 
     def on_epoch_begin(self, epoch, logs=None):
+        logs = {} if logs is None else logs
         for cb in self.callbacks:
             cb.on_epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
+        logs = {} if logs is None else logs
         for cb in self._epoch_end:
             cb.on_epoch_end(epoch, logs)
 
     def on_train_batch_begin(self, batch, logs=None):
+        if self._batch_begin:
+            logs = {} if logs is None else logs
         for cb in self._batch_begin:
             cb.on_train_batch_begin(batch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
+        logs = {} if logs is None else logs
         for cb in self._batch_end:
             cb.on_train_batch_end(batch, logs)
 
@@ -142,7 +153,10 @@ class CallbackList:
         return any(_overrides(cb, hook) for cb in self.callbacks)
 
     def call(self, hook: str, *args) -> None:
-        """``hook(*args)`` on every callback (the evaluation and prediction hooks)."""
+        """``hook(*args)`` on every callback (the evaluation and prediction hooks); the last of
+        ``args`` is the logs, None for an empty dict."""
+        if args[-1] is None:
+            args = (*args[:-1], {})
         for cb in self.callbacks:
             getattr(cb, hook)(*args)
 
