@@ -1,6 +1,7 @@
 """CSVLogger and ReduceLROnPlateau inside fit."""
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -89,6 +90,31 @@ def test_reduce_lr_on_plateau_checks_its_arguments():
         callbacks.ReduceLROnPlateau(factor=1.5)
     with pytest.raises(ValueError, match="mode must be"):
         callbacks.ReduceLROnPlateau(mode="up")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: callbacks.ReduceLROnPlateau(patience=-1), "ReduceLROnPlateau patience must be an int >= 0; got -1"),
+    (lambda: callbacks.ReduceLROnPlateau(patience=1.5), "ReduceLROnPlateau patience must be an int >= 0; got 1.5"),
+    (lambda: callbacks.ReduceLROnPlateau(cooldown=-2), "ReduceLROnPlateau cooldown must be an int >= 0; got -2"),
+    (lambda: callbacks.ReduceLROnPlateau(min_lr=-1), "ReduceLROnPlateau min_lr must be a finite number >= 0; got -1"),
+    (lambda: callbacks.ReduceLROnPlateau(min_delta="x"), "ReduceLROnPlateau min_delta must be a finite number"),
+    (lambda: callbacks.EarlyStopping(start_from_epoch=-1), "EarlyStopping start_from_epoch must be an int >= 0"),
+    (lambda: callbacks.EarlyStopping(baseline="0.5"), "EarlyStopping baseline must be a finite number; got '0.5'"),
+    (lambda: callbacks.EarlyStopping(min_delta=float("nan")), "EarlyStopping min_delta must be a finite number"),
+    (lambda: callbacks.EarlyStopping(monitor=None), "EarlyStopping monitor must be the name of a log"),
+    (lambda: callbacks.ModelCheckpoint("a.npz", monitor=["val_loss"]), "ModelCheckpoint monitor must be the name"),
+    (lambda: callbacks.CSVLogger("log.csv", separator=""), "CSVLogger separator must be one character"),
+])
+def test_callbacks_check_their_arguments_when_made(make, message):
+    # They were taken as they came (int(1.5) made a patience of 1, a negative one counted as 0) and
+    # failed, if at all, at the end of the first epoch, with an error naming no argument.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
+
+
+def test_callbacks_take_numpy_numbers():
+    stop = callbacks.EarlyStopping(patience=np.int64(2), baseline=np.float32(0.5), start_from_epoch=np.int32(1))
+    assert (stop.patience, stop.baseline, stop.start_from_epoch) == (2, 0.5, 1)
 
 
 class _Hooks(callbacks.Callback):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import os
 import string
 import warnings
@@ -237,6 +238,31 @@ def _json_float(value):
     return None if value is None else float(value)
 
 
+# The arguments of the callbacks, checked when the callback is made: a negative patience or
+# cooldown, a string baseline or min_lr, a monitor that is not a name were taken as they came
+# (int(1.5) made a patience of 1) and failed, if at all, at the end of the first epoch.
+
+def _count_argument(owner: str, name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{owner} {name} must be an int >= 0; got {value!r}")
+    return int(value)
+
+
+def _number_argument(owner: str, name: str, value, minimum=None) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or (
+        minimum is not None and value < minimum
+    ):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{owner} {name} must be a finite number{bound}; got {value!r}")
+    return float(value)
+
+
+def _monitor_argument(owner: str, monitor) -> str:
+    if not isinstance(monitor, str) or not monitor:
+        raise ValueError(f"{owner} monitor must be the name of a log, e.g. 'val_loss'; got {monitor!r}")
+    return monitor
+
+
 class EarlyStopping(Callback):
     """Stop training when a monitored quantity has stopped improving (Keras's rules).
 
@@ -274,17 +300,15 @@ class EarlyStopping(Callback):
         start_from_epoch=0,
     ):
         super().__init__()
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an int >= 0; got {patience!r}")
-        self.monitor = monitor
-        self.min_delta = abs(float(min_delta))
-        self.patience = patience
+        self.monitor = _monitor_argument("EarlyStopping", monitor)
+        self.min_delta = abs(_number_argument("EarlyStopping", "min_delta", min_delta))
+        self.patience = _count_argument("EarlyStopping", "patience", patience)
         self.verbose = verbose
         self._mode_argument = mode
         self.mode = _monitor_mode(monitor, mode)
-        self.baseline = baseline
+        self.baseline = None if baseline is None else _number_argument("EarlyStopping", "baseline", baseline)
         self.restore_best_weights = bool(restore_best_weights)
-        self.start_from_epoch = int(start_from_epoch)
+        self.start_from_epoch = _count_argument("EarlyStopping", "start_from_epoch", start_from_epoch)
         self._reset()
 
     def _reset(self):
@@ -449,7 +473,7 @@ class ModelCheckpoint(Callback):
         self.filepath = os.fspath(filepath)
         _check_filepath_pattern(self.filepath)
         check_file_name(self.filepath, "checkpoint")  # at once, not after the first epoch
-        self.monitor = monitor
+        self.monitor = _monitor_argument("ModelCheckpoint", monitor)
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
@@ -629,15 +653,15 @@ class ReduceLROnPlateau(Callback):
         super().__init__()
         if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 0 <= factor < 1:
             raise ValueError(f"ReduceLROnPlateau factor must be a number in [0, 1); got {factor!r}")
-        self.monitor = monitor
+        self.monitor = _monitor_argument("ReduceLROnPlateau", monitor)
         self.factor = float(factor)
-        self.patience = int(patience)
+        self.patience = _count_argument("ReduceLROnPlateau", "patience", patience)
         self.verbose = verbose
         self._mode_argument = mode
         self.mode = _monitor_mode(monitor, mode)
-        self.min_delta = abs(float(min_delta))
-        self.cooldown = int(cooldown)
-        self.min_lr = float(min_lr)
+        self.min_delta = abs(_number_argument("ReduceLROnPlateau", "min_delta", min_delta))
+        self.cooldown = _count_argument("ReduceLROnPlateau", "cooldown", cooldown)
+        self.min_lr = _number_argument("ReduceLROnPlateau", "min_lr", min_lr, minimum=0)
         self._reset()
 
     def _reset(self):
@@ -715,6 +739,8 @@ class CSVLogger(Callback):
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
         self.filename = os.fspath(filename)
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"CSVLogger separator must be one character, e.g. ','; got {separator!r}")
         self.separator = separator
         self.append = bool(append)
         self._file = None
