@@ -569,6 +569,20 @@ def test_progress_of_a_generator_without_steps_counts_up_to_unknown(capsys, monk
         assert "1/Unknown - " in out and "[" not in out
 
 
+def test_evaluate_of_a_generator_shows_progress_as_of_arrays(capsys):
+    # evaluate(generator, verbose=1 or 2) printed nothing; evaluate of arrays prints its line.
+    convforge.seed(12)
+    x, y = blob_images(20)
+    model = small_cnn()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.evaluate(x, y, batch_size=8, verbose=2)
+    arrays = capsys.readouterr().out
+    model.evaluate(iter([(x[:8], y[:8]), (x[8:16], y[8:16]), (x[16:], y[16:])]), verbose=2)
+    generated = capsys.readouterr().out
+    assert arrays.startswith("3/3 - ") and generated.startswith("3/3 - ") and generated.count("\n") == 1
+    assert arrays.split("/step")[1] == generated.split("/step")[1]  # the same loss and accuracy
+
+
 # ---------------------------------------------------------------------------
 # PyTorch cross-check
 # ---------------------------------------------------------------------------

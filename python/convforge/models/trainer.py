@@ -1023,17 +1023,25 @@ class Trainer:
             stacklevel=user_stacklevel(),
         )
 
-    def _evaluate_source(self, source, callback_list=None) -> dict:
+    def _evaluate_source(self, source, callback_list=None, verbose: int = 0) -> dict:
         """Loss and metrics over a generator's batches (one process only); ``callback_list``'s
-        evaluation hooks, if given."""
+        evaluation hooks, if given; a progress bar if ``verbose`` (as ``evaluate`` of arrays:
+        evaluate(generator, verbose=1) printed nothing)."""
         tally = distributed.Tally(self)
         hooks = _TestHooks(callback_list)
+        bar = ProgressBar(source.steps, verbose=verbose) if verbose else None
+        step = -1
         with threads_module.governed("evaluate", self._thread_governors, distributed.strategy()) as governor:
             for step, (xb, yb, wb) in enumerate(source.epoch()):
                 hooks.batch_begin(step)
                 self._evaluate_batch(governor, xb, yb, wb, tally)
                 hooks.batch_end(step, tally)
-        return hooks.end(tally.logs())
+                if bar is not None:
+                    bar.update(step + 1, tally.logs(), finalize=False)
+        logs = tally.logs()
+        if bar is not None:
+            bar.update(step + 1, logs, finalize=True)
+        return hooks.end(logs)
 
     def _evaluate_batch(self, governor, xb, yb, wb, tally) -> None:
         """Loss and outputs of one evaluation batch into ``tally``, timed by ``governor`` (or None)."""
@@ -1249,7 +1257,7 @@ class Trainer:
             self._resolve_loss_path()
             callback_list = self._callback_list(callbacks, {"steps": source.steps, "verbose": verbose})
             with single_threaded_blas():
-                logs = self._evaluate_source(source, callback_list)
+                logs = self._evaluate_source(source, callback_list, verbose)
         else:
             self._build_from_data(x)
             self._resolve_loss_path()
