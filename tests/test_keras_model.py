@@ -175,7 +175,7 @@ def test_a_sequence_is_read_as_keras_reads_a_pydataset():
     for a, b in zip(m.get_weights(), twin.get_weights()):
         np.testing.assert_array_equal(a, b)
     read.clear()
-    with pytest.warns(RuntimeWarning, match="has 4 batches, fewer than steps_per_epoch=3: this epoch ends after 1"):
+    with pytest.warns(RuntimeWarning, match="ran out of batches \\(it has 4\\): this epoch ends after 1 of steps_per_epoch=3"):
         history = model().fit(Batches(), steps_per_epoch=3, epochs=3, verbose=0)
     assert read == [0, 0, 1, 2, "end", 3, "end", 0, 1, 2, "end"] and len(history.history["loss"]) == 3
     read.clear()

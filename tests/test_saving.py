@@ -623,6 +623,28 @@ def test_resume_needs_a_full_checkpoint_and_the_same_optimizer(tmp_path):
         _resume_setup(seed=6).fit(x, y, epochs=2, verbose=0, resume_from=tmp_path / "full.npz")
 
 
+@pytest.mark.filterwarnings("ignore:the Sequence given as x ran out of batches")  # every third epoch
+def test_resume_of_a_sequence_read_a_few_batches_an_epoch_goes_on_at_its_batch(tmp_path):
+    """fit(Sequence, steps_per_epoch) below its length goes on where the last epoch stopped (as
+    Keras): a resumed fit starts its first epoch at the batch the uninterrupted run did."""
+    x, y = data(40)
+
+    class Batches:  # keras.utils.Sequence's protocol: 5 batches of 8
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return x[8 * i : 8 * i + 8], y[8 * i : 8 * i + 8]
+
+    uninterrupted = _resume_setup(seed=5)
+    uninterrupted.fit(Batches(), steps_per_epoch=2, epochs=5, verbose=0,
+                      callbacks=[callbacks.ModelCheckpoint(tmp_path / "ckpt-{epoch}.npz", monitor="loss")])
+    resumed = _resume_setup(seed=5)
+    resumed.fit(Batches(), steps_per_epoch=2, epochs=5, verbose=0, resume_from=tmp_path / "ckpt-2.npz")
+    for a, b in zip(uninterrupted.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_model_checkpoint_save_best_only(tmp_path):
     x, y = data()
     model = _resume_setup(seed=7)

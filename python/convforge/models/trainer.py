@@ -141,9 +141,9 @@ class _BatchSource:
         for count in range(self.steps):
             if self._position >= n:
                 warnings.warn(
-                    f"the Sequence given as {self.argument} has {n} batches, fewer than "
-                    f"{'steps_per_epoch' if self.argument == 'x' else 'validation_steps'}={self.steps}: "
-                    f"this epoch ends after {count}",
+                    f"the Sequence given as {self.argument} ran out of batches (it has {n}): this epoch ends "
+                    f"after {count} of {'steps_per_epoch' if self.argument == 'x' else 'validation_steps'}="
+                    f"{self.steps}; the next starts again at batch 0",
                     RuntimeWarning,
                     stacklevel=user_stacklevel(),
                 )
@@ -153,6 +153,16 @@ class _BatchSource:
             yield item
         if self._position >= n:
             self._position = 0
+
+    def skip_epochs(self, epochs: int) -> None:
+        """Start where a Sequence's next epoch would after ``epochs`` epochs (a resumed fit's
+        first epoch: it starts where the uninterrupted run's did, as ``resume_from`` promises)."""
+        if self.indexed and self._carry_over:
+            n = len(self.source)
+            for _ in range(epochs):
+                self._position = min(self._position + self.steps, n)
+                if self._position >= n:
+                    self._position = 0
 
     def _generated_items(self):
         """A generator's items of one epoch: ``steps`` of them, or until it is exhausted."""
@@ -887,6 +897,8 @@ class Trainer:
                                  f"initial_epoch out (got initial_epoch={initial_epoch!r})")
             state = state_module.restore_training_state(self, resume_from, user_callbacks)
             initial_epoch = state["epoch"]
+            if source is not None:
+                source.skip_epochs(initial_epoch)
             history.history = {k: list(v) for k, v in state["history"].items()}
             history.epoch = list(state["history_epochs"])
             history.skipped_batches = [int(n) for n in state["history_skipped"]]
