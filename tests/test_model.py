@@ -520,6 +520,23 @@ def test_progress_is_one_line_per_epoch_off_a_terminal(capsys, verbose):
     assert "\r" not in "".join(lines) and "[" not in lines[1]
 
 
+def test_progress_line_shows_what_callbacks_add_to_the_epoch_logs(capsys):
+    # As Keras's, whose progress bar runs last: the line showed neither the learning_rate that
+    # ReduceLROnPlateau logs nor a metric a callback computes (history held both).
+    class F1(convforge.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_f1"] = 0.25
+
+    convforge.seed(12)
+    x, y = blob_images(20)
+    model = small_cnn()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=2,
+              callbacks=[F1(), convforge.callbacks.ReduceLROnPlateau(monitor="loss")])
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.endswith(" - val_f1: 0.2500 - learning_rate: 0.0100"), line
+
+
 def test_progress_silent_with_verbose_0(capsys):
     _fit_quietly_sized(0)
     assert capsys.readouterr().out == ""

@@ -105,8 +105,8 @@ class CallbackList:
             cb.set_params(params)
         self._batch_begin = [cb for cb in self.callbacks if _overrides(cb, "on_train_batch_begin")]
         self._batch_end = [cb for cb in self.callbacks if _overrides(cb, "on_train_batch_end")]
-        # At the end of an epoch History records the logs after the other callbacks have
-        # added to them, and checkpoint writers run last so that the file holds the
+        # At the end of an epoch History (and the progress line) record the logs after the other
+        # callbacks have added to them, and checkpoint writers run last so that the file holds the
         # epoch's final state (History included). Stable sort: user order otherwise.
         self._epoch_end = sorted(self.callbacks, key=lambda cb: getattr(cb, "_epoch_end_order", 0))
 
@@ -188,6 +188,10 @@ class History(Callback):
 
 class ProgbarLogger(Callback):
     """Prints ``Epoch i/N`` and a progress bar (see :mod:`convforge.progress`); fit adds it when verbose."""
+
+    # The epoch's line is written after the user's callbacks have added to the logs, as Keras's
+    # (its progress bar comes last): the learning_rate of ReduceLROnPlateau, a val_f1 of one's own.
+    _epoch_end_order = 1
 
     def __init__(self, verbose: int = 1):
         super().__init__()
