@@ -678,7 +678,10 @@ class Trainer:
         validation_data : (x_val, y_val) or (x_val, y_val, val_sample_weight), optional
             Overrides ``validation_split``.
         shuffle : bool
-            Reshuffle the training data every epoch (convforge's generator).
+            Reshuffle the training data every epoch (convforge's generator). Arrays
+            only: a generator's or Sequence's batches come in their own order (unlike
+            Keras, which shuffles the order of a ``PyDataset``'s batches; shuffle in
+            the Sequence's ``on_epoch_end``, which fit calls after each epoch).
         initial_epoch : int
             Epoch to start from.
         validation_batch_size : int, optional
