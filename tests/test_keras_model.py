@@ -670,3 +670,33 @@ def test_image_targets_are_channels_last_like_the_outputs(kind):
     np.testing.assert_allclose(model.evaluate(x, y, verbose=0), np.mean((model.predict(x, verbose=0) - y) ** 2), rtol=1e-5)
     with pytest.raises(ValueError, match=r"targets of shape \(6, 3, 8, 8\) do not match the model output \(batch, 8, 8, 3\)"):
         model.fit(x, y.transpose(0, 3, 1, 2), verbose=0)
+
+
+def test_fit_and_evaluate_take_their_arguments_in_keras_order():
+    """Keras 3.15.1's order: fit(..., shuffle, class_weight, sample_weight, initial_epoch,
+    steps_per_epoch, validation_steps, validation_batch_size, ...) and evaluate(..., steps,
+    callbacks, return_dict). convforge had initial_epoch after shuffle and return_dict before
+    callbacks, so a positional class_weight became initial_epoch (an error) and evaluate's
+    positional callbacks became return_dict (a dict came back, no hook ran)."""
+    import inspect
+
+    fit = list(inspect.signature(convforge.Sequential.fit).parameters)[1:]
+    assert fit == ["x", "y", "batch_size", "epochs", "verbose", "callbacks", "validation_split", "validation_data",
+                   "shuffle", "class_weight", "sample_weight", "initial_epoch", "steps_per_epoch", "validation_steps",
+                   "validation_batch_size", "resume_from"]
+    evaluate = list(inspect.signature(convforge.Sequential.evaluate).parameters)[1:]
+    assert evaluate == ["x", "y", "batch_size", "verbose", "sample_weight", "steps", "callbacks", "return_dict"]
+    x, y = data(32)
+    a, b = model(), model()
+    a.fit(x, y, 16, 1, 0, None, 0.0, None, False, {0: 2.0})
+    b.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False, class_weight={0: 2.0})
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    ends = []
+
+    class Ends(callbacks.Callback):
+        def on_test_end(self, logs=None):
+            ends.append(logs)
+
+    logs = a.evaluate(x, y, 32, 0, None, None, [Ends()])
+    assert isinstance(logs, list) and len(ends) == 1

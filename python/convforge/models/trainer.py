@@ -645,15 +645,17 @@ class Trainer:
         validation_split=0.0,
         validation_data=None,
         shuffle=True,
-        initial_epoch=0,
-        validation_batch_size=None,
-        resume_from=None,
-        sample_weight=None,
         class_weight=None,
+        sample_weight=None,
+        initial_epoch=0,
         steps_per_epoch=None,
         validation_steps=None,
+        validation_batch_size=None,
+        resume_from=None,
     ):
         """Train for ``epochs`` epochs; returns a :class:`~convforge.callbacks.History`.
+
+        The arguments come in Keras 3's order (``resume_from``, convforge's, last).
 
         Parameters
         ----------
@@ -1180,8 +1182,8 @@ class Trainer:
         return hooks.end(strategy.reduce_logs(tally))
 
     def evaluate(
-        self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, return_dict=False,
-        callbacks=None,
+        self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, callbacks=None,
+        return_dict=False,
     ):
         """Loss and metrics on ``(x, y)`` in inference mode.
 
