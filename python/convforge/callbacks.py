@@ -588,6 +588,10 @@ class TerminateOnNaN(Callback):
 class LearningRateScheduler(Callback):
     """Set the learning rate at the start of each epoch: ``schedule(epoch)`` or ``schedule(epoch, lr)``.
 
+    As Keras, ``schedule(epoch, lr)`` (the current rate) whenever the schedule can take two
+    positional arguments, a second one with a default included (``lambda epoch, base=0.1: ...``
+    gets the current rate as ``base``), else ``schedule(epoch)``.
+
     ``epoch`` counts from 0. Any of :mod:`convforge.optimizers`' schedules
     works (e.g. ``StepDecay(0.1, step_size=10)`` for a tenfold drop every 10
     epochs). The learning rate used is logged as ``learning_rate``.
