@@ -141,8 +141,17 @@ def test_generators_and_sequences():
     history = a.fit(Batches(), epochs=1, verbose=0, validation_data=Batches())
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert a.evaluate(Batches(), verbose=0)[0] == pytest.approx(a.evaluate(x, y, verbose=0)[0], rel=1e-5)
-    with pytest.raises(ValueError, match="ran out of batches after 1 of steps=2"):
+    with pytest.raises(ValueError, match="ran out of batches after 1 of steps_per_epoch=2"):
         a.fit(iter([(x[:8], y[:8])]), steps_per_epoch=2, verbose=0)
+    # evaluate's argument is called steps (it was called steps_per_epoch there).
+    with pytest.raises(ValueError, match="ran out of batches after 1 of steps=2: .* loops forever \\(and steps\\)"):
+        a.evaluate(iter([(x[:8], y[:8])]), steps=2, verbose=0)
+    with pytest.raises(ValueError, match="^steps must be a positive int; got 0"):
+        a.evaluate(Batches(), steps=0, verbose=0)
+    with pytest.raises(ValueError, match="^validation_steps must be a positive int; got 0"):
+        a.fit(x, y, verbose=0, validation_data=Batches(), validation_steps=0)
+    with pytest.warns(RuntimeWarning, match=r"ran out of batches \(it has 3\): 3 read of steps=5$"):
+        a.evaluate(Batches(), steps=5, verbose=0)
     with pytest.raises(ValueError, match="must yield tuples"):
         a.fit(iter([x[:8]]), verbose=0)
 
@@ -175,7 +184,7 @@ def test_a_sequence_is_read_as_keras_reads_a_pydataset():
     for a, b in zip(m.get_weights(), twin.get_weights()):
         np.testing.assert_array_equal(a, b)
     read.clear()
-    with pytest.warns(RuntimeWarning, match="ran out of batches \\(it has 4\\): this epoch ends after 1 of steps_per_epoch=3"):
+    with pytest.warns(RuntimeWarning, match="ran out of batches \\(it has 4\\): 1 read of steps_per_epoch=3; the next epoch starts"):
         history = model().fit(Batches(), steps_per_epoch=3, epochs=3, verbose=0)
     assert read == [0, 0, 1, 2, "end", 3, "end", 0, 1, 2, "end"] and len(history.history["loss"]) == 3
     read.clear()

@@ -89,10 +89,13 @@ class _BatchSource:
     more (a warning says so); its ``on_epoch_end()``, if it has one, is called after every epoch
     (where a Sequence reshuffles)."""
 
-    def __init__(self, model, source, steps, argument, carry_over=False):
+    def __init__(self, model, source, steps, argument, steps_argument, carry_over=False):
+        # steps_argument: the name ``steps`` has for the caller (steps_per_epoch, validation_steps,
+        # evaluate's steps), for the messages; evaluate's was called steps_per_epoch there.
         if steps is not None:
-            steps = _positive_int(steps, "steps_per_epoch" if argument == "x" else "validation_steps")
+            steps = _positive_int(steps, steps_argument)
         self.model, self.source, self.argument = model, source, argument
+        self.steps_argument = steps_argument
         self.indexed = not hasattr(source, "__next__")
         self._iterator = None if self.indexed else source
         if steps is None and self.indexed:
@@ -141,9 +144,9 @@ class _BatchSource:
         for count in range(self.steps):
             if self._position >= n:
                 warnings.warn(
-                    f"the Sequence given as {self.argument} ran out of batches (it has {n}): this epoch ends "
-                    f"after {count} of {'steps_per_epoch' if self.argument == 'x' else 'validation_steps'}="
-                    f"{self.steps}; the next starts again at batch 0",
+                    f"the Sequence given as {self.argument} ran out of batches (it has {n}): {count} read of "
+                    f"{self.steps_argument}={self.steps}"
+                    + ("; the next epoch starts again at batch 0" if self._carry_over else ""),
                     RuntimeWarning,
                     stacklevel=user_stacklevel(),
                 )
@@ -174,8 +177,8 @@ class _BatchSource:
                 if count == 0 or self.steps is not None:
                     raise ValueError(
                         f"the generator given as {self.argument} ran out of batches"
-                        + (f" after {count} of steps={self.steps}" if self.steps is not None else "")
-                        + ": give a generator that loops forever (and steps_per_epoch), or a Sequence"
+                        + (f" after {count} of {self.steps_argument}={self.steps}" if self.steps is not None else "")
+                        + f": give a generator that loops forever (and {self.steps_argument}), or a Sequence"
                     ) from None
                 return
             yield item
@@ -822,7 +825,7 @@ class Trainer:
                     "with a generator as x, give y and sample weights in its batches: yield (x, y) or "
                     "(x, y, sample_weight); class_weight is not supported with generators"
                 )
-            source = _BatchSource(self, x, steps_per_epoch, "x", carry_over=True)
+            source = _BatchSource(self, x, steps_per_epoch, "x", "steps_per_epoch", carry_over=True)
             x = source.first_x()
         elif steps_per_epoch is not None:
             raise ValueError("steps_per_epoch is for generators; with arrays every epoch sees all of x")
@@ -868,7 +871,7 @@ class Trainer:
         x_val = y_val = val_weights = None
         val_source = None
         if validation_data is not None and _is_batch_source(validation_data):
-            val_source = _BatchSource(self, validation_data, validation_steps, "validation_data")
+            val_source = _BatchSource(self, validation_data, validation_steps, "validation_data", "validation_steps")
         elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight)")
@@ -1269,7 +1272,7 @@ class Trainer:
                     "convforge.distributed: evaluate from a generator or Sequence is not supported in a "
                     "data-parallel run; pass arrays (each rank then evaluates a block of them)"
                 )
-            source = _BatchSource(self, x, steps, "x")
+            source = _BatchSource(self, x, steps, "x", "steps")
             self._build_from_data(source.first_x())
             self._resolve_loss_path()
             callback_list = self._callback_list(callbacks, {"steps": source.steps, "verbose": verbose})
