@@ -117,6 +117,18 @@ def test_validation_loss_is_weighted_by_the_validation_samples_own_weights():
         m.fit(x[:72], y[:72], validation_data=(x[held],), epochs=1, verbose=0)
 
 
+def test_class_weight_refuses_negative_labels():
+    # Regression targets or -1/1 labels indexed the weight table from its end (the last class's
+    # weight, silently): -3.0 took class_weight[3]'s weight.
+    x, _ = data(16)
+    m = convforge.Sequential([layers.Dense(1, input_shape=(6,))])
+    m.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="class_weight weighs class indices >= 0, but the targets hold -3"):
+        m.fit(x, np.linspace(-3, 3, 16), epochs=1, verbose=0, class_weight={0: 1.0, 3: 10.0})
+    with pytest.raises(ValueError, match="the targets hold -1"):
+        m.train_on_batch(x, np.where(np.arange(16) % 2, 1.0, -1.0), class_weight={1: 2.0})
+
+
 def test_generators_and_sequences():
     x, y = data()
 

@@ -329,6 +329,13 @@ def _class_weights(class_weight, y: np.ndarray) -> np.ndarray:
         # trained on), a negative one trained away from the labels.
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
             raise ValueError(f"class_weight[{k!r}] must be a finite number >= 0; got {v!r}")
+    # A negative label (regression targets, -1/1 labels) indexed the table from its end: the
+    # weight of the last class, silently.
+    if labels.size and labels.min() < 0:
+        raise ValueError(
+            f"class_weight weighs class indices >= 0, but the targets hold {int(labels.min())}: class_weight is "
+            "for class labels (0, 1, ...), not for regression targets; give sample_weight instead"
+        )
     # One weight per class the targets hold (classes not listed weigh 1). A key beyond them weighs
     # no sample: a table sized by the keys took 800 MB for {10**8: 1.0}, and 2**40 a MemoryError.
     table = np.ones(int(labels.max(initial=0)) + 1)
