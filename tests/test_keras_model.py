@@ -204,6 +204,27 @@ def test_a_sequence_is_read_as_keras_reads_a_pydataset():
     assert read == [0, 1, "end", 0, 1, "end"]
 
 
+def test_an_empty_sequence_is_refused_with_a_message():
+    # fit and evaluate raised a bare IndexError (from item 0); as validation_data it gave a
+    # val_loss of NaN every epoch.
+    x, y = data(16)
+
+    class Empty:
+        def __len__(self):
+            return 0
+
+        def __getitem__(self, i):
+            raise IndexError(i)
+
+    m = model()
+    for call, argument in ((lambda: m.fit(Empty(), verbose=0), "x"), (lambda: m.evaluate(Empty(), verbose=0), "x"),
+                           (lambda: m.fit(x, y, verbose=0, validation_data=Empty()), "validation_data")):
+        with pytest.raises(ValueError, match=f"the Sequence given as {argument} has no batches"):
+            call()
+    with pytest.raises(ValueError, match=r"yields no batch \(its len\(\) is 0\)"):
+        m.predict(Empty(), verbose=0)
+
+
 def test_predict_takes_generators_and_sequences_as_keras():
     """Keras 3.15.1's predict takes a generator or a PyDataset (batches of x, or (x, y) tuples);
     convforge made an object array of it: "must hold real numbers", or a Sequence read item by

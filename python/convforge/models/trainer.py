@@ -98,6 +98,10 @@ class _BatchSource:
         self.steps_argument = steps_argument
         self.indexed = not hasattr(source, "__next__")
         self._iterator = None if self.indexed else source
+        if self.indexed and len(source) == 0:
+            # Was a bare IndexError from its first item (fit, evaluate) or, as validation_data, a
+            # val_loss of NaN every epoch.
+            raise ValueError(f"the Sequence given as {argument} has no batches (its len() is 0)")
         if steps is None and self.indexed:
             steps = len(source)
         self.steps = steps
@@ -1362,7 +1366,8 @@ class Trainer:
             if bar is not None:
                 bar.update(step + 1, finalize=False)
         if not outs:
-            raise ValueError("predict: the generator or Sequence given as x yields no batch")
+            raise ValueError("predict: the generator or Sequence given as x yields no batch"
+                             + ("" if hasattr(source, "__next__") else " (its len() is 0)"))
         if bar is not None:
             bar.update(len(outs), finalize=True)
         if hooks is not None:
