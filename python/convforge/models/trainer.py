@@ -715,7 +715,10 @@ class Trainer:
             stay unweighted.
         class_weight : dict, optional
             ``{class index: weight}``; multiplies each sample's weight by its
-            class's (classes not listed weigh 1). Models with one output only.
+            class's (classes not listed weigh 1). Models with one output only;
+            arrays only (Keras also takes it with a ``PyDataset``; here yield
+            ``(x, y, sample_weight)`` batches instead). Keras refuses it together
+            with ``sample_weight``; here the two multiply.
         steps_per_epoch : int, optional
             With a generator: batches per epoch (default: until it is exhausted).
             With a Sequence (default: ``len``): as Keras, fewer than its batches
