@@ -378,3 +378,16 @@ def test_every_hook_gets_a_dict_of_logs_as_keras():
     model.predict(x, verbose=0, callbacks=[Reads()])
     assert {name for name, _ in seen} == set(names)
     assert all(kind == "dict" for _, kind in seen), seen
+
+
+def test_a_history_or_progress_logger_given_is_the_one_fit_uses(capsys):
+    """Keras 3.15.1 uses a History or ProgbarLogger found among the callbacks instead of adding
+    its own: convforge printed two progress lines per epoch, and returned another History."""
+    x, y = data()
+    history = callbacks.History()
+    model = tiny_model()
+    returned = model.fit(x, y, epochs=2, verbose=2, callbacks=[callbacks.ProgbarLogger(verbose=2), history])
+    assert returned is history and model.history is history and history.epoch == [0, 1]
+    assert len(history.history["loss"]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if line.startswith("Epoch")] == ["Epoch 1/2", "Epoch 2/2"] and len(lines) == 4

@@ -912,7 +912,11 @@ class Trainer:
                 val_weights = _check_sample_weight(sample_weight, n)[split_at:]
 
         user_callbacks = _checked_callbacks(callbacks)
-        history = callbacks_module.History()
+        # As Keras: a History or ProgbarLogger among the callbacks is the one fit uses, not one
+        # more (two progress lines were printed per epoch, and fit returned a History other than
+        # the one given).
+        given_history = [cb for cb in user_callbacks if isinstance(cb, callbacks_module.History)]
+        history = given_history[0] if given_history else callbacks_module.History()
         if resume_from is not None:
             if not (isinstance(initial_epoch, numbers.Integral) and initial_epoch == 0):
                 raise ValueError(f"fit: resume_from continues at the epoch the checkpoint was saved at; leave "
@@ -930,8 +934,8 @@ class Trainer:
         strategy.start_fit(self)
 
         batches = self._batches(x, y, batch_size) if source is None else None
-        cbs = [history, *user_callbacks]
-        if verbose:
+        cbs = [*([] if given_history else [history]), *user_callbacks]
+        if verbose and not any(isinstance(cb, callbacks_module.ProgbarLogger) for cb in user_callbacks):
             cbs.insert(0, callbacks_module.ProgbarLogger(verbose))
         steps = batches.steps if source is None else source.steps
         callback_list = callbacks_module.CallbackList(
