@@ -391,3 +391,16 @@ def test_a_history_or_progress_logger_given_is_the_one_fit_uses(capsys):
     assert len(history.history["loss"]) == 2
     lines = capsys.readouterr().out.splitlines()
     assert [line for line in lines if line.startswith("Epoch")] == ["Epoch 1/2", "Epoch 2/2"] and len(lines) == 4
+
+
+def test_hooks_set_on_a_callback_instance_run():
+    # Keras calls whatever cb.on_train_batch_end is (its LambdaCallback sets hooks on the
+    # instance); convforge chose the batch hooks to call by the class only, so such a hook never ran.
+    x, y = data()
+    seen = []
+    cb = callbacks.Callback()
+    cb.on_train_batch_end = lambda batch, logs=None: seen.append(("end", batch))
+    cb.on_batch_begin = lambda batch, logs=None: seen.append(("begin", batch))
+    cb.on_test_batch_end = lambda batch, logs=None: seen.append(("test", batch))
+    tiny_model().fit(x, y, epochs=1, batch_size=32, verbose=0, validation_data=(x[:8], y[:8]), callbacks=[cb])
+    assert seen == [("begin", 0), ("end", 0), ("begin", 1), ("end", 1), ("test", 0)]

@@ -89,7 +89,9 @@ class Callback:
 def _overrides(cb: Callback, hook: str) -> bool:
     if hook in _ALIASES and _overrides(cb, _ALIASES[hook]):
         return True
-    return getattr(type(cb), hook, None) is not getattr(Callback, hook)
+    # A hook set on the instance (cb.on_train_batch_end = f, as Keras's LambdaCallback does) counts:
+    # it was never called, the class's being the base's no-op.
+    return getattr(type(cb), hook, None) is not getattr(Callback, hook) or hook in getattr(cb, "__dict__", {})
 
 
 _ALIASES = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
