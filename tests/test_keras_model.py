@@ -117,6 +117,23 @@ def test_validation_loss_is_weighted_by_the_validation_samples_own_weights():
         m.fit(x[:72], y[:72], validation_data=(x[held],), epochs=1, verbose=0)
 
 
+def test_validation_steps_with_arrays_takes_the_first_batches_as_keras():
+    # Keras 3.15.1: fit(validation_data=(x, y), validation_steps=2, validation_batch_size=5)
+    # evaluates x[:10]; convforge ignored validation_steps with arrays and evaluated all of them.
+    x, y = data(30)
+    m = model()
+    m.compile(optimizer=convforge.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    first = m.evaluate(x[:10], y[:10], verbose=0, return_dict=True)
+    assert first["loss"] != pytest.approx(m.evaluate(x, y, verbose=0, return_dict=True)["loss"])
+    history = m.fit(x, y, epochs=1, verbose=0, validation_data=(x, y), validation_steps=2, validation_batch_size=5)
+    assert history.history["val_loss"] == [pytest.approx(first["loss"])]
+    assert history.history["val_accuracy"] == [pytest.approx(first["accuracy"])]
+    history = m.fit(x, y, epochs=1, verbose=0, validation_split=0.5, validation_steps=1, validation_batch_size=5)
+    assert history.history["val_loss"] == [pytest.approx(m.evaluate(x[15:20], y[15:20], verbose=0)[0])]
+    with pytest.raises(ValueError, match="validation_steps must be a positive int; got 0"):
+        m.fit(x, y, epochs=1, verbose=0, validation_data=(x, y), validation_steps=0)
+
+
 def test_class_weight_refuses_negative_labels():
     # Regression targets or -1/1 labels indexed the weight table from its end (the last class's
     # weight, silently): -3.0 took class_weight[3]'s weight.

@@ -725,7 +725,8 @@ class Trainer:
             and the next epoch goes on where this one stopped; an epoch ends at its
             last batch. Its ``on_epoch_end()``, if any, runs after each epoch.
         validation_steps : int, optional
-            With a generator as ``validation_data``: batches to evaluate.
+            Batches of the validation data to evaluate at each epoch's end (default:
+            all of them): a generator's next ones, a Sequence's or arrays' first ones.
 
         Returns
         -------
@@ -910,6 +911,12 @@ class Trainer:
                 weights = weights[:split_at]
             if sample_weight is not None:  # the held-out samples' own weights, not class_weight's (Keras)
                 val_weights = _check_sample_weight(sample_weight, n)[split_at:]
+        if x_val is not None and validation_steps is not None:
+            # As Keras (and evaluate's steps): the first validation_steps batches of the arrays. It
+            # was ignored, so the whole validation set was evaluated, silently.
+            end = _positive_int(validation_steps, "validation_steps") * val_batch_size
+            x_val, y_val = _rows(x_val, 0, end), _rows(y_val, 0, end)
+            val_weights = None if val_weights is None else val_weights[:end]
 
         user_callbacks = _checked_callbacks(callbacks)
         # As Keras: a History or ProgbarLogger among the callbacks is the one fit uses, not one
