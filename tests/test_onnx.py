@@ -435,6 +435,52 @@ def test_sequence_graph_and_a_pytorch_style_sequence_input(tmp_path):
         convforge.load_model(path)
 
 
+def test_keras_style_1d_graphs_import(tmp_path):
+    # Keras's exporter writes a Conv1D as Transpose, Conv without bias, Transpose back and an Add of
+    # the bias; 'causal' pads the sequence before the transpose and a strided 'same' pads the
+    # transposed one; its BatchNormalization is Sub/Mul/Add per channel, GlobalAveragePooling1D a
+    # ReduceMean over the steps. (Graphs written here as it writes them; onnxruntime is the oracle.)
+    rng = np.random.default_rng(0)
+    arr = lambda name, value: numpy_helper.from_array(np.asarray(value, np.float32), name)  # noqa: E731
+    ints = lambda name, value: numpy_helper.from_array(np.asarray(value, np.int64), name)  # noqa: E731
+
+    def conv1d(prefix, x, w, b, stride, pad_before_transpose=None, pad_after_transpose=None):
+        nodes, t = [], x
+        if pad_before_transpose is not None:
+            nodes.append(helper.make_node("Pad", [t, prefix + "p"], [prefix + "pad"], name=prefix + "pad"))
+            t = prefix + "pad"
+        nodes.append(helper.make_node("Transpose", [t], [prefix + "t"], name=prefix + "t", perm=[0, 2, 1]))
+        t = prefix + "t"
+        if pad_after_transpose is not None:
+            nodes.append(helper.make_node("Pad", [t, prefix + "p"], [prefix + "pad"], name=prefix + "pad"))
+            t = prefix + "pad"
+        nodes += [helper.make_node("Conv", [t, w], [prefix + "c"], name=prefix + "conv", strides=[stride], pads=[0, 0]),
+                  helper.make_node("Transpose", [prefix + "c"], [prefix + "back"], name=prefix + "back", perm=[0, 2, 1]),
+                  helper.make_node("Add", [prefix + "back", b], [prefix + "out"], name=prefix + "bias")]
+        pads = pad_before_transpose if pad_before_transpose is not None else pad_after_transpose
+        return nodes, [ints(prefix + "p", pads)], prefix + "out"
+
+    causal, inits_a, a = conv1d("a_", "x", "wa", "ba", 1, pad_before_transpose=[0, 2, 0, 0, 0, 0])
+    strided, inits_b, b = conv1d("b_", a, "wb", "bb", 2, pad_after_transpose=[0, 0, 0, 0, 0, 1])
+    nodes = causal + strided + [
+        helper.make_node("Sub", [b, "mean"], ["s"], name="bn_sub"),
+        helper.make_node("Mul", ["s", "scale"], ["m"], name="bn_mul"),
+        helper.make_node("Add", ["m", "beta"], ["n"], name="bn_add"),
+        helper.make_node("ReduceMean", ["n"], ["y"], name="gap", axes=[1], keepdims=0),
+    ]
+    inits = inits_a + inits_b + [
+        arr("wa", rng.standard_normal((4, 3, 3))), arr("ba", rng.standard_normal(4)),
+        arr("wb", rng.standard_normal((5, 4, 3))), arr("bb", rng.standard_normal(5)),
+        arr("mean", rng.standard_normal(5)), arr("scale", rng.uniform(0.5, 2, 5)), arr("beta", rng.standard_normal(5))]
+    path = save_graph(tmp_path / "keras1d.onnx", nodes, inits, input_shape=("n", 12, 3), opset=17)
+    model = convforge.load_model(path)
+    assert [type(layer).__name__ for layer in model.layers] == ["Conv1D", "Conv1D", "BatchNormalization",
+                                                                  "GlobalAveragePooling1D"]
+    assert [model.layers[0].padding, model.layers[1].padding] == ["causal", "same"]
+    x = rng.standard_normal((2, 12, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
+
+
 CONV_TRANSPOSE_CASES = [
     dict(filters=3, kernel_size=3),
     dict(filters=3, kernel_size=(3, 2), strides=2, padding="same", activation="relu"),

@@ -465,7 +465,12 @@ _NCHW_READERS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAvera
 
 
 def _read_as_nchw(ctx, node) -> bool:
-    return any(reader.op_type in _NCHW_READERS for reader in ctx.readers_of(node.output[0]))
+    """Does an op that takes (batch, channels, ...) read the node's output (past a Pad, as Keras's
+    exporter pads before a strided 'same' Conv1D; its Shape readers compute that Pad's size)?"""
+    readers = ctx.readers_of(node.output[0])
+    for pad in [r for r in readers if r.op_type == "Pad"]:
+        readers += ctx.readers_of(pad.output[0])
+    return any(reader.op_type in _NCHW_READERS for reader in readers)
 
 
 def import_transpose(ctx, node):

@@ -240,6 +240,10 @@ def _flattens_pooled(ctx, node, channels) -> bool:
 
 
 def import_pad(ctx, node):
+    if ctx.sequence_base(node.input[0]) is not None:
+        return _sequences.import_pad_of_steps(ctx, node, view=True)
+    if ctx.view_base(node.input[0]) is None and len(ctx.shape(node, 0)) == 2:
+        return _sequences.import_pad_of_steps(ctx, node, view=False)
     a = ctx.attributes(node, {"mode": "constant", "pads": None, "value": 0.0})  # pads/value: opset < 11
     if a["mode"] not in ("constant", "edge"):
         raise ctx.error(node, f"only constant (zero) padding is supported; got {a['mode']!r}", "mode")
@@ -393,12 +397,14 @@ def _import_affine(ctx, node, index: int) -> None:
     base = ctx.view_base(x)
     source = base if base is not None else ctx.resolve(x)
     shape = ctx.ref_shape(base) if base is not None else ctx.shape(node, 1 - index)
-    if shape is None or len(shape) not in (1, 3):
-        raise ctx.error(node, "a constant operand is supported on images or (batch, features) tensors only")
-    channels = shape[0]
+    if shape is None or len(shape) not in (1, 2, 3):
+        raise ctx.error(node, "a constant operand is supported on images, sequences or (batch, features) tensors only")
+    channels = shape[-1] if len(shape) == 2 else shape[0]  # a sequence (steps, channels): channels last
     c = np.asarray(ctx.constant(node, index, "the constant"), dtype=np.float64)
     if len(shape) == 1:
         allowed = {(), (1,), (channels,), (1, channels)}
+    elif len(shape) == 2:
+        allowed = {(), (1,), (channels,), (1, channels), (1, 1, channels)}
     elif base is not None:  # a channels-last view: channels last
         allowed = {(), (1,), (channels,), (1, channels), (1, 1, channels), (1, 1, 1, channels)}
     else:
@@ -448,6 +454,15 @@ def import_reduce(ctx, node):
         raise ctx.error(node, "a reduction over every axis (the batch too) is not supported", "axes")
     base = ctx.view_base(node.input[0])
     shape = ctx.ref_shape(base) if base is not None else ctx.shape(node, 0)
+    if base is None and shape is not None and len(shape) == 2:
+        # A sequence (batch, steps, channels): the mean over the steps is GlobalAveragePooling1D
+        # (Keras's exporter's).
+        if node.op_type != "ReduceMean" or [int(v) % 3 for v in axes] != [1]:
+            raise ctx.error(node, f"a {node.op_type} of a sequence over axes {axes}: only the mean over the steps "
+                                  "(GlobalAveragePooling1D) is supported", "axes")
+        layer = _layer_class(ctx, node, "GlobalAveragePooling1D")(keepdims=bool(a["keepdims"]))
+        ctx.add_layer(node, layer, [node.input[0]], node.output[0])
+        return
     if shape is None or len(shape) != 3:
         raise ctx.error(node, "a reduction of a tensor that is not an image is not supported")
     spatial = [1, 2] if base is not None else [2, 3]  # NHWC view, or NCHW

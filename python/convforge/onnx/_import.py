@@ -61,6 +61,8 @@ class ImportContext:
         self.affine_layers: dict = {}
         # MaxPool node id -> (top, bottom, left, right) of an edge Pad folded into its pads.
         self.pool_pads: dict = {}
+        # 1-D Conv node id -> (left, right) of a zero Pad of the steps folded into its pads.
+        self.sequence_pads: dict = {}
         # The last node of an activation spelt as arithmetic (_formulas) -> (layer, its input).
         self.formula_layers: dict = {}
         self._nodes = nodes
@@ -194,8 +196,12 @@ class ImportContext:
         self._sequence_views[name] = base
 
     def ref_shape(self, name: str):
-        """The per-sample ONNX shape of a runtime tensor or view (NHWC for a view), else None."""
+        """The per-sample ONNX shape of a runtime tensor or view (NHWC for a view, (channels, steps)
+        for a sequence view), else None."""
         name = self.resolve(name)
+        if name in self._sequence_views:
+            steps, channels = self._shapes[self._sequence_views[name]]
+            return (channels, steps)
         if name in self._views:
             c, h, w = self._shapes[self._views[name]]
             return (h, w, c)
@@ -327,11 +333,11 @@ def _is_no_op(node) -> bool:
 
 def _read_as_sequence(nodes, name) -> bool:
     """Is ``name`` read only by Transposes to (batch, channels, steps) (convforge's exporter's 1-D
-    ops), Flatten and MatMul (a Dense at every step)?"""
+    ops), Flatten, MatMul (a Dense at every step) and Pad (Keras's exporter's causal Conv1D)?"""
     readers = [n for n in nodes if name in n.input][:64]
     perms = [[list(a.ints) for a in n.attribute if a.name == "perm"] for n in readers]
     transposes = [n.op_type == "Transpose" and p == [[0, 2, 1]] for n, p in zip(readers, perms)]
-    return bool(readers) and all(t or n.op_type in ("Flatten", "MatMul") for n, t in zip(readers, transposes))
+    return bool(readers) and all(t or n.op_type in ("Flatten", "MatMul", "Pad") for n, t in zip(readers, transposes))
 
 
 def _read_channels_last(nodes, name) -> bool:

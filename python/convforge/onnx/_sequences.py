@@ -79,6 +79,9 @@ def import_conv1d(ctx, node):
     stride = _single(ctx, node, a, "strides", 1)
     dilation = _single(ctx, node, a, "dilations", 1)
     pads = _pads(ctx, node, a, steps, k, stride, dilation)
+    extra = ctx.sequence_pads.pop(id(node), None)  # a zero Pad before it (import_pad_of_steps)
+    if extra is not None:
+        pads = (pads[0] + extra[0], pads[1] + extra[1])
     padding = None
     for mode in ("valid", "same"):
         if tuple(_params.conv_padding(mode, (1, steps), (1, k), (1, stride), (1, dilation))[2:]) == pads:
@@ -88,10 +91,33 @@ def import_conv1d(ctx, node):
         padding = "causal"
     if padding is None:
         raise ctx.error(node, f"pads {list(pads)} are none of Conv1D's 'valid', 'same' or 'causal'", "pads")
+    folded, bias = _keras_bias(ctx, node, kernel.shape[0], bias)
     layer = _layer(ctx, node, "Conv1D")(kernel.shape[0], k, strides=stride, padding=padding, dilation_rate=dilation,
                                         use_bias=bias is not None, kernel_initializer="zeros")
     weights = [kernel[:, :, None, :]] + ([] if bias is None else [bias])  # stored (filters, channels, 1, k)
-    _add(ctx, node, layer, base, weights)
+    out = _add(ctx, node, layer, base, weights)
+    ctx.consume_all(folded, out)
+
+
+def _keras_bias(ctx, node, filters, bias):
+    """Keras's exporter writes a Conv1D as Transpose, Conv without bias, Transpose back, then Add of
+    the bias on (batch, steps, channels): those last nodes (to be aliased to the layer's output)
+    and the bias folded into the Conv1D's."""
+    back, passed = ctx.next_node(node.output[0])
+    if back is None or back.op_type != "Transpose" or \
+            [list(a.ints) for a in back.attribute if a.name == "perm"] != [[0, 2, 1]]:
+        return [], bias
+    add, passed_too = ctx.next_node(back.output[0])
+    if add is None or add.op_type != "Add" or add.attribute or len(add.input) != 2:
+        return [], bias
+    constant = [i for i, name in enumerate(add.input) if ctx.is_constant(name)]
+    if len(constant) != 1:
+        return [], bias
+    value = np.asarray(ctx.constant(add, constant[0], "bias"))
+    if value.size != filters or value.ndim > 3 or (value.ndim and value.shape[-1] != filters):
+        return [], bias
+    value = value.reshape(-1).astype(np.float64)
+    return [*passed, back, *passed_too, add], value if bias is None else np.asarray(bias, np.float64) + value
 
 
 def import_pool1d(ctx, node, pool_padding):
@@ -145,3 +171,41 @@ def import_batch_normalization1d(ctx, node, a):
         raise ctx.error(node, "a negative variance")
     layer = _layer(ctx, node, "BatchNormalization")(axis=-1, momentum=a["momentum"], epsilon=a["epsilon"])
     _add(ctx, node, layer, base, values)
+
+
+def import_pad_of_steps(ctx, node, view: bool):
+    """A zero Pad of a sequence's steps read only by a 1-D Conv, of the (batch, channels, steps)
+    view (``view``) or of the (batch, steps, channels) sequence before its transpose: Keras's
+    exporter pads so for 'same' with strides and for 'causal'. The margins join the Conv's pads
+    (import_conv1d), which must then make one of Conv1D's paddings."""
+    a = ctx.attributes(node, {"mode": "constant", "pads": None, "value": 0.0})
+    if a["mode"] != "constant":
+        raise ctx.error(node, f"only zero padding of a sequence is supported; got {a['mode']!r}", "mode")
+    if ctx.opset >= 11:
+        pads = [int(v) for v in np.asarray(ctx.constant(node, 1, "pads")).reshape(-1)]
+        value = ctx.constant(node, 2, "constant_value", required=False)
+        axes = ctx.constant(node, 3, "axes", required=False)
+    else:
+        pads, value, axes = [int(v) for v in a["pads"] or []], a["value"], None
+    if value is not None and np.any(np.asarray(value) != 0):
+        raise ctx.error(node, f"padding with {value} is not supported; a Conv1D pads with zeros")
+    axes = [0, 1, 2] if axes is None else [int(v) % 3 for v in np.asarray(axes).reshape(-1)]
+    if len(pads) != 2 * len(axes) or len(set(axes)) != len(axes):
+        raise ctx.error(node, f"pads {pads} do not fit axes {axes}")
+    before = dict(zip(axes, pads[: len(axes)]))
+    after = dict(zip(axes, pads[len(axes):]))
+    steps_axis = 2 if view else 1
+    if any(before.get(i, 0) or after.get(i, 0) for i in (0, 1, 2) if i != steps_axis) or min(pads, default=0) < 0:
+        raise ctx.error(node, f"pads {pads}: only the steps of a sequence can be padded (with zeros)")
+    margins = (before.get(steps_axis, 0), after.get(steps_axis, 0))
+    if max(margins) > _params.MAX_PARAM:
+        raise ctx.error(node, f"padding {margins} is too large")
+    reader, passed = ctx.next_node(node.output[0])
+    if not view and reader is not None and reader.op_type == "Transpose":
+        reader, more = ctx.next_node(reader.output[0])
+        passed = []  # the transpose is the Conv's own view (import_transpose), not passed here
+    if reader is None or reader.op_type != "Conv":
+        raise ctx.error(node, "padding the steps of a sequence is supported before a 1-D Conv only")
+    ctx.sequence_pads[id(reader)] = margins
+    # The Conv reads the padded sequence as the sequence itself, its pads widened by the margins.
+    ctx.consume_all([node, *passed], ctx.input_name(node))
