@@ -196,3 +196,15 @@ def test_a_metric_description_of_no_known_class_is_a_value_error():
     for bad in ({"class_name": {"a": 1}}, {"class_name": ["AUC"]}, {"class_name": "Ghost"}):
         with pytest.raises(ValueError, match="unknown metric description"):
             metrics.get(bad)
+
+
+def test_accuracy_object_takes_lists_as_keras_users_pass_them():
+    """Keras's docs call ``m.update_state([1, 2, 3, 4], [0, 2, 3, 4])`` with lists; the object once
+    failed on ``list.ndim``. convforge's Accuracy is compile's 'accuracy' (see help(Accuracy))."""
+    acc = metrics.Accuracy()
+    acc.update_state([0, 1, 1], [0, 1, 0])  # integer predictions: equality
+    assert acc.result() == pytest.approx(2 / 3)
+    acc.reset_state()
+    acc.update_state([0, 1], [[0.9, 0.1], [0.8, 0.2]])  # scores: argmax
+    assert acc.result() == pytest.approx(1 / 2)
+    assert "keras.metrics.Accuracy()" in metrics.Accuracy.__doc__

@@ -239,6 +239,8 @@ class Mean(Metric):
 
 def _fast_accuracy(y_true, y_pred) -> float:
     """accuracy() without input checks, for targets already checked by the loss."""
+    # fit passes arrays; a user's update_state may pass lists (asarray returns an array as is).
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_pred.ndim == 2 and y_pred.shape[1] > 1:
         predicted = y_pred.argmax(axis=1)
         if y_true.ndim == 2:
@@ -248,7 +250,19 @@ def _fast_accuracy(y_true, y_pred) -> float:
 
 
 class Accuracy(Mean):
-    """Accuracy for labels, one-hot rows or binary (0.5-thresholded) outputs."""
+    """Accuracy for labels, one-hot rows or binary (0.5-thresholded) outputs.
+
+    This is what Keras's ``compile(metrics=['accuracy'])`` computes (it picks sparse categorical,
+    categorical or binary accuracy from the shapes), not ``keras.metrics.Accuracy()``: that class
+    counts exact equality ``y_true == y_pred`` element by element, so Keras gives about 0 for
+    scores ``(N, classes)`` against labels, and ``2/3`` for targets ``[1, 2, 3]`` against
+    predictions ``[1.0, 2.0, 3.5]``, where convforge gives the argmax's accuracy and, for a float
+    column, the 0.5-thresholded one (``1/3`` there). Here:
+
+    * scores ``(N, C)``, ``C > 1``: the argmax against integer labels ``(N,)`` or one-hot rows;
+    * a float column ``(N,)`` or ``(N, 1)``: ``y_pred > 0.5`` against 0/1 targets;
+    * integer predictions: equality with the integer labels.
+    """
 
     direction = "up"
 
