@@ -208,3 +208,52 @@ def test_accuracy_object_takes_lists_as_keras_users_pass_them():
     acc.update_state([0, 1], [[0.9, 0.1], [0.8, 0.2]])  # scores: argmax
     assert acc.result() == pytest.approx(1 / 2)
     assert "keras.metrics.Accuracy()" in metrics.Accuracy.__doc__
+
+
+# One batch with sample weights, then the same batch without, against Keras 3.15's values
+# (keras.metrics.X().update_state(y, p, sample_weight=W); update_state(y, p); result()).
+_Y = np.array([0, 2, 1, 2, 0])
+_P = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6], [0.5, 0.4, 0.1], [0.1, 0.7, 0.2], [0.3, 0.3, 0.4]])
+_W = np.array([1.0, 2.0, 0.5, 3.0, 0.0])
+_YB = np.array([[1.0], [0.0], [1.0], [1.0], [0.0]])
+_PB = np.array([[0.8], [0.6], [0.3], [0.9], [0.1]])
+
+
+@pytest.mark.parametrize(
+    "make,y,p,keras_value",
+    [
+        (metrics.SparseCategoricalAccuracy, _Y, _P, 0.43478259444236755),
+        (metrics.Accuracy, _Y, _P, 0.43478259444236755),
+        (metrics.CategoricalAccuracy, np.eye(3)[_Y], _P, 0.43478259444236755),
+        (lambda: metrics.SparseTopKCategoricalAccuracy(k=2), _Y, _P, 1.0),
+        (lambda: metrics.TopKCategoricalAccuracy(k=2), np.eye(3)[_Y], _P, 1.0),
+        (metrics.BinaryAccuracy, _YB, _PB, 0.6086956262588501),
+        (metrics.MeanSquaredError, np.eye(3)[_Y], _P, 0.2165217399597168),
+        (metrics.MeanAbsoluteError, np.eye(3)[_Y], _P, 0.39420294761657715),
+        (metrics.Precision, np.eye(3)[_Y], _P, 0.5555555820465088),
+        (metrics.Recall, _YB, _PB, 0.800000011920929),
+        (metrics.AUC, np.eye(3)[_Y], _P, 0.6710774898529053),
+        (lambda: metrics.AUC(curve="PR", num_thresholds=5), _YB, _PB, 0.9383397698402405),
+    ],
+)
+def test_update_state_weighs_samples_as_keras(make, y, p, keras_value):
+    """Keras's ``update_state(y_true, y_pred, sample_weight=None)``: once a TypeError here."""
+    m = make()
+    m.update_state(y, p, sample_weight=_W)
+    m.update_state(y, p)
+    assert m.result() == pytest.approx(keras_value, rel=1e-6)
+    m.reset_state()
+    m.update_state(y, p, _W)  # positional, as Keras allows
+    m.reset_state()
+    m.update_state(y, p)
+    unweighted = make()
+    unweighted.update_state(y, p)
+    assert m.result() == unweighted.result()
+
+
+def test_update_state_refuses_bad_sample_weights():
+    m = metrics.Precision()
+    with pytest.raises(ValueError, match=r"precision: sample_weight must be a number or have shape \(5,\)"):
+        m.update_state(_YB, _PB, sample_weight=np.ones(4))
+    with pytest.raises(ValueError, match="sample_weight must be finite and >= 0"):
+        metrics.SparseCategoricalAccuracy().update_state(_Y, _P, sample_weight=-_W)

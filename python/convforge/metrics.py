@@ -50,6 +50,20 @@ def _ratio(a, b) -> np.ndarray:
     return np.divide(a, b, out=np.zeros(a.shape), where=b > 0)
 
 
+def _sample_weights(sample_weight, n: int, who: str) -> np.ndarray:
+    """``update_state``'s ``sample_weight`` as float64 ``(n,)``: a number (every sample) or one
+    finite weight >= 0 per sample, ``(n,)`` or ``(n, 1)``; else a ValueError naming the metric."""
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.ndim > 1 or (w.ndim == 1 and w.shape[0] != n):
+        raise ValueError(f"{who}: sample_weight must be a number or have shape ({n},) for a batch of {n} samples; "
+                         f"got shape {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"{who}: sample_weight must be finite and >= 0; got {w.reshape(-1)[:8].tolist()}")
+    return np.broadcast_to(w, (n,))
+
+
 def _labels(y, name: str) -> np.ndarray:
     """Class labels from labels, one-hot rows or scores (argmax)."""
     y = np.asarray(y)
@@ -193,7 +207,7 @@ class Metric:
     def reset_state(self) -> None:
         raise NotImplementedError
 
-    def update_state(self, y_true, y_pred) -> None:
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
         raise NotImplementedError
 
     def result(self) -> float:
@@ -205,10 +219,17 @@ class Metric:
 
 
 class Mean(Metric):
-    """Sample-weighted mean of a per-batch function ``fn(y_true, y_pred) -> float``."""
+    """Sample-weighted mean of a per-batch function ``fn(y_true, y_pred) -> float``.
 
-    def __init__(self, fn=None, name: str | None = None):
+    ``fn`` may return the batch's mean or one value per sample. ``update_state(y_true, y_pred,
+    sample_weight)`` weights the samples as Keras does, ``sum(w_i v_i) / sum(w_i)`` over all
+    batches; a function that returns one number gives it to every sample of the batch. The
+    built-in metrics give ``per_sample`` (one value per sample) for that.
+    """
+
+    def __init__(self, fn=None, name: str | None = None, per_sample=None):
         self.fn = fn
+        self.per_sample = per_sample
         self.name = name or getattr(fn, "__name__", "mean")
         self.reset_state()
 
@@ -216,8 +237,11 @@ class Mean(Metric):
         self._total = 0.0
         self._count = 0
 
-    def update_state(self, y_true, y_pred):
+    def update_state(self, y_true, y_pred, sample_weight=None):
         n = len(y_pred)
+        if sample_weight is not None:
+            self._add_weighted(y_true, y_pred, _sample_weights(sample_weight, n, self.name))
+            return
         # A function may return the batch's mean or, as Keras's metric functions do, one value
         # per sample: both are averaged over the samples.
         value = self.fn(y_true, y_pred)
@@ -225,6 +249,19 @@ class Mean(Metric):
             value = float(np.mean(value))
         self._total += value * n
         self._count += n
+
+    def _add_weighted(self, y_true, y_pred, w: np.ndarray) -> None:
+        values = np.asarray((self.per_sample or self.fn)(y_true, y_pred), dtype=np.float64)
+        n = len(w)
+        if values.ndim == 0:  # the batch's mean: every sample's value
+            values = np.broadcast_to(values, (n,))
+        elif values.size % n or values.shape[0] != n:
+            raise ValueError(f"{self.name}: its function returned {values.shape} values for a batch of {n} "
+                             "samples; sample_weight needs one value per sample (or one number)")
+        else:
+            values = values.reshape(n, -1).mean(axis=1)
+        self._total += float(values @ w)
+        self._count += float(w.sum())
 
     def add(self, value: float, n: int) -> None:
         """Add a batch mean ``value`` over ``n`` samples."""
@@ -249,6 +286,17 @@ def _fast_accuracy(y_true, y_pred) -> float:
     return accuracy(y_true, y_pred)
 
 
+def _accuracy_per_sample(y_true, y_pred) -> np.ndarray:
+    """Accuracy's hits, one per sample (for sample weights): _fast_accuracy's rules."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_pred.ndim == 2 and y_pred.shape[1] > 1:
+        return y_pred.argmax(axis=1) == (y_true.argmax(axis=1) if y_true.ndim == 2 else y_true.reshape(-1))
+    t = y_true.reshape(-1)
+    if y_pred.dtype.kind == "f":
+        return (y_pred.reshape(-1) > 0.5) == (t > 0.5)
+    return _labels(y_pred, "y_pred") == _labels(t, "y_true")
+
+
 class Accuracy(Mean):
     """Accuracy for labels, one-hot rows or binary (0.5-thresholded) outputs.
 
@@ -267,15 +315,19 @@ class Accuracy(Mean):
     direction = "up"
 
     def __init__(self, name: str = "accuracy"):
-        super().__init__(_fast_accuracy, name)
+        super().__init__(_fast_accuracy, name, per_sample=_accuracy_per_sample)
 
 
 def _mse(y_true, y_pred):
-    return float(np.mean((y_pred - np.asarray(y_true).reshape(y_pred.shape)) ** 2))
+    """Per sample: the mean over its outputs (Keras's mean_squared_error)."""
+    y_pred = np.asarray(y_pred)
+    d = y_pred - np.asarray(y_true).reshape(y_pred.shape)
+    return (d * d).reshape(len(d), -1).mean(axis=1)
 
 
 def _mae(y_true, y_pred):
-    return float(np.mean(np.abs(y_pred - np.asarray(y_true).reshape(y_pred.shape))))
+    y_pred = np.asarray(y_pred)
+    return np.abs(y_pred - np.asarray(y_true).reshape(y_pred.shape)).reshape(len(y_pred), -1).mean(axis=1)
 
 
 # Keras's default names (history keys 'mean_squared_error', ...); compile(metrics=['mse']) passes
@@ -312,7 +364,8 @@ def _binary_pair(y_true, y_pred, who: str):
 class _Counting(Metric):
     """A metric from counts accumulated over batches (not a mean of batch values).
 
-    Its counts (the attributes named in ``_count_names``, ints or int arrays) add up over the
+    Its counts (the attributes named in ``_count_names``, ints or int arrays; sums of weights,
+    floats, once ``update_state`` was given a ``sample_weight``) add up over the
     ranks of a data-parallel run: :mod:`convforge.distributed` sums :meth:`counts` and asks
     :meth:`with_counts` for the result, since a mean of the ranks' precisions or AUCs is not
     the precision or AUC of all the samples.
@@ -335,8 +388,10 @@ class _Counting(Metric):
         for n in self._count_names:
             mine = getattr(self, n)
             size = np.size(mine)
-            part = np.rint(counts[offset : offset + size]).astype(np.int64)
-            setattr(other, n, part.reshape(np.shape(mine)) if np.ndim(mine) else int(part[0]))
+            part = counts[offset : offset + size]
+            if np.asarray(mine).dtype.kind in "iu":  # counts, not sums of weights: whole numbers
+                part = np.rint(part).astype(np.int64)
+            setattr(other, n, part.reshape(np.shape(mine)) if np.ndim(mine) else part[0].item())
             offset += size
         return other
 
@@ -351,7 +406,7 @@ class BinaryAccuracy(Mean):
 
         def binary_accuracy(y_true, y_pred):
             t, p = _binary_pair(y_true, y_pred, name)
-            return float(np.mean((p > self.threshold) == (t > 0.5)))
+            return ((p > self.threshold) == (t > 0.5)).reshape(len(p), -1).mean(axis=1)
 
         super().__init__(binary_accuracy, name)
 
@@ -369,7 +424,7 @@ class CategoricalAccuracy(Mean):
             t = np.asarray(y_true)
             if t.ndim != 2:
                 raise ValueError(f"{name} expects one-hot targets (N, classes); got shape {t.shape}")
-            return float(np.mean(np.argmax(y_pred, axis=1) == np.argmax(t, axis=1)))
+            return np.argmax(y_pred, axis=1) == np.argmax(t, axis=1)
 
         super().__init__(categorical_accuracy, name)
 
@@ -382,7 +437,7 @@ class SparseCategoricalAccuracy(Mean):
     def __init__(self, name: str = "sparse_categorical_accuracy"):
         def sparse_categorical_accuracy(y_true, y_pred):
             t = np.asarray(y_true).reshape(-1)
-            return float(np.mean(np.argmax(y_pred, axis=1) == t))
+            return np.argmax(y_pred, axis=1) == t
 
         super().__init__(sparse_categorical_accuracy, name)
 
@@ -403,7 +458,7 @@ class TopKCategoricalAccuracy(Mean):
         self.k = int(k)
 
         def top_k(y_true, y_pred):
-            return float(np.mean(_top_k_hits(np.argmax(np.asarray(y_true), axis=1), y_pred, self.k)))
+            return _top_k_hits(np.argmax(np.asarray(y_true), axis=1), y_pred, self.k)
 
         super().__init__(top_k, name)
 
@@ -420,7 +475,7 @@ class SparseTopKCategoricalAccuracy(Mean):
         self.k = int(k)
 
         def top_k(y_true, y_pred):
-            return float(np.mean(_top_k_hits(np.asarray(y_true).reshape(-1).astype(np.int64), y_pred, self.k)))
+            return _top_k_hits(np.asarray(y_true).reshape(-1).astype(np.int64), y_pred, self.k)
 
         super().__init__(top_k, name)
 
@@ -445,9 +500,16 @@ class Precision(_Counting):
     def reset_state(self):
         self.tp = self.fp = self.fn = 0
 
-    def update_state(self, y_true, y_pred):
+    def update_state(self, y_true, y_pred, sample_weight=None):
         t, p = _binary_pair(y_true, y_pred, self.name)
         positive, actual = p > self.threshold, t > 0.5
+        if sample_weight is not None:  # each sample's weight on each of its outputs, as Keras
+            w = _sample_weights(sample_weight, len(p), self.name).reshape(-1, *([1] * (p.ndim - 1)))
+            w = np.broadcast_to(w, p.shape)
+            self.tp += float(w[positive & actual].sum())
+            self.fp += float(w[positive & ~actual].sum())
+            self.fn += float(w[~positive & actual].sum())
+            return
         self.tp += int(np.count_nonzero(positive & actual))
         self.fp += int(np.count_nonzero(positive & ~actual))
         self.fn += int(np.count_nonzero(~positive & actual))
@@ -508,17 +570,32 @@ class AUC(_Counting):
         k = self.num_thresholds
         self.tp, self.fp, self.tn, self.fn = (np.zeros(k, np.int64) for _ in range(4))
 
-    def update_state(self, y_true, y_pred):
+    def update_state(self, y_true, y_pred, sample_weight=None):
         t, p = _binary_pair(y_true, y_pred, self.name)
+        w = None
+        if sample_weight is not None:  # each sample's weight on each of its outputs, as Keras
+            w = _sample_weights(sample_weight, len(p), self.name).reshape(-1, *([1] * (p.ndim - 1)))
+            w = np.broadcast_to(w, p.shape).reshape(-1)
+            if self.tp.dtype.kind != "f":  # from now on sums of weights
+                for name in self._count_names:
+                    setattr(self, name, getattr(self, name).astype(np.float64))
         t, p = t.reshape(-1) > 0.5, p.reshape(-1)
         if self.from_logits:  # the sigmoid, without overflow for large negative logits
             p = np.exp(-np.logaddexp(0.0, -p))
-        # Predictions above each threshold: count through the sorted scores.
+        # Predictions above each threshold: count (or weigh) through the sorted scores.
         for actual, above, below in ((t, self.tp, self.fn), (~t, self.fp, self.tn)):
-            scores = np.sort(p[actual])
-            n_above = len(scores) - np.searchsorted(scores, self.thresholds, side="right")
+            order = np.argsort(p[actual], kind="stable")
+            scores = p[actual][order]
+            at = np.searchsorted(scores, self.thresholds, side="right")
+            if w is None:
+                n_above = len(scores) - at
+                total = len(scores)
+            else:  # cumulative weight of the scores up to each threshold
+                cumulative = np.concatenate([[0.0], np.cumsum(w[actual][order])])
+                total = cumulative[-1]
+                n_above = total - cumulative[at]
             above += n_above
-            below += len(scores) - n_above
+            below += total - n_above
 
     def result(self):
         if self.curve == "PR":
