@@ -257,3 +257,29 @@ def test_update_state_refuses_bad_sample_weights():
         m.update_state(_YB, _PB, sample_weight=np.ones(4))
     with pytest.raises(ValueError, match="sample_weight must be finite and >= 0"):
         metrics.SparseCategoricalAccuracy().update_state(_Y, _P, sample_weight=-_W)
+
+
+def test_mean_and_sum_of_values_as_keras():
+    """Keras's ``Mean().update_state(values, sample_weight)`` and ``Sum``; Mean() once required
+    a y_pred (TypeError) and Sum did not exist. Values from Keras 3.15."""
+    m = metrics.Mean()
+    m.update_state(np.array([[1.0, 2.0], [3.0, 4.0]]), sample_weight=np.array([1.0, 3.0]))  # rows weighted
+    assert m.result() == pytest.approx(3.0)
+    m = metrics.Mean()
+    m.update_state(5.0)
+    m.update_state([1, 2])
+    assert m.result() == pytest.approx(8 / 3)
+    m = metrics.Mean("running")  # Keras's positional name; a second positional argument is the weights
+    m.update_state([1.0, 2.0], [0.5, 1.5])
+    assert (m.name, m.result()) == ("running", pytest.approx(1.75))
+    m.reset_state()
+    assert np.isnan(m.result())
+    s = metrics.Sum()
+    assert (s.name, s.result()) == ("sum", 0.0)
+    s.update_state([1, 2, 3], sample_weight=[1, 0, 2])
+    s.update_state(0.5)
+    assert s.result() == pytest.approx(7.5)
+    with pytest.raises(ValueError, match=r"mean: sample_weight of shape \(3,\) does not fit values of shape \(2,\)"):
+        metrics.Mean().update_state([1, 2], sample_weight=[1, 2, 3])
+    with pytest.raises(TypeError, match="update_state takes numbers"):
+        metrics.Sum().update_state("abc")

@@ -30,6 +30,7 @@ __all__ = [
     "Recall",
     "SparseCategoricalAccuracy",
     "SparseTopKCategoricalAccuracy",
+    "Sum",
     "TopKCategoricalAccuracy",
     "Mean",
     "MeanAbsoluteError",
@@ -62,6 +63,30 @@ def _sample_weights(sample_weight, n: int, who: str) -> np.ndarray:
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError(f"{who}: sample_weight must be finite and >= 0; got {w.reshape(-1)[:8].tolist()}")
     return np.broadcast_to(w, (n,))
+
+
+def _finite_values(values, who: str) -> np.ndarray:
+    """``update_state``'s values (a number or an array of numbers) as float64."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{who}: update_state takes numbers or an array of numbers; got {values!r}") from None
+
+
+def _broadcast_weights(sample_weight, shape, who: str) -> np.ndarray:
+    """Weights for values of ``shape``, as Keras broadcasts them: a number, the values' shape, or
+    its leading dimensions (``(N,)`` weights for ``(N, C)`` values weigh each row)."""
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if 0 < w.ndim < len(shape) and w.shape == tuple(shape[: w.ndim]):
+        w = w.reshape(w.shape + (1,) * (len(shape) - w.ndim))
+    try:
+        w = np.broadcast_to(w, shape)
+    except ValueError:
+        raise ValueError(f"{who}: sample_weight of shape {np.shape(sample_weight)} does not fit values of "
+                         f"shape {tuple(shape)}") from None
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"{who}: sample_weight must be finite and >= 0")
+    return w
 
 
 def _labels(y, name: str) -> np.ndarray:
@@ -219,15 +244,24 @@ class Metric:
 
 
 class Mean(Metric):
-    """Sample-weighted mean of a per-batch function ``fn(y_true, y_pred) -> float``.
+    """The running mean of values (Keras's ``Mean``), or of a function of each batch.
 
-    ``fn`` may return the batch's mean or one value per sample. ``update_state(y_true, y_pred,
-    sample_weight)`` weights the samples as Keras does, ``sum(w_i v_i) / sum(w_i)`` over all
-    batches; a function that returns one number gives it to every sample of the batch. The
-    built-in metrics give ``per_sample`` (one value per sample) for that.
+    ``Mean()`` / ``Mean(name='loss')`` is Keras's ``keras.metrics.Mean``:
+    ``update_state(values, sample_weight=None)`` adds numbers or arrays, ``result()`` is
+    ``sum(w * values) / sum(w)`` over everything added (weights broadcast to the values).
+
+    ``Mean(fn)`` is the sample-weighted mean of ``fn(y_true, y_pred)`` over batches (Keras's
+    ``MeanMetricWrapper``): ``fn`` may return the batch's mean or one value per sample;
+    ``update_state(y_true, y_pred, sample_weight)`` weights the samples as Keras does,
+    ``sum(w_i v_i) / sum(w_i)``; a function that returns one number gives it to every sample of
+    the batch. The built-in metrics give ``per_sample`` (one value per sample) for that.
+
+    Unlike Keras (0.0), ``result()`` is NaN while nothing has been added.
     """
 
     def __init__(self, fn=None, name: str | None = None, per_sample=None):
+        if isinstance(fn, str) and name is None:  # Keras's Mean(name) given positionally
+            fn, name = None, fn
         self.fn = fn
         self.per_sample = per_sample
         self.name = name or getattr(fn, "__name__", "mean")
@@ -237,7 +271,15 @@ class Mean(Metric):
         self._total = 0.0
         self._count = 0
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def update_state(self, y_true, y_pred=None, sample_weight=None):
+        if self.fn is None:
+            # Keras's Mean.update_state(values, sample_weight=None): a second positional
+            # argument is the weights there.
+            if y_pred is not None and sample_weight is not None:
+                raise TypeError(f"{self.name}: Mean() takes update_state(values, sample_weight=None); "
+                                "for the mean of a function of (y_true, y_pred) use Mean(fn)")
+            self._add_values(y_true, y_pred if sample_weight is None else sample_weight)
+            return
         n = len(y_pred)
         if sample_weight is not None:
             self._add_weighted(y_true, y_pred, _sample_weights(sample_weight, n, self.name))
@@ -249,6 +291,16 @@ class Mean(Metric):
             value = float(np.mean(value))
         self._total += value * n
         self._count += n
+
+    def _add_values(self, values, sample_weight) -> None:
+        values = _finite_values(values, self.name)
+        if sample_weight is None:
+            self._total += float(values.sum())
+            self._count += values.size
+            return
+        w = _broadcast_weights(sample_weight, values.shape, self.name)
+        self._total += float((values * w).sum())
+        self._count += float(w.sum())
 
     def _add_weighted(self, y_true, y_pred, w: np.ndarray) -> None:
         values = np.asarray((self.per_sample or self.fn)(y_true, y_pred), dtype=np.float64)
@@ -272,6 +324,27 @@ class Mean(Metric):
         # A Python float, as Keras's logs hold: a function's NumPy scalar (accuracy's np.float64)
         # made history.history print as [np.float64(0.6), ...] and evaluate return them.
         return float(self._total / self._count) if self._count else float("nan")
+
+
+class Sum(Metric):
+    """The running sum of values, Keras's ``Sum``: ``update_state(values, sample_weight=None)``
+    adds ``sum(w * values)``; ``result()`` is the total (0.0 at first)."""
+
+    def __init__(self, name: str = "sum"):
+        super().__init__(name)
+        self.reset_state()
+
+    def reset_state(self):
+        self._sum = 0.0
+
+    def update_state(self, values, sample_weight=None):
+        values = _finite_values(values, self.name)
+        if sample_weight is not None:
+            values = values * _broadcast_weights(sample_weight, values.shape, self.name)
+        self._sum += float(values.sum())
+
+    def result(self):
+        return self._sum
 
 
 def _fast_accuracy(y_true, y_pred) -> float:
