@@ -283,3 +283,21 @@ def test_mean_and_sum_of_values_as_keras():
         metrics.Mean().update_state([1, 2], sample_weight=[1, 2, 3])
     with pytest.raises(TypeError, match="update_state takes numbers"):
         metrics.Sum().update_state("abc")
+
+
+def test_metric_arguments_are_checked():
+    """k=0 gave an accuracy of 0, k=2.5 was truncated to 2, thresholds=2 never fired and a list
+    of thresholds or a string threshold gave float()'s message naming no argument; Keras refuses
+    thresholds outside [0, 1] too."""
+    for make in (metrics.TopKCategoricalAccuracy, metrics.SparseTopKCategoricalAccuracy):
+        for k in (0, 2.5, True):
+            with pytest.raises(ValueError, match="k must be an int >= 1"):
+                make(k=k)
+        assert make(k=np.int64(3)).k == 3
+    with pytest.raises(ValueError, match=r"thresholds must be in \[0, 1\]; got 2"):
+        metrics.Precision(thresholds=2)
+    with pytest.raises(TypeError, match="take one threshold"):
+        metrics.Recall(thresholds=[0.3, 0.6])
+    with pytest.raises(TypeError, match="threshold must be a number in"):
+        metrics.BinaryAccuracy(threshold="a")
+    assert metrics.BinaryAccuracy(threshold=0.7).threshold == 0.7

@@ -89,6 +89,24 @@ def _broadcast_weights(sample_weight, shape, who: str) -> np.ndarray:
     return w
 
 
+def _threshold(value, name: str) -> float:
+    """A decision threshold: a number in [0, 1] (Keras's rule for Precision and Recall)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        hint = ""
+        if isinstance(value, (list, tuple, np.ndarray)):
+            hint = " (convforge's Precision and Recall take one threshold: make one metric per threshold)"
+        raise TypeError(f"{name} must be a number in [0, 1]; got {value!r}{hint}")
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name} must be in [0, 1]; got {value!r}")
+    return float(value)
+
+
+def _top_k(value) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"k must be an int >= 1 (how many of the highest scores count); got {value!r}")
+    return int(value)
+
+
 def _labels(y, name: str) -> np.ndarray:
     """Class labels from labels, one-hot rows or scores (argmax)."""
     y = np.asarray(y)
@@ -475,7 +493,7 @@ class BinaryAccuracy(Mean):
     direction = "up"
 
     def __init__(self, name: str = "binary_accuracy", threshold: float = 0.5):
-        self.threshold = float(threshold)
+        self.threshold = _threshold(threshold, "threshold")
 
         def binary_accuracy(y_true, y_pred):
             t, p = _binary_pair(y_true, y_pred, name)
@@ -528,7 +546,7 @@ class TopKCategoricalAccuracy(Mean):
     direction = "up"
 
     def __init__(self, k: int = 5, name: str = "top_k_categorical_accuracy"):
-        self.k = int(k)
+        self.k = _top_k(k)
 
         def top_k(y_true, y_pred):
             return _top_k_hits(np.argmax(np.asarray(y_true), axis=1), y_pred, self.k)
@@ -545,7 +563,7 @@ class SparseTopKCategoricalAccuracy(Mean):
     direction = "up"
 
     def __init__(self, k: int = 5, name: str = "sparse_top_k_categorical_accuracy"):
-        self.k = int(k)
+        self.k = _top_k(k)
 
         def top_k(y_true, y_pred):
             return _top_k_hits(np.asarray(y_true).reshape(-1).astype(np.int64), y_pred, self.k)
@@ -567,7 +585,7 @@ class Precision(_Counting):
     direction = "up"
 
     def __init__(self, thresholds=None, name: str = "precision"):
-        self.threshold = 0.5 if thresholds is None else float(thresholds)
+        self.threshold = 0.5 if thresholds is None else _threshold(thresholds, "thresholds")
         super().__init__(name)
 
     def reset_state(self):
