@@ -301,3 +301,17 @@ def test_metric_arguments_are_checked():
     with pytest.raises(TypeError, match="threshold must be a number in"):
         metrics.BinaryAccuracy(threshold="a")
     assert metrics.BinaryAccuracy(threshold=0.7).threshold == 0.7
+
+
+@pytest.mark.parametrize("make", [metrics.SparseCategoricalAccuracy,
+                                  lambda: metrics.SparseTopKCategoricalAccuracy(k=1)])
+def test_sparse_metrics_refuse_labels_outside_the_classes(make):
+    """Label 5 for two classes was an IndexError in the top-k metric, and -1 read the last
+    column's score (a silent hit); the accuracy counted both as misses."""
+    scores = np.array([[0.9, 0.1], [0.2, 0.8]])
+    for bad in (5, -1):
+        with pytest.raises(ValueError, match=f"label {bad} at index 1 is out of range"):
+            make().update_state(np.array([0, bad]), scores)
+    m = make()
+    m.update_state(np.array([[0.0], [0.0]]), scores)  # (N, 1) float labels, as Keras users have them
+    assert m.result() == 0.5

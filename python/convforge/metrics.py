@@ -21,6 +21,8 @@ import numbers
 
 import numpy as np
 
+from .losses import check_sparse_labels
+
 __all__ = [
     "AUC",
     "Accuracy",
@@ -527,10 +529,18 @@ class SparseCategoricalAccuracy(Mean):
 
     def __init__(self, name: str = "sparse_categorical_accuracy"):
         def sparse_categorical_accuracy(y_true, y_pred):
-            t = np.asarray(y_true).reshape(-1)
-            return np.argmax(y_pred, axis=1) == t
+            y_pred = np.asarray(y_pred)
+            return np.argmax(y_pred, axis=1) == _sparse_labels(y_true, y_pred, name)
 
         super().__init__(sparse_categorical_accuracy, name)
+
+
+def _sparse_labels(y_true, y_pred: np.ndarray, who: str) -> np.ndarray:
+    """Integer labels ``(N,)`` or ``(N, 1)`` checked against the score columns: a label outside
+    ``[0, classes)`` is a ValueError naming it, not a miss (Keras) or another column's score."""
+    if y_pred.ndim != 2:
+        raise ValueError(f"{who} expects scores of shape (batch, classes); got shape {y_pred.shape}")
+    return check_sparse_labels(y_true, y_pred.shape[1], who)
 
 
 def _top_k_hits(labels: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
@@ -566,7 +576,8 @@ class SparseTopKCategoricalAccuracy(Mean):
         self.k = _top_k(k)
 
         def top_k(y_true, y_pred):
-            return _top_k_hits(np.asarray(y_true).reshape(-1).astype(np.int64), y_pred, self.k)
+            y_pred = np.asarray(y_pred)
+            return _top_k_hits(_sparse_labels(y_true, y_pred, name), y_pred, self.k)
 
         super().__init__(top_k, name)
 
