@@ -330,3 +330,19 @@ def test_learning_rate_scheduler_callback_by_epoch():
     np.testing.assert_allclose(history.history["learning_rate"], [0.005, 0.0025])
     with pytest.raises(ValueError, match="returned -1"):
         model.fit(x, y, verbose=0, callbacks=[callbacks.LearningRateScheduler(lambda epoch: -1)])
+
+
+@pytest.mark.parametrize("make", [losses.SparseCategoricalCrossentropy, losses.CategoricalCrossentropy,
+                                  losses.BinaryCrossentropy, losses.Huber, losses.MeanSquaredError,
+                                  losses.MeanAbsoluteError])
+def test_every_loss_takes_keras_name_argument_and_keeps_it_in_its_config(make):
+    """Keras's losses all take ``name=``; the cross-entropies and Huber refused it (TypeError
+    'does not support the argument name'), though Loss and MeanSquaredError took it."""
+    loss = make(name="my_loss")
+    assert loss.name == "my_loss"
+    assert loss.get_config()["name"] == "my_loss"
+    again = losses.deserialize(losses.serialize(loss))
+    assert type(again) is make and again.get_config() == loss.get_config()
+    assert make().name == make.name  # the default stays the class's Keras name
+    with pytest.raises(TypeError, match="name must be a string"):
+        make(name=3)

@@ -148,6 +148,8 @@ class Loss:
     def __init__(self, name: str | None = None):
         # Keras's signature: a subclass of one's own calls super().__init__(name=name).
         if name is not None:
+            if not isinstance(name, str):
+                raise TypeError(f"name must be a string; got {name!r}")
             self.name = name
 
     def __call__(self, y_true, y_pred, sample_weight=None) -> float:
@@ -178,7 +180,8 @@ class Loss:
         raise NotImplementedError
 
     def get_config(self) -> dict:
-        return {}
+        """The constructor's arguments; ``name`` as in Keras's configs."""
+        return {"name": self.name}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -198,11 +201,12 @@ def _check_smoothing(value) -> float:
 
 
 class _Crossentropy(Loss):
-    def __init__(self, from_logits: bool = False):
+    def __init__(self, from_logits: bool = False, name: str | None = None):
+        super().__init__(name)
         self.from_logits = _check_flag(from_logits, "from_logits")
 
     def get_config(self):
-        return {"from_logits": self.from_logits}
+        return {**super().get_config(), "from_logits": self.from_logits}
 
     def _targets_matrix(self, y_true, shape):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -270,8 +274,8 @@ class CategoricalCrossentropy(_Crossentropy):
 
     name = "categorical_crossentropy"
 
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
-        super().__init__(from_logits)
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, name: str | None = None):
+        super().__init__(from_logits, name)
         self.label_smoothing = _check_smoothing(label_smoothing)
 
     def get_config(self):
@@ -377,13 +381,14 @@ class Huber(_ElementwiseLoss):
 
     name = "huber"
 
-    def __init__(self, delta: float = 1.0):
+    def __init__(self, delta: float = 1.0, name: str | None = None):
+        super().__init__(name)
         if isinstance(delta, bool) or not isinstance(delta, (int, float, np.floating)) or not delta > 0:
             raise ValueError(f"Huber delta must be a number > 0; got {delta!r}")
         self.delta = float(delta)
 
     def get_config(self):
-        return {"delta": self.delta}
+        return {**super().get_config(), "delta": self.delta}
 
     def _elementwise(self, diff):
         a = np.abs(diff)
@@ -408,12 +413,13 @@ class BinaryCrossentropy(_ElementwiseLoss):
 
     name = "binary_crossentropy"
 
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, name: str | None = None):
+        super().__init__(name)
         self.from_logits = _check_flag(from_logits, "from_logits")
         self.label_smoothing = _check_smoothing(label_smoothing)
 
     def get_config(self):
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+        return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
     def prepare_targets(self, y_true, output_shape):
         y = super().prepare_targets(y_true, output_shape)
