@@ -300,6 +300,42 @@ def test_unsupported_arguments_say_so(make, message):
 
 
 @pytest.mark.parametrize(
+    "make",
+    [
+        # Keras's defaults spelled out (Keras code and configs do): they switch the feature off,
+        # which is what convforge does, so they were refused for nothing.
+        lambda: convforge.optimizers.Adam(amsgrad=False, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                                          use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
+                                          loss_scale_factor=None, gradient_accumulation_steps=None),
+        lambda: convforge.losses.SparseCategoricalCrossentropy(reduction="sum_over_batch_size", ignore_class=None,
+                                                               axis=-1),
+        lambda: convforge.losses.MeanSquaredError(reduction="sum_over_batch_size", dtype=None),
+        lambda: convforge.metrics.Precision(top_k=None, class_id=None),
+        lambda: convforge.metrics.AUC(summation_method="interpolation", multi_label=False, num_labels=None,
+                                      label_weights=None, thresholds=None),
+        lambda: convforge.optimizers.CosineDecay(0.1, 10, warmup_steps=0, warmup_target=None),
+    ],
+)
+def test_keras_default_values_of_unsupported_arguments_are_accepted(make):
+    make()
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda: convforge.optimizers.Adam(amsgrad=True), r"AMSGrad variant \(only Keras's default amsgrad=False"),
+        (lambda: convforge.optimizers.Adam(amsgrad=0), "amsgrad=False is accepted; got 0"),
+        (lambda: convforge.losses.Huber(reduction="sum"), "reduction='sum_over_batch_size' is accepted; got 'sum'"),
+        (lambda: convforge.losses.CategoricalCrossentropy(axis=True), "axis=-1 is accepted; got True"),
+        (lambda: convforge.optimizers.CosineDecay(0.1, 10, warmup_steps=3), "has no warmup"),
+    ],
+)
+def test_other_values_of_unsupported_arguments_are_refused(make, message):
+    with pytest.raises(TypeError, match=message):
+        make()
+
+
+@pytest.mark.parametrize(
     "make,shape,keras_shape",
     [
         (lambda: layers.Conv2D(6, (5, 3)), (8, 8, 2), (5, 3, 2, 6)),

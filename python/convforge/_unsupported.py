@@ -194,6 +194,47 @@ ARGUMENT_HINTS: dict[str, str] = {
 }
 
 
+# Keras's own defaults of those arguments, which switch the feature off: convforge does exactly
+# that, so code (or a Keras config) that spells the default out, Adam(amsgrad=False) or
+# SparseCategoricalCrossentropy(reduction="sum_over_batch_size"), runs; any other value is refused.
+NEUTRAL_VALUES: dict[str, object] = {
+    "clipnorm": None,
+    "clipvalue": None,
+    "global_clipnorm": None,
+    "amsgrad": False,
+    "use_ema": False,
+    "ema_momentum": 0.99,
+    "ema_overwrite_frequency": None,
+    "loss_scale_factor": None,
+    "gradient_accumulation_steps": None,
+    "warmup_steps": 0,
+    "warmup_target": None,
+    "reduction": "sum_over_batch_size",
+    "axis": -1,  # the losses' class axis: convforge's is the last one
+    "ignore_class": None,
+    "dtype": None,
+    "class_id": None,
+    "top_k": None,
+    "multi_label": False,
+    "num_labels": None,
+    "label_weights": None,
+    "thresholds": None,  # AUC's list of thresholds (Precision and Recall take the argument)
+    "summation_method": "interpolation",
+    "from_sorted_ids": False,
+}
+
+
+def _is_neutral(name: str, value) -> bool:
+    if name not in NEUTRAL_VALUES:
+        return False
+    default = NEUTRAL_VALUES[name]
+    if default is None or isinstance(default, bool):
+        return value is default
+    # 0.99, -1, 'interpolation': equal and of a like type (not True for 1, not '0' for 0)
+    return type(value) in (int, float, str) and type(value) is not bool and value == default \
+        and isinstance(value, str) == isinstance(default, str)
+
+
 def check_arguments(cls, hints=None, method: str = "__init__") -> None:
     """Make ``cls.<method>`` (if ``cls`` defines it without ``**kwargs``; an ``__init__`` that is
     ``object``'s counts as one without arguments) raise, for a keyword it lacks, a TypeError
@@ -217,10 +258,17 @@ def check_arguments(cls, hints=None, method: str = "__init__") -> None:
     @functools.wraps(init)
     def checked(self, *args, **kwargs):
         unknown = [k for k in kwargs if k not in names]
+        if unknown and hints is None:  # Keras's defaults that switch a feature off: convforge's behaviour
+            neutral = [k for k in unknown if _is_neutral(k, kwargs[k])]
+            if neutral:
+                kwargs = {k: v for k, v in kwargs.items() if k not in neutral}
+                unknown = [k for k in unknown if k not in neutral]
         if unknown:
             name = unknown[0]
             hint = table.get(name) or "its arguments are " + str(
                 [p for p, v in params.items() if p != "self" and v.kind is not v.VAR_POSITIONAL])
+            if hints is None and name in NEUTRAL_VALUES:
+                hint += f" (only Keras's default {name}={NEUTRAL_VALUES[name]!r} is accepted; got {kwargs[name]!r})"
             where = type(self).__name__ if method == "__init__" else f"{type(self).__name__}.{method}"
             raise TypeError(f"convforge does not support the argument {name!r} of {where}; {hint}")
         return init(self, *args, **kwargs)
