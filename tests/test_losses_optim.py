@@ -346,3 +346,19 @@ def test_every_loss_takes_keras_name_argument_and_keeps_it_in_its_config(make):
     assert make().name == make.name  # the default stays the class's Keras name
     with pytest.raises(TypeError, match="name must be a string"):
         make(name=3)
+
+
+def test_optimizer_and_schedule_flags_are_true_or_false():
+    """centered='no' and staircase='no' were bool()'s True (a centred RMSprop, a staircase
+    schedule nobody asked for); a boundary 'a' was int()'s message naming no argument."""
+    with pytest.raises(TypeError, match="centered must be True or False; got 'no'"):
+        optimizers.RMSprop(centered="no")
+    with pytest.raises(TypeError, match="staircase must be True or False; got 'no'"):
+        optimizers.ExponentialDecay(0.1, 10, 0.5, staircase="no")
+    with pytest.raises(TypeError, match="nesterov must be True or False"):
+        optimizers.SGD(momentum=0.9, nesterov=1)
+    with pytest.raises(TypeError, match=r"boundaries\[0\] must be a step number; got 'a'"):
+        optimizers.PiecewiseConstantDecay(["a"], [0.1, 0.01])
+    assert optimizers.RMSprop(centered=np.bool_(True)).centered is True
+    schedule = optimizers.PiecewiseConstantDecay([2.5], [0.1, 0.01])  # Keras compares step <= 2.5
+    assert [schedule(s) for s in (2, 3)] == [0.1, 0.01]

@@ -66,6 +66,13 @@ def _real(value, name: str, *, low: float = 0.0, high: float | None = None, low_
     return value
 
 
+def _flag(value, name: str) -> bool:
+    """True or False; a string such as 'no' or a number is a TypeError, not bool()'s True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
 def _positive_int(value, name: str) -> int:
     if type(value) is int and value >= 1:  # the common case, without the ABC check (1.3 us a predict)
         return value
@@ -113,7 +120,7 @@ class ExponentialDecay(LearningRateSchedule):
         self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate")
         self.decay_steps = _positive_int(decay_steps, "decay_steps")
         self.decay_rate = _real(decay_rate, "decay_rate", low_open=True)
-        self.staircase = bool(staircase)
+        self.staircase = _flag(staircase, "staircase")
 
     def __call__(self, step):
         p = int(step) / self.decay_steps
@@ -161,7 +168,11 @@ class PiecewiseConstantDecay(LearningRateSchedule):
             raise ValueError(
                 f"values must have one more entry than boundaries; got {len(values)} and {len(boundaries)}"
             )
-        self.boundaries = [int(b) for b in boundaries]
+        for i, b in enumerate(boundaries):
+            if isinstance(b, (bool, np.bool_)) or not isinstance(b, numbers.Real) or not math.isfinite(b):
+                raise TypeError(f"boundaries[{i}] must be a step number; got {b!r}")
+        # Steps are whole numbers: step <= 2.5 is step <= 2 (floor, also below 0).
+        self.boundaries = [math.floor(b) for b in boundaries]
         if self.boundaries != sorted(self.boundaries):
             raise ValueError(f"boundaries must be increasing; got {self.boundaries}")
         self.values = [_real(v, f"values[{i}]") for i, v in enumerate(values)]
@@ -359,9 +370,7 @@ class SGD(Optimizer):
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None):
         super().__init__(learning_rate, weight_decay)
         self.momentum = _real(momentum, "momentum", high=1.0)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be True or False; got {nesterov!r}")
-        self.nesterov = bool(nesterov)
+        self.nesterov = _flag(nesterov, "nesterov")
 
     def _update(self, key, w, g, lr):
         step = np.multiply(g, lr, out=self._scratch(key, w))
@@ -442,7 +451,7 @@ class RMSprop(Optimizer):
         self.rho = _real(rho, "rho", high=1.0)
         self.momentum = _real(momentum, "momentum", high=1.0)
         self.epsilon = _real(epsilon, "epsilon", low_open=True)
-        self.centered = bool(centered)
+        self.centered = _flag(centered, "centered")
 
     def _update(self, key, w, g, lr):
         v = self._slot(key, "velocity", w)
