@@ -83,8 +83,12 @@ def test_calling_a_loss_takes_sample_weight(loss, kind):
     per_sample = [loss(y[i:i + 1], p[i:i + 1]) for i in range(len(y))]
     assert loss(y, p, sample_weight=w) == pytest.approx(np.dot(w, per_sample) / len(y), rel=1e-12)
     assert loss(y, p, sample_weight=2.0) == pytest.approx(2 * loss(y, p), rel=1e-12)
+    # A column of weights, as fit(sample_weight=) and Keras take it (it was refused here).
+    assert loss(y, p, sample_weight=w[:, None]) == loss(y, p, sample_weight=w)
     with pytest.raises(ValueError, match="sample_weight"):
         loss(y, p, sample_weight=w[:-1])
+    with pytest.raises(ValueError, match=r"shape \(5,\) or \(5, 1\), got shape \(5, 2\)"):
+        loss(y, p, sample_weight=np.ones((5, 2)))
 
 
 def test_a_keras_style_loss_subclass_says_it_needs_value_and_grad():

@@ -160,9 +160,12 @@ class Loss:
         if sample_weight is None:
             return self.value_and_grad(y_pred, y_true, need_grad=False)[0]
         weights = np.asarray(sample_weight, dtype=y_pred.dtype)
+        if weights.ndim == 2 and weights.shape[1] == 1:  # a column, as fit(sample_weight=) and Keras take it
+            weights = weights[:, 0]
         if weights.ndim > 1 or (weights.ndim == 1 and weights.shape[0] != y_pred.shape[0]):
-            raise ValueError(f"sample_weight must be a number or have shape ({y_pred.shape[0]},), got shape "
-                             f"{weights.shape}")
+            n = y_pred.shape[0]
+            raise ValueError(f"sample_weight must be a number or have shape ({n},) or ({n}, 1), got shape "
+                             f"{np.shape(sample_weight)}")
         weights = np.broadcast_to(weights, (y_pred.shape[0],))
         return self.value_and_grad(y_pred, y_true, need_grad=False, sample_weight=weights)[0]
 
