@@ -46,6 +46,9 @@ def test_loss_gradient_is_the_derivative_of_its_value(loss, kind, weighted):
     [
         ("binary_crossentropy", losses.BinaryCrossentropy),
         ("BinaryCrossentropy", losses.BinaryCrossentropy),
+        ("bce", losses.BinaryCrossentropy),  # Keras's alias, once refused
+        ("BCE", losses.BinaryCrossentropy),
+        ("MSE", losses.MeanSquaredError),
         ("mae", losses.MeanAbsoluteError),
         ("mean_absolute_error", losses.MeanAbsoluteError),
         ("huber", losses.Huber),
