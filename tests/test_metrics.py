@@ -315,3 +315,15 @@ def test_sparse_metrics_refuse_labels_outside_the_classes(make):
     m = make()
     m.update_state(np.array([[0.0], [0.0]]), scores)  # (N, 1) float labels, as Keras users have them
     assert m.result() == 0.5
+
+
+def test_results_are_python_floats_as_in_keras_logs():
+    """Accuracy with scores gave np.float64 (NumPy 2's count_nonzero is an np.intp), so fit's
+    history and evaluate(return_dict=True) printed {'accuracy': np.float64(0.25)}."""
+    scores = np.array([[0.2, 0.8], [0.3, 0.7], [0.9, 0.1]])
+    for make, y in [(metrics.Accuracy, np.array([0, 1, 0])), (metrics.Accuracy, np.eye(2)[[0, 1, 0]]),
+                    (metrics.SparseCategoricalAccuracy, np.array([0, 1, 0])), (metrics.Precision, np.eye(2)[[0, 1, 0]]),
+                    (metrics.AUC, np.eye(2)[[0, 1, 0]]), (metrics.MeanSquaredError, np.eye(2)[[0, 1, 0]])]:
+        m = make()
+        m.update_state(y, scores)
+        assert type(m.result()) is float, make

@@ -374,8 +374,11 @@ def _fast_accuracy(y_true, y_pred) -> float:
     if y_pred.ndim == 2 and y_pred.shape[1] > 1:
         predicted = y_pred.argmax(axis=1)
         if y_true.ndim == 2:
-            return np.count_nonzero(predicted == y_true.argmax(axis=1)) / len(predicted)
-        return np.count_nonzero(predicted == y_true) / len(predicted)
+            hits = np.count_nonzero(predicted == y_true.argmax(axis=1))
+        else:
+            hits = np.count_nonzero(predicted == y_true)
+        # int(): NumPy 2's count_nonzero gives an np.intp, whose quotient put np.float64(...) in the logs
+        return int(hits) / len(predicted)
     return accuracy(y_true, y_pred)
 
 
