@@ -313,7 +313,6 @@ def test_unsupported_arguments_say_so(make, message):
         lambda: convforge.metrics.Precision(top_k=None, class_id=None),
         lambda: convforge.metrics.AUC(summation_method="interpolation", multi_label=False, num_labels=None,
                                       label_weights=None, thresholds=None),
-        lambda: convforge.optimizers.CosineDecay(0.1, 10, warmup_steps=0, warmup_target=None),
     ],
 )
 def test_keras_default_values_of_unsupported_arguments_are_accepted(make):
@@ -327,7 +326,6 @@ def test_keras_default_values_of_unsupported_arguments_are_accepted(make):
         (lambda: convforge.optimizers.Adam(amsgrad=0), "amsgrad=False is accepted; got 0"),
         (lambda: convforge.losses.Huber(reduction="sum"), "reduction='sum_over_batch_size' is accepted; got 'sum'"),
         (lambda: convforge.losses.CategoricalCrossentropy(axis=True), "axis=-1 is accepted; got True"),
-        (lambda: convforge.optimizers.CosineDecay(0.1, 10, warmup_steps=3), "has no warmup"),
     ],
 )
 def test_other_values_of_unsupported_arguments_are_refused(make, message):

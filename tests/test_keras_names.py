@@ -85,8 +85,6 @@ def test_learning_rate_schedules_are_a_keras_namespace():
     "make,message",
     [
         (lambda s: s.ExponentialDecay(0.1, 100, 0.9, name="decay"), "'name' of ExponentialDecay; its arguments"),
-        (lambda s: s.CosineDecay(0.0, 100, warmup_target=0.1, warmup_steps=10), "'warmup_target' of CosineDecay; "
-                                                                                "convforge's CosineDecay has no warmup"),
         (lambda s: s.PiecewiseConstantDecay([10], [0.1, 0.01], name="pw"), "'name' of PiecewiseConstantDecay"),
     ],
 )

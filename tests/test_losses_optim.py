@@ -362,3 +362,20 @@ def test_optimizer_and_schedule_flags_are_true_or_false():
     assert optimizers.RMSprop(centered=np.bool_(True)).centered is True
     schedule = optimizers.PiecewiseConstantDecay([2.5], [0.1, 0.01])  # Keras compares step <= 2.5
     assert [schedule(s) for s in (2, 3)] == [0.1, 0.01]
+
+
+def test_cosine_decay_warmup_is_keras():
+    """Keras's CosineDecay(warmup_target=, warmup_steps=) (refused before): a linear rise from
+    initial_learning_rate to warmup_target, then the cosine from warmup_target. Keras 3.15's
+    values (float32) at steps 0..7 and 20."""
+    schedule = optimizers.CosineDecay(0.01, 10, alpha=0.2, warmup_target=0.1, warmup_steps=3)
+    keras_values = [0.01, 0.04, 0.07, 0.1, 0.09804226, 0.09236068, 0.08351141, 0.07236068, 0.02]
+    assert [schedule(s) for s in (*range(8), 20)] == pytest.approx(keras_values, rel=1e-6)
+    # warmup_steps=0: the cosine starts from warmup_target at once, as in Keras.
+    assert optimizers.CosineDecay(0.1, 10, warmup_target=0.05)(0) == 0.05
+    again = optimizers.SGD.from_config(optimizers.SGD(schedule).get_config()).learning_rate
+    assert [again(s) for s in range(15)] == [schedule(s) for s in range(15)]
+    with pytest.raises(ValueError, match="warmup_steps=5 needs warmup_target"):
+        optimizers.CosineDecay(0.1, 10, warmup_steps=5)  # Keras would silently skip the warmup
+    with pytest.raises(ValueError, match="warmup_steps must be an int >= 0"):
+        optimizers.CosineDecay(0.1, 10, warmup_target=0.2, warmup_steps=-1)

@@ -170,8 +170,6 @@ ARGUMENT_HINTS: dict[str, str] = {
     "use_ema": "convforge keeps no moving average of the weights",
     "ema_momentum": "convforge keeps no moving average of the weights",
     "ema_overwrite_frequency": "convforge keeps no moving average of the weights",
-    "warmup_target": "convforge's CosineDecay has no warmup: pass learning_rate=f, a function step -> lr of your own",
-    "warmup_steps": "convforge's CosineDecay has no warmup: pass learning_rate=f, a function step -> lr of your own",
     "loss_scale_factor": "convforge trains in float32 or float64, no loss scaling",
     "gradient_accumulation_steps": "use a larger batch_size",
     "reduction": "convforge's losses are the mean over the batch (Keras's default); weight samples with "
@@ -207,8 +205,6 @@ NEUTRAL_VALUES: dict[str, object] = {
     "ema_overwrite_frequency": None,
     "loss_scale_factor": None,
     "gradient_accumulation_steps": None,
-    "warmup_steps": 0,
-    "warmup_target": None,
     "reduction": "sum_over_batch_size",
     "axis": -1,  # the losses' class axis: convforge's is the last one
     "ignore_class": None,

@@ -139,23 +139,46 @@ class ExponentialDecay(LearningRateSchedule):
 
 class CosineDecay(LearningRateSchedule):
     """Cosine from ``initial_learning_rate`` down to ``alpha * initial_learning_rate`` over ``decay_steps``
-    (Keras's formula; constant afterwards)."""
+    (Keras's formula; constant afterwards).
 
-    def __init__(self, initial_learning_rate, decay_steps, alpha=0.0):
+    With ``warmup_target`` (Keras's warmup): the first ``warmup_steps`` steps rise linearly from
+    ``initial_learning_rate`` to ``warmup_target``, then the cosine runs from ``warmup_target``
+    down to ``alpha * warmup_target`` over the next ``decay_steps`` steps.
+    """
+
+    def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, warmup_target=None, warmup_steps=0):
         self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate")
         self.decay_steps = _positive_int(decay_steps, "decay_steps")
         self.alpha = _real(alpha, "alpha", high=1.0, high_open=False)
+        self.warmup_target = None if warmup_target is None else _real(warmup_target, "warmup_target")
+        if isinstance(warmup_steps, (bool, np.bool_)) or not isinstance(warmup_steps, numbers.Integral) \
+                or warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an int >= 0; got {warmup_steps!r}")
+        self.warmup_steps = int(warmup_steps)
+        if self.warmup_steps and self.warmup_target is None:
+            # Keras ignores warmup_steps then: a warmup asked for and silently not done.
+            raise ValueError(f"warmup_steps={self.warmup_steps} needs warmup_target, the learning rate the warmup "
+                             "rises to (from initial_learning_rate)")
 
     def __call__(self, step):
-        t = min(int(step), self.decay_steps) / self.decay_steps
+        step = int(step)
+        peak = self.initial_learning_rate
+        if self.warmup_target is not None:
+            if step < self.warmup_steps:
+                return peak + (self.warmup_target - peak) * step / self.warmup_steps
+            step -= self.warmup_steps
+            peak = self.warmup_target
+        t = min(step, self.decay_steps) / self.decay_steps
         cosine = 0.5 * (1 + math.cos(math.pi * t))
-        return self.initial_learning_rate * ((1 - self.alpha) * cosine + self.alpha)
+        return peak * ((1 - self.alpha) * cosine + self.alpha)
 
     def get_config(self):
         return {
             "initial_learning_rate": self.initial_learning_rate,
             "decay_steps": self.decay_steps,
             "alpha": self.alpha,
+            "warmup_target": self.warmup_target,
+            "warmup_steps": self.warmup_steps,
         }
 
 
