@@ -379,3 +379,20 @@ def test_cosine_decay_warmup_is_keras():
         optimizers.CosineDecay(0.1, 10, warmup_steps=5)  # Keras would silently skip the warmup
     with pytest.raises(ValueError, match="warmup_steps must be an int >= 0"):
         optimizers.CosineDecay(0.1, 10, warmup_target=0.2, warmup_steps=-1)
+
+
+def test_inverse_time_decay_is_keras():
+    """Keras's InverseTimeDecay (an AttributeError 'convforge does not support' before); Keras
+    3.15's values, with and without staircase, and an SGD step with it as Keras takes it."""
+    from convforge.optimizers.schedules import InverseTimeDecay
+
+    smooth = InverseTimeDecay(0.1, 4, 0.5)
+    assert [smooth(s) for s in (0, 1, 5, 10)] == pytest.approx([0.1, 0.08888889, 0.06153846, 0.04444444], rel=1e-6)
+    stairs = InverseTimeDecay(0.1, 4, 0.5, staircase=True)
+    assert [stairs(s) for s in (0, 3, 4, 9)] == pytest.approx([0.1, 0.1, 0.06666667, 0.05], rel=1e-6)
+    sgd = optimizers.SGD(smooth)
+    sgd.iterations = 5
+    assert sgd.current_learning_rate() == pytest.approx(0.1 / 1.625)
+    assert optimizers.SGD.from_config(sgd.get_config()).learning_rate.get_config() == smooth.get_config()
+    with pytest.raises(TypeError, match="staircase must be True or False"):
+        InverseTimeDecay(0.1, 4, 0.5, staircase="yes")

@@ -13,8 +13,8 @@ import inspect
 
 _RNN = "convforge has no recurrent layers; for sequences use Conv1D + GlobalAveragePooling1D"
 
-_SCHEDULE = ("use ExponentialDecay, CosineDecay, PiecewiseConstantDecay or StepDecay, or pass learning_rate=f, "
-             "a function step -> lr of your own")
+_SCHEDULE = ("use ExponentialDecay, InverseTimeDecay, CosineDecay, PiecewiseConstantDecay or StepDecay, or pass "
+             "learning_rate=f, a function step -> lr of your own")
 
 _INITIALIZER = ("use GlorotUniform, GlorotNormal, HeNormal, HeUniform, LecunNormal, LecunUniform, RandomNormal, "
                 "RandomUniform, TruncatedNormal or Constant, or a function f(shape, dtype) -> array")
@@ -67,7 +67,6 @@ HINTS: dict[str, dict[str, str]] = {
         "LossScaleOptimizer": "convforge trains in float32 or float64, no mixed precision",
     },
     "convforge.optimizers.schedules": {
-        "InverseTimeDecay": _SCHEDULE,
         "PolynomialDecay": _SCHEDULE,
         "CosineDecayRestarts": _SCHEDULE,
     },

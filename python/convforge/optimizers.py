@@ -19,8 +19,8 @@ callable ``step -> lr``; it is called with the number of updates done so far
 (0 for the first batch), as Keras's ``LearningRateSchedule``. For a schedule
 by epoch use :class:`convforge.callbacks.LearningRateScheduler`, which calls
 ``epoch -> lr`` at the start of each epoch. The schedules
-(:class:`StepDecay`, :class:`ExponentialDecay`, :class:`CosineDecay`,
-:class:`PiecewiseConstantDecay`) are plain ``t -> lr`` functions and work
+(:class:`StepDecay`, :class:`ExponentialDecay`, :class:`InverseTimeDecay`,
+:class:`CosineDecay`, :class:`PiecewiseConstantDecay`) are plain ``t -> lr`` functions and work
 with either. They are also reachable as ``optimizers.schedules.X``.
 """
 
@@ -41,6 +41,7 @@ __all__ = [
     "Nadam",
     "CosineDecay",
     "ExponentialDecay",
+    "InverseTimeDecay",
     "LearningRate",
     "LearningRateSchedule",
     "Optimizer",
@@ -137,6 +138,31 @@ class ExponentialDecay(LearningRateSchedule):
         }
 
 
+class InverseTimeDecay(LearningRateSchedule):
+    """``initial_learning_rate / (1 + decay_rate * t / decay_steps)``; integer division if ``staircase``
+    (Keras's formula)."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
+        self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate")
+        self.decay_steps = _positive_int(decay_steps, "decay_steps")
+        self.decay_rate = _real(decay_rate, "decay_rate")
+        self.staircase = _flag(staircase, "staircase")
+
+    def __call__(self, step):
+        p = int(step) / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate / (1 + self.decay_rate * p)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+        }
+
+
 class CosineDecay(LearningRateSchedule):
     """Cosine from ``initial_learning_rate`` down to ``alpha * initial_learning_rate`` over ``decay_steps``
     (Keras's formula; constant afterwards).
@@ -215,10 +241,12 @@ class PiecewiseConstantDecay(LearningRateSchedule):
 #: ``from convforge.optimizers.schedules import ExponentialDecay`` works as with Keras, and a
 #: Keras schedule convforge lacks says so (its ``__getattr__`` is set at the end of this file).
 schedules = types.ModuleType(f"{__name__}.schedules", "Learning-rate schedules under Keras's names.")
-for _cls in (LearningRateSchedule, StepDecay, ExponentialDecay, CosineDecay, PiecewiseConstantDecay):
+for _cls in (LearningRateSchedule, StepDecay, ExponentialDecay, InverseTimeDecay, CosineDecay,
+             PiecewiseConstantDecay):
     setattr(schedules, _cls.__name__, _cls)
 sys.modules[schedules.__name__] = schedules
-_SCHEDULES = {cls.__name__: cls for cls in (StepDecay, ExponentialDecay, CosineDecay, PiecewiseConstantDecay)}
+_SCHEDULES = {cls.__name__: cls for cls in (StepDecay, ExponentialDecay, InverseTimeDecay, CosineDecay,
+                                            PiecewiseConstantDecay)}
 
 
 def check_learning_rate(value, name="learning_rate") -> float:
