@@ -282,7 +282,6 @@ def _tiny():
         (lambda: layers.Permute((1, 3)), "Permute dims must be a permutation"),
         (lambda: layers.Dense(3, activity_regularizer="l2"), "activity_regularizer.*put the penalty in a custom Loss"),
         # Beyond the layers (found by the Keras review: these were Python's bare "unexpected keyword").
-        (lambda: convforge.optimizers.Adam(clipnorm=1.0), "the argument 'clipnorm' of Adam; convforge does not clip"),
         (lambda: convforge.optimizers.SGD(name="sgd"), r"argument 'name' of SGD; its arguments are \['learning_rate'"),
         (lambda: convforge.losses.SparseCategoricalCrossentropy(ignore_class=0), "'ignore_class' of SparseCat"),
         (lambda: convforge.losses.MeanSquaredError(reduction=None), "the argument 'reduction' of MeanSquaredError"),

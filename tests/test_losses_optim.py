@@ -396,3 +396,38 @@ def test_inverse_time_decay_is_keras():
     assert optimizers.SGD.from_config(sgd.get_config()).learning_rate.get_config() == smooth.get_config()
     with pytest.raises(TypeError, match="staircase must be True or False"):
         InverseTimeDecay(0.1, 4, 0.5, staircase="yes")
+
+
+@pytest.mark.parametrize("make", [optimizers.SGD, optimizers.Adam, optimizers.AdamW, optimizers.RMSprop,
+                                  optimizers.Adagrad, optimizers.Nadam])
+def test_gradient_clipping_is_keras(make):
+    """Keras's clipvalue, clipnorm and global_clipnorm (refused before): the gradients the update
+    sees are the clipped ones, the caller's arrays are left alone, and the config keeps them."""
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal((3, 4)) * 5, rng.standard_normal(4) * 5]
+    originals = [g.copy() for g in grads]
+    total = math.sqrt(sum(float((g * g).sum()) for g in grads))
+    cases = [
+        (dict(clipvalue=0.5), [np.clip(g, -0.5, 0.5) for g in grads]),
+        (dict(clipnorm=1.0), [g / max(1.0, np.linalg.norm(g)) for g in grads]),
+        (dict(global_clipnorm=2.0), [g * 2.0 / max(2.0, total) for g in grads]),
+        (dict(global_clipnorm=1e9), grads),  # below the bound: unchanged
+    ]
+    for kwargs, expected in cases:
+        clipped_opt = make(learning_rate=0.01, **kwargs)
+        plain_opt = make(learning_rate=0.01)
+        w_clipped = [np.ones((3, 4)), np.ones(4)]
+        w_plain = [np.ones((3, 4)), np.ones(4)]
+        for _ in range(3):
+            clipped_opt.apply_gradients([(f"v{i}", w_clipped[i], grads[i]) for i in range(2)])
+            plain_opt.apply_gradients([(f"v{i}", w_plain[i], expected[i]) for i in range(2)])
+        for a, b in zip(w_clipped, w_plain):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+        for g, original in zip(grads, originals):
+            np.testing.assert_array_equal(g, original)
+        again = type(clipped_opt).from_config(clipped_opt.get_config())
+        assert {k: again.get_config()[k] for k in kwargs} == kwargs
+    with pytest.raises(ValueError, match="only one of clipnorm, clipvalue and global_clipnorm"):
+        make(clipnorm=1.0, clipvalue=0.5)
+    with pytest.raises(ValueError, match="clipnorm must be > 0"):
+        make(clipnorm=0.0)

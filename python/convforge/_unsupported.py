@@ -160,11 +160,7 @@ def module_getattr(module_name: str, namespace):
 
 # Keras arguments of optimizers, losses, metrics and callbacks that convforge does not take,
 # with what to do instead (the layers' own list is layers/base.py's _UNSUPPORTED_ARGUMENTS).
-_NO_CLIPPING = "convforge does not clip gradients: lower the learning rate, or add BatchNormalization"
 ARGUMENT_HINTS: dict[str, str] = {
-    "clipnorm": _NO_CLIPPING,
-    "clipvalue": _NO_CLIPPING,
-    "global_clipnorm": _NO_CLIPPING,
     "amsgrad": "convforge's Adam is Adam without the AMSGrad variant",
     "use_ema": "convforge keeps no moving average of the weights",
     "ema_momentum": "convforge keeps no moving average of the weights",
@@ -195,9 +191,6 @@ ARGUMENT_HINTS: dict[str, str] = {
 # that, so code (or a Keras config) that spells the default out, Adam(amsgrad=False) or
 # SparseCategoricalCrossentropy(reduction="sum_over_batch_size"), runs; any other value is refused.
 NEUTRAL_VALUES: dict[str, object] = {
-    "clipnorm": None,
-    "clipvalue": None,
-    "global_clipnorm": None,
     "amsgrad": False,
     "use_ema": False,
     "ema_momentum": 0.99,

@@ -12,6 +12,14 @@ Weight decay
 before each update every trained weight is shrunk, ``w -= lr * wd * w``
 (not added to the gradient, so Adam does not rescale it).
 
+Gradient clipping
+-----------------
+As in Keras, each optimizer takes at most one of ``clipvalue=v`` (every gradient
+element clipped to ``[-v, v]``), ``clipnorm=c`` (each weight's gradient scaled
+down to L2 norm ``c`` if larger) and ``global_clipnorm=c`` (all the gradients
+scaled together so that their joint L2 norm is at most ``c``), applied to the
+batch's gradient before the weight decay and the update.
+
 Learning-rate schedules
 -----------------------
 ``learning_rate`` may be a float, a schedule from this module, or any
@@ -282,6 +290,8 @@ class Optimizer:
     learning_rate : float, schedule or callable ``step -> lr``
     weight_decay : float, optional
         Decoupled weight decay (see the module docstring).
+    clipnorm, clipvalue, global_clipnorm : float, optional
+        Gradient clipping, Keras's (see the module docstring); at most one of them.
 
     Attributes
     ----------
@@ -291,9 +301,16 @@ class Optimizer:
 
     _slot_names: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate, weight_decay=None):
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
         self.learning_rate = learning_rate
         self.weight_decay = 0.0 if weight_decay is None else _real(weight_decay, "weight_decay")
+        clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+        given = [name for name, value in clips.items() if value is not None]
+        if len(given) > 1:
+            raise ValueError(f"only one of clipnorm, clipvalue and global_clipnorm can be set (as in Keras); "
+                             f"got {given}")
+        for name, value in clips.items():
+            setattr(self, name, None if value is None else _real(value, name, low_open=True))
         self.iterations = 0
         # Per-variable state (momentum, moments), by variable key, then slot name.
         self._slots: dict[str, dict[str, np.ndarray]] = {}
@@ -340,11 +357,31 @@ class Optimizer:
         """
         lr = self.current_learning_rate()
         decay = lr * self.weight_decay
+        if self.clipnorm is not None or self.clipvalue is not None or self.global_clipnorm is not None:
+            grads_and_vars = self._clipped(grads_and_vars)
         for key, w, g in grads_and_vars:
             if decay:
                 w *= 1.0 - decay
             self._update(key, w, g, lr)
         self.iterations += 1
+
+    def _clipped(self, grads_and_vars) -> list:
+        """The gradients clipped as Keras clips them, new arrays (the caller's are left alone):
+        ``clipvalue`` elementwise; ``clipnorm`` each gradient to that L2 norm; ``global_clipnorm``
+        all of them together, ``g * c / max(c, sqrt(sum of all g**2))``."""
+        items = list(grads_and_vars)
+        if self.clipvalue is not None:
+            return [(key, w, np.clip(g, -self.clipvalue, self.clipvalue)) for key, w, g in items]
+
+        def norm(g):
+            flat = g.reshape(-1)
+            return float(np.dot(flat, flat))
+
+        if self.clipnorm is not None:
+            return [(key, w, g * (self.clipnorm / max(self.clipnorm, math.sqrt(norm(g))))) for key, w, g in items]
+        total = math.sqrt(sum(norm(g) for _, _, g in items))
+        scale = self.global_clipnorm / max(self.global_clipnorm, total)
+        return [(key, w, g * scale) for key, w, g in items]
 
     def _slot(self, key: str, name: str, like: np.ndarray, initial: float = 0.0) -> np.ndarray:
         slots = self._slots.get(key)
@@ -392,7 +429,8 @@ class Optimizer:
             lr_config = None  # a user function cannot be saved
         else:
             lr_config = lr
-        return {"learning_rate": lr_config, "weight_decay": self.weight_decay or None}
+        return {"learning_rate": lr_config, "weight_decay": self.weight_decay or None, "clipnorm": self.clipnorm,
+                "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
 
     @classmethod
     def from_config(cls, config):
@@ -418,8 +456,9 @@ class SGD(Optimizer):
         w = w - lr * g                              # momentum=0
     """
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None):
-        super().__init__(learning_rate, weight_decay)
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
         self.momentum = _real(momentum, "momentum", high=1.0)
         self.nesterov = _flag(nesterov, "nesterov")
 
@@ -465,8 +504,9 @@ class Adam(Optimizer):
     w = w - lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + epsilon)
     """
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None):
-        super().__init__(learning_rate, weight_decay)
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
         self.beta_1 = _real(beta_1, "beta_1", high=1.0)
         self.beta_2 = _real(beta_2, "beta_2", high=1.0)
         self.epsilon = _real(epsilon, "epsilon", low_open=True)
@@ -497,8 +537,9 @@ class RMSprop(Optimizer):
     w = w - d                                   # or with momentum: m = momentum * m + d; w = w - m
     """
 
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, weight_decay=None):
-        super().__init__(learning_rate, weight_decay)
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
         self.rho = _real(rho, "rho", high=1.0)
         self.momentum = _real(momentum, "momentum", high=1.0)
         self.epsilon = _real(epsilon, "epsilon", low_open=True)
@@ -549,8 +590,9 @@ class AdamW(Adam):
     update of :class:`Adam`. As in Keras, biases are decayed too.
     """
 
-    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay=weight_decay)
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm, clipvalue, global_clipnorm)
 
 
 class Adagrad(Optimizer):
@@ -560,8 +602,9 @@ class Adagrad(Optimizer):
     w = w - lr * g / sqrt(a + epsilon)
     """
 
-    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, weight_decay=None):
-        super().__init__(learning_rate, weight_decay)
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
         self.initial_accumulator_value = _real(initial_accumulator_value, "initial_accumulator_value")
         self.epsilon = _real(epsilon, "epsilon", low_open=True)
 
@@ -598,8 +641,9 @@ class Nadam(Optimizer):
     ``U_t`` follows from ``iterations``, so a checkpoint needs no extra state.
     """
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None):
-        super().__init__(learning_rate, weight_decay)
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
         self.beta_1 = _real(beta_1, "beta_1", high=1.0)
         self.beta_2 = _real(beta_2, "beta_2", high=1.0)
         self.epsilon = _real(epsilon, "epsilon", low_open=True)
