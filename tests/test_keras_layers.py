@@ -321,8 +321,9 @@ def test_keras_default_values_of_unsupported_arguments_are_accepted(make):
 @pytest.mark.parametrize(
     "make,message",
     [
-        (lambda: convforge.optimizers.Adam(amsgrad=True), r"AMSGrad variant \(only Keras's default amsgrad=False"),
-        (lambda: convforge.optimizers.Adam(amsgrad=0), "amsgrad=False is accepted; got 0"),
+        (lambda: convforge.optimizers.Adam(use_ema=True), r"moving average of the weights \(only Keras's default "
+                                                          "use_ema=False"),
+        (lambda: convforge.optimizers.Adam(use_ema=0), "use_ema=False is accepted; got 0"),
         (lambda: convforge.losses.Huber(reduction="sum"), "reduction='sum_over_batch_size' is accepted; got 'sum'"),
         (lambda: convforge.losses.CategoricalCrossentropy(axis=True), "axis=-1 is accepted; got True"),
     ],

@@ -431,3 +431,22 @@ def test_gradient_clipping_is_keras(make):
         make(clipnorm=1.0, clipvalue=0.5)
     with pytest.raises(ValueError, match="clipnorm must be > 0"):
         make(clipnorm=0.0)
+
+
+@pytest.mark.parametrize("make", [optimizers.Adam, lambda **kw: optimizers.AdamW(weight_decay=0.0, **kw)])
+def test_adam_amsgrad_is_keras(make):
+    """Keras's Adam(amsgrad=True) (refused before): the largest second moment so far divides the
+    step. Keras 3.15's weights (float64) after three steps; plain Adam's differ."""
+    grads = [np.array([1.0, 0.1]), np.array([0.01, 2.0]), np.array([0.001, 0.001])]
+    for amsgrad, keras_weights in [(True, [0.8013132229197203, -2.213224613572577]),
+                                   (False, [0.7370044508381026, -2.2322394223677415])]:
+        opt = make(learning_rate=0.1, beta_2=0.5, amsgrad=amsgrad)
+        w = np.array([1.0, -2.0])
+        for g in grads:
+            opt.apply_gradients([("w", w, g)])
+        np.testing.assert_allclose(w, keras_weights, rtol=1e-13)
+        assert opt.get_config()["amsgrad"] is amsgrad
+    iterations, state = opt.get_state()  # the maximum is state: a checkpoint keeps it
+    amsgrad_opt = make(learning_rate=0.1, amsgrad=True)
+    amsgrad_opt.apply_gradients([("w", np.ones(2), grads[0])])
+    assert "w/v_hat" in amsgrad_opt.get_state()[1] and "w/v_hat" not in state

@@ -161,7 +161,6 @@ def module_getattr(module_name: str, namespace):
 # Keras arguments of optimizers, losses, metrics and callbacks that convforge does not take,
 # with what to do instead (the layers' own list is layers/base.py's _UNSUPPORTED_ARGUMENTS).
 ARGUMENT_HINTS: dict[str, str] = {
-    "amsgrad": "convforge's Adam is Adam without the AMSGrad variant",
     "use_ema": "convforge keeps no moving average of the weights",
     "ema_momentum": "convforge keeps no moving average of the weights",
     "ema_overwrite_frequency": "convforge keeps no moving average of the weights",
@@ -188,10 +187,9 @@ ARGUMENT_HINTS: dict[str, str] = {
 
 
 # Keras's own defaults of those arguments, which switch the feature off: convforge does exactly
-# that, so code (or a Keras config) that spells the default out, Adam(amsgrad=False) or
+# that, so code (or a Keras config) that spells the default out, Adam(use_ema=False) or
 # SparseCategoricalCrossentropy(reduction="sum_over_batch_size"), runs; any other value is refused.
 NEUTRAL_VALUES: dict[str, object] = {
-    "amsgrad": False,
     "use_ema": False,
     "ema_momentum": 0.99,
     "ema_overwrite_frequency": None,

@@ -501,15 +501,17 @@ class Adam(Optimizer):
 
     m = m + (1 - beta_1) * (g - m)
     v = v + (1 - beta_2) * (g * g - v)
+    v_hat = max(v_hat, v)                       # amsgrad=True only (v_hat starts at 0); then v_hat for v
     w = w - lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + epsilon)
     """
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
-                 clipnorm=None, clipvalue=None, global_clipnorm=None):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
         self.beta_1 = _real(beta_1, "beta_1", high=1.0)
         self.beta_2 = _real(beta_2, "beta_2", high=1.0)
         self.epsilon = _real(epsilon, "epsilon", low_open=True)
+        self.amsgrad = _flag(amsgrad, "amsgrad")
 
     def apply_gradients(self, grads_and_vars):
         t = self.iterations + 1
@@ -519,6 +521,10 @@ class Adam(Optimizer):
 
     def _update(self, key, w, g, lr):
         m, v, t = _update_moments(self, key, w, g)
+        if self.amsgrad:  # the largest second moment so far (a slot, so checkpoints keep it)
+            v_hat = self._slot(key, "v_hat", w)
+            np.maximum(v_hat, v, out=v_hat)
+            v = v_hat
         np.sqrt(v, out=t)
         t += self.epsilon
         np.divide(m, t, out=t)
@@ -526,7 +532,8 @@ class Adam(Optimizer):
         w -= t
 
     def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                "amsgrad": self.amsgrad}
 
 
 class RMSprop(Optimizer):
@@ -591,8 +598,9 @@ class AdamW(Adam):
     """
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 clipnorm=None, clipvalue=None, global_clipnorm=None):
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm, clipvalue, global_clipnorm)
+                 amsgrad=False, clipnorm=None, clipvalue=None, global_clipnorm=None):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay, clipnorm, clipvalue,
+                         global_clipnorm)
 
 
 class Adagrad(Optimizer):
