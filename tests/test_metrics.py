@@ -327,3 +327,19 @@ def test_results_are_python_floats_as_in_keras_logs():
         m = make()
         m.update_state(y, scores)
         assert type(m.result()) is float, make
+
+
+@pytest.mark.parametrize("make", [metrics.Precision, metrics.Recall, metrics.AUC, metrics.BinaryAccuracy])
+def test_elementwise_metrics_check_integer_labels_before_one_hot_encoding_them(make):
+    """Integer labels against (N, C) scores are one-hot encoded: 5 of two classes was an
+    IndexError, and -1 (the last class) or 1.5 (class 1) were silently taken."""
+    scores = np.array([[0.1, 0.9], [0.8, 0.2]])
+    for bad, message in ((5, "label 5 at index 1 is out of range"), (-1, "label -1 at index 1 is out of range"),
+                         (1.5, "got 1.5 at index 1")):
+        with pytest.raises(ValueError, match=message):
+            make().update_state(np.array([0, bad]), scores)
+    m = make()
+    m.update_state(np.array([1, 0]), scores)
+    reference = make()
+    reference.update_state(np.array([[0, 1], [1, 0]]), scores)
+    assert m.result() == reference.result()

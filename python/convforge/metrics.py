@@ -450,7 +450,8 @@ def _binary_pair(y_true, y_pred, who: str):
     t = np.asarray(y_true)
     p = np.asarray(y_pred, dtype=np.float64)
     if p.ndim == 2 and p.shape[1] > 1 and t.ndim == 1:
-        t = np.eye(p.shape[1])[t.astype(np.int64)]
+        # Checked first: label 5 of 2 classes was an IndexError, -1 the last class, 1.5 class 1.
+        t = np.eye(p.shape[1])[check_sparse_labels(t, p.shape[1], who)]
     t = t.reshape(p.shape) if t.size == p.size else t
     if t.shape != p.shape:
         raise ValueError(f"{who}: y_true of shape {np.shape(y_true)} does not match y_pred of shape {p.shape}")
