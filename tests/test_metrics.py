@@ -343,3 +343,16 @@ def test_elementwise_metrics_check_integer_labels_before_one_hot_encoding_them(m
     reference = make()
     reference.update_state(np.array([[0, 1], [1, 0]]), scores)
     assert m.result() == reference.result()
+
+
+def test_compile_refuses_mean_and_sum_of_values():
+    """Mean() and Sum() take update_state(values, sample_weight); fit would have passed y_pred as
+    the weights (a shape error about sample_weight, or a silent wrong mean)."""
+    import convforge
+    from convforge import layers
+
+    model = convforge.Sequential([layers.Input((3,)), layers.Dense(2, activation="softmax")])
+    for metric in (metrics.Mean(), metrics.Sum(name="total")):
+        with pytest.raises(TypeError, match=r"cannot be one of compile's metrics.*use Mean\(fn\)"):
+            model.compile("sgd", "sparse_categorical_crossentropy", metrics=[metric])
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=[metrics.Mean(lambda t, p: p.max(axis=1))])

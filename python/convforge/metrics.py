@@ -762,6 +762,13 @@ def get(identifier) -> Metric:
     dict, a Metric, or a function ``fn(y_true, y_pred) -> float`` (averaged over samples, named
     after the function)."""
     if isinstance(identifier, Metric):
+        if isinstance(identifier, Sum) or (type(identifier) is Mean and identifier.fn is None):
+            # compile's metrics get update_state(y_true, y_pred): these would take y_pred for weights.
+            raise TypeError(
+                f"{type(identifier).__name__}() sums or averages the values given to update_state(values), so it "
+                "cannot be one of compile's metrics, which are given (y_true, y_pred): use Mean(fn) with a "
+                "function fn(y_true, y_pred), or a metric such as 'mae'"
+            )
         return identifier
     if isinstance(identifier, dict):
         classes = {cls.__name__: cls for cls in _BY_NAME.values()}
