@@ -112,3 +112,21 @@ def test_a_keras_style_loss_subclass_says_it_needs_value_and_grad():
     with pytest.raises(TypeError, match="CustomMSE does not implement value_and_grad: convforge has no automatic "
                                         "differentiation"):
         model.compile("sgd", loss=CustomMSE())
+
+
+def test_softmax_cross_entropy_is_fused_and_sigmoid_is_clipped_as_help_says():
+    """help(convforge.losses) says where convforge's loss differs from Keras on PyTorch/JAX: a
+    softmax before a probability cross-entropy is fused (no 16.1 cap, Keras-TensorFlow's rule);
+    a sigmoid before binary_crossentropy is clipped as on every Keras backend."""
+    from convforge import layers
+
+    x = np.array([[10.0, 0.0]])
+    softmax = convforge.Sequential([layers.Input((2,)), layers.Dense(2, activation="softmax")])
+    softmax.compile("sgd", "sparse_categorical_crossentropy")
+    softmax.set_weights([np.array([[5.0, 0.0], [0.0, 0.0]]), np.zeros(2)])  # logits (50, 0)
+    assert softmax.evaluate(x, np.array([1]), verbose=0) == pytest.approx(50.0, rel=1e-5)
+    sigmoid = convforge.Sequential([layers.Input((2,)), layers.Dense(1, activation="sigmoid")])
+    sigmoid.compile("sgd", "binary_crossentropy")
+    sigmoid.set_weights([np.array([[5.0], [0.0]]), np.zeros(1)])  # logit 50
+    assert 15.0 < sigmoid.evaluate(x, np.array([0.0]), verbose=0) <= -np.log(1e-7) + 1e-3
+    assert "Keras on PyTorch or JAX clips" in losses.__doc__

@@ -16,6 +16,14 @@ is ``(softmax(z) - y) / N``. This is finite for any finite logits, however
 large. Without that softmax (a custom last layer), probabilities are clipped
 to ``[1e-7, 1 - 1e-7]`` as in Keras.
 
+This is what Keras does on its TensorFlow backend (it takes the softmax's
+logits too); Keras on PyTorch or JAX clips the softmax's probabilities
+instead, so where a true class's probability falls below ``1e-7`` its
+per-sample loss stops at ``-log(1e-7) = 16.1`` and its gradient is 0, while
+convforge's keeps growing with the logit gap and still trains that sample.
+A sigmoid before ``binary_crossentropy`` is not fused: its probabilities are
+clipped, as in Keras on every backend.
+
 Custom losses subclass :class:`Loss` and implement ``value_and_grad``.
 """
 
