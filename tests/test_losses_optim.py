@@ -450,3 +450,13 @@ def test_adam_amsgrad_is_keras(make):
     amsgrad_opt = make(learning_rate=0.1, amsgrad=True)
     amsgrad_opt.apply_gradients([("w", np.ones(2), grads[0])])
     assert "w/v_hat" in amsgrad_opt.get_state()[1] and "w/v_hat" not in state
+
+
+@pytest.mark.parametrize("make", [losses.SparseCategoricalCrossentropy,
+                                  lambda: losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+                                  lambda: losses.Huber(0.5, name="h"), losses.MeanSquaredError])
+def test_loss_from_config_rebuilds_it(make):
+    """Keras's ``type(loss).from_config(loss.get_config())`` (an AttributeError before)."""
+    loss = make()
+    again = type(loss).from_config(loss.get_config())
+    assert type(again) is type(loss) and again.get_config() == loss.get_config()

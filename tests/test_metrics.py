@@ -356,3 +356,14 @@ def test_compile_refuses_mean_and_sum_of_values():
         with pytest.raises(TypeError, match=r"cannot be one of compile's metrics.*use Mean\(fn\)"):
             model.compile("sgd", "sparse_categorical_crossentropy", metrics=[metric])
     model.compile("sgd", "sparse_categorical_crossentropy", metrics=[metrics.Mean(lambda t, p: p.max(axis=1))])
+
+
+@pytest.mark.parametrize("make", [metrics.AUC, lambda: metrics.AUC(curve="PR", num_thresholds=7, name="pr"),
+                                  lambda: metrics.Precision(thresholds=0.3), metrics.BinaryAccuracy,
+                                  lambda: metrics.SparseTopKCategoricalAccuracy(k=2), metrics.MeanSquaredError,
+                                  metrics.Sum])
+def test_metric_from_config_rebuilds_it(make):
+    """Keras's ``type(m).from_config(m.get_config())`` (an AttributeError before)."""
+    m = make()
+    again = type(m).from_config(m.get_config())
+    assert type(again) is type(m) and again.get_config() == m.get_config()

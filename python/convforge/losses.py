@@ -194,6 +194,11 @@ class Loss:
         """The constructor's arguments; ``name`` as in Keras's configs."""
         return {"name": self.name}
 
+    @classmethod
+    def from_config(cls, config: dict):
+        """A new loss from :meth:`get_config`'s dict, as Keras's ``from_config``."""
+        return cls(**config)
+
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"

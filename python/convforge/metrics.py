@@ -262,6 +262,11 @@ class Metric:
         """The constructor's arguments (a built-in metric's; model files keep them, see :func:`serialize`)."""
         return {"name": self.name}
 
+    @classmethod
+    def from_config(cls, config: dict):
+        """A new metric from :meth:`get_config`'s dict, as Keras's ``from_config``."""
+        return cls(**config)
+
 
 class Mean(Metric):
     """The running mean of values (Keras's ``Mean``), or of a function of each batch.
