@@ -50,6 +50,9 @@ def test_keras_layer_aliases_are_the_same_classes(alias, name):
         ("initializers", "Orthogonal", "convforge does not support convforge.initializers.Orthogonal: use "),
         ("initializers", "VarianceScaling", r"VarianceScaling: use .*HeNormal"),
         ("initializers", "NoSuchInit", r"\(Keras name\?\); its classes are .*GlorotUniform"),
+        # The classes only: losses.EPSILON (a float) was listed among them.
+        ("losses", "NoSuchLoss", r"its classes are BinaryCrossentropy, CategoricalCrossentropy, Huber, Loss, "
+                                 r"MeanAbsoluteError, MeanSquaredError, SparseCategoricalCrossentropy$"),
         (None, "backend", "convforge does not support convforge.backend"),
         ("datasets", "imdb", "convforge does not support convforge.datasets.imdb: convforge has no text data sets"),
         ("datasets", "cifar100", "convforge.datasets.cifar100: convforge reads MNIST, Fashion-MNIST and CIFAR-10"),

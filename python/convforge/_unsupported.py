@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 
 _RNN = "convforge has no recurrent layers; for sequences use Conv1D + GlobalAveragePooling1D"
 
@@ -151,7 +152,10 @@ def module_getattr(module_name: str, namespace):
             raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
         if name in hints:
             raise AttributeError(f"convforge does not support {module_name}.{name}: {hints[name]}")
-        available = sorted(k for k in namespace() if not k.startswith("_") and k[:1].isupper())
+        # Capitalised names, less constants such as losses.EPSILON (a package's lazily imported
+        # names are given as None: they count).
+        available = sorted(k for k, v in namespace().items() if not k.startswith("_") and k[:1].isupper()
+                           and not isinstance(v, (numbers.Number, str)))
         suffix = f"; its classes are {', '.join(available)}" if available else ""
         raise AttributeError(f"convforge does not support {module_name}.{name} (Keras name?){suffix}")
 
