@@ -333,6 +333,13 @@ def test_other_values_of_unsupported_arguments_are_refused(make, message):
         make()
 
 
+def test_keras_default_values_are_accepted_by_constructors_only():
+    """The table of Keras's neutral defaults is the constructors'; a Model method given one of
+    those names still refuses it rather than silently dropping it."""
+    with pytest.raises(TypeError, match="'dtype' of Sequential.summary"):
+        _tiny().summary(dtype=None)
+
+
 @pytest.mark.parametrize(
     "make,shape,keras_shape",
     [

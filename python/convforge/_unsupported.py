@@ -248,7 +248,9 @@ def check_arguments(cls, hints=None, method: str = "__init__") -> None:
     @functools.wraps(init)
     def checked(self, *args, **kwargs):
         unknown = [k for k in kwargs if k not in names]
-        if unknown and hints is None:  # Keras's defaults that switch a feature off: convforge's behaviour
+        # Keras's defaults that switch a feature off: convforge's behaviour. Constructors only (the
+        # table is theirs), not the Model methods that share ARGUMENT_HINTS.
+        if unknown and hints is None and method == "__init__":
             neutral = [k for k in unknown if _is_neutral(k, kwargs[k])]
             if neutral:
                 kwargs = {k: v for k, v in kwargs.items() if k not in neutral}
@@ -257,7 +259,7 @@ def check_arguments(cls, hints=None, method: str = "__init__") -> None:
             name = unknown[0]
             hint = table.get(name) or "its arguments are " + str(
                 [p for p, v in params.items() if p != "self" and v.kind is not v.VAR_POSITIONAL])
-            if hints is None and name in NEUTRAL_VALUES:
+            if hints is None and method == "__init__" and name in NEUTRAL_VALUES:
                 hint += f" (only Keras's default {name}={NEUTRAL_VALUES[name]!r} is accepted; got {kwargs[name]!r})"
             where = type(self).__name__ if method == "__init__" else f"{type(self).__name__}.{method}"
             raise TypeError(f"convforge does not support the argument {name!r} of {where}; {hint}")
