@@ -367,3 +367,19 @@ def test_metric_from_config_rebuilds_it(make):
     m = make()
     again = type(m).from_config(m.get_config())
     assert type(again) is type(m) and again.get_config() == m.get_config()
+
+
+@pytest.mark.parametrize("weights", [None, np.array([1.0, 2.0, 0.5, 1.5])])
+def test_auc_counts_a_nan_prediction_as_below_every_threshold(weights):
+    """NaN sorts last, so AUC counted it above every threshold (a positive prediction): 0.5 here
+    where Keras 3.15 gives 0.25 (NaN > t is false, as in Precision)."""
+    y, p = np.array([0, 1, 0, 1]), np.array([0.2, np.nan, np.nan, 0.7])
+    m = metrics.AUC()
+    m.update_state(y, p, sample_weight=weights)
+    if weights is None:
+        assert m.result() == pytest.approx(0.25)
+    # The same as a score below every threshold (-1: below Keras's first one, -1e-7).
+    reference = metrics.AUC()
+    reference.update_state(y, np.where(np.isnan(p), -1.0, p), sample_weight=weights)
+    assert m.result() == reference.result()
+    np.testing.assert_array_equal(m.counts(), reference.counts())

@@ -693,18 +693,21 @@ class AUC(_Counting):
         t, p = t.reshape(-1) > 0.5, p.reshape(-1)
         if self.from_logits:  # the sigmoid, without overflow for large negative logits
             p = np.exp(-np.logaddexp(0.0, -p))
-        # Predictions above each threshold: count (or weigh) through the sorted scores.
+        # Predictions above each threshold: count (or weigh) through the sorted scores. NaN sorts
+        # last; it is above no threshold (NaN > t is false, Keras's and Precision's rule), so only
+        # the first `valid` scores can count as above.
         for actual, above, below in ((t, self.tp, self.fn), (~t, self.fp, self.tn)):
             order = np.argsort(p[actual], kind="stable")
             scores = p[actual][order]
-            at = np.searchsorted(scores, self.thresholds, side="right")
+            valid = len(scores) - int(np.count_nonzero(np.isnan(scores)))
+            at = np.searchsorted(scores[:valid], self.thresholds, side="right")
             if w is None:
-                n_above = len(scores) - at
+                n_above = valid - at
                 total = len(scores)
             else:  # cumulative weight of the scores up to each threshold
                 cumulative = np.concatenate([[0.0], np.cumsum(w[actual][order])])
                 total = cumulative[-1]
-                n_above = total - cumulative[at]
+                n_above = cumulative[valid] - cumulative[at]
             above += n_above
             below += total - n_above
 
