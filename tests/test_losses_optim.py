@@ -460,3 +460,12 @@ def test_loss_from_config_rebuilds_it(make):
     loss = make()
     again = type(loss).from_config(loss.get_config())
     assert type(again) is type(loss) and again.get_config() == loss.get_config()
+
+
+def test_optimizer_from_config_refuses_an_unknown_schedule_clearly():
+    """A bad schedule description was a bare KeyError ('Foo', 'config' or 'class_name')."""
+    for bad in ({"class_name": "Foo", "config": {}}, {"config": {}}, {"class_name": "CosineDecay", "config": 3}):
+        with pytest.raises(ValueError, match="learning_rate: unknown schedule description"):
+            optimizers.SGD.from_config({"learning_rate": bad})
+    with pytest.raises(TypeError, match="decay_steps"):  # the schedule's own check names what is missing
+        optimizers.SGD.from_config({"learning_rate": {"class_name": "CosineDecay"}})

@@ -437,7 +437,10 @@ class Optimizer:
         config = dict(config)
         lr = config.get("learning_rate")
         if isinstance(lr, dict):
-            config["learning_rate"] = _SCHEDULES[lr["class_name"]](**lr["config"])
+            if lr.get("class_name") not in _SCHEDULES or not isinstance(lr.get("config", {}), dict):
+                raise ValueError(f"learning_rate: unknown schedule description {lr!r}; the schedules are "
+                                 f"{sorted(_SCHEDULES)}, as {{'class_name': name, 'config': {{...}}}}")
+            config["learning_rate"] = _SCHEDULES[lr["class_name"]](**lr.get("config", {}))
         return cls(**config)
 
     def __repr__(self):
