@@ -282,7 +282,7 @@ def _tiny():
         (lambda: layers.Permute((1, 3)), "Permute dims must be a permutation"),
         (lambda: layers.Dense(3, activity_regularizer="l2"), "activity_regularizer.*put the penalty in a custom Loss"),
         # Beyond the layers (found by the Keras review: these were Python's bare "unexpected keyword").
-        (lambda: convforge.optimizers.SGD(name="sgd"), r"argument 'name' of SGD; its arguments are \['learning_rate'"),
+        (lambda: convforge.optimizers.SGD(foo="sgd"), r"argument 'foo' of SGD; its arguments are \['learning_rate'"),
         (lambda: convforge.losses.SparseCategoricalCrossentropy(ignore_class=0), "'ignore_class' of SparseCat"),
         (lambda: convforge.losses.MeanSquaredError(reduction=None), "the argument 'reduction' of MeanSquaredError"),
         (lambda: convforge.metrics.Precision(class_id=1), "the argument 'class_id' of Precision; compute per-class"),

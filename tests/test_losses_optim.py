@@ -469,3 +469,23 @@ def test_optimizer_from_config_refuses_an_unknown_schedule_clearly():
             optimizers.SGD.from_config({"learning_rate": bad})
     with pytest.raises(TypeError, match="decay_steps"):  # the schedule's own check names what is missing
         optimizers.SGD.from_config({"learning_rate": {"class_name": "CosineDecay"}})
+
+
+@pytest.mark.parametrize("cls,keras_name", [(optimizers.SGD, "sgd"), (optimizers.Adam, "adam"),
+                                            (optimizers.AdamW, "adam_w"), (optimizers.RMSprop, "rm_sprop"),
+                                            (optimizers.Adagrad, "adagrad"), (optimizers.Nadam, "nadam")])
+def test_optimizers_take_keras_name_and_a_keras_config(cls, keras_name):
+    """Keras's optimizers take name= and their configs hold it with the EMA, loss-scaling and
+    accumulation switches at their defaults: such a config (Keras 3.15's, with its float32
+    learning rate) now builds the optimizer; name= was a TypeError before."""
+    keras_config = {"name": keras_name, "learning_rate": 0.0010000000474974513, "weight_decay": None,
+                    "clipnorm": None, "global_clipnorm": None, "clipvalue": None, "use_ema": False,
+                    "ema_momentum": 0.99, "ema_overwrite_frequency": None, "loss_scale_factor": None,
+                    "gradient_accumulation_steps": None}
+    if cls is optimizers.AdamW:
+        keras_config["weight_decay"] = 0.004
+    opt = cls.from_config(keras_config)
+    assert opt.name == keras_name == cls().name
+    assert cls(name="mine").get_config()["name"] == "mine"
+    with pytest.raises(TypeError, match="name must be a string"):
+        cls(name=1)

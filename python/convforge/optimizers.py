@@ -292,6 +292,9 @@ class Optimizer:
         Decoupled weight decay (see the module docstring).
     clipnorm, clipvalue, global_clipnorm : float, optional
         Gradient clipping, Keras's (see the module docstring); at most one of them.
+    name : str, optional
+        Kept in the config, as Keras's (default: Keras's first one, e.g. ``'adam'``, ``'adam_w'``;
+        convforge adds no ``_1`` suffix for a second optimizer).
 
     Attributes
     ----------
@@ -301,7 +304,15 @@ class Optimizer:
 
     _slot_names: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
+    #: Keras's default name of the optimizer (its config's ``name``); ``name=`` overrides it.
+    name = "optimizer"
+
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 name=None):
+        if name is not None:
+            if not isinstance(name, str):
+                raise TypeError(f"name must be a string; got {name!r}")
+            self.name = name
         self.learning_rate = learning_rate
         self.weight_decay = 0.0 if weight_decay is None else _real(weight_decay, "weight_decay")
         clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
@@ -429,8 +440,8 @@ class Optimizer:
             lr_config = None  # a user function cannot be saved
         else:
             lr_config = lr
-        return {"learning_rate": lr_config, "weight_decay": self.weight_decay or None, "clipnorm": self.clipnorm,
-                "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
+        return {"name": self.name, "learning_rate": lr_config, "weight_decay": self.weight_decay or None,
+                "clipnorm": self.clipnorm, "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
 
     @classmethod
     def from_config(cls, config):
@@ -459,9 +470,11 @@ class SGD(Optimizer):
         w = w - lr * g                              # momentum=0
     """
 
+    name = "sgd"
+
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
-                 clipnorm=None, clipvalue=None, global_clipnorm=None):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
         self.momentum = _real(momentum, "momentum", high=1.0)
         self.nesterov = _flag(nesterov, "nesterov")
 
@@ -508,9 +521,11 @@ class Adam(Optimizer):
     w = w - lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + epsilon)
     """
 
+    name = "adam"
+
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
-                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
         self.beta_1 = _real(beta_1, "beta_1", high=1.0)
         self.beta_2 = _real(beta_2, "beta_2", high=1.0)
         self.epsilon = _real(epsilon, "epsilon", low_open=True)
@@ -547,9 +562,11 @@ class RMSprop(Optimizer):
     w = w - d                                   # or with momentum: m = momentum * m + d; w = w - m
     """
 
+    name = "rm_sprop"
+
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, weight_decay=None,
-                 clipnorm=None, clipvalue=None, global_clipnorm=None):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
         self.rho = _real(rho, "rho", high=1.0)
         self.momentum = _real(momentum, "momentum", high=1.0)
         self.epsilon = _real(epsilon, "epsilon", low_open=True)
@@ -600,10 +617,12 @@ class AdamW(Adam):
     update of :class:`Adam`. As in Keras, biases are decayed too.
     """
 
+    name = "adam_w"
+
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 amsgrad=False, clipnorm=None, clipvalue=None, global_clipnorm=None):
+                 amsgrad=False, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay, clipnorm, clipvalue,
-                         global_clipnorm)
+                         global_clipnorm, name)
 
 
 class Adagrad(Optimizer):
@@ -613,9 +632,11 @@ class Adagrad(Optimizer):
     w = w - lr * g / sqrt(a + epsilon)
     """
 
+    name = "adagrad"
+
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, weight_decay=None,
-                 clipnorm=None, clipvalue=None, global_clipnorm=None):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
         self.initial_accumulator_value = _real(initial_accumulator_value, "initial_accumulator_value")
         self.epsilon = _real(epsilon, "epsilon", low_open=True)
 
@@ -652,9 +673,11 @@ class Nadam(Optimizer):
     ``U_t`` follows from ``iterations``, so a checkpoint needs no extra state.
     """
 
+    name = "nadam"
+
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
-                 clipnorm=None, clipvalue=None, global_clipnorm=None):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm)
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
         self.beta_1 = _real(beta_1, "beta_1", high=1.0)
         self.beta_2 = _real(beta_2, "beta_2", high=1.0)
         self.epsilon = _real(epsilon, "epsilon", low_open=True)
