@@ -87,8 +87,8 @@ def test_learning_rate_schedules_are_a_keras_namespace():
 @pytest.mark.parametrize(
     "make,message",
     [
-        (lambda s: s.ExponentialDecay(0.1, 100, 0.9, name="decay"), "'name' of ExponentialDecay; its arguments"),
-        (lambda s: s.PiecewiseConstantDecay([10], [0.1, 0.01], name="pw"), "'name' of PiecewiseConstantDecay"),
+        (lambda s: s.ExponentialDecay(0.1, 100, 0.9, decay="x"), "'decay' of ExponentialDecay; its arguments"),
+        (lambda s: s.PiecewiseConstantDecay([10], [0.1, 0.01], nme="pw"), "'nme' of PiecewiseConstantDecay"),
     ],
 )
 def test_keras_schedule_arguments_convforge_lacks_say_so(make, message):

@@ -489,3 +489,26 @@ def test_optimizers_take_keras_name_and_a_keras_config(cls, keras_name):
     assert cls(name="mine").get_config()["name"] == "mine"
     with pytest.raises(TypeError, match="name must be a string"):
         cls(name=1)
+
+
+def test_a_keras_optimizer_config_with_a_schedule_builds_the_same_optimizer():
+    """Keras 3.15's SGD(CosineDecay(...), momentum=0.9).get_config(), verbatim: its schedule's
+    config holds name= (refused before, as were the schedules' name= arguments)."""
+    keras_config = {
+        "name": "sgd", "learning_rate": {
+            "module": "keras.optimizers.schedules", "class_name": "CosineDecay",
+            "config": {"initial_learning_rate": 0.01, "decay_steps": 10, "alpha": 0.1, "name": "CosineDecay",
+                       "warmup_target": 0.1, "warmup_steps": 3},
+            "registered_name": None},
+        "weight_decay": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None, "use_ema": False,
+        "ema_momentum": 0.99, "ema_overwrite_frequency": None, "loss_scale_factor": None,
+        "gradient_accumulation_steps": None, "momentum": 0.9, "nesterov": False}
+    sgd = optimizers.SGD.from_config(keras_config)
+    schedule = sgd.learning_rate
+    assert (type(schedule), schedule.name, sgd.momentum) == (optimizers.CosineDecay, "CosineDecay", 0.9)
+    assert [schedule(s) for s in (0, 4, 8, 20)] == pytest.approx([0.01, 0.0977975, 0.055, 0.01], rel=1e-6)
+    for make, keras_name in [(lambda **kw: optimizers.ExponentialDecay(0.1, 10, 0.5, **kw), "ExponentialDecay"),
+                             (lambda **kw: optimizers.InverseTimeDecay(0.1, 10, 0.5, **kw), "InverseTimeDecay"),
+                             (lambda **kw: optimizers.PiecewiseConstantDecay([3], [0.1, 0.01], **kw),
+                              "PiecewiseConstant")]:
+        assert make().name == keras_name and make(name="x").get_config()["name"] == "x"

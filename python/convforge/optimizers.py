@@ -96,6 +96,15 @@ def _positive_int(value, name: str) -> int:
 class LearningRateSchedule:
     """Base class of the schedules: ``schedule(t) -> learning rate``."""
 
+    #: Keras's default name (its config's ``name``); the built-in schedules take ``name=``.
+    name = None
+
+    def _set_name(self, name) -> None:
+        if name is not None:
+            if not isinstance(name, str):
+                raise TypeError(f"name must be a string; got {name!r}")
+            self.name = name
+
     def __call__(self, step):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -125,7 +134,10 @@ class StepDecay(LearningRateSchedule):
 class ExponentialDecay(LearningRateSchedule):
     """``initial_learning_rate * decay_rate ** (t / decay_steps)``; integer division if ``staircase``."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
+    name = "ExponentialDecay"
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
+        self._set_name(name)
         self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate")
         self.decay_steps = _positive_int(decay_steps, "decay_steps")
         self.decay_rate = _real(decay_rate, "decay_rate", low_open=True)
@@ -143,6 +155,7 @@ class ExponentialDecay(LearningRateSchedule):
             "decay_steps": self.decay_steps,
             "decay_rate": self.decay_rate,
             "staircase": self.staircase,
+            "name": self.name,
         }
 
 
@@ -150,7 +163,10 @@ class InverseTimeDecay(LearningRateSchedule):
     """``initial_learning_rate / (1 + decay_rate * t / decay_steps)``; integer division if ``staircase``
     (Keras's formula)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
+    name = "InverseTimeDecay"
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
+        self._set_name(name)
         self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate")
         self.decay_steps = _positive_int(decay_steps, "decay_steps")
         self.decay_rate = _real(decay_rate, "decay_rate")
@@ -168,6 +184,7 @@ class InverseTimeDecay(LearningRateSchedule):
             "decay_steps": self.decay_steps,
             "decay_rate": self.decay_rate,
             "staircase": self.staircase,
+            "name": self.name,
         }
 
 
@@ -180,7 +197,10 @@ class CosineDecay(LearningRateSchedule):
     down to ``alpha * warmup_target`` over the next ``decay_steps`` steps.
     """
 
-    def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, warmup_target=None, warmup_steps=0):
+    name = "CosineDecay"
+
+    def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, name=None, warmup_target=None, warmup_steps=0):
+        self._set_name(name)
         self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate")
         self.decay_steps = _positive_int(decay_steps, "decay_steps")
         self.alpha = _real(alpha, "alpha", high=1.0, high_open=False)
@@ -213,13 +233,17 @@ class CosineDecay(LearningRateSchedule):
             "alpha": self.alpha,
             "warmup_target": self.warmup_target,
             "warmup_steps": self.warmup_steps,
+            "name": self.name,
         }
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
     """``values[i]`` while ``boundaries[i-1] < t <= boundaries[i]`` (Keras's rule)."""
 
-    def __init__(self, boundaries, values):
+    name = "PiecewiseConstant"
+
+    def __init__(self, boundaries, values, name=None):
+        self._set_name(name)
         boundaries, values = list(boundaries), list(values)
         if len(values) != len(boundaries) + 1:
             raise ValueError(
@@ -242,7 +266,7 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         return self.values[-1]
 
     def get_config(self):
-        return {"boundaries": self.boundaries, "values": self.values}
+        return {"boundaries": self.boundaries, "values": self.values, "name": self.name}
 
 
 #: Keras's namespace ``optimizers.schedules``: a module (registered in ``sys.modules``), so that
