@@ -67,7 +67,7 @@ def _sample_weights(sample_weight, n: int, who: str) -> np.ndarray:
     return np.broadcast_to(w, (n,))
 
 
-def _finite_values(values, who: str) -> np.ndarray:
+def _as_numbers(values, who: str) -> np.ndarray:
     """``update_state``'s values (a number or an array of numbers) as float64."""
     try:
         return np.asarray(values, dtype=np.float64)
@@ -318,7 +318,7 @@ class Mean(Metric):
         self._count += n
 
     def _add_values(self, values, sample_weight) -> None:
-        values = _finite_values(values, self.name)
+        values = _as_numbers(values, self.name)
         if sample_weight is None:
             self._total += float(values.sum())
             self._count += values.size
@@ -363,7 +363,7 @@ class Sum(Metric):
         self._sum = 0.0
 
     def update_state(self, values, sample_weight=None):
-        values = _finite_values(values, self.name)
+        values = _as_numbers(values, self.name)
         if sample_weight is not None:
             values = values * _broadcast_weights(sample_weight, values.shape, self.name)
         self._sum += float(values.sum())
