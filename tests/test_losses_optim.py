@@ -512,3 +512,28 @@ def test_a_keras_optimizer_config_with_a_schedule_builds_the_same_optimizer():
                              (lambda **kw: optimizers.PiecewiseConstantDecay([3], [0.1, 0.01], **kw),
                               "PiecewiseConstant")]:
         assert make().name == keras_name and make(name="x").get_config()["name"] == "x"
+
+
+def test_get_takes_keras_serialized_losses_and_optimizers():
+    """keras.losses.serialize / keras.optimizers.serialize output (Keras 3.15, verbatim) given to
+    get(), as Keras's get() takes it; both were ValueErrors ('must be one of ...')."""
+    keras_loss = {"module": "keras.losses", "class_name": "SparseCategoricalCrossentropy",
+                  "config": {"name": "sparse_categorical_crossentropy", "reduction": "sum_over_batch_size",
+                             "from_logits": True, "ignore_class": None}, "registered_name": None}
+    loss = losses.get(keras_loss)
+    assert type(loss) is losses.SparseCategoricalCrossentropy and loss.from_logits
+    assert type(losses.get(losses.serialize(losses.Huber(0.5)))) is losses.Huber  # convforge's own form too
+    keras_adam = {"module": "keras.src.backend.torch.optimizers.torch_adam", "class_name": "Adam",
+                  "config": {"name": "adam", "learning_rate": 0.009999999776482582, "weight_decay": None,
+                             "clipnorm": None, "global_clipnorm": None, "clipvalue": None, "use_ema": False,
+                             "ema_momentum": 0.99, "ema_overwrite_frequency": None, "loss_scale_factor": None,
+                             "gradient_accumulation_steps": None, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-07,
+                             "amsgrad": True}, "registered_name": "Adam"}
+    adam = optimizers.get(keras_adam)
+    assert type(adam) is optimizers.Adam and adam.amsgrad and adam.learning_rate == pytest.approx(0.01)
+    for bad in ({"class_name": ["Adam"]}, {"class_name": "Adam", "config": 3}, {"class_name": "Lion"}):
+        with pytest.raises(ValueError, match="unknown optimizer description"):
+            optimizers.get(bad)
+    for bad in ({"class_name": ["Huber"]}, {"class_name": "Huber", "config": 3}, {"class_name": "Hinge"}):
+        with pytest.raises(ValueError, match="unknown loss description"):
+            losses.get(bad)

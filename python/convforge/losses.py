@@ -489,7 +489,10 @@ _BY_NAME.update({cls.__name__.lower(): cls for cls in set(_BY_NAME.values())})
 
 
 def get(identifier) -> Loss:
-    """A loss from a name or an instance."""
+    """A loss from a name, an instance, or a ``{'class_name', 'config'}`` dict (:func:`serialize`'s,
+    or Keras's, e.g. ``{'class_name': 'MeanSquaredError', 'config': {...}}``)."""
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
     if isinstance(identifier, Loss):
         if type(identifier).value_and_grad is Loss.value_and_grad:  # a Keras-style subclass with call()
             raise TypeError(
@@ -518,9 +521,11 @@ def serialize(loss: Loss) -> dict | None:
 
 
 def deserialize(config: dict) -> Loss:
-    if not isinstance(config, dict) or config.get("class_name") not in _BY_NAME:
+    # Class names in any case ('MeanSquaredError' as Keras writes them, 'mean_squared_error' as serialize does).
+    name = config.get("class_name") if isinstance(config, dict) else None
+    if not isinstance(name, str) or name.lower() not in _BY_NAME or not isinstance(config.get("config", {}), dict):
         raise ValueError(f"unknown loss description {config!r}")
-    return _BY_NAME[config["class_name"]](**config.get("config", {}))
+    return _BY_NAME[name.lower()](**config.get("config", {}))
 
 
 from . import _unsupported  # noqa: E402

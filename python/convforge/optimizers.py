@@ -744,9 +744,12 @@ _BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adamw": AdamW, "adagr
 
 def get(identifier) -> Optimizer:
     """An optimizer from a name (``'sgd'``, ``'adam'``, ``'adamw'``, ``'rmsprop'``, ``'adagrad'``,
-    ``'nadam'``; defaults) or an instance."""
+    ``'nadam'``; defaults), an instance, or a ``{'class_name', 'config'}`` dict (:func:`serialize`'s
+    or Keras's)."""
     if isinstance(identifier, Optimizer):
         return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
     if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
         return _BY_NAME[identifier.lower()]()
     raise ValueError(
@@ -762,7 +765,8 @@ def serialize(optimizer: Optimizer) -> dict | None:
 
 def deserialize(config: dict) -> Optimizer:
     classes = {cls.__name__: cls for cls in _BY_NAME.values()}
-    if not isinstance(config, dict) or config.get("class_name") not in classes:
+    name = config.get("class_name") if isinstance(config, dict) else None
+    if not isinstance(name, str) or name not in classes or not isinstance(config.get("config", {}), dict):
         raise ValueError(f"unknown optimizer description {config!r}")
     return classes[config["class_name"]].from_config(config.get("config", {}))
 
