@@ -340,12 +340,12 @@ class Optimizer:
         self.learning_rate = learning_rate
         self.weight_decay = 0.0 if weight_decay is None else _real(weight_decay, "weight_decay")
         clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
-        given = [name for name, value in clips.items() if value is not None]
+        given = [arg for arg, value in clips.items() if value is not None]
         if len(given) > 1:
             raise ValueError(f"only one of clipnorm, clipvalue and global_clipnorm can be set (as in Keras); "
                              f"got {given}")
-        for name, value in clips.items():
-            setattr(self, name, None if value is None else _real(value, name, low_open=True))
+        for arg, value in clips.items():
+            setattr(self, arg, None if value is None else _real(value, arg, low_open=True))
         self.iterations = 0
         # Per-variable state (momentum, moments), by variable key, then slot name.
         self._slots: dict[str, dict[str, np.ndarray]] = {}
