@@ -56,6 +56,15 @@ def round_trip(model, x, tmp_path, exact=True, **export_args):
     return proto, back
 
 
+def export_checked(model, x, tmp_path):
+    """Export, check the file, compare onnxruntime with predict; the file's path."""
+    path = tmp_path / "model.onnx"
+    model.export(path)
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+    return path
+
+
 def export_torch(net, args, path, **kwargs):
     """torch.onnx.export with the legacy TorchScript exporter (dynamo=False: the new one needs
     onnxscript), its deprecation notice silenced."""
@@ -538,10 +547,7 @@ def test_softmax_axes_export(make, shape, tmp_path):
     is the width, Softmax(axis=1) the channels (which imports back as Softmax(axis=1))."""
     model = seeded([layers.Input(shape=shape), *make()])
     x = images((3, *shape))
-    path = tmp_path / "model.onnx"
-    model.export(path)
-    onnx.checker.check_model(onnx.load(path), full_check=True)
-    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+    path = export_checked(model, x, tmp_path)
     if model._data_format() == "channels_first" and isinstance(model.layers[-1], layers.Softmax) \
             and model.layers[-1].axis == 1:
         back = convforge.load_model(path, input_layout="channels_first")
@@ -555,13 +561,9 @@ def test_permute_exports(make, shape, tmp_path):
     counts them (a channels-last image read as NHWC), composed with the layout changes around it."""
     model = seeded([layers.Input(shape=shape), *make()])
     x = images((3, *shape))
-    path = tmp_path / "model.onnx"
-    model.export(path)
-    onnx.checker.check_model(onnx.load(path), full_check=True)
-    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
-    if True:
-        back = convforge.load_model(path, input_layout=model._data_format() if len(shape) == 3 else None)
-        np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+    path = export_checked(model, x, tmp_path)
+    back = convforge.load_model(path, input_layout=model._data_format() if len(shape) == 3 else None)
+    np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("dims", list(itertools.permutations((1, 2, 3))), ids=lambda d: "".join(map(str, d)))

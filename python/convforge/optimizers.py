@@ -131,23 +131,22 @@ class StepDecay(LearningRateSchedule):
         return {"initial_learning_rate": self.initial_learning_rate, "step_size": self.step_size, "gamma": self.gamma}
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """``initial_learning_rate * decay_rate ** (t / decay_steps)``; integer division if ``staircase``."""
+class _DecayBySteps(LearningRateSchedule):
+    """Keras's schedules of ``(initial_learning_rate, decay_steps, decay_rate, staircase)``: each a
+    function of the progress t / decay_steps, floored when ``staircase``."""
 
-    name = "ExponentialDecay"
+    _decay_rate_low_open = False  # ExponentialDecay's rate must be > 0
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
         self._set_name(name)
         self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate")
         self.decay_steps = _positive_int(decay_steps, "decay_steps")
-        self.decay_rate = _real(decay_rate, "decay_rate", low_open=True)
+        self.decay_rate = _real(decay_rate, "decay_rate", low_open=self._decay_rate_low_open)
         self.staircase = _flag(staircase, "staircase")
 
-    def __call__(self, step):
+    def _progress(self, step) -> float:
         p = int(step) / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate * self.decay_rate**p
+        return math.floor(p) if self.staircase else p
 
     def get_config(self):
         return {
@@ -159,33 +158,24 @@ class ExponentialDecay(LearningRateSchedule):
         }
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class ExponentialDecay(_DecayBySteps):
+    """``initial_learning_rate * decay_rate ** (t / decay_steps)``; integer division if ``staircase``."""
+
+    name = "ExponentialDecay"
+    _decay_rate_low_open = True
+
+    def __call__(self, step):
+        return self.initial_learning_rate * self.decay_rate ** self._progress(step)
+
+
+class InverseTimeDecay(_DecayBySteps):
     """``initial_learning_rate / (1 + decay_rate * t / decay_steps)``; integer division if ``staircase``
     (Keras's formula)."""
 
     name = "InverseTimeDecay"
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
-        self._set_name(name)
-        self.initial_learning_rate = _real(initial_learning_rate, "initial_learning_rate")
-        self.decay_steps = _positive_int(decay_steps, "decay_steps")
-        self.decay_rate = _real(decay_rate, "decay_rate")
-        self.staircase = _flag(staircase, "staircase")
-
     def __call__(self, step):
-        p = int(step) / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate / (1 + self.decay_rate * p)
-
-    def get_config(self):
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-            "name": self.name,
-        }
+        return self.initial_learning_rate / (1 + self.decay_rate * self._progress(step))
 
 
 class CosineDecay(LearningRateSchedule):
@@ -782,5 +772,5 @@ for _cls in [v for v in list(globals().values()) if isinstance(v, type) and issu
     _unsupported.check_arguments(_cls)
 # The schedules too (Keras's name=, CosineDecay's warmup_target=); not the base class, whose
 # user subclasses take arguments of their own.
-for _cls in _SCHEDULES.values():
+for _cls in (*_SCHEDULES.values(), _DecayBySteps):  # the last: ExponentialDecay's and InverseTimeDecay's __init__
     _unsupported.check_arguments(_cls)

@@ -112,6 +112,19 @@ class ProgressBar:
         self._last_len = 0
         self._done = False
 
+    def _rewrite(self, line: str, finalize: bool) -> None:
+        """Write ``line`` over the terminal's current line, padded with spaces to wipe the end of a
+        longer previous one; a final line ends it."""
+        pad = " " * max(0, self._last_len - len(line))
+        self._last_len = len(line)
+        self.stream.write("\r" + line + pad)
+        if finalize:
+            self.stream.write("\n")
+            _open_line["stream"] = None
+            self._done = True
+        else:
+            _open_line["stream"] = self.stream
+
     def update(self, current: int, values=None, finalize: bool | None = None) -> None:
         """Show that ``current`` steps are done, with ``values`` (name -> number).
 
@@ -133,16 +146,7 @@ class ProgressBar:
         count = f"{current:>{len(str(total))}}/{total}"
         if self.dynamic and self.target is None:
             per_step = elapsed / max(current, 1)
-            line = f"{count} - {format_duration(elapsed)} {_format_step_time(per_step)}{items}"
-            pad = " " * max(0, self._last_len - len(line))
-            self._last_len = len(line)
-            self.stream.write("\r" + line + pad)
-            if finalize:
-                self.stream.write("\n")
-                _open_line["stream"] = None
-                self._done = True
-            else:
-                _open_line["stream"] = self.stream
+            self._rewrite(f"{count} - {format_duration(elapsed)} {_format_step_time(per_step)}{items}", finalize)
         elif self.dynamic:
             filled = int(self.width * min(current, self.target) / max(self.target, 1))
             bar = "=" * filled
@@ -155,16 +159,7 @@ class ProgressBar:
             else:
                 eta = elapsed / max(current, 1) * (self.target - current)
                 line = f"{bar} - ETA: {format_duration(eta)}{items}"
-            # Pad with spaces to wipe the end of a longer previous line.
-            pad = " " * max(0, self._last_len - len(line))
-            self._last_len = len(line)
-            self.stream.write("\r" + line + pad)
-            if finalize:
-                self.stream.write("\n")
-                _open_line["stream"] = None
-                self._done = True
-            else:
-                _open_line["stream"] = self.stream
+            self._rewrite(line, finalize)
         else:
             per_step = elapsed / max(current, 1)
             self.stream.write(f"{count} - {format_duration(elapsed)} - {_format_step_time(per_step)}{items}\n")
