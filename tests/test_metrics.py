@@ -244,6 +244,8 @@ def test_update_state_weighs_samples_as_keras(make, y, p, keras_value):
     assert m.result() == pytest.approx(keras_value, rel=1e-6)
     m.reset_state()
     m.update_state(y, p, _W)  # positional, as Keras allows
+    m.update_state(y, p)
+    assert m.result() == pytest.approx(keras_value, rel=1e-6)
     m.reset_state()
     m.update_state(y, p)
     unweighted = make()

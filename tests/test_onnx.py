@@ -296,6 +296,18 @@ def test_resize_that_upsampling_cannot_do_names_the_attribute(attributes, scales
         convforge.load_model(path)
 
 
+def test_resize_keeps_its_sizes_only_when_stretched(tmp_path):
+    # keep_aspect_ratio_policy 'not_larger' / 'not_smaller' change the sizes asked for (onnxruntime
+    # gave (1, 2, 3, 4) for sizes (1, 2, 6, 12)): refused, not read as a repeat of the sizes.
+    sizes = numpy_helper.from_array(np.array([1, 2, 12, 12], np.int64), "sizes")
+    for policy in ("not_larger", "not_smaller"):
+        node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="up", keep_aspect_ratio_policy=policy,
+                                coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        path = save_graph(tmp_path / f"{policy}.onnx", [node], [sizes], opset=19)
+        with pytest.raises(ModelFileError, match=r"'up' \(Resize\), attribute 'keep_aspect_ratio_policy'"):
+            convforge.load_model(path)
+
+
 def test_resize_with_onnx_defaults_is_upsampling(tmp_path):
     # ONNX's defaults (half_pixel, round_prefer_floor) read floor(i / s) at any whole scale.
     good = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="up")
@@ -488,6 +500,38 @@ def test_keras_style_1d_graphs_import(tmp_path):
     assert [model.layers[0].padding, model.layers[1].padding] == ["causal", "same"]
     x = rng.standard_normal((2, 12, 3)).astype(np.float32)
     np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
+
+
+def test_a_softmax_of_a_sequence_over_the_steps_is_not_fused_into_its_dense(tmp_path):
+    # Keras's Sequential([Input((6, 4)), Dense(3), Softmax(axis=1)]) exports MatMul, Add, Softmax
+    # (axis 1: the steps); it was fused as Dense(activation='softmax'), over the units (0.42 off).
+    rng = np.random.default_rng(0)
+    for opset, attrs in ((17, {"axis": 1}), (12, {})):  # opset < 13's default axis is 1 as well
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+                 helper.make_node("Add", ["m", "b"], ["a"], name="bias"),
+                 helper.make_node("Softmax", ["a"], ["y"], name="sm", **attrs)]
+        inits = [numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "w"),
+                 numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "b")]
+        path = save_graph(tmp_path / f"sm{opset}.onnx", [nodes[0], nodes[1], nodes[2]], inits, input_shape=("n", 6, 4),
+                          opset=opset)
+        with pytest.raises(ModelFileError, match=r"'sm' \(Softmax\)"):
+            convforge.load_model(path)
+    # Over the last axis it is the Dense's own softmax.
+    nodes[2] = helper.make_node("Softmax", ["a"], ["y"], name="sm", axis=-1)
+    path = save_graph(tmp_path / "last.onnx", nodes, inits, input_shape=("n", 6, 4))
+    model = convforge.load_model(path)
+    x = rng.standard_normal((2, 6, 4)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
+
+
+def test_a_graph_output_left_transposed_is_refused_by_name(tmp_path):
+    # A sequence transposed to (batch, channels, steps) by a Conv's view, returned as it is: a
+    # bare KeyError before.
+    node_t = helper.make_node("Transpose", ["x"], ["t"], name="t", perm=[0, 2, 1])
+    node_c = helper.make_node("Conv", ["t", "w"], ["y"], name="c")
+    path = save_graph(tmp_path / "open.onnx", [node_t, node_c], [weights("w", (4, 3, 3))], input_shape=("n", 5, 3))
+    with pytest.raises(ModelFileError, match=r"graph output 'y' is a sequence transposed"):
+        convforge.load_model(path)
 
 
 CONV_TRANSPOSE_CASES = [

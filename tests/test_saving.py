@@ -12,6 +12,7 @@ import pytest
 
 import convforge
 from convforge import callbacks, layers, metrics, optimizers, saving
+from convforge import losses as losses_module
 from convforge.saving import ModelFileError
 
 # ---------------------------------------------------------------------------
@@ -264,6 +265,27 @@ def test_deepcopy_of_a_graph_model_with_shared_layers_and_batch_norm():
     for how, copied in _copies(model).items():
         np.testing.assert_array_equal(copied.predict(x, verbose=0), model.predict(x, verbose=0), err_msg=how)
         assert [layer.name for layer in copied.layers] == [layer.name for layer in model.layers]
+
+
+def test_deepcopy_of_a_model_compiled_with_a_custom_loss_comes_back_uncompiled_and_says_so():
+    class MyLoss(losses_module.MeanSquaredError):
+        pass
+
+    model = make_model()
+    model.compile(optimizer="sgd", loss=MyLoss())
+    x, _ = data()
+    model.predict(x, verbose=0)
+    for how, copied in _copies_warning(model, "uncompiled: compile it again").items():
+        assert copied.optimizer is None, how
+        np.testing.assert_array_equal(copied.predict(x, verbose=0), model.predict(x, verbose=0), err_msg=how)
+
+
+def _copies_warning(model, message):
+    import copy
+
+    with pytest.warns(UserWarning, match=message):
+        copied = copy.deepcopy(model)
+    return {"deepcopy": copied}
 
 
 def test_deepcopy_keeps_non_finite_weights_and_unbuilt_models():

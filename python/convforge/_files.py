@@ -31,10 +31,14 @@ def open_regular_file(path):
     """``open(path, "rb")`` of a regular file, else NotARegularFileError saying what it is.
 
     A named pipe with no writer made ``open`` (or the first read) wait forever, and a device such
-    as /dev/zero never ends: the file is opened without blocking, checked with ``fstat``, and
-    only then set back to ordinary blocking reads. FileNotFoundError and the other OSErrors of
+    as /dev/zero never ends: the path is checked with ``stat``, then (in case it was replaced in
+    between) opened without blocking and checked again with ``fstat``, and only then set back
+    to ordinary blocking reads. FileNotFoundError and the other OSErrors of
     ``open`` pass through.
     """
+    mode = os.stat(path).st_mode  # refused before any open where it can be (opening a device may act)
+    if not stat.S_ISREG(mode):
+        raise NotARegularFileError(path, _kind(mode))
     nonblocking = getattr(os, "O_NONBLOCK", 0)
     fd = os.open(path, os.O_RDONLY | nonblocking | getattr(os, "O_BINARY", 0))
     try:

@@ -123,7 +123,15 @@ def _model_from_pickle(meta_json: str, arrays: dict):
     """pickle's and copy.deepcopy's way back from _reduce_model. The description goes through the
     checks a file's does."""
     where = "<a pickled or copied model>"
-    return model_from_state(_check_meta(json.loads(meta_json), where), arrays, where)
+    meta = _check_meta(json.loads(meta_json), where)
+    try:
+        return model_from_state(meta, arrays, where)
+    except ModelFileError as err:
+        if "compile=False" not in str(err):  # a custom loss class: the description cannot compile it
+            raise
+        warnings.warn(f"{err}; the copy comes back uncompiled: compile it again", UserWarning,
+                      stacklevel=user_stacklevel())
+        return model_from_state(meta, arrays, where, compile=False)
 
 
 def _reduce_model(model):

@@ -389,7 +389,9 @@ def _dense(ctx, node, kernel, bias, output, after=()):
         return Dense(kernel.shape[1], act, bias is not None, kernel_initializer="zeros")
 
     weights = [kernel] if bias is None else [kernel, bias]
-    _add_with_activation(ctx, node, make, [node.input[0]], output, weights, 1, after)
+    # The activation's rank is the input's: a softmax of a sequence over other axes than the last
+    # is no Dense(activation='softmax').
+    _add_with_activation(ctx, node, make, [node.input[0]], output, weights, len(features), after)
 
 
 def _bias_vector(ctx, node, value, units):

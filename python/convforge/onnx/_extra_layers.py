@@ -521,6 +521,9 @@ def import_resize(ctx, node):
                                   "axes": None, "keep_aspect_ratio_policy": "stretch"})
         if a["axes"] is not None:
             raise ctx.error(node, "only scales or sizes of all four axes are supported", "axes")
+        if a["keep_aspect_ratio_policy"] != "stretch":  # other policies change the sizes asked for
+            raise ctx.error(node, f"only 'stretch' is supported; got {a['keep_aspect_ratio_policy']!r}",
+                            "keep_aspect_ratio_policy")
         scales = ctx.constant(node, 2, "scales", required=False)
         sizes = ctx.constant(node, 3, "sizes", required=False)
         if scales is not None and np.asarray(scales).size == 0:

@@ -546,6 +546,9 @@ def _walk(path, proto, nodes, opset, input_layout):
     ctx.finals = []
     for output in outputs:
         final = ctx.resolve(output)
+        if ctx.sequence_base(final) is not None:
+            raise ModelFileError(path, f"the graph output {output!r} is a sequence transposed to (batch, channels, "
+                                       "steps); convforge's models return sequences as (batch, steps, channels)")
         if ctx.ref_shape(final) is None:
             raise ModelFileError(path, f"the graph output {output!r} is a constant, not computed from the input")
         # An output that is a channels-last view (Keras's exporter ends image outputs with a
