@@ -524,6 +524,25 @@ def test_a_softmax_of_a_sequence_over_the_steps_is_not_fused_into_its_dense(tmp_
     np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
 
 
+RESHAPE_CASES = {
+    "features-to-sequence": ((12,), lambda: [layers.Reshape((3, 4)), layers.Conv1D(2, 2), layers.Flatten(),
+                                             layers.Dense(2)]),
+    "image-to-sequence": ((4, 4, 2), lambda: [layers.Reshape((8, 4)), layers.Conv1D(2, 3)]),
+    "features-to-image": ((32,), lambda: [layers.Reshape((4, -1, 2)), layers.Conv2D(3, 1), layers.Flatten()]),
+    "image-to-image": ((4, 4, 2), lambda: [layers.Conv2D(2, 1), layers.Reshape((2, 8, 2)), layers.Conv2D(3, 1)]),
+    "sequence-to-image": ((8, 4), lambda: [layers.Reshape((4, 4, 2))]),
+}
+
+
+@pytest.mark.parametrize("shape, make", RESHAPE_CASES.values(), ids=RESHAPE_CASES.keys())
+def test_reshape_round_trips(shape, make, tmp_path):
+    # Exported in Keras's element order (an image read and written channels-last); the importer
+    # took flattening reshapes only (issue 17: every exportable layer round-trips).
+    model = seeded([layers.Input(shape=shape), *make()])
+    _, back = round_trip(model, images((3, *shape)), tmp_path)
+    assert "Reshape" in [type(layer).__name__ for layer in back.layers]
+
+
 def test_a_graph_output_left_transposed_is_refused_by_name(tmp_path):
     # A sequence transposed to (batch, channels, steps) by a Conv's view, returned as it is: a
     # bare KeyError before.

@@ -52,7 +52,8 @@ depthwise), ConvTranspose (where its pads give Keras's 'valid' or 'same' output)
 MaxPool/AveragePool (where a Keras 'valid'/'same' window set is the same), Gemm,
 MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
 Conv/Dense before them), Clip(x, 0, max) (``ReLU(max_value)``, which exports as
-it), Flatten and flattening Reshapes, BatchNormalization,
+it), Flatten and flattening Reshapes, Keras-order Reshapes to a sequence or an image (Reshape),
+BatchNormalization,
 GlobalAveragePool/GlobalMaxPool (and ReduceMean/ReduceMax over height and width),
 GELU, as opset 20's Gelu op or spelt out as arithmetic around an Erf or a Tanh (any order of
 the nodes: the formula is evaluated and compared, ``_formulas``), Transpose of an image's axes (Permute),

@@ -19,7 +19,7 @@ from .. import _params
 from .. import layers as _layers
 from ..layers.activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
 from ..layers.conv import Conv2D
-from ..layers.core import Dense, Flatten
+from ..layers.core import Dense, Flatten, Reshape
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
 from ..layers.reshaping import Permute
 from . import _sequences
@@ -533,8 +533,29 @@ def import_flatten(ctx, node):
     ctx.add_layer(node, Flatten(ctx.data_format), [node.input[0]], node.output[0])
 
 
+def _keras_reshape(ctx, node, base, shape, target, batch) -> bool:
+    """A Reshape in Keras's element order (of features, of a sequence, or of the channels-last view
+    of an image) to a sequence or a channels-last image: the Reshape layer, as convforge's
+    exporter writes it (True), else False."""
+    dims = target[1:]
+    if target[0] not in batch or len(dims) not in (2, 3) or any(d == 0 or d < -1 for d in dims) or dims.count(-1) > 1:
+        return False
+    if base is None and len(shape) == 3:  # an NCHW tensor: its element order is not Keras's
+        return False
+    size, known = math.prod(shape), math.prod(d for d in dims if d != -1)
+    if known == 0 or size % known:
+        return False
+    dims = [size // known if d == -1 else d for d in dims]
+    if math.prod(dims) != size or (len(dims) == 3 and ctx.data_format == "channels_first"):
+        return False
+    # (batch, *dims) is a sequence as convforge holds it, or the channels-last view of an image.
+    ctx.add_view_layer(node, Reshape(tuple(dims)), [base if base is not None else node.input[0]], view=len(dims) == 3)
+    return True
+
+
 def import_reshape(ctx, node):
-    """Only the reshapes that flatten each sample: PyTorch's ``x.view(-1, n)``."""
+    """The reshapes that flatten each sample (PyTorch's ``x.view(-1, n)``), and Keras's Reshape to
+    a sequence or an image (from features, a sequence or an image read channels-last)."""
     allowzero = ctx.attributes(node, {"allowzero": 0})["allowzero"]
     base = ctx.view_base(node.input[0])
     shape = ctx.ref_shape(node.input[0]) if base is not None else ctx.shape(node, 0)
@@ -544,12 +565,15 @@ def import_reshape(ctx, node):
     # the one the file fixes at its input (PyTorch's x.view(x.size(0), -1) exported without
     # dynamic_axes writes its example's batch there): the model then takes any batch.
     batch = (0, -1, SYMBOLIC_BATCH) if ctx.fixed_batch is None else (0, -1, SYMBOLIC_BATCH, ctx.fixed_batch)
+    if not allowzero and len(target) > 2 and _keras_reshape(ctx, node, base, shape, target, batch):
+        return
     ok = len(target) == 2 and not allowzero and (
         target[0] in batch and target[1] in (-1, size) or target[0] == -1 and target[1] == size
     )
     if not ok:
         raise ctx.error(
-            node, f"reshape to {target} of a {('batch', *shape)} tensor: only (batch, -1) flattening is supported"
+            node, f"reshape to {target} of a {('batch', *shape)} tensor: only (batch, -1) flattening and Keras's "
+            "Reshape (channels-last order) to a sequence or an image are supported"
         )
     if base is not None:
         _flatten_view(ctx, node, base)

@@ -333,11 +333,12 @@ def _is_no_op(node) -> bool:
 
 def _read_as_sequence(nodes, name) -> bool:
     """Is ``name`` read only by Transposes to (batch, channels, steps) (convforge's exporter's 1-D
-    ops), Flatten, MatMul (a Dense at every step) and Pad (Keras's exporter's causal Conv1D)?"""
+    ops), Flatten, Reshape, MatMul (a Dense at every step) and Pad (Keras's exporter's causal Conv1D)?"""
     readers = [n for n in nodes if name in n.input][:64]
     perms = [[list(a.ints) for a in n.attribute if a.name == "perm"] for n in readers]
     transposes = [n.op_type == "Transpose" and p == [[0, 2, 1]] for n, p in zip(readers, perms)]
-    return bool(readers) and all(t or n.op_type in ("Flatten", "MatMul", "Pad") for n, t in zip(readers, transposes))
+    others = ("Flatten", "MatMul", "Pad", "Reshape")
+    return bool(readers) and all(t or n.op_type in others for n, t in zip(readers, transposes))
 
 
 def _read_channels_last(nodes, name) -> bool:
