@@ -524,6 +524,19 @@ def test_a_softmax_of_a_sequence_over_the_steps_is_not_fused_into_its_dense(tmp_
     np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("shape, make", [
+    ((5,), lambda: [layers.Dense(3), layers.ReLU(max_value=2.0, negative_slope=0.1)]),
+    ((4, 4, 2), lambda: [layers.Conv2D(3, 1), layers.ReLU(max_value=0.5, negative_slope=0.2), layers.Flatten()]),
+], ids=["features", "images"])
+def test_relu_with_slope_and_cap_round_trips(shape, make, tmp_path):
+    # LeakyRelu, then Min with the max_value: the Min by a constant was refused at import.
+    model = seeded([layers.Input(shape=shape), *make()])
+    _, back = round_trip(model, (images((3, *shape)) - 0.5) * 10, tmp_path)
+    relu = [layer for layer in back.layers if type(layer).__name__ == "ReLU"]
+    assert len(relu) == 1 and relu[0].max_value == model.layers[1].max_value
+    assert relu[0].negative_slope == pytest.approx(model.layers[1].negative_slope)
+
+
 RESHAPE_CASES = {
     "features-to-sequence": ((12,), lambda: [layers.Reshape((3, 4)), layers.Conv1D(2, 2), layers.Flatten(),
                                              layers.Dense(2)]),

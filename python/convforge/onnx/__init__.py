@@ -38,7 +38,7 @@ inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nea
 takes for a channels-last view unless a conv or pooling reads it); LeakyReLU, ELU and
 Softplus are their ONNX ops (and import back), swish ``Mul(x, Sigmoid(x))``
 (imports back as Sigmoid + Multiply), GELU its erf or tanh formula (imports back as one GELU layer); ReLU(max_value) is
-``Clip``, ReLU(negative_slope) ``LeakyRelu`` (then ``Min`` with a max_value), and a
+``Clip``, ReLU(negative_slope) ``LeakyRelu`` (then ``Min`` with a max_value: both import back), and a
 ReLU threshold is refused, naming the layer.
 
 Import

@@ -34,7 +34,17 @@ def _activation_layer(ctx, node):
     """The layer of an elementwise activation node; LeakyRelu and Elu carry their alpha (ONNX's
     defaults 0.01 and 1.0, not Keras's LeakyReLU 0.3)."""
     if node.op_type == "LeakyRelu":
-        return LeakyReLU(negative_slope=ctx.attributes(node, {"alpha": 0.01})["alpha"])
+        alpha = ctx.attributes(node, {"alpha": 0.01})["alpha"]
+        # ReLU(negative_slope, max_value) exports as LeakyRelu, then Min with the max_value.
+        reader, passed = ctx.next_node(node.output[0])
+        if reader is not None and reader.op_type == "Min" and len(reader.input) == 2 and not reader.attribute:
+            constant = [i for i, name in enumerate(reader.input) if ctx.is_constant(name)]
+            if len(constant) == 1 and reader.input[1 - constant[0]] in (node.output[0], *(p.output[0] for p in passed)):
+                cap = np.asarray(ctx.constant(reader, constant[0], "max_value"), dtype=np.float64).reshape(-1)
+                if cap.size == 1 and 0 <= cap[0] < float("inf"):
+                    ctx.consume_all([*passed, reader], node.output[0])
+                    return ReLU(max_value=float(cap[0]), negative_slope=alpha)
+        return LeakyReLU(negative_slope=alpha)
     if node.op_type == "Elu":
         return ELU(alpha=ctx.attributes(node, {"alpha": 1.0})["alpha"])
     if node.op_type == "Gelu":  # opset 20
