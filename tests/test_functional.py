@@ -365,6 +365,9 @@ def test_multi_input_multi_output_fit_logs_and_dict_data():
     with pytest.raises(ValueError, match=r"x is a dict with keys \['A', 'b'\], without the model inputs \['a'\]; "
                                          r"the inputs are \['a', 'b'\]"):
         model.predict({"A": xa, "b": xb}, verbose=0)
+    # A y dict with a key that names no output: its targets were silently unused (Keras refuses).
+    with pytest.raises(ValueError, match=r"y has keys \['reg_typo'\] that name no output"):
+        model.evaluate([xa, xb], {"cls": y_cls, "reg": y_reg, "reg_typo": y_reg}, verbose=0)
 
 
 def test_one_input_or_output_takes_its_array_inside_a_list_as_keras():

@@ -168,6 +168,7 @@ def test_keras_save_spellings(tmp_path):
         np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
     with pytest.raises(TypeError, match="convforge does not support the argument 'skip_mismatch' of Sequential.load_"):
         model.load_weights(path, skip_mismatch=True)
+    model.load_weights(path, skip_mismatch=False)  # Keras's default, written out: accepted
 
 
 def test_float64_model_round_trip(tmp_path):

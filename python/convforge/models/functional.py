@@ -324,8 +324,14 @@ class Model(Trainer):
         _refuse_overwrite(filepath, overwrite)
         state.save_weights(self, filepath)
 
-    def load_weights(self, filepath) -> None:
-        """Load weights saved by ``save_weights`` or ``save`` into this model (same architecture)."""
+    def load_weights(self, filepath, skip_mismatch=False) -> None:
+        """Load weights saved by ``save_weights`` or ``save`` into this model (same architecture).
+        ``skip_mismatch``: Keras's default False only (a mismatch is a ModelFileError)."""
+        if skip_mismatch is not False:
+            raise TypeError(
+                f"convforge does not support the argument 'skip_mismatch' of {type(self).__name__}.load_weights "
+                f"(got {skip_mismatch!r}; only Keras's default False): convforge loads weights into the architecture "
+                "they were saved from; copy the arrays that fit with layer.set_weights")
         state.load_weights(self, filepath)
 
     def export(self, filepath, format="onnx", verbose=None, input_signature=None, *, opset=None,  # noqa: A002
@@ -1283,6 +1289,10 @@ class Functional(Model):
             raise ValueError(f"y is required to go with {argument}")
         n = len(self.outputs)
         if isinstance(y, dict):
+            unknown = [key for key in y if key not in self.output_names]
+            if unknown:  # a misspelt output name would leave its targets unused, as Keras refuses too
+                raise ValueError(f"y has keys {unknown} that name no output of the model; its outputs are "
+                                 f"{self.output_names}")
             ys = [y.get(name) for name in self.output_names]
         elif isinstance(y, (list, tuple)) and n > 1:
             if len(y) != n:
