@@ -396,8 +396,15 @@ def test_a_model_called_on_tensors_is_its_layers_in_the_new_graph():
     base = convforge.Model(base_in, layers.GlobalAveragePooling2D()(h))
     stem = convforge.Sequential([convforge.Input((8, 8, 1)), layers.Conv2D(2, 1)])
     inputs = convforge.Input((8, 8, 1))
-    with pytest.raises(NotImplementedError, match=r"called with training=False: its layers \['dropout"):
-        convforge.Model(base_in, layers.Dropout(0.5)(base.outputs[0]))(inputs, training=False)
+    # Dropout in a training=False call passes its input through in fit too, as in Keras (it was refused).
+    dropped = convforge.Model(base_in, layers.Dropout(0.5)(base.outputs[0]))
+    head = convforge.Model(inputs, layers.Dense(3)(dropped(inputs, training=False)))
+    head.compile(optimizer="sgd", loss="mse")
+    xd = np.random.default_rng(3).standard_normal((6, 8, 8, 1)).astype(np.float32)
+    yd = np.zeros((6, 3), np.float32)
+    loss_a, _ = head.loss_and_gradients(xd, yd)
+    loss_b, _ = head.loss_and_gradients(xd, yd)
+    assert loss_a == loss_b == pytest.approx(head.evaluate(xd, yd, verbose=0), rel=1e-6)  # no dropout mask
     trained = convforge.Model(inputs, base(inputs))  # not frozen, no training flag: trains with the new model
     assert trained.layers[1:] == base.layers[1:]
     base.trainable = False
@@ -480,6 +487,27 @@ def test_fine_tuning_keeps_a_batch_norm_called_with_training_false_in_inference_
     report = gradcheck.check_model_gradients(model64, x.astype(np.float64), y.astype(np.float64), num_coords=4)
     assert report.passed, report
     assert {"ft_bn/gamma", "ft_bn/beta"} <= {r.key for r in report.results}, [r.key for r in report.results]
+
+
+def test_a_training_false_call_with_dropout_and_augmentation_trains_in_inference_mode():
+    """Dropout and the augmentation layers of a ``base(x, training=False)`` call are the identity in
+    fit too, forward and backward (Keras's inference mode); the gradients in float64 against
+    central differences (the BatchNormalization of the call on its moving statistics)."""
+    convforge.seed(4)
+    base_in = convforge.Input((6, 6, 2), dtype="float64")
+    h = layers.RandomFlip("horizontal")(base_in)
+    h = layers.Conv2D(3, 3, padding="same")(h)
+    h = layers.Dropout(0.5)(layers.BatchNormalization()(h))
+    base = convforge.Model(base_in, layers.GlobalAveragePooling2D()(h))
+    inputs = convforge.Input((6, 6, 2), dtype="float64")
+    model = convforge.Model(inputs, layers.Dense(2)(base(inputs, training=False)))
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((5, 6, 6, 2)), rng.standard_normal((5, 2))
+    report = gradcheck.check_model_gradients(model, x, y, num_coords=4)
+    assert report.passed, report
+    loss, _ = model.loss_and_gradients(x, y)
+    assert loss == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-12)
 
 
 # ---------------------------------------------------------------- the same API on functional models

@@ -55,9 +55,10 @@ a list of ``sample_weight`` arrays (one per output), dict-valued inputs or
 outputs at ``Model(...)`` (lists only; data may be dicts), nested structures.
 
 Fine-tuning a model called as ``base(x, training=False)``: as in Keras, its
-BatchNormalization layers stay in inference mode once trainable again (they
-normalise with their moving statistics, which stay as they are, while gamma and
-beta learn).
+layers stay in inference mode in ``fit`` too, once trainable again: its
+BatchNormalization layers normalise with their moving statistics, which stay as
+they are, while gamma and beta learn; its Dropout and augmentation layers pass
+their input through.
 """
 
 from __future__ import annotations
@@ -185,20 +186,15 @@ class Model(Trainer):
         Sequential's are listed (``summary()`` shows them, not one row for the model).
         ``model.trainable = False`` freezes them there too; a frozen BatchNormalization runs on
         its moving statistics, which is what Keras's ``base(x, training=False)`` asks for, the
-        only ``training`` accepted. The BatchNormalization layers of such a call run on their
-        moving statistics in training too, trainable or not, as Keras keeps them in inference mode
-        after ``model.trainable = True`` (the fine-tuning step: gamma and beta learn, the moving
-        statistics stay); Dropout and the augmentation layers cannot follow a per-call flag here."""
+        only ``training`` accepted. The layers of such a call stay in inference mode in training
+        too, as Keras keeps them after ``model.trainable = True`` (the fine-tuning step): its
+        BatchNormalization layers run on their moving statistics, trainable or not (gamma and beta
+        learn, the moving statistics stay), its Dropout and augmentation layers pass their input
+        through."""
         if training is not False and training is not None:
             raise NotImplementedError(
                 f"model {self.name!r} called on a symbolic tensor with training={training!r}: convforge decides "
                 "training mode in fit/predict, not per call")
-        if training is False:
-            moving = [layer.name for layer in self.layers if isinstance(layer, (Dropout, _Augmentation))]
-            if moving:
-                raise NotImplementedError(
-                    f"model {self.name!r} called with training=False: its layers {moving} would still drop out (or "
-                    "augment) during fit, where Keras keeps them in inference mode; call it without training=False")
         graph = self._symbolic_graph(inputs)
         many = isinstance(inputs, (list, tuple))
         given = list(inputs) if many else [inputs]
@@ -398,7 +394,7 @@ class _Step:
     """One node of the model, as the executor runs it."""
 
     __slots__ = ("node", "layer", "call", "inputs", "out", "many", "backward", "fused", "shared", "relu_next",
-                 "relu_done", "overwrites_dy", "moving_statistics")
+                 "relu_done", "overwrites_dy", "moving_statistics", "identity_in_training")
 
     def __init__(self, node, call, inputs, out):
         self.node, self.layer, self.call = node, node.layer, call
@@ -417,6 +413,10 @@ class _Step:
         # A BatchNormalization of a base(x, training=False) call: in training too, Keras normalises
         # it with its moving statistics (BatchNormalization._forward).
         self.moving_statistics = bool(getattr(node, "inference", False)) and isinstance(node.layer, BatchNormalization)
+        # Dropout and the augmentation layers of such a call: in training too, what they are at
+        # inference, the identity (forward and backward).
+        self.identity_in_training = bool(getattr(node, "inference", False)) and isinstance(
+            node.layer, (Dropout, _Augmentation))
 
 
 def _outputs_logits(layer: Layer, loss) -> bool:
@@ -824,6 +824,8 @@ class Functional(Model):
             x = [values[i] for i in step.inputs] if step.many else values[step.inputs[0]]
             if logits and step.fused:
                 values[step.out] = step.call._forward_logits(x, training)
+            elif training and step.identity_in_training:
+                values[step.out] = x
             elif training and step.moving_statistics:
                 values[step.out] = step.call._forward(x, True, step.relu_next, moving_statistics=True)
             elif training and step.relu_next:
@@ -963,8 +965,8 @@ class Functional(Model):
                 t = step.node.outputs[0]
                 dy = np.zeros((self._batch_rows(grads), *t._internal), dtype=self.dtype)
             call = step.call
-            if step.relu_done:  # the BN or Add before it applies its gradient (and sums dy's parts)
-                dx = dy
+            if step.relu_done or step.identity_in_training:  # (relu_done: the BN or Add before it applies
+                dx = dy                                            # its gradient and sums dy's parts)
             elif step.overwrites_dy and self._owned(dy, grads, step.out, dheads):
                 dx = call._backward_overwriting(dy)
             else:
