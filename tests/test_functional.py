@@ -370,6 +370,20 @@ def test_multi_input_multi_output_fit_logs_and_dict_data():
         model.evaluate([xa, xb], {"cls": y_cls, "reg": y_reg, "reg_typo": y_reg}, verbose=0)
 
 
+def test_outputs_given_as_a_tuple_come_back_as_a_tuple():
+    # Keras 3: Model(x, (a, b)).predict and model.output are tuples (lists for a list); convforge
+    # gave lists for both.
+    inp = convforge.Input((3,))
+    a, b = layers.Dense(2)(inp), layers.Dense(1)(inp)
+    x = np.zeros((4, 3), np.float32)
+    as_tuple, as_list = convforge.Model(inp, (a, b)), convforge.Model(inp, [a, b])
+    for model, kind in ((as_tuple, tuple), (as_list, list)):
+        assert type(model.predict(x, verbose=0)) is kind and type(model.predict(x[:1], verbose=0)) is kind
+        assert type(model.output) is kind and type(model.outputs) is list
+        again = convforge.Model.from_config(model.get_config())
+        assert type(again.predict(x, verbose=0)) is kind
+
+
 def test_one_input_or_output_takes_its_array_inside_a_list_as_keras():
     # Keras flattens data structures: a model of one input and one output takes x=[x], y=[y]
     # (and a model made as Model([inp], [out]) is given data that way); convforge read the list

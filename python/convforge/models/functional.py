@@ -550,6 +550,8 @@ class Functional(Model):
         self.name = check_model_name(name, "functional")
         in_list, self._single_input = _as_list(inputs, "inputs")
         out_list, self._single_output = _as_list(outputs, "outputs")
+        # Outputs given as a tuple come back as one (predict, model.output), as in Keras.
+        self._outputs_tuple = isinstance(outputs, tuple) and not self._single_output
         for what, tensors in (("inputs", in_list), ("outputs", out_list)):
             if not tensors:
                 raise ValueError(f"Model needs at least one tensor in {what}")
@@ -740,7 +742,9 @@ class Functional(Model):
     @property
     def output(self):
         """Keras's ``model.output``: the output tensor(s) as given to ``Model(...)``."""
-        return self.outputs[0] if self._single_output else list(self.outputs)
+        if self._single_output:
+            return self.outputs[0]
+        return tuple(self.outputs) if self._outputs_tuple else list(self.outputs)
 
     @property
     def input_shape(self):
@@ -1330,8 +1334,11 @@ class Functional(Model):
         def one(a):
             return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
 
-        # A list of one output gives its array, as in Keras (Model(x, [y]).predict is an array).
-        return one(outs[0]) if self._single_output or len(outs) == 1 else [one(a) for a in outs]
+        # A list of one output gives its array, as in Keras (Model(x, [y]).predict is an array);
+        # outputs given as a tuple a tuple.
+        if self._single_output or len(outs) == 1:
+            return one(outs[0])
+        return tuple(one(a) for a in outs) if self._outputs_tuple else [one(a) for a in outs]
 
     # ================================================================== metrics
 
@@ -1378,6 +1385,7 @@ class Functional(Model):
             "outputs": [ref(t) for t in self.outputs],
             "single_input": self._single_input,
             "single_output": self._single_output,
+            "outputs_tuple": self._outputs_tuple,
             # The models that made outputs (None: a layer did), whose names the outputs take.
             "output_models": [t._from_model for t in self.outputs],
             # The nodes (by position in "nodes") a model called with training=False made.
@@ -1430,7 +1438,8 @@ class Functional(Model):
                 t._from_model = check_model_name(model_name, "")
         return cls(
             inputs[0] if config.get("single_input") else inputs,
-            outputs[0] if config.get("single_output") else outputs,
+            outputs[0] if config.get("single_output") else (tuple(outputs) if config.get("outputs_tuple") is True
+                                                             else outputs),
             name=config.get("name"),
         )
 
