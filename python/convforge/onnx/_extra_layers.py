@@ -251,19 +251,8 @@ def import_pad(ctx, node):
     shape = ctx.ref_shape(base) if base is not None else ctx.shape(node, 0)
     if len(shape) != 3:
         raise ctx.error(node, f"takes images (batch, channels, height, width); its input is {('batch', *shape)}")
-    if ctx.opset >= 11:
-        pads = ctx.constant(node, 1, "pads").reshape(-1)
-        value = ctx.constant(node, 2, "constant_value", required=False)
-        axes = ctx.constant(node, 3, "axes", required=False)
-    else:
-        pads, value, axes = np.asarray(a["pads"] or []), a["value"], None
-    if value is not None and np.any(np.asarray(value) != 0):
-        raise ctx.error(node, f"padding with {value} is not supported; ZeroPadding2D pads with zeros")
-    axes = [0, 1, 2, 3] if axes is None else [int(v) % 4 for v in np.asarray(axes).reshape(-1)]
-    if len(pads) != 2 * len(axes) or len(set(axes)) != len(axes):
-        raise ctx.error(node, f"pads {list(pads)} do not fit axes {axes}")
-    before = {to_nchw[k]: int(v) for k, v in zip(axes, pads[: len(axes)])}
-    after = {to_nchw[k]: int(v) for k, v in zip(axes, pads[len(axes):])}
+    sides = ctx.zero_pad_sides(node, a, 4, "ZeroPadding2D")
+    before, after = ({to_nchw[k]: v for k, v in side.items()} for side in sides)
     if any(before.get(i, 0) or after.get(i, 0) for i in (0, 1)):
         raise ctx.error(node, "padding the batch or channel axis is not supported")
     margins = (before.get(2, 0), after.get(2, 0), before.get(3, 0), after.get(3, 0))

@@ -149,6 +149,23 @@ class ImportContext:
                 )
         return self._constants[name]
 
+    def zero_pad_sides(self, node, a, rank: int, layer: str) -> tuple[dict, dict]:
+        """A Pad node's margins before and after, by axis (of ``rank`` axes, batch included), from
+        its attributes ``a`` (opset < 11) or inputs; its fill value must be 0 (``layer`` pads with
+        zeros)."""
+        if self.opset >= 11:
+            pads = [int(v) for v in np.asarray(self.constant(node, 1, "pads")).reshape(-1)]
+            value = self.constant(node, 2, "constant_value", required=False)
+            axes = self.constant(node, 3, "axes", required=False)
+        else:
+            pads, value, axes = [int(v) for v in a["pads"] or []], a["value"], None
+        if value is not None and np.any(np.asarray(value) != 0):
+            raise self.error(node, f"padding with {value} is not supported; {layer} pads with zeros")
+        axes = list(range(rank)) if axes is None else [int(v) % rank for v in np.asarray(axes).reshape(-1)]
+        if len(pads) != 2 * len(axes) or len(set(axes)) != len(axes):
+            raise self.error(node, f"pads {pads} do not fit axes {axes}")
+        return dict(zip(axes, pads[: len(axes)])), dict(zip(axes, pads[len(axes):]))
+
     def set_constant(self, name: str, value: np.ndarray) -> None:
         self._constants[name] = value
 

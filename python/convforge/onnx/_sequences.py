@@ -181,20 +181,9 @@ def import_pad_of_steps(ctx, node, view: bool):
     a = ctx.attributes(node, {"mode": "constant", "pads": None, "value": 0.0})
     if a["mode"] != "constant":
         raise ctx.error(node, f"only zero padding of a sequence is supported; got {a['mode']!r}", "mode")
-    if ctx.opset >= 11:
-        pads = [int(v) for v in np.asarray(ctx.constant(node, 1, "pads")).reshape(-1)]
-        value = ctx.constant(node, 2, "constant_value", required=False)
-        axes = ctx.constant(node, 3, "axes", required=False)
-    else:
-        pads, value, axes = [int(v) for v in a["pads"] or []], a["value"], None
-    if value is not None and np.any(np.asarray(value) != 0):
-        raise ctx.error(node, f"padding with {value} is not supported; a Conv1D pads with zeros")
-    axes = [0, 1, 2] if axes is None else [int(v) % 3 for v in np.asarray(axes).reshape(-1)]
-    if len(pads) != 2 * len(axes) or len(set(axes)) != len(axes):
-        raise ctx.error(node, f"pads {pads} do not fit axes {axes}")
-    before = dict(zip(axes, pads[: len(axes)]))
-    after = dict(zip(axes, pads[len(axes):]))
+    before, after = ctx.zero_pad_sides(node, a, 3, "a Conv1D")
     steps_axis = 2 if view else 1
+    pads = [*before.values(), *after.values()]
     if any(before.get(i, 0) or after.get(i, 0) for i in (0, 1, 2) if i != steps_axis) or min(pads, default=0) < 0:
         raise ctx.error(node, f"pads {pads}: only the steps of a sequence can be padded (with zeros)")
     margins = (before.get(steps_axis, 0), after.get(steps_axis, 0))
