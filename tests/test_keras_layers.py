@@ -34,10 +34,74 @@ def check(model_layers, shape, classes=3, seed=0, **kwargs):
         # Dense on each step, after a layer (dx needed) and as the first layer (no dx).
         lambda: [layers.Conv1D(4, 3, input_shape=(12, 2)), layers.Dense(5, activation="tanh")],
         lambda: [layers.Dense(3, activation="softmax", input_shape=(12, 2)), layers.Dense(4, use_bias=False)],
+        lambda: [layers.Conv1D(4, 3, activation="tanh", input_shape=(12, 2)), layers.GlobalMaxPooling1D()],
+        lambda: [layers.Conv1D(4, 3, input_shape=(12, 2)), layers.GlobalMaxPooling1D(keepdims=True)],
     ],
 )
 def test_sequence_layers_gradients(middle):
     check([*middle(), layers.Flatten(), layers.Dense(3, activation="softmax")], (12, 2))
+
+
+CHANNELS_FIRST = {"data_format": "channels_first"}
+
+
+@pytest.mark.parametrize(
+    "middle",
+    [
+        lambda: [layers.Conv1D(4, 3, activation="tanh", **CHANNELS_FIRST), layers.MaxPooling1D(2, **CHANNELS_FIRST)],
+        lambda: [layers.Conv1D(4, 3, padding="causal", dilation_rate=2, **CHANNELS_FIRST),
+                 layers.AveragePooling1D(3, strides=2, padding="same", **CHANNELS_FIRST)],
+        lambda: [layers.Conv1D(4, 5, strides=2, padding="same", **CHANNELS_FIRST),
+                 layers.GlobalAveragePooling1D(keepdims=True, **CHANNELS_FIRST)],
+        lambda: [layers.Conv1D(4, 3, activation="elu", **CHANNELS_FIRST), layers.GlobalMaxPooling1D(**CHANNELS_FIRST)],
+        # BatchNormalization(axis=1) of (batch, channels, steps): batch statistics, and the fused ReLU.
+        lambda: [layers.Conv1D(4, 3, **CHANNELS_FIRST), layers.BatchNormalization(axis=1), layers.ReLU()],
+        lambda: [layers.BatchNormalization(axis=-2, center=False), layers.Conv1D(3, 2, **CHANNELS_FIRST)],
+        # Zero steps given as PyTorch's Conv1d(padding=p) or (left, right), not in Keras.
+        lambda: [layers.Conv1D(4, 3, strides=2, padding=1, **CHANNELS_FIRST), layers.Conv1D(3, 2, padding=(2, 1),
+                                                                                        **CHANNELS_FIRST)],
+    ],
+)
+def test_channels_first_sequence_layers_gradients(middle):
+    """(batch, channels, steps) sequences, Keras's data_format='channels_first' (PyTorch's Conv1d
+    layout): float64 gradients through the layers and the Flatten after them."""
+    check([layers.Input((2, 12)), *middle(), layers.Flatten(), layers.Dense(3, activation="softmax")], (2, 12))
+
+
+def test_channels_first_sequence_layers_in_a_functional_model():
+    """The functional API refuses channels-first image layers (its images are channels-last);
+    a 1-D layer's data_format is its own sequences' layout, taken there too. The same graph
+    channels-last, with the same weights, gives the same outputs."""
+    def graph(fmt, shape):
+        inp = layers.Input(shape)
+        a = layers.Conv1D(4, 3, padding="same", data_format=fmt)(inp)
+        b = layers.Conv1D(4, 1, data_format=fmt)(inp)
+        y = layers.GlobalMaxPooling1D(data_format=fmt)(layers.Add()([a, b]))
+        return convforge.Model(inp, layers.Dense(2)(y)), a
+    first, a = graph("channels_first", (3, 10))
+    last, _ = graph("channels_last", (10, 3))
+    assert first.output_shape == (None, 2) and a.shape == (None, 4, 10)
+    last.set_weights(first.get_weights())
+    x = np.random.default_rng(0).standard_normal((2, 3, 10)).astype(np.float32)
+    np.testing.assert_allclose(first.predict(x, verbose=0), last.predict(x.transpose(0, 2, 1).copy(), verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_channels_first_sequence_layers_equal_the_channels_last_ones():
+    """The same weights give the same outputs, transposed, in either layout."""
+    def stack(fmt):
+        return [layers.Conv1D(5, 3, padding="causal", activation="relu", data_format=fmt),
+                layers.MaxPooling1D(2, padding="same", data_format=fmt),
+                layers.Conv1D(3, 2, strides=2, data_format=fmt), layers.AveragePooling1D(2, data_format=fmt)]
+    last = convforge.Sequential([layers.Input((11, 4)), *stack("channels_last")])
+    first = convforge.Sequential([layers.Input((4, 11)), *stack("channels_first")])
+    first.set_weights(last.get_weights())
+    x = np.random.default_rng(3).standard_normal((2, 11, 4)).astype(np.float32)
+    out = first.predict(x.transpose(0, 2, 1).copy(), verbose=0)
+    np.testing.assert_array_equal(out, last.predict(x, verbose=0).transpose(0, 2, 1))
+    pooled = layers.GlobalMaxPooling1D(data_format="channels_first")
+    assert convforge.Sequential([layers.Input((4, 11)), pooled]).output_shape == (None, 4)
+    np.testing.assert_array_equal(pooled.forward(x.transpose(0, 2, 1)), x.max(axis=1))
 
 
 @pytest.mark.parametrize(
@@ -187,7 +251,9 @@ def test_rotation_by_a_quarter_turn_is_exact():
     np.testing.assert_allclose(y[0, :, :, 0], np.rot90(x[0, :, :, 0], 1), atol=1e-9)
 
 
-def test_sequence_model_trains_and_saves(tmp_path):
+@pytest.mark.parametrize("data_format,pooling", [("channels_last", "GlobalAveragePooling1D"),
+                                                 ("channels_first", "GlobalMaxPooling1D")])
+def test_sequence_model_trains_and_saves(tmp_path, data_format, pooling):
     rng = np.random.default_rng(0)
     # Class 1 sequences hold a pulse somewhere; a convolution finds it wherever it is.
     x = 0.3 * rng.standard_normal((160, 30, 1)).astype(np.float32)
@@ -195,12 +261,15 @@ def test_sequence_model_trains_and_saves(tmp_path):
     for i in np.flatnonzero(y):
         start = rng.integers(0, 25)
         x[i, start : start + 5, 0] += 1.5
+    if data_format == "channels_first":
+        x = x.transpose(0, 2, 1).copy()
+    fmt = {"data_format": data_format}
     convforge.seed(0)
     model = convforge.Sequential([
-        layers.Conv1D(8, 5, activation="relu", input_shape=(30, 1)),
-        layers.MaxPooling1D(2),
-        layers.Conv1D(8, 3, padding="same", activation="relu"),
-        layers.GlobalAveragePooling1D(),
+        layers.Conv1D(8, 5, activation="relu", input_shape=x.shape[1:], **fmt),
+        layers.MaxPooling1D(2, **fmt),
+        layers.Conv1D(8, 3, padding="same", activation="relu", **fmt),
+        getattr(layers, pooling)(**fmt),
         layers.Dense(2, activation="softmax"),
     ])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -209,6 +278,9 @@ def test_sequence_model_trains_and_saves(tmp_path):
     path = tmp_path / "seq.npz"
     model.save(path)
     loaded = convforge.load_model(path)
+    def configs(m):  # input_shape goes to the model's input on saving
+        return [{k: v for k, v in layer.get_config().items() if k != "input_shape"} for layer in m.layers]
+    assert configs(loaded) == configs(model) and loaded.layers[0].data_format == data_format
     np.testing.assert_array_equal(loaded.predict(x[:5], verbose=0), model.predict(x[:5], verbose=0))
 
 
@@ -222,6 +294,11 @@ def test_sequence_model_trains_and_saves(tmp_path):
     (lambda: layers.MaxPooling1D(4), (3, 2), r"\(MaxPooling1D\): pool_size=4 does not fit"),
     (lambda: layers.Conv1D(2, 3), (3, 3, 1), r"Conv1D expects input of shape \(batch, steps, channels\); got \(batch, 3, 3, 1\)"),
     (lambda: layers.GlobalAveragePooling1D(), (3, 4, 1), r"got \(batch, 3, 4, 1\)$"),
+    (lambda: layers.GlobalMaxPooling1D(), (3, 4, 1), r"GlobalMaxPooling1D expects input of shape \(batch, steps, ch"),
+    (lambda: layers.Conv1D(2, 5, data_format="channels_first"), (2, 3),
+     r"kernel_size=5 does not fit in the input \(batch, 2, 3\) \(3 steps\)"),
+    (lambda: layers.MaxPooling1D(2, data_format="channels_first"), (2, 3, 1),
+     r"MaxPooling1D expects input of shape \(batch, channels, steps\); got"),
 ])
 def test_sequence_layer_errors_speak_of_sequences(make, shape, message):
     """Found by a review: these named the inner 2-D layer and its (batch, 1, steps, channels) image,
@@ -279,6 +356,11 @@ def _tiny():
         (lambda: layers.GELU(approximate="none"), r"GELU approximate must be True or False; got 'none'"),
         # keepdims="no" was bool("no"), True, as GlobalAveragePooling2D's is not.
         (lambda: layers.GlobalAveragePooling1D(keepdims="no"), "GlobalAveragePooling1D keepdims must be True or False"),
+        (lambda: layers.GlobalMaxPooling1D(keepdims=1), "GlobalMaxPooling1D keepdims must be True or False"),
+        (lambda: layers.Conv1D(4, 3, data_format="NCW"), "data_format must be 'channels_last', 'channels_first' or"),
+        (lambda: layers.Conv1D(4, 3, padding=(1,)), r"or a \(left, right\) pair of ints >= 0; got \(1,\)"),
+        (lambda: layers.Conv1D(4, 3, padding=-1), "Conv1D padding must be 'valid', 'same' or 'causal', or zero steps"),
+        (lambda: layers.Conv1D(4, 3, padding=True), "Conv1D padding must be"),
         (lambda: layers.Permute((1, 3)), "Permute dims must be a permutation"),
         (lambda: layers.Dense(3, activity_regularizer="l2"), "activity_regularizer.*put the penalty in a custom Loss"),
         # Beyond the layers (found by the Keras review: these were Python's bare "unexpected keyword").

@@ -27,7 +27,8 @@ def test_keras_names_exist(name):
 @pytest.mark.parametrize("alias,name", [("Convolution1D", "Conv1D"), ("Convolution2D", "Conv2D"),
                                         ("Convolution2DTranspose", "Conv2DTranspose"),
                                         ("SeparableConvolution2D", "SeparableConv2D"),
-                                        ("MaxPool2D", "MaxPooling2D"), ("GlobalAvgPool1D", "GlobalAveragePooling1D")])
+                                        ("MaxPool2D", "MaxPooling2D"), ("GlobalAvgPool1D", "GlobalAveragePooling1D"),
+                                        ("GlobalMaxPool1D", "GlobalMaxPooling1D")])
 def test_keras_layer_aliases_are_the_same_classes(alias, name):
     """Keras 3 keeps Keras 1's long names (Convolution2D, ...) as aliases; they were missing."""
     assert getattr(keras.layers, alias) is getattr(keras.layers, name)
@@ -40,7 +41,7 @@ def test_keras_layer_aliases_are_the_same_classes(alias, name):
         ("layers", "LSTM", "convforge does not support convforge.layers.LSTM: convforge has no recurrent layers"),
         ("layers", "Lambda", "write a small Layer subclass"),
         # Keras's 1-D layers of the sequence tutorials: a hint, not "(Keras name?)".
-        ("layers", "GlobalMaxPooling1D", r"GlobalMaxPooling1D: use MaxPooling1D\(pool_size=steps\) then Flatten"),
+        ("layers", "SpatialDropout1D", r"SpatialDropout1D: use Dropout"),
         ("layers", "UpSampling1D", r"UpSampling1D: use Reshape"),
         ("layers", "NoSuchLayer", r"\(Keras name\?\); its classes are .*Conv2D"),
         ("optimizers", "Adamax", "use Adam, AdamW"),

@@ -206,6 +206,21 @@ LAYER_CASES = [
     ("AveragePooling1D(2)", (15, 4)),
     ("AveragePooling1D(3, strides=1, padding='same')", (10, 2)),
     ("GlobalAveragePooling1D()", (12, 5)),
+    ("GlobalMaxPooling1D()", (12, 5)),
+    ("GlobalMaxPooling1D(keepdims=True)", (12, 5)),
+    # Keras's channels-first sequences (batch, channels, steps), as PyTorch's Conv1d reads them.
+    ("Conv1D(8, 3, data_format='channels_first')", (4, 20)),
+    ("Conv1D(6, 3, strides=2, padding='same', data_format='channels_first')", (3, 21)),
+    ("Conv1D(6, 3, padding='causal', dilation_rate=2, data_format='channels_first')", (2, 16)),
+    ("MaxPooling1D(3, strides=2, padding='same', data_format='channels_first')", (4, 15)),
+    ("AveragePooling1D(3, strides=1, padding='same', data_format='channels_first')", (2, 10)),
+    ("GlobalAveragePooling1D(data_format='channels_first', keepdims=True)", (5, 12)),
+    ("GlobalMaxPooling1D(data_format='channels_first')", (5, 12)),
+    ("GlobalMaxPooling1D(data_format='channels_first', keepdims=True)", (5, 12)),
+    ("BatchNormalization(axis=1, epsilon=0.1)", (4, 9)),  # channels-first sequences
+    # Keras's softmax activation runs over the last axis: the steps of channels-first sequences.
+    ("Conv1D(4, 3, activation='softmax', data_format='channels_first')", (3, 9)),
+    ("Conv1D(4, 3, activation='softmax')", (9, 3)),
     ("Conv2DTranspose(4, 3)", (5, 6, 3)),
     ("Conv2DTranspose(4, 3, strides=2, padding='same')", (5, 6, 3)),
     ("Conv2DTranspose(2, (2, 3), strides=(2, 1))", (4, 5, 3)),
@@ -257,11 +272,42 @@ def test_layer_matches_keras(spec, shape):
     theirs.build((None, *shape))
     assert model.output_shape == tuple(theirs.compute_output_shape((None, *shape)))
     assert ours.count_params() == theirs.count_params()
+    if "moving_variance" in ours.params:  # statistics and an affine map that matter
+        rng = np.random.default_rng(2)
+        for k, v in ours.params.items():
+            v[...] = rng.uniform(0.5, 1.5, v.shape) if k == "moving_variance" else rng.standard_normal(v.shape)
     if ours.params:
         copy_weights_to_keras(ours, theirs)
     x = np.random.default_rng(1).standard_normal((3, *shape))
     expected = keras_to_numpy(theirs, x.astype(np.float32))
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_global_max_pooling1d_gradient_matches_keras(data_format):
+    """The gradient is split between tied maxima as Keras's (torch.amax's backward); a NaN step is
+    the maximum of its channel."""
+    import torch
+
+    x = np.array([[[1.0, 3.0, 0.5], [3.0, 3.0, 0.5], [2.0, 1.0, 0.5], [-1.0, 3.0, 0.25]]])  # ties in every column
+    if data_format == "channels_first":
+        x = x.transpose(0, 2, 1).copy()
+    dy = np.array([[1.5, -2.0, 4.0]])
+    ours = convforge.layers.GlobalMaxPooling1D(data_format=data_format)
+    convforge.Sequential([ours], dtype="float64").build((None, *x.shape[1:]))
+    y = ours.forward(x, training=True)
+    dx = ours.backward(dy)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = keras.layers.GlobalMaxPooling1D(data_format=data_format)(tx)
+    (ty * torch.tensor(dy)).sum().backward()
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-6)  # Keras divides in float32
+    assert 0 < np.count_nonzero(dx) < dx.size and dx.sum() == pytest.approx(dy.sum())
+    x[0, 1, 1] = np.nan  # channel 1, step 1 in either layout
+    y = ours.forward(x, training=True)
+    dx = ours.backward(dy)
+    channel_1 = dx[0, :, 1] if data_format == "channels_last" else dx[0, 1, :]
+    assert np.isnan(y[0, 1]) and np.array_equal(channel_1, [0.0, dy[0, 1], 0.0, 0.0])
 
 
 def test_a_conv1d_model_summary_matches_keras():

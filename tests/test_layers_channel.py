@@ -217,7 +217,9 @@ def test_bad_arguments(make, exc, words):
     "layers, words",
     [
         ([L.BatchNormalization(axis=1, input_shape=(4, 4, 3))], "axis=1 on input (batch, 4, 4, 3) is not supported"),
-        ([L.BatchNormalization(axis=1, input_shape=(4, 3))], "axis=1 on input (batch, 4, 3) is not supported"),
+        ([L.BatchNormalization(axis=-3, input_shape=(4, 3))],
+         "axis=-3 on input (batch, 4, 3) is not supported; convforge normalises over the channel axis of sequences "
+         "only (axis=-1 or 2 for (batch, steps, channels), 1 or -2 for (batch, channels, steps))"),
         ([L.BatchNormalization(input_shape=(2, 4, 4, 3))],
          "takes images (batch, height, width, channels), sequences (batch, steps, channels) or (batch, features)"),
     ],

@@ -22,7 +22,6 @@ _INITIALIZER = ("use GlorotUniform, GlorotNormal, HeNormal, HeUniform, LecunNorm
 
 _DATASET = "convforge reads MNIST, Fashion-MNIST and CIFAR-10 (local files); load other data with NumPy"
 
-_GLOBAL_MAX_1D = "use MaxPooling1D(pool_size=steps) then Flatten (the same values), or GlobalAveragePooling1D"
 HINTS: dict[str, dict[str, str]] = {
     "convforge.layers": {
         "LSTM": _RNN,
@@ -46,8 +45,6 @@ HINTS: dict[str, dict[str, str]] = {
         "RandomBrightness": "use RandomFlip, RandomRotation, RandomZoom or RandomTranslation",
         "SpatialDropout2D": "use Dropout",
         "SpatialDropout1D": "use Dropout",
-        "GlobalMaxPooling1D": _GLOBAL_MAX_1D,
-        "GlobalMaxPool1D": _GLOBAL_MAX_1D,
         "ZeroPadding1D": "use Reshape((steps, 1, channels)), ZeroPadding2D(((left, right), (0, 0))), Reshape back",
         "UpSampling1D": "use Reshape((steps, 1, channels)), UpSampling2D((size, 1)), Reshape back",
         "Cropping1D": "crop the sequences with NumPy slicing before fit, or use Cropping2D on a "

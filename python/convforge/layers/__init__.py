@@ -18,7 +18,8 @@ Layers
 Conv2D, MaxPooling2D (MaxPool2D), AveragePooling2D (AvgPool2D), Flatten,
 Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, Softplus,
 Swish (SiLU), GELU, Activation, Input; Conv1D, MaxPooling1D, AveragePooling1D,
-GlobalAveragePooling1D (sequences); Conv2DTranspose, UpSampling2D, Permute, Rescaling;
+GlobalAveragePooling1D, GlobalMaxPooling1D (sequences, channels-last or channels-first);
+Conv2DTranspose, UpSampling2D, Permute, Rescaling;
 RandomFlip, RandomRotation, RandomZoom, RandomTranslation (training-only augmentation);
 BatchNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
 (GlobalMaxPool2D), ZeroPadding2D, Cropping2D, DepthwiseConv2D, SeparableConv2D;
@@ -31,7 +32,7 @@ from .activations import ELU, GELU, Activation, LeakyReLU, ReLU, SiLU, Sigmoid, 
 from .augmentation import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from .base import Layer
 from .conv import Conv2D
-from .conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, MaxPooling1D
+from .conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
 from .conv_transpose import Conv2DTranspose
 from .core import Dense, Dropout, Flatten, Input, InputLayer, Reshape
 from .merging import (
@@ -54,7 +55,8 @@ from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
 from .reshaping import Permute, Rescaling, UpSampling2D
 
 # Keras's short aliases of the 1-D layers.
-MaxPool1D, AvgPool1D, GlobalAvgPool1D = MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D
+MaxPool1D, AvgPool1D, GlobalAvgPool1D, GlobalMaxPool1D = (MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
+                                                       GlobalMaxPooling1D)
 # Keras's long aliases (Keras 1's names, which Keras 3 keeps and older course notes use).
 Convolution1D, Convolution2D, Convolution2DTranspose = Conv1D, Conv2D, Conv2DTranspose
 
@@ -78,6 +80,8 @@ __all__ = [
     "MaxPool1D",
     "GlobalAvgPool1D",
     "GlobalAveragePooling1D",
+    "GlobalMaxPool1D",
+    "GlobalMaxPooling1D",
     "Conv2DTranspose",
     "Conv1D",
     "Convolution1D",

@@ -1,13 +1,17 @@
-"""1-D layers for sequences: Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D.
+"""1-D layers for sequences: Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
+GlobalMaxPooling1D.
 
 A sequence is ``(batch, steps, channels)`` at the API, as in Keras, and stays
 so inside the model (a 2-D per-sample shape, never taken for an image), so
 ``summary()`` shows Keras's shapes and ``Flatten`` flattens in Keras's order.
+``data_format='channels_first'`` takes ``(batch, channels, steps)`` instead, as
+Keras's layers do (and as PyTorch's ``Conv1d`` reads its input).
 Each layer runs on the 2-D kernels: a 1-D convolution or pooling is the 2-D
-one on images of height 1. The layer transposes its input to
-``(batch, channels, 1, steps)``, runs an inner :class:`Conv2D` /
+one on images of height 1. The layer views its input as
+``(batch, channels, 1, steps)`` (a transpose for channels-last sequences, a
+reshape for channels-first ones), runs an inner :class:`Conv2D` /
 :class:`MaxPooling2D` / :class:`AveragePooling2D` (so padding rules, fused
-ReLU, initialisers and regularisers are theirs), and transposes back.
+ReLU, initialisers and regularisers are theirs), and views the result back.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import numbers
 
 import numpy as np
 
-from .base import Layer, weight_options_config, weight_options_from_config
+from .. import _params
+from .base import Layer, resolve_data_format, weight_options_config, weight_options_from_config
 from .conv import Conv2D
 from .pooling import AveragePooling2D, MaxPooling2D
 
-__all__ = ["AveragePooling1D", "Conv1D", "GlobalAveragePooling1D", "MaxPooling1D"]
+__all__ = ["AveragePooling1D", "Conv1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "MaxPooling1D"]
 
 
 def _single(value, name: str, layer: str) -> int:
@@ -31,19 +36,65 @@ def _single(value, name: str, layer: str) -> int:
     return int(value)
 
 
-def _to_images(x: np.ndarray) -> np.ndarray:
-    """(N, L, C) -> (N, C, 1, L), contiguous (the kernels' layout)."""
-    n, steps, channels = x.shape
-    return np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(n, channels, 1, steps)
+def _conv1d_padding(padding):
+    """'valid', 'same', 'causal', an int >= 0 or a (left, right) pair of ints >= 0."""
+    def zero_steps(p) -> bool:
+        return isinstance(p, numbers.Integral) and not isinstance(p, (bool, np.bool_)) and 0 <= p <= _params.MAX_PARAM
+
+    if isinstance(padding, str) and padding.lower() in ("valid", "same", "causal"):
+        return padding.lower()
+    if zero_steps(padding):
+        return int(padding)
+    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(zero_steps(p) for p in padding):
+        return (int(padding[0]), int(padding[1]))
+    raise ValueError(f"Conv1D padding must be 'valid', 'same' or 'causal', or zero steps as an int or a (left, right) "
+                     f"pair of ints >= 0; got {padding!r}")
 
 
-def _to_sequences(y: np.ndarray) -> np.ndarray:
-    """(N, C, 1, L) -> (N, L, C), contiguous."""
-    n, channels, _, steps = y.shape
-    return np.ascontiguousarray(y.reshape(n, channels, steps).transpose(0, 2, 1))
+def _sequence_format(data_format) -> str:
+    """Keras's data_format of a 1-D layer: None is 'channels_last' (Keras's default)."""
+    return resolve_data_format(data_format) or "channels_last"
 
 
-class _Sequence2D(Layer):
+class _SequenceLayout:
+    """Where a 1-D layer's steps and channels are in its per-sample shape: ``(steps, channels)``
+    channels-last, ``(channels, steps)`` channels-first."""
+
+    data_format: str
+    # This data_format is the layer's own (its sequences), not the model's layout of images
+    # (Sequential._data_format, the functional API's channels-last rule).
+    _sequence_data_format = True
+
+    @property
+    def _channels_first(self) -> bool:
+        return self.data_format == "channels_first"
+
+    def _layout_words(self) -> str:
+        return "(batch, channels, steps)" if self._channels_first else "(batch, steps, channels)"
+
+    def _steps_channels(self, shape) -> tuple[int, int]:
+        return (shape[1], shape[0]) if self._channels_first else (shape[0], shape[1])
+
+    def _sequence_shape(self, steps, channels) -> tuple:
+        return (channels, steps) if self._channels_first else (steps, channels)
+
+    def _to_images(self, x: np.ndarray) -> np.ndarray:
+        """The sequences as (N, C, 1, L), contiguous (the kernels' layout)."""
+        if self._channels_first:
+            n, channels, steps = x.shape
+            return np.ascontiguousarray(x).reshape(n, channels, 1, steps)
+        n, steps, channels = x.shape
+        return np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(n, channels, 1, steps)
+
+    def _to_sequences(self, y: np.ndarray) -> np.ndarray:
+        """(N, C, 1, L) back to the layer's sequences, contiguous."""
+        n, channels, _, steps = y.shape
+        if self._channels_first:
+            return y.reshape(n, channels, steps)
+        return np.ascontiguousarray(y.reshape(n, channels, steps).transpose(0, 2, 1))
+
+
+class _Sequence2D(_SequenceLayout, Layer):
     """A 1-D layer computed by an inner 2-D layer on height-1 images (see the module docstring)."""
 
     _inner: Layer
@@ -51,7 +102,7 @@ class _Sequence2D(Layer):
     def _check(self, input_shape):
         if len(input_shape) != 2:
             raise ValueError(
-                f"{type(self).__name__} expects input of shape (batch, steps, channels); got {self._show(input_shape)}"
+                f"{type(self).__name__} expects input of shape {self._layout_words()}; got {self._show(input_shape)}"
             )
 
     def _window(self) -> str:  # pragma: no cover - each subclass says
@@ -64,30 +115,34 @@ class _Sequence2D(Layer):
 
     def build(self, input_shape):
         self._compute_internal_output_shape(input_shape)  # the checks, in the 1-D layer's words
-        steps, channels = input_shape
+        steps, channels = self._steps_channels(input_shape)
         self._inner.name = self.name
+        # Keras's activation='softmax' runs over the last axis: the channels of channels-last
+        # sequences, the steps of channels-first ones (the inner images' width).
+        self._inner._data_format = self.data_format
         self._inner._build((channels, 1, steps), self.dtype)
         self._link()
 
     def _compute_internal_output_shape(self, input_shape):
         self._check(input_shape)
+        steps, channels = self._steps_channels(input_shape)
         try:
-            channels, _, steps = self._inner._compute_internal_output_shape((input_shape[1], 1, input_shape[0]))
+            channels, _, steps = self._inner._compute_internal_output_shape((channels, 1, steps))
         except ValueError as err:
             # The inner layer's message speaks of a 2-D layer on (batch, 1, steps, channels) images.
             raise ValueError(
                 f"layer {self.name!r} ({type(self).__name__}): {self._window()} does not fit in the input "
-                f"{self._show(input_shape)} ({input_shape[0]} steps) with padding={self.padding!r}"
+                f"{self._show(input_shape)} ({steps} steps) with padding={self.padding!r}"
             ) from err
-        return (steps, channels)
+        return self._sequence_shape(steps, channels)
 
     def forward(self, x, training=False):
         self._inner.input_grad_needed = self.input_grad_needed
-        return _to_sequences(self._inner.forward(_to_images(x), training))
+        return self._to_sequences(self._inner.forward(self._to_images(x), training))
 
     def backward(self, dy):
-        dx = self._inner.backward(_to_images(dy))
-        return None if dx is None else _to_sequences(dx)
+        dx = self._inner.backward(self._to_images(dy))
+        return None if dx is None else self._to_sequences(dx)
 
     def _astype(self, dtype):
         self._inner._astype(dtype)
@@ -108,7 +163,14 @@ class Conv1D(_Sequence2D):
     kernel_size, strides, dilation_rate : int
     padding : 'valid', 'same' or 'causal'
         ``'causal'`` pads ``dilation_rate * (kernel_size - 1)`` zeros on the
-        left only (output step t sees inputs up to t), as Keras.
+        left only (output step t sees inputs up to t), as Keras. An int ``p``
+        (``p`` zero steps on each side, PyTorch's ``Conv1d(padding=p)``) or a
+        ``(left, right)`` pair is accepted too (not in Keras; as
+        :class:`Conv2D`'s ints).
+    data_format : 'channels_last' (default) or 'channels_first'
+        ``(batch, steps, channels)`` or ``(batch, channels, steps)`` (PyTorch's
+        ``Conv1d`` layout; with it, ``activation='softmax'`` runs over the
+        steps, the last axis, as in Keras).
     activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
         As :class:`Conv2D`.
 
@@ -145,17 +207,17 @@ class Conv1D(_Sequence2D):
         trainable=True,
     ):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"convforge does not support Conv1D data_format={data_format!r}; use channels_last")
+        self.data_format = _sequence_format(data_format)
         self.kernel_size = _single(kernel_size, "kernel_size", "Conv1D")
         self.strides = _single(strides, "strides", "Conv1D")
         self.dilation_rate = _single(dilation_rate, "dilation_rate", "Conv1D")
-        if not isinstance(padding, str) or padding.lower() not in ("valid", "same", "causal"):
-            raise ValueError(f"Conv1D padding must be 'valid', 'same' or 'causal'; got {padding!r}")
-        self.padding = padding.lower()
+        self.padding = _conv1d_padding(padding)
         inner_padding = self.padding
         if self.padding == "causal":
             inner_padding = ((0, 0), (self.dilation_rate * (self.kernel_size - 1), 0))
+        elif not isinstance(self.padding, str):  # zero steps (left, right), as PyTorch's Conv1d pads
+            left, right = (self.padding, self.padding) if isinstance(self.padding, int) else self.padding
+            inner_padding = ((0, 0), (left, right))
         self._inner = Conv2D(
             filters,
             (1, self.kernel_size),
@@ -183,7 +245,8 @@ class Conv1D(_Sequence2D):
             "filters": self.filters,
             "kernel_size": self.kernel_size,
             "strides": self.strides,
-            "padding": self.padding,
+            "padding": list(self.padding) if isinstance(self.padding, tuple) else self.padding,
+            "data_format": self.data_format,
             "dilation_rate": self.dilation_rate,
             **weight_options_config(self._inner),
         }
@@ -201,8 +264,7 @@ class _Pooling1D(_Sequence2D):
                  trainable=True):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
         kind = type(self).__name__
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"convforge does not support {kind} data_format={data_format!r}; use channels_last")
+        self.data_format = _sequence_format(data_format)
         self.pool_size = _single(pool_size, "pool_size", kind)
         self.strides = None if strides is None else _single(strides, "strides", kind)
         self.padding = padding
@@ -214,7 +276,8 @@ class _Pooling1D(_Sequence2D):
         return f"pool_size={self.pool_size}"
 
     def get_config(self):
-        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides, "padding": self.padding}
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides, "padding": self.padding,
+                "data_format": self.data_format}
 
 
 class MaxPooling1D(_Pooling1D):
@@ -229,42 +292,88 @@ class AveragePooling1D(_Pooling1D):
     _inner_class = AveragePooling2D
 
 
-class GlobalAveragePooling1D(Layer):
-    """Mean over the steps: ``(batch, steps, channels)`` -> ``(batch, channels)``, Keras's layer.
-
-    ``keepdims=True`` keeps a steps axis of length 1.
-    """
-
-    _cache_attrs = ("_steps",)
+class _GlobalPooling1D(_SequenceLayout, Layer):
+    """Shared by the global poolings over steps: ``(batch, steps, channels)`` -> ``(batch, channels)``."""
 
     def __init__(self, data_format=None, keepdims=False, *, name=None, input_shape=None, trainable=True):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(
-                f"convforge does not support GlobalAveragePooling1D data_format={data_format!r}; use channels_last"
-            )
+        self.data_format = _sequence_format(data_format)
         if not isinstance(keepdims, (bool, np.bool_)):  # bool() took keepdims="no" as True
-            raise TypeError(f"GlobalAveragePooling1D keepdims must be True or False; got {keepdims!r}")
+            raise TypeError(f"{type(self).__name__} keepdims must be True or False; got {keepdims!r}")
         self.keepdims = bool(keepdims)
-        self._steps = None
+
+    @property
+    def _steps_axis(self) -> int:
+        return 2 if self._channels_first else 1
 
     def _compute_internal_output_shape(self, input_shape):
         if len(input_shape) != 2:
             raise ValueError(
-                f"GlobalAveragePooling1D expects input of shape (batch, steps, channels); got {self._show(input_shape)}"
+                f"{type(self).__name__} expects input of shape {self._layout_words()}; got {self._show(input_shape)}"
             )
-        return (1, input_shape[1]) if self.keepdims else (input_shape[1],)
+        _, channels = self._steps_channels(input_shape)
+        return self._sequence_shape(1, channels) if self.keepdims else (channels,)
+
+    def _dy_with_steps(self, dy):
+        """dy as (batch, 1, channels) or (batch, channels, 1): broadcastable against the input."""
+        return np.expand_dims(dy.reshape(dy.shape[0], -1), self._steps_axis)
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling1D(_GlobalPooling1D):
+    """Mean over the steps: ``(batch, steps, channels)`` -> ``(batch, channels)``, Keras's layer.
+
+    ``keepdims=True`` keeps a steps axis of length 1; ``data_format='channels_first'`` takes
+    ``(batch, channels, steps)``.
+    """
+
+    _cache_attrs = ("_in_shape",)
+
+    def __init__(self, data_format=None, keepdims=False, *, name=None, input_shape=None, trainable=True):
+        super().__init__(data_format, keepdims, name=name, input_shape=input_shape, trainable=trainable)
+        self._in_shape = None
 
     def forward(self, x, training=False):
         if training:  # inference leaves the training cache alone (predict may run during fit)
-            self._steps = x.shape[1]
-        return x.mean(axis=1, keepdims=self.keepdims)
+            self._in_shape = x.shape
+        return x.mean(axis=self._steps_axis, keepdims=self.keepdims)
 
     def backward(self, dy):
-        if self._steps is None:
+        if self._in_shape is None:
             raise self._missing_cache()
-        n, channels = dy.shape[0], dy.shape[-1]
-        return np.broadcast_to((dy / self._steps).reshape(n, 1, channels), (n, self._steps, channels)).copy()
+        steps = self._in_shape[self._steps_axis]
+        return np.broadcast_to(self._dy_with_steps(dy) / steps, self._in_shape).copy()
 
-    def get_config(self):
-        return {**super().get_config(), "keepdims": self.keepdims}
+
+class GlobalMaxPooling1D(_GlobalPooling1D):
+    """Maximum over the steps: ``(batch, steps, channels)`` -> ``(batch, channels)``, Keras's
+    layer (alias ``GlobalMaxPool1D``).
+
+    ``keepdims=True`` keeps a steps axis of length 1; ``data_format='channels_first'`` takes
+    ``(batch, channels, steps)``. The gradient of a channel is split equally between the steps
+    that hold its maximum, as Keras's (``GlobalMaxPooling2D`` gives it to the first maximum);
+    a channel holding a NaN has NaN as its maximum, and its gradient goes to its NaN steps.
+    """
+
+    _cache_attrs = ("_share",)
+
+    def __init__(self, data_format=None, keepdims=False, *, name=None, input_shape=None, trainable=True):
+        super().__init__(data_format, keepdims, name=name, input_shape=input_shape, trainable=trainable)
+        self._share = None
+
+    def forward(self, x, training=False):
+        y = x.max(axis=self._steps_axis, keepdims=True)
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            nan = np.isnan(y)
+            at_max = (x == y) | (nan & np.isnan(x))
+            self._share = at_max / at_max.sum(axis=self._steps_axis, keepdims=True).astype(x.dtype)
+        return y if self.keepdims else y.reshape(y.shape[0], -1)
+
+    def backward(self, dy):
+        if self._share is None:
+            raise self._missing_cache()
+        return self._share * self._dy_with_steps(dy)
+
+

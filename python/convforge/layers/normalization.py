@@ -41,8 +41,10 @@ class BatchNormalization(Layer):
         images ``(batch, height, width, channels)``, sequences ``(batch,
         steps, channels)`` (normalised over the batch and the steps, as in
         Keras) and ``(batch, features)`` data; ``1`` for a channels-first
-        model. Other axes raise NotImplementedError: the kernels normalise
-        over the channel axis.
+        model, and for channels-first sequences ``(batch, channels, steps)``
+        (Keras's ``data_format='channels_first'`` 1-D layers, PyTorch's
+        BatchNorm1d). Other axes raise NotImplementedError: the kernels
+        normalise over the channel axis.
     momentum : float
         Default 0.99.
     epsilon : float
@@ -131,7 +133,8 @@ class BatchNormalization(Layer):
             allowed = (1, -3) if self._data_format == "channels_first" else (3, -1)
             what = "the channel axis of images"
         elif rank == 3:
-            allowed, what = (2, -1), "the channel axis of sequences (batch, steps, channels)"
+            # Sequences (batch, steps, channels), or channels-first ones (batch, channels, steps).
+            allowed, what = (2, -1, 1, -2), "the channel axis of sequences"
         elif rank == 2:
             allowed, what = (1, -1), "the feature axis of (batch, features) data"
         else:
@@ -140,15 +143,23 @@ class BatchNormalization(Layer):
                 f"sequences (batch, steps, channels) or (batch, features); got input {self._show(input_shape)}"
             )
         if self.axis not in allowed:
+            axes = ("axis=-1 or 2 for (batch, steps, channels), 1 or -2 for (batch, channels, steps)" if rank == 3
+                    else f"axis={allowed[1]} or {allowed[0]}")
             raise NotImplementedError(
                 f"layer {self.name!r} (BatchNormalization): axis={self.axis} on input {self._show(input_shape)} is not "
-                f"supported; convforge normalises over {what} only (axis={allowed[1]} or {allowed[0]})"
+                f"supported; convforge normalises over {what} only ({axes})"
             )
+
+    def _channels_last_sequences(self, x_ndim: int) -> bool:
+        """Sequences (batch, steps, channels): each step is a sample of the channels. Channels-first
+        ones (batch, channels, steps) are the kernels' (N, C, ...) layout as they are."""
+        return x_ndim == 3 and self.axis in (2, -1)
 
     def build(self, input_shape):
         self._check_axis(input_shape)
-        # Inside a model images are (channels, height, width) and sequences stay (steps, channels).
-        channels = (input_shape[-1] if len(input_shape) == 2 else input_shape[0],)
+        # Inside a model images are (channels, height, width) and sequences stay (steps, channels)
+        # or (channels, steps).
+        channels = (input_shape[-1] if self._channels_last_sequences(len(input_shape) + 1) else input_shape[0],)
         if self.scale:
             self.add_weight("gamma", channels, self.gamma_initializer)
         if self.center:
@@ -174,7 +185,7 @@ class BatchNormalization(Layer):
         """``moving_statistics``: in training, normalise with the moving statistics all the same (and
         leave them), as Keras's layer called with ``training=False`` does while its gamma and beta
         still learn (the fine-tuning step after ``base(x, training=False)``; Functional._run)."""
-        if x.ndim == 3:  # sequences (batch, steps, channels): every step is a sample of the channels
+        if self._channels_last_sequences(x.ndim):  # every step is a sample of the channels
             return self._forward(x.reshape(-1, x.shape[2]), training, relu, moving_statistics).reshape(x.shape)
         p = self.params
         gamma, beta = p.get("gamma"), p.get("beta")
@@ -223,7 +234,7 @@ class BatchNormalization(Layer):
         return self._backward(dy, overwrite_dy=True)
 
     def _backward(self, dy, overwrite_dy):
-        if dy.ndim == 3:  # sequences, as _forward
+        if self._channels_last_sequences(dy.ndim):  # as _forward
             dx = self._backward(dy.reshape(-1, dy.shape[2]), overwrite_dy)
             return None if dx is None else dx.reshape(dy.shape)
         if self._frozen_scale is not None:

@@ -193,7 +193,7 @@ def call_layer(layer, inputs, args: tuple, kwargs: dict):
         if len(tensors) != 1:
             raise ValueError(f"{label} takes one input tensor; got a list of {len(tensors)}")
         many, tensors = False, tensors[:1]
-    if getattr(layer, "data_format", None) == "channels_first":
+    if getattr(layer, "data_format", None) == "channels_first" and not getattr(layer, "_sequence_data_format", False):
         raise NotImplementedError(
             f"{label} has data_format='channels_first': functional models are channels-last (images "
             "(batch, height, width, channels) at the API); use a Sequential model for channels-first input"

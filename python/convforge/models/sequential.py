@@ -189,15 +189,19 @@ class Sequential(Model):
             return self._declared_input
         return self.layers[0].input_shape_arg if self.layers else None
 
+    def _image_layers(self) -> list:
+        """The layers whose data_format is the model's layout of images (a 1-D layer's is its own)."""
+        return [layer for layer in self.layers if not getattr(layer, "_sequence_data_format", False)]
+
     def _data_format(self) -> str:
-        formats = {getattr(layer, "data_format", None) for layer in self.layers} - {None}
+        formats = {getattr(layer, "data_format", None) for layer in self._image_layers()} - {None}
         if len(formats) > 1:
             raise ValueError(f"layers of one model must agree on data_format; got {sorted(formats)}")
         return formats.pop() if formats else "channels_last"
 
     def _data_format_note(self, fmt: str) -> str:
         """How the model came to read images as ``fmt`` (for error messages); "" for the default."""
-        said = [layer.name for layer in self.layers if getattr(layer, "data_format", None) == fmt]
+        said = [layer.name for layer in self._image_layers() if getattr(layer, "data_format", None) == fmt]
         if fmt != "channels_first" or not said:
             return ""
         note = (
