@@ -413,6 +413,9 @@ SEQUENCE_CASES = {
     "average-pooling1d-same": lambda: [layers.AveragePooling1D(2, padding="same")],  # a window over the end
     "global-average-pooling1d": lambda: [layers.GlobalAveragePooling1D(), layers.Dense(2)],
     "global-average-pooling1d-keepdims": lambda: [layers.GlobalAveragePooling1D(keepdims=True)],
+    "global-max-pooling1d": lambda: [layers.Conv1D(4, 3), layers.GlobalMaxPooling1D(), layers.Dense(2)],
+    "global-max-pooling1d-keepdims": lambda: [layers.GlobalMaxPooling1D(keepdims=True)],
+    "conv1d-explicit-padding": lambda: [layers.Conv1D(4, 3, strides=2, padding=1), layers.Conv1D(2, 2, padding=(0, 3))],
     # Dense on each step (Keras's Dense of a 3-D input): MatMul(+Add), since Gemm takes matrices only.
     "dense-per-step": lambda: [layers.Dense(5, activation="relu")],
     "dense-per-step-no-bias-softmax": lambda: [layers.Conv1D(4, 3), layers.Dense(3, use_bias=False,
@@ -449,11 +452,101 @@ def test_sequence_graph_and_a_pytorch_style_sequence_input(tmp_path):
     model = convforge.Model(inp, layers.Dense(2)(layers.GlobalAveragePooling1D()(y)))
     _, back = round_trip(model, images((3, 12, 3)), tmp_path)
     assert [type(layer).__name__ for layer in back.layers].count("Conv1D") == 3
-    # PyTorch's Conv1d reads (batch, channels, steps) as it comes: refused, naming the shape.
-    path = save_graph(tmp_path / "ncw.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], name="c")],
-                      [weights("w", (4, 3, 3))], input_shape=("n", 3, 10))
-    with pytest.raises(ModelFileError, match=r"shape \[None, 3, 10\].*PyTorch's Conv1d"):
-        convforge.load_model(path)
+    # PyTorch's Conv1d reads (batch, channels, steps) as it comes: a Conv1D with
+    # data_format='channels_first' (it was refused, naming the shape).
+    rng = np.random.default_rng(0)
+    path = save_graph(tmp_path / "ncw.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], name="c", pads=[1, 1])],
+                      [numpy_helper.from_array(rng.standard_normal((4, 3, 3)).astype(np.float32), "w")],
+                      input_shape=("n", 3, 10))
+    model = convforge.load_model(path)
+    conv = model.layers[0]
+    assert (type(conv).__name__, conv.data_format, conv.padding, model.output_shape) == \
+        ("Conv1D", "channels_first", "same", (None, 4, 10))
+    x = images((2, 3, 10))
+    np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
+
+
+CHANNELS_FIRST_SEQUENCE_CASES = {
+    "conv1d": lambda: [layers.Conv1D(4, 3, data_format="channels_first")],
+    "conv1d-causal-relu": lambda: [layers.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu",
+                                                 data_format="channels_first")],
+    "conv1d-softmax-over-steps": lambda: [layers.Conv1D(4, 3, activation="softmax", data_format="channels_first")],
+    "conv1d-pytorch-padding": lambda: [layers.Conv1D(4, 3, strides=2, padding=1, data_format="channels_first")],
+    "pooling": lambda: [layers.MaxPooling1D(3, strides=2, padding="same", data_format="channels_first"),
+                        layers.AveragePooling1D(2, padding="same", data_format="channels_first")],
+    "batchnorm-relu": lambda: [layers.Conv1D(5, 3, data_format="channels_first"), layers.BatchNormalization(axis=1),
+                               layers.ReLU()],
+    "global-average": lambda: [layers.GlobalAveragePooling1D(data_format="channels_first"), layers.Dense(2)],
+    "global-max-keepdims": lambda: [layers.GlobalMaxPooling1D(keepdims=True, data_format="channels_first")],
+    "1d-cnn": lambda: [layers.Conv1D(6, 5, padding="same", data_format="channels_first"),
+                       layers.BatchNormalization(axis=1), layers.ReLU(),
+                       layers.MaxPooling1D(2, data_format="channels_first"),
+                       layers.Conv1D(8, 3, activation="relu", data_format="channels_first"), layers.Flatten(),
+                       layers.Dense(4, activation="softmax")],
+}
+
+
+@pytest.mark.parametrize("make", CHANNELS_FIRST_SEQUENCE_CASES.values(), ids=CHANNELS_FIRST_SEQUENCE_CASES.keys())
+def test_channels_first_sequence_layers_round_trip(make, tmp_path):
+    """(batch, channels, steps) sequences are ONNX's 1-D layout: the layers export with no
+    Transpose, and import back as themselves, data_format and all."""
+    model = seeded([layers.Input(shape=(3, 11)), *make()])
+    randomise_statistics(model)
+    proto = export_sequence_model(model, images((4, 3, 11)), tmp_path)
+    assert "Transpose" not in [n.op_type for n in proto.graph.node]
+    def layouts(m):  # the 1-D layers' data_format, BatchNormalization's axis
+        return [(type(la).__name__, la.data_format if type(la).__name__.endswith("1D") else la.axis)
+                for la in m.layers if type(la).__name__.endswith("1D") or type(la).__name__ == "BatchNormalization"]
+    assert layouts(convforge.load_model(tmp_path / "sequences.onnx")) == layouts(model)
+
+
+def test_a_pytorch_conv1d_network_imports_and_predicts_like_pytorch(tmp_path):
+    """PyTorch's 1-D CNN (sound, text) exported by torch.onnx: Conv1d with its padding (symmetric,
+    'same', dilated), BatchNorm1d (folded by the exporter), MaxPool1d, AvgPool1d,
+    AdaptiveMaxPool1d(1), Flatten, Linear; and one whose BatchNorm1d stays a node."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv1d(3, 8, 5, padding=2), nn.BatchNorm1d(8), nn.ReLU(), nn.MaxPool1d(2),
+                        nn.Conv1d(8, 16, 3, stride=2, padding=1), nn.ReLU(), nn.AvgPool1d(2),
+                        nn.Conv1d(16, 16, 3, padding="same", dilation=2), nn.ReLU(),
+                        nn.AdaptiveMaxPool1d(1), nn.Flatten(), nn.Linear(16, 4)).eval()
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-1, 1)
+        net[1].running_var.uniform_(0.5, 2)
+    path = tmp_path / "torch1d.onnx"
+    export_torch(net, (torch.randn(2, 3, 40),), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    model = convforge.load_model(path)
+    assert all(la.data_format == "channels_first" for la in model.layers if type(la).__name__.endswith("1D"))
+    x = images((5, 3, 40))
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=RTOL, atol=ATOL)
+    # A BatchNormalization node of (batch, channels, steps), a zero Pad of the steps before a Conv
+    # (PyTorch's F.pad), and the mean and maximum over the steps (x.mean(dim=2), x.amax(dim=2)).
+    rng = np.random.default_rng(1)
+    arr = lambda name, value: numpy_helper.from_array(np.asarray(value, np.float32), name)  # noqa: E731
+    nodes = [
+        helper.make_node("BatchNormalization", ["x", "g", "b", "m", "v"], ["bn"], name="bn", epsilon=1e-5),
+        helper.make_node("Pad", ["bn", "p"], ["pad"], name="pad"),
+        helper.make_node("Conv", ["pad", "w"], ["c"], name="conv"),
+        helper.make_node("ReduceMean", ["c"], ["mean"], name="mean", axes=[2], keepdims=0),
+        helper.make_node("ReduceMax", ["c"], ["max"], name="max", axes=[-1], keepdims=0),
+        helper.make_node("Add", ["mean", "max"], ["y"], name="sum"),
+    ]
+    inits = [arr("g", rng.uniform(0.5, 2, 3)), arr("b", rng.standard_normal(3)), arr("m", rng.standard_normal(3)),
+             arr("v", rng.uniform(0.5, 2, 3)), numpy_helper.from_array(np.array([0, 0, 2, 0, 0, 1], np.int64), "p"),
+             arr("w", rng.standard_normal((4, 3, 3)))]
+    path = save_graph(tmp_path / "ncl.onnx", nodes, inits, input_shape=("n", 3, 9), opset=17)
+    model = convforge.load_model(path)
+    kinds = [f"{type(la).__name__}:{getattr(la, 'data_format', getattr(la, 'axis', ''))}" for la in model.layers
+             if type(la).__name__ != "InputLayer"]
+    assert kinds == ["BatchNormalization:1", "Conv1D:channels_first", "GlobalAveragePooling1D:channels_first",
+                     "GlobalMaxPooling1D:channels_first", "Add:"], kinds
+    conv = next(la for la in model.layers if type(la).__name__ == "Conv1D")
+    assert conv.padding == (2, 1)  # the Pad's margins, joined to the Conv's
+    x = images((3, 3, 9))
+    np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
 
 
 def test_keras_style_1d_graphs_import(tmp_path):
@@ -500,6 +593,21 @@ def test_keras_style_1d_graphs_import(tmp_path):
     assert [model.layers[0].padding, model.layers[1].padding] == ["causal", "same"]
     x = rng.standard_normal((2, 12, 3)).astype(np.float32)
     np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
+
+
+def test_keras_style_global_max_pooling1d_imports(tmp_path):
+    """Keras's exporter writes GlobalMaxPooling1D as a ReduceMax over the steps of (batch, steps,
+    channels) (it was refused: "only the mean over the steps is supported")."""
+    for keepdims in (0, 1):
+        nodes = [helper.make_node("ReduceMax", ["x", "axes"], ["y"], name="gmp", keepdims=keepdims)]
+        inits = [numpy_helper.from_array(np.array([1], np.int64), "axes")]
+        path = save_graph(tmp_path / f"gmp{keepdims}.onnx", nodes, inits, input_shape=("n", 12, 3), opset=18)
+        model = convforge.load_model(path)
+        layer = model.layers[-1]
+        assert (type(layer).__name__, layer.data_format, layer.keepdims) == \
+            ("GlobalMaxPooling1D", "channels_last", bool(keepdims))
+        x = images((2, 12, 3))
+        np.testing.assert_array_equal(model.predict(x, verbose=0), run_ort(path, x))
 
 
 def test_a_softmax_of_a_sequence_over_the_steps_is_not_fused_into_its_dense(tmp_path):

@@ -27,11 +27,13 @@ both left at their defaults; Pad 18 adds an ``axes`` input and AveragePool 19
 and its version. Each layer class is translated by an *exporter* registered
 with :func:`register_exporter`; a layer without one stops the export with an
 error naming it. Sequences ``(batch, steps, channels)`` stay so between layers;
-Conv1D, MaxPooling1D, AveragePooling1D and GlobalAveragePooling1D are ONNX's 1-D
-Conv and pooling (GlobalAveragePool) between two ``Transpose`` to and from
-``(batch, channels, steps)``, as is a BatchNormalization of sequences (all import
-back: ``_sequences``; a (batch, channels, steps) input, as PyTorch's Conv1d takes, is
-refused, naming its shape). Dropout and the random augmentation layers are the identity at
+Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D and GlobalMaxPooling1D
+are ONNX's 1-D Conv and pooling (GlobalAveragePool, GlobalMaxPool) between two
+``Transpose`` to and from ``(batch, channels, steps)``, as is a BatchNormalization of
+sequences; with ``data_format='channels_first'`` (and BatchNormalization(axis=1)) they
+read ``(batch, channels, steps)`` as ONNX does, with no Transpose. All import back
+(``_sequences``), and so does a PyTorch ``Conv1d`` network's (batch, channels, steps)
+file: its 1-D ops become channels-first layers. Dropout and the random augmentation layers are the identity at
 inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nearest
 ``Resize`` (imports back), Conv2DTranspose ``ConvTranspose`` (imports back) and Permute one
 ``Transpose`` (images: imports back; Permute((2, 3, 1)) is NCHW -> NHWC, which the importer
@@ -54,7 +56,8 @@ MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
 Conv/Dense before them), Clip(x, 0, max) (``ReLU(max_value)``, which exports as
 it), Flatten and flattening Reshapes, Keras-order Reshapes to a sequence or an image (Reshape),
 BatchNormalization,
-GlobalAveragePool/GlobalMaxPool (and ReduceMean/ReduceMax over height and width),
+GlobalAveragePool/GlobalMaxPool (and ReduceMean/ReduceMax over height and width, or over the
+steps of a sequence),
 GELU, as opset 20's Gelu op or spelt out as arithmetic around an Erf or a Tanh (any order of
 the nodes: the formula is evaluated and compared, ``_formulas``), Transpose of an image's axes (Permute),
 Pad/Slice (ZeroPadding2D/Cropping2D), Resize/Upsample of mode 'nearest' by whole factors of height and

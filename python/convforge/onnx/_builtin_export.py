@@ -17,7 +17,7 @@ import numpy as np
 from .. import _params
 from ..layers.activations import ELU, GELU, Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Swish, Tanh
 from ..layers.conv import Conv2D
-from ..layers.conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, MaxPooling1D
+from ..layers.conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
 from ..layers.conv_transpose import Conv2DTranspose
 from ..layers.core import Dense, Dropout, Flatten, Reshape
 from ..layers.reshaping import Permute
@@ -154,48 +154,58 @@ def export_pooling(ctx, layer, inputs):
                       pads=onnx_pads(*pads))
 
 
-def _to_channels_first(ctx, x: str) -> str:
-    """(batch, steps, channels) -> (batch, channels, steps), the layout of ONNX's 1-D Conv and pooling."""
+def _to_channels_first(ctx, layer, x: str) -> str:
+    """A 1-D layer's input as (batch, channels, steps), the layout of ONNX's 1-D Conv and pooling:
+    a Transpose of channels-last sequences, channels-first ones as they are."""
+    if layer.data_format == "channels_first":
+        return x
     return ctx.node("Transpose", [x], "to_channels_first", perm=[0, 2, 1])
 
 
-def _to_channels_last(ctx, x: str) -> str:
-    return ctx.node("Transpose", [x], "to_channels_last", perm=[0, 2, 1])
+def _to_layer_layout(ctx, layer, y: str) -> str:
+    """(batch, channels, steps) back to the 1-D layer's layout."""
+    if layer.data_format == "channels_first":
+        return y
+    return ctx.node("Transpose", [y], "to_channels_last", perm=[0, 2, 1])
 
 
 def export_conv1d(ctx, layer: Conv1D, inputs):
     """A 1-D Conv. The layer runs as its inner Conv2D on images of height 1, so that layer's padding
     rule ('same', or 'causal' as explicit left pads) gives the pads of the steps axis."""
     (x,) = inputs
-    steps, _ = ctx.shape(x)
+    steps, _ = layer._steps_channels(ctx.shape(x))
     inner = layer._inner
     _, _, left, right = _params.conv_padding(inner.padding, (1, steps), inner.kernel_size, inner.strides,
                                              inner.dilation_rate)
     # Stored (filters, channels, 1, kernel_size): ONNX's (M, C, k) without the unit height.
-    operands = [_to_channels_first(ctx, x), ctx.initializer("kernel", layer.params["kernel"][:, :, 0, :])]
+    operands = [_to_channels_first(ctx, layer, x), ctx.initializer("kernel", layer.params["kernel"][:, :, 0, :])]
     if inner.use_bias:
         operands.append(ctx.initializer("bias", layer.params["bias"]))
     y = ctx.node("Conv", operands, "Conv", kernel_shape=[layer.kernel_size], strides=[layer.strides],
                  dilations=[layer.dilation_rate], pads=[left, right], group=1)
-    y = _to_channels_last(ctx, y)
+    y = _to_layer_layout(ctx, layer, y)
     ctx.set_shape(y, layer._internal_output_shape)
-    return activation(ctx, inner.activation, y)  # on (batch, steps, channels): a softmax over the channels
+    # On the layer's sequences: a softmax over the channels (channels-last) or, as Keras's, over
+    # the steps (channels-first: the last axis).
+    return activation(ctx, inner.activation, y)
 
 
 def export_pooling1d(ctx, layer, inputs):
     (x,) = inputs
-    steps, channels = ctx.shape(x)
+    steps, channels = layer._steps_channels(ctx.shape(x))
     inner = layer._inner  # the 2-D pooling on (channels, 1, steps) images that the layer runs
     _, (_, _, left, right) = inner._window_plan((channels, 1, steps))
-    y = _pool_node(ctx, inner, _to_channels_first(ctx, x), kernel_shape=[inner.pool_size[1]],
+    y = _pool_node(ctx, inner, _to_channels_first(ctx, layer, x), kernel_shape=[inner.pool_size[1]],
                    strides=[inner.strides[1]], pads=[left, right])
-    return _to_channels_last(ctx, y)
+    return _to_layer_layout(ctx, layer, y)
 
 
-def export_global_average_pooling1d(ctx, layer: GlobalAveragePooling1D, inputs):
-    y = ctx.node("GlobalAveragePool", [_to_channels_first(ctx, inputs[0])], "GlobalAveragePool")  # (batch, C, 1)
+def export_global_pooling1d(ctx, layer, inputs):
+    """GlobalAveragePooling1D / GlobalMaxPooling1D: ONNX's global pooling of (batch, channels, steps)."""
+    op = "GlobalMaxPool" if isinstance(layer, GlobalMaxPooling1D) else "GlobalAveragePool"
+    y = ctx.node(op, [_to_channels_first(ctx, layer, inputs[0])], op)  # (batch, C, 1)
     if layer.keepdims:
-        return _to_channels_last(ctx, y)  # (batch, 1, channels)
+        return _to_layer_layout(ctx, layer, y)  # (batch, 1, channels) or (batch, channels, 1)
     return ctx.node("Flatten", [y], "Flatten", axis=1)
 
 
@@ -280,7 +290,8 @@ for _cls, _fn in (
     (Conv1D, export_conv1d),
     (MaxPooling1D, export_pooling1d),
     (AveragePooling1D, export_pooling1d),
-    (GlobalAveragePooling1D, export_global_average_pooling1d),
+    (GlobalAveragePooling1D, export_global_pooling1d),
+    (GlobalMaxPooling1D, export_global_pooling1d),
     (Dense, export_dense),
     (Flatten, export_flatten),
     (Dropout, export_dropout),

@@ -137,7 +137,7 @@ def _add_with_activation(ctx, node, layer_factory, inputs, output, weights, rank
 
 
 def import_conv(ctx, node):
-    if ctx.sequence_base(node.input[0]) is not None:
+    if _sequences.reads_sequence(ctx, node):
         return _sequences.import_conv1d(ctx, node)
     a = ctx.attributes(
         node,
@@ -346,7 +346,7 @@ def _pool_padding(ctx, node, in_hw, kernel, strides, pads, ceil_mode, counts_pad
 
 
 def import_pool(ctx, node):
-    if ctx.sequence_base(node.input[0]) is not None:
+    if _sequences.reads_sequence(ctx, node):
         return _sequences.import_pool1d(ctx, node, _pool_padding)
     is_max = node.op_type == "MaxPool"
     allowed = {"kernel_shape": None, "strides": None, "pads": None, "auto_pad": "NOTSET", "ceil_mode": 0,

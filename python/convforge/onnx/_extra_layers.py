@@ -39,7 +39,8 @@ def export_batch_normalization(ctx, layer, inputs):
     operands = [x] + [ctx.initializer(n, v) for n, v in
                       (("gamma", gamma), ("beta", beta), ("moving_mean", p["moving_mean"]),
                        ("moving_variance", p["moving_variance"]))]
-    sequences = len(ctx.shape(x)) == 2  # (batch, steps, channels): ONNX's channel axis is 1, not the last
+    # (batch, steps, channels): ONNX's channel axis is 1, not the last ((batch, channels, steps) as it is).
+    sequences = len(ctx.shape(x)) == 2 and layer._channels_last_sequences(3)
     if sequences:
         operands[0] = ctx.node("Transpose", [x], "to_channels_first", perm=[0, 2, 1])
     # Inference form: the moving statistics. ONNX's momentum has Keras's meaning (the weight of
@@ -185,7 +186,7 @@ def import_batch_normalization(ctx, node):
         raise ctx.error(node, "the running-statistics outputs (training mode) are not supported")
     if not 0 < a["epsilon"] < 1 or not 0 <= a["momentum"] <= 1:
         raise ctx.error(node, f"epsilon {a['epsilon']} / momentum {a['momentum']} out of range", "epsilon")
-    if ctx.sequence_base(node.input[0]) is not None:
+    if _sequences.reads_sequence(ctx, node):
         return _sequences.import_batch_normalization1d(ctx, node, a)
     shape = ctx.shape(node, 0)
     values = [ctx.constant(node, i, what) for i, what in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var"))]
@@ -201,7 +202,7 @@ def import_batch_normalization(ctx, node):
 
 
 def import_global_pool(ctx, node):
-    if ctx.sequence_base(node.input[0]) is not None:
+    if _sequences.reads_sequence(ctx, node):
         return _sequences.import_global_pool1d(ctx, node)
     ctx.attributes(node, {})
     shape = ctx.shape(node, 0)
@@ -444,12 +445,16 @@ def import_reduce(ctx, node):
     base = ctx.view_base(node.input[0])
     shape = ctx.ref_shape(base) if base is not None else ctx.shape(node, 0)
     if base is None and shape is not None and len(shape) == 2:
-        # A sequence (batch, steps, channels): the mean over the steps is GlobalAveragePooling1D
-        # (Keras's exporter's).
-        if node.op_type != "ReduceMean" or [int(v) % 3 for v in axes] != [1]:
-            raise ctx.error(node, f"a {node.op_type} of a sequence over axes {axes}: only the mean over the steps "
-                                  "(GlobalAveragePooling1D) is supported", "axes")
-        layer = _layer_class(ctx, node, "GlobalAveragePooling1D")(keepdims=bool(a["keepdims"]))
+        # Sequences: the mean or maximum over the steps is GlobalAveragePooling1D /
+        # GlobalMaxPooling1D, of (batch, steps, channels) over axis 1 (Keras's exporter's), of
+        # (batch, channels, steps) over axis 2 (PyTorch's x.mean(dim=2)).
+        reduced = [int(v) % 3 for v in axes]
+        if reduced not in ([1], [2]):
+            raise ctx.error(node, f"a {node.op_type} of a sequence over axes {axes}: only over the steps (axis 1 of "
+                                  "(batch, steps, channels), 2 of (batch, channels, steps)) is supported", "axes")
+        name = "GlobalMaxPooling1D" if node.op_type == "ReduceMax" else "GlobalAveragePooling1D"
+        data_format = "channels_last" if reduced == [1] else "channels_first"
+        layer = _layer_class(ctx, node, name)(keepdims=bool(a["keepdims"]), data_format=data_format)
         ctx.add_layer(node, layer, [node.input[0]], node.output[0])
         return
     if shape is None or len(shape) != 3:

@@ -348,16 +348,6 @@ def _is_no_op(node) -> bool:
     return False
 
 
-def _read_as_sequence(nodes, name) -> bool:
-    """Is ``name`` read only by Transposes to (batch, channels, steps) (convforge's exporter's 1-D
-    ops), Flatten, Reshape, MatMul (a Dense at every step) and Pad (Keras's exporter's causal Conv1D)?"""
-    readers = [n for n in nodes if name in n.input][:64]
-    perms = [[list(a.ints) for a in n.attribute if a.name == "perm"] for n in readers]
-    transposes = [n.op_type == "Transpose" and p == [[0, 2, 1]] for n, p in zip(readers, perms)]
-    others = ("Flatten", "MatMul", "Pad", "Reshape")
-    return bool(readers) and all(t or n.op_type in others for n, t in zip(readers, transposes))
-
-
 def _read_channels_last(nodes, name) -> bool:
     """Is every reader of ``name`` (past no-op casts) a Transpose to NCHW, or a Shape (Keras's
     exporter reshapes a depthwise conv's bias by the input's channel count), one a Transpose?"""
@@ -427,9 +417,12 @@ def _entry(path, value, nodes, input_layout):
     batch = dims[0] or None
     if len(sample) == 1:
         return name, sample, None, sample, entry_name, passed, False, batch
-    if len(sample) == 2 and _read_as_sequence(nodes, entry_name):
-        # (batch, steps, channels), as convforge's 1-D layers take it: each 1-D op of the file
-        # reads its transpose to (batch, channels, steps).
+    unsqueezed = first is not None and first.op_type == "Unsqueeze" and len(first.input) == 2
+    if len(sample) == 2 and not unsqueezed:
+        # Sequences: (batch, steps, channels), as convforge's 1-D layers take them by default, each
+        # 1-D op of the file reading their transpose to (batch, channels, steps); or (batch,
+        # channels, steps), as PyTorch's Conv1d reads them, the 1-D ops reading them as they are
+        # (layers with data_format='channels_first': _sequences).
         return name, sample, None, sample, entry_name, passed, False, batch
     if len(sample) == 3 and _read_channels_last(nodes, name):
         # NHWC in the file, every reader transposing it to NCHW (convforge's and Keras's
@@ -443,14 +436,8 @@ def _entry(path, value, nodes, input_layout):
         fmt = input_layout or "channels_first"
         spec = (h, w, c) if fmt == "channels_last" else (c, h, w)
         return name, spec, fmt, (c, h, w), entry_name, passed, False, batch
-    if first is not None and first.op_type == "Unsqueeze" and len(first.input) == 2:
-        return name, sample, "channels_last", (1, *sample), first.output[0], [*passed, first], False, batch
-    raise ModelFileError(
-        path,
-        f"the input {value.name!r} has shape {dims}: convforge takes (batch, features), 4-D images, or sequences "
-        "(batch, steps, channels) that the 1-D ops read through a transpose to (batch, channels, steps) (a "
-        "(batch, channels, steps) input, as PyTorch's Conv1d takes, is not supported)",
-    )
+    # (batch, height, width) images given a channel axis by the Unsqueeze.
+    return name, sample, "channels_last", (1, *sample), first.output[0], [*passed, first], False, batch
 
 
 def import_model(path, input_layout=None):

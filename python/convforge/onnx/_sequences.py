@@ -1,12 +1,15 @@
 """Importers of the 1-D layers (Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
-BatchNormalization of sequences) from the Conv, pooling and BatchNormalization nodes that read a
-sequence transposed to (batch, channels, steps).
+GlobalMaxPooling1D, BatchNormalization of sequences) from ONNX's 1-D Conv, pooling and
+BatchNormalization nodes, which read (batch, channels, steps).
 
-convforge's 1-D layers take (batch, steps, channels), and its exporter writes each as the ONNX 1-D
-op between two Transpose(0, 2, 1): a Transpose of a (steps, channels) tensor makes a *sequence
-view* (ImportContext.set_sequence_view), the op reading it becomes the layer on the tensor itself,
-its output again a view, and the Transpose back is the layer's output. The 2-D importers hand a
-node over here when its input is such a view.
+convforge's 1-D layers take (batch, steps, channels) by default, and its exporter (as Keras's)
+writes each as the ONNX 1-D op between two Transpose(0, 2, 1): a Transpose of a (steps, channels)
+tensor makes a *sequence view* (ImportContext.set_sequence_view), the op reading it becomes the
+layer on the tensor itself, its output again a view, and the Transpose back is the layer's output.
+A node that reads a (batch, channels, steps) tensor as it is (PyTorch's Conv1d, and convforge's
+layers with data_format='channels_first') becomes the layer with data_format='channels_first' on
+that tensor. The 2-D importers hand a node over here when its input is a sequence view or a
+tensor of rank 3.
 """
 
 from __future__ import annotations
@@ -24,14 +27,31 @@ def _layer(ctx, node, name: str):
     return cls
 
 
+def reads_sequence(ctx, node) -> bool:
+    """Does the node's input hold sequences: a sequence view, or a (channels, steps) tensor (not an
+    image's channels-last view)? The 2-D importers hand such a node over here."""
+    if ctx.sequence_base(node.input[0]) is not None:
+        return True
+    return ctx.view_base(node.input[0]) is None and len(ctx.shape(node, 0)) == 2
+
+
 def _sequence(ctx, node):
-    """The (steps, channels) tensor the node reads through its transpose, and its shape."""
+    """What the node's layer reads: ``(tensor, (steps, channels), data_format)``, the
+    (steps, channels) tensor of a sequence view ('channels_last'), else the (channels, steps)
+    tensor itself ('channels_first')."""
     base = ctx.sequence_base(node.input[0])
-    return base, ctx.ref_shape(base)
+    if base is not None:
+        return base, ctx.ref_shape(base), "channels_last"
+    channels, steps = ctx.shape(node, 0)
+    return ctx.input_name(node), (steps, channels), "channels_first"
 
 
-def _add(ctx, node, layer, base, weights=None) -> str:
-    """The layer on ``base``; the node's (channels-first) output is a view of the layer's."""
+def _add(ctx, node, layer, base, data_format: str, weights=None) -> str:
+    """The layer on ``base``. Channels-last, the node's (channels-first) output is a view of the
+    layer's; channels-first, it is the layer's output."""
+    if data_format == "channels_first":
+        ctx.add_layer(node, layer, [base], node.output[0], weights)
+        return node.output[0]
     out = node.output[0] + "#steps"
     ctx.add_layer(node, layer, [base], out, weights)
     ctx.set_sequence_view(node.output[0], out)
@@ -64,7 +84,7 @@ def import_conv1d(ctx, node):
     a = ctx.attributes(
         node, {"kernel_shape": None, "strides": [1], "dilations": [1], "pads": None, "auto_pad": "NOTSET", "group": 1}
     )
-    base, (steps, channels) = _sequence(ctx, node)
+    base, (steps, channels), data_format = _sequence(ctx, node)
     kernel = ctx.constant(node, 1, "weights W")
     bias = ctx.constant(node, 2, "bias B", required=False)
     if kernel.ndim != 3 or kernel.shape[1] != channels:
@@ -89,13 +109,16 @@ def import_conv1d(ctx, node):
             break
     if padding is None and pads == (dilation * (k - 1), 0):
         padding = "causal"
-    if padding is None:
-        raise ctx.error(node, f"pads {list(pads)} are none of Conv1D's 'valid', 'same' or 'causal'", "pads")
-    folded, bias = _keras_bias(ctx, node, kernel.shape[0], bias)
+    if padding is None:  # PyTorch's Conv1d(padding=p), or other zero margins
+        padding = pads[0] if pads[0] == pads[1] else pads
+    folded = []
+    if data_format == "channels_last":
+        folded, bias = _keras_bias(ctx, node, kernel.shape[0], bias)
     layer = _layer(ctx, node, "Conv1D")(kernel.shape[0], k, strides=stride, padding=padding, dilation_rate=dilation,
-                                        use_bias=bias is not None, kernel_initializer="zeros")
+                                        use_bias=bias is not None, kernel_initializer="zeros",
+                                        data_format=data_format)
     weights = [kernel[:, :, None, :]] + ([] if bias is None else [bias])  # stored (filters, channels, 1, k)
-    out = _add(ctx, node, layer, base, weights)
+    out = _add(ctx, node, layer, base, data_format, weights)
     ctx.consume_all(folded, out)
 
 
@@ -128,7 +151,7 @@ def import_pool1d(ctx, node, pool_padding):
     a = ctx.attributes(node, allowed)
     if len(node.output) > 1 and node.output[1]:
         raise ctx.error(node, "the Indices output is not supported")
-    base, (steps, _) = _sequence(ctx, node)
+    base, (steps, _), data_format = _sequence(ctx, node)
     if a["kernel_shape"] is None:
         raise ctx.error(node, "is required", "kernel_shape")
     k = _single(ctx, node, a, "kernel_shape", 1)
@@ -143,46 +166,49 @@ def import_pool1d(ctx, node, pool_padding):
     padding = pool_padding(ctx, node, (1, steps), (1, k), (1, stride), [0, left, 0, right], bool(a["ceil_mode"]),
                            counts_padding)
     cls = _layer(ctx, node, "MaxPooling1D" if is_max else "AveragePooling1D")
-    _add(ctx, node, cls(pool_size=k, strides=stride, padding=padding), base)
+    _add(ctx, node, cls(pool_size=k, strides=stride, padding=padding, data_format=data_format), base, data_format)
 
 
 def import_global_pool1d(ctx, node):
     ctx.attributes(node, {})
-    if node.op_type != "GlobalAveragePool":
-        raise ctx.error(node, "global max pooling of sequences has no convforge layer (GlobalMaxPooling1D)")
-    base, _ = _sequence(ctx, node)
-    cls = _layer(ctx, node, "GlobalAveragePooling1D")
+    base, _, data_format = _sequence(ctx, node)
+    cls = _layer(ctx, node, "GlobalMaxPooling1D" if node.op_type == "GlobalMaxPool" else "GlobalAveragePooling1D")
     reader, passed = ctx.next_node(node.output[0])  # (batch, C, 1) flattened: Keras's default keepdims=False
     flattening = reader is not None and reader.op_type == "Flatten" and \
         ctx.attributes(reader, {"axis": 1})["axis"] == 1
     if flattening:
-        ctx.add_layer(node, cls(keepdims=False), [base], node.output[0])
+        ctx.add_layer(node, cls(keepdims=False, data_format=data_format), [base], node.output[0])
         ctx.consume_all([*passed, reader], node.output[0])
         return
-    _add(ctx, node, cls(keepdims=True), base)
+    _add(ctx, node, cls(keepdims=True, data_format=data_format), base, data_format)
 
 
 def import_batch_normalization1d(ctx, node, a):
-    base, (_, channels) = _sequence(ctx, node)
+    base, (_, channels), data_format = _sequence(ctx, node)
     values = [ctx.constant(node, i, what) for i, what in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var"))]
     if any(np.shape(v) != (channels,) for v in values):
         raise ctx.error(node, f"parameters of shapes {[np.shape(v) for v in values]}; expected ({channels},) each")
     if (values[3] < 0).any():
         raise ctx.error(node, "a negative variance")
-    layer = _layer(ctx, node, "BatchNormalization")(axis=-1, momentum=a["momentum"], epsilon=a["epsilon"])
-    _add(ctx, node, layer, base, values)
+    axis = 1 if data_format == "channels_first" else -1
+    layer = _layer(ctx, node, "BatchNormalization")(axis=axis, momentum=a["momentum"], epsilon=a["epsilon"])
+    _add(ctx, node, layer, base, data_format, values)
 
 
 def import_pad_of_steps(ctx, node, view: bool):
-    """A zero Pad of a sequence's steps read only by a 1-D Conv, of the (batch, channels, steps)
-    view (``view``) or of the (batch, steps, channels) sequence before its transpose: Keras's
-    exporter pads so for 'same' with strides and for 'causal'. The margins join the Conv's pads
-    (import_conv1d), which must then make one of Conv1D's paddings."""
+    """A zero Pad of a sequence's steps read only by a 1-D Conv: of the (batch, channels, steps)
+    view (``view``), of the (batch, steps, channels) sequence before its transpose (Keras's
+    exporter pads so for 'same' with strides and for 'causal'), or of a (batch, channels, steps)
+    tensor the Conv reads as it is. The margins join the Conv's pads (import_conv1d), which must
+    then make one of Conv1D's paddings."""
     a = ctx.attributes(node, {"mode": "constant", "pads": None, "value": 0.0})
     if a["mode"] != "constant":
         raise ctx.error(node, f"only zero padding of a sequence is supported; got {a['mode']!r}", "mode")
     before, after = ctx.zero_pad_sides(node, a, 3, "a Conv1D")
-    steps_axis = 2 if view else 1
+    first_reader, _ = ctx.next_node(node.output[0])
+    # Read through a transpose, the padded tensor is (batch, steps, channels); read by the Conv
+    # as it is, (batch, channels, steps), as the view is.
+    steps_axis = 1 if not view and first_reader is not None and first_reader.op_type == "Transpose" else 2
     pads = [*before.values(), *after.values()]
     if any(before.get(i, 0) or after.get(i, 0) for i in (0, 1, 2) if i != steps_axis) or min(pads, default=0) < 0:
         raise ctx.error(node, f"pads {pads}: only the steps of a sequence can be padded (with zeros)")
