@@ -36,6 +36,16 @@ def check(model_layers, shape, classes=3, seed=0, **kwargs):
         lambda: [layers.Dense(3, activation="softmax", input_shape=(12, 2)), layers.Dense(4, use_bias=False)],
         lambda: [layers.Conv1D(4, 3, activation="tanh", input_shape=(12, 2)), layers.GlobalMaxPooling1D()],
         lambda: [layers.Conv1D(4, 3, input_shape=(12, 2)), layers.GlobalMaxPooling1D(keepdims=True)],
+        # The steps' reshaping layers: after a layer (dx needed, exact: zero-padded, cropped or
+        # summed copies of dy) and first (no dx).
+        lambda: [layers.Conv1D(4, 3, activation="tanh", input_shape=(12, 2)), layers.ZeroPadding1D((2, 1)),
+                 layers.Conv1D(3, 3)],
+        lambda: [layers.Conv1D(4, 3, activation="tanh", input_shape=(12, 2)), layers.Cropping1D((3, 1)),
+                 layers.Conv1D(3, 2)],
+        lambda: [layers.Conv1D(4, 3, activation="tanh", input_shape=(12, 2)), layers.UpSampling1D(3),
+                 layers.Conv1D(3, 4, strides=2)],
+        lambda: [layers.ZeroPadding1D(1, input_shape=(12, 2)), layers.Cropping1D(2), layers.UpSampling1D(),
+                 layers.Conv1D(3, 3)],
     ],
 )
 def test_sequence_layers_gradients(middle):
@@ -60,6 +70,10 @@ CHANNELS_FIRST = {"data_format": "channels_first"}
         # Zero steps given as PyTorch's Conv1d(padding=p) or (left, right), not in Keras.
         lambda: [layers.Conv1D(4, 3, strides=2, padding=1, **CHANNELS_FIRST), layers.Conv1D(3, 2, padding=(2, 1),
                                                                                         **CHANNELS_FIRST)],
+        lambda: [layers.Conv1D(4, 3, activation="tanh", **CHANNELS_FIRST), layers.ZeroPadding1D((0, 2), **CHANNELS_FIRST),
+                 layers.Cropping1D((1, 3), **CHANNELS_FIRST), layers.UpSampling1D(2, **CHANNELS_FIRST),
+                 layers.Conv1D(3, 3, **CHANNELS_FIRST)],
+        lambda: [layers.UpSampling1D(3, **CHANNELS_FIRST), layers.Conv1D(3, 3, strides=2, **CHANNELS_FIRST)],
     ],
 )
 def test_channels_first_sequence_layers_gradients(middle):
@@ -102,6 +116,56 @@ def test_channels_first_sequence_layers_equal_the_channels_last_ones():
     pooled = layers.GlobalMaxPooling1D(data_format="channels_first")
     assert convforge.Sequential([layers.Input((4, 11)), pooled]).output_shape == (None, 4)
     np.testing.assert_array_equal(pooled.forward(x.transpose(0, 2, 1)), x.max(axis=1))
+
+
+@pytest.mark.parametrize("make,forward,backward", [
+    # The gradients by hand: the padded steps dropped, zeros at the cropped steps, the copies summed.
+    (lambda fmt: layers.ZeroPadding1D((2, 1), data_format=fmt), lambda x: np.pad(x, ((0, 0), (2, 1), (0, 0))),
+     lambda dy: dy[:, 2:-1]),
+    (lambda fmt: layers.Cropping1D((3, 1), data_format=fmt), lambda x: x[:, 3:-1],
+     lambda dy: np.pad(dy, ((0, 0), (3, 1), (0, 0)))),
+    (lambda fmt: layers.UpSampling1D(3, data_format=fmt), lambda x: np.repeat(x, 3, axis=1),
+     lambda dy: dy.reshape(dy.shape[0], -1, 3, dy.shape[2]).sum(axis=2)),
+])
+def test_steps_layers_move_the_steps_in_either_layout(make, forward, backward):
+    """ZeroPadding1D, Cropping1D and UpSampling1D move the steps only, whichever axis holds them,
+    in values and in gradients (the channels-last ones equal Keras's: test_keras_reference)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 11, 4))
+    expected = forward(x)
+    dy = rng.standard_normal(expected.shape)
+    for fmt, to in (("channels_last", lambda a: a), ("channels_first", lambda a: a.transpose(0, 2, 1))):
+        layer = make(fmt)
+        model = convforge.Sequential([layers.Input(to(x).shape[1:]), layer], dtype="float64")
+        assert model.output_shape == (None, *to(expected).shape[1:])
+        layer.input_grad_needed = True  # as after another layer
+        np.testing.assert_array_equal(layer.forward(to(x), training=True), to(expected))
+        np.testing.assert_array_equal(layer.backward(to(dy)), to(backward(dy)))
+
+
+@pytest.mark.parametrize("make,config", [
+    (lambda: layers.ZeroPadding1D(), {"padding": [1, 1], "data_format": "channels_last"}),
+    (lambda: layers.ZeroPadding1D((0, 3), data_format="channels_first"),
+     {"padding": [0, 3], "data_format": "channels_first"}),
+    # Keras's Cropping1D and UpSampling1D have no data_format: a channels-last config is Keras's.
+    (lambda: layers.Cropping1D(), {"cropping": [1, 1]}),
+    (lambda: layers.Cropping1D(np.int64(2), data_format="channels_first"),
+     {"cropping": [2, 2], "data_format": "channels_first"}),
+    (lambda: layers.UpSampling1D(), {"size": 2}),
+    (lambda: layers.UpSampling1D(4, data_format="channels_first"), {"size": 4, "data_format": "channels_first"}),
+])
+def test_steps_layers_save_and_load(tmp_path, make, config):
+    layer = make()
+    got = layer.get_config()
+    assert {k: v for k, v in got.items() if k not in ("name", "trainable")} == config
+    first = layer.data_format == "channels_first"
+    model = convforge.Sequential([layers.Input((3, 9) if first else (9, 3)), layer,
+                                  layers.Conv1D(2, 2, data_format=layer.data_format)])
+    model.save(tmp_path / "m.npz")
+    loaded = convforge.load_model(tmp_path / "m.npz")
+    assert type(loaded.layers[0]) is type(layer) and loaded.layers[0].get_config() == layer.get_config()
+    x = np.random.default_rng(5).standard_normal((2, *model.input_shape[1:])).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
 @pytest.mark.parametrize(
@@ -299,6 +363,13 @@ def test_sequence_model_trains_and_saves(tmp_path, data_format, pooling):
      r"kernel_size=5 does not fit in the input \(batch, 2, 3\) \(3 steps\)"),
     (lambda: layers.MaxPooling1D(2, data_format="channels_first"), (2, 3, 1),
      r"MaxPooling1D expects input of shape \(batch, channels, steps\); got"),
+    (lambda: layers.Cropping1D((2, 1)), (3, 4),
+     r"layer 'cropping1d' \(Cropping1D\): cropping \(2, 1\) leaves nothing of the input \(batch, 3, 4\) \(3 steps\)"),
+    (lambda: layers.Cropping1D(2, data_format="channels_first"), (5, 4),
+     r"cropping \(2, 2\) leaves nothing of the input \(batch, 5, 4\) \(4 steps\)"),
+    (lambda: layers.ZeroPadding1D(), (3, 4, 1), r"ZeroPadding1D expects input of shape \(batch, steps, channels\)"),
+    (lambda: layers.UpSampling1D(data_format="channels_first"), (3,),
+     r"UpSampling1D expects input of shape \(batch, channels, steps\); got \(batch, 3\)"),
 ])
 def test_sequence_layer_errors_speak_of_sequences(make, shape, message):
     """Found by a review: these named the inner 2-D layer and its (batch, 1, steps, channels) image,
@@ -361,6 +432,17 @@ def _tiny():
         (lambda: layers.Conv1D(4, 3, padding=(1,)), r"or a \(left, right\) pair of ints >= 0; got \(1,\)"),
         (lambda: layers.Conv1D(4, 3, padding=-1), "Conv1D padding must be 'valid', 'same' or 'causal', or zero steps"),
         (lambda: layers.Conv1D(4, 3, padding=True), "Conv1D padding must be"),
+        (lambda: layers.ZeroPadding1D(-1), "ZeroPadding1D padding must be an int >= 0; got -1"),
+        (lambda: layers.ZeroPadding1D((1, 2, 3)), r"padding must be an int or a \(left, right\) pair of ints >= 0"),
+        (lambda: layers.ZeroPadding1D(True), r"ZeroPadding1D padding must be an int; got True \(bool\)"),
+        (lambda: layers.ZeroPadding1D((1, 1.5)), r"ZeroPadding1D padding must be an int; got 1.5 \(float\)"),
+        (lambda: layers.ZeroPadding1D(data_format="NWC"), "data_format must be 'channels_last', 'channels_first'"),
+        (lambda: layers.Cropping1D((0, -2)), "Cropping1D cropping must be an int >= 0; got -2"),
+        (lambda: layers.Cropping1D("1"), r"Cropping1D cropping must be an int; got '1' \(str\)"),
+        (lambda: layers.UpSampling1D(0), "UpSampling1D size must be an int >= 1; got 0"),
+        (lambda: layers.UpSampling1D(2.0), r"UpSampling1D size must be an int; got 2.0 \(float\)"),
+        (lambda: layers.UpSampling1D((2,)), r"UpSampling1D size must be an int; got \(2,\)"),
+        (lambda: layers.UpSampling1D(2, interpolation="linear"), "the argument 'interpolation' of UpSampling1D"),
         (lambda: layers.Permute((1, 3)), "Permute dims must be a permutation"),
         (lambda: layers.Dense(3, activity_regularizer="l2"), "activity_regularizer.*put the penalty in a custom Loss"),
         # Beyond the layers (found by the Keras review: these were Python's bare "unexpected keyword").

@@ -10,7 +10,8 @@ import convforge as keras
     "name",
     [
         "utils.to_categorical", "utils.set_random_seed", "models.Sequential", "models.load_model",
-        "models.clone_model", "models.model_from_json", "Input", "layers.Conv1D", "callbacks.ReduceLROnPlateau",
+        "models.clone_model", "models.model_from_json", "Input", "layers.Conv1D", "layers.ZeroPadding1D",
+        "layers.Cropping1D", "layers.UpSampling1D", "callbacks.ReduceLROnPlateau",
         "callbacks.CSVLogger", "callbacks.History", "callbacks.LearningRateScheduler", "optimizers.AdamW",
         "optimizers.Nadam", "losses.BinaryCrossentropy", "losses.Huber", "metrics.AUC", "activations.gelu",
         "regularizers.l1_l2", "regularizers.L2", "initializers.HeNormal", "initializers.he_normal",
@@ -42,7 +43,7 @@ def test_keras_layer_aliases_are_the_same_classes(alias, name):
         ("layers", "Lambda", "write a small Layer subclass"),
         # Keras's 1-D layers of the sequence tutorials: a hint, not "(Keras name?)".
         ("layers", "SpatialDropout1D", r"SpatialDropout1D: use Dropout"),
-        ("layers", "UpSampling1D", r"UpSampling1D: use Reshape"),
+        ("layers", "Conv1DTranspose", r"Conv1DTranspose: use Reshape"),
         ("layers", "NoSuchLayer", r"\(Keras name\?\); its classes are .*Conv2D"),
         ("optimizers", "Adamax", "use Adam, AdamW"),
         ("callbacks", "TensorBoard", "use CSVLogger"),

@@ -218,6 +218,15 @@ LAYER_CASES = [
     ("GlobalMaxPooling1D(data_format='channels_first')", (5, 12)),
     ("GlobalMaxPooling1D(data_format='channels_first', keepdims=True)", (5, 12)),
     ("BatchNormalization(axis=1, epsilon=0.1)", (4, 9)),  # channels-first sequences
+    # The steps' reshaping layers (Keras's Cropping1D and UpSampling1D are channels-last only).
+    ("ZeroPadding1D()", (6, 3)),
+    ("ZeroPadding1D((0, 3))", (6, 3)),
+    ("ZeroPadding1D((2, 1), data_format='channels_first')", (3, 6)),
+    ("Cropping1D()", (6, 3)),
+    ("Cropping1D((0, 4))", (6, 3)),
+    ("Cropping1D(2)", (6, 3)),
+    ("UpSampling1D()", (6, 3)),
+    ("UpSampling1D(3)", (5, 2)),
     # Keras's softmax activation runs over the last axis: the steps of channels-first sequences.
     ("Conv1D(4, 3, activation='softmax', data_format='channels_first')", (3, 9)),
     ("Conv1D(4, 3, activation='softmax')", (9, 3)),
@@ -281,6 +290,44 @@ def test_layer_matches_keras(spec, shape):
     x = np.random.default_rng(1).standard_normal((3, *shape))
     expected = keras_to_numpy(theirs, x.astype(np.float32))
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=2e-4, atol=2e-5)
+
+
+STEPS_LAYERS = ["ZeroPadding1D((2, 1))", "ZeroPadding1D(1, data_format='channels_first')", "Cropping1D((1, 3))",
+                "Cropping1D(0)", "UpSampling1D(3)"]
+
+
+@pytest.mark.parametrize("spec", STEPS_LAYERS)
+def test_steps_layers_signature_config_and_gradient_match_keras(spec):
+    """ZeroPadding1D, Cropping1D, UpSampling1D: Keras's arguments and defaults, config keys (a
+    channels-last Cropping1D/UpSampling1D config builds Keras's layer), and the gradient of
+    the input as torch's autograd through Keras's layer gives it, exactly."""
+    import inspect
+
+    import torch
+
+    ours = eval("convforge.layers." + spec)  # noqa: S307 - test-local literals
+    theirs = eval("keras.layers." + spec)  # noqa: S307
+    cls = type(ours).__name__
+    keras_args = {k: p.default for k, p in inspect.signature(type(theirs).__init__).parameters.items()
+                  if p.kind is p.POSITIONAL_OR_KEYWORD and k != "self"}
+    our_args = {k: p.default for k, p in inspect.signature(type(ours).__init__).parameters.items()
+                if p.kind is p.POSITIONAL_OR_KEYWORD and k != "self"}
+    assert our_args == keras_args, cls
+    config = {k: v for k, v in ours.get_config().items() if k not in ("name", "trainable")}
+    assert set(config) == set(theirs.get_config()) - {"name", "trainable", "dtype"}
+    rebuilt = getattr(keras.layers, cls)(**config)
+    assert rebuilt.get_config() == {**theirs.get_config(), "name": rebuilt.name}
+    x = np.random.default_rng(6).standard_normal((2, 7, 3))
+    convforge.Sequential([convforge.layers.Input(x.shape[1:]), ours], dtype="float64")
+    ours.input_grad_needed = True  # as after another layer
+    y = ours.forward(x, training=True)
+    dy = np.random.default_rng(7).standard_normal(y.shape)
+    dx = ours.backward(dy)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = getattr(keras.layers, cls)(**config, dtype="float64")(tx)  # our config, Keras's layer, in float64
+    (ty * torch.tensor(dy)).sum().backward()
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_array_equal(dx, tx.grad.numpy())
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])

@@ -40,6 +40,10 @@ CASES = [
     (lambda: layers.Conv1D(16, 5), (None, 100, 1), (None, 96, 16)),
     (lambda: layers.MaxPooling1D(2), (None, 96, 16), (None, 48, 16)),
     (lambda: layers.GlobalAveragePooling1D(), (None, 96, 16), (None, 16)),
+    (lambda: layers.ZeroPadding1D((2, 3)), (None, 10, 4), (None, 15, 4)),
+    (lambda: layers.ZeroPadding1D(1, data_format="channels_first"), (None, 4, 10), (None, 4, 12)),
+    (lambda: layers.Cropping1D((1, 2)), (None, 10, 4), (None, 7, 4)),
+    (lambda: layers.UpSampling1D(3), (None, 10, 4), (None, 30, 4)),
 ]
 
 

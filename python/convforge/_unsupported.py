@@ -45,10 +45,6 @@ HINTS: dict[str, dict[str, str]] = {
         "RandomBrightness": "use RandomFlip, RandomRotation, RandomZoom or RandomTranslation",
         "SpatialDropout2D": "use Dropout",
         "SpatialDropout1D": "use Dropout",
-        "ZeroPadding1D": "use Reshape((steps, 1, channels)), ZeroPadding2D(((left, right), (0, 0))), Reshape back",
-        "UpSampling1D": "use Reshape((steps, 1, channels)), UpSampling2D((size, 1)), Reshape back",
-        "Cropping1D": "crop the sequences with NumPy slicing before fit, or use Cropping2D on a "
-                      "Reshape((steps, 1, channels))",
         "SeparableConv1D": "use Conv1D",
         "Conv1DTranspose": "use Reshape((steps, 1, channels)), Conv2DTranspose with (k, 1) kernels, Reshape back",
         "GaussianNoise": "add noise to x with NumPy before fit, or use Dropout",

@@ -18,7 +18,8 @@ Layers
 Conv2D, MaxPooling2D (MaxPool2D), AveragePooling2D (AvgPool2D), Flatten,
 Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, Softplus,
 Swish (SiLU), GELU, Activation, Input; Conv1D, MaxPooling1D, AveragePooling1D,
-GlobalAveragePooling1D, GlobalMaxPooling1D (sequences, channels-last or channels-first);
+GlobalAveragePooling1D, GlobalMaxPooling1D, ZeroPadding1D, Cropping1D, UpSampling1D (sequences,
+channels-last or channels-first);
 Conv2DTranspose, UpSampling2D, Permute, Rescaling;
 RandomFlip, RandomRotation, RandomZoom, RandomTranslation (training-only augmentation);
 BatchNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
@@ -32,7 +33,16 @@ from .activations import ELU, GELU, Activation, LeakyReLU, ReLU, SiLU, Sigmoid, 
 from .augmentation import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from .base import Layer
 from .conv import Conv2D
-from .conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
+from .conv1d import (
+    AveragePooling1D,
+    Conv1D,
+    Cropping1D,
+    GlobalAveragePooling1D,
+    GlobalMaxPooling1D,
+    MaxPooling1D,
+    UpSampling1D,
+    ZeroPadding1D,
+)
 from .conv_transpose import Conv2DTranspose
 from .core import Dense, Dropout, Flatten, Input, InputLayer, Reshape
 from .merging import (
@@ -84,6 +94,9 @@ __all__ = [
     "GlobalMaxPooling1D",
     "Conv2DTranspose",
     "Conv1D",
+    "Cropping1D",
+    "UpSampling1D",
+    "ZeroPadding1D",
     "Convolution1D",
     "Convolution2D",
     "Convolution2DTranspose",

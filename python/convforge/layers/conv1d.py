@@ -1,5 +1,5 @@
 """1-D layers for sequences: Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
-GlobalMaxPooling1D.
+GlobalMaxPooling1D, and the steps' reshaping: ZeroPadding1D, Cropping1D, UpSampling1D.
 
 A sequence is ``(batch, steps, channels)`` at the API, as in Keras, and stays
 so inside the model (a 2-D per-sample shape, never taken for an image), so
@@ -12,6 +12,8 @@ one on images of height 1. The layer views its input as
 reshape for channels-first ones), runs an inner :class:`Conv2D` /
 :class:`MaxPooling2D` / :class:`AveragePooling2D` (so padding rules, fused
 ReLU, initialisers and regularisers are theirs), and views the result back.
+ZeroPadding1D, Cropping1D and UpSampling1D only move data along the steps
+axis: NumPy copies on the sequences as they are.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from .base import Layer, resolve_data_format, weight_options_config, weight_opti
 from .conv import Conv2D
 from .pooling import AveragePooling2D, MaxPooling2D
 
-__all__ = ["AveragePooling1D", "Conv1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "MaxPooling1D"]
+__all__ = ["AveragePooling1D", "Conv1D", "Cropping1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "MaxPooling1D",
+           "UpSampling1D", "ZeroPadding1D"]
 
 
 def _single(value, name: str, layer: str) -> int:
@@ -377,3 +380,186 @@ class GlobalMaxPooling1D(_GlobalPooling1D):
         return self._share * self._dy_with_steps(dy)
 
 
+
+
+def _steps_count(value, argument: str, layer: str, minimum: int) -> int:
+    """One count of steps, an int >= minimum (Python's or NumPy's; not a bool, not a float)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{layer} {argument} must be an int; got {value!r} ({type(value).__name__})")
+    if not minimum <= value <= _params.MAX_PARAM:
+        raise ValueError(f"{layer} {argument} must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def _left_right(value, argument: str, layer: str) -> tuple[int, int]:
+    """Keras's ``n`` (both ends) or ``(left, right)`` steps, ints >= 0."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{layer} {argument} must be an int or a (left, right) pair of ints >= 0; got {value!r}")
+        return (_steps_count(value[0], argument, layer, 0), _steps_count(value[1], argument, layer, 0))
+    n = _steps_count(value, argument, layer, 0)
+    return (n, n)
+
+
+class _Steps1D(_SequenceLayout, Layer):
+    """Shared by the layers that move the steps of a sequence and leave its channels alone:
+    ``_steps_out`` gives the new length of the steps axis."""
+
+    _cache_attrs = ("_in_shape",)
+
+    def __init__(self, data_format, *, name, input_shape, trainable):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        self.data_format = _sequence_format(data_format)
+        self._in_shape = None
+
+    @property
+    def _steps_axis(self) -> int:
+        """The steps axis of a batch of sequences."""
+        return 2 if self._channels_first else 1
+
+    def _steps_out(self, steps: int, input_shape) -> int:  # pragma: no cover - each subclass says
+        raise NotImplementedError
+
+    def _compute_internal_output_shape(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(
+                f"{type(self).__name__} expects input of shape {self._layout_words()}; got {self._show(input_shape)}"
+            )
+        steps, channels = self._steps_channels(input_shape)
+        return self._sequence_shape(self._steps_out(steps, input_shape), channels)
+
+    def _steps(self, start, stop) -> tuple:
+        """An index of a batch of sequences: the steps start:stop, everything else whole."""
+        return (slice(None),) * self._steps_axis + (slice(start, stop),)
+
+    def forward(self, x, training=False):
+        self._compute_internal_output_shape(x.shape[1:])  # a crop that leaves nothing raises, naming the shapes
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._in_shape = x.shape
+        return self._move(x)
+
+    def backward(self, dy):
+        if self._in_shape is None:
+            raise self._missing_cache()
+        if not self.input_grad_needed:
+            return None
+        return self._move_back(dy)
+
+    def _data_format_config(self) -> dict:
+        """Keras's Cropping1D and UpSampling1D take no data_format (they read (batch, steps,
+        channels)): a channels-last layer's config is Keras's own; a channels-first one names it."""
+        return {"data_format": self.data_format} if self._channels_first else {}
+
+
+class ZeroPadding1D(_Steps1D):
+    """Adds zero steps at both ends of each sequence, Keras's ``ZeroPadding1D``.
+
+    Parameters
+    ----------
+    padding : int or (left, right)
+        Zero steps before and after (an int: as many at both ends). Default 1.
+    data_format : 'channels_last' (default) or 'channels_first'
+        ``(batch, steps, channels)`` or ``(batch, channels, steps)``.
+
+    The gradient of the input is the output's gradient without the padded steps.
+    """
+
+    def __init__(self, padding=1, data_format=None, *, name=None, input_shape=None, trainable=True):
+        super().__init__(data_format, name=name, input_shape=input_shape, trainable=trainable)
+        self.padding = _left_right(padding, "padding", "ZeroPadding1D")
+
+    def _steps_out(self, steps, input_shape):
+        return steps + self.padding[0] + self.padding[1]
+
+    def _move(self, x):
+        left, right = self.padding
+        shape = list(x.shape)
+        shape[self._steps_axis] += left + right
+        y = np.zeros(shape, x.dtype)
+        y[self._steps(left, left + x.shape[self._steps_axis])] = x
+        return y
+
+    def _move_back(self, dy):
+        left = self.padding[0]
+        return np.ascontiguousarray(dy[self._steps(left, left + self._in_shape[self._steps_axis])])
+
+    def get_config(self):
+        return {**super().get_config(), "padding": list(self.padding), "data_format": self.data_format}
+
+
+class Cropping1D(_Steps1D):
+    """Removes steps at both ends of each sequence, Keras's ``Cropping1D``.
+
+    Parameters
+    ----------
+    cropping : int or (left, right)
+        Steps removed at the start and at the end (an int: as many at both ends). Default
+        ``(1, 1)``. A crop must leave at least one step.
+    data_format : 'channels_last' (default) or 'channels_first', keyword only
+        Not in Keras, whose ``Cropping1D`` reads ``(batch, steps, channels)`` only; with
+        ``'channels_first'`` it crops the steps of ``(batch, channels, steps)`` (the layout of
+        the other 1-D layers with that data_format, and of PyTorch's ``Conv1d``).
+
+    The gradient of the input is the output's gradient with zeros at the cropped steps.
+    """
+
+    def __init__(self, cropping=(1, 1), *, data_format=None, name=None, input_shape=None, trainable=True):
+        super().__init__(data_format, name=name, input_shape=input_shape, trainable=trainable)
+        self.cropping = _left_right(cropping, "cropping", "Cropping1D")
+
+    def _steps_out(self, steps, input_shape):
+        left, right = self.cropping
+        if left + right >= steps:
+            raise ValueError(
+                f"layer {self.name!r} (Cropping1D): cropping {self.cropping} leaves nothing of the input "
+                f"{self._show(input_shape)} ({steps} steps)"
+            )
+        return steps - left - right
+
+    def _move(self, x):
+        left, right = self.cropping
+        return np.ascontiguousarray(x[self._steps(left, x.shape[self._steps_axis] - right)])
+
+    def _move_back(self, dy):
+        left = self.cropping[0]
+        dx = np.zeros(self._in_shape, dy.dtype)
+        dx[self._steps(left, left + dy.shape[self._steps_axis])] = dy
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "cropping": list(self.cropping), **self._data_format_config()}
+
+
+class UpSampling1D(_Steps1D):
+    """Repeats each step ``size`` times, Keras's ``UpSampling1D``:
+    ``(batch, steps, channels)`` -> ``(batch, steps * size, channels)``.
+
+    Parameters
+    ----------
+    size : int >= 1
+        How many times each step is repeated (``np.repeat`` along the steps). Default 2.
+    data_format : 'channels_last' (default) or 'channels_first', keyword only
+        Not in Keras, whose ``UpSampling1D`` reads ``(batch, steps, channels)`` only; with
+        ``'channels_first'`` it repeats the steps of ``(batch, channels, steps)``.
+
+    The gradient of a step is the sum of its copies' gradients.
+    """
+
+    def __init__(self, size=2, *, data_format=None, name=None, input_shape=None, trainable=True):
+        super().__init__(data_format, name=name, input_shape=input_shape, trainable=trainable)
+        self.size = _steps_count(size, "size", "UpSampling1D", 1)
+
+    def _steps_out(self, steps, input_shape):
+        return steps * self.size
+
+    def _move(self, x):
+        return np.repeat(x, self.size, axis=self._steps_axis)
+
+    def _move_back(self, dy):
+        axis = self._steps_axis
+        # (..., steps * size, ...) -> (..., steps, size, ...): each step's copies on their own axis.
+        shape = (*dy.shape[:axis], dy.shape[axis] // self.size, self.size, *dy.shape[axis + 1 :])
+        return dy.reshape(shape).sum(axis=axis + 1)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, **self._data_format_config()}
