@@ -70,8 +70,8 @@ CHANNELS_FIRST = {"data_format": "channels_first"}
         # Zero steps given as PyTorch's Conv1d(padding=p) or (left, right), not in Keras.
         lambda: [layers.Conv1D(4, 3, strides=2, padding=1, **CHANNELS_FIRST), layers.Conv1D(3, 2, padding=(2, 1),
                                                                                         **CHANNELS_FIRST)],
-        lambda: [layers.Conv1D(4, 3, activation="tanh", **CHANNELS_FIRST), layers.ZeroPadding1D((0, 2), **CHANNELS_FIRST),
-                 layers.Cropping1D((1, 3), **CHANNELS_FIRST), layers.UpSampling1D(2, **CHANNELS_FIRST),
+        lambda: [layers.Conv1D(4, 3, activation="tanh", **CHANNELS_FIRST),
+                 layers.ZeroPadding1D((0, 2), **CHANNELS_FIRST), layers.Cropping1D((1, 3), **CHANNELS_FIRST), layers.UpSampling1D(2, **CHANNELS_FIRST),
                  layers.Conv1D(3, 3, **CHANNELS_FIRST)],
         lambda: [layers.UpSampling1D(3, **CHANNELS_FIRST), layers.Conv1D(3, 3, strides=2, **CHANNELS_FIRST)],
     ],

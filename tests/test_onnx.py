@@ -285,7 +285,7 @@ def test_pytorch_nearest_upsample_imports(tmp_path):
         ({"coordinate_transformation_mode": "asymmetric", "nearest_mode": "round_prefer_floor"}, [1, 1, 3, 3],
          "'round_prefer_floor' at scale 3 reads other pixels"),
         ({}, [1, 1, 1.5, 2], r"scales \[1.0, 1.0, 1.5, 2.0\]: only whole factors"),
-        ({}, [1, 2, 2, 2], "only whole factors >= 1 of height and width"),
+        ({}, [1, 2, 2, 2], r"factors \[2, 2, 2\]: only height and width can be scaled, not the channels"),
     ],
     ids=["linear", "align-corners", "asymmetric-round", "fraction", "channels"],
 )
@@ -423,6 +423,13 @@ SEQUENCE_CASES = {
     "1d-cnn": lambda: [layers.Conv1D(6, 5, padding="same"), layers.BatchNormalization(), layers.ReLU(),
                        layers.MaxPooling1D(2), layers.Conv1D(8, 3, activation="relu"), layers.AveragePooling1D(2),
                        layers.Flatten(), layers.Dropout(0.5), layers.Dense(4, activation="softmax")],
+    # A Pad, Slice and nearest Resize of the steps (axis 1, no Transpose). The Pad before a Conv
+    # stays a ZeroPadding1D: in convforge's files it is not a Conv's padding.
+    "zero-padding1d-conv1d": lambda: [layers.ZeroPadding1D((2, 1)), layers.Conv1D(4, 3)],
+    "conv1d-cropping1d": lambda: [layers.Conv1D(4, 3), layers.Cropping1D((1, 3))],
+    "upsampling1d-pooling": lambda: [layers.UpSampling1D(3), layers.MaxPooling1D(2)],
+    "steps-layers-dense": lambda: [layers.ZeroPadding1D(1), layers.Cropping1D(2), layers.UpSampling1D(),
+                                   layers.Flatten(), layers.Dense(2)],
 }
 
 
@@ -483,6 +490,12 @@ CHANNELS_FIRST_SEQUENCE_CASES = {
                        layers.MaxPooling1D(2, data_format="channels_first"),
                        layers.Conv1D(8, 3, activation="relu", data_format="channels_first"), layers.Flatten(),
                        layers.Dense(4, activation="softmax")],
+    "zero-padding1d-conv1d": lambda: [layers.ZeroPadding1D((0, 2), data_format="channels_first"),
+                                      layers.Conv1D(4, 3, data_format="channels_first")],
+    "steps-layers": lambda: [layers.Conv1D(4, 3, data_format="channels_first"),
+                             layers.Cropping1D((2, 1), data_format="channels_first"),
+                             layers.UpSampling1D(2, data_format="channels_first"),
+                             layers.ZeroPadding1D(1, data_format="channels_first"), layers.Flatten(), layers.Dense(2)],
 }
 
 
@@ -547,6 +560,98 @@ def test_a_pytorch_conv1d_network_imports_and_predicts_like_pytorch(tmp_path):
     assert conv.padding == (2, 1)  # the Pad's margins, joined to the Conv's
     x = images((3, 3, 9))
     np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
+
+
+def test_a_pytorch_network_that_pads_crops_and_upsamples_steps_imports(tmp_path):
+    """PyTorch's F.pad, x[:, :, a:-b] and nn.Upsample of (batch, channels, steps): a Pad read by
+    a Conv joins its padding; one that is not (it was refused: "before a 1-D Conv only") is a
+    ZeroPadding1D, the Slice a Cropping1D, the nearest Resize an UpSampling1D."""
+    torch = pytest.importorskip("torch")
+    nn, F = torch.nn, torch.nn.functional
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.conv2, self.up = nn.Conv1d(3, 4, 3), nn.Conv1d(4, 2, 2), nn.Upsample(scale_factor=3)
+
+        def forward(self, x):
+            y = self.up(torch.relu(self.conv(x)))[:, :, 2:-1]
+            return F.pad(self.conv2(F.pad(y, (1, 0))), (2, 3))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    path = tmp_path / "steps.onnx"
+    export_torch(net, (torch.randn(2, 3, 10),), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    model = convforge.load_model(path)
+    steps = [la for la in model.layers if type(la).__name__ != "ReLU"]
+    assert [type(la).__name__ for la in steps] == ["Conv1D", "UpSampling1D", "Cropping1D", "Conv1D", "ZeroPadding1D"]
+    assert {la.data_format for la in steps} == {"channels_first"}
+    # F.pad(y, (1, 0)) before a kernel of 2 is a causal Conv1D.
+    assert (steps[1].size, steps[2].cropping, steps[3].padding, steps[4].padding) == (3, (2, 1), "causal", (2, 3))
+    x = images((5, 3, 10))
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=RTOL, atol=ATOL)
+
+
+ints64 = lambda name, value: numpy_helper.from_array(np.asarray(value, np.int64), name)  # noqa: E731
+
+
+@pytest.mark.parametrize("nodes,inits,expected", [
+    # Of (batch, steps, channels), axis 1: channels-last layers; onnxruntime is the oracle.
+    ([helper.make_node("Pad", ["x", "p"], ["y"], name="n")], [ints64("p", [0, 2, 0, 0, 1, 0])],
+     ("ZeroPadding1D", "channels_last", (2, 1))),
+    ([helper.make_node("Pad", ["x", "p"], ["y"], name="n")], [ints64("p", [0, -1, 0, 0, -2, 0])],
+     ("Cropping1D", "channels_last", (1, 2))),
+    ([helper.make_node("Slice", ["x", "s", "e", "a"], ["y"], name="n")],
+     [ints64("s", [3]), ints64("e", [-1]), ints64("a", [-2])], ("Cropping1D", "channels_last", (3, 1))),
+    ([helper.make_node("Resize", ["x", "", "sc"], ["y"], name="n", mode="nearest", nearest_mode="floor",
+                       coordinate_transformation_mode="asymmetric")],
+     [numpy_helper.from_array(np.array([1, 2, 1], np.float32), "sc")], ("UpSampling1D", "channels_last", 2)),
+    # On the transposed (batch, channels, steps) view a 1-D op reads (Keras's exporter's pattern),
+    # axis 2 is the steps of the sequence under it.
+    ([helper.make_node("Transpose", ["x"], ["t"], name="t", perm=[0, 2, 1]),
+      helper.make_node("Pad", ["t", "p"], ["pad"], name="n"),
+      helper.make_node("MaxPool", ["pad"], ["mp"], name="mp", kernel_shape=[2]),
+      helper.make_node("Transpose", ["mp"], ["y"], name="back", perm=[0, 2, 1])],
+     [ints64("p", [0, 0, 1, 0, 0, 3])], ("ZeroPadding1D", "channels_last", (1, 3))),
+    ([helper.make_node("Transpose", ["x"], ["t"], name="t", perm=[0, 2, 1]),
+      helper.make_node("Resize", ["t", "", "", "sz"], ["r"], name="n", mode="nearest"),  # ONNX's default rounding
+      helper.make_node("Transpose", ["r"], ["y"], name="back", perm=[0, 2, 1])],
+     [ints64("sz", [2, 3, 36])], ("UpSampling1D", "channels_last", 3)),
+], ids=["pad", "negative-pad", "slice", "resize", "pad-of-view", "resize-of-view"])
+def test_pad_slice_and_resize_of_steps_import_as_1d_layers(nodes, inits, expected, tmp_path):
+    path = save_graph(tmp_path / "m.onnx", nodes, inits, input_shape=("n", 12, 3))
+    model = convforge.load_model(path)
+    name, data_format, amount = expected
+    kinds = [type(la).__name__ for la in model.layers]
+    assert name in kinds and "Permute" not in kinds, kinds  # the views fold away
+    layer = model.layers[kinds.index(name)]
+    argument = {"ZeroPadding1D": "padding", "Cropping1D": "cropping", "UpSampling1D": "size"}[name]
+    assert (type(layer).__name__, layer.data_format, getattr(layer, argument)) == expected
+    x = images((2, 12, 3))
+    np.testing.assert_array_equal(model.predict(x, verbose=0), run_ort(path, x))
+
+
+@pytest.mark.parametrize("node,inits,message", [
+    (helper.make_node("Pad", ["x", "p"], ["y"], name="n"), [ints64("p", [0, 1, 1, 0, 0, 0])],
+     r"pads \[0, 1, 1, 0, 0, 0\] on axes \[1, 2\]: only one axis of a sequence, its steps, is supported"),
+    (helper.make_node("Pad", ["x", "p"], ["y"], name="n"), [ints64("p", [0, 0, -1, 0, 0, 2])],
+     r"pads \[0, 0, -1, 0, 0, 2\] mix padding and cropping"),
+    (helper.make_node("Pad", ["x", "p"], ["y"], name="n", mode="reflect"), [ints64("p", [0, 0, 1, 0, 0, 1])],
+     "attribute 'mode': only zero padding of a sequence"),
+    (helper.make_node("Slice", ["x", "s", "e", "a"], ["y"], name="n"), [ints64("s", [1, 1]), ints64("e", [3, 4]),
+                                                                        ints64("a", [1, 2])],
+     r"a slice on axes \[1, 2\]: only one axis"),
+    (helper.make_node("Resize", ["x", "", "sc"], ["y"], name="n", mode="nearest"),
+     [numpy_helper.from_array(np.array([1, 2, 2], np.float32), "sc")], r"scales \[1, 2, 2\] on axes \[1, 2\]"),
+    (helper.make_node("Resize", ["x", "", "sc"], ["y"], name="n", mode="linear"),
+     [numpy_helper.from_array(np.array([1, 1, 2], np.float32), "sc")], "attribute 'mode': only mode 'nearest'"),
+], ids=["pad-two-axes", "pad-and-crop", "reflect", "slice-two-axes", "resize-two-axes", "linear"])
+def test_pad_slice_and_resize_of_a_sequence_that_1d_layers_cannot_do_are_refused(node, inits, message, tmp_path):
+    path = save_graph(tmp_path / "m.onnx", [node], inits, input_shape=("n", 4, 6))
+    with pytest.raises(ModelFileError, match=rf"node 'n' \({node.op_type}\).*{message}"):
+        convforge.load_model(path)
 
 
 def test_keras_style_1d_graphs_import(tmp_path):
@@ -1221,6 +1326,27 @@ def test_keras_exported_model_imports_and_predicts_like_keras(tmp_path):
         model = convforge.load_model(tmp_path / "two.onnx")
         for got, expected in zip(model.predict(x_two, verbose=0), expected_two):
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_keras_exported_1d_padding_and_cropping_import(tmp_path):
+    """Keras's exporter writes ZeroPadding1D and Cropping1D as a Pad and a Slice of (batch, steps,
+    channels): the Pad before its Conv1D's transpose joins the Conv1D's padding; the other (it
+    was refused: "before a 1-D Conv only") is a ZeroPadding1D, the Slice a Cropping1D."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        net = keras.Sequential([keras.Input((12, 3)), keras.layers.ZeroPadding1D((2, 1)),
+                                keras.layers.Conv1D(4, 3, activation="relu"), keras.layers.Cropping1D((1, 2)),
+                                keras.layers.MaxPooling1D(2), keras.layers.ZeroPadding1D(1),
+                                keras.layers.GlobalAveragePooling1D()])
+        x = images((3, 12, 3))
+        expected = np.asarray(net.predict(x, verbose=0))
+        net.export(tmp_path / "keras1d.onnx", format="onnx", verbose=False)
+    model = convforge.load_model(tmp_path / "keras1d.onnx")
+    kinds = [type(layer).__name__ for layer in model.layers if type(layer).__name__ != "ReLU"]
+    assert kinds == ["Conv1D", "Cropping1D", "MaxPooling1D", "ZeroPadding1D", "GlobalAveragePooling1D"], kinds
+    assert (model.layers[0].padding, model.layers[0].data_format) == ((2, 1), "channels_last")
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_keras_exported_batchnorm_global_pooling_and_stride_2_conv_import(tmp_path):

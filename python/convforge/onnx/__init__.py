@@ -31,9 +31,11 @@ Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D and GlobalMaxPool
 are ONNX's 1-D Conv and pooling (GlobalAveragePool, GlobalMaxPool) between two
 ``Transpose`` to and from ``(batch, channels, steps)``, as is a BatchNormalization of
 sequences; with ``data_format='channels_first'`` (and BatchNormalization(axis=1)) they
-read ``(batch, channels, steps)`` as ONNX does, with no Transpose. All import back
-(``_sequences``), and so does a PyTorch ``Conv1d`` network's (batch, channels, steps)
-file: its 1-D ops become channels-first layers. Dropout and the random augmentation layers are the identity at
+read ``(batch, channels, steps)`` as ONNX does, with no Transpose. ZeroPadding1D,
+Cropping1D and UpSampling1D are a zero ``Pad``, a ``Slice`` and a nearest ``Resize`` of
+the steps axis of their own layout (no Transpose). All import back (``_sequences``), and
+so does a PyTorch ``Conv1d`` network's (batch, channels, steps) file: its 1-D ops become
+channels-first layers. Dropout and the random augmentation layers are the identity at
 inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nearest
 ``Resize`` (imports back), Conv2DTranspose ``ConvTranspose`` (imports back) and Permute one
 ``Transpose`` (images: imports back; Permute((2, 3, 1)) is NCHW -> NHWC, which the importer
@@ -63,6 +65,11 @@ the nodes: the formula is evaluated and compared, ``_formulas``), Transpose of a
 Pad/Slice (ZeroPadding2D/Cropping2D), Resize/Upsample of mode 'nearest' by whole factors of height and
 width (UpSampling2D: PyTorch's ``nn.Upsample(scale_factor=k)``; any coordinate transformation and rounding
 that read input pixel floor(i / k) for output pixel i at the model's sizes; 'linear' and 'cubic' are refused),
+and of one axis of a sequence: a zero Pad (ZeroPadding1D; negative pads: Cropping1D), Slice (Cropping1D)
+or nearest Resize (UpSampling1D) of axis 1 of (batch, a, b) is the layer with data_format='channels_last',
+of axis 2 with 'channels_first' (a zero Pad read only by a 1-D Conv, as PyTorch's ``F.pad`` or Keras's
+exporter write one, joins the Conv1D's padding instead, except in convforge's own files; Keras's exporter's
+UpSampling1D, an Unsqueeze/Expand/Reshape, is refused),
 Add/Sum/Sub/Mul/Mean/Max/Min/Concat of computed tensors (the merge layers), Identity
 and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,
 Concat, ConstantOfShape, Reshape, Slice, Cast, ...) is folded; Keras's

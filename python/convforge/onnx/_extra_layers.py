@@ -1,6 +1,10 @@
-"""Exporters and importers of BatchNormalization, global pooling, ZeroPadding2D, Cropping2D,
-DepthwiseConv2D, SeparableConv2D, UpSampling2D (Resize) and the merge layers (Add, Subtract, Multiply, Average,
-Concatenate) of graph models.
+"""Exporters and importers of BatchNormalization, global pooling, ZeroPadding2D/1D, Cropping2D/1D,
+DepthwiseConv2D, SeparableConv2D, UpSampling2D/1D (Resize) and the merge layers (Add, Subtract, Multiply,
+Average, Concatenate) of graph models.
+
+The 1-D ZeroPadding1D, Cropping1D and UpSampling1D are a Pad, Slice and Resize of the steps axis of
+the layer's own layout (those ops name their axes: no Transpose); their importers read which axis
+(``_sequences``).
 
 Registered by class *name*, and the importers look the classes up in :mod:`convforge.layers`
 when they run: this module works whether or not this convforge has those layers (an importer
@@ -66,11 +70,27 @@ def export_zero_padding(ctx, layer, inputs):
     return ctx.node("Pad", [inputs[0], pads], "Pad", mode="constant")
 
 
+def export_zero_padding1d(ctx, layer, inputs):
+    """A zero Pad of the steps axis: 1 of (batch, steps, channels), 2 of (batch, channels, steps)."""
+    before, after = [0, 0, 0], [0, 0, 0]
+    before[layer._steps_axis], after[layer._steps_axis] = layer.padding
+    return ctx.node("Pad", [inputs[0], ctx.ints("pads", before + after)], "Pad", mode="constant")
+
+
 def export_cropping(ctx, layer, inputs):
     (x,) = inputs
     _, h, w = ctx.shape(x)
     top, bottom, left, right = layer._margins
     operands = [x, ctx.ints("starts", [top, left]), ctx.ints("ends", [h - bottom, w - right]), ctx.ints("axes", [2, 3])]
+    return ctx.node("Slice", operands, "Slice")
+
+
+def export_cropping1d(ctx, layer, inputs):
+    """A Slice of the steps axis."""
+    (x,) = inputs
+    steps, _ = layer._steps_channels(ctx.shape(x))
+    left, right = layer.cropping
+    operands = [x, ctx.ints("starts", [left]), ctx.ints("ends", [steps - right]), ctx.ints("axes", [layer._steps_axis])]
     return ctx.node("Slice", operands, "Slice")
 
 
@@ -144,8 +164,14 @@ def export_rescaling(ctx, layer, inputs):
 
 def export_upsampling(ctx, layer, inputs):
     """Nearest-neighbour repeat: Resize with integer scales, 'asymmetric' + 'floor' (pixel i of the
-    output reads pixel floor(i / size) of the input, as np.repeat)."""
-    scales = ctx.initializer("scales", np.array([1.0, 1.0, *layer.size], np.float32))
+    output reads pixel floor(i / size) of the input, as np.repeat). UpSampling1D scales the steps
+    axis of its layout."""
+    if type(layer).__name__ == "UpSampling1D":
+        factors = [1.0, 1.0, 1.0]
+        factors[layer._steps_axis] = float(layer.size)
+    else:
+        factors = [1.0, 1.0, *layer.size]
+    scales = ctx.initializer("scales", np.array(factors, np.float32))
     return ctx.node("Resize", [inputs[0], "", scales], "Resize", mode="nearest",
                     coordinate_transformation_mode="asymmetric", nearest_mode="floor")
 
@@ -157,6 +183,7 @@ for _name, _fn in (
     ("RandomTranslation", export_identity),
     ("Rescaling", export_rescaling),
     ("UpSampling2D", export_upsampling),
+    ("UpSampling1D", export_upsampling),
     ("Add", export_merge),
     ("Subtract", export_merge),
     ("Multiply", export_merge),
@@ -169,6 +196,8 @@ for _name, _fn in (
     ("GlobalMaxPooling2D", export_global_pooling),
     ("ZeroPadding2D", export_zero_padding),
     ("Cropping2D", export_cropping),
+    ("ZeroPadding1D", export_zero_padding1d),
+    ("Cropping1D", export_cropping1d),
     ("DepthwiseConv2D", export_depthwise),
     ("SeparableConv2D", export_separable),
 ):
@@ -307,36 +336,50 @@ def _edge_pad_into_max_pool(ctx, node, margins) -> None:
     ctx.consume(node, ctx.input_name(node))
 
 
-def import_slice(ctx, node):
-    ctx.attributes(node, {})
-    base, to_nchw = _view_axes(ctx, node)
-    shape = ctx.ref_shape(base) if base is not None else ctx.shape(node, 0)
-    if len(shape) != 3:
-        raise ctx.error(node, f"only crops of images are supported; its input is {('batch', *shape)}")
+def _slice_margins(ctx, node, shape, to_axis=None) -> dict:
+    """What a Slice removes from each axis it names: ``{axis: (before, after)}``, the axes counted
+    as in ``(batch, *shape)`` (``to_axis`` maps the Slice's axes there: a channels-last view's to
+    NCHW). The batch stays whole and the steps are 1 (a contiguous crop)."""
+    rank = len(shape) + 1
     starts = [int(v) for v in ctx.constant(node, 1, "starts").reshape(-1)]
     ends = [int(v) for v in ctx.constant(node, 2, "ends").reshape(-1)]
     axes = ctx.constant(node, 3, "axes", required=False)
     steps = ctx.constant(node, 4, "steps", required=False)
-    axes = list(range(len(starts))) if axes is None else [int(v) % 4 for v in axes.reshape(-1)]
-    axes = [to_nchw[axis] for axis in axes]
+    axes = list(range(len(starts))) if axes is None else [int(v) % rank for v in axes.reshape(-1)]
+    if to_axis is not None:
+        axes = [to_axis[axis] for axis in axes]
     if steps is not None and np.any(steps != 1):
         raise ctx.error(node, f"steps {list(steps.reshape(-1))}: only contiguous crops are supported")
     if not len(starts) == len(ends) == len(axes) or len(set(axes)) != len(axes):
         raise ctx.error(node, f"starts {starts}, ends {ends} and axes {axes} do not match")
     full = (None, *shape)
-    margins = {2: (0, 0), 3: (0, 0)}
+    margins = {}
     for axis, start, end in zip(axes, starts, ends):
-        if axis in (0, 1):
-            if start in (0,) and end >= (INT64_MAX if axis == 0 else shape[0]):
-                continue  # the whole batch / every channel
-            raise ctx.error(node, "slicing the batch or channel axis is not supported")
+        if axis == 0:
+            if start == 0 and end >= INT64_MAX:
+                continue  # the whole batch
+            raise ctx.error(node, "slicing the batch axis is not supported")
         size = full[axis]
         lo = min(max(start + size if start < 0 else start, 0), size)
         hi = min(max(end + size if end < 0 else end, 0), size)
         if hi <= lo:
             raise ctx.error(node, f"the slice {start}:{end} of an axis of {size} is empty")
         margins[axis] = (lo, size - hi)
-    layer = _layer_class(ctx, node, "Cropping2D")((margins[2], margins[3]), ctx.data_format)
+    return margins
+
+
+def import_slice(ctx, node):
+    ctx.attributes(node, {})
+    if _sequences.reads_sequence(ctx, node):  # Cropping1D
+        return _sequences.import_crop_of_steps(ctx, node, _slice_margins(ctx, node, ctx.ref_shape(node.input[0])))
+    base, to_nchw = _view_axes(ctx, node)
+    shape = ctx.ref_shape(base) if base is not None else ctx.shape(node, 0)
+    if len(shape) != 3:
+        raise ctx.error(node, f"only crops of images and sequences are supported; its input is {('batch', *shape)}")
+    margins = _slice_margins(ctx, node, shape, to_nchw)
+    if margins.get(1, (0, 0)) != (0, 0):
+        raise ctx.error(node, "slicing the channel axis is not supported")
+    layer = _layer_class(ctx, node, "Cropping2D")((margins.get(2, (0, 0)), margins.get(3, (0, 0))), ctx.data_format)
     _add_on_view(ctx, node, layer, base)
 
 
@@ -499,7 +542,8 @@ def _nearest_source(ctm: str, nearest_mode: str, size: int, out: int) -> np.ndar
 
 
 def import_resize(ctx, node):
-    """Resize (and opset 9's Upsample) as UpSampling2D: nearest, whole scales of height and width,
+    """Resize (and opset 9's Upsample) as UpSampling2D (UpSampling1D of a sequence's axis): nearest,
+    whole scales of height and width (of one axis),
     where the coordinate transformation and rounding read input pixel floor(i / scale) for output
     pixel i (np.repeat), as convforge's exporter and PyTorch's nn.Upsample write it; any other
     combination picks other pixels and is refused, naming the attribute."""
@@ -523,37 +567,42 @@ def import_resize(ctx, node):
         if scales is not None and np.asarray(scales).size == 0:
             scales = None
     if a["mode"] != "nearest":
-        raise ctx.error(node, f"only mode 'nearest' is supported (UpSampling2D); got {a['mode']!r}", "mode")
-    shape = ctx.shape(node, 0)
-    if len(shape) != 3:
-        raise ctx.error(node, f"takes images (batch, channels, height, width); its input is {('batch', *shape)}")
-    _, h, w = shape
+        raise ctx.error(node, f"only mode 'nearest' is supported (UpSampling2D/1D); got {a['mode']!r}", "mode")
+    sequence = _sequences.reads_sequence(ctx, node)  # UpSampling1D of one of its axes
+    shape = ctx.ref_shape(node.input[0]) if sequence else ctx.shape(node, 0)
+    if not sequence and len(shape) != 3:
+        raise ctx.error(node, f"takes images (batch, channels, height, width) or sequences; its input is "
+                              f"{('batch', *shape)}")
+    rank = len(shape) + 1
     if sizes is not None:
         sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
-        if len(sizes) != 4 or sizes[1] != shape[0] or sizes[2] % h or sizes[3] % w or min(sizes[2:]) < h:
-            raise ctx.error(node, f"sizes {sizes} are not whole multiples of the input's (batch, {shape[0]}, {h}, {w})",
-                            "sizes")
-        factors = (sizes[2] // h, sizes[3] // w)
+        if len(sizes) != rank or any(out % size or out < size for out, size in zip(sizes[1:], shape)):
+            raise ctx.error(node, f"sizes {sizes} are not whole multiples of the input's {('batch', *shape)}", "sizes")
+        factors = [out // size for out, size in zip(sizes[1:], shape)]
     elif scales is not None:
         values = np.asarray(scales, dtype=np.float64).reshape(-1)
-        if len(values) != 4 or values[0] != 1 or values[1] != 1 or np.any(values[2:] < 1) \
-                or np.any(values[2:] != np.round(values[2:])):
-            raise ctx.error(node, f"scales {values.tolist()}: only whole factors >= 1 of height and width are "
-                            "supported", "scales")
-        factors = (int(values[2]), int(values[3]))
+        if len(values) != rank or values[0] != 1 or np.any(values[1:] < 1) \
+                or np.any(values[1:] != np.round(values[1:])):
+            raise ctx.error(node, f"scales {values.tolist()}: only whole factors >= 1 of the input's "
+                            f"{('batch', *shape)} (not its batch) are supported", "scales")
+        factors = [int(v) for v in values[1:]]
     else:
         raise ctx.error(node, "has neither scales nor sizes")
+    if not sequence and factors[0] != 1:
+        raise ctx.error(node, f"factors {factors}: only height and width can be scaled, not the channels", "scales")
     if max(factors) > _params.MAX_PARAM:
         raise ctx.error(node, f"factors {factors} are too large", "scales")
     ctm, rounding = a["coordinate_transformation_mode"], a["nearest_mode"]
-    for size, factor in ((h, factors[0]), (w, factors[1])):
+    for size, factor in zip(shape, factors):  # at scale 1 too: 'tf_half_pixel_for_nn' + 'ceil' shifts by one
         picked = _nearest_source(ctm, rounding, size, size * factor)
         if picked is None or not np.array_equal(picked, np.arange(size * factor) // factor):
             raise ctx.error(
                 node,
                 f"coordinate_transformation_mode {ctm!r} with nearest_mode {rounding!r} at scale {factor} reads "
-                "other pixels than UpSampling2D's repeat", "coordinate_transformation_mode")
-    layer = _layer_class(ctx, node, "UpSampling2D")(size=factors, data_format=ctx.data_format)
+                "other pixels than UpSampling2D's/1D's repeat", "coordinate_transformation_mode")
+    if sequence:
+        return _sequences.import_resize_of_steps(ctx, node, factors)
+    layer = _layer_class(ctx, node, "UpSampling2D")(size=tuple(factors[1:]), data_format=ctx.data_format)
     ctx.add_layer(node, layer, [node.input[0]], node.output[0])
 
 

@@ -88,7 +88,9 @@ class ImportContext:
         self.folded_values = 0  # see _fold_node
         self.steps: list[tuple] = []  # (layer, input tensor names, output tensor name)
         self._layer_names: set[str] = set()
-        self._from_convforge = proto.producer_name == "convforge"
+        # convforge's exporter wrote the file: its layer names come back (layer_name), and each of
+        # its Pads is a padding layer (a Conv1D's own padding is in the Conv's pads).
+        self.from_convforge = proto.producer_name == "convforge"
 
     # ------------------------------------------------------------------ errors
 
@@ -287,7 +289,7 @@ class ImportContext:
     def layer_name(self, node):
         """A convforge layer name for the layer of ``node``: the exporter's layer names come back
         for a file convforge wrote; other producers' names (``/conv1/Conv``) are not kept."""
-        if not self._from_convforge:
+        if not self.from_convforge:
             return None
         name = node.name.split("/")[0]
         if not name or name in self._layer_names:

@@ -1,6 +1,8 @@
 """Importers of the 1-D layers (Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
 GlobalMaxPooling1D, BatchNormalization of sequences) from ONNX's 1-D Conv, pooling and
-BatchNormalization nodes, which read (batch, channels, steps).
+BatchNormalization nodes, which read (batch, channels, steps), and of ZeroPadding1D, Cropping1D and
+UpSampling1D from a Pad, Slice or nearest Resize of one axis of a sequence (the axis named by the
+op says the layer's data_format: see _steps_layer).
 
 convforge's 1-D layers take (batch, steps, channels) by default, and its exporter (as Keras's)
 writes each as the ONNX 1-D op between two Transpose(0, 2, 1): a Transpose of a (steps, channels)
@@ -195,32 +197,90 @@ def import_batch_normalization1d(ctx, node, a):
     _add(ctx, node, layer, base, data_format, values)
 
 
+def _steps_layer(ctx, node, axis: int, make) -> None:
+    """The 1-D layer that pads, crops or repeats ``axis`` (1 or 2) of the node's (batch, a, b)
+    input (a Pad, Slice or Resize names its axis): ``make(data_format)`` on a (batch, steps,
+    channels) tensor when the axis is 1, on a (batch, channels, steps) one when it is 2 (the
+    layers move that axis only, so either reading of the tensor gives the same numbers). On a
+    sequence view (batch, channels, steps), axis 2 is the steps of the (batch, steps, channels)
+    sequence under it: the layer runs there and the output is a view again."""
+    base = ctx.sequence_base(node.input[0])
+    if base is not None:
+        if axis != 2:
+            raise ctx.error(node, f"on axis {axis} of a sequence transposed to (batch, channels, steps): only its "
+                                  "steps (axis 2) are supported")
+        _add(ctx, node, make("channels_last"), base, "channels_last")
+        return
+    data_format = "channels_last" if axis == 1 else "channels_first"
+    ctx.add_layer(node, make(data_format), [ctx.input_name(node)], node.output[0])
+
+
+def _one_axis(ctx, node, changed: list, what: str) -> int:
+    """The one sequence axis (1 or 2) that a Pad, Slice or Resize changes (2, the ONNX layout's
+    steps, if none)."""
+    if 0 in changed or len(changed) > 1:
+        raise ctx.error(node, f"{what} on axes {changed}: only one axis of a sequence, its steps, is supported")
+    return changed[0] if changed else 2
+
+
 def import_pad_of_steps(ctx, node, view: bool):
-    """A zero Pad of a sequence's steps read only by a 1-D Conv: of the (batch, channels, steps)
-    view (``view``), of the (batch, steps, channels) sequence before its transpose (Keras's
-    exporter pads so for 'same' with strides and for 'causal'), or of a (batch, channels, steps)
-    tensor the Conv reads as it is. The margins join the Conv's pads (import_conv1d), which must
-    then make one of Conv1D's paddings."""
+    """A constant Pad of a sequence's steps. A zero Pad read only by a 1-D Conv joins its pads
+    (import_conv1d, as PyTorch's F.pad and Keras's exporter write a padded Conv): a Pad of the
+    (batch, channels, steps) view (``view``), of the (batch, steps, channels) sequence before its
+    transpose (Keras's exporter pads so for 'same' with strides and for 'causal'), or of a
+    (batch, channels, steps) tensor the Conv reads as it is. Any other zero Pad of one axis (and
+    any in convforge's files) is a ZeroPadding1D, and negative pads (ONNX's crop) a Cropping1D,
+    of that axis (_steps_layer)."""
     a = ctx.attributes(node, {"mode": "constant", "pads": None, "value": 0.0})
     if a["mode"] != "constant":
         raise ctx.error(node, f"only zero padding of a sequence is supported; got {a['mode']!r}", "mode")
-    before, after = ctx.zero_pad_sides(node, a, 3, "a Conv1D")
+    before, after = ctx.zero_pad_sides(node, a, 3, "ZeroPadding1D")
+    pads = [*before.values(), *after.values()]
+    changed = sorted(i for i in (0, 1, 2) if before.get(i, 0) or after.get(i, 0))
     first_reader, _ = ctx.next_node(node.output[0])
+    if view or changed:
+        steps_axis = _one_axis(ctx, node, changed, f"pads {pads}")
+    else:  # no margins at all: the axis a Conv after it would read as its steps
+        steps_axis = 1 if first_reader is not None and first_reader.op_type == "Transpose" else 2
+    margins = (before.get(steps_axis, 0), after.get(steps_axis, 0))
+    if max(margins) > _params.MAX_PARAM or min(margins) < -_params.MAX_PARAM:
+        raise ctx.error(node, f"padding {margins} is too large")
+    if min(margins) < 0:
+        if max(margins) > 0:
+            raise ctx.error(node, f"pads {pads} mix padding and cropping")
+        _steps_layer(ctx, node, steps_axis, lambda fmt: _layer(ctx, node, "Cropping1D")(
+            (-margins[0], -margins[1]), data_format=fmt))
+        return
     # Read through a transpose, the padded tensor is (batch, steps, channels); read by the Conv
     # as it is, (batch, channels, steps), as the view is.
-    steps_axis = 1 if not view and first_reader is not None and first_reader.op_type == "Transpose" else 2
-    pads = [*before.values(), *after.values()]
-    if any(before.get(i, 0) or after.get(i, 0) for i in (0, 1, 2) if i != steps_axis) or min(pads, default=0) < 0:
-        raise ctx.error(node, f"pads {pads}: only the steps of a sequence can be padded (with zeros)")
-    margins = (before.get(steps_axis, 0), after.get(steps_axis, 0))
-    if max(margins) > _params.MAX_PARAM:
-        raise ctx.error(node, f"padding {margins} is too large")
     reader, passed = ctx.next_node(node.output[0])
-    if not view and reader is not None and reader.op_type == "Transpose":
-        reader, more = ctx.next_node(reader.output[0])
+    if not view and steps_axis == 1 and reader is not None and reader.op_type == "Transpose":
+        reader, _ = ctx.next_node(reader.output[0])
         passed = []  # the transpose is the Conv's own view (import_transpose), not passed here
-    if reader is None or reader.op_type != "Conv":
-        raise ctx.error(node, "padding the steps of a sequence is supported before a 1-D Conv only")
+    elif not view and steps_axis == 1:
+        reader = None  # the steps of (batch, steps, channels): a Conv reading it as it is reads other steps
+    # A ZeroPadding1D of convforge's stays one (its Conv1D's padding is in the Conv's pads).
+    if reader is None or reader.op_type != "Conv" or ctx.from_convforge:
+        _steps_layer(ctx, node, steps_axis, lambda fmt: _layer(ctx, node, "ZeroPadding1D")(margins, data_format=fmt))
+        return
     ctx.sequence_pads[id(reader)] = margins
     # The Conv reads the padded sequence as the sequence itself, its pads widened by the margins.
     ctx.consume_all([node, *passed], ctx.input_name(node))
+
+
+def import_crop_of_steps(ctx, node, margins: dict):
+    """A Slice of one axis of a sequence, ``margins`` {axis: (removed before, removed after)}: a
+    Cropping1D of that axis (_steps_layer)."""
+    changed = sorted(axis for axis, m in margins.items() if m != (0, 0))
+    axis = _one_axis(ctx, node, changed, "a slice")
+    crop = margins.get(axis, (0, 0))
+    _steps_layer(ctx, node, axis, lambda fmt: _layer(ctx, node, "Cropping1D")(crop, data_format=fmt))
+
+
+def import_resize_of_steps(ctx, node, factors):
+    """A nearest Resize of one axis of a sequence by a whole factor (``factors`` of axes 1 and 2,
+    checked by import_resize to read as np.repeat): an UpSampling1D of that axis (_steps_layer)."""
+    changed = [axis for axis, f in zip((1, 2), factors) if f != 1]
+    axis = _one_axis(ctx, node, changed, f"scales {[1, *factors]}")
+    size = factors[axis - 1]
+    _steps_layer(ctx, node, axis, lambda fmt: _layer(ctx, node, "UpSampling1D")(size, data_format=fmt))
