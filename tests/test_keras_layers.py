@@ -368,6 +368,8 @@ def test_sequence_model_trains_and_saves(tmp_path, data_format, pooling):
     (lambda: layers.Cropping1D(2, data_format="channels_first"), (5, 4),
      r"cropping \(2, 2\) leaves nothing of the input \(batch, 5, 4\) \(4 steps\)"),
     (lambda: layers.ZeroPadding1D(), (3, 4, 1), r"ZeroPadding1D expects input of shape \(batch, steps, channels\)"),
+    (lambda: layers.UpSampling1D(2**30), (3, 4), r"\(UpSampling1D\): 3221225472 steps out of the input \(batch, 3, 4\)"),
+    (lambda: layers.ZeroPadding1D((2**31 - 1, 1)), (3, 4), r"\(ZeroPadding1D\): 2147483651 steps out of the input"),
     (lambda: layers.UpSampling1D(data_format="channels_first"), (3,),
      r"UpSampling1D expects input of shape \(batch, channels, steps\); got \(batch, 3\)"),
 ])
@@ -440,6 +442,7 @@ def _tiny():
         (lambda: layers.Cropping1D((0, -2)), "Cropping1D cropping must be an int >= 0; got -2"),
         (lambda: layers.Cropping1D("1"), r"Cropping1D cropping must be an int; got '1' \(str\)"),
         (lambda: layers.UpSampling1D(0), "UpSampling1D size must be an int >= 1; got 0"),
+        (lambda: layers.UpSampling1D(2**31), "UpSampling1D size must be at most 2\\*\\*31 - 1; got 2147483648"),
         (lambda: layers.UpSampling1D(2.0), r"UpSampling1D size must be an int; got 2.0 \(float\)"),
         (lambda: layers.UpSampling1D((2,)), r"UpSampling1D size must be an int; got \(2,\)"),
         (lambda: layers.UpSampling1D(2, interpolation="linear"), "the argument 'interpolation' of UpSampling1D"),

@@ -84,6 +84,16 @@ STACKS = {
         L.GlobalAveragePooling1D(),
         L.Dense(2),
     ],
+    # The steps' reshaping layers between them (their configs build Keras's layers as they are).
+    "pad1d-conv1d-crop1d-upsampling1d": lambda: [
+        L.ZeroPadding1D((1, 2), input_shape=(10, 3)),
+        L.Conv1D(4, 3, activation="relu"),
+        L.BatchNormalization(),
+        L.Cropping1D((2, 1)),
+        L.UpSampling1D(3),
+        L.Conv1D(2, 4, strides=2),
+        L.GlobalMaxPooling1D(),
+    ],
     "separable": lambda: [
         L.SeparableConv2D(6, 3, padding="same", depth_multiplier=3, input_shape=(10, 10, 2)),
         L.BatchNormalization(scale=False),

@@ -386,8 +386,10 @@ def _steps_count(value, argument: str, layer: str, minimum: int) -> int:
     """One count of steps, an int >= minimum (Python's or NumPy's; not a bool, not a float)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{layer} {argument} must be an int; got {value!r} ({type(value).__name__})")
-    if not minimum <= value <= _params.MAX_PARAM:
+    if value < minimum:
         raise ValueError(f"{layer} {argument} must be an int >= {minimum}; got {value!r}")
+    if value > _params.MAX_PARAM:
+        raise ValueError(f"{layer} {argument} must be at most 2**31 - 1; got {value!r}")
     return int(value)
 
 
@@ -426,7 +428,13 @@ class _Steps1D(_SequenceLayout, Layer):
                 f"{type(self).__name__} expects input of shape {self._layout_words()}; got {self._show(input_shape)}"
             )
         steps, channels = self._steps_channels(input_shape)
-        return self._sequence_shape(self._steps_out(steps, input_shape), channels)
+        out = self._steps_out(steps, input_shape)
+        if out > _params.MAX_PARAM:  # a forged config must not allocate gigabytes before failing
+            raise ValueError(
+                f"layer {self.name!r} ({type(self).__name__}): {out} steps out of the input {self._show(input_shape)}, "
+                f"more than 2**31 - 1"
+            )
+        return self._sequence_shape(out, channels)
 
     def _steps(self, start, stop) -> tuple:
         """An index of a batch of sequences: the steps start:stop, everything else whole."""
