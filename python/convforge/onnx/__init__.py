@@ -62,7 +62,8 @@ GELU, as opset 20's Gelu op or spelt out as arithmetic around an Erf or a Tanh (
 the nodes: the formula is evaluated and compared, ``_formulas``), Transpose of an image's axes (Permute),
 Pad/Slice (ZeroPadding2D/Cropping2D), Resize/Upsample of mode 'nearest' by whole factors of height and
 width (UpSampling2D: PyTorch's ``nn.Upsample(scale_factor=k)``; any coordinate transformation and rounding
-that read input pixel floor(i / k) for output pixel i at the model's sizes; 'linear' and 'cubic' are refused),
+that read input pixel floor(i / k) for output pixel i at the model's sizes; 'linear' and 'cubic' are refused;
+and Keras's exporter's np.repeat of height and width, Unsqueeze -> Expand -> Reshape: ``_repeat``),
 Add/Sum/Sub/Mul/Mean/Max/Min/Concat of computed tensors (the merge layers), Identity
 and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,
 Concat, ConstantOfShape, Reshape, Slice, Cast, ...) is folded; Keras's

@@ -65,6 +65,11 @@ class ImportContext:
         self.sequence_pads: dict = {}
         # The last node of an activation spelt as arithmetic (_formulas) -> (layer, its input).
         self.formula_layers: dict = {}
+        # Keras's exporter's UpSampling2D (_repeat): the Unsqueeze's or Expand's output -> what
+        # is known of the repeat so far; and the UpSampling2D layers made of repeats, by the
+        # tensor they make -> the tensor the file's nodes read (the Reshape's output).
+        self.pending_repeats: dict = {}
+        self.repeat_layers: dict = {}
         self._nodes = nodes
         self._tensors = {t.name: t for t in proto.graph.initializer}
         self._constants: dict[str, np.ndarray] = {}
