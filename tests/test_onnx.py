@@ -762,6 +762,36 @@ def test_permute_of_images_round_trips(dims, tmp_path):
     assert back.layers[1].dims == dims
     flat = seeded([layers.Conv2D(3, 3, input_shape=(4, 5, 2)), layers.Permute(dims), layers.Flatten(), layers.Dense(3)])
     round_trip(flat, images((3, 4, 5, 2)), tmp_path, exact=dims != (2, 3, 1))
+    # As the last layer: the same output shape and values come back.
+    last = seeded([layers.Conv2D(3, 3, input_shape=(4, 5, 2)), layers.Permute(dims)])
+    _, back = round_trip(last, images((3, 4, 5, 2)), tmp_path)
+    assert back.output_shape == last.output_shape
+
+
+def test_keras_exported_permute_imports(tmp_path):
+    """Keras's exporter writes Permute as a Transpose of its channels-last view (refused: "a
+    channels-last (transposed) image"), and Permute((3, 1, 2)) as the last layer as the Transpose
+    to NCHW that also ends every conv (it came back as the conv's channels-last output: a shape
+    that differed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        nets = {
+            "inside": keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Conv2D(4, 3), keras.layers.Permute((2, 1, 3)),
+                                        keras.layers.Conv2D(2, 1)]),
+            "last": keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Conv2D(4, 3), keras.layers.Permute((3, 1, 2))]),
+            "last-swap": keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Conv2D(4, 3),
+                                           keras.layers.Permute((2, 1, 3))]),
+        }
+        x = images((2, 5, 6, 3))
+        expected = {}
+        for name, net in nets.items():
+            expected[name] = np.asarray(net.predict(x, verbose=0))
+            net.export(tmp_path / f"{name}.onnx", format="onnx", verbose=False)
+    for name, want in expected.items():
+        model = convforge.load_model(tmp_path / f"{name}.onnx")
+        assert "Permute" in [type(la).__name__ for la in model.layers], name
+        np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=RTOL, atol=ATOL, err_msg=name)
 
 
 def test_separable_conv2d_round_trip(tmp_path):

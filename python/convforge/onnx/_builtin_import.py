@@ -501,8 +501,15 @@ def import_transpose(ctx, node):
         else:  # a reordering of the axes the next layer reads as they are
             ctx.add_layer(node, Permute((2, 1)), [node.input[0]], node.output[0])
         return
-    if base is not None and perm == [0, 3, 1, 2]:
-        ctx.consume(node, base)
+    if base is not None and perm == [0, 3, 1, 2] and not ctx.reaches_graph_output(node.output[0]):
+        ctx.consume(node, base)  # back to NCHW, for the next layer
+        return
+    if base is not None and ctx.data_format == "channels_last" and len(perm) == 4 and perm[0] == 0 \
+            and sorted(perm) == [0, 1, 2, 3] and perm != [0, 1, 2, 3]:
+        # Keras's Permute, which its exporter writes as a Transpose of the channels-last view: the
+        # same dims on the image, its output that image's view. (NHWC -> NCHW too where it is a
+        # graph output: Permute((3, 1, 2)) as the last layer returns (channels, height, width).)
+        ctx.add_view_layer(node, Permute(tuple(perm[1:])), [base], view=True)
         return
     if base is None and perm == [0, 2, 3, 1] and len(ctx.shape(node, 0)) == 3 and not _read_as_nchw(ctx, node):
         ctx.set_view(node.output[0], name)

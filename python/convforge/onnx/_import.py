@@ -245,6 +245,17 @@ class ImportContext:
                     found.append(reader)
         return found
 
+    def reaches_graph_output(self, tensor: str) -> bool:
+        """Is ``tensor``, or what no-op nodes (Identity, float Casts) make of it, a graph output?"""
+        todo, seen = [tensor], 0
+        while todo and seen < 64:
+            name = todo.pop()
+            seen += 1
+            if name in self.graph_outputs:
+                return True
+            todo += [r.output[0] for r in self._consumers.get(name, []) if _is_no_op(r)]
+        return False
+
     def sole_consumer(self, tensor: str):
         """The one node reading ``tensor`` (not yet translated), if exactly one does and it is not
         a graph output: the candidate for fusing into the layer that makes ``tensor``."""
