@@ -530,7 +530,21 @@ def _update_moments(opt, key, w, g):
     return m, v, t
 
 
-class Adam(Optimizer):
+class _Betas(Optimizer):
+    """The Adam family's hyper-parameters (Adam, Nadam, Adamax): ``beta_1``, ``beta_2``, ``epsilon``."""
+
+    def __init__(self, learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                 name):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.beta_1 = _real(beta_1, "beta_1", high=1.0)
+        self.beta_2 = _real(beta_2, "beta_2", high=1.0)
+        self.epsilon = _real(epsilon, "epsilon", low_open=True)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class Adam(_Betas):
     """Adam (Kingma & Ba), Keras's form, with moments ``m``, ``v`` and ``t = iterations + 1``::
 
     m = m + (1 - beta_1) * (g - m)
@@ -543,10 +557,8 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
-        self.beta_1 = _real(beta_1, "beta_1", high=1.0)
-        self.beta_2 = _real(beta_2, "beta_2", high=1.0)
-        self.epsilon = _real(epsilon, "epsilon", low_open=True)
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         name)
         self.amsgrad = _flag(amsgrad, "amsgrad")
 
     def apply_gradients(self, grads_and_vars):
@@ -568,8 +580,7 @@ class Adam(Optimizer):
         w -= t
 
     def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
-                "amsgrad": self.amsgrad}
+        return {**super().get_config(), "amsgrad": self.amsgrad}
 
 
 class RMSprop(Optimizer):
@@ -677,7 +688,7 @@ class Adagrad(Optimizer):
         }
 
 
-class Nadam(Optimizer):
+class Nadam(_Betas):
     """Adam with Nesterov momentum (Dozat), Keras's form, with ``t = iterations + 1``::
 
     u_t     = beta_1 * (1 - 0.5 * 0.96 ** t)        # momentum schedule
@@ -695,10 +706,8 @@ class Nadam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
-        self.beta_1 = _real(beta_1, "beta_1", high=1.0)
-        self.beta_2 = _real(beta_2, "beta_2", high=1.0)
-        self.epsilon = _real(epsilon, "epsilon", low_open=True)
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         name)
         self._u_product, self._u_product_step = 1.0, 0
 
     def _u(self, step: int) -> float:
@@ -728,10 +737,6 @@ class Nadam(Optimizer):
         np.divide(u, t, out=t)
         t *= lr
         w -= t
-
-    def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
-
 
 class Adadelta(Optimizer):
     """Adadelta (Zeiler), Keras's form, with accumulators ``a`` (squared gradients) and ``d``
@@ -777,7 +782,7 @@ class Adadelta(Optimizer):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
 
 
-class Adamax(Optimizer):
+class Adamax(_Betas):
     """Adamax (Kingma & Ba: Adam with the infinity norm), Keras's form, with ``t = iterations + 1``::
 
     m = m + (1 - beta_1) * (g - m)
@@ -789,10 +794,8 @@ class Adamax(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
-        self.beta_1 = _real(beta_1, "beta_1", high=1.0)
-        self.beta_2 = _real(beta_2, "beta_2", high=1.0)
-        self.epsilon = _real(epsilon, "epsilon", low_open=True)
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         name)
 
     def apply_gradients(self, grads_and_vars):
         self._correction = 1 - self.beta_1 ** (self.iterations + 1)  # one per step, shared by all variables
@@ -812,9 +815,6 @@ class Adamax(Optimizer):
         np.divide(m, t, out=t)
         t *= lr
         w -= t
-
-    def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
 class Lion(Optimizer):
