@@ -45,7 +45,7 @@ def test_keras_layer_aliases_are_the_same_classes(alias, name):
         ("layers", "SpatialDropout1D", r"SpatialDropout1D: use Dropout"),
         ("layers", "Conv1DTranspose", r"Conv1DTranspose: use Reshape"),
         ("layers", "NoSuchLayer", r"\(Keras name\?\); its classes are .*Conv2D"),
-        ("optimizers", "Adamax", "use Adam, AdamW"),
+        ("optimizers", "Ftrl", "use Adam, AdamW"),
         ("callbacks", "TensorBoard", "use CSVLogger"),
         ("losses", "KLDivergence", "subclass convforge.losses.Loss"),
         ("metrics", "F1Score", "precision_recall_f1"),

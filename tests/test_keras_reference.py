@@ -38,6 +38,12 @@ OPTIMIZER_CASES = [
     ("Adagrad", {"initial_accumulator_value": 0.5}),
     ("Nadam", {}),
     ("Nadam", {"beta_1": 0.7, "beta_2": 0.99}),
+    ("Adadelta", {}),
+    ("Adadelta", {"rho": 0.8, "epsilon": 1e-4}),
+    ("Adamax", {}),
+    ("Adamax", {"beta_1": 0.7, "beta_2": 0.9, "weight_decay": 0.02}),
+    ("Lion", {}),
+    ("Lion", {"beta_1": 0.5, "beta_2": 0.9, "clipnorm": 0.5}),
 ]
 
 
@@ -59,7 +65,7 @@ def test_optimizer_matches_keras_after_steps(name, kwargs):
     assert not np.allclose(w, w0)
 
 
-@pytest.mark.parametrize("name", ["adamw", "adagrad", "nadam"])
+@pytest.mark.parametrize("name", ["adamw", "adagrad", "nadam", "adadelta", "adamax", "lion"])
 def test_optimizer_defaults_match_keras(name):
     ours = optimizers.get(name).get_config()
     theirs = keras.optimizers.get(name).get_config()

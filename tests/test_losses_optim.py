@@ -256,7 +256,11 @@ def test_decoupled_weight_decay(problem):
         (lambda: optimizers.Adam(beta_1=1.0), "beta_1 must be < 1"),
         (lambda: optimizers.Adam(epsilon=0), "epsilon must be > 0"),
         (lambda: optimizers.Adam(weight_decay=float("nan")), "weight_decay must be finite"),
-        (lambda: optimizers.get("lion"), "optimizer must be one of"),
+        (lambda: optimizers.get("ftrl"), "optimizer must be one of"),
+        (lambda: optimizers.Lion(beta_1=0.0), "beta_1 must be > 0"),  # Keras's range: 0 would be SignSGD
+        (lambda: optimizers.Lion(beta_2=1.0), "beta_2 must be < 1"),
+        (lambda: optimizers.Adadelta(rho=1.5), "rho must be < 1"),
+        (lambda: optimizers.Adamax(epsilon=-1e-7), "epsilon must be > 0"),
     ],
 )
 def test_hyperparameters_are_validated(make, message):
@@ -399,7 +403,8 @@ def test_inverse_time_decay_is_keras():
 
 
 @pytest.mark.parametrize("make", [optimizers.SGD, optimizers.Adam, optimizers.AdamW, optimizers.RMSprop,
-                                  optimizers.Adagrad, optimizers.Nadam])
+                                  optimizers.Adagrad, optimizers.Nadam, optimizers.Adadelta, optimizers.Adamax,
+                                  optimizers.Lion])
 def test_gradient_clipping_is_keras(make):
     """Keras's clipvalue, clipnorm and global_clipnorm (refused before): the gradients the update
     sees are the clipped ones, the caller's arrays are left alone, and the config keeps them."""
@@ -473,7 +478,9 @@ def test_optimizer_from_config_refuses_an_unknown_schedule_clearly():
 
 @pytest.mark.parametrize("cls,keras_name", [(optimizers.SGD, "sgd"), (optimizers.Adam, "adam"),
                                             (optimizers.AdamW, "adam_w"), (optimizers.RMSprop, "rm_sprop"),
-                                            (optimizers.Adagrad, "adagrad"), (optimizers.Nadam, "nadam")])
+                                            (optimizers.Adagrad, "adagrad"), (optimizers.Nadam, "nadam"),
+                                            (optimizers.Adadelta, "adadelta"), (optimizers.Adamax, "adamax"),
+                                            (optimizers.Lion, "lion")])
 def test_optimizers_take_keras_name_and_a_keras_config(cls, keras_name):
     """Keras's optimizers take name= and their configs hold it with the EMA, loss-scaling and
     accumulation switches at their defaults: such a config (Keras 3.15's, with its float32
@@ -531,7 +538,7 @@ def test_get_takes_keras_serialized_losses_and_optimizers():
                              "amsgrad": True}, "registered_name": "Adam"}
     adam = optimizers.get(keras_adam)
     assert type(adam) is optimizers.Adam and adam.amsgrad and adam.learning_rate == pytest.approx(0.01)
-    for bad in ({"class_name": ["Adam"]}, {"class_name": "Adam", "config": 3}, {"class_name": "Lion"}):
+    for bad in ({"class_name": ["Adam"]}, {"class_name": "Adam", "config": 3}, {"class_name": "Ftrl"}):
         with pytest.raises(ValueError, match="unknown optimizer description"):
             optimizers.get(bad)
     for bad in ({"class_name": ["Huber"]}, {"class_name": "Huber", "config": 3}, {"class_name": "Hinge"}):

@@ -867,6 +867,36 @@ def test_permute_of_images_round_trips(dims, tmp_path):
     assert back.layers[1].dims == dims
     flat = seeded([layers.Conv2D(3, 3, input_shape=(4, 5, 2)), layers.Permute(dims), layers.Flatten(), layers.Dense(3)])
     round_trip(flat, images((3, 4, 5, 2)), tmp_path, exact=dims != (2, 3, 1))
+    # As the last layer: the same output shape and values come back.
+    last = seeded([layers.Conv2D(3, 3, input_shape=(4, 5, 2)), layers.Permute(dims)])
+    _, back = round_trip(last, images((3, 4, 5, 2)), tmp_path)
+    assert back.output_shape == last.output_shape
+
+
+def test_keras_exported_permute_imports(tmp_path):
+    """Keras's exporter writes Permute as a Transpose of its channels-last view (refused: "a
+    channels-last (transposed) image"), and Permute((3, 1, 2)) as the last layer as the Transpose
+    to NCHW that also ends every conv (it came back as the conv's channels-last output: a shape
+    that differed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        nets = {
+            "inside": keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Conv2D(4, 3), keras.layers.Permute((2, 1, 3)),
+                                        keras.layers.Conv2D(2, 1)]),
+            "last": keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Conv2D(4, 3), keras.layers.Permute((3, 1, 2))]),
+            "last-swap": keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Conv2D(4, 3),
+                                           keras.layers.Permute((2, 1, 3))]),
+        }
+        x = images((2, 5, 6, 3))
+        expected = {}
+        for name, net in nets.items():
+            expected[name] = np.asarray(net.predict(x, verbose=0))
+            net.export(tmp_path / f"{name}.onnx", format="onnx", verbose=False)
+    for name, want in expected.items():
+        model = convforge.load_model(tmp_path / f"{name}.onnx")
+        assert "Permute" in [type(la).__name__ for la in model.layers], name
+        np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=RTOL, atol=ATOL, err_msg=name)
 
 
 def test_separable_conv2d_round_trip(tmp_path):
@@ -1275,6 +1305,61 @@ def keras_on_torch():
         pytest.skip(f"Keras runs on {keras.backend.backend()}, its ONNX export here needs torch")
     keras.utils.set_random_seed(0)
     return keras
+
+
+def test_keras_exported_upsampling_and_1d_layers_import(tmp_path):
+    """Keras's exporter writes UpSampling2D as np.repeat along height then width (Unsqueeze, Expand,
+    Reshape on the channels-last view, the Expand's target behind Where/Equal shape arithmetic) and
+    GlobalMaxPooling1D as a ReduceMax over the steps: both were refused ("Unsqueeze is only supported
+    on constants", "only the mean over the steps")."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        net = keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Conv2D(4, 3, padding="same"),
+                                keras.layers.UpSampling2D((2, 3)), keras.layers.Conv2D(3, 1),
+                                keras.layers.UpSampling2D(2), keras.layers.Conv2D(2, 3)])
+        x = images((2, 5, 6, 3))
+        expected = np.asarray(net.predict(x, verbose=0))
+        net.export(tmp_path / "up.onnx", format="onnx", verbose=False)
+        seq = keras.Sequential([keras.Input((12, 3)), keras.layers.Conv1D(4, 3, activation="relu"),
+                                keras.layers.GlobalMaxPooling1D(), keras.layers.Dense(2)])
+        x_seq = images((3, 12, 3))
+        expected_seq = np.asarray(seq.predict(x_seq, verbose=0))
+        seq.export(tmp_path / "seq.onnx", format="onnx", verbose=False)
+    model = convforge.load_model(tmp_path / "up.onnx")
+    kinds = [(type(la).__name__, getattr(la, "size", None)) for la in model.layers]
+    assert kinds == [("Conv2D", None), ("UpSampling2D", (2, 3)), ("Conv2D", None), ("UpSampling2D", (2, 2)),
+                     ("Conv2D", None)], kinds  # one layer each, as in Keras
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=RTOL, atol=ATOL)
+    model = convforge.load_model(tmp_path / "seq.onnx")
+    assert [type(la).__name__ for la in model.layers] == ["Conv1D", "ReLU", "GlobalMaxPooling1D", "Dense"]
+    np.testing.assert_allclose(model.predict(x_seq, verbose=0), expected_seq, rtol=RTOL, atol=ATOL)
+
+
+def test_repeats_of_nchw_images_and_their_refusals(tmp_path):
+    """The same Unsqueeze -> Expand -> Reshape of an NCHW image (no view) is UpSampling2D too (one
+    axis: one layer); a repeat of the channels, an Unsqueeze read by something else, or an Expand
+    that repeats more than the new axis are refused, naming the node."""
+    def graph(name, axis, expand, reshape, shape=("n", 2, 3, 4)):
+        nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+                 helper.make_node("Unsqueeze", ["c", "axes"], ["u"], name="unsq"),
+                 helper.make_node("Expand", ["u", "target"], ["e"], name="expand"),
+                 helper.make_node("Reshape", ["e", "shape"], ["y"], name="merge")]
+        ints = lambda n, v: numpy_helper.from_array(np.array(v, np.int64), n)  # noqa: E731
+        inits = [numpy_helper.from_array(np.random.default_rng(0).standard_normal((2, 2, 1, 1)).astype(np.float32),
+                                         "w"), ints("axes", [axis]), ints("target", expand), ints("shape", reshape)]
+        return save_graph(tmp_path / f"{name}.onnx", nodes, inits, input_shape=shape)
+    path = graph("width", 4, [1, 1, 1, 1, 3], [-1, 2, 3, 12])  # NCHW, a new axis after the width
+    model = convforge.load_model(path)
+    assert [getattr(la, "size", None) for la in model.layers if type(la).__name__ == "UpSampling2D"] == [(1, 3)]
+    x = images((2, 2, 3, 4))
+    np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
+    with pytest.raises(ModelFileError, match=r"node 'unsq' \(Unsqueeze\).*repeats no height or width"):
+        convforge.load_model(graph("channels", 2, [1, 1, 2, 1, 1], [-1, 4, 3, 4]))
+    with pytest.raises(ModelFileError, match=r"node 'expand' \(Expand\).*is not a repeat of the new axis alone"):
+        convforge.load_model(graph("two-axes", 4, [1, 1, 2, 1, 3], [-1, 2, 3, 12]))  # the height doubled too
+    with pytest.raises(ModelFileError, match=r"node 'merge' \(Reshape\).*does not merge the repeated axis"):
+        convforge.load_model(graph("tile", 4, [1, 1, 1, 1, 3], [-1, 2, 9, 4]))
 
 
 def test_keras_exported_model_imports_and_predicts_like_keras(tmp_path):

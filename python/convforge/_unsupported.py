@@ -53,11 +53,8 @@ HINTS: dict[str, dict[str, str]] = {
         "IntegerLookup": "map values to indices with NumPy",
     },
     "convforge.optimizers": {
-        "Adadelta": "use Adam, AdamW, RMSprop, Adagrad, Nadam or SGD",
-        "Adamax": "use Adam, AdamW, RMSprop, Adagrad, Nadam or SGD",
-        "Ftrl": "use Adam, AdamW, RMSprop, Adagrad, Nadam or SGD",
-        "Lion": "use Adam, AdamW, RMSprop, Adagrad, Nadam or SGD",
-        "Lamb": "use Adam, AdamW, RMSprop, Adagrad, Nadam or SGD",
+        "Ftrl": "use Adam, AdamW, RMSprop, Adagrad, Nadam, Adadelta, Adamax, Lion or SGD",
+        "Lamb": "use Adam, AdamW, RMSprop, Adagrad, Nadam, Adadelta, Adamax, Lion or SGD",
         "LossScaleOptimizer": "convforge trains in float32 or float64, no mixed precision",
     },
     "convforge.optimizers.schedules": {

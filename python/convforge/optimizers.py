@@ -1,4 +1,5 @@
-"""Optimizers (SGD with momentum/Nesterov, Adam, AdamW, RMSprop, Adagrad, Nadam) and learning-rate schedules.
+"""Optimizers (SGD with momentum/Nesterov, Adam, AdamW, RMSprop, Adagrad, Nadam, Adadelta, Adamax, Lion) and
+learning-rate schedules.
 
 The update rules are Keras's (``keras.optimizers``), written out in each
 class's docstring. ``model.compile(optimizer='adam')`` uses the defaults;
@@ -43,9 +44,12 @@ import numpy as np
 
 __all__ = [
     "SGD",
+    "Adadelta",
     "Adagrad",
     "Adam",
     "AdamW",
+    "Adamax",
+    "Lion",
     "Nadam",
     "CosineDecay",
     "ExponentialDecay",
@@ -526,7 +530,21 @@ def _update_moments(opt, key, w, g):
     return m, v, t
 
 
-class Adam(Optimizer):
+class _Betas(Optimizer):
+    """The Adam family's hyper-parameters (Adam, Nadam, Adamax): ``beta_1``, ``beta_2``, ``epsilon``."""
+
+    def __init__(self, learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                 name):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.beta_1 = _real(beta_1, "beta_1", high=1.0)
+        self.beta_2 = _real(beta_2, "beta_2", high=1.0)
+        self.epsilon = _real(epsilon, "epsilon", low_open=True)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class Adam(_Betas):
     """Adam (Kingma & Ba), Keras's form, with moments ``m``, ``v`` and ``t = iterations + 1``::
 
     m = m + (1 - beta_1) * (g - m)
@@ -539,10 +557,8 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
-        self.beta_1 = _real(beta_1, "beta_1", high=1.0)
-        self.beta_2 = _real(beta_2, "beta_2", high=1.0)
-        self.epsilon = _real(epsilon, "epsilon", low_open=True)
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         name)
         self.amsgrad = _flag(amsgrad, "amsgrad")
 
     def apply_gradients(self, grads_and_vars):
@@ -564,8 +580,7 @@ class Adam(Optimizer):
         w -= t
 
     def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
-                "amsgrad": self.amsgrad}
+        return {**super().get_config(), "amsgrad": self.amsgrad}
 
 
 class RMSprop(Optimizer):
@@ -673,7 +688,7 @@ class Adagrad(Optimizer):
         }
 
 
-class Nadam(Optimizer):
+class Nadam(_Betas):
     """Adam with Nesterov momentum (Dozat), Keras's form, with ``t = iterations + 1``::
 
     u_t     = beta_1 * (1 - 0.5 * 0.96 ** t)        # momentum schedule
@@ -691,10 +706,8 @@ class Nadam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
-        self.beta_1 = _real(beta_1, "beta_1", high=1.0)
-        self.beta_2 = _real(beta_2, "beta_2", high=1.0)
-        self.epsilon = _real(epsilon, "epsilon", low_open=True)
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         name)
         self._u_product, self._u_product_step = 1.0, 0
 
     def _u(self, step: int) -> float:
@@ -725,16 +738,127 @@ class Nadam(Optimizer):
         t *= lr
         w -= t
 
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler), Keras's form, with accumulators ``a`` (squared gradients) and ``d``
+    (squared updates), both starting at 0 (Keras's default ``learning_rate=0.001``; the paper's
+    and the classic Keras MNIST example's is 1.0)::
+
+    a = rho * a + (1 - rho) * g * g
+    delta = -sqrt(d + epsilon) / sqrt(a + epsilon) * g
+    d = rho * d + (1 - rho) * delta * delta
+    w = w + lr * delta
+    """
+
+    name = "adadelta"
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, name=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.rho = _real(rho, "rho", high=1.0)
+        self.epsilon = _real(epsilon, "epsilon", low_open=True)
+
+    def _update(self, key, w, g, lr):
+        a = self._slot(key, "accumulated_grad", w)
+        d = self._slot(key, "accumulated_delta_var", w)
+        t, u = self._scratch(key, w), self._scratch(key, w, 1)
+        a *= self.rho
+        np.multiply(g, g, out=t)
+        t *= 1 - self.rho
+        a += t
+        np.add(d, self.epsilon, out=t)  # t = -delta = sqrt(d + eps) * g / sqrt(a + eps)
+        np.sqrt(t, out=t)
+        t *= g
+        np.add(a, self.epsilon, out=u)
+        np.sqrt(u, out=u)
+        t /= u
+        d *= self.rho
+        np.multiply(t, t, out=u)
+        u *= 1 - self.rho
+        d += u
+        t *= lr
+        w -= t
+
     def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
 
 
-_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adamw": AdamW, "adagrad": Adagrad, "nadam": Nadam}
+class Adamax(_Betas):
+    """Adamax (Kingma & Ba: Adam with the infinity norm), Keras's form, with ``t = iterations + 1``::
+
+    m = m + (1 - beta_1) * (g - m)
+    u = max(beta_2 * u, |g|)
+    w = w - lr * m / ((1 - beta_1**t) * (u + epsilon))
+    """
+
+    name = "adamax"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         name)
+
+    def apply_gradients(self, grads_and_vars):
+        self._correction = 1 - self.beta_1 ** (self.iterations + 1)  # one per step, shared by all variables
+        super().apply_gradients(grads_and_vars)
+
+    def _update(self, key, w, g, lr):
+        m = self._slot(key, "momentum", w)
+        u = self._slot(key, "norm", w)
+        t = self._scratch(key, w)
+        np.subtract(g, m, out=t)
+        t *= 1 - self.beta_1
+        m += t
+        u *= self.beta_2
+        np.maximum(u, np.abs(g, out=t), out=u)
+        np.add(u, self.epsilon, out=t)
+        t *= self._correction
+        np.divide(m, t, out=t)
+        t *= lr
+        w -= t
+
+
+class Lion(Optimizer):
+    """Lion (Chen et al., "Symbolic Discovery of Optimization Algorithms"), Keras's form: the sign
+    of an interpolation of momentum and gradient, so every weight moves by ``lr`` a step (use a
+    learning rate 3-10x smaller than Adam's)::
+
+    w = w - lr * sign(beta_1 * m + (1 - beta_1) * g)
+    m = beta_2 * m + (1 - beta_2) * g
+    """
+
+    name = "lion"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, weight_decay=None, clipnorm=None,
+                 clipvalue=None, global_clipnorm=None, name=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        # Keras's range: beta_1 = 0 makes it SignSGD.
+        self.beta_1 = _real(beta_1, "beta_1", low_open=True, high=1.0, high_open=False)
+        self.beta_2 = _real(beta_2, "beta_2", high=1.0)
+
+    def _update(self, key, w, g, lr):
+        m = self._slot(key, "momentum", w)
+        t, u = self._scratch(key, w), self._scratch(key, w, 1)
+        np.multiply(m, self.beta_1, out=t)
+        np.multiply(g, 1 - self.beta_1, out=u)
+        t += u
+        np.sign(t, out=t)
+        t *= lr
+        w -= t
+        m *= self.beta_2
+        np.multiply(g, 1 - self.beta_2, out=u)
+        m += u
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adamw": AdamW, "adagrad": Adagrad, "nadam": Nadam,
+            "adadelta": Adadelta, "adamax": Adamax, "lion": Lion}
 
 
 def get(identifier) -> Optimizer:
     """An optimizer from a name (``'sgd'``, ``'adam'``, ``'adamw'``, ``'rmsprop'``, ``'adagrad'``,
-    ``'nadam'``; defaults), an instance, or a ``{'class_name', 'config'}`` dict (:func:`serialize`'s
+    ``'nadam'``, ``'adadelta'``, ``'adamax'``, ``'lion'``; defaults), an instance, or a ``{'class_name', 'config'}`` dict (:func:`serialize`'s
     or Keras's)."""
     if isinstance(identifier, Optimizer):
         return identifier

@@ -64,12 +64,13 @@ GELU, as opset 20's Gelu op or spelt out as arithmetic around an Erf or a Tanh (
 the nodes: the formula is evaluated and compared, ``_formulas``), Transpose of an image's axes (Permute),
 Pad/Slice (ZeroPadding2D/Cropping2D), Resize/Upsample of mode 'nearest' by whole factors of height and
 width (UpSampling2D: PyTorch's ``nn.Upsample(scale_factor=k)``; any coordinate transformation and rounding
-that read input pixel floor(i / k) for output pixel i at the model's sizes; 'linear' and 'cubic' are refused),
+that read input pixel floor(i / k) for output pixel i at the model's sizes; 'linear' and 'cubic' are refused;
+and Keras's exporter's np.repeat of height and width, Unsqueeze -> Expand -> Reshape: ``_repeat``),
 and of one axis of a sequence: a zero Pad (ZeroPadding1D; negative pads: Cropping1D), Slice (Cropping1D)
 or nearest Resize (UpSampling1D) of axis 1 of (batch, a, b) is the layer with data_format='channels_last',
 of axis 2 with 'channels_first' (a zero Pad read only by a 1-D Conv, as PyTorch's ``F.pad`` or Keras's
 exporter write one, joins the Conv1D's padding instead, except in convforge's own files; Keras's exporter's
-UpSampling1D, an Unsqueeze/Expand/Reshape, is refused),
+UpSampling1D, an Unsqueeze/Expand/Reshape of a sequence, is refused),
 Add/Sum/Sub/Mul/Mean/Max/Min/Concat of computed tensors (the merge layers), Identity
 and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,
 Concat, ConstantOfShape, Reshape, Slice, Cast, ...) is folded; Keras's

@@ -22,7 +22,7 @@ from ..layers.conv import Conv2D
 from ..layers.core import Dense, Flatten, Reshape
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
 from ..layers.reshaping import Permute
-from . import _sequences
+from . import _repeat, _sequences
 from ._builtin_export import conv_transpose_pads, permute_perm
 from ._registry import register_importer
 
@@ -501,8 +501,15 @@ def import_transpose(ctx, node):
         else:  # a reordering of the axes the next layer reads as they are
             ctx.add_layer(node, Permute((2, 1)), [node.input[0]], node.output[0])
         return
-    if base is not None and perm == [0, 3, 1, 2]:
-        ctx.consume(node, base)
+    if base is not None and perm == [0, 3, 1, 2] and not ctx.reaches_graph_output(node.output[0]):
+        ctx.consume(node, base)  # back to NCHW, for the next layer
+        return
+    if base is not None and ctx.data_format == "channels_last" and len(perm) == 4 and perm[0] == 0 \
+            and sorted(perm) == [0, 1, 2, 3] and perm != [0, 1, 2, 3]:
+        # Keras's Permute, which its exporter writes as a Transpose of the channels-last view: the
+        # same dims on the image, its output that image's view. (NHWC -> NCHW too where it is a
+        # graph output: Permute((3, 1, 2)) as the last layer returns (channels, height, width).)
+        ctx.add_view_layer(node, Permute(tuple(perm[1:])), [base], view=True)
         return
     if base is None and perm == [0, 2, 3, 1] and len(ctx.shape(node, 0)) == 3 and not _read_as_nchw(ctx, node):
         ctx.set_view(node.output[0], name)
@@ -566,15 +573,17 @@ def _keras_reshape(ctx, node, base, shape, target, batch) -> bool:
 def import_reshape(ctx, node):
     """The reshapes that flatten each sample (PyTorch's ``x.view(-1, n)``), and Keras's Reshape to
     a sequence or an image (from features, a sequence or an image read channels-last)."""
+    # The batch: 0 (copy it), -1 (infer it), the batch size read from Shape() (dynamic batch), or
+    # the one the file fixes at its input (PyTorch's x.view(x.size(0), -1) exported without
+    # dynamic_axes writes its example's batch there): the model then takes any batch.
+    batch = (0, -1, SYMBOLIC_BATCH) if ctx.fixed_batch is None else (0, -1, SYMBOLIC_BATCH, ctx.fixed_batch)
+    if _repeat.finish_repeat(ctx, node, batch):  # Keras's exporter's UpSampling2D
+        return
     allowzero = ctx.attributes(node, {"allowzero": 0})["allowzero"]
     base = ctx.view_base(node.input[0])
     shape = ctx.ref_shape(node.input[0]) if base is not None else ctx.shape(node, 0)
     target = [int(v) for v in ctx.constant(node, 1, "shape").reshape(-1)]
     size = math.prod(shape)
-    # The batch: 0 (copy it), -1 (infer it), the batch size read from Shape() (dynamic batch), or
-    # the one the file fixes at its input (PyTorch's x.view(x.size(0), -1) exported without
-    # dynamic_axes writes its example's batch there): the model then takes any batch.
-    batch = (0, -1, SYMBOLIC_BATCH) if ctx.fixed_batch is None else (0, -1, SYMBOLIC_BATCH, ctx.fixed_batch)
     if not allowzero and len(target) > 2 and _keras_reshape(ctx, node, base, shape, target, batch):
         return
     ok = len(target) == 2 and not allowzero and (
@@ -643,7 +652,8 @@ def import_shape(ctx, node):
 
 
 def import_computed_shape_op(ctx, node):
-    """Gather/Unsqueeze on computed tensors: constant inputs were folded before this is reached."""
+    """Gather on computed tensors: constant inputs were folded before this is reached (Unsqueeze:
+    _extra_layers.import_unsqueeze)."""
     raise ctx.error(node, "is only supported on constants (shape arithmetic), not on computed tensors")
 
 
@@ -679,7 +689,8 @@ for _op, _fn in (
     ("Transpose", import_transpose),
     ("Shape", import_shape),
     ("Gather", import_computed_shape_op),
-    ("Unsqueeze", import_computed_shape_op),
+    ("Unsqueeze", _repeat.import_unsqueeze),
+    ("Expand", _repeat.import_expand),
     ("Cast", import_cast),
 ):
     register_importer(_op, _fn)

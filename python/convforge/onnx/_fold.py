@@ -130,6 +130,21 @@ def _arithmetic(op):
     return run
 
 
+def _equal(args, attrs):
+    a, b = args
+    if a.dtype.kind not in "iub" or b.dtype.kind not in "iub":
+        raise FoldError("only integer (shape) comparisons are folded")
+    return np.equal(a, b)
+
+
+def _where(args, attrs):
+    # PyTorch's exporter writes a Tensor.expand's target as Where(shape == -1, 1, shape).
+    condition, a, b = args
+    if condition.dtype != np.bool_ or a.dtype.kind not in "iu" or b.dtype.kind not in "iu":
+        raise FoldError("only a choice between integer (shape) constants is folded")
+    return np.where(condition, a, b)
+
+
 def _shape(args, attrs):
     # ONNX's start/end (opset 15): negative from the back, clamped to the rank, as Python slices.
     return np.array(np.asarray(args[0]).shape[attrs.get("start", 0) : attrs.get("end")], dtype=np.int64)
@@ -151,6 +166,8 @@ FOLDERS = {
     "Sub": _arithmetic("Sub"),
     "Mul": _arithmetic("Mul"),
     "Div": _arithmetic("Div"),
+    "Equal": _equal,
+    "Where": _where,
 }
 
 

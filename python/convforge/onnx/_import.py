@@ -65,6 +65,11 @@ class ImportContext:
         self.sequence_pads: dict = {}
         # The last node of an activation spelt as arithmetic (_formulas) -> (layer, its input).
         self.formula_layers: dict = {}
+        # Keras's exporter's UpSampling2D (_repeat): the Unsqueeze's or Expand's output -> what
+        # is known of the repeat so far; and the UpSampling2D layers made of repeats, by the
+        # tensor they make -> the tensor the file's nodes read (the Reshape's output).
+        self.pending_repeats: dict = {}
+        self.repeat_layers: dict = {}
         self._nodes = nodes
         self._tensors = {t.name: t for t in proto.graph.initializer}
         self._constants: dict[str, np.ndarray] = {}
@@ -241,6 +246,17 @@ class ImportContext:
                 else:
                     found.append(reader)
         return found
+
+    def reaches_graph_output(self, tensor: str) -> bool:
+        """Is ``tensor``, or what no-op nodes (Identity, float Casts) make of it, a graph output?"""
+        todo, seen = [tensor], 0
+        while todo and seen < 64:
+            name = todo.pop()
+            seen += 1
+            if name in self.graph_outputs:
+                return True
+            todo += [r.output[0] for r in self._consumers.get(name, []) if _is_no_op(r)]
+        return False
 
     def sole_consumer(self, tensor: str):
         """The one node reading ``tensor`` (not yet translated), if exactly one does and it is not
