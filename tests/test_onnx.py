@@ -1362,6 +1362,29 @@ def test_repeats_of_nchw_images_and_their_refusals(tmp_path):
         convforge.load_model(graph("tile", 4, [1, 1, 1, 1, 3], [-1, 2, 9, 4]))
 
 
+def test_repeats_of_sequences_and_their_refusals(tmp_path):
+    """Unsqueeze -> Expand -> Reshape repeating axis 2 of (batch, channels, steps) is an
+    UpSampling1D of channels-first sequences (axis 1: channels-last, Keras's); a new axis before
+    both axes repeats none and is refused, naming the node."""
+    def graph(name, axis, expand, reshape):
+        nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+                 helper.make_node("Unsqueeze", ["c", "axes"], ["u"], name="unsq"),
+                 helper.make_node("Expand", ["u", "target"], ["e"], name="expand"),
+                 helper.make_node("Reshape", ["e", "shape"], ["y"], name="merge")]
+        inits = [numpy_helper.from_array(np.random.default_rng(0).standard_normal((2, 3, 2)).astype(np.float32), "w"),
+                 ints64("axes", [axis]), ints64("target", expand), ints64("shape", reshape)]
+        return save_graph(tmp_path / f"{name}.onnx", nodes, inits, input_shape=("n", 3, 6))
+    path = graph("steps", -1, [1, 1, 1, 4], [0, 2, 20])  # the 5 steps of the Conv's output, 4 times each
+    model = convforge.load_model(path)
+    layer = model.layers[-1]
+    assert (type(layer).__name__, layer.size, layer.data_format) == ("UpSampling1D", 4, "channels_first")
+    x = images((2, 3, 6))
+    np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
+    with pytest.raises(ModelFileError, match=r"node 'unsq' \(Unsqueeze\).*new axis at 1 of a \('batch', 2, 5\) "
+                                             r"sequence repeats no axis"):
+        convforge.load_model(graph("before", 1, [1, 3, 1, 1], [0, 6, 5]))
+
+
 def test_keras_exported_model_imports_and_predicts_like_keras(tmp_path):
     # Keras's exporter (torch backend) wraps each conv/pool in NHWC <-> NCHW transposes, adds the
     # bias after the transpose, casts everything to float and flattens in (h, w, c) order through
@@ -1413,24 +1436,28 @@ def test_keras_exported_model_imports_and_predicts_like_keras(tmp_path):
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_keras_exported_1d_padding_and_cropping_import(tmp_path):
+def test_keras_exported_1d_padding_cropping_and_upsampling_import(tmp_path):
     """Keras's exporter writes ZeroPadding1D and Cropping1D as a Pad and a Slice of (batch, steps,
     channels): the Pad before its Conv1D's transpose joins the Conv1D's padding; the other (it
-    was refused: "before a 1-D Conv only") is a ZeroPadding1D, the Slice a Cropping1D."""
+    was refused: "before a 1-D Conv only") is a ZeroPadding1D, the Slice a Cropping1D. Its
+    UpSampling1D is np.repeat of the steps (Unsqueeze, Expand, Reshape), as its UpSampling2D's
+    repeats: an UpSampling1D."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         keras = keras_on_torch()
         net = keras.Sequential([keras.Input((12, 3)), keras.layers.ZeroPadding1D((2, 1)),
                                 keras.layers.Conv1D(4, 3, activation="relu"), keras.layers.Cropping1D((1, 2)),
-                                keras.layers.MaxPooling1D(2), keras.layers.ZeroPadding1D(1),
-                                keras.layers.GlobalAveragePooling1D()])
+                                keras.layers.UpSampling1D(3), keras.layers.MaxPooling1D(2),
+                                keras.layers.ZeroPadding1D(1), keras.layers.GlobalAveragePooling1D()])
         x = images((3, 12, 3))
         expected = np.asarray(net.predict(x, verbose=0))
         net.export(tmp_path / "keras1d.onnx", format="onnx", verbose=False)
     model = convforge.load_model(tmp_path / "keras1d.onnx")
     kinds = [type(layer).__name__ for layer in model.layers if type(layer).__name__ != "ReLU"]
-    assert kinds == ["Conv1D", "Cropping1D", "MaxPooling1D", "ZeroPadding1D", "GlobalAveragePooling1D"], kinds
+    assert kinds == ["Conv1D", "Cropping1D", "UpSampling1D", "MaxPooling1D", "ZeroPadding1D",
+                     "GlobalAveragePooling1D"], kinds
     assert (model.layers[0].padding, model.layers[0].data_format) == ((2, 1), "channels_last")
+    assert {getattr(la, "size", 3) for la in model.layers} == {3}
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
 
 

@@ -70,7 +70,7 @@ and of one axis of a sequence: a zero Pad (ZeroPadding1D; negative pads: Croppin
 or nearest Resize (UpSampling1D) of axis 1 of (batch, a, b) is the layer with data_format='channels_last',
 of axis 2 with 'channels_first' (a zero Pad read only by a 1-D Conv, as PyTorch's ``F.pad`` or Keras's
 exporter write one, joins the Conv1D's padding instead, except in convforge's own files; Keras's exporter's
-UpSampling1D, an Unsqueeze/Expand/Reshape of a sequence, is refused),
+UpSampling1D, the Unsqueeze -> Expand -> Reshape repeat of a sequence's axis, is one too: ``_repeat``),
 Add/Sum/Sub/Mul/Mean/Max/Min/Concat of computed tensors (the merge layers), Identity
 and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,
 Concat, ConstantOfShape, Reshape, Slice, Cast, ...) is folded; Keras's

@@ -1,11 +1,13 @@
 """Keras's exporter's UpSampling2D: np.repeat along height, then along width, each written as
 Unsqueeze (a new axis after the repeated one) -> Expand (the factor on the new axis) -> Reshape
-(the two axes merged), on the channels-last view of the image.
+(the two axes merged), on the channels-last view of the image. Its UpSampling1D is the same
+repeat of the steps of (batch, steps, channels): an UpSampling1D of the axis repeated (axis 1:
+channels-last, axis 2: channels-first, as a Resize of a sequence imports: _sequences).
 
 The Expand's target and the Reshape's shape are shape arithmetic that follows the Unsqueeze in the
 file (folded when the walk reaches it), so the Unsqueeze and the Expand are only recorded here
 (``ctx.pending_repeats``) and the layer is made at the Reshape, where both are known: one
-UpSampling2D a repeated axis. Any other use of Unsqueeze or Expand on computed tensors is refused,
+UpSampling2D (UpSampling1D) a repeated axis. Any other use of Unsqueeze or Expand on computed tensors is refused,
 naming the node.
 """
 
@@ -23,14 +25,16 @@ class _Repeat(NamedTuple):
     unsqueeze: object  # the node, named in errors
     source: str  # the tensor the layer reads: the NCHW base of a channels-last view, or the tensor
     view: bool  # the Unsqueeze's input is a channels-last view of ``source``
-    dims: tuple  # the Unsqueeze's input's per-sample shape, as the file has it (h, w, c) or (c, h, w)
-    new_axis: int  # the Unsqueeze's axis, counted with the batch, in the rank-5 tensor
+    dims: tuple  # the Unsqueeze's input's per-sample shape, as the file has it (h, w, c) or (c, h, w),
+    # or a sequence's two axes
+    new_axis: int  # the Unsqueeze's axis, counted with the batch, in the rank-5 (sequences: 4) tensor
     factor: int | None  # from the Expand
 
 
 def _refused(ctx, node, why: str):
     return ctx.error(node, f"{why}; of computed tensors convforge imports Unsqueeze -> Expand -> Reshape only as "
-                           "Keras's exporter writes UpSampling2D (a repeat of height or width)")
+                           "Keras's exporter writes UpSampling2D and UpSampling1D (a repeat of height or width, "
+                           "or of one axis of a sequence)")
 
 
 def import_unsqueeze(ctx, node):
@@ -43,12 +47,16 @@ def import_unsqueeze(ctx, node):
         axes = [int(v) for v in ctx.attributes(node, {"axes": []})["axes"]]
     base = ctx.view_base(node.input[0])
     dims = ctx.ref_shape(node.input[0]) if base is not None else ctx.shape(node, 0)
-    if len(dims) != 3 or len(axes) != 1 or not -5 <= axes[0] < 5:
+    rank = len(dims) + 2  # of the Unsqueeze's output, batch included
+    if len(dims) not in (2, 3) or len(axes) != 1 or not -rank <= axes[0] < rank:
         raise _refused(ctx, node, f"axes {axes} of a {('batch', *dims)} tensor")
-    new_axis = axes[0] % 5
+    new_axis = axes[0] % rank
+    if len(dims) == 2:  # a sequence: the new axis after axis 1 or 2, either can be its steps
+        if new_axis not in (2, 3):
+            raise _refused(ctx, node, f"a new axis at {new_axis} of a {('batch', *dims)} sequence repeats no axis")
     # The new axis follows the repeated one: height and width of the channels-last view (its axes
     # 1 and 2, so new axis 2 or 3), of NCHW (2 and 3: new axis 3 or 4).
-    if new_axis not in ((2, 3) if base is not None else (3, 4)):
+    elif new_axis not in ((2, 3) if base is not None else (3, 4)):
         raise _refused(ctx, node, f"a new axis at {new_axis} of a {'channels-last ' if base is not None else ''}"
                                   f"{('batch', *dims)} image repeats no height or width")
     expand, _ = ctx.next_node(node.output[0])
@@ -69,9 +77,10 @@ def import_expand(ctx, node):
     target = [int(v) for v in np.asarray(ctx.constant(node, 1, "shape")).reshape(-1)]
     unsqueezed = list(repeat.dims)
     unsqueezed.insert(repeat.new_axis - 1, 1)  # per sample
-    if len(target) > 5:
-        raise _refused(ctx, node, f"shape {target} has more than 5 axes")
-    target = [1] * (5 - len(target)) + target
+    rank = len(unsqueezed) + 1
+    if len(target) > rank:
+        raise _refused(ctx, node, f"shape {target} has more than {rank} axes")
+    target = [1] * (rank - len(target)) + target
     factor = target[repeat.new_axis]
     others_kept = all(t in (1, d) for i, (t, d) in enumerate(zip(target[1:], unsqueezed), 1) if i != repeat.new_axis)
     if target[0] != 1 or not others_kept or not 1 <= factor <= _params.MAX_PARAM:
@@ -83,8 +92,8 @@ def import_expand(ctx, node):
 
 
 def finish_repeat(ctx, node, batch_values) -> bool:
-    """At a Reshape: if it reads a pending repeat's Expand, make the UpSampling2D (its output
-    the Reshape's) and return True; a Reshape of anything else returns False."""
+    """At a Reshape: if it reads a pending repeat's Expand, make the UpSampling2D (UpSampling1D)
+    (its output the Reshape's) and return True; a Reshape of anything else returns False."""
     repeat = ctx.pending_repeats.get(ctx.input_name(node))
     if repeat is None:
         return False
@@ -93,9 +102,14 @@ def finish_repeat(ctx, node, batch_values) -> bool:
     merged = list(repeat.dims)
     merged[repeat.new_axis - 2] *= repeat.factor  # the repeated axis, per sample
     target = [int(v) for v in np.asarray(ctx.constant(node, 1, "shape")).reshape(-1)]
-    if ctx.attributes(node, {"allowzero": 0})["allowzero"] or len(target) != 4 or target[0] not in batch_values \
-            or [d if t == 0 else t for t, d in zip(target[1:], merged)] != merged:
+    if ctx.attributes(node, {"allowzero": 0})["allowzero"] or len(target) != len(merged) + 1 \
+            or target[0] not in batch_values or [d if t == 0 else t for t, d in zip(target[1:], merged)] != merged:
         raise _refused(ctx, node, f"shape {target} does not merge the repeated axis into {('batch', *merged)}")
+    if len(merged) == 2:  # a sequence's axis 1 (new axis 2) or 2 (new axis 3)
+        data_format = "channels_last" if repeat.new_axis == 2 else "channels_first"
+        layer = _layers.UpSampling1D(repeat.factor, data_format=data_format)
+        ctx.add_layer(node, layer, [repeat.source], node.output[0])
+        return True
     spatial = repeat.new_axis - (2 if repeat.view else 3)  # 0: height, 1: width
     size = (repeat.factor, 1) if spatial == 0 else (1, repeat.factor)
     source = repeat.source
