@@ -17,7 +17,8 @@ Layers
 ------
 Conv2D, MaxPooling2D (MaxPool2D), AveragePooling2D (AvgPool2D), Flatten,
 Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, Softplus,
-Swish (SiLU), GELU, Activation, Input; Conv1D, MaxPooling1D, AveragePooling1D,
+Swish (SiLU), GELU, Activation, Input; Embedding (token ids -> vectors); Conv1D,
+MaxPooling1D, AveragePooling1D,
 GlobalAveragePooling1D, GlobalMaxPooling1D (sequences, channels-last or channels-first);
 Conv2DTranspose, UpSampling2D, Permute, Rescaling;
 RandomFlip, RandomRotation, RandomZoom, RandomTranslation (training-only augmentation);
@@ -34,6 +35,7 @@ from .base import Layer
 from .conv import Conv2D
 from .conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
 from .conv_transpose import Conv2DTranspose
+from .embedding import Embedding
 from .core import Dense, Dropout, Flatten, Input, InputLayer, Reshape
 from .merging import (
     Add,
@@ -105,6 +107,7 @@ __all__ = [
     "Conv2D",
     "Dense",
     "Dropout",
+    "Embedding",
     "Flatten",
     "Input",
     "InputLayer",
