@@ -64,6 +64,8 @@ Pad/Slice (ZeroPadding2D/Cropping2D), Resize/Upsample of mode 'nearest' by whole
 width (UpSampling2D: PyTorch's ``nn.Upsample(scale_factor=k)``; any coordinate transformation and rounding
 that read input pixel floor(i / k) for output pixel i at the model's sizes; 'linear' and 'cubic' are refused;
 and Keras's exporter's np.repeat of height and width, Unsqueeze -> Expand -> Reshape: ``_repeat``),
+Gather of a constant matrix's rows by computed token ids (Embedding: ``_embedding``; an integer
+graph input so read, PyTorch's ``nn.Embedding``, is taken as the model's float ids),
 Add/Sum/Sub/Mul/Mean/Max/Min/Concat of computed tensors (the merge layers), Identity
 and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,
 Concat, ConstantOfShape, Reshape, Slice, Cast, ...) is folded; Keras's
