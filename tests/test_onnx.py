@@ -1815,3 +1815,50 @@ def test_gathers_that_are_no_embedding_are_refused(tmp_path):
     onnx.save(proto, tmp_path / "int_input.onnx")
     with pytest.raises(ModelFileError, match=r"not a float tensor \(element type 7\), nor the token ids of an embedding"):
         convforge.load_model(tmp_path / "int_input.onnx")
+
+
+def test_mutated_files_load_or_raise_model_file_error(tmp_path):
+    """Random bytes changed in exported files (an image CNN with BatchNormalization and Permute, a
+    1-D text model with Embedding, a channels-first sequence model): load_model gives a model
+    (whose predict runs or refuses the input with a ValueError) or a ModelFileError, nothing else.
+    FUZZ_SEED picks other mutations (as test_hardening's fuzz of .npz files)."""
+    import random
+
+    sources = []
+    for name, model, shape in (
+        ("cnn", seeded([layers.Input((8, 8, 2)), layers.Conv2D(3, 3, padding="same"), layers.BatchNormalization(),
+                        layers.ReLU(), layers.Permute((2, 1, 3)), layers.MaxPooling2D(2), layers.Flatten(),
+                        layers.Dense(3, activation="softmax")]), (8, 8, 2)),
+        ("text", seeded([layers.Input((10,)), layers.Embedding(20, 4), layers.Conv1D(3, 3, padding="causal"),
+                         layers.GlobalMaxPooling1D(), layers.Dense(2)]), (10,)),
+        ("ncl", seeded([layers.Input((3, 12)), layers.Conv1D(4, 3, padding=1, data_format="channels_first"),
+                        layers.BatchNormalization(axis=1), layers.AveragePooling1D(2, data_format="channels_first"),
+                        layers.Flatten(), layers.Dense(2)]), (3, 12)),
+    ):
+        path = tmp_path / f"{name}.onnx"
+        model.export(path)
+        sources.append(path.read_bytes())
+    rng = random.Random(int(os.environ.get("FUZZ_SEED", "0")))
+    outcomes, failures = {}, []
+    for example in range(150):
+        data = bytearray(rng.choice(sources))
+        for _ in range(rng.choice((1, 2, 4, 8))):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        path = tmp_path / "mutated.onnx"
+        path.write_bytes(bytes(data))
+        try:
+            model = convforge.load_model(path)
+            x = np.random.default_rng(0).integers(0, 2, (2, *model.input_shape[1:])).astype(np.float32)
+            try:
+                model.predict(x, verbose=0)
+            except ValueError:
+                pass
+            outcome = "loaded"
+        except ModelFileError:
+            outcome = "ModelFileError"
+        except Exception as err:  # noqa: BLE001 - the point: anything else is a failure, named
+            outcome = type(err).__name__
+            failures.append(f"example {example}: {outcome}: {err}")
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert not failures, "\n".join(failures[:10])
+    assert outcomes.get("ModelFileError", 0) > 30 and outcomes.get("loaded", 0) > 10, outcomes
