@@ -284,6 +284,26 @@ def test_compressed_listed_member_is_refused(tmp_path):
     )
 
 
+def test_encrypted_listed_member_is_refused(tmp_path):
+    """Found by the file fuzz (seed 32): a byte that sets a member's "encrypted" flag made zipfile
+    raise RuntimeError ("password required") out of load_model, not a ModelFileError."""
+    path = tmp_path / "m.npz"
+    model = convforge.Sequential([convforge.Input((3,)), convforge.layers.Dense(2)])
+    model.save(path)
+    data = bytearray(path.read_bytes())
+    name = b"weights/0/kernel.npy"
+    at = data.index(b"PK\x01\x02")
+    while True:  # the member's central directory entry: its general-purpose flags at offset 8
+        n = int.from_bytes(data[at + 28 : at + 30], "little")
+        if data[at + 46 : at + 46 + n] == name:
+            data[at + 8] |= 0x1
+            break
+        at = data.index(b"PK\x01\x02", at + 46)
+    path.write_bytes(bytes(data))
+    with pytest.raises(convforge.saving.ModelFileError, match=r"array 'weights/0/kernel' is encrypted"):
+        convforge.load_model(path)
+
+
 def test_forged_layer_size_is_refused_before_it_is_built(tmp_path):
     # One edited number: Dense(5) -> Dense(5_000_000) is a 2.8 GB kernel; the file holds 3 KB of weights.
     check_child(

@@ -538,3 +538,59 @@ def test_get_weights_uses_keras_layouts_and_set_weights_inverts_it(make, shape, 
 def test_use_bias_must_be_a_bool_for_every_layer_with_a_kernel(make):
     with pytest.raises(TypeError, match=r"use_bias must be True or False; got 'no'"):
         make()
+
+
+def _ids(shape, vocabulary, seed=0):
+    return np.random.default_rng(seed).integers(0, vocabulary, shape)
+
+
+def test_embedding_gradients_in_a_text_model():
+    """Embedding -> Conv1D -> GlobalMaxPooling1D -> Dense, Keras's text-classification shape: float64
+    gradients of every weight (ids repeat across samples and steps: their rows' gradients add)."""
+    convforge.seed(0)
+    model = convforge.Sequential([layers.Input((9,)), layers.Embedding(6, 4), layers.Conv1D(3, 3, activation="tanh"),
+                                  layers.GlobalMaxPooling1D(), layers.Dense(2, activation="softmax")],
+                                 dtype="float64")
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    report = check_model_gradients(model, _ids((3, 9), 6).astype(np.float64), np.array([0, 1, 1]), num_coords=12)
+    assert report.passed, str(report)
+
+
+def test_embedding_trains_saves_and_checks_its_ids(tmp_path):
+    rng = np.random.default_rng(1)
+    # Class 1 sequences hold token 7 somewhere.
+    x = rng.integers(0, 7, (200, 12))
+    y = rng.integers(0, 2, 200)
+    x[np.flatnonzero(y), rng.integers(0, 12, int(y.sum()))] = 7
+    convforge.seed(0)
+    model = convforge.Sequential([layers.Input((12,)), layers.Embedding(8, 4), layers.Conv1D(4, 1, activation="relu"),
+                                  layers.GlobalMaxPooling1D(), layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=30, batch_size=20, verbose=0)
+    assert model.evaluate(x, y, verbose=0)[1] > 0.9
+    model.save(tmp_path / "text.npz")
+    back = convforge.load_model(tmp_path / "text.npz")
+    np.testing.assert_array_equal(back.predict(x[:4], verbose=0), model.predict(x[:4], verbose=0))
+    assert back.layers[0].get_config()["input_dim"] == 8
+    for bad, shown in ((2.5, "2.5"), (8, "8.0"), (-1, "-1.0")):
+        ids = x[:2].astype(np.float64)
+        ids[1, 3] = bad
+        with pytest.raises(ValueError, match=rf"token ids must be whole numbers in \[0, 8\); got {shown} at index "
+                                             r"\(1, 3\)"):
+            model.predict(ids, verbose=0)
+
+
+def test_embedding_initial_weights_and_refusals():
+    matrix = np.arange(12, dtype=np.float32).reshape(4, 3)
+    layer = layers.Embedding(4, 3, weights=[matrix], trainable=False)
+    model = convforge.Sequential([layers.Input((2,)), layer])
+    np.testing.assert_array_equal(model.predict(np.array([[3, 0]]), verbose=0)[0], matrix[[3, 0]])
+    assert model.count_params() == 12 and not model.trainable_weights
+    with pytest.raises(NotImplementedError, match="mask_zero=True: its layers take no masks"):
+        layers.Embedding(4, 3, mask_zero=True)
+    with pytest.raises(ValueError, match=r"weights must be one \(4, 3\) matrix of numbers; got float64 of shape \(3, 4\)"):
+        layers.Embedding(4, 3, weights=np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="Embedding input_dim must be a positive int; got 0"):
+        layers.Embedding(0, 3)
+    with pytest.raises(ValueError, match=r"Embedding expects token ids of shape \(batch, steps\); got \(batch, 2, 5\)"):
+        convforge.Sequential([layers.Input((2, 5)), layers.Embedding(4, 3)])

@@ -426,3 +426,27 @@ def test_merge_layers_match_keras(name, shape):
     assert ours.output_shape == tuple(theirs.output_shape)
     xs = [np.random.default_rng(i).standard_normal((3, *shape)).astype(np.float32) for i in range(n)]
     np.testing.assert_allclose(ours.predict(xs, verbose=0), to_numpy(theirs(xs)), rtol=1e-6, atol=1e-6)
+
+
+def test_embedding_matches_keras():
+    """Embedding: shapes, parameter count, values and the embeddings' gradient (repeated ids add) as
+    Keras 3's; 'uniform' (its default initializer) is Keras's RandomUniform(-0.05, 0.05)."""
+    import torch
+
+    ids = np.array([[1, 4, 4, 0], [4, 2, 1, 1]])
+    ours = convforge.layers.Embedding(5, 3)
+    model = convforge.Sequential([convforge.Input((4,)), ours], dtype="float64")
+    theirs = keras.layers.Embedding(5, 3)
+    theirs.build((None, 4))
+    assert model.output_shape == tuple(theirs.compute_output_shape((None, 4))) == (None, 4, 3)
+    assert ours.count_params() == theirs.count_params() == 15
+    assert np.abs(ours.params["embeddings"]).max() <= 0.05 and np.ptp(ours.params["embeddings"]) > 0.02
+    theirs.set_weights(ours.get_weights())
+    dy = np.random.default_rng(0).standard_normal((2, 4, 3))
+    y = ours.forward(ids.astype(np.float64), training=True)
+    ours.backward(dy)
+    out = theirs(torch.tensor(ids))
+    (out * torch.tensor(dy, dtype=out.dtype)).sum().backward()
+    np.testing.assert_allclose(y, to_numpy(out), rtol=1e-6)
+    np.testing.assert_allclose(ours.grads["embeddings"], theirs.embeddings.value.grad.numpy(), rtol=1e-6, atol=1e-7)
+    assert ours.grads["embeddings"][3].tolist() == [0, 0, 0]  # id 3 is not in the batch

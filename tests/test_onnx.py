@@ -1886,3 +1886,132 @@ def test_folded_constants_are_bounded(tmp_path):
     nodes.append(helper.make_node("Concat", [f"c{i}" for i in range(300)], ["cat"], name="cat", axis=0))
     nodes.append(helper.make_node("Reshape", ["x", "cat"], ["y"], name="r"))
     assert "exceed" in load_small(save_graph(tmp_path / "m.onnx", nodes, [small]))
+
+
+def test_embedding_round_trips_and_imports_from_pytorch_and_keras(tmp_path):
+    """Embedding exports as Cast (the model's float ids to int64) + Gather of its rows, and imports
+    back; PyTorch's nn.Embedding (an int64 graph input read by a Gather; F.relu and amax on the
+    transposed sequence after its Conv1d) and Keras's exporter (its ids cast to int and wrapped as
+    Python wraps negative indexes, Where(ids < 0, ids + rows, ids)) import as Embedding too."""
+    ids = np.random.default_rng(0).integers(0, 30, (5, 16))
+    model = seeded([layers.Input((16,)), layers.Embedding(30, 6), layers.Conv1D(4, 3, activation="relu"),
+                    layers.GlobalMaxPooling1D(), layers.Dense(3, activation="softmax")])
+    path = tmp_path / "text.onnx"
+    model.export(path)
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    expected = model.predict(ids, verbose=0)
+    np.testing.assert_allclose(run_ort(path, ids.astype(np.float32)), expected, rtol=RTOL, atol=ATOL)
+    back = convforge.load_model(path)
+    assert [type(la).__name__ for la in back.layers] == ["Embedding", "Conv1D", "ReLU", "GlobalMaxPooling1D",
+                                                          "Dense"]
+    np.testing.assert_array_equal(back.predict(ids, verbose=0), expected)
+
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.conv, self.out = torch.nn.Embedding(30, 6), torch.nn.Conv1d(6, 4, 3), torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.out(torch.amax(torch.relu(self.conv(self.embed(x).transpose(1, 2))), dim=2))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    export_torch(net, (torch.tensor(ids),), tmp_path / "torch.onnx", input_names=["ids"],
+                 dynamic_axes={"ids": {0: "n"}})
+    imported = convforge.load_model(tmp_path / "torch.onnx")
+    assert [type(la).__name__ for la in imported.layers] == ["Embedding", "Conv1D", "ReLU", "GlobalMaxPooling1D",
+                                                              "Dense"]
+    with torch.no_grad():
+        np.testing.assert_allclose(imported.predict(ids, verbose=0), net(torch.tensor(ids)).numpy(), rtol=RTOL,
+                                   atol=ATOL)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        k = keras.Sequential([keras.Input((16,)), keras.layers.Embedding(30, 6), keras.layers.Conv1D(4, 3),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2)])
+        want = np.asarray(k.predict(ids, verbose=0))
+        k.export(tmp_path / "keras.onnx", format="onnx", verbose=False)
+    from_keras = convforge.load_model(tmp_path / "keras.onnx")
+    assert [type(la).__name__ for la in from_keras.layers][:2] == ["Embedding", "Conv1D"]
+    np.testing.assert_allclose(from_keras.predict(ids, verbose=0), want, rtol=RTOL, atol=ATOL)
+
+
+def test_gathers_that_are_no_embedding_are_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    table = numpy_helper.from_array(rng.standard_normal((5, 3)).astype(np.float32), "table")
+    ids = numpy_helper.from_array(np.array([0, 2], np.int64), "ids")
+    cases = [
+        # Rows of a computed tensor picked by constant indices.
+        ([helper.make_node("Gather", ["x", "ids"], ["y"], name="g")], [ids], ("n", 4),
+         r"node 'g' \(Gather\): is only supported on constants \(shape arithmetic\) and as an embedding"),
+        # Columns of a constant matrix.
+        ([helper.make_node("Cast", ["x"], ["i"], name="c", to=7),
+          helper.make_node("Gather", ["table", "i"], ["y"], name="g", axis=1)], [table], ("n", 4),
+         r"node 'g' \(Gather\), attribute 'axis': a gather along axis 1"),
+        # Integer casts of computed values read by anything but a Gather.
+        ([helper.make_node("Cast", ["x"], ["i"], name="c", to=7),
+          helper.make_node("Cast", ["i"], ["y"], name="back", to=1)], [], ("n", 4),
+         r"node 'c' \(Cast\), attribute 'to': a cast of computed values to element type 7"),
+    ]
+    for k, (nodes, inits, shape, message) in enumerate(cases):
+        with pytest.raises(ModelFileError, match=message):
+            convforge.load_model(save_graph(tmp_path / f"g{k}.onnx", nodes, inits, input_shape=shape))
+    # An integer graph input read by anything but a Gather of a constant.
+    graph = helper.make_graph([helper.make_node("Cast", ["x"], ["y"], to=1)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.INT64, ["n", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    onnx.save(proto, tmp_path / "int_input.onnx")
+    with pytest.raises(ModelFileError, match=r"not a float tensor \(element type 7\), nor the token ids of an embedding"):
+        convforge.load_model(tmp_path / "int_input.onnx")
+
+
+def test_mutated_files_load_or_raise_model_file_error(tmp_path):
+    """Random bytes changed in exported files (an image CNN with BatchNormalization and Permute, a
+    1-D text model with Embedding, a channels-first sequence model): load_model gives a model
+    (whose predict runs or refuses the input with a ValueError) or a ModelFileError, nothing else.
+    FUZZ_SEED picks other mutations (as test_hardening's fuzz of .npz files)."""
+    import random
+
+    sources = []
+    for name, model, shape in (
+        ("cnn", seeded([layers.Input((8, 8, 2)), layers.Conv2D(3, 3, padding="same"), layers.BatchNormalization(),
+                        layers.ReLU(), layers.Permute((2, 1, 3)), layers.MaxPooling2D(2), layers.Flatten(),
+                        layers.Dense(3, activation="softmax")]), (8, 8, 2)),
+        ("text", seeded([layers.Input((10,)), layers.Embedding(20, 4), layers.Conv1D(3, 3, padding="causal"),
+                         layers.GlobalMaxPooling1D(), layers.Dense(2)]), (10,)),
+        ("ncl", seeded([layers.Input((3, 12)), layers.Conv1D(4, 3, padding=1, data_format="channels_first"),
+                        layers.BatchNormalization(axis=1), layers.AveragePooling1D(2, data_format="channels_first"),
+                        layers.Flatten(), layers.Dense(2)]), (3, 12)),
+    ):
+        path = tmp_path / f"{name}.onnx"
+        model.export(path)
+        sources.append(path.read_bytes())
+    rng = random.Random(int(os.environ.get("FUZZ_SEED", "0")))
+    outcomes, failures = {}, []
+    for example in range(150):
+        data = bytearray(rng.choice(sources))
+        for _ in range(rng.choice((1, 2, 4, 8))):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        path = tmp_path / "mutated.onnx"
+        path.write_bytes(bytes(data))
+        try:
+            model = convforge.load_model(path)
+            x = np.random.default_rng(0).integers(0, 2, (2, *model.input_shape[1:])).astype(np.float32)
+            try:
+                model.predict(x, verbose=0)
+            except ValueError:
+                pass
+            outcome = "loaded"
+        except ModelFileError:
+            outcome = "ModelFileError"
+        except Exception as err:  # noqa: BLE001 - the point: anything else is a failure, named
+            outcome = type(err).__name__
+            failures.append(f"example {example}: {outcome}: {err}")
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert not failures, "\n".join(failures[:10])
+    assert outcomes.get("ModelFileError", 0) > 30 and outcomes.get("loaded", 0) > 10, outcomes

@@ -29,7 +29,6 @@ HINTS: dict[str, dict[str, str]] = {
         "SimpleRNN": _RNN,
         "Bidirectional": _RNN,
         "TimeDistributed": _RNN,
-        "Embedding": "convforge has no embedding layer; one-hot encode with convforge.utils.to_categorical and use Dense",
         "MultiHeadAttention": "convforge has no attention layers",
         "Attention": "convforge has no attention layers",
         "LayerNormalization": "convforge has no normalization layers other than BatchNormalization",

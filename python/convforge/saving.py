@@ -415,6 +415,8 @@ def _read_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path, key: str, shape,
     """
     if info.compress_type != zipfile.ZIP_STORED:
         raise ModelFileError(path, f"array {key!r:.100} is compressed; model files hold uncompressed arrays (np.savez)")
+    if info.flag_bits & 0x1:  # zipfile would raise RuntimeError("... password required") on open
+        raise ModelFileError(path, f"array {key!r:.100} is encrypted; model files hold plain arrays (np.savez)")
     with zf.open(info) as f:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):

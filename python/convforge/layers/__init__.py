@@ -17,9 +17,9 @@ Layers
 ------
 Conv2D, MaxPooling2D (MaxPool2D), AveragePooling2D (AvgPool2D), Flatten,
 Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, Softplus,
-Swish (SiLU), GELU, Activation, Input; Conv1D, MaxPooling1D, AveragePooling1D,
-GlobalAveragePooling1D, GlobalMaxPooling1D, ZeroPadding1D, Cropping1D, UpSampling1D (sequences,
-channels-last or channels-first);
+Swish (SiLU), GELU, Activation, Input; Embedding (token ids -> vectors); Conv1D,
+MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, ZeroPadding1D,
+Cropping1D, UpSampling1D (sequences, channels-last or channels-first);
 Conv2DTranspose, UpSampling2D, Permute, Rescaling;
 RandomFlip, RandomRotation, RandomZoom, RandomTranslation (training-only augmentation);
 BatchNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
@@ -44,6 +44,7 @@ from .conv1d import (
     ZeroPadding1D,
 )
 from .conv_transpose import Conv2DTranspose
+from .embedding import Embedding
 from .core import Dense, Dropout, Flatten, Input, InputLayer, Reshape
 from .merging import (
     Add,
@@ -118,6 +119,7 @@ __all__ = [
     "Conv2D",
     "Dense",
     "Dropout",
+    "Embedding",
     "Flatten",
     "Input",
     "InputLayer",

@@ -224,6 +224,8 @@ _BY_NAME = {
     "lecun_uniform": LecunUniform,
     "lecun_normal": LecunNormal,
 }
+# Keras's short aliases (Embedding's default is 'uniform'); after the full names, which serialize() writes.
+_BY_NAME.update({"uniform": RandomUniform, "normal": RandomNormal})
 
 
 class _Callable(Initializer):

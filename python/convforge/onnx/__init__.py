@@ -71,6 +71,8 @@ or nearest Resize (UpSampling1D) of axis 1 of (batch, a, b) is the layer with da
 of axis 2 with 'channels_first' (a zero Pad read only by a 1-D Conv, as PyTorch's ``F.pad`` or Keras's
 exporter write one, joins the Conv1D's padding instead, except in convforge's own files; Keras's exporter's
 UpSampling1D, the Unsqueeze -> Expand -> Reshape repeat of a sequence's axis, is one too: ``_repeat``),
+Gather of a constant matrix's rows by computed token ids (Embedding: ``_embedding``; an integer
+graph input so read, PyTorch's ``nn.Embedding``, is taken as the model's float ids),
 Add/Sum/Sub/Mul/Mean/Max/Min/Concat of computed tensors (the merge layers), Identity
 and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,
 Concat, ConstantOfShape, Reshape, Slice, Cast, ...) is folded; Keras's

@@ -22,7 +22,7 @@ from ..layers.conv import Conv2D
 from ..layers.core import Dense, Flatten, Reshape
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
 from ..layers.reshaping import Permute
-from . import _repeat, _sequences
+from . import _embedding, _repeat, _sequences
 from ._builtin_export import conv_transpose_pads, permute_perm
 from ._registry import register_importer
 
@@ -460,6 +460,14 @@ def import_activation(ctx, node):
             layer = _activation_layer(ctx, node)
         ctx.add_view_layer(node, layer, [base], view=True)
         return
+    steps = ctx.sequence_base(node.input[0])
+    if steps is not None and node.op_type != "Softmax":
+        # On a sequence's (batch, channels, steps) view (PyTorch's Conv1d then F.relu after a
+        # transpose): elementwise, so on the (steps, channels) sequence, its output a view again.
+        out = node.output[0] + "#steps"
+        ctx.add_layer(node, _activation_layer(ctx, node), [steps], out)
+        ctx.set_sequence_view(node.output[0], out)
+        return
     shape = ctx.shape(node, 0)
     if node.op_type == "Softmax":
         if not _softmax_axis_ok(ctx, node, len(shape)):
@@ -651,16 +659,11 @@ def import_shape(ctx, node):
     ctx.consume_node(node)
 
 
-def import_computed_shape_op(ctx, node):
-    """Gather on computed tensors: constant inputs were folded before this is reached (Unsqueeze:
-    _extra_layers.import_unsqueeze)."""
-    raise ctx.error(node, "is only supported on constants (shape arithmetic), not on computed tensors")
-
-
 def import_cast(ctx, node):
-    """A Cast of a computed tensor (constant ones are folded before this is reached)."""
+    """A Cast of a computed tensor (constant ones are folded before this is reached): to float,
+    or to integers read only as an Embedding's token ids (the model takes its ids as floats)."""
     to = ctx.attributes(node, {"to": 1})["to"]
-    if to not in (1, 11):
+    if to not in (1, 11) and not (to in (6, 7) and _embedding.take_token_ids(ctx, node.output[0])):
         raise ctx.error(node, f"a cast of computed values to element type {to} is not supported", "to")
     ctx.consume(node, ctx.input_name(node))  # convforge computes in the model's float dtype
 
@@ -688,8 +691,8 @@ for _op, _fn in (
     ("Constant", import_constant),
     ("Transpose", import_transpose),
     ("Shape", import_shape),
-    ("Gather", import_computed_shape_op),
     ("Unsqueeze", _repeat.import_unsqueeze),
+    ("Gather", _embedding.import_gather),
     ("Expand", _repeat.import_expand),
     ("Cast", import_cast),
 ):

@@ -162,6 +162,12 @@ def export_rescaling(ctx, layer, inputs):
     return y
 
 
+def export_embedding(ctx, layer, inputs):
+    """Rows of the embeddings picked by the ids, which the model holds as floats: Cast to int64, Gather."""
+    ids = ctx.node("Cast", inputs, "Cast", to=7)
+    return ctx.node("Gather", [ctx.initializer("embeddings", layer.params["embeddings"]), ids], "Gather", axis=0)
+
+
 def export_upsampling(ctx, layer, inputs):
     """Nearest-neighbour repeat: Resize with integer scales, 'asymmetric' + 'floor' (pixel i of the
     output reads pixel floor(i / size) of the input, as np.repeat). UpSampling1D scales the steps
@@ -184,6 +190,7 @@ for _name, _fn in (
     ("Rescaling", export_rescaling),
     ("UpSampling2D", export_upsampling),
     ("UpSampling1D", export_upsampling),
+    ("Embedding", export_embedding),
     ("Add", export_merge),
     ("Subtract", export_merge),
     ("Multiply", export_merge),
@@ -485,6 +492,20 @@ def import_reduce(ctx, node):
         axes = [int(v) for v in ctx.constant(node, 1, "axes").reshape(-1)]
     else:
         raise ctx.error(node, "a reduction over every axis (the batch too) is not supported", "axes")
+    steps = ctx.sequence_base(node.input[0])
+    if steps is not None:  # a sequence's (batch, channels, steps) view: over its axis 2, the steps
+        if [int(v) % 3 for v in axes] != [2]:
+            raise ctx.error(node, f"a {node.op_type} of a (batch, channels, steps) sequence over axes {axes}: only "
+                                  "over the steps is supported", "axes")
+        name = "GlobalMaxPooling1D" if node.op_type == "ReduceMax" else "GlobalAveragePooling1D"
+        layer = _layer_class(ctx, node, name)(keepdims=bool(a["keepdims"]))
+        if a["keepdims"]:  # (batch, channels, 1): the view of the layer's (batch, 1, channels)
+            out = node.output[0] + "#steps"
+            ctx.add_layer(node, layer, [steps], out)
+            ctx.set_sequence_view(node.output[0], out)
+        else:
+            ctx.add_layer(node, layer, [steps], node.output[0])
+        return
     base = ctx.view_base(node.input[0])
     shape = ctx.ref_shape(base) if base is not None else ctx.shape(node, 0)
     if base is None and shape is not None and len(shape) == 2:

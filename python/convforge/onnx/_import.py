@@ -404,16 +404,36 @@ def _entries(path, graph, nodes, input_layout) -> list:
                                    f"convforge imports at most {_MAX_GRAPH_INPUTS} of each")
     if len({v.name for v in graph.output}) != len(graph.output):
         raise ModelFileError(path, f"the graph lists an output twice: {[v.name for v in graph.output]}")
-    return [_entry(path, value, nodes, input_layout) for value in inputs]
+    constants = initializers | {n.output[0] for n in nodes if n.op_type == "Constant" and n.output}
+    return [_entry(path, value, nodes, input_layout, constants) for value in inputs]
 
 
-def _entry(path, value, nodes, input_layout):
+def _read_as_token_ids(nodes, name, constants) -> bool:
+    """Is the integer input ``name`` read only (past Casts) as the indices of Gathers from constant
+    matrices: an embedding's token ids (PyTorch's nn.Embedding), which the convforge model takes
+    as floats?"""
+    frontier, gathers = [name], 0
+    while frontier and gathers <= 64:
+        tensor = frontier.pop()
+        for reader in (n for n in nodes if tensor in n.input):
+            if reader.op_type == "Cast" and len(reader.input) == 1:
+                frontier.append(reader.output[0])
+            elif reader.op_type == "Gather" and list(reader.input[1:]) == [tensor] and reader.input[0] in constants:
+                gathers += 1
+            else:
+                return False
+    return gathers > 0 and not frontier
+
+
+def _entry(path, value, nodes, input_layout, constants):
     """A graph input: ``(name, spec, data_format, internal shape, entry tensor, nodes it passed,
     input is a channels-last view of the entry?, batch size the file fixes or None)``; the entry is
     past float Casts (or an Unsqueeze)."""
     elem_type, dims = _reader.value_dims(value)
-    if elem_type not in (1, 11):  # FLOAT, DOUBLE
-        raise ModelFileError(path, f"the input {value.name!r} is not a float tensor (element type {elem_type})")
+    token_ids = elem_type in (6, 7) and _read_as_token_ids(nodes, value.name, constants)  # INT32, INT64
+    if elem_type not in (1, 11) and not token_ids:  # FLOAT, DOUBLE
+        raise ModelFileError(path, f"the input {value.name!r} is not a float tensor (element type {elem_type}), "
+                                   "nor the token ids of an embedding (integers read by a Gather of a constant)")
     if dims is None or len(dims) not in (2, 3, 4) or any(d is None or d < 1 for d in dims[1:]):
         raise ModelFileError(
             path,
@@ -537,6 +557,11 @@ def _walk(path, proto, nodes, opset, input_layout):
         ctx.consume_all(e.passed, e.tensor)
         if e.view:
             ctx.set_view(e.name, e.tensor)
+    # Constant nodes first (they read nothing): an importer that looks ahead (Keras's wrap of
+    # negative token ids, _embedding) sees their values before the walk reaches them.
+    for node in nodes:
+        if node.op_type == "Constant":
+            importer_for("Constant")(ctx, node)
     for x, end, region, approximate in _formulas.find_gelus(ctx, nodes):
         for node in region:
             if node is not end:
