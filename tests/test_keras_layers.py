@@ -452,7 +452,7 @@ def _tiny():
         (lambda: convforge.optimizers.SGD(foo="sgd"), r"argument 'foo' of SGD; its arguments are \['learning_rate'"),
         (lambda: convforge.losses.SparseCategoricalCrossentropy(ignore_class=0), "'ignore_class' of SparseCat"),
         (lambda: convforge.losses.MeanSquaredError(reduction=None), "the argument 'reduction' of MeanSquaredError"),
-        (lambda: convforge.metrics.Precision(class_id=1), "the argument 'class_id' of Precision; compute per-class"),
+        (lambda: convforge.metrics.AUC(label_weights=[1.0, 2.0]), "the argument 'label_weights' of AUC; convforge's"),
         (lambda: convforge.metrics.AUC(multi_label=True), "the argument 'multi_label' of AUC"),
         (lambda: convforge.callbacks.ModelCheckpoint("m.npz", initial_value_threshold=0.5), "'initial_value_thr"),
         (lambda: _tiny().fit(np.ones((4, 3)), np.zeros(4), validation_freq=2), "'validation_freq' of Sequential.fit"),

@@ -48,7 +48,7 @@ def test_keras_layer_aliases_are_the_same_classes(alias, name):
         ("optimizers", "Ftrl", "use Adam, AdamW"),
         ("callbacks", "TensorBoard", "use CSVLogger"),
         ("losses", "KLDivergence", "subclass convforge.losses.Loss"),
-        ("metrics", "F1Score", "precision_recall_f1"),
+        ("metrics", "MeanIoU", "compute it from convforge.metrics.confusion_matrix"),
         ("initializers", "Orthogonal", "convforge does not support convforge.initializers.Orthogonal: use "),
         ("initializers", "VarianceScaling", r"VarianceScaling: use .*HeNormal"),
         ("initializers", "NoSuchInit", r"\(Keras name\?\); its classes are .*GlorotUniform"),

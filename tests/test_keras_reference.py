@@ -178,6 +178,113 @@ def test_metric_matches_keras_over_batches(name, kwargs, kind):
     assert ours.name == re.sub(r"_\d+$", "", theirs.name)  # Keras numbers a second instance: auc_1
 
 
+CLASSIFICATION_CASES = [
+    *[(cls, kwargs, kind) for cls in ("Precision", "Recall")
+      for kwargs, kinds in [
+          ({}, ("onehot", "multilabel", "binary", "coarse")),
+          ({"thresholds": 0.3}, ("onehot", "multilabel", "binary", "decimal")),
+          ({"thresholds": [0.1, 0.4, 0.7]}, ("onehot", "multilabel", "binary", "decimal")),
+          # evenly spaced thresholds take Keras's other (bucketed, clipped) path; coarse and
+          # decimal scores sit on the thresholds themselves
+          ({"thresholds": [0.0, 0.25, 0.5, 0.75, 1.0]}, ("onehot", "multilabel", "coarse")),
+          ({"thresholds": [0, 0.5, 1]}, ("multilabel", "coarse", "decimal")),
+          ({"thresholds": [i / 10 for i in range(11)]}, ("multilabel", "decimal")),
+          ({"top_k": 1}, ("onehot", "multilabel")),
+          ({"top_k": 2, "thresholds": [0.2, 0.5]}, ("onehot", "multilabel")),
+          ({"class_id": 2}, ("onehot", "multilabel", "coarse")),
+          ({"class_id": 1, "thresholds": [0.0, 0.5, 1.0]}, ("onehot", "coarse", "decimal")),
+          ({"top_k": 1, "class_id": 0}, ("onehot", "multilabel")),
+          ({"top_k": 3, "class_id": 3, "thresholds": 0.1}, ("onehot",)),
+      ] for kind in kinds],
+    *[(cls, {**kwargs, **extra}, kind)
+      for kwargs in ({}, {"average": "micro"}, {"average": "macro"}, {"average": "weighted"}, {"threshold": 0.25},
+                     {"average": "weighted", "threshold": 0.5})
+      for cls, extra in (("F1Score", {}), ("FBetaScore", {"beta": 2.0}), ("FBetaScore", {"beta": 0.5}))
+      for kind in ("onehot", "multilabel", "coarse", "binary", "decimal")],
+]
+
+
+def classification_batch(kind, rng, n, classes=4):
+    """Targets and scores: softmax rows with one-hot targets, independent scores with multi-hot
+    targets, a sigmoid column, softmax rows rounded to quarters (ties, scores on thresholds), or
+    float32 tenths with multi-hot targets (where comparing in float32 or float64 differs: 0.3
+    is above 0.3 in float64) and a few scores outside [0, 1] (which Keras clips on one path)."""
+    if kind == "decimal":
+        values = np.array([-0.2, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2], np.float32)
+        return rng.integers(0, 2, (n, classes)).astype(np.float32), rng.choice(values, (n, classes))
+    if kind == "binary":
+        return rng.integers(0, 2, (n, 1)).astype(np.float32), rng.uniform(0, 1, (n, 1)).astype(np.float32)
+    if kind == "multilabel":
+        return (rng.integers(0, 2, (n, classes)).astype(np.float32),
+                rng.uniform(0, 1, (n, classes)).astype(np.float32))
+    z = rng.standard_normal((n, classes)).astype(np.float32)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    if kind == "coarse":
+        p = (np.round(p * 4) / 4).astype(np.float32)
+    return np.eye(classes, dtype=np.float32)[rng.integers(0, classes, n)], p
+
+
+@pytest.mark.parametrize("name,kwargs,kind", CLASSIFICATION_CASES)
+def test_classification_metric_matches_keras_over_weighted_batches(name, kwargs, kind):
+    """Precision/Recall with thresholds lists, top_k and class_id, F1Score and FBetaScore: batches
+    with and without sample weights, result, reset_state, again; the values (per threshold or
+    class), their shape and get_config as Keras 3.15's."""
+    rng = np.random.default_rng(sum(map(ord, f"{name}{kwargs}{kind}")))
+    ours = getattr(convforge.metrics, name)(**kwargs)
+    theirs = getattr(keras.metrics, name)(**kwargs)
+    t = keras.ops.convert_to_tensor
+    for _ in range(2):
+        for weighted in (True, False, True):
+            y, p = classification_batch(kind, rng, int(rng.integers(3, 12)))
+            w = rng.uniform(0, 2, len(y)).astype(np.float32) if weighted else None
+            if w is not None:
+                w[0] = 0.0
+            ours.update_state(y, p, sample_weight=w)
+            theirs.update_state(t(y), t(p), sample_weight=None if w is None else t(w))
+        expected = to_numpy(theirs.result())
+        assert np.shape(ours.result()) == expected.shape
+        np.testing.assert_allclose(ours.result(), expected, rtol=2e-6, atol=1e-6)
+        ours.reset_state()
+        theirs.reset_state()
+        np.testing.assert_array_equal(ours.result(), to_numpy(theirs.result()))
+    config = theirs.get_config()
+    config["name"] = re.sub(r"_\d+$", "", config["name"])  # Keras numbers a second instance
+    assert ours.get_config() == config
+
+
+def test_classification_metrics_log_under_keras_names():
+    """compile(metrics=[...]) with these objects: fit's History, evaluate's dict and list hold
+    the same keys, shapes (an array per class or threshold) and order as Keras's."""
+    rng = np.random.default_rng(5)
+    x = rng.random((24, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 24)]
+
+    def chosen(module):
+        return [module.F1Score(), module.Precision(thresholds=[0.2, 0.5]), module.Recall(class_id=1),
+                module.FBetaScore(average="macro", beta=2.0), module.Precision(top_k=1, name="p_top1")]
+
+    ours = convforge.Sequential([convforge.layers.Input((5,)), convforge.layers.Dense(3, activation="softmax")])
+    theirs = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+    ours.compile("sgd", "categorical_crossentropy", metrics=chosen(convforge.metrics))
+    theirs.compile("sgd", "categorical_crossentropy", metrics=chosen(keras.metrics))
+
+    def names(logs):  # Keras numbers the second Precision of a session: precision_1
+        return sorted(re.sub(r"_\d+$", "", k) for k in logs)
+
+    h_ours = ours.fit(x, y, epochs=1, verbose=0, validation_data=(x, y)).history
+    h_theirs = theirs.fit(x, y, epochs=1, verbose=0, validation_data=(x, y)).history
+    assert names(h_ours) == names(h_theirs)
+    e_ours = ours.evaluate(x, y, verbose=0, return_dict=True)
+    e_theirs = theirs.evaluate(x, y, verbose=0, return_dict=True)
+    assert names(e_ours) == names(e_theirs)
+    shapes = {re.sub(r"_\d+$", "", k): np.shape(v) for k, v in e_theirs.items()}
+    assert {k: np.shape(v) for k, v in e_ours.items()} == shapes
+    assert shapes["f1_score"] == (3,) and shapes["precision"] == (2,)
+    # evaluate's list: the loss, then the metrics in compile's order, as Keras's
+    as_list = theirs.evaluate(x, y, verbose=0)
+    assert [np.shape(v) for v in ours.evaluate(x, y, verbose=0)] == [np.shape(v) for v in as_list]
+
+
 def test_reduce_lr_on_plateau_follows_keras():
     values = [1.0, 0.9, 0.9, 0.95, 0.9, 0.91, 0.92, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
     kwargs = {"factor": 0.5, "patience": 2, "cooldown": 1, "min_lr": 0.02}

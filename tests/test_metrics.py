@@ -92,7 +92,7 @@ def test_running_metrics_are_sample_weighted():
     custom.update_state(None, np.array([1.0, 3.0]))
     assert custom.result() == 2.0
     with pytest.raises(ValueError, match="metric must be one of"):
-        metrics.get("f1_score")
+        metrics.get("no_such_metric")
 
 
 def test_pr_auc_of_a_perfect_and_of_a_constant_classifier():
@@ -298,8 +298,10 @@ def test_metric_arguments_are_checked():
         assert make(k=np.int64(3)).k == 3
     with pytest.raises(ValueError, match=r"thresholds must be in \[0, 1\]; got 2"):
         metrics.Precision(thresholds=2)
-    with pytest.raises(TypeError, match="take one threshold"):
-        metrics.Recall(thresholds=[0.3, 0.6])
+    with pytest.raises(ValueError, match=r"thresholds\[1\] must be in \[0, 1\]; got 1.5"):
+        metrics.Recall(thresholds=[0.3, 1.5])
+    with pytest.raises(TypeError, match=r"thresholds\[0\] must be a number in \[0, 1\]; got 'a'"):
+        metrics.Recall(thresholds=["a"])
     with pytest.raises(TypeError, match="threshold must be a number in"):
         metrics.BinaryAccuracy(threshold="a")
     assert metrics.BinaryAccuracy(threshold=0.7).threshold == 0.7
@@ -385,3 +387,225 @@ def test_auc_counts_a_nan_prediction_as_below_every_threshold(weights):
     reference.update_state(y, np.where(np.isnan(p), -1.0, p), sample_weight=weights)
     assert m.result() == reference.result()
     np.testing.assert_array_equal(m.counts(), reference.counts())
+
+
+# --------------------------------------------------------------------------- Precision and Recall with
+# thresholds lists, top_k and class_id; F1Score and FBetaScore (Keras 3.15's semantics). The
+# expected values are worked out by hand in the comments; the same cases against real Keras are
+# in test_keras_reference.py.
+
+_LABELS3 = np.array([0, 2, 1])
+_SCORES3 = np.array([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3], [0.2, 0.3, 0.5]])
+
+
+def _precision_recall(y, p, sample_weight=None, **kwargs):
+    results = []
+    for make in (metrics.Precision, metrics.Recall):
+        m = make(**kwargs)
+        m.update_state(y, p, sample_weight=sample_weight)
+        results.append(m.result())
+    return results
+
+
+def test_precision_and_recall_give_one_value_per_threshold():
+    """thresholds=[0.3, 0.7] was a TypeError ("take one threshold"). At 0.3 the positives are
+    0.9, 0.8, 0.4, 0.6: tp 3, fp 1, fn 0; at 0.7 they are 0.9, 0.8: tp 1, fp 1, fn 2."""
+    y, p = np.array([1, 0, 1, 0, 1]), np.array([0.9, 0.8, 0.4, 0.2, 0.6])
+    precision, recall = _precision_recall(y, p, thresholds=[0.3, 0.7])
+    np.testing.assert_allclose(precision, [0.75, 0.5])
+    np.testing.assert_allclose(recall, [1.0, 1 / 3])
+    # A list of one threshold gives a number, as Keras's result()[0].
+    assert _precision_recall(y, p, thresholds=[0.3]) == [0.75, 1.0]
+    # The counts accumulate per threshold over batches; reset_state zeroes them.
+    m = metrics.Precision(thresholds=(0.3, 0.7))
+    m.update_state(y[:2], p[:2])
+    m.update_state(y[2:], p[2:])
+    np.testing.assert_allclose(m.result(), [0.75, 0.5])
+    m.reset_state()
+    np.testing.assert_array_equal(m.result(), [0.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "kwargs,expected",
+    [
+        # top 1 = the argmax: rows predict 0, 1, 2 for labels 0, 2, 1: one hit of 3.
+        ({"top_k": 1}, [1 / 3, 1 / 3]),
+        # top 2: {0, 1}, {1, 2}, {2, 1}: every label in, tp 3 of 6 positives.
+        ({"top_k": 2}, [0.5, 1.0]),
+        # top 2 and above 0.35: 0.5 (label), 0.6 (not), 0.5 (not): tp 1, fp 2, fn 2.
+        ({"top_k": 2, "thresholds": 0.35}, [1 / 3, 1 / 3]),
+        # column 2 alone: targets [0, 1, 0], scores [0.2, 0.3, 0.5]; 0.5 is not above 0.5.
+        ({"class_id": 2}, [0.0, 0.0]),
+        ({"class_id": 2, "thresholds": 0.25}, [0.5, 1.0]),
+        # class 0 predicted (the argmax) only in row 0, which is class 0.
+        ({"top_k": 1, "class_id": 0}, [1.0, 1.0]),
+        # column 1 is in every row's top 2; only row 2 is class 1.
+        ({"top_k": 2, "class_id": 1}, [1 / 3, 1.0]),
+        ({"class_id": 1, "thresholds": [0.25, 0.5]}, [[1 / 3, 0.0], [1.0, 0.0]]),
+    ],
+)
+def test_precision_and_recall_with_top_k_and_class_id(kwargs, expected):
+    """Precision(top_k=...) and Precision(class_id=...) were refused (compute them after training)."""
+    for y in (np.eye(3)[_LABELS3], _LABELS3):  # one-hot, or integer labels (convforge's extension)
+        for value, want in zip(_precision_recall(y, _SCORES3, **kwargs), expected):
+            np.testing.assert_allclose(value, want)
+
+
+def test_top_k_breaks_ties_towards_the_lower_column():
+    """Keras's documented examples: the top 2 of four equal scores are the first two."""
+    assert _precision_recall([0, 0, 1, 1], [1.0, 1.0, 1.0, 1.0], top_k=2)[0] == 0.0
+    assert _precision_recall([0, 0, 1, 1], [1.0, 1.0, 1.0, 1.0], top_k=4)[0] == 0.5
+    assert _precision_recall([[0, 1, 0]], [[0.4, 0.4, 0.2]], top_k=1)[0] == 0.0
+
+
+def test_precision_follows_keras_at_the_edges():
+    """Keras casts targets to bool (0.3 is a positive target), compares in float32 (a float32
+    0.3 is not above the threshold 0.3; in float64 it is), and for evenly spaced thresholds
+    0, 1/(n-1), ..., 1 clips the scores to [0, 1] (1.5 is not above the threshold 1 there, but
+    is when the thresholds are not evenly spaced). Values from Keras 3.15."""
+    assert _precision_recall([[0.3], [0.0], [1.0]], [[0.9], [0.9], [0.9]])[0] == pytest.approx(2 / 3)
+    score = np.array([np.float32(0.3)])
+    assert _precision_recall([1], score, thresholds=0.3) == [0.0, 0.0]
+    assert _precision_recall([1], score, thresholds=0.3, dtype="float64") == [1.0, 1.0]
+    y, p = np.array([[1], [0], [1]]), np.array([[1.5], [-0.5], [1.0]])
+    np.testing.assert_array_equal(_precision_recall(y, p, thresholds=[0, 0.5, 1])[0], [1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(_precision_recall(y, p, thresholds=[0, 0.4, 1])[0], [1.0, 1.0, 1.0])
+    # Not clipped below: a score 0 is not above the threshold 0.
+    np.testing.assert_array_equal(_precision_recall(y, [[0.0], [0.5], [1.0]], thresholds=[0, 0.5, 1])[1],
+                                  [0.5, 0.5, 0.0])
+
+
+def test_precision_weighs_each_output_with_weights_of_y_pred_shape():
+    """Keras's sample_weight may have y_pred's shape. Above 0.5: (0,0) w1 hit, (0,2) w3 miss,
+    (1,1) w5 hit, (1,2) w6 miss, (2,0) w7 miss, (2,2) w9 hit: 15 / 31 (Keras 3.15: 0.48387095)."""
+    p = np.array([[0.6, 0.5, 0.7], [0.2, 0.9, 0.6], [0.8, 0.1, 0.9]])
+    w = np.arange(1.0, 10.0).reshape(3, 3)
+    assert _precision_recall(np.eye(3), p, sample_weight=w)[0] == pytest.approx(15 / 31)
+    # With class_id the column's weights: column 1 holds (1,1) w5 above 0.5, a hit.
+    assert _precision_recall(np.eye(3), p, sample_weight=w, class_id=1) == [1.0, 1.0]
+    # One weight per sample weighs the sample's outputs alike.
+    assert _precision_recall(np.eye(3), p, sample_weight=[1.0, 0.0, 0.0])[0] == 0.5
+
+
+@pytest.mark.parametrize(
+    "make,update,error,message",
+    [
+        (lambda: metrics.Precision(class_id=3), True, ValueError,
+         r"precision: class_id=3 is out of range for y_pred with 3 classes \(columns 0 to 2\)"),
+        (lambda: metrics.Recall(class_id=0), "1d", ValueError, r"recall: with class_id, y_pred must have shape"),
+        (lambda: metrics.Recall(top_k=4), True, ValueError, r"recall: top_k=4 is more than the 3 scores"),
+        (lambda: metrics.Precision(class_id=-1), False, ValueError, r"class_id must be None or an int >= 0 .*; got -1"),
+        (lambda: metrics.Precision(class_id=1.5), False, ValueError, r"class_id must be None .*; got 1.5"),
+        (lambda: metrics.Precision(top_k=0), False, ValueError, r"top_k must be an int >= 1 .*; got 0"),
+        (lambda: metrics.Recall(top_k=True), False, ValueError, r"top_k must be an int >= 1"),
+        (lambda: metrics.Precision(thresholds=-0.1), False, ValueError, r"thresholds must be in \[0, 1\]; got -0.1"),
+        (lambda: metrics.Precision(thresholds=[]), False, ValueError, r"thresholds must be a number or a non-empty"),
+        (lambda: metrics.Precision(dtype="float16"), False, ValueError, r"Precision: dtype must be None, 'float32'"),
+        (lambda: metrics.F1Score(average="samples"), False, ValueError,
+         r"average must be None, 'micro', 'macro' or 'weighted'; got 'samples'"),
+        (lambda: metrics.FBetaScore(beta=0.0), False, ValueError, r"beta must be a number > 0 .*; got 0.0"),
+        (lambda: metrics.FBetaScore(beta="2"), False, ValueError, r"beta must be a number > 0"),
+        (lambda: metrics.F1Score(threshold=0.0), False, ValueError, r"threshold must be None .* 0 < threshold <= 1"),
+        (lambda: metrics.F1Score(threshold=1.5), False, ValueError, r"0 < threshold <= 1; got 1.5"),
+    ],
+)
+def test_bad_arguments_of_the_classification_metrics_are_named(make, update, error, message):
+    with pytest.raises(error, match=message):
+        m = make()
+        if update == "1d":
+            m.update_state([1, 0], [0.7, 0.2])
+        elif update:
+            m.update_state(np.eye(3)[_LABELS3], _SCORES3)
+
+
+def test_precision_and_recall_configs_are_keras_s():
+    """Keras 3.15's get_config: name, dtype ('float32' for None), thresholds as given."""
+    assert metrics.Precision().get_config() == {"name": "precision", "dtype": "float32", "thresholds": None,
+                                                "top_k": None, "class_id": None}
+    m = metrics.Recall([0.2, 0.6], 2, 1, "r", "float64")  # Keras's positional order
+    assert m.get_config() == {"name": "r", "dtype": "float64", "thresholds": [0.2, 0.6], "top_k": 2, "class_id": 1}
+    again = metrics.Recall.from_config(m.get_config())
+    assert again.get_config() == m.get_config()
+    assert metrics.get(metrics.serialize(m)).get_config() == m.get_config()
+
+
+# F1Score and FBetaScore. Rows: ties (0.5, 0.5) predict classes 0 and 1; all-zero scores predict
+# nothing; then class 2 and class 1. Per class, tp/fp/fn: class 0 1/0/0, class 1 1/1/1, class 2
+# 1/0/0, so F1 = [1, 0.5, 1]; micro from tp 3, fp 1, fn 1: 0.75; macro 2.5 / 3; weighted by the
+# classes' targets [1, 2, 1]: 3 / 4. Keras 3.15 gives the same (to its epsilon, 1e-7).
+_F_Y = np.eye(3)[[0, 1, 2, 1]]
+_F_P = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 0.0], [0.2, 0.3, 0.5], [0.1, 0.8, 0.1]])
+_F_W = np.array([1.0, 2.0, 0.5, 3.0])
+
+
+@pytest.mark.parametrize("average,expected", [(None, [1.0, 0.5, 1.0]), ("micro", 0.75), ("macro", 2.5 / 3),
+                                              ("weighted", 0.75)])
+def test_f1_score_as_keras(average, expected):
+    m = metrics.F1Score(average=average)
+    m.update_state(_F_Y[:2], _F_P[:2])
+    m.update_state(_F_Y[2:], _F_P[2:])  # counts accumulate over batches
+    np.testing.assert_allclose(m.result(), expected, rtol=1e-6)
+    assert (type(m.result()) is float) == (average is not None)
+    m.reset_state()  # keeps the number of classes, as Keras
+    np.testing.assert_array_equal(m.result(), np.zeros(3) if average is None else 0.0)
+    # A threshold: 0.3 is not above 0.3, so the same predictions here.
+    m = metrics.F1Score(average=average, threshold=0.3)
+    m.update_state(_F_Y, _F_P)
+    np.testing.assert_allclose(m.result(), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("average,expected", [
+    # class 1: tp 3 (row 3), fp 1 (row 0), fn 2 (row 1): P 3/4, R 3/5, F2 = 5 P R / (4 P + R) = 0.625
+    (None, [1.0, 0.625, 1.0]),
+    # tp 1 + 0.5 + 3, fp 1, fn 2: P 4.5/5.5, R 4.5/6.5
+    ("micro", 5 * (4.5 / 5.5) * (4.5 / 6.5) / (4 * 4.5 / 5.5 + 4.5 / 6.5)),
+    ("macro", 2.625 / 3),
+    # weights of the classes' targets: 1, 2 + 3, 0.5
+    ("weighted", (1.0 + 0.625 * 5 + 0.5) / 6.5),
+])
+def test_fbeta_score_weighs_samples_as_keras(average, expected):
+    m = metrics.FBetaScore(average=average, beta=2.0)
+    m.update_state(_F_Y, _F_P, sample_weight=_F_W)
+    np.testing.assert_allclose(m.result(), expected, rtol=1e-6)
+
+
+def test_f1_score_of_multi_label_targets_with_a_threshold():
+    """threshold=0.5, several classes per row: class 0 tp 2; class 1 tp 1, fp 1; class 2 fn 1."""
+    y = np.array([[1, 1, 0], [1, 0, 1]])
+    p = np.array([[0.9, 0.7, 0.2], [0.6, 0.8, 0.4]])
+    m = metrics.F1Score(threshold=0.5)
+    m.update_state(y, p)
+    np.testing.assert_allclose(m.result(), [1.0, 2 / 3, 0.0], rtol=1e-6, atol=1e-6)
+    assert m.get_config() == {"name": "f1_score", "dtype": "float32", "average": None, "threshold": 0.5}
+
+
+def test_f1_score_wants_one_hot_targets_as_keras():
+    """Keras requires y_true and y_pred of shape (batch, classes); (N, 1) labels against (N, 3)
+    scores broadcast silently there, a wrong score: here an error that says what to pass."""
+    for y in (np.array([0, 1, 2, 1]), np.array([[0], [1], [2], [1]])):
+        with pytest.raises(ValueError, match=r"f1_score: y_true and y_pred must both have shape \(batch, classes\).*"
+                                             r"np.eye\(classes\)\[labels\]"):
+            metrics.F1Score().update_state(y, _F_P)
+    m = metrics.F1Score()
+    assert m.result().shape == (0,) and metrics.F1Score(average="macro").result() == 0.0  # nothing seen yet
+    m.update_state(_F_Y, _F_P)
+    with pytest.raises(ValueError, match="its first batch had 3 classes, this one 4"):
+        m.update_state(np.eye(4), np.eye(4))
+    m.reset_state()
+    with pytest.raises(ValueError, match="its first batch had 3 classes"):
+        m.update_state(np.eye(4), np.eye(4))
+
+
+def test_f1_and_fbeta_names_and_configs_are_keras_s():
+    assert metrics.FBetaScore(beta=2.0).get_config() == {"name": "fbeta_score", "dtype": "float32", "average": None,
+                                                         "beta": 2.0, "threshold": None}
+    m = metrics.F1Score("macro", 0.4, "f1")
+    assert m.get_config() == {"name": "f1", "dtype": "float32", "average": "macro", "threshold": 0.4}
+    assert metrics.F1Score.from_config(m.get_config()).get_config() == m.get_config()
+    assert type(metrics.get("f1_score")) is metrics.F1Score and metrics.get("f1_score").name == "f1_score"
+    assert type(metrics.get("FBetaScore")) is metrics.FBetaScore
+    with pytest.raises(ValueError, match="metric must be one of"):
+        metrics.get("fbeta_score")  # as Keras: no such function
+    again = metrics.get(metrics.serialize(metrics.FBetaScore(average="weighted", beta=0.5, name="f05")))
+    assert again.get_config() == {"name": "f05", "dtype": "float32", "average": "weighted", "beta": 0.5,
+                                  "threshold": None}

@@ -132,7 +132,7 @@ def test_built_in_metric_objects_are_saved_with_their_settings(tmp_path):
     loaded = convforge.load_model(path)
     assert loaded.metrics_names == model.metrics_names == ["loss", "acc", "sparse_top_k_categorical_accuracy", "hits",
                                                            "p30", "accuracy", "prc"]
-    assert loaded.compiled_metrics[1].k == 2 and loaded.compiled_metrics[3].threshold == 0.3
+    assert loaded.compiled_metrics[1].k == 2 and loaded.compiled_metrics[3].thresholds == [0.3]
     assert (loaded.compiled_metrics[5].curve, loaded.compiled_metrics[5].num_thresholds) == ("PR", 50)
     x, y = data()
     assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)

@@ -93,7 +93,6 @@ HINTS: dict[str, dict[str, str]] = {
         "CategoricalFocalCrossentropy": "use CategoricalCrossentropy, or subclass convforge.losses.Loss",
     },
     "convforge.metrics": {
-        "F1Score": "use convforge.metrics.precision_recall_f1(y_true, model.predict(x)) after training",
         "MeanIoU": "compute it from convforge.metrics.confusion_matrix",
         "PrecisionAtRecall": "use Precision, Recall or AUC",
         "RecallAtPrecision": "use Precision, Recall or AUC",
@@ -163,9 +162,6 @@ ARGUMENT_HINTS: dict[str, str] = {
                  "fit(sample_weight=...)",
     "ignore_class": "give those samples sample_weight 0 in fit",
     "dtype": "losses and metrics compute in the model's dtype",
-    "class_id": "compute per-class precision and recall after training with "
-                "convforge.metrics.precision_recall_f1(y_true, model.predict(x))",
-    "top_k": "convforge's Precision and Recall take the predicted class (or thresholds)",
     "multi_label": "convforge's AUC is single-label",
     "label_weights": "convforge's AUC takes no label weights",
     "initial_value_threshold": "start from the first epoch's value (convforge's default)",
@@ -192,8 +188,6 @@ NEUTRAL_VALUES: dict[str, object] = {
     "axis": -1,  # the losses' class axis: convforge's is the last one
     "ignore_class": None,
     "dtype": None,
-    "class_id": None,
-    "top_k": None,
     "multi_label": False,
     "num_labels": None,
     "label_weights": None,

@@ -12,6 +12,16 @@ integer labels ``(N,)`` or scores/probabilities ``(N, C)`` (the argmax is
 taken), e.g. straight from ``model.predict(x)``. Conventions follow
 scikit-learn: confusion-matrix rows are true classes and columns predicted
 classes; a precision or recall whose denominator is 0 is reported as 0.
+
+Metric objects (Keras 3's names, arguments and values; ``update_state``,
+``result``, ``reset_state``, ``get_config``), for ``compile(metrics=[...])``
+or by hand: ``Accuracy``, ``BinaryAccuracy``, ``CategoricalAccuracy``,
+``SparseCategoricalAccuracy``, ``TopKCategoricalAccuracy``,
+``SparseTopKCategoricalAccuracy``, ``Precision`` and ``Recall``
+(``thresholds``, ``top_k``, ``class_id``), ``F1Score`` and ``FBetaScore``
+(``average``, ``threshold``), ``AUC``, ``MeanSquaredError``,
+``MeanAbsoluteError``, ``Mean``, ``Sum``. A metric with one value per
+threshold or class returns a float64 array, as Keras's does.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ __all__ = [
     "Accuracy",
     "BinaryAccuracy",
     "CategoricalAccuracy",
+    "F1Score",
+    "FBetaScore",
     "Precision",
     "Recall",
     "SparseCategoricalAccuracy",
@@ -94,18 +106,15 @@ def _broadcast_weights(sample_weight, shape, who: str) -> np.ndarray:
 def _threshold(value, name: str) -> float:
     """A decision threshold: a number in [0, 1] (Keras's rule for Precision and Recall)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        hint = ""
-        if isinstance(value, (list, tuple, np.ndarray)):
-            hint = " (convforge's Precision and Recall take one threshold: make one metric per threshold)"
-        raise TypeError(f"{name} must be a number in [0, 1]; got {value!r}{hint}")
+        raise TypeError(f"{name} must be a number in [0, 1]; got {value!r}")
     if not 0 <= value <= 1:
         raise ValueError(f"{name} must be in [0, 1]; got {value!r}")
     return float(value)
 
 
-def _top_k(value) -> int:
+def _top_k(value, name: str = "k") -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"k must be an int >= 1 (how many of the highest scores count); got {value!r}")
+        raise ValueError(f"{name} must be an int >= 1 (how many of the highest scores count); got {value!r}")
     return int(value)
 
 
@@ -594,52 +603,308 @@ class SparseTopKCategoricalAccuracy(Mean):
         return {**super().get_config(), "k": self.k}
 
 
-class Precision(_Counting):
-    """``tp / (tp + fp)`` over all outputs thresholded at ``thresholds`` (0.5); Keras's ``Precision``.
+# Keras's stand-in for "no threshold" when only top_k decides (metrics_utils.NEG_INF): scores
+# outside the top k are set to it, so that every threshold in [0, 1] rejects them.
+_NEG_INF = -1e10
 
-    Element-wise, as Keras: for a softmax output with one-hot (or integer)
-    targets every class column counts. 0 when nothing was predicted positive.
+
+def _metric_dtype(dtype, who: str) -> np.dtype:
+    """The dtype Keras's metrics compare and count in: float32 by default (``dtype=None``, what
+    its get_config reports as 'float32'), or float64."""
+    if dtype is None:
+        return np.dtype(np.float32)
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in (np.float32, np.float64):
+        raise ValueError(f"{who}: dtype must be None, 'float32' or 'float64' (convforge's metrics compute in "
+                         f"one of those); got {dtype!r}")
+    return resolved
+
+
+def _class_id(value):
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"class_id must be None or an int >= 0 (a column of y_pred); got {value!r}")
+    return int(value)
+
+
+def _thresholds(value, default: float) -> list[float]:
+    """Precision's and Recall's ``thresholds``: a number or a list of numbers in [0, 1] (one
+    result per threshold, as Keras), ``default`` when None."""
+    if value is None:
+        return [default]
+    if isinstance(value, (list, tuple, np.ndarray)):
+        if len(value) == 0:
+            raise ValueError("thresholds must be a number or a non-empty list of numbers in [0, 1]; got []")
+        return [_threshold(v, f"thresholds[{i}]") for i, v in enumerate(value)]
+    return [_threshold(value, "thresholds")]
+
+
+def _evenly_spaced(thresholds) -> bool:
+    """Keras's is_evenly_distributed_thresholds: 0, 1/(n-1), ..., 1 for n >= 3 thresholds."""
+    n = len(thresholds)
+    return n >= 3 and bool(np.allclose(thresholds, np.arange(n, dtype=np.float32) / (n - 1), atol=1e-7))
+
+
+class Precision(_Counting):
+    """``tp / (tp + fp)``, Keras's ``Precision(thresholds=None, top_k=None, class_id=None, name=None, dtype=None)``.
+
+    As Keras 3, element-wise over all outputs: every column of a softmax
+    output counts, against one-hot (or, a convforge extension, integer)
+    targets. A target counts as positive when it is non-zero (Keras casts it
+    to bool), a prediction when it is above the threshold.
+
+    * ``thresholds``: a number or a list of numbers in [0, 1] (0.5 by default;
+      0 for logits). A list gives one result per threshold (an array).
+    * ``top_k``: only the ``k`` highest scores of each row (the last axis) can
+      be positive; with no ``thresholds`` all of them are. Ties are broken
+      towards the lower column, as Keras documents it (its torch backend does
+      not promise an order).
+    * ``class_id``: only that column of ``y_true`` and ``y_pred`` (after
+      ``top_k``), e.g. the precision of class 2 in a softmax output;
+      ``top_k=1, class_id=c`` is "predicted class c" (the argmax).
+
+    ``sample_weight``: a number, one weight per sample, or one per output (of
+    ``y_pred``'s shape). ``result()`` is 0 when nothing was predicted positive.
+    ``dtype``: scores and thresholds are compared in float32 (Keras's default)
+    or float64; counts are kept in float64.
     """
 
     _count_names = ("tp", "fp", "fn")
     direction = "up"
+    _default_name = "precision"
 
-    def __init__(self, thresholds=None, name: str = "precision"):
-        self.threshold = 0.5 if thresholds is None else _threshold(thresholds, "thresholds")
-        super().__init__(name)
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        self.top_k = None if top_k is None else _top_k(top_k, "top_k")
+        self.class_id = _class_id(class_id)
+        # Keras: with top_k alone, every score in the top k is positive.
+        self.thresholds = _thresholds(thresholds, 0.5 if self.top_k is None else _NEG_INF)
+        # get_config gives thresholds as they were given (None, a number or a list), as Keras.
+        self.init_thresholds = None if thresholds is None else (
+            list(self.thresholds) if isinstance(thresholds, (list, tuple, np.ndarray)) else self.thresholds[0])
+        self._dtype = _metric_dtype(dtype, type(self).__name__)
+        self._evenly_spaced = _evenly_spaced(self.thresholds)
+        super().__init__(self._default_name if name is None else name)
+
+    @property
+    def dtype(self) -> str:
+        return self._dtype.name
 
     def reset_state(self):
-        self.tp = self.fp = self.fn = 0
+        self.tp, self.fp, self.fn = (np.zeros(len(self.thresholds)) for _ in range(3))
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         t, p = _binary_pair(y_true, y_pred, self.name)
-        positive, actual = p > self.threshold, t > 0.5
-        if sample_weight is not None:  # each sample's weight on each of its outputs, as Keras
-            w = _sample_weights(sample_weight, len(p), self.name).reshape(-1, *([1] * (p.ndim - 1)))
-            w = np.broadcast_to(w, p.shape)
-            self.tp += float(w[positive & actual].sum())
-            self.fp += float(w[positive & ~actual].sum())
-            self.fn += float(w[~positive & actual].sum())
-            return
-        self.tp += int(np.count_nonzero(positive & actual))
-        self.fp += int(np.count_nonzero(positive & ~actual))
-        self.fn += int(np.count_nonzero(~positive & actual))
+        actual = t != 0  # Keras casts the targets to bool
+        p = p.astype(self._dtype)
+        w = np.ones(p.shape) if sample_weight is None else self._weights(sample_weight, p.shape)
+        if self.top_k is not None:
+            p = self._keep_top_k(p)
+        if self.class_id is not None:
+            if p.ndim < 2:
+                raise ValueError(f"{self.name}: with class_id, y_pred must have shape (batch, classes); "
+                                 f"got shape {p.shape}")
+            if self.class_id >= p.shape[-1]:
+                raise ValueError(f"{self.name}: class_id={self.class_id} is out of range for y_pred with "
+                                 f"{p.shape[-1]} classes (columns 0 to {p.shape[-1] - 1})")
+            actual, p, w = actual[..., self.class_id], p[..., self.class_id], w[..., self.class_id]
+        actual, p, w = actual.reshape(-1), p.reshape(-1), w.reshape(-1)
+        positive = self._positive(p).astype(np.float64)  # (thresholds, outputs)
+        hit, miss = np.where(actual, w, 0.0), np.where(actual, 0.0, w)
+        self.tp = self.tp + positive @ hit
+        self.fp = self.fp + positive @ miss
+        self.fn = self.fn + (1.0 - positive) @ hit
 
-    def result(self) -> float:
-        return float(self.tp / (self.tp + self.fp)) if self.tp + self.fp else 0.0
+    def _weights(self, sample_weight, shape) -> np.ndarray:
+        """Keras's weights: a number, one per sample ((N,) or (N, 1)), or one per output."""
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.shape == tuple(shape) and w.ndim > 1 and shape[-1] > 1:
+            if not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise ValueError(f"{self.name}: sample_weight must be finite and >= 0")
+            return w
+        w = _sample_weights(sample_weight, shape[0], self.name)
+        return np.broadcast_to(w.reshape(-1, *([1] * (len(shape) - 1))), shape)
+
+    def _keep_top_k(self, p: np.ndarray) -> np.ndarray:
+        """``p`` with every score outside the ``top_k`` largest of its row set to -1e10 (Keras)."""
+        if self.top_k > p.shape[-1]:
+            raise ValueError(f"{self.name}: top_k={self.top_k} is more than the {p.shape[-1]} scores along "
+                             f"y_pred's last axis (shape {p.shape})")
+        # A stable sort of the negated scores: of equal scores the lower column comes first.
+        order = np.argsort(-p, axis=-1, kind="stable")[..., : self.top_k]
+        keep = np.zeros(p.shape, dtype=bool)
+        np.put_along_axis(keep, order, True, axis=-1)
+        return np.where(keep, p, p.dtype.type(_NEG_INF))
+
+    def _positive(self, p: np.ndarray) -> np.ndarray:
+        """``(thresholds, outputs)``: which outputs count as predicted positive at each threshold."""
+        thresholds = np.asarray(self.thresholds, dtype=self._dtype)
+        if not self._evenly_spaced:
+            return p[None, :] > thresholds[:, None]
+        # Keras takes another path for thresholds 0, 1/(n-1), ..., 1: scores clipped to [0, 1]
+        # and put in buckets ceil(p (n-1)) - 1, positive at every threshold up to their bucket.
+        # The same as p > t except for scores above 1 (not above the threshold 1 there) and
+        # rounding at the thresholds themselves, where this matches Keras to the last bit.
+        n = len(thresholds)
+        with np.errstate(invalid="ignore"):  # NaN: in no bucket, positive nowhere
+            bucket = np.ceil(np.clip(p, 0, 1) * p.dtype.type(n - 1)) - 1
+            return bucket[None, :] >= np.arange(n, dtype=p.dtype)[:, None]
+
+    def _value(self, denominator) -> float | np.ndarray:
+        values = _ratio(self.tp, denominator)
+        return float(values[0]) if len(self.thresholds) == 1 else values
+
+    def result(self) -> float | np.ndarray:
+        """A float, or one per threshold (a float64 array) when ``thresholds`` is a list."""
+        return self._value(self.tp + self.fp)
 
     def get_config(self):
-        return {**super().get_config(), "thresholds": self.threshold}
+        return {"name": self.name, "dtype": self.dtype, "thresholds": self.init_thresholds, "top_k": self.top_k,
+                "class_id": self.class_id}
 
 
 class Recall(Precision):
-    """``tp / (tp + fn)`` over all outputs thresholded at ``thresholds`` (0.5); Keras's ``Recall``."""
+    """``tp / (tp + fn)``, Keras's ``Recall(thresholds=None, top_k=None, class_id=None, name=None, dtype=None)``:
+    the fraction of positive targets predicted positive; arguments as :class:`Precision`'s."""
 
-    def __init__(self, thresholds=None, name: str = "recall"):
-        super().__init__(thresholds, name)
+    _default_name = "recall"
 
-    def result(self) -> float:
-        return float(self.tp / (self.tp + self.fn)) if self.tp + self.fn else 0.0
+    def result(self) -> float | np.ndarray:
+        return self._value(self.tp + self.fn)
+
+
+_EPSILON = 1e-7  # Keras's backend.epsilon(), which FBetaScore adds to its denominators
+
+
+class FBetaScore(_Counting):
+    """Keras's ``FBetaScore(average=None, beta=1.0, threshold=None, name='fbeta_score', dtype=None)``.
+
+    ``(1 + beta**2) * precision * recall / (beta**2 * precision + recall)``
+    per class, from counts accumulated over batches, as Keras 3:
+
+    * ``y_true`` and ``y_pred`` of one shape ``(batch, classes)``: one-hot or
+      multi-hot targets (as Keras, integer labels are refused: one-hot encode
+      them, ``np.eye(classes)[labels]``).
+    * ``threshold=None``: each row's largest score is the prediction (ties:
+      all of them; a score of 0 never); else scores above ``threshold``
+      (``0 < threshold <= 1``) are, several per row possibly (multi-label).
+    * ``average=None``: one value per class (a float64 array of shape
+      ``(classes,)``); ``'micro'``: from the counts of all classes together;
+      ``'macro'``: the mean of the classes' values; ``'weighted'``: their
+      mean weighted by each class's (weighted) count of positive targets.
+    * ``sample_weight``: a number or one weight per sample.
+
+    Keras's ``epsilon`` (1e-7) in the denominators is kept, so a class never
+    predicted nor present gives 0. The number of classes is fixed by the first
+    batch (``reset_state`` keeps it, as Keras). Unlike Keras (which wants
+    Python floats), ``beta`` and ``threshold`` may be ints; ``result()`` before
+    any batch is 0.0, or an empty array for ``average=None`` (Keras raises).
+    """
+
+    _count_names = ("tp", "fp", "fn", "intermediate_weights")
+    direction = "up"
+
+    def __init__(self, average=None, beta=1.0, threshold=None, name="fbeta_score", dtype=None):
+        if average not in (None, "micro", "macro", "weighted"):
+            raise ValueError(f"average must be None, 'micro', 'macro' or 'weighted'; got {average!r}")
+        if isinstance(beta, (bool, np.bool_)) or not isinstance(beta, numbers.Real) or not np.isfinite(beta) \
+                or beta <= 0:
+            raise ValueError(f"beta must be a number > 0 (how many times recall counts as much as precision); "
+                             f"got {beta!r}")
+        if threshold is not None:
+            if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, numbers.Real) \
+                    or not 0 < threshold <= 1:
+                raise ValueError(f"threshold must be None (each row's largest score) or a number with "
+                                 f"0 < threshold <= 1; got {threshold!r}")
+            threshold = float(threshold)
+        self.average = average
+        self.beta = float(beta)
+        self.threshold = threshold
+        self._dtype = _metric_dtype(dtype, type(self).__name__)
+        self._classes = None  # fixed by the first batch, as Keras builds its variables
+        super().__init__(name)
+
+    dtype = Precision.dtype
+
+    def reset_state(self):
+        shape = (0,) if self._classes is None else (() if self.average == "micro" else (self._classes,))
+        self.tp, self.fp, self.fn, self.intermediate_weights = (np.zeros(shape) for _ in range(4))
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        t, p = np.asarray(y_true), np.asarray(y_pred)
+        if t.ndim != 2 or p.ndim != 2 or t.shape != p.shape:
+            hint = ""
+            if t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1 and p.ndim == 2 and p.shape[1] > 1):
+                hint = "; for integer labels pass one-hot targets, np.eye(classes)[labels]"
+            raise ValueError(f"{self.name}: y_true and y_pred must both have shape (batch, classes) (one-hot or "
+                             f"multi-hot targets, as Keras); got y_true {t.shape} and y_pred {p.shape}{hint}")
+        if self._classes is None:
+            self._classes = p.shape[1]
+            self.reset_state()
+        elif p.shape[1] != self._classes:
+            raise ValueError(f"{self.name}: its first batch had {self._classes} classes, this one "
+                             f"{p.shape[1]}; make a new metric for another number of classes")
+        try:
+            p = p.astype(self._dtype)
+            t = t.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{self.name}: y_true and y_pred must hold numbers; got dtypes {t.dtype}, {p.dtype}") \
+                from None
+        if self.threshold is None:  # Keras: the row's maximum, if it is not 0
+            predicted = (p >= p.max(axis=-1, keepdims=True)) & (np.abs(p) > 1e-9)
+        else:
+            predicted = p > p.dtype.type(self.threshold)
+        predicted = predicted.astype(np.float64)
+        w = None if sample_weight is None else _sample_weights(sample_weight, len(p), self.name)[:, None]
+        axis = None if self.average == "micro" else 0
+
+        def total(values):
+            return (values if w is None else values * w).sum(axis=axis)
+
+        self.tp = self.tp + total(predicted * t)
+        self.fp = self.fp + total(predicted * (1 - t))
+        self.fn = self.fn + total((1 - predicted) * t)
+        self.intermediate_weights = self.intermediate_weights + total(t)
+
+    def result(self) -> float | np.ndarray:
+        """A float for an ``average``, else one float64 value per class."""
+        if self._classes is None:
+            return np.zeros(0) if self.average is None else 0.0
+        precision = self.tp / (self.tp + self.fp + _EPSILON)
+        recall = self.tp / (self.tp + self.fn + _EPSILON)
+        b2 = self.beta**2
+        score = (1 + b2) * precision * recall / (b2 * precision + recall + _EPSILON)
+        if self.average == "weighted":
+            weights = self.intermediate_weights / (self.intermediate_weights.sum() + _EPSILON)
+            return float(np.sum(score * weights))
+        if self.average is not None:
+            return float(np.mean(score))
+        return score
+
+    def counts(self) -> np.ndarray:
+        if self._classes is None:
+            raise ValueError(f"{self.name}: its number of classes is not known before its first batch")
+        return super().counts()
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "average": self.average, "beta": self.beta,
+                "threshold": self.threshold}
+
+
+class F1Score(FBetaScore):
+    """Keras's ``F1Score(average=None, threshold=None, name='f1_score', dtype=None)``: :class:`FBetaScore`
+    with ``beta=1``, the harmonic mean of precision and recall."""
+
+    def __init__(self, average=None, threshold=None, name="f1_score", dtype=None):
+        super().__init__(average=average, beta=1.0, threshold=threshold, name=name, dtype=dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["beta"]
+        return config
 
 
 class AUC(_Counting):
@@ -750,16 +1015,19 @@ _BY_NAME = {
     "precision": Precision,
     "recall": Recall,
     "auc": AUC,
+    "f1_score": F1Score,
 }
 
-
-_CLASS_NAMES = {cls.__name__.lower(): name for name, cls in reversed(list(_BY_NAME.items()))}
+# Keras's get('fbeta_score') fails (there is no such function): FBetaScore is known by its class
+# name only, 'FBetaScore' or a serialize() dict.
+_BUILT_IN = (*_BY_NAME.values(), FBetaScore)
+_CLASS_NAMES = {cls.__name__.lower(): cls for cls in _BUILT_IN}
 
 
 def serialize(metric: Metric) -> dict | None:
     """``{"class_name", "config"}`` for a built-in metric object (:func:`get` rebuilds it), or None
     for a function or a class of your own (which a model file cannot rebuild)."""
-    if type(metric) not in _BY_NAME.values():
+    if type(metric) not in _BUILT_IN:
         return None
     return {"class_name": type(metric).__name__, "config": metric.get_config()}
 
@@ -779,14 +1047,14 @@ def get(identifier) -> Metric:
             )
         return identifier
     if isinstance(identifier, dict):
-        classes = {cls.__name__: cls for cls in _BY_NAME.values()}
+        classes = {cls.__name__: cls for cls in _BUILT_IN}
         if not isinstance(identifier.get("class_name"), str) or identifier["class_name"] not in classes:
             raise ValueError(f"unknown metric description {identifier!r}")
         return classes[identifier["class_name"]](**identifier.get("config", {}))
     if isinstance(identifier, str):
         key = identifier.lower()
         if key not in _BY_NAME and key in _CLASS_NAMES:  # 'AUC', 'Precision': Keras's default names
-            return _BY_NAME[_CLASS_NAMES[key]]()
+            return _CLASS_NAMES[key]()
         if key not in _BY_NAME:
             raise ValueError(f"metric must be one of {sorted(_BY_NAME)}, a Metric or a function; got {identifier!r}")
         return _BY_NAME[key](name=identifier)
@@ -799,7 +1067,7 @@ from . import _unsupported  # noqa: E402
 
 __getattr__ = _unsupported.module_getattr(__name__, lambda: globals())
 
-# A Keras argument a class here lacks (clipnorm, reduction, class_id, ...) gets a TypeError
+# A Keras argument a class here lacks (multi_label, label_weights, ...) gets a TypeError
 # naming it and what to do instead, not Python's bare "unexpected keyword argument".
 for _cls in [v for v in list(globals().values()) if isinstance(v, type) and issubclass(v, Metric)]:
     _unsupported.check_arguments(_cls)
