@@ -8,6 +8,7 @@ single-process reference in the test (``build``/``data`` below), calls
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -48,7 +49,10 @@ def build(seed=0, units=4, optimizer="sgd", metrics=("accuracy",)):
 def counting_metrics():
     """Metrics made from counts, not means of batch values (AUC on 3 thresholds: 0, 0.5, 1, so that
     outputs a rounding apart from one process's fall on the same side of every threshold)."""
-    return ("accuracy", convforge.metrics.Precision(), convforge.metrics.Recall(), convforge.metrics.AUC(3))
+    return ("accuracy", convforge.metrics.Precision(), convforge.metrics.Recall(), convforge.metrics.AUC(3),
+            # one value per threshold (an array in the logs), top_k and class_id: counts too
+            convforge.metrics.Precision(thresholds=[0.3, 0.6], name="p_thresholds"),
+            convforge.metrics.Recall(top_k=2, name="r_top2"), convforge.metrics.Precision(class_id=1, name="p1"))
 
 
 def graph_data(n=N_SAMPLES, seed=11):
@@ -193,8 +197,9 @@ def scenario_counting_metrics(outdir):
     history = model.fit(x, y, batch_size=15, epochs=1, verbose=0)
     x_eval, y_eval = data(n=101, seed=3)
     evaluation = model.evaluate(x_eval, y_eval, batch_size=10, verbose=0, return_dict=True)
-    dump(outdir, "counting_metrics", **weights_dict(model), history=json.dumps(history.history),
-         evaluation=json.dumps(evaluation))
+    as_json = functools.partial(json.dumps, default=np.ndarray.tolist)  # per-threshold values: arrays
+    dump(outdir, "counting_metrics", **weights_dict(model), history=as_json(history.history),
+         evaluation=as_json(evaluation))
 
 
 def build_batch_norm(seed=0, learning_rate=0.05):
@@ -375,6 +380,12 @@ def scenario_bad_input(outdir):
             x, y, batch_size=16, verbose=0, validation_data=(x, y, np.linspace(1, 2 + r, len(x)))
         ),
     }
+    # F1Score is refused (its per-class counts are sized by its first batch), by fit and evaluate
+    onehot = np.eye(4, dtype=np.float32)[y]
+    per_class = {
+        "f1_fit": lambda: build_f1().fit(x, onehot, batch_size=16, verbose=0),
+        "f1_evaluate": lambda: build_f1().evaluate(x, onehot, verbose=0),
+    }
     messages = {}
     for name, run in cases.items():
         try:
@@ -382,7 +393,19 @@ def scenario_bad_input(outdir):
             messages[name] = "no error"
         except ValueError as err:
             messages[name] = str(err)
+    for name, run in per_class.items():
+        try:
+            run()
+            messages[name] = "no error"
+        except NotImplementedError as err:
+            messages[name] = str(err)
     dump(outdir, "bad_input", messages=json.dumps(messages))
+
+
+def build_f1():
+    model = build()
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[convforge.metrics.F1Score()])
+    return model
 
 
 if __name__ == "__main__":

@@ -450,6 +450,8 @@ def test_bad_input_raises_the_same_error_on_every_rank(tmp_path):
         # Weights of the loss are data too: a global loss from two different weightings is no one's.
         "evaluate_weights": "sample_weight (checksum) differs between ranks",
         "validation_weights": "validation_data sample weights (checksum) differs between ranks",
+        "f1_fit": "convforge.distributed: F1Score ('f1_score') is not supported in a data-parallel run",
+        "f1_evaluate": "convforge.distributed: F1Score ('f1_score') is not supported in a data-parallel run",
     }
     for case, text in expected.items():
         assert text in messages[0][case], (case, messages[0][case])

@@ -566,6 +566,15 @@ def test_progress_bar_text():
     assert convforge.progress.format_duration(3725) == "1:02:05"
 
 
+def test_progress_bar_shows_the_mean_of_a_per_class_metric():
+    """F1Score() and Precision(thresholds=[...]) log arrays; the bar printed them as NumPy's
+    "[0.2 0.6]"; Keras's bar shows their mean (the logs keep the array)."""
+    stream = FakeTerminal()
+    bar = convforge.progress.ProgressBar(10, verbose=1, stream=stream)
+    bar.update(10, {"loss": 0.5, "f1_score": np.array([0.2, 0.6, 0.7])}, finalize=True)
+    assert " - loss: 0.5000 - f1_score: 0.5000" in stream.getvalue()
+
+
 @pytest.mark.parametrize("terminal", [False, True])
 def test_progress_of_a_generator_without_steps_counts_up_to_unknown(capsys, monkeypatch, terminal):
     """fit(generator) without steps_per_epoch, at the default verbose, raised TypeError from

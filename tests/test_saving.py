@@ -142,6 +142,40 @@ def test_built_in_metric_objects_are_saved_with_their_settings(tmp_path):
     assert convforge.load_model(path).metrics_names == ["loss", "accuracy"]
 
 
+def test_per_class_and_per_threshold_metrics_are_saved_and_resumed(tmp_path):
+    """F1Score, FBetaScore and Precision/Recall with top_k, class_id or a list of thresholds come
+    back from load_model with their settings (get_config / from_config, no pickle); their logs are
+    arrays (one value per class or threshold, as Keras's), which model.save once could not write
+    into the file's history (ndarray is not JSON) and resuming gives back as arrays."""
+    x, labels = data()
+    y = np.eye(3, dtype=np.float32)[labels]
+    chosen = [metrics.F1Score(), metrics.FBetaScore(average="weighted", beta=2.0, threshold=0.4),
+              metrics.Precision(thresholds=[0.2, 0.6]), metrics.Recall(top_k=1, class_id=2, name="r2"),
+              metrics.F1Score(average="macro", name="f1_macro")]
+    convforge.seed(0)
+    model = make_model()
+    model.compile(optimizer=optimizers.Adam(0.01), loss="categorical_crossentropy", metrics=chosen)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert model.metrics_names == ["loss", "f1_score", "fbeta_score", "precision", "r2", "f1_macro"]
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = convforge.load_model(path)
+    assert [type(m) for m in loaded.compiled_metrics] == [type(m) for m in chosen]
+    assert [m.get_config() for m in loaded.compiled_metrics] == [m.get_config() for m in chosen]
+    ours, theirs = model.evaluate(x, y, verbose=0, return_dict=True), loaded.evaluate(x, y, verbose=0, return_dict=True)
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key])
+    assert np.shape(ours["f1_score"]) == (3,) and np.shape(ours["precision"]) == (2,)
+    assert np.ndim(ours["fbeta_score"]) == np.ndim(ours["r2"]) == 0
+    history = model.history.history
+    resumed = convforge.load_model(path)
+    resumed.fit(x, y, epochs=3, batch_size=8, verbose=0, resume_from=path)
+    assert isinstance(resumed.history.history["f1_score"][0], np.ndarray)
+    np.testing.assert_array_equal(resumed.history.history["f1_score"][:2], history["f1_score"])
+    assert len(resumed.history.history["precision"]) == 3
+
+
 def test_keras_save_spellings(tmp_path):
     """keras.models.save_model(model, path) and Keras 3's overwrite= argument of save / save_weights:
     overwrite=False refuses an existing file (Keras asks on the terminal; convforge never blocks);

@@ -380,11 +380,26 @@ class Tally:
         for name, m in self.metrics:
             if isinstance(m, _Counting):
                 counts = sums[offset : offset + len(m.counts())]
-                logs[name] = float(m.with_counts(counts).result())
+                value = m.with_counts(counts).result()
+                # one value per threshold or class stays an array, as in a one-process fit's logs
+                logs[name] = float(value) if np.ndim(value) == 0 else value
             else:
                 logs[name] = ratio(sums[offset], sums[offset + 1])
             offset += len(_metric_sums(m, 0))
         return logs
+
+
+def refuse_per_class_metrics(model) -> None:
+    """F1Score and FBetaScore count per class, sized by their first batch: the sums of a
+    data-parallel run are laid out before it (and a rank with no batch would have none)."""
+    from .metrics import FBetaScore
+
+    for name, metric in model._log_metrics():
+        if isinstance(metric, FBetaScore):
+            raise NotImplementedError(
+                f"convforge.distributed: {type(metric).__name__} ('{name}') is not supported in a data-parallel "
+                "run; compute it after training in one process: metric.update_state(y, model.predict(x))"
+            )
 
 
 def _metric_sums(metric, count: int) -> list:
@@ -563,6 +578,7 @@ class _DataParallel:
             facts["validation_data"] = None if validation_data is None else type(validation_data).__name__
         facts.update(batch_size=batch_size, validation_batch_size=val_batch_size, **arguments)
         _check_same(self.comm, facts)
+        refuse_per_class_metrics(model)
         for name, value in (("batch_size", batch_size), ("validation_batch_size", val_batch_size)):
             if value < self.size:
                 raise ValueError(

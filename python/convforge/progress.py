@@ -21,6 +21,8 @@ from __future__ import annotations
 import sys
 import time
 
+import numpy as np
+
 __all__ = ["ProgressBar", "format_duration", "write_line"]
 
 # The clock bars read (a name of its own so that tests can replace it).
@@ -51,7 +53,9 @@ def _format_step_time(seconds: float) -> str:
 
 def _format_value(value) -> str:
     try:
-        v = float(value)
+        # One value per threshold or class (Precision(thresholds=[...]), F1Score()): their mean,
+        # as Keras's progress bar shows it (the logs and History keep the array).
+        v = float(np.mean(value)) if np.ndim(value) else float(value)
     except (TypeError, ValueError):
         return str(value)
     return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.4e}"

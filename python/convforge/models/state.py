@@ -140,7 +140,10 @@ def model_state(model, finite_only: bool = True) -> tuple[dict, dict[str, np.nda
     meta["training"] = {
         "epoch": model.epochs_completed,
         "rng_state": _random.get_state(),
-        "history": history.history if history is not None else {},
+        # A value per threshold or class (Precision(thresholds=[...]), F1Score()) is an array in
+        # the logs: a list in the file's JSON (resuming makes it an array again).
+        "history": {k: [v.tolist() if isinstance(v, np.ndarray) else v for v in values]
+                    for k, values in history.history.items()} if history is not None else {},
         "history_epochs": list(history.epoch) if history is not None else [],
         "history_skipped": list(history.skipped_batches) if history is not None else [],
         "callbacks": callback_states,

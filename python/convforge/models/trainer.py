@@ -932,7 +932,8 @@ class Trainer:
             initial_epoch = state["epoch"]
             if source is not None:
                 source.skip_epochs(initial_epoch)
-            history.history = {k: list(v) for k, v in state["history"].items()}
+            history.history = {k: [np.array(x) if isinstance(x, list) else x for x in v]
+                               for k, v in state["history"].items()}
             history.epoch = list(state["history_epochs"])
             history.skipped_batches = [int(n) for n in state["history_skipped"]]
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
@@ -1314,6 +1315,8 @@ class Trainer:
                 end = _positive_int(steps, "steps") * batch_size
                 x, y, w = _rows(x, 0, end), _rows(y, 0, end), None if w is None else w[:end]
             distributed.strategy().check_data(x, y, "x", sample_weight=w)
+            if distributed.strategy().size > 1:
+                distributed.refuse_per_class_metrics(self)
             callback_list = self._callback_list(
                 callbacks, {"steps": -(-_count(x) // batch_size), "verbose": verbose, "batch_size": batch_size})
             with single_threaded_blas():
