@@ -1,6 +1,7 @@
 """CSVLogger and ReduceLROnPlateau inside fit."""
 
 import csv
+import json
 import re
 
 import numpy as np
@@ -39,6 +40,40 @@ def test_csv_logger_writes_keras_columns(tmp_path):
     model.fit(*data(), epochs=1, verbose=0, validation_split=0.25, callbacks=[callbacks.CSVLogger(path, append=True)])
     rows = read_rows(path)
     assert len(rows) == 5 and rows[4][0] == "0"
+
+
+def test_csv_logger_writes_a_per_class_metric_as_one_list_cell(tmp_path):
+    """F1Score() logs 12 values: NumPy's str() wrote them without commas over two lines."""
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((48, 3)), np.eye(12)[rng.integers(0, 12, 48)]
+    convforge.seed(0)
+    model = convforge.Sequential([layers.Dense(12, activation="softmax", input_shape=(3,))])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[convforge.metrics.F1Score()])
+    path = tmp_path / "log.csv"
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.CSVLogger(path)])
+    rows = read_rows(path)
+    assert rows[0] == ["epoch", "f1_score", "loss"] and len(rows) == 2
+    cell = rows[1][1]
+    assert re.fullmatch(r"\[[^\n]*\]", cell) and cell.count(",") == 11
+    np.testing.assert_allclose(json.loads(cell), model.history.history["f1_score"][0])
+
+
+@pytest.mark.parametrize("make", [lambda: callbacks.EarlyStopping("f1_score"),
+                                  lambda: callbacks.ReduceLROnPlateau("f1_score"),
+                                  lambda: callbacks.ModelCheckpoint("best.npz", "f1_score", save_best_only=True)])
+def test_monitoring_a_per_class_metric_says_to_average_it(make, tmp_path, monkeypatch):
+    """F1Score()'s value is an array: comparing it with the best so far failed inside the callback."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((24, 3)), np.eye(3)[rng.integers(0, 3, 24)]
+    convforge.seed(0)
+    model = convforge.Sequential([layers.Dense(3, activation="softmax", input_shape=(3,))])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[convforge.metrics.F1Score()])
+    with pytest.raises(ValueError, match=r"monitors 'f1_score', which holds 3 values .* F1Score\(average='macro'\)"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[make()])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy",
+                  metrics=[convforge.metrics.F1Score(average="macro")])
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[make()])
 
 
 def test_reduce_lr_on_plateau_lowers_the_rate_in_fit():

@@ -240,6 +240,19 @@ def _auto_mode(monitor: str, model) -> str:
     return _monitor_mode(monitor, "auto")
 
 
+def _monitored(callback, value):
+    """The monitored log value, refused (a ValueError naming it) when it is one value per class or
+    threshold: F1Score() or Precision(thresholds=[...]) cannot be compared to a best (in Keras an
+    array's truth value error)."""
+    if np.ndim(value) > 0:
+        raise ValueError(
+            f"{type(callback).__name__} monitors '{callback.monitor}', which holds {np.size(value)} values (one per "
+            "class or threshold); monitor one number, e.g. F1Score(average='macro'), Precision(class_id=...) "
+            "or Precision with one threshold"
+        )
+    return value
+
+
 def _json_float(value):
     return None if value is None else float(value)
 
@@ -339,7 +352,7 @@ class EarlyStopping(Callback):
         return current > reference + self.min_delta
 
     def on_epoch_end(self, epoch, logs=None):
-        current = (logs or {}).get(self.monitor)
+        current = _monitored(self, (logs or {}).get(self.monitor))
         if current is None:
             warnings.warn(
                 f"EarlyStopping is conditioned on '{self.monitor}', which is not available; available: "
@@ -509,7 +522,7 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        current = logs.get(self.monitor) if self.save_best_only else None
+        current = _monitored(self, logs.get(self.monitor)) if self.save_best_only else None
         if self.save_best_only and current is None:
             # Keras's rule: saved all the same (a run without validation data that skipped ended,
             # hours later, without a single checkpoint).
@@ -700,7 +713,7 @@ class ReduceLROnPlateau(Callback):
                 "give the optimizer a float learning rate"
             )
         logs["learning_rate"] = float(optimizer.learning_rate)
-        current = logs.get(self.monitor)
+        current = _monitored(self, logs.get(self.monitor))
         if current is None:
             warnings.warn(
                 f"ReduceLROnPlateau is conditioned on '{self.monitor}', which is not available; available: "
@@ -737,13 +750,24 @@ class ReduceLROnPlateau(Callback):
         self._restored = True
 
 
+def _csv_cell(value):
+    """A log value for CSVLogger: an array (a value per class or threshold) as a list's text, one
+    line (NumPy's str() wraps long arrays over several lines and drops the commas)."""
+    if isinstance(value, np.ndarray) and value.ndim:
+        return "[" + ", ".join(repr(float(v)) for v in value.ravel()) + "]"
+    return value
+
+
 class CSVLogger(Callback):
     """Write each epoch's logs to a CSV file: ``epoch`` then the log keys in sorted order, as Keras.
 
     Each row is flushed when written, so the file is useful while training
     runs (and after a crash). ``append=True`` continues an existing file
     without writing the header again. In a data-parallel run only the primary
-    rank writes (the logs are global, the same on every rank).
+    rank writes (the logs are global, the same on every rank). A metric with
+    one value per class or threshold (``F1Score()``, ``Precision(thresholds=[...])``)
+    is written as ``[0.5, 0.25, 1.0]``, one cell (Keras writes it with its
+    quote marks inside the cell: ``"[0.5, 0.25, 1.0]"``).
     """
 
     def __init__(self, filename, separator=",", append=False):
@@ -779,7 +803,7 @@ class CSVLogger(Callback):
         if self._keys is None:
             self._keys = sorted(logs)
             writer.writerow(["epoch", *self._keys])
-        writer.writerow([epoch, *(logs.get(k, "NA") for k in self._keys)])
+        writer.writerow([epoch, *(_csv_cell(logs.get(k, "NA")) for k in self._keys)])
         self._file.flush()
 
     def on_train_end(self, logs=None):
