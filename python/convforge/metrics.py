@@ -671,6 +671,11 @@ class Precision(_Counting):
     ``y_pred``'s shape). ``result()`` is 0 when nothing was predicted positive.
     ``dtype``: scores and thresholds are compared in float32 (Keras's default)
     or float64; counts are kept in float64.
+
+    Where convforge differs from Keras: ``result()`` is a Python float or a
+    float64 array (Keras: float32 tensors); a negative ``class_id`` is refused
+    (Keras documents ``[0, classes)`` but indexes -1 as the last column); with
+    ``class_id``, weights of ``y_pred``'s shape weigh that column (Keras fails).
     """
 
     _count_names = ("tp", "fp", "fn")
@@ -799,9 +804,15 @@ class FBetaScore(_Counting):
 
     Keras's ``epsilon`` (1e-7) in the denominators is kept, so a class never
     predicted nor present gives 0. The number of classes is fixed by the first
-    batch (``reset_state`` keeps it, as Keras). Unlike Keras (which wants
-    Python floats), ``beta`` and ``threshold`` may be ints; ``result()`` before
-    any batch is 0.0, or an empty array for ``average=None`` (Keras raises).
+    batch (``reset_state`` keeps it, as Keras).
+
+    Where convforge differs from Keras: ``beta`` and ``threshold`` may be ints
+    (Keras wants Python floats); ``result()`` before any batch is 0.0, or an
+    empty array for ``average=None`` (Keras raises); ``(batch, 1)`` targets
+    against ``(batch, classes)`` scores are refused (Keras broadcasts them into
+    a wrong score); ``(batch, 1)`` weights are taken (Keras fails); results are
+    Python floats or float64 arrays; not available in ``convforge.distributed``
+    runs (compute it after training).
     """
 
     _count_names = ("tp", "fp", "fn", "intermediate_weights")
