@@ -181,7 +181,7 @@ def test_metric_matches_keras_over_batches(name, kwargs, kind):
 CLASSIFICATION_CASES = [
     *[(cls, kwargs, kind) for cls in ("Precision", "Recall")
       for kwargs, kinds in [
-          ({}, ("onehot", "multilabel", "binary", "coarse")),
+          ({}, ("onehot", "multilabel", "binary", "coarse", "sequence")),
           ({"thresholds": 0.3}, ("onehot", "multilabel", "binary", "decimal")),
           ({"thresholds": [0.1, 0.4, 0.7]}, ("onehot", "multilabel", "binary", "decimal")),
           # evenly spaced thresholds take Keras's other (bucketed, clipped) path; coarse and
@@ -189,9 +189,9 @@ CLASSIFICATION_CASES = [
           ({"thresholds": [0.0, 0.25, 0.5, 0.75, 1.0]}, ("onehot", "multilabel", "coarse")),
           ({"thresholds": [0, 0.5, 1]}, ("multilabel", "coarse", "decimal")),
           ({"thresholds": [i / 10 for i in range(11)]}, ("multilabel", "decimal")),
-          ({"top_k": 1}, ("onehot", "multilabel")),
+          ({"top_k": 1}, ("onehot", "multilabel", "sequence")),
           ({"top_k": 2, "thresholds": [0.2, 0.5]}, ("onehot", "multilabel")),
-          ({"class_id": 2}, ("onehot", "multilabel", "coarse")),
+          ({"class_id": 2}, ("onehot", "multilabel", "coarse", "sequence")),
           ({"class_id": 1, "thresholds": [0.0, 0.5, 1.0]}, ("onehot", "coarse", "decimal")),
           ({"top_k": 1, "class_id": 0}, ("onehot", "multilabel")),
           ({"top_k": 3, "class_id": 3, "thresholds": 0.1}, ("onehot",)),
@@ -206,9 +206,14 @@ CLASSIFICATION_CASES = [
 
 def classification_batch(kind, rng, n, classes=4):
     """Targets and scores: softmax rows with one-hot targets, independent scores with multi-hot
-    targets, a sigmoid column, softmax rows rounded to quarters (ties, scores on thresholds), or
-    float32 tenths with multi-hot targets (where comparing in float32 or float64 differs: 0.3
-    is above 0.3 in float64) and a few scores outside [0, 1] (which Keras clips on one path)."""
+    targets, a sigmoid column, per-step softmax outputs of sequences (batch, 3, classes),
+    softmax rows rounded to quarters (ties, scores on thresholds), or float32 tenths with
+    multi-hot targets (where comparing in float32 or float64 differs: 0.3 is above 0.3 in
+    float64) and a few scores outside [0, 1] (which Keras clips on one path)."""
+    if kind == "sequence":  # (batch, steps, classes): a per-step softmax, one-hot targets
+        z = rng.standard_normal((n, 3, classes)).astype(np.float32)
+        p = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+        return np.eye(classes, dtype=np.float32)[rng.integers(0, classes, (n, 3))], p
     if kind == "decimal":
         values = np.array([-0.2, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2], np.float32)
         return rng.integers(0, 2, (n, classes)).astype(np.float32), rng.choice(values, (n, classes))
@@ -236,9 +241,10 @@ def test_classification_metric_matches_keras_over_weighted_batches(name, kwargs,
     for _ in range(2):
         for weighted in (True, False, True):
             y, p = classification_batch(kind, rng, int(rng.integers(3, 12)))
-            w = rng.uniform(0, 2, len(y)).astype(np.float32) if weighted else None
+            # one weight per sample; per step for sequences (Keras fails on (N,) weights there)
+            w = rng.uniform(0, 2, y.shape[:-1] if y.ndim == 3 else len(y)).astype(np.float32) if weighted else None
             if w is not None:
-                w[0] = 0.0
+                w[0] = 0.0  # a sample masked out
             ours.update_state(y, p, sample_weight=w)
             theirs.update_state(t(y), t(p), sample_weight=None if w is None else t(w))
         expected = to_numpy(theirs.result())
@@ -250,6 +256,21 @@ def test_classification_metric_matches_keras_over_weighted_batches(name, kwargs,
     config = theirs.get_config()
     config["name"] = re.sub(r"_\d+$", "", config["name"])  # Keras numbers a second instance
     assert ours.get_config() == config
+
+
+@pytest.mark.parametrize("name", ["F1Score", "FBetaScore"])
+def test_f_scores_refuse_what_keras_refuses(name):
+    """Keras wants (batch, classes) targets and scores: integer labels and sequences fail there
+    too (here with a ValueError saying what to pass)."""
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 4, 6)
+    scores = rng.uniform(0, 1, (6, 4)).astype(np.float32)
+    sequences = rng.uniform(0, 1, (6, 3, 4)).astype(np.float32)
+    for y, p in ((labels, scores), (np.eye(4, dtype=np.float32)[rng.integers(0, 4, (6, 3))], sequences)):
+        with pytest.raises(ValueError):
+            getattr(keras.metrics, name)().update_state(keras.ops.convert_to_tensor(y), keras.ops.convert_to_tensor(p))
+        with pytest.raises(ValueError, match=r"must both have shape \(batch, classes\)"):
+            getattr(convforge.metrics, name)().update_state(y, p)
 
 
 def test_classification_metrics_log_under_keras_names():

@@ -487,6 +487,20 @@ def test_precision_weighs_each_output_with_weights_of_y_pred_shape():
     assert _precision_recall(np.eye(3), p, sample_weight=[1.0, 0.0, 0.0])[0] == 0.5
 
 
+def test_precision_of_sequences_weighs_steps_or_samples():
+    """(batch, steps, classes) scores: weights per step, as Keras, or per sample (Keras fails on
+    those). Above 0.5: (0,0) class 0 hit, (0,1) class 0 miss (label 1), (1,0) and (1,1) class 1
+    hits: 3 / 4; weighted by steps [[1, 2], [3, 4]] tp 1 + 3 + 4, fp 2: 0.8; by samples [1, 0]:
+    1 / 2."""
+    y = np.eye(2)[[[0, 1], [1, 1]]]
+    p = np.array([[[0.8, 0.2], [0.6, 0.4]], [[0.3, 0.7], [0.1, 0.9]]])
+    assert _precision_recall(y, p)[0] == 0.75
+    assert _precision_recall(y, p, sample_weight=np.array([[1.0, 2.0], [3.0, 4.0]]))[0] == pytest.approx(0.8)
+    assert _precision_recall(y, p, sample_weight=np.array([1.0, 0.0]))[0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"precision: sample_weight must be a number or have shape \(2,\)"):
+        _precision_recall(y, p, sample_weight=np.ones((2, 3)))
+
+
 @pytest.mark.parametrize(
     "make,update,error,message",
     [

@@ -667,8 +667,9 @@ class Precision(_Counting):
       ``top_k``), e.g. the precision of class 2 in a softmax output;
       ``top_k=1, class_id=c`` is "predicted class c" (the argmax).
 
-    ``sample_weight``: a number, one weight per sample, or one per output (of
-    ``y_pred``'s shape). ``result()`` is 0 when nothing was predicted positive.
+    ``sample_weight``: a number, one weight per sample, one per output (of
+    ``y_pred``'s shape) or per row of outputs (``(batch, steps)`` for
+    ``(batch, steps, classes)`` scores). ``result()`` is 0 when nothing was predicted positive.
     ``dtype``: scores and thresholds are compared in float32 (Keras's default)
     or float64; counts are kept in float64.
 
@@ -724,12 +725,16 @@ class Precision(_Counting):
         self.fn = self.fn + (1.0 - positive) @ hit
 
     def _weights(self, sample_weight, shape) -> np.ndarray:
-        """Keras's weights: a number, one per sample ((N,) or (N, 1)), or one per output."""
+        """Weights of ``y_pred``'s shape, as Keras broadcasts them: one per output (that shape),
+        one per row of outputs (the shape less its last axis, e.g. per step of a sequence, with
+        or without a last axis of 1), or else a number or one per sample."""
         w = np.asarray(sample_weight, dtype=np.float64)
-        if w.shape == tuple(shape) and w.ndim > 1 and shape[-1] > 1:
+        shape = tuple(shape)
+        if w.ndim and w.shape in (shape, shape[:-1], shape[:-1] + (1,)):
             if not np.all(np.isfinite(w)) or np.any(w < 0):
                 raise ValueError(f"{self.name}: sample_weight must be finite and >= 0")
-            return w
+            return np.broadcast_to(w if w.shape == shape else w.reshape(shape[:-1] + (1,)), shape)
+        # One per sample for outputs of any rank (Keras fails on (N,) weights of (N, steps, C) outputs).
         w = _sample_weights(sample_weight, shape[0], self.name)
         return np.broadcast_to(w.reshape(-1, *([1] * (len(shape) - 1))), shape)
 
