@@ -46,6 +46,17 @@ def check(model_layers, shape, classes=3, seed=0, **kwargs):
                  layers.Conv1D(3, 4, strides=2)],
         lambda: [layers.ZeroPadding1D(1, input_shape=(12, 2)), layers.Cropping1D(2), layers.UpSampling1D(),
                  layers.Conv1D(3, 3)],
+        # DepthwiseConv1D, SeparableConv1D, Conv1DTranspose as the first layer (no dx) and after one.
+        lambda: [layers.DepthwiseConv1D(3, depth_multiplier=2, activation="tanh", input_shape=(12, 2)),
+                 layers.DepthwiseConv1D(3, strides=2, padding="same", dilation_rate=1)],
+        lambda: [layers.Conv1D(3, 2, input_shape=(12, 2)),
+                 layers.DepthwiseConv1D(3, padding="causal", dilation_rate=2, use_bias=False)],
+        lambda: [layers.SeparableConv1D(4, 3, strides=2, padding="same", depth_multiplier=2, input_shape=(12, 2)),
+                 layers.SeparableConv1D(3, 2, dilation_rate=2, activation="elu")],
+        lambda: [layers.Conv1DTranspose(3, 3, strides=2, padding="same", output_padding=1, activation="tanh",
+                                        input_shape=(12, 2)),
+                 layers.Conv1DTranspose(2, 2, strides=3)],  # 'valid', stride > kernel
+        lambda: [layers.Conv1D(3, 3, input_shape=(12, 2)), layers.Conv1DTranspose(2, 4, strides=2, use_bias=False)],
     ],
 )
 def test_sequence_layers_gradients(middle):
@@ -74,6 +85,12 @@ CHANNELS_FIRST = {"data_format": "channels_first"}
                  layers.ZeroPadding1D((0, 2), **CHANNELS_FIRST), layers.Cropping1D((1, 3), **CHANNELS_FIRST), layers.UpSampling1D(2, **CHANNELS_FIRST),
                  layers.Conv1D(3, 3, **CHANNELS_FIRST)],
         lambda: [layers.UpSampling1D(3, **CHANNELS_FIRST), layers.Conv1D(3, 3, strides=2, **CHANNELS_FIRST)],
+        lambda: [layers.DepthwiseConv1D(3, depth_multiplier=2, activation="tanh", **CHANNELS_FIRST),
+                 layers.DepthwiseConv1D(2, strides=2, padding=(1, 0), **CHANNELS_FIRST)],
+        lambda: [layers.SeparableConv1D(4, 3, padding="same", depth_multiplier=2, activation="tanh", **CHANNELS_FIRST),
+                 layers.SeparableConv1D(3, 3, strides=2, use_bias=False, **CHANNELS_FIRST)],
+        lambda: [layers.Conv1DTranspose(3, 3, strides=2, activation="tanh", **CHANNELS_FIRST),
+                 layers.Conv1DTranspose(2, 4, strides=3, padding="same", output_padding=2, **CHANNELS_FIRST)],
     ],
 )
 def test_channels_first_sequence_layers_gradients(middle):
@@ -106,6 +123,9 @@ def test_channels_first_sequence_layers_equal_the_channels_last_ones():
     def stack(fmt):
         return [layers.Conv1D(5, 3, padding="causal", activation="relu", data_format=fmt),
                 layers.MaxPooling1D(2, padding="same", data_format=fmt),
+                layers.DepthwiseConv1D(2, padding="same", depth_multiplier=2, data_format=fmt),
+                layers.SeparableConv1D(4, 2, data_format=fmt),
+                layers.Conv1DTranspose(3, 3, strides=2, output_padding=1, data_format=fmt),
                 layers.Conv1D(3, 2, strides=2, data_format=fmt), layers.AveragePooling1D(2, data_format=fmt)]
     last = convforge.Sequential([layers.Input((11, 4)), *stack("channels_last")])
     first = convforge.Sequential([layers.Input((4, 11)), *stack("channels_first")])
@@ -372,6 +392,12 @@ def test_sequence_model_trains_and_saves(tmp_path, data_format, pooling):
     (lambda: layers.ZeroPadding1D((2**31 - 1, 1)), (3, 4), r"\(ZeroPadding1D\): 2147483651 steps out of the input"),
     (lambda: layers.UpSampling1D(data_format="channels_first"), (3,),
      r"UpSampling1D expects input of shape \(batch, channels, steps\); got \(batch, 3\)"),
+    (lambda: layers.DepthwiseConv1D(5), (3, 1),
+     r"layer 'depthwise_conv1d' \(DepthwiseConv1D\): kernel_size=5 does not fit in the input \(batch, 3, 1\)"),
+    (lambda: layers.SeparableConv1D(2, 3, dilation_rate=2, data_format="channels_first"), (2, 4),
+     r"\(SeparableConv1D\): kernel_size=3 with dilation_rate=2 \(5 steps\) does not fit in the input \(batch, 2, 4\)"),
+    (lambda: layers.Conv1DTranspose(2, 3), (3, 3, 1),
+     r"Conv1DTranspose expects input of shape \(batch, steps, channels\); got \(batch, 3, 3, 1\)"),
 ])
 def test_sequence_layer_errors_speak_of_sequences(make, shape, message):
     """Found by a review: these named the inner 2-D layer and its (batch, 1, steps, channels) image,
@@ -446,6 +472,21 @@ def _tiny():
         (lambda: layers.UpSampling1D(2.0), r"UpSampling1D size must be an int; got 2.0 \(float\)"),
         (lambda: layers.UpSampling1D((2,)), r"UpSampling1D size must be an int; got \(2,\)"),
         (lambda: layers.UpSampling1D(2, interpolation="linear"), "the argument 'interpolation' of UpSampling1D"),
+        # The 1-D depthwise, separable and transposed convolutions speak of themselves, not of their
+        # inner 2-D layers.
+        (lambda: layers.DepthwiseConv1D(3, padding="full"), "DepthwiseConv1D padding must be 'valid', 'same' or"),
+        (lambda: layers.DepthwiseConv1D(3, depth_multiplier=0), "DepthwiseConv1D depth_multiplier must be a positive"),
+        (lambda: layers.SeparableConv1D(0, 3), "SeparableConv1D filters must be a positive int; got 0"),
+        (lambda: layers.SeparableConv1D(2, (3, 3)), r"SeparableConv1D kernel_size must be a positive int \(or a 1-t"),
+        (lambda: layers.Conv1DTranspose(2, 3, dilation_rate=2), "does not support Conv1DTranspose dilation_rate > 1"),
+        (lambda: layers.Conv1DTranspose(2, 3, padding="causal"), "Conv1DTranspose padding must be 'valid' or 'same'"),
+        (lambda: layers.Conv1DTranspose(2, 3, strides=2, output_padding=2),
+         r"Conv1DTranspose output_padding must be less than strides \(Keras's rule\); got output_padding=2, strides=2"),
+        (lambda: layers.Conv1DTranspose(2, 3, strides=2, output_padding=-1), "output_padding must be an int >= 0"),
+        (lambda: layers.Conv1DTranspose(0, 3), "Conv1DTranspose filters must be a positive int; got 0"),
+        (lambda: layers.Conv1DTranspose(2, 3, kernel_constraint="non_neg"),
+         "does not support the argument 'kernel_constraint' of Conv1DTranspose; clip the weights"),
+        (lambda: layers.Conv1DTranspose(2, 3, activity_regularizer="l2"), "'activity_regularizer' of Conv1DTranspose"),
         (lambda: layers.Permute((1, 3)), "Permute dims must be a permutation"),
         (lambda: layers.Dense(3, activity_regularizer="l2"), "activity_regularizer.*put the penalty in a custom Loss"),
         # Beyond the layers (found by the Keras review: these were Python's bare "unexpected keyword").
@@ -463,6 +504,28 @@ def _tiny():
 def test_unsupported_arguments_say_so(make, message):
     with pytest.raises((TypeError, ValueError), match=message):
         make()
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda: layers.DepthwiseConv1D(3, depthwise_constraint="non_neg"),
+         "DepthwiseConv1D: the Keras argument depthwise_constraint='non_neg' is not supported"),
+        (lambda: layers.DepthwiseConv1D(3, bias_constraint="non_neg"), "DepthwiseConv1D: the Keras argument bias_con"),
+        (lambda: layers.DepthwiseConv1D(3, activity_regularizer="l2"), "DepthwiseConv1D: the Keras argument activity_"),
+        (lambda: layers.SeparableConv1D(2, 3, pointwise_constraint="non_neg"),
+         "SeparableConv1D: the Keras argument pointwise_constraint='non_neg' is not supported"),
+        (lambda: layers.SeparableConv1D(2, 3, depthwise_constraint="non_neg"), "SeparableConv1D: the Keras argument"),
+    ],
+)
+def test_depthwise_1d_layers_refuse_constraints_as_the_2d_ones(make, message):
+    """Keras's signature takes them; convforge refuses a value (NotImplementedError, as
+    DepthwiseConv2D and SeparableConv2D), naming the 1-D layer rather than its inner 2-D one."""
+    with pytest.raises(NotImplementedError, match=message):
+        make()
+    for kind in (layers.DepthwiseConv1D, layers.SeparableConv1D):  # None, Keras's default, is taken
+        assert kind(*([2, 3] if kind is layers.SeparableConv1D else [3]), activity_regularizer=None,
+                    depthwise_constraint=None, bias_constraint=None).kernel_size == 3
 
 
 @pytest.mark.parametrize(
@@ -514,6 +577,8 @@ def test_keras_default_values_are_accepted_by_constructors_only():
         (lambda: layers.Conv1D(4, 3), (10, 2), (3, 2, 4)),
         (lambda: layers.Conv2DTranspose(4, 3), (5, 5, 2), (3, 3, 4, 2)),
         (lambda: layers.DepthwiseConv2D((3, 2), depth_multiplier=2), (6, 6, 3), (3, 2, 3, 2)),
+        (lambda: layers.DepthwiseConv1D(3, depth_multiplier=2), (10, 4), (3, 4, 2)),
+        (lambda: layers.Conv1DTranspose(5, 3, data_format="channels_first"), (4, 10), (3, 5, 4)),
     ],
 )
 def test_get_weights_uses_keras_layouts_and_set_weights_inverts_it(make, shape, keras_shape):
@@ -534,9 +599,15 @@ def test_get_weights_uses_keras_layouts_and_set_weights_inverts_it(make, shape, 
     lambda: layers.Dense(2, use_bias="no"),
     lambda: layers.DepthwiseConv2D(3, use_bias="no"),
     lambda: layers.Conv2DTranspose(2, 3, use_bias="no"),  # was accepted as bool("no") = True
+    # The 1-D layers name themselves (Conv1D's message named its inner Conv2D).
+    lambda: layers.Conv1D(2, 3, use_bias="no"),
+    lambda: layers.DepthwiseConv1D(3, use_bias="no"),
+    lambda: layers.SeparableConv1D(2, 3, use_bias="no"),
+    lambda: layers.Conv1DTranspose(2, 3, use_bias="no"),
 ])
 def test_use_bias_must_be_a_bool_for_every_layer_with_a_kernel(make):
-    with pytest.raises(TypeError, match=r"use_bias must be True or False; got 'no'"):
+    name = make.__code__.co_names[-1]  # the layer class the lambda calls
+    with pytest.raises(TypeError, match=rf"^{name} use_bias must be True or False; got 'no'"):
         make()
 
 
@@ -594,3 +665,44 @@ def test_embedding_initial_weights_and_refusals():
         layers.Embedding(0, 3)
     with pytest.raises(ValueError, match=r"Embedding expects token ids of shape \(batch, steps\); got \(batch, 2, 5\)"):
         convforge.Sequential([layers.Input((2, 5)), layers.Embedding(4, 3)])
+def test_separable_conv1d_weights_use_keras_layouts():
+    """depthwise_kernel (kernel_size, channels, multiplier) and pointwise_kernel (1, channels *
+    multiplier, filters) at get_weights/set_weights, as Keras; each element lands where stored."""
+    layer = layers.SeparableConv1D(5, 3, depth_multiplier=2)
+    convforge.Sequential([layers.Input((10, 4)), layer])
+    depthwise, pointwise, bias = layer.get_weights()
+    assert (depthwise.shape, pointwise.shape, bias.shape) == ((3, 4, 2), (1, 8, 5), (5,))
+    # Input channel c, multiplier m is stored output channel c * 2 + m; step t is the last axis.
+    np.testing.assert_array_equal(depthwise[2, 3, 1], layer.params["depthwise_kernel"][7, 0, 0, 2])
+    np.testing.assert_array_equal(pointwise[0, 6, 4], layer.params["pointwise_kernel"][4, 6, 0, 0])
+    stored = {k: v.copy() for k, v in layer.params.items()}
+    layer.set_weights([depthwise * 2, pointwise * 3, bias])
+    np.testing.assert_array_equal(layer.params["depthwise_kernel"], stored["depthwise_kernel"] * 2)
+    np.testing.assert_array_equal(layer.params["pointwise_kernel"], stored["pointwise_kernel"] * 3)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_depthwise_separable_transposed_1d_save_and_load(tmp_path, data_format):
+    """A model of the three saves and loads: the same configs (padding 'causal' and zero steps
+    too) and the same predictions."""
+    fmt = {"data_format": data_format}
+    convforge.seed(0)
+    model = convforge.Sequential([
+        layers.Input((12, 3) if data_format == "channels_last" else (3, 12)),
+        layers.DepthwiseConv1D(3, padding="causal", depth_multiplier=2, activation="relu",
+                               depthwise_regularizer="l2", **fmt),
+        layers.SeparableConv1D(4, 3, strides=2, padding=(1, 0), depth_multiplier=2, pointwise_initializer="he_normal",
+                               **fmt),
+        layers.Conv1DTranspose(2, 3, strides=2, padding="same", output_padding=1, use_bias=False, **fmt),
+        layers.Flatten(),
+        layers.Dense(2),
+    ])
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).standard_normal((4, *model.input_shape[1:])).astype(np.float32)
+    model.fit(x, np.zeros((4, 2)), epochs=1, verbose=0)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = convforge.load_model(path)
+    assert [layer.get_config() for layer in loaded.layers] == [layer.get_config() for layer in model.layers]
+    assert loaded.layers[1].padding == (1, 0) and loaded.layers[0].get_config()["depthwise_regularizer"] is not None
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -43,7 +43,7 @@ def test_keras_layer_aliases_are_the_same_classes(alias, name):
         ("layers", "Lambda", "write a small Layer subclass"),
         # Keras's 1-D layers of the sequence tutorials: a hint, not "(Keras name?)".
         ("layers", "SpatialDropout1D", r"SpatialDropout1D: use Dropout"),
-        ("layers", "Conv1DTranspose", r"Conv1DTranspose: use Reshape"),
+        ("layers", "GaussianNoise", r"GaussianNoise: add noise to x with NumPy before fit"),
         ("layers", "NoSuchLayer", r"\(Keras name\?\); its classes are .*Conv2D"),
         ("optimizers", "Ftrl", "use Adam, AdamW"),
         ("callbacks", "TensorBoard", "use CSVLogger"),

@@ -94,6 +94,16 @@ STACKS = {
         L.Conv1D(2, 4, strides=2),
         L.GlobalMaxPooling1D(),
     ],
+    # The 1-D depthwise, separable and transposed convolutions (a 1-D U-Net's or a separable
+    # audio model's blocks): Keras's weights, by name and order, and outputs.
+    "depthwise-separable-transpose-1d": lambda: [
+        L.DepthwiseConv1D(3, padding="same", depth_multiplier=2, activation="relu", input_shape=(16, 3)),
+        L.BatchNormalization(),
+        L.SeparableConv1D(5, 3, strides=2, dilation_rate=1, depth_multiplier=2),
+        L.Conv1DTranspose(4, 3, strides=2, padding="same", output_padding=1),
+        L.SeparableConv1D(3, 2, dilation_rate=2, use_bias=False, data_format="channels_first"),
+        L.DepthwiseConv1D(2, data_format="channels_first"),
+    ],
     "separable": lambda: [
         L.SeparableConv2D(6, 3, padding="same", depth_multiplier=3, input_shape=(10, 10, 2)),
         L.BatchNormalization(scale=False),

@@ -364,6 +364,24 @@ LAYER_CASES = [
     # Keras's softmax activation runs over the last axis: the steps of channels-first sequences.
     ("Conv1D(4, 3, activation='softmax', data_format='channels_first')", (3, 9)),
     ("Conv1D(4, 3, activation='softmax')", (9, 3)),
+    # DepthwiseConv1D, SeparableConv1D, Conv1DTranspose in both layouts (their inner 2-D layers' rules).
+    ("DepthwiseConv1D(3)", (10, 4)),
+    ("DepthwiseConv1D(3, strides=2, padding='same', depth_multiplier=2, activation='relu')", (11, 3)),
+    ("DepthwiseConv1D(3, dilation_rate=2, depth_multiplier=3, use_bias=False, data_format='channels_first')", (3, 12)),
+    ("DepthwiseConv1D(4, padding='same', data_format='channels_first')", (2, 9)),
+    ("SeparableConv1D(5, 3)", (10, 4)),
+    ("SeparableConv1D(4, 4, strides=2, padding='same', depth_multiplier=2, activation='tanh')", (11, 3)),
+    ("SeparableConv1D(4, 3, dilation_rate=2, depth_multiplier=2, use_bias=False, data_format='channels_first')",
+     (3, 12)),
+    ("SeparableConv1D(3, 2, activation='softmax', data_format='channels_first')", (2, 9)),  # over the steps
+    ("Conv1DTranspose(5, 3)", (7, 4)),
+    ("Conv1DTranspose(3, 4, strides=2, padding='same', data_format='channels_first')", (4, 7)),
+    ("Conv1DTranspose(3, 2, strides=3)", (5, 2)),  # 'valid', stride > kernel: steps * stride
+    ("Conv1DTranspose(3, 3, strides=2, padding='same', output_padding=1)", (5, 2)),
+    ("Conv1DTranspose(2, 4, strides=3, output_padding=2, data_format='channels_first')", (2, 5)),
+    ("Conv1DTranspose(2, 5, strides=3, padding='same', output_padding=2)", (4, 2)),
+    ("Convolution1DTranspose(2, 3, strides=2, activation='relu')", (4, 3)),
+    ("SeparableConvolution1D(2, 3)", (6, 3)),
     ("Conv2DTranspose(4, 3)", (5, 6, 3)),
     ("Conv2DTranspose(4, 3, strides=2, padding='same')", (5, 6, 3)),
     ("Conv2DTranspose(2, (2, 3), strides=(2, 1))", (4, 5, 3)),

@@ -44,6 +44,12 @@ CASES = [
     (lambda: layers.ZeroPadding1D(1, data_format="channels_first"), (None, 4, 10), (None, 4, 12)),
     (lambda: layers.Cropping1D((1, 2)), (None, 10, 4), (None, 7, 4)),
     (lambda: layers.UpSampling1D(3), (None, 10, 4), (None, 30, 4)),
+    (lambda: layers.DepthwiseConv1D(5, strides=2, depth_multiplier=3), (None, 100, 4), (None, 48, 12)),
+    (lambda: layers.SeparableConv1D(8, 3, padding="same", data_format="channels_first"), (None, 4, 25),
+     (None, 8, 25)),
+    (lambda: layers.Conv1DTranspose(6, 3, strides=2), (None, 7, 3), (None, 15, 6)),
+    (lambda: layers.Conv1DTranspose(6, 4, strides=3, padding="same", output_padding=1), (None, 7, 3),
+     (None, 19, 6)),
 ]
 
 

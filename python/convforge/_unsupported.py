@@ -44,8 +44,6 @@ HINTS: dict[str, dict[str, str]] = {
         "RandomBrightness": "use RandomFlip, RandomRotation, RandomZoom or RandomTranslation",
         "SpatialDropout2D": "use Dropout",
         "SpatialDropout1D": "use Dropout",
-        "SeparableConv1D": "use Conv1D",
-        "Conv1DTranspose": "use Reshape((steps, 1, channels)), Conv2DTranspose with (k, 1) kernels, Reshape back",
         "GaussianNoise": "add noise to x with NumPy before fit, or use Dropout",
         "TextVectorization": "convforge has no text preprocessing",
         "StringLookup": "convforge has no text preprocessing",

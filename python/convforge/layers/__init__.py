@@ -17,9 +17,9 @@ Layers
 ------
 Conv2D, MaxPooling2D (MaxPool2D), AveragePooling2D (AvgPool2D), Flatten,
 Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, Softplus,
-Swish (SiLU), GELU, Activation, Input; Embedding (token ids -> vectors); Conv1D,
-MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, ZeroPadding1D,
-Cropping1D, UpSampling1D (sequences, channels-last or channels-first);
+Swish (SiLU), GELU, Activation, Input; Embedding (token ids -> vectors); Conv1D, DepthwiseConv1D,
+SeparableConv1D, Conv1DTranspose, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
+GlobalMaxPooling1D, ZeroPadding1D, Cropping1D, UpSampling1D (sequences, channels-last or channels-first);
 Conv2DTranspose, UpSampling2D, Permute, Rescaling;
 RandomFlip, RandomRotation, RandomZoom, RandomTranslation (training-only augmentation);
 BatchNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
@@ -36,10 +36,13 @@ from .conv import Conv2D
 from .conv1d import (
     AveragePooling1D,
     Conv1D,
+    Conv1DTranspose,
     Cropping1D,
+    DepthwiseConv1D,
     GlobalAveragePooling1D,
     GlobalMaxPooling1D,
     MaxPooling1D,
+    SeparableConv1D,
     UpSampling1D,
     ZeroPadding1D,
 )
@@ -70,6 +73,7 @@ MaxPool1D, AvgPool1D, GlobalAvgPool1D, GlobalMaxPool1D = (MaxPooling1D, AverageP
                                                        GlobalMaxPooling1D)
 # Keras's long aliases (Keras 1's names, which Keras 3 keeps and older course notes use).
 Convolution1D, Convolution2D, Convolution2DTranspose = Conv1D, Conv2D, Conv2DTranspose
+Convolution1DTranspose, SeparableConvolution1D = Conv1DTranspose, SeparableConv1D
 
 # ResNet / Inception / MobileNet layers (issue 13).
 from .depthwise import DepthwiseConv2D, SeparableConv2D
@@ -95,10 +99,15 @@ __all__ = [
     "GlobalMaxPooling1D",
     "Conv2DTranspose",
     "Conv1D",
+    "Conv1DTranspose",
     "Cropping1D",
     "UpSampling1D",
     "ZeroPadding1D",
     "Convolution1D",
+    "Convolution1DTranspose",
+    "DepthwiseConv1D",
+    "SeparableConv1D",
+    "SeparableConvolution1D",
     "Convolution2D",
     "Convolution2DTranspose",
     "SeparableConvolution2D",

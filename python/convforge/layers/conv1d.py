@@ -1,5 +1,6 @@
-"""1-D layers for sequences: Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
-GlobalMaxPooling1D, and the steps' reshaping: ZeroPadding1D, Cropping1D, UpSampling1D.
+"""1-D layers for sequences: Conv1D, DepthwiseConv1D, SeparableConv1D, Conv1DTranspose,
+MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, and the steps'
+reshaping: ZeroPadding1D, Cropping1D, UpSampling1D.
 
 A sequence is ``(batch, steps, channels)`` at the API, as in Keras, and stays
 so inside the model (a 2-D per-sample shape, never taken for an image), so
@@ -10,6 +11,7 @@ Each layer runs on the 2-D kernels: a 1-D convolution or pooling is the 2-D
 one on images of height 1. The layer views its input as
 ``(batch, channels, 1, steps)`` (a transpose for channels-last sequences, a
 reshape for channels-first ones), runs an inner :class:`Conv2D` /
+:class:`DepthwiseConv2D` / :class:`SeparableConv2D` / :class:`Conv2DTranspose` /
 :class:`MaxPooling2D` / :class:`AveragePooling2D` (so padding rules, fused
 ReLU, initialisers and regularisers are theirs), and views the result back.
 ZeroPadding1D, Cropping1D and UpSampling1D only move data along the steps
@@ -23,23 +25,39 @@ import numbers
 import numpy as np
 
 from .. import _params
-from .base import Layer, resolve_data_format, weight_options_config, weight_options_from_config
+from . import initializers
+from .base import Layer, resolve_data_format, weight_options_from_config
 from .conv import Conv2D
+from .conv_transpose import Conv2DTranspose
+from .depthwise import DepthwiseConv2D, SeparableConv2D, _positive_int
+from .normalization import refuse_unsupported
 from .pooling import AveragePooling2D, MaxPooling2D
 
-__all__ = ["AveragePooling1D", "Conv1D", "Cropping1D", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "MaxPooling1D",
-           "UpSampling1D", "ZeroPadding1D"]
+__all__ = [
+    "AveragePooling1D",
+    "Conv1D",
+    "Conv1DTranspose",
+    "Cropping1D",
+    "DepthwiseConv1D",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
+    "MaxPooling1D",
+    "SeparableConv1D",
+    "UpSampling1D",
+    "ZeroPadding1D",
+]
 
 
-def _single(value, name: str, layer: str) -> int:
+def _single(value, name: str, layer: str, minimum: int = 1) -> int:
     if isinstance(value, (tuple, list)) and len(value) == 1:
         value = value[0]
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{layer} {name} must be a positive int (or a 1-tuple); got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{layer} {name} must be {what} (or a 1-tuple); got {value!r}")
     return int(value)
 
 
-def _conv1d_padding(padding):
+def _conv1d_padding(padding, layer: str = "Conv1D"):
     """'valid', 'same', 'causal', an int >= 0 or a (left, right) pair of ints >= 0."""
     def zero_steps(p) -> bool:
         return isinstance(p, numbers.Integral) and not isinstance(p, (bool, np.bool_)) and 0 <= p <= _params.MAX_PARAM
@@ -50,8 +68,20 @@ def _conv1d_padding(padding):
         return int(padding)
     if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(zero_steps(p) for p in padding):
         return (int(padding[0]), int(padding[1]))
-    raise ValueError(f"Conv1D padding must be 'valid', 'same' or 'causal', or zero steps as an int or a (left, right) "
+    raise ValueError(f"{layer} padding must be 'valid', 'same' or 'causal', or zero steps as an int or a (left, right) "
                      f"pair of ints >= 0; got {padding!r}")
+
+
+def _steps_padding(padding, kernel_size: int, dilation_rate: int):
+    """The inner 2-D layer's padding of a checked 1-D padding: 'valid' and 'same' as they are
+    (on a height of 1 they pad the steps alone); 'causal' as ``dilation_rate * (kernel_size - 1)``
+    zero steps on the left; zero steps (p, or (left, right)) on the steps axis only."""
+    if padding == "causal":
+        return ((0, 0), (dilation_rate * (kernel_size - 1), 0))
+    if isinstance(padding, str):
+        return padding
+    left, right = (padding, padding) if isinstance(padding, int) else padding  # as PyTorch's Conv1d pads
+    return ((0, 0), (left, right))
 
 
 def _sequence_format(data_format) -> str:
@@ -157,7 +187,49 @@ class _Sequence2D(_SequenceLayout, Layer):
         self._inner._clear_cache()
 
 
-class Conv1D(_Sequence2D):
+class _Convolution1D(_Sequence2D):
+    """Shared by the 1-D convolutions: their kernel_size, strides, padding, dilation_rate and
+    data_format, checked in the 1-D layer's words, and their config."""
+
+    _cache_attrs = ()
+
+    def _options(self, kernel_size, strides, padding, dilation_rate, data_format, use_bias):
+        """Check and set the options over steps; the inner 2-D layer's padding."""
+        kind = type(self).__name__
+        self.data_format = _sequence_format(data_format)
+        self.kernel_size = _single(kernel_size, "kernel_size", kind)
+        self.strides = _single(strides, "strides", kind)
+        self.dilation_rate = _single(dilation_rate, "dilation_rate", kind)
+        self.padding = _conv1d_padding(padding, kind)
+        # Checked here too: the inner layer's message would name the 2-D layer.
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"{kind} use_bias must be True or False; got {use_bias!r}")
+        return _steps_padding(self.padding, self.kernel_size, self.dilation_rate)
+
+    def _window(self):
+        if self.dilation_rate == 1:
+            return f"kernel_size={self.kernel_size}"
+        span = self.dilation_rate * (self.kernel_size - 1) + 1
+        return f"kernel_size={self.kernel_size} with dilation_rate={self.dilation_rate} ({span} steps)"
+
+    def get_config(self):
+        # The inner 2-D layer's options (activation, use_bias, initialisers, regularisers, filters,
+        # depth_multiplier: Keras's names), with the 1-D layer's own name and options over steps.
+        options = self._inner.get_config()
+        for key in Layer.get_config(self._inner):
+            options.pop(key)
+        return {
+            **super().get_config(),
+            **options,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": list(self.padding) if isinstance(self.padding, tuple) else self.padding,
+            "data_format": self.data_format,
+            "dilation_rate": self.dilation_rate,
+        }
+
+
+class Conv1D(_Convolution1D):
     """1-D convolution over ``(batch, steps, channels)``, Keras's ``Conv1D``.
 
     Parameters
@@ -184,7 +256,6 @@ class Conv1D(_Sequence2D):
     ``(kernel_size, channels, filters)``. Parameter counts equal Keras's.
     """
 
-    _cache_attrs = ()
     # Stored (filters, channels, 1, k); get_weights/set_weights use Keras's (k, channels, filters).
     _keras_layouts = {
         "kernel": (lambda k: k[:, :, 0, :].transpose(2, 1, 0), lambda k: k.transpose(2, 1, 0)[:, :, None, :])
@@ -210,17 +281,7 @@ class Conv1D(_Sequence2D):
         trainable=True,
     ):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
-        self.data_format = _sequence_format(data_format)
-        self.kernel_size = _single(kernel_size, "kernel_size", "Conv1D")
-        self.strides = _single(strides, "strides", "Conv1D")
-        self.dilation_rate = _single(dilation_rate, "dilation_rate", "Conv1D")
-        self.padding = _conv1d_padding(padding)
-        inner_padding = self.padding
-        if self.padding == "causal":
-            inner_padding = ((0, 0), (self.dilation_rate * (self.kernel_size - 1), 0))
-        elif not isinstance(self.padding, str):  # zero steps (left, right), as PyTorch's Conv1d pads
-            left, right = (self.padding, self.padding) if isinstance(self.padding, int) else self.padding
-            inner_padding = ((0, 0), (left, right))
+        inner_padding = self._options(kernel_size, strides, padding, dilation_rate, data_format, use_bias)
         self._inner = Conv2D(
             filters,
             (1, self.kernel_size),
@@ -236,23 +297,261 @@ class Conv1D(_Sequence2D):
         )
         self.filters = self._inner.filters
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**weight_options_from_config(config))
+
+
+class _Depthwise1D(_Convolution1D):
+    """Shared by DepthwiseConv1D and SeparableConv1D (an inner DepthwiseConv2D / SeparableConv2D)."""
+
+    _kernel_name = "kernel"
+
+    def _depthwise_options(self, kernel_size, strides, padding, depth_multiplier, dilation_rate, data_format,
+                           use_bias, activity_regularizer, bias_constraint, **constraints):
+        kind = type(self).__name__
+        refuse_unsupported(kind, activity_regularizer=activity_regularizer, **constraints,
+                           bias_constraint=bias_constraint)
+        inner_padding = self._options(kernel_size, strides, padding, dilation_rate, data_format, use_bias)
+        self.depth_multiplier = multiplier = _positive_int(depth_multiplier, kind, "depth_multiplier")
+        # Stored (channels * multiplier, 1, 1, k), output channel c * multiplier + m from input channel
+        # c (the inner DepthwiseConv2D's); get_weights/set_weights use Keras's (k, channels, multiplier).
+        self._keras_layouts = {
+            **type(self)._keras_layouts,
+            self._kernel_name: (
+                lambda w: w[:, 0, 0, :].reshape(-1, multiplier, w.shape[-1]).transpose(2, 0, 1),
+                lambda w: w.transpose(1, 2, 0).reshape(-1, 1, 1, w.shape[0]),
+            ),
+        }
+        return inner_padding
+
+    @classmethod
+    def from_config(cls, config):
+        keys = ("depthwise_initializer", "pointwise_initializer", "bias_initializer")
+        return cls(**initializers.deserialize_config(config, keys))
+
+
+class DepthwiseConv1D(_Depthwise1D):
+    """Depthwise 1-D convolution over ``(batch, steps, channels)``, Keras's ``DepthwiseConv1D``:
+    each channel convolved with its own ``depth_multiplier`` filters, no mixing between channels
+    (the layer runs a :class:`DepthwiseConv2D` on height-1 images).
+
+    Parameters
+    ----------
+    kernel_size, strides, dilation_rate, data_format
+        As :class:`Conv1D`.
+    padding : 'valid' or 'same'
+        As Keras. convforge also takes :class:`Conv1D`'s ``'causal'`` (not in
+        Keras, whose Conv1D and, in Keras 2, SeparableConv1D take it) and zero
+        steps (an int or a ``(left, right)`` pair, PyTorch's
+        ``Conv1d(groups=channels, padding=p)``).
+    depth_multiplier : int
+        Filters per input channel: ``channels * depth_multiplier`` outputs.
+    activation, use_bias, depthwise_initializer, bias_initializer, depthwise_regularizer, bias_regularizer
+        As :class:`DepthwiseConv2D`; constraints and ``activity_regularizer``
+        are not supported (NotImplementedError).
+
+    Weights
+    -------
+    ``kernel`` stored as ``(channels * depth_multiplier, 1, 1, kernel_size)``
+    and ``bias`` ``(channels * depth_multiplier,)``; ``get_weights()``/
+    ``set_weights()`` use Keras's ``(kernel_size, channels, depth_multiplier)``.
+    Output channel ``c * depth_multiplier + m`` comes from input channel ``c``,
+    as in Keras.
+    """
+
+    def __init__(
+        self,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        depth_multiplier=1,
+        data_format=None,
+        dilation_rate=1,
+        activation=None,
+        use_bias=True,
+        depthwise_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        depthwise_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        depthwise_constraint=None,
+        bias_constraint=None,
+        *,
+        input_shape=None,
+        name=None,
+        trainable=True,
+    ):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        inner_padding = self._depthwise_options(
+            kernel_size, strides, padding, depth_multiplier, dilation_rate, data_format, use_bias,
+            activity_regularizer, bias_constraint, depthwise_constraint=depthwise_constraint,
+        )
+        self._inner = DepthwiseConv2D(
+            (1, self.kernel_size), (1, self.strides), inner_padding, self.depth_multiplier,
+            dilation_rate=(1, self.dilation_rate), activation=activation, use_bias=use_bias,
+            depthwise_initializer=depthwise_initializer, bias_initializer=bias_initializer,
+            depthwise_regularizer=depthwise_regularizer, bias_regularizer=bias_regularizer,
+        )
+
+
+class SeparableConv1D(_Depthwise1D):
+    """Depthwise then pointwise (kernel size 1) 1-D convolution over ``(batch, steps, channels)``,
+    Keras's ``SeparableConv1D`` (the layer runs a :class:`SeparableConv2D` on height-1 images).
+
+    Parameters
+    ----------
+    filters : int
+        Output channels of the pointwise step.
+    kernel_size, strides, padding, dilation_rate, depth_multiplier
+        Of the depthwise step, as :class:`DepthwiseConv1D` (``'causal'`` and
+        zero steps too, not in Keras 3; Keras 2's SeparableConv1D took
+        ``'causal'``).
+    data_format, activation, use_bias
+        As :class:`Conv1D`.
+    depthwise_initializer, pointwise_initializer, bias_initializer,
+    depthwise_regularizer, pointwise_regularizer, bias_regularizer
+        As :class:`SeparableConv2D`; constraints and ``activity_regularizer``
+        are not supported (NotImplementedError).
+
+    Weights
+    -------
+    ``depthwise_kernel`` stored as ``(channels * depth_multiplier, 1, 1,
+    kernel_size)``, ``pointwise_kernel`` ``(filters, channels * depth_multiplier,
+    1, 1)`` and ``bias`` ``(filters,)``, Keras's order; ``get_weights()``/
+    ``set_weights()`` use Keras's ``(kernel_size, channels, depth_multiplier)``
+    and ``(1, channels * depth_multiplier, filters)``.
+    """
+
+    _kernel_name = "depthwise_kernel"
+    # Stored (filters, channels * multiplier, 1, 1); Keras's is (1, channels * multiplier, filters).
+    _keras_layouts = {"pointwise_kernel": (lambda w: w[:, :, 0, 0].T[None], lambda w: w[0].T[:, :, None, None])}
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,
+        dilation_rate=1,
+        depth_multiplier=1,
+        activation=None,
+        use_bias=True,
+        depthwise_initializer="glorot_uniform",
+        pointwise_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        depthwise_regularizer=None,
+        pointwise_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        depthwise_constraint=None,
+        pointwise_constraint=None,
+        bias_constraint=None,
+        *,
+        input_shape=None,
+        name=None,
+        trainable=True,
+    ):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        inner_padding = self._depthwise_options(
+            kernel_size, strides, padding, depth_multiplier, dilation_rate, data_format, use_bias,
+            activity_regularizer, bias_constraint, depthwise_constraint=depthwise_constraint,
+            pointwise_constraint=pointwise_constraint,
+        )
+        self.filters = _positive_int(filters, "SeparableConv1D", "filters")
+        self._inner = SeparableConv2D(
+            self.filters, (1, self.kernel_size), (1, self.strides), inner_padding,
+            dilation_rate=(1, self.dilation_rate), depth_multiplier=self.depth_multiplier, activation=activation,
+            use_bias=use_bias, depthwise_initializer=depthwise_initializer,
+            pointwise_initializer=pointwise_initializer, bias_initializer=bias_initializer,
+            depthwise_regularizer=depthwise_regularizer, pointwise_regularizer=pointwise_regularizer,
+            bias_regularizer=bias_regularizer,
+        )
+
+
+class Conv1DTranspose(_Convolution1D):
+    """Transposed 1-D convolution over ``(batch, steps, channels)``, Keras's ``Conv1DTranspose``
+    (the layer runs a :class:`Conv2DTranspose` on height-1 images).
+
+    Parameters
+    ----------
+    filters : int
+    kernel_size, strides : int
+    padding : 'valid' or 'same'
+    output_padding : None or an int less than ``strides`` (Keras's rule)
+        Output steps as :class:`Conv2DTranspose`'s rows: ``(steps - 1) * strides
+        + max(kernel_size, strides)`` for ``'valid'``, ``steps * strides`` for
+        ``'same'``; with ``output_padding``, ``(steps - 1) * strides +
+        kernel_size - 2 * pad + output_padding`` (``pad`` 0 for ``'valid'``,
+        ``kernel_size // 2`` for ``'same'``).
+    data_format : 'channels_last' (default) or 'channels_first'
+        As :class:`Conv1D`.
+    dilation_rate : 1
+        ``dilation_rate > 1`` is not supported (as :class:`Conv2DTranspose`).
+    activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
+        As :class:`Conv2DTranspose`.
+
+    Weights
+    -------
+    ``kernel`` stored as ``(channels, filters, 1, kernel_size)`` and ``bias``
+    ``(filters,)``; ``get_weights()``/``set_weights()`` use Keras's
+    ``(kernel_size, filters, channels)``. Parameter counts equal Keras's.
+    """
+
+    # Stored (channels, filters, 1, k); Keras's (k, filters, channels): Conv1D's map of its axes.
+    _keras_layouts = Conv1D._keras_layouts
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        output_padding=None,
+        data_format=None,
+        dilation_rate=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        *,
+        input_shape=None,
+        name=None,
+        trainable=True,
+    ):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        kind = "Conv1DTranspose"
+        if _single(dilation_rate, "dilation_rate", kind) != 1:
+            raise ValueError("convforge does not support Conv1DTranspose dilation_rate > 1")
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise ValueError(f"Conv1DTranspose padding must be 'valid' or 'same'; got {padding!r}")
+        self._options(kernel_size, strides, padding, 1, data_format, use_bias)
+        self.filters = _positive_int(filters, kind, "filters")
+        self.output_padding = None
+        if output_padding is not None:
+            self.output_padding = _single(output_padding, "output_padding", kind, minimum=0)
+            if self.output_padding >= self.strides:
+                raise ValueError(
+                    f"Conv1DTranspose output_padding must be less than strides (Keras's rule); got "
+                    f"output_padding={self.output_padding}, strides={self.strides}"
+                )
+        self._inner = Conv2DTranspose(
+            self.filters, (1, self.kernel_size), (1, self.strides), self.padding,
+            None if self.output_padding is None else (0, self.output_padding), activation=activation,
+            use_bias=use_bias, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+        )
+
     def _window(self):
-        if self.dilation_rate == 1:
+        if self.output_padding is None:
             return f"kernel_size={self.kernel_size}"
-        span = self.dilation_rate * (self.kernel_size - 1) + 1
-        return f"kernel_size={self.kernel_size} with dilation_rate={self.dilation_rate} ({span} steps)"
+        return f"kernel_size={self.kernel_size} with output_padding={self.output_padding}"
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "padding": list(self.padding) if isinstance(self.padding, tuple) else self.padding,
-            "data_format": self.data_format,
-            "dilation_rate": self.dilation_rate,
-            **weight_options_config(self._inner),
-        }
+        return {**super().get_config(), "output_padding": self.output_padding}
 
     @classmethod
     def from_config(cls, config):
