@@ -370,7 +370,7 @@ def export_sequence_model(model, x, tmp_path):
     np.testing.assert_array_equal(back.predict(x, verbose=0), expected)
     # Every layer comes back as itself, but Dropout (dropped) and an activation the exporter
     # wrote after a Conv1D's transpose (a layer of its own).
-    kinds = [type(layer).__name__ for layer in model.layers if type(layer).__name__ != "Dropout"]
+    kinds = _imported_kinds(type(layer).__name__ for layer in model.layers if type(layer).__name__ != "Dropout")
     assert [k for k in (type(layer).__name__ for layer in back.layers) if k not in ("ReLU", "Softmax")] == \
         [k for k in kinds if k not in ("ReLU", "Softmax")]
     return proto
@@ -430,7 +430,32 @@ SEQUENCE_CASES = {
     "upsampling1d-pooling": lambda: [layers.UpSampling1D(3), layers.MaxPooling1D(2)],
     "steps-layers-dense": lambda: [layers.ZeroPadding1D(1), layers.Cropping1D(2), layers.UpSampling1D(),
                                    layers.Flatten(), layers.Dense(2)],
+    # DepthwiseConv1D: a grouped 1-D Conv (group = channels); SeparableConv1D: that, then a Conv of
+    # kernel size 1 (back as DepthwiseConv1D + Conv1D); Conv1DTranspose: a 1-D ConvTranspose.
+    "depthwise-conv1d": lambda: [layers.DepthwiseConv1D(3, depth_multiplier=2)],
+    "depthwise-conv1d-same-strided-relu": lambda: [layers.DepthwiseConv1D(4, strides=2, padding="same",
+                                                                          activation="relu")],
+    "depthwise-conv1d-causal-dilated-no-bias": lambda: [layers.DepthwiseConv1D(3, padding="causal", dilation_rate=2,
+                                                                               use_bias=False)],
+    "separable-conv1d": lambda: [layers.SeparableConv1D(4, 3, depth_multiplier=2)],
+    "separable-conv1d-same-strided-relu": lambda: [layers.SeparableConv1D(5, 3, strides=2, padding="same",
+                                                                          activation="relu", use_bias=False)],
+    "conv1d-transpose": lambda: [layers.Conv1DTranspose(4, 3)],
+    "conv1d-transpose-same-strided-relu": lambda: [layers.Conv1DTranspose(4, 4, strides=2, padding="same",
+                                                                          activation="relu")],
+    "conv1d-transpose-stride-over-kernel": lambda: [layers.Conv1DTranspose(2, 2, strides=3, use_bias=False)],
+    "conv1d-transpose-output-padding": lambda: [layers.Conv1DTranspose(2, 4, strides=3, padding="same",
+                                                                       output_padding=2),
+                                                layers.Conv1DTranspose(3, 3, strides=2, output_padding=1)],
+    "1d-autoencoder": lambda: [layers.SeparableConv1D(6, 3, padding="same", activation="relu"), layers.MaxPooling1D(2),
+                               layers.DepthwiseConv1D(3, padding="same"), layers.Conv1DTranspose(3, 2, strides=2)],
 }
+
+
+def _imported_kinds(kinds):
+    """The layer kinds a model's file imports back as: a SeparableConv1D is two Convs, a
+    DepthwiseConv1D and a Conv1D (as SeparableConv2D's come back as DepthwiseConv2D + Conv2D)."""
+    return [k for kind in kinds for k in (["DepthwiseConv1D", "Conv1D"] if kind == "SeparableConv1D" else [kind])]
 
 
 @pytest.mark.parametrize("make", SEQUENCE_CASES.values(), ids=SEQUENCE_CASES.keys())
@@ -496,6 +521,14 @@ CHANNELS_FIRST_SEQUENCE_CASES = {
                              layers.Cropping1D((2, 1), data_format="channels_first"),
                              layers.UpSampling1D(2, data_format="channels_first"),
                              layers.ZeroPadding1D(1, data_format="channels_first"), layers.Flatten(), layers.Dense(2)],
+    "depthwise-conv1d-pytorch-padding": lambda: [layers.DepthwiseConv1D(3, padding=1, depth_multiplier=2,
+                                                                        data_format="channels_first")],
+    "separable-conv1d": lambda: [layers.SeparableConv1D(4, 3, strides=2, padding="same", depth_multiplier=2,
+                                                        activation="relu", data_format="channels_first")],
+    "conv1d-transpose": lambda: [layers.Conv1DTranspose(4, 4, strides=2, padding="same",
+                                                        data_format="channels_first"),
+                                 layers.Conv1DTranspose(2, 3, strides=3, output_padding=1,
+                                                        data_format="channels_first")],
 }
 
 
@@ -508,8 +541,9 @@ def test_channels_first_sequence_layers_round_trip(make, tmp_path):
     proto = export_sequence_model(model, images((4, 3, 11)), tmp_path)
     assert "Transpose" not in [n.op_type for n in proto.graph.node]
     def layouts(m):  # the 1-D layers' data_format, BatchNormalization's axis
-        return [(type(la).__name__, la.data_format if type(la).__name__.endswith("1D") else la.axis)
-                for la in m.layers if type(la).__name__.endswith("1D") or type(la).__name__ == "BatchNormalization"]
+        return [(kind, la.data_format if kind.endswith("1D") else la.axis)
+                for la in m.layers for kind in _imported_kinds([type(la).__name__])
+                if kind.endswith("1D") or kind == "BatchNormalization"]
     assert layouts(convforge.load_model(tmp_path / "sequences.onnx")) == layouts(model)
 
 
@@ -651,6 +685,42 @@ def test_pad_slice_and_resize_of_steps_import_as_1d_layers(nodes, inits, expecte
 def test_pad_slice_and_resize_of_a_sequence_that_1d_layers_cannot_do_are_refused(node, inits, message, tmp_path):
     path = save_graph(tmp_path / "m.onnx", [node], inits, input_shape=("n", 4, 6))
     with pytest.raises(ModelFileError, match=rf"node 'n' \({node.op_type}\).*{message}"):
+        convforge.load_model(path)
+
+
+def test_pytorch_depthwise_conv1d_and_conv_transpose1d_import(tmp_path):
+    """PyTorch's depthwise Conv1d (groups = channels, a separable audio block's first half) and
+    ConvTranspose1d(kernel 4, stride 2, padding 1) (a 1-D decoder's upsampling, Keras's 'same'
+    output) import as channels-first DepthwiseConv1D and Conv1DTranspose (grouped 1-D Convs were
+    refused, and a 1-D ConvTranspose was taken for an image's); other groups, and pads that are
+    not Keras's, are refused by name."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.ConvTranspose1d(3, 4, 4, stride=2, padding=1), nn.ReLU(),
+                        nn.Conv1d(4, 8, 3, groups=4, padding=1), nn.Conv1d(8, 2, 1)).eval()
+    path = tmp_path / "torch1d.onnx"
+    export_torch(net, (torch.randn(2, 3, 10),), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    model = convforge.load_model(path)
+    kinds = [(type(la).__name__, getattr(la, "data_format", None), getattr(la, "padding", None))
+             for la in model.layers if type(la).__name__ != "InputLayer"]
+    assert kinds == [("Conv1DTranspose", "channels_first", "same"), ("ReLU", None, None),
+                     ("DepthwiseConv1D", "channels_first", "same"), ("Conv1D", "channels_first", "valid")], kinds
+    assert model.layers[-2].depth_multiplier == 2
+    x = images((3, 3, 10))
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=RTOL, atol=ATOL)
+    grouped = helper.make_node("Conv", ["x", "w"], ["y"], name="halves", group=2)
+    path = save_graph(tmp_path / "grouped.onnx", [grouped], [weights("w", (4, 2, 3))], input_shape=("n", 4, 9))
+    with pytest.raises(ModelFileError, match=r"'halves' \(Conv\), attribute 'group': grouped 1-D convolution "
+                                             r"\(group=2\) other than depthwise \(group = channels\)"):
+        convforge.load_model(path)
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="torch_style", strides=[2], pads=[1, 1],
+                            output_padding=[1])
+    path = save_graph(tmp_path / "torch_style.onnx", [node], [weights("w", (3, 2, 3))], input_shape=("n", 3, 9))
+    with pytest.raises(ModelFileError, match=r"'torch_style' \(ConvTranspose\), attribute 'pads': pads \[1, 1\] "
+                                             r"with output_padding \[1\] give neither Keras's 'valid' nor its 'same'"):
         convforge.load_model(path)
 
 

@@ -27,15 +27,17 @@ both left at their defaults; Pad 18 adds an ``axes`` input and AveragePool 19
 and its version. Each layer class is translated by an *exporter* registered
 with :func:`register_exporter`; a layer without one stops the export with an
 error naming it. Sequences ``(batch, steps, channels)`` stay so between layers;
-Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D and GlobalMaxPooling1D
-are ONNX's 1-D Conv and pooling (GlobalAveragePool, GlobalMaxPool) between two
-``Transpose`` to and from ``(batch, channels, steps)``, as is a BatchNormalization of
-sequences; with ``data_format='channels_first'`` (and BatchNormalization(axis=1)) they
-read ``(batch, channels, steps)`` as ONNX does, with no Transpose. ZeroPadding1D,
-Cropping1D and UpSampling1D are a zero ``Pad``, a ``Slice`` and a nearest ``Resize`` of
-the steps axis of their own layout (no Transpose). All import back (``_sequences``), and
-so does a PyTorch ``Conv1d`` network's (batch, channels, steps) file: its 1-D ops become
-channels-first layers. Dropout and the random augmentation layers are the identity at
+Conv1D, DepthwiseConv1D (a grouped Conv, one group per channel), SeparableConv1D (that
+grouped Conv, then a Conv of kernel size 1; it imports back as DepthwiseConv1D + Conv1D),
+Conv1DTranspose (ConvTranspose), MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D and
+GlobalMaxPooling1D are ONNX's 1-D Conv, ConvTranspose and pooling (GlobalAveragePool,
+GlobalMaxPool) between two ``Transpose`` to and from ``(batch, channels, steps)``, as is a
+BatchNormalization of sequences; with ``data_format='channels_first'`` (and
+BatchNormalization(axis=1)) they read ``(batch, channels, steps)`` as ONNX does, with no
+Transpose. ZeroPadding1D, Cropping1D and UpSampling1D are a zero ``Pad``, a ``Slice`` and a
+nearest ``Resize`` of the steps axis of their own layout (no Transpose). All import back
+(``_sequences``), and so does a PyTorch ``Conv1d`` network's (batch, channels, steps) file: its
+1-D ops become channels-first layers. Dropout and the random augmentation layers are the identity at
 inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nearest
 ``Resize`` (imports back), Conv2DTranspose ``ConvTranspose`` (imports back) and Permute one
 ``Transpose`` (images: imports back; Permute((2, 3, 1)) is NCHW -> NHWC, which the importer
@@ -52,7 +54,8 @@ graph to convforge layers: a :class:`~convforge.Sequential` when the graph is
 a chain, else a graph model (``convforge.Model``, channels-last input). Each
 op is translated by an *importer* registered with :func:`register_importer`
 (``convforge.onnx._registry.supported_ops()`` lists them): Conv (plain and
-depthwise), ConvTranspose (where its pads give Keras's 'valid' or 'same' output),
+depthwise, 2-D and 1-D), ConvTranspose (2-D and 1-D, where its pads give Keras's 'valid'
+or 'same' output),
 MaxPool/AveragePool (where a Keras 'valid'/'same' window set is the same), Gemm,
 MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
 Conv/Dense before them), Clip(x, 0, max) (``ReLU(max_value)``, which exports as

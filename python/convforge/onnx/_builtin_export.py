@@ -5,7 +5,8 @@ so weights go out exactly as stored: Conv2D's kernel is ONNX's OIHW ``W``, Dense
 Gemm's ``B`` (``(in_features, units)``, ``transB=0``), and Flatten is ``Flatten(axis=1)`` of
 NCHW, convforge's (channels, height, width) order. Sequences stay ``(batch, steps, channels)``
 between layers, as inside convforge; the 1-D layers transpose to ONNX's ``(batch, channels,
-steps)`` around their 1-D Conv or pooling node.
+steps)`` around their 1-D Conv, ConvTranspose or pooling node (DepthwiseConv1D a grouped Conv,
+SeparableConv1D a grouped Conv then a Conv of kernel size 1).
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ import numpy as np
 from .. import _params
 from ..layers.activations import ELU, GELU, Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Swish, Tanh
 from ..layers.conv import Conv2D
-from ..layers.conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
+from ..layers.conv1d import (
+    AveragePooling1D,
+    Conv1D,
+    Conv1DTranspose,
+    DepthwiseConv1D,
+    GlobalAveragePooling1D,
+    GlobalMaxPooling1D,
+    MaxPooling1D,
+    SeparableConv1D,
+)
 from ..layers.conv_transpose import Conv2DTranspose
 from ..layers.core import Dense, Dropout, Flatten, Reshape
 from ..layers.reshaping import Permute
@@ -169,25 +179,82 @@ def _to_layer_layout(ctx, layer, y: str) -> str:
     return ctx.node("Transpose", [y], "to_channels_last", perm=[0, 2, 1])
 
 
-def export_conv1d(ctx, layer: Conv1D, inputs):
-    """A 1-D Conv. The layer runs as its inner Conv2D on images of height 1, so that layer's padding
-    rule ('same', or 'causal' as explicit left pads) gives the pads of the steps axis."""
-    (x,) = inputs
-    steps, _ = layer._steps_channels(ctx.shape(x))
+def _conv1d_node(ctx, layer, x: str, steps: int, kernel_name: str, kernel, bias, group: int, name: str = "Conv"):
+    """A 1-D Conv of (batch, channels, steps) with ``layer``'s window. The 1-D convolutions run as
+    their inner 2-D layer on images of height 1, so that layer's padding rule ('same', or
+    'causal' and zero steps as explicit pads) gives the pads of the steps axis."""
     inner = layer._inner
     _, _, left, right = _params.conv_padding(inner.padding, (1, steps), inner.kernel_size, inner.strides,
                                              inner.dilation_rate)
-    # Stored (filters, channels, 1, kernel_size): ONNX's (M, C, k) without the unit height.
-    operands = [_to_channels_first(ctx, layer, x), ctx.initializer("kernel", layer.params["kernel"][:, :, 0, :])]
-    if inner.use_bias:
-        operands.append(ctx.initializer("bias", layer.params["bias"]))
-    y = ctx.node("Conv", operands, "Conv", kernel_shape=[layer.kernel_size], strides=[layer.strides],
-                 dilations=[layer.dilation_rate], pads=[left, right], group=1)
+    operands = [x, ctx.initializer(kernel_name, kernel)]
+    if bias is not None:
+        operands.append(ctx.initializer("bias", bias))
+    return ctx.node("Conv", operands, name, kernel_shape=[layer.kernel_size], strides=[layer.strides],
+                    dilations=[layer.dilation_rate], pads=[left, right], group=group)
+
+
+def _conv1d_output(ctx, layer, y: str) -> str:
+    """A 1-D convolution's (batch, channels, steps) result in the layer's layout, then its
+    activation: on the layer's sequences, a softmax over the channels (channels-last) or, as
+    Keras's, over the steps (channels-first: the last axis)."""
     y = _to_layer_layout(ctx, layer, y)
     ctx.set_shape(y, layer._internal_output_shape)
-    # On the layer's sequences: a softmax over the channels (channels-last) or, as Keras's, over
-    # the steps (channels-first: the last axis).
-    return activation(ctx, inner.activation, y)
+    return activation(ctx, layer._inner.activation, y)
+
+
+def export_conv1d(ctx, layer: Conv1D, inputs):
+    """A 1-D Conv; the kernel, stored (filters, channels, 1, kernel_size), is ONNX's (M, C, k)
+    without the unit height."""
+    (x,) = inputs
+    steps, _ = layer._steps_channels(ctx.shape(x))
+    y = _conv1d_node(ctx, layer, _to_channels_first(ctx, layer, x), steps, "kernel", layer.params["kernel"][:, :, 0, :],
+                     layer.params.get("bias"), 1)
+    return _conv1d_output(ctx, layer, y)
+
+
+def export_depthwise_conv1d(ctx, layer: DepthwiseConv1D, inputs):
+    """ONNX's grouped 1-D Conv, one group per channel; the kernel, stored (channels * multiplier,
+    1, 1, kernel_size), is its W (channels * multiplier, 1, k) as the 2-D DepthwiseConv2D's is."""
+    (x,) = inputs
+    steps, channels = layer._steps_channels(ctx.shape(x))
+    y = _conv1d_node(ctx, layer, _to_channels_first(ctx, layer, x), steps, "depthwise_kernel",
+                     layer.params["kernel"][:, :, 0, :], layer.params.get("bias"), channels, "DepthwiseConv")
+    return _conv1d_output(ctx, layer, y)
+
+
+def export_separable_conv1d(ctx, layer: SeparableConv1D, inputs):
+    """The grouped 1-D Conv of the depthwise step (no bias), then a 1-D Conv of kernel size 1
+    with the pointwise kernel ((filters, channels * multiplier, 1)) and the bias."""
+    (x,) = inputs
+    steps, channels = layer._steps_channels(ctx.shape(x))
+    t = _conv1d_node(ctx, layer, _to_channels_first(ctx, layer, x), steps, "depthwise_kernel",
+                     layer.params["depthwise_kernel"][:, :, 0, :], None, channels, "DepthwiseConv")
+    operands = [t, ctx.initializer("pointwise_kernel", layer.params["pointwise_kernel"][:, :, 0, :])]
+    if "bias" in layer.params:
+        operands.append(ctx.initializer("bias", layer.params["bias"]))
+    y = ctx.node("Conv", operands, "PointwiseConv", kernel_shape=[1])
+    return _conv1d_output(ctx, layer, y)
+
+
+def conv1d_transpose_pads(layer: Conv1DTranspose, steps: int) -> tuple[list[int], list[int]]:
+    """ONNX 1-D ConvTranspose's ``pads`` and ``output_padding`` giving ``layer``'s output (Keras's)
+    for ``steps`` steps: its inner Conv2DTranspose's on (1, steps) images, the steps axis."""
+    (_, left, _, right), (_, extra) = conv_transpose_pads(layer._inner, (1, steps))
+    return [left, right], [extra]
+
+
+def export_conv1d_transpose(ctx, layer: Conv1DTranspose, inputs):
+    """ONNX's 1-D ConvTranspose (as Conv2DTranspose's, on the steps); the kernel, stored
+    (channels, filters, 1, kernel_size), is its W (C, M, k)."""
+    (x,) = inputs
+    steps, _ = layer._steps_channels(ctx.shape(x))
+    pads, output_padding = conv1d_transpose_pads(layer, steps)
+    operands = [_to_channels_first(ctx, layer, x), ctx.initializer("kernel", layer.params["kernel"][:, :, 0, :])]
+    if "bias" in layer.params:
+        operands.append(ctx.initializer("bias", layer.params["bias"]))
+    y = ctx.node("ConvTranspose", operands, "ConvTranspose", kernel_shape=[layer.kernel_size], strides=[layer.strides],
+                 pads=pads, output_padding=output_padding if any(output_padding) else None)
+    return _conv1d_output(ctx, layer, y)
 
 
 def export_pooling1d(ctx, layer, inputs):
@@ -288,6 +355,9 @@ for _cls, _fn in (
     (AveragePooling2D, export_pooling),
     (Conv2DTranspose, export_conv2d_transpose),
     (Conv1D, export_conv1d),
+    (DepthwiseConv1D, export_depthwise_conv1d),
+    (SeparableConv1D, export_separable_conv1d),
+    (Conv1DTranspose, export_conv1d_transpose),
     (MaxPooling1D, export_pooling1d),
     (AveragePooling1D, export_pooling1d),
     (GlobalAveragePooling1D, export_global_pooling1d),

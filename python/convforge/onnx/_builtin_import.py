@@ -191,6 +191,8 @@ def import_conv(ctx, node):
 def import_conv_transpose(ctx, node):
     """ConvTranspose -> Conv2DTranspose, where its pads and output_padding give Keras's 'valid' or
     'same' output (those convforge's exporter writes); group 1, no dilation, as the layer."""
+    if _sequences.reads_sequence(ctx, node):
+        return _sequences.import_conv_transpose1d(ctx, node)
     a = ctx.attributes(node, {"kernel_shape": None, "strides": [1, 1], "dilations": [1, 1], "pads": [0, 0, 0, 0],
                               "output_padding": [0, 0], "auto_pad": "NOTSET", "group": 1})
     c, h, w = _image_shape(ctx, node)

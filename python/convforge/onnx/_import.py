@@ -189,7 +189,7 @@ class ImportContext:
             raise self.error(
                 node,
                 f"input {index} ({name!r}) is a sequence transposed to (batch, channels, steps); convforge can run a "
-                "1-D Conv, pooling or BatchNormalization on it, or transpose it back",
+                "1-D Conv, ConvTranspose, pooling or BatchNormalization on it, or transpose it back",
             )
         if name in self._views:
             raise self.error(

@@ -1,5 +1,6 @@
-"""Importers of the 1-D layers (Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
-GlobalMaxPooling1D, BatchNormalization of sequences) from ONNX's 1-D Conv, pooling and
+"""Importers of the 1-D layers (Conv1D, DepthwiseConv1D from a Conv with one group per channel,
+Conv1DTranspose, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D,
+BatchNormalization of sequences) from ONNX's 1-D Conv, ConvTranspose, pooling and
 BatchNormalization nodes, which read (batch, channels, steps), and of ZeroPadding1D, Cropping1D and
 UpSampling1D from a Pad, Slice or nearest Resize of one axis of a sequence (the axis named by the
 op says the layer's data_format: see _steps_layer).
@@ -20,6 +21,7 @@ import numpy as np
 
 from .. import _params
 from .. import layers as _layers
+from ._builtin_export import conv1d_transpose_pads
 
 
 def _layer(ctx, node, name: str):
@@ -89,10 +91,15 @@ def import_conv1d(ctx, node):
     base, (steps, channels), data_format = _sequence(ctx, node)
     kernel = ctx.constant(node, 1, "weights W")
     bias = ctx.constant(node, 2, "bias B", required=False)
-    if kernel.ndim != 3 or kernel.shape[1] != channels:
+    # One group per channel, W (channels * multiplier, 1, k): DepthwiseConv1D (as the 2-D importer's
+    # DepthwiseConv2D; a SeparableConv1D's two Convs come back as it and a Conv1D).
+    depthwise = a["group"] == channels > 1 and kernel.ndim == 3 and kernel.shape[1] == 1 and \
+        kernel.shape[0] % channels == 0
+    if a["group"] != 1 and not depthwise:
+        raise ctx.error(node, f"grouped 1-D convolution (group={a['group']}) other than depthwise (group = channels) "
+                        "is not supported", "group")
+    if kernel.ndim != 3 or (kernel.shape[1] != channels and not depthwise):
         raise ctx.error(node, f"weights of shape {kernel.shape} do not fit a sequence of {channels} channels")
-    if a["group"] != 1:
-        raise ctx.error(node, f"grouped 1-D convolution (group={a['group']}) is not supported", "group")
     k = kernel.shape[2]
     if a["kernel_shape"] is not None and list(a["kernel_shape"]) != [k]:
         raise ctx.error(node, f"{a['kernel_shape']} differs from the weights' [{k}]", "kernel_shape")
@@ -116,12 +123,62 @@ def import_conv1d(ctx, node):
     folded = []
     if data_format == "channels_last":
         folded, bias = _keras_bias(ctx, node, kernel.shape[0], bias)
-    layer = _layer(ctx, node, "Conv1D")(kernel.shape[0], k, strides=stride, padding=padding, dilation_rate=dilation,
-                                        use_bias=bias is not None, kernel_initializer="zeros",
-                                        data_format=data_format)
-    weights = [kernel[:, :, None, :]] + ([] if bias is None else [bias])  # stored (filters, channels, 1, k)
+    options = dict(strides=stride, padding=padding, dilation_rate=dilation, use_bias=bias is not None,
+                   data_format=data_format)
+    if depthwise:
+        layer = _layer(ctx, node, "DepthwiseConv1D")(k, depth_multiplier=kernel.shape[0] // channels,
+                                                     depthwise_initializer="zeros", **options)
+    else:
+        layer = _layer(ctx, node, "Conv1D")(kernel.shape[0], k, kernel_initializer="zeros", **options)
+    # Stored (filters, channels, 1, k), or (channels * multiplier, 1, 1, k): W with a unit height.
+    weights = [kernel[:, :, None, :]] + ([] if bias is None else [bias])
     out = _add(ctx, node, layer, base, data_format, weights)
     ctx.consume_all(folded, out)
+
+
+def import_conv_transpose1d(ctx, node):
+    """A 1-D ConvTranspose -> Conv1DTranspose, where its pads and output_padding give Keras's
+    'valid' or 'same' output (those convforge's exporter writes), as the 2-D importer's
+    Conv2DTranspose; group 1, no dilation, as the layer."""
+    a = ctx.attributes(node, {"kernel_shape": None, "strides": [1], "dilations": [1], "pads": [0, 0],
+                              "output_padding": [0], "auto_pad": "NOTSET", "group": 1})
+    base, (steps, channels), data_format = _sequence(ctx, node)
+    kernel = ctx.constant(node, 1, "weights W")
+    bias = ctx.constant(node, 2, "bias B", required=False)
+    if kernel.ndim != 3 or kernel.shape[0] != channels or kernel.shape[1] < 1:
+        raise ctx.error(node, f"weights of shape {kernel.shape}: expected ({channels}, filters, k) for {channels} "
+                        "channels")
+    if a["group"] != 1:
+        raise ctx.error(node, "grouped transposed convolution is not supported", "group")
+    if a["auto_pad"] != "NOTSET":
+        raise ctx.error(node, "only explicit pads are supported", "auto_pad")
+    if _single(ctx, node, a, "dilations", 1) != 1:
+        raise ctx.error(node, "Conv1DTranspose has no dilation", "dilations")
+    k = kernel.shape[2]
+    if a["kernel_shape"] is not None and list(a["kernel_shape"]) != [k]:
+        raise ctx.error(node, f"{a['kernel_shape']} differs from the weights' [{k}]", "kernel_shape")
+    if bias is not None and bias.shape != (kernel.shape[1],):
+        raise ctx.error(node, f"bias of shape {bias.shape}; expected ({kernel.shape[1]},)")
+    stride = _single(ctx, node, a, "strides", 1)
+    pads, extra = [int(p) for p in a["pads"]], [int(p) for p in a["output_padding"]]
+    if len(pads) != 2 or len(extra) != 1:
+        raise ctx.error(node, f"pads {pads} with output_padding {extra}: expected 2 and 1 ints (1-D)", "pads")
+    cls = _layer(ctx, node, "Conv1DTranspose")
+    # The output size fixes Keras's output_padding for each padding ((steps - 1) * stride + k
+    # - 2 * pad + output_padding, pad k // 2 for 'same'); the layer whose pads are these is the one.
+    out = (steps - 1) * stride + k - sum(pads) + extra[0]
+    options = [(mode, None) for mode in ("valid", "same")]
+    options += [(mode, out - (steps - 1) * stride - k + (2 * (k // 2) if mode == "same" else 0))
+                for mode in ("valid", "same")]
+    found = next((o for o in options if (o[1] is None or 0 <= o[1] < stride)
+                  and conv1d_transpose_pads(cls(1, k, stride, *o), steps) == (pads, extra)), None)
+    if found is None:
+        raise ctx.error(node, f"pads {pads} with output_padding {extra} give neither Keras's 'valid' nor its 'same' "
+                        "output", "pads")
+    layer = cls(kernel.shape[1], k, stride, *found, data_format=data_format, use_bias=bias is not None,
+                kernel_initializer="zeros")
+    weights = [kernel[:, :, None, :]] + ([] if bias is None else [bias])  # stored (channels, filters, 1, k)
+    _add(ctx, node, layer, base, data_format, weights)
 
 
 def _keras_bias(ctx, node, filters, bias):
