@@ -396,6 +396,8 @@ def test_sequence_model_trains_and_saves(tmp_path, data_format, pooling):
      r"layer 'depthwise_conv1d' \(DepthwiseConv1D\): kernel_size=5 does not fit in the input \(batch, 3, 1\)"),
     (lambda: layers.SeparableConv1D(2, 3, dilation_rate=2, data_format="channels_first"), (2, 4),
      r"\(SeparableConv1D\): kernel_size=3 with dilation_rate=2 \(5 steps\) does not fit in the input \(batch, 2, 4\)"),
+    (lambda: layers.Conv1DTranspose(2, 2, padding="same", output_padding=0), (1, 3),
+     r"\(Conv1DTranspose\): kernel_size=2 with output_padding=0 gives an empty output from the input \(batch, 1, 3\)"),
     (lambda: layers.Conv1DTranspose(2, 3), (3, 3, 1),
      r"Conv1DTranspose expects input of shape \(batch, steps, channels\); got \(batch, 3, 3, 1\)"),
 ])

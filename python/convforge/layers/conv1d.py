@@ -131,6 +131,9 @@ class _Sequence2D(_SequenceLayout, Layer):
     """A 1-D layer computed by an inner 2-D layer on height-1 images (see the module docstring)."""
 
     _inner: Layer
+    # What a window that the input cannot take does, for errors (a transposed convolution's
+    # output is what comes out empty).
+    _misfit = "does not fit in"
 
     def _check(self, input_shape):
         if len(input_shape) != 2:
@@ -164,7 +167,7 @@ class _Sequence2D(_SequenceLayout, Layer):
         except ValueError as err:
             # The inner layer's message speaks of a 2-D layer on (batch, 1, steps, channels) images.
             raise ValueError(
-                f"layer {self.name!r} ({type(self).__name__}): {self._window()} does not fit in the input "
+                f"layer {self.name!r} ({type(self).__name__}): {self._window()} {self._misfit} the input "
                 f"{self._show(input_shape)} ({steps} steps) with padding={self.padding!r}"
             ) from err
         return self._sequence_shape(steps, channels)
@@ -501,6 +504,7 @@ class Conv1DTranspose(_Convolution1D):
 
     # Stored (channels, filters, 1, k); Keras's (k, filters, channels): Conv1D's map of its axes.
     _keras_layouts = Conv1D._keras_layouts
+    _misfit = "gives an empty output from"
 
     def __init__(
         self,
