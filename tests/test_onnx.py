@@ -880,6 +880,23 @@ def test_conv2d_transpose_round_trip(config, tmp_path):
         convforge.load_model(path)
 
 
+def test_conv_transpose_import_does_not_loop_over_the_strides(tmp_path):
+    """Found while adding Conv1DTranspose: the importer tried every output_padding below the
+    strides, a list of strides[0] * strides[1] options built first, so a file's strides of 3000
+    ran for over a minute without an answer (2**31: forever). The output size fixes the one
+    output_padding of each padding."""
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="wide", strides=[3000, 3000], pads=[2, 0, 0, 0])
+    path = save_graph(tmp_path / "wide.onnx", [node], [weights("w", (2, 3, 3, 3))], input_shape=("n", 2, 2, 2))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match=r"'wide' \(ConvTranspose\), attribute 'pads': pads \[2, 0, 0, 0\]"):
+            convforge.load_model(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, peak
+
+
 PERMUTE_CASES = {
     "swap-height-width": (lambda: [layers.Conv2D(3, 1), layers.Permute((2, 1, 3)), layers.Conv2D(2, 1)], (4, 5, 2)),
     "channels-to-height": (lambda: [layers.Permute((3, 1, 2)), layers.Flatten(), layers.Dense(3)], (4, 5, 2)),

@@ -131,6 +131,25 @@ def conv_transpose_pads(layer: Conv2DTranspose, in_hw) -> tuple[list[int], list[
     return onnx_pads(top, bottom, left, right), [o - n for o, n in zip(out_hw, natural)]
 
 
+def conv_transpose_options(in_sizes, kernel_size, strides, pads, output_padding) -> list[tuple]:
+    """The ``(padding, output_padding)`` a Conv2DTranspose / Conv1DTranspose (sizes per axis) may
+    have for an ONNX ConvTranspose with these attributes: Keras's 'valid' and 'same', and each with
+    the output_padding that gives the node's output size, ``(n - 1) * stride + kernel - 2 * pad +
+    output_padding`` (pad ``kernel // 2`` for 'same'), where that is less than the stride. The
+    importer keeps the one whose pads (conv_transpose_pads) are the node's; at most four, so a
+    file's stride sets no loop count."""
+    rank = len(in_sizes)
+    outs = [(n - 1) * s + k - b - e + op for n, s, k, b, e, op in
+            zip(in_sizes, strides, kernel_size, pads[:rank], pads[rank:], output_padding)]
+    options = [(mode, None) for mode in ("valid", "same")]
+    for mode in ("valid", "same"):
+        extra = tuple(o - (n - 1) * s - k + (2 * (k // 2) if mode == "same" else 0)
+                      for o, n, s, k in zip(outs, in_sizes, strides, kernel_size))
+        if all(0 <= e < s for e, s in zip(extra, strides)):
+            options.append((mode, extra))
+    return options
+
+
 def export_conv2d_transpose(ctx, layer: Conv2DTranspose, inputs):
     """ONNX's ConvTranspose: the kernel is stored as its ``W`` (in_channels, filters, kh, kw).
     The layer is the data gradient of the convolution from its output back to its input, so

@@ -23,7 +23,7 @@ from ..layers.core import Dense, Flatten, Reshape
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
 from ..layers.reshaping import Permute
 from . import _embedding, _repeat, _sequences
-from ._builtin_export import conv_transpose_pads, permute_perm
+from ._builtin_export import conv_transpose_options, conv_transpose_pads, permute_perm
 from ._registry import register_importer
 
 _ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Softmax": "softmax"}
@@ -213,10 +213,13 @@ def import_conv_transpose(ctx, node):
         raise ctx.error(node, f"bias of shape {bias.shape}; expected ({kernel.shape[1]},)")
     strides = _pair(ctx, node, a["strides"], "strides", 1)
     given = ([int(p) for p in a["pads"]], [int(p) for p in a["output_padding"]])
+    if len(given[0]) != 4 or len(given[1]) != 2:
+        raise ctx.error(node, f"pads {given[0]} with output_padding {given[1]}: expected 4 and 2 ints (2-D)", "pads")
     cls = _layers.Conv2DTranspose
-    # Keras's 'valid' or 'same' output, else one of them with Keras's output_padding (each < the stride).
-    options = [(p, None) for p in ("valid", "same")]
-    options += [(p, (a, b)) for p in ("valid", "same") for a in range(strides[0]) for b in range(strides[1])]
+    # Keras's 'valid' or 'same' output, else one of them with Keras's output_padding (each < the
+    # stride). It was every output_padding below the strides, tried in turn: a file's strides of
+    # 3000 ran for over a minute without an answer.
+    options = conv_transpose_options((h, w), k, strides, *given)
     found = next((o for o in options if conv_transpose_pads(cls(1, k, strides, o[0], o[1]), (h, w)) == given), None)
     if found is None:
         raise ctx.error(node, f"pads {given[0]} with output_padding {given[1]} give neither Keras's 'valid' nor its "

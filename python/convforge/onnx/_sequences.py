@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import _params
 from .. import layers as _layers
-from ._builtin_export import conv1d_transpose_pads
+from ._builtin_export import conv1d_transpose_pads, conv_transpose_options
 
 
 def _layer(ctx, node, name: str):
@@ -164,14 +164,9 @@ def import_conv_transpose1d(ctx, node):
     if len(pads) != 2 or len(extra) != 1:
         raise ctx.error(node, f"pads {pads} with output_padding {extra}: expected 2 and 1 ints (1-D)", "pads")
     cls = _layer(ctx, node, "Conv1DTranspose")
-    # The output size fixes Keras's output_padding for each padding ((steps - 1) * stride + k
-    # - 2 * pad + output_padding, pad k // 2 for 'same'); the layer whose pads are these is the one.
-    out = (steps - 1) * stride + k - sum(pads) + extra[0]
-    options = [(mode, None) for mode in ("valid", "same")]
-    options += [(mode, out - (steps - 1) * stride - k + (2 * (k // 2) if mode == "same" else 0))
-                for mode in ("valid", "same")]
-    found = next((o for o in options if (o[1] is None or 0 <= o[1] < stride)
-                  and conv1d_transpose_pads(cls(1, k, stride, *o), steps) == (pads, extra)), None)
+    options = [(mode, None if op is None else op[0]) for mode, op in
+               conv_transpose_options((steps,), (k,), (stride,), pads, extra)]
+    found = next((o for o in options if conv1d_transpose_pads(cls(1, k, stride, *o), steps) == (pads, extra)), None)
     if found is None:
         raise ctx.error(node, f"pads {pads} with output_padding {extra} give neither Keras's 'valid' nor its 'same' "
                         "output", "pads")
