@@ -986,6 +986,23 @@ def test_keras_exported_permute_imports(tmp_path):
         np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=RTOL, atol=ATOL, err_msg=name)
 
 
+def test_nchw_round_trip_through_a_channels_last_view_as_the_graph_output(tmp_path):
+    """A PyTorch-style NCHW graph that permutes to NHWC, applies an activation and permutes back as
+    its output: the model is channels-first, so that NCHW output is the conv's own (Keras's
+    Permute((3, 1, 2)) reading applies to channels-last models only). It was refused ("a
+    channels-last (transposed) image") once the Transpose back reached a graph output."""
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((3, 2, 1, 1)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Transpose", ["c"], ["nhwc"], perm=[0, 2, 3, 1]),
+             helper.make_node("Relu", ["nhwc"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["y"], perm=[0, 3, 1, 2], name="back")]
+    path = save_graph(tmp_path / "back.onnx", nodes, [w], input_shape=("n", 2, 6, 6))
+    model = convforge.load_model(path)
+    x = images((2, 2, 6, 6))
+    assert model.output_shape == (None, 3, 6, 6)
+    np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
+
+
 def test_separable_conv2d_round_trip(tmp_path):
     # Comes back as DepthwiseConv2D + a 1x1 Conv2D: the same two convolutions.
     model = seeded([layers.SeparableConv2D(5, 3, padding="same", depth_multiplier=2, activation="relu",

@@ -514,8 +514,12 @@ def import_transpose(ctx, node):
         else:  # a reordering of the axes the next layer reads as they are
             ctx.add_layer(node, Permute((2, 1)), [node.input[0]], node.output[0])
         return
-    if base is not None and perm == [0, 3, 1, 2] and not ctx.reaches_graph_output(node.output[0]):
-        ctx.consume(node, base)  # back to NCHW, for the next layer
+    # Back to NCHW: the next layer reads the base. A channels-first model returns NCHW images too,
+    # so there the graph output is the base; a channels-last one returns them channels-last, so a
+    # graph output that is NCHW is Keras's Permute((3, 1, 2)) as the last layer (below).
+    if base is not None and perm == [0, 3, 1, 2] and (ctx.data_format == "channels_first"
+                                                      or not ctx.reaches_graph_output(node.output[0])):
+        ctx.consume(node, base)
         return
     if base is not None and ctx.data_format == "channels_last" and len(perm) == 4 and perm[0] == 0 \
             and sorted(perm) == [0, 1, 2, 3] and perm != [0, 1, 2, 3]:
