@@ -974,6 +974,13 @@ def test_keras_exported_permute_imports(tmp_path):
             "last": keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Conv2D(4, 3), keras.layers.Permute((3, 1, 2))]),
             "last-swap": keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Conv2D(4, 3),
                                            keras.layers.Permute((2, 1, 3))]),
+            # Per-element layers after the last Permute: the output is still the permuted image
+            # (it came back as the conv's channels-last image, (2, 3, 4, 4) for (2, 4, 3, 4)).
+            "last-then-scale": keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Conv2D(4, 3),
+                                                 keras.layers.Permute((3, 1, 2)), keras.layers.Rescaling(2.0, 0.5),
+                                                 keras.layers.Activation("sigmoid")]),
+            "last-then-relu": keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Conv2D(4, 3),
+                                                keras.layers.Permute((3, 1, 2)), keras.layers.ReLU(max_value=1.0)]),
         }
         x = images((2, 5, 6, 3))
         expected = {}
@@ -983,7 +990,9 @@ def test_keras_exported_permute_imports(tmp_path):
     for name, want in expected.items():
         model = convforge.load_model(tmp_path / f"{name}.onnx")
         assert "Permute" in [type(la).__name__ for la in model.layers], name
-        np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=RTOL, atol=ATOL, err_msg=name)
+        got = model.predict(x, verbose=0)
+        assert got.shape == want.shape, name
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=name)
 
 
 def test_nchw_round_trip_through_a_channels_last_view_as_the_graph_output(tmp_path):

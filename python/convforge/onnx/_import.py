@@ -71,6 +71,7 @@ class ImportContext:
         self.pending_repeats: dict = {}
         self.repeat_layers: dict = {}
         self._nodes = nodes
+        self._makers: dict | None = None  # tensor name -> the node making it (built on first use)
         self._tensors = {t.name: t for t in proto.graph.initializer}
         self._constants: dict[str, np.ndarray] = {}
         self._shapes: dict[str, tuple] = {}
@@ -248,15 +249,38 @@ class ImportContext:
         return found
 
     def reaches_graph_output(self, tensor: str) -> bool:
-        """Is ``tensor``, or what no-op nodes (Identity, float Casts) make of it, a graph output?"""
+        """Is ``tensor``, or what no-op nodes (Identity, float Casts) and per-element ops
+        (activations, arithmetic with a constant) make of it, a graph output? Those ops keep the
+        layout, so the output has ``tensor``'s."""
         todo, seen = [tensor], 0
         while todo and seen < 64:
             name = todo.pop()
             seen += 1
             if name in self.graph_outputs:
                 return True
-            todo += [r.output[0] for r in self._consumers.get(name, []) if _is_no_op(r)]
+            todo += [r.output[0] for r in self._consumers.get(name, []) if _is_no_op(r) or self._per_element(r)]
         return False
+
+    def _per_element(self, node) -> bool:
+        if node.op_type in _PER_ELEMENT_ACTIVATIONS and len(node.input) == 1:
+            return True
+        if node.op_type == "Clip":  # its bounds are inputs 1 and 2 (opset 11)
+            return all(not n or self._fixed(n) for n in node.input[1:])
+        if node.op_type in ("Add", "Sub", "Mul", "Div") and len(node.input) == 2:
+            return sum(self._fixed(n) for n in node.input) == 1
+        return False
+
+    def _fixed(self, name: str, depth: int = 8) -> bool:
+        """Is ``name`` a constant, folded or not yet (a Constant node, or constants cast or
+        combined, that the walk reaches later: exporters put them right before their reader)?"""
+        if self.is_constant(name):
+            return True
+        if self._makers is None:
+            self._makers = {out: node for node in self._nodes for out in node.output if out}
+        node = self._makers.get(self.resolve(name))
+        if node is None or node.op_type != "Constant" and (depth == 0 or not node.input):
+            return False
+        return node.op_type == "Constant" or all(not n or self._fixed(n, depth - 1) for n in node.input)
 
     def sole_consumer(self, tensor: str):
         """The one node reading ``tensor`` (not yet translated), if exactly one does and it is not
@@ -354,6 +378,10 @@ class ImportContext:
 
     def set_input(self, name: str, shape) -> None:
         self._shapes[name] = tuple(shape)
+
+
+# Activations of one tensor, value by value: what they make has their input's layout.
+_PER_ELEMENT_ACTIVATIONS = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Softplus", "Gelu", "Erf", "HardSigmoid"}
 
 
 def _is_no_op(node) -> bool:
