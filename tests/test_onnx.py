@@ -1449,6 +1449,44 @@ def test_keras_exported_upsampling_and_1d_layers_import(tmp_path):
     np.testing.assert_allclose(model.predict(x_seq, verbose=0), expected_seq, rtol=RTOL, atol=ATOL)
 
 
+def test_keras_exported_channels_first_1d_layers_import(tmp_path):
+    """Keras's exporter writes a channels-first Conv1D as the Conv and an Add of a (1, filters, 1)
+    bias, and a BatchNormalization(axis=1) as Sub/Mul/Add of (1, channels, 1) constants, with no
+    Transpose: both were refused ("a constant of shape (1, 4, 1) ... only one value per
+    channel"). The bias joins the Conv1D, the affine is a BatchNormalization(axis=1)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        fmt = {"data_format": "channels_first"}
+        net = keras.Sequential([keras.Input((3, 16)), keras.layers.Conv1D(4, 3, strides=2, padding="same", **fmt),
+                                keras.layers.BatchNormalization(axis=1), keras.layers.ReLU(),
+                                keras.layers.Conv1D(5, 3, padding="causal", **fmt),
+                                keras.layers.GlobalMaxPooling1D(**fmt), keras.layers.Dense(2)])
+        bn = net.layers[1]
+        bn.set_weights([np.random.default_rng(i).uniform(0.5, 1.5, w.shape) for i, w in enumerate(bn.get_weights())])
+        x = images((2, 3, 16))
+        expected = np.asarray(net.predict(x, verbose=0))
+        net.export(tmp_path / "cf.onnx", format="onnx", verbose=False)
+    model = convforge.load_model(tmp_path / "cf.onnx")
+    kinds = [(type(la).__name__, getattr(la, "data_format", None) or getattr(la, "axis", None)) for la in model.layers]
+    assert kinds == [("Conv1D", "channels_first"), ("BatchNormalization", 1), ("ReLU", None),
+                     ("Conv1D", "channels_first"), ("GlobalMaxPooling1D", "channels_first"), ("Dense", None)], kinds
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_per_channel_constant_of_channels_first_sequences_imports(tmp_path):
+    """A (channels, 1) constant on (batch, channels, steps) scales or shifts each channel (axis 1),
+    and a (steps,) one each step as before (both shapes are 4 here, so the axis is the shape's)."""
+    for shape in ((4, 1), (1, 4, 1), (4,)):
+        c = numpy_helper.from_array(np.arange(1.0, 5.0, dtype=np.float32).reshape(shape), "c")
+        nodes = [helper.make_node("Mul", ["x", "c"], ["m"]), helper.make_node("Add", ["m", "c"], ["y"])]
+        path = save_graph(tmp_path / "affine.onnx", nodes, [c], input_shape=("n", 4, 4))
+        x = images((2, 4, 4))
+        model = convforge.load_model(path)
+        np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL,
+                                   err_msg=str(shape))
+
+
 def test_repeats_of_nchw_images_and_their_refusals(tmp_path):
     """The same Unsqueeze -> Expand -> Reshape of an NCHW image (no view) is UpSampling2D too (one
     axis: one layer); a repeat of the channels, an Unsqueeze read by something else, or an Expand

@@ -37,7 +37,9 @@ BatchNormalization(axis=1)) they read ``(batch, channels, steps)`` as ONNX does,
 Transpose. ZeroPadding1D, Cropping1D and UpSampling1D are a zero ``Pad``, a ``Slice`` and a
 nearest ``Resize`` of the steps axis of their own layout (no Transpose). All import back
 (``_sequences``), and so does a PyTorch ``Conv1d`` network's (batch, channels, steps) file: its
-1-D ops become channels-first layers. Dropout and the random augmentation layers are the identity at
+1-D ops become channels-first layers (Keras's exporter's too: the Add of a (1, filters, 1) bias
+joins the Conv1D, Sub/Mul/Add of (1, channels, 1) constants are a BatchNormalization(axis=1)).
+Dropout and the random augmentation layers are the identity at
 inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nearest
 ``Resize`` (imports back), Conv2DTranspose ``ConvTranspose`` (imports back) and Permute one
 ``Transpose`` (images: imports back; Permute((2, 3, 1)) is NCHW -> NHWC, which the importer

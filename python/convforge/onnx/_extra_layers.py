@@ -441,7 +441,13 @@ def _import_affine(ctx, node, index: int) -> None:
         raise ctx.error(node, "a constant operand is supported on images, sequences or (batch, features) tensors only")
     channels = shape[-1] if len(shape) == 2 else shape[0]  # a sequence (steps, channels): channels last
     c = np.asarray(ctx.constant(node, index, "the constant"), dtype=np.float64)
-    if len(shape) == 1:
+    # A (channels, 1) constant on (batch, channels, steps): Keras's exporter's bias and
+    # BatchNormalization of channels-first sequences, per channel along axis 1.
+    sequence_axis_1 = len(shape) == 2 and base is None and c.shape in ((shape[0], 1), (1, shape[0], 1))
+    if sequence_axis_1:
+        channels = shape[0]
+        allowed = {c.shape}
+    elif len(shape) == 1:
         allowed = {(), (1,), (channels,), (1, channels)}
     elif len(shape) == 2:
         allowed = {(), (1,), (channels,), (1, channels), (1, 1, channels)}
@@ -459,9 +465,10 @@ def _import_affine(ctx, node, index: int) -> None:
         a, b = np.ones(channels), v
     else:  # Sub
         a, b = (np.ones(channels), -v) if index == 1 else (-np.ones(channels), v)
+    axis = 1 if len(shape) == 3 and ctx.data_format == "channels_first" or sequence_axis_1 else -1
     layer = ctx.affine_layers.get(source)
     reader, _ = ctx.next_node(x)
-    if layer is not None and reader is node:  # fold into the affine before it, x's only reader
+    if layer is not None and reader is node and layer.axis == axis:  # fold into the affine before it, x's only reader
         a0, b0 = layer._onnx_affine
         a, b = a * a0, a * b0 + b
         layer._onnx_affine = (a, b)
@@ -474,7 +481,6 @@ def _import_affine(ctx, node, index: int) -> None:
             ctx.consume(node, source)
         return
     eps = 1e-3
-    axis = 1 if len(shape) == 3 and ctx.data_format == "channels_first" else -1
     layer = _layer_class(ctx, node, "BatchNormalization")(axis=axis, epsilon=eps)
     output = ctx.add_view_layer(node, layer, [source], base is not None,
                                 [a, b, np.zeros(channels), np.full(channels, 1.0 - eps)])

@@ -120,9 +120,7 @@ def import_conv1d(ctx, node):
         padding = "causal"
     if padding is None:  # PyTorch's Conv1d(padding=p), or other zero margins
         padding = pads[0] if pads[0] == pads[1] else pads
-    folded = []
-    if data_format == "channels_last":
-        folded, bias = _keras_bias(ctx, node, kernel.shape[0], bias)
+    folded, bias = _keras_bias(ctx, node, kernel.shape[0], bias, data_format)
     options = dict(strides=stride, padding=padding, dilation_rate=dilation, use_bias=bias is not None,
                    data_format=data_format)
     if depthwise:
@@ -176,25 +174,33 @@ def import_conv_transpose1d(ctx, node):
     _add(ctx, node, layer, base, data_format, weights)
 
 
-def _keras_bias(ctx, node, filters, bias):
+def _keras_bias(ctx, node, filters, bias, data_format):
     """Keras's exporter writes a Conv1D as Transpose, Conv without bias, Transpose back, then Add of
-    the bias on (batch, steps, channels): those last nodes (to be aliased to the layer's output)
-    and the bias folded into the Conv1D's."""
-    back, passed = ctx.next_node(node.output[0])
-    if back is None or back.op_type != "Transpose" or \
-            [list(a.ints) for a in back.attribute if a.name == "perm"] != [[0, 2, 1]]:
-        return [], bias
-    add, passed_too = ctx.next_node(back.output[0])
+    the bias on (batch, steps, channels) (channels-first: the Conv, then the Add of a (1, filters,
+    1) bias): those last nodes (to be aliased to the layer's output) and the bias folded into the
+    Conv1D's."""
+    if data_format == "channels_first":
+        back, passed = None, []
+        add, passed_too = ctx.next_node(node.output[0])
+    else:
+        back, passed = ctx.next_node(node.output[0])
+        if back is None or back.op_type != "Transpose" or \
+                [list(a.ints) for a in back.attribute if a.name == "perm"] != [[0, 2, 1]]:
+            return [], bias
+        add, passed_too = ctx.next_node(back.output[0])
     if add is None or add.op_type != "Add" or add.attribute or len(add.input) != 2:
         return [], bias
     constant = [i for i, name in enumerate(add.input) if ctx.is_constant(name)]
     if len(constant) != 1:
         return [], bias
     value = np.asarray(ctx.constant(add, constant[0], "bias"))
-    if value.size != filters or value.ndim > 3 or (value.ndim and value.shape[-1] != filters):
+    # One value a filter, along the filters' axis: the last, or axis 1 of (batch, filters, steps).
+    along = value.shape[-1] if data_format == "channels_last" else (value.shape[-2] if value.ndim >= 2 else 0)
+    if value.size != filters or value.ndim > 3 or (value.ndim and along != filters):
         return [], bias
     value = value.reshape(-1).astype(np.float64)
-    return [*passed, back, *passed_too, add], value if bias is None else np.asarray(bias, np.float64) + value
+    nodes = [*passed, back, *passed_too, add] if back is not None else [*passed_too, add]
+    return nodes, value if bias is None else np.asarray(bias, np.float64) + value
 
 
 def import_pool1d(ctx, node, pool_padding):
