@@ -995,6 +995,47 @@ def test_keras_exported_permute_imports(tmp_path):
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=name)
 
 
+def test_keras_flatten_read_by_other_than_a_dense_keeps_keras_order(tmp_path):
+    """A channels-last flatten became convforge's (c, h, w)-order Flatten, its order made good only
+    in the Dense reading it: as the output, or read by an activation or a merge first, the values
+    came out in another order than Keras's, silently."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        inp = keras.Input((6, 6, 3))
+        c = keras.layers.Conv2D(4, 3)(inp)
+        d = keras.layers.Conv2D(4, 1)(c)
+        both = keras.layers.Concatenate()([keras.layers.Flatten()(c), keras.layers.Flatten()(d)])
+        nets = {
+            "output": keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten()]),
+            "relu-dense": keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                                            keras.layers.ReLU(), keras.layers.Dense(2)]),
+            "concatenate-dense": keras.Model(inp, keras.layers.Dense(3)(both)),
+        }
+        x = images((2, 6, 6, 3))
+        expected = {}
+        for name, net in nets.items():
+            expected[name] = np.asarray(net.predict(x, verbose=0))
+            net.export(tmp_path / f"{name}.onnx", format="onnx", verbose=False)
+    for name, want in expected.items():
+        model = convforge.load_model(tmp_path / f"{name}.onnx")
+        np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+def test_flatten_of_a_channels_last_view_in_an_nchw_graph(tmp_path):
+    """PyTorch's torch.flatten(x.permute(0, 2, 3, 1), 1) read by a ReLU: (h, w, c) order in a
+    channels-first model too."""
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((3, 2, 1, 1)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("Transpose", ["c"], ["nhwc"], perm=[0, 2, 3, 1]),
+             helper.make_node("Flatten", ["nhwc"], ["f"], axis=1),
+             helper.make_node("Relu", ["f"], ["y"])]
+    path = save_graph(tmp_path / "flat.onnx", nodes, [w], input_shape=("n", 2, 4, 5))
+    x = images((2, 2, 4, 5))
+    np.testing.assert_allclose(convforge.load_model(path).predict(x, verbose=0), run_ort(path, x), rtol=RTOL,
+                               atol=ATOL)
+
+
 def test_nchw_round_trip_through_a_channels_last_view_as_the_graph_output(tmp_path):
     """A PyTorch-style NCHW graph that permutes to NHWC, applies an activation and permutes back as
     its output: the model is channels-first, so that NCHW output is the conv's own (Keras's

@@ -546,7 +546,17 @@ def import_transpose(ctx, node):
 
 def _flatten_view(ctx, node, base) -> None:
     """Keras's channels-last flatten of a view: convforge's Flatten, and the (h, w, c) -> (c, h, w)
-    position map for the Dense that reads it."""
+    position map for the Dense that reads it (its kernel's rows move with the values). Read by
+    anything else (an activation, a merge, the graph output), whose values' order shows, it is
+    Reshape((-1,)): Keras's (h, w, c) order."""
+    reader, _ = ctx.next_node(node.output[0])
+    if reader is None or reader.op_type not in ("Gemm", "MatMul"):
+        if ctx.data_format == "channels_last":
+            ctx.add_layer(node, Reshape((-1,)), [base], node.output[0])
+        else:  # a channels-first model's Reshape((-1,)) flattens (c, h, w): the image's axes moved first
+            ctx.add_layer(node, Permute((2, 3, 1)), [base], node.output[0] + "#hwc")
+            ctx.add_layer(node, Flatten(ctx.data_format), [node.output[0] + "#hwc"], node.output[0])
+        return
     c, h, w = ctx.ref_shape(base)
     ctx.add_layer(node, Flatten(ctx.data_format), [base], node.output[0])
     ctx.flat_order[node.output[0]] = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
