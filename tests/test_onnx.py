@@ -995,6 +995,16 @@ def test_keras_exported_permute_imports(tmp_path):
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=name)
 
 
+def test_conv1d_activation_and_a_relu_layer_round_trip(tmp_path):
+    """A channels-last Conv1D's activation is written after its Transpose back and comes back as a
+    layer of its own, which took the automatic name 're_lu' that the file's next ReLU layer has:
+    the import failed ("a layer named 're_lu' is already in this model")."""
+    model = seeded([layers.Conv1D(3, 2, strides=2, padding="causal", activation="relu", input_shape=(24, 3)),
+                    layers.AveragePooling1D(2), layers.ReLU(), layers.Conv1D(2, 2, activation="relu")])
+    _, back = round_trip(model, images((2, 24, 3)), tmp_path)
+    assert [la.name for la in back.layers][:4] == ["conv1d", "re_lu_1", "average_pooling1d", "re_lu"]
+
+
 def test_keras_flatten_read_by_other_than_a_dense_keeps_keras_order(tmp_path):
     """A channels-last flatten became convforge's (c, h, w)-order Flatten, its order made good only
     in the Dense reading it: as the output, or read by an activation or a merge first, the values

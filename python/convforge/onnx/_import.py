@@ -97,6 +97,7 @@ class ImportContext:
         # convforge's exporter wrote the file: its layer names come back (layer_name), and each of
         # its Pads is a padding layer (a Conv1D's own padding is in the Conv's pads).
         self.from_convforge = proto.producer_name == "convforge"
+        self._file_layer_names: set | None = None  # the layer names in the file's node names (built on first use)
 
     # ------------------------------------------------------------------ errors
 
@@ -326,14 +327,23 @@ class ImportContext:
         if name != existing:
             self._aliases[name] = existing
 
-    def layer_name(self, node):
+    def layer_name(self, node, layer):
         """A convforge layer name for the layer of ``node``: the exporter's layer names come back
         for a file convforge wrote; other producers' names (``/conv1/Conv``) are not kept."""
         if not self.from_convforge:
             return None
         name = node.name.split("/")[0]
         if not name or name in self._layer_names:
-            return None
+            # A layer the file has no name of its own for (a Conv1D's activation, written after its
+            # Transpose back): a name no layer of the file has, since the model's automatic one
+            # ("re_lu") may be a later layer's.
+            if self._file_layer_names is None:
+                self._file_layer_names = {n.name.split("/")[0] for n in self._nodes}
+            base = _layers.base.snake_case(type(layer).__name__)
+            name, i = base, 0
+            while name in self._file_layer_names or name in self._layer_names:
+                i += 1
+                name = f"{base}_{i}"
         return name
 
     def add_layer(self, node, layer, inputs: list[str], output: str, weights=None, many=False) -> None:
@@ -346,7 +356,7 @@ class ImportContext:
                 raise self.error(node, f"input {name!r} is a constant; convforge layers take computed tensors")
             shapes.append(self._shapes[name])
         if layer.name is None:
-            layer.name = self.layer_name(node)
+            layer.name = self.layer_name(node, layer)
         if weights is not None:
             with np.errstate(over="ignore"):
                 weights = [np.asarray(w, dtype=np.float32) for w in weights]
