@@ -981,6 +981,10 @@ def test_keras_exported_permute_imports(tmp_path):
                                                  keras.layers.Activation("sigmoid")]),
             "last-then-relu": keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Conv2D(4, 3),
                                                 keras.layers.Permute((3, 1, 2)), keras.layers.ReLU(max_value=1.0)]),
+            # The input read by a Transpose other than to NCHW: the file is taken as NCHW, its
+            # last Transpose to NHWC a Permute (it was dropped: the output came back transposed).
+            "first": keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Permute((2, 1, 3)),
+                                       keras.layers.Conv2D(2, 1)]),
         }
         x = images((2, 5, 6, 3))
         expected = {}
@@ -1003,6 +1007,22 @@ def test_conv1d_activation_and_a_relu_layer_round_trip(tmp_path):
                     layers.AveragePooling1D(2), layers.ReLU(), layers.Conv1D(2, 2, activation="relu")])
     _, back = round_trip(model, images((2, 24, 3)), tmp_path)
     assert [la.name for la in back.layers][:4] == ["conv1d", "re_lu_1", "average_pooling1d", "re_lu"]
+
+
+def test_nchw_graph_ending_in_a_transpose_to_nhwc_returns_nhwc(tmp_path):
+    """PyTorch's conv(x).permute(0, 2, 3, 1) as the output of an NCHW graph: the model is
+    channels-first and returns its images as they are, so the Transpose is a Permute((2, 3, 1)).
+    It was taken for convforge's exit transpose and dropped: (2, 3, 4, 5) for the file's
+    (2, 4, 5, 3), silently."""
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((3, 2, 1, 1)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Transpose", ["c"], ["y"], perm=[0, 2, 3, 1], name="nhwc")]
+    path = save_graph(tmp_path / "nhwc.onnx", nodes, [w], input_shape=("n", 2, 4, 5))
+    model = convforge.load_model(path)
+    x = images((2, 2, 4, 5))
+    got = model.predict(x, verbose=0)
+    assert got.shape == (2, 4, 5, 3)
+    np.testing.assert_allclose(got, run_ort(path, x), rtol=RTOL, atol=ATOL)
 
 
 def test_keras_flatten_read_by_other_than_a_dense_keeps_keras_order(tmp_path):

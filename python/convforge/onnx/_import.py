@@ -639,7 +639,14 @@ def _walk(path, proto, nodes, opset, input_layout):
             raise ModelFileError(path, f"the graph output {output!r} is a constant, not computed from the input")
         # An output that is a channels-last view (Keras's exporter ends image outputs with a
         # transpose) is the NCHW tensor, which predict returns channels-last.
-        ctx.finals.append(ctx.view_base(final) or final)
+        base = ctx.view_base(final)
+        maker = next((n for n in nodes if final in n.output), None)
+        if base is not None and ctx.data_format == "channels_first" and maker is not None:
+            # A channels-first model returns its NCHW images as they are: the file's NHWC output
+            # (PyTorch's x.permute(0, 2, 3, 1) last) is the image's axes moved, Permute((2, 3, 1)).
+            ctx.add_layer(maker, _layers.Permute((2, 3, 1)), [base], final + "#nhwc")
+            base = final + "#nhwc"
+        ctx.finals.append(base or final)
     return ctx, entries, fmt
 
 
@@ -709,8 +716,9 @@ def _fold_node(ctx, node) -> None:
 
 def _is_exit_transpose(ctx, node) -> bool:
     """convforge's exit Transpose (NCHW -> NHWC) on the graph output: what predict does for an image
-    output of a channels-last model (a channels-first one returns NCHW)."""
-    if node.op_type != "Transpose" or node.output[0] not in ctx.graph_outputs:
+    output of a channels-last model (a channels-first one returns NCHW: there the Transpose is a
+    view, its Permute made in _walk)."""
+    if node.op_type != "Transpose" or node.output[0] not in ctx.graph_outputs or ctx.data_format != "channels_last":
         return False
     perm = [list(a.ints) for a in node.attribute if a.name == "perm"]
     name = ctx.resolve(node.input[0])
