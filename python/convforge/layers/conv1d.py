@@ -660,7 +660,8 @@ class GlobalMaxPooling1D(_GlobalPooling1D):
     ``keepdims=True`` keeps a steps axis of length 1; ``data_format='channels_first'`` takes
     ``(batch, channels, steps)``. The gradient of a channel is split equally between the steps
     that hold its maximum, as Keras's (``GlobalMaxPooling2D`` gives it to the first maximum);
-    a channel holding a NaN has NaN as its maximum, and its gradient goes to its NaN steps.
+    a channel holding a NaN has NaN as its maximum, and its gradient goes to its NaN steps
+    (unlike Keras's on torch, which makes the gradient of every step of that channel NaN).
     """
 
     _cache_attrs = ("_share",)
