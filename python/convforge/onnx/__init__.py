@@ -83,8 +83,9 @@ and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,
 Concat, ConstantOfShape, Reshape, Slice, Cast, ...) is folded; Keras's
 exporter's NHWC transposes around each layer fold away (a bias added after
 one goes into the conv, a channels-last flatten permutes the next Dense's
-kernel rows). Files from convforge, ``torch.onnx.export(..., dynamo=False)``
-and Keras 3's ``model.export(format="onnx")`` (torch backend) are tested. A
+kernel rows, or is ``Reshape((-1,))`` where no Dense reads it). Files from
+convforge, ``torch.onnx.export(..., dynamo=False)`` and Keras 3's
+``model.export(format="onnx")`` (torch backend) are tested. A
 graph of several inputs or outputs imports as a graph model taking and returning
 them in the file's order. Add, Sub and Mul of a tensor and
 a per-channel constant (Keras's exporter writes its BatchNormalization so)
