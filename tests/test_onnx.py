@@ -987,10 +987,7 @@ def test_keras_exported_permute_imports(tmp_path):
                                        keras.layers.Conv2D(2, 1)]),
         }
         x = images((2, 5, 6, 3))
-        expected = {}
-        for name, net in nets.items():
-            expected[name] = np.asarray(net.predict(x, verbose=0))
-            net.export(tmp_path / f"{name}.onnx", format="onnx", verbose=False)
+        expected = predict_and_export_keras(nets, x, tmp_path)
     for name, want in expected.items():
         model = convforge.load_model(tmp_path / f"{name}.onnx")
         assert "Permute" in [type(la).__name__ for la in model.layers], name
@@ -1043,10 +1040,7 @@ def test_keras_flatten_read_by_other_than_a_dense_keeps_keras_order(tmp_path):
             "concatenate-dense": keras.Model(inp, keras.layers.Dense(3)(both)),
         }
         x = images((2, 6, 6, 3))
-        expected = {}
-        for name, net in nets.items():
-            expected[name] = np.asarray(net.predict(x, verbose=0))
-            net.export(tmp_path / f"{name}.onnx", format="onnx", verbose=False)
+        expected = predict_and_export_keras(nets, x, tmp_path)
     for name, want in expected.items():
         model = convforge.load_model(tmp_path / f"{name}.onnx")
         np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=RTOL, atol=ATOL, err_msg=name)
@@ -1605,6 +1599,15 @@ def test_repeats_of_sequences_and_their_refusals(tmp_path):
     with pytest.raises(ModelFileError, match=r"node 'unsq' \(Unsqueeze\).*new axis at 1 of a \('batch', 2, 5\) "
                                              r"sequence repeats no axis"):
         convforge.load_model(graph("before", 1, [1, 3, 1, 1], [0, 6, 5]))
+
+
+def predict_and_export_keras(nets: dict, x, tmp_path) -> dict:
+    """Each Keras model's predict of ``x``, by name, and its export to ``tmp_path / f"{name}.onnx"``."""
+    expected = {}
+    for name, net in nets.items():
+        expected[name] = np.asarray(net.predict(x, verbose=0))
+        net.export(tmp_path / f"{name}.onnx", format="onnx", verbose=False)
+    return expected
 
 
 def test_keras_exported_model_imports_and_predicts_like_keras(tmp_path):
