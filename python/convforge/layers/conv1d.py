@@ -573,7 +573,10 @@ class _Pooling1D(_Sequence2D):
         self.data_format = _sequence_format(data_format)
         self.pool_size = _single(pool_size, "pool_size", kind)
         self.strides = None if strides is None else _single(strides, "strides", kind)
-        self.padding = padding
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            # Checked here: the inner 2-D pooling's message named it ("MaxPooling2D padding ...").
+            raise ValueError(f"{kind} padding must be 'valid' or 'same'; got {padding!r}")
+        self.padding = padding = padding.lower()
         self._inner = self._inner_class(
             (1, self.pool_size), None if strides is None else (1, self.strides), padding=padding
         )
