@@ -2240,3 +2240,31 @@ def test_mutated_files_load_or_raise_model_file_error(tmp_path):
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     assert not failures, "\n".join(failures[:10])
     assert outcomes.get("ModelFileError", 0) > 30 and outcomes.get("loaded", 0) > 10, outcomes
+
+
+def test_keras_exported_strided_same_max_pooling1d_imports(tmp_path):
+    """Keras's exporter writes a strided 'same' MaxPooling1D as an edge Pad of the transposed
+    sequence before the MaxPool (refused: "only zero padding of a sequence"): where each margin is
+    narrower than the window the maximum is the same, so the margins join the pooling's pads."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        nets = {"same2": keras.Sequential([keras.Input((9, 4)), keras.layers.MaxPooling1D(2, padding="same")]),
+                "conv-same2": keras.Sequential([keras.Input((10, 3)), keras.layers.Conv1D(4, 2, activation="relu"),
+                                                keras.layers.MaxPooling1D(2, padding="same")])}
+        x = {"same2": images((2, 9, 4)), "conv-same2": images((2, 10, 3))}
+        expected = {name: predict_and_export_keras({name: net}, x[name], tmp_path)[name] for name, net in nets.items()}
+    for name, want in expected.items():
+        model = convforge.load_model(tmp_path / f"{name}.onnx")
+        pool = model.layers[-1]
+        assert (type(pool).__name__, pool.padding, pool.strides) == ("MaxPooling1D", "same", 2), name
+        np.testing.assert_allclose(model.predict(x[name], verbose=0), want, rtol=RTOL, atol=ATOL, err_msg=name)
+    # A margin as wide as the window would repeat a border value into a window without it.
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], name="t", perm=[0, 2, 1]),
+             helper.make_node("Pad", ["t", "p"], ["pad"], name="edge", mode="edge"),
+             helper.make_node("MaxPool", ["pad"], ["y"], name="mp", kernel_shape=[2], strides=[2])]
+    path = save_graph(tmp_path / "wide.onnx", nodes, [numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 2], np.int64),
+                                                                              "p")], input_shape=("n", 9, 4))
+    with pytest.raises(ModelFileError, match=r"'edge' \(Pad\), attribute 'mode': edge padding of a sequence .* wider "
+                                             r"than each margin"):
+        convforge.load_model(path)

@@ -221,6 +221,9 @@ def import_pool1d(ctx, node, pool_padding):
     if a["ceil_mode"] not in (0, 1):
         raise ctx.error(node, f"must be 0 or 1; got {a['ceil_mode']}", "ceil_mode")
     left, right = _pads(ctx, node, a, steps, k, stride, 1)
+    extra = ctx.sequence_pads.pop(id(node), None)  # an edge Pad before it (_edge_pad_into_max_pool1d)
+    if extra is not None:
+        left, right = left + extra[0], right + extra[1]  # on the Pad's input, which the layer reads
     counts_padding = not is_max and bool(a["count_include_pad"])
     # The 1-D layers run their 2-D pooling on (channels, 1, steps): the same windows over steps.
     padding = pool_padding(ctx, node, (1, steps), (1, k), (1, stride), [0, left, 0, right], bool(a["ceil_mode"]),
@@ -290,11 +293,14 @@ def import_pad_of_steps(ctx, node, view: bool):
     any in convforge's files) is a ZeroPadding1D, and negative pads (ONNX's crop) a Cropping1D,
     of that axis (_steps_layer)."""
     a = ctx.attributes(node, {"mode": "constant", "pads": None, "value": 0.0})
-    if a["mode"] != "constant":
+    if a["mode"] not in ("constant", "edge"):
         raise ctx.error(node, f"only zero padding of a sequence is supported; got {a['mode']!r}", "mode")
     before, after = ctx.zero_pad_sides(node, a, 3, "ZeroPadding1D")
     pads = [*before.values(), *after.values()]
     changed = sorted(i for i in (0, 1, 2) if before.get(i, 0) or after.get(i, 0))
+    if a["mode"] == "edge":
+        _edge_pad_into_max_pool1d(ctx, node, view, changed, before, after)
+        return
     first_reader, _ = ctx.next_node(node.output[0])
     if view or changed:
         steps_axis = _one_axis(ctx, node, changed, f"pads {pads}")
@@ -323,6 +329,23 @@ def import_pad_of_steps(ctx, node, view: bool):
         return
     ctx.sequence_pads[id(reader)] = margins
     # The Conv reads the padded sequence as the sequence itself, its pads widened by the margins.
+    ctx.consume_all([node, *passed], ctx.input_name(node))
+
+
+def _edge_pad_into_max_pool1d(ctx, node, view, changed, before, after) -> None:
+    """An edge Pad of a sequence's steps read only by a 1-D MaxPool (Keras's exporter's strided
+    'same' MaxPooling1D, on the transposed view): where each margin is narrower than the window,
+    every window reaching a margin holds the border value it repeats, so the maximum is the padded
+    max pooling's (-inf margins). The margins join the MaxPool's pads (import_pool1d)."""
+    steps_axis = _one_axis(ctx, node, changed, "edge padding") if view else None
+    reader, passed = ctx.next_node(node.output[0])
+    kernel = [list(x.ints) for x in reader.attribute if x.name == "kernel_shape"] if reader is not None else []
+    margins = (before.get(2, 0), after.get(2, 0))
+    if steps_axis != 2 or reader is None or reader.op_type != "MaxPool" or kernel == [] or len(kernel[0]) != 1 \
+            or min(margins) < 0 or max(margins) >= kernel[0][0]:
+        raise ctx.error(node, "edge padding of a sequence is supported on its (batch, channels, steps) view, before a "
+                              "1-D MaxPool whose window is wider than each margin (a 'same' max pooling) only", "mode")
+    ctx.sequence_pads[id(reader)] = margins
     ctx.consume_all([node, *passed], ctx.input_name(node))
 
 
