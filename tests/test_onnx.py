@@ -496,6 +496,10 @@ def test_sequence_graph_and_a_pytorch_style_sequence_input(tmp_path):
         ("Conv1D", "channels_first", "same", (None, 4, 10))
     x = images((2, 3, 10))
     np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
+    # input_layout is the layout of images: for a sequence it was silently ignored.
+    with pytest.raises(ValueError, match=r"input_layout='channels_last' is the layout of image inputs; the inputs of "
+                                         r".* are \('batch', 3, 10\)"):
+        convforge.load_model(path, input_layout="channels_last")
 
 
 CHANNELS_FIRST_SEQUENCE_CASES = {

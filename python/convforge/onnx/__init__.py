@@ -161,7 +161,9 @@ def load_onnx(path, input_layout: str | None = None):
         (the default) keeps NCHW at the API, so ``predict`` takes the arrays
         the source framework took; ``'channels_last'`` makes a Keras-style
         model taking ``(batch, height, width, channels)``. A graph that starts
-        with convforge's entry ``Transpose`` is channels-last already.
+        with convforge's entry ``Transpose`` is channels-last already. Image
+        inputs only: for a graph without one (features, sequences) it is a
+        ValueError.
 
     Raises
     ------

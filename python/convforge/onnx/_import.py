@@ -542,6 +542,11 @@ def import_model(path, input_layout=None):
                 path, f"node {node.name!r} ({node.op_type}): operators of domain {node.domain!r} are not supported"
             )
     ctx, entries, fmt = _walk(path, proto, nodes, opset, input_layout)
+    if input_layout is not None and not any(len(e.internal) == 3 for e in entries):
+        # It was ignored: a (batch, channels, steps) file's model took (batch, channels, steps) whatever it said.
+        shapes = ", ".join(str(("batch", *e.spec)) for e in entries)
+        raise ValueError(f"input_layout={input_layout!r} is the layout of image inputs; the inputs of {path!r} are "
+                         f"{shapes}, taken as the file has them (leave input_layout out)")
     chain = _is_chain(ctx, entries)
     # A Sequential reads its images as channels-first only where a layer says so (a Conv2D's or a
     # pooling's data_format): a chain of layers that take any layout (ReLU, Softmax, Flatten,
