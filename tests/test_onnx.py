@@ -2272,3 +2272,20 @@ def test_keras_exported_strided_same_max_pooling1d_imports(tmp_path):
     with pytest.raises(ModelFileError, match=r"'edge' \(Pad\), attribute 'mode': edge padding of a sequence .* wider "
                                              r"than each margin"):
         convforge.load_model(path)
+
+
+def test_a_pad_before_a_same_conv1d_counts_in_its_same_padding(tmp_path):
+    """Found by the second reviewer (reading the code): a zero Pad joined into a Conv with
+    auto_pad='SAME_UPPER' and stride 2 had SAME computed on the unpadded length, a step short of
+    the file's output (6 steps where onnxruntime gives 7)."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Pad", ["x", "p"], ["pad"], name="pad"),
+             helper.make_node("Conv", ["pad", "w"], ["y"], name="conv", auto_pad="SAME_UPPER", strides=[2])]
+    inits = [numpy_helper.from_array(np.array([0, 0, 2, 0, 0, 1], np.int64), "p"),
+             numpy_helper.from_array(rng.standard_normal((4, 3, 3)).astype(np.float32), "w")]
+    path = save_graph(tmp_path / "same.onnx", nodes, inits, input_shape=("n", 3, 10))
+    model = convforge.load_model(path)
+    x = images((2, 3, 10))
+    expected = run_ort(path, x)
+    assert expected.shape == (2, 4, 7) and model.output_shape == (None, 4, 7)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=RTOL, atol=ATOL)

@@ -107,10 +107,10 @@ def import_conv1d(ctx, node):
         raise ctx.error(node, f"bias of shape {bias.shape}; expected ({kernel.shape[0]},)")
     stride = _single(ctx, node, a, "strides", 1)
     dilation = _single(ctx, node, a, "dilations", 1)
-    pads = _pads(ctx, node, a, steps, k, stride, dilation)
-    extra = ctx.sequence_pads.pop(id(node), None)  # a zero Pad before it (import_pad_of_steps)
-    if extra is not None:
-        pads = (pads[0] + extra[0], pads[1] + extra[1])
+    extra = ctx.sequence_pads.pop(id(node), None) or (0, 0)  # a zero Pad before it (import_pad_of_steps)
+    # The Conv's own pads (auto_pad 'SAME_*' counts them on the padded length it reads), then the Pad's.
+    pads = _pads(ctx, node, a, steps + extra[0] + extra[1], k, stride, dilation)
+    pads = (pads[0] + extra[0], pads[1] + extra[1])
     padding = None
     for mode in ("valid", "same"):
         if tuple(_params.conv_padding(mode, (1, steps), (1, k), (1, stride), (1, dilation))[2:]) == pads:
