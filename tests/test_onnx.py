@@ -2289,3 +2289,36 @@ def test_a_pad_before_a_same_conv1d_counts_in_its_same_padding(tmp_path):
     expected = run_ort(path, x)
     assert expected.shape == (2, 4, 7) and model.output_shape == (None, 4, 7)
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_a_pytorch_unsqueezed_grayscale_input_stays_nchw(tmp_path):
+    """Found by the second reviewer: PyTorch's conv(x.unsqueeze(1)) of (batch, height, width)
+    images imported as a channels-last model, so an image output came back (batch, h, w, channels)
+    where the file gives (batch, channels, h, w). At axis 1 the file's images are NCHW: a
+    channels-first model now. (convforge's own files of (height, width) input stay channels-last.)"""
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self, head):
+            super().__init__()
+            self.conv, self.head = torch.nn.Conv2d(1, 3, 3), head
+
+        def forward(self, x):
+            y = self.conv(x.unsqueeze(1))
+            return y if self.head is None else self.head(torch.flatten(torch.relu(y), 1))
+
+    torch.manual_seed(0)
+    x = images((3, 6, 7))
+    for head, shape in ((None, (3, 3, 4, 5)), (torch.nn.Linear(3 * 4 * 5, 2), (3, 2))):
+        net = Net(head).eval()
+        path = tmp_path / "gray.onnx"
+        export_torch(net, (torch.randn(2, 6, 7),), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+        model = convforge.load_model(path)
+        with torch.no_grad():
+            expected = net(torch.from_numpy(x)).numpy()
+        got = model.predict(x, verbose=0)
+        assert got.shape == expected.shape == shape
+        np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+    own = seeded([layers.Input((6, 7)), layers.Conv2D(3, 3)])  # convforge's own (height, width) model
+    _, back = round_trip(own, images((2, 6, 7)), tmp_path)
+    assert back._data_format() == "channels_last" and back.output_shape == (None, 4, 5, 3)

@@ -430,7 +430,7 @@ def _read_channels_last(nodes, name) -> bool:
 _MAX_GRAPH_INPUTS = 64
 
 
-def _entries(path, graph, nodes, input_layout) -> list:
+def _entries(path, graph, nodes, input_layout, from_convforge: bool) -> list:
     """The graph's inputs, as :func:`_entry` reads each."""
     initializers = {t.name for t in graph.initializer}
     inputs = [v for v in graph.input if v.name not in initializers]
@@ -443,7 +443,26 @@ def _entries(path, graph, nodes, input_layout) -> list:
     if len({v.name for v in graph.output}) != len(graph.output):
         raise ModelFileError(path, f"the graph lists an output twice: {[v.name for v in graph.output]}")
     constants = initializers | {n.output[0] for n in nodes if n.op_type == "Constant" and n.output}
-    return [_entry(path, value, nodes, input_layout, constants) for value in inputs]
+    axes = _unsqueeze_axes(path, graph, nodes)
+    return [_entry(path, value, nodes, input_layout, constants, axes, from_convforge) for value in inputs]
+
+
+def _unsqueeze_axes(path, graph, nodes):
+    """``node -> its axes`` for the Unsqueezes whose axes are a small constant (an initializer, a
+    Constant node, or the attribute before opset 13), read before the walk (the graph's entry)."""
+    onnx = require_onnx()
+    small = {t.name: t for t in graph.initializer if math.prod(t.dims) <= 8}
+    for n in nodes:
+        if n.op_type == "Constant" and n.output and len(n.attribute) == 1 and n.attribute[0].name == "value":
+            small[n.output[0]] = n.attribute[0].t
+
+    def axes(node):
+        if len(node.input) == 2 and node.input[1] in small and math.prod(small[node.input[1]].dims) <= 8:
+            return [int(v) for v in np.asarray(_reader.tensor_array(path, small[node.input[1]], "axes")).reshape(-1)]
+        given = [onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "axes"]
+        return [int(v) for v in given[0]] if given else None
+
+    return axes
 
 
 def _read_as_token_ids(nodes, name, constants) -> bool:
@@ -463,7 +482,7 @@ def _read_as_token_ids(nodes, name, constants) -> bool:
     return gathers > 0 and not frontier
 
 
-def _entry(path, value, nodes, input_layout, constants):
+def _entry(path, value, nodes, input_layout, constants, unsqueeze_axes, from_convforge: bool):
     """A graph input: ``(name, spec, data_format, internal shape, entry tensor, nodes it passed,
     input is a channels-last view of the entry?, batch size the file fixes or None)``; the entry is
     past float Casts (or an Unsqueeze)."""
@@ -512,8 +531,14 @@ def _entry(path, value, nodes, input_layout, constants):
         fmt = input_layout or "channels_first"
         spec = (h, w, c) if fmt == "channels_last" else (c, h, w)
         return name, spec, fmt, (c, h, w), entry_name, passed, False, batch
-    # (batch, height, width) images given a channel axis by the Unsqueeze.
-    return name, sample, "channels_last", (1, *sample), first.output[0], [*passed, first], False, batch
+    # (batch, height, width) images given a channel axis by the Unsqueeze. At axis 1 by another
+    # producer (PyTorch's x.unsqueeze(1)) the file's images are NCHW: a channels-first model, whose
+    # image outputs come back NCHW as the file's do; convforge's exporter writes the same Unsqueeze
+    # for a channels-last model of (height, width) input, which stays one.
+    fmt = "channels_last"
+    if not from_convforge and unsqueeze_axes(first) in ([1], [-3]):
+        fmt = input_layout or "channels_first"
+    return name, sample, fmt, (1, *sample), first.output[0], [*passed, first], False, batch
 
 
 def import_model(path, input_layout=None):
@@ -588,7 +613,8 @@ def _walk(path, proto, nodes, opset, input_layout):
     """Translate every node: ``(context, graph entries, data_format)``; ``ctx.finals`` are the
     tensors of the graph outputs, in order."""
     graph = proto.graph
-    entries = [_GraphEntry(*entry) for entry in _entries(path, graph, nodes, input_layout)]
+    entries = [_GraphEntry(*entry) for entry in
+               _entries(path, graph, nodes, input_layout, proto.producer_name == "convforge")]
     formats = {e.data_format for e in entries if e.data_format}
     fmt = "channels_first" if "channels_first" in formats else next(iter(formats), None)
     outputs = [v.name for v in graph.output]
