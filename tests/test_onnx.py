@@ -2322,3 +2322,26 @@ def test_a_pytorch_unsqueezed_grayscale_input_stays_nchw(tmp_path):
     own = seeded([layers.Input((6, 7)), layers.Conv2D(3, 3)])  # convforge's own (height, width) model
     _, back = round_trip(own, images((2, 6, 7)), tmp_path)
     assert back._data_format() == "channels_last" and back.output_shape == (None, 4, 5, 3)
+
+
+def test_keras_exported_1d_depthwise_separable_and_transposed_convolutions_import(tmp_path):
+    """Keras's exporter writes a strided 'same' Conv1DTranspose as a ConvTranspose whose crop is
+    computed with Mod and Neg (refused: "the op 'Mod' is not supported"; they fold now), then a
+    Slice: Conv1DTranspose + Cropping1D, the same numbers. Its SeparableConv1D and DepthwiseConv1D
+    import too."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        nets = {
+            "transpose-same": keras.Sequential([keras.Input((9, 4)),
+                                                keras.layers.Conv1DTranspose(4, 3, strides=2, padding="same")]),
+            "separable": keras.Sequential([keras.Input((9, 4)), keras.layers.SeparableConv1D(5, 3, padding="same"),
+                                           keras.layers.DepthwiseConv1D(3, activation="relu")]),
+        }
+        x = images((2, 9, 4))
+        expected = predict_and_export_keras(nets, x, tmp_path)
+    for name, want in expected.items():
+        model = convforge.load_model(tmp_path / f"{name}.onnx")
+        np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=RTOL, atol=ATOL, err_msg=name)
+    assert [type(la).__name__ for la in convforge.load_model(tmp_path / "transpose-same.onnx").layers][:2] == \
+        ["Conv1DTranspose", "Cropping1D"]

@@ -80,7 +80,7 @@ Gather of a constant matrix's rows by computed token ids (Embedding: ``_embeddin
 graph input so read, PyTorch's ``nn.Embedding``, is taken as the model's float ids),
 Add/Sum/Sub/Mul/Mean/Max/Min/Concat of computed tensors (the merge layers), Identity
 and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,
-Concat, ConstantOfShape, Reshape, Slice, Cast, ...) is folded; Keras's
+Concat, ConstantOfShape, Reshape, Slice, Cast, Equal, Where, Mod, Neg, ...) is folded; Keras's
 exporter's NHWC transposes around each layer fold away (a bias added after
 one goes into the conv, a channels-last flatten permutes the next Dense's
 kernel rows, or is ``Reshape((-1,))`` where no Dense reads it). Files from

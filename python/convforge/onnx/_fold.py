@@ -122,12 +122,20 @@ def _arithmetic(op):
         a, b = args
         if a.dtype.kind not in "iu" or b.dtype.kind not in "iu":
             raise FoldError("only integer (shape) arithmetic is folded")
-        if op == "Div" and np.any(b == 0):
+        if op in ("Div", "Mod") and np.any(b == 0):
             raise FoldError("a division by zero")
+        # Mod: the divisor's sign (Python's %), or the dividend's with fmod=1 (C's fmod).
+        mod = np.fmod if attrs.get("fmod", 0) else np.mod
         with np.errstate(all="ignore"):
-            return {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.floor_divide}[op](a, b)
+            return {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.floor_divide, "Mod": mod}[op](a, b)
 
     return run
+
+
+def _negate(args, attrs):
+    if args[0].dtype.kind not in "iu":
+        raise FoldError("only integer (shape) arithmetic is folded")
+    return np.negative(args[0])
 
 
 def _equal(args, attrs):
@@ -166,6 +174,8 @@ FOLDERS = {
     "Sub": _arithmetic("Sub"),
     "Mul": _arithmetic("Mul"),
     "Div": _arithmetic("Div"),
+    "Mod": _arithmetic("Mod"),
+    "Neg": _negate,
     "Equal": _equal,
     "Where": _where,
 }
