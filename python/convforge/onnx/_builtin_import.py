@@ -469,9 +469,7 @@ def import_activation(ctx, node):
     if steps is not None and node.op_type != "Softmax":
         # On a sequence's (batch, channels, steps) view (PyTorch's Conv1d then F.relu after a
         # transpose): elementwise, so on the (steps, channels) sequence, its output a view again.
-        out = node.output[0] + "#steps"
-        ctx.add_layer(node, _activation_layer(ctx, node), [steps], out)
-        ctx.set_sequence_view(node.output[0], out)
+        _sequences.add_on_sequence(ctx, node, _activation_layer(ctx, node), steps, "channels_last")
         return
     shape = ctx.shape(node, 0)
     if node.op_type == "Softmax":

@@ -506,9 +506,7 @@ def import_reduce(ctx, node):
         name = "GlobalMaxPooling1D" if node.op_type == "ReduceMax" else "GlobalAveragePooling1D"
         layer = _layer_class(ctx, node, name)(keepdims=bool(a["keepdims"]))
         if a["keepdims"]:  # (batch, channels, 1): the view of the layer's (batch, 1, channels)
-            out = node.output[0] + "#steps"
-            ctx.add_layer(node, layer, [steps], out)
-            ctx.set_sequence_view(node.output[0], out)
+            _sequences.add_on_sequence(ctx, node, layer, steps, "channels_last")
         else:
             ctx.add_layer(node, layer, [steps], node.output[0])
         return

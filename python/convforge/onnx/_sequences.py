@@ -50,7 +50,7 @@ def _sequence(ctx, node):
     return ctx.input_name(node), (steps, channels), "channels_first"
 
 
-def _add(ctx, node, layer, base, data_format: str, weights=None) -> str:
+def add_on_sequence(ctx, node, layer, base, data_format: str, weights=None) -> str:
     """The layer on ``base``. Channels-last, the node's (channels-first) output is a view of the
     layer's; channels-first, it is the layer's output."""
     if data_format == "channels_first":
@@ -60,6 +60,17 @@ def _add(ctx, node, layer, base, data_format: str, weights=None) -> str:
     ctx.add_layer(node, layer, [base], out, weights)
     ctx.set_sequence_view(node.output[0], out)
     return out
+
+
+def _kernel_size(ctx, node, a, kernel, bias, filters: int) -> int:
+    """A 1-D Conv's or ConvTranspose's kernel size, from its (3-D) weights, checked against its
+    kernel_shape attribute, and its bias (if any) against the ``filters`` it makes."""
+    k = kernel.shape[2]
+    if a["kernel_shape"] is not None and list(a["kernel_shape"]) != [k]:
+        raise ctx.error(node, f"{a['kernel_shape']} differs from the weights' [{k}]", "kernel_shape")
+    if bias is not None and bias.shape != (filters,):
+        raise ctx.error(node, f"bias of shape {bias.shape}; expected ({filters},)")
+    return k
 
 
 def _single(ctx, node, a, attribute: str, minimum: int) -> int:
@@ -100,11 +111,7 @@ def import_conv1d(ctx, node):
                         "is not supported", "group")
     if kernel.ndim != 3 or (kernel.shape[1] != channels and not depthwise):
         raise ctx.error(node, f"weights of shape {kernel.shape} do not fit a sequence of {channels} channels")
-    k = kernel.shape[2]
-    if a["kernel_shape"] is not None and list(a["kernel_shape"]) != [k]:
-        raise ctx.error(node, f"{a['kernel_shape']} differs from the weights' [{k}]", "kernel_shape")
-    if bias is not None and bias.shape != (kernel.shape[0],):
-        raise ctx.error(node, f"bias of shape {bias.shape}; expected ({kernel.shape[0]},)")
+    k = _kernel_size(ctx, node, a, kernel, bias, filters=kernel.shape[0])
     stride = _single(ctx, node, a, "strides", 1)
     dilation = _single(ctx, node, a, "dilations", 1)
     extra = ctx.sequence_pads.pop(id(node), None) or (0, 0)  # a zero Pad before it (import_pad_of_steps)
@@ -130,7 +137,7 @@ def import_conv1d(ctx, node):
         layer = _layer(ctx, node, "Conv1D")(kernel.shape[0], k, kernel_initializer="zeros", **options)
     # Stored (filters, channels, 1, k), or (channels * multiplier, 1, 1, k): W with a unit height.
     weights = [kernel[:, :, None, :]] + ([] if bias is None else [bias])
-    out = _add(ctx, node, layer, base, data_format, weights)
+    out = add_on_sequence(ctx, node, layer, base, data_format, weights)
     ctx.consume_all(folded, out)
 
 
@@ -152,11 +159,7 @@ def import_conv_transpose1d(ctx, node):
         raise ctx.error(node, "only explicit pads are supported", "auto_pad")
     if _single(ctx, node, a, "dilations", 1) != 1:
         raise ctx.error(node, "Conv1DTranspose has no dilation", "dilations")
-    k = kernel.shape[2]
-    if a["kernel_shape"] is not None and list(a["kernel_shape"]) != [k]:
-        raise ctx.error(node, f"{a['kernel_shape']} differs from the weights' [{k}]", "kernel_shape")
-    if bias is not None and bias.shape != (kernel.shape[1],):
-        raise ctx.error(node, f"bias of shape {bias.shape}; expected ({kernel.shape[1]},)")
+    k = _kernel_size(ctx, node, a, kernel, bias, filters=kernel.shape[1])
     stride = _single(ctx, node, a, "strides", 1)
     pads, extra = [int(p) for p in a["pads"]], [int(p) for p in a["output_padding"]]
     if len(pads) != 2 or len(extra) != 1:
@@ -171,7 +174,7 @@ def import_conv_transpose1d(ctx, node):
     layer = cls(kernel.shape[1], k, stride, *found, data_format=data_format, use_bias=bias is not None,
                 kernel_initializer="zeros")
     weights = [kernel[:, :, None, :]] + ([] if bias is None else [bias])  # stored (channels, filters, 1, k)
-    _add(ctx, node, layer, base, data_format, weights)
+    add_on_sequence(ctx, node, layer, base, data_format, weights)
 
 
 def _keras_bias(ctx, node, filters, bias, data_format):
@@ -229,7 +232,7 @@ def import_pool1d(ctx, node, pool_padding):
     padding = pool_padding(ctx, node, (1, steps), (1, k), (1, stride), [0, left, 0, right], bool(a["ceil_mode"]),
                            counts_padding)
     cls = _layer(ctx, node, "MaxPooling1D" if is_max else "AveragePooling1D")
-    _add(ctx, node, cls(pool_size=k, strides=stride, padding=padding, data_format=data_format), base, data_format)
+    add_on_sequence(ctx, node, cls(pool_size=k, strides=stride, padding=padding, data_format=data_format), base, data_format)
 
 
 def import_global_pool1d(ctx, node):
@@ -243,7 +246,7 @@ def import_global_pool1d(ctx, node):
         ctx.add_layer(node, cls(keepdims=False, data_format=data_format), [base], node.output[0])
         ctx.consume_all([*passed, reader], node.output[0])
         return
-    _add(ctx, node, cls(keepdims=True, data_format=data_format), base, data_format)
+    add_on_sequence(ctx, node, cls(keepdims=True, data_format=data_format), base, data_format)
 
 
 def import_batch_normalization1d(ctx, node, a):
@@ -255,7 +258,7 @@ def import_batch_normalization1d(ctx, node, a):
         raise ctx.error(node, "a negative variance")
     axis = 1 if data_format == "channels_first" else -1
     layer = _layer(ctx, node, "BatchNormalization")(axis=axis, momentum=a["momentum"], epsilon=a["epsilon"])
-    _add(ctx, node, layer, base, data_format, values)
+    add_on_sequence(ctx, node, layer, base, data_format, values)
 
 
 def _steps_layer(ctx, node, axis: int, make) -> None:
@@ -270,7 +273,7 @@ def _steps_layer(ctx, node, axis: int, make) -> None:
         if axis != 2:
             raise ctx.error(node, f"on axis {axis} of a sequence transposed to (batch, channels, steps): only its "
                                   "steps (axis 2) are supported")
-        _add(ctx, node, make("channels_last"), base, "channels_last")
+        add_on_sequence(ctx, node, make("channels_last"), base, "channels_last")
         return
     data_format = "channels_last" if axis == 1 else "channels_first"
     ctx.add_layer(node, make(data_format), [ctx.input_name(node)], node.output[0])
