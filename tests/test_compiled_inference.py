@@ -1523,9 +1523,9 @@ def test_kept_weights_follow_an_edit_anywhere_in_a_large_bank(n_threads, rng, th
     # A 144 KiB bank with its bias and BatchNormalization vectors, on one and two threads: an
     # edit in the first, last or any middle value of the weights (the first and last of each
     # 16 KiB, its halves) or of a vector is seen at the next run. Two images (7 MFLOP) run in
-    # a thread team on two threads, which shares the compare in pieces of 4096 values of the
-    # sources one after another: 4095 | 4096 is a piece's end and the next one's start, and
-    # the last piece spans the bias and the four vectors.
+    # a thread team on two threads, which shares the digests in blocks of 4096 values of the
+    # sources one after another: 4095 | 4096 is a block's end and the next one's start, and
+    # the last block joins the bias and the four vectors.
     convforge.set_num_threads(n_threads)
     w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)  # 36,864 values
     b = rng.standard_normal(64).astype(np.float32)

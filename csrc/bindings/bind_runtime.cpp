@@ -105,6 +105,14 @@ void set_isa_cap_checked(const std::string& name) {
 // Index of the first array of `arrays` holding a NaN or an infinity, -1 if none: the trainer's
 // check of a step's gradients and updated weights, one call for the whole model instead of two
 // NumPy reductions per array (0.1-0.15 ms of a 1.9 ms LeNet-5 step at batch 32).
+// Tests: every ISA's digest must be the same function of the bytes (the plan's kept digests
+// outlive a change of the ISA cap).
+py::tuple weights_digest(const py::array& data) {
+  if (!(data.flags() & py::array::c_style)) throw py::value_error("data must be C-contiguous");
+  const Digest d = digest_kernel().fn(static_cast<const unsigned char*>(data.data()), static_cast<int64_t>(data.nbytes()));
+  return py::make_tuple(d.lo, d.hi);
+}
+
 int64_t first_non_finite(const py::sequence& arrays) {
   struct Span {
     const void* data;
@@ -179,6 +187,8 @@ void bind_runtime(py::module_& m) {
         "Parallel loops the calling thread has started on more than one thread (tests: which runs split).");
   m.def("_parallel_for_failing", &parallel_for_failing, py::arg("threads"), py::arg("items"), py::arg("failing"),
         py::arg("in_team"), "A parallel loop whose item `failing` throws (tests).");
+  m.def("_weights_digest", &weights_digest, py::arg("data"),
+        "The inference plan's 128-bit digest of a C-contiguous array's bytes, by the active ISA's kernel, as (lo, hi).");
   m.def("first_non_finite", &first_non_finite, py::arg("arrays"),
         "Index of the first array (float32/float64, C-contiguous) holding a NaN or an infinity, -1 if none.");
 }

@@ -99,7 +99,12 @@ const Kernel<GlobalMaxPoolBwdFn<float>> k_global_max_pool2d_bwd_f32[] = {
 const Kernel<GlobalMaxPoolBwdFn<double>> k_global_max_pool2d_bwd_f64[] = {
     {"global_max_pool2d_bwd__ref", Isa::ref, &global_max_pool2d_bwd__ref<double>}};
 
+const Kernel<DigestFn> kDigest[] = {
+    CONVFORGE_AVX512_ENTRY(digest) CONVFORGE_AVX2_ENTRY(digest) CONVFORGE_REF_ENTRY(digest)};
+
 }  // namespace
+
+const Kernel<DigestFn>& digest_kernel() { return best(kDigest); }
 
 #define CONVFORGE_SELECTOR(getter, Fn, table_f32, table_f64)                \
   template <> const Kernel<Fn<float>>& getter<float>() { return best(table_f32); }  \

@@ -56,6 +56,9 @@ using GlobalMaxPoolFwdFn = void (*)(const ChannelShape&, const T*, T*, int64_t*)
 template <class T>
 using GlobalMaxPoolBwdFn = int64_t (*)(const ChannelShape&, const T*, const int64_t*, T*);
 
+// The inference plan's digest of its kept weights (kernels.h): on bytes, the same value on every ISA.
+using DigestFn = Digest (*)(const unsigned char*, int64_t);
+
 template <class Fn>
 struct Kernel {
   const char* name;
@@ -65,6 +68,7 @@ struct Kernel {
 };
 
 // Selected kernel for the active ISA. T is float or double.
+const Kernel<DigestFn>& digest_kernel();
 template <class T> const Kernel<Conv2dAlgosFn<T>>& conv2d_kernel();  // the algorithm lists
 template <class T> const Kernel<DenseFwdFn<T>>& dense_fwd_kernel();
 template <class T> const Kernel<DenseBwdDataFn<T>>& dense_bwd_data_kernel();

@@ -119,6 +119,17 @@ void add__ref(int64_t n, const double* a, const double* b, const double* gate, b
 template <class T>
 void softmax_fwd__ref(int64_t rows, int64_t n, const T* src, T* dst);
 
+// ---- 128-bit digest of `bytes` bytes (kernels/digest/digest_impl.h): the same value on every
+// ISA. The inference plan keeps one per block of a conv's weights, to see edits made in place.
+struct Digest {
+  uint64_t lo = 0, hi = 0;
+  friend bool operator==(const Digest& a, const Digest& b) { return a.lo == b.lo && a.hi == b.hi; }
+  friend bool operator!=(const Digest& a, const Digest& b) { return !(a == b); }
+};
+Digest digest__ref(const unsigned char* data, int64_t bytes);
+Digest digest__avx2(const unsigned char* data, int64_t bytes);
+Digest digest__avx512(const unsigned char* data, int64_t bytes);
+
 // ---- peak probe: iters x chains x (vector width) fused multiply-adds; returns a checksum. ------
 float fma_probe__ref(int64_t iters);
 float fma_probe__avx2(int64_t iters);

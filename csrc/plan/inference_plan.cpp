@@ -26,6 +26,10 @@ int64_t round_up(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 // about a core's L2 with room to spare: above it, the values share slots.
 constexpr int64_t kOwnPlacesBytes = int64_t{1} << 20;
 
+// Values a digest covers (kept_blocks_): the pieces a thread team shares, small enough that two
+// threads end within a piece of each other (16 KiB of floats: ~0.5 us of digest on one core).
+constexpr int64_t kKeptBlockValues = 4096;
+
 std::string dims_text(const std::vector<int64_t>& dims) {
   std::string s = "(";
   for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
@@ -179,8 +183,6 @@ int InferencePlan<T>::conv2d(int x, ConvShape s, const T* w, const T* b, const P
   if (prepared * static_cast<int64_t>(sizeof(T)) <= kMaxPreparedBytes) op.prepared_capacity = prepared;
   op.keep = op.fold || op.prepared_capacity > 0;
   if (op.keep) {
-    op.keep_offset = kept_elements_;
-    for_each_source(op, [&](const T*, int64_t n) { kept_elements_ += round_up(n); });
     op.fold_offset = kept_elements_;
     if (op.fold) kept_elements_ += round_up(s.wei_size()) + round_up(s.oc);
     op.prepared_offset = kept_elements_;
@@ -460,13 +462,25 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
     const Op& op = ops_[k];
     flops_per_sample_ += op_flops(op);
     if (!op.keep) continue;
-    int64_t copy = op.keep_offset;
+    ops_[k].first_block = static_cast<int>(kept_blocks_.size());
     for_each_source(op, [&](const T* src, int64_t count) {
-      kept_sources_.push_back({k, src, copy, count, kept_source_values_});
-      copy += round_up(count);
+      for (int64_t a = 0; a < count;) {  // into the op's last block while it has room
+        if (static_cast<int>(kept_blocks_.size()) == ops_[k].first_block || kept_blocks_.back().values == kKeptBlockValues) {
+          const int next = static_cast<int>(kept_segments_.size());
+          kept_blocks_.push_back({k, next, next, 0});
+        }
+        KeptBlock& block = kept_blocks_.back();
+        const int64_t take = std::min(kKeptBlockValues - block.values, count - a);
+        kept_segments_.push_back({src + a, take});
+        block.end_segment += 1;
+        block.values += take;
+        a += take;
+      }
       kept_source_values_ += count;
       if (k == 0) first_op_source_values_ += count;
     });
+    ops_[k].end_block = static_cast<int>(kept_blocks_.size());
+    if (k == 0) first_op_blocks_ = ops_[k].end_block;
   }
   if (!ops_.empty()) {  // an op without arithmetic counted by its output's size
     const double flops = op_flops(ops_[0]);
@@ -556,14 +570,31 @@ void InferencePlan<T>::for_each_source(const Op& op, F&& f) {
     if (v != nullptr) f(v, op.conv.oc);
 }
 
-// Below this, the kept sources are compared on the calling thread alone (a hand-off would cost
+template <class T>
+Digest InferencePlan<T>::block_digest(std::size_t block) const {
+  const KeptBlock& x = kept_blocks_[block];
+  const auto digest = digest_kernel().fn;  // the active ISA's: every ISA's digest is the same
+  const int64_t bytes = x.values * static_cast<int64_t>(sizeof(T));
+  if (x.end_segment - x.first_segment == 1)
+    return digest(reinterpret_cast<const unsigned char*>(kept_segments_[static_cast<std::size_t>(x.first_segment)].src), bytes);
+  alignas(64) T joined[kKeptBlockValues];  // a few KiB copied: less than a digest's fixed cost a segment
+  T* to = joined;
+  for (int i = x.first_segment; i < x.end_segment; ++i) {
+    const KeptSegment& segment = kept_segments_[static_cast<std::size_t>(i)];
+    std::memcpy(to, segment.src, sizeof(T) * static_cast<std::size_t>(segment.count));
+    to += segment.count;
+  }
+  return digest(reinterpret_cast<const unsigned char*>(joined), bytes);
+}
+
+// Below this, the kept sources are digested on the calling thread alone (a hand-off would cost
 // about what it saves).
 constexpr int64_t kMinSharedCompareBytes = int64_t{64} << 10;
 
-// Whether the team's compare should run beside the first op (refresh_all_kept): where that op
-// on one thread takes about as long as the compare or less. Both estimated at ~50 G a second on
-// one core of a current x86 server (a first layer of one to three channels is far from its
-// peak; the compare reads the sources and their copies, 2 x 4 bytes a float).
+// Whether the team's digests should run beside the first op (refresh_all_kept): where that op
+// on one thread takes about as long as the digests or less. Both estimated at ~30-50 G a
+// second on one core of a current x86 server (a first layer of one to three channels is far
+// from its peak; the digest takes 4 bytes a float at ~30 GB/s).
 template <class T>
 bool InferencePlan<T>::first_op_overlaps(int64_t mb) const {
   if (ops_.size() < 2 || kept_source_values_ - first_op_source_values_ <= 0) return false;
@@ -573,61 +604,55 @@ bool InferencePlan<T>::first_op_overlaps(int64_t mb) const {
 }
 
 template <class T>
-bool InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>& kept, const char* forced_conv,
-                                        const std::function<void()>* first_op) const {
-  // The arena's copy of each conv's sources, compared byte for byte: any change made in place
-  // (training, set_weights, an edit) makes the fold and the prepared weights again; a conv
-  // whose copy is not made yet (an arena's first run) is not compared.
-  const std::vector<KeptSource>& sources = kept_sources_;
-  const int64_t total = kept_source_values_;
+bool InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>& kept, std::vector<Digest>& digests,
+                                        const char* forced_conv, const std::function<void()>* first_op) const {
+  // Each block of each conv's sources digested and compared with the arena's digest of it: any
+  // change made in place (training, set_weights, an edit) makes the fold and the prepared
+  // weights again; a conv whose digests are not made yet (an arena's first run) is not digested.
+  const std::vector<KeptBlock>& blocks = kept_blocks_;
+  auto differs = [&](std::size_t i) { return block_digest(i) != digests[i]; };
   std::vector<char> same(ops_.size(), 0);
   for (int k = 0; k < static_cast<int>(ops_.size()); ++k) same[k] = kept[k].valid;
-  // Sources [from, to) compared whole on this thread: a conv's compare stops at its first difference.
+  // Blocks [from, to) on this thread: a conv's digests stop at its first difference.
   auto compare_alone = [&](std::size_t from, std::size_t to) {
-    for (std::size_t i = from; i < to; ++i) {
-      const KeptSource& x = sources[i];
-      if (same[x.op] && std::memcmp(arena + x.copy_offset, x.src, sizeof(T) * static_cast<std::size_t>(x.count)) != 0)
-        same[x.op] = 0;
-    }
+    for (std::size_t i = from; i < to; ++i)
+      if (same[blocks[i].op] && differs(i)) same[blocks[i].op] = 0;
   };
   const int threads = num_threads();
   bool ran_first = false;
-  if (threads > 1 && detail::thread_team_available() && total * static_cast<int64_t>(sizeof(T)) >= kMinSharedCompareBytes) {
-    // Shared by the team in pieces of kPiece values of all the sources one after another (a
-    // piece may span several arrays), so that each thread compares as many bytes: the example
-    // ResNet's 76k weights were ~8 us of compare on one thread, a tenth of its one-image
-    // predict; in pieces of whole arrays the thread with the last layers' banks took 5.5 us
-    // against the other's 2. Which thread compares a piece changes nothing but the time: the
-    // convs found to differ are the same set.
+  if (threads > 1 && detail::thread_team_available() &&
+      kept_source_values_ * static_cast<int64_t>(sizeof(T)) >= kMinSharedCompareBytes) {
+    // Shared by the team a block at a time, so that each thread digests about as many bytes:
+    // the example ResNet's 76k weights were ~8 us of compare on one thread, a tenth of its
+    // one-image predict; in pieces of whole arrays the thread with the last layers' banks took
+    // 5.5 us against the other's 2. Which thread digests a block changes nothing but the time:
+    // the convs found to differ are the same set.
     //
-    // With `first_op`, the first op's own sources are compared (and it is refreshed) here
-    // first; then one thread runs it while the others compare the rest, and joins them when
+    // With `first_op`, the first op's own blocks are digested (and it is refreshed) here
+    // first; then one thread runs it while the others digest the rest, and joins them when
     // done. A small first layer hardly gains from a second thread (the example ResNet's 1 ->
-    // 16 stem: 3.7 us on one, 3.8 on two), while the compare splits evenly.
-    int64_t start = 0;
+    // 16 stem: 3.7 us on one, 3.8 on two), while the digests split evenly.
+    std::size_t start = 0;
     if (first_op != nullptr && first_op_overlaps(mb)) {
-      std::size_t first_op_sources = 0;  // at the front: op order
-      while (first_op_sources < sources.size() && sources[first_op_sources].op == 0) ++first_op_sources;
-      compare_alone(0, first_op_sources);
-      if (ops_[0].keep) refresh_kept(ops_[0], mb, arena, &kept[0], forced_conv, same[0] != 0);
-      same[0] = 1;  // current now: not compared again below
-      start = first_op_source_values_;
+      start = static_cast<std::size_t>(first_op_blocks_);  // at the front: op order
+      compare_alone(0, start);
+      if (ops_[0].keep) refresh_kept(ops_[0], mb, arena, &kept[0], digests.data(), forced_conv, same[0] != 0);
+      same[0] = 1;  // current now: not digested again below
       ran_first = true;
     }
-    constexpr int64_t kPiece = 4096;
-    const int64_t pieces = (total - start + kPiece - 1) / kPiece;
-    // Thread t compares the pieces of range t, from its front; one done with its own range takes
-    // pieces from the back of another's still being worked on (the first op's thread's, mostly).
-    // The same pieces fall to the same thread from one run to the next, which keeps them in its
-    // core's cache: claimed one at a time from a shared counter instead, they moved between the
-    // cores and the compare took half as long again. A range is (front, back) in one word,
-    // changed by compare-and-swap.
+    const uint64_t pieces = blocks.size() - start;
+    // Thread t digests the blocks of range t, from its front; one done with its own range takes
+    // blocks from the back of another's still being worked on (the first op's thread's,
+    // mostly). The same blocks fall to the same thread from one run to the next, which keeps
+    // them in its core's cache: claimed one at a time from a shared counter instead, they moved
+    // between the cores and the compare took half as long again. A range is (front, back) in
+    // one word, changed by compare-and-swap.
     std::vector<std::atomic<uint64_t>> ranges(static_cast<std::size_t>(threads));
     for (int t = 0; t < threads; ++t) {
-      const uint64_t lo = static_cast<uint64_t>(pieces * t / threads), hi = static_cast<uint64_t>(pieces * (t + 1) / threads);
+      const uint64_t lo = pieces * t / threads, hi = pieces * (t + 1) / threads;
       ranges[static_cast<std::size_t>(t)].store(lo << 32 | hi, std::memory_order_relaxed);
     }
-    // A piece of range r, from its front or its back; -1 when the range is done.
+    // A block of range r, from its front or its back; -1 when the range is done.
     auto claim = [&](int r, bool front) -> int64_t {
       std::atomic<uint64_t>& range = ranges[static_cast<std::size_t>(r)];
       uint64_t now = range.load(std::memory_order_relaxed);
@@ -644,19 +669,9 @@ bool InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>&
       // leaves through the team, raised once the others are done (thread_team_run).
       if (item == 0 && ran_first) (*first_op)();
       auto compare = [&](int64_t piece) {
-        const int64_t lo = start + piece * kPiece, hi = std::min(total, lo + kPiece);
-        // The first source reaching past lo, by bisection over the sources' first indices.
-        std::size_t i = static_cast<std::size_t>(
-            std::upper_bound(sources.begin(), sources.end(), lo,
-                             [](int64_t v, const KeptSource& x) { return v < x.first; }) -
-            sources.begin() - 1);
-        for (; i < sources.size() && sources[i].first < hi; ++i) {
-          const KeptSource& x = sources[i];
-          if (!same[x.op]) continue;  // no copy yet (read only here: written after the loop)
-          const int64_t a = std::max(lo, x.first) - x.first, b = std::min(hi, x.first + x.count) - x.first;
-          if (std::memcmp(arena + x.copy_offset + a, x.src + a, sizeof(T) * static_cast<std::size_t>(b - a)) != 0)
-            found[static_cast<std::size_t>(tid)].push_back(x.op);
-        }
+        const std::size_t i = start + static_cast<std::size_t>(piece);
+        // `same` is read only here (written after the loop): a conv without digests yet is skipped.
+        if (same[blocks[i].op] && differs(i)) found[static_cast<std::size_t>(tid)].push_back(blocks[i].op);
       };
       const int own = static_cast<int>(item);
       for (int64_t piece = claim(own, true); piece >= 0; piece = claim(own, true)) compare(piece);
@@ -667,25 +682,21 @@ bool InferencePlan<T>::refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>&
     for (const std::vector<int>& ops : found)
       for (int k : ops) same[k] = 0;
   } else {
-    compare_alone(0, sources.size());
+    compare_alone(0, blocks.size());
   }
   for (int k = ran_first ? 1 : 0; k < static_cast<int>(ops_.size()); ++k)
-    if (ops_[k].keep) refresh_kept(ops_[k], mb, arena, &kept[k], forced_conv, same[k] != 0);
+    if (ops_[k].keep) refresh_kept(ops_[k], mb, arena, &kept[k], digests.data(), forced_conv, same[k] != 0);
   return ran_first;
 }
 
 template <class T>
-void InferencePlan<T>::refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, const char* forced_conv,
-                                    bool same) const {
+void InferencePlan<T>::refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, Digest* digests,
+                                    const char* forced_conv, bool same) const {
   ConvShape s = op.conv;
   s.mb = mb;
   s.relu = op.relu;
   if (!same) {
-    T* copy = arena + op.keep_offset;
-    for_each_source(op, [&](const T* src, int64_t count) {
-      std::memcpy(copy, src, sizeof(T) * static_cast<std::size_t>(count));
-      copy += round_up(count);
-    });
+    for (int i = op.first_block; i < op.end_block; ++i) digests[i] = block_digest(static_cast<std::size_t>(i));
     if (op.fold) {
       T* wf = arena + op.fold_offset;
       fold_batchnorm(s, op.w, op.b, op.bn, wf, wf + round_up(s.wei_size()));
@@ -971,6 +982,7 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
     arena.elements = elements;
   }
   if (arena.kept.size() != ops_.size()) arena.kept.assign(ops_.size(), Kept{});
+  if (arena.digests.size() != kept_blocks_.size()) arena.digests.assign(kept_blocks_.size(), Digest{});
   T* base = static_cast<T*>(arena.buffer.data());  // 64-byte aligned: slots start on kAlign elements
   auto chunk_ios = [&](int64_t c, std::vector<const T*>* in, std::vector<T*>* out) {
     const int64_t first = chunk_first(c, chunks, mb);
@@ -991,7 +1003,8 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
         run_chunk(sizes[0], base, arena.kept, slots, own_places, in0, out0, forced_conv.c_str(), nullptr, 0, 1);
       };
       const bool ran_first =
-          refresh_all_kept(largest, base, arena.kept, forced_conv.c_str(), clock == nullptr ? &first_op : nullptr);
+          refresh_all_kept(largest, base, arena.kept, arena.digests, forced_conv.c_str(),
+                           clock == nullptr ? &first_op : nullptr);
       for (int64_t c = 0; c < chunks; ++c) {
         chunk_ios(c, &in, &out);
         run_chunk(sizes[static_cast<std::size_t>(c)], base, arena.kept, slots, own_places, in, out, forced_conv.c_str(),
@@ -1001,7 +1014,7 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
     using Body = decltype(all_chunks);
     run_with_thread_team(team, [](void* body) { (*static_cast<Body*>(body))(); }, &all_chunks);
   } else {
-    refresh_all_kept(largest, base, arena.kept, forced_conv.c_str());
+    refresh_all_kept(largest, base, arena.kept, arena.digests, forced_conv.c_str());
     // An exception must not leave a parallel region: the first one is carried out of it.
     std::exception_ptr error;
     std::mutex error_mutex;

@@ -12,10 +12,15 @@
 // instead (run_layout says why).
 //
 // Knows nothing of Python. Weights are pointers the caller keeps alive, and weights changed in
-// place are always seen: what a conv derives from its weights (a BatchNormalization folded in,
+// place are seen: what a conv derives from its weights (a BatchNormalization folded in,
 // weights * scale; Winograd's transformed filters; the direct form's packed filters) is kept in
-// the run's arena with a copy of the weights it came from, and made again whenever those bytes
-// differ (one compare of the weights per run, the cost of the fold it replaces). Keeping the
+// the run's arena with a 128-bit digest of each block of the weights it came from, and made
+// again whenever a block's digest differs (one pass over the weights per run, the cost of the
+// fold it replaces). A digest, not a byte copy to compare with: the copy doubled what each run
+// read, and the example ResNet's one-image run then overflowed a 2 MiB L2 (119 us against 112
+// with the digests, bench/BEFORE_AFTER.md, twenty-eighth stop). A change confined to one 8-byte
+// word of a block always changes its digest; any other accidental change goes unseen with odds
+// of about 2^-64 (kernels/digest/digest_impl.h). Keeping the
 // transformed filters lets a small batch take Winograd where a single layer call, which
 // transforms them every time, takes the direct form: the plan's outputs then agree with the
 // layers' within Winograd's error bound rather than bit for bit (keep_prepared(false) restores
@@ -42,6 +47,7 @@
 
 #include "common/shapes.h"
 #include "common/workspace.h"
+#include "kernels/kernels.h"  // Digest
 
 namespace convforge {
 
@@ -140,8 +146,8 @@ class InferencePlan {
                  int share_threads = 0) const;
   int num_ops() const { return static_cast<int>(ops_.size()); }
   // Whether a run of mb samples in a thread team runs its first op on one thread while the
-  // others compare the kept weights (refresh_all_kept): the compare worth sharing (64 KiB of
-  // sources or more) and the first op estimated to take no longer than it.
+  // others digest the kept weights (refresh_all_kept): the digests worth sharing (64 KiB of
+  // sources or more) and the first op estimated to take no longer than they do.
   bool first_op_overlaps(int64_t mb) const;
   // Whether a run of mb samples gives each value a place of its own in the arena instead of
   // slots shared by values one after another: by default (Places::automatic) a small batch
@@ -185,13 +191,14 @@ class InferencePlan {
     bool relu = false;
     bool residual = false;  // conv2d: in[1] is added before the ReLU (fuse_residual_adds)
     // conv2d that derives weights (a fold, or room for an algorithm's prepared weights), at
-    // arena offsets: the copy of its sources (w, b, the BatchNormalization's vectors) at
-    // keep_offset, the folded weights then bias at fold_offset, the prepared weights
-    // (prepared_capacity elements, 0: none kept) at prepared_offset.
+    // arena offsets: the folded weights then bias at fold_offset, the prepared weights
+    // (prepared_capacity elements, 0: none kept) at prepared_offset. The digests of its sources
+    // (w, b, the BatchNormalization's vectors) are the arena's kept_blocks_[first_block, end_block).
     bool keep = false;
-    int64_t keep_offset = 0, fold_offset = 0, prepared_offset = 0, prepared_capacity = 0;
+    int64_t fold_offset = 0, prepared_offset = 0, prepared_capacity = 0;
+    int first_block = 0, end_block = 0;
   };
-  // Per op and arena: is the arena's copy of the sources (and what came of them) current?
+  // Per op and arena: are the arena's digests of the sources (and what came of them) current?
   struct Kept {
     bool valid = false;
     const void* prepared_by = nullptr;  // the ConvAlgo whose prepare made the arena's prepared weights
@@ -210,16 +217,17 @@ class InferencePlan {
   // std::bad_alloc where it overflows.
   bool places_elements(int64_t mb, bool own_places, int64_t* elements) const;
   int64_t slot_elements(int64_t mb, bool own_places = false) const;
-  // Makes every conv's kept copy, fold and prepared weights current (for a batch of mb) where
-  // its sources changed; before the ops run, on the calling thread (the compares shared with a
+  // Makes every conv's digests, fold and prepared weights current (for a batch of mb) where its
+  // sources changed; before the ops run, on the calling thread (the digests shared with a
   // thread team where the run has one). `first_op` (null: none) runs the first op of the first
-  // chunk: given, and the team's compare worth overlapping with it (first_op_overlaps), one
-  // thread runs it while the others compare. Returns whether it ran.
-  bool refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>& kept, const char* forced_conv,
-                        const std::function<void()>* first_op = nullptr) const;
+  // chunk: given, and the team's digests worth overlapping with it (first_op_overlaps), one
+  // thread runs it while the others digest. Returns whether it ran.
+  bool refresh_all_kept(int64_t mb, T* arena, std::vector<Kept>& kept, std::vector<Digest>& digests,
+                        const char* forced_conv, const std::function<void()>* first_op = nullptr) const;
 
-  // One conv's: `same`, whether its kept copy still equals its sources (and is valid).
-  void refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, const char* forced_conv, bool same) const;
+  // One conv's: `same`, whether its sources still have the arena's digests (and those are valid).
+  void refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, Digest* digests, const char* forced_conv,
+                    bool same) const;
   void run_op(const Op& op, int64_t mb, const T* arena, const Kept& kept, const std::vector<T*>& where,
               const char* forced_conv) const;
   // run_timed's destinations (see there); null where a run is not timed.
@@ -255,17 +263,27 @@ class InferencePlan {
   std::vector<int64_t> slot_size_;    // per-sample elements of each arena slot (finish)
   std::vector<int64_t> own_size_;     // per-sample elements of each value's own place (finish)
   int64_t kept_elements_ = 0;         // arena room for what convs derive from their weights
-  // Every array a conv derives from (for_each_source), in op order (finish): the op, the array,
-  // its copy's arena offset, its length and its first value's index in all of them one after
-  // another (the pieces a thread team compares).
-  struct KeptSource {
-    int op;
+  // Every array a conv derives from (for_each_source), in op order, in blocks of at most
+  // kKeptBlockValues (finish): a block is the segments [first_segment, end_segment) of one op's
+  // arrays one after another, so that a layer's bias and BatchNormalization vectors share a
+  // block with the end of its weights (a digest's fixed cost is ~0.1 us: five blocks of 16-64
+  // values a layer cost the example ResNet 4 us a run). An arena keeps one digest a block
+  // (Arena::digests); the blocks are the pieces a thread team shares.
+  struct KeptSegment {
     const T* src;
-    int64_t copy_offset, count, first;
+    int64_t count;
   };
-  std::vector<KeptSource> kept_sources_;
+  struct KeptBlock {
+    int op;
+    int first_segment, end_segment;
+    int64_t values;
+  };
+  std::vector<KeptSegment> kept_segments_;
+  std::vector<KeptBlock> kept_blocks_;
+  Digest block_digest(std::size_t block) const;  // of its segments' bytes one after another
   int64_t kept_source_values_ = 0;
   int64_t first_op_source_values_ = 0;  // of them, the first op's (at the front: op order)
+  int first_op_blocks_ = 0;
   double flops_per_sample_ = 0.0;  // the convs' and dense layers' operations per sample (finish)
   double first_op_work_ = 0.0;     // the first op's operations per sample (its output's size for one without)
   int64_t serial_samples_ = 0;     // serial_samples() (finish)
@@ -280,6 +298,7 @@ class InferencePlan {
     LargeBuffer buffer;  // 64-byte aligned
     int64_t elements = 0;
     std::vector<Kept> kept;  // per op
+    std::vector<Digest> digests;  // per kept block (kept_blocks_), valid where its op's Kept is
   };
   mutable std::mutex arenas_mutex_;
   mutable std::vector<Arena> free_arenas_;
