@@ -100,7 +100,7 @@ PY
 step "kernel tests under ASan + UBSan (leak detection off)"
 tests=(tests/test_conv2d.py tests/test_dense.py tests/test_pool_relu.py tests/test_errors.py tests/test_hostile.py
        tests/test_fuzz.py tests/test_properties.py tests/test_runtime.py tests/test_channel_ops.py
-       tests/test_compiled_inference.py)
+       tests/test_compiled_inference.py tests/test_weights_digest.py)
 rc=0
 ASAN_OPTIONS="$asan_common:detect_leaks=0:log_path=$OUT/logs/asan" \
 CONVFORGE_FUZZ_EXAMPLES=${CONVFORGE_FUZZ_EXAMPLES:-40} \
