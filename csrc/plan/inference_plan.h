@@ -17,8 +17,8 @@
 // the run's arena with a 128-bit digest of each block of the weights it came from, and made
 // again whenever a block's digest differs (one pass over the weights per run, the cost of the
 // fold it replaces). A digest, not a byte copy to compare with: the copy doubled what each run
-// read, and the example ResNet's one-image run then overflowed a 2 MiB L2 (119 us against 112
-// with the digests, bench/BEFORE_AFTER.md, twenty-eighth stop). A change confined to one 8-byte
+// read, and the example ResNet's one-image run then overflowed a 2 MiB L2 (one-image predict on
+// one thread 115 -> 105 us with the digests, bench/BEFORE_AFTER.md, twenty-eighth stop). A change confined to one 8-byte
 // word of a block always changes its digest; any other accidental change goes unseen with odds
 // of about 2^-64 (kernels/digest/digest_impl.h). Keeping the
 // transformed filters lets a small batch take Winograd where a single layer call, which
