@@ -414,6 +414,11 @@ LAYER_CASES = [
     ("Activation('swish')", (7,)),
     ("Activation('softplus')", (7,)),
     ("Activation('leaky_relu')", (7,)),
+    # Training-only noise: the identity at inference, as Keras's.
+    ("SpatialDropout1D(0.3)", (7, 4)),
+    ("SpatialDropout2D(0.3)", (5, 6, 3)),
+    ("GaussianNoise(0.2)", (5, 4)),
+    ("GaussianDropout(0.4)", (6,)),
 ]
 
 

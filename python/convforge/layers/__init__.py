@@ -22,6 +22,7 @@ SeparableConv1D, Conv1DTranspose, MaxPooling1D, AveragePooling1D, GlobalAverageP
 GlobalMaxPooling1D, ZeroPadding1D, Cropping1D, UpSampling1D (sequences, channels-last or channels-first);
 Conv2DTranspose, UpSampling2D, Permute, Rescaling;
 RandomFlip, RandomRotation, RandomZoom, RandomTranslation (training-only augmentation);
+SpatialDropout1D, SpatialDropout2D, GaussianNoise, GaussianDropout (training-only noise);
 BatchNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
 (GlobalMaxPool2D), ZeroPadding2D, Cropping2D, DepthwiseConv2D, SeparableConv2D;
 merge layers for functional models: Add, Subtract, Multiply, Average, Maximum, Minimum,
@@ -49,6 +50,7 @@ from .conv1d import (
 from .conv_transpose import Conv2DTranspose
 from .embedding import Embedding
 from .core import Dense, Dropout, Flatten, Input, InputLayer, Reshape
+from .noise import GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from .merging import (
     Add,
     Average,
@@ -128,6 +130,10 @@ __all__ = [
     "Conv2D",
     "Dense",
     "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "GaussianNoise",
+    "GaussianDropout",
     "Embedding",
     "Flatten",
     "Input",

@@ -243,17 +243,21 @@ class Dropout(Layer):
     Masks come from convforge's generator (:func:`convforge.seed`).
     """
 
-    _cache_attrs = ("_mask",)
+    _cache_attrs = ("_mask", "_y_shape")
 
     def __init__(self, rate, *, name=None, input_shape=None, trainable=True):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
         if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
-            raise ValueError(f"Dropout rate must be a number in [0, 1); got {rate!r}")
+            raise ValueError(f"{type(self).__name__} rate must be a number in [0, 1); got {rate!r}")
         self.rate = float(rate)
-        self._mask = None
+        self._mask = self._y_shape = None
 
     def _compute_internal_output_shape(self, input_shape):
         return tuple(input_shape)
+
+    def _noise_shape(self, shape) -> tuple:
+        """The mask's shape for an input of ``shape`` (broadcast over the rest): every value its own."""
+        return shape
 
     def forward(self, x, training=False):
         if not training:
@@ -262,12 +266,12 @@ class Dropout(Layer):
             self._mask = None
             return x
         if x.dtype not in (np.float32, np.float64):
-            raise TypeError(f"layer {self.name!r} (Dropout) expects float32 or float64 input; got {x.dtype}")
-        mask = self._buffers("mask", x.shape, x.dtype)
+            raise TypeError(f"layer {self.name!r} ({type(self).__name__}) expects float32 or float64 input; got {x.dtype}")
+        mask = self._buffers("mask", self._noise_shape(x.shape), x.dtype)
         _random.get_generator().random(dtype=x.dtype, out=mask)
         np.greater_equal(mask, self.rate, out=mask)  # 1.0 where kept
         mask *= 1.0 / (1.0 - self.rate)
-        self._mask = mask
+        self._mask, self._y_shape = mask, x.shape
         return np.multiply(x, mask, out=self._buffers("y", x.shape, x.dtype))
 
     def backward(self, dy):
@@ -276,8 +280,9 @@ class Dropout(Layer):
             if self.rate == 0:
                 return dy
             raise self._missing_cache()
-        if dy.shape != self._mask.shape:
-            raise ValueError(f"layer {self.name!r} (Dropout): dy has shape {dy.shape}, its output {self._mask.shape}")
+        if dy.shape != self._y_shape:
+            raise ValueError(
+                f"layer {self.name!r} ({type(self).__name__}): dy has shape {dy.shape}, its output {self._y_shape}")
         return np.multiply(dy, self._mask, out=self._buffers("dx", dy.shape, self._mask.dtype))
 
     def get_config(self):

@@ -57,6 +57,7 @@ from ..layers.activations import Activation, Softmax
 from ..layers.base import Layer, WeightDict
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Dropout, Flatten
+from ..layers.noise import GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from ..layers.fusion import FoldedConvBatchNorm, InPlaceReLU, is_plain_relu
 from ..layers.global_pooling import GlobalAveragePooling2D, GlobalMaxPooling2D
 from ..layers.merging import Add, Average, Concatenate, Multiply, Subtract
@@ -307,7 +308,7 @@ class _Lowering:
             return plan.maxpool2d(x, kernel, stride, pad, out_hw), None
         if kind is Flatten:
             return plan.reshape(x, [int(np.prod(plan.dims(x)))]), None
-        if kind is Dropout:
+        if kind in (Dropout, SpatialDropout1D, SpatialDropout2D, GaussianNoise, GaussianDropout):
             return x, None  # the identity at inference
         if kind is BatchNormalization:
             # The plan's batchnorm takes the channels first: images (C, H, W) and features (F,).

@@ -81,6 +81,7 @@ from ..layers.activations import Sigmoid, Softmax, _ActivationLayer
 from ..layers.base import FLOAT_DTYPES, Layer, display_shape
 from ..layers.augmentation import _Augmentation
 from ..layers.core import Dropout, InputLayer
+from ..layers.noise import _NoiseLayer
 from ..layers.merging import Add
 from ..layers.normalization import BatchNormalization
 from ..layers.symbolic import KerasTensor, common_dtype, unique_name
@@ -413,10 +414,10 @@ class _Step:
         # A BatchNormalization of a base(x, training=False) call: in training too, Keras normalises
         # it with its moving statistics (BatchNormalization._forward).
         self.moving_statistics = bool(getattr(node, "inference", False)) and isinstance(node.layer, BatchNormalization)
-        # Dropout and the augmentation layers of such a call: in training too, what they are at
-        # inference, the identity (forward and backward).
+        # Dropout, the noise and the augmentation layers of such a call: in training too, what
+        # they are at inference, the identity (forward and backward).
         self.identity_in_training = bool(getattr(node, "inference", False)) and isinstance(
-            node.layer, (Dropout, _Augmentation))
+            node.layer, (Dropout, _NoiseLayer, _Augmentation))
 
 
 def _outputs_logits(layer: Layer, loss) -> bool:

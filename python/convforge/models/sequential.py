@@ -43,6 +43,7 @@ from ..layers import symbolic
 from ..layers.activations import Activation, _ActivationLayer
 from ..layers.base import Layer, check_input_shape, display_shape, snake_case
 from ..layers.core import Dropout, InputLayer
+from ..layers.noise import _NoiseLayer
 from . import state
 from .batches import _Batches, _Entry, one_array
 from .functional import Functional, Model, check_dtype, check_model_name
@@ -217,9 +218,9 @@ class Sequential(Model):
         return note
 
     def _takes_images(self) -> bool:
-        """Does the first layer that cares (past Dropout/activations) take images?"""
+        """Does the first layer that cares (past Dropout, noise, activations) take images?"""
         for layer in self.layers:
-            if isinstance(layer, (Dropout, _ActivationLayer, Activation)):
+            if isinstance(layer, (Dropout, _NoiseLayer, _ActivationLayer, Activation)) and not layer._expects_images:
                 continue
             return layer._expects_images
         return False

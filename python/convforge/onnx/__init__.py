@@ -39,7 +39,7 @@ nearest ``Resize`` of the steps axis of their own layout (no Transpose). All imp
 (``_sequences``), and so does a PyTorch ``Conv1d`` network's (batch, channels, steps) file: its
 1-D ops become channels-first layers (Keras's exporter's too: the Add of a (1, filters, 1) bias
 joins the Conv1D, Sub/Mul/Add of (1, channels, 1) constants are a BatchNormalization(axis=1)).
-Dropout and the random augmentation layers are the identity at
+Dropout (and SpatialDropout1D/2D), GaussianNoise, GaussianDropout and the random augmentation layers are the identity at
 inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nearest
 ``Resize`` (imports back), Conv2DTranspose ``ConvTranspose`` (imports back) and Permute one
 ``Transpose`` (images: imports back; Permute((2, 3, 1)) is NCHW -> NHWC, which the importer

@@ -151,7 +151,7 @@ def export_merge(ctx, layer, inputs):
 
 
 def export_identity(ctx, layer, inputs):
-    """Training-only layers (the random augmentations): nothing at inference."""
+    """Training-only layers (the random augmentations, GaussianNoise, GaussianDropout): nothing at inference."""
     return inputs[0]
 
 
@@ -187,6 +187,8 @@ for _name, _fn in (
     ("RandomRotation", export_identity),
     ("RandomZoom", export_identity),
     ("RandomTranslation", export_identity),
+    ("GaussianNoise", export_identity),
+    ("GaussianDropout", export_identity),
     ("Rescaling", export_rescaling),
     ("UpSampling2D", export_upsampling),
     ("UpSampling1D", export_upsampling),
