@@ -450,6 +450,9 @@ void bind_plan(py::module_& m) {
       .def("concat", [](PyPlan& p, const std::vector<int>& xs) {
         return p.with_plan([&](auto& plan) { return plan.concat(xs); });
       }, py::arg("xs"))
+      .def("rescale", [](PyPlan& p, int x, double scale, double offset) {
+        return p.with_plan([&](auto& plan) { return plan.rescale(x, scale, offset); });
+      }, py::arg("x"), py::arg("scale"), py::arg("offset") = 0.0)
       .def("reshape", [](PyPlan& p, int x, const std::vector<int64_t>& dims) {
         return p.with_plan([&](auto& plan) { return plan.reshape(x, dims); });
       }, py::arg("x"), py::arg("dims"))

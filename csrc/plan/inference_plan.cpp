@@ -63,6 +63,7 @@ const char* kind_name(PlanOpKind k) {
     case PlanOpKind::concat: return "concat";
     case PlanOpKind::softmax: return "softmax";
     case PlanOpKind::copy: return "copy";
+    case PlanOpKind::rescale: return "rescale";
   }
   return "?";
 }
@@ -324,6 +325,18 @@ int InferencePlan<T>::reshape(int x, const std::vector<int64_t>& dims) {
   return append(std::move(op), dims);
 }
 
+template <class T>
+int InferencePlan<T>::rescale(int x, double scale, double offset) {
+  check_open();
+  check_value(x, "rescale's input");
+  if (!std::isfinite(scale) || !std::isfinite(offset)) fail("rescale needs a finite scale and offset");
+  Op op;
+  op.kind = PlanOpKind::rescale;
+  op.in = {x};
+  op.scale = scale, op.offset = offset;
+  return append(std::move(op), values_[x].dims);
+}
+
 // A residual block's y = relu(conv(x) + shortcut), written as conv2d -> add -> relu, becomes one
 // conv2d op that adds the shortcut and applies the ReLU in its epilogue (ConvTensors::residual):
 // two passes over the feature maps fewer (the example ResNet's Add and ReLU ops were ~6% of a
@@ -415,6 +428,7 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
     Value& out = values_[op.out];
     const Value& first = values_[op.in[0]];
     const bool in_place_op = op.kind == PlanOpKind::relu || op.kind == PlanOpKind::copy || op.kind == PlanOpKind::softmax ||
+                             op.kind == PlanOpKind::rescale ||
                              op.kind == PlanOpKind::add || op.kind == PlanOpKind::subtract ||
                              op.kind == PlanOpKind::multiply || op.kind == PlanOpKind::average;
     if (out.output >= 0) {
@@ -786,6 +800,20 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, const T* arena, const Ke
     case PlanOpKind::copy:
       if (x != y) std::memcpy(y, x, sizeof(T) * static_cast<std::size_t>(n));
       return;
+    case PlanOpKind::rescale: {
+      // Rescaling.forward's NumPy: y = x * (T)scale, then y += (T)offset where it is not 0, each
+      // rounded to T (this file is built with -ffp-contract=off: no fused multiply-add).
+      const T scale = static_cast<T>(op.scale), offset = static_cast<T>(op.offset);
+      const bool shift = op.offset != 0.0;
+      parallel_for_grains(elementwise_threads<T>(n, 1), n, kGrain, [&](int64_t lo, int64_t hi, int) {
+        if (shift) {
+          for (int64_t i = lo; i < hi; ++i) y[i] = x[i] * scale + offset;
+        } else {
+          for (int64_t i = lo; i < hi; ++i) y[i] = x[i] * scale;
+        }
+      });
+      return;
+    }
     case PlanOpKind::add:
     case PlanOpKind::subtract:
     case PlanOpKind::multiply:

@@ -66,6 +66,7 @@ enum class PlanOpKind : int {
   concat,           // Concatenate along dims[0] (channels)
   softmax,          // Softmax of (n,) per sample; in place where its input dies here
   copy,             // Reshape / Flatten (the same values, other dims); in place where its input dies here
+  rescale,          // Rescaling: x * (T)scale, then + (T)offset where it is not 0; in place where its input dies here
 };
 
 // BatchNormalization's inference weights: moving mean and variance, gamma and beta (null when
@@ -99,6 +100,7 @@ class InferencePlan {
   int elementwise(PlanOpKind kind, const std::vector<int>& xs);           // add/subtract/multiply/average
   int concat(const std::vector<int>& xs);
   int reshape(int x, const std::vector<int64_t>& dims);
+  int rescale(int x, double scale, double offset);  // Rescaling's arithmetic and roundings (a finite scale and offset)
 
   // Marks the values run() returns (in this order) and places every value; no op may be added
   // after it.
@@ -190,6 +192,7 @@ class InferencePlan {
     bool fold = false;  // conv2d: bn is folded in
     bool relu = false;
     bool residual = false;  // conv2d: in[1] is added before the ReLU (fuse_residual_adds)
+    double scale = 1.0, offset = 0.0;  // rescale
     // conv2d that derives weights (a fold, or room for an algorithm's prepared weights), at
     // arena offsets: the folded weights then bias at fold_offset, the prepared weights
     // (prepared_capacity elements, 0: none kept) at prepared_offset. The digests of its sources

@@ -17,7 +17,9 @@ the layers' choices and bits. The chunks do not depend on the thread count: neit
 results. Steps are lowered in execution order up to the first one the plan has no op for (a custom
 layer, a tanh, an average pooling); that step and all after it run in Python on the plan's
 results (the *tail*). A Dense or Conv2D whose activation the plan lacks (a sigmoid head) is
-split: its matrix product in the plan, its activation in the tail. ReLU and the softmax of a
+split: its matrix product in the plan, its activation in the tail. Dropout, the noise layers
+and the augmentation layers are the identity there, Rescaling an op of its own (a model that
+starts with Keras's data-augmentation block and ``Rescaling(1 / 255)`` compiles whole). ReLU and the softmax of a
 (batch, classes) head are plan ops. ``evaluate`` runs a second plan of the same model
 (``compile_inference(..., logits=True)``) whose softmax heads that the loss fuses with its
 cross-entropy give their logits, used where it computes every output itself.
@@ -47,6 +49,7 @@ that path.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -58,6 +61,8 @@ from ..layers.base import Layer, WeightDict
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Dropout, Flatten
 from ..layers.noise import GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
+from ..layers.augmentation import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
+from ..layers.reshaping import Rescaling
 from ..layers.fusion import FoldedConvBatchNorm, InPlaceReLU, is_plain_relu
 from ..layers.global_pooling import GlobalAveragePooling2D, GlobalMaxPooling2D
 from ..layers.merging import Add, Average, Concatenate, Multiply, Subtract
@@ -72,6 +77,13 @@ _ELEMENTWISE = {Add: "add", Subtract: "subtract", Multiply: "multiply", Average:
 def enabled() -> bool:
     """Plans are on unless ``CONVFORGE_COMPILED_INFERENCE=0`` (read at each model build)."""
     return os.environ.get("CONVFORGE_COMPILED_INFERENCE", "1").strip() not in ("0", "false", "off", "no")
+
+
+# Built-in layers that are the identity at inference (training-only noise and augmentation): a
+# model that starts with Keras's data-augmentation block then still runs as one plan (it ran
+# layer by layer: a one-image LeNet-5 behind a RandomFlip 67 us against 9.5).
+_IDENTITY_AT_INFERENCE = (Dropout, SpatialDropout1D, SpatialDropout2D, GaussianNoise, GaussianDropout, RandomFlip,
+                          RandomRotation, RandomZoom, RandomTranslation)
 
 
 class _NotLowered(Exception):
@@ -308,8 +320,13 @@ class _Lowering:
             return plan.maxpool2d(x, kernel, stride, pad, out_hw), None
         if kind is Flatten:
             return plan.reshape(x, [int(np.prod(plan.dims(x)))]), None
-        if kind in (Dropout, SpatialDropout1D, SpatialDropout2D, GaussianNoise, GaussianDropout):
-            return x, None  # the identity at inference
+        if kind in _IDENTITY_AT_INFERENCE:
+            return x, None
+        if kind is Rescaling:
+            scale, offset = self.setting(call, "scale"), self.setting(call, "offset")
+            if not (math.isfinite(scale) and math.isfinite(offset)):
+                raise _NotLowered  # the layer's NumPy gives its infs and NaNs
+            return plan.rescale(x, scale, offset), None
         if kind is BatchNormalization:
             # The plan's batchnorm takes the channels first: images (C, H, W) and features (F,).
             # Sequences (steps, channels) have them last (BatchNormalization._forward reshapes).
