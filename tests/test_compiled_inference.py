@@ -1590,8 +1590,9 @@ def test_kept_weights_follow_an_edit_anywhere_in_a_large_bank(n_threads, rng, th
     bn = (mean, var, gamma, beta, 1e-3)
     plan = one_conv_plan(w, b, 7, bn=bn)
     x = rng.standard_normal((2, 64, 7, 7)).astype(np.float32)
+    every_block = [(w, 4096 * k + 7) for k in range(9)]  # the bank's nine blocks
     for array, index in [(w, 0), (w, 4095), (w, 4096), (w, 18431), (w, 18432), (w, w.size - 1), (b, 0),
-                         (mean, 31), (beta, beta.size - 1)]:
+                         (mean, 31), (beta, beta.size - 1), *every_block]:
         before = plan.run([x])[0]
         np.testing.assert_array_equal(plan.run([x])[0], before)
         array.reshape(-1)[index] = array.reshape(-1)[index] * 1.5 + 0.25

@@ -19,8 +19,8 @@
 // fold it replaces). A digest, not a byte copy to compare with: the copy doubled what each run
 // read, and the example ResNet's one-image run then overflowed a 2 MiB L2 (one-image predict on
 // one thread 115 -> 105 us with the digests, bench/BEFORE_AFTER.md, twenty-eighth stop). A change confined to one 8-byte
-// word of a block always changes its digest; any other accidental change goes unseen with odds
-// of about 2^-64 (kernels/digest/digest_impl.h). Keeping the
+// word of a block always changes its digest; any other accidental change goes unseen only if
+// both 64-bit halves of the digest collide (kernels/digest/digest_impl.h). Keeping the
 // transformed filters lets a small batch take Winograd where a single layer call, which
 // transforms them every time, takes the direct form: the plan's outputs then agree with the
 // layers' within Winograd's error bound rather than bit for bit (keep_prepared(false) restores
@@ -195,8 +195,9 @@ class InferencePlan {
     double scale = 1.0, offset = 0.0;  // rescale
     // conv2d that derives weights (a fold, or room for an algorithm's prepared weights), at
     // arena offsets: the folded weights then bias at fold_offset, the prepared weights
-    // (prepared_capacity elements, 0: none kept) at prepared_offset. The digests of its sources
-    // (w, b, the BatchNormalization's vectors) are the arena's kept_blocks_[first_block, end_block).
+    // (prepared_capacity elements, 0: none kept) at prepared_offset. Its sources (w, b, the
+    // BatchNormalization's vectors) are kept_blocks_[first_block, end_block), their digests an
+    // arena's Arena::digests[first_block, end_block).
     bool keep = false;
     int64_t fold_offset = 0, prepared_offset = 0, prepared_capacity = 0;
     int first_block = 0, end_block = 0;

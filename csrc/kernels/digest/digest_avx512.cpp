@@ -26,7 +26,7 @@ void rounds(Lanes& acc, const unsigned char* p, int64_t n) {
       const __m512i w = load(p + s * kStripeBytes);
       const __m512i x = _mm512_xor_si512(w, load(kKeys.stripe[s]));
       a = _mm512_add_epi64(a, _mm512_mul_epu32(x, _mm512_srli_epi64(x, 32)));  // lo32(x) * hi32(x)
-      b = _mm512_add_epi64(b, w);
+      b = _mm512_add_epi64(_mm512_rol_epi64(b, kSumRotation), w);
     }
     a = scramble(a, kKeys.round_a);
     b = scramble(b, kKeys.round_b);

@@ -6,17 +6,20 @@
 // Defined on bytes, as integer arithmetic on 64-bit little-endian words, so every ISA's kernel
 // gives the same digest (the ISA cap may change between two runs of a plan). The bytes go in
 // 64-byte stripes of eight words w[0..7]; lane j of two sets of eight 64-bit accumulators takes
-//     x = w[j] ^ key[s][j];   a[j] += lo32(x) * hi32(x);   b[j] += w[j]
+//     x = w[j] ^ key[s][j];   a[j] += lo32(x) * hi32(x);   b[j] = rotl(b[j], 23) + w[j]
 // where s counts the stripes of a 1 KiB round (16 keys: two stripes swapped within a round
 // change the products); after each round every lane of both is scrambled by a bijection,
 //     a[j] = (a[j] ^ (a[j] >> 47) ^ round_key[j]) * kDigestPrime      (b[j] likewise)
 // so that the order of the rounds counts too. The digest is (a's lanes folded, b's lanes
-// folded), each with the length, by bijections of each lane. A change confined to one word changes b[j] in its round, and
-// every step after that is a bijection of b[j]: the digest's second half always changes. A
-// tail shorter than a stripe is zero-padded; the length keeps a block apart from its padded
-// self. This is not a cryptographic hash: a change crafted against these fixed keys could go
-// unseen; an accidental one of several words (training, set_weights, a user's edit) goes unseen
-// only if both halves collide, with odds of about 2^-64 or less.
+// folded), each with the length, every fold step a bijection of its lane. A change confined
+// to one word changes b[j] in its stripe, and every step after that is a bijection of b[j]: the
+// digest's second half always changes. The rotation is there for pairs of changes: with a
+// plain sum, two sign flips of float64 weights in the same lane of a round (each adds 2^63 to
+// its word) cancelled in b, and a then missed them once in 2^33 (found by review). A tail
+// shorter than a stripe is zero-padded; the length keeps a block apart from its padded self.
+// This is not a cryptographic hash: a change crafted against these fixed keys could go unseen;
+// an accidental one of several words (training, set_weights, a user's edit) goes unseen only if
+// both halves collide.
 #pragma once
 
 #include <cstdint>
@@ -25,12 +28,18 @@
 #include "kernels/kernels.h"
 
 namespace convforge {
+// Internal linkage, as every *_impl.h included by several ISA sources: an inline function with
+// external linkage compiled with -mavx2 in one and plain in another is one symbol, and the
+// linker may keep the AVX2 copy for the portable kernel (it did in a Debug build: SIGILL on a
+// CPU without AVX2).
+namespace {
 namespace digest_detail {
 
 constexpr int kLanes = 8;
 constexpr int kStripeBytes = 64;
 constexpr int kRoundStripes = 16;
 constexpr uint64_t kDigestPrime = 0x9E3779B1u;  // 32-bit: a 64 x 32 multiply is two lo32 products
+constexpr int kSumRotation = 23;  // odd: a bit moved r * d places by d < 64 stripes never comes back
 
 struct Keys {
   uint64_t stripe[kRoundStripes][kLanes];
@@ -72,7 +81,7 @@ inline void stripe_ref(Lanes& acc, const unsigned char* p, const uint64_t key[kL
   for (int j = 0; j < kLanes; ++j) {
     const uint64_t x = w[j] ^ key[j];
     acc.a[j] += (x & 0xFFFFFFFFu) * (x >> 32);
-    acc.b[j] += w[j];
+    acc.b[j] = ((acc.b[j] << kSumRotation) | (acc.b[j] >> (64 - kSumRotation))) + w[j];
   }
 }
 
@@ -112,12 +121,15 @@ Digest digest_with(const unsigned char* p, int64_t bytes, Rounds&& rounds) {
     stripe_ref(acc, pad, kKeys.stripe[s]);
   }
   scramble_ref(acc);
-  // h = (h ^ lane) * odd: a bijection of each lane, as fmix64 at the end (3 multiplies in a
-  // chain per lane were a third of a 16 KiB block's time).
+  // h = (h ^ lane) * odd, then h ^= h >> 32: a bijection of each lane, as fmix64 at the end (3
+  // multiplies in a chain per lane were a third of a 16 KiB block's time). The shift brings the
+  // top bits down: without it two lanes that differ in bit 63 alone cancelled.
   uint64_t lo = static_cast<uint64_t>(bytes), hi = ~static_cast<uint64_t>(bytes);
   for (int j = 0; j < kLanes; ++j) {
     lo = (lo ^ acc.a[j]) * 0x9FB21C651E98DF25ull;
+    lo ^= lo >> 32;
     hi = (hi ^ acc.b[j]) * 0xD6E8FEB86659FD93ull;
+    hi ^= hi >> 32;
   }
   return Digest{fmix64(lo), fmix64(hi)};
 }
@@ -132,4 +144,5 @@ inline Digest digest_ref_impl(const unsigned char* p, int64_t bytes) {
 }
 
 }  // namespace digest_detail
+}  // namespace
 }  // namespace convforge

@@ -27,8 +27,8 @@ cross-entropy give their logits, used where it computes every output itself.
 The plan holds the weight arrays themselves and reads their values at every run: training or
 ``set_weights`` (both write into the same arrays) are seen at once (at each run a 128-bit digest
 of each block of the arrays a conv keeps something of is compared with the one kept, and what it
-keeps is made again when they differ: a one-value change is always seen, any other accidental
-one missed with odds of about 2^-64; ``csrc/plan/inference_plan.h``). A weight *replaced* by another
+keeps is made again when they differ: a one-value change is always seen, a change of several
+missed only if both 64-bit halves of a digest collide; ``docs/RELIABILITY.md``). A weight *replaced* by another
 array (``layer.params['kernel'] = ...``), or a layer setting the plan was made from replaced
 (``dense.activation = None`` for the logits, a BatchNormalization's ``epsilon``) is caught by
 :meth:`CompiledInference.current`, and the model builds a new plan. A conv2d forward algorithm
