@@ -220,6 +220,91 @@ def test_a_changed_rescaling_makes_a_new_plan(rng, plans_on):
     np.testing.assert_array_equal(np.moveaxis(want, 1, -1), got)
 
 
+DEPTHWISE_FRONTS = {
+    "same": lambda: [layers.DepthwiseConv2D(3, padding="same")],
+    "strided_multiplier": lambda: [layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2, activation="relu")],
+    "dilated_no_bias": lambda: [layers.DepthwiseConv2D((3, 2), dilation_rate=2, padding="same", use_bias=False)],
+    "separable": lambda: [layers.SeparableConv2D(6, 3, padding="same", activation="relu"),
+                          layers.SeparableConv2D(5, (2, 3), strides=(2, 1), depth_multiplier=2, use_bias=False)],
+    "mobilenet_block": lambda: [layers.DepthwiseConv2D(3, padding="same", use_bias=False), layers.BatchNormalization(),
+                                layers.ReLU(), layers.Conv2D(8, 1)],
+}
+
+
+@pytest.mark.parametrize("front", list(DEPTHWISE_FRONTS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_depthwise_and_separable_lower_with_the_layers_bits(isa, front, dtype, rng, plans_on, threads):
+    # They stopped the plan (MobileNet's blocks ran layer by layer from there on). The plan's
+    # depthwise op calls the layers' kernel, SeparableConv2D's pointwise step is a 1x1 conv2d.
+    convforge.seed(2)
+    model = convforge.Sequential([layers.Input((11, 10, 3)), layers.Conv2D(4, 3, activation="relu"),
+                                  *DEPTHWISE_FRONTS[front](), layers.GlobalAveragePooling2D(), layers.Dense(3)],
+                                 dtype=dtype)
+    randomize_batchnorm(model, rng)
+    for n_threads in (1, 2, 3):
+        convforge.set_num_threads(n_threads)
+        for batch in (1, 5, 70):
+            x = rng.standard_normal((batch, 11, 10, 3)).astype(dtype)
+            plan = assert_same_bits(model, [x])
+            assert plan.lowered == len(graph_of(model)._inference_steps) and not plan._tail
+    assert "depthwise(" in plan.plan.describe()
+
+
+WINDOW_FRONTS = {
+    # Keras's ResNet50 stem: ZeroPadding2D(3), a 'valid' 7x7 conv of stride 2, ZeroPadding2D(1), max-pooling.
+    "resnet_stem": lambda: [layers.ZeroPadding2D(3), layers.Conv2D(4, 7, strides=2), layers.ZeroPadding2D(1),
+                            layers.MaxPooling2D(3, strides=2)],
+    "asymmetric": lambda: [layers.ZeroPadding2D(((0, 1), (2, 0))), layers.Conv2D(3, 3, strides=2)],
+    "crop": lambda: [layers.Cropping2D(((1, 2), (0, 3)))],
+    "pad_then_crop": lambda: [layers.ZeroPadding2D((2, 1)), layers.Cropping2D(1)],
+}
+
+
+@pytest.mark.parametrize("front", list(WINDOW_FRONTS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_zero_padding_and_cropping_lower_with_the_layers_bits(front, dtype, rng, plans_on, threads):
+    convforge.seed(3)
+    model = convforge.Sequential([layers.Input((13, 12, 2)), *WINDOW_FRONTS[front](), layers.Conv2D(3, 1),
+                                  layers.Flatten(), layers.Dense(2)], dtype=dtype)
+    for n_threads in (1, 2):
+        convforge.set_num_threads(n_threads)
+        for batch in (1, 6, 400):  # 400 x 312 values: the window op splits between threads
+            x = rng.standard_normal((batch, 13, 12, 2)).astype(dtype)
+            plan = assert_same_bits(model, [x])
+            assert plan.lowered == len(graph_of(model)._inference_steps) and not plan._tail
+    assert "window(" in plan.plan.describe()
+
+
+def test_window_margins_are_checked():
+    plan = _core.InferencePlan("float32")
+    x = plan.input([2, 4, 5])
+    with pytest.raises(ValueError, match=r"window leaves nothing of \(2, 4, 5\)"):
+        plan.window(x, -2, -2, 0, 0)
+    with pytest.raises(ValueError, match="within 2"):
+        plan.window(x, 1 << 40, 0, 0, 0)
+    with pytest.raises(ValueError, match=r"window expects \(C, H, W\) per sample"):
+        plan.window(plan.input([7]), 1, 1, 1, 1)
+
+
+def test_depthwise_non_finite_weights_meet_padding_as_the_layers(rng, plans_on):
+    # 0 * inf is NaN where a padded tap meets an infinite weight: the kernel skips padded taps,
+    # and the plan writes those NaNs as functional.depthwise_conv2d does, run after run.
+    model = convforge.Sequential([layers.Input((6, 7, 2)), layers.DepthwiseConv2D(3, padding="same",
+                                                                                   depth_multiplier=2)])
+    x = rng.standard_normal((3, 6, 7, 2)).astype(np.float32)
+    kernel = model.layers[0].params["kernel"]
+    assert_same_bits(model, [x])
+    kernel[1, 0, 0, 2] = np.inf  # top-right tap of filter 1: the top row and the right column read padding
+    kernel[3, 0, 1, 1] = np.nan  # the centre tap reads no padding (at stride 1)
+    got = model.predict(x, verbose=0)
+    assert np.isnan(got[:, 0, :, 1]).all() and np.isnan(got[:, :, -1, 1]).all() and np.isnan(got[..., 3]).all()
+    assert_same_bits(model, [x])
+    kernel[1, 0, 0, 2] = 0.5  # edited back in place: the next run is finite again
+    kernel[3, 0, 1, 1] = 0.5
+    assert np.isfinite(model.predict(x, verbose=0)).all()
+    assert_same_bits(model, [x])
+
+
 def test_threads_do_not_change_bits(threads, rng, plans_on):
     model = example_resnet()
     randomize_batchnorm(model, rng)

@@ -100,6 +100,29 @@ class PyPlan {
     });
   }
 
+  int depthwise(int x, const py::object& w, const py::object& b, const Pair& stride, const Quad& padding,
+                const Pair& dilation) {
+    return with_plan([&](auto& plan) {
+      using T = typename std::remove_reference_t<decltype(plan)>::value_type;
+      if (!py::isinstance<py::array>(w)) throw py::type_error("w must be a numpy.ndarray");
+      const py::array wa = py::reinterpret_borrow<py::array>(w);
+      check_input<T>(wa, "w", 4);
+      const std::vector<int64_t>& d = plan.dims(x);
+      if (d.size() != 3) throw py::value_error("depthwise's input must be (C, H, W) per sample");
+      if (wa.shape(1) != 1 || wa.shape(0) % d[0] != 0)
+        throw py::value_error("depthwise: w must be (C * depth_multiplier, 1, KH, KW) with C = " +
+                              std::to_string(d[0]) + ", got " + shape_str(wa));
+      ConvShape s;
+      s.mb = 1, s.ic = d[0], s.ih = d[1], s.iw = d[2];
+      s.oc = wa.shape(0), s.kh = wa.shape(2), s.kw = wa.shape(3);
+      s.sh = stride[0], s.sw = stride[1], s.dh = dilation[0], s.dw = dilation[1];
+      s.pt = padding[0], s.pb = padding[1], s.pl = padding[2], s.pr = padding[3];
+      const T* pw = weight<T>(w, "w", dims_of(wa), false);
+      const T* pb = weight<T>(b, "b", {s.oc}, true);
+      return plan.depthwise(x, s, pw, pb);
+    });
+  }
+
   int dense(int x, const py::object& w, const py::object& b, bool relu) {
     return with_plan([&](auto& plan) {
       using T = typename std::remove_reference_t<decltype(plan)>::value_type;
@@ -436,6 +459,8 @@ void bind_plan(py::module_& m) {
       .def("conv2d", &PyPlan::conv2d, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
            py::arg("padding"), py::arg("dilation"), py::arg("bn") = py::none(), py::arg("relu") = false)
       .def("dense", &PyPlan::dense, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("relu") = false)
+      .def("depthwise", &PyPlan::depthwise, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
+           py::arg("padding"), py::arg("dilation"))
       .def("maxpool2d", &PyPlan::maxpool2d, py::arg("x"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),
            py::arg("out_hw"))
       .def("relu", [](PyPlan& p, int x) { return p.with_plan([&](auto& plan) { return plan.relu(x); }); },
@@ -450,6 +475,9 @@ void bind_plan(py::module_& m) {
       .def("concat", [](PyPlan& p, const std::vector<int>& xs) {
         return p.with_plan([&](auto& plan) { return plan.concat(xs); });
       }, py::arg("xs"))
+      .def("window", [](PyPlan& p, int x, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+        return p.with_plan([&](auto& plan) { return plan.window(x, top, bottom, left, right); });
+      }, py::arg("x"), py::arg("top"), py::arg("bottom"), py::arg("left"), py::arg("right"))
       .def("rescale", [](PyPlan& p, int x, double scale, double offset) {
         return p.with_plan([&](auto& plan) { return plan.rescale(x, scale, offset); });
       }, py::arg("x"), py::arg("scale"), py::arg("offset") = 0.0)

@@ -64,6 +64,8 @@ const char* kind_name(PlanOpKind k) {
     case PlanOpKind::softmax: return "softmax";
     case PlanOpKind::copy: return "copy";
     case PlanOpKind::rescale: return "rescale";
+    case PlanOpKind::depthwise: return "depthwise";
+    case PlanOpKind::window: return "window";
   }
   return "?";
 }
@@ -337,6 +339,70 @@ int InferencePlan<T>::rescale(int x, double scale, double offset) {
   return append(std::move(op), values_[x].dims);
 }
 
+template <class T>
+int InferencePlan<T>::depthwise(int x, ConvShape s, const T* w, const T* b) {
+  check_open();
+  check_value(x, "depthwise's input");
+  const std::vector<int64_t>& d = values_[x].dims;
+  if (d.size() != 3 || d[0] != s.ic || d[1] != s.ih || d[2] != s.iw)
+    fail("depthwise expects input " + dims_text({s.ic, s.ih, s.iw}) + " per sample, got " + dims_text(d));
+  if (w == nullptr) fail("depthwise needs weights");
+  if (s.ic < 1 || s.oc < s.ic || s.oc % s.ic != 0) fail("depthwise needs a whole number of filters per channel");
+  s.mb = 1;
+  s.relu = false;
+  const std::string err = complete_conv_shape(s);
+  if (!err.empty()) fail(err);
+  Op op;
+  op.kind = PlanOpKind::depthwise;
+  op.in = {x};
+  op.conv = s;
+  op.w = w, op.b = b;
+  return append(std::move(op), {s.oc, s.oh, s.ow});
+}
+
+template <class T>
+int InferencePlan<T>::window(int x, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  check_open();
+  check_value(x, "window's input");
+  const std::vector<int64_t> d = values_[x].dims;
+  if (d.size() != 3) fail("window expects (C, H, W) per sample, got " + dims_text(d));
+  const int64_t limit = int64_t{1} << 30;
+  for (int64_t m : {top, bottom, left, right})
+    if (m < -limit || m > limit) fail("window margins must be within 2^30");
+  const int64_t h = d[1] + top + bottom, w = d[2] + left + right;
+  if (h < 1 || w < 1) fail("window leaves nothing of " + dims_text(d));
+  Op op;
+  op.kind = PlanOpKind::window;
+  op.in = {x};
+  op.top = top, op.left = left;
+  return append(std::move(op), {d[0], h, w});
+}
+
+namespace {
+
+// functional.depthwise_conv2d's _depthwise_padding_products: the depthwise kernels skip the
+// padded taps, but 0 * inf and 0 * NaN are NaN, which conv2d and the oracle keep. NaN where a
+// non-finite weight's tap reads padding; a pass over the (small) weights when all are finite.
+template <class T>
+void depthwise_padding_products(const ConvShape& s, const T* w, T* y) {
+  if (s.pt == 0 && s.pb == 0 && s.pl == 0 && s.pr == 0) return;
+  for (int64_t k = 0; k < s.oc; ++k)
+    for (int64_t r = 0; r < s.kh; ++r)
+      for (int64_t c = 0; c < s.kw; ++c) {
+        if (std::isfinite(w[(k * s.kh + r) * s.kw + c])) continue;
+        for (int64_t oh = 0; oh < s.oh; ++oh) {
+          const int64_t ih = oh * s.sh + r * s.dh - s.pt;
+          for (int64_t ow = 0; ow < s.ow; ++ow) {
+            const int64_t iw = ow * s.sw + c * s.dw - s.pl;
+            if (ih >= 0 && ih < s.ih && iw >= 0 && iw < s.iw) continue;
+            for (int64_t n = 0; n < s.mb; ++n) y[((n * s.oc + k) * s.oh + oh) * s.ow + ow] = std::numeric_limits<T>::quiet_NaN();
+          }
+        }
+      }
+}
+
+}  // namespace
+
 // A residual block's y = relu(conv(x) + shortcut), written as conv2d -> add -> relu, becomes one
 // conv2d op that adds the shortcut and applies the ReLU in its epilogue (ConvTensors::residual):
 // two passes over the feature maps fewer (the example ResNet's Add and ReLU ops were ~6% of a
@@ -520,6 +586,8 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
 template <class T>
 double InferencePlan<T>::op_flops(const Op& op) const {
   if (op.kind == PlanOpKind::conv2d) return op.conv.flops();  // mb is 1
+  if (op.kind == PlanOpKind::depthwise)  // the depthwise kernels' own work estimate (plan_threads)
+    return 2.0 * static_cast<double>(op.conv.oc * op.conv.oh * op.conv.ow * op.conv.kh * op.conv.kw);
   if (op.kind == PlanOpKind::dense) return 2.0 * static_cast<double>(values_[op.in[0]].size) * static_cast<double>(op.units);
   return 0.0;
 }
@@ -800,6 +868,36 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, const T* arena, const Ke
     case PlanOpKind::copy:
       if (x != y) std::memcpy(y, x, sizeof(T) * static_cast<std::size_t>(n));
       return;
+    case PlanOpKind::depthwise: {
+      ConvShape s = op.conv;
+      s.mb = mb;
+      depthwise_conv2d_fwd_kernel<T>().fn(s, x, op.w, op.b, y);
+      depthwise_padding_products(s, op.w, y);
+      return;
+    }
+    case PlanOpKind::window: {
+      // As ZeroPadding2D / Cropping2D: copies of the rows, +0 outside the input.
+      const std::vector<int64_t>& din = values_[op.in[0]].dims;
+      const std::vector<int64_t>& dout = values_[op.out].dims;
+      const int64_t ih = din[1], iw = din[2], oh = dout[1], ow = dout[2];
+      const int64_t j0 = std::max<int64_t>(0, op.left), j1 = std::max(j0, std::min(ow, iw + op.left));
+      parallel_for(elementwise_threads<T>(n, 1), mb * din[0], [&](int64_t plane, int) {
+        const T* src = x + plane * ih * iw;
+        T* dst = y + plane * oh * ow;
+        for (int64_t i = 0; i < oh; ++i) {
+          T* row = dst + i * ow;
+          const int64_t si = i - op.top;
+          if (si < 0 || si >= ih) {
+            std::fill(row, row + ow, T(0));
+            continue;
+          }
+          std::fill(row, row + j0, T(0));
+          std::memcpy(row + j0, src + si * iw + (j0 - op.left), sizeof(T) * static_cast<std::size_t>(j1 - j0));
+          std::fill(row + j1, row + ow, T(0));
+        }
+      });
+      return;
+    }
     case PlanOpKind::rescale: {
       // Rescaling.forward's NumPy: y = x * (T)scale, then y += (T)offset where it is not 0, each
       // rounded to T (this file is built with -ffp-contract=off: no fused multiply-add).

@@ -67,6 +67,8 @@ enum class PlanOpKind : int {
   softmax,          // Softmax of (n,) per sample; in place where its input dies here
   copy,             // Reshape / Flatten (the same values, other dims); in place where its input dies here
   rescale,          // Rescaling: x * (T)scale, then + (T)offset where it is not 0; in place where its input dies here
+  depthwise,        // DepthwiseConv2D (+ bias), the depthwise kernel and its padding products
+  window,           // ZeroPadding2D / Cropping2D: each (H, W) plane's rows and columns moved, zeros outside
 };
 
 // BatchNormalization's inference weights: moving mean and variance, gamma and beta (null when
@@ -101,6 +103,12 @@ class InferencePlan {
   int concat(const std::vector<int>& xs);
   int reshape(int x, const std::vector<int64_t>& dims);
   int rescale(int x, double scale, double offset);  // Rescaling's arithmetic and roundings (a finite scale and offset)
+  // Depthwise conv2d: `shape` as conv2d's (ic = x's channels, oc = ic * depth multiplier), w
+  // (oc, 1, KH, KW), b (oc) or null.
+  int depthwise(int x, ConvShape shape, const T* w, const T* b);
+  // (C, H, W) -> (C, H + top + bottom, W + left + right): margins > 0 add rows or columns of
+  // zeros (ZeroPadding2D), < 0 remove them (Cropping2D).
+  int window(int x, int64_t top, int64_t bottom, int64_t left, int64_t right);
 
   // Marks the values run() returns (in this order) and places every value; no op may be added
   // after it.
@@ -193,6 +201,7 @@ class InferencePlan {
     bool relu = false;
     bool residual = false;  // conv2d: in[1] is added before the ReLU (fuse_residual_adds)
     double scale = 1.0, offset = 0.0;  // rescale
+    int64_t top = 0, left = 0;          // window: where the input's first row and column land
     // conv2d that derives weights (a fold, or room for an algorithm's prepared weights), at
     // arena offsets: the folded weights then bias at fold_offset, the prepared weights
     // (prepared_capacity elements, 0: none kept) at prepared_offset. Its sources (w, b, the

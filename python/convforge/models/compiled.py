@@ -19,7 +19,9 @@ layer, a tanh, an average pooling); that step and all after it run in Python on 
 results (the *tail*). A Dense or Conv2D whose activation the plan lacks (a sigmoid head) is
 split: its matrix product in the plan, its activation in the tail. Dropout, the noise layers
 and the augmentation layers are the identity there, Rescaling an op of its own (a model that
-starts with Keras's data-augmentation block and ``Rescaling(1 / 255)`` compiles whole). ReLU and the softmax of a
+starts with Keras's data-augmentation block and ``Rescaling(1 / 255)`` compiles whole), and
+DepthwiseConv2D the depthwise kernel (SeparableConv2D that and a 1x1 conv2d: MobileNet's blocks);
+ZeroPadding2D and Cropping2D a copy into a window (the stems of Keras's ResNet and MobileNet code). ReLU and the softmax of a
 (batch, classes) head are plan ops. ``evaluate`` runs a second plan of the same model
 (``compile_inference(..., logits=True)``) whose softmax heads that the loss fuses with its
 cross-entropy give their logits, used where it computes every output itself.
@@ -62,7 +64,9 @@ from ..layers.conv import Conv2D
 from ..layers.core import Dense, Dropout, Flatten
 from ..layers.noise import GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from ..layers.augmentation import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
-from ..layers.reshaping import Rescaling
+from ..layers.reshaping import Cropping2D, Rescaling, ZeroPadding2D
+from ..layers.depthwise import DepthwiseConv2D, SeparableConv2D
+from .. import _params
 from ..layers.fusion import FoldedConvBatchNorm, InPlaceReLU, is_plain_relu
 from ..layers.global_pooling import GlobalAveragePooling2D, GlobalMaxPooling2D
 from ..layers.merging import Add, Average, Concatenate, Multiply, Subtract
@@ -322,6 +326,33 @@ class _Lowering:
             return plan.reshape(x, [int(np.prod(plan.dims(x)))]), None
         if kind in _IDENTITY_AT_INFERENCE:
             return x, None
+        if kind in (DepthwiseConv2D, SeparableConv2D):
+            if len(plan.dims(x)) != 3:
+                raise _NotLowered
+            for name in ("strides", "padding", "dilation_rate", "activation"):
+                self.setting(call, name)
+            w = self.weight(call, call._kernel_name)
+            stride, pads, dilation, _ = _params.conv_params(tuple(plan.dims(x)[1:]), w.shape[2:], call.strides,
+                                                           call.padding, call.dilation_rate)
+            separable = kind is SeparableConv2D
+            # As the layers: SeparableConv2D's depthwise step has no bias; its pointwise step is
+            # F.conv2d(t, pointwise_kernel, bias), a 1x1 conv2d.
+            y = plan.depthwise(x, w, None if separable else self.weight(call, "bias"), stride, pads, dilation)
+            if separable:
+                y = plan.conv2d(y, self.weight(call, "pointwise_kernel"), self.weight(call, "bias"), (1, 1),
+                                (0, 0, 0, 0), (1, 1))
+            activation = call.activation
+            if activation is None:
+                return y, None
+            if is_plain_relu(activation):
+                return plan.relu(y), None
+            return y, _forward_of(activation)
+        if kind in (ZeroPadding2D, Cropping2D):
+            if len(plan.dims(x)) != 3:
+                raise _NotLowered
+            sign = 1 if kind is ZeroPadding2D else -1
+            top, bottom, left, right = (sign * m for m in self.setting(call, "_margins"))
+            return plan.window(x, top, bottom, left, right), None
         if kind is Rescaling:
             scale, offset = self.setting(call, "scale"), self.setting(call, "offset")
             if not (math.isfinite(scale) and math.isfinite(offset)):
