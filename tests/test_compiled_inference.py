@@ -257,12 +257,20 @@ WINDOW_FRONTS = {
     "asymmetric": lambda: [layers.ZeroPadding2D(((0, 1), (2, 0))), layers.Conv2D(3, 3, strides=2)],
     "crop": lambda: [layers.Cropping2D(((1, 2), (0, 3)))],
     "pad_then_crop": lambda: [layers.ZeroPadding2D((2, 1)), layers.Cropping2D(1)],
+    # UpSampling2D (a U-Net's or an autoencoder's decoder) and AveragePooling2D: 'valid', Inception's
+    # 3x3 'same' branch of stride 1 (the padding not counted, as Keras), asymmetric 'same', GoogLeNet's
+    # 5x5 stride 3 auxiliary pooling.
+    "upsampling": lambda: [layers.UpSampling2D((2, 3)), layers.Conv2D(2, 3), layers.UpSampling2D(1)],
+    "avg_valid": lambda: [layers.AveragePooling2D()],
+    "avg_same_stride1": lambda: [layers.AveragePooling2D(3, strides=1, padding="same")],
+    "avg_same_asymmetric": lambda: [layers.AveragePooling2D((3, 2), strides=(2, 1), padding="same")],
+    "avg_5x5_stride3": lambda: [layers.AveragePooling2D(5, strides=3)],
 }
 
 
 @pytest.mark.parametrize("front", list(WINDOW_FRONTS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_zero_padding_and_cropping_lower_with_the_layers_bits(front, dtype, rng, plans_on, threads):
+def test_padding_cropping_upsampling_and_average_pooling_lower_with_the_layers_bits(front, dtype, rng, plans_on, threads):
     convforge.seed(3)
     model = convforge.Sequential([layers.Input((13, 12, 2)), *WINDOW_FRONTS[front](), layers.Conv2D(3, 1),
                                   layers.Flatten(), layers.Dense(2)], dtype=dtype)
@@ -272,7 +280,8 @@ def test_zero_padding_and_cropping_lower_with_the_layers_bits(front, dtype, rng,
             x = rng.standard_normal((batch, 13, 12, 2)).astype(dtype)
             plan = assert_same_bits(model, [x])
             assert plan.lowered == len(graph_of(model)._inference_steps) and not plan._tail
-    assert "window(" in plan.plan.describe()
+    text = plan.plan.describe()
+    assert any(op + "(" in text for op in ("window", "upsample", "avgpool"))
 
 
 def test_window_margins_are_checked():

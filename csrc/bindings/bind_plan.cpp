@@ -150,6 +150,26 @@ class PyPlan {
     });
   }
 
+  // inv: AveragePooling2D's 1 / (input cells under each window), (OH, OW) of the plan's dtype.
+  int avgpool(int x, const Pair& kernel, const Pair& stride, const Pair& pad_top_left, const Pair& out_hw,
+              const py::array& inv) {
+    return with_plan([&](auto& plan) {
+      using T = typename std::remove_reference_t<decltype(plan)>::value_type;
+      const std::vector<int64_t>& d = plan.dims(x);
+      if (d.size() != 3) throw py::value_error("avgpool's input must be (C, H, W) per sample");
+      PoolShape s;
+      s.mb = 1, s.c = d[0], s.ih = d[1], s.iw = d[2];
+      s.kh = kernel[0], s.kw = kernel[1], s.sh = stride[0], s.sw = stride[1];
+      s.ph = pad_top_left[0], s.pw = pad_top_left[1], s.oh = out_hw[0], s.ow = out_hw[1];
+      check_input<T>(inv, "inv", 2);
+      if (inv.shape(0) != s.oh || inv.shape(1) != s.ow)
+        throw py::value_error("inv must have shape (" + std::to_string(s.oh) + ", " + std::to_string(s.ow) + "), got " +
+                              shape_str(inv));
+      const T* p = data_of<T>(inv);
+      return plan.avgpool(x, s, std::vector<T>(p, p + s.oh * s.ow));
+    });
+  }
+
   int batchnorm(int x, const py::object& bn) {
     return with_plan([&](auto& plan) {
       using T = typename std::remove_reference_t<decltype(plan)>::value_type;
@@ -475,6 +495,11 @@ void bind_plan(py::module_& m) {
       .def("concat", [](PyPlan& p, const std::vector<int>& xs) {
         return p.with_plan([&](auto& plan) { return plan.concat(xs); });
       }, py::arg("xs"))
+      .def("upsample", [](PyPlan& p, int x, int64_t factor_h, int64_t factor_w) {
+        return p.with_plan([&](auto& plan) { return plan.upsample(x, factor_h, factor_w); });
+      }, py::arg("x"), py::arg("factor_h"), py::arg("factor_w"))
+      .def("avgpool", &PyPlan::avgpool, py::arg("x"), py::arg("kernel"), py::arg("stride"), py::arg("pad_top_left"),
+           py::arg("out_hw"), py::arg("inv"))
       .def("window", [](PyPlan& p, int x, int64_t top, int64_t bottom, int64_t left, int64_t right) {
         return p.with_plan([&](auto& plan) { return plan.window(x, top, bottom, left, right); });
       }, py::arg("x"), py::arg("top"), py::arg("bottom"), py::arg("left"), py::arg("right"))

@@ -66,6 +66,8 @@ const char* kind_name(PlanOpKind k) {
     case PlanOpKind::rescale: return "rescale";
     case PlanOpKind::depthwise: return "depthwise";
     case PlanOpKind::window: return "window";
+    case PlanOpKind::upsample: return "upsample";
+    case PlanOpKind::avgpool: return "avgpool";
   }
   return "?";
 }
@@ -376,6 +378,41 @@ int InferencePlan<T>::window(int x, int64_t top, int64_t bottom, int64_t left, i
   op.in = {x};
   op.top = top, op.left = left;
   return append(std::move(op), {d[0], h, w});
+}
+
+template <class T>
+int InferencePlan<T>::upsample(int x, int64_t factor_h, int64_t factor_w) {
+  check_open();
+  check_value(x, "upsample's input");
+  const std::vector<int64_t> d = values_[x].dims;
+  if (d.size() != 3) fail("upsample expects (C, H, W) per sample, got " + dims_text(d));
+  if (factor_h < 1 || factor_w < 1 || factor_h > (int64_t{1} << 20) || factor_w > (int64_t{1} << 20))
+    fail("upsample factors must be in [1, 2^20]");
+  Op op;
+  op.kind = PlanOpKind::upsample;
+  op.in = {x};
+  op.factor_h = factor_h, op.factor_w = factor_w;
+  return append(std::move(op), {d[0], d[1] * factor_h, d[2] * factor_w});
+}
+
+template <class T>
+int InferencePlan<T>::avgpool(int x, PoolShape s, std::vector<T> inv) {
+  check_open();
+  check_value(x, "avgpool's input");
+  const std::vector<int64_t> d = values_[x].dims;
+  if (d.size() != 3 || d[0] != s.c || d[1] != s.ih || d[2] != s.iw)
+    fail("avgpool expects input " + dims_text({s.c, s.ih, s.iw}) + " per sample, got " + dims_text(d));
+  if (s.kh < 1 || s.kw < 1 || s.sh < 1 || s.sw < 1 || s.oh < 1 || s.ow < 1 || s.ph < 0 || s.pw < 0 ||
+      s.ph >= s.kh || s.pw >= s.kw)
+    fail("avgpool needs a positive window, strides and output, and padding smaller than the window");
+  if (static_cast<int64_t>(inv.size()) != s.oh * s.ow) fail("avgpool needs one factor per output position");
+  s.mb = 1;
+  Op op;
+  op.kind = PlanOpKind::avgpool;
+  op.in = {x};
+  op.pool = s;
+  op.avg_inv = std::move(inv);
+  return append(std::move(op), {s.c, s.oh, s.ow});
 }
 
 namespace {
@@ -895,6 +932,61 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, const T* arena, const Ke
           std::memcpy(row + j0, src + si * iw + (j0 - op.left), sizeof(T) * static_cast<std::size_t>(j1 - j0));
           std::fill(row + j1, row + ow, T(0));
         }
+      });
+      return;
+    }
+    case PlanOpKind::upsample: {
+      // As UpSampling2D's np.repeat along the rows, then the columns: y[c, i, j] = x[c, i / fh, j / fw].
+      const std::vector<int64_t>& din = values_[op.in[0]].dims;
+      const int64_t ih = din[1], iw = din[2], fh = op.factor_h, fw = op.factor_w, ow = iw * fw;
+      parallel_for(elementwise_threads<T>(n, 1), mb * din[0], [&](int64_t plane, int) {
+        const T* src = x + plane * ih * iw;
+        T* dst = y + plane * ih * fh * ow;
+        for (int64_t i = 0; i < ih; ++i) {
+          T* row = dst + i * fh * ow;
+          for (int64_t j = 0; j < iw; ++j)
+            for (int64_t k = 0; k < fw; ++k) row[j * fw + k] = src[i * iw + j];
+          for (int64_t r = 1; r < fh; ++r) std::memcpy(row + r * ow, row, sizeof(T) * static_cast<std::size_t>(ow));
+        }
+      });
+      return;
+    }
+    case PlanOpKind::avgpool: {
+      // AveragePooling2D.forward's NumPy: y = 0; y += the input (+0 outside it) at each window
+      // offset (i, j) in row-major order; y *= inv, each step rounded to T (no fused multiply-add
+      // in this file). Tap by tap over a whole output row, as NumPy's strided adds: a loop per
+      // output over its taps ran scalar, and Inception's 3x3 'same' branches took 1.5x longer than
+      // the layer.
+      const PoolShape& s = op.pool;
+      const T* inv = op.avg_inv.data();
+      parallel_for(elementwise_threads<T>(n, s.kh * s.kw), mb * s.c, [&](int64_t plane, int) {
+        const T* src = x + plane * s.ih * s.iw;
+        T* dst = y + plane * s.oh * s.ow;
+        std::fill(dst, dst + s.oh * s.ow, T(0));
+        for (int64_t i = 0; i < s.kh; ++i)
+          for (int64_t j = 0; j < s.kw; ++j) {
+            // Output columns whose tap (i, j) reads a column of the input: [lo, hi).
+            const int64_t first = j - s.pw;  // input column of output column 0
+            const int64_t lo = std::min(s.ow, first >= 0 ? 0 : (-first + s.sw - 1) / s.sw);
+            const int64_t hi = std::max(lo, std::min(s.ow, first >= s.iw ? 0 : (s.iw - first + s.sw - 1) / s.sw));
+            for (int64_t oh = 0; oh < s.oh; ++oh) {
+              T* acc = dst + oh * s.ow;
+              const int64_t r = oh * s.sh + i - s.ph;
+              if (r < 0 || r >= s.ih) {
+                for (int64_t ow = 0; ow < s.ow; ++ow) acc[ow] = acc[ow] + T(0);
+                continue;
+              }
+              const T* in = src + r * s.iw + first;
+              for (int64_t ow = 0; ow < lo; ++ow) acc[ow] = acc[ow] + T(0);
+              if (s.sw == 1) {
+                for (int64_t ow = lo; ow < hi; ++ow) acc[ow] = acc[ow] + in[ow];
+              } else {
+                for (int64_t ow = lo; ow < hi; ++ow) acc[ow] = acc[ow] + in[ow * s.sw];
+              }
+              for (int64_t ow = hi; ow < s.ow; ++ow) acc[ow] = acc[ow] + T(0);
+            }
+          }
+        for (int64_t k = 0; k < s.oh * s.ow; ++k) dst[k] = dst[k] * inv[k];
       });
       return;
     }

@@ -69,6 +69,8 @@ enum class PlanOpKind : int {
   rescale,          // Rescaling: x * (T)scale, then + (T)offset where it is not 0; in place where its input dies here
   depthwise,        // DepthwiseConv2D (+ bias), the depthwise kernel and its padding products
   window,           // ZeroPadding2D / Cropping2D: each (H, W) plane's rows and columns moved, zeros outside
+  upsample,         // UpSampling2D, nearest: each value repeated factor_h x factor_w times
+  avgpool,          // AveragePooling2D: the window's sum in Keras's tap order, times 1 / (cells it covers)
 };
 
 // BatchNormalization's inference weights: moving mean and variance, gamma and beta (null when
@@ -109,6 +111,10 @@ class InferencePlan {
   // (C, H, W) -> (C, H + top + bottom, W + left + right): margins > 0 add rows or columns of
   // zeros (ZeroPadding2D), < 0 remove them (Cropping2D).
   int window(int x, int64_t top, int64_t bottom, int64_t left, int64_t right);
+  int upsample(int x, int64_t factor_h, int64_t factor_w);
+  // `shape`: c/ih/iw x's dims, the window (kh, kw), strides, the top and left padding (ph, pw)
+  // and the output size; `inv`: oh * ow factors, 1 / (input cells under each window), copied.
+  int avgpool(int x, PoolShape shape, std::vector<T> inv);
 
   // Marks the values run() returns (in this order) and places every value; no op may be added
   // after it.
@@ -202,6 +208,8 @@ class InferencePlan {
     bool residual = false;  // conv2d: in[1] is added before the ReLU (fuse_residual_adds)
     double scale = 1.0, offset = 0.0;  // rescale
     int64_t top = 0, left = 0;          // window: where the input's first row and column land
+    int64_t factor_h = 1, factor_w = 1;  // upsample
+    std::vector<T> avg_inv;              // avgpool: 1 / (cells under each window), oh * ow
     // conv2d that derives weights (a fold, or room for an algorithm's prepared weights), at
     // arena offsets: the folded weights then bias at fold_offset, the prepared weights
     // (prepared_capacity elements, 0: none kept) at prepared_offset. Its sources (w, b, the

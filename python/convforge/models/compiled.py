@@ -21,7 +21,9 @@ split: its matrix product in the plan, its activation in the tail. Dropout, the 
 and the augmentation layers are the identity there, Rescaling an op of its own (a model that
 starts with Keras's data-augmentation block and ``Rescaling(1 / 255)`` compiles whole), and
 DepthwiseConv2D the depthwise kernel (SeparableConv2D that and a 1x1 conv2d: MobileNet's blocks);
-ZeroPadding2D and Cropping2D a copy into a window (the stems of Keras's ResNet and MobileNet code). ReLU and the softmax of a
+ZeroPadding2D and Cropping2D a copy into a window (the stems of Keras's ResNet and MobileNet code),
+UpSampling2D a repeat and AveragePooling2D the layer's sums in its order (Inception's pooling
+branches, DenseNet's transitions, a U-Net's decoder). ReLU and the softmax of a
 (batch, classes) head are plan ops. ``evaluate`` runs a second plan of the same model
 (``compile_inference(..., logits=True)``) whose softmax heads that the loss fuses with its
 cross-entropy give their logits, used where it computes every output itself.
@@ -64,14 +66,14 @@ from ..layers.conv import Conv2D
 from ..layers.core import Dense, Dropout, Flatten
 from ..layers.noise import GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from ..layers.augmentation import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
-from ..layers.reshaping import Cropping2D, Rescaling, ZeroPadding2D
+from ..layers.reshaping import Cropping2D, Rescaling, UpSampling2D, ZeroPadding2D
 from ..layers.depthwise import DepthwiseConv2D, SeparableConv2D
 from .. import _params
 from ..layers.fusion import FoldedConvBatchNorm, InPlaceReLU, is_plain_relu
 from ..layers.global_pooling import GlobalAveragePooling2D, GlobalMaxPooling2D
 from ..layers.merging import Add, Average, Concatenate, Multiply, Subtract
 from ..layers.normalization import BatchNormalization
-from ..layers.pooling import MaxPooling2D
+from ..layers.pooling import AveragePooling2D, MaxPooling2D
 
 __all__ = ["CompiledInference", "compile_inference", "enabled"]
 
@@ -347,6 +349,19 @@ class _Lowering:
             if is_plain_relu(activation):
                 return plan.relu(y), None
             return y, _forward_of(activation)
+        if kind is UpSampling2D:
+            if len(plan.dims(x)) != 3:
+                raise _NotLowered
+            size = self.setting(call, "size")
+            return plan.upsample(x, size[0], size[1]), None
+        if kind is AveragePooling2D:
+            if tuple(plan.dims(x)) != tuple(call._internal_input_shape):
+                raise _NotLowered  # the layer's window plan is its built shape's
+            top, _, left, _ = self.setting(call, "_pads")
+            for name in ("pool_size", "strides", "_out_hw", "_inv_count"):
+                self.setting(call, name)
+            inv = np.ascontiguousarray(call._inv(self.dtype))  # the layer's factors, rounded as it rounds them
+            return plan.avgpool(x, call.pool_size, call.strides, (top, left), call._out_hw, inv), None
         if kind in (ZeroPadding2D, Cropping2D):
             if len(plan.dims(x)) != 3:
                 raise _NotLowered
