@@ -284,6 +284,39 @@ def test_padding_cropping_upsampling_and_average_pooling_lower_with_the_layers_b
     assert any(op + "(" in text for op in ("window", "upsample", "avgpool"))
 
 
+RESHAPE_MODELS = {
+    # Old Keras MNIST tutorials: flat pixels in, Reshape to an image as the first layer.
+    "flat_to_image": ((36,), lambda: [layers.Reshape((6, 6, 1)), layers.Conv2D(3, 3), layers.Flatten(), layers.Dense(2)]),
+    "image_to_flat": ((5, 4, 3), lambda: [layers.Conv2D(4, 3, padding="same"), layers.Reshape((-1,)), layers.Dense(2)]),
+    "image_to_image": ((4, 6, 2), lambda: [layers.Conv2D(3, 1), layers.Reshape((6, 4, 3)), layers.Conv2D(2, 3)]),
+    "image_to_sequence": ((5, 4, 3), lambda: [layers.Conv2D(4, 1), layers.Reshape((20, 4)), layers.Flatten()]),
+    "dense_to_image": ((7,), lambda: [layers.Dense(48), layers.Reshape((4, 3, 4)), layers.Conv2D(2, 2)]),
+}
+
+
+@pytest.mark.parametrize("name", list(RESHAPE_MODELS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_reshape_lowers_in_keras_element_order(name, dtype, rng, plans_on, threads):
+    shape, make = RESHAPE_MODELS[name]
+    convforge.seed(4)
+    model = convforge.Sequential([layers.Input(shape), *make()], dtype=dtype)
+    for n_threads in (1, 2):
+        convforge.set_num_threads(n_threads)
+        for batch in (1, 3, 900):
+            x = rng.standard_normal((batch, *shape)).astype(dtype)
+            plan = assert_same_bits(model, [x])
+            assert plan.lowered == len(graph_of(model)._inference_steps) and not plan._tail
+    assert "reorder(" in plan.plan.describe()
+
+
+def test_reshape_of_a_channels_first_model_is_a_plain_reshape(rng, plans_on):
+    model = convforge.Sequential([layers.Input((3, 5, 4)), layers.Conv2D(4, 3, padding="same", data_format="channels_first"),
+                                  layers.Reshape((4, 4, 5)), layers.Conv2D(2, 1, data_format="channels_first")])
+    x = rng.standard_normal((3, 3, 5, 4)).astype(np.float32)
+    plan = assert_same_bits(model, [x])
+    assert "reorder(" not in plan.plan.describe() and "copy(" in plan.plan.describe()
+
+
 def test_window_margins_are_checked():
     plan = _core.InferencePlan("float32")
     x = plan.input([2, 4, 5])

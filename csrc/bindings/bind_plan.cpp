@@ -495,6 +495,9 @@ void bind_plan(py::module_& m) {
       .def("concat", [](PyPlan& p, const std::vector<int>& xs) {
         return p.with_plan([&](auto& plan) { return plan.concat(xs); });
       }, py::arg("xs"))
+      .def("reorder", [](PyPlan& p, int x, const std::vector<int64_t>& dims) {
+        return p.with_plan([&](auto& plan) { return plan.reorder(x, dims); });
+      }, py::arg("x"), py::arg("dims"))
       .def("upsample", [](PyPlan& p, int x, int64_t factor_h, int64_t factor_w) {
         return p.with_plan([&](auto& plan) { return plan.upsample(x, factor_h, factor_w); });
       }, py::arg("x"), py::arg("factor_h"), py::arg("factor_w"))

@@ -68,6 +68,7 @@ const char* kind_name(PlanOpKind k) {
     case PlanOpKind::window: return "window";
     case PlanOpKind::upsample: return "upsample";
     case PlanOpKind::avgpool: return "avgpool";
+    case PlanOpKind::reorder: return "reorder";
   }
   return "?";
 }
@@ -393,6 +394,18 @@ int InferencePlan<T>::upsample(int x, int64_t factor_h, int64_t factor_w) {
   op.in = {x};
   op.factor_h = factor_h, op.factor_w = factor_w;
   return append(std::move(op), {d[0], d[1] * factor_h, d[2] * factor_w});
+}
+
+template <class T>
+int InferencePlan<T>::reorder(int x, const std::vector<int64_t>& dims) {
+  check_open();
+  check_value(x, "reorder's input");
+  if (dims.empty() || product(dims) != values_[x].size)
+    fail("reorder of " + dims_text(values_[x].dims) + " to " + dims_text(dims) + " changes the number of values");
+  Op op;
+  op.kind = PlanOpKind::reorder;
+  op.in = {x};
+  return append(std::move(op), dims);
 }
 
 template <class T>
@@ -931,6 +944,33 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, const T* arena, const Ke
           std::fill(row, row + j0, T(0));
           std::memcpy(row + j0, src + si * iw + (j0 - op.left), sizeof(T) * static_cast<std::size_t>(j1 - j0));
           std::fill(row + j1, row + ow, T(0));
+        }
+      });
+      return;
+    }
+    case PlanOpKind::reorder: {
+      // As Reshape.forward: value k of the channels-last order is x's (h, w, c) where x is an
+      // image (C, H, W), and goes to y's (h, w, c) where y is one.
+      const std::vector<int64_t>& din = values_[op.in[0]].dims;
+      const std::vector<int64_t>& dout = values_[op.out].dims;
+      const bool from_image = din.size() == 3, to_image = dout.size() == 3;
+      const int64_t size = values_[op.out].size;
+      const int64_t ic = from_image ? din[0] : 1, ihw = from_image ? din[1] * din[2] : size;
+      const int64_t oc = to_image ? dout[0] : 1, ohw = to_image ? dout[1] * dout[2] : size;
+      parallel_for(elementwise_threads<T>(n, 1), mb, [&](int64_t m, int) {
+        const T* src = x + m * size;
+        T* dst = y + m * size;
+        if (ic == 1 && oc == 1) {  // one channel: the same order (a flat 28x28x1 MNIST input)
+          std::memcpy(dst, src, sizeof(T) * static_cast<std::size_t>(size));
+          return;
+        }
+        // k, the channels-last index, as (channel, pixel) on each side, counted without a
+        // division (one per value made a 256-image LeNet-5 behind it 20% slower than its layers).
+        int64_t ci = 0, pi = 0, co = 0, po = 0;
+        for (int64_t k = 0; k < size; ++k) {
+          dst[to_image ? co * ohw + po : k] = src[from_image ? ci * ihw + pi : k];
+          if (++ci == ic) ci = 0, ++pi;
+          if (++co == oc) co = 0, ++po;
         }
       });
       return;

@@ -71,6 +71,7 @@ enum class PlanOpKind : int {
   window,           // ZeroPadding2D / Cropping2D: each (H, W) plane's rows and columns moved, zeros outside
   upsample,         // UpSampling2D, nearest: each value repeated factor_h x factor_w times
   avgpool,          // AveragePooling2D: the window's sum in Keras's tap order, times 1 / (cells it covers)
+  reorder,          // Reshape in Keras's element order: images read and/or written channels-last
 };
 
 // BatchNormalization's inference weights: moving mean and variance, gamma and beta (null when
@@ -112,6 +113,9 @@ class InferencePlan {
   // zeros (ZeroPadding2D), < 0 remove them (Cropping2D).
   int window(int x, int64_t top, int64_t bottom, int64_t left, int64_t right);
   int upsample(int x, int64_t factor_h, int64_t factor_w);
+  // Reshape's channels-last element order: x's values read as (H, W, C) where it is an image
+  // (C, H, W), written into `dims` as (H, W, C) where they are an image (C, H, W).
+  int reorder(int x, const std::vector<int64_t>& dims);
   // `shape`: c/ih/iw x's dims, the window (kh, kw), strides, the top and left padding (ph, pw)
   // and the output size; `inv`: oh * ow factors, 1 / (input cells under each window), copied.
   int avgpool(int x, PoolShape shape, std::vector<T> inv);

@@ -22,7 +22,7 @@ and the augmentation layers are the identity there, Rescaling an op of its own (
 starts with Keras's data-augmentation block and ``Rescaling(1 / 255)`` compiles whole), and
 DepthwiseConv2D the depthwise kernel (SeparableConv2D that and a 1x1 conv2d: MobileNet's blocks);
 ZeroPadding2D and Cropping2D a copy into a window (the stems of Keras's ResNet and MobileNet code),
-UpSampling2D a repeat and AveragePooling2D the layer's sums in its order (Inception's pooling
+Reshape a copy in Keras's channels-last order, UpSampling2D a repeat and AveragePooling2D the layer's sums in its order (Inception's pooling
 branches, DenseNet's transitions, a U-Net's decoder). ReLU and the softmax of a
 (batch, classes) head are plan ops. ``evaluate`` runs a second plan of the same model
 (``compile_inference(..., logits=True)``) whose softmax heads that the loss fuses with its
@@ -63,7 +63,7 @@ from ..layers import activations as activation_layers
 from ..layers.activations import Activation, Softmax
 from ..layers.base import Layer, WeightDict
 from ..layers.conv import Conv2D
-from ..layers.core import Dense, Dropout, Flatten
+from ..layers.core import Dense, Dropout, Flatten, Reshape
 from ..layers.noise import GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from ..layers.augmentation import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from ..layers.reshaping import Cropping2D, Rescaling, UpSampling2D, ZeroPadding2D
@@ -349,6 +349,17 @@ class _Lowering:
             if is_plain_relu(activation):
                 return plan.relu(y), None
             return y, _forward_of(activation)
+        if kind is Reshape:
+            dims = plan.dims(x)
+            self.setting(call, "target_shape")
+            try:
+                out = tuple(call._compute_internal_output_shape(tuple(dims)))
+            except ValueError:
+                raise _NotLowered from None  # the layer's own path names the shapes
+            channels_last = call._channels_last()
+            if channels_last and (len(dims) == 3 or len(out) == 3):  # Keras's order: a transpose
+                return plan.reorder(x, list(out)), None
+            return plan.reshape(x, list(out)), None
         if kind is UpSampling2D:
             if len(plan.dims(x)) != 3:
                 raise _NotLowered
