@@ -85,6 +85,14 @@ def randomize_batchnorm(model, rng):
                     p[name][...] = rng.standard_normal(p[name].shape)
 
 
+def randomize_biases(model, rng):
+    # Fresh layers' biases are zeros, which an op that forgot them would match: make them count.
+    for layer in graph_of(model).layers:
+        bias = getattr(layer, "params", {}).get("bias")
+        if bias is not None:
+            bias[...] = rng.standard_normal(bias.shape)
+
+
 def example_resnet():
     spec = importlib.util.spec_from_file_location("train_resnet", os.path.join(ROOT, "examples", "train_resnet.py"))
     module = importlib.util.module_from_spec(spec)
@@ -241,6 +249,7 @@ def test_depthwise_and_separable_lower_with_the_layers_bits(isa, front, dtype, r
                                   *DEPTHWISE_FRONTS[front](), layers.GlobalAveragePooling2D(), layers.Dense(3)],
                                  dtype=dtype)
     randomize_batchnorm(model, rng)
+    randomize_biases(model, rng)
     for n_threads in (1, 2, 3):
         convforge.set_num_threads(n_threads)
         for batch in (1, 5, 70):
@@ -274,6 +283,7 @@ def test_padding_cropping_upsampling_and_average_pooling_lower_with_the_layers_b
     convforge.seed(3)
     model = convforge.Sequential([layers.Input((13, 12, 2)), *WINDOW_FRONTS[front](), layers.Conv2D(3, 1),
                                   layers.Flatten(), layers.Dense(2)], dtype=dtype)
+    randomize_biases(model, rng)
     for n_threads in (1, 2):
         convforge.set_num_threads(n_threads)
         for batch in (1, 6, 400):  # 400 x 312 values: the window op splits between threads
@@ -315,6 +325,49 @@ def test_reshape_of_a_channels_first_model_is_a_plain_reshape(rng, plans_on):
     x = rng.standard_normal((3, 3, 5, 4)).astype(np.float32)
     plan = assert_same_bits(model, [x])
     assert "reorder(" not in plan.plan.describe() and "copy(" in plan.plan.describe()
+
+
+TRANSPOSE_LAYERS = [
+    "Conv2DTranspose(4, 3)",
+    "Conv2DTranspose(4, 3, strides=2, padding='same', activation='relu')",  # the denoising autoencoder's
+    "Conv2DTranspose(2, (2, 3), strides=(2, 1), use_bias=False)",
+    "Conv2DTranspose(3, 2, strides=3)",  # 'valid', stride > kernel
+    "Conv2DTranspose(3, 3, strides=2, padding='same', output_padding=1)",
+    "Conv2DTranspose(2, (2, 4), strides=(3, 3), output_padding=(1, 2), activation='tanh')",  # tanh: the tail
+]
+
+
+@pytest.mark.parametrize("spec", TRANSPOSE_LAYERS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_conv2d_transpose_lowers_with_the_layers_bits(isa, spec, dtype, rng, plans_on, threads):
+    convforge.seed(5)
+    model = convforge.Sequential([layers.Input((6, 5, 3)), layers.Conv2D(4, 3, padding="same", activation="relu"),
+                                  eval("layers." + spec), layers.Conv2D(2, 1)], dtype=dtype)  # noqa: S307
+    randomize_biases(model, rng)
+    for n_threads in (1, 2, 3):
+        convforge.set_num_threads(n_threads)
+        for batch in (1, 4, 64):
+            x = rng.standard_normal((batch, 6, 5, 3)).astype(dtype)
+            plan = assert_same_bits(model, [x])
+    assert "conv_transpose(" in plan.plan.describe()
+    if "tanh" not in spec:
+        assert plan.lowered == len(graph_of(model)._inference_steps) and not plan._tail
+
+
+def test_the_denoising_autoencoder_compiles_whole(rng, plans_on):
+    # tests/port/denoising_autoencoder.py's model (Keras's tutorial), up to its sigmoid head.
+    inputs = layers.Input((28, 28, 1))
+    x = layers.Conv2D(32, (3, 3), activation="relu", padding="same")(inputs)
+    x = layers.MaxPooling2D((2, 2), padding="same")(x)
+    x = layers.Conv2D(32, (3, 3), activation="relu", padding="same")(x)
+    x = layers.MaxPooling2D((2, 2), padding="same")(x)
+    x = layers.Conv2DTranspose(32, (3, 3), strides=2, activation="relu", padding="same")(x)
+    x = layers.Conv2DTranspose(32, (3, 3), strides=2, activation="relu", padding="same")(x)
+    x = layers.Conv2D(1, (3, 3), activation="sigmoid", padding="same")(x)
+    model = convforge.Model(inputs, x)
+    randomize_biases(model, rng)
+    plan = assert_same_bits(model, [rng.random((3, 28, 28, 1), dtype=np.float32)])
+    assert plan.plan.describe().count("conv_transpose(") == 2 and len(plan._tail) == 1  # the sigmoid
 
 
 def test_window_margins_are_checked():

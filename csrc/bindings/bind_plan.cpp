@@ -123,6 +123,26 @@ class PyPlan {
     });
   }
 
+  // Conv2DTranspose of x (C, H, W): w (C, filters, KH, KW) the weights of the convolution it
+  // transposes, from out_hw back to (H, W) with stride and padding.
+  int conv_transpose(int x, const py::object& w, const py::object& b, const Pair& stride, const Quad& padding,
+                     const Pair& out_hw) {
+    return with_plan([&](auto& plan) {
+      using T = typename std::remove_reference_t<decltype(plan)>::value_type;
+      if (!py::isinstance<py::array>(w)) throw py::type_error("w must be a numpy.ndarray");
+      const py::array wa = py::reinterpret_borrow<py::array>(w);
+      check_input<T>(wa, "w", 4);
+      ConvShape s;
+      s.mb = 1, s.ic = wa.shape(1), s.ih = out_hw[0], s.iw = out_hw[1];
+      s.oc = wa.shape(0), s.kh = wa.shape(2), s.kw = wa.shape(3);
+      s.sh = stride[0], s.sw = stride[1], s.dh = 1, s.dw = 1;
+      s.pt = padding[0], s.pb = padding[1], s.pl = padding[2], s.pr = padding[3];
+      const T* pw = weight<T>(w, "w", dims_of(wa), false);
+      const T* pb = weight<T>(b, "b", {s.ic}, true);
+      return plan.conv_transpose(x, s, pw, pb);
+    });
+  }
+
   int dense(int x, const py::object& w, const py::object& b, bool relu) {
     return with_plan([&](auto& plan) {
       using T = typename std::remove_reference_t<decltype(plan)>::value_type;
@@ -479,6 +499,8 @@ void bind_plan(py::module_& m) {
       .def("conv2d", &PyPlan::conv2d, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
            py::arg("padding"), py::arg("dilation"), py::arg("bn") = py::none(), py::arg("relu") = false)
       .def("dense", &PyPlan::dense, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("relu") = false)
+      .def("conv_transpose", &PyPlan::conv_transpose, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
+           py::arg("padding"), py::arg("out_hw"))
       .def("depthwise", &PyPlan::depthwise, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
            py::arg("padding"), py::arg("dilation"))
       .def("maxpool2d", &PyPlan::maxpool2d, py::arg("x"), py::arg("kernel"), py::arg("stride"), py::arg("padding"),

@@ -69,6 +69,7 @@ const char* kind_name(PlanOpKind k) {
     case PlanOpKind::upsample: return "upsample";
     case PlanOpKind::avgpool: return "avgpool";
     case PlanOpKind::reorder: return "reorder";
+    case PlanOpKind::conv_transpose: return "conv_transpose";
   }
   return "?";
 }
@@ -397,6 +398,26 @@ int InferencePlan<T>::upsample(int x, int64_t factor_h, int64_t factor_w) {
 }
 
 template <class T>
+int InferencePlan<T>::conv_transpose(int x, ConvShape s, const T* w, const T* b) {
+  check_open();
+  check_value(x, "conv_transpose's input");
+  if (w == nullptr) fail("conv_transpose needs weights");
+  s.mb = 1;
+  s.relu = false;
+  const std::string err = complete_conv_shape(s);
+  if (!err.empty()) fail(err);
+  const std::vector<int64_t> d = values_[x].dims;
+  if (d.size() != 3 || d[0] != s.oc || d[1] != s.oh || d[2] != s.ow)
+    fail("conv_transpose expects input " + dims_text({s.oc, s.oh, s.ow}) + " per sample, got " + dims_text(d));
+  Op op;
+  op.kind = PlanOpKind::conv_transpose;
+  op.in = {x};
+  op.conv = s;
+  op.w = w, op.b = b;
+  return append(std::move(op), {s.ic, s.ih, s.iw});
+}
+
+template <class T>
 int InferencePlan<T>::reorder(int x, const std::vector<int64_t>& dims) {
   check_open();
   check_value(x, "reorder's input");
@@ -635,7 +656,7 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
 
 template <class T>
 double InferencePlan<T>::op_flops(const Op& op) const {
-  if (op.kind == PlanOpKind::conv2d) return op.conv.flops();  // mb is 1
+  if (op.kind == PlanOpKind::conv2d || op.kind == PlanOpKind::conv_transpose) return op.conv.flops();  // mb is 1
   if (op.kind == PlanOpKind::depthwise)  // the depthwise kernels' own work estimate (plan_threads)
     return 2.0 * static_cast<double>(op.conv.oc * op.conv.oh * op.conv.ow * op.conv.kh * op.conv.kw);
   if (op.kind == PlanOpKind::dense) return 2.0 * static_cast<double>(values_[op.in[0]].size) * static_cast<double>(op.units);
@@ -946,6 +967,27 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, const T* arena, const Ke
           std::fill(row + j1, row + ow, T(0));
         }
       });
+      return;
+    }
+    case PlanOpKind::conv_transpose: {
+      // As Conv2DTranspose.forward: conv2d_backward's input gradient (the default choice of
+      // algorithm), then y += bias per channel.
+      ConvShape s = op.conv;
+      s.mb = mb;
+      ConvTensors<T> t;
+      t.diff_dst = x, t.wei = op.w, t.diff_src = y;
+      std::string error;
+      const ConvAlgo<T>* algo = choose_conv2d_algorithm<T>(ConvPass::bwd_data, s, t, nullptr, &error);
+      if (algo == nullptr) throw std::invalid_argument(error);
+      algo->run(s, t);
+      if (op.b != nullptr) {
+        const int64_t plane = s.ih * s.iw;
+        parallel_for(elementwise_threads<T>(n, 1), mb * s.ic, [&](int64_t p, int) {
+          T* row = y + p * plane;
+          const T bias = op.b[p % s.ic];
+          for (int64_t i = 0; i < plane; ++i) row[i] = row[i] + bias;
+        });
+      }
       return;
     }
     case PlanOpKind::reorder: {

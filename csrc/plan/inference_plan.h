@@ -72,6 +72,7 @@ enum class PlanOpKind : int {
   upsample,         // UpSampling2D, nearest: each value repeated factor_h x factor_w times
   avgpool,          // AveragePooling2D: the window's sum in Keras's tap order, times 1 / (cells it covers)
   reorder,          // Reshape in Keras's element order: images read and/or written channels-last
+  conv_transpose,   // Conv2DTranspose: conv2d's backward-data pass of the conv it transposes (+ bias)
 };
 
 // BatchNormalization's inference weights: moving mean and variance, gamma and beta (null when
@@ -116,6 +117,10 @@ class InferencePlan {
   // Reshape's channels-last element order: x's values read as (H, W, C) where it is an image
   // (C, H, W), written into `dims` as (H, W, C) where they are an image (C, H, W).
   int reorder(int x, const std::vector<int64_t>& dims);
+  // Conv2DTranspose: `shape` is the convolution it transposes, from its output (ic channels,
+  // ih x iw) back to x (oc channels, oh x ow), with w (oc, ic, KH, KW) that convolution's
+  // weights; b (ic) or null, added after as the layer adds it.
+  int conv_transpose(int x, ConvShape shape, const T* w, const T* b);
   // `shape`: c/ih/iw x's dims, the window (kh, kw), strides, the top and left padding (ph, pw)
   // and the output size; `inv`: oh * ow factors, 1 / (input cells under each window), copied.
   int avgpool(int x, PoolShape shape, std::vector<T> inv);

@@ -22,7 +22,7 @@ and the augmentation layers are the identity there, Rescaling an op of its own (
 starts with Keras's data-augmentation block and ``Rescaling(1 / 255)`` compiles whole), and
 DepthwiseConv2D the depthwise kernel (SeparableConv2D that and a 1x1 conv2d: MobileNet's blocks);
 ZeroPadding2D and Cropping2D a copy into a window (the stems of Keras's ResNet and MobileNet code),
-Reshape a copy in Keras's channels-last order, UpSampling2D a repeat and AveragePooling2D the layer's sums in its order (Inception's pooling
+Conv2DTranspose conv2d's backward-data pass (+ bias), Reshape a copy in Keras's channels-last order, UpSampling2D a repeat and AveragePooling2D the layer's sums in its order (Inception's pooling
 branches, DenseNet's transitions, a U-Net's decoder). ReLU and the softmax of a
 (batch, classes) head are plan ops. ``evaluate`` runs a second plan of the same model
 (``compile_inference(..., logits=True)``) whose softmax heads that the loss fuses with its
@@ -68,6 +68,7 @@ from ..layers.noise import GaussianDropout, GaussianNoise, SpatialDropout1D, Spa
 from ..layers.augmentation import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from ..layers.reshaping import Cropping2D, Rescaling, UpSampling2D, ZeroPadding2D
 from ..layers.depthwise import DepthwiseConv2D, SeparableConv2D
+from ..layers.conv_transpose import Conv2DTranspose
 from .. import _params
 from ..layers.fusion import FoldedConvBatchNorm, InPlaceReLU, is_plain_relu
 from ..layers.global_pooling import GlobalAveragePooling2D, GlobalMaxPooling2D
@@ -343,6 +344,24 @@ class _Lowering:
             if separable:
                 y = plan.conv2d(y, self.weight(call, "pointwise_kernel"), self.weight(call, "bias"), (1, 1),
                                 (0, 0, 0, 0), (1, 1))
+            activation = call.activation
+            if activation is None:
+                return y, None
+            if is_plain_relu(activation):
+                return plan.relu(y), None
+            return y, _forward_of(activation)
+        if kind is Conv2DTranspose:
+            dims = plan.dims(x)
+            if len(dims) != 3 or F._forced_conv_algo.get("bwd_data"):
+                raise _NotLowered  # a forced backward-data algorithm: the layer applies it
+            for name in ("strides", "padding", "output_padding", "kernel_size", "activation"):
+                self.setting(call, name)
+            kernel = self.weight(call, "kernel")
+            out_hw = tuple(call._out_hw(dims[1], dims[2]))
+            stride, pads, _, back = _params.conv_params(out_hw, kernel.shape[2:], call.strides, call._pads(out_hw), 1)
+            if tuple(back) != tuple(dims[1:]):
+                raise _NotLowered
+            y = plan.conv_transpose(x, kernel, self.weight(call, "bias"), stride, pads, out_hw)
             activation = call.activation
             if activation is None:
                 return y, None
