@@ -274,12 +274,15 @@ WINDOW_FRONTS = {
     "avg_same_stride1": lambda: [layers.AveragePooling2D(3, strides=1, padding="same")],
     "avg_same_asymmetric": lambda: [layers.AveragePooling2D((3, 2), strides=(2, 1), padding="same")],
     "avg_5x5_stride3": lambda: [layers.AveragePooling2D(5, strides=3)],
+    "avg_pool_past_the_input": lambda: [layers.AveragePooling2D(16, padding="same")],  # 13x12 input
+    "avg_stride_past_the_pool": lambda: [layers.AveragePooling2D(2, strides=5, padding="same")],
 }
 
 
 @pytest.mark.parametrize("front", list(WINDOW_FRONTS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_padding_cropping_upsampling_and_average_pooling_lower_with_the_layers_bits(front, dtype, rng, plans_on, threads):
+def test_padding_cropping_upsampling_and_average_pooling_lower_with_the_layers_bits(isa, front, dtype, rng, plans_on,
+                                                                                    threads):
     convforge.seed(3)
     model = convforge.Sequential([layers.Input((13, 12, 2)), *WINDOW_FRONTS[front](), layers.Conv2D(3, 1),
                                   layers.Flatten(), layers.Dense(2)], dtype=dtype)
@@ -368,6 +371,69 @@ def test_the_denoising_autoencoder_compiles_whole(rng, plans_on):
     randomize_biases(model, rng)
     plan = assert_same_bits(model, [rng.random((3, 28, 28, 1), dtype=np.float32)])
     assert plan.plan.describe().count("conv_transpose(") == 2 and len(plan._tail) == 1  # the sigmoid
+
+
+def same_bits_up_to_nan_sign(a, b):
+    """Equal bit patterns, NaN for NaN (a NaN's sign follows the compiler's operand order: not checked)."""
+    assert a.shape == b.shape and a.dtype == b.dtype
+    nan = np.isnan(a)
+    np.testing.assert_array_equal(nan, np.isnan(b))
+    bits = np.uint64 if a.dtype == np.float64 else np.uint32
+    np.testing.assert_array_equal(a.view(bits)[~nan], b.view(bits)[~nan])  # -0.0 and +0.0 told apart
+
+
+@pytest.mark.parametrize("arithmetic", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_new_ops_carry_nan_inf_and_signed_zeros_as_the_layers(arithmetic, dtype, rng, plans_on):
+    # assert_array_equal takes -0.0 for +0.0: compare bit patterns. Inputs with NaN, +-inf and
+    # -0.0 through every new op: the copies and Rescaling keep infs and signed zeros to the
+    # output; average pooling and the depthwise conv turn them into NaNs. (A Rescaling whose
+    # input dies there runs in place.)
+    x = rng.standard_normal((3, 9, 8, 2)).astype(dtype)
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, 60, replace=False)] = rng.choice([np.nan, np.inf, -np.inf, -0.0, 0.0], 60)
+    middle = [layers.AveragePooling2D(3, strides=1, padding="same"), layers.DepthwiseConv2D(2, depth_multiplier=2)]
+    model = convforge.Sequential([layers.Input((9, 8, 2)), layers.Rescaling(1.0, offset=-0.0),
+                                  layers.ZeroPadding2D(((1, 0), (2, 1))), *(middle if arithmetic else []),
+                                  layers.Cropping2D(((0, 2), (1, 0))), layers.UpSampling2D((1, 2)),
+                                  layers.Rescaling(-2.0), layers.Reshape((-1,))], dtype=dtype)
+    plan, got = planned(model, [x], keep_prepared=False)
+    assert plan.lowered == len(graph_of(model)._inference_steps)
+    with np.errstate(all="ignore"):  # inf - inf in the layers' NumPy
+        want = layer_by_layer(model, [x])[0]
+    assert np.isnan(want).any()
+    if not arithmetic:
+        assert np.isinf(want).any() and (np.signbit(want) & (want == 0)).any()
+    same_bits_up_to_nan_sign(got[0], want)
+
+
+def test_a_changed_relu_setting_makes_a_new_plan(rng, plans_on):
+    # The lowering asks whether an activation is a plain max(x, 0); a max_value set on it after
+    # a predict must make a new plan (it kept the unclipped ReLU).
+    model = convforge.Sequential([layers.Input((6, 6, 2)), layers.Conv2D(3, 3, activation="relu"), layers.ReLU(),
+                                  layers.DepthwiseConv2D(2, activation="relu"), layers.Flatten(),
+                                  layers.Dense(4, activation="relu")])
+    randomize_biases(model, rng)
+    x = 4 * rng.standard_normal((2, 6, 6, 2)).astype(np.float32)
+    model.predict(x, verbose=0)
+    for layer in (model.layers[0].activation, model.layers[1], model.layers[2].activation, model.layers[4].activation):
+        layer.max_value = 0.5
+        got = model.predict(x, verbose=0)
+        want = layer_by_layer(model, [x])[0]
+        np.testing.assert_array_equal(got, want)
+
+
+def test_window_with_margins_of_both_signs(rng):
+    # Not made by a layer, but the plan API takes it: no write outside the rows (it crashed).
+    x = rng.standard_normal((2, 1, 3, 5)).astype(np.float32)
+    for margins in [(0, 0, 10, -10), (0, 0, -10, 10), (2, -1, -3, 4), (-1, 1, 2, -2)]:
+        plan = _core.InferencePlan("float32")
+        y = plan.window(plan.input([1, 3, 5]), *margins)
+        plan.finish([y])
+        t, b, l, r = margins
+        padded = np.pad(x, ((0, 0), (0, 0), (max(t, 0), max(b, 0)), (max(l, 0), max(r, 0))))
+        want = padded[:, :, max(-t, 0) : padded.shape[2] - max(-b, 0), max(-l, 0) : padded.shape[3] - max(-r, 0)]
+        np.testing.assert_array_equal(plan.run([x])[0], want)
 
 
 def test_window_margins_are_checked():

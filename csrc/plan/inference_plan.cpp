@@ -390,11 +390,15 @@ int InferencePlan<T>::upsample(int x, int64_t factor_h, int64_t factor_w) {
   if (d.size() != 3) fail("upsample expects (C, H, W) per sample, got " + dims_text(d));
   if (factor_h < 1 || factor_w < 1 || factor_h > (int64_t{1} << 20) || factor_w > (int64_t{1} << 20))
     fail("upsample factors must be in [1, 2^20]");
+  int64_t h = 0, w = 0, size = 0;
+  if (__builtin_mul_overflow(d[1], factor_h, &h) || __builtin_mul_overflow(d[2], factor_w, &w) ||
+      __builtin_mul_overflow(h, w, &size) || __builtin_mul_overflow(size, d[0], &size))
+    fail("upsample of " + dims_text(d) + " is too large");
   Op op;
   op.kind = PlanOpKind::upsample;
   op.in = {x};
   op.factor_h = factor_h, op.factor_w = factor_w;
-  return append(std::move(op), {d[0], d[1] * factor_h, d[2] * factor_w});
+  return append(std::move(op), {d[0], h, w});
 }
 
 template <class T>
@@ -439,6 +443,12 @@ int InferencePlan<T>::avgpool(int x, PoolShape s, std::vector<T> inv) {
   if (s.kh < 1 || s.kw < 1 || s.sh < 1 || s.sw < 1 || s.oh < 1 || s.ow < 1 || s.ph < 0 || s.pw < 0 ||
       s.ph >= s.kh || s.pw >= s.kw)
     fail("avgpool needs a positive window, strides and output, and padding smaller than the window");
+  // Every window must start inside the input or its top/left padding and end before the
+  // padding's far side (at most a window beyond the input): AveragePooling2D's plans do.
+  constexpr int64_t kLimit = int64_t{1} << 20;  // checked first: no product below overflows
+  if (s.kh > kLimit || s.kw > kLimit || s.sh > kLimit || s.sw > kLimit || s.oh > kLimit || s.ow > kLimit ||
+      (s.oh - 1) * s.sh > s.ih - 1 + s.ph || (s.ow - 1) * s.sw > s.iw - 1 + s.pw)
+    fail("avgpool's windows do not fit its input " + dims_text(d));
   if (static_cast<int64_t>(inv.size()) != s.oh * s.ow) fail("avgpool needs one factor per output position");
   s.mb = 1;
   Op op;
@@ -951,7 +961,8 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, const T* arena, const Ke
       const std::vector<int64_t>& din = values_[op.in[0]].dims;
       const std::vector<int64_t>& dout = values_[op.out].dims;
       const int64_t ih = din[1], iw = din[2], oh = dout[1], ow = dout[2];
-      const int64_t j0 = std::max<int64_t>(0, op.left), j1 = std::max(j0, std::min(ow, iw + op.left));
+      // Output columns [j0, j1) read the input; margins of mixed signs may leave none.
+      const int64_t j0 = std::min(ow, std::max<int64_t>(0, op.left)), j1 = std::max(j0, std::min(ow, iw + op.left));
       parallel_for(elementwise_threads<T>(n, 1), mb * din[0], [&](int64_t plane, int) {
         const T* src = x + plane * ih * iw;
         T* dst = y + plane * oh * ow;
@@ -963,7 +974,7 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, const T* arena, const Ke
             continue;
           }
           std::fill(row, row + j0, T(0));
-          std::memcpy(row + j0, src + si * iw + (j0 - op.left), sizeof(T) * static_cast<std::size_t>(j1 - j0));
+          if (j1 > j0) std::memcpy(row + j0, src + si * iw + (j0 - op.left), sizeof(T) * static_cast<std::size_t>(j1 - j0));
           std::fill(row + j1, row + ow, T(0));
         }
       });
@@ -1041,7 +1052,8 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, const T* arena, const Ke
       // the layer.
       const PoolShape& s = op.pool;
       const T* inv = op.avg_inv.data();
-      parallel_for(elementwise_threads<T>(n, s.kh * s.kw), mb * s.c, [&](int64_t plane, int) {
+      const int taps = static_cast<int>(std::min<int64_t>(s.kh * s.kw, int64_t{1} << 20));
+      parallel_for(elementwise_threads<T>(n, taps), mb * s.c, [&](int64_t plane, int) {
         const T* src = x + plane * s.ih * s.iw;
         T* dst = y + plane * s.oh * s.ow;
         std::fill(dst, dst + s.oh * s.ow, T(0));

@@ -111,7 +111,7 @@ class InferencePlan {
   // (oc, 1, KH, KW), b (oc) or null.
   int depthwise(int x, ConvShape shape, const T* w, const T* b);
   // (C, H, W) -> (C, H + top + bottom, W + left + right): margins > 0 add rows or columns of
-  // zeros (ZeroPadding2D), < 0 remove them (Cropping2D).
+  // zeros (ZeroPadding2D), < 0 remove them (Cropping2D); mixed signs too.
   int window(int x, int64_t top, int64_t bottom, int64_t left, int64_t right);
   int upsample(int x, int64_t factor_h, int64_t factor_w);
   // Reshape's channels-last element order: x's values read as (H, W, C) where it is an image

@@ -262,6 +262,17 @@ class _Lowering:
         self.settings.append((layer, name, value))
         return value
 
+    def record_relu(self, layer) -> None:
+        """A ReLU's settings (``layer`` a ReLU, an ``Activation('relu')``, an in-place ReLU or another
+        layer), recorded where the lowering asks whether it is a plain ``max(x, 0)``: setting
+        ``max_value`` on it after a predict makes a new plan (the plan kept clipping at nothing)."""
+        inner = layer
+        while type(inner) in (Activation, InPlaceReLU):
+            inner = inner.activation if type(inner) is Activation else inner.relu
+        if isinstance(inner, activation_layers.ReLU):
+            for name in ("max_value", "negative_slope", "threshold"):
+                self.setting(inner, name)
+
     def leaves_softmax(self, step) -> bool:
         """In a logits plan, whether this softmax step's output is its input, the softmax left to
         the loss (``step.fused``, recorded so that a recompiled loss makes the plan again). A
@@ -293,11 +304,14 @@ class _Lowering:
         if kind is FoldedConvBatchNorm:
             if call.conv.activation is not None:  # folding requires a linear conv (fusion.foldable)
                 raise _NotLowered
+            if call.relu is not None:
+                self.record_relu(call.relu)
             return self.conv(call.conv, x, bn=self.batchnorm(call.bn), relu=call.relu is not None), None
         if kind is Conv2D:
             if len(plan.dims(x)) != 3:
                 raise _NotLowered
             activation = call.activation
+            self.record_relu(activation)
             # As Conv2D.forward: a plain ReLU (any subclass too) runs inside the conv kernel.
             relu = isinstance(activation, activation_layers.ReLU) and activation.plain
             y = self.conv(call, x, relu=relu)
@@ -306,12 +320,14 @@ class _Lowering:
             if len(plan.dims(x)) != 1:
                 raise _NotLowered
             activation = self.setting(call, "activation")
+            self.record_relu(activation)
             # A subclass computes something else, as a ReLU with max_value, threshold or negative_slope.
             relu = type(activation) is activation_layers.ReLU and activation.plain
             y = plan.dense(x, self.weight(call, "kernel"), self.weight(call, "bias"), relu=relu)
             if type(activation) is Softmax:
                 return (y if self.leaves_softmax(step) else plan.softmax(y)), None
             return y, None if relu or activation is None else _forward_of(activation)
+        self.record_relu(call)
         if kind is InPlaceReLU or is_plain_relu(call):
             if kind is Activation:
                 self.setting(call, "activation")
@@ -345,6 +361,7 @@ class _Lowering:
                 y = plan.conv2d(y, self.weight(call, "pointwise_kernel"), self.weight(call, "bias"), (1, 1),
                                 (0, 0, 0, 0), (1, 1))
             activation = call.activation
+            self.record_relu(activation)
             if activation is None:
                 return y, None
             if is_plain_relu(activation):
@@ -363,6 +380,7 @@ class _Lowering:
                 raise _NotLowered
             y = plan.conv_transpose(x, kernel, self.weight(call, "bias"), stride, pads, out_hw)
             activation = call.activation
+            self.record_relu(activation)
             if activation is None:
                 return y, None
             if is_plain_relu(activation):
