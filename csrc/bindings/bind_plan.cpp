@@ -84,11 +84,7 @@ class PyPlan {
       check_input<T>(wa, "w", 4);
       const std::vector<int64_t>& d = plan.dims(x);
       if (d.size() != 3) throw py::value_error("conv2d's input must be (C, H, W) per sample");
-      ConvShape s;
-      s.mb = 1, s.ic = d[0], s.ih = d[1], s.iw = d[2];
-      s.oc = wa.shape(0), s.kh = wa.shape(2), s.kw = wa.shape(3);
-      s.sh = stride[0], s.sw = stride[1], s.dh = dilation[0], s.dw = dilation[1];
-      s.pt = padding[0], s.pb = padding[1], s.pl = padding[2], s.pr = padding[3];
+      const ConvShape s = conv_problem(d[0], d[1], d[2], wa, stride, padding, dilation);
       if (wa.shape(1) != s.ic)
         throw py::value_error("conv2d: the input has " + std::to_string(s.ic) + " channels but w expects " +
                               std::to_string(wa.shape(1)));
@@ -98,6 +94,17 @@ class PyPlan {
       const PlanBatchNorm<T> fold = batchnorm_weights<T>(bn, s.oc);
       return plan.conv2d(x, s, pw, pb, &fold, relu);
     });
+  }
+
+  // A convolution-like op's per-sample problem: its input (ic, ih, iw), w's (oc, -, kh, kw), the geometry.
+  static ConvShape conv_problem(int64_t ic, int64_t ih, int64_t iw, const py::array& w, const Pair& stride,
+                                const Quad& padding, const Pair& dilation) {
+    ConvShape s;
+    s.mb = 1, s.ic = ic, s.ih = ih, s.iw = iw;
+    s.oc = w.shape(0), s.kh = w.shape(2), s.kw = w.shape(3);
+    s.sh = stride[0], s.sw = stride[1], s.dh = dilation[0], s.dw = dilation[1];
+    s.pt = padding[0], s.pb = padding[1], s.pl = padding[2], s.pr = padding[3];
+    return s;
   }
 
   int depthwise(int x, const py::object& w, const py::object& b, const Pair& stride, const Quad& padding,
@@ -112,11 +119,7 @@ class PyPlan {
       if (wa.shape(1) != 1 || wa.shape(0) % d[0] != 0)
         throw py::value_error("depthwise: w must be (C * depth_multiplier, 1, KH, KW) with C = " +
                               std::to_string(d[0]) + ", got " + shape_str(wa));
-      ConvShape s;
-      s.mb = 1, s.ic = d[0], s.ih = d[1], s.iw = d[2];
-      s.oc = wa.shape(0), s.kh = wa.shape(2), s.kw = wa.shape(3);
-      s.sh = stride[0], s.sw = stride[1], s.dh = dilation[0], s.dw = dilation[1];
-      s.pt = padding[0], s.pb = padding[1], s.pl = padding[2], s.pr = padding[3];
+      const ConvShape s = conv_problem(d[0], d[1], d[2], wa, stride, padding, dilation);
       const T* pw = weight<T>(w, "w", dims_of(wa), false);
       const T* pb = weight<T>(b, "b", {s.oc}, true);
       return plan.depthwise(x, s, pw, pb);
@@ -132,11 +135,7 @@ class PyPlan {
       if (!py::isinstance<py::array>(w)) throw py::type_error("w must be a numpy.ndarray");
       const py::array wa = py::reinterpret_borrow<py::array>(w);
       check_input<T>(wa, "w", 4);
-      ConvShape s;
-      s.mb = 1, s.ic = wa.shape(1), s.ih = out_hw[0], s.iw = out_hw[1];
-      s.oc = wa.shape(0), s.kh = wa.shape(2), s.kw = wa.shape(3);
-      s.sh = stride[0], s.sw = stride[1], s.dh = 1, s.dw = 1;
-      s.pt = padding[0], s.pb = padding[1], s.pl = padding[2], s.pr = padding[3];
+      const ConvShape s = conv_problem(wa.shape(1), out_hw[0], out_hw[1], wa, stride, padding, {1, 1});
       const T* pw = weight<T>(w, "w", dims_of(wa), false);
       const T* pb = weight<T>(b, "b", {s.ic}, true);
       return plan.conv_transpose(x, s, pw, pb);

@@ -273,6 +273,17 @@ class _Lowering:
             for name in ("max_value", "negative_slope", "threshold"):
                 self.setting(inner, name)
 
+    def activated(self, layer, y):
+        """``(value, tail activation)`` for a layer whose activation its op does not apply: a plain
+        ReLU as the plan's relu op (the layers' relu kernel), none as it is, any other in Python."""
+        activation = layer.activation
+        self.record_relu(activation)
+        if activation is None:
+            return y, None
+        if is_plain_relu(activation):
+            return self.plan.relu(y), None
+        return y, _forward_of(activation)
+
     def leaves_softmax(self, step) -> bool:
         """In a logits plan, whether this softmax step's output is its input, the softmax left to
         the loss (``step.fused``, recorded so that a recompiled loss makes the plan again). A
@@ -360,13 +371,7 @@ class _Lowering:
             if separable:
                 y = plan.conv2d(y, self.weight(call, "pointwise_kernel"), self.weight(call, "bias"), (1, 1),
                                 (0, 0, 0, 0), (1, 1))
-            activation = call.activation
-            self.record_relu(activation)
-            if activation is None:
-                return y, None
-            if is_plain_relu(activation):
-                return plan.relu(y), None
-            return y, _forward_of(activation)
+            return self.activated(call, y)
         if kind is Conv2DTranspose:
             dims = plan.dims(x)
             if len(dims) != 3 or F._forced_conv_algo.get("bwd_data"):
@@ -379,13 +384,7 @@ class _Lowering:
             if tuple(back) != tuple(dims[1:]):
                 raise _NotLowered
             y = plan.conv_transpose(x, kernel, self.weight(call, "bias"), stride, pads, out_hw)
-            activation = call.activation
-            self.record_relu(activation)
-            if activation is None:
-                return y, None
-            if is_plain_relu(activation):
-                return plan.relu(y), None
-            return y, _forward_of(activation)
+            return self.activated(call, y)
         if kind is Reshape:
             dims = plan.dims(x)
             self.setting(call, "target_shape")
