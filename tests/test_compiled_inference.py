@@ -407,6 +407,33 @@ def test_the_new_ops_carry_nan_inf_and_signed_zeros_as_the_layers(arithmetic, dt
     same_bits_up_to_nan_sign(got[0], want)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_leaky_relu_lowers_with_the_layers_bits(isa, dtype, rng, plans_on, threads):
+    # GANs' activation, as a layer, an Activation and a conv's, dense's, depthwise's or transposed
+    # conv's activation: the plan's op computes LeakyReLU's np.where(x > 0, x, x * slope).
+    convforge.seed(6)
+    model = convforge.Sequential([
+        layers.Input((8, 7, 3)), layers.Conv2D(4, 3, padding="same", activation="leaky_relu"), layers.LeakyReLU(),
+        layers.DepthwiseConv2D(3, activation="leaky_relu"), layers.LeakyReLU(negative_slope=0.01),
+        layers.Conv2DTranspose(3, 2, strides=2, activation="leaky_relu"), layers.Activation("leaky_relu"),
+        layers.Flatten(), layers.Dense(5, activation="leaky_relu")], dtype=dtype)
+    randomize_biases(model, rng)
+    for n_threads in (1, 2):
+        convforge.set_num_threads(n_threads)
+        for batch in (1, 3, 300):
+            x = rng.standard_normal((batch, 8, 7, 3)).astype(dtype)
+            x.reshape(-1)[:40] = rng.choice([np.nan, np.inf, -np.inf, -0.0, 0.0], 40)
+            plan, got = planned(model, [x], keep_prepared=False)
+            assert plan.lowered == len(graph_of(model)._inference_steps) and not plan._tail
+            with np.errstate(all="ignore"):
+                want = layer_by_layer(model, [x])[0]
+            same_bits_up_to_nan_sign(got[0], want)
+    assert plan.plan.describe().count("leaky_relu(") == 7
+    model.layers[1].negative_slope = 0.5  # a changed slope makes a new plan
+    x = rng.standard_normal((2, 8, 7, 3)).astype(dtype)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), layer_by_layer(model, [x])[0])
+
+
 def test_a_changed_relu_setting_makes_a_new_plan(rng, plans_on):
     # The lowering asks whether an activation is a plain max(x, 0); a max_value set on it after
     # a predict must make a new plan (it kept the unclipped ReLU).

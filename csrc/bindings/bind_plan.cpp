@@ -527,6 +527,9 @@ void bind_plan(py::module_& m) {
       .def("window", [](PyPlan& p, int x, int64_t top, int64_t bottom, int64_t left, int64_t right) {
         return p.with_plan([&](auto& plan) { return plan.window(x, top, bottom, left, right); });
       }, py::arg("x"), py::arg("top"), py::arg("bottom"), py::arg("left"), py::arg("right"))
+      .def("leaky_relu", [](PyPlan& p, int x, double slope) {
+        return p.with_plan([&](auto& plan) { return plan.leaky_relu(x, slope); });
+      }, py::arg("x"), py::arg("slope"))
       .def("rescale", [](PyPlan& p, int x, double scale, double offset) {
         return p.with_plan([&](auto& plan) { return plan.rescale(x, scale, offset); });
       }, py::arg("x"), py::arg("scale"), py::arg("offset") = 0.0)

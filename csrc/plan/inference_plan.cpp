@@ -70,6 +70,7 @@ const char* kind_name(PlanOpKind k) {
     case PlanOpKind::avgpool: return "avgpool";
     case PlanOpKind::reorder: return "reorder";
     case PlanOpKind::conv_transpose: return "conv_transpose";
+    case PlanOpKind::leaky_relu: return "leaky_relu";
   }
   return "?";
 }
@@ -344,6 +345,18 @@ int InferencePlan<T>::rescale(int x, double scale, double offset) {
 }
 
 template <class T>
+int InferencePlan<T>::leaky_relu(int x, double slope) {
+  check_open();
+  check_value(x, "leaky_relu's input");
+  if (!(std::isfinite(slope) && slope >= 0.0)) fail("leaky_relu needs a finite slope >= 0");
+  Op op;
+  op.kind = PlanOpKind::leaky_relu;
+  op.in = {x};
+  op.scale = slope;
+  return append(std::move(op), values_[x].dims);
+}
+
+template <class T>
 int InferencePlan<T>::depthwise(int x, ConvShape s, const T* w, const T* b) {
   check_open();
   check_value(x, "depthwise's input");
@@ -575,7 +588,7 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
     Value& out = values_[op.out];
     const Value& first = values_[op.in[0]];
     const bool in_place_op = op.kind == PlanOpKind::relu || op.kind == PlanOpKind::copy || op.kind == PlanOpKind::softmax ||
-                             op.kind == PlanOpKind::rescale ||
+                             op.kind == PlanOpKind::rescale || op.kind == PlanOpKind::leaky_relu ||
                              op.kind == PlanOpKind::add || op.kind == PlanOpKind::subtract ||
                              op.kind == PlanOpKind::multiply || op.kind == PlanOpKind::average;
     if (out.output >= 0) {
@@ -1081,6 +1094,17 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, const T* arena, const Ke
             }
           }
         for (int64_t k = 0; k < s.oh * s.ow; ++k) dst[k] = dst[k] * inv[k];
+      });
+      return;
+    }
+    case PlanOpKind::leaky_relu: {
+      // LeakyReLU.forward's np.where(x > 0, x, x * (T)slope).
+      const T slope = static_cast<T>(op.scale);
+      parallel_for_grains(elementwise_threads<T>(n, 1), n, kGrain, [&](int64_t lo, int64_t hi, int) {
+        for (int64_t i = lo; i < hi; ++i) {
+          const T v = x[i];
+          y[i] = v > T(0) ? v : v * slope;
+        }
       });
       return;
     }

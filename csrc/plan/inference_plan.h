@@ -73,6 +73,7 @@ enum class PlanOpKind : int {
   avgpool,          // AveragePooling2D: the window's sum in Keras's tap order, times 1 / (cells it covers)
   reorder,          // Reshape in Keras's element order: images read and/or written channels-last
   conv_transpose,   // Conv2DTranspose: conv2d's backward-data pass of the conv it transposes (+ bias)
+  leaky_relu,       // LeakyReLU: x where x > 0, else x * (T)slope; in place where its input dies here
 };
 
 // BatchNormalization's inference weights: moving mean and variance, gamma and beta (null when
@@ -107,6 +108,7 @@ class InferencePlan {
   int concat(const std::vector<int>& xs);
   int reshape(int x, const std::vector<int64_t>& dims);
   int rescale(int x, double scale, double offset);  // Rescaling's arithmetic and roundings (a finite scale and offset)
+  int leaky_relu(int x, double slope);               // LeakyReLU's (a finite slope >= 0)
   // Depthwise conv2d: `shape` as conv2d's (ic = x's channels, oc = ic * depth multiplier), w
   // (oc, 1, KH, KW), b (oc) or null.
   int depthwise(int x, ConvShape shape, const T* w, const T* b);
@@ -215,7 +217,7 @@ class InferencePlan {
     bool fold = false;  // conv2d: bn is folded in
     bool relu = false;
     bool residual = false;  // conv2d: in[1] is added before the ReLU (fuse_residual_adds)
-    double scale = 1.0, offset = 0.0;  // rescale
+    double scale = 1.0, offset = 0.0;  // rescale; leaky_relu's slope is its scale
     int64_t top = 0, left = 0;          // window: where the input's first row and column land
     int64_t factor_h = 1, factor_w = 1;  // upsample
     std::vector<T> avg_inv;              // avgpool: 1 / (cells under each window), oh * ow

@@ -18,7 +18,7 @@ results. Steps are lowered in execution order up to the first one the plan has n
 layer, a tanh, an average pooling); that step and all after it run in Python on the plan's
 results (the *tail*). A Dense or Conv2D whose activation the plan lacks (a sigmoid head) is
 split: its matrix product in the plan, its activation in the tail. Dropout, the noise layers
-and the augmentation layers are the identity there, Rescaling an op of its own (a model that
+and the augmentation layers are the identity there, LeakyReLU and Rescaling ops of their own (a model that
 starts with Keras's data-augmentation block and ``Rescaling(1 / 255)`` compiles whole), and
 DepthwiseConv2D the depthwise kernel (SeparableConv2D that and a 1x1 conv2d: MobileNet's blocks);
 ZeroPadding2D and Cropping2D a copy into a window (the stems of Keras's ResNet and MobileNet code),
@@ -282,7 +282,16 @@ class _Lowering:
             return y, None
         if is_plain_relu(activation):
             return self.plan.relu(y), None
+        if self.is_leaky_relu(activation):
+            return self.plan.leaky_relu(y, activation.negative_slope), None
         return y, _forward_of(activation)
+
+    def is_leaky_relu(self, layer) -> bool:
+        """A LeakyReLU (not a subclass, which may compute something else), its slope recorded."""
+        if type(layer) is not activation_layers.LeakyReLU:
+            return False
+        self.setting(layer, "negative_slope")
+        return True
 
     def leaves_softmax(self, step) -> bool:
         """In a logits plan, whether this softmax step's output is its input, the softmax left to
@@ -326,7 +335,7 @@ class _Lowering:
             # As Conv2D.forward: a plain ReLU (any subclass too) runs inside the conv kernel.
             relu = isinstance(activation, activation_layers.ReLU) and activation.plain
             y = self.conv(call, x, relu=relu)
-            return y, None if relu or activation is None else _forward_of(activation)
+            return (y, None) if relu else self.activated(call, y)
         if kind is Dense:
             if len(plan.dims(x)) != 1:
                 raise _NotLowered
@@ -337,12 +346,16 @@ class _Lowering:
             y = plan.dense(x, self.weight(call, "kernel"), self.weight(call, "bias"), relu=relu)
             if type(activation) is Softmax:
                 return (y if self.leaves_softmax(step) else plan.softmax(y)), None
-            return y, None if relu or activation is None else _forward_of(activation)
+            return (y, None) if relu else self.activated(call, y)
         self.record_relu(call)
         if kind is InPlaceReLU or is_plain_relu(call):
             if kind is Activation:
                 self.setting(call, "activation")
             return plan.relu(x), None
+        if self.is_leaky_relu(call) or kind is Activation and self.is_leaky_relu(call.activation):
+            if kind is Activation:
+                self.setting(call, "activation")
+            return plan.leaky_relu(x, (call.activation if kind is Activation else call).negative_slope), None
         if _is_softmax(call) and len(plan.dims(x)) == 1:
             if kind is Activation:
                 self.setting(call, "activation")
