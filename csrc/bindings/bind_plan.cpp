@@ -43,6 +43,15 @@ class PyPlan {
     return f(*static_cast<const InferencePlan<double>*>(f64_.get()));
   }
 
+  // `w` as an array of T with `ndim` dimensions (checked as every input is), before its shape is known.
+  template <class T>
+  static py::array weight_array(const py::object& w, py::ssize_t ndim) {
+    if (!py::isinstance<py::array>(w)) throw py::type_error("w must be a numpy.ndarray");
+    py::array wa = py::reinterpret_borrow<py::array>(w);
+    check_input<T>(wa, "w", ndim);
+    return wa;
+  }
+
   // A weight of exactly `shape` (None allowed when `optional`), held for the plan's lifetime.
   template <class T>
   const T* weight(const py::object& obj, const char* name, const std::vector<int64_t>& shape, bool optional) {
@@ -79,9 +88,7 @@ class PyPlan {
              const Pair& dilation, const py::object& bn, bool relu) {
     return with_plan([&](auto& plan) {
       using T = typename std::remove_reference_t<decltype(plan)>::value_type;
-      if (!py::isinstance<py::array>(w)) throw py::type_error("w must be a numpy.ndarray");
-      const py::array wa = py::reinterpret_borrow<py::array>(w);
-      check_input<T>(wa, "w", 4);
+      const py::array wa = weight_array<T>(w, 4);
       const std::vector<int64_t>& d = plan.dims(x);
       if (d.size() != 3) throw py::value_error("conv2d's input must be (C, H, W) per sample");
       const ConvShape s = conv_problem(d[0], d[1], d[2], wa, stride, padding, dilation);
@@ -111,9 +118,7 @@ class PyPlan {
                 const Pair& dilation) {
     return with_plan([&](auto& plan) {
       using T = typename std::remove_reference_t<decltype(plan)>::value_type;
-      if (!py::isinstance<py::array>(w)) throw py::type_error("w must be a numpy.ndarray");
-      const py::array wa = py::reinterpret_borrow<py::array>(w);
-      check_input<T>(wa, "w", 4);
+      const py::array wa = weight_array<T>(w, 4);
       const std::vector<int64_t>& d = plan.dims(x);
       if (d.size() != 3) throw py::value_error("depthwise's input must be (C, H, W) per sample");
       if (wa.shape(1) != 1 || wa.shape(0) % d[0] != 0)
@@ -132,9 +137,7 @@ class PyPlan {
                      const Pair& out_hw) {
     return with_plan([&](auto& plan) {
       using T = typename std::remove_reference_t<decltype(plan)>::value_type;
-      if (!py::isinstance<py::array>(w)) throw py::type_error("w must be a numpy.ndarray");
-      const py::array wa = py::reinterpret_borrow<py::array>(w);
-      check_input<T>(wa, "w", 4);
+      const py::array wa = weight_array<T>(w, 4);
       const ConvShape s = conv_problem(wa.shape(1), out_hw[0], out_hw[1], wa, stride, padding, {1, 1});
       const T* pw = weight<T>(w, "w", dims_of(wa), false);
       const T* pb = weight<T>(b, "b", {s.ic}, true);
@@ -147,9 +150,7 @@ class PyPlan {
       using T = typename std::remove_reference_t<decltype(plan)>::value_type;
       const std::vector<int64_t>& d = plan.dims(x);
       if (d.size() != 1) throw py::value_error("dense's input must be (features,) per sample");
-      if (!py::isinstance<py::array>(w)) throw py::type_error("w must be a numpy.ndarray");
-      const py::array wa = py::reinterpret_borrow<py::array>(w);
-      check_input<T>(wa, "w", 2);
+      const py::array wa = weight_array<T>(w, 2);
       const int64_t units = wa.shape(1);
       const T* pw = weight<T>(w, "w", {d[0], units}, false);
       const T* pb = weight<T>(b, "b", {units}, true);

@@ -331,22 +331,26 @@ class _Lowering:
             if len(plan.dims(x)) != 3:
                 raise _NotLowered
             activation = call.activation
-            self.record_relu(activation)
             # As Conv2D.forward: a plain ReLU (any subclass too) runs inside the conv kernel.
             relu = isinstance(activation, activation_layers.ReLU) and activation.plain
             y = self.conv(call, x, relu=relu)
-            return (y, None) if relu else self.activated(call, y)
+            if relu:
+                self.record_relu(activation)
+                return y, None
+            return self.activated(call, y)  # records the ReLU settings that made it not plain
         if kind is Dense:
             if len(plan.dims(x)) != 1:
                 raise _NotLowered
             activation = self.setting(call, "activation")
-            self.record_relu(activation)
             # A subclass computes something else, as a ReLU with max_value, threshold or negative_slope.
             relu = type(activation) is activation_layers.ReLU and activation.plain
             y = plan.dense(x, self.weight(call, "kernel"), self.weight(call, "bias"), relu=relu)
             if type(activation) is Softmax:
                 return (y if self.leaves_softmax(step) else plan.softmax(y)), None
-            return (y, None) if relu else self.activated(call, y)
+            if relu:
+                self.record_relu(activation)
+                return y, None
+            return self.activated(call, y)  # records the ReLU settings that made it not plain
         self.record_relu(call)
         if kind is InPlaceReLU or is_plain_relu(call):
             if kind is Activation:
