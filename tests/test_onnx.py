@@ -1479,6 +1479,78 @@ def test_pytorch_lenet5_imports_and_predicts_like_pytorch(flatten, tmp_path):
     keras_style.fit(x.numpy().transpose(0, 2, 3, 1), np.arange(5) % 10, epochs=1, verbose=0)
 
 
+@pytest.mark.parametrize("entry, sample, channels", [
+    ("view", (28, 28), 1),        # MNIST as (batch, 28, 28), x.view(-1, 1, 28, 28) in forward
+    ("reshape", (784,), 1),       # flat pixels, x.reshape(-1, 1, 28, 28)
+    ("view", (3 * 8 * 8,), 3),    # flat colour pixels, x.view(x.size(0), 3, 8, 8): (c, h, w) order
+    ("reshape", (12, 16), 3),
+])
+def test_pytorch_reshape_to_an_image_before_the_first_conv_imports(entry, sample, channels, tmp_path):
+    """The reshape to NCHW that a PyTorch model makes of its flat or (height, width) input was taken
+    for Keras's channels-last Reshape, and the Conv after it refused the "channels-last image"."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    side = 28 if channels == 1 else 8
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(channels, 4, 3, padding=1)
+            self.fc = nn.Linear(4 * (side // 2) ** 2, 5)
+
+        def forward(self, x):
+            image = (x.view(-1, channels, side, side) if entry == "view"
+                     else x.reshape(x.shape[0], channels, side, side))
+            return self.fc(torch.flatten(torch.max_pool2d(torch.relu(self.conv(image)), 2), 1))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = torch.randn(3, *sample)
+    path = tmp_path / "m.onnx"
+    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    with torch.no_grad():
+        expected = net(x).numpy()
+    model = convforge.load_model(path)
+    assert model.input_shape == (None, *sample)
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
+    # Several channels need their (c, h, w) order moved to the layers' channels-last view: the
+    # same values in any other order would fail the comparison above.
+    kinds = [type(la).__name__ for la in model.layers]
+    entry_layers = ["Reshape", "Conv2D"] if channels == 1 else ["Reshape", "Permute", "Conv2D"]
+    assert kinds[: len(entry_layers)] == entry_layers, kinds
+    round_trip(model, x.numpy(), tmp_path)
+
+
+def test_pytorch_graph_of_an_unsqueezed_input_imports(tmp_path):
+    """A graph (two outputs) whose (batch, height, width) input PyTorch's x.unsqueeze(1) gives a
+    channel: a Sequential took it at its entry, the graph model's Conv2D refused (batch, 28, 28)."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 3, 5), nn.Linear(3 * 8 * 8, 4)
+
+        def forward(self, x):
+            maps = torch.relu(self.conv(x.unsqueeze(1)))
+            return self.fc(torch.flatten(maps, 1)), maps
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = torch.randn(2, 12, 12)
+    path = tmp_path / "m.onnx"
+    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    with torch.no_grad():
+        logits, maps = (t.numpy() for t in net(x))
+    model = convforge.load_model(path)
+    assert model.input_shape == (None, 12, 12)
+    got_logits, got_maps = model.predict(x.numpy(), verbose=0)
+    np.testing.assert_allclose(got_logits, logits, rtol=RTOL, atol=ATOL)
+    # A graph model returns its images channels-last.
+    np.testing.assert_allclose(got_maps, maps.transpose(0, 2, 3, 1), rtol=RTOL, atol=ATOL)
+
+
 def keras_on_torch():
     """Keras 3 on the torch backend (its ONNX export runs torch's exporter), seeded; else skip."""
     os.environ.setdefault("KERAS_BACKEND", "torch")

@@ -62,7 +62,9 @@ MaxPool/AveragePool (where a Keras 'valid'/'same' window set is the same), Gemm,
 MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
 Conv/Dense before them), Clip(x, 0, max) (``ReLU(max_value)``, which exports as
 it), Flatten and flattening Reshapes, Keras-order Reshapes to a sequence or an image (Reshape),
-BatchNormalization,
+a Reshape of features or of a sequence to an NCHW image that a Conv or a pooling reads (PyTorch's
+``x.view(-1, C, H, W)``: Reshape((H, W, 1)) for one channel, Reshape((C, H, W)) and
+Permute((2, 3, 1)) for more), BatchNormalization,
 GlobalAveragePool/GlobalMaxPool (and ReduceMean/ReduceMax over height and width, or over the
 steps of a sequence),
 GELU, as opset 20's Gelu op or spelt out as arithmetic around an Erf or a Tanh (any order of

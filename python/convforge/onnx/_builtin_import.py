@@ -595,6 +595,32 @@ def _keras_reshape(ctx, node, base, shape, target, batch) -> bool:
     return True
 
 
+def _nchw_reshape(ctx, node, base, shape, target, batch) -> bool:
+    """PyTorch's ``x.view(-1, C, H, W)`` of features or of a (steps, channels) tensor, read as an
+    NCHW image by a conv or a pooling (no exporter puts a channels-last tensor before one): values in (c, h, w) order. As a convforge layer, Keras's
+    Reshape to that image (one channel: (H, W, 1) and (1, H, W) hold the values in the same order)
+    or, of several channels in a channels-last model, Reshape((C, H, W)) then Permute((2, 3, 1)),
+    which puts value [c, h, w] at pixel (h, w), channel c. Made (True) when it applies, else False."""
+    dims = target[1:]
+    if base is not None or target[0] not in batch or len(dims) != 3 or any(d == 0 or d < -1 for d in dims):
+        return False
+    if dims.count(-1) > 1 or not _read_as_nchw(ctx, node):
+        return False
+    size, known = math.prod(shape), math.prod(d for d in dims if d != -1)
+    if known == 0 or size % known:
+        return False
+    c, h, w = (size // known if d == -1 else d for d in dims)
+    if c * h * w != size:
+        return False
+    if ctx.data_format == "channels_first" or c == 1:
+        image = (c, h, w) if ctx.data_format == "channels_first" else (h, w, c)
+        ctx.add_layer(node, Reshape(image), [node.input[0]], node.output[0])
+    else:
+        ctx.add_layer(node, Reshape((c, h, w)), [node.input[0]], node.output[0] + "#chw")
+        ctx.add_layer(node, Permute((2, 3, 1)), [node.output[0] + "#chw"], node.output[0])
+    return True
+
+
 def import_reshape(ctx, node):
     """The reshapes that flatten each sample (PyTorch's ``x.view(-1, n)``), and Keras's Reshape to
     a sequence or an image (from features, a sequence or an image read channels-last)."""
@@ -609,15 +635,18 @@ def import_reshape(ctx, node):
     shape = ctx.ref_shape(node.input[0]) if base is not None else ctx.shape(node, 0)
     target = [int(v) for v in ctx.constant(node, 1, "shape").reshape(-1)]
     size = math.prod(shape)
-    if not allowzero and len(target) > 2 and _keras_reshape(ctx, node, base, shape, target, batch):
+    if not allowzero and len(target) > 2 and (
+        _nchw_reshape(ctx, node, base, shape, target, batch) or _keras_reshape(ctx, node, base, shape, target, batch)
+    ):
         return
     ok = len(target) == 2 and not allowzero and (
         target[0] in batch and target[1] in (-1, size) or target[0] == -1 and target[1] == size
     )
     if not ok:
         raise ctx.error(
-            node, f"reshape to {target} of a {('batch', *shape)} tensor: only (batch, -1) flattening and Keras's "
-            "Reshape (channels-last order) to a sequence or an image are supported"
+            node, f"reshape to {target} of a {('batch', *shape)} tensor: only (batch, -1) flattening, Keras's "
+            "Reshape (channels-last order) to a sequence or an image, and a reshape to an NCHW image read by a "
+            "convolution or a pooling are supported"
         )
     if base is not None:
         _flatten_view(ctx, node, base)

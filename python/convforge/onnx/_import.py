@@ -701,24 +701,29 @@ def _functional(ctx, entries, proto):
     """A ``convforge.Model(inputs, outputs)`` calling the layers on symbolic tensors, in order: its
     inputs and outputs those of the graph, in the file's order."""
     from .. import models
-    from ..layers import Input
+    from ..layers import Input, Reshape
 
     if not hasattr(models, "Model"):
         raise ModelFileError(ctx.path, "the graph is not a chain, and this convforge has no graph (functional) models")
-    tensors = {}
+    tensors, model_inputs = {}, []
     for e in entries:
         if e.tensor in tensors:
             raise ModelFileError(ctx.path, f"the graph inputs {e.name!r} and another feed the same tensor {e.tensor!r}")
-        tensors[e.tensor] = Input(shape=e.spec)
+        model_inputs.append(Input(shape=e.spec))
+        tensors[e.tensor] = model_inputs[-1]
+        if len(e.spec) == 2 and len(e.internal) == 3:
+            # (batch, height, width) images that the file's Unsqueeze gives a channel axis: a
+            # Sequential takes them so at its entry; a graph's layers need the axis made.
+            tensors[e.tensor] = Reshape((*e.spec, 1))(model_inputs[-1])
     for layer, inputs, out, many in ctx.steps:
         args = [tensors[name] for name in inputs]
         try:
             tensors[out] = layer(args if many else args[0])
         except (ValueError, TypeError) as err:
             raise ModelFileError(ctx.path, f"layer {layer.name or type(layer).__name__}: {err}") from None
-    inputs = [tensors[e.tensor] for e in entries]
     outputs = [tensors[final] for final in ctx.finals]
-    return models.Model(inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0],
+    return models.Model(model_inputs if len(model_inputs) > 1 else model_inputs[0],
+                        outputs if len(outputs) > 1 else outputs[0],
                         name=_model_name(proto, "functional"))
 
 
