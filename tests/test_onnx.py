@@ -2341,9 +2341,69 @@ def test_keras_exported_strided_same_max_pooling1d_imports(tmp_path):
              helper.make_node("MaxPool", ["pad"], ["y"], name="mp", kernel_shape=[2], strides=[2])]
     path = save_graph(tmp_path / "wide.onnx", nodes, [numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 2], np.int64),
                                                                               "p")], input_shape=("n", 9, 4))
-    with pytest.raises(ModelFileError, match=r"'edge' \(Pad\), attribute 'mode': edge padding of a sequence .* wider "
-                                             r"than each margin"):
+    with pytest.raises(ModelFileError, match=r"'edge' \(Pad\), attribute 'mode': edge padding \[\(9, 0, 2\)\] .* only "
+                                             r"margins narrower than the window"):
         convforge.load_model(path)
+
+
+def test_keras_exported_same_average_pooling_imports(tmp_path):
+    """Keras's exporter writes a 'same' AveragePooling1D/2D as an edge Pad before an AveragePool
+    (refused: "edge padding ... before a MaxPool only"). With a window of 2 each window reaching
+    the margin holds one input value, repeated: the average is Keras's, which leaves the margin out."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        nets = {"avg1d": (keras.Sequential([keras.Input((9, 4)), keras.layers.AveragePooling1D(2, padding="same")]),
+                          images((2, 9, 4))),
+                "avg1d-s1": (keras.Sequential([keras.Input((9, 4)),
+                                               keras.layers.AveragePooling1D(2, strides=1, padding="same")]),
+                             images((2, 9, 4))),
+                "avg2d": (keras.Sequential([keras.Input((7, 9, 3)), keras.layers.Conv2D(4, 3, padding="same"),
+                                            keras.layers.AveragePooling2D(2, padding="same"), keras.layers.Flatten(),
+                                            keras.layers.Dense(2)]), images((2, 7, 9, 3)))}
+        expected = {name: predict_and_export_keras({name: net}, x, tmp_path)[name] for name, (net, x) in nets.items()}
+    for name, want in expected.items():
+        model = convforge.load_model(tmp_path / f"{name}.onnx")
+        pools = [la for la in model.layers if "AveragePooling" in type(la).__name__]
+        assert [la.padding for la in pools] == ["same"], name
+        np.testing.assert_allclose(model.predict(nets[name][1], verbose=0), want, rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_edge_pad_before_average_pool_imports_only_where_it_averages_as_keras(rank, tmp_path):
+    """Every small window, stride and pair of margins: the import either refuses the edge Pad (a
+    border value would count in an average, or Keras has no such windows) or predicts as
+    onnxruntime runs the file."""
+    size, channels = 7, 2
+    shape = ("n", size, channels) if rank == 1 else ("n", channels, size, size - 1)
+    x = images((2, *shape[1:]))
+    imported = refused = 0
+    for kernel, stride, before, after in itertools.product(range(1, 5), range(1, 4), range(3), range(3)):
+        if rank == 1:  # on the transposed sequence, as Keras's exporter pads it
+            pads = [0, 0, before, 0, 0, after]
+            nodes = [helper.make_node("Transpose", ["x"], ["t"], name="t", perm=[0, 2, 1]),
+                     helper.make_node("Pad", ["t", "p"], ["pad"], name="edge", mode="edge"),
+                     helper.make_node("AveragePool", ["pad"], ["a"], name="avg", kernel_shape=[kernel],
+                                      strides=[stride]),
+                     helper.make_node("Transpose", ["a"], ["y"], name="back", perm=[0, 2, 1])]
+        else:  # the same margins on both axes of an NCHW image
+            pads = [0, 0, before, before, 0, 0, after, after]
+            nodes = [helper.make_node("Pad", ["x", "p"], ["pad"], name="edge", mode="edge"),
+                     helper.make_node("AveragePool", ["pad"], ["y"], name="avg", kernel_shape=[kernel, kernel],
+                                      strides=[stride, stride])]
+        path = save_graph(tmp_path / "m.onnx", nodes, [numpy_helper.from_array(np.array(pads, np.int64), "p")],
+                          input_shape=shape)
+        try:
+            model = convforge.load_model(path)
+        except ModelFileError as err:
+            assert "'edge' (Pad)" in str(err) or "'avg' (AveragePool)" in str(err), str(err)
+            refused += 1
+            continue
+        imported += 1
+        got = model.predict(x, verbose=0)
+        np.testing.assert_allclose(got, run_ort(path, x), rtol=RTOL, atol=ATOL,
+                                   err_msg=f"kernel {kernel} stride {stride} margins {before, after}")
+    assert imported >= 10 and refused >= 10, (imported, refused)  # both outcomes were exercised
 
 
 def test_a_pad_before_a_same_conv1d_counts_in_its_same_padding(tmp_path):

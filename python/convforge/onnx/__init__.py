@@ -96,8 +96,11 @@ variance 1 - epsilon, the affine in gamma and beta: exact at inference; to
 fine-tune, know that it then normalises with batch statistics); ReduceMean
 and ReduceMax over height and width (Keras's global pooling) as global
 pooling; an edge Pad read only by a MaxPool (Keras's 'same' max pooling), whose
-margins are narrower than the window, as that MaxPool's padding (other edge
-pads are refused, naming the node). A chain none of whose layers says its images are channels-first
+margins are narrower than the window, as that MaxPool's padding, and one read only by an
+AveragePool where each window reaching a margin holds a single input value (Keras's 'same'
+average pooling of window 2: the repeated border value is then the average that leaves the
+margin out) as that pooling's 'same' padding (other edge pads are refused, naming the node:
+they would count the border values in the averages). A chain none of whose layers says its images are channels-first
 (no Conv or pooling: a ReLU and a Softmax over channels) imports as a
 channels-last graph model, as a graph does.
 An op, attribute or attribute value convforge cannot express raises

@@ -372,11 +372,13 @@ def import_pool(ctx, node):
     if is_max and a["storage_order"] != 0:
         raise ctx.error(node, "only 0 (row major) is supported", "storage_order")
     pads = _explicit_pads(ctx, node, a, (h, w), kernel, strides, (1, 1))
-    extra = ctx.pool_pads.get(id(node))  # an edge Pad before it (_extra_layers._edge_pad_into_max_pool)
+    extra = ctx.pool_pads.get(id(node))  # an edge Pad before it (_extra_layers._edge_pad_into_pool)
     if extra is not None:
         top, bottom, left, right = extra
         pads = [pads[0] + top, pads[1] + left, pads[2] + bottom, pads[3] + right]
-    counts_padding = not is_max and bool(a["count_include_pad"])
+    # After an edge Pad (no pads of its own) an AveragePool's count_include_pad changes nothing:
+    # the margins, which its averages leave out, are the Pad's.
+    counts_padding = not is_max and bool(a["count_include_pad"]) and extra is None
     padding = _pool_padding(ctx, node, (h, w), kernel, strides, pads, bool(a["ceil_mode"]), counts_padding)
     cls = MaxPooling2D if is_max else AveragePooling2D
     ctx.add_layer(node, cls(kernel, strides, padding, ctx.data_format), [node.input[0]], node.output[0])

@@ -300,7 +300,7 @@ def import_pad(ctx, node):
     if a["mode"] == "edge":
         if base is not None:
             raise ctx.error(node, "edge padding of a channels-last image is not supported", "mode")
-        _edge_pad_into_max_pool(ctx, node, margins)
+        _edge_pad_into_pool(ctx, node, shape, margins)
         return
     if min(margins) < 0:  # ONNX allows negative pads: a crop
         if max(margins) > 0:
@@ -327,22 +327,15 @@ def _add_on_view(ctx, node, layer, base) -> None:
     ctx.add_view_layer(node, layer, [node.input[0] if base is None else base], view=base is not None)
 
 
-def _edge_pad_into_max_pool(ctx, node, margins) -> None:
-    """An edge Pad read only by a MaxPool (Keras's exporter's 'same' max pooling): the border
-    repeated is the border already in each window that reaches the margin, where a margin is
-    narrower than the window, so the max is the padded max pooling's (-inf margins): the margins
-    join the MaxPool's pads (import_pool)."""
-    reader, passed = ctx.next_node(node.output[0])
-    if reader is None or reader.op_type != "MaxPool":
-        raise ctx.error(node, "edge padding is supported before a MaxPool only (a 'same' max pooling)", "mode")
-    kernel = [list(a.ints) for a in reader.attribute if a.name == "kernel_shape"]
+def _edge_pad_into_pool(ctx, node, shape, margins) -> None:
+    """An edge Pad read only by a MaxPool or AveragePool (Keras's exporter's 'same' pooling),
+    where it is the same as the pooling with margins left out (_sequences.edge_pad_reader): the
+    margins join the pool's pads (import_pool)."""
+    _, h, w = shape
     top, bottom, left, right = margins
-    if len(kernel) != 1 or len(kernel[0]) != 2 or min(margins) < 0 or max(top, bottom) >= kernel[0][0] \
-            or max(left, right) >= kernel[0][1]:
-        raise ctx.error(node, f"edge padding {margins} before a MaxPool of kernel {kernel}: only margins narrower "
-                        "than the window (a 'same' max pooling) are supported", "mode")
+    reader, passed = _sequences.edge_pad_reader(ctx, node, [(h, top, bottom), (w, left, right)])
     ctx.pool_pads[id(reader)] = margins
-    ctx.consume(node, ctx.input_name(node))
+    ctx.consume_all([node, *passed], ctx.input_name(node))
 
 
 def _slice_margins(ctx, node, shape, to_axis=None) -> dict:

@@ -227,7 +227,9 @@ def import_pool1d(ctx, node, pool_padding):
     extra = ctx.sequence_pads.pop(id(node), None)  # an edge Pad before it (_edge_pad_into_max_pool1d)
     if extra is not None:
         left, right = left + extra[0], right + extra[1]  # on the Pad's input, which the layer reads
-    counts_padding = not is_max and bool(a["count_include_pad"])
+    # After an edge Pad (no pads of its own) an AveragePool's count_include_pad changes nothing:
+    # the margins, which its averages leave out, are the Pad's.
+    counts_padding = not is_max and bool(a["count_include_pad"]) and extra is None
     # The 1-D layers run their 2-D pooling on (channels, 1, steps): the same windows over steps.
     padding = pool_padding(ctx, node, (1, steps), (1, k), (1, stride), [0, left, 0, right], bool(a["ceil_mode"]),
                            counts_padding)
@@ -335,19 +337,74 @@ def import_pad_of_steps(ctx, node, view: bool):
     ctx.consume_all([node, *passed], ctx.input_name(node))
 
 
-def _edge_pad_into_max_pool1d(ctx, node, view, changed, before, after) -> None:
-    """An edge Pad of a sequence's steps read only by a 1-D MaxPool (Keras's exporter's strided
-    'same' MaxPooling1D, on the transposed view): where each margin is narrower than the window,
-    every window reaching a margin holds the border value it repeats, so the maximum is the padded
-    max pooling's (-inf margins). The margins join the MaxPool's pads (import_pool1d)."""
-    steps_axis = _one_axis(ctx, node, changed, "edge padding") if view else None
+def edge_pad_keeps_the_average(size: int, kernel: int, stride: int, before: int, after: int) -> bool:
+    """Does an average pooling (no pads of its own, floor rounding) of an axis of ``size`` values
+    edge-padded by ``before`` and ``after`` give, in every window, the average of the window's
+    values in the axis, padding left out (Keras's 'same' average pooling)? A window reaching a
+    margin averages its border value repeated with the values beside it, so it does exactly when
+    that border value is the only value of the axis in it: AveragePooling(2, padding='same'),
+    Keras's exporter's edge Pad and AveragePool, is such a pooling; a window of 3 with a margin of
+    1 is not. The axes of an image pad and average independently, so each is checked alone."""
+    if min(before, after) < 0 or max(before, after) >= kernel or kernel > size + before + after:
+        return False
+    windows = (size + before + after - kernel) // stride + 1
+    # Only the windows reaching a margin: fewer than kernel / stride + 1 at each end.
+    first = np.arange(min(windows, before // stride + 1))
+    last = np.arange(max(0, windows - (after // stride + 2)), windows)
+    starts = np.concatenate([first, last]) * stride - before
+    real = np.minimum(starts + kernel, size) - np.maximum(starts, 0)
+    reaches = (starts < 0) | (starts + kernel > size)
+    return bool(np.all(real[reaches] == 1))
+
+
+def edge_pad_reader(ctx, node, margins_by_axis: list) -> tuple:
+    """``(reader, passed)``: the MaxPool or AveragePool that an edge Pad's output goes to (past
+    no-op nodes), if the padded pooling is the same as a pooling whose windows leave the margins
+    out, else an error. ``margins_by_axis``: (size, before, after) of each pooled axis, in the
+    pool's order. A max is the same where each margin is narrower than the window (each window
+    reaching it holds the border value it repeats); an average where edge_pad_keeps_the_average."""
     reader, passed = ctx.next_node(node.output[0])
-    kernel = [list(x.ints) for x in reader.attribute if x.name == "kernel_shape"] if reader is not None else []
+    if reader is None or reader.op_type not in ("MaxPool", "AveragePool"):
+        raise ctx.error(node, "edge padding is supported before a MaxPool or an AveragePool only (Keras's exporter's "
+                              "'same' pooling)", "mode")
+    attributes = {a.name: list(a.ints) if a.ints else a.i for a in reader.attribute}
+    kernel = attributes.get("kernel_shape", [])
+    strides = attributes.get("strides", [1] * len(margins_by_axis))
+    if not isinstance(kernel, list) or len(kernel) != len(margins_by_axis) or not isinstance(strides, list) \
+            or len(strides) != len(kernel) or min(strides) < 1:
+        raise ctx.error(node, f"edge padding before a {reader.op_type} of kernel {kernel} and strides {strides}: "
+                              f"the pooling must have {len(margins_by_axis)} axes", "mode")
+    if reader.op_type == "MaxPool":
+        if all(0 <= m < k for (_, before, after), k in zip(margins_by_axis, kernel) for m in (before, after)):
+            return reader, passed
+        raise ctx.error(node, f"edge padding {margins_by_axis} (size, before, after) before a MaxPool of kernel "
+                              f"{kernel}: only margins narrower than the window (a 'same' max pooling) are supported",
+                        "mode")
+    own_pads = attributes.get("pads", [0])
+    auto_pad = next((a.s for a in reader.attribute if a.name == "auto_pad"), b"NOTSET")
+    if attributes.get("ceil_mode", 0) == 0 and not any(own_pads if isinstance(own_pads, list) else [own_pads]) \
+            and auto_pad in (b"NOTSET", b"VALID") \
+            and all(edge_pad_keeps_the_average(size, k, s, before, after)
+                    for (size, before, after), k, s in zip(margins_by_axis, kernel, strides)):
+        return reader, passed
+    raise ctx.error(node, f"edge padding {margins_by_axis} (size, before, after) before an AveragePool of kernel "
+                          f"{kernel}, strides {strides}: the border values would count in the averages, which "
+                          "no Keras pooling does (a window reaching a margin must hold one value of the input)",
+                    "mode")
+
+
+def _edge_pad_into_max_pool1d(ctx, node, view, changed, before, after) -> None:
+    """An edge Pad of a sequence's steps read only by a 1-D MaxPool or AveragePool (Keras's
+    exporter's strided 'same' pooling, on the transposed view), where it is the same as the
+    pooling with margins left out (edge_pad_reader). The margins join the pool's pads
+    (import_pool1d)."""
+    steps_axis = _one_axis(ctx, node, changed, "edge padding") if view else None
+    if steps_axis != 2:
+        raise ctx.error(node, "edge padding of a sequence is supported on its (batch, channels, steps) view only",
+                        "mode")
     margins = (before.get(2, 0), after.get(2, 0))
-    if steps_axis != 2 or reader is None or reader.op_type != "MaxPool" or kernel == [] or len(kernel[0]) != 1 \
-            or min(margins) < 0 or max(margins) >= kernel[0][0]:
-        raise ctx.error(node, "edge padding of a sequence is supported on its (batch, channels, steps) view, before a "
-                              "1-D MaxPool whose window is wider than each margin (a 'same' max pooling) only", "mode")
+    channels, steps = ctx.ref_shape(node.input[0])
+    reader, passed = edge_pad_reader(ctx, node, [(steps, *margins)])
     ctx.sequence_pads[id(reader)] = margins
     ctx.consume_all([node, *passed], ctx.input_name(node))
 
