@@ -434,6 +434,48 @@ def test_leaky_relu_lowers_with_the_layers_bits(isa, dtype, rng, plans_on, threa
     np.testing.assert_array_equal(model.predict(x, verbose=0), layer_by_layer(model, [x])[0])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu6_lowers_with_the_layers_bits(isa, dtype, rng, plans_on, threads):
+    # MobileNetV2's activation, as a layer, an Activation and a conv's, depthwise's or dense's
+    # activation: the plan's relu and clip_max ops compute ReLU(max_value)'s relu and np.minimum.
+    convforge.seed(7)
+    model = convforge.Sequential([
+        layers.Input((8, 7, 3)), layers.Conv2D(4, 3, padding="same", activation="relu6"), layers.ReLU(6.0),
+        layers.DepthwiseConv2D(3, activation="relu6"), layers.ReLU(max_value=0.25), layers.Conv2D(3, 1),
+        layers.Activation("relu6"), layers.Flatten(), layers.Dense(5, activation="relu6")], dtype=dtype)
+    randomize_biases(model, rng)
+    for n_threads in (1, 2):
+        convforge.set_num_threads(n_threads)
+        for batch in (1, 3, 300):
+            x = 4 * rng.standard_normal((batch, 8, 7, 3)).astype(dtype)  # values on both sides of the bounds
+            x.reshape(-1)[:40] = rng.choice([np.nan, np.inf, -np.inf, -0.0, 0.0, 6.0], 40)
+            plan, got = planned(model, [x], keep_prepared=False)
+            assert plan.lowered == len(graph_of(model)._inference_steps) and not plan._tail
+            with np.errstate(all="ignore"):
+                want = layer_by_layer(model, [x])[0]
+            same_bits_up_to_nan_sign(got[0], want)
+    assert plan.plan.describe().count("clip_max(") == 6
+    # Alone on the input, the bound is reached, tied and passed (the model's last ReLU6 may not be).
+    alone = convforge.Sequential([layers.Input((8, 7, 3)), layers.ReLU(6.0)], dtype=dtype)
+    plan, got = planned(alone, [x], keep_prepared=False)
+    want = layer_by_layer(alone, [x])[0]
+    assert plan.lowered == 1 and (x == 6).any() and (x > 6).any() and (x < 0).any()
+    same_bits_up_to_nan_sign(got[0], want)
+    model.layers[1].max_value = 0.5  # a changed bound makes a new plan
+    x = rng.standard_normal((2, 8, 7, 3)).astype(dtype)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), layer_by_layer(model, [x])[0])
+
+
+def test_relu6_keeps_keras_values_and_gradient():
+    # The layer's relu6 is the relu kernel and np.minimum: Keras's clip(max(x, 0), 0, 6) values.
+    x = np.array([[-3.0, -0.0, 0.0, 1.5, 6.0, 7.0, np.inf, -np.inf]], np.float32)
+    relu6 = layers.ReLU(6.0)
+    np.testing.assert_array_equal(relu6.forward(x.copy()), [[0, 0, 0, 1.5, 6, 6, 6, 0]])
+    assert np.isnan(relu6.forward(np.array([[np.nan]], np.float32))).all()
+    y = relu6.forward(x.copy(), training=True)
+    np.testing.assert_array_equal(relu6.backward(np.ones_like(y)), [[0, 0, 0, 1, 0, 0, 0, 0]])
+
+
 def test_a_changed_relu_setting_makes_a_new_plan(rng, plans_on):
     # The lowering asks whether an activation is a plain max(x, 0); a max_value set on it after
     # a predict must make a new plan (it kept the unclipped ReLU).

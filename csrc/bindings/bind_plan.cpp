@@ -531,6 +531,9 @@ void bind_plan(py::module_& m) {
       .def("leaky_relu", [](PyPlan& p, int x, double slope) {
         return p.with_plan([&](auto& plan) { return plan.leaky_relu(x, slope); });
       }, py::arg("x"), py::arg("slope"))
+      .def("clip_max", [](PyPlan& p, int x, double max_value) {
+        return p.with_plan([&](auto& plan) { return plan.clip_max(x, max_value); });
+      }, py::arg("x"), py::arg("max_value"))
       .def("rescale", [](PyPlan& p, int x, double scale, double offset) {
         return p.with_plan([&](auto& plan) { return plan.rescale(x, scale, offset); });
       }, py::arg("x"), py::arg("scale"), py::arg("offset") = 0.0)

@@ -71,6 +71,7 @@ const char* kind_name(PlanOpKind k) {
     case PlanOpKind::reorder: return "reorder";
     case PlanOpKind::conv_transpose: return "conv_transpose";
     case PlanOpKind::leaky_relu: return "leaky_relu";
+    case PlanOpKind::clip_max: return "clip_max";
   }
   return "?";
 }
@@ -357,6 +358,18 @@ int InferencePlan<T>::leaky_relu(int x, double slope) {
 }
 
 template <class T>
+int InferencePlan<T>::clip_max(int x, double max_value) {
+  check_open();
+  check_value(x, "clip_max's input");
+  if (!std::isfinite(max_value)) fail("clip_max needs a finite max_value");
+  Op op;
+  op.kind = PlanOpKind::clip_max;
+  op.in = {x};
+  op.scale = max_value;
+  return append(std::move(op), values_[x].dims);
+}
+
+template <class T>
 int InferencePlan<T>::depthwise(int x, ConvShape s, const T* w, const T* b) {
   check_open();
   check_value(x, "depthwise's input");
@@ -589,6 +602,7 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
     const Value& first = values_[op.in[0]];
     const bool in_place_op = op.kind == PlanOpKind::relu || op.kind == PlanOpKind::copy || op.kind == PlanOpKind::softmax ||
                              op.kind == PlanOpKind::rescale || op.kind == PlanOpKind::leaky_relu ||
+                             op.kind == PlanOpKind::clip_max ||
                              op.kind == PlanOpKind::add || op.kind == PlanOpKind::subtract ||
                              op.kind == PlanOpKind::multiply || op.kind == PlanOpKind::average;
     if (out.output >= 0) {
@@ -1104,6 +1118,18 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, const T* arena, const Ke
         for (int64_t i = lo; i < hi; ++i) {
           const T v = x[i];
           y[i] = v > T(0) ? v : v * slope;
+        }
+      });
+      return;
+    }
+    case PlanOpKind::clip_max: {
+      // ReLU.forward's np.minimum(y, (T)max_value) after its relu: x itself where it is not above
+      // the bound (NaN, a tie and -0.0 included), so the bits are NumPy's.
+      const T bound = static_cast<T>(op.scale);
+      parallel_for_grains(elementwise_threads<T>(n, 1), n, kGrain, [&](int64_t lo, int64_t hi, int) {
+        for (int64_t i = lo; i < hi; ++i) {
+          const T v = x[i];
+          y[i] = v > bound ? bound : v;
         }
       });
       return;

@@ -141,6 +141,11 @@ class ReLU(_ActivationLayer):
         t = x.dtype.type
         if training:
             self._x = x.copy()  # the input: the output alone does not tell the regions apart
+        if self.threshold == 0.0 and self.negative_slope == 0.0:
+            # max_value alone (relu6): the relu kernel, then the bound. Keras's values; the bits
+            # the compiled inference plan computes (its relu and clip_max ops).
+            y = F.relu(x, out=x) if self._inplace else F.relu(x)
+            return np.minimum(y, t(self.max_value), out=y)
         y = self._pre_clip(x)
         if self.max_value is not None:
             y = np.clip(y, t(0), t(self.max_value))

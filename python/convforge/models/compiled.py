@@ -24,7 +24,8 @@ DepthwiseConv2D the depthwise kernel (SeparableConv2D that and a 1x1 conv2d: Mob
 ZeroPadding2D and Cropping2D a copy into a window (the stems of Keras's ResNet and MobileNet code),
 Conv2DTranspose conv2d's backward-data pass (+ bias), Reshape a copy in Keras's channels-last order, UpSampling2D a repeat and AveragePooling2D the layer's sums in its order (Inception's pooling
 branches, DenseNet's transitions, a U-Net's decoder). ReLU and the softmax of a
-(batch, classes) head are plan ops. ``evaluate`` runs a second plan of the same model
+(batch, classes) head are plan ops; a ReLU with ``max_value`` only (MobileNetV2's relu6) is the
+relu op and a clip_max op (the layer's relu kernel and ``np.minimum``). ``evaluate`` runs a second plan of the same model
 (``compile_inference(..., logits=True)``) whose softmax heads that the loss fuses with its
 cross-entropy give their logits, used where it computes every output itself.
 
@@ -282,9 +283,23 @@ class _Lowering:
             return y, None
         if is_plain_relu(activation):
             return self.plan.relu(y), None
+        bound = self.relu_bound(activation)
+        if bound is not None:
+            return self.plan.clip_max(self.plan.relu(y), bound), None
         if self.is_leaky_relu(activation):
             return self.plan.leaky_relu(y, activation.negative_slope), None
         return y, _forward_of(activation)
+
+    def relu_bound(self, layer):
+        """The max_value of a ReLU that only clips (relu6: no threshold or negative_slope), as a
+        layer or an ``Activation`` (not a subclass, which may compute something else), else None.
+        Its settings are recorded by record_relu."""
+        inner = layer.activation if type(layer) is Activation else layer
+        if type(inner) is not activation_layers.ReLU or inner.max_value is None:
+            return None
+        if inner.threshold != 0.0 or inner.negative_slope != 0.0 or not np.isfinite(inner.max_value):
+            return None
+        return inner.max_value
 
     def is_leaky_relu(self, layer) -> bool:
         """A LeakyReLU (not a subclass, which may compute something else), its slope recorded."""
@@ -356,6 +371,11 @@ class _Lowering:
             if kind is Activation:
                 self.setting(call, "activation")
             return plan.relu(x), None
+        bound = self.relu_bound(call)
+        if bound is not None:
+            if kind is Activation:
+                self.setting(call, "activation")
+            return plan.clip_max(plan.relu(x), bound), None
         if self.is_leaky_relu(call) or kind is Activation and self.is_leaky_relu(call.activation):
             if kind is Activation:
                 self.setting(call, "activation")
