@@ -44,15 +44,17 @@ def planned(model, xs, keep_prepared=True):
     g = graph_of(model)
     plan = g._inference_plan()
     assert plan is not None, "the model should compile"
-    chunk = plan.plan.chunk_samples
-    plan.plan.keep_prepared = keep_prepared
-    if not keep_prepared:
-        plan.plan.chunk_samples = 0
+    chunks = [p.chunk_samples for p in plan.plans]  # the first plan's, and those after Python steps
+    for p in plan.plans:
+        p.keep_prepared = keep_prepared
+        if not keep_prepared:
+            p.chunk_samples = 0
     try:
         return plan, plan.run([g._entries[k].convert(x) for k, x in enumerate(xs)])
     finally:
-        plan.plan.keep_prepared = True
-        plan.plan.chunk_samples = chunk
+        for p, chunk in zip(plan.plans, chunks):
+            p.keep_prepared = True
+            p.chunk_samples = chunk
 
 
 def fresh_plan(model, xs):
@@ -615,11 +617,50 @@ def test_astype_makes_a_new_plan(rng, plans_on):
 # ------------------------------------------------------------------ what the plan leaves to the layers
 
 
-def test_tail_after_an_unlowered_layer(rng, plans_on):
-    model = lenet5(classic=True)  # tanh and average pooling: the first conv's tanh starts the tail
-    x = rng.random((3, 28, 28, 1), dtype=np.float32)
-    plan = assert_same_bits(model, [x])
-    assert plan.lowered == 1 and len(plan._tail) == len(graph_of(model)._inference_steps)
+def tail_kinds(plan) -> list:
+    """The tail's pieces in order: "plan" for a later plan, "python" for a step run by its layer."""
+    return ["plan" if type(out) is list else "python" for _, _, _, out in plan._tail]
+
+
+def test_python_steps_between_plans(rng, plans_on):
+    # Classic LeNet-5: each conv's and dense's tanh is NumPy's, in Python; the products, the
+    # average poolings and the flatten between them lower into a plan each.
+    model = lenet5(classic=True)
+    for batch in (1, 3, 300):  # 300: the plans run chunks
+        x = rng.random((batch, 28, 28, 1), dtype=np.float32)
+        plan = assert_same_bits(model, [x])
+    assert plan.lowered == len(graph_of(model)._inference_steps) == 8
+    assert tail_kinds(plan) == ["python", "plan"] * 4
+
+
+def test_a_later_plan_reads_tensors_from_before_the_python_step(rng, plans_on, threads):
+    # A residual branch around a tanh, and an output taken before it: the second plan takes the
+    # first plan's tensor as an input, and the model outputs come from both plans.
+    x = convforge.Input((7, 6, 3))
+    a = layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    t = layers.Activation("tanh")(layers.Conv2D(4, 3, padding="same")(a))
+    b = layers.Add()([a, layers.Conv2D(4, 1, name="after_tanh")(t)])
+    y = layers.Dense(3, activation="softmax")(layers.Flatten()(layers.MaxPooling2D(2)(b)))
+    model = convforge.Model(x, [y, a, t])
+    randomize_biases(model, rng)
+    for n_threads in (1, 2):
+        convforge.set_num_threads(n_threads)
+        for batch in (1, 5, 200):
+            data = rng.standard_normal((batch, 7, 6, 3)).astype(np.float32)
+            data.reshape(-1)[:9] = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e30, -1e30, 3.0, -3.0]
+            plan, got = planned(model, [data], keep_prepared=False)
+            with np.errstate(all="ignore"):
+                want = layer_by_layer(model, [data])
+            for g, w in zip(got, want):
+                same_bits_up_to_nan_sign(g, w)
+    assert plan.lowered == len(graph_of(model)._inference_steps) - 1 and tail_kinds(plan) == ["python", "plan"]
+    # A weight of the second plan's layers changed in place, or replaced, is seen.
+    conv = model.get_layer("after_tanh")
+    conv.params["kernel"][...] *= -1.0
+    data = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(data, verbose=0)[0], layer_by_layer(model, [data])[0])
+    conv.params["kernel"] = np.ascontiguousarray(conv.params["kernel"] * 0.5)
+    np.testing.assert_array_equal(model.predict(data, verbose=0)[0], layer_by_layer(model, [data])[0])
 
 
 def test_tail_after_an_asymmetric_pool(rng, plans_on):
@@ -629,7 +670,7 @@ def test_tail_after_an_asymmetric_pool(rng, plans_on):
     y = layers.Dense(2)(layers.Flatten()(layers.Conv2D(3, 1)(h)))
     model = convforge.Model(x, y)
     plan = assert_same_bits(model, [rng.standard_normal((4, 9, 9, 3)).astype(np.float32)])
-    assert plan.lowered == 1 and len(plan._tail) == 4
+    assert plan.lowered == 4 and tail_kinds(plan) == ["python", "plan"]  # the pool, then a plan again
 
 
 def test_not_compiled_when_nothing_lowers(rng, plans_on):

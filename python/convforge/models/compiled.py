@@ -14,10 +14,12 @@ stay in L2 from one layer to the next, and each thread runs whole chunks), so it
 choose for the chunk's size, not the batch's. Those outputs agree with the layers' within the
 algorithms' error bounds; ``plan.keep_prepared = False`` with ``plan.chunk_samples = 0`` gives
 the layers' choices and bits. The chunks do not depend on the thread count: neither do the
-results. Steps are lowered in execution order up to the first one the plan has no op for (a custom
-layer, a tanh, an average pooling); that step and all after it run in Python on the plan's
-results (the *tail*). A Dense or Conv2D whose activation the plan lacks (a sigmoid head) is
-split: its matrix product in the plan, its activation in the tail. Dropout, the noise layers
+results. Steps are lowered in execution order; one the plan has no op for (a custom layer, a
+tanh, a 1-D layer) runs in Python on the plan's results, and the steps after it lower into a next
+plan, whose inputs are the tensors they read from before it (the *tail*: the Python steps and
+the later plans, in order). A Dense or Conv2D whose activation the plan lacks (a sigmoid head,
+a tanh) is split: its matrix product in the plan, its activation in Python. A model whose first
+step has no op is not compiled. Dropout, the noise layers
 and the augmentation layers are the identity there, LeakyReLU and Rescaling ops of their own (a model that
 starts with Keras's data-augmentation block and ``Rescaling(1 / 255)`` compiles whole), and
 DepthwiseConv2D the depthwise kernel (SeparableConv2D that and a 1x1 conv2d: MobileNet's blocks);
@@ -105,11 +107,14 @@ class CompiledInference:
         self.plan = plan
         self._n_inputs = n_inputs
         self._exported = exported  # tensor index (or tail key) of each plan output, in order
-        self._tail = tail  # [(fn, input keys, many, output key)] run in Python after the plan
+        # [(fn, input keys, many, output key)] run after the plan: Python steps, and later plans
+        # (fn runs one, many is True and the output key a list of keys, one per plan output).
+        self._tail = tail
         self._outputs = outputs  # the model's output tensor indices
         self._weights = weights  # [(holder dict, name, array)]: the arrays the plan reads
         self._settings = settings  # [(layer, attribute, value)]: what the lowering read
-        self.lowered = lowered  # how many of the model's inference steps run in the plan
+        self.lowered = lowered  # how many of the model's inference steps run in the plans
+        self.plans = [plan] + [fn.__self__.lowering.plan for fn, _, _, out in tail if type(out) is list]
         self._dtype = np.dtype(plan.dtype)
         # Where each model output is among the plan's results, when all of them are there (no
         # tail, no model input returned as it is); else None and run() maps them by key.
@@ -170,7 +175,10 @@ class CompiledInference:
         values.update(zip(self._exported, results))
         for fn, keys, many, out in self._tail:
             x = [values[k] for k in keys] if many else values[keys[0]]
-            values[out] = fn(x)
+            if type(out) is list:  # a later plan: its outputs
+                values.update(zip(out, fn(x)))
+            else:
+                values[out] = fn(x)
         return [values[i] for i in self._outputs]
 
 
@@ -178,53 +186,109 @@ def compile_inference(model, dtype, logits: bool = False) -> CompiledInference |
     """The plan of a Functional ``model``'s inference steps, or None when not even its first
     step lowers (or plans are off). ``logits``: the outputs whose softmax the loss takes from
     the logits (``step.fused``: evaluate's loss) are the logits, as ``model._run(..., logits=True)``
-    gives them."""
+    gives them.
+
+    A step with no plan op runs in Python between plans: the steps after it lower into a next
+    plan, whose inputs are the tensors it reads that were made before it (a tanh LeNet-5 is
+    three plans with NumPy's tanh between them). The first plan takes the model's inputs; the
+    later ones and the Python steps are the tail."""
     if not enabled() or np.dtype(dtype) not in (np.float32, np.float64):
         return None
-    lowering = _Lowering(np.dtype(dtype).name, logits)
-    values = {}  # tensor index -> plan value; the model's inputs are indices 0 .. n_inputs - 1
     n_inputs = len(model._entries)
-    for index, entry in enumerate(model._entries):  # per-sample internal (NCHW) shapes
-        values[index] = lowering.plan.input(list(entry.internal))
+    # Per-sample internal (NCHW) shapes of the tensors, the inputs of a later plan.
+    shapes = {index: tuple(entry.internal) for index, entry in enumerate(model._entries)}
     steps = model._inference_steps
-    tail, lowered = [], 0
+    for step in steps:
+        shapes[step.out] = tuple(step.node.outputs[0]._internal)
+    pieces = []  # in order: _Segment, or a Python step (fn, input keys, many, output key)
+    segment = first = _Segment(np.dtype(dtype).name, logits, range(n_inputs), shapes)
     for k, step in enumerate(steps):
+        if segment is None:  # after a Python step: a next plan, if this step lowers
+            segment = _Segment(np.dtype(dtype).name, logits, [], shapes)
         try:
-            value, epilogue = lowering.step(step, values)
+            value, epilogue = segment.lower(step)
         except _NotLowered:
-            tail = [(_forward_of(s.call), s.inputs, s.many, s.out) for s in steps[k:]]
-            break
-        lowered += 1
+            if k == 0:
+                return None
+            if segment.lowered:
+                pieces.append(segment)
+            pieces.append((_forward_of(step.call), step.inputs, step.many, step.out))
+            segment = None
+            continue
         if epilogue is None:
-            values[step.out] = value
-        else:  # the matrix product lowered, the activation in Python: the tail starts here
+            segment.values[step.out] = value
+        else:  # the matrix product lowered, its activation in Python
             key = ("logits", step.out)
-            values[key] = value
-            tail = [(epilogue, [key], False, step.out)]
-            tail += [(_forward_of(s.call), s.inputs, s.many, s.out) for s in steps[k + 1 :]]
-            break
-    if lowered == 0:
-        return None
-    # What leaves the plan: the model outputs it computes and what the tail reads.
-    wanted = list(model._outputs_index) + [key for _, keys, _, _ in tail for key in keys]
-    exported = []
-    for key in wanted:
-        if key in values and key not in exported and not (isinstance(key, int) and key < n_inputs):
-            exported.append(key)
-    if not exported:
-        return None  # the plan computes nothing the model returns
-    input_values = {values[i] for i in range(n_inputs)}
-    plan_outputs = []
-    for key in exported:
-        value = values[key]
-        if value in input_values:  # a model input passed through unchanged (Dropout): copy it
-            value = lowering.plan.reshape(value, lowering.plan.dims(value))
-        if value in plan_outputs:  # one value under two names: return it twice
-            value = lowering.plan.reshape(value, lowering.plan.dims(value))
-        plan_outputs.append(value)
-    lowering.plan.finish(plan_outputs)
-    return CompiledInference(lowering.plan, n_inputs, exported, tail,
-                             list(model._outputs_index), lowering.weights, lowering.settings, lowered)
+            segment.values[key] = value
+            pieces += [segment, (epilogue, [key], False, step.out)]
+            segment = None
+    if segment is not None:
+        pieces.append(segment)
+    # What leaves each plan: the model outputs it computes and what runs after it reads.
+    wanted = set(model._outputs_index)
+    for piece in reversed(pieces):
+        if isinstance(piece, _Segment):
+            piece.exported = [key for key in piece.values if key in wanted and key not in piece.inputs]
+            wanted |= set(piece.inputs)
+        else:
+            wanted |= set(piece[1])
+    if not first.exported:
+        return None  # the first plan computes nothing the model returns
+    tail = []
+    for piece in pieces[1:]:
+        if not isinstance(piece, _Segment):
+            tail.append(piece)
+        elif piece.exported:
+            piece.finish()
+            tail.append((piece.run, piece.inputs, True, piece.exported))
+    first.finish()
+    weights = [w for piece in pieces if isinstance(piece, _Segment) for w in piece.lowering.weights]
+    settings = [s for piece in pieces if isinstance(piece, _Segment) for s in piece.lowering.settings]
+    lowered = sum(piece.lowered for piece in pieces if isinstance(piece, _Segment))
+    return CompiledInference(first.lowering.plan, n_inputs, first.exported, tail, list(model._outputs_index),
+                             weights, settings, lowered)
+
+
+class _Segment:
+    """Consecutive steps lowered into one plan. ``inputs``: the tensors it takes (the model's
+    inputs for the first; for a later one, those its steps read that were made before it, added
+    as a step needs them); ``exported``: what it returns (set by compile_inference)."""
+
+    def __init__(self, dtype: str, logits: bool, inputs, shapes):
+        self.lowering = _Lowering(dtype, logits)
+        self.shapes = shapes
+        self.inputs = list(inputs)
+        self.values = {key: self.lowering.plan.input(list(shapes[key])) for key in self.inputs}
+        self.lowered = 0
+        self.exported = []
+
+    def lower(self, step):
+        """``lowering.step`` of ``step``, the tensors it reads from before this plan made its inputs."""
+        for key in step.inputs:
+            if key not in self.values:
+                self.inputs.append(key)
+                self.values[key] = self.lowering.plan.input(list(self.shapes[key]))
+        result = self.lowering.step(step, self.values)
+        self.lowered += 1
+        return result
+
+    def finish(self) -> None:
+        plan = self.lowering.plan
+        input_values = {self.values[key] for key in self.inputs}
+        outputs = []
+        for key in self.exported:
+            value = self.values[key]
+            if value in input_values:  # an input passed through unchanged (Dropout): copy it
+                value = plan.reshape(value, plan.dims(value))
+            if value in outputs:  # one value under two names: return it twice
+                value = plan.reshape(value, plan.dims(value))
+            outputs.append(value)
+        plan.finish(outputs)
+
+    def run(self, xs) -> list:
+        """A later plan in the tail, on its inputs as the Python steps before it left them (views
+        made contiguous; another dtype is refused with a TypeError, as the layers refuse it)."""
+        return F.run_inference_plan(self.lowering.plan, [np.ascontiguousarray(x) for x in xs])
 
 
 def _is_softmax(layer) -> bool:
