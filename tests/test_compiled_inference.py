@@ -468,6 +468,35 @@ def test_relu6_lowers_with_the_layers_bits(isa, dtype, rng, plans_on, threads):
     np.testing.assert_array_equal(model.predict(x, verbose=0), layer_by_layer(model, [x])[0])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_exact_gelu_lowers_with_the_layers_bits(isa, dtype, rng, plans_on, threads):
+    # GELU (exact) as a layer, an Activation and a conv's, depthwise's or dense's activation: the
+    # plan's gelu op runs the layer's kernel. The tanh form is NumPy's: a Python step between plans.
+    convforge.seed(8)
+    model = convforge.Sequential([
+        layers.Input((8, 7, 3)), layers.Conv2D(4, 3, padding="same", activation="gelu"), layers.GELU(),
+        layers.DepthwiseConv2D(3, activation="gelu"), layers.GELU(approximate=True), layers.Conv2D(3, 1),
+        layers.Activation("gelu"), layers.Flatten(), layers.Dense(5, activation="gelu")], dtype=dtype)
+    randomize_biases(model, rng)
+    for n_threads in (1, 2):
+        convforge.set_num_threads(n_threads)
+        for batch in (1, 3, 300):
+            x = 4 * rng.standard_normal((batch, 8, 7, 3)).astype(dtype)
+            x.reshape(-1)[:40] = rng.choice([np.nan, np.inf, -np.inf, -0.0, 0.0], 40)
+            plan, got = planned(model, [x], keep_prepared=False)
+            assert plan.lowered == len(graph_of(model)._inference_steps) - 1
+            assert tail_kinds(plan) == ["python", "plan"]  # the tanh form, then the rest
+            with np.errstate(all="ignore"):
+                want = layer_by_layer(model, [x])[0]
+            same_bits_up_to_nan_sign(got[0], want)
+    described = "".join(p.describe() for p in plan.plans)
+    assert described.count("gelu(") == 5
+    model.layers[1].approximate = True  # a changed form makes a new plan
+    x = rng.standard_normal((2, 8, 7, 3)).astype(dtype)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), layer_by_layer(model, [x])[0])
+    assert "".join(p.describe() for p in graph_of(model)._compiled.plans).count("gelu(") == 4
+
+
 def test_relu6_keeps_keras_values_and_gradient():
     # The layer's relu6 is the relu kernel and np.minimum: Keras's clip(max(x, 0), 0, 6) values.
     x = np.array([[-3.0, -0.0, 0.0, 1.5, 6.0, 7.0, np.inf, -np.inf]], np.float32)

@@ -221,6 +221,27 @@ def test_gelu_approximate_and_leaky_relu_gradients():
            layers.Dense(3, activation="softmax")], (4,))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exact_gelu_keeps_numpys_bits_with_math_erf(dtype):
+    # GELU ran 0.5 * x * (1 + np.vectorize(math.erf)(x / sqrt(2))) (~70 ns a value); the C++
+    # kernel gives those bits, and the backward's erf is math.erf's too.
+    import math
+
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.standard_normal(20000) * 4, rng.standard_normal(199) * 1e-30,
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, 1e38, -1e38, 6.0, -6.0]]).astype(dtype).reshape(4, -1)
+    layer = layers.GELU()
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = (0.5 * x * (1 + erf(x / math.sqrt(2)))).astype(dtype, copy=False)
+        got = layer.forward(x.copy(), training=True)
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+        dy = rng.standard_normal(x.shape).astype(dtype)
+        cdf = 0.5 * (1 + erf(x / math.sqrt(2)))
+        want_dx = (dy * (cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))).astype(dtype, copy=False)
+        np.testing.assert_array_equal(layer.backward(dy), want_dx)
+
+
 def _keras_relu(x, max_value=None, negative_slope=0.0, threshold=0.0):
     """Keras 3's activations.relu, step by step, in float64."""
     x = x.astype(np.float64)

@@ -301,3 +301,46 @@ def test_max_pool_backward_gate_is_checked():
         _core.maxpool2d_bwd(dy, idx, x.shape, gate=x.astype(np.float64))
     with pytest.raises(ValueError, match="out must not share memory with gate"):
         _core.maxpool2d_bwd(dy, idx, x.shape, out=x, gate=x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 2047, 2048, 2049, 100_003])  # around the kernel's items of 2048 values
+def test_gelu_and_erf_keep_numpys_bits_on_any_thread_count(n, dtype, rng):
+    # GELU's kernel is the layer's NumPy expression with math.erf (the C library's erf), value by
+    # value, split over threads: the same bits on 1 and 2 threads, specials included.
+    import math
+
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+    x = (4 * rng.standard_normal(n)).astype(dtype)
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 1e-30], dtype)
+    x[rng.choice(n, size=min(n, 5), replace=False)] = specials[: min(n, 5)]
+    with np.errstate(invalid="ignore"):
+        want = (0.5 * x * (1 + erf(x / math.sqrt(2)))).astype(dtype, copy=False)
+    previous = convforge.get_num_threads()
+    try:
+        for threads in (2, 1):
+            convforge.set_num_threads(threads)
+            np.testing.assert_array_equal(F.gelu(x).view(np.uint8), want.view(np.uint8))
+            np.testing.assert_array_equal(F.erf(x), erf(x))
+            assert F.erf(x).dtype == np.float64
+            strided = np.repeat(x, 2)[::2]  # a view: copied to the kernel's contiguous form
+            np.testing.assert_array_equal(F.gelu(strided).view(np.uint8), want.view(np.uint8))
+            in_place = x.copy()
+            assert _core.gelu_fwd(in_place, in_place) is in_place
+            np.testing.assert_array_equal(in_place.view(np.uint8), want.view(np.uint8))
+    finally:
+        convforge.set_num_threads(previous)
+
+
+def test_gelu_and_erf_refuse_bad_arguments():
+    a = np.ones((2, 3), np.float32)
+    assert F.gelu(np.ones((0, 3), np.float32)).shape == (0, 3) and F.erf(np.ones((0, 3))).dtype == np.float64
+    cases = [
+        (lambda: F.gelu(a.astype(np.int32)), TypeError, "x must be float32 or float64"),
+        (lambda: F.erf([1.0, 2.0]), TypeError, "x must be a numpy.ndarray"),
+        (lambda: _core.gelu_fwd(a, np.ones((3, 2), np.float32)), ValueError, "out must"),
+        (lambda: _core.gelu_fwd(a, np.ones((2, 3), np.float64)), TypeError, "out"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=re.escape(message)):
+            call()

@@ -531,6 +531,8 @@ void bind_plan(py::module_& m) {
       .def("leaky_relu", [](PyPlan& p, int x, double slope) {
         return p.with_plan([&](auto& plan) { return plan.leaky_relu(x, slope); });
       }, py::arg("x"), py::arg("slope"))
+      .def("gelu", [](PyPlan& p, int x) { return p.with_plan([&](auto& plan) { return plan.gelu(x); }); },
+           py::arg("x"))
       .def("clip_max", [](PyPlan& p, int x, double max_value) {
         return p.with_plan([&](auto& plan) { return plan.clip_max(x, max_value); });
       }, py::arg("x"), py::arg("max_value"))

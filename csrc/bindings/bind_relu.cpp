@@ -1,4 +1,5 @@
-// ReLU forward and backward, and the sum of two arrays: elementwise, any shape, viewed flat;
+// ReLU forward and backward, GELU forward and erf, and the sum of two arrays: elementwise, any
+// shape, viewed flat;
 // `out` may be an input itself (in place), never a shifted view of one. Softmax of the rows of
 // a 2-D array, likewise.
 #include "bindings/arrays.h"
@@ -90,6 +91,34 @@ py::array softmax_fwd(const py::array& x, const py::object& out) {
   return std::move(y);
 }
 
+template <class T>
+py::array gelu_fwd(const py::array& x, const py::object& out) {
+  check_input<T>(x, "x", x.ndim());
+  py::array_t<T> y = make_output<T>(out, "out", dims(x), {{x, "x", true}});
+  const int64_t n = x.size();
+  const T* px = data_of<T>(x);
+  T* py_ = y.mutable_data();
+  {
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
+    gelu_fwd__ref(n, px, py_);
+  }
+  return std::move(y);
+}
+
+template <class T>
+py::array erf(const py::array& x) {
+  check_input<T>(x, "x", x.ndim());
+  py::array_t<double> y(dims(x));
+  const int64_t n = x.size();
+  const T* px = data_of<T>(x);
+  double* py_ = y.mutable_data();
+  {
+    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
+    erf__ref(n, px, py_);
+  }
+  return std::move(y);
+}
+
 }  // namespace
 
 void bind_relu(py::module_& m) {
@@ -114,6 +143,18 @@ void bind_relu(py::module_& m) {
       "a + b elementwise (same shape and dtype, no broadcasting), on threads; relu: max(a + b, 0) as\n"
       "relu_fwd (NaN kept, -0 -> +0); gate: a + b where gate > 0, else 0 (relu_bwd of the sum);\n"
       "out may be a, b or gate.");
+  m.def(
+      "gelu_fwd",
+      [](const py::array& x, const py::object& out) {
+        return with_dtype(x, "x", [&](auto tag) { return gelu_fwd<decltype(tag)>(x, out); });
+      },
+      py::arg("x"), py::arg("out") = py::none(),
+      "GELU's exact form 0.5 * x * (1 + erf(x / sqrt(2))) with NumPy's roundings of that expression on\n"
+      "an array of x's dtype (erf and the product in double); on threads; out may be x.");
+  m.def(
+      "erf",
+      [](const py::array& x) { return with_dtype(x, "x", [&](auto tag) { return erf<decltype(tag)>(x); }); },
+      py::arg("x"), "The C library's erf of each value, in double (math.erf's), on threads: a new float64 array.");
   m.def(
       "softmax_fwd",
       [](const py::array& x, const py::object& out) {

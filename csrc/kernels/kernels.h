@@ -115,6 +115,13 @@ CONVFORGE_DECLARE_RELU(avx512, float)
 void add__ref(int64_t n, const float* a, const float* b, const float* gate, bool relu, float* dst);
 void add__ref(int64_t n, const double* a, const double* b, const double* gate, bool relu, double* dst);
 
+// ---- GELU (kernels/gelu/gelu_ref.cpp): erf of each value in double (the C library's), and
+// the exact GELU with the roundings of the layer's NumPy expression. dst may equal src (gelu).
+void erf__ref(int64_t n, const float* src, double* dst);
+void erf__ref(int64_t n, const double* src, double* dst);
+void gelu_fwd__ref(int64_t n, const float* src, float* dst);
+void gelu_fwd__ref(int64_t n, const double* src, double* dst);
+
 // ---- softmax over each of `rows` rows of n values (the last axis). dst may equal src. -------
 template <class T>
 void softmax_fwd__ref(int64_t rows, int64_t n, const T* src, T* dst);

@@ -72,6 +72,7 @@ const char* kind_name(PlanOpKind k) {
     case PlanOpKind::conv_transpose: return "conv_transpose";
     case PlanOpKind::leaky_relu: return "leaky_relu";
     case PlanOpKind::clip_max: return "clip_max";
+    case PlanOpKind::gelu: return "gelu";
   }
   return "?";
 }
@@ -370,6 +371,16 @@ int InferencePlan<T>::clip_max(int x, double max_value) {
 }
 
 template <class T>
+int InferencePlan<T>::gelu(int x) {
+  check_open();
+  check_value(x, "gelu's input");
+  Op op;
+  op.kind = PlanOpKind::gelu;
+  op.in = {x};
+  return append(std::move(op), values_[x].dims);
+}
+
+template <class T>
 int InferencePlan<T>::depthwise(int x, ConvShape s, const T* w, const T* b) {
   check_open();
   check_value(x, "depthwise's input");
@@ -602,7 +613,7 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
     const Value& first = values_[op.in[0]];
     const bool in_place_op = op.kind == PlanOpKind::relu || op.kind == PlanOpKind::copy || op.kind == PlanOpKind::softmax ||
                              op.kind == PlanOpKind::rescale || op.kind == PlanOpKind::leaky_relu ||
-                             op.kind == PlanOpKind::clip_max ||
+                             op.kind == PlanOpKind::clip_max || op.kind == PlanOpKind::gelu ||
                              op.kind == PlanOpKind::add || op.kind == PlanOpKind::subtract ||
                              op.kind == PlanOpKind::multiply || op.kind == PlanOpKind::average;
     if (out.output >= 0) {
@@ -1122,6 +1133,9 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, const T* arena, const Ke
       });
       return;
     }
+    case PlanOpKind::gelu:
+      gelu_fwd__ref(n, x, y);
+      return;
     case PlanOpKind::clip_max: {
       // ReLU.forward's np.minimum(y, (T)max_value) after its relu: x itself where it is not above
       // the bound (NaN, a tie and -0.0 included), so the bits are NumPy's.

@@ -75,6 +75,7 @@ enum class PlanOpKind : int {
   conv_transpose,   // Conv2DTranspose: conv2d's backward-data pass of the conv it transposes (+ bias)
   leaky_relu,       // LeakyReLU: x where x > 0, else x * (T)slope; in place where its input dies here
   clip_max,         // ReLU's max_value after its relu: (T)max where x > (T)max, else x; in place where its input dies here
+  gelu,             // GELU's exact form (gelu_fwd__ref: the layer's bits); in place where its input dies here
 };
 
 // BatchNormalization's inference weights: moving mean and variance, gamma and beta (null when
@@ -111,6 +112,7 @@ class InferencePlan {
   int rescale(int x, double scale, double offset);  // Rescaling's arithmetic and roundings (a finite scale and offset)
   int leaky_relu(int x, double slope);               // LeakyReLU's (a finite slope >= 0)
   int clip_max(int x, double max_value);             // np.minimum(x, (T)max_value)'s bits (a finite max_value)
+  int gelu(int x);                                   // GELU(approximate=False)'s
   // Depthwise conv2d: `shape` as conv2d's (ic = x's channels, oc = ic * depth multiplier), w
   // (oc, 1, KH, KW), b (oc) or null.
   int depthwise(int x, ConvShape shape, const T* w, const T* b);

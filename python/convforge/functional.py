@@ -42,6 +42,8 @@ __all__ = [
     "max_pool2d_backward",
     "relu",
     "relu_backward",
+    "gelu",
+    "erf",
     "softmax",
 ]
 
@@ -761,6 +763,24 @@ def relu(x, out=None):
     # A strided or overlapping out: compute aside, then copy in.
     out[...] = _core.relu_fwd(x)
     return out
+
+
+def gelu(x):
+    """GELU's exact form ``0.5 * x * (1 + erf(x / sqrt(2)))`` elementwise, on threads, with the
+    C library's erf and the roundings of that NumPy expression on an array of x's dtype (the
+    quotient and ``0.5 * x`` in it, erf and the product in double): Keras's ``gelu``."""
+    x_in = _array(x, "x", batch=True)
+    if x_in.size == 0:
+        return np.zeros(x_in.shape, x_in.dtype)
+    return _core.gelu_fwd(_contiguous(x_in))
+
+
+def erf(x):
+    """The C library's erf of each value (``math.erf``'s), in float64, on threads."""
+    x_in = _array(x, "x", batch=True)
+    if x_in.size == 0:
+        return np.zeros(x_in.shape, np.float64)
+    return _core.erf(_contiguous(x_in))
 
 
 def add(a, b, *, out=None, relu=False, gate=None):

@@ -393,15 +393,15 @@ class Swish(_InputActivation):
 
 SiLU = Swish
 
-_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 class GELU(_InputActivation):
     """Gaussian error linear unit ``x * Phi(x)``; Keras's ``'gelu'``.
 
-    ``approximate=False`` (Keras's default) uses the exact normal CDF
-    (``math.erf`` element by element: correct, but slower than the other
-    activations); ``approximate=True`` the tanh form.
+    ``approximate=False`` (Keras's default) uses the exact normal CDF, the C
+    library's erf value by value on the library's threads (the bits of NumPy's
+    ``0.5 * x * (1 + erf(x / sqrt(2)))`` with ``math.erf``); ``approximate=True``
+    the tanh form, in NumPy.
     """
 
     activation_name = "gelu"
@@ -419,7 +419,7 @@ class GELU(_InputActivation):
         if self.approximate:
             y = 0.5 * x * (1 + np.tanh(self._C * (x + 0.044715 * x**3)))
         else:
-            y = 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+            y = F.gelu(x)
         return self._output_of(x, y.astype(x.dtype, copy=False), training)
 
     def _grad(self, dy, x):
@@ -428,7 +428,7 @@ class GELU(_InputActivation):
             t = np.tanh(inner)
             d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * self._C * (1 + 3 * 0.044715 * x * x)
         else:
-            cdf = 0.5 * (1 + _erf(x / math.sqrt(2)))
+            cdf = 0.5 * (1 + F.erf(x / math.sqrt(2)))
             d = cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
         return (dy * d).astype(dy.dtype, copy=False)
 

@@ -27,7 +27,8 @@ ZeroPadding2D and Cropping2D a copy into a window (the stems of Keras's ResNet a
 Conv2DTranspose conv2d's backward-data pass (+ bias), Reshape a copy in Keras's channels-last order, UpSampling2D a repeat and AveragePooling2D the layer's sums in its order (Inception's pooling
 branches, DenseNet's transitions, a U-Net's decoder). ReLU and the softmax of a
 (batch, classes) head are plan ops; a ReLU with ``max_value`` only (MobileNetV2's relu6) is the
-relu op and a clip_max op (the layer's relu kernel and ``np.minimum``). ``evaluate`` runs a second plan of the same model
+relu op and a clip_max op (the layer's relu kernel and ``np.minimum``), and the exact GELU a gelu op
+(the layer's kernel: the C library's erf). ``evaluate`` runs a second plan of the same model
 (``compile_inference(..., logits=True)``) whose softmax heads that the loss fuses with its
 cross-entropy give their logits, used where it computes every output itself.
 
@@ -350,6 +351,8 @@ class _Lowering:
         bound = self.relu_bound(activation)
         if bound is not None:
             return self.plan.clip_max(self.plan.relu(y), bound), None
+        if self.is_exact_gelu(activation):
+            return self.plan.gelu(y), None
         if self.is_leaky_relu(activation):
             return self.plan.leaky_relu(y, activation.negative_slope), None
         return y, _forward_of(activation)
@@ -364,6 +367,13 @@ class _Lowering:
         if inner.threshold != 0.0 or inner.negative_slope != 0.0 or not np.isfinite(inner.max_value):
             return None
         return inner.max_value
+
+    def is_exact_gelu(self, layer) -> bool:
+        """A GELU(approximate=False) (not a subclass), the setting recorded: the tanh form is
+        NumPy's tanh, which the plan does not compute."""
+        if type(layer) is not activation_layers.GELU:
+            return False
+        return not self.setting(layer, "approximate")
 
     def is_leaky_relu(self, layer) -> bool:
         """A LeakyReLU (not a subclass, which may compute something else), its slope recorded."""
@@ -440,6 +450,10 @@ class _Lowering:
             if kind is Activation:
                 self.setting(call, "activation")
             return plan.clip_max(plan.relu(x), bound), None
+        if self.is_exact_gelu(call) or kind is Activation and self.is_exact_gelu(call.activation):
+            if kind is Activation:
+                self.setting(call, "activation")
+            return plan.gelu(x), None
         if self.is_leaky_relu(call) or kind is Activation and self.is_leaky_relu(call.activation):
             if kind is Activation:
                 self.setting(call, "activation")
