@@ -1551,6 +1551,30 @@ def test_pytorch_graph_of_an_unsqueezed_input_imports(tmp_path):
     np.testing.assert_allclose(got_maps, maps.transpose(0, 2, 3, 1), rtol=RTOL, atol=ATOL)
 
 
+def test_pytorch_silu_and_padded_average_import(tmp_path):
+    """PyTorch's nn.SiLU is Mul(x, Sigmoid(x)): a Multiply of two tensors, so the import made a
+    graph model, which takes channels-last input, and predict refused the file's NCHW images.
+    AvgPool2d(3, 1, padding=1) (Inception's pooling branch) counts the padding's zeros by default
+    (count_include_pad=True), which the import refused."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.SiLU(), nn.AvgPool2d(3, 1, padding=1),
+                        nn.AvgPool2d(2, 2, padding=1), nn.Conv2d(8, 4, 1), nn.SiLU(), nn.Flatten(),
+                        nn.Linear(4 * 8 * 8, 5)).eval()
+    x = torch.randn(3, 3, 16, 16)
+    path = tmp_path / "m.onnx"
+    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    with torch.no_grad():
+        expected = net(x).numpy()
+    model = convforge.load_model(path)
+    assert isinstance(model, convforge.Sequential) and model.input_shape == (None, 3, 16, 16)
+    kinds = [type(la).__name__ for la in model.layers]
+    assert kinds.count("Swish") == 2 and kinds.count("ZeroPadding2D") == 2, kinds
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), run_ort(path, x.numpy()), rtol=RTOL, atol=ATOL)
+
+
 def keras_on_torch():
     """Keras 3 on the torch backend (its ONNX export runs torch's exporter), seeded; else skip."""
     os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -1888,8 +1912,9 @@ def weights(name, shape):
          r"node 'p' \(MaxPool\), attribute 'storage_order'"),
         (helper.make_node("MaxPool", ["x"], ["y"], name="p", kernel_shape=[3, 3], pads=[2, 0, 0, 0]), [],
          r"node 'p' \(MaxPool\), attribute 'pads'"),
-        (helper.make_node("AveragePool", ["x"], ["y"], name="p", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
-                          count_include_pad=1), [],
+        # (with ceil_mode=0 the counted zeros are a ZeroPadding2D: test_pytorch_silu_and_padded_average_import)
+        (helper.make_node("AveragePool", ["x"], ["y"], name="p", kernel_shape=[3, 3], strides=[2, 2],
+                          pads=[0, 0, 1, 1], ceil_mode=1, count_include_pad=1), [],
          r"node 'p' \(AveragePool\), attribute 'count_include_pad'"),
         (helper.make_node("LRN", ["x"], ["y"], name="norm", size=3), [],
          r"node 'norm' \(LRN\): the op 'LRN' is not supported; convforge imports .*Conv"),

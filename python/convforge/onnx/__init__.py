@@ -67,8 +67,10 @@ a Reshape of features or of a sequence to an NCHW image that a Conv or a pooling
 Permute((2, 3, 1)) for more), BatchNormalization,
 GlobalAveragePool/GlobalMaxPool (and ReduceMean/ReduceMax over height and width, or over the
 steps of a sequence),
-GELU, as opset 20's Gelu op or spelt out as arithmetic around an Erf or a Tanh (any order of
-the nodes: the formula is evaluated and compared, ``_formulas``), Transpose of an image's axes (Permute),
+GELU, as opset 20's Gelu op or spelt out as arithmetic around an Erf or a Tanh, and SiLU (swish,
+``Mul(x, Sigmoid(x))``, PyTorch's ``nn.SiLU``) (any order of the nodes: the formula is evaluated
+and compared, ``_formulas``), an AveragePool with count_include_pad=1 (PyTorch's ``AvgPool2d``
+default) as ZeroPadding2D and a 'valid' AveragePooling2D, Transpose of an image's axes (Permute),
 Pad/Slice (ZeroPadding2D/Cropping2D), Resize/Upsample of mode 'nearest' by whole factors of height and
 width (UpSampling2D: PyTorch's ``nn.Upsample(scale_factor=k)``; any coordinate transformation and rounding
 that read input pixel floor(i / k) for output pixel i at the model's sizes; 'linear' and 'cubic' are refused;

@@ -379,6 +379,17 @@ def import_pool(ctx, node):
     # After an edge Pad (no pads of its own) an AveragePool's count_include_pad changes nothing:
     # the margins, which its averages leave out, are the Pad's.
     counts_padding = not is_max and bool(a["count_include_pad"]) and extra is None
+    if counts_padding and any(pads) and not a["ceil_mode"] and min(pads) >= 0:
+        # The zeros of the margins count in the averages (PyTorch's AvgPool2d default,
+        # count_include_pad=True): a ZeroPadding2D, then a 'valid' pooling of the padded image.
+        top, left, bottom, right = pads
+        padded = node.output[0] + "#padded"
+        ctx.add_layer(node, _layers.ZeroPadding2D(((top, bottom), (left, right)), ctx.data_format), [node.input[0]],
+                      padded)
+        padding = _pool_padding(ctx, node, (h + top + bottom, w + left + right), kernel, strides, [0, 0, 0, 0], False,
+                                False)
+        ctx.add_layer(node, AveragePooling2D(kernel, strides, padding, ctx.data_format), [padded], node.output[0])
+        return
     padding = _pool_padding(ctx, node, (h, w), kernel, strides, pads, bool(a["ceil_mode"]), counts_padding)
     cls = MaxPooling2D if is_max else AveragePooling2D
     ctx.add_layer(node, cls(kernel, strides, padding, ctx.data_format), [node.input[0]], node.output[0])

@@ -2,11 +2,13 @@
 
 Before opset 20 ONNX had no GELU: convforge's exporter writes ``0.5 x (1 + erf(x / sqrt 2))`` (or
 its tanh form) as Mul/Erf/Add nodes, PyTorch's exporter the same formula in another order
-(Div, Erf, Add, Mul, Mul). Node by node, the importer met a Mul by a constant and stopped. Here
-each Erf or Tanh node is taken as the heart of a possible formula: the elementwise nodes around
-it (Mul, Div, Add, Sub, Pow with scalar constants) that compute one output from one input tensor
-x, read by nothing outside, are evaluated on sample values of x and compared with GELU's two
-forms. A match becomes GELU(approximate=...) on x; anything else is left to the ordinary
+(Div, Erf, Add, Mul, Mul). Node by node, the importer met a Mul by a constant and stopped. ONNX
+has no SiLU (swish) either: PyTorch's ``nn.SiLU`` is ``Mul(x, Sigmoid(x))``, which node by node is
+a Multiply of two tensors, a graph that no Sequential is. Here each Erf, Tanh or Sigmoid node is
+taken as the heart of a possible formula: the elementwise nodes around it (Mul, Div, Add, Sub,
+Pow with scalar constants) that compute one output from one input tensor x, read by nothing
+outside, are evaluated on sample values of x and compared with GELU's two forms and with swish.
+A match becomes GELU(approximate=...) or Swish on x; anything else is left to the ordinary
 importers (a plain Tanh is a Tanh). No pattern of node order is assumed, so any exporter's
 arrangement of the same formula is found.
 """
@@ -18,7 +20,8 @@ import math
 import numpy as np
 
 _ARITHMETIC = {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract, "Pow": np.power}
-_CORES = {"Erf": np.vectorize(math.erf, otypes=[np.float64]), "Tanh": np.tanh}
+_CORES = {"Erf": np.vectorize(math.erf, otypes=[np.float64]), "Tanh": np.tanh,
+          "Sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x))}
 _SAMPLES = np.concatenate([np.linspace(-6.0, 6.0, 49), [-0.3, 0.1, 0.7, 2.9]])
 _MAX_NODES = 12  # a GELU is 5 (erf) to 10 (tanh) nodes
 
@@ -27,6 +30,14 @@ def _gelu(x: np.ndarray, approximate: bool) -> np.ndarray:
     if approximate:
         return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
     return 0.5 * x * (1.0 + _CORES["Erf"](x / math.sqrt(2.0)))
+
+
+# The activations a formula may be: (its values on the samples, the layer it imports as).
+_FORMULAS = (
+    (_gelu(_SAMPLES, False), lambda layers: layers.GELU(approximate=False)),
+    (_gelu(_SAMPLES, True), lambda layers: layers.GELU(approximate=True)),
+    (_SAMPLES * _CORES["Sigmoid"](_SAMPLES), lambda layers: layers.Swish()),
+)
 
 
 class _Graph:
@@ -132,8 +143,9 @@ class _Graph:
         return values[nodes[-1].output[0]]
 
 
-def find_gelus(ctx, nodes) -> list[tuple]:
-    """``[(x, output node, region nodes, approximate)]`` for each GELU formula in the graph."""
+def find_formulas(ctx, nodes) -> list[tuple]:
+    """``[(x, output node, region nodes, make layer)]`` for each GELU or swish formula in the
+    graph; ``make(convforge.layers)`` is its layer."""
     graph = _Graph(ctx, nodes)
     found, taken = [], set()
     for core in nodes:
@@ -148,7 +160,7 @@ def find_gelus(ctx, nodes) -> list[tuple]:
             ends.append(readers[0])
             tensor = readers[0].output[0]
         for end in reversed(ends):  # the whole formula first
-            match = _gelu_ending_at(graph, end, taken)
+            match = _formula_ending_at(graph, end, taken)
             if match is not None:
                 found.append(match)
                 taken.update(id(n) for n in match[2])
@@ -156,7 +168,7 @@ def find_gelus(ctx, nodes) -> list[tuple]:
     return found
 
 
-def _gelu_ending_at(graph, end, taken):
+def _formula_ending_at(graph, end, taken):
     # x is the one computed tensor the arithmetic reads; where x itself comes from arithmetic (a
     # residual Add before the activation), each tensor the formula reads is tried as x instead.
     candidates = [None] + graph.tensors_read(end)
@@ -170,7 +182,7 @@ def _gelu_ending_at(graph, end, taken):
         result = graph.evaluate(region, x)
         if result is None:
             continue
-        for approximate in (False, True):
-            if np.allclose(result, _gelu(_SAMPLES, approximate), rtol=1e-5, atol=1e-6):
-                return x, end, region, approximate
+        for values, make in _FORMULAS:
+            if np.allclose(result, values, rtol=1e-5, atol=1e-6):
+                return x, end, region, make
     return None

@@ -631,11 +631,11 @@ def _walk(path, proto, nodes, opset, input_layout):
     for node in nodes:
         if node.op_type == "Constant":
             importer_for("Constant")(ctx, node)
-    for x, end, region, approximate in _formulas.find_gelus(ctx, nodes):
+    for x, end, region, make in _formulas.find_formulas(ctx, nodes):
         for node in region:
             if node is not end:
                 ctx.consume_node(node)  # read by the formula alone
-        ctx.formula_layers[id(end)] = (_layers.GELU(approximate=approximate), x)
+        ctx.formula_layers[id(end)] = (make(_layers), x)
     for node in nodes:
         if ctx.consumed(node):
             continue
