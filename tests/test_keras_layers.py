@@ -208,6 +208,7 @@ def test_steps_layers_save_and_load(tmp_path, make, config):
         lambda: layers.Activation("relu6"),
         lambda: layers.Activation("gelu"),
         lambda: layers.Activation("softplus"),
+        lambda: layers.Activation("log_softmax"),  # over the channels
     ],
 )
 def test_image_layers_gradients_after_a_conv(make):
@@ -219,6 +220,18 @@ def test_image_layers_gradients_after_a_conv(make):
 def test_gelu_approximate_and_leaky_relu_gradients():
     check([layers.Dense(5, activation=layers.GELU(approximate=True), input_shape=(4,)), layers.LeakyReLU(0.05),
            layers.Dense(3, activation="softmax")], (4,))
+
+
+def test_log_softmax_values_and_gradients():
+    # Keras's activation 'log_softmax': log(softmax(x)), finite for large logits.
+    check([layers.Dense(5, activation="log_softmax", input_shape=(4,)), layers.Dense(3, activation="softmax")], (4,))
+    x = np.array([[1000.0, 0.0, -1000.0], [1.0, 2.0, 3.0]])
+    got = convforge.activations.log_softmax(x)
+    want = np.array([[0.0, -1000.0, -2000.0], np.array([1.0, 2.0, 3.0]) - np.log(np.exp([1.0, 2.0, 3.0]).sum())])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    layer = layers.Activation("log_softmax")
+    model = convforge.Sequential([layers.Input((3,)), layer], dtype="float64")
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

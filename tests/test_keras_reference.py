@@ -414,6 +414,8 @@ LAYER_CASES = [
     ("Activation('swish')", (7,)),
     ("Activation('softplus')", (7,)),
     ("Activation('leaky_relu')", (7,)),
+    ("Activation('log_softmax')", (7,)),
+    ("Activation('log_softmax')", (4, 5, 3)),  # over the channels of channels-last images
     # Training-only noise: the identity at inference, as Keras's.
     ("SpatialDropout1D(0.3)", (7, 4)),
     ("SpatialDropout2D(0.3)", (5, 6, 3)),

@@ -149,6 +149,7 @@ STANDALONE = {
     "ELU": lambda: layers.ELU(alpha=0.7),
     "Activation-softplus": lambda: layers.Activation("softplus"),
     "Activation-leaky_relu": lambda: layers.Activation("leaky_relu"),
+    "Activation-log_softmax": lambda: layers.Activation("log_softmax"),
 }
 
 
@@ -1549,6 +1550,39 @@ def test_pytorch_graph_of_an_unsqueezed_input_imports(tmp_path):
     np.testing.assert_allclose(got_logits, logits, rtol=RTOL, atol=ATOL)
     # A graph model returns its images channels-last.
     np.testing.assert_allclose(got_maps, maps.transpose(0, 2, 3, 1), rtol=RTOL, atol=ATOL)
+
+
+def test_pytorch_mnist_example_with_log_softmax_imports(tmp_path):
+    """pytorch/examples' MNIST network ends in F.log_softmax: LogSoftmax was not an op convforge
+    imported. It is Keras's Activation('log_softmax') now, and exports back as LogSoftmax."""
+    torch = pytest.importorskip("torch")
+    nn, functional = torch.nn, torch.nn.functional
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 8, 3, 1), nn.Conv2d(8, 16, 3, 1)
+            self.dropout1, self.dropout2 = nn.Dropout(0.25), nn.Dropout(0.5)
+            self.fc1, self.fc2 = nn.Linear(16 * 6 * 6, 32), nn.Linear(32, 10)
+
+        def forward(self, x):
+            x = functional.max_pool2d(functional.relu(self.conv2(functional.relu(self.conv1(x)))), 2)
+            x = functional.relu(self.fc1(torch.flatten(self.dropout1(x), 1)))
+            return functional.log_softmax(self.fc2(self.dropout2(x)), dim=1)
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = torch.randn(4, 1, 16, 16)
+    path = tmp_path / "mnist.onnx"
+    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    with torch.no_grad():
+        expected = net(x).numpy()
+    model = convforge.load_model(path)
+    last = model.layers[-1]
+    assert type(last).__name__ == "Activation" and last.activation.activation_name == "log_softmax"
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
+    proto, _ = round_trip(model, x.numpy(), tmp_path)
+    assert [n.op_type for n in proto.graph.node][-1] == "LogSoftmax"
 
 
 def test_pytorch_silu_and_padded_average_import(tmp_path):

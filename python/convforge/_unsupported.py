@@ -68,10 +68,10 @@ HINTS: dict[str, dict[str, str]] = {
         "california_housing": _DATASET,
     },
     "convforge.activations": {
-        name: "use relu, relu6, leaky_relu, elu, gelu, swish, silu, softplus, sigmoid, tanh, softmax or linear, "
-              "or a Layer subclass of your own"
+        name: "use relu, relu6, leaky_relu, elu, gelu, swish, silu, softplus, sigmoid, tanh, softmax, log_softmax "
+              "or linear, or a Layer subclass of your own"
         for name in ("selu", "hard_sigmoid", "hard_silu", "hard_swish", "exponential", "mish", "softsign",
-                     "log_softmax", "celu", "glu", "sparsemax", "hard_tanh", "tanh_shrink", "soft_shrink")
+                     "celu", "glu", "sparsemax", "hard_tanh", "tanh_shrink", "soft_shrink")
     },
     "convforge.regularizers": {
         "OrthogonalRegularizer": "use l1, l2 or l1_l2",

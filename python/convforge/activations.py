@@ -19,6 +19,7 @@ __all__ = [
     "get",
     "leaky_relu",
     "linear",
+    "log_softmax",
     "relu",
     "relu6",
     "serialize",
@@ -115,6 +116,14 @@ def softmax(x, axis=-1):
     return y / y.sum(axis=axis, keepdims=True)
 
 
+@_named("log_softmax")
+def log_softmax(x, axis=-1):
+    """``log(softmax(x))`` along ``axis`` (default the last, as Keras), without overflow."""
+    x = np.asarray(x, dtype=np.result_type(np.asarray(x).dtype, np.float32))
+    y = x - x.max(axis=axis, keepdims=True)
+    return y - np.log(np.exp(y).sum(axis=axis, keepdims=True))
+
+
 @_named("linear")
 def linear(x):
     """The identity."""
@@ -137,7 +146,10 @@ def serialize(fn) -> str:
     return get(fn)._convforge_activation
 
 
-_FUNCTIONS = {fn._convforge_activation: fn for fn in (relu, leaky_relu, elu, gelu, swish, silu, softplus, sigmoid, tanh, softmax, linear)}
+_FUNCTIONS = {
+    fn._convforge_activation: fn
+    for fn in (relu, leaky_relu, elu, gelu, swish, silu, softplus, sigmoid, tanh, softmax, log_softmax, linear)
+}
 
 
 from . import _unsupported  # noqa: E402

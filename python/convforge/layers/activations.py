@@ -209,7 +209,37 @@ class Sigmoid(_ActivationLayer):
         return dy * y * (1 - y)
 
 
-class Softmax(_ActivationLayer):
+class _AxisActivation(_ActivationLayer):
+    """An activation over one axis of the tensor the user sees (Softmax, log_softmax)."""
+
+    def __init__(self, axis=-1, *, name=None, input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"{type(self).__name__} axis must be an int such as -1; got {axis!r}")
+        self.axis = int(axis)
+
+    def _internal_axis(self, ndim: int) -> int:
+        """The axis of the arrays inside the model (``ndim`` of them, batch first) that ``axis``
+        names on the tensor the user sees: images are NCHW inside, whatever the data format."""
+        axis = self.axis + ndim if self.axis < 0 else self.axis
+        if not 1 <= axis < ndim:
+            raise ValueError(
+                f"layer {self.name!r} ({type(self).__name__}): axis={self.axis} is out of range for inputs of rank "
+                f"{ndim} (with the batch axis), or is the batch axis"
+            )
+        if ndim == 4 and self._data_format != "channels_first":
+            axis = (0, 2, 3, 1)[axis]  # Keras's (batch, h, w, c) -> the (batch, c, h, w) arrays
+        return axis
+
+    def _compute_internal_output_shape(self, input_shape):
+        self._internal_axis(len(input_shape) + 1)  # checked when built
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+class Softmax(_AxisActivation):
     """Softmax over ``axis``: each row of a ``(batch, classes)`` output sums to 1.
 
     Followed by ``loss='sparse_categorical_crossentropy'`` or
@@ -228,29 +258,6 @@ class Softmax(_ActivationLayer):
     """
 
     activation_name = "softmax"
-
-    def __init__(self, axis=-1, *, name=None, input_shape=None, trainable=True):
-        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
-        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
-            raise TypeError(f"Softmax axis must be an int such as -1; got {axis!r}")
-        self.axis = int(axis)
-
-    def _internal_axis(self, ndim: int) -> int:
-        """The axis of the arrays inside the model (``ndim`` of them, batch first) that ``axis``
-        names on the tensor the user sees: images are NCHW inside, whatever the data format."""
-        axis = self.axis + ndim if self.axis < 0 else self.axis
-        if not 1 <= axis < ndim:
-            raise ValueError(
-                f"layer {self.name!r} (Softmax): axis={self.axis} is out of range for inputs of rank {ndim} "
-                "(with the batch axis), or is the batch axis"
-            )
-        if ndim == 4 and self._data_format != "channels_first":
-            axis = (0, 2, 3, 1)[axis]  # Keras's (batch, h, w, c) -> the (batch, c, h, w) arrays
-        return axis
-
-    def _compute_internal_output_shape(self, input_shape):
-        self._internal_axis(len(input_shape) + 1)  # checked when built
-        return tuple(input_shape)
 
     def forward(self, x, training=False):
         axis = self._internal_axis(x.ndim)
@@ -276,8 +283,26 @@ class Softmax(_ActivationLayer):
     def _backward_logits(self, dz):
         return dz
 
-    def get_config(self):
-        return {**super().get_config(), "axis": self.axis}
+
+class LogSoftmax(_AxisActivation):
+    """``log(softmax(x))`` over ``axis``, as ``x - max - log(sum(exp(x - max)))``: finite for any
+    finite logits. Keras's ``'log_softmax'`` activation (Keras has no layer class of that name:
+    use ``Activation('log_softmax')`` or ``activation='log_softmax'``); PyTorch's
+    ``F.log_softmax`` heads import as it. Not a softmax for the losses: a cross-entropy after it
+    takes its output as probabilities, as in Keras."""
+
+    activation_name = "log_softmax"
+
+    def forward(self, x, training=False):
+        axis = self._internal_axis(x.ndim)
+        y = x - x.max(axis=axis, keepdims=True)
+        with np.errstate(divide="ignore"):  # a row of -inf: log(0), as Keras gives
+            y -= np.log(np.exp(y).sum(axis=axis, keepdims=True))
+        return self._output_of(x, y, training)
+
+    def _grad(self, dy, y):
+        axis = self._internal_axis(y.ndim)
+        return dy - np.exp(y) * dy.sum(axis=axis, keepdims=True)
 
 
 class _InputActivation(_ActivationLayer):
@@ -437,7 +462,8 @@ class GELU(_InputActivation):
 
 
 _BY_NAME = {
-    cls.activation_name: cls for cls in (ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, Softplus, Swish, GELU)
+    cls.activation_name: cls
+    for cls in (ReLU, Tanh, Sigmoid, Softmax, LogSoftmax, LeakyReLU, ELU, Softplus, Swish, GELU)
 }
 _BY_NAME["silu"] = Swish
 _BY_NAME["relu6"] = ReLU

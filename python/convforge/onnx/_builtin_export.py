@@ -16,7 +16,8 @@ import math
 import numpy as np
 
 from .. import _params
-from ..layers.activations import ELU, GELU, Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Swish, Tanh
+from ..layers.activations import (ELU, GELU, Activation, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Softplus, Swish,
+                                  Tanh)
 from ..layers.conv import Conv2D
 from ..layers.conv1d import (
     AveragePooling1D,
@@ -76,10 +77,11 @@ def activation(ctx, act, tensor: str) -> str:
     """The node(s) of an activation layer (``activation=`` of Conv2D/Dense, or standalone) on ``tensor``."""
     if act is None:
         return tensor
-    if isinstance(act, Softmax):
+    if isinstance(act, (Softmax, LogSoftmax)):
         # Its axis among the arrays inside the model (NCHW images), which are ONNX's tensors.
+        op = "Softmax" if isinstance(act, Softmax) else "LogSoftmax"
         axis = act._internal_axis(len(ctx.shape(tensor)) + 1)
-        out = ctx.node("Softmax", [tensor], "Softmax", axis=axis)
+        out = ctx.node(op, [tensor], op, axis=axis)
     else:
         out = _composite_activation(ctx, act, tensor)
         if out is None:
@@ -388,6 +390,7 @@ for _cls, _fn in (
     (Tanh, export_activation_layer),
     (Sigmoid, export_activation_layer),
     (Softmax, export_activation_layer),
+    (LogSoftmax, export_activation_layer),
     (Softplus, export_activation_layer),
     (LeakyReLU, export_activation_layer),
     (ELU, export_activation_layer),

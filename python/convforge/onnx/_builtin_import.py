@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _params
 from .. import layers as _layers
-from ..layers.activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
+from ..layers.activations import ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Softplus, Tanh
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Flatten, Reshape
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
@@ -94,10 +94,15 @@ def _softmax_axis_ok(ctx, node, rank: int) -> bool:
     return axis == (1 if full_rank == 4 else full_rank - 1)
 
 
-def _channel_softmax(ctx, rank: int) -> Softmax:
-    """The Softmax layer over channels (images) or the last axis: on channels-first images the
-    channels are axis 1 at the API, where Keras's (and convforge's) default -1 is the width."""
-    return Softmax(axis=1 if rank == 3 and ctx.data_format == "channels_first" else -1)
+def _channel_softmax(ctx, rank: int, cls=Softmax):
+    """The Softmax (or log-softmax) layer over channels (images) or the last axis: on channels-first
+    images the channels are axis 1 at the API, where Keras's (and convforge's) default -1 is the width.
+    Over the last axis a log-softmax is Keras's ``Activation('log_softmax')`` (Keras has no layer
+    class of its own for it)."""
+    axis = 1 if rank == 3 and ctx.data_format == "channels_first" else -1
+    if cls is LogSoftmax and axis == -1:
+        return _layers.Activation("log_softmax")
+    return cls(axis=axis)
 
 
 def _fused_activation(ctx, tensor: str, rank: int, channels_last_view=False):
@@ -466,29 +471,30 @@ def import_matmul(ctx, node):
 
 def import_activation(ctx, node):
     base = ctx.view_base(node.input[0])
+    over_axis = {"Softmax": Softmax, "LogSoftmax": LogSoftmax}.get(node.op_type)
     if base is not None:
         # On a channels-last view (Keras's exporter): elementwise, so it runs on the NCHW tensor;
         # a softmax must be over the view's last axis, the channels.
-        if node.op_type == "Softmax":
+        if over_axis is not None:
             axis = ctx.attributes(node, {"axis": -1 if ctx.opset >= 13 else 1})["axis"]
             if ctx.opset < 13 or axis not in (-1, 3):
                 raise ctx.error(node, "a softmax over other axes than the channels is not supported", "axis")
-            layer = Softmax()
+            layer = Softmax() if over_axis is Softmax else _layers.Activation("log_softmax")
         else:
             layer = _activation_layer(ctx, node)
         ctx.add_view_layer(node, layer, [base], view=True)
         return
     steps = ctx.sequence_base(node.input[0])
-    if steps is not None and node.op_type != "Softmax":
+    if steps is not None and over_axis is None:
         # On a sequence's (batch, channels, steps) view (PyTorch's Conv1d then F.relu after a
         # transpose): elementwise, so on the (steps, channels) sequence, its output a view again.
         _sequences.add_on_sequence(ctx, node, _activation_layer(ctx, node), steps, "channels_last")
         return
     shape = ctx.shape(node, 0)
-    if node.op_type == "Softmax":
+    if over_axis is not None:
         if not _softmax_axis_ok(ctx, node, len(shape)):
             raise ctx.error(node, "convforge's softmax runs over channels (images) or the last axis only", "axis")
-        layer = _channel_softmax(ctx, len(shape))
+        layer = _channel_softmax(ctx, len(shape), over_axis)
     else:
         layer = _activation_layer(ctx, node)
     ctx.add_layer(node, layer, [node.input[0]], node.output[0])
@@ -743,6 +749,7 @@ for _op, _fn in (
     ("Clip", import_activation),
     ("Gelu", import_activation),
     ("Softmax", import_activation),
+    ("LogSoftmax", import_activation),
     ("Flatten", import_flatten),
     ("Reshape", import_reshape),
     ("Identity", import_identity),
