@@ -209,6 +209,11 @@ def test_steps_layers_save_and_load(tmp_path, make, config):
         lambda: layers.Activation("gelu"),
         lambda: layers.Activation("softplus"),
         lambda: layers.Activation("log_softmax"),  # over the channels
+        lambda: layers.Activation("selu"),
+        lambda: layers.Activation("hard_sigmoid"),
+        lambda: layers.Activation("hard_silu"),
+        lambda: layers.Activation("mish"),
+        lambda: layers.Activation("softsign"),
     ],
 )
 def test_image_layers_gradients_after_a_conv(make):

@@ -58,7 +58,7 @@ def test_keras_layer_aliases_are_the_same_classes(alias, name):
         (None, "backend", "convforge does not support convforge.backend"),
         ("datasets", "imdb", "convforge does not support convforge.datasets.imdb: convforge has no text data sets"),
         ("datasets", "cifar100", "convforge.datasets.cifar100: convforge reads MNIST, Fashion-MNIST and CIFAR-10"),
-        ("activations", "selu", "convforge does not support convforge.activations.selu: use relu, "),
+        ("activations", "celu", "convforge does not support convforge.activations.celu: use relu, "),
         ("regularizers", "OrthogonalRegularizer", "OrthogonalRegularizer: use l1, l2 or l1_l2"),
         ("utils", "image_dataset_from_directory", "convforge does not support convforge.utils.image_dataset_from_direc"),
         ("utils", "NoSuchHelper", r"convforge does not support convforge.utils.NoSuchHelper \(Keras name\?\)$"),

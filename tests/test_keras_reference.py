@@ -416,6 +416,12 @@ LAYER_CASES = [
     ("Activation('leaky_relu')", (7,)),
     ("Activation('log_softmax')", (7,)),
     ("Activation('log_softmax')", (4, 5, 3)),  # over the channels of channels-last images
+    ("Activation('selu')", (7,)),
+    ("Activation('hard_sigmoid')", (7,)),
+    ("Activation('hard_silu')", (7,)),
+    ("Activation('hard_swish')", (7,)),
+    ("Activation('mish')", (7,)),
+    ("Activation('softsign')", (7,)),
     # Training-only noise: the identity at inference, as Keras's.
     ("SpatialDropout1D(0.3)", (7, 4)),
     ("SpatialDropout2D(0.3)", (5, 6, 3)),

@@ -150,6 +150,11 @@ STANDALONE = {
     "Activation-softplus": lambda: layers.Activation("softplus"),
     "Activation-leaky_relu": lambda: layers.Activation("leaky_relu"),
     "Activation-log_softmax": lambda: layers.Activation("log_softmax"),
+    "Activation-selu": lambda: layers.Activation("selu"),
+    "Activation-hard_sigmoid": lambda: layers.Activation("hard_sigmoid"),
+    "Activation-hard_silu": lambda: layers.Activation("hard_silu"),
+    "Activation-mish": lambda: layers.Activation("mish"),
+    "Activation-softsign": lambda: layers.Activation("softsign"),
 }
 
 
@@ -1607,6 +1612,39 @@ def test_pytorch_silu_and_padded_average_import(tmp_path):
     assert kinds.count("Swish") == 2 and kinds.count("ZeroPadding2D") == 2, kinds
     np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), run_ort(path, x.numpy()), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_pytorch_mobilenet_v3_and_selu_activations_import(opset, tmp_path):
+    """nn.Hardswish, nn.Hardsigmoid, nn.SELU, nn.Mish and nn.Softsign were refused (HardSwish,
+    HardSigmoid, Selu, Abs not imported; Hardswish before opset 14 and Mish before 18 are
+    formulas: x * HardSigmoid(x), x * tanh(softplus(x))). Each is Keras's activation of that name."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Hardswish(), nn.Conv2d(8, 8, 1), nn.Hardsigmoid(),
+                        nn.Conv2d(8, 8, 1), nn.SELU(), nn.Conv2d(8, 8, 1), nn.Mish(), nn.Conv2d(8, 4, 1),
+                        nn.Softsign(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)).eval()
+    x = 3 * torch.randn(3, 3, 8, 8)  # past the hard activations' corners at -3 and 3
+    path = tmp_path / "m.onnx"
+    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}}, opset_version=opset)
+    with torch.no_grad():
+        expected = net(x).numpy()
+    model = convforge.load_model(path)
+    assert isinstance(model, convforge.Sequential)
+    names = [la.activation_name for la in model.layers if hasattr(la, "activation_name")]
+    assert names == ["hard_silu", "hard_sigmoid", "selu", "mish", "softsign"], names
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
+    round_trip(model, x.numpy(), tmp_path, opset=opset)
+
+
+def test_hard_sigmoid_and_selu_other_constants_are_refused(tmp_path):
+    # ONNX's HardSigmoid default slope 0.2 is Keras 2's, not Keras 3's 1/6.
+    for node, attribute in ((helper.make_node("HardSigmoid", ["x"], ["y"], name="h"), "alpha"),
+                            (helper.make_node("Selu", ["x"], ["y"], name="s", gamma=2.0), "gamma")):
+        path = save_graph(tmp_path / "m.onnx", [node], input_shape=("n", 5))
+        with pytest.raises(ModelFileError, match=rf"node '{node.name}' \({node.op_type}\), attribute '{attribute}'"):
+            convforge.load_model(path)
 
 
 def keras_on_torch():

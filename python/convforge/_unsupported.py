@@ -68,10 +68,9 @@ HINTS: dict[str, dict[str, str]] = {
         "california_housing": _DATASET,
     },
     "convforge.activations": {
-        name: "use relu, relu6, leaky_relu, elu, gelu, swish, silu, softplus, sigmoid, tanh, softmax, log_softmax "
-              "or linear, or a Layer subclass of your own"
-        for name in ("selu", "hard_sigmoid", "hard_silu", "hard_swish", "exponential", "mish", "softsign",
-                     "celu", "glu", "sparsemax", "hard_tanh", "tanh_shrink", "soft_shrink")
+        name: "use relu, relu6, leaky_relu, elu, selu, gelu, swish, silu, hard_silu, mish, softplus, softsign, "
+              "sigmoid, hard_sigmoid, tanh, softmax, log_softmax or linear, or a Layer subclass of your own"
+        for name in ("exponential", "celu", "glu", "sparsemax", "hard_tanh", "tanh_shrink", "soft_shrink")
     },
     "convforge.regularizers": {
         "OrthogonalRegularizer": "use l1, l2 or l1_l2",

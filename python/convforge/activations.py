@@ -17,16 +17,22 @@ __all__ = [
     "elu",
     "gelu",
     "get",
+    "hard_sigmoid",
+    "hard_silu",
+    "hard_swish",
     "leaky_relu",
     "linear",
     "log_softmax",
+    "mish",
     "relu",
     "relu6",
+    "selu",
     "serialize",
     "sigmoid",
     "silu",
     "softmax",
     "softplus",
+    "softsign",
     "swish",
     "tanh",
 ]
@@ -124,6 +130,42 @@ def log_softmax(x, axis=-1):
     return y - np.log(np.exp(y).sum(axis=axis, keepdims=True))
 
 
+@_named("selu")
+def selu(x):
+    """SELU: ``scale * elu(x, alpha)`` with Keras's constants."""
+    return _run(_layers.SELU(), x)
+
+
+@_named("hard_sigmoid")
+def hard_sigmoid(x):
+    """``relu6(x + 3) / 6`` (Keras 3's)."""
+    return _run(_layers.HardSigmoid(), x)
+
+
+@_named("hard_silu")
+def hard_silu(x):
+    """``x * relu6(x + 3) / 6``."""
+    return _run(_layers.HardSiLU(), x)
+
+
+@_named("hard_swish")
+def hard_swish(x):
+    """Same as :func:`hard_silu`."""
+    return hard_silu(x)
+
+
+@_named("mish")
+def mish(x):
+    """``x * tanh(softplus(x))``."""
+    return _run(_layers.Mish(), x)
+
+
+@_named("softsign")
+def softsign(x):
+    """``x / (1 + |x|)``."""
+    return _run(_layers.Softsign(), x)
+
+
 @_named("linear")
 def linear(x):
     """The identity."""
@@ -148,7 +190,8 @@ def serialize(fn) -> str:
 
 _FUNCTIONS = {
     fn._convforge_activation: fn
-    for fn in (relu, leaky_relu, elu, gelu, swish, silu, softplus, sigmoid, tanh, softmax, log_softmax, linear)
+    for fn in (relu, leaky_relu, elu, gelu, swish, silu, softplus, sigmoid, tanh, softmax, log_softmax, selu,
+               hard_sigmoid, hard_silu, hard_swish, mish, softsign, linear)
 }
 
 

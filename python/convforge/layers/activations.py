@@ -419,6 +419,84 @@ class Swish(_InputActivation):
 SiLU = Swish
 
 
+class SELU(_ActivationLayer):
+    """``scale * x`` where ``x > 0``, ``scale * alpha * (exp(x) - 1)`` elsewhere, with Keras's (and
+    PyTorch's) constants; Keras's ``'selu'`` activation (Keras has no layer class of that name)."""
+
+    activation_name = "selu"
+    alpha = 1.6732632423543772848170429916717
+    scale = 1.0507009873554804934193349852946
+
+    def forward(self, x, training=False):
+        t = x.dtype.type
+        with np.errstate(over="ignore"):
+            y = np.where(x > 0, t(self.scale) * x, t(self.scale * self.alpha) * np.expm1(np.minimum(x, 0)))
+        return self._output_of(x, y.astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, y):
+        # For x <= 0: d/dx scale alpha (e^x - 1) = scale alpha e^x = y + scale alpha.
+        return np.where(y > 0, dy * self.scale, dy * (y + self.scale * self.alpha)).astype(dy.dtype, copy=False)
+
+
+class HardSigmoid(_InputActivation):
+    """``relu6(x + 3) / 6``: 0 below -3, 1 above 3, linear between; Keras 3's ``'hard_sigmoid'``
+    (PyTorch's ``nn.Hardsigmoid``; Keras 2's had slope 0.2)."""
+
+    activation_name = "hard_sigmoid"
+
+    def forward(self, x, training=False):
+        t = x.dtype.type
+        y = np.minimum(np.maximum(x + t(3), t(0)), t(6)) / t(6)
+        return self._output_of(x, y.astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, x):
+        return (dy * ((x > -3) & (x < 3)) / 6).astype(dy.dtype, copy=False)
+
+
+class HardSiLU(_InputActivation):
+    """``x * relu6(x + 3) / 6``; Keras's ``'hard_silu'`` (also ``'hard_swish'``), PyTorch's
+    ``nn.Hardswish``: MobileNetV3's activation."""
+
+    activation_name = "hard_silu"
+
+    def forward(self, x, training=False):
+        t = x.dtype.type
+        y = x * np.minimum(np.maximum(x + t(3), t(0)), t(6)) / t(6)
+        return self._output_of(x, y.astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, x):
+        d = np.where(x < -3, 0.0, np.where(x > 3, 1.0, (2 * x + 3) / 6))
+        return (dy * d).astype(dy.dtype, copy=False)
+
+
+class Mish(_InputActivation):
+    """``x * tanh(softplus(x))``; Keras's ``'mish'``."""
+
+    activation_name = "mish"
+
+    def forward(self, x, training=False):
+        softplus = np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+        return self._output_of(x, (x * np.tanh(softplus)).astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, x):
+        t = np.tanh(np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))))
+        return (dy * (t + x * (1 - t * t) * _sigmoid(x))).astype(dy.dtype, copy=False)
+
+
+class Softsign(_InputActivation):
+    """``x / (1 + |x|)``; Keras's ``'softsign'``."""
+
+    activation_name = "softsign"
+
+    def forward(self, x, training=False):
+        t = x.dtype.type
+        return self._output_of(x, (x / (t(1) + np.abs(x))).astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, x):
+        d = 1 + np.abs(x)
+        return (dy / (d * d)).astype(dy.dtype, copy=False)
+
+
 
 class GELU(_InputActivation):
     """Gaussian error linear unit ``x * Phi(x)``; Keras's ``'gelu'``.
@@ -463,9 +541,11 @@ class GELU(_InputActivation):
 
 _BY_NAME = {
     cls.activation_name: cls
-    for cls in (ReLU, Tanh, Sigmoid, Softmax, LogSoftmax, LeakyReLU, ELU, Softplus, Swish, GELU)
+    for cls in (ReLU, Tanh, Sigmoid, Softmax, LogSoftmax, LeakyReLU, ELU, Softplus, Swish, GELU, SELU, HardSigmoid,
+                HardSiLU, Mish, Softsign)
 }
 _BY_NAME["silu"] = Swish
+_BY_NAME["hard_swish"] = HardSiLU
 _BY_NAME["relu6"] = ReLU
 _NAMES = (*_BY_NAME, "linear", None)
 # activation='leaky_relu' takes Keras's function default (0.2), not the layer's (0.3).

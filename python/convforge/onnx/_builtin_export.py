@@ -16,8 +16,8 @@ import math
 import numpy as np
 
 from .. import _params
-from ..layers.activations import (ELU, GELU, Activation, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Softplus, Swish,
-                                  Tanh)
+from ..layers.activations import (ELU, GELU, SELU, Activation, HardSigmoid, HardSiLU, LeakyReLU, LogSoftmax, Mish, ReLU,
+                                  Sigmoid, Softmax, Softplus, Softsign, Swish, Tanh)
 from ..layers.conv import Conv2D
 from ..layers.conv1d import (
     AveragePooling1D,
@@ -35,7 +35,7 @@ from ..layers.reshaping import Permute
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
 from ._registry import register_exporter
 
-_ELEMENTWISE = {ReLU: "Relu", Tanh: "Tanh", Sigmoid: "Sigmoid", Softplus: "Softplus"}
+_ELEMENTWISE = {ReLU: "Relu", Tanh: "Tanh", Sigmoid: "Sigmoid", Softplus: "Softplus", Softsign: "Softsign"}
 
 
 def _scalar(ctx, suffix: str, value: float) -> str:
@@ -59,6 +59,17 @@ def _composite_activation(ctx, act, tensor: str):
         return ctx.node("Min", [y, _scalar(ctx, "max", act.max_value)], "Min")
     if type(act) is ELU:
         return ctx.node("Elu", [tensor], "Elu", alpha=act.alpha)
+    if type(act) is SELU:
+        return ctx.node("Selu", [tensor], "Selu", alpha=SELU.alpha, gamma=SELU.scale)
+    if type(act) in (HardSigmoid, HardSiLU):  # Keras 3's (PyTorch's) slope 1/6, not ONNX's default 0.2
+        if type(act) is HardSiLU and ctx.opset >= 14:
+            return ctx.node("HardSwish", [tensor], "HardSwish")
+        gate = ctx.node("HardSigmoid", [tensor], "HardSigmoid", alpha=1.0 / 6.0, beta=0.5)
+        return gate if type(act) is HardSigmoid else ctx.node("Mul", [tensor, gate], "HardSwish")
+    if type(act) is Mish:  # an op from opset 18
+        if ctx.opset >= 18:
+            return ctx.node("Mish", [tensor], "Mish")
+        return ctx.node("Mul", [tensor, ctx.node("Tanh", [ctx.node("Softplus", [tensor], "Softplus")])], "Mish")
     if type(act) is Swish:  # x * sigmoid(x)
         return ctx.node("Mul", [tensor, ctx.node("Sigmoid", [tensor], "Sigmoid")], "Swish")
     if type(act) is GELU:
@@ -391,6 +402,11 @@ for _cls, _fn in (
     (Sigmoid, export_activation_layer),
     (Softmax, export_activation_layer),
     (LogSoftmax, export_activation_layer),
+    (SELU, export_activation_layer),
+    (HardSigmoid, export_activation_layer),
+    (HardSiLU, export_activation_layer),
+    (Mish, export_activation_layer),
+    (Softsign, export_activation_layer),
     (Softplus, export_activation_layer),
     (LeakyReLU, export_activation_layer),
     (ELU, export_activation_layer),

@@ -17,7 +17,8 @@ import numpy as np
 
 from .. import _params
 from .. import layers as _layers
-from ..layers.activations import ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Softplus, Tanh
+from ..layers.activations import (ELU, GELU, SELU, HardSigmoid, HardSiLU, LeakyReLU, LogSoftmax, Mish, ReLU, Sigmoid,
+                                  Softmax, Softplus, Softsign, Tanh)
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Flatten, Reshape
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
@@ -27,7 +28,8 @@ from ._builtin_export import conv_transpose_options, conv_transpose_pads, permut
 from ._registry import register_importer
 
 _ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Softmax": "softmax"}
-_ACTIVATION_LAYERS = {"Relu": ReLU, "Tanh": Tanh, "Sigmoid": Sigmoid, "Softplus": Softplus}
+_ACTIVATION_LAYERS = {"Relu": ReLU, "Tanh": Tanh, "Sigmoid": Sigmoid, "Softplus": Softplus, "Softsign": Softsign,
+                      "HardSwish": HardSiLU, "Mish": Mish}
 
 
 def _activation_layer(ctx, node):
@@ -47,6 +49,20 @@ def _activation_layer(ctx, node):
         return LeakyReLU(negative_slope=alpha)
     if node.op_type == "Elu":
         return ELU(alpha=ctx.attributes(node, {"alpha": 1.0})["alpha"])
+    if node.op_type in ("Selu", "HardSigmoid"):
+        # Only Keras's constants: SELU's alpha and scale (ONNX's gamma), hard_sigmoid's slope
+        # 1/6 (Keras 3's and PyTorch's; ONNX's default 0.2 is Keras 2's).
+        if node.op_type == "Selu":
+            layer, want = SELU(), {"alpha": SELU.alpha, "gamma": SELU.scale}
+        else:
+            layer, want = HardSigmoid(), {"alpha": 1.0 / 6.0, "beta": 0.5}
+        defaults = {"alpha": 1.67326319217681884765625, "gamma": 1.05070102214813232421875} \
+            if node.op_type == "Selu" else {"alpha": 0.2, "beta": 0.5}
+        given = ctx.attributes(node, defaults)
+        for name, value in want.items():
+            if not math.isclose(given[name], value, rel_tol=1e-6):
+                raise ctx.error(node, f"{given[name]}: only {value:.9g} ({layer.activation_name}'s) is supported", name)
+        return layer
     if node.op_type == "Gelu":  # opset 20
         form = ctx.attributes(node, {"approximate": "none"})["approximate"]
         if form not in ("none", "tanh"):
@@ -746,6 +762,11 @@ for _op, _fn in (
     ("Softplus", import_activation),
     ("LeakyRelu", import_activation),
     ("Elu", import_activation),
+    ("Selu", import_activation),
+    ("HardSigmoid", import_activation),
+    ("HardSwish", import_activation),
+    ("Mish", import_activation),
+    ("Softsign", import_activation),
     ("Clip", import_activation),
     ("Gelu", import_activation),
     ("Softmax", import_activation),

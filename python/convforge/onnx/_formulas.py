@@ -4,11 +4,13 @@ Before opset 20 ONNX had no GELU: convforge's exporter writes ``0.5 x (1 + erf(x
 its tanh form) as Mul/Erf/Add nodes, PyTorch's exporter the same formula in another order
 (Div, Erf, Add, Mul, Mul). Node by node, the importer met a Mul by a constant and stopped. ONNX
 has no SiLU (swish) either: PyTorch's ``nn.SiLU`` is ``Mul(x, Sigmoid(x))``, which node by node is
-a Multiply of two tensors, a graph that no Sequential is. Here each Erf, Tanh or Sigmoid node is
+a Multiply of two tensors, a graph that no Sequential is (and Mish, ``x tanh(softplus(x))``, before
+opset 18; PyTorch's Softsign, ``x / (1 + |x|)``, and its Hardswish before opset 14,
+``x * HardSigmoid(x)``). Here each Erf, Tanh, Sigmoid, Softplus, Abs or HardSigmoid node is
 taken as the heart of a possible formula: the elementwise nodes around it (Mul, Div, Add, Sub,
 Pow with scalar constants) that compute one output from one input tensor x, read by nothing
-outside, are evaluated on sample values of x and compared with GELU's two forms and with swish.
-A match becomes GELU(approximate=...) or Swish on x; anything else is left to the ordinary
+outside, are evaluated on sample values of x and compared with GELU's two forms, swish, mish,
+softsign and hard_silu. A match becomes that layer on x; anything else is left to the ordinary
 importers (a plain Tanh is a Tanh). No pattern of node order is assumed, so any exporter's
 arrangement of the same formula is found.
 """
@@ -21,7 +23,8 @@ import numpy as np
 
 _ARITHMETIC = {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract, "Pow": np.power}
 _CORES = {"Erf": np.vectorize(math.erf, otypes=[np.float64]), "Tanh": np.tanh,
-          "Sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x))}
+          "Sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)), "Softplus": lambda x: np.logaddexp(0.0, x), "Abs": np.abs,
+          "HardSigmoid": lambda x, alpha=0.2, beta=0.5: np.clip(alpha * x + beta, 0.0, 1.0)}
 _SAMPLES = np.concatenate([np.linspace(-6.0, 6.0, 49), [-0.3, 0.1, 0.7, 2.9]])
 _MAX_NODES = 12  # a GELU is 5 (erf) to 10 (tanh) nodes
 
@@ -37,6 +40,9 @@ _FORMULAS = (
     (_gelu(_SAMPLES, False), lambda layers: layers.GELU(approximate=False)),
     (_gelu(_SAMPLES, True), lambda layers: layers.GELU(approximate=True)),
     (_SAMPLES * _CORES["Sigmoid"](_SAMPLES), lambda layers: layers.Swish()),
+    (_SAMPLES * np.tanh(np.logaddexp(0.0, _SAMPLES)), lambda layers: layers.activations.Mish()),
+    (_SAMPLES / (1.0 + np.abs(_SAMPLES)), lambda layers: layers.activations.Softsign()),
+    (_SAMPLES * np.clip(_SAMPLES + 3.0, 0.0, 6.0) / 6.0, lambda layers: layers.activations.HardSiLU()),
 )
 
 
@@ -138,7 +144,10 @@ class _Graph:
                 args = [values[n] if n in values else self.scalar(n) for n in node.input]
                 if any(a is None for a in args):
                     return None
-                values[node.output[0]] = (_CORES[node.op_type](*args) if node.op_type in _CORES
+                # A core's float attributes (HardSigmoid's alpha and beta) are its parameters.
+                attrs = {a.name: a.f for a in node.attribute if a.name in ("alpha", "beta")} \
+                    if node.op_type == "HardSigmoid" else {}
+                values[node.output[0]] = (_CORES[node.op_type](*args, **attrs) if node.op_type in _CORES
                                           else _ARITHMETIC[node.op_type](*args))
         return values[nodes[-1].output[0]]
 
