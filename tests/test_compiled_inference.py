@@ -692,6 +692,37 @@ def test_a_later_plan_reads_tensors_from_before_the_python_step(rng, plans_on, t
     np.testing.assert_array_equal(model.predict(data, verbose=0)[0], layer_by_layer(model, [data])[0])
 
 
+def test_a_python_step_of_another_dtype_runs_the_layers(rng, plans_on):
+    # Found by the second reviewer: a custom layer returning float64 in a float32 model made the
+    # next plan raise a TypeError where the layers after it take float64.
+    class ToFloat64(layers.Layer):
+        def compute_output_shape(self, shape):
+            return shape
+
+        def forward(self, x, training=False):
+            return x.astype(np.float64)
+
+    convforge.seed(0)
+    model = convforge.Sequential([layers.Input((6, 6, 2)), layers.Conv2D(3, 3), ToFloat64(), layers.Flatten(),
+                                  layers.Dense(2)])
+    x = rng.standard_normal((2, 6, 6, 2)).astype(np.float32)
+    got = model.predict(x, verbose=0)
+    assert graph_of(model)._compiled.plans[1:], "a later plan was made"
+    graph_of(model)._compiled = False  # no plan: the layers' predict
+    np.testing.assert_array_equal(got, model.predict(x, verbose=0))
+
+
+def test_relu_bound_of_minus_zero_has_the_layers_bits(rng, plans_on):
+    # Found by the second reviewer: ReLU(max_value=-0.0) gave -0.0 in the layers (np.minimum's
+    # tie) and +0.0 in the plan. Both take the bound as +0.0.
+    model = convforge.Sequential([layers.Input((4,)), layers.Dense(4), layers.ReLU(max_value=-0.0)])
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    plan, got = planned(model, [x])
+    want = layer_by_layer(model, [x])[0]
+    assert plan.lowered == 2 and (want == 0).all()
+    np.testing.assert_array_equal(np.signbit(got[0]), np.signbit(want))
+
+
 def test_tail_after_an_asymmetric_pool(rng, plans_on):
     x = convforge.Input((9, 9, 3))
     h = layers.Conv2D(4, 3, activation="relu")(x)

@@ -1527,6 +1527,37 @@ def test_pytorch_reshape_to_an_image_before_the_first_conv_imports(entry, sample
     round_trip(model, x.numpy(), tmp_path)
 
 
+@pytest.mark.parametrize("target", [(1, 16, 16), (2, 16, 8)])
+def test_pytorch_reshape_of_an_image_to_another_image_in_a_graph(target, tmp_path):
+    """Found by the second reviewer: a feature map reshaped to another NCHW image before a conv,
+    in a graph model (channels-last at the API): the Reshape read the (h, w, c) view where the
+    file reshapes (c, h, w), and predict was off by ~1.7 (the file had been refused before)."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(target[0], 2, 3)
+
+        def forward(self, x):
+            a = self.c1(x)
+            b = self.c2(a.reshape(a.shape[0], *target))
+            return torch.flatten(b, 1), b  # two outputs: a graph model
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = torch.randn(2, 3, 8, 8)
+    path = tmp_path / "m.onnx"
+    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    with torch.no_grad():
+        flat, image = (t.numpy() for t in net(x))
+    model = convforge.load_model(path)
+    got_flat, got_image = model.predict(np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1)), verbose=0)
+    np.testing.assert_allclose(got_flat, flat, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(got_image, image.transpose(0, 2, 3, 1), rtol=RTOL, atol=ATOL)
+
+
 def test_pytorch_graph_of_an_unsqueezed_input_imports(tmp_path):
     """A graph (two outputs) whose (batch, height, width) input PyTorch's x.unsqueeze(1) gives a
     channel: a Sequential took it at its entry, the graph model's Conv2D refused (batch, 28, 28)."""

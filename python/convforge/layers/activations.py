@@ -144,8 +144,10 @@ class ReLU(_ActivationLayer):
         if self.threshold == 0.0 and self.negative_slope == 0.0:
             # max_value alone (relu6): the relu kernel, then the bound. Keras's values; the bits
             # the compiled inference plan computes (its relu and clip_max ops).
+            # + 0.0: a bound of -0.0 is +0.0, as the plan's clip_max takes it (np.minimum(+0, -0)
+            # would give -0, where its comparison keeps +0).
             y = F.relu(x, out=x) if self._inplace else F.relu(x)
-            return np.minimum(y, t(self.max_value), out=y)
+            return np.minimum(y, t(self.max_value + 0.0), out=y)
         y = self._pre_clip(x)
         if self.max_value is not None:
             y = np.clip(y, t(0), t(self.max_value))

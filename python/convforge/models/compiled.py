@@ -98,7 +98,12 @@ _IDENTITY_AT_INFERENCE = (Dropout, SpatialDropout1D, SpatialDropout2D, GaussianN
 
 
 class _NotLowered(Exception):
-    """The step has no plan op: it and every later step run in Python."""
+    """The step has no plan op: it runs in Python (the steps after it may lower into a next plan)."""
+
+
+class _Declined(Exception):
+    """A later plan cannot take what the Python steps before it made (another dtype or shape, as a
+    custom layer may return): the model runs layer by layer (CompiledInference.run returns None)."""
 
 
 class CompiledInference:
@@ -167,8 +172,9 @@ class CompiledInference:
                 return False
         return True
 
-    def run(self, xbs) -> list:
-        """The model's outputs for a batch, in the internal (NCHW) layout."""
+    def run(self, xbs) -> list | None:
+        """The model's outputs for a batch, in the internal (NCHW) layout; None where a later plan
+        declines what a Python step made (the caller then runs the layers)."""
         results = F.run_inference_plan(self.plan, xbs)
         if self._direct is not None:  # no tail: each model output is one of the plan's
             return [results[k] for k in self._direct]
@@ -177,7 +183,10 @@ class CompiledInference:
         for fn, keys, many, out in self._tail:
             x = [values[k] for k in keys] if many else values[keys[0]]
             if type(out) is list:  # a later plan: its outputs
-                values.update(zip(out, fn(x)))
+                try:
+                    values.update(zip(out, fn(x)))
+                except _Declined:
+                    return None
             else:
                 values[out] = fn(x)
         return [values[i] for i in self._outputs]
@@ -191,7 +200,7 @@ def compile_inference(model, dtype, logits: bool = False) -> CompiledInference |
 
     A step with no plan op runs in Python between plans: the steps after it lower into a next
     plan, whose inputs are the tensors it reads that were made before it (a tanh LeNet-5 is
-    three plans with NumPy's tanh between them). The first plan takes the model's inputs; the
+    five plans with NumPy's tanh between them). The first plan takes the model's inputs; the
     later ones and the Python steps are the tail."""
     if not enabled() or np.dtype(dtype) not in (np.float32, np.float64):
         return None
@@ -288,8 +297,13 @@ class _Segment:
 
     def run(self, xs) -> list:
         """A later plan in the tail, on its inputs as the Python steps before it left them (views
-        made contiguous; another dtype is refused with a TypeError, as the layers refuse it)."""
-        return F.run_inference_plan(self.lowering.plan, [np.ascontiguousarray(x) for x in xs])
+        made contiguous). Arrays of another dtype or per-sample shape than the plan's (a custom
+        layer's float64 in a float32 model, which the layers after it may take) raise _Declined."""
+        plan = self.lowering.plan
+        for key, x in zip(self.inputs, xs):
+            if type(x) is not np.ndarray or x.dtype != plan.dtype or tuple(x.shape[1:]) != self.shapes[key]:
+                raise _Declined
+        return F.run_inference_plan(plan, [np.ascontiguousarray(x) for x in xs])
 
 
 def _is_softmax(layer) -> bool:
@@ -366,7 +380,7 @@ class _Lowering:
             return None
         if inner.threshold != 0.0 or inner.negative_slope != 0.0 or not np.isfinite(inner.max_value):
             return None
-        return inner.max_value
+        return inner.max_value + 0.0  # -0.0 as +0.0, as the layer takes it
 
     def is_exact_gelu(self, layer) -> bool:
         """A GELU(approximate=False) (not a subclass), the setting recorded: the tanh form is

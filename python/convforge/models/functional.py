@@ -894,7 +894,9 @@ class Functional(Model):
         if not training:
             plan = self._inference_plan()
             if plan is not None and plan.accepts(xbs):
-                return plan.run(xbs)
+                outs = plan.run(xbs)
+                if outs is not None:  # else a later plan declined a Python step's output
+                    return outs
         values = self._run(xbs, training, logits=False)
         return [values[i] for i in self._outputs_index]
 

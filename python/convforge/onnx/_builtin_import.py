@@ -631,8 +631,9 @@ def _keras_reshape(ctx, node, base, shape, target, batch) -> bool:
 
 
 def _nchw_reshape(ctx, node, base, shape, target, batch) -> bool:
-    """PyTorch's ``x.view(-1, C, H, W)`` of features or of a (steps, channels) tensor, read as an
-    NCHW image by a conv or a pooling (no exporter puts a channels-last tensor before one): values in (c, h, w) order. As a convforge layer, Keras's
+    """PyTorch's ``x.view(-1, C, H, W)`` of features, of a (steps, channels) tensor or of another
+    image, read as an NCHW image by a conv or a pooling (no exporter puts a channels-last tensor
+    before one): values in (c, h, w) order. As a convforge layer, Keras's
     Reshape to that image (one channel: (H, W, 1) and (1, H, W) hold the values in the same order)
     or, of several channels in a channels-last model, Reshape((C, H, W)) then Permute((2, 3, 1)),
     which puts value [c, h, w] at pixel (h, w), channel c. Made (True) when it applies, else False."""
@@ -647,11 +648,17 @@ def _nchw_reshape(ctx, node, base, shape, target, batch) -> bool:
     c, h, w = (size // known if d == -1 else d for d in dims)
     if c * h * w != size:
         return False
+    source = node.input[0]
+    if len(shape) == 3 and ctx.data_format != "channels_first":
+        # An NCHW image reshaped: a channels-last model's Reshape reads its (h, w, c) view, so
+        # the axes go back to (c, h, w) first (the element order the file's reshape reads).
+        ctx.add_layer(node, Permute((3, 1, 2)), [source], node.output[0] + "#chw_in")
+        source = node.output[0] + "#chw_in"
     if ctx.data_format == "channels_first" or c == 1:
         image = (c, h, w) if ctx.data_format == "channels_first" else (h, w, c)
-        ctx.add_layer(node, Reshape(image), [node.input[0]], node.output[0])
+        ctx.add_layer(node, Reshape(image), [source], node.output[0])
     else:
-        ctx.add_layer(node, Reshape((c, h, w)), [node.input[0]], node.output[0] + "#chw")
+        ctx.add_layer(node, Reshape((c, h, w)), [source], node.output[0] + "#chw")
         ctx.add_layer(node, Permute((2, 3, 1)), [node.output[0] + "#chw"], node.output[0])
     return True
 

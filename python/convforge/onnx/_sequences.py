@@ -371,9 +371,10 @@ def edge_pad_reader(ctx, node, margins_by_axis: list) -> tuple:
     kernel = attributes.get("kernel_shape", [])
     strides = attributes.get("strides", [1] * len(margins_by_axis))
     if not isinstance(kernel, list) or len(kernel) != len(margins_by_axis) or not isinstance(strides, list) \
-            or len(strides) != len(kernel) or min(strides) < 1:
-        raise ctx.error(node, f"edge padding before a {reader.op_type} of kernel {kernel} and strides {strides}: "
-                              f"the pooling must have {len(margins_by_axis)} axes", "mode")
+            or len(strides) != len(kernel) or min(strides) < 1 or min(kernel) < 1:
+        raise ctx.error(node, f"edge padding before the {reader.op_type} {reader.name!r} of kernel {kernel} and "
+                              f"strides {strides}: the pooling needs {len(margins_by_axis)} kernel sizes and strides, "
+                              "each >= 1", "mode")
     if reader.op_type == "MaxPool":
         if all(0 <= m < k for (_, before, after), k in zip(margins_by_axis, kernel) for m in (before, after)):
             return reader, passed
@@ -387,7 +388,7 @@ def edge_pad_reader(ctx, node, margins_by_axis: list) -> tuple:
             and all(edge_pad_keeps_the_average(size, k, s, before, after)
                     for (size, before, after), k, s in zip(margins_by_axis, kernel, strides)):
         return reader, passed
-    raise ctx.error(node, f"edge padding {margins_by_axis} (size, before, after) before an AveragePool of kernel "
+    raise ctx.error(node, f"edge padding {margins_by_axis} (size, before, after) before the AveragePool of kernel "
                           f"{kernel}, strides {strides}: the border values would count in the averages, which "
                           "no Keras pooling does (a window reaching a margin must hold one value of the input)",
                     "mode")
