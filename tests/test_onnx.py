@@ -74,6 +74,17 @@ def export_torch(net, args, path, **kwargs):
         torch.onnx.export(net, args, path, dynamo=False, **kwargs)
 
 
+def exported_torch(net, x, tmp_path, **kwargs):
+    """``net`` exported with a dynamic batch (input ``x``) to ``tmp_path / 'm.onnx'``, and its
+    outputs for ``x`` as NumPy arrays (a tuple where it returns several)."""
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "m.onnx"
+    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}}, **kwargs)
+    with torch.no_grad():
+        out = net(x)
+    return path, tuple(t.numpy() for t in out) if isinstance(out, tuple) else out.numpy()
+
+
 def seeded(model_layers, **kw):
     convforge.seed(1)
     return convforge.Sequential(model_layers, **kw)
@@ -1512,10 +1523,7 @@ def test_pytorch_reshape_to_an_image_before_the_first_conv_imports(entry, sample
     torch.manual_seed(0)
     net = Net().eval()
     x = torch.randn(3, *sample)
-    path = tmp_path / "m.onnx"
-    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
-    with torch.no_grad():
-        expected = net(x).numpy()
+    path, expected = exported_torch(net, x, tmp_path)
     model = convforge.load_model(path)
     assert model.input_shape == (None, *sample)
     np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
@@ -1548,10 +1556,7 @@ def test_pytorch_reshape_of_an_image_to_another_image_in_a_graph(target, tmp_pat
     torch.manual_seed(0)
     net = Net().eval()
     x = torch.randn(2, 3, 8, 8)
-    path = tmp_path / "m.onnx"
-    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
-    with torch.no_grad():
-        flat, image = (t.numpy() for t in net(x))
+    path, (flat, image) = exported_torch(net, x, tmp_path)
     model = convforge.load_model(path)
     got_flat, got_image = model.predict(np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1)), verbose=0)
     np.testing.assert_allclose(got_flat, flat, rtol=RTOL, atol=ATOL)
@@ -1576,10 +1581,7 @@ def test_pytorch_graph_of_an_unsqueezed_input_imports(tmp_path):
     torch.manual_seed(0)
     net = Net().eval()
     x = torch.randn(2, 12, 12)
-    path = tmp_path / "m.onnx"
-    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
-    with torch.no_grad():
-        logits, maps = (t.numpy() for t in net(x))
+    path, (logits, maps) = exported_torch(net, x, tmp_path)
     model = convforge.load_model(path)
     assert model.input_shape == (None, 12, 12)
     got_logits, got_maps = model.predict(x.numpy(), verbose=0)
@@ -1609,10 +1611,7 @@ def test_pytorch_mnist_example_with_log_softmax_imports(tmp_path):
     torch.manual_seed(0)
     net = Net().eval()
     x = torch.randn(4, 1, 16, 16)
-    path = tmp_path / "mnist.onnx"
-    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
-    with torch.no_grad():
-        expected = net(x).numpy()
+    path, expected = exported_torch(net, x, tmp_path)
     model = convforge.load_model(path)
     last = model.layers[-1]
     assert type(last).__name__ == "Activation" and last.activation.activation_name == "log_softmax"
@@ -1633,10 +1632,7 @@ def test_pytorch_silu_and_padded_average_import(tmp_path):
                         nn.AvgPool2d(2, 2, padding=1), nn.Conv2d(8, 4, 1), nn.SiLU(), nn.Flatten(),
                         nn.Linear(4 * 8 * 8, 5)).eval()
     x = torch.randn(3, 3, 16, 16)
-    path = tmp_path / "m.onnx"
-    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}})
-    with torch.no_grad():
-        expected = net(x).numpy()
+    path, expected = exported_torch(net, x, tmp_path)
     model = convforge.load_model(path)
     assert isinstance(model, convforge.Sequential) and model.input_shape == (None, 3, 16, 16)
     kinds = [type(la).__name__ for la in model.layers]
@@ -1657,10 +1653,7 @@ def test_pytorch_mobilenet_v3_and_selu_activations_import(opset, tmp_path):
                         nn.Conv2d(8, 8, 1), nn.SELU(), nn.Conv2d(8, 8, 1), nn.Mish(), nn.Conv2d(8, 4, 1),
                         nn.Softsign(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)).eval()
     x = 3 * torch.randn(3, 3, 8, 8)  # past the hard activations' corners at -3 and 3
-    path = tmp_path / "m.onnx"
-    export_torch(net, (x,), path, input_names=["x"], dynamic_axes={"x": {0: "n"}}, opset_version=opset)
-    with torch.no_grad():
-        expected = net(x).numpy()
+    path, expected = exported_torch(net, x, tmp_path, opset_version=opset)
     model = convforge.load_model(path)
     assert isinstance(model, convforge.Sequential)
     names = [la.activation_name for la in model.layers if hasattr(la, "activation_name")]
