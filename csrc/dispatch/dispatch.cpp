@@ -256,6 +256,7 @@ std::vector<KernelChoice> selected_kernels() {
   add("relu_fwd", relu_fwd_kernel<float>().name, relu_fwd_kernel<double>().name);
   add("relu_bwd", relu_bwd_kernel<float>().name, relu_bwd_kernel<double>().name);
   add("softmax_fwd", softmax_fwd_kernel<float>().name, softmax_fwd_kernel<double>().name);
+  add("gelu_fwd", "gelu_fwd__ref", "gelu_fwd__ref");  // one portable path (a libm erf a value)
 #define CONVFORGE_ADD(fn) add(#fn, fn##_kernel<float>().name, fn##_kernel<double>().name);
   CONVFORGE_ADD(batchnorm_fwd_training)
   CONVFORGE_ADD(batchnorm_fwd_inference)
