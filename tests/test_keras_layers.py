@@ -227,6 +227,20 @@ def test_gelu_approximate_and_leaky_relu_gradients():
            layers.Dense(3, activation="softmax")], (4,))
 
 
+def test_hard_activations_gradients_at_their_kinks_are_pytorchs():
+    # Found by the second reviewer: hard_silu's gradient at -3 and 3 was (2x + 3) / 6, -0.5 and
+    # 1.5, where Keras on torch (PyTorch's hardswish) gives 0 and 1; hard_sigmoid's is 0 at both.
+    torch = pytest.importorskip("torch")
+    x = np.array([[-4.0, -3.0, -2.0, 0.0, 2.0, 3.0, 4.0]])
+    for name, fn in (("hard_silu", torch.nn.functional.hardswish), ("hard_sigmoid", torch.nn.functional.hardsigmoid)):
+        layer = layers.Activation(name)
+        convforge.Sequential([layers.Input((7,)), layer], dtype="float64")
+        layer.forward(x.copy(), training=True)
+        t = torch.tensor(x, requires_grad=True)
+        fn(t).sum().backward()
+        np.testing.assert_allclose(layer.backward(np.ones_like(x)), t.grad.numpy(), rtol=1e-7, err_msg=name)
+
+
 def test_log_softmax_values_and_gradients():
     # Keras's activation 'log_softmax': log(softmax(x)), finite for large logits.
     check([layers.Dense(5, activation="log_softmax", input_shape=(4,)), layers.Dense(3, activation="softmax")], (4,))

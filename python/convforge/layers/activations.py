@@ -467,7 +467,9 @@ class HardSiLU(_InputActivation):
         return self._output_of(x, y.astype(x.dtype, copy=False), training)
 
     def _grad(self, dy, x):
-        d = np.where(x < -3, 0.0, np.where(x > 3, 1.0, (2 * x + 3) / 6))
+        # PyTorch's rule (Keras's on torch): 0 up to -3 included, 1 from 3, the slope between;
+        # at the kinks it is not (2x + 3) / 6 (-0.5 and 1.5).
+        d = np.where(x <= -3, 0.0, np.where(x < 3, (2 * x + 3) / 6, 1.0))
         return (dy * d).astype(dy.dtype, copy=False)
 
 

@@ -144,9 +144,11 @@ class _Graph:
                 args = [values[n] if n in values else self.scalar(n) for n in node.input]
                 if any(a is None for a in args):
                     return None
-                # A core's float attributes (HardSigmoid's alpha and beta) are its parameters.
-                attrs = {a.name: a.f for a in node.attribute if a.name in ("alpha", "beta")} \
-                    if node.op_type == "HardSigmoid" else {}
+                # HardSigmoid's alpha and beta are its parameters: float attributes, no others.
+                attrs = {a.name: a.f for a in node.attribute} if node.op_type == "HardSigmoid" else {}
+                if any(a.name not in ("alpha", "beta") or a.type != 1 for a in node.attribute) \
+                        and node.op_type == "HardSigmoid":
+                    return None
                 values[node.output[0]] = (_CORES[node.op_type](*args, **attrs) if node.op_type in _CORES
                                           else _ARITHMETIC[node.op_type](*args))
         return values[nodes[-1].output[0]]
