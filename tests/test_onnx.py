@@ -19,6 +19,7 @@ ort = pytest.importorskip("onnxruntime")
 import convforge  # noqa: E402
 from convforge import layers  # noqa: E402
 from convforge.onnx import register_exporter  # noqa: E402
+from convforge.layers.activations import LogSoftmax  # noqa: E402
 from convforge.saving import ModelFileError  # noqa: E402
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -809,7 +810,9 @@ def test_keras_style_global_max_pooling1d_imports(tmp_path):
 def test_a_softmax_of_a_sequence_over_the_steps_is_not_fused_into_its_dense(tmp_path):
     # Keras's Sequential([Input((6, 4)), Dense(3), Softmax(axis=1)]) exports MatMul, Add, Softmax
     # (axis 1: the steps); it was fused as Dense(activation='softmax'), over the units (0.42 off).
+    # It imports as that: a Softmax(axis=1) layer after the Dense.
     rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 6, 4)).astype(np.float32)
     for opset, attrs in ((17, {"axis": 1}), (12, {})):  # opset < 13's default axis is 1 as well
         nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
                  helper.make_node("Add", ["m", "b"], ["a"], name="bias"),
@@ -818,13 +821,17 @@ def test_a_softmax_of_a_sequence_over_the_steps_is_not_fused_into_its_dense(tmp_
                  numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "b")]
         path = save_graph(tmp_path / f"sm{opset}.onnx", [nodes[0], nodes[1], nodes[2]], inits, input_shape=("n", 6, 4),
                           opset=opset)
-        with pytest.raises(ModelFileError, match=r"'sm' \(Softmax\)"):
-            convforge.load_model(path)
+        if opset < 13:  # there it is one softmax over the (steps, units) block: no layer's
+            with pytest.raises(ModelFileError, match=r"'sm' \(Softmax\)"):
+                convforge.load_model(path)
+            continue
+        model = convforge.load_model(path)
+        assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Softmax"] and model.layers[1].axis == 1
+        np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
     # Over the last axis it is the Dense's own softmax.
     nodes[2] = helper.make_node("Softmax", ["a"], ["y"], name="sm", axis=-1)
     path = save_graph(tmp_path / "last.onnx", nodes, inits, input_shape=("n", 6, 4))
     model = convforge.load_model(path)
-    x = rng.standard_normal((2, 6, 4)).astype(np.float32)
     np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
 
 
@@ -929,27 +936,71 @@ PERMUTE_CASES = {
 
 SOFTMAX_CASES = {
     "channels-last-axis-1": (lambda: [layers.Conv2D(3, 1), layers.Softmax(axis=1)], (4, 5, 2)),
+    "channels-last-axis-2": (lambda: [layers.Conv2D(3, 1), layers.Softmax(axis=2)], (4, 5, 2)),
+    "channels-last-log-axis-1": (lambda: [layers.Conv2D(3, 1), LogSoftmax(axis=-3)], (4, 5, 2)),
     "channels-first-default": (lambda: [layers.Conv2D(3, 1, data_format="channels_first"), layers.Softmax()],
                                (2, 4, 5)),
+    "channels-first-height": (lambda: [layers.Conv2D(3, 1, data_format="channels_first"), layers.Softmax(axis=2)],
+                              (2, 4, 5)),
     "channels-first-channels": (lambda: [layers.Conv2D(3, 1, data_format="channels_first", activation="relu"),
                                          layers.Softmax(axis=1)], (2, 4, 5)),
     "channels-first-activation": (lambda: [layers.Conv2D(3, 1, data_format="channels_first",
                                                          activation="softmax")], (2, 4, 5)),
+    "sequence-over-steps": (lambda: [layers.Conv1D(4, 2), layers.Softmax(axis=1)], (6, 3)),
+    "sequence-log-over-steps": (lambda: [layers.Conv1D(4, 2), LogSoftmax(axis=1)], (6, 3)),
+    "features-log": (lambda: [layers.Dense(4), layers.Activation("log_softmax")], (5,)),
 }
 
 
 @pytest.mark.parametrize("make, shape", SOFTMAX_CASES.values(), ids=SOFTMAX_CASES.keys())
-def test_softmax_axes_export(make, shape, tmp_path):
+def test_softmax_axes_round_trip(make, shape, tmp_path):
     """A Softmax goes out over its axis of the NCHW tensors: on channels-first images Keras's default
-    is the width, Softmax(axis=1) the channels (which imports back as Softmax(axis=1))."""
+    is the width, Softmax(axis=1) the channels. Found by a review: any other axis than the
+    channels or the last was refused on the way back in (issue 17: every option round-trips)."""
     model = seeded([layers.Input(shape=shape), *make()])
     x = images((3, *shape))
     path = export_checked(model, x, tmp_path)
-    if model._data_format() == "channels_first" and isinstance(model.layers[-1], layers.Softmax) \
-            and model.layers[-1].axis == 1:
-        back = convforge.load_model(path, input_layout="channels_first")
-        assert [type(layer).__name__ for layer in back.layers][-1] == "Softmax" and back.layers[-1].axis == 1
-        np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+    back = convforge.load_model(path, input_layout=model._data_format() if len(shape) == 3 else None)
+    np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+    last, = [layer for layer in model.layers if isinstance(layer, (layers.Softmax, LogSoftmax))] or [None]
+    if last is not None and last.axis not in (-1, len(shape)):
+        came = back.layers[-1]
+        assert type(came) is type(last) and came._internal_axis(len(shape) + 1) == last._internal_axis(len(shape) + 1)
+
+
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("dim", [1, 2, 3, -2])
+def test_pytorch_softmax_over_any_axis_of_an_image_imports(dim, log, tmp_path):
+    """PyTorch's softmax/log_softmax over any axis of an NCHW image (a segmentation head's
+    dim=1, an attention map's dim=-1) imports as the layer over that axis, in either layout."""
+    torch = pytest.importorskip("torch")
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(2, 3, 3, padding=1)
+
+        def forward(self, x):
+            y = torch.relu(self.conv(x))
+            return torch.log_softmax(y, dim=dim) if log else torch.softmax(y, dim=dim)
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, 4, 5)
+    path, expected = exported_torch(Head().eval(), x, tmp_path)
+    first = convforge.load_model(path, input_layout="channels_first")
+    np.testing.assert_allclose(first.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
+    last = convforge.load_model(path, input_layout="channels_last")
+    got = last.predict(x.numpy().transpose(0, 2, 3, 1), verbose=0)
+    np.testing.assert_allclose(got, expected.transpose(0, 2, 3, 1), rtol=RTOL, atol=ATOL)
+
+
+def test_a_softmax_over_the_batch_or_flattened_axes_names_the_node(tmp_path):
+    # axis 0 (the batch), and opset 11's softmax over the flattened (H, W) block: no layer runs those.
+    for axis, opset in ((0, 17), (2, 11)):
+        path = save_graph(tmp_path / f"s{axis}.onnx", [helper.make_node("Softmax", ["x"], ["y"], name="sm", axis=axis)],
+                          input_shape=[1, 2, 4, 5], output_shape=[1, 2, 4, 5], opset=opset)
+        with pytest.raises(ModelFileError, match="sm.*Softmax.*axis"):
+            convforge.load_model(path)
 
 
 @pytest.mark.parametrize("make, shape", PERMUTE_CASES.values(), ids=PERMUTE_CASES.keys())
@@ -1795,6 +1846,21 @@ def test_repeats_of_sequences_and_their_refusals(tmp_path):
     with pytest.raises(ModelFileError, match=r"node 'unsq' \(Unsqueeze\).*new axis at 1 of a \('batch', 2, 5\) "
                                              r"sequence repeats no axis"):
         convforge.load_model(graph("before", 1, [1, 3, 1, 1], [0, 6, 5]))
+
+
+def test_keras_exported_softmax_over_height_or_width_imports(tmp_path):
+    # Keras's exporter runs an image's softmax on its NHWC view: over the height or the width it
+    # was refused ("over other axes than the channels").
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        x = images((2, 5, 6, 3))
+        nets = {f"axis{axis}": keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Conv2D(4, 3, padding="same"),
+                                                 keras.layers.Softmax(axis=axis)]) for axis in (1, 2, -1)}
+        expected = predict_and_export_keras(nets, x, tmp_path)
+    for name, want in expected.items():
+        model = convforge.load_model(tmp_path / f"{name}.onnx")
+        np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=RTOL, atol=ATOL, err_msg=name)
 
 
 def predict_and_export_keras(nets: dict, x, tmp_path) -> dict:

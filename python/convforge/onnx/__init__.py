@@ -61,7 +61,8 @@ or 'same' output),
 MaxPool/AveragePool (where a Keras 'valid'/'same' window set is the same), Gemm,
 MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
 Conv/Dense before them), Selu, HardSigmoid (Keras 3's slope 1/6 only), HardSwish, Mish, Softsign
-and LogSoftmax (Keras's activations of those names), Clip(x, 0, max) (``ReLU(max_value)``, which exports as
+and LogSoftmax (Keras's activations of those names; Softmax and LogSoftmax over any one axis
+but the batch, as the layer over that axis of the tensor the user sees), Clip(x, 0, max) (``ReLU(max_value)``, which exports as
 it), Flatten and flattening Reshapes, Keras-order Reshapes to a sequence or an image (Reshape),
 a Reshape of features or of a sequence to an NCHW image that a Conv or a pooling reads (PyTorch's
 ``x.view(-1, C, H, W)``: Reshape((H, W, 1)) for one channel, Reshape((C, H, W)) and

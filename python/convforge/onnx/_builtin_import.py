@@ -100,24 +100,36 @@ def _pair(ctx, node, values, attribute: str, minimum: int):
     return tuple(values)
 
 
+def _softmax_nchw_axis(ctx, node, full_rank: int) -> int | None:
+    """The axis (0-based, batch first) of the tensor a Softmax/LogSoftmax node runs over, or None
+    where it runs over none: opset < 13 flattens every axis from ``axis`` on into one, which is
+    that axis alone only where it is the last."""
+    axis = ctx.attributes(node, {"axis": -1 if ctx.opset >= 13 else 1})["axis"]
+    axis = axis + full_rank if axis < 0 else axis
+    if not 1 <= axis < full_rank:
+        return None  # the batch axis, or out of range (onnxruntime refuses it too)
+    if ctx.opset < 13 and axis != full_rank - 1:
+        return None
+    return axis
+
+
 def _softmax_axis_ok(ctx, node, rank: int) -> bool:
     """Does this Softmax run over convforge's softmax axis (channels of images, else the last)?"""
-    axis = ctx.attributes(node, {"axis": -1 if ctx.opset >= 13 else 1})["axis"]
     full_rank = rank + 1  # with the batch
-    axis = axis + full_rank if axis < 0 else axis
-    if ctx.opset < 13 and full_rank > 2:
-        return False  # opset < 13 softmax flattens every axis from `axis` on
-    return axis == (1 if full_rank == 4 else full_rank - 1)
+    return _softmax_nchw_axis(ctx, node, full_rank) == (1 if full_rank == 4 else full_rank - 1)
 
 
-def _channel_softmax(ctx, rank: int, cls=Softmax):
-    """The Softmax (or log-softmax) layer over channels (images) or the last axis: on channels-first
-    images the channels are axis 1 at the API, where Keras's (and convforge's) default -1 is the width.
-    Over the last axis a log-softmax is Keras's ``Activation('log_softmax')`` (Keras has no layer
-    class of its own for it)."""
-    axis = 1 if rank == 3 and ctx.data_format == "channels_first" else -1
-    if cls is LogSoftmax and axis == -1:
-        return _layers.Activation("log_softmax")
+def _softmax_layer(ctx, nchw_axis: int, full_rank: int, cls=Softmax):
+    """The Softmax (or log-softmax) layer over axis ``nchw_axis`` of the arrays inside the model
+    (images NCHW), its ``axis`` counted on the tensor the user sees: on channels-last images
+    NCHW's 1, 2, 3 are -1 (the channels), 1 and 2; on channels-first ones, as they are. Over the
+    last axis it is the layer's default ``axis=-1``, and a log-softmax there is Keras's
+    ``Activation('log_softmax')`` (Keras has no layer class of its own for it)."""
+    axis = nchw_axis
+    if full_rank == 4 and ctx.data_format != "channels_first":
+        axis = (0, -1, 1, 2)[nchw_axis]
+    if axis in (-1, full_rank - 1):
+        return cls() if cls is Softmax else _layers.Activation("log_softmax")
     return cls(axis=axis)
 
 
@@ -485,34 +497,35 @@ def import_matmul(ctx, node):
     _dense(ctx, node, kernel, bias, output, after)
 
 
+def _softmax_over(ctx, node, full_rank: int, to_base=None):
+    """The Softmax/LogSoftmax layer of ``node`` on a tensor of ``full_rank`` axes; ``to_base``
+    maps the node's axes to those of the tensor the layer runs on (where the node reads a view)."""
+    axis = _softmax_nchw_axis(ctx, node, full_rank)
+    if axis is None:
+        raise ctx.error(node, "a softmax over the batch axis, or over several axes (opset < 13), is not supported",
+                        "axis")
+    cls = Softmax if node.op_type == "Softmax" else LogSoftmax
+    return _softmax_layer(ctx, to_base[axis] if to_base else axis, full_rank, cls)
+
+
 def import_activation(ctx, node):
     base = ctx.view_base(node.input[0])
-    over_axis = {"Softmax": Softmax, "LogSoftmax": LogSoftmax}.get(node.op_type)
+    over_axis = node.op_type in ("Softmax", "LogSoftmax")
     if base is not None:
-        # On a channels-last view (Keras's exporter): elementwise, so it runs on the NCHW tensor;
-        # a softmax must be over the view's last axis, the channels.
-        if over_axis is not None:
-            axis = ctx.attributes(node, {"axis": -1 if ctx.opset >= 13 else 1})["axis"]
-            if ctx.opset < 13 or axis not in (-1, 3):
-                raise ctx.error(node, "a softmax over other axes than the channels is not supported", "axis")
-            layer = Softmax() if over_axis is Softmax else _layers.Activation("log_softmax")
-        else:
-            layer = _activation_layer(ctx, node)
+        # On a channels-last view (Keras's exporter): the layer runs on the NCHW tensor, its
+        # output viewed again; a softmax's axis of the (N, H, W, C) view is one of NCHW's.
+        layer = _softmax_over(ctx, node, 4, (0, 2, 3, 1)) if over_axis else _activation_layer(ctx, node)
         ctx.add_view_layer(node, layer, [base], view=True)
         return
     steps = ctx.sequence_base(node.input[0])
-    if steps is not None and over_axis is None:
+    if steps is not None:
         # On a sequence's (batch, channels, steps) view (PyTorch's Conv1d then F.relu after a
-        # transpose): elementwise, so on the (steps, channels) sequence, its output a view again.
-        _sequences.add_on_sequence(ctx, node, _activation_layer(ctx, node), steps, "channels_last")
+        # transpose): on the (steps, channels) sequence, its output a view again.
+        layer = _softmax_over(ctx, node, 3, (0, 2, 1)) if over_axis else _activation_layer(ctx, node)
+        _sequences.add_on_sequence(ctx, node, layer, steps, "channels_last")
         return
     shape = ctx.shape(node, 0)
-    if over_axis is not None:
-        if not _softmax_axis_ok(ctx, node, len(shape)):
-            raise ctx.error(node, "convforge's softmax runs over channels (images) or the last axis only", "axis")
-        layer = _channel_softmax(ctx, len(shape), over_axis)
-    else:
-        layer = _activation_layer(ctx, node)
+    layer = _softmax_over(ctx, node, len(shape) + 1) if over_axis else _activation_layer(ctx, node)
     ctx.add_layer(node, layer, [node.input[0]], node.output[0])
 
 
