@@ -29,7 +29,7 @@ def test_build_info_fields():
     assert info["isa_detected"] in info["isa_compiled"]
     assert info["isa"] in ("ref", "avx2", "avx512")
     ops = {"conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weights", "dense_fwd", "dense_bwd_data", "dense_bwd_weights",
-           "maxpool2d_fwd", "maxpool2d_bwd", "relu_fwd", "relu_bwd", "softmax_fwd", "gelu_fwd"}
+           "maxpool2d_fwd", "maxpool2d_bwd", "relu_fwd", "relu_bwd", "softmax_fwd", "gelu_fwd", "gelu_bwd"}
     ops |= {"batchnorm_fwd_training", "batchnorm_fwd_inference", "batchnorm_bwd", "global_avg_pool2d_fwd",
             "global_avg_pool2d_bwd", "global_max_pool2d_fwd", "global_max_pool2d_bwd", "depthwise_conv2d_fwd",
             "depthwise_conv2d_bwd_data", "depthwise_conv2d_bwd_weights"}

@@ -50,6 +50,10 @@ const Kernel<ReluFwdFn<float>> kReluFwdF32[] = {
     CONVFORGE_AVX512_ENTRY(relu_fwd) CONVFORGE_AVX2_ENTRY(relu_fwd) CONVFORGE_REF_ENTRY(relu_fwd)};
 const Kernel<ReluBwdFn<float>> kReluBwdF32[] = {
     CONVFORGE_AVX512_ENTRY(relu_bwd) CONVFORGE_AVX2_ENTRY(relu_bwd) CONVFORGE_REF_ENTRY(relu_bwd)};
+const Kernel<GeluFwdFn<float>> kGeluFwdF32[] = {
+    CONVFORGE_AVX512_ENTRY(gelu_fwd) CONVFORGE_AVX2_ENTRY(gelu_fwd) CONVFORGE_REF_ENTRY(gelu_fwd)};
+const Kernel<GeluBwdFn<float>> kGeluBwdF32[] = {
+    CONVFORGE_AVX512_ENTRY(gelu_bwd) CONVFORGE_AVX2_ENTRY(gelu_bwd) CONVFORGE_REF_ENTRY(gelu_bwd)};
 
 // float64 is for gradient checks: the reference kernels only.
 const Kernel<Conv2dAlgosFn<double>> kConv2dF64[] = {{"conv2d_algorithms__ref", Isa::ref, &conv2d_algorithms__ref<double>}};
@@ -58,6 +62,8 @@ const Kernel<DenseBwdDataFn<double>> kDenseBwdDataF64[] = {CONVFORGE_REF_ENTRY(d
 const Kernel<DenseBwdWeightsFn<double>> kDenseBwdWeightsF64[] = {CONVFORGE_REF_ENTRY(dense_bwd_weights)};
 const Kernel<ReluFwdFn<double>> kReluFwdF64[] = {CONVFORGE_REF_ENTRY(relu_fwd)};
 const Kernel<ReluBwdFn<double>> kReluBwdF64[] = {CONVFORGE_REF_ENTRY(relu_bwd)};
+const Kernel<GeluFwdFn<double>> kGeluFwdF64[] = {CONVFORGE_REF_ENTRY(gelu_fwd)};
+const Kernel<GeluBwdFn<double>> kGeluBwdF64[] = {CONVFORGE_REF_ENTRY(gelu_bwd)};
 
 // The SIMD forward kernels take 2x2 windows of stride 2 only; everything else runs the ref.
 const Kernel<MaxPoolFwdFn<float>> kMaxPoolFwdF32[] = {
@@ -123,6 +129,8 @@ const Kernel<MaxPoolFwdFn<double>>& maxpool2d_fwd_kernel<double>(const PoolShape
 }
 CONVFORGE_SELECTOR(maxpool2d_bwd_kernel, MaxPoolBwdFn, kMaxPoolBwdF32, kMaxPoolBwdF64)
 CONVFORGE_SELECTOR(relu_fwd_kernel, ReluFwdFn, kReluFwdF32, kReluFwdF64)
+CONVFORGE_SELECTOR(gelu_fwd_kernel, GeluFwdFn, kGeluFwdF32, kGeluFwdF64)
+CONVFORGE_SELECTOR(gelu_bwd_kernel, GeluBwdFn, kGeluBwdF32, kGeluBwdF64)
 CONVFORGE_SELECTOR(relu_bwd_kernel, ReluBwdFn, kReluBwdF32, kReluBwdF64)
 CONVFORGE_SELECTOR(softmax_fwd_kernel, SoftmaxFwdFn, kSoftmaxFwdF32, kSoftmaxFwdF64)
 #define CONVFORGE_CHANNEL_SELECTOR(fn, Fn) CONVFORGE_SELECTOR(fn##_kernel, Fn, k_##fn##_f32, k_##fn##_f64)
@@ -256,7 +264,8 @@ std::vector<KernelChoice> selected_kernels() {
   add("relu_fwd", relu_fwd_kernel<float>().name, relu_fwd_kernel<double>().name);
   add("relu_bwd", relu_bwd_kernel<float>().name, relu_bwd_kernel<double>().name);
   add("softmax_fwd", softmax_fwd_kernel<float>().name, softmax_fwd_kernel<double>().name);
-  add("gelu_fwd", "gelu_fwd__ref", "gelu_fwd__ref");  // one portable path (a libm erf a value)
+  add("gelu_fwd", gelu_fwd_kernel<float>().name, gelu_fwd_kernel<double>().name);
+  add("gelu_bwd", gelu_bwd_kernel<float>().name, gelu_bwd_kernel<double>().name);
 #define CONVFORGE_ADD(fn) add(#fn, fn##_kernel<float>().name, fn##_kernel<double>().name);
   CONVFORGE_ADD(batchnorm_fwd_training)
   CONVFORGE_ADD(batchnorm_fwd_inference)

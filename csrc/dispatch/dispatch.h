@@ -36,6 +36,10 @@ using ReluFwdFn = void (*)(int64_t, const T*, T*);
 template <class T>
 using ReluBwdFn = void (*)(int64_t, const T*, const T*, T*);
 template <class T>
+using GeluFwdFn = void (*)(int64_t, const T*, T*);
+template <class T>
+using GeluBwdFn = void (*)(int64_t, const T*, const T*, T*);
+template <class T>
 using SoftmaxFwdFn = void (*)(int64_t, int64_t, const T*, T*);
 
 // Per-channel ops (kernels/channel_ops.h).
@@ -78,6 +82,8 @@ template <class T> const Kernel<MaxPoolBwdFn<T>>& maxpool2d_bwd_kernel();
 template <class T> const Kernel<ReluFwdFn<T>>& relu_fwd_kernel();
 template <class T> const Kernel<ReluBwdFn<T>>& relu_bwd_kernel();
 template <class T> const Kernel<SoftmaxFwdFn<T>>& softmax_fwd_kernel();
+template <class T> const Kernel<GeluFwdFn<T>>& gelu_fwd_kernel();
+template <class T> const Kernel<GeluBwdFn<T>>& gelu_bwd_kernel();
 
 template <class T> const Kernel<BatchNormFwdTrainingFn<T>>& batchnorm_fwd_training_kernel();
 template <class T> const Kernel<BatchNormFwdInferenceFn<T>>& batchnorm_fwd_inference_kernel();
@@ -103,6 +109,8 @@ CONVFORGE_DECLARE_SELECTOR(maxpool2d_bwd_kernel, MaxPoolBwdFn)
 CONVFORGE_DECLARE_SELECTOR(relu_fwd_kernel, ReluFwdFn)
 CONVFORGE_DECLARE_SELECTOR(relu_bwd_kernel, ReluBwdFn)
 CONVFORGE_DECLARE_SELECTOR(softmax_fwd_kernel, SoftmaxFwdFn)
+CONVFORGE_DECLARE_SELECTOR(gelu_fwd_kernel, GeluFwdFn)
+CONVFORGE_DECLARE_SELECTOR(gelu_bwd_kernel, GeluBwdFn)
 CONVFORGE_DECLARE_SELECTOR(batchnorm_fwd_training_kernel, BatchNormFwdTrainingFn)
 CONVFORGE_DECLARE_SELECTOR(batchnorm_fwd_inference_kernel, BatchNormFwdInferenceFn)
 CONVFORGE_DECLARE_SELECTOR(batchnorm_bwd_kernel, BatchNormBwdFn)

@@ -1134,7 +1134,7 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, const T* arena, const Ke
       return;
     }
     case PlanOpKind::gelu:
-      gelu_fwd__ref(n, x, y);
+      gelu_fwd_kernel<T>().fn(n, x, y);
       return;
     case PlanOpKind::clip_max: {
       // ReLU.forward's np.minimum(y, (T)max_value) after its relu: x itself where it is not above

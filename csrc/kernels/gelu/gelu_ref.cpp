@@ -1,15 +1,15 @@
-// GELU's exact form, x * Phi(x), and the erf it needs, value by value with the C library's erf
-// (the function Python's math.erf calls). One portable path: a libm call per value bounds it,
-// not the vector width, and no vector erf would give the C library's bits, which the layers'
-// NumPy expression had (np.vectorize(math.erf), ~70 ns a value) and keep.
+// GELU's exact form, x * Phi(x), its gradient, and erf, value by value: the portable path.
 //
-// gelu_fwd is the layer's expression 0.5 * x * (1 + erf(x / sqrt(2))) as NumPy evaluates it on
-// an array of T: x / (T)sqrt(2) and 0.5 * x rounded to T, erf of the quotient in double, the
-// product in double, rounded to T once. Built with -ffp-contract=off (CMakeLists.txt): no fused
-// multiply-add where NumPy rounds twice.
+// float32: gelu_impl.h's evaluation in double (within 0.51 ulp of the exact GELU), one value at
+// a time, with the bits of the vector paths.
+// float64 (gradient checks): the layer's expression 0.5 * x * (1 + erf(x / sqrt(2))) with the
+// C library's erf (the function Python's math.erf calls), and its derivative
+// 0.5 * (1 + erf(x / sqrt(2))) + x * exp(-0.5 * x * x) / sqrt(2 pi), each operation rounded as
+// NumPy rounds it. Built with -ffp-contract=off (CMakeLists.txt): no fused multiply-add.
 #include <cmath>
 
 #include "common/parallel.h"
+#include "kernels/gelu/gelu_impl.h"
 #include "kernels/kernels.h"
 
 namespace convforge {
@@ -27,14 +27,23 @@ void erf_any(int64_t n, const T* src, double* dst) {
   });
 }
 
-template <class T>
-void gelu_any(int64_t n, const T* src, T* dst) {
-  const T root2 = static_cast<T>(std::sqrt(2.0)), half = static_cast<T>(0.5);
+void gelu_f64(int64_t n, const double* src, double* dst) {
+  const double root2 = std::sqrt(2.0);
   parallel_for_grains(erf_threads(n), n, kErfGrain, [&](int64_t lo, int64_t hi, int) {
     for (int64_t i = lo; i < hi; ++i) {
-      const T x = src[i];
-      const T q = x / root2, h = half * x;
-      dst[i] = static_cast<T>(static_cast<double>(h) * (1.0 + std::erf(static_cast<double>(q))));
+      const double x = src[i];
+      dst[i] = 0.5 * x * (1.0 + std::erf(x / root2));
+    }
+  });
+}
+
+void gelu_bwd_f64(int64_t n, const double* diff_dst, const double* src, double* diff_src) {
+  const double root2 = std::sqrt(2.0), root2pi = std::sqrt(2.0 * M_PI);
+  parallel_for_grains(erf_threads(n), n, kErfGrain, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const double x = src[i];
+      const double cdf = 0.5 * (1.0 + std::erf(x / root2));
+      diff_src[i] = diff_dst[i] * (cdf + x * std::exp(-0.5 * x * x) / root2pi);
     }
   });
 }
@@ -43,7 +52,19 @@ void gelu_any(int64_t n, const T* src, T* dst) {
 
 void erf__ref(int64_t n, const float* src, double* dst) { erf_any(n, src, dst); }
 void erf__ref(int64_t n, const double* src, double* dst) { erf_any(n, src, dst); }
-void gelu_fwd__ref(int64_t n, const float* src, float* dst) { gelu_any(n, src, dst); }
-void gelu_fwd__ref(int64_t n, const double* src, double* dst) { gelu_any(n, src, dst); }
+void gelu_fwd__ref(int64_t n, const float* src, float* dst) {
+  parallel_for_grains(gelu_threads(n), n, kGeluGrain, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t i = lo; i < hi; ++i) dst[i] = static_cast<float>(gelu_value<ScalarOps>(src[i]));
+  });
+}
+void gelu_fwd__ref(int64_t n, const double* src, double* dst) { gelu_f64(n, src, dst); }
+void gelu_bwd__ref(int64_t n, const float* diff_dst, const float* src, float* diff_src) {
+  parallel_for_grains(gelu_threads(n), n, kGeluGrain, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t i = lo; i < hi; ++i) diff_src[i] = static_cast<float>(gelu_gradient<ScalarOps>(diff_dst[i], src[i]));
+  });
+}
+void gelu_bwd__ref(int64_t n, const double* diff_dst, const double* src, double* diff_src) {
+  gelu_bwd_f64(n, diff_dst, src, diff_src);
+}
 
 }  // namespace convforge

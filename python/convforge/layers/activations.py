@@ -505,10 +505,10 @@ class Softsign(_InputActivation):
 class GELU(_InputActivation):
     """Gaussian error linear unit ``x * Phi(x)``; Keras's ``'gelu'``.
 
-    ``approximate=False`` (Keras's default) uses the exact normal CDF, the C
-    library's erf value by value on the library's threads (the bits of NumPy's
-    ``0.5 * x * (1 + erf(x / sqrt(2)))`` with ``math.erf``); ``approximate=True``
-    the tanh form, in NumPy.
+    ``approximate=False`` (Keras's default) uses the exact normal CDF: on
+    float32, a SIMD kernel evaluating it in double (within 0.51 ulp of the exact
+    value, forward and gradient); on float64, the C library's erf (``math.erf``'s).
+    ``approximate=True`` the tanh form, in NumPy.
     """
 
     activation_name = "gelu"
@@ -535,8 +535,7 @@ class GELU(_InputActivation):
             t = np.tanh(inner)
             d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * self._C * (1 + 3 * 0.044715 * x * x)
         else:
-            cdf = 0.5 * (1 + F.erf(x / math.sqrt(2)))
-            d = cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+            return F.gelu_backward(dy, x)
         return (dy * d).astype(dy.dtype, copy=False)
 
     def get_config(self):
