@@ -64,6 +64,23 @@ def test_the_check_leaves_the_model_and_random_state_untouched():
     assert convforge.random.get_state() == state
 
 
+def test_the_check_leaves_batchnorm_moving_statistics_as_they_were():
+    # Found by a review: the training-mode passes moved BatchNormalization's moving mean and
+    # variance (from 0 to the batch's ~0.8, -1.8, 1.3), and so every later predict.
+    rng = np.random.default_rng(0)
+    inputs = convforge.Input((6, 6, 2))
+    h = layers.BatchNormalization(name="bn")(layers.Conv2D(3, 3)(inputs))
+    model = convforge.Model(inputs, layers.Dense(2)(layers.GlobalAveragePooling2D()(h)))
+    model.compile("sgd", "mse")
+    x = rng.standard_normal((4, 6, 6, 2)).astype(np.float32) * 3 + 2
+    y = rng.standard_normal((4, 2)).astype(np.float32)
+    before, weights = model.predict(x, verbose=0), model.get_weights()
+    assert check_model_gradients(model, x, y).passed
+    for want, got in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), before)
+
+
 def test_a_broken_builtin_backward_fails(monkeypatch):
     convforge.seed(2)
     model = small_model(dropout=0.0)

@@ -152,6 +152,9 @@ def check_model_gradients(
         model.build((None, *np.shape(x)[1:]))  # initialised in the model's own dtype, then copied to float64
     original_dtype = model.dtype
     outer_state = _random.get_state()
+    # Training-mode passes move BatchNormalization's moving statistics (hundreds of them here):
+    # every weight, the non-trainable ones included, is put back as it was.
+    saved_weights = [np.array(w, copy=True) for w in model.get_weights()] if model.built else None
     model.astype("float64")
     try:
         state = _random.get_state()
@@ -217,5 +220,7 @@ def check_model_gradients(
     finally:
         model.loss = saved_loss
         model.astype(original_dtype)  # float32 -> float64 -> float32 is exact
+        if saved_weights is not None:
+            model.set_weights(saved_weights)
         _random.set_state(outer_state)
     return GradCheckReport(results, rtol, atol)
