@@ -427,6 +427,28 @@ def test_loss_weights_are_finite_numbers_named_by_output():
     assert logs["loss"] == pytest.approx(-0.5 * logs["lw_a_loss"] + 2 * logs["lw_b_loss"], rel=1e-5)
 
 
+def test_sample_weights_per_output_are_refused_by_name():
+    # Found by a review: a dict of weights per output failed in float() ("not 'dict'"), a list of
+    # them as a shape mismatch; one array weighs each sample's total loss.
+    a = convforge.Input((5,))
+    h = layers.Dense(4)(a)
+    model = convforge.Model(a, [layers.Dense(3, activation="softmax", name="sw_cls")(h), layers.Dense(1, name="sw_reg")(h)])
+    model.compile("sgd", loss=["sparse_categorical_crossentropy", "mse"])
+    x = np.random.default_rng(0).random((20, 5)).astype(np.float32)
+    y = [np.arange(20) % 3, np.ones((20, 1), np.float32)]
+    for per_output in ({"sw_cls": np.ones(20), "sw_reg": np.ones(20)}, [np.ones(20), np.ones(20)]):
+        with pytest.raises(NotImplementedError, match=r"sample_weight: one array per output .* give one array of shape "
+                                                      r"\(20,\)"):
+            model.evaluate(x, y, sample_weight=per_output, verbose=0)
+        with pytest.raises(NotImplementedError, match=r"validation_data\[2\]: one array per output"):
+            model.fit(x, y, validation_data=(x, y, per_output), verbose=0)
+    with pytest.raises(TypeError, match="sample_weight must be an array of numbers"):
+        model.evaluate(x, y, sample_weight="heavy", verbose=0)
+    # A list of numbers, or a column of them, is one weight per sample.
+    model.evaluate(x, y, sample_weight=[1.0] * 20, verbose=0)
+    model.evaluate(x, y, sample_weight=[[1.0]] * 20, verbose=0)
+
+
 def test_an_output_returned_by_a_nested_model_is_named_after_the_model(tmp_path):
     # Keras 3 prints ['enc', 'aux'] and ['seq_head', 'enc'] for these graphs: the output a model's call
     # returned takes the model's name (its layers being this graph's own does not change that).
