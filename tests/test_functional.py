@@ -427,6 +427,30 @@ def test_loss_weights_are_finite_numbers_named_by_output():
     assert logs["loss"] == pytest.approx(-0.5 * logs["lw_a_loss"] + 2 * logs["lw_b_loss"], rel=1e-5)
 
 
+def test_a_model_from_an_inner_tensor_stands_an_input_in_for_it(tmp_path):
+    # Found by a review: Model(model.get_layer('h').output, model.output) predicted and trained,
+    # but summary, get_config, save, deepcopy and clone_model failed with a bare KeyError (the
+    # input's layer is not the model's). As Keras, an Input of its shape stands in for it.
+    import copy
+
+    inp = convforge.Input((6, 6, 2))
+    h = layers.Conv2D(2, 3, name="inner_h")(inp)
+    out = layers.Flatten(name="inner_f")(layers.BatchNormalization(name="inner_bn")(h))
+    full, head = convforge.Model(inp, out), convforge.Model(h, out)
+    assert isinstance(head.layers[0], layers.InputLayer) and [layer.name for layer in head.layers[1:]] == \
+        ["inner_bn", "inner_f"]
+    assert head.inputs[0] is not h and head.input_shape == (None, 4, 4, 2)
+    x = np.random.default_rng(0).standard_normal((3, 4, 4, 2)).astype(np.float32)
+    want = head.predict(x, verbose=0)
+    head.summary(print_fn=lambda *_: None)
+    head.save(tmp_path / "head.npz")
+    for twin in (convforge.load_model(tmp_path / "head.npz"), copy.deepcopy(head)):
+        np.testing.assert_array_equal(twin.predict(x, verbose=0), want)
+    clone = convforge.models.clone_model(head)
+    assert [type(layer).__name__ for layer in clone.layers] == ["InputLayer", "BatchNormalization", "Flatten"]
+    assert full.predict(np.zeros((2, 6, 6, 2), np.float32), verbose=0).shape == (2, 32)
+
+
 def test_sample_weights_per_output_are_refused_by_name():
     # Found by a review: a dict of weights per output failed in float() ("not 'dict'"), a list of
     # them as a shape mismatch; one array weighs each sample's total loss.

@@ -564,7 +564,12 @@ class Functional(Model):
                     )
         if len({id(t) for t in in_list}) != len(in_list):
             raise ValueError(f"Model inputs list one tensor twice: {[t.name for t in in_list]}")
-        self.inputs: list[KerasTensor] = in_list
+        # An input made by a layer (Model(encoder_output, ...), a trained model's tail) stands in
+        # for an Input of its shape, as Keras's clone: the graph is walked from the tensor itself,
+        # and the model lists, summarises and saves the Input.
+        self._walk_inputs = in_list
+        self._input_alias: dict = {}
+        self.inputs: list[KerasTensor] = [self._stand_in(t) for t in in_list]
         self.outputs: list[KerasTensor] = out_list
         nodes = _topological_nodes(in_list, out_list)
         reached = {id(u) for node in nodes for u in node.inputs} | {id(t) for t in out_list}
@@ -591,6 +596,7 @@ class Functional(Model):
             for t in in_list
         ]
         self._tensor_index = {id(t): i for i, t in enumerate(in_list)}
+        self._tensor_index.update({id(t): i for i, t in enumerate(self.inputs)})
         for node in nodes:
             for t in node.outputs:
                 self._tensor_index[id(t)] = len(self._tensor_index)
@@ -600,7 +606,7 @@ class Functional(Model):
         # has the output 'base', whose loss logs as 'base_loss').
         self.output_names = [unique_name(t._from_model or t._node.layer.name, taken) for t in out_list]
         self.input_names = [t._node.layer.name if t._node and isinstance(t._node.layer, InputLayer) else t.name
-                            for t in in_list]
+                            for t in self.inputs]
         self._sum_buffers: dict = {}
         self._gated_sums: set = set()  # tensors whose gradient parts a fused Add -> ReLU sums (_accumulate)
         self._steps: list[_Step] = []
@@ -618,10 +624,24 @@ class Functional(Model):
         self._last_head_losses: list = []
         self._plan_backward()
 
+    def _stand_in(self, t: KerasTensor) -> KerasTensor:
+        """``t`` if an Input made it, else a new Input's tensor of its shape standing in for it."""
+        if t._node is not None and isinstance(t._node.layer, InputLayer):
+            return t
+        layer = InputLayer(shape=display_shape(t._internal), dtype=t.dtype)
+        if layer.output._internal != t._internal:  # not expected: images are NCHW inside everywhere
+            raise ValueError(f"Model input {t.name!r} of shape {t.shape} cannot stand as an Input")
+        self._input_alias[id(t)] = layer.output
+        return layer.output
+
+    def _as_model_tensor(self, t: KerasTensor) -> KerasTensor:
+        """The tensor this model names for ``t``: the Input standing in for it where it is one."""
+        return self._input_alias.get(id(t), t)
+
     def _collect_layers(self) -> list:
         """The layers in Keras's order: by depth (distance to the outputs), deepest first, ties in the
         order a walk from the outputs first meets them -- so summary rows and get_weights() match Keras."""
-        model_inputs = {id(t) for t in self.inputs}
+        model_inputs = {id(t) for t in self._walk_inputs}
         seen_index: dict = {}  # layer -> when the walk first met it
         visited: set = set()
         stack = list(reversed(self.outputs))
@@ -642,9 +662,10 @@ class Functional(Model):
             for u in node.inputs:
                 node_depth[id(u._node)] = max(node_depth.get(id(u._node), 0), d + 1)
         layers, listed = [], set()
-        for t in self.inputs:
+        for t, walked in zip(self.inputs, self._walk_inputs):
             if isinstance(t._node.layer, InputLayer):
-                depth[id(t._node.layer)] = max(depth.get(id(t._node.layer), 0), node_depth.get(id(t._node), 0))
+                depth[id(t._node.layer)] = max(depth.get(id(t._node.layer), 0), node_depth.get(id(walked._node), 0))
+                seen_index.setdefault(id(t._node.layer), seen_index.get(id(walked._node.layer), len(seen_index)))
                 layers.append(t._node.layer)
                 listed.add(id(t._node.layer))
         for node in self._nodes:
@@ -805,7 +826,7 @@ class Functional(Model):
                 connected = [
                     f"{t._node.layer.name}[{self._node_number(t._node)}][{t._index}]"
                     for node in nodes
-                    for t in node.inputs
+                    for t in map(self._as_model_tensor, node.inputs)
                 ]
                 connected = [c + "," for c in connected[:-1]] + connected[-1:]  # Keras's commas
             rows.append((layer, f"{layer.name} ({type(layer).__name__})", shape_str(shape), connected))
@@ -1372,6 +1393,7 @@ class Functional(Model):
         index = {id(layer): i for i, layer in enumerate(self.layers)}
 
         def ref(t):
+            t = self._as_model_tensor(t)
             return [t._node.layer.name, self._node_number(t._node), t._index]
 
         return {
