@@ -451,6 +451,28 @@ def test_a_model_from_an_inner_tensor_stands_an_input_in_for_it(tmp_path):
     assert full.predict(np.zeros((2, 6, 6, 2), np.float32), verbose=0).shape == (2, 32)
 
 
+def test_a_functional_chain_in_a_sequential_adds_its_layers_and_a_branchy_one_is_refused_by_name():
+    # Found by a review: Sequential([base_model, ...]) said "expects a convforge layer; got
+    # Functional". A chain is a stack of layers (added as a nested Sequential's are); a model
+    # with branches is not, and the message says how to call it in a functional model.
+    inp = convforge.Input((8, 8, 3))
+    base = convforge.Model(inp, layers.Conv2D(4, 3, name="chain_conv")(inp), name="chain_base")
+    model = convforge.Sequential([base, layers.GlobalAveragePooling2D(), layers.Dense(2)])
+    assert model.layers[0] is base.layers[1] and model.count_params() == 4 * 3 * 9 + 4 + 4 * 2 + 2
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype(np.float32)
+    model.compile("sgd", "mse")
+    model.fit(x, np.zeros((2, 2), np.float32), verbose=0)
+    branch_in = convforge.Input((8, 8, 3))
+    branches = convforge.Model(branch_in, layers.Add()([layers.Conv2D(2, 1)(branch_in), layers.Conv2D(2, 1)(branch_in)]),
+                               name="two_branches")
+    with pytest.raises(NotImplementedError, match=r"Sequential cannot hold the functional model 'two_branches': .*"
+                                                  r"convforge.Model\(inputs, outputs\)"):
+        convforge.Sequential([branches, layers.Flatten()])
+    two = convforge.Input((3,))
+    with pytest.raises(NotImplementedError, match="1 inputs and 2 outputs"):
+        convforge.Sequential().add(convforge.Model(two, [layers.Dense(1)(two), layers.Dense(2)(two)]))
+
+
 def test_sample_weights_per_output_are_refused_by_name():
     # Found by a review: a dict of weights per output failed in float() ("not 'dict'"), a list of
     # them as a shape mismatch; one array weighs each sample's total loss.

@@ -52,6 +52,39 @@ from .summary import print_summary
 __all__ = ["Sequential"]
 
 
+def _chain_as_sequential(model: Functional) -> "Sequential":
+    """A Sequential of the same layer objects as ``model``, a chain from one Input; else a
+    NotImplementedError saying why it is none and what to write instead."""
+    why = None
+    nodes = sorted(model._nodes, key=lambda node: node.seq)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        why = f"it has {len(model.inputs)} inputs and {len(model.outputs)} outputs"
+    elif not isinstance(model.inputs[0]._node.layer, InputLayer) or model._input_alias:
+        why = "its input is another layer's output"
+    else:
+        previous = model._walk_inputs[0]
+        for node in nodes:
+            if node.many or len(node.inputs) != 1 or node.inputs[0] is not previous or node.inference:
+                why = (f"layer {node.layer.name!r} is not called on the output of the layer before it alone"
+                       if not node.inference else f"layer {node.layer.name!r} runs in inference mode (training=False)")
+                break
+            previous = node.outputs[0]
+        if why is None and previous is not model.outputs[0]:
+            why = "its output is not its last layer's"
+        if why is None and len({id(node.layer) for node in nodes}) != len(nodes):
+            why = "it calls a layer twice"
+    if why is not None:
+        raise NotImplementedError(
+            f"Sequential cannot hold the functional model {model.name!r}: {why}, so it is no stack of layers. "
+            f"Call it in a functional model instead: inputs = convforge.Input(shape={model.input_shape[1:]}); "
+            f"outputs = ...({model.name}(inputs)); convforge.Model(inputs, outputs)"
+        )
+    inner = Sequential([model.inputs[0]._node.layer], name=model.name)
+    for node in nodes:
+        inner.add(node.layer)
+    return inner
+
+
 _NOT_BUILT = (
     "This model has not yet been built. Build the model first by calling build() or by calling fit() with some "
     "data, or specify an input_shape argument in the first layer (e.g. input_shape=(28, 28, 1))."
@@ -127,7 +160,11 @@ class Sequential(Model):
         augmentation block): its layers are appended one by one, the same layer objects
         (weights shared with the inner model), so ``summary()`` lists them individually
         where Keras shows one row for the inner model. An inner layer whose automatic
-        name is taken here gets the next free suffix (``dense_1`` -> ``dense_2``).
+        name is taken here gets the next free suffix (``dense_1`` -> ``dense_2``). A
+        functional model that is a chain (one input, each layer called once on the one
+        before) is added the same way; one with branches cannot be (Keras's
+        ``Sequential([base_model, ...])``): call it in a functional model instead,
+        ``Model(inputs, head(base_model(inputs)))``.
         """
         if isinstance(layer, Sequential):
             if layer is self:
@@ -143,6 +180,9 @@ class Sequential(Model):
                         inner.name = f"{base}_{i}"
                 self.add(inner)
                 taken.add(inner.name)
+            return
+        if isinstance(layer, Functional):
+            self.add(_chain_as_sequential(layer))  # its layers, or a NotImplementedError naming why not
             return
         if isinstance(layer, symbolic.KerasTensor) and isinstance(layer._keras_history[0], InputLayer):
             layer = layer._keras_history[0]  # Sequential([convforge.Input(shape=...), ...]), as Keras
