@@ -147,7 +147,7 @@ def test_symbolic_tensors_layer_input_output_and_model_io():
     two = convforge.Model([x], [z, y])
     assert two.input == [x] and two.output == [z, y]
     assert isinstance(model.layers[0], layers.InputLayer) and model.layers[0].name == "image"
-    with pytest.raises(ValueError, match="has never been called"):
+    with pytest.raises(ValueError, match="The layer Dense has never been called"):  # not "The layer None"
         _ = layers.Dense(3).output
 
 

@@ -532,7 +532,9 @@ class Layer:
         nodes = getattr(self, "_inbound_nodes", [])
         if not nodes:
             raise ValueError(
-                f"The layer {self.name} has never been called and thus has no defined {attribute}."
+                # An unnamed layer (named when a model takes it) is called by its class.
+                f"The layer {self.name or type(self).__name__} has never been called and thus has no defined "
+                f"{attribute}."
             )
         values = getattr(nodes[0], "inputs" if attribute == "input" else "outputs")
         return values[0] if len(values) == 1 else list(values)
