@@ -26,14 +26,15 @@ py::array relu_fwd(const py::array& x, const py::object& out) {
   return std::move(y);
 }
 
+// dx = kernel(dy, x), elementwise: the backward passes of relu and gelu.
 template <class T>
-py::array relu_bwd(const py::array& dy, const py::array& x, const py::object& out) {
+py::array elementwise_bwd(const py::array& dy, const py::array& x, const py::object& out,
+                          void (*kernel)(int64_t, const T*, const T*, T*)) {
   check_input<T>(dy, "dy", dy.ndim());
   check_input<T>(x, "x", dy.ndim());
   for (py::ssize_t i = 0; i < x.ndim(); ++i)
     if (dy.shape(i) != x.shape(i)) throw py::value_error("dy must have the shape of x " + shape_str(x) + ", got " + shape_str(dy));
   py::array_t<T> dx = make_output<T>(out, "out", dims(x), {{dy, "dy", true}, {x, "x", true}});
-  const auto kernel = relu_bwd_kernel<T>().fn;
   const int64_t n = x.size();
   const T *pdy = data_of<T>(dy), *px = data_of<T>(x);
   T* pdx = dx.mutable_data();
@@ -106,24 +107,6 @@ py::array gelu_fwd(const py::array& x, const py::object& out) {
 }
 
 template <class T>
-py::array gelu_bwd(const py::array& dy, const py::array& x, const py::object& out) {
-  check_input<T>(dy, "dy", dy.ndim());
-  check_input<T>(x, "x", dy.ndim());
-  for (py::ssize_t i = 0; i < x.ndim(); ++i)
-    if (dy.shape(i) != x.shape(i)) throw py::value_error("dy must have the shape of x " + shape_str(x) + ", got " + shape_str(dy));
-  py::array_t<T> dx = make_output<T>(out, "out", dims(x), {{dy, "dy", true}, {x, "x", true}});
-  const auto kernel = gelu_bwd_kernel<T>().fn;
-  const int64_t n = x.size();
-  const T *pdy = data_of<T>(dy), *px = data_of<T>(x);
-  T* pdx = dx.mutable_data();
-  {
-    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
-    kernel(n, pdy, px, pdx);
-  }
-  return std::move(dx);
-}
-
-template <class T>
 py::array erf(const py::array& x) {
   check_input<T>(x, "x", x.ndim());
   py::array_t<double> y(dims(x));
@@ -149,7 +132,10 @@ void bind_relu(py::module_& m) {
   m.def(
       "relu_bwd",
       [](const py::array& dy, const py::array& x, const py::object& out) {
-        return with_dtype(dy, "dy", [&](auto tag) { return relu_bwd<decltype(tag)>(dy, x, out); });
+        return with_dtype(dy, "dy", [&](auto tag) {
+          using T = decltype(tag);
+          return elementwise_bwd<T>(dy, x, out, relu_bwd_kernel<T>().fn);
+        });
       },
       py::arg("dy"), py::arg("x"), py::arg("out") = py::none(), "dy where x > 0, else 0; out may be dy or x.");
   m.def(
@@ -173,7 +159,10 @@ void bind_relu(py::module_& m) {
   m.def(
       "gelu_bwd",
       [](const py::array& dy, const py::array& x, const py::object& out) {
-        return with_dtype(dy, "dy", [&](auto tag) { return gelu_bwd<decltype(tag)>(dy, x, out); });
+        return with_dtype(dy, "dy", [&](auto tag) {
+          using T = decltype(tag);
+          return elementwise_bwd<T>(dy, x, out, gelu_bwd_kernel<T>().fn);
+        });
       },
       py::arg("dy"), py::arg("x"), py::arg("out") = py::none(),
       "dy * (Phi(x) + x * phi(x)), GELU's gradient (phi the normal density), elementwise, on threads;\n"
