@@ -1,9 +1,8 @@
 // GELU and its gradient on float32 with AVX2: gelu_impl.h's evaluation on 4 doubles at a time,
-// 8 floats per step (two halves), a partial last step through a small buffer.
+// 8 floats per step (two halves).
 #include <immintrin.h>
 
 #include <cstdint>
-#include <cstring>
 
 #include "kernels/gelu/gelu_impl.h"
 #include "kernels/kernels.h"
@@ -35,53 +34,31 @@ struct Avx2Ops {
   }
 };
 
-inline __m256 gelu8(__m256 x) {
-  const __m128 lo = _mm256_cvtpd_ps(gelu_value<Avx2Ops>(_mm256_cvtps_pd(_mm256_castps256_ps128(x))));
-  const __m128 hi = _mm256_cvtpd_ps(gelu_value<Avx2Ops>(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
-  return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
-}
-inline __m256 gelu_grad8(__m256 dy, __m256 x) {
-  const __m128 lo = _mm256_cvtpd_ps(gelu_gradient<Avx2Ops>(_mm256_cvtps_pd(_mm256_castps256_ps128(dy)),
-                                                           _mm256_cvtps_pd(_mm256_castps256_ps128(x))));
-  const __m128 hi = _mm256_cvtpd_ps(gelu_gradient<Avx2Ops>(_mm256_cvtps_pd(_mm256_extractf128_ps(dy, 1)),
-                                                           _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
-  return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
-}
-
-void gelu_fwd_block(int64_t b, int64_t e, const float* src, float* dst) {
-  int64_t i = b;
-  for (; i + 8 <= e; i += 8) _mm256_storeu_ps(dst + i, gelu8(_mm256_loadu_ps(src + i)));
-  if (i < e) {
-    alignas(32) float buf[8] = {};
-    std::memcpy(buf, src + i, static_cast<std::size_t>(e - i) * sizeof(float));
-    _mm256_store_ps(buf, gelu8(_mm256_load_ps(buf)));
-    std::memcpy(dst + i, buf, static_cast<std::size_t>(e - i) * sizeof(float));
+// 8 floats a step, as two vectors of 4 doubles.
+struct Avx2Lanes {
+  static constexpr int kFloats = 8;
+  static void gelu(const float* src, float* dst) {
+    const __m256 x = _mm256_loadu_ps(src);
+    const __m128 lo = _mm256_cvtpd_ps(gelu_value<Avx2Ops>(_mm256_cvtps_pd(_mm256_castps256_ps128(x))));
+    const __m128 hi = _mm256_cvtpd_ps(gelu_value<Avx2Ops>(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
+    _mm256_storeu_ps(dst, _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1));
   }
-}
-
-void gelu_bwd_block(int64_t b, int64_t e, const float* diff_dst, const float* src, float* diff_src) {
-  int64_t i = b;
-  for (; i + 8 <= e; i += 8)
-    _mm256_storeu_ps(diff_src + i, gelu_grad8(_mm256_loadu_ps(diff_dst + i), _mm256_loadu_ps(src + i)));
-  if (i < e) {
-    alignas(32) float dy[8] = {}, x[8] = {};
-    const auto bytes = static_cast<std::size_t>(e - i) * sizeof(float);
-    std::memcpy(dy, diff_dst + i, bytes);
-    std::memcpy(x, src + i, bytes);
-    _mm256_store_ps(x, gelu_grad8(_mm256_load_ps(dy), _mm256_load_ps(x)));
-    std::memcpy(diff_src + i, x, bytes);
+  static void gradient(const float* diff_dst, const float* src, float* diff_src) {
+    const __m256 dy = _mm256_loadu_ps(diff_dst), x = _mm256_loadu_ps(src);
+    const __m128 lo = _mm256_cvtpd_ps(gelu_gradient<Avx2Ops>(_mm256_cvtps_pd(_mm256_castps256_ps128(dy)),
+                                                             _mm256_cvtps_pd(_mm256_castps256_ps128(x))));
+    const __m128 hi = _mm256_cvtpd_ps(gelu_gradient<Avx2Ops>(_mm256_cvtps_pd(_mm256_extractf128_ps(dy, 1)),
+                                                             _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
+    _mm256_storeu_ps(diff_src, _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1));
   }
-}
+};
 
 }  // namespace
 
-void gelu_fwd__avx2(int64_t n, const float* src, float* dst) {
-  parallel_for_grains(gelu_threads(n), n, kGeluGrain, [&](int64_t lo, int64_t hi, int) { gelu_fwd_block(lo, hi, src, dst); });
-}
+void gelu_fwd__avx2(int64_t n, const float* src, float* dst) { gelu_fwd_lanes<Avx2Lanes>(n, src, dst); }
 
 void gelu_bwd__avx2(int64_t n, const float* diff_dst, const float* src, float* diff_src) {
-  parallel_for_grains(gelu_threads(n), n, kGeluGrain,
-                      [&](int64_t lo, int64_t hi, int) { gelu_bwd_block(lo, hi, diff_dst, src, diff_src); });
+  gelu_bwd_lanes<Avx2Lanes>(n, diff_dst, src, diff_src);
 }
 
 }  // namespace convforge

@@ -1,9 +1,8 @@
 // GELU and its gradient on float32 with AVX-512F: gelu_impl.h's evaluation on 8 doubles at a
-// time, 16 floats per step (two halves), a partial last step through a small buffer.
+// time, 16 floats per step (two halves).
 #include "common/avx512.h"
 
 #include <cstdint>
-#include <cstring>
 
 #include "kernels/gelu/gelu_impl.h"
 #include "kernels/kernels.h"
@@ -41,53 +40,31 @@ inline __m512 join(__m256 lo, __m256 hi) {
   return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
 }
 
-inline __m512 gelu16(__m512 x) {
-  const __m256 lo = _mm512_cvtpd_ps(gelu_value<Avx512Ops>(_mm512_cvtps_pd(lower_half(x))));
-  const __m256 hi = _mm512_cvtpd_ps(gelu_value<Avx512Ops>(_mm512_cvtps_pd(upper_half(x))));
-  return join(lo, hi);
-}
-inline __m512 gelu_grad16(__m512 dy, __m512 x) {
-  const __m256 lo = _mm512_cvtpd_ps(
-      gelu_gradient<Avx512Ops>(_mm512_cvtps_pd(lower_half(dy)), _mm512_cvtps_pd(lower_half(x))));
-  const __m256 hi = _mm512_cvtpd_ps(
-      gelu_gradient<Avx512Ops>(_mm512_cvtps_pd(upper_half(dy)), _mm512_cvtps_pd(upper_half(x))));
-  return join(lo, hi);
-}
-
-void gelu_fwd_block(int64_t b, int64_t e, const float* src, float* dst) {
-  int64_t i = b;
-  for (; i + 16 <= e; i += 16) _mm512_storeu_ps(dst + i, gelu16(_mm512_loadu_ps(src + i)));
-  if (i < e) {
-    alignas(64) float buf[16] = {};
-    std::memcpy(buf, src + i, static_cast<std::size_t>(e - i) * sizeof(float));
-    _mm512_store_ps(buf, gelu16(_mm512_load_ps(buf)));
-    std::memcpy(dst + i, buf, static_cast<std::size_t>(e - i) * sizeof(float));
+// 16 floats a step, as two vectors of 8 doubles.
+struct Avx512Lanes {
+  static constexpr int kFloats = 16;
+  static void gelu(const float* src, float* dst) {
+    const __m512 x = _mm512_loadu_ps(src);
+    const __m256 lo = _mm512_cvtpd_ps(gelu_value<Avx512Ops>(_mm512_cvtps_pd(lower_half(x))));
+    const __m256 hi = _mm512_cvtpd_ps(gelu_value<Avx512Ops>(_mm512_cvtps_pd(upper_half(x))));
+    _mm512_storeu_ps(dst, join(lo, hi));
   }
-}
-
-void gelu_bwd_block(int64_t b, int64_t e, const float* diff_dst, const float* src, float* diff_src) {
-  int64_t i = b;
-  for (; i + 16 <= e; i += 16)
-    _mm512_storeu_ps(diff_src + i, gelu_grad16(_mm512_loadu_ps(diff_dst + i), _mm512_loadu_ps(src + i)));
-  if (i < e) {
-    alignas(64) float dy[16] = {}, x[16] = {};
-    const auto bytes = static_cast<std::size_t>(e - i) * sizeof(float);
-    std::memcpy(dy, diff_dst + i, bytes);
-    std::memcpy(x, src + i, bytes);
-    _mm512_store_ps(x, gelu_grad16(_mm512_load_ps(dy), _mm512_load_ps(x)));
-    std::memcpy(diff_src + i, x, bytes);
+  static void gradient(const float* diff_dst, const float* src, float* diff_src) {
+    const __m512 dy = _mm512_loadu_ps(diff_dst), x = _mm512_loadu_ps(src);
+    const __m256 lo = _mm512_cvtpd_ps(
+        gelu_gradient<Avx512Ops>(_mm512_cvtps_pd(lower_half(dy)), _mm512_cvtps_pd(lower_half(x))));
+    const __m256 hi = _mm512_cvtpd_ps(
+        gelu_gradient<Avx512Ops>(_mm512_cvtps_pd(upper_half(dy)), _mm512_cvtps_pd(upper_half(x))));
+    _mm512_storeu_ps(diff_src, join(lo, hi));
   }
-}
+};
 
 }  // namespace
 
-void gelu_fwd__avx512(int64_t n, const float* src, float* dst) {
-  parallel_for_grains(gelu_threads(n), n, kGeluGrain, [&](int64_t lo, int64_t hi, int) { gelu_fwd_block(lo, hi, src, dst); });
-}
+void gelu_fwd__avx512(int64_t n, const float* src, float* dst) { gelu_fwd_lanes<Avx512Lanes>(n, src, dst); }
 
 void gelu_bwd__avx512(int64_t n, const float* diff_dst, const float* src, float* diff_src) {
-  parallel_for_grains(gelu_threads(n), n, kGeluGrain,
-                      [&](int64_t lo, int64_t hi, int) { gelu_bwd_block(lo, hi, diff_dst, src, diff_src); });
+  gelu_bwd_lanes<Avx512Lanes>(n, diff_dst, src, diff_src);
 }
 
 }  // namespace convforge

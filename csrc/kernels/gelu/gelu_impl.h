@@ -117,12 +117,54 @@ struct ScalarOps {
   }
 };
 
+// The float arrays in steps of Lanes::kFloats values (Lanes::gelu and Lanes::gradient read and
+// write one step, unaligned, and may work in place), a partial last step through a buffer.
+template <class Lanes>
+void gelu_fwd_block(int64_t b, int64_t e, const float* src, float* dst) {
+  constexpr int64_t kStep = Lanes::kFloats;
+  int64_t i = b;
+  for (; i + kStep <= e; i += kStep) Lanes::gelu(src + i, dst + i);
+  if (i < e) {
+    alignas(64) float buf[kStep] = {};
+    std::memcpy(buf, src + i, static_cast<std::size_t>(e - i) * sizeof(float));
+    Lanes::gelu(buf, buf);
+    std::memcpy(dst + i, buf, static_cast<std::size_t>(e - i) * sizeof(float));
+  }
+}
+
+template <class Lanes>
+void gelu_bwd_block(int64_t b, int64_t e, const float* diff_dst, const float* src, float* diff_src) {
+  constexpr int64_t kStep = Lanes::kFloats;
+  int64_t i = b;
+  for (; i + kStep <= e; i += kStep) Lanes::gradient(diff_dst + i, src + i, diff_src + i);
+  if (i < e) {
+    alignas(64) float dy[kStep] = {}, x[kStep] = {};
+    const auto bytes = static_cast<std::size_t>(e - i) * sizeof(float);
+    std::memcpy(dy, diff_dst + i, bytes);
+    std::memcpy(x, src + i, bytes);
+    Lanes::gradient(dy, x, x);
+    std::memcpy(diff_src + i, x, bytes);
+  }
+}
+
 // Values per work item: ~2-3 ns a value on one core (double vectors, an exp or two and a
 // division), so a thread's share is worth a hand-off from a few thousand values.
 constexpr int64_t kGeluGrain = 4096;
 
 inline int gelu_threads(int64_t n) {
   return plan_threads((n + kGeluGrain - 1) / kGeluGrain, 60.0 * static_cast<double>(n));
+}
+
+template <class Lanes>
+void gelu_fwd_lanes(int64_t n, const float* src, float* dst) {
+  parallel_for_grains(gelu_threads(n), n, kGeluGrain,
+                      [&](int64_t lo, int64_t hi, int) { gelu_fwd_block<Lanes>(lo, hi, src, dst); });
+}
+
+template <class Lanes>
+void gelu_bwd_lanes(int64_t n, const float* diff_dst, const float* src, float* diff_src) {
+  parallel_for_grains(gelu_threads(n), n, kGeluGrain,
+                      [&](int64_t lo, int64_t hi, int) { gelu_bwd_block<Lanes>(lo, hi, diff_dst, src, diff_src); });
 }
 
 }  // namespace

@@ -48,20 +48,23 @@ void gelu_bwd_f64(int64_t n, const double* diff_dst, const double* src, double* 
   });
 }
 
+// One value a step.
+struct ScalarLanes {
+  static constexpr int kFloats = 1;
+  static void gelu(const float* src, float* dst) { *dst = static_cast<float>(gelu_value<ScalarOps>(*src)); }
+  static void gradient(const float* diff_dst, const float* src, float* diff_src) {
+    *diff_src = static_cast<float>(gelu_gradient<ScalarOps>(*diff_dst, *src));
+  }
+};
+
 }  // namespace
 
 void erf__ref(int64_t n, const float* src, double* dst) { erf_any(n, src, dst); }
 void erf__ref(int64_t n, const double* src, double* dst) { erf_any(n, src, dst); }
-void gelu_fwd__ref(int64_t n, const float* src, float* dst) {
-  parallel_for_grains(gelu_threads(n), n, kGeluGrain, [&](int64_t lo, int64_t hi, int) {
-    for (int64_t i = lo; i < hi; ++i) dst[i] = static_cast<float>(gelu_value<ScalarOps>(src[i]));
-  });
-}
+void gelu_fwd__ref(int64_t n, const float* src, float* dst) { gelu_fwd_lanes<ScalarLanes>(n, src, dst); }
 void gelu_fwd__ref(int64_t n, const double* src, double* dst) { gelu_f64(n, src, dst); }
 void gelu_bwd__ref(int64_t n, const float* diff_dst, const float* src, float* diff_src) {
-  parallel_for_grains(gelu_threads(n), n, kGeluGrain, [&](int64_t lo, int64_t hi, int) {
-    for (int64_t i = lo; i < hi; ++i) diff_src[i] = static_cast<float>(gelu_gradient<ScalarOps>(diff_dst[i], src[i]));
-  });
+  gelu_bwd_lanes<ScalarLanes>(n, diff_dst, src, diff_src);
 }
 void gelu_bwd__ref(int64_t n, const double* diff_dst, const double* src, double* diff_src) {
   gelu_bwd_f64(n, diff_dst, src, diff_src);
