@@ -1999,6 +1999,30 @@ def test_keras_exported_batchnorm_global_pooling_and_stride_2_conv_import(tmp_pa
         np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_keras_exported_elementwise_first_layer_reads_a_channels_last_input(tmp_path):
+    """Keras's exporter applies an elementwise first layer (ReLU, an activation, Rescaling's Mul and
+    Add) to the NHWC graph input, before its Transpose to NCHW: the input is a channels-last view
+    all the same. It was taken as NCHW, so input_layout='channels_last' made a model of
+    (height, channels, width) input, or (height = width = channels) silently wrong answers."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        firsts = {"relu": keras.layers.ReLU(), "silu": keras.layers.Activation("silu"),
+                  "rescaling": keras.layers.Rescaling(0.5, offset=-0.25),
+                  "two": [keras.layers.Rescaling(2.0), keras.layers.LeakyReLU(0.2)]}
+        nets = {name: keras.Sequential([keras.Input((4, 4, 4)), *(first if isinstance(first, list) else [first]),
+                                        keras.layers.Conv2D(3, 3), keras.layers.Flatten(), keras.layers.Dense(2)])
+                for name, first in firsts.items()}
+        x = images((2, 4, 4, 4))  # height = width = channels: a transposed input still fits
+        expected = predict_and_export_keras(nets, x, tmp_path)
+    for name in nets:
+        for layout in (None, "channels_last", "channels_first"):
+            model = convforge.load_model(tmp_path / f"{name}.onnx", input_layout=layout)
+            x_in = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if layout == "channels_first" else x
+            np.testing.assert_allclose(model.predict(x_in, verbose=0), expected[name], rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{name}, input_layout={layout}")
+
+
 def test_per_channel_affines_and_reductions_import_on_nchw_tensors(tmp_path):
     """The same ops on an NCHW tensor (no Keras views): Sub, Mul and Add of per-channel
     constants join into one BatchNormalization; ReduceMean over (2, 3) keepdims is global pooling;

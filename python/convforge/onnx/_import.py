@@ -405,21 +405,65 @@ def _is_no_op(node) -> bool:
     return False
 
 
-def _read_channels_last(nodes, name) -> bool:
-    """Is every reader of ``name`` (past no-op casts) a Transpose to NCHW, or a Shape (Keras's
-    exporter reshapes a depthwise conv's bias by the input's channel count), one a Transpose?"""
-    frontier, leaves, visited = [name], [], 0
+# Ops that keep their (first) input's layout, value by value, as Keras's exporter writes a model's
+# first layer when it is elementwise: on the NHWC graph input, before the Transpose to NCHW.
+_LAYOUT_KEEPING_ARITHMETIC = {"Add", "Sub", "Mul", "Div", "Pow"}
+
+
+def _keeps_layout(node, fixed) -> bool:
+    """Does ``node`` make, of its input, a tensor in the same layout? Per-element activations, and
+    arithmetic whose operands are constants (``fixed``) or tensors also read here (Rescaling's Mul
+    and Add, a BatchNormalization's Sub, Mul and Add, SiLU's and GELU's formulas: checked once all
+    are known, see :func:`_read_channels_last`)."""
+    if node.op_type in _PER_ELEMENT_ACTIVATIONS and len(node.input) == 1:
+        return True
+    if node.op_type == "Clip":  # ReLU(max_value): its bounds are inputs 1 and 2 (opset 11)
+        return all(not n or fixed(n) for n in node.input[1:])
+    if node.op_type == "Pow":
+        return len(node.input) == 2 and fixed(node.input[1])
+    return node.op_type in _LAYOUT_KEEPING_ARITHMETIC and len(node.input) == 2 and len(node.output) == 1
+
+
+def _read_channels_last(nodes, name, constants=frozenset()) -> bool:
+    """Is every reader of ``name`` (past no-op casts, and past ops that keep its layout: an
+    elementwise first layer, see :func:`_keeps_layout`) a Transpose to NCHW, or a Shape (Keras's
+    exporter reshapes a depthwise conv's bias by the input's channel count), one a Transpose?
+    Keras's exporter applies a model's first layer to its NHWC input before the Transpose where
+    that layer needs no NCHW (a ReLU, Rescaling, BatchNormalization): the input is a
+    channels-last view all the same."""
+    makers = {out: n for n in nodes for out in n.output if out}
+    known: dict = {}
+
+    def fixed(tensor, depth=8):  # a constant, or computed from constants alone (Identity, Reshape)
+        if tensor in constants:
+            return True
+        if tensor not in known:  # remembered: bounded work on any file
+            maker = makers.get(tensor)
+            known[tensor] = maker is not None and depth > 0 and (maker.op_type == "Constant" or bool(maker.input)) \
+                and all(not n or fixed(n, depth - 1) for n in maker.input)
+        return known[tensor]
+
+    frontier, leaves, reached, arithmetic, visited = [name], [], {name}, [], 0
     while frontier and len(leaves) <= 64:
         visited += 1
-        if visited > 64:  # bounded work on any file: real exporters put at most a few casts here
+        if visited > 64:  # bounded work on any file: real exporters put at most a few nodes here
             return False
         tensor = frontier.pop()
         for node in nodes:
-            if tensor in node.input:
-                if _is_no_op(node):
-                    frontier.append(node.output[0])
-                else:
-                    leaves.append(node)
+            if tensor not in node.input:
+                continue
+            passes = _is_no_op(node) or _keeps_layout(node, fixed)
+            if not passes:
+                leaves.append(node)
+            elif node.output[0] not in reached:
+                reached.add(node.output[0])
+                frontier.append(node.output[0])
+                if node.op_type in _LAYOUT_KEEPING_ARITHMETIC:
+                    arithmetic.append(node)
+    # Arithmetic of the input with anything but constants and what is made of it here would
+    # mix layouts: not a view.
+    if frontier or any(not (n in reached or fixed(n)) for node in arithmetic for n in node.input):
+        return False
     perms = [[list(a.ints) for a in n.attribute if a.name == "perm"] for n in leaves]
     transposes = [n.op_type == "Transpose" and p == [[0, 3, 1, 2]] for n, p in zip(leaves, perms)]
     return 0 < len(leaves) <= 64 and any(transposes) and all(
@@ -520,7 +564,7 @@ def _entry(path, value, nodes, input_layout, constants, unsqueeze_axes, from_con
         # channels, steps), as PyTorch's Conv1d reads them, the 1-D ops reading them as they are
         # (layers with data_format='channels_first': _sequences).
         return name, sample, None, sample, entry_name, passed, False, batch
-    if len(sample) == 3 and _read_channels_last(nodes, name):
+    if len(sample) == 3 and _read_channels_last(nodes, name, constants):
         # NHWC in the file, every reader transposing it to NCHW (convforge's and Keras's
         # exporters): the input is a channels-last view of the NCHW tensor the layers read.
         h, w, c = sample
