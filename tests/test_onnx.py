@@ -2023,6 +2023,35 @@ def test_keras_exported_elementwise_first_layer_reads_a_channels_last_input(tmp_
                                        err_msg=f"{name}, input_layout={layout}")
 
 
+def test_keras_exported_padding_cropping_or_batchnorm_first_imports(tmp_path):
+    """Keras's exporter writes a first ZeroPadding2D, Cropping2D or BatchNormalization as a Pad,
+    Slice or Sub/Mul/Add of the NHWC graph input, before its Transpose to NCHW (a ResNet's stem:
+    ZeroPadding2D(3), then a 7x7 stride-2 Conv2D). Taken as NCHW, the input's Pad was refused
+    as "padding the batch or channel axis"; the input is a channels-last view."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        la = keras.layers
+        firsts = {"resnet_stem": [la.ZeroPadding2D(3), la.Conv2D(4, 7, strides=2, use_bias=False),
+                                  la.BatchNormalization(), la.ReLU(), la.ZeroPadding2D(1), la.MaxPooling2D(3, 2)],
+                  "crop": [la.Cropping2D(((2, 1), (0, 3))), la.Conv2D(4, 3)],
+                  "batchnorm": [la.BatchNormalization(), la.Conv2D(4, 3, strides=2)]}
+        nets = {name: keras.Sequential([keras.Input((12, 12, 3)), *first, la.GlobalAveragePooling2D(), la.Dense(2)])
+                for name, first in firsts.items()}
+        nets["batchnorm"].layers[0].set_weights([np.linspace(0.5, 1.5, 3), np.linspace(-1, 1, 3),
+                                                 np.linspace(-0.5, 0.5, 3), np.linspace(0.5, 2.0, 3)])
+        x = images((2, 12, 12, 3))
+        expected = predict_and_export_keras(nets, x, tmp_path)
+    kinds = {"resnet_stem": "ZeroPadding2D", "crop": "Cropping2D", "batchnorm": "BatchNormalization"}
+    for name in nets:
+        for layout in (None, "channels_first"):
+            model = convforge.load_model(tmp_path / f"{name}.onnx", input_layout=layout)
+            assert type(model.layers[0]).__name__ == kinds[name], model.layers
+            x_in = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if layout == "channels_first" else x
+            np.testing.assert_allclose(model.predict(x_in, verbose=0), expected[name], rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{name}, input_layout={layout}")
+
+
 def test_per_channel_affines_and_reductions_import_on_nchw_tensors(tmp_path):
     """The same ops on an NCHW tensor (no Keras views): Sub, Mul and Add of per-channel
     constants join into one BatchNormalization; ReduceMean over (2, 3) keepdims is global pooling;

@@ -90,8 +90,9 @@ Concat, ConstantOfShape, Reshape, Slice, Cast, Equal, Where, Mod, Neg, ...) is f
 exporter's NHWC transposes around each layer fold away (a bias added after
 one goes into the conv, a channels-last flatten permutes the next Dense's
 kernel rows, or is ``Reshape((-1,))`` where no Dense reads it); its first layer, where
-elementwise (ReLU or another activation, Rescaling, BatchNormalization), runs on the NHWC graph
-input before that input's Transpose: the input is channels-last all the same. Files from
+elementwise (ReLU or another activation, Rescaling, BatchNormalization) or a ZeroPadding2D or
+Cropping2D (a ResNet's stem), runs on the NHWC graph input before that input's Transpose: the
+input is channels-last all the same. Files from
 convforge, ``torch.onnx.export(..., dynamo=False)`` and Keras 3's
 ``model.export(format="onnx")`` (torch backend) are tested. A
 graph of several inputs or outputs imports as a graph model taking and returning

@@ -426,11 +426,12 @@ def _keeps_layout(node, fixed) -> bool:
 
 def _read_channels_last(nodes, name, constants=frozenset()) -> bool:
     """Is every reader of ``name`` (past no-op casts, and past ops that keep its layout: an
-    elementwise first layer, see :func:`_keeps_layout`) a Transpose to NCHW, or a Shape (Keras's
-    exporter reshapes a depthwise conv's bias by the input's channel count), one a Transpose?
-    Keras's exporter applies a model's first layer to its NHWC input before the Transpose where
-    that layer needs no NCHW (a ReLU, Rescaling, BatchNormalization): the input is a
-    channels-last view all the same."""
+    elementwise first layer, see :func:`_keeps_layout`, or a Pad or Slice) a Transpose to NCHW,
+    or a Shape (Keras's exporter reshapes a depthwise conv's bias by the input's channel count),
+    one a Transpose? Keras's exporter applies a model's first layer to its NHWC input before the
+    Transpose where that layer needs no NCHW (a ReLU, Rescaling, BatchNormalization,
+    ZeroPadding2D, Cropping2D: a ResNet's stem pads first): the input is a channels-last view
+    all the same."""
     makers = {out: n for n in nodes for out in n.output if out}
     known: dict = {}
 
@@ -452,7 +453,10 @@ def _read_channels_last(nodes, name, constants=frozenset()) -> bool:
         for node in nodes:
             if tensor not in node.input:
                 continue
-            passes = _is_no_op(node) or _keeps_layout(node, fixed)
+            # A Pad or Slice of the input (ZeroPadding2D, Cropping2D as the first layer): whatever
+            # axes it pads or crops, the importer names those it cannot.
+            passes = _is_no_op(node) or _keeps_layout(node, fixed) or (
+                node.op_type in ("Pad", "Slice") and node.input[0] == tensor and list(node.input).count(tensor) == 1)
             if not passes:
                 leaves.append(node)
             elif node.output[0] not in reached:
