@@ -515,8 +515,8 @@ def test_sequence_graph_and_a_pytorch_style_sequence_input(tmp_path):
     x = images((2, 3, 10))
     np.testing.assert_allclose(model.predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
     # input_layout is the layout of images: for a sequence it was silently ignored.
-    with pytest.raises(ValueError, match=r"input_layout='channels_last' is the layout of image inputs; the inputs of "
-                                         r".* are \('batch', 3, 10\)"):
+    with pytest.raises(ValueError, match=r"input_layout='channels_last' is the layout of image inputs and outputs; "
+                                         r"the inputs of .* are \('batch', 3, 10\)"):
         convforge.load_model(path, input_layout="channels_last")
 
 
@@ -1382,6 +1382,55 @@ def test_graph_layout_metadata_and_dynamic_batch(tmp_path):
     assert back.name == "lenet5" and [layer.name for layer in back.layers] == [
         layer.name for layer in model.layers if not isinstance(layer, layers.Dropout)
     ]
+
+
+def test_a_generator_of_nchw_images_from_features_or_sequences_returns_them_as_the_file(tmp_path):
+    """A channels-first model of flat or sequence input and image output (a GAN's generator)
+    exports NCHW images, but came back as a channels-last model returning them NHWC (its
+    Reshape's image permuted to a channels-last view), and input_layout was refused for its
+    non-image input. An NCHW image output now makes a channels-first model; input_layout says
+    the model's data_format; a channels-last model's file (its exit Transpose) stays one."""
+    generator = seeded([layers.Input((48,)), layers.Reshape((3, 4, 4)),
+                        layers.Conv2D(2, 3, data_format="channels_first")])
+    _, back = round_trip(generator, images((2, 48)), tmp_path)
+    assert back._data_format() == "channels_first" and back.output_shape == (None, 2, 2, 2)
+    from_steps = seeded([layers.Input((6, 8)), layers.Conv1D(8, 1), layers.Reshape((3, 4, 4)),
+                         layers.Conv2DTranspose(3, 3, strides=2, padding="same", data_format="channels_first",
+                                                activation="tanh")])
+    round_trip(from_steps, images((2, 6, 8)), tmp_path)
+    x = images((2, 48))
+    nchw = generator.predict(x, verbose=0)
+    path = tmp_path / "model.onnx"
+    generator.export(path)
+    for layout, want in ((None, nchw), ("channels_first", nchw), ("channels_last", nchw.transpose(0, 2, 3, 1))):
+        model = convforge.load_model(path, input_layout=layout)
+        np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=RTOL, atol=ATOL, err_msg=str(layout))
+    channels_last = seeded([layers.Input((48,)), layers.Reshape((4, 4, 3)), layers.Conv2D(2, 3)])
+    _, back = round_trip(channels_last, x, tmp_path)  # written to path: its image output ends in the exit Transpose
+    assert back._data_format() == "channels_last"
+    nhwc = channels_last.predict(x, verbose=0)
+    for layout in ("channels_last", "channels_first"):  # the file's NHWC output either way
+        model = convforge.load_model(path, input_layout=layout)
+        assert model._data_format() == layout
+        np.testing.assert_allclose(model.predict(x, verbose=0), nhwc, rtol=RTOL, atol=ATOL, err_msg=layout)
+    # PyTorch's generator: Linear, x.view(-1, C, H, W), ConvTranspose2d; NCHW out, as PyTorch's.
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Generator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.up = nn.Linear(8, 32), nn.ConvTranspose2d(2, 3, 4, 2, 1)
+
+        def forward(self, z):
+            return torch.tanh(self.up(torch.relu(self.fc(z)).view(-1, 2, 4, 4)))
+
+    torch.manual_seed(0)
+    z = torch.randn(3, 8)
+    path, expected = exported_torch(Generator().eval(), z, tmp_path)
+    model = convforge.load_model(path)
+    assert model.output_shape == (None, 3, 8, 8)
+    np.testing.assert_allclose(model.predict(z.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
 
 
 def test_input_layouts(tmp_path):

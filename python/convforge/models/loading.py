@@ -46,7 +46,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True, *, i
         Keras's guard against files that run code when loaded; convforge's files hold no
         code (no pickle, no lambdas), so it changes nothing.
     input_layout : 'channels_last', 'channels_first' or None
-        ONNX only: the layout the imported model takes (see
+        ONNX only: the layout the imported model takes its images in, or, where
+        its inputs are no images, returns them in (None: the file's; see
         :func:`convforge.onnx.load_onnx`).
 
     Returns

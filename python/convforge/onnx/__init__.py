@@ -96,7 +96,9 @@ input is channels-last all the same. Files from
 convforge, ``torch.onnx.export(..., dynamo=False)`` and Keras 3's
 ``model.export(format="onnx")`` (torch backend) are tested. A
 graph of several inputs or outputs imports as a graph model taking and returning
-them in the file's order. Add, Sub and Mul of a tensor and
+them in the file's order. A chain from features or sequences to NCHW images (a generator: PyTorch's,
+or a channels-first convforge model's) imports as a channels-first model returning NCHW images, as
+the file does (see :func:`load_onnx`'s ``input_layout``). Add, Sub and Mul of a tensor and
 a per-channel constant (Keras's exporter writes its BatchNormalization so)
 import as one BatchNormalization layer per run of them (moving mean 0,
 variance 1 - epsilon, the affine in gamma and beta: exact at inference; to
@@ -173,9 +175,18 @@ def load_onnx(path, input_layout: str | None = None):
         (the default) keeps NCHW at the API, so ``predict`` takes the arrays
         the source framework took; ``'channels_last'`` makes a Keras-style
         model taking ``(batch, height, width, channels)``. A graph that starts
-        with convforge's entry ``Transpose`` is channels-last already. Image
-        inputs only: for a graph without one (features, sequences) it is a
-        ValueError.
+        with convforge's entry ``Transpose`` is channels-last already. For a
+        graph whose inputs are no images (features, sequences: taken as the
+        file has them) but whose outputs are (a generator), it is the model's
+        ``data_format``, the layout of its image outputs: None follows the
+        file, ``'channels_first'`` where an image output is NCHW (PyTorch's
+        ``x.view(-1, C, H, W)`` before a conv, a channels-first convforge
+        model), so ``predict`` returns what the file does; an image output that
+        the file transposes to NHWC last (a channels-last convforge model's)
+        keeps a channels-last model. ``'channels_last'`` returns NCHW outputs
+        transposed to NHWC. A graph that is not a chain is a graph model, whose
+        image outputs are channels-last. A graph with neither image inputs nor
+        image outputs takes none: it is a ValueError.
 
     Raises
     ------

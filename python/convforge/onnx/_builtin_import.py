@@ -636,10 +636,19 @@ def _keras_reshape(ctx, node, base, shape, target, batch) -> bool:
     if known == 0 or size % known:
         return False
     dims = [size // known if d == -1 else d for d in dims]
-    if math.prod(dims) != size or (len(dims) == 3 and ctx.data_format == "channels_first"):
+    if math.prod(dims) != size:
         return False
+    source = base if base is not None else node.input[0]
+    if len(dims) == 3 and ctx.data_format == "channels_first":
+        # A channels-first model's Reshape((h, w, c)) holds the values in the file's order, as a
+        # (channels, height, width) image of other axes: Permute((3, 1, 2)) makes the NCHW image
+        # whose channels-last view the file's tensor is.
+        ctx.add_layer(node, Reshape(tuple(dims)), [source], node.output[0] + "#hwc")
+        ctx.add_layer(node, Permute((3, 1, 2)), [node.output[0] + "#hwc"], node.output[0] + "#nchw")
+        ctx.set_view(node.output[0], node.output[0] + "#nchw")
+        return True
     # (batch, *dims) is a sequence as convforge holds it, or the channels-last view of an image.
-    ctx.add_view_layer(node, Reshape(tuple(dims)), [base if base is not None else node.input[0]], view=len(dims) == 3)
+    ctx.add_view_layer(node, Reshape(tuple(dims)), [source], view=len(dims) == 3)
     return True
 
 

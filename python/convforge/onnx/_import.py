@@ -616,24 +616,36 @@ def import_model(path, input_layout=None):
                 path, f"node {node.name!r} ({node.op_type}): operators of domain {node.domain!r} are not supported"
             )
     ctx, entries, fmt = _walk(path, proto, nodes, opset, input_layout)
-    if input_layout is not None and not any(len(e.internal) == 3 for e in entries):
-        # It was ignored: a (batch, channels, steps) file's model took (batch, channels, steps) whatever it said.
-        shapes = ", ".join(str(("batch", *e.spec)) for e in entries)
-        raise ValueError(f"input_layout={input_layout!r} is the layout of image inputs; the inputs of {path!r} are "
-                         f"{shapes}, taken as the file has them (leave input_layout out)")
+    if not any(len(e.internal) == 3 for e in entries):
+        # No image input (features, sequences: taken as the file has them), so no input says the
+        # model's layout of images: its image outputs do. An NCHW one (PyTorch's generator from a
+        # vector, convforge's channels-first model) makes a channels-first model, which returns
+        # it as the file does; a channels-last model would return it NHWC. input_layout, the
+        # model's data_format here, overrides that.
+        image_outputs = any(len(ctx.ref_shape(final) or ()) == 3 for final in ctx.finals)
+        if input_layout is not None and not image_outputs:
+            # It would be ignored: a (batch, channels, steps) file's model takes (batch, channels, steps) whatever it says.
+            shapes = ", ".join(str(("batch", *e.spec)) for e in entries)
+            raise ValueError(f"input_layout={input_layout!r} is the layout of image inputs and outputs; the inputs "
+                             f"of {path!r} are {shapes}, taken as the file has them, and its outputs are no images "
+                             "(leave input_layout out)")
+        if (input_layout or ("channels_first" if ctx.nchw_outputs else None)) == "channels_first":
+            ctx, entries, fmt = _walk(path, proto, nodes, opset, None, model_format="channels_first")
     chain = _is_chain(ctx, entries)
     # A Sequential reads its images as channels-first only where a layer says so (a Conv2D's or a
     # pooling's data_format): a chain of layers that take any layout (ReLU, Softmax, Flatten,
     # BatchNormalization) would read NCHW images as NHWC, its softmax or flatten on other axes.
     declared = any(getattr(layer, "data_format", None) == "channels_first" for layer, _, _, _ in ctx.steps)
-    unsaid = chain and fmt == "channels_first" and len(entries[0].spec) == 3 and not declared
+    images_in = any(len(e.internal) == 3 for e in entries)
+    unsaid = chain and fmt == "channels_first" and (len(entries[0].spec) == 3 or not images_in) and not declared
     if (not chain or unsaid) and fmt == "channels_first" and input_layout is None:
         # Graph models take channels-last images at the API: translate again for that layout.
         ctx, entries, fmt = _walk(path, proto, nodes, opset, "channels_last")
         chain = not unsaid and chain
     if (not chain or unsaid) and fmt == "channels_first":
         what = "no layer of the chain says its images are channels-first" if unsaid else "the graph is not a chain"
-        raise ModelFileError(path, f"{what}: its convforge model takes channels-last input only")
+        images = "takes channels-last input" if images_in else "returns channels-last images"
+        raise ModelFileError(path, f"{what}: its convforge model {images} only")
     try:
         if chain:
             model_layers = [layer for layer, _, _, _ in ctx.steps]
@@ -658,14 +670,16 @@ class _GraphEntry(NamedTuple):
     batch: int | None  # the batch size the file fixes, or None
 
 
-def _walk(path, proto, nodes, opset, input_layout):
+def _walk(path, proto, nodes, opset, input_layout, model_format=None):
     """Translate every node: ``(context, graph entries, data_format)``; ``ctx.finals`` are the
-    tensors of the graph outputs, in order."""
+    tensors of the graph outputs, in order, ``ctx.nchw_outputs`` the graph outputs that are NCHW
+    images, which a channels-last model returns transposed. ``model_format``: the data_format
+    where no input is an image (else channels-last)."""
     graph = proto.graph
     entries = [_GraphEntry(*entry) for entry in
                _entries(path, graph, nodes, input_layout, proto.producer_name == "convforge")]
     formats = {e.data_format for e in entries if e.data_format}
-    fmt = "channels_first" if "channels_first" in formats else next(iter(formats), None)
+    fmt = "channels_first" if "channels_first" in formats else next(iter(formats), model_format)
     outputs = [v.name for v in graph.output]
     ctx = ImportContext(path, proto, nodes, opset, fmt or "channels_last", outputs)
     batches = {e.batch for e in entries}
@@ -685,6 +699,7 @@ def _walk(path, proto, nodes, opset, input_layout):
             if node is not end:
                 ctx.consume_node(node)  # read by the formula alone
         ctx.formula_layers[id(end)] = (make(_layers), x)
+    exits = set()  # graph outputs made by convforge's exit Transpose: NHWC in the file
     for node in nodes:
         if ctx.consumed(node):
             continue
@@ -695,6 +710,7 @@ def _walk(path, proto, nodes, opset, input_layout):
             continue
         if _is_exit_transpose(ctx, node):
             ctx.consume(node, ctx.input_name(node))
+            exits.add(node.output[0])
             continue
         if _fold.FOLDERS.get(node.op_type) and node.input and all(not n or ctx.is_constant(n) for n in node.input):
             _fold_node(ctx, node)
@@ -709,7 +725,7 @@ def _walk(path, proto, nodes, opset, input_layout):
         importer(ctx, node)
     if not ctx.steps:
         raise ModelFileError(path, "the graph holds no layer convforge can run (its output is its input)")
-    ctx.finals = []
+    ctx.finals, ctx.nchw_outputs = [], []
     for output in outputs:
         final = ctx.resolve(output)
         if ctx.sequence_base(final) is not None:
@@ -726,6 +742,8 @@ def _walk(path, proto, nodes, opset, input_layout):
             # (PyTorch's x.permute(0, 2, 3, 1) last) is the image's axes moved, Permute((2, 3, 1)).
             ctx.add_layer(maker, _layers.Permute((2, 3, 1)), [base], final + "#nhwc")
             base = final + "#nhwc"
+        elif base is None and output not in exits and len(ctx.ref_shape(final)) == 3:
+            ctx.nchw_outputs.append(output)
         ctx.finals.append(base or final)
     return ctx, entries, fmt
 
