@@ -1635,6 +1635,38 @@ def test_pytorch_reshape_to_an_image_before_the_first_conv_imports(entry, sample
     round_trip(model, x.numpy(), tmp_path)
 
 
+def test_a_reshape_of_an_nchw_image_to_a_sequence_imports(tmp_path):
+    """A channels-first model's Reshape of an image to a sequence is a Reshape of the NCHW tensor,
+    (c, h, w) order, read by a channels-first Conv1D as it is: it exported, but the import refused
+    it ("reshape to [0, 2, 16] of a ('batch', 2, 4, 4) tensor"). So is PyTorch's x.flatten(2) of
+    a feature map before a Conv1d, whichever layout the model takes."""
+    x = images((2, 3, 4, 4))
+    for reshape, conv1d in (((2, 16), layers.Conv1D(3, 2, data_format="channels_first")),
+                            ((16, 2), layers.Conv1D(3, 2))):
+        model = seeded([layers.Input((3, 4, 4)), layers.Conv2D(2, 1, data_format="channels_first"),
+                        layers.Reshape(reshape), conv1d])
+        _, back = round_trip(model, x, tmp_path)
+        assert [type(la).__name__ for la in back.layers] == ["Conv2D", "Reshape", "Conv1D"]
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.conv1d = nn.Conv2d(3, 4, 3), nn.Conv1d(4, 2, 3)
+
+        def forward(self, x):
+            return self.conv1d(torch.relu(self.conv(x)).flatten(2))
+
+    torch.manual_seed(0)
+    path, expected = exported_torch(Net().eval(), torch.from_numpy(images((2, 3, 6, 5))), tmp_path)
+    for layout in ("channels_first", "channels_last"):
+        model = convforge.load_model(path, input_layout=layout)
+        x_in = images((2, 3, 6, 5)) if layout == "channels_first" else np.ascontiguousarray(
+            images((2, 3, 6, 5)).transpose(0, 2, 3, 1))
+        np.testing.assert_allclose(model.predict(x_in, verbose=0), expected, rtol=RTOL, atol=ATOL, err_msg=layout)
+
+
 @pytest.mark.parametrize("target", [(1, 16, 16), (2, 16, 8)])
 def test_pytorch_reshape_of_an_image_to_another_image_in_a_graph(target, tmp_path):
     """Found by the second reviewer: a feature map reshaped to another NCHW image before a conv,

@@ -66,7 +66,9 @@ but the batch, as the layer over that axis of the tensor the user sees), Clip(x,
 it), Flatten and flattening Reshapes, Keras-order Reshapes to a sequence or an image (Reshape),
 a Reshape of features or of a sequence to an NCHW image that a Conv or a pooling reads (PyTorch's
 ``x.view(-1, C, H, W)``: Reshape((H, W, 1)) for one channel, Reshape((C, H, W)) and
-Permute((2, 3, 1)) for more), BatchNormalization,
+Permute((2, 3, 1)) for more), a Reshape of an NCHW image to a sequence (its values in (c, h, w)
+order: a channels-first model's Reshape, PyTorch's ``x.flatten(2)``; a channels-last model's is
+Permute((3, 1, 2)) and the Reshape), BatchNormalization,
 GlobalAveragePool/GlobalMaxPool (and ReduceMean/ReduceMax over height and width, or over the
 steps of a sequence),
 GELU, as opset 20's Gelu op or spelt out as arithmetic around an Erf or a Tanh, and SiLU (swish,

@@ -685,6 +685,30 @@ def _nchw_reshape(ctx, node, base, shape, target, batch) -> bool:
     return True
 
 
+def _nchw_to_sequence(ctx, node, base, shape, target, batch) -> bool:
+    """A Reshape of an NCHW image to a (batch, a, b) sequence: its values in (c, h, w) order, as a
+    channels-first model's Reshape((a, b)) reads them (convforge's exporter writes it so, a
+    channels-first Conv1D after it reading (batch, channels, steps)); a channels-last model's
+    Reshape reads (h, w, c), so Permute((3, 1, 2)) first. Made (True) when it applies."""
+    dims = target[1:]
+    if base is not None or len(shape) != 3 or target[0] not in batch or len(dims) != 2:
+        return False
+    if any(d == 0 or d < -1 for d in dims) or dims.count(-1) > 1:
+        return False
+    size, known = math.prod(shape), math.prod(d for d in dims if d != -1)
+    if known == 0 or size % known:
+        return False
+    dims = [size // known if d == -1 else d for d in dims]
+    if math.prod(dims) != size:
+        return False
+    source = node.input[0]
+    if ctx.data_format != "channels_first":
+        ctx.add_layer(node, Permute((3, 1, 2)), [source], node.output[0] + "#chw_in")
+        source = node.output[0] + "#chw_in"
+    ctx.add_layer(node, Reshape(tuple(dims)), [source], node.output[0])
+    return True
+
+
 def import_reshape(ctx, node):
     """The reshapes that flatten each sample (PyTorch's ``x.view(-1, n)``), and Keras's Reshape to
     a sequence or an image (from features, a sequence or an image read channels-last)."""
@@ -701,6 +725,7 @@ def import_reshape(ctx, node):
     size = math.prod(shape)
     if not allowzero and len(target) > 2 and (
         _nchw_reshape(ctx, node, base, shape, target, batch) or _keras_reshape(ctx, node, base, shape, target, batch)
+        or _nchw_to_sequence(ctx, node, base, shape, target, batch)
     ):
         return
     ok = len(target) == 2 and not allowzero and (
@@ -709,8 +734,8 @@ def import_reshape(ctx, node):
     if not ok:
         raise ctx.error(
             node, f"reshape to {target} of a {('batch', *shape)} tensor: only (batch, -1) flattening, Keras's "
-            "Reshape (channels-last order) to a sequence or an image, and a reshape to an NCHW image read by a "
-            "convolution or a pooling are supported"
+            "Reshape (channels-last order) to a sequence or an image, a reshape to an NCHW image read by a "
+            "convolution or a pooling, and one of an NCHW image to a sequence are supported"
         )
     if base is not None:
         _flatten_view(ctx, node, base)
