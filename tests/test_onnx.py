@@ -714,8 +714,8 @@ def test_pytorch_depthwise_conv1d_and_conv_transpose1d_import(tmp_path):
     """PyTorch's depthwise Conv1d (groups = channels, a separable audio block's first half) and
     ConvTranspose1d(kernel 4, stride 2, padding 1) (a 1-D decoder's upsampling, Keras's 'same'
     output) import as channels-first DepthwiseConv1D and Conv1DTranspose (grouped 1-D Convs were
-    refused, and a 1-D ConvTranspose was taken for an image's); other groups, and pads that are
-    not Keras's, are refused by name."""
+    refused, and a 1-D ConvTranspose was taken for an image's); other groups, and negative pads,
+    are refused by name."""
     torch = pytest.importorskip("torch")
     nn = torch.nn
     torch.manual_seed(0)
@@ -738,11 +738,10 @@ def test_pytorch_depthwise_conv1d_and_conv_transpose1d_import(tmp_path):
     with pytest.raises(ModelFileError, match=r"'halves' \(Conv\), attribute 'group': grouped 1-D convolution "
                                              r"\(group=2\) other than depthwise \(group = channels\)"):
         convforge.load_model(path)
-    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="torch_style", strides=[2], pads=[1, 1],
-                            output_padding=[1])
-    path = save_graph(tmp_path / "torch_style.onnx", [node], [weights("w", (3, 2, 3))], input_shape=("n", 3, 9))
-    with pytest.raises(ModelFileError, match=r"'torch_style' \(ConvTranspose\), attribute 'pads': pads \[1, 1\] "
-                                             r"with output_padding \[1\] give neither Keras's 'valid' nor its 'same'"):
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="negative", strides=[2], pads=[-1, 1])
+    path = save_graph(tmp_path / "negative.onnx", [node], [weights("w", (3, 2, 3))], input_shape=("n", 3, 9))
+    with pytest.raises(ModelFileError, match=r"'negative' \(ConvTranspose\), attribute 'pads': pads \[-1, 1\] "
+                                             r"with output_padding \[0\]: negative pads"):
         convforge.load_model(path)
 
 
@@ -894,17 +893,18 @@ def test_conv2d_transpose_round_trip(config, tmp_path):
     """Found by a review: Conv2DTranspose (a decoder's or a U-Net's upsampling) had no exporter.
     It is ONNX's ConvTranspose, with output_padding where Keras's 'same' output is larger than the
     pads can make it; a ConvTranspose whose pads give Keras's 'valid' or 'same' output imports
-    back, others are refused by name (PyTorch's padding=1 crops the top row, Keras's the bottom)."""
+    back (others are a Conv2DTranspose and a Cropping2D: test_pytorch_decoder_conv_transpose_imports),
+    an output_padding not less than the strides is refused by name."""
     model = seeded([layers.Input(shape=(5, 4, 2)), layers.Conv2DTranspose(**config)])
     randomise_statistics(model)
     _, back = round_trip(model, images((3, 5, 4, 2)), tmp_path)
     assert [type(layer).__name__ for layer in back.layers] == ["Conv2DTranspose"]
     assert back.output_shape == model.output_shape
-    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="torch_style", strides=[2, 2], pads=[1, 1, 1, 1],
-                            output_padding=[1, 1])
-    path = save_graph(tmp_path / "torch_style.onnx", [node], [weights("w", (2, 3, 3, 3))])
-    with pytest.raises(ModelFileError, match=r"'torch_style' \(ConvTranspose\), attribute 'pads': pads \[1, 1, 1, 1\] "
-                                             r"with output_padding \[1, 1\] give neither Keras's 'valid' nor its 'same'"):
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="wide_op", strides=[2, 2], pads=[1, 1, 1, 1],
+                            output_padding=[2, 1])
+    path = save_graph(tmp_path / "wide_op.onnx", [node], [weights("w", (2, 3, 3, 3))])
+    with pytest.raises(ModelFileError, match=r"'wide_op' \(ConvTranspose\), attribute 'pads': pads \[1, 1, 1, 1\] "
+                                             r"with output_padding \[2, 1\]: negative pads, or an output_padding"):
         convforge.load_model(path)
 
 
@@ -912,17 +912,55 @@ def test_conv_transpose_import_does_not_loop_over_the_strides(tmp_path):
     """Found while adding Conv1DTranspose: the importer tried every output_padding below the
     strides, a list of strides[0] * strides[1] options built first, so a file's strides of 3000
     ran for over a minute without an answer (2**31: forever). The output size fixes the one
-    output_padding of each padding."""
+    output_padding of each padding. (Those pads, once refused, are now a 'valid' Conv2DTranspose
+    and a Cropping2D of the top rows: found without a loop, and nothing the size of its output
+    is allocated at import.)"""
     node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="wide", strides=[3000, 3000], pads=[2, 0, 0, 0])
     path = save_graph(tmp_path / "wide.onnx", [node], [weights("w", (2, 3, 3, 3))], input_shape=("n", 2, 2, 2))
     tracemalloc.start()
     try:
-        with pytest.raises(ModelFileError, match=r"'wide' \(ConvTranspose\), attribute 'pads': pads \[2, 0, 0, 0\]"):
-            convforge.load_model(path)
+        model = convforge.load_model(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 20 * 2**20, peak
+    assert [type(layer).__name__ for layer in model.layers] == ["Conv2DTranspose", "Cropping2D"]
+    assert model.layers[1]._margins == (2, 0, 0, 0) and model.output_shape == (None, 3, 3001, 3003)
+
+
+@pytest.mark.parametrize("kernel, padding, stride, output_padding", [(3, 1, 2, 1), (5, 2, 2, 1), (5, 1, 3, 2)])
+def test_pytorch_decoder_conv_transpose_imports(kernel, padding, stride, output_padding, tmp_path):
+    """Found by a review: PyTorch's ConvTranspose2d(3, stride=2, padding=1, output_padding=1), a
+    decoder's "double the size" step (and kernel 5, padding 2), was refused: its pads are neither
+    Keras's 'valid' nor its 'same' (Keras's 'same' gives 2H too, but crops the bottom row where
+    PyTorch crops the top one). It is a 'valid' Conv2DTranspose (the ReLU after it fused) and a
+    Cropping2D of the rows and columns the pads cut, in either input layout; ConvTranspose1d's
+    the same with Cropping1D."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1),
+                        nn.ConvTranspose2d(4, 5, kernel, stride=stride, padding=padding, output_padding=output_padding),
+                        nn.ReLU(), nn.Conv2d(5, 2, 1)).eval()
+    x = images((2, 3, 5, 6))
+    path, expected = exported_torch(net, torch.from_numpy(x), tmp_path)
+    assert expected.shape[2:] == ((5 - 1) * stride + kernel - 2 * padding + output_padding,
+                                  (6 - 1) * stride + kernel - 2 * padding + output_padding)
+    np.testing.assert_allclose(run_ort(path, x), expected, rtol=RTOL, atol=ATOL)
+    for layout in ("channels_first", "channels_last"):
+        model = convforge.load_model(path, input_layout=layout)
+        assert [type(la).__name__ for la in model.layers] == ["Conv2D", "Conv2DTranspose", "Cropping2D", "Conv2D"]
+        assert model.layers[1].padding == "valid" and type(model.layers[1].activation).__name__ == "ReLU"
+        x_in = x if layout == "channels_first" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        got = model.predict(x_in, verbose=0)
+        got = got if layout == "channels_first" else got.transpose(0, 3, 1, 2)
+        np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+    net1 = nn.Sequential(nn.Conv1d(3, 4, 3), nn.ConvTranspose1d(4, 2, kernel, stride=stride, padding=padding,
+                                                                output_padding=output_padding)).eval()
+    path, expected = exported_torch(net1, torch.from_numpy(x[:, :, 0]), tmp_path)
+    model = convforge.load_model(path)
+    assert [type(la).__name__ for la in model.layers] == ["Conv1D", "Conv1DTranspose", "Cropping1D"]
+    np.testing.assert_allclose(model.predict(x[:, :, 0], verbose=0), expected, rtol=RTOL, atol=ATOL)
 
 
 PERMUTE_CASES = {

@@ -56,8 +56,10 @@ graph to convforge layers: a :class:`~convforge.Sequential` when the graph is
 a chain, else a graph model (``convforge.Model``, channels-last input). Each
 op is translated by an *importer* registered with :func:`register_importer`
 (``convforge.onnx._registry.supported_ops()`` lists them): Conv (plain and
-depthwise, 2-D and 1-D), ConvTranspose (2-D and 1-D, where its pads give Keras's 'valid'
-or 'same' output),
+depthwise, 2-D and 1-D), ConvTranspose (2-D and 1-D: Conv2DTranspose/Conv1DTranspose where its
+pads give Keras's 'valid' or 'same' output; other non-negative pads, PyTorch's
+``ConvTranspose2d(3, stride=2, padding=1, output_padding=1)``, as the 'valid' layer and a
+Cropping2D/Cropping1D of what the pads cut),
 MaxPool/AveragePool (where a Keras 'valid'/'same' window set is the same), Gemm,
 MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
 Conv/Dense before them), Selu, HardSigmoid (Keras 3's slope 1/6 only), HardSwish, Mish, Softsign

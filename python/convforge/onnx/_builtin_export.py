@@ -163,6 +163,24 @@ def conv_transpose_options(in_sizes, kernel_size, strides, pads, output_padding)
     return options
 
 
+def conv_transpose_crops(strides, pads, output_padding):
+    """A ConvTranspose whose pads are neither Keras's 'valid' nor its 'same' (PyTorch's
+    ``ConvTranspose2d(3, stride=2, padding=1, output_padding=1)``, a decoder's doubling step: its
+    output starts a row later than Keras's 'same') as a 'valid' transposed convolution and a crop:
+    ``(output_padding, [(begin, end), ...])`` per axis, or None where pads are negative or an
+    output_padding is not below its stride. ONNX's output is rows ``begin`` onward of the full
+    ``(n - 1) * stride + kernel`` rows, extended at the end by output_padding rows of bias alone;
+    Keras's 'valid' output_padding (less than the stride) extends them there too, so only the rows
+    the node's end pad leaves short need it."""
+    rank = len(strides)
+    begins, ends = [int(p) for p in pads[:rank]], [int(p) for p in pads[rank:]]
+    output_padding = [int(p) for p in output_padding]
+    if min(begins + ends + output_padding) < 0 or any(op >= s for op, s in zip(output_padding, strides)):
+        return None
+    extra = tuple(max(op - e, 0) for op, e in zip(output_padding, ends))
+    return extra, [(b, e + x - op) for b, e, x, op in zip(begins, ends, extra, output_padding)]
+
+
 def export_conv2d_transpose(ctx, layer: Conv2DTranspose, inputs):
     """ONNX's ConvTranspose: the kernel is stored as its ``W`` (in_channels, filters, kh, kw).
     The layer is the data gradient of the convolution from its output back to its input, so

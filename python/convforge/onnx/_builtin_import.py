@@ -24,7 +24,7 @@ from ..layers.core import Dense, Flatten, Reshape
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
 from ..layers.reshaping import Permute
 from . import _embedding, _repeat, _sequences
-from ._builtin_export import conv_transpose_options, conv_transpose_pads, permute_perm
+from ._builtin_export import conv_transpose_crops, conv_transpose_options, conv_transpose_pads, permute_perm
 from ._registry import register_importer
 
 _ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Softmax": "softmax"}
@@ -223,7 +223,8 @@ def import_conv(ctx, node):
 
 def import_conv_transpose(ctx, node):
     """ConvTranspose -> Conv2DTranspose, where its pads and output_padding give Keras's 'valid' or
-    'same' output (those convforge's exporter writes); group 1, no dilation, as the layer."""
+    'same' output (those convforge's exporter writes), else a 'valid' Conv2DTranspose and a
+    Cropping2D (conv_transpose_crops); group 1, no dilation, as the layer."""
     if _sequences.reads_sequence(ctx, node):
         return _sequences.import_conv_transpose1d(ctx, node)
     a = ctx.attributes(node, {"kernel_shape": None, "strides": [1, 1], "dilations": [1, 1], "pads": [0, 0, 0, 0],
@@ -254,17 +255,31 @@ def import_conv_transpose(ctx, node):
     # 3000 ran for over a minute without an answer.
     options = conv_transpose_options((h, w), k, strides, *given)
     found = next((o for o in options if conv_transpose_pads(cls(1, k, strides, o[0], o[1]), (h, w)) == given), None)
-    if found is None:
-        raise ctx.error(node, f"pads {given[0]} with output_padding {given[1]} give neither Keras's 'valid' nor its "
-                        "'same' output", "pads")
-    padding, output_padding = found
-
-    def make(act):
-        return cls(kernel.shape[1], k, strides, padding, output_padding, data_format=ctx.data_format, activation=act,
-                   use_bias=bias is not None, kernel_initializer="zeros")
-
     weights = [kernel] if bias is None else [kernel, bias]
-    _add_with_activation(ctx, node, make, [node.input[0]], node.output[0], weights, 3)
+    if found is not None:
+        padding, output_padding = found
+
+        def make(act):
+            return cls(kernel.shape[1], k, strides, padding, output_padding, data_format=ctx.data_format,
+                       activation=act, use_bias=bias is not None, kernel_initializer="zeros")
+
+        _add_with_activation(ctx, node, make, [node.input[0]], node.output[0], weights, 3)
+        return
+    # Other pads (PyTorch's padding=1, output_padding=1): the 'valid' layer, then a Cropping2D of
+    # the rows and columns the pads cut. An activation after the node runs in the first layer: a
+    # crop of its output is the same.
+    crops = conv_transpose_crops(strides, *given)
+    if crops is None:
+        raise ctx.error(node, f"pads {given[0]} with output_padding {given[1]}: negative pads, or an output_padding "
+                        "not less than the strides, have no convforge layers", "pads")
+    output_padding, ((top, bottom), (left, right)) = crops
+    fused, act = _fused_activation(ctx, node.output[0], 3)
+    full = node.output[0] + "#uncropped"
+    ctx.add_layer(node, cls(kernel.shape[1], k, strides, "valid", output_padding, data_format=ctx.data_format,
+                            activation=act, use_bias=bias is not None, kernel_initializer="zeros"),
+                  [node.input[0]], full, weights)
+    ctx.add_layer(node, _layers.Cropping2D(((top, bottom), (left, right)), ctx.data_format), [full], node.output[0])
+    ctx.consume_all(fused, node.output[0])
 
 
 def _folded_bias(ctx, output, channels, bias):

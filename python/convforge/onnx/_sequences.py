@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import _params
 from .. import layers as _layers
-from ._builtin_export import conv1d_transpose_pads, conv_transpose_options
+from ._builtin_export import conv1d_transpose_pads, conv_transpose_crops, conv_transpose_options
 
 
 def _layer(ctx, node, name: str):
@@ -168,13 +168,24 @@ def import_conv_transpose1d(ctx, node):
     options = [(mode, None if op is None else op[0]) for mode, op in
                conv_transpose_options((steps,), (k,), (stride,), pads, extra)]
     found = next((o for o in options if conv1d_transpose_pads(cls(1, k, stride, *o), steps) == (pads, extra)), None)
-    if found is None:
-        raise ctx.error(node, f"pads {pads} with output_padding {extra} give neither Keras's 'valid' nor its 'same' "
-                        "output", "pads")
-    layer = cls(kernel.shape[1], k, stride, *found, data_format=data_format, use_bias=bias is not None,
-                kernel_initializer="zeros")
     weights = [kernel[:, :, None, :]] + ([] if bias is None else [bias])  # stored (channels, filters, 1, k)
-    add_on_sequence(ctx, node, layer, base, data_format, weights)
+    if found is not None:
+        layer = cls(kernel.shape[1], k, stride, *found, data_format=data_format, use_bias=bias is not None,
+                    kernel_initializer="zeros")
+        add_on_sequence(ctx, node, layer, base, data_format, weights)
+        return
+    # Other pads (PyTorch's padding=1, output_padding=1): the 'valid' layer, then a Cropping1D of
+    # the steps the pads cut, as the 2-D importer's Cropping2D.
+    crops = conv_transpose_crops((stride,), pads, extra)
+    if crops is None:
+        raise ctx.error(node, f"pads {pads} with output_padding {extra}: negative pads, or an output_padding not "
+                        "less than the stride, have no convforge layers", "pads")
+    (output_padding,), ((left, right),) = crops
+    full = node.output[0] + "#uncropped"
+    ctx.add_layer(node, cls(kernel.shape[1], k, stride, "valid", output_padding, data_format=data_format,
+                            use_bias=bias is not None, kernel_initializer="zeros"), [base], full, weights)
+    add_on_sequence(ctx, node, _layer(ctx, node, "Cropping1D")((left, right), data_format=data_format), full,
+                    data_format)
 
 
 def _keras_bias(ctx, node, filters, bias, data_format):
