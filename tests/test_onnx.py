@@ -2365,7 +2365,56 @@ def test_relu_with_max_value_is_clip_both_ways(tmp_path):
     np.testing.assert_array_equal(convforge.load_model(path, input_layout="channels_last").predict(
         np.ascontiguousarray(x.transpose(0, 2, 3, 1)), verbose=0).transpose(0, 3, 1, 2), run_ort(path, x))
     path = save_graph(tmp_path / "clip2.onnx", [helper.make_node("Clip", ["x", "neg", "hi"], ["y"], name="c")], bound)
-    with pytest.raises(ModelFileError, match=r"node 'c' \(Clip\): only Clip\(x, 0, max\)"):
+    with pytest.raises(ModelFileError, match=r"node 'c' \(Clip\): only Clip\(x, 0\) and Clip\(x, 0, max\)"):
+        convforge.load_model(path)
+
+
+@pytest.mark.parametrize("opset", [9, 17])
+def test_pytorch_clamp_at_zero_imports_as_relu(opset, tmp_path):
+    """Found by a review: PyTorch's ``torch.clamp(x, min=0)`` (a Clip with a min and no max: an
+    empty input from opset 11, the attribute alone before) and ``clamp(x, 0, inf)`` were refused;
+    both are a ReLU, in either input layout. A clamp at another min stays refused by name: no
+    convforge layer raises values to a bound (ReLU's threshold zeroes them)."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Clamped(nn.Module):
+        def __init__(self, low=0.0):
+            super().__init__()
+            self.low = low
+            self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1)
+
+        def forward(self, x):
+            x = torch.clamp(self.conv1(x), min=self.low)
+            return torch.clamp(self.conv2(x), min=self.low, max=float("inf"))
+
+    torch.manual_seed(0)
+    x = images((2, 3, 5, 6))
+    path, expected = exported_torch(Clamped().eval(), torch.from_numpy(x), tmp_path, opset_version=opset)
+    assert sum(n.op_type == "Clip" for n in onnx.load(path).graph.node) == 2
+    for layout in ("channels_first", "channels_last"):
+        model = convforge.load_model(path, input_layout=layout)
+        relus = [la for la in model.layers if type(la).__name__ == "ReLU"]
+        assert len(relus) == 2 and all(la.max_value is None for la in relus)
+        x_in = x if layout == "channels_first" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        got = model.predict(x_in, verbose=0)
+        got = got if layout == "channels_first" else got.transpose(0, 3, 1, 2)
+        np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+    path, _ = exported_torch(Clamped(0.5).eval(), torch.from_numpy(x), tmp_path, opset_version=opset)
+    with pytest.raises(ModelFileError, match=r"\(Clip\): only Clip\(x, 0\) and Clip\(x, 0, max\) .*got min 0.5"):
+        convforge.load_model(path)
+    # An infinite initializer is read as a Clip's bound only: anywhere else it is still refused.
+    bound = [numpy_helper.from_array(np.float32(v), n) for n, v in (("lo", 0.0), ("hi", np.inf))]
+    clip = helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="open")
+    path = save_graph(tmp_path / "open.onnx", [clip], bound)
+    x = images((2, 2, 6, 6))
+    model = convforge.load_model(path)  # no layer says NCHW: a channels-last model
+    assert [type(la).__name__ for la in model.layers][-1] == "ReLU"
+    np.testing.assert_array_equal(model.predict(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), verbose=0),
+                                  run_ort(path, x).transpose(0, 2, 3, 1))
+    clip = helper.make_node("Clip", ["x", "lo", "hi"], ["c"], name="open")
+    path = save_graph(tmp_path / "inf.onnx", [clip, helper.make_node("Add", ["c", "hi"], ["y"], name="plus")], bound)
+    with pytest.raises(ModelFileError, match=r"initializer 'hi' holds NaN or infinite values"):
         convforge.load_model(path)
 
 

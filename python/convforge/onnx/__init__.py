@@ -65,7 +65,8 @@ MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
 Conv/Dense before them), Selu, HardSigmoid (Keras 3's slope 1/6 only), HardSwish, Mish, Softsign
 and LogSoftmax (Keras's activations of those names; Softmax and LogSoftmax over any one axis
 but the batch, as the layer over that axis of the tensor the user sees), Clip(x, 0, max) (``ReLU(max_value)``, which exports as
-it), Flatten and flattening Reshapes, Keras-order Reshapes to a sequence or an image (Reshape),
+it) and Clip(x, 0) with no max or an infinite one (PyTorch's ``clamp(x, min=0)``: ``ReLU()``; another min has no
+exact layer and is refused), Flatten and flattening Reshapes, Keras-order Reshapes to a sequence or an image (Reshape),
 a Reshape of features or of a sequence to an NCHW image that a Conv or a pooling reads (PyTorch's
 ``x.view(-1, C, H, W)``: Reshape((H, W, 1)) for one channel, Reshape((C, H, W)) and
 Permute((2, 3, 1)) for more), a Reshape of an NCHW image to a sequence (its values in (c, h, w)
@@ -120,7 +121,8 @@ An op, attribute or attribute value convforge cannot express raises
 :class:`~convforge.saving.ModelFileError` naming the node, the op and the
 attribute. The file is treated as untrusted: its size is bounded, every
 tensor's declared size is checked against the bytes that hold it before an
-array is made, folded constants and per-sample sizes are bounded, graphs
+array is made, NaN and infinite values are refused (but an infinite bound of a Clip),
+folded constants and per-sample sizes are bounded, graphs
 with cycles or dangling names are refused, and tensors stored in external
 files are refused without opening any path the file names.
 """

@@ -75,9 +75,14 @@ def _activation_layer(ctx, node):
         else:
             ctx.attributes(node, {})
             low, high = (_scalar_input(ctx, node, i, what) for i, what in ((1, "min"), (2, "max")))
-        if low != 0 or high is None or not 0 <= high < float("inf"):
-            raise ctx.error(node, f"only Clip(x, 0, max) (a ReLU with max_value) is supported; got min {low}, "
-                            f"max {high}")
+        # PyTorch's clamp(x, min=0) has no max (opset 11+: an empty input; before: max = inf): a
+        # plain ReLU. Another min has no exact layer (ReLU's threshold zeroes what is below it, a
+        # clamp raises it to the bound), so it stays refused.
+        if high == float("inf"):
+            high = None
+        if low != 0 or high is not None and not 0 <= high < float("inf"):
+            raise ctx.error(node, f"only Clip(x, 0) and Clip(x, 0, max) (a ReLU, with max_value) are supported; got "
+                            f"min {low}, max {high}")
         return ReLU(max_value=high)
     ctx.attributes(node, {})
     return _ACTIVATION_LAYERS[node.op_type]()

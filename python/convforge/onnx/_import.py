@@ -91,6 +91,10 @@ class ImportContext:
             for name in node.input:
                 if name:
                     self._consumers.setdefault(name, []).append(node)
+        # Constants read only as a Clip's min or max, which may be infinite (PyTorch's
+        # clamp(x, min=0, max=inf): an unbounded side); every other tensor's infinities are refused.
+        self._clip_bounds = {name for name, readers in self._consumers.items()
+                             if all(r.op_type == "Clip" and name not in r.input[:1] for r in readers)}
         self.folded_values = 0  # see _fold_node
         self.steps: list[tuple] = []  # (layer, input tensor names, output tensor name)
         self._layer_names: set[str] = set()
@@ -130,12 +134,13 @@ class ImportContext:
             if isinstance(value, bytes):
                 value = value.decode("utf-8", "replace")
             elif isinstance(value, onnx.TensorProto):
-                value = self.tensor_value(value, f"attribute {attribute.name!r} of node {node.name!r}")
+                bound = node.op_type == "Constant" and bool(node.output) and node.output[0] in self._clip_bounds
+                value = self.tensor_value(value, f"attribute {attribute.name!r} of node {node.name!r}", bound)
             values[attribute.name] = value
         return values
 
-    def tensor_value(self, tensor, what: str) -> np.ndarray:
-        return _reader.tensor_array(self.path, tensor, what)
+    def tensor_value(self, tensor, what: str, infinite_ok: bool = False) -> np.ndarray:
+        return _reader.tensor_array(self.path, tensor, what, infinite_ok)
 
     def resolve(self, name: str) -> str:
         while name in self._aliases:
@@ -151,7 +156,8 @@ class ImportContext:
         name = self.resolve(node.input[index])
         if name not in self._constants:
             if name in self._tensors:
-                self._constants[name] = self.tensor_value(self._tensors[name], f"initializer {name!r}")
+                self._constants[name] = self.tensor_value(self._tensors[name], f"initializer {name!r}",
+                                                          name in self._clip_bounds)
             else:
                 raise self.error(
                     node, f"input {index} ({what}, {name!r}) is computed in the graph; convforge needs a constant here"

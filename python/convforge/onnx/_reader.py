@@ -77,8 +77,9 @@ def default_opset(path, proto) -> int:
     return version
 
 
-def tensor_array(path, tensor, what: str) -> np.ndarray:
-    """A TensorProto's values as a NumPy array, after checking its declared size against its data."""
+def tensor_array(path, tensor, what: str, infinite_ok: bool = False) -> np.ndarray:
+    """A TensorProto's values as a NumPy array, after checking its declared size against its data;
+    ``infinite_ok``: infinities are allowed (a Clip's unbounded side), NaN never."""
     if tensor.data_location == 1 or len(tensor.external_data):  # TensorProto.EXTERNAL
         location = next((e.value for e in tensor.external_data if e.key == "location"), "?")
         raise ModelFileError(
@@ -111,7 +112,7 @@ def tensor_array(path, tensor, what: str) -> np.ndarray:
         if len(stored) != count:
             raise ModelFileError(path, f"{what} declares shape {dims} ({count} values) but holds {len(stored)}")
         values = np.asarray(stored, dtype=dtype)
-    if dtype[1] == "f" and not np.isfinite(values).all():
+    if dtype[1] == "f" and not (~np.isnan(values) if infinite_ok else np.isfinite(values)).all():
         # A diverged or forged model: nothing to predict with (the .npz reader refuses them too).
         raise ModelFileError(path, f"{what} holds NaN or infinite values")
     return values.reshape(dims).astype(dtype[1:], copy=True)  # native order, writable, owned
