@@ -2118,6 +2118,53 @@ def test_keras_exported_batchnorm_global_pooling_and_stride_2_conv_import(tmp_pa
         np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_keras_exported_average_imports_as_one_average_layer(tmp_path):
+    """Found by a review: Keras's exporter writes ``layers.Average()([a, b, c])`` as
+    ``Div(Add(Add(a, b), c), 3)``, refused at the Div. The chain of Adds, each the next one's only
+    reader, ending in a Div by the count of its terms is one Average layer (of images, on the
+    channels-last views; of features); PyTorch's ``(a + b) / 2`` of NCHW images too."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        a = keras.Input((5, 6, 3))
+        branches = [keras.layers.Conv2D(4, 3, padding="same")(a), keras.layers.Conv2D(4, 1)(a),
+                    keras.layers.Conv2D(4, 1, activation="relu")(a)]
+        images_net = keras.Model(a, keras.layers.Conv2D(2, 1)(keras.layers.Average()(branches)))
+        f = keras.Input((8,))
+        features_net = keras.Model(f, keras.layers.Average()([keras.layers.Dense(3)(f), keras.layers.Dense(3)(f)]))
+        x, features = images((2, 5, 6, 3)), images((2, 8), seed=1)
+        expected = predict_and_export_keras({"images": images_net}, x, tmp_path)
+        expected.update(predict_and_export_keras({"features": features_net}, features, tmp_path))
+    ops = [n.op_type for n in onnx.load(tmp_path / "images.onnx").graph.node]
+    assert ops.count("Div") == 1 and ops.count("Add") >= 2
+    # A graph model takes channels-last images only (input_layout='channels_first' is refused for
+    # any graph: "the graph is not a chain").
+    model = convforge.load_model(tmp_path / "images.onnx")
+    names = [type(la).__name__ for la in model.layers]
+    assert names.count("Average") == 1 and "Add" not in names, names
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected["images"], rtol=1e-5, atol=1e-5)
+    model = convforge.load_model(tmp_path / "features.onnx")
+    assert [type(la).__name__ for la in model.layers][-1] == "Average"
+    np.testing.assert_allclose(model.predict(features, verbose=0), expected["features"], rtol=1e-5, atol=1e-5)
+
+    torch = pytest.importorskip("torch")
+
+    class Mean2(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.left, self.right = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(3, 4, 1)
+
+        def forward(self, t):
+            return (self.left(t) + self.right(t)) / 2
+
+    torch.manual_seed(0)
+    nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    path, want = exported_torch(Mean2().eval(), torch.from_numpy(nchw), tmp_path)
+    model = convforge.load_model(path)
+    assert [type(la).__name__ for la in model.layers][-1] == "Average"
+    np.testing.assert_allclose(model.predict(x, verbose=0).transpose(0, 3, 1, 2), want, rtol=RTOL, atol=ATOL)
+
+
 def test_keras_exported_elementwise_first_layer_reads_a_channels_last_input(tmp_path):
     """Keras's exporter applies an elementwise first layer (ReLU, an activation, Rescaling's Mul and
     Add) to the NHWC graph input, before its Transpose to NCHW: the input is a channels-last view

@@ -89,7 +89,8 @@ exporter write one, joins the Conv1D's padding instead, except in convforge's ow
 UpSampling1D, the Unsqueeze -> Expand -> Reshape repeat of a sequence's axis, is one too: ``_repeat``),
 Gather of a constant matrix's rows by computed token ids (Embedding: ``_embedding``; an integer
 graph input so read, PyTorch's ``nn.Embedding``, is taken as the model's float ids),
-Add/Sum/Sub/Mul/Mean/Max/Min/Concat of computed tensors (the merge layers), Identity
+Add/Sum/Sub/Mul/Mean/Max/Min/Concat of computed tensors (the merge layers; Keras's exporter's
+Average, a chain of Adds of n tensors, each read by the next alone, then a Div by n, is one Average layer), Identity
 and Dropout (dropped). Constant shape arithmetic (Shape, Gather, Unsqueeze,
 Concat, ConstantOfShape, Reshape, Slice, Cast, Equal, Where, Mod, Neg, ...) is folded; Keras's
 exporter's NHWC transposes around each layer fold away (a bias added after

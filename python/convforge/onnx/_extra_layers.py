@@ -389,14 +389,75 @@ _MERGES = {"Add": "Add", "Sum": "Add", "Sub": "Subtract", "Mul": "Multiply", "Me
            "Min": "Minimum"}
 
 
-def _merge_inputs(ctx, node):
-    """``(tensor names, their shapes, channels-last views?)`` of a merge node's inputs: computed
-    NCHW tensors, or all channels-last views (Keras's exporter), merged as their NCHW tensors."""
-    names = [n for n in node.input if n]
+def _merge_inputs(ctx, node, names=None):
+    """``(tensor names, their shapes, channels-last views?)`` of a merge node's inputs (or of
+    ``names``): computed NCHW tensors, or all channels-last views (Keras's exporter), merged as
+    their NCHW tensors."""
+    given = names is not None
+    names = names if given else [n for n in node.input if n]
     bases = [ctx.view_base(n) for n in names]
     if all(bases):
         return bases, [ctx.ref_shape(b) for b in bases], True
-    return names, [ctx.shape(node, i) for i in range(len(node.input)) if node.input[i]], False
+    if not given:
+        return names, [ctx.shape(node, i) for i in range(len(node.input)) if node.input[i]], False
+    shapes = [ctx.ref_shape(n) for n in names]
+    if any(shape is None for shape in shapes) or any(bases) or any(ctx.sequence_base(n) for n in names):
+        raise ctx.error(node, "the averaged tensors must be computed, all NCHW or all channels-last views")
+    return names, shapes, False
+
+
+def _average_terms(ctx, node) -> bool:
+    """Keras's exporter writes ``Average()([a, b, c])`` as ``Div(Add(Add(a, b), c), 3)``: is this
+    Add of two computed tensors the first of such a chain, each Add the next one's only reader
+    (past Casts), ending in a Div by the count of its terms? Then the chain is one Average
+    layer: no layer is made for its Adds (ctx.pending_averages), the Div makes it."""
+    if len(node.input) != 2 or any(not n or ctx.fixed(n) for n in node.input):
+        return False
+    terms, tensor = 2, node.output[0]
+    while terms <= 64:
+        reader, _ = ctx.next_node(tensor)
+        if reader is None or reader.attribute or len(reader.input) != 2:
+            return False
+        if reader.op_type == "Add" and not any(not n or ctx.fixed(n) for n in reader.input):
+            terms, tensor = terms + 1, reader.output[0]
+            continue
+        if reader.op_type != "Div" or ctx.fixed(reader.input[0]) or not ctx.is_constant(reader.input[1]):
+            return False
+        divisor = np.asarray(ctx.constant(reader, 1, "the divisor"), dtype=np.float64)
+        return divisor.size == 1 and divisor.reshape(-1)[0] == terms
+    return False
+
+
+def _take_into_average(ctx, node) -> bool:
+    """An Add of Keras's Average's chain (_average_terms): record its terms, make no layer."""
+    names = [ctx.resolve(n) for n in node.input if n]
+    pending = [n for n in names if n in ctx.pending_averages]
+    if pending:  # a later Add of a chain: the tensors so far, and one more
+        if len(names) != 2 or len(pending) != 1:
+            return False
+        other = names[1 - names.index(pending[0])]
+        terms = [*ctx.pending_averages[pending[0]], other]
+    elif node.op_type == "Add" and _average_terms(ctx, node):
+        terms = names
+    else:
+        return False
+    ctx.pending_averages[node.output[0]] = terms
+    ctx.consume_node(node)
+    return True
+
+
+def import_div(ctx, node):
+    """The Div ending Keras's Average (_average_terms): the Average layer of the chain's terms."""
+    ctx.attributes(node, {})
+    if len(node.input) != 2:
+        raise ctx.error(node, f"{len(node.input)} inputs")
+    terms = ctx.pending_averages.get(ctx.resolve(node.input[0]))
+    if terms is None:
+        raise ctx.error(node, "only the Div by n after an Add of n computed tensors (Keras's Average) is supported")
+    names, shapes, view = _merge_inputs(ctx, node, terms)
+    if any(shape != shapes[0] for shape in shapes):
+        raise ctx.error(node, f"the averaged tensors have shapes {shapes}: convforge's Average does not broadcast")
+    _add_merge(ctx, node, _layer_class(ctx, node, "Average")(), names, view)
 
 
 def import_merge(ctx, node):
@@ -406,6 +467,8 @@ def import_merge(ctx, node):
     constant = [i for i, n in enumerate(node.input) if n and ctx.is_constant(ctx.resolve(n))]
     if node.op_type in ("Add", "Sub", "Mul") and len(node.input) == 2 and len(constant) == 1:
         _import_affine(ctx, node, constant[0])
+        return
+    if node.op_type == "Add" and _take_into_average(ctx, node):
         return
     if constant and node.op_type in ("Max", "Min"):
         raise ctx.error(node, "a constant operand is not supported (the Maximum and Minimum layers merge tensors)")
@@ -648,6 +711,7 @@ for _op, _fn in (
     ("Add", import_merge),
     ("Sum", import_merge),
     ("Sub", import_merge),
+    ("Div", import_div),
     ("Mul", import_merge),
     ("Mean", import_merge),
     ("Max", import_merge),

@@ -69,6 +69,9 @@ class ImportContext:
         # is known of the repeat so far; and the UpSampling2D layers made of repeats, by the
         # tensor they make -> the tensor the file's nodes read (the Reshape's output).
         self.pending_repeats: dict = {}
+        # Keras's exporter's Average (_extra_layers): the output of each Add of its chain -> the
+        # tensors added so far; no layer makes it, the Div at the chain's end makes the Average.
+        self.pending_averages: dict = {}
         self.repeat_layers: dict = {}
         self._nodes = nodes
         self._makers: dict | None = None  # tensor name -> the node making it (built on first use)
@@ -276,6 +279,10 @@ class ImportContext:
         if node.op_type in ("Add", "Sub", "Mul", "Div") and len(node.input) == 2:
             return sum(self._fixed(n) for n in node.input) == 1
         return False
+
+    def fixed(self, name: str) -> bool:
+        """Is ``name`` a constant, folded or not yet (see _fixed)?"""
+        return self._fixed(name)
 
     def _fixed(self, name: str, depth: int = 8) -> bool:
         """Is ``name`` a constant, folded or not yet (a Constant node, or constants cast or
