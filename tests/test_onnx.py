@@ -2165,6 +2165,62 @@ def test_keras_exported_average_imports_as_one_average_layer(tmp_path):
     np.testing.assert_allclose(model.predict(x, verbose=0).transpose(0, 3, 1, 2), want, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "scalar"])
+def test_division_by_constants_imports_as_an_affine(per_channel, tmp_path):
+    """Found by a review: PyTorch's forward normalisation ``(x - mean) / std`` (ImageNet's per-channel
+    constants, or scalars) and a Div of an output by a constant were refused (Div was not imported);
+    Keras's Normalization layer exports as Sub and Div of the channels-last view. A Div by a
+    per-channel or scalar constant is the affine Sub/Mul/Add by such constants already import as,
+    x * (1 / c) (an ulp from x / c), and joins the affine before it: one BatchNormalization, in
+    either input layout. A constant divided by a tensor, and a divisor of 0, are refused by name."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Normalised(nn.Module):
+        def __init__(self):
+            super().__init__()
+            if per_channel:
+                self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+                self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+            else:
+                self.mean, self.std = 0.5, 0.25
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv((x - self.mean) / self.std) / 7.0
+
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).random((2, 3, 6, 7)).astype(np.float32)
+    path, expected = exported_torch(Normalised().eval(), torch.from_numpy(x), tmp_path)
+    assert [n.op_type for n in onnx.load(path).graph.node].count("Div") == 2
+    for layout in ("channels_first", "channels_last"):
+        model = convforge.load_model(path, input_layout=layout)
+        assert [type(la).__name__ for la in model.layers] == ["BatchNormalization", "Conv2D", "BatchNormalization"]
+        x_in = x if layout == "channels_first" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        got = model.predict(x_in, verbose=0)
+        got = got if layout == "channels_first" else got.transpose(0, 3, 1, 2)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras = keras_on_torch()
+        mean, variance = ([0.4, 0.5, 0.6], [0.04, 0.09, 0.01]) if per_channel else (0.5, 0.04)
+        net = keras.Sequential([keras.Input((6, 7, 3)), keras.layers.Normalization(mean=mean, variance=variance),
+                                keras.layers.Conv2D(2, 3)])
+        x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        expected = predict_and_export_keras({"keras": net}, x_nhwc, tmp_path)["keras"]
+    for layout in ("channels_last", "channels_first"):  # the output is NHWC, as the file's
+        model = convforge.load_model(tmp_path / "keras.onnx", input_layout=layout)
+        assert [type(la).__name__ for la in model.layers][:2] == ["BatchNormalization", "Conv2D"]
+        got = model.predict(x_nhwc if layout == "channels_last" else x, verbose=0)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    zero = [numpy_helper.from_array(np.float32(0.0), "zero")]
+    for name, inputs, message in (("over_x", ["zero", "x"], "only a computed tensor divided by a constant"),
+                                  ("by_zero", ["x", "zero"], "a divisor of 0")):
+        path = save_graph(tmp_path / f"{name}.onnx", [helper.make_node("Div", inputs, ["y"], name=name)], zero)
+        with pytest.raises(ModelFileError, match=rf"node '{name}' \(Div\): {message}"):
+            convforge.load_model(path)
+
+
 def test_keras_exported_elementwise_first_layer_reads_a_channels_last_input(tmp_path):
     """Keras's exporter applies an elementwise first layer (ReLU, an activation, Rescaling's Mul and
     Add) to the NHWC graph input, before its Transpose to NCHW: the input is a channels-last view

@@ -104,9 +104,10 @@ convforge, ``torch.onnx.export(..., dynamo=False)`` and Keras 3's
 graph of several inputs or outputs imports as a graph model taking and returning
 them in the file's order. A chain from features or sequences to NCHW images (a generator: PyTorch's,
 or a channels-first convforge model's) imports as a channels-first model returning NCHW images, as
-the file does (see :func:`load_onnx`'s ``input_layout``). Add, Sub and Mul of a tensor and
-a per-channel constant (Keras's exporter writes its BatchNormalization so)
-import as one BatchNormalization layer per run of them (moving mean 0,
+the file does (see :func:`load_onnx`'s ``input_layout``). Add, Sub, Mul and Div of a tensor and
+a per-channel (or one) constant (Keras's exporter writes its BatchNormalization so, and its
+Normalization and PyTorch's ``(x - mean) / std`` as Sub and Div; a Div is the Mul by the
+reciprocal, an ulp from the quotient) import as one BatchNormalization layer per run of them (moving mean 0,
 variance 1 - epsilon, the affine in gamma and beta: exact at inference; to
 fine-tune, know that it then normalises with batch statistics); ReduceMean
 and ReduceMax over height and width (Keras's global pooling) as global

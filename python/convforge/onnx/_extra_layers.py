@@ -453,7 +453,12 @@ def import_div(ctx, node):
         raise ctx.error(node, f"{len(node.input)} inputs")
     terms = ctx.pending_averages.get(ctx.resolve(node.input[0]))
     if terms is None:
-        raise ctx.error(node, "only the Div by n after an Add of n computed tensors (Keras's Average) is supported")
+        constant = [ctx.is_constant(ctx.resolve(n)) for n in node.input]
+        if constant == [False, True]:  # x / c, PyTorch's (x - mean) / std: an affine, as x * (1 / c)
+            _import_affine(ctx, node, 1)
+            return
+        raise ctx.error(node, "only a computed tensor divided by a constant, or the Div by n after an Add of n "
+                        "computed tensors (Keras's Average), is supported")
     names, shapes, view = _merge_inputs(ctx, node, terms)
     if any(shape != shapes[0] for shape in shapes):
         raise ctx.error(node, f"the averaged tensors have shapes {shapes}: convforge's Average does not broadcast")
@@ -486,8 +491,8 @@ def import_merge(ctx, node):
 
 
 def _import_affine(ctx, node, index: int) -> None:
-    """``x + c``, ``x - c``, ``c - x`` or ``x * c`` with ``c`` one value per channel (or one value):
-    ``a * x + b`` per channel, as a BatchNormalization whose moving mean is 0 and moving variance
+    """``x + c``, ``x - c``, ``c - x``, ``x * c`` or ``x / c`` with ``c`` one value per channel (or
+    one value): ``a * x + b`` per channel, as a BatchNormalization whose moving mean is 0 and moving variance
     1 - epsilon (so that it scales by gamma = a and shifts by beta = b at inference). Keras's
     exporter writes its BatchNormalization so, as Sub(mean), Mul(scale), Add(beta) on the
     channels-last view: consecutive affines on a tensor nothing else reads make one layer."""
@@ -519,6 +524,11 @@ def _import_affine(ctx, node, index: int) -> None:
     v = np.broadcast_to(c.reshape(-1), (channels,)).astype(np.float64)
     if node.op_type == "Mul":
         a, b = v, np.zeros(channels)
+    elif node.op_type == "Div":
+        # x * (1 / c): at most an ulp from x / c in float32, as any affine layer computes it.
+        if not np.all(v != 0):
+            raise ctx.error(node, "a divisor of 0: the quotients are infinite")
+        a, b = 1.0 / v, np.zeros(channels)
     elif node.op_type == "Add":
         a, b = np.ones(channels), v
     else:  # Sub
