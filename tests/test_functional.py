@@ -473,6 +473,38 @@ def test_a_functional_chain_in_a_sequential_adds_its_layers_and_a_branchy_one_is
         convforge.Sequential().add(convforge.Model(two, [layers.Dense(1)(two), layers.Dense(2)(two)]))
 
 
+def test_a_relu_setting_changed_after_fusion_is_followed():
+    # A plain ReLU fused into the BatchNormalization, Add or conv before it (and into the
+    # inference plan) computed max(x, 0) still after its max_value was set (Keras's layer reads
+    # it at each call): predict ignored it, silently.
+    def build(cap=None, conv_cap=None):
+        convforge.seed(0)
+        inp = convforge.Input((6, 6, 2))
+        h = layers.ReLU(max_value=cap)(layers.BatchNormalization()(layers.Conv2D(3, 3)(inp)))
+        h = layers.ReLU(max_value=cap)(layers.Add()([h, layers.Conv2D(3, 1)(h)]))
+        conv = layers.Conv2D(3, 3, activation=layers.ReLU(max_value=conv_cap) if conv_cap else "relu")
+        model = convforge.Model(inp, layers.Flatten()(conv(h)))
+        model.compile("sgd", "mse")
+        return model
+
+    x = np.random.default_rng(0).standard_normal((4, 6, 6, 2)).astype(np.float32) * 5
+    y = np.random.default_rng(1).standard_normal((4, 12)).astype(np.float32)
+    model = build()
+    model.fit(x, y, verbose=0)
+    model.predict(x, verbose=0)
+    for layer in model.layers:
+        if type(layer) is layers.ReLU:
+            layer.max_value = 0.3
+    model.layers[-2].activation.max_value = 0.2
+    want = build(0.3, 0.2)
+    want.set_weights(model.get_weights())
+    np.testing.assert_array_equal(model.predict(x, verbose=0), want.predict(x, verbose=0))
+    model.fit(x, y, verbose=0, shuffle=False)
+    want.fit(x, y, verbose=0, shuffle=False)
+    for got, expected in zip(model.get_weights(), want.get_weights()):
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_sample_weights_per_output_are_refused_by_name():
     # Found by a review: a dict of weights per output failed in float() ("not 'dict'"), a list of
     # them as a shape mismatch; one array weighs each sample's total loss.

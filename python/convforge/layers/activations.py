@@ -71,6 +71,16 @@ class _ActivationLayer(Layer):
         return self._grad(dy, self._y)
 
 
+# Changes of a ReLU's max_value, negative_slope or threshold after it was made: a model that fused
+# it as a plain max(x, 0) (into the BatchNormalization, Add or conv before it, or an inference
+# plan) plans again when this moves (models/functional.py, Functional._check_relu_settings).
+_relu_settings_generation = 0
+
+
+def relu_settings_generation() -> int:
+    return _relu_settings_generation
+
+
 class ReLU(_ActivationLayer):
     """``max(x, 0)``, on the compiled kernel (in place inside Conv2D/Dense); Keras's ``ReLU``.
 
@@ -103,6 +113,21 @@ class ReLU(_ActivationLayer):
         self.negative_slope = float(negative_slope)
         self.threshold = float(threshold)
         self._x = None
+
+    # Properties, not a __setattr__ of its own: Layer.__setattr__ counts every change for the
+    # compiled plans' ready path, which trusts only layers that keep it.
+    def _set_setting(self, name: str, value) -> None:
+        if name in self.__dict__:  # set again after construction
+            global _relu_settings_generation
+            _relu_settings_generation += 1
+        self.__dict__[name] = value
+
+    max_value = property(lambda self: self.__dict__["_max_value"],
+                         lambda self, value: self._set_setting("_max_value", value))
+    negative_slope = property(lambda self: self.__dict__["_negative_slope"],
+                              lambda self, value: self._set_setting("_negative_slope", value))
+    threshold = property(lambda self: self.__dict__["_threshold"],
+                         lambda self, value: self._set_setting("_threshold", value))
 
     @property
     def plain(self) -> bool:

@@ -76,6 +76,7 @@ from .. import functional as F
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
+from ..layers import activations as activation_layers
 from ..layers import fusion
 from ..layers.activations import Sigmoid, Softmax, _ActivationLayer
 from ..layers.base import FLOAT_DTYPES, Layer, display_shape
@@ -703,6 +704,7 @@ class Functional(Model):
         self._inference_free_after = self._last_reads(self._inference_steps)
         self._compiled = None  # the inference plan (models/compiled.py), made at the first predict
         self._compiled_logits = None  # the same with fused heads' logits, for evaluate's loss
+        self._relu_generation = activation_layers.relu_settings_generation()
 
     def _last_reads(self, steps) -> list:
         """For each step, the tensors no later step reads (model outputs excepted)."""
@@ -716,6 +718,19 @@ class Functional(Model):
             if index not in keep:
                 free_after[i].append(index)
         return free_after
+
+    def _check_relu_settings(self) -> None:
+        """Plan the fusions again if a ReLU's max_value, negative_slope or threshold was set since
+        they were made: a ReLU fused as a plain max(x, 0) (folded into the conv and
+        BatchNormalization before it, applied by an Add, lowered into the inference plan) would
+        ignore it. One integer compared per pass."""
+        if self._relu_generation == activation_layers.relu_settings_generation():
+            return
+        self._relu_generation = activation_layers.relu_settings_generation()
+        self._inference_steps = self._fold_for_inference(self._steps)
+        self._inference_free_after = self._last_reads(self._inference_steps)
+        self._compiled = self._compiled_logits = None
+        self._plan_backward()
 
     def _fold_for_inference(self, steps) -> list:
         """The steps inference runs: each linear Conv2D -> BatchNormalization (-> ReLU) chain whose
@@ -843,6 +858,7 @@ class Functional(Model):
     def _run(self, xbs: list, training: bool, logits: bool) -> list:
         """The tensors' values for a batch (a list indexed like ``_tensor_index``); the outputs are
         there, tensors no step reads any more are dropped on the way."""
+        self._check_relu_settings()
         values = [None] * len(self._tensor_index)
         values[: len(xbs)] = xbs
         steps, free_after = (self._steps, self._free_after) if training else (self._inference_steps, self._inference_free_after)
@@ -868,6 +884,7 @@ class Functional(Model):
         """The compiled inference pass (models/compiled.py), made again when a weight array or a
         setting it was made from was replaced; None where not even the first step compiles.
         ``logits``: the plan whose fused softmax heads give their logits (evaluate's loss)."""
+        self._check_relu_settings()
         attribute = "_compiled_logits" if logits else "_compiled"
         compiled = getattr(self, attribute)
         if compiled is False:
