@@ -643,20 +643,38 @@ def import_flatten(ctx, node):
     ctx.add_layer(node, Flatten(ctx.data_format), [node.input[0]], node.output[0])
 
 
+def _resolved_dims(dims, size: int) -> list | None:
+    """A reshape's per-sample target with its -1 worked out for ``size`` values, or None where it
+    is no valid one (a 0, a negative other than one -1, sizes that do not divide)."""
+    if any(d == 0 or d < -1 for d in dims) or dims.count(-1) > 1:
+        return None
+    known = math.prod(d for d in dims if d != -1)
+    if known == 0 or size % known:
+        return None
+    dims = [size // known if d == -1 else d for d in dims]
+    return dims if math.prod(dims) == size else None
+
+
+def _chw_source(ctx, node) -> str:
+    """The tensor a reshape of an NCHW image reads in (c, h, w) order, the file's: the image
+    itself in a channels-first model; in a channels-last one, whose Reshape reads the (h, w, c)
+    view, the image's axes put back by Permute((3, 1, 2))."""
+    if ctx.data_format == "channels_first":
+        return node.input[0]
+    ctx.add_layer(node, Permute((3, 1, 2)), [node.input[0]], node.output[0] + "#chw_in")
+    return node.output[0] + "#chw_in"
+
+
 def _keras_reshape(ctx, node, base, shape, target, batch) -> bool:
     """A Reshape in Keras's element order (of features, of a sequence, or of the channels-last view
     of an image) to a sequence or a channels-last image: the Reshape layer, as convforge's
     exporter writes it (True), else False."""
-    dims = target[1:]
-    if target[0] not in batch or len(dims) not in (2, 3) or any(d == 0 or d < -1 for d in dims) or dims.count(-1) > 1:
+    if target[0] not in batch or len(target) - 1 not in (2, 3):
         return False
     if base is None and len(shape) == 3:  # an NCHW tensor: its element order is not Keras's
         return False
-    size, known = math.prod(shape), math.prod(d for d in dims if d != -1)
-    if known == 0 or size % known:
-        return False
-    dims = [size // known if d == -1 else d for d in dims]
-    if math.prod(dims) != size:
+    dims = _resolved_dims(target[1:], math.prod(shape))
+    if dims is None:
         return False
     source = base if base is not None else node.input[0]
     if len(dims) == 3 and ctx.data_format == "channels_first":
@@ -679,23 +697,14 @@ def _nchw_reshape(ctx, node, base, shape, target, batch) -> bool:
     Reshape to that image (one channel: (H, W, 1) and (1, H, W) hold the values in the same order)
     or, of several channels in a channels-last model, Reshape((C, H, W)) then Permute((2, 3, 1)),
     which puts value [c, h, w] at pixel (h, w), channel c. Made (True) when it applies, else False."""
-    dims = target[1:]
-    if base is not None or target[0] not in batch or len(dims) != 3 or any(d == 0 or d < -1 for d in dims):
+    if base is not None or target[0] not in batch or len(target) != 4:
         return False
-    if dims.count(-1) > 1 or not _read_as_nchw(ctx, node):
+    dims = _resolved_dims(target[1:], math.prod(shape))
+    if dims is None or not _read_as_nchw(ctx, node):
         return False
-    size, known = math.prod(shape), math.prod(d for d in dims if d != -1)
-    if known == 0 or size % known:
-        return False
-    c, h, w = (size // known if d == -1 else d for d in dims)
-    if c * h * w != size:
-        return False
-    source = node.input[0]
-    if len(shape) == 3 and ctx.data_format != "channels_first":
-        # An NCHW image reshaped: a channels-last model's Reshape reads its (h, w, c) view, so
-        # the axes go back to (c, h, w) first (the element order the file's reshape reads).
-        ctx.add_layer(node, Permute((3, 1, 2)), [source], node.output[0] + "#chw_in")
-        source = node.output[0] + "#chw_in"
+    c, h, w = dims
+    # An NCHW image reshaped: read in the element order the file's reshape reads.
+    source = _chw_source(ctx, node) if len(shape) == 3 else node.input[0]
     if ctx.data_format == "channels_first" or c == 1:
         image = (c, h, w) if ctx.data_format == "channels_first" else (h, w, c)
         ctx.add_layer(node, Reshape(image), [source], node.output[0])
@@ -710,22 +719,12 @@ def _nchw_to_sequence(ctx, node, base, shape, target, batch) -> bool:
     channels-first model's Reshape((a, b)) reads them (convforge's exporter writes it so, a
     channels-first Conv1D after it reading (batch, channels, steps)); a channels-last model's
     Reshape reads (h, w, c), so Permute((3, 1, 2)) first. Made (True) when it applies."""
-    dims = target[1:]
-    if base is not None or len(shape) != 3 or target[0] not in batch or len(dims) != 2:
+    if base is not None or len(shape) != 3 or target[0] not in batch or len(target) != 3:
         return False
-    if any(d == 0 or d < -1 for d in dims) or dims.count(-1) > 1:
+    dims = _resolved_dims(target[1:], math.prod(shape))
+    if dims is None:
         return False
-    size, known = math.prod(shape), math.prod(d for d in dims if d != -1)
-    if known == 0 or size % known:
-        return False
-    dims = [size // known if d == -1 else d for d in dims]
-    if math.prod(dims) != size:
-        return False
-    source = node.input[0]
-    if ctx.data_format != "channels_first":
-        ctx.add_layer(node, Permute((3, 1, 2)), [source], node.output[0] + "#chw_in")
-        source = node.output[0] + "#chw_in"
-    ctx.add_layer(node, Reshape(tuple(dims)), [source], node.output[0])
+    ctx.add_layer(node, Reshape(tuple(dims)), [_chw_source(ctx, node)], node.output[0])
     return True
 
 
