@@ -11,11 +11,11 @@ namespace {
 
 std::vector<int64_t> dims(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
 
+// y = kernel(x), elementwise: the forward passes of relu and gelu.
 template <class T>
-py::array relu_fwd(const py::array& x, const py::object& out) {
+py::array elementwise_fwd(const py::array& x, const py::object& out, void (*kernel)(int64_t, const T*, T*)) {
   check_input<T>(x, "x", x.ndim());
   py::array_t<T> y = make_output<T>(out, "out", dims(x), {{x, "x", true}});
-  const auto kernel = relu_fwd_kernel<T>().fn;
   const int64_t n = x.size();
   const T* px = data_of<T>(x);
   T* py_ = y.mutable_data();
@@ -93,20 +93,6 @@ py::array softmax_fwd(const py::array& x, const py::object& out) {
 }
 
 template <class T>
-py::array gelu_fwd(const py::array& x, const py::object& out) {
-  check_input<T>(x, "x", x.ndim());
-  py::array_t<T> y = make_output<T>(out, "out", dims(x), {{x, "x", true}});
-  const int64_t n = x.size();
-  const T* px = data_of<T>(x);
-  T* py_ = y.mutable_data();
-  {
-    ReleasedGil release;  // not py::gil_scoped_release: see bindings/gil.h
-    gelu_fwd_kernel<T>().fn(n, px, py_);
-  }
-  return std::move(y);
-}
-
-template <class T>
 py::array erf(const py::array& x) {
   check_input<T>(x, "x", x.ndim());
   py::array_t<double> y(dims(x));
@@ -126,7 +112,10 @@ void bind_relu(py::module_& m) {
   m.def(
       "relu_fwd",
       [](const py::array& x, const py::object& out) {
-        return with_dtype(x, "x", [&](auto tag) { return relu_fwd<decltype(tag)>(x, out); });
+        return with_dtype(x, "x", [&](auto tag) {
+          using T = decltype(tag);
+          return elementwise_fwd<T>(x, out, relu_fwd_kernel<T>().fn);
+        });
       },
       py::arg("x"), py::arg("out") = py::none(), "max(x, 0) elementwise; NaN propagates; out may be x.");
   m.def(
@@ -150,7 +139,10 @@ void bind_relu(py::module_& m) {
   m.def(
       "gelu_fwd",
       [](const py::array& x, const py::object& out) {
-        return with_dtype(x, "x", [&](auto tag) { return gelu_fwd<decltype(tag)>(x, out); });
+        return with_dtype(x, "x", [&](auto tag) {
+          using T = decltype(tag);
+          return elementwise_fwd<T>(x, out, gelu_fwd_kernel<T>().fn);
+        });
       },
       py::arg("x"), py::arg("out") = py::none(),
       "GELU's exact form x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2))) elementwise, on threads; out may be x.\n"
