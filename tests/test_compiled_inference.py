@@ -409,6 +409,26 @@ def test_the_new_ops_carry_nan_inf_and_signed_zeros_as_the_layers(arithmetic, dt
     same_bits_up_to_nan_sign(got[0], want)
 
 
+def planned_bits_match_the_layers(model, rng, dtype, specials, scale=1, check_plan=None):
+    """On 1 and 2 threads and batches of 1, 3 and 300 (the first 40 values ``specials``), the
+    plan's outputs have the layers' bits (NaN signs aside); ``check_plan(plan)`` checks how it
+    lowered (default: every inference step, no Python step). Returns the last plan and input."""
+    for n_threads in (1, 2):
+        convforge.set_num_threads(n_threads)
+        for batch in (1, 3, 300):
+            x = scale * rng.standard_normal((batch, 8, 7, 3)).astype(dtype)
+            x.reshape(-1)[:40] = rng.choice(specials, 40)
+            plan, got = planned(model, [x], keep_prepared=False)
+            if check_plan is None:
+                assert plan.lowered == len(graph_of(model)._inference_steps) and not plan._tail
+            else:
+                check_plan(plan)
+            with np.errstate(all="ignore"):
+                want = layer_by_layer(model, [x])[0]
+            same_bits_up_to_nan_sign(got[0], want)
+    return plan, x
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_leaky_relu_lowers_with_the_layers_bits(isa, dtype, rng, plans_on, threads):
     # GANs' activation, as a layer, an Activation and a conv's, dense's, depthwise's or transposed
@@ -420,16 +440,7 @@ def test_leaky_relu_lowers_with_the_layers_bits(isa, dtype, rng, plans_on, threa
         layers.Conv2DTranspose(3, 2, strides=2, activation="leaky_relu"), layers.Activation("leaky_relu"),
         layers.Flatten(), layers.Dense(5, activation="leaky_relu")], dtype=dtype)
     randomize_biases(model, rng)
-    for n_threads in (1, 2):
-        convforge.set_num_threads(n_threads)
-        for batch in (1, 3, 300):
-            x = rng.standard_normal((batch, 8, 7, 3)).astype(dtype)
-            x.reshape(-1)[:40] = rng.choice([np.nan, np.inf, -np.inf, -0.0, 0.0], 40)
-            plan, got = planned(model, [x], keep_prepared=False)
-            assert plan.lowered == len(graph_of(model)._inference_steps) and not plan._tail
-            with np.errstate(all="ignore"):
-                want = layer_by_layer(model, [x])[0]
-            same_bits_up_to_nan_sign(got[0], want)
+    plan, _ = planned_bits_match_the_layers(model, rng, dtype, [np.nan, np.inf, -np.inf, -0.0, 0.0])
     assert plan.plan.describe().count("leaky_relu(") == 7
     model.layers[1].negative_slope = 0.5  # a changed slope makes a new plan
     x = rng.standard_normal((2, 8, 7, 3)).astype(dtype)
@@ -446,16 +457,8 @@ def test_relu6_lowers_with_the_layers_bits(isa, dtype, rng, plans_on, threads):
         layers.DepthwiseConv2D(3, activation="relu6"), layers.ReLU(max_value=0.25), layers.Conv2D(3, 1),
         layers.Activation("relu6"), layers.Flatten(), layers.Dense(5, activation="relu6")], dtype=dtype)
     randomize_biases(model, rng)
-    for n_threads in (1, 2):
-        convforge.set_num_threads(n_threads)
-        for batch in (1, 3, 300):
-            x = 4 * rng.standard_normal((batch, 8, 7, 3)).astype(dtype)  # values on both sides of the bounds
-            x.reshape(-1)[:40] = rng.choice([np.nan, np.inf, -np.inf, -0.0, 0.0, 6.0], 40)
-            plan, got = planned(model, [x], keep_prepared=False)
-            assert plan.lowered == len(graph_of(model)._inference_steps) and not plan._tail
-            with np.errstate(all="ignore"):
-                want = layer_by_layer(model, [x])[0]
-            same_bits_up_to_nan_sign(got[0], want)
+    # Values on both sides of the bounds.
+    plan, x = planned_bits_match_the_layers(model, rng, dtype, [np.nan, np.inf, -np.inf, -0.0, 0.0, 6.0], scale=4)
     assert plan.plan.describe().count("clip_max(") == 6
     # Alone on the input, the bound is reached, tied and passed (the model's last ReLU6 may not be).
     alone = convforge.Sequential([layers.Input((8, 7, 3)), layers.ReLU(6.0)], dtype=dtype)
@@ -478,17 +481,13 @@ def test_exact_gelu_lowers_with_the_layers_bits(isa, dtype, rng, plans_on, threa
         layers.DepthwiseConv2D(3, activation="gelu"), layers.GELU(approximate=True), layers.Conv2D(3, 1),
         layers.Activation("gelu"), layers.Flatten(), layers.Dense(5, activation="gelu")], dtype=dtype)
     randomize_biases(model, rng)
-    for n_threads in (1, 2):
-        convforge.set_num_threads(n_threads)
-        for batch in (1, 3, 300):
-            x = 4 * rng.standard_normal((batch, 8, 7, 3)).astype(dtype)
-            x.reshape(-1)[:40] = rng.choice([np.nan, np.inf, -np.inf, -0.0, 0.0], 40)
-            plan, got = planned(model, [x], keep_prepared=False)
-            assert plan.lowered == len(graph_of(model)._inference_steps) - 1
-            assert tail_kinds(plan) == ["python", "plan"]  # the tanh form, then the rest
-            with np.errstate(all="ignore"):
-                want = layer_by_layer(model, [x])[0]
-            same_bits_up_to_nan_sign(got[0], want)
+
+    def tanh_form_between_plans(plan):
+        assert plan.lowered == len(graph_of(model)._inference_steps) - 1
+        assert tail_kinds(plan) == ["python", "plan"]  # the tanh form, then the rest
+
+    plan, _ = planned_bits_match_the_layers(model, rng, dtype, [np.nan, np.inf, -np.inf, -0.0, 0.0], scale=4,
+                                            check_plan=tanh_form_between_plans)
     described = "".join(p.describe() for p in plan.plans)
     assert described.count("gelu(") == 5
     model.layers[1].approximate = True  # a changed form makes a new plan
