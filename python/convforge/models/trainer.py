@@ -305,24 +305,27 @@ def _unpack_batch(item, where: str):
     return item[0], item[1], (item[2] if len(item) == 3 else None)
 
 
-def _check_sample_weight(sample_weight, n: int, argument: str = "sample_weight"):
-    if sample_weight is None:
-        return None
-    per_output = NotImplementedError(
-        # Keras weighs each output's loss by its own array; here one weight per sample weighs
-        # the total loss.
+def _per_output_weights(sample_weight, n: int, argument: str) -> NotImplementedError:
+    # Keras weighs each output's loss by its own array; here one weight per sample weighs the
+    # total loss.
+    return NotImplementedError(
         f"{argument}: one array per output (a {type(sample_weight).__name__}) is not supported; give one "
         f"array of shape ({n},), which weighs each sample's total loss"
     )
+
+
+def _check_sample_weight(sample_weight, n: int, argument: str = "sample_weight"):
+    if sample_weight is None:
+        return None
     if isinstance(sample_weight, dict):
-        raise per_output
+        raise _per_output_weights(sample_weight, n, argument)
     try:
         w = np.asarray(sample_weight, dtype=np.float64)
     except (TypeError, ValueError):
         raise TypeError(f"{argument} must be an array of numbers, one weight per sample; got "
                         f"{type(sample_weight).__name__}") from None
     if isinstance(sample_weight, (list, tuple)) and w.ndim == 2 and w.shape[1] == n and 1 < w.shape[0] != n:
-        raise per_output
+        raise _per_output_weights(sample_weight, n, argument)
     if w.ndim == 2 and w.shape[1] == 1:
         w = w[:, 0]
     if w.shape != (n,):
