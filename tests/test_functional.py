@@ -294,7 +294,7 @@ def test_gradient_check_fails_when_shared_calls_share_their_buffers(monkeypatch)
     rng = np.random.default_rng(9)
     xs, ys = _data(rng, [(10, 10, 2), (10, 10, 2)], 3), rng.standard_normal((3, 4))
     assert _check(siamese("float64"), xs, ys, "mse").passed
-    monkeypatch.setattr(functional, "_call_copy", lambda layer: layer)
+    monkeypatch.setattr(functional, "call_copy", lambda layer: layer)
     report = _check(siamese("float64"), xs, ys, "mse")
     assert not report.passed
     assert any(r.key.startswith("shared/") for r in report.failures)
@@ -503,6 +503,42 @@ def test_a_relu_setting_changed_after_fusion_is_followed():
     want.fit(x, y, verbose=0, shuffle=False)
     for got, expected in zip(model.get_weights(), want.get_weights()):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_a_setting_of_a_shared_layer_reaches_every_call():
+    # A layer's second call in a model runs on a copy (its own caches); a setting made on the
+    # layer after the model was built stayed on the first call only: a shared ReLU's max_value
+    # capped one output and not the other, silently. Keras has one object: both calls see it.
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((6, 4)) * 3).astype(np.float32)
+    a, b = convforge.Input((4,)), convforge.Input((4,))
+    dense, relu = layers.Dense(4, activation="relu"), layers.ReLU()
+    model = convforge.Model([a, b], [relu(dense(a)), relu(dense(b))])
+    model.predict([x, x], verbose=0)
+    relu.max_value = 0.1
+    for out in model.predict([x, x], verbose=0):
+        assert out.max() == pytest.approx(0.1)
+    # A layer held by the shared one: set in place, or replaced (each call then gets its own copy).
+    dense.activation.max_value = 0.05
+    model.predict([x, x], verbose=0)
+    dense.activation = layers.ReLU(max_value=0.02)
+    for out in model.predict([x, x], verbose=0):
+        assert out.max() <= 0.02 + 1e-7
+    calls = model._calls[id(dense)]
+    assert len(calls) == 2 and calls[0].activation is not calls[1].activation
+    # Settings the trainer reads: a shared Dropout's rate, a shared layer frozen after compile.
+    model.compile("sgd", "mse")
+    dense.trainable = False
+    before = [w.copy() for w in model.get_weights()]
+    model.fit([x, x], [x, x], verbose=0)
+    for got, was in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, was)
+    drop = layers.Dropout(0.0)
+    twice = convforge.Model([a, b], [drop(a), drop(b)])
+    drop.rate = 0.5
+    assert [call.rate for call in twice._calls[id(drop)]] == [0.5, 0.5]
+    # Each call keeps what is its own: gradients and whether its input needs one.
+    assert all(call.grads is not calls[0].grads for call in calls[1:])
 
 
 def test_sample_weights_per_output_are_refused_by_name():

@@ -20,12 +20,14 @@ for flat data. A 3-D per-sample shape is always an image.
 from __future__ import annotations
 
 import contextlib
+import copy
 import contextvars
 import functools
 import inspect
 import math
 import numbers
 import re
+import weakref
 
 import numpy as np
 
@@ -68,6 +70,41 @@ class Buffers:
 # that count moved, not on every call. What bypasses these (object.__setattr__, vars(layer),
 # dict.__setitem__ on params) is not counted, and such a change can go unseen by that path.
 _note_change = F.note_layer_change
+
+# The call copies of each layer called more than once in a model (call_copy): original -> weak
+# references to its copies. A setting changed on the layer (``relu.max_value = 6``,
+# ``dropout.rate = 0.3``, ``layer.trainable = False``) is made on its copies too, so that every
+# call of a shared layer runs with it, as Keras's one object does. Weakly held both ways: a
+# model that goes takes its copies with it.
+_call_copies: "weakref.WeakKeyDictionary[Layer, list]" = weakref.WeakKeyDictionary()
+# Public attributes that are each call's own, never passed on to the copies.
+_PER_CALL_ATTRIBUTES = frozenset({"grads", "input_grad_needed"})
+
+
+def call_copy(layer: "Layer") -> "Layer":
+    """A copy of ``layer`` for another call of it in one model: the same weights (``params`` is
+    shared), its own gradients, training buffers and caches -- and so for the layers it holds
+    (an activation inside Conv2D/Dense). The public settings later set on ``layer`` are set on
+    the copy too (Layer.__setattr__)."""
+    twin = copy.copy(layer)
+    twin.grads = {}
+    twin._buffers = type(layer._buffers)()  # empty, of the layer's own buffer class
+    for attr, value in vars(layer).items():
+        if isinstance(value, Layer):
+            setattr(twin, attr, call_copy(value))
+    _call_copies.setdefault(layer, []).append(weakref.ref(twin))
+    return twin
+
+
+def _pass_to_call_copies(layer: "Layer", name: str, value) -> None:
+    refs = _call_copies.get(layer)
+    if not refs:
+        return
+    live = [ref for ref in refs if ref() is not None]
+    refs[:] = live
+    for ref in live:
+        # A layer set as a setting (a new activation) gets a copy of its own for each call.
+        setattr(ref(), name, call_copy(value) if isinstance(value, Layer) else value)
 
 
 class WeightDict(dict):
@@ -414,6 +451,8 @@ class Layer:
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
+        if name[0] != "_" and name not in _PER_CALL_ATTRIBUTES and _call_copies:
+            _pass_to_call_copies(self, name, value)
         _note_change()  # after the change: see WeightDict
 
     def __delattr__(self, name):

@@ -79,7 +79,7 @@ from .. import optimizers as optimizers_module
 from ..layers import activations as activation_layers
 from ..layers import fusion
 from ..layers.activations import Sigmoid, Softmax, _ActivationLayer
-from ..layers.base import FLOAT_DTYPES, Layer, display_shape
+from ..layers.base import FLOAT_DTYPES, Layer, call_copy, display_shape
 from ..layers.augmentation import _Augmentation
 from ..layers.core import Dropout, InputLayer
 from ..layers.noise import _NoiseLayer
@@ -440,19 +440,6 @@ def _loss_weight(value, output: str) -> float:
     return float(value)
 
 
-def _call_copy(layer: Layer) -> Layer:
-    """A copy of ``layer`` for a second call of it in one model: the same weights (``params`` is
-    shared), its own gradients, training buffers and caches -- and so for layers it holds (an
-    activation inside Conv2D/Dense)."""
-    twin = copy.copy(layer)
-    twin.grads = {}
-    twin._buffers = type(layer._buffers)()  # empty, of the layer's own buffer class
-    for attr, value in vars(layer).items():
-        if isinstance(value, Layer):
-            setattr(twin, attr, _call_copy(value))
-    return twin
-
-
 def _as_list(value, what: str) -> tuple[list, bool]:
     if isinstance(value, dict):
         raise NotImplementedError(f"{what} given as a dict: pass a tensor or a list of tensors")
@@ -688,7 +675,7 @@ class Functional(Model):
         steps, calls = [], {}
         for node in self._nodes:
             first = id(node.layer) not in calls
-            call = node.layer if first else _call_copy(node.layer)
+            call = node.layer if first else call_copy(node.layer)
             calls.setdefault(id(node.layer), []).append(call)
             step = _Step(node, call, [self._tensor_index[id(t)] for t in node.inputs],
                          self._tensor_index[id(node.outputs[0])])
