@@ -16,7 +16,7 @@ layer in NumPy.
 Layers
 ------
 Conv2D, MaxPooling2D (MaxPool2D), AveragePooling2D (AvgPool2D), Flatten,
-Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, ELU, Softplus,
+Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, PReLU, ELU, Softplus,
 Swish (SiLU), GELU, Activation, Input; Embedding (token ids -> vectors); Conv1D, DepthwiseConv1D,
 SeparableConv1D, Conv1DTranspose, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
 GlobalMaxPooling1D, ZeroPadding1D, Cropping1D, UpSampling1D (sequences, channels-last or channels-first);
@@ -30,7 +30,7 @@ Concatenate.
 """
 
 from . import initializers
-from .activations import ELU, GELU, Activation, LeakyReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Swish, Tanh
+from .activations import ELU, GELU, Activation, LeakyReLU, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Swish, Tanh
 from .augmentation import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from .base import Layer
 from .conv import Conv2D
@@ -116,6 +116,7 @@ __all__ = [
     "AvgPool1D",
     "AveragePooling1D",
     "ELU",
+    "PReLU",
     "GELU",
     "Activation",
     "Add",

@@ -21,6 +21,7 @@ __all__ = [
     "GELU",
     "Activation",
     "LeakyReLU",
+    "PReLU",
     "ReLU",
     "SiLU",
     "Sigmoid",
@@ -651,3 +652,114 @@ class Activation(Layer):
 
     def get_config(self):
         return {**super().get_config(), "activation": serialize(self.activation) or "linear"}
+
+
+class PReLU(Layer):
+    """Parametric ReLU, Keras's ``PReLU``: ``x`` where ``x > 0``, ``alpha * x`` elsewhere, with
+    ``alpha`` learned (He et al., 2015).
+
+    ``alpha`` has the input's shape without the batch axis, one slope per value, or size 1
+    along each axis of ``shared_axes`` (counted as in Keras, the batch axis 0): on images
+    ``PReLU(shared_axes=[1, 2])`` learns one slope per channel, as PyTorch's
+    ``nn.PReLU(channels)``. It starts at ``alpha_initializer`` (Keras's default: zeros, a plain
+    ReLU). The weight is kept in Keras's layout (images channels-last), so ``get_weights`` and
+    ``set_weights`` exchange it with Keras as it is; the parameter count is Keras's.
+    Keras's formula ``relu(x) - alpha * relu(-x)``: its gradient at ``x == 0`` is 0.
+
+    Differences from Keras: ``alpha_constraint`` is not supported (NotImplementedError).
+    """
+
+    _cache_attrs = ("_x",)
+
+    def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None, shared_axes=None, *,
+                 name=None, input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        from .. import regularizers
+        from .normalization import refuse_unsupported
+        from . import initializers
+
+        refuse_unsupported("PReLU", alpha_constraint=alpha_constraint)
+        self.alpha_initializer = initializers.get(alpha_initializer, "alpha_initializer")
+        self.alpha_regularizer = regularizers.get(alpha_regularizer, "alpha_regularizer")
+        if shared_axes is None:
+            axes = None
+        else:
+            given = list(shared_axes) if isinstance(shared_axes, (list, tuple)) else [shared_axes]
+            for a in given:
+                if isinstance(a, (bool, np.bool_)) or not isinstance(a, numbers.Integral) or a < 1:
+                    raise ValueError(
+                        f"PReLU shared_axes must be input axes >= 1 (0 is the batch axis), e.g. [1, 2] on images; "
+                        f"got {shared_axes!r}"
+                    )
+            axes = sorted({int(a) for a in given})
+        self.shared_axes = axes
+        self._x = None
+
+    def _compute_internal_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def build(self, input_shape):
+        from .base import display_shape
+
+        shown = display_shape(input_shape, self._data_format)
+        for a in self.shared_axes or ():
+            if a > len(shown):
+                raise ValueError(
+                    f"layer {self.name!r} (PReLU): shared_axes {self.shared_axes} name axis {a}, but its input "
+                    f"{self._show(input_shape)} has axes 1..{len(shown)}"
+                )
+        shape = tuple(1 if axis in (self.shared_axes or ()) else d for axis, d in enumerate(shown, start=1))
+        self.add_weight("alpha", shape, self.alpha_initializer, regularizer=self.alpha_regularizer)
+
+    def _transposed(self, ndim: int) -> bool:
+        """Is alpha (Keras's layout) the transpose of the internal one? Images channels-last:
+        (H, W, C) outside, (C, H, W) inside."""
+        return ndim == 3 and self._data_format != "channels_first"
+
+    def _alpha(self, dtype):
+        a = self.params["alpha"]
+        if self._transposed(a.ndim):
+            a = a.transpose(2, 0, 1)
+        return a.astype(dtype, copy=False)
+
+    def forward(self, x, training=False):
+        y = np.where(x > 0, x, x * self._alpha(x.dtype)).astype(x.dtype, copy=False)
+        if training:
+            self._x = x
+        return y
+
+    def backward(self, dy):
+        if self._x is None:
+            raise self._missing_cache()
+        x, a = self._x, self._alpha(dy.dtype)
+        if self.trainable:
+            # d/dalpha of -alpha * relu(-x): min(x, 0), summed over the batch and the shared axes.
+            part = dy * np.minimum(x, 0)
+            axes = (0, *(1 + i for i, d in enumerate(a.shape) if d == 1))
+            g = part.sum(axis=axes, dtype=np.float64, keepdims=True)[0].astype(dy.dtype)
+            self.grads["alpha"] = np.ascontiguousarray(g.transpose(1, 2, 0) if self._transposed(g.ndim) else g)
+        if not self.input_grad_needed:
+            return None
+        return np.where(x > 0, dy, np.where(x < 0, dy * a, 0)).astype(dy.dtype, copy=False)
+
+    def get_config(self):
+        from .. import regularizers
+        from . import initializers
+
+        return {
+            **super().get_config(),
+            "alpha_initializer": initializers.serialize(self.alpha_initializer),
+            "alpha_regularizer": regularizers.serialize(self.alpha_regularizer),
+            "alpha_constraint": None,
+            "shared_axes": self.shared_axes,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        from .. import regularizers
+        from . import initializers
+
+        config = initializers.deserialize_config(config, ("alpha_initializer",))
+        if "alpha_regularizer" in config:
+            config["alpha_regularizer"] = regularizers.get(config["alpha_regularizer"], "alpha_regularizer")
+        return cls(**config)

@@ -47,7 +47,8 @@ takes for a channels-last view unless a conv or pooling reads it); LeakyReLU, EL
 Softplus are their ONNX ops (and import back), swish ``Mul(x, Sigmoid(x))``
 (imports back as Sigmoid + Multiply), GELU its erf or tanh formula (imports back as one GELU layer); ReLU(max_value) is
 ``Clip``, ReLU(negative_slope) ``LeakyRelu`` (then ``Min`` with a max_value: both import back), and a
-ReLU threshold is refused, naming the layer.
+ReLU threshold is refused, naming the layer. PReLU is ``PRelu``, its slope alpha in the tensor's
+layout (images NCHW), of size 1 along its shared axes.
 
 Import
 ------
@@ -63,7 +64,8 @@ Cropping2D/Cropping1D of what the pads cut),
 MaxPool/AveragePool (where a Keras 'valid'/'same' window set is the same), Gemm,
 MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
 Conv/Dense before them), Selu, HardSigmoid (Keras 3's slope 1/6 only), HardSwish, Mish, Softsign
-and LogSoftmax (Keras's activations of those names; Softmax and LogSoftmax over any one axis
+and LogSoftmax (Keras's activations of those names; PRelu, PyTorch's ``nn.PReLU(channels)`` or
+``nn.PReLU()``, as PReLU with the axes its slope broadcasts along shared; Softmax and LogSoftmax over any one axis
 but the batch, as the layer over that axis of the tensor the user sees), Clip(x, 0, max) (``ReLU(max_value)``, which exports as
 it) and Clip(x, 0) with no max or an infinite one (PyTorch's ``clamp(x, min=0)``: ``ReLU()``; another min has no
 exact layer and is refused), Flatten and flattening Reshapes, Keras-order Reshapes to a sequence or an image (Reshape),

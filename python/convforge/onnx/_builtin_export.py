@@ -16,8 +16,8 @@ import math
 import numpy as np
 
 from .. import _params
-from ..layers.activations import (ELU, GELU, SELU, Activation, HardSigmoid, HardSiLU, LeakyReLU, LogSoftmax, Mish, ReLU,
-                                  Sigmoid, Softmax, Softplus, Softsign, Swish, Tanh)
+from ..layers.activations import (ELU, GELU, SELU, Activation, HardSigmoid, HardSiLU, LeakyReLU, LogSoftmax, Mish,
+                                  PReLU, ReLU, Sigmoid, Softmax, Softplus, Softsign, Swish, Tanh)
 from ..layers.conv import Conv2D
 from ..layers.conv1d import (
     AveragePooling1D,
@@ -365,6 +365,15 @@ def export_activation(ctx, layer: Activation, inputs):
     return activation(ctx, layer.activation, inputs[0])
 
 
+def export_prelu(ctx, layer: PReLU, inputs):
+    # PRelu's slope broadcasts against the tensor as ONNX has it (images NCHW): alpha in that
+    # layout, its shared axes of size 1.
+    (x,) = inputs
+    y = ctx.node("PRelu", [x, ctx.initializer("alpha", layer._alpha(np.float32))], "PRelu")
+    ctx.set_shape(y, ctx.shape(x))
+    return y
+
+
 def export_reshape(ctx, layer: Reshape, inputs):
     """Keras's element order: channels-last images are read and written as NHWC."""
     (x,) = inputs
@@ -428,6 +437,7 @@ for _cls, _fn in (
     (Softplus, export_activation_layer),
     (LeakyReLU, export_activation_layer),
     (ELU, export_activation_layer),
+    (PReLU, export_prelu),
     (Swish, export_activation_layer),
     (GELU, export_activation_layer),
     (Activation, export_activation),

@@ -17,8 +17,8 @@ import numpy as np
 
 from .. import _params
 from .. import layers as _layers
-from ..layers.activations import (ELU, GELU, SELU, HardSigmoid, HardSiLU, LeakyReLU, LogSoftmax, Mish, ReLU, Sigmoid,
-                                  Softmax, Softplus, Softsign, Tanh)
+from ..layers.activations import (ELU, GELU, SELU, HardSigmoid, HardSiLU, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU,
+                                  Sigmoid, Softmax, Softplus, Softsign, Tanh)
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Flatten, Reshape
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
@@ -528,6 +528,32 @@ def _softmax_over(ctx, node, full_rank: int, to_base=None):
     return _softmax_layer(ctx, to_base[axis] if to_base else axis, full_rank, cls)
 
 
+def import_prelu(ctx, node):
+    """PRelu (PyTorch's nn.PReLU, convforge's PReLU) as PReLU: its slope, broadcast against the
+    input (images NCHW), becomes alpha in Keras's layout, the axes where it has size 1 (and the
+    input not) shared."""
+    ctx.attributes(node, {})
+    if ctx.view_base(node.input[0]) is not None or ctx.sequence_base(node.input[0]) is not None:
+        raise ctx.error(node, "a PRelu on a transposed view of an image or sequence is not supported")
+    shape = tuple(ctx.shape(node, 0))
+    slope = np.asarray(ctx.constant(node, 1, "slope"))
+    if slope.ndim > len(shape) + 1 or (slope.ndim == len(shape) + 1 and slope.shape[0] != 1):
+        raise ctx.error(node, f"a slope of shape {slope.shape} for input {('batch', *shape)}: one slope per sample "
+                              "is not supported")
+    full = slope.reshape(slope.shape[-len(shape):] if slope.ndim > len(shape) else slope.shape)
+    full = full.reshape((1,) * (len(shape) - full.ndim) + full.shape)
+    if any(s not in (1, d) for s, d in zip(full.shape, shape)):
+        raise ctx.error(node, f"a slope of shape {slope.shape} does not broadcast against {('batch', *shape)}")
+    transposed = len(shape) == 3 and ctx.data_format != "channels_first"
+    keras_shape = (shape[1], shape[2], shape[0]) if transposed else shape
+    alpha = full.transpose(1, 2, 0) if transposed else full
+    shared = [axis for axis, (a, d) in enumerate(zip(alpha.shape, keras_shape), start=1) if a == 1 and d != 1]
+    full_alpha = np.broadcast_to(alpha, tuple(1 if axis in shared else d
+                                             for axis, d in enumerate(keras_shape, start=1)))
+    layer = PReLU(shared_axes=shared or None)
+    ctx.add_layer(node, layer, [node.input[0]], node.output[0], [np.ascontiguousarray(full_alpha)])
+
+
 def import_activation(ctx, node):
     base = ctx.view_base(node.input[0])
     over_axis = node.op_type in ("Softmax", "LogSoftmax")
@@ -844,6 +870,7 @@ for _op, _fn in (
     ("Gelu", import_activation),
     ("Softmax", import_activation),
     ("LogSoftmax", import_activation),
+    ("PRelu", import_prelu),
     ("Flatten", import_flatten),
     ("Reshape", import_reshape),
     ("Identity", import_identity),
