@@ -3,8 +3,12 @@ functional models.
 
 A merge layer is called on a list of tensors, ``layers.Add()([a, b])``; its
 ``forward`` takes a list of arrays and its ``backward`` returns one gradient
-per input. Elementwise merges need inputs of one shape (Keras also broadcasts
-axes of size 1; convforge does not, and says so at build time).
+per input. Elementwise merges broadcast as Keras 3's do: NumPy's rules on the
+shapes the user sees (channels-last, the batch first), so a squeeze-and-excitation
+block's ``Multiply()([x, se])`` with ``se`` of shape ``(batch, 1, 1, channels)``, or
+one of shape ``(batch, channels)``, scales each channel; the gradient of a broadcast
+input is summed over the axes it was repeated along. Inputs of one shape take the
+compiled kernels (and the compiled inference plan); broadcasting ones run in NumPy.
 
 ``Concatenate(axis=-1)`` counts axes as Keras does, on the channels-last
 tensor with the batch first: ``-1`` is the channel axis of images, which is
@@ -19,7 +23,7 @@ import numbers
 import numpy as np
 
 from .. import functional as F
-from .base import Layer
+from .base import Layer, display_shape, internal_shape
 
 __all__ = ["Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract", "add", "average",
            "concatenate", "maximum", "minimum", "multiply", "subtract"]
@@ -57,23 +61,74 @@ class _Merge(Layer):
 
     def _compute_internal_output_shape(self, input_shape):
         first = input_shape[0]
-        if any(s != first for s in input_shape):
-            shown = ", ".join(str((None, *_display(s))) for s in input_shape)
-            raise ValueError(
-                f"Inputs have incompatible shapes. Received shapes {shown}: {type(self).__name__} needs equal "
-                "shapes (convforge does not broadcast)"
-            )
-        return first
+        self._views = None
+        if all(s == first for s in input_shape):
+            return first
+        # Keras 3 broadcasts (NumPy's rules) on the shapes the user sees: channels-last images.
+        fmt = getattr(self, "_data_format", "channels_last")
+        shown = [display_shape(s, fmt) for s in input_shape]
+        rank = max(len(s) for s in shown)
+        padded = [(1,) * (rank - len(s)) + tuple(s) for s in shown]
+        out = []
+        for dims in zip(*padded):
+            sizes = {d for d in dims if d != 1}
+            if len(sizes) > 1:
+                listed = ", ".join(str((None, *s)) for s in shown)
+                raise ValueError(
+                    f"Inputs have incompatible shapes. Received shapes {listed}: {type(self).__name__} needs shapes "
+                    "that broadcast (each axis of one size, or 1)"
+                )
+            out.append(sizes.pop() if sizes else 1)
+        out_internal = internal_shape(tuple(out), fmt)
+        # Per input: None where it has the output's shape, else how to bring it to the output's
+        # layout (_broadcast_view) and back (_reduce_to_input).
+        self._views = [None if tuple(s) == out_internal else (tuple(s), tuple(d), p)
+                       for s, d, p in zip(input_shape, shown, padded)]
+        return out_internal
+
+    # ---- broadcasting (inputs of different shapes): NumPy, in the output's layout
+
+    def _broadcast_view(self, x, k):
+        """Input k as an array of the output's rank and layout (size 1 on its broadcast axes)."""
+        view = self._views[k]
+        if view is None:
+            return x
+        own, shown, padded = view
+        fmt = self._data_format
+        if len(own) == 3 and fmt != "channels_first":
+            x = x.transpose(0, 2, 3, 1)  # (N, C, H, W) -> as the user sees it
+        x = x.reshape((x.shape[0], *padded))
+        if len(padded) == 3 and fmt != "channels_first":
+            x = x.transpose(0, 3, 1, 2)  # the output's layout: NCHW
+        return x
+
+    def _reduce_to_input(self, g, k):
+        """The output-shaped gradient ``g`` summed over input k's broadcast axes, in its shape."""
+        view = self._views[k]
+        if view is None:
+            return g
+        own, shown, padded = view
+        fmt = self._data_format
+        internal_padded = internal_shape(padded, fmt)
+        axes = tuple(1 + i for i, (d, o) in enumerate(zip(internal_padded, g.shape[1:])) if d == 1 and o != 1)
+        g = g.sum(axis=axes, keepdims=True, dtype=np.float64).astype(g.dtype) if axes else g
+        if len(padded) == 3 and fmt != "channels_first":
+            g = g.transpose(0, 2, 3, 1)
+        g = g.reshape((g.shape[0], *shown))
+        if len(own) == 3 and fmt != "channels_first":
+            g = g.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(g)
+
+    def _broadcasting(self) -> bool:
+        return bool(getattr(self, "_views", None))
 
     def _out(self, shape, dtype, training):
         """Where the output goes: a buffer reused across training steps, or a new array."""
         return self._buffers("y", shape, dtype) if training else np.empty(shape, dtype)
 
 
-def _display(internal_shape):
-    from .base import display_shape
-
-    return display_shape(internal_shape)
+def _display(shape):
+    return display_shape(shape)
 
 
 class Add(_Merge):
@@ -96,6 +151,15 @@ class Add(_Merge):
         return self._forward(xs, training, relu=True)
 
     def _forward(self, xs, training, relu):
+        if self._broadcasting():
+            views = [self._broadcast_view(x, k) for k, x in enumerate(xs)]
+            y = views[0]
+            for v in views[1:]:  # NumPy's order: ((x0 + x1) + x2) + ...
+                y = np.add(y, v)
+            y = F.relu(y, out=y) if relu else y
+            if training:
+                self._xs, self._gate = len(xs), (y if relu else None)
+            return y
         if len(xs) == 1:
             y = F.relu(xs[0]) if relu else xs[0]
         else:
@@ -122,6 +186,8 @@ class Add(_Merge):
                 dy = F.add(total, dy[-1], out=out, gate=self._gate)
             else:
                 dy = F.relu_backward(dy, self._gate, out=out)
+        if self._broadcasting():
+            return [self._reduce_to_input(dy, k) for k in range(self._xs)]
         return [dy] * self._xs  # one array for every input: backward passes must not write into dy
 
 
@@ -136,11 +202,15 @@ class Subtract(_Merge):
     def forward(self, xs, training=False):
         if training:  # inference leaves the training cache alone (predict may run during fit)
             self._xs = 2
+        if self._broadcasting():
+            return np.subtract(self._broadcast_view(xs[0], 0), self._broadcast_view(xs[1], 1))
         return np.subtract(xs[0], xs[1], out=self._out(xs[0].shape, xs[0].dtype, training))
 
     def backward(self, dy):
         if self._xs is None:
             raise self._missing_cache()
+        if self._broadcasting():
+            return [self._reduce_to_input(dy, 0), self._reduce_to_input(np.negative(dy), 1)]
         return [dy, np.negative(dy, out=self._buffers("dx", dy.shape, dy.dtype))]
 
 
@@ -148,6 +218,14 @@ class Multiply(_Merge):
     """Elementwise product of the inputs, ``keras.layers.Multiply`` (e.g. gating, attention maps)."""
 
     def forward(self, xs, training=False):
+        if self._broadcasting():
+            xs = [self._broadcast_view(x, k) for k, x in enumerate(xs)]
+            y = xs[0]
+            for x in xs[1:]:
+                y = np.multiply(y, x)
+            if training:
+                self._xs = list(xs)
+            return y
         y = np.multiply(xs[0], xs[1], out=self._out(xs[0].shape, xs[0].dtype, training)) if len(xs) > 1 else xs[0]
         for x in xs[2:]:
             y *= x
@@ -159,6 +237,15 @@ class Multiply(_Merge):
         xs = self._xs
         if xs is None:
             raise self._missing_cache()
+        if self._broadcasting():
+            grads = []
+            for i in range(len(xs)):
+                g = dy
+                for j, x in enumerate(xs):
+                    if j != i:
+                        g = g * x  # in order, as below
+                grads.append(self._reduce_to_input(g, i))
+            return grads
         grads = []
         for i in range(len(xs)):
             g = self._buffers(f"dx{i}", dy.shape, dy.dtype)
@@ -174,6 +261,14 @@ class Average(_Merge):
     """Elementwise mean of the inputs, ``keras.layers.Average``."""
 
     def forward(self, xs, training=False):
+        if self._broadcasting():
+            y = self._broadcast_view(xs[0], 0)
+            for k in range(1, len(xs)):
+                y = np.add(y, self._broadcast_view(xs[k], k))
+            y = y * y.dtype.type(1.0 / len(xs))
+            if training:
+                self._xs = len(xs)
+            return y
         y = self._out(xs[0].shape, xs[0].dtype, training)
         np.copyto(y, xs[0])
         for x in xs[1:]:
@@ -187,6 +282,8 @@ class Average(_Merge):
         if self._xs is None:
             raise self._missing_cache()
         g = np.multiply(dy, 1.0 / self._xs, out=self._buffers("dx", dy.shape, dy.dtype))
+        if self._broadcasting():
+            return [self._reduce_to_input(g, k) for k in range(self._xs)]
         return [g] * self._xs
 
 
@@ -201,10 +298,16 @@ class _Extremum(_Merge):
         self._y = None
 
     def forward(self, xs, training=False):
-        y = self._out(xs[0].shape, xs[0].dtype, training)
-        np.copyto(y, xs[0])
-        for x in xs[1:]:
-            type(self)._op(y, x, out=y)
+        if self._broadcasting():
+            xs = [self._broadcast_view(x, k) for k, x in enumerate(xs)]
+            y = xs[0]
+            for x in xs[1:]:
+                y = type(self)._op(y, x)
+        else:
+            y = self._out(xs[0].shape, xs[0].dtype, training)
+            np.copyto(y, xs[0])
+            for x in xs[1:]:
+                type(self)._op(y, x, out=y)
         if training:  # inference leaves the training cache alone (predict may run during fit)
             self._xs, self._y = list(xs), y
         return y
@@ -220,7 +323,10 @@ class _Extremum(_Merge):
         for w in wins:
             share += w
         np.divide(dy, share, out=share, where=share > 0)
-        return [np.where(w, share, dy.dtype.type(0)) for w in wins]
+        grads = [np.where(w, share, dy.dtype.type(0)) for w in wins]
+        if self._broadcasting():
+            return [self._reduce_to_input(g, k) for k, g in enumerate(grads)]
+        return grads
 
 
 class Maximum(_Extremum):

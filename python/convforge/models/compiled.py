@@ -561,6 +561,8 @@ class _Lowering:
             out = list(call._internal_output_shape)
             return plan.global_pool(x, kind is GlobalMaxPooling2D, out), None
         if kind in _ELEMENTWISE:
+            if call._broadcasting():  # inputs of other shapes (Keras's broadcasting): NumPy's
+                raise _NotLowered
             return plan.elementwise(_ELEMENTWISE[kind], xs), None
         if kind is Concatenate:
             if call._internal_axis != 1:

@@ -716,22 +716,32 @@ def _keras_reshape(ctx, node, base, shape, target, batch) -> bool:
     return True
 
 
+# Elementwise ONNX ops that convforge's merge layers take, broadcasting.
+_BROADCASTING_MERGES = {"Add", "Sub", "Mul", "Max", "Min", "Mean", "Sum"}
+
+
 def _nchw_reshape(ctx, node, base, shape, target, batch) -> bool:
     """PyTorch's ``x.view(-1, C, H, W)`` of features, of a (steps, channels) tensor or of another
     image, read as an NCHW image by a conv or a pooling (no exporter puts a channels-last tensor
     before one): values in (c, h, w) order. As a convforge layer, Keras's
     Reshape to that image (one channel: (H, W, 1) and (1, H, W) hold the values in the same order)
     or, of several channels in a channels-last model, Reshape((C, H, W)) then Permute((2, 3, 1)),
-    which puts value [c, h, w] at pixel (h, w), channel c. Made (True) when it applies, else False."""
+    which puts value [c, h, w] at pixel (h, w), channel c. Also a (C, 1, 1) of features that an
+    elementwise merge reads (PyTorch's squeeze-and-excitation ``x * s.view(-1, C, 1, 1)``, and
+    convforge's export of a Multiply of an image and a vector): Reshape((1, 1, C)), the merge
+    broadcasting it. Made (True) when it applies, else False."""
     if base is not None or target[0] not in batch or len(target) != 4:
         return False
     dims = _resolved_dims(target[1:], math.prod(shape))
-    if dims is None or not _read_as_nchw(ctx, node):
+    if dims is None:
         return False
     c, h, w = dims
+    per_channel = h == w == 1 and any(r.op_type in _BROADCASTING_MERGES for r in ctx.readers_of(node.output[0]))
+    if not per_channel and not _read_as_nchw(ctx, node):
+        return False
     # An NCHW image reshaped: read in the element order the file's reshape reads.
     source = _chw_source(ctx, node) if len(shape) == 3 else node.input[0]
-    if ctx.data_format == "channels_first" or c == 1:
+    if ctx.data_format == "channels_first" or c == 1 or per_channel:
         image = (c, h, w) if ctx.data_format == "channels_first" else (h, w, c)
         ctx.add_layer(node, Reshape(image), [source], node.output[0])
     else:

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _params
 from .. import layers as _layers
+from ..layers.base import display_shape, internal_shape
 from . import _sequences
 from ._builtin_export import activation, onnx_pads
 from ._registry import register_exporter, register_importer
@@ -133,8 +134,40 @@ def _chain(ctx, op, inputs):
     return out
 
 
+def _broadcast_operands(ctx, layer, inputs):
+    """The merge's inputs as ONNX broadcasts them (right-aligned, on the graph's NCHW tensors): an
+    input of the output's rank as it is (its size-1 axes are Keras's broadcast axes there too),
+    one of a lower rank reshaped to the output's rank first, where that moves no value (a
+    (channels,) vector to (channels, 1, 1))."""
+    if not layer._broadcasting():
+        return inputs
+    operands = []
+    for k, name in enumerate(inputs):
+        view = layer._views[k]
+        if view is None:
+            operands.append(name)
+            continue
+        own, shown, padded = view
+        target = internal_shape(padded, layer._data_format)
+        if tuple(own) == target:
+            operands.append(name)
+            continue
+        if [d for d in own if d != 1] != [d for d in target if d != 1]:
+            raise ValueError(
+                f"cannot export layer {layer.name!r} ({type(layer).__name__}) to ONNX: its input {k} of shape "
+                f"{(None, *shown)} broadcasts against the output {(None, *display_shape(layer._internal_output_shape, layer._data_format))} "
+                "only after a transpose of the channels; reshape it to the output's rank first (layers.Reshape)"
+            )
+        y = ctx.node("Reshape", [name, ctx.ints(f"shape_{k}", (0, *target))], f"Reshape_{k}")
+        ctx.set_shape(y, target)
+        operands.append(y)
+    return operands
+
+
 def export_merge(ctx, layer, inputs):
     kind = type(layer).__name__
+    if kind != "Concatenate":
+        inputs = _broadcast_operands(ctx, layer, inputs)
     if kind == "Add":
         return _chain(ctx, "Add", inputs)
     if kind == "Subtract":
@@ -482,7 +515,13 @@ def import_merge(ctx, node):
     if node.op_type == "Sub" and len(names) != 2 or len(names) < 2 and node.op_type not in variadic:
         raise ctx.error(node, f"{len(names)} inputs")
     if any(shape != shapes[0] for shape in shapes):
-        raise ctx.error(node, f"inputs of shapes {shapes}: convforge's merge layers do not broadcast")
+        # ONNX broadcasts right-aligned on NCHW tensors, Keras's layers on channels-last ones: the
+        # same where the inputs have one rank (each axis of one size, or 1), as PyTorch's
+        # squeeze-and-excitation x * s with s of shape (N, C, 1, 1).
+        same_rank = len({len(s) for s in shapes}) == 1
+        if view or not same_rank or any(len({d for d in dims if d != 1}) > 1 for dims in zip(*shapes)):
+            raise ctx.error(node, f"inputs of shapes {shapes}: convforge's merge layers broadcast tensors of one "
+                                  "rank only (each axis of one size, or 1)")
     if len(names) == 1:
         ctx.consume(node, names[0]) if not view else (ctx.set_view(node.output[0], names[0]), ctx.consume_node(node))
         return

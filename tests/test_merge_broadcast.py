@@ -1,0 +1,174 @@
+"""Merge layers that broadcast, as Keras 3's do: NumPy's rules on the shapes the user sees
+(channels-last, the batch first). Squeeze-and-excitation blocks (``Multiply()([x, se])``), a
+per-channel vector added to images, a mask of one channel: values against a NumPy oracle in the
+user's layout, gradients checked numerically, the compiled plan, saving and ONNX both ways."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import convforge
+from convforge import layers
+from convforge.gradcheck import check_model_gradients
+
+# (first input, second input, output) per-sample shapes, as Keras shows them.
+CASES = [((6, 5, 4), (1, 1, 4), (6, 5, 4)), ((6, 5, 4), (4,), (6, 5, 4)), ((6, 5, 4), (6, 5, 1), (6, 5, 4)),
+         ((6, 5, 4), (5, 4), (6, 5, 4)), ((6, 5, 4), (1, 5, 4), (6, 5, 4)), ((1, 1, 4), (6, 5, 1), (6, 5, 4)),
+         ((7, 3), (1, 3), (7, 3)), ((7, 3), (3,), (7, 3)), ((8,), (1,), (8,))]
+OPS = {"Add": np.add, "Subtract": np.subtract, "Multiply": np.multiply, "Average": lambda a, b: (a + b) * 0.5,
+       "Maximum": np.maximum, "Minimum": np.minimum}
+
+
+def _pair(kind, first, second, dtype="float32"):
+    a, b = convforge.Input(first, dtype=dtype), convforge.Input(second, dtype=dtype)
+    return convforge.Model([a, b], getattr(layers, kind)()([a, b]))
+
+
+@pytest.mark.parametrize("kind", sorted(OPS))
+@pytest.mark.parametrize("first, second, out", CASES)
+def test_merge_broadcasts_as_numpy_on_the_users_layout(kind, first, second, out, rng):
+    model = _pair(kind, first, second)
+    assert model.output_shape == (None, *out)
+    a = rng.standard_normal((3, *first)).astype(np.float32)
+    b = rng.standard_normal((3, *second)).astype(np.float32)
+    # NumPy broadcasts the trailing axes: in the user's shapes, with the batch axis in front.
+    pad = (1,) * (len(out) - len(second))
+    b_full = b.reshape((3, *pad, *second))
+    a_full = a.reshape((3, *((1,) * (len(out) - len(first))), *first))
+    want = OPS[kind](a_full, b_full).astype(np.float32)
+    np.testing.assert_allclose(model.predict([a, b], verbose=0), want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(model([a, b], training=True), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", sorted(OPS))
+def test_broadcast_merge_gradients_are_the_numerical_derivative(kind, rng):
+    convforge.seed(7)
+    x = convforge.Input((6, 6, 2), dtype="float64")
+    h = layers.Conv2D(4, 3, padding="same", activation="tanh")(x)
+    gate = layers.Dense(4)(layers.GlobalAveragePooling2D()(h))  # (batch, 4): over every pixel
+    column = layers.Conv2D(1, 1)(h)  # (batch, 6, 6, 1): over every channel
+    merge = getattr(layers, kind)
+    y = merge()([merge()([h, gate]), column])
+    model = convforge.Model(x, layers.Dense(3)(layers.Flatten()(y)))
+    report = check_model_gradients(model, rng.standard_normal((3, 6, 6, 2)), rng.standard_normal((3, 3)),
+                                   loss="mse", num_coords=8)
+    assert report.passed, report
+
+
+def test_broadcast_add_with_the_relu_after_it_fused_trains_as_the_numerical_derivative(rng):
+    # A residual-style Add -> ReLU is fused in training (the Add applies the ReLU and its gradient,
+    # summing the parts of a ReLU output read twice): with a broadcast input too.
+    convforge.seed(11)
+    x = convforge.Input((5, 5, 2), dtype="float64")
+    h = layers.Conv2D(3, 3, padding="same")(x)
+    bias = layers.Dense(3)(layers.GlobalAveragePooling2D()(h))
+    add, relu = layers.Add(), layers.ReLU()
+    r = relu(add([h, bias]))
+    y = layers.Add()([layers.Conv2D(3, 1)(r), r])  # r read twice: its gradient's parts summed in add's pass
+    model = convforge.Model(x, layers.Dense(2)(layers.Flatten()(y)))
+    report = check_model_gradients(model, rng.standard_normal((3, 5, 5, 2)), rng.standard_normal((3, 2)),
+                                   loss="mse", num_coords=8)
+    assert report.passed, report
+    step = next(s for s in model._steps if s.layer is add)
+    assert step.relu_next and add._broadcasting()
+
+
+def test_a_broadcast_gradient_not_summed_is_caught(rng, monkeypatch):
+    convforge.seed(8)
+    x = convforge.Input((5, 5, 2), dtype="float64")
+    h = layers.Conv2D(3, 3, padding="same")(x)
+    se = layers.Reshape((1, 1, 3))(layers.Dense(3, activation="sigmoid")(layers.GlobalAveragePooling2D()(h)))
+    model = convforge.Model(x, layers.Dense(2)(layers.Flatten()(layers.Multiply()([h, se]))))
+    xs, ys = rng.standard_normal((3, 5, 5, 2)), rng.standard_normal((3, 2))
+    assert check_model_gradients(model, xs, ys, loss="mse").passed
+    original = layers.Multiply._reduce_to_input
+
+    def mean_instead(self, g, k):
+        reduced = original(self, g, k)
+        return reduced if self._views[k] is None else reduced / 25.0
+
+    monkeypatch.setattr(layers.Multiply, "_reduce_to_input", mean_instead)
+    assert not check_model_gradients(model, xs, ys, loss="mse").passed
+
+
+def test_squeeze_and_excitation_block_trains_saves_and_predicts(tmp_path, rng):
+    convforge.seed(9)
+    x = convforge.Input((8, 8, 1))
+    h = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    se = layers.GlobalAveragePooling2D()(h)
+    se = layers.Dense(2, activation="relu")(se)
+    se = layers.Dense(8, activation="sigmoid")(se)
+    h = layers.Multiply()([h, layers.Reshape((1, 1, 8))(se)])
+    h = layers.Add()([h, layers.Dense(8)(se)])  # a (batch, 8) vector on every pixel
+    model = convforge.Model(x, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling2D()(h)))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    xs, ys = rng.random((32, 8, 8, 1), dtype=np.float32), rng.integers(0, 3, 32)
+    history = model.fit(xs, ys, epochs=3, batch_size=8, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    # predict (the compiled plan around the NumPy merges) and the layers one by one agree.
+    np.testing.assert_allclose(model.predict(xs, verbose=0), model(xs), rtol=1e-5, atol=1e-6)
+    path = tmp_path / "se.npz"
+    model.save(path)
+    np.testing.assert_array_equal(convforge.load_model(path).predict(xs, verbose=0), model.predict(xs, verbose=0))
+
+
+def test_shapes_that_do_not_broadcast_are_refused_naming_them():
+    a, b = convforge.Input((6, 5, 4)), convforge.Input((6, 5, 3))
+    with pytest.raises(ValueError, match=r"incompatible shapes.*\(None, 6, 5, 4\), \(None, 6, 5, 3\).*broadcast"):
+        layers.Multiply()([a, b])
+    with pytest.raises(ValueError, match="incompatible shapes"):
+        layers.Add()([convforge.Input((6, 5, 4)), convforge.Input((5,))])
+
+
+@pytest.mark.parametrize("second", [(1, 1, 4), (4,), (6, 6, 1)])
+def test_broadcast_merges_export_to_onnx_and_import_back(second, tmp_path, rng):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    convforge.seed(10)
+    x = convforge.Input((6, 6, 2))
+    h = layers.Conv2D(4, 3, padding="same")(x)
+    if second == (6, 6, 1):
+        other = layers.Conv2D(1, 1, activation="sigmoid")(h)
+    else:
+        other = layers.Dense(4, activation="sigmoid")(layers.GlobalAveragePooling2D()(h))
+        other = layers.Reshape(second)(other) if len(second) == 3 else other
+    model = convforge.Model(x, layers.Flatten()(layers.Multiply()([h, other])))
+    xs = rng.standard_normal((3, 6, 6, 2)).astype(np.float32)
+    want = model.predict(xs, verbose=0)
+    path = str(tmp_path / "broadcast.onnx")
+    model.export(path, format="onnx")
+    session = ort.InferenceSession(path)
+    np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: xs})[0], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(convforge.load_model(path).predict(xs, verbose=0), want)
+
+
+def test_pytorch_squeeze_and_excitation_imports(tmp_path):
+    pytest.importorskip("onnx")
+    torch = pytest.importorskip("torch")
+
+    class SqueezeExcite(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.fc1, self.fc2 = torch.nn.Linear(4, 2), torch.nn.Linear(2, 4)
+
+        def forward(self, x):
+            h = torch.relu(self.conv(x))
+            s = torch.sigmoid(self.fc2(torch.relu(self.fc1(h.mean((2, 3))))))
+            return (h * s.view(-1, 4, 1, 1)).flatten(1)
+
+    torch.manual_seed(0)
+    net = SqueezeExcite().eval()
+    x = torch.randn(2, 3, 8, 8)
+    path = str(tmp_path / "se.onnx")
+    with warnings.catch_warnings():  # the legacy exporter's deprecation notice
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), path, dynamo=False, input_names=["x"])
+    model = convforge.load_model(path)  # channels-last input (a graph model)
+    with torch.no_grad():
+        want = net(x).numpy()
+    got = model.predict(np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1)), verbose=0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
