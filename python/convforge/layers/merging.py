@@ -94,13 +94,7 @@ class _Merge(Layer):
         if view is None:
             return x
         own, shown, padded = view
-        fmt = self._data_format
-        if len(own) == 3 and fmt != "channels_first":
-            x = x.transpose(0, 2, 3, 1)  # (N, C, H, W) -> as the user sees it
-        x = x.reshape((x.shape[0], *padded))
-        if len(padded) == 3 and fmt != "channels_first":
-            x = x.transpose(0, 3, 1, 2)  # the output's layout: NCHW
-        return x
+        return _reshaped_as_shown(x, own, padded, self._data_format)
 
     def _reduce_to_input(self, g, k):
         """The output-shaped gradient ``g`` summed over input k's broadcast axes, in its shape."""
@@ -112,12 +106,7 @@ class _Merge(Layer):
         internal_padded = internal_shape(padded, fmt)
         axes = tuple(1 + i for i, (d, o) in enumerate(zip(internal_padded, g.shape[1:])) if d == 1 and o != 1)
         g = g.sum(axis=axes, keepdims=True, dtype=np.float64).astype(g.dtype) if axes else g
-        if len(padded) == 3 and fmt != "channels_first":
-            g = g.transpose(0, 2, 3, 1)
-        g = g.reshape((g.shape[0], *shown))
-        if len(own) == 3 and fmt != "channels_first":
-            g = g.transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(g)
+        return np.ascontiguousarray(_reshaped_as_shown(g, internal_padded, shown, fmt))
 
     def _broadcasting(self) -> bool:
         return bool(getattr(self, "_views", None))
@@ -125,6 +114,19 @@ class _Merge(Layer):
     def _out(self, shape, dtype, training):
         """Where the output goes: a buffer reused across training steps, or a new array."""
         return self._buffers("y", shape, dtype) if training else np.empty(shape, dtype)
+
+
+def _reshaped_as_shown(x, own, shown, data_format):
+    """``x`` (batch, *own), an array in the model's layout (images NCHW), reshaped to the user's
+    per-sample shape ``shown`` as the user sees the values (channels-last), and returned in the
+    model's layout of that shape."""
+    channels_last = data_format != "channels_first"
+    if len(own) == 3 and channels_last:
+        x = x.transpose(0, 2, 3, 1)  # (N, C, H, W) -> as the user sees it
+    x = x.reshape((x.shape[0], *shown))
+    if len(shown) == 3 and channels_last:
+        x = x.transpose(0, 3, 1, 2)  # the model's layout: NCHW
+    return x
 
 
 def _display(shape):
