@@ -1,11 +1,9 @@
 """Merge layers that broadcast, as Keras 3's do: NumPy's rules on the shapes the user sees
 (channels-last, the batch first). Squeeze-and-excitation blocks (``Multiply()([x, se])``), a
 per-channel vector added to images, a mask of one channel: values against a NumPy oracle in the
-user's layout, gradients checked numerically, the compiled plan, saving and ONNX both ways."""
+user's layout, gradients checked numerically, the compiled plan and saving (ONNX: test_onnx.py)."""
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import pytest
@@ -121,54 +119,3 @@ def test_shapes_that_do_not_broadcast_are_refused_naming_them():
         layers.Multiply()([a, b])
     with pytest.raises(ValueError, match="incompatible shapes"):
         layers.Add()([convforge.Input((6, 5, 4)), convforge.Input((5,))])
-
-
-@pytest.mark.parametrize("second", [(1, 1, 4), (4,), (6, 6, 1)])
-def test_broadcast_merges_export_to_onnx_and_import_back(second, tmp_path, rng):
-    pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    convforge.seed(10)
-    x = convforge.Input((6, 6, 2))
-    h = layers.Conv2D(4, 3, padding="same")(x)
-    if second == (6, 6, 1):
-        other = layers.Conv2D(1, 1, activation="sigmoid")(h)
-    else:
-        other = layers.Dense(4, activation="sigmoid")(layers.GlobalAveragePooling2D()(h))
-        other = layers.Reshape(second)(other) if len(second) == 3 else other
-    model = convforge.Model(x, layers.Flatten()(layers.Multiply()([h, other])))
-    xs = rng.standard_normal((3, 6, 6, 2)).astype(np.float32)
-    want = model.predict(xs, verbose=0)
-    path = str(tmp_path / "broadcast.onnx")
-    model.export(path, format="onnx")
-    session = ort.InferenceSession(path)
-    np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: xs})[0], want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(convforge.load_model(path).predict(xs, verbose=0), want)
-
-
-def test_pytorch_squeeze_and_excitation_imports(tmp_path):
-    pytest.importorskip("onnx")
-    torch = pytest.importorskip("torch")
-
-    class SqueezeExcite(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 4, 3)
-            self.fc1, self.fc2 = torch.nn.Linear(4, 2), torch.nn.Linear(2, 4)
-
-        def forward(self, x):
-            h = torch.relu(self.conv(x))
-            s = torch.sigmoid(self.fc2(torch.relu(self.fc1(h.mean((2, 3))))))
-            return (h * s.view(-1, 4, 1, 1)).flatten(1)
-
-    torch.manual_seed(0)
-    net = SqueezeExcite().eval()
-    x = torch.randn(2, 3, 8, 8)
-    path = str(tmp_path / "se.onnx")
-    with warnings.catch_warnings():  # the legacy exporter's deprecation notice
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x,), path, dynamo=False, input_names=["x"])
-    model = convforge.load_model(path)  # channels-last input (a graph model)
-    with torch.no_grad():
-        want = net(x).numpy()
-    got = model.predict(np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1)), verbose=0)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

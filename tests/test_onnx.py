@@ -2988,3 +2988,102 @@ def test_keras_exported_1d_depthwise_separable_and_transposed_convolutions_impor
         np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=RTOL, atol=ATOL, err_msg=name)
     assert [type(la).__name__ for la in convforge.load_model(tmp_path / "transpose-same.onnx").layers][:2] == \
         ["Conv1DTranspose", "Cropping1D"]
+
+
+# ---- PReLU, LayerNormalization and broadcasting merges
+
+
+@pytest.mark.parametrize("shape, shared", [((6, 6, 2), [1, 2]), ((6, 6, 2), None), ((6, 6, 2), [3]), ((5, 4), [1]),
+                                           ((7,), None)])
+def test_prelu_round_trip(shape, shared, tmp_path):
+    stack = [layers.Input(shape)] + ([layers.Conv2D(3, 3)] if len(shape) == 3 else [])
+    stack += [layers.PReLU(alpha_initializer="random_normal", shared_axes=shared), layers.Flatten(), layers.Dense(2)]
+    model = seeded(stack)
+    _, back = round_trip(model, np.random.default_rng(0).standard_normal((4, *shape)).astype(np.float32), tmp_path)
+    prelu = next(layer for layer in back.layers if isinstance(layer, layers.PReLU))
+    original = next(layer for layer in model.layers if isinstance(layer, layers.PReLU))
+    np.testing.assert_array_equal(prelu.get_weights()[0], original.get_weights()[0])
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_pytorch_prelu_imports(channels, tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    prelu = torch.nn.PReLU(channels)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), prelu, torch.nn.Flatten(), torch.nn.Linear(48, 2)).eval()
+    with torch.no_grad():
+        prelu.weight.copy_(torch.randn(prelu.weight.shape))
+    x = torch.randn(4, 2, 6, 6)
+    path, want = exported_torch(net, x, tmp_path)
+    model = convforge.load_model(path, input_layout="channels_first")
+    layer = next(layer for layer in model.layers if isinstance(layer, layers.PReLU))
+    # Channels-first images (input_layout): axis 1 is the channels, 2 and 3 height and width.
+    assert layer.shared_axes == ([2, 3] if channels == 3 else [1, 2, 3])
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("shape, axis", [((6, 6, 2), -1), ((6, 6, 2), [1, 2, 3]), ((6, 6, 2), [2, 3]), ((7, 3), -1),
+                                         ((9,), -1)])
+def test_layer_normalization_round_trip(shape, axis, tmp_path):
+    stack = [layers.Input(shape)] + ([layers.Conv2D(3, 3)] if len(shape) == 3 else [])
+    stack += [layers.LayerNormalization(axis=axis, gamma_initializer="random_normal", beta_initializer="random_normal"),
+              layers.Flatten(), layers.Dense(2)]
+    model = seeded(stack)
+    round_trip(model, np.random.default_rng(0).standard_normal((4, *shape)).astype(np.float32), tmp_path)
+    with pytest.raises(ValueError, match=r"LayerNormalization\) at opset 13: .* opset 17 or later"):
+        model.export(tmp_path / "old.onnx", opset=13)
+
+
+@pytest.mark.parametrize("normalized", ["features", "chw", "hw"])
+def test_pytorch_layer_norm_imports(normalized, tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    nn = torch.nn
+    if normalized == "features":
+        norm = nn.LayerNorm(6)
+        net, x = nn.Sequential(nn.Linear(5, 6), norm, nn.Linear(6, 2)), torch.randn(3, 5)
+    else:
+        norm = nn.LayerNorm([3, 4, 4] if normalized == "chw" else [4, 4])
+        net, x = nn.Sequential(nn.Conv2d(2, 3, 3), norm, nn.Flatten(), nn.Linear(48, 2)), torch.randn(3, 2, 6, 6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(norm.weight.shape))
+        norm.bias.copy_(torch.randn(norm.bias.shape))
+    path, want = exported_torch(net.eval(), x, tmp_path, opset_version=17)
+    model = convforge.load_model(path, input_layout="channels_first") if x.ndim == 4 else convforge.load_model(path)
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("second", [(1, 1, 4), (4,), (6, 6, 1)])
+def test_broadcasting_merge_round_trip(second, tmp_path):
+    convforge.seed(10)
+    x = convforge.Input((6, 6, 2))
+    h = layers.Conv2D(4, 3, padding="same")(x)
+    if second == (6, 6, 1):
+        other = layers.Conv2D(1, 1, activation="sigmoid")(h)
+    else:
+        other = layers.Dense(4, activation="sigmoid")(layers.GlobalAveragePooling2D()(h))
+        other = layers.Reshape(second)(other) if len(second) == 3 else other
+    model = convforge.Model(x, layers.Flatten()(layers.Multiply()([h, other])))
+    round_trip(model, np.random.default_rng(0).standard_normal((3, 6, 6, 2)).astype(np.float32), tmp_path)
+
+
+def test_pytorch_squeeze_and_excitation_imports(tmp_path):
+    torch = pytest.importorskip("torch")
+
+    class SqueezeExcite(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.fc1, self.fc2 = torch.nn.Linear(4, 2), torch.nn.Linear(2, 4)
+
+        def forward(self, x):
+            h = torch.relu(self.conv(x))
+            s = torch.sigmoid(self.fc2(torch.relu(self.fc1(h.mean((2, 3))))))
+            return (h * s.view(-1, 4, 1, 1)).flatten(1)
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    path, want = exported_torch(SqueezeExcite().eval(), x, tmp_path)
+    model = convforge.load_model(path)  # channels-last input (a graph model)
+    got = model.predict(np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1)), verbose=0)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)

@@ -23,7 +23,7 @@ GlobalMaxPooling1D, ZeroPadding1D, Cropping1D, UpSampling1D (sequences, channels
 Conv2DTranspose, UpSampling2D, Permute, Rescaling;
 RandomFlip, RandomRotation, RandomZoom, RandomTranslation (training-only augmentation);
 SpatialDropout1D, SpatialDropout2D, GaussianNoise, GaussianDropout (training-only noise);
-BatchNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
+BatchNormalization, LayerNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
 (GlobalMaxPool2D), ZeroPadding2D, Cropping2D, DepthwiseConv2D, SeparableConv2D;
 merge layers for functional models: Add, Subtract, Multiply, Average, Maximum, Minimum,
 Concatenate.
@@ -82,7 +82,7 @@ from .depthwise import DepthwiseConv2D, SeparableConv2D
 
 SeparableConvolution2D = SeparableConv2D
 from .global_pooling import GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D, GlobalMaxPooling2D
-from .normalization import BatchNormalization
+from .normalization import BatchNormalization, LayerNormalization
 from .reshaping import Cropping2D, ZeroPadding2D
 
 __all__ = [
@@ -153,6 +153,7 @@ __all__ = [
     "Tanh",
     "initializers",
     "BatchNormalization",
+    "LayerNormalization",
     "Cropping2D",
     "DepthwiseConv2D",
     "GlobalAveragePooling2D",

@@ -10,7 +10,7 @@ from .. import functional as F
 from . import initializers
 from .base import Layer
 
-__all__ = ["BatchNormalization", "refuse_unsupported"]
+__all__ = ["BatchNormalization", "LayerNormalization", "refuse_unsupported"]
 
 
 def refuse_unsupported(layer: str, **arguments) -> None:
@@ -286,3 +286,137 @@ class BatchNormalization(Layer):
     def from_config(cls, config):
         keys = ("beta_initializer", "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer")
         return cls(**initializers.deserialize_config(config, keys))
+
+
+class LayerNormalization(Layer):
+    """Layer normalisation, Keras's ``LayerNormalization`` (Ba et al., 2016): each sample
+    normalised over ``axis`` by its own mean and (biased) variance, then ``* gamma + beta``,
+    the same in training and inference (no moving statistics).
+
+    ``axis`` counts as in Keras, on the shape the user sees (channels-last images, the batch
+    axis 0): ``-1`` normalises each pixel's channels, ``[1, 2, 3]`` a whole image; an int or a
+    list. ``gamma`` and ``beta`` have the sizes of those axes, in their order (Keras's weight
+    shapes and parameter counts). The statistics are computed in float64.
+
+    Differences from Keras: ``rms_scaling=True``, regularizers and constraints are not
+    supported (NotImplementedError).
+    """
+
+    _cache_attrs = ("_xhat", "_inv")
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False, beta_initializer="zeros",
+                 gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, *, input_shape=None, name=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        refuse_unsupported("LayerNormalization", rms_scaling=rms_scaling, beta_regularizer=beta_regularizer,
+                           gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
+                           gamma_constraint=gamma_constraint)
+        axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+        if not axes or any(isinstance(a, (bool, np.bool_)) or not isinstance(a, numbers.Integral) for a in axes):
+            raise TypeError(f"LayerNormalization axis must be an int or a list of ints, such as -1; got {axis!r}")
+        self.axis = int(axes[0]) if not isinstance(axis, (list, tuple)) else [int(a) for a in axes]
+        if isinstance(epsilon, (bool, np.bool_)) or not isinstance(epsilon, numbers.Real) or not 0 < epsilon < np.inf:
+            raise ValueError(f"LayerNormalization epsilon must be a number > 0; got {epsilon!r}")
+        self.epsilon = float(epsilon)
+        for arg, value in (("center", center), ("scale", scale)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"LayerNormalization {arg} must be True or False; got {value!r}")
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer, "beta_initializer")
+        self.gamma_initializer = initializers.get(gamma_initializer, "gamma_initializer")
+        self._xhat = self._inv = None
+
+    def _compute_internal_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _user_axes(self, rank: int) -> list[int]:
+        """The normalised axes of a per-sample shape of ``rank`` axes, as Keras counts them (1 ..
+        rank, sorted); ValueError naming the layer for one out of range or repeated."""
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        out = sorted({a + rank + 1 if a < 0 else a for a in axes})
+        if len(out) != len(axes) or not all(1 <= a <= rank for a in out):
+            raise ValueError(
+                f"layer {self.name!r} (LayerNormalization): axis={self.axis} does not name distinct axes of its input "
+                f"of rank {rank + 1} (1 .. {rank}, or -1 .. -{rank}; 0 is the batch axis)"
+            )
+        return out
+
+    def _internal_axes(self, rank: int) -> list[int]:
+        """The normalised axes of the arrays inside the model (images NCHW), batch axis 0."""
+        moved = rank == 3 and self._data_format != "channels_first"  # (H, W, C) -> (C, H, W)
+        return [((2, 3, 1)[a - 1] if moved else a) for a in self._user_axes(rank)]
+
+    def build(self, input_shape):
+        from .base import display_shape
+
+        shown = display_shape(input_shape, self._data_format)
+        shape = tuple(shown[a - 1] for a in self._user_axes(len(shown)))
+        if self.scale:
+            self.add_weight("gamma", shape, self.gamma_initializer)
+        if self.center:
+            self.add_weight("beta", shape, self.beta_initializer)
+
+    def _broadcast(self, w, ndim: int):
+        """A weight (in Keras's axis order) shaped to broadcast against the (batch, ...) arrays."""
+        internal = self._internal_axes(ndim - 1)
+        order = sorted(range(len(internal)), key=lambda k: internal[k])  # its axes in the arrays' order
+        shape = [1] * ndim
+        for a, k in zip(sorted(internal), order):
+            shape[a] = w.shape[k]
+        return w.transpose(order).reshape(shape)
+
+    def _to_weight(self, g):
+        """A (batch, ...) array's sums over the axes not normalised, as a weight's gradient
+        (Keras's axis order)."""
+        internal = self._internal_axes(g.ndim - 1)
+        keep = sorted(internal)
+        total = g.sum(axis=tuple(a for a in range(g.ndim) if a not in keep), dtype=np.float64)
+        order = sorted(range(len(internal)), key=lambda k: internal[k])
+        return np.ascontiguousarray(total.transpose(np.argsort(order))).astype(g.dtype)
+
+    def forward(self, x, training=False):
+        axes = tuple(self._internal_axes(x.ndim - 1))
+        wide = x.astype(np.float64)
+        mean = wide.mean(axis=axes, keepdims=True)
+        var = np.square(wide - mean).mean(axis=axes, keepdims=True)
+        inv = 1.0 / np.sqrt(var + self.epsilon)
+        xhat = ((wide - mean) * inv).astype(x.dtype)
+        y = xhat
+        if self.scale:
+            y = y * self._broadcast(self.params["gamma"], x.ndim)
+        if self.center:
+            y = y + self._broadcast(self.params["beta"], x.ndim)
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._xhat, self._inv = xhat, inv.astype(x.dtype)
+        return np.ascontiguousarray(y, dtype=x.dtype)
+
+    def backward(self, dy):
+        if self._xhat is None:
+            raise self._missing_cache()
+        xhat, inv = self._xhat, self._inv
+        if self.scale:
+            self.grads["gamma"] = self._to_weight(dy * xhat)
+        if self.center:
+            self.grads["beta"] = self._to_weight(dy)
+        if not self.input_grad_needed:
+            return None
+        axes = tuple(self._internal_axes(dy.ndim - 1))
+        g = (dy * self._broadcast(self.params["gamma"], dy.ndim) if self.scale else dy).astype(np.float64)
+        dx = inv * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+        return np.ascontiguousarray(dx, dtype=dy.dtype)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "axis": self.axis,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "rms_scaling": False,
+            "beta_initializer": initializers.serialize(self.beta_initializer),
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**initializers.deserialize_config(config, ("beta_initializer", "gamma_initializer")))

@@ -48,7 +48,9 @@ Softplus are their ONNX ops (and import back), swish ``Mul(x, Sigmoid(x))``
 (imports back as Sigmoid + Multiply), GELU its erf or tanh formula (imports back as one GELU layer); ReLU(max_value) is
 ``Clip``, ReLU(negative_slope) ``LeakyRelu`` (then ``Min`` with a max_value: both import back), and a
 ReLU threshold is refused, naming the layer. PReLU is ``PRelu``, its slope alpha in the tensor's
-layout (images NCHW), of size 1 along its shared axes.
+layout (images NCHW), of size 1 along its shared axes. LayerNormalization is ``LayerNormalization``
+(opset 17 or later) over the tensor's trailing axes, its axes moved there by a ``Transpose`` where
+they are not (a channels-last image's channels); it imports back, as PyTorch's ``nn.LayerNorm`` does.
 
 Import
 ------

@@ -57,6 +57,34 @@ def export_batch_normalization(ctx, layer, inputs):
     return y
 
 
+def export_layer_normalization(ctx, layer, inputs):
+    """LayerNormalization (opset 17) over the trailing axes of the graph's tensor: the layer's
+    axes, moved last by a Transpose where they are not (a channels-last image's channels are
+    NCHW's axis 1), and moved back after."""
+    (x,) = inputs
+    if ctx.opset < 17:
+        raise ValueError(f"cannot export layer {layer.name!r} (LayerNormalization) at opset {ctx.opset}: ONNX's "
+                         "LayerNormalization op is opset 17 or later")
+    shape = ctx.shape(x)
+    rank = len(shape) + 1
+    axes = sorted(layer._internal_axes(rank - 1))
+    kept = [a for a in range(1, rank) if a not in axes]
+    perm = [0, *kept, *axes]
+    moved = perm != list(range(rank))
+    if moved:
+        x = ctx.node("Transpose", [x], "to_normalised_last", perm=perm)
+    dims = tuple(shape[a - 1] for a in axes)
+    p = layer.params
+    gamma = layer._broadcast(p["gamma"], rank).reshape(dims) if "gamma" in p else np.ones(dims, np.float32)
+    operands = [x, ctx.initializer("gamma", gamma)]
+    if "beta" in p:
+        operands.append(ctx.initializer("beta", layer._broadcast(p["beta"], rank).reshape(dims)))
+    y = ctx.node("LayerNormalization", operands, "LayerNormalization", axis=rank - len(axes), epsilon=layer.epsilon)
+    if moved:
+        y = ctx.node("Transpose", [y], "from_normalised_last", perm=[int(i) for i in np.argsort(perm)])
+    return y
+
+
 def export_global_pooling(ctx, layer, inputs):
     op = "GlobalMaxPool" if type(layer).__name__.startswith("GlobalMax") else "GlobalAveragePool"
     y = ctx.node(op, inputs, op)
@@ -234,6 +262,7 @@ for _name, _fn in (
     ("Minimum", export_merge),
     ("Concatenate", export_merge),
     ("BatchNormalization", export_batch_normalization),
+    ("LayerNormalization", export_layer_normalization),
     ("GlobalAveragePooling2D", export_global_pooling),
     ("GlobalMaxPooling2D", export_global_pooling),
     ("ZeroPadding2D", export_zero_padding),
@@ -270,6 +299,49 @@ def import_batch_normalization(ctx, node):
     axis = 1 if len(shape) == 3 and ctx.data_format == "channels_first" else -1
     layer = cls(axis=axis, momentum=a["momentum"], epsilon=a["epsilon"])
     ctx.add_layer(node, layer, [node.input[0]], node.output[0], values)
+
+
+def import_layer_normalization(ctx, node):
+    """ONNX's LayerNormalization (PyTorch's nn.LayerNorm, convforge's export) as
+    LayerNormalization over the same axes: of a channels-last view (Keras's layout, and convforge's
+    export of a per-pixel normalisation), or of a tensor as the graph has it (images NCHW)."""
+    a = ctx.attributes(node, {"axis": -1, "epsilon": 1e-5, "stash_type": 1})
+    if len(node.output) > 1 and any(node.output[1:]):
+        raise ctx.error(node, "its Mean and InvStdDev outputs (training) are not supported")
+    if not 0 < a["epsilon"] < 1:
+        raise ctx.error(node, f"epsilon {a['epsilon']} out of range", "epsilon")
+    if ctx.sequence_base(node.input[0]) is not None:
+        raise ctx.error(node, "a LayerNormalization of a transposed sequence is not supported")
+    base = ctx.view_base(node.input[0])
+    if base is not None and ctx.data_format == "channels_first":
+        raise ctx.error(node, "a LayerNormalization of a channels-last view in a channels-first model is not supported")
+    shape = tuple(ctx.ref_shape(node.input[0]) if base is not None else ctx.shape(node, 0))
+    rank = len(shape) + 1
+    if not -rank < a["axis"] < rank or a["axis"] % rank == 0:
+        raise ctx.error(node, f"axis {a['axis']} of a {('batch', *shape)} tensor: the batch axis cannot be normalised",
+                        "axis")
+    first = a["axis"] % rank
+    dims = shape[first - 1:]
+    values = [np.asarray(ctx.constant(node, 1, "Scale"))]
+    if len(node.input) > 2 and node.input[2]:
+        values.append(np.asarray(ctx.constant(node, 2, "B")))
+    values = [np.broadcast_to(v, dims) if v.size in (1, np.prod(dims)) and v.ndim <= len(dims) else v for v in values]
+    if any(v.shape != dims for v in values):
+        raise ctx.error(node, f"Scale / B of shapes {[v.shape for v in values]}; expected {dims}")
+    # The axes as Keras counts them on the user's (channels-last) shape, and the weights in their order.
+    image = rank == 4 and base is None and ctx.data_format != "channels_first"
+    internal_axes = list(range(first, rank))
+    user = sorted({2: 1, 3: 2, 1: 3}[i] if image else i for i in internal_axes)
+    if image:  # weights over NCHW's trailing axes (C, H, W)[first - 1:] -> the user's order (h, w, c)
+        order = sorted(range(len(internal_axes)), key=lambda k: {2: 1, 3: 2, 1: 3}[internal_axes[k]])
+        values = [np.ascontiguousarray(np.transpose(v, order)) for v in values]
+    axis = -1 if user == [rank - 1] else user
+    layer = _layer_class(ctx, node, "LayerNormalization")(axis=axis, epsilon=a["epsilon"], center=len(values) > 1)
+    weights = [np.ascontiguousarray(v) for v in values]
+    if base is not None:
+        ctx.add_view_layer(node, layer, [base], view=True, weights=weights)
+    else:
+        ctx.add_layer(node, layer, [node.input[0]], node.output[0], weights)
 
 
 def import_global_pool(ctx, node):
@@ -767,6 +839,7 @@ for _op, _fn in (
     ("Min", import_merge),
     ("Concat", import_concat),
     ("BatchNormalization", import_batch_normalization),
+    ("LayerNormalization", import_layer_normalization),
     ("GlobalAveragePool", import_global_pool),
     ("GlobalMaxPool", import_global_pool),
     ("ReduceMean", import_reduce),
