@@ -123,6 +123,11 @@ def test_summary_keras_options_trainable_column_layer_range_and_chain_tables():
     lines = []
     siamese().summary(print_fn=lines.append)
     assert "Connected to" in lines[0]
+    # A narrow line: every column still at least one space wider than its header ("Param #" ran
+    # into "Connected to" at line_length=60).
+    lines = []
+    model.summary(print_fn=lines.append, line_length=60)
+    assert "Param # " in lines[0].splitlines()[2] and "#Connected" not in lines[0]
 
 
 KERAS_NAMES = {"x", "c1", "c2", "proj", "add", "relu", "flat", "out"}

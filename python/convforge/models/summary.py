@@ -100,7 +100,9 @@ def _print_table(model, rows, connected_column, line_length, positions, print_fn
         groups.append(1 + len(extra))
     if show_trainable:
         headers.append("Trainable")
-    widths = [max(int(line_length * f), max(len(r[col]) for r in lines) + 1)
+    # Each column at least one space wider than its header and entries: a narrow line_length
+    # ran "Param #" into "Connected to" (Keras 2's summary did the same).
+    widths = [max(int(line_length * f), max(len(r[col]) for r in [headers, *lines]) + 1)
               for col, f in enumerate(fractions)]
     width = max(line_length, sum(widths) + 10)
     widths.append(width - sum(widths))
