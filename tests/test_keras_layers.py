@@ -493,6 +493,19 @@ def test_conv2d_transpose_takes_numpy_ints_as_the_other_layers():
         layers.Conv2DTranspose(np.True_, 3)
 
 
+def test_keras_defaults_of_unsupported_arguments_are_taken():
+    # Keras code that spells out a default of a feature convforge lacks runs (the feature is off
+    # either way); any other value is refused by name.
+    conv = layers.Conv2D(8, 3, groups=1, kernel_constraint=None, bias_constraint=None, activity_regularizer=None)
+    assert conv.filters == 8
+    assert layers.Dropout(0.5, seed=None).rate == 0.5
+    assert layers.Dense(2, dtype=None, lora_rank=None).units == 2
+    for kwargs, name in (({"groups": 2}, "groups"), ({"groups": True}, "groups"), ({"groups": 1, "bogus": 0}, "bogus"),
+                         ({"kernel_constraint": "non_neg"}, "kernel_constraint")):
+        with pytest.raises(TypeError, match=f"convforge does not support the argument '{name}' of Conv2D"):
+            layers.Conv2D(8, 3, **kwargs)
+
+
 def _tiny():
     model = convforge.Sequential([convforge.Input((3,)), layers.Dense(2)])
     model.compile(optimizer="sgd", loss="mse")

@@ -180,6 +180,21 @@ _UNSUPPORTED_ARGUMENTS = {
 }
 
 
+# Of those, the values that switch the feature off (Keras's defaults): taken, as convforge's
+# behaviour, so that Keras code spelling out a default runs (Conv2D(8, 3, groups=1)).
+_NEUTRAL_ARGUMENTS = {"activity_regularizer": None, "kernel_constraint": None, "bias_constraint": None,
+                      "dtype": None, "groups": 1, "lora_rank": None, "seed": None, "autocast": True}
+
+
+def _neutral(name: str, value) -> bool:
+    if name not in _NEUTRAL_ARGUMENTS:
+        return False
+    default = _NEUTRAL_ARGUMENTS[name]
+    if default is None or isinstance(default, bool):
+        return value is default
+    return type(value) is int and value == default  # groups=1, not True or 1.0
+
+
 def _unsupported(cls, unknown: list[str]) -> TypeError:
     name = unknown[0]
     hint = _UNSUPPORTED_ARGUMENTS.get(name)
@@ -204,7 +219,10 @@ def _check_arguments(cls, init):
     def checked(self, *args, **kwargs):
         unknown = [k for k in kwargs if k not in names]
         if unknown:
-            raise _unsupported(type(self), unknown)
+            if all(_neutral(k, kwargs[k]) for k in unknown):
+                kwargs = {k: v for k, v in kwargs.items() if k in names}
+            else:
+                raise _unsupported(type(self), [k for k in unknown if not _neutral(k, kwargs[k])])
         return init(self, *args, **kwargs)
 
     return checked
