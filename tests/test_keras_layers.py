@@ -500,10 +500,14 @@ def test_keras_defaults_of_unsupported_arguments_are_taken():
     assert conv.filters == 8
     assert layers.Dropout(0.5, seed=None).rate == 0.5
     assert layers.Dense(2, dtype=None, lora_rank=None).units == 2
-    for kwargs, name in (({"groups": 2}, "groups"), ({"groups": True}, "groups"), ({"groups": 1, "bogus": 0}, "bogus"),
+    for kwargs, name in (({"kernel_constraint": None, "bogus": 0}, "bogus"),
                          ({"kernel_constraint": "non_neg"}, "kernel_constraint")):
         with pytest.raises(TypeError, match=f"convforge does not support the argument '{name}' of Conv2D"):
             layers.Conv2D(8, 3, **kwargs)
+    assert layers.Conv1D(4, 3, groups=1).filters == 4  # Conv1D has no groups: 1 is taken, others refused
+    for groups in (2, True):
+        with pytest.raises(TypeError, match="the argument 'groups' of Conv1D; Conv2D takes groups"):
+            layers.Conv1D(4, 3, groups=groups)
 
 
 def _tiny():

@@ -11,6 +11,7 @@ import pytest
 import convforge
 from convforge import layers
 from convforge.gradcheck import check_model_gradients
+from model_checks import fits_and_reloads
 
 # (first input, second input, output) per-sample shapes, as Keras shows them.
 CASES = [((6, 5, 4), (1, 1, 4), (6, 5, 4)), ((6, 5, 4), (4,), (6, 5, 4)), ((6, 5, 4), (6, 5, 1), (6, 5, 4)),
@@ -103,14 +104,8 @@ def test_squeeze_and_excitation_block_trains_saves_and_predicts(tmp_path, rng):
     h = layers.Add()([h, layers.Dense(8)(se)])  # a (batch, 8) vector on every pixel
     model = convforge.Model(x, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling2D()(h)))
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    xs, ys = rng.random((32, 8, 8, 1), dtype=np.float32), rng.integers(0, 3, 32)
-    history = model.fit(xs, ys, epochs=3, batch_size=8, verbose=0)
-    assert history.history["loss"][-1] < history.history["loss"][0]
-    # predict (the compiled plan around the NumPy merges) and the layers one by one agree.
-    np.testing.assert_allclose(model.predict(xs, verbose=0), model(xs), rtol=1e-5, atol=1e-6)
-    path = tmp_path / "se.npz"
-    model.save(path)
-    np.testing.assert_array_equal(convforge.load_model(path).predict(xs, verbose=0), model.predict(xs, verbose=0))
+    # predict: the compiled plan around the NumPy merges.
+    fits_and_reloads(model, rng.random((32, 8, 8, 1), dtype=np.float32), rng.integers(0, 3, 32), tmp_path)
 
 
 def test_shapes_that_do_not_broadcast_are_refused_naming_them():

@@ -3087,3 +3087,35 @@ def test_pytorch_squeeze_and_excitation_imports(tmp_path):
     model = convforge.load_model(path)  # channels-last input (a graph model)
     got = model.predict(np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1)), verbose=0)
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+# ---- grouped convolution
+
+
+@pytest.mark.parametrize("groups, strides, padding", [(2, 1, "same"), (4, 2, "valid"), (8, 1, "valid")])
+def test_grouped_conv2d_round_trip(groups, strides, padding, tmp_path):
+    model = seeded([layers.Input((9, 9, 8)),
+                    layers.Conv2D(16, 3, strides=strides, padding=padding, groups=groups, activation="relu",
+                                  bias_initializer="random_normal"),
+                    layers.Flatten(), layers.Dense(2)])
+    proto, back = round_trip(model, np.random.default_rng(0).standard_normal((3, 9, 9, 8)).astype(np.float32), tmp_path)
+    conv = next(node for node in proto.graph.node if node.op_type == "Conv")
+    assert next(a.i for a in conv.attribute if a.name == "group") == groups
+    if groups == 8:  # one group per channel: the same convolution as a DepthwiseConv2D (depth multiplier 2)
+        assert type(back.layers[0]) is layers.DepthwiseConv2D
+    else:
+        assert back.layers[0].groups == groups
+
+
+def test_pytorch_grouped_conv_imports(tmp_path):
+    # ResNeXt's 3x3 of 32 groups, at a toy size: 8 groups of 2 channels.
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    nn = torch.nn
+    net = nn.Sequential(nn.Conv2d(3, 16, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1, groups=8), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(16 * 36, 2)).eval()
+    x = torch.randn(2, 3, 6, 6)
+    path, want = exported_torch(net, x, tmp_path)
+    model = convforge.load_model(path, input_layout="channels_first")
+    assert [layer.groups for layer in model.layers if isinstance(layer, layers.Conv2D)] == [1, 8]
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), want, rtol=RTOL, atol=ATOL)

@@ -190,10 +190,13 @@ NEUTRAL_VALUES: dict[str, object] = {
 }
 
 
-def _is_neutral(name: str, value) -> bool:
-    if name not in NEUTRAL_VALUES:
+def _is_neutral(name: str, value, table=None) -> bool:
+    """Is ``value`` the Keras default of argument ``name`` that switches its feature off (in
+    ``table``, default NEUTRAL_VALUES)?"""
+    table = NEUTRAL_VALUES if table is None else table
+    if name not in table:
         return False
-    default = NEUTRAL_VALUES[name]
+    default = table[name]
     if default is None or isinstance(default, bool):
         return value is default
     # 0.99, -1, 'interpolation': equal and of a like type (not True for 1, not '0' for 0)

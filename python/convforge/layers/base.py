@@ -173,7 +173,7 @@ _UNSUPPORTED_ARGUMENTS = {
     "kernel_constraint": "clip the weights in a Callback's on_train_batch_end",
     "bias_constraint": "clip the weights in a Callback's on_train_batch_end",
     "dtype": "give the model's dtype: Sequential(..., dtype='float64')",
-    "groups": "split the channels into several Conv2D layers",
+    "groups": "Conv2D takes groups; for this layer, split the channels into several layers",
     "lora_rank": "train the full kernel",
     "seed": "seed every layer at once with convforge.seed(n)",
     "autocast": "leave it out (convforge computes in the model's dtype)",
@@ -187,12 +187,9 @@ _NEUTRAL_ARGUMENTS = {"activity_regularizer": None, "kernel_constraint": None, "
 
 
 def _neutral(name: str, value) -> bool:
-    if name not in _NEUTRAL_ARGUMENTS:
-        return False
-    default = _NEUTRAL_ARGUMENTS[name]
-    if default is None or isinstance(default, bool):
-        return value is default
-    return type(value) is int and value == default  # groups=1, not True or 1.0
+    from .._unsupported import _is_neutral  # groups=1, not True or 1.0
+
+    return _is_neutral(name, value, _NEUTRAL_ARGUMENTS)
 
 
 def _unsupported(cls, unknown: list[str]) -> TypeError:

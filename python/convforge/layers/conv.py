@@ -53,6 +53,12 @@ class Conv2D(Layer):
         the model image batches are always ``(batch, channels, height,
         width)``.
     dilation_rate : int or (int, int)
+    groups : int
+        Keras's grouped convolution (ResNeXt's blocks, AlexNet's two halves): the input channels
+        and the filters split into ``groups`` groups, filter group g seeing channel group g only
+        (the kernel has ``channels // groups`` input channels). Both counts must divide by it.
+        Runs one convolution per group on the kernels (no compiled-plan op: predict runs it
+        between plans).
     activation : 'relu', 'tanh', 'sigmoid', 'softmax', 'linear' or None
         Applied in place on the convolution's output (``relu`` on the
         compiled kernel).
@@ -66,10 +72,10 @@ class Conv2D(Layer):
 
     Weights
     -------
-    ``kernel`` stored as ``(filters, channels, kh, kw)`` (OIHW, the kernels'
+    ``kernel`` stored as ``(filters, channels // groups, kh, kw)`` (OIHW, the kernels'
     layout: ``layer.kernel``, ``layer.params``) and ``bias`` ``(filters,)``.
     ``get_weights()``/``set_weights()`` use Keras's layout
-    ``(kh, kw, channels, filters)``, so Keras weights and filter-plotting
+    ``(kh, kw, channels // groups, filters)``, so Keras weights and filter-plotting
     code work unchanged.
 
     Input / output
@@ -92,6 +98,7 @@ class Conv2D(Layer):
         padding="valid",
         data_format=None,
         dilation_rate=(1, 1),
+        groups=1,
         activation=None,
         use_bias=True,
         kernel_initializer="glorot_uniform",
@@ -107,6 +114,12 @@ class Conv2D(Layer):
         if isinstance(filters, (bool, np.bool_)) or not isinstance(filters, numbers.Integral) or filters < 1:
             raise ValueError(f"Conv2D filters must be a positive int; got {filters!r}")
         self.filters = int(filters)
+        if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, numbers.Integral) or groups < 1:
+            raise ValueError(f"Conv2D groups must be a positive int; got {groups!r}")
+        if filters % groups:
+            raise ValueError(f"Conv2D filters must be divisible by groups (Keras's rule); got filters={filters}, "
+                             f"groups={groups}")
+        self.groups = int(groups)
         self.kernel_size = _params.pair(kernel_size, "kernel_size")
         self.strides = _params.pair(strides, "strides")
         self.dilation_rate = _params.pair(dilation_rate, "dilation_rate")
@@ -124,20 +137,29 @@ class Conv2D(Layer):
                 f"Conv2D expects input of shape (batch, height, width, channels); got {self._show(input_shape)}"
             )
         channels = input_shape[0]
+        self._check_groups(channels)
         self.add_weight(
             "kernel",
-            (self.filters, channels, *self.kernel_size),
+            (self.filters, channels // self.groups, *self.kernel_size),
             self.kernel_initializer,
             regularizer=self.kernel_regularizer,
         )
         if self.use_bias:
             self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
 
+    def _check_groups(self, channels: int) -> None:
+        if channels % self.groups:
+            raise ValueError(
+                f"layer {self.name!r} (Conv2D): the number of input channels must be divisible by groups (Keras's "
+                f"rule); got groups={self.groups} for an input of {channels} channels"
+            )
+
     def _compute_internal_output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(
                 f"Conv2D expects input of shape (batch, height, width, channels); got {self._show(input_shape)}"
             )
+        self._check_groups(input_shape[0])
         try:
             plan = _params.conv_params(
                 input_shape[1:], self.kernel_size, self.strides, self.padding, self.dilation_rate
@@ -156,12 +178,28 @@ class Conv2D(Layer):
             self._plans[hw] = plan
         return plan
 
+    def _group_slices(self, channels: int):
+        """(input channels, filters) of each group, as slices."""
+        cg, fg = channels // self.groups, self.filters // self.groups
+        return [(slice(g * cg, (g + 1) * cg), slice(g * fg, (g + 1) * fg)) for g in range(self.groups)]
+
+    def _grouped(self, run, x, w, b, out):
+        """``out[:, filters of g] = run(x's channels of g, w's filters of g, b's)`` for each group g."""
+        for cs, fs in self._group_slices(x.shape[1]):
+            out[:, fs] = run(np.ascontiguousarray(x[:, cs]), w[fs], None if b is None else b[fs])
+        return out
+
     def forward(self, x, training=False):
         w, b = self.params["kernel"], self.params.get("bias")
         args = (self.strides, self.padding, self.dilation_rate)
-        if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1] != w.shape[1]:
-            F.conv2d(x, w, b, *args)  # raises, naming what is wrong with x
+        if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1] != w.shape[1] * self.groups:
+            if self.groups == 1 or not isinstance(x, np.ndarray) or x.ndim != 4:
+                F.conv2d(x, w, b, *args)  # raises, naming what is wrong with x
+            raise ValueError(f"layer {self.name!r} (Conv2D): x must have {w.shape[1] * self.groups} channels "
+                             f"({self.groups} groups of {w.shape[1]}); got {x.shape[1]}")
         plan = self._plan_for(x.shape[2:])  # 'same' padding depends on the image size
+        if self.groups > 1:
+            return self._forward_grouped(x, w, b, args, plan, training)
         # ReLU runs inside the kernel, on each block of output while it is still in cache,
         # instead of as another pass over the whole output.
         fused_relu = isinstance(self.activation, activations.ReLU) and self.activation.plain
@@ -177,12 +215,52 @@ class Conv2D(Layer):
             return self.activation._output(y, True)
         return y if self.activation is None else self.activation.forward(y, True)
 
+    def _forward_grouped(self, x, w, b, args, plan, training):
+        fused_relu = isinstance(self.activation, activations.ReLU) and self.activation.plain
+        shape = (x.shape[0], w.shape[0], *plan.out_hw)
+        out = self._buffers("y", shape, x.dtype) if training else np.empty(shape, x.dtype)
+        y = self._grouped(lambda xg, wg, bg: F.conv2d(xg, wg, bg, *args, relu=fused_relu, _plan=plan), x, w, b, out)
+        if training:
+            self._x, self._plan_used = x, plan
+        if fused_relu:
+            return self.activation._output(y, training)
+        return y if self.activation is None else self.activation.forward(y, training)
+
+    def _backward_grouped(self, dy, x, w, args, plan):
+        buffers = self._buffers
+        dx = None
+        if self.input_grad_needed:
+            dx = buffers("dx", x.shape, x.dtype)
+            for cs, fs in self._group_slices(x.shape[1]):
+                dx[:, cs] = F.conv2d_backward_data(np.ascontiguousarray(dy[:, fs]), w[fs], (x.shape[0], cs.stop - cs.start,
+                                                   *x.shape[2:]), *args, _plan=plan)
+        if not self.trainable:
+            self.grads.clear()
+            return dx
+        dw = buffers("dw", w.shape, w.dtype)
+        db = buffers("db", (w.shape[0],), w.dtype) if self.use_bias else None
+        for cs, fs in self._group_slices(x.shape[1]):
+            dwg, dbg = F.conv2d_backward_weights(np.ascontiguousarray(dy[:, fs]), np.ascontiguousarray(x[:, cs]),
+                                                 w[fs].shape, *args, need_bias_grad=self.use_bias, _plan=plan)
+            dw[fs] = dwg
+            if self.use_bias:
+                db[fs] = dbg
+        self.grads["kernel"] = dw
+        if self.use_bias:
+            self.grads["bias"] = db
+        return dx
+
     def backward(self, dy):
         if self._x is None:
             raise self._missing_cache()
         if self.activation is not None:
             dy = self.activation.backward(dy)
         x, w = self._x, self.params["kernel"]
+        if self.groups > 1:
+            if dy.dtype != x.dtype or dy.ndim != 4 or dy.shape[1] != w.shape[0]:
+                raise ValueError(f"layer {self.name!r} (Conv2D): dy must be a {x.dtype} array of {w.shape[0]} "
+                                 f"channels; got {dy.dtype} {dy.shape}")
+            return self._backward_grouped(dy, x, w, (self.strides, self.padding, self.dilation_rate), self._plan_used)
         if dy.dtype != x.dtype or dy.ndim != 4:
             # Let functional explain what is wrong with dy.
             F.conv2d_backward(dy, x, w, self.strides, self.padding, self.dilation_rate)
@@ -217,6 +295,7 @@ class Conv2D(Layer):
             "padding": _json_padding(self.padding),
             "data_format": self.data_format,
             "dilation_rate": list(self.dilation_rate),
+            "groups": self.groups,
             **weight_options_config(self),
         }
 

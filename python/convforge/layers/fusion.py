@@ -86,6 +86,8 @@ def foldable(conv, bn, relu=None) -> bool:
     Only the exact built-in classes: a subclass may compute something else."""
     if type(conv) is not Conv2D or conv.activation is not None or type(bn) is not BatchNormalization:
         return False
+    if conv.groups != 1:  # the folded conv is one ungrouped convolution
+        return False
     return relu is None or is_plain_relu(relu)
 
 

@@ -431,7 +431,7 @@ class _Lowering:
                 self.record_relu(call.relu)
             return self.conv(call.conv, x, bn=self.batchnorm(call.bn), relu=call.relu is not None), None
         if kind is Conv2D:
-            if len(plan.dims(x)) != 3:
+            if len(plan.dims(x)) != 3 or call.groups != 1:  # a grouped conv: the layer's loop over its groups
                 raise _NotLowered
             activation = call.activation
             # As Conv2D.forward: a plain ReLU (any subclass too) runs inside the conv kernel.

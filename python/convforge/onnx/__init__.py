@@ -58,8 +58,8 @@ Import
 graph to convforge layers: a :class:`~convforge.Sequential` when the graph is
 a chain, else a graph model (``convforge.Model``, channels-last input). Each
 op is translated by an *importer* registered with :func:`register_importer`
-(``convforge.onnx._registry.supported_ops()`` lists them): Conv (plain and
-depthwise, 2-D and 1-D), ConvTranspose (2-D and 1-D: Conv2DTranspose/Conv1DTranspose where its
+(``convforge.onnx._registry.supported_ops()`` lists them): Conv (plain, grouped
+(Conv2D's ``groups``) and depthwise, 2-D and 1-D), ConvTranspose (2-D and 1-D: Conv2DTranspose/Conv1DTranspose where its
 pads give Keras's 'valid' or 'same' output; other non-negative pads, PyTorch's
 ``ConvTranspose2d(3, stride=2, padding=1, output_padding=1)``, as the 'valid' layer and a
 Cropping2D/Cropping1D of what the pads cut),

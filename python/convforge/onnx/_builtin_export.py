@@ -126,7 +126,7 @@ def export_conv2d(ctx, layer: Conv2D, inputs):
         strides=list(layer.strides),
         dilations=list(layer.dilation_rate),
         pads=onnx_pads(*pads),
-        group=1,
+        group=layer.groups,
     )
     ctx.set_shape(y, layer._internal_output_shape)
     return activation(ctx, layer.activation, y)

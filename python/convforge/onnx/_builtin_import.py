@@ -186,14 +186,14 @@ def import_conv(ctx, node):
     bias = ctx.constant(node, 2, "bias B", required=False)
     if kernel.ndim != 4:
         raise ctx.error(node, f"weights of shape {kernel.shape}: only 2-D convolution (4-D weights) is supported")
-    depthwise = a["group"] == c and c > 1 and kernel.shape[1] == 1 and kernel.shape[0] % c == 0
-    if a["group"] != 1 and not depthwise:
-        raise ctx.error(
-            node, f"grouped convolution (group={a['group']}) other than depthwise (group = channels) is not supported",
-            "group",
-        )
-    if kernel.shape[1] != c and not depthwise:
-        raise ctx.error(node, f"weights of shape {kernel.shape} do not fit an input of {c} channels")
+    groups = a["group"]
+    depthwise = groups == c and c > 1 and kernel.shape[1] == 1 and kernel.shape[0] % c == 0
+    if not depthwise and (groups < 1 or c % groups or kernel.shape[0] % groups):
+        raise ctx.error(node, f"group={groups} does not divide the {c} input channels and {kernel.shape[0]} filters",
+                        "group")
+    if kernel.shape[1] * (1 if depthwise else groups) != c and not depthwise:
+        raise ctx.error(node, f"weights of shape {kernel.shape} do not fit an input of {c} channels in {groups} "
+                              f"group(s)")
     if a["kernel_shape"] is not None and tuple(a["kernel_shape"]) != kernel.shape[2:]:
         raise ctx.error(node, f"{a['kernel_shape']} differs from the weights' {kernel.shape[2:]}", "kernel_shape")
     if bias is not None and bias.shape != (kernel.shape[0],):
@@ -218,8 +218,8 @@ def import_conv(ctx, node):
                 depthwise_initializer="zeros",
             )
         return Conv2D(
-            kernel.shape[0], k, strides, padding, ctx.data_format, dilations, act, bias is not None,
-            kernel_initializer="zeros",
+            kernel.shape[0], k, strides=strides, padding=padding, data_format=ctx.data_format, dilation_rate=dilations,
+            groups=groups, activation=act, use_bias=bias is not None, kernel_initializer="zeros",
         )
 
     weights = [kernel] if bias is None else [kernel, bias]
