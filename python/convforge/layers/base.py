@@ -20,8 +20,8 @@ for flat data. A 3-D per-sample shape is always an image.
 from __future__ import annotations
 
 import contextlib
-import copy
 import contextvars
+import copy
 import functools
 import inspect
 import math
@@ -32,6 +32,7 @@ import weakref
 import numpy as np
 
 from .. import functional as F
+from .._unsupported import _is_neutral
 from . import initializers
 
 
@@ -187,8 +188,6 @@ _NEUTRAL_ARGUMENTS = {"activity_regularizer": None, "kernel_constraint": None, "
 
 
 def _neutral(name: str, value) -> bool:
-    from .._unsupported import _is_neutral  # groups=1, not True or 1.0
-
     return _is_neutral(name, value, _NEUTRAL_ARGUMENTS)
 
 

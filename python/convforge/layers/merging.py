@@ -55,15 +55,24 @@ class _Merge(Layer):
         self.dtype = np.dtype(dtype)
         shapes = [tuple(int(d) for d in s) for s in input_shape]
         self._internal_output_shape = self._compute_internal_output_shape(shapes)
+        # Made here, for the shapes the layer is built for (not at a compute_output_shape query).
+        self._views = self._broadcast_plan(shapes)[1] if self._elementwise else None
         self._internal_input_shape = shapes
         self.built = True
         return self._internal_output_shape
 
+    # Concatenate joins its inputs instead: no broadcasting.
+    _elementwise = True
+
     def _compute_internal_output_shape(self, input_shape):
+        return self._broadcast_plan(input_shape)[0]
+
+    def _broadcast_plan(self, input_shape):
+        """(the output's per-sample shape, the views) for inputs of ``input_shape``: views None
+        where every input has one shape; ValueError naming them where they do not broadcast."""
         first = input_shape[0]
-        self._views = None
         if all(s == first for s in input_shape):
-            return first
+            return first, None
         # Keras 3 broadcasts (NumPy's rules) on the shapes the user sees: channels-last images.
         fmt = getattr(self, "_data_format", "channels_last")
         shown = [display_shape(s, fmt) for s in input_shape]
@@ -82,9 +91,9 @@ class _Merge(Layer):
         out_internal = internal_shape(tuple(out), fmt)
         # Per input: None where it has the output's shape, else how to bring it to the output's
         # layout (_broadcast_view) and back (_reduce_to_input).
-        self._views = [None if tuple(s) == out_internal else (tuple(s), tuple(d), p)
-                       for s, d, p in zip(input_shape, shown, padded)]
-        return out_internal
+        views = [None if tuple(s) == out_internal else (tuple(s), tuple(d), p)
+                 for s, d, p in zip(input_shape, shown, padded)]
+        return out_internal, views
 
     # ---- broadcasting (inputs of different shapes): NumPy, in the output's layout
 
@@ -352,6 +361,7 @@ class Concatenate(_Merge):
     """
 
     _cache_attrs = ("_sizes",)
+    _elementwise = False
 
     def __init__(self, axis=-1, *, name=None, trainable=True, **kwargs):
         super().__init__(name=name, trainable=trainable, **kwargs)
