@@ -114,3 +114,14 @@ def test_shapes_that_do_not_broadcast_are_refused_naming_them():
         layers.Multiply()([a, b])
     with pytest.raises(ValueError, match="incompatible shapes"):
         layers.Add()([convforge.Input((6, 5, 4)), convforge.Input((5,))])
+
+
+def test_a_shape_query_leaves_how_a_built_merge_broadcasts(rng):
+    # compute_output_shape of other shapes on a built layer set the views its next call used.
+    a, b = convforge.Input((6, 6, 4)), convforge.Input((1, 1, 4))
+    mul = layers.Multiply()
+    model = convforge.Model([a, b], mul([a, b]))
+    assert mul.compute_output_shape([(None, 6, 6, 4), (None, 6, 6, 1)]) == (None, 6, 6, 4)
+    x, s = rng.random((2, 6, 6, 4), dtype=np.float32), rng.random((2, 1, 1, 4), dtype=np.float32)
+    np.testing.assert_allclose(model.predict([x, s], verbose=0), x * s, rtol=1e-6)
+    np.testing.assert_allclose(model([x, s], training=True), x * s, rtol=1e-6)
