@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from . import initializers
-from .base import Layer
+from .base import Layer, display_shape
 
 __all__ = ["BatchNormalization", "LayerNormalization", "refuse_unsupported"]
 
@@ -304,9 +304,10 @@ class LayerNormalization(Layer):
 
     _cache_attrs = ("_xhat", "_inv")
 
-    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False, beta_initializer="zeros",
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
                  gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
-                 gamma_constraint=None, *, input_shape=None, name=None, trainable=True):
+                 gamma_constraint=None, *, rms_scaling=False, input_shape=None, name=None, trainable=True):
+        # rms_scaling keyword-only, as Keras 3 takes it (a **kwargs entry there).
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
         refuse_unsupported("LayerNormalization", rms_scaling=rms_scaling, beta_regularizer=beta_regularizer,
                            gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
@@ -347,8 +348,6 @@ class LayerNormalization(Layer):
         return [((2, 3, 1)[a - 1] if moved else a) for a in self._user_axes(rank)]
 
     def build(self, input_shape):
-        from .base import display_shape
-
         shown = display_shape(input_shape, self._data_format)
         shape = tuple(shown[a - 1] for a in self._user_axes(len(shown)))
         if self.scale:
