@@ -14,7 +14,10 @@ import numbers
 import numpy as np
 
 from .. import functional as F
-from .base import Layer
+from .. import regularizers
+from . import initializers
+from .base import Layer, display_shape
+from .normalization import refuse_unsupported
 
 __all__ = [
     "ELU",
@@ -674,10 +677,6 @@ class PReLU(Layer):
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None, shared_axes=None, *,
                  name=None, input_shape=None, trainable=True):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
-        from .. import regularizers
-        from .normalization import refuse_unsupported
-        from . import initializers
-
         refuse_unsupported("PReLU", alpha_constraint=alpha_constraint)
         self.alpha_initializer = initializers.get(alpha_initializer, "alpha_initializer")
         self.alpha_regularizer = regularizers.get(alpha_regularizer, "alpha_regularizer")
@@ -699,8 +698,6 @@ class PReLU(Layer):
         return tuple(input_shape)
 
     def build(self, input_shape):
-        from .base import display_shape
-
         shown = display_shape(input_shape, self._data_format)
         for a in self.shared_axes or ():
             if a > len(shown):
@@ -743,9 +740,6 @@ class PReLU(Layer):
         return np.where(x > 0, dy, np.where(x < 0, dy * a, 0)).astype(dy.dtype, copy=False)
 
     def get_config(self):
-        from .. import regularizers
-        from . import initializers
-
         return {
             **super().get_config(),
             "alpha_initializer": initializers.serialize(self.alpha_initializer),
@@ -756,9 +750,6 @@ class PReLU(Layer):
 
     @classmethod
     def from_config(cls, config):
-        from .. import regularizers
-        from . import initializers
-
         config = initializers.deserialize_config(config, ("alpha_initializer",))
         if "alpha_regularizer" in config:
             config["alpha_regularizer"] = regularizers.get(config["alpha_regularizer"], "alpha_regularizer")

@@ -183,12 +183,6 @@ class Conv2D(Layer):
         cg, fg = channels // self.groups, self.filters // self.groups
         return [(slice(g * cg, (g + 1) * cg), slice(g * fg, (g + 1) * fg)) for g in range(self.groups)]
 
-    def _grouped(self, run, x, w, b, out):
-        """``out[:, filters of g] = run(x's channels of g, w's filters of g, b's)`` for each group g."""
-        for cs, fs in self._group_slices(x.shape[1]):
-            out[:, fs] = run(np.ascontiguousarray(x[:, cs]), w[fs], None if b is None else b[fs])
-        return out
-
     def forward(self, x, training=False):
         w, b = self.params["kernel"], self.params.get("bias")
         args = (self.strides, self.padding, self.dilation_rate)
@@ -218,8 +212,10 @@ class Conv2D(Layer):
     def _forward_grouped(self, x, w, b, args, plan, training):
         fused_relu = isinstance(self.activation, activations.ReLU) and self.activation.plain
         shape = (x.shape[0], w.shape[0], *plan.out_hw)
-        out = self._buffers("y", shape, x.dtype) if training else np.empty(shape, x.dtype)
-        y = self._grouped(lambda xg, wg, bg: F.conv2d(xg, wg, bg, *args, relu=fused_relu, _plan=plan), x, w, b, out)
+        y = self._buffers("y", shape, x.dtype) if training else np.empty(shape, x.dtype)
+        for cs, fs in self._group_slices(x.shape[1]):  # filter group g from channel group g
+            y[:, fs] = F.conv2d(np.ascontiguousarray(x[:, cs]), w[fs], None if b is None else b[fs], *args,
+                                relu=fused_relu, _plan=plan)
         if training:
             self._x, self._plan_used = x, plan
         if fused_relu:

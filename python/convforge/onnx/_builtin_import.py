@@ -19,6 +19,7 @@ from .. import _params
 from .. import layers as _layers
 from ..layers.activations import (ELU, GELU, SELU, HardSigmoid, HardSiLU, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU,
                                   Sigmoid, Softmax, Softplus, Softsign, Tanh)
+from ..layers.base import display_shape
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Flatten, Reshape
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
@@ -540,13 +541,13 @@ def import_prelu(ctx, node):
     if slope.ndim > len(shape) + 1 or (slope.ndim == len(shape) + 1 and slope.shape[0] != 1):
         raise ctx.error(node, f"a slope of shape {slope.shape} for input {('batch', *shape)}: one slope per sample "
                               "is not supported")
-    full = slope.reshape(slope.shape[-len(shape):] if slope.ndim > len(shape) else slope.shape)
-    full = full.reshape((1,) * (len(shape) - full.ndim) + full.shape)
+    per_sample = slope[0] if slope.ndim == len(shape) + 1 else slope  # its batch axis is 1
+    full = per_sample.reshape((1,) * (len(shape) - per_sample.ndim) + per_sample.shape)
     if any(s not in (1, d) for s, d in zip(full.shape, shape)):
         raise ctx.error(node, f"a slope of shape {slope.shape} does not broadcast against {('batch', *shape)}")
+    keras_shape = display_shape(shape, ctx.data_format)
     transposed = len(shape) == 3 and ctx.data_format != "channels_first"
-    keras_shape = (shape[1], shape[2], shape[0]) if transposed else shape
-    alpha = full.transpose(1, 2, 0) if transposed else full
+    alpha = full.transpose(1, 2, 0) if transposed else full  # NCHW -> Keras's (H, W, C)
     shared = [axis for axis, (a, d) in enumerate(zip(alpha.shape, keras_shape), start=1) if a == 1 and d != 1]
     full_alpha = np.broadcast_to(alpha, tuple(1 if axis in shared else d
                                              for axis, d in enumerate(keras_shape, start=1)))

@@ -194,8 +194,7 @@ def _broadcast_operands(ctx, layer, inputs):
 
 def export_merge(ctx, layer, inputs):
     kind = type(layer).__name__
-    if kind != "Concatenate":
-        inputs = _broadcast_operands(ctx, layer, inputs)
+    inputs = _broadcast_operands(ctx, layer, inputs)  # as they are, unless the layer broadcasts
     if kind == "Add":
         return _chain(ctx, "Add", inputs)
     if kind == "Subtract":
