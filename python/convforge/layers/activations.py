@@ -16,7 +16,7 @@ import numpy as np
 from .. import functional as F
 from .. import regularizers
 from . import initializers
-from .base import Layer, display_shape
+from .base import Layer, display_shape, internal_axis
 from .normalization import refuse_unsupported
 
 __all__ = [
@@ -258,9 +258,7 @@ class _AxisActivation(_ActivationLayer):
                 f"layer {self.name!r} ({type(self).__name__}): axis={self.axis} is out of range for inputs of rank "
                 f"{ndim} (with the batch axis), or is the batch axis"
             )
-        if ndim == 4 and self._data_format != "channels_first":
-            axis = (0, 2, 3, 1)[axis]  # Keras's (batch, h, w, c) -> the (batch, c, h, w) arrays
-        return axis
+        return internal_axis(axis, ndim, self._data_format)
 
     def _compute_internal_output_shape(self, input_shape):
         self._internal_axis(len(input_shape) + 1)  # checked when built

@@ -284,6 +284,23 @@ def display_shape(internal_shape, data_format: str = "channels_last") -> tuple:
     return shape
 
 
+def internal_axis(axis: int, rank: int, data_format: str = "channels_last") -> int:
+    """The axis of the arrays inside a model (batch first, images NCHW) that ``axis`` names on
+    the tensor the user sees (Keras's count: 0 the batch axis, ``rank`` axes with it): a
+    channels-last image's (batch, h, w, c) axes are (0, 2, 3, 1) inside."""
+    if rank == 4 and data_format != "channels_first":
+        return (0, 2, 3, 1)[axis]
+    return axis
+
+
+def shown_axis(axis: int, rank: int, data_format: str = "channels_last") -> int:
+    """The inverse of :func:`internal_axis`: the axis of the user's tensor that the arrays'
+    ``axis`` is (NCHW's 1, 2, 3 are a channels-last image's 3, 1, 2)."""
+    if rank == 4 and data_format != "channels_first":
+        return (0, 3, 1, 2)[axis]
+    return axis
+
+
 def internal_shape(shown_shape, data_format: str = "channels_last") -> tuple:
     """The inverse of :func:`display_shape`: ``(H, W, C)`` -> ``(C, H, W)`` when channels-last."""
     shape = tuple(shown_shape)

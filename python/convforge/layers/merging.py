@@ -23,7 +23,7 @@ import numbers
 import numpy as np
 
 from .. import functional as F
-from .base import Layer, display_shape, internal_shape
+from .base import Layer, display_shape, internal_axis, internal_shape
 
 __all__ = ["Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract", "add", "average",
            "concatenate", "maximum", "minimum", "multiply", "subtract"]
@@ -384,8 +384,7 @@ class Concatenate(_Merge):
         if not 1 <= axis < rank:
             raise ValueError(f"Concatenate axis={self.axis} is out of range for inputs of rank {rank} ({shown}) "
                              "or is the batch axis")
-        # Keras's axis on (batch, h, w, c) -> the axis of the (batch, c, h, w) arrays inside.
-        internal = (0, 2, 3, 1)[axis] if rank == 4 else axis
+        internal = internal_axis(axis, rank)  # functional models are channels-last
         dims = [list(s) for s in input_shape]
         for d in dims:
             d[internal - 1] = None

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from . import initializers
-from .base import Layer, display_shape
+from .base import Layer, display_shape, internal_axis
 
 __all__ = ["BatchNormalization", "LayerNormalization", "refuse_unsupported"]
 
@@ -344,8 +344,7 @@ class LayerNormalization(Layer):
 
     def _internal_axes(self, rank: int) -> list[int]:
         """The normalised axes of the arrays inside the model (images NCHW), batch axis 0."""
-        moved = rank == 3 and self._data_format != "channels_first"  # (H, W, C) -> (C, H, W)
-        return [((2, 3, 1)[a - 1] if moved else a) for a in self._user_axes(rank)]
+        return [internal_axis(a, rank + 1, self._data_format) for a in self._user_axes(rank)]
 
     def build(self, input_shape):
         shown = display_shape(input_shape, self._data_format)

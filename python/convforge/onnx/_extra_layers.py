@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _params
 from .. import layers as _layers
-from ..layers.base import display_shape, internal_shape
+from ..layers.base import display_shape, internal_shape, shown_axis
 from . import _sequences
 from ._builtin_export import activation, onnx_pads
 from ._registry import register_exporter, register_importer
@@ -330,9 +330,9 @@ def import_layer_normalization(ctx, node):
     # The axes as Keras counts them on the user's (channels-last) shape, and the weights in their order.
     image = rank == 4 and base is None and ctx.data_format != "channels_first"
     internal_axes = list(range(first, rank))
-    user = sorted({2: 1, 3: 2, 1: 3}[i] if image else i for i in internal_axes)
+    user = sorted(shown_axis(i, rank) if image else i for i in internal_axes)
     if image:  # weights over NCHW's trailing axes (C, H, W)[first - 1:] -> the user's order (h, w, c)
-        order = sorted(range(len(internal_axes)), key=lambda k: {2: 1, 3: 2, 1: 3}[internal_axes[k]])
+        order = sorted(range(len(internal_axes)), key=lambda k: shown_axis(internal_axes[k], rank))
         values = [np.ascontiguousarray(np.transpose(v, order)) for v in values]
     axis = -1 if user == [rank - 1] else user
     layer = _layer_class(ctx, node, "LayerNormalization")(axis=axis, epsilon=a["epsilon"], center=len(values) > 1)
@@ -820,9 +820,9 @@ def import_concat(ctx, node):
     if axis is None or not -rank <= axis < rank or axis % rank == 0:
         raise ctx.error(node, f"axis {axis} on inputs of rank {rank}: only non-batch axes can be joined", "axis")
     axis %= rank
-    # Concatenate counts its axis on the channels-last tensor: NCHW's 1, 2, 3 are NHWC's 3, 1, 2
-    # (a channels-last view's axes are NHWC's already).
-    keras_axis = {1: 3, 2: 1, 3: 2}[axis] if rank == 4 and not view else axis
+    # Concatenate counts its axis on the channels-last tensor (a channels-last view's axes are
+    # that tensor's already).
+    keras_axis = axis if view else shown_axis(axis, rank)
     layer = _layer_class(ctx, node, "Concatenate")(axis=keras_axis)
     _add_merge(ctx, node, layer, names, view)
 
