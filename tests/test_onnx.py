@@ -866,6 +866,43 @@ def test_reshape_round_trips(shape, make, tmp_path):
     assert "Reshape" in [type(layer).__name__ for layer in back.layers]
 
 
+def test_a_channels_first_import_reads_a_reshaped_image_in_channels_last_order(tmp_path):
+    # An image's channels-last view reshaped to a sequence, imported as a channels-first model:
+    # the Reshape read the NCHW image in (c, h, w) order, a silent wrong answer (found by review).
+    model = seeded([layers.Input(shape=(6, 6, 3)), layers.Conv2D(4, 3), layers.Reshape((16, 4)), layers.Conv1D(2, 3)])
+    x = images((3, 6, 6, 3))
+    path = tmp_path / "model.onnx"
+    model.export(path, input_layout="channels_first")
+    x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(run_ort(path, x_nchw), expected, rtol=RTOL, atol=ATOL)
+    back = convforge.load_model(path, input_layout="channels_first")
+    np.testing.assert_allclose(back.predict(x_nchw, verbose=0), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_pytorch_tokens_of_an_image_import(tmp_path):
+    # A conv's feature map as (batch, pixels, channels) tokens (x.permute(0, 2, 3, 1).reshape(n,
+    # h * w, c)), the first step of a vision transformer's patch embedding, then a Linear.
+    torch = pytest.importorskip("torch")
+
+    class Tokens(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.linear = torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            h = self.conv(x)
+            n, c, height, width = h.shape
+            return self.linear(h.permute(0, 2, 3, 1).reshape(n, height * width, c))
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 6, 6)
+    path, expected = exported_torch(Tokens().eval(), x, tmp_path)
+    for layout, data in (("channels_first", x.numpy()), ("channels_last", x.numpy().transpose(0, 2, 3, 1))):
+        back = convforge.load_model(path, input_layout=layout)
+        np.testing.assert_allclose(back.predict(np.ascontiguousarray(data), verbose=0), expected, rtol=RTOL, atol=ATOL)
+
+
 def test_a_graph_output_left_transposed_is_refused_by_name(tmp_path):
     # A sequence transposed to (batch, channels, steps) by a Conv's view, returned as it is: a
     # bare KeyError before.
@@ -1809,6 +1846,35 @@ def test_pytorch_silu_and_padded_average_import(tmp_path):
     assert kinds.count("Swish") == 2 and kinds.count("ZeroPadding2D") == 2, kinds
     np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), run_ort(path, x.numpy()), rtol=RTOL, atol=ATOL)
+
+
+def test_pytorch_ceil_mode_average_without_padding_imports(tmp_path):
+    # AvgPool2d(2, ceil_mode=True) on an odd size: count_include_pad=1 (PyTorch's default) counts
+    # only pads, and there are none; its last windows average the input's values alone, as Keras's
+    # 'same' pooling does. It was refused as "averages that count the padding".
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AvgPool2d(2, ceil_mode=True)).eval()
+    x = torch.randn(2, 3, 9, 9)
+    path, expected = exported_torch(net, x, tmp_path)
+    model = convforge.load_model(path)
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_messages_show_the_batch_and_a_1d_pooling_s_own_pads(tmp_path):
+    # A reshape's dynamic batch was shown as the importer's placeholder (-1099511627776), and a
+    # 1-D pooling's pads in the 2-D form the importer checks them in.
+    torch = pytest.importorskip("torch")
+    shuffle = type("Shuffle", (torch.nn.Module,), {
+        "forward": lambda self, x: x.view(x.shape[0], 2, 2, 4, 4).transpose(1, 2).reshape(x.shape[0], 4, 4, 4)})
+    path, _ = exported_torch(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), shuffle()).eval(),
+                             torch.randn(2, 3, 4, 4), tmp_path)
+    with pytest.raises(ModelFileError, match=r"reshape to \[batch, 2, 2, 4, 4\]"):
+        convforge.load_model(path)
+    net = torch.nn.Sequential(torch.nn.Conv1d(2, 3, 1), torch.nn.MaxPool1d(3, 2, 1)).eval()
+    path, _ = exported_torch(net, torch.randn(2, 2, 8), tmp_path)
+    with pytest.raises(ModelFileError, match=r"pads \[1, 1\] with ceil_mode=0"):
+        convforge.load_model(path)
 
 
 @pytest.mark.parametrize("opset", [13, 17])

@@ -360,8 +360,9 @@ def _onnx_pool_out(size, kernel, stride, before, after, ceil_mode):
     return out
 
 
-def _pool_padding(ctx, node, in_hw, kernel, strides, pads, ceil_mode, counts_padding: bool):
-    """'valid' or 'same' if a Keras pooling layer has exactly this node's windows, else an error."""
+def _pool_padding(ctx, node, in_hw, kernel, strides, pads, ceil_mode, counts_padding: bool, node_pads=None):
+    """'valid' or 'same' if a Keras pooling layer has exactly this node's windows, else an error
+    (quoting ``node_pads``, the node's own pads where ``pads`` are their 2-D form)."""
     onnx_windows = []
     for axis in range(2):
         before, after = pads[axis], pads[axis + 2]
@@ -369,16 +370,21 @@ def _pool_padding(ctx, node, in_hw, kernel, strides, pads, ceil_mode, counts_pad
         if out < 1:
             raise ctx.error(node, f"the window does not fit the input {in_hw}", "kernel_shape")
         onnx_windows.append((out, before))
+    # Whether a window covers one of the node's pads, which count_include_pad=1 counts (a window
+    # reaching past the input only by ceil_mode counts the input's values alone, as Keras's do).
+    covers_pads = any(
+        pads[axis] > 0 or (pads[axis + 2] > 0 and (onnx_windows[axis][0] - 1) * strides[axis] - pads[axis] + kernel[axis] > in_hw[axis])
+        for axis in range(2)
+    )
     for mode in ("valid", "same"):
-        matches, clipped = True, False
+        matches = True
         for axis in range(2):
             size, k, s = in_hw[axis], kernel[axis], strides[axis]
             if mode == "valid":
                 keras_out, keras_before = ((size - k) // s + 1 if size >= k else 0), 0
             else:
                 keras_out = -(-size // s)
-                total = max((keras_out - 1) * s + k - size, 0)
-                keras_before, clipped = total // 2, clipped or total > 0
+                keras_before = max((keras_out - 1) * s + k - size, 0) // 2
             out, before = onnx_windows[axis]
             if out != keras_out:
                 matches = False
@@ -391,15 +397,15 @@ def _pool_padding(ctx, node, in_hw, kernel, strides, pads, ceil_mode, counts_pad
                     b = _pool_windows(size, k, s, keras_before, out)
                     matches = matches and all(np.array_equal(p, q) for p, q in zip(a, b))
         if matches:
-            if counts_padding and clipped:  # a window reaching past the input would divide by k*k
+            if counts_padding and covers_pads:  # such a window would divide by k*k
                 raise ctx.error(
                     node, "averages that count the padding (count_include_pad=1) are not supported", "count_include_pad"
                 )
             return mode
     raise ctx.error(
         node,
-        f"pads {list(pads)} with ceil_mode={int(ceil_mode)} make windows that neither Keras's 'valid' nor 'same' "
-        "pooling has",
+        f"pads {list(pads if node_pads is None else node_pads)} with ceil_mode={int(ceil_mode)} make windows that "
+        "neither Keras's 'valid' nor 'same' pooling has",
         "pads",
     )
 
@@ -712,6 +718,11 @@ def _keras_reshape(ctx, node, base, shape, target, batch) -> bool:
         ctx.add_layer(node, Permute((3, 1, 2)), [node.output[0] + "#hwc"], node.output[0] + "#nchw")
         ctx.set_view(node.output[0], node.output[0] + "#nchw")
         return True
+    if base is not None and ctx.data_format == "channels_first":
+        # The view of an NCHW image made a sequence: a channels-first model's Reshape reads the
+        # image in (c, h, w) order; the view's order is (h, w, c), which Permute((2, 3, 1)) makes.
+        ctx.add_layer(node, Permute((2, 3, 1)), [base], node.output[0] + "#hwc")
+        source = node.output[0] + "#hwc"
     # (batch, *dims) is a sequence as convforge holds it, or the channels-last view of an image.
     ctx.add_view_layer(node, Reshape(tuple(dims)), [source], view=len(dims) == 3)
     return True
@@ -765,6 +776,11 @@ def _nchw_to_sequence(ctx, node, base, shape, target, batch) -> bool:
     return True
 
 
+def _shown_target(target) -> str:
+    """A reshape's target for a message: the batch read from Shape() shown as 'batch'."""
+    return "[" + ", ".join("batch" if v == SYMBOLIC_BATCH else str(v) for v in target) + "]"
+
+
 def import_reshape(ctx, node):
     """The reshapes that flatten each sample (PyTorch's ``x.view(-1, n)``), and Keras's Reshape to
     a sequence or an image (from features, a sequence or an image read channels-last)."""
@@ -789,7 +805,7 @@ def import_reshape(ctx, node):
     )
     if not ok:
         raise ctx.error(
-            node, f"reshape to {target} of a {('batch', *shape)} tensor: only (batch, -1) flattening, Keras's "
+            node, f"reshape to {_shown_target(target)} of a {('batch', *shape)} tensor: only (batch, -1) flattening, Keras's "
             "Reshape (channels-last order) to a sequence or an image, a reshape to an NCHW image read by a "
             "convolution or a pooling, and one of an NCHW image to a sequence are supported"
         )

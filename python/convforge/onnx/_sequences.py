@@ -243,7 +243,7 @@ def import_pool1d(ctx, node, pool_padding):
     counts_padding = not is_max and bool(a["count_include_pad"]) and extra is None
     # The 1-D layers run their 2-D pooling on (channels, 1, steps): the same windows over steps.
     padding = pool_padding(ctx, node, (1, steps), (1, k), (1, stride), [0, left, 0, right], bool(a["ceil_mode"]),
-                           counts_padding)
+                           counts_padding, node_pads=[left, right])
     cls = _layer(ctx, node, "MaxPooling1D" if is_max else "AveragePooling1D")
     add_on_sequence(ctx, node, cls(pool_size=k, strides=stride, padding=padding, data_format=data_format), base, data_format)
 
