@@ -547,7 +547,7 @@ def _tiny():
         (lambda: layers.Conv1D(4, 3, padding=-1), "Conv1D padding must be 'valid', 'same' or 'causal', or zero steps"),
         (lambda: layers.Conv1D(4, 3, padding=True), "Conv1D padding must be"),
         # Found by the second reviewer: these named the inner 2-D pooling ("MaxPooling2D padding ...").
-        (lambda: layers.MaxPooling1D(2, padding=1), r"^MaxPooling1D padding must be 'valid' or 'same'; got 1$"),
+        (lambda: layers.AveragePooling1D(2, padding=1), r"^AveragePooling1D padding must be 'valid' or 'same'; got 1$"),
         (lambda: layers.AveragePooling1D(2, padding="full"), r"^AveragePooling1D padding must be 'valid' or 'same'"),
         (lambda: layers.ZeroPadding1D(-1), "ZeroPadding1D padding must be an int >= 0; got -1"),
         (lambda: layers.ZeroPadding1D((1, 2, 3)), r"padding must be an int or a \(left, right\) pair of ints >= 0"),

@@ -342,6 +342,38 @@ def test_average_pooling_is_keras(hw, pool, strides, padding):
     check_layer_gradients(built(layers.AveragePooling2D(pool, strides, padding=padding), (3, *hw)), x)
 
 
+@pytest.mark.parametrize("hw,pool,strides,padding", [((8, 8), 3, 2, 1), ((7, 6), 3, 2, (1, 0)), ((5, 5), (2, 3), 1, (1, 1)),
+                                                      ((6, 9), 5, (2, 3), 2)])
+def test_maxpool_explicit_padding_is_pytorchs(hw, pool, strides, padding):
+    # convforge's extension: -inf rows/columns at both sides, PyTorch's MaxPool2d(padding=...)
+    # (ResNet's stem MaxPool2d(3, 2, padding=1) on an even size, which 'same' is not).
+    layer = built(layers.MaxPooling2D(pool, strides, padding=padding), (2, *hw))
+    x = np.random.default_rng(0).standard_normal((2, 2, *hw)) - 3  # negative: a padded 0 would show
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    expected = keras_pool(padded, layer.pool_size, layer.strides, "valid", np.max)
+    y = layer.forward(x, training=True)
+    np.testing.assert_array_equal(y, expected)
+    assert y.shape[1:] == layer._internal_output_shape and layer._prepad is None
+    np.testing.assert_array_equal(layer.forward(x, training=False), expected)
+    check_layer_gradients(built(layers.MaxPooling2D(pool, strides, padding=padding), (2, *hw)), x)
+    again = layers.MaxPooling2D.from_config(layer.get_config())
+    assert again._explicit_padding() == (ph, pw)
+
+
+def test_maxpool_explicit_padding_errors():
+    with pytest.raises(ValueError, match=r"at most half the window \(pool_size=\(3, 3\)\); got padding=2"):
+        layers.MaxPooling2D(3, padding=2)
+    with pytest.raises(ValueError, match="padding must be 'valid', 'same', an int or"):
+        layers.MaxPooling2D(3, padding=True)
+    with pytest.raises(ValueError, match="padding must be 'valid' or 'same'"):
+        layers.AveragePooling2D(3, padding=1)  # Keras's: the averages' divisor would be ambiguous
+    with pytest.raises(ValueError, match=r"MaxPooling1D padding must be at most half the window"):
+        layers.MaxPooling1D(3, padding=2)
+    with pytest.raises(ValueError, match=r"AveragePooling1D padding must be 'valid' or 'same'"):
+        layers.AveragePooling1D(3, padding=1)
+
+
 def test_pooling_argument_errors():
     with pytest.raises(ValueError, match="padding must be 'valid' or 'same'"):
         layers.MaxPooling2D(2, padding="full")

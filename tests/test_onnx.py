@@ -1848,6 +1848,41 @@ def test_pytorch_silu_and_padded_average_import(tmp_path):
     np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), run_ort(path, x.numpy()), rtol=RTOL, atol=ATOL)
 
 
+def test_pytorch_resnet_stem_max_pool_imports_and_round_trips(tmp_path):
+    # torchvision's ResNet stem: Conv2d(3, 64, 7, 2, 3), BN, ReLU, MaxPool2d(3, 2, padding=1).
+    # On an even size the pool's windows start one row and column before the image, which Keras's
+    # 'same' (padding at the bottom/right) does not have: it was refused, so no torchvision-style
+    # ResNet imported. MaxPooling2D's explicit padding has those windows; MaxPool1d's too.
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 7, 2, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.MaxPool2d(3, 2, padding=1), nn.Conv2d(8, 4, 3, padding=1), nn.MaxPool2d(3, 2, 1),
+                        nn.Flatten(), nn.Linear(4 * 4 * 4, 5)).eval()
+    x = torch.randn(3, 3, 32, 32)
+    path, expected = exported_torch(net, x, tmp_path)
+    model = convforge.load_model(path)
+    pools = [la for la in model.layers if type(la).__name__ == "MaxPooling2D"]
+    assert [p._explicit_padding() for p in pools] == [(1, 1), (1, 1)]
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
+    # Exported back: the same windows in onnxruntime, and imported again.
+    (tmp_path / "back").mkdir()
+    round_trip(model, x.numpy(), tmp_path / "back")
+    net1 = nn.Sequential(nn.Conv1d(2, 3, 3), nn.MaxPool1d(3, 2, 1)).eval()
+    s = torch.randn(2, 2, 10)
+    path, expected = exported_torch(net1, s, tmp_path)
+    model = convforge.load_model(path)
+    assert [la.padding for la in model.layers if type(la).__name__ == "MaxPooling1D"] == [1]
+    np.testing.assert_allclose(model.predict(s.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_explicit_max_pooling_round_trips(tmp_path):
+    model = seeded([layers.Input(shape=(8, 9, 2)), layers.MaxPooling2D(3, 2, padding=(1, 0)), layers.Conv2D(3, 1)])
+    round_trip(model, images((2, 8, 9, 2)), tmp_path)
+    model = seeded([layers.Input(shape=(9, 2)), layers.MaxPooling1D(3, 2, padding=1), layers.Conv1D(3, 1)])
+    round_trip(model, images((2, 9, 2)), tmp_path)
+
+
 def test_pytorch_ceil_mode_average_without_padding_imports(tmp_path):
     # AvgPool2d(2, ceil_mode=True) on an odd size: count_include_pad=1 (PyTorch's default) counts
     # only pads, and there are none; its last windows average the input's values alone, as Keras's
@@ -1871,7 +1906,7 @@ def test_messages_show_the_batch_and_a_1d_pooling_s_own_pads(tmp_path):
                              torch.randn(2, 3, 4, 4), tmp_path)
     with pytest.raises(ModelFileError, match=r"reshape to \[batch, 2, 2, 4, 4\]"):
         convforge.load_model(path)
-    net = torch.nn.Sequential(torch.nn.Conv1d(2, 3, 1), torch.nn.MaxPool1d(3, 2, 1)).eval()
+    net = torch.nn.Sequential(torch.nn.Conv1d(2, 3, 1), torch.nn.AvgPool1d(3, 2, 1)).eval()
     path, _ = exported_torch(net, torch.randn(2, 2, 8), tmp_path)
     with pytest.raises(ModelFileError, match=r"pads \[1, 1\] with ceil_mode=0"):
         convforge.load_model(path)

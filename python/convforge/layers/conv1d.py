@@ -573,12 +573,22 @@ class _Pooling1D(_Sequence2D):
         self.data_format = _sequence_format(data_format)
         self.pool_size = _single(pool_size, "pool_size", kind)
         self.strides = None if strides is None else _single(strides, "strides", kind)
-        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-            # Checked here: the inner 2-D pooling's message named it ("MaxPooling2D padding ...").
-            raise ValueError(f"{kind} padding must be 'valid' or 'same'; got {padding!r}")
-        self.padding = padding = padding.lower()
+        explicit = self._inner_class is MaxPooling2D and isinstance(padding, (int, np.integer)) and \
+            not isinstance(padding, (bool, np.bool_))
+        if explicit:  # MaxPooling2D's extension over steps: PyTorch's MaxPool1d(padding=p)
+            if not 0 <= padding <= self.pool_size // 2:
+                raise ValueError(f"{kind} padding must be at most half the window (pool_size={self.pool_size}) and "
+                                 f">= 0; got padding={padding!r}")
+            self.padding = int(padding)
+            inner_padding = (0, self.padding)
+        else:
+            if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+                # Checked here: the inner 2-D pooling's message named it ("MaxPooling2D padding ...").
+                allowed = "'valid', 'same' or an int" if self._inner_class is MaxPooling2D else "'valid' or 'same'"
+                raise ValueError(f"{kind} padding must be {allowed}; got {padding!r}")
+            self.padding = inner_padding = padding.lower()
         self._inner = self._inner_class(
-            (1, self.pool_size), None if strides is None else (1, self.strides), padding=padding
+            (1, self.pool_size), None if strides is None else (1, self.strides), padding=inner_padding
         )
 
     def _window(self):
@@ -590,7 +600,10 @@ class _Pooling1D(_Sequence2D):
 
 
 class MaxPooling1D(_Pooling1D):
-    """Max pooling over steps, Keras's ``MaxPooling1D`` (default ``pool_size=2``, ``strides=pool_size``)."""
+    """Max pooling over steps, Keras's ``MaxPooling1D`` (default ``pool_size=2``, ``strides=pool_size``).
+
+    ``padding`` may also be an int (convforge's extension, as MaxPooling2D's): that many steps
+    of -inf at each end, PyTorch's ``MaxPool1d(padding=...)`` (at most half the window)."""
 
     _inner_class = MaxPooling2D
 

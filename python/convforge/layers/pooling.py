@@ -32,10 +32,18 @@ class _Pooling2D(Layer):
         self.pool_size = _params.pair(pool_size, "pool_size")
         self.strides = self.pool_size if strides is None else _params.pair(strides, "strides")
         self._strides_arg = None if strides is None else self.strides
+        self.padding = self._check_padding(padding)
+        self.data_format = resolve_data_format(data_format)
+
+    def _check_padding(self, padding):
+        kind = type(self).__name__
         if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
             raise ValueError(f"{kind} padding must be 'valid' or 'same'; got {padding!r}")
-        self.padding = padding.lower()
-        self.data_format = resolve_data_format(data_format)
+        return padding.lower()
+
+    def _explicit_padding(self):
+        """``(ph, pw)`` of an explicit padding (MaxPooling2D's extension), else None."""
+        return None if isinstance(self.padding, str) else _params.pair(self.padding, "padding", minimum=0)
 
     def _window_plan(self, input_shape):
         """Output size and Keras padding ``(top, bottom, left, right)`` for a (C, H, W) input."""
@@ -45,8 +53,12 @@ class _Pooling2D(Layer):
                 f"{kind} expects input of shape (batch, height, width, channels); got {self._show(input_shape)}"
             )
         out, pads = [], []
-        for size, k, s in zip(input_shape[1:], self.pool_size, self.strides):
-            if self.padding == "valid":
+        explicit = self._explicit_padding()
+        for axis, (size, k, s) in enumerate(zip(input_shape[1:], self.pool_size, self.strides)):
+            if explicit is not None:
+                before = after = explicit[axis]
+                n = (size + 2 * before - k) // s + 1 if size + 2 * before >= k else 0
+            elif self.padding == "valid":
                 n = (size - k) // s + 1 if size >= k else 0
                 before = after = 0
             else:
@@ -56,7 +68,7 @@ class _Pooling2D(Layer):
             if n < 1:
                 raise ValueError(
                     f"layer {self.name!r} ({kind}): pool_size {self.pool_size} does not fit in the input "
-                    f"{self._show(input_shape)} with padding='valid'"
+                    f"{self._show(input_shape)} with padding={self.padding!r}"
                 )
             out.append(n)
             pads.extend((before, after))
@@ -71,7 +83,7 @@ class _Pooling2D(Layer):
             **super().get_config(),
             "pool_size": list(self.pool_size),
             "strides": None if self._strides_arg is None else list(self._strides_arg),
-            "padding": self.padding,
+            "padding": self.padding if isinstance(self.padding, str) else list(self._explicit_padding()),
             "data_format": self.data_format,
         }
 
@@ -85,10 +97,15 @@ class MaxPooling2D(_Pooling2D):
         Window size; default 2x2.
     strides : int or (int, int), optional
         Defaults to ``pool_size``.
-    padding : 'valid' or 'same'
+    padding : 'valid', 'same', int or (int, int)
         ``'same'`` pads with -inf so that the output has ``ceil(size / stride)``
         rows and columns (extra odd padding at the bottom/right); a padded
         cell is never the maximum of a window holding a finite value.
+        An int or ``(ph, pw)`` (convforge's extension; Keras takes only the
+        two names) pads ``ph`` rows at the top and at the bottom and ``pw``
+        columns at each side with -inf, as PyTorch's ``MaxPool2d(padding=...)``
+        (at most half the window; ResNet's stem ``MaxPool2d(3, 2, padding=1)``
+        is ``MaxPooling2D(3, 2, padding=1)``, which 'same' is not on even sizes).
 
     Runs on the compiled kernel, keeping each window's argmax for backward
     during training. ``'same'`` too: Keras's asymmetric padding is expressed
@@ -105,11 +122,26 @@ class MaxPooling2D(_Pooling2D):
     _gates_relu = False
     _gate = None
 
+    def _check_padding(self, padding):
+        if isinstance(padding, str):
+            return super()._check_padding(padding)
+        kind = type(self).__name__
+        if isinstance(padding, (bool, np.bool_)) or not isinstance(padding, (int, np.integer, tuple, list)):
+            raise ValueError(f"{kind} padding must be 'valid', 'same', an int or (int, int); got {padding!r}")
+        pad = _params.pair(padding, "padding", minimum=0)
+        if pad[0] > self.pool_size[0] // 2 or pad[1] > self.pool_size[1] // 2:
+            raise ValueError(
+                f"{kind} padding must be at most half the window (pool_size={self.pool_size}); got padding={padding!r}"
+            )
+        return int(padding) if isinstance(padding, (int, np.integer)) else pad
+
     def build(self, input_shape):
         out_hw, (top, bottom, left, right) = self._window_plan(input_shape)
         self._prepad = None
         self._kernel_pad, self._ceil = (0, 0), False
-        if self.padding == "same" and (top, bottom, left, right) != (0, 0, 0, 0):
+        if self._explicit_padding() is not None:
+            self._kernel_pad = (top, left)  # symmetric: the kernel's own padding
+        elif self.padding == "same" and (top, bottom, left, right) != (0, 0, 0, 0):
             try:
                 *_, kernel_out = _params.pool_params(input_shape[1:], self.pool_size, self.strides, (top, left), True)
             except ValueError:

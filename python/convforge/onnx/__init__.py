@@ -63,7 +63,9 @@ op is translated by an *importer* registered with :func:`register_importer`
 pads give Keras's 'valid' or 'same' output; other non-negative pads, PyTorch's
 ``ConvTranspose2d(3, stride=2, padding=1, output_padding=1)``, as the 'valid' layer and a
 Cropping2D/Cropping1D of what the pads cut),
-MaxPool/AveragePool (where a Keras 'valid'/'same' window set is the same), Gemm,
+MaxPool/AveragePool (where a Keras 'valid'/'same' window set is the same; a MaxPool's other
+symmetric pads, PyTorch's ``MaxPool2d(3, 2, padding=1)`` of ResNet's stem, as MaxPooling2D's
+explicit padding, MaxPool1d's as MaxPooling1D's), Gemm,
 MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
 Conv/Dense before them), Selu, HardSigmoid (Keras 3's slope 1/6 only), HardSwish, Mish, Softsign
 and LogSoftmax (Keras's activations of those names; PRelu, PyTorch's ``nn.PReLU(channels)`` or

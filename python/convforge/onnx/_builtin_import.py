@@ -361,7 +361,9 @@ def _onnx_pool_out(size, kernel, stride, before, after, ceil_mode):
 
 
 def _pool_padding(ctx, node, in_hw, kernel, strides, pads, ceil_mode, counts_padding: bool, node_pads=None):
-    """'valid' or 'same' if a Keras pooling layer has exactly this node's windows, else an error
+    """'valid' or 'same' if a Keras pooling layer has exactly this node's windows; for a MaxPool
+    whose windows neither has, ``(ph, pw)``, MaxPooling2D's explicit padding, where that has them
+    (PyTorch's MaxPool2d(3, 2, padding=1) of ResNet's stem on an even size); else an error
     (quoting ``node_pads``, the node's own pads where ``pads`` are their 2-D form)."""
     onnx_windows = []
     for axis in range(2):
@@ -402,6 +404,13 @@ def _pool_padding(ctx, node, in_hw, kernel, strides, pads, ceil_mode, counts_pad
                     node, "averages that count the padding (count_include_pad=1) are not supported", "count_include_pad"
                 )
             return mode
+    top, left, bottom, right = pads
+    symmetric = top == bottom and left == right and top <= kernel[0] // 2 and left <= kernel[1] // 2
+    if node.op_type == "MaxPool" and symmetric and all(
+        onnx_windows[axis][0] == _onnx_pool_out(in_hw[axis], kernel[axis], strides[axis], p, p, False)
+        for axis, p in enumerate((top, left))
+    ):
+        return (top, left)
     raise ctx.error(
         node,
         f"pads {list(pads if node_pads is None else node_pads)} with ceil_mode={int(ceil_mode)} make windows that "

@@ -244,6 +244,8 @@ def import_pool1d(ctx, node, pool_padding):
     # The 1-D layers run their 2-D pooling on (channels, 1, steps): the same windows over steps.
     padding = pool_padding(ctx, node, (1, steps), (1, k), (1, stride), [0, left, 0, right], bool(a["ceil_mode"]),
                            counts_padding, node_pads=[left, right])
+    if isinstance(padding, tuple):  # a MaxPool's explicit padding, (0, steps): MaxPooling1D's int
+        padding = padding[1]
     cls = _layer(ctx, node, "MaxPooling1D" if is_max else "AveragePooling1D")
     add_on_sequence(ctx, node, cls(pool_size=k, strides=stride, padding=padding, data_format=data_format), base, data_format)
 
