@@ -125,3 +125,59 @@ def test_a_shape_query_leaves_how_a_built_merge_broadcasts(rng):
     x, s = rng.random((2, 6, 6, 4), dtype=np.float32), rng.random((2, 1, 1, 4), dtype=np.float32)
     np.testing.assert_allclose(model.predict([x, s], verbose=0), x * s, rtol=1e-6)
     np.testing.assert_allclose(model([x, s], training=True), x * s, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Found by review against Keras 3.15.1 (torch backend)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls, op", [(layers.Maximum, np.maximum), (layers.Minimum, np.minimum)])
+def test_ties_of_three_inputs_split_the_gradient_as_keras_pairwise_reduction(cls, op):
+    # Keras computes op(op(x0, x1), x2), each step giving half to each side of a tie: three equal
+    # inputs get 1/4, 1/4, 1/2 (convforge gave 1/3 each).
+    xs = [np.array([[1.0, 2.0, 3.0, 3.0]]), np.array([[1.0, 5.0, 3.0, 0.0]]), np.array([[1.0, 2.0, 3.0, 3.0]])]
+    layer = cls()
+    layer._build([(4,)] * 3, np.float64)
+    y = layer.forward(xs, training=True)
+    np.testing.assert_array_equal(y, op(op(xs[0], xs[1]), xs[2]))
+    grads = layer.backward(np.ones((1, 4)))
+    if cls is layers.Maximum:
+        expected = [[0.25, 0, 0.25, 0.5], [0.25, 1, 0.25, 0], [0.5, 0, 0.5, 0.5]]
+    else:
+        expected = [[0.25, 0.5, 0.25, 0], [0.25, 0, 0.25, 1], [0.5, 0.5, 0.5, 0]]
+    for g, e in zip(grads, expected):
+        np.testing.assert_array_equal(g, [e])
+
+
+def test_merge_layers_take_keras_neutral_arguments_and_refuse_others_by_name():
+    for cls in (layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Maximum, layers.Minimum,
+                layers.Concatenate):
+        for given in (dict(dtype=None), dict(autocast=True), dict(activity_regularizer=None), dict(input_shape=(4,)),
+                      dict(trainable=False)):
+            cls(**given)  # Keras 3 takes these (its defaults); convforge refused them all
+        with pytest.raises(TypeError, match=rf"does not support the argument 'dtype' of {cls.__name__}"):
+            cls(dtype="float64")
+        with pytest.raises(TypeError, match=rf"argument 'foo' of {cls.__name__}; its arguments are"):
+            cls(foo=1)
+
+
+def test_merge_calls_on_an_empty_list_or_one_tensor_say_what_they_take():
+    x = convforge.Input(shape=(4,))
+    with pytest.raises(ValueError, match=r"Add merges a list of tensors: it needs at least one; got an empty list"):
+        layers.Add()([])  # a KeyError from inside the dtype check before
+    with pytest.raises(ValueError, match=r"call it on a list of tensors, e\.g\. Add\(\)\(\[a, b\]\)"):
+        layers.Add()(x)
+    assert layers.Add()([x]).shape == (None, 4)  # a list of one, as Keras takes
+
+
+def test_a_keras_regularizer_object_is_named_as_keras_s():
+    keras = pytest.importorskip("keras")
+    with pytest.raises(TypeError, match=r"is Keras's L2, not a convforge regularizer: use convforge\.regularizers\.L2"):
+        layers.PReLU(alpha_regularizer=keras.regularizers.L2(0.1))
+
+
+def test_layer_normalization_output_shape_checks_its_axes():
+    with pytest.raises(ValueError, match=r"^LayerNormalization: axis=5 does not name distinct axes"):
+        layers.LayerNormalization(axis=5).compute_output_shape((None, 4, 4, 2))
+    assert layers.LayerNormalization(axis=[1, 2]).compute_output_shape((None, 4, 4, 2)) == (None, 4, 4, 2)

@@ -3131,7 +3131,7 @@ def test_layer_normalization_round_trip(shape, axis, tmp_path):
               layers.Flatten(), layers.Dense(2)]
     model = seeded(stack)
     round_trip(model, np.random.default_rng(0).standard_normal((4, *shape)).astype(np.float32), tmp_path)
-    with pytest.raises(ValueError, match=r"LayerNormalization\) at opset 13: .* opset 17 or later"):
+    with pytest.raises(ValueError, match=r"^cannot export layer '[a-z_0-9]+' \(LayerNormalization\) to ONNX: not at opset 13: .* opset 17 or later"):
         model.export(tmp_path / "old.onnx", opset=13)
 
 
@@ -3220,3 +3220,13 @@ def test_pytorch_grouped_conv_imports(tmp_path):
     model = convforge.load_model(path, input_layout="channels_first")
     assert [layer.groups for layer in model.layers if isinstance(layer, layers.Conv2D)] == [1, 8]
     np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), want, rtol=RTOL, atol=ATOL)
+
+
+def test_a_broadcast_that_needs_a_transpose_is_refused_once_by_name(tmp_path):
+    # The message said "cannot export layer 'add' (Add) to ONNX: " twice (found by review).
+    image, steps = convforge.Input(shape=(5, 5, 4)), convforge.Input(shape=(5, 4))
+    model = convforge.Model([image, steps], layers.Add(name="add")([image, steps]))
+    with pytest.raises(ValueError, match=r"^cannot export layer 'add' \(Add\) to ONNX: its input 1 of shape "
+                                         r"\(None, 5, 4\) broadcasts") as caught:
+        model.export(tmp_path / "m.onnx")
+    assert str(caught.value).count("cannot export") == 1

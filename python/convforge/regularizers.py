@@ -126,6 +126,13 @@ def get(identifier, argument: str = "regularizer") -> Regularizer | None:
         return _BY_NAME[identifier]()
     if isinstance(identifier, dict) and identifier.get("class_name") in _BY_NAME:
         return _BY_NAME[identifier["class_name"]].from_config(identifier.get("config", {}))
+    kind = type(identifier)
+    if kind.__module__.split(".")[0] == "keras":
+        same = f"convforge.regularizers.{kind.__name__}" if kind.__name__ in _BY_NAME else "convforge.regularizers.L2"
+        raise TypeError(
+            f"{argument} {identifier!r} is Keras's {kind.__name__}, not a convforge regularizer: use {same}(...) "
+            "(convforge computes its gradient itself)"
+        )
     if callable(identifier):
         raise TypeError(
             f"{argument} {identifier!r} is a plain function: convforge has no automatic differentiation, so a "

@@ -35,12 +35,8 @@ class _Merge(Layer):
     _takes_list = True
     _cache_attrs = ("_xs",)
 
-    def __init__(self, *, name=None, trainable=True, **kwargs):
-        for key in kwargs:
-            raise NotImplementedError(
-                f"{type(self).__name__}: Keras's argument {key!r} is not supported by convforge "
-                "(merge layers take name= and, for Concatenate, axis=)"
-            )
+    def __init__(self, *, name=None, trainable=True, input_shape=None):
+        # input_shape: taken and left, as Keras's merge layers do (their inputs give the shapes).
         super().__init__(name=name, trainable=trainable)
         self._xs = None
 
@@ -147,8 +143,8 @@ class Add(_Merge):
 
     _cache_attrs = ("_xs", "_gate")
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, name=None, trainable=True, input_shape=None):
+        super().__init__(name=name, trainable=trainable, input_shape=input_shape)
         self._gate = None  # the rectified sum, when the last training forward fused the ReLU after it
 
     def forward(self, xs, training=False):
@@ -304,8 +300,8 @@ class _Extremum(_Merge):
     _cache_attrs = ("_xs", "_y")
     _op = None
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, name=None, trainable=True, input_shape=None):
+        super().__init__(name=name, trainable=trainable, input_shape=input_shape)
         self._y = None
 
     def forward(self, xs, training=False):
@@ -327,14 +323,23 @@ class _Extremum(_Merge):
         xs, y = self._xs, self._y
         if xs is None:
             raise self._missing_cache()
-        # The gradient goes to the input(s) equal to the result, split evenly between ties (the
-        # rule of torch.maximum, which Keras's torch backend uses, for two inputs).
-        wins = [x == y for x in xs]
-        share = np.zeros(dy.shape, dy.dtype)
-        for w in wins:
-            share += w
-        np.divide(dy, share, out=share, where=share > 0)
-        grads = [np.where(w, share, dy.dtype.type(0)) for w in wins]
+        # Keras reduces the inputs pairwise, op(op(x0, x1), x2) ...; the gradient goes back
+        # through those steps, each giving it to the side equal to its result and half to each on
+        # a tie (torch.maximum's rule, which Keras's torch backend uses): three equal inputs get
+        # 1/4, 1/4 and 1/2, as in Keras. A NaN result gives neither side anything.
+        op, zero = type(self)._op, dy.dtype.type(0)
+        running = [xs[0]]  # running[k]: the result of the first k + 1 inputs
+        for x in xs[1:-1]:
+            running.append(op(running[-1], x))
+        grads, g = [None] * len(xs), dy
+        for k in range(len(xs) - 1, 0, -1):
+            prev, x = running[k - 1], xs[k]
+            step = y if k == len(xs) - 1 else running[k]
+            tie = prev == x
+            half = np.where(tie, g * 0.5, zero)
+            grads[k] = np.where((step == x) & ~tie, g, half)
+            g = np.where((step == prev) & ~tie, g, half)
+        grads[0] = g
         if self._broadcasting():
             return [self._reduce_to_input(g, k) for k, g in enumerate(grads)]
         return grads
@@ -363,8 +368,8 @@ class Concatenate(_Merge):
     _cache_attrs = ("_sizes",)
     _elementwise = False
 
-    def __init__(self, axis=-1, *, name=None, trainable=True, **kwargs):
-        super().__init__(name=name, trainable=trainable, **kwargs)
+    def __init__(self, axis=-1, *, name=None, trainable=True, input_shape=None):
+        super().__init__(name=name, trainable=trainable, input_shape=input_shape)
         if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
             raise TypeError(f"Concatenate axis must be an int; got {axis!r}")
         self.axis = int(axis)

@@ -328,6 +328,7 @@ class LayerNormalization(Layer):
         self._xhat = self._inv = None
 
     def _compute_internal_output_shape(self, input_shape):
+        self._user_axes(len(input_shape))  # an axis the input lacks: ValueError, as Keras's
         return tuple(input_shape)
 
     def _user_axes(self, rank: int) -> list[int]:
@@ -336,8 +337,9 @@ class LayerNormalization(Layer):
         axes = self.axis if isinstance(self.axis, list) else [self.axis]
         out = sorted({a + rank + 1 if a < 0 else a for a in axes})
         if len(out) != len(axes) or not all(1 <= a <= rank for a in out):
+            who = f"layer {self.name!r} (LayerNormalization)" if self.name else "LayerNormalization"
             raise ValueError(
-                f"layer {self.name!r} (LayerNormalization): axis={self.axis} does not name distinct axes of its input "
+                f"{who}: axis={self.axis} does not name distinct axes of its input "
                 f"of rank {rank + 1} (1 .. {rank}, or -1 .. -{rank}; 0 is the batch axis)"
             )
         return out

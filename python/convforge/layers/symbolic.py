@@ -187,12 +187,14 @@ def call_layer(layer, inputs, args: tuple, kwargs: dict):
     if many != layer._takes_list:
         if layer._takes_list:
             raise ValueError(
-                f"{label} merges several tensors: call it on a list of at least 2 tensors, e.g. "
+                f"{label} merges several tensors: call it on a list of tensors, e.g. "
                 f"{type(layer).__name__}()([a, b]); got one tensor of shape {tensors[0].shape}"
             )
         if len(tensors) != 1:
             raise ValueError(f"{label} takes one input tensor; got a list of {len(tensors)}")
         many, tensors = False, tensors[:1]
+    if not tensors:
+        raise ValueError(f"{label} merges a list of tensors: it needs at least one; got an empty list")
     if getattr(layer, "data_format", None) == "channels_first" and not getattr(layer, "_sequence_data_format", False):
         raise NotImplementedError(
             f"{label} has data_format='channels_first': functional models are channels-last (images "

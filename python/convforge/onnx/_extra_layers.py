@@ -63,8 +63,7 @@ def export_layer_normalization(ctx, layer, inputs):
     NCHW's axis 1), and moved back after."""
     (x,) = inputs
     if ctx.opset < 17:
-        raise ValueError(f"cannot export layer {layer.name!r} (LayerNormalization) at opset {ctx.opset}: ONNX's "
-                         "LayerNormalization op is opset 17 or later")
+        raise ValueError(f"not at opset {ctx.opset}: ONNX's LayerNormalization op is opset 17 or later")
     shape = ctx.shape(x)
     rank = len(shape) + 1
     axes = sorted(layer._internal_axes(rank - 1))
@@ -182,7 +181,7 @@ def _broadcast_operands(ctx, layer, inputs):
             continue
         if [d for d in own if d != 1] != [d for d in target if d != 1]:
             raise ValueError(
-                f"cannot export layer {layer.name!r} ({type(layer).__name__}) to ONNX: its input {k} of shape "
+                f"its input {k} of shape "
                 f"{(None, *shown)} broadcasts against the output {(None, *display_shape(layer._internal_output_shape, layer._data_format))} "
                 "only after a transpose of the channels; reshape it to the output's rank first (layers.Reshape)"
             )
