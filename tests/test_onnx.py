@@ -2455,7 +2455,8 @@ def weights(name, shape):
                           pads=[0, 0, 1, 1], ceil_mode=1, count_include_pad=1), [],
          r"node 'p' \(AveragePool\), attribute 'count_include_pad'"),
         (helper.make_node("LRN", ["x"], ["y"], name="norm", size=3), [],
-         r"node 'norm' \(LRN\): the op 'LRN' is not supported; convforge imports .*Conv"),
+         r"node 'norm' \(LRN\): the op 'LRN' is not supported \(local response normalization, AlexNet's "
+         r"nn\.LocalResponseNorm\); convforge imports .*Conv"),
         (helper.make_node("Relu", ["x"], ["y"], name="r", domain="com.example"), [],
          r"node 'r' \(Relu\): operators of domain 'com.example'"),
         (helper.make_node("Conv", ["x", "x"], ["y"], name="c3"), [],
@@ -3230,3 +3231,44 @@ def test_a_broadcast_that_needs_a_transpose_is_refused_once_by_name(tmp_path):
                                          r"\(None, 5, 4\) broadcasts") as caught:
         model.export(tmp_path / "m.onnx")
     assert str(caught.value).count("cannot export") == 1
+
+
+@pytest.mark.parametrize("squeeze", ["all", "last-twice", "three-then-two"])
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_pytorch_squeezes_after_global_pooling_import(squeeze, pool, tmp_path):
+    # AdaptiveAvgPool2d(1) then x.squeeze() or x.squeeze(-1).squeeze(-1) (a classifier head a
+    # review found in student models): Squeeze was refused unless one node took both axes.
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.linear = nn.Conv2d(3, 4, 3), nn.Linear(4, 2)
+            self.pool = nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1)
+
+        def forward(self, x):
+            h = self.pool(self.conv(x))
+            h = {"all": lambda t: t.squeeze(), "last-twice": lambda t: t.squeeze(-1).squeeze(-1),
+                 "three-then-two": lambda t: t.squeeze(3).squeeze(2)}[squeeze](h)
+            return self.linear(h)
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 8, 8)
+    path, expected = exported_torch(Head().eval(), x, tmp_path)
+    model = convforge.load_model(path)
+    # AdaptiveMaxPool2d(1) exports as a MaxPool of the whole image: a Flatten takes its squeezes.
+    kinds = [type(la).__name__ for la in model.layers]
+    assert kinds[1:] == (["GlobalAveragePooling2D", "Dense"] if pool == "avg" else ["MaxPooling2D", "Flatten", "Dense"])
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_a_pytorch_group_norm_is_refused_in_the_words_of_its_layer(tmp_path):
+    # nn.GroupNorm exports as Reshape -> InstanceNormalization -> ...: the refusal named only
+    # InstanceNormalization, which the student never wrote.
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.GroupNorm(2, 4)).eval()
+    path, _ = exported_torch(net, torch.randn(2, 3, 8, 8), tmp_path)
+    with pytest.raises(ModelFileError, match=r"\(InstanceNormalization\): the op 'InstanceNormalization' is not "
+                                             r"supported \(PyTorch writes nn\.GroupNorm and nn\.InstanceNorm2d so"):
+        convforge.load_model(path)

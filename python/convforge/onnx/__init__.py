@@ -79,7 +79,9 @@ Permute((2, 3, 1)) for more), a Reshape of an NCHW image to a sequence (its valu
 order: a channels-first model's Reshape, PyTorch's ``x.flatten(2)``; a channels-last model's is
 Permute((3, 1, 2)) and the Reshape), BatchNormalization,
 GlobalAveragePool/GlobalMaxPool (and ReduceMean/ReduceMax over height and width, or over the
-steps of a sequence),
+steps of a sequence; a Flatten, Reshape or Squeezes after it, PyTorch's ``x.squeeze()`` or
+``x.squeeze(-1).squeeze(-1)``, as keepdims=False), Squeeze of a (batch, C, 1, 1) image's unit
+axes (Flatten),
 GELU, as opset 20's Gelu op or spelt out as arithmetic around an Erf or a Tanh, and SiLU (swish,
 ``Mul(x, Sigmoid(x))``, PyTorch's ``nn.SiLU``) (any order of the nodes: the formula is evaluated
 and compared, ``_formulas``), an AveragePool with count_include_pad=1 (PyTorch's ``AvgPool2d``

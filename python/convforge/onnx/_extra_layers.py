@@ -351,14 +351,71 @@ def import_global_pool(ctx, node):
         raise ctx.error(node, f"takes images (batch, channels, height, width); its input is {('batch', *shape)}")
     name = "GlobalMaxPooling2D" if node.op_type == "GlobalMaxPool" else "GlobalAveragePooling2D"
     cls = _layer_class(ctx, node, name)
-    # (batch, C, 1, 1) followed by a flatten (Flatten, Reshape to (batch, -1), Squeeze of the
+    # (batch, C, 1, 1) followed by a flatten (Flatten, Reshape to (batch, -1), Squeezes of the
     # two unit axes) is Keras's default keepdims=False.
-    reader, passed = ctx.next_node(node.output[0])
-    flattening = reader is not None and _flattens_pooled(ctx, reader, shape[0])
-    layer = cls(data_format=ctx.data_format, keepdims=not flattening)
+    flattening = _pooled_flatten(ctx, node.output[0], shape[0])
+    layer = cls(data_format=ctx.data_format, keepdims=flattening is None)
     ctx.add_layer(node, layer, [node.input[0]], node.output[0])
-    if flattening:
-        ctx.consume_all([*passed, reader], node.output[0])
+    if flattening is not None:
+        ctx.consume_all(flattening, node.output[0])
+
+
+def _pooled_flatten(ctx, tensor: str, channels: int):
+    """The nodes that flatten a global pooling's (batch, C, 1, 1) ``tensor`` to (batch, C): a
+    Flatten, a Reshape to (batch, -1) or (batch, C), or Squeezes of the two unit axes, one or two
+    in a row (PyTorch's ``x.squeeze()``, ``x.squeeze(-1).squeeze(-1)``, ``x.squeeze((2, 3))``),
+    with the no-op nodes passed on the way; None where it is not flattened so."""
+    reader, passed = ctx.next_node(tensor)
+    if reader is not None and reader.op_type != "Squeeze":
+        return [*passed, reader] if _flattens_pooled(ctx, reader, channels) else None
+    kept, nodes = [0, 1, 2, 3], []  # the pooled tensor's axes the squeezes leave
+    while reader is not None and reader.op_type == "Squeeze":
+        removed = _squeezed_positions(ctx, reader, kept, channels)
+        if removed is None or any(kept[i] < 2 for i in removed):
+            return None
+        kept = [a for i, a in enumerate(kept) if i not in removed]
+        nodes += [*passed, reader]
+        if kept == [0, 1]:
+            return nodes
+        reader, passed = ctx.next_node(reader.output[0])
+    return None
+
+
+def import_squeeze(ctx, node):
+    """Squeezes of an image's unit height and width to (batch, C), one node or two in a row
+    (PyTorch's ``x.squeeze()`` after a pooling to 1x1 that is not a global one, such as
+    AdaptiveMaxPool2d(1)'s MaxPool): a Flatten, whose (c, h, w) order is the channels' here."""
+    shape = ctx.shape(node, 0) if ctx.view_base(node.input[0]) is None else None
+    nodes = None
+    if shape is not None and len(shape) == 3 and tuple(shape[1:]) == (1, 1):
+        nodes = _pooled_flatten(ctx, node.input[0], shape[0])
+    if not nodes or node not in nodes:
+        raise ctx.error(node, f"a Squeeze of a {('batch', *shape) if shape is not None else 'view'} tensor: only the "
+                              "unit height and width of a (batch, channels, 1, 1) image (to (batch, channels)) are "
+                              "supported")
+    ctx.add_layer(node, _layers.Flatten(ctx.data_format), [node.input[0]], nodes[-1].output[0])
+    ctx.consume_all([n for n in nodes if n is not node], nodes[-1].output[0])
+
+
+def _squeezed_positions(ctx, node, kept: list, channels: int):
+    """The positions a Squeeze removes from a tensor of the pooled tensor's axes ``kept``, or None
+    where it cannot be read. Without axes it removes every unit axis: the spatial ones, and the
+    channels if there is one (the batch is taken as not 1, as the file's own dynamic batch)."""
+    try:
+        if ctx.opset >= 13:
+            if node.attribute or len(node.input) > 2:
+                return None
+            axes = ctx.constant(node, 1, "axes").reshape(-1) if len(node.input) > 1 and node.input[1] else None
+        else:
+            axes = ctx.attributes(node, {"axes": None})["axes"]
+    except Exception:  # noqa: BLE001 - a node we cannot read is simply not fused; its importer reports it
+        return None
+    if axes is None:
+        return {i for i, a in enumerate(kept) if a >= 2 or (a == 1 and channels == 1)}
+    rank = len(kept)
+    if not all(-rank <= int(a) < rank for a in axes):
+        return None
+    return {int(a) % rank for a in axes}
 
 
 def _flattens_pooled(ctx, node, channels) -> bool:
@@ -368,14 +425,6 @@ def _flattens_pooled(ctx, node, channels) -> bool:
         if node.op_type == "Reshape" and ctx.is_constant(node.input[1]):
             target = [int(v) for v in ctx.constant(node, 1, "shape").reshape(-1)]
             return len(target) == 2 and target[1] in (-1, channels) and target[0] in (0, -1) and not node.attribute
-        if node.op_type == "Squeeze":
-            if ctx.opset >= 13:
-                if len(node.input) < 2 or not ctx.is_constant(node.input[1]) or node.attribute:
-                    return False
-                axes = ctx.constant(node, 1, "axes").reshape(-1)
-            else:
-                axes = np.asarray(ctx.attributes(node, {"axes": []})["axes"])
-            return sorted(int(a) % 4 for a in axes) == [2, 3]
     except Exception:  # noqa: BLE001 - a node we cannot read is simply not fused; its importer reports it
         return False
     return False
@@ -838,6 +887,7 @@ for _op, _fn in (
     ("Concat", import_concat),
     ("BatchNormalization", import_batch_normalization),
     ("LayerNormalization", import_layer_normalization),
+    ("Squeeze", import_squeeze),
     ("GlobalAveragePool", import_global_pool),
     ("GlobalMaxPool", import_global_pool),
     ("ReduceMean", import_reduce),

@@ -41,6 +41,15 @@ def _type_of_default(default) -> int:
     raise TypeError(f"no ONNX attribute type is known for the default {default!r}")
 
 
+# What a refused op most often is in the file, where its name does not say it: the layer the user
+# wrote, so that the message speaks of it.
+_UNSUPPORTED_OP_HINTS = {
+    "InstanceNormalization": " (PyTorch writes nn.GroupNorm and nn.InstanceNorm2d so; convforge has no group or "
+                             "instance normalization: BatchNormalization or LayerNormalization import)",
+    "LRN": " (local response normalization, AlexNet's nn.LocalResponseNorm)",
+    "ReduceL2": " (an L2 norm, such as F.normalize's)",
+}
+
 class ImportContext:
     """The state of an import, and what an importer (one ONNX op -> layers) may call.
 
@@ -730,10 +739,11 @@ def _walk(path, proto, nodes, opset, input_layout, model_format=None):
             continue
         importer = importer_for(node.op_type)
         if importer is None:
+            hint = _UNSUPPORTED_OP_HINTS.get(node.op_type, "")
             raise ModelFileError(
                 path,
-                f"node {node.name!r} ({node.op_type}): the op {node.op_type!r} is not supported; convforge imports "
-                f"{', '.join(supported_ops())}",
+                f"node {node.name!r} ({node.op_type}): the op {node.op_type!r} is not supported{hint}; convforge "
+                f"imports {', '.join(supported_ops())}",
             )
         importer(ctx, node)
     if not ctx.steps:
