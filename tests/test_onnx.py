@@ -3134,6 +3134,15 @@ def test_layer_normalization_round_trip(shape, axis, tmp_path):
     round_trip(model, np.random.default_rng(0).standard_normal((4, *shape)).astype(np.float32), tmp_path)
     with pytest.raises(ValueError, match=r"^cannot export layer '[a-z_0-9]+' \(LayerNormalization\) to ONNX: not at opset 13: .* opset 17 or later"):
         model.export(tmp_path / "old.onnx", opset=13)
+    if len(shape) == 3:
+        # Exported for NCHW input, imported as a channels-first model: the normalisation of the
+        # channels-last view (a Transpose around it) was refused, though every exported layer
+        # should import back (found by review).
+        x = np.random.default_rng(1).standard_normal((4, *shape)).astype(np.float32)
+        model.export(tmp_path / "nchw.onnx", input_layout="channels_first")
+        back = convforge.load_model(tmp_path / "nchw.onnx", input_layout="channels_first")
+        x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        np.testing.assert_allclose(back.predict(x_nchw, verbose=0), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("normalized", ["features", "chw", "hw"])

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _params
 from .. import layers as _layers
-from ..layers.base import display_shape, internal_shape, shown_axis
+from ..layers.base import display_shape, internal_axis, internal_shape, shown_axis
 from . import _sequences
 from ._builtin_export import activation, onnx_pads
 from ._registry import register_exporter, register_importer
@@ -311,8 +311,6 @@ def import_layer_normalization(ctx, node):
     if ctx.sequence_base(node.input[0]) is not None:
         raise ctx.error(node, "a LayerNormalization of a transposed sequence is not supported")
     base = ctx.view_base(node.input[0])
-    if base is not None and ctx.data_format == "channels_first":
-        raise ctx.error(node, "a LayerNormalization of a channels-last view in a channels-first model is not supported")
     shape = tuple(ctx.ref_shape(node.input[0]) if base is not None else ctx.shape(node, 0))
     rank = len(shape) + 1
     if not -rank < a["axis"] < rank or a["axis"] % rank == 0:
@@ -326,12 +324,21 @@ def import_layer_normalization(ctx, node):
     values = [np.broadcast_to(v, dims) if v.size in (1, np.prod(dims)) and v.ndim <= len(dims) else v for v in values]
     if any(v.shape != dims for v in values):
         raise ctx.error(node, f"Scale / B of shapes {[v.shape for v in values]}; expected {dims}")
-    # The axes as Keras counts them on the user's (channels-last) shape, and the weights in their order.
-    image = rank == 4 and base is None and ctx.data_format != "channels_first"
-    internal_axes = list(range(first, rank))
-    user = sorted(shown_axis(i, rank) if image else i for i in internal_axes)
-    if image:  # weights over NCHW's trailing axes (C, H, W)[first - 1:] -> the user's order (h, w, c)
-        order = sorted(range(len(internal_axes)), key=lambda k: shown_axis(internal_axes[k], rank))
+    # The axes as Keras counts them on the user's shape, and the weights in their order: an NCHW
+    # image's in a channels-last model, or a channels-last view's in a channels-first one (its
+    # (h, w, c) axes are the model's (c, h, w) image's 2, 3, 1), else the file's own.
+    image = rank == 4 and ctx.data_format != "channels_first" and base is None
+    view_in_channels_first = rank == 4 and ctx.data_format == "channels_first" and base is not None
+    file_axes = list(range(first, rank))
+    if image:  # NCHW's trailing axes (C, H, W)[first - 1:] -> the user's (h, w, c) order
+        to_user = [shown_axis(i, rank) for i in file_axes]
+    elif view_in_channels_first:
+        to_user = [internal_axis(i, rank) for i in file_axes]
+    else:
+        to_user = file_axes
+    user = sorted(to_user)
+    if to_user != user:
+        order = sorted(range(len(file_axes)), key=lambda k: to_user[k])
         values = [np.ascontiguousarray(np.transpose(v, order)) for v in values]
     axis = -1 if user == [rank - 1] else user
     layer = _layer_class(ctx, node, "LayerNormalization")(axis=axis, epsilon=a["epsilon"], center=len(values) > 1)
