@@ -42,8 +42,7 @@ def test_keras_layer_aliases_are_the_same_classes(alias, name):
         ("layers", "LSTM", "convforge does not support convforge.layers.LSTM: convforge has no recurrent layers"),
         ("layers", "Lambda", "write a small Layer subclass"),
         # Keras's layers of the sequence and image tutorials: a hint, not "(Keras name?)".
-        ("layers", "GroupNormalization", r"GroupNormalization: convforge has no group normalization: use "
-                                         r"BatchNormalization or LayerNormalization"),
+        ("layers", "Resizing", r"Resizing: resize the images with NumPy"),
         ("layers", "RandomContrast", r"RandomContrast: use RandomFlip"),
         ("layers", "NoSuchLayer", r"\(Keras name\?\); its classes are .*Conv2D"),
         ("optimizers", "Ftrl", "use Adam, AdamW"),

@@ -3272,12 +3272,37 @@ def test_pytorch_squeezes_after_global_pooling_import(squeeze, pool, tmp_path):
     np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
 
 
-def test_a_pytorch_group_norm_is_refused_in_the_words_of_its_layer(tmp_path):
-    # nn.GroupNorm exports as Reshape -> InstanceNormalization -> ...: the refusal named only
-    # InstanceNormalization, which the student never wrote.
+@pytest.mark.parametrize("norm", ["group", "group-1", "instance-affine", "instance", "group-no-affine"])
+@pytest.mark.parametrize("dims", [2, 1])
+def test_pytorch_group_and_instance_norm_import(norm, dims, tmp_path):
+    # nn.GroupNorm exports as Reshape(batch, groups, -1) -> InstanceNormalization -> Reshape back ->
+    # Mul -> Add; nn.InstanceNorm2d/1d as the InstanceNormalization alone. Both were refused.
     torch = pytest.importorskip("torch")
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.GroupNorm(2, 4)).eval()
-    path, _ = exported_torch(net, torch.randn(2, 3, 8, 8), tmp_path)
-    with pytest.raises(ModelFileError, match=r"\(InstanceNormalization\): the op 'InstanceNormalization' is not "
-                                             r"supported \(PyTorch writes nn\.GroupNorm and nn\.InstanceNorm2d so"):
-        convforge.load_model(path)
+    nn = torch.nn
+    torch.manual_seed(0)
+    instance = nn.InstanceNorm2d if dims == 2 else nn.InstanceNorm1d
+    made = {"group": lambda: nn.GroupNorm(2, 4), "group-1": lambda: nn.GroupNorm(1, 4, eps=1e-3),
+            "instance-affine": lambda: instance(4, affine=True), "instance": lambda: instance(4),
+            "group-no-affine": lambda: nn.GroupNorm(4, 4, affine=False)}[norm]()
+    with torch.no_grad():
+        for p in made.parameters():
+            p.copy_(torch.randn(p.shape))
+    conv = nn.Conv2d if dims == 2 else nn.Conv1d
+    net = nn.Sequential(conv(3, 4, 3), made, nn.ReLU(), conv(4, 2, 1)).eval()
+    x = torch.randn(3, 3, *((8, 8) if dims == 2 else (9,)))
+    path, expected = exported_torch(net, x, tmp_path)
+    model = convforge.load_model(path)
+    assert [type(la).__name__ for la in model.layers][1] == "GroupNormalization"
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
+    if dims == 2:
+        back = convforge.load_model(path, input_layout="channels_last")
+        got = back.predict(np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1)), verbose=0)
+        np.testing.assert_allclose(got.transpose(0, 3, 1, 2), expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+@pytest.mark.parametrize("shape, groups", [((6, 6, 4), 2), ((6, 6, 4), -1), ((7, 4), 2), ((8,), 4)])
+def test_group_normalization_round_trips(shape, groups, opset, tmp_path):
+    model = seeded([layers.Input(shape), layers.GroupNormalization(groups, gamma_initializer="random_normal",
+                                                                   beta_initializer="random_normal"), layers.ReLU()])
+    round_trip(model, images((3, *shape)), tmp_path, exact=False, opset=opset)

@@ -23,7 +23,7 @@ GlobalMaxPooling1D, ZeroPadding1D, Cropping1D, UpSampling1D (sequences, channels
 Conv2DTranspose, UpSampling2D, Permute, Rescaling;
 RandomFlip, RandomRotation, RandomZoom, RandomTranslation (training-only augmentation);
 SpatialDropout1D, SpatialDropout2D, GaussianNoise, GaussianDropout (training-only noise);
-BatchNormalization, LayerNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
+BatchNormalization, LayerNormalization, GroupNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
 (GlobalMaxPool2D), ZeroPadding2D, Cropping2D, DepthwiseConv2D, SeparableConv2D;
 merge layers for functional models: Add, Subtract, Multiply, Average, Maximum, Minimum,
 Concatenate.
@@ -82,7 +82,7 @@ from .depthwise import DepthwiseConv2D, SeparableConv2D
 
 SeparableConvolution2D = SeparableConv2D
 from .global_pooling import GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D, GlobalMaxPooling2D
-from .normalization import BatchNormalization, LayerNormalization
+from .normalization import BatchNormalization, GroupNormalization, LayerNormalization
 from .reshaping import Cropping2D, ZeroPadding2D
 
 __all__ = [
@@ -154,6 +154,7 @@ __all__ = [
     "initializers",
     "BatchNormalization",
     "LayerNormalization",
+    "GroupNormalization",
     "Cropping2D",
     "DepthwiseConv2D",
     "GlobalAveragePooling2D",

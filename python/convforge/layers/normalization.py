@@ -10,7 +10,7 @@ from .. import functional as F
 from . import initializers
 from .base import Layer, display_shape, internal_axis
 
-__all__ = ["BatchNormalization", "LayerNormalization", "refuse_unsupported"]
+__all__ = ["BatchNormalization", "GroupNormalization", "LayerNormalization", "refuse_unsupported"]
 
 
 def refuse_unsupported(layer: str, **arguments) -> None:
@@ -413,6 +413,150 @@ class LayerNormalization(Layer):
             "center": self.center,
             "scale": self.scale,
             "rms_scaling": False,
+            "beta_initializer": initializers.serialize(self.beta_initializer),
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**initializers.deserialize_config(config, ("beta_initializer", "gamma_initializer")))
+
+
+class GroupNormalization(Layer):
+    """Group normalisation, Keras's ``GroupNormalization`` (Wu and He, 2018): the channels (along
+    ``axis``, Keras's count on the shape the user sees: ``-1``, the channels of channels-last
+    images) split into ``groups`` runs of consecutive channels, and each sample normalised per
+    group over that group's channels and every other axis (its mean and biased variance), then
+    ``* gamma + beta`` per channel; the same in training and inference (no moving statistics).
+    ``groups=-1``: one group per channel (instance normalisation; the layer then holds the
+    channel count, as Keras's does once built); ``groups=1`` normalises each sample over all of it.
+    The channels must be a multiple of ``groups``. ``gamma`` and ``beta`` have one value per
+    channel (Keras's shapes and parameter counts). The statistics are computed in float64.
+
+    PyTorch's ``nn.GroupNorm(groups, channels)`` and ``nn.InstanceNorm2d`` are this layer (its
+    ONNX files import as it); their default epsilon is 1e-5, Keras's 1e-3.
+
+    Differences from Keras: regularizers and constraints are not supported (NotImplementedError).
+    """
+
+    _cache_attrs = ("_xhat", "_inv")
+
+    def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
+                 gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, *, input_shape=None, name=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        refuse_unsupported("GroupNormalization", beta_regularizer=beta_regularizer,
+                           gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
+                           gamma_constraint=gamma_constraint)
+        if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, numbers.Integral) or not (
+                groups == -1 or groups >= 1):
+            raise ValueError(f"GroupNormalization groups must be an int >= 1, or -1 (one per channel); got {groups!r}")
+        self.groups = int(groups)
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"GroupNormalization axis must be an int, such as -1 (the channels); got {axis!r}")
+        self.axis = int(axis)
+        if isinstance(epsilon, (bool, np.bool_)) or not isinstance(epsilon, numbers.Real) or not 0 < epsilon < np.inf:
+            raise ValueError(f"GroupNormalization epsilon must be a number > 0; got {epsilon!r}")
+        self.epsilon = float(epsilon)
+        for arg, value in (("center", center), ("scale", scale)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"GroupNormalization {arg} must be True or False; got {value!r}")
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer, "beta_initializer")
+        self.gamma_initializer = initializers.get(gamma_initializer, "gamma_initializer")
+        self._xhat = self._inv = None
+
+    def _who(self) -> str:
+        return f"layer {self.name!r} (GroupNormalization)" if self.name else "GroupNormalization"
+
+    def _user_axis(self, rank: int) -> int:
+        """The channels' axis of a per-sample shape of ``rank`` axes, as Keras counts it (1 .. rank)."""
+        axis = self.axis + rank + 1 if self.axis < 0 else self.axis
+        if not 1 <= axis <= rank:
+            raise ValueError(f"{self._who()}: axis={self.axis} is not an axis of its input of rank {rank + 1} "
+                             f"(1 .. {rank}, or -1 .. -{rank}; 0 is the batch axis)")
+        return axis
+
+    def _channel_axis(self, ndim: int) -> int:
+        """The channels' axis of the (batch, ...) arrays inside the model (images NCHW)."""
+        return internal_axis(self._user_axis(ndim - 1), ndim, self._data_format)
+
+    def _compute_internal_output_shape(self, input_shape):
+        shown = display_shape(input_shape, self._data_format)
+        channels = shown[self._user_axis(len(shown)) - 1]
+        groups = channels if self.groups == -1 else self.groups
+        if channels < groups or channels % groups:
+            raise ValueError(f"{self._who()}: the {channels} channels (axis {self.axis}) of its input "
+                             f"{(None, *shown)} are not a multiple of groups={groups}")
+        return tuple(input_shape)
+
+    def build(self, input_shape):
+        shown = display_shape(input_shape, self._data_format)
+        self._compute_internal_output_shape(input_shape)
+        channels = shown[self._user_axis(len(shown)) - 1]
+        if self.groups == -1:
+            self.groups = channels  # as Keras's build: get_config then says how many
+        if self.scale:
+            self.add_weight("gamma", (channels,), self.gamma_initializer)
+        if self.center:
+            self.add_weight("beta", (channels,), self.beta_initializer)
+
+    def _per_channel(self, w, ndim: int):
+        shape = [1] * ndim
+        shape[self._channel_axis(ndim)] = w.shape[0]
+        return w.reshape(shape)
+
+    def _grouped(self, a):
+        """``a`` as (batch, groups, the rest of a group's values): channels moved first."""
+        moved = np.moveaxis(a, self._channel_axis(a.ndim), 1)
+        return moved.reshape(moved.shape[0], self.groups, -1), moved.shape
+
+    def _ungrouped(self, g, moved_shape, ndim: int):
+        return np.moveaxis(g.reshape(moved_shape), 1, self._channel_axis(ndim))
+
+    def _channel_sums(self, g):
+        axis = self._channel_axis(g.ndim)
+        return g.sum(axis=tuple(a for a in range(g.ndim) if a != axis), dtype=np.float64).astype(g.dtype)
+
+    def forward(self, x, training=False):
+        grouped, moved_shape = self._grouped(x.astype(np.float64))
+        mean = grouped.mean(axis=2, keepdims=True)
+        var = np.square(grouped - mean).mean(axis=2, keepdims=True)
+        inv = 1.0 / np.sqrt(var + self.epsilon)
+        xhat = self._ungrouped((grouped - mean) * inv, moved_shape, x.ndim).astype(x.dtype)
+        y = xhat
+        if self.scale:
+            y = y * self._per_channel(self.params["gamma"], x.ndim)
+        if self.center:
+            y = y + self._per_channel(self.params["beta"], x.ndim)
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._xhat, self._inv = xhat, inv
+        return np.ascontiguousarray(y, dtype=x.dtype)
+
+    def backward(self, dy):
+        if self._xhat is None:
+            raise self._missing_cache()
+        xhat, inv = self._xhat, self._inv
+        if self.scale:
+            self.grads["gamma"] = self._channel_sums(dy * xhat)
+        if self.center:
+            self.grads["beta"] = self._channel_sums(dy)
+        if not self.input_grad_needed:
+            return None
+        g = (dy * self._per_channel(self.params["gamma"], dy.ndim) if self.scale else dy).astype(np.float64)
+        g, moved_shape = self._grouped(g)
+        h, _ = self._grouped(xhat.astype(np.float64))
+        dx = inv * (g - g.mean(axis=2, keepdims=True) - h * (g * h).mean(axis=2, keepdims=True))
+        return np.ascontiguousarray(self._ungrouped(dx, moved_shape, dy.ndim), dtype=dy.dtype)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "groups": self.groups,
+            "axis": self.axis,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
             "beta_initializer": initializers.serialize(self.beta_initializer),
             "gamma_initializer": initializers.serialize(self.gamma_initializer),
         }

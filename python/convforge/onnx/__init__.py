@@ -51,6 +51,11 @@ ReLU threshold is refused, naming the layer. PReLU is ``PRelu``, its slope alpha
 layout (images NCHW), of size 1 along its shared axes. LayerNormalization is ``LayerNormalization``
 (opset 17 or later) over the tensor's trailing axes, its axes moved there by a ``Transpose`` where
 they are not (a channels-last image's channels); it imports back, as PyTorch's ``nn.LayerNorm`` does.
+GroupNormalization is written as PyTorch writes ``nn.GroupNorm`` (any opset): ``Reshape`` to
+(batch, groups, -1), ``InstanceNormalization``, ``Reshape`` back, ``Mul`` and ``Add`` per channel
+(ONNX's own GroupNormalization op changed the meaning of its scale at opset 21); that pattern,
+and an ``InstanceNormalization`` of an image or a sequence (``nn.InstanceNorm2d/1d``), import as
+GroupNormalization.
 
 Import
 ------

@@ -24,7 +24,7 @@ from ..layers.conv import Conv2D
 from ..layers.core import Dense, Flatten, Reshape
 from ..layers.pooling import AveragePooling2D, MaxPooling2D
 from ..layers.reshaping import Permute
-from . import _embedding, _repeat, _sequences
+from . import _embedding, _extra_layers, _repeat, _sequences
 from ._builtin_export import conv_transpose_crops, conv_transpose_options, conv_transpose_pads, permute_perm
 from ._registry import register_importer
 
@@ -798,6 +798,8 @@ def import_reshape(ctx, node):
     # dynamic_axes writes its example's batch there): the model then takes any batch.
     batch = (0, -1, SYMBOLIC_BATCH) if ctx.fixed_batch is None else (0, -1, SYMBOLIC_BATCH, ctx.fixed_batch)
     if _repeat.finish_repeat(ctx, node, batch):  # Keras's exporter's UpSampling2D
+        return
+    if _extra_layers.start_group_norm(ctx, node, batch):  # PyTorch's nn.GroupNorm
         return
     allowzero = ctx.attributes(node, {"allowzero": 0})["allowzero"]
     base = ctx.view_base(node.input[0])

@@ -13,6 +13,8 @@ whose layer is missing says so instead of failing at import).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _params
@@ -54,6 +56,37 @@ def export_batch_normalization(ctx, layer, inputs):
                  momentum=layer.momentum)
     if sequences:
         y = ctx.node("Transpose", [y], "to_channels_last", perm=[0, 2, 1])
+    return y
+
+
+def export_group_normalization(ctx, layer, inputs):
+    """GroupNormalization as PyTorch's exporter writes nn.GroupNorm (any opset from 13): the
+    channels first (a Transpose where they are not), Reshape to (batch, groups, -1), an
+    InstanceNormalization of that (scale 1, bias 0), Reshape back, then Mul by gamma and Add beta
+    per channel. (ONNX's GroupNormalization op changed its scale's meaning at opset 21.)"""
+    (x,) = inputs
+    shape = tuple(ctx.shape(x))
+    rank = len(shape) + 1
+    axis = layer._channel_axis(rank)
+    perm = [0, axis, *[a for a in range(1, rank) if a != axis]]
+    moved = perm != list(range(rank))
+    if moved:
+        x = ctx.node("Transpose", [x], "channels_first", perm=perm)
+    dims = tuple(shape[a - 1] for a in perm[1:])
+    groups = layer.groups
+    y = ctx.node("Reshape", [x, ctx.ints("grouped_shape", (0, groups, -1))], "to_groups")
+    y = ctx.node("InstanceNormalization", [y, ctx.initializer("ones", np.ones(groups, np.float32)),
+                                           ctx.initializer("zeros", np.zeros(groups, np.float32))],
+                 "InstanceNormalization", epsilon=layer.epsilon)
+    y = ctx.node("Reshape", [y, ctx.ints("shape", (0, *dims))], "from_groups")
+    per_channel = (dims[0],) + (1,) * (len(dims) - 1)
+    p = layer.params
+    if "gamma" in p:
+        y = ctx.node("Mul", [y, ctx.initializer("gamma", p["gamma"].reshape(per_channel))], "gamma")
+    if "beta" in p:
+        y = ctx.node("Add", [y, ctx.initializer("beta", p["beta"].reshape(per_channel))], "beta")
+    if moved:
+        y = ctx.node("Transpose", [y], "channels_back", perm=[int(i) for i in np.argsort(perm)])
     return y
 
 
@@ -261,6 +294,7 @@ for _name, _fn in (
     ("Concatenate", export_merge),
     ("BatchNormalization", export_batch_normalization),
     ("LayerNormalization", export_layer_normalization),
+    ("GroupNormalization", export_group_normalization),
     ("GlobalAveragePooling2D", export_global_pooling),
     ("GlobalMaxPooling2D", export_global_pooling),
     ("ZeroPadding2D", export_zero_padding),
@@ -347,6 +381,113 @@ def import_layer_normalization(ctx, node):
         ctx.add_view_layer(node, layer, [base], view=True, weights=weights)
     else:
         ctx.add_layer(node, layer, [node.input[0]], node.output[0], weights)
+
+
+def start_group_norm(ctx, node, batch) -> bool:
+    """At a Reshape of an NCHW image to (batch, groups, -1) read by an InstanceNormalization
+    (PyTorch's nn.GroupNorm): noted, for that node to make the GroupNormalization (True)."""
+    reader, _ = ctx.next_node(node.output[0])
+    if reader is None or reader.op_type != "InstanceNormalization" or not ctx.is_constant(node.input[1]):
+        return False
+    if ctx.view_base(node.input[0]) is not None:
+        return False
+    steps = ctx.sequence_base(node.input[0])  # a sequence's (channels, steps) view: its channels first
+    shape = ctx.ref_shape(node.input[0]) if steps is not None else ctx.shape(node, 0)
+    target = [int(v) for v in np.asarray(ctx.constant(node, 1, "shape")).reshape(-1)]
+    if len(shape) not in (1, 2, 3) or len(target) != 3 or target[0] not in batch or target[1] < 1 \
+            or shape[0] % target[1] or target[2] not in (-1, math.prod(shape) // target[1]):
+        return False
+    ctx.pending_group_norms[node.output[0]] = (ctx.input_name(node), target[1])
+    ctx.consume_node(node)
+    return True
+
+
+def _per_channel_constant(ctx, node, tensor: str, dims: tuple):
+    """The constant operand of an elementwise ``node`` reading ``tensor`` (per-sample ``dims``,
+    channels first), as one value per channel where it is that (a scalar, or (C, 1, ...) with or
+    without the batch's 1: NumPy's broadcasting puts a bare (C,) of an image along its width); else
+    None."""
+    if len(node.input) != 2 or tensor not in (node.input[0], node.input[1]):
+        return None
+    other = node.input[1] if node.input[0] == tensor else node.input[0]
+    if not ctx.is_constant(other):
+        return None
+    value = np.asarray(ctx.constant(node, list(node.input).index(other), "operand"), dtype=np.float64)
+    channels = dims[0]
+    if value.size == 1 and value.ndim <= len(dims) + 1:
+        return np.full(channels, float(value.reshape(-1)[0]))
+    per_channel = (channels,) + (1,) * (len(dims) - 1)
+    return value.reshape(channels) if value.shape in (per_channel, (1, *per_channel)) else None
+
+
+def import_instance_norm(ctx, node):
+    """InstanceNormalization: of a (batch, groups, -1) Reshape of an image, features or a
+    sequence (PyTorch's nn.GroupNorm, with its Reshape back and the Mul by the weight and Add of the
+    bias per channel after it) as GroupNormalization(groups); of an image or a sequence itself
+    (nn.InstanceNorm2d / 1d) as GroupNormalization with a group per channel."""
+    a = ctx.attributes(node, {"epsilon": 1e-5})
+    if not 0 < a["epsilon"] < 1:
+        raise ctx.error(node, f"epsilon {a['epsilon']} out of range", "epsilon")
+    scale = np.asarray(ctx.constant(node, 1, "scale"), dtype=np.float64).reshape(-1)
+    bias = np.asarray(ctx.constant(node, 2, "B"), dtype=np.float64).reshape(-1)
+    pending = ctx.pending_group_norms.pop(ctx.input_name(node), None)
+    source, groups = pending if pending is not None else (ctx.input_name(node), None)
+    dims = ctx.ref_shape(source)  # channels first: an NCHW image, features, a (channels, steps) tensor or view
+    if ctx.view_base(source) is not None or dims is None or len(dims) not in ((1, 2, 3) if pending else (2, 3)):
+        raise ctx.error(node, "only an InstanceNormalization of an image (batch, channels, height, width) or a "
+                              "sequence (batch, channels, steps), or of its (batch, groups, -1) Reshape (PyTorch's "
+                              "nn.GroupNorm), is supported")
+    channels = dims[0]
+    consumed, tensor = [], node.output[0]
+    if groups is None:  # one group per channel, the affine per channel in the node itself
+        groups = channels
+        if scale.size != channels or bias.size != channels:
+            raise ctx.error(node, f"scale / B of {scale.size} / {bias.size} values for {channels} channels")
+        gamma, beta = scale, bias
+    else:
+        if scale.size != groups or bias.size != groups:
+            raise ctx.error(node, f"scale / B of {scale.size} / {bias.size} values for {groups} groups")
+        back = ctx.sole_consumer(node.output[0])
+        if back is None or back.op_type != "Reshape" or not _reshapes_to(ctx, back, source, dims):
+            raise ctx.error(node, "a group normalisation whose groups are not reshaped back to the tensor it "
+                                  "normalised is not supported")
+        # The per-group affine, then the per-channel one the Mul and Add after it make (folded here).
+        gamma, beta = np.repeat(scale, channels // groups), np.repeat(bias, channels // groups)
+        consumed, tensor = [back], back.output[0]
+        for op in ("Mul", "Add"):
+            reader, passed = ctx.next_node(tensor)
+            value = None if reader is None or reader.op_type != op else _per_channel_constant(ctx, reader, tensor, dims)
+            if value is None:
+                continue
+            gamma, beta = (gamma * value, beta * value) if op == "Mul" else (gamma, beta + value)
+            consumed += [*passed, reader]
+            tensor = reader.output[0]
+    weights = [gamma.astype(np.float32), beta.astype(np.float32)]
+    make = _layer_class(ctx, node, "GroupNormalization")
+    steps = ctx.sequence_base(source)
+    if steps is not None:  # a sequence's (channels, steps) view: its channels are the last axis as held
+        ctx.add_layer(node, make(groups, axis=-1, epsilon=a["epsilon"]), [steps], tensor + "#steps", weights)
+        ctx.set_sequence_view(tensor, tensor + "#steps")
+    else:
+        # (channels, steps) as held: the channels are axis 1; images: the data format's channels.
+        axis = 1 if len(dims) == 2 or ctx.data_format == "channels_first" else -1
+        ctx.add_layer(node, make(groups, axis=axis, epsilon=a["epsilon"]), [source], tensor, weights)
+    for n in consumed:
+        ctx.consume_node(n)
+
+
+def _reshapes_to(ctx, node, image: str, dims) -> bool:
+    """Whether Reshape ``node`` gives ``image``'s shape: its target the Shape of ``image``, or a
+    constant (batch, *dims)."""
+    target = node.input[1] if len(node.input) > 1 else ""
+    maker = ctx.producer(target)
+    if maker is not None and maker.op_type == "Shape" and not maker.attribute and \
+            ctx.resolve(maker.input[0]) == ctx.resolve(image):
+        return True
+    if not ctx.is_constant(target):
+        return False
+    values = [int(v) for v in np.asarray(ctx.constant(node, 1, "shape")).reshape(-1)]
+    return len(values) == len(dims) + 1 and values[0] in (0, -1) and tuple(values[1:]) == tuple(dims)
 
 
 def import_global_pool(ctx, node):
@@ -894,6 +1035,7 @@ for _op, _fn in (
     ("Concat", import_concat),
     ("BatchNormalization", import_batch_normalization),
     ("LayerNormalization", import_layer_normalization),
+    ("InstanceNormalization", import_instance_norm),
     ("Squeeze", import_squeeze),
     ("GlobalAveragePool", import_global_pool),
     ("GlobalMaxPool", import_global_pool),

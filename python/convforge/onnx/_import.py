@@ -44,8 +44,6 @@ def _type_of_default(default) -> int:
 # What a refused op most often is in the file, where its name does not say it: the layer the user
 # wrote, so that the message speaks of it.
 _UNSUPPORTED_OP_HINTS = {
-    "InstanceNormalization": " (PyTorch writes nn.GroupNorm and nn.InstanceNorm2d so; convforge has no group or "
-                             "instance normalization: BatchNormalization or LayerNormalization import)",
     "LRN": " (local response normalization, AlexNet's nn.LocalResponseNorm)",
     "ReduceL2": " (an L2 norm, such as F.normalize's)",
 }
@@ -78,6 +76,9 @@ class ImportContext:
         # is known of the repeat so far; and the UpSampling2D layers made of repeats, by the
         # tensor they make -> the tensor the file's nodes read (the Reshape's output).
         self.pending_repeats: dict = {}
+        # A Reshape of an image to (batch, groups, -1) read by an InstanceNormalization (PyTorch's
+        # nn.GroupNorm): its output -> (the image, groups), finished at that node (_extra_layers).
+        self.pending_group_norms: dict = {}
         # Keras's exporter's Average (_extra_layers): the output of each Add of its chain -> the
         # tensors added so far; no layer makes it, the Div at the chain's end makes the Average.
         self.pending_averages: dict = {}
@@ -304,6 +305,12 @@ class ImportContext:
         if node is None or node.op_type != "Constant" and (depth == 0 or not node.input):
             return False
         return node.op_type == "Constant" or all(not n or self._fixed(n, depth - 1) for n in node.input)
+
+    def producer(self, name: str):
+        """The node whose output ``name`` is (past aliases), or None for a graph input or initializer."""
+        if self._makers is None:
+            self._makers = {out: node for node in self._nodes for out in node.output if out}
+        return self._makers.get(self.resolve(name)) or self._makers.get(name)
 
     def sole_consumer(self, tensor: str):
         """The one node reading ``tensor`` (not yet translated), if exactly one does and it is not
