@@ -297,7 +297,10 @@ def test_pytorch_nearest_upsample_imports(tmp_path):
 @pytest.mark.parametrize(
     "attributes, scales, message",
     [
-        ({"mode": "linear"}, [1, 1, 2, 2], "attribute 'mode': only mode 'nearest'"),
+        ({"mode": "cubic"}, [1, 1, 2, 2], "attribute 'mode': only mode 'nearest'"),
+        # Linear with PyTorch's align_corners=True: Keras's bilinear has half-pixel centres.
+        ({"mode": "linear", "coordinate_transformation_mode": "align_corners"}, [1, 1, 2, 2],
+         "attribute 'coordinate_transformation_mode': a linear resize with 'align_corners' coordinates"),
         # (At scale 2 on 6 pixels align_corners happens to read the repeat's pixels, and is taken.)
         ({"coordinate_transformation_mode": "align_corners"}, [1, 1, 3, 3], "attribute 'coordinate_transformation_mode'"),
         ({"coordinate_transformation_mode": "asymmetric", "nearest_mode": "round_prefer_floor"}, [1, 1, 3, 3],
@@ -305,7 +308,7 @@ def test_pytorch_nearest_upsample_imports(tmp_path):
         ({}, [1, 1, 1.5, 2], r"scales \[1.0, 1.0, 1.5, 2.0\]: only whole factors"),
         ({}, [1, 2, 2, 2], r"factors \[2, 2, 2\]: only height and width can be scaled, not the channels"),
     ],
-    ids=["linear", "align-corners", "asymmetric-round", "fraction", "channels"],
+    ids=["cubic", "linear-align-corners", "align-corners", "asymmetric-round", "fraction", "channels"],
 )
 def test_resize_that_upsampling_cannot_do_names_the_attribute(attributes, scales, message, tmp_path):
     node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="up", **attributes)
@@ -3306,3 +3309,24 @@ def test_group_normalization_round_trips(shape, groups, opset, tmp_path):
     model = seeded([layers.Input(shape), layers.GroupNormalization(groups, gamma_initializer="random_normal",
                                                                    beta_initializer="random_normal"), layers.ReLU()])
     round_trip(model, images((3, *shape)), tmp_path, exact=False, opset=opset)
+
+
+@pytest.mark.parametrize("how", [dict(scale_factor=2), dict(scale_factor=(2, 3)), dict(size=(12, 12))])
+def test_pytorch_bilinear_upsample_imports_and_bilinear_upsampling_round_trips(how, tmp_path):
+    # A U-Net decoder's nn.Upsample(mode='bilinear') (align_corners=False, PyTorch's default) is
+    # Keras's UpSampling2D(interpolation='bilinear'); the linear Resize was refused.
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Upsample(mode="bilinear", **how), nn.Conv2d(4, 2, 1)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    path, expected = exported_torch(net, x, tmp_path)
+    model = convforge.load_model(path)
+    assert model.layers[1].get_config()["interpolation"] == "bilinear"
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
+    (tmp_path / "back").mkdir()
+    mine = seeded([layers.Input(shape=(5, 6, 2)), layers.UpSampling2D((2, 3), interpolation="bilinear"),
+                   layers.Conv2D(2, 1)])
+    proto, back = round_trip(mine, images((3, 5, 6, 2)), tmp_path / "back")
+    assert [n.op_type for n in proto.graph.node].count("Resize") == 1
+    assert back.layers[0].interpolation == "bilinear"

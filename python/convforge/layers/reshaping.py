@@ -145,10 +145,29 @@ class Cropping2D(_Margins2D):
         return dx
 
 
-class UpSampling2D(Layer):
-    """Repeat rows and columns: ``(batch, h, w, c)`` -> ``(batch, h * sh, w * sw, c)``, Keras's layer.
+def bilinear_matrix(size: int, factor: int, dtype) -> np.ndarray:
+    """The ``(size * factor, size)`` matrix of a 1-D linear upsampling by ``factor`` with half-pixel
+    centres (output i reads input (i + 0.5) / factor - 0.5, clamped to the edges): Keras 3's
+    bilinear resize, PyTorch's ``interpolate(mode='bilinear', align_corners=False)``, ONNX's linear
+    Resize with 'half_pixel' coordinates."""
+    out = np.arange(size * factor)
+    source = np.clip((out + 0.5) / factor - 0.5, 0, size - 1)
+    low = np.floor(source).astype(np.int64)
+    high = np.minimum(low + 1, size - 1)
+    weight = source - low
+    matrix = np.zeros((size * factor, size), np.float64)
+    np.add.at(matrix, (out, low), 1 - weight)
+    np.add.at(matrix, (out, high), weight)
+    return matrix.astype(dtype)
 
-    Only ``interpolation='nearest'`` (Keras's default).
+
+class UpSampling2D(Layer):
+    """Upsample rows and columns: ``(batch, h, w, c)`` -> ``(batch, h * sh, w * sw, c)``, Keras's layer.
+
+    ``interpolation='nearest'`` (Keras's default) repeats each pixel; ``'bilinear'`` interpolates
+    between the pixels' centres, clamped at the edges, as Keras 3 (and PyTorch's
+    ``nn.Upsample(mode='bilinear')``, ``align_corners=False``): a U-Net decoder's or a segmentation
+    head's upsampling. Keras's other interpolations (bicubic, lanczos) are not supported.
     """
 
     _expects_images = True
@@ -157,13 +176,15 @@ class UpSampling2D(Layer):
     def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", *, name=None, input_shape=None,
                  trainable=True):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
-        if interpolation != "nearest":
+        if interpolation not in ("nearest", "bilinear"):
             raise ValueError(
-                f"convforge does not support UpSampling2D interpolation={interpolation!r}; use 'nearest'"
+                f"convforge does not support UpSampling2D interpolation={interpolation!r}; use 'nearest' or 'bilinear'"
             )
         self.size = _params.pair(size, "size")
         self.data_format = data_format
+        self.interpolation = interpolation
         self._trained = False
+        self._matrices = None  # bilinear: (rows, columns) matrices, for the size built
 
     def _compute_internal_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -171,8 +192,17 @@ class UpSampling2D(Layer):
         c, h, w = input_shape
         return (c, h * self.size[0], w * self.size[1])
 
+    def _bilinear(self, h: int, w: int, dtype):
+        key = (h, w, np.dtype(dtype))
+        if self._matrices is None or self._matrices[0] != key:
+            self._matrices = (key, bilinear_matrix(h, self.size[0], dtype), bilinear_matrix(w, self.size[1], dtype))
+        return self._matrices[1:]
+
     def forward(self, x, training=False):
         self._trained = training
+        if self.interpolation == "bilinear":
+            rows, columns = self._bilinear(x.shape[2], x.shape[3], x.dtype)
+            return np.ascontiguousarray(np.matmul(np.matmul(rows, x), columns.T))
         return np.repeat(np.repeat(x, self.size[0], axis=2), self.size[1], axis=3)
 
     def backward(self, dy):
@@ -180,10 +210,14 @@ class UpSampling2D(Layer):
             raise self._missing_cache()
         n, c, oh, ow = dy.shape
         sh, sw = self.size
+        if self.interpolation == "bilinear":
+            rows, columns = self._bilinear(oh // sh, ow // sw, dy.dtype)
+            return np.ascontiguousarray(np.matmul(np.matmul(rows.T, dy), columns))
         return dy.reshape(n, c, oh // sh, sh, ow // sw, sw).sum(axis=(3, 5))
 
     def get_config(self):
-        return {**super().get_config(), "size": list(self.size), "data_format": self.data_format}
+        return {**super().get_config(), "size": list(self.size), "data_format": self.data_format,
+                "interpolation": self.interpolation}
 
 
 class Permute(Layer):

@@ -526,8 +526,8 @@ class _Lowering:
                 return plan.reorder(x, list(out)), None
             return plan.reshape(x, list(out)), None
         if kind is UpSampling2D:
-            if len(plan.dims(x)) != 3:
-                raise _NotLowered
+            if len(plan.dims(x)) != 3 or self.setting(call, "interpolation") != "nearest":
+                raise _NotLowered  # bilinear: the layer's NumPy products
             size = self.setting(call, "size")
             return plan.upsample(x, size[0], size[1]), None
         if kind is AveragePooling2D:

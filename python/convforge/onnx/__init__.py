@@ -41,7 +41,8 @@ nearest ``Resize`` of the steps axis of their own layout (no Transpose). All imp
 joins the Conv1D, Sub/Mul/Add of (1, channels, 1) constants are a BatchNormalization(axis=1)).
 Dropout (and SpatialDropout1D/2D), GaussianNoise, GaussianDropout and the random augmentation layers are the identity at
 inference and are left out; Rescaling is ``Mul`` (+ ``Add``), UpSampling2D a nearest
-``Resize`` (imports back), Conv2DTranspose ``ConvTranspose`` (imports back) and Permute one
+``Resize`` (bilinear: a linear one with 'half_pixel' coordinates; both import back, as PyTorch's
+``nn.Upsample(mode='bilinear')`` does), Conv2DTranspose ``ConvTranspose`` (imports back) and Permute one
 ``Transpose`` (images: imports back; Permute((2, 3, 1)) is NCHW -> NHWC, which the importer
 takes for a channels-last view unless a conv or pooling reads it); LeakyReLU, ELU and
 Softplus are their ONNX ops (and import back), swish ``Mul(x, Sigmoid(x))``

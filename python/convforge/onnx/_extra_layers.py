@@ -270,6 +270,9 @@ def export_upsampling(ctx, layer, inputs):
     else:
         factors = [1.0, 1.0, *layer.size]
     scales = ctx.initializer("scales", np.array(factors, np.float32))
+    if getattr(layer, "interpolation", "nearest") == "bilinear":  # half-pixel centres, clamped at the edges
+        return ctx.node("Resize", [inputs[0], "", scales], "Resize", mode="linear",
+                        coordinate_transformation_mode="half_pixel")
     return ctx.node("Resize", [inputs[0], "", scales], "Resize", mode="nearest",
                     coordinate_transformation_mode="asymmetric", nearest_mode="floor")
 
@@ -965,9 +968,15 @@ def import_resize(ctx, node):
         sizes = ctx.constant(node, 3, "sizes", required=False)
         if scales is not None and np.asarray(scales).size == 0:
             scales = None
-    if a["mode"] != "nearest":
-        raise ctx.error(node, f"only mode 'nearest' is supported (UpSampling2D/1D); got {a['mode']!r}", "mode")
     sequence = _sequences.reads_sequence(ctx, node)  # UpSampling1D of one of its axes
+    bilinear = a["mode"] == "linear" and not sequence
+    if a["mode"] != "nearest" and not bilinear:
+        raise ctx.error(node, f"only mode 'nearest' (UpSampling2D/1D) and, of images, 'linear' (UpSampling2D's "
+                              f"bilinear) are supported; got {a['mode']!r}", "mode")
+    if bilinear and a["coordinate_transformation_mode"] not in ("half_pixel", "pytorch_half_pixel"):
+        raise ctx.error(node, f"a linear resize with {a['coordinate_transformation_mode']!r} coordinates: only "
+                              "'half_pixel' (Keras's bilinear UpSampling2D, PyTorch's align_corners=False) is "
+                              "supported", "coordinate_transformation_mode")
     shape = ctx.ref_shape(node.input[0]) if sequence else ctx.shape(node, 0)
     if not sequence and len(shape) != 3:
         raise ctx.error(node, f"takes images (batch, channels, height, width) or sequences; its input is "
@@ -991,6 +1000,11 @@ def import_resize(ctx, node):
         raise ctx.error(node, f"factors {factors}: only height and width can be scaled, not the channels", "scales")
     if max(factors) > _params.MAX_PARAM:
         raise ctx.error(node, f"factors {factors} are too large", "scales")
+    if bilinear:
+        layer = _layer_class(ctx, node, "UpSampling2D")(size=tuple(factors[1:]), data_format=ctx.data_format,
+                                                        interpolation="bilinear")
+        ctx.add_layer(node, layer, [node.input[0]], node.output[0])
+        return
     ctm, rounding = a["coordinate_transformation_mode"], a["nearest_mode"]
     for size, factor in zip(shape, factors):  # at scale 1 too: 'tf_half_pixel_for_nn' + 'ceil' shifts by one
         picked = _nearest_source(ctm, rounding, size, size * factor)
