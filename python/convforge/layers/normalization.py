@@ -288,7 +288,109 @@ class BatchNormalization(Layer):
         return cls(**initializers.deserialize_config(config, keys))
 
 
-class LayerNormalization(Layer):
+class _PerSampleNormalization(Layer):
+    """Shared by LayerNormalization and GroupNormalization: each sample normalised by its own mean
+    and biased variance over some of its values, then ``* gamma + beta``, the same in training and
+    inference. A subclass says which values (``_flat``: the array with each set of values
+    normalised together along its last axis) and how its weights broadcast (``_broadcast``) and
+    sum (``_to_weight``). The statistics are computed in float64."""
+
+    _cache_attrs = ("_xhat", "_inv")
+
+    def _init_common(self, epsilon, center, scale, beta_initializer, gamma_initializer, **unsupported):
+        kind = type(self).__name__
+        refuse_unsupported(kind, **unsupported)
+        if isinstance(epsilon, (bool, np.bool_)) or not isinstance(epsilon, numbers.Real) or not 0 < epsilon < np.inf:
+            raise ValueError(f"{kind} epsilon must be a number > 0; got {epsilon!r}")
+        self.epsilon = float(epsilon)
+        for arg, value in (("center", center), ("scale", scale)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{kind} {arg} must be True or False; got {value!r}")
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer, "beta_initializer")
+        self.gamma_initializer = initializers.get(gamma_initializer, "gamma_initializer")
+        self._xhat = self._inv = None
+
+    def _who(self) -> str:
+        kind = type(self).__name__
+        return f"layer {self.name!r} ({kind})" if self.name else kind
+
+    def _add_weights(self, shape) -> None:
+        if self.scale:
+            self.add_weight("gamma", shape, self.gamma_initializer)
+        if self.center:
+            self.add_weight("beta", shape, self.beta_initializer)
+
+    def _flat(self, a):
+        """``(flat, restore)``: ``a`` with the values normalised together along the last axis, and
+        the function that puts an array of ``flat``'s shape back in ``a``'s."""
+        raise NotImplementedError
+
+    def _broadcast(self, w, ndim: int):
+        """A weight shaped to broadcast against the (batch, ...) arrays."""
+        raise NotImplementedError
+
+    def _to_weight(self, g):
+        """A (batch, ...) array's sums over all but the weights' axes, in a weight's shape."""
+        raise NotImplementedError
+
+    def forward(self, x, training=False):
+        flat, restore = self._flat(x.astype(np.float64))
+        mean = flat.mean(axis=-1, keepdims=True)
+        var = np.square(flat - mean).mean(axis=-1, keepdims=True)
+        inv = 1.0 / np.sqrt(var + self.epsilon)
+        xhat = restore((flat - mean) * inv).astype(x.dtype)
+        y = xhat
+        if self.scale:
+            y = y * self._broadcast(self.params["gamma"], x.ndim)
+        if self.center:
+            y = y + self._broadcast(self.params["beta"], x.ndim)
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._xhat, self._inv = xhat, inv
+        return np.ascontiguousarray(y, dtype=x.dtype)
+
+    def backward(self, dy):
+        if self._xhat is None:
+            raise self._missing_cache()
+        xhat, inv = self._xhat, self._inv
+        if self.scale:
+            self.grads["gamma"] = self._to_weight(dy * xhat)
+        if self.center:
+            self.grads["beta"] = self._to_weight(dy)
+        if not self.input_grad_needed:
+            return None
+        g, restore = self._flat((dy * self._broadcast(self.params["gamma"], dy.ndim) if self.scale else dy)
+                                .astype(np.float64))
+        h, _ = self._flat(xhat.astype(np.float64))
+        dx = inv * (g - g.mean(axis=-1, keepdims=True) - h * (g * h).mean(axis=-1, keepdims=True))
+        return np.ascontiguousarray(restore(dx), dtype=dy.dtype)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "beta_initializer": initializers.serialize(self.beta_initializer),
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**initializers.deserialize_config(config, ("beta_initializer", "gamma_initializer")))
+
+
+def _moved_last(a, axes):
+    """``(flat, restore)`` of ``_PerSampleNormalization._flat``: ``axes`` of ``a`` moved last and
+    made one."""
+    rest = [k for k in range(a.ndim) if k not in axes]
+    moved = a.transpose(*rest, *axes)
+    flat = moved.reshape(*moved.shape[: len(rest)], -1)
+    order = np.argsort([*rest, *axes])
+    return flat, lambda f: f.reshape(moved.shape).transpose(order)
+
+
+class LayerNormalization(_PerSampleNormalization):
     """Layer normalisation, Keras's ``LayerNormalization`` (Ba et al., 2016): each sample
     normalised over ``axis`` by its own mean and (biased) variance, then ``* gamma + beta``,
     the same in training and inference (no moving statistics).
@@ -302,30 +404,18 @@ class LayerNormalization(Layer):
     supported (NotImplementedError).
     """
 
-    _cache_attrs = ("_xhat", "_inv")
-
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
                  gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
                  gamma_constraint=None, *, rms_scaling=False, input_shape=None, name=None, trainable=True):
         # rms_scaling keyword-only, as Keras 3 takes it (a **kwargs entry there).
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
-        refuse_unsupported("LayerNormalization", rms_scaling=rms_scaling, beta_regularizer=beta_regularizer,
-                           gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
-                           gamma_constraint=gamma_constraint)
+        self._init_common(epsilon, center, scale, beta_initializer, gamma_initializer, rms_scaling=rms_scaling,
+                          beta_regularizer=beta_regularizer, gamma_regularizer=gamma_regularizer,
+                          beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
         axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
         if not axes or any(isinstance(a, (bool, np.bool_)) or not isinstance(a, numbers.Integral) for a in axes):
             raise TypeError(f"LayerNormalization axis must be an int or a list of ints, such as -1; got {axis!r}")
         self.axis = int(axes[0]) if not isinstance(axis, (list, tuple)) else [int(a) for a in axes]
-        if isinstance(epsilon, (bool, np.bool_)) or not isinstance(epsilon, numbers.Real) or not 0 < epsilon < np.inf:
-            raise ValueError(f"LayerNormalization epsilon must be a number > 0; got {epsilon!r}")
-        self.epsilon = float(epsilon)
-        for arg, value in (("center", center), ("scale", scale)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"LayerNormalization {arg} must be True or False; got {value!r}")
-        self.center, self.scale = bool(center), bool(scale)
-        self.beta_initializer = initializers.get(beta_initializer, "beta_initializer")
-        self.gamma_initializer = initializers.get(gamma_initializer, "gamma_initializer")
-        self._xhat = self._inv = None
 
     def _compute_internal_output_shape(self, input_shape):
         self._user_axes(len(input_shape))  # an axis the input lacks: ValueError, as Keras's
@@ -337,9 +427,8 @@ class LayerNormalization(Layer):
         axes = self.axis if isinstance(self.axis, list) else [self.axis]
         out = sorted({a + rank + 1 if a < 0 else a for a in axes})
         if len(out) != len(axes) or not all(1 <= a <= rank for a in out):
-            who = f"layer {self.name!r} (LayerNormalization)" if self.name else "LayerNormalization"
             raise ValueError(
-                f"{who}: axis={self.axis} does not name distinct axes of its input "
+                f"{self._who()}: axis={self.axis} does not name distinct axes of its input "
                 f"of rank {rank + 1} (1 .. {rank}, or -1 .. -{rank}; 0 is the batch axis)"
             )
         return out
@@ -350,11 +439,10 @@ class LayerNormalization(Layer):
 
     def build(self, input_shape):
         shown = display_shape(input_shape, self._data_format)
-        shape = tuple(shown[a - 1] for a in self._user_axes(len(shown)))
-        if self.scale:
-            self.add_weight("gamma", shape, self.gamma_initializer)
-        if self.center:
-            self.add_weight("beta", shape, self.beta_initializer)
+        self._add_weights(tuple(shown[a - 1] for a in self._user_axes(len(shown))))
+
+    def _flat(self, a):
+        return _moved_last(a, sorted(self._internal_axes(a.ndim - 1)))
 
     def _broadcast(self, w, ndim: int):
         """A weight (in Keras's axis order) shaped to broadcast against the (batch, ...) arrays."""
@@ -374,55 +462,11 @@ class LayerNormalization(Layer):
         order = sorted(range(len(internal)), key=lambda k: internal[k])
         return np.ascontiguousarray(total.transpose(np.argsort(order))).astype(g.dtype)
 
-    def forward(self, x, training=False):
-        axes = tuple(self._internal_axes(x.ndim - 1))
-        wide = x.astype(np.float64)
-        mean = wide.mean(axis=axes, keepdims=True)
-        var = np.square(wide - mean).mean(axis=axes, keepdims=True)
-        inv = 1.0 / np.sqrt(var + self.epsilon)
-        xhat = ((wide - mean) * inv).astype(x.dtype)
-        y = xhat
-        if self.scale:
-            y = y * self._broadcast(self.params["gamma"], x.ndim)
-        if self.center:
-            y = y + self._broadcast(self.params["beta"], x.ndim)
-        if training:  # inference leaves the training cache alone (predict may run during fit)
-            self._xhat, self._inv = xhat, inv.astype(x.dtype)
-        return np.ascontiguousarray(y, dtype=x.dtype)
-
-    def backward(self, dy):
-        if self._xhat is None:
-            raise self._missing_cache()
-        xhat, inv = self._xhat, self._inv
-        if self.scale:
-            self.grads["gamma"] = self._to_weight(dy * xhat)
-        if self.center:
-            self.grads["beta"] = self._to_weight(dy)
-        if not self.input_grad_needed:
-            return None
-        axes = tuple(self._internal_axes(dy.ndim - 1))
-        g = (dy * self._broadcast(self.params["gamma"], dy.ndim) if self.scale else dy).astype(np.float64)
-        dx = inv * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
-        return np.ascontiguousarray(dx, dtype=dy.dtype)
-
     def get_config(self):
-        return {
-            **super().get_config(),
-            "axis": self.axis,
-            "epsilon": self.epsilon,
-            "center": self.center,
-            "scale": self.scale,
-            "rms_scaling": False,
-            "beta_initializer": initializers.serialize(self.beta_initializer),
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**initializers.deserialize_config(config, ("beta_initializer", "gamma_initializer")))
+        return {**super().get_config(), "axis": self.axis, "rms_scaling": False}
 
 
-class GroupNormalization(Layer):
+class GroupNormalization(_PerSampleNormalization):
     """Group normalisation, Keras's ``GroupNormalization`` (Wu and He, 2018): the channels (along
     ``axis``, Keras's count on the shape the user sees: ``-1``, the channels of channels-last
     images) split into ``groups`` runs of consecutive channels, and each sample normalised per
@@ -439,15 +483,13 @@ class GroupNormalization(Layer):
     Differences from Keras: regularizers and constraints are not supported (NotImplementedError).
     """
 
-    _cache_attrs = ("_xhat", "_inv")
-
     def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
                  gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
                  gamma_constraint=None, *, input_shape=None, name=None, trainable=True):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
-        refuse_unsupported("GroupNormalization", beta_regularizer=beta_regularizer,
-                           gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
-                           gamma_constraint=gamma_constraint)
+        self._init_common(epsilon, center, scale, beta_initializer, gamma_initializer,
+                          beta_regularizer=beta_regularizer, gamma_regularizer=gamma_regularizer,
+                          beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
         if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, numbers.Integral) or not (
                 groups == -1 or groups >= 1):
             raise ValueError(f"GroupNormalization groups must be an int >= 1, or -1 (one per channel); got {groups!r}")
@@ -455,19 +497,6 @@ class GroupNormalization(Layer):
         if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
             raise TypeError(f"GroupNormalization axis must be an int, such as -1 (the channels); got {axis!r}")
         self.axis = int(axis)
-        if isinstance(epsilon, (bool, np.bool_)) or not isinstance(epsilon, numbers.Real) or not 0 < epsilon < np.inf:
-            raise ValueError(f"GroupNormalization epsilon must be a number > 0; got {epsilon!r}")
-        self.epsilon = float(epsilon)
-        for arg, value in (("center", center), ("scale", scale)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"GroupNormalization {arg} must be True or False; got {value!r}")
-        self.center, self.scale = bool(center), bool(scale)
-        self.beta_initializer = initializers.get(beta_initializer, "beta_initializer")
-        self.gamma_initializer = initializers.get(gamma_initializer, "gamma_initializer")
-        self._xhat = self._inv = None
-
-    def _who(self) -> str:
-        return f"layer {self.name!r} (GroupNormalization)" if self.name else "GroupNormalization"
 
     def _user_axis(self, rank: int) -> int:
         """The channels' axis of a per-sample shape of ``rank`` axes, as Keras counts it (1 .. rank)."""
@@ -491,76 +520,27 @@ class GroupNormalization(Layer):
         return tuple(input_shape)
 
     def build(self, input_shape):
-        shown = display_shape(input_shape, self._data_format)
         self._compute_internal_output_shape(input_shape)
+        shown = display_shape(input_shape, self._data_format)
         channels = shown[self._user_axis(len(shown)) - 1]
         if self.groups == -1:
             self.groups = channels  # as Keras's build: get_config then says how many
-        if self.scale:
-            self.add_weight("gamma", (channels,), self.gamma_initializer)
-        if self.center:
-            self.add_weight("beta", (channels,), self.beta_initializer)
+        self._add_weights((channels,))
 
-    def _per_channel(self, w, ndim: int):
+    def _flat(self, a):
+        """(batch, groups, the group's values): the channels moved first, each group's run made one."""
+        moved = np.moveaxis(a, self._channel_axis(a.ndim), 1)
+        flat = moved.reshape(moved.shape[0], self.groups, -1)
+        return flat, lambda f: np.moveaxis(f.reshape(moved.shape), 1, self._channel_axis(a.ndim))
+
+    def _broadcast(self, w, ndim: int):
         shape = [1] * ndim
         shape[self._channel_axis(ndim)] = w.shape[0]
         return w.reshape(shape)
 
-    def _grouped(self, a):
-        """``a`` as (batch, groups, the rest of a group's values): channels moved first."""
-        moved = np.moveaxis(a, self._channel_axis(a.ndim), 1)
-        return moved.reshape(moved.shape[0], self.groups, -1), moved.shape
-
-    def _ungrouped(self, g, moved_shape, ndim: int):
-        return np.moveaxis(g.reshape(moved_shape), 1, self._channel_axis(ndim))
-
-    def _channel_sums(self, g):
+    def _to_weight(self, g):
         axis = self._channel_axis(g.ndim)
         return g.sum(axis=tuple(a for a in range(g.ndim) if a != axis), dtype=np.float64).astype(g.dtype)
 
-    def forward(self, x, training=False):
-        grouped, moved_shape = self._grouped(x.astype(np.float64))
-        mean = grouped.mean(axis=2, keepdims=True)
-        var = np.square(grouped - mean).mean(axis=2, keepdims=True)
-        inv = 1.0 / np.sqrt(var + self.epsilon)
-        xhat = self._ungrouped((grouped - mean) * inv, moved_shape, x.ndim).astype(x.dtype)
-        y = xhat
-        if self.scale:
-            y = y * self._per_channel(self.params["gamma"], x.ndim)
-        if self.center:
-            y = y + self._per_channel(self.params["beta"], x.ndim)
-        if training:  # inference leaves the training cache alone (predict may run during fit)
-            self._xhat, self._inv = xhat, inv
-        return np.ascontiguousarray(y, dtype=x.dtype)
-
-    def backward(self, dy):
-        if self._xhat is None:
-            raise self._missing_cache()
-        xhat, inv = self._xhat, self._inv
-        if self.scale:
-            self.grads["gamma"] = self._channel_sums(dy * xhat)
-        if self.center:
-            self.grads["beta"] = self._channel_sums(dy)
-        if not self.input_grad_needed:
-            return None
-        g = (dy * self._per_channel(self.params["gamma"], dy.ndim) if self.scale else dy).astype(np.float64)
-        g, moved_shape = self._grouped(g)
-        h, _ = self._grouped(xhat.astype(np.float64))
-        dx = inv * (g - g.mean(axis=2, keepdims=True) - h * (g * h).mean(axis=2, keepdims=True))
-        return np.ascontiguousarray(self._ungrouped(dx, moved_shape, dy.ndim), dtype=dy.dtype)
-
     def get_config(self):
-        return {
-            **super().get_config(),
-            "groups": self.groups,
-            "axis": self.axis,
-            "epsilon": self.epsilon,
-            "center": self.center,
-            "scale": self.scale,
-            "beta_initializer": initializers.serialize(self.beta_initializer),
-            "gamma_initializer": initializers.serialize(self.gamma_initializer),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**initializers.deserialize_config(config, ("beta_initializer", "gamma_initializer")))
+        return {**super().get_config(), "groups": self.groups, "axis": self.axis}
