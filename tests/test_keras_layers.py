@@ -796,3 +796,23 @@ def test_depthwise_separable_transposed_1d_save_and_load(tmp_path, data_format):
     assert [layer.get_config() for layer in loaded.layers] == [layer.get_config() for layer in model.layers]
     assert loaded.layers[1].padding == (1, 0) and loaded.layers[0].get_config()["depthwise_regularizer"] is not None
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_bilinear_upsampling_reads_two_taps_an_axis():
+    # Each output reads its two neighbours along each axis, as Keras's and PyTorch's: a NaN pixel
+    # reaches 3 x 3 outputs at a corner (factor 2), not whole rows and columns as the dense
+    # interpolation matrices of the first version did (0 * NaN; found by review); inf stays inf.
+    model = convforge.Sequential([layers.Input((4, 4, 1)), layers.UpSampling2D(2, interpolation="bilinear")])
+    x = np.zeros((1, 4, 4, 1), np.float32)
+    x[0, 0, 0, 0] = np.nan
+    y = model.predict(x, verbose=0)
+    assert np.isnan(y).sum() == 9 and np.isnan(y[0, :3, :3]).all() and np.isnan(model(x)).sum() == 9
+    x[0, 0, 0, 0] = np.inf
+    y = model.predict(x, verbose=0)
+    assert np.isinf(y).sum() == 9 and not np.isnan(y).any()
+    layer = model.layers[0]
+    layer.input_grad_needed = True
+    layer.forward(np.zeros((1, 1, 4, 4), np.float32), training=True)
+    dy = np.zeros((1, 1, 8, 8), np.float32)
+    dy[0, 0, 7, 7] = np.nan
+    assert np.isnan(layer.backward(dy)).sum() == 1  # the last output reads the last pixel alone (as torch)

@@ -181,3 +181,15 @@ def test_layer_normalization_output_shape_checks_its_axes():
     with pytest.raises(ValueError, match=r"^LayerNormalization: axis=5 does not name distinct axes"):
         layers.LayerNormalization(axis=5).compute_output_shape((None, 4, 4, 2))
     assert layers.LayerNormalization(axis=[1, 2]).compute_output_shape((None, 4, 4, 2)) == (None, 4, 4, 2)
+
+
+def test_a_nan_result_gives_the_gradient_to_both_sides_as_torch():
+    # torch.maximum's rule (Keras's torch backend): where the two do not compare (a NaN), each
+    # side gets all of the gradient; the first version of the pairwise rule gave neither any.
+    a, b = np.array([[np.nan, 1.0, 2.0]]), np.array([[1.0, np.nan, 2.0]])
+    for cls in (layers.Maximum, layers.Minimum):
+        layer = cls()
+        layer._build([(3,)] * 2, np.float64)
+        layer.forward([a, b], training=True)
+        for g in layer.backward(np.ones((1, 3))):
+            np.testing.assert_array_equal(g, [[1.0, 1.0, 0.5]])

@@ -3330,3 +3330,38 @@ def test_pytorch_bilinear_upsample_imports_and_bilinear_upsampling_round_trips(h
     proto, back = round_trip(mine, images((3, 5, 6, 2)), tmp_path / "back")
     assert [n.op_type for n in proto.graph.node].count("Resize") == 1
     assert back.layers[0].interpolation == "bilinear"
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_squeezes_after_pooling_at_old_opsets_and_a_fixed_batch_of_one(opset, tmp_path):
+    # Before opset 13 a Squeeze's axes are an attribute: reading it raised inside the new chain
+    # reader and the import refused what it took before (found by review).
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.linear = nn.Conv2d(3, 4, 3), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.linear(nn.functional.adaptive_avg_pool2d(self.conv(x), 1).squeeze(-1).squeeze(-1))
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 8, 8)
+    path, expected = exported_torch(Head().eval(), x, tmp_path, opset_version=opset)
+    model = convforge.load_model(path)
+    np.testing.assert_allclose(model.predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
+    # x.squeeze() of a file whose batch is fixed at 1 drops the batch too: no layer does that.
+    fixed = tmp_path / "fixed.onnx"
+    class Squeezed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveMaxPool2d(1))
+
+        def forward(self, t):
+            return self.head(t).squeeze()
+
+    export_torch(Squeezed().eval(), (torch.randn(1, 3, 8, 8),), fixed, input_names=["x"], opset_version=opset)
+    with pytest.raises(ModelFileError, match=r"Squeeze"):
+        convforge.load_model(fixed)

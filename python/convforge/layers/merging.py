@@ -324,21 +324,20 @@ class _Extremum(_Merge):
         if xs is None:
             raise self._missing_cache()
         # Keras reduces the inputs pairwise, op(op(x0, x1), x2) ...; the gradient goes back
-        # through those steps, each giving it to the side equal to its result and half to each on
-        # a tie (torch.maximum's rule, which Keras's torch backend uses): three equal inputs get
-        # 1/4, 1/4 and 1/2, as in Keras. A NaN result gives neither side anything.
-        op, zero = type(self)._op, dy.dtype.type(0)
+        # through those steps by torch.maximum's (torch.minimum's) rule, which Keras's torch
+        # backend uses: all of it to the side that wins, half to each on a tie, and all to both
+        # where they do not compare (a NaN). Three equal inputs get 1/4, 1/4 and 1/2, as in Keras.
+        zero = dy.dtype.type(0)
+        beats = np.greater if type(self)._op is np.maximum else np.less
         running = [xs[0]]  # running[k]: the result of the first k + 1 inputs
         for x in xs[1:-1]:
-            running.append(op(running[-1], x))
+            running.append(type(self)._op(running[-1], x))
         grads, g = [None] * len(xs), dy
         for k in range(len(xs) - 1, 0, -1):
             prev, x = running[k - 1], xs[k]
-            step = y if k == len(xs) - 1 else running[k]
-            tie = prev == x
-            half = np.where(tie, g * 0.5, zero)
-            grads[k] = np.where((step == x) & ~tie, g, half)
-            g = np.where((step == prev) & ~tie, g, half)
+            shared = np.where(prev == x, g * 0.5, g)
+            grads[k] = np.where(beats(prev, x), zero, shared)
+            g = np.where(beats(x, prev), zero, shared)
         grads[0] = g
         if self._broadcasting():
             return [self._reduce_to_input(g, k) for k, g in enumerate(grads)]

@@ -145,20 +145,36 @@ class Cropping2D(_Margins2D):
         return dx
 
 
-def bilinear_matrix(size: int, factor: int, dtype) -> np.ndarray:
-    """The ``(size * factor, size)`` matrix of a 1-D linear upsampling by ``factor`` with half-pixel
-    centres (output i reads input (i + 0.5) / factor - 0.5, clamped to the edges): Keras 3's
-    bilinear resize, PyTorch's ``interpolate(mode='bilinear', align_corners=False)``, ONNX's linear
-    Resize with 'half_pixel' coordinates."""
-    out = np.arange(size * factor)
-    source = np.clip((out + 0.5) / factor - 0.5, 0, size - 1)
+def bilinear_taps(size: int, factor: int, dtype):
+    """``(low, high, weight)`` of a 1-D linear upsampling of ``size`` values by ``factor`` with
+    half-pixel centres: output i is ``(1 - weight[i]) * x[low[i]] + weight[i] * x[high[i]]``,
+    reading input (i + 0.5) / factor - 0.5 clamped to the edges (Keras 3's bilinear resize,
+    PyTorch's ``interpolate(mode='bilinear', align_corners=False)``, ONNX's linear Resize with
+    'half_pixel' coordinates). Two taps an output, as theirs: a NaN reaches only its neighbours."""
+    source = np.clip((np.arange(size * factor) + 0.5) / factor - 0.5, 0, size - 1)
     low = np.floor(source).astype(np.int64)
-    high = np.minimum(low + 1, size - 1)
-    weight = source - low
-    matrix = np.zeros((size * factor, size), np.float64)
-    np.add.at(matrix, (out, low), 1 - weight)
-    np.add.at(matrix, (out, high), weight)
-    return matrix.astype(dtype)
+    return low, np.minimum(low + 1, size - 1), (source - low).astype(dtype)
+
+
+def _interpolate(a, axis: int, taps):
+    low, high, weight = taps
+    shape = [1] * a.ndim
+    shape[axis] = weight.size
+    weight = weight.reshape(shape)
+    return np.take(a, low, axis=axis) * (1 - weight) + np.take(a, high, axis=axis) * weight
+
+
+def _interpolate_backward(g, axis: int, taps, size: int):
+    """The gradient of _interpolate along ``axis`` (``size`` inputs): each output's share added to
+    its two taps."""
+    low, high, weight = taps
+    shape = [1] * g.ndim
+    shape[axis] = weight.size
+    weight = weight.reshape(shape)
+    out = np.zeros((size, *np.delete(g.shape, axis)), g.dtype)
+    np.add.at(out, low, np.moveaxis(g * (1 - weight), axis, 0))
+    np.add.at(out, high, np.moveaxis(g * weight, axis, 0))
+    return np.moveaxis(out, 0, axis)
 
 
 class UpSampling2D(Layer):
@@ -184,7 +200,6 @@ class UpSampling2D(Layer):
         self.data_format = data_format
         self.interpolation = interpolation
         self._trained = False
-        self._matrices = None  # bilinear: (rows, columns) matrices, for the size built
 
     def _compute_internal_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -192,17 +207,11 @@ class UpSampling2D(Layer):
         c, h, w = input_shape
         return (c, h * self.size[0], w * self.size[1])
 
-    def _bilinear(self, h: int, w: int, dtype):
-        key = (h, w, np.dtype(dtype))
-        if self._matrices is None or self._matrices[0] != key:
-            self._matrices = (key, bilinear_matrix(h, self.size[0], dtype), bilinear_matrix(w, self.size[1], dtype))
-        return self._matrices[1:]
-
     def forward(self, x, training=False):
         self._trained = training
         if self.interpolation == "bilinear":
-            rows, columns = self._bilinear(x.shape[2], x.shape[3], x.dtype)
-            return np.ascontiguousarray(np.matmul(np.matmul(rows, x), columns.T))
+            rows = _interpolate(x, 2, bilinear_taps(x.shape[2], self.size[0], x.dtype))
+            return np.ascontiguousarray(_interpolate(rows, 3, bilinear_taps(x.shape[3], self.size[1], x.dtype)))
         return np.repeat(np.repeat(x, self.size[0], axis=2), self.size[1], axis=3)
 
     def backward(self, dy):
@@ -211,8 +220,9 @@ class UpSampling2D(Layer):
         n, c, oh, ow = dy.shape
         sh, sw = self.size
         if self.interpolation == "bilinear":
-            rows, columns = self._bilinear(oh // sh, ow // sw, dy.dtype)
-            return np.ascontiguousarray(np.matmul(np.matmul(rows.T, dy), columns))
+            h, w = oh // sh, ow // sw
+            rows = _interpolate_backward(dy, 3, bilinear_taps(w, sw, dy.dtype), w)
+            return np.ascontiguousarray(_interpolate_backward(rows, 2, bilinear_taps(h, sh, dy.dtype), h))
         return dy.reshape(n, c, oh // sh, sh, ow // sw, sw).sum(axis=(3, 5))
 
     def get_config(self):

@@ -551,17 +551,20 @@ def import_squeeze(ctx, node):
 def _squeezed_positions(ctx, node, kept: list, channels: int):
     """The positions a Squeeze removes from a tensor of the pooled tensor's axes ``kept``, or None
     where it cannot be read. Without axes it removes every unit axis: the spatial ones, and the
-    channels if there is one (the batch is taken as not 1, as the file's own dynamic batch)."""
+    channels if there is one (a dynamic batch is taken as not 1; a file's fixed batch of 1 would go
+    too: None)."""
     try:
         if ctx.opset >= 13:
             if node.attribute or len(node.input) > 2:
                 return None
             axes = ctx.constant(node, 1, "axes").reshape(-1) if len(node.input) > 1 and node.input[1] else None
-        else:
-            axes = ctx.attributes(node, {"axes": None})["axes"]
+        else:  # an attribute before opset 13, absent (or empty) for every unit axis
+            axes = list(ctx.attributes(node, {"axes": []})["axes"]) or None
     except Exception:  # noqa: BLE001 - a node we cannot read is simply not fused; its importer reports it
         return None
     if axes is None:
+        if ctx.fixed_batch == 1:  # the file's batch of 1 goes too: no layer keeps the batch so
+            return None
         return {i for i, a in enumerate(kept) if a >= 2 or (a == 1 and channels == 1)}
     rank = len(kept)
     if not all(-rank <= int(a) < rank for a in axes):
