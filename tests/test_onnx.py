@@ -3365,3 +3365,49 @@ def test_squeezes_after_pooling_at_old_opsets_and_a_fixed_batch_of_one(opset, tm
     export_torch(Squeezed().eval(), (torch.randn(1, 3, 8, 8),), fixed, input_names=["x"], opset_version=opset)
     with pytest.raises(ModelFileError, match=r"Squeeze"):
         convforge.load_model(fixed)
+
+
+def test_pytorch_cifar_resnet_option_a_shortcut_imports(tmp_path):
+    # CIFAR ResNets' parameter-free shortcut (He et al.'s option A, as popular CIFAR-10
+    # implementations write it): F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p)). The strided Slice
+    # and the Pad of the channel axis were refused; they import as a 1x1 max pooling of stride 2
+    # and the zero channels added through a (channels, pixels) view (exact).
+    torch = pytest.importorskip("torch")
+    nn, F = torch.nn, torch.nn.functional
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(4, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8)
+            self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8)
+
+        def forward(self, x):
+            out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+            return F.relu(out + F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2), "constant", 0))
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), Block()).eval()
+    randomise_torch_batchnorm = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for bn in randomise_torch_batchnorm:
+            bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(3, 3, 8, 8)
+    path, expected = exported_torch(net, x, tmp_path)
+    model = convforge.load_model(path)  # a graph (the Add): channels-last
+    got = model.predict(np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1)), verbose=0)
+    np.testing.assert_allclose(got.transpose(0, 3, 1, 2), expected, rtol=RTOL, atol=ATOL)
+
+    class Chain(nn.Module):  # a crop with its steps, and uneven zero channels, in a chain
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, t):
+            return F.pad(self.conv(t)[:, :, 1::2, ::3], (0, 0, 0, 0, 1, 3))
+
+    x = torch.randn(2, 3, 9, 8)
+    path, expected = exported_torch(Chain().eval(), x, tmp_path)
+    np.testing.assert_allclose(convforge.load_model(path).predict(x.numpy(), verbose=0), expected, rtol=RTOL, atol=ATOL)
+    back = convforge.load_model(path, input_layout="channels_last")
+    got = back.predict(np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1)), verbose=0)
+    np.testing.assert_allclose(got.transpose(0, 3, 1, 2), expected, rtol=RTOL, atol=ATOL)

@@ -92,9 +92,12 @@ GELU, as opset 20's Gelu op or spelt out as arithmetic around an Erf or a Tanh, 
 ``Mul(x, Sigmoid(x))``, PyTorch's ``nn.SiLU``) (any order of the nodes: the formula is evaluated
 and compared, ``_formulas``), an AveragePool with count_include_pad=1 (PyTorch's ``AvgPool2d``
 default) as ZeroPadding2D and a 'valid' AveragePooling2D, Transpose of an image's axes (Permute),
-Pad/Slice (ZeroPadding2D/Cropping2D), Resize/Upsample of mode 'nearest' by whole factors of height and
+Pad/Slice (ZeroPadding2D/Cropping2D; a Slice with forward steps, PyTorch's ``x[:, :, ::2, ::2]``,
+also a 1x1 MaxPooling2D of those strides; zero channels padded, CIFAR ResNets' "option A"
+shortcut, through a (channels, pixels) view: Reshape, ZeroPadding1D, Reshape), Resize/Upsample of mode 'nearest' by whole factors of height and
 width (UpSampling2D: PyTorch's ``nn.Upsample(scale_factor=k)``; any coordinate transformation and rounding
-that read input pixel floor(i / k) for output pixel i at the model's sizes; 'linear' and 'cubic' are refused;
+that read input pixel floor(i / k) for output pixel i at the model's sizes; 'linear' with 'half_pixel'
+coordinates, PyTorch's bilinear ``nn.Upsample``, as UpSampling2D's bilinear; other 'linear' and 'cubic' are refused;
 and Keras's exporter's np.repeat of height and width, Unsqueeze -> Expand -> Reshape: ``_repeat``),
 and of one axis of a sequence: a zero Pad (ZeroPadding1D; negative pads: Cropping1D), Slice (Cropping1D)
 or nearest Resize (UpSampling1D) of axis 1 of (batch, a, b) is the layer with data_format='channels_last',

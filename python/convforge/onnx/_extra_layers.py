@@ -598,9 +598,15 @@ def import_pad(ctx, node):
         raise ctx.error(node, f"takes images (batch, channels, height, width); its input is {('batch', *shape)}")
     sides = ctx.zero_pad_sides(node, a, 4, "ZeroPadding2D")
     before, after = ({to_nchw[k]: v for k, v in side.items()} for side in sides)
-    if any(before.get(i, 0) or after.get(i, 0) for i in (0, 1)):
-        raise ctx.error(node, "padding the batch or channel axis is not supported")
     margins = (before.get(2, 0), after.get(2, 0), before.get(3, 0), after.get(3, 0))
+    channels = (before.get(1, 0), after.get(1, 0))
+    if before.get(0, 0) or after.get(0, 0) or any(channels) and (
+            base is not None or a["mode"] != "constant" or any(margins) or min(channels) < 0):
+        raise ctx.error(node, "padding the batch axis, or the channel axis other than with zeros alone, is not "
+                              "supported")
+    if any(channels):
+        _pad_channels(ctx, node, shape, channels)
+        return
     if max(margins) > _params.MAX_PARAM:
         raise ctx.error(node, f"padding {margins} is too large")
     if a["mode"] == "edge":
@@ -617,6 +623,27 @@ def import_pad(ctx, node):
         t, b, l, r = margins
         layer = _layer_class(ctx, node, "ZeroPadding2D")(((t, b), (l, r)), ctx.data_format)
     _add_on_view(ctx, node, layer, base)
+
+
+def _pad_channels(ctx, node, shape, channels) -> None:
+    """Zero channels before and after those of an NCHW image (CIFAR ResNets' "option A"
+    shortcut, F.pad(x, (0, 0, 0, 0, p, p))): Keras has no layer for it, so the image's (c, h, w)
+    values become a (channels, pixels) sequence, ZeroPadding1D adds the zero channels as steps,
+    and the values go back to an image (exact, at the cost of the moves)."""
+    c, h, w = shape
+    grown = c + channels[0] + channels[1]
+    out = node.output[0]
+    if ctx.data_format == "channels_first":  # the image is (c, h, w) as the model holds it
+        steps = [(_layers.Reshape((c, h * w)), node.input[0], out + "#chw")]
+        last = [(_layers.Reshape((grown, h, w)), out + "#padded", out)]
+    else:  # the user's (h, w, c) image: its (c, h, w) order first, and back at the end
+        steps = [(_layers.Permute((3, 1, 2)), node.input[0], out + "#c_h_w"),
+                 (_layers.Reshape((c, h * w)), out + "#c_h_w", out + "#chw")]
+        last = [(_layers.Reshape((grown, h, w)), out + "#padded", out + "#grown_hw"),
+                (_layers.Permute((2, 3, 1)), out + "#grown_hw", out)]
+    pad = _layer_class(ctx, node, "ZeroPadding1D")(tuple(channels), data_format="channels_last")
+    for layer, source, made in [*steps, (pad, out + "#chw", out + "#padded"), *last]:
+        ctx.add_layer(node, layer, [source], made)
 
 
 def _view_axes(ctx, node):
@@ -644,10 +671,11 @@ def _edge_pad_into_pool(ctx, node, shape, margins) -> None:
     ctx.consume_all([node, *passed], ctx.input_name(node))
 
 
-def _slice_margins(ctx, node, shape, to_axis=None) -> dict:
+def _slice_margins(ctx, node, shape, to_axis=None, strides=None) -> dict:
     """What a Slice removes from each axis it names: ``{axis: (before, after)}``, the axes counted
     as in ``(batch, *shape)`` (``to_axis`` maps the Slice's axes there: a channels-last view's to
-    NCHW). The batch stays whole and the steps are 1 (a contiguous crop)."""
+    NCHW). The batch stays whole and the steps are 1 (a contiguous crop), or, given a dict
+    ``strides``, positive: filled with ``{axis: step}`` (the crop's values every step-th)."""
     rank = len(shape) + 1
     starts = [int(v) for v in ctx.constant(node, 1, "starts").reshape(-1)]
     ends = [int(v) for v in ctx.constant(node, 2, "ends").reshape(-1)]
@@ -656,10 +684,14 @@ def _slice_margins(ctx, node, shape, to_axis=None) -> dict:
     axes = list(range(len(starts))) if axes is None else [int(v) % rank for v in axes.reshape(-1)]
     if to_axis is not None:
         axes = [to_axis[axis] for axis in axes]
-    if steps is not None and np.any(steps != 1):
-        raise ctx.error(node, f"steps {list(steps.reshape(-1))}: only contiguous crops are supported")
-    if not len(starts) == len(ends) == len(axes) or len(set(axes)) != len(axes):
-        raise ctx.error(node, f"starts {starts}, ends {ends} and axes {axes} do not match")
+    steps = [1] * len(starts) if steps is None else [int(v) for v in steps.reshape(-1)]
+    if any(k != 1 for k in steps) and (strides is None or any(k < 1 for k in steps)):
+        raise ctx.error(node, f"steps {steps}: only contiguous crops"
+                              f"{' and forward steps of an image' if strides is not None else ''} are supported")
+    if not len(starts) == len(ends) == len(axes) == len(steps) or len(set(axes)) != len(axes):
+        raise ctx.error(node, f"starts {starts}, ends {ends}, axes {axes} and steps {steps} do not match")
+    if strides is not None:
+        strides.update({axis: k for axis, k in zip(axes, steps) if k != 1})
     full = (None, *shape)
     margins = {}
     for axis, start, end in zip(axes, starts, ends):
@@ -684,11 +716,24 @@ def import_slice(ctx, node):
     shape = ctx.ref_shape(base) if base is not None else ctx.shape(node, 0)
     if len(shape) != 3:
         raise ctx.error(node, f"only crops of images and sequences are supported; its input is {('batch', *shape)}")
-    margins = _slice_margins(ctx, node, shape, to_nchw)
-    if margins.get(1, (0, 0)) != (0, 0):
+    strides = {} if base is None else None
+    margins = _slice_margins(ctx, node, shape, to_nchw, strides)
+    if margins.get(1, (0, 0)) != (0, 0) or strides and 1 in strides:
         raise ctx.error(node, "slicing the channel axis is not supported")
-    layer = _layer_class(ctx, node, "Cropping2D")((margins.get(2, (0, 0)), margins.get(3, (0, 0))), ctx.data_format)
-    _add_on_view(ctx, node, layer, base)
+    crop = (margins.get(2, (0, 0)), margins.get(3, (0, 0)))
+    layer = _layer_class(ctx, node, "Cropping2D")(crop, ctx.data_format)
+    if not strides:
+        _add_on_view(ctx, node, layer, base)
+        return
+    # x[:, :, a:b:k, c:d:l] (CIFAR ResNets' "option A" shortcut x[:, :, ::2, ::2]): the crop, then
+    # every k-th row and l-th column, which a 1x1 max pooling of strides (k, l) takes exactly.
+    source = node.input[0]
+    if any(crop[0] + crop[1]):
+        source = node.output[0] + "#crop"
+        ctx.add_layer(node, layer, [node.input[0]], source)
+    pool = _layer_class(ctx, node, "MaxPooling2D")((1, 1), (strides.get(2, 1), strides.get(3, 1)), "valid",
+                                                   ctx.data_format)
+    ctx.add_layer(node, pool, [source], node.output[0])
 
 
 _MERGES = {"Add": "Add", "Sum": "Add", "Sub": "Subtract", "Mul": "Multiply", "Mean": "Average", "Max": "Maximum",
