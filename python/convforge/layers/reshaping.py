@@ -156,11 +156,16 @@ def bilinear_taps(size: int, factor: int, dtype):
     return low, np.minimum(low + 1, size - 1), (source - low).astype(dtype)
 
 
+def _along(weight, ndim: int, axis: int):
+    """``weight`` shaped to broadcast along ``axis`` of an ``ndim``-axis array."""
+    shape = [1] * ndim
+    shape[axis] = weight.size
+    return weight.reshape(shape)
+
+
 def _interpolate(a, axis: int, taps):
     low, high, weight = taps
-    shape = [1] * a.ndim
-    shape[axis] = weight.size
-    weight = weight.reshape(shape)
+    weight = _along(weight, a.ndim, axis)
     return np.take(a, low, axis=axis) * (1 - weight) + np.take(a, high, axis=axis) * weight
 
 
@@ -168,9 +173,7 @@ def _interpolate_backward(g, axis: int, taps, size: int):
     """The gradient of _interpolate along ``axis`` (``size`` inputs): each output's share added to
     its two taps."""
     low, high, weight = taps
-    shape = [1] * g.ndim
-    shape[axis] = weight.size
-    weight = weight.reshape(shape)
+    weight = _along(weight, g.ndim, axis)
     out = np.zeros((size, *np.delete(g.shape, axis)), g.dtype)
     np.add.at(out, low, np.moveaxis(g * (1 - weight), axis, 0))
     np.add.at(out, high, np.moveaxis(g * weight, axis, 0))

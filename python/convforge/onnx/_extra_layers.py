@@ -387,8 +387,9 @@ def import_layer_normalization(ctx, node):
 
 
 def start_group_norm(ctx, node, batch) -> bool:
-    """At a Reshape of an NCHW image to (batch, groups, -1) read by an InstanceNormalization
-    (PyTorch's nn.GroupNorm): noted, for that node to make the GroupNormalization (True)."""
+    """At a Reshape to (batch, groups, -1) of an NCHW image, features or a (channels, steps)
+    tensor or view, read by an InstanceNormalization (PyTorch's nn.GroupNorm): noted, for that
+    node to make the GroupNormalization (True)."""
     reader, _ = ctx.next_node(node.output[0])
     if reader is None or reader.op_type != "InstanceNormalization" or not ctx.is_constant(node.input[1]):
         return False
