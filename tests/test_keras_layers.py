@@ -816,3 +816,26 @@ def test_bilinear_upsampling_reads_two_taps_an_axis():
     dy = np.zeros((1, 1, 8, 8), np.float32)
     dy[0, 0, 7, 7] = np.nan
     assert np.isnan(layer.backward(dy)).sum() == 1  # the last output reads the last pixel alone (as torch)
+
+
+def test_identity_layer_is_keras_s_and_passes_values_and_gradients(tmp_path):
+    # Keras 3's layers.Identity (a shortcut that needs no projection, a placeholder head).
+    check([layers.Dense(4, input_shape=(5,)), layers.Identity(), layers.Dense(3, activation="softmax")], (5,))
+    x = convforge.Input((6, 6, 2))
+    model = convforge.Model(x, layers.Add()([layers.Conv2D(2, 1)(x), layers.Identity()(x)]))
+    data = np.random.default_rng(0).standard_normal((2, 6, 6, 2)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(data, verbose=0), model(data), rtol=1e-6, atol=1e-6)
+    model.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(convforge.load_model(tmp_path / "m.npz").predict(data, verbose=0),
+                                  model.predict(data, verbose=0))
+
+
+@pytest.mark.parametrize("make", [lambda: layers.LayerNormalization(input_dim=4), lambda: layers.PReLU(input_dim=4),
+                                  lambda: layers.Dense(3, input_dim=4), lambda: layers.Activation("relu", input_dim=4)])
+def test_input_dim_is_input_shape_of_one_axis_on_every_layer(make):
+    # Keras 3 takes input_dim=n on every layer (Keras 2 tutorials write it on their first layer);
+    # convforge refused it but on Dense.
+    model = convforge.Sequential([make(), layers.Dense(2)])
+    assert model.input_shape == (None, 4)
+    with pytest.raises(ValueError, match="give input_shape or input_dim, not both"):
+        layers.PReLU(input_dim=4, input_shape=(4,))

@@ -17,7 +17,7 @@ Layers
 ------
 Conv2D, MaxPooling2D (MaxPool2D), AveragePooling2D (AvgPool2D), Flatten,
 Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, PReLU, ELU, Softplus,
-Swish (SiLU), GELU, Activation, Input; Embedding (token ids -> vectors); Conv1D, DepthwiseConv1D,
+Swish (SiLU), GELU, Activation, Identity, Input; Embedding (token ids -> vectors); Conv1D, DepthwiseConv1D,
 SeparableConv1D, Conv1DTranspose, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
 GlobalMaxPooling1D, ZeroPadding1D, Cropping1D, UpSampling1D (sequences, channels-last or channels-first);
 Conv2DTranspose, UpSampling2D, Permute, Rescaling;
@@ -49,7 +49,7 @@ from .conv1d import (
 )
 from .conv_transpose import Conv2DTranspose
 from .embedding import Embedding
-from .core import Dense, Dropout, Flatten, Input, InputLayer, Reshape
+from .core import Dense, Dropout, Flatten, Identity, Input, InputLayer, Reshape
 from .noise import GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from .merging import (
     Add,
@@ -137,6 +137,7 @@ __all__ = [
     "GaussianDropout",
     "Embedding",
     "Flatten",
+    "Identity",
     "Input",
     "InputLayer",
     "Layer",

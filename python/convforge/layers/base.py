@@ -213,6 +213,14 @@ def _check_arguments(cls, init):
 
     @functools.wraps(init)
     def checked(self, *args, **kwargs):
+        if "input_dim" in kwargs and "input_dim" not in names and "input_shape" in names:
+            # Keras 3 takes input_dim=n on every layer, as input_shape=(n,) (Keras 2 tutorials'
+            # first Dense); None gives no shape.
+            dim = kwargs.pop("input_dim")
+            if dim is not None:
+                if kwargs.get("input_shape") is not None:
+                    raise ValueError(f"{cls.__name__}: give input_shape or input_dim, not both")
+                kwargs["input_shape"] = (dim,)
         unknown = [k for k in kwargs if k not in names]
         if unknown:
             if all(_neutral(k, kwargs[k]) for k in unknown):

@@ -19,7 +19,7 @@ from .base import (
     weight_options_from_config,
 )
 
-__all__ = ["Dense", "Dropout", "Flatten", "Input", "InputLayer", "Reshape"]
+__all__ = ["Dense", "Dropout", "Flatten", "Identity", "Input", "InputLayer", "Reshape"]
 
 
 class Dense(Layer):
@@ -195,6 +195,17 @@ class Dense(Layer):
     @classmethod
     def from_config(cls, config):
         return cls(**weight_options_from_config(config))
+
+
+class Identity(Layer):
+    """Keras's ``Identity``: its input as it is (a placeholder, e.g. a block's shortcut that
+    needs no projection, or a head to be swapped later)."""
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy):
+        return dy
 
 
 class Flatten(Layer):

@@ -67,7 +67,7 @@ from ..layers import activations as activation_layers
 from ..layers.activations import Activation, Softmax
 from ..layers.base import Layer, WeightDict
 from ..layers.conv import Conv2D
-from ..layers.core import Dense, Dropout, Flatten, Reshape
+from ..layers.core import Dense, Dropout, Flatten, Identity, Reshape
 from ..layers.noise import GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from ..layers.augmentation import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from ..layers.reshaping import Cropping2D, Rescaling, UpSampling2D, ZeroPadding2D
@@ -94,7 +94,7 @@ def enabled() -> bool:
 # model that starts with Keras's data-augmentation block then still runs as one plan (it ran
 # layer by layer: a one-image LeNet-5 behind a RandomFlip 67 us against 9.5).
 _IDENTITY_AT_INFERENCE = (Dropout, SpatialDropout1D, SpatialDropout2D, GaussianNoise, GaussianDropout, RandomFlip,
-                          RandomRotation, RandomZoom, RandomTranslation)
+                          RandomRotation, RandomZoom, RandomTranslation, Identity)
 
 
 class _NotLowered(Exception):

@@ -243,7 +243,8 @@ def export_merge(ctx, layer, inputs):
 
 
 def export_identity(ctx, layer, inputs):
-    """Training-only layers (the random augmentations, GaussianNoise, GaussianDropout): nothing at inference."""
+    """Identity and the training-only layers (the random augmentations, GaussianNoise,
+    GaussianDropout): nothing at inference."""
     return inputs[0]
 
 
@@ -278,6 +279,7 @@ def export_upsampling(ctx, layer, inputs):
 
 
 for _name, _fn in (
+    ("Identity", export_identity),
     ("RandomFlip", export_identity),
     ("RandomRotation", export_identity),
     ("RandomZoom", export_identity),
