@@ -3400,3 +3400,14 @@ def test_pytorch_cifar_resnet_option_a_shortcut_imports(tmp_path):
     back = convforge.load_model(path, input_layout="channels_last")
     got = back.predict(np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1)), verbose=0)
     np.testing.assert_allclose(got.transpose(0, 3, 1, 2), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_a_strided_slice_of_the_batch_is_refused(tmp_path):
+    # x[::2] of the batch: the strided-slice import recorded the step and ignored it (every
+    # sample kept, a silent wrong answer; found on a second read).
+    inits = [numpy_helper.from_array(np.array(v, np.int64), n)
+             for n, v in (("starts", [0]), ("ends", [2**63 - 1]), ("axes", [0]), ("steps", [2]))]
+    node = helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["y"], name="s")
+    path = save_graph(tmp_path / "m.onnx", [node], inits)
+    with pytest.raises(ModelFileError, match=r"node 's' \(Slice\).*slicing the batch axis is not supported"):
+        convforge.load_model(path)

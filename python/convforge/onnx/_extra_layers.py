@@ -697,9 +697,9 @@ def _slice_margins(ctx, node, shape, to_axis=None, strides=None) -> dict:
         strides.update({axis: k for axis, k in zip(axes, steps) if k != 1})
     full = (None, *shape)
     margins = {}
-    for axis, start, end in zip(axes, starts, ends):
+    for axis, start, end, step in zip(axes, starts, ends, steps):
         if axis == 0:
-            if start == 0 and end >= INT64_MAX:
+            if start == 0 and end >= INT64_MAX and step == 1:
                 continue  # the whole batch
             raise ctx.error(node, "slicing the batch axis is not supported")
         size = full[axis]
