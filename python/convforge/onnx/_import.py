@@ -299,9 +299,7 @@ class ImportContext:
         combined, that the walk reaches later: exporters put them right before their reader)?"""
         if self.is_constant(name):
             return True
-        if self._makers is None:
-            self._makers = {out: node for node in self._nodes for out in node.output if out}
-        node = self._makers.get(self.resolve(name))
+        node = self.producer(name)
         if node is None or node.op_type != "Constant" and (depth == 0 or not node.input):
             return False
         return node.op_type == "Constant" or all(not n or self._fixed(n, depth - 1) for n in node.input)
@@ -310,7 +308,7 @@ class ImportContext:
         """The node whose output ``name`` is (past aliases), or None for a graph input or initializer."""
         if self._makers is None:
             self._makers = {out: node for node in self._nodes for out in node.output if out}
-        return self._makers.get(self.resolve(name)) or self._makers.get(name)
+        return self._makers.get(self.resolve(name))
 
     def sole_consumer(self, tensor: str):
         """The one node reading ``tensor`` (not yet translated), if exactly one does and it is not
