@@ -830,8 +830,30 @@ def test_identity_layer_is_keras_s_and_passes_values_and_gradients(tmp_path):
                                   model.predict(data, verbose=0))
 
 
+class _NoInit(layers.Layer):  # a user's layer without an __init__ of its own
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+class _KwargsUp(layers.Layer):  # a user's layer passing **kwargs up, Keras style
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def forward(self, x, training=False):
+        return x * x.dtype.type(self.factor)
+
+    def backward(self, dy):
+        return dy * dy.dtype.type(self.factor)
+
+
 @pytest.mark.parametrize("make", [lambda: layers.LayerNormalization(input_dim=4), lambda: layers.PReLU(input_dim=4),
-                                  lambda: layers.Dense(3, input_dim=4), lambda: layers.Activation("relu", input_dim=4)])
+                                  lambda: layers.Dense(3, input_dim=4), lambda: layers.Activation("relu", input_dim=4),
+                                  lambda: layers.Identity(input_dim=4), lambda: layers.LeakyReLU(input_dim=4),
+                                  lambda: _NoInit(input_dim=4), lambda: _KwargsUp(input_dim=4)])
 def test_input_dim_is_input_shape_of_one_axis_on_every_layer(make):
     # Keras 3 takes input_dim=n on every layer (Keras 2 tutorials write it on their first layer);
     # convforge refused it but on Dense.
@@ -839,3 +861,36 @@ def test_input_dim_is_input_shape_of_one_axis_on_every_layer(make):
     assert model.input_shape == (None, 4)
     with pytest.raises(ValueError, match="give input_shape or input_dim, not both"):
         layers.PReLU(input_dim=4, input_shape=(4,))
+
+
+@pytest.mark.parametrize("make", [lambda **k: layers.Dense(3, **k), lambda **k: layers.Identity(**k),
+                                  lambda **k: _NoInit(**k), lambda **k: _KwargsUp(**k)])
+def test_input_dim_and_unknown_arguments_are_named(make):
+    # Identity and layers without an __init__ of their own (or passing **kwargs up) got Python's
+    # bare "unexpected keyword argument"; a bad input_dim was reported as input_shape's.
+    for bad in (0, 2.5, "4", (4,), True):
+        with pytest.raises(ValueError, match=f"input_dim must be a positive int .*; got {re.escape(repr(bad))}"):
+            make(input_dim=bad)
+    with pytest.raises(TypeError, match="convforge does not support the argument 'foo' of .*'input_shape'"):
+        make(foo=1)
+    make(kernel_constraint=None)  # a Keras default of a feature convforge lacks is taken, not refused
+
+
+def test_leaky_relu_takes_keras_2_alpha_and_the_common_arguments():
+    assert layers.LeakyReLU(alpha=0.1).negative_slope == 0.1
+    assert layers.LeakyReLU(0.2, input_dim=3).input_shape_arg == (3,)
+    with pytest.raises(TypeError, match="convforge does not support the argument 'foo' of LeakyReLU"):
+        layers.LeakyReLU(foo=1)
+
+
+@pytest.mark.parametrize("make", [lambda f: layers.UpSampling2D(2, data_format=f),
+                                  lambda f: layers.Conv2DTranspose(2, 1, data_format=f)])
+def test_data_format_is_checked_and_case_folded_as_keras_does(make):
+    # UpSampling2D and Conv2DTranspose kept data_format as given: 'Channels_Last' (Keras lowercases
+    # it) made the Sequential read its images as channels-first, its output shape another one.
+    model = convforge.Sequential([layers.Conv2D(2, 1, input_shape=(8, 8, 3)), make("Channels_Last")])
+    out = model.predict(np.zeros((1, 8, 8, 3), np.float32), verbose=0)
+    assert out.shape[1:] == model.output_shape[1:] and out.shape[1] == out.shape[2]
+    for bad in ("bogus", 3):
+        with pytest.raises(ValueError, match="data_format must be 'channels_last', 'channels_first' or None"):
+            make(bad)

@@ -360,11 +360,9 @@ class LeakyReLU(_ActivationLayer):
 
     activation_name = "leaky_relu"
 
-    def __init__(self, negative_slope=0.3, *, name=None, input_shape=None, trainable=True, **kwargs):
-        if "alpha" in kwargs:  # Keras 2's name
-            negative_slope = kwargs.pop("alpha")
-        if kwargs:
-            raise TypeError(f"LeakyReLU got unexpected arguments {sorted(kwargs)}")
+    def __init__(self, negative_slope=0.3, *, alpha=None, name=None, input_shape=None, trainable=True):
+        if alpha is not None:  # Keras 2's name, which Keras 3 still takes (and prefers)
+            negative_slope = alpha
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
         if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float, np.floating)):
             raise TypeError(f"LeakyReLU negative_slope must be a number; got {negative_slope!r}")

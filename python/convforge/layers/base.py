@@ -196,9 +196,17 @@ def _unsupported(cls, unknown: list[str]) -> TypeError:
     hint = _UNSUPPORTED_ARGUMENTS.get(name)
     text = f"convforge does not support the argument {name!r} of {cls.__name__}"
     if hint is None:
-        accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+        params = inspect.signature(cls.__init__).parameters.values()
+        accepted = [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if any(p.kind is p.VAR_KEYWORD for p in params):  # a subclass passing **kwargs up to Layer
+            accepted += [n for n in ("name", "input_shape", "trainable") if n not in accepted]
         hint = f"its arguments are {accepted}"
     return TypeError(f"{text}; {hint}")
+
+
+def _check_input_dim(dim, layer_type: str) -> None:
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral) or dim <= 0:
+        raise ValueError(f"{layer_type}: input_dim must be a positive int (the number of input features); got {dim!r}")
 
 
 def _check_arguments(cls, init):
@@ -218,8 +226,9 @@ def _check_arguments(cls, init):
             # first Dense); None gives no shape.
             dim = kwargs.pop("input_dim")
             if dim is not None:
+                _check_input_dim(dim, type(self).__name__)
                 if kwargs.get("input_shape") is not None:
-                    raise ValueError(f"{cls.__name__}: give input_shape or input_dim, not both")
+                    raise ValueError(f"{type(self).__name__}: give input_shape or input_dim, not both")
                 kwargs["input_shape"] = (dim,)
         unknown = [k for k in kwargs if k not in names]
         if unknown:
@@ -836,3 +845,9 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+# Layer's own __init__ checked as a subclass's is: a layer that has none of its own (Identity, a
+# user's subclass, one whose __init__ passes **kwargs up) takes input_dim= and Keras's neutral
+# arguments, and names an unknown one, as the built-in layers do.
+Layer.__init__ = _check_arguments(Layer, Layer.__init__)

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _params
 from .. import functional as F
-from .base import Layer, set_weight_options, weight_options_config, weight_options_from_config
+from .base import Layer, resolve_data_format, set_weight_options, weight_options_config, weight_options_from_config
 
 __all__ = ["Conv2DTranspose"]
 
@@ -86,7 +86,7 @@ class Conv2DTranspose(Layer):
                         f"Conv2DTranspose output_padding must be less than strides on every axis (Keras's rule); "
                         f"got output_padding={self.output_padding}, strides={self.strides} (axis {axis})"
                     )
-        self.data_format = data_format
+        self.data_format = resolve_data_format(data_format)
         set_weight_options(self, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
                            bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
                            bias_regularizer=bias_regularizer, activation_in_place=False)

@@ -12,6 +12,7 @@ from .. import random as _random
 from . import activations
 from .base import (
     Layer,
+    _check_input_dim,
     check_input_shape,
     resolve_data_format,
     set_weight_options,
@@ -71,6 +72,7 @@ class Dense(Layer):
         trainable=True,
     ):
         if input_dim is not None:
+            _check_input_dim(input_dim, "Dense")
             if input_shape is not None:
                 raise ValueError("Dense: give input_shape or input_dim, not both")
             input_shape = (input_dim,)

@@ -200,7 +200,7 @@ class UpSampling2D(Layer):
                 f"convforge does not support UpSampling2D interpolation={interpolation!r}; use 'nearest' or 'bilinear'"
             )
         self.size = _params.pair(size, "size")
-        self.data_format = data_format
+        self.data_format = resolve_data_format(data_format)
         self.interpolation = interpolation
         self._trained = False
 
