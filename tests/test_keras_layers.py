@@ -392,6 +392,35 @@ def test_augmentation_is_training_only_and_seeded():
         np.testing.assert_array_equal(b(x, training=True), a)  # same seed, same draws
 
 
+def test_a_model_called_without_training_augments_as_keras():
+    # Keras's augmentation layers default to training=True: a model called on arrays without
+    # training (the tutorials' look at augmented images, `data_augmentation(images)`) augments,
+    # the rest of the model in inference mode (Keras 3.15.1: aug(x) differs from x, two calls of a
+    # model with a Dropout differ by their flips only). convforge returned the images unchanged.
+    x = np.random.default_rng(0).random((16, 8, 8, 3)).astype(np.float32)
+    aug = convforge.Sequential([layers.RandomFlip("horizontal", seed=3), layers.RandomRotation(0.1, seed=4)])
+    a = aug(x)  # a first call, on an unbuilt model
+    assert a.shape == x.shape and not np.allclose(a, x)
+    twin = convforge.Sequential([layers.RandomFlip("horizontal", seed=3), layers.RandomRotation(0.1, seed=4)])
+    np.testing.assert_array_equal(twin(x, training=True), a)  # the training draws, nothing kept for backward
+    np.testing.assert_array_equal(aug(x, training=False), x)
+    np.testing.assert_array_equal(aug.predict(x, verbose=0), x)
+    flip = layers.RandomFlip("horizontal")
+    inputs = convforge.Input((8, 8, 3))
+    model = convforge.Model(inputs, layers.Conv2D(2, 1)(layers.Dropout(0.5)(flip(inputs))))
+    outs = [model(x) for _ in range(6)]
+    reference = model.predict(x, verbose=0)
+    mirrored = model.predict(np.ascontiguousarray(x[:, :, ::-1]), verbose=0)
+    for out in outs:  # each image as it is or flipped: the Dropout is off
+        same = np.isclose(out, reference, atol=1e-6).all(axis=(1, 2, 3))
+        flipped = np.isclose(out, mirrored, atol=1e-6).all(axis=(1, 2, 3))
+        assert (same | flipped).all()
+    assert not all(np.array_equal(outs[0], o) for o in outs[1:])
+    np.testing.assert_array_equal(model(x, training=False), reference)
+    plain = convforge.Sequential([convforge.Input((8, 8, 3)), layers.Dropout(0.5), layers.Conv2D(2, 1)])
+    np.testing.assert_array_equal(plain(x), plain.predict(x, verbose=0))
+
+
 def test_rotation_by_a_quarter_turn_is_exact():
     layer = layers.RandomRotation((0.25, 0.25))  # always +90 degrees: counter-clockwise, as Keras
     model = convforge.Sequential([layer], dtype="float64")

@@ -1,5 +1,7 @@
 """Tests of convforge.metrics against hand-computed values."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -189,6 +191,22 @@ def test_auc_from_logits_applies_the_sigmoid_as_keras():
     assert metrics.AUC(from_logits=True).get_config()["from_logits"] is True
     with pytest.raises(TypeError, match="from_logits must be True or False"):
         metrics.AUC(from_logits="yes")
+
+
+def test_auc_clips_scores_outside_0_1_as_keras_and_says_so_once():
+    # Logits given to AUC without from_logits: Keras 3.15.1 clips them into [0, 1] (ROC 0.5759186,
+    # PR 0.6040012 on these); convforge counted them as they were and gave ~0.1 on a model's logits.
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    z = rng.standard_normal(200) * 3 + y
+    for curve, keras_value in (("ROC", 0.5759186), ("PR", 0.6040012)):
+        auc = metrics.AUC(curve=curve)
+        with pytest.warns(UserWarning, match="outside \\[0, 1\\] \\(logits\\?\\).*from_logits=True"):
+            auc.update_state(y[:100], z[:100])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # once per metric object
+            auc.update_state(y[100:], z[100:])
+        assert auc.result() == pytest.approx(keras_value, abs=1e-6)
 
 
 def test_a_metric_description_of_no_known_class_is_a_value_error():
@@ -382,11 +400,17 @@ def test_auc_counts_a_nan_prediction_as_below_every_threshold(weights):
     m.update_state(y, p, sample_weight=weights)
     if weights is None:
         assert m.result() == pytest.approx(0.25)
-    # The same as a score below every threshold (-1: below Keras's first one, -1e-7).
+    # A NaN counts below every threshold (a score can no longer be: they are clipped into [0, 1],
+    # and 0 is above Keras's first threshold, -1e-7): the other samples' counts, plus each NaN's
+    # weight in the negatives' column of its class (FN for a positive, TN for a negative) throughout.
+    w = np.ones(4) if weights is None else weights
+    known = ~np.isnan(p)
     reference = metrics.AUC()
-    reference.update_state(y, np.where(np.isnan(p), -1.0, p), sample_weight=weights)
-    assert m.result() == reference.result()
-    np.testing.assert_array_equal(m.counts(), reference.counts())
+    reference.update_state(y[known], p[known], sample_weight=w[known])
+    np.testing.assert_array_equal(m.tp, reference.tp)
+    np.testing.assert_array_equal(m.fp, reference.fp)
+    np.testing.assert_array_equal(m.fn, reference.fn + w[1])
+    np.testing.assert_array_equal(m.tn, reference.tn + w[2])
 
 
 # --------------------------------------------------------------------------- Precision and Recall with

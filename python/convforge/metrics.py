@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import copy
 import numbers
+import warnings
 
 import numpy as np
 
+from ._warnings import user_stacklevel
 from .losses import check_sparse_labels
 
 __all__ = [
@@ -952,6 +954,7 @@ class AUC(_Counting):
         self.num_thresholds = int(num_thresholds)
         inner = [(i + 1) / (self.num_thresholds - 1) for i in range(self.num_thresholds - 2)]
         self.thresholds = np.array([-1e-7, *inner, 1 + 1e-7])
+        self._warned_range = False
         super().__init__(name)
 
     def get_config(self):
@@ -974,6 +977,15 @@ class AUC(_Counting):
         t, p = t.reshape(-1) > 0.5, p.reshape(-1)
         if self.from_logits:  # the sigmoid, without overflow for large negative logits
             p = np.exp(-np.logaddexp(0.0, -p))
+        elif not self._warned_range and len(p) and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
+            self._warned_range = True
+            warnings.warn(f"{type(self).__name__} {self.name!r} got predictions outside [0, 1] (logits?): they are "
+                          "clipped into it, as Keras does; give it from_logits=True for a model whose output has no "
+                          "sigmoid", stacklevel=user_stacklevel())
+        # Into [0, 1] as Keras's (evenly spaced thresholds): a score past either end counts at that end.
+        # Unclipped, scores above 1 + 1e-7 were above every threshold, the curve never reached its
+        # corners and the area of a logit model's curve came out near 0.1 where Keras's is 0.7.
+        p = np.clip(p, 0.0, 1.0)
         # Predictions above each threshold: count (or weigh) through the sorted scores. NaN sorts
         # last; it is above no threshold (NaN > t is false, Keras's and Precision's rule), so only
         # the first `valid` scores can count as above.

@@ -2,7 +2,10 @@
 
 As in Keras, each layer transforms every image of a batch by its own random
 amount while training (``fit``, ``train_on_batch``) and is the identity in
-inference (``predict``, ``evaluate``). The draws come from convforge's
+inference (``predict``, ``evaluate``, ``model(x, training=False)``). A model
+called on arrays without ``training`` (``augment(images)``, the tutorials' look
+at augmented images) augments, as Keras's does (these layers' own default is
+``training=True``): the rest of the model runs in inference mode then. The draws come from convforge's
 generator (:func:`convforge.seed`), or from the layer's own generator when it
 is given ``seed=``: runs are reproducible, but not the same draws as Keras's.
 
@@ -16,6 +19,8 @@ through them.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
 
@@ -27,6 +32,30 @@ from .base import Layer
 __all__ = ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom"]
 
 _FILL_MODES = ("reflect", "wrap", "nearest", "constant")
+
+# Set while a model runs on arrays called without ``training``: its layers run with training
+# False (a bool), and these layers augment as Keras's do when training is not given.
+_TRAINING_UNSET = contextvars.ContextVar("convforge_augment_training_unset", default=False)
+
+
+@contextlib.contextmanager
+def training_unset():
+    """Augmentation layers augment inside this block, with ``training=False`` (``model(x)``)."""
+    token = _TRAINING_UNSET.set(True)
+    try:
+        yield
+    finally:
+        _TRAINING_UNSET.reset(token)
+
+
+def training_unset_now() -> bool:
+    """Inside :func:`training_unset` (the compiled inference plans, which do not augment, step aside)."""
+    return _TRAINING_UNSET.get()
+
+
+def augments_by_default(layer) -> bool:
+    """Does ``layer`` transform its input when ``training`` is not given (Keras's default True)?"""
+    return isinstance(layer, _Augmentation)
 
 
 def _factor_range(factor, name: str, layer: str, bounds=None) -> tuple[float, float]:
@@ -75,6 +104,9 @@ class _Augmentation(Layer):
             )
         return tuple(input_shape)
 
+    def _augments(self, training) -> bool:
+        return bool(training) or _TRAINING_UNSET.get()
+
     def backward(self, dy):
         if self._plan is None:
             raise self._missing_cache()
@@ -88,6 +120,12 @@ class RandomFlip(_Augmentation):
     """Flip each image left-right and/or up-down with probability 1/2, Keras's ``RandomFlip``.
 
     ``mode``: ``'horizontal'``, ``'vertical'`` or ``'horizontal_and_vertical'`` (default).
+
+    Differs from Keras 3 in ``'horizontal_and_vertical'``: here each image is flipped left-right
+    and up-down independently (four outcomes, a quarter each: as TF-Keras 2 and torchvision's two
+    flips in a row); Keras 3 draws one coin per image and flips both axes together or neither
+    (the image as it is or turned by 180 degrees, half each). Write
+    ``RandomFlip('horizontal'), RandomFlip('vertical')`` for the same four outcomes in either.
     """
 
     def __init__(self, mode="horizontal_and_vertical", seed=None, *, name=None, input_shape=None, trainable=True):
@@ -106,14 +144,15 @@ class RandomFlip(_Augmentation):
         return y
 
     def forward(self, x, training=False):
-        if not training:  # the training plan stays: predict may run during fit (docs/RELIABILITY.md 10)
-            return x
+        if not self._augments(training):  # the training plan stays: predict may run during fit
+            return x                      # (docs/RELIABILITY.md 10)
         n = x.shape[0]
         rng = self._generator()
         flip_w = rng.random(n) < 0.5 if self.mode != "vertical" else np.zeros(n, bool)
         flip_h = rng.random(n) < 0.5 if self.mode != "horizontal" else np.zeros(n, bool)
-        self._plan = (flip_w, flip_h)
-        return self._flip(x, self._plan)
+        if training:
+            self._plan = (flip_w, flip_h)
+        return self._flip(x, (flip_w, flip_h))
 
     def _adjoint(self, dy):
         return self._flip(dy, self._plan)  # a flip is its own inverse and adjoint
@@ -156,8 +195,8 @@ class _Affine(_Augmentation):
         return i, inside
 
     def forward(self, x, training=False):
-        if not training:  # the training plan stays: predict may run during fit (docs/RELIABILITY.md 10)
-            return x
+        if not self._augments(training):  # the training plan stays: predict may run during fit
+            return x                      # (docs/RELIABILITY.md 10)
         n, c, h, w = x.shape
         a, b = self._matrices(n, h, w, self._generator())
         rows, cols = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
@@ -181,7 +220,8 @@ class _Affine(_Augmentation):
                 weight = np.where(valid, weight, 0.0)
             # Flat pixel indices into the (n * h * w, c) view: one np.take per corner.
             corners.append(((base + ri * w + ci).reshape(-1), weight.astype(x.dtype).reshape(-1, 1)))
-        self._plan = (corners, x.shape)
+        if training:
+            self._plan = (corners, x.shape)
         pixels = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(n * h * w, c)
         out = np.zeros((n * h * w, c), dtype=x.dtype)
         for flat, weight in corners:

@@ -80,6 +80,7 @@ from ..layers import activations as activation_layers
 from ..layers import fusion
 from ..layers.activations import Sigmoid, Softmax, _ActivationLayer
 from ..layers.base import FLOAT_DTYPES, Layer, call_copy, display_shape
+from ..layers import augmentation as augmentation_layers
 from ..layers.augmentation import _Augmentation
 from ..layers.core import Dropout, InputLayer
 from ..layers.noise import _NoiseLayer
@@ -916,7 +917,7 @@ class Functional(Model):
             yield step.layer, inputs, values[step.out]
 
     def _forward(self, xbs: list, training: bool) -> list:
-        if not training:
+        if not training and not augmentation_layers.training_unset_now():  # (the plans do not augment)
             plan = self._inference_plan()
             if plan is not None and plan.accepts(xbs):
                 outs = plan.run(xbs)

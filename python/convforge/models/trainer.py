@@ -60,6 +60,7 @@ from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..optimizers import _positive_int
+from ..layers.augmentation import augments_by_default, training_unset
 from ..layers.base import display_shape
 from ..layers.symbolic import KerasTensor
 from ..progress import ProgressBar
@@ -1575,11 +1576,23 @@ class Trainer:
         return None
 
     def __call__(self, x, training: bool | None = None) -> np.ndarray:
-        """Outputs for one batch (``predict`` without batching); ``training`` None is False. On
-        symbolic tensors, the model's layers in the graph being built (``_call_symbolic``), where
-        None (not given) and False differ."""
+        """Outputs for one batch (``predict`` without batching). ``training`` None (not given) is
+        False but for the augmentation layers (RandomFlip, RandomRotation, ...), which augment then,
+        as Keras's do (their own default is ``training=True``: ``augment(images)`` shows augmented
+        images; ``model(x)`` of a model that starts with them is random, as in Keras: give
+        ``training=False``, or use ``predict``). On symbolic tensors, the model's layers in the
+        graph being built (``_call_symbolic``), where None (not given) and False differ."""
         if type(x) is not np.ndarray and _symbolic(x):  # an array (the one-call path below) never is
             return self._call_symbolic(x, training)
+        if training is None and not getattr(self, "built", False):
+            self._build_from_data(x)  # a first call: are there layers that augment?
+        if training is None and self._augments_by_default():
+            self._build_from_data(x)
+            x = self._check_x(x, allow_empty=True)
+            if self._batches(x, None, 1).n == 0:
+                return self._to_user(self._empty_outputs())
+            with training_unset():  # the layers run with training=False; these augment
+                return self._to_user(self._forward(self._convert_x(x), training=False))
         if not training and type(x) is np.ndarray and x.ndim:
             # predict's one-call path (CompiledInference.ready), the whole batch at once: None
             # where it declines x, and the path below answers.
@@ -1595,6 +1608,19 @@ class Trainer:
         if training:
             self._clear_caches()
         return self._to_user(out)
+
+    def _augments_by_default(self) -> bool:
+        """Does the (built) model hold a layer that transforms its input when ``training`` is not
+        given (augmentation_layers.augments_by_default)? Kept per graph of layers."""
+        graph = getattr(self, "_graph", self)  # a Sequential's executor, or the functional model itself
+        calls = getattr(graph, "_calls", None) if graph is not None else None
+        if not calls:
+            return False
+        known = getattr(graph, "_augments_by_default_of", None)
+        if known is None or known[0] is not calls:
+            found = any(augments_by_default(c) for cs in calls.values() for c in cs)
+            known = graph._augments_by_default_of = (calls, found)
+        return known[1]
 
     # ================================================================== non-finite diagnosis
 
