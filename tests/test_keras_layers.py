@@ -923,3 +923,61 @@ def test_data_format_is_checked_and_case_folded_as_keras_does(make):
     for bad in ("bogus", 3):
         with pytest.raises(ValueError, match="data_format must be 'channels_last', 'channels_first' or None"):
             make(bad)
+
+
+class _Keras3Scale(layers.Layer):
+    """A layer of one's own written with Keras 3's add_weight: shape first, names left to it."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight((input_shape[-1],), initializer="ones")
+        self.shift = self.add_weight(shape=(input_shape[-1],), initializer="zeros", dtype=None, constraint=None)
+        self.seen = self.add_weight(shape=(), initializer="zeros", trainable=False, name="seen")
+
+    def forward(self, x, training=False):
+        if training:
+            self._x = x
+        return x * self.scale + self.shift
+
+    def backward(self, dy):
+        self.grads["variable"] = (dy * self._x).sum(axis=0)
+        self.grads["variable_1"] = dy.sum(axis=0)
+        return dy * self.scale
+
+
+def test_add_weight_takes_keras_3_s_form():
+    # Keras 3 writes add_weight(shape=..., initializer=...) or the shape first, and names unnamed
+    # weights variable, variable_1 (Keras 3.15.1); convforge wanted the name first: "missing 1
+    # required positional argument: 'name'".
+    model = convforge.Sequential([convforge.Input((3,)), _Keras3Scale(), layers.Dense(2)], dtype="float64")
+    layer = model.layers[0]
+    assert list(layer.params) == ["variable", "variable_1", "seen"]
+    assert layer.params["variable"] is layer.scale and layer.count_params() == 7
+    assert [w.shape for w in layer.non_trainable_weights] == [()]
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(0)
+    assert check_model_gradients(model, rng.standard_normal((4, 3)), rng.standard_normal((4, 2))).passed
+    for make, message in ((lambda s: s.add_weight(initializer="ones"), "needs the weight's shape"),
+                         (lambda s: s.add_weight(shape=(2,), constraint="non_neg"), "constraint='non_neg'"),
+                         (lambda s: s.add_weight(shape=(2,), dtype="float64"), "the model's dtype \\(float32"),
+                         (lambda s: s.add_weight(shape=(2,), foo=1), "unexpected argument 'foo'"),
+                         (lambda s: s.add_weight((2,), name="a", trainable="no"), "trainable must be True or False"),
+                         (lambda s: s.add_weight((2,), shape=(3,)), "shape both by position and by keyword")):
+        class Bad(layers.Layer):
+            def build(self, input_shape, make=make):
+                make(self)
+
+            def forward(self, x, training=False):
+                return x
+
+        with pytest.raises(TypeError, match=message):
+            convforge.Sequential([convforge.Input((3,)), Bad()])
+
+
+def test_a_layer_written_with_keras_s_call_is_told_what_convforge_needs():
+    class KerasStyle(layers.Layer):
+        def call(self, x):
+            return x
+
+    with pytest.raises(NotImplementedError, match="defines call\\(\\), Keras's method: .*forward\\(x, training=False\\) "
+                                                  "and backward\\(dy\\)"):
+        convforge.Sequential([convforge.Input((3,)), KerasStyle()])

@@ -204,6 +204,13 @@ def _unsupported(cls, unknown: list[str]) -> TypeError:
     return TypeError(f"{text}; {hint}")
 
 
+def _same_dtype(value, dtype) -> bool:
+    try:
+        return np.dtype(value) == dtype
+    except TypeError:
+        return False
+
+
 def _check_input_dim(dim, layer_type: str) -> None:
     if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral) or dim <= 0:
         raise ValueError(f"{layer_type}: input_dim must be a positive int (the number of input features); got {dim!r}")
@@ -584,6 +591,12 @@ class Layer:
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Output batch for the input batch ``x``; keep what backward needs if ``training``."""
+        if callable(getattr(type(self), "call", None)):
+            raise NotImplementedError(
+                f"{type(self).__name__} defines call(), Keras's method: convforge has no automatic "
+                "differentiation, so a layer of your own implements forward(x, training=False) and backward(dy) "
+                "in NumPy instead (images arrive NCHW; see help(convforge.layers.Layer))"
+            )
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x, training)")
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
@@ -638,15 +651,24 @@ class Layer:
 
     # ------------------------------------------------------------------ weights
 
-    def add_weight(
-        self, name: str, shape, initializer="glorot_uniform", trainable: bool = True, regularizer=None
-    ) -> np.ndarray:
-        """Create the weight ``self.params[name]`` in the layer's dtype and return it.
+    def add_weight(self, *args, shape=None, initializer=None, trainable: bool = True, regularizer=None, name=None,
+                   **keras_options) -> np.ndarray:
+        """Create the weight ``self.params[name]`` in the layer's dtype and return it (the array
+        itself: keep it, ``self.w = self.add_weight(...)``, and read it in ``forward``).
 
-        ``initializer`` is a name (``'zeros'``, ``'he_normal'``, ...), an
-        initialiser object or a callable ``f(shape, dtype)``; ``regularizer``
-        a :mod:`convforge.regularizers` penalty (added to the training loss).
+        Keras 3's form, ``add_weight(shape=(3,), initializer="ones", name="w")`` (or the shape
+        first: ``add_weight((3,))``; a weight without a name is ``variable``, ``variable_1``, ...,
+        as Keras names it), and convforge's (Keras 2's), ``add_weight("w", (3,), "ones")``, both work.
+        ``initializer`` is a name (``'zeros'``, ``'he_normal'``, ...; default ``'glorot_uniform'``),
+        an initialiser object or a callable ``f(shape, dtype)``; ``regularizer`` a
+        :mod:`convforge.regularizers` penalty (added to the training loss). Keras's ``dtype``,
+        ``autocast``, ``constraint`` and ``aggregation`` are taken at their defaults only (the
+        model's dtype is the weights' dtype).
         """
+        name, shape, initializer, trainable, regularizer = self._add_weight_arguments(
+            args, shape, initializer, trainable, regularizer, name, keras_options)
+        if initializer is None:
+            initializer = "glorot_uniform"
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"weight name must be a non-empty string without '/'; got {name!r}")
         if name in self.params:
@@ -665,7 +687,7 @@ class Layer:
             value = init(shape, self.dtype)
         except MemoryError as err:
             raise MemoryError(too_large) from err
-        value = np.ascontiguousarray(value, dtype=self.dtype)
+        value = np.ascontiguousarray(value, dtype=self.dtype).reshape(shape)  # (a 0-d weight stays 0-d)
         self.params[name] = value
         if not trainable:
             self._non_trainable.add(name)
@@ -674,6 +696,49 @@ class Layer:
 
             self.regularizers[name] = regularizers.get(regularizer, f"regularizer of weight {name!r}")
         return value
+
+    def _add_weight_arguments(self, args, shape, initializer, trainable, regularizer, name, keras_options):
+        """add_weight's arguments in either form: ``(name, shape, initializer, trainable, regularizer)``
+        (convforge's, Keras 2's) or Keras 3's ``(shape, initializer)`` then keywords."""
+        if args and isinstance(args[0], str):  # convforge's order
+            if len(args) > 5:
+                raise TypeError(f"add_weight takes at most 5 positional arguments (name, shape, initializer, "
+                                f"trainable, regularizer); got {len(args)}")
+            given = dict(zip(("name", "shape", "initializer", "trainable", "regularizer"), args))
+        else:  # Keras 3's order
+            if len(args) > 2:
+                raise TypeError("add_weight takes the shape and the initializer as positional arguments (Keras 3's "
+                                f"order), the rest by keyword; got {len(args)} positional arguments")
+            given = dict(zip(("shape", "initializer"), args))
+        for key, value in (("name", name), ("shape", shape), ("initializer", initializer)):
+            if key in given and value is not None:
+                raise TypeError(f"add_weight got {key} both by position and by keyword")
+        name = given.get("name", name)
+        shape = given.get("shape", shape)
+        initializer = given.get("initializer", initializer)
+        trainable = given.get("trainable", trainable)
+        regularizer = given.get("regularizer", regularizer)
+        for key, value in keras_options.items():
+            neutral = {"dtype": (None, self.dtype.name, self.dtype), "autocast": (True,), "constraint": (None,),
+                       "aggregation": ("none", "mean", "sum", "only_first_replica"),
+                       "overwrite_with_gradient": (False,)}.get(key)
+            if neutral is None:
+                raise TypeError(f"add_weight got an unexpected argument {key!r}; it takes shape, initializer, "
+                                "trainable, regularizer and name (and Keras's dtype, autocast, constraint, aggregation "
+                                "at their defaults)")
+            if not any(value is v or (type(value) is type(v) and value == v) for v in neutral) and not (
+                    key == "dtype" and _same_dtype(value, self.dtype)):
+                why = {"dtype": f"a weight takes the model's dtype ({self.dtype.name}; Sequential(..., dtype=...))",
+                       "constraint": "constraints are not applied (none is: give None)"}.get(key, f"only {neutral[0]!r}")
+                raise TypeError(f"convforge does not support add_weight's {key}={value!r}: {why}")
+        if shape is None:
+            raise TypeError("add_weight needs the weight's shape, e.g. add_weight(shape=(units,), initializer='zeros')")
+        if name is None:  # Keras 3's names of unnamed weights
+            name = next(n for n in ("variable", *(f"variable_{k}" for k in range(1, len(self.params) + 2)))
+                        if n not in self.params)
+        if not isinstance(trainable, (bool, np.bool_)):
+            raise TypeError(f"add_weight trainable must be True or False; got {trainable!r}")
+        return name, shape, initializer, trainable, regularizer
 
     def regularization_penalty(self) -> float:
         """Sum of the weight penalties (0.0 without regularizers); trained weights only."""
