@@ -135,6 +135,68 @@ def test_a_broken_custom_layer_fails():
     assert [r.key for r in report.failures] == ["leaky_scale/alpha"]
 
 
+def _bn_dropout_model():
+    convforge.seed(0)
+    model = convforge.Sequential([convforge.Input((6, 6, 2)), layers.Conv2D(3, 3), layers.BatchNormalization(),
+                                  layers.ReLU(), layers.Dropout(0.5), layers.Flatten(), layers.Dense(2)],
+                                 dtype="float64")
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 6, 6, 2)), rng.standard_normal((4, 2))
+    model.fit(x, y, epochs=2, verbose=0)  # moving statistics away from 0 and 1
+    return model, x, y
+
+
+def test_the_inference_function_is_checked_with_training_false(monkeypatch):
+    # training=False raised "backward() needs a forward(x, training=True) first" on any model.
+    # Now: the function predict computes (BatchNormalization on its moving statistics, Dropout
+    # off), trained as a training=False call trains; weights and the training flags put back.
+    model, x, y = _bn_dropout_model()
+    weights = [w.copy() for w in model.get_weights()]
+    report = check_model_gradients(model, x, y, training=False)
+    assert report.passed, report
+    for before, after in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert not any(s.moving_statistics or s.identity_in_training for s in model._graph._steps)
+    # The checked function is the inference one: a backward broken only where BatchNormalization
+    # runs on its moving statistics passes the training-mode check and fails this one.
+    real = layers.BatchNormalization._backward
+
+    def broken_when_frozen(self, dy, overwrite_dy):
+        dx = real(self, dy, overwrite_dy)
+        return dx * 2 if self._frozen_scale is not None else dx
+
+    monkeypatch.setattr(layers.BatchNormalization, "_backward", broken_when_frozen)
+    assert check_model_gradients(model, x, y).passed
+    assert {r.key for r in check_model_gradients(model, x, y, training=False).failures} == {"conv2d/kernel",
+                                                                                           "conv2d/bias"}
+
+
+def test_a_broken_backward_fails_in_inference_mode_too(monkeypatch):
+    model, x, y = _bn_dropout_model()
+    real = layers.Dense.backward
+    monkeypatch.setattr(layers.Dense, "backward", lambda self, dy: -real(self, dy))
+    report = check_model_gradients(model, x, y, training=False)
+    assert {r.key.split("/")[0] for r in report.failures} >= {"conv2d", "batch_normalization"}
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"num_coords": 0}, ValueError, "num_coords must be a positive int"),
+    ({"num_coords": 2.5}, ValueError, "num_coords must be a positive int"),
+    ({"num_coords": True}, ValueError, "num_coords must be a positive int"),
+    ({"seed": -1}, ValueError, "seed must be an int >= 0"),
+    ({"seed": "a"}, ValueError, "seed must be an int >= 0"),
+    ({"training": "yes"}, TypeError, "training must be True or False"),
+])
+def test_arguments_are_checked(kwargs, error, message):
+    model = convforge.Sequential([layers.Dense(2, input_shape=(3,))])
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(error, match=message):
+        check_model_gradients(model, np.ones((2, 3)), np.ones((2, 2)), **kwargs)
+    with pytest.raises(TypeError, match="checks a convforge model"):
+        check_model_gradients("model", np.ones((2, 3)), np.ones((2, 2)))
+
+
 def test_needs_a_loss():
     model = convforge.Sequential([layers.Dense(2, input_shape=(3,))])
     with pytest.raises(ValueError, match="needs a loss"):

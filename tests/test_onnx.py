@@ -2474,6 +2474,31 @@ def test_unsupported_op_or_attribute_names_node_op_attribute(node, inits, messag
         convforge.load_model(path)
 
 
+@pytest.mark.parametrize("pads,message", [
+    ([0, 2, 1, 0, 0, 2, 1, 0], r"channels padded together with height or width .*channel pads \(2, 2\), "
+                               r"height/width pads \(1, 1, 0, 0\)"),
+    ([0, -1, 0, 0, 0, 0, 0, 0], r"a crop of the channels \(negative pads\)"),
+    ([1, 0, 0, 0, 0, 0, 0, 0], r"padding the batch axis \(1, 0\)"),
+])
+def test_a_refused_pad_says_what_it_found(tmp_path, pads, message):
+    # Every one of these was "padding the batch axis, or the channel axis other than with zeros
+    # alone", which neither of the first two does.
+    path = save_graph(tmp_path / "pad.onnx", [helper.make_node("Pad", ["x", "p"], ["y"], name="pad")],
+                      [numpy_helper.from_array(np.array(pads, np.int64), "p")])
+    with pytest.raises(ModelFileError, match=r"node 'pad' \(Pad\): " + message):
+        convforge.load_model(path)
+
+
+def test_attributes_without_a_typed_default_are_read_not_a_type_error(tmp_path):
+    # A Resize with opset 18's axes attribute raised "TypeError: no ONNX attribute type is known
+    # for the default None" before its refusal could name it.
+    scales = numpy_helper.from_array(np.array([2.0, 2.0], np.float32), "s")
+    path = save_graph(tmp_path / "axes.onnx", [helper.make_node("Resize", ["x", "", "s"], ["y"], name="up",
+                                                                mode="nearest", axes=[2, 3])], [scales], opset=19)
+    with pytest.raises(ModelFileError, match=r"node 'up' \(Resize\), attribute 'axes': only scales or sizes of all"):
+        convforge.load_model(path)
+
+
 def test_nchw_chains_with_batchnorm_softmax_or_a_fixed_batch_import_as_onnxruntime_runs_them(tmp_path):
     """Found by a review: a BatchNormalization in a channels-first chain (PyTorch's Conv -> ReLU ->
     BatchNorm2d, which its exporter does not fold) raised an uncaught NotImplementedError; a chain

@@ -129,12 +129,24 @@ def check_model_gradients(
     seed : int
         Chooses the coordinates (a private generator; convforge's is untouched).
     training : bool
-        Check the training-mode function (dropout on) or the inference one.
+        True: the training-mode function (dropout on, BatchNormalization on the batch's
+        statistics). False: the inference one, the function ``predict`` computes (BatchNormalization
+        on its moving statistics; Dropout, the noise and the augmentation layers the identity), as
+        a model called with ``training=False`` trains (Keras's fine-tuning recipe). A layer of your
+        own runs ``forward(x, training=True)`` either way (its backward needs what that keeps).
 
     Returns
     -------
     GradCheckReport
     """
+    if not callable(getattr(model, "loss_and_gradients", None)):
+        raise TypeError(f"check_model_gradients checks a convforge model (Sequential or Model); got {model!r}")
+    if isinstance(num_coords, (bool, np.bool_)) or not isinstance(num_coords, numbers.Integral) or num_coords < 1:
+        raise ValueError(f"num_coords must be a positive int (coordinates checked per weight); got {num_coords!r}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0; got {seed!r}")
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be True or False; got {training!r}")
     for name, value, low in (("eps", eps, "> 0"), ("rtol", rtol, ">= 0"), ("atol", atol, ">= 0")):
         if (
             isinstance(value, (bool, np.bool_))
@@ -161,7 +173,22 @@ def check_model_gradients(
 
         def run(need_grad: bool):
             _random.set_state(state)  # identical dropout masks at every evaluation
-            return model.loss_and_gradients(x, y, training=training, need_grad=need_grad)
+            if training:
+                return model.loss_and_gradients(x, y, training=True, need_grad=need_grad)
+            # The inference function, trained as a training=False call of a model trains: the
+            # layers' backward needs their training-mode forward, so each node runs as it does
+            # at inference (_Step.as_in_inference) inside a training-mode pass.
+            model._build_from_data(x)
+            graph = getattr(model, "_graph", model)
+            steps = list(graph._steps)
+            before = [(step.moving_statistics, step.identity_in_training) for step in steps]
+            try:
+                for step in steps:
+                    step.as_in_inference(True)
+                return model.loss_and_gradients(x, y, training=True, need_grad=need_grad)
+            finally:
+                for step, (moving, identity) in zip(steps, before):
+                    step.moving_statistics, step.identity_in_training = moving, identity
 
         _, gradients = run(True)
         analytic = {key: g.copy() for key, _, g in gradients}

@@ -415,11 +415,15 @@ class _Step:
         self.overwrites_dy = False
         # A BatchNormalization of a base(x, training=False) call: in training too, Keras normalises
         # it with its moving statistics (BatchNormalization._forward).
-        self.moving_statistics = bool(getattr(node, "inference", False)) and isinstance(node.layer, BatchNormalization)
         # Dropout, the noise and the augmentation layers of such a call: in training too, what
         # they are at inference, the identity (forward and backward).
-        self.identity_in_training = bool(getattr(node, "inference", False)) and isinstance(
-            node.layer, (Dropout, _NoiseLayer, _Augmentation))
+        self.as_in_inference(bool(getattr(node, "inference", False)))
+
+    def as_in_inference(self, inference: bool) -> None:
+        """Train this node as the layer runs at inference (``base(x, training=False)``; gradcheck's
+        ``training=False``), or as it trains: the two flags above."""
+        self.moving_statistics = inference and isinstance(self.layer, BatchNormalization)
+        self.identity_in_training = inference and isinstance(self.layer, (Dropout, _NoiseLayer, _Augmentation))
 
 
 def _outputs_logits(layer: Layer, loss) -> bool:

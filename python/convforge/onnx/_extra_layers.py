@@ -603,10 +603,16 @@ def import_pad(ctx, node):
     before, after = ({to_nchw[k]: v for k, v in side.items()} for side in sides)
     margins = (before.get(2, 0), after.get(2, 0), before.get(3, 0), after.get(3, 0))
     channels = (before.get(1, 0), after.get(1, 0))
-    if before.get(0, 0) or after.get(0, 0) or any(channels) and (
-            base is not None or a["mode"] != "constant" or any(margins) or min(channels) < 0):
-        raise ctx.error(node, "padding the batch axis, or the channel axis other than with zeros alone, is not "
-                              "supported")
+    if before.get(0, 0) or after.get(0, 0):
+        raise ctx.error(node, f"padding the batch axis ({before.get(0, 0)}, {after.get(0, 0)}) is not supported")
+    if any(channels):  # zeros on the channel axis alone: _pad_channels
+        reason = ("a crop of the channels (negative pads)" if min(channels) < 0 else
+                  f"'{a['mode']}' padding of the channels" if a["mode"] != "constant" else
+                  "channels padded together with height or width (pad them in two Pads)" if any(margins) else
+                  "a channel pad of a channels-last view" if base is not None else None)
+        if reason is not None:
+            raise ctx.error(node, f"{reason} is not supported (channel pads {channels}, height/width pads {margins}); "
+                                  "convforge imports zeros added to the channels alone")
     if any(channels):
         _pad_channels(ctx, node, shape, channels)
         return

@@ -25,7 +25,7 @@ _FLOAT, _INT, _STRING, _TENSOR, _FLOATS, _INTS = 1, 2, 3, 4, 6, 7
 _ATTRIBUTE_TYPES = {
     "kernel_shape": _INTS, "pads": _INTS, "strides": _INTS, "dilations": _INTS, "perm": _INTS,
     "value": _TENSOR, "value_float": _FLOAT, "value_floats": _FLOATS, "value_int": _INT, "value_ints": _INTS,
-    "axis": _INT, "end": _INT, "start": _INT, "to": _INT,
+    "axis": _INT, "end": _INT, "start": _INT, "to": _INT, "axes": _INTS, "scales": _FLOATS,
 }
 
 
@@ -38,7 +38,7 @@ def _type_of_default(default) -> int:
         return _STRING
     if isinstance(default, (list, tuple)):
         return _INTS
-    raise TypeError(f"no ONNX attribute type is known for the default {default!r}")
+    return None  # no default to tell (an attribute the importer reads, or refuses, by its value)
 
 
 # What a refused op most often is in the file, where its name does not say it: the layer the user
@@ -138,7 +138,7 @@ class ImportContext:
             if attribute.name not in allowed:
                 raise self.error(node, "this attribute is not supported by convforge's importer", attribute.name)
             expected = _ATTRIBUTE_TYPES.get(attribute.name) or _type_of_default(allowed[attribute.name])
-            if attribute.type != expected:
+            if expected is not None and attribute.type != expected:
                 names = onnx.AttributeProto.AttributeType
                 raise self.error(
                     node, f"has type {names.Name(attribute.type)}, expected {names.Name(expected)}", attribute.name
