@@ -981,3 +981,14 @@ def test_a_layer_written_with_keras_s_call_is_told_what_convforge_needs():
     with pytest.raises(NotImplementedError, match="defines call\\(\\), Keras's method: .*forward\\(x, training=False\\) "
                                                   "and backward\\(dy\\)"):
         convforge.Sequential([convforge.Input((3,)), KerasStyle()])
+
+
+@pytest.mark.parametrize("name,keras_name", [("relu", "relu"), ("swish", "silu"), ("silu", "silu"),
+                                             ("relu6", "relu6"), ("hard_swish", "hard_silu"), ("gelu", "gelu"),
+                                             ("sigmoid", "sigmoid"), ("softmax", "softmax"),
+                                             ("leaky_relu", "leaky_relu"), ("tanh", "tanh")])
+def test_layer_activation_has_keras_s_function_name(name, keras_name):
+    # keras.layers.Dense(3, activation=name).activation.__name__ in Keras 3.15.1; convforge's
+    # activation objects had no __name__ (AttributeError in code printing a model's activations).
+    assert layers.Dense(3, activation=name).activation.__name__ == keras_name
+    assert layers.ReLU.__name__ == "ReLU"  # the class keeps its own

@@ -16,7 +16,7 @@ import numpy as np
 from .. import functional as F
 from .. import regularizers
 from . import initializers
-from .base import Layer, display_shape, internal_axis
+from .base import Layer, display_shape, internal_axis, snake_case
 from .normalization import refuse_unsupported
 
 __all__ = [
@@ -50,6 +50,16 @@ class _ActivationLayer(Layer):
         # activation layer must not overwrite its input, which the layer before may keep.
         self._inplace = False
         self._y = None
+
+    @property
+    def __name__(self) -> str:
+        """The function's name, as Keras's ``layer.activation.__name__`` gives it (``'relu'``):
+        code that prints a model's activations reads it (the class keeps its own ``__name__``)."""
+        if type(self) is Swish:  # Keras 3's swish is its silu function
+            return "silu"
+        if type(self) is ReLU and (self.max_value, self.negative_slope, self.threshold) == (6.0, 0.0, 0.0):
+            return "relu6"
+        return self.activation_name or snake_case(type(self).__name__)
 
     def _compute_internal_output_shape(self, input_shape):
         return tuple(input_shape)

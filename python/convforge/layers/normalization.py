@@ -401,7 +401,10 @@ class LayerNormalization(_PerSampleNormalization):
     shapes and parameter counts). The statistics are computed in float64.
 
     Differences from Keras: ``rms_scaling=True``, regularizers and constraints are not
-    supported (NotImplementedError).
+    supported (NotImplementedError). A list mixing negative and positive axes (``[2, -1]``):
+    here the weights follow the axes in the input's order ((5, 8) for an input (None, 6, 5, 8));
+    Keras 3 sorts the numbers as written (-1 before 2: (8, 5)) and then reshapes, not transposes,
+    them onto the input, so its weights of that shape do not carry over. Same-sign lists agree.
     """
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
