@@ -731,11 +731,10 @@ def test_model_names_must_be_strings_without_a_slash():
 
 
 def test_non_symbolic_inputs_are_rejected():
-    # Keras's eager call (the Sequential guide's `y = layer(x)`): the message names the input, not the layer.
-    with pytest.raises(TypeError, match="^the input of Dense is a NumPy array of shape \\(2, 3\\), not a symbolic "
-                                        "tensor: convforge layers do not run on arrays one by one"):
-        layers.Dense(2)(np.zeros((2, 3)))
     x = convforge.Input((3,))
+    with pytest.raises(TypeError, match="^input 1 of Add is a NumPy array of shape \\(2, 3\\), not a symbolic "
+                                        "tensor: .*or on NumPy arrays alone"):
+        layers.Add()([x, np.zeros((2, 3))])
     with pytest.raises(TypeError, match=r"input 1 of Add is list"):
         layers.Add()([x, [x]])
     with pytest.raises(TypeError, match=r"Model inputs\[0\] is ndarray"):
@@ -1138,3 +1137,49 @@ def test_maximum_and_minimum_merge_as_keras():
     np.testing.assert_array_equal(db, [[2.0, 4.0, 0.0]])
     with pytest.raises(TypeError, match="does not support the argument 'axis' of Minimum"):
         layers.Minimum(axis=1)
+
+
+def test_a_layer_called_on_arrays_runs_eagerly_as_keras():
+    # Keras's eager call: `y = layer(x)` (the Sequential guide, the image-classification tutorial's
+    # `for layer in data_augmentation_layers: images = layer(images)`). It raised a TypeError.
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 6, 6, 3)).astype(np.float32)
+    dense = layers.Dense(2)
+    y = dense(x.reshape(4, -1))  # built at its first call, as Keras builds it
+    assert dense.built and y.shape == (4, 2)
+    kernel, bias = dense.get_weights()
+    np.testing.assert_allclose(y, x.reshape(4, -1) @ kernel + bias, rtol=1e-5, atol=1e-6)
+    conv = layers.Conv2D(5, 3, activation="relu")
+    out = conv(x)
+    assert out.shape == (4, 4, 4, 5)  # channels-last, as Keras's
+    k, b = conv.get_weights()  # Keras's (kh, kw, in, out) layout
+    windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(1, 2))  # (4, 4, 4, 3, 3, 3)
+    expected = np.maximum(np.einsum("nhwcij,ijco->nhwo", windows, k) + b, 0)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(layers.Add()([x, x]), 2 * x)
+    np.testing.assert_allclose(layers.Rescaling(1 / 255)(x * 255), x, rtol=1e-6)
+    # training as Keras: not given, the layer's own default.
+    np.testing.assert_array_equal(layers.Dropout(0.5)(x), x)
+    assert (layers.Dropout(0.5)(x, training=True) == 0).any()
+    flip = layers.RandomFlip("horizontal", seed=1)
+    flipped = flip(x)
+    assert all(np.array_equal(f, i) or np.array_equal(f, i[:, ::-1]) for f, i in zip(flipped, x))
+    assert not np.array_equal(flipped, x)
+    np.testing.assert_array_equal(flip(x, training=False), x)
+    bn = layers.BatchNormalization()
+    np.testing.assert_allclose(bn(x), x / np.sqrt(1 + 1e-3), rtol=1e-6)  # the moving statistics (0, 1)
+    assert bn.get_weights()[2].max() == 0  # and left as they were
+    # A layer of a model: its weights, and nothing of the model changes (it still trains).
+    model = convforge.Sequential([convforge.Input((6, 6, 3)), conv, layers.Flatten(), layers.Dense(2)])
+    np.testing.assert_array_equal(model.layers[0](x), out)
+    assert len(conv._inbound_nodes) == 1
+    model.compile(optimizer="sgd", loss="mse")
+    before = conv.get_weights()[0].copy()
+    model.fit(x, np.ones((4, 2), np.float32), epochs=1, verbose=0)
+    assert not np.array_equal(before, conv.get_weights()[0])
+    with pytest.raises(ValueError, match=r"an input is a batch, \(samples, \.\.\.\) .*got an array of shape \(3,\)"):
+        layers.Dense(2)(np.ones(3))
+    with pytest.raises(TypeError, match="training must be True, False or None; got 'yes'"):
+        flip(x, training="yes")
+    with pytest.raises(ValueError, match="cannot take"):
+        conv(np.ones((2, 5, 5, 4), np.float32))  # built for 3 channels

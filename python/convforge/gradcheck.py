@@ -173,22 +173,7 @@ def check_model_gradients(
 
         def run(need_grad: bool):
             _random.set_state(state)  # identical dropout masks at every evaluation
-            if training:
-                return model.loss_and_gradients(x, y, training=True, need_grad=need_grad)
-            # The inference function, trained as a training=False call of a model trains: the
-            # layers' backward needs their training-mode forward, so each node runs as it does
-            # at inference (_Step.as_in_inference) inside a training-mode pass.
-            model._build_from_data(x)
-            graph = getattr(model, "_graph", model)
-            steps = list(graph._steps)
-            before = [(step.moving_statistics, step.identity_in_training) for step in steps]
-            try:
-                for step in steps:
-                    step.as_in_inference(True)
-                return model.loss_and_gradients(x, y, training=True, need_grad=need_grad)
-            finally:
-                for step, (moving, identity) in zip(steps, before):
-                    step.moving_statistics, step.identity_in_training = moving, identity
+            return model.loss_and_gradients(x, y, training=training, need_grad=need_grad)
 
         _, gradients = run(True)
         analytic = {key: g.copy() for key, _, g in gradients}

@@ -168,6 +168,8 @@ def call_layer(layer, inputs, args: tuple, kwargs: dict):
     from .base import snake_case
 
     label = f"layer {layer.name!r} ({type(layer).__name__})" if layer.name else type(layer).__name__
+    if not args and set(kwargs) <= {"training"} and _all_arrays(inputs):
+        return call_eagerly(layer, inputs, kwargs.get("training"), label)
     if args or kwargs:
         given = [*(f"positional argument {i + 2}" for i in range(len(args))), *(repr(k) for k in kwargs)]
         raise NotImplementedError(
@@ -180,9 +182,9 @@ def call_layer(layer, inputs, args: tuple, kwargs: dict):
         if not isinstance(t, KerasTensor):
             where = f"input {i} of " if many else "the input of "
             raise TypeError(
-                f"{where}{label} is {_describe(t)}, not a symbolic tensor: convforge layers do not run on arrays one "
-                "by one (Keras's eager call); call layers on tensors made by convforge.Input(shape=...) (or outputs "
-                "of other layers) to build a model, then use model.predict to run it on arrays"
+                f"{where}{label} is {_describe(t)}, not a symbolic tensor: a layer is called on tensors made by "
+                "convforge.Input(shape=...) (or outputs of other layers) to build a model, or on NumPy arrays alone "
+                "(Keras's eager call, layer(x) or layer(x, training=...)), not on a mix of them or other values"
             )
     if many != layer._takes_list:
         if layer._takes_list:
@@ -240,6 +242,41 @@ def call_layer(layer, inputs, args: tuple, kwargs: dict):
     out = KerasTensor(out_shape, dtype, node, 0, name=f"{layer.name}/output_{node.call_index}")
     node.outputs.append(out)
     return out
+
+
+def _all_arrays(inputs) -> bool:
+    """Arrays (or a list of them), no symbolic tensor among them: Keras's eager call."""
+    values = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    return bool(values) and all(isinstance(v, np.ndarray) for v in values)
+
+
+def call_eagerly(layer, inputs, training, label: str):
+    """``layer(arrays)``: Keras's eager call, run as a model of this one layer (the model's checks,
+    layouts and compiled plan), on a call copy of the layer (its weights, built for these shapes
+    if it was not yet; nothing of a model it belongs to changes). ``training`` as Keras's: not
+    given, the layer's own default (an augmentation layer augments, a Dropout is off)."""
+    from ..models.functional import Model
+    from .base import call_copy
+    from .core import Input
+
+    if training is not None and not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"{label}: training must be True, False or None; got {training!r}")
+    many = isinstance(inputs, (list, tuple))
+    arrays = list(inputs) if many else [inputs]
+    if any(a.ndim < 2 for a in arrays):
+        raise ValueError(f"{label}: an input is a batch, (samples, ...) with at least one axis per sample; got an "
+                         f"array of shape {next(a.shape for a in arrays if a.ndim < 2)}")
+    held = {p.dtype for p in layer.params.values()} if layer.built else set()
+    dtype = sorted(d.name for d in held)[0] if held else "float32"  # Keras's float32 policy
+    tensors = [Input(a.shape[1:], dtype=dtype) for a in arrays]
+    if not layer.built:  # built for these shapes, as Keras builds a layer at its first call
+        shapes = [t._internal for t in tensors]
+        layer._build(shapes if many else shapes[0], np.dtype(dtype))
+        layer._data_format = "channels_last"
+    twin = call_copy(layer)
+    twin._inbound_nodes = []  # the copy's own calls, not the layer's
+    model = Model(tensors if many else tensors[0], twin(tensors if many else tensors[0]))
+    return model(arrays if many else arrays[0], training=None if training is None else bool(training))
 
 
 def _shapes(tensors) -> str:

@@ -637,7 +637,11 @@ class Trainer:
         x, y : arrays
             One batch, in the form ``fit`` takes (the model is built from ``x`` if need be).
         training : bool
-            Training-mode forward pass (dropout on).
+            Training-mode forward pass (dropout on). False: the inference function (what
+            ``predict`` computes), and with ``need_grad`` its gradients, as a model called with
+            ``training=False`` trains: BatchNormalization on its moving statistics, Dropout, the
+            noise and the augmentation layers the identity (a layer of your own runs its
+            training-mode forward, which its backward needs).
         need_grad : bool
             False: only the loss (no backward pass; the gradients come back as None).
 
@@ -654,6 +658,9 @@ class Trainer:
         self._resolve_loss_path()
         x_user, y_ready = self._prepare(x, y)
         xb = self._convert_x(x_user)
+        if need_grad and not training:  # the backward needs the training-mode forward: each node as at inference
+            with self._graph_as_in_inference():
+                return self.loss_and_gradients(x, y, training=True, need_grad=True)
         try:
             value, _, dhead = self._forward_loss(xb, y_ready, training, need_grad)
             if not need_grad:
@@ -1608,6 +1615,21 @@ class Trainer:
         if training:
             self._clear_caches()
         return self._to_user(out)
+
+    @contextlib.contextmanager
+    def _graph_as_in_inference(self):
+        """The (built) graph's nodes train as they run at inference (_Step.as_in_inference), then
+        are put back as they were."""
+        graph = getattr(self, "_graph", self)
+        steps = list(graph._steps)
+        before = [(step.moving_statistics, step.identity_in_training) for step in steps]
+        try:
+            for step in steps:
+                step.as_in_inference(True)
+            yield
+        finally:
+            for step, (moving, identity) in zip(steps, before):
+                step.moving_statistics, step.identity_in_training = moving, identity
 
     def _augments_by_default(self) -> bool:
         """Does the (built) model hold a layer that transforms its input when ``training`` is not
