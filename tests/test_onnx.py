@@ -3436,3 +3436,29 @@ def test_a_strided_slice_of_the_batch_is_refused(tmp_path):
     path = save_graph(tmp_path / "m.onnx", [node], inits)
     with pytest.raises(ModelFileError, match=r"node 's' \(Slice\).*slicing the batch axis is not supported"):
         convforge.load_model(path)
+
+
+@pytest.mark.parametrize("shape, kwargs, reimports", [
+    ((6, 6, 3), {}, True), ((6, 6, 3), {"axis": None}, True), ((7,), {"invert": True}, True), ((5, 4), {}, True),
+    ((6, 6, 3), {"mean": [1, 2, 3], "variance": [1, 4, 9]}, True), ((6, 6, 3), {"axis": (1, 2)}, False),
+])
+def test_normalization_exports_as_sub_and_div(tmp_path, shape, kwargs, reimports):
+    # Keras's Normalization: (x - mean) / std as Sub and Div by constants that broadcast against the
+    # NCHW graph; re-imported as the per-channel affine (one BatchNormalization) where the statistics
+    # are per channel or one value (a (1, 1, 1, 1) constant was refused as "not one value").
+    rng = np.random.default_rng(0)
+    x = (rng.random((8, *shape)) * 5).astype(np.float32)
+    norm = layers.Normalization(**kwargs)
+    if "mean" not in kwargs:
+        norm.adapt(x)
+    tail = [layers.Conv2D(2, 3)] if len(shape) == 3 else [layers.Dense(2)] if len(shape) == 1 else []
+    model = convforge.Sequential([convforge.Input(shape), norm, *tail])
+    path = tmp_path / "norm.onnx"
+    model.export(path, format="onnx")
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(run_ort(path, x), expected, rtol=RTOL, atol=ATOL)
+    if reimports:
+        np.testing.assert_allclose(convforge.load_model(path).predict(x, verbose=0), expected, rtol=RTOL, atol=ATOL)
+    else:  # statistics per pixel position: a constant the importer refuses, by its shape
+        with pytest.raises(ModelFileError, match=r"a constant of shape \(1, 1, 6, 6\)"):
+            convforge.load_model(path)

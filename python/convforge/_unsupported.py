@@ -31,7 +31,6 @@ HINTS: dict[str, dict[str, str]] = {
         "TimeDistributed": _RNN,
         "MultiHeadAttention": "convforge has no attention layers",
         "Attention": "convforge has no attention layers",
-        "Normalization": "normalise the data with NumPy before fit: x = (x - mean) / std",
         "Lambda": "write a small Layer subclass with forward and backward (see help(convforge.layers.Layer))",
         "Conv3D": "convforge convolves 1-D and 2-D data only",
         "MaxPooling3D": "convforge pools 1-D and 2-D data only",

@@ -20,7 +20,7 @@ Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, PReLU, ELU, So
 Swish (SiLU), GELU, Activation, Identity, Input; Embedding (token ids -> vectors); Conv1D, DepthwiseConv1D,
 SeparableConv1D, Conv1DTranspose, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
 GlobalMaxPooling1D, ZeroPadding1D, Cropping1D, UpSampling1D (sequences, channels-last or channels-first);
-Conv2DTranspose, UpSampling2D, Permute, Rescaling;
+Conv2DTranspose, UpSampling2D, Permute, Rescaling, Normalization (adapt() to data);
 RandomFlip, RandomRotation, RandomZoom, RandomTranslation (training-only augmentation);
 SpatialDropout1D, SpatialDropout2D, GaussianNoise, GaussianDropout (training-only noise);
 BatchNormalization, LayerNormalization, GroupNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
@@ -68,6 +68,7 @@ from .merging import (
     subtract,
 )
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
+from .preprocessing import Normalization
 from .reshaping import Permute, Rescaling, UpSampling2D
 
 # Keras's short aliases of the 1-D layers.
@@ -87,6 +88,7 @@ from .reshaping import Cropping2D, ZeroPadding2D
 
 __all__ = [
     "UpSampling2D",
+    "Normalization",
     "Rescaling",
     "RandomZoom",
     "RandomTranslation",

@@ -497,6 +497,11 @@ class Layer:
     # Merge layers (Add, Concatenate, ...) take a list of tensors: forward gets a list of
     # arrays, backward returns one gradient per input.
     _takes_list = False
+    # Weights whose shapes are the user's axes, whatever the layout inside (Normalization's
+    # statistics): a Sequential may build such a layer again for another internal shape of the
+    # same shown one (adapted on channels-first data before the model said it was), and the
+    # layer checks the weights against it (_compute_internal_output_shape).
+    _weights_in_shown_axes = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -295,7 +295,8 @@ class Sequential(Model):
         try:
             for layer in self.layers:
                 layer._data_format = fmt
-                if layer.built and layer.params and layer._internal_input_shape is not None and layer._internal_input_shape != tuple(shape):
+                if layer.built and layer.params and layer._internal_input_shape is not None and layer._internal_input_shape != tuple(shape) \
+                        and not layer._weights_in_shown_axes:
                     raise ValueError(
                         f"layer {layer.name!r} was built for input {layer._show(layer._internal_input_shape)} and cannot take "
                         f"{layer._show(shape)}"

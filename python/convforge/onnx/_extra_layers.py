@@ -255,6 +255,17 @@ def export_rescaling(ctx, layer, inputs):
     return y
 
 
+def export_normalization(ctx, layer, inputs):
+    """``(x - mean) / std`` as Sub and Div (``invert``: Mul and Add), the statistics shaped to
+    broadcast against the graph's (NCHW) tensors, as Keras's own export writes the layer."""
+    mean, std = layer._mean_and_std(len(layer._internal_input_shape) + 1, np.float32)
+    if layer.invert:
+        y = ctx.node("Mul", [inputs[0], ctx.initializer("std", std)], "Mul")
+        return ctx.node("Add", [y, ctx.initializer("mean", mean)], "Add")
+    y = ctx.node("Sub", [inputs[0], ctx.initializer("mean", mean)], "Sub")
+    return ctx.node("Div", [y, ctx.initializer("std", std)], "Div")
+
+
 def export_embedding(ctx, layer, inputs):
     """Rows of the embeddings picked by the ids, which the model holds as floats: Cast to int64, Gather."""
     ids = ctx.node("Cast", inputs, "Cast", to=7)
@@ -287,6 +298,7 @@ for _name, _fn in (
     ("GaussianNoise", export_identity),
     ("GaussianDropout", export_identity),
     ("Rescaling", export_rescaling),
+    ("Normalization", export_normalization),
     ("UpSampling2D", export_upsampling),
     ("UpSampling1D", export_upsampling),
     ("Embedding", export_embedding),
@@ -884,6 +896,8 @@ def _import_affine(ctx, node, index: int) -> None:
         allowed = {(), (1,), (channels,), (1, channels), (1, 1, channels), (1, 1, 1, channels)}
     else:
         allowed = {(), (1,), (channels, 1, 1), (1, channels, 1, 1)}
+    if c.size == 1 and c.ndim <= len(shape) + 1:  # one value, in any shape of 1s that broadcasts
+        allowed.add(c.shape)                    # onto the tensor (Keras's Normalization(axis=None): (1, 1, 1, 1))
     if c.shape not in allowed:
         raise ctx.error(node, f"a constant of shape {c.shape} on a tensor of shape {('batch', *shape)}: only one "
                         "value per channel (or one value) is supported")

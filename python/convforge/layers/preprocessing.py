@@ -1,0 +1,257 @@
+"""Keras's preprocessing layers that learn from the data before training: ``Normalization``.
+
+``Normalization`` standardises its input with a mean and a variance that ``adapt(data)``
+computes from training data (or that are given), as Keras's layer does: a model that starts
+with it takes raw data, and the statistics travel with the model file.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .base import Layer, display_shape, internal_shape
+
+__all__ = ["Normalization"]
+
+# Keras's backend.epsilon(): the smallest standard deviation divided by (a constant feature).
+_EPSILON = 1e-7
+
+
+class Normalization(Layer):
+    """``(x - mean) / sqrt(variance)``, Keras's ``Normalization`` (``invert=True``: the inverse).
+
+    ``axis`` names the axes that keep their own statistics, as Keras counts them on the shape the
+    user sees (channels-last images, the batch axis 0): ``-1`` (default) one mean and variance per
+    channel or feature, ``(1, 2)`` one per pixel position, ``None`` a single pair for the whole
+    input. :meth:`adapt` computes them from data (over the batch and every axis not in ``axis``,
+    in float64); or give ``mean`` and ``variance`` (numbers or arrays that broadcast), and the
+    layer holds no weights. Until adapted, the mean is 0 and the variance 1, as in Keras.
+
+    As Keras: the standard deviation is at least 1e-7 (a constant feature becomes 0), the
+    weights are ``mean``, ``variance`` and ``count`` (non-trainable; Keras's shapes, broadcast
+    against the channels-last input: ``(1, 1, 1, 3)`` for RGB images; ``count`` is 0, as Keras 3
+    leaves it), a second ``adapt`` replaces the statistics. Differs: ``adapt`` takes arrays (a
+    Sequence or generator of batches too), not a ``tf.data`` dataset; ``count`` is stored in the
+    model's float dtype.
+    """
+
+    def __init__(self, axis=-1, mean=None, variance=None, invert=False, *, name=None, input_shape=None,
+                 trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        if axis is None:
+            axes = ()
+        elif isinstance(axis, (list, tuple)):
+            axes = tuple(axis)
+        else:
+            axes = (axis,)
+        if any(isinstance(a, (bool, np.bool_)) or not isinstance(a, numbers.Integral) for a in axes):
+            raise TypeError(f"Normalization axis must be an int, a tuple of ints or None; got {axis!r}")
+        self.axis = tuple(int(a) for a in axes)
+        if (mean is None) != (variance is None):
+            raise ValueError("When setting values directly, both mean and variance must be set (Keras's rule); got "
+                             f"mean={mean!r} and variance={variance!r}")
+        self._fixed = None
+        if mean is not None:
+            fixed = []
+            for arg, value in (("mean", mean), ("variance", variance)):
+                try:
+                    array = np.asarray(value, dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise TypeError(f"Normalization {arg} must be a number or an array of numbers; got {value!r}")
+                if not np.isfinite(array).all():
+                    raise ValueError(f"Normalization {arg} must be finite; got {value!r}")
+                fixed.append(array)
+            if (fixed[1] < 0).any():
+                raise ValueError(f"Normalization variance must be >= 0; got {variance!r}")
+            self._fixed = tuple(fixed)
+        if not isinstance(invert, (bool, np.bool_)):
+            raise TypeError(f"Normalization invert must be True or False; got {invert!r}")
+        self.invert = bool(invert)
+        # As given (the config's), lists where arrays came.
+        self._given = tuple(v.tolist() if isinstance(v, np.ndarray) else v for v in (mean, variance))
+
+    # ------------------------------------------------------------------ shapes
+
+    def _kept_axes(self, rank: int) -> list[int]:
+        """The axes with statistics of their own, on the shown (batch, ...) shape of ``rank`` axes."""
+        kept = sorted({a + rank if a < 0 else a for a in self.axis})
+        if len(kept) != len(self.axis) or not all(1 <= a < rank for a in kept):
+            raise ValueError(
+                f"Normalization{f' {self.name!r}' if self.name else ''}: axis={self.axis if self.axis else None} "
+                f"does not name distinct axes of its input of rank {rank} (1 .. {rank - 1}, or -1 .. -{rank - 1}; "
+                "0 is the batch axis)"
+            )
+        return kept
+
+    def _statistics_shape(self, shown: tuple) -> tuple:
+        """The shape mean and variance broadcast in (Keras's ``layer.mean``): the shown (batch, ...)
+        shape with 1 on the reduced axes."""
+        rank = len(shown) + 1
+        kept = self._kept_axes(rank)
+        return tuple(1 if a == 0 or a not in kept else shown[a - 1] for a in range(rank))
+
+    def _weight_shape(self, shown: tuple) -> tuple:
+        """Keras's shape of the mean and variance weights: the kept axes' sizes alone."""
+        return tuple(shown[a - 1] for a in self._kept_axes(len(shown) + 1))
+
+    @property
+    def mean(self) -> np.ndarray:
+        """The mean, shaped to broadcast against the (channels-last) input, as Keras's ``layer.mean``."""
+        return self._statistic(0)
+
+    @property
+    def variance(self) -> np.ndarray:
+        """The variance, shaped as :attr:`mean`."""
+        return self._statistic(1)
+
+    def _statistic(self, k: int) -> np.ndarray:
+        if not self.built:
+            raise ValueError(f"Normalization {self.name!r} is not built yet: adapt it, or put it in a model")
+        shape = self._statistics_shape(display_shape(self._internal_input_shape, self._data_format))
+        if self._fixed is None:
+            return self.params[("mean", "variance")[k]].reshape(shape)
+        return self._broadcast_given(("mean", "variance")[k], self._fixed[k], shape)
+
+    _weights_in_shown_axes = True
+
+    def _compute_internal_output_shape(self, input_shape):
+        shown = display_shape(input_shape, self._data_format)
+        self._statistics_shape(shown)  # axis checked, as Keras
+        if self.built and self._fixed is None and self.params["mean"].shape != self._weight_shape(shown):
+            raise ValueError(
+                f"Normalization {self.name!r} holds statistics of shape {self.params['mean'].shape} (adapted to other "
+                f"data) and cannot take input {('batch', *shown)}, whose axis={list(self.axis)} has shape "
+                f"{self._weight_shape(shown)}"
+            )
+        return tuple(input_shape)
+
+    def build(self, input_shape):
+        shown = display_shape(input_shape, self._data_format)
+        if self._fixed is None:
+            self.add_weight("mean", self._weight_shape(shown), "zeros", trainable=False)
+            self.add_weight("variance", self._weight_shape(shown), "ones", trainable=False)
+            self.add_weight("count", (), "zeros", trainable=False)
+        else:
+            for arg, array in zip(("mean", "variance"), self._fixed):
+                self._broadcast_given(arg, array, self._statistics_shape(shown))
+
+    def _broadcast_given(self, arg: str, array: np.ndarray, shape: tuple) -> np.ndarray:
+        kept = [d for d in shape[1:] if d != 1]
+        if array.size == 1:
+            return np.full(shape, array.reshape(-1)[0])
+        if array.size == math.prod(kept):  # one value per kept position, in their order
+            return array.reshape(shape)
+        try:
+            return np.broadcast_to(array, shape)
+        except ValueError:
+            raise ValueError(
+                f"Normalization {arg} of shape {array.shape} does not fit statistics of shape {shape} (axis="
+                f"{self.axis if self.axis else None})"
+            ) from None
+
+    # ------------------------------------------------------------------ statistics
+
+    def _mean_and_std(self, ndim: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation (at least 1e-7), shaped to broadcast against the arrays
+        inside the model (images NCHW)."""
+        mean, variance = self.mean, self.variance
+        std = np.maximum(np.sqrt(np.maximum(np.asarray(variance, np.float64), 0.0)), _EPSILON)
+        mean = np.asarray(mean, np.float64)
+        if ndim == 4 and self._data_format != "channels_first":  # (1, h, w, c) -> the NCHW arrays' (1, c, h, w)
+            mean, std = mean.transpose(0, 3, 1, 2), std.transpose(0, 3, 1, 2)
+        return mean.astype(dtype), std.astype(dtype)
+
+    def forward(self, x, training=False):
+        mean, std = self._mean_and_std(x.ndim, x.dtype)
+        return x * std + mean if self.invert else (x - mean) / std
+
+    def backward(self, dy):
+        _, std = self._mean_and_std(dy.ndim, dy.dtype)
+        return dy * std if self.invert else dy / std
+
+    def adapt(self, data, batch_size=None, steps=None) -> None:
+        """Compute the mean and variance of ``data`` (a NumPy array of samples, channels-last
+        images as ``fit`` takes them; or a Sequence or generator of such batches, or of
+        ``(x, y)`` pairs), in float64, and keep them in the layer's weights (replacing what a
+        previous ``adapt`` set). Builds the layer for the data's shape if it is not built.
+
+        ``batch_size`` is accepted for Keras's signature (the statistics are exact either
+        way); ``steps`` limits how many batches of a Sequence or generator are read.
+        """
+        if self._fixed is not None:
+            raise ValueError("Normalization: adapt() computes mean and variance, which this layer was given; make it "
+                             "without mean= and variance= to adapt it")
+        if steps is not None and (isinstance(steps, (bool, np.bool_)) or not isinstance(steps, numbers.Integral)
+                                  or steps < 1):
+            raise ValueError(f"Normalization.adapt steps must be a positive int or None; got {steps!r}")
+        if batch_size is not None and (isinstance(batch_size, (bool, np.bool_))
+                                       or not isinstance(batch_size, numbers.Integral) or batch_size < 1):
+            raise ValueError(f"Normalization.adapt batch_size must be a positive int or None; got {batch_size!r}")
+        batches = self._batches_of(data, steps)
+        total = total_sq = None
+        n = 0
+        for batch in batches:
+            if batch.shape[0] == 0:
+                continue
+            reduce = tuple(a for a in range(batch.ndim) if a not in self._kept_axes(batch.ndim))
+            if total is None:
+                sample_shape, shape = batch.shape[1:], self._statistics_shape(batch.shape[1:])
+                shift = batch.mean(axis=reduce, keepdims=True)  # a shift for the sums' accuracy
+                total, total_sq = np.zeros(shape), np.zeros(shape)
+            elif self._statistics_shape(batch.shape[1:]) != shape:
+                raise ValueError(f"Normalization.adapt: a batch of per-sample shape {batch.shape[1:]} after batches of "
+                                 f"another shape")
+            centred = batch - shift
+            total += centred.sum(axis=reduce, keepdims=True)
+            total_sq += np.square(centred).sum(axis=reduce, keepdims=True)
+            n += batch.size // math.prod(shape)
+        if total is None or n == 0:
+            raise ValueError("Normalization.adapt: the data has no samples")
+        mean = total / n
+        variance = np.maximum(total_sq / n - np.square(mean), 0.0)
+        mean += shift
+        if not self.built:
+            self._build(internal_shape(sample_shape, self._data_format), self.dtype)
+        elif self.params["mean"].shape != self._weight_shape(sample_shape):
+            raise ValueError(f"Normalization {self.name!r} is built for statistics of shape {self.params['mean'].shape}; "
+                             f"adapt got data of per-sample shape {sample_shape}, statistics of shape "
+                             f"{self._weight_shape(sample_shape)}")
+        # In place: a model (and its compiled plans) holds these arrays.
+        self.params["mean"][...] = mean.reshape(self.params["mean"].shape)
+        self.params["variance"][...] = variance.reshape(self.params["variance"].shape)
+        self.params["count"][...] = 0  # Keras 3.15 leaves it 0
+
+    def _batches_of(self, data, steps):
+        """``data`` as float64 batches (samples first, at least one axis a sample)."""
+        def checked(batch):
+            if isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3 and not isinstance(batch[0], numbers.Number):
+                batch = batch[0]  # (x, y) or (x, y, sample_weight), as fit reads a Sequence
+            array = np.asarray(batch)
+            if array.dtype.kind not in "fiub":
+                raise TypeError(f"Normalization.adapt: data must hold real numbers; got an array of dtype {array.dtype}")
+            if array.ndim < 2:
+                raise ValueError(f"Normalization.adapt: data is samples, (samples, features...); got shape {array.shape}")
+            return array.astype(np.float64)
+
+        if isinstance(data, (np.ndarray, list, tuple)):  # the samples themselves
+            yield checked(data)
+            return
+        if hasattr(data, "__getitem__") and hasattr(data, "__len__"):  # a Sequence of batches
+            count = len(data) if steps is None else min(steps, len(data))
+            for i in range(count):
+                yield checked(data[i])
+            return
+        if hasattr(data, "__iter__"):  # a generator of batches
+            for i, batch in enumerate(data):
+                if steps is not None and i >= steps:
+                    break
+                yield checked(batch)
+            return
+        yield checked(data)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": list(self.axis), "invert": self.invert,
+                "mean": self._given[0], "variance": self._given[1]}
