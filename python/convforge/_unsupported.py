@@ -37,8 +37,6 @@ HINTS: dict[str, dict[str, str]] = {
         "Resizing": "resize the images with NumPy (or Pillow) before fit",
         "CenterCrop": "crop the images with NumPy slicing before fit",
         "RandomCrop": "use RandomTranslation, or crop with NumPy before fit",
-        "RandomContrast": "use RandomFlip, RandomRotation, RandomZoom or RandomTranslation",
-        "RandomBrightness": "use RandomFlip, RandomRotation, RandomZoom or RandomTranslation",
         "TextVectorization": "convforge has no text preprocessing",
         "StringLookup": "convforge has no text preprocessing",
         "IntegerLookup": "map values to indices with NumPy",

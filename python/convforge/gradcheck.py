@@ -164,6 +164,10 @@ def check_model_gradients(
         model.build((None, *np.shape(x)[1:]))  # initialised in the model's own dtype, then copied to float64
     original_dtype = model.dtype
     outer_state = _random.get_state()
+    # Layers drawing from generators of their own (an augmentation layer given seed=) replay them
+    # too: every evaluation must see the same draws.
+    own = [g for layer in model.layers for g in layer.random_generators()]
+    outer_own = [g.bit_generator.state for g in own]
     # Training-mode passes move BatchNormalization's moving statistics (hundreds of them here):
     # every weight, the non-trainable ones included, is put back as it was.
     saved_weights = [np.array(w, copy=True) for w in model.get_weights()] if model.built else None
@@ -173,6 +177,8 @@ def check_model_gradients(
 
         def run(need_grad: bool):
             _random.set_state(state)  # identical dropout masks at every evaluation
+            for g, g_state in zip(own, outer_own):
+                g.bit_generator.state = g_state
             return model.loss_and_gradients(x, y, training=training, need_grad=need_grad)
 
         _, gradients = run(True)
@@ -235,4 +241,6 @@ def check_model_gradients(
         if saved_weights is not None:
             model.set_weights(saved_weights)
         _random.set_state(outer_state)
+        for g, g_state in zip(own, outer_own):
+            g.bit_generator.state = g_state
     return GradCheckReport(results, rtol, atol)

@@ -21,7 +21,8 @@ Swish (SiLU), GELU, Activation, Identity, Input; Embedding (token ids -> vectors
 SeparableConv1D, Conv1DTranspose, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
 GlobalMaxPooling1D, ZeroPadding1D, Cropping1D, UpSampling1D (sequences, channels-last or channels-first);
 Conv2DTranspose, UpSampling2D, Permute, Rescaling, Normalization (adapt() to data);
-RandomFlip, RandomRotation, RandomZoom, RandomTranslation (training-only augmentation);
+RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomContrast, RandomBrightness (training-only
+augmentation);
 SpatialDropout1D, SpatialDropout2D, GaussianNoise, GaussianDropout (training-only noise);
 BatchNormalization, LayerNormalization, GroupNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
 (GlobalMaxPool2D), ZeroPadding2D, Cropping2D, DepthwiseConv2D, SeparableConv2D;
@@ -31,7 +32,7 @@ Concatenate.
 
 from . import initializers
 from .activations import ELU, GELU, Activation, LeakyReLU, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Swish, Tanh
-from .augmentation import RandomFlip, RandomRotation, RandomTranslation, RandomZoom
+from .augmentation import RandomBrightness, RandomContrast, RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from .base import Layer
 from .conv import Conv2D
 from .conv1d import (
@@ -94,6 +95,8 @@ __all__ = [
     "RandomTranslation",
     "RandomRotation",
     "RandomFlip",
+    "RandomContrast",
+    "RandomBrightness",
     "Permute",
     "MaxPooling1D",
     "MaxPool1D",

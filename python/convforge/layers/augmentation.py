@@ -1,4 +1,5 @@
-"""Training-only image augmentation: RandomFlip, RandomRotation, RandomZoom, RandomTranslation.
+"""Training-only image augmentation: RandomFlip, RandomRotation, RandomZoom, RandomTranslation,
+RandomContrast, RandomBrightness.
 
 As in Keras, each layer transforms every image of a batch by its own random
 amount while training (``fit``, ``train_on_batch``) and is the identity in
@@ -29,7 +30,7 @@ import numpy as np
 from .. import random as _random
 from .base import Layer
 
-__all__ = ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom"]
+__all__ = ["RandomBrightness", "RandomContrast", "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom"]
 
 _FILL_MODES = ("reflect", "wrap", "nearest", "constant")
 
@@ -96,6 +97,9 @@ class _Augmentation(Layer):
 
     def _generator(self) -> np.random.Generator:
         return self._own_generator if self._own_generator is not None else _random.get_generator()
+
+    def random_generators(self) -> list:
+        return [] if self._own_generator is None else [self._own_generator]
 
     def _compute_internal_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -323,3 +327,105 @@ class RandomTranslation(_Affine):
 
     def get_config(self):
         return {**super().get_config(), "height_factor": self.height_factor, "width_factor": self.width_factor}
+
+
+def _keras_factor(factor, bounds: tuple, layer: str) -> tuple[float, float]:
+    """Keras 3.15's reading of a colour layer's ``factor`` (its ``_set_factor``): a pair, sorted, that
+    reaches into ``bounds``; a number ``f`` within ``bounds`` is ``(max(-|f|, low bound), |f|)``."""
+    message = (f"{layer} factor must be a number (or a list of two numbers) in the range [{bounds[0]}, {bounds[1]}] "
+               f"(Keras's rule); got {factor!r}")
+
+    def number(v):
+        return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+
+    if isinstance(factor, (tuple, list)):
+        if len(factor) != 2 or not all(number(v) for v in factor) or factor[0] > bounds[1] or factor[1] < bounds[0]:
+            raise ValueError(message)
+        low, high = sorted(float(v) for v in factor)
+        return low, high
+    if not number(factor) or not bounds[0] <= factor <= bounds[1]:
+        raise ValueError(message)
+    return max(-abs(float(factor)), float(bounds[0])), abs(float(factor))
+
+
+def _value_range(value_range, layer: str) -> tuple[float, float]:
+    if not isinstance(value_range, (tuple, list)) or len(value_range) != 2 or not all(
+            isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+            for v in value_range):
+        raise ValueError(f"{layer} value_range must be a (low, high) pair of numbers, such as (0, 255) or (0, 1); "
+                         f"got {value_range!r}")
+    low, high = sorted(float(v) for v in value_range)
+    return low, high
+
+
+class _ColourAugmentation(_Augmentation):
+    """A per-image change of the pixel values, clipped into ``value_range`` (Keras's colour layers):
+    ``forward`` draws one number per image; the backward is the exact gradient (the clip's mask)."""
+
+    _cache_attrs = ("_plan",)
+
+    def __init__(self, factor, value_range=(0, 255), seed=None, *, name=None, input_shape=None, trainable=True):
+        super().__init__(seed, name=name, input_shape=input_shape, trainable=trainable)
+        self.factor = _keras_factor(factor, self._FACTOR_BOUNDS, type(self).__name__)
+        self.value_range = _value_range(value_range, type(self).__name__)
+
+    def forward(self, x, training=False):
+        if not self._augments(training):  # the training plan stays: predict may run during fit
+            return x                      # (docs/RELIABILITY.md 10)
+        draws = self._generator().uniform(*self._draw_range(), size=x.shape[0]).reshape(-1, 1, 1, 1)
+        unclipped = self._change(x, draws)
+        low, high = self.value_range
+        y = np.clip(unclipped, low, high).astype(x.dtype, copy=False)
+        if training:
+            self._plan = (draws, (unclipped > low) & (unclipped < high))
+        return y
+
+    def get_config(self):
+        return {**super().get_config(), "factor": list(self.factor), "value_range": list(self.value_range)}
+
+
+class RandomContrast(_ColourAugmentation):
+    """Scale each image's contrast by a random factor, Keras's ``RandomContrast``: each channel's
+    pixels move away from (or towards) that channel's mean over the image, ``(x - mean) * f + mean``,
+    then are clipped into ``value_range`` (default ``(0, 255)``: give ``(0, 1)`` after a
+    ``Rescaling(1 / 255)``). ``f`` is drawn per image, uniform in ``[1 - low, 1 + high]`` for
+    ``factor=(low, high)`` in [0, 1].
+
+    As Keras 3.15 computes it, a number ``factor=0.2`` is ``(0, 0.2)``: factors in [1, 1.2] only
+    (Keras's documentation says [0.8, 1.2]; write ``factor=(0.2, 0.2)`` for that, in either).
+    """
+
+    _FACTOR_BOUNDS = (0, 1)
+
+    def _draw_range(self):
+        return 1.0 - self.factor[0], 1.0 + self.factor[1]
+
+    def _change(self, x, draws):
+        mean = x.mean(axis=(2, 3), keepdims=True, dtype=np.float64)
+        return ((x - mean) * draws + mean).astype(x.dtype)
+
+    def _adjoint(self, dy):
+        draws, inside = self._plan
+        d = np.where(inside, dy, 0).astype(dy.dtype, copy=False)
+        # d/dx of (x - mean) f + mean: f on the pixel, (1 - f) / (h w) through the mean.
+        return (d * draws + (1 - draws) * d.mean(axis=(2, 3), keepdims=True, dtype=np.float64)).astype(dy.dtype)
+
+
+class RandomBrightness(_ColourAugmentation):
+    """Add a random amount to each image, Keras's ``RandomBrightness``: ``factor=(low, high)`` in
+    [-1, 1] (a number ``f``: ``(-f, f)``) draws a delta per image, uniform in ``[low, high]`` times
+    the width of ``value_range`` (default ``(0, 255)``), added to every pixel and channel, then the
+    image is clipped into ``value_range``."""
+
+    _FACTOR_BOUNDS = (-1, 1)
+
+    def _draw_range(self):
+        return self.factor
+
+    def _change(self, x, draws):
+        low, high = self.value_range
+        return x + (draws * (high - low)).astype(x.dtype)
+
+    def _adjoint(self, dy):
+        _, inside = self._plan
+        return np.where(inside, dy, 0).astype(dy.dtype, copy=False)

@@ -661,6 +661,12 @@ class Layer:
         """The output tensor of the layer's first call, as Keras (``Model(m.inputs, [l.output ...])``)."""
         return self._node_tensors("output")
 
+    def random_generators(self) -> list:
+        """The NumPy generators this layer draws from besides convforge's own (an augmentation
+        layer given ``seed=``): what :func:`convforge.gradcheck.check_model_gradients` replays so
+        that every evaluation sees the same draws. A layer of your own with one returns it."""
+        return []
+
     # ------------------------------------------------------------------ weights
 
     def add_weight(self, *args, shape=None, initializer=None, trainable: bool = True, regularizer=None, name=None,

@@ -295,6 +295,8 @@ for _name, _fn in (
     ("RandomRotation", export_identity),
     ("RandomZoom", export_identity),
     ("RandomTranslation", export_identity),
+    ("RandomContrast", export_identity),
+    ("RandomBrightness", export_identity),
     ("GaussianNoise", export_identity),
     ("GaussianDropout", export_identity),
     ("Rescaling", export_rescaling),
