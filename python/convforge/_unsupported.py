@@ -34,8 +34,6 @@ HINTS: dict[str, dict[str, str]] = {
         "Lambda": "write a small Layer subclass with forward and backward (see help(convforge.layers.Layer))",
         "Conv3D": "convforge convolves 1-D and 2-D data only",
         "MaxPooling3D": "convforge pools 1-D and 2-D data only",
-        "Resizing": "resize the images with NumPy (or Pillow) before fit",
-        "CenterCrop": "crop the images with NumPy slicing before fit",
         "RandomCrop": "use RandomTranslation, or crop with NumPy before fit",
         "TextVectorization": "convforge has no text preprocessing",
         "StringLookup": "convforge has no text preprocessing",

@@ -20,7 +20,7 @@ Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, PReLU, ELU, So
 Swish (SiLU), GELU, Activation, Identity, Input; Embedding (token ids -> vectors); Conv1D, DepthwiseConv1D,
 SeparableConv1D, Conv1DTranspose, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
 GlobalMaxPooling1D, ZeroPadding1D, Cropping1D, UpSampling1D (sequences, channels-last or channels-first);
-Conv2DTranspose, UpSampling2D, Permute, Rescaling, Normalization (adapt() to data);
+Conv2DTranspose, UpSampling2D, Permute, Rescaling, Normalization (adapt() to data), Resizing, CenterCrop;
 RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomContrast, RandomBrightness (training-only
 augmentation);
 SpatialDropout1D, SpatialDropout2D, GaussianNoise, GaussianDropout (training-only noise);
@@ -69,7 +69,7 @@ from .merging import (
     subtract,
 )
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
-from .preprocessing import Normalization
+from .preprocessing import CenterCrop, Normalization, Resizing
 from .reshaping import Permute, Rescaling, UpSampling2D
 
 # Keras's short aliases of the 1-D layers.
@@ -90,6 +90,8 @@ from .reshaping import Cropping2D, ZeroPadding2D
 __all__ = [
     "UpSampling2D",
     "Normalization",
+    "Resizing",
+    "CenterCrop",
     "Rescaling",
     "RandomZoom",
     "RandomTranslation",

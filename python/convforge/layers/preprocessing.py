@@ -1,4 +1,5 @@
-"""Keras's preprocessing layers that learn from the data before training: ``Normalization``.
+"""Keras's preprocessing layers: ``Normalization`` (statistics learnt from the data before
+training), ``Resizing`` and ``CenterCrop`` (images to one size).
 
 ``Normalization`` standardises its input with a mean and a variance that ``adapt(data)``
 computes from training data (or that are given), as Keras's layer does: a model that starts
@@ -14,7 +15,7 @@ import numpy as np
 
 from .base import Layer, display_shape, internal_shape
 
-__all__ = ["Normalization"]
+__all__ = ["CenterCrop", "Normalization", "Resizing"]
 
 # Keras's backend.epsilon(): the smallest standard deviation divided by (a constant feature).
 _EPSILON = 1e-7
@@ -255,3 +256,200 @@ class Normalization(Layer):
     def get_config(self):
         return {**super().get_config(), "axis": list(self.axis), "invert": self.invert,
                 "mean": self._given[0], "variance": self._given[1]}
+
+
+# ---------------------------------------------------------------------- Resizing and CenterCrop
+
+
+def _resize_taps(size: int, out_size: int, dtype):
+    """``(low, high, weight)`` of a linear resize of ``size`` values to ``out_size``, half-pixel
+    centres, as PyTorch's ``interpolate(mode='bilinear', align_corners=False)`` (what Keras 3's
+    Resizing runs on its torch backend): output i reads input ``(i + 0.5) * size / out_size - 0.5``,
+    at least 0, its two neighbours clamped to the last."""
+    source = np.maximum((np.arange(out_size) + 0.5) * (size / out_size) - 0.5, 0.0)
+    low = np.minimum(np.floor(source).astype(np.int64), size - 1)
+    return low, np.minimum(low + 1, size - 1), (source - low).astype(dtype)
+
+
+def _nearest_index(size: int, out_size: int) -> np.ndarray:
+    """PyTorch's 'nearest-exact' (Keras 3's 'nearest' on torch): input floor((i + 0.5) * size / out_size)."""
+    return np.minimum(np.floor((np.arange(out_size) + 0.5) * (size / out_size)).astype(np.int64), size - 1)
+
+
+def _aspect_box(height: int, width: int, target_height: int, target_width: int, pad: bool):
+    """Keras's crop (or pad) box to the target's aspect ratio: ``(box height, box width, row, col)``,
+    the image's offset inside a pad box or the box's offset inside the image for a crop."""
+    box_h = int(float(width * target_height) / target_width)
+    box_w = int(float(height * target_width) / target_height)
+    if pad:  # Keras pads both sides by the half (rounded down): an odd difference loses a row
+        row, col = int(float(max(height, box_h) - height) / 2), int(float(max(width, box_w) - width) / 2)
+        return height + 2 * row, width + 2 * col, row, col
+    box_h, box_w = max(min(height, box_h), 1), max(min(width, box_w), 1)
+    return box_h, box_w, int(float(height - box_h) / 2), int(float(width - box_w) / 2)
+
+
+def _positive_size(value, name: str, layer: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{layer} {name} must be a positive int; got {value!r}")
+    if value > 2**20:
+        raise ValueError(f"{layer} {name}={value} is beyond any image (at most 2**20)")
+    return int(value)
+
+
+class Resizing(Layer):
+    """Resize images to ``(height, width)``, Keras's ``Resizing``: ``'bilinear'`` (default; half-pixel
+    centres, two taps an axis, as Keras 3 on its torch backend, ``interpolate(align_corners=False)``)
+    or ``'nearest'`` (PyTorch's 'nearest-exact'). ``crop_to_aspect_ratio=True`` first crops the
+    largest centred box of the target's aspect ratio; ``pad_to_aspect_ratio=True`` pads the image with
+    ``fill_value`` to it instead (Keras's boxes, to the pixel). The backward is the exact adjoint.
+
+    Differences from Keras: ``antialias=True`` and the interpolations ``'bicubic'``, ``'area'``,
+    ``'lanczos3/5'`` and ``'lanczos'`` are refused (NotImplementedError); ``fill_mode`` is
+    ``'constant'`` only (Keras's only one too).
+    """
+
+    _expects_images = True
+
+    def __init__(self, height, width, interpolation="bilinear", crop_to_aspect_ratio=False, pad_to_aspect_ratio=False,
+                 fill_mode="constant", fill_value=0.0, antialias=False, data_format=None, *, name=None,
+                 input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        layer = type(self).__name__
+        self.height, self.width = _positive_size(height, "height", layer), _positive_size(width, "width", layer)
+        if interpolation not in ("bilinear", "nearest"):
+            if interpolation in ("bicubic", "area", "lanczos3", "lanczos5", "lanczos", "gaussian", "mitchellcubic"):
+                raise NotImplementedError(f"convforge does not support {layer} interpolation={interpolation!r}; "
+                                          "use 'bilinear' or 'nearest'")
+            raise ValueError(f"{layer} interpolation must be 'bilinear' or 'nearest'; got {interpolation!r}")
+        for arg, value in (("crop_to_aspect_ratio", crop_to_aspect_ratio), ("pad_to_aspect_ratio", pad_to_aspect_ratio),
+                           ("antialias", antialias)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{layer} {arg} must be True or False; got {value!r}")
+        if crop_to_aspect_ratio and pad_to_aspect_ratio:
+            raise ValueError(f"{layer}: only one of crop_to_aspect_ratio and pad_to_aspect_ratio can be True "
+                             "(Keras's rule)")
+        if antialias:
+            raise NotImplementedError(f"convforge does not support {layer} antialias=True (Keras's default is False)")
+        if fill_mode != "constant":
+            raise ValueError(f"{layer} fill_mode must be 'constant' (Keras's only one); got {fill_mode!r}")
+        if isinstance(fill_value, (bool, np.bool_)) or not isinstance(fill_value, numbers.Real) \
+                or not math.isfinite(fill_value):
+            raise TypeError(f"{layer} fill_value must be a finite number; got {fill_value!r}")
+        from .base import resolve_data_format
+
+        self.interpolation, self.fill_mode, self.fill_value = interpolation, fill_mode, float(fill_value)
+        self.crop_to_aspect_ratio, self.pad_to_aspect_ratio = bool(crop_to_aspect_ratio), bool(pad_to_aspect_ratio)
+        self.antialias = False
+        self.data_format = resolve_data_format(data_format)
+
+    def _compute_internal_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{type(self).__name__} expects images (batch, height, width, channels); got "
+                             f"{self._show(input_shape)}")
+        return (input_shape[0], self.height, self.width)
+
+    def _box(self, h: int, w: int):
+        """None, or ``('crop' | 'pad', box height, box width, row, col)`` before the resize."""
+        if self.crop_to_aspect_ratio or self.pad_to_aspect_ratio:
+            return ("pad" if self.pad_to_aspect_ratio else "crop",
+                    *_aspect_box(h, w, self.height, self.width, self.pad_to_aspect_ratio))
+        return None
+
+    def _framed(self, x):
+        box = self._box(x.shape[2], x.shape[3])
+        if box is None:
+            return x
+        kind, bh, bw, r, c = box
+        if kind == "crop":
+            return x[:, :, r:r + bh, c:c + bw]
+        framed = np.full((*x.shape[:2], bh, bw), self.fill_value, x.dtype)
+        framed[:, :, r:r + x.shape[2], c:c + x.shape[3]] = x
+        return framed
+
+    def _unframed(self, g, h: int, w: int):
+        box = self._box(h, w)
+        if box is None:
+            return g
+        kind, bh, bw, r, c = box
+        if kind == "pad":
+            return g[:, :, r:r + h, c:c + w]
+        dx = np.zeros((*g.shape[:2], h, w), g.dtype)
+        dx[:, :, r:r + bh, c:c + bw] = g
+        return dx
+
+    def forward(self, x, training=False):
+        from .reshaping import _interpolate
+
+        framed = self._framed(x)
+        h, w = framed.shape[2:]
+        if self.interpolation == "nearest":
+            out = framed[:, :, _nearest_index(h, self.height)][:, :, :, _nearest_index(w, self.width)]
+        else:
+            rows = _interpolate(framed, 2, _resize_taps(h, self.height, x.dtype))
+            out = _interpolate(rows, 3, _resize_taps(w, self.width, x.dtype))
+        if training:
+            self._in_hw = x.shape[2:]
+        return np.ascontiguousarray(out, dtype=x.dtype)
+
+    def backward(self, dy):
+        from .reshaping import _interpolate_backward
+
+        if getattr(self, "_in_hw", None) is None:
+            raise self._missing_cache()
+        h0, w0 = self._in_hw
+        box = self._box(h0, w0)
+        h, w = (h0, w0) if box is None else box[1:3]
+        if self.interpolation == "nearest":
+            rows = np.zeros((*dy.shape[:3], w), dy.dtype)
+            np.add.at(rows, (slice(None), slice(None), slice(None), _nearest_index(w, self.width)), dy)
+            g = np.zeros((*dy.shape[:2], h, w), dy.dtype)
+            np.add.at(g, (slice(None), slice(None), _nearest_index(h, self.height)), rows)
+        else:
+            rows = _interpolate_backward(dy, 3, _resize_taps(w, self.width, dy.dtype), w)
+            g = _interpolate_backward(rows, 2, _resize_taps(h, self.height, dy.dtype), h)
+        return np.ascontiguousarray(self._unframed(g, h0, w0))
+
+    _cache_attrs = ("_in_hw",)
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width,
+                "interpolation": self.interpolation, "crop_to_aspect_ratio": self.crop_to_aspect_ratio,
+                "pad_to_aspect_ratio": self.pad_to_aspect_ratio, "fill_mode": self.fill_mode,
+                "fill_value": self.fill_value, "antialias": self.antialias, "data_format": self.data_format}
+
+
+class CenterCrop(Resizing):
+    """The centred ``(height, width)`` window of each image, Keras's ``CenterCrop`` (the window starts
+    at ``(H - height) // 2``); an image smaller than the window on either axis is resized to it
+    instead, after a centred crop to its aspect ratio (Keras's ``smart_resize``: bilinear)."""
+
+    def __init__(self, height, width, data_format=None, *, name=None, input_shape=None, trainable=True):
+        super().__init__(height, width, "bilinear", crop_to_aspect_ratio=True, data_format=data_format, name=name,
+                         input_shape=input_shape, trainable=trainable)
+
+    def _slices(self, h: int, w: int) -> bool:
+        return h >= self.height and w >= self.width
+
+    def forward(self, x, training=False):
+        h, w = x.shape[2:]
+        if not self._slices(h, w):
+            return super().forward(x, training)
+        r, c = (h - self.height) // 2, (w - self.width) // 2
+        if training:
+            self._in_hw = (h, w)
+        return np.ascontiguousarray(x[:, :, r:r + self.height, c:c + self.width])
+
+    def backward(self, dy):
+        if getattr(self, "_in_hw", None) is None:
+            raise self._missing_cache()
+        h, w = self._in_hw
+        if not self._slices(h, w):
+            return super().backward(dy)
+        r, c = (h - self.height) // 2, (w - self.width) // 2
+        dx = np.zeros((*dy.shape[:2], h, w), dy.dtype)
+        dx[:, :, r:r + self.height, c:c + self.width] = dy
+        return dx
+
+    def get_config(self):
+        config = Layer.get_config(self)
+        return {**config, "height": self.height, "width": self.width, "data_format": self.data_format}
