@@ -34,7 +34,6 @@ HINTS: dict[str, dict[str, str]] = {
         "Lambda": "write a small Layer subclass with forward and backward (see help(convforge.layers.Layer))",
         "Conv3D": "convforge convolves 1-D and 2-D data only",
         "MaxPooling3D": "convforge pools 1-D and 2-D data only",
-        "RandomCrop": "use RandomTranslation, or crop with NumPy before fit",
         "TextVectorization": "convforge has no text preprocessing",
         "StringLookup": "convforge has no text preprocessing",
         "IntegerLookup": "map values to indices with NumPy",

@@ -21,8 +21,8 @@ Swish (SiLU), GELU, Activation, Identity, Input; Embedding (token ids -> vectors
 SeparableConv1D, Conv1DTranspose, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
 GlobalMaxPooling1D, ZeroPadding1D, Cropping1D, UpSampling1D (sequences, channels-last or channels-first);
 Conv2DTranspose, UpSampling2D, Permute, Rescaling, Normalization (adapt() to data), Resizing, CenterCrop;
-RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomContrast, RandomBrightness (training-only
-augmentation);
+RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomContrast, RandomBrightness, RandomCrop
+(training-only augmentation);
 SpatialDropout1D, SpatialDropout2D, GaussianNoise, GaussianDropout (training-only noise);
 BatchNormalization, LayerNormalization, GroupNormalization, GlobalAveragePooling2D (GlobalAvgPool2D), GlobalMaxPooling2D
 (GlobalMaxPool2D), ZeroPadding2D, Cropping2D, DepthwiseConv2D, SeparableConv2D;
@@ -32,7 +32,8 @@ Concatenate.
 
 from . import initializers
 from .activations import ELU, GELU, Activation, LeakyReLU, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Swish, Tanh
-from .augmentation import RandomBrightness, RandomContrast, RandomFlip, RandomRotation, RandomTranslation, RandomZoom
+from .augmentation import (RandomBrightness, RandomContrast, RandomCrop, RandomFlip, RandomRotation, RandomTranslation,
+                           RandomZoom)
 from .base import Layer
 from .conv import Conv2D
 from .conv1d import (
@@ -98,6 +99,7 @@ __all__ = [
     "RandomRotation",
     "RandomFlip",
     "RandomContrast",
+    "RandomCrop",
     "RandomBrightness",
     "Permute",
     "MaxPooling1D",

@@ -1,5 +1,5 @@
 """Training-only image augmentation: RandomFlip, RandomRotation, RandomZoom, RandomTranslation,
-RandomContrast, RandomBrightness.
+RandomContrast, RandomBrightness, RandomCrop.
 
 As in Keras, each layer transforms every image of a batch by its own random
 amount while training (``fit``, ``train_on_batch``) and is the identity in
@@ -30,7 +30,8 @@ import numpy as np
 from .. import random as _random
 from .base import Layer
 
-__all__ = ["RandomBrightness", "RandomContrast", "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom"]
+__all__ = ["RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip", "RandomRotation", "RandomTranslation",
+           "RandomZoom"]
 
 _FILL_MODES = ("reflect", "wrap", "nearest", "constant")
 
@@ -429,3 +430,60 @@ class RandomBrightness(_ColourAugmentation):
     def _adjoint(self, dy):
         _, inside = self._plan
         return np.where(inside, dy, 0).astype(dy.dtype, copy=False)
+
+
+class RandomCrop(_Augmentation):
+    """A random ``(height, width)`` window of each image while training, Keras's ``RandomCrop``;
+    at inference (and for an image smaller than the window) the largest centred box of the
+    window's aspect ratio, resized to it (bilinear: Keras's documented ``smart_resize``).
+
+    Differs from Keras 3.15, whose code does not do what its documentation says: there every
+    image of a batch gets the same window, an image must be strictly larger than it on both axes
+    to be cropped at random, and at inference the image comes back uncropped (its output then
+    has another shape than the layer's own ``compute_output_shape``, which breaks the layers
+    after it). Here each image draws its own window, an axis as long as the window has the one
+    position, and inference follows the documentation."""
+
+    def __init__(self, height, width, seed=None, data_format=None, *, name=None, input_shape=None, trainable=True):
+        super().__init__(seed, name=name, input_shape=input_shape, trainable=trainable)
+        from .base import resolve_data_format
+        from .preprocessing import Resizing, _positive_size
+
+        self.height, self.width = _positive_size(height, "height", "RandomCrop"), _positive_size(width, "width",
+                                                                                                  "RandomCrop")
+        self.data_format = resolve_data_format(data_format)
+        self._smart = Resizing(self.height, self.width, crop_to_aspect_ratio=True)  # the inference path
+
+    def _compute_internal_output_shape(self, input_shape):
+        super()._compute_internal_output_shape(input_shape)  # images only
+        return (input_shape[0], self.height, self.width)
+
+    def forward(self, x, training=False):
+        n, _, h, w = x.shape
+        if not self._augments(training) or h < self.height or w < self.width:
+            if training:
+                self._plan = ("smart", (h, w))
+            return self._smart.forward(x, training)
+        rng = self._generator()
+        rows = rng.integers(0, h - self.height + 1, size=n)
+        cols = rng.integers(0, w - self.width + 1, size=n)
+        r = rows[:, None] + np.arange(self.height)
+        c = cols[:, None] + np.arange(self.width)
+        out = x[np.arange(n)[:, None, None, None], np.arange(x.shape[1])[None, :, None, None], r[:, None, :, None],
+                c[:, None, None, :]]
+        if training:
+            self._plan = ("crop", (rows, cols, h, w))
+        return np.ascontiguousarray(out)
+
+    def _adjoint(self, dy):
+        kind, detail = self._plan
+        if kind == "smart":
+            return self._smart.backward(dy)
+        rows, cols, h, w = detail
+        dx = np.zeros((*dy.shape[:2], h, w), dy.dtype)
+        for i, (r, c) in enumerate(zip(rows, cols)):
+            dx[i, :, r:r + self.height, c:c + self.width] = dy[i]
+        return dx
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width, "data_format": self.data_format}
