@@ -40,7 +40,6 @@ def test_keras_layer_aliases_are_the_same_classes(alias, name):
     "namespace,name,message",
     [
         ("layers", "LSTM", "convforge does not support convforge.layers.LSTM: convforge has no recurrent layers"),
-        ("layers", "Lambda", "write a small Layer subclass"),
         # Keras's layers of the sequence and image tutorials: a hint, not "(Keras name?)".
         ("layers", "NoSuchLayer", r"\(Keras name\?\); its classes are .*Conv2D"),
         ("optimizers", "Ftrl", "use Adam, AdamW"),

@@ -31,7 +31,6 @@ HINTS: dict[str, dict[str, str]] = {
         "TimeDistributed": _RNN,
         "MultiHeadAttention": "convforge has no attention layers",
         "Attention": "convforge has no attention layers",
-        "Lambda": "write a small Layer subclass with forward and backward (see help(convforge.layers.Layer))",
         "Conv3D": "convforge convolves 1-D and 2-D data only",
         "MaxPooling3D": "convforge pools 1-D and 2-D data only",
         "TextVectorization": "convforge has no text preprocessing",

@@ -16,7 +16,7 @@ layer in NumPy.
 Layers
 ------
 Conv2D, MaxPooling2D (MaxPool2D), AveragePooling2D (AvgPool2D), Flatten,
-Dense, Dropout, Reshape, ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, PReLU, ELU, Softplus,
+Dense, Dropout, Reshape, Lambda (a NumPy function, no gradient), ReLU, Tanh, Sigmoid, Softmax, LeakyReLU, PReLU, ELU, Softplus,
 Swish (SiLU), GELU, Activation, Identity, Input; Embedding (token ids -> vectors); Conv1D, DepthwiseConv1D,
 SeparableConv1D, Conv1DTranspose, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
 GlobalMaxPooling1D, ZeroPadding1D, Cropping1D, UpSampling1D (sequences, channels-last or channels-first);
@@ -51,7 +51,7 @@ from .conv1d import (
 )
 from .conv_transpose import Conv2DTranspose
 from .embedding import Embedding
-from .core import Dense, Dropout, Flatten, Identity, Input, InputLayer, Reshape
+from .core import Dense, Dropout, Flatten, Identity, Input, InputLayer, Lambda, Reshape
 from .noise import GaussianDropout, GaussianNoise, SpatialDropout1D, SpatialDropout2D
 from .merging import (
     Add,
@@ -91,6 +91,7 @@ from .reshaping import Cropping2D, ZeroPadding2D
 __all__ = [
     "UpSampling2D",
     "Normalization",
+    "Lambda",
     "Resizing",
     "CenterCrop",
     "Rescaling",

@@ -20,7 +20,7 @@ from .base import (
     weight_options_from_config,
 )
 
-__all__ = ["Dense", "Dropout", "Flatten", "Identity", "Input", "InputLayer", "Reshape"]
+__all__ = ["Dense", "Dropout", "Flatten", "Identity", "Input", "InputLayer", "Lambda", "Reshape"]
 
 
 class Dense(Layer):
@@ -481,3 +481,88 @@ def Input(shape=None, name=None, dtype=None, **kwargs):  # noqa: N802 - Keras's 
             raise NotImplementedError(f"Input: Keras's argument {key}={kwargs[key]!r} is not supported by convforge")
         raise TypeError(f"Input() got an unexpected keyword argument {key!r}")
     return InputLayer(shape, name=name, dtype=dtype).output
+
+
+class Lambda(Layer):
+    """``function(x)`` as a layer, Keras's ``Lambda``: the function gets the batch as Keras shows it
+    (a NumPy array; images channels-last, ``(batch, height, width, channels)``) and the
+    ``arguments`` as keywords, and returns a NumPy array with the batch axis first.
+
+    convforge has no automatic differentiation, so a Lambda has no gradient: it may sit where no
+    layer with weights is before it (preprocessing at the model's input: ``Lambda(lambda x: x /
+    255.0)``, a channel pick, a clip), and fit says so at its first batch anywhere else; write a
+    :class:`~convforge.layers.Layer` subclass with ``forward`` and ``backward`` there. Its function
+    is Python code, which model files do not hold (no pickle, no marshal: Keras's own files refuse
+    to load it in ``safe_mode``): a saved model names it, and ``load_model(path,
+    custom_objects={"name": function})`` gives it back. ``mask`` is not supported.
+    """
+
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, *, name=None, input_shape=None,
+                 trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        if not callable(function):
+            raise TypeError(f"Lambda function must be callable; got {function!r:.80}")
+        if mask is not None:
+            raise NotImplementedError("convforge does not support Lambda's mask (masks are not supported)")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise TypeError(f"Lambda arguments must be a dict of keyword arguments; got {arguments!r:.80}")
+        if output_shape is not None:
+            output_shape = check_input_shape(tuple(output_shape) if isinstance(output_shape, (list, tuple))
+                                             else output_shape, "Lambda output_shape")
+        self.function, self.arguments = function, dict(arguments or {})
+        self.output_shape_arg = output_shape
+
+    def _label(self) -> str:
+        return f"Lambda {self.name!r}" if self.name else "Lambda"
+
+    def _shown(self, a):
+        return a.transpose(0, 2, 3, 1) if a.ndim == 4 and self._data_format != "channels_first" else a
+
+    def _internal(self, a):
+        return a.transpose(0, 3, 1, 2) if a.ndim == 4 and self._data_format != "channels_first" else a
+
+    def forward(self, x, training=False):
+        y = self.function(self._shown(x), **self.arguments)
+        y = np.asarray(y)
+        if y.ndim < 1 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"{self._label()}: its function must return the batch axis first ({x.shape[0]} "
+                             f"samples); it returned {type(y).__name__} of shape {y.shape}")
+        if y.dtype != x.dtype:
+            if y.dtype.kind not in "fiub":
+                raise TypeError(f"{self._label()}: its function returned an array of dtype {y.dtype}")
+            y = y.astype(x.dtype)
+        y = np.ascontiguousarray(self._internal(y))
+        return y
+
+    def _compute_internal_output_shape(self, input_shape):
+        shape = super()._compute_internal_output_shape(input_shape)
+        if self.output_shape_arg is not None:
+            shown = tuple(self._shown(np.empty((1, *shape))).shape[1:])
+            if shown != tuple(self.output_shape_arg):
+                raise ValueError(f"{self._label()}: output_shape={self.output_shape_arg} but its function "
+                                 f"returns samples of shape {shown}")
+        return shape
+
+    def backward(self, dy):
+        raise NotImplementedError(
+            f"{self._label()} has no gradient (convforge has no automatic differentiation): a Lambda may sit "
+            "only where no layer with weights is before it (input preprocessing); here the layers before it train. "
+            "Write a Layer subclass with forward and backward instead (see help(convforge.layers.Layer))"
+        )
+
+    def get_config(self):
+        name = getattr(self.function, "__name__", type(self.function).__name__)
+        config = {**super().get_config(), "function": name, "arguments": self.arguments}
+        if self.output_shape_arg is not None:
+            config["output_shape"] = list(self.output_shape_arg)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Lambda":
+        function = config.get("function")
+        if not callable(function):
+            raise ValueError(
+                f"a Lambda's function is Python code, which model files do not hold: pass it, "
+                f"load_model(path, custom_objects={{{function!r}: your_function}})"
+            )
+        return cls(**config)

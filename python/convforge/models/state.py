@@ -287,8 +287,12 @@ def config_layers(config, what: str) -> list:
 def layer_from_config(index: int, entry: dict, custom_objects):
     """Layer ``index`` of a saved model description (``{"class_name", "module", "config"}``)."""
     cls = layer_class(entry["class_name"], entry.get("module"), custom_objects)
+    config = dict(entry.get("config", {}))
+    if entry["class_name"] == "Lambda" and isinstance(config.get("function"), str) and custom_objects:
+        # A Lambda's function is saved by its name: custom_objects gives the code back.
+        config["function"] = custom_objects.get(config["function"], config["function"])
     try:
-        return cls.from_config(dict(entry.get("config", {})))
+        return cls.from_config(config)
     except Exception as err:  # a forged config reaches the constructor with any kind of value
         raise LayerConfigError(f"cannot rebuild layer {index} ({entry['class_name']}): {err!s:.300}") from err
 
