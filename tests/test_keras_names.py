@@ -52,7 +52,7 @@ def test_keras_layer_aliases_are_the_same_classes(alias, name):
         # The classes only: losses.EPSILON (a float) was listed among them.
         ("losses", "NoSuchLoss", r"its classes are BinaryCrossentropy, CategoricalCrossentropy, Huber, Loss, "
                                  r"MeanAbsoluteError, MeanSquaredError, SparseCategoricalCrossentropy$"),
-        (None, "backend", "convforge does not support convforge.backend"),
+        (None, "ops", "convforge does not support convforge.ops: use NumPy functions"),
         ("datasets", "imdb", "convforge does not support convforge.datasets.imdb: convforge has no text data sets"),
         ("datasets", "cifar100", "convforge.datasets.cifar100: convforge reads MNIST, Fashion-MNIST and CIFAR-10"),
         ("activations", "celu", "convforge does not support convforge.activations.celu: use relu, "),
@@ -138,3 +138,23 @@ def test_to_json_round_trip_and_keras_json_refused():
     assert keras.models.clone_model(model).count_params() == model.count_params()
     with pytest.raises(ValueError, match="written by Keras"):
         keras.models.model_from_json('{"class_name": "Sequential", "config": {}}')
+
+
+def test_backend_clear_session_and_settings_as_keras():
+    # keras.backend.clear_session() (tutorials call it between experiments) was an AttributeError.
+    import convforge
+    from convforge import layers
+
+    first = layers.Dense(2)(convforge.Input((3,)))
+    second = layers.Dense(2)(convforge.Input((3,)))
+    assert second.name != first.name
+    convforge.backend.clear_session()
+    assert layers.Dense(2)(convforge.Input((3,))).name == "dense/output_0"  # counters reset, as Keras's
+    convforge.utils.clear_session(free_memory=False)
+    assert layers.Dense(2)(convforge.Input((3,))).name == "dense/output_0"
+    assert (convforge.backend.image_data_format(), convforge.backend.floatx(), convforge.backend.epsilon()) == (
+        "channels_last", "float32", 1e-7)
+    with pytest.raises(NotImplementedError, match="no global image layout"):
+        convforge.backend.set_image_data_format("channels_first")
+    with pytest.raises(TypeError, match="free_memory must be True or False"):
+        convforge.backend.clear_session(free_memory="yes")

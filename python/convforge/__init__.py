@@ -63,7 +63,7 @@ from .threads import get_adaptive_threads, set_adaptive_threads  # noqa: E402
 _FROM_MODELS = {"Model", "Sequential", "load_model"}
 # Submodules imported on first use as attributes too (convforge.saving.ModelFileError without an
 # `import convforge.saving` first), as `import convforge.x` would.
-_LAZY_MODULES = {"gradcheck", "models", "onnx", "saving", "train"}
+_LAZY_MODULES = {"backend", "gradcheck", "models", "onnx", "saving", "train"}
 
 
 def __getattr__(name):

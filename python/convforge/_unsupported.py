@@ -105,7 +105,6 @@ HINTS: dict[str, dict[str, str]] = {
         "Progbar": "convforge.progress.ProgressBar draws fit's bar",
     },
     "convforge": {
-        "backend": "convforge has no backend module: its arrays are NumPy arrays",
         "ops": "use NumPy functions on NumPy arrays",
         "applications": "convforge has no pretrained models; build the network with convforge.layers",
         "preprocessing": "load and scale data with NumPy; augmentation layers are in convforge.layers",

@@ -9,9 +9,11 @@ import numpy as np
 
 from . import _unsupported
 from . import random as _random
+from .backend import clear_session  # Keras 3 has it as keras.utils.clear_session too
 from .saving import register_keras_serializable  # Keras also has it as keras.utils.register_keras_serializable
 
-__all__ = ["model_to_dot", "plot_model", "register_keras_serializable", "set_random_seed", "to_categorical"]
+__all__ = ["clear_session", "model_to_dot", "plot_model", "register_keras_serializable", "set_random_seed",
+           "to_categorical"]
 
 
 def to_categorical(x, num_classes=None) -> np.ndarray:
