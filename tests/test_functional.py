@@ -1183,3 +1183,18 @@ def test_a_layer_called_on_arrays_runs_eagerly_as_keras():
         flip(x, training="yes")
     with pytest.raises(ValueError, match="cannot take"):
         conv(np.ones((2, 5, 5, 4), np.float32))  # built for 3 channels
+
+
+def test_a_channels_first_sequential_shows_its_tensors_channels_first():
+    # Keras: (None, 4, 8, 10) for the first output; convforge showed (None, 8, 10, 4) there while its
+    # summary, output_shape and predict said channels-first, and the feature-map recipe built a
+    # channels-last model of such tensors.
+    model = convforge.Sequential([convforge.Input((3, 10, 12)), layers.Conv2D(4, 3, data_format="channels_first"),
+                                  layers.MaxPooling2D(data_format="channels_first"), layers.Flatten(), layers.Dense(2)])
+    assert [l.output.shape for l in model.layers] == [(None, 4, 8, 10), (None, 4, 4, 5), (None, 80), (None, 2)]
+    assert model.inputs[0].shape == model.layers[0].input.shape == (None, 3, 10, 12)
+    with pytest.raises(NotImplementedError, match="reads channels-first images, and functional models are "
+                                                  "channels-last; .*model.activations\\(x\\)"):
+        convforge.Model(model.inputs, [l.output for l in model.layers])
+    maps = model.activations(np.zeros((2, 3, 10, 12), np.float32))
+    assert [m.shape[1:] for m in maps] == [l.output.shape[1:] for l in model.layers]

@@ -54,10 +54,13 @@ class KerasTensor:
         #: The model whose call in a graph returned this tensor (``base(x)``): its layers are this
         #: graph's own, but Keras names an output made so after the model, not its last layer.
         self._from_model: str | None = None
+        #: How an image is shown: channels-last, but in a Sequential that reads channels-first
+        #: images (set by its graph), whose ``layer.output.shape`` is Keras's (batch, c, h, w).
+        self._format = "channels_last"
 
     @property
     def shape(self) -> tuple:
-        return (None, *display_shape(self._internal))
+        return (None, *display_shape(self._internal, self._format))
 
     @property
     def ndim(self) -> int:

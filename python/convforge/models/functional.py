@@ -537,7 +537,9 @@ class Functional(Model):
     _runnable = True
     _not_built_message = "a functional model is built when it is made"
 
-    def __init__(self, inputs, outputs, name: str | None = None, trainable: bool = True, **kwargs):
+    def __init__(self, inputs, outputs, name: str | None = None, trainable: bool = True, *, _executor: bool = False,
+                 **kwargs):
+        # (_executor: the graph a Sequential runs itself on, which may read channels-first images)
         for key in kwargs:
             raise NotImplementedError(f"Model: Keras's argument {key!r} is not supported by convforge")
         Trainer.__init__(self)
@@ -557,6 +559,12 @@ class Functional(Model):
                     )
         if len({id(t) for t in in_list}) != len(in_list):
             raise ValueError(f"Model inputs list one tensor twice: {[t.name for t in in_list]}")
+        if not _executor and any(t._format == "channels_first" and len(t._internal) == 3 for t in in_list + out_list):
+            raise NotImplementedError(
+                "Model: these are tensors of a Sequential that reads channels-first images, and functional models "
+                "are channels-last; for every layer's output of such a model (its feature maps) use "
+                "model.activations(x), channels-first as the model reads them"
+            )
         # An input made by a layer (Model(encoder_output, ...), a trained model's tail) stands in
         # for an Input of its shape, as Keras's clone: the graph is walked from the tensor itself,
         # and the model lists, summarises and saves the Input.

@@ -319,7 +319,11 @@ class Sequential(Model):
             node.layer._inbound_nodes.remove(node)
         self._graph_input = InputLayer(shape=display_shape(internal), dtype=self.dtype).output
         self._graph_nodes = symbolic.record_chain(self.layers, self._graph_input)
-        self._graph = Functional(self._graph_input, self._graph_nodes[-1].outputs[0], name=self.name)
+        self._graph = Functional(self._graph_input, self._graph_nodes[-1].outputs[0], name=self.name,
+                                 _executor=True)
+        fmt = self._data_format()  # the tensors show images as the model reads them
+        for t in [self._graph_input, *(out for node in self._graph_nodes for out in node.outputs)]:
+            t._format = fmt
 
     def _symbolic_graph(self, inputs):
         if not self.built and isinstance(inputs, (list, tuple)) and len(inputs) == 1:
