@@ -1198,3 +1198,29 @@ def test_a_channels_first_sequential_shows_its_tensors_channels_first():
         convforge.Model(model.inputs, [l.output for l in model.layers])
     maps = model.activations(np.zeros((2, 3, 10, 12), np.float32))
     assert [m.shape[1:] for m in maps] == [l.output.shape[1:] for l in model.layers]
+
+
+def test_eager_calls_of_channels_first_layers_and_their_cost():
+    # A channels-first layer ran through a channels-last functional model: refused, and left built
+    # for the wrong channels; a layer of a channels-first Sequential could not be called at all.
+    from convforge.layers import base, symbolic
+
+    x = np.random.default_rng(0).random((4, 3, 6, 6)).astype(np.float32)
+    conv = layers.Conv2D(2, 3, data_format="channels_first")
+    out = conv(x)
+    assert out.shape == (4, 2, 4, 4) and conv.get_weights()[0].shape == (3, 3, 3, 2)
+    model = convforge.Sequential([convforge.Input((3, 6, 6)), conv, layers.BatchNormalization(axis=1)])
+    np.testing.assert_allclose(model.predict(x, verbose=0), model.layers[1](conv(x)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.layers[1](out), out / np.sqrt(1 + 1e-3), rtol=1e-6)  # moving statistics
+    assert layers.MaxPooling2D(data_format="channels_first")(x).shape == (4, 3, 3, 3)
+    # NumPy in, NumPy out: an eager Flatten flattens in Keras's (height, width, channels) order.
+    images = x.transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(layers.Flatten()(images), images.reshape(4, -1))
+    # Eager calls leave no names and no live copies behind (each took a name, searched one by one).
+    dense, batch = layers.Dense(3), np.ones((2, 5), np.float32)
+    dense(batch)
+    names = len(symbolic._USED_NAMES)
+    for _ in range(200):
+        dense(batch)
+    assert len(symbolic._USED_NAMES) == names
+    assert len(base._call_copies.get(dense, [])) < 50

@@ -973,6 +973,20 @@ def test_add_weight_takes_keras_3_s_form():
             convforge.Sequential([convforge.Input((3,)), Bad()])
 
 
+def test_a_kept_weight_follows_a_change_of_dtype(rng):
+    # self.w = self.add_weight(...) kept the float32 array after gradcheck's float64 round trip:
+    # the optimizer then trained params['variable'] while forward read self.w, and nothing learnt.
+    model = convforge.Sequential([convforge.Input((3,)), _Keras3Scale(), layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = rng.standard_normal((8, 3)).astype(np.float32), rng.standard_normal((8, 2)).astype(np.float32)
+    assert check_model_gradients(model, x[:4], y[:4]).passed
+    layer = model.layers[0]
+    assert layer.scale is layer.params["variable"] and layer.scale.dtype == np.float32
+    before = layer.scale.copy()
+    model.fit(x, y, epochs=2, verbose=0)
+    assert not np.array_equal(before, layer.scale)
+
+
 def test_a_layer_written_with_keras_s_call_is_told_what_convforge_needs():
     class KerasStyle(layers.Layer):
         def call(self, x):

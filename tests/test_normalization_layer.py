@@ -102,7 +102,7 @@ def test_adapt_takes_batches_and_channels_first_models(rng):
         def __getitem__(self, i):
             return x[16 * i:16 * (i + 1)], np.zeros(16)
 
-    for data in (Batches(), (x[i:i + 16] for i in range(0, 64, 16)), x.tolist()):
+    for data in (Batches(), (x[i:i + 16] for i in range(0, 64, 16)), x.tolist(), list(x)):
         layer = layers.Normalization()
         layer.adapt(data)
         for a, b in zip(layer.get_weights(), whole.get_weights()):
@@ -180,3 +180,26 @@ def test_against_real_keras(shape, kwargs, rng):
     for key in ("invert", "mean", "variance"):
         assert c_config[key] == k_config[key]
     assert tuple(c_config["axis"]) == tuple(k_config["axis"])
+
+
+def test_a_list_of_a_few_samples_is_samples(rng):
+    # A list of three images was read as (x, y, sample_weight): the first image alone.
+    images = rng.random((3, 6, 6, 3))
+    layer = layers.Normalization()
+    layer.adapt([images[0], images[1], images[2]])
+    np.testing.assert_allclose(layer.get_weights()[0], images.reshape(-1, 3).mean(axis=0), rtol=1e-6)
+    layer = layers.Normalization()
+    layer.adapt([[1.0, 2], [3, 4], [5, 6]])
+    np.testing.assert_allclose(layer.get_weights()[0], [3, 4])
+
+
+def test_a_failed_model_build_leaves_an_adapted_layer_as_it_was(rng):
+    images = rng.random((20, 6, 6, 3)).astype(np.float32)
+    layer = layers.Normalization()
+    layer.adapt(images)
+    expected = layer(images)
+    with pytest.raises(ValueError, match="holds statistics of shape"):
+        convforge.Sequential([convforge.Input((3, 6, 6)), layer, layers.Conv2D(3, 1, data_format="channels_first")])
+    np.testing.assert_array_equal(layer(images), expected)
+    assert layer.mean.shape == (1, 1, 1, 3)
+    assert layers.Normalization(axis=None).get_config()["axis"] == []  # Keras 3.15's () (None in its docs)

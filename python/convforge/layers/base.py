@@ -93,7 +93,9 @@ def call_copy(layer: "Layer") -> "Layer":
     for attr, value in vars(layer).items():
         if isinstance(value, Layer):
             setattr(twin, attr, call_copy(value))
-    _call_copies.setdefault(layer, []).append(weakref.ref(twin))
+    copies = _call_copies.setdefault(layer, [])
+    copies[:] = [ref for ref in copies if ref() is not None]  # (eager calls make one a call)
+    copies.append(weakref.ref(twin))
     return twin
 
 
@@ -672,7 +674,10 @@ class Layer:
     def add_weight(self, *args, shape=None, initializer=None, trainable: bool = True, regularizer=None, name=None,
                    **keras_options) -> np.ndarray:
         """Create the weight ``self.params[name]`` in the layer's dtype and return it (the array
-        itself: keep it, ``self.w = self.add_weight(...)``, and read it in ``forward``).
+        itself: keep it, ``self.w = self.add_weight(...)``, and read it in ``forward``; a change of
+        the model's dtype gives the attribute the converted array too). ``build`` gets the internal
+        per-sample shape: an image's is ``(channels, height, width)``, so a weight per channel of
+        an image is ``input_shape[0]``, where Keras code reads ``input_shape[-1]``.
 
         Keras 3's form, ``add_weight(shape=(3,), initializer="ones", name="w")`` (or the shape
         first: ``add_weight((3,))``; a weight without a name is ``variable``, ``variable_1``, ...,
@@ -901,9 +906,14 @@ class Layer:
     def _astype(self, dtype) -> None:
         dtype = np.dtype(dtype)
         self.dtype = dtype
+        replaced = {}
         for pname, p in self.params.items():
             if p.dtype != dtype:
-                self.params[pname] = p.astype(dtype)
+                self.params[pname] = replaced[id(p)] = p.astype(dtype)
+        if replaced:  # a layer of one's own may keep its weights (self.w = self.add_weight(...)): follow them
+            for attr, value in list(vars(self).items()):
+                if isinstance(value, np.ndarray) and id(value) in replaced and attr not in ("params", "grads"):
+                    setattr(self, attr, replaced[id(value)])
         self.grads.clear()
         self._clear_cache()
 

@@ -74,6 +74,9 @@ class Normalization(Layer):
         # As given (the config's), lists where arrays came.
         self._given = tuple(v.tolist() if isinstance(v, np.ndarray) else v for v in (mean, variance))
 
+    def _label(self) -> str:
+        return f"Normalization {self.name!r}" if self.name else "Normalization"
+
     # ------------------------------------------------------------------ shapes
 
     def _kept_axes(self, rank: int) -> list[int]:
@@ -81,7 +84,7 @@ class Normalization(Layer):
         kept = sorted({a + rank if a < 0 else a for a in self.axis})
         if len(kept) != len(self.axis) or not all(1 <= a < rank for a in kept):
             raise ValueError(
-                f"Normalization{f' {self.name!r}' if self.name else ''}: axis={self.axis if self.axis else None} "
+                f"{self._label()}: axis={self.axis if self.axis else None} "
                 f"does not name distinct axes of its input of rank {rank} (1 .. {rank - 1}, or -1 .. -{rank - 1}; "
                 "0 is the batch axis)"
             )
@@ -110,7 +113,7 @@ class Normalization(Layer):
 
     def _statistic(self, k: int) -> np.ndarray:
         if not self.built:
-            raise ValueError(f"Normalization {self.name!r} is not built yet: adapt it, or put it in a model")
+            raise ValueError(f"{self._label()} is not built yet: adapt it, or put it in a model")
         shape = self._statistics_shape(display_shape(self._internal_input_shape, self._data_format))
         if self._fixed is None:
             return self.params[("mean", "variance")[k]].reshape(shape)
@@ -123,7 +126,7 @@ class Normalization(Layer):
         self._statistics_shape(shown)  # axis checked, as Keras
         if self.built and self._fixed is None and self.params["mean"].shape != self._weight_shape(shown):
             raise ValueError(
-                f"Normalization {self.name!r} holds statistics of shape {self.params['mean'].shape} (adapted to other "
+                f"{self._label()} holds statistics of shape {self.params['mean'].shape} (adapted to other "
                 f"data) and cannot take input {('batch', *shown)}, whose axis={list(self.axis)} has shape "
                 f"{self._weight_shape(shown)}"
             )
@@ -217,7 +220,7 @@ class Normalization(Layer):
         if not self.built:
             self._build(internal_shape(sample_shape, self._data_format), self.dtype)
         elif self.params["mean"].shape != self._weight_shape(sample_shape):
-            raise ValueError(f"Normalization {self.name!r} is built for statistics of shape {self.params['mean'].shape}; "
+            raise ValueError(f"{self._label()} is built for statistics of shape {self.params['mean'].shape}; "
                              f"adapt got data of per-sample shape {sample_shape}, statistics of shape "
                              f"{self._weight_shape(sample_shape)}")
         # In place: a model (and its compiled plans) holds these arrays.
@@ -227,9 +230,9 @@ class Normalization(Layer):
 
     def _batches_of(self, data, steps):
         """``data`` as float64 batches (samples first, at least one axis a sample)."""
-        def checked(batch):
-            if isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3 and not isinstance(batch[0], numbers.Number):
-                batch = batch[0]  # (x, y) or (x, y, sample_weight), as fit reads a Sequence
+        def checked(batch, from_source=False):
+            if from_source and isinstance(batch, tuple) and 1 <= len(batch) <= 3:
+                batch = batch[0]  # a Sequence's or generator's (x, y) or (x, y, sample_weight), as fit reads them
             array = np.asarray(batch)
             if array.dtype.kind not in "fiub":
                 raise TypeError(f"Normalization.adapt: data must hold real numbers; got an array of dtype {array.dtype}")
@@ -237,19 +240,19 @@ class Normalization(Layer):
                 raise ValueError(f"Normalization.adapt: data is samples, (samples, features...); got shape {array.shape}")
             return array.astype(np.float64)
 
-        if isinstance(data, (np.ndarray, list, tuple)):  # the samples themselves
+        if isinstance(data, (np.ndarray, list, tuple)):  # the samples themselves (a list of images too)
             yield checked(data)
             return
         if hasattr(data, "__getitem__") and hasattr(data, "__len__"):  # a Sequence of batches
             count = len(data) if steps is None else min(steps, len(data))
             for i in range(count):
-                yield checked(data[i])
+                yield checked(data[i], from_source=True)
             return
         if hasattr(data, "__iter__"):  # a generator of batches
             for i, batch in enumerate(data):
                 if steps is not None and i >= steps:
                     break
-                yield checked(batch)
+                yield checked(batch, from_source=True)
             return
         yield checked(data)
 

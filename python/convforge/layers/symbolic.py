@@ -258,9 +258,10 @@ def call_eagerly(layer, inputs, training, label: str):
     layouts and compiled plan), on a call copy of the layer (its weights, built for these shapes
     if it was not yet; nothing of a model it belongs to changes). ``training`` as Keras's: not
     given, the layer's own default (an augmentation layer augments, a Dropout is off)."""
+    global _USED_NAMES
     from ..models.functional import Model
     from .base import call_copy
-    from .core import Input
+    from .core import Flatten, Input
 
     if training is not None and not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"{label}: training must be True, False or None; got {training!r}")
@@ -271,15 +272,54 @@ def call_eagerly(layer, inputs, training, label: str):
                          f"array of shape {next(a.shape for a in arrays if a.ndim < 2)}")
     held = {p.dtype for p in layer.params.values()} if layer.built else set()
     dtype = sorted(d.name for d in held)[0] if held else "float32"  # Keras's float32 policy
-    tensors = [Input(a.shape[1:], dtype=dtype) for a in arrays]
-    if not layer.built:  # built for these shapes, as Keras builds a layer at its first call
-        shapes = [t._internal for t in tensors]
+    training = None if training is None else bool(training)
+    if type(layer) is Flatten and not many and arrays[0].ndim == 4:
+        # NumPy in, NumPy out: Keras's (height, width, channels) order, not a model's NCHW one.
+        return np.ascontiguousarray(arrays[0], dtype=dtype).reshape(arrays[0].shape[0], -1)
+    image_format = getattr(layer, "data_format", None) if not getattr(layer, "_sequence_data_format", False) else None
+    if image_format == "channels_first" or (layer.built and layer._data_format == "channels_first"):
+        return _call_channels_first(layer, arrays, many, training, dtype, label)
+    # The one-layer model's names (its input, the copy) are its own: the process's registry of
+    # names would grow at every call, and each new name is searched through it.
+    names, _USED_NAMES = _USED_NAMES, set()
+    try:
+        tensors = [Input(a.shape[1:], dtype=dtype) for a in arrays]
+        if not layer.built:  # built for these shapes, as Keras builds a layer at its first call
+            shapes = [t._internal for t in tensors]
+            layer._build(shapes if many else shapes[0], np.dtype(dtype))
+            layer._data_format = "channels_last"
+        twin = call_copy(layer)
+        twin._inbound_nodes = []  # the copy's own calls, not the layer's
+        model = Model(tensors if many else tensors[0], twin(tensors if many else tensors[0]))
+    finally:
+        _USED_NAMES = names
+    return model(arrays if many else arrays[0], training=training)
+
+
+def _call_channels_first(layer, arrays, many, training, dtype, label):
+    """The eager call of a layer that reads channels-first images (given data_format=, or built in
+    a Sequential that reads them): the arrays are in the layers' own layout, so its forward runs
+    on them as they are (functional models, the other path, are channels-last)."""
+    from .augmentation import training_unset
+    from .base import call_copy
+
+    xs = [np.ascontiguousarray(a, dtype=dtype) for a in arrays]
+    shapes = [a.shape[1:] for a in xs]
+    if not layer.built:
+        layer._data_format = "channels_first"
         layer._build(shapes if many else shapes[0], np.dtype(dtype))
-        layer._data_format = "channels_last"
+    elif not many and layer._internal_input_shape != shapes[0]:
+        raise ValueError(f"{label} was built for input {layer._show(layer._internal_input_shape)} and cannot take "
+                         f"{layer._show(shapes[0])}")
+    if xs[0].shape[0] == 0:
+        return np.zeros((0, *layer._internal_output_shape), dtype)
     twin = call_copy(layer)
-    twin._inbound_nodes = []  # the copy's own calls, not the layer's
-    model = Model(tensors if many else tensors[0], twin(tensors if many else tensors[0]))
-    return model(arrays if many else arrays[0], training=None if training is None else bool(training))
+    twin._inbound_nodes = []
+    x = xs if many else xs[0]
+    if training is None:  # the layer's own default: augmentation layers augment
+        with training_unset():
+            return twin.forward(x, training=False)
+    return twin.forward(x, training=training)
 
 
 def _shapes(tensors) -> str:

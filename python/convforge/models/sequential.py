@@ -292,6 +292,10 @@ class Sequential(Model):
         else:
             internal, kind = spec, "none"
         shape = internal
+        # What a failed build must not leave behind on layers that were built before it (a
+        # Normalization adapted to other data, then offered to this model, stays as it was).
+        before = [(layer, layer._data_format, layer._internal_input_shape, layer._internal_output_shape)
+                  for layer in self.layers]
         try:
             for layer in self.layers:
                 layer._data_format = fmt
@@ -303,6 +307,11 @@ class Sequential(Model):
                     )
                 shape = layer._build(shape, self.dtype)
         except ValueError as err:
+            for layer, data_format, shape_in, shape_out in before:
+                if layer._data_format != data_format:
+                    layer._data_format = data_format
+                if layer.built:
+                    layer._internal_input_shape, layer._internal_output_shape = shape_in, shape_out
             note = self._data_format_note(fmt)
             if note:
                 raise ValueError(f"{err} ({note})") from err

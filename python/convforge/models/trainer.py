@@ -1587,7 +1587,9 @@ class Trainer:
         False but for the augmentation layers (RandomFlip, RandomRotation, ...), which augment then,
         as Keras's do (their own default is ``training=True``: ``augment(images)`` shows augmented
         images; ``model(x)`` of a model that starts with them is random, as in Keras: give
-        ``training=False``, or use ``predict``). On symbolic tensors, the model's layers in the
+        ``training=False``, or use ``predict``); the other layers run in inference mode (Keras 3
+        passes the augmentation layers' True on to the layers after them, a BatchNormalization
+        there moving its statistics). On symbolic tensors, the model's layers in the
         graph being built (``_call_symbolic``), where None (not given) and False differ."""
         if type(x) is not np.ndarray and _symbolic(x):  # an array (the one-call path below) never is
             return self._call_symbolic(x, training)
