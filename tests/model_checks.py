@@ -19,3 +19,18 @@ def fits_and_reloads(model, xs, ys, tmp_path, epochs=3, batch_size=8):
     back = convforge.load_model(path)
     np.testing.assert_array_equal(back.predict(xs, verbose=0), model.predict(xs, verbose=0))
     return back
+
+
+def real_keras():
+    """Real Keras 3 on its torch backend, for a side-by-side test; the test is skipped where it is not
+    installed, or where this process already runs Keras on another backend."""
+    import os
+
+    import pytest
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("torch")
+    if keras.backend.backend() != "torch":
+        pytest.skip(f"real Keras on its torch backend (this process's is {keras.backend.backend()})")
+    return keras

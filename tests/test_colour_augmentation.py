@@ -5,14 +5,13 @@ compiled plan, ONNX), bad arguments, and real Keras 3 side by side where it is i
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 import convforge
 from convforge import layers
 from convforge.gradcheck import check_model_gradients
+from model_checks import real_keras
 
 
 def _oracle(kind, x, draws, value_range):
@@ -104,11 +103,7 @@ def test_bad_arguments_are_named(make, message):
                                           ("RandomBrightness", {"factor": (-0.2, 0.4)}),
                                           ("RandomBrightness", {"factor": 0.5, "value_range": (0, 1)})])
 def test_against_real_keras(kind, kwargs, rng):
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    pytest.importorskip("torch")
-    if keras.backend.backend() != "torch":
-        pytest.skip(f"real Keras on its torch backend (this process's is {keras.backend.backend()})")
+    keras = real_keras()
     ours, theirs = getattr(layers, kind)(**kwargs), getattr(keras.layers, kind)(**kwargs)
     assert tuple(ours.factor) == tuple(theirs.factor)
     assert tuple(ours.get_config()["value_range"]) == tuple(theirs.get_config()["value_range"])

@@ -5,15 +5,13 @@ real Keras 3 side by side where it is installed."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 import convforge
 from convforge import layers
 from convforge.gradcheck import check_model_gradients
-from model_checks import fits_and_reloads
+from model_checks import fits_and_reloads, real_keras
 
 # (per-sample shape, keyword arguments): per channel, one pair, per position, mixed axes,
 # features, sequences, the inverse, statistics given.
@@ -159,11 +157,7 @@ def test_statistics_of_other_data_are_refused():
 @pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 @pytest.mark.parametrize("shape, kwargs", CASES)
 def test_against_real_keras(shape, kwargs, rng):
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    pytest.importorskip("torch")
-    if keras.backend.backend() != "torch":
-        pytest.skip(f"real Keras on its torch backend (this process's is {keras.backend.backend()})")
+    keras = real_keras()
     x = _data(shape, rng)
     k_layer, c_layer = keras.layers.Normalization(**kwargs), layers.Normalization(**kwargs)
     if "mean" not in kwargs:

@@ -4,14 +4,13 @@ where installed), float64 gradient checks of both paths, and its differences fro
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 import convforge
 from convforge import layers
 from convforge.gradcheck import check_model_gradients
+from model_checks import real_keras
 
 
 def test_each_image_gets_a_window_of_its_own(rng):
@@ -55,11 +54,7 @@ def test_bad_arguments_are_named():
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 def test_inference_is_keras_s_smart_resize(rng):
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    pytest.importorskip("torch")
-    if keras.backend.backend() != "torch":
-        pytest.skip(f"real Keras on its torch backend (this process's is {keras.backend.backend()})")
+    keras = real_keras()
     x = (rng.random((3, 13, 9, 3)) * 255).astype(np.float32)
     ours = convforge.Sequential([convforge.Input((13, 9, 3)), layers.RandomCrop(7, 5)])
     theirs = keras.Sequential([keras.Input((13, 9, 3)), keras.layers.Resizing(7, 5, crop_to_aspect_ratio=True)])

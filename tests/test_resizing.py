@@ -5,15 +5,13 @@ caught), training, saving and bad arguments."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 import convforge
 from convforge import layers
 from convforge.gradcheck import check_model_gradients
-from model_checks import fits_and_reloads
+from model_checks import fits_and_reloads, real_keras
 
 CASES = [("Resizing", (6, 7), {}), ("Resizing", (16, 20), {}), ("Resizing", (6, 7), {"interpolation": "nearest"}),
          ("Resizing", (17, 11), {"interpolation": "nearest"}), ("Resizing", (8, 8), {"crop_to_aspect_ratio": True}),
@@ -95,11 +93,7 @@ def test_bad_arguments_are_named(make, error, message):
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("kind, args, kwargs", CASES)
 def test_against_real_keras(kind, args, kwargs, shape, rng):
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    pytest.importorskip("torch")
-    if keras.backend.backend() != "torch":
-        pytest.skip(f"real Keras on its torch backend (this process's is {keras.backend.backend()})")
+    keras = real_keras()
     x = (rng.random((3, *shape)) * 255).astype(np.float32)
     theirs = keras.Sequential([keras.Input(shape), getattr(keras.layers, kind)(*args, **kwargs)])
     ours = _model(kind, args, kwargs, shape)
