@@ -43,6 +43,16 @@ def test_the_gradient_is_exact(shape, rng):
     assert check_model_gradients(model, rng.standard_normal((3, *shape)), rng.standard_normal((3, 2))).passed
 
 
+def test_an_inference_mode_check_keeps_its_shape(rng):
+    # As the identity at inference (gradcheck's training=False, a frozen base) it passed on the
+    # uncropped image: a shape mismatch in the Dense after it.
+    model = convforge.Sequential([convforge.Input((8, 8, 2)), layers.RandomCrop(6, 6, seed=1), layers.Conv2D(2, 3),
+                                  layers.Flatten(), layers.Dense(2)], dtype="float64")
+    model.compile(optimizer="sgd", loss="mse")
+    assert check_model_gradients(model, rng.standard_normal((2, 8, 8, 2)), rng.standard_normal((2, 2)),
+                                 training=False).passed
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="RandomCrop height must be a positive int; got 0"):
         layers.RandomCrop(0, 4)

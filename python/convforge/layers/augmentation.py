@@ -444,6 +444,10 @@ class RandomCrop(_Augmentation):
     after it). Here each image draws its own window, an axis as long as the window has the one
     position, and inference follows the documentation."""
 
+    # Not the identity at inference (a model called with training=False keeps it training, random
+    # windows, rather than pass on an uncropped image of another shape).
+    _identity_at_inference = False
+
     def __init__(self, height, width, seed=None, data_format=None, *, name=None, input_shape=None, trainable=True):
         super().__init__(seed, name=name, input_shape=input_shape, trainable=trainable)
         from .base import resolve_data_format

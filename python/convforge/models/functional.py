@@ -423,7 +423,8 @@ class _Step:
         """Train this node as the layer runs at inference (``base(x, training=False)``; gradcheck's
         ``training=False``), or as it trains: the two flags above."""
         self.moving_statistics = inference and isinstance(self.layer, BatchNormalization)
-        self.identity_in_training = inference and isinstance(self.layer, (Dropout, _NoiseLayer, _Augmentation))
+        self.identity_in_training = inference and isinstance(self.layer, (Dropout, _NoiseLayer, _Augmentation)) \
+            and getattr(self.layer, "_identity_at_inference", True)  # (RandomCrop resizes there: it trains on)
 
 
 def _outputs_logits(layer: Layer, loss) -> bool:

@@ -640,8 +640,8 @@ class Trainer:
             Training-mode forward pass (dropout on). False: the inference function (what
             ``predict`` computes), and with ``need_grad`` its gradients, as a model called with
             ``training=False`` trains: BatchNormalization on its moving statistics, Dropout, the
-            noise and the augmentation layers the identity (a layer of your own runs its
-            training-mode forward, which its backward needs).
+            noise and the augmentation layers the identity (RandomCrop, whose inference resizes,
+            and a layer of your own run their training-mode forward, which their backward needs).
         need_grad : bool
             False: only the loss (no backward pass; the gradients come back as None).
 
@@ -658,9 +658,9 @@ class Trainer:
         self._resolve_loss_path()
         x_user, y_ready = self._prepare(x, y)
         xb = self._convert_x(x_user)
-        if need_grad and not training:  # the backward needs the training-mode forward: each node as at inference
-            with self._graph_as_in_inference():
-                return self.loss_and_gradients(x, y, training=True, need_grad=True)
+        if not training:  # the backward needs the training-mode forward: each node as at inference, and the
+            with self._graph_as_in_inference():  # loss alone the same way (gradcheck compares the two)
+                return self.loss_and_gradients(x, y, training=True, need_grad=need_grad)
         try:
             value, _, dhead = self._forward_loss(xb, y_ready, training, need_grad)
             if not need_grad:
