@@ -1213,9 +1213,11 @@ def test_eager_calls_of_channels_first_layers_and_their_cost():
     np.testing.assert_allclose(model.predict(x, verbose=0), model.layers[1](conv(x)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(model.layers[1](out), out / np.sqrt(1 + 1e-3), rtol=1e-6)  # moving statistics
     assert layers.MaxPooling2D(data_format="channels_first")(x).shape == (4, 3, 3, 3)
-    # NumPy in, NumPy out: an eager Flatten flattens in Keras's (height, width, channels) order.
+    # NumPy in, NumPy out: an eager Flatten flattens in Keras's (height, width, channels) order,
+    # moving a channels-first image's channels last first, as Keras's does.
     images = x.transpose(0, 2, 3, 1)
     np.testing.assert_array_equal(layers.Flatten()(images), images.reshape(4, -1))
+    np.testing.assert_array_equal(layers.Flatten(data_format="channels_first")(x), images.reshape(4, -1))
     # Eager calls leave no names and no live copies behind (each took a name, searched one by one).
     dense, batch = layers.Dense(3), np.ones((2, 5), np.float32)
     dense(batch)
@@ -1224,3 +1226,33 @@ def test_eager_calls_of_channels_first_layers_and_their_cost():
         dense(batch)
     assert len(symbolic._USED_NAMES) == names
     assert len(base._call_copies.get(dense, [])) < 50
+
+
+def test_eager_calls_from_threads_leave_the_name_registry_whole():
+    # Each eager call swapped the module's registry of names for its own and back: from several
+    # threads one swap undid another's, the registry was lost and "dense" handed out twice.
+    import sys
+    import threading
+
+    from convforge.layers import symbolic
+
+    registry = symbolic._USED_NAMES
+    inputs = convforge.Input((4,))
+    hidden = layers.Dense(4)(inputs)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        def work():
+            for _ in range(100):
+                layers.Dense(3)(np.ones((2, 4), np.float32))
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert symbolic._USED_NAMES is registry
+    model = convforge.Model(inputs, layers.Dense(2)(hidden))  # unique names
+    assert len({l.name for l in model.layers}) == len(model.layers)

@@ -421,6 +421,18 @@ def test_a_model_called_without_training_augments_as_keras():
     np.testing.assert_array_equal(plain(x), plain.predict(x, verbose=0))
 
 
+def test_a_model_called_without_training_leaves_a_frozen_augmentation_alone():
+    # Keras 3.15.1: Model(i, aug(i, training=False))(x) returns x on every call; convforge's
+    # unset-training call augmented it anyway.
+    x = np.random.default_rng(0).random((8, 8, 8, 3)).astype(np.float32)
+    aug = convforge.Sequential([convforge.Input((8, 8, 3)), layers.RandomFlip("horizontal")])
+    inputs = convforge.Input((8, 8, 3))
+    model = convforge.Model(inputs, aug(inputs, training=False))
+    for _ in range(4):
+        np.testing.assert_array_equal(model(x), x)
+    assert any(not np.array_equal(aug(x), x) for _ in range(4))  # the block alone still augments
+
+
 def test_rotation_by_a_quarter_turn_is_exact():
     layer = layers.RandomRotation((0.25, 0.25))  # always +90 degrees: counter-clockwise, as Keras
     model = convforge.Sequential([layer], dtype="float64")

@@ -70,3 +70,21 @@ def test_inference_is_keras_s_smart_resize(rng):
     theirs = keras.Sequential([keras.Input((13, 9, 3)), keras.layers.Resizing(7, 5, crop_to_aspect_ratio=True)])
     np.testing.assert_allclose(ours.predict(x, verbose=0), keras.ops.convert_to_numpy(theirs(x)), rtol=1e-5, atol=5e-4)
     assert ours.output_shape == keras.Sequential([keras.Input((13, 9, 3)), keras.layers.RandomCrop(7, 5)]).output_shape
+
+
+def test_a_frozen_random_crop_trains_on_its_inference_path(rng):
+    # In base(x, training=False) Keras keeps a layer in inference mode in fit too; a RandomCrop
+    # there drew random windows in training (its loss moved from call to call).
+    base = convforge.Sequential([convforge.Input((8, 8, 3)), layers.RandomCrop(4, 4), layers.Flatten()])
+    inputs = convforge.Input((8, 8, 3))
+    model = convforge.Model(inputs, layers.Dense(2)(base(inputs, training=False)))
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = rng.random((6, 8, 8, 3)).astype(np.float32), rng.random((6, 2)).astype(np.float32)
+    losses = {round(model.loss_and_gradients(x, y, training=True, need_grad=False)[0], 5) for _ in range(3)}
+    assert losses == {round(model.evaluate(x, y, verbose=0), 5)}
+    model64 = convforge.Sequential([convforge.Input((8, 8, 2)), layers.Conv2D(2, 1), layers.RandomCrop(6, 6),
+                                    layers.Flatten(), layers.Dense(2)], dtype="float64")
+    model64.compile(optimizer="sgd", loss="mse")
+    x, y = rng.standard_normal((2, 8, 8, 2)), rng.standard_normal((2, 2))
+    assert check_model_gradients(model64, x, y, training=False).passed  # the resize's gradient
+    assert model64.loss_and_gradients(x, y, training=False)[0] == pytest.approx(model64.evaluate(x, y, verbose=0))

@@ -132,9 +132,9 @@ def check_model_gradients(
         True: the training-mode function (dropout on, BatchNormalization on the batch's
         statistics). False: the inference one, the function ``predict`` computes (BatchNormalization
         on its moving statistics; Dropout, the noise and the augmentation layers the identity), as
-        a model called with ``training=False`` trains (Keras's fine-tuning recipe). RandomCrop
-        (whose inference resizes) and a layer of your own run ``forward(x, training=True)`` either
-        way (their backward needs what that keeps).
+        a model called with ``training=False`` trains (Keras's fine-tuning recipe; RandomCrop its
+        resize). A layer of your own runs ``forward(x, training=True)`` either way (its backward
+        needs what that keeps).
 
     Returns
     -------

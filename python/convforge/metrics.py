@@ -977,7 +977,7 @@ class AUC(_Counting):
         t, p = t.reshape(-1) > 0.5, p.reshape(-1)
         if self.from_logits:  # the sigmoid, without overflow for large negative logits
             p = np.exp(-np.logaddexp(0.0, -p))
-        elif not self._warned_range and len(p) and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
+        elif not self._warned_range and (np.any(p < 0) or np.any(p > 1)):  # (NaN is neither)
             self._warned_range = True
             warnings.warn(f"{type(self).__name__} {self.name!r} got predictions outside [0, 1] (logits?): they are "
                           "clipped into it, as Keras does; give it from_logits=True for a model whose output has no "

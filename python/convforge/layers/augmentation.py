@@ -38,6 +38,10 @@ _FILL_MODES = ("reflect", "wrap", "nearest", "constant")
 # Set while a model runs on arrays called without ``training``: its layers run with training
 # False (a bool), and these layers augment as Keras's do when training is not given.
 _TRAINING_UNSET = contextvars.ContextVar("convforge_augment_training_unset", default=False)
+# Set around a layer that a model called with training=False froze (Keras's base(x,
+# training=False)): it runs as at inference whatever the call's mode, and keeps what its
+# backward needs when training (RandomCrop's resize).
+_AS_AT_INFERENCE = contextvars.ContextVar("convforge_augment_as_at_inference", default=False)
 
 
 @contextlib.contextmanager
@@ -48,6 +52,16 @@ def training_unset():
         yield
     finally:
         _TRAINING_UNSET.reset(token)
+
+
+@contextlib.contextmanager
+def as_at_inference():
+    """Augmentation layers run as at inference inside this block (a frozen node of a model)."""
+    token = _AS_AT_INFERENCE.set(True)
+    try:
+        yield
+    finally:
+        _AS_AT_INFERENCE.reset(token)
 
 
 def training_unset_now() -> bool:
@@ -110,7 +124,7 @@ class _Augmentation(Layer):
         return tuple(input_shape)
 
     def _augments(self, training) -> bool:
-        return bool(training) or _TRAINING_UNSET.get()
+        return not _AS_AT_INFERENCE.get() and (bool(training) or _TRAINING_UNSET.get())
 
     def backward(self, dy):
         if self._plan is None:
@@ -444,8 +458,8 @@ class RandomCrop(_Augmentation):
     after it). Here each image draws its own window, an axis as long as the window has the one
     position, and inference follows the documentation."""
 
-    # Not the identity at inference (a model called with training=False keeps it training, random
-    # windows, rather than pass on an uncropped image of another shape).
+    # Not the identity at inference: where a model called with training=False freezes it (and in
+    # gradcheck's training=False) it trains on its resize (Functional._run), not on nothing.
     _identity_at_inference = False
 
     def __init__(self, height, width, seed=None, data_format=None, *, name=None, input_shape=None, trainable=True):

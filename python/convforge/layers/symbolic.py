@@ -16,6 +16,7 @@ kept NCHW (``(8, 26, 26)``) like everything else in a model (see
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 
 import numpy as np
@@ -29,6 +30,14 @@ _NODE_IDS = itertools.count()
 # Names handed out to unnamed layers called on symbolic tensors: unique in the process, as
 # Keras does (conv2d, conv2d_1, ...), because the model they will end up in is not known yet.
 _USED_NAMES: set[str] = set()
+# An eager call's one-layer model names its input and its copy of the layer apart from the
+# process's registry (which would grow at every call): a registry of its own, per thread.
+_EAGER_NAMES: contextvars.ContextVar = contextvars.ContextVar("convforge_eager_names", default=None)
+
+
+def _names() -> set:
+    scoped = _EAGER_NAMES.get()
+    return _USED_NAMES if scoped is None else scoped
 
 
 class KerasTensor:
@@ -126,7 +135,7 @@ class Node:
 def unique_name(base: str, taken: set | None = None) -> str:
     """``base``, or ``base_1``, ``base_2``, ... whichever is not in ``taken`` (default: the names this
     process has handed out), and add it there."""
-    taken = _USED_NAMES if taken is None else taken
+    taken = _names() if taken is None else taken
     name, i = base, 0
     while name in taken:
         i += 1
@@ -145,7 +154,7 @@ def common_dtype(tensors, what: str) -> np.dtype:
 
 def reserve_name(name: str) -> None:
     """Mark ``name`` as taken (a layer named by a Sequential model), so automatic names avoid it."""
-    _USED_NAMES.add(name)
+    _names().add(name)
 
 
 def record_chain(layers, start: KerasTensor) -> list:
@@ -176,8 +185,9 @@ def call_layer(layer, inputs, args: tuple, kwargs: dict):
     if args or kwargs:
         given = [*(f"positional argument {i + 2}" for i in range(len(args))), *(repr(k) for k in kwargs)]
         raise NotImplementedError(
-            f"{label} was called with {', '.join(given)}: convforge layers take only their input tensor(s) "
-            "(training= is decided by fit/predict, masks are not supported)"
+            f"{label} was called with {', '.join(given)}: convforge layers take only their input tensor(s), and "
+            "training= on arrays (Keras's eager call; in a graph a layer's mode is decided by fit/predict, or by "
+            "a model called with training=False); masks are not supported"
         )
     many = isinstance(inputs, (list, tuple))
     tensors = list(inputs) if many else [inputs]
@@ -258,7 +268,6 @@ def call_eagerly(layer, inputs, training, label: str):
     layouts and compiled plan), on a call copy of the layer (its weights, built for these shapes
     if it was not yet; nothing of a model it belongs to changes). ``training`` as Keras's: not
     given, the layer's own default (an augmentation layer augments, a Dropout is off)."""
-    global _USED_NAMES
     from ..models.functional import Model
     from .base import call_copy
     from .core import Flatten, Input
@@ -274,14 +283,18 @@ def call_eagerly(layer, inputs, training, label: str):
     dtype = sorted(d.name for d in held)[0] if held else "float32"  # Keras's float32 policy
     training = None if training is None else bool(training)
     if type(layer) is Flatten and not many and arrays[0].ndim == 4:
-        # NumPy in, NumPy out: Keras's (height, width, channels) order, not a model's NCHW one.
-        return np.ascontiguousarray(arrays[0], dtype=dtype).reshape(arrays[0].shape[0], -1)
+        # NumPy in, NumPy out: Keras's (height, width, channels) order, not a model's NCHW one
+        # (Keras moves a channels-first image's channels last first).
+        x = np.asarray(arrays[0], dtype=dtype)
+        if layer.data_format == "channels_first":
+            x = x.transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(x).reshape(x.shape[0], -1)
     image_format = getattr(layer, "data_format", None) if not getattr(layer, "_sequence_data_format", False) else None
     if image_format == "channels_first" or (layer.built and layer._data_format == "channels_first"):
         return _call_channels_first(layer, arrays, many, training, dtype, label)
     # The one-layer model's names (its input, the copy) are its own: the process's registry of
     # names would grow at every call, and each new name is searched through it.
-    names, _USED_NAMES = _USED_NAMES, set()
+    token = _EAGER_NAMES.set(set())
     try:
         tensors = [Input(a.shape[1:], dtype=dtype) for a in arrays]
         if not layer.built:  # built for these shapes, as Keras builds a layer at its first call
@@ -292,7 +305,7 @@ def call_eagerly(layer, inputs, training, label: str):
         twin._inbound_nodes = []  # the copy's own calls, not the layer's
         model = Model(tensors if many else tensors[0], twin(tensors if many else tensors[0]))
     finally:
-        _USED_NAMES = names
+        _EAGER_NAMES.reset(token)
     return model(arrays if many else arrays[0], training=training)
 
 

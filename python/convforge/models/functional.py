@@ -397,7 +397,8 @@ class _Step:
     """One node of the model, as the executor runs it."""
 
     __slots__ = ("node", "layer", "call", "inputs", "out", "many", "backward", "fused", "shared", "relu_next",
-                 "relu_done", "overwrites_dy", "moving_statistics", "identity_in_training")
+                 "relu_done", "overwrites_dy", "moving_statistics", "identity_in_training", "inference_in_training",
+                 "frozen_augmentation")
 
     def __init__(self, node, call, inputs, out):
         self.node, self.layer, self.call = node, node.layer, call
@@ -423,8 +424,15 @@ class _Step:
         """Train this node as the layer runs at inference (``base(x, training=False)``; gradcheck's
         ``training=False``), or as it trains: the two flags above."""
         self.moving_statistics = inference and isinstance(self.layer, BatchNormalization)
+        augmentation = isinstance(self.layer, _Augmentation)
+        resamples = augmentation and not getattr(self.layer, "_identity_at_inference", True)
         self.identity_in_training = inference and isinstance(self.layer, (Dropout, _NoiseLayer, _Augmentation)) \
-            and getattr(self.layer, "_identity_at_inference", True)  # (RandomCrop resizes there: it trains on)
+            and not resamples
+        # RandomCrop, whose inference resizes: that path, trained (its backward is the resize's).
+        self.inference_in_training = inference and resamples
+        # A model called on arrays without training augments, but not in a node a training=False
+        # call froze (Keras leaves those as they are).
+        self.frozen_augmentation = augmentation and bool(getattr(self.node, "inference", False))
 
 
 def _outputs_logits(layer: Layer, loss) -> bool:
@@ -869,6 +877,10 @@ class Functional(Model):
                 values[step.out] = step.call._forward_logits(x, training)
             elif training and step.identity_in_training:
                 values[step.out] = x
+            elif (training and step.inference_in_training) or (step.frozen_augmentation and not training
+                                                               and augmentation_layers.training_unset_now()):
+                with augmentation_layers.as_at_inference():
+                    values[step.out] = step.call.forward(x, training)
             elif training and step.moving_statistics:
                 values[step.out] = step.call._forward(x, True, step.relu_next, moving_statistics=True)
             elif training and step.relu_next:

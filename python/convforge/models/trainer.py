@@ -640,8 +640,8 @@ class Trainer:
             Training-mode forward pass (dropout on). False: the inference function (what
             ``predict`` computes), and with ``need_grad`` its gradients, as a model called with
             ``training=False`` trains: BatchNormalization on its moving statistics, Dropout, the
-            noise and the augmentation layers the identity (RandomCrop, whose inference resizes,
-            and a layer of your own run their training-mode forward, which their backward needs).
+            noise and the augmentation layers the identity (RandomCrop its resize; a layer of your
+            own runs its training-mode forward, which its backward needs).
         need_grad : bool
             False: only the loss (no backward pass; the gradients come back as None).
 
@@ -1624,14 +1624,13 @@ class Trainer:
         are put back as they were."""
         graph = getattr(self, "_graph", self)
         steps = list(graph._steps)
-        before = [(step.moving_statistics, step.identity_in_training) for step in steps]
         try:
             for step in steps:
                 step.as_in_inference(True)
             yield
         finally:
-            for step, (moving, identity) in zip(steps, before):
-                step.moving_statistics, step.identity_in_training = moving, identity
+            for step in steps:  # as the graph made them: frozen where a training=False call made the node
+                step.as_in_inference(bool(getattr(step.node, "inference", False)))
 
     def _augments_by_default(self) -> bool:
         """Does the (built) model hold a layer that transforms its input when ``training`` is not
