@@ -28,7 +28,8 @@ import numbers
 import numpy as np
 
 from .. import random as _random
-from .base import Layer
+from .base import Layer, resolve_data_format
+from .preprocessing import Resizing, _positive_size
 
 __all__ = ["RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip", "RandomRotation", "RandomTranslation",
            "RandomZoom"]
@@ -45,23 +46,22 @@ _AS_AT_INFERENCE = contextvars.ContextVar("convforge_augment_as_at_inference", d
 
 
 @contextlib.contextmanager
+def _setting(flag: contextvars.ContextVar):
+    token = flag.set(True)
+    try:
+        yield
+    finally:
+        flag.reset(token)
+
+
 def training_unset():
     """Augmentation layers augment inside this block, with ``training=False`` (``model(x)``)."""
-    token = _TRAINING_UNSET.set(True)
-    try:
-        yield
-    finally:
-        _TRAINING_UNSET.reset(token)
+    return _setting(_TRAINING_UNSET)
 
 
-@contextlib.contextmanager
 def as_at_inference():
     """Augmentation layers run as at inference inside this block (a frozen node of a model)."""
-    token = _AS_AT_INFERENCE.set(True)
-    try:
-        yield
-    finally:
-        _AS_AT_INFERENCE.reset(token)
+    return _setting(_AS_AT_INFERENCE)
 
 
 def training_unset_now() -> bool:
@@ -464,9 +464,6 @@ class RandomCrop(_Augmentation):
 
     def __init__(self, height, width, seed=None, data_format=None, *, name=None, input_shape=None, trainable=True):
         super().__init__(seed, name=name, input_shape=input_shape, trainable=trainable)
-        from .base import resolve_data_format
-        from .preprocessing import Resizing, _positive_size
-
         self.height, self.width = _positive_size(height, "height", "RandomCrop"), _positive_size(width, "width",
                                                                                                   "RandomCrop")
         self.data_format = resolve_data_format(data_format)

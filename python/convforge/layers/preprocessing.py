@@ -13,7 +13,8 @@ import numbers
 
 import numpy as np
 
-from .base import Layer, display_shape, internal_shape
+from .base import Layer, display_shape, internal_shape, resolve_data_format
+from .reshaping import _interpolate, _interpolate_backward
 
 __all__ = ["CenterCrop", "Normalization", "Resizing"]
 
@@ -338,8 +339,6 @@ class Resizing(Layer):
         if isinstance(fill_value, (bool, np.bool_)) or not isinstance(fill_value, numbers.Real) \
                 or not math.isfinite(fill_value):
             raise TypeError(f"{layer} fill_value must be a finite number; got {fill_value!r}")
-        from .base import resolve_data_format
-
         self.interpolation, self.fill_mode, self.fill_value = interpolation, fill_mode, float(fill_value)
         self.crop_to_aspect_ratio, self.pad_to_aspect_ratio = bool(crop_to_aspect_ratio), bool(pad_to_aspect_ratio)
         self.antialias = False
@@ -381,8 +380,6 @@ class Resizing(Layer):
         return dx
 
     def forward(self, x, training=False):
-        from .reshaping import _interpolate
-
         framed = self._framed(x)
         h, w = framed.shape[2:]
         if self.interpolation == "nearest":
@@ -395,8 +392,6 @@ class Resizing(Layer):
         return np.ascontiguousarray(out, dtype=x.dtype)
 
     def backward(self, dy):
-        from .reshaping import _interpolate_backward
-
         if getattr(self, "_in_hw", None) is None:
             raise self._missing_cache()
         h0, w0 = self._in_hw

@@ -1595,14 +1595,8 @@ class Trainer:
             return self._call_symbolic(x, training)
         if training is None and not getattr(self, "built", False):
             self._build_from_data(x)  # a first call: are there layers that augment?
-        if training is None and self._augments_by_default():
-            self._build_from_data(x)
-            x = self._check_x(x, allow_empty=True)
-            if self._batches(x, None, 1).n == 0:
-                return self._to_user(self._empty_outputs())
-            with training_unset():  # the layers run with training=False; these augment
-                return self._to_user(self._forward(self._convert_x(x), training=False))
-        if not training and type(x) is np.ndarray and x.ndim:
+        augment = training is None and self._augments_by_default()  # (the layers run with training=False)
+        if not training and not augment and type(x) is np.ndarray and x.ndim:
             # predict's one-call path (CompiledInference.ready), the whole batch at once: None
             # where it declines x, and the path below answers.
             compiled = self._ready_plan()
@@ -1613,7 +1607,8 @@ class Trainer:
         x = self._check_x(x, allow_empty=True)
         if self._batches(x, None, 1).n == 0:  # no samples: layers (custom ones too) are not asked to handle it
             return self._to_user(self._empty_outputs())
-        out = self._forward(self._convert_x(x), training=bool(training))
+        with training_unset() if augment else contextlib.nullcontext():
+            out = self._forward(self._convert_x(x), training=bool(training))
         if training:
             self._clear_caches()
         return self._to_user(out)
