@@ -385,6 +385,75 @@ def test_model_trainable_freezes_and_unfreezes_every_layer():
         m.trainable = 0
 
 
+def _changed(before, model):
+    return [not np.array_equal(a, np.asarray(b)) for a, b in zip(before, model.weights)]
+
+
+def test_model_trainable_reaches_nested_models_and_gates_the_whole_model_as_keras():
+    """The transfer-learning guide's nested freeze: ``model.trainable = False`` sets a nested
+    model's ``trainable`` too (its assert ``inner_model.trainable == False`` failed); a frozen
+    model trains nothing even after ``inner.trainable = True`` (it trained the inner layers while
+    saying trainable False); under a trainable model, a nested model's own flag does not gate a
+    layer set trainable again (Keras 3 trains it). Each line checked against Keras 3.15.1."""
+    x, y = np.ones((8, 3), np.float32), np.zeros((8, 2), np.float32)
+    inner = convforge.Sequential([convforge.Input((3,)), layers.Dense(3, activation="relu"), layers.Dense(3)])
+    outer = convforge.Sequential([convforge.Input((3,)), inner, layers.Dense(2)])
+    outer.trainable = False
+    assert inner.trainable is False and inner.layers[0].trainable is False
+    inner.trainable = True
+    assert inner.layers[0].trainable is True
+    assert outer.trainable_weights == [] and len(outer.non_trainable_weights) == 6
+    lines = []
+    outer.summary(print_fn=lines.append)
+    assert "Trainable params: 0" in "\n".join(lines) and "Non-trainable params: 32" in "\n".join(lines)
+    outer.compile(optimizer="sgd", loss="mse")
+    before = [w.copy() for w in outer.weights]
+    outer.fit(x, y, epochs=1, verbose=0)
+    assert _changed(before, outer) == [False] * 6
+    outer.trainable = True  # every layer, the nested model's included
+    assert inner.trainable is True and len(outer.trainable_weights) == 6
+
+    base = convforge.Sequential([convforge.Input((3,)), layers.Dense(3)])
+    inputs = convforge.Input((3,))
+    m = convforge.Model(inputs, layers.Dense(2)(base(inputs, training=False)))
+    m.compile(optimizer="sgd", loss="mse")
+    m.trainable = False
+    assert base.trainable is False
+    base.trainable = True
+    before = [w.copy() for w in m.weights]
+    m.fit(x, y, epochs=1, verbose=0)
+    assert _changed(before, m) == [False] * 4 and m.trainable_weights == []
+    m.trainable = True
+    base.trainable = False
+    base.layers[0].trainable = True  # Keras 3: the layer's own flag decides under a trainable model
+    before = [w.copy() for w in m.weights]
+    m.fit(x, y, epochs=1, verbose=0)
+    assert _changed(before, m) == [True] * 4 and len(m.trainable_weights) == 4
+
+
+def test_a_frozen_model_stays_frozen_through_save_and_load(tmp_path):
+    """The model's own ``trainable`` is in its description (Keras's config has it): a frozen model
+    whose layers were set trainable again loads frozen; older files (no entry) load trainable."""
+    model = convforge.Sequential([convforge.Input((3,)), layers.Dense(3), layers.Dense(2)])
+    model.trainable = False
+    model.layers[0].trainable = True
+    assert model.get_config()["trainable"] is False
+    model.save(tmp_path / "m.npz")
+    loaded = convforge.load_model(tmp_path / "m.npz")
+    assert loaded.trainable is False and loaded.layers[0].trainable is True and loaded.trainable_weights == []
+    inputs = convforge.Input((3,))
+    graph = convforge.Model(inputs, layers.Dense(2)(inputs))
+    graph.trainable = False
+    again = convforge.Model.from_config(graph.get_config())
+    assert again.trainable is False and again.trainable_weights == []
+    config = graph.get_config()
+    del config["trainable"]
+    assert convforge.Model.from_config(config).trainable is True
+    config["trainable"] = "no"
+    with pytest.raises(ValueError, match="'trainable' must be true or false; got 'no'"):
+        convforge.Model.from_config(config)
+
+
 def test_a_model_called_on_tensors_is_its_layers_in_the_new_graph():
     """Keras's nested models (transfer learning): ``base(x)`` in a graph calls the base's layers
     on x, shared; a frozen base stays as it is through fit, BatchNormalization included, and the

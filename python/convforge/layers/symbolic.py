@@ -126,6 +126,8 @@ class Node:
         self.inference = False
         #: The name of the model whose call in a graph made this node (``base(x)``), else None.
         self.nested_in: str | None = None
+        #: That model itself (the model made of this graph sets its ``trainable`` with its own).
+        self.nested_model = None
         layer._inbound_nodes.append(self)
 
     def __repr__(self) -> str:

@@ -179,6 +179,23 @@ class Model(Trainer):
         self._trainable = bool(value)
         for layer in self.layers:
             layer.trainable = bool(value)
+        for model, _ in self._nested_models():  # recursively, as Keras: inner.trainable reads False too
+            model.trainable = bool(value)
+
+    def _nested_models(self) -> list:
+        """``[(model, ids of its layers)]``: the models whose layers this one took in (a model called
+        in the graph, ``base(x)``, or added to a Sequential), each layer listed in ``self.layers``."""
+        return self.__dict__.get("_nested", [])
+
+    def _frozen_layer_ids(self) -> set:
+        """The layers (by id) whose weights do not train in this model whatever their own
+        ``trainable`` says: all of them while the model itself is frozen. Keras's
+        ``model.trainable_weights`` is empty for a model whose ``trainable`` is False, so
+        ``model.trainable = False`` followed by ``base.trainable = True`` (a model nested in it)
+        still trains nothing of ``model``. Only the model trained decides: as in Keras, a nested
+        model's own flag does not (``base.trainable = False`` then ``base.layers[0].trainable =
+        True`` trains that layer)."""
+        return set() if self.trainable else {id(layer) for layer in self.layers}
 
     # ================================================================== a model inside a graph
 
@@ -215,6 +232,7 @@ class Model(Trainer):
             out = node.layer(args if node.many else args[0])
             out._node.inference = training is False or node.inference
             out._node.nested_in = self.name
+            out._node.nested_model = self
             mapped[id(node.outputs[0])] = out
         outputs = [mapped[id(t)] for t in graph.outputs]
         for t in outputs:
@@ -280,12 +298,16 @@ class Model(Trainer):
 
     @property
     def trainable_weights(self) -> list[np.ndarray]:
-        """The weights the optimizer updates (a layer with ``trainable = False`` contributes none)."""
-        return [w for layer in self.layers for w in layer.trainable_weights]
+        """The weights the optimizer updates (a layer with ``trainable = False``, or in a frozen
+        model, contributes none)."""
+        frozen = self._frozen_layer_ids()
+        return [w for layer in self.layers if id(layer) not in frozen for w in layer.trainable_weights]
 
     @property
     def non_trainable_weights(self) -> list[np.ndarray]:
-        return [w for layer in self.layers for w in layer.non_trainable_weights]
+        frozen = self._frozen_layer_ids()
+        return [w for layer in self.layers
+                for w in (layer.weights if id(layer) in frozen else layer.non_trainable_weights)]
 
     def to_json(self, **kwargs) -> str:
         """The architecture as a JSON string (:meth:`get_config`); rebuild it with
@@ -592,6 +614,11 @@ class Functional(Model):
         self.dtype = common_dtype(in_list, "the model inputs")
         self._nodes = nodes
         self.layers = self._collect_layers()
+        nested: dict = {}  # the models called in this graph and the layers each brought (trainable's setter)
+        for node in nodes:
+            if node.nested_model is not None:
+                nested.setdefault(id(node.nested_model), (node.nested_model, set()))[1].add(id(node.layer))
+        self._nested = [(model, frozenset(ids)) for model, ids in nested.values()]
         self._node_ids: dict = {}  # layer -> its nodes in this model, in call order (Keras's node index)
         for node in sorted(nodes, key=lambda node: node.seq):  # call order, as Keras numbers them
             self._node_ids.setdefault(id(node.layer), []).append(node)
@@ -1077,8 +1104,12 @@ class Functional(Model):
             for call in calls:
                 call._clear_cache()
 
-    def _plan_backward(self) -> None:
-        """Which nodes run backward, which compute their input gradient, and the training fusions."""
+    def _plan_backward(self, frozen: set | None = None) -> None:
+        """Which nodes run backward, which compute their input gradient, and the training fusions.
+        ``frozen``: the layers that must not train (``_frozen_layer_ids``; a Sequential passes its
+        own, this graph being its executor)."""
+        if frozen is None:
+            frozen = self._frozen_layer_ids()
         needs = [False] * len(self._tensor_index)  # does the loss's gradient w.r.t. this tensor matter?
         consumers = [0] * len(self._tensor_index)
         for index in self._outputs_index:
@@ -1092,7 +1123,7 @@ class Functional(Model):
         for step in self._steps:
             upstream = any(needs[i] for i in step.inputs)
             step.call.input_grad_needed = upstream
-            step.backward = upstream or bool(step.layer.trainable_param_names())
+            step.backward = upstream or (id(step.layer) not in frozen and bool(step.layer.trainable_param_names()))
             needs[step.out] = step.backward
         producer = {step.out: step for step in self._steps}
         for step in self._steps:
@@ -1112,7 +1143,7 @@ class Functional(Model):
                     before.relu_next = after.relu_done = True
                     if isinstance(before.call, Add):  # its backward sums the ReLU output's gradient parts
                         self._gated_sums.add(after.out)
-        self._trainable_plan = trainable_plan(self.layers)
+        self._trainable_plan = trainable_plan(self.layers, frozen)
         # What _backward walks, worked out once here rather than at every batch.
         self._backward_steps = [step for step in reversed(self._steps) if step.backward]
         self._grad_calls = [call for layer, _ in self._trainable_plan for call in self._calls[id(layer)]]
@@ -1429,6 +1460,7 @@ class Functional(Model):
         return {
             "name": self.name,
             "dtype": self.dtype.name,
+            "trainable": self.trainable,
             "layers": [
                 {"class_name": type(layer).__name__, "module": type(layer).__module__, "config": layer.get_config()}
                 for layer in self.layers
@@ -1491,12 +1523,14 @@ class Functional(Model):
         for t, model_name in zip(outputs, made_by):
             if model_name is not None:
                 t._from_model = check_model_name(model_name, "")
-        return cls(
+        model = cls(
             inputs[0] if config.get("single_input") else inputs,
             outputs[0] if config.get("single_output") else (tuple(outputs) if config.get("outputs_tuple") is True
                                                              else outputs),
             name=config.get("name"),
         )
+        model._trainable = state.config_trainable(config)  # the layers' own flags came with their configs
+        return model
 
     def __repr__(self) -> str:
         return f"<Functional name={self.name!r} layers={len(self.layers)} inputs={len(self.inputs)} " \

@@ -137,6 +137,7 @@ class Sequential(Model):
         self._graph: Functional | None = None  # the executor, made at build
         self._graph_input = None
         self._graph_nodes: list = []
+        self._nested: list = []  # [(model, ids of its layers)] of the models added (Model._nested_models)
         # The list's layers are added first and the model built once, with the names and layers
         # taken so far in sets: built after each add, and each add scanning the layers before it,
         # a stack of n layers cost ~n^2 (an imported 2,000-node chain took 91 s, 20,000 minutes).
@@ -166,13 +167,15 @@ class Sequential(Model):
         ``Sequential([base_model, ...])``): call it in a functional model instead,
         ``Model(inputs, head(base_model(inputs)))``.
         """
-        if isinstance(layer, Sequential):
+        if isinstance(layer, (Sequential, Functional)):
             if layer is self:
                 raise ValueError("a Sequential model cannot be added to itself")
-            if not self.layers and self._declared_input is None and layer._input_spec() is not None:
-                self._declared_input = tuple(layer._input_spec())
+            # A functional model's layers, or a NotImplementedError naming why it is not a chain.
+            chain = layer if isinstance(layer, Sequential) else _chain_as_sequential(layer)
+            if not self.layers and self._declared_input is None and chain._input_spec() is not None:
+                self._declared_input = tuple(chain._input_spec())
             taken = {other.name for other in self.layers}
-            for inner in layer.layers:
+            for inner in chain.layers:
                 if inner.name in taken:
                     base, i = re.sub(r"_\d+$", "", inner.name), 0
                     while inner.name in taken:
@@ -180,9 +183,8 @@ class Sequential(Model):
                         inner.name = f"{base}_{i}"
                 self.add(inner)
                 taken.add(inner.name)
-            return
-        if isinstance(layer, Functional):
-            self.add(_chain_as_sequential(layer))  # its layers, or a NotImplementedError naming why not
+            # model.trainable = ... sets its flag too, as Keras's recursive setter does.
+            self._nested.append((layer, frozenset(id(inner) for inner in chain.layers)))
             return
         if isinstance(layer, symbolic.KerasTensor) and isinstance(layer._keras_history[0], InputLayer):
             layer = layer._keras_history[0]  # Sequential([convforge.Input(shape=...), ...]), as Keras
@@ -364,7 +366,7 @@ class Sequential(Model):
         all: backward stops there, and that layer is told not to compute dx
         (for a first Conv2D this skips the whole data-gradient convolution).
         """
-        self._graph._plan_backward()
+        self._graph._plan_backward(self._frozen_layer_ids())
         self._trainable_plan = self._graph._trainable_plan
 
     @property
@@ -511,6 +513,7 @@ class Sequential(Model):
         return {
             "name": self.name,
             "dtype": self.dtype.name,
+            "trainable": self.trainable,
             "input_shape": None if spec is None else list(spec),
             "layers": [
                 {"class_name": type(layer).__name__, "module": type(layer).__module__, "config": layer.get_config()}
@@ -535,6 +538,7 @@ class Sequential(Model):
         if config.get("input_shape"):
             model._declared_input = tuple(config["input_shape"])
         model.build()
+        model._trainable = state.config_trainable(config)  # the layers' own flags came with their configs
         return model
 
     def __repr__(self) -> str:

@@ -284,6 +284,15 @@ def config_layers(config, what: str) -> list:
     return entries
 
 
+def config_trainable(config: dict) -> bool:
+    """The model's own ``trainable`` of a description (True where an older file has none); a
+    ValueError for anything but a bool."""
+    value = config.get("trainable", True)
+    if not isinstance(value, bool):
+        raise ValueError(f"the model's 'trainable' must be true or false; got {value!r:.100}")
+    return value
+
+
 def layer_from_config(index: int, entry: dict, custom_objects):
     """Layer ``index`` of a saved model description (``{"class_name", "module", "config"}``)."""
     cls = layer_class(entry["class_name"], entry.get("module"), custom_objects)

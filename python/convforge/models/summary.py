@@ -114,7 +114,8 @@ def _print_table(model, rows, connected_column, line_length, positions, print_fn
         return "".join(f"{c:<{w}}" for c, w in zip(cells, widths)).rstrip()
 
     total = model.count_params()
-    trainable = sum(layer.count_trainable_params() for layer in model.layers)
+    frozen = model._frozen_layer_ids()
+    trainable = sum(layer.count_trainable_params() for layer in model.layers if id(layer) not in frozen)
     out = [f'Model: "{model.name}"', "_" * width, line(headers), "=" * width]
     i = 0
     for g, size in enumerate(groups):

@@ -1729,13 +1729,13 @@ def forward_state(layers) -> list[np.ndarray]:
     ]
 
 
-def trainable_plan(layers) -> list:
-    """``[(layer, [(weight name, optimizer key)])]`` for the layers with trainable weights, in order;
-    the key is ``'<layer name>/<weight name>'``."""
+def trainable_plan(layers, frozen=frozenset()) -> list:
+    """``[(layer, [(weight name, optimizer key)])]`` for the layers with trainable weights, in order,
+    but those whose id is in ``frozen`` (of a frozen model); the key is ``'<layer name>/<weight name>'``."""
     return [
         (layer, [(name, f"{layer.name}/{name}") for name in layer.trainable_param_names()])
         for layer in layers
-        if layer.trainable_param_names()
+        if id(layer) not in frozen and layer.trainable_param_names()
     ]
 
 
