@@ -1018,3 +1018,32 @@ def test_layer_activation_has_keras_s_function_name(name, keras_name):
     # activation objects had no __name__ (AttributeError in code printing a model's activations).
     assert layers.Dense(3, activation=name).activation.__name__ == keras_name
     assert layers.ReLU.__name__ == "ReLU"  # the class keeps its own
+
+
+def test_build_called_by_hand_takes_keras_shapes():
+    """``layer.build((None, 4))``, as the transfer-learning guide writes it: the whole shape, batch
+    axis first, images channels-last (or as the layer's data_format says); the layer is then
+    built as a model would build it. It was left unbuilt, and its next build failed with "already
+    has a weight named 'kernel'"; Conv2D refused (None, 8, 8, 1) as a 4-D sample."""
+    dense = layers.Dense(3)
+    dense.build((None, 4))
+    assert dense.built and [w.shape for w in dense.weights] == [(4, 3), (3,)]
+    assert dense(np.ones((2, 4), np.float32)).shape == (2, 3)
+    assert convforge.Sequential([convforge.Input((4,)), dense]).output_shape == (None, 3)
+    norm = layers.BatchNormalization()
+    norm.build((None, 5))
+    assert norm.built and len(norm.weights) == 4 and len(norm.trainable_weights) == 2
+    conv = layers.Conv2D(2, 3)
+    conv.build((None, 8, 8, 1))
+    assert conv.count_params() == 20 and conv(np.ones((1, 8, 8, 1), np.float32)).shape == (1, 6, 6, 2)
+    conv.build((None, 8, 8, 1))  # again for the same shape: nothing to do, as Keras
+    with pytest.raises(ValueError, match=re.escape("was built for input (batch, 8, 8, 1); build got (None, 9, 9, 1)")):
+        conv.build((None, 9, 9, 1))
+    first = layers.Conv2D(2, 3, data_format="channels_first")
+    first.build((None, 1, 8, 8))
+    assert first(np.ones((1, 1, 8, 8), np.float32)).shape == (1, 2, 6, 6)
+    sequence = layers.Conv1D(4, 3)
+    sequence.build((None, 10, 2))
+    assert sequence.count_params() == 28 and sequence(np.ones((1, 10, 2), np.float32)).shape == (1, 8, 4)
+    with pytest.raises(ValueError, match=re.escape("Dense.build: input_shape must be a tuple with the batch axis first")):
+        layers.Dense(3).build((4,))

@@ -335,9 +335,9 @@ def internal_shape(shown_shape, data_format: str = "channels_last") -> tuple:
     return shape
 
 
-def _split_batch(shape, layer) -> tuple:
+def _split_batch(shape, layer, method: str = "compute_output_shape") -> tuple:
     """``(batch, internal per-sample shape)`` of a Keras shape such as ``(None, 28, 28, 1)``."""
-    name = f"{type(layer).__name__}.compute_output_shape"
+    name = f"{type(layer).__name__}.{method}"
     if not isinstance(shape, (tuple, list)) or len(shape) < 2:
         raise ValueError(
             f"{name}: input_shape must be a tuple with the batch axis first, e.g. (None, 28, 28, 1); got {shape!r}"
@@ -348,6 +348,34 @@ def _split_batch(shape, layer) -> tuple:
     if not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in rest):
         raise ValueError(f"{name}: input_shape needs positive ints after the batch axis; got {shape!r}")
     return batch, internal_shape(tuple(int(d) for d in rest), layer._data_format)
+
+
+def _keras_build(build):
+    """A built-in layer's ``build``: convforge calls it (Layer._build) with the per-sample input
+    shape in the layout inside; a user calls it as Keras's, ``layer.build((None, 4))``, with the
+    batch axis and channels-last images -- then the layer is built for that shape as a model
+    would build it (``built`` True, its weights made once). Called by hand, the internal build
+    took ``(None, 4)`` for a sample's shape and left the layer unbuilt, whose next build then
+    failed ('already has a weight named 'kernel'')."""
+
+    @functools.wraps(build)
+    def checked(self, input_shape):
+        if self.__dict__.get("_in_build"):
+            return build(self, input_shape)
+        _, internal = _split_batch(input_shape, self, "build")
+        if self.built:
+            if self._internal_input_shape is not None and tuple(internal) != self._internal_input_shape:
+                label = type(self).__name__ + (f" {self.name!r}" if self.name else "")
+                raise ValueError(f"{label} was built for input {self._show(self._internal_input_shape)}; build got "
+                                 f"{tuple(input_shape)}")
+            return None
+        if getattr(self, "data_format", None) == "channels_first" and not getattr(self, "_sequence_data_format", False):
+            self._data_format = "channels_first"
+            _, internal = _split_batch(input_shape, self, "build")
+        self._build(internal, self.dtype)
+        return None
+
+    return checked
 
 
 def set_weight_options(layer, *, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
@@ -510,6 +538,8 @@ class Layer:
         _REGISTRY.setdefault(cls.__name__, []).append(cls)
         if "__init__" in cls.__dict__:
             cls.__init__ = _check_arguments(cls, cls.__dict__["__init__"])
+        if "build" in cls.__dict__ and cls.__module__.startswith("convforge."):
+            cls.build = _keras_build(cls.__dict__["build"])
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
@@ -897,7 +927,11 @@ class Layer:
             # activation='softmax' counts its axis (-1) on the tensor the user sees, as this layer does.
             activation._data_format = self._data_format
         if not self.built:
-            self.build(input_shape)
+            self._in_build = True  # build() of a built-in layer: the per-sample shape (_keras_build)
+            try:
+                self.build(input_shape)
+            finally:
+                self._in_build = False
             self.built = True
         self._internal_input_shape = input_shape
         self._internal_output_shape = tuple(int(d) for d in self._compute_internal_output_shape(input_shape))
