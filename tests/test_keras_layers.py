@@ -1047,3 +1047,60 @@ def test_build_called_by_hand_takes_keras_shapes():
     assert sequence.count_params() == 28 and sequence(np.ones((1, 10, 2), np.float32)).shape == (1, 8, 4)
     with pytest.raises(ValueError, match=re.escape("Dense.build: input_shape must be a tuple with the batch axis first")):
         layers.Dense(3).build((4,))
+
+
+class _TwoDense(layers.Layer):
+    """A layer of one's own holding two Dense layers (Keras's composed layers), built in its build."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.d1, self.d2 = layers.Dense(8, activation="relu"), layers.Dense(4)
+
+    def build(self, input_shape):
+        self.d1.build(input_shape)  # the per-sample shape this build got
+        self.d2.build((8,))
+
+    def forward(self, x, training=False):
+        return self.d2.forward(self.d1.forward(x, training), training)
+
+    def backward(self, dy):
+        return self.d1.backward(self.d2.backward(dy))
+
+
+class _Tied(layers.Layer):
+    """Reads the kernel of a Dense layer of the model (tied weights): its own params are none."""
+
+    def __init__(self, dense, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = dense
+
+    def forward(self, x, training=False):
+        return x @ self.dense.kernel.T
+
+    def backward(self, dy):
+        return dy @ self.dense.kernel
+
+
+def test_layers_held_by_a_layer_of_ones_own_are_built_and_never_silently_left_untrained(tmp_path):
+    """A layer built from inside another's build takes that build's per-sample shape (it was refused
+    as a Keras shape without batch axis); training or saving a layer that holds layers with weights
+    its params do not list is refused, naming them: fit trained nothing of them and save lost them,
+    with no error (Keras tracks such layers; convforge does not). Predict runs."""
+    x, y = np.ones((8, 5), np.float32), np.ones((8, 1), np.float32)
+    model = convforge.Sequential([convforge.Input((5,)), _TwoDense(), layers.Dense(1)])
+    held = model.layers[0]
+    assert held.d1.built and held.d1.kernel.shape == (5, 8) and held.d2.kernel.shape == (8, 4)
+    assert model.predict(x, verbose=0).shape == (8, 1)
+    model.compile(optimizer="sgd", loss="mse")
+    message = "layer '__two_dense' (_TwoDense) holds a layer with weights in self.d1 (Dense)"
+    with pytest.raises(NotImplementedError, match=re.escape(message) + ".*training would leave"):
+        model.fit(x, y, verbose=0)
+    with pytest.raises(NotImplementedError, match=re.escape(message) + ".*saving would leave"):
+        model.save(tmp_path / "m.npz")
+    # A layer of the model held for its weights is trained and saved by the model: allowed.
+    inputs = convforge.Input((5,))
+    dense = layers.Dense(3, use_bias=False)
+    tied = convforge.Model(inputs, _Tied(dense)(dense(inputs)))
+    tied.compile(optimizer="sgd", loss="mse")
+    tied.fit(x, np.ones((8, 5), np.float32), verbose=0)
+    tied.save(tmp_path / "tied.npz")

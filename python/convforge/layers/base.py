@@ -257,6 +257,9 @@ class WeightBudgetExceeded(MemoryError):
 # Bytes of weights that layers built in this context may still allocate (None: no limit).
 # convforge.load_model sets it to what the file holds, so that a forged description
 # (one edited number) cannot make a few-KB file allocate gigabytes before it is checked.
+# Set while some layer's build runs (Layer._build): a built-in layer built from inside it (a layer
+# of one's own building the layers it holds) gets that build's per-sample shape (_keras_build).
+_building: contextvars.ContextVar[bool] = contextvars.ContextVar("convforge_building", default=False)
 _weight_budget: contextvars.ContextVar[list | None] = contextvars.ContextVar("convforge_weight_budget", default=None)
 
 
@@ -362,6 +365,9 @@ def _keras_build(build):
     def checked(self, input_shape):
         if self.__dict__.get("_in_build"):
             return build(self, input_shape)
+        if _building.get():  # from another layer's build, whose shapes are per-sample: built as it says
+            self._build(tuple(input_shape), self.dtype)
+            return None
         _, internal = _split_batch(input_shape, self, "build")
         if self.built:
             if self._internal_input_shape is not None and tuple(internal) != self._internal_input_shape:
@@ -376,6 +382,30 @@ def _keras_build(build):
         return None
 
     return checked
+
+
+def check_no_hidden_weights(layer, doing: str, model_layers: set) -> None:
+    """NotImplementedError where a layer of one's own holds layers whose weights neither its own
+    ``params`` list nor the model's layers (``model_layers``: their ids) have
+    (``self.d1 = layers.Dense(8)``, Keras's composed layers): convforge trains, counts and saves
+    a layer's ``params`` only, so ``doing`` (training, saving) would leave those weights
+    untrained or lose them, with no error (Keras tracks them). A layer of the model held for
+    its weights (tied weights) is fine: the model trains and saves it."""
+    if type(layer).__module__.startswith("convforge."):
+        return
+    own = {id(p) for p in layer.params.values()}
+    for attr, value in vars(layer).items():
+        held = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else (value,)
+        for item in held:
+            if (isinstance(item, Layer) and item is not layer and id(item) not in model_layers
+                    and any(id(p) not in own for p in item.params.values())):
+                raise NotImplementedError(
+                    f"layer {layer.name!r} ({type(layer).__name__}) holds a layer with weights in self.{attr} "
+                    f"({type(item).__name__}): convforge trains, counts and saves only the weights a layer makes "
+                    f"with self.add_weight (its params), so {doing} would leave that layer's weights out. Call such "
+                    "layers in the model instead (a functional model, or a Sequential), or make the weights in your "
+                    "layer with self.add_weight"
+                )
 
 
 def set_weight_options(layer, *, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
@@ -928,9 +958,11 @@ class Layer:
             activation._data_format = self._data_format
         if not self.built:
             self._in_build = True  # build() of a built-in layer: the per-sample shape (_keras_build)
+            building = _building.set(True)
             try:
                 self.build(input_shape)
             finally:
+                _building.reset(building)
                 self._in_build = False
             self.built = True
         self._internal_input_shape = input_shape

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from .. import random as _random
-from ..layers.base import WeightBudgetExceeded, weight_budget
+from ..layers.base import WeightBudgetExceeded, check_no_hidden_weights, weight_budget
 from ..saving import ModelFileError, new_meta, read, write
 
 __all__ = ["load_weights", "restore_training_state", "save_model", "save_weights"]
@@ -30,7 +30,9 @@ class LayerConfigError(ValueError):
 
 def _weights_entries(model) -> tuple[list[dict], dict[str, np.ndarray]]:
     entries, arrays = [], {}
+    ids = {id(layer) for layer in model.layers}
     for i, layer in enumerate(model.layers):
+        check_no_hidden_weights(layer, "saving", ids)
         for name, value in layer.params.items():
             key = f"weights/{i}/{name}"
             entries.append(

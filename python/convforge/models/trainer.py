@@ -61,7 +61,7 @@ from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
 from ..optimizers import _positive_int
 from ..layers.augmentation import augments_by_default, training_unset
-from ..layers.base import display_shape
+from ..layers.base import check_no_hidden_weights, display_shape
 from ..layers.symbolic import KerasTensor
 from ..progress import ProgressBar
 from .. import threads as threads_module
@@ -496,6 +496,13 @@ class Trainer:
 
     # ================================================================== the training step
 
+    def _plan_training(self) -> None:
+        """_plan_backward, for a training step, once no layer holds weights training would miss."""
+        ids = {id(layer) for layer in self.layers}
+        for layer in self.layers:
+            check_no_hidden_weights(layer, "training", ids)
+        self._plan_backward()
+
     def _gradients(self):
         """``[(key, weight, gradient)]`` for the optimizer, checking what custom layers returned."""
         items = []
@@ -654,7 +661,7 @@ class Trainer:
             ``gradient`` is overwritten by the next call.
         """
         self._build_from_data(x)
-        self._plan_backward()
+        self._plan_training()
         self._resolve_loss_path()
         x_user, y_ready = self._prepare(x, y)
         xb = self._convert_x(x_user)
@@ -870,7 +877,7 @@ class Trainer:
         elif steps_per_epoch is not None:
             raise ValueError("steps_per_epoch is for generators; with arrays every epoch sees all of x")
         self._build_from_data(x)
-        self._plan_backward()
+        self._plan_training()
         self._resolve_loss_path()
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         val_batch_size = (
@@ -1150,7 +1157,7 @@ class Trainer:
     def _one_batch(self, x, y, sample_weight, class_weight, what):
         self._require_compiled(what)
         self._build_from_data(x)
-        self._plan_backward()
+        self._plan_training()
         if what == "train_on_batch":
             self._resolve_loss_path()
         x, y = self._prepare(x, y)
