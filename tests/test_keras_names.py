@@ -68,6 +68,13 @@ def test_missing_keras_names_say_what_to_use(namespace, name, message):
     with pytest.raises(AttributeError, match=message):
         getattr(module, name)
     assert not hasattr(module, name)  # still an AttributeError: hasattr and tools keep working
+    # `from convforge.layers import LSTM`, as the guides write it: the same message, as an ImportError
+    # (Python's own for an AttributeError there is a bare "cannot import name 'LSTM' from ...").
+    where = "convforge" if namespace is None else f"convforge.{namespace}"
+    with pytest.raises(ImportError, match=message):
+        exec(f"from {where} import {name}", {})
+    with pytest.raises(ImportError, match=message):
+        exec(f"from {where} import {'__version__' if namespace is None else '__name__'}, {name}", {})
 
 
 def test_learning_rate_schedules_are_a_keras_namespace():

@@ -8,9 +8,11 @@ and what to use, instead of Python's bare "has no attribute".
 
 from __future__ import annotations
 
+import dis
 import functools
 import inspect
 import numbers
+import sys
 
 _RNN = "convforge has no recurrent layers; for sequences use Conv1D + GlobalAveragePooling1D"
 
@@ -115,6 +117,23 @@ HINTS: dict[str, dict[str, str]] = {
 }
 
 
+_IMPORT_FROM = dis.opmap.get("IMPORT_FROM")
+
+
+def _in_from_import() -> bool:
+    """Whether the code asking for the attribute runs ``from module import name``: the first
+    frame above the ``__getattr__`` functions is at an IMPORT_FROM instruction. Python turns an
+    AttributeError there into its own bare "cannot import name 'ops' from 'convforge'", dropping
+    the message; an ImportError raised instead keeps it. (False wherever this cannot be told.)"""
+    try:
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_name in ("__getattr__", "_in_from_import"):
+            frame = frame.f_back
+        return frame is not None and frame.f_code.co_code[frame.f_lasti] == _IMPORT_FROM
+    except (AttributeError, IndexError, ValueError):
+        return False
+
+
 def module_getattr(module_name: str, namespace):
     """A module ``__getattr__`` for ``module_name`` whose public names are in ``namespace()``."""
     hints = HINTS.get(module_name, {})
@@ -123,13 +142,17 @@ def module_getattr(module_name: str, namespace):
         if name.startswith("__"):
             raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
         if name in hints:
-            raise AttributeError(f"convforge does not support {module_name}.{name}: {hints[name]}")
-        # Capitalised names, less constants such as losses.EPSILON (a package's lazily imported
-        # names are given as None: they count).
-        available = sorted(k for k, v in namespace().items() if not k.startswith("_") and k[:1].isupper()
-                           and not isinstance(v, (numbers.Number, str)))
-        suffix = f"; its classes are {', '.join(available)}" if available else ""
-        raise AttributeError(f"convforge does not support {module_name}.{name} (Keras name?){suffix}")
+            message = f"convforge does not support {module_name}.{name}: {hints[name]}"
+        else:
+            # Capitalised names, less constants such as losses.EPSILON (a package's lazily imported
+            # names are given as None: they count).
+            available = sorted(k for k, v in namespace().items() if not k.startswith("_") and k[:1].isupper()
+                               and not isinstance(v, (numbers.Number, str)))
+            suffix = f"; its classes are {', '.join(available)}" if available else ""
+            message = f"convforge does not support {module_name}.{name} (Keras name?){suffix}"
+        if _in_from_import():  # `from convforge import ops`: an ImportError, with the message
+            raise ImportError(message, name=module_name)
+        raise AttributeError(message)
 
     return __getattr__
 
