@@ -811,3 +811,40 @@ def test_resume_refuses_early_stopping_best_weights_the_model_cannot_take(tmp_pa
         resumed.fit(x, y, epochs=4, batch_size=8, verbose=0, callbacks=[again], resume_from=tmp_path / "ckpt.npz")
     assert all(np.array_equal(a, b) for a, b in zip(resumed.get_weights(), before))
     assert again.best_weights is None
+
+
+class _NamelessConfigDense(convforge.layers.Layer):
+    """The Keras guide's CustomDense: its get_config() gives its own argument only, no name."""
+
+    def __init__(self, units=3):
+        super().__init__()
+        self.units = units
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], self.units), initializer="random_normal")
+
+    def forward(self, x, training=False):
+        return x @ self.w
+
+    def get_config(self):
+        return {"units": self.units}
+
+
+def test_a_layer_whose_config_has_no_name_rebuilds_under_its_name_in_the_same_process(tmp_path):
+    """The rebuilt layer was named anew (``_nameless_config_dense_1``, the first name being taken
+    in this process), so the graph's references to it failed: ``from_config`` and ``load_model``
+    of such a model worked only in a fresh process. Entries now carry the layer's name."""
+    custom = {"_NamelessConfigDense": _NamelessConfigDense}
+    x = np.ones((2, 4), np.float32)
+    inputs = convforge.Input((4,))
+    model = convforge.Model(inputs, _NamelessConfigDense(3)(inputs))
+    again = convforge.Model.from_config(model.get_config(), custom_objects=custom)
+    assert [layer.name for layer in again.layers] == [layer.name for layer in model.layers]
+    model.save(tmp_path / "graph.npz")
+    loaded = convforge.load_model(tmp_path / "graph.npz", custom_objects=custom)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    stack = convforge.Sequential([convforge.Input((4,)), _NamelessConfigDense(2)])
+    stack.save(tmp_path / "stack.npz")
+    loaded = convforge.load_model(tmp_path / "stack.npz", custom_objects=custom)
+    assert loaded.layers[0].name == stack.layers[0].name
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), stack.predict(x, verbose=0))

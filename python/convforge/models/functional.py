@@ -1462,7 +1462,8 @@ class Functional(Model):
             "dtype": self.dtype.name,
             "trainable": self.trainable,
             "layers": [
-                {"class_name": type(layer).__name__, "module": type(layer).__module__, "config": layer.get_config()}
+                {"class_name": type(layer).__name__, "module": type(layer).__module__, "name": layer.name,
+                 "config": layer.get_config()}
                 for layer in self.layers
             ],
             # In call order, so that replaying them numbers each layer's calls as here.

@@ -516,7 +516,8 @@ class Sequential(Model):
             "trainable": self.trainable,
             "input_shape": None if spec is None else list(spec),
             "layers": [
-                {"class_name": type(layer).__name__, "module": type(layer).__module__, "config": layer.get_config()}
+                {"class_name": type(layer).__name__, "module": type(layer).__module__, "name": layer.name,
+                 "config": layer.get_config()}
                 for layer in self.layers
             ],
         }

@@ -303,9 +303,16 @@ def layer_from_config(index: int, entry: dict, custom_objects):
         # A Lambda's function is saved by its name: custom_objects gives the code back.
         config["function"] = custom_objects.get(config["function"], config["function"])
     try:
-        return cls.from_config(config)
+        layer = cls.from_config(config)
     except Exception as err:  # a forged config reaches the constructor with any kind of value
         raise LayerConfigError(f"cannot rebuild layer {index} ({entry['class_name']}): {err!s:.300}") from err
+    # The model's name of the layer, which its graph refers to: a layer of one's own whose
+    # get_config() leaves "name" out (the Keras guide's CustomDense) was named anew, custom_dense_1
+    # where this process had a custom_dense already, and the graph then did not find it.
+    name = entry.get("name")
+    if "name" not in config and isinstance(name, str) and name and "/" not in name:
+        layer.name = name
+    return layer
 
 
 def optimizer_slots(model, meta, arrays, path) -> tuple[int, dict] | None:
