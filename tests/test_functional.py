@@ -561,8 +561,13 @@ def test_sample_weights_per_output_are_refused_by_name():
             model.evaluate(x, y, sample_weight=per_output, verbose=0)
         with pytest.raises(NotImplementedError, match=r"validation_data\[2\]: one array per output"):
             model.fit(x, y, validation_data=(x, y, per_output), verbose=0)
+        # fit itself (a second review: "float() argument must be ... not 'dict'" from a checksum)
+        with pytest.raises(NotImplementedError, match=r"sample_weight: one array per output .* give one array"):
+            model.fit(x, y, sample_weight=per_output, verbose=0)
     with pytest.raises(TypeError, match="sample_weight must be an array of numbers"):
         model.evaluate(x, y, sample_weight="heavy", verbose=0)
+    with pytest.raises(TypeError, match="sample_weight must be an array of numbers"):
+        model.fit(x, y, sample_weight="heavy", verbose=0)
     # A list of numbers, or a column of them, is one weight per sample.
     model.evaluate(x, y, sample_weight=[1.0] * 20, verbose=0)
     model.evaluate(x, y, sample_weight=[[1.0]] * 20, verbose=0)

@@ -536,7 +536,13 @@ def _data_facts(xs: list, ys: list | None, name: str) -> dict:
 
 def checksum(array) -> int:
     """A CRC of an array's float64 values: cheap evidence that the ranks were given the same."""
-    return zlib.crc32(np.ascontiguousarray(np.asarray(array, dtype=np.float64)).tobytes())
+    try:
+        values = np.asarray(array, dtype=np.float64)
+    except (TypeError, ValueError):
+        # Not one array of numbers (fit(sample_weight={...}), one array per output): the data
+        # checks after it say what is wrong, on every rank alike.
+        return zlib.crc32(type(array).__name__.encode())
+    return zlib.crc32(np.ascontiguousarray(values).tobytes())
 
 
 def architecture_hash(model) -> str:
