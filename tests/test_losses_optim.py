@@ -377,7 +377,7 @@ def test_cosine_decay_warmup_is_keras():
     assert [schedule(s) for s in (*range(8), 20)] == pytest.approx(keras_values, rel=1e-6)
     # warmup_steps=0: the cosine starts from warmup_target at once, as in Keras.
     assert optimizers.CosineDecay(0.1, 10, warmup_target=0.05)(0) == 0.05
-    again = optimizers.SGD.from_config(optimizers.SGD(schedule).get_config()).learning_rate
+    again = optimizers.SGD.from_config(optimizers.SGD(schedule).get_config()).schedule
     assert [again(s) for s in range(15)] == [schedule(s) for s in range(15)]
     with pytest.raises(ValueError, match="warmup_steps=5 needs warmup_target"):
         optimizers.CosineDecay(0.1, 10, warmup_steps=5)  # Keras would silently skip the warmup
@@ -397,7 +397,7 @@ def test_inverse_time_decay_is_keras():
     sgd = optimizers.SGD(smooth)
     sgd.iterations = 5
     assert sgd.current_learning_rate() == pytest.approx(0.1 / 1.625)
-    assert optimizers.SGD.from_config(sgd.get_config()).learning_rate.get_config() == smooth.get_config()
+    assert optimizers.SGD.from_config(sgd.get_config()).schedule.get_config() == smooth.get_config()
     with pytest.raises(TypeError, match="staircase must be True or False"):
         InverseTimeDecay(0.1, 4, 0.5, staircase="yes")
 
@@ -511,7 +511,7 @@ def test_a_keras_optimizer_config_with_a_schedule_builds_the_same_optimizer():
         "ema_momentum": 0.99, "ema_overwrite_frequency": None, "loss_scale_factor": None,
         "gradient_accumulation_steps": None, "momentum": 0.9, "nesterov": False}
     sgd = optimizers.SGD.from_config(keras_config)
-    schedule = sgd.learning_rate
+    schedule = sgd.schedule
     assert (type(schedule), schedule.name, sgd.momentum) == (optimizers.CosineDecay, "CosineDecay", 0.9)
     assert [schedule(s) for s in (0, 4, 8, 20)] == pytest.approx([0.01, 0.0977975, 0.055, 0.01], rel=1e-6)
     for make, keras_name in [(lambda **kw: optimizers.ExponentialDecay(0.1, 10, 0.5, **kw), "ExponentialDecay"),
@@ -544,3 +544,15 @@ def test_get_takes_keras_serialized_losses_and_optimizers():
     for bad in ({"class_name": ["Huber"]}, {"class_name": "Huber", "config": 3}, {"class_name": "Hinge"}):
         with pytest.raises(ValueError, match="unknown loss description"):
             losses.get(bad)
+
+
+def test_learning_rate_reads_the_schedule_s_current_value_as_keras():
+    """Keras 3's ``optimizer.learning_rate`` with a schedule is the rate of the next update (the
+    training guide prints it, callbacks log ``float(...)`` of it); it gave the schedule object,
+    so ``float(optimizer.learning_rate)`` failed. The schedule itself is ``optimizer.schedule``."""
+    schedule = optimizers.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5, staircase=True)
+    sgd = optimizers.SGD(schedule)
+    assert sgd.schedule is schedule and float(sgd.learning_rate) == pytest.approx(0.1)
+    sgd.iterations = 40  # four decays, as after 40 steps
+    assert float(sgd.learning_rate) == pytest.approx(0.00625) and sgd.learning_rate.numpy() == pytest.approx(0.00625)
+    assert optimizers.SGD(0.01).schedule is None and float(optimizers.SGD(0.01).learning_rate) == pytest.approx(0.01)

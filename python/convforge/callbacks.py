@@ -634,7 +634,7 @@ class LearningRateScheduler(Callback):
         from .optimizers import check_learning_rate
 
         optimizer = self.model.optimizer
-        if callable(optimizer.learning_rate):
+        if optimizer.schedule is not None:
             raise ValueError(
                 "LearningRateScheduler cannot drive an optimizer whose learning_rate is itself a schedule; "
                 "give the optimizer a float learning rate"
@@ -707,7 +707,7 @@ class ReduceLROnPlateau(Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         optimizer = self.model.optimizer
-        if callable(optimizer.learning_rate):
+        if optimizer.schedule is not None:
             raise ValueError(
                 "ReduceLROnPlateau cannot change an optimizer whose learning_rate is a schedule; "
                 "give the optimizer a float learning rate"

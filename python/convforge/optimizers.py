@@ -348,11 +348,12 @@ class Optimizer:
 
     @property
     def learning_rate(self):
-        """The float or schedule given; :meth:`current_learning_rate` evaluates it. A float reads
-        as a :class:`LearningRate`, a float with Keras's ``assign`` and ``numpy``:
-        ``optimizer.learning_rate.assign(1e-4)`` is ``optimizer.learning_rate = 1e-4``."""
-        lr = self._learning_rate
-        return lr if callable(lr) else LearningRate(lr, self)
+        """The learning rate of the next update, as Keras 3 reads it (a schedule evaluated at
+        ``iterations``; the schedule itself is :attr:`schedule`), as a :class:`LearningRate`: a
+        float with Keras's ``assign`` and ``numpy``, ``optimizer.learning_rate.assign(1e-4)``
+        being ``optimizer.learning_rate = 1e-4``. (It gave the schedule object until 2026-12-06,
+        so ``float(optimizer.learning_rate)`` in a callback failed with a schedule.)"""
+        return LearningRate(self.current_learning_rate(), self)
 
     @learning_rate.setter
     def learning_rate(self, value):
@@ -360,6 +361,12 @@ class Optimizer:
             self._learning_rate = value
         else:
             self._learning_rate = check_learning_rate(value)
+
+    @property
+    def schedule(self):
+        """The schedule (or function ``step -> lr``) the optimizer was given, None for a float."""
+        lr = self._learning_rate
+        return lr if callable(lr) else None
 
     def current_learning_rate(self) -> float:
         """The learning rate of the next update (a schedule called with ``iterations``)."""

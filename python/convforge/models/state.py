@@ -123,7 +123,7 @@ def model_state(model, finite_only: bool = True) -> tuple[dict, dict[str, np.nda
         meta["optimizer"] = {"class_name": type(model.optimizer).__name__, "iterations": iterations, "slots": entries}
         # The rate in force, which callbacks (ReduceLROnPlateau) or the user may have changed since
         # compile: resuming continues at it. A schedule is a function of the iterations, saved above.
-        if not callable(model.optimizer.learning_rate):
+        if model.optimizer.schedule is None:
             meta["optimizer"]["learning_rate"] = float(model.optimizer.learning_rate)
 
     history = model.history
@@ -353,7 +353,7 @@ def saved_learning_rate(model, meta, path) -> float | None:
     from ..optimizers import check_learning_rate
 
     lr = (meta.get("optimizer") or {}).get("learning_rate")
-    if lr is None or callable(model.optimizer.learning_rate):
+    if lr is None or model.optimizer.schedule is not None:
         return None
     try:
         return check_learning_rate(lr)
