@@ -1104,3 +1104,28 @@ def test_layers_held_by_a_layer_of_ones_own_are_built_and_never_silently_left_un
     tied.compile(optimizer="sgd", loss="mse")
     tied.fit(x, np.ones((8, 5), np.float32), verbose=0)
     tied.save(tmp_path / "tied.npz")
+
+
+def test_losses_add_loss_and_add_metric_as_keras_3_or_refused_by_name():
+    """``model.losses`` and ``layer.losses`` are the regularizer terms (Keras 3.15.1 gives [0.03,
+    0.3] for these weights); ``add_loss`` and ``add_metric`` were bare AttributeErrors."""
+    from convforge import regularizers
+
+    model = convforge.Sequential([convforge.Input((4,)), layers.Dense(3, kernel_regularizer=regularizers.l2(0.01),
+                                                                      bias_regularizer=regularizers.l1(0.1)),
+                                  layers.Dense(2)])
+    model.layers[0].set_weights([np.full((4, 3), 0.5, np.float32), np.full((3,), -1.0, np.float32)])
+    assert model.losses == pytest.approx([0.03, 0.3]) and model.layers[0].losses == pytest.approx([0.03, 0.3])
+    assert model.layers[1].losses == []
+    model.trainable = False  # nothing trained, nothing added (Keras's frozen model has no losses)
+    assert model.losses == []
+
+    class AddsLoss(layers.Layer):
+        def forward(self, x, training=False):
+            self.add_loss(np.sum(x))
+            return x
+
+    with pytest.raises(NotImplementedError, match="'adds_loss' \\(AddsLoss\\): convforge does not support add_loss"):
+        AddsLoss(name="adds_loss").forward(np.ones((1, 2)))
+    with pytest.raises(NotImplementedError, match="does not support add_metric"):
+        layers.Dense(2).add_metric(1.0, name="m")

@@ -53,6 +53,8 @@ def test_keras_layer_aliases_are_the_same_classes(alias, name):
         ("losses", "NoSuchLoss", r"its classes are BinaryCrossentropy, CategoricalCrossentropy, Huber, Loss, "
                                  r"MeanAbsoluteError, MeanSquaredError, SparseCategoricalCrossentropy$"),
         (None, "ops", "convforge does not support convforge.ops: use NumPy functions"),
+        # the subclassing guide's CustomDropout and VAE Sampling layer
+        ("random", "SeedGenerator", "convforge.random.SeedGenerator: convforge's layers draw from one process-wide"),
         ("datasets", "imdb", "convforge does not support convforge.datasets.imdb: convforge has no text data sets"),
         ("datasets", "cifar100", "convforge.datasets.cifar100: convforge reads MNIST, Fashion-MNIST and CIFAR-10"),
         ("activations", "celu", "convforge does not support convforge.activations.celu: use relu, "),

@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
+import convforge
 from convforge import metrics
 
 # Ten samples, three classes, counted by hand:
@@ -647,3 +648,52 @@ def test_f1_and_fbeta_names_and_configs_are_keras_s():
     again = metrics.get(metrics.serialize(metrics.FBetaScore(average="weighted", beta=0.5, name="f05")))
     assert again.get_config() == {"name": "f05", "dtype": "float32", "average": "weighted", "beta": 0.5,
                                   "threshold": None}
+
+
+class _TruePositives(metrics.Metric):
+    """The training guide's CategoricalTruePositives, in NumPy: state in add_variable, the variable
+    itself returned by result(), no reset_state of its own."""
+
+    def __init__(self, name="categorical_true_positives", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.true_positives = self.add_variable(shape=(), name="ctp", initializer="zeros")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        hits = (np.argmax(y_pred, axis=1) == np.asarray(y_true).reshape(-1)).astype(np.float32)
+        if sample_weight is not None:
+            hits = hits * np.asarray(sample_weight, np.float32).reshape(-1)
+        self.true_positives.assign_add(np.sum(hits))
+
+    def result(self):
+        return self.true_positives
+
+
+def test_a_metric_of_ones_own_keeps_keras_3_variables():
+    """``Metric.add_variable`` (and ``add_weight``), Keras 3's way to keep a metric's state, was
+    missing (a bare AttributeError at the guide's metric). The variable takes assign/assign_add,
+    reads as its number, resets to its initial value by default, and a result() returning it
+    gives fit's logs a float."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    convforge.seed(1)
+    model = convforge.Sequential([convforge.Input((8,)), convforge.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=[_TruePositives()])
+    history = model.fit(x, y, batch_size=64, epochs=2, verbose=0)
+    assert all(type(v) is float for v in history.history["categorical_true_positives"])
+    metric = _TruePositives()
+    metric.update_state(y, model.predict(x, verbose=0))
+    assert metric.result() == float((model.predict(x, verbose=0).argmax(1) == y).sum())
+    assert float(metric.true_positives) == metric.result() and metric.true_positives.numpy().shape == ()
+    metric.reset_state()  # the default: every variable back to its initial value
+    assert metric.result() == 0.0
+    counts = metric.add_weight(shape=(3,), initializer="ones", name="counts")
+    counts.assign_add([1, 2, 3])
+    np.testing.assert_array_equal(np.asarray(counts), [2, 3, 4])
+    assert (counts * 2).tolist() == [4, 6, 8] and [v.name for v in metric.variables] == ["ctp", "counts"]
+    metric.reset_state()
+    np.testing.assert_array_equal(counts.numpy(), [1, 1, 1])
+    with pytest.raises(ValueError, match=r"assign: metric variable 'counts' has shape \(3,\); got a value of shape \(2,\)"):
+        counts.assign([1, 2])
+    with pytest.raises(NotImplementedError, match="must implement reset_state"):
+        metrics.Metric().reset_state()

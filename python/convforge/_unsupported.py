@@ -91,6 +91,12 @@ HINTS: dict[str, dict[str, str]] = {
         "LambdaCallback": "subclass convforge.callbacks.Callback and override the hooks you need",
         "SwapEMAWeights": "convforge has no weight averaging",
     },
+    "convforge.random": {
+        name: "convforge's layers draw from one process-wide generator: seed it with convforge.utils.set_random_seed "
+              "(or convforge.random.seed), draw with convforge.random.get_generator() (a NumPy Generator)"
+        for name in ("SeedGenerator", "normal", "uniform", "dropout", "shuffle", "categorical", "randint",
+                     "truncated_normal", "gamma", "beta", "binomial")
+    },
     "convforge.utils": {
         "normalize": "normalise with NumPy: x / np.linalg.norm(x, axis=-1, keepdims=True)",
         "split_dataset": "slice the arrays with NumPy, or use fit(validation_split=...)",

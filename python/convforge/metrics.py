@@ -247,21 +247,161 @@ def classification_report(y_true, y_pred, target_names=None, digits: int = 2, nu
 # --------------------------------------------------------------------------- metric objects
 
 
+class MetricVariable:
+    """A metric's state (Keras 3's ``Metric.add_variable``), kept in a NumPy array: ``assign``,
+    ``assign_add``, ``assign_sub``, ``numpy()`` and ``value`` as Keras's variables, and it reads as
+    its number or array (``float(v)``, ``np.asarray(v)``, ``v / 2``). A ``result()`` returning it
+    gives the logs its value."""
+
+    def __init__(self, value: np.ndarray, name: str):
+        self._value = value
+        self.name = name
+
+    @property
+    def shape(self) -> tuple:
+        return self._value.shape
+
+    @property
+    def dtype(self):
+        return self._value.dtype
+
+    @property
+    def value(self) -> np.ndarray:
+        return self._value.copy()
+
+    def numpy(self) -> np.ndarray:
+        return self._value.copy()
+
+    def _checked(self, value, what: str) -> np.ndarray:
+        array = np.asarray(value, dtype=self._value.dtype)
+        try:
+            fits = np.broadcast_shapes(array.shape, self._value.shape) == self._value.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"{what}: metric variable {self.name!r} has shape {self._value.shape}; got a value of "
+                             f"shape {array.shape}")
+        return array
+
+    def assign(self, value) -> "MetricVariable":
+        self._value[...] = self._checked(value, "assign")
+        return self
+
+    def assign_add(self, value) -> "MetricVariable":
+        self._value += self._checked(value, "assign_add")
+        return self
+
+    def assign_sub(self, value) -> "MetricVariable":
+        self._value -= self._checked(value, "assign_sub")
+        return self
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array(self._value, dtype=dtype)
+
+    def __float__(self) -> float:
+        return float(self._value)
+
+    def __int__(self) -> int:
+        return int(self._value)
+
+    def __repr__(self) -> str:
+        return f"<MetricVariable {self.name!r} shape={self._value.shape} value={self._value!r}>"
+
+    def _plain(self):
+        """The value for the logs: a float for a scalar, else a copy of the array."""
+        return float(self._value) if self._value.ndim == 0 else self._value.copy()
+
+
+def _arithmetic(op):
+    def method(self, other):
+        other = np.asarray(other) if isinstance(other, MetricVariable) else other
+        return op(self._value.copy(), other)
+    return method
+
+
+for _name, _op in {
+    "__add__": lambda a, b: a + b, "__radd__": lambda a, b: b + a, "__sub__": lambda a, b: a - b,
+    "__rsub__": lambda a, b: b - a, "__mul__": lambda a, b: a * b, "__rmul__": lambda a, b: b * a,
+    "__truediv__": lambda a, b: a / b, "__rtruediv__": lambda a, b: b / a, "__lt__": lambda a, b: a < b,
+    "__le__": lambda a, b: a <= b, "__gt__": lambda a, b: a > b, "__ge__": lambda a, b: a >= b,
+}.items():
+    setattr(MetricVariable, _name, _arithmetic(_op))
+MetricVariable.__neg__ = lambda self: -self._value.copy()
+
+
 class Metric:
-    """A running value over batches: ``update_state`` per batch, ``result`` at the end."""
+    """A running value over batches: ``update_state`` per batch, ``result`` at the end.
+
+    A metric of one's own keeps its state in attributes, or in variables made by
+    :meth:`add_variable` (Keras 3's way: ``self.tp = self.add_variable(shape=(),
+    initializer='zeros', name='tp')``, then ``self.tp.assign_add(...)``), which the default
+    :meth:`reset_state` sets back to their initial values. ``update_state`` gets NumPy arrays.
+    """
 
     name = "metric"
     #: Which way is better, as Keras 3's metrics say it: ``'up'``, ``'down'`` or None (not known).
     #: Callbacks with ``mode='auto'`` (EarlyStopping, ModelCheckpoint, ReduceLROnPlateau) follow it.
     direction: str | None = None
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "result" in cls.__dict__ and not cls.__module__.startswith("convforge."):
+            result = cls.__dict__["result"]
+
+            def plain_result(self):  # a variable returned (Keras's `return self.tp`): its value
+                value = result(self)
+                return value._plain() if isinstance(value, MetricVariable) else value
+
+            plain_result.__doc__, plain_result.__name__ = result.__doc__, result.__name__
+            cls.result = plain_result
+
     def __init__(self, name: str | None = None):
         # Keras's signature: a subclass of one's own calls super().__init__(name=name).
         if name is not None:
             self.name = name
 
+    def add_variable(self, shape, initializer, dtype=None, aggregation="sum", name=None) -> MetricVariable:
+        """A state variable of this metric, as Keras 3's: ``shape`` (``()`` for a number), an
+        initializer (``'zeros'``, a convforge initializer or ``f(shape, dtype)``), ``dtype``
+        (float32 by default). ``aggregation`` is accepted for Keras's code: a data-parallel run
+        combines a metric of one's own by its results, weighted by the samples of each rank."""
+        from .layers import initializers
+
+        if aggregation not in ("sum", "mean", "none", "only_first_replica", None):
+            raise ValueError(f"add_variable aggregation must be 'sum', 'mean', 'none' or 'only_first_replica'; "
+                             f"got {aggregation!r}")
+        try:
+            shape = tuple(int(d) for d in ((shape,) if isinstance(shape, numbers.Integral) else shape))
+        except (TypeError, ValueError):
+            raise TypeError(f"add_variable shape must be a tuple of ints such as () or (3,); got {shape!r}") from None
+        if any(d < 0 for d in shape):
+            raise ValueError(f"add_variable shape must be a tuple of non-negative ints; got {shape!r}")
+        dtype = np.dtype("float32" if dtype is None else dtype)
+        init = initializers.get(initializer, "add_variable initializer")
+        value = np.array(init(shape, dtype), dtype=dtype).reshape(shape)
+        variables = self.__dict__.setdefault("_variables", [])
+        variable = MetricVariable(value, name if name is not None else f"variable_{len(variables)}")
+        variables.append((variable, value.copy()))
+        return variable
+
+    def add_weight(self, shape=(), initializer="zeros", dtype=None, name=None) -> MetricVariable:
+        """Keras 3's older name of :meth:`add_variable` for metrics."""
+        return self.add_variable(shape, initializer, dtype=dtype, name=name)
+
+    @property
+    def variables(self) -> list:
+        """The variables :meth:`add_variable` made, in order."""
+        return [variable for variable, _ in self.__dict__.get("_variables", [])]
+
     def reset_state(self) -> None:
-        raise NotImplementedError
+        """Sets the variables of :meth:`add_variable` back to their initial values (Keras's
+        default); a metric keeping its state otherwise overrides it."""
+        variables = self.__dict__.get("_variables")
+        if not variables:
+            raise NotImplementedError(f"{type(self).__name__} must implement reset_state() (or keep its state in "
+                                      "variables made by self.add_variable, which the default reset_state resets)")
+        for variable, initial in variables:
+            variable.assign(initial)
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
         raise NotImplementedError

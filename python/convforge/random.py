@@ -67,3 +67,8 @@ def set_state(state: dict) -> None:
         _generator.bit_generator.state = copy.deepcopy(state)
     except (TypeError, ValueError, KeyError) as err:
         raise ValueError(f"invalid random generator state: {err}") from err
+
+
+from . import _unsupported  # noqa: E402 - Keras's keras.random names: say what to use instead
+
+__getattr__ = _unsupported.module_getattr(__name__, lambda: globals())

@@ -823,6 +823,30 @@ class Layer:
             raise TypeError(f"add_weight trainable must be True or False; got {trainable!r}")
         return name, shape, initializer, trainable, regularizer
 
+    @property
+    def losses(self) -> list[float]:
+        """Keras's ``layer.losses``: the penalty of each regularized trained weight, in order (the
+        terms the training loss adds). convforge has no ``add_loss``."""
+        names = self.trainable_param_names()
+        return [float(reg.penalty(self.params[n])) for n, reg in self.regularizers.items() if n in names]
+
+    def add_loss(self, loss) -> None:
+        """Keras's ``add_loss``, refused: a term added in ``forward`` needs its gradient, which
+        convforge (no automatic differentiation) cannot find."""
+        raise NotImplementedError(
+            f"layer {self.name!r} ({type(self).__name__}): convforge does not support add_loss: a loss term "
+            "needs its gradient, which convforge cannot derive; add the term's gradient to dy in your layer's "
+            "backward (and its value to the model's loss with a custom convforge.losses.Loss), or use "
+            "kernel_regularizer"
+        )
+
+    def add_metric(self, *args, **kwargs) -> None:
+        """Keras 2's ``add_metric``, refused as Keras 3 has none."""
+        raise NotImplementedError(
+            f"layer {self.name!r} ({type(self).__name__}): convforge does not support add_metric (Keras 3 has none "
+            "either): pass the metric to model.compile(metrics=[...]), or subclass convforge.metrics.Metric"
+        )
+
     def regularization_penalty(self) -> float:
         """Sum of the weight penalties (0.0 without regularizers); trained weights only."""
         names = self.trainable_param_names()

@@ -309,6 +309,13 @@ class Model(Trainer):
         return [w for layer in self.layers
                 for w in (layer.weights if id(layer) in frozen else layer.non_trainable_weights)]
 
+    @property
+    def losses(self) -> list[float]:
+        """Keras's ``model.losses``: the penalty of each regularized weight this model trains, layer by
+        layer (each shared layer once), as the floats the training loss adds."""
+        frozen = self._frozen_layer_ids()
+        return [value for layer in self.layers if id(layer) not in frozen for value in layer.losses]
+
     def to_json(self, **kwargs) -> str:
         """The architecture as a JSON string (:meth:`get_config`); rebuild it with
         :func:`convforge.models.model_from_json`. Not Keras's JSON: Keras cannot read it."""
