@@ -26,6 +26,11 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 RTOL = ATOL = 2e-5  # float32: different summation orders in onnxruntime and convforge
 
+# An NCHW file whose model takes channels-last images warns (test_an_nchw_file_imported_channels_last_
+# warns_how_to_feed_it); the tests of such imports feed them NHWC on purpose.
+NCHW_AS_NHWC = "is NCHW, but its convforge model takes channels-last images"
+pytestmark = pytest.mark.filterwarnings(f"ignore:.*{NCHW_AS_NHWC}:UserWarning")
+
 
 def run_ort(path, x):
     options = ort.SessionOptions()
@@ -3462,3 +3467,27 @@ def test_normalization_exports_as_sub_and_div(tmp_path, shape, kwargs, reimports
     else:  # statistics per pixel position: a constant the importer refuses, by its shape
         with pytest.raises(ModelFileError, match=r"a constant of shape \(1, 1, 6, 6\)"):
             convforge.load_model(path)
+
+
+def test_an_nchw_file_imported_channels_last_warns_how_to_feed_it(tmp_path):
+    """A review: an NCHW file whose model is channels-last (a graph, or a chain of layers that say no
+    layout) took onnxruntime's NCHW arrays without a word where C = H = W, and gave another answer
+    (a Softmax over the channels ran over the width: 0.44 off). The shapes cannot tell, so the
+    import warns, naming the transpose; input_layout='channels_last' says it is expected."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 3, 3)).astype(np.float32)
+    path = save_graph(tmp_path / "cube.onnx", [helper.make_node("Softmax", ["x"], ["y"], name="sm", axis=1)],
+                      input_shape=("N", 3, 3, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not the module's filter: this one must be seen
+        with pytest.raises(UserWarning, match=r"'x' \(batch, 3, 3, 3\) is NCHW, but its convforge model takes "
+                                              r"channels-last images .* x.transpose\(0, 2, 3, 1\)"):
+            convforge.load_model(path)
+        model = convforge.load_model(path, input_layout="channels_last")  # expected: no warning
+    got = model.predict(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), verbose=0).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, run_ort(path, x), rtol=RTOL, atol=ATOL)
+    # A chain with a layer that says channels-first stays NCHW, as the file: no warning.
+    path = save_graph(tmp_path / "conv.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+                      [numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "w")], input_shape=("N", 3, 3, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert convforge.load_model(path).input_shape == (None, 3, 3, 3)

@@ -210,7 +210,10 @@ def load_onnx(path, input_layout: str | None = None):
         the file transposes to NHWC last (a channels-last convforge model's)
         keeps a channels-last model. ``'channels_last'`` returns NCHW outputs
         transposed to NHWC. A graph that is not a chain is a graph model, whose
-        image outputs are channels-last. A graph with neither image inputs nor
+        image inputs and outputs are channels-last, as are those of a chain
+        whose layers say no layout (ReLU, Softmax, BatchNormalization: no Conv
+        or pooling): for an NCHW file the import then warns, naming the
+        transpose (``input_layout='channels_last'`` says it is expected). A graph with neither image inputs nor
         image outputs takes none: it is a ValueError.
 
     Raises

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 
+from .._warnings import user_stacklevel
 from ..saving import ModelFileError
 from .. import layers as _layers
 from . import _fold, _formulas, _reader
@@ -667,8 +669,19 @@ def import_model(path, input_layout=None):
     unsaid = chain and fmt == "channels_first" and (len(entries[0].spec) == 3 or not images_in) and not declared
     if (not chain or unsaid) and fmt == "channels_first" and input_layout is None:
         # Graph models take channels-last images at the API: translate again for that layout.
+        nchw = [(e.name, e.spec) for e in entries if len(e.spec) == 3 and not e.view]  # (a 2-D one: no channel axis)
         ctx, entries, fmt = _walk(path, proto, nodes, opset, "channels_last")
         chain = not unsaid and chain
+        if nchw:
+            # Not silent: the file's framework fed NCHW arrays, which this model reads as NHWC --
+            # with an error where the shapes differ, and a wrong answer where C = H = W.
+            why = "no layer of the chain says its images are channels-first" if chain or unsaid else "it is a graph model"
+            shown = ", ".join(f"{name!r} (batch, {c}, {h}, {w})" for name, (c, h, w) in nchw)
+            warnings.warn(
+                f"{path}: the file's image input {shown} is NCHW, but its convforge model takes channels-last images "
+                f"(batch, height, width, channels) because {why}: transpose NCHW arrays with x.transpose(0, 2, 3, 1) "
+                "(its image outputs are channels-last too). Pass input_layout='channels_last' to say you expect this.",
+                UserWarning, stacklevel=user_stacklevel())
     if (not chain or unsaid) and fmt == "channels_first":
         what = "no layer of the chain says its images are channels-first" if unsaid else "the graph is not a chain"
         images = "takes channels-last input" if images_in else "returns channels-last images"
