@@ -1129,3 +1129,16 @@ def test_losses_add_loss_and_add_metric_as_keras_3_or_refused_by_name():
         AddsLoss(name="adds_loss").forward(np.ones((1, 2)))
     with pytest.raises(NotImplementedError, match="does not support add_metric"):
         layers.Dense(2).add_metric(1.0, name="m")
+
+
+def test_one_d_convolutions_name_themselves_in_argument_errors():
+    """A Conv1D's errors from the 2-D layer it runs on said "Conv2D filters must be a positive int"."""
+    for make, message in ((lambda: layers.Conv1D("64", 3), "Conv1D filters must be a positive int; got '64'"),
+                          (lambda: layers.SeparableConv1D(0, 3), "SeparableConv1D filters must be a positive int"),
+                          (lambda: layers.DepthwiseConv1D(3, depth_multiplier=0), "DepthwiseConv1D depth_multiplier"),
+                          (lambda: layers.Conv1DTranspose(0, 3), "Conv1DTranspose filters must be a positive int")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            make()
+    with pytest.raises(ValueError, match=re.escape("needs a model output of shape (batch, classes); got (batch, 8, 8, 3)")):
+        convforge.losses.SparseCategoricalCrossentropy().prepare_targets(np.zeros(2, np.int64), (8, 8, 3))
+    assert not any(hasattr(convforge, name) for name in ("os", "numbers", "warnings"))  # not Keras's names

@@ -8,19 +8,19 @@ tested against.
 
 from __future__ import annotations
 
-import numbers
-import os
-import warnings
+import numbers as _numbers
+import os as _os
+import warnings as _warnings
 
 
 def _check_thread_environment():
     """Warn about a $CONVFORGE_NUM_THREADS that the kernels ignore (they use the default then)."""
-    text = os.environ.get("CONVFORGE_NUM_THREADS")
+    text = _os.environ.get("CONVFORGE_NUM_THREADS")
     if text is None:
         return
     value = text.strip()
     if not (value.isdigit() and value.isascii() and 1 <= int(value) <= 4096):
-        warnings.warn(
+        _warnings.warn(
             f"CONVFORGE_NUM_THREADS={text!r} is not a number of threads between 1 and 4096; it is ignored "
             f"(the kernels use {_core.get_num_threads()} threads)",
             RuntimeWarning,
@@ -137,7 +137,7 @@ def set_num_threads(n: int) -> None:
     that to be faster (a busy machine; see :func:`set_adaptive_threads`), and restore it
     when they return.
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+    if isinstance(n, bool) or not isinstance(n, _numbers.Integral):
         raise TypeError(f"n must be an int, got {type(n).__name__} {n!r}")
     if not 1 <= n <= 4096:
         raise ValueError(f"n must be between 1 and 4096 threads, got {n}")

@@ -268,7 +268,7 @@ class SparseCategoricalCrossentropy(_Crossentropy):
 
     def prepare_targets(self, y_true, output_shape):
         if len(output_shape) != 1:
-            raise ValueError(f"{self.name} needs a model output of shape (batch, classes); got (batch, {output_shape})")
+            raise ValueError(f"{self.name} needs a model output of shape (batch, classes); got (batch, {', '.join(map(str, output_shape))})")
         return check_sparse_labels(y_true, output_shape[0], self.name)
 
     def _targets_matrix(self, y_true, shape):
@@ -306,7 +306,7 @@ class CategoricalCrossentropy(_Crossentropy):
     def prepare_targets(self, y_true, output_shape):
         y = np.asarray(y_true)
         if len(output_shape) != 1:
-            raise ValueError(f"{self.name} needs a model output of shape (batch, classes); got (batch, {output_shape})")
+            raise ValueError(f"{self.name} needs a model output of shape (batch, classes); got (batch, {', '.join(map(str, output_shape))})")
         classes = output_shape[0]
         if y.ndim != 2 or y.shape[1] != classes:
             hint = ""

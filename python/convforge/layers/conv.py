@@ -112,12 +112,12 @@ class Conv2D(Layer):
     ):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
         if isinstance(filters, (bool, np.bool_)) or not isinstance(filters, numbers.Integral) or filters < 1:
-            raise ValueError(f"Conv2D filters must be a positive int; got {filters!r}")
+            raise ValueError(f"{type(self).__name__} filters must be a positive int; got {filters!r}")
         self.filters = int(filters)
         if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, numbers.Integral) or groups < 1:
-            raise ValueError(f"Conv2D groups must be a positive int; got {groups!r}")
+            raise ValueError(f"{type(self).__name__} groups must be a positive int; got {groups!r}")
         if filters % groups:
-            raise ValueError(f"Conv2D filters must be divisible by groups (Keras's rule); got filters={filters}, "
+            raise ValueError(f"{type(self).__name__} filters must be divisible by groups (Keras's rule); got filters={filters}, "
                              f"groups={groups}")
         self.groups = int(groups)
         self.kernel_size = _params.pair(kernel_size, "kernel_size")

@@ -196,6 +196,14 @@ class _Convolution1D(_Sequence2D):
 
     _cache_attrs = ()
 
+    def _make_inner(self, cls, *args, **kwargs):
+        """The 2-D layer this one runs on, whose argument errors name this layer (a Conv1D's
+        filters='64' said "Conv2D filters must be a positive int")."""
+        try:
+            return cls(*args, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise type(err)(str(err).replace(cls.__name__, type(self).__name__)) from None
+
     def _options(self, kernel_size, strides, padding, dilation_rate, data_format, use_bias):
         """Check and set the options over steps; the inner 2-D layer's padding."""
         kind = type(self).__name__
@@ -285,7 +293,8 @@ class Conv1D(_Convolution1D):
     ):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)
         inner_padding = self._options(kernel_size, strides, padding, dilation_rate, data_format, use_bias)
-        self._inner = Conv2D(
+        self._inner = self._make_inner(
+            Conv2D,
             filters,
             (1, self.kernel_size),
             strides=(1, self.strides),
@@ -390,7 +399,8 @@ class DepthwiseConv1D(_Depthwise1D):
             kernel_size, strides, padding, depth_multiplier, dilation_rate, data_format, use_bias,
             activity_regularizer, bias_constraint, depthwise_constraint=depthwise_constraint,
         )
-        self._inner = DepthwiseConv2D(
+        self._inner = self._make_inner(
+            DepthwiseConv2D,
             (1, self.kernel_size), (1, self.strides), inner_padding, self.depth_multiplier,
             dilation_rate=(1, self.dilation_rate), activation=activation, use_bias=use_bias,
             depthwise_initializer=depthwise_initializer, bias_initializer=bias_initializer,
@@ -463,7 +473,8 @@ class SeparableConv1D(_Depthwise1D):
             pointwise_constraint=pointwise_constraint,
         )
         self.filters = _positive_int(filters, "SeparableConv1D", "filters")
-        self._inner = SeparableConv2D(
+        self._inner = self._make_inner(
+            SeparableConv2D,
             self.filters, (1, self.kernel_size), (1, self.strides), inner_padding,
             dilation_rate=(1, self.dilation_rate), depth_multiplier=self.depth_multiplier, activation=activation,
             use_bias=use_bias, depthwise_initializer=depthwise_initializer,
@@ -542,7 +553,8 @@ class Conv1DTranspose(_Convolution1D):
                     f"Conv1DTranspose output_padding must be less than strides (Keras's rule); got "
                     f"output_padding={self.output_padding}, strides={self.strides}"
                 )
-        self._inner = Conv2DTranspose(
+        self._inner = self._make_inner(
+            Conv2DTranspose,
             self.filters, (1, self.kernel_size), (1, self.strides), self.padding,
             None if self.output_padding is None else (0, self.output_padding), activation=activation,
             use_bias=use_bias, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,

@@ -70,9 +70,9 @@ class Conv2DTranspose(Layer):
             raise ValueError("convforge does not support Conv2DTranspose dilation_rate > 1")
         # numbers.Integral, not int: filters computed with NumPy (np.int64(2) ** i) are ints too.
         if isinstance(filters, (bool, np.bool_)) or not isinstance(filters, numbers.Integral) or filters < 1:
-            raise ValueError(f"Conv2DTranspose filters must be a positive int; got {filters!r}")
+            raise ValueError(f"{type(self).__name__} filters must be a positive int; got {filters!r}")
         if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-            raise ValueError(f"Conv2DTranspose padding must be 'valid' or 'same'; got {padding!r}")
+            raise ValueError(f"{type(self).__name__} padding must be 'valid' or 'same'; got {padding!r}")
         self.filters = int(filters)
         self.kernel_size = _params.pair(kernel_size, "kernel_size")
         self.strides = _params.pair(strides, "strides")
@@ -83,7 +83,7 @@ class Conv2DTranspose(Layer):
             for axis, (op, stride) in enumerate(zip(self.output_padding, self.strides)):
                 if op >= stride:
                     raise ValueError(
-                        f"Conv2DTranspose output_padding must be less than strides on every axis (Keras's rule); "
+                        f"{type(self).__name__} output_padding must be less than strides on every axis (Keras's rule); "
                         f"got output_padding={self.output_padding}, strides={self.strides} (axis {axis})"
                     )
         self.data_format = resolve_data_format(data_format)
