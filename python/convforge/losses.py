@@ -29,6 +29,8 @@ Custom losses subclass :class:`Loss` and implement ``value_and_grad``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = [
@@ -231,12 +233,31 @@ class _Crossentropy(Loss):
         """The targets as given (labels or rows), or smoothed rows when label_smoothing is on."""
         return y_true
 
+    def _per_position(self, method, y_pred, y_true, need_grad, sample_weight):
+        """``method`` (value_and_grad or logits_value_and_grad) of an output with positions, ``(batch,
+        ..., classes)``: a segmentation net's ``(batch, height, width, classes)``, a tagger's
+        ``(batch, steps, classes)``. As Keras: one cross-entropy per position over the last axis,
+        their mean over batch and positions (a sample's weight on each of its positions). Run as
+        rows of classes, whose results come back in ``y_pred``'s shape."""
+        shape = y_pred.shape
+        rows = y_pred.reshape(-1, shape[-1])
+        targets = y_true.reshape(-1) if y_true.ndim == len(shape) - 1 else y_true.reshape(-1, shape[-1])
+        weights = None
+        if sample_weight is not None:
+            weights = np.repeat(np.asarray(sample_weight, dtype=rows.dtype), math.prod(shape[1:-1]))
+        loss, grad, *probs = method(rows, targets, need_grad, sample_weight=weights)
+        return (loss, None if grad is None else grad.reshape(shape), *(q.reshape(shape) for q in probs))
+
     def logits_value_and_grad(self, logits, y_true, need_grad=True, sample_weight=None):
         """From logits: ``(loss, dL/dlogits or None, softmax probabilities)``."""
+        if logits.ndim > 2:
+            return self._per_position(self.logits_value_and_grad, logits, y_true, need_grad, sample_weight)
         targets = self._smooth(y_true, logits.shape, logits.dtype)
         return softmax_cross_entropy(logits, targets, need_grad, sample_weight)
 
     def value_and_grad(self, y_pred, y_true, need_grad=True, sample_weight=None):
+        if y_pred.ndim > 2:
+            return self._per_position(self.value_and_grad, y_pred, y_true, need_grad, sample_weight)
         if self.from_logits:
             loss, grad, _ = self.logits_value_and_grad(y_pred, y_true, need_grad, sample_weight)
             return loss, grad
@@ -267,9 +288,21 @@ class SparseCategoricalCrossentropy(_Crossentropy):
     name = "sparse_categorical_crossentropy"
 
     def prepare_targets(self, y_true, output_shape):
-        if len(output_shape) != 1:
-            raise ValueError(f"{self.name} needs a model output of shape (batch, classes); got (batch, {', '.join(map(str, output_shape))})")
-        return check_sparse_labels(y_true, output_shape[0], self.name)
+        if len(output_shape) == 1:
+            return check_sparse_labels(y_true, output_shape[0], self.name)
+        # An output with positions (batch, ..., classes): a label per position, (batch, ...) or
+        # (batch, ..., 1) as Keras takes them.
+        y = np.asarray(y_true)
+        positions = tuple(output_shape[:-1])
+        if y.ndim == len(output_shape) + 1 and y.shape[-1] == 1:
+            y = y[..., 0]
+        if y.shape[1:] != positions:
+            shown = ", ".join(map(str, positions))
+            hint = (" These look like one-hot labels: use loss='categorical_crossentropy' for them."
+                    if y.shape[1:] == tuple(output_shape) else "")
+            raise ValueError(f"{self.name} expects integer labels of shape (batch, {shown}), one per position of the "
+                             f"model output (batch, {', '.join(map(str, output_shape))}); got shape {y.shape}.{hint}")
+        return check_sparse_labels(y.reshape(-1), output_shape[-1], self.name).reshape(y.shape)
 
     def _targets_matrix(self, y_true, shape):
         target = np.zeros(shape)
@@ -305,25 +338,23 @@ class CategoricalCrossentropy(_Crossentropy):
 
     def prepare_targets(self, y_true, output_shape):
         y = np.asarray(y_true)
-        if len(output_shape) != 1:
-            raise ValueError(f"{self.name} needs a model output of shape (batch, classes); got (batch, {', '.join(map(str, output_shape))})")
-        classes = output_shape[0]
-        if y.ndim != 2 or y.shape[1] != classes:
+        # (batch, classes), or one-hot rows per position of an output (batch, ..., classes).
+        if y.shape[1:] != tuple(output_shape):
+            shown = ", ".join(map(str, output_shape))
             hint = ""
-            if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
+            if y.shape[1:] in (tuple(output_shape[:-1]), (*output_shape[:-1], 1)):
                 hint = " For integer class labels use loss='sparse_categorical_crossentropy'."
             raise ValueError(
-                f"{self.name} expects one-hot labels of shape (batch, {classes}); got shape {y.shape}.{hint}"
+                f"{self.name} expects one-hot labels of shape (batch, {shown}); got shape {y.shape}.{hint}"
             )
         if y.dtype.kind not in "fiub":
             raise TypeError(f"{self.name}: labels must be numbers; got dtype {y.dtype}")
         bad = ~np.isfinite(y) if y.dtype.kind == "f" else np.zeros(y.shape, bool)
         bad |= y < 0
         if bad.any():
-            i, j = np.unravel_index(int(np.argmax(bad)), y.shape)
+            at = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), y.shape))
             raise ValueError(
-                f"{self.name}: labels must be finite and >= 0 (one-hot rows); got {y[i, j].item()!r} "
-                f"at index {(int(i), int(j))}"
+                f"{self.name}: labels must be finite and >= 0 (one-hot rows); got {y[at].item()!r} at index {at}"
             )
         return y.astype(np.float64) if y.dtype.kind != "f" else y
 

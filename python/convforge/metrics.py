@@ -523,10 +523,31 @@ class Sum(Metric):
         return self._sum
 
 
+def _position_hits(y_true: np.ndarray, y_pred: np.ndarray):
+    """Hits ``(batch, ...)`` of an output with positions ``(batch, ..., classes)`` (a class per
+    pixel or per step), as Keras's accuracies take them over the last axis: the argmax against a
+    label per position (``(batch, ...)`` or ``(batch, ..., 1)``) or one-hot rows; a single float
+    column thresholded at 0.5 against 0/1 targets. None for an output without positions."""
+    if y_pred.ndim <= 2:
+        return None
+    positions = y_pred.shape[:-1]
+    if y_pred.shape[-1] == 1 and y_pred.dtype.kind == "f" and y_true.shape in (y_pred.shape, positions):
+        return (y_pred.reshape(positions) > 0.5) == (y_true.reshape(positions) > 0.5)
+    if y_true.shape == y_pred.shape:
+        return y_pred.argmax(axis=-1) == y_true.argmax(axis=-1)
+    if y_true.shape in (positions, (*positions, 1)):
+        return y_pred.argmax(axis=-1) == y_true.reshape(positions)
+    raise ValueError(f"accuracy: targets of shape {y_true.shape} do not go with outputs of shape {y_pred.shape}: "
+                     f"give a label per position {positions} or one-hot rows {y_pred.shape}")
+
+
 def _fast_accuracy(y_true, y_pred) -> float:
     """accuracy() without input checks, for targets already checked by the loss."""
     # fit passes arrays; a user's update_state may pass lists (asarray returns an array as is).
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    hits = _position_hits(y_true, y_pred)
+    if hits is not None:
+        return int(np.count_nonzero(hits)) / hits.size if hits.size else 0.0
     if y_pred.ndim == 2 and y_pred.shape[1] > 1:
         predicted = y_pred.argmax(axis=1)
         if y_true.ndim == 2:
@@ -541,6 +562,9 @@ def _fast_accuracy(y_true, y_pred) -> float:
 def _accuracy_per_sample(y_true, y_pred) -> np.ndarray:
     """Accuracy's hits, one per sample (for sample weights): _fast_accuracy's rules."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    hits = _position_hits(y_true, y_pred)
+    if hits is not None:  # a sample's hit rate over its positions
+        return hits.reshape(len(hits), -1).mean(axis=1)
     if y_pred.ndim == 2 and y_pred.shape[1] > 1:
         return y_pred.argmax(axis=1) == (y_true.argmax(axis=1) if y_true.ndim == 2 else y_true.reshape(-1))
     t = y_true.reshape(-1)
@@ -674,7 +698,9 @@ class CategoricalAccuracy(Mean):
 
     def __init__(self, name: str = "categorical_accuracy"):
         def categorical_accuracy(y_true, y_pred):
-            t = np.asarray(y_true)
+            t, y_pred = np.asarray(y_true), np.asarray(y_pred)
+            if y_pred.ndim > 2 and t.shape == y_pred.shape:  # one-hot rows per position (a class per pixel)
+                return np.argmax(y_pred, axis=-1) == np.argmax(t, axis=-1)
             if t.ndim != 2:
                 raise ValueError(f"{name} expects one-hot targets (N, classes); got shape {t.shape}")
             return np.argmax(y_pred, axis=1) == np.argmax(t, axis=1)
@@ -690,6 +716,11 @@ class SparseCategoricalAccuracy(Mean):
     def __init__(self, name: str = "sparse_categorical_accuracy"):
         def sparse_categorical_accuracy(y_true, y_pred):
             y_pred = np.asarray(y_pred)
+            if y_pred.ndim > 2:  # a label per position (a class per pixel)
+                from .losses import SparseCategoricalCrossentropy
+
+                labels = SparseCategoricalCrossentropy(name=name).prepare_targets(y_true, y_pred.shape[1:])
+                return np.argmax(y_pred, axis=-1) == labels
             return np.argmax(y_pred, axis=1) == _sparse_labels(y_true, y_pred, name)
 
         super().__init__(sparse_categorical_accuracy, name)

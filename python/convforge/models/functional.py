@@ -469,7 +469,9 @@ def _outputs_logits(layer: Layer, loss) -> bool:
     wants_probabilities = isinstance(loss, (losses_module._Crossentropy, losses_module.BinaryCrossentropy))
     if not wants_probabilities or loss.from_logits or not type(layer).__module__.startswith("convforge."):
         return False
-    activation = layer if isinstance(layer, _ActivationLayer) else getattr(layer, "activation", None)
+    # (a 1-D convolution's activation is the 2-D layer's it runs on)
+    holder = getattr(layer, "_inner", layer)
+    activation = layer if isinstance(layer, _ActivationLayer) else getattr(holder, "activation", None)
     return not isinstance(activation, (Softmax, Sigmoid))
 
 
@@ -574,6 +576,9 @@ class Functional(Model):
 
     _runnable = True
     _not_built_message = "a functional model is built when it is made"
+    # How the model's user sees its images: a functional model's are channels-last; a Sequential
+    # sets its executor's (Sequential._record_graph).
+    _api_format = "channels_last"
 
     def __init__(self, inputs, outputs, name: str | None = None, trainable: bool = True, *, _executor: bool = False,
                  **kwargs):
@@ -1005,15 +1010,23 @@ class Functional(Model):
         total, outs, dheads, parts = 0.0, [], [], []
         for k, (index, (loss, weight, fused)) in enumerate(zip(self._outputs_index, self._heads)):
             pred = values[index]
-            if loss is None:
+            if loss is None:  # no targets, so no metrics: as it is
                 outs.append(pred)
                 dheads.append(None)
                 parts.append(None)
                 continue
+            # An image output is NCHW inside; the loss and the metrics read it as the user sees it,
+            # as their targets are (trainer.prepare_targets): a view, its gradient copied back to
+            # NCHW. Keras's cross-entropy of a class per pixel takes the classes on the last axis.
+            as_user = pred.ndim == 4 and self._api_format == "channels_last"
+            if as_user:
+                pred = pred.transpose(0, 2, 3, 1)
             if fused:
                 value, d, pred = loss.logits_value_and_grad(pred, ybs[k], need_grad, **weighting)
             else:
                 value, d = loss.value_and_grad(pred, ybs[k], need_grad, **weighting)
+            if as_user and d is not None:
+                d = np.ascontiguousarray(d.transpose(0, 3, 1, 2))
             outs.append(pred)
             parts.append(value)
             total += weight * value

@@ -333,6 +333,7 @@ class Sequential(Model):
         self._graph = Functional(self._graph_input, self._graph_nodes[-1].outputs[0], name=self.name,
                                  _executor=True)
         fmt = self._data_format()  # the tensors show images as the model reads them
+        self._graph._api_format = fmt  # and its loss and metrics read its outputs so
         for t in [self._graph_input, *(out for node in self._graph_nodes for out in node.outputs)]:
             t._format = fmt
 

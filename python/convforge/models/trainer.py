@@ -71,13 +71,17 @@ from .batches import _Batches, one_array
 
 
 def prepare_targets(loss, y, internal_shape: tuple, data_format: str) -> np.ndarray:
-    """Targets checked by ``loss`` against the output shape as the user sees it, returned in the
-    internal layout: an image output's targets ``(N, H, W, C)`` become ``(N, C, H, W)`` (one copy),
-    as the model's outputs are NCHW inside (an autoencoder's or a segmentation net's targets)."""
-    y = loss.prepare_targets(y, display_shape(internal_shape, data_format))
-    if len(internal_shape) == 3 and data_format != "channels_first" and y.ndim == 4:
-        y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
-    return y
+    """Targets checked by ``loss`` against the output shape as the user sees it, and kept in that
+    layout: the loss and the metrics read an image output as the user sees it, ``(N, H, W, C)``
+    (Functional._forward_loss), as Keras's do. (They read NCHW outputs against targets transposed
+    to NCHW until 2026-12-06: a custom loss saw NCHW, and the cross-entropy of a class per pixel
+    could not be taken over the classes.)"""
+    if isinstance(loss, losses_module._Crossentropy) and len(internal_shape) == 3 and data_format == "channels_first":
+        # Keras's cross-entropy runs over the last axis: of a channels-first image, the width.
+        raise NotImplementedError(
+            f"{loss.name} of an image output of a channels-first model: Keras computes it over the last axis (the "
+            "width there); use a channels-last model, whose image outputs' last axis is the classes")
+    return loss.prepare_targets(y, display_shape(internal_shape, data_format))
 
 
 class _BatchSource:
