@@ -439,3 +439,36 @@ def test_hooks_set_on_a_callback_instance_run():
     cb.on_test_batch_end = lambda batch, logs=None: seen.append(("test", batch))
     tiny_model().fit(x, y, epochs=1, batch_size=32, verbose=0, validation_data=(x[:8], y[:8]), callbacks=[cb])
     assert seen == [("begin", 0), ("end", 0), ("begin", 1), ("end", 1), ("test", 0)]
+
+
+def test_callback_params_are_keras_s():
+    """Keras 3.15.1's self.params: {'verbose', 'epochs', 'steps'} in fit (its validation too), with
+    'epochs': 1 in evaluate and predict, and None before any run (convforge added 'batch_size',
+    left 'epochs' out of evaluate's and predict's, and started at {})."""
+    import numpy as np
+
+    import convforge
+
+    seen = []
+
+    class Params(convforge.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(("fit", dict(self.params)))
+
+        def on_test_begin(self, logs=None):
+            seen.append(("test", dict(self.params)))
+
+        def on_predict_begin(self, logs=None):
+            seen.append(("predict", dict(self.params)))
+
+    assert convforge.callbacks.Callback().params is None
+    model = convforge.Sequential([convforge.Input((3,)), convforge.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    x, y = np.ones((10, 3), np.float32), np.ones((10, 2), np.float32)
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[Params()], validation_data=(x, y))
+    model.evaluate(x, y, batch_size=4, verbose=0, callbacks=[Params()])
+    model.predict(x, batch_size=4, verbose=0, callbacks=[Params()])
+    fit = {"verbose": 0, "epochs": 2, "steps": 3}
+    one = {"verbose": 0, "epochs": 1, "steps": 3}
+    assert seen == [("fit", fit), ("test", fit), ("test", fit), ("test", one), ("predict", one)]
+    assert [list(params) for _, params in seen] == [["verbose", "epochs", "steps"]] * 5

@@ -42,7 +42,9 @@ class Callback:
 
     def __init__(self):
         self.model = None
-        self.params: dict = {}
+        # Set by fit, evaluate and predict (set_params): {'verbose', 'epochs', 'steps'}, Keras's keys
+        # (evaluate's and predict's 'epochs' 1); None before, as Keras's.
+        self.params: dict | None = None
 
     def set_model(self, model) -> None:
         self.model = model

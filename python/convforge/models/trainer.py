@@ -983,7 +983,7 @@ class Trainer:
             cbs.insert(0, callbacks_module.ProgbarLogger(verbose))
         steps = batches.steps if source is None else source.steps
         callback_list = callbacks_module.CallbackList(
-            cbs, self, {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size}
+            cbs, self, {"verbose": verbose, "epochs": epochs, "steps": steps}
         )
         self._fit_callbacks = user_callbacks
         self.history = history
@@ -1337,7 +1337,7 @@ class Trainer:
             source = _BatchSource(self, x, steps, "x", "steps")
             self._build_from_data(source.first_x())
             self._resolve_loss_path()
-            callback_list = self._callback_list(callbacks, {"steps": source.steps, "verbose": verbose})
+            callback_list = self._callback_list(callbacks, {"verbose": verbose, "epochs": 1, "steps": source.steps})
             with single_threaded_blas():
                 logs = self._evaluate_source(source, callback_list, verbose)
         else:
@@ -1354,7 +1354,7 @@ class Trainer:
             if distributed.strategy().size > 1:
                 distributed.refuse_per_class_metrics(self)
             callback_list = self._callback_list(
-                callbacks, {"steps": -(-_count(x) // batch_size), "verbose": verbose, "batch_size": batch_size})
+                callbacks, {"verbose": verbose, "epochs": 1, "steps": -(-_count(x) // batch_size)})
             with single_threaded_blas():
                 logs = self._evaluate(x, y, batch_size, verbose, w, callback_list)
         if return_dict:
@@ -1402,7 +1402,7 @@ class Trainer:
         else:
             steps = len(source) if steps is None else min(steps, len(source))
             items = (source[i] for i in range(steps))
-        hooks = self._callback_list(callbacks, {"steps": steps, "verbose": verbose})
+        hooks = self._callback_list(callbacks, {"verbose": verbose, "epochs": 1, "steps": steps})
         bar = ProgressBar(steps, verbose=verbose) if verbose else None
         if hooks is not None:
             hooks.call("on_predict_begin", None)
@@ -1440,7 +1440,7 @@ class Trainer:
             return self._predict_batches(x, batch_size, verbose, None, steps)
         batches = -(-_count(self._check_x(x, allow_empty=True)) // size)
         callback_list = self._callback_list(
-            callbacks, {"steps": batches if steps is None else min(steps, batches), "verbose": verbose})
+            callbacks, {"verbose": verbose, "epochs": 1, "steps": batches if steps is None else min(steps, batches)})
         callback_list.call("on_predict_begin", None)
         out = self._predict_batches(x, batch_size, verbose, callback_list, steps)
         callback_list.call("on_predict_end", None)
