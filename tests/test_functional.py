@@ -636,7 +636,8 @@ def test_multi_output_compile_settings_survive_saving(tmp_path):
     model.save(tmp_path / "m.npz")
     loaded = convforge.load_model(tmp_path / "m.npz")
     assert loaded.get_compile_config() == model.get_compile_config()
-    assert loaded.metrics_names == model.metrics_names == ["loss", "p_loss", "p_accuracy"]
+    # One output with a loss: no 'p_loss' beside 'loss' (Keras 3.15.1's history: ['loss', 'p_accuracy'])
+    assert loaded.metrics_names == model.metrics_names == ["loss", "p_accuracy"]
 
 
 def test_callbacks_work_on_graphs(tmp_path):
@@ -1287,3 +1288,22 @@ def test_automatic_names_cost_a_few_lookups_each_however_many_layers_share_a_bas
         assert symbolic.unique_name("re_lu") == "re_lu"
     finally:
         symbolic._EAGER_NAMES.reset(token)
+
+
+def test_per_output_losses_are_logged_where_several_outputs_have_one():
+    """Keras 3.15.1 logs '<output>_loss' only when more than one output has a loss: loss=[None,
+    'categorical_crossentropy', None] gives history ['loss'] and evaluate a number (convforge added
+    'o2_loss', and evaluate gave a list)."""
+    a = convforge.Input((4,), name="a")
+    h = layers.Dense(4)(a)
+    model = convforge.Model(a, [layers.Dense(1, name="o1")(h), layers.Dense(2, activation="softmax", name="o2")(h),
+                                layers.Dense(1, name="o3")(h)])
+    x = np.ones((8, 4), np.float32)
+    ys = [np.ones((8, 1), np.float32), np.eye(2, dtype=np.float32)[np.arange(8) % 2], np.ones((8, 1), np.float32)]
+    for loss, keys in (([None, "categorical_crossentropy", None], ["loss"]),
+                       (["mse", "categorical_crossentropy", None], ["loss", "o1_loss", "o2_loss"]),
+                       (["mse", "categorical_crossentropy", "mse"], ["loss", "o1_loss", "o2_loss", "o3_loss"])):
+        model.compile(optimizer="sgd", loss=loss)
+        assert sorted(model.fit(x, ys, epochs=1, verbose=0).history) == keys
+        result = model.evaluate(x, ys, verbose=0)
+        assert (isinstance(result, float) if keys == ["loss"] else len(result) == len(keys))

@@ -1333,8 +1333,9 @@ class Functional(Model):
         return [self.loss] * len(self.outputs)
 
     def _loss_log_names(self, heads: list) -> list:
-        """``<output>_loss`` for each output with a loss, when there are several outputs (Keras's logs)."""
-        if len(self.outputs) == 1:
+        """``<output>_loss`` for each output with a loss, when several outputs have one (Keras 3.15.1's
+        logs: ``loss=[None, 'mse']`` logs 'loss' alone)."""
+        if sum(loss is not None for loss in heads) < 2:
             return []
         return [f"{name}_loss" for name, loss in zip(self.output_names, heads) if loss is not None]
 
@@ -1459,9 +1460,9 @@ class Functional(Model):
             metric.update_state(ybs[k], outs[k])
 
     def _log_metrics(self) -> list:
-        # Several outputs: each output's loss (``<output>_loss``, Keras's logs), then the metrics.
+        # Several outputs with a loss: each one's (``<output>_loss``, Keras's logs), then the metrics.
         losses = []
-        if len(self.outputs) > 1:
+        if self._loss_log_names(self._head_losses()):
             losses = [(mean.name, mean) for mean, loss in zip(self._output_loss_means, self._head_losses())
                       if loss is not None]
         return [*losses, *((name, metric) for name, _, metric in self._metric_slots)]
