@@ -856,3 +856,50 @@ def test_fit_and_evaluate_take_their_arguments_in_keras_order():
 
     logs = a.evaluate(x, y, 32, 0, None, None, [Ends()])
     assert isinstance(logs, list) and len(ends) == 1
+
+
+class _RecordingLoss(losses.Loss):
+    """MSE that records the targets of each batch it is given (the batches fit trains on)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def value_and_grad(self, y_pred, y_true, need_grad=True, sample_weight=None):
+        self.seen.append([int(v) for v in np.asarray(y_true).reshape(-1)])
+        d = y_pred - y_true
+        return float(np.mean(d ** 2)), (2 * d / d.size if need_grad else None)
+
+
+def test_steps_per_epoch_with_arrays_goes_on_where_the_last_epoch_stopped():
+    """The callbacks guide's fit(x, y, steps_per_epoch=5) was refused ("steps_per_epoch is for
+    generators"). As Keras 3.15.1 (each batch sequence below is what it trained on, recorded with a
+    loss of its own on 10 samples in batches of 3, shuffle=False): an epoch takes the next
+    steps_per_epoch batches of the pass over the data, ends at the pass's last batch, and the next
+    pass starts again at batch 0 (more steps than batches: a warning, epochs of all of them)."""
+    x = np.arange(10, dtype=np.float32)[:, None]
+    keras_batches = {
+        2: [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9], [0, 1, 2], [3, 4, 5]],
+        3: [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9], [0, 1, 2], [3, 4, 5], [6, 7, 8]],
+        6: [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]] * 3,
+    }
+    for steps, want in keras_batches.items():
+        loss = _RecordingLoss()
+        model = convforge.Sequential([convforge.Input((1,)), layers.Dense(1)])
+        model.compile("sgd", loss)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            history = model.fit(x, x, batch_size=3, epochs=3, steps_per_epoch=steps, shuffle=False, verbose=0)
+        assert loss.seen == want and len(history.history["loss"]) == 3
+        assert [str(w.message) for w in caught if "steps_per_epoch" in str(w.message)] == (
+            ["fit: steps_per_epoch=6 is more than the 4 batches of x: each epoch ends at the data's last batch "
+             "(4 steps), as Keras's"] if steps == 6 else [])
+    loss = _RecordingLoss()
+    model = convforge.Sequential([convforge.Input((1,)), layers.Dense(1)])
+    model.compile("sgd", loss)
+    model.fit(x, x, batch_size=3, epochs=2, steps_per_epoch=2, verbose=0)  # shuffled: one pass over two epochs
+    assert sorted(v for batch in loss.seen for v in batch) == list(range(10)) and loss.seen != keras_batches[2][:4]
+    with pytest.raises(ValueError, match="steps_per_epoch must be a positive int"):
+        model.fit(x, x, steps_per_epoch=0, verbose=0)
+    with pytest.raises(NotImplementedError, match="resume_from with arrays and steps_per_epoch is not supported"):
+        model.fit(x, x, steps_per_epoch=2, resume_from="nothing.npz", verbose=0)

@@ -300,6 +300,31 @@ def _is_batch_source(x) -> bool:
     return hasattr(x, "__next__") or (hasattr(x, "__getitem__") and hasattr(x, "__len__") and not hasattr(x, "shape"))
 
 
+class _PassCursor:
+    """Where fit(x, y, steps_per_epoch=k) stands in its pass over the arrays: each epoch takes the
+    next ``k`` batches and ends early at the pass's last one (Keras 3.15.1: 4 batches and k=3 give
+    epochs of 3, 1, 3, 1, ... batches); the next pass starts at batch 0, reshuffled."""
+
+    def __init__(self, steps_per_epoch: int, batches: int):
+        self.steps_per_epoch, self.batches = steps_per_epoch, batches
+        self.position = 0
+        self.order = None  # the pass's permutation (shuffle), or None
+        self.warned = False
+
+    def next_epoch(self) -> tuple[int, int]:
+        """``(first, end)`` batch indices of the next epoch; the cursor moves past them."""
+        first = self.position
+        end = min(first + self.steps_per_epoch, self.batches)
+        if first == 0 and self.steps_per_epoch > self.batches and not self.warned:
+            self.warned = True
+            warnings.warn(
+                f"fit: steps_per_epoch={self.steps_per_epoch} is more than the {self.batches} batches of x: each "
+                f"epoch ends at the data's last batch ({self.batches} steps), as Keras's",
+                RuntimeWarning, stacklevel=user_stacklevel())
+        self.position = 0 if end >= self.batches else end
+        return first, end
+
+
 def _unpack_batch(item, where: str):
     """``(x, y)`` or ``(x, y, sample_weight)`` from a generator item."""
     if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
@@ -757,9 +782,11 @@ class Trainer:
             with ``sample_weight``; here the two multiply.
         steps_per_epoch : int, optional
             With a generator: batches per epoch (default: until it is exhausted).
-            With a Sequence (default: ``len``): as Keras, fewer than its batches
-            and the next epoch goes on where this one stopped; an epoch ends at its
-            last batch. Its ``on_epoch_end()``, if any, runs after each epoch.
+            With a Sequence (default: ``len``) or arrays (default: all their
+            batches): as Keras, fewer than its batches and the next epoch goes on
+            where this one stopped; an epoch ends at the data's last batch (arrays
+            are reshuffled, with ``shuffle``, when a pass over them begins). A
+            Sequence's ``on_epoch_end()``, if any, runs after each epoch.
         validation_steps : int, optional
             Batches of the validation data to evaluate at each epoch's end (default:
             all of them): a generator's next ones, a Sequence's or arrays' first ones.
@@ -879,7 +906,13 @@ class Trainer:
             source = _BatchSource(self, x, steps_per_epoch, "x", "steps_per_epoch", carry_over=True)
             x = source.first_x()
         elif steps_per_epoch is not None:
-            raise ValueError("steps_per_epoch is for generators; with arrays every epoch sees all of x")
+            # Arrays, as Keras 3.15.1 reads them (the callbacks guide's fit(x, y, steps_per_epoch=5)):
+            # each epoch takes the next steps_per_epoch batches of a pass over the data.
+            steps_per_epoch = _positive_int(steps_per_epoch, "steps_per_epoch")
+            if resume_from is not None:
+                raise NotImplementedError(
+                    "fit: resume_from with arrays and steps_per_epoch is not supported (the checkpoint does not keep "
+                    "where in its pass over the data the run stood); leave steps_per_epoch out, or pass a Sequence")
         self._build_from_data(x)
         self._plan_training()
         self._resolve_loss_path()
@@ -978,10 +1011,11 @@ class Trainer:
         strategy.start_fit(self)
 
         batches = self._batches(x, y, batch_size) if source is None else None
+        cursor = None if source is not None or steps_per_epoch is None else _PassCursor(steps_per_epoch, batches.steps)
         cbs = [*([] if given_history else [history]), *user_callbacks]
         if verbose and not any(isinstance(cb, callbacks_module.ProgbarLogger) for cb in user_callbacks):
             cbs.insert(0, callbacks_module.ProgbarLogger(verbose))
-        steps = batches.steps if source is None else source.steps
+        steps = (batches.steps if cursor is None else steps_per_epoch) if source is None else source.steps
         callback_list = callbacks_module.CallbackList(
             cbs, self, {"verbose": verbose, "epochs": epochs, "steps": steps}
         )
@@ -1003,7 +1037,7 @@ class Trainer:
                 self._current_epoch = epoch
                 callback_list.on_epoch_begin(epoch)
                 if source is None:
-                    logs = self._train_epoch(batches, shuffle, callback_list, weights)
+                    logs = self._train_epoch(batches, shuffle, callback_list, weights, cursor)
                 else:
                     logs = self._train_epoch_from(source, callback_list)
                 if x_val is not None:
@@ -1030,15 +1064,21 @@ class Trainer:
             self._clear_caches()
         return history
 
-    def _train_epoch(self, batches: _Batches, shuffle: bool, callback_list, weights=None) -> dict:
+    def _train_epoch(self, batches: _Batches, shuffle: bool, callback_list, weights=None, cursor=None) -> dict:
         """One epoch over arrays cut into batches (reshuffled first if ``shuffle``); data-parallel,
-        each rank trains on its shard of every global batch."""
+        each rank trains on its shard of every global batch. With a ``cursor`` (steps_per_epoch), the
+        epoch is the next batches of the cursor's pass over the data."""
         strategy = self._strategy
-        order = strategy.permutation(batches.n) if shuffle else None
+        if cursor is None:
+            order, first_step, last_step = strategy.permutation(batches.n) if shuffle else None, 0, batches.steps
+        else:
+            if cursor.position == 0:  # a pass begins
+                cursor.order = strategy.permutation(batches.n) if shuffle else None
+            order, (first_step, last_step) = cursor.order, cursor.next_epoch()
         bs, n = batches.batch_size, batches.n
 
         def epoch():
-            for step in range(batches.steps):
+            for step in range(first_step, last_step):
                 first, end = step * bs, min(step * bs + bs, n)
                 lo, hi = strategy.shard(first, end)  # this rank's part of the global batch
                 rows = order[lo:hi] if order is not None else slice(lo, hi)
