@@ -1140,3 +1140,46 @@ def test_one_d_convolutions_name_themselves_in_argument_errors():
         with pytest.raises(ValueError, match=re.escape(message)):
             make()
     assert not any(hasattr(convforge, name) for name in ("os", "numbers", "warnings"))  # not Keras's names
+
+
+def test_held_layers_are_found_in_nested_containers_models_and_own_layers(tmp_path):
+    """The second read: the check missed layers in nested containers, in a held Sequential and in a
+    held layer of one's own; and build() by hand of a subclass of a built-in layer ran the
+    subclass's build twice ("already has a weight named 'extra'")."""
+    class Holder(layers.Layer):
+        def __init__(self, blocks, **kwargs):
+            super().__init__(**kwargs)
+            self.blocks = blocks
+
+        def forward(self, x, training=False):
+            return x
+
+    class Inner(layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = layers.Dense(2)
+
+        def forward(self, x, training=False):
+            return x
+
+    x = np.ones((4, 3), np.float32)
+    for blocks in ({"a": [layers.Dense(3)]}, [(layers.Dense(3),)],
+                   convforge.Sequential([convforge.Input((3,)), layers.Dense(3)]), Inner()):
+        if not isinstance(blocks, convforge.Sequential):  # build the held Dense layers, as a build would
+            for dense in ([blocks["a"][0]] if isinstance(blocks, dict) else [blocks[0][0]] if isinstance(blocks, list)
+                          else [blocks.dense]):
+                dense.build((None, 3))
+        model = convforge.Sequential([convforge.Input((3,)), Holder(blocks)])
+        model.compile("sgd", "mse")
+        with pytest.raises(NotImplementedError, match=r"holds a layer with weights in self\.blocks \(Dense\)"):
+            model.fit(x, x, verbose=0)
+
+    class MyDense(layers.Dense):
+        def build(self, input_shape):
+            self.extra = self.add_weight(name="extra", shape=(self.units,), initializer="ones")
+            super().build(input_shape)
+
+    mine = MyDense(3)
+    mine.build((None, 4))
+    assert mine.built and [w.shape for w in mine.weights] == [(3,), (4, 3), (3,)]
+    assert convforge.Sequential([convforge.Input((4,)), MyDense(3)]).count_params() == 18

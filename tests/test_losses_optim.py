@@ -556,3 +556,15 @@ def test_learning_rate_reads_the_schedule_s_current_value_as_keras():
     sgd.iterations = 40  # four decays, as after 40 steps
     assert float(sgd.learning_rate) == pytest.approx(0.00625) and sgd.learning_rate.numpy() == pytest.approx(0.00625)
     assert optimizers.SGD(0.01).schedule is None and float(optimizers.SGD(0.01).learning_rate) == pytest.approx(0.01)
+
+
+def test_a_schedule_is_not_dropped_by_setting_a_float_as_keras():
+    """Since learning_rate reads a schedule's value, ``.learning_rate.assign(0.01)`` (and the setter)
+    replaced the schedule with a float without a word; Keras raises TypeError."""
+    sgd = optimizers.SGD(optimizers.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5))
+    for set_rate in (lambda: sgd.learning_rate.assign(0.01), lambda: setattr(sgd, "learning_rate", 0.01)):
+        with pytest.raises(TypeError, match=r"learning rate is a schedule \(ExponentialDecay\), so it cannot be set"):
+            set_rate()
+    assert sgd.schedule is not None
+    sgd.learning_rate = optimizers.ExponentialDecay(0.2, decay_steps=1, decay_rate=0.5)  # another schedule: fine
+    assert float(sgd.learning_rate) == pytest.approx(0.2)

@@ -1,5 +1,6 @@
 """Tests of convforge.metrics against hand-computed values."""
 
+import re
 import warnings
 
 import numpy as np
@@ -697,3 +698,54 @@ def test_a_metric_of_ones_own_keeps_keras_3_variables():
         counts.assign([1, 2])
     with pytest.raises(NotImplementedError, match="must implement reset_state"):
         metrics.Metric().reset_state()
+
+
+class _Count(metrics.Metric):
+    def __init__(self, name="count", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.n = self.add_variable(shape=(), initializer="zeros", name="n")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.n.assign_add(len(y_true))
+
+    def result(self):
+        return self.n
+
+
+def test_metric_variables_survive_an_evaluate_inside_fit():
+    """The second read: an evaluate from a callback set the metrics' state aside and back by copies,
+    which unlinked a variable from the metric's list of them: fit's counts came out [11, 27] for [10,
+    10], and reset_state reset the copies. The variables keep their identity and values now."""
+    x, y = np.ones((10, 3), np.float32), np.ones((10, 2), np.float32)
+    model = convforge.Sequential([convforge.Input((3,)), convforge.layers.Dense(2)])
+    metric = _Count()
+    model.compile("sgd", "mse", metrics=[metric])
+    inner = []
+
+    class EvaluateInside(convforge.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            inner.append(self.model.evaluate(x[:3], y[:3], verbose=0, return_dict=True)["count"])
+
+    history = model.fit(x, y, epochs=2, batch_size=5, verbose=0, callbacks=[EvaluateInside()])
+    assert history.history["count"] == [10.0, 10.0] and inner == [3.0] * 4
+    assert metric.n is metric.variables[0] and float(metric.n) == 10.0
+    metric.reset_state()
+    assert metric.result() == 0.0
+
+
+def test_metric_variables_read_and_refuse_as_keras_s():
+    metric = metrics.Metric()
+    n = metric.add_variable((), "zeros", name="n")
+    assert (n == 0) and not (n != 0) and n ** 2 == 0 and abs(n - 3) == 3 and n // 2 == 0
+    v = metric.add_variable((3,), "ones", dtype="int32", name="v")
+    v.assign_add(2)
+    assert v[0] == 3 and len(v) == 3 and v.numpy().tolist() == [3, 3, 3]
+    with pytest.raises(TypeError, match="cannot be used as a boolean"):
+        bool(n)  # Keras's rule: `if self.count:` read 0 as True
+    for bad, message in ((lambda: n.assign(None), "holds float32 numbers; got NoneType None"),
+                         (lambda: v.assign_add(0.7), "holds int32 numbers; got float 0.7"),
+                         (lambda: metric.add_variable((2.5,), "zeros"), "shape must be a tuple of non-negative ints"),
+                         (lambda: metric.add_variable(True, "zeros"), "shape must be a tuple of non-negative ints"),
+                         (lambda: metric.add_variable((), "zeros", dtype="str"), "dtype must be a number type")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            bad()

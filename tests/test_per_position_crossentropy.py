@@ -186,3 +186,18 @@ def test_per_pixel_cross_entropy_is_keras_s():
     ours.fit(x, onehot, batch_size=6, epochs=1, shuffle=False, verbose=0)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_class_weight_is_refused_for_a_class_per_position():
+    """The second read: class_weight weighed each sample by its first pixel's class, silently (Keras
+    3.15.1 fails on it); a label out of range is named by its position."""
+    model = segmenter()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x = np.zeros((2, 6, 5, 2), np.float32)
+    labels = np.zeros((2, 6, 5), np.int64)
+    with pytest.raises(NotImplementedError, match=re.escape("class_weight with an output of shape (batch, 6, 5, 3), a "
+                                                            "class per position")):
+        model.fit(x, labels, class_weight={0: 1.0, 1: 5.0}, verbose=0)
+    labels[1, 4, 2] = 3
+    with pytest.raises(ValueError, match=re.escape("label 3 at index (1, 4, 2) is out of range")):
+        model.fit(x, labels, verbose=0)

@@ -30,6 +30,7 @@ Custom losses subclass :class:`Loss` and implement ``value_and_grad``.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -302,7 +303,14 @@ class SparseCategoricalCrossentropy(_Crossentropy):
                     if y.shape[1:] == tuple(output_shape) else "")
             raise ValueError(f"{self.name} expects integer labels of shape (batch, {shown}), one per position of the "
                              f"model output (batch, {', '.join(map(str, output_shape))}); got shape {y.shape}.{hint}")
-        return check_sparse_labels(y.reshape(-1), output_shape[-1], self.name).reshape(y.shape)
+        try:
+            return check_sparse_labels(y.reshape(-1), output_shape[-1], self.name).reshape(y.shape)
+        except ValueError as err:  # the bad label's index in y, not in its flattened copy
+            found = re.search(r"at index (\d+)", str(err))
+            if found is None:
+                raise
+            at = tuple(int(i) for i in np.unravel_index(int(found.group(1)), y.shape))
+            raise ValueError(str(err).replace(found.group(0), f"at index {at}")) from None
 
     def _targets_matrix(self, y_true, shape):
         target = np.zeros(shape)

@@ -273,7 +273,13 @@ class MetricVariable:
         return self._value.copy()
 
     def _checked(self, value, what: str) -> np.ndarray:
-        array = np.asarray(value, dtype=self._value.dtype)
+        if isinstance(value, MetricVariable):
+            value = value._value
+        given = np.asarray(value)
+        if given.dtype.kind not in "biuf" or not np.can_cast(given.dtype, self._value.dtype, casting="same_kind"):
+            raise ValueError(f"{what}: metric variable {self.name!r} holds {self._value.dtype} numbers; got "
+                             f"{type(value).__name__} {value!r:.80}")
+        array = given.astype(self._value.dtype, copy=False)
         try:
             fits = np.broadcast_shapes(array.shape, self._value.shape) == self._value.shape
         except ValueError:
@@ -301,6 +307,19 @@ class MetricVariable:
     def __float__(self) -> float:
         return float(self._value)
 
+    def __bool__(self):
+        # As Keras's: `if self.count:` would read a value that may be an array; say what to write.
+        raise TypeError(f"metric variable {self.name!r} cannot be used as a boolean: compare its value, "
+                        "e.g. float(v) > 0, or np.asarray(v).any()")
+
+    def __getitem__(self, index):
+        return self._value[index].copy()
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    __hash__ = object.__hash__  # one object, whatever its value (comparisons are elementwise)
+
     def __int__(self) -> int:
         return int(self._value)
 
@@ -324,9 +343,14 @@ for _name, _op in {
     "__rsub__": lambda a, b: b - a, "__mul__": lambda a, b: a * b, "__rmul__": lambda a, b: b * a,
     "__truediv__": lambda a, b: a / b, "__rtruediv__": lambda a, b: b / a, "__lt__": lambda a, b: a < b,
     "__le__": lambda a, b: a <= b, "__gt__": lambda a, b: a > b, "__ge__": lambda a, b: a >= b,
+    "__eq__": lambda a, b: a == b, "__ne__": lambda a, b: a != b, "__pow__": lambda a, b: a ** b,
+    "__rpow__": lambda a, b: b ** a, "__floordiv__": lambda a, b: a // b, "__rfloordiv__": lambda a, b: b // a,
+    "__mod__": lambda a, b: a % b, "__rmod__": lambda a, b: b % a,
 }.items():
     setattr(MetricVariable, _name, _arithmetic(_op))
 MetricVariable.__neg__ = lambda self: -self._value.copy()
+MetricVariable.__pos__ = lambda self: self._value.copy()
+MetricVariable.__abs__ = lambda self: np.abs(self._value)
 
 
 class Metric:
@@ -370,18 +394,24 @@ class Metric:
         if aggregation not in ("sum", "mean", "none", "only_first_replica", None):
             raise ValueError(f"add_variable aggregation must be 'sum', 'mean', 'none' or 'only_first_replica'; "
                              f"got {aggregation!r}")
+        dims = (shape,) if isinstance(shape, numbers.Integral) else shape
+        if (not isinstance(dims, (tuple, list))
+                or any(isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) or d < 0 for d in dims)):
+            raise ValueError(f"add_variable shape must be a tuple of non-negative ints such as () or (3,); got "
+                             f"{shape!r}")
+        shape = tuple(int(d) for d in dims)
         try:
-            shape = tuple(int(d) for d in ((shape,) if isinstance(shape, numbers.Integral) else shape))
-        except (TypeError, ValueError):
-            raise TypeError(f"add_variable shape must be a tuple of ints such as () or (3,); got {shape!r}") from None
-        if any(d < 0 for d in shape):
-            raise ValueError(f"add_variable shape must be a tuple of non-negative ints; got {shape!r}")
-        dtype = np.dtype("float32" if dtype is None else dtype)
+            dtype = np.dtype("float32" if dtype is None else dtype)
+        except TypeError:
+            dtype = None
+        if dtype is None or dtype.kind not in "biuf":
+            raise ValueError(f"add_variable dtype must be a number type such as 'float32' or 'int32'; got {dtype!r}")
         init = initializers.get(initializer, "add_variable initializer")
         value = np.array(init(shape, dtype), dtype=dtype).reshape(shape)
-        variables = self.__dict__.setdefault("_variables", [])
+        # A tuple: the state a nested evaluate sets aside keeps it as it is (trainer._state_copy).
+        variables = self.__dict__.get("_variables", ())
         variable = MetricVariable(value, name if name is not None else f"variable_{len(variables)}")
-        variables.append((variable, value.copy()))
+        self._variables = (*variables, (variable, value.copy()))
         return variable
 
     def add_weight(self, shape=(), initializer="zeros", dtype=None, name=None) -> MetricVariable:
@@ -391,7 +421,7 @@ class Metric:
     @property
     def variables(self) -> list:
         """The variables :meth:`add_variable` made, in order."""
-        return [variable for variable, _ in self.__dict__.get("_variables", [])]
+        return [variable for variable, _ in self.__dict__.get("_variables", ())]
 
     def reset_state(self) -> None:
         """Sets the variables of :meth:`add_variable` back to their initial values (Keras's

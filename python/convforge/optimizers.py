@@ -359,8 +359,14 @@ class Optimizer:
     def learning_rate(self, value):
         if callable(value):
             self._learning_rate = value
-        else:
-            self._learning_rate = check_learning_rate(value)
+            return
+        if callable(self.__dict__.get("_learning_rate")):
+            # As Keras: the schedule would be dropped without a word (`.learning_rate.assign(1e-3)` in
+            # a callback), its later rates with it.
+            raise TypeError(
+                f"this optimizer's learning rate is a schedule ({type(self._learning_rate).__name__}), so it cannot be "
+                f"set to {value!r}; give the optimizer a float learning_rate to set it, or a new schedule")
+        self._learning_rate = check_learning_rate(value)
 
     @property
     def schedule(self):

@@ -381,6 +381,7 @@ def _keras_build(build):
         self._build(internal, self.dtype)
         return None
 
+    checked.keras_build = True
     return checked
 
 
@@ -394,11 +395,28 @@ def check_no_hidden_weights(layer, doing: str, model_layers: set) -> None:
     if type(layer).__module__.startswith("convforge."):
         return
     own = {id(p) for p in layer.params.values()}
+
+    def held_layers(value, seen):
+        """The layers in ``value``: itself, a model's, or in (nested) lists, tuples, sets and dicts."""
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        if isinstance(value, Layer):
+            yield value
+            if not type(value).__module__.startswith("convforge."):  # a layer of one's own: what it holds
+                for item in vars(value).values():
+                    yield from held_layers(item, seen)
+        elif isinstance(getattr(value, "layers", None), list) and hasattr(value, "get_weights"):  # a model
+            for item in value.layers:
+                yield from held_layers(item, seen)
+        elif isinstance(value, (list, tuple, set, frozenset, dict)):
+            for item in (value.values() if isinstance(value, dict) else value):
+                yield from held_layers(item, seen)
+
+    seen: set = {id(layer)}
     for attr, value in vars(layer).items():
-        held = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else (value,)
-        for item in held:
-            if (isinstance(item, Layer) and item is not layer and id(item) not in model_layers
-                    and any(id(p) not in own for p in item.params.values())):
+        for item in held_layers(value, seen):
+            if id(item) not in model_layers and any(id(p) not in own for p in item.params.values()):
                 raise NotImplementedError(
                     f"layer {layer.name!r} ({type(layer).__name__}) holds a layer with weights in self.{attr} "
                     f"({type(item).__name__}): convforge trains, counts and saves only the weights a layer makes "
@@ -568,7 +586,10 @@ class Layer:
         _REGISTRY.setdefault(cls.__name__, []).append(cls)
         if "__init__" in cls.__dict__:
             cls.__init__ = _check_arguments(cls, cls.__dict__["__init__"])
-        if "build" in cls.__dict__ and cls.__module__.startswith("convforge."):
+        # Built-in layers' builds, and the builds of subclasses of them (whose super().build is one):
+        # called by hand, they take Keras's shape (_keras_build).
+        if "build" in cls.__dict__ and (cls.__module__.startswith("convforge.") or any(
+                getattr(base.__dict__.get("build"), "keras_build", False) for base in cls.__mro__[1:])):
             cls.build = _keras_build(cls.__dict__["build"])
 
     def __setattr__(self, name, value):

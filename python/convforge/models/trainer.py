@@ -452,7 +452,8 @@ class Trainer:
 
     @property
     def last_batch(self):
-        """``(x, y)`` of the latest training batch, internal layout (NCHW), while ``fit`` runs; else None."""
+        """``(x, y)`` of the latest training batch while ``fit`` runs, else None: ``x`` in the layout
+        inside (images NCHW), ``y`` as the loss reads it (an image target as the user gives it, NHWC)."""
         return self._last_batch
 
     @property
@@ -1192,6 +1193,13 @@ class Trainer:
                         f"{getattr(self, 'output_names', '')}: give sample_weight instead"
                     )
                 y = y[0]
+            sample_shape = tuple(self.outputs[0].shape[1:])
+            if len(sample_shape) > 1:
+                # A class per pixel or per step: a sample's weight would be its first position's
+                # class's (it was, silently); Keras 3.15.1 fails on it.
+                raise NotImplementedError(
+                    f"class_weight with an output of shape (batch, {', '.join(map(str, sample_shape))}), a class per "
+                    "position: convforge weighs samples, not positions; give sample_weight (one weight per sample)")
             per_class = _class_weights(class_weight, y)
             weights = per_class if weights is None else weights * per_class
         return weights
@@ -1350,15 +1358,21 @@ class Trainer:
             nested = not owner or self._fit_thread == me
             saved = []
             if nested:
-                saved = [(m, {k: _state_copy(v) for k, v in vars(m).items()}) for m in self._metric_objects()]
+                # A metric's variables (Metric.add_variable) are kept as the objects they are, which its
+                # attributes and its list of them share, and get their values back in place.
+                saved = [(m, {k: _state_copy(v) for k, v in vars(m).items()},
+                          [(v, v.numpy()) for v in getattr(m, "variables", ())])
+                         for m in self._metric_objects()]
             if fresh:
                 self._reset_metrics()
             try:
                 yield
             finally:
-                for m, state in saved:
+                for m, state, values in saved:
                     vars(m).clear()
                     vars(m).update(state)
+                    for variable, value in values:
+                        variable._value[...] = value
         finally:
             if owner:
                 self._metrics_thread = None
