@@ -746,6 +746,7 @@ def test_metric_variables_read_and_refuse_as_keras_s():
                          (lambda: v.assign_add(0.7), "holds int32 numbers; got float 0.7"),
                          (lambda: metric.add_variable((2.5,), "zeros"), "shape must be a tuple of non-negative ints"),
                          (lambda: metric.add_variable(True, "zeros"), "shape must be a tuple of non-negative ints"),
-                         (lambda: metric.add_variable((), "zeros", dtype="str"), "dtype must be a number type")):
+                         (lambda: metric.add_variable((), "zeros", dtype="str"),
+                          "dtype must be a number type such as 'float32' or 'int32'; got 'str'")):
         with pytest.raises(ValueError, match=re.escape(message)):
             bad()

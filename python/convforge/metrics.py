@@ -400,12 +400,14 @@ class Metric:
             raise ValueError(f"add_variable shape must be a tuple of non-negative ints such as () or (3,); got "
                              f"{shape!r}")
         shape = tuple(int(d) for d in dims)
+        given_dtype = dtype
         try:
             dtype = np.dtype("float32" if dtype is None else dtype)
         except TypeError:
             dtype = None
         if dtype is None or dtype.kind not in "biuf":
-            raise ValueError(f"add_variable dtype must be a number type such as 'float32' or 'int32'; got {dtype!r}")
+            raise ValueError(f"add_variable dtype must be a number type such as 'float32' or 'int32'; got "
+                             f"{given_dtype!r}")
         init = initializers.get(initializer, "add_variable initializer")
         value = np.array(init(shape, dtype), dtype=dtype).reshape(shape)
         # A tuple: the state a nested evaluate sets aside keeps it as it is (trainer._state_copy).
