@@ -630,6 +630,9 @@ def _tiny():
         (lambda: _tiny().fit(np.ones((4, 3)), np.zeros(4), validation_freq=2), "'validation_freq' of Sequential.fit"),
         (lambda: _tiny().summary(show_layer_activations=True), "'show_layer_activations' of Sequential.summary"),
         (lambda: convforge.Input((3,)) + convforge.Input((3,)), r"arithmetic on symbolic tensors .*layers.Add\(\)"),
+        # The Functional API guide's x[:, :2]: Python's bare "'KerasTensor' object is not subscriptable".
+        (lambda: convforge.Input((4,))[:, :2], r"slicing a symbolic tensor .* is not supported by convforge: crop"),
+        (lambda: list(convforge.Input((4,))), r"cannot be unpacked or iterated"),
     ],
 )
 def test_unsupported_arguments_say_so(make, message):

@@ -109,6 +109,18 @@ class KerasTensor:
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _arithmetic
     __truediv__ = __rtruediv__ = __matmul__ = __rmatmul__ = __pow__ = __neg__ = _arithmetic
 
+    def __getitem__(self, index):
+        # Keras's x[:, :2] on a KerasTensor (the Functional API guide's slicing): Python's bare
+        # "'KerasTensor' object is not subscriptable" before.
+        raise TypeError(
+            f"slicing a symbolic tensor ({self.name}[{index!r}]) is not supported by convforge: crop steps or "
+            "pixels with layers.Cropping1D / Cropping2D, choose channels with a 1x1 Conv or Dense layer, or slice "
+            "in a layers.Lambda (no gradient through it)"
+        )
+
+    def __iter__(self):  # without it, Python would try __getitem__(0), (1), ... to unpack the tensor
+        raise TypeError(f"a symbolic tensor ({self.name}) cannot be unpacked or iterated: it holds no data")
+
     def __array__(self, *args, **kwargs):
         raise TypeError(
             f"{self!r} is symbolic (it holds no data): build a model with convforge.Model(inputs, outputs) and "
