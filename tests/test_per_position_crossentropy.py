@@ -180,12 +180,21 @@ def test_per_pixel_cross_entropy_is_keras_s():
         assert got["loss"] == pytest.approx(float(want["loss"]), rel=1e-5)
         assert got["accuracy"] == pytest.approx(float(want["accuracy"]))
         per_pixel = np.broadcast_to(weights[:, None, None], labels.shape).copy()
-        assert ours.evaluate(x, y, sample_weight=weights, verbose=0)[0] == pytest.approx(
-            float(theirs.evaluate(x, y, sample_weight=per_pixel, verbose=0)[0]), rel=1e-5)
+        want = float(theirs.evaluate(x, y, sample_weight=per_pixel, verbose=0)[0])
+        assert ours.evaluate(x, y, sample_weight=weights, verbose=0)[0] == pytest.approx(want, rel=1e-5)
+        assert ours.evaluate(x, y, sample_weight=per_pixel, verbose=0)[0] == pytest.approx(want, rel=1e-5)
     theirs.fit(x, onehot, batch_size=6, epochs=1, shuffle=False, verbose=0)
     ours.fit(x, onehot, batch_size=6, epochs=1, shuffle=False, verbose=0)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, np.asarray(b), rtol=1e-4, atol=1e-6)
+    # A weight per pixel (class balancing of a segmentation net), in fit too.
+    pixel_weights = rng.uniform(0.1, 3.0, labels.shape).astype(np.float32)
+    theirs.fit(x, onehot, sample_weight=pixel_weights, batch_size=6, epochs=1, shuffle=False, verbose=0)
+    ours.fit(x, onehot, sample_weight=pixel_weights, batch_size=6, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, np.asarray(b), rtol=1e-4, atol=1e-6)
+    assert ours.evaluate(x, onehot, sample_weight=pixel_weights, verbose=0)[0] == pytest.approx(
+        float(theirs.evaluate(x, onehot, sample_weight=pixel_weights, verbose=0)[0]), rel=1e-5)
 
 
 def test_class_weight_is_refused_for_a_class_per_position():
@@ -201,3 +210,35 @@ def test_class_weight_is_refused_for_a_class_per_position():
     labels[1, 4, 2] = 3
     with pytest.raises(ValueError, match=re.escape("label 3 at index (1, 4, 2) is out of range")):
         model.fit(x, labels, verbose=0)
+
+
+def test_a_weight_per_position_weighs_that_position():
+    """Keras takes sample weights of a segmentation net's pixels, (batch, height, width): each
+    pixel's cross-entropy weighed by its own (they were refused: one weight per sample). In the
+    loss function, fit (validation_data's and a generator's batches too) and evaluate; refused for
+    a loss without a class per position, with a message."""
+    rng = np.random.default_rng(4)
+    logits = rng.standard_normal((4, 6, 5, 3))
+    labels = rng.integers(0, 3, (4, 6, 5))
+    weights = rng.uniform(0.1, 3.0, (4, 6, 5))
+    per = -np.take_along_axis(logits - np.log(np.exp(logits).sum(-1, keepdims=True)), labels[..., None], -1)[..., 0]
+    want = (per * weights).mean()
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    assert loss(labels, logits, sample_weight=weights) == pytest.approx(want, rel=1e-12)
+    x = rng.standard_normal((4, 6, 5, 2)).astype(np.float32)
+    model = segmenter(activation=None)
+    model.compile(optimizer="sgd", loss=loss)
+    out = model.predict(x, verbose=0).astype(np.float64)
+    per = -np.take_along_axis(out - np.log(np.exp(out).sum(-1, keepdims=True)), labels[..., None], -1)[..., 0]
+    assert model.evaluate(x, labels, sample_weight=weights, verbose=0) == pytest.approx((per * weights).mean(),
+                                                                                        rel=1e-5)
+    history = model.fit(x, labels, sample_weight=weights, validation_data=(x, labels, weights), epochs=1, verbose=0)
+    assert np.isfinite(history.history["val_loss"][0])
+    model.fit(((x, labels, weights) for _ in range(2)), steps_per_epoch=2, verbose=0)
+    with pytest.raises(ValueError, match=re.escape("must have shape (4,), one weight per sample or (4, 6, 5), one per "
+                                                   "position; got (4, 6)")):
+        model.fit(x, labels, sample_weight=weights[:, :, 0], verbose=0)
+    autoencoder = segmenter(classes=2, activation=None)
+    autoencoder.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="a weight per position is for a cross-entropy of a class per pixel or step"):
+        autoencoder.fit(x, x, sample_weight=weights, verbose=0)

@@ -171,6 +171,9 @@ class Loss:
         if sample_weight is None:
             return self.value_and_grad(y_pred, y_true, need_grad=False)[0]
         weights = np.asarray(sample_weight, dtype=y_pred.dtype)
+        if isinstance(self, _Crossentropy) and y_pred.ndim > 2 and weights.shape == y_pred.shape[:-1]:
+            # a weight per pixel or step, as Keras takes them for a class per position
+            return self.value_and_grad(y_pred, y_true, need_grad=False, sample_weight=weights)[0]
         if weights.ndim == 2 and weights.shape[1] == 1:  # a column, as fit(sample_weight=) and Keras take it
             weights = weights[:, 0]
         if weights.ndim > 1 or (weights.ndim == 1 and weights.shape[0] != y_pred.shape[0]):
@@ -244,8 +247,9 @@ class _Crossentropy(Loss):
         rows = y_pred.reshape(-1, shape[-1])
         targets = y_true.reshape(-1) if y_true.ndim == len(shape) - 1 else y_true.reshape(-1, shape[-1])
         weights = None
-        if sample_weight is not None:
-            weights = np.repeat(np.asarray(sample_weight, dtype=rows.dtype), math.prod(shape[1:-1]))
+        if sample_weight is not None:  # one per sample, on each of its positions, or one per position
+            weights = np.asarray(sample_weight, dtype=rows.dtype)
+            weights = weights.reshape(-1) if weights.ndim > 1 else np.repeat(weights, math.prod(shape[1:-1]))
         loss, grad, *probs = method(rows, targets, need_grad, sample_weight=weights)
         return (loss, None if grad is None else grad.reshape(shape), *(q.reshape(shape) for q in probs))
 

@@ -142,7 +142,8 @@ class _BatchSource:
         model = self.model
         x, y, w = _unpack_batch(item, self.argument)
         x, y = model._prepare(x, y, argument=f"a batch of {self.argument}")
-        w = _check_sample_weight(w, _count(x), f"the sample weights of a batch of {self.argument}")
+        w = _check_sample_weight(w, _count(x), f"the sample weights of a batch of {self.argument}",
+                                 model._weight_positions())
         return model._convert_x(x), y, w
 
     def _indexed_items(self):
@@ -344,7 +345,10 @@ def _per_output_weights(sample_weight, n: int, argument: str) -> NotImplementedE
     )
 
 
-def _check_sample_weight(sample_weight, n: int, argument: str = "sample_weight"):
+def _check_sample_weight(sample_weight, n: int, argument: str = "sample_weight", positions=None):
+    """One weight per sample, ``(n,)`` (or ``(n, 1)``); with ``positions`` (a cross-entropy of a
+    class per position, Trainer._weight_positions), a weight per position ``(n, *positions)`` too,
+    as Keras takes for a segmentation net's pixels."""
     if sample_weight is None:
         return None
     if isinstance(sample_weight, dict):
@@ -358,8 +362,12 @@ def _check_sample_weight(sample_weight, n: int, argument: str = "sample_weight")
         raise _per_output_weights(sample_weight, n, argument)
     if w.ndim == 2 and w.shape[1] == 1:
         w = w[:, 0]
-    if w.shape != (n,):
-        raise ValueError(f"{argument} must have shape ({n},), one weight per sample; got {w.shape}")
+    if positions is not None and w.shape == (n, *positions):
+        pass  # a weight per pixel or step
+    elif w.shape != (n,):
+        also = (f" or ({n}, {', '.join(map(str, positions))}), one per position" if positions is not None else
+                "" if w.ndim < 2 else "; a weight per position is for a cross-entropy of a class per pixel or step")
+        raise ValueError(f"{argument} must have shape ({n},), one weight per sample{also}; got {w.shape}")
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError(f"{argument} must hold finite weights >= 0")
     return w
@@ -962,7 +970,8 @@ class Trainer:
                 raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight)")
             x_val, y_val = self._prepare(*validation_data[:2], argument="validation_data[0]")
             if len(validation_data) == 3:
-                val_weights = _check_sample_weight(validation_data[2], _count(x_val), "validation_data[2]")
+                val_weights = _check_sample_weight(validation_data[2], _count(x_val), "validation_data[2]",
+                                                   self._weight_positions())
         elif validation_split:
             if source is not None:
                 raise ValueError("validation_split cannot split a generator; give validation_data")
@@ -980,7 +989,7 @@ class Trainer:
             if weights is not None:
                 weights = weights[:split_at]
             if sample_weight is not None:  # the held-out samples' own weights, not class_weight's (Keras)
-                val_weights = _check_sample_weight(sample_weight, n)[split_at:]
+                val_weights = _check_sample_weight(sample_weight, n, positions=self._weight_positions())[split_at:]
         if x_val is not None and validation_steps is not None:
             # As Keras (and evaluate's steps): the first validation_steps batches of the arrays. It
             # was ignored, so the whole validation set was evaluated, silently.
@@ -1181,10 +1190,19 @@ class Trainer:
             return None
         return callbacks_module.CallbackList(_checked_callbacks(callbacks), self, params)
 
+    def _weight_positions(self):
+        """The positions ``(height, width)`` or ``(steps,)`` of a model whose one output has a class per
+        position under a cross-entropy, whose sample weights may then be one per position; else None."""
+        losses = self._head_losses() if hasattr(self, "_head_losses") else [self.loss]
+        if len(losses) != 1 or not isinstance(losses[0], losses_module._Crossentropy):
+            return None
+        shape = tuple(self.outputs[0].shape[1:])
+        return shape[:-1] if len(shape) > 1 else None
+
     def _sample_weights(self, sample_weight, class_weight, x, y):
         """fit's per-sample loss weights (None: all 1) from ``sample_weight`` and ``class_weight``,
         for checked data ``x`` and prepared targets ``y``."""
-        weights = _check_sample_weight(sample_weight, _count(x))
+        weights = _check_sample_weight(sample_weight, _count(x), positions=self._weight_positions())
         if class_weight is not None:
             if isinstance(y, list):
                 if len(y) != 1:
@@ -1400,7 +1418,7 @@ class Trainer:
             batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
             # Zero samples: the loss and metrics are means over nothing, NaN (as NumPy's mean).
             x, y = self._prepare(x, y, allow_empty=True)
-            w = _check_sample_weight(sample_weight, _count(x))
+            w = _check_sample_weight(sample_weight, _count(x), positions=self._weight_positions())
             if steps is not None:  # Keras: the first `steps` batches (all of them if there are fewer)
                 end = _positive_int(steps, "steps") * batch_size
                 x, y, w = _rows(x, 0, end), _rows(y, 0, end), None if w is None else w[:end]
