@@ -30,7 +30,6 @@ Custom losses subclass :class:`Loss` and implement ``value_and_grad``.
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
@@ -50,37 +49,54 @@ __all__ = [
 EPSILON = 1e-7  # Keras's backend.epsilon(), used to clip probabilities
 
 
-def check_sparse_labels(y, num_classes: int, who: str = "sparse_categorical_crossentropy") -> np.ndarray:
+def check_sparse_labels(y, num_classes: int, who: str = "sparse_categorical_crossentropy",
+                        positions: tuple | None = None) -> np.ndarray:
     """Integer class labels as int64 of shape (batch,), or ValueError naming the first bad label.
 
     Accepts integer arrays, and float arrays holding whole numbers (Keras
     users often have ``y.astype('float32')``); shape ``(batch,)`` or
-    ``(batch, 1)``.
+    ``(batch, 1)``. With ``positions`` (an output with a class per pixel or
+    step), a label per position: ``(batch, *positions)`` or with a trailing 1.
     """
     y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        hint = ""
-        if y.ndim == 2 and y.shape[1] == num_classes:
-            hint = " These look like one-hot labels: use loss='categorical_crossentropy' for them."
-        raise ValueError(f"{who} expects integer class labels of shape (batch,); got shape {y.shape}.{hint}")
+    if positions is None:
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            hint = ""
+            if y.ndim == 2 and y.shape[1] == num_classes:
+                hint = " These look like one-hot labels: use loss='categorical_crossentropy' for them."
+            raise ValueError(f"{who} expects integer class labels of shape (batch,); got shape {y.shape}.{hint}")
+    else:
+        if y.ndim == len(positions) + 2 and y.shape[-1] == 1:
+            y = y[..., 0]
+        if y.shape[1:] != tuple(positions):
+            shown = ", ".join(map(str, positions))
+            hint = (" These look like one-hot labels: use loss='categorical_crossentropy' for them."
+                    if y.shape[1:] == (*positions, num_classes) else "")
+            raise ValueError(f"{who} expects integer labels of shape (batch, {shown}), one per position of the model "
+                             f"output (batch, {shown}, {num_classes}); got shape {y.shape}.{hint}")
+
+    def first(bad):  # the first bad label: its value and its index in y
+        i = int(np.argmax(bad))
+        at = i if y.ndim == 1 else tuple(int(j) for j in np.unravel_index(i, y.shape))
+        return y.reshape(-1)[i].item(), at
+
     if y.dtype.kind == "f":
         bad = ~np.isfinite(y)
         bad[~bad] = y[~bad] != np.floor(y[~bad])
         if bad.any():
-            i = int(np.argmax(bad))
+            value, at = first(bad)
             raise ValueError(
-                f"{who}: labels must be integer class indices in [0, {num_classes}); got {y[i].item()!r} at index {i}"
+                f"{who}: labels must be integer class indices in [0, {num_classes}); got {value!r} at index {at}"
             )
     elif y.dtype.kind not in "iub":
         raise TypeError(f"{who}: labels must be integers; got an array of dtype {y.dtype}")
     out_of_range = (y < 0) | (y >= num_classes)
     if out_of_range.any():
-        i = int(np.argmax(out_of_range))
-        value = y[i].item()
+        value, at = first(out_of_range)
         raise ValueError(
-            f"{who}: label {value!r} at index {i} is out of range: labels must be in [0, {num_classes}) "
+            f"{who}: label {value!r} at index {at} is out of range: labels must be in [0, {num_classes}) "
             f"for a model with {num_classes} outputs"
         )
     return y.astype(np.int64)
@@ -293,28 +309,9 @@ class SparseCategoricalCrossentropy(_Crossentropy):
     name = "sparse_categorical_crossentropy"
 
     def prepare_targets(self, y_true, output_shape):
-        if len(output_shape) == 1:
-            return check_sparse_labels(y_true, output_shape[0], self.name)
-        # An output with positions (batch, ..., classes): a label per position, (batch, ...) or
-        # (batch, ..., 1) as Keras takes them.
-        y = np.asarray(y_true)
-        positions = tuple(output_shape[:-1])
-        if y.ndim == len(output_shape) + 1 and y.shape[-1] == 1:
-            y = y[..., 0]
-        if y.shape[1:] != positions:
-            shown = ", ".join(map(str, positions))
-            hint = (" These look like one-hot labels: use loss='categorical_crossentropy' for them."
-                    if y.shape[1:] == tuple(output_shape) else "")
-            raise ValueError(f"{self.name} expects integer labels of shape (batch, {shown}), one per position of the "
-                             f"model output (batch, {', '.join(map(str, output_shape))}); got shape {y.shape}.{hint}")
-        try:
-            return check_sparse_labels(y.reshape(-1), output_shape[-1], self.name).reshape(y.shape)
-        except ValueError as err:  # the bad label's index in y, not in its flattened copy
-            found = re.search(r"at index (\d+)", str(err))
-            if found is None:
-                raise
-            at = tuple(int(i) for i in np.unravel_index(int(found.group(1)), y.shape))
-            raise ValueError(str(err).replace(found.group(0), f"at index {at}")) from None
+        # An output with positions (batch, ..., classes): a label per position, as Keras takes them.
+        positions = tuple(output_shape[:-1]) if len(output_shape) > 1 else None
+        return check_sparse_labels(y_true, output_shape[-1], self.name, positions)
 
     def _targets_matrix(self, y_true, shape):
         target = np.zeros(shape)

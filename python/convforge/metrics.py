@@ -417,7 +417,8 @@ class Metric:
         return variable
 
     def add_weight(self, shape=(), initializer="zeros", dtype=None, name=None) -> MetricVariable:
-        """Keras 3's older name of :meth:`add_variable` for metrics."""
+        """Keras 3's older name of :meth:`add_variable` for metrics. The initializer defaults to
+        ``'zeros'``: Keras's default, None, fails in Keras 3.15.1's own code ("Invalid dtype")."""
         return self.add_variable(shape, initializer, dtype=dtype, name=name)
 
     @property
@@ -749,9 +750,7 @@ class SparseCategoricalAccuracy(Mean):
         def sparse_categorical_accuracy(y_true, y_pred):
             y_pred = np.asarray(y_pred)
             if y_pred.ndim > 2:  # a label per position (a class per pixel)
-                from .losses import SparseCategoricalCrossentropy
-
-                labels = SparseCategoricalCrossentropy(name=name).prepare_targets(y_true, y_pred.shape[1:])
+                labels = check_sparse_labels(y_true, y_pred.shape[-1], name, y_pred.shape[1:-1])
                 return np.argmax(y_pred, axis=-1) == labels
             return np.argmax(y_pred, axis=1) == _sparse_labels(y_true, y_pred, name)
 
