@@ -150,11 +150,15 @@ class Node:
         #: Made by a model called with training=False (Keras's ``base(x, training=False)``): Keras
         #: runs this call in inference mode for good; models refuse to train it otherwise.
         self.inference = False
-        #: The name of the model whose call in a graph made this node (``base(x)``), else None.
-        self.nested_in: str | None = None
-        #: That model itself (the model made of this graph sets its ``trainable`` with its own).
+        #: The model whose call in a graph made this node (``base(x)``), else None; the model made of
+        #: this graph sets its ``trainable`` with its own.
         self.nested_model = None
         layer._inbound_nodes.append(self)
+
+    @property
+    def nested_in(self) -> str | None:
+        """The name of the model whose call made this node, else None."""
+        return None if self.nested_model is None else self.nested_model.name
 
     def __repr__(self) -> str:
         return f"<Node {self.layer.name}[{self.call_index}]>"

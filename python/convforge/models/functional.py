@@ -179,13 +179,8 @@ class Model(Trainer):
         self._trainable = bool(value)
         for layer in self.layers:
             layer.trainable = bool(value)
-        for model, _ in self._nested_models():  # recursively, as Keras: inner.trainable reads False too
+        for model in self.__dict__.get("_nested", []):  # recursively, as Keras: inner.trainable reads False too
             model.trainable = bool(value)
-
-    def _nested_models(self) -> list:
-        """``[(model, ids of its layers)]``: the models whose layers this one took in (a model called
-        in the graph, ``base(x)``, or added to a Sequential), each layer listed in ``self.layers``."""
-        return self.__dict__.get("_nested", [])
 
     def _frozen_layer_ids(self) -> set:
         """The layers (by id) whose weights do not train in this model whatever their own
@@ -231,7 +226,6 @@ class Model(Trainer):
             args = [mapped[id(t)] for t in node.inputs]
             out = node.layer(args if node.many else args[0])
             out._node.inference = training is False or node.inference
-            out._node.nested_in = self.name
             out._node.nested_model = self
             mapped[id(node.outputs[0])] = out
         outputs = [mapped[id(t)] for t in graph.outputs]
@@ -626,11 +620,8 @@ class Functional(Model):
         self.dtype = common_dtype(in_list, "the model inputs")
         self._nodes = nodes
         self.layers = self._collect_layers()
-        nested: dict = {}  # the models called in this graph and the layers each brought (trainable's setter)
-        for node in nodes:
-            if node.nested_model is not None:
-                nested.setdefault(id(node.nested_model), (node.nested_model, set()))[1].add(id(node.layer))
-        self._nested = [(model, frozenset(ids)) for model, ids in nested.values()]
+        # The models called in this graph, whose trainable the setter sets with this model's.
+        self._nested = list({id(n.nested_model): n.nested_model for n in nodes if n.nested_model is not None}.values())
         self._node_ids: dict = {}  # layer -> its nodes in this model, in call order (Keras's node index)
         for node in sorted(nodes, key=lambda node: node.seq):  # call order, as Keras numbers them
             self._node_ids.setdefault(id(node.layer), []).append(node)

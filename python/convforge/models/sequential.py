@@ -137,7 +137,7 @@ class Sequential(Model):
         self._graph: Functional | None = None  # the executor, made at build
         self._graph_input = None
         self._graph_nodes: list = []
-        self._nested: list = []  # [(model, ids of its layers)] of the models added (Model._nested_models)
+        self._nested: list = []  # the models added (add), whose trainable the setter sets with this one's
         # The list's layers are added first and the model built once, with the names and layers
         # taken so far in sets: built after each add, and each add scanning the layers before it,
         # a stack of n layers cost ~n^2 (an imported 2,000-node chain took 91 s, 20,000 minutes).
@@ -183,8 +183,7 @@ class Sequential(Model):
                         inner.name = f"{base}_{i}"
                 self.add(inner)
                 taken.add(inner.name)
-            # model.trainable = ... sets its flag too, as Keras's recursive setter does.
-            self._nested.append((layer, frozenset(id(inner) for inner in chain.layers)))
+            self._nested.append(layer)  # model.trainable = ... sets its flag too, as Keras's setter does
             return
         if isinstance(layer, symbolic.KerasTensor) and isinstance(layer._keras_history[0], InputLayer):
             layer = layer._keras_history[0]  # Sequential([convforge.Input(shape=...), ...]), as Keras
