@@ -112,7 +112,7 @@ class _BatchSource:
         self.steps = steps
         self._peeked = None
         self._carry_over = carry_over
-        self._position = 0  # a Sequence's next batch
+        self._cursor = _PassCursor(steps) if self.indexed else None  # where the next epoch starts
 
     def _next(self):
         if self._peeked is not None:
@@ -150,22 +150,18 @@ class _BatchSource:
         """A Sequence's items of one epoch (see the class)."""
         n = len(self.source)
         if not self._carry_over:
-            self._position = 0
-        for count in range(self.steps):
-            if self._position >= n:
-                warnings.warn(
-                    f"the Sequence given as {self.argument} ran out of batches (it has {n}): {count} read of "
-                    f"{self.steps_argument}={self.steps}"
-                    + ("; the next epoch starts again at batch 0" if self._carry_over else ""),
-                    RuntimeWarning,
-                    stacklevel=user_stacklevel(),
-                )
-                break
-            item = self.source[self._position]
-            self._position += 1
-            yield item
-        if self._position >= n:
-            self._position = 0
+            self._cursor.position = 0
+        first, end = self._cursor.next_epoch(n)
+        for index in range(first, end):
+            yield self.source[index]
+        if end - first < self.steps:
+            warnings.warn(
+                f"the Sequence given as {self.argument} ran out of batches (it has {n}): {end - first} read of "
+                f"{self.steps_argument}={self.steps}"
+                + ("; the next epoch starts again at batch 0" if self._carry_over else ""),
+                RuntimeWarning,
+                stacklevel=user_stacklevel(),
+            )
 
     def skip_epochs(self, epochs: int) -> None:
         """Start where a Sequence's next epoch would after ``epochs`` epochs (a resumed fit's
@@ -173,9 +169,7 @@ class _BatchSource:
         if self.indexed and self._carry_over:
             n = len(self.source)
             for _ in range(epochs):
-                self._position = min(self._position + self.steps, n)
-                if self._position >= n:
-                    self._position = 0
+                self._cursor.next_epoch(n)
 
     def _generated_items(self):
         """A generator's items of one epoch: ``steps`` of them, or until it is exhausted."""
@@ -302,27 +296,21 @@ def _is_batch_source(x) -> bool:
 
 
 class _PassCursor:
-    """Where fit(x, y, steps_per_epoch=k) stands in its pass over the arrays: each epoch takes the
-    next ``k`` batches and ends early at the pass's last one (Keras 3.15.1: 4 batches and k=3 give
-    epochs of 3, 1, 3, 1, ... batches); the next pass starts at batch 0, reshuffled."""
+    """Where an epoch of ``steps`` batches starts in a pass over the data, for fit's arrays with
+    ``steps_per_epoch`` and a Sequence's epochs (Keras 3.15.1's rule for both): each epoch takes
+    the next ``steps`` batches and ends early at the pass's last one (4 batches and 3 steps give
+    epochs of 3, 1, 3, 1, ... batches); the next pass starts at batch 0 (arrays reshuffled)."""
 
-    def __init__(self, steps_per_epoch: int, batches: int):
-        self.steps_per_epoch, self.batches = steps_per_epoch, batches
+    def __init__(self, steps: int):
+        self.steps = steps
         self.position = 0
-        self.order = None  # the pass's permutation (shuffle), or None
-        self.warned = False
+        self.order = None  # the pass's permutation of the arrays (shuffle), or None
 
-    def next_epoch(self) -> tuple[int, int]:
-        """``(first, end)`` batch indices of the next epoch; the cursor moves past them."""
-        first = self.position
-        end = min(first + self.steps_per_epoch, self.batches)
-        if first == 0 and self.steps_per_epoch > self.batches and not self.warned:
-            self.warned = True
-            warnings.warn(
-                f"fit: steps_per_epoch={self.steps_per_epoch} is more than the {self.batches} batches of x: each "
-                f"epoch ends at the data's last batch ({self.batches} steps), as Keras's",
-                RuntimeWarning, stacklevel=user_stacklevel())
-        self.position = 0 if end >= self.batches else end
+    def next_epoch(self, batches: int) -> tuple[int, int]:
+        """``(first, end)`` batch indices of the next epoch over ``batches``; the cursor moves past them."""
+        first = self.position if self.position < batches else 0  # (a Sequence may have shrunk)
+        end = min(first + self.steps, batches)
+        self.position = 0 if end >= batches else end
         return first, end
 
 
@@ -1021,7 +1009,14 @@ class Trainer:
         strategy.start_fit(self)
 
         batches = self._batches(x, y, batch_size) if source is None else None
-        cursor = None if source is not None or steps_per_epoch is None else _PassCursor(steps_per_epoch, batches.steps)
+        cursor = None
+        if source is None and steps_per_epoch is not None:
+            cursor = _PassCursor(steps_per_epoch)
+            if steps_per_epoch > batches.steps:
+                warnings.warn(
+                    f"fit: steps_per_epoch={steps_per_epoch} is more than the {batches.steps} batches of x: each "
+                    f"epoch ends at the data's last batch ({batches.steps} steps), as Keras's",
+                    RuntimeWarning, stacklevel=user_stacklevel())
         cbs = [*([] if given_history else [history]), *user_callbacks]
         if verbose and not any(isinstance(cb, callbacks_module.ProgbarLogger) for cb in user_callbacks):
             cbs.insert(0, callbacks_module.ProgbarLogger(verbose))
@@ -1084,7 +1079,7 @@ class Trainer:
         else:
             if cursor.position == 0:  # a pass begins
                 cursor.order = strategy.permutation(batches.n) if shuffle else None
-            order, (first_step, last_step) = cursor.order, cursor.next_epoch()
+            order, (first_step, last_step) = cursor.order, cursor.next_epoch(batches.steps)
         bs, n = batches.batch_size, batches.n
 
         def epoch():
