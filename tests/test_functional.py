@@ -463,7 +463,8 @@ def test_a_functional_chain_in_a_sequential_adds_its_layers_and_a_branchy_one_is
     inp = convforge.Input((8, 8, 3))
     base = convforge.Model(inp, layers.Conv2D(4, 3, name="chain_conv")(inp), name="chain_base")
     model = convforge.Sequential([base, layers.GlobalAveragePooling2D(), layers.Dense(2)])
-    assert model.layers[0] is base.layers[1] and model.count_params() == 4 * 3 * 9 + 4 + 4 * 2 + 2
+    assert model.layers[0] is base and model.count_params() == 4 * 3 * 9 + 4 + 4 * 2 + 2
+    assert model.weights[0] is base.layers[1].weights[0]  # its layers are the base's own
     x = np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype(np.float32)
     model.compile("sgd", "mse")
     model.fit(x, np.zeros((2, 2), np.float32), verbose=0)

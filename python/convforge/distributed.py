@@ -550,7 +550,7 @@ def architecture_hash(model) -> str:
     description = {
         "model": model.get_config(),
         "weights": [
-            (layer.name, name, list(p.shape), p.dtype.str) for layer in model.layers for name, p in layer.params.items()
+            (layer.name, name, list(p.shape), p.dtype.str) for layer in model._flat_layers for name, p in layer.params.items()
         ],
     }
     if model.optimizer is not None:
@@ -616,7 +616,7 @@ class _DataParallel:
             _random.set_state(primary.jumped(self.rank).state)
 
     def _broadcast_state(self, model) -> None:
-        weights = [p for layer in model.layers for p in layer.params.values()]
+        weights = [p for layer in model._flat_layers for p in layer.params.values()]
         if weights:
             flat = (
                 np.concatenate([w.ravel() for w in weights])
@@ -646,7 +646,7 @@ class _DataParallel:
         ]
         from .models.trainer import forward_state
 
-        self._layer_state = forward_state(model.layers)
+        self._layer_state = forward_state(model._flat_layers)
         n_grad = sum(p.size for _, p in self._params)
         n_state = sum(p.size for p in self._layer_state)
         n_stats = 1 + Tally.width(model)

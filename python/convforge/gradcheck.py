@@ -42,6 +42,7 @@ import numpy as np
 
 from . import losses as losses_module
 from . import random as _random
+from .models import Model
 
 __all__ = ["GradCheckReport", "GradCheckResult", "check_model_gradients"]
 
@@ -94,6 +95,13 @@ class GradCheckReport:
 
     def __repr__(self) -> str:
         return f"<GradCheckReport passed={self.passed} weights={len(self.results)}>"
+
+
+def _layers_of(model) -> list:
+    """Every layer of ``model``, those of the models nested in it (one entry of ``model.layers``
+    each) included."""
+    return [layer for entry in model.layers
+            for layer in (_layers_of(entry) if isinstance(entry, Model) else [entry])]
 
 
 def check_model_gradients(
@@ -167,7 +175,7 @@ def check_model_gradients(
     outer_state = _random.get_state()
     # Layers drawing from generators of their own (an augmentation layer given seed=) replay them
     # too: every evaluation must see the same draws.
-    own = [g for layer in model.layers for g in layer.random_generators()]
+    own = [g for layer in _layers_of(model) for g in layer.random_generators()]
     outer_own = [g.bit_generator.state for g in own]
     # Training-mode passes move BatchNormalization's moving statistics (hundreds of them here):
     # every weight, the non-trainable ones included, is put back as it was.

@@ -62,8 +62,9 @@ def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=Tr
     """The model's graph in Graphviz's DOT language: a box per layer call, an arrow per tensor.
 
     Keras's ``model_to_dot`` returns a ``pydot.Dot``; convforge returns the DOT text itself (no
-    pydot needed). The options are Keras's; ``expand_nested`` has nothing to expand (convforge
-    flattens nested models) and ``subgraph`` is not supported.
+    pydot needed). The options are Keras's, but for ``expand_nested``: a model nested in this one
+    is drawn as its layers' calls whatever it says (Keras draws it as one box unless it is True);
+    ``subgraph`` is not supported.
     """
     if kwargs:
         raise NotImplementedError(f"convforge does not support the model_to_dot argument {next(iter(kwargs))!r}")

@@ -407,7 +407,7 @@ def check_no_hidden_weights(layer, doing: str, model_layers: set) -> None:
                 for item in vars(value).values():
                     yield from held_layers(item, seen)
         elif isinstance(getattr(value, "layers", None), list) and hasattr(value, "get_weights"):  # a model
-            for item in value.layers:
+            for item in value._flat_layers:
                 yield from held_layers(item, seen)
         elif isinstance(value, (list, tuple, set, frozenset, dict)):
             for item in (value.values() if isinstance(value, dict) else value):

@@ -153,6 +153,8 @@ class Node:
         #: The model whose call in a graph made this node (``base(x)``), else None; the model made of
         #: this graph sets its ``trainable`` with its own.
         self.nested_model = None
+        #: That call of the model (a :class:`NestedCall`: the tensors it took and returned), else None.
+        self.nested_call = None
         layer._inbound_nodes.append(self)
 
     @property
@@ -162,6 +164,19 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<Node {self.layer.name}[{self.call_index}]>"
+
+
+class NestedCall:
+    """One call of a model inside a graph (``base(x)``): the model, the graph's tensors it was
+    called on and those it returned. Its layers' nodes point here, so that the graph can list the
+    model as one entry (``model.layers``, ``summary()``) as Keras does."""
+
+    def __init__(self, model, inputs: list, outputs: list, inference: bool = False):
+        self.model = model
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        #: Called with training=False (Keras's ``base(x, training=False)``).
+        self.inference = inference
 
 
 def unique_name(base: str, taken: set | None = None) -> str:

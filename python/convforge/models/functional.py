@@ -17,10 +17,10 @@ y2])``: ``fit``/``predict`` take and return lists, or dicts by input/output
 name), shared layers (one layer called twice: one set of weights, whose
 gradients from both calls add up), ``model.inputs``/``model.outputs``,
 ``layer.input``/``layer.output``, and ``model.layers`` in Keras's order
-(by depth, ``InputLayer`` entries included). Unlike Keras, a model called in
-the graph (``base(x)``, transfer learning) is not one entry of ``model.layers``:
-its layers are listed one by one (they are this model's own, shared with the
-base); reach the base through the object itself (``base.trainable = False``).
+(by depth, ``InputLayer`` entries included). A model called in the graph
+(``base(x)``, transfer learning) is one entry of ``model.layers``, as in Keras
+(``model.layers[1].trainable = False`` freezes the base); the graph runs its
+layers as its own (they are shared with the base: one set of weights).
 A ``Sequential`` model has ``inputs`` and ``outputs`` too, so
 ``convforge.Model(seq.inputs, [l.output for l in seq.layers])`` gives every
 feature map of a trained Sequential model.
@@ -82,11 +82,11 @@ from ..layers.activations import Sigmoid, Softmax, _ActivationLayer
 from ..layers.base import FLOAT_DTYPES, Layer, call_copy, display_shape
 from ..layers import augmentation as augmentation_layers
 from ..layers.augmentation import _Augmentation
-from ..layers.core import Dropout, InputLayer
+from ..layers.core import Dropout, Input, InputLayer
 from ..layers.noise import _NoiseLayer
 from ..layers.merging import Add
 from ..layers.normalization import BatchNormalization
-from ..layers.symbolic import KerasTensor, common_dtype, unique_name
+from ..layers.symbolic import KerasTensor, NestedCall, common_dtype, unique_name
 from . import state
 from .compiled import compile_inference
 from .batches import _Batches, _Entry, one_array, shape_str
@@ -125,6 +125,9 @@ class Model(Trainer):
 
     # Set by the model classes convforge can run; a user subclass of Model itself is not one.
     _runnable = False
+    #: ``Sequential``, set by its module (which imports this one): a graph that is loaded remakes
+    #: a Sequential model called in it as one.
+    _stack_class: type = type(None)
 
     def __new__(cls, *args, **kwargs):
         if cls is Model:
@@ -177,7 +180,7 @@ class Model(Trainer):
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"trainable must be True or False; got {value!r}")
         self._trainable = bool(value)
-        for layer in self.layers:
+        for layer in self._flat_layers:
             layer.trainable = bool(value)
         for model in self.__dict__.get("_nested", []):  # recursively, as Keras: inner.trainable reads False too
             model.trainable = bool(value)
@@ -190,7 +193,7 @@ class Model(Trainer):
         still trains nothing of ``model``. Only the model trained decides: as in Keras, a nested
         model's own flag does not (``base.trainable = False`` then ``base.layers[0].trainable =
         True`` trains that layer)."""
-        return set() if self.trainable else {id(layer) for layer in self.layers}
+        return set() if self.trainable else {id(layer) for layer in self._flat_layers}
 
     # ================================================================== a model inside a graph
 
@@ -220,6 +223,7 @@ class Model(Trainer):
                 raise ValueError(f"model {self.name!r} input {i} has shape {want.shape}; the tensor it was called on "
                                  f"has {t.shape}")
         mapped = {id(t): g for t, g in zip(graph.inputs, given)}
+        made = []
         for node in sorted(graph._nodes, key=lambda n: n.seq):
             if isinstance(node.layer, InputLayer):
                 continue
@@ -227,8 +231,12 @@ class Model(Trainer):
             out = node.layer(args if node.many else args[0])
             out._node.inference = training is False or node.inference
             out._node.nested_model = self
+            made.append(out._node)
             mapped[id(node.outputs[0])] = out
         outputs = [mapped[id(t)] for t in graph.outputs]
+        call = NestedCall(self, given, outputs, training is False)
+        for node in made:
+            node.nested_call = call
         for t in outputs:
             if all(t is not g for g in given):  # made by this call, not an input passed through
                 t._from_model = self.name
@@ -241,46 +249,67 @@ class Model(Trainer):
 
     # ================================================================== weights
 
+    @property
+    def layers(self) -> list:
+        """Keras's ``model.layers``: the model's layers in order, a new list each time. A model
+        nested in this one (added to a Sequential, ``Sequential([base, head])``, or called in a
+        graph, ``base(x)``) is one entry, the model itself, as in Keras: ``model.layers[0].trainable
+        = False`` freezes all of ``base``; its own layers are ``base.layers`` (``summary(expand_nested=True)``
+        lists them too). A functional model's list starts with its ``InputLayer`` entries."""
+        owners = self._layer_owners()
+        if not owners:
+            return list(self._flat_layers)
+        entries, seen = [], set()
+        for layer in self._flat_layers:
+            entry = owners.get(id(layer), layer)
+            if id(entry) not in seen:
+                seen.add(id(entry))
+                entries.append(entry)
+        return entries
+
+    def _layer_owners(self) -> dict:
+        """``id(layer) -> model`` for the layers that came with a model nested in this one (the
+        outermost such model); the layers of ``self._flat_layers`` not in it are this model's own."""
+        return {}
+
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """A layer by name or by index into ``model.layers`` (negative counts from the end); one of
-        the two, as Keras, which raises ValueError for both, neither or an index past the end."""
+        the two, as Keras, which raises ValueError for both, neither or an index past the end. A
+        model nested in this one is found by its name, as in Keras; unlike Keras, so are the layers
+        inside it (Keras asks for ``model.get_layer('base').get_layer('conv')``, which works here too)."""
         if name is not None and index is not None:
             raise ValueError(f"get_layer takes a layer name or an index, not both; got name={name!r}, index={index!r}")
+        entries = self.layers
         if index is not None:
             if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
                 raise TypeError(f"get_layer: index must be an int; got {index!r}")
-            if not -len(self.layers) <= index < len(self.layers):
-                raise ValueError(f"get_layer: index {index} is out of range: the model has {len(self.layers)} layers")
-            return self.layers[index]
+            if not -len(entries) <= index < len(entries):
+                raise ValueError(f"get_layer: index {index} is out of range: the model has {len(entries)} layers")
+            return entries[index]
         if name is None:
             raise ValueError("get_layer needs a layer name or an index, e.g. model.get_layer('dense') or "
                              "model.get_layer(index=0)")
-        for layer in self.layers:
+        for layer in (*entries, *self._flat_layers):
             if layer.name == name:
                 return layer
-        if name in {node.nested_in for node in getattr(self, "_nodes", ())}:
-            raise ValueError(
-                f"{name!r} is a model called in this graph: convforge lists its layers one by one in model.layers "
-                "(Keras lists the model as one layer); use that model object itself, e.g. base.trainable = True or "
-                "base.get_layer(...)")
-        raise ValueError(f"no layer named {name!r}; layers are {[layer.name for layer in self.layers]}")
+        raise ValueError(f"no layer named {name!r}; layers are {[layer.name for layer in entries]}")
 
     def count_params(self) -> int:
         if not self.built:
             raise ValueError(self._not_built_message)
-        return sum(layer.count_params() for layer in self.layers)
+        return sum(layer.count_params() for layer in self._flat_layers)
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of all weights, layer by layer (Keras's order)."""
-        return [w for layer in self.layers for w in layer.get_weights()]
+        return [w for layer in self._flat_layers for w in layer.get_weights()]
 
     def set_weights(self, weights) -> None:
         weights = list(weights)
-        expected = sum(len(layer.params) for layer in self.layers)
+        expected = sum(len(layer.params) for layer in self._flat_layers)
         if len(weights) != expected:
             raise ValueError(f"this model has {expected} weight arrays; set_weights got {len(weights)}")
         i = 0
-        for layer in self.layers:
+        for layer in self._flat_layers:
             k = len(layer.params)
             layer.set_weights(weights[i : i + k])
             i += k
@@ -288,19 +317,19 @@ class Model(Trainer):
     @property
     def weights(self) -> list[np.ndarray]:
         """Every weight array itself (not a copy), layer by layer; Keras's ``model.weights``."""
-        return [w for layer in self.layers for w in layer.weights]
+        return [w for layer in self._flat_layers for w in layer.weights]
 
     @property
     def trainable_weights(self) -> list[np.ndarray]:
         """The weights the optimizer updates (a layer with ``trainable = False``, or in a frozen
         model, contributes none)."""
         frozen = self._frozen_layer_ids()
-        return [w for layer in self.layers if id(layer) not in frozen for w in layer.trainable_weights]
+        return [w for layer in self._flat_layers if id(layer) not in frozen for w in layer.trainable_weights]
 
     @property
     def non_trainable_weights(self) -> list[np.ndarray]:
         frozen = self._frozen_layer_ids()
-        return [w for layer in self.layers
+        return [w for layer in self._flat_layers
                 for w in (layer.weights if id(layer) in frozen else layer.non_trainable_weights)]
 
     @property
@@ -308,7 +337,7 @@ class Model(Trainer):
         """Keras's ``model.losses``: the penalty of each regularized weight this model trains, layer by
         layer (each shared layer once), as the floats the training loss adds."""
         frozen = self._frozen_layer_ids()
-        return [value for layer in self.layers if id(layer) not in frozen for value in layer.losses]
+        return [value for layer in self._flat_layers if id(layer) not in frozen for value in layer.losses]
 
     def to_json(self, **kwargs) -> str:
         """The architecture as a JSON string (:meth:`get_config`); rebuild it with
@@ -320,7 +349,7 @@ class Model(Trainer):
     def astype(self, dtype) -> "Model":
         """Convert weights (and optimizer state) to float32 or float64, in place; returns the model."""
         self.dtype = check_dtype(dtype)
-        for layer in self.layers:
+        for layer in self._flat_layers:
             layer._astype(self.dtype)
         if self.optimizer is not None:
             self.optimizer._astype(self.dtype)
@@ -619,14 +648,14 @@ class Functional(Model):
                 )
         self.dtype = common_dtype(in_list, "the model inputs")
         self._nodes = nodes
-        self.layers = self._collect_layers()
+        self._flat_layers = self._collect_layers()
         # The models called in this graph, whose trainable the setter sets with this model's.
         self._nested = list({id(n.nested_model): n.nested_model for n in nodes if n.nested_model is not None}.values())
         self._node_ids: dict = {}  # layer -> its nodes in this model, in call order (Keras's node index)
         for node in sorted(nodes, key=lambda node: node.seq):  # call order, as Keras numbers them
             self._node_ids.setdefault(id(node.layer), []).append(node)
         self.built = True
-        for layer in self.layers:
+        for layer in self._flat_layers:
             if layer.dtype != self.dtype or any(p.dtype != self.dtype for p in layer.params.values()):
                 layer._astype(self.dtype)
         if trainable is not True:  # Keras's argument: model.trainable = False (checked there)
@@ -858,10 +887,11 @@ class Functional(Model):
         ``print_fn`` receives the whole table as one string (default ``print``). ``positions``,
         ``show_trainable`` (a "Trainable" column: Y, N, or - for a layer without weights) and
         ``layer_range`` (two layer names, regular expressions: the rows from the first to the last)
-        are Keras's. Unlike Keras, a model called inside this one (``base(inputs)``) is listed as its
-        layers, one a row, whatever ``expand_nested`` says: its layers are this model's own.
+        are Keras's. A model called inside this one (``base(inputs)``) is one row, as in Keras, and
+        with ``expand_nested=True`` its layers follow it, one a row (marked ``└``).
         """
-        del expand_nested  # nested models' layers are always listed (see the docstring)
+        if not isinstance(expand_nested, (bool, np.bool_)):
+            raise TypeError(f"summary: expand_nested must be True or False; got {expand_nested!r}")
         consumers: dict = {}
         for node in self._nodes:
             for t in node.inputs:
@@ -870,21 +900,60 @@ class Functional(Model):
                  and all(len(node.inputs) == 1 for node in self._nodes)
                  and all(len(nodes) == 1 for nodes in self._node_ids.values())
                  and all(count == 1 for count in consumers.values()))
+
+        def commas(connected: list) -> list:
+            return [c + "," for c in connected[:-1]] + connected[-1:]  # Keras's
+
+        def listed(nodes, inner: bool) -> list:
+            return commas([self._connection(t, inner) for node in nodes for t in node.inputs])
+
+        owners = self._layer_owners()
         rows = []
-        for layer in self.layers:
-            nodes = self._node_ids.get(id(layer), [])
-            if isinstance(layer, InputLayer):
-                shape, connected = layer.output.shape, ["-"]
+        for entry in self.layers:
+            if isinstance(entry, InputLayer):
+                rows.append((entry, f"{entry.name} ({type(entry).__name__})", shape_str(entry.output.shape), ["-"]))
+            elif isinstance(entry, Model):  # a nested model: a row for its calls, then its layers if asked
+                calls = self._nested_calls(entry)
+                connected = commas([self._connection(t, False) for call in calls for t in call.inputs])
+                rows.append((entry, f"{entry.name} ({type(entry).__name__})", shape_str(calls[0].outputs[0].shape),
+                             connected))
+                if expand_nested:
+                    for layer in self._flat_layers:
+                        if owners.get(id(layer)) is entry:
+                            nodes = self._node_ids.get(id(layer), [])
+                            rows.append((layer, f"   \u2514 {layer.name} ({type(layer).__name__})",
+                                         shape_str(nodes[0].outputs[0].shape), listed(nodes, True)))
             else:
-                shape = nodes[0].outputs[0].shape
-                connected = [
-                    f"{t._node.layer.name}[{self._node_number(t._node)}][{t._index}]"
-                    for node in nodes
-                    for t in map(self._as_model_tensor, node.inputs)
-                ]
-                connected = [c + "," for c in connected[:-1]] + connected[-1:]  # Keras's commas
-            rows.append((layer, f"{layer.name} ({type(layer).__name__})", shape_str(shape), connected))
+                nodes = self._node_ids.get(id(entry), [])
+                rows.append((entry, f"{entry.name} ({type(entry).__name__})", shape_str(nodes[0].outputs[0].shape),
+                             listed(nodes, False)))
         print_graph_summary(self, rows, chain, line_length, positions, print_fn, show_trainable, layer_range)
+
+    def _connection(self, t, inner: bool) -> str:
+        """A tensor as the "Connected to" column names it, Keras's ``layer[node][tensor]``: a nested
+        model's output as ``base[call][output]`` unless ``inner`` (a row of that model's own layers)."""
+        t = self._as_model_tensor(t)
+        call = t._node.nested_call
+        if call is not None and not inner:
+            position = next((i for i, out in enumerate(call.outputs) if out is t), None)
+            if position is not None:
+                return f"{call.model.name}[{self._nested_calls(call.model).index(call)}][{position}]"
+        return f"{t._node.layer.name}[{self._node_number(t._node)}][{t._index}]"
+
+    def _layer_owners(self) -> dict:
+        owners: dict = {}
+        if self._nested:
+            for node in sorted(self._nodes, key=lambda n: n.seq):  # a layer's first call decides
+                owners.setdefault(id(node.layer), node.nested_model)
+        return {key: model for key, model in owners.items() if model is not None}
+
+    def _nested_calls(self, model) -> list:
+        """The calls of ``model`` (nested in this graph) in call order: :class:`NestedCall` records."""
+        calls: dict = {}
+        for node in sorted(self._nodes, key=lambda n: n.seq):
+            if node.nested_model is model and node.nested_call is not None:
+                calls.setdefault(id(node.nested_call), node.nested_call)
+        return list(calls.values())
 
     def _node_number(self, node) -> int:
         """The node's index among its layer's nodes in this model (Keras's ``layer[node][tensor]``)."""
@@ -1027,7 +1096,7 @@ class Functional(Model):
 
     def _regularization_penalty(self) -> float:
         """The layers' weight penalties (each shared layer once)."""
-        return sum(layer.regularization_penalty() for layer in self.layers if layer.regularizers)
+        return sum(layer.regularization_penalty() for layer in self._flat_layers if layer.regularizers)
 
     def _accumulate(self, grads: list, index: int, d) -> None:
         """Add ``d`` to the gradient of tensor ``index``: kept as is if it is the first, summed into
@@ -1154,7 +1223,7 @@ class Functional(Model):
                     before.relu_next = after.relu_done = True
                     if isinstance(before.call, Add):  # its backward sums the ReLU output's gradient parts
                         self._gated_sums.add(after.out)
-        self._trainable_plan = trainable_plan(self.layers, frozen)
+        self._trainable_plan = trainable_plan(self._flat_layers, frozen)
         # What _backward walks, worked out once here rather than at every batch.
         self._backward_steps = [step for step in reversed(self._steps) if step.backward]
         self._grad_calls = [call for layer, _ in self._trainable_plan for call in self._calls[id(layer)]]
@@ -1463,7 +1532,8 @@ class Functional(Model):
     def get_config(self) -> dict:
         """The graph, JSON-serialisable: layers (Keras's order), then the nodes in execution order, each
         as ``[layer index, [[producer layer name, node index, tensor index], ...], many]``."""
-        index = {id(layer): i for i, layer in enumerate(self.layers)}
+        index = {id(layer): i for i, layer in enumerate(self._flat_layers)}
+        position = {id(n): k for k, n in enumerate(sorted(self._nodes, key=lambda n: n.seq))}
 
         def ref(t):
             t = self._as_model_tensor(t)
@@ -1476,7 +1546,7 @@ class Functional(Model):
             "layers": [
                 {"class_name": type(layer).__name__, "module": type(layer).__module__, "name": layer.name,
                  "config": layer.get_config()}
-                for layer in self.layers
+                for layer in self._flat_layers
             ],
             # In call order, so that replaying them numbers each layer's calls as here.
             "nodes": [[index[id(n.layer)], [ref(t) for t in n.inputs], n.many]
@@ -1490,6 +1560,17 @@ class Functional(Model):
             "output_models": [t._from_model for t in self.outputs],
             # The nodes (by position in "nodes") a model called with training=False made.
             "inference_nodes": [k for k, n in enumerate(sorted(self._nodes, key=lambda n: n.seq)) if n.inference],
+            # The models called in this graph (one entry of model.layers each): their calls' nodes
+            # (positions in "nodes") and the tensors each call took and returned.
+            "nested": [
+                {"name": model.name, "class_name": "Sequential" if isinstance(model, Model._stack_class) else "Functional",
+                 "trainable": model.trainable,
+                 "calls": [{"nodes": sorted(position[id(n)] for n in self._nodes if n.nested_call is call),
+                            "inputs": [ref(t) for t in call.inputs], "outputs": [ref(t) for t in call.outputs],
+                            "inference": call.inference}
+                           for call in self._nested_calls(model)]}
+                for model in self._nested
+            ],
         }
 
     @classmethod
@@ -1520,14 +1601,17 @@ class Functional(Model):
                 isinstance(k, int) and not isinstance(k, bool) and 0 <= k < len(nodes) for k in inference):
             raise ValueError(f"{what}: inference_nodes must be a list of node positions; got {inference!r:.100}")
         counts: dict = {}
+        made = []
         for n, (layer_index, refs, many) in enumerate(nodes):
             layer = layers[layer_index]
             args = [tensor(r, f"node {n}") for r in refs]
             out = layer(args if many else args[0])
             out._node.inference = n in inference
+            made.append(out._node)
             k = counts.get(layer.name, 0)
             counts[layer.name] = k + 1
             tensors[(layer.name, k, 0)] = out
+        nested = state.config_nested_calls(config, len(nodes), what)
         inputs = [tensor(r, "an input") for r in inputs_refs]
         outputs = [tensor(r, "an output") for r in outputs_refs]
         made_by = config.get("output_models", [None] * len(outputs))  # absent from older files
@@ -1543,11 +1627,44 @@ class Functional(Model):
             name=config.get("name"),
         )
         model._trainable = state.config_trainable(config)  # the layers' own flags came with their configs
+        for entry in nested:
+            calls = [NestedCall(None, [tensor(r, f"model {entry['name']!r}'s call") for r in call["inputs"]],
+                                [tensor(r, f"model {entry['name']!r}'s call") for r in call["outputs"]],
+                                call["inference"])
+                     for call in entry["calls"]]
+            inner = _nested_model(entry, [made[k] for k in entry["calls"][0]["nodes"]], calls[0])
+            for call, recorded in zip(calls, entry["calls"]):
+                call.model = inner
+                for k in recorded["nodes"]:
+                    made[k].nested_model, made[k].nested_call = inner, call
+            model._nested.append(inner)
         return model
 
     def __repr__(self) -> str:
-        return f"<Functional name={self.name!r} layers={len(self.layers)} inputs={len(self.inputs)} " \
+        return f"<Functional name={self.name!r} layers={len(self._flat_layers)} inputs={len(self.inputs)} " \
                f"outputs={len(self.outputs)}>"
+
+
+def _nested_model(entry: dict, nodes: list, call: NestedCall) -> Model:
+    """A model nested in a loaded graph, made anew of that graph's layers (the same objects, so
+    that it shares their weights, as the saved one did): its first call's nodes replayed on Inputs
+    of the shapes that call took, a Sequential or a Functional as saved."""
+    nodes = sorted(nodes, key=lambda n: n.seq)
+    given = [Input(shape=tuple(t.shape[1:]), dtype=t.dtype) for t in call.inputs]
+    if entry["class_name"] == "Sequential" and len(given) == 1 and len(call.outputs) == 1:
+        inner = Model._stack_class([given[0], *(node.layer for node in nodes)], name=entry["name"])
+    else:
+        mapped = {id(t): g for t, g in zip(call.inputs, given)}
+        for node in nodes:
+            args = [mapped[id(t)] for t in node.inputs]
+            out = node.layer(args if node.many else args[0])
+            out._node.inference = node.inference and not call.inference
+            mapped[id(node.outputs[0])] = out
+        outputs = [mapped[id(t)] for t in call.outputs]
+        inner = Functional(given[0] if len(given) == 1 else given, outputs[0] if len(outputs) == 1 else outputs,
+                           name=entry["name"])
+    inner._trainable = entry["trainable"]
+    return inner
 
 
 class _GraphBatches:

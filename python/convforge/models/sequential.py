@@ -42,7 +42,7 @@ from .. import _unsupported
 from ..layers import symbolic
 from ..layers.activations import Activation, _ActivationLayer
 from ..layers.base import Layer, check_input_shape, display_shape, snake_case
-from ..layers.core import Dropout, InputLayer
+from ..layers.core import Dropout, Input, InputLayer
 from ..layers.noise import _NoiseLayer
 from . import state
 from .batches import _Batches, _Entry, one_array
@@ -129,7 +129,7 @@ class Sequential(Model):
         super().__init__()
         self.name = check_model_name(name, "sequential")
         self.dtype = check_dtype(dtype)
-        self.layers: list[Layer] = []
+        self._flat_layers: list[Layer] = []
         self._declared_input: tuple | None = None
         self._entry: _Entry | None = None
         self.built = False
@@ -138,6 +138,7 @@ class Sequential(Model):
         self._graph_input = None
         self._graph_nodes: list = []
         self._nested: list = []  # the models added (add), whose trainable the setter sets with this one's
+        self._owners: dict = {}  # id(layer) -> the model added that brought it (model.layers lists the model)
         # The list's layers are added first and the model built once, with the names and layers
         # taken so far in sets: built after each add, and each add scanning the layers before it,
         # a stack of n layers cost ~n^2 (an imported 2,000-node chain took 91 s, 20,000 minutes).
@@ -147,7 +148,7 @@ class Sequential(Model):
                 self.add(layer)
         finally:
             self._adding = None
-        if self.layers and self._input_spec() is not None:
+        if self._flat_layers and self._input_spec() is not None:
             self.build()
         if trainable is not True:  # Keras's argument: model.trainable = False (checked there) for the layers given
             self.trainable = trainable
@@ -158,9 +159,9 @@ class Sequential(Model):
         """Append a layer; the model is (re)built at once if its input shape is known.
 
         A Sequential model may be added too (Keras's nested ``Sequential``, e.g. an
-        augmentation block): its layers are appended one by one, the same layer objects
-        (weights shared with the inner model), so ``summary()`` lists them individually
-        where Keras shows one row for the inner model. An inner layer whose automatic
+        augmentation block): it is one entry of ``model.layers`` and one row of
+        ``summary()``, as in Keras, and this model runs its layers (the same objects:
+        weights shared with the inner model) as its own. An inner layer whose automatic
         name is taken here gets the next free suffix (``dense_1`` -> ``dense_2``). A
         functional model that is a chain (one input, each layer called once on the one
         before) is added the same way; one with branches cannot be (Keras's
@@ -172,10 +173,10 @@ class Sequential(Model):
                 raise ValueError("a Sequential model cannot be added to itself")
             # A functional model's layers, or a NotImplementedError naming why it is not a chain.
             chain = layer if isinstance(layer, Sequential) else _chain_as_sequential(layer)
-            if not self.layers and self._declared_input is None and chain._input_spec() is not None:
+            if not self._flat_layers and self._declared_input is None and chain._input_spec() is not None:
                 self._declared_input = tuple(chain._input_spec())
-            taken = {other.name for other in self.layers}
-            for inner in chain.layers:
+            taken = {other.name for other in self._flat_layers}
+            for inner in chain._flat_layers:
                 if inner.name in taken:
                     base, i = re.sub(r"_\d+$", "", inner.name), 0
                     while inner.name in taken:
@@ -183,12 +184,13 @@ class Sequential(Model):
                         inner.name = f"{base}_{i}"
                 self.add(inner)
                 taken.add(inner.name)
+                self._owners[id(inner)] = layer
             self._nested.append(layer)  # model.trainable = ... sets its flag too, as Keras's setter does
             return
         if isinstance(layer, symbolic.KerasTensor) and isinstance(layer._keras_history[0], InputLayer):
             layer = layer._keras_history[0]  # Sequential([convforge.Input(shape=...), ...]), as Keras
         if isinstance(layer, InputLayer):
-            if self.layers:
+            if self._flat_layers:
                 raise ValueError("Input(...) must be the first entry of a Sequential model")
             self._declared_input = layer.shape
             return
@@ -198,8 +200,8 @@ class Sequential(Model):
                 hint = f" Use convforge.layers.{type(layer).__name__} instead of the Keras layer."
             raise TypeError(f"Sequential.add expects a convforge layer; got {type(layer).__name__} {layer!r}.{hint}")
         adding = self.__dict__.get("_adding")  # the constructor's sets, or None: scan the layers
-        ids = adding.ids if adding is not None else {id(other) for other in self.layers}
-        names = adding.names if adding is not None else {other.name for other in self.layers}
+        ids = adding.ids if adding is not None else {id(other) for other in self._flat_layers}
+        names = adding.names if adding is not None else {other.name for other in self._flat_layers}
         if id(layer) in ids:
             raise ValueError(f"layer {layer.name!r} is already in this model; create a new layer instead")
         if layer.name is None:
@@ -215,7 +217,7 @@ class Sequential(Model):
         elif layer.name in names:
             raise ValueError(f"a layer named {layer.name!r} is already in this model; layer names must be unique")
         symbolic.reserve_name(layer.name)  # functional models built on this one name new layers apart
-        self.layers.append(layer)
+        self._flat_layers.append(layer)
         if adding is not None:
             adding.ids.add(id(layer))
             adding.names.add(layer.name)
@@ -223,17 +225,20 @@ class Sequential(Model):
             try:
                 self.build()
             except Exception:
-                self.layers.pop()
+                self._flat_layers.pop()
                 raise
+
+    def _layer_owners(self) -> dict:
+        return dict(self._owners)
 
     def _input_spec(self):
         if self._declared_input is not None:
             return self._declared_input
-        return self.layers[0].input_shape_arg if self.layers else None
+        return self._flat_layers[0].input_shape_arg if self._flat_layers else None
 
     def _image_layers(self) -> list:
         """The layers whose data_format is the model's layout of images (a 1-D layer's is its own)."""
-        return [layer for layer in self.layers if not getattr(layer, "_sequence_data_format", False)]
+        return [layer for layer in self._flat_layers if not getattr(layer, "_sequence_data_format", False)]
 
     def _data_format(self) -> str:
         formats = {getattr(layer, "data_format", None) for layer in self._image_layers()} - {None}
@@ -250,7 +255,7 @@ class Sequential(Model):
             f"the model reads images as data_format='channels_first' because layer {said[0]!r} says so: its input "
             "shape is (channels, height, width)"
         )
-        unsaid = [layer.name for layer in self.layers if layer._expects_images and getattr(layer, "data_format", 1) is None]
+        unsaid = [layer.name for layer in self._flat_layers if layer._expects_images and getattr(layer, "data_format", 1) is None]
         if unsaid:
             note += (
                 f", also for {', '.join(repr(n) for n in unsaid[:3])}, which give no data_format (convforge uses one "
@@ -260,7 +265,7 @@ class Sequential(Model):
 
     def _takes_images(self) -> bool:
         """Does the first layer that cares (past Dropout, noise, activations) take images?"""
-        for layer in self.layers:
+        for layer in self._flat_layers:
             if isinstance(layer, (Dropout, _NoiseLayer, _ActivationLayer, Activation)) and not layer._expects_images:
                 continue
             return layer._expects_images
@@ -283,7 +288,7 @@ class Sequential(Model):
         spec = self._input_spec()
         if spec is None:
             raise ValueError(_NOT_BUILT)
-        if not self.layers:
+        if not self._flat_layers:
             raise ValueError("cannot build a Sequential model without layers: add some first")
         fmt = self._data_format()
         if len(spec) == 3:
@@ -296,9 +301,9 @@ class Sequential(Model):
         # What a failed build must not leave behind on layers that were built before it (a
         # Normalization adapted to other data, then offered to this model, stays as it was).
         before = [(layer, layer._data_format, layer._internal_input_shape, layer._internal_output_shape)
-                  for layer in self.layers]
+                  for layer in self._flat_layers]
         try:
-            for layer in self.layers:
+            for layer in self._flat_layers:
                 layer._data_format = fmt
                 if layer.built and layer.params and layer._internal_input_shape is not None and layer._internal_input_shape != tuple(shape) \
                         and not layer._weights_in_shown_axes:
@@ -328,7 +333,7 @@ class Sequential(Model):
         for node in self._graph_nodes:
             node.layer._inbound_nodes.remove(node)
         self._graph_input = InputLayer(shape=display_shape(internal), dtype=self.dtype).output
-        self._graph_nodes = symbolic.record_chain(self.layers, self._graph_input)
+        self._graph_nodes = symbolic.record_chain(self._flat_layers, self._graph_input)
         self._graph = Functional(self._graph_input, self._graph_nodes[-1].outputs[0], name=self.name,
                                  _executor=True)
         fmt = self._data_format()  # the tensors show images as the model reads them
@@ -351,7 +356,7 @@ class Sequential(Model):
     def _build_from_data(self, x) -> None:
         if self.built:
             return
-        if not self.layers:
+        if not self._flat_layers:
             raise ValueError("cannot build a Sequential model without layers: add some first")
         x = np.asarray(one_array(x))
         if x.ndim < 2:
@@ -380,7 +385,7 @@ class Sequential(Model):
     def output_shape(self) -> tuple:
         if not self.built:
             raise ValueError(_NOT_BUILT)
-        return (None, *display_shape(self.layers[-1]._internal_output_shape, self._data_format()))
+        return (None, *display_shape(self._flat_layers[-1]._internal_output_shape, self._data_format()))
 
     def _input_entries(self) -> list:
         return [] if self._entry is None else [self._entry]
@@ -407,16 +412,23 @@ class Sequential(Model):
         return [self._graph_nodes[-1].outputs[0]]
 
     def pop(self, rebuild: bool = True) -> Layer:
-        """Remove and return the last layer (Keras's ``pop``); the model is rebuilt without it.
+        """Remove and return the last entry of ``model.layers`` (Keras's ``pop``): a layer, or a model
+        added whole; the model is rebuilt without it.
 
         ``rebuild`` is Keras's argument; the model is rebuilt either way (Keras leaves it unbuilt
         with ``rebuild=False`` only until its next use rebuilds it)."""
         if not isinstance(rebuild, (bool, np.bool_)):
             raise TypeError(f"pop: rebuild must be True or False; got {rebuild!r}")
-        if not self.layers:
+        if not self._flat_layers:
             raise IndexError("pop from a Sequential model without layers")
-        layer = self.layers.pop()
-        if self.layers and self._input_spec() is not None:
+        layer = self._flat_layers.pop()
+        owner = self._owners.pop(id(layer), None)
+        if owner is not None:  # a model added whole leaves whole (its layers are the last ones)
+            while self._flat_layers and self._owners.get(id(self._flat_layers[-1])) is owner:
+                del self._owners[id(self._flat_layers.pop())]
+            self._nested = [model for model in self._nested if model is not owner]
+            layer = owner
+        if self._flat_layers and self._input_spec() is not None:
             self.build()  # records the graph anew, without the popped layer's node
         else:
             for node in self._graph_nodes:
@@ -435,13 +447,14 @@ class Sequential(Model):
         ``print_fn`` receives the whole table as one string (default ``print``). ``positions``,
         ``show_trainable`` (a "Trainable" column: Y, N, or - for a layer without weights) and
         ``layer_range`` (two layer names, regular expressions: the rows from the first to the last)
-        are Keras's. A Sequential model added to this one lists its layers one a row, whatever
-        ``expand_nested`` says (its layers are this model's own), where Keras shows it as one row.
+        are Keras's. A model added to this one is one row, as in Keras, and with
+        ``expand_nested=True`` its layers follow it, one a row (marked ``└``).
         """
-        del expand_nested  # nested models' layers are always listed (see the docstring)
+        if not isinstance(expand_nested, (bool, np.bool_)):
+            raise TypeError(f"summary: expand_nested must be True or False; got {expand_nested!r}")
         if not self.built:
             raise ValueError(_NOT_BUILT)
-        print_summary(self, line_length, positions, print_fn, show_trainable, layer_range)
+        print_summary(self, line_length, positions, print_fn, show_trainable, layer_range, bool(expand_nested))
 
     # ================================================================== the passes
 
@@ -496,11 +509,11 @@ class Sequential(Model):
         batch_size = 32 if batch_size is None else _positive_int(batch_size, "batch_size")
         x = self._check_x(x, allow_empty=True)
         batches = _Batches(self._entry, x, None, batch_size)
-        outs = [np.empty((batches.n, *layer._internal_output_shape), dtype=self.dtype) for layer in self.layers]
+        outs = [np.empty((batches.n, *layer._internal_output_shape), dtype=self.dtype) for layer in self._flat_layers]
         for step in range(batches.steps):
             lo, hi = step * batch_size, min((step + 1) * batch_size, batches.n)
             out, _ = batches.slice(lo, hi)
-            for layer, dest in zip(self.layers, outs):
+            for layer, dest in zip(self._flat_layers, outs):
                 out = layer.forward(out, training=False)
                 dest[lo:hi] = out
         return [self._to_user(o) for o in outs]
@@ -518,7 +531,14 @@ class Sequential(Model):
             "layers": [
                 {"class_name": type(layer).__name__, "module": type(layer).__module__, "name": layer.name,
                  "config": layer.get_config()}
-                for layer in self.layers
+                for layer in self._flat_layers
+            ],
+            # The models added whole (one entry of model.layers each): their layers' positions.
+            "nested": [
+                {"name": model.name, "class_name": "Sequential" if isinstance(model, Sequential) else "Functional",
+                 "trainable": model.trainable,
+                 "layers": [i for i, layer in enumerate(self._flat_layers) if self._owners.get(id(layer)) is model]}
+                for model in self._nested
             ],
         }
 
@@ -540,10 +560,35 @@ class Sequential(Model):
             model._declared_input = tuple(config["input_shape"])
         model.build()
         model._trainable = state.config_trainable(config)  # the layers' own flags came with their configs
+        for entry in state.config_nested_layers(config, len(layers), "Sequential.from_config: the config"):
+            model._add_nested_anew(entry)
         return model
 
+    def _add_nested_anew(self, entry: dict) -> None:
+        """Make a model added to this one again, of this model's layers at ``entry["layers"]`` (the
+        same objects: it shares their weights, as the saved one did), and list it as one entry."""
+        first = entry["layers"][0]
+        inner_layers = self._flat_layers[first : entry["layers"][-1] + 1]
+        if first == 0:
+            shape = tuple(self._input_spec())
+        else:
+            shape = display_shape(self._flat_layers[first - 1]._internal_output_shape, self._data_format())
+        given = Input(shape=shape, dtype=self.dtype)
+        if entry["class_name"] == "Sequential":
+            inner = Sequential([given, *inner_layers], name=entry["name"])
+        else:
+            out = given
+            for layer in inner_layers:
+                out = layer(out)
+            inner = Functional(given, out, name=entry["name"])
+        inner._trainable = entry["trainable"]
+        for layer in inner_layers:
+            self._owners[id(layer)] = inner
+        self._nested.append(inner)
+
     def __repr__(self) -> str:
-        return f"<Sequential name={self.name!r} layers={len(self.layers)} built={self.built}>"
+        return f"<Sequential name={self.name!r} layers={len(self._flat_layers)} built={self.built}>"
 
 
+Model._stack_class = Sequential
 _unsupported.check_arguments(Sequential, method="summary")  # Keras's show_layer_activations, ...

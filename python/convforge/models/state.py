@@ -30,8 +30,8 @@ class LayerConfigError(ValueError):
 
 def _weights_entries(model) -> tuple[list[dict], dict[str, np.ndarray]]:
     entries, arrays = [], {}
-    ids = {id(layer) for layer in model.layers}
-    for i, layer in enumerate(model.layers):
+    ids = {id(layer) for layer in model._flat_layers}
+    for i, layer in enumerate(model._flat_layers):
         check_no_hidden_weights(layer, "saving", ids)
         for name, value in layer.params.items():
             key = f"weights/{i}/{name}"
@@ -89,7 +89,7 @@ def save_weights(model, path) -> None:
 
 def _variable_index(model) -> dict[str, str]:
     """Optimizer keys ('<layer name>/<weight>') -> position-based keys ('<layer index>/<weight>')."""
-    return {f"{layer.name}/{name}": f"{i}/{name}" for i, layer in enumerate(model.layers) for name in layer.params}
+    return {f"{layer.name}/{name}": f"{i}/{name}" for i, layer in enumerate(model._flat_layers) for name in layer.params}
 
 
 def save_model(model, path) -> None:
@@ -164,7 +164,7 @@ def check_architecture(model, meta, path) -> list[tuple]:
     """The file's weights matched to this model's, position by position, or ModelFileError."""
     file_layers = meta["model"]["config"]["layers"]
     file_classes = [entry.get("class_name", "?") for entry in file_layers]
-    model_classes = [type(layer).__name__ for layer in model.layers]
+    model_classes = [type(layer).__name__ for layer in model._flat_layers]
     if len(file_classes) != len(model_classes):
         raise ModelFileError(
             path,
@@ -175,13 +175,13 @@ def check_architecture(model, meta, path) -> list[tuple]:
     for i, (fc, mc) in enumerate(zip(file_classes, model_classes)):
         if fc != mc:
             raise ModelFileError(
-                path, f"wrong architecture: layer {i} is a {fc} in the file but a {mc} ({model.layers[i].name!r}) here"
+                path, f"wrong architecture: layer {i} is a {fc} in the file but a {mc} ({model._flat_layers[i].name!r}) here"
             )
     by_layer: dict[int, list[dict]] = {}
     for entry in meta["weights"]:
         by_layer.setdefault(int(entry["index"]), []).append(entry)
     matched = []
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(model._flat_layers):
         saved = by_layer.get(i, [])
         if [e["name"] for e in saved] != list(layer.params):
             raise ModelFileError(
@@ -295,6 +295,69 @@ def config_trainable(config: dict) -> bool:
     return value
 
 
+def _positions(value, n: int) -> bool:
+    return (isinstance(value, list) and bool(value) and len(set(map(repr, value))) == len(value)
+            and all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k < n for k in value))
+
+
+def _refs(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(r, list) and len(r) == 3 and isinstance(r[0], str)
+        and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in r[1:]) for r in value)
+
+
+def config_nested_calls(config: dict, n_nodes: int, what: str) -> list:
+    """The ``nested`` list of a graph model's config (the models called in it; absent from older
+    files): each ``{"name", "class_name", "trainable", "calls": [{"nodes", "inputs", "outputs",
+    "inference"}]}``, its calls' nodes positions in the config's ``nodes``, each node in one call at
+    most. ValueError naming the entry that is not so."""
+    entries = config.get("nested", [])
+    if not isinstance(entries, list):
+        raise ValueError(f"{what}: 'nested' must be a list; got {entries!r:.100}")
+    taken: set = set()
+    for i, entry in enumerate(entries):
+        calls = entry.get("calls") if isinstance(entry, dict) else None
+        ok = (isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"]
+              and entry.get("class_name") in ("Sequential", "Functional") and isinstance(entry.get("trainable"), bool)
+              and isinstance(calls, list) and bool(calls)
+              and all(isinstance(call, dict) and _positions(call.get("nodes"), n_nodes) and _refs(call.get("inputs"))
+                      and _refs(call.get("outputs")) and isinstance(call.get("inference"), bool) for call in calls))
+        if not ok:
+            raise ValueError(f"{what}: nested model entry {i} must be a dict of 'name', 'class_name' (Sequential or "
+                             f"Functional), 'trainable' and a list of 'calls' (each its 'nodes' positions, 'inputs', "
+                             f"'outputs' and 'inference'); got {entry!r:.100}")
+        for call in calls:
+            if taken & set(call["nodes"]):
+                raise ValueError(f"{what}: nested model entry {i} ({entry['name']!r}) claims node(s) "
+                                 f"{sorted(taken & set(call['nodes']))} another call already made")
+            taken |= set(call["nodes"])
+    return entries
+
+
+def config_nested_layers(config: dict, n_layers: int, what: str) -> list:
+    """The ``nested`` list of a Sequential model's config (the models added whole; absent from
+    older files): each ``{"name", "class_name", "trainable", "layers"}``, ``layers`` a run of
+    consecutive positions in the config's ``layers``, no position in two. ValueError naming the
+    entry that is not so."""
+    entries = config.get("nested", [])
+    if not isinstance(entries, list):
+        raise ValueError(f"{what}: 'nested' must be a list; got {entries!r:.100}")
+    taken: set = set()
+    for i, entry in enumerate(entries):
+        positions = entry.get("layers") if isinstance(entry, dict) else None
+        ok = (isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"]
+              and entry.get("class_name") in ("Sequential", "Functional") and isinstance(entry.get("trainable"), bool)
+              and _positions(positions, n_layers) and positions == list(range(positions[0], positions[0] + len(positions))))
+        if not ok:
+            raise ValueError(f"{what}: nested model entry {i} must be a dict of 'name', 'class_name' (Sequential or "
+                             f"Functional), 'trainable' and 'layers' (consecutive layer positions); got {entry!r:.100}")
+        if taken & set(positions):
+            raise ValueError(f"{what}: nested model entry {i} ({entry['name']!r}) claims layer(s) "
+                             f"{sorted(taken & set(positions))} another entry holds")
+        taken |= set(positions)
+    return entries
+
+
 def layer_from_config(index: int, entry: dict, custom_objects):
     """Layer ``index`` of a saved model description (``{"class_name", "module", "config"}``)."""
     cls = layer_class(entry["class_name"], entry.get("module"), custom_objects)
@@ -326,7 +389,7 @@ def optimizer_slots(model, meta, arrays, path) -> tuple[int, dict] | None:
             f"the optimizer state in the file is for {str(state.get('class_name'))[:100]} but the model is compiled "
             f"with {type(model.optimizer).__name__}",
         )
-    names = {f"{i}/{name}": (layer, name) for i, layer in enumerate(model.layers) for name in layer.params}
+    names = {f"{i}/{name}": (layer, name) for i, layer in enumerate(model._flat_layers) for name in layer.params}
     slots = {}
     for entry in state.get("slots", []):
         found = names.get(entry["variable"])

@@ -18,17 +18,28 @@ _TRAINABLE_WIDTH = 11
 
 
 def print_summary(model, line_length=None, positions=None, print_fn=None, show_trainable=False,
-                  layer_range=None) -> None:
-    """Print the table for a built Sequential ``model`` (one row per entry of ``model.layers``).
+                  layer_range=None, expand_nested=False) -> None:
+    """Print the table for a built Sequential ``model``: a row per entry of ``model.layers`` (a
+    model added to it is one row), and with ``expand_nested`` the added models' layers after theirs.
 
     ``print_fn`` receives the whole table as one string (default ``print``).
     """
     fmt = model._data_format()
-    rows = [
-        (layer, f"{layer.name} ({type(layer).__name__})",
-         shape_str((None, *display_shape(layer._internal_output_shape, fmt))), [])
-        for layer in model.layers
-    ]
+
+    def shape(layer) -> str:
+        return shape_str((None, *display_shape(layer._internal_output_shape, fmt)))
+
+    owners = model._layer_owners()
+    nested = {id(owner) for owner in owners.values()}
+    rows = []
+    for entry in model.layers:
+        if id(entry) not in nested:
+            rows.append((entry, f"{entry.name} ({type(entry).__name__})", shape(entry), []))
+            continue
+        inner = [layer for layer in model._flat_layers if owners.get(id(layer)) is entry]
+        rows.append((entry, f"{entry.name} ({type(entry).__name__})", shape(inner[-1]), []))
+        if expand_nested:
+            rows.extend((layer, f"   \u2514 {layer.name} ({type(layer).__name__})", shape(layer), []) for layer in inner)
     _print_table(model, rows, False, line_length or 65, positions, print_fn, show_trainable, layer_range)
 
 
@@ -93,7 +104,7 @@ def _print_table(model, rows, connected_column, line_length, positions, print_fn
             extra = [["", "", "", c] for c in connected[1:]]
         if show_trainable:
             # Keras: "-" for a layer without weights, else whether they train.
-            cells.append("-" if not layer.params else "Y" if layer.trainable else "N")
+            cells.append("-" if not layer.count_params() else "Y" if layer.trainable else "N")
             extra = [e + [""] for e in extra]
         lines.append(cells)
         lines.extend(extra)
@@ -115,7 +126,7 @@ def _print_table(model, rows, connected_column, line_length, positions, print_fn
 
     total = model.count_params()
     frozen = model._frozen_layer_ids()
-    trainable = sum(layer.count_trainable_params() for layer in model.layers if id(layer) not in frozen)
+    trainable = sum(layer.count_trainable_params() for layer in model._flat_layers if id(layer) not in frozen)
     out = [f'Model: "{model.name}"', "_" * width, line(headers), "=" * width]
     i = 0
     for g, size in enumerate(groups):

@@ -524,8 +524,8 @@ class Trainer:
 
     def _plan_training(self) -> None:
         """_plan_backward, for a training step, once no layer holds weights training would miss."""
-        ids = {id(layer) for layer in self.layers}
-        for layer in self.layers:
+        ids = {id(layer) for layer in self._flat_layers}
+        for layer in self._flat_layers:
             check_no_hidden_weights(layer, "training", ids)
         self._plan_backward()
 
@@ -556,7 +556,7 @@ class Trainer:
         """
         loss, out, gradients, why = 0.0, None, None, None
         # What the forward pass itself updates (moving statistics): put back if the batch is skipped.
-        state = forward_state(self.layers)
+        state = forward_state(self._flat_layers)
         state_before = [p.copy() for p in state]
         # Overflow shows up as a NaN/Inf loss, which is reported (the loss in the logs,
         # TerminateOnNaN's diagnosis, a warning) rather than warned about by NumPy at every batch.
@@ -600,7 +600,7 @@ class Trainer:
         return None
 
     def _clear_caches(self) -> None:
-        for layer in self.layers:
+        for layer in self._flat_layers:
             layer._clear_cache()
 
     # ================================================================== data
@@ -615,7 +615,7 @@ class Trainer:
             raise ValueError(
                 f"{argument} holds {x.shape[0]} samples but its targets hold {y.shape[0] if y.ndim else 0}"
             )
-        y = prepare_targets(self.loss, y, self.layers[-1]._internal_output_shape, self._data_format())
+        y = prepare_targets(self.loss, y, self._flat_layers[-1]._internal_output_shape, self._data_format())
         return x, y
 
     def _to_user(self, a: np.ndarray) -> np.ndarray:
@@ -642,7 +642,7 @@ class Trainer:
 
     def _empty_outputs(self):
         """What ``_forward`` gives for zero samples, without running any layer."""
-        return np.zeros((0, *self.layers[-1]._internal_output_shape), self.dtype)
+        return np.zeros((0, *self._flat_layers[-1]._internal_output_shape), self.dtype)
 
     def _convert_x(self, x_checked):
         """A whole checked input as one internal-layout batch."""

@@ -184,7 +184,7 @@ def _rename(ctx: ExportContext, old: str, new: str) -> None:
 def _sequential_graph(ctx: ExportContext, model, layout):
     entry = model._entry
     info, tensor = graph_input(ctx, entry.spec, entry.internal, entry.kind, layout)
-    for layer in model.layers:
+    for layer in model._flat_layers:
         tensor = export_layer(ctx, layer, [tensor])
     return [info], [graph_output(ctx, tensor, layout, [info.name])]
 

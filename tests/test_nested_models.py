@@ -1,0 +1,193 @@
+"""A model nested in another (added to a Sequential, or called in a graph) is one entry of
+``model.layers``, as in Keras 3: indexing, ``get_layer``, ``summary()``, ``pop``, freezing by
+position, and saving, loading and cloning, which keep the nesting.
+
+The lists below are Keras 3.15.1's for the same code (run with the torch backend when these
+tests were written; ``tests/port/nested_transfer.py`` runs the transfer-learning recipe on both)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import convforge
+from convforge import gradcheck, layers
+
+
+def _base(name="base"):
+    return convforge.Sequential(
+        [convforge.Input((8, 8, 3)), layers.Conv2D(4, 3, name=f"{name}_c1"), layers.Conv2D(4, 3, name=f"{name}_c2")],
+        name=name)
+
+
+def _images(n=4, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, 8, 8, 3)).astype(np.float32)
+
+
+def _kinds(model):
+    return [type(layer).__name__ for layer in model.layers]
+
+
+def _summary(model, **kwargs):
+    lines = []
+    model.summary(print_fn=lines.append, **kwargs)
+    return lines[0]
+
+
+def _nested_models():
+    """One of each way to nest, with Keras's model.layers for it."""
+    base = _base()
+    seq = convforge.Sequential([convforge.Input((8, 8, 3)), base, layers.Flatten(), layers.Dense(2)])
+    fi = convforge.Input((8, 8, 3))
+    chain = convforge.Model(fi, layers.Conv2D(3, 1, name="chain_c")(fi), name="chain")
+    seq_of_chain = convforge.Sequential([chain, layers.GlobalAveragePooling2D(), layers.Dense(2)])
+    inp = convforge.Input((8, 8, 3))
+    graph = convforge.Model(inp, layers.Dense(2)(layers.Flatten()(base(inp))))
+    a, b = convforge.Input((8, 8, 3)), convforge.Input((8, 8, 3))
+    siamese = convforge.Model([a, b], layers.Add()([base(a), base(b)]))
+    bi = convforge.Input((8, 8, 3))
+    h = layers.Conv2D(4, 3, name="br_c1")(bi)
+    branchy = convforge.Model(bi, layers.Add()([h, layers.Conv2D(4, 1, name="br_c2")(h)]), name="branchy")
+    oi = convforge.Input((8, 8, 3))
+    frozen_call = convforge.Model(oi, layers.Dense(2)(layers.GlobalAveragePooling2D()(branchy(oi, training=False))))
+    branchy.trainable = False
+    return {
+        "sequential in sequential": (seq, ["Sequential", "Flatten", "Dense"]),
+        "functional chain in sequential": (seq_of_chain, ["Functional", "GlobalAveragePooling2D", "Dense"]),
+        "sequential in a graph": (graph, ["InputLayer", "Sequential", "Flatten", "Dense"]),
+        "one model called twice": (siamese, ["InputLayer", "InputLayer", "Sequential", "Add"]),
+        "a graph called with training=False, frozen": (frozen_call,
+                                                        ["InputLayer", "Functional", "GlobalAveragePooling2D", "Dense"]),
+    }
+
+
+@pytest.mark.parametrize("case", list(_nested_models()))
+def test_a_nested_model_is_one_entry_of_model_layers(case):
+    model, keras_kinds = _nested_models()[case]
+    assert _kinds(model) == keras_kinds
+    nested = [entry for entry in model.layers if isinstance(entry, convforge.Model)]
+    assert len(nested) == 1
+    inner = nested[0]
+    assert model.get_layer(inner.name) is inner and model.get_layer(index=keras_kinds.index(type(inner).__name__)) is inner
+    # Its layers run as this model's own: one set of weights, found by name too.
+    assert inner.layers[-1] is model.get_layer(inner.layers[-1].name)
+    assert model.count_params() == sum(entry.count_params() for entry in model.layers)
+
+
+@pytest.mark.parametrize("case", list(_nested_models()))
+def test_saving_loading_and_cloning_keep_the_nesting(case, tmp_path):
+    model, _ = _nested_models()[case]
+    path = tmp_path / "m.npz"
+    model.save(path)
+    x = _images()
+    xs = x if len(model.inputs) == 1 else [x, x[::-1].copy()]
+    for again in (convforge.load_model(path), convforge.models.clone_model(model),
+                  convforge.models.model_from_json(model.to_json())):
+        assert _kinds(again) == _kinds(model) and [e.name for e in again.layers] == [e.name for e in model.layers]
+        assert [e.trainable for e in again.layers] == [e.trainable for e in model.layers]
+        assert len(again.trainable_weights) == len(model.trainable_weights)
+        for flag in (False, True):
+            assert _summary(again, expand_nested=flag) == _summary(model, expand_nested=flag)
+    loaded = convforge.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(xs, verbose=0), model.predict(xs, verbose=0))
+    inner = next(e for e in loaded.layers if isinstance(e, convforge.Model))
+    assert inner.built and inner.layers[-1] is loaded.get_layer(inner.layers[-1].name)  # shared, not copies
+
+
+def test_freezing_by_position_freezes_the_whole_nested_model():
+    convforge.seed(0)
+    base = _base()
+    model = convforge.Sequential([convforge.Input((8, 8, 3)), base, layers.Flatten(), layers.Dense(2)])
+    model.layers[0].trainable = False  # Keras: base.trainable = False; it was base's first layer alone
+    assert base.trainable is False and [layer.trainable for layer in base.layers] == [False, False]
+    assert len(model.trainable_weights) == 2 and len(model.non_trainable_weights) == 4
+    before = [w.copy() for w in base.get_weights()]
+    model.compile(optimizer=convforge.optimizers.SGD(0.1), loss="mse")
+    model.fit(_images(8), np.ones((8, 2), np.float32), epochs=2, verbose=0)
+    for a, b in zip(before, base.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model.layers[0].trainable = True
+    model.fit(_images(8), np.ones((8, 2), np.float32), epochs=1, verbose=0)
+    assert not np.array_equal(before[0], base.get_weights()[0])
+
+
+def test_summary_shows_a_nested_model_as_one_row_and_its_layers_when_expanded():
+    base = _base()
+    model = convforge.Sequential([convforge.Input((8, 8, 3)), base, layers.Flatten(), layers.Dense(2)])
+    table = _summary(model, show_trainable=True)
+    rows = [line.split()[0] for line in table.splitlines()[4:] if line and line[0].isalpha()][:-3]
+    assert rows == ["base", "flatten", "dense"], table
+    assert "base (Sequential)            (None, 4, 4, 4)           260       Y" in table
+    expanded = _summary(model, expand_nested=True)
+    assert "\u2514 base_c1 (Conv2D)" in expanded and "\u2514 base_c2 (Conv2D)" in expanded
+    assert expanded.index("base (Sequential)") < expanded.index("\u2514 base_c1") < expanded.index("flatten (")
+    a, b = convforge.Input((8, 8, 3)), convforge.Input((8, 8, 3))
+    siamese = convforge.Model([a, b], layers.Add()([base(a), base(b)]))
+    table = _summary(siamese)
+    # Keras's "Connected to": the model's calls by their inputs, its outputs as base[call][output].
+    assert f"base (Sequential)" in table and f"{a.name}[0][0]," in table and f"{b.name}[0][0]" in table
+    assert "base[0][0]," in table and "base[1][0]" in table and "base_c2[" not in table
+    with pytest.raises(TypeError, match="expand_nested must be True or False"):
+        model.summary(expand_nested="yes")
+
+
+def test_pop_removes_a_nested_model_whole():
+    base = _base()
+    model = convforge.Sequential([convforge.Input((8, 8, 3)), layers.Conv2D(3, 1, name="stem"), base])
+    assert model.pop() is base and [e.name for e in model.layers] == ["stem"]
+    assert model.output_shape == (None, 8, 8, 3) and model.count_params() == 12
+    model.add(base)
+    assert model.layers[-1] is base and model.output_shape == (None, 4, 4, 4)
+
+
+def test_an_older_file_without_the_nesting_loads_its_layers_one_by_one(tmp_path):
+    model = _nested_models()["sequential in a graph"][0]
+    config = model.get_config()
+    del config["nested"]  # as files written before the nesting was saved
+    old = convforge.Model.from_config(config)
+    assert _kinds(old) == ["InputLayer", "Conv2D", "Conv2D", "Flatten", "Dense"]
+    seq = _nested_models()["sequential in sequential"][0]
+    config = seq.get_config()
+    del config["nested"]
+    assert _kinds(convforge.Sequential.from_config(config)) == ["Conv2D", "Conv2D", "Flatten", "Dense"]
+
+
+@pytest.mark.parametrize("forged, message", [
+    (lambda e: e.update(class_name="Lambda"), "nested model entry 0 must be"),
+    (lambda e: e.update(trainable="yes"), "nested model entry 0 must be"),
+    (lambda e: e["calls"][0].update(nodes=[999]), "nested model entry 0 must be"),
+    (lambda e: e["calls"][0].update(nodes=[]), "nested model entry 0 must be"),
+    (lambda e: e["calls"][1].update(nodes=e["calls"][0]["nodes"]), "claims node"),
+    (lambda e: e["calls"][0].update(inputs=[["nowhere", 0, 0]]), "refers to"),
+])
+def test_a_forged_graph_nesting_is_a_value_error(forged, message):
+    config = json.loads(json.dumps(_nested_models()["one model called twice"][0].get_config()))
+    forged(config["nested"][0])
+    with pytest.raises(ValueError, match=message):
+        convforge.Model.from_config(config)
+
+
+@pytest.mark.parametrize("forged, message", [
+    (lambda e: e.update(layers=[0, 2]), "consecutive layer positions"),
+    (lambda e: e.update(layers=[0, 1, 2, 3, 4]), "consecutive layer positions"),
+    (lambda e: e.update(name=""), "nested model entry 0 must be"),
+])
+def test_a_forged_stack_nesting_is_a_value_error(forged, message):
+    config = json.loads(json.dumps(_nested_models()["sequential in sequential"][0].get_config()))
+    forged(config["nested"][0])
+    with pytest.raises(ValueError, match=message):
+        convforge.Sequential.from_config(config)
+
+
+def test_gradcheck_replays_the_generators_of_a_nested_augmentation_block():
+    # An augmentation layer given seed= draws from its own generator; inside a nested model it is
+    # not an entry of model.layers, and gradcheck must still find it to replay its draws.
+    convforge.seed(0)
+    augment = convforge.Sequential([convforge.Input((8, 8, 3)), layers.RandomFlip("horizontal", seed=4),
+                                    layers.RandomTranslation(0.2, 0.2, seed=5)], name="augment")
+    model = convforge.Sequential([convforge.Input((8, 8, 3)), augment, layers.Conv2D(2, 3), layers.Flatten(),
+                                  layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = _images(4).astype(np.float64)
+    report = gradcheck.check_model_gradients(model, x, np.ones((4, 2)), num_coords=3)
+    assert report.passed, report
