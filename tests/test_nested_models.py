@@ -191,3 +191,18 @@ def test_gradcheck_replays_the_generators_of_a_nested_augmentation_block():
     x = _images(4).astype(np.float64)
     report = gradcheck.check_model_gradients(model, x, np.ones((4, 2)), num_coords=3)
     assert report.passed, report
+
+
+def test_model_to_dot_draws_a_nested_model_as_one_box_per_call_unless_expanded():
+    base = _base()
+    a, b = convforge.Input((8, 8, 3)), convforge.Input((8, 8, 3))
+    siamese = convforge.Model([a, b], layers.Add()([base(a), base(b)]))
+    dot = convforge.utils.model_to_dot(siamese, show_shapes=True)
+    assert dot.count("base (Sequential)|input: (None, 8, 8, 3)|output: (None, 4, 4, 4)") == 2
+    assert "base_c1" not in dot and dot.count("->") == 4  # input -> base, twice; base -> add, twice
+    expanded = convforge.utils.model_to_dot(siamese, expand_nested=True)
+    assert "(Sequential)" not in expanded and expanded.count("base_c1 (Conv2D)") == 2 and expanded.count("->") == 6
+    stack = convforge.Sequential([convforge.Input((8, 8, 3)), base, layers.Flatten()])
+    assert convforge.utils.model_to_dot(stack).count("->") == 2 and "base (Sequential)" in convforge.utils.model_to_dot(stack)
+    with pytest.raises(TypeError, match="expand_nested must be True or False"):
+        convforge.utils.model_to_dot(stack, expand_nested=None)

@@ -62,8 +62,8 @@ def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=Tr
     """The model's graph in Graphviz's DOT language: a box per layer call, an arrow per tensor.
 
     Keras's ``model_to_dot`` returns a ``pydot.Dot``; convforge returns the DOT text itself (no
-    pydot needed). The options are Keras's, but for ``expand_nested``: a model nested in this one
-    is drawn as its layers' calls whatever it says (Keras draws it as one box unless it is True);
+    pydot needed). The options are Keras's: a model nested in this one is one box per call unless
+    ``expand_nested`` (then its layers' calls are drawn, not framed in a cluster as Keras's);
     ``subgraph`` is not supported.
     """
     if kwargs:
@@ -78,34 +78,57 @@ def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=Tr
             "plot_model needs a built model: give the first layer input_shape= (or an Input), or call the model "
             "on data first"
         )
+    if not isinstance(expand_nested, (bool, np.bool_)):
+        raise TypeError(f"expand_nested must be True or False; got {expand_nested!r}")
     nodes = [t._node for t in graph.inputs] + list(graph._nodes)
-    ids = {id(node): f"n{k}" for k, node in enumerate(nodes)}
+    # A model nested in this one is one box per call (Keras's default), unless expand_nested.
+    owners = {} if expand_nested else model._layer_owners()
+    groups: dict = {}  # id(node) -> (key of its box, the nested model)
+    for node in nodes:
+        nested = owners.get(id(node.layer))
+        if nested is not None:
+            call = getattr(node, "nested_call", None)
+            groups[id(node)] = (id(call) if call is not None else id(nested), nested)
+    boxes: dict = {}  # key -> [name, the nodes in it, the nested model or None]
+    for node in nodes:
+        key, nested = groups.get(id(node), (id(node), None))
+        boxes.setdefault(key, [f"n{len(boxes)}", [], nested])[1].append(node)
+
+    def box_of(node) -> str:
+        return boxes[groups.get(id(node), (id(node), None))[0]][0]
+
     lines = [
         "digraph model {",
         f'  graph [rankdir="{rankdir}", dpi={float(dpi):g}, concentrate=true];',
         '  node [shape=record, fontname="Helvetica", fontsize=11];',
     ]
-    for node in nodes:
-        layer = node.layer
-        title = type(layer).__name__
+    for name, members, nested in boxes.values():
+        shown = nested if nested is not None else members[0].layer
+        title = type(shown).__name__
         if show_layer_names:
-            title = f"{layer.name} ({title})"
+            title = f"{shown.name} ({title})"
         fields = [title]
-        if show_layer_activations and hasattr(layer, "activation"):
-            fields.append(f"activation: {getattr(layer.activation, 'activation_name', None) or 'linear'}")
+        if show_layer_activations and nested is None and hasattr(shown, "activation"):
+            fields.append(f"activation: {getattr(shown.activation, 'activation_name', None) or 'linear'}")
         if show_dtype:
-            fields.append(f"dtype: {np.dtype(layer.dtype).name}")
+            fields.append(f"dtype: {np.dtype(shown.dtype).name}")
         if show_trainable:
-            fields.append(f"trainable: {'Y' if layer.trainable else 'N'}")
+            fields.append(f"trainable: {'Y' if shown.trainable else 'N'}")
         if show_shapes:
-            shapes = [tuple(t.shape) for t in node.inputs] or [tuple(node.outputs[0].shape)]
-            shown = shapes[0] if len(shapes) == 1 else shapes
-            fields += [f"input: {shown}", f"output: {tuple(node.outputs[0].shape)}"]
+            inside = {id(node) for node in members}
+            entering = [t for node in members for t in node.inputs if id(t._node) not in inside]
+            shapes = [tuple(t.shape) for t in entering] or [tuple(members[0].outputs[0].shape)]
+            seen = shapes[0] if len(shapes) == 1 else shapes
+            call = getattr(members[0], "nested_call", None) if nested is not None else None
+            made = call.outputs[0] if call is not None else members[-1].outputs[0]  # a graph's output, else a chain's end
+            fields += [f"input: {seen}", f"output: {tuple(made.shape)}"]
         label = "|".join(_dot_escape(field) for field in fields)
-        lines.append(f'  {ids[id(node)]} [label="{{{label}}}"];')
+        lines.append(f'  {name} [label="{{{label}}}"];')
     for node in nodes:
         for t in node.inputs:
-            lines.append(f"  {ids[id(t._node)]} -> {ids[id(node)]};")
+            source, target = box_of(t._node), box_of(node)
+            if source != target:
+                lines.append(f"  {source} -> {target};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
