@@ -179,6 +179,13 @@ def test_a_forged_stack_nesting_is_a_value_error(forged, message):
         convforge.Sequential.from_config(config)
 
 
+def test_a_layer_claimed_by_two_nested_entries_is_a_value_error():
+    config = _nested_models()["sequential in sequential"][0].get_config()
+    config["nested"].append(dict(config["nested"][0], name="again"))
+    with pytest.raises(ValueError, match=r"nested model entry 1 \('again'\) claims layer\(s\) \[0, 1\]"):
+        convforge.Sequential.from_config(config)
+
+
 def test_gradcheck_replays_the_generators_of_a_nested_augmentation_block():
     # An augmentation layer given seed= draws from its own generator; inside a nested model it is
     # not an entry of model.layers, and gradcheck must still find it to replay its draws.

@@ -306,56 +306,55 @@ def _refs(value) -> bool:
         and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in r[1:]) for r in value)
 
 
-def config_nested_calls(config: dict, n_nodes: int, what: str) -> list:
-    """The ``nested`` list of a graph model's config (the models called in it; absent from older
-    files): each ``{"name", "class_name", "trainable", "calls": [{"nodes", "inputs", "outputs",
-    "inference"}]}``, its calls' nodes positions in the config's ``nodes``, each node in one call at
-    most. ValueError naming the entry that is not so."""
+def _nested_entries(config: dict, what: str, holds: str, kind: str, claimed) -> list:
+    """The ``nested`` list of a model's config (absent from older files) with each entry's
+    ``name``, ``class_name`` and ``trainable`` checked, and ``claimed(entry)``: the lists of
+    positions the entry holds, or None where its own keys (``holds``) are wrong; no position in
+    two lists. ValueError naming the entry that is not so."""
     entries = config.get("nested", [])
     if not isinstance(entries, list):
         raise ValueError(f"{what}: 'nested' must be a list; got {entries!r:.100}")
     taken: set = set()
     for i, entry in enumerate(entries):
-        calls = entry.get("calls") if isinstance(entry, dict) else None
-        ok = (isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"]
-              and entry.get("class_name") in ("Sequential", "Functional") and isinstance(entry.get("trainable"), bool)
-              and isinstance(calls, list) and bool(calls)
-              and all(isinstance(call, dict) and _positions(call.get("nodes"), n_nodes) and _refs(call.get("inputs"))
-                      and _refs(call.get("outputs")) and isinstance(call.get("inference"), bool) for call in calls))
-        if not ok:
+        common = (isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"]
+                  and entry.get("class_name") in ("Sequential", "Functional") and isinstance(entry.get("trainable"), bool))
+        groups = claimed(entry) if common else None
+        if groups is None:
             raise ValueError(f"{what}: nested model entry {i} must be a dict of 'name', 'class_name' (Sequential or "
-                             f"Functional), 'trainable' and a list of 'calls' (each its 'nodes' positions, 'inputs', "
-                             f"'outputs' and 'inference'); got {entry!r:.100}")
-        for call in calls:
-            if taken & set(call["nodes"]):
-                raise ValueError(f"{what}: nested model entry {i} ({entry['name']!r}) claims node(s) "
-                                 f"{sorted(taken & set(call['nodes']))} another call already made")
-            taken |= set(call["nodes"])
+                             f"Functional), 'trainable' and {holds}; got {entry!r:.100}")
+        for positions in groups:
+            if taken & set(positions):
+                raise ValueError(f"{what}: nested model entry {i} ({entry['name']!r}) claims {kind} "
+                                 f"{sorted(taken & set(positions))} that another entry or call holds")
+            taken |= set(positions)
     return entries
+
+
+def config_nested_calls(config: dict, n_nodes: int, what: str) -> list:
+    """The models called in a graph model, from its config: each ``{"name", "class_name",
+    "trainable", "calls": [{"nodes", "inputs", "outputs", "inference"}]}``, a call's nodes given
+    by their positions in the config's ``nodes``, each node in one call at most."""
+    def calls(entry):
+        found = entry.get("calls")
+        ok = isinstance(found, list) and bool(found) and all(
+            isinstance(call, dict) and _positions(call.get("nodes"), n_nodes) and _refs(call.get("inputs"))
+            and _refs(call.get("outputs")) and isinstance(call.get("inference"), bool) for call in found)
+        return [call["nodes"] for call in found] if ok else None
+
+    return _nested_entries(config, what, "a list of 'calls' (each its 'nodes' positions, 'inputs', 'outputs' and "
+                           "'inference')", "node(s)", calls)
 
 
 def config_nested_layers(config: dict, n_layers: int, what: str) -> list:
-    """The ``nested`` list of a Sequential model's config (the models added whole; absent from
-    older files): each ``{"name", "class_name", "trainable", "layers"}``, ``layers`` a run of
-    consecutive positions in the config's ``layers``, no position in two. ValueError naming the
-    entry that is not so."""
-    entries = config.get("nested", [])
-    if not isinstance(entries, list):
-        raise ValueError(f"{what}: 'nested' must be a list; got {entries!r:.100}")
-    taken: set = set()
-    for i, entry in enumerate(entries):
-        positions = entry.get("layers") if isinstance(entry, dict) else None
-        ok = (isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"]
-              and entry.get("class_name") in ("Sequential", "Functional") and isinstance(entry.get("trainable"), bool)
-              and _positions(positions, n_layers) and positions == list(range(positions[0], positions[0] + len(positions))))
-        if not ok:
-            raise ValueError(f"{what}: nested model entry {i} must be a dict of 'name', 'class_name' (Sequential or "
-                             f"Functional), 'trainable' and 'layers' (consecutive layer positions); got {entry!r:.100}")
-        if taken & set(positions):
-            raise ValueError(f"{what}: nested model entry {i} ({entry['name']!r}) claims layer(s) "
-                             f"{sorted(taken & set(positions))} another entry holds")
-        taken |= set(positions)
-    return entries
+    """The models added whole to a Sequential model, from its config: each ``{"name",
+    "class_name", "trainable", "layers"}``, ``layers`` a run of consecutive positions in the
+    config's ``layers``, each position in one entry at most."""
+    def run(entry):
+        positions = entry.get("layers")
+        ok = _positions(positions, n_layers) and positions == list(range(positions[0], positions[0] + len(positions)))
+        return [positions] if ok else None
+
+    return _nested_entries(config, what, "'layers' (consecutive layer positions)", "layer(s)", run)
 
 
 def layer_from_config(index: int, entry: dict, custom_objects):
