@@ -213,3 +213,61 @@ def test_model_to_dot_draws_a_nested_model_as_one_box_per_call_unless_expanded()
     assert convforge.utils.model_to_dot(stack).count("->") == 2 and "base (Sequential)" in convforge.utils.model_to_dot(stack)
     with pytest.raises(TypeError, match="expand_nested must be True or False"):
         convforge.utils.model_to_dot(stack, expand_nested=None)
+
+
+def test_a_float64_model_keeps_its_nested_model_float64_through_load_and_clone(tmp_path):
+    # Found by a review: the nested Sequential was made again in float32, converting the shared
+    # layers: weights rounded, and a Conv2D's predict then failed (float32 weights, float64 data).
+    base = convforge.Sequential([convforge.Input((8, 8, 3)), layers.Conv2D(4, 3, name="c64")], name="b64",
+                                dtype="float64")
+    stack = convforge.Sequential([convforge.Input((8, 8, 3)), base, layers.Flatten(), layers.Dense(2)],
+                                 dtype="float64")
+    x = convforge.Input((8, 8, 3), dtype="float64")
+    graph = convforge.Model(x, layers.Dense(2)(layers.Flatten()(base(x))))
+    data = _images().astype(np.float64)
+    for model in (stack, graph):
+        model.save(tmp_path / "m.npz")
+        for again in (convforge.load_model(tmp_path / "m.npz"), convforge.models.clone_model(model)):
+            assert {w.dtype.name for w in again.weights} == {"float64"}
+        loaded = convforge.load_model(tmp_path / "m.npz")
+        np.testing.assert_array_equal(loaded.predict(data, verbose=0), model.predict(data, verbose=0))
+
+
+def test_a_model_cut_inside_a_nested_call_lists_its_layers_and_saves():
+    # Found by a review: a graph ending inside a nested call listed the nested model (with all
+    # its parameters in the summary) and its save failed with a KeyError.
+    inner = convforge.Sequential([convforge.Input((6,)), layers.Dense(4, name="e1"), layers.Dense(3, name="e2")],
+                                 name="enc")
+    x = convforge.Input((6,))
+    graph = convforge.Model(x, layers.Dense(1)(inner(x)))
+    cut = [node for node in graph.get_layer("e1")._inbound_nodes if node.nested_model is inner][0].outputs[0]
+    sub = convforge.Model(graph.inputs, cut)
+    assert _kinds(sub) == ["InputLayer", "Dense"] and "enc" not in _summary(sub)
+    assert _kinds(convforge.models.clone_model(sub)) == ["InputLayer", "Dense"]
+
+
+@pytest.mark.parametrize("forge, message", [
+    (lambda e, c: e["calls"][0].update(inputs=[c["outputs"][0]]), "refers to|reads a tensor"),
+    (lambda e, c: e["calls"][0].update(outputs=[c["outputs"][0]]), "returns a tensor"),
+    (lambda e, c: e["calls"][0].update(nodes=e["calls"][0]["nodes"][1:]), "reads a tensor the call neither takes"),
+    (lambda e, c: e.update(name=c["layers"][-1]["name"]), "the name is taken"),
+])
+@pytest.mark.parametrize("kind", ["Functional", "Sequential"])
+def test_a_saved_call_that_contradicts_its_graph_is_a_value_error(forge, message, kind):
+    # Found by a review: these gave KeyErrors (Functional) or were taken silently (Sequential).
+    config = json.loads(json.dumps(_nested_models()["one model called twice"][0].get_config()))
+    config["nested"][0]["class_name"] = kind
+    forge(config["nested"][0], config)
+    with pytest.raises(ValueError, match=message):
+        convforge.Model.from_config(config)
+
+
+def test_a_failed_add_of_a_model_leaves_the_sequential_as_it_was():
+    base = convforge.Sequential([convforge.Input((6,)), layers.Activation("relu", name="act"),
+                                 layers.Dense(4, name="bd")], name="base")
+    model = convforge.Sequential([convforge.Input((3,)), layers.Dense(3, name="md")])
+    with pytest.raises(ValueError, match="cannot take"):
+        model.add(base)
+    assert [e.name for e in model.layers] == ["md"] and model.count_params() == 12
+    assert "nested" in model.get_config() and model.get_config()["nested"] == []
+    assert model.predict(np.zeros((2, 3), np.float32), verbose=0).shape == (2, 3)

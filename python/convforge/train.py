@@ -174,7 +174,9 @@ def _plots(model, history, x_test, out_dir) -> list[str]:
     fig.savefig(written[-1], dpi=100)
     plt.close(fig)
 
-    first = next(layer for layer in model.layers if isinstance(layer, layers.Conv2D))
+    # Every layer, those of models nested in this one too (model.layers lists such a model once).
+    every = model._flat_layers
+    first = next(layer for layer in every if isinstance(layer, layers.Conv2D))
     kernel = first.params["kernel"][:16]  # (filters, 1, kh, kw): OIHW, first input channel shown
     fig, axes = plt.subplots(1, kernel.shape[0], figsize=(2 * kernel.shape[0], 2.2))
     for i, ax in enumerate(np.atleast_1d(axes)):
@@ -188,11 +190,13 @@ def _plots(model, history, x_test, out_dir) -> list[str]:
 
     if hasattr(model, "activations"):
         maps = model.activations(x_test[:1])
-        names = [layer.name for layer in model.layers]
+        names = [layer.name for layer in every]  # one map per layer, as activations gives them
     else:  # a graph: Keras's feature-map recipe, one model whose outputs are the layers' outputs
-        shown = [layer for layer in model.layers[1:] if len(layer.output.shape) == 4]
-        maps = convforge.Model(model.inputs, [layer.output for layer in shown]).predict(x_test[:1], verbose=0)
-        names = [layer.name for layer in shown]
+        # Each layer's tensor in this graph (its first call here: a nested model's layers too).
+        made = [(layer, model._node_ids[id(layer)][0].outputs[0]) for layer in every if id(layer) in model._node_ids]
+        made = [(layer, t) for layer, t in made if not isinstance(layer, layers.InputLayer) and len(t.shape) == 4]
+        maps = convforge.Model(model.inputs, [t for _, t in made]).predict(x_test[:1], verbose=0)
+        names = [layer.name for layer, _ in made]
     shown = [(n, a[0]) for n, a in zip(names, maps) if a.ndim == 4][:12]  # (H, W, C) feature maps
     rows = len(shown) + 1
     cols = min(16, max(a.shape[-1] for _, a in shown))

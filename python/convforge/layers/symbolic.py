@@ -177,6 +177,9 @@ class NestedCall:
         self.outputs = list(outputs)
         #: Called with training=False (Keras's ``base(x, training=False)``).
         self.inference = inference
+        #: The nodes the call made, in call order (a graph holding only some of them, a model cut
+        #: from inside the call, lists their layers one by one).
+        self.nodes: list = []
 
 
 def unique_name(base: str, taken: set | None = None) -> str:

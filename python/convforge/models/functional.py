@@ -235,6 +235,7 @@ class Model(Trainer):
             mapped[id(node.outputs[0])] = out
         outputs = [mapped[id(t)] for t in graph.outputs]
         call = NestedCall(self, given, outputs, training is False)
+        call.nodes = made
         for node in made:
             node.nested_call = call
         for t in outputs:
@@ -649,8 +650,12 @@ class Functional(Model):
         self.dtype = common_dtype(in_list, "the model inputs")
         self._nodes = nodes
         self._flat_layers = self._collect_layers()
-        # The models called in this graph, whose trainable the setter sets with this model's.
-        self._nested = list({id(n.nested_model): n.nested_model for n in nodes if n.nested_model is not None}.values())
+        # The calls of models in this graph that it holds whole (one entry of model.layers each),
+        # and those models, whose trainable the setter sets with this model's.
+        held = {id(node) for node in nodes}
+        self._whole_calls = {id(node.nested_call): node.nested_call for node in nodes if node.nested_call is not None
+                             and all(id(made) in held for made in node.nested_call.nodes)}
+        self._nested = list({id(call.model): call.model for call in self._whole_calls.values()}.values())
         self._node_ids: dict = {}  # layer -> its nodes in this model, in call order (Keras's node index)
         for node in sorted(nodes, key=lambda node: node.seq):  # call order, as Keras numbers them
             self._node_ids.setdefault(id(node.layer), []).append(node)
@@ -934,7 +939,7 @@ class Functional(Model):
         model's output as ``base[call][output]`` unless ``inner`` (a row of that model's own layers)."""
         t = self._as_model_tensor(t)
         call = t._node.nested_call
-        if call is not None and not inner:
+        if call is not None and not inner and id(call) in self._whole_calls:
             position = next((i for i, out in enumerate(call.outputs) if out is t), None)
             if position is not None:
                 return f"{call.model.name}[{self._nested_calls(call.model).index(call)}][{position}]"
@@ -944,14 +949,15 @@ class Functional(Model):
         owners: dict = {}
         if self._nested:
             for node in sorted(self._nodes, key=lambda n: n.seq):  # a layer's first call decides
-                owners.setdefault(id(node.layer), node.nested_model)
+                whole = node.nested_call is not None and id(node.nested_call) in self._whole_calls
+                owners.setdefault(id(node.layer), node.nested_model if whole else None)
         return {key: model for key, model in owners.items() if model is not None}
 
     def _nested_calls(self, model) -> list:
         """The calls of ``model`` (nested in this graph) in call order: :class:`NestedCall` records."""
         calls: dict = {}
         for node in sorted(self._nodes, key=lambda n: n.seq):
-            if node.nested_model is model and node.nested_call is not None:
+            if node.nested_model is model and id(node.nested_call) in self._whole_calls:
                 calls.setdefault(id(node.nested_call), node.nested_call)
         return list(calls.values())
 
@@ -1627,16 +1633,25 @@ class Functional(Model):
             name=config.get("name"),
         )
         model._trainable = state.config_trainable(config)  # the layers' own flags came with their configs
+        names = {layer.name for layer in layers}
         for entry in nested:
-            calls = [NestedCall(None, [tensor(r, f"model {entry['name']!r}'s call") for r in call["inputs"]],
-                                [tensor(r, f"model {entry['name']!r}'s call") for r in call["outputs"]],
-                                call["inference"])
-                     for call in entry["calls"]]
-            inner = _nested_model(entry, [made[k] for k in entry["calls"][0]["nodes"]], calls[0])
-            for call, recorded in zip(calls, entry["calls"]):
+            where = f"{what}: nested model {entry['name']!r}"
+            if entry["name"] in names:
+                raise ValueError(f"{where}: the name is taken by another layer or nested model of the graph")
+            names.add(entry["name"])
+            calls = []
+            for recorded in entry["calls"]:
+                call = NestedCall(None, [tensor(r, f"{where}'s call") for r in recorded["inputs"]],
+                                  [tensor(r, f"{where}'s call") for r in recorded["outputs"]], recorded["inference"])
+                call.nodes = sorted((made[k] for k in recorded["nodes"]), key=lambda n: n.seq)
+                _check_call(call, where)
+                calls.append(call)
+            inner = _nested_model(entry, calls[0], model.dtype, where)
+            for call in calls:
                 call.model = inner
-                for k in recorded["nodes"]:
-                    made[k].nested_model, made[k].nested_call = inner, call
+                for node in call.nodes:
+                    node.nested_model, node.nested_call = inner, call
+                model._whole_calls[id(call)] = call
             model._nested.append(inner)
         return model
 
@@ -1645,24 +1660,46 @@ class Functional(Model):
                f"outputs={len(self.outputs)}>"
 
 
-def _nested_model(entry: dict, nodes: list, call: NestedCall) -> Model:
+def _check_call(call: NestedCall, where: str) -> None:
+    """A saved call of a nested model is whole: its nodes read only what the call took or what
+    they made, and it returns what they made (or what it took); else a ValueError."""
+    known = {id(t) for t in call.inputs}
+    for node in call.nodes:
+        if any(id(t) not in known for t in node.inputs):
+            raise ValueError(f"{where}: node {node.layer.name!r} of its call reads a tensor the call neither takes "
+                             "nor makes")
+        known.update(id(t) for t in node.outputs)
+    if any(id(t) not in known for t in call.outputs):
+        raise ValueError(f"{where}: its call returns a tensor the call neither takes nor makes")
+
+
+def _nested_model(entry: dict, call: NestedCall, dtype, where: str) -> Model:
     """A model nested in a loaded graph, made anew of that graph's layers (the same objects, so
     that it shares their weights, as the saved one did): its first call's nodes replayed on Inputs
-    of the shapes that call took, a Sequential or a Functional as saved."""
-    nodes = sorted(nodes, key=lambda n: n.seq)
-    given = [Input(shape=tuple(t.shape[1:]), dtype=t.dtype) for t in call.inputs]
-    if entry["class_name"] == "Sequential" and len(given) == 1 and len(call.outputs) == 1:
-        inner = Model._stack_class([given[0], *(node.layer for node in nodes)], name=entry["name"])
-    else:
-        mapped = {id(t): g for t, g in zip(call.inputs, given)}
-        for node in nodes:
-            args = [mapped[id(t)] for t in node.inputs]
-            out = node.layer(args if node.many else args[0])
-            out._node.inference = node.inference and not call.inference
-            mapped[id(node.outputs[0])] = out
-        outputs = [mapped[id(t)] for t in call.outputs]
-        inner = Functional(given[0] if len(given) == 1 else given, outputs[0] if len(outputs) == 1 else outputs,
-                           name=entry["name"])
+    of the shapes that call took, a Sequential (a chain of one input) or a Functional as saved."""
+    nodes = call.nodes
+    given = [Input(shape=tuple(t.shape[1:]), dtype=dtype) for t in call.inputs]
+    try:
+        if entry["class_name"] == "Sequential":
+            chained = len(call.inputs) == 1 and len(call.outputs) == 1 and call.outputs[0] is nodes[-1].outputs[0]
+            for before, node in zip([None, *nodes], nodes):
+                chained = chained and not node.many and node.inputs == (
+                    call.inputs if before is None else [before.outputs[0]])
+            if not chained:
+                raise ValueError("a Sequential's call is a chain of layers, each on the one before")
+            inner = Model._stack_class([given[0], *(node.layer for node in nodes)], name=entry["name"], dtype=dtype)
+        else:
+            mapped = {id(t): g for t, g in zip(call.inputs, given)}
+            for node in nodes:
+                args = [mapped[id(t)] for t in node.inputs]
+                out = node.layer(args if node.many else args[0])
+                out._node.inference = node.inference and not call.inference
+                mapped[id(node.outputs[0])] = out
+            outputs = [mapped[id(t)] for t in call.outputs]
+            inner = Functional(given[0] if len(given) == 1 else given, outputs[0] if len(outputs) == 1 else outputs,
+                               name=entry["name"])
+    except (ValueError, TypeError, NotImplementedError) as e:
+        raise ValueError(f"{where}: cannot be made again of its saved call: {e}") from e
     inner._trainable = entry["trainable"]
     return inner
 

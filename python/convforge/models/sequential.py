@@ -138,7 +138,9 @@ class Sequential(Model):
         self._graph_input = None
         self._graph_nodes: list = []
         self._nested: list = []  # the models added (add), whose trainable the setter sets with this one's
-        self._owners: dict = {}  # id(layer) -> the model added that brought it (model.layers lists the model)
+        # (layer, the model added that brought it): model.layers lists the model. Pairs, not a dict
+        # by id, so that a copy of an unbuilt model pairs its own objects.
+        self._owned: list = []
         # The list's layers are added first and the model built once, with the names and layers
         # taken so far in sets: built after each add, and each add scanning the layers before it,
         # a stack of n layers cost ~n^2 (an imported 2,000-node chain took 91 s, 20,000 minutes).
@@ -173,18 +175,28 @@ class Sequential(Model):
                 raise ValueError("a Sequential model cannot be added to itself")
             # A functional model's layers, or a NotImplementedError naming why it is not a chain.
             chain = layer if isinstance(layer, Sequential) else _chain_as_sequential(layer)
+            before, declared = len(self._flat_layers), self._declared_input
             if not self._flat_layers and self._declared_input is None and chain._input_spec() is not None:
                 self._declared_input = tuple(chain._input_spec())
             taken = {other.name for other in self._flat_layers}
-            for inner in chain._flat_layers:
-                if inner.name in taken:
-                    base, i = re.sub(r"_\d+$", "", inner.name), 0
-                    while inner.name in taken:
-                        i += 1
-                        inner.name = f"{base}_{i}"
-                self.add(inner)
-                taken.add(inner.name)
-                self._owners[id(inner)] = layer
+            try:
+                for inner in chain._flat_layers:
+                    if inner.name in taken:
+                        base, i = re.sub(r"_\d+$", "", inner.name), 0
+                        while inner.name in taken:
+                            i += 1
+                            inner.name = f"{base}_{i}"
+                    self.add(inner)
+                    taken.add(inner.name)
+                    self._owned.append((inner, layer))
+            except Exception:
+                # The model is left as it was: none of the nested model's layers, not some.
+                del self._flat_layers[before:]
+                self._owned = [pair for pair in self._owned if pair[1] is not layer]
+                self._declared_input = declared
+                if self.__dict__.get("_adding") is None and self._flat_layers and self._input_spec() is not None:
+                    self.build()
+                raise
             self._nested.append(layer)  # model.trainable = ... sets its flag too, as Keras's setter does
             return
         if isinstance(layer, symbolic.KerasTensor) and isinstance(layer._keras_history[0], InputLayer):
@@ -229,7 +241,7 @@ class Sequential(Model):
                 raise
 
     def _layer_owners(self) -> dict:
-        return dict(self._owners)
+        return {id(layer): model for layer, model in self._owned}
 
     def _input_spec(self):
         if self._declared_input is not None:
@@ -422,10 +434,11 @@ class Sequential(Model):
         if not self._flat_layers:
             raise IndexError("pop from a Sequential model without layers")
         layer = self._flat_layers.pop()
-        owner = self._owners.pop(id(layer), None)
+        owner = self._layer_owners().get(id(layer))
         if owner is not None:  # a model added whole leaves whole (its layers are the last ones)
-            while self._flat_layers and self._owners.get(id(self._flat_layers[-1])) is owner:
-                del self._owners[id(self._flat_layers.pop())]
+            while self._flat_layers and self._layer_owners().get(id(self._flat_layers[-1])) is owner:
+                self._flat_layers.pop()
+            self._owned = [pair for pair in self._owned if pair[1] is not owner]
             self._nested = [model for model in self._nested if model is not owner]
             layer = owner
         if self._flat_layers and self._input_spec() is not None:
@@ -523,6 +536,7 @@ class Sequential(Model):
     def get_config(self) -> dict:
         """The architecture, JSON-serialisable (saved with every model file)."""
         spec = self._input_spec()
+        owners = self._layer_owners()
         return {
             "name": self.name,
             "dtype": self.dtype.name,
@@ -537,7 +551,7 @@ class Sequential(Model):
             "nested": [
                 {"name": model.name, "class_name": "Sequential" if isinstance(model, Sequential) else "Functional",
                  "trainable": model.trainable,
-                 "layers": [i for i, layer in enumerate(self._flat_layers) if self._owners.get(id(layer)) is model]}
+                 "layers": [i for i, layer in enumerate(self._flat_layers) if owners.get(id(layer)) is model]}
                 for model in self._nested
             ],
         }
@@ -560,7 +574,12 @@ class Sequential(Model):
             model._declared_input = tuple(config["input_shape"])
         model.build()
         model._trainable = state.config_trainable(config)  # the layers' own flags came with their configs
+        names = {layer.name for layer in layers}
         for entry in state.config_nested_layers(config, len(layers), "Sequential.from_config: the config"):
+            if entry["name"] in names:
+                raise ValueError(f"Sequential.from_config: the config: nested model {entry['name']!r}: the name is taken "
+                                 "by another layer or nested model of the model")
+            names.add(entry["name"])
             model._add_nested_anew(entry)
         return model
 
@@ -574,16 +593,20 @@ class Sequential(Model):
         else:
             shape = display_shape(self._flat_layers[first - 1]._internal_output_shape, self._data_format())
         given = Input(shape=shape, dtype=self.dtype)
-        if entry["class_name"] == "Sequential":
-            inner = Sequential([given, *inner_layers], name=entry["name"])
-        else:
-            out = given
-            for layer in inner_layers:
-                out = layer(out)
-            inner = Functional(given, out, name=entry["name"])
+        try:
+            if entry["class_name"] == "Sequential":
+                inner = Sequential([given, *inner_layers], name=entry["name"], dtype=self.dtype)
+            else:
+                out = given
+                for layer in inner_layers:
+                    out = layer(out)
+                inner = Functional(given, out, name=entry["name"])
+        except (ValueError, TypeError, NotImplementedError) as e:
+            raise ValueError(f"Sequential.from_config: the config: nested model {entry['name']!r} cannot be made "
+                             f"again of its layers: {e}") from e
         inner._trainable = entry["trainable"]
         for layer in inner_layers:
-            self._owners[id(layer)] = inner
+            self._owned.append((layer, inner))
         self._nested.append(inner)
 
     def __repr__(self) -> str:
