@@ -271,3 +271,81 @@ def test_a_failed_add_of_a_model_leaves_the_sequential_as_it_was():
     assert [e.name for e in model.layers] == ["md"] and model.count_params() == 12
     assert "nested" in model.get_config() and model.get_config()["nested"] == []
     assert model.predict(np.zeros((2, 3), np.float32), verbose=0).shape == (2, 3)
+
+
+def test_the_feature_map_recipe_lists_a_nested_sequential_by_its_output():
+    # Found by a review: Model(m.inputs, [l.output for l in m.layers]) raised AttributeError for
+    # a nested Sequential; Keras gives its output in m (its first call), as it does here now.
+    inner = convforge.Sequential([convforge.Input((6,)), layers.Dense(3, name="i1")], name="inner")
+    outer = convforge.Sequential([convforge.Input((6,)), inner, layers.Dense(2, name="o1")])
+    features = convforge.Model(outer.inputs, [layer.output for layer in outer.layers])
+    x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    first, last = features.predict(x, verbose=0)
+    np.testing.assert_allclose(first, inner.predict(x, verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(last, outer.predict(x, verbose=0), rtol=1e-6)
+    assert inner.input is outer.inputs[0]
+    outer.pop()
+    assert outer.pop() is inner and inner.output is inner.outputs[0]  # its own, once taken out
+    again = convforge.Sequential([convforge.Input((6,)), layers.Dense(6, name="pre"), inner])
+    assert convforge.Model(again.inputs, again.layers[-1].output).output_shape == (None, 3)
+
+
+def test_models_nested_two_deep_keep_both_levels_through_saving_and_in_the_summary(tmp_path):
+    # Found by a review: saving kept the outer nesting only (the middle model came back with its
+    # inner model's layers one by one), and expand_nested did not go down to the inner model.
+    enc = convforge.Sequential([convforge.Input((6,)), layers.Dense(4, name="e1"), layers.Dense(3, name="e2")],
+                               name="enc")
+    middle = convforge.Sequential([convforge.Input((6,)), enc, layers.Dense(2, name="l1d")], name="middle")
+    stack = convforge.Sequential([convforge.Input((6,)), middle, layers.Dense(2, name="top")])
+    i = convforge.Input((6,))
+    graph = convforge.Model(i, layers.Dense(1, name="gd")(middle(i)))
+    ti, tj = convforge.Input((6,), name="ti"), convforge.Input((6,), name="tj")
+    pair = convforge.Model([ti, tj], layers.Concatenate()([enc(ti), layers.Dense(3, name="tj_d")(tj)]), name="pair")
+    a, b = convforge.Input((6,)), convforge.Input((6,))
+    outer = convforge.Model([a, b], layers.Dense(1, name="od")(pair([a, b])))
+    expanded = _summary(stack, expand_nested=True)
+    assert "   \u2514 enc (Sequential)" in expanded and "      \u2514 e1 (Dense)" in expanded
+    for model in (stack, graph, outer):
+        model.save(tmp_path / "m.npz")
+        loaded = convforge.load_model(tmp_path / "m.npz")
+        assert _summary(loaded, expand_nested=True) == _summary(model, expand_nested=True)
+    loaded_pair = loaded.get_layer("pair")
+    assert [t.name for t in loaded_pair.inputs] == ["ti", "tj"]  # Keras's names: predict takes them by name
+    assert _kinds(loaded_pair) == _kinds(pair) and loaded_pair.get_layer("enc").layers[0].name == "e1"
+    x = np.random.default_rng(1).standard_normal((3, 6)).astype(np.float32)
+    np.testing.assert_array_equal(loaded_pair.predict({"ti": x, "tj": x}, verbose=0), pair.predict([x, x], verbose=0))
+
+
+def test_nesting_deeper_than_the_limit_in_a_forged_file_is_a_value_error():
+    config = _nested_models()["sequential in sequential"][0].get_config()
+    entry = config["nested"][0]
+    for _ in range(70):  # one layer nested in itself, level after level
+        inner = dict(entry, nested=[])
+        entry["nested"] = [dict(inner, name=f"{inner['name']}x", layers=[0])]
+        entry = entry["nested"][0]
+    with pytest.raises(ValueError, match="nested more than 64 deep"):
+        convforge.Sequential.from_config(config)
+
+
+def test_a_layer_of_a_nested_model_called_on_its_own_too_is_an_entry_as_in_keras():
+    # Found by a review: the layer's first call decided, so one of the two entries vanished
+    # (base(shared(x)) listed no base: it could not be frozen by position). Keras 3.15.1's lists.
+    def names(model):
+        return [(e.name, type(e).__name__) for e in model.layers][1:]
+
+    shared = layers.Dense(6, name="shared")
+    i = convforge.Input((6,))
+    base = convforge.Model(i, shared(i), name="base")
+    x = convforge.Input((6,))
+    assert names(convforge.Model(x, shared(base(x)))) == [("base", "Functional"), ("shared", "Dense")]
+    x = convforge.Input((6,))
+    after = convforge.Model(x, base(shared(x)))
+    assert names(after) == [("shared", "Dense"), ("base", "Functional")]
+    assert names(convforge.Model.from_config(after.get_config())) == names(after)
+    table = _summary(after)
+    assert "shared[0][0]" in table.split("base (Functional)")[1] and table.count("input_layer") == 2  # its own call
+    j = convforge.Input((6,))
+    alias = convforge.Model(j, shared(j), name="alias")
+    x = convforge.Input((6,))
+    both = convforge.Model(x, layers.Add()([base(x), alias(x)]))
+    assert [n for n, _ in names(both)][:2] == ["base", "alias"]

@@ -82,10 +82,9 @@ def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=Tr
         raise TypeError(f"expand_nested must be True or False; got {expand_nested!r}")
     nodes = [t._node for t in graph.inputs] + list(graph._nodes)
     # A model nested in this one is one box per call (Keras's default), unless expand_nested.
-    owners = {} if expand_nested else model._layer_owners()
     groups: dict = {}  # id(node) -> (key of its box, the nested model)
     for node in nodes:
-        nested = owners.get(id(node.layer))
+        nested = None if expand_nested else model._node_owner(node)
         if nested is not None:
             call = getattr(node, "nested_call", None)
             groups[id(node)] = (id(call) if call is not None else id(nested), nested)

@@ -90,7 +90,7 @@ from ..layers.symbolic import KerasTensor, NestedCall, common_dtype, unique_name
 from . import state
 from .compiled import compile_inference
 from .batches import _Batches, _Entry, one_array, shape_str
-from .summary import print_graph_summary
+from .summary import nested_rows, print_graph_summary
 from .trainer import Trainer, check_compile_arguments, prepare_targets, saveable_metrics, trainable_plan
 
 _BUILTIN_BN_BACKWARD = BatchNormalization.backward
@@ -236,6 +236,8 @@ class Model(Trainer):
         outputs = [mapped[id(t)] for t in graph.outputs]
         call = NestedCall(self, given, outputs, training is False)
         call.nodes = made
+        if self.__dict__.get("_first_call") is None:  # Keras's first inbound node: model.output
+            self._first_call = call
         for node in made:
             node.nested_call = call
         for t in outputs:
@@ -256,22 +258,26 @@ class Model(Trainer):
         nested in this one (added to a Sequential, ``Sequential([base, head])``, or called in a
         graph, ``base(x)``) is one entry, the model itself, as in Keras: ``model.layers[0].trainable
         = False`` freezes all of ``base``; its own layers are ``base.layers`` (``summary(expand_nested=True)``
-        lists them too). A functional model's list starts with its ``InputLayer`` entries."""
-        owners = self._layer_owners()
-        if not owners:
+        lists them too). A functional model's list starts with its ``InputLayer`` entries; a layer
+        of a nested model that this graph also calls on its own is an entry too, as in Keras."""
+        if not self._nested:
             return list(self._flat_layers)
         entries, seen = [], set()
         for layer in self._flat_layers:
-            entry = owners.get(id(layer), layer)
-            if id(entry) not in seen:
-                seen.add(id(entry))
-                entries.append(entry)
+            for entry in self._entries_of(layer):
+                if id(entry) not in seen:
+                    seen.add(id(entry))
+                    entries.append(entry)
         return entries
 
-    def _layer_owners(self) -> dict:
-        """``id(layer) -> model`` for the layers that came with a model nested in this one (the
-        outermost such model); the layers of ``self._flat_layers`` not in it are this model's own."""
-        return {}
+    def _entries_of(self, layer) -> list:
+        """What ``layer`` makes of ``model.layers``: itself, or the nested model(s) whose calls
+        hold it (the outermost in this model), in the order of its calls."""
+        return [layer]
+
+    def _node_owner(self, node):
+        """The nested model whose call in this model made ``node`` (the outermost), else None."""
+        return None
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """A layer by name or by index into ``model.layers`` (negative counts from the end); one of
@@ -912,7 +918,6 @@ class Functional(Model):
         def listed(nodes, inner: bool) -> list:
             return commas([self._connection(t, inner) for node in nodes for t in node.inputs])
 
-        owners = self._layer_owners()
         rows = []
         for entry in self.layers:
             if isinstance(entry, InputLayer):
@@ -923,13 +928,12 @@ class Functional(Model):
                 rows.append((entry, f"{entry.name} ({type(entry).__name__})", shape_str(calls[0].outputs[0].shape),
                              connected))
                 if expand_nested:
-                    for layer in self._flat_layers:
-                        if owners.get(id(layer)) is entry:
-                            nodes = self._node_ids.get(id(layer), [])
-                            rows.append((layer, f"   \u2514 {layer.name} ({type(layer).__name__})",
-                                         shape_str(nodes[0].outputs[0].shape), listed(nodes, True)))
+                    rows.extend(nested_rows(
+                        entry, lambda layer: shape_str(self._node_ids[id(layer)][0].outputs[0].shape),
+                        lambda layer: listed(self._node_ids[id(layer)], True)))
             else:
-                nodes = self._node_ids.get(id(entry), [])
+                # Its own calls here: those inside a nested model's call are that model's.
+                nodes = [node for node in self._node_ids.get(id(entry), []) if self._node_owner(node) is None]
                 rows.append((entry, f"{entry.name} ({type(entry).__name__})", shape_str(nodes[0].outputs[0].shape),
                              listed(nodes, False)))
         print_graph_summary(self, rows, chain, line_length, positions, print_fn, show_trainable, layer_range)
@@ -945,13 +949,15 @@ class Functional(Model):
                 return f"{call.model.name}[{self._nested_calls(call.model).index(call)}][{position}]"
         return f"{t._node.layer.name}[{self._node_number(t._node)}][{t._index}]"
 
-    def _layer_owners(self) -> dict:
-        owners: dict = {}
-        if self._nested:
-            for node in sorted(self._nodes, key=lambda n: n.seq):  # a layer's first call decides
-                whole = node.nested_call is not None and id(node.nested_call) in self._whole_calls
-                owners.setdefault(id(node.layer), node.nested_model if whole else None)
-        return {key: model for key, model in owners.items() if model is not None}
+    def _node_owner(self, node):
+        call = node.nested_call
+        return call.model if call is not None and id(call) in self._whole_calls else None
+
+    def _entries_of(self, layer) -> list:
+        nodes = self._node_ids.get(id(layer))
+        if not nodes:  # an InputLayer
+            return [layer]
+        return [self._node_owner(node) or layer for node in nodes]
 
     def _nested_calls(self, model) -> list:
         """The calls of ``model`` (nested in this graph) in call order: :class:`NestedCall` records."""
@@ -1568,16 +1574,25 @@ class Functional(Model):
             "inference_nodes": [k for k, n in enumerate(sorted(self._nodes, key=lambda n: n.seq)) if n.inference],
             # The models called in this graph (one entry of model.layers each): their calls' nodes
             # (positions in "nodes") and the tensors each call took and returned.
-            "nested": [
-                {"name": model.name, "class_name": "Sequential" if isinstance(model, Model._stack_class) else "Functional",
-                 "trainable": model.trainable,
-                 "calls": [{"nodes": sorted(position[id(n)] for n in self._nodes if n.nested_call is call),
-                            "inputs": [ref(t) for t in call.inputs], "outputs": [ref(t) for t in call.outputs],
-                            "inference": call.inference}
-                           for call in self._nested_calls(model)]}
-                for model in self._nested
-            ],
+            "nested": self._nested_config(),
         }
+
+    def _nested_config(self) -> list:
+        """The models called in this graph, as ``get_config``'s "nested" saves them."""
+        position = {id(n): k for k, n in enumerate(sorted(self._nodes, key=lambda n: n.seq))}
+
+        def ref(t):
+            t = self._as_model_tensor(t)
+            return [t._node.layer.name, self._node_number(t._node), t._index]
+
+        return [
+            dict(nested_entry(model),
+                 calls=[{"nodes": sorted(position[id(n)] for n in self._nodes if n.nested_call is call),
+                         "inputs": [ref(t) for t in call.inputs], "outputs": [ref(t) for t in call.outputs],
+                         "inference": call.inference}
+                        for call in self._nested_calls(model)])
+            for model in self._nested
+        ]
 
     @classmethod
     def from_config(cls, config: dict, custom_objects=None) -> "Functional":
@@ -1633,8 +1648,15 @@ class Functional(Model):
             name=config.get("name"),
         )
         model._trainable = state.config_trainable(config)  # the layers' own flags came with their configs
-        names = {layer.name for layer in layers}
-        for entry in nested:
+        model._restore_nested(nested, made, tensor, what)
+        return model
+
+    def _restore_nested(self, entries: list, made: list, tensor, what: str, depth: int = 0) -> None:
+        """Make again the models called in this graph, of its layers, from the (checked) "nested"
+        entries of its description: ``made`` are its nodes in the description's order, ``tensor``
+        finds a tensor by its reference there."""
+        names = {layer.name for layer in self._flat_layers}
+        for entry in entries:
             where = f"{what}: nested model {entry['name']!r}"
             if entry["name"] in names:
                 raise ValueError(f"{where}: the name is taken by another layer or nested model of the graph")
@@ -1646,14 +1668,35 @@ class Functional(Model):
                 call.nodes = sorted((made[k] for k in recorded["nodes"]), key=lambda n: n.seq)
                 _check_call(call, where)
                 calls.append(call)
-            inner = _nested_model(entry, calls[0], model.dtype, where)
+            inner = _nested_model(entry, calls[0], self.dtype, where, depth)
+            inner._first_call = calls[0]
             for call in calls:
                 call.model = inner
                 for node in call.nodes:
                     node.nested_model, node.nested_call = inner, call
-                model._whole_calls[id(call)] = call
-            model._nested.append(inner)
-        return model
+                self._whole_calls[id(call)] = call
+            self._nested.append(inner)
+
+    def _restore_own_nesting(self, entries, what: str, depth: int) -> None:
+        """The models nested in this one (made again of a loaded graph's layers) from its entry's
+        "nested": references to this graph's own tensors and nodes, as its ``get_config`` gave them."""
+        if entries and depth > MAX_NESTING:
+            raise ValueError(f"{what}: models nested more than {MAX_NESTING} deep")
+        made = sorted(self._nodes, key=lambda n: n.seq)
+        entries = state.config_nested_calls({"nested": entries}, len(made), what)
+        tensors = {(t._node.layer.name, 0, 0): t for t in self.inputs}
+        for nodes in self._node_ids.values():
+            for k, node in enumerate(nodes):
+                for i, out in enumerate(node.outputs):
+                    tensors[(node.layer.name, k, i)] = out
+
+        def tensor(ref, where):
+            found = tensors.get(tuple(ref))
+            if found is None:
+                raise ValueError(f"{where} refers to {list(ref)} (layer name, call, output), which the model does not make")
+            return found
+
+        self._restore_nested(entries, made, tensor, what, depth)
 
     def __repr__(self) -> str:
         return f"<Functional name={self.name!r} layers={len(self._flat_layers)} inputs={len(self.inputs)} " \
@@ -1673,12 +1716,33 @@ def _check_call(call: NestedCall, where: str) -> None:
         raise ValueError(f"{where}: its call returns a tensor the call neither takes nor makes")
 
 
-def _nested_model(entry: dict, call: NestedCall, dtype, where: str) -> Model:
+#: How deep saved models may nest (a forged description could nest one layer without end).
+MAX_NESTING = 64
+
+
+def nested_entry(model) -> dict:
+    """What a description says of a model nested in it, but for where its layers are: its name,
+    class, trainable flag, the models nested in it in turn, and a graph's input names."""
+    entry = {"name": model.name, "class_name": "Sequential" if isinstance(model, Model._stack_class) else "Functional",
+             "trainable": model.trainable, "nested": model._nested_config()}
+    if entry["class_name"] == "Functional":
+        entry["input_names"] = [t._node.layer.name for t in model.inputs]
+    return entry
+
+
+def _nested_model(entry: dict, call: NestedCall, dtype, where: str, depth: int = 0) -> Model:
     """A model nested in a loaded graph, made anew of that graph's layers (the same objects, so
     that it shares their weights, as the saved one did): its first call's nodes replayed on Inputs
-    of the shapes that call took, a Sequential (a chain of one input) or a Functional as saved."""
+    of the shapes that call took, a Sequential (a chain of one input) or a Functional as saved,
+    with the models nested in it in turn."""
     nodes = call.nodes
-    given = [Input(shape=tuple(t.shape[1:]), dtype=dtype) for t in call.inputs]
+    names = entry.get("input_names")
+    if names is None:  # a Sequential's, or a file from before input names were kept
+        names = [None] * len(call.inputs)
+    if not isinstance(names, list) or len(names) != len(call.inputs) or not all(
+            n is None or (isinstance(n, str) and n) for n in names):
+        raise ValueError(f"{where}: input_names must be a list of {len(call.inputs)} names; got {names!r:.100}")
+    given = [Input(shape=tuple(t.shape[1:]), dtype=dtype, name=name) for t, name in zip(call.inputs, names)]
     try:
         if entry["class_name"] == "Sequential":
             chained = len(call.inputs) == 1 and len(call.outputs) == 1 and call.outputs[0] is nodes[-1].outputs[0]
@@ -1701,6 +1765,7 @@ def _nested_model(entry: dict, call: NestedCall, dtype, where: str) -> Model:
     except (ValueError, TypeError, NotImplementedError) as e:
         raise ValueError(f"{where}: cannot be made again of its saved call: {e}") from e
     inner._trainable = entry["trainable"]
+    inner._restore_own_nesting(entry.get("nested", []), where, depth + 1)
     return inner
 
 

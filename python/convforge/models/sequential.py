@@ -40,13 +40,14 @@ import numpy as np
 
 from .. import _unsupported
 from ..layers import symbolic
+from ..layers.symbolic import NestedCall
 from ..layers.activations import Activation, _ActivationLayer
 from ..layers.base import Layer, check_input_shape, display_shape, snake_case
 from ..layers.core import Dropout, Input, InputLayer
 from ..layers.noise import _NoiseLayer
 from . import state
 from .batches import _Batches, _Entry, one_array
-from .functional import Functional, Model, check_dtype, check_model_name
+from .functional import MAX_NESTING, Functional, Model, check_dtype, check_model_name, nested_entry
 from .summary import print_summary
 
 __all__ = ["Sequential"]
@@ -241,7 +242,18 @@ class Sequential(Model):
                 raise
 
     def _layer_owners(self) -> dict:
+        """``id(layer) -> the model added whole that brought it``; the other layers are this model's own."""
         return {id(layer): model for layer, model in self._owned}
+
+    @property
+    def layers(self) -> list:
+        """Keras's ``model.layers``: as :attr:`Model.layers` says, a model added whole is one entry."""
+        owners = self._layer_owners()
+        entries = [owners.get(id(layer), layer) for layer in self._flat_layers]
+        return [entry for i, entry in enumerate(entries) if i == 0 or entry is not entries[i - 1]]  # runs: one entry
+
+    def _node_owner(self, node):
+        return self._layer_owners().get(id(node.layer))
 
     def _input_spec(self):
         if self._declared_input is not None:
@@ -352,6 +364,23 @@ class Sequential(Model):
         self._graph._api_format = fmt  # and its loss and metrics read its outputs so
         for t in [self._graph_input, *(out for node in self._graph_nodes for out in node.outputs)]:
             t._format = fmt
+        self._note_nested_calls()
+
+    def _note_nested_calls(self) -> None:
+        """Each Sequential added to this one takes, as its ``input``/``output``, the tensors of its
+        run of layers in this model's graph, unless it was called or added elsewhere first (Keras's
+        first call): ``Model(outer.inputs, [l.output for l in outer.layers])`` then works with it
+        listed."""
+        if not self._graph_nodes:
+            return
+        owners = self._layer_owners()
+        tensors = [self._graph_input, *(node.outputs[0] for node in self._graph_nodes)]
+        for model in self._nested:
+            held = [i for i, layer in enumerate(self._flat_layers) if owners.get(id(layer)) is model]
+            first = model.__dict__.get("_first_call")
+            if held and (first is None or model.__dict__.get("_first_call_holder") is self):
+                model._first_call = NestedCall(model, [tensors[held[0]]], [tensors[held[-1] + 1]])
+                model._first_call_holder = self
 
     def _symbolic_graph(self, inputs):
         if not self.built and isinstance(inputs, (list, tuple)) and len(inputs) == 1:
@@ -410,6 +439,22 @@ class Sequential(Model):
         return self
 
     @property
+    def input(self):
+        """Keras's ``model.input``: the tensor the model's first call took -- in the model it was
+        added to or the graph it was called in -- else (never added or called) its own input."""
+        first = self.__dict__.get("_first_call")
+        return first.inputs[0] if first is not None else self.inputs[0]
+
+    @property
+    def output(self):
+        """Keras's ``model.output``: the tensor the model's first call made -- in the model it was
+        added to or the graph it was called in, so that ``convforge.Model(outer.inputs, [l.output for
+        l in outer.layers])`` gives every entry's output -- else (never added or called; Keras has
+        none there) its own output."""
+        first = self.__dict__.get("_first_call")
+        return first.outputs[0] if first is not None else self.outputs[0]
+
+    @property
     def inputs(self) -> list:
         """``[KerasTensor]`` of the built model's input, as Keras (for ``convforge.Model(m.inputs, ...)``)."""
         if not self.built:
@@ -440,6 +485,8 @@ class Sequential(Model):
                 self._flat_layers.pop()
             self._owned = [pair for pair in self._owned if pair[1] is not owner]
             self._nested = [model for model in self._nested if model is not owner]
+            if owner.__dict__.get("_first_call_holder") is self:  # its output is no tensor of this model now
+                owner._first_call = owner._first_call_holder = None
             layer = owner
         if self._flat_layers and self._input_spec() is not None:
             self.build()  # records the graph anew, without the popped layer's node
@@ -536,7 +583,6 @@ class Sequential(Model):
     def get_config(self) -> dict:
         """The architecture, JSON-serialisable (saved with every model file)."""
         spec = self._input_spec()
-        owners = self._layer_owners()
         return {
             "name": self.name,
             "dtype": self.dtype.name,
@@ -548,13 +594,15 @@ class Sequential(Model):
                 for layer in self._flat_layers
             ],
             # The models added whole (one entry of model.layers each): their layers' positions.
-            "nested": [
-                {"name": model.name, "class_name": "Sequential" if isinstance(model, Sequential) else "Functional",
-                 "trainable": model.trainable,
-                 "layers": [i for i, layer in enumerate(self._flat_layers) if owners.get(id(layer)) is model]}
-                for model in self._nested
-            ],
+            "nested": self._nested_config(),
         }
+
+    def _nested_config(self) -> list:
+        """The models added whole to this one, as ``get_config``'s "nested" saves them."""
+        owners = self._layer_owners()
+        return [dict(nested_entry(model),
+                     layers=[i for i, layer in enumerate(self._flat_layers) if owners.get(id(layer)) is model])
+                for model in self._nested]
 
     @classmethod
     def from_config(cls, config: dict, custom_objects=None) -> "Sequential":
@@ -574,16 +622,23 @@ class Sequential(Model):
             model._declared_input = tuple(config["input_shape"])
         model.build()
         model._trainable = state.config_trainable(config)  # the layers' own flags came with their configs
-        names = {layer.name for layer in layers}
-        for entry in state.config_nested_layers(config, len(layers), "Sequential.from_config: the config"):
-            if entry["name"] in names:
-                raise ValueError(f"Sequential.from_config: the config: nested model {entry['name']!r}: the name is taken "
-                                 "by another layer or nested model of the model")
-            names.add(entry["name"])
-            model._add_nested_anew(entry)
+        model._restore_own_nesting(config.get("nested", []), "Sequential.from_config: the config", 0)
         return model
 
-    def _add_nested_anew(self, entry: dict) -> None:
+    def _restore_own_nesting(self, entries, what: str, depth: int) -> None:
+        """The models added whole to this one, made again of its layers from the "nested" entries
+        of its description (checked here)."""
+        if entries and depth > MAX_NESTING:
+            raise ValueError(f"{what}: models nested more than {MAX_NESTING} deep")
+        names = {layer.name for layer in self._flat_layers}
+        for entry in state.config_nested_layers({"nested": entries}, len(self._flat_layers), what):
+            if entry["name"] in names:
+                raise ValueError(f"{what}: nested model {entry['name']!r}: the name is taken by another layer or "
+                                 "nested model of the model")
+            names.add(entry["name"])
+            self._add_nested_anew(entry, what, depth)
+
+    def _add_nested_anew(self, entry: dict, what: str, depth: int) -> None:
         """Make a model added to this one again, of this model's layers at ``entry["layers"]`` (the
         same objects: it shares their weights, as the saved one did), and list it as one entry."""
         first = entry["layers"][0]
@@ -592,7 +647,11 @@ class Sequential(Model):
             shape = tuple(self._input_spec())
         else:
             shape = display_shape(self._flat_layers[first - 1]._internal_output_shape, self._data_format())
-        given = Input(shape=shape, dtype=self.dtype)
+        names = entry.get("input_names", [None])
+        if not isinstance(names, list) or len(names) != 1 or not (names[0] is None or isinstance(names[0], str)):
+            raise ValueError(f"{what}: nested model {entry['name']!r}: input_names must be a list of one name; "
+                             f"got {names!r:.100}")
+        given = Input(shape=shape, dtype=self.dtype, name=names[0] or None)
         try:
             if entry["class_name"] == "Sequential":
                 inner = Sequential([given, *inner_layers], name=entry["name"], dtype=self.dtype)
@@ -602,12 +661,13 @@ class Sequential(Model):
                     out = layer(out)
                 inner = Functional(given, out, name=entry["name"])
         except (ValueError, TypeError, NotImplementedError) as e:
-            raise ValueError(f"Sequential.from_config: the config: nested model {entry['name']!r} cannot be made "
-                             f"again of its layers: {e}") from e
+            raise ValueError(f"{what}: nested model {entry['name']!r} cannot be made again of its layers: {e}") from e
         inner._trainable = entry["trainable"]
+        inner._restore_own_nesting(entry.get("nested", []), f"{what}: nested model {entry['name']!r}", depth + 1)
         for layer in inner_layers:
             self._owned.append((layer, inner))
         self._nested.append(inner)
+        self._note_nested_calls()
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r} layers={len(self._flat_layers)} built={self.built}>"

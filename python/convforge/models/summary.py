@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ..layers.base import display_shape
+from ..layers.core import InputLayer
 from .batches import shape_str
 
 __all__ = ["print_graph_summary", "print_summary"]
@@ -39,8 +40,25 @@ def print_summary(model, line_length=None, positions=None, print_fn=None, show_t
         inner = [layer for layer in model._flat_layers if owners.get(id(layer)) is entry]
         rows.append((entry, f"{entry.name} ({type(entry).__name__})", shape(inner[-1]), []))
         if expand_nested:
-            rows.extend((layer, f"   \u2514 {layer.name} ({type(layer).__name__})", shape(layer), []) for layer in inner)
+            rows.extend(nested_rows(entry, shape, lambda layer: []))
     _print_table(model, rows, False, line_length or 65, positions, print_fn, show_trainable, layer_range)
+
+
+def nested_rows(model, shape, connected, depth: int = 1) -> list:
+    """``summary(expand_nested=True)``'s rows under a nested ``model``'s own: one per entry of its
+    ``model.layers`` (marked ``└``, indented by depth), a model nested in it followed by its own.
+    ``shape(layer)`` and ``connected(layer)`` give a layer's cells as the outer model sees them."""
+    rows = []
+    for entry in model.layers:
+        if isinstance(entry, InputLayer):
+            continue
+        name = f"{'   ' * depth}\u2514 {entry.name} ({type(entry).__name__})"
+        if entry in model._nested:
+            rows.append((entry, name, shape_str(entry.output_shape), connected(entry._flat_layers[0])))
+            rows.extend(nested_rows(entry, shape, connected, depth + 1))
+        else:
+            rows.append((entry, name, shape(entry), connected(entry)))
+    return rows
 
 
 def print_graph_summary(model, rows, chain: bool, line_length=None, positions=None, print_fn=None,
