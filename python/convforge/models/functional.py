@@ -259,7 +259,9 @@ class Model(Trainer):
         graph, ``base(x)``) is one entry, the model itself, as in Keras: ``model.layers[0].trainable
         = False`` freezes all of ``base``; its own layers are ``base.layers`` (``summary(expand_nested=True)``
         lists them too). A functional model's list starts with its ``InputLayer`` entries; a layer
-        of a nested model that this graph also calls on its own is an entry too, as in Keras."""
+        of a nested model that this graph also calls on its own is an entry too, as in Keras.
+        Unlike Keras, this model runs the nested model's layers as they were when it took them:
+        change the nested model (``base.pop()``, ``base.add(...)``) before nesting it."""
         if not self._nested:
             return list(self._flat_layers)
         entries, seen = [], set()
