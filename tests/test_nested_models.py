@@ -349,3 +349,102 @@ def test_a_layer_of_a_nested_model_called_on_its_own_too_is_an_entry_as_in_keras
     x = convforge.Input((6,))
     both = convforge.Model(x, layers.Add()([base(x), alias(x)]))
     assert [n for n, _ in names(both)][:2] == ["base", "alias"]
+
+
+# A second review's findings, each failing before its fix.
+
+def test_expand_nested_goes_through_a_graph_nested_in_a_graph_nested_in_a_graph():
+    i = convforge.Input((6,))
+    a = convforge.Model(i, layers.Dense(5, name="ga")(i), name="A")
+    j = convforge.Input((6,))
+    b = convforge.Model(j, layers.Dense(3, name="gb")(a(j)), name="B")
+    k = convforge.Input((6,))
+    m = convforge.Model(k, layers.Dense(1, name="gm")(b(k)))
+    table = _summary(m, expand_nested=True)  # KeyError before: A's first layer is its InputLayer
+    assert "   \u2514 A (Functional)" in table and "      \u2514 ga (Dense)" in table
+
+
+def test_a_nested_sequential_without_an_input_is_built_with_the_model_holding_it():
+    inner = convforge.Sequential([layers.Dense(3)], name="inner")
+    model = convforge.Sequential([inner, layers.Dense(2)])
+    model.build((None, 6))
+    row = next(line for line in _summary(model).splitlines() if line.startswith("inner (Sequential)"))
+    assert inner.built and row.split()[2:] == ["(None,", "3)", "21"]
+
+
+def test_adding_a_model_already_in_the_sequential_is_refused_and_changes_nothing():
+    base = convforge.Sequential([convforge.Input((6,)), layers.Dense(6, name="q")], name="base")
+    model = convforge.Sequential([base, layers.Dense(6, name="o")])
+    with pytest.raises(ValueError, match="'base' is already in this model"):
+        model.add(base)
+    assert [e.name for e in model.layers] == ["base", "o"] and [layer.name for layer in base.layers] == ["q"]
+    assert model.get_config()["nested"][0]["layers"] == [0]
+    assert _kinds(convforge.models.clone_model(model)) == ["Sequential", "Dense"]
+
+
+def test_a_training_false_call_inside_a_training_false_call_stays_so_through_saving(tmp_path):
+    convforge.seed(0)
+    i = convforge.Input((4,))
+    inner = convforge.Model(i, layers.BatchNormalization(name="deep_bn")(layers.Dense(4)(i)), name="inner_bn")
+    j = convforge.Input((4,))
+    middle = convforge.Model(j, layers.Dense(4)(inner(j, training=False)), name="middle_bn")
+    k = convforge.Input((4,))
+    model = convforge.Model(k, layers.Dense(4)(middle(k, training=False)))
+    model.save(tmp_path / "m.npz")
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    for source in (model, convforge.load_model(tmp_path / "m.npz")):
+        taken = source.get_layer("middle_bn")
+        bn = taken.get_layer("inner_bn").get_layer("deep_bn")
+        moving = bn.params["moving_mean"].copy()
+        taken.compile(optimizer="sgd", loss="mse")
+        taken.fit(x, np.zeros((16, 4), np.float32), epochs=1, verbose=0)
+        np.testing.assert_array_equal(bn.params["moving_mean"], moving)  # inner's own training=False call
+
+
+def test_a_loaded_nested_models_layers_give_their_output_in_its_own_graph(tmp_path):
+    i = convforge.Input((6,))
+    base = convforge.Model(i, layers.Dense(3)(layers.Dense(5, name="lo_a")(i)), name="lo_base")
+    p = convforge.Input((6,))
+    model = convforge.Model(p, layers.Dense(2)(base(p)))
+    for again in (convforge.models.clone_model(model), convforge.models.model_from_json(model.to_json())):
+        taken = again.get_layer("lo_base")
+        assert convforge.Model(taken.inputs, taken.get_layer("lo_a").output).output_shape == (None, 5)
+
+
+def test_model_layers_and_weights_follow_keras_order_around_a_nested_call():
+    # Keras 3.15.1: [input, 'z', 'base', 'add'] and get_weights() in that order (z's, then base's),
+    # so that set_weights(keras_model.get_weights()) puts every array where Keras has it.
+    i = convforge.Input((4,))
+    base = convforge.Model(i, layers.Dense(4, name="wo_b")(layers.Dense(4, name="wo_a")(i)), name="wo_base")
+    p = convforge.Input((4,))
+    model = convforge.Model(p, layers.Add()([layers.Dense(4, name="wo_z")(p), base(p)]))
+    assert [e.name for e in model.layers][1:] == ["wo_z", "wo_base", model.layers[-1].name]
+    z, a, b = (model.get_layer(n) for n in ("wo_z", "wo_a", "wo_b"))
+    expected = [*z.get_weights(), *a.get_weights(), *b.get_weights()]
+    assert all(np.array_equal(u, v) for u, v in zip(model.get_weights(), expected))
+    assert [w is v for w, v in zip(model.weights, [*z.weights, *a.weights, *b.weights])] == [True] * 6
+
+
+def test_a_forged_call_that_claims_a_node_of_the_graph_is_a_value_error():
+    i = convforge.Input((6,))
+    base = convforge.Model(i, layers.Dense(3, name="fc_b")(i), name="fc_base")
+    x = convforge.Input((6,))
+    model = convforge.Model(x, layers.Concatenate()([base(x), layers.Dense(6, name="fc_side")(x)]))
+    config = model.get_config()
+    side = next(k for k, n in enumerate(config["nodes"]) if config["layers"][n[0]]["name"] == "fc_side")
+    config["nested"][0]["calls"][0]["nodes"] = sorted([side, *config["nested"][0]["calls"][0]["nodes"]])
+    # fc_side reads the call's input, so only "leads to nothing it returns" tells it is not the base's.
+    with pytest.raises(ValueError, match="holds node\\(s\\) of \\['fc_side'\\], which lead to nothing"):
+        convforge.Model.from_config(config)
+
+
+def test_nesting_past_what_a_file_can_hold_is_refused_when_nesting():
+    model = convforge.Sequential([convforge.Input((2,)), layers.Dense(2)], name="level_0")
+    for level in range(1, 65):  # 64 levels nested in the last one: the most a file holds
+        model = convforge.Sequential([convforge.Input((2,)), model], name=f"level_{level}")
+    assert _kinds(convforge.models.clone_model(model)) == ["Sequential"]
+    with pytest.raises(ValueError, match="models nested 64 deep at most"):
+        convforge.Sequential([convforge.Input((2,)), model])
+    x = convforge.Input((2,))
+    with pytest.raises(ValueError, match="models nested 64 deep at most"):
+        model(x)

@@ -114,19 +114,23 @@ def model_to_dot(model, show_shapes=False, show_dtype=False, show_layer_names=Tr
         if show_trainable:
             fields.append(f"trainable: {'Y' if shown.trainable else 'N'}")
         if show_shapes:
-            inside = {id(node) for node in members}
-            entering = [t for node in members for t in node.inputs if id(t._node) not in inside]
-            shapes = [tuple(t.shape) for t in entering] or [tuple(members[0].outputs[0].shape)]
-            seen = shapes[0] if len(shapes) == 1 else shapes
             call = getattr(members[0], "nested_call", None) if nested is not None else None
-            made = call.outputs[0] if call is not None else members[-1].outputs[0]  # a graph's output, else a chain's end
-            fields += [f"input: {seen}", f"output: {tuple(made.shape)}"]
+            if call is not None:  # a nested graph's call: what it took and what it returned
+                entering, made = call.inputs, call.outputs
+            else:
+                entering, made = members[0].inputs, members[-1].outputs  # a layer, or a nested chain's ends
+            shapes = [tuple(t.shape) for t in entering] or [tuple(made[0].shape)]
+            seen = shapes[0] if len(shapes) == 1 else shapes
+            out = [tuple(t.shape) for t in made]
+            fields += [f"input: {seen}", f"output: {out[0] if len(out) == 1 else out}"]
         label = "|".join(_dot_escape(field) for field in fields)
         lines.append(f'  {name} [label="{{{label}}}"];')
+    drawn = set()  # a nested call's box: one arrow from each box it reads
     for node in nodes:
         for t in node.inputs:
             source, target = box_of(t._node), box_of(node)
-            if source != target:
+            if source != target and (groups.get(id(node)) is None or (source, target) not in drawn):
+                drawn.add((source, target))
                 lines.append(f"  {source} -> {target};")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -200,8 +200,8 @@ class Model(Trainer):
     def _call_symbolic(self, inputs, training=None):
         """``model(tensor)`` in a graph (Keras's nested models: a pretrained base under a new
         head): the model's layers are called on ``inputs`` in its graph's order, so the new
-        graph holds them (shared: their weights are the model's) one by one, as a nested
-        Sequential's are listed (``summary()`` shows them, not one row for the model).
+        graph holds them (shared: their weights are the model's) and runs them as its own; it
+        lists the model as one entry of ``model.layers``, as Keras does.
         ``model.trainable = False`` freezes them there too; a frozen BatchNormalization runs on
         its moving statistics, which is what Keras's ``base(x, training=False)`` asks for, the
         only ``training`` accepted. The layers of such a call stay in inference mode in training
@@ -213,6 +213,7 @@ class Model(Trainer):
             raise NotImplementedError(
                 f"model {self.name!r} called on a symbolic tensor with training={training!r}: convforge decides "
                 "training mode in fit/predict, not per call")
+        self._check_nesting_depth()
         graph = self._symbolic_graph(inputs)
         many = isinstance(inputs, (list, tuple))
         given = list(inputs) if many else [inputs]
@@ -262,20 +263,17 @@ class Model(Trainer):
         of a nested model that this graph also calls on its own is an entry too, as in Keras.
         Unlike Keras, this model runs the nested model's layers as they were when it took them:
         change the nested model (``base.pop()``, ``base.add(...)``) before nesting it."""
-        if not self._nested:
-            return list(self._flat_layers)
-        entries, seen = [], set()
-        for layer in self._flat_layers:
-            for entry in self._entries_of(layer):
-                if id(entry) not in seen:
-                    seen.add(id(entry))
-                    entries.append(entry)
-        return entries
+        raise NotImplementedError  # Sequential and Functional define it
 
-    def _entries_of(self, layer) -> list:
-        """What ``layer`` makes of ``model.layers``: itself, or the nested model(s) whose calls
-        hold it (the outermost in this model), in the order of its calls."""
-        return [layer]
+    def _nesting_depth(self) -> int:
+        """How many levels of models are nested in this one (0: none)."""
+        return 1 + max(model._nesting_depth() for model in self._nested) if self.__dict__.get("_nested") else 0
+
+    def _check_nesting_depth(self) -> None:
+        """Nesting this model in another: a ValueError past what a model file may hold."""
+        if self._nesting_depth() + 1 > MAX_NESTING:
+            raise ValueError(f"model {self.name!r} holds models nested {self._nesting_depth()} deep: a model can hold "
+                             f"models nested {MAX_NESTING} deep at most (its file could not be loaded)")
 
     def _node_owner(self, node):
         """The nested model whose call in this model made ``node`` (the outermost), else None."""
@@ -308,17 +306,35 @@ class Model(Trainer):
             raise ValueError(self._not_built_message)
         return sum(layer.count_params() for layer in self._flat_layers)
 
+    def _weight_layers(self) -> list:
+        """The layers in the order of ``model.weights`` and ``get_weights()``, Keras's: those of
+        ``model.layers``, a nested model's in its own order, each layer once -- so that
+        ``set_weights(keras_model.get_weights())`` puts each array where Keras has it."""
+        if not self.__dict__.get("_nested"):
+            return self._flat_layers
+        ordered, seen = [], set()
+        for entry in self.layers:
+            for layer in entry._weight_layers() if isinstance(entry, Model) else [entry]:
+                if id(layer) not in seen:
+                    seen.add(id(layer))
+                    ordered.append(layer)
+        held = {id(layer) for layer in self._flat_layers}  # a nested model changed since: what this one runs
+        ordered = [layer for layer in ordered if id(layer) in held]
+        kept = {id(layer) for layer in ordered}
+        return ordered + [layer for layer in self._flat_layers if id(layer) not in kept]
+
     def get_weights(self) -> list[np.ndarray]:
         """Copies of all weights, layer by layer (Keras's order)."""
-        return [w for layer in self._flat_layers for w in layer.get_weights()]
+        return [w for layer in self._weight_layers() for w in layer.get_weights()]
 
     def set_weights(self, weights) -> None:
         weights = list(weights)
-        expected = sum(len(layer.params) for layer in self._flat_layers)
+        layers = self._weight_layers()
+        expected = sum(len(layer.params) for layer in layers)
         if len(weights) != expected:
             raise ValueError(f"this model has {expected} weight arrays; set_weights got {len(weights)}")
         i = 0
-        for layer in self._flat_layers:
+        for layer in layers:
             k = len(layer.params)
             layer.set_weights(weights[i : i + k])
             i += k
@@ -326,19 +342,19 @@ class Model(Trainer):
     @property
     def weights(self) -> list[np.ndarray]:
         """Every weight array itself (not a copy), layer by layer; Keras's ``model.weights``."""
-        return [w for layer in self._flat_layers for w in layer.weights]
+        return [w for layer in self._weight_layers() for w in layer.weights]
 
     @property
     def trainable_weights(self) -> list[np.ndarray]:
         """The weights the optimizer updates (a layer with ``trainable = False``, or in a frozen
         model, contributes none)."""
         frozen = self._frozen_layer_ids()
-        return [w for layer in self._flat_layers if id(layer) not in frozen for w in layer.trainable_weights]
+        return [w for layer in self._weight_layers() if id(layer) not in frozen for w in layer.trainable_weights]
 
     @property
     def non_trainable_weights(self) -> list[np.ndarray]:
         frozen = self._frozen_layer_ids()
-        return [w for layer in self._flat_layers
+        return [w for layer in self._weight_layers()
                 for w in (layer.weights if id(layer) in frozen else layer.non_trainable_weights)]
 
     @property
@@ -723,38 +739,7 @@ class Functional(Model):
     def _collect_layers(self) -> list:
         """The layers in Keras's order: by depth (distance to the outputs), deepest first, ties in the
         order a walk from the outputs first meets them -- so summary rows and get_weights() match Keras."""
-        model_inputs = {id(t) for t in self._walk_inputs}
-        seen_index: dict = {}  # layer -> when the walk first met it
-        visited: set = set()
-        stack = list(reversed(self.outputs))
-        while stack:  # depth-first, pre-order, from the outputs; a node's inputs in order
-            t = stack.pop()
-            node = t._node
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            seen_index.setdefault(id(node.layer), len(seen_index))
-            if id(t) not in model_inputs:
-                stack.extend(reversed(node.inputs))
-        depth: dict = {}  # per layer: the longest path from any of its nodes to an output
-        node_depth = {id(t._node): 0 for t in self.outputs}
-        for node in reversed(self._nodes):  # consumers before producers
-            d = node_depth.get(id(node), 0)
-            depth[id(node.layer)] = max(depth.get(id(node.layer), 0), d)
-            for u in node.inputs:
-                node_depth[id(u._node)] = max(node_depth.get(id(u._node), 0), d + 1)
-        layers, listed = [], set()
-        for t, walked in zip(self.inputs, self._walk_inputs):
-            if isinstance(t._node.layer, InputLayer):
-                depth[id(t._node.layer)] = max(depth.get(id(t._node.layer), 0), node_depth.get(id(walked._node), 0))
-                seen_index.setdefault(id(t._node.layer), seen_index.get(id(walked._node.layer), len(seen_index)))
-                layers.append(t._node.layer)
-                listed.add(id(t._node.layer))
-        for node in self._nodes:
-            if id(node.layer) not in listed:
-                layers.append(node.layer)
-                listed.add(id(node.layer))
-        layers.sort(key=lambda layer: (-depth[id(layer)], seen_index[id(layer)]))
+        layers = self._keras_order(lambda node: node)
         counts = collections.Counter(layer.name for layer in layers)
         duplicated = sorted(n for n, k in counts.items() if k > 1)
         if duplicated:
@@ -763,6 +748,55 @@ class Functional(Model):
                 "distinct name= arguments"
             )
         return layers
+
+    def _keras_order(self, unit_of) -> list:
+        """The entries of the graph in Keras's order (see :meth:`_collect_layers`), where
+        ``unit_of(node)`` is what a node counts as: itself (its layer is the entry), or the call of
+        a nested model holding it (the model is the entry; the call is one node of the graph, as
+        in Keras, whose depth and walk order it takes)."""
+        def entry(unit):
+            return unit.model if isinstance(unit, NestedCall) else unit.layer
+
+        last: dict = {}  # a unit placed at its last node: after what it reads, before what reads it
+        for k, node in enumerate(self._nodes):
+            unit = unit_of(node)
+            last[id(unit)] = (k, unit)
+        units = [unit for _, unit in sorted(last.values(), key=lambda item: item[0])]
+        model_inputs = {id(t) for t in self._walk_inputs}
+        seen_index: dict = {}  # entry -> when the walk first met it
+        visited: set = set()
+        stack = list(reversed(self.outputs))
+        while stack:  # depth-first, pre-order, from the outputs; a unit's inputs in order
+            t = stack.pop()
+            unit = unit_of(t._node)
+            if id(unit) in visited:
+                continue
+            visited.add(id(unit))
+            seen_index.setdefault(id(entry(unit)), len(seen_index))
+            if id(t) not in model_inputs:
+                stack.extend(reversed(unit.inputs))
+        depth: dict = {}  # per entry: the longest path from any of its units to an output
+        unit_depth = {id(unit_of(t._node)): 0 for t in self.outputs}
+        for unit in reversed(units):  # consumers before producers
+            d = unit_depth.get(id(unit), 0)
+            depth[id(entry(unit))] = max(depth.get(id(entry(unit)), 0), d)
+            for u in unit.inputs:
+                key = id(unit_of(u._node))
+                unit_depth[key] = max(unit_depth.get(key, 0), d + 1)
+        entries, listed = [], set()
+        for t, walked in zip(self.inputs, self._walk_inputs):
+            if isinstance(t._node.layer, InputLayer):
+                walked_unit = unit_of(walked._node)
+                depth[id(t._node.layer)] = max(depth.get(id(t._node.layer), 0), unit_depth.get(id(walked_unit), 0))
+                seen_index.setdefault(id(t._node.layer), seen_index.get(id(entry(walked_unit)), len(seen_index)))
+                entries.append(t._node.layer)
+                listed.add(id(t._node.layer))
+        for unit in units:
+            if id(entry(unit)) not in listed:
+                entries.append(entry(unit))
+                listed.add(id(entry(unit)))
+        entries.sort(key=lambda e: (-depth[id(e)], seen_index[id(e)]))
+        return entries
 
     def _make_steps(self) -> None:
         """The executor's list, with a weight-sharing copy for every call of a layer after its first."""
@@ -955,11 +989,13 @@ class Functional(Model):
         call = node.nested_call
         return call.model if call is not None and id(call) in self._whole_calls else None
 
-    def _entries_of(self, layer) -> list:
-        nodes = self._node_ids.get(id(layer))
-        if not nodes:  # an InputLayer
-            return [layer]
-        return [self._node_owner(node) or layer for node in nodes]
+    @property
+    def layers(self) -> list:
+        """Keras's ``model.layers`` (see :attr:`Model.layers`): a nested model's call counts as
+        one node of the graph for the order, as in Keras."""
+        if not self._nested:
+            return list(self._flat_layers)
+        return self._keras_order(lambda node: node.nested_call if id(node.nested_call) in self._whole_calls else node)
 
     def _nested_calls(self, model) -> list:
         """The calls of ``model`` (nested in this graph) in call order: :class:`NestedCall` records."""
@@ -1668,7 +1704,7 @@ class Functional(Model):
                 call = NestedCall(None, [tensor(r, f"{where}'s call") for r in recorded["inputs"]],
                                   [tensor(r, f"{where}'s call") for r in recorded["outputs"]], recorded["inference"])
                 call.nodes = sorted((made[k] for k in recorded["nodes"]), key=lambda n: n.seq)
-                _check_call(call, where)
+                _check_call(call, where, made)
                 calls.append(call)
             inner = _nested_model(entry, calls[0], self.dtype, where, depth)
             inner._first_call = calls[0]
@@ -1705,9 +1741,21 @@ class Functional(Model):
                f"outputs={len(self.outputs)}>"
 
 
-def _check_call(call: NestedCall, where: str) -> None:
-    """A saved call of a nested model is whole: its nodes read only what the call took or what
-    they made, and it returns what they made (or what it took); else a ValueError."""
+def first_calls_of(model) -> None:
+    """Put the nodes of ``model``'s own graph first in its layers' lists of calls: a model made
+    again after the graph that holds it (loading) then gives ``layer.output`` (the first call's,
+    as in Keras) in its own graph, as the model saved did, which was made first."""
+    graph = model._graph if isinstance(model, Model._stack_class) else model
+    for node in reversed(sorted(graph._nodes, key=lambda n: n.seq)):
+        calls = node.layer._inbound_nodes
+        calls.remove(node)
+        calls.insert(0, node)
+
+
+def _check_call(call: NestedCall, where: str, graph_nodes: list) -> None:
+    """A saved call of a nested model is whole and no more: its nodes read only what the call
+    took or what they made, each leads to what it returns (which they made, or it took), and no
+    other node of the graph reads what they made but what it returns; else a ValueError."""
     known = {id(t) for t in call.inputs}
     for node in call.nodes:
         if any(id(t) not in known for t in node.inputs):
@@ -1716,6 +1764,21 @@ def _check_call(call: NestedCall, where: str) -> None:
         known.update(id(t) for t in node.outputs)
     if any(id(t) not in known for t in call.outputs):
         raise ValueError(f"{where}: its call returns a tensor the call neither takes nor makes")
+    inside = {id(node) for node in call.nodes}
+    needed, stack = set(), [t._node for t in call.outputs if id(t._node) in inside]
+    while stack:
+        node = stack.pop()
+        if id(node) not in needed:
+            needed.add(id(node))
+            stack.extend(t._node for t in node.inputs if id(t._node) in inside)
+    idle = [node.layer.name for node in call.nodes if id(node) not in needed]
+    if idle:
+        raise ValueError(f"{where}: its call holds node(s) of {idle}, which lead to nothing it returns")
+    returned = {id(t) for t in call.outputs}
+    for node in graph_nodes:
+        if id(node) not in inside and any(id(t._node) in inside and id(t) not in returned for t in node.inputs):
+            raise ValueError(f"{where}: layer {node.layer.name!r} outside its call reads a tensor made inside it that "
+                             "the call does not return")
 
 
 #: How deep saved models may nest (a forged description could nest one layer without end).
@@ -1729,6 +1792,9 @@ def nested_entry(model) -> dict:
              "trainable": model.trainable, "nested": model._nested_config()}
     if entry["class_name"] == "Functional":
         entry["input_names"] = [t._node.layer.name for t in model.inputs]
+        # Its own calls made with training=False (its graph's node positions), which the call of
+        # it in the outer graph cannot tell apart when that call is training=False too.
+        entry["inference_nodes"] = [k for k, n in enumerate(sorted(model._nodes, key=lambda n: n.seq)) if n.inference]
     return entry
 
 
@@ -1755,17 +1821,22 @@ def _nested_model(entry: dict, call: NestedCall, dtype, where: str, depth: int =
                 raise ValueError("a Sequential's call is a chain of layers, each on the one before")
             inner = Model._stack_class([given[0], *(node.layer for node in nodes)], name=entry["name"], dtype=dtype)
         else:
+            inference = entry.get("inference_nodes")
+            if inference is not None and (not isinstance(inference, list) or not all(
+                    isinstance(k, int) and not isinstance(k, bool) and 0 <= k < len(nodes) for k in inference)):
+                raise ValueError(f"inference_nodes must be a list of node positions; got {inference!r:.100}")
             mapped = {id(t): g for t, g in zip(call.inputs, given)}
-            for node in nodes:
+            for k, node in enumerate(nodes):
                 args = [mapped[id(t)] for t in node.inputs]
                 out = node.layer(args if node.many else args[0])
-                out._node.inference = node.inference and not call.inference
+                out._node.inference = (k in inference) if inference is not None else (node.inference and not call.inference)
                 mapped[id(node.outputs[0])] = out
             outputs = [mapped[id(t)] for t in call.outputs]
             inner = Functional(given[0] if len(given) == 1 else given, outputs[0] if len(outputs) == 1 else outputs,
                                name=entry["name"])
     except (ValueError, TypeError, NotImplementedError) as e:
         raise ValueError(f"{where}: cannot be made again of its saved call: {e}") from e
+    first_calls_of(inner)
     inner._trainable = entry["trainable"]
     inner._restore_own_nesting(entry.get("nested", []), where, depth + 1)
     return inner

@@ -47,7 +47,7 @@ from ..layers.core import Dropout, Input, InputLayer
 from ..layers.noise import _NoiseLayer
 from . import state
 from .batches import _Batches, _Entry, one_array
-from .functional import MAX_NESTING, Functional, Model, check_dtype, check_model_name, nested_entry
+from .functional import MAX_NESTING, Functional, Model, check_dtype, check_model_name, first_calls_of, nested_entry
 from .summary import print_summary
 
 __all__ = ["Sequential"]
@@ -174,13 +174,18 @@ class Sequential(Model):
         if isinstance(layer, (Sequential, Functional)):
             if layer is self:
                 raise ValueError("a Sequential model cannot be added to itself")
+            layer._check_nesting_depth()
             # A functional model's layers, or a NotImplementedError naming why it is not a chain.
             chain = layer if isinstance(layer, Sequential) else _chain_as_sequential(layer)
-            before, declared = len(self._flat_layers), self._declared_input
+            before, declared, owned = len(self._flat_layers), self._declared_input, list(self._owned)
+            names = [(inner, inner.name) for inner in chain._flat_layers]
             if not self._flat_layers and self._declared_input is None and chain._input_spec() is not None:
                 self._declared_input = tuple(chain._input_spec())
             taken = {other.name for other in self._flat_layers}
             try:
+                if any(inner is other for inner in chain._flat_layers for other in self._flat_layers):
+                    raise ValueError(f"model {layer.name!r} is already in this model (or shares layers with it); "
+                                     "a model's layers can be in a Sequential once")
                 for inner in chain._flat_layers:
                     if inner.name in taken:
                         base, i = re.sub(r"_\d+$", "", inner.name), 0
@@ -191,10 +196,13 @@ class Sequential(Model):
                     taken.add(inner.name)
                     self._owned.append((inner, layer))
             except Exception:
-                # The model is left as it was: none of the nested model's layers, not some.
+                # The model is left as it was: none of the nested model's layers, not some, and
+                # theirs named as they were.
                 del self._flat_layers[before:]
-                self._owned = [pair for pair in self._owned if pair[1] is not layer]
+                self._owned = owned
                 self._declared_input = declared
+                for inner, name in names:
+                    inner.name = name
                 if self.__dict__.get("_adding") is None and self._flat_layers and self._input_spec() is not None:
                     self.build()
                 raise
@@ -377,6 +385,8 @@ class Sequential(Model):
         tensors = [self._graph_input, *(node.outputs[0] for node in self._graph_nodes)]
         for model in self._nested:
             held = [i for i, layer in enumerate(self._flat_layers) if owners.get(id(layer)) is model]
+            if held and not model.built and isinstance(model, Sequential):  # Keras builds it with this one
+                model.build((None, *tensors[held[0]].shape[1:]))
             first = model.__dict__.get("_first_call")
             if held and (first is None or model.__dict__.get("_first_call_holder") is self):
                 model._first_call = NestedCall(model, [tensors[held[0]]], [tensors[held[-1] + 1]])
@@ -479,9 +489,10 @@ class Sequential(Model):
         if not self._flat_layers:
             raise IndexError("pop from a Sequential model without layers")
         layer = self._flat_layers.pop()
-        owner = self._layer_owners().get(id(layer))
+        owners = self._layer_owners()
+        owner = owners.get(id(layer))
         if owner is not None:  # a model added whole leaves whole (its layers are the last ones)
-            while self._flat_layers and self._layer_owners().get(id(self._flat_layers[-1])) is owner:
+            while self._flat_layers and owners.get(id(self._flat_layers[-1])) is owner:
                 self._flat_layers.pop()
             self._owned = [pair for pair in self._owned if pair[1] is not owner]
             self._nested = [model for model in self._nested if model is not owner]
@@ -662,6 +673,7 @@ class Sequential(Model):
                 inner = Functional(given, out, name=entry["name"])
         except (ValueError, TypeError, NotImplementedError) as e:
             raise ValueError(f"{what}: nested model {entry['name']!r} cannot be made again of its layers: {e}") from e
+        first_calls_of(inner)
         inner._trainable = entry["trainable"]
         inner._restore_own_nesting(entry.get("nested", []), f"{what}: nested model {entry['name']!r}", depth + 1)
         for layer in inner_layers:

@@ -54,7 +54,8 @@ def nested_rows(model, shape, connected, depth: int = 1) -> list:
             continue
         name = f"{'   ' * depth}\u2514 {entry.name} ({type(entry).__name__})"
         if entry in model._nested:
-            rows.append((entry, name, shape_str(entry.output_shape), connected(entry._flat_layers[0])))
+            first = next(layer for layer in entry._flat_layers if not isinstance(layer, InputLayer))
+            rows.append((entry, name, shape_str(entry.output_shape), connected(first)))
             rows.extend(nested_rows(entry, shape, connected, depth + 1))
         else:
             rows.append((entry, name, shape(entry), connected(entry)))
