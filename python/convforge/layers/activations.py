@@ -40,6 +40,8 @@ __all__ = [
 class _ActivationLayer(Layer):
     """An elementwise (or per-row) function without weights."""
 
+    _keeps_feature_order = True
+
     # Name used by the activation='...' argument and in saved configs.
     activation_name = ""
     _cache_attrs = ("_y",)
@@ -630,6 +632,8 @@ def serialize(activation):
 
 class Activation(Layer):
     """Applies an activation by name: ``Activation('relu')``, as in Keras."""
+
+    _keeps_feature_order = True
 
     _cache_attrs = ()
 

@@ -923,6 +923,10 @@ class Layer:
     # get_weights/set_weights then speak Keras's layout while params stay in the kernels' layout.
     _keras_layouts: dict = {}
 
+    #: True for layers without weights that pass each feature through on its own (activations,
+    #: Dropout, noise): the order a Flatten gave the features reaches the Dense after them.
+    _keeps_feature_order = False
+
     def get_weights(self) -> list[np.ndarray]:
         """Copies of the weights, in creation order (e.g. ``[kernel, bias]``), in Keras's layouts
         (a Conv2D kernel as ``(kh, kw, in, filters)``); ``layer.params`` holds them as stored."""

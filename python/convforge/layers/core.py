@@ -44,6 +44,10 @@ class Dense(Layer):
     Weights
     -------
     ``kernel`` ``(in_features, units)`` -- Keras's layout -- and ``bias`` ``(units,)``.
+    After a ``Flatten`` of images in a channels-last model (activations, Dropout or noise
+    between them allowed), the stored kernel's rows follow the Flatten's (channels, height,
+    width) order, while ``get_weights()``/``set_weights()`` give and take them in Keras's
+    (height, width, channels) order: Keras's weights set into the same model predict as Keras.
 
     Input / output
     --------------
@@ -55,6 +59,15 @@ class Dense(Layer):
     """
 
     _cache_attrs = ("_x",)
+
+    def _take_flatten_order(self, order) -> None:
+        """The model found a Flatten before this layer: ``order`` (:func:`keras_flatten_order`) makes
+        get_weights/set_weights speak Keras's row order; None, none (the class's layouts)."""
+        if order is None:
+            self.__dict__.pop("_keras_layouts", None)
+            return
+        inverse = np.argsort(order)
+        self._keras_layouts = {"kernel": (lambda kernel: kernel[order], lambda kernel: kernel[inverse])}
 
     def __init__(
         self,
@@ -203,11 +216,23 @@ class Identity(Layer):
     """Keras's ``Identity``: its input as it is (a placeholder, e.g. a block's shortcut that
     needs no projection, or a head to be swapped later)."""
 
+    _keeps_feature_order = True
+
     def forward(self, x, training=False):
         return x
 
     def backward(self, dy):
         return dy
+
+
+def keras_flatten_order(flattened: tuple, data_format: str):
+    """Where Keras's Flatten puts each value of an image convforge flattens: ``order[r]`` is
+    convforge's position of the value Keras puts at ``r``; None where the two agree (sequences,
+    channels-first images, one channel or one pixel). ``flattened`` is the internal per-sample
+    shape the Flatten took, ``(channels, height, width)`` for an image."""
+    if len(flattened) != 3 or data_format == "channels_first" or flattened[0] == 1 or flattened[1] * flattened[2] == 1:
+        return None
+    return np.arange(math.prod(flattened)).reshape(flattened).transpose(1, 2, 0).reshape(-1)
 
 
 class Flatten(Layer):
@@ -216,10 +241,12 @@ class Flatten(Layer):
     Order: channel-major, i.e. the model's internal ``(channels, height,
     width)`` order, so flattening costs nothing (a reshape of the NCHW
     batch). Keras (channels-last) flattens in ``(height, width, channels)``
-    order instead, so the kernel of a Dense layer right after Flatten is not
-    interchangeable with Keras's (its rows are permuted). Output shapes and
-    parameter counts are the same. For Keras's exact order use
-    ``Reshape((-1,))``, at the price of a transpose.
+    order instead; the Dense layer after the Flatten stores its kernel's rows
+    in this order and gives and takes them in Keras's by ``get_weights()`` /
+    ``set_weights()``, so Keras's weights set into the same model predict as
+    Keras. Output shapes and parameter counts are the same; the outputs of
+    the Flatten itself (``Model(x, flatten_output)``) are in this order. For
+    Keras's exact order there use ``Reshape((-1,))``, at the price of a transpose.
 
     ``data_format`` is accepted for Keras compatibility and must agree with
     the rest of the model; it does not change the order.
@@ -255,6 +282,8 @@ class Dropout(Layer):
 
     Masks come from convforge's generator (:func:`convforge.seed`).
     """
+
+    _keeps_feature_order = True
 
     _cache_attrs = ("_mask", "_y_shape")
 

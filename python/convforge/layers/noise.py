@@ -87,6 +87,8 @@ class _NoiseLayer(Layer):
     """A layer that draws noise in training and is the identity at inference (and in a
     ``training=False`` call, as Dropout)."""
 
+    _keeps_feature_order = True
+
     _cache_attrs = ("_noise",)
 
     def _compute_internal_output_shape(self, input_shape):

@@ -82,7 +82,7 @@ from ..layers.activations import Sigmoid, Softmax, _ActivationLayer
 from ..layers.base import FLOAT_DTYPES, Layer, call_copy, display_shape
 from ..layers import augmentation as augmentation_layers
 from ..layers.augmentation import _Augmentation
-from ..layers.core import Dropout, Input, InputLayer
+from ..layers.core import Dense, Dropout, Flatten, Input, InputLayer, keras_flatten_order
 from ..layers.noise import _NoiseLayer
 from ..layers.merging import Add
 from ..layers.normalization import BatchNormalization
@@ -687,6 +687,8 @@ class Functional(Model):
         for layer in self._flat_layers:
             if layer.dtype != self.dtype or any(p.dtype != self.dtype for p in layer.params.values()):
                 layer._astype(self.dtype)
+        if not _executor:  # a Sequential tells its own (it may read channels-first images)
+            self._note_flatten_orders()
         if trainable is not True:  # Keras's argument: model.trainable = False (checked there)
             self.trainable = trainable
         self._entries = [
@@ -996,6 +998,26 @@ class Functional(Model):
         if not self._nested:
             return list(self._flat_layers)
         return self._keras_order(lambda node: node.nested_call if id(node.nested_call) in self._whole_calls else node)
+
+    def _note_flatten_orders(self) -> None:
+        """Tell each Dense layer whether a Flatten of images comes before it (through layers that
+        keep the features' order), so that its get_weights/set_weights speak Keras's row order
+        (:func:`~convforge.layers.core.keras_flatten_order`); a Dense called after several, with
+        different orders, keeps its stored order."""
+        found: dict = {}
+        for node in self._nodes:
+            if not isinstance(node.layer, Dense):
+                continue
+            source, order = node.inputs[0]._node, None
+            while source.layer._keeps_feature_order and len(source.inputs) == 1:
+                source = source.inputs[0]._node
+            if isinstance(source.layer, Flatten):
+                order = keras_flatten_order(tuple(source.inputs[0]._internal), "channels_last")
+            found.setdefault(id(node.layer), (node.layer, []))[1].append(order)
+        for layer, orders in found.values():
+            agree = all((o is None) == (orders[0] is None) and (o is None or np.array_equal(o, orders[0]))
+                        for o in orders)
+            layer._take_flatten_order(orders[0] if agree else None)
 
     def _nested_calls(self, model) -> list:
         """The calls of ``model`` (nested in this graph) in call order: :class:`NestedCall` records."""

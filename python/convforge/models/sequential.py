@@ -43,7 +43,7 @@ from ..layers import symbolic
 from ..layers.symbolic import NestedCall
 from ..layers.activations import Activation, _ActivationLayer
 from ..layers.base import Layer, check_input_shape, display_shape, snake_case
-from ..layers.core import Dropout, Input, InputLayer
+from ..layers.core import Dense, Dropout, Flatten, Input, InputLayer, keras_flatten_order
 from ..layers.noise import _NoiseLayer
 from . import state
 from .batches import _Batches, _Entry, one_array
@@ -357,7 +357,21 @@ class Sequential(Model):
         self._entry = _Entry(spec, internal, kind, self.dtype)
         self.built = True
         self._record_graph(internal)
+        self._note_flatten_orders(fmt)
         self._plan_backward()
+
+    def _note_flatten_orders(self, fmt: str) -> None:
+        """Tell each Dense layer whether a Flatten of images comes before it (through layers that
+        keep the features' order): its get_weights/set_weights then speak Keras's row order."""
+        order = None
+        for layer in self._flat_layers:
+            if isinstance(layer, Flatten):
+                order = keras_flatten_order(tuple(layer._internal_input_shape), fmt)
+            elif isinstance(layer, Dense):
+                layer._take_flatten_order(order)
+                order = None
+            elif not layer._keeps_feature_order:
+                order = None
 
     def _record_graph(self, internal) -> None:
         """The symbolic graph of the stack (an InputLayer, then one node per layer), so that the model

@@ -1,0 +1,98 @@
+"""A Dense layer after a Flatten of images speaks Keras's row order in get_weights/set_weights.
+
+convforge flattens NCHW feature maps in (channels, height, width) order, for free; Keras flattens
+channels-last maps in (height, width, channels) order. The Dense after the Flatten stores its
+kernel's rows in convforge's order and gives and takes them in Keras's, so that weights from a
+Keras model (``set_weights(keras_model.get_weights())``) predict as they do in Keras
+(``tests/port/keras_weight_order.py`` runs the same check on Keras 3 itself). The expected
+outputs here are Keras's by definition: the channels-last maps flattened as NumPy does."""
+
+import numpy as np
+import pytest
+
+import convforge
+from convforge import layers
+
+X = np.random.default_rng(0).standard_normal((5, 6, 6, 2)).astype(np.float32)
+
+
+def _set_random(model, seed=1):
+    rng = np.random.default_rng(seed)
+    weights = [rng.standard_normal(w.shape).astype(np.float32) for w in model.get_weights()]
+    model.set_weights(weights)
+    return weights
+
+
+def _keras_head(model, maps_layer, head_layer, x=X, maps_model=None):
+    source = maps_model or model  # the model whose own graph holds the maps layer's first call
+    maps = convforge.Model(source.inputs, source.get_layer(maps_layer).output).predict(x, verbose=0)
+    kernel, bias = model.get_layer(head_layer).get_weights()
+    return maps.reshape(len(x), -1) @ kernel + bias
+
+
+def _sequential(*between):
+    return convforge.Sequential([convforge.Input((6, 6, 2)), layers.Conv2D(3, 3, name="maps"), layers.Flatten(),
+                                 *between, layers.Dense(4, name="head")])
+
+
+@pytest.mark.parametrize("between", [(), (layers.Dropout(0.5),), (layers.Activation("linear"), layers.GaussianNoise(0.1))],
+                         ids=["direct", "dropout", "activation+noise"])
+def test_a_stack_predicts_with_keras_weights_as_keras(between):
+    model = _sequential(*between)
+    weights = _set_random(model)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights))
+    np.testing.assert_allclose(model.predict(X, verbose=0), _keras_head(model, "maps", "head"), rtol=1e-5, atol=1e-5)
+    # Stored: the same rows in the Flatten's (channels, height, width) order.
+    kernel = model.get_layer("head").get_weights()[0]
+    stored = model.get_layer("head").params["kernel"]
+    np.testing.assert_array_equal(stored, kernel.reshape(4, 4, 3, 4).transpose(2, 0, 1, 3).reshape(48, 4))
+
+
+def test_a_graph_and_a_nested_model_predict_with_keras_weights_as_keras(tmp_path):
+    i = convforge.Input((6, 6, 2))
+    graph = convforge.Model(i, layers.Dense(4, name="head")(layers.Flatten()(layers.Conv2D(3, 3, name="maps")(i))))
+    _set_random(graph)
+    np.testing.assert_allclose(graph.predict(X, verbose=0), _keras_head(graph, "maps", "head"), rtol=1e-5, atol=1e-5)
+    base = convforge.Sequential([convforge.Input((6, 6, 2)), layers.Conv2D(3, 3, name="nmaps"), layers.Flatten()],
+                                name="nbase")
+    model = convforge.Sequential([convforge.Input((6, 6, 2)), base, layers.Dense(4, name="nhead")])
+    weights = _set_random(model)
+    np.testing.assert_allclose(model.predict(X, verbose=0), _keras_head(model, "nmaps", "nhead", maps_model=base), rtol=1e-5, atol=1e-5)
+    model.save(tmp_path / "m.npz")  # the file holds the stored order; loaded, the same weights come back
+    loaded = convforge.load_model(tmp_path / "m.npz")
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), weights))
+    np.testing.assert_array_equal(loaded.predict(X, verbose=0), model.predict(X, verbose=0))
+
+
+def test_channels_first_one_channel_and_sequences_keep_the_stored_order():
+    first = convforge.Sequential([convforge.Input((2, 6, 6)), layers.Conv2D(3, 3, data_format="channels_first"),
+                                  layers.Flatten(), layers.Dense(4, name="head")])
+    one = convforge.Sequential([convforge.Input((6, 6, 2)), layers.Conv2D(1, 3), layers.Flatten(),
+                                layers.Dense(4, name="head")])
+    steps = convforge.Sequential([convforge.Input((8, 2)), layers.Conv1D(3, 3), layers.Flatten(),
+                                  layers.Dense(4, name="head")])
+    for model in (first, one, steps):  # Keras flattens these in the stored order already
+        head = model.get_layer("head")
+        np.testing.assert_array_equal(head.get_weights()[0], head.params["kernel"])
+
+
+def test_a_dense_after_a_layer_with_weights_per_feature_keeps_the_stored_order():
+    # BatchNormalization after the Flatten holds one gamma per feature, in the Flatten's order: the
+    # Dense after it is not renumbered (documented on Flatten).
+    model = _sequential(layers.BatchNormalization())
+    head = model.get_layer("head")
+    np.testing.assert_array_equal(head.get_weights()[0], head.params["kernel"])
+
+
+def test_a_rebuilt_stack_tells_its_dense_again():
+    model = _sequential()
+    model.pop()
+    model.add(layers.Dense(4, name="head2"))
+    head = model.get_layer("head2")
+    assert not np.array_equal(head.get_weights()[0], head.params["kernel"])  # after the Flatten: Keras's order
+    model.pop()
+    model.pop()
+    model.add(layers.GlobalAveragePooling2D())
+    model.add(layers.Dense(4, name="head3"))
+    head = model.get_layer("head3")
+    np.testing.assert_array_equal(head.get_weights()[0], head.params["kernel"])
