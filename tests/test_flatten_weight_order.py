@@ -96,3 +96,49 @@ def test_a_rebuilt_stack_tells_its_dense_again():
     model.add(layers.Dense(4, name="head3"))
     head = model.get_layer("head3")
     np.testing.assert_array_equal(head.get_weights()[0], head.params["kernel"])
+
+
+# A review's findings, each failing before its fix.
+
+def test_a_head_model_after_a_flatten_takes_that_models_order_whatever_is_done_to_it():
+    head = convforge.Sequential([convforge.Input((48,)), layers.Dense(4, name="head")], name="vector_head")
+    i = convforge.Input((6, 6, 2))
+    model = convforge.Model(i, head(layers.Flatten()(layers.Conv2D(3, 3, name="maps")(i))))
+    nested = convforge.Sequential([convforge.Input((6, 6, 2)), layers.Conv2D(3, 3, name="smaps"), layers.Flatten(),
+                                   convforge.Sequential([layers.Dropout(0.1), layers.Dense(4, name="shead")])])
+    head.build((None, 48))  # built again on its own: it reads its input, so it tells no order
+    head.add(layers.Dropout(0.1))
+    head.pop()
+    for m, maps, name in ((model, "maps", "head"), (nested, "smaps", "shead")):
+        _set_random(m)
+        np.testing.assert_allclose(m.predict(X, verbose=0), _keras_head(m, maps, name), rtol=1e-5, atol=1e-5)
+
+
+def test_a_tail_cut_after_a_channels_first_flatten_tells_no_order():
+    model = convforge.Sequential([convforge.Input((2, 6, 6)), layers.Conv2D(3, 3, data_format="channels_first"),
+                                  layers.Flatten(), layers.Dense(4, name="head")])
+    convforge.Model(model.layers[1].output, model.output)  # the tail: its Flatten reads channels-first maps
+    head = model.get_layer("head")
+    np.testing.assert_array_equal(head.get_weights()[0], head.params["kernel"])  # Keras's order is the stored one
+
+
+def test_a_dense_after_a_flatten_in_one_call_and_after_a_dense_in_another_warns_and_keeps_the_stored_order():
+    shared = layers.Dense(4, name="shared_head")
+    i = convforge.Input((6, 6, 2))
+    flat = layers.Flatten()(layers.Conv2D(3, 3)(i))
+    with pytest.warns(UserWarning, match="'shared_head' \\(Dense\\) follows a Flatten of images in one call and not"):
+        convforge.Model(i, [shared(flat), shared(layers.Dense(48)(flat))])
+    np.testing.assert_array_equal(shared.get_weights()[0], shared.params["kernel"])
+
+
+def test_rescaling_and_a_flat_reshape_keep_the_order_and_the_dense_pickles():
+    import pickle
+
+    model = _sequential(layers.Rescaling(0.5), layers.Reshape((-1,)))
+    _set_random(model)
+    maps = convforge.Model(model.inputs, model.get_layer("maps").output).predict(X, verbose=0)
+    kernel, bias = model.get_layer("head").get_weights()
+    np.testing.assert_allclose(model.predict(X, verbose=0), 0.5 * maps.reshape(len(X), -1) @ kernel + bias,
+                               rtol=1e-5, atol=1e-5)
+    again = pickle.loads(pickle.dumps(model.get_layer("head")))  # a closure in its layouts did not pickle
+    np.testing.assert_array_equal(again.get_weights()[0], kernel)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+import warnings
+import weakref
 
 import numpy as np
 
 from .. import functional as F
+from .._warnings import user_stacklevel
 from .. import random as _random
 from . import activations
 from .base import (
@@ -44,10 +48,16 @@ class Dense(Layer):
     Weights
     -------
     ``kernel`` ``(in_features, units)`` -- Keras's layout -- and ``bias`` ``(units,)``.
-    After a ``Flatten`` of images in a channels-last model (activations, Dropout or noise
-    between them allowed), the stored kernel's rows follow the Flatten's (channels, height,
-    width) order, while ``get_weights()``/``set_weights()`` give and take them in Keras's
-    (height, width, channels) order: Keras's weights set into the same model predict as Keras.
+    After a ``Flatten`` of images in a channels-last model (activations, Dropout, noise,
+    ``Rescaling`` or a flat ``Reshape`` between them allowed), the stored kernel's rows
+    (``layer.kernel``, ``model.weights``) follow the Flatten's (channels, height, width) order,
+    while ``get_weights()``/``set_weights()`` give and take them in Keras's (height, width,
+    channels) order: Keras's weights set into the same model predict as Keras. A head model
+    whose first Dense reads its own input takes the order of the model it sits in after a
+    Flatten. Not so after a layer with weights per feature between them (BatchNormalization,
+    LayerNormalization, PReLU), or after an Add or Concatenate of Flattens: the stored order,
+    for those layers' weights too. A Dense after a Flatten in one call and after something else
+    in another keeps the stored order, with a warning.
 
     Input / output
     --------------
@@ -60,14 +70,39 @@ class Dense(Layer):
 
     _cache_attrs = ("_x",)
 
-    def _take_flatten_order(self, order) -> None:
-        """The model found a Flatten before this layer: ``order`` (:func:`keras_flatten_order`) makes
-        get_weights/set_weights speak Keras's row order; None, none (the class's layouts)."""
-        if order is None:
-            self.__dict__.pop("_keras_layouts", None)
-            return
-        inverse = np.argsort(order)
-        self._keras_layouts = {"kernel": (lambda kernel: kernel[order], lambda kernel: kernel[inverse])}
+    def _take_flatten_order(self, model, orders: list) -> None:
+        """``model`` found, before each of its calls of this layer that tells (not one reading the
+        model's input), a Flatten of images (an order, from :func:`keras_flatten_order`) or none
+        (None). While every such call in every live model holding the layer agrees,
+        get_weights/set_weights speak Keras's row order after such a Flatten; where two disagree
+        (a Dense after a Flatten in one model and after another Dense in another) no order is
+        right for both, so they keep the stored one, with a warning."""
+        held = self.__dict__.setdefault("_flatten_orders", {})  # id(model) -> (weak model, its orders)
+        held[id(model)] = (weakref.ref(model), list(orders))
+        live = [o for ref, os in held.values() if ref() is not None for o in os]
+        self._flatten_orders = {key: item for key, item in held.items() if item[0]() is not None}
+        agreed = all((o is None) == (live[0] is None) and (o is None or np.array_equal(o, live[0])) for o in live)
+        if not agreed and not self.__dict__.get("_flatten_conflict_warned"):
+            self._flatten_conflict_warned = True
+            warnings.warn(
+                f"layer {self.name!r} (Dense) follows a Flatten of images in one call and not in another (or "
+                "after another order): convforge's Flatten orders (channels, height, width), Keras's (height, "
+                "width, channels), so its kernel cannot be Keras's for both; get_weights()/set_weights() keep "
+                "the stored row order", stacklevel=user_stacklevel())
+        keras_order = live[0] if agreed and live else None
+        if keras_order is None:
+            self.__dict__.pop("_keras_layouts", None)  # the class's: the stored order
+        else:
+            self._keras_layouts = {**type(self)._keras_layouts,
+                                   "kernel": (functools.partial(_take_rows, keras_order),
+                                              functools.partial(_take_rows, np.argsort(keras_order)))}
+
+    def __getstate__(self) -> dict:
+        # The models holding the layer are not part of it (weak references do not pickle); the
+        # next model built on it tells it the order again.
+        state = dict(self.__dict__)
+        state.pop("_flatten_orders", None)
+        return state
 
     def __init__(
         self,
@@ -225,6 +260,10 @@ class Identity(Layer):
         return dy
 
 
+def _take_rows(order, kernel):
+    return kernel[order]
+
+
 def keras_flatten_order(flattened: tuple, data_format: str):
     """Where Keras's Flatten puts each value of an image convforge flattens: ``order[r]`` is
     convforge's position of the value Keras puts at ``r``; None where the two agree (sequences,
@@ -244,7 +283,8 @@ class Flatten(Layer):
     order instead; the Dense layer after the Flatten stores its kernel's rows
     in this order and gives and takes them in Keras's by ``get_weights()`` /
     ``set_weights()``, so Keras's weights set into the same model predict as
-    Keras. Output shapes and parameter counts are the same; the outputs of
+    Keras (:class:`Dense` says where not: a BatchNormalization, LayerNormalization
+    or PReLU between them, an Add or Concatenate of Flattens). Output shapes and parameter counts are the same; the outputs of
     the Flatten itself (``Model(x, flatten_output)``) are in this order. For
     Keras's exact order there use ``Reshape((-1,))``, at the price of a transpose.
 
@@ -340,6 +380,12 @@ class Reshape(Layer):
     the result is exactly Keras's; with more than one channel this costs a
     transpose (``Flatten`` does not).
     """
+
+    @property
+    def _keeps_feature_order(self) -> bool:
+        """A flat vector reshaped flat (``Reshape((-1,))`` after a Flatten) keeps the order."""
+        shapes = (self._internal_input_shape, self._internal_output_shape)
+        return all(shape is not None and len(shape) == 1 for shape in shapes)
 
     _cache_attrs = ("_in_shape",)
 

@@ -284,6 +284,7 @@ class Rescaling(Layer):
     """``x * scale + offset``, Keras's ``Rescaling`` (e.g. ``Rescaling(1 / 255)`` as a first layer)."""
 
     _cache_attrs = ()
+    _keeps_feature_order = True  # one scale and one offset for every value
 
     def __init__(self, scale, offset=0.0, *, name=None, input_shape=None, trainable=True):
         super().__init__(name=name, input_shape=input_shape, trainable=trainable)

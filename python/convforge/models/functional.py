@@ -1003,21 +1003,26 @@ class Functional(Model):
         """Tell each Dense layer whether a Flatten of images comes before it (through layers that
         keep the features' order), so that its get_weights/set_weights speak Keras's row order
         (:func:`~convforge.layers.core.keras_flatten_order`); a Dense called after several, with
-        different orders, keeps its stored order."""
+        different orders, keeps its stored order (it warns). The walk stops at the model's inputs:
+        a Dense reading them tells nothing (a head made to sit after a Flatten elsewhere, or a tail
+        cut after one, takes that model's order)."""
+        model_inputs = {id(t) for t in self._walk_inputs}
         found: dict = {}
         for node in self._nodes:
             if not isinstance(node.layer, Dense):
                 continue
-            source, order = node.inputs[0]._node, None
-            while source.layer._keeps_feature_order and len(source.inputs) == 1:
-                source = source.inputs[0]._node
-            if isinstance(source.layer, Flatten):
-                order = keras_flatten_order(tuple(source.inputs[0]._internal), "channels_last")
-            found.setdefault(id(node.layer), (node.layer, []))[1].append(order)
+            t, order = node.inputs[0], None
+            while id(t) not in model_inputs and t._node.layer._keeps_feature_order and len(t._node.inputs) == 1:
+                t = t._node.inputs[0]
+            orders = found.setdefault(id(node.layer), (node.layer, []))[1]
+            if id(t) in model_inputs:
+                continue  # the caller's features, in no known order: this call tells nothing
+            if isinstance(t._node.layer, Flatten):  # this model's own Flatten
+                image = t._node.inputs[0]
+                order = keras_flatten_order(tuple(image._internal), getattr(image, "_format", None) or "channels_last")
+            orders.append(order)
         for layer, orders in found.values():
-            agree = all((o is None) == (orders[0] is None) and (o is None or np.array_equal(o, orders[0]))
-                        for o in orders)
-            layer._take_flatten_order(orders[0] if agree else None)
+            layer._take_flatten_order(self, orders)
 
     def _nested_calls(self, model) -> list:
         """The calls of ``model`` (nested in this graph) in call order: :class:`NestedCall` records."""

@@ -362,16 +362,18 @@ class Sequential(Model):
 
     def _note_flatten_orders(self, fmt: str) -> None:
         """Tell each Dense layer whether a Flatten of images comes before it (through layers that
-        keep the features' order): its get_weights/set_weights then speak Keras's row order."""
-        order = None
+        keep the features' order): its get_weights/set_weights then speak Keras's row order. A
+        Dense that reads the model's input tells nothing: a head made to sit after a Flatten
+        elsewhere takes that model's order."""
+        order, at_input = None, True  # at the input: the Dense's features are the caller's, in no known order
         for layer in self._flat_layers:
             if isinstance(layer, Flatten):
-                order = keras_flatten_order(tuple(layer._internal_input_shape), fmt)
+                order, at_input = keras_flatten_order(tuple(layer._internal_input_shape), fmt), False
             elif isinstance(layer, Dense):
-                layer._take_flatten_order(order)
-                order = None
+                layer._take_flatten_order(self, [] if at_input else [order])
+                order, at_input = None, False
             elif not layer._keeps_feature_order:
-                order = None
+                order, at_input = None, False
 
     def _record_graph(self, internal) -> None:
         """The symbolic graph of the stack (an InputLayer, then one node per layer), so that the model
