@@ -141,4 +141,44 @@ def test_rescaling_and_a_flat_reshape_keep_the_order_and_the_dense_pickles():
     np.testing.assert_allclose(model.predict(X, verbose=0), 0.5 * maps.reshape(len(X), -1) @ kernel + bias,
                                rtol=1e-5, atol=1e-5)
     again = pickle.loads(pickle.dumps(model.get_layer("head")))  # a closure in its layouts did not pickle
-    np.testing.assert_array_equal(again.get_weights()[0], kernel)
+    np.testing.assert_array_equal(again.params["kernel"], model.get_layer("head").params["kernel"])
+    # Alone, it is in no model: no Flatten before it, the stored order is its order.
+    np.testing.assert_array_equal(again.get_weights()[0], again.params["kernel"])
+
+
+# A second review's findings, each failing before its fix.
+
+def test_keras_channels_first_flatten_moves_the_channels_last_as_keras_does():
+    # Keras's Flatten(data_format='channels_first') transposes the channels to the end first.
+    image = convforge.Sequential([convforge.Input((2, 6, 6)), layers.Conv2D(3, 3, data_format="channels_first",
+                                                                            name="maps"),
+                                  layers.Flatten(data_format="channels_first"), layers.Dense(4, name="head")])
+    _set_random(image)
+    maps = image.activations(X.transpose(0, 3, 1, 2).copy())[0]  # (batch, channels, height, width)
+    kernel, bias = image.get_layer("head").get_weights()
+    expected = maps.transpose(0, 2, 3, 1).reshape(len(X), -1) @ kernel + bias
+    np.testing.assert_allclose(image.predict(X.transpose(0, 3, 1, 2).copy(), verbose=0), expected, rtol=1e-5, atol=1e-5)
+    steps = convforge.Sequential([convforge.Input((2, 8)), layers.Conv1D(3, 3, data_format="channels_first"),
+                                  layers.Flatten(data_format="channels_first"), layers.Dense(4, name="head")])
+    head = steps.get_layer("head")  # (channels, steps) flattened as (steps, channels)
+    np.testing.assert_array_equal(head.get_weights()[0], head.params["kernel"].reshape(3, 6, 4).transpose(1, 0, 2)
+                                  .reshape(18, 4))
+
+
+def test_a_model_that_went_away_or_popped_the_dense_no_longer_decides():
+    import gc
+
+    shared = layers.Dense(4, name="kept_head")
+    main = _sequential()
+    main.pop()
+    main.add(shared)  # after the Flatten: Keras's order
+    with pytest.warns(UserWarning, match="'kept_head'"):
+        temporary = convforge.Sequential([convforge.Input((4,)), layers.Dense(48), shared])
+    del temporary
+    gc.collect()
+    _set_random(main)
+    np.testing.assert_allclose(main.predict(X, verbose=0), _keras_head(main, "maps", "kept_head"), rtol=1e-5, atol=1e-5)
+    assert main.pop() is shared
+    vectors = convforge.Sequential([convforge.Input((4,)), layers.Dense(48), shared])  # no warning: main let it go
+    np.testing.assert_array_equal(shared.get_weights()[0], shared.params["kernel"])
+    del vectors

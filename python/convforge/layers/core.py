@@ -54,10 +54,11 @@ class Dense(Layer):
     while ``get_weights()``/``set_weights()`` give and take them in Keras's (height, width,
     channels) order: Keras's weights set into the same model predict as Keras. A head model
     whose first Dense reads its own input takes the order of the model it sits in after a
-    Flatten. Not so after a layer with weights per feature between them (BatchNormalization,
-    LayerNormalization, PReLU), or after an Add or Concatenate of Flattens: the stored order,
-    for those layers' weights too. A Dense after a Flatten in one call and after something else
-    in another keeps the stored order, with a warning.
+    Flatten, so set Keras's weights into that model (a head alone has no Flatten before it).
+    Any other layer between them (BatchNormalization, LayerNormalization, PReLU or
+    Normalization, with weights per feature; a Lambda; a merge of Flattens) leaves the stored
+    order, for those layers' weights too. A Dense after a Flatten in one call and after
+    something else in another keeps the stored order, with a warning.
 
     Input / output
     --------------
@@ -79,23 +80,41 @@ class Dense(Layer):
         right for both, so they keep the stored one, with a warning."""
         held = self.__dict__.setdefault("_flatten_orders", {})  # id(model) -> (weak model, its orders)
         held[id(model)] = (weakref.ref(model), list(orders))
-        live = [o for ref, os in held.values() if ref() is not None for o in os]
-        self._flatten_orders = {key: item for key, item in held.items() if item[0]() is not None}
-        agreed = all((o is None) == (live[0] is None) and (o is None or np.array_equal(o, live[0])) for o in live)
-        if not agreed and not self.__dict__.get("_flatten_conflict_warned"):
-            self._flatten_conflict_warned = True
+        if self._flatten_order() is _DISAGREE:
             warnings.warn(
                 f"layer {self.name!r} (Dense) follows a Flatten of images in one call and not in another (or "
                 "after another order): convforge's Flatten orders (channels, height, width), Keras's (height, "
                 "width, channels), so its kernel cannot be Keras's for both; get_weights()/set_weights() keep "
                 "the stored row order", stacklevel=user_stacklevel())
-        keras_order = live[0] if agreed and live else None
-        if keras_order is None:
-            self.__dict__.pop("_keras_layouts", None)  # the class's: the stored order
-        else:
-            self._keras_layouts = {**type(self)._keras_layouts,
-                                   "kernel": (functools.partial(_take_rows, keras_order),
-                                              functools.partial(_take_rows, np.argsort(keras_order)))}
+
+    def _forget_flatten_order(self, model) -> None:
+        """``model`` holds this layer no more (a Sequential's ``pop``)."""
+        self.__dict__.get("_flatten_orders", {}).pop(id(model), None)
+
+    def _flatten_order(self):
+        """The order the live models holding the layer agree on (None: none, the stored one is
+        Keras's), or ``_DISAGREE``."""
+        held = self.__dict__.get("_flatten_orders")
+        if not held:
+            return None
+        for key in [key for key, (ref, _) in held.items() if ref() is None]:  # models gone
+            del held[key]
+        live = [o for _, orders in held.values() for o in orders]
+        if not live:
+            return None
+        if all((o is None) == (live[0] is None) and (o is None or np.array_equal(o, live[0])) for o in live):
+            return live[0]
+        return _DISAGREE
+
+    @property
+    def _keras_layouts(self) -> dict:
+        """Keras's row order after a Flatten of images, worked out when asked from the models that
+        hold the layer now (one that went away or popped it no longer counts)."""
+        order = self._flatten_order()
+        if order is None or order is _DISAGREE:
+            return Layer._keras_layouts
+        return {**Layer._keras_layouts, "kernel": (functools.partial(_take_rows, order),
+                                                   functools.partial(_take_rows, np.argsort(order)))}
 
     def __getstate__(self) -> dict:
         # The models holding the layer are not part of it (weak references do not pickle); the
@@ -264,14 +283,25 @@ def _take_rows(order, kernel):
     return kernel[order]
 
 
-def keras_flatten_order(flattened: tuple, data_format: str):
-    """Where Keras's Flatten puts each value of an image convforge flattens: ``order[r]`` is
+#: A Dense's calls disagree on the order of the features a Flatten gave them.
+_DISAGREE = object()
+
+
+def keras_flatten_order(flattened: tuple, model_format: str, flatten_format: str | None):
+    """Where Keras's Flatten puts each value convforge's Flatten puts in order: ``order[r]`` is
     convforge's position of the value Keras puts at ``r``; None where the two agree (sequences,
     channels-first images, one channel or one pixel). ``flattened`` is the internal per-sample
-    shape the Flatten took, ``(channels, height, width)`` for an image."""
-    if len(flattened) != 3 or data_format == "channels_first" or flattened[0] == 1 or flattened[1] * flattened[2] == 1:
-        return None
-    return np.arange(math.prod(flattened)).reshape(flattened).transpose(1, 2, 0).reshape(-1)
+    shape the Flatten took (``(channels, height, width)`` for an image; a sequence's is its
+    user layout), ``model_format`` the model's layout of images, ``flatten_format`` the
+    Flatten's own ``data_format``: Keras's ``Flatten(data_format='channels_first')`` moves the
+    channels last before flattening."""
+    index = np.arange(math.prod(flattened)).reshape(flattened)
+    if len(flattened) == 3 and model_format != "channels_first":
+        index = index.transpose(1, 2, 0)  # the channels-last maps the user sees
+    if flatten_format == "channels_first" and index.ndim > 1:
+        index = np.moveaxis(index, 0, -1)
+    order = index.reshape(-1)
+    return None if np.array_equal(order, np.arange(order.size)) else order
 
 
 class Flatten(Layer):
@@ -288,8 +318,10 @@ class Flatten(Layer):
     the Flatten itself (``Model(x, flatten_output)``) are in this order. For
     Keras's exact order there use ``Reshape((-1,))``, at the price of a transpose.
 
-    ``data_format`` is accepted for Keras compatibility and must agree with
-    the rest of the model; it does not change the order.
+    ``data_format`` must agree with the rest of the model; it does not change
+    this order, but Keras's ``Flatten(data_format='channels_first')`` moves the
+    channels last before flattening, and the Dense after it gives and takes
+    Keras's rows for that order.
     """
 
     _cache_attrs = ("_in_shape",)

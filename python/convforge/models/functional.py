@@ -1019,7 +1019,8 @@ class Functional(Model):
                 continue  # the caller's features, in no known order: this call tells nothing
             if isinstance(t._node.layer, Flatten):  # this model's own Flatten
                 image = t._node.inputs[0]
-                order = keras_flatten_order(tuple(image._internal), getattr(image, "_format", None) or "channels_last")
+                order = keras_flatten_order(tuple(image._internal), getattr(image, "_format", None) or "channels_last",
+                                            t._node.layer.data_format)
             orders.append(order)
         for layer, orders in found.values():
             layer._take_flatten_order(self, orders)

@@ -365,10 +365,16 @@ class Sequential(Model):
         keep the features' order): its get_weights/set_weights then speak Keras's row order. A
         Dense that reads the model's input tells nothing: a head made to sit after a Flatten
         elsewhere takes that model's order."""
+        held = {id(layer) for layer in self._flat_layers}
+        for layer in self.__dict__.get("_told_dense", []):  # popped since: this model holds it no more
+            if id(layer) not in held:
+                layer._forget_flatten_order(self)
+        self._told_dense = [layer for layer in self._flat_layers if isinstance(layer, Dense)]
         order, at_input = None, True  # at the input: the Dense's features are the caller's, in no known order
         for layer in self._flat_layers:
             if isinstance(layer, Flatten):
-                order, at_input = keras_flatten_order(tuple(layer._internal_input_shape), fmt), False
+                order = keras_flatten_order(tuple(layer._internal_input_shape), fmt, layer.data_format)
+                at_input = False
             elif isinstance(layer, Dense):
                 layer._take_flatten_order(self, [] if at_input else [order])
                 order, at_input = None, False
