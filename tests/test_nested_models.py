@@ -448,3 +448,13 @@ def test_nesting_past_what_a_file_can_hold_is_refused_when_nesting():
     x = convforge.Input((2,))
     with pytest.raises(ValueError, match="models nested 64 deep at most"):
         model(x)
+
+
+def test_a_nested_model_takes_the_dtype_of_the_model_holding_it():
+    # Found by a review: a float64 base nested in a float32 model had its layers converted while
+    # it still said float64, and its own predict then failed on its float32 weights.
+    base = convforge.Sequential([convforge.Input((8, 8, 3)), layers.Conv2D(2, 3)], name="b64", dtype="float64")
+    model = convforge.Sequential([convforge.Input((8, 8, 3)), base, layers.Flatten(), layers.Dense(2)])
+    assert base.dtype == np.float32 and base.predict(_images(), verbose=0).dtype == np.float32
+    model.astype("float64")  # and follows it after (gradcheck's float64 round trip)
+    assert base.dtype == np.float64 and base.predict(_images(), verbose=0).dtype == np.float64

@@ -372,10 +372,12 @@ class Model(Trainer):
         return json.dumps({"class_name": type(self).__name__, "convforge": True, "config": self.get_config()}, **kwargs)
 
     def astype(self, dtype) -> "Model":
-        """Convert weights (and optimizer state) to float32 or float64, in place; returns the model."""
+        """Convert weights (and optimizer state) to float32 or float64, in place; returns the model.
+        The models nested in it, whose layers are its own, take the dtype too."""
         self.dtype = check_dtype(dtype)
         for layer in self._flat_layers:
             layer._astype(self.dtype)
+        self._nested_take_dtype()
         if self.optimizer is not None:
             self.optimizer._astype(self.dtype)
         for entry in self._input_entries():
@@ -384,6 +386,13 @@ class Model(Trainer):
 
     def _input_entries(self) -> list:
         return []
+
+    def _nested_take_dtype(self) -> None:
+        """The models nested in this one run their layers in this model's dtype now (the layers
+        are shared): they take it too, or their own predict would find weights of another dtype."""
+        for model in self.__dict__.get("_nested", []):
+            if model.dtype != self.dtype:
+                model.astype(self.dtype)
 
     # ================================================================== saving
 
@@ -687,6 +696,7 @@ class Functional(Model):
         for layer in self._flat_layers:
             if layer.dtype != self.dtype or any(p.dtype != self.dtype for p in layer.params.values()):
                 layer._astype(self.dtype)
+        self._nested_take_dtype()
         if not _executor:  # a Sequential tells its own (it may read channels-first images)
             self._note_flatten_orders()
         if trainable is not True:  # Keras's argument: model.trainable = False (checked there)

@@ -357,6 +357,7 @@ class Sequential(Model):
         self._entry = _Entry(spec, internal, kind, self.dtype)
         self.built = True
         self._record_graph(internal)
+        self._nested_take_dtype()
         self._note_flatten_orders(fmt)
         self._plan_backward()
 
