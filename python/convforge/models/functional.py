@@ -1621,12 +1621,7 @@ class Functional(Model):
         """The graph, JSON-serialisable: layers (Keras's order), then the nodes in execution order, each
         as ``[layer index, [[producer layer name, node index, tensor index], ...], many]``."""
         index = {id(layer): i for i, layer in enumerate(self._flat_layers)}
-        position = {id(n): k for k, n in enumerate(sorted(self._nodes, key=lambda n: n.seq))}
-
-        def ref(t):
-            t = self._as_model_tensor(t)
-            return [t._node.layer.name, self._node_number(t._node), t._index]
-
+        ref = self._tensor_ref
         return {
             "name": self.name,
             "dtype": self.dtype.name,
@@ -1653,14 +1648,15 @@ class Functional(Model):
             "nested": self._nested_config(),
         }
 
+    def _tensor_ref(self, t) -> list:
+        """A tensor as the description names it: ``[producer layer name, node index, tensor index]``."""
+        t = self._as_model_tensor(t)
+        return [t._node.layer.name, self._node_number(t._node), t._index]
+
     def _nested_config(self) -> list:
         """The models called in this graph, as ``get_config``'s "nested" saves them."""
         position = {id(n): k for k, n in enumerate(sorted(self._nodes, key=lambda n: n.seq))}
-
-        def ref(t):
-            t = self._as_model_tensor(t)
-            return [t._node.layer.name, self._node_number(t._node), t._index]
-
+        ref = self._tensor_ref
         return [
             dict(nested_entry(model),
                  calls=[{"nodes": sorted(position[id(n)] for n in self._nodes if n.nested_call is call),
@@ -1744,7 +1740,7 @@ class Functional(Model):
                 call.nodes = sorted((made[k] for k in recorded["nodes"]), key=lambda n: n.seq)
                 _check_call(call, where, made)
                 calls.append(call)
-            inner = _nested_model(entry, calls[0], self.dtype, where, depth)
+            inner = remade_nested_model(entry, calls[0], self.dtype, where, depth)
             inner._first_call = calls[0]
             for call in calls:
                 call.model = inner
@@ -1779,7 +1775,7 @@ class Functional(Model):
                f"outputs={len(self.outputs)}>"
 
 
-def first_calls_of(model) -> None:
+def _first_calls_of(model) -> None:
     """Put the nodes of ``model``'s own graph first in its layers' lists of calls: a model made
     again after the graph that holds it (loading) then gives ``layer.output`` (the first call's,
     as in Keras) in its own graph, as the model saved did, which was made first."""
@@ -1836,8 +1832,8 @@ def nested_entry(model) -> dict:
     return entry
 
 
-def _nested_model(entry: dict, call: NestedCall, dtype, where: str, depth: int = 0) -> Model:
-    """A model nested in a loaded graph, made anew of that graph's layers (the same objects, so
+def remade_nested_model(entry: dict, call: NestedCall, dtype, where: str, depth: int = 0) -> Model:
+    """A model nested in a loaded graph or stack, made anew of its layers (the same objects, so
     that it shares their weights, as the saved one did): its first call's nodes replayed on Inputs
     of the shapes that call took, a Sequential (a chain of one input) or a Functional as saved,
     with the models nested in it in turn."""
@@ -1874,7 +1870,7 @@ def _nested_model(entry: dict, call: NestedCall, dtype, where: str, depth: int =
                                name=entry["name"])
     except (ValueError, TypeError, NotImplementedError) as e:
         raise ValueError(f"{where}: cannot be made again of its saved call: {e}") from e
-    first_calls_of(inner)
+    _first_calls_of(inner)
     inner._trainable = entry["trainable"]
     inner._restore_own_nesting(entry.get("nested", []), where, depth + 1)
     return inner

@@ -43,11 +43,12 @@ from ..layers import symbolic
 from ..layers.symbolic import NestedCall
 from ..layers.activations import Activation, _ActivationLayer
 from ..layers.base import Layer, check_input_shape, display_shape, snake_case
-from ..layers.core import Dense, Dropout, Flatten, Input, InputLayer, keras_flatten_order
+from ..layers.core import Dense, Dropout, Flatten, InputLayer, keras_flatten_order
 from ..layers.noise import _NoiseLayer
 from . import state
 from .batches import _Batches, _Entry, one_array
-from .functional import MAX_NESTING, Functional, Model, check_dtype, check_model_name, first_calls_of, nested_entry
+from .functional import (MAX_NESTING, Functional, Model, check_dtype, check_model_name, nested_entry,
+                         remade_nested_model)
 from .summary import print_summary
 
 __all__ = ["Sequential"]
@@ -183,7 +184,7 @@ class Sequential(Model):
                 self._declared_input = tuple(chain._input_spec())
             taken = {other.name for other in self._flat_layers}
             try:
-                if any(inner is other for inner in chain._flat_layers for other in self._flat_layers):
+                if {id(inner) for inner in chain._flat_layers} & {id(other) for other in self._flat_layers}:
                     raise ValueError(f"model {layer.name!r} is already in this model (or shares layers with it); "
                                      "a model's layers can be in a Sequential once")
                 for inner in chain._flat_layers:
@@ -675,30 +676,12 @@ class Sequential(Model):
     def _add_nested_anew(self, entry: dict, what: str, depth: int) -> None:
         """Make a model added to this one again, of this model's layers at ``entry["layers"]`` (the
         same objects: it shares their weights, as the saved one did), and list it as one entry."""
-        first = entry["layers"][0]
-        inner_layers = self._flat_layers[first : entry["layers"][-1] + 1]
-        if first == 0:
-            shape = tuple(self._input_spec())
-        else:
-            shape = display_shape(self._flat_layers[first - 1]._internal_output_shape, self._data_format())
-        names = entry.get("input_names", [None])
-        if not isinstance(names, list) or len(names) != 1 or not (names[0] is None or isinstance(names[0], str)):
-            raise ValueError(f"{what}: nested model {entry['name']!r}: input_names must be a list of one name; "
-                             f"got {names!r:.100}")
-        given = Input(shape=shape, dtype=self.dtype, name=names[0] or None)
-        try:
-            if entry["class_name"] == "Sequential":
-                inner = Sequential([given, *inner_layers], name=entry["name"], dtype=self.dtype)
-            else:
-                out = given
-                for layer in inner_layers:
-                    out = layer(out)
-                inner = Functional(given, out, name=entry["name"])
-        except (ValueError, TypeError, NotImplementedError) as e:
-            raise ValueError(f"{what}: nested model {entry['name']!r} cannot be made again of its layers: {e}") from e
-        first_calls_of(inner)
-        inner._trainable = entry["trainable"]
-        inner._restore_own_nesting(entry.get("nested", []), f"{what}: nested model {entry['name']!r}", depth + 1)
+        first, last = entry["layers"][0], entry["layers"][-1]
+        inner_layers = self._flat_layers[first : last + 1]
+        tensors = [self._graph_input, *(node.outputs[0] for node in self._graph_nodes)]
+        call = NestedCall(None, [tensors[first]], [tensors[last + 1]])  # its run of this model's chain
+        call.nodes = self._graph_nodes[first : last + 1]
+        inner = remade_nested_model(entry, call, self.dtype, f"{what}: nested model {entry['name']!r}", depth)
         for layer in inner_layers:
             self._owned.append((layer, inner))
         self._nested.append(inner)
