@@ -186,7 +186,13 @@ _UNSUPPORTED_ARGUMENTS = {
 # Of those, the values that switch the feature off (Keras's defaults): taken, as convforge's
 # behaviour, so that Keras code spelling out a default runs (Conv2D(8, 3, groups=1)).
 _NEUTRAL_ARGUMENTS = {"activity_regularizer": None, "kernel_constraint": None, "bias_constraint": None,
-                      "dtype": None, "groups": 1, "lora_rank": None, "seed": None, "autocast": True}
+                      "dtype": None, "groups": 1, "lora_rank": None, "seed": None, "autocast": True,
+                      # Keras's defaults that its get_config writes out (a .keras file's layers).
+                      "lora_alpha": None, "quantization_config": None, "noise_shape": None,
+                      "depthwise_constraint": None, "pointwise_constraint": None, "embeddings_constraint": None,
+                      "beta_constraint": None, "gamma_constraint": None, "beta_regularizer": None,
+                      "gamma_regularizer": None, "renorm_clipping": None, "renorm_momentum": 0.99,
+                      "max_value": None, "negative_slope": 0.0, "threshold": 0.0, "data_format": "channels_last"}
 
 
 def _neutral(name: str, value) -> bool:
