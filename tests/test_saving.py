@@ -74,8 +74,9 @@ def test_paths_may_be_bytes_as_open_takes_them(tmp_path):
     loaded.load_weights(path + b".weights.npz")
     for a, b in zip(model.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="does not support Keras's .keras format"):
-        model.save(os.fsencode(tmp_path / "m.keras"))
+    model.save(os.fsencode(tmp_path / "m.keras"))  # Keras's format (tests/test_keras_file.py)
+    for a, b in zip(model.get_weights(), convforge.load_model(os.fsencode(tmp_path / "m.keras")).get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_load_weights_builds_an_unbuilt_model(tmp_path):

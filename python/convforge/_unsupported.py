@@ -180,10 +180,11 @@ ARGUMENT_HINTS: dict[str, str] = {
     "initial_value_threshold": "start from the first epoch's value (convforge's default)",
     # Model methods
     "include_optimizer": "model.save keeps the optimizer state; model.save_weights writes the weights alone",
-    "save_format": "convforge writes its own .npz format (model.export(path, format='onnx') for other runtimes)",
+    "save_format": "the file name chooses the format: .keras (Keras 3's), .npz (convforge's, which resumes fit "
+                   "exactly); model.export(path, format='onnx') for other runtimes",
     "skip_mismatch": "convforge loads weights into the architecture they were saved from; copy the arrays that fit "
                      "with layer.set_weights",
-    "zipped": "convforge writes its own .npz format (model.export(path, format='onnx') for other runtimes)",
+    "zipped": "convforge writes .keras files zipped (Keras's default); .npz is convforge's own format",
     "validation_freq": "convforge validates after every epoch",
 }
 

@@ -493,7 +493,18 @@ class ModelCheckpoint(Callback):
 
         self.filepath = os.fspath(filepath)
         _check_filepath_pattern(self.filepath)
-        check_file_name(self.filepath, "checkpoint")  # at once, not after the first epoch
+        # At once, not after the first epoch. Keras 3's names are Keras's rule: a whole model to
+        # .keras, weights alone to .weights.h5.
+        lowered = self.filepath.lower()
+        keras_weights, keras_model = lowered.endswith(".weights.h5"), lowered.endswith(".keras")
+        if keras_weights and not save_weights_only:
+            raise ValueError(f"ModelCheckpoint: {self.filepath!r} is a weights file name (.weights.h5): pass "
+                             "save_weights_only=True, or name a .keras (or .npz) file for the whole model")
+        if keras_model and save_weights_only:
+            raise ValueError(f"ModelCheckpoint: with save_weights_only=True the file name must end in .weights.h5 "
+                             f"(or .npz); got {self.filepath!r}")
+        if not (keras_weights or keras_model):
+            check_file_name(self.filepath, "checkpoint")
         self.monitor = _monitor_argument("ModelCheckpoint", monitor)
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)

@@ -259,13 +259,14 @@ def new_meta(kind: str) -> dict:
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "convforge_version": __version__}
 
 
-# File names of Keras's own formats. convforge neither writes nor reads them: a convforge .npz
-# under such a name would look like a Keras file that Keras then fails to open.
+# File names of Keras's formats, which a convforge .npz must not take: it would look like a Keras
+# file that Keras then fails to open. Keras 3's own (.keras, .weights.h5) are written and read by
+# models/keras_file.py; the legacy whole-model HDF5 (.h5, .hdf5) and TensorFlow's SavedModel are not.
 _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5", ".tf")
 
 
 def check_file_name(path, what: str = "model file") -> None:
-    """Refuse Keras's file names (``.keras``, ``.h5``/``.weights.h5``) with a message saying what convforge writes."""
+    """Refuse Keras's file names for convforge's ``.npz`` format, with a message saying what to use."""
     name = os.fsdecode(path)
     lowered = name.lower()
     for suffix in _KERAS_SUFFIXES:
@@ -273,10 +274,13 @@ def check_file_name(path, what: str = "model file") -> None:
             stem = name[: len(name) - len(suffix)]
             if stem.lower().endswith(".weights"):
                 stem = stem[: -len(".weights")]
+            keras3 = (" (model.save and load_model read and write Keras 3's .keras files; save_weights and "
+                      "load_weights its .weights.h5)")
             raise ValueError(
-                f"convforge does not support Keras's {suffix} format ({name!r}): it writes and reads its own "
-                f"{what} format, an .npz archive with a JSON description, which Keras cannot open. Use a name "
-                f"such as {stem + '.npz'!r}."
+                f"convforge does not write or read its {what} format under Keras's {suffix} name ({name!r}): its own "
+                f"format is an .npz archive with a JSON description. Use a name such as {stem + '.npz'!r}"
+                + (keras3 if suffix in (".keras", ".h5") else "; Keras's legacy HDF5 and TensorFlow formats are "
+                   "not supported") + "."
             )
 
 

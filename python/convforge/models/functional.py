@@ -87,7 +87,7 @@ from ..layers.noise import _NoiseLayer
 from ..layers.merging import Add
 from ..layers.normalization import BatchNormalization
 from ..layers.symbolic import KerasTensor, NestedCall, common_dtype, unique_name
-from . import state
+from . import keras_file, state
 from .compiled import compile_inference
 from .batches import _Batches, _Entry, one_array, shape_str
 from .summary import nested_rows, print_graph_summary
@@ -122,6 +122,9 @@ class Model(Trainer):
     :class:`~convforge.models.trainer.Trainer`'s. Keras's subclassing API (a ``Model`` subclass with
     its own ``call``) is not supported.
     """
+
+    #: The Keras class this model is saved as in a .keras file (models/keras_file.py).
+    _keras_model_class = "Functional"
 
     # Set by the model classes convforge can run; a user subclass of Model itself is not one.
     _runnable = False
@@ -397,26 +400,48 @@ class Model(Trainer):
     # ================================================================== saving
 
     def save(self, filepath, overwrite: bool = True) -> None:
-        """Save architecture, weights, compile settings, optimizer state and training progress
-        (epoch, random state, history) to an ``.npz`` file; see :mod:`convforge.saving`.
-        ``overwrite=False`` refuses an existing file (Keras asks on the terminal)."""
+        """Save the model to a file; ``overwrite=False`` refuses an existing one (Keras asks on the terminal).
+
+        - ``model.save("model.npz")`` (convforge's format, :mod:`convforge.saving`): architecture,
+          weights, compile settings, optimizer state and training progress (epoch, random state,
+          history), so that ``fit`` resumes where it stopped.
+        - ``model.save("model.keras")`` (Keras 3's format, :mod:`convforge.models.keras_file`;
+          needs h5py): architecture, weights, compile settings and the optimizer's state (SGD,
+          Adam, AdamW and RMSprop without a learning-rate schedule; the others load fresh, with
+          a warning), which Keras 3's ``keras.models.load_model`` opens. The history, epoch
+          count and random state have no place in Keras's format: ``.npz`` resumes ``fit``
+          exactly. A Lambda layer cannot be saved so; a layer class of your own needs its Keras
+          twin (``custom_objects``) to be opened by Keras.
+        """
         _refuse_overwrite(filepath, overwrite)
+        if keras_file.is_keras_file(filepath):
+            keras_file.save_keras_model(self, filepath)
+            return
         state.save_model(self, filepath)
 
     def save_weights(self, filepath, overwrite: bool = True) -> None:
-        """Save the weights (and the architecture, to check on load) to an ``.npz`` file;
-        ``overwrite`` as in :meth:`save`."""
+        """Save the weights: to ``.npz`` (with the architecture, to check on load) or, for a name
+        ending in ``.weights.h5``, in Keras 3's format (Keras's ``model.load_weights`` reads it;
+        needs h5py); ``overwrite`` as in :meth:`save`."""
         _refuse_overwrite(filepath, overwrite)
+        if keras_file.is_keras_weights_file(filepath):
+            keras_file.save_keras_weights(self, filepath)
+            return
         state.save_weights(self, filepath)
 
     def load_weights(self, filepath, skip_mismatch=False) -> None:
-        """Load weights saved by ``save_weights`` or ``save`` into this model (same architecture).
+        """Load weights saved by ``save_weights`` or ``save`` into this model (same architecture):
+        convforge's ``.npz``, or Keras 3's ``.weights.h5`` and ``.keras`` (written by Keras or by
+        convforge; matched by Keras's rule, each layer's class and place in ``model.layers``).
         ``skip_mismatch``: Keras's default False only (a mismatch is a ModelFileError)."""
         if skip_mismatch is not False:
             raise TypeError(
                 f"convforge does not support the argument 'skip_mismatch' of {type(self).__name__}.load_weights "
                 f"(got {skip_mismatch!r}; only Keras's default False): convforge loads weights into the architecture "
                 "they were saved from; copy the arrays that fit with layer.set_weights")
+        if keras_file.is_keras_weights_file(filepath) or keras_file.is_keras_file(filepath):
+            keras_file.load_keras_weights(self, filepath)
+            return
         state.load_weights(self, filepath)
 
     def export(self, filepath, format="onnx", verbose=None, input_signature=None, *, opset=None,  # noqa: A002

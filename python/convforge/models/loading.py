@@ -13,6 +13,7 @@ from .. import losses as losses_module
 from .. import optimizers as optimizers_module
 from .._warnings import user_stacklevel
 from ..saving import ModelFileError, _check_meta, read
+from . import keras_file
 from .functional import Functional
 from .sequential import Sequential
 from .state import assign_weights, building, model_state, restore_optimizer
@@ -36,11 +37,15 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True, *, i
     ----------
     filepath : str or os.PathLike
         A ``.onnx`` path is imported from ONNX (see :mod:`convforge.onnx`;
-        needs the ``onnx`` package); any other is a convforge ``.npz``.
+        needs the ``onnx`` package); a ``.keras`` path is Keras 3's format,
+        written by Keras or by convforge (:mod:`convforge.models.keras_file`;
+        needs h5py); any other is a convforge ``.npz``.
     custom_objects : dict, optional
         ``{'MyLayer': MyLayer}`` for layer classes of your own.
     compile : bool
-        Compile with the saved optimizer (state included), loss and metrics.
+        Compile with the saved optimizer (state included; from a ``.keras``
+        file for SGD, Adam, AdamW and RMSprop, else a fresh one, with a
+        warning), loss and metrics.
         An ONNX model holds none: compile it yourself to train it.
     safe_mode : bool
         Keras's guard against files that run code when loaded; convforge's files hold no
@@ -69,6 +74,9 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True, *, i
         return load_onnx(path, input_layout=input_layout)
     if input_layout is not None:
         raise ValueError(f"input_layout is for ONNX files (*.onnx); {os.fsdecode(path)!r} is a convforge model file")
+    if keras_file.is_keras_file(path):
+        return keras_file.load_keras_model(path, {"Sequential": Sequential, "Functional": Functional}, custom_objects,
+                                           compile)
     meta, arrays = read(path)
     return model_from_state(meta, arrays, path, custom_objects, compile)
 

@@ -124,6 +124,8 @@ class Sequential(Model):
     executor of :class:`~convforge.models.Functional` over that chain.
     """
 
+    _keras_model_class = "Sequential"
+
     _runnable = True
     _not_built_message = _NOT_BUILT
 
