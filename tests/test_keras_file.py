@@ -106,7 +106,8 @@ def test_sequential_round_trip_keeps_weights_and_compile_settings(tmp_path):
 @pytest.mark.parametrize("optimizer", [
     lambda: convforge.optimizers.Adam(1e-2), lambda: convforge.optimizers.Adam(1e-2, amsgrad=True),
     lambda: convforge.optimizers.AdamW(1e-2), lambda: convforge.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
-    lambda: convforge.optimizers.RMSprop(1e-3, momentum=0.5, centered=True)])
+    lambda: convforge.optimizers.RMSprop(1e-3, momentum=0.5, centered=True),
+    lambda: convforge.optimizers.Adam(convforge.optimizers.schedules.ExponentialDecay(1e-2, 1, 0.5))])
 def test_training_resumes_from_a_keras_file_with_the_optimizer_state(tmp_path, optimizer):
     """Saved after two steps and loaded, the model's third step is the one it would have taken."""
     model = _graph(convforge, L)
@@ -121,6 +122,15 @@ def test_training_resumes_from_a_keras_file_with_the_optimizer_state(tmp_path, o
     model.train_on_batch(X_IMG, y)
     loaded.train_on_batch(X_IMG, y)
     _same(loaded.get_weights(), model.get_weights(), 0)
+
+
+def test_a_schedule_keras_lacks_saves_the_model_uncompiled(tmp_path):
+    model = _sequential(convforge, L)
+    model.compile(convforge.optimizers.SGD(convforge.optimizers.schedules.StepDecay(0.1, 2)),
+                  "sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match="loads uncompiled"):
+        model.save(tmp_path / "s.keras")
+    assert convforge.load_model(tmp_path / "s.keras").optimizer is None
 
 
 def test_graph_round_trip(tmp_path):
@@ -476,6 +486,39 @@ def test_compile_settings_move_both_ways_with_keras(tmp_path, keras):
         warnings.simplefilter("ignore")
         back = keras.models.load_model(tmp_path / "c.keras")
         _same(back.evaluate(x, y, verbose=0), expected)
+
+
+@pytest.mark.parametrize("schedule", ["ExponentialDecay", "PiecewiseConstantDecay"])
+def test_learning_rate_schedules_and_their_state_move_both_ways(tmp_path, keras, schedule):
+    arguments = {"ExponentialDecay": {"initial_learning_rate": 0.05, "decay_steps": 2, "decay_rate": 0.5},
+                 "PiecewiseConstantDecay": {"boundaries": [1, 3], "values": [0.05, 0.02, 0.01]}}[schedule]
+    x = np.random.default_rng(0).standard_normal((8, 6)).astype(np.float32)
+    y = np.arange(8) % 2
+
+    def build(M, L_):
+        return M.Sequential([M.Input((6,)), L_.Dense(4, activation="relu"), L_.Dense(1, activation="sigmoid")])
+
+    def keras_weights(m):
+        return [v.value.detach().cpu().numpy() for v in m.weights]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = build(keras, keras.layers)
+        theirs.compile(keras.optimizers.Adam(getattr(keras.optimizers.schedules, schedule)(**arguments)),
+                       "binary_crossentropy")
+        for _ in range(2):
+            theirs.train_on_batch(x, y)
+        theirs.save(tmp_path / "k.keras")
+        ours = convforge.load_model(tmp_path / "k.keras")
+        assert type(ours.optimizer.schedule).__name__ == schedule and ours.optimizer.iterations == 2
+        theirs.train_on_batch(x, y)
+        ours.train_on_batch(x, y)
+        _same(ours.get_weights(), keras_weights(theirs))
+        ours.save(tmp_path / "c.keras")
+        back = keras.models.load_model(tmp_path / "c.keras")
+        back.train_on_batch(x, y)
+        ours.train_on_batch(x, y)
+        _same(ours.get_weights(), keras_weights(back))
 
 
 def test_a_keras_model_with_outputs_in_a_dict_is_refused_by_name(tmp_path, keras):

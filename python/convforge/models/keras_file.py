@@ -14,10 +14,10 @@ A ``.weights.h5`` file is that HDF5 member alone. convforge writes what Keras 3 
 model and reads what Keras writes, so that a model moves either way with its weights (checked
 against Keras 3.15.1 in tests/test_keras_file.py). h5py reads and writes the HDF5 part.
 
-The optimizer's state goes both ways for SGD, Adam, AdamW and RMSprop without a learning-rate
-schedule (``optimizer/vars``: ``iterations``, ``learning_rate``, then the slots in the order
-Keras's ``build`` makes them), so that training resumes from a ``.keras`` checkpoint as from the
-step it stopped at. Not carried (documented in ``help(Model.save)``): the state of the other
+The optimizer's state goes both ways for SGD, Adam, AdamW and RMSprop, with a constant rate or
+one of Keras's schedules (``optimizer/vars``: ``iterations``, ``learning_rate`` unless a schedule
+gives it, then the slots in the order Keras's ``build`` makes them), so that training resumes
+from a ``.keras`` checkpoint as from the step it stopped at. Not carried (documented in ``help(Model.save)``): the state of the other
 optimizers (the model loads compiled, with a fresh optimizer and a warning; Keras likewise); the
 training history, epoch count and random state, which Keras's format has no place for
 (convforge's own ``.npz`` keeps them); Lambda layers, which Keras stores as Python bytecode.
@@ -136,8 +136,8 @@ def _slot_groups(optimizer) -> list[tuple[str, ...]] | None:
     whose names interleave per model variable (Adam's ``[m_0, v_0, m_1, v_1, ...]``), the calls one
     after another (RMSprop's velocities, then its momentums). None where the state is not carried:
     another optimizer class (their updates are Keras's, their variable lists not checked against
-    Keras here) or a learning-rate schedule (Keras then has no learning_rate variable)."""
-    if optimizer is None or optimizer.schedule is not None:
+    Keras here)."""
+    if optimizer is None:
         return None
     kind = type(optimizer).__name__
     if kind == "SGD":
@@ -163,6 +163,12 @@ def _keras_layout(layer, name, value, to_keras: bool):
     return np.ascontiguousarray(layout[0 if to_keras else 1](value)) if layout else value
 
 
+def _scalars(optimizer) -> int:
+    """Keras's optimizer variables before the slots: ``iterations``, and ``learning_rate`` unless
+    a schedule gives the rate (Keras then keeps no variable for it)."""
+    return 1 if optimizer.schedule is not None else 2
+
+
 def _optimizer_arrays(model) -> list | None:
     """Keras's ``optimizer.variables`` of ``model``'s optimizer, or None where not carried."""
     optimizer = model.optimizer
@@ -170,7 +176,9 @@ def _optimizer_arrays(model) -> list | None:
     if groups is None:
         return None
     iterations, state = optimizer.get_state()
-    out = [np.array(iterations, dtype=np.int64), np.array(optimizer.current_learning_rate(), dtype=np.float32)]
+    out = [np.array(iterations, dtype=np.int64)]
+    if _scalars(optimizer) == 2:
+        out.append(np.array(optimizer.current_learning_rate(), dtype=np.float32))
     trained = _trained(model)
     for group in groups:
         for layer, name in trained:
@@ -189,20 +197,21 @@ def _read_optimizer(model, group, path) -> bool:
     if groups is None or group is None:
         return False
     trained = _trained(model)
-    count = 2 + sum(len(g) for g in groups) * len(trained)
+    first = _scalars(model.optimizer)
+    count = first + sum(len(g) for g in groups) * len(trained)
     if sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1) != [str(i) for i in range(count)]:
         return False
     iterations = group["0"]
-    if iterations.shape != () or iterations.dtype.kind not in "iuf":
+    if not hasattr(iterations, "shape") or iterations.shape != () or iterations.dtype.kind not in "iuf":
         return False
-    state, k = {}, 2
+    state, k = {}, first
     for slots in groups:
         for layer, name in trained:
             for slot in slots:
                 dataset = group[str(k)]
                 k += 1
                 want = _keras_layout(layer, name, layer.params[name], to_keras=True).shape
-                if dataset.shape != want or dataset.dtype.kind != "f":
+                if getattr(dataset, "shape", None) != want or dataset.dtype.kind != "f":
                     return False
                 value = np.asarray(dataset[()], dtype=layer.params[name].dtype)
                 if np.isnan(value).any():
@@ -384,6 +393,10 @@ def _model_entry(model) -> dict:
             "registered_name": "Functional"}
 
 
+# convforge's learning-rate schedules that are Keras's too (same names, arguments and formulas).
+_KERAS_SCHEDULES = ("ExponentialDecay", "InverseTimeDecay", "CosineDecay", "PiecewiseConstantDecay")
+
+
 def _compile_config(model) -> dict:
     """convforge's compile settings as Keras writes them ({} for an uncompiled model). What has no
     Keras description (a loss or optimizer class of your own) is left out, with a warning: Keras
@@ -403,10 +416,16 @@ def _compile_config(model) -> dict:
                     "config": dict(value.get("config", {})), "registered_name": None}
         return value
 
-    if optimizer is None or loss is None or (isinstance(loss, list) and None in loss):
-        warnings.warn("the optimizer or loss is a class of your own, which Keras's format cannot describe: the "
-                      "file's model loads uncompiled", UserWarning, stacklevel=user_stacklevel())
+    lr = (optimizer or {}).get("config", {}).get("learning_rate")
+    keras_lr = lr if not isinstance(lr, dict) else (
+        {"module": "keras.optimizers.schedules", "class_name": lr["class_name"], "config": dict(lr.get("config", {})),
+         "registered_name": None} if lr.get("class_name") in _KERAS_SCHEDULES else None)
+    if optimizer is None or loss is None or (isinstance(loss, list) and None in loss) or keras_lr is None:
+        warnings.warn("the optimizer, its learning-rate schedule or the loss is one of your own (or convforge's "
+                      "StepDecay), which Keras's format cannot describe: the file's model loads uncompiled",
+                      UserWarning, stacklevel=user_stacklevel())
         return {}
+
     def keras_metrics(value):
         if isinstance(value, dict):
             return {"module": "keras.metrics", "class_name": value.get("class_name"),
@@ -417,7 +436,7 @@ def _compile_config(model) -> dict:
 
     return {
         "optimizer": {"module": "keras.optimizers", "class_name": optimizer["class_name"],
-                      "config": dict(optimizer.get("config", {})), "registered_name": None},
+                      "config": {**optimizer.get("config", {}), "learning_rate": keras_lr}, "registered_name": None},
         "loss": [keras_loss(v) for v in loss] if isinstance(loss, list) else keras_loss(loss),
         "loss_weights": config.get("loss_weights"),
         "metrics": keras_metrics(config.get("metrics")) or None,
@@ -839,6 +858,8 @@ def _restore_compile(model, config: dict, path) -> bool:
             optimizer = opt
         else:
             opt_config = dict(opt.get("config") or {})
+            if isinstance(opt_config.get("learning_rate"), dict):  # a schedule
+                opt_config["learning_rate"] = _plain(opt_config["learning_rate"])
             optimizer = optimizers_module.deserialize({"class_name": opt.get("class_name"), "config": opt_config})
 
         def loss_of(value):
@@ -905,11 +926,11 @@ def load_keras_model(path, classes: dict, custom_objects=None, compile=True):  #
             raise ModelFileError(path, f"cannot read its weights: {type(err).__name__}: {err!s:.300}") from err
         if compile and _restore_compile(model, config.get("compile_config"), path):
             opt = h5.get("optimizer/vars")
-            if opt is not None and len(opt) > 2 and not _read_optimizer(model, opt, path):
+            if opt is not None and not _read_optimizer(model, opt, path) and len(opt) > 2:
                 warnings.warn(f"{os.fsdecode(path)}: the file's optimizer state ({len(opt)} arrays) is not restored "
-                              f"(convforge carries SGD's, Adam's, AdamW's and RMSprop's, without a learning-rate "
-                              f"schedule, for the same trained weights): training goes on with a fresh "
-                              f"{type(model.optimizer).__name__}", UserWarning, stacklevel=user_stacklevel())
+                              f"(convforge carries SGD's, Adam's, AdamW's and RMSprop's, for the same trained "
+                              f"weights): training goes on with a fresh {type(model.optimizer).__name__}",
+                              UserWarning, stacklevel=user_stacklevel())
     return model
 
 
