@@ -332,8 +332,54 @@ def test_a_decompression_bomb_is_refused_before_it_is_read(tmp_path, saved):
         zf.writestr("metadata.json", "{}")
         zf.writestr("config.json", json.dumps(config))
         zf.writestr("model.weights.h5", b"\0" * (200 * 2**20))  # 200 MB of zeros, ~200 KB stored
+    # The weights member must be stored (as Keras writes it): the weight memory a description may
+    # ask for is then what the file holds on disk.
+    with pytest.raises(ModelFileError, match="is compressed"):
+        convforge.load_model(bomb)
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("metadata.json", "{}")
+        zf.writestr("config.json", b" " * (100 * 2**20))  # a deflated 100 MB config: over the 64 MiB cap
+        zf.writestr("model.weights.h5", weights, compress_type=zipfile.ZIP_STORED)
     with pytest.raises(ModelFileError, match="declares"):
         convforge.load_model(bomb)
+
+
+def test_hdf5_links_and_external_data_are_refused(tmp_path, saved):
+    """HDF5 can keep a dataset's bytes in another file (a FIFO would block the load forever) or link
+    to another file's objects: a weights file must hold its arrays itself."""
+    path, config, weights = saved
+    (tmp_path / "outside.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+
+    def external(h):
+        del h["layers/dense/vars/1"]
+        h.create_dataset("layers/dense/vars/1", (4,), dtype="f4", external=[(str(tmp_path / "outside.bin"), 0, 16)])
+
+    def soft(h):
+        h["elsewhere"] = h["layers/dense/vars/1"][()]
+        del h["layers/dense/vars/1"]
+        h["layers/dense/vars/1"] = h5py.SoftLink("/elsewhere")
+
+    def external_link(h):
+        del h["layers/dense"]
+        h["layers/dense"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/layers/dense")
+
+    with h5py.File(tmp_path / "other.h5", "w") as other:
+        other.create_group("layers/dense/vars")
+    for edit in (external, soft, external_link):
+        _rewrite(path, tmp_path / "bad.keras", weights=_h5_edit(weights, edit))
+        with pytest.raises(ModelFileError, match="outside the file|Link"):
+            convforge.load_model(tmp_path / "bad.keras")
+
+
+def test_a_damaged_member_is_a_model_file_error(tmp_path, saved):
+    path, _, _ = saved
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("model.weights.h5")
+    data[info.header_offset + 30 + len(info.filename) + info.file_size // 2] ^= 0xFF  # a flipped byte: the CRC fails
+    (tmp_path / "flip.keras").write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="cannot be read"):
+        convforge.load_model(tmp_path / "flip.keras")
 
 
 def test_a_graph_whose_calls_never_resolve_is_refused(tmp_path):
@@ -519,6 +565,47 @@ def test_learning_rate_schedules_and_their_state_move_both_ways(tmp_path, keras,
         back.train_on_batch(x, y)
         ours.train_on_batch(x, y)
         _same(ours.get_weights(), keras_weights(back))
+
+
+def test_training_flags_keras_records_on_layers_do_not_stop_a_load(tmp_path, keras):
+    """Keras writes each Dropout's or augmentation layer's default training flag into its call, and
+    overrides it when the model runs: such a file loads, and its Dropout drops in training."""
+    i = keras.Input((50,))
+    x = keras.layers.Dropout(0.5)(i)
+    x = keras.layers.GaussianNoise(0.1)(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = keras.Model(i, keras.layers.Dense(50)(x))
+        model.save(tmp_path / "d.keras")
+    ours = convforge.load_model(tmp_path / "d.keras")
+    ones = np.ones((4, 50), np.float32)
+    np.testing.assert_allclose(ours.predict(ones, verbose=0), _keras_predict(model, ones), atol=1e-5)
+    dropout = ours.layers[1]
+    assert type(dropout).__name__ == "Dropout"
+    assert (dropout(ones, training=True) == 0).any()
+
+
+def test_a_partly_used_nested_model_loads_by_name_and_load_weights_refuses_a_swap(tmp_path, keras):
+    """Keras lists a nested model whose second output is unused as one entry; convforge lists its
+    used layer. load_model takes each layer's arrays by name; load_weights (Keras's rule, by
+    place) refuses rather than swap them."""
+    def build(M, L_):
+        ii = M.Input((4,), name="ii")
+        h = L_.Dense(4, name="h")(ii)
+        two = M.Model(ii, [h, L_.Dense(4, name="g")(h)], name="two")
+        i = M.Input((4,), name="i")
+        p, _ = two(i)
+        return M.Model(i, L_.Dense(4, name="top")(p))
+
+    theirs = build(keras, keras.layers)
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs.save(tmp_path / "k.keras")
+        theirs.save_weights(tmp_path / "k.weights.h5")
+    _same(convforge.load_model(tmp_path / "k.keras").predict(x, verbose=0), _keras_predict(theirs, x))
+    with pytest.raises(ModelFileError, match="another order"):
+        build(convforge, L).load_weights(tmp_path / "k.weights.h5")
 
 
 def test_a_keras_model_with_outputs_in_a_dict_is_refused_by_name(tmp_path, keras):

@@ -32,6 +32,7 @@ import os
 import re
 import warnings
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -201,17 +202,24 @@ def _read_optimizer(model, group, path) -> bool:
     count = first + sum(len(g) for g in groups) * len(trained)
     if sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1) != [str(i) for i in range(count)]:
         return False
-    iterations = group["0"]
-    if not hasattr(iterations, "shape") or iterations.shape != () or iterations.dtype.kind not in "iuf":
+    h5py = _h5py()
+    datasets = [_hard(group, str(i)) for i in range(count)]
+    for i, dataset in enumerate(datasets):
+        if not isinstance(dataset, h5py.Dataset):
+            return False
+        if dataset.external or dataset.is_virtual:
+            raise ModelFileError(path, f"optimizer/vars/{i} keeps its data outside the file: refused")
+    iterations = datasets[0]
+    if iterations.shape != () or iterations.dtype.kind not in "iuf":
         return False
     state, k = {}, first
     for slots in groups:
         for layer, name in trained:
             for slot in slots:
-                dataset = group[str(k)]
+                dataset = datasets[k]
                 k += 1
                 want = _keras_layout(layer, name, layer.params[name], to_keras=True).shape
-                if getattr(dataset, "shape", None) != want or dataset.dtype.kind != "f":
+                if dataset.shape != want or dataset.dtype.kind != "f":
                     return False
                 value = np.asarray(dataset[()], dtype=layer.params[name].dtype)
                 if np.isnan(value).any():
@@ -710,7 +718,10 @@ class _Reader:
                         args = tensor_of(node["args"][0])
                     except IndexError:
                         break
-                    call = {"training": kwargs["training"]} if kwargs.get("training") is not None else {}
+                    # Keras records a layer's training default in its call and overrides it with the
+                    # model's mode when it runs (keras-team/keras#20285): only a nested model's
+                    # training=False means something here (inference for good, see Model.layers).
+                    call = {"training": False} if _is_model(layer) and kwargs.get("training") is False else {}
                     out = layer(args, **call)
                     made[layer_name][1].append(list(out) if isinstance(out, (list, tuple)) else [out])
                     nodes.pop(0)
@@ -756,30 +767,118 @@ class _Reader:
                               "Keras model has no description of its layers' calls)")
 
 
-def _read_weights(model, h5, path) -> None:
+def _hard(parent, name: str):
+    """``parent[name]`` where it is there through a hard link, else None. HDF5's soft and external
+    links can point anywhere, another file included: refused."""
+    h5py = _h5py()
+    link = parent.get(name, getlink=True)
+    if link is None:
+        return None
+    if not isinstance(link, h5py.HardLink):
+        raise _KerasFileError(f"{parent.name}/{name} is a {type(link).__name__}: a weights file holds its arrays itself")
+    return parent[name]
+
+
+def _at(h5, path: str):
+    """The object at ``path`` through hard links only, or None."""
+    h5py = _h5py()
+    node = h5
+    for part in path.split("/"):
+        if not isinstance(node, h5py.Group):
+            return None
+        node = _hard(node, part)
+        if node is None:
+            return None
+    return node
+
+
+def _file_layers(h5) -> dict:
+    """``{path: name}`` of each layer the file holds (a group with ``vars`` under a ``layers``
+    group, at any depth), ``name`` the ``vars`` group's ``name`` attribute (Keras 3.x writes the
+    layer's name there; None where absent)."""
+    h5py = _h5py()
+    found: dict = {}
+
+    def walk(group, prefix: str, depth: int) -> None:
+        if depth > 64:
+            raise _KerasFileError(f"{prefix}: models nested more than 64 deep")
+        for key in list(group.keys()):
+            child = _hard(group, key)
+            if not isinstance(child, h5py.Group):
+                continue
+            own = _hard(child, "vars")
+            if isinstance(own, h5py.Group):
+                name = own.attrs.get("name")
+                if isinstance(name, bytes):
+                    name = name.decode("utf-8", "replace")
+                found[f"{prefix}/{key}"] = str(name) if isinstance(name, (str, np.str_)) else None
+            inner = _hard(child, "layers")
+            if isinstance(inner, h5py.Group):
+                walk(inner, f"{prefix}/{key}/layers", depth + 1)
+
+    top = _hard(h5, "layers")
+    if isinstance(top, h5py.Group):
+        walk(top, "layers", 0)
+    return found
+
+
+def _read_array(dataset, want: np.ndarray, where: str, layer, path) -> np.ndarray:
+    h5py = _h5py()
+    if not isinstance(dataset, h5py.Dataset):
+        raise ModelFileError(path, f"{where} ({layer.name!r}) is not an array")
+    if dataset.external or dataset.is_virtual:  # data in other files: HDF5 would read them, or block on a pipe
+        raise ModelFileError(path, f"{where} ({layer.name!r}) keeps its data outside the file: refused")
+    if dataset.shape != want.shape or dataset.dtype.kind not in "fiu":
+        raise ModelFileError(path, f"{where} ({layer.name!r}) is {dataset.shape} {dataset.dtype}; the layer's weight is "
+                                   f"{want.shape} float")
+    value = np.asarray(dataset[()], dtype=want.dtype)
+    if not np.all(np.isfinite(value)):
+        raise ModelFileError(path, f"{where} ({layer.name!r}) holds NaN or infinite values")
+    return value
+
+
+def _read_weights(model, h5, path, by_name: bool) -> None:
     """Copy the HDF5 file's weights into ``model`` (Keras's paths and layouts), each array's shape
-    checked before it is read."""
+    checked before it is read; nothing is set until all are read.
+
+    Keras matches a file's arrays to layers by path (each layer's class and place in
+    ``model.layers``). Where the file names its layers (Keras 3 does) and the layer at a path is
+    not this one: with ``by_name`` (``load_model``: the model was rebuilt from this file, its
+    names are the file's) the layer's arrays are taken from where its name is, so that a model
+    convforge lists otherwise than Keras (a nested model used in part) still gets its own;
+    without (``load_weights``, Keras's rule), a layer whose name sits at another path is an
+    error rather than a silent swap.
+    """
+    files = _file_layers(h5)
+    places: dict = {}
+    for where, name in files.items():
+        places.setdefault(name, []).append(where)
+    named = any(name is not None for name in files.values())
     values = []
     for where, entry in _weight_paths(model):
-        if _is_model(entry):
+        expected = [] if _is_model(entry) else entry.get_weights()
+        if not expected:  # a model's own group, an Input, an activation: nothing to read or to match
             continue
-        expected = entry.get_weights()
-        group = h5.get(f"{where}/vars")
+        chosen = where
+        if named and files.get(where) != entry.name:
+            kind = _snake_case(_keras_class(entry))
+            elsewhere = [p for p in places.get(entry.name, []) if re.sub(r"_\d+$", "", p.rsplit("/", 1)[-1]) == kind]
+            if by_name:
+                if len(elsewhere) != 1:
+                    raise ModelFileError(path, f"the file holds {len(elsewhere)} sets of weights for layer "
+                                               f"{entry.name!r} ({type(entry).__name__}); expected one")
+                chosen = elsewhere[0]
+            elif elsewhere:
+                raise ModelFileError(path, f"the file's weights at {where} are layer {files.get(where)!r}'s and layer "
+                                           f"{entry.name!r}'s are at {elsewhere[0]}: it lists its layers in another "
+                                           "order than this model (load_model matches them by name)")
+        group = _at(h5, f"{chosen}/vars")
         found = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1) if group is not None else []
-        if len(found) != len(expected) or (expected and found != [str(i) for i in range(len(expected))]):
-            raise ModelFileError(path, f"{where} ({entry.name!r}, {type(entry).__name__}) holds {len(found)} "
+        if found != [str(i) for i in range(len(expected))]:
+            raise ModelFileError(path, f"{chosen} ({entry.name!r}, {type(entry).__name__}) holds {len(found)} "
                                        f"arrays where the layer has {len(expected)}: not this model's weights")
-        arrays = []
-        for i, want in enumerate(expected):
-            dataset = group[str(i)]
-            shape = getattr(dataset, "shape", None)
-            if shape != want.shape or getattr(dataset, "dtype", np.dtype(object)).kind not in "fiu":
-                raise ModelFileError(path, f"{where}/vars/{i} ({entry.name!r}) is {shape} "
-                                           f"{getattr(dataset, 'dtype', '?')}; the layer's weight is {want.shape} float")
-            value = np.asarray(dataset[()], dtype=want.dtype)
-            if not np.all(np.isfinite(value)):
-                raise ModelFileError(path, f"{where}/vars/{i} ({entry.name!r}) holds NaN or infinite values")
-            arrays.append(value)
+        arrays = [_read_array(_hard(group, str(i)), want, f"{chosen}/vars/{i}", entry, path)
+                  for i, want in enumerate(expected)]
         values.append((entry, arrays))
     for entry, arrays in values:  # all checked first: a bad file changes nothing
         if arrays:
@@ -798,18 +897,37 @@ def _weight_bytes(model) -> int:
     return sum(int(v.nbytes) for layer in model._flat_layers for v in layer.params.values())
 
 
-def _member(zf: zipfile.ZipFile, name: str, limit: int, path) -> bytes:
+def _info(zf: zipfile.ZipFile, name: str, path) -> zipfile.ZipInfo:
     try:
-        info = zf.getinfo(name)
+        return zf.getinfo(name)
     except KeyError:
         raise ModelFileError(path, f"a .keras archive needs a {name} member; it has {zf.namelist()[:10]}") from None
+
+
+def _member(zf: zipfile.ZipFile, name: str, limit: int, path) -> bytes:
+    info = _info(zf, name, path)
     if info.file_size > limit or info.file_size > _MAX_EXPANSION * max(info.compress_size, 1) + 4096:
         raise ModelFileError(path, f"{name} declares {info.file_size} bytes ({info.compress_size} stored), more than "
                                    "a model of this description holds: refused")
-    data = zf.read(info)
+    try:
+        data = zf.read(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as err:
+        # A damaged archive (a CRC that does not match, a truncated or foreign compression).
+        raise ModelFileError(path, f"{name} cannot be read: {type(err).__name__}: {err!s:.200}") from None
     if len(data) != info.file_size:  # pragma: no cover - zipfile checks sizes and CRCs itself
         raise ModelFileError(path, f"{name} is truncated")
     return data
+
+
+def _stored(zf: zipfile.ZipFile, path) -> int:
+    """The weights member's size, which must be stored uncompressed (as Keras writes it): so the
+    weight memory a description may ask for (the model is built within it) is what the file on
+    disk holds, not what a deflated run of zeros claims to expand to."""
+    info = _info(zf, _WEIGHTS, path)
+    if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+        raise ModelFileError(path, f"{_WEIGHTS} is compressed; Keras stores it uncompressed and so must a file "
+                                   "convforge reads (re-zip it without compression: zip -0)")
+    return info.file_size
 
 
 def _open_archive(path):
@@ -897,7 +1015,7 @@ def load_keras_model(path, classes: dict, custom_objects=None, compile=True):  #
         if _WEIGHTS not in zf.namelist():
             raise ModelFileError(path, f"a .keras archive needs {_WEIGHTS} (convforge reads HDF5 weights only); "
                                        f"it has {zf.namelist()[:10]}")
-        declared = zf.getinfo(_WEIGHTS).file_size
+        declared = _stored(zf, path)
         reader = _Reader(classes, custom_objects)
         try:
             with weight_budget(max(declared, 1)):  # a forged description cannot outgrow the file
@@ -919,13 +1037,16 @@ def load_keras_model(path, classes: dict, custom_objects=None, compile=True):  #
         data = _member(zf, _WEIGHTS, limit, path)
     with _open_h5(data, path) as h5:
         try:
-            _read_weights(model, h5, path)
+            _read_weights(model, h5, path, by_name=True)
         except ModelFileError:
             raise
         except Exception as err:
             raise ModelFileError(path, f"cannot read its weights: {type(err).__name__}: {err!s:.300}") from err
         if compile and _restore_compile(model, config.get("compile_config"), path):
-            opt = h5.get("optimizer/vars")
+            try:
+                opt = _at(h5, "optimizer/vars")
+            except _KerasFileError as err:
+                raise ModelFileError(path, str(err)) from err
             if opt is not None and not _read_optimizer(model, opt, path) and len(opt) > 2:
                 warnings.warn(f"{os.fsdecode(path)}: the file's optimizer state ({len(opt)} arrays) is not restored "
                               f"(convforge carries SGD's, Adam's, AdamW's and RMSprop's, for the same trained "
@@ -943,6 +1064,7 @@ def load_keras_weights(model, path) -> None:
     if is_keras_file(path):
         f, zf = _open_archive(path)
         with f, zf:
+            _stored(zf, path)
             data = _member(zf, _WEIGHTS, limit, path)
     else:
         spath = os.fsdecode(path)
@@ -957,7 +1079,7 @@ def load_keras_weights(model, path) -> None:
             data = f.read()
     with _open_h5(data, path) as h5:
         try:
-            _read_weights(model, h5, path)
+            _read_weights(model, h5, path, by_name=False)
         except ModelFileError:
             raise
         except Exception as err:
