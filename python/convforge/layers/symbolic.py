@@ -147,8 +147,9 @@ class Node:
         #: Creation order over all nodes: a topological order of any graph (a call needs its inputs).
         self.seq = next(_NODE_IDS)
         self.outputs: list[KerasTensor] = []
-        #: Made by a model called with training=False (Keras's ``base(x, training=False)``): Keras
-        #: runs this call in inference mode for good; models refuse to train it otherwise.
+        #: Made by a model called with training=False (Keras's ``base(x, training=False)``): run in
+        #: inference mode for good, as Keras's guide describes (Keras 3's fit overrides it; see
+        #: models/functional.py); models refuse to train it otherwise.
         self.inference = False
         #: The model whose call in a graph made this node (``base(x)``), else None; the model made of
         #: this graph sets its ``trainable`` with its own.

@@ -54,11 +54,14 @@ whose call returned it (``Model(x, [base(x), aux])``: ``'base'``), as in Keras.
 a list of ``sample_weight`` arrays (one per output), dict-valued inputs or
 outputs at ``Model(...)`` (lists only; data may be dicts), nested structures.
 
-Fine-tuning a model called as ``base(x, training=False)``: as in Keras, its
-layers stay in inference mode in ``fit`` too, once trainable again: its
-BatchNormalization layers normalise with their moving statistics, which stay as
-they are, while gamma and beta learn; its Dropout and augmentation layers pass
-their input through.
+Fine-tuning a model called as ``base(x, training=False)``: as Keras's
+transfer-learning guide describes it (and as tf.keras ran it), its layers stay in
+inference mode in ``fit`` too, once trainable again: its BatchNormalization
+layers normalise with their moving statistics, which stay as they are, while
+gamma and beta learn; its Dropout and augmentation layers pass their input
+through. Keras 3 itself differs here: ``fit``'s ``training=True`` overrides the
+flag (keras-team/keras#20285; checked on 3.15.1), so there an unfrozen base's
+BatchNormalization layers use the batch statistics and update their moving ones.
 """
 
 from __future__ import annotations
@@ -208,10 +211,11 @@ class Model(Trainer):
         ``model.trainable = False`` freezes them there too; a frozen BatchNormalization runs on
         its moving statistics, which is what Keras's ``base(x, training=False)`` asks for, the
         only ``training`` accepted. The layers of such a call stay in inference mode in training
-        too, as Keras keeps them after ``model.trainable = True`` (the fine-tuning step): its
-        BatchNormalization layers run on their moving statistics, trainable or not (gamma and beta
-        learn, the moving statistics stay), its Dropout and augmentation layers pass their input
-        through."""
+        too, after ``model.trainable = True`` (the fine-tuning step), as Keras's transfer-learning
+        guide describes: its BatchNormalization layers run on their moving statistics, trainable
+        or not (gamma and beta learn, the moving statistics stay), its Dropout and augmentation
+        layers pass their input through. (Keras 3 lets ``fit`` override the flag,
+        keras-team/keras#20285: see the module's docstring.)"""
         if training is not False and training is not None:
             raise NotImplementedError(
                 f"model {self.name!r} called on a symbolic tensor with training={training!r}: convforge decides "
@@ -525,8 +529,8 @@ class _Step:
         # A BatchNormalization in training may write its input gradient over its dy when the
         # model owns dy (Functional._owned): set by _plan_backward.
         self.overwrites_dy = False
-        # A BatchNormalization of a base(x, training=False) call: in training too, Keras normalises
-        # it with its moving statistics (BatchNormalization._forward).
+        # A BatchNormalization of a base(x, training=False) call: in training too, normalised with
+        # its moving statistics, as Keras's guide describes (BatchNormalization._forward).
         # Dropout, the noise and the augmentation layers of such a call: in training too, what
         # they are at inference, the identity (forward and backward).
         self.as_in_inference(bool(getattr(node, "inference", False)))
