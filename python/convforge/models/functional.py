@@ -89,7 +89,7 @@ from ..layers.core import Dense, Dropout, Flatten, Input, InputLayer, keras_flat
 from ..layers.noise import _NoiseLayer
 from ..layers.merging import Add
 from ..layers.normalization import BatchNormalization
-from ..layers.symbolic import KerasTensor, NestedCall, common_dtype, unique_name
+from ..layers.symbolic import KerasTensor, NestedCall, Node, common_dtype, unique_name
 from . import keras_file, state
 from .compiled import compile_inference
 from .batches import _Batches, _Entry, one_array, shape_str
@@ -794,50 +794,65 @@ class Functional(Model):
         """The entries of the graph in Keras's order (see :meth:`_collect_layers`), where
         ``unit_of(node)`` is what a node counts as: itself (its layer is the entry), or the call of
         a nested model holding it (the model is the entry; the call is one node of the graph, as
-        in Keras, whose depth and walk order it takes)."""
+        in Keras, whose depth and walk order it takes).
+
+        Keras's ``map_graph``, step by step: a depth-first walk from the outputs (inputs in
+        order) numbers each entry when first met and lists the units after their inputs; then,
+        from the outputs back, each unit's depth is the largest of its consumers' plus one, raised
+        to its entry's depth so far (a shared layer's later call lifts what feeds it); entries
+        sort by depth, deepest first, then by that number. A different rule gave other orders
+        for nested models whose outputs are consumed before their last layer runs, and a .keras
+        file's weights then went to other layers."""
         def entry(unit):
             return unit.model if isinstance(unit, NestedCall) else unit.layer
 
-        last: dict = {}  # a unit placed at its last node: after what it reads, before what reads it
-        for k, node in enumerate(self._nodes):
-            unit = unit_of(node)
-            last[id(unit)] = (k, unit)
-        units = [unit for _, unit in sorted(last.values(), key=lambda item: item[0])]
         model_inputs = {id(t) for t in self._walk_inputs}
-        seen_index: dict = {}  # entry -> when the walk first met it
-        visited: set = set()
-        stack = list(reversed(self.outputs))
-        while stack:  # depth-first, pre-order, from the outputs; a unit's inputs in order
-            t = stack.pop()
-            unit = unit_of(t._node)
-            if id(unit) in visited:
-                continue
-            visited.add(id(unit))
-            seen_index.setdefault(id(entry(unit)), len(seen_index))
-            if id(t) not in model_inputs:
-                stack.extend(reversed(unit.inputs))
-        depth: dict = {}  # per entry: the longest path from any of its units to an output
-        unit_depth = {id(unit_of(t._node)): 0 for t in self.outputs}
-        for unit in reversed(units):  # consumers before producers
-            d = unit_depth.get(id(unit), 0)
-            depth[id(entry(unit))] = max(depth.get(id(entry(unit)), 0), d)
+        index: dict = {}  # entry -> when the walk first met it
+        finished: set = set()
+        topological: list = []  # units, each after the units it reads
+        for out in self.outputs:
+            stack = [(out, False)]
+            while stack:  # Keras's recursive _build_map_helper, iteratively (deep graphs)
+                t, done = stack.pop()
+                unit = unit_of(t._node)
+                if done:
+                    if id(unit) not in finished:
+                        finished.add(id(unit))
+                        topological.append(unit)
+                    continue
+                if id(unit) in finished:
+                    continue
+                is_input = isinstance(unit, Node) and isinstance(unit.layer, InputLayer)
+                if not is_input and id(t) in model_inputs:  # a model cut inside: the walk stops here
+                    continue
+                index.setdefault(id(entry(unit)), len(index))
+                stack.append((t, True))
+                if not is_input:
+                    stack.extend((u, False) for u in reversed(unit.inputs))
+        in_graph = {id(unit) for unit in topological}
+        unit_depth: dict = {}
+        depth: dict = {}  # per entry
+        cut_depth: dict = {}  # a model input made inside another graph: its consumers' depth + 1
+        for unit in reversed(topological):
+            d = max(unit_depth.get(id(unit), 0), depth.get(id(entry(unit)), 0))
+            depth[id(entry(unit))] = d
+            unit_depth[id(unit)] = d
             for u in unit.inputs:
-                key = id(unit_of(u._node))
-                unit_depth[key] = max(unit_depth.get(key, 0), d + 1)
-        entries, listed = [], set()
+                producer = unit_of(u._node)
+                if id(producer) in in_graph:
+                    unit_depth[id(producer)] = max(d + 1, unit_depth.get(id(producer), 0))
+                elif id(u) in model_inputs:
+                    cut_depth[id(u)] = max(d + 1, cut_depth.get(id(u), 0))
+        entries = [entry(unit) for unit in topological]
         for t, walked in zip(self.inputs, self._walk_inputs):
-            if isinstance(t._node.layer, InputLayer):
-                walked_unit = unit_of(walked._node)
-                depth[id(t._node.layer)] = max(depth.get(id(t._node.layer), 0), unit_depth.get(id(walked_unit), 0))
-                seen_index.setdefault(id(t._node.layer), seen_index.get(id(entry(walked_unit)), len(seen_index)))
-                entries.append(t._node.layer)
-                listed.add(id(t._node.layer))
-        for unit in units:
-            if id(entry(unit)) not in listed:
-                entries.append(entry(unit))
-                listed.add(id(entry(unit)))
-        entries.sort(key=lambda e: (-depth[id(e)], seen_index[id(e)]))
-        return entries
+            layer = t._node.layer
+            if id(layer) not in depth:  # an Input standing in for a tensor made elsewhere
+                depth[id(layer)] = cut_depth.get(id(walked), 0)
+                index[id(layer)] = -1
+                entries.append(layer)
+        unique = list({id(e): e for e in entries}.values())
+        unique.sort(key=lambda e: (-depth[id(e)], index[id(e)]))
+        return unique
 
     def _make_steps(self) -> None:
         """The executor's list, with a weight-sharing copy for every call of a layer after its first."""

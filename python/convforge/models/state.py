@@ -160,11 +160,27 @@ def _layers_summary(classes) -> str:
     return ", ".join(classes) if len(classes) <= 8 else ", ".join(classes[:8]) + ", ..."
 
 
+def in_file_order(model, meta) -> list:
+    """``model._flat_layers`` in the order the file lists its layers: the same where the names
+    say so (a model rebuilt from the file, whose graph convforge now orders otherwise than the
+    convforge that wrote it: Keras's exact rule came later), else as they are (positions)."""
+    layers = list(model._flat_layers)
+    entries = meta["model"]["config"]["layers"]
+    names = [entry.get("name", (entry.get("config") or {}).get("name")) if isinstance(entry, dict) else None
+             for entry in entries]
+    by_name = {layer.name: layer for layer in layers}
+    if (names != list(by_name) and len(by_name) == len(layers) == len(names)
+            and sorted(map(str, names)) == sorted(by_name)):
+        return [by_name[n] for n in names]
+    return layers
+
+
 def check_architecture(model, meta, path) -> list[tuple]:
     """The file's weights matched to this model's, position by position, or ModelFileError."""
     file_layers = meta["model"]["config"]["layers"]
+    layers = in_file_order(model, meta)
     file_classes = [entry.get("class_name", "?") for entry in file_layers]
-    model_classes = [type(layer).__name__ for layer in model._flat_layers]
+    model_classes = [type(layer).__name__ for layer in layers]
     if len(file_classes) != len(model_classes):
         raise ModelFileError(
             path,
@@ -175,13 +191,13 @@ def check_architecture(model, meta, path) -> list[tuple]:
     for i, (fc, mc) in enumerate(zip(file_classes, model_classes)):
         if fc != mc:
             raise ModelFileError(
-                path, f"wrong architecture: layer {i} is a {fc} in the file but a {mc} ({model._flat_layers[i].name!r}) here"
+                path, f"wrong architecture: layer {i} is a {fc} in the file but a {mc} ({layers[i].name!r}) here"
             )
     by_layer: dict[int, list[dict]] = {}
     for entry in meta["weights"]:
         by_layer.setdefault(int(entry["index"]), []).append(entry)
     matched = []
-    for i, layer in enumerate(model._flat_layers):
+    for i, layer in enumerate(layers):
         saved = by_layer.get(i, [])
         if [e["name"] for e in saved] != list(layer.params):
             raise ModelFileError(
@@ -388,7 +404,7 @@ def optimizer_slots(model, meta, arrays, path) -> tuple[int, dict] | None:
             f"the optimizer state in the file is for {str(state.get('class_name'))[:100]} but the model is compiled "
             f"with {type(model.optimizer).__name__}",
         )
-    names = {f"{i}/{name}": (layer, name) for i, layer in enumerate(model._flat_layers) for name in layer.params}
+    names = {f"{i}/{name}": (layer, name) for i, layer in enumerate(in_file_order(model, meta)) for name in layer.params}
     slots = {}
     for entry in state.get("slots", []):
         found = names.get(entry["variable"])
