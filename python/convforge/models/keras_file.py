@@ -25,6 +25,8 @@ training history, epoch count and random state, which Keras's format has no plac
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import datetime
 import io
 import json
@@ -63,12 +65,12 @@ _MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
 def is_keras_file(path) -> bool:
     """Does ``path`` name Keras's ``.keras`` format?"""
-    return os.fsdecode(path).lower().endswith(".keras")
+    return os.fsdecode(path).endswith(".keras")  # as Keras: 'm.KERAS' is not one
 
 
 def is_keras_weights_file(path) -> bool:
     """Does ``path`` name Keras 3's weights format (``.weights.h5``)?"""
-    return os.fsdecode(path).lower().endswith(".weights.h5")
+    return os.fsdecode(path).endswith(".weights.h5")
 
 
 def _h5py():
@@ -131,6 +133,13 @@ def _weight_paths(model, prefix: str = "layers"):
 
 # =========================================================================== the optimizer's state
 
+def _contiguous(value) -> np.ndarray:
+    """``value`` as a C-ordered array of its own shape (np.ascontiguousarray makes a 0-d array,
+    Normalization's sample count, one of shape (1,))."""
+    value = np.asarray(value)
+    return value if value.flags.c_contiguous else np.ascontiguousarray(value)
+
+
 def _slot_groups(optimizer) -> list[tuple[str, ...]] | None:
     """convforge's slot names of ``optimizer`` in the order Keras's ``build`` makes its variables
     (after ``iterations`` and ``learning_rate``): one ``add_optimizer_variables`` call per group,
@@ -151,6 +160,10 @@ def _slot_groups(optimizer) -> list[tuple[str, ...]] | None:
     return None
 
 
+# Slots that are means of squared gradients: never negative (their square roots are taken).
+_SECOND_MOMENTS = ("v", "v_hat", "velocity")
+
+
 def _trained(model) -> list:
     """``(layer, weight name)`` of each weight the optimizer updates, in Keras's
     ``model.trainable_variables`` order (that of ``model.trainable_weights``)."""
@@ -161,7 +174,7 @@ def _trained(model) -> list:
 
 def _keras_layout(layer, name, value, to_keras: bool):
     layout = layer._keras_layouts.get(name)
-    return np.ascontiguousarray(layout[0 if to_keras else 1](value)) if layout else value
+    return _contiguous(layout[0 if to_keras else 1](value)) if layout else value
 
 
 def _scalars(optimizer) -> int:
@@ -195,7 +208,7 @@ def _read_optimizer(model, group, path) -> bool:
     """Put a Keras file's optimizer variables (``group``: ``optimizer/vars``) into the compiled
     model's optimizer; False (nothing changed) where they are not of this model and optimizer."""
     groups = _slot_groups(model.optimizer)
-    if groups is None or group is None:
+    if groups is None or not isinstance(group, _h5py().Group):
         return False
     trained = _trained(model)
     first = _scalars(model.optimizer)
@@ -224,6 +237,11 @@ def _read_optimizer(model, group, path) -> bool:
                 value = np.asarray(dataset[()], dtype=layer.params[name].dtype)
                 if np.isnan(value).any():
                     raise ModelFileError(path, f"the optimizer's {slot} of {layer.name}/{name} holds NaN")
+                if slot not in _SECOND_MOMENTS and not np.isfinite(value).all():
+                    raise ModelFileError(path, f"the optimizer's {slot} of {layer.name}/{name} holds infinite values")
+                if slot in _SECOND_MOMENTS and (value < 0).any():
+                    raise ModelFileError(path, f"the optimizer's {slot} of {layer.name}/{name} holds negative values "
+                                               "(a mean of squares)")
                 state[f"{layer.name}/{name}/{slot}"] = _keras_layout(layer, name, value, to_keras=False)
     steps = float(iterations[()])
     if not (0 <= steps < 2**53 and steps == int(steps)):
@@ -257,6 +275,9 @@ def _keras_regularizer(value):
     return value
 
 
+# Keras layers whose constructor takes no `trainable` (it refuses the file otherwise).
+_NO_TRAINABLE_ARGUMENT = ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D")
+
 # Keras's activation functions' own defaults: a layer's activation is saved by name only, so an
 # activation with other settings has no Keras description.
 _ACTIVATION_DEFAULTS = {"softmax": {"axis": -1}, "log_softmax": {"axis": -1}, "leaky_relu": {"negative_slope": 0.2},
@@ -268,6 +289,8 @@ def _keras_activation(value, layer):
     if not isinstance(value, dict):
         return value
     name, config = value.get("class_name"), value.get("config") or {}
+    if name == "relu" and config == {"max_value": 6.0, "negative_slope": 0.0, "threshold": 0.0}:
+        return "relu6"  # convforge's relu6 is its relu with max_value=6
     defaults = _ACTIVATION_DEFAULTS.get(name, {})
     if all(key in defaults and config[key] == defaults[key] for key in config):
         return name
@@ -306,6 +329,8 @@ def _layer_entry(layer, dtype) -> dict:
         out[key] = value
     out["name"] = layer.name
     out["dtype"] = _policy(dtype)
+    if cls in _NO_TRAINABLE_ARGUMENT:
+        out.pop("trainable", None)
     builtin = type(layer).__module__.startswith("convforge.")
     return {"module": "keras.layers" if builtin else type(layer).__module__, "class_name": cls, "config": out,
             "registered_name": None if builtin else getattr(type(layer), "_registered_name", cls)}
@@ -336,11 +361,24 @@ def _history(model, t, output: bool) -> list:
         if output and _model_class(call.model) == "Functional":
             node += 1
         return [call.model.name, node, position]
-    return [t._node.layer.name, model._node_number(t._node), t._index]
+    layer = t._node.layer
+    return [layer.name, 0 if isinstance(layer, InputLayer) else _own_calls(model, layer).index(t._node), t._index]
+
+
+def _own_calls(model, layer) -> list:
+    """The calls of ``layer`` that ``model``'s description lists as the layer's own (not inside a
+    nested model's call), in call order: Keras numbers a layer's nodes among these."""
+    return [n for n in model._node_ids.get(id(layer), []) if model._node_owner(n) is None]
 
 
 def _functional_config(model) -> dict:
     dtype = model.dtype
+    for layer in model._flat_layers:
+        owners = {model._node_owner(n) is None for n in model._node_ids.get(id(layer), [])}
+        if owners == {True, False}:
+            raise ValueError(f"layer {layer.name!r} is called both inside a nested model's call and on its own in "
+                             f"model {model.name!r}: Keras's format would make two layers of it (they would no longer "
+                             "share weights); save this model in convforge's format (.npz)")
     entries = []
     for entry in model.layers:
         if isinstance(entry, InputLayer):
@@ -355,7 +393,7 @@ def _functional_config(model) -> dict:
             many = [len(entry.inputs) > 1] * len(calls) if _model_class(entry) == "Functional" else [False] * len(calls)
         else:
             item = _layer_entry(entry, dtype)
-            nodes = [n for n in model._node_ids.get(id(entry), []) if model._node_owner(n) is None]
+            nodes = _own_calls(model, entry)
             calls = [(n.inputs, False) for n in nodes]
             many = [n.many for n in nodes]
         item["name"] = entry.name
@@ -482,7 +520,7 @@ def _write_weights(model, f, with_optimizer: bool) -> None:
                 group.require_group("layers")
                 continue
             for i, value in enumerate(entry.get_weights()):
-                own.create_dataset(str(i), data=np.ascontiguousarray(value))
+                own.create_dataset(str(i), data=_contiguous(value))
         del layers
         h5.create_group("vars").attrs["name"] = model.name
         arrays = _optimizer_arrays(model) if with_optimizer and model.optimizer is not None else None
@@ -572,6 +610,15 @@ def _from_keras_regularizer(value, where: str):
     if not isinstance(value, dict):
         return value
     return {"class_name": _named_class(value, where), "config": dict(value.get("config") or {})}
+
+
+class _NotYet(Exception):
+    """A call reads a call not made yet: ``args[0]`` is ``(producer, call number)``."""
+
+
+def _no_mask(value) -> bool:
+    """Keras's mask argument of a call, with nothing in it (None, or a None per input)."""
+    return value is None or (isinstance(value, list) and all(_no_mask(v) for v in value))
 
 
 def _is_history(value) -> bool:
@@ -682,6 +729,8 @@ class _Reader:
             pending.append((layer_name, list(nodes)))
 
         def tensor_of(value):
+            """The graph tensor a call's argument names; _NotYet(producer, call) where that call
+            is not made yet."""
             if isinstance(value, list):
                 return [tensor_of(v) for v in value]
             if not (isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"):
@@ -692,44 +741,49 @@ class _Reader:
                 raise _KerasFileError(f"model {name!r}: bad keras_history {history!r:.100}")
             calls = made[history[0]][1]
             if history[1] >= len(calls):
-                raise IndexError  # not made yet
+                raise _NotYet((history[0], history[1]))
             outputs = calls[history[1]]
             if history[2] >= len(outputs):
                 raise _KerasFileError(f"model {name!r}: {history[0]!r} has no output {history[2]}")
             return outputs[history[2]]
 
-        while pending:
-            progressed = False
-            for item in pending:
-                layer_name, nodes = item
-                layer = made[layer_name][0]
-                while nodes:
-                    node = nodes[0]
-                    if not isinstance(node, dict) or not isinstance(node.get("args"), list) or len(node["args"]) != 1:
-                        raise _KerasFileError(f"model {name!r}: layer {layer_name!r} has a call convforge cannot read "
-                                              f"(one argument expected): {node!r:.120}")
-                    kwargs = node.get("kwargs") or {}
-                    if not isinstance(kwargs, dict) or any(
-                            (k != "training" or v not in (None, False, True)) and not (k == "mask" and v is None)
-                            for k, v in kwargs.items()):
-                        raise _KerasFileError(f"model {name!r}: layer {layer_name!r} is called with {kwargs!r:.100}; "
-                                              "convforge takes training=True/False only")
-                    try:
-                        args = tensor_of(node["args"][0])
-                    except IndexError:
-                        break
-                    # Keras records a layer's training default in its call and overrides it with the
-                    # model's mode when it runs (keras-team/keras#20285): only a nested model's
-                    # training=False means something here (inference for good, see Model.layers).
-                    call = {"training": False} if _is_model(layer) and kwargs.get("training") is False else {}
-                    out = layer(args, **call)
-                    made[layer_name][1].append(list(out) if isinstance(out, (list, tuple)) else [out])
-                    nodes.pop(0)
-                    progressed = True
-            pending = [item for item in pending if item[1]]
-            if pending and not progressed:
-                raise _KerasFileError(f"model {name!r}: the calls of {[n for n, _ in pending][:5]} never get their inputs "
-                                      "(a cycle, or a layer the file does not list)")
+        # Each layer's calls in order, each made once the calls it reads are: a layer waiting for
+        # a call is woken when that call is made, so a graph listed in any order is rebuilt in
+        # time linear in its calls (Keras rescans the list until nothing moves).
+        queue = collections.deque(layer_name for layer_name, _ in pending)
+        waiting = collections.defaultdict(list)  # (producer, call) -> layers whose next call reads it
+        calls_left = dict(pending)
+        while queue:
+            layer_name = queue.popleft()
+            nodes, layer = calls_left[layer_name], made[layer_name][0]
+            while nodes:
+                node = nodes[0]
+                if not isinstance(node, dict) or not isinstance(node.get("args"), list) or len(node["args"]) != 1:
+                    raise _KerasFileError(f"model {name!r}: layer {layer_name!r} has a call convforge cannot read "
+                                          f"(one argument expected): {node!r:.120}")
+                kwargs = node.get("kwargs") or {}
+                if not isinstance(kwargs, dict) or any(
+                        (k != "training" or v not in (None, False, True)) and not (k == "mask" and _no_mask(v))
+                        for k, v in kwargs.items()):
+                    raise _KerasFileError(f"model {name!r}: layer {layer_name!r} is called with {kwargs!r:.100}; "
+                                          "convforge takes training=True/False only")
+                try:
+                    args = tensor_of(node["args"][0])
+                except _NotYet as missing:
+                    waiting[missing.args[0]].append(layer_name)
+                    break
+                # Keras records a layer's training default in its call and overrides it with the
+                # model's mode when it runs (keras-team/keras#20285): only a nested model's
+                # training=False means something here (inference for good, see Model.layers).
+                call = {"training": False} if _is_model(layer) and kwargs.get("training") is False else {}
+                out = layer(args, **call)
+                made[layer_name][1].append(list(out) if isinstance(out, (list, tuple)) else [out])
+                nodes.pop(0)
+                queue.extend(waiting.pop((layer_name, len(made[layer_name][1]) - 1), ()))
+        stuck = [layer_name for layer_name, nodes in calls_left.items() if nodes]
+        if stuck:
+            raise _KerasFileError(f"model {name!r}: the calls of {stuck[:5]} never get their inputs "
+                                  "(a cycle, or a layer the file does not list)")
 
         def io_tensors(refs, what):
             if isinstance(refs, dict):
@@ -869,20 +923,36 @@ def _read_weights(model, h5, path, by_name: bool) -> None:
                                                f"{entry.name!r} ({type(entry).__name__}); expected one")
                 chosen = elsewhere[0]
             elif elsewhere:
-                raise ModelFileError(path, f"the file's weights at {where} are layer {files.get(where)!r}'s and layer "
-                                           f"{entry.name!r}'s are at {elsewhere[0]}: it lists its layers in another "
-                                           "order than this model (load_model matches them by name)")
+                holder = "another layer's" if files.get(where) is None else f"layer {files.get(where)!r}'s"
+                raise ModelFileError(path, f"the file's weights at {where} are {holder} and layer {entry.name!r}'s are "
+                                           f"at {elsewhere[0]}: it lists its layers in another order than this model "
+                                           "(load_model matches them by name)")
         group = _at(h5, f"{chosen}/vars")
         found = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1) if group is not None else []
         if found != [str(i) for i in range(len(expected))]:
-            raise ModelFileError(path, f"{chosen} ({entry.name!r}, {type(entry).__name__}) holds {len(found)} "
-                                       f"arrays where the layer has {len(expected)}: not this model's weights")
+            raise ModelFileError(path, f"{chosen} ({entry.name!r}, {type(entry).__name__}) holds arrays "
+                                       f"{found[:8]} where the layer has {len(expected)} (0 to {len(expected) - 1}): "
+                                       "not this model's weights")
         arrays = [_read_array(_hard(group, str(i)), want, f"{chosen}/vars/{i}", entry, path)
                   for i, want in enumerate(expected)]
         values.append((entry, arrays))
     for entry, arrays in values:  # all checked first: a bad file changes nothing
         if arrays:
             entry.set_weights(arrays)
+
+
+@contextlib.contextmanager
+def _reading(path, what: str = "its weights"):
+    """Any failure while reading the HDF5 member as a ModelFileError naming the file (a real
+    shortage of memory stays a MemoryError)."""
+    try:
+        yield
+    except (ModelFileError, MemoryError):
+        raise
+    except _KerasFileError as err:
+        raise ModelFileError(path, str(err)) from err
+    except Exception as err:
+        raise ModelFileError(path, f"cannot read {what}: {type(err).__name__}: {err!s:.300}") from err
 
 
 def _open_h5(data: bytes, path):
@@ -1036,18 +1106,15 @@ def load_keras_model(path, classes: dict, custom_objects=None, compile=True):  #
         limit = 4 * _weight_bytes(model) + 16 * 2**20
         data = _member(zf, _WEIGHTS, limit, path)
     with _open_h5(data, path) as h5:
-        try:
+        with _reading(path):
             _read_weights(model, h5, path, by_name=True)
-        except ModelFileError:
-            raise
-        except Exception as err:
-            raise ModelFileError(path, f"cannot read its weights: {type(err).__name__}: {err!s:.300}") from err
         if compile and _restore_compile(model, config.get("compile_config"), path):
-            try:
+            with _reading(path, "its optimizer's state"):
                 opt = _at(h5, "optimizer/vars")
-            except _KerasFileError as err:
-                raise ModelFileError(path, str(err)) from err
-            if opt is not None and not _read_optimizer(model, opt, path) and len(opt) > 2:
+                if opt is not None and not isinstance(opt, _h5py().Group):
+                    raise _KerasFileError("optimizer/vars is not a group of arrays")
+                carried = opt is None or _read_optimizer(model, opt, path)
+            if not carried and len(opt) > _scalars(model.optimizer):
                 warnings.warn(f"{os.fsdecode(path)}: the file's optimizer state ({len(opt)} arrays) is not restored "
                               f"(convforge carries SGD's, Adam's, AdamW's and RMSprop's, for the same trained "
                               f"weights): training goes on with a fresh {type(model.optimizer).__name__}",
@@ -1077,11 +1144,6 @@ def load_keras_weights(model, path) -> None:
             if size > limit:
                 raise ModelFileError(path, f"{size} bytes is more than this model's weights take: not its file")
             data = f.read()
-    with _open_h5(data, path) as h5:
-        try:
-            _read_weights(model, h5, path, by_name=False)
-        except ModelFileError:
-            raise
-        except Exception as err:
-            raise ModelFileError(path, f"cannot read its weights: {type(err).__name__}: {err!s:.300}") from err
+    with _open_h5(data, path) as h5, _reading(path):
+        _read_weights(model, h5, path, by_name=False)
 
