@@ -40,9 +40,9 @@ import numpy as np
 
 from .._files import NotARegularFileError, open_regular_file
 from .._warnings import user_stacklevel
-from ..layers.base import WeightBudgetExceeded, weight_budget
 from ..layers.core import InputLayer
 from ..saving import ModelFileError, write_file_atomic
+from .state import LayerConfigError, layer_class, within_budget
 
 __all__ = ["is_keras_file", "is_keras_weights_file", "load_keras_model", "load_keras_weights", "save_keras_model",
            "save_keras_weights"]
@@ -575,7 +575,7 @@ def save_keras_weights(model, path) -> None:
 
 # =========================================================================== reading
 
-class _KerasFileError(ValueError):
+class _KerasFileError(LayerConfigError):
     """What is wrong with a Keras description (the loader adds the file's path)."""
 
 
@@ -638,8 +638,6 @@ class _Reader:
 
     def layer(self, entry):
         """A convforge layer (or nested model) from a Keras layer entry."""
-        from .state import layer_class
-
         name = _named_class(entry, "a layer entry")
         if name in _MODEL_CLASSES:
             return self.model(entry)
@@ -1087,19 +1085,9 @@ def load_keras_model(path, classes: dict, custom_objects=None, compile=True):  #
                                        f"it has {zf.namelist()[:10]}")
         declared = _stored(zf, path)
         reader = _Reader(classes, custom_objects)
-        try:
-            with weight_budget(max(declared, 1)):  # a forged description cannot outgrow the file
-                model = reader.model(config)
-        except WeightBudgetExceeded as err:
-            raise ModelFileError(path, f"the description asks for more weight memory than the file holds ({err})") from err
-        except ModelFileError:
-            raise
-        except _KerasFileError as err:
-            raise ModelFileError(path, str(err)) from err
-        except MemoryError:
-            raise
-        except Exception as err:
-            raise ModelFileError(path, f"cannot rebuild the model: {type(err).__name__}: {err!s:.300}") from err
+        # Built within the weights member's size: a forged description cannot outgrow the file.
+        with within_budget(path, max(declared, 1), "cannot rebuild the model"):
+            model = reader.model(config)
         if reader.dtypes == {"float64"}:
             model.astype("float64")
         # The weights, and an optimizer's two moments each, plus HDF5's own few KB a dataset.

@@ -236,6 +236,13 @@ def building(path, meta, what: str):
     kind of value. A MemoryError within the budget is a real shortage and stays one.
     """
     nbytes = sum(math.prod(w["shape"]) * np.dtype(w.get("dtype", "float32")).itemsize for w in meta["weights"])
+    with within_budget(path, nbytes, what):
+        yield
+
+
+@contextlib.contextmanager
+def within_budget(path, nbytes: int, what: str):
+    """:func:`building`'s budget and errors, for ``nbytes`` of weights (a Keras file's weights member)."""
     try:
         with weight_budget(nbytes):
             yield
