@@ -165,6 +165,23 @@ def test_a_layer_shared_by_a_nested_call_and_the_outer_graph_is_refused_at_save(
     assert not os.listdir(tmp_path)
 
 
+def test_a_weights_file_of_a_partly_used_nested_model_is_refused(tmp_path):
+    """Keras would load it by place into a model that lists the nested model as one entry, where
+    convforge lists the used layers: the whole model (.keras) describes the graph as it runs."""
+    ii = convforge.Input((4,))
+    h = L.Dense(4)(ii)
+    two = convforge.Model(ii, [h, L.Dense(4)(h)], name="two")
+    i = convforge.Input((4,))
+    p, _ = two(i)
+    model = convforge.Model(i, L.Dense(4)(p))
+    with pytest.raises(ValueError, match="uses only part of nested model 'two'"):
+        model.save_weights(tmp_path / "w.weights.h5")
+    model.save(tmp_path / "m.keras")
+    x = np.ones((2, 4), np.float32)
+    _same(convforge.load_model(tmp_path / "m.keras").predict(x, verbose=0), model.predict(x, verbose=0), 0)
+    assert os.listdir(tmp_path) == ["m.keras"]
+
+
 def test_a_graph_listed_backwards_rebuilds(tmp_path):
     """Calls resolve as their inputs are made, whatever order the file lists the layers in."""
     x = convforge.Input((4,))

@@ -371,14 +371,34 @@ def _own_calls(model, layer) -> list:
     return [n for n in model._node_ids.get(id(layer), []) if model._node_owner(n) is None]
 
 
-def _functional_config(model) -> dict:
-    dtype = model.dtype
+def _check_describable(model, weights_only: bool) -> None:
+    """Refuse a graph whose layers Keras's format cannot place as convforge runs them (at every
+    depth): a layer called both inside a nested model's call and on its own (Keras's file would
+    make two unshared layers of it); and, for a weights file, which Keras loads into a model of
+    its own by each layer's place in ``model.layers``, a nested model used in part (Keras lists
+    it as one entry, convforge its used layers one by one)."""
+    for entry in model.layers:
+        if _is_model(entry):
+            _check_describable(entry, weights_only)
+    if _model_class(model) != "Functional":
+        return
     for layer in model._flat_layers:
         owners = {model._node_owner(n) is None for n in model._node_ids.get(id(layer), [])}
         if owners == {True, False}:
             raise ValueError(f"layer {layer.name!r} is called both inside a nested model's call and on its own in "
                              f"model {model.name!r}: Keras's format would make two layers of it (they would no longer "
                              "share weights); save this model in convforge's format (.npz)")
+    if weights_only:
+        for node in model._nodes:
+            if node.nested_call is not None and id(node.nested_call) not in model._whole_calls:
+                raise ValueError(f"model {model.name!r} uses only part of nested model {node.nested_model.name!r} "
+                                 "(Keras lists that model as one entry, convforge its used layers), so Keras would "
+                                 "load a .weights.h5 file of it into the wrong places: save the whole model "
+                                 "(model.save('m.keras')), or use convforge's format (.npz)")
+
+
+def _functional_config(model) -> dict:
+    dtype = model.dtype
     entries = []
     for entry in model.layers:
         if isinstance(entry, InputLayer):
@@ -497,6 +517,7 @@ def keras_model_config(model) -> dict:
     """``config.json`` of ``model``'s ``.keras`` file: what Keras's ``serialize_keras_object`` gives."""
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: give it an Input (or call build) before saving it")
+    _check_describable(model, weights_only=False)
     entry = _model_entry(model)
     if entry["class_name"] == "Sequential":
         entry["build_config"] = {"input_shape": entry["config"].get("build_input_shape")}
@@ -567,6 +588,7 @@ def save_keras_weights(model, path) -> None:
         return
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: it has no weights to save yet")
+    _check_describable(model, weights_only=True)
     _finite_weights(model)
     weights = io.BytesIO()
     _write_weights(model, weights, with_optimizer=False)
