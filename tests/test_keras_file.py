@@ -773,3 +773,22 @@ def test_a_convforge_file_listing_layers_in_another_order_loads_by_name(tmp_path
         a.name = b.name  # a model rebuilt from the file carries its names
     state.assign_weights(twin, meta, arrays, "file")
     _same(twin.predict(X_IMG, verbose=0), model.predict(X_IMG, verbose=0), 0)
+
+
+def test_keras_saving_functions_pick_the_format_by_name(tmp_path):
+    """keras.saving.save_model / save_weights / load_weights are the model's methods, so a .keras
+    name writes Keras's format there too (they wrote convforge's .npz whatever the name)."""
+    from convforge import saving
+
+    model = _sequential(convforge, L)
+    _randomise(model)
+    saving.save_model(model, tmp_path / "m.keras")
+    saving.save_weights(model, tmp_path / "w.weights.h5")
+    twin = _sequential(convforge, L)
+    saving.load_weights(twin, tmp_path / "w.weights.h5")
+    _same(twin.get_weights(), model.get_weights(), 0)
+    _same(saving.load_model(tmp_path / "m.keras").predict(X_SEQ, verbose=0), model.predict(X_SEQ, verbose=0), 0)
+    with zipfile.ZipFile(tmp_path / "m.keras") as zf:
+        assert "config.json" in zf.namelist()
+    with pytest.raises(TypeError, match="zipped"):
+        saving.save_model(model, tmp_path / "d.keras", zipped=False)

@@ -60,8 +60,8 @@ import numpy as np
 
 from ._files import NotARegularFileError, open_regular_file
 
-__all__ = ["FORMAT_VERSION", "ModelFileError", "new_meta", "read", "register_keras_serializable", "write",
-           "write_atomic"]
+__all__ = ["FORMAT_VERSION", "ModelFileError", "load_weights", "new_meta", "read", "register_keras_serializable",
+           "save_model", "save_weights", "write", "write_atomic"]
 
 FORMAT = "convforge"
 FORMAT_VERSION = 1
@@ -539,11 +539,29 @@ def register_keras_serializable(package: str = "Custom", name: str | None = None
 # Resolved on first access, so that importing this module never imports convforge.models.
 _MOVED = {
     "load_model": "loading",
-    "save_model": "state",
-    "save_weights": "state",
-    "load_weights": "state",
     "restore_training_state": "state",
 }
+
+
+# Keras's keras.saving functions: the model's own methods, so that the file name picks the format
+# (.keras and .weights.h5 Keras's, .npz convforge's) here as there.
+def save_model(model, filepath, overwrite: bool = True, zipped=None) -> None:
+    """Keras's ``keras.saving.save_model``: ``model.save(filepath, overwrite)`` (``zipped``: None
+    or True; a .keras file is always a zip, as Keras's default)."""
+    if zipped not in (None, True):
+        raise TypeError(f"save_model: zipped={zipped!r} is not supported: convforge writes .keras files zipped "
+                        "(Keras's default)")
+    model.save(filepath, overwrite=overwrite)
+
+
+def save_weights(model, filepath, overwrite: bool = True) -> None:
+    """Keras's ``keras.saving.save_weights``: ``model.save_weights(filepath, overwrite)``."""
+    model.save_weights(filepath, overwrite=overwrite)
+
+
+def load_weights(model, filepath, skip_mismatch=False) -> None:
+    """Keras's ``keras.saving.load_weights``: ``model.load_weights(filepath, skip_mismatch)``."""
+    model.load_weights(filepath, skip_mismatch=skip_mismatch)
 
 
 def __getattr__(name):
