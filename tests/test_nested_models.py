@@ -458,3 +458,19 @@ def test_a_nested_model_takes_the_dtype_of_the_model_holding_it():
     assert base.dtype == np.float32 and base.predict(_images(), verbose=0).dtype == np.float32
     model.astype("float64")  # and follows it after (gradcheck's float64 round trip)
     assert base.dtype == np.float64 and base.predict(_images(), verbose=0).dtype == np.float64
+
+
+def test_layers_order_of_a_nested_model_read_before_its_last_layer_runs():
+    """`two` returns [h, g(h)]; h is read (by dp, then `other`) before g's output is: Keras 3.15.1
+    lists ['i', 'two', 'dp', 'other', 'add'] (recorded with the same code). convforge listed
+    ['dp', 'i', 'other', 'two', 'add'] (a nested call's depth came from its last node), and a
+    .keras file's weights then went to the wrong nested model."""
+    ii = convforge.Input((4,), name="ii")
+    h = layers.Dense(4, name="h")(ii)
+    two = convforge.Model(ii, [h, layers.Dense(4, name="g")(h)], name="two")
+    oi = convforge.Input((4,), name="oi")
+    other = convforge.Model(oi, layers.Dense(4, name="o2")(layers.Dense(4, name="o1")(oi)), name="other")
+    i = convforge.Input((4,), name="i")
+    p, q = two(i)
+    model = convforge.Model(i, layers.Add(name="add")([other(layers.Dense(4, name="dp")(p)), q]))
+    assert [layer.name for layer in model.layers] == ["i", "two", "dp", "other", "add"]
