@@ -771,8 +771,27 @@ def test_a_convforge_file_listing_layers_in_another_order_loads_by_name(tmp_path
     twin = _graph(convforge, L)
     for a, b in zip(twin._flat_layers, model._flat_layers):
         a.name = b.name  # a model rebuilt from the file carries its names
-    state.assign_weights(twin, meta, arrays, "file")
+    state.assign_weights(twin, meta, arrays, "file", rebuilt=True)  # load_model's case
     _same(twin.predict(X_IMG, verbose=0), model.predict(X_IMG, verbose=0), 0)
+    # load_weights into a model of one's own goes by position, as Keras's: names from another
+    # session say nothing there (the backwards file no longer fits this model).
+    with pytest.raises(ModelFileError, match="wrong architecture"):
+        state.assign_weights(_graph(convforge, L), meta, arrays, "file")
+
+
+def test_load_weights_goes_by_place_whatever_the_names(tmp_path):
+    """Keras's rule for weights files: each layer's place, not its name (a model built again in
+    another session has other automatic names, or names given otherwise)."""
+    first = convforge.Sequential([convforge.Input((4,)), L.Dense(4, name="a"), L.Dense(4, name="b")])
+    _randomise(first)
+    second = convforge.Sequential([convforge.Input((4,)), L.Dense(4, name="b2"), L.Dense(4, name="a2")])
+    third = convforge.Sequential([convforge.Input((4,)), L.Dense(4, name="b"), L.Dense(4, name="a")])
+    x = np.ones((2, 4), np.float32)
+    for name in ("w.weights.h5", "w.npz"):
+        first.save_weights(tmp_path / name)
+        for other in (second, third):
+            other.load_weights(tmp_path / name)
+            _same(other.predict(x, verbose=0), first.predict(x, verbose=0), 0)
 
 
 def test_keras_saving_functions_pick_the_format_by_name(tmp_path):

@@ -495,8 +495,9 @@ class ModelCheckpoint(Callback):
         _check_filepath_pattern(self.filepath)
         # At once, not after the first epoch. Keras 3's names are Keras's rule: a whole model to
         # .keras, weights alone to .weights.h5.
-        lowered = self.filepath.lower()
-        keras_weights, keras_model = lowered.endswith(".weights.h5"), lowered.endswith(".keras")
+        from .models.keras_file import is_keras_file, is_keras_weights_file
+
+        keras_weights, keras_model = is_keras_weights_file(self.filepath), is_keras_file(self.filepath)
         if keras_weights and not save_weights_only:
             raise ValueError(f"ModelCheckpoint: {self.filepath!r} is a weights file name (.weights.h5): pass "
                              "save_weights_only=True, or name a .keras (or .npz) file for the whole model")

@@ -418,6 +418,9 @@ class Model(Trainer):
           twin (``custom_objects``) to be opened by Keras.
         """
         _refuse_overwrite(filepath, overwrite)
+        if keras_file.is_keras_weights_file(filepath):
+            raise ValueError(f"{os.fsdecode(filepath)!r} is a weights file name (.weights.h5): model.save writes a "
+                             "whole model (.keras, or convforge's .npz); model.save_weights writes weights alone")
         if keras_file.is_keras_file(filepath):
             keras_file.save_keras_model(self, filepath)
             return
@@ -428,6 +431,9 @@ class Model(Trainer):
         ending in ``.weights.h5``, in Keras 3's format (Keras's ``model.load_weights`` reads it;
         needs h5py); ``overwrite`` as in :meth:`save`."""
         _refuse_overwrite(filepath, overwrite)
+        if keras_file.is_keras_file(filepath):
+            raise ValueError(f"{os.fsdecode(filepath)!r}: save_weights writes Keras's .weights.h5 (or convforge's "
+                             ".npz), as Keras requires; model.save writes a whole model to a .keras file")
         if keras_file.is_keras_weights_file(filepath):
             keras_file.save_keras_weights(self, filepath)
             return

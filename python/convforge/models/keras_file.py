@@ -377,17 +377,25 @@ def _check_describable(model, weights_only: bool) -> None:
     make two unshared layers of it); and, for a weights file, which Keras loads into a model of
     its own by each layer's place in ``model.layers``, a nested model used in part (Keras lists
     it as one entry, convforge its used layers one by one)."""
+    seen: dict = {}
+    for where, entry in _weight_paths(model):
+        if id(entry) in seen:
+            raise ValueError(
+                f"{type(entry).__name__} {entry.name!r} is listed twice in model.layers as Keras walks them "
+                f"({seen[id(entry)]} and {where}): called both inside a nested model's call and on its own, or "
+                "inside a nested call whose outputs are not all used (convforge lists that call's layers one by "
+                "one). Keras's format would make two unshared copies of it: save this model in convforge's format "
+                "(.npz)")
+        seen[id(entry)] = where
+    _check_partial_use(model, weights_only)
+
+
+def _check_partial_use(model, weights_only: bool) -> None:
     for entry in model.layers:
         if _is_model(entry):
-            _check_describable(entry, weights_only)
+            _check_partial_use(entry, weights_only)
     if _model_class(model) != "Functional":
         return
-    for layer in model._flat_layers:
-        owners = {model._node_owner(n) is None for n in model._node_ids.get(id(layer), [])}
-        if owners == {True, False}:
-            raise ValueError(f"layer {layer.name!r} is called both inside a nested model's call and on its own in "
-                             f"model {model.name!r}: Keras's format would make two layers of it (they would no longer "
-                             "share weights); save this model in convforge's format (.npz)")
     if weights_only:
         for node in model._nodes:
             if node.nested_call is not None and id(node.nested_call) not in model._whole_calls:
@@ -634,6 +642,14 @@ def _from_keras_regularizer(value, where: str):
     return {"class_name": _named_class(value, where), "config": dict(value.get("config") or {})}
 
 
+def _set_trainable(model, config) -> None:
+    value = config.get("trainable", True)
+    if not isinstance(value, bool):
+        raise _KerasFileError(f"model {model.name!r}: trainable must be true or false; got {value!r:.60}")
+    if not value:
+        model.trainable = False
+
+
 class _NotYet(Exception):
     """A call reads a call not made yet: ``args[0]`` is ``(producer, call number)``."""
 
@@ -722,8 +738,7 @@ class _Reader:
         shape = config.get("build_input_shape")
         if not model.built and isinstance(shape, list) and len(shape) > 1:
             model.build(tuple(shape))
-        if config.get("trainable", True) is False:
-            model.trainable = False
+        _set_trainable(model, config)
         return model
 
     def functional(self, config):
@@ -826,9 +841,32 @@ class _Reader:
 
         model = self.classes["Functional"](io_tensors(config.get("input_layers"), "input_layers"),
                            io_tensors(config.get("output_layers"), "output_layers"), name=name)
-        if config.get("trainable", True) is False:
-            model.trainable = False
+        _set_trainable(model, config)
         return model
+
+    def check_names(self, entry) -> None:
+        """Keras wants one name per model level, convforge one per model with its nested
+        layers: refuse a file whose levels share a layer name, saying which."""
+        seen: dict = {}
+
+        def walk(item, where):
+            config = item.get("config") if isinstance(item, dict) else None
+            for layer in (config or {}).get("layers") or []:
+                if not isinstance(layer, dict):
+                    continue
+                name = layer.get("name", (layer.get("config") or {}).get("name"))
+                if layer.get("class_name") in _MODEL_CLASSES:
+                    walk(layer, f"{where}/{name}")
+                elif layer.get("class_name") != "InputLayer" and isinstance(name, str):
+                    if name in seen and seen[name] != where:
+                        raise _KerasFileError(
+                            f"two layers are named {name!r} ({seen[name] or 'the model'} and {where or 'the model'}): "
+                            "Keras takes one name per model level, convforge one per model with the models nested "
+                            "in it. Rename one in Keras (layer.name before saving, or name= when building) and "
+                            "save again")
+                    seen.setdefault(name, where)
+
+        walk(entry, "")
 
     def model(self, entry):
         kind = _named_class(entry, "the model")
@@ -928,6 +966,14 @@ def _read_weights(model, h5, path, by_name: bool) -> None:
     for where, name in files.items():
         places.setdefault(name, []).append(where)
     named = any(name is not None for name in files.values())
+    # Without by_name, Keras's rule: places. Names decide nothing, unless the file's places are
+    # not this model's (it nests a model this one lists layer by layer: a nested model used in
+    # part) and it names every layer of this model that has weights: then a layer found at
+    # another place is a swap, refused. Names given by another session (dense_1, dense_2 for
+    # dense, dense_1), or permuted by hand in a model of the same places, leave Keras's rule alone.
+    weighted = {where: entry for where, entry in _weight_paths(model) if not _is_model(entry) and entry.params}
+    holding = {where for where in files if len(_at(h5, f"{where}/vars") or ())}
+    same_model = set(weighted) != holding and {entry.name for entry in weighted.values()} <= set(places)
     values = []
     for where, entry in _weight_paths(model):
         expected = [] if _is_model(entry) else entry.get_weights()
@@ -942,11 +988,11 @@ def _read_weights(model, h5, path, by_name: bool) -> None:
                     raise ModelFileError(path, f"the file holds {len(elsewhere)} sets of weights for layer "
                                                f"{entry.name!r} ({type(entry).__name__}); expected one")
                 chosen = elsewhere[0]
-            elif elsewhere:
+            elif elsewhere and same_model:
                 holder = "another layer's" if files.get(where) is None else f"layer {files.get(where)!r}'s"
-                raise ModelFileError(path, f"the file's weights at {where} are {holder} and layer {entry.name!r}'s are "
-                                           f"at {elsewhere[0]}: it lists its layers in another order than this model "
-                                           "(load_model matches them by name)")
+                raise ModelFileError(path, f"the file's weights at {where} are {holder} and those of layer "
+                                           f"{entry.name!r} are at {elsewhere[0]}: it lists its layers in another "
+                                           "order than this model (load_model matches them by name)")
         group = _at(h5, f"{chosen}/vars")
         found = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1) if group is not None else []
         if found != [str(i) for i in range(len(expected))]:
@@ -981,10 +1027,6 @@ def _open_h5(data: bytes, path):
         return h5py.File(io.BytesIO(data), "r")
     except Exception as err:
         raise ModelFileError(path, f"its weights are not a readable HDF5 file ({type(err).__name__}: {err!s:.200})") from err
-
-
-def _weight_bytes(model) -> int:
-    return sum(int(v.nbytes) for layer in model._flat_layers for v in layer.params.values())
 
 
 def _info(zf: zipfile.ZipFile, name: str, path) -> zipfile.ZipInfo:
@@ -1109,12 +1151,11 @@ def load_keras_model(path, classes: dict, custom_objects=None, compile=True):  #
         reader = _Reader(classes, custom_objects)
         # Built within the weights member's size: a forged description cannot outgrow the file.
         with within_budget(path, max(declared, 1), "cannot rebuild the model"):
+            reader.check_names(config)
             model = reader.model(config)
         if reader.dtypes == {"float64"}:
             model.astype("float64")
-        # The weights, and an optimizer's two moments each, plus HDF5's own few KB a dataset.
-        limit = 4 * _weight_bytes(model) + 16 * 2**20
-        data = _member(zf, _WEIGHTS, limit, path)
+        data = _member(zf, _WEIGHTS, declared, path)  # stored: no larger than the file
     with _open_h5(data, path) as h5:
         with _reading(path):
             _read_weights(model, h5, path, by_name=True)
@@ -1137,12 +1178,10 @@ def load_keras_weights(model, path) -> None:
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: build it (an Input, or model.build(shape)) before loading "
                          "Keras weights into it")
-    limit = 4 * _weight_bytes(model) + 16 * 2**20
     if is_keras_file(path):
         f, zf = _open_archive(path)
         with f, zf:
-            _stored(zf, path)
-            data = _member(zf, _WEIGHTS, limit, path)
+            data = _member(zf, _WEIGHTS, _stored(zf, path), path)
     else:
         spath = os.fsdecode(path)
         try:
@@ -1150,10 +1189,7 @@ def load_keras_weights(model, path) -> None:
         except NotARegularFileError as err:
             raise ModelFileError(path, f"it is {err.kind}, not a regular file") from None
         with f:
-            size = os.fstat(f.fileno()).st_size
-            if size > limit:
-                raise ModelFileError(path, f"{size} bytes is more than this model's weights take: not its file")
-            data = f.read()
+            data = f.read()  # a regular file: its size is what it holds
     with _open_h5(data, path) as h5, _reading(path):
         _read_weights(model, h5, path, by_name=False)
 

@@ -85,7 +85,7 @@ def model_from_state(meta, arrays, path, custom_objects=None, compile=True):  # 
     """The model that ``meta`` and ``arrays`` (what :func:`state.model_state` gives, or a file's
     checked contents) describe; ``path`` names their source in errors."""
     model = _model_from_meta(meta, path, custom_objects)
-    assign_weights(model, meta, arrays, path)
+    assign_weights(model, meta, arrays, path, rebuilt=True)
     compile_config = meta.get("compile")
     if compile and compile_config:
         try:
@@ -122,7 +122,7 @@ def model_from_state(meta, arrays, path, custom_objects=None, compile=True):  # 
             raise
         except Exception as err:  # forged settings reach the optimizer/loss constructors
             raise ModelFileError(path, f"cannot restore the compile settings: {type(err).__name__}: {err!s:.300}") from err
-        restore_optimizer(model, meta, arrays, path)
+        restore_optimizer(model, meta, arrays, path, rebuilt=True)
     training = meta.get("training") or {}
     model.epochs_completed = int(training.get("epoch", 0))
     return model

@@ -160,11 +160,15 @@ def _layers_summary(classes) -> str:
     return ", ".join(classes) if len(classes) <= 8 else ", ".join(classes[:8]) + ", ..."
 
 
-def in_file_order(model, meta) -> list:
-    """``model._flat_layers`` in the order the file lists its layers: the same where the names
-    say so (a model rebuilt from the file, whose graph convforge now orders otherwise than the
-    convforge that wrote it: Keras's exact rule came later), else as they are (positions)."""
+def in_file_order(model, meta, rebuilt: bool) -> list:
+    """``model._flat_layers`` in the order the file lists its layers. For a model ``rebuilt`` from
+    the file (``load_model``), whose names are the file's, by name: convforge now orders some
+    graphs otherwise than the convforge that wrote the file (Keras's exact rule came later).
+    Otherwise (``load_weights`` or resuming into a model of your own) by position, as Keras
+    does: names given by another session say nothing."""
     layers = list(model._flat_layers)
+    if not rebuilt:
+        return layers
     entries = meta["model"]["config"]["layers"]
     names = [entry.get("name", (entry.get("config") or {}).get("name")) if isinstance(entry, dict) else None
              for entry in entries]
@@ -175,10 +179,11 @@ def in_file_order(model, meta) -> list:
     return layers
 
 
-def check_architecture(model, meta, path) -> list[tuple]:
-    """The file's weights matched to this model's, position by position, or ModelFileError."""
+def check_architecture(model, meta, path, rebuilt: bool = False) -> list[tuple]:
+    """The file's weights matched to this model's, position by position (by name for a model
+    ``rebuilt`` from the file: :func:`in_file_order`), or ModelFileError."""
     file_layers = meta["model"]["config"]["layers"]
-    layers = in_file_order(model, meta)
+    layers = in_file_order(model, meta, rebuilt)
     file_classes = [entry.get("class_name", "?") for entry in file_layers]
     model_classes = [type(layer).__name__ for layer in layers]
     if len(file_classes) != len(model_classes):
@@ -218,9 +223,10 @@ def check_architecture(model, meta, path) -> list[tuple]:
     return matched
 
 
-def assign_weights(model, meta, arrays, path) -> None:
-    """Check the file's architecture against ``model`` and copy its weights in."""
-    matched = check_architecture(model, meta, path)
+def assign_weights(model, meta, arrays, path, rebuilt: bool = False) -> None:
+    """Check the file's architecture against ``model`` and copy its weights in (``rebuilt``: the
+    model was made from this file's description)."""
+    matched = check_architecture(model, meta, path, rebuilt)
     for layer, name, key in matched:
         layer.params[name][...] = arrays[key]
 
@@ -400,7 +406,7 @@ def layer_from_config(index: int, entry: dict, custom_objects):
     return layer
 
 
-def optimizer_slots(model, meta, arrays, path) -> tuple[int, dict] | None:
+def optimizer_slots(model, meta, arrays, path, rebuilt: bool = False) -> tuple[int, dict] | None:
     """The file's optimizer state for ``model``, checked and converted; nothing is changed yet."""
     state = meta.get("optimizer")
     if not state:
@@ -411,7 +417,8 @@ def optimizer_slots(model, meta, arrays, path) -> tuple[int, dict] | None:
             f"the optimizer state in the file is for {str(state.get('class_name'))[:100]} but the model is compiled "
             f"with {type(model.optimizer).__name__}",
         )
-    names = {f"{i}/{name}": (layer, name) for i, layer in enumerate(in_file_order(model, meta)) for name in layer.params}
+    names = {f"{i}/{name}": (layer, name) for i, layer in enumerate(in_file_order(model, meta, rebuilt))
+             for name in layer.params}
     slots = {}
     for entry in state.get("slots", []):
         found = names.get(entry["variable"])
@@ -446,9 +453,9 @@ def saved_learning_rate(model, meta, path) -> float | None:
         raise ModelFileError(path, f"invalid learning rate in the optimizer state: {err!s:.200}") from err
 
 
-def restore_optimizer(model, meta, arrays, path) -> None:
+def restore_optimizer(model, meta, arrays, path, rebuilt: bool = False) -> None:
     """Put the optimizer state of a model file into the compiled ``model.optimizer``."""
-    checked = optimizer_slots(model, meta, arrays, path)
+    checked = optimizer_slots(model, meta, arrays, path, rebuilt)
     if checked is not None:
         model.optimizer.set_state(*checked)
 
