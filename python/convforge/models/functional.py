@@ -412,10 +412,10 @@ class Model(Trainer):
         - ``model.save("model.keras")`` (Keras 3's format, :mod:`convforge.models.keras_file`;
           needs h5py): architecture, weights, compile settings and the optimizer's state (SGD,
           Adam, AdamW and RMSprop, with a constant rate or one of Keras's schedules; the others
-          load fresh, with a warning), which Keras 3's ``keras.models.load_model`` opens. The history, epoch
-          count and random state have no place in Keras's format: ``.npz`` resumes ``fit``
-          exactly. A Lambda layer cannot be saved so; a layer class of your own needs its Keras
-          twin (``custom_objects``) to be opened by Keras.
+          load fresh, with a warning), which Keras 3's ``keras.models.load_model`` opens. The
+          history, epoch count and random state have no place in Keras's format: ``.npz``
+          resumes ``fit`` exactly. A Lambda layer cannot be saved so; a layer class of your own
+          needs its Keras twin (``custom_objects``) to be opened by Keras.
         """
         _refuse_overwrite(filepath, overwrite)
         if keras_file.is_keras_weights_file(filepath):
