@@ -811,3 +811,12 @@ def test_keras_saving_functions_pick_the_format_by_name(tmp_path):
         assert "config.json" in zf.namelist()
     with pytest.raises(TypeError, match="zipped"):
         saving.save_model(model, tmp_path / "d.keras", zipped=False)
+
+
+def test_each_method_refuses_the_other_kind_of_keras_name(tmp_path):
+    model = _sequential(convforge, L)
+    with pytest.raises(ValueError, match="is a weights file name"):
+        model.save(tmp_path / "w.weights.h5")
+    with pytest.raises(ValueError, match="save_weights writes Keras's .weights.h5"):
+        model.save_weights(tmp_path / "m.keras")
+    assert not os.listdir(tmp_path)

@@ -418,26 +418,14 @@ class Model(Trainer):
           needs its Keras twin (``custom_objects``) to be opened by Keras.
         """
         _refuse_overwrite(filepath, overwrite)
-        if keras_file.is_keras_weights_file(filepath):
-            raise ValueError(f"{os.fsdecode(filepath)!r} is a weights file name (.weights.h5): model.save writes a "
-                             "whole model (.keras, or convforge's .npz); model.save_weights writes weights alone")
-        if keras_file.is_keras_file(filepath):
-            keras_file.save_keras_model(self, filepath)
-            return
-        state.save_model(self, filepath)
+        (keras_file.writer(filepath, whole_model=True) or state.save_model)(self, filepath)
 
     def save_weights(self, filepath, overwrite: bool = True) -> None:
         """Save the weights: to ``.npz`` (with the architecture, to check on load) or, for a name
         ending in ``.weights.h5``, in Keras 3's format (Keras's ``model.load_weights`` reads it;
         needs h5py); ``overwrite`` as in :meth:`save`."""
         _refuse_overwrite(filepath, overwrite)
-        if keras_file.is_keras_file(filepath):
-            raise ValueError(f"{os.fsdecode(filepath)!r}: save_weights writes Keras's .weights.h5 (or convforge's "
-                             ".npz), as Keras requires; model.save writes a whole model to a .keras file")
-        if keras_file.is_keras_weights_file(filepath):
-            keras_file.save_keras_weights(self, filepath)
-            return
-        state.save_weights(self, filepath)
+        (keras_file.writer(filepath, whole_model=False) or state.save_weights)(self, filepath)
 
     def load_weights(self, filepath, skip_mismatch=False) -> None:
         """Load weights saved by ``save_weights`` or ``save`` into this model (same architecture):

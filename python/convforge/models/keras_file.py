@@ -45,7 +45,7 @@ from ..saving import ModelFileError, write_file_atomic
 from .state import LayerConfigError, layer_class, within_budget
 
 __all__ = ["is_keras_file", "is_keras_weights_file", "load_keras_model", "load_keras_weights", "save_keras_model",
-           "save_keras_weights"]
+           "save_keras_weights", "writer"]
 
 _CONFIG = "config.json"
 _METADATA = "metadata.json"
@@ -71,6 +71,23 @@ def is_keras_file(path) -> bool:
 def is_keras_weights_file(path) -> bool:
     """Does ``path`` name Keras 3's weights format (``.weights.h5``)?"""
     return os.fsdecode(path).endswith(".weights.h5")
+
+
+def writer(path, whole_model: bool):
+    """The Keras-format writer a file name asks for (``save_keras_model`` for ``.keras``,
+    ``save_keras_weights`` for ``.weights.h5``), None for any other name (convforge's own); a
+    ValueError where the name is Keras's other kind, as Keras refuses it."""
+    if is_keras_file(path):
+        if not whole_model:
+            raise ValueError(f"{os.fsdecode(path)!r}: save_weights writes Keras's .weights.h5 (or convforge's .npz), "
+                             "as Keras requires; model.save writes a whole model to a .keras file")
+        return save_keras_model
+    if is_keras_weights_file(path):
+        if whole_model:
+            raise ValueError(f"{os.fsdecode(path)!r} is a weights file name (.weights.h5): model.save writes a whole "
+                             "model (.keras, or convforge's .npz); model.save_weights writes weights alone")
+        return save_keras_weights
+    return None
 
 
 def _h5py():
