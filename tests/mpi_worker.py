@@ -78,7 +78,9 @@ def build_graph(seed=0):
         optimizer=convforge.optimizers.Adam(1e-2),
         loss={"cls": "sparse_categorical_crossentropy", "reg": "mse"},
         loss_weights={"cls": 1.0, "reg": 0.5},
-        metrics={"cls": ["accuracy"], "reg": ["mae"]},
+        # RMSE: a root of the global mean (its sums combine over ranks, not its per-rank roots)
+        metrics={"cls": ["accuracy", "sparse_categorical_crossentropy"],
+                 "reg": ["mae", convforge.metrics.RootMeanSquaredError(name="rmse")]},
     )
     return model
 
@@ -385,6 +387,7 @@ def scenario_bad_input(outdir):
     per_class = {
         "f1_fit": lambda: build_f1().fit(x, onehot, batch_size=16, verbose=0),
         "f1_evaluate": lambda: build_f1().evaluate(x, onehot, verbose=0),
+        "r2_fit": lambda: build_r2().fit(x, onehot, batch_size=16, verbose=0),
     }
     messages = {}
     for name, run in cases.items():
@@ -405,6 +408,12 @@ def scenario_bad_input(outdir):
 def build_f1():
     model = build()
     model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[convforge.metrics.F1Score()])
+    return model
+
+
+def build_r2():
+    model = build()
+    model.compile(optimizer="sgd", loss="mse", metrics=[convforge.metrics.R2Score()])
     return model
 
 

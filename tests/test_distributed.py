@@ -344,8 +344,9 @@ def test_a_functional_model_with_two_inputs_and_outputs_trains_like_one_process(
     assert_close_weights(model, ranks[0])
     ranks_history = json.loads(str(ranks[0]["history"]))
     assert set(ranks_history) == {
-        "loss", "cls_loss", "reg_loss", "cls_accuracy", "reg_mae",
-        "val_loss", "val_cls_loss", "val_reg_loss", "val_cls_accuracy", "val_reg_mae",
+        "loss", "cls_loss", "reg_loss", "cls_accuracy", "cls_sparse_categorical_crossentropy", "reg_mae", "reg_rmse",
+        "val_loss", "val_cls_loss", "val_reg_loss", "val_cls_accuracy", "val_cls_sparse_categorical_crossentropy",
+        "val_reg_mae", "val_reg_rmse",
     }
     assert_history_close(history.history, ranks_history, rtol=1e-4)
     assert ranks_history["cls_accuracy"] == history.history["cls_accuracy"]  # exact global counts
@@ -452,6 +453,7 @@ def test_bad_input_raises_the_same_error_on_every_rank(tmp_path):
         "validation_weights": "validation_data sample weights (checksum) differs between ranks",
         "f1_fit": "convforge.distributed: F1Score ('f1_score') is not supported in a data-parallel run",
         "f1_evaluate": "convforge.distributed: F1Score ('f1_score') is not supported in a data-parallel run",
+        "r2_fit": "convforge.distributed: R2Score ('r2_score') is not supported in a data-parallel run",
     }
     for case, text in expected.items():
         assert text in messages[0][case], (case, messages[0][case])

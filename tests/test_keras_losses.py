@@ -15,6 +15,23 @@ CASES = [
     (losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2), "onehot_logits"),
     (losses.MeanAbsoluteError(), "regression"),
     (losses.Huber(delta=0.5), "regression"),
+    (losses.MeanAbsolutePercentageError(), "regression"),
+    (losses.MeanSquaredLogarithmicError(), "positive"),
+    (losses.LogCosh(), "regression"),
+    (losses.Hinge(), "signs"),
+    (losses.Hinge(), "zero_one"),
+    (losses.SquaredHinge(), "zero_one"),
+    (losses.CategoricalHinge(), "scores"),
+    (losses.Poisson(), "counts"),
+    (losses.KLDivergence(), "distributions"),
+    (losses.CosineSimilarity(), "regression"),
+    (losses.BinaryFocalCrossentropy(), "binary"),
+    (losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.6, gamma=3.0, from_logits=True,
+                                    label_smoothing=0.1), "logits"),
+    (losses.BinaryFocalCrossentropy(gamma=0.5), "binary"),
+    (losses.CategoricalFocalCrossentropy(), "onehot"),
+    (losses.CategoricalFocalCrossentropy(alpha=[0.1, 0.5, 0.4], gamma=1.5, from_logits=True, label_smoothing=0.2),
+     "onehot_logits"),
 ]
 
 
@@ -26,6 +43,19 @@ def inputs(kind, rng):
         z = rng.standard_normal((5, 3))
         p = z if kind == "onehot_logits" else np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
         return np.eye(3)[rng.integers(0, 3, 5)], p
+    if kind == "positive":
+        return rng.uniform(0, 3, (5, 3)), rng.uniform(0.1, 3, (5, 3))
+    if kind == "signs":
+        return rng.choice([-1.0, 1.0], (5, 3)), rng.standard_normal((5, 3))
+    if kind == "zero_one":  # taken as -1/1 by the hinge losses
+        return rng.choice([0.0, 1.0], (5, 3)), rng.standard_normal((5, 3))
+    if kind == "scores":
+        return np.eye(3)[rng.integers(0, 3, 5)], rng.standard_normal((5, 3))
+    if kind == "counts":
+        return rng.integers(0, 5, (5, 3)).astype(float), rng.uniform(0.2, 4, (5, 3))
+    if kind == "distributions":
+        z = rng.standard_normal((5, 3))
+        return rng.dirichlet(np.ones(3), 5), np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     return rng.standard_normal((5, 2)), rng.standard_normal((5, 2))
 
 
@@ -41,9 +71,92 @@ def test_loss_gradient_is_the_derivative_of_its_value(loss, kind, weighted):
     np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("loss,kind", [c for c in CASES if c[1] not in ("binary", "logits")],
+                         ids=lambda c: repr(c) if not isinstance(c, str) else c)
+def test_loss_of_outputs_with_positions_is_the_mean_of_its_positions(loss, kind):
+    """An output with positions (batch, 2, 3, classes): Keras reduces the last axis, then takes the mean
+    over the positions and the batch. The same rows laid out as positions give the rows' mean, and the
+    gradient is the numerical one."""
+    rng = np.random.default_rng(2)
+    pairs = [inputs(kind, rng) for _ in range(6)]
+    y = np.stack([a for a, _ in pairs], axis=1)  # (5, 6, classes)
+    p = np.stack([b for _, b in pairs], axis=1)
+    rows = [loss.value_and_grad(b, loss.prepare_targets(a, b.shape[1:]), need_grad=False)[0] for a, b in pairs]
+    y4, p4 = y.reshape(5, 2, 3, -1), p.reshape(5, 2, 3, -1)
+    ready = loss.prepare_targets(y4, p4.shape[1:])
+    value, grad = loss.value_and_grad(p4, ready)
+    assert value == pytest.approx(np.mean(rows), rel=1e-12)
+    expected = numerical_grad(lambda: loss.value_and_grad(p4, ready, need_grad=False)[0], p4)
+    np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_new_losses_follow_keras_formulas_on_small_cases():
+    """Values worked by hand from Keras's formulas (independent of the implementation's layout)."""
+    y, p = np.array([[0.0, 1.0]]), np.array([[0.3, -0.4]])
+    assert losses.Hinge()(y, p) == pytest.approx(np.mean([max(1 - (-1) * 0.3, 0), max(1 - 1 * -0.4, 0)]))
+    assert losses.SquaredHinge()(y, p) == pytest.approx(np.mean([1.3 ** 2, 1.4 ** 2]))
+    assert losses.LogCosh()(np.zeros((1, 2)), np.array([[0.5, -30.0]])) == pytest.approx(
+        np.mean([np.log(np.cosh(0.5)), 30 - np.log(2)]))  # large errors without overflow
+    assert losses.MeanAbsolutePercentageError()(np.array([[2.0, 0.0]]), np.array([[1.0, 1e-8]])) == pytest.approx(
+        np.mean([50.0, 100 * 1e-8 / 1e-7]))
+    q = np.array([[0.2, 0.8]])
+    assert losses.KLDivergence()(np.array([[0.5, 0.5]]), q) == pytest.approx(0.5 * np.log(0.5 / 0.2) + 0.5 * np.log(0.5 / 0.8))
+    assert losses.CosineSimilarity()(np.array([[1.0, 0.0]]), np.array([[3.0, 3.0]])) == pytest.approx(-np.sqrt(0.5))
+    assert losses.CosineSimilarity()(np.array([[1.0, 0.0]]), np.zeros((1, 2))) == 0.0  # a zero vector: 0, no NaN
+    # categorical hinge: true class scores 0.5, the best other 0.9: max(0.9 - 0.5 + 1, 0)
+    assert losses.CategoricalHinge()(np.array([[0.0, 1.0, 0.0]]), np.array([[0.9, 0.5, -1.0]])) == pytest.approx(1.4)
+    # focal with gamma 0 and no balancing is the cross-entropy
+    y, p = np.array([[1.0], [0.0]]), np.array([[0.7], [0.4]])
+    assert losses.BinaryFocalCrossentropy(gamma=0.0)(y, p) == pytest.approx(losses.BinaryCrossentropy()(y, p))
+    assert losses.BinaryFocalCrossentropy(gamma=2.0)(y, p) == pytest.approx(
+        np.mean([0.3 ** 2 * -np.log(0.7), 0.4 ** 2 * -np.log(0.6)]))
+    onehot, probs = np.array([[0.0, 1.0, 0.0]]), np.array([[0.2, 0.7, 0.1]])
+    assert losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=0.0)(onehot, probs) == pytest.approx(
+        losses.CategoricalCrossentropy()(onehot, probs))
+    assert losses.CategoricalFocalCrossentropy()(onehot, probs) == pytest.approx(0.25 * 0.3 ** 2 * -np.log(0.7))
+
+
+def test_focal_and_hinge_arguments_are_checked():
+    with pytest.raises(ValueError, match=r"alpha must be a number in \[0, 1\]; got 1.5"):
+        losses.BinaryFocalCrossentropy(alpha=1.5)
+    with pytest.raises(ValueError, match=r"gamma must be a number >= 0; got -1"):
+        losses.CategoricalFocalCrossentropy(gamma=-1)
+    with pytest.raises(TypeError, match="apply_class_balancing must be True or False"):
+        losses.BinaryFocalCrossentropy(apply_class_balancing="yes")
+    with pytest.raises(ValueError, match="alpha has 2 values, but the output has 3 classes"):
+        losses.CategoricalFocalCrossentropy(alpha=[0.5, 0.5]).prepare_targets(np.eye(3), (3,))
+    with pytest.raises(ValueError, match="categorical_hinge expects one-hot labels of shape"):
+        losses.CategoricalHinge().prepare_targets(np.array([0, 2, 1]), (3,))
+    with pytest.raises(TypeError, match="convforge does not support the argument 'reduction'"):
+        losses.KLDivergence(reduction="sum")
+    assert losses.CategoricalFocalCrossentropy(axis=-1).gamma == 2.0  # Keras's default spelled out
+
+
+def test_a_focal_loss_after_a_layer_without_softmax_warns_as_the_cross_entropy_does():
+    model = convforge.Sequential([convforge.Input((4,)), convforge.layers.Dense(3)])
+    with pytest.warns(UserWarning, match="outputs logits, but the loss categorical_focal_crossentropy expects"):
+        model.compile("sgd", loss="categorical_focal_crossentropy")
+    model = convforge.Sequential([convforge.Input((4,)), convforge.layers.Dense(1)])
+    with pytest.warns(UserWarning, match=r"binary_focal_crossentropy expects .* or activation=sigmoid"):
+        model.compile("sgd", loss="binary_focal_crossentropy")
+
+
 @pytest.mark.parametrize(
     "name,cls",
     [
+        ("mape", losses.MeanAbsolutePercentageError),
+        ("MSLE", losses.MeanSquaredLogarithmicError),
+        ("log_cosh", losses.LogCosh),
+        ("kld", losses.KLDivergence),
+        ("KLDivergence", losses.KLDivergence),
+        ("kl_divergence", losses.KLDivergence),
+        ("hinge", losses.Hinge),
+        ("squared_hinge", losses.SquaredHinge),
+        ("categorical_hinge", losses.CategoricalHinge),
+        ("poisson", losses.Poisson),
+        ("cosine_similarity", losses.CosineSimilarity),
+        ("binary_focal_crossentropy", losses.BinaryFocalCrossentropy),
+        ("categorical_focal_crossentropy", losses.CategoricalFocalCrossentropy),
         ("binary_crossentropy", losses.BinaryCrossentropy),
         ("BinaryCrossentropy", losses.BinaryCrossentropy),
         ("bce", losses.BinaryCrossentropy),  # Keras's alias, once refused

@@ -44,14 +44,17 @@ def test_keras_layer_aliases_are_the_same_classes(alias, name):
         ("layers", "NoSuchLayer", r"\(Keras name\?\); its classes are .*Conv2D"),
         ("optimizers", "Ftrl", "use Adam, AdamW"),
         ("callbacks", "TensorBoard", "use CSVLogger"),
-        ("losses", "KLDivergence", "subclass convforge.losses.Loss"),
+        ("losses", "Dice", "subclass convforge.losses.Loss"),
         ("metrics", "MeanIoU", "compute it from convforge.metrics.confusion_matrix"),
         ("initializers", "Orthogonal", "convforge does not support convforge.initializers.Orthogonal: use "),
         ("initializers", "VarianceScaling", r"VarianceScaling: use .*HeNormal"),
         ("initializers", "NoSuchInit", r"\(Keras name\?\); its classes are .*GlorotUniform"),
         # The classes only: losses.EPSILON (a float) was listed among them.
-        ("losses", "NoSuchLoss", r"its classes are BinaryCrossentropy, CategoricalCrossentropy, Huber, Loss, "
-                                 r"MeanAbsoluteError, MeanSquaredError, SparseCategoricalCrossentropy$"),
+        ("losses", "NoSuchLoss", r"its classes are BinaryCrossentropy, BinaryFocalCrossentropy, CategoricalCrossentropy, "
+                                 r"CategoricalFocalCrossentropy, CategoricalHinge, CosineSimilarity, Hinge, Huber, "
+                                 r"KLDivergence, LogCosh, Loss, MeanAbsoluteError, MeanAbsolutePercentageError, "
+                                 r"MeanSquaredError, MeanSquaredLogarithmicError, Poisson, "
+                                 r"SparseCategoricalCrossentropy, SquaredHinge$"),
         (None, "ops", "convforge does not support convforge.ops: use NumPy functions"),
         # the subclassing guide's CustomDropout and VAE Sampling layer
         ("random", "SeedGenerator", "convforge.random.SeedGenerator: convforge's layers draw from one process-wide"),

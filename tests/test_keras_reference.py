@@ -102,6 +102,25 @@ LOSS_CASES = [
     ("Huber", {}, "regression"),
     ("Huber", {"delta": 0.3}, "regression"),
     ("MeanSquaredError", {}, "regression"),
+    ("MeanAbsolutePercentageError", {}, "regression"),
+    ("MeanSquaredLogarithmicError", {}, "positive"),
+    ("LogCosh", {}, "regression"),
+    ("Hinge", {}, "signs"),
+    ("Hinge", {}, "scores_binary"),
+    ("SquaredHinge", {}, "signs"),
+    ("SquaredHinge", {}, "scores_binary"),
+    ("CategoricalHinge", {}, "scores_onehot"),
+    ("Poisson", {}, "counts"),
+    ("KLDivergence", {}, "distributions"),
+    ("CosineSimilarity", {}, "regression"),
+    ("BinaryFocalCrossentropy", {}, "binary"),
+    ("BinaryFocalCrossentropy", {"apply_class_balancing": True, "alpha": 0.6, "gamma": 3.0, "from_logits": True,
+                                 "label_smoothing": 0.1}, "binary_logits"),
+    ("BinaryFocalCrossentropy", {"gamma": 0.5}, "binary"),
+    ("CategoricalFocalCrossentropy", {}, "onehot"),
+    ("CategoricalFocalCrossentropy", {"alpha": [0.1, 0.2, 0.3, 0.4], "gamma": 1.5, "from_logits": True,
+                                      "label_smoothing": 0.2}, "onehot_logits"),
+    ("CategoricalFocalCrossentropy", {"gamma": 0.0}, "onehot"),
 ]
 
 
@@ -118,7 +137,59 @@ def loss_inputs(kind, rng):
             return np.eye(c)[labels], z
         p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
         return (labels if kind == "sparse" else np.eye(c)[labels]), p
+    if kind == "positive":  # some predictions below 0, which Keras's max(y_pred, 1e-7) stops
+        return rng.uniform(0, 3, (n, 3)), rng.uniform(-0.5, 3, (n, 3))
+    if kind == "signs":
+        return rng.choice([-1.0, 1.0], (n, 3)), rng.standard_normal((n, 3))
+    if kind == "scores_binary":  # 0/1 targets, which the hinge losses take as -1/1
+        return rng.choice([0.0, 1.0], (n, 3)), rng.standard_normal((n, 3))
+    if kind == "scores_onehot":  # whole scores (ties among the other classes), no margin of exactly 0
+        y = np.eye(c)[rng.integers(0, c, n)]
+        return y, np.round(rng.standard_normal((n, c))) + 0.1 * y
+    if kind == "counts":
+        return rng.integers(0, 5, (n, 3)).astype(np.float64), rng.uniform(0.2, 4, (n, 3))
+    if kind == "distributions":
+        z = rng.standard_normal((n, c))
+        return rng.dirichlet(np.ones(c), n), np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     return rng.standard_normal((n, 3)), rng.standard_normal((n, 3))
+
+
+def positions_of(y, p, rng):
+    """The same kind of targets and outputs with positions, (batch, 2, 3, classes): a loss per pixel."""
+    n = len(y)
+    pairs = [loss_inputs_like(y, p, rng) for _ in range(6)]
+    stack = lambda k: np.stack([pair[k] for pair in pairs], axis=1).reshape(n, 2, 3, *p.shape[1:])  # noqa: E731
+    return stack(0), stack(1)
+
+
+def loss_inputs_like(y, p, rng):
+    order = rng.permutation(len(y))
+    return y[order], p[order]
+
+
+@pytest.mark.parametrize("name,kwargs,kind", [case for case in LOSS_CASES if case[2] != "sparse"])
+@pytest.mark.parametrize("positions", [False, True], ids=["rows", "positions"])
+def test_loss_gradient_matches_keras_autograd(name, kwargs, kind, positions):
+    """The gradient fit uses is Keras's (PyTorch's autograd of Keras's formula, float32), with
+    sample weights, for rows and for outputs with positions (batch, 2, 3, classes)."""
+    import torch
+
+    rng = np.random.default_rng(4)
+    y, p = loss_inputs(kind, rng)
+    if positions:
+        y, p = positions_of(y, p, rng)
+    weights = rng.uniform(0.1, 2.0, len(y))
+    ours = getattr(convforge.losses, name)(**kwargs)
+    theirs = getattr(keras.losses, name)(**kwargs)
+    y_ready = ours.prepare_targets(y, p.shape[1:])
+    for w in (None, weights):
+        tensor = torch.tensor(p, requires_grad=True)
+        keras_w = None if w is None else torch.tensor(w.reshape(-1, *[1] * (p.ndim - 2)))
+        theirs(torch.tensor(y), tensor, sample_weight=keras_w).backward()
+        value, grad = ours.value_and_grad(p, y_ready, sample_weight=w)
+        expected = tensor.grad.numpy()
+        assert value == pytest.approx(float(theirs(torch.tensor(y), torch.tensor(p), sample_weight=keras_w)), rel=1e-5)
+        np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("name,kwargs,kind", LOSS_CASES)
@@ -176,6 +247,60 @@ def test_metric_matches_keras_over_batches(name, kwargs, kind):
         theirs.update_state(t(y), t(p))
     assert ours.result() == pytest.approx(float(to_numpy(theirs.result())), abs=1e-6)
     assert ours.name == re.sub(r"_\d+$", "", theirs.name)  # Keras numbers a second instance: auc_1
+
+
+REGRESSION_METRIC_CASES = [
+    ("MeanAbsolutePercentageError", {}, "regression"),
+    ("MeanSquaredLogarithmicError", {}, "positive"),
+    ("LogCoshError", {}, "regression"),
+    ("Hinge", {}, "signs"),
+    ("SquaredHinge", {}, "scores_binary"),
+    ("CategoricalHinge", {}, "scores_onehot"),
+    ("Poisson", {}, "counts"),
+    ("KLDivergence", {}, "distributions"),
+    ("CosineSimilarity", {}, "regression"),
+    ("BinaryCrossentropy", {}, "binary"),
+    ("BinaryCrossentropy", {"from_logits": True, "label_smoothing": 0.1}, "binary_logits"),
+    ("CategoricalCrossentropy", {}, "onehot"),
+    ("CategoricalCrossentropy", {"from_logits": True, "label_smoothing": 0.2}, "onehot_logits"),
+    ("SparseCategoricalCrossentropy", {}, "sparse"),
+    ("RootMeanSquaredError", {}, "regression"),
+    ("R2Score", {}, "regression"),
+    ("R2Score", {"class_aggregation": "variance_weighted_average"}, "regression"),
+    ("R2Score", {"class_aggregation": None}, "regression"),
+    ("R2Score", {"num_regressors": 2}, "regression"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,kind", REGRESSION_METRIC_CASES)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_loss_and_regression_metrics_match_keras_over_batches(name, kwargs, kind, weighted):
+    """Keras's metric of each loss, RootMeanSquaredError and R2Score: three batches, with and
+    without sample weights; the value (one per output for R2Score(class_aggregation=None)), the
+    name, which way is better (callbacks' mode='auto') and get_config as Keras 3.15's."""
+    rng = np.random.default_rng(sum(map(ord, f"{name}{kwargs}{kind}")))
+    ours = getattr(convforge.metrics, name)(**kwargs)
+    theirs = getattr(keras.metrics, name)(**kwargs)
+    t = keras.ops.convert_to_tensor
+    for _ in range(3):
+        y, p = loss_inputs(kind, rng)
+        w = rng.uniform(0.1, 2.0, len(y)) if weighted else None
+        ours.update_state(y, p, sample_weight=w)
+        theirs.update_state(t(y), t(p), sample_weight=None if w is None else t(w))
+    expected = to_numpy(theirs.result())
+    assert np.shape(ours.result()) == expected.shape
+    np.testing.assert_allclose(ours.result(), expected, rtol=2e-5, atol=1e-6)
+    assert ours.name == re.sub(r"_\d+$", "", theirs.name)
+    assert ours.direction == theirs._direction
+    config = {k: v for k, v in theirs.get_config().items() if k != "dtype"}
+    config["name"] = re.sub(r"_\d+$", "", config["name"])
+    assert ours.get_config() == config
+    ours.reset_state()
+    theirs.reset_state()
+    y, p = loss_inputs(kind, rng)
+    ours.update_state(y, p)
+    theirs.update_state(t(y), t(p))
+    np.testing.assert_allclose(ours.result(), to_numpy(theirs.result()), rtol=2e-5, atol=1e-6)
 
 
 CLASSIFICATION_CASES = [

@@ -750,3 +750,106 @@ def test_metric_variables_read_and_refuse_as_keras_s():
                           "dtype must be a number type such as 'float32' or 'int32'; got 'str'")):
         with pytest.raises(ValueError, match=re.escape(message)):
             bad()
+
+
+# ---------------------------------------------------------------- regression and loss metrics
+
+
+def test_root_mean_squared_error_is_the_root_of_everything_seen():
+    """Not the mean of the batches' roots: sqrt(sum w_i mean_k (y - p)^2 / sum w_i)."""
+    rng = np.random.default_rng(0)
+    metric = metrics.RootMeanSquaredError()
+    ys, ps, ws = [], [], []
+    for n in (3, 7, 5):
+        y, p, w = rng.standard_normal((n, 2)), rng.standard_normal((n, 2)), rng.uniform(0, 2, n)
+        metric.update_state(y, p, sample_weight=w)
+        ys.append(y), ps.append(p), ws.append(w)
+    y, p, w = np.concatenate(ys), np.concatenate(ps), np.concatenate(ws)
+    assert metric.result() == pytest.approx(np.sqrt((w * ((y - p) ** 2).mean(axis=1)).sum() / w.sum()), rel=1e-12)
+    metric.reset_state()
+    assert np.isnan(metric.result())
+    metric.update_state([1.0, 2.0], [[1.0], [4.0]])  # targets (n,) against a column output
+    assert metric.result() == pytest.approx(np.sqrt(2.0))
+
+
+def test_r2_score_matches_its_formula_per_output():
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((40, 3)) * [1.0, 2.0, 5.0]
+    p = y + rng.standard_normal((40, 3)) * 0.5
+    per_output = 1 - ((y - p) ** 2).sum(axis=0) / ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    for aggregation, expected in [("uniform_average", per_output.mean()),
+                                  ("variance_weighted_average",
+                                   np.average(per_output, weights=((y - y.mean(axis=0)) ** 2).sum(axis=0))),
+                                  (None, per_output)]:
+        metric = metrics.R2Score(class_aggregation=aggregation)
+        for part in np.array_split(np.arange(40), 3):  # over batches
+            metric.update_state(y[part], p[part])
+        np.testing.assert_allclose(metric.result(), expected, rtol=1e-12)
+    adjusted = metrics.R2Score(num_regressors=4)
+    adjusted.update_state(y[:, :1], p[:, :1])
+    assert adjusted.result() == pytest.approx(1 - (1 - per_output[0]) * 39 / 35, rel=1e-12)
+    constant = metrics.R2Score()
+    constant.update_state(np.ones((4, 1)), np.zeros((4, 1)))
+    assert constant.result() == 0.0  # Keras's value for a constant target (no variance), not -inf
+    with pytest.raises(ValueError, match="class_aggregation must be"):
+        metrics.R2Score(class_aggregation="macro")
+    with pytest.raises(ValueError, match="num_regressors must be an int >= 0"):
+        metrics.R2Score(num_regressors=-1)
+    with pytest.raises(ValueError, match=r"targets and outputs of one shape \(batch, outputs\)"):
+        metrics.R2Score().update_state(np.ones((4, 2)), np.ones((4, 3)))
+    with pytest.warns(UserWarning, match="adjusted R2 is undefined"):
+        few = metrics.R2Score(num_regressors=5)
+        few.update_state(y[:3, :1], p[:3, :1])
+        few.result()
+
+
+@pytest.mark.parametrize("name,cls,logged", [
+    ("mape", metrics.MeanAbsolutePercentageError, "mape"),
+    ("msle", metrics.MeanSquaredLogarithmicError, "msle"),
+    ("root_mean_squared_error", metrics.RootMeanSquaredError, "root_mean_squared_error"),
+    ("r2_score", metrics.R2Score, "r2_score"),
+    ("kl_divergence", metrics.KLDivergence, "kl_divergence"),
+    ("cosine_similarity", metrics.CosineSimilarity, "cosine_similarity"),
+    ("binary_crossentropy", metrics.BinaryCrossentropy, "binary_crossentropy"),
+    ("sparse_categorical_crossentropy", metrics.SparseCategoricalCrossentropy, "sparse_categorical_crossentropy"),
+    ("LogCoshError", metrics.LogCoshError, "logcosh"),
+    ("RootMeanSquaredError", metrics.RootMeanSquaredError, "root_mean_squared_error"),
+])
+def test_regression_and_loss_metrics_by_name(name, cls, logged):
+    metric = metrics.get(name)
+    assert type(metric) is cls and metric.name == logged
+    again = metrics.get(metrics.serialize(metric))
+    assert type(again) is cls and again.get_config() == metric.get_config()
+
+
+def test_loss_metrics_are_the_losses_values_and_cosine_is_positive():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 4, 12)
+    z = rng.standard_normal((12, 4))
+    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    metric = metrics.SparseCategoricalCrossentropy()
+    metric.update_state(labels, probs)
+    assert metric.result() == pytest.approx(-np.log(probs[np.arange(12), labels]).mean(), rel=1e-12)
+    logits = metrics.CategoricalCrossentropy(from_logits=True)
+    logits.update_state(np.eye(4)[labels], z)
+    assert logits.result() == pytest.approx(metric.result(), rel=1e-12)
+    cosine = metrics.CosineSimilarity()
+    cosine.update_state(np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([[2.0, 0.0], [0.0, -1.0]]))
+    assert cosine.result() == pytest.approx(0.0) and cosine.direction == "up"
+    with pytest.raises(ValueError, match="categorical_crossentropy expects one-hot labels"):
+        metrics.CategoricalCrossentropy().update_state(labels, probs)
+
+
+def test_regression_metrics_in_fit_history():
+    convforge.seed(0)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    y = (x @ np.array([[1.0], [-2.0], [0.5]]) + 0.1).astype(np.float32)
+    model = convforge.Sequential([convforge.Input((3,)), convforge.layers.Dense(1)])
+    model.compile(convforge.optimizers.SGD(0.1), loss="log_cosh",
+                  metrics=["mse", metrics.RootMeanSquaredError(), metrics.R2Score(), "mape"])
+    history = model.fit(x, y, epochs=15, batch_size=16, verbose=0)
+    assert set(history.history) == {"loss", "mse", "root_mean_squared_error", "r2_score", "mape"}
+    assert history.history["r2_score"][-1] > 0.95 > history.history["r2_score"][0]
+    scores = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert scores["root_mean_squared_error"] == pytest.approx(np.sqrt(scores["mse"]), rel=1e-5)

@@ -390,12 +390,12 @@ class Tally:
 
 
 def refuse_per_class_metrics(model) -> None:
-    """F1Score and FBetaScore count per class, sized by their first batch: the sums of a
-    data-parallel run are laid out before it (and a rank with no batch would have none)."""
-    from .metrics import FBetaScore
+    """F1Score, FBetaScore and R2Score count per class or output, sized by their first batch: the
+    sums of a data-parallel run are laid out before it (and a rank with no batch would have none)."""
+    from .metrics import FBetaScore, R2Score
 
     for name, metric in model._log_metrics():
-        if isinstance(metric, FBetaScore):
+        if isinstance(metric, (FBetaScore, R2Score)):
             raise NotImplementedError(
                 f"convforge.distributed: {type(metric).__name__} ('{name}') is not supported in a data-parallel "
                 "run; compute it after training in one process: metric.update_state(y, model.predict(x))"

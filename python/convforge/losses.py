@@ -1,9 +1,33 @@
-"""Loss functions: cross-entropy (integer labels, one-hot rows, binary), mean squared and absolute error, Huber.
+"""Loss functions, Keras 3's: classification, regression and distributions.
 
 ``model.compile(loss='sparse_categorical_crossentropy')`` (integer labels) or
 ``'categorical_crossentropy'`` (one-hot labels) or ``'mse'``; or an instance,
 e.g. ``losses.SparseCategoricalCrossentropy(from_logits=True)`` for a model
 whose last layer has no activation. Every loss is the mean over the batch.
+
+=====================================  =========================================  ======================
+class                                  name in compile                            targets
+=====================================  =========================================  ======================
+SparseCategoricalCrossentropy          'sparse_categorical_crossentropy'          integer labels
+CategoricalCrossentropy                'categorical_crossentropy'                 one-hot rows
+CategoricalFocalCrossentropy           'categorical_focal_crossentropy'           one-hot rows
+CategoricalHinge                       'categorical_hinge'                        one-hot rows
+BinaryCrossentropy                     'binary_crossentropy', 'bce'               0/1 (or in [0, 1])
+BinaryFocalCrossentropy                'binary_focal_crossentropy'                0/1 (or in [0, 1])
+Hinge, SquaredHinge                    'hinge', 'squared_hinge'                   -1/1 (0/1 converted)
+MeanSquaredError                       'mse', 'mean_squared_error'                numbers
+MeanAbsoluteError                      'mae', 'mean_absolute_error'               numbers
+MeanAbsolutePercentageError            'mape'                                     numbers (not near 0)
+MeanSquaredLogarithmicError            'msle'                                     numbers >= 0
+Huber, LogCosh                         'huber', 'log_cosh'                        numbers
+Poisson                                'poisson'                                  counts
+KLDivergence                           'kld', 'kl_divergence'                     distributions
+CosineSimilarity                       'cosine_similarity'                        vectors
+=====================================  =========================================  ======================
+
+Each is Keras's formula, reduced as Keras reduces it: over the last axis first (its mean, or its
+sum for KLDivergence, CosineSimilarity and the categorical ones), then the mean over any other
+positions and the batch (Keras's ``reduction='sum_over_batch_size'``, the only one here).
 
 Softmax + cross-entropy
 -----------------------
@@ -35,12 +59,23 @@ import numpy as np
 
 __all__ = [
     "BinaryCrossentropy",
+    "BinaryFocalCrossentropy",
     "CategoricalCrossentropy",
+    "CategoricalFocalCrossentropy",
+    "CategoricalHinge",
+    "CosineSimilarity",
+    "Hinge",
     "Huber",
+    "KLDivergence",
+    "LogCosh",
     "Loss",
     "MeanAbsoluteError",
+    "MeanAbsolutePercentageError",
     "MeanSquaredError",
+    "MeanSquaredLogarithmicError",
+    "Poisson",
     "SparseCategoricalCrossentropy",
+    "SquaredHinge",
     "check_sparse_labels",
     "get",
     "softmax_cross_entropy",
@@ -276,6 +311,24 @@ class _Crossentropy(Loss):
         targets = self._smooth(y_true, logits.shape, logits.dtype)
         return softmax_cross_entropy(logits, targets, need_grad, sample_weight)
 
+    def _per_sample(self, y_pred, y_true):
+        """Each sample's cross-entropy ``(batch,)`` (the mean over its positions), from ``y_pred``
+        as given: log-softmax of logits, or Keras's renormalised and clipped probabilities (as
+        Keras's metrics take them; the loss of a softmax layer is taken from its logits)."""
+        classes = y_pred.shape[-1]
+        rows = y_pred.reshape(-1, classes)
+        sparse = y_true.ndim == y_pred.ndim - 1
+        labels = y_true.reshape(-1) if sparse else y_true.reshape(-1, classes)
+        targets = self._targets_matrix(self._smooth(labels, rows.shape, rows.dtype), rows.shape)
+        if self.from_logits:
+            with np.errstate(invalid="ignore", over="ignore"):
+                shifted = rows - rows.max(axis=1, keepdims=True)
+            log_q = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        else:
+            log_q = np.log(np.clip(rows / rows.sum(axis=1, keepdims=True), EPSILON, 1 - EPSILON))
+        per_row = -(targets * log_q).sum(axis=1)
+        return per_row.reshape(y_pred.shape[0], -1).mean(axis=1)
+
     def value_and_grad(self, y_pred, y_true, need_grad=True, sample_weight=None):
         if y_pred.ndim > 2:
             return self._per_position(self.value_and_grad, y_pred, y_true, need_grad, sample_weight)
@@ -319,6 +372,26 @@ class SparseCategoricalCrossentropy(_Crossentropy):
         return target
 
 
+def _onehot_targets(y_true, output_shape, who: str) -> np.ndarray:
+    """One-hot (or soft) rows ``(batch, ..., classes)`` matching the output, checked: finite, >= 0."""
+    y = np.asarray(y_true)
+    # (batch, classes), or one-hot rows per position of an output (batch, ..., classes).
+    if y.shape[1:] != tuple(output_shape):
+        shown = ", ".join(map(str, output_shape))
+        hint = ""
+        if y.shape[1:] in (tuple(output_shape[:-1]), (*output_shape[:-1], 1)):
+            hint = " For integer class labels use loss='sparse_categorical_crossentropy'."
+        raise ValueError(f"{who} expects one-hot labels of shape (batch, {shown}); got shape {y.shape}.{hint}")
+    if y.dtype.kind not in "fiub":
+        raise TypeError(f"{who}: labels must be numbers; got dtype {y.dtype}")
+    bad = ~np.isfinite(y) if y.dtype.kind == "f" else np.zeros(y.shape, bool)
+    bad |= y < 0
+    if bad.any():
+        at = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), y.shape))
+        raise ValueError(f"{who}: labels must be finite and >= 0 (one-hot rows); got {y[at].item()!r} at index {at}")
+    return y.astype(np.float64) if y.dtype.kind != "f" else y
+
+
 class CategoricalCrossentropy(_Crossentropy):
     """Cross-entropy with one-hot (or soft) labels of shape ``(batch, classes)``.
 
@@ -346,26 +419,7 @@ class CategoricalCrossentropy(_Crossentropy):
         return y * (1 - self.label_smoothing) + self.label_smoothing / shape[1]
 
     def prepare_targets(self, y_true, output_shape):
-        y = np.asarray(y_true)
-        # (batch, classes), or one-hot rows per position of an output (batch, ..., classes).
-        if y.shape[1:] != tuple(output_shape):
-            shown = ", ".join(map(str, output_shape))
-            hint = ""
-            if y.shape[1:] in (tuple(output_shape[:-1]), (*output_shape[:-1], 1)):
-                hint = " For integer class labels use loss='sparse_categorical_crossentropy'."
-            raise ValueError(
-                f"{self.name} expects one-hot labels of shape (batch, {shown}); got shape {y.shape}.{hint}"
-            )
-        if y.dtype.kind not in "fiub":
-            raise TypeError(f"{self.name}: labels must be numbers; got dtype {y.dtype}")
-        bad = ~np.isfinite(y) if y.dtype.kind == "f" else np.zeros(y.shape, bool)
-        bad |= y < 0
-        if bad.any():
-            at = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), y.shape))
-            raise ValueError(
-                f"{self.name}: labels must be finite and >= 0 (one-hot rows); got {y[at].item()!r} at index {at}"
-            )
-        return y.astype(np.float64) if y.dtype.kind != "f" else y
+        return _onehot_targets(y_true, output_shape, self.name)
 
     def _targets_matrix(self, y_true, shape):
         return y_true
@@ -394,11 +448,30 @@ class _ElementwiseLoss(Loss):
         return y
 
     def value_and_grad(self, y_pred, y_true, need_grad=True, sample_weight=None):
-        diff = y_pred - y_true.astype(y_pred.dtype, copy=False)
-        loss = _weighted_mean(self._elementwise(diff).reshape(len(diff), -1).mean(axis=1), sample_weight)
+        values, derivative = self._terms(y_pred, y_true.astype(y_pred.dtype, copy=False), need_grad)
+        scale = self._scale(y_pred)
+        loss = _weighted_mean(values.reshape(len(values), -1).mean(axis=1) * scale, sample_weight)
         if not need_grad:
             return loss, None
-        return loss, _weight_rows(self._derivative(diff) * (1.0 / diff.size), sample_weight)
+        return loss, _weight_rows(derivative * (scale / values.size), sample_weight)
+
+    def _per_sample(self, y_pred, y_true):
+        """Each sample's loss ``(batch,)``, whose mean :meth:`value_and_grad` gives (the metrics' values)."""
+        values, _ = self._terms(y_pred, y_true.astype(y_pred.dtype, copy=False), False)
+        return values.reshape(len(values), -1).mean(axis=1) * self._scale(y_pred)
+
+    def _scale(self, y_pred) -> int:
+        # Keras reduces the last axis first: by its mean, or (KLDivergence) by its sum.
+        return y_pred.shape[-1] if self._sums_last_axis and y_pred.ndim > 1 else 1
+
+    #: True where Keras sums the last axis (KLDivergence) rather than averaging it.
+    _sums_last_axis = False
+
+    def _terms(self, y_pred, y_true, need_grad):
+        """Each element's loss, and (with ``need_grad``) its derivative by ``y_pred``; by default
+        functions of the difference ``y_pred - y_true`` (:meth:`_elementwise`, :meth:`_derivative`)."""
+        diff = y_pred - y_true
+        return self._elementwise(diff), (self._derivative(diff) if need_grad else None)
 
     def _elementwise(self, diff):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -488,29 +561,324 @@ class BinaryCrossentropy(_ElementwiseLoss):
         return y
 
     def value_and_grad(self, y_pred, y_true, need_grad=True, sample_weight=None):
+        per, grad = self._elements(y_pred, y_true, need_grad)
+        loss = _weighted_mean(per.reshape(len(per), -1).mean(axis=1), sample_weight)
+        if grad is not None:
+            grad = _weight_rows((grad / y_pred.size).astype(y_pred.dtype, copy=False), sample_weight)
+        return loss, grad
+
+    def _per_sample(self, y_pred, y_true):
+        per, _ = self._elements(y_pred, y_true, False)
+        return per.reshape(len(per), -1).mean(axis=1)
+
+    def _elements(self, y_pred, y_true, need_grad):
+        """Each output's loss, and (with ``need_grad``) its derivative by ``y_pred``."""
         y = y_true.astype(y_pred.dtype, copy=False)
         if self.label_smoothing:
             y = y * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
-        size = y_pred.size
         if self.from_logits:
             z = y_pred
             per = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-            grad = None
-            if need_grad:
-                e = np.exp(-np.abs(z))
-                sig = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
-                grad = (sig - y) / size
+            return per, (_sigmoid(z) - y if need_grad else None)
+        p = np.clip(y_pred, EPSILON, 1 - EPSILON)
+        per = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+        if not need_grad:
+            return per, None
+        inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)
+        return per, np.where(inside, (p - y) / (p * (1 - p)), 0)
+
+
+def _sigmoid(z):
+    """``1 / (1 + exp(-z))`` without overflow for large ``|z|``."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softplus(z):
+    """``log(1 + exp(z))`` without overflow."""
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def _check_number(value, name: str, low: float, high: float | None = None) -> float:
+    """A real number in ``[low, high]`` (``high`` None: no upper bound), as a float."""
+    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+    if ok and np.isfinite(value) and value >= low and (high is None or value <= high):
+        return float(value)
+    span = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+    raise ValueError(f"{name} must be a number {span}; got {value!r}")
+
+
+class MeanAbsolutePercentageError(_ElementwiseLoss):
+    """Keras's ``'mape'``: ``100 * |y_true - y_pred| / max(|y_true|, 1e-7)``, averaged over all
+    outputs. Targets near 0 make it huge, as in Keras."""
+
+    name = "mean_absolute_percentage_error"
+
+    def _terms(self, y_pred, y_true, need_grad):
+        scale = 100.0 / np.maximum(np.abs(y_true), EPSILON)
+        diff = y_pred - y_true
+        return np.abs(diff) * scale, (np.sign(diff) * scale if need_grad else None)
+
+
+class MeanSquaredLogarithmicError(_ElementwiseLoss):
+    """Keras's ``'msle'``: ``(log(1 + max(y_pred, 1e-7)) - log(1 + max(y_true, 1e-7))) ** 2``,
+    averaged: relative errors of non-negative quantities (prices, counts). A prediction below
+    1e-7 is taken as 1e-7, so its gradient is 0 there, as in Keras."""
+
+    name = "mean_squared_logarithmic_error"
+
+    def _terms(self, y_pred, y_true, need_grad):
+        shifted = np.maximum(y_pred, EPSILON) + 1
+        gap = np.log(shifted) - np.log(np.maximum(y_true, EPSILON) + 1)
+        return gap * gap, (np.where(y_pred > EPSILON, 2 * gap / shifted, 0) if need_grad else None)
+
+
+class LogCosh(_ElementwiseLoss):
+    """Keras's ``LogCosh``: ``log(cosh(y_pred - y_true))`` averaged; about ``d**2 / 2`` for small
+    errors and ``|d| - log 2`` for large ones (a smooth Huber). Computed without overflow as
+    ``d + softplus(-2 d) - log 2``; its gradient is ``tanh(d)``."""
+
+    name = "log_cosh"
+
+    def _elementwise(self, diff):
+        return diff + _softplus(-2 * diff) - math.log(2.0)
+
+    def _derivative(self, diff):
+        return np.tanh(diff)
+
+
+def _hinge_targets(y):
+    """Keras's rule for the hinge losses: targets that are all 0 or 1 (in this call) are taken
+    as -1 and 1; any other targets (-1/1 already) as they are."""
+    return 2 * y - 1 if np.all((y == 0) | (y == 1)) else y
+
+
+class Hinge(_ElementwiseLoss):
+    """Keras's ``'hinge'``: ``max(1 - y_true * y_pred, 0)`` averaged, for -1/1 targets (0/1
+    targets are taken as -1/1, as in Keras) and a raw score output (no sigmoid)."""
+
+    name = "hinge"
+
+    def _terms(self, y_pred, y_true, need_grad):
+        y = _hinge_targets(y_true)
+        margin = np.maximum(1 - y * y_pred, 0)
+        return margin, (np.where(margin > 0, -y, 0) if need_grad else None)
+
+
+class SquaredHinge(_ElementwiseLoss):
+    """Keras's ``'squared_hinge'``: ``max(1 - y_true * y_pred, 0) ** 2`` averaged; targets as
+    :class:`Hinge` takes them."""
+
+    name = "squared_hinge"
+
+    def _terms(self, y_pred, y_true, need_grad):
+        y = _hinge_targets(y_true)
+        margin = np.maximum(1 - y * y_pred, 0)
+        return margin * margin, (-2 * y * margin if need_grad else None)
+
+
+class Poisson(_ElementwiseLoss):
+    """Keras's ``'poisson'``: ``y_pred - y_true * log(y_pred + 1e-7)`` averaged, for counts
+    (pair it with an output that stays positive, e.g. ``activation='softplus'`` or
+    ``'exponential'``). A negative prediction gives NaN, as in Keras, which fit reports."""
+
+    name = "poisson"
+
+    def _terms(self, y_pred, y_true, need_grad):
+        shifted = y_pred + EPSILON
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = y_pred - y_true * np.log(shifted)
+            return values, (1 - y_true / shifted if need_grad else None)
+
+
+class KLDivergence(_ElementwiseLoss):
+    """Keras's ``'kl_divergence'`` (``'kld'``): ``sum(y_true * log(y_true / y_pred))`` over the
+    last axis, both clipped to ``[1e-7, 1]``, then averaged over the batch (and any positions).
+    For distributions: soft targets, a teacher's probabilities in distillation. A prediction
+    outside ``[1e-7, 1]`` gets no gradient, as in Keras."""
+
+    name = "kl_divergence"
+    _sums_last_axis = True
+
+    def _terms(self, y_pred, y_true, need_grad):
+        y = np.clip(y_true, EPSILON, 1)
+        p = np.clip(y_pred, EPSILON, 1)
+        values = y * np.log(y / p)
+        if not need_grad:
+            return values, None
+        return values, np.where((y_pred >= EPSILON) & (y_pred <= 1), -y / p, 0)
+
+
+class _RowLoss(_ElementwiseLoss):
+    """A loss of each row of the output's last axis (Keras's reduction over ``axis=-1``), then
+    averaged over the other positions and the batch. Subclasses implement :meth:`_rows`."""
+
+    def value_and_grad(self, y_pred, y_true, need_grad=True, sample_weight=None):
+        shape = y_pred.shape
+        rows = y_pred.reshape(-1, shape[-1] if y_pred.ndim > 1 else 1)
+        values, grad = self._rows(rows, y_true.astype(y_pred.dtype, copy=False).reshape(rows.shape), need_grad)
+        loss = _weighted_mean(values.reshape(shape[0], -1).mean(axis=1), sample_weight)
+        if not need_grad:
+            return loss, None
+        return loss, _weight_rows(grad.reshape(shape) * (1.0 / len(values)), sample_weight)
+
+    def _per_sample(self, y_pred, y_true):
+        rows = y_pred.reshape(-1, y_pred.shape[-1] if y_pred.ndim > 1 else 1)
+        values, _ = self._rows(rows, y_true.astype(y_pred.dtype, copy=False).reshape(rows.shape), False)
+        return values.reshape(y_pred.shape[0], -1).mean(axis=1)
+
+    def _rows(self, y_pred, y_true, need_grad):  # pragma: no cover - abstract
+        """``(loss of each row (R,), its gradient by the rows (R, C) or None)``."""
+        raise NotImplementedError
+
+
+class CosineSimilarity(_RowLoss):
+    """Keras's ``CosineSimilarity`` loss: ``-sum(unit(y_true) * unit(y_pred))`` over the last
+    axis, where ``unit(v) = v / max(|v|, 1e-7)``: -1 for the same direction, 0 for orthogonal
+    vectors (or a zero vector), averaged over the batch."""
+
+    name = "cosine_similarity"
+
+    def _rows(self, y_pred, y_true, need_grad):
+        inv_true = 1 / np.maximum(np.sqrt((y_true * y_true).sum(axis=1, keepdims=True)), EPSILON)
+        norm = np.sqrt((y_pred * y_pred).sum(axis=1, keepdims=True))
+        inv = 1 / np.maximum(norm, EPSILON)
+        true_unit, unit = y_true * inv_true, y_pred * inv
+        cosine = (true_unit * unit).sum(axis=1, keepdims=True)
+        if not need_grad:
+            return -cosine[:, 0], None
+        # d(unit)/d(y_pred) is (I - unit unit^T) / |y_pred|, or I / 1e-7 for a vector shorter than that
+        return -cosine[:, 0], -(true_unit - np.where(norm > EPSILON, cosine, 0) * unit) * inv
+
+
+class CategoricalHinge(_RowLoss):
+    """Keras's ``'categorical_hinge'``: ``max(neg - pos + 1, 0)`` per sample, where ``pos`` is
+    the score of the true class (``sum(y_true * y_pred)``) and ``neg`` the highest score of the
+    others (``max((1 - y_true) * y_pred)``); one-hot targets, raw score outputs. Where several
+    scores tie for ``neg``, its gradient is shared among them, as in Keras (PyTorch's amax)."""
+
+    name = "categorical_hinge"
+
+    def prepare_targets(self, y_true, output_shape):
+        return _onehot_targets(y_true, output_shape, self.name)
+
+    def _rows(self, y_pred, y_true, need_grad):
+        others = (1 - y_true) * y_pred
+        neg = others.max(axis=1, keepdims=True)
+        values = np.maximum(neg[:, 0] - (y_true * y_pred).sum(axis=1) + 1, 0)
+        if not need_grad:
+            return values, None
+        ties = (others == neg).astype(y_pred.dtype)
+        grad = ties / ties.sum(axis=1, keepdims=True) * (1 - y_true) - y_true
+        return values, grad * (values > 0)[:, None]
+
+
+class BinaryFocalCrossentropy(BinaryCrossentropy):
+    """Keras's ``BinaryFocalCrossentropy``: binary cross-entropy scaled by ``(1 - p_t) ** gamma``
+    (``p_t`` the probability given to the true value), so that easy samples weigh less (Lin et
+    al., 2017); ``apply_class_balancing=True`` also weighs targets 1 by ``alpha`` and 0 by
+    ``1 - alpha``. ``gamma=0`` without balancing is :class:`BinaryCrossentropy`. Targets in
+    ``[0, 1]``; ``from_logits`` and ``label_smoothing`` as there (probabilities clipped to
+    ``[1e-7, 1 - 1e-7]`` in the cross-entropy, as in Keras; no logits shortcut)."""
+
+    name = "binary_focal_crossentropy"
+
+    def __init__(self, apply_class_balancing: bool = False, alpha: float = 0.25, gamma: float = 2.0,
+                 from_logits: bool = False, label_smoothing: float = 0.0, name: str | None = None):
+        super().__init__(from_logits, label_smoothing, name)
+        self.apply_class_balancing = _check_flag(apply_class_balancing, "apply_class_balancing")
+        self.alpha = _check_number(alpha, "alpha", 0.0, 1.0)
+        self.gamma = _check_number(gamma, "gamma", 0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "apply_class_balancing": self.apply_class_balancing, "alpha": self.alpha,
+                "gamma": self.gamma}
+
+    def _elements(self, y_pred, y_true, need_grad):
+        y = y_true.astype(y_pred.dtype, copy=False)
+        if self.label_smoothing:
+            y = y * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        p = _sigmoid(y_pred) if self.from_logits else y_pred
+        clipped = np.clip(p, EPSILON, 1 - EPSILON)
+        bce = -(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))
+        distance = 1 - (y * p + (1 - y) * (1 - p))  # 1 - p_t
+        focal = distance ** self.gamma
+        balance = y * self.alpha + (1 - y) * (1 - self.alpha) if self.apply_class_balancing else 1
+        per = focal * bce * balance
+        if not need_grad:
+            return per, None
+        inside = (p >= EPSILON) & (p <= 1 - EPSILON)
+        grad = focal * np.where(inside, (clipped - y) / (clipped * (1 - clipped)), 0)
+        if self.gamma:  # d(1 - p_t)/dp = 1 - 2y
+            with np.errstate(divide="ignore", invalid="ignore"):
+                grad = grad + self.gamma * distance ** (self.gamma - 1) * (1 - 2 * y) * bce
+        grad = grad * balance
+        return per, (grad * p * (1 - p) if self.from_logits else grad)
+
+
+class CategoricalFocalCrossentropy(_RowLoss):
+    """Keras's ``CategoricalFocalCrossentropy``: ``sum(alpha * (1 - q) ** gamma * -y * log(q))``
+    over the classes, ``q`` the predicted probabilities renormalised and clipped to ``[1e-7,
+    1 - 1e-7]`` (a softmax of the outputs with ``from_logits=True``), for class imbalance without
+    ``class_weight``. One-hot targets; ``alpha`` a number or one per class; ``label_smoothing``
+    as in :class:`CategoricalCrossentropy`. Computed as Keras writes it, from the probabilities,
+    not fused with the softmax as the plain cross-entropy is."""
+
+    name = "categorical_focal_crossentropy"
+
+    def __init__(self, alpha=0.25, gamma: float = 2.0, from_logits: bool = False, label_smoothing: float = 0.0,
+                 name: str | None = None):
+        super().__init__(name)
+        if isinstance(alpha, (list, tuple, np.ndarray)):
+            self.alpha = [_check_number(a, "alpha", 0.0) for a in np.asarray(alpha, dtype=object).reshape(-1)]
+            if not self.alpha:
+                raise ValueError("alpha must be a number or one number per class; got an empty list")
         else:
-            p = np.clip(y_pred, EPSILON, 1 - EPSILON)
-            per = -(y * np.log(p) + (1 - y) * np.log(1 - p))
-            grad = None
-            if need_grad:
-                inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)
-                grad = np.where(inside, (p - y) / (p * (1 - p)), 0) / size
-        loss = _weighted_mean(per.reshape(len(per), -1).mean(axis=1), sample_weight)
-        if grad is not None:
-            grad = _weight_rows(grad.astype(y_pred.dtype, copy=False), sample_weight)
-        return loss, grad
+            self.alpha = _check_number(alpha, "alpha", 0.0)
+        self.gamma = _check_number(gamma, "gamma", 0.0)
+        self.from_logits = _check_flag(from_logits, "from_logits")
+        self.label_smoothing = _check_smoothing(label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+    def prepare_targets(self, y_true, output_shape):
+        if isinstance(self.alpha, list) and len(self.alpha) != output_shape[-1]:
+            raise ValueError(f"{self.name}: alpha has {len(self.alpha)} values, but the output has "
+                             f"{output_shape[-1]} classes: give one per class, or a number")
+        return _onehot_targets(y_true, output_shape, self.name)
+
+    def _rows(self, y_pred, y_true, need_grad):
+        classes = y_pred.shape[1]
+        y = y_true
+        if self.label_smoothing:
+            y = y * (1 - self.label_smoothing) + self.label_smoothing / classes
+        alpha = np.asarray(self.alpha, dtype=y_pred.dtype)
+        if alpha.ndim and alpha.shape[0] != classes:
+            raise ValueError(f"{self.name}: alpha has {alpha.shape[0]} values for outputs of {classes} classes")
+        if self.from_logits:
+            with np.errstate(invalid="ignore", over="ignore"):
+                q = np.exp(y_pred - y_pred.max(axis=1, keepdims=True))
+            q /= q.sum(axis=1, keepdims=True)
+        else:
+            q = y_pred
+        total = q.sum(axis=1, keepdims=True)
+        out = q / total
+        clipped = np.clip(out, EPSILON, 1 - EPSILON)
+        log_q = np.log(clipped)
+        modulation = (1 - clipped) ** self.gamma
+        values = (alpha * modulation * -y * log_q).sum(axis=1)
+        if not need_grad:
+            return values, None
+        grad_clipped = -modulation * y / clipped
+        if self.gamma:
+            grad_clipped += self.gamma * (1 - clipped) ** (self.gamma - 1) * y * log_q
+        grad_out = np.where((out >= EPSILON) & (out <= 1 - EPSILON), alpha * grad_clipped, 0)
+        grad = (grad_out - (grad_out * out).sum(axis=1, keepdims=True)) / total  # through the renormalisation
+        if self.from_logits:  # through the softmax
+            grad = q * (grad - (grad * q).sum(axis=1, keepdims=True))
+        return values, grad
 
 
 _BY_NAME = {
@@ -523,6 +891,20 @@ _BY_NAME = {
     "mean_absolute_error": MeanAbsoluteError,
     "mae": MeanAbsoluteError,
     "huber": Huber,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "mape": MeanAbsolutePercentageError,
+    "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
+    "msle": MeanSquaredLogarithmicError,
+    "log_cosh": LogCosh,
+    "hinge": Hinge,
+    "squared_hinge": SquaredHinge,
+    "categorical_hinge": CategoricalHinge,
+    "poisson": Poisson,
+    "kl_divergence": KLDivergence,
+    "kld": KLDivergence,
+    "cosine_similarity": CosineSimilarity,
+    "binary_focal_crossentropy": BinaryFocalCrossentropy,
+    "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
 }
 # Keras's class names work as strings too: loss="BinaryCrossentropy".
 _BY_NAME.update({cls.__name__.lower(): cls for cls in set(_BY_NAME.values())})

@@ -19,38 +19,59 @@ or by hand: ``Accuracy``, ``BinaryAccuracy``, ``CategoricalAccuracy``,
 ``SparseCategoricalAccuracy``, ``TopKCategoricalAccuracy``,
 ``SparseTopKCategoricalAccuracy``, ``Precision`` and ``Recall``
 (``thresholds``, ``top_k``, ``class_id``), ``F1Score`` and ``FBetaScore``
-(``average``, ``threshold``), ``AUC``, ``MeanSquaredError``,
-``MeanAbsoluteError``, ``Mean``, ``Sum``. A metric with one value per
-threshold or class returns a float64 array, as Keras's does.
+(``average``, ``threshold``), ``AUC``, ``Mean``, ``Sum``; for regression
+``MeanSquaredError``, ``RootMeanSquaredError``, ``MeanAbsoluteError``,
+``MeanAbsolutePercentageError``, ``MeanSquaredLogarithmicError``,
+``LogCoshError``, ``R2Score``, ``CosineSimilarity``; and the value of a loss
+beside another: ``BinaryCrossentropy``, ``CategoricalCrossentropy``,
+``SparseCategoricalCrossentropy``, ``KLDivergence``, ``Poisson``, ``Hinge``,
+``SquaredHinge``, ``CategoricalHinge``. A metric with one value per
+threshold, class or output returns a float64 array, as Keras's does.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 import warnings
 
 import numpy as np
 
 from ._warnings import user_stacklevel
+from . import losses as _losses
 from .losses import check_sparse_labels
 
 __all__ = [
     "AUC",
     "Accuracy",
     "BinaryAccuracy",
+    "BinaryCrossentropy",
     "CategoricalAccuracy",
+    "CategoricalCrossentropy",
+    "CategoricalHinge",
+    "CosineSimilarity",
     "F1Score",
     "FBetaScore",
+    "Hinge",
+    "KLDivergence",
+    "LogCoshError",
+    "Poisson",
     "Precision",
+    "R2Score",
     "Recall",
+    "RootMeanSquaredError",
     "SparseCategoricalAccuracy",
+    "SparseCategoricalCrossentropy",
     "SparseTopKCategoricalAccuracy",
+    "SquaredHinge",
     "Sum",
     "TopKCategoricalAccuracy",
     "Mean",
     "MeanAbsoluteError",
+    "MeanAbsolutePercentageError",
     "MeanSquaredError",
+    "MeanSquaredLogarithmicError",
     "Metric",
     "accuracy",
     "classification_report",
@@ -1230,6 +1251,252 @@ class AUC(_Counting):
         return float(np.sum(_ratio(slope * (d_tp + intercept * log_ratio), positives)))
 
 
+class _LossMean(Mean):
+    """The running sample-weighted mean of a loss's per-sample values: Keras's metric of the same
+    name (a ``MeanMetricWrapper`` of its loss function), e.g. ``metrics=['mape']`` beside
+    ``loss='mse'``. The targets are checked as the loss checks them."""
+
+    direction = "down"
+    _loss_class: type | None = None
+    _sign = 1.0  # CosineSimilarity: the similarity, not the loss's negative of it
+
+    def __init__(self, name: str, **loss_arguments):
+        self._loss = self._loss_class(**loss_arguments)
+        super().__init__(self._batch_mean, name, per_sample=self._values)
+
+    def _values(self, y_true, y_pred) -> np.ndarray:
+        y_pred = np.asarray(y_pred)
+        if y_pred.dtype.kind != "f":
+            y_pred = y_pred.astype(np.float64)
+        if y_pred.ndim == 1:  # a column of single outputs, as a regression's Dense(1) gives it
+            y_pred = y_pred[:, None]
+        y_true = self._loss.prepare_targets(y_true, y_pred.shape[1:])
+        return self._sign * self._loss._per_sample(y_pred, y_true)
+
+    def _batch_mean(self, y_true, y_pred) -> float:
+        return float(self._values(y_true, y_pred).mean())
+
+    def get_config(self) -> dict:
+        config = self._loss.get_config()
+        config["name"] = self.name
+        return config
+
+
+class MeanAbsolutePercentageError(_LossMean):
+    """Keras's ``MeanAbsolutePercentageError`` (``'mape'``): ``100 * |y - p| / max(|y|, 1e-7)``."""
+
+    _loss_class = _losses.MeanAbsolutePercentageError
+
+    def __init__(self, name: str = "mean_absolute_percentage_error"):
+        super().__init__(name)
+
+
+class MeanSquaredLogarithmicError(_LossMean):
+    """Keras's ``MeanSquaredLogarithmicError`` (``'msle'``)."""
+
+    _loss_class = _losses.MeanSquaredLogarithmicError
+
+    def __init__(self, name: str = "mean_squared_logarithmic_error"):
+        super().__init__(name)
+
+
+class LogCoshError(_LossMean):
+    """Keras's ``LogCoshError``: the mean ``log(cosh(y_pred - y_true))`` (logged as ``logcosh``)."""
+
+    _loss_class = _losses.LogCosh
+
+    def __init__(self, name: str = "logcosh"):
+        super().__init__(name)
+
+
+class Hinge(_LossMean):
+    """Keras's ``Hinge`` metric: the mean ``max(1 - y * p, 0)`` (0/1 targets taken as -1/1)."""
+
+    _loss_class = _losses.Hinge
+
+    def __init__(self, name: str = "hinge"):
+        super().__init__(name)
+
+
+class SquaredHinge(_LossMean):
+    """Keras's ``SquaredHinge`` metric."""
+
+    _loss_class = _losses.SquaredHinge
+
+    def __init__(self, name: str = "squared_hinge"):
+        super().__init__(name)
+
+
+class CategoricalHinge(_LossMean):
+    """Keras's ``CategoricalHinge`` metric (one-hot targets)."""
+
+    _loss_class = _losses.CategoricalHinge
+
+    def __init__(self, name: str = "categorical_hinge"):
+        super().__init__(name)
+
+
+class Poisson(_LossMean):
+    """Keras's ``Poisson`` metric: the mean ``p - y * log(p + 1e-7)``."""
+
+    _loss_class = _losses.Poisson
+
+    def __init__(self, name: str = "poisson"):
+        super().__init__(name)
+
+
+class KLDivergence(_LossMean):
+    """Keras's ``KLDivergence`` metric: ``sum(y * log(y / p))`` over the last axis, averaged."""
+
+    _loss_class = _losses.KLDivergence
+
+    def __init__(self, name: str = "kl_divergence"):
+        super().__init__(name)
+
+
+class CosineSimilarity(_LossMean):
+    """Keras's ``CosineSimilarity`` metric: the mean cosine of the angle between ``y_true`` and
+    ``y_pred`` over the last axis (1 the same direction; the loss of that name is its negative)."""
+
+    direction = "up"
+    _loss_class = _losses.CosineSimilarity
+    _sign = -1.0
+
+    def __init__(self, name: str = "cosine_similarity"):
+        super().__init__(name)
+
+
+class BinaryCrossentropy(_LossMean):
+    """Keras's ``BinaryCrossentropy`` metric: the loss's value, reported beside another loss."""
+
+    _loss_class = _losses.BinaryCrossentropy
+
+    def __init__(self, name: str = "binary_crossentropy", from_logits: bool = False, label_smoothing: float = 0.0):
+        super().__init__(name, from_logits=from_logits, label_smoothing=label_smoothing)
+
+
+class CategoricalCrossentropy(_LossMean):
+    """Keras's ``CategoricalCrossentropy`` metric (one-hot targets), from the outputs as they are:
+    clipped probabilities, as Keras's metric takes them."""
+
+    _loss_class = _losses.CategoricalCrossentropy
+
+    def __init__(self, name: str = "categorical_crossentropy", from_logits: bool = False,
+                 label_smoothing: float = 0.0):
+        super().__init__(name, from_logits=from_logits, label_smoothing=label_smoothing)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "axis": -1}  # Keras's key: the classes' axis, the last one here
+
+
+class SparseCategoricalCrossentropy(_LossMean):
+    """Keras's ``SparseCategoricalCrossentropy`` metric (integer labels)."""
+
+    _loss_class = _losses.SparseCategoricalCrossentropy
+
+    def __init__(self, name: str = "sparse_categorical_crossentropy", from_logits: bool = False):
+        super().__init__(name, from_logits=from_logits)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "ignore_class": None, "axis": -1}  # Keras's keys, at their defaults
+
+
+class RootMeanSquaredError(_Counting):
+    """Keras's ``RootMeanSquaredError``: ``sqrt`` of the sample-weighted mean squared error over
+    everything seen (not a mean of the batches' roots)."""
+
+    direction = "down"
+    _count_names = ("_total", "_count")
+
+    def __init__(self, name: str = "root_mean_squared_error"):
+        super().__init__(name)
+
+    def reset_state(self):
+        self._total = 0.0
+        self._count = 0.0
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = np.asarray(_mse(_as_numbers(y_true, self.name), _as_numbers(y_pred, self.name)), dtype=np.float64)
+        n = len(values)
+        w = np.ones(n) if sample_weight is None else _sample_weights(sample_weight, n, self.name)
+        self._total += float(values @ w)
+        self._count += float(w.sum())
+
+    def result(self) -> float:
+        return math.sqrt(self._total / self._count) if self._count else float("nan")
+
+
+class R2Score(Metric):
+    """Keras's ``R2Score``, the coefficient of determination of each output over everything
+    seen: ``1 - sum((y - p)**2) / sum((y - mean(y))**2)``, with Keras's ``class_aggregation``
+    (``'uniform_average'``, ``'variance_weighted_average'`` or None for one value per output)
+    and ``num_regressors`` (the adjusted R², whose sample count is Keras's: every target value,
+    ``batch * outputs``). Targets and outputs ``(batch, outputs)``; a column ``(batch,)`` is taken
+    as one output. Not in a data-parallel run (its sums are sized by the first batch)."""
+
+    direction = "up"
+
+    def __init__(self, class_aggregation: str | None = "uniform_average", num_regressors: int = 0,
+                 name: str = "r2_score"):
+        super().__init__(name)
+        if class_aggregation not in (None, "uniform_average", "variance_weighted_average"):
+            raise ValueError(f"R2Score class_aggregation must be 'uniform_average', 'variance_weighted_average' or "
+                             f"None; got {class_aggregation!r}")
+        if isinstance(num_regressors, (bool, np.bool_)) or not isinstance(num_regressors, numbers.Integral) \
+                or num_regressors < 0:
+            raise ValueError(f"R2Score num_regressors must be an int >= 0; got {num_regressors!r}")
+        self.class_aggregation = class_aggregation
+        self.num_regressors = int(num_regressors)
+        self.reset_state()
+
+    def reset_state(self):
+        self._sums = None  # (4, outputs): sum w*y, sum w*y^2, sum w*(y - p)^2, sum w; from the first batch
+        self._values_seen = 0
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y = _as_numbers(y_true, self.name)
+        p = _as_numbers(y_pred, self.name)
+        y, p = (y[:, None] if y.ndim == 1 else y), (p[:, None] if p.ndim == 1 else p)
+        if y.ndim != 2 or y.shape != p.shape:
+            raise ValueError(f"{self.name}: R2Score takes targets and outputs of one shape (batch, outputs); got "
+                             f"y_true {np.shape(y_true)} and y_pred {np.shape(y_pred)}")
+        if self._sums is not None and self._sums.shape[1] != y.shape[1]:
+            raise ValueError(f"{self.name}: this batch has {y.shape[1]} outputs, the earlier ones "
+                             f"{self._sums.shape[1]}")
+        w = np.ones(len(y)) if sample_weight is None else _sample_weights(sample_weight, len(y), self.name)
+        w = w[:, None]
+        batch = np.stack([(w * y).sum(axis=0), (w * y * y).sum(axis=0), (w * (y - p) ** 2).sum(axis=0),
+                          np.broadcast_to(w, y.shape).sum(axis=0)])
+        self._sums = batch if self._sums is None else self._sums + batch
+        self._values_seen += y.size
+
+    def result(self):
+        if self._sums is None:
+            return float("nan")
+        total_y, total_y2, residual, count = self._sums
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spread = total_y2 - total_y * (total_y / count)
+            scores = 1 - residual / spread
+        scores = np.where(np.isinf(scores), 0.0, scores)  # a constant target: Keras's 0
+        if self.class_aggregation == "uniform_average":
+            score = float(scores.mean())
+        elif self.class_aggregation == "variance_weighted_average":
+            score = float((spread * scores).sum() / spread.sum())
+        else:
+            return scores.astype(np.float64)
+        n, k = self._values_seen, self.num_regressors
+        if k:
+            if k >= n - 1:
+                warnings.warn(f"{self.name}: {k} regressors for {n} values: the adjusted R2 is undefined; "
+                              "this is the plain R2, as Keras gives it", stacklevel=user_stacklevel())
+            else:
+                score = 1 - (1 - score) * (n - 1) / (n - k - 1)
+        return score
+
+    def get_config(self):
+        return {"name": self.name, "class_aggregation": self.class_aggregation, "num_regressors": self.num_regressors}
+
+
 _BY_NAME = {
     "accuracy": Accuracy,
     "acc": Accuracy,
@@ -1246,11 +1513,26 @@ _BY_NAME = {
     "recall": Recall,
     "auc": AUC,
     "f1_score": F1Score,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "mape": MeanAbsolutePercentageError,
+    "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
+    "msle": MeanSquaredLogarithmicError,
+    "root_mean_squared_error": RootMeanSquaredError,
+    "r2_score": R2Score,
+    "hinge": Hinge,
+    "squared_hinge": SquaredHinge,
+    "categorical_hinge": CategoricalHinge,
+    "poisson": Poisson,
+    "kl_divergence": KLDivergence,
+    "cosine_similarity": CosineSimilarity,
+    "binary_crossentropy": BinaryCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
 }
 
 # Keras's get('fbeta_score') fails (there is no such function): FBetaScore is known by its class
 # name only, 'FBetaScore' or a serialize() dict.
-_BUILT_IN = (*_BY_NAME.values(), FBetaScore)
+_BUILT_IN = (*_BY_NAME.values(), FBetaScore, LogCoshError)
 _CLASS_NAMES = {cls.__name__.lower(): cls for cls in _BUILT_IN}
 
 

@@ -546,7 +546,8 @@ class _Step:
 
 def _outputs_logits(layer: Layer, loss) -> bool:
     """Does a built-in ``layer`` without softmax/sigmoid feed a loss that wants probabilities?"""
-    wants_probabilities = isinstance(loss, (losses_module._Crossentropy, losses_module.BinaryCrossentropy))
+    wants_probabilities = isinstance(loss, (losses_module._Crossentropy, losses_module.BinaryCrossentropy,
+                                            losses_module.CategoricalFocalCrossentropy))
     if not wants_probabilities or loss.from_logits or not type(layer).__module__.startswith("convforge."):
         return False
     # (a 1-D convolution's activation is the 2-D layer's it runs on)
