@@ -52,7 +52,9 @@ def counting_metrics():
     return ("accuracy", convforge.metrics.Precision(), convforge.metrics.Recall(), convforge.metrics.AUC(3),
             # one value per threshold (an array in the logs), top_k and class_id: counts too
             convforge.metrics.Precision(thresholds=[0.3, 0.6], name="p_thresholds"),
-            convforge.metrics.Recall(top_k=2, name="r_top2"), convforge.metrics.Precision(class_id=1, name="p1"))
+            convforge.metrics.Recall(top_k=2, name="r_top2"), convforge.metrics.Precision(class_id=1, name="p1"),
+            # a confusion matrix summed over the ranks
+            convforge.metrics.MeanIoU(4, sparse_y_pred=False))
 
 
 def graph_data(n=N_SAMPLES, seed=11):

@@ -45,7 +45,7 @@ def test_keras_layer_aliases_are_the_same_classes(alias, name):
         ("optimizers", "Ftrl", "use Adam, AdamW"),
         ("callbacks", "TensorBoard", "use CSVLogger"),
         ("losses", "Dice", "subclass convforge.losses.Loss"),
-        ("metrics", "MeanIoU", "compute it from convforge.metrics.confusion_matrix"),
+        ("metrics", "PrecisionAtRecall", "use Precision, Recall or AUC"),
         ("initializers", "Orthogonal", "convforge does not support convforge.initializers.Orthogonal: use "),
         ("initializers", "VarianceScaling", r"VarianceScaling: use .*HeNormal"),
         ("initializers", "NoSuchInit", r"\(Keras name\?\); its classes are .*GlorotUniform"),

@@ -303,6 +303,55 @@ def test_loss_and_regression_metrics_match_keras_over_batches(name, kwargs, kind
     np.testing.assert_allclose(ours.result(), to_numpy(theirs.result()), rtol=2e-5, atol=1e-6)
 
 
+IOU_CASES = [
+    ("MeanIoU", {"num_classes": 4}, "ids"),
+    ("MeanIoU", {"num_classes": 4, "sparse_y_pred": False}, "scores"),
+    ("MeanIoU", {"num_classes": 4, "ignore_class": 2}, "ids"),
+    ("MeanIoU", {"num_classes": 4}, "out_of_range"),
+    ("IoU", {"num_classes": 4, "target_class_ids": [1, 3]}, "ids"),
+    ("IoU", {"num_classes": 4, "target_class_ids": [0], "sparse_y_pred": False}, "scores"),
+    ("OneHotIoU", {"num_classes": 4, "target_class_ids": [2]}, "onehot"),
+    ("OneHotMeanIoU", {"num_classes": 4}, "onehot"),
+    ("OneHotMeanIoU", {"num_classes": 4, "ignore_class": 0}, "onehot"),
+    ("BinaryIoU", {}, "binary"),
+    ("BinaryIoU", {"target_class_ids": [1], "threshold": 0.3}, "binary"),
+]
+
+
+def iou_batch(kind, rng, n=7):
+    """Segmentation-like targets and predictions: class ids per pixel, scores per pixel, one-hot
+    rows, a binary mask's scores, and ids outside [0, classes) (which Keras leaves out)."""
+    if kind == "ids":
+        return rng.integers(0, 4, (n, 3, 2)), rng.integers(0, 4, (n, 3, 2))
+    if kind == "scores":
+        return rng.integers(0, 4, (n, 3, 2)), rng.random((n, 3, 2, 4))
+    if kind == "onehot":
+        return np.eye(4)[rng.integers(0, 4, (n, 5))], rng.random((n, 5, 4))
+    if kind == "binary":
+        return rng.integers(0, 2, (n, 6, 1)), rng.random((n, 6, 1))
+    return rng.integers(-1, 5, (n, 4)), rng.integers(-1, 6, (n, 4))
+
+
+@pytest.mark.parametrize("name,kwargs,kind", IOU_CASES)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_iou_metrics_match_keras_over_batches(name, kwargs, kind, weighted):
+    """IoU, MeanIoU, OneHotIoU, OneHotMeanIoU, BinaryIoU: three batches, with and without (whole
+    number: Keras truncates others) weights per pixel; value, config and direction as Keras's."""
+    rng = np.random.default_rng(sum(map(ord, f"{name}{kwargs}{kind}")))
+    ours = getattr(convforge.metrics, name)(**kwargs)
+    theirs = getattr(keras.metrics, name)(**kwargs)
+    t = keras.ops.convert_to_tensor
+    for _ in range(3):
+        y, p = iou_batch(kind, rng)
+        w = rng.integers(0, 3, y.shape[:-1] if kind == "onehot" else y.shape) if weighted else None
+        ours.update_state(y, p, sample_weight=w)
+        theirs.update_state(t(y), t(p), sample_weight=None if w is None else t(w))
+    assert ours.result() == pytest.approx(float(to_numpy(theirs.result())), abs=1e-6)
+    config = {k: v for k, v in theirs.get_config().items() if k != "dtype"}
+    config["name"] = re.sub(r"_\d+$", "", config["name"])
+    assert ours.get_config() == config and ours.direction == theirs._direction == "up"
+
+
 CLASSIFICATION_CASES = [
     *[(cls, kwargs, kind) for cls in ("Precision", "Recall")
       for kwargs, kinds in [

@@ -853,3 +853,56 @@ def test_regression_metrics_in_fit_history():
     assert history.history["r2_score"][-1] > 0.95 > history.history["r2_score"][0]
     scores = model.evaluate(x, y, verbose=0, return_dict=True)
     assert scores["root_mean_squared_error"] == pytest.approx(np.sqrt(scores["mse"]), rel=1e-5)
+
+
+def _confusion(t, p, classes, w=None):
+    m = np.zeros((classes, classes))
+    for i, (a, b) in enumerate(zip(np.ravel(t), np.ravel(p))):
+        if 0 <= a < classes and 0 <= b < classes:
+            m[a, b] += 1 if w is None else np.ravel(w)[i]
+    return m
+
+
+def test_mean_iou_is_the_mean_overlap_of_the_classes_present():
+    rng = np.random.default_rng(4)
+    t = rng.integers(0, 3, (6, 4, 4))  # a class per pixel; class 3 of 4 never occurs
+    scores = rng.random((6, 4, 4, 4))
+    scores[..., 3] = 0  # ... nor is it predicted: left out of the mean
+    p = scores.argmax(axis=-1)
+    m = _confusion(t, p, 4)
+    union = m.sum(axis=0) + m.sum(axis=1) - np.diag(m)
+    expected = np.mean(np.diag(m)[:3] / union[:3])
+    metric = metrics.MeanIoU(num_classes=4, sparse_y_pred=False)
+    metric.update_state(t[:3], scores[:3])
+    metric.update_state(t[3:], scores[3:])
+    assert metric.result() == pytest.approx(expected, rel=1e-6)
+    ids = metrics.MeanIoU(4)
+    ids.update_state(t, p)
+    assert ids.result() == pytest.approx(expected, rel=1e-6)
+    one = metrics.IoU(4, target_class_ids=[1])
+    one.update_state(t, p)
+    assert one.result() == pytest.approx(m[1, 1] / union[1], rel=1e-6)
+    w = rng.integers(0, 3, t.shape).astype(float)
+    weighted = metrics.OneHotMeanIoU(4)
+    weighted.update_state(np.eye(4)[t], scores, sample_weight=w)
+    mw = _confusion(t, p, 4, w)
+    union_w = mw.sum(axis=0) + mw.sum(axis=1) - np.diag(mw)
+    assert weighted.result() == pytest.approx(np.mean(np.diag(mw)[:3] / union_w[:3]), rel=1e-6)
+    mask = metrics.BinaryIoU(target_class_ids=[1], threshold=0.3)
+    mask.update_state(np.array([1, 1, 0, 0]), np.array([0.9, 0.2, 0.4, 0.1]))  # tp 1, fn 1, fp 1
+    assert mask.result() == pytest.approx(1 / 3, rel=1e-6)
+
+
+def test_iou_metrics_say_what_is_wrong():
+    with pytest.raises(ValueError, match=r"pass sparse_y_pred=False"):
+        metrics.MeanIoU(3).update_state(np.array([0, 1, 2]), np.random.default_rng(0).random((3, 3)))
+    with pytest.raises(ValueError, match=r"y_pred must be class ids \(whole numbers\); got 0\.7"):
+        metrics.MeanIoU(3).update_state(np.array([0, 1]), np.array([0.7, 1.0]))
+    with pytest.raises(ValueError, match=r"target class id 3 is out of range: class ids are in \[0, 3\)"):
+        metrics.IoU(3, target_class_ids=[0, 3])
+    with pytest.raises(ValueError, match="num_classes must be an int >= 1"):
+        metrics.MeanIoU(0)
+    with pytest.raises(ValueError, match="does not fit targets"):
+        metrics.MeanIoU(3).update_state(np.zeros((2, 4), int), np.zeros((2, 4), int), sample_weight=np.ones(3))
+    assert metrics.get(metrics.serialize(metrics.OneHotIoU(5, [1, 2]))).get_config() == \
+        metrics.OneHotIoU(5, [1, 2]).get_config()

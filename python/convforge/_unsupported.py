@@ -77,7 +77,6 @@ HINTS: dict[str, dict[str, str]] = {
         "CategoricalGeneralizedCrossEntropy": "use CategoricalCrossentropy, or subclass convforge.losses.Loss",
     },
     "convforge.metrics": {
-        "MeanIoU": "compute it from convforge.metrics.confusion_matrix",
         "PrecisionAtRecall": "use Precision, Recall or AUC",
         "RecallAtPrecision": "use Precision, Recall or AUC",
     },

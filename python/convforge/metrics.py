@@ -25,7 +25,8 @@ or by hand: ``Accuracy``, ``BinaryAccuracy``, ``CategoricalAccuracy``,
 ``LogCoshError``, ``R2Score``, ``CosineSimilarity``; and the value of a loss
 beside another: ``BinaryCrossentropy``, ``CategoricalCrossentropy``,
 ``SparseCategoricalCrossentropy``, ``KLDivergence``, ``Poisson``, ``Hinge``,
-``SquaredHinge``, ``CategoricalHinge``. A metric with one value per
+``SquaredHinge``, ``CategoricalHinge``; for segmentation ``MeanIoU``, ``IoU``,
+``BinaryIoU``, ``OneHotIoU``, ``OneHotMeanIoU``. A metric with one value per
 threshold, class or output returns a float64 array, as Keras's does.
 """
 
@@ -47,6 +48,7 @@ __all__ = [
     "Accuracy",
     "BinaryAccuracy",
     "BinaryCrossentropy",
+    "BinaryIoU",
     "CategoricalAccuracy",
     "CategoricalCrossentropy",
     "CategoricalHinge",
@@ -54,6 +56,7 @@ __all__ = [
     "F1Score",
     "FBetaScore",
     "Hinge",
+    "IoU",
     "KLDivergence",
     "LogCoshError",
     "Poisson",
@@ -70,8 +73,11 @@ __all__ = [
     "Mean",
     "MeanAbsoluteError",
     "MeanAbsolutePercentageError",
+    "MeanIoU",
     "MeanSquaredError",
     "MeanSquaredLogarithmicError",
+    "OneHotIoU",
+    "OneHotMeanIoU",
     "Metric",
     "accuracy",
     "classification_report",
@@ -1497,6 +1503,180 @@ class R2Score(Metric):
         return {"name": self.name, "class_aggregation": self.class_aggregation, "num_regressors": self.num_regressors}
 
 
+def _flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def _class_count(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+    return int(value)
+
+
+def _class_ids(values, num_classes: int, who: str) -> list[int]:
+    ids = list(values) if isinstance(values, (list, tuple, np.ndarray, range)) else None
+    if not ids or any(isinstance(i, (bool, np.bool_)) or not isinstance(i, numbers.Integral) for i in ids):
+        raise ValueError(f"{who}: target_class_ids must be a non-empty list of class ids (ints); got {values!r}")
+    if min(ids) < 0 or max(ids) >= num_classes:
+        raise ValueError(f"{who}: target class id {max(ids) if max(ids) >= num_classes else min(ids)} is out of "
+                         f"range: class ids are in [0, {num_classes})")
+    return [int(i) for i in ids]
+
+
+class IoU(_Counting):
+    """Keras's ``IoU``: the intersection over union ``TP / (TP + FP + FN)`` of each class in
+    ``target_class_ids``, averaged over those classes that occur (in the targets or the
+    predictions), from a confusion matrix accumulated over batches, for segmentation (a class
+    per pixel) and classification alike.
+
+    Targets are class ids (``sparse_y_true=True``) or one-hot rows; predictions class ids
+    (``sparse_y_pred=True``, Keras's default) or scores whose argmax over the last axis is taken
+    (``sparse_y_pred=False``: what ``model.predict`` gives). Ids outside ``[0, num_classes)``
+    and targets equal to ``ignore_class`` are left out, as in Keras. Differs from Keras in
+    two places, both silent wrong answers there: predictions that are not whole numbers with
+    ``sparse_y_pred=True`` (probabilities, say) raise a ValueError instead of being truncated to
+    class ids, and fractional sample weights count as given instead of truncated to ints.
+    """
+
+    direction = "up"
+    _count_names = ("_matrix",)
+
+    def __init__(self, num_classes: int, target_class_ids, name: str = "io_u", ignore_class: int | None = None,
+                 sparse_y_true: bool = True, sparse_y_pred: bool = True):
+        self.num_classes = _class_count(num_classes, f"{type(self).__name__} num_classes")
+        self.target_class_ids = _class_ids(target_class_ids, self.num_classes, type(self).__name__)
+        if ignore_class is not None and (isinstance(ignore_class, (bool, np.bool_))
+                                         or not isinstance(ignore_class, numbers.Integral)):
+            raise ValueError(f"{type(self).__name__} ignore_class must be a class id (an int) or None; got "
+                             f"{ignore_class!r}")
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+        self.sparse_y_true = _flag(sparse_y_true, "sparse_y_true")
+        self.sparse_y_pred = _flag(sparse_y_pred, "sparse_y_pred")
+        super().__init__(name)
+
+    def reset_state(self):
+        self._matrix = np.zeros((self.num_classes, self.num_classes))  # rows: true class, columns: predicted
+
+    def _ids(self, values, sparse: bool, what: str) -> np.ndarray:
+        values = np.asarray(values)
+        if not sparse:
+            if values.ndim < 2:
+                raise ValueError(f"{self.name}: {what} with sparse_{what}=False are rows of scores or one-hot "
+                                 f"(batch, ..., {self.num_classes}); got shape {values.shape}")
+            values = values.argmax(axis=-1)
+        if values.dtype.kind == "f":
+            whole = np.isfinite(values) & (values == np.round(values))
+            if not whole.all():
+                bad = values.reshape(-1)[int(np.argmax(~whole.reshape(-1)))].item()
+                hint = (" For scores (batch, ..., classes), as model.predict gives them, pass sparse_y_pred=False."
+                        if what == "y_pred" else "")
+                raise ValueError(f"{self.name}: {what} must be class ids (whole numbers); got {bad!r}.{hint}")
+        elif values.dtype.kind not in "iub":
+            raise TypeError(f"{self.name}: {what} must be numbers; got dtype {values.dtype}")
+        return values.astype(np.int64)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        t = self._ids(y_true, self.sparse_y_true, "y_true")
+        p = self._ids(y_pred, self.sparse_y_pred, "y_pred")
+        if t.size != p.size:
+            hint = (" For scores (batch, ..., classes), as model.predict gives them, pass sparse_y_pred=False."
+                    if self.sparse_y_pred and p.size == t.size * self.num_classes else "")
+            raise ValueError(f"{self.name}: {t.size} targets {t.shape} against {p.size} predictions {p.shape}: one "
+                             f"class id each.{hint}")
+        if sample_weight is None:
+            w = np.ones(t.size)
+        else:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            if w.ndim == 1 and t.ndim > 1 and w.shape[0] == t.shape[0]:  # one per sample: on each of its positions
+                w = w.reshape(-1, *[1] * (t.ndim - 1))
+            try:
+                w = np.broadcast_to(w, t.shape).reshape(-1)
+            except ValueError:
+                raise ValueError(f"{self.name}: sample_weight of shape {np.shape(sample_weight)} does not fit targets "
+                                 f"of shape {t.shape}") from None
+            if not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise ValueError(f"{self.name}: sample_weight must be finite and >= 0")
+        t, p = t.reshape(-1), p.reshape(-1)
+        keep = (t >= 0) & (t < self.num_classes) & (p >= 0) & (p < self.num_classes)
+        if self.ignore_class is not None:
+            keep &= t != self.ignore_class
+        cells = t[keep] * self.num_classes + p[keep]
+        self._matrix += np.bincount(cells, weights=w[keep], minlength=self.num_classes ** 2).reshape(self._matrix.shape)
+
+    def result(self) -> float:
+        m = self._matrix
+        true_positives = np.diag(m)
+        union = (m.sum(axis=0) + m.sum(axis=1) - true_positives)[self.target_class_ids]
+        valid = union > 1e-9  # a class in neither the targets nor the predictions: left out
+        iou = np.where(valid, true_positives[self.target_class_ids] / (union + _EPSILON), 0.0)
+        return float(iou.sum() / (np.count_nonzero(valid) + _EPSILON))  # Keras's epsilons, both
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "num_classes": self.num_classes, "target_class_ids": self.target_class_ids,
+                "ignore_class": self.ignore_class, "sparse_y_true": self.sparse_y_true,
+                "sparse_y_pred": self.sparse_y_pred, "axis": -1}
+
+
+class MeanIoU(IoU):
+    """Keras's ``MeanIoU``: :class:`IoU` over every class, the usual segmentation score. Pass
+    ``sparse_y_pred=False`` for a model's softmax outputs (Keras's default takes class ids)."""
+
+    def __init__(self, num_classes: int, name: str = "mean_io_u", ignore_class: int | None = None,
+                 sparse_y_true: bool = True, sparse_y_pred: bool = True):
+        count = _class_count(num_classes, "MeanIoU num_classes")
+        super().__init__(count, list(range(count)), name, ignore_class, sparse_y_true, sparse_y_pred)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        del config["target_class_ids"]
+        return config
+
+
+class OneHotIoU(IoU):
+    """Keras's ``OneHotIoU``: :class:`IoU` with one-hot targets and (by default) score outputs."""
+
+    def __init__(self, num_classes: int, target_class_ids, name: str = "one_hot_io_u",
+                 ignore_class: int | None = None, sparse_y_pred: bool = False):
+        super().__init__(num_classes, target_class_ids, name, ignore_class, False, sparse_y_pred)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        del config["sparse_y_true"]
+        return config
+
+
+class OneHotMeanIoU(MeanIoU):
+    """Keras's ``OneHotMeanIoU``: :class:`MeanIoU` with one-hot targets and score outputs."""
+
+    def __init__(self, num_classes: int, name: str = "one_hot_mean_io_u", ignore_class: int | None = None,
+                 sparse_y_pred: bool = False):
+        super().__init__(num_classes, name, ignore_class, False, sparse_y_pred)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        del config["sparse_y_true"]
+        return config
+
+
+class BinaryIoU(IoU):
+    """Keras's ``BinaryIoU``: :class:`IoU` of a binary output, the prediction 1 where the output
+    is >= ``threshold``; ``target_class_ids`` (0, 1) averages both classes, [1] scores the
+    foreground alone (a mask's usual score)."""
+
+    def __init__(self, target_class_ids=(0, 1), threshold: float = 0.5, name: str = "binary_io_u"):
+        super().__init__(2, target_class_ids, name)
+        self.threshold = _threshold(threshold, "threshold")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        scores = _as_numbers(y_pred, self.name)
+        super().update_state(y_true, (scores >= self.threshold).astype(np.int64), sample_weight)
+
+    def get_config(self) -> dict:
+        return {"target_class_ids": self.target_class_ids, "threshold": self.threshold, "name": self.name}
+
+
 _BY_NAME = {
     "accuracy": Accuracy,
     "acc": Accuracy,
@@ -1532,7 +1712,7 @@ _BY_NAME = {
 
 # Keras's get('fbeta_score') fails (there is no such function): FBetaScore is known by its class
 # name only, 'FBetaScore' or a serialize() dict.
-_BUILT_IN = (*_BY_NAME.values(), FBetaScore, LogCoshError)
+_BUILT_IN = (*_BY_NAME.values(), FBetaScore, LogCoshError, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU, BinaryIoU)
 _CLASS_NAMES = {cls.__name__.lower(): cls for cls in _BUILT_IN}
 
 
