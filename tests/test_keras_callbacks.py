@@ -472,3 +472,26 @@ def test_callback_params_are_keras_s():
     one = {"verbose": 0, "epochs": 1, "steps": 3}
     assert seen == [("fit", fit), ("test", fit), ("test", fit), ("test", one), ("predict", one)]
     assert [list(params) for _, params in seen] == [["verbose", "epochs", "steps"]] * 5
+
+
+def test_lambda_callback_calls_its_functions_where_keras_does():
+    """Keras 3.15.1's order for the same fit (2 epochs of 2 batches, validation): a hook given by
+    its old name (on_batch_begin) through **kwargs runs as the training batch hook, as in Keras."""
+    seen = []
+    cb = convforge.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: seen.append("begin"),
+        on_epoch_end=lambda epoch, logs: seen.append(("epoch", epoch, "val_loss" in logs)),
+        on_train_batch_end=lambda batch, logs: seen.append(("batch", batch)),
+        on_batch_begin=lambda batch, logs: seen.append(("batch_begin", batch)),
+        on_test_end=lambda logs: seen.append("test_end"),
+    )
+    model = convforge.Sequential([convforge.Input((3,)), convforge.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    model.fit(np.ones((8, 3)), np.ones(8), batch_size=4, epochs=2, verbose=0, callbacks=[cb],
+              validation_data=(np.ones((4, 3)), np.ones(4)))
+    epoch = [("batch_begin", 0), ("batch", 0), ("batch_begin", 1), ("batch", 1), "test_end"]
+    assert seen == ["begin", *epoch, ("epoch", 0, True), *epoch, ("epoch", 1, True)]
+    with pytest.raises(TypeError, match="LambdaCallback got 'on_epoch_ends', which is no callback hook"):
+        convforge.callbacks.LambdaCallback(on_epoch_ends=print)
+    with pytest.raises(TypeError, match="LambdaCallback on_epoch_end must be a function; got 3"):
+        convforge.callbacks.LambdaCallback(on_epoch_end=3)

@@ -84,7 +84,6 @@ HINTS: dict[str, dict[str, str]] = {
         "TensorBoard": "use CSVLogger, or plot model.history.history with matplotlib",
         "BackupAndRestore": "use ModelCheckpoint and fit(resume_from=path)",
         "RemoteMonitor": "use CSVLogger or a Callback of your own",
-        "LambdaCallback": "subclass convforge.callbacks.Callback and override the hooks you need",
         "SwapEMAWeights": "convforge has no weight averaging",
     },
     "convforge.random": {

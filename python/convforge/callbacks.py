@@ -1,5 +1,5 @@
 """Callbacks for ``fit``: History, EarlyStopping, ModelCheckpoint, TerminateOnNaN, LearningRateScheduler,
-ReduceLROnPlateau, CSVLogger.
+ReduceLROnPlateau, CSVLogger, LambdaCallback.
 
 Same hooks and names as Keras. A callback sees the model as ``self.model``
 and may stop training with ``self.model.stop_training = True``. ``logs`` at
@@ -29,6 +29,7 @@ __all__ = [
     "Callback",
     "EarlyStopping",
     "History",
+    "LambdaCallback",
     "LearningRateScheduler",
     "ModelCheckpoint",
     "ProgbarLogger",
@@ -97,6 +98,38 @@ def _overrides(cb: Callback, hook: str) -> bool:
 
 
 _ALIASES = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
+
+
+_HOOKS = tuple(name for name in vars(Callback) if name.startswith("on_"))
+
+
+class LambdaCallback(Callback):
+    """Keras's ``LambdaCallback``: a callback made of functions, for a print or a plot without a
+    class, e.g. ``LambdaCallback(on_epoch_end=lambda epoch, logs: print(epoch, logs["loss"]))``.
+
+    ``on_epoch_begin``/``on_epoch_end`` take ``(epoch, logs)``, ``on_train_begin``/``on_train_end``
+    take ``(logs)``, ``on_train_batch_begin``/``on_train_batch_end`` ``(batch, logs)``; any other
+    hook of :class:`Callback` may be given by name (``on_test_end=...``), as in Keras. Unlike
+    Keras, a name that is no hook (``on_epoch_ends``) or a value that is not callable raises a
+    TypeError instead of being kept and never called.
+    """
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
+                 on_train_batch_begin=None, on_train_batch_end=None, **kwargs):
+        super().__init__()
+        unknown = [name for name in kwargs if name not in _HOOKS]
+        if unknown:
+            raise TypeError(f"LambdaCallback got {unknown[0]!r}, which is no callback hook; the hooks are "
+                            f"{', '.join(_HOOKS)}")
+        given = {"on_epoch_begin": on_epoch_begin, "on_epoch_end": on_epoch_end, "on_train_begin": on_train_begin,
+                 "on_train_end": on_train_end, "on_train_batch_begin": on_train_batch_begin,
+                 "on_train_batch_end": on_train_batch_end, **kwargs}
+        for name, function in given.items():
+            if function is None:
+                continue
+            if not callable(function):
+                raise TypeError(f"LambdaCallback {name} must be a function; got {function!r}")
+            setattr(self, name, function)  # on the instance, as Keras: CallbackList calls it
 
 
 class CallbackList:

@@ -22,7 +22,9 @@ def schedule(epoch, lr):
     return lr if epoch < 2 else lr * 0.5
 
 
+epoch_losses = []
 callbacks = [
+    keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epoch_losses.append(logs["val_loss"])),
     keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True),
     keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_lr=1e-5),
     keras.callbacks.CSVLogger("training.csv"),
@@ -35,6 +37,7 @@ epochs_run = len(history.history["loss"])
 with open("training.csv", newline="") as f:
     rows = list(csv.DictReader(f))
 assert len(rows) == epochs_run and "val_accuracy" in rows[0]
+assert epoch_losses == history.history["val_loss"]  # the LambdaCallback saw every epoch's logs
 assert history.history["val_accuracy"][-1] > 0.65, history.history
 # A single callback, not in a list, is accepted too.
 model.fit(x_train, y_train, epochs=1, verbose=0, callbacks=keras.callbacks.TerminateOnNaN())
