@@ -172,3 +172,26 @@ def test_backend_clear_session_and_settings_as_keras():
         convforge.backend.set_image_data_format("channels_first")
     with pytest.raises(TypeError, match="free_memory must be True or False"):
         convforge.backend.clear_session(free_memory="yes")
+
+
+def test_pad_sequences_cuts_and_fills_as_keras():
+    """keras.utils.pad_sequences (Keras 3.15.1's results, worked out here): the last steps kept,
+    filled up in front, by default; 'post' for either; maxlen 0 and empty inputs give empty rows."""
+    pad = keras.utils.pad_sequences
+    sequences = [[1, 2, 3], [4], [], [5, 6, 7, 8, 9]]
+    assert pad(sequences).tolist() == [[0, 0, 1, 2, 3], [0, 0, 0, 0, 4], [0] * 5, [5, 6, 7, 8, 9]]
+    assert pad(sequences).dtype == np.int32
+    assert pad(sequences, maxlen=3).tolist() == [[1, 2, 3], [0, 0, 4], [0, 0, 0], [7, 8, 9]]
+    assert pad(sequences, maxlen=2, padding="post", truncating="post", value=-1).tolist() == \
+        [[1, 2], [4, -1], [-1, -1], [5, 6]]
+    frames = pad([np.ones((2, 3)), np.zeros((4, 3))], dtype="float32")  # steps that are vectors
+    assert frames.shape == (2, 4, 3) and frames[0, :2].sum() == 0 and frames[0, 2:].sum() == 6
+    assert pad([], maxlen=4).shape == (0, 4) and pad(sequences, maxlen=0).shape == (4, 0)
+    with pytest.raises(ValueError, match="padding must be 'pre' or 'post'; got 'left'"):
+        pad(sequences, padding="left")
+    with pytest.raises(ValueError, match="maxlen must be None or an int >= 0; got -1"):
+        pad(sequences, maxlen=-1)
+    with pytest.raises(ValueError, match=r"sequences\[1\] must be a list or array of steps; got 7"):
+        pad([[1], 7])
+    with pytest.raises(ValueError, match=r"sequences\[1\] has steps of shape \(2,\)"):
+        pad([np.ones((2, 3)), np.ones((1, 2))])

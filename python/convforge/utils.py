@@ -1,5 +1,5 @@
-"""Keras's ``keras.utils`` helpers that tutorials use: ``to_categorical``, ``set_random_seed``,
-``plot_model``."""
+"""Keras's ``keras.utils`` helpers that tutorials use: ``to_categorical``, ``pad_sequences``,
+``set_random_seed``, ``plot_model``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from . import random as _random
 from .backend import clear_session  # Keras 3 has it as keras.utils.clear_session too
 from .saving import register_keras_serializable  # Keras also has it as keras.utils.register_keras_serializable
 
-__all__ = ["clear_session", "model_to_dot", "plot_model", "register_keras_serializable", "set_random_seed",
-           "to_categorical"]
+__all__ = ["clear_session", "model_to_dot", "pad_sequences", "plot_model", "register_keras_serializable",
+           "set_random_seed", "to_categorical"]
 
 
 def to_categorical(x, num_classes=None) -> np.ndarray:
@@ -42,6 +42,52 @@ def to_categorical(x, num_classes=None) -> np.ndarray:
         raise ValueError(f"to_categorical: label {int(y.max())} does not fit num_classes={num_classes}")
     out = np.zeros((*y.shape, int(num_classes)), dtype=np.float32)
     np.put_along_axis(out, y[..., None].astype(np.intp), 1.0, axis=-1)
+    return out
+
+
+def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre", value=0.0) -> np.ndarray:
+    """Sequences of different lengths as one array ``(len(sequences), maxlen, ...)``, Keras's
+    ``pad_sequences``: the input of an ``Embedding`` + ``Conv1D`` text model (word indices per
+    review, say).
+
+    Each sequence is cut to its last ``maxlen`` steps (``truncating='pre'``) or its first
+    (``'post'``), and filled up with ``value`` before it (``padding='pre'``) or after it
+    (``'post'``). ``maxlen`` defaults to the longest sequence. The steps may be numbers or
+    arrays of one shape (taken from the first non-empty sequence), as in Keras.
+    """
+    if padding not in ("pre", "post"):
+        raise ValueError(f"padding must be 'pre' or 'post'; got {padding!r}")
+    if truncating not in ("pre", "post"):
+        raise ValueError(f"truncating must be 'pre' or 'post'; got {truncating!r}")
+    if isinstance(sequences, (str, bytes)) or not hasattr(sequences, "__len__"):
+        raise ValueError(f"sequences must be a list of sequences (lists or arrays); got {type(sequences).__name__}")
+    rows, step_shape = [], None
+    for i, sequence in enumerate(sequences):
+        if isinstance(sequence, (str, bytes)) or not hasattr(sequence, "__len__"):
+            raise ValueError(f"sequences[{i}] must be a list or array of steps; got {sequence!r}")
+        steps = np.asarray(sequence, dtype=dtype) if len(sequence) else None
+        if steps is not None:
+            if steps.ndim == 0:
+                raise ValueError(f"sequences[{i}] must be a list or array of steps; got {sequence!r}")
+            if step_shape is None:
+                step_shape = steps.shape[1:]
+            elif steps.shape[1:] != step_shape:
+                raise ValueError(f"sequences[{i}] has steps of shape {steps.shape[1:]}; the first non-empty sequence's "
+                                 f"are {step_shape}")
+        rows.append(steps)
+    if maxlen is None:
+        maxlen = max((0 if r is None else len(r) for r in rows), default=0)
+    elif isinstance(maxlen, (bool, np.bool_)) or not isinstance(maxlen, numbers.Integral) or maxlen < 0:
+        raise ValueError(f"maxlen must be None or an int >= 0; got {maxlen!r}")
+    out = np.full((len(rows), int(maxlen), *(step_shape or ())), value, dtype=dtype)
+    for i, steps in enumerate(rows):
+        if steps is None or maxlen == 0:
+            continue
+        kept = steps[-maxlen:] if truncating == "pre" else steps[:maxlen]
+        if padding == "pre":
+            out[i, maxlen - len(kept):] = kept
+        else:
+            out[i, :len(kept)] = kept
     return out
 
 
