@@ -243,3 +243,29 @@ def test_softmax_cross_entropy_is_fused_and_sigmoid_is_clipped_as_help_says():
     sigmoid.set_weights([np.array([[5.0], [0.0]]), np.zeros(1)])  # logit 50
     assert 15.0 < sigmoid.evaluate(x, np.array([0.0]), verbose=0) <= -np.log(1e-7) + 1e-3
     assert "Keras on PyTorch or JAX clips" in losses.__doc__
+
+
+@pytest.mark.parametrize("loss", [losses.MeanSquaredError(), losses.KLDivergence(), losses.CosineSimilarity(),
+                                  losses.CategoricalFocalCrossentropy(), losses.BinaryFocalCrossentropy(),
+                                  losses.LogCosh()], ids=lambda loss: type(loss).__name__)
+def test_a_weight_per_position_weighs_each_positions_loss(loss):
+    """Weights (batch, *positions) for an output (batch, *positions, last): the mean of the weighted
+    per-position losses, as Keras's sum_over_batch_size; the gradient is the numerical one."""
+    rng = np.random.default_rng(6)
+    z = rng.standard_normal((3, 2, 4, 3))
+    p = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+    y = np.eye(3)[rng.integers(0, 3, (3, 2, 4))]
+    w = rng.uniform(0, 2, (3, 2, 4))
+    ready = loss.prepare_targets(y, p.shape[1:])
+    value, grad = loss.value_and_grad(p, ready, sample_weight=w)
+    rows = [loss.value_and_grad(p[i, a, b][None], ready[i, a, b][None], need_grad=False)[0]
+            for i in range(3) for a in range(2) for b in range(4)]
+    assert value == pytest.approx(np.mean(np.array(rows) * w.reshape(-1)), rel=1e-10)
+    expected = numerical_grad(lambda: loss.value_and_grad(p, ready, need_grad=False, sample_weight=w)[0], p)
+    np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-9)
+    assert loss(y, p, sample_weight=w) == pytest.approx(value, rel=1e-12)
+
+
+def test_categorical_focal_alpha_must_be_flat():
+    with pytest.raises(ValueError, match="alpha must be a number or a flat list of one number per class"):
+        losses.CategoricalFocalCrossentropy(alpha=[[0.1, 0.2], [0.3, 0.4]])

@@ -182,9 +182,10 @@ def test_loss_gradient_matches_keras_autograd(name, kwargs, kind, positions):
     ours = getattr(convforge.losses, name)(**kwargs)
     theirs = getattr(keras.losses, name)(**kwargs)
     y_ready = ours.prepare_targets(y, p.shape[1:])
-    for w in (None, weights):
+    per_position = [rng.uniform(0.1, 2.0, p.shape[:-1])] if positions else []  # a weight per pixel
+    for w in (None, weights, *per_position):
         tensor = torch.tensor(p, requires_grad=True)
-        keras_w = None if w is None else torch.tensor(w.reshape(-1, *[1] * (p.ndim - 2)))
+        keras_w = None if w is None else torch.tensor(w if w.ndim > 1 else w.reshape(-1, *[1] * (p.ndim - 2)))
         theirs(torch.tensor(y), tensor, sample_weight=keras_w).backward()
         value, grad = ours.value_and_grad(p, y_ready, sample_weight=w)
         expected = tensor.grad.numpy()
@@ -269,7 +270,46 @@ REGRESSION_METRIC_CASES = [
     ("R2Score", {"class_aggregation": "variance_weighted_average"}, "regression"),
     ("R2Score", {"class_aggregation": None}, "regression"),
     ("R2Score", {"num_regressors": 2}, "regression"),
+    ("R2Score", {"class_aggregation": None, "num_regressors": 1}, "regression"),  # each output adjusted
 ]
+
+
+@pytest.mark.parametrize("name", ["CosineSimilarity", "KLDivergence", "CategoricalHinge", "Hinge", "LogCosh"])
+def test_a_1d_output_is_one_vector_as_keras_reads_it(name):
+    """Keras reduces the last axis: a 1-D (n,) input is one vector (one cosine, one KL divergence),
+    not n outputs of one value; the loss, its gradient and the metric as Keras's."""
+    import torch
+
+    y = np.array([0.0, 1.0, 0.0, 0.0]) if name == "CategoricalHinge" else np.array([0.1, 0.2, 0.3, 0.4])
+    p = np.array([1.5, 2.0, 2.5, 5.0]) / 11
+    tensor = torch.tensor(p, requires_grad=True)
+    expected = getattr(keras.losses, name)()(torch.tensor(y), tensor)
+    expected.backward()
+    ours = getattr(convforge.losses, name)()
+    value, grad = ours.value_and_grad(p, ours.prepare_targets(y, p.shape[1:]))
+    assert value == pytest.approx(float(expected.detach()), rel=1e-5)
+    np.testing.assert_allclose(grad, tensor.grad.numpy(), rtol=1e-5, atol=1e-7)
+    metric_name = "LogCoshError" if name == "LogCosh" else name
+    metric, theirs = getattr(convforge.metrics, metric_name)(), getattr(keras.metrics, metric_name)()
+    for _ in range(2):  # two batches of one vector each
+        metric.update_state(y, p)
+        theirs.update_state(keras.ops.convert_to_tensor(y), keras.ops.convert_to_tensor(p))
+    assert metric.result() == pytest.approx(float(to_numpy(theirs.result())), rel=1e-5)
+
+
+def test_gradients_at_the_hinges_kinks_split_as_keras():
+    """A margin of exactly 0: PyTorch's maximum (Keras on torch) gives each side half the gradient."""
+    import torch
+
+    cases = [("Hinge", np.array([[1.0, -1.0]]), np.array([[1.0, 0.5]])),
+             ("CategoricalHinge", np.array([[0.0, 1.0, 0.0]]), np.array([[0.5, 1.5, 0.25]])),
+             ("MeanSquaredLogarithmicError", np.array([[0.5, 2.0]]), np.array([[np.float32(1e-7), 1.0]], np.float32))]
+    for name, y, p in cases:
+        tensor = torch.tensor(p, requires_grad=True)
+        getattr(keras.losses, name)()(torch.tensor(y), tensor).backward()
+        ours = getattr(convforge.losses, name)()
+        _, grad = ours.value_and_grad(p, ours.prepare_targets(y, p.shape[1:]))
+        np.testing.assert_allclose(grad, tensor.grad.numpy(), rtol=1e-5, err_msg=name)
 
 
 @pytest.mark.parametrize("name,kwargs,kind", REGRESSION_METRIC_CASES)

@@ -117,7 +117,9 @@ def test_pr_auc_of_a_perfect_and_of_a_constant_classifier():
         # Keras 3's default names: the logs and history keys of compile(metrics=[keras.metrics.X()]).
         (metrics.MeanAbsoluteError, "mean_absolute_error"),
         (metrics.MeanSquaredError, "mean_squared_error"),
-        (lambda: metrics.get("MeanAbsoluteError"), "mean_absolute_error"),
+        # A class name as a string logs under that string, as Keras 3.15.1's compile does.
+        (lambda: metrics.get("MeanAbsoluteError"), "MeanAbsoluteError"),
+        (lambda: metrics.get("AUC"), "AUC"),
         (metrics.CategoricalAccuracy, "categorical_accuracy"),
         (metrics.AUC, "auc"),
         # A name string keeps its spelling, as in Keras.
@@ -812,8 +814,10 @@ def test_r2_score_matches_its_formula_per_output():
     ("cosine_similarity", metrics.CosineSimilarity, "cosine_similarity"),
     ("binary_crossentropy", metrics.BinaryCrossentropy, "binary_crossentropy"),
     ("sparse_categorical_crossentropy", metrics.SparseCategoricalCrossentropy, "sparse_categorical_crossentropy"),
-    ("LogCoshError", metrics.LogCoshError, "logcosh"),
-    ("RootMeanSquaredError", metrics.RootMeanSquaredError, "root_mean_squared_error"),
+    ("log_cosh_error", metrics.LogCoshError, "log_cosh_error"),
+    ("bce", metrics.BinaryCrossentropy, "bce"),
+    ("LogCoshError", metrics.LogCoshError, "LogCoshError"),  # a class name logs as given, as in Keras
+    ("RootMeanSquaredError", metrics.RootMeanSquaredError, "RootMeanSquaredError"),
 ])
 def test_regression_and_loss_metrics_by_name(name, cls, logged):
     metric = metrics.get(name)
@@ -906,3 +910,26 @@ def test_iou_metrics_say_what_is_wrong():
         metrics.MeanIoU(3).update_state(np.zeros((2, 4), int), np.zeros((2, 4), int), sample_weight=np.ones(3))
     assert metrics.get(metrics.serialize(metrics.OneHotIoU(5, [1, 2]))).get_config() == \
         metrics.OneHotIoU(5, [1, 2]).get_config()
+
+
+def test_new_metrics_take_name_none_and_check_their_inputs():
+    """name=None is the default name (it was '_batch_mean' or None); RMSE's inputs: a number is a
+    batch of one, an empty batch adds nothing, shapes that do not match say so."""
+    for cls, default in [(metrics.MeanAbsolutePercentageError, "mean_absolute_percentage_error"),
+                         (metrics.KLDivergence, "kl_divergence"), (metrics.RootMeanSquaredError, "root_mean_squared_error"),
+                         (metrics.R2Score, "r2_score")]:
+        assert cls(name=None).name == default
+    assert metrics.MeanIoU(3, name=None).name == "mean_io_u" and metrics.BinaryIoU(name=None).name == "binary_io_u"
+    rmse = metrics.RootMeanSquaredError()
+    rmse.update_state(1.0, 2.0)
+    rmse.update_state(np.zeros((0, 1)), np.zeros((0, 1)))
+    assert rmse.result() == 1.0
+    with pytest.raises(ValueError, match=r"root_mean_squared_error: y_true of shape \(2, 2\) does not match y_pred"):
+        rmse.update_state(np.ones((2, 2)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="does not match"):
+        rmse.update_state(np.ones(6), np.ones((2, 3)))  # not silently reshaped
+    mape = metrics.MeanAbsolutePercentageError()
+    mape.update_state(np.zeros((0, 2)), np.zeros((0, 2)))
+    assert np.isnan(mape.result())
+    with pytest.raises(ValueError, match="metric 'MeanIoU' needs num_classes: pass the object"):
+        metrics.get("MeanIoU")

@@ -238,7 +238,18 @@ def test_a_weight_per_position_weighs_that_position():
     with pytest.raises(ValueError, match=re.escape("must have shape (4,), one weight per sample or (4, 6, 5), one per "
                                                    "position; got (4, 6)")):
         model.fit(x, labels, sample_weight=weights[:, :, 0], verbose=0)
+    # Every built-in loss takes a weight per position, as Keras's do: a denoiser's per-pixel weights.
     autoencoder = segmenter(classes=2, activation=None)
     autoencoder.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ValueError, match="a weight per position is for a cross-entropy of a class per pixel or step"):
+    out = autoencoder.predict(x, verbose=0).astype(np.float64)
+    per_pixel = ((out - x) ** 2).mean(axis=-1)
+    assert autoencoder.evaluate(x, x, sample_weight=weights, verbose=0) == pytest.approx((per_pixel * weights).mean(),
+                                                                                          rel=1e-5)
+
+    class Plain(losses.Loss):  # a loss of one's own takes one weight per sample
+        def value_and_grad(self, y_pred, y_true, need_grad=True, sample_weight=None):
+            return losses.MeanSquaredError().value_and_grad(y_pred, y_true, need_grad, None)
+
+    autoencoder.compile(optimizer="sgd", loss=Plain())
+    with pytest.raises(ValueError, match="a weight per position is for an output with positions"):
         autoencoder.fit(x, x, sample_weight=weights, verbose=0)

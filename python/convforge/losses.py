@@ -151,6 +151,16 @@ def _weight_rows(grad: np.ndarray, sample_weight) -> np.ndarray:
     return grad
 
 
+def _position_weights(sample_weight, shape) -> np.ndarray | None:
+    """Weights of an output with positions ``(batch, *positions, last)`` given one per position,
+    ``(batch, *positions)`` (a segmentation net's per-pixel weights), with a last axis of 1 to
+    broadcast; None for weights per sample (or none)."""
+    if sample_weight is None or len(shape) < 3:
+        return None
+    w = np.asarray(sample_weight)
+    return w[..., None] if w.shape == tuple(shape[:-1]) else None
+
+
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, need_grad: bool = True, sample_weight=None):
     """Mean cross-entropy of ``softmax(logits)`` against labels, from the logits.
 
@@ -206,6 +216,9 @@ class Loss:
     """
 
     name = "loss"
+    #: Whether :meth:`value_and_grad` takes a weight per position ``(batch, *positions)`` for an
+    #: output with positions ``(batch, *positions, last)`` (the built-in losses do).
+    _position_weights = False
 
     def __init__(self, name: str | None = None):
         # Keras's signature: a subclass of one's own calls super().__init__(name=name).
@@ -222,8 +235,8 @@ class Loss:
         if sample_weight is None:
             return self.value_and_grad(y_pred, y_true, need_grad=False)[0]
         weights = np.asarray(sample_weight, dtype=y_pred.dtype)
-        if isinstance(self, _Crossentropy) and y_pred.ndim > 2 and weights.shape == y_pred.shape[:-1]:
-            # a weight per pixel or step, as Keras takes them for a class per position
+        if self._position_weights and y_pred.ndim > 2 and weights.shape == y_pred.shape[:-1]:
+            # a weight per pixel or step, as Keras takes them for an output with positions
             return self.value_and_grad(y_pred, y_true, need_grad=False, sample_weight=weights)[0]
         if weights.ndim == 2 and weights.shape[1] == 1:  # a column, as fit(sample_weight=) and Keras take it
             weights = weights[:, 0]
@@ -274,6 +287,8 @@ def _check_smoothing(value) -> float:
 
 
 class _Crossentropy(Loss):
+    _position_weights = True
+
     def __init__(self, from_logits: bool = False, name: str | None = None):
         super().__init__(name)
         self.from_logits = _check_flag(from_logits, "from_logits")
@@ -447,9 +462,20 @@ class _ElementwiseLoss(Loss):
             )
         return y
 
+    _position_weights = True
+
     def value_and_grad(self, y_pred, y_true, need_grad=True, sample_weight=None):
+        if self._as_one_vector(y_pred):
+            w = None if sample_weight is None else np.full(1, np.mean(sample_weight))
+            loss, grad = self.value_and_grad(y_pred[None], np.asarray(y_true).reshape(1, -1), need_grad, w)
+            return loss, None if grad is None else grad[0]
         values, derivative = self._terms(y_pred, y_true.astype(y_pred.dtype, copy=False), need_grad)
         scale = self._scale(y_pred)
+        per_position = _position_weights(sample_weight, y_pred.shape)
+        if per_position is not None:  # each position's loss (its last axis reduced) weighed, then the mean
+            w = per_position.astype(y_pred.dtype, copy=False)
+            loss = float((values * w).sum()) * scale / values.size
+            return loss, (derivative * w * (scale / values.size) if need_grad else None)
         loss = _weighted_mean(values.reshape(len(values), -1).mean(axis=1) * scale, sample_weight)
         if not need_grad:
             return loss, None
@@ -457,12 +483,18 @@ class _ElementwiseLoss(Loss):
 
     def _per_sample(self, y_pred, y_true):
         """Each sample's loss ``(batch,)``, whose mean :meth:`value_and_grad` gives (the metrics' values)."""
+        if self._as_one_vector(y_pred):
+            y_pred, y_true = y_pred[None], np.asarray(y_true).reshape(1, -1)
         values, _ = self._terms(y_pred, y_true.astype(y_pred.dtype, copy=False), False)
         return values.reshape(len(values), -1).mean(axis=1) * self._scale(y_pred)
 
     def _scale(self, y_pred) -> int:
         # Keras reduces the last axis first: by its mean, or (KLDivergence) by its sum.
         return y_pred.shape[-1] if self._sums_last_axis and y_pred.ndim > 1 else 1
+
+    def _as_one_vector(self, y_pred) -> bool:
+        """A 1-D output under a loss that sums its last axis: one vector (Keras's reading)."""
+        return self._sums_last_axis and y_pred.ndim == 1
 
     #: True where Keras sums the last axis (KLDivergence) rather than averaging it.
     _sums_last_axis = False
@@ -562,6 +594,11 @@ class BinaryCrossentropy(_ElementwiseLoss):
 
     def value_and_grad(self, y_pred, y_true, need_grad=True, sample_weight=None):
         per, grad = self._elements(y_pred, y_true, need_grad)
+        per_position = _position_weights(sample_weight, y_pred.shape)
+        if per_position is not None:
+            w = per_position.astype(y_pred.dtype, copy=False)
+            loss = float((per * w).sum()) / per.size
+            return loss, (None if grad is None else (grad * w / per.size).astype(y_pred.dtype, copy=False))
         loss = _weighted_mean(per.reshape(len(per), -1).mean(axis=1), sample_weight)
         if grad is not None:
             grad = _weight_rows((grad / y_pred.size).astype(y_pred.dtype, copy=False), sample_weight)
@@ -630,7 +667,11 @@ class MeanSquaredLogarithmicError(_ElementwiseLoss):
     def _terms(self, y_pred, y_true, need_grad):
         shifted = np.maximum(y_pred, EPSILON) + 1
         gap = np.log(shifted) - np.log(np.maximum(y_true, EPSILON) + 1)
-        return gap * gap, (np.where(y_pred > EPSILON, 2 * gap / shifted, 0) if need_grad else None)
+        if not need_grad:
+            return gap * gap, None
+        eps = y_pred.dtype.type(EPSILON)  # compared in y_pred's dtype, as Keras's maximum does
+        share = np.where(y_pred > eps, 1.0, np.where(y_pred == eps, 0.5, 0.0))  # a tie: half, as PyTorch's
+        return gap * gap, share * 2 * gap / shifted
 
 
 class LogCosh(_ElementwiseLoss):
@@ -661,8 +702,11 @@ class Hinge(_ElementwiseLoss):
 
     def _terms(self, y_pred, y_true, need_grad):
         y = _hinge_targets(y_true)
-        margin = np.maximum(1 - y * y_pred, 0)
-        return margin, (np.where(margin > 0, -y, 0) if need_grad else None)
+        raw = 1 - y * y_pred
+        margin = np.maximum(raw, 0)
+        if not need_grad:
+            return margin, None
+        return margin, -y * np.where(raw > 0, 1.0, np.where(raw == 0, 0.5, 0.0))  # a tie: half, as PyTorch's
 
 
 class SquaredHinge(_ElementwiseLoss):
@@ -714,16 +758,28 @@ class _RowLoss(_ElementwiseLoss):
     averaged over the other positions and the batch. Subclasses implement :meth:`_rows`."""
 
     def value_and_grad(self, y_pred, y_true, need_grad=True, sample_weight=None):
+        if y_pred.ndim == 1:
+            # One vector, as Keras reduces the last axis (its weights: their mean, as Keras's sum over a batch of 1).
+            w = None if sample_weight is None else np.full(1, np.mean(sample_weight))
+            loss, grad = self.value_and_grad(y_pred[None], np.asarray(y_true).reshape(1, -1), need_grad, w)
+            return loss, None if grad is None else grad[0]
         shape = y_pred.shape
-        rows = y_pred.reshape(-1, shape[-1] if y_pred.ndim > 1 else 1)
+        rows = y_pred.reshape(-1, shape[-1])
         values, grad = self._rows(rows, y_true.astype(y_pred.dtype, copy=False).reshape(rows.shape), need_grad)
+        per_position = _position_weights(sample_weight, shape)
+        if per_position is not None:  # one weight per row
+            w = per_position.reshape(-1).astype(y_pred.dtype, copy=False)
+            loss = float(values @ w) / len(values)
+            return loss, (grad * (w[:, None] / len(values))).reshape(shape) if need_grad else None
         loss = _weighted_mean(values.reshape(shape[0], -1).mean(axis=1), sample_weight)
         if not need_grad:
             return loss, None
         return loss, _weight_rows(grad.reshape(shape) * (1.0 / len(values)), sample_weight)
 
     def _per_sample(self, y_pred, y_true):
-        rows = y_pred.reshape(-1, y_pred.shape[-1] if y_pred.ndim > 1 else 1)
+        if y_pred.ndim == 1:  # one vector, as above
+            y_pred, y_true = y_pred[None], np.asarray(y_true).reshape(1, -1)
+        rows = y_pred.reshape(-1, y_pred.shape[-1])
         values, _ = self._rows(rows, y_true.astype(y_pred.dtype, copy=False).reshape(rows.shape), False)
         return values.reshape(y_pred.shape[0], -1).mean(axis=1)
 
@@ -765,12 +821,13 @@ class CategoricalHinge(_RowLoss):
     def _rows(self, y_pred, y_true, need_grad):
         others = (1 - y_true) * y_pred
         neg = others.max(axis=1, keepdims=True)
-        values = np.maximum(neg[:, 0] - (y_true * y_pred).sum(axis=1) + 1, 0)
+        raw = neg[:, 0] - (y_true * y_pred).sum(axis=1) + 1
+        values = np.maximum(raw, 0)
         if not need_grad:
             return values, None
         ties = (others == neg).astype(y_pred.dtype)
         grad = ties / ties.sum(axis=1, keepdims=True) * (1 - y_true) - y_true
-        return values, grad * (values > 0)[:, None]
+        return values, grad * np.where(raw > 0, 1.0, np.where(raw == 0, 0.5, 0.0))[:, None]  # a tie: half
 
 
 class BinaryFocalCrossentropy(BinaryCrossentropy):
@@ -830,7 +887,9 @@ class CategoricalFocalCrossentropy(_RowLoss):
                  name: str | None = None):
         super().__init__(name)
         if isinstance(alpha, (list, tuple, np.ndarray)):
-            self.alpha = [_check_number(a, "alpha", 0.0) for a in np.asarray(alpha, dtype=object).reshape(-1)]
+            if np.ndim(np.asarray(alpha, dtype=object)) != 1:
+                raise ValueError(f"alpha must be a number or a flat list of one number per class; got {alpha!r}")
+            self.alpha = [_check_number(a, "alpha", 0.0) for a in alpha]
             if not self.alpha:
                 raise ValueError("alpha must be a number or one number per class; got an empty list")
         else:

@@ -33,6 +33,7 @@ threshold, class or output returns a float64 array, as Keras's does.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import numbers
 import warnings
@@ -1264,18 +1265,26 @@ class _LossMean(Mean):
 
     direction = "down"
     _loss_class: type | None = None
+    _default_name = ""
     _sign = 1.0  # CosineSimilarity: the similarity, not the loss's negative of it
 
-    def __init__(self, name: str, **loss_arguments):
+    def __init__(self, name: str | None, **loss_arguments):
         self._loss = self._loss_class(**loss_arguments)
-        super().__init__(self._batch_mean, name, per_sample=self._values)
+        super().__init__(self._batch_mean, name if name is not None else self._default_name, per_sample=self._values)
+
+    def update_state(self, y_true, y_pred=None, sample_weight=None):
+        y_pred = _as_numbers(y_pred, self.name)
+        if y_pred.ndim == 0:
+            raise ValueError(f"{self.name}: y_pred must be an array of outputs (batch, ...); got the number {y_pred}")
+        if y_pred.ndim == 1:
+            # One vector, as Keras reduces the last axis: the batch's one value (a regression's
+            # Dense(1) gives (batch, 1), one value per sample).
+            y_pred, y_true = y_pred[None], np.asarray(y_true).reshape(1, -1)
+        if len(y_pred) == 0:  # an empty batch adds nothing
+            return
+        super().update_state(y_true, y_pred, sample_weight)
 
     def _values(self, y_true, y_pred) -> np.ndarray:
-        y_pred = np.asarray(y_pred)
-        if y_pred.dtype.kind != "f":
-            y_pred = y_pred.astype(np.float64)
-        if y_pred.ndim == 1:  # a column of single outputs, as a regression's Dense(1) gives it
-            y_pred = y_pred[:, None]
         y_true = self._loss.prepare_targets(y_true, y_pred.shape[1:])
         return self._sign * self._loss._per_sample(y_pred, y_true)
 
@@ -1291,6 +1300,7 @@ class _LossMean(Mean):
 class MeanAbsolutePercentageError(_LossMean):
     """Keras's ``MeanAbsolutePercentageError`` (``'mape'``): ``100 * |y - p| / max(|y|, 1e-7)``."""
 
+    _default_name = "mean_absolute_percentage_error"
     _loss_class = _losses.MeanAbsolutePercentageError
 
     def __init__(self, name: str = "mean_absolute_percentage_error"):
@@ -1300,6 +1310,7 @@ class MeanAbsolutePercentageError(_LossMean):
 class MeanSquaredLogarithmicError(_LossMean):
     """Keras's ``MeanSquaredLogarithmicError`` (``'msle'``)."""
 
+    _default_name = "mean_squared_logarithmic_error"
     _loss_class = _losses.MeanSquaredLogarithmicError
 
     def __init__(self, name: str = "mean_squared_logarithmic_error"):
@@ -1309,6 +1320,7 @@ class MeanSquaredLogarithmicError(_LossMean):
 class LogCoshError(_LossMean):
     """Keras's ``LogCoshError``: the mean ``log(cosh(y_pred - y_true))`` (logged as ``logcosh``)."""
 
+    _default_name = "logcosh"
     _loss_class = _losses.LogCosh
 
     def __init__(self, name: str = "logcosh"):
@@ -1318,6 +1330,7 @@ class LogCoshError(_LossMean):
 class Hinge(_LossMean):
     """Keras's ``Hinge`` metric: the mean ``max(1 - y * p, 0)`` (0/1 targets taken as -1/1)."""
 
+    _default_name = "hinge"
     _loss_class = _losses.Hinge
 
     def __init__(self, name: str = "hinge"):
@@ -1327,6 +1340,7 @@ class Hinge(_LossMean):
 class SquaredHinge(_LossMean):
     """Keras's ``SquaredHinge`` metric."""
 
+    _default_name = "squared_hinge"
     _loss_class = _losses.SquaredHinge
 
     def __init__(self, name: str = "squared_hinge"):
@@ -1336,6 +1350,7 @@ class SquaredHinge(_LossMean):
 class CategoricalHinge(_LossMean):
     """Keras's ``CategoricalHinge`` metric (one-hot targets)."""
 
+    _default_name = "categorical_hinge"
     _loss_class = _losses.CategoricalHinge
 
     def __init__(self, name: str = "categorical_hinge"):
@@ -1345,6 +1360,7 @@ class CategoricalHinge(_LossMean):
 class Poisson(_LossMean):
     """Keras's ``Poisson`` metric: the mean ``p - y * log(p + 1e-7)``."""
 
+    _default_name = "poisson"
     _loss_class = _losses.Poisson
 
     def __init__(self, name: str = "poisson"):
@@ -1354,6 +1370,7 @@ class Poisson(_LossMean):
 class KLDivergence(_LossMean):
     """Keras's ``KLDivergence`` metric: ``sum(y * log(y / p))`` over the last axis, averaged."""
 
+    _default_name = "kl_divergence"
     _loss_class = _losses.KLDivergence
 
     def __init__(self, name: str = "kl_divergence"):
@@ -1365,6 +1382,7 @@ class CosineSimilarity(_LossMean):
     ``y_pred`` over the last axis (1 the same direction; the loss of that name is its negative)."""
 
     direction = "up"
+    _default_name = "cosine_similarity"
     _loss_class = _losses.CosineSimilarity
     _sign = -1.0
 
@@ -1375,6 +1393,7 @@ class CosineSimilarity(_LossMean):
 class BinaryCrossentropy(_LossMean):
     """Keras's ``BinaryCrossentropy`` metric: the loss's value, reported beside another loss."""
 
+    _default_name = "binary_crossentropy"
     _loss_class = _losses.BinaryCrossentropy
 
     def __init__(self, name: str = "binary_crossentropy", from_logits: bool = False, label_smoothing: float = 0.0):
@@ -1385,6 +1404,7 @@ class CategoricalCrossentropy(_LossMean):
     """Keras's ``CategoricalCrossentropy`` metric (one-hot targets), from the outputs as they are:
     clipped probabilities, as Keras's metric takes them."""
 
+    _default_name = "categorical_crossentropy"
     _loss_class = _losses.CategoricalCrossentropy
 
     def __init__(self, name: str = "categorical_crossentropy", from_logits: bool = False,
@@ -1398,6 +1418,7 @@ class CategoricalCrossentropy(_LossMean):
 class SparseCategoricalCrossentropy(_LossMean):
     """Keras's ``SparseCategoricalCrossentropy`` metric (integer labels)."""
 
+    _default_name = "sparse_categorical_crossentropy"
     _loss_class = _losses.SparseCategoricalCrossentropy
 
     def __init__(self, name: str = "sparse_categorical_crossentropy", from_logits: bool = False):
@@ -1405,6 +1426,19 @@ class SparseCategoricalCrossentropy(_LossMean):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "ignore_class": None, "axis": -1}  # Keras's keys, at their defaults
+
+
+def _regression_pair(y_true, y_pred, who: str):
+    """Targets and outputs as float64 arrays of one shape ``(batch, ...)``: a number is a batch of
+    one, and a column ``(batch, 1)`` goes with ``(batch,)`` (Keras's squeeze_or_expand)."""
+    t, p = np.atleast_1d(_as_numbers(y_true, who)), np.atleast_1d(_as_numbers(y_pred, who))
+    if t.ndim == p.ndim - 1 and p.shape[-1] == 1:
+        t = t[..., None]
+    elif p.ndim == t.ndim - 1 and t.shape[-1] == 1:
+        p = p[..., None]
+    if t.shape != p.shape:
+        raise ValueError(f"{who}: y_true of shape {np.shape(y_true)} does not match y_pred of shape {np.shape(y_pred)}")
+    return t, p
 
 
 class RootMeanSquaredError(_Counting):
@@ -1415,15 +1449,18 @@ class RootMeanSquaredError(_Counting):
     _count_names = ("_total", "_count")
 
     def __init__(self, name: str = "root_mean_squared_error"):
-        super().__init__(name)
+        super().__init__(name if name is not None else "root_mean_squared_error")
 
     def reset_state(self):
         self._total = 0.0
         self._count = 0.0
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = np.asarray(_mse(_as_numbers(y_true, self.name), _as_numbers(y_pred, self.name)), dtype=np.float64)
-        n = len(values)
+        t, p = _regression_pair(y_true, y_pred, self.name)
+        n = len(p)
+        if n == 0:
+            return
+        values = ((p - t) ** 2).reshape(n, -1).mean(axis=1)
         w = np.ones(n) if sample_weight is None else _sample_weights(sample_weight, n, self.name)
         self._total += float(values @ w)
         self._count += float(w.sum())
@@ -1444,7 +1481,7 @@ class R2Score(Metric):
 
     def __init__(self, class_aggregation: str | None = "uniform_average", num_regressors: int = 0,
                  name: str = "r2_score"):
-        super().__init__(name)
+        super().__init__(name if name is not None else "r2_score")
         if class_aggregation not in (None, "uniform_average", "variance_weighted_average"):
             raise ValueError(f"R2Score class_aggregation must be 'uniform_average', 'variance_weighted_average' or "
                              f"None; got {class_aggregation!r}")
@@ -1489,7 +1526,7 @@ class R2Score(Metric):
         elif self.class_aggregation == "variance_weighted_average":
             score = float((spread * scores).sum() / spread.sum())
         else:
-            return scores.astype(np.float64)
+            score = scores.astype(np.float64)  # one per output, each adjusted below as Keras does
         n, k = self._values_seen, self.num_regressors
         if k:
             if k >= n - 1:
@@ -1540,6 +1577,8 @@ class IoU(_Counting):
     class ids, and fractional sample weights count as given instead of truncated to ints.
     """
 
+    _default_name = "io_u"
+
     direction = "up"
     _count_names = ("_matrix",)
 
@@ -1554,7 +1593,7 @@ class IoU(_Counting):
         self.ignore_class = None if ignore_class is None else int(ignore_class)
         self.sparse_y_true = _flag(sparse_y_true, "sparse_y_true")
         self.sparse_y_pred = _flag(sparse_y_pred, "sparse_y_pred")
-        super().__init__(name)
+        super().__init__(name if name is not None else self._default_name)
 
     def reset_state(self):
         self._matrix = np.zeros((self.num_classes, self.num_classes))  # rows: true class, columns: predicted
@@ -1623,6 +1662,8 @@ class MeanIoU(IoU):
     """Keras's ``MeanIoU``: :class:`IoU` over every class, the usual segmentation score. Pass
     ``sparse_y_pred=False`` for a model's softmax outputs (Keras's default takes class ids)."""
 
+    _default_name = "mean_io_u"
+
     def __init__(self, num_classes: int, name: str = "mean_io_u", ignore_class: int | None = None,
                  sparse_y_true: bool = True, sparse_y_pred: bool = True):
         count = _class_count(num_classes, "MeanIoU num_classes")
@@ -1637,6 +1678,8 @@ class MeanIoU(IoU):
 class OneHotIoU(IoU):
     """Keras's ``OneHotIoU``: :class:`IoU` with one-hot targets and (by default) score outputs."""
 
+    _default_name = "one_hot_io_u"
+
     def __init__(self, num_classes: int, target_class_ids, name: str = "one_hot_io_u",
                  ignore_class: int | None = None, sparse_y_pred: bool = False):
         super().__init__(num_classes, target_class_ids, name, ignore_class, False, sparse_y_pred)
@@ -1649,6 +1692,8 @@ class OneHotIoU(IoU):
 
 class OneHotMeanIoU(MeanIoU):
     """Keras's ``OneHotMeanIoU``: :class:`MeanIoU` with one-hot targets and score outputs."""
+
+    _default_name = "one_hot_mean_io_u"
 
     def __init__(self, num_classes: int, name: str = "one_hot_mean_io_u", ignore_class: int | None = None,
                  sparse_y_pred: bool = False):
@@ -1664,6 +1709,8 @@ class BinaryIoU(IoU):
     """Keras's ``BinaryIoU``: :class:`IoU` of a binary output, the prediction 1 where the output
     is >= ``threshold``; ``target_class_ids`` (0, 1) averages both classes, [1] scores the
     foreground alone (a mask's usual score)."""
+
+    _default_name = "binary_io_u"
 
     def __init__(self, target_class_ids=(0, 1), threshold: float = 0.5, name: str = "binary_io_u"):
         super().__init__(2, target_class_ids, name)
@@ -1708,11 +1755,13 @@ _BY_NAME = {
     "binary_crossentropy": BinaryCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "bce": BinaryCrossentropy,
+    "log_cosh_error": LogCoshError,
 }
 
 # Keras's get('fbeta_score') fails (there is no such function): FBetaScore is known by its class
 # name only, 'FBetaScore' or a serialize() dict.
-_BUILT_IN = (*_BY_NAME.values(), FBetaScore, LogCoshError, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU, BinaryIoU)
+_BUILT_IN = (*_BY_NAME.values(), FBetaScore, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU, BinaryIoU)
 _CLASS_NAMES = {cls.__name__.lower(): cls for cls in _BUILT_IN}
 
 
@@ -1745,8 +1794,14 @@ def get(identifier) -> Metric:
         return classes[identifier["class_name"]](**identifier.get("config", {}))
     if isinstance(identifier, str):
         key = identifier.lower()
-        if key not in _BY_NAME and key in _CLASS_NAMES:  # 'AUC', 'Precision': Keras's default names
-            return _CLASS_NAMES[key]()
+        if key not in _BY_NAME and key in _CLASS_NAMES:  # 'AUC', 'RootMeanSquaredError': logged so, as in Keras
+            cls = _CLASS_NAMES[key]
+            needed = [p.name for p in inspect.signature(cls.__init__).parameters.values()
+                      if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"]
+            if needed:
+                raise ValueError(f"metric {identifier!r} needs {', '.join(needed)}: pass the object, e.g. "
+                                 f"metrics.{cls.__name__}({needed[0]}=...)")
+            return cls(name=identifier)
         if key not in _BY_NAME:
             raise ValueError(f"metric must be one of {sorted(_BY_NAME)}, a Metric or a function; got {identifier!r}")
         return _BY_NAME[key](name=identifier)

@@ -354,7 +354,7 @@ def _check_sample_weight(sample_weight, n: int, argument: str = "sample_weight",
         pass  # a weight per pixel or step
     elif w.shape != (n,):
         also = (f" or ({n}, {', '.join(map(str, positions))}), one per position" if positions is not None else
-                "" if w.ndim < 2 else "; a weight per position is for a cross-entropy of a class per pixel or step")
+                "" if w.ndim < 2 else "; a weight per position is for an output with positions (pixels, steps) under a built-in loss")
         raise ValueError(f"{argument} must have shape ({n},), one weight per sample{also}; got {w.shape}")
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError(f"{argument} must hold finite weights >= 0")
@@ -1186,10 +1186,11 @@ class Trainer:
         return callbacks_module.CallbackList(_checked_callbacks(callbacks), self, params)
 
     def _weight_positions(self):
-        """The positions ``(height, width)`` or ``(steps,)`` of a model whose one output has a class per
-        position under a cross-entropy, whose sample weights may then be one per position; else None."""
+        """The positions ``(height, width)`` or ``(steps,)`` of a model whose one output has positions
+        under a built-in loss (a class per pixel, a denoised image), whose sample weights may then be
+        one per position; else None."""
         losses = self._head_losses() if hasattr(self, "_head_losses") else [self.loss]
-        if len(losses) != 1 or not isinstance(losses[0], losses_module._Crossentropy):
+        if len(losses) != 1 or not getattr(losses[0], "_position_weights", False):
             return None
         shape = tuple(self.outputs[0].shape[1:])
         return shape[:-1] if len(shape) > 1 else None
