@@ -215,6 +215,16 @@ def test_steps_layers_save_and_load(tmp_path, make, config):
         lambda: layers.Activation("hard_silu"),
         lambda: layers.Activation("mish"),
         lambda: layers.Activation("softsign"),
+        lambda: layers.Activation("exponential"),
+        lambda: layers.Activation("celu"),
+        lambda: layers.Activation("hard_tanh"),
+        lambda: layers.Activation("hard_shrink"),
+        lambda: layers.Activation("soft_shrink"),
+        lambda: layers.Activation("tanh_shrink"),
+        lambda: layers.Activation("log_sigmoid"),
+        lambda: layers.Activation("squareplus"),
+        lambda: layers.Activation("sparse_plus"),
+        lambda: layers.Activation("sparse_sigmoid"),
     ],
 )
 def test_image_layers_gradients_after_a_conv(make):

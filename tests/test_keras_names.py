@@ -60,7 +60,7 @@ def test_keras_layer_aliases_are_the_same_classes(alias, name):
         ("random", "SeedGenerator", "convforge.random.SeedGenerator: convforge's layers draw from one process-wide"),
         ("datasets", "imdb", "convforge does not support convforge.datasets.imdb: convforge has no text data sets"),
         ("datasets", "cifar100", "convforge.datasets.cifar100: convforge reads MNIST, Fashion-MNIST and CIFAR-10"),
-        ("activations", "celu", "convforge does not support convforge.activations.celu: use relu, "),
+        ("activations", "glu", "convforge does not support convforge.activations.glu: use relu, "),
         ("regularizers", "OrthogonalRegularizer", "OrthogonalRegularizer: use l1, l2 or l1_l2"),
         ("utils", "image_dataset_from_directory", "convforge does not support convforge.utils.image_dataset_from_direc"),
         ("utils", "NoSuchHelper", r"convforge does not support convforge.utils.NoSuchHelper \(Keras name\?\)$"),

@@ -640,6 +640,17 @@ LAYER_CASES = [
     ("Activation('hard_swish')", (7,)),
     ("Activation('mish')", (7,)),
     ("Activation('softsign')", (7,)),
+    ("Activation('exponential')", (7,)),
+    ("Activation('celu')", (7,)),
+    ("Activation('hard_tanh')", (7,)),
+    ("Activation('hard_shrink')", (7,)),
+    ("Activation('soft_shrink')", (7,)),
+    ("Activation('tanh_shrink')", (7,)),
+    ("Activation('log_sigmoid')", (7,)),
+    ("Activation('squareplus')", (7,)),
+    ("Activation('sparse_plus')", (7,)),
+    ("Activation('sparse_sigmoid')", (7,)),
+    ("Activation('hard_tanh')", (4, 5, 3)),  # channels-last images
     # Training-only noise: the identity at inference, as Keras's.
     ("SpatialDropout1D(0.3)", (7, 4)),
     ("SpatialDropout2D(0.3)", (5, 6, 3)),
@@ -827,3 +838,15 @@ def test_embedding_matches_keras():
     np.testing.assert_allclose(y, to_numpy(out), rtol=1e-6)
     np.testing.assert_allclose(ours.grads["embeddings"], theirs.embeddings.value.grad.numpy(), rtol=1e-6, atol=1e-7)
     assert ours.grads["embeddings"][3].tolist() == [0, 0, 0]  # id 3 is not in the batch
+
+
+@pytest.mark.parametrize("name,kwargs", [("exponential", {}), ("celu", {"alpha": 2.0}), ("hard_tanh", {}),
+                                         ("hard_shrink", {"threshold": 0.3}), ("soft_shrink", {"threshold": 0.7}),
+                                         ("tanh_shrink", {}), ("log_sigmoid", {}), ("squareplus", {"b": 2}),
+                                         ("sparse_plus", {}), ("sparse_sigmoid", {})])
+def test_activation_functions_match_keras_with_their_arguments(name, kwargs):
+    """convforge.activations.<name>(x, **kwargs) as keras.activations's, tails included (log_sigmoid
+    of -200 without overflow, exponential of 100 in float64)."""
+    x = np.concatenate([np.linspace(-4, 4, 41), [-200.0, -30.0, 30.0, 100.0 if name == "exponential" else 50.0]])
+    expected = to_numpy(getattr(keras.activations, name)(keras.ops.convert_to_tensor(x), **kwargs))
+    np.testing.assert_allclose(getattr(convforge.activations, name)(x, **kwargs), expected, rtol=1e-6, atol=1e-7)

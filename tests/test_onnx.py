@@ -172,6 +172,8 @@ STANDALONE = {
     "Activation-hard_silu": lambda: layers.Activation("hard_silu"),
     "Activation-mish": lambda: layers.Activation("mish"),
     "Activation-softsign": lambda: layers.Activation("softsign"),
+    "Activation-exponential": lambda: layers.Activation("exponential"),
+    "Activation-celu": lambda: layers.Activation("celu"),
 }
 
 
@@ -181,6 +183,14 @@ COMPOSITE = {
     "swish": lambda: layers.Activation("swish"),
     "gelu": lambda: layers.Activation("gelu"),
     "gelu-tanh": lambda: layers.GELU(approximate=True),
+    "hard_tanh": lambda: layers.Activation("hard_tanh"),
+    "hard_shrink": lambda: layers.Activation("hard_shrink"),
+    "soft_shrink": lambda: layers.Activation("soft_shrink"),
+    "tanh_shrink": lambda: layers.Activation("tanh_shrink"),
+    "log_sigmoid": lambda: layers.Activation("log_sigmoid"),
+    "squareplus": lambda: layers.Activation("squareplus"),
+    "sparse_plus": lambda: layers.Activation("sparse_plus"),
+    "sparse_sigmoid": lambda: layers.Activation("sparse_sigmoid"),
 }
 
 

@@ -61,9 +61,11 @@ HINTS: dict[str, dict[str, str]] = {
         "california_housing": _DATASET,
     },
     "convforge.activations": {
-        name: "use relu, relu6, leaky_relu, elu, selu, gelu, swish, silu, hard_silu, mish, softplus, softsign, "
-              "sigmoid, hard_sigmoid, tanh, softmax, log_softmax or linear, or a Layer subclass of your own"
-        for name in ("exponential", "celu", "glu", "sparsemax", "hard_tanh", "tanh_shrink", "soft_shrink")
+        name: "use relu, relu6, leaky_relu, elu, celu, selu, gelu, swish, silu, hard_silu, mish, softplus, "
+              "squareplus, sparse_plus, softsign, sigmoid, hard_sigmoid, sparse_sigmoid, log_sigmoid, tanh, "
+              "hard_tanh, tanh_shrink, hard_shrink, soft_shrink, exponential, softmax, log_softmax or linear, or a "
+              "Layer subclass of your own"
+        for name in ("glu", "sparsemax", "threshold")
     },
     "convforge.regularizers": {
         "OrthogonalRegularizer": "use l1, l2 or l1_l2",

@@ -14,14 +14,19 @@ import numpy as np
 from .layers import activations as _layers
 
 __all__ = [
+    "celu",
     "elu",
+    "exponential",
     "gelu",
     "get",
+    "hard_shrink",
     "hard_sigmoid",
     "hard_silu",
     "hard_swish",
+    "hard_tanh",
     "leaky_relu",
     "linear",
+    "log_sigmoid",
     "log_softmax",
     "mish",
     "relu",
@@ -32,9 +37,14 @@ __all__ = [
     "silu",
     "softmax",
     "softplus",
+    "soft_shrink",
     "softsign",
+    "sparse_plus",
+    "sparse_sigmoid",
+    "squareplus",
     "swish",
     "tanh",
+    "tanh_shrink",
 ]
 
 
@@ -166,6 +176,66 @@ def softsign(x):
     return _run(_layers.Softsign(), x)
 
 
+@_named("exponential")
+def exponential(x):
+    """``exp(x)``."""
+    return _run(_layers.Exponential(), x)
+
+
+@_named("celu")
+def celu(x, alpha=1.0):
+    """``x`` for ``x > 0``, ``alpha * (exp(x / alpha) - 1)`` elsewhere."""
+    return _run(_layers.CELU(alpha), x)
+
+
+@_named("hard_tanh")
+def hard_tanh(x):
+    """``clip(x, -1, 1)``."""
+    return _run(_layers.HardTanh(), x)
+
+
+@_named("hard_shrink")
+def hard_shrink(x, threshold=0.5):
+    """``x`` where ``|x| > threshold``, else 0."""
+    return _run(_layers.HardShrink(threshold), x)
+
+
+@_named("soft_shrink")
+def soft_shrink(x, threshold=0.5):
+    """``x`` moved ``threshold`` towards 0, and 0 within ``threshold`` of it."""
+    return _run(_layers.SoftShrink(threshold), x)
+
+
+@_named("tanh_shrink")
+def tanh_shrink(x):
+    """``x - tanh(x)``."""
+    return _run(_layers.TanhShrink(), x)
+
+
+@_named("log_sigmoid")
+def log_sigmoid(x):
+    """``log(sigmoid(x))``, without overflow."""
+    return _run(_layers.LogSigmoid(), x)
+
+
+@_named("squareplus")
+def squareplus(x, b=4):
+    """``(x + sqrt(x**2 + b)) / 2``."""
+    return _run(_layers.Squareplus(b), x)
+
+
+@_named("sparse_plus")
+def sparse_plus(x):
+    """0 up to -1, ``(x + 1)**2 / 4`` between -1 and 1, ``x`` from 1."""
+    return _run(_layers.SparsePlus(), x)
+
+
+@_named("sparse_sigmoid")
+def sparse_sigmoid(x):
+    """0 up to -1, ``(x + 1) / 2`` between, 1 from 1."""
+    return _run(_layers.SparseSigmoid(), x)
+
+
 @_named("linear")
 def linear(x):
     """The identity."""
@@ -191,7 +261,8 @@ def serialize(fn) -> str:
 _FUNCTIONS = {
     fn._convforge_activation: fn
     for fn in (relu, leaky_relu, elu, gelu, swish, silu, softplus, sigmoid, tanh, softmax, log_softmax, selu,
-               hard_sigmoid, hard_silu, hard_swish, mish, softsign, linear)
+               hard_sigmoid, hard_silu, hard_swish, mish, softsign, exponential, celu, hard_tanh, hard_shrink, soft_shrink,
+               tanh_shrink, log_sigmoid, squareplus, sparse_plus, sparse_sigmoid, linear)
 }
 
 

@@ -579,17 +579,205 @@ class GELU(_InputActivation):
         return {**super().get_config(), "approximate": self.approximate}
 
 
+def _positive_number(value, what: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{what} must be a number; got {value!r}")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{what} must be a finite number > 0; got {value!r}")
+    return float(value)
+
+
+def _threshold_number(value, what: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{what} must be a number; got {value!r}")
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{what} must be a finite number >= 0; got {value!r}")
+    return float(value)
+
+
+class Exponential(_ActivationLayer):
+    """``exp(x)``; Keras's ``'exponential'``: a positive output, e.g. the rate of a Poisson
+    regression (``loss='poisson'``). Overflows to ``inf`` above ~88 (float32), as Keras's."""
+
+    activation_name = "exponential"
+
+    def forward(self, x, training=False):
+        with np.errstate(over="ignore"):
+            return self._output_of(x, np.exp(x).astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, y):
+        return dy * y
+
+
+class CELU(_ActivationLayer):
+    """``x`` where ``x > 0``, ``alpha * (exp(x / alpha) - 1)`` elsewhere; Keras's ``'celu'``
+    (``alpha=1.0``; ``activations.celu(x, alpha)`` for another)."""
+
+    activation_name = "celu"
+
+    def __init__(self, alpha=1.0, *, name=None, input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        self.alpha = _positive_number(alpha, "celu alpha")
+
+    def forward(self, x, training=False):
+        t = x.dtype.type
+        with np.errstate(over="ignore"):
+            y = np.where(x > 0, x, t(self.alpha) * np.expm1(np.minimum(x, 0) / t(self.alpha)))
+        return self._output_of(x, y.astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, y):
+        # For x <= 0: d/dx alpha (e^(x/alpha) - 1) = e^(x/alpha) = y / alpha + 1.
+        return np.where(y > 0, dy, dy * (y / self.alpha + 1)).astype(dy.dtype, copy=False)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha}
+
+
+class HardTanh(_InputActivation):
+    """``clip(x, -1, 1)``; Keras's ``'hard_tanh'`` (gradient 0 at -1 and 1, as PyTorch's)."""
+
+    activation_name = "hard_tanh"
+
+    def forward(self, x, training=False):
+        t = x.dtype.type
+        return self._output_of(x, np.clip(x, t(-1), t(1)), training)
+
+    def _grad(self, dy, x):
+        return (dy * ((x > -1) & (x < 1))).astype(dy.dtype, copy=False)
+
+
+class HardShrink(_ActivationLayer):
+    """``x`` where ``|x| > threshold``, 0 elsewhere; Keras's ``'hard_shrink'`` (``threshold=0.5``)."""
+
+    activation_name = "hard_shrink"
+
+    def __init__(self, threshold=0.5, *, name=None, input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        self.threshold = _threshold_number(threshold, "hard_shrink threshold")
+
+    def forward(self, x, training=False):
+        y = np.where(np.abs(x) > x.dtype.type(self.threshold), x, x.dtype.type(0))
+        return self._output_of(x, y.astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, y):
+        return (dy * (y != 0)).astype(dy.dtype, copy=False)  # y != 0 exactly where |x| > threshold
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
+
+class SoftShrink(_ActivationLayer):
+    """``x - threshold`` above ``threshold``, ``x + threshold`` below ``-threshold``, 0 between;
+    Keras's ``'soft_shrink'`` (``threshold=0.5``)."""
+
+    activation_name = "soft_shrink"
+
+    def __init__(self, threshold=0.5, *, name=None, input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        self.threshold = _threshold_number(threshold, "soft_shrink threshold")
+
+    def forward(self, x, training=False):
+        t = x.dtype.type(self.threshold)
+        y = np.where(x > t, x - t, np.where(x < -t, x + t, x.dtype.type(0)))
+        return self._output_of(x, y.astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, y):
+        return (dy * (y != 0)).astype(dy.dtype, copy=False)  # y != 0 exactly where |x| > threshold
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
+
+class TanhShrink(_InputActivation):
+    """``x - tanh(x)``; Keras's ``'tanh_shrink'``."""
+
+    activation_name = "tanh_shrink"
+
+    def forward(self, x, training=False):
+        return self._output_of(x, (x - np.tanh(x)).astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, x):
+        t = np.tanh(x)
+        return (dy * (t * t)).astype(dy.dtype, copy=False)
+
+
+class LogSigmoid(_ActivationLayer):
+    """``log(sigmoid(x)) = -softplus(-x)``, without overflow; Keras's ``'log_sigmoid'``."""
+
+    activation_name = "log_sigmoid"
+
+    def forward(self, x, training=False):
+        y = -(np.maximum(-x, 0) + np.log1p(np.exp(-np.abs(x))))
+        return self._output_of(x, y.astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, y):
+        return (dy * -np.expm1(y)).astype(dy.dtype, copy=False)  # 1 - sigmoid(x), sigmoid(x) = e^y
+
+
+class Squareplus(_InputActivation):
+    """``(x + sqrt(x**2 + b)) / 2``, a smooth ReLU; Keras's ``'squareplus'`` (``b=4``)."""
+
+    activation_name = "squareplus"
+
+    def __init__(self, b=4, *, name=None, input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        self.b = _threshold_number(b, "squareplus b")
+
+    def forward(self, x, training=False):
+        t = x.dtype.type
+        return self._output_of(x, ((x + np.sqrt(x * x + t(self.b))) / t(2)).astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, x):
+        root = np.sqrt(x * x + x.dtype.type(self.b))
+        with np.errstate(invalid="ignore", divide="ignore"):  # b = 0 at x = 0: ReLU's kink, gradient 1/2
+            d = np.where(root > 0, (1 + x / root) / 2, 0.5)
+        return (dy * d).astype(dy.dtype, copy=False)
+
+    def get_config(self):
+        return {**super().get_config(), "b": self.b}
+
+
+class SparsePlus(_InputActivation):
+    """0 up to -1, ``(x + 1)**2 / 4`` between -1 and 1, ``x`` from 1; Keras's ``'sparse_plus'``."""
+
+    activation_name = "sparse_plus"
+
+    def forward(self, x, training=False):
+        t = x.dtype.type
+        y = np.where(x <= -1, t(0), np.where(x < 1, (x + t(1)) ** 2 / t(4), x))
+        return self._output_of(x, y.astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, x):
+        d = np.where(x <= -1, 0.0, np.where(x < 1, (x + 1) / 2, 1.0))
+        return (dy * d).astype(dy.dtype, copy=False)
+
+
+class SparseSigmoid(_InputActivation):
+    """0 up to -1, ``(x + 1) / 2`` between, 1 from 1; Keras's ``'sparse_sigmoid'``."""
+
+    activation_name = "sparse_sigmoid"
+
+    def forward(self, x, training=False):
+        t = x.dtype.type
+        return self._output_of(x, np.clip((x + t(1)) / t(2), t(0), t(1)).astype(x.dtype, copy=False), training)
+
+    def _grad(self, dy, x):
+        return (dy * (((x > -1) & (x < 1)) * 0.5)).astype(dy.dtype, copy=False)
+
+
 _BY_NAME = {
     cls.activation_name: cls
     for cls in (ReLU, Tanh, Sigmoid, Softmax, LogSoftmax, LeakyReLU, ELU, Softplus, Swish, GELU, SELU, HardSigmoid,
-                HardSiLU, Mish, Softsign)
+                HardSiLU, Mish, Softsign, Exponential, CELU, HardTanh, HardShrink, SoftShrink, TanhShrink, LogSigmoid,
+                Squareplus, SparsePlus, SparseSigmoid)
 }
 _BY_NAME["silu"] = Swish
 _BY_NAME["hard_swish"] = HardSiLU
 _BY_NAME["relu6"] = ReLU
 _NAMES = (*_BY_NAME, "linear", None)
 # activation='leaky_relu' takes Keras's function default (0.2), not the layer's (0.3).
-_STRING_CONFIG = {"leaky_relu": {"negative_slope": 0.2}, "relu6": {"max_value": 6.0}}
+_STRING_CONFIG = {"leaky_relu": {"negative_slope": 0.2}, "relu6": {"max_value": 6.0}, "celu": {"alpha": 1.0},
+                  "hard_shrink": {"threshold": 0.5}, "soft_shrink": {"threshold": 0.5}, "squareplus": {"b": 4.0}}
 
 
 def get(identifier, argument: str = "activation") -> _ActivationLayer | None:

@@ -73,7 +73,7 @@ MaxPool/AveragePool (where a Keras 'valid'/'same' window set is the same; a MaxP
 symmetric pads, PyTorch's ``MaxPool2d(3, 2, padding=1)`` of ResNet's stem, as MaxPooling2D's
 explicit padding, MaxPool1d's as MaxPooling1D's), Gemm,
 MatMul(+Add), Relu/Tanh/Sigmoid/Softmax/Softplus/LeakyRelu/Elu (fused into the
-Conv/Dense before them), Selu, HardSigmoid (Keras 3's slope 1/6 only), HardSwish, Mish, Softsign
+Conv/Dense before them), Selu, HardSigmoid (Keras 3's slope 1/6 only), HardSwish, Mish, Softsign, Exp, Celu
 and LogSoftmax (Keras's activations of those names; PRelu, PyTorch's ``nn.PReLU(channels)`` or
 ``nn.PReLU()``, as PReLU with the axes its slope broadcasts along shared; Softmax and LogSoftmax over any one axis
 but the batch, as the layer over that axis of the tensor the user sees), Clip(x, 0, max) (``ReLU(max_value)``, which exports as

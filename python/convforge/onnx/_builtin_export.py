@@ -16,8 +16,10 @@ import math
 import numpy as np
 
 from .. import _params
-from ..layers.activations import (ELU, GELU, SELU, Activation, HardSigmoid, HardSiLU, LeakyReLU, LogSoftmax, Mish,
-                                  PReLU, ReLU, Sigmoid, Softmax, Softplus, Softsign, Swish, Tanh)
+from ..layers.activations import (CELU, ELU, GELU, SELU, Activation, Exponential, HardShrink, HardSigmoid, HardSiLU,
+                                  HardTanh, LeakyReLU, LogSigmoid, LogSoftmax, Mish, PReLU, ReLU, Sigmoid, Softmax,
+                                  Softplus, Softsign, SoftShrink, SparsePlus, SparseSigmoid, Squareplus, Swish, Tanh,
+                                  TanhShrink)
 from ..layers.conv import Conv2D
 from ..layers.conv1d import (
     AveragePooling1D,
@@ -70,6 +72,35 @@ def _composite_activation(ctx, act, tensor: str):
         if ctx.opset >= 18:
             return ctx.node("Mish", [tensor], "Mish")
         return ctx.node("Mul", [tensor, ctx.node("Tanh", [ctx.node("Softplus", [tensor], "Softplus")])], "Mish")
+    if type(act) is Exponential:
+        return ctx.node("Exp", [tensor], "Exp")
+    if type(act) is CELU:  # an op from opset 12
+        return ctx.node("Celu", [tensor], "Celu", alpha=act.alpha)
+    if type(act) is HardTanh:
+        return ctx.node("Clip", [tensor, _scalar(ctx, "low", -1.0), _scalar(ctx, "high", 1.0)], "HardTanh")
+    if type(act) in (HardShrink, SoftShrink):  # Shrink's bias: how far the kept values move towards 0
+        bias = act.threshold if type(act) is SoftShrink else 0.0
+        return ctx.node("Shrink", [tensor], type(act).__name__, lambd=act.threshold, bias=bias)
+    if type(act) is TanhShrink:
+        return ctx.node("Sub", [tensor, ctx.node("Tanh", [tensor], "Tanh")], "TanhShrink")
+    if type(act) is LogSigmoid:  # -softplus(-x): log(Sigmoid) would be log(0) = -inf below about -104
+        inner = ctx.node("Softplus", [ctx.node("Neg", [tensor], "neg_x")], "Softplus")
+        return ctx.node("Neg", [inner], "LogSigmoid")
+    if type(act) is Squareplus:
+        square = ctx.node("Mul", [tensor, tensor], "x2")
+        root = ctx.node("Sqrt", [ctx.node("Add", [square, _scalar(ctx, "b", act.b)], "x2_b")], "root")
+        return ctx.node("Mul", [ctx.node("Add", [tensor, root], "sum"), _scalar(ctx, "half", 0.5)], "Squareplus")
+    if type(act) is SparseSigmoid:  # clip((x + 1) / 2, 0, 1)
+        half = ctx.node("Mul", [ctx.node("Add", [tensor, _scalar(ctx, "one", 1.0)], "x1"), _scalar(ctx, "half", 0.5)],
+                        "half")
+        return ctx.node("Clip", [half, _scalar(ctx, "zero", 0.0), _scalar(ctx, "one_top", 1.0)], "SparseSigmoid")
+    if type(act) is SparsePlus:  # (clip(x, -1, 1) + 1)^2 / 4 + max(x - 1, 0)
+        clipped = ctx.node("Clip", [tensor, _scalar(ctx, "low", -1.0), _scalar(ctx, "high", 1.0)], "clipped")
+        shifted = ctx.node("Add", [clipped, _scalar(ctx, "one", 1.0)], "shifted")
+        quadratic = ctx.node("Mul", [ctx.node("Mul", [shifted, shifted], "square"), _scalar(ctx, "quarter", 0.25)],
+                             "quadratic")
+        linear = ctx.node("Relu", [ctx.node("Sub", [tensor, _scalar(ctx, "one_off", 1.0)], "x_1")], "linear")
+        return ctx.node("Add", [quadratic, linear], "SparsePlus")
     if type(act) is Swish:  # x * sigmoid(x)
         return ctx.node("Mul", [tensor, ctx.node("Sigmoid", [tensor], "Sigmoid")], "Swish")
     if type(act) is GELU:

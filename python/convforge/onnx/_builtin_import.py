@@ -17,8 +17,8 @@ import numpy as np
 
 from .. import _params
 from .. import layers as _layers
-from ..layers.activations import (ELU, GELU, SELU, HardSigmoid, HardSiLU, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU,
-                                  Sigmoid, Softmax, Softplus, Softsign, Tanh)
+from ..layers.activations import (CELU, ELU, GELU, SELU, Exponential, HardSigmoid, HardSiLU, LeakyReLU, LogSoftmax,
+                                  Mish, PReLU, ReLU, Sigmoid, Softmax, Softplus, Softsign, Tanh)
 from ..layers.base import display_shape
 from ..layers.conv import Conv2D
 from ..layers.core import Dense, Flatten, Reshape
@@ -30,7 +30,7 @@ from ._registry import register_importer
 
 _ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Softmax": "softmax"}
 _ACTIVATION_LAYERS = {"Relu": ReLU, "Tanh": Tanh, "Sigmoid": Sigmoid, "Softplus": Softplus, "Softsign": Softsign,
-                      "HardSwish": HardSiLU, "Mish": Mish}
+                      "HardSwish": HardSiLU, "Mish": Mish, "Exp": Exponential}
 
 
 def _activation_layer(ctx, node):
@@ -50,6 +50,8 @@ def _activation_layer(ctx, node):
         return LeakyReLU(negative_slope=alpha)
     if node.op_type == "Elu":
         return ELU(alpha=ctx.attributes(node, {"alpha": 1.0})["alpha"])
+    if node.op_type == "Celu":
+        return CELU(alpha=ctx.attributes(node, {"alpha": 1.0})["alpha"])
     if node.op_type in ("Selu", "HardSigmoid"):
         # Only Keras's constants: SELU's alpha and scale (ONNX's gamma), hard_sigmoid's slope
         # 1/6 (Keras 3's and PyTorch's; ONNX's default 0.2 is Keras 2's).
@@ -904,6 +906,8 @@ for _op, _fn in (
     ("HardSwish", import_activation),
     ("Mish", import_activation),
     ("Softsign", import_activation),
+    ("Exp", import_activation),
+    ("Celu", import_activation),
     ("Clip", import_activation),
     ("Gelu", import_activation),
     ("Softmax", import_activation),

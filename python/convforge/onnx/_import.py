@@ -421,7 +421,7 @@ class ImportContext:
 
 # Activations of one tensor, value by value: what they make has their input's layout.
 _PER_ELEMENT_ACTIVATIONS = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Softplus", "Gelu", "Erf", "HardSigmoid",
-                            "Selu", "HardSwish", "Mish", "Softsign"}
+                            "Selu", "HardSwish", "Mish", "Softsign", "Exp", "Celu"}
 
 
 def _is_no_op(node) -> bool:
