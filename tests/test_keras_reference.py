@@ -392,6 +392,30 @@ def test_iou_metrics_match_keras_over_batches(name, kwargs, kind, weighted):
     assert ours.get_config() == config and ours.direction == theirs._direction == "up"
 
 
+@pytest.mark.parametrize("name", ["TruePositives", "FalsePositives", "TrueNegatives", "FalseNegatives"])
+@pytest.mark.parametrize("kwargs", [{}, {"thresholds": 0.3}, {"thresholds": [0.2, 0.5, 0.9]},
+                                    {"thresholds": [0.0, 0.5, 1.0]}], ids=["default", "0.3", "list", "even"])
+def test_confusion_counts_match_keras(name, kwargs):
+    """Weighted and unweighted batches of scores in tenths (some on the thresholds), a single
+    column and several: the counts (one per threshold for a list), and get_config, as Keras's."""
+    rng = np.random.default_rng(sum(map(ord, f"{name}{kwargs}")))
+    t = keras.ops.convert_to_tensor
+    for columns in (1, 4):
+        ours, theirs = getattr(convforge.metrics, name)(**kwargs), getattr(keras.metrics, name)(**kwargs)
+        for weighted in (False, True, False):
+            y = rng.integers(0, 2, (9, columns)).astype(np.float32)
+            p = np.round(rng.random((9, columns)), 1).astype(np.float32)
+            w = rng.uniform(0, 2, 9).astype(np.float32) if weighted else None
+            ours.update_state(y, p, sample_weight=w)
+            theirs.update_state(t(y), t(p), sample_weight=None if w is None else t(w))
+        expected = to_numpy(theirs.result())
+        assert np.shape(ours.result()) == expected.shape
+        np.testing.assert_allclose(ours.result(), expected, rtol=1e-6)
+        config = theirs.get_config()
+        config["name"] = re.sub(r"_\d+$", "", config["name"])
+        assert ours.get_config() == config
+
+
 CLASSIFICATION_CASES = [
     *[(cls, kwargs, kind) for cls in ("Precision", "Recall")
       for kwargs, kinds in [

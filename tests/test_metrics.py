@@ -933,3 +933,20 @@ def test_new_metrics_take_name_none_and_check_their_inputs():
     assert np.isnan(mape.result())
     with pytest.raises(ValueError, match="metric 'MeanIoU' needs num_classes: pass the object"):
         metrics.get("MeanIoU")
+
+
+def test_confusion_counts_add_up():
+    """TruePositives, FalsePositives, TrueNegatives, FalseNegatives of one batch: each output in
+    one cell; their sum is every output, and Precision and Recall are made of them."""
+    y = np.array([[1, 0], [0, 0], [1, 1], [0, 1]], dtype=np.float32)
+    p = np.array([[0.9, 0.2], [0.6, 0.1], [0.4, 0.8], [0.3, 0.7]], dtype=np.float32)
+    cells = {}
+    for cls in (metrics.TruePositives, metrics.FalsePositives, metrics.TrueNegatives, metrics.FalseNegatives):
+        metric = cls()
+        metric.update_state(y, p)
+        cells[metric.name] = metric.result()
+    assert cells == {"true_positives": 3.0, "false_positives": 1.0, "true_negatives": 3.0, "false_negatives": 1.0}
+    per_threshold = metrics.TruePositives(thresholds=[0.5, 0.85])
+    per_threshold.update_state(y, p, sample_weight=[2, 1, 1, 1])
+    np.testing.assert_array_equal(per_threshold.result(), [4.0, 2.0])
+    assert metrics.get("false_negatives").name == "false_negatives" and metrics.FalseNegatives().direction is None

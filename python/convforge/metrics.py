@@ -16,7 +16,8 @@ classes; a precision or recall whose denominator is 0 is reported as 0.
 Metric objects (Keras 3's names, arguments and values; ``update_state``,
 ``result``, ``reset_state``, ``get_config``), for ``compile(metrics=[...])``
 or by hand: ``Accuracy``, ``BinaryAccuracy``, ``CategoricalAccuracy``,
-``SparseCategoricalAccuracy``, ``TopKCategoricalAccuracy``,
+``SparseCategoricalAccuracy``, ``TopKCategoricalAccuracy``, ``TruePositives``,
+``FalsePositives``, ``TrueNegatives``, ``FalseNegatives``,
 ``SparseTopKCategoricalAccuracy``, ``Precision`` and ``Recall``
 (``thresholds``, ``top_k``, ``class_id``), ``F1Score`` and ``FBetaScore``
 (``average``, ``threshold``), ``AUC``, ``Mean``, ``Sum``; for regression
@@ -56,6 +57,8 @@ __all__ = [
     "CosineSimilarity",
     "F1Score",
     "FBetaScore",
+    "FalseNegatives",
+    "FalsePositives",
     "Hinge",
     "IoU",
     "KLDivergence",
@@ -71,6 +74,8 @@ __all__ = [
     "SquaredHinge",
     "Sum",
     "TopKCategoricalAccuracy",
+    "TrueNegatives",
+    "TruePositives",
     "Mean",
     "MeanAbsoluteError",
     "MeanAbsolutePercentageError",
@@ -911,7 +916,7 @@ class Precision(_Counting):
     ``class_id``, weights of ``y_pred``'s shape weigh that column (Keras fails).
     """
 
-    _count_names = ("tp", "fp", "fn")
+    _count_names = ("tp", "fp", "fn", "tn")
     direction = "up"
     _default_name = "precision"
 
@@ -932,7 +937,7 @@ class Precision(_Counting):
         return self._dtype.name
 
     def reset_state(self):
-        self.tp, self.fp, self.fn = (np.zeros(len(self.thresholds)) for _ in range(3))
+        self.tp, self.fp, self.fn, self.tn = (np.zeros(len(self.thresholds)) for _ in range(4))
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         t, p = _binary_pair(y_true, y_pred, self.name)
@@ -955,6 +960,7 @@ class Precision(_Counting):
         self.tp = self.tp + positive @ hit
         self.fp = self.fp + positive @ miss
         self.fn = self.fn + (1.0 - positive) @ hit
+        self.tn = self.tn + (1.0 - positive) @ miss
 
     def _weights(self, sample_weight, shape) -> np.ndarray:
         """Weights of ``y_pred``'s shape, as Keras broadcasts them: one per output (that shape),
@@ -1016,6 +1022,55 @@ class Recall(Precision):
 
     def result(self) -> float | np.ndarray:
         return self._value(self.tp + self.fn)
+
+
+class _ConditionCount(Precision):
+    """Keras's ``TruePositives``, ``FalsePositives``, ``TrueNegatives``, ``FalseNegatives``: the
+    (sample-weighted) count of outputs in one cell of the confusion matrix, element-wise as
+    :class:`Precision` counts them: a target counts as positive when it is non-zero, an output
+    when it is above ``thresholds`` (0.5; a list gives one count per threshold, an array)."""
+
+    direction = None  # a count: no better way (Keras's callbacks' mode='auto' says min)
+    _cell = "tp"
+
+    def __init__(self, thresholds=None, name=None, dtype=None):
+        super().__init__(thresholds=thresholds, name=name, dtype=dtype)
+
+    def result(self) -> float | np.ndarray:
+        counts = np.asarray(getattr(self, self._cell), dtype=np.float64)
+        return float(counts[0]) if len(self.thresholds) == 1 else counts
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "thresholds": self.init_thresholds}
+
+
+class TruePositives(_ConditionCount):
+    """Keras's ``TruePositives``: outputs above the threshold whose target is positive."""
+
+    _default_name = "true_positives"
+    _cell = "tp"
+
+
+class FalsePositives(_ConditionCount):
+    """Keras's ``FalsePositives``: outputs above the threshold whose target is 0 (false alarms)."""
+
+    _default_name = "false_positives"
+    _cell = "fp"
+
+
+class TrueNegatives(_ConditionCount):
+    """Keras's ``TrueNegatives``: outputs at or below the threshold whose target is 0."""
+
+    _default_name = "true_negatives"
+    _cell = "tn"
+
+
+class FalseNegatives(_ConditionCount):
+    """Keras's ``FalseNegatives``: outputs at or below the threshold whose target is positive
+    (the frauds a fraud detector missed)."""
+
+    _default_name = "false_negatives"
+    _cell = "fn"
 
 
 _EPSILON = 1e-7  # Keras's backend.epsilon(), which FBetaScore adds to its denominators
@@ -1757,6 +1812,10 @@ _BY_NAME = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "bce": BinaryCrossentropy,
     "log_cosh_error": LogCoshError,
+    "true_positives": TruePositives,
+    "false_positives": FalsePositives,
+    "true_negatives": TrueNegatives,
+    "false_negatives": FalseNegatives,
 }
 
 # Keras's get('fbeta_score') fails (there is no such function): FBetaScore is known by its class

@@ -45,12 +45,17 @@ detector = keras.Sequential([
 detector.compile(
     optimizer=keras.optimizers.Adam(1e-3),
     loss=keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.75, gamma=2.0),
-    metrics=[keras.metrics.AUC(name="auc"), keras.metrics.Recall(name="recall"), "binary_crossentropy"],
+    metrics=[keras.metrics.AUC(name="auc"), keras.metrics.Recall(name="recall"), "binary_crossentropy",
+             keras.metrics.TruePositives(name="tp"), keras.metrics.FalsePositives(name="fp"),
+             keras.metrics.TrueNegatives(name="tn"), keras.metrics.FalseNegatives(name="fn")],
 )
 detector.fit(x_train, is_shirt_train, epochs=5, batch_size=64, verbose=0)
 scores = detector.evaluate(x_test, is_shirt_test, return_dict=True, verbose=0)
 print(scores)
 assert scores["auc"] > 0.8 and scores["recall"] > 0.2, scores
+# the confusion matrix of the 1000 test images: its cells add up to the shirts and the rest
+assert scores["tp"] + scores["fn"] == is_shirt_test.sum() and scores["fp"] + scores["tn"] == 1000 - is_shirt_test.sum()
+assert abs(scores["recall"] - scores["tp"] / (scores["tp"] + scores["fn"])) < 1e-6
 assert scores["loss"] < scores["binary_crossentropy"]  # the focal factor down-weighs every sample
 
 # 3. Distillation: a small student learns the teacher's probabilities (soft targets) with KLDivergence.
