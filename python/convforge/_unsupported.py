@@ -19,9 +19,6 @@ _RNN = "convforge has no recurrent layers; for sequences use Conv1D + GlobalAver
 _SCHEDULE = ("use ExponentialDecay, InverseTimeDecay, CosineDecay, PiecewiseConstantDecay or StepDecay, or pass "
              "learning_rate=f, a function step -> lr of your own")
 
-_INITIALIZER = ("use GlorotUniform, GlorotNormal, HeNormal, HeUniform, LecunNormal, LecunUniform, RandomNormal, "
-                "RandomUniform, TruncatedNormal or Constant, or a function f(shape, dtype) -> array")
-
 _DATASET = "convforge reads MNIST, Fashion-MNIST and CIFAR-10 (local files); load other data with NumPy"
 
 HINTS: dict[str, dict[str, str]] = {
@@ -44,14 +41,13 @@ HINTS: dict[str, dict[str, str]] = {
         "Lamb": "use Adam, AdamW, RMSprop, Adagrad, Nadam, Adadelta, Adamax, Lion or SGD",
         "LossScaleOptimizer": "convforge trains in float32 or float64, no mixed precision",
     },
+    "convforge.initializers": {
+        "STFT": "use GlorotUniform, HeNormal, Orthogonal, VarianceScaling or another initializer, or a function "
+                "f(shape, dtype) -> array",
+    },
     "convforge.optimizers.schedules": {
         "PolynomialDecay": _SCHEDULE,
         "CosineDecayRestarts": _SCHEDULE,
-    },
-    "convforge.initializers": {
-        "Orthogonal": _INITIALIZER,
-        "VarianceScaling": _INITIALIZER,
-        "Identity": _INITIALIZER,
     },
     "convforge.datasets": {
         "imdb": "convforge has no text data sets",
@@ -205,6 +201,8 @@ NEUTRAL_VALUES: dict[str, object] = {
     "thresholds": None,  # AUC's list of thresholds (Precision and Recall take the argument)
     "summation_method": "interpolation",
     "from_sorted_ids": False,
+    "input_axes": None,  # VarianceScaling's axes of the fans: convforge computes them from the layout
+    "output_axes": None,
 }
 
 

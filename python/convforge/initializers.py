@@ -13,13 +13,16 @@ from .layers.initializers import (
     GlorotUniform,
     HeNormal,
     HeUniform,
+    Identity,
     Initializer,
     LecunNormal,
     LecunUniform,
     Ones,
+    Orthogonal,
     RandomNormal,
     RandomUniform,
     TruncatedNormal,
+    VarianceScaling,
     Zeros,
     compute_fans,
     deserialize,
@@ -40,6 +43,9 @@ random_normal = RandomNormal
 random_uniform = RandomUniform
 truncated_normal = TruncatedNormal
 zeros = Zeros
+variance_scaling = VarianceScaling
+orthogonal = Orthogonal
+identity = Identity
 
 __all__ = [
     *_layer_initializers.__all__,
@@ -49,13 +55,16 @@ __all__ = [
     "glorot_uniform",
     "he_normal",
     "he_uniform",
+    "identity",
     "lecun_normal",
     "lecun_uniform",
     "ones",
+    "orthogonal",
     "random_normal",
     "random_uniform",
     "serialize",
     "truncated_normal",
+    "variance_scaling",
     "zeros",
 ]
 

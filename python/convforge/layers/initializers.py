@@ -26,13 +26,16 @@ __all__ = [
     "GlorotUniform",
     "HeNormal",
     "HeUniform",
+    "Identity",
     "Initializer",
     "LecunNormal",
     "LecunUniform",
     "Ones",
+    "Orthogonal",
     "RandomNormal",
     "RandomUniform",
     "TruncatedNormal",
+    "VarianceScaling",
     "Zeros",
     "compute_fans",
     "get",
@@ -179,7 +182,81 @@ class _VarianceScaling(_Random):
         if self.distribution == "uniform":
             limit = math.sqrt(3.0 * variance)
             return rng.uniform(-limit, limit, shape)
+        if self.distribution == "untruncated_normal":
+            return rng.standard_normal(shape) * math.sqrt(variance)
         return _truncated_normal(rng, shape, math.sqrt(variance) / _TRUNCATED_STDDEV)
+
+
+class VarianceScaling(_VarianceScaling):
+    """Keras's ``VarianceScaling``: draws of variance ``scale / fan``, ``fan`` the weight's
+    ``fan_in``, ``fan_out`` or their mean (``mode``), from a ``'truncated_normal'`` (``'normal'``
+    too, as in Keras), an ``'untruncated_normal'`` or a ``'uniform'`` distribution. Glorot, He
+    and LeCun are its special cases."""
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+        super().__init__(seed)
+        if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real) or not (
+                math.isfinite(scale) and scale > 0):
+            raise ValueError(f"VarianceScaling scale must be a number > 0; got {scale!r}")
+        if mode not in ("fan_in", "fan_out", "fan_avg"):
+            raise ValueError(f"VarianceScaling mode must be 'fan_in', 'fan_out' or 'fan_avg'; got {mode!r}")
+        name = distribution.lower() if isinstance(distribution, str) else distribution
+        name = "truncated_normal" if name == "normal" else name
+        if name not in ("truncated_normal", "untruncated_normal", "uniform"):
+            raise ValueError(f"VarianceScaling distribution must be 'truncated_normal', 'untruncated_normal' or "
+                             f"'uniform'; got {distribution!r}")
+        self.scale, self.mode = float(scale), mode
+        self.distribution = "normal" if name == "truncated_normal" else name  # _VarianceScaling's spelling
+        self._distribution_name = name
+
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self._distribution_name,
+                **super().get_config()}
+
+
+class Orthogonal(_Random):
+    """Keras's ``Orthogonal``: a (semi-)orthogonal matrix times ``gain``, drawn as the Q of the QR
+    decomposition of a normal matrix (signs fixed by R's diagonal, so that it is uniform over the
+    orthogonal matrices). A kernel of more than two axes is orthogonal between its filters, each
+    one flattened, as Keras's is between the columns of its ``(kh * kw * in, filters)`` reshape."""
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        if isinstance(gain, (bool, np.bool_)) or not isinstance(gain, numbers.Real) or not math.isfinite(gain):
+            raise ValueError(f"Orthogonal gain must be a finite number; got {gain!r}")
+        self.gain = float(gain)
+
+    def _draw(self, shape):
+        if len(shape) < 2:
+            raise ValueError(f"Orthogonal initializes weights of two axes or more; got shape {shape}")
+        # Keras's matrix: rows the inputs, columns the outputs. A Dense kernel (in, units) is that
+        # matrix; a conv kernel, OIHW here, is its transpose reshaped.
+        rows, cols = (shape[0], shape[1]) if len(shape) == 2 else (math.prod(shape[1:]), shape[0])
+        q, r = np.linalg.qr(self._generator().standard_normal((max(rows, cols), min(rows, cols))))
+        q *= np.sign(np.diag(r))
+        matrix = self.gain * (q.T if rows < cols else q)  # (rows, cols)
+        return matrix if len(shape) == 2 else matrix.T.reshape(shape)
+
+    def get_config(self):
+        return {"gain": self.gain, **super().get_config()}
+
+
+class Identity(Initializer):
+    """Keras's ``Identity``: ``gain`` times the identity matrix (ones on the diagonal of a 2-D
+    weight that need not be square), e.g. a Dense layer that starts as a copy of its input."""
+
+    def __init__(self, gain=1.0):
+        if isinstance(gain, (bool, np.bool_)) or not isinstance(gain, numbers.Real) or not math.isfinite(gain):
+            raise ValueError(f"Identity gain must be a finite number; got {gain!r}")
+        self.gain = float(gain)
+
+    def _draw(self, shape):
+        if len(shape) != 2:
+            raise ValueError(f"Identity initializes 2-D weights (a Dense kernel) only, as Keras's; got shape {shape}")
+        return self.gain * np.eye(*shape)
+
+    def get_config(self):
+        return {"gain": self.gain}
 
 
 class GlorotUniform(_VarianceScaling):
@@ -223,6 +300,9 @@ _BY_NAME = {
     "he_normal": HeNormal,
     "lecun_uniform": LecunUniform,
     "lecun_normal": LecunNormal,
+    "variance_scaling": VarianceScaling,
+    "orthogonal": Orthogonal,
+    "identity": Identity,
 }
 # Keras's short aliases (Embedding's default is 'uniform'); after the full names, which serialize() writes.
 _BY_NAME.update({"uniform": RandomUniform, "normal": RandomNormal})
