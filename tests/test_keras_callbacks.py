@@ -495,3 +495,84 @@ def test_lambda_callback_calls_its_functions_where_keras_does():
         convforge.callbacks.LambdaCallback(on_epoch_ends=print)
     with pytest.raises(TypeError, match="LambdaCallback on_epoch_end must be a function; got 3"):
         convforge.callbacks.LambdaCallback(on_epoch_end=3)
+
+
+def _backup_model():
+    convforge.seed(1)
+    model = convforge.Sequential([convforge.Input((4,)), convforge.layers.Dense(8, activation="relu"),
+                                  convforge.layers.Dense(3, activation="softmax")])
+    model.compile(convforge.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAt(convforge.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _Killed(epoch)
+
+
+def test_backup_and_restore_continues_a_killed_run_as_if_never_killed(tmp_path):
+    """A run killed in its third epoch, started again with the same BackupAndRestore: it goes on
+    from the backup and ends with the weights and history of a run never killed; the backup is
+    deleted at the end (the directory too, once empty)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 4)).astype(np.float32), rng.integers(0, 3, 64)
+    reference = _backup_model()
+    expected = reference.fit(x, y, epochs=5, batch_size=16, verbose=0)
+    directory = tmp_path / "backup"
+    with pytest.raises(_Killed):
+        _backup_model().fit(x, y, epochs=5, batch_size=16, verbose=0,
+                            callbacks=[convforge.callbacks.BackupAndRestore(directory), _KillAt(2)])
+    assert sorted(p.name for p in directory.iterdir()) == ["latest.npz"]
+    model = _backup_model()
+    history = model.fit(x, y, epochs=5, batch_size=16, verbose=0,
+                        callbacks=[convforge.callbacks.BackupAndRestore(directory)])
+    for a, b in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert history.history == expected.history and history.epoch == [0, 1, 2, 3, 4]
+    assert not directory.exists()
+
+
+def test_backup_and_restore_falls_back_on_the_backup_before(tmp_path):
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((32, 4)).astype(np.float32), rng.integers(0, 3, 32)
+    directory = tmp_path / "backup"
+    (tmp_path / "backup").mkdir()
+    (directory / "notes.txt").write_text("mine")  # a file of one's own: kept
+    with pytest.raises(_Killed):
+        _backup_model().fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[
+            convforge.callbacks.BackupAndRestore(directory, double_checkpoint=True), _KillAt(2)])
+    assert sorted(p.name for p in directory.iterdir()) == ["latest.npz", "latest.npz.bkp", "notes.txt"]
+    (directory / "latest.npz").write_bytes(b"not a zip")  # a disk that failed under it
+    with pytest.warns(RuntimeWarning, match="cannot be read .* continuing from the one before it"):
+        history = _backup_model().fit(x, y, epochs=4, batch_size=16, verbose=0,
+                                      callbacks=[convforge.callbacks.BackupAndRestore(directory)])
+    assert history.epoch == [0, 1, 2, 3]  # epoch 0's backup, then epochs 1 to 3 trained again
+    assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]  # not rmtree, unlike Keras
+
+
+def test_backup_and_restore_refuses_what_it_cannot_do(tmp_path):
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((32, 4)).astype(np.float32), rng.integers(0, 3, 32)
+    backup = convforge.callbacks.BackupAndRestore(tmp_path / "b", delete_checkpoint=False)
+    with pytest.raises(ValueError, match="save_freq='epoch' only"):
+        convforge.callbacks.BackupAndRestore(tmp_path, save_freq=10)
+    with pytest.raises(ValueError, match="backup_dir must be a directory name"):
+        convforge.callbacks.BackupAndRestore("")
+    with pytest.raises(ValueError, match="give resume_from or a BackupAndRestore callback, not both"):
+        _backup_model().fit(x, y, verbose=0, callbacks=[backup], resume_from=tmp_path / "x.npz")
+    with pytest.raises(NotImplementedError, match="BackupAndRestore with arrays and steps_per_epoch"):
+        _backup_model().fit(x, y, steps_per_epoch=1, verbose=0, callbacks=[backup])
+    _backup_model().fit(x, y, epochs=1, verbose=0, callbacks=[backup])
+    assert (tmp_path / "b" / "latest.npz").exists()  # delete_checkpoint=False keeps it
+    (tmp_path / "b" / "latest.npz").write_bytes(b"junk")
+    with pytest.raises(convforge.saving.ModelFileError, match="BackupAndRestore cannot continue from this backup"):
+        _backup_model().fit(x, y, epochs=2, verbose=0, callbacks=[backup])

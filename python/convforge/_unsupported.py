@@ -80,7 +80,6 @@ HINTS: dict[str, dict[str, str]] = {
     },
     "convforge.callbacks": {
         "TensorBoard": "use CSVLogger, or plot model.history.history with matplotlib",
-        "BackupAndRestore": "use ModelCheckpoint and fit(resume_from=path)",
         "RemoteMonitor": "use CSVLogger or a Callback of your own",
         "SwapEMAWeights": "convforge has no weight averaging",
     },

@@ -1,5 +1,5 @@
 """Callbacks for ``fit``: History, EarlyStopping, ModelCheckpoint, TerminateOnNaN, LearningRateScheduler,
-ReduceLROnPlateau, CSVLogger, LambdaCallback.
+ReduceLROnPlateau, CSVLogger, LambdaCallback, BackupAndRestore.
 
 Same hooks and names as Keras. A callback sees the model as ``self.model``
 and may stop training with ``self.model.stop_training = True``. ``logs`` at
@@ -12,10 +12,12 @@ checkpoint file names show ``epoch + 1``).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import numbers
 import os
+import shutil
 import string
 import warnings
 
@@ -25,6 +27,7 @@ from . import distributed, progress
 from ._warnings import user_stacklevel
 
 __all__ = [
+    "BackupAndRestore",
     "CSVLogger",
     "Callback",
     "EarlyStopping",
@@ -611,6 +614,67 @@ class ModelCheckpoint(Callback):
     def set_state(self, state, arrays):
         self.best = float(state["best"])
         self._restored = True
+
+
+class BackupAndRestore(Callback):
+    """Keras's ``BackupAndRestore``: fault tolerance for a long ``fit``. After every epoch the
+    whole training state is written to ``backup_dir/latest.npz`` (atomically: a crash never
+    leaves half a file); when ``fit`` starts with this callback and finds that file (the run
+    before was killed), it continues from it, as ``fit(resume_from=...)`` does: weights,
+    optimizer state, random generator, history and the other callbacks' state, at the epoch
+    after the one saved, so the run ends as one that was never interrupted. A run that ends
+    normally (or is stopped by a callback) deletes the backup, with ``delete_checkpoint=True``.
+
+    ``double_checkpoint=True`` also keeps the backup before the last one
+    (``latest.npz.bkp``), read if the latest cannot be. Where convforge differs from Keras:
+    ``save_freq`` is ``'epoch'`` only (a run resumes at an epoch boundary; Keras 3.15 also
+    resumes at the epoch, whatever it saved mid-epoch); the backup is convforge's training
+    state, not Keras's ``latest.weights.h5`` and ``training_metadata.json`` (Keras's restores the
+    weights and the epoch only); the end of the run deletes the files it wrote and then the
+    directory if it is empty, not the whole directory (Keras's ``rmtree``).
+    """
+
+    _epoch_end_order = 2  # after the other callbacks, as ModelCheckpoint: the backup holds their state
+
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False, delete_checkpoint=True):
+        super().__init__()
+        if isinstance(backup_dir, bytes) or not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir):
+            raise ValueError(f"BackupAndRestore backup_dir must be a directory name; got {backup_dir!r}")
+        if save_freq != "epoch":
+            raise ValueError(f"BackupAndRestore supports save_freq='epoch' only (a run resumes at an epoch boundary); "
+                             f"got {save_freq!r}")
+        for name, value in (("double_checkpoint", double_checkpoint), ("delete_checkpoint", delete_checkpoint)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"BackupAndRestore {name} must be True or False; got {value!r}")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq
+        self.double_checkpoint = bool(double_checkpoint)
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self._path = os.path.join(self.backup_dir, "latest.npz")
+        self._previous_path = self._path + ".bkp"
+
+    def _backups(self) -> list[str]:
+        """The backups fit may continue from, the latest first."""
+        return [p for p in (self._path, self._previous_path) if os.path.isfile(p)]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not distributed.is_primary():  # as ModelCheckpoint: one rank writes
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint and os.path.isfile(self._path):
+            partial = self._previous_path + ".partial"
+            shutil.copyfile(self._path, partial)
+            os.replace(partial, self._previous_path)
+        self.model.save(self._path)
+
+    def on_train_end(self, logs=None):
+        if not self.delete_checkpoint or not distributed.is_primary():
+            return
+        for path in (self._path, self._previous_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        with contextlib.suppress(OSError):  # not empty (files of one's own), or gone
+            os.rmdir(self.backup_dir)
 
 
 class TerminateOnNaN(Callback):

@@ -893,6 +893,15 @@ class Trainer:
         self._require_compiled("fit")
         if x is None:
             raise ValueError("fit needs training data x (and y)")
+        # A BackupAndRestore's backup from a run that did not finish: continue from it.
+        backup = next((cb for cb in _checked_callbacks(callbacks) if isinstance(cb, callbacks_module.BackupAndRestore)),
+                      None)
+        if backup is not None and resume_from is not None:
+            raise ValueError("fit: give resume_from or a BackupAndRestore callback, not both")
+        if backup is not None:
+            resume_from = _backup_to_resume_from(backup)
+            if resume_from is not None:
+                initial_epoch = 0  # the backup's epoch, as Keras's BackupAndRestore overrides initial_epoch
         source = None
         if _is_batch_source(x):
             if y is not None or sample_weight is not None or class_weight is not None:
@@ -906,10 +915,11 @@ class Trainer:
             # Arrays, as Keras 3.15.1 reads them (the callbacks guide's fit(x, y, steps_per_epoch=5)):
             # each epoch takes the next steps_per_epoch batches of a pass over the data.
             steps_per_epoch = _positive_int(steps_per_epoch, "steps_per_epoch")
-            if resume_from is not None:
+            if resume_from is not None or backup is not None:
                 raise NotImplementedError(
-                    "fit: resume_from with arrays and steps_per_epoch is not supported (the checkpoint does not keep "
-                    "where in its pass over the data the run stood); leave steps_per_epoch out, or pass a Sequence")
+                    f"fit: {'resume_from' if backup is None else 'BackupAndRestore'} with arrays and steps_per_epoch "
+                    "is not supported (the checkpoint does not keep where in its pass over the data the run stood); "
+                    "leave steps_per_epoch out, or pass a Sequence")
         self._build_from_data(x)
         self._plan_training()
         self._resolve_loss_path()
@@ -1749,6 +1759,25 @@ class _TestHooks:
         if self.callbacks is not None:
             self.callbacks.call("on_test_end", logs)
         return logs
+
+
+def _backup_to_resume_from(backup):
+    """The backup a BackupAndRestore left (the latest one that reads), or None: a first run."""
+    from ..saving import ModelFileError, read
+
+    found = backup._backups()
+    for i, path in enumerate(found):
+        try:
+            read(path)
+        except (ModelFileError, OSError) as err:
+            if i + 1 == len(found):
+                raise ModelFileError(path, f"BackupAndRestore cannot continue from this backup ({err}); delete "
+                                           f"{backup.backup_dir} to start afresh") from err
+            warnings.warn(f"BackupAndRestore: the backup {path} cannot be read ({err}); continuing from the one "
+                          f"before it, {found[i + 1]}", RuntimeWarning, stacklevel=user_stacklevel())
+            continue
+        return path
+    return None
 
 
 def _checked_callbacks(callbacks) -> list:
