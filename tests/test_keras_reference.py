@@ -416,6 +416,28 @@ def test_confusion_counts_match_keras(name, kwargs):
         assert ours.get_config() == config
 
 
+@pytest.mark.parametrize("name,value", [("PrecisionAtRecall", 0.7), ("RecallAtPrecision", 0.6),
+                                        ("SensitivityAtSpecificity", 0.5), ("SpecificityAtSensitivity", 0.8)])
+@pytest.mark.parametrize("kwargs", [{}, {"num_thresholds": 7}, {"num_thresholds": 2}, {"num_thresholds": 1},
+                                    {"class_id": 2}], ids=["default", "7", "2", "1", "class_id"])
+def test_rate_at_a_constraint_matches_keras(name, value, kwargs):
+    """PrecisionAtRecall and its three siblings over weighted batches (scores a little outside
+    [0, 1] too, which Keras's bucketed thresholds clip): value, config, direction as Keras's."""
+    rng = np.random.default_rng(sum(map(ord, f"{name}{kwargs}")))
+    ours, theirs = getattr(convforge.metrics, name)(value, **kwargs), getattr(keras.metrics, name)(value, **kwargs)
+    t = keras.ops.convert_to_tensor
+    for weighted in (False, True, False):
+        y = rng.integers(0, 2, (12, 4)).astype(np.float32)
+        p = (0.3 * y + rng.random((12, 4)) * 0.8 - 0.05).astype(np.float32)
+        w = rng.uniform(0, 2, 12).astype(np.float32) if weighted else None
+        ours.update_state(y, p, sample_weight=w)
+        theirs.update_state(t(y), t(p), sample_weight=None if w is None else t(w))
+    assert ours.result() == pytest.approx(float(to_numpy(theirs.result())), abs=1e-6)
+    config = theirs.get_config()
+    config["name"] = re.sub(r"_\d+$", "", config["name"])
+    assert ours.get_config() == config and ours.direction == theirs._direction == "up"
+
+
 CLASSIFICATION_CASES = [
     *[(cls, kwargs, kind) for cls in ("Precision", "Recall")
       for kwargs, kinds in [

@@ -950,3 +950,24 @@ def test_confusion_counts_add_up():
     per_threshold.update_state(y, p, sample_weight=[2, 1, 1, 1])
     np.testing.assert_array_equal(per_threshold.result(), [4.0, 2.0])
     assert metrics.get("false_negatives").name == "false_negatives" and metrics.FalseNegatives().direction is None
+
+
+def test_precision_at_recall_is_the_best_precision_where_recall_reaches_it():
+    """Four scores, thresholds 0, 1/3, 2/3, 1: at 0 recall 1 and precision 2/4; at 1/3 (scores above
+    it: 0.4, 0.9) recall 1/2, precision 1/2; at 2/3 (0.9) recall 1/2, precision 1."""
+    y = np.array([1.0, 0.0, 0.0, 1.0])
+    p = np.array([0.9, 0.4, 0.2, 0.1])
+    metric = metrics.PrecisionAtRecall(0.5, num_thresholds=4)
+    metric.update_state(y, p)
+    assert metric.result() == 1.0
+    strict = metrics.PrecisionAtRecall(1.0, num_thresholds=4)
+    strict.update_state(y, p)
+    assert strict.result() == 0.5
+    recall = metrics.RecallAtPrecision(0.9, num_thresholds=4)
+    recall.update_state(y, p)
+    assert recall.result() == 0.5
+    with pytest.raises(ValueError, match=r"PrecisionAtRecall recall must be a number in \[0, 1\]; got 1.5"):
+        metrics.PrecisionAtRecall(1.5)
+    with pytest.raises(ValueError, match="num_thresholds must be an int >= 1; got 0"):
+        metrics.SensitivityAtSpecificity(0.5, num_thresholds=0)
+    assert metrics.get(metrics.serialize(metrics.SpecificityAtSensitivity(0.3, 50))).get_config()["sensitivity"] == 0.3

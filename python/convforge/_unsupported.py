@@ -75,8 +75,8 @@ HINTS: dict[str, dict[str, str]] = {
         "CategoricalGeneralizedCrossEntropy": "use CategoricalCrossentropy, or subclass convforge.losses.Loss",
     },
     "convforge.metrics": {
-        "PrecisionAtRecall": "use Precision, Recall or AUC",
-        "RecallAtPrecision": "use Precision, Recall or AUC",
+        "PearsonCorrelation": "compute it after training with numpy.corrcoef(y_true, model.predict(x))",
+        "ConcordanceCorrelation": "compute it after training with NumPy",
     },
     "convforge.callbacks": {
         "TensorBoard": "use CSVLogger, or plot model.history.history with matplotlib",

@@ -17,7 +17,8 @@ Metric objects (Keras 3's names, arguments and values; ``update_state``,
 ``result``, ``reset_state``, ``get_config``), for ``compile(metrics=[...])``
 or by hand: ``Accuracy``, ``BinaryAccuracy``, ``CategoricalAccuracy``,
 ``SparseCategoricalAccuracy``, ``TopKCategoricalAccuracy``, ``TruePositives``,
-``FalsePositives``, ``TrueNegatives``, ``FalseNegatives``,
+``FalsePositives``, ``TrueNegatives``, ``FalseNegatives``, ``PrecisionAtRecall``,
+``RecallAtPrecision``, ``SensitivityAtSpecificity``, ``SpecificityAtSensitivity``,
 ``SparseTopKCategoricalAccuracy``, ``Precision`` and ``Recall``
 (``thresholds``, ``top_k``, ``class_id``), ``F1Score`` and ``FBetaScore``
 (``average``, ``threshold``), ``AUC``, ``Mean``, ``Sum``; for regression
@@ -65,12 +66,16 @@ __all__ = [
     "LogCoshError",
     "Poisson",
     "Precision",
+    "PrecisionAtRecall",
     "R2Score",
     "Recall",
+    "RecallAtPrecision",
     "RootMeanSquaredError",
+    "SensitivityAtSpecificity",
     "SparseCategoricalAccuracy",
     "SparseCategoricalCrossentropy",
     "SparseTopKCategoricalAccuracy",
+    "SpecificityAtSensitivity",
     "SquaredHinge",
     "Sum",
     "TopKCategoricalAccuracy",
@@ -1073,6 +1078,100 @@ class FalseNegatives(_ConditionCount):
     _cell = "fn"
 
 
+class _AtConstraint(Precision):
+    """The best of one rate among the thresholds where another reaches ``value``: Keras's
+    ``PrecisionAtRecall``, ``RecallAtPrecision``, ``SensitivityAtSpecificity`` and
+    ``SpecificityAtSensitivity``. Counts at ``num_thresholds`` thresholds evenly spaced over
+    [0, 1] (one at 0.5 for ``num_thresholds=1``), as :class:`Precision` counts them (element-wise,
+    ``class_id`` one column); 0 where no threshold reaches ``value``."""
+
+    direction = "up"
+    _value_name = ""
+
+    def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
+        who = type(self).__name__
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+            raise ValueError(f"{who} {self._value_name} must be a number in [0, 1]; got {value!r}")
+        if isinstance(num_thresholds, (bool, np.bool_)) or not isinstance(num_thresholds, numbers.Integral) \
+                or num_thresholds < 1:
+            raise ValueError(f"{who} num_thresholds must be an int >= 1; got {num_thresholds!r}")
+        self.value = float(value)
+        self.num_thresholds = int(num_thresholds)
+        n = self.num_thresholds
+        thresholds = [0.5] if n == 1 else [i / (n - 1) for i in range(n)]  # Keras's: 0, 1/(n-1), ..., 1
+        super().__init__(thresholds=thresholds, class_id=class_id, name=name, dtype=dtype)
+        self._evenly_spaced = n > 1  # Keras's bucketed path for these thresholds, two of them included
+
+    @staticmethod
+    def _rate(part, rest) -> np.ndarray:
+        total = part + rest
+        return np.divide(part, total, out=np.zeros_like(part), where=total != 0)  # Keras's divide_no_nan
+
+    def _best(self, constrained, dependent) -> float:
+        feasible = constrained >= self.value
+        return float(np.max(np.where(feasible, dependent, 0.0), initial=0.0))
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "class_id": self.class_id,
+                "num_thresholds": self.num_thresholds, self._value_name: self.value}
+
+
+class PrecisionAtRecall(_AtConstraint):
+    """Keras's ``PrecisionAtRecall(recall)``: the best precision at a threshold whose recall is at
+    least ``recall`` (how precise a detector can be that finds 90% of the frauds)."""
+
+    _default_name = "precision_at_recall"
+    _value_name = "recall"
+
+    def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(recall, num_thresholds, class_id, name, dtype)
+
+    def result(self) -> float:
+        return self._best(self._rate(self.tp, self.fn), self._rate(self.tp, self.fp))
+
+
+class RecallAtPrecision(_AtConstraint):
+    """Keras's ``RecallAtPrecision(precision)``: the best recall at a threshold whose precision is
+    at least ``precision``."""
+
+    _default_name = "recall_at_precision"
+    _value_name = "precision"
+
+    def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(precision, num_thresholds, class_id, name, dtype)
+
+    def result(self) -> float:
+        return self._best(self._rate(self.tp, self.fp), self._rate(self.tp, self.fn))
+
+
+class SensitivityAtSpecificity(_AtConstraint):
+    """Keras's ``SensitivityAtSpecificity(specificity)``: the best sensitivity (recall) at a
+    threshold whose specificity (true negative rate) is at least ``specificity``."""
+
+    _default_name = "sensitivity_at_specificity"
+    _value_name = "specificity"
+
+    def __init__(self, specificity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(specificity, num_thresholds, class_id, name, dtype)
+
+    def result(self) -> float:
+        return self._best(self._rate(self.tn, self.fp), self._rate(self.tp, self.fn))
+
+
+class SpecificityAtSensitivity(_AtConstraint):
+    """Keras's ``SpecificityAtSensitivity(sensitivity)``: the best specificity at a threshold
+    whose sensitivity (recall) is at least ``sensitivity``."""
+
+    _default_name = "specificity_at_sensitivity"
+    _value_name = "sensitivity"
+
+    def __init__(self, sensitivity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
+
+    def result(self) -> float:
+        return self._best(self._rate(self.tp, self.fn), self._rate(self.tn, self.fp))
+
+
 _EPSILON = 1e-7  # Keras's backend.epsilon(), which FBetaScore adds to its denominators
 
 
@@ -1820,7 +1919,8 @@ _BY_NAME = {
 
 # Keras's get('fbeta_score') fails (there is no such function): FBetaScore is known by its class
 # name only, 'FBetaScore' or a serialize() dict.
-_BUILT_IN = (*_BY_NAME.values(), FBetaScore, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU, BinaryIoU)
+_BUILT_IN = (*_BY_NAME.values(), FBetaScore, PrecisionAtRecall, RecallAtPrecision, SensitivityAtSpecificity,
+             SpecificityAtSensitivity, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU, BinaryIoU)
 _CLASS_NAMES = {cls.__name__.lower(): cls for cls in _BUILT_IN}
 
 
