@@ -820,3 +820,27 @@ def test_each_method_refuses_the_other_kind_of_keras_name(tmp_path):
     with pytest.raises(ValueError, match="save_weights writes Keras's .weights.h5"):
         model.save_weights(tmp_path / "m.keras")
     assert not os.listdir(tmp_path)
+
+
+def test_standalone_activation_layers_are_saved_as_keras_activation(tmp_path):
+    """An ONNX file's Celu, Exp, Mish or Softsign comes in as a standalone activation layer, which
+    Keras has as Activation(name) only: written so (it was written as keras.layers.CELU, which
+    Keras cannot load); one with settings Keras's function does not take is refused."""
+    from convforge.layers import activations as acts
+
+    model = convforge.Sequential([convforge.Input((4,)), convforge.layers.Dense(5), acts.CELU(), acts.Exponential(),
+                                  acts.Mish(), acts.Softsign(), acts.Squareplus(), convforge.layers.Dense(2)])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    layers = config["config"]["layers"]
+    assert [(entry["class_name"], entry["config"].get("activation")) for entry in layers[2:7]] == [
+        ("Activation", "celu"), ("Activation", "exponential"), ("Activation", "mish"), ("Activation", "softsign"),
+        ("Activation", "squareplus")]
+    back = convforge.load_model(path)
+    x = np.random.default_rng(0).random((3, 4)).astype(np.float32)
+    np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    odd = convforge.Sequential([convforge.Input((4,)), acts.CELU(alpha=0.5)])
+    with pytest.raises(ValueError, match=r"CELU with \{'alpha': 0.5\} has no Keras layer; Keras's Activation\('celu'\) "
+                                         r"takes \{'alpha': 1.0\}"):
+        odd.save(tmp_path / "odd.keras")

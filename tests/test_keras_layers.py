@@ -1196,3 +1196,22 @@ def test_held_layers_are_found_in_nested_containers_models_and_own_layers(tmp_pa
     mine.build((None, 4))
     assert mine.built and [w.shape for w in mine.weights] == [(3,), (4, 3), (3,)]
     assert convforge.Sequential([convforge.Input((4,)), MyDense(3)]).count_params() == 18
+
+
+def test_new_activations_keep_nan_and_their_tails():
+    """Found by a review beside Keras 3.15.1 (PyTorch): the shrinks turned NaN into 0 (hiding a
+    diverging net), hard_tanh's gradient at NaN was 0, and CELU's gradient, taken from its output,
+    was 0 from x = -21 (float32) where exp(x) is 7.6e-10."""
+    from convforge import activations
+    from convforge.layers import activations as acts
+
+    x = np.array([np.nan, 1.0, -2.0, 0.2])
+    assert np.isnan(activations.hard_shrink(x)[0]) and np.isnan(activations.soft_shrink(x)[0])
+    np.testing.assert_array_equal(activations.soft_shrink(x)[1:], [0.5, -1.5, 0.0])
+    for layer in (acts.HardShrink(), acts.SoftShrink(), acts.HardTanh()):
+        layer.forward(x, training=True)
+        assert layer.backward(np.ones_like(x))[0] == 1.0  # NaN passes the gradient on, as PyTorch's
+    celu = acts.CELU()
+    tail = np.array([-15.0, -21.0, -40.0], np.float32)
+    celu.forward(tail, training=True)
+    np.testing.assert_allclose(celu.backward(np.ones_like(tail)), np.exp(tail.astype(np.float64)), rtol=1e-6)

@@ -269,3 +269,36 @@ def test_a_weight_per_position_weighs_each_positions_loss(loss):
 def test_categorical_focal_alpha_must_be_flat():
     with pytest.raises(ValueError, match="alpha must be a number or a flat list of one number per class"):
         losses.CategoricalFocalCrossentropy(alpha=[[0.1, 0.2], [0.3, 0.4]])
+
+
+@pytest.mark.parametrize("loss,kind", CASES, ids=lambda c: repr(c) if not isinstance(c, str) else c)
+def test_a_float32_output_gets_a_float32_gradient(loss, kind):
+    """A layer's backward takes dy in its own dtype: msle's and the hinges' gradients came back
+    float64 for float32 outputs (masks made in float64), and fit failed at its first step."""
+    y, p = inputs(kind, np.random.default_rng(7))
+    p = p.astype(np.float32)
+    _, grad = loss.value_and_grad(p, loss.prepare_targets(y, p.shape[1:]))
+    assert grad.dtype == np.float32
+    w = np.linspace(0.5, 1.5, len(p)).astype(np.float32)
+    assert loss.value_and_grad(p, loss.prepare_targets(y, p.shape[1:]), sample_weight=w)[1].dtype == np.float32
+
+
+@pytest.mark.parametrize("name", sorted(losses._BY_NAME))
+def test_every_loss_name_trains_a_float32_model(name):
+    loss = losses.get(name)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((16, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, 16)
+    if isinstance(loss, losses.SparseCategoricalCrossentropy):
+        y, activation = labels, "softmax"
+    elif isinstance(loss, (losses.CategoricalCrossentropy, losses.CategoricalFocalCrossentropy, losses.CategoricalHinge,
+                           losses.KLDivergence)):
+        y, activation = np.eye(3)[labels], "softmax"
+    elif isinstance(loss, losses.BinaryCrossentropy):
+        y, activation = rng.integers(0, 2, (16, 3)).astype(np.float32), "sigmoid"
+    else:
+        y, activation = rng.uniform(0.5, 2.0, (16, 3)).astype(np.float32), "softplus"
+    model = convforge.Sequential([convforge.Input((4,)), convforge.layers.Dense(3, activation=activation)])
+    model.compile(optimizer="sgd", loss=name)
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()

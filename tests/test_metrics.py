@@ -949,7 +949,7 @@ def test_confusion_counts_add_up():
     per_threshold = metrics.TruePositives(thresholds=[0.5, 0.85])
     per_threshold.update_state(y, p, sample_weight=[2, 1, 1, 1])
     np.testing.assert_array_equal(per_threshold.result(), [4.0, 2.0])
-    assert metrics.get("false_negatives").name == "false_negatives" and metrics.FalseNegatives().direction is None
+    assert metrics.get("false_negatives").name == "false_negatives" and metrics.FalseNegatives().direction == "down"
 
 
 def test_precision_at_recall_is_the_best_precision_where_recall_reaches_it():
@@ -971,3 +971,19 @@ def test_precision_at_recall_is_the_best_precision_where_recall_reaches_it():
     with pytest.raises(ValueError, match="num_thresholds must be an int >= 1; got 0"):
         metrics.SensitivityAtSpecificity(0.5, num_thresholds=0)
     assert metrics.get(metrics.serialize(metrics.SpecificityAtSensitivity(0.3, 50))).get_config()["sensitivity"] == 0.3
+
+
+def test_early_stopping_on_a_count_knows_which_way_is_better():
+    """mode='auto' maximises true positives and negatives and minimises false ones (it minimised
+    all four, silently; Keras 3.15.1 asks for a mode)."""
+    import convforge
+
+    x = np.random.default_rng(0).random((32, 4)).astype(np.float32)
+    y = (x[:, :1] > 0.5).astype(np.float32)
+    for metric, mode in ((metrics.TruePositives(), "max"), (metrics.FalseNegatives(), "min"),
+                         (metrics.TrueNegatives(), "max"), (metrics.FalsePositives(), "min")):
+        model = convforge.Sequential([convforge.Input((4,)), convforge.layers.Dense(1, activation="sigmoid")])
+        model.compile(optimizer="sgd", loss="bce", metrics=[metric])
+        stop = convforge.callbacks.EarlyStopping(monitor=f"val_{metric.name}", patience=0)
+        model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0, callbacks=[stop])
+        assert stop.mode == mode, metric.name

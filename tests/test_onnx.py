@@ -3501,3 +3501,16 @@ def test_an_nchw_file_imported_channels_last_warns_how_to_feed_it(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert convforge.load_model(path).input_shape == (None, 3, 3, 3)
+
+
+@pytest.mark.parametrize("make", [lambda: layers.activations.CELU(alpha=0.5), layers.activations.Exponential,
+                                  layers.activations.SoftShrink, layers.activations.Squareplus],
+                         ids=["CELU", "Exponential", "SoftShrink", "Squareplus"])
+def test_activation_layers_of_an_imported_file_export_again(make, tmp_path):
+    """An ONNX file's Celu or Exp comes in as a standalone activation layer: it exports again (no
+    exporter was registered for those classes), and onnxruntime agrees."""
+    model = seeded([layers.Dense(5, input_shape=(4,)), make(), layers.Dense(3)])
+    path = tmp_path / "model.onnx"
+    model.export(path)
+    x = images((6, 4))
+    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)

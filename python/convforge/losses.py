@@ -670,7 +670,7 @@ class MeanSquaredLogarithmicError(_ElementwiseLoss):
         if not need_grad:
             return gap * gap, None
         eps = y_pred.dtype.type(EPSILON)  # compared in y_pred's dtype, as Keras's maximum does
-        share = np.where(y_pred > eps, 1.0, np.where(y_pred == eps, 0.5, 0.0))  # a tie: half, as PyTorch's
+        share = _tie_share(y_pred - eps)  # a tie: half, as PyTorch's
         return gap * gap, share * 2 * gap / shifted
 
 
@@ -686,6 +686,13 @@ class LogCosh(_ElementwiseLoss):
 
     def _derivative(self, diff):
         return np.tanh(diff)
+
+
+def _tie_share(margin):
+    """The derivative of ``max(margin, 0)`` by ``margin``, in its dtype: 1 above 0, 0 below, and
+    half at 0, as PyTorch's maximum (Keras on torch) shares a tie."""
+    t = margin.dtype.type
+    return np.where(margin > 0, t(1), np.where(margin == 0, t(0.5), t(0)))
 
 
 def _hinge_targets(y):
@@ -706,7 +713,7 @@ class Hinge(_ElementwiseLoss):
         margin = np.maximum(raw, 0)
         if not need_grad:
             return margin, None
-        return margin, -y * np.where(raw > 0, 1.0, np.where(raw == 0, 0.5, 0.0))  # a tie: half, as PyTorch's
+        return margin, -y * _tie_share(raw)
 
 
 class SquaredHinge(_ElementwiseLoss):
@@ -827,7 +834,7 @@ class CategoricalHinge(_RowLoss):
             return values, None
         ties = (others == neg).astype(y_pred.dtype)
         grad = ties / ties.sum(axis=1, keepdims=True) * (1 - y_true) - y_true
-        return values, grad * np.where(raw > 0, 1.0, np.where(raw == 0, 0.5, 0.0))[:, None]  # a tie: half
+        return values, grad * _tie_share(raw)[:, None]
 
 
 class BinaryFocalCrossentropy(BinaryCrossentropy):

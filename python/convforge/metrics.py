@@ -1033,9 +1033,12 @@ class _ConditionCount(Precision):
     """Keras's ``TruePositives``, ``FalsePositives``, ``TrueNegatives``, ``FalseNegatives``: the
     (sample-weighted) count of outputs in one cell of the confusion matrix, element-wise as
     :class:`Precision` counts them: a target counts as positive when it is non-zero, an output
-    when it is above ``thresholds`` (0.5; a list gives one count per threshold, an array)."""
+    when it is above ``thresholds`` (0.5; a list gives one count per threshold, an array).
 
-    direction = None  # a count: no better way (Keras's callbacks' mode='auto' says min)
+    Which way is better is known here: more true positives and negatives, fewer false ones, so
+    ``EarlyStopping(monitor='val_true_positives')`` with ``mode='auto'`` maximises, where Keras
+    3.15.1 raises and asks for a ``mode``."""
+
     _cell = "tp"
 
     def __init__(self, thresholds=None, name=None, dtype=None):
@@ -1052,6 +1055,7 @@ class _ConditionCount(Precision):
 class TruePositives(_ConditionCount):
     """Keras's ``TruePositives``: outputs above the threshold whose target is positive."""
 
+    direction = "up"
     _default_name = "true_positives"
     _cell = "tp"
 
@@ -1059,6 +1063,7 @@ class TruePositives(_ConditionCount):
 class FalsePositives(_ConditionCount):
     """Keras's ``FalsePositives``: outputs above the threshold whose target is 0 (false alarms)."""
 
+    direction = "down"
     _default_name = "false_positives"
     _cell = "fp"
 
@@ -1066,6 +1071,7 @@ class FalsePositives(_ConditionCount):
 class TrueNegatives(_ConditionCount):
     """Keras's ``TrueNegatives``: outputs at or below the threshold whose target is 0."""
 
+    direction = "up"
     _default_name = "true_negatives"
     _cell = "tn"
 
@@ -1074,6 +1080,7 @@ class FalseNegatives(_ConditionCount):
     """Keras's ``FalseNegatives``: outputs at or below the threshold whose target is positive
     (the frauds a fraud detector missed)."""
 
+    direction = "down"
     _default_name = "false_negatives"
     _cell = "fn"
 

@@ -609,7 +609,7 @@ class Exponential(_ActivationLayer):
         return dy * y
 
 
-class CELU(_ActivationLayer):
+class CELU(_InputActivation):
     """``x`` where ``x > 0``, ``alpha * (exp(x / alpha) - 1)`` elsewhere; Keras's ``'celu'``
     (``alpha=1.0``; ``activations.celu(x, alpha)`` for another)."""
 
@@ -625,9 +625,11 @@ class CELU(_ActivationLayer):
             y = np.where(x > 0, x, t(self.alpha) * np.expm1(np.minimum(x, 0) / t(self.alpha)))
         return self._output_of(x, y.astype(x.dtype, copy=False), training)
 
-    def _grad(self, dy, y):
-        # For x <= 0: d/dx alpha (e^(x/alpha) - 1) = e^(x/alpha) = y / alpha + 1.
-        return np.where(y > 0, dy, dy * (y / self.alpha + 1)).astype(dy.dtype, copy=False)
+    def _grad(self, dy, x):
+        # For x <= 0: d/dx alpha (e^(x/alpha) - 1) = e^(x/alpha), from x: y / alpha + 1 lost its
+        # digits in the tail (0 from x = -21 in float32, where PyTorch's is 7.6e-10).
+        t = x.dtype.type
+        return np.where(x > 0, dy, dy * np.exp(np.minimum(x, t(0)) / t(self.alpha))).astype(dy.dtype, copy=False)
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha}
@@ -643,7 +645,7 @@ class HardTanh(_InputActivation):
         return self._output_of(x, np.clip(x, t(-1), t(1)), training)
 
     def _grad(self, dy, x):
-        return (dy * ((x > -1) & (x < 1))).astype(dy.dtype, copy=False)
+        return (dy * ~((x <= -1) | (x >= 1))).astype(dy.dtype, copy=False)  # NaN passes dy on, as PyTorch's
 
 
 class HardShrink(_ActivationLayer):
@@ -656,7 +658,8 @@ class HardShrink(_ActivationLayer):
         self.threshold = _threshold_number(threshold, "hard_shrink threshold")
 
     def forward(self, x, training=False):
-        y = np.where(np.abs(x) > x.dtype.type(self.threshold), x, x.dtype.type(0))
+        # 0 within the threshold; NaN stays NaN (as PyTorch's), where |x| > t would have made it 0
+        y = np.where(np.abs(x) <= x.dtype.type(self.threshold), x.dtype.type(0), x)
         return self._output_of(x, y.astype(x.dtype, copy=False), training)
 
     def _grad(self, dy, y):
@@ -678,7 +681,7 @@ class SoftShrink(_ActivationLayer):
 
     def forward(self, x, training=False):
         t = x.dtype.type(self.threshold)
-        y = np.where(x > t, x - t, np.where(x < -t, x + t, x.dtype.type(0)))
+        y = np.where(np.abs(x) <= t, x.dtype.type(0), x - np.sign(x) * t)  # NaN stays NaN, as PyTorch's
         return self._output_of(x, y.astype(x.dtype, copy=False), training)
 
     def _grad(self, dy, y):

@@ -59,7 +59,11 @@ _KERAS_VERSION = "3.15.1"
 
 # convforge's activation layers that Keras has as Activation(name) only.
 _AS_ACTIVATION = {"GELU": "gelu", "SiLU": "silu", "Swish": "silu", "Sigmoid": "sigmoid", "Softplus": "softplus",
-                  "Tanh": "tanh"}
+                  "Tanh": "tanh", "SELU": "selu", "HardSigmoid": "hard_sigmoid", "HardSiLU": "hard_silu",
+                  "Mish": "mish", "Softsign": "softsign", "Exponential": "exponential", "CELU": "celu",
+                  "HardTanh": "hard_tanh", "HardShrink": "hard_shrink", "SoftShrink": "soft_shrink",
+                  "TanhShrink": "tanh_shrink", "LogSigmoid": "log_sigmoid", "Squareplus": "squareplus",
+                  "SparsePlus": "sparse_plus", "SparseSigmoid": "sparse_sigmoid"}
 _MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
 
@@ -331,6 +335,13 @@ def _layer_entry(layer, dtype) -> dict:
         if config.get("approximate"):
             raise ValueError(f"layer {layer.name!r}: GELU(approximate=True) has no Keras layer; Keras's 'gelu' "
                              "activation is the exact one")
+        from ..layers.activations import _STRING_CONFIG
+
+        settings = {k: v for k, v in config.items() if k not in ("name", "trainable", "input_shape", "approximate")}
+        default = _STRING_CONFIG.get(_AS_ACTIVATION[cls], {})
+        if settings != default:  # CELU(alpha=2), an ONNX file's Celu: Keras's Activation takes the defaults
+            raise ValueError(f"layer {layer.name!r}: {cls} with {settings} has no Keras layer; Keras's "
+                             f"Activation({_AS_ACTIVATION[cls]!r}) takes {default or 'no settings'}")
         return {"module": "keras.layers", "class_name": "Activation",
                 "config": {"name": layer.name, "trainable": layer.trainable, "dtype": _policy(dtype),
                            "activation": _AS_ACTIVATION[cls]},

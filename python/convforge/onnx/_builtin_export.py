@@ -465,6 +465,8 @@ for _cls, _fn in (
     (HardSiLU, export_activation_layer),
     (Mish, export_activation_layer),
     (Softsign, export_activation_layer),
+    *((cls, export_activation_layer) for cls in (Exponential, CELU, HardTanh, HardShrink, SoftShrink, TanhShrink,
+                                                  LogSigmoid, Squareplus, SparsePlus, SparseSigmoid)),
     (Softplus, export_activation_layer),
     (LeakyReLU, export_activation_layer),
     (ELU, export_activation_layer),
