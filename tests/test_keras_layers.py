@@ -225,6 +225,9 @@ def test_steps_layers_save_and_load(tmp_path, make, config):
         lambda: layers.Activation("squareplus"),
         lambda: layers.Activation("sparse_plus"),
         lambda: layers.Activation("sparse_sigmoid"),
+        lambda: layers.UnitNormalization(),
+        lambda: layers.UnitNormalization(axis=[1, 2, 3]),
+        lambda: layers.UnitNormalization(axis=[1, 2]),
     ],
 )
 def test_image_layers_gradients_after_a_conv(make):

@@ -697,6 +697,11 @@ LAYER_CASES = [
     ("Activation('sparse_plus')", (7,)),
     ("Activation('sparse_sigmoid')", (7,)),
     ("Activation('hard_tanh')", (4, 5, 3)),  # channels-last images
+    ("UnitNormalization()", (7,)),
+    ("UnitNormalization()", (4, 5, 3)),
+    ("UnitNormalization(axis=[1, 2, 3])", (4, 5, 3)),
+    ("UnitNormalization(axis=1)", (6, 4)),
+    ("UnitNormalization(axis=[1, 2])", (6, 4)),
     # Training-only noise: the identity at inference, as Keras's.
     ("SpatialDropout1D(0.3)", (7, 4)),
     ("SpatialDropout2D(0.3)", (5, 6, 3)),
@@ -896,3 +901,28 @@ def test_activation_functions_match_keras_with_their_arguments(name, kwargs):
     x = np.concatenate([np.linspace(-4, 4, 41), [-200.0, -30.0, 30.0, 100.0 if name == "exponential" else 50.0]])
     expected = to_numpy(getattr(keras.activations, name)(keras.ops.convert_to_tensor(x), **kwargs))
     np.testing.assert_allclose(getattr(convforge.activations, name)(x, **kwargs), expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("axis", [-1, 1, [1, 2]])
+def test_unit_normalization_gradient_matches_keras(axis):
+    """The input's gradient as torch's autograd through Keras's layer gives it; at a zero vector
+    Keras's is NaN (rsqrt(0) times 0), convforge's the floor's 1e12 * dy."""
+    import torch
+
+    x = np.random.default_rng(3).standard_normal((3, 5, 4))
+    x[0] = 0.0  # zero vectors along any of the axes
+    dy = np.random.default_rng(4).standard_normal(x.shape)
+    ours = convforge.layers.UnitNormalization(axis)
+    convforge.Sequential([convforge.layers.Input((5, 4)), ours], dtype="float64")
+    ours.input_grad_needed = True
+    y = ours.forward(x, training=True)
+    dx = ours.backward(dy)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = keras.layers.UnitNormalization(axis, dtype="float64")(tx)
+    (ty * torch.tensor(dy)).sum().backward()
+    # Keras's layer computes in float32 here (its rsqrt): agreement to float32 rounding.
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-6, atol=1e-7)
+    expected = tx.grad.numpy()
+    finite = np.isfinite(expected)
+    assert not finite.all() and np.isfinite(dx).all()
+    np.testing.assert_allclose(dx[finite], expected[finite], rtol=1e-5, atol=1e-6)

@@ -3514,3 +3514,17 @@ def test_activation_layers_of_an_imported_file_export_again(make, tmp_path):
     model.export(path)
     x = images((6, 4))
     np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("axis", [-1, [1, 2, 3], [1, 2]], ids=["channels", "image", "rows"])
+def test_unit_normalization_exports(axis, opset, tmp_path):
+    """ReduceL2 over the layer's axes of the NCHW tensor (axes an attribute before opset 18, an
+    input from it), floored at 1e-12 as Keras's; an all-zero pixel stays 0."""
+    model = seeded([layers.Conv2D(4, 3, input_shape=(6, 6, 2)), layers.UnitNormalization(axis), layers.Flatten(),
+                    layers.Dense(3)])
+    path = tmp_path / "model.onnx"
+    model.export(path, opset=opset)
+    x = images((3, 6, 6, 2))
+    x[0] = 0
+    np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)

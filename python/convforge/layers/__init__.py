@@ -85,7 +85,7 @@ from .depthwise import DepthwiseConv2D, SeparableConv2D
 
 SeparableConvolution2D = SeparableConv2D
 from .global_pooling import GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D, GlobalMaxPooling2D
-from .normalization import BatchNormalization, GroupNormalization, LayerNormalization
+from .normalization import BatchNormalization, GroupNormalization, LayerNormalization, UnitNormalization
 from .reshaping import Cropping2D, ZeroPadding2D
 
 __all__ = [
@@ -165,6 +165,7 @@ __all__ = [
     "initializers",
     "BatchNormalization",
     "LayerNormalization",
+    "UnitNormalization",
     "GroupNormalization",
     "Cropping2D",
     "DepthwiseConv2D",

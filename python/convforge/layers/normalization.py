@@ -10,7 +10,7 @@ from .. import functional as F
 from . import initializers
 from .base import Layer, display_shape, internal_axis
 
-__all__ = ["BatchNormalization", "GroupNormalization", "LayerNormalization", "refuse_unsupported"]
+__all__ = ["BatchNormalization", "GroupNormalization", "LayerNormalization", "UnitNormalization", "refuse_unsupported"]
 
 
 def refuse_unsupported(layer: str, **arguments) -> None:
@@ -547,3 +547,62 @@ class GroupNormalization(_PerSampleNormalization):
 
     def get_config(self):
         return {**super().get_config(), "groups": self.groups, "axis": self.axis}
+
+
+class UnitNormalization(Layer):
+    """Keras's ``UnitNormalization``: each sample scaled to unit L2 norm over ``axis``,
+    ``x / max(||x||, 1e-12)``, e.g. embeddings before a cosine similarity or a dot product. No
+    weights. ``axis`` counts as in Keras, on the shape the user sees (channels-last images, the
+    batch axis 0): ``-1`` each pixel's channels, ``[1, 2, 3]`` a whole image; an int or a list.
+    A zero vector stays 0 and its gradient is ``1e12 * dy`` (Keras's is NaN there).
+    """
+
+    _cache_attrs = ("_x", "_inverse")
+    _keeps_feature_order = True
+    _FLOOR = 1e-12  # Keras's epsilon here: the smallest norm divided by
+
+    def __init__(self, axis=-1, *, name=None, input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+        axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+        if not axes or any(isinstance(a, (bool, np.bool_)) or not isinstance(a, numbers.Integral) for a in axes):
+            raise TypeError(f"UnitNormalization axis must be an int or a list of ints, such as -1; got {axis!r}")
+        self.axis = int(axes[0]) if not isinstance(axis, (list, tuple)) else [int(a) for a in axes]
+        self._x = self._inverse = None
+
+    def _axes(self, ndim: int) -> tuple[int, ...]:
+        """The normalised axes of the (batch, ...) arrays inside the model (images NCHW)."""
+        rank = ndim - 1
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        user = sorted({a + rank + 1 if a < 0 else a for a in axes})
+        if len(user) != len(axes) or not all(1 <= a <= rank for a in user):
+            raise ValueError(f"layer {self.name!r} (UnitNormalization): axis={self.axis} does not name distinct axes "
+                             f"of its input of rank {ndim} (1 .. {rank}, or -1 .. -{rank}; 0 is the batch axis)")
+        return tuple(internal_axis(a, ndim, self._data_format) for a in user)
+
+    def _compute_internal_output_shape(self, input_shape):
+        self._axes(len(input_shape) + 1)  # checked when built
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        axes = self._axes(x.ndim)
+        squares = np.square(x, dtype=np.float64).sum(axis=axes, keepdims=True)
+        with np.errstate(divide="ignore"):  # a zero vector: 1 / 0 = inf, capped below
+            inverse = np.minimum(1 / np.sqrt(squares), 1 / self._FLOOR)
+        y = (x * inverse).astype(x.dtype, copy=False)
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._x, self._inverse = x, inverse
+        return y
+
+    def backward(self, dy):
+        if self._x is None:
+            raise self._missing_cache()
+        x, inverse = self._x, self._inverse
+        axes = self._axes(x.ndim)
+        # d(x r)/dx with r = |x|^-1: r dy - x r^3 (x . dy); where the floor holds r, r dy.
+        along = np.sum(x * dy, axis=axes, keepdims=True, dtype=np.float64)
+        free = inverse < 1 / self._FLOOR
+        dx = inverse * dy - np.where(free, x * inverse ** 3 * along, 0.0)
+        return dx.astype(dy.dtype, copy=False)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}

@@ -117,6 +117,18 @@ def export_layer_normalization(ctx, layer, inputs):
     return y
 
 
+def export_unit_normalization(ctx, layer, inputs):
+    """x / max(ReduceL2(x), 1e-12) over the layer's axes of the graph's tensor (images NCHW)."""
+    (x,) = inputs
+    axes = sorted(layer._axes(len(ctx.shape(x)) + 1))
+    if ctx.opset >= 18:  # axes an input from opset 18, an attribute before
+        norm = ctx.node("ReduceL2", [x, ctx.ints("axes", axes)], "norm", keepdims=1)
+    else:
+        norm = ctx.node("ReduceL2", [x], "norm", axes=axes, keepdims=1)
+    floored = ctx.node("Max", [norm, ctx.initializer("floor", np.float32(layer._FLOOR))], "floored")
+    return ctx.node("Div", [x, floored], "UnitNormalization")
+
+
 def export_global_pooling(ctx, layer, inputs):
     op = "GlobalMaxPool" if type(layer).__name__.startswith("GlobalMax") else "GlobalAveragePool"
     y = ctx.node(op, inputs, op)
@@ -314,6 +326,7 @@ for _name, _fn in (
     ("BatchNormalization", export_batch_normalization),
     ("LayerNormalization", export_layer_normalization),
     ("GroupNormalization", export_group_normalization),
+    ("UnitNormalization", export_unit_normalization),
     ("GlobalAveragePooling2D", export_global_pooling),
     ("GlobalMaxPooling2D", export_global_pooling),
     ("ZeroPadding2D", export_zero_padding),
