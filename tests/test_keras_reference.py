@@ -926,3 +926,36 @@ def test_unit_normalization_gradient_matches_keras(axis):
     finite = np.isfinite(expected)
     assert not finite.all() and np.isfinite(dx).all()
     np.testing.assert_allclose(dx[finite], expected[finite], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("first,second,axes,normalize", [
+    ((5,), (5,), 1, False), ((5,), (5,), -1, True), ((4, 5), (3, 5), 2, False), ((4, 5), (3, 5), -1, True),
+    ((4, 5), (5,), (2, 1), False), ((5,), (5, 3), (1, 1), False), ((4, 5), (4, 3), 1, True),
+    ((4, 5), (4, 3), (1, 1), False)])
+def test_dot_matches_keras(first, second, axes, normalize):
+    """Output shape, values and both inputs' gradients as torch's autograd through Keras's Dot
+    (a zero vector with normalize: Keras's gradient is NaN there, convforge's the floor's)."""
+    import torch
+
+    rng = np.random.default_rng(sum(map(ord, f"{first}{second}{axes}{normalize}")))
+    a, b = convforge.Input(first, dtype="float64"), convforge.Input(second, dtype="float64")
+    ours = convforge.layers.Dot(axes, normalize=normalize)
+    model = convforge.Model([a, b], ours([a, b]))
+    x1, x2 = rng.standard_normal((3, *first)), rng.standard_normal((3, *second))
+    if normalize:
+        x1[0] = 0.0
+    t1, t2 = torch.tensor(x1, requires_grad=True), torch.tensor(x2, requires_grad=True)
+    theirs = keras.layers.Dot(axes, normalize=normalize)([t1, t2])
+    assert model.output_shape[1:] == tuple(theirs.shape[1:])
+    dy = rng.standard_normal(tuple(theirs.shape))
+    (theirs * torch.tensor(dy)).sum().backward()
+    ours.input_grad_needed = True
+    out = ours.forward([x1, x2], training=True)
+    g1, g2 = ours.backward(dy)
+    np.testing.assert_allclose(out, theirs.detach().numpy(), rtol=1e-5, atol=1e-6)
+    for got, want in ((g1, t1.grad.numpy()), (g2, t2.grad.numpy())):
+        finite = np.isfinite(want)
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-6)
+    assert {k: v for k, v in ours.get_config().items() if k in ("axes", "normalize")} == \
+        {"axes": list(axes) if isinstance(axes, tuple) else axes, "normalize": normalize}

@@ -193,3 +193,38 @@ def test_a_nan_result_gives_the_gradient_to_both_sides_as_torch():
         layer.forward([a, b], training=True)
         for g in layer.backward(np.ones((1, 3))):
             np.testing.assert_array_equal(g, [[1.0, 1.0, 0.5]])
+
+
+@pytest.mark.parametrize("first,second,axes,normalize,out", [
+    ((5,), (5,), 1, False, (1,)),             # a user-item score
+    ((5,), (5,), -1, True, (1,)),             # the cosine similarity of two embeddings
+    ((4, 5), (3, 5), 2, False, (4, 3)),       # attention scores
+    ((4, 5), (5,), (2, 1), True, (4,)),
+    ((4, 5), (4, 3), 1, False, (5, 3)),
+])
+def test_dot_trains_as_the_numerical_derivative(rng, first, second, axes, normalize, out):
+    """Dot of two branches, Keras's shapes, its gradient the numerical one through both inputs
+    (and through the normalisation)."""
+    convforge.seed(12)
+    a, b = convforge.Input((6,), dtype="float64"), convforge.Input((6,), dtype="float64")
+    left = layers.Reshape(first)(layers.Dense(int(np.prod(first)))(a))
+    right = layers.Reshape(second)(layers.Dense(int(np.prod(second)))(b))
+    dot = layers.Dot(axes, normalize=normalize)([left, right])
+    assert tuple(dot.shape[1:]) == out
+    model = convforge.Model([a, b], layers.Dense(2)(layers.Flatten()(dot)))
+    report = check_model_gradients(model, [rng.standard_normal((3, 6)), rng.standard_normal((3, 6))],
+                                   rng.standard_normal((3, 2)), loss="mse", num_coords=8)
+    assert report.passed, report
+
+
+def test_dot_refuses_what_keras_refuses_or_it_does_not_take():
+    a, b = convforge.Input((5,)), convforge.Input((4,))
+    with pytest.raises(ValueError, match=r"Incompatible input shapes: axis values 5 \(at axis 1\) != 4 \(at axis 1\)"):
+        layers.Dot(1)([a, b])
+    with pytest.raises(ValueError, match="Dot axes must be an int or a pair of ints"):
+        layers.Dot([1, 2, 3])
+    with pytest.raises(ValueError, match="is out of range for inputs .* or is the batch axis"):
+        layers.Dot(0)([a, convforge.Input((5,))])
+    with pytest.raises(ValueError, match=r"Dot takes vectors \(batch, d\) and sequences"):
+        layers.Dot(-1)([convforge.Input((4, 4, 3)), convforge.Input((4, 4, 3))])
+    assert layers.dot([a, convforge.Input((5,))], axes=1).shape[1:] == (1,)

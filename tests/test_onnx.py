@@ -3528,3 +3528,25 @@ def test_unit_normalization_exports(axis, opset, tmp_path):
     x = images((3, 6, 6, 2))
     x[0] = 0
     np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("normalize", [False, True], ids=["dot", "cosine"])
+def test_dot_exports(normalize, opset, tmp_path):
+    """Dot as Einsum (after ReduceL2 / Max / Div with normalize): two embeddings' score (batch, 1),
+    and attention scores of two Conv1D sequences (batch, steps, steps)."""
+    convforge.seed(3)
+    a, b = convforge.Input((6,)), convforge.Input((10, 2))
+    score = layers.Dot(1, normalize=normalize)([layers.Dense(4)(a), layers.Dense(4)(a)])
+    seq = layers.Conv1D(4, 3, padding="same")(b)
+    attention = layers.Dot(2, normalize=normalize)([seq, layers.Conv1D(4, 1)(b)])
+    model = convforge.Model([a, b], [score, layers.Flatten()(attention)])
+    path = tmp_path / "model.onnx"
+    model.export(path, opset=opset)
+    xs = [images((3, 6)), images((3, 10, 2))]
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {i.name: x for i, x in zip(session.get_inputs(), xs)})
+    for g, want in zip(got, model.predict(xs, verbose=0)):
+        np.testing.assert_allclose(g, want, rtol=RTOL, atol=ATOL)

@@ -1,5 +1,5 @@
-"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate -- Keras's, for
-functional models.
+"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot -- Keras's,
+for functional models.
 
 A merge layer is called on a list of tensors, ``layers.Add()([a, b])``; its
 ``forward`` takes a list of arrays and its ``backward`` returns one gradient
@@ -25,8 +25,8 @@ import numpy as np
 from .. import functional as F
 from .base import Layer, display_shape, internal_axis, internal_shape
 
-__all__ = ["Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract", "add", "average",
-           "concatenate", "maximum", "minimum", "multiply", "subtract"]
+__all__ = ["Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply", "Subtract", "add", "average",
+           "concatenate", "dot", "maximum", "minimum", "multiply", "subtract"]
 
 
 class _Merge(Layer):
@@ -422,6 +422,106 @@ class Concatenate(_Merge):
         return {**super().get_config(), "axis": self.axis}
 
 
+class Dot(_Merge):
+    """Keras's ``Dot(axes, normalize=False)``: the dot product of two tensors along one axis of
+    each, sample by sample (Keras's ``batch_dot``): two vectors ``(batch, d)`` give ``(batch, 1)``
+    (a recommender's user-item score), a sequence ``(batch, n, d)`` against ``(batch, m, d)``
+    with ``axes=2`` gives ``(batch, n, m)`` (attention scores). ``axes`` is an int (the same axis
+    of both) or a pair, counted as Keras counts them (batch axis 0, negative from the end of each
+    input). ``normalize=True`` takes the dot product of the L2-normalised vectors: the cosine
+    similarity. Inputs of rank 2 or 3 (vectors and sequences), as Keras's examples use it;
+    images are refused (Keras flattens their middle axes)."""
+
+    _cache_attrs = ("_xs", "_units")
+    _elementwise = False
+    _EPSILON = 1e-7  # Keras's backend.epsilon(): normalize divides by max(|v|, it)
+
+    def __init__(self, axes, normalize=False, *, name=None, trainable=True, input_shape=None):
+        super().__init__(name=name, trainable=trainable, input_shape=input_shape)
+        if isinstance(axes, (list, tuple)):
+            if len(axes) != 2 or any(isinstance(a, (bool, np.bool_)) or not isinstance(a, numbers.Integral)
+                                     for a in axes):
+                raise ValueError(f"Dot axes must be an int or a pair of ints (one axis of each input); got {axes!r}")
+            self.axes = [int(a) for a in axes]
+        elif isinstance(axes, (bool, np.bool_)) or not isinstance(axes, numbers.Integral):
+            raise TypeError(f"Dot axes must be an int or a pair of ints; got {axes!r}")
+        else:
+            self.axes = int(axes)
+        if not isinstance(normalize, (bool, np.bool_)):
+            raise TypeError(f"Dot normalize must be True or False; got {normalize!r}")
+        self.normalize = bool(normalize)
+        self._units = None
+        self._equation = None
+
+    def _resolved_axes(self, ranks) -> list[int]:
+        """Keras's axes of the two inputs (``ranks`` with the batch axis), each in 1 .. rank - 1."""
+        pair = [self.axes, self.axes] if isinstance(self.axes, int) else list(self.axes)
+        return [a % r if a < 0 else a for a, r in zip(pair, ranks)]
+
+    def _compute_internal_output_shape(self, input_shape):
+        shown = "[" + ", ".join(str((None, *_display(s))) for s in input_shape) + "]"
+        if len(input_shape) != 2:
+            raise ValueError(f"A `Dot` layer should be called on a list of 2 inputs; got {len(input_shape)}: {shown}")
+        if any(len(s) not in (1, 2) for s in input_shape):
+            raise ValueError(f"Dot takes vectors (batch, d) and sequences (batch, steps, d); got {shown} (Keras "
+                             "flattens an image's middle axes: Reshape it to a sequence first)")
+        ranks = [len(s) + 1 for s in input_shape]
+        a0, a1 = self._resolved_axes(ranks)
+        if not (1 <= a0 < ranks[0] and 1 <= a1 < ranks[1]):
+            raise ValueError(f"Dot axes={self.axes} is out of range for inputs {shown}, or is the batch axis")
+        if input_shape[0][a0 - 1] != input_shape[1][a1 - 1]:
+            raise ValueError(f"Incompatible input shapes: axis values {input_shape[0][a0 - 1]} (at axis {a0}) != "
+                             f"{input_shape[1][a1 - 1]} (at axis {a1}). Full input shapes: {shown}")
+        x_rest = [d for i, d in enumerate(input_shape[0], start=1) if i != a0]
+        y_rest = [d for i, d in enumerate(input_shape[1], start=1) if i != a1]
+        # einsum letters: b the batch, k the contracted axis, the others in order
+        letters = iter("cdefghij")
+        x_spec = "".join("k" if i == a0 else next(letters) for i in range(1, ranks[0]))
+        y_spec = "".join("k" if i == a1 else next(letters) for i in range(1, ranks[1]))
+        out_spec = x_spec.replace("k", "") + y_spec.replace("k", "")
+        self._specs = (f"b{x_spec}", f"b{y_spec}", f"b{out_spec}")
+        self._equation = f"b{x_spec},b{y_spec}->b{out_spec}"
+        self._axes_inside = (a0, a1)
+        out = tuple(x_rest + y_rest)
+        return out if out else (1,)  # two vectors: (batch, 1), as Keras's
+
+    def _unit(self, x, axis):
+        """``(x / max(|x|, eps), 1 / max(|x|, eps))`` along ``axis`` (Keras's normalize)."""
+        with np.errstate(divide="ignore"):
+            inverse = np.minimum(1 / np.sqrt(np.square(x).sum(axis=axis, keepdims=True)), 1 / self._EPSILON)
+        return (x * inverse).astype(x.dtype, copy=False), inverse
+
+    def forward(self, xs, training=False):
+        x, y = xs
+        if self.normalize:
+            (x, rx), (y, ry) = self._unit(x, self._axes_inside[0]), self._unit(y, self._axes_inside[1])
+        out = np.einsum(self._equation, x, y).reshape((len(x), *self._internal_output_shape))
+        if training:  # inference leaves the training cache alone (predict may run during fit)
+            self._xs = list(xs)
+            self._units = (x, rx, y, ry) if self.normalize else (x, None, y, None)
+        return out.astype(xs[0].dtype, copy=False)
+
+    def backward(self, dy):
+        if self._units is None:
+            raise self._missing_cache()
+        x, rx, y, ry = self._units
+        x_spec, y_spec, out_spec = self._specs
+        g = dy if len(out_spec) > 1 else dy.reshape(len(dy))  # two vectors' (batch, 1): the einsum's (batch,)
+        dx = np.einsum(f"{out_spec},{y_spec}->{x_spec}", g, y)
+        dyy = np.einsum(f"{out_spec},{x_spec}->{y_spec}", g, x)
+        if self.normalize:  # through v / |v|: r g - v r^3 (v . g), where the floor does not hold r
+            dx = self._through_unit(self._xs[0], rx, dx, self._axes_inside[0])
+            dyy = self._through_unit(self._xs[1], ry, dyy, self._axes_inside[1])
+        return [dx.astype(dy.dtype, copy=False), dyy.astype(dy.dtype, copy=False)]
+
+    def _through_unit(self, v, inverse, g, axis):
+        along = (v * g).sum(axis=axis, keepdims=True)
+        return inverse * g - np.where(inverse < 1 / self._EPSILON, v * inverse ** 3 * along, 0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
+
+
 # Keras's functional forms (``layers.add([x, y])``, as in keras.io's functional-API guide): the
 # layer made with the keyword arguments and called on the list of tensors.
 
@@ -459,3 +559,8 @@ def minimum(inputs, **kwargs):
 def concatenate(inputs, axis=-1, **kwargs):
     """``Concatenate(axis=axis, **kwargs)(inputs)``."""
     return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def dot(inputs, axes=-1, **kwargs):
+    """``Dot(axes, **kwargs)(inputs)``."""
+    return Dot(axes=axes, **kwargs)(inputs)

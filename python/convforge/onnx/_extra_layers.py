@@ -120,11 +120,7 @@ def export_layer_normalization(ctx, layer, inputs):
 def export_unit_normalization(ctx, layer, inputs):
     """x / max(ReduceL2(x), 1e-12) over the layer's axes of the graph's tensor (images NCHW)."""
     (x,) = inputs
-    axes = sorted(layer._axes(len(ctx.shape(x)) + 1))
-    if ctx.opset >= 18:  # axes an input from opset 18, an attribute before
-        norm = ctx.node("ReduceL2", [x, ctx.ints("axes", axes)], "norm", keepdims=1)
-    else:
-        norm = ctx.node("ReduceL2", [x], "norm", axes=axes, keepdims=1)
+    norm = _reduce_l2(ctx, x, sorted(layer._axes(len(ctx.shape(x)) + 1)), "norm")
     floored = ctx.node("Max", [norm, ctx.initializer("floor", np.float32(layer._FLOOR))], "floored")
     return ctx.node("Div", [x, floored], "UnitNormalization")
 
@@ -254,6 +250,29 @@ def export_merge(ctx, layer, inputs):
     return ctx.node("Concat", inputs, "Concat", axis=layer._internal_axis)
 
 
+def _reduce_l2(ctx, x, axes, suffix):
+    if ctx.opset >= 18:  # axes an input from opset 18, an attribute before
+        return ctx.node("ReduceL2", [x, ctx.ints(f"{suffix}_axes", axes)], suffix, keepdims=1)
+    return ctx.node("ReduceL2", [x], suffix, axes=axes, keepdims=1)
+
+
+def export_dot(ctx, layer, inputs):
+    """Einsum over the contracted axes (after x / max(|x|, 1e-7) along them with ``normalize``);
+    two vectors' (batch,) made (batch, 1) again, as the layer gives it."""
+    x, y = inputs
+    if layer.normalize:
+        floor = ctx.initializer("floor", np.float32(layer._EPSILON))
+        parts = []
+        for k, (tensor, axis) in enumerate(zip((x, y), layer._axes_inside)):
+            norm = ctx.node("Max", [_reduce_l2(ctx, tensor, [axis], f"norm{k}"), floor], f"floored{k}")
+            parts.append(ctx.node("Div", [tensor, norm], f"unit{k}"))
+        x, y = parts
+    out = ctx.node("Einsum", [x, y], "Dot", equation=layer._equation)
+    if layer._specs[2] == "b":
+        out = ctx.node("Unsqueeze", [out, ctx.ints("axis", [1])], "Unsqueeze")
+    return out
+
+
 def export_identity(ctx, layer, inputs):
     """Identity and the training-only layers (the random augmentations, GaussianNoise,
     GaussianDropout): nothing at inference."""
@@ -323,6 +342,7 @@ for _name, _fn in (
     ("Maximum", export_merge),
     ("Minimum", export_merge),
     ("Concatenate", export_merge),
+    ("Dot", export_dot),
     ("BatchNormalization", export_batch_normalization),
     ("LayerNormalization", export_layer_normalization),
     ("GroupNormalization", export_group_normalization),
