@@ -576,3 +576,63 @@ def test_backup_and_restore_refuses_what_it_cannot_do(tmp_path):
     (tmp_path / "b" / "latest.npz").write_bytes(b"junk")
     with pytest.raises(convforge.saving.ModelFileError, match="BackupAndRestore cannot continue from this backup"):
         _backup_model().fit(x, y, epochs=2, verbose=0, callbacks=[backup])
+
+
+def test_backup_and_restore_keeps_the_other_callbacks_state_of_its_epoch(tmp_path):
+    """Found by a review: listed before a ModelCheckpoint(save_best_only) the backup held the
+    checkpoint's best of the epoch before, and after a restart a worse model overwrote the best
+    file. And a run stopped by EarlyStopping, then killed before its end, resumed at an epoch the
+    run never trained. Both restarts now end as the run never killed."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((32, 4)).astype(np.float32)
+    y = x[:, :1].copy()
+
+    def model():
+        convforge.seed(1)
+        m = convforge.Sequential([convforge.Input((4,)), convforge.layers.Dense(1)])
+        m.compile("sgd", "mse")
+        return m
+
+    class Score(convforge.callbacks.Callback):  # a monitored value whose best is epoch 1
+        def on_epoch_end(self, epoch, logs=None):
+            logs["score"] = [3.0, 1.0, 2.0, 9.0, 9.0][epoch]
+
+    class KillAtStart(convforge.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise _Killed(epoch)
+
+    def checkpoint(name):
+        return convforge.callbacks.ModelCheckpoint(str(tmp_path / name), monitor="score", mode="min",
+                                                   save_best_only=True)
+
+    backup = tmp_path / "backup"
+    model().fit(x, y, epochs=5, verbose=0, callbacks=[Score(), checkpoint("a.npz")])
+    with pytest.raises(_Killed):
+        model().fit(x, y, epochs=5, verbose=0, callbacks=[
+            Score(), convforge.callbacks.BackupAndRestore(backup), checkpoint("b.npz"), KillAtStart()])
+    model().fit(x, y, epochs=5, verbose=0,
+                callbacks=[Score(), convforge.callbacks.BackupAndRestore(backup), checkpoint("b.npz")])
+    for a, b in zip(convforge.load_model(tmp_path / "a.npz").get_weights(),
+                    convforge.load_model(tmp_path / "b.npz").get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+    class DieAtEnd(convforge.callbacks.Callback):
+        armed = False
+
+        def on_train_end(self, logs=None):
+            if DieAtEnd.armed:
+                raise _Killed("end")
+
+    def stopper():
+        return convforge.callbacks.EarlyStopping(monitor="loss", min_delta=100.0, patience=1)
+
+    expected = model().fit(x, y, epochs=10, verbose=0, callbacks=[stopper()])
+    DieAtEnd.armed = True
+    with pytest.raises(_Killed):
+        model().fit(x, y, epochs=10, verbose=0,
+                    callbacks=[DieAtEnd(), stopper(), convforge.callbacks.BackupAndRestore(backup)])
+    DieAtEnd.armed = False
+    resumed = model().fit(x, y, epochs=10, verbose=0,
+                          callbacks=[DieAtEnd(), stopper(), convforge.callbacks.BackupAndRestore(backup)])
+    assert resumed.epoch == expected.epoch == [0, 1] and resumed.history == expected.history

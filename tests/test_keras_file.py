@@ -737,7 +737,7 @@ def test_every_keras_layer_convforge_has_loads_from_keras_s_description(keras):
                  "CenterCrop": (4, 4), "RandomCrop": (4, 4), "RandomRotation": (0.1,), "RandomZoom": (0.1,),
                  "RandomTranslation": (0.1, 0.1), "RandomContrast": (0.1,), "RandomBrightness": (0.1,),
                  "Embedding": (10, 4), "GroupNormalization": (2,), "RepeatVector": (2,), "AveragePooling2D": (2,),
-                 "AveragePooling1D": (2,)}
+                 "AveragePooling1D": (2,), "Dot": (1,)}
     names = sorted(n for n in dir(L) if isinstance(getattr(L, n), type) and n[:1].isupper()
                    and hasattr(keras.layers, n) and n not in ("Lambda", "InputLayer", "Layer")
                    and getattr(keras.layers, n).__name__ == n)  # Keras's aliases (MaxPool2D) are the same class

@@ -229,3 +229,20 @@ def test_variance_scaling_orthogonal_and_identity_initializers():
         init.Orthogonal()((4,))
     assert init.deserialize(init.serialize(init.VarianceScaling(2.0, "fan_avg", "uniform", seed=1))).get_config() == \
         {"scale": 2.0, "mode": "fan_avg", "distribution": "uniform", "seed": 1}
+
+
+def test_initializers_by_keras_class_name_and_description():
+    """Keras takes 'VarianceScaling' and 'GlorotUniform' as strings, and {'class_name', 'config'}
+    dicts (its serialize()'s) as initializers; convforge refused them (found by a review)."""
+    layer = keras.layers.Dense(3, kernel_initializer="VarianceScaling")
+    assert type(layer.kernel_initializer).__name__ == "VarianceScaling"
+    assert type(keras.initializers.get("GlorotUniform")) is keras.initializers.GlorotUniform
+    described = keras.initializers.get({"class_name": "VarianceScaling", "config": {"scale": 2.0}})
+    assert described.get_config()["scale"] == 2.0
+    from_keras = {"module": "keras.initializers", "class_name": "Orthogonal", "config": {"seed": None, "gain": 2.0},
+                  "registered_name": None}
+    assert keras.initializers.deserialize(from_keras).gain == 2.0
+    with pytest.raises(ValueError, match="unknown initializer description"):
+        keras.initializers.deserialize({"class_name": "NoSuch"})
+    with pytest.raises(ValueError, match="kernel_initializer must be one of"):
+        keras.layers.Dense(3, kernel_initializer="no_such")

@@ -634,7 +634,9 @@ class BackupAndRestore(Callback):
     directory if it is empty, not the whole directory (Keras's ``rmtree``).
     """
 
-    _epoch_end_order = 2  # after the other callbacks, as ModelCheckpoint: the backup holds their state
+    # After every other callback, ModelCheckpoint included: the backup holds their state of this
+    # epoch (before it, a restart restored ModelCheckpoint's best of the epoch before).
+    _epoch_end_order = 3
 
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False, delete_checkpoint=True):
         super().__init__()
@@ -659,6 +661,11 @@ class BackupAndRestore(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if not distributed.is_primary():  # as ModelCheckpoint: one rank writes
+            return
+        if self.model.stop_training:
+            # The run ends here (EarlyStopping): a backup of this epoch would let a process killed
+            # before the end resume at the next epoch, which the run never trains. Without it the
+            # restart trains this epoch again, from the backup before, and stops where this did.
             return
         os.makedirs(self.backup_dir, exist_ok=True)
         if self.double_checkpoint and os.path.isfile(self._path):

@@ -325,17 +325,29 @@ class _Callable(Initializer):
         return repr(self.fn)
 
 
+# Keras's class names, which Keras takes as strings and writes in its configs: 'GlorotUniform'.
+_BY_CLASS_NAME = {cls.__name__: cls for cls in _BY_NAME.values()}
+
+
+def _lookup(name: str):
+    """The class of a name: Keras's function name in any case ('he_normal'), or its class name."""
+    return _BY_NAME.get(name.lower()) or _BY_CLASS_NAME.get(name)
+
+
 def get(identifier, argument: str = "initializer") -> Initializer:
-    """An initialiser from a name (``'he_normal'``), an instance, or a callable ``f(shape, dtype)``."""
+    """An initialiser from a name (``'he_normal'``, or Keras's class name ``'HeNormal'``), an
+    instance, a ``{'class_name', 'config'}`` dict (Keras's too), or a callable ``f(shape, dtype)``."""
     if isinstance(identifier, Initializer):
         return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
     if isinstance(identifier, str):
-        key = identifier.lower()
-        if key not in _BY_NAME:
+        cls = _lookup(identifier)
+        if cls is None:
             raise ValueError(
                 f"{argument} must be one of {sorted(_BY_NAME)} or a callable f(shape, dtype); got {identifier!r}"
             )
-        return _BY_NAME[key]()
+        return cls()
     if callable(identifier):
         return _Callable(identifier)
     raise TypeError(
@@ -353,11 +365,15 @@ def serialize(initializer: Initializer):
 
 
 def deserialize(config) -> Initializer:
+    """An initialiser from :func:`serialize`'s description or Keras's (``{'module', 'class_name':
+    'Orthogonal', 'config': {...}, 'registered_name'}``)."""
     if isinstance(config, str):
         return get(config)
-    if isinstance(config, dict) and config.get("class_name") in _BY_NAME:
-        return _BY_NAME[config["class_name"]](**config.get("config", {}))
-    raise ValueError(f"unknown initializer description {config!r}")
+    cls = _lookup(config["class_name"]) if isinstance(config, dict) and isinstance(config.get("class_name"), str) \
+        else None
+    if cls is None or not isinstance(config.get("config", {}), dict):
+        raise ValueError(f"unknown initializer description {config!r}")
+    return cls(**config.get("config", {}))
 
 
 def deserialize_config(config: dict, keys=("kernel_initializer", "bias_initializer")) -> dict:
