@@ -250,6 +250,13 @@ def test_metric_matches_keras_over_batches(name, kwargs, kind):
     assert ours.name == re.sub(r"_\d+$", "", theirs.name)  # Keras numbers a second instance: auc_1
 
 
+def _update_both(ours, theirs, y, p, w=None):
+    """One batch into convforge's metric and Keras's (its tensors)."""
+    t = keras.ops.convert_to_tensor
+    ours.update_state(y, p, sample_weight=w)
+    theirs.update_state(t(y), t(p), sample_weight=None if w is None else t(w))
+
+
 REGRESSION_METRIC_CASES = [
     ("MeanAbsolutePercentageError", {}, "regression"),
     ("MeanSquaredLogarithmicError", {}, "positive"),
@@ -325,8 +332,7 @@ def test_loss_and_regression_metrics_match_keras_over_batches(name, kwargs, kind
     for _ in range(3):
         y, p = loss_inputs(kind, rng)
         w = rng.uniform(0.1, 2.0, len(y)) if weighted else None
-        ours.update_state(y, p, sample_weight=w)
-        theirs.update_state(t(y), t(p), sample_weight=None if w is None else t(w))
+        _update_both(ours, theirs, y, p, w)
     expected = to_numpy(theirs.result())
     assert np.shape(ours.result()) == expected.shape
     np.testing.assert_allclose(ours.result(), expected, rtol=2e-5, atol=1e-6)
@@ -380,12 +386,10 @@ def test_iou_metrics_match_keras_over_batches(name, kwargs, kind, weighted):
     rng = np.random.default_rng(sum(map(ord, f"{name}{kwargs}{kind}")))
     ours = getattr(convforge.metrics, name)(**kwargs)
     theirs = getattr(keras.metrics, name)(**kwargs)
-    t = keras.ops.convert_to_tensor
     for _ in range(3):
         y, p = iou_batch(kind, rng)
         w = rng.integers(0, 3, y.shape[:-1] if kind == "onehot" else y.shape) if weighted else None
-        ours.update_state(y, p, sample_weight=w)
-        theirs.update_state(t(y), t(p), sample_weight=None if w is None else t(w))
+        _update_both(ours, theirs, y, p, w)
     assert ours.result() == pytest.approx(float(to_numpy(theirs.result())), abs=1e-6)
     config = {k: v for k, v in theirs.get_config().items() if k != "dtype"}
     config["name"] = re.sub(r"_\d+$", "", config["name"])
@@ -425,13 +429,11 @@ def test_rate_at_a_constraint_matches_keras(name, value, kwargs):
     [0, 1] too, which Keras's bucketed thresholds clip): value, config, direction as Keras's."""
     rng = np.random.default_rng(sum(map(ord, f"{name}{kwargs}")))
     ours, theirs = getattr(convforge.metrics, name)(value, **kwargs), getattr(keras.metrics, name)(value, **kwargs)
-    t = keras.ops.convert_to_tensor
     for weighted in (False, True, False):
         y = rng.integers(0, 2, (12, 4)).astype(np.float32)
         p = (0.3 * y + rng.random((12, 4)) * 0.8 - 0.05).astype(np.float32)
         w = rng.uniform(0, 2, 12).astype(np.float32) if weighted else None
-        ours.update_state(y, p, sample_weight=w)
-        theirs.update_state(t(y), t(p), sample_weight=None if w is None else t(w))
+        _update_both(ours, theirs, y, p, w)
     assert ours.result() == pytest.approx(float(to_numpy(theirs.result())), abs=1e-6)
     config = theirs.get_config()
     config["name"] = re.sub(r"_\d+$", "", config["name"])

@@ -1429,7 +1429,11 @@ class _LossMean(Mean):
     _default_name = ""
     _sign = 1.0  # CosineSimilarity: the similarity, not the loss's negative of it
 
-    def __init__(self, name: str | None, **loss_arguments):
+    def __init__(self, name: str | None = None):
+        self._start(name)
+
+    def _start(self, name: str | None, **loss_arguments) -> None:
+        """The loss (with the arguments of a cross-entropy's metric) and the running mean."""
         self._loss = self._loss_class(**loss_arguments)
         super().__init__(self._batch_mean, name if name is not None else self._default_name, per_sample=self._values)
 
@@ -1464,18 +1468,12 @@ class MeanAbsolutePercentageError(_LossMean):
     _default_name = "mean_absolute_percentage_error"
     _loss_class = _losses.MeanAbsolutePercentageError
 
-    def __init__(self, name: str = "mean_absolute_percentage_error"):
-        super().__init__(name)
-
 
 class MeanSquaredLogarithmicError(_LossMean):
     """Keras's ``MeanSquaredLogarithmicError`` (``'msle'``)."""
 
     _default_name = "mean_squared_logarithmic_error"
     _loss_class = _losses.MeanSquaredLogarithmicError
-
-    def __init__(self, name: str = "mean_squared_logarithmic_error"):
-        super().__init__(name)
 
 
 class LogCoshError(_LossMean):
@@ -1484,18 +1482,12 @@ class LogCoshError(_LossMean):
     _default_name = "logcosh"
     _loss_class = _losses.LogCosh
 
-    def __init__(self, name: str = "logcosh"):
-        super().__init__(name)
-
 
 class Hinge(_LossMean):
     """Keras's ``Hinge`` metric: the mean ``max(1 - y * p, 0)`` (0/1 targets taken as -1/1)."""
 
     _default_name = "hinge"
     _loss_class = _losses.Hinge
-
-    def __init__(self, name: str = "hinge"):
-        super().__init__(name)
 
 
 class SquaredHinge(_LossMean):
@@ -1504,18 +1496,12 @@ class SquaredHinge(_LossMean):
     _default_name = "squared_hinge"
     _loss_class = _losses.SquaredHinge
 
-    def __init__(self, name: str = "squared_hinge"):
-        super().__init__(name)
-
 
 class CategoricalHinge(_LossMean):
     """Keras's ``CategoricalHinge`` metric (one-hot targets)."""
 
     _default_name = "categorical_hinge"
     _loss_class = _losses.CategoricalHinge
-
-    def __init__(self, name: str = "categorical_hinge"):
-        super().__init__(name)
 
 
 class Poisson(_LossMean):
@@ -1524,18 +1510,12 @@ class Poisson(_LossMean):
     _default_name = "poisson"
     _loss_class = _losses.Poisson
 
-    def __init__(self, name: str = "poisson"):
-        super().__init__(name)
-
 
 class KLDivergence(_LossMean):
     """Keras's ``KLDivergence`` metric: ``sum(y * log(y / p))`` over the last axis, averaged."""
 
     _default_name = "kl_divergence"
     _loss_class = _losses.KLDivergence
-
-    def __init__(self, name: str = "kl_divergence"):
-        super().__init__(name)
 
 
 class CosineSimilarity(_LossMean):
@@ -1547,9 +1527,6 @@ class CosineSimilarity(_LossMean):
     _loss_class = _losses.CosineSimilarity
     _sign = -1.0
 
-    def __init__(self, name: str = "cosine_similarity"):
-        super().__init__(name)
-
 
 class BinaryCrossentropy(_LossMean):
     """Keras's ``BinaryCrossentropy`` metric: the loss's value, reported beside another loss."""
@@ -1558,7 +1535,7 @@ class BinaryCrossentropy(_LossMean):
     _loss_class = _losses.BinaryCrossentropy
 
     def __init__(self, name: str = "binary_crossentropy", from_logits: bool = False, label_smoothing: float = 0.0):
-        super().__init__(name, from_logits=from_logits, label_smoothing=label_smoothing)
+        self._start(name, from_logits=from_logits, label_smoothing=label_smoothing)
 
 
 class CategoricalCrossentropy(_LossMean):
@@ -1570,7 +1547,7 @@ class CategoricalCrossentropy(_LossMean):
 
     def __init__(self, name: str = "categorical_crossentropy", from_logits: bool = False,
                  label_smoothing: float = 0.0):
-        super().__init__(name, from_logits=from_logits, label_smoothing=label_smoothing)
+        self._start(name, from_logits=from_logits, label_smoothing=label_smoothing)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "axis": -1}  # Keras's key: the classes' axis, the last one here
@@ -1583,7 +1560,7 @@ class SparseCategoricalCrossentropy(_LossMean):
     _loss_class = _losses.SparseCategoricalCrossentropy
 
     def __init__(self, name: str = "sparse_categorical_crossentropy", from_logits: bool = False):
-        super().__init__(name, from_logits=from_logits)
+        self._start(name, from_logits=from_logits)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "ignore_class": None, "axis": -1}  # Keras's keys, at their defaults
