@@ -627,12 +627,20 @@ def test_backup_and_restore_keeps_the_other_callbacks_state_of_its_epoch(tmp_pat
     def stopper():
         return convforge.callbacks.EarlyStopping(monitor="loss", min_delta=100.0, patience=1)
 
-    expected = model().fit(x, y, epochs=10, verbose=0, callbacks=[stopper()])
+    def log(name):
+        return convforge.callbacks.CSVLogger(str(tmp_path / name), append=True)
+
+    expected = model().fit(x, y, epochs=10, verbose=0, callbacks=[log("a.csv"), stopper()])
     DieAtEnd.armed = True
+    killed_log = log("b.csv")
     with pytest.raises(_Killed):
         model().fit(x, y, epochs=10, verbose=0,
-                    callbacks=[DieAtEnd(), stopper(), convforge.callbacks.BackupAndRestore(backup)])
+                    callbacks=[DieAtEnd(), killed_log, stopper(), convforge.callbacks.BackupAndRestore(backup)])
+    killed_log.on_train_end()  # the file a killed process would have left: closed
     DieAtEnd.armed = False
     resumed = model().fit(x, y, epochs=10, verbose=0,
-                          callbacks=[DieAtEnd(), stopper(), convforge.callbacks.BackupAndRestore(backup)])
+                          callbacks=[DieAtEnd(), log("b.csv"), stopper(), convforge.callbacks.BackupAndRestore(backup)])
     assert resumed.epoch == expected.epoch == [0, 1] and resumed.history == expected.history
+    # The stopping epoch is not trained again on the restart: its row is not logged twice (it was).
+    assert (tmp_path / "b.csv").read_text() == (tmp_path / "a.csv").read_text()
+    assert not backup.exists()

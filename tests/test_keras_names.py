@@ -246,3 +246,12 @@ def test_initializers_by_keras_class_name_and_description():
         keras.initializers.deserialize({"class_name": "NoSuch"})
     with pytest.raises(ValueError, match="kernel_initializer must be one of"):
         keras.layers.Dense(3, kernel_initializer="no_such")
+
+
+def test_initializer_errors_name_the_argument_and_keras_aliases_work():
+    with pytest.raises(ValueError, match=r"kernel_initializer: unknown initializer description"):
+        keras.layers.Dense(3, kernel_initializer={"class_name": "Foo", "config": {}})
+    with pytest.raises(ValueError, match=r"or Keras's class name, such as 'GlorotUniform'"):
+        keras.layers.Dense(3, kernel_initializer="GlorotUniformm")
+    assert type(keras.initializers.get("OrthogonalInitializer")) is keras.initializers.Orthogonal
+    assert type(keras.initializers.get("IdentityInitializer")) is keras.initializers.Identity

@@ -987,3 +987,12 @@ def test_early_stopping_on_a_count_knows_which_way_is_better():
         stop = convforge.callbacks.EarlyStopping(monitor=f"val_{metric.name}", patience=0)
         model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0, callbacks=[stop])
         assert stop.mode == mode, metric.name
+
+
+def test_loss_metrics_take_keras_positional_arguments():
+    """Keras's order is (name, dtype, ...): Hinge('h', None) and BinaryCrossentropy('b', None, True)
+    run as in Keras (the second was from_logits here, and an extra argument named the private base)."""
+    assert metrics.Hinge("h", None).name == "h"
+    assert metrics.BinaryCrossentropy("b", None, True).get_config()["from_logits"] is True
+    with pytest.raises(TypeError, match="the argument 'dtype' of Hinge"):
+        metrics.Hinge("h", "float64")

@@ -3528,6 +3528,10 @@ def test_unit_normalization_exports(axis, opset, tmp_path):
     x = images((3, 6, 6, 2))
     x[0] = 0
     np.testing.assert_allclose(run_ort(path, x), model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+    back = convforge.load_model(path)  # and read back as the layer, its axes as the user counts them
+    read = [layer.axis for layer in back.layers if type(layer).__name__ == "UnitNormalization"]
+    assert read == [3 if axis == -1 else axis]  # the channels, counted from the front
+    np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
 @pytest.mark.parametrize("opset", [17, 18])
@@ -3550,3 +3554,29 @@ def test_dot_exports(normalize, opset, tmp_path):
     got = session.run(None, {i.name: x for i, x in zip(session.get_inputs(), xs)})
     for g, want in zip(got, model.predict(xs, verbose=0)):
         np.testing.assert_allclose(g, want, rtol=RTOL, atol=ATOL)
+    back = convforge.load_model(path)  # read back as Dot layers, normalize included
+    assert sorted((layer.axes, layer.normalize) for layer in back.layers if type(layer).__name__ == "Dot") == \
+        [([1, 1], normalize), ([2, 2], normalize)]
+    for g, want in zip(back.predict(xs, verbose=0), model.predict(xs, verbose=0)):
+        np.testing.assert_array_equal(g, want)
+
+
+def test_einsum_and_reduce_l2_other_than_convforge_writes_them_are_refused_by_name(tmp_path):
+    from onnx import TensorProto, helper
+
+    def saved(nodes, inputs, output, name):
+        graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)])
+        path = tmp_path / name
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        return path
+
+    vec = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 4]) for n in ("a", "b")]
+    outer = saved([helper.make_node("Einsum", ["a", "b"], ["y"], equation="bi,bj->bij")], vec, "y", "outer.onnx")
+    with pytest.raises(convforge.saving.ModelFileError, match=r"Einsum 'bi,bj->bij': only a dot product along one"):
+        convforge.load_model(outer)
+    norm = saved([helper.make_node("ReduceL2", ["a"], ["y"], axes=[1], keepdims=1)], vec[:1], "y", "norm.onnx")
+    with pytest.raises(convforge.saving.ModelFileError, match=r"ReduceL2 is read only as x / max\(ReduceL2"):
+        convforge.load_model(norm)
+    bare = saved([helper.make_node("Einsum", ["a", "b"], ["y"], equation="bi,bi->b")], vec, "y", "bare.onnx")
+    with pytest.raises(convforge.saving.ModelFileError, match=r"makes \(batch,\); convforge's Dot makes \(batch, 1\)"):
+        convforge.load_model(bare)

@@ -662,17 +662,21 @@ class BackupAndRestore(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not distributed.is_primary():  # as ModelCheckpoint: one rank writes
             return
-        if self.model.stop_training:
-            # The run ends here (EarlyStopping): a backup of this epoch would let a process killed
-            # before the end resume at the next epoch, which the run never trains. Without it the
-            # restart trains this epoch again, from the backup before, and stops where this did.
-            return
         os.makedirs(self.backup_dir, exist_ok=True)
         if self.double_checkpoint and os.path.isfile(self._path):
             partial = self._previous_path + ".partial"
             shutil.copyfile(self._path, partial)
             os.replace(partial, self._previous_path)
         self.model.save(self._path)
+
+    # The backup says whether the run stopped at its epoch (EarlyStopping): a process killed
+    # between that and the end of the run then resumes straight to the end, training nothing more
+    # and logging nothing twice, as the run would have ended.
+    def get_state(self):
+        return {"stopped": bool(getattr(self.model, "stop_training", False))}, {}
+
+    def set_state(self, state, arrays):
+        self._stopped_at_backup = bool(state.get("stopped", False))
 
     def on_train_end(self, logs=None):
         if not self.delete_checkpoint or not distributed.is_primary():

@@ -1429,11 +1429,16 @@ class _LossMean(Mean):
     _default_name = ""
     _sign = 1.0  # CosineSimilarity: the similarity, not the loss's negative of it
 
-    def __init__(self, name: str | None = None):
-        self._start(name)
+    def __init__(self, name: str | None = None, dtype=None):
+        self._start(name, dtype)
 
-    def _start(self, name: str | None, **loss_arguments) -> None:
-        """The loss (with the arguments of a cross-entropy's metric) and the running mean."""
+    def _start(self, name: str | None, dtype, **loss_arguments) -> None:
+        """The loss (with the arguments of a cross-entropy's metric) and the running mean.
+        ``dtype``: Keras's second argument; its default (None) only, as the other metrics take it."""
+        if dtype is not None:
+            raise TypeError(f"convforge does not support the argument 'dtype' of {type(self).__name__}; losses and "
+                            f"metrics compute in the model's dtype (only Keras's default dtype=None is accepted; got "
+                            f"{dtype!r})")
         self._loss = self._loss_class(**loss_arguments)
         super().__init__(self._batch_mean, name if name is not None else self._default_name, per_sample=self._values)
 
@@ -1534,8 +1539,9 @@ class BinaryCrossentropy(_LossMean):
     _default_name = "binary_crossentropy"
     _loss_class = _losses.BinaryCrossentropy
 
-    def __init__(self, name: str = "binary_crossentropy", from_logits: bool = False, label_smoothing: float = 0.0):
-        self._start(name, from_logits=from_logits, label_smoothing=label_smoothing)
+    def __init__(self, name: str = "binary_crossentropy", dtype=None, from_logits: bool = False,
+                 label_smoothing: float = 0.0):
+        self._start(name, dtype, from_logits=from_logits, label_smoothing=label_smoothing)
 
 
 class CategoricalCrossentropy(_LossMean):
@@ -1545,9 +1551,9 @@ class CategoricalCrossentropy(_LossMean):
     _default_name = "categorical_crossentropy"
     _loss_class = _losses.CategoricalCrossentropy
 
-    def __init__(self, name: str = "categorical_crossentropy", from_logits: bool = False,
+    def __init__(self, name: str = "categorical_crossentropy", dtype=None, from_logits: bool = False,
                  label_smoothing: float = 0.0):
-        self._start(name, from_logits=from_logits, label_smoothing=label_smoothing)
+        self._start(name, dtype, from_logits=from_logits, label_smoothing=label_smoothing)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "axis": -1}  # Keras's key: the classes' axis, the last one here
@@ -1559,8 +1565,8 @@ class SparseCategoricalCrossentropy(_LossMean):
     _default_name = "sparse_categorical_crossentropy"
     _loss_class = _losses.SparseCategoricalCrossentropy
 
-    def __init__(self, name: str = "sparse_categorical_crossentropy", from_logits: bool = False):
-        self._start(name, from_logits=from_logits)
+    def __init__(self, name: str = "sparse_categorical_crossentropy", dtype=None, from_logits: bool = False):
+        self._start(name, dtype, from_logits=from_logits)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "ignore_class": None, "axis": -1}  # Keras's keys, at their defaults

@@ -327,6 +327,7 @@ class _Callable(Initializer):
 
 # Keras's class names, which Keras takes as strings and writes in its configs: 'GlorotUniform'.
 _BY_CLASS_NAME = {cls.__name__: cls for cls in _BY_NAME.values()}
+_BY_CLASS_NAME.update({"IdentityInitializer": Identity, "OrthogonalInitializer": Orthogonal})  # Keras's aliases
 
 
 def _lookup(name: str):
@@ -340,12 +341,16 @@ def get(identifier, argument: str = "initializer") -> Initializer:
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, dict):
-        return deserialize(identifier)
+        try:
+            return deserialize(identifier)
+        except ValueError as err:
+            raise ValueError(f"{argument}: {err}") from None
     if isinstance(identifier, str):
         cls = _lookup(identifier)
         if cls is None:
             raise ValueError(
-                f"{argument} must be one of {sorted(_BY_NAME)} or a callable f(shape, dtype); got {identifier!r}"
+                f"{argument} must be one of {sorted(_BY_NAME)} (or Keras's class name, such as 'GlorotUniform'), a "
+                f"{{'class_name', 'config'}} dict or a callable f(shape, dtype); got {identifier!r}"
             )
         return cls()
     if callable(identifier):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+import re
+
 import numpy as np
 
 from .. import _params
@@ -1019,6 +1021,109 @@ def import_reduce(ctx, node):
     ctx.add_view_layer(node, layer, [base if base is not None else node.input[0]], base is not None and keep)
 
 
+def _computed_plain(ctx, node, name: str, what: str) -> str:
+    """``name`` as a computed tensor in the graph's own layout (not a transposed view), else an error."""
+    if ctx.is_constant(name):
+        raise ctx.error(node, f"its {what} is a constant; convforge layers take computed tensors")
+    if ctx.view_base(name) is not None or ctx.sequence_base(name) is not None:
+        raise ctx.error(node, f"its {what} is a transposed view of another tensor; convforge reads this op on a "
+                              "tensor in its own layout only")
+    return name
+
+
+def import_reduce_l2(ctx, node):
+    """``x / max(ReduceL2(x), 1e-12)`` over some axes, convforge's export of UnitNormalization (its
+    floor is Keras's): the layer, its axes counted on the channels-last tensor the user sees."""
+    a = ctx.attributes(node, {"keepdims": 1, "noop_with_empty_axes": 0, "axes": []})
+    axes = list(a["axes"])
+    if not axes and len(node.input) > 1 and node.input[1]:
+        axes = [int(v) for v in ctx.constant(node, 1, "axes").reshape(-1)]
+    floor_node, passed = ctx.next_node(node.output[0])
+    div, passed_too = ctx.next_node(floor_node.output[0]) if floor_node is not None else (None, [])
+    norm = ctx.resolve(node.output[0])
+    pattern = (a["keepdims"] == 1 and axes and floor_node is not None and floor_node.op_type == "Max"
+               and len(floor_node.input) == 2 and div is not None and div.op_type == "Div" and len(div.input) == 2
+               and ctx.resolve(div.input[0]) == ctx.resolve(node.input[0])
+               and ctx.resolve(div.input[1]) == ctx.resolve(floor_node.output[0]))
+    constant = [i for i, name in enumerate(floor_node.input) if ctx.is_constant(name)] if pattern else []
+    if not pattern or len(constant) != 1 or ctx.resolve(floor_node.input[1 - constant[0]]) not in (
+            norm, *(ctx.resolve(p.output[0]) for p in passed)):
+        raise ctx.error(node, "ReduceL2 is read only as x / max(ReduceL2(x, keepdims=1), 1e-12) over some axes "
+                              "(UnitNormalization, as convforge exports it)")
+    floor = np.asarray(ctx.constant(floor_node, constant[0], "floor"), dtype=np.float64).reshape(-1)
+    unit_normalization = _layer_class(ctx, node, "UnitNormalization")
+    einsum, _ = ctx.next_node(div.output[0])
+    if floor.size == 1 and floor[0] == np.float32(_layer_class(ctx, node, "Dot")._EPSILON) and einsum is not None \
+            and einsum.op_type == "Einsum" and len(axes) == 1:
+        # Dot(normalize=True)'s normalisation of one input (Keras's floor, 1e-7): the Einsum's Dot takes it.
+        x = _computed_plain(ctx, node, node.input[0], "input")
+        rank = len(ctx.shape(node, 0)) + 1
+        pending = ctx.__dict__.setdefault("pending_dot_units", {})
+        pending[ctx.resolve(div.output[0])] = (x, int(axes[0]) % rank)
+        for n in (node, *passed, floor_node, *passed_too, div):
+            ctx.consume_node(n)
+        return
+    if floor.size != 1 or floor[0] != np.float32(unit_normalization._FLOOR):
+        raise ctx.error(floor_node, f"a floor of {floor.tolist()} under the norm: UnitNormalization's is "
+                                    f"{unit_normalization._FLOOR} (Keras's)")
+    x = _computed_plain(ctx, node, node.input[0], "input")
+    rank = len(ctx.shape(node, 0)) + 1
+    internal = sorted({int(v) % rank for v in axes})
+    if 0 in internal:
+        raise ctx.error(node, f"a norm over the batch axis (axes {axes}) is not a layer of convforge's", "axes")
+    # An image is NCHW in the graph: its channels are the user's last axis, height and width 1 and 2.
+    user = sorted({1: 3, 2: 1, 3: 2}[v] for v in internal) if rank == 4 else internal
+    ctx.add_layer(node, unit_normalization(axis=user if len(user) > 1 else user[0]), [x], node.output[0])
+    ctx.consume_all([*passed, floor_node, *passed_too, div], node.output[0])
+
+
+def import_einsum(ctx, node):
+    """The per-sample dot product along one axis of each of two vectors or sequences, convforge's
+    export of Dot (``bk,bk->b`` then Unsqueeze; ``bck,bdk->bcd``, ...): the layer."""
+    equation = ctx.attributes(node, {"equation": ""})["equation"].replace(" ", "")
+    match = re.fullmatch(r"([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]*)", equation)
+    if len(node.input) != 2 or match is None:
+        raise ctx.error(node, f"Einsum {equation!r}: only a product of two tensors is read (Dot)", "equation")
+    xs, ys, out = match.groups()
+    contracted = [c for c in xs if c in ys and c not in out and c != xs[0]]
+    batch_ok = xs[0] == ys[0] and out[:1] == xs[0]
+    rest = xs[1:].replace(contracted[0], "") + ys[1:].replace(contracted[0], "") if len(contracted) == 1 else None
+    if (not batch_ok or len(contracted) != 1 or rest != out[1:] or len(set(xs)) != len(xs)
+            or len(set(ys)) != len(ys) or len(xs) not in (2, 3) or len(ys) not in (2, 3)
+            or len(set(xs[1:]) & set(ys[1:])) != 1):
+        raise ctx.error(node, f"Einsum {equation!r}: only a dot product along one axis of each of two vectors or "
+                              "sequences, batch first and kept (Keras's Dot), is read", "equation")
+    k = contracted[0]
+    axes = [1 + xs[1:].index(k), 1 + ys[1:].index(k)]
+    # Dot(normalize=True): both inputs normalised along the contracted axes (import_reduce_l2 kept them).
+    pending = ctx.__dict__.get("pending_dot_units", {})
+    units = [pending.pop(ctx.resolve(name), None) for name in node.input]
+    normalize = units[0] is not None
+    if normalize != (units[1] is not None) or (normalize and [u[1] for u in units] != axes):
+        raise ctx.error(node, f"Einsum {equation!r} of inputs not both normalised along its contracted axes: "
+                              "convforge's Dot(normalize=True) normalises both")
+    if normalize:
+        x, y = units[0][0], units[1][0]
+    else:
+        x = _computed_plain(ctx, node, node.input[0], "first input")
+        y = _computed_plain(ctx, node, node.input[1], "second input")
+    layer = _layer_class(ctx, node, "Dot")(axes, normalize=normalize)
+    if out[1:]:
+        ctx.add_layer(node, layer, [x, y], node.output[0], many=True)
+        return
+    # Two vectors: the layer's (batch, 1) is the Einsum's (batch,) unsqueezed at axis 1.
+    unsqueeze, passed = ctx.next_node(node.output[0])
+    axes = None
+    if unsqueeze is not None and unsqueeze.op_type == "Unsqueeze":
+        given = ctx.attributes(unsqueeze, {"axes": []})["axes"]
+        axes = list(given) or [int(v) for v in ctx.constant(unsqueeze, 1, "axes").reshape(-1)]
+    if axes is None or [a % 2 for a in axes] != [1]:
+        raise ctx.error(node, f"Einsum {equation!r} of two vectors makes (batch,); convforge's Dot makes (batch, 1), "
+                              "read when an Unsqueeze at axis 1 follows")
+    ctx.add_layer(node, layer, [x, y], node.output[0], many=True)
+    ctx.consume_all([*passed, unsqueeze], node.output[0])
+
+
 def _nearest_source(ctm: str, nearest_mode: str, size: int, out: int) -> np.ndarray:
     """Which input pixel each of ``out`` output pixels reads along an axis of ``size`` pixels, as
     ONNX's Resize (nearest) defines it for that coordinate transformation and rounding."""
@@ -1160,6 +1265,8 @@ for _op, _fn in (
     ("GlobalAveragePool", import_global_pool),
     ("GlobalMaxPool", import_global_pool),
     ("ReduceMean", import_reduce),
+    ("ReduceL2", import_reduce_l2),
+    ("Einsum", import_einsum),
     ("ReduceMax", import_reduce),
     ("Pad", import_pad),
     ("Slice", import_slice),
