@@ -644,3 +644,18 @@ def test_backup_and_restore_keeps_the_other_callbacks_state_of_its_epoch(tmp_pat
     # The stopping epoch is not trained again on the restart: its row is not logged twice (it was).
     assert (tmp_path / "b.csv").read_text() == (tmp_path / "a.csv").read_text()
     assert not backup.exists()
+
+
+def test_a_kept_backup_of_a_stopped_run_lets_a_longer_fit_go_on(tmp_path):
+    """delete_checkpoint=False keeps the backup of a run EarlyStopping ended: a later fit asking for
+    more epochs goes on from it, as Keras's does (it trained nothing, sent to the end)."""
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((32, 4)).astype(np.float32), rng.integers(0, 3, 32)
+    backup = tmp_path / "backup"
+    first = _backup_model().fit(x, y, epochs=10, verbose=0, callbacks=[
+        convforge.callbacks.EarlyStopping(monitor="loss", min_delta=100.0, patience=1),
+        convforge.callbacks.BackupAndRestore(backup, delete_checkpoint=False)])
+    assert first.epoch == [0, 1]
+    later = _backup_model().fit(x, y, epochs=20, verbose=0,
+                                callbacks=[convforge.callbacks.BackupAndRestore(backup, delete_checkpoint=False)])
+    assert later.epoch == list(range(20))  # epochs 2 to 19 trained after the two of the backup

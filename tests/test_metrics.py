@@ -996,3 +996,14 @@ def test_loss_metrics_take_keras_positional_arguments():
     assert metrics.BinaryCrossentropy("b", None, True).get_config()["from_logits"] is True
     with pytest.raises(TypeError, match="the argument 'dtype' of Hinge"):
         metrics.Hinge("h", "float64")
+
+
+def test_metrics_take_keras_axis_and_ignore_class_at_their_defaults():
+    assert metrics.CosineSimilarity("c", None, -1).name == "c"
+    assert metrics.CategoricalCrossentropy("c", None, True, 0.1, -1).get_config()["label_smoothing"] == 0.1
+    assert metrics.SparseCategoricalCrossentropy("s", None, True, None, -1).name == "s"
+    assert metrics.MeanSquaredError("m", None).name == "m" and metrics.RootMeanSquaredError("r", None).name == "r"
+    with pytest.raises(TypeError, match="the argument 'axis' of CategoricalCrossentropy"):
+        metrics.CategoricalCrossentropy(axis=1)
+    with pytest.raises(TypeError, match="the argument 'ignore_class' of SparseCategoricalCrossentropy"):
+        metrics.SparseCategoricalCrossentropy(ignore_class=0)

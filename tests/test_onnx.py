@@ -3580,3 +3580,16 @@ def test_einsum_and_reduce_l2_other_than_convforge_writes_them_are_refused_by_na
     bare = saved([helper.make_node("Einsum", ["a", "b"], ["y"], equation="bi,bi->b")], vec, "y", "bare.onnx")
     with pytest.raises(convforge.saving.ModelFileError, match=r"makes \(batch,\); convforge's Dot makes \(batch, 1\)"):
         convforge.load_model(bare)
+
+
+def test_unit_normalization_of_a_channels_first_model_reads_back_on_its_axes(tmp_path):
+    """Found by a review: read into a channels-first model, the graph's NCHW axes were remapped as
+    for a channels-last one (axis 1 read as 3): silently wrong predictions."""
+    model = seeded([layers.Conv2D(4, 3, data_format="channels_first", input_shape=(4, 6, 6)),
+                    layers.UnitNormalization(axis=1)])
+    path = tmp_path / "cf.onnx"
+    model.export(path)
+    back = convforge.load_model(path)
+    assert back.layers[-1].axis == 1
+    x = images((3, 4, 6, 6))
+    np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))

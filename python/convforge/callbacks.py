@@ -673,10 +673,14 @@ class BackupAndRestore(Callback):
     # between that and the end of the run then resumes straight to the end, training nothing more
     # and logging nothing twice, as the run would have ended.
     def get_state(self):
-        return {"stopped": bool(getattr(self.model, "stop_training", False))}, {}
+        epochs = (self.params or {}).get("epochs")
+        return {"stopped": bool(getattr(self.model, "stop_training", False)), "epochs": epochs}, {}
 
     def set_state(self, state, arrays):
+        # Only the same run started again (its epochs): a later fit with this directory and
+        # delete_checkpoint=False goes on from the backup's epoch, as Keras's does.
         self._stopped_at_backup = bool(state.get("stopped", False))
+        self._backup_epochs = state.get("epochs")
 
     def on_train_end(self, logs=None):
         if not self.delete_checkpoint or not distributed.is_primary():

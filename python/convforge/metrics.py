@@ -665,6 +665,13 @@ class Accuracy(Mean):
         super().__init__(_fast_accuracy, name, per_sample=_accuracy_per_sample)
 
 
+def _no_dtype(dtype, who: str) -> None:
+    """Keras's ``dtype`` of a metric (its second argument): its default, None, only."""
+    if dtype is not None:
+        raise TypeError(f"convforge does not support the argument 'dtype' of {who}; losses and metrics compute in the "
+                        f"model's dtype (only Keras's default dtype=None is accepted; got {dtype!r})")
+
+
 def _mse(y_true, y_pred):
     """Per sample: the mean over its outputs (Keras's mean_squared_error)."""
     y_pred = np.asarray(y_pred)
@@ -682,14 +689,16 @@ def _mae(y_true, y_pred):
 class MeanSquaredError(Mean):
     direction = "down"
 
-    def __init__(self, name: str = "mean_squared_error"):
+    def __init__(self, name: str = "mean_squared_error", dtype=None):
+        _no_dtype(dtype, "MeanSquaredError")
         super().__init__(_mse, name)
 
 
 class MeanAbsoluteError(Mean):
     direction = "down"
 
-    def __init__(self, name: str = "mean_absolute_error"):
+    def __init__(self, name: str = "mean_absolute_error", dtype=None):
+        _no_dtype(dtype, "MeanAbsoluteError")
         super().__init__(_mae, name)
 
 
@@ -1419,6 +1428,13 @@ class AUC(_Counting):
         return float(np.sum(_ratio(slope * (d_tp + intercept * log_ratio), positives)))
 
 
+def _last_axis(axis, who: str) -> None:
+    """Keras's ``axis`` of a metric over the classes: the last one (its default) only."""
+    if isinstance(axis, (bool, np.bool_)) or axis != -1:
+        raise TypeError(f"convforge does not support the argument 'axis' of {who}; only Keras's default axis=-1 (the "
+                        f"last axis) is accepted; got {axis!r}")
+
+
 class _LossMean(Mean):
     """The running sample-weighted mean of a loss's per-sample values: Keras's metric of the same
     name (a ``MeanMetricWrapper`` of its loss function), e.g. ``metrics=['mape']`` beside
@@ -1435,10 +1451,7 @@ class _LossMean(Mean):
     def _start(self, name: str | None, dtype, **loss_arguments) -> None:
         """The loss (with the arguments of a cross-entropy's metric) and the running mean.
         ``dtype``: Keras's second argument; its default (None) only, as the other metrics take it."""
-        if dtype is not None:
-            raise TypeError(f"convforge does not support the argument 'dtype' of {type(self).__name__}; losses and "
-                            f"metrics compute in the model's dtype (only Keras's default dtype=None is accepted; got "
-                            f"{dtype!r})")
+        _no_dtype(dtype, type(self).__name__)
         self._loss = self._loss_class(**loss_arguments)
         super().__init__(self._batch_mean, name if name is not None else self._default_name, per_sample=self._values)
 
@@ -1528,6 +1541,10 @@ class CosineSimilarity(_LossMean):
     ``y_pred`` over the last axis (1 the same direction; the loss of that name is its negative)."""
 
     direction = "up"
+
+    def __init__(self, name: str | None = None, dtype=None, axis=-1):
+        _last_axis(axis, "CosineSimilarity")
+        self._start(name, dtype)
     _default_name = "cosine_similarity"
     _loss_class = _losses.CosineSimilarity
     _sign = -1.0
@@ -1552,7 +1569,8 @@ class CategoricalCrossentropy(_LossMean):
     _loss_class = _losses.CategoricalCrossentropy
 
     def __init__(self, name: str = "categorical_crossentropy", dtype=None, from_logits: bool = False,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, axis=-1):
+        _last_axis(axis, "CategoricalCrossentropy")
         self._start(name, dtype, from_logits=from_logits, label_smoothing=label_smoothing)
 
     def get_config(self) -> dict:
@@ -1565,7 +1583,12 @@ class SparseCategoricalCrossentropy(_LossMean):
     _default_name = "sparse_categorical_crossentropy"
     _loss_class = _losses.SparseCategoricalCrossentropy
 
-    def __init__(self, name: str = "sparse_categorical_crossentropy", dtype=None, from_logits: bool = False):
+    def __init__(self, name: str = "sparse_categorical_crossentropy", dtype=None, from_logits: bool = False,
+                 ignore_class=None, axis=-1):
+        if ignore_class is not None:
+            raise TypeError("convforge does not support the argument 'ignore_class' of SparseCategoricalCrossentropy; "
+                            f"give those samples sample_weight 0 (got ignore_class={ignore_class!r})")
+        _last_axis(axis, "SparseCategoricalCrossentropy")
         self._start(name, dtype, from_logits=from_logits)
 
     def get_config(self) -> dict:
@@ -1592,7 +1615,8 @@ class RootMeanSquaredError(_Counting):
     direction = "down"
     _count_names = ("_total", "_count")
 
-    def __init__(self, name: str = "root_mean_squared_error"):
+    def __init__(self, name: str = "root_mean_squared_error", dtype=None):
+        _no_dtype(dtype, "RootMeanSquaredError")
         super().__init__(name if name is not None else "root_mean_squared_error")
 
     def reset_state(self):

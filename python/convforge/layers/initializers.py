@@ -343,8 +343,8 @@ def get(identifier, argument: str = "initializer") -> Initializer:
     if isinstance(identifier, dict):
         try:
             return deserialize(identifier)
-        except ValueError as err:
-            raise ValueError(f"{argument}: {err}") from None
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{argument}: {err}") from None
     if isinstance(identifier, str):
         cls = _lookup(identifier)
         if cls is None:

@@ -1013,8 +1013,10 @@ class Trainer:
                                for k, v in state["history"].items()}
             history.epoch = list(state["history_epochs"])
             history.skipped_batches = [int(n) for n in state["history_skipped"]]
-            if backup is not None and getattr(backup, "_stopped_at_backup", False):
+            if backup is not None and getattr(backup, "_stopped_at_backup", False) \
+                    and getattr(backup, "_backup_epochs", None) == epochs:
                 initial_epoch = epochs  # the run had stopped there (EarlyStopping): on to its end
+            if backup is not None:
                 backup._stopped_at_backup = False
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
             raise ValueError(f"initial_epoch must be a non-negative int; got {initial_epoch!r}")

@@ -1044,20 +1044,24 @@ def import_reduce_l2(ctx, node):
     pattern = (a["keepdims"] == 1 and axes and floor_node is not None and floor_node.op_type == "Max"
                and len(floor_node.input) == 2 and div is not None and div.op_type == "Div" and len(div.input) == 2
                and ctx.resolve(div.input[0]) == ctx.resolve(node.input[0])
-               and ctx.resolve(div.input[1]) == ctx.resolve(floor_node.output[0]))
+               and ctx.resolve(div.input[1]) in (ctx.resolve(floor_node.output[0]),
+                                                 *(ctx.resolve(p.output[0]) for p in passed_too)))
     constant = [i for i, name in enumerate(floor_node.input) if ctx.is_constant(name)] if pattern else []
     if not pattern or len(constant) != 1 or ctx.resolve(floor_node.input[1 - constant[0]]) not in (
             norm, *(ctx.resolve(p.output[0]) for p in passed)):
         raise ctx.error(node, "ReduceL2 is read only as x / max(ReduceL2(x, keepdims=1), 1e-12) over some axes "
                               "(UnitNormalization, as convforge exports it)")
-    floor = np.asarray(ctx.constant(floor_node, constant[0], "floor"), dtype=np.float64).reshape(-1)
+    raw_floor = np.asarray(ctx.constant(floor_node, constant[0], "floor"), dtype=np.float64)
+    floor = raw_floor.reshape(-1) if raw_floor.ndim <= 1 else np.zeros(0)  # a (1, 1, 1) floor broadcasts up
     unit_normalization = _layer_class(ctx, node, "UnitNormalization")
+    rank = len(ctx.shape(node, 0)) + 1
+    if any(not -rank <= int(v) < rank for v in axes):
+        raise ctx.error(node, f"axes {axes} out of range for a tensor of rank {rank}", "axes")
     einsum, _ = ctx.next_node(div.output[0])
     if floor.size == 1 and floor[0] == np.float32(_layer_class(ctx, node, "Dot")._EPSILON) and einsum is not None \
             and einsum.op_type == "Einsum" and len(axes) == 1:
         # Dot(normalize=True)'s normalisation of one input (Keras's floor, 1e-7): the Einsum's Dot takes it.
         x = _computed_plain(ctx, node, node.input[0], "input")
-        rank = len(ctx.shape(node, 0)) + 1
         pending = ctx.__dict__.setdefault("pending_dot_units", {})
         pending[ctx.resolve(div.output[0])] = (x, int(axes[0]) % rank)
         for n in (node, *passed, floor_node, *passed_too, div):
@@ -1067,12 +1071,13 @@ def import_reduce_l2(ctx, node):
         raise ctx.error(floor_node, f"a floor of {floor.tolist()} under the norm: UnitNormalization's is "
                                     f"{unit_normalization._FLOOR} (Keras's)")
     x = _computed_plain(ctx, node, node.input[0], "input")
-    rank = len(ctx.shape(node, 0)) + 1
     internal = sorted({int(v) % rank for v in axes})
     if 0 in internal:
         raise ctx.error(node, f"a norm over the batch axis (axes {axes}) is not a layer of convforge's", "axes")
-    # An image is NCHW in the graph: its channels are the user's last axis, height and width 1 and 2.
-    user = sorted({1: 3, 2: 1, 3: 2}[v] for v in internal) if rank == 4 else internal
+    # An image is NCHW in the graph: in a channels-last model its channels are the user's last
+    # axis and its height and width 1 and 2; a channels-first model counts the graph's axes.
+    channels_last = ctx.data_format != "channels_first"
+    user = sorted({1: 3, 2: 1, 3: 2}[v] for v in internal) if rank == 4 and channels_last else internal
     ctx.add_layer(node, unit_normalization(axis=user if len(user) > 1 else user[0]), [x], node.output[0])
     ctx.consume_all([*passed, floor_node, *passed_too, div], node.output[0])
 
@@ -1107,6 +1112,10 @@ def import_einsum(ctx, node):
     else:
         x = _computed_plain(ctx, node, node.input[0], "first input")
         y = _computed_plain(ctx, node, node.input[1], "second input")
+    ranks = [len(ctx.ref_shape(x)) + 1, len(ctx.ref_shape(y)) + 1]
+    if [len(xs), len(ys)] != ranks:
+        raise ctx.error(node, f"Einsum {equation!r} names {len(xs)} and {len(ys)} axes of tensors of rank "
+                              f"{ranks[0]} and {ranks[1]}", "equation")
     layer = _layer_class(ctx, node, "Dot")(axes, normalize=normalize)
     if out[1:]:
         ctx.add_layer(node, layer, [x, y], node.output[0], many=True)
