@@ -219,6 +219,17 @@ def _is_neutral(name: str, value, table=None) -> bool:
         and isinstance(value, str) == isinstance(default, str)
 
 
+def refuse_unless_default(who: str, name: str, value, hint: str | None = None) -> None:
+    """A TypeError for a Keras argument that a class takes by position (its signature has it) but
+    supports at Keras's default only (NEUTRAL_VALUES): ``Hinge('h', 'float64')``'s dtype, a
+    metric's ``axis=1``. The message as :func:`check_arguments` gives it for a keyword."""
+    if _is_neutral(name, value):
+        return
+    hint = hint or ARGUMENT_HINTS.get(name, "convforge takes Keras's default only")
+    raise TypeError(f"convforge does not support the argument {name!r} of {who}; {hint} (only Keras's default "
+                    f"{name}={NEUTRAL_VALUES[name]!r} is accepted; got {value!r})")
+
+
 def check_arguments(cls, hints=None, method: str = "__init__") -> None:
     """Make ``cls.<method>`` (if ``cls`` defines it without ``**kwargs``; an ``__init__`` that is
     ``object``'s counts as one without arguments) raise, for a keyword it lacks, a TypeError

@@ -57,6 +57,8 @@ import math
 
 import numpy as np
 
+from .layers.activations import _sigmoid  # sigmoid without overflow, in its input's dtype
+
 __all__ = [
     "BinaryCrossentropy",
     "BinaryFocalCrossentropy",
@@ -623,12 +625,6 @@ class BinaryCrossentropy(_ElementwiseLoss):
             return per, None
         inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)
         return per, np.where(inside, (p - y) / (p * (1 - p)), 0)
-
-
-def _sigmoid(z):
-    """``1 / (1 + exp(-z))`` without overflow for large ``|z|``."""
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def _softplus(z):

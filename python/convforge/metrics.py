@@ -665,13 +665,6 @@ class Accuracy(Mean):
         super().__init__(_fast_accuracy, name, per_sample=_accuracy_per_sample)
 
 
-def _no_dtype(dtype, who: str) -> None:
-    """Keras's ``dtype`` of a metric (its second argument): its default, None, only."""
-    if dtype is not None:
-        raise TypeError(f"convforge does not support the argument 'dtype' of {who}; losses and metrics compute in the "
-                        f"model's dtype (only Keras's default dtype=None is accepted; got {dtype!r})")
-
-
 def _mse(y_true, y_pred):
     """Per sample: the mean over its outputs (Keras's mean_squared_error)."""
     y_pred = np.asarray(y_pred)
@@ -690,7 +683,7 @@ class MeanSquaredError(Mean):
     direction = "down"
 
     def __init__(self, name: str = "mean_squared_error", dtype=None):
-        _no_dtype(dtype, "MeanSquaredError")
+        _unsupported.refuse_unless_default("MeanSquaredError", "dtype", dtype)
         super().__init__(_mse, name)
 
 
@@ -698,7 +691,7 @@ class MeanAbsoluteError(Mean):
     direction = "down"
 
     def __init__(self, name: str = "mean_absolute_error", dtype=None):
-        _no_dtype(dtype, "MeanAbsoluteError")
+        _unsupported.refuse_unless_default("MeanAbsoluteError", "dtype", dtype)
         super().__init__(_mae, name)
 
 
@@ -1118,11 +1111,6 @@ class _AtConstraint(Precision):
         super().__init__(thresholds=thresholds, class_id=class_id, name=name, dtype=dtype)
         self._evenly_spaced = n > 1  # Keras's bucketed path for these thresholds, two of them included
 
-    @staticmethod
-    def _rate(part, rest) -> np.ndarray:
-        total = part + rest
-        return np.divide(part, total, out=np.zeros_like(part), where=total != 0)  # Keras's divide_no_nan
-
     def _best(self, constrained, dependent) -> float:
         feasible = constrained >= self.value
         return float(np.max(np.where(feasible, dependent, 0.0), initial=0.0))
@@ -1143,7 +1131,7 @@ class PrecisionAtRecall(_AtConstraint):
         super().__init__(recall, num_thresholds, class_id, name, dtype)
 
     def result(self) -> float:
-        return self._best(self._rate(self.tp, self.fn), self._rate(self.tp, self.fp))
+        return self._best(_ratio(self.tp, self.tp + self.fn), _ratio(self.tp, self.tp + self.fp))
 
 
 class RecallAtPrecision(_AtConstraint):
@@ -1157,7 +1145,7 @@ class RecallAtPrecision(_AtConstraint):
         super().__init__(precision, num_thresholds, class_id, name, dtype)
 
     def result(self) -> float:
-        return self._best(self._rate(self.tp, self.fp), self._rate(self.tp, self.fn))
+        return self._best(_ratio(self.tp, self.tp + self.fp), _ratio(self.tp, self.tp + self.fn))
 
 
 class SensitivityAtSpecificity(_AtConstraint):
@@ -1171,7 +1159,7 @@ class SensitivityAtSpecificity(_AtConstraint):
         super().__init__(specificity, num_thresholds, class_id, name, dtype)
 
     def result(self) -> float:
-        return self._best(self._rate(self.tn, self.fp), self._rate(self.tp, self.fn))
+        return self._best(_ratio(self.tn, self.tn + self.fp), _ratio(self.tp, self.tp + self.fn))
 
 
 class SpecificityAtSensitivity(_AtConstraint):
@@ -1185,7 +1173,7 @@ class SpecificityAtSensitivity(_AtConstraint):
         super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
 
     def result(self) -> float:
-        return self._best(self._rate(self.tp, self.fn), self._rate(self.tn, self.fp))
+        return self._best(_ratio(self.tp, self.tp + self.fn), _ratio(self.tn, self.tn + self.fp))
 
 
 _EPSILON = 1e-7  # Keras's backend.epsilon(), which FBetaScore adds to its denominators
@@ -1428,11 +1416,7 @@ class AUC(_Counting):
         return float(np.sum(_ratio(slope * (d_tp + intercept * log_ratio), positives)))
 
 
-def _last_axis(axis, who: str) -> None:
-    """Keras's ``axis`` of a metric over the classes: the last one (its default) only."""
-    if isinstance(axis, (bool, np.bool_)) or axis != -1:
-        raise TypeError(f"convforge does not support the argument 'axis' of {who}; only Keras's default axis=-1 (the "
-                        f"last axis) is accepted; got {axis!r}")
+_CLASS_AXIS = "the classes' axis is the last one here"  # a metric's axis=-1, Keras's default
 
 
 class _LossMean(Mean):
@@ -1451,7 +1435,7 @@ class _LossMean(Mean):
     def _start(self, name: str | None, dtype, **loss_arguments) -> None:
         """The loss (with the arguments of a cross-entropy's metric) and the running mean.
         ``dtype``: Keras's second argument; its default (None) only, as the other metrics take it."""
-        _no_dtype(dtype, type(self).__name__)
+        _unsupported.refuse_unless_default(type(self).__name__, "dtype", dtype)
         self._loss = self._loss_class(**loss_arguments)
         super().__init__(self._batch_mean, name if name is not None else self._default_name, per_sample=self._values)
 
@@ -1543,7 +1527,7 @@ class CosineSimilarity(_LossMean):
     direction = "up"
 
     def __init__(self, name: str | None = None, dtype=None, axis=-1):
-        _last_axis(axis, "CosineSimilarity")
+        _unsupported.refuse_unless_default("CosineSimilarity", "axis", axis, _CLASS_AXIS)
         self._start(name, dtype)
     _default_name = "cosine_similarity"
     _loss_class = _losses.CosineSimilarity
@@ -1570,7 +1554,7 @@ class CategoricalCrossentropy(_LossMean):
 
     def __init__(self, name: str = "categorical_crossentropy", dtype=None, from_logits: bool = False,
                  label_smoothing: float = 0.0, axis=-1):
-        _last_axis(axis, "CategoricalCrossentropy")
+        _unsupported.refuse_unless_default("CategoricalCrossentropy", "axis", axis, _CLASS_AXIS)
         self._start(name, dtype, from_logits=from_logits, label_smoothing=label_smoothing)
 
     def get_config(self) -> dict:
@@ -1585,10 +1569,8 @@ class SparseCategoricalCrossentropy(_LossMean):
 
     def __init__(self, name: str = "sparse_categorical_crossentropy", dtype=None, from_logits: bool = False,
                  ignore_class=None, axis=-1):
-        if ignore_class is not None:
-            raise TypeError("convforge does not support the argument 'ignore_class' of SparseCategoricalCrossentropy; "
-                            f"give those samples sample_weight 0 (got ignore_class={ignore_class!r})")
-        _last_axis(axis, "SparseCategoricalCrossentropy")
+        _unsupported.refuse_unless_default("SparseCategoricalCrossentropy", "ignore_class", ignore_class)
+        _unsupported.refuse_unless_default("SparseCategoricalCrossentropy", "axis", axis, _CLASS_AXIS)
         self._start(name, dtype, from_logits=from_logits)
 
     def get_config(self) -> dict:
@@ -1616,7 +1598,7 @@ class RootMeanSquaredError(_Counting):
     _count_names = ("_total", "_count")
 
     def __init__(self, name: str = "root_mean_squared_error", dtype=None):
-        _no_dtype(dtype, "RootMeanSquaredError")
+        _unsupported.refuse_unless_default("RootMeanSquaredError", "dtype", dtype)
         super().__init__(name if name is not None else "root_mean_squared_error")
 
     def reset_state(self):
@@ -1708,12 +1690,6 @@ class R2Score(Metric):
         return {"name": self.name, "class_aggregation": self.class_aggregation, "num_regressors": self.num_regressors}
 
 
-def _flag(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
-    return bool(value)
-
-
 def _class_count(value, name: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be an int >= 1; got {value!r}")
@@ -1759,8 +1735,8 @@ class IoU(_Counting):
             raise ValueError(f"{type(self).__name__} ignore_class must be a class id (an int) or None; got "
                              f"{ignore_class!r}")
         self.ignore_class = None if ignore_class is None else int(ignore_class)
-        self.sparse_y_true = _flag(sparse_y_true, "sparse_y_true")
-        self.sparse_y_pred = _flag(sparse_y_pred, "sparse_y_pred")
+        self.sparse_y_true = _losses._check_flag(sparse_y_true, "sparse_y_true")
+        self.sparse_y_pred = _losses._check_flag(sparse_y_pred, "sparse_y_pred")
         super().__init__(name if name is not None else self._default_name)
 
     def reset_state(self):

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import functional as F
 from .base import Layer, display_shape, internal_axis, internal_shape
+from .normalization import unit_scale, unit_scale_backward
 
 __all__ = ["Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply", "Subtract", "add", "average",
            "concatenate", "dot", "maximum", "minimum", "multiply", "subtract"]
@@ -485,16 +486,10 @@ class Dot(_Merge):
         out = tuple(x_rest + y_rest)
         return out if out else (1,)  # two vectors: (batch, 1), as Keras's
 
-    def _unit(self, x, axis):
-        """``(x / max(|x|, eps), 1 / max(|x|, eps))`` along ``axis`` (Keras's normalize)."""
-        with np.errstate(divide="ignore"):
-            inverse = np.minimum(1 / np.sqrt(np.square(x).sum(axis=axis, keepdims=True)), 1 / self._EPSILON)
-        return (x * inverse).astype(x.dtype, copy=False), inverse
-
     def forward(self, xs, training=False):
         x, y = xs
         if self.normalize:
-            (x, rx), (y, ry) = self._unit(x, self._axes_inside[0]), self._unit(y, self._axes_inside[1])
+            (x, rx), (y, ry) = (unit_scale(v, axis, self._EPSILON) for v, axis in zip((x, y), self._axes_inside))
         out = np.einsum(self._equation, x, y).reshape((len(x), *self._internal_output_shape))
         if training:  # inference leaves the training cache alone (predict may run during fit)
             self._xs = list(xs)
@@ -509,14 +504,11 @@ class Dot(_Merge):
         g = dy if len(out_spec) > 1 else dy.reshape(len(dy))  # two vectors' (batch, 1): the einsum's (batch,)
         dx = np.einsum(f"{out_spec},{y_spec}->{x_spec}", g, y)
         dyy = np.einsum(f"{out_spec},{x_spec}->{y_spec}", g, x)
-        if self.normalize:  # through v / |v|: r g - v r^3 (v . g), where the floor does not hold r
-            dx = self._through_unit(self._xs[0], rx, dx, self._axes_inside[0])
-            dyy = self._through_unit(self._xs[1], ry, dyy, self._axes_inside[1])
+        if self.normalize:  # through each input's normalisation
+            a0, a1 = self._axes_inside
+            dx = unit_scale_backward(self._xs[0], rx, dx, a0, self._EPSILON)
+            dyy = unit_scale_backward(self._xs[1], ry, dyy, a1, self._EPSILON)
         return [dx.astype(dy.dtype, copy=False), dyy.astype(dy.dtype, copy=False)]
-
-    def _through_unit(self, v, inverse, g, axis):
-        along = (v * g).sum(axis=axis, keepdims=True)
-        return inverse * g - np.where(inverse < 1 / self._EPSILON, v * inverse ** 3 * along, 0.0)
 
     def get_config(self):
         return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}

@@ -380,6 +380,34 @@ class _PerSampleNormalization(Layer):
         return cls(**initializers.deserialize_config(config, ("beta_initializer", "gamma_initializer")))
 
 
+def user_axes(axis, rank: int, who: str) -> list[int]:
+    """The axes ``axis`` (an int or a list, Keras's count: negative from the end) names in a
+    per-sample shape of ``rank`` axes, as 1 .. rank, sorted; ValueError naming ``who`` for one out
+    of range or repeated."""
+    axes = axis if isinstance(axis, list) else [axis]
+    out = sorted({a + rank + 1 if a < 0 else a for a in axes})
+    if len(out) != len(axes) or not all(1 <= a <= rank for a in out):
+        raise ValueError(f"{who}: axis={axis} does not name distinct axes of its input of rank {rank + 1} (1 .. "
+                         f"{rank}, or -1 .. -{rank}; 0 is the batch axis)")
+    return out
+
+
+def unit_scale(x, axes, floor: float):
+    """``(x / max(|x|, floor), 1 / max(|x|, floor))`` along ``axes`` (Keras's normalize, its norm
+    summed in float64): UnitNormalization's forward and Dot's with ``normalize``."""
+    with np.errstate(divide="ignore"):  # a zero vector: 1 / 0 = inf, capped below
+        inverse = np.minimum(1 / np.sqrt(np.square(x, dtype=np.float64).sum(axis=axes, keepdims=True)), 1 / floor)
+    return (x * inverse).astype(x.dtype, copy=False), inverse
+
+
+def unit_scale_backward(x, inverse, g, axes, floor: float):
+    """The gradient through :func:`unit_scale`: ``r g - x r^3 (x . g)`` with ``r = 1 / |x|``; where
+    the floor holds r, ``r g``."""
+    along = np.sum(x * g, axis=axes, keepdims=True, dtype=np.float64)
+    free = inverse < 1 / floor
+    return (inverse * g - np.where(free, x * inverse ** 3 * along, 0.0)).astype(g.dtype, copy=False)
+
+
 def _moved_last(a, axes):
     """``(flat, restore)`` of ``_PerSampleNormalization._flat``: ``axes`` of ``a`` moved last and
     made one."""
@@ -425,16 +453,7 @@ class LayerNormalization(_PerSampleNormalization):
         return tuple(input_shape)
 
     def _user_axes(self, rank: int) -> list[int]:
-        """The normalised axes of a per-sample shape of ``rank`` axes, as Keras counts them (1 ..
-        rank, sorted); ValueError naming the layer for one out of range or repeated."""
-        axes = self.axis if isinstance(self.axis, list) else [self.axis]
-        out = sorted({a + rank + 1 if a < 0 else a for a in axes})
-        if len(out) != len(axes) or not all(1 <= a <= rank for a in out):
-            raise ValueError(
-                f"{self._who()}: axis={self.axis} does not name distinct axes of its input "
-                f"of rank {rank + 1} (1 .. {rank}, or -1 .. -{rank}; 0 is the batch axis)"
-            )
-        return out
+        return user_axes(self.axis, rank, self._who())
 
     def _internal_axes(self, rank: int) -> list[int]:
         """The normalised axes of the arrays inside the model (images NCHW), batch axis 0."""
@@ -571,24 +590,15 @@ class UnitNormalization(Layer):
 
     def _axes(self, ndim: int) -> tuple[int, ...]:
         """The normalised axes of the (batch, ...) arrays inside the model (images NCHW)."""
-        rank = ndim - 1
-        axes = self.axis if isinstance(self.axis, list) else [self.axis]
-        user = sorted({a + rank + 1 if a < 0 else a for a in axes})
-        if len(user) != len(axes) or not all(1 <= a <= rank for a in user):
-            raise ValueError(f"layer {self.name!r} (UnitNormalization): axis={self.axis} does not name distinct axes "
-                             f"of its input of rank {ndim} (1 .. {rank}, or -1 .. -{rank}; 0 is the batch axis)")
-        return tuple(internal_axis(a, ndim, self._data_format) for a in user)
+        who = f"layer {self.name!r} (UnitNormalization)"
+        return tuple(internal_axis(a, ndim, self._data_format) for a in user_axes(self.axis, ndim - 1, who))
 
     def _compute_internal_output_shape(self, input_shape):
         self._axes(len(input_shape) + 1)  # checked when built
         return tuple(input_shape)
 
     def forward(self, x, training=False):
-        axes = self._axes(x.ndim)
-        squares = np.square(x, dtype=np.float64).sum(axis=axes, keepdims=True)
-        with np.errstate(divide="ignore"):  # a zero vector: 1 / 0 = inf, capped below
-            inverse = np.minimum(1 / np.sqrt(squares), 1 / self._FLOOR)
-        y = (x * inverse).astype(x.dtype, copy=False)
+        y, inverse = unit_scale(x, self._axes(x.ndim), self._FLOOR)
         if training:  # inference leaves the training cache alone (predict may run during fit)
             self._x, self._inverse = x, inverse
         return y
@@ -596,13 +606,7 @@ class UnitNormalization(Layer):
     def backward(self, dy):
         if self._x is None:
             raise self._missing_cache()
-        x, inverse = self._x, self._inverse
-        axes = self._axes(x.ndim)
-        # d(x r)/dx with r = |x|^-1: r dy - x r^3 (x . dy); where the floor holds r, r dy.
-        along = np.sum(x * dy, axis=axes, keepdims=True, dtype=np.float64)
-        free = inverse < 1 / self._FLOOR
-        dx = inverse * dy - np.where(free, x * inverse ** 3 * along, 0.0)
-        return dx.astype(dy.dtype, copy=False)
+        return unit_scale_backward(self._x, self._inverse, dy, self._axes(self._x.ndim), self._FLOOR)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
