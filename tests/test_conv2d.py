@@ -647,3 +647,47 @@ def test_direct_phases_same_bits_on_any_thread_count(x_shape, w_shape, stride, p
         np.testing.assert_array_equal(r, results[0])
     want = R.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), **args)[0]
     np.testing.assert_allclose(results[0], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+# The direct form on paddings of every kind: on some sides only, wider than the kernel's reach
+# (no output free of padding), dilated, strided; forward, and backward data as a forward pass
+# over dy (whose paddings are negative, a crop, where the forward padding is wider than the
+# kernel's reach). Same bits on any thread count.
+DIRECT_REGIONS = [
+    ((2, 16, 28, 28), (32, 16, 3, 3), 2, ((0, 1), (0, 1)), 1),  # Keras 'same', stride 2: right and bottom
+    ((1, 16, 14, 14), (64, 16, 3, 3), 2, 1, 1),  # PyTorch's stride-2 padding: all four sides
+    ((3, 8, 13, 17), (16, 8, 3, 3), 1, ((2, 0), (0, 3)), 1),  # top rows and a wide right strip
+    ((2, 16, 9, 11), (16, 16, 3, 3), 1, ((0, 0), (3, 0)), (2, 1)),  # dilated rows, left strip only
+    ((1, 4, 5, 6), (16, 4, 7, 7), 1, 3, 1),  # no interior at all: every output reads the padding
+    ((2, 4, 4, 30), (32, 4, 5, 5), 1, 2, 1),  # no interior rows
+    ((1, 4, 30, 3), (16, 4, 5, 5), 1, 2, 1),  # no interior column
+    ((2, 16, 9, 9), (16, 16, 3, 3), 1, 3, 1),  # backward data: a crop of dy
+    ((2, 3, 40, 37), (16, 3, 5, 5), 2, ((1, 2), (2, 1)), 1),  # 5 wide, stride 2, two bands
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad,dilation", DIRECT_REGIONS)
+def test_direct_padding_regions(x_shape, w_shape, stride, pad, dilation, isa, rng):
+    args = dict(stride=stride, padding=pad, dilation=dilation)
+    algos = F.conv2d_algorithms(x_shape, w_shape, **args)
+    if "direct" not in algos["fwd"]:
+        pytest.skip(f"direct is not compiled for {isa}")
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    want = R.conv2d(x64, w64, b.astype(np.float64), **args)
+    dy = rng.standard_normal(want.shape).astype(np.float32)
+    want_dx = R.conv2d_backward(dy.astype(np.float64), x64, w64, **args)[0]
+    for n in (3, 2, 1):
+        convforge.set_num_threads(n)
+        with F.force_conv2d_algorithm(fwd="direct"):
+            y = F.conv2d(x, w, b, **args)
+        np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+        if n == 3:
+            first = y
+        np.testing.assert_array_equal(y, first)
+        if "direct" in algos["bwd_data"]:
+            with F.force_conv2d_algorithm(bwd_data="direct"):
+                dx = F.conv2d_backward_data(dy, w, x_shape, **args)
+            np.testing.assert_allclose(dx, want_dx, rtol=1e-4, atol=1e-4 * np.abs(want_dx).max())
