@@ -3593,3 +3593,147 @@ def test_unit_normalization_of_a_channels_first_model_reads_back_on_its_axes(tmp
     assert back.layers[-1].axis == 1
     x = images((3, 4, 6, 6))
     np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+# ---------------------------------------------------------------------------
+# Found by a review against onnxruntime (stop 40): each of these was a wrong answer, a bare
+# Python error, or a refusal of a file the spec allows
+# ---------------------------------------------------------------------------
+
+
+def save_model(path, nodes, inits, input_shape, output_shape=None, opset=17):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, output_shape)], list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_a_matmul_plus_a_constant_per_step_is_not_taken_for_a_bias_per_unit(tmp_path):
+    # (steps, 1) is one value per step, spread over the units; with steps == units it was
+    # folded into the Dense as one bias per unit, off by up to 30.
+    rng = np.random.default_rng(0)
+    kernel = rng.standard_normal((5, 4)).astype(np.float32)
+    per_step = (np.arange(4, dtype=np.float32) * 10).reshape(4, 1)
+    nodes = [helper.make_node("MatMul", ["x", "K"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])]
+    path = save_model(tmp_path / "m.onnx", nodes, [numpy_helper.from_array(kernel, "K"),
+                                                   numpy_helper.from_array(per_step, "b")], ("n", 4, 5))
+    x = rng.standard_normal((2, 4, 5)).astype(np.float32)
+    want = run_ort(path, x)
+    np.testing.assert_allclose(want, x @ kernel + per_step, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(convforge.load_model(path).predict(x, verbose=0), want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (1, 1), (3,), ()])
+def test_gemm_bias_of_one_row_imports(shape, tmp_path):
+    # tf2onnx and older exporters write a Dense bias as C of shape (1, N): refused until stop 40.
+    rng = np.random.default_rng(1)
+    b, c = rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
+    node = helper.make_node("Gemm", ["x", "B", "C"], ["y"], name="fc", beta=0.5)
+    path = save_model(tmp_path / "m.onnx", [node], [numpy_helper.from_array(b, "B"), numpy_helper.from_array(c, "C")],
+                      ("n", 5))
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    np.testing.assert_allclose(convforge.load_model(path).predict(x, verbose=0), run_ort(path, x), rtol=RTOL, atol=ATOL)
+
+
+def test_gemm_bias_per_row_is_refused_by_name(tmp_path):
+    node = helper.make_node("Gemm", ["x", "B", "C"], ["y"], name="fc")
+    path = save_model(tmp_path / "m.onnx", [node], [weights("B", (5, 3)), weights("C", (4, 3))], (4, 5))
+    with pytest.raises(ModelFileError, match=r"node 'fc' \(Gemm\): bias of shape \(4, 3\) is not one value per unit"):
+        convforge.load_model(path)
+
+
+def test_folded_integer_division_truncates_toward_zero(tmp_path):
+    # A Slice's start computed as Div(-7, 2): ONNX's integer Div truncates (-3), where NumPy's
+    # floor_divide gave -4, and the crop kept a row too many.
+    i64 = lambda v: numpy_helper.from_array(np.array(v, np.int64))  # noqa: E731
+    inits = [numpy_helper.from_array(np.ones((3, 2, 1, 1), np.float32), "W")]
+    for name, value in (("n7", [-7]), ("two", [2]), ("end", [2**62]), ("axis", [2])):
+        tensor = i64(value)
+        tensor.name = name
+        inits.append(tensor)
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"]), helper.make_node("Div", ["n7", "two"], ["start"]),
+             helper.make_node("Slice", ["c", "start", "end", "axis"], ["y"])]
+    path = save_model(tmp_path / "m.onnx", nodes, inits, ("n", 2, 6, 6))
+    x = np.random.default_rng(2).standard_normal((2, 2, 6, 6)).astype(np.float32)
+    want = run_ort(path, x)
+    assert want.shape == (2, 3, 3, 6)
+    got = convforge.load_model(path, input_layout="channels_first").predict(x, verbose=0)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("extra, value", [(["", "", "s"], np.array([1, 3, 6 * 2**30, 6], np.int64)),
+                                          (["", "s"], np.array([1, 1, 2**20, 2**20], np.float32))],
+                         ids=["sizes", "scales"])
+def test_a_resize_to_a_huge_output_is_refused_before_any_allocation(extra, value, tmp_path):
+    # A 201-byte file made load_model ask for 48 GiB (MemoryError) before the output's bound.
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"]), helper.make_node("Resize", ["c", *extra], ["y"], name="up")]
+    path = save_model(tmp_path / "m.onnx", nodes, [weights("W", (3, 2, 1, 1)), numpy_helper.from_array(value, "s")],
+                      ("n", 2, 6, 6))
+    load_small(path)  # warm: the first load imports modules, which tracemalloc would count
+    assert "values per sample, too many" in load_small(path, limit=2**20)
+
+
+@pytest.mark.parametrize("make, inits, message", [
+    # A Transpose after a Conv whose one attribute is not perm: an IndexError
+    (lambda: [helper.make_node("Conv", ["x", "W"], ["c"], name="conv"),
+              helper.make_node("Transpose", ["c"], ["y"], name="t", foo=1)],
+     [weights("W", (3, 2, 1, 1))], r"node 't' \(Transpose\), attribute 'foo'"),
+    # Weights with an empty axis: the layer's own ValueError, naming neither the file nor the node
+    (lambda: [helper.make_node("Conv", ["x", "W"], ["y"], name="conv")], [weights("W", (0, 2, 1, 1))],
+     r"node 'conv' \(Conv\): weights of shape \(0, 2, 1, 1\) hold no filter or no tap"),
+    (lambda: [helper.make_node("Conv", ["x", "W"], ["y"], name="conv")], [weights("W", (3, 2, 0, 1))],
+     r"node 'conv' \(Conv\): weights of shape \(3, 2, 0, 1\) hold no filter or no tap"),
+    # A Scale that does not broadcast to the normalised axes: NumPy's broadcast error
+    (lambda: [helper.make_node("LayerNormalization", ["x", "S"], ["y"], name="ln", axis=2)], [weights("S", (36,))],
+     r"node 'ln' \(LayerNormalization\): Scale / B of shapes \[\(36,\)\]; expected \(6, 6\)"),
+    # Messages that named the wrong thing
+    (lambda: [helper.make_node("Transpose", ["x"], ["y"], name="t")], [],
+     r"a transpose \[3, 2, 1, 0\] \(no perm: all axes reversed\)"),
+    (lambda: [helper.make_node("BatchNormalization", ["x", "S", "S", "S", "S"], ["y"], name="bn", epsilon=0.0)],
+     [weights("S", (2,))], r"attribute 'epsilon': epsilon 0.0 is out of range: expected 0 < epsilon < 1$"),
+    (lambda: [helper.make_node("Relu", ["x"], ["z"], name="r")], [],
+     r"the graph output 'y' is made by no node and is no initializer"),
+], ids=["transpose-attribute", "no-filter", "no-tap", "layer-norm-scale", "no-perm", "epsilon", "no-producer"])
+def test_import_errors_name_the_node_and_what_is_wrong(make, inits, message, tmp_path):
+    path = save_model(tmp_path / "m.onnx", make(), inits, ("n", 2, 6, 6))
+    with pytest.raises(ModelFileError, match=message):
+        convforge.load_model(path)
+
+
+def test_opset_9_slice_is_refused_with_what_to_do(tmp_path):
+    node = helper.make_node("Slice", ["x"], ["y"], name="s", starts=[1], ends=[5], axes=[2])
+    path = save_model(tmp_path / "m.onnx", [node], [], ("n", 2, 6, 6), opset=9)
+    with pytest.raises(ModelFileError, match=r"node 's' \(Slice\), attribute '\w+': opset 9's Slice .* opset 10 or "
+                                             r"later"):
+        convforge.load_model(path)
+
+
+@pytest.mark.parametrize("scale_shape", [(6,), (1, 6), (6, 1), (6, 6)])
+def test_layer_normalization_scale_broadcast_to_the_normalised_axes(scale_shape, tmp_path):
+    rng = np.random.default_rng(4)
+    scale = rng.standard_normal(scale_shape).astype(np.float32)
+    bias = rng.standard_normal((6,)).astype(np.float32)
+    node = helper.make_node("LayerNormalization", ["x", "S", "B"], ["y"], name="ln", axis=2)
+    path = save_model(tmp_path / "m.onnx", [node], [numpy_helper.from_array(scale, "S"),
+                                                    numpy_helper.from_array(bias, "B")], ("n", 3, 6, 6))
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    got = convforge.load_model(path).predict(x.transpose(0, 2, 3, 1), verbose=0).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, run_ort(path, x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_dropout_with_a_boolean_training_mode(training, tmp_path):
+    # The spec's training_mode is a BOOL; every BOOL tensor was refused as an element type.
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"]), helper.make_node("Dropout", ["c", "r", "t"], ["y"], name="drop")]
+    inits = [numpy_helper.from_array(np.random.default_rng(5).standard_normal((3, 2, 1, 1)).astype(np.float32), "W"),
+             numpy_helper.from_array(np.array(0.3, np.float32), "r"), numpy_helper.from_array(np.array(training), "t")]
+    path = save_model(tmp_path / "m.onnx", nodes, inits, ("n", 2, 6, 6))
+    if training:
+        with pytest.raises(ModelFileError, match=r"node 'drop' \(Dropout\).*training"):
+            convforge.load_model(path)
+        return
+    x = np.random.default_rng(6).standard_normal((2, 2, 6, 6)).astype(np.float32)
+    got = convforge.load_model(path, input_layout="channels_first").predict(x, verbose=0)
+    np.testing.assert_allclose(got, run_ort(path, x), rtol=RTOL, atol=ATOL)

@@ -165,7 +165,10 @@ def _add_with_activation(ctx, node, layer_factory, inputs, output, weights, rank
     the activation reads; ``view``: that output is a channels-last view of the layer's output."""
     last = after[-1].output[0] if after else output
     fused, act = _fused_activation(ctx, last, rank, view)
-    layer = layer_factory(act)
+    try:
+        layer = layer_factory(act)
+    except (ValueError, TypeError) as err:  # the layer's own checks of what the file gave it
+        raise ctx.error(node, f"cannot be expressed as a convforge layer: {err}") from None
     ctx.add_layer(node, layer, inputs, output, weights)
     in_view = False
     for extra in (*after, *fused):
@@ -189,6 +192,8 @@ def import_conv(ctx, node):
     bias = ctx.constant(node, 2, "bias B", required=False)
     if kernel.ndim != 4:
         raise ctx.error(node, f"weights of shape {kernel.shape}: only 2-D convolution (4-D weights) is supported")
+    if 0 in kernel.shape:
+        raise ctx.error(node, f"weights of shape {kernel.shape} hold no filter or no tap")
     groups = a["group"]
     depthwise = groups == c and c > 1 and kernel.shape[1] == 1 and kernel.shape[0] % c == 0
     if not depthwise and (groups < 1 or c % groups or kernel.shape[0] % groups):
@@ -315,7 +320,10 @@ def _folded_bias(ctx, output, channels, bias):
 
 
 def _perm(node):
-    return [list(a.ints) for a in node.attribute if a.name == "perm"][0] if len(node.attribute) == 1 else None
+    """A Transpose's perm where that is its one attribute, else None (the Transpose's own import
+    then reads, or refuses, its attributes)."""
+    perms = [list(a.ints) for a in node.attribute if a.name == "perm"]
+    return perms[0] if len(node.attribute) == 1 and perms else None
 
 
 def _image_shape(ctx, node):
@@ -493,11 +501,21 @@ def _dense(ctx, node, kernel, bias, output, after=()):
     _add_with_activation(ctx, node, make, [node.input[0]], output, weights, len(features), after)
 
 
+def _one_per_unit(value, units) -> bool:
+    """Whether a constant added to a (..., units) product is one bias per unit (or one for all):
+    every axis but the last of size 1, the last of size units or 1. A (steps, 1) constant, one
+    value per step, is not, even where steps == units."""
+    shape = np.shape(value)
+    return all(d == 1 for d in shape[:-1]) and (not shape or shape[-1] in (units, 1))
+
+
 def _bias_vector(ctx, node, value, units):
-    try:
-        return np.broadcast_to(np.asarray(value, dtype=np.float64), (units,)).copy()
-    except ValueError:
-        raise ctx.error(node, f"bias of shape {np.shape(value)} does not broadcast to ({units},)") from None
+    """The (units,) bias of a Gemm's C or a MatMul's added constant: a scalar, (units,), (1, units)
+    or (1, 1) (tf2onnx and older exporters write a Dense bias as (1, units))."""
+    if np.ndim(value) > 2 or not _one_per_unit(value, units):
+        raise ctx.error(node, f"bias of shape {np.shape(value)} is not one value per unit ({units},) or (1, {units}): "
+                              "a bias per row is not supported")
+    return np.broadcast_to(np.asarray(value, dtype=np.float64).reshape(-1), (units,)).copy()
 
 
 def import_gemm(ctx, node):
@@ -529,8 +547,8 @@ def import_matmul(ctx, node):
         constant = [i for i, n in enumerate(names) if ctx.is_constant(n)]
         if len(constant) == 1:
             value = ctx.constant(add, constant[0], "bias")
-            if value.size in (kernel.shape[1], 1) and value.ndim <= 2:
-                bias = _bias_vector(ctx, add, value.reshape(-1), kernel.shape[1])
+            if value.ndim <= 2 and _one_per_unit(value, kernel.shape[1]):
+                bias = _bias_vector(ctx, add, value, kernel.shape[1])
                 after = (*passed, add)
     _dense(ctx, node, kernel, bias, output, after)
 
@@ -651,7 +669,8 @@ def import_transpose(ctx, node):
             if permute_perm(dims, channels_last) == perm:
                 ctx.add_layer(node, Permute(dims), [node.input[0]], node.output[0])
                 return
-    raise ctx.error(node, f"a transpose {perm} inside the graph has no convforge layer", "perm")
+    shown = perm if perm else f"{list(range(len(ctx.shape(node, 0)), -1, -1))} (no perm: all axes reversed)"
+    raise ctx.error(node, f"a transpose {shown} inside the graph has no convforge layer", "perm")
 
 
 def _flatten_view(ctx, node, base) -> None:

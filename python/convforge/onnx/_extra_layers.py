@@ -24,6 +24,7 @@ from .. import layers as _layers
 from ..layers.base import display_shape, internal_axis, internal_shape, shown_axis
 from . import _sequences
 from ._builtin_export import activation, onnx_pads
+from ._import import MAX_SAMPLE_ELEMENTS
 from ._registry import register_exporter, register_importer
 
 INT64_MAX = 2**63 - 1
@@ -370,8 +371,10 @@ def import_batch_normalization(ctx, node):
         raise ctx.error(node, "training mode (batch statistics) is not supported at inference", "training_mode")
     if len(node.output) > 1 and any(node.output[1:]):
         raise ctx.error(node, "the running-statistics outputs (training mode) are not supported")
-    if not 0 < a["epsilon"] < 1 or not 0 <= a["momentum"] <= 1:
-        raise ctx.error(node, f"epsilon {a['epsilon']} / momentum {a['momentum']} out of range", "epsilon")
+    if not 0 < a["epsilon"] < 1:
+        raise ctx.error(node, f"epsilon {a['epsilon']} is out of range: expected 0 < epsilon < 1", "epsilon")
+    if not 0 <= a["momentum"] <= 1:
+        raise ctx.error(node, f"momentum {a['momentum']} is out of range: expected 0 <= momentum <= 1", "momentum")
     if _sequences.reads_sequence(ctx, node):
         return _sequences.import_batch_normalization1d(ctx, node, a)
     shape = ctx.shape(node, 0)
@@ -409,8 +412,14 @@ def import_layer_normalization(ctx, node):
     values = [np.asarray(ctx.constant(node, 1, "Scale"))]
     if len(node.input) > 2 and node.input[2]:
         values.append(np.asarray(ctx.constant(node, 2, "B")))
-    values = [np.broadcast_to(v, dims) if v.size in (1, np.prod(dims)) and v.ndim <= len(dims) else v for v in values]
-    if any(v.shape != dims for v in values):
+    def full(v):  # v broadcast to dims where ONNX's rules allow it, else as it is (refused below)
+        try:
+            return np.broadcast_to(v, dims) if v.ndim <= len(dims) else v
+        except ValueError:
+            return v
+
+    values = [full(v) for v in values]
+    if any(v.shape != tuple(dims) for v in values):
         raise ctx.error(node, f"Scale / B of shapes {[v.shape for v in values]}; expected {dims}")
     # The axes as Keras counts them on the user's shape, and the weights in their order: an NCHW
     # image's in a channels-last model, or a channels-last view's in a channels-first one (its
@@ -767,6 +776,9 @@ def _slice_margins(ctx, node, shape, to_axis=None, strides=None) -> dict:
 
 
 def import_slice(ctx, node):
+    if ctx.opset < 10 and node.attribute:
+        raise ctx.error(node, f"opset {ctx.opset}'s Slice (starts, ends and axes as attributes) is not supported: "
+                              "export the model at opset 10 or later (its inputs)", node.attribute[0].name)
     ctx.attributes(node, {})
     if _sequences.reads_sequence(ctx, node):  # Cropping1D
         return _sequences.import_crop_of_steps(ctx, node, _slice_margins(ctx, node, ctx.ref_shape(node.input[0])))
@@ -1220,6 +1232,11 @@ def import_resize(ctx, node):
         raise ctx.error(node, f"factors {factors}: only height and width can be scaled, not the channels", "scales")
     if max(factors) > _params.MAX_PARAM:
         raise ctx.error(node, f"factors {factors} are too large", "scales")
+    # Before anything the size of the output is made (the check of the nearest pixels below): a
+    # file of a few hundred bytes asked for 48 GiB there.
+    if math.prod(shape) * math.prod(factors) > MAX_SAMPLE_ELEMENTS:
+        raise ctx.error(node, f"its output would hold {math.prod(shape) * math.prod(factors)} values per sample, "
+                              "too many", "sizes" if sizes is not None else "scales")
     if bilinear:
         layer = _layer_class(ctx, node, "UpSampling2D")(size=tuple(factors[1:]), data_format=ctx.data_format,
                                                         interpolation="bilinear")

@@ -117,6 +117,13 @@ def _cast(args, attrs):
         return args[0].astype(_TYPES[to])
 
 
+def _truncating_divide(a, b):
+    """ONNX's integer Div, as C divides: the quotient rounded toward zero (Div(-7, 2) is -3, where
+    NumPy's floor_divide gives -4), in the operands' integer type."""
+    q = np.abs(a) // np.abs(b)
+    return np.where((a < 0) != (b < 0), -q, q).astype(np.result_type(a, b))
+
+
 def _arithmetic(op):
     def run(args, attrs):
         a, b = args
@@ -127,7 +134,7 @@ def _arithmetic(op):
         # Mod: the divisor's sign (Python's %), or the dividend's with fmod=1 (C's fmod).
         mod = np.fmod if attrs.get("fmod", 0) else np.mod
         with np.errstate(all="ignore"):
-            return {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.floor_divide, "Mod": mod}[op](a, b)
+            return {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _truncating_divide, "Mod": mod}[op](a, b)
 
     return run
 

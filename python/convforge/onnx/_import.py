@@ -773,7 +773,9 @@ def _walk(path, proto, nodes, opset, input_layout, model_format=None):
             raise ModelFileError(path, f"the graph output {output!r} is a sequence transposed to (batch, channels, "
                                        "steps); convforge's models return sequences as (batch, steps, channels)")
         if ctx.ref_shape(final) is None:
-            raise ModelFileError(path, f"the graph output {output!r} is a constant, not computed from the input")
+            made = ctx.is_constant(final) or any(final in n.output for n in ctx.proto.graph.node)
+            raise ModelFileError(path, f"the graph output {output!r} is a constant, not computed from the input" if made
+                                 else f"the graph output {output!r} is made by no node and is no initializer")
         # An output that is a channels-last view (Keras's exporter ends image outputs with a
         # transpose) is the NCHW tensor, which predict returns channels-last.
         base = ctx.view_base(final)

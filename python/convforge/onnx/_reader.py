@@ -30,6 +30,7 @@ _DTYPES = {
     11: ("<f8", "double_data"),  # DOUBLE
     7: ("<i8", "int64_data"),  # INT64
     6: ("<i4", "int32_data"),  # INT32
+    9: ("|u1", "int32_data"),  # BOOL (a Dropout's training_mode): one byte each, read as value != 0
 }
 _TYPE_NAMES = {1: "FLOAT", 2: "UINT8", 3: "INT8", 5: "INT16", 6: "INT32", 7: "INT64", 9: "BOOL", 10: "FLOAT16",
                11: "DOUBLE", 16: "BFLOAT16"}
@@ -91,7 +92,7 @@ def tensor_array(path, tensor, what: str, infinite_ok: bool = False) -> np.ndarr
         raise ModelFileError(path, f"{what} is a segmented tensor, which convforge does not read")
     if tensor.data_type not in _DTYPES:
         name = _TYPE_NAMES.get(tensor.data_type, str(tensor.data_type))
-        raise ModelFileError(path, f"{what} has element type {name}; convforge reads FLOAT, DOUBLE, INT32 and INT64")
+        raise ModelFileError(path, f"{what} has element type {name}; convforge reads FLOAT, DOUBLE, INT32, INT64 and BOOL")
     dims = list(tensor.dims)
     if any(d < 0 for d in dims) or len(dims) > 8:
         raise ModelFileError(path, f"{what} declares an invalid shape {dims}")
@@ -111,7 +112,9 @@ def tensor_array(path, tensor, what: str, infinite_ok: bool = False) -> np.ndarr
         stored = getattr(tensor, field)
         if len(stored) != count:
             raise ModelFileError(path, f"{what} declares shape {dims} ({count} values) but holds {len(stored)}")
-        values = np.asarray(stored, dtype=dtype)
+        values = np.asarray(stored, dtype=np.int64 if tensor.data_type == 9 else dtype)
+    if tensor.data_type == 9:
+        return (values != 0).reshape(dims)
     if dtype[1] == "f" and not (~np.isnan(values) if infinite_ok else np.isfinite(values)).all():
         # A diverged or forged model: nothing to predict with (the .npz reader refuses them too).
         raise ModelFileError(path, f"{what} holds NaN or infinite values")
