@@ -21,6 +21,15 @@ ALL_ISAS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def fresh_layer_names():
+    """Each test starts with the names a fresh process hands out (dense, dense_1, ...), as Keras's
+    own tests call clear_session(): automatic names are numbered across the process, so without
+    it a test's names would depend on which tests ran before it."""
+    convforge.backend.clear_session()
+    yield
+
+
 @pytest.fixture(params=ALL_ISAS)
 def isa(request):
     """Run the test with the kernels capped at one ISA, then restore the cap."""

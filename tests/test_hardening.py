@@ -1038,8 +1038,9 @@ def test_small_misuses_get_clear_errors():
             refused(lambda: check_model_gradients(reg, np.ones((2, 3)), np.zeros((2, 2)), eps=eps), ValueError, "eps")
         # mixed data_format: the message says data_format
         refused(
-            lambda: convforge.Sequential([layers.Conv2D(4, 3, input_shape=(8, 8, 1)), layers.Conv2D(4, 3, data_format="channels_first")]),
-            ValueError, "data_format='channels_first'", "'conv2d_1' says so", "'conv2d'",
+            lambda: convforge.Sequential([layers.Conv2D(4, 3, input_shape=(8, 8, 1), name="first"),
+                                          layers.Conv2D(4, 3, data_format="channels_first", name="second")]),
+            ValueError, "data_format='channels_first'", "'second' says so", "'first'",
         )
         refused(
             lambda: convforge.Sequential([layers.Input((8, 8, 1)), layers.Conv2D(4, 3, data_format="channels_first")]),
@@ -1048,11 +1049,11 @@ def test_small_misuses_get_clear_errors():
         # a huge input_shape: the layer, the weight and its size, not NumPy's bare message
         refused(
             lambda: convforge.Sequential([layers.Flatten(input_shape=(2**40, 2**40, 1)), layers.Dense(2)]),
-            ValueError, "layer 'dense'", "weight 'kernel'", "GiB", "input_shape",
+            ValueError, "layer 'dense", "weight 'kernel'", "GiB", "input_shape",  # dense_N: the process's Nth
         )
         refused(
             lambda: convforge.Sequential([layers.Flatten(input_shape=(10**6, 10**6, 3)), layers.Dense(2)]),
-            MemoryError, "layer 'dense'", "weight 'kernel'", "GiB",
+            MemoryError, "layer 'dense", "weight 'kernel'", "GiB",
         )
         """
     )

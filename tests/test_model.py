@@ -133,7 +133,8 @@ def test_model_builds_from_data_input_layer_or_build():
 
     with_input = convforge.Sequential([layers.Input(shape=(8, 8, 3)), layers.Conv2D(2, 3)])
     assert with_input.output_shape == (None, 6, 6, 2)
-    assert [layer.name for layer in with_input.layers] == ["conv2d"]  # Input is not a layer
+    # Input is not a layer; automatic names are numbered in the process, as Keras's
+    assert [layer.name for layer in with_input.layers] == ["conv2d_1"]
 
     later = convforge.Sequential([layers.Conv2D(2, 3)])
     later.build((None, 8, 8, 3))

@@ -474,3 +474,57 @@ def test_layers_order_of_a_nested_model_read_before_its_last_layer_runs():
     p, q = two(i)
     model = convforge.Model(i, layers.Add(name="add")([other(layers.Dense(4, name="dp")(p)), q]))
     assert [layer.name for layer in model.layers] == ["i", "two", "dp", "other", "add"]
+
+
+def test_a_gan_of_two_unnamed_sequentials_wires_as_in_keras(tmp_path):
+    # Model(z, discriminator(generator(z))): each Sequential named its layers from 'dense' on,
+    # so the graph refused two layers named 'dense'. Names are now numbered in the process, as
+    # Keras's (checked on 3.15.1: the same lists, in a fresh session).
+    generator = convforge.Sequential([convforge.Input((4,)), layers.Dense(8, activation="relu"), layers.Dense(6)])
+    discriminator = convforge.Sequential([convforge.Input((6,)), layers.Dense(3, activation="relu"),
+                                          layers.Dense(1, activation="sigmoid")])
+    z = convforge.Input((4,))
+    gan = convforge.Model(z, discriminator(generator(z)))
+    assert [layer.name for layer in generator.layers] == ["dense", "dense_1"]
+    assert [layer.name for layer in discriminator.layers] == ["dense_2", "dense_3"]
+    assert [layer.name for layer in gan.layers] == ["input_layer_2", "sequential", "sequential_1"]
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    np.testing.assert_allclose(gan.predict(x, verbose=0), discriminator.predict(generator.predict(x, verbose=0),
+                                                                                  verbose=0), rtol=1e-6)
+    gan.save(tmp_path / "gan.keras")
+    back = convforge.models.load_model(tmp_path / "gan.keras")
+    np.testing.assert_array_equal(back.predict(x, verbose=0), gan.predict(x, verbose=0))
+
+
+def test_unnamed_models_get_numbered_names_and_an_ensemble_of_them_saves(tmp_path):
+    # The Functional API guide's ensemble: get_model() three times, unnamed, averaged. All three
+    # were 'functional': get_layer(name) found the first, and the saved file loaded in neither
+    # convforge nor Keras (one name for three entries).
+    def get_model():
+        i = convforge.Input((6,))
+        return convforge.Model(i, layers.Dense(2)(i))
+
+    models = [get_model() for _ in range(3)]
+    assert [m.name for m in models] == ["functional", "functional_1", "functional_2"]
+    inputs = convforge.Input((6,))
+    ensemble = convforge.Model(inputs, layers.average([m(inputs) for m in models]))
+    assert [ensemble.get_layer(m.name) is m for m in models] == [True] * 3
+    assert [convforge.Sequential().name, convforge.Sequential().name] == ["sequential", "sequential_1"]
+    x = np.random.default_rng(1).standard_normal((3, 6)).astype(np.float32)
+    ensemble.save(tmp_path / "ensemble.keras")
+    back = convforge.models.load_model(tmp_path / "ensemble.keras")
+    np.testing.assert_array_equal(back.predict(x, verbose=0), ensemble.predict(x, verbose=0))
+
+
+def test_a_sequential_keeps_its_input_s_name_across_rebuilds():
+    # Each build made an InputLayer of the next number (input_layer_2 where Keras keeps its one
+    # input layer, input_layer_1).
+    first = convforge.Input((3,))
+    model = convforge.Sequential([convforge.Input((3,)), layers.Dense(2)])
+    model.add(layers.Dense(4))
+    assert first.name == "input_layer" and model.inputs[0].name == "input_layer_1"
+    assert convforge.Model(model.inputs, model.outputs).layers[0].name == "input_layer_1"
+    unnamed = convforge.Sequential([layers.Dense(2)])
+    unnamed.build((None, 3))
+    unnamed.add(layers.Dense(1))
+    assert unnamed.inputs[0].name == "input_layer_2"

@@ -464,7 +464,7 @@ def test_wrong_architecture(saved):
     wider = make_model(filters=5)
     with pytest.raises(
         ModelFileError,
-        match=r"layer 0 \('conv2d', Conv2D\) weight 'kernel' has shape \(3, 1, 3, 3\) in the file but \(5, 1, 3, 3\)",
+        match=r"layer 0 \('conv2d_1', Conv2D\) weight 'kernel' has shape \(3, 1, 3, 3\) in the file but \(5, 1, 3, 3\)",
     ):
         wider.load_weights(saved)
     shorter = convforge.Sequential([layers.Flatten(input_shape=(8, 8, 1)), layers.Dense(3)])

@@ -124,6 +124,15 @@ class Model(Trainer):
     ``get_layer``, ``astype``) and files (``save``, ``save_weights``, ``load_weights``); training is
     :class:`~convforge.models.trainer.Trainer`'s. Keras's subclassing API (a ``Model`` subclass with
     its own ``call``) is not supported.
+
+    Where convforge differs from Keras 3: every input must reach an output (Keras accepts an
+    input no output uses and ignores its data; here a ValueError names it); a layer is built for
+    one input shape, so one called on images of two sizes (a Conv2D shared by an 8x8 and a 12x12
+    input, whose weights Keras sizes by the channels alone) is refused by name; layer names are
+    one namespace per model with the models nested in it (two nested models that each hold a
+    ``'fc1'`` cannot be called in one graph; Keras scopes them by model). Automatic names are
+    numbered in the process as Keras numbers them (``dense``, ``dense_1``, ...;
+    ``convforge.backend.clear_session()`` starts again).
     """
 
     #: The Keras class this model is saved as in a .keras file (models/keras_file.py).
@@ -475,10 +484,12 @@ class Model(Trainer):
 
 
 def check_model_name(name, default: str) -> str:
-    """A model's ``name=``: ``default`` for None or "", else a string without '/' (Keras's rule: the
+    """A model's ``name=``: for None or "", ``default`` numbered in the process as Keras numbers
+    its models (sequential, sequential_1, ...: two unnamed models in one graph had one name, and
+    its .keras file loaded in neither library), else a string without '/' (Keras's rule: the
     name goes into weight paths, the summary's title and the model file's description)."""
     if name is None or (isinstance(name, str) and not name):
-        return default
+        return unique_name(default)
     if not isinstance(name, str) or "/" in name:
         raise ValueError(f"name must be a string without '/'; got {name!r} ({type(name).__name__})")
     return name

@@ -94,13 +94,11 @@ _NOT_BUILT = (
 
 
 class _AddState:
-    """The ids and names of the layers a Sequential's constructor has added so far, and the next
-    suffix to try for each automatic name's base."""
+    """The ids and names of the layers a Sequential's constructor has added so far."""
 
     def __init__(self):
         self.ids: set = set()
         self.names: set = set()
-        self.suffix: dict = {}
 
 
 class Sequential(Model):
@@ -140,6 +138,10 @@ class Sequential(Model):
         self._trainable_plan: list = []
         self._graph: Functional | None = None  # the executor, made at build
         self._graph_input = None
+        # The name of its input layer: the Input it was given, else one numbered when it is first
+        # built, kept across rebuilds (each made an InputLayer of the next number: input_layer_2
+        # where Keras, which keeps one input layer, shows input_layer_1).
+        self._input_name: str | None = None
         self._graph_nodes: list = []
         self._nested: list = []  # the models added (add), whose trainable the setter sets with this one's
         # (layer, the model added that brought it): model.layers lists the model. Pairs, not a dict
@@ -217,6 +219,7 @@ class Sequential(Model):
             if self._flat_layers:
                 raise ValueError("Input(...) must be the first entry of a Sequential model")
             self._declared_input = layer.shape
+            self._input_name = layer.name
             return
         if not isinstance(layer, Layer):
             hint = ""
@@ -229,14 +232,13 @@ class Sequential(Model):
         if id(layer) in ids:
             raise ValueError(f"layer {layer.name!r} is already in this model; create a new layer instead")
         if layer.name is None:
+            # Numbered in the process, as Keras numbers a layer when it is made (dense, dense_1,
+            # ... across models): per model, a GAN's two Sequentials both had 'dense' and could
+            # not be called in one functional model.
             base = snake_case(type(layer).__name__)
-            i = adding.suffix.get(base, 0) if adding is not None else 0
-            name = base if i == 0 else f"{base}_{i}"
+            name = symbolic.unique_name(base)
             while name in names:
-                i += 1
-                name = f"{base}_{i}"
-            if adding is not None:
-                adding.suffix[base] = i
+                name = symbolic.unique_name(base)
             layer.name = name
         elif layer.name in names:
             raise ValueError(f"a layer named {layer.name!r} is already in this model; layer names must be unique")
@@ -390,7 +392,9 @@ class Sequential(Model):
         has ``inputs``/``outputs`` and each layer ``input``/``output``, as a built Keras Sequential."""
         for node in self._graph_nodes:
             node.layer._inbound_nodes.remove(node)
-        self._graph_input = InputLayer(shape=display_shape(internal), dtype=self.dtype).output
+        if self._input_name is None:
+            self._input_name = symbolic.unique_name("input_layer")
+        self._graph_input = InputLayer(shape=display_shape(internal), dtype=self.dtype, name=self._input_name).output
         self._graph_nodes = symbolic.record_chain(self._flat_layers, self._graph_input)
         self._graph = Functional(self._graph_input, self._graph_nodes[-1].outputs[0], name=self.name,
                                  _executor=True)
