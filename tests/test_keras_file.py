@@ -844,3 +844,30 @@ def test_standalone_activation_layers_are_saved_as_keras_activation(tmp_path):
     with pytest.raises(ValueError, match=r"CELU with \{'alpha': 0.5\} has no Keras layer; Keras's Activation\('celu'\) "
                                          r"takes \{'alpha': 1.0\}"):
         odd.save(tmp_path / "odd.keras")
+
+
+def _channels_first_cnn(M, L_):
+    return M.Sequential([M.Input((3, 8, 8)), L_.Conv2D(4, 3, data_format="channels_first"),
+                         L_.MaxPooling2D(data_format="channels_first"), L_.Flatten(), L_.Dense(2)])
+
+
+def test_a_flatten_that_says_channels_last_sits_in_a_channels_first_model():
+    # Keras's files store every Flatten's data_format, 'channels_last' by default, and Keras
+    # flattens the maps as laid out: convforge refused the mix ("must agree on data_format").
+    model = convforge.Sequential([convforge.Input((3, 8, 8)), L.Conv2D(4, 3, data_format="channels_first"),
+                                  L.Flatten(data_format="channels_last"), L.Dense(2)])
+    assert model._data_format() == "channels_first"
+    x = np.random.default_rng(3).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    maps = np.asarray(model.layers[0](x))  # channels-first, flattened as they are
+    kernel, bias = model.layers[-1].get_weights()
+    np.testing.assert_allclose(model.predict(x, verbose=0), maps.reshape(2, -1) @ kernel + bias, rtol=1e-5, atol=1e-5)
+
+
+def test_a_keras_channels_first_cnn_file_loads(tmp_path, keras):
+    theirs = _channels_first_cnn(keras, keras.layers)
+    x = np.random.default_rng(4).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NumPy 2's notices about Keras's own variables
+        theirs.save(tmp_path / "cf.keras")
+    ours = convforge.models.load_model(tmp_path / "cf.keras")
+    _same(ours.predict(x, verbose=0), _keras_predict(theirs, x))

@@ -321,7 +321,9 @@ class Flatten(Layer):
     ``data_format`` must agree with the rest of the model; it does not change
     this order, but Keras's ``Flatten(data_format='channels_first')`` moves the
     channels last before flattening, and the Dense after it gives and takes
-    Keras's rows for that order.
+    Keras's rows for that order. ``'channels_last'`` (Keras's default, which
+    its model files store) is taken in a channels-first model too, as Keras
+    takes it: the maps are flattened as they are laid out.
     """
 
     _cache_attrs = ("_in_shape",)

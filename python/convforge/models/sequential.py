@@ -278,7 +278,11 @@ class Sequential(Model):
         return [layer for layer in self._flat_layers if not getattr(layer, "_sequence_data_format", False)]
 
     def _data_format(self) -> str:
-        formats = {getattr(layer, "data_format", None) for layer in self._image_layers()} - {None}
+        # A Flatten's 'channels_last' is Keras's default, which its files store for every Flatten:
+        # it flattens the maps as they are laid out, in a channels-first model too, so it casts no
+        # vote (a Keras channels-first CNN's file was refused as mixing the two).
+        formats = {getattr(layer, "data_format", None) for layer in self._image_layers()
+                   if not (type(layer) is Flatten and layer.data_format == "channels_last")} - {None}
         if len(formats) > 1:
             raise ValueError(f"layers of one model must agree on data_format; got {sorted(formats)}")
         return formats.pop() if formats else "channels_last"
