@@ -76,12 +76,56 @@ def test_channels_first_one_channel_and_sequences_keep_the_stored_order():
         np.testing.assert_array_equal(head.get_weights()[0], head.params["kernel"])
 
 
-def test_a_dense_after_a_layer_with_weights_per_feature_keeps_the_stored_order():
-    # BatchNormalization after the Flatten holds one gamma per feature, in the Flatten's order: the
-    # Dense after it is not renumbered (documented on Flatten).
-    model = _sequential(layers.BatchNormalization())
-    head = model.get_layer("head")
-    np.testing.assert_array_equal(head.get_weights()[0], head.params["kernel"])
+def _maps(model, name, x=X):
+    """The channels-last maps of layer ``name`` (on the model's first input), flattened as Keras
+    flattens them."""
+    return convforge.Model(model.inputs[0], model.get_layer(name).output).predict(x, verbose=0).reshape(len(x), -1)
+
+
+@pytest.mark.parametrize("make, apply", [
+    (lambda: layers.BatchNormalization(name="between"),
+     lambda v, w: (v - w[2]) / np.sqrt(w[3] + 1e-3) * w[0] + w[1]),
+    (lambda: layers.LayerNormalization(name="between"),
+     lambda v, w: (v - v.mean(1, keepdims=True)) / np.sqrt(v.var(1, keepdims=True) + 1e-3) * w[0] + w[1]),
+    (lambda: layers.PReLU(name="between"), lambda v, w: np.where(v > 0, v, w[0] * v)),
+], ids=["batchnorm", "layernorm", "prelu"])
+def test_a_layer_with_weights_per_feature_between_flatten_and_dense_speaks_keras_s_order(make, apply, tmp_path):
+    # Its vectors, like the Dense's rows, follow the Flatten's order inside and Keras's in
+    # get_weights/set_weights and .keras files: both kept the stored order until stop 40, and
+    # Keras's weights (or files) predicted wrong by up to 21.
+    model = _sequential(make())
+    weights = _set_random(model)
+    if isinstance(model.get_layer("between"), layers.BatchNormalization):
+        weights[5] = np.abs(weights[5]) + 0.5  # a variance
+        model.set_weights(weights)
+    between = model.get_layer("between").get_weights()
+    kernel, bias = model.get_layer("head").get_weights()
+    want = apply(_maps(model, "maps").astype(np.float64), between) @ kernel + bias
+    np.testing.assert_allclose(model.predict(X, verbose=0), want, rtol=1e-4, atol=1e-4)
+    stored = next(iter(model.get_layer("between").params.values()))
+    assert not np.array_equal(stored, between[0])  # stored in the Flatten's order
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_array_equal(convforge.load_model(tmp_path / "m.keras").predict(X, verbose=0),
+                                  model.predict(X, verbose=0))
+
+
+def test_a_concatenate_or_an_add_of_flattens_passes_each_part_s_order_to_the_dense():
+    # Image and metadata features side by side (Concatenate([Flatten(maps), vector])), or two
+    # Flattens summed: the Dense's rows for the image part follow Keras's order in get_weights.
+    image, meta = convforge.Input((6, 6, 2)), convforge.Input((3,))
+    maps = layers.Conv2D(3, 3, name="maps")(image)
+    joined = layers.Concatenate()([layers.Flatten()(maps), layers.Dense(5, name="meta")(meta)])
+    summed = layers.Add()([layers.Flatten()(maps), layers.Flatten()(layers.Conv2D(3, 3, name="maps2")(image))])
+    model = convforge.Model([image, meta], [layers.Dense(4, name="head")(joined), layers.Dense(2, name="head2")(summed)])
+    _set_random(model)
+    m = np.random.default_rng(2).standard_normal((len(X), 3)).astype(np.float32)
+    features = np.concatenate([_maps(model, "maps"), model.get_layer("meta")(m)], axis=1)
+    kernel, bias = model.get_layer("head").get_weights()
+    both = _maps(model, "maps") + _maps(model, "maps2")
+    kernel2, bias2 = model.get_layer("head2").get_weights()
+    got = model.predict([X, m], verbose=0)
+    np.testing.assert_allclose(got[0], features @ kernel + bias, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got[1], both @ kernel2 + bias2, rtol=1e-4, atol=1e-4)
 
 
 def test_a_rebuilt_stack_tells_its_dense_again():

@@ -871,3 +871,35 @@ def test_a_keras_channels_first_cnn_file_loads(tmp_path, keras):
         theirs.save(tmp_path / "cf.keras")
     ours = convforge.models.load_model(tmp_path / "cf.keras")
     _same(ours.predict(x, verbose=0), _keras_predict(theirs, x))
+
+
+def _flatten_then_features(M, L_):
+    """Flatten -> BatchNormalization -> PReLU -> Dense, and Concatenate([Flatten(maps), a
+    metadata vector]) -> Dense: layers whose weights follow the Flatten's order."""
+    image, meta = M.Input((6, 6, 2), name="image"), M.Input((3,), name="meta")
+    flat = L_.Flatten()(L_.Conv2D(3, 3)(image))
+    tail = L_.Dense(4)(L_.PReLU()(L_.BatchNormalization()(flat)))
+    both = L_.Dense(2)(L_.Concatenate()([flat, L_.Dense(5)(meta)]))
+    return M.Model([image, meta], [tail, both])
+
+
+def test_flatten_then_batchnorm_or_a_concatenate_moves_both_ways_with_keras(tmp_path, keras):
+    # Predictions 3 to 21 off, silently, in both directions until stop 40.
+    rng = np.random.default_rng(5)
+    x = [rng.standard_normal((4, 6, 6, 2)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NumPy 2's notices about Keras's own variables
+        theirs = _flatten_then_features(keras, keras.layers)
+        weights = [rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in theirs.get_weights()]
+        theirs.set_weights(weights)
+        theirs.save(tmp_path / "k.keras")
+    want = _keras_predict(theirs, x)
+    _same(convforge.load_model(tmp_path / "k.keras").predict(x, verbose=0), want, 1e-4)
+    ours = _flatten_then_features(convforge, L)
+    ours.set_weights(weights)
+    _same(ours.predict(x, verbose=0), want, 1e-4)
+    ours.save(tmp_path / "c.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        back = keras.models.load_model(tmp_path / "c.keras")
+    _same(_keras_predict(back, x), want, 1e-4)

@@ -16,7 +16,7 @@ import numpy as np
 from .. import functional as F
 from .. import regularizers
 from . import initializers
-from .base import Layer, display_shape, internal_axis, snake_case
+from .base import FeatureOrdered, Layer, display_shape, internal_axis, snake_case
 from .normalization import refuse_unsupported
 
 __all__ = [
@@ -858,7 +858,7 @@ class Activation(Layer):
         return {**super().get_config(), "activation": serialize(self.activation) or "linear"}
 
 
-class PReLU(Layer):
+class PReLU(FeatureOrdered, Layer):
     """Parametric ReLU, Keras's ``PReLU``: ``x`` where ``x > 0``, ``alpha * x`` elsewhere, with
     ``alpha`` learned (He et al., 2015).
 
@@ -874,6 +874,7 @@ class PReLU(Layer):
     """
 
     _cache_attrs = ("_x",)
+    _feature_weights = ("alpha",)  # on flattened maps: one slope per value, in the Flatten's order
 
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None, shared_axes=None, *,
                  name=None, input_shape=None, trainable=True):

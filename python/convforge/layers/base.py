@@ -29,9 +29,12 @@ import numbers
 import re
 import weakref
 
+import warnings
+
 import numpy as np
 
 from .. import functional as F
+from .._warnings import user_stacklevel
 from .._unsupported import _is_neutral
 from . import initializers
 
@@ -1059,6 +1062,84 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+def _take_rows(order, weight):
+    return weight[order]
+
+
+#: The calls of a FeatureOrdered layer disagree on the order of the features a Flatten gave them.
+_DISAGREE = object()
+
+
+class FeatureOrdered:
+    """A layer whose weights index the features a Flatten of images gave it, along their first
+    axis: a Dense's kernel rows, a BatchNormalization's, LayerNormalization's or PReLU's vectors
+    on flattened maps. convforge's Flatten orders the values (channels, height, width) and
+    Keras's (height, width, channels), so the models tell each such layer the order it sits
+    after (:func:`convforge.layers.core.keras_flatten_order`), and its get_weights/set_weights (and .keras files)
+    speak Keras's order while the stored weights follow convforge's."""
+
+    #: The weights whose first axis is the features (taken where their length is the features').
+    _feature_weights: tuple = ()
+    #: The layouts of the layer's other weights (Layer._keras_layouts' role).
+    _other_keras_layouts: dict = {}
+
+    def _take_flatten_order(self, model, orders: list) -> None:
+        """``model`` found, before each of its calls of this layer that tells (not one reading the
+        model's input), a Flatten of images (an order, from :func:`keras_flatten_order`) or none
+        (None). While every such call in every live model holding the layer agrees,
+        get_weights/set_weights speak Keras's order after such a Flatten; where two disagree
+        (a Dense after a Flatten in one model and after another Dense in another) no order is
+        right for both, so they keep the stored one, with a warning."""
+        held = self.__dict__.setdefault("_flatten_orders", {})  # id(model) -> (weak model, its orders)
+        held[id(model)] = (weakref.ref(model), list(orders))
+        if self._flatten_order() is _DISAGREE:
+            warnings.warn(
+                f"layer {self.name!r} ({type(self).__name__}) follows a Flatten of images in one call and not in "
+                "another (or after another order): convforge's Flatten orders (channels, height, width), Keras's "
+                "(height, width, channels), so its weights cannot be Keras's for both; get_weights()/set_weights() "
+                "keep the stored order", stacklevel=user_stacklevel())
+
+    def _forget_flatten_order(self, model) -> None:
+        """``model`` holds this layer no more (a Sequential's ``pop``)."""
+        self.__dict__.get("_flatten_orders", {}).pop(id(model), None)
+
+    def _flatten_order(self):
+        """The order the live models holding the layer agree on (None: none, the stored one is
+        Keras's), or ``_DISAGREE``."""
+        held = self.__dict__.get("_flatten_orders")
+        if not held:
+            return None
+        for key in [key for key, (ref, _) in held.items() if ref() is None]:  # models gone
+            del held[key]
+        live = [o for _, orders in held.values() for o in orders]
+        if not live:
+            return None
+        if all((o is None) == (live[0] is None) and (o is None or np.array_equal(o, live[0])) for o in live):
+            return live[0]
+        return _DISAGREE
+
+    @property
+    def _keras_layouts(self) -> dict:
+        """Keras's order after a Flatten of images, worked out when asked from the models that
+        hold the layer now (one that went away or popped it no longer counts)."""
+        order = self._flatten_order()
+        if order is None or order is _DISAGREE:
+            return self._other_keras_layouts
+        layouts = dict(self._other_keras_layouts)
+        for name in self._feature_weights:
+            value = self.params.get(name)
+            if value is not None and value.shape[:1] == order.shape:
+                layouts[name] = (functools.partial(_take_rows, order), functools.partial(_take_rows, np.argsort(order)))
+        return layouts
+
+    def __getstate__(self) -> dict:
+        # The models holding the layer are not part of it (weak references do not pickle); the
+        # next model built on it tells it the order again.
+        state = dict(self.__dict__)
+        state.pop("_flatten_orders", None)
+        return state
 
 
 # Layer's own __init__ checked as a subclass's is: a layer that has none of its own (Identity, a

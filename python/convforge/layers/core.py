@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
-import warnings
-import weakref
 
 import numpy as np
 
 from .. import functional as F
-from .._warnings import user_stacklevel
 from .. import random as _random
 from . import activations
 from .base import (
+    FeatureOrdered,
     Layer,
     _check_input_dim,
     check_input_shape,
@@ -27,7 +24,7 @@ from .base import (
 __all__ = ["Dense", "Dropout", "Flatten", "Identity", "Input", "InputLayer", "Lambda", "Reshape"]
 
 
-class Dense(Layer):
+class Dense(FeatureOrdered, Layer):
     """Fully connected layer ``y = activation(x @ kernel + bias)``, Keras's ``Dense``.
 
     Parameters
@@ -55,10 +52,11 @@ class Dense(Layer):
     channels) order: Keras's weights set into the same model predict as Keras. A head model
     whose first Dense reads its own input takes the order of the model it sits in after a
     Flatten, so set Keras's weights into that model (a head alone has no Flatten before it).
-    Any other layer between them (BatchNormalization, LayerNormalization, PReLU or
-    Normalization, with weights per feature; a Lambda; a merge of Flattens) leaves the stored
-    order, for those layers' weights too. A Dense after a Flatten in one call and after
-    something else in another keeps the stored order, with a warning.
+    A BatchNormalization, LayerNormalization or PReLU between them does the same with its
+    vectors, and a Concatenate (or Add, Average, ...) of Flattens and other features passes each
+    part's order on; any other layer (Normalization, with its own weights per feature; a
+    Lambda) leaves the stored order, for those layers' weights too. A Dense after a Flatten in
+    one call and after something else in another keeps the stored order, with a warning.
 
     Input / output
     --------------
@@ -70,58 +68,7 @@ class Dense(Layer):
     """
 
     _cache_attrs = ("_x",)
-
-    def _take_flatten_order(self, model, orders: list) -> None:
-        """``model`` found, before each of its calls of this layer that tells (not one reading the
-        model's input), a Flatten of images (an order, from :func:`keras_flatten_order`) or none
-        (None). While every such call in every live model holding the layer agrees,
-        get_weights/set_weights speak Keras's row order after such a Flatten; where two disagree
-        (a Dense after a Flatten in one model and after another Dense in another) no order is
-        right for both, so they keep the stored one, with a warning."""
-        held = self.__dict__.setdefault("_flatten_orders", {})  # id(model) -> (weak model, its orders)
-        held[id(model)] = (weakref.ref(model), list(orders))
-        if self._flatten_order() is _DISAGREE:
-            warnings.warn(
-                f"layer {self.name!r} (Dense) follows a Flatten of images in one call and not in another (or "
-                "after another order): convforge's Flatten orders (channels, height, width), Keras's (height, "
-                "width, channels), so its kernel cannot be Keras's for both; get_weights()/set_weights() keep "
-                "the stored row order", stacklevel=user_stacklevel())
-
-    def _forget_flatten_order(self, model) -> None:
-        """``model`` holds this layer no more (a Sequential's ``pop``)."""
-        self.__dict__.get("_flatten_orders", {}).pop(id(model), None)
-
-    def _flatten_order(self):
-        """The order the live models holding the layer agree on (None: none, the stored one is
-        Keras's), or ``_DISAGREE``."""
-        held = self.__dict__.get("_flatten_orders")
-        if not held:
-            return None
-        for key in [key for key, (ref, _) in held.items() if ref() is None]:  # models gone
-            del held[key]
-        live = [o for _, orders in held.values() for o in orders]
-        if not live:
-            return None
-        if all((o is None) == (live[0] is None) and (o is None or np.array_equal(o, live[0])) for o in live):
-            return live[0]
-        return _DISAGREE
-
-    @property
-    def _keras_layouts(self) -> dict:
-        """Keras's row order after a Flatten of images, worked out when asked from the models that
-        hold the layer now (one that went away or popped it no longer counts)."""
-        order = self._flatten_order()
-        if order is None or order is _DISAGREE:
-            return Layer._keras_layouts
-        return {**Layer._keras_layouts, "kernel": (functools.partial(_take_rows, order),
-                                                   functools.partial(_take_rows, np.argsort(order)))}
-
-    def __getstate__(self) -> dict:
-        # The models holding the layer are not part of it (weak references do not pickle); the
-        # next model built on it tells it the order again.
-        state = dict(self.__dict__)
-        state.pop("_flatten_orders", None)
-        return state
+    _feature_weights = ("kernel",)
 
     def __init__(
         self,
@@ -279,12 +226,6 @@ class Identity(Layer):
         return dy
 
 
-def _take_rows(order, kernel):
-    return kernel[order]
-
-
-#: A Dense's calls disagree on the order of the features a Flatten gave them.
-_DISAGREE = object()
 
 
 def keras_flatten_order(flattened: tuple, model_format: str, flatten_format: str | None):
@@ -313,8 +254,9 @@ class Flatten(Layer):
     order instead; the Dense layer after the Flatten stores its kernel's rows
     in this order and gives and takes them in Keras's by ``get_weights()`` /
     ``set_weights()``, so Keras's weights set into the same model predict as
-    Keras (:class:`Dense` says where not: a BatchNormalization, LayerNormalization
-    or PReLU between them, an Add or Concatenate of Flattens). Output shapes and parameter counts are the same; the outputs of
+    Keras; a BatchNormalization, LayerNormalization or PReLU between them does the
+    same with its vectors, and a Concatenate or Add of Flattens passes each part's
+    order on (:class:`Dense` says where not). Output shapes and parameter counts are the same; the outputs of
     the Flatten itself (``Model(x, flatten_output)``) are in this order. For
     Keras's exact order there use ``Reshape((-1,))``, at the price of a transpose.
 

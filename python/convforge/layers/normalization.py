@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from . import initializers
-from .base import Layer, display_shape, internal_axis
+from .base import FeatureOrdered, Layer, display_shape, internal_axis
 
 __all__ = ["BatchNormalization", "GroupNormalization", "LayerNormalization", "UnitNormalization", "refuse_unsupported"]
 
@@ -20,7 +20,7 @@ def refuse_unsupported(layer: str, **arguments) -> None:
             raise NotImplementedError(f"{layer}: the Keras argument {name}={value!r} is not supported by convforge")
 
 
-class BatchNormalization(Layer):
+class BatchNormalization(FeatureOrdered, Layer):
     """Batch normalisation, Keras's ``BatchNormalization``.
 
     During training (``fit``) each channel is normalised with the mean and
@@ -69,6 +69,9 @@ class BatchNormalization(Layer):
     """
 
     _cache_attrs = ("_x", "_mean", "_var", "_frozen_scale", "_frozen_x", "_gate", "_relu_used")
+    # On flattened maps (Flatten -> BatchNormalization -> Dense): a value per feature, in the
+    # Flatten's order (FeatureOrdered).
+    _feature_weights = ("gamma", "beta", "moving_mean", "moving_variance")
     _gate = None  # frozen with a fused ReLU: that ReLU's output, for its gradient
     _relu_used = False  # the last training forward applied a fused ReLU (_forward_relu)
 
@@ -418,7 +421,7 @@ def _moved_last(a, axes):
     return flat, lambda f: f.reshape(moved.shape).transpose(order)
 
 
-class LayerNormalization(_PerSampleNormalization):
+class LayerNormalization(FeatureOrdered, _PerSampleNormalization):
     """Layer normalisation, Keras's ``LayerNormalization`` (Ba et al., 2016): each sample
     normalised over ``axis`` by its own mean and (biased) variance, then ``* gamma + beta``,
     the same in training and inference (no moving statistics).
@@ -434,6 +437,8 @@ class LayerNormalization(_PerSampleNormalization):
     Keras 3 sorts the numbers as written (-1 before 2: (8, 5)) and then reshapes, not transposes,
     them onto the input, so its weights of that shape do not carry over. Same-sign lists agree.
     """
+
+    _feature_weights = ("gamma", "beta")  # on flattened maps: in the Flatten's order (FeatureOrdered)
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
                  gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,

@@ -82,12 +82,12 @@ from .. import optimizers as optimizers_module
 from ..layers import activations as activation_layers
 from ..layers import fusion
 from ..layers.activations import Sigmoid, Softmax, _ActivationLayer
-from ..layers.base import FLOAT_DTYPES, Layer, call_copy, display_shape
+from ..layers.base import FLOAT_DTYPES, FeatureOrdered, Layer, call_copy, display_shape
 from ..layers import augmentation as augmentation_layers
 from ..layers.augmentation import _Augmentation
 from ..layers.core import Dense, Dropout, Flatten, Input, InputLayer, keras_flatten_order
 from ..layers.noise import _NoiseLayer
-from ..layers.merging import Add
+from ..layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from ..layers.normalization import BatchNormalization
 from ..layers.symbolic import KerasTensor, NestedCall, Node, common_dtype, unique_name
 from . import keras_file, state
@@ -481,6 +481,10 @@ class Model(Trainer):
         export_onnx(self, filepath, opset=opset, input_layout=input_layout)
         if verbose:
             print(f"Saved artifact at '{os.fspath(filepath)}'.")
+
+
+# Merges whose outputs keep their inputs' features in place (a Flatten's order passes through).
+_ELEMENTWISE_MERGES = (Add, Average, Maximum, Minimum, Multiply, Subtract)
 
 
 def check_model_name(name, default: str) -> str:
@@ -1060,28 +1064,69 @@ class Functional(Model):
         return self._keras_order(lambda node: node.nested_call if id(node.nested_call) in self._whole_calls else node)
 
     def _note_flatten_orders(self) -> None:
-        """Tell each Dense layer whether a Flatten of images comes before it (through layers that
-        keep the features' order), so that its get_weights/set_weights speak Keras's row order
-        (:func:`~convforge.layers.core.keras_flatten_order`); a Dense called after several, with
-        different orders, keeps its stored order (it warns). The walk stops at the model's inputs:
-        a Dense reading them tells nothing (a head made to sit after a Flatten elsewhere, or a tail
-        cut after one, takes that model's order)."""
+        """Tell each Dense layer, and each BatchNormalization, LayerNormalization or PReLU on
+        flattened maps (FeatureOrdered), whether a Flatten of images comes before it -- through
+        layers that keep the features' order, and through a Concatenate or an elementwise merge
+        of such features, which pass each part's order on -- so that its get_weights/set_weights
+        speak Keras's order (:func:`~convforge.layers.core.keras_flatten_order`); one called
+        after several, with different orders, keeps its stored order (it warns). The walk stops
+        at the model's inputs: a layer reading them tells nothing (a head made to sit after a
+        Flatten elsewhere, or a tail cut after one, takes that model's order)."""
         model_inputs = {id(t) for t in self._walk_inputs}
+        unknown = object()  # the caller's features: in no order this model knows
+        memo: dict = {}
+
+        def order_of(t):
+            """Where Keras's features of ``t`` sit in convforge's (None: the same place), or unknown."""
+            key = id(t)
+            if key in memo:
+                return memo[key]
+            memo[key] = None  # (a graph has no cycle; this only guards the recursion)
+            if key in model_inputs:
+                found = unknown
+            else:
+                layer, inputs = t._node.layer, t._node.inputs
+                flat = len(t._internal) == 1
+                if isinstance(layer, Flatten):  # this model's own Flatten
+                    image = inputs[0]
+                    found = keras_flatten_order(tuple(image._internal),
+                                                getattr(image, "_format", None) or "channels_last", layer.data_format)
+                elif len(inputs) == 1 and flat and (layer._keeps_feature_order or (
+                        isinstance(layer, FeatureOrdered) and not isinstance(layer, Dense))):
+                    found = order_of(inputs[0])
+                elif flat and isinstance(layer, Concatenate) and all(len(i._internal) == 1 for i in inputs):
+                    parts = [order_of(i) for i in inputs]
+                    if all(p is unknown for p in parts):
+                        found = unknown
+                    else:  # each part's order, shifted to where the part sits
+                        pieces, at = [], 0
+                        for i, p in zip(inputs, parts):
+                            size = i._internal[0]
+                            pieces.append(at + (np.arange(size) if p is None or p is unknown else p))
+                            at += size
+                        found = np.concatenate(pieces)
+                        found = None if np.array_equal(found, np.arange(found.size)) else found
+                elif flat and isinstance(layer, _ELEMENTWISE_MERGES) and all(len(i._internal) == 1 for i in inputs):
+                    known = [p for p in (order_of(i) for i in inputs) if p is not unknown]
+                    same = all((p is None) == (known[0] is None) and (p is None or np.array_equal(p, known[0]))
+                               for p in known)
+                    found = unknown if not known else known[0] if same else None
+                else:
+                    found = None  # new features (a Dense's outputs): the same order in both
+            memo[key] = found
+            return found
+
         found: dict = {}
         for node in self._nodes:
-            if not isinstance(node.layer, Dense):
+            if not isinstance(node.layer, FeatureOrdered):
                 continue
-            t, order = node.inputs[0], None
-            while id(t) not in model_inputs and t._node.layer._keeps_feature_order and len(t._node.inputs) == 1:
-                t = t._node.inputs[0]
             orders = found.setdefault(id(node.layer), (node.layer, []))[1]
-            if id(t) in model_inputs:
-                continue  # the caller's features, in no known order: this call tells nothing
-            if isinstance(t._node.layer, Flatten):  # this model's own Flatten
-                image = t._node.inputs[0]
-                order = keras_flatten_order(tuple(image._internal), getattr(image, "_format", None) or "channels_last",
-                                            t._node.layer.data_format)
-            orders.append(order)
+            if not isinstance(node.layer, Dense) and len(node.inputs[0]._internal) != 1:
+                orders.append(None)  # on images or sequences: no Flatten's order to take
+                continue
+            order = order_of(node.inputs[0])
+            if order is not unknown:
+                orders.append(order)
         for layer, orders in found.values():
             layer._take_flatten_order(self, orders)
 

@@ -42,7 +42,7 @@ from .. import _unsupported
 from ..layers import symbolic
 from ..layers.symbolic import NestedCall
 from ..layers.activations import Activation, _ActivationLayer
-from ..layers.base import Layer, check_input_shape, display_shape, snake_case
+from ..layers.base import FeatureOrdered, Layer, check_input_shape, display_shape, snake_case
 from ..layers.core import Dense, Dropout, Flatten, InputLayer, keras_flatten_order
 from ..layers.noise import _NoiseLayer
 from . import state
@@ -371,23 +371,25 @@ class Sequential(Model):
         self._plan_backward()
 
     def _note_flatten_orders(self, fmt: str) -> None:
-        """Tell each Dense layer whether a Flatten of images comes before it (through layers that
-        keep the features' order): its get_weights/set_weights then speak Keras's row order. A
-        Dense that reads the model's input tells nothing: a head made to sit after a Flatten
+        """Tell each Dense layer, and each BatchNormalization, LayerNormalization or PReLU on the
+        way to one (FeatureOrdered), whether a Flatten of images comes before it (through layers
+        that keep the features' order): its get_weights/set_weights then speak Keras's order. A
+        layer that reads the model's input tells nothing: a head made to sit after a Flatten
         elsewhere takes that model's order."""
         held = {id(layer) for layer in self._flat_layers}
-        for layer in self.__dict__.get("_told_dense", []):  # popped since: this model holds it no more
+        for layer in self.__dict__.get("_told_ordered", []):  # popped since: this model holds it no more
             if id(layer) not in held:
                 layer._forget_flatten_order(self)
-        self._told_dense = [layer for layer in self._flat_layers if isinstance(layer, Dense)]
-        order, at_input = None, True  # at the input: the Dense's features are the caller's, in no known order
+        self._told_ordered = [layer for layer in self._flat_layers if isinstance(layer, FeatureOrdered)]
+        order, at_input = None, True  # at the input: the features are the caller's, in no known order
         for layer in self._flat_layers:
             if isinstance(layer, Flatten):
                 order = keras_flatten_order(tuple(layer._internal_input_shape), fmt, layer.data_format)
                 at_input = False
-            elif isinstance(layer, Dense):
+            elif isinstance(layer, FeatureOrdered):
                 layer._take_flatten_order(self, [] if at_input else [order])
-                order, at_input = None, False
+                if isinstance(layer, Dense) or len(layer._internal_input_shape) != 1:  # new features
+                    order, at_input = None, False
             elif not layer._keeps_feature_order:
                 order, at_input = None, False
 
