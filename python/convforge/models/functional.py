@@ -1076,25 +1076,27 @@ class Functional(Model):
         unknown = object()  # the caller's features: in no order this model knows
         memo: dict = {}
 
+        def passes_order(t) -> bool:  # a layer that keeps its input's features where they are
+            layer = t._node.layer
+            return len(t._node.inputs) == 1 and (layer._keeps_feature_order or (
+                isinstance(layer, FeatureOrdered) and not isinstance(layer, Dense) and len(t._internal) == 1))
+
         def order_of(t):
             """Where Keras's features of ``t`` sit in convforge's (None: the same place), or unknown."""
-            key = id(t)
-            if key in memo:
-                return memo[key]
-            memo[key] = None  # (a graph has no cycle; this only guards the recursion)
-            if key in model_inputs:
+            while id(t) not in model_inputs and passes_order(t):  # a loop: chains may be long
+                t = t._node.inputs[0]
+            if id(t) in memo:
+                return memo[id(t)]
+            if id(t) in model_inputs:
                 found = unknown
             else:
                 layer, inputs = t._node.layer, t._node.inputs
-                flat = len(t._internal) == 1
+                flat = len(t._internal) == 1 and all(len(i._internal) == 1 for i in inputs)
                 if isinstance(layer, Flatten):  # this model's own Flatten
                     image = inputs[0]
                     found = keras_flatten_order(tuple(image._internal),
                                                 getattr(image, "_format", None) or "channels_last", layer.data_format)
-                elif len(inputs) == 1 and flat and (layer._keeps_feature_order or (
-                        isinstance(layer, FeatureOrdered) and not isinstance(layer, Dense))):
-                    found = order_of(inputs[0])
-                elif flat and isinstance(layer, Concatenate) and all(len(i._internal) == 1 for i in inputs):
+                elif flat and isinstance(layer, Concatenate):
                     parts = [order_of(i) for i in inputs]
                     if all(p is unknown for p in parts):
                         found = unknown
@@ -1106,14 +1108,14 @@ class Functional(Model):
                             at += size
                         found = np.concatenate(pieces)
                         found = None if np.array_equal(found, np.arange(found.size)) else found
-                elif flat and isinstance(layer, _ELEMENTWISE_MERGES) and all(len(i._internal) == 1 for i in inputs):
+                elif flat and isinstance(layer, _ELEMENTWISE_MERGES):
                     known = [p for p in (order_of(i) for i in inputs) if p is not unknown]
                     same = all((p is None) == (known[0] is None) and (p is None or np.array_equal(p, known[0]))
                                for p in known)
                     found = unknown if not known else known[0] if same else None
                 else:
                     found = None  # new features (a Dense's outputs): the same order in both
-            memo[key] = found
+            memo[id(t)] = found
             return found
 
         found: dict = {}
