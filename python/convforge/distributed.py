@@ -546,18 +546,63 @@ def checksum(array) -> int:
 
 
 def architecture_hash(model) -> str:
-    """A digest of the architecture, weight shapes/dtypes and compile settings (not the weight values)."""
+    """A digest of the architecture, weight shapes/dtypes and compile settings (not the weight
+    values), blind to the names of layers and models: automatic names are numbered in each
+    process (dense, dense_1, ... as Keras's), so a rank that made one unnamed model more than the
+    others (a preview on rank 0) names the same model otherwise. Each name becomes its place in
+    the order the description first shows it, the same on every rank for the same model."""
+    config = model.get_config()
+    names: dict = {}
+
+    def collect(value) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "name" and isinstance(item, str):
+                    names.setdefault(item, f"#{len(names)}")
+                collect(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item)
+
+    def anonymous(value):
+        if isinstance(value, dict):
+            return {key: anonymous(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [anonymous(item) for item in value]
+        return names.get(value, value) if isinstance(value, str) else value
+
+    collect(config)
+    for layer in model._flat_layers:
+        names.setdefault(layer.name, f"#{len(names)}")
     description = {
-        "model": model.get_config(),
+        "model": anonymous(config),
         "weights": [
-            (layer.name, name, list(p.shape), p.dtype.str) for layer in model._flat_layers for name, p in layer.params.items()
+            (names[layer.name], name, list(p.shape), p.dtype.str) for layer in model._flat_layers
+            for name, p in layer.params.items()
         ],
     }
     if model.optimizer is not None:
-        # The optimizer, the loss(es), loss weights; custom metrics are only in metrics_names.
-        description["compile"] = repr(model.get_compile_config())
-        description["metrics"] = list(model.metrics_names)
+        # The optimizer, the loss(es), loss weights; custom metrics are only in metrics_names,
+        # which lead with the output's name where there are several ("dense_1_loss").
+        outputs = sorted((n for n in getattr(model, "output_names", ()) if n in names), key=len, reverse=True)
+
+        def metric(label: str) -> str:
+            head = next((n for n in outputs if label.startswith(n + "_")), None)
+            return label if head is None else names[head] + label[len(head):]
+
+        description["compile"] = repr(anonymous(_plain(model.get_compile_config())))
+        description["metrics"] = [metric(label) for label in model.metrics_names]
     return hashlib.sha256(json.dumps(description, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+
+
+def _plain(value):
+    """Dicts, lists and tuples as they are; anything else as its repr (compile settings hold
+    objects, whose repr the digest took before)."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value if isinstance(value, (str, int, float, bool)) or value is None else repr(value)
 
 
 class _DataParallel:
