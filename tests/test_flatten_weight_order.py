@@ -226,3 +226,18 @@ def test_a_model_that_went_away_or_popped_the_dense_no_longer_decides():
     vectors = convforge.Sequential([convforge.Input((4,)), layers.Dense(48), shared])  # no warning: main let it go
     np.testing.assert_array_equal(shared.get_weights()[0], shared.params["kernel"])
     del vectors
+
+
+def test_a_channels_first_flatten_after_channels_last_maps_leaves_the_model_channels_last():
+    # Flatten(data_format='channels_first') made the whole model read channels-first images: the
+    # conv took a (6, 6, 6) input as (channels, height, width). In Keras a Flatten's data_format
+    # says only how it orders the values (axis 1 moved last).
+    model = convforge.Sequential([convforge.Input((6, 6, 6)), layers.Conv2D(3, 3, name="maps"),
+                                  layers.Flatten(data_format="channels_first"), layers.Dense(2, name="head")])
+    x = np.random.default_rng(3).standard_normal((3, 6, 6, 6)).astype(np.float32)
+    _set_random(model)
+    assert model.get_layer("maps").output_shape == (None, 4, 4, 3)
+    maps = convforge.Model(model.inputs, model.get_layer("maps").output).predict(x, verbose=0)  # (n, h, w, c)
+    kernel, bias = model.get_layer("head").get_weights()
+    want = np.moveaxis(maps, 1, -1).reshape(3, -1) @ kernel + bias
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-4, atol=1e-4)

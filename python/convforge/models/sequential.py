@@ -274,15 +274,15 @@ class Sequential(Model):
         return self._flat_layers[0].input_shape_arg if self._flat_layers else None
 
     def _image_layers(self) -> list:
-        """The layers whose data_format is the model's layout of images (a 1-D layer's is its own)."""
-        return [layer for layer in self._flat_layers if not getattr(layer, "_sequence_data_format", False)]
+        """The layers whose data_format is the model's layout of images (a 1-D layer's is its own,
+        and a Flatten's says only in which order it flattens: Keras's files store 'channels_last'
+        for every Flatten, a channels-first CNN's too, and Flatten(data_format='channels_first')
+        after a channels-last Conv2D is a channels-last model in Keras)."""
+        return [layer for layer in self._flat_layers
+                if not getattr(layer, "_sequence_data_format", False) and type(layer) is not Flatten]
 
     def _data_format(self) -> str:
-        # A Flatten's 'channels_last' is Keras's default, which its files store for every Flatten:
-        # it flattens the maps as they are laid out, in a channels-first model too, so it casts no
-        # vote (a Keras channels-first CNN's file was refused as mixing the two).
-        formats = {getattr(layer, "data_format", None) for layer in self._image_layers()
-                   if not (type(layer) is Flatten and layer.data_format == "channels_last")} - {None}
+        formats = {getattr(layer, "data_format", None) for layer in self._image_layers()} - {None}
         if len(formats) > 1:
             raise ValueError(f"layers of one model must agree on data_format; got {sorted(formats)}")
         return formats.pop() if formats else "channels_last"
