@@ -1025,6 +1025,28 @@ def test_a_layer_written_with_keras_s_call_is_told_what_convforge_needs():
         convforge.Sequential([convforge.Input((3,)), KerasStyle()])
 
 
+def test_a_built_in_layer_whose_keras_call_is_overridden_is_refused_not_run_as_the_built_in():
+    # The model ran Dense's forward and never the call: DoubleDense predicted Dense's outputs
+    # (Keras: twice them).
+    class DoubleDense(layers.Dense):
+        def call(self, x):
+            return super().call(x) * 2
+
+    with pytest.raises(NotImplementedError, match="DoubleDense overrides call\\(\\), Keras's method, of Dense: "
+                                                  "convforge runs Dense's forward and would ignore it"):
+        DoubleDense(2)
+
+    class WithForward(layers.Dense):  # call() beside a forward of its own: that forward runs
+        def call(self, x):
+            return x
+
+        def forward(self, x, training=False):
+            return 2 * super().forward(x, training)
+
+    model = convforge.Sequential([convforge.Input((3,)), WithForward(2, kernel_initializer="ones")])
+    np.testing.assert_allclose(model.predict(np.ones((1, 3), np.float32), verbose=0), [[6.0, 6.0]])
+
+
 @pytest.mark.parametrize("name,keras_name", [("relu", "relu"), ("swish", "silu"), ("silu", "silu"),
                                              ("relu6", "relu6"), ("hard_swish", "hard_silu"), ("gelu", "gelu"),
                                              ("sigmoid", "sigmoid"), ("softmax", "softmax"),

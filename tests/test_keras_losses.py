@@ -227,6 +227,32 @@ def test_a_keras_style_loss_subclass_says_it_needs_value_and_grad():
         model.compile("sgd", loss=CustomMSE())
 
 
+def test_a_built_in_loss_whose_keras_call_is_overridden_is_refused_not_run_as_the_built_in():
+    # fit and the loss's own __call__ took MeanSquaredError's value and gradient and never the
+    # call: a ScaledMSE trained as MSE (Keras: 10 times it).
+    class ScaledMSE(losses.MeanSquaredError):
+        def call(self, y_true, y_pred):
+            return 10.0 * np.mean(np.square(y_true - y_pred), axis=-1)
+
+    message = ("loss ScaledMSE overrides call\\(\\), Keras's method, of MeanSquaredError: convforge computes the loss "
+               "and its gradient in MeanSquaredError's value_and_grad and would ignore it")
+    with pytest.raises(NotImplementedError, match=message):
+        ScaledMSE()(np.ones((2, 3)), np.zeros((2, 3)))
+    model = convforge.Sequential([convforge.Input((4,)), convforge.layers.Dense(2)])
+    with pytest.raises(NotImplementedError, match=message):
+        model.compile("sgd", loss=ScaledMSE())
+
+    class Halved(losses.MeanSquaredError):  # its own value_and_grad: used, call() or not
+        def call(self, y_true, y_pred):
+            return 0.0
+
+        def value_and_grad(self, y_pred, y_true, **kwargs):
+            value, grad = super().value_and_grad(y_pred, y_true, **kwargs)
+            return value / 2, None if grad is None else grad / 2
+
+    assert Halved()(np.ones((2, 3)), np.zeros((2, 3))) == pytest.approx(0.5)
+
+
 def test_softmax_cross_entropy_is_fused_and_sigmoid_is_clipped_as_help_says():
     """help(convforge.losses) says where convforge's loss differs from Keras on PyTorch/JAX: a
     softmax before a probability cross-entropy is fused (no 16.1 cap, Keras-TensorFlow's rule);

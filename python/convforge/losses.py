@@ -218,9 +218,32 @@ class Loss:
     """
 
     name = "loss"
+    #: The built-in class whose value_and_grad a subclass defining call() would run (__init_subclass__).
+    _ignored_call: str | None = None
     #: Whether :meth:`value_and_grad` takes a weight per position ``(batch, *positions)`` for an
     #: output with positions ``(batch, *positions, last)`` (the built-in losses do).
     _position_weights = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Keras's way to change a built-in loss, call() (or __call__) in a subclass, over a
+        # value_and_grad of convforge's: fit would take that value and gradient and never the
+        # call (a ScaledMSE trained as MSE). Refused when such a loss is used (_refuse_ignored_call).
+        cls._ignored_call = None
+        user = [k for k in cls.__mro__ if not k.__module__.startswith("convforge.") and k is not object]
+        if any("call" in k.__dict__ or "__call__" in k.__dict__ for k in user):
+            runs = next(k for k in cls.__mro__ if "value_and_grad" in k.__dict__)
+            if runs is not Loss and runs.__module__.startswith("convforge."):  # the built-in class subclassed
+                cls._ignored_call = next(k for k in cls.__mro__ if k.__module__.startswith("convforge.")).__name__
+
+    def _refuse_ignored_call(self) -> None:
+        if type(self)._ignored_call is not None:
+            raise NotImplementedError(
+                f"loss {type(self).__name__} overrides call(), Keras's method, of {type(self)._ignored_call}: "
+                f"convforge computes the loss and its gradient in {type(self)._ignored_call}'s value_and_grad and "
+                "would ignore it. convforge has no automatic differentiation: implement value_and_grad(y_pred, "
+                "y_true) (the loss and its gradient) instead"
+            )
 
     def __init__(self, name: str | None = None):
         # Keras's signature: a subclass of one's own calls super().__init__(name=name).
@@ -230,6 +253,7 @@ class Loss:
             self.name = name
 
     def __call__(self, y_true, y_pred, sample_weight=None) -> float:
+        self._refuse_ignored_call()
         y_pred = np.asarray(y_pred)
         if y_pred.dtype.kind != "f":
             y_pred = y_pred.astype(np.float64)
@@ -978,6 +1002,7 @@ def get(identifier) -> Loss:
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if isinstance(identifier, Loss):
+        identifier._refuse_ignored_call()
         if type(identifier).value_and_grad is Loss.value_and_grad:  # a Keras-style subclass with call()
             raise TypeError(
                 f"loss {type(identifier).__name__} does not implement value_and_grad: convforge has no automatic "

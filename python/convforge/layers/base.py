@@ -589,6 +589,8 @@ class Layer:
     # same shown one (adapted on channels-first data before the model said it was), and the
     # layer checks the weights against it (_compute_internal_output_shape).
     _weights_in_shown_axes = False
+    # The built-in class whose forward a subclass that defines call() would run instead (__init_subclass__).
+    _ignored_call: str | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -600,6 +602,14 @@ class Layer:
         if "build" in cls.__dict__ and (cls.__module__.startswith("convforge.") or any(
                 getattr(base.__dict__.get("build"), "keras_build", False) for base in cls.__mro__[1:])):
             cls.build = _keras_build(cls.__dict__["build"])
+        # Keras's way to change a built-in layer, call() in a subclass, under a forward() of
+        # convforge's: the model would run that forward and never the call (a DoubleDense gave
+        # Dense's outputs). Refused when such a layer is made (Layer.__init__).
+        cls._ignored_call = None
+        if any("call" in k.__dict__ for k in cls.__mro__ if not k.__module__.startswith("convforge.")):
+            runs = next(k for k in cls.__mro__ if "forward" in k.__dict__)
+            if runs is not Layer and runs.__module__.startswith("convforge."):  # the built-in class subclassed
+                cls._ignored_call = next(k for k in cls.__mro__ if k.__module__.startswith("convforge.")).__name__
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
@@ -612,6 +622,13 @@ class Layer:
         _note_change()
 
     def __init__(self, *, name=None, input_shape=None, trainable=True):
+        if type(self)._ignored_call is not None:
+            raise NotImplementedError(
+                f"{type(self).__name__} overrides call(), Keras's method, of {type(self)._ignored_call}: convforge "
+                f"runs {type(self)._ignored_call}'s forward and would ignore it. convforge has no automatic "
+                "differentiation: implement forward(x, training=False) and backward(dy) in NumPy instead (images "
+                "arrive NCHW; see help(convforge.layers.Layer))"
+            )
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"name must be a non-empty string without '/'; got {name!r}")
         if not isinstance(trainable, (bool, np.bool_)):
