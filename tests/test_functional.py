@@ -351,8 +351,8 @@ def test_multi_input_multi_output_fit_logs_and_dict_data():
     with pytest.raises(ValueError, match=r"one entry per output .* got a list of 1"):  # as Keras 3
         model.compile("adam", loss="mse", metrics=["mae"])
     per_output = convforge.Model([a, b], [cls, reg])
-    per_output.compile("adam", loss="mse", metrics=["mae", ["mse", "mae"]])  # Keras 3.15.1's names below
-    assert per_output.metrics_names == ["loss", "cls_loss", "reg_loss", "cls_mae", "reg_mse", "reg_mae"]
+    per_output.compile("adam", loss="mse", metrics=["mae", ["mse", "mae"]])  # Keras 3.15.1's names and
+    assert per_output.metrics_names == ["loss", "cls_loss", "reg_loss", "cls_mae", "reg_mae", "reg_mse"]  # order
     rng = np.random.default_rng(14)
     xa, xb = rng.standard_normal((40, 4)), rng.standard_normal((40, 3))
     y_cls, y_reg = (xa[:, 0] > 0).astype(int), xb[:, :1]
@@ -1308,3 +1308,29 @@ def test_per_output_losses_are_logged_where_several_outputs_have_one():
         assert sorted(model.fit(x, ys, epochs=1, verbose=0).history) == keys
         result = model.evaluate(x, ys, verbose=0)
         assert (isinstance(result, float) if keys == ["loss"] else len(result) == len(keys))
+
+
+def test_evaluate_lists_several_outputs_metrics_in_keras_s_order_and_model_metrics_holds_them():
+    # Keras 3.15.1 (checked): [loss, score_loss, cls_loss, cls_accuracy, score_mae] -- the losses in
+    # output order, the metrics sorted by name. convforge listed score_mae before cls_accuracy:
+    # code unpacking evaluate's list took swapped values.
+    rng = np.random.default_rng(0)
+    x = rng.random((48, 8)).astype("float32")
+    ys, yc = rng.random((48, 1)).astype("float32"), rng.integers(0, 4, 48)
+    a = convforge.Input(shape=(8,))
+    h = layers.Dense(8, activation="relu")(a)
+    model = convforge.Model(a, [layers.Dense(1, name="score")(h), layers.Dense(4, activation="softmax", name="cls")(h)])
+    assert model.metrics == []
+    model.compile("sgd", loss=["mse", "sparse_categorical_crossentropy"], metrics=[["mae"], ["accuracy"]])
+    expected = ["loss", "score_loss", "cls_loss", "cls_accuracy", "score_mae"]
+    assert model.metrics_names == expected
+    logs = model.evaluate(x, [ys, yc], verbose=0, return_dict=True)
+    assert model.evaluate(x, [ys, yc], verbose=0) == pytest.approx([logs[k] for k in expected])
+    assert model.test_on_batch(x, [ys, yc]) == pytest.approx([logs[k] for k in expected])
+    # model.metrics: the metric objects compile made (Keras 3 wraps the compiled ones in one
+    # CompileMetrics object), holding the latest evaluate's values.
+    held = {m.name: float(m.result()) for m in model.metrics}
+    assert held["accuracy"] == pytest.approx(logs["cls_accuracy"]) and held["mae"] == pytest.approx(logs["score_mae"])
+    one = convforge.Sequential([convforge.Input((8,)), layers.Dense(4, activation="softmax")])
+    one.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy", "sparse_top_k_categorical_accuracy"])
+    assert one.metrics_names == ["loss", "accuracy", "sparse_top_k_categorical_accuracy"]  # as given, one output

@@ -185,6 +185,34 @@ def test_generators_and_sequences():
         a.fit(iter([x[:8]]), verbose=0)
 
 
+def test_a_re_iterable_with_a_length_is_read_in_passes_like_a_torch_dataloader():
+    # Keras 3's fit, evaluate and predict take a torch DataLoader (iter() and len(), no
+    # getitem); convforge read it as an array: "x must hold real numbers; got ... dtype object".
+    x, y = data()
+
+    class Loader:
+        def __init__(self):
+            self.passes = 0
+
+        def __len__(self):
+            return 3
+
+        def __iter__(self):
+            self.passes += 1
+            return iter([(x[i : i + 32], y[i : i + 32]) for i in range(0, 96, 32)])
+
+    a, b, loader = model(), model(), Loader()
+    a.fit(loader, epochs=2, verbose=0)
+    b.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert loader.passes == 3  # the first batch read to build the model, then one pass an epoch
+    assert a.evaluate(loader, verbose=0)[0] == pytest.approx(a.evaluate(x, y, verbose=0)[0], rel=1e-5)
+    np.testing.assert_array_equal(a.predict(loader, verbose=0), a.predict(x, verbose=0))
+    history = a.fit(x, y, epochs=1, verbose=0, validation_data=loader)
+    assert history.history["val_loss"][0] == pytest.approx(a.evaluate(x, y, verbose=0)[0], rel=1e-5)
+
+
 def test_a_sequence_is_read_as_keras_reads_a_pydataset():
     """Keras 3.15.1 (a PyDataset of 4 batches): with steps_per_epoch=2 the second epoch trains on
     batches 2 and 3 (convforge started every epoch at 0: batches 2 and 3 were never trained on);

@@ -1586,7 +1586,13 @@ class Functional(Model):
 
     @property
     def metrics_names(self) -> list[str]:
-        return ["loss", *self._loss_log_names(self._head_losses()), *(name for name, _, _ in self._metric_slots)]
+        """``'loss'``, each output's loss (several outputs) in output order, then the metrics, in the
+        order ``evaluate``, ``train_on_batch`` and ``test_on_batch`` return them: as compile was
+        given them for one output, sorted by name for several -- Keras 3's order, which lists the
+        metrics it cannot match to a compiled name (each output's, ``'cls_accuracy'``) sorted
+        (``loss, s_loss, c_loss, acc, mae = model.evaluate(...)`` took swapped values)."""
+        names = [name for name, _, _ in self._metric_slots]
+        return ["loss", *self._loss_log_names(self._head_losses()), *(sorted(names) if len(self.outputs) > 1 else names)]
 
     def get_compile_config(self) -> dict | None:
         if self.loss is None:

@@ -99,6 +99,7 @@ class _BatchSource:
         # evaluate's steps), for the messages; evaluate's was called steps_per_epoch there.
         if steps is not None:
             steps = _positive_int(steps, steps_argument)
+        source = _indexable(source)
         self.model, self.source, self.argument = model, source, argument
         self.steps_argument = steps_argument
         self.indexed = not hasattr(source, "__next__")
@@ -289,10 +290,42 @@ def check_compile_arguments(kwargs: dict) -> None:
 
 
 def _is_batch_source(x) -> bool:
-    """A generator/iterator of batches, or a keras.utils.Sequence-like object (len + getitem of batches)."""
+    """A generator/iterator of batches, a keras.utils.Sequence-like object (len + getitem of
+    batches), or a re-iterable of batches with a length (a torch DataLoader)."""
     if isinstance(x, (np.ndarray, list, tuple, dict)) or x is None:
         return False
-    return hasattr(x, "__next__") or (hasattr(x, "__getitem__") and hasattr(x, "__len__") and not hasattr(x, "shape"))
+    return hasattr(x, "__next__") or (hasattr(x, "__len__") and not hasattr(x, "shape") and (
+        hasattr(x, "__getitem__") or hasattr(x, "__iter__")))
+
+
+class _Passes:
+    """A re-iterable of batches with a length (a torch ``DataLoader``, which Keras 3's fit takes)
+    as a Sequence read in order: item 0 starts a pass (a new iterator: a shuffling loader
+    reshuffles), each next item is the pass's next batch. Was "x must hold real numbers; got an
+    array of dtype object" (NumPy's reading of the loader)."""
+
+    def __init__(self, source):
+        self.source = source
+        self._iterator, self._at = None, 0
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int):
+        if self._iterator is None or index != self._at:
+            self._iterator, self._at = iter(self.source), 0
+            for _ in range(index):  # (the batches are read in order; this only serves a jump)
+                next(self._iterator)
+                self._at += 1
+        self._at += 1
+        return next(self._iterator)
+
+
+def _indexable(source):
+    """``source`` as _BatchSource and predict read it: a re-iterable without getitem as _Passes."""
+    if not hasattr(source, "__next__") and not hasattr(source, "__getitem__"):
+        return _Passes(source)
+    return source
 
 
 class _PassCursor:
@@ -1298,6 +1331,16 @@ class Trainer:
         ``test_on_batch`` left in them)."""
         self._reset_metrics()
 
+    @property
+    def metrics(self) -> list:
+        """The metric objects ``compile`` made, one by one (with several outputs, each output's
+        loss mean first), holding what the latest ``fit``, ``evaluate`` or ``*_on_batch`` left
+        in them; empty before ``compile``. Keras 3 lists a ``Mean`` of the loss and one
+        ``CompileMetrics`` object that holds the compiled ones; convforge keeps the loss's running
+        mean inside ``fit``/``evaluate`` and lists the compiled metrics themselves (``m.name``,
+        ``m.result()``, ``m.reset_state()`` as in Keras)."""
+        return self._metric_objects() if self.loss is not None else []
+
     # ================================================================== evaluate / predict
 
     def _evaluate(self, x, y, batch_size: int, verbose: int = 0, weights=None, callback_list=None) -> dict:
@@ -1480,6 +1523,7 @@ class Trainer:
             )
         steps = None if steps is None else _positive_int(steps, "steps")
         verbose = _verbosity(verbose)
+        source = _indexable(source)
         if hasattr(source, "__next__"):
             items = source if steps is None else (item for _, item in zip(range(steps), source))
         else:
