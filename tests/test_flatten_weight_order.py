@@ -7,6 +7,8 @@ Keras model (``set_weights(keras_model.get_weights())``) predict as they do in K
 (``tests/port/keras_weight_order.py`` runs the same check on Keras 3 itself). The expected
 outputs here are Keras's by definition: the channels-last maps flattened as NumPy does."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -241,3 +243,44 @@ def test_a_channels_first_flatten_after_channels_last_maps_leaves_the_model_chan
     kernel, bias = model.get_layer("head").get_weights()
     want = np.moveaxis(maps, 1, -1).reshape(3, -1) @ kernel + bias
     np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_scalar_normalization_passes_the_flatten_s_order_on():
+    # One mean and variance for all: the features keep their places (the Dense after it kept the
+    # stored order: 37 off with Keras's weights).
+    model = _sequential(layers.Normalization(mean=0.5, variance=2.0))
+    _set_random(model)
+    kernel, bias = model.get_layer("head").get_weights()
+    want = (_maps(model, "maps") - 0.5) / np.sqrt(2.0) @ kernel + bias
+    np.testing.assert_allclose(model.predict(X, verbose=0), want, rtol=1e-4, atol=1e-4)
+
+
+def _graph_after_flatten(combine):
+    image, vector = convforge.Input((6, 6, 2)), convforge.Input((48,))
+    flat = layers.Flatten()(layers.Conv2D(3, 3)(image))
+    return convforge.Model([image, vector], layers.Dense(2)(combine(flat, vector)))
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda: _sequential(layers.Reshape((48, 1)), layers.Conv1D(2, 3), layers.Flatten()), "'reshape' \\(Reshape\\) reshapes"),
+    (lambda: _sequential(layers.Normalization(mean=np.arange(48.0), variance=np.ones(48))),
+     "\\(Normalization\\) normalises with a mean and variance per feature"),
+    (lambda: _graph_after_flatten(lambda f, v: layers.Add()([f, v])), "\\(Add\\) combines, value by value"),
+    (lambda: _graph_after_flatten(lambda f, v: layers.Multiply()([f, layers.Dense(48, activation="sigmoid")(v)])),
+     "\\(Multiply\\) combines, value by value"),
+], ids=["reshape-to-steps", "normalization-per-feature", "add-an-input", "gate"])
+def test_layers_no_weight_order_can_put_right_after_a_flatten_warn(make, what):
+    # These computed otherwise than Keras's same model, silently (22 to 154 off with its weights).
+    with pytest.warns(UserWarning, match=f"{what}.* the features of a Flatten of channels-last images: .*Reshape"):
+        make()
+
+
+def test_flattens_combined_in_one_order_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = convforge.Input((6, 6, 2))
+        maps = layers.Conv2D(3, 3)(image)
+        summed = layers.Add()([layers.Flatten()(maps), layers.Flatten()(layers.ReLU()(maps))])
+        convforge.Model(image, layers.Dense(2)(summed))
+        convforge.Sequential([convforge.Input((2, 6, 6)), layers.Conv2D(3, 3, data_format="channels_first"),
+                              layers.Flatten(), layers.Reshape((48, 1)), layers.Conv1D(2, 3)])  # Keras's order already

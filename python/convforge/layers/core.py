@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
 from .. import functional as F
+from .._warnings import user_stacklevel
 from .. import random as _random
 from . import activations
 from .base import (
@@ -243,6 +245,16 @@ def keras_flatten_order(flattened: tuple, model_format: str, flatten_format: str
         index = np.moveaxis(index, 0, -1)
     order = index.reshape(-1)
     return None if np.array_equal(order, np.arange(order.size)) else order
+
+
+def warn_flatten_order(layer, what: str) -> None:
+    """Warn that ``layer`` reads the features a Flatten of channels-last images made in
+    convforge's order where no weight order can make it compute as Keras (``what``: how)."""
+    warnings.warn(
+        f"layer {layer.name!r} ({type(layer).__name__}) {what} the features of a Flatten of channels-last images: "
+        "convforge's Flatten orders them (channels, height, width), Keras's (height, width, channels), so this model "
+        "computes otherwise than the same Keras model (with Keras's weights or file its outputs differ); flatten "
+        "with Reshape((-1,)) for Keras's order", stacklevel=user_stacklevel())
 
 
 class Flatten(Layer):

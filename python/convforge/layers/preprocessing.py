@@ -133,6 +133,14 @@ class Normalization(Layer):
             )
         return tuple(input_shape)
 
+    @property
+    def _keeps_feature_order(self) -> bool:
+        """One mean and variance for every value (``axis=None``, or given as numbers): after a
+        Flatten the features keep their places (models/functional.py's order walk)."""
+        if self._fixed is not None:
+            return all(a.size == 1 for a in self._fixed)
+        return not self.axis
+
     def build(self, input_shape):
         shown = display_shape(input_shape, self._data_format)
         if self._fixed is None:

@@ -85,9 +85,10 @@ from ..layers.activations import Sigmoid, Softmax, _ActivationLayer
 from ..layers.base import FLOAT_DTYPES, FeatureOrdered, Layer, call_copy, display_shape
 from ..layers import augmentation as augmentation_layers
 from ..layers.augmentation import _Augmentation
-from ..layers.core import Dense, Dropout, Flatten, Input, InputLayer, keras_flatten_order
+from ..layers.core import Dense, Dropout, Flatten, Input, InputLayer, Reshape, keras_flatten_order, warn_flatten_order
 from ..layers.noise import _NoiseLayer
-from ..layers.merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from ..layers.merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
+from ..layers.preprocessing import Normalization
 from ..layers.normalization import BatchNormalization
 from ..layers.symbolic import KerasTensor, NestedCall, Node, common_dtype, unique_name
 from . import keras_file, state
@@ -1117,6 +1118,26 @@ class Functional(Model):
                     found = None  # new features (a Dense's outputs): the same order in both
             memo[id(t)] = found
             return found
+
+        def known(t):  # the caller's features taken as they are, for the checks below
+            order = order_of(t)
+            return None if order is unknown else order
+
+        for node in self._nodes:  # layers no weight order can put right: the model is not Keras's
+            layer, inputs = node.layer, node.inputs
+            if not all(len(t._internal) == 1 for t in inputs):
+                continue
+            if isinstance(layer, Reshape) and len(node.outputs[0]._internal) != 1:
+                if known(inputs[0]) is not None:
+                    warn_flatten_order(layer, "reshapes")
+            elif type(layer) is Normalization and not layer._keeps_feature_order:
+                if known(inputs[0]) is not None:
+                    warn_flatten_order(layer, "normalises with a mean and variance per feature")
+            elif isinstance(layer, (*_ELEMENTWISE_MERGES, Dot)) and len(inputs) > 1:
+                parts = [known(t) for t in inputs]
+                if any(p is not None for p in parts) and not all(
+                        (p is None) == (parts[0] is None) and (p is None or np.array_equal(p, parts[0])) for p in parts):
+                    warn_flatten_order(layer, "combines, value by value, features in other orders with")
 
         found: dict = {}
         for node in self._nodes:
