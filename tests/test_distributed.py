@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import convforge
-from convforge import callbacks, distributed, saving
+from convforge import callbacks, distributed, layers, saving
 
 import mpi_worker as W
 
@@ -501,3 +501,24 @@ def test_one_epoch_on_two_ranks_reaches_the_test_accuracy_of_one_process(tmp_pat
     one = json.loads((tmp_path / "one" / "history.json").read_text())
     assert one["test_accuracy"] > 0.8
     assert abs(two["test_accuracy"] - one["test_accuracy"]) <= 0.01, (two["test_accuracy"], one["test_accuracy"])
+
+
+def test_the_architecture_digest_ignores_names_and_nothing_else():
+    """Ranks compare the digest at fit: the same model must give the same one whatever the
+    automatic names (numbered per process), and a different model a different one."""
+    from convforge.distributed import architecture_hash
+
+    def build(units=4, activation="softmax"):
+        x = convforge.Input((6,))
+        h = layers.Dense(8, activation=activation)(x)
+        heads = [layers.Softmax()(layers.Dense(units)(h)), layers.Dense(1)(h)]  # a layer named softmax(_N)
+        model = convforge.Model(x, heads)
+        model.compile("sgd", loss=["categorical_crossentropy", "mse"], metrics=[["accuracy"], ["mae"]])
+        return model
+
+    first = architecture_hash(build())
+    for _ in range(9):  # the next model's names: softmax_10, dense_30 ... (they sort apart from the first's)
+        build()
+    assert architecture_hash(build()) == first
+    assert architecture_hash(build(units=5)) != first
+    assert architecture_hash(build(activation="relu")) != first

@@ -564,12 +564,15 @@ def architecture_hash(model) -> str:
             for item in value:
                 collect(item)
 
-    def anonymous(value):
+    # Only names and the graph's references to them: a setting that spells a layer's name (the
+    # activation 'softmax' beside a layer named softmax on one rank, softmax_1 on the other) stays.
+    def anonymous(value, reference=False):
         if isinstance(value, dict):
-            return {key: anonymous(item) for key, item in value.items()}
+            return {key: names.get(item, item) if key == "name" and isinstance(item, str)
+                    else anonymous(item, reference or key in _GRAPH_REFERENCES) for key, item in value.items()}
         if isinstance(value, (list, tuple)):
-            return [anonymous(item) for item in value]
-        return names.get(value, value) if isinstance(value, str) else value
+            return [anonymous(item, reference) for item in value]
+        return names.get(value, value) if reference and isinstance(value, str) else value
 
     collect(config)
     for layer in model._flat_layers:
@@ -591,8 +594,14 @@ def architecture_hash(model) -> str:
             return label if head is None else names[head] + label[len(head):]
 
         description["compile"] = repr(anonymous(_plain(model.get_compile_config())))
-        description["metrics"] = [metric(label) for label in model.metrics_names]
+        # Sorted once anonymous: several outputs' metrics are listed sorted by name, and names
+        # that sort apart on two ranks (dense_9 / dense_10) list the same metrics otherwise.
+        description["metrics"] = sorted(metric(label) for label in model.metrics_names)
     return hashlib.sha256(json.dumps(description, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+
+
+# The keys of a model's config whose strings name layers (the graph's nodes and ends).
+_GRAPH_REFERENCES = frozenset({"nodes", "inputs", "outputs", "input_layers", "output_layers", "inbound_nodes"})
 
 
 def _plain(value):
