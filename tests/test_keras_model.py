@@ -213,6 +213,37 @@ def test_a_re_iterable_with_a_length_is_read_in_passes_like_a_torch_dataloader()
     assert history.history["val_loss"][0] == pytest.approx(a.evaluate(x, y, verbose=0)[0], rel=1e-5)
 
 
+def test_a_re_iterable_that_ends_early_or_has_no_length():
+    # len() over-counting: "generator raised StopIteration" from fit and predict (Keras warns and
+    # goes on); len() failing (a DataLoader over an IterableDataset): a bare TypeError.
+    x, y = data()
+
+    class Short:
+        def __len__(self):
+            return 5  # says 5, gives 3
+
+        def __iter__(self):
+            return iter([(x[i : i + 32], y[i : i + 32]) for i in range(0, 96, 32)])
+
+    a, b = model(), model()
+    with pytest.warns(RuntimeWarning, match="ran out of batches after 3 of the 5 its len\\(\\) gives"):
+        a.fit(Short(), epochs=2, verbose=0)
+    b.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    np.testing.assert_array_equal(a.predict(Short(), verbose=0), a.predict(x, verbose=0))
+
+    class Endless:
+        def __len__(self):
+            raise TypeError("IterableDataset has no len()")
+
+        def __iter__(self):
+            return iter([(x[:32], y[:32])])
+
+    with pytest.raises(TypeError, match="x is an iterable of batches without a length \\(Endless: len\\(\\) fails\\)"):
+        a.fit(Endless(), verbose=0)
+
+
 def test_a_sequence_is_read_as_keras_reads_a_pydataset():
     """Keras 3.15.1 (a PyDataset of 4 batches): with steps_per_epoch=2 the second epoch trains on
     batches 2 and 3 (convforge started every epoch at 0: batches 2 and 3 were never trained on);

@@ -99,7 +99,7 @@ class _BatchSource:
         # evaluate's steps), for the messages; evaluate's was called steps_per_epoch there.
         if steps is not None:
             steps = _positive_int(steps, steps_argument)
-        source = _indexable(source)
+        source = _indexable(source, argument)
         self.model, self.source, self.argument = model, source, argument
         self.steps_argument = steps_argument
         self.indexed = not hasattr(source, "__next__")
@@ -124,7 +124,10 @@ class _BatchSource:
     def first_x(self):
         """The first batch's x, to build the model from (kept for the first epoch)."""
         if self.indexed:
-            return _unpack_batch(self.source[0], self.argument)[0]
+            try:
+                return _unpack_batch(self.source[0], self.argument)[0]
+            except _PassEnded:
+                raise ValueError(f"the iterable given as {self.argument} yields no batch") from None
         try:
             self._peeked = next(self._iterator)
         except StopIteration:
@@ -154,7 +157,15 @@ class _BatchSource:
             self._cursor.position = 0
         first, end = self._cursor.next_epoch(n)
         for index in range(first, end):
-            yield self.source[index]
+            try:
+                item = self.source[index]
+            except _PassEnded:  # a DataLoader's len() over-counted: the pass ends here
+                warnings.warn(f"{self.argument} ({type(self.source.source).__name__}) ran out of batches after {index} "
+                              f"of the {n} its len() gives; the next epoch starts a new pass", RuntimeWarning,
+                              stacklevel=user_stacklevel())
+                self._cursor.position = 0
+                return
+            yield item
         if end - first < self.steps:
             warnings.warn(
                 f"the Sequence given as {self.argument} ran out of batches (it has {n}): {end - first} read of "
@@ -312,18 +323,43 @@ class _Passes:
         return len(self.source)
 
     def __getitem__(self, index: int):
-        if self._iterator is None or index != self._at:
-            self._iterator, self._at = iter(self.source), 0
-            for _ in range(index):  # (the batches are read in order; this only serves a jump)
-                next(self._iterator)
-                self._at += 1
-        self._at += 1
-        return next(self._iterator)
+        try:
+            if self._iterator is None or index != self._at:
+                self._iterator, self._at = iter(self.source), 0
+                for _ in range(index):  # (the batches are read in order; this only serves a jump)
+                    next(self._iterator)
+                    self._at += 1
+            self._at += 1
+            return next(self._iterator)
+        except StopIteration:  # fewer batches than its len() said
+            self._iterator = None
+            raise _PassEnded(index) from None
 
 
-def _indexable(source):
+class _PassEnded(Exception):
+    """A _Passes source ended before its len() (a DataLoader whose length over-counts): the
+    epoch ends there, as Keras's ends with "Your input ran out of data"."""
+
+
+def _until_pass_ends(items):
+    """``items`` (batches read by index) up to a _Passes source's early end."""
+    try:
+        yield from items
+    except _PassEnded:
+        return
+
+
+def _indexable(source, argument: str = "x"):
     """``source`` as _BatchSource and predict read it: a re-iterable without getitem as _Passes."""
     if not hasattr(source, "__next__") and not hasattr(source, "__getitem__"):
+        try:
+            len(source)
+        except TypeError:  # a DataLoader over an IterableDataset: its __len__ raises
+            raise TypeError(
+                f"{argument} is an iterable of batches without a length ({type(source).__name__}: len() fails); "
+                "convforge reads such a source a pass an epoch and needs its len(): give it one, or pass a "
+                "generator that yields batches without end and steps_per_epoch"
+            ) from None
         return _Passes(source)
     return source
 
@@ -1333,8 +1369,8 @@ class Trainer:
 
     @property
     def metrics(self) -> list:
-        """The metric objects ``compile`` made, one by one (with several outputs, each output's
-        loss mean first), holding what the latest ``fit``, ``evaluate`` or ``*_on_batch`` left
+        """The metric objects ``compile`` made, one by one (with several outputs, then each
+        output's loss mean), holding what the latest ``fit``, ``evaluate`` or ``*_on_batch`` left
         in them; empty before ``compile``. Keras 3 lists a ``Mean`` of the loss and one
         ``CompileMetrics`` object that holds the compiled ones; convforge keeps the loss's running
         mean inside ``fit``/``evaluate`` and lists the compiled metrics themselves (``m.name``,
@@ -1528,7 +1564,7 @@ class Trainer:
             items = source if steps is None else (item for _, item in zip(range(steps), source))
         else:
             steps = len(source) if steps is None else min(steps, len(source))
-            items = (source[i] for i in range(steps))
+            items = _until_pass_ends(source[i] for i in range(steps))
         hooks = self._callback_list(callbacks, {"verbose": verbose, "epochs": 1, "steps": steps})
         bar = ProgressBar(steps, verbose=verbose) if verbose else None
         if hooks is not None:
