@@ -1046,6 +1046,15 @@ def test_a_built_in_layer_whose_keras_call_is_overridden_is_refused_not_run_as_t
     model = convforge.Sequential([convforge.Input((3,)), WithForward(2, kernel_initializer="ones")])
     np.testing.assert_allclose(model.predict(np.ones((1, 3), np.float32), verbose=0), [[6.0, 6.0]])
 
+    class Mixin:  # after the built-in class: Dense's forward is found first, as Keras's call is
+        def call(self, x):
+            return x
+
+    class Mixed(layers.Dense, Mixin):
+        pass
+
+    Mixed(2)
+
 
 @pytest.mark.parametrize("name,keras_name", [("relu", "relu"), ("swish", "silu"), ("silu", "silu"),
                                              ("relu6", "relu6"), ("hard_swish", "hard_silu"), ("gelu", "gelu"),

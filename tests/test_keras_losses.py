@@ -251,6 +251,28 @@ def test_a_built_in_loss_whose_keras_call_is_overridden_is_refused_not_run_as_th
             return value / 2, None if grad is None else grad / 2
 
     assert Halved()(np.ones((2, 3)), np.zeros((2, 3))) == pytest.approx(0.5)
+    # A ScaledMSE given as a metric is refused at compile too (it was at the first batch).
+    with pytest.raises(NotImplementedError, match=message):
+        model.compile("sgd", loss="mse", metrics=[ScaledMSE()])
+
+    class Logged(losses.MeanSquaredError):  # a __call__ of its own that calls super(): runs as before
+        calls = 0
+
+        def __call__(self, y_true, y_pred, sample_weight=None):
+            Logged.calls += 1
+            return super().__call__(y_true, y_pred, sample_weight)
+
+    class Callable:  # a mixin after the built-in class: never reached before MeanSquaredError's methods
+        def call(self, y_true, y_pred):
+            return 0.0
+
+    class Mixed(losses.MeanSquaredError, Callable):
+        pass
+
+    assert Logged()(np.ones((2, 3)), np.zeros((2, 3))) == pytest.approx(1.0) and Logged.calls == 1
+    assert Mixed()(np.ones((2, 3)), np.zeros((2, 3))) == pytest.approx(1.0)
+    model.compile("sgd", loss=Logged())
+    model.compile("sgd", loss=Mixed())
 
 
 def test_softmax_cross_entropy_is_fused_and_sigmoid_is_clipped_as_help_says():

@@ -53,6 +53,7 @@ Custom losses subclass :class:`Loss` and implement ``value_and_grad``.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -226,12 +227,14 @@ class Loss:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        # Keras's way to change a built-in loss, call() (or __call__) in a subclass, over a
+        # Keras's way to change a built-in loss, call() in a subclass, over a
         # value_and_grad of convforge's: fit would take that value and gradient and never the
         # call (a ScaledMSE trained as MSE). Refused when such a loss is used (_refuse_ignored_call).
         cls._ignored_call = None
-        user = [k for k in cls.__mro__ if not k.__module__.startswith("convforge.") and k is not object]
-        if any("call" in k.__dict__ or "__call__" in k.__dict__ for k in user):
+        # The user's classes before the built-in one (a mixin after it is never reached first);
+        # a __call__ of one's own that calls super() still runs value_and_grad, so is left alone.
+        user = list(itertools.takewhile(lambda k: not k.__module__.startswith("convforge."), cls.__mro__))
+        if any("call" in k.__dict__ for k in user):
             runs = next(k for k in cls.__mro__ if "value_and_grad" in k.__dict__)
             if runs is not Loss and runs.__module__.startswith("convforge."):  # the built-in class subclassed
                 cls._ignored_call = next(k for k in cls.__mro__ if k.__module__.startswith("convforge.")).__name__

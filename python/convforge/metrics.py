@@ -1955,6 +1955,9 @@ def get(identifier) -> Metric:
             raise ValueError(f"metric must be one of {sorted(_BY_NAME)}, a Metric or a function; got {identifier!r}")
         return _BY_NAME[key](name=identifier)
     if callable(identifier):
+        refuse = getattr(identifier, "_refuse_ignored_call", None)  # a Loss used as a metric: its checks now
+        if refuse is not None:
+            refuse()
         return Mean(identifier)
     raise TypeError(f"metric must be a name such as 'accuracy', a Metric or a function; got {identifier!r}")
 

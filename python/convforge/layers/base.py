@@ -24,6 +24,7 @@ import contextvars
 import copy
 import functools
 import inspect
+import itertools
 import math
 import numbers
 import re
@@ -606,7 +607,9 @@ class Layer:
         # convforge's: the model would run that forward and never the call (a DoubleDense gave
         # Dense's outputs). Refused when such a layer is made (Layer.__init__).
         cls._ignored_call = None
-        if any("call" in k.__dict__ for k in cls.__mro__ if not k.__module__.startswith("convforge.")):
+        # (the user's classes before the built-in one: a mixin after it is never reached first)
+        if any("call" in k.__dict__ for k in itertools.takewhile(lambda k: not k.__module__.startswith("convforge."),
+                                                                  cls.__mro__)):
             runs = next(k for k in cls.__mro__ if "forward" in k.__dict__)
             if runs is not Layer and runs.__module__.startswith("convforge."):  # the built-in class subclassed
                 cls._ignored_call = next(k for k in cls.__mro__ if k.__module__.startswith("convforge.")).__name__
