@@ -284,3 +284,25 @@ def test_flattens_combined_in_one_order_do_not_warn():
         convforge.Model(image, layers.Dense(2)(summed))
         convforge.Sequential([convforge.Input((2, 6, 6)), layers.Conv2D(3, 3, data_format="channels_first"),
                               layers.Flatten(), layers.Reshape((48, 1)), layers.Conv1D(2, 3)])  # Keras's order already
+
+
+def test_a_per_sample_gate_keeps_the_flatten_s_order_and_the_warning_comes_once():
+    # Multiply([Flatten(maps), gate (batch, 1)]): the gate is broadcast and the features keep their
+    # places, so the Dense after it takes the Flatten's order (it was warned about, and 1.5 off).
+    image, gate_in = convforge.Input((6, 6, 2)), convforge.Input((1,))
+    gated = layers.Multiply()([layers.Flatten()(layers.Conv2D(3, 3, name="maps")(image)), gate_in])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = convforge.Model([image, gate_in], layers.Dense(2, name="head")(gated))
+    _set_random(model)
+    g = np.linspace(0.5, 1.5, len(X)).astype(np.float32)[:, None]
+    kernel, bias = model.get_layer("head").get_weights()
+    np.testing.assert_allclose(model.predict([X, g], verbose=0), _maps(model, "maps") * g @ kernel + bias,
+                               rtol=1e-4, atol=1e-4)
+    # A Sequential is built again at every add(): its warning came once per build.
+    stack = convforge.Sequential([convforge.Input((6, 6, 2)), layers.Conv2D(3, 3), layers.Flatten()])
+    with pytest.warns(UserWarning, match="reshapes") as caught:
+        stack.add(layers.Reshape((48, 1)))
+        stack.add(layers.Conv1D(2, 3))
+        stack.add(layers.Flatten())
+    assert len([w for w in caught if "reshapes" in str(w.message)]) == 1

@@ -249,7 +249,11 @@ def keras_flatten_order(flattened: tuple, model_format: str, flatten_format: str
 
 def warn_flatten_order(layer, what: str) -> None:
     """Warn that ``layer`` reads the features a Flatten of channels-last images made in
-    convforge's order where no weight order can make it compute as Keras (``what``: how)."""
+    convforge's order where no weight order can make it compute as Keras (``what``: how). Once
+    per layer: a Sequential is built again at every add() and pop()."""
+    if layer.__dict__.get("_warned_flatten_order"):
+        return
+    layer.__dict__["_warned_flatten_order"] = True
     warnings.warn(
         f"layer {layer.name!r} ({type(layer).__name__}) {what} the features of a Flatten of channels-last images: "
         "convforge's Flatten orders them (channels, height, width), Keras's (height, width, channels), so this model "

@@ -488,6 +488,13 @@ class Model(Trainer):
 _ELEMENTWISE_MERGES = (Add, Average, Maximum, Minimum, Multiply, Subtract)
 
 
+def _spread(inputs: list) -> list:
+    """A merge's inputs whose features are matched value by value: a single value (a per-sample
+    gate, (batch, 1)) is broadcast over the others and leaves their order as it is."""
+    wide = [t for t in inputs if t._internal[0] > 1]
+    return wide or inputs
+
+
 def check_model_name(name, default: str) -> str:
     """A model's ``name=``: for None or "", ``default`` numbered in the process as Keras numbers
     its models (sequential, sequential_1, ...: two unnamed models in one graph had one name, and
@@ -1110,7 +1117,7 @@ class Functional(Model):
                         found = np.concatenate(pieces)
                         found = None if np.array_equal(found, np.arange(found.size)) else found
                 elif flat and isinstance(layer, _ELEMENTWISE_MERGES):
-                    known = [p for p in (order_of(i) for i in inputs) if p is not unknown]
+                    known = [p for p in (order_of(i) for i in _spread(inputs)) if p is not unknown]
                     same = all((p is None) == (known[0] is None) and (p is None or np.array_equal(p, known[0]))
                                for p in known)
                     found = unknown if not known else known[0] if same else None
@@ -1134,7 +1141,7 @@ class Functional(Model):
                 if known(inputs[0]) is not None:
                     warn_flatten_order(layer, "normalises with a mean and variance per feature")
             elif isinstance(layer, (*_ELEMENTWISE_MERGES, Dot)) and len(inputs) > 1:
-                parts = [known(t) for t in inputs]
+                parts = [known(t) for t in _spread(inputs)]
                 if any(p is not None for p in parts) and not all(
                         (p is None) == (parts[0] is None) and (p is None or np.array_equal(p, parts[0])) for p in parts):
                     warn_flatten_order(layer, "combines, value by value, features in other orders with")
