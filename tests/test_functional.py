@@ -1334,3 +1334,25 @@ def test_evaluate_lists_several_outputs_metrics_in_keras_s_order_and_model_metri
     one = convforge.Sequential([convforge.Input((8,)), layers.Dense(4, activation="softmax")])
     one.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy", "sparse_top_k_categorical_accuracy"])
     assert one.metrics_names == ["loss", "accuracy", "sparse_top_k_categorical_accuracy"]  # as given, one output
+
+
+def test_a_metric_on_an_output_without_a_loss_is_measured_as_keras_measures_it():
+    # loss=[None, ...] with metrics on that output: its targets were dropped and fit failed at the
+    # first batch ("cannot reshape array of size 1"). Keras 3.15.1 (checked) logs score_mae as
+    # the mean |prediction - target| of that output, and the loss is the other output's alone.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 4)).astype("float32")
+    ys, yc = rng.standard_normal((8, 1)).astype("float32"), np.eye(3)[rng.integers(0, 3, 8)].astype("float32")
+    inp = convforge.Input((4,))
+    h = layers.Dense(5)(inp)
+    model = convforge.Model(inp, [layers.Dense(1, name="score")(h), layers.Dense(3, activation="softmax", name="cls")(h)])
+    model.compile("sgd", loss=[None, "categorical_crossentropy"], metrics=[["mae"], ["accuracy"]])
+    history = model.fit(x, [ys, yc], epochs=1, verbose=0, batch_size=4)
+    assert sorted(history.history) == ["cls_accuracy", "loss", "score_mae"]
+    logs = model.evaluate(x, [ys, yc], verbose=0, return_dict=True)
+    score, cls = model.predict(x, verbose=0)
+    assert logs["score_mae"] == pytest.approx(np.abs(score - ys).mean(), rel=1e-5)
+    assert logs["loss"] == pytest.approx(-np.mean(np.sum(yc * np.log(cls), axis=1)), rel=1e-4)
+    unmeasured = convforge.Model(inp, model.outputs)
+    unmeasured.compile("sgd", loss=[None, "categorical_crossentropy"])
+    unmeasured.fit(x, [None, yc], epochs=1, verbose=0)  # no metric there: no targets needed

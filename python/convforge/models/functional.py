@@ -1694,8 +1694,11 @@ class Functional(Model):
         else:
             ys = [one_array(y)]
         ready = []
+        measured = {k for _, k, _ in self._metric_slots}
         for k, (yk, loss, t) in enumerate(zip(ys, self._head_losses(), self.outputs)):
-            if loss is None:
+            # An output without a loss keeps its targets where it has metrics (Keras measures it:
+            # the targets were dropped and its metric failed at the first batch).
+            if loss is None and (yk is None or k not in measured):
                 ready.append(None)
                 continue
             if yk is None:
@@ -1706,6 +1709,12 @@ class Functional(Model):
                     f"{argument} holds {xs[0].shape[0]} samples but the targets of output {self.output_names[k]!r} "
                     f"hold {yk.shape[0] if yk.ndim else 0}"
                 )
+            if loss is None:  # for its metrics alone, as given (they read the output as the user sees it)
+                if yk.dtype.kind not in "biuf":
+                    raise TypeError(f"the targets of output {self.output_names[k]!r} must hold real numbers; got an "
+                                    f"array of dtype {yk.dtype}")
+                ready.append(yk)
+                continue
             ready.append(prepare_targets(loss, yk, t._internal, self._data_format()))
         return xs, ready
 
