@@ -11,6 +11,7 @@ from __future__ import annotations
 import dis
 import functools
 import inspect
+import itertools
 import numbers
 import sys
 
@@ -203,6 +204,21 @@ NEUTRAL_VALUES: dict[str, object] = {
     "input_axes": None,  # VarianceScaling's axes of the fans: convforge computes them from the layout
     "output_axes": None,
 }
+
+
+def ignored_keras_call(cls: type, runs: str, root: type) -> str | None:
+    """The built-in class ``cls`` subclasses where the user's classes before it (a mixin after it
+    is never reached first) define Keras's ``call()`` while the method convforge runs, ``runs``
+    (a layer's forward, a loss's value_and_grad), is still convforge's own, not ``root``'s stub:
+    that call would never run (a DoubleDense gave Dense's outputs, a ScaledMSE trained as MSE).
+    None otherwise. A ``__call__`` of the user's is left alone: one that calls super() works."""
+    user = itertools.takewhile(lambda k: not k.__module__.startswith("convforge."), cls.__mro__)
+    if not any("call" in k.__dict__ for k in user):
+        return None
+    owner = next(k for k in cls.__mro__ if runs in k.__dict__)
+    if owner is root or not owner.__module__.startswith("convforge."):
+        return None
+    return next(k for k in cls.__mro__ if k.__module__.startswith("convforge.")).__name__
 
 
 def _is_neutral(name: str, value, table=None) -> bool:

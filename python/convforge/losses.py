@@ -53,11 +53,11 @@ Custom losses subclass :class:`Loss` and implement ``value_and_grad``.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
 
+from . import _unsupported
 from .layers.activations import _sigmoid  # sigmoid without overflow, in its input's dtype
 
 __all__ = [
@@ -227,17 +227,9 @@ class Loss:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        # Keras's way to change a built-in loss, call() in a subclass, over a
-        # value_and_grad of convforge's: fit would take that value and gradient and never the
-        # call (a ScaledMSE trained as MSE). Refused when such a loss is used (_refuse_ignored_call).
-        cls._ignored_call = None
-        # The user's classes before the built-in one (a mixin after it is never reached first);
-        # a __call__ of one's own that calls super() still runs value_and_grad, so is left alone.
-        user = list(itertools.takewhile(lambda k: not k.__module__.startswith("convforge."), cls.__mro__))
-        if any("call" in k.__dict__ for k in user):
-            runs = next(k for k in cls.__mro__ if "value_and_grad" in k.__dict__)
-            if runs is not Loss and runs.__module__.startswith("convforge."):  # the built-in class subclassed
-                cls._ignored_call = next(k for k in cls.__mro__ if k.__module__.startswith("convforge.")).__name__
+        # Keras's call() over a built-in value_and_grad: refused when such a loss is used
+        # (_refuse_ignored_call).
+        cls._ignored_call = _unsupported.ignored_keras_call(cls, "value_and_grad", Loss)
 
     def _refuse_ignored_call(self) -> None:
         if type(self)._ignored_call is not None:
@@ -1039,8 +1031,6 @@ def deserialize(config: dict) -> Loss:
         raise ValueError(f"unknown loss description {config!r}")
     return _BY_NAME[name.lower()](**config.get("config", {}))
 
-
-from . import _unsupported  # noqa: E402
 
 __getattr__ = _unsupported.module_getattr(__name__, lambda: globals())
 

@@ -24,7 +24,6 @@ import contextvars
 import copy
 import functools
 import inspect
-import itertools
 import math
 import numbers
 import re
@@ -36,7 +35,7 @@ import numpy as np
 
 from .. import functional as F
 from .._warnings import user_stacklevel
-from .._unsupported import _is_neutral
+from .._unsupported import _is_neutral, ignored_keras_call
 from . import initializers
 
 
@@ -603,16 +602,8 @@ class Layer:
         if "build" in cls.__dict__ and (cls.__module__.startswith("convforge.") or any(
                 getattr(base.__dict__.get("build"), "keras_build", False) for base in cls.__mro__[1:])):
             cls.build = _keras_build(cls.__dict__["build"])
-        # Keras's way to change a built-in layer, call() in a subclass, under a forward() of
-        # convforge's: the model would run that forward and never the call (a DoubleDense gave
-        # Dense's outputs). Refused when such a layer is made (Layer.__init__).
-        cls._ignored_call = None
-        # (the user's classes before the built-in one: a mixin after it is never reached first)
-        if any("call" in k.__dict__ for k in itertools.takewhile(lambda k: not k.__module__.startswith("convforge."),
-                                                                  cls.__mro__)):
-            runs = next(k for k in cls.__mro__ if "forward" in k.__dict__)
-            if runs is not Layer and runs.__module__.startswith("convforge."):  # the built-in class subclassed
-                cls._ignored_call = next(k for k in cls.__mro__ if k.__module__.startswith("convforge.")).__name__
+        # Keras's call() over a built-in forward: refused when such a layer is made (Layer.__init__).
+        cls._ignored_call = ignored_keras_call(cls, "forward", Layer)
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
@@ -955,6 +946,9 @@ class Layer:
     #: True for layers without weights that pass each feature through on its own (activations,
     #: Dropout, noise): the order a Flatten gave the features reaches the Dense after them.
     _keeps_feature_order = False
+    #: How the layer reads a Flatten's features such that no weight order can make it compute as
+    #: Keras's (the models warn: core.warn_flatten_order), or None.
+    _loses_flatten_order: str | None = None
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of the weights, in creation order (e.g. ``[kernel, bias]``), in Keras's layouts
@@ -1092,6 +1086,11 @@ def _take_rows(order, weight):
 _DISAGREE = object()
 
 
+def same_flatten_orders(orders: list) -> bool:
+    """Whether ``orders`` (each None, the stored order, or a permutation) are all one."""
+    return all((o is None) == (orders[0] is None) and (o is None or np.array_equal(o, orders[0])) for o in orders)
+
+
 class FeatureOrdered:
     """A layer whose weights index the features a Flatten of images gave it, along their first
     axis: a Dense's kernel rows, a BatchNormalization's, LayerNormalization's or PReLU's vectors
@@ -1136,9 +1135,7 @@ class FeatureOrdered:
         live = [o for _, orders in held.values() for o in orders]
         if not live:
             return None
-        if all((o is None) == (live[0] is None) and (o is None or np.array_equal(o, live[0])) for o in live):
-            return live[0]
-        return _DISAGREE
+        return live[0] if same_flatten_orders(live) else _DISAGREE
 
     @property
     def _keras_layouts(self) -> dict:

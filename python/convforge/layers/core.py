@@ -379,6 +379,10 @@ class Reshape(Layer):
         shapes = (self._internal_input_shape, self._internal_output_shape)
         return all(shape is not None and len(shape) == 1 for shape in shapes)
 
+    @property
+    def _loses_flatten_order(self) -> str | None:
+        return None if self._keeps_feature_order else "reshapes"
+
     _cache_attrs = ("_in_shape",)
 
     def __init__(self, target_shape, *, name=None, input_shape=None, trainable=True):

@@ -141,6 +141,10 @@ class Normalization(Layer):
             return all(a.size == 1 for a in self._fixed)
         return not self.axis
 
+    @property
+    def _loses_flatten_order(self) -> str | None:
+        return None if self._keeps_feature_order else "normalises with a mean and variance per feature"
+
     def build(self, input_shape):
         shown = display_shape(input_shape, self._data_format)
         if self._fixed is None:

@@ -82,13 +82,12 @@ from .. import optimizers as optimizers_module
 from ..layers import activations as activation_layers
 from ..layers import fusion
 from ..layers.activations import Sigmoid, Softmax, _ActivationLayer
-from ..layers.base import FLOAT_DTYPES, FeatureOrdered, Layer, call_copy, display_shape
+from ..layers.base import FLOAT_DTYPES, FeatureOrdered, Layer, call_copy, display_shape, same_flatten_orders
 from ..layers import augmentation as augmentation_layers
 from ..layers.augmentation import _Augmentation
-from ..layers.core import Dense, Dropout, Flatten, Input, InputLayer, Reshape, keras_flatten_order, warn_flatten_order
+from ..layers.core import Dense, Dropout, Flatten, Input, InputLayer, keras_flatten_order, warn_flatten_order
 from ..layers.noise import _NoiseLayer
 from ..layers.merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
-from ..layers.preprocessing import Normalization
 from ..layers.normalization import BatchNormalization
 from ..layers.symbolic import KerasTensor, NestedCall, Node, common_dtype, unique_name
 from . import keras_file, state
@@ -1118,9 +1117,7 @@ class Functional(Model):
                         found = None if np.array_equal(found, np.arange(found.size)) else found
                 elif flat and isinstance(layer, _ELEMENTWISE_MERGES):
                     known = [p for p in (order_of(i) for i in _spread(inputs)) if p is not unknown]
-                    same = all((p is None) == (known[0] is None) and (p is None or np.array_equal(p, known[0]))
-                               for p in known)
-                    found = unknown if not known else known[0] if same else None
+                    found = unknown if not known else known[0] if same_flatten_orders(known) else None
                 else:
                     found = None  # new features (a Dense's outputs): the same order in both
             memo[id(t)] = found
@@ -1134,16 +1131,12 @@ class Functional(Model):
             layer, inputs = node.layer, node.inputs
             if not all(len(t._internal) == 1 for t in inputs):
                 continue
-            if isinstance(layer, Reshape) and len(node.outputs[0]._internal) != 1:
+            if len(inputs) == 1 and layer._loses_flatten_order:
                 if known(inputs[0]) is not None:
-                    warn_flatten_order(layer, "reshapes")
-            elif type(layer) is Normalization and not layer._keeps_feature_order:
-                if known(inputs[0]) is not None:
-                    warn_flatten_order(layer, "normalises with a mean and variance per feature")
+                    warn_flatten_order(layer, layer._loses_flatten_order)
             elif isinstance(layer, (*_ELEMENTWISE_MERGES, Dot)) and len(inputs) > 1:
                 parts = [known(t) for t in _spread(inputs)]
-                if any(p is not None for p in parts) and not all(
-                        (p is None) == (parts[0] is None) and (p is None or np.array_equal(p, parts[0])) for p in parts):
+                if any(p is not None for p in parts) and not same_flatten_orders(parts):
                     warn_flatten_order(layer, "combines, value by value, features in other orders with")
 
         found: dict = {}

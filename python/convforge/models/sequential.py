@@ -43,8 +43,7 @@ from ..layers import symbolic
 from ..layers.symbolic import NestedCall
 from ..layers.activations import Activation, _ActivationLayer
 from ..layers.base import FeatureOrdered, Layer, check_input_shape, display_shape, snake_case
-from ..layers.core import Dense, Dropout, Flatten, InputLayer, Reshape, keras_flatten_order, warn_flatten_order
-from ..layers.preprocessing import Normalization
+from ..layers.core import Dense, Dropout, Flatten, InputLayer, keras_flatten_order, warn_flatten_order
 from ..layers.noise import _NoiseLayer
 from . import state
 from .batches import _Batches, _Entry, one_array
@@ -392,10 +391,8 @@ class Sequential(Model):
                 if isinstance(layer, Dense) or len(layer._internal_input_shape) != 1:  # new features
                     order, at_input = None, False
             elif not layer._keeps_feature_order:
-                if order is not None and isinstance(layer, Reshape):  # no weight order puts these right
-                    warn_flatten_order(layer, "reshapes")
-                elif order is not None and type(layer) is Normalization:
-                    warn_flatten_order(layer, "normalises with a mean and variance per feature")
+                if order is not None and layer._loses_flatten_order:  # no weight order puts it right
+                    warn_flatten_order(layer, layer._loses_flatten_order)
                 order, at_input = None, False
 
     def _record_graph(self, internal) -> None:
