@@ -3723,6 +3723,39 @@ def test_layer_normalization_scale_broadcast_to_the_normalised_axes(scale_shape,
     np.testing.assert_allclose(got, run_ort(path, x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("scale_shape", [(1, 6, 6), (1, 1, 6, 6), (1, 6, 1)])
+def test_layer_normalization_scale_with_leading_axes_of_one(scale_shape, tmp_path):
+    # Leading axes of 1 line up with the axes not normalised (batch, channels): ONNX broadcasts
+    # them, onnxruntime takes them; they were refused as "Scale / B of shapes".
+    rng = np.random.default_rng(7)
+    scale = rng.standard_normal(scale_shape).astype(np.float32)
+    node = helper.make_node("LayerNormalization", ["x", "S"], ["y"], name="ln", axis=2)
+    path = save_model(tmp_path / "m.onnx", [node], [numpy_helper.from_array(scale, "S")], ("n", 3, 6, 6))
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    got = convforge.load_model(path).predict(x.transpose(0, 2, 3, 1), verbose=0).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, run_ort(path, x), rtol=1e-4, atol=1e-4)
+
+
+def test_layer_normalization_of_features_with_a_scale_of_1_by_n(tmp_path):
+    rng = np.random.default_rng(8)
+    scale, bias = rng.standard_normal((1, 6)).astype(np.float32), rng.standard_normal((1, 6)).astype(np.float32)
+    node = helper.make_node("LayerNormalization", ["x", "S", "B"], ["y"], name="ln", axis=-1)
+    path = save_model(tmp_path / "m.onnx", [node], [numpy_helper.from_array(scale, "S"),
+                                                    numpy_helper.from_array(bias, "B")], ("n", 6))
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    np.testing.assert_allclose(convforge.load_model(path).predict(x, verbose=0), run_ort(path, x), rtol=1e-4, atol=1e-4)
+
+
+def test_layer_normalization_scale_per_channel_of_an_image_is_refused(tmp_path):
+    # (3, 6, 6) scales each channel's rows differently: not a LayerNormalization's weights over
+    # its (6, 6) axes, so refused by name rather than imported wrong.
+    node = helper.make_node("LayerNormalization", ["x", "S"], ["y"], name="ln", axis=2)
+    scale = np.random.default_rng(9).standard_normal((3, 6, 6)).astype(np.float32)
+    path = save_model(tmp_path / "m.onnx", [node], [numpy_helper.from_array(scale, "S")], ("n", 3, 6, 6))
+    with pytest.raises(ModelFileError, match=r"node 'ln' \(LayerNormalization\): Scale / B of shapes \[\(3, 6, 6\)\]"):
+        convforge.load_model(path)
+
+
 @pytest.mark.parametrize("training", [False, True])
 def test_dropout_with_a_boolean_training_mode(training, tmp_path):
     # The spec's training_mode is a BOOL; every BOOL tensor was refused as an element type.

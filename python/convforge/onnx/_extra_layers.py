@@ -413,6 +413,10 @@ def import_layer_normalization(ctx, node):
     if len(node.input) > 2 and node.input[2]:
         values.append(np.asarray(ctx.constant(node, 2, "B")))
     def full(v):  # v broadcast to dims where ONNX's rules allow it, else as it is (refused below)
+        # Leading axes of 1 line up with the axes that are not normalised (the batch's among them,
+        # while v has no more axes than the input): broadcast there, they change nothing.
+        while len(dims) < v.ndim <= rank and v.shape[0] == 1:
+            v = v[0]
         try:
             return np.broadcast_to(v, dims) if v.ndim <= len(dims) else v
         except ValueError:
