@@ -525,7 +525,7 @@ def test_precision_of_sequences_weighs_steps_or_samples():
     assert _precision_recall(y, p)[0] == 0.75
     assert _precision_recall(y, p, sample_weight=np.array([[1.0, 2.0], [3.0, 4.0]]))[0] == pytest.approx(0.8)
     assert _precision_recall(y, p, sample_weight=np.array([1.0, 0.0]))[0] == pytest.approx(0.5)
-    with pytest.raises(ValueError, match=r"precision: sample_weight must be a number or have shape \(2,\)"):
+    with pytest.raises(ValueError, match=r"precision_\d+: sample_weight must be a number or have shape \(2,\)"):
         _precision_recall(y, p, sample_weight=np.ones((2, 3)))
 
 
@@ -908,8 +908,9 @@ def test_iou_metrics_say_what_is_wrong():
         metrics.MeanIoU(0)
     with pytest.raises(ValueError, match="does not fit targets"):
         metrics.MeanIoU(3).update_state(np.zeros((2, 4), int), np.zeros((2, 4), int), sample_weight=np.ones(3))
-    assert metrics.get(metrics.serialize(metrics.OneHotIoU(5, [1, 2]))).get_config() == \
-        metrics.OneHotIoU(5, [1, 2]).get_config()
+    saved = metrics.serialize(metrics.OneHotIoU(5, [1, 2]))
+    fresh = metrics.OneHotIoU(5, [1, 2]).get_config()  # 'one_hot_io_u_1': the process's second
+    assert metrics.get(saved).get_config() == {**fresh, "name": "one_hot_io_u"}
 
 
 def test_new_metrics_take_name_none_and_check_their_inputs():
@@ -1007,3 +1008,56 @@ def test_metrics_take_keras_axis_and_ignore_class_at_their_defaults():
         metrics.CategoricalCrossentropy(axis=1)
     with pytest.raises(TypeError, match="the argument 'ignore_class' of SparseCategoricalCrossentropy"):
         metrics.SparseCategoricalCrossentropy(ignore_class=0)
+
+
+# ---- names of metrics made without one, and of repeated names in the logs, as Keras 3 gives them
+
+def _history_keys(keras, metrics, x, y):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("sgd", "binary_crossentropy", metrics=metrics())
+    return sorted(model.fit(x, y, epochs=1, batch_size=16, verbose=0).history)
+
+
+def _naming_runs(keras):
+    """The same five compiles, one after another in one session (each one's names depend on what
+    the process made before it)."""
+    M = keras.metrics
+    return [lambda: ["auc"], lambda: ["auc"], lambda: [M.AUC()], lambda: [M.AUC(), M.Precision(), "precision"],
+            lambda: ["AUC", "Precision", "recall", M.TruePositives(), M.TruePositives()]]
+
+
+def test_metrics_made_without_a_name_are_numbered_in_the_process():
+    assert [metrics.AUC().name, metrics.AUC().name, metrics.Precision().name] == ["auc", "auc_1", "precision"]
+    assert metrics.MeanIoU(3).name == "mean_io_u" and metrics.MeanIoU(3).name == "mean_io_u_1"
+    assert metrics.AUC(name="roc").name == "roc" and metrics.AUC().name == "auc_2"  # a given name takes no number
+    assert metrics.get("precision").name == "precision" and metrics.Precision().name == "precision_2"
+    assert metrics.get("accuracy").name == "accuracy"
+    convforge.backend.clear_session()
+    assert metrics.AUC().name == "auc"
+
+
+def test_repeated_metric_names_are_numbered_in_the_logs():
+    x = np.random.default_rng(0).random((32, 4)).astype(np.float32)
+    y = (np.random.default_rng(1).random((32, 1)) > 0.5).astype(np.float32)
+    got = [_history_keys(convforge, m, x, y) for m in _naming_runs(convforge)]
+    assert got == [["auc", "loss"], ["auc", "loss"], ["auc_2", "loss"], ["auc_3", "loss", "precision", "precision_1"],
+                   ["AUC", "Precision", "loss", "recall", "true_positives", "true_positives_1"]]
+    model = convforge.Sequential([convforge.Input((4,)), convforge.layers.Dense(1, activation="sigmoid")])
+    model.compile("sgd", "binary_crossentropy", metrics=["mae", "mae"])
+    assert model.metrics_names == ["loss", "mae", "mae_1"]
+    assert list(model.evaluate(x, y, verbose=0, return_dict=True)) == ["loss", "mae", "mae_1"]
+    with pytest.raises(ValueError, match=r"metric names must be unique and not 'loss'; got \['mae', 'mae_1', 'mae_1'\]"):
+        model.compile("sgd", "binary_crossentropy", metrics=["mae", "mae", metrics.MeanAbsoluteError(name="mae_1")])
+
+
+def test_metric_names_match_real_keras():
+    from model_checks import real_keras
+
+    keras = real_keras()
+    x = np.random.default_rng(0).random((32, 4)).astype(np.float32)
+    y = (np.random.default_rng(1).random((32, 1)) > 0.5).astype(np.float32)
+    keras.backend.clear_session()
+    theirs = [_history_keys(keras, m, x, y) for m in _naming_runs(keras)]
+    convforge.backend.clear_session()
+    ours = [_history_keys(convforge, m, x, y) for m in _naming_runs(convforge)]
+    assert ours == theirs

@@ -9,14 +9,16 @@ __all__ = ["backend", "clear_session", "epsilon", "floatx", "image_data_format",
 
 
 def clear_session(free_memory: bool = True) -> None:
-    """Forget the layer names handed out so far, as Keras's ``clear_session()`` resets its name
-    counters: the next ``Dense`` is ``dense`` again. Models and layers already made keep theirs.
+    """Forget the layer and metric names handed out so far, as Keras's ``clear_session()`` resets
+    its name counters: the next ``Dense`` is ``dense`` again, the next ``AUC()`` ``auc``. Models and layers already made keep theirs.
     ``free_memory`` is accepted for Keras's signature (NumPy frees arrays when they are unused)."""
     if not isinstance(free_memory, bool):
         raise TypeError(f"clear_session free_memory must be True or False; got {free_memory!r}")
+    from . import metrics
     from .layers import symbolic
 
     symbolic._USED_NAMES.clear()
+    metrics._AUTO_NAME_COUNTS.clear()
 
 
 def backend() -> str:

@@ -391,6 +391,37 @@ MetricVariable.__pos__ = lambda self: self._value.copy()
 MetricVariable.__abs__ = lambda self: np.abs(self._value)
 
 
+# How many metrics of each default name this process has made without a name (clear_session
+# resets it): Keras 3 names them so, from its per-process counters.
+_AUTO_NAME_COUNTS: dict[str, int] = {}
+
+
+def auto_name(base: str) -> str:
+    """The name of a metric made without one: ``base`` the first time in the process, then
+    ``base_1``, ``base_2``, ... as Keras 3 names them (``AUC()`` then ``AUC()``: 'auc', 'auc_1';
+    after ``compile(metrics=['auc'])`` the next ``AUC()`` is 'auc_1' too, as there)."""
+    count = _AUTO_NAME_COUNTS.get(base, 0)
+    _AUTO_NAME_COUNTS[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def log_names(names: list[str]) -> list[str]:
+    """The names a model's logs give its metrics: Keras 3's, each name as it is the first time and
+    ``name_1``, ``name_2``, ... after (``metrics=[Precision(), 'precision']`` logs 'precision'
+    and 'precision_1'). A name that is still repeated (a metric named 'precision_1' by hand
+    beside two 'precision') is left so, for compile to refuse: Keras would drop one of the two."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        if name not in seen:
+            seen[name] = 1
+            out.append(name)
+        else:
+            out.append(f"{name}_{seen[name]}")
+            seen[name] += 1
+    return out
+
+
 class Metric:
     """A running value over batches: ``update_state`` per batch, ``result`` at the end.
 
@@ -401,6 +432,10 @@ class Metric:
     """
 
     name = "metric"
+    # Made without a name, named auto_name(_default_name) as in Keras (whose signature has
+    # name=None for these), and a name string given to compile uses up that name too.
+    _auto_named = False
+    _default_name = ""
     #: Which way is better, as Keras 3's metrics say it: ``'up'``, ``'down'`` or None (not known).
     #: Callbacks with ``mode='auto'`` (EarlyStopping, ModelCheckpoint, ReduceLROnPlateau) follow it.
     direction: str | None = None
@@ -926,6 +961,7 @@ class Precision(_Counting):
     _count_names = ("tp", "fp", "fn", "tn")
     direction = "up"
     _default_name = "precision"
+    _auto_named = True
 
     def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
         self.top_k = None if top_k is None else _top_k(top_k, "top_k")
@@ -937,7 +973,7 @@ class Precision(_Counting):
             list(self.thresholds) if isinstance(thresholds, (list, tuple, np.ndarray)) else self.thresholds[0])
         self._dtype = _metric_dtype(dtype, type(self).__name__)
         self._evenly_spaced = _evenly_spaced(self.thresholds)
-        super().__init__(self._default_name if name is None else name)
+        super().__init__(auto_name(self._default_name) if name is None else name)
 
     @property
     def dtype(self) -> str:
@@ -1328,8 +1364,10 @@ class AUC(_Counting):
 
     _count_names = ("tp", "fp", "tn", "fn")
     direction = "up"
+    _auto_named = True
+    _default_name = "auc"
 
-    def __init__(self, num_thresholds: int = 200, curve: str = "ROC", name: str = "auc", from_logits: bool = False):
+    def __init__(self, num_thresholds: int = 200, curve: str = "ROC", name: str | None = None, from_logits: bool = False):
         curve = str(curve).upper()
         if curve not in ("ROC", "PR"):
             raise ValueError(f"convforge does not support AUC curve={curve!r}; only curve='ROC' or 'PR'")
@@ -1343,7 +1381,7 @@ class AUC(_Counting):
         inner = [(i + 1) / (self.num_thresholds - 1) for i in range(self.num_thresholds - 2)]
         self.thresholds = np.array([-1e-7, *inner, 1 + 1e-7])
         self._warned_range = False
-        super().__init__(name)
+        super().__init__(auto_name(self._default_name) if name is None else name)
 
     def get_config(self):
         return {**super().get_config(), "num_thresholds": self.num_thresholds, "curve": self.curve,
@@ -1722,11 +1760,12 @@ class IoU(_Counting):
     """
 
     _default_name = "io_u"
+    _auto_named = True
 
     direction = "up"
     _count_names = ("_matrix",)
 
-    def __init__(self, num_classes: int, target_class_ids, name: str = "io_u", ignore_class: int | None = None,
+    def __init__(self, num_classes: int, target_class_ids, name: str | None = None, ignore_class: int | None = None,
                  sparse_y_true: bool = True, sparse_y_pred: bool = True):
         self.num_classes = _class_count(num_classes, f"{type(self).__name__} num_classes")
         self.target_class_ids = _class_ids(target_class_ids, self.num_classes, type(self).__name__)
@@ -1737,7 +1776,7 @@ class IoU(_Counting):
         self.ignore_class = None if ignore_class is None else int(ignore_class)
         self.sparse_y_true = _losses._check_flag(sparse_y_true, "sparse_y_true")
         self.sparse_y_pred = _losses._check_flag(sparse_y_pred, "sparse_y_pred")
-        super().__init__(name if name is not None else self._default_name)
+        super().__init__(auto_name(self._default_name) if name is None else name)
 
     def reset_state(self):
         self._matrix = np.zeros((self.num_classes, self.num_classes))  # rows: true class, columns: predicted
@@ -1808,7 +1847,7 @@ class MeanIoU(IoU):
 
     _default_name = "mean_io_u"
 
-    def __init__(self, num_classes: int, name: str = "mean_io_u", ignore_class: int | None = None,
+    def __init__(self, num_classes: int, name: str | None = None, ignore_class: int | None = None,
                  sparse_y_true: bool = True, sparse_y_pred: bool = True):
         count = _class_count(num_classes, "MeanIoU num_classes")
         super().__init__(count, list(range(count)), name, ignore_class, sparse_y_true, sparse_y_pred)
@@ -1824,7 +1863,7 @@ class OneHotIoU(IoU):
 
     _default_name = "one_hot_io_u"
 
-    def __init__(self, num_classes: int, target_class_ids, name: str = "one_hot_io_u",
+    def __init__(self, num_classes: int, target_class_ids, name: str | None = None,
                  ignore_class: int | None = None, sparse_y_pred: bool = False):
         super().__init__(num_classes, target_class_ids, name, ignore_class, False, sparse_y_pred)
 
@@ -1839,7 +1878,7 @@ class OneHotMeanIoU(MeanIoU):
 
     _default_name = "one_hot_mean_io_u"
 
-    def __init__(self, num_classes: int, name: str = "one_hot_mean_io_u", ignore_class: int | None = None,
+    def __init__(self, num_classes: int, name: str | None = None, ignore_class: int | None = None,
                  sparse_y_pred: bool = False):
         super().__init__(num_classes, name, ignore_class, False, sparse_y_pred)
 
@@ -1856,7 +1895,7 @@ class BinaryIoU(IoU):
 
     _default_name = "binary_io_u"
 
-    def __init__(self, target_class_ids=(0, 1), threshold: float = 0.5, name: str = "binary_io_u"):
+    def __init__(self, target_class_ids=(0, 1), threshold: float = 0.5, name: str | None = None):
         super().__init__(2, target_class_ids, name)
         self.threshold = _threshold(threshold, "threshold")
 
@@ -1950,10 +1989,14 @@ def get(identifier) -> Metric:
             if needed:
                 raise ValueError(f"metric {identifier!r} needs {', '.join(needed)}: pass the object, e.g. "
                                  f"metrics.{cls.__name__}({needed[0]}=...)")
-            return cls(name=identifier)
-        if key not in _BY_NAME:
+            metric = cls(name=identifier)
+        elif key not in _BY_NAME:
             raise ValueError(f"metric must be one of {sorted(_BY_NAME)}, a Metric or a function; got {identifier!r}")
-        return _BY_NAME[key](name=identifier)
+        else:
+            metric = _BY_NAME[key](name=identifier)
+        if metric._auto_named:  # Keras makes it without a name, then names it after the string
+            auto_name(metric._default_name)
+        return metric
     if callable(identifier):
         refuse = getattr(identifier, "_refuse_ignored_call", None)  # a Loss used as a metric: its checks now
         if refuse is not None:

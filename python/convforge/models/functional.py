@@ -1559,6 +1559,7 @@ class Functional(Model):
                     metric = copy.deepcopy(metric)  # one object per output
                 name = metric.name if n == 1 else f"{self.output_names[k]}_{metric.name}"
                 slots.append((name, k, metric))
+        slots = [(name, k, m) for name, (_, k, m) in zip(metrics_module.log_names([s[0] for s in slots]), slots)]
         heads = the_loss if isinstance(the_loss, list) else [the_loss] * n
         names = ["loss", *self._loss_log_names(heads), *(name for name, _, _ in slots)]
         if len(set(names)) != len(names):

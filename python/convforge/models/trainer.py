@@ -482,6 +482,7 @@ class Trainer:
         self.optimizer = None
         self.loss = None
         self.compiled_metrics: list = []
+        self._metric_names: list = []  # the compiled metrics' names in the logs (metrics.log_names)
         self._metric_specs: list = []  # compile's metrics argument, for get_compile_config
         self.stop_training = False
         self.history = None
@@ -554,10 +555,11 @@ class Trainer:
         self.loss = losses_module.get(loss)
         if isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
             metrics = [metrics]
-        self.compiled_metrics = [metrics_module.get(m) for m in (metrics or [])]
-        names = [m.name for m in self.compiled_metrics]
+        compiled = [metrics_module.get(m) for m in (metrics or [])]
+        names = metrics_module.log_names([m.name for m in compiled])
         if len(set(names)) != len(names) or "loss" in names:
             raise ValueError(f"metric names must be unique and not 'loss'; got {names}")
+        self.compiled_metrics, self._metric_names = compiled, names
         self._metric_specs = list(metrics or [])
         self._warned_logits = False
         if getattr(self, "built", False):
@@ -566,7 +568,7 @@ class Trainer:
     @property
     def metrics_names(self) -> list[str]:
         """``'loss'`` then the names of what ``compile`` asked for, in the order ``evaluate`` returns them."""
-        return ["loss", *(m.name for m in self.compiled_metrics)]
+        return ["loss", *self._metric_names]
 
     def _require_compiled(self, what: str) -> None:
         if self.loss is None:
@@ -728,7 +730,7 @@ class Trainer:
     def _log_metrics(self) -> list:
         """``[(name in the logs, Metric)]`` after ``'loss'``, in the logs' order: what a
         :class:`~convforge.distributed.Tally` reports (and sums over ranks)."""
-        return [(m.name, m) for m in self.compiled_metrics]
+        return list(zip(self._metric_names, self.compiled_metrics))
 
     def loss_and_gradients(self, x, y, training: bool = True, need_grad: bool = True):
         """The loss of one batch and the gradient of every trainable weight: the training step
