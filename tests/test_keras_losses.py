@@ -350,3 +350,74 @@ def test_every_loss_name_trains_a_float32_model(name):
     model.compile(optimizer="sgd", loss=name)
     history = model.fit(x, y, epochs=2, batch_size=8, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+# ---- Keras's loss and metric functions (keras.losses.mean_squared_error, keras.metrics.sparse_categorical_accuracy)
+
+def _function_cases(lib):
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 6)).astype("float32")
+    yi = rng.integers(0, 3, 64)
+    yo = np.eye(3, dtype="float32")[yi]
+    yr = rng.random((64, 1)).astype("float32")
+    L, M = lib.losses, lib.metrics
+    return x, [(L.sparse_categorical_crossentropy, yi, "softmax", 3, M.sparse_categorical_accuracy),
+               (L.categorical_crossentropy, yo, "softmax", 3, M.categorical_accuracy),
+               (L.mean_squared_error, yr, None, 1, M.mean_absolute_error),
+               (L.huber, yr, None, 1, M.log_cosh),
+               (L.binary_crossentropy, (yr > 0.5).astype("float32"), "sigmoid", 1, M.binary_accuracy)]
+
+
+def _function_histories(lib):
+    x, cases = _function_cases(lib)
+    out = {}
+    for loss, y, activation, units, metric in cases:
+        model = lib.Sequential([lib.Input((6,)), lib.layers.Dense(units, activation=activation, kernel_initializer="ones",
+                                                                   bias_initializer="zeros")])
+        model.compile(lib.optimizers.SGD(0.1), loss=loss, metrics=[metric])
+        history = model.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False).history
+        out[loss.__name__] = {k: np.asarray(v, dtype=np.float64) for k, v in sorted(history.items())}
+    return out
+
+
+def _function_calls(lib):
+    rng = np.random.default_rng(1)
+    p = rng.random((4, 3)).astype("float32")
+    p /= p.sum(1, keepdims=True)
+    labels = np.array([0, 2, 1, 1])
+    onehot = np.eye(3, dtype="float32")[labels]
+    L, M = lib.losses, lib.metrics
+    return [np.asarray(v, dtype=np.float64) for v in (
+        L.sparse_categorical_crossentropy(labels, p), L.categorical_crossentropy(onehot, p, label_smoothing=0.1),
+        L.mean_squared_error(onehot, p), L.huber(onehot, p, delta=0.2), L.kl_divergence(onehot, p),
+        M.sparse_categorical_accuracy(labels, p), M.top_k_categorical_accuracy(onehot, p, k=2),
+        M.binary_accuracy(onehot, p, threshold=0.3), M.mean_absolute_error(onehot, p))]
+
+
+def test_loss_and_metric_functions_train_as_their_names():
+    histories = _function_histories(convforge)
+    x, cases = _function_cases(convforge)
+    for loss, y, activation, units, metric in cases:
+        model = convforge.Sequential([convforge.Input((6,)), convforge.layers.Dense(
+            units, activation=activation, kernel_initializer="ones", bias_initializer="zeros")])
+        model.compile(convforge.optimizers.SGD(0.1), loss=loss.__name__, metrics=[metric.__name__])
+        by_name = model.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False).history
+        for key, values in histories[loss.__name__].items():
+            np.testing.assert_allclose(values, by_name[key], rtol=1e-6)
+    assert isinstance(convforge.losses.get(convforge.losses.huber), convforge.losses.Huber)
+    assert convforge.metrics.mean_squared_error is convforge.losses.mean_squared_error
+    with pytest.raises(AttributeError, match="cosine_similarity"):
+        convforge.metrics.cosine_similarity  # keras.metrics has no such function
+
+
+def test_loss_and_metric_functions_match_real_keras():
+    from model_checks import real_keras
+
+    keras = real_keras()
+    ours, theirs = _function_histories(convforge), _function_histories(keras)
+    assert {k: sorted(v) for k, v in ours.items()} == {k: sorted(v) for k, v in theirs.items()}
+    for name in ours:
+        for key in ours[name]:
+            np.testing.assert_allclose(ours[name][key], theirs[name][key], rtol=1e-4, atol=1e-5)
+    for got, expected in zip(_function_calls(convforge), _function_calls(keras)):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

@@ -1007,6 +1007,9 @@ def get(identifier) -> Loss:
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
         return _BY_NAME[identifier.lower()]()
+    if callable(identifier) and globals().get(getattr(identifier, "__name__", None)) is identifier \
+            and hasattr(identifier, "_loss_class"):  # Keras's function of that loss (keras.losses.mse...)
+        return identifier._loss_class()
     if isinstance(identifier, str):
         raise ValueError(f"loss must be one of {sorted(_BY_NAME)} or a convforge.losses.Loss; got {identifier!r}")
     if callable(identifier):
@@ -1031,6 +1034,44 @@ def deserialize(config: dict) -> Loss:
         raise ValueError(f"unknown loss description {config!r}")
     return _BY_NAME[name.lower()](**config.get("config", {}))
 
+
+def _keras_function(name: str, cls: type):
+    """Keras 3's function ``name(y_true, y_pred, **arguments)``: each sample's loss ``(batch,)``,
+    and, given to ``compile(loss=...)`` (or as a metric), the built-in loss ``cls(**arguments)``
+    is what trains (convforge differentiates its own losses, not functions)."""
+
+    def function(y_true, y_pred, **arguments):
+        loss = cls(**arguments)
+        y_pred = np.asarray(y_pred)
+        if y_pred.dtype.kind != "f":
+            y_pred = y_pred.astype(np.float32)
+        if y_pred.ndim == 0:
+            raise ValueError(f"{name}: y_pred must be an array (batch, ...); got the number {y_pred}")
+        one = y_pred.ndim == 1  # one vector, as Keras reduces the last axis: its one value
+        if one:
+            y_pred, y_true = y_pred[None], np.asarray(y_true).reshape(1, -1)
+        values = loss._per_sample(y_pred, loss.prepare_targets(y_true, y_pred.shape[1:]))
+        return values[0] if one else values
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = (
+        f"Keras's ``{name}(y_true, y_pred)``: each sample's {cls.__name__} loss, shape ``(batch,)`` (Keras "
+        f"gives an output with positions one value per position: here their mean). ``compile(loss={name})`` "
+        f"trains with ``losses.{cls.__name__}()``; keyword arguments go to it."
+    )
+    function._loss_class = cls
+    return function
+
+
+# Keras's loss functions, for compile(loss=keras.losses.mean_squared_error) and direct calls.
+_KERAS_FUNCTIONS = ("binary_crossentropy", "binary_focal_crossentropy", "categorical_crossentropy",
+                   "categorical_focal_crossentropy", "categorical_hinge", "cosine_similarity", "hinge", "huber",
+                   "kl_divergence", "log_cosh", "mean_absolute_error", "mean_absolute_percentage_error",
+                   "mean_squared_error", "mean_squared_logarithmic_error", "poisson",
+                   "sparse_categorical_crossentropy", "squared_hinge")
+for _name in _KERAS_FUNCTIONS:
+    globals()[_name] = _keras_function(_name, _BY_NAME[_name])
+del _name
 
 __getattr__ = _unsupported.module_getattr(__name__, lambda: globals())
 

@@ -1940,6 +1940,7 @@ _BY_NAME = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "bce": BinaryCrossentropy,
     "log_cosh_error": LogCoshError,
+    "log_cosh": LogCoshError,  # Keras's function of that name, as a metric
     "true_positives": TruePositives,
     "false_positives": FalsePositives,
     "true_negatives": TrueNegatives,
@@ -2004,6 +2005,42 @@ def get(identifier) -> Metric:
         return Mean(identifier)
     raise TypeError(f"metric must be a name such as 'accuracy', a Metric or a function; got {identifier!r}")
 
+
+def _accuracy_function(name: str, make, doc: str):
+    def function(y_true, y_pred, **arguments):
+        return np.asarray(make(**arguments).fn(y_true, y_pred), dtype=np.float32)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"Keras's ``{name}(y_true, y_pred)``: {doc}, one value per sample (1.0 or 0.0)."
+    return function
+
+
+# Keras's metric functions: each sample's value, for direct calls and for compile(metrics=[...])
+# (averaged over the samples there, under the function's name, as Keras's wrapper does).
+
+
+def binary_accuracy(y_true, y_pred, threshold=0.5):
+    """Keras's ``binary_accuracy(y_true, y_pred, threshold=0.5)``: 1.0 for each output on the right
+    side of ``threshold``, else 0.0, of ``y_pred``'s shape (Keras's too: not reduced per sample)."""
+    t, p = _binary_pair(y_true, y_pred, "binary_accuracy")
+    return ((p > _threshold(threshold, "threshold")) == (t > 0.5)).astype(np.float32)
+
+
+categorical_accuracy = _accuracy_function(
+    "categorical_accuracy", CategoricalAccuracy, "whether the highest score is the one-hot target's class")
+sparse_categorical_accuracy = _accuracy_function(
+    "sparse_categorical_accuracy", SparseCategoricalAccuracy, "whether the highest score is the integer label's")
+top_k_categorical_accuracy = _accuracy_function(
+    "top_k_categorical_accuracy", lambda k=5: TopKCategoricalAccuracy(k=k),
+    "whether the one-hot target's class is among the ``k`` (5) highest scores")
+sparse_top_k_categorical_accuracy = _accuracy_function(
+    "sparse_top_k_categorical_accuracy", lambda k=5: SparseTopKCategoricalAccuracy(k=k),
+    "whether the integer label is among the ``k`` (5) highest scores")
+# The loss functions, as keras.metrics has them too (keras.metrics.mean_squared_error).
+for _name in _losses._KERAS_FUNCTIONS:
+    if _name != "cosine_similarity":  # keras.metrics has none: its CosineSimilarity is the similarity
+        globals()[_name] = getattr(_losses, _name)
+del _name
 
 from . import _unsupported  # noqa: E402
 
