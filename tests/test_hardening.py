@@ -1166,3 +1166,28 @@ def test_predict_and_evaluate_on_zero_samples():
     assert np.isnan(loss) and np.isnan(accuracy)
     with pytest.raises(ValueError, match="nothing to train on"):
         model.fit(x, y, verbose=0)
+
+
+def test_an_npz_whose_array_header_is_cut_off_is_a_model_file_error(tmp_path):
+    # NumPy tokenizes a .npy header: one cut off in a tuple raised tokenize.TokenError, which no
+    # `except ValueError` (ModelFileError's base) catches.
+    import zipfile
+
+    header = b"{'descr': '|u1', 'fortran_order': False, 'shape': (3,"
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    path = tmp_path / "cut.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("__meta__.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"abc")
+    from convforge.saving import ModelFileError
+
+    with pytest.raises(ModelFileError):
+        convforge.load_model(path)
+
+
+@pytest.mark.parametrize("argument", ["scale", "offset"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_rescaling_refuses_a_value_that_is_not_finite(argument, value):
+    # Every output was NaN, silently (the compiled plan's own rescale op refused it).
+    kwargs = {"scale": 1.0, argument: value}
+    with pytest.raises(ValueError, match=rf"Rescaling {argument} must be finite; got {value!r}"):
+        convforge.layers.Rescaling(**kwargs)

@@ -53,6 +53,7 @@ import os
 import secrets
 import stat
 import struct
+import tokenize
 import zipfile
 import zlib
 
@@ -293,6 +294,9 @@ def write(path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
 # --------------------------------------------------------------------------- reading
 
 _READ_ERRORS = (
+    # NumPy's .npy header parser tokenizes the header: a cut-off one raises TokenError, which is
+    # no ValueError (`except ModelFileError` missed it).
+    tokenize.TokenError,
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
     zlib.error,

@@ -3,6 +3,7 @@ to speed up), UpSampling2D, Permute and Rescaling."""
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -291,6 +292,8 @@ class Rescaling(Layer):
         for value, arg in ((scale, "scale"), (offset, "offset")):
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise TypeError(f"Rescaling {arg} must be a number; got {value!r}")
+            if not math.isfinite(value):  # every output would be NaN or infinite
+                raise ValueError(f"Rescaling {arg} must be finite; got {value!r}")
         self.scale, self.offset = float(scale), float(offset)
 
     def _compute_internal_output_shape(self, input_shape):
