@@ -1191,3 +1191,56 @@ def test_rescaling_refuses_a_value_that_is_not_finite(argument, value):
     kwargs = {"scale": 1.0, argument: value}
     with pytest.raises(ValueError, match=rf"Rescaling {argument} must be finite; got {value!r}"):
         convforge.layers.Rescaling(**kwargs)
+
+
+def test_set_weights_checks_every_array_before_changing_any():
+    import numpy as np
+
+    from convforge import layers
+
+    model = convforge.Sequential([layers.Input((4,)), layers.Dense(3), layers.Dense(2)])
+    before = model.get_weights()
+    dense = model.layers[0]
+    cases = [([np.full((4, 3), 7.0), np.array(["a", "b", "c"])], TypeError,
+              r"layer 'dense' \(Dense\) weight 'bias' takes real numbers; set_weights got an array of dtype <U1"),
+             ([np.full((4, 3), 7.0), np.zeros(3, np.complex64)], TypeError, r"weight 'bias' takes real numbers.*complex64"),
+             ([np.full((4, 3), np.nan), np.zeros(3)], ValueError, r"weight 'kernel'.*NaN or infinite"),
+             ([np.full((4, 3), 7.0), np.array([0.0, np.inf, 0.0])], ValueError, r"weight 'bias'.*NaN or infinite")]
+    for weights, error, message in cases:
+        with pytest.raises(error, match=message):
+            dense.set_weights(weights)
+        for got, expected in zip(model.get_weights(), before):
+            np.testing.assert_array_equal(got, expected)  # nothing changed, the kernel included
+    # A whole model: the second layer's bad array leaves the first layer as it was.
+    with pytest.raises(ValueError, match=r"layer 'dense_1' \(Dense\) weight 'bias'.*NaN"):
+        model.set_weights([np.ones((4, 3)), np.ones(3), np.ones((3, 2)), np.array([1.0, np.nan])])
+    for got, expected in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, expected)
+    model.set_weights([np.ones((4, 3)), np.ones(3), np.ones((3, 2)), np.ones(2)])
+    assert all((w == 1).all() for w in model.get_weights())
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda L: L.ZeroPadding2D(2**40), r"ZeroPadding2D padding must be at most 2\*\*31 - 1 on a side; got 1099511627776"),
+    (lambda L: L.ZeroPadding2D(((0, 0), (2**31 - 5, 0))),
+     r"layer 'zero_padding2d' \(ZeroPadding2D\) would make \(batch, 8, 8, 3\) into \(batch, 8, 2147483651, 3\)"),
+    (lambda L: L.UpSampling2D(2**30), r"layer 'up_sampling2d' \(UpSampling2D\) would make .* an axis longer than"),
+    (lambda L: L.Cropping2D(2**40), r"Cropping2D cropping must be at most 2\*\*31 - 1 on a side")])
+def test_padding_and_upsampling_bound_their_output(make, message):
+    # ZeroPadding2D(2**40) built a model of (batch, 2**40 + 8, ...) images that failed at predict in
+    # NumPy's words ("array is too big"), naming no layer.
+    from convforge import layers
+
+    with pytest.raises(ValueError, match=message):
+        convforge.Sequential([layers.Input((8, 8, 3)), make(layers)])
+
+
+def test_metrics_bound_their_sizes():
+    from convforge import metrics
+
+    with pytest.raises(ValueError, match=r"MeanIoU num_classes must be at most 46340"):
+        metrics.MeanIoU(num_classes=2**40)
+    with pytest.raises(ValueError, match=r"num_thresholds must be an int in \[2, 2\*\*24\]; got 1099511627776"):
+        metrics.AUC(num_thresholds=2**40)
+    with pytest.raises(ValueError, match=r"PrecisionAtRecall num_thresholds must be an int in \[1, 2\*\*24\]"):
+        metrics.PrecisionAtRecall(0.5, num_thresholds=2**30)

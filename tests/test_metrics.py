@@ -969,7 +969,7 @@ def test_precision_at_recall_is_the_best_precision_where_recall_reaches_it():
     assert recall.result() == 0.5
     with pytest.raises(ValueError, match=r"PrecisionAtRecall recall must be a number in \[0, 1\]; got 1.5"):
         metrics.PrecisionAtRecall(1.5)
-    with pytest.raises(ValueError, match="num_thresholds must be an int >= 1; got 0"):
+    with pytest.raises(ValueError, match="num_thresholds must be an int in \\[1, 2\\*\\*24\\]; got 0"):
         metrics.SensitivityAtSpecificity(0.5, num_thresholds=0)
     assert metrics.get(metrics.serialize(metrics.SpecificityAtSensitivity(0.3, 50))).get_config()["sensitivity"] == 0.3
 

@@ -3770,3 +3770,11 @@ def test_dropout_with_a_boolean_training_mode(training, tmp_path):
     x = np.random.default_rng(6).standard_normal((2, 2, 6, 6)).astype(np.float32)
     got = convforge.load_model(path, input_layout="channels_first").predict(x, verbose=0)
     np.testing.assert_allclose(got, run_ort(path, x), rtol=RTOL, atol=ATOL)
+
+
+def test_leaky_relu_with_a_negative_alpha_is_a_model_file_error(tmp_path):
+    # A bare ValueError from the layer, naming neither the file nor the node.
+    node = helper.make_node("LeakyRelu", ["x"], ["y"], name="lr", alpha=-0.3)
+    path = save_model(tmp_path / "m.onnx", [node], [], ("n", 6))
+    with pytest.raises(ModelFileError, match=r"node 'lr' \(LeakyRelu\), attribute 'alpha': a negative slope -0\.3"):
+        convforge.load_model(path)

@@ -1138,8 +1138,8 @@ class _AtConstraint(Precision):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
             raise ValueError(f"{who} {self._value_name} must be a number in [0, 1]; got {value!r}")
         if isinstance(num_thresholds, (bool, np.bool_)) or not isinstance(num_thresholds, numbers.Integral) \
-                or num_thresholds < 1:
-            raise ValueError(f"{who} num_thresholds must be an int >= 1; got {num_thresholds!r}")
+                or not 1 <= num_thresholds <= MAX_THRESHOLDS:
+            raise ValueError(f"{who} num_thresholds must be an int in [1, 2**24]; got {num_thresholds!r}")
         self.value = float(value)
         self.num_thresholds = int(num_thresholds)
         n = self.num_thresholds
@@ -1371,8 +1371,9 @@ class AUC(_Counting):
         curve = str(curve).upper()
         if curve not in ("ROC", "PR"):
             raise ValueError(f"convforge does not support AUC curve={curve!r}; only curve='ROC' or 'PR'")
-        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, numbers.Integral) or num_thresholds < 2:
-            raise ValueError(f"num_thresholds must be an int > 1; got {num_thresholds!r}")
+        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, numbers.Integral) \
+                or not 2 <= num_thresholds <= MAX_THRESHOLDS:
+            raise ValueError(f"num_thresholds must be an int in [2, 2**24]; got {num_thresholds!r}")
         if not isinstance(from_logits, (bool, np.bool_)):
             raise TypeError(f"from_logits must be True or False; got {from_logits!r}")
         self.curve = curve
@@ -1728,9 +1729,19 @@ class R2Score(Metric):
         return {"name": self.name, "class_aggregation": self.class_aggregation, "num_regressors": self.num_regressors}
 
 
+# Classes of an IoU metric at most: its (classes, classes) confusion matrix stays under 2**31
+# values (16 GiB); MeanIoU(2**40) was a bare MemoryError.
+MAX_IOU_CLASSES = 46340
+# Thresholds of a curve metric at most (AUC, PrecisionAtRecall, ...): four counts each, 512 MiB.
+MAX_THRESHOLDS = 2**24
+
+
 def _class_count(value, name: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+    if value > MAX_IOU_CLASSES:
+        raise ValueError(f"{name} must be at most {MAX_IOU_CLASSES} (its confusion matrix holds classes**2 "
+                         f"counts); got {value!r}")
     return int(value)
 
 

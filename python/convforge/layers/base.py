@@ -960,12 +960,18 @@ class Layer:
         return out
 
     def set_weights(self, weights) -> None:
-        """Replace the weights, in :meth:`get_weights` order and layouts (Keras's); shapes must match."""
+        """Replace the weights, in :meth:`get_weights` order and layouts (Keras's); shapes must match.
+        Every array is checked (shape, real numbers, finite) before any weight changes."""
         self._assign_weights(weights, keras_layouts=True)
 
     def _assign_weights(self, weights, keras_layouts: bool) -> None:
         """``set_weights``, from Keras's layouts or (``keras_layouts=False``, for importers that
         hold the kernels' own layout, as ONNX does) from the stored ones."""
+        self._store_weights(self._checked_weights(weights, keras_layouts))
+
+    def _checked_weights(self, weights, keras_layouts: bool = True) -> list[np.ndarray]:
+        """``weights`` as the stored arrays will hold them (layouts and dtypes), each checked; no
+        weight changes here (a model's set_weights checks every layer's before storing any)."""
         weights = list(weights)
         if len(weights) != len(self.params):
             names = list(self.params)
@@ -983,10 +989,19 @@ class Layer:
                     f"layer {self.name!r} ({type(self).__name__}) weight {pname!r} has shape {expected}"
                     f"{' (Keras layout)' if layout else ''}; set_weights got shape {new.shape}"
                 )
-            stored.append(layout[1](new) if layout else new)
-        for (pname, current), new in zip(self.params.items(), stored):
+            what = f"layer {self.name!r} ({type(self).__name__}) weight {pname!r}"
+            if new.dtype.kind not in "biuf":
+                raise TypeError(f"{what} takes real numbers; set_weights got an array of dtype {new.dtype}")
+            new = np.asarray(layout[1](new) if layout else new, dtype=current.dtype)
+            if not np.isfinite(new).all():
+                raise ValueError(f"{what}: set_weights got NaN or infinite values (every output would be NaN)")
+            stored.append(new)
+        return stored
+
+    def _store_weights(self, stored: list[np.ndarray]) -> None:
+        for current, new in zip(self.params.values(), stored):
             # In place: the arrays stay the same objects (an optimizer may hold them).
-            current[...] = np.asarray(new, dtype=current.dtype)
+            current[...] = new
 
     def count_params(self) -> int:
         """Number of scalars in all weights."""

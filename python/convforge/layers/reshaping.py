@@ -22,6 +22,8 @@ def _amounts(value, layer: str, argument: str) -> tuple[int, int, int, int]:
             raise ValueError(
                 f"{layer} {argument} must be an int >= 0, a pair of them or a pair of pairs; got {value!r}"
             )
+        if v > _params.MAX_PARAM:  # as the 1-D layers: a shape no array could have
+            raise ValueError(f"{layer} {argument} must be at most 2**31 - 1 on a side; got {value!r}")
         return int(v)
 
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
@@ -35,6 +37,17 @@ def _amounts(value, layer: str, argument: str) -> tuple[int, int, int, int]:
         rows, cols = count(value[0]), count(value[1])
         return rows, rows, cols, cols
     raise ValueError(f"{layer} {argument} must be an int >= 0, a pair of them or a pair of pairs; got {value!r}")
+
+
+def _bounded(layer, shape: tuple, input_shape: tuple) -> tuple:
+    """``shape``, a layer's output, if no axis is longer than 2**31 - 1; else a ValueError naming
+    the layer (a ZeroPadding2D(2**40) was built, and failed at predict in NumPy's words)."""
+    if max(shape) > _params.MAX_PARAM:
+        raise ValueError(
+            f"layer {layer.name!r} ({type(layer).__name__}) would make {layer._show(input_shape)} into "
+            f"{layer._show(shape)}: an axis longer than 2**31 - 1"
+        )
+    return shape
 
 
 class _Margins2D(Layer):
@@ -75,7 +88,7 @@ class ZeroPadding2D(_Margins2D):
     def _compute_internal_output_shape(self, input_shape):
         self._check(input_shape)
         t, b, l, r = self._margins
-        return (input_shape[0], input_shape[1] + t + b, input_shape[2] + l + r)
+        return _bounded(self, (input_shape[0], input_shape[1] + t + b, input_shape[2] + l + r), input_shape)
 
     def forward(self, x, training=False):
         t, b, l, r = self._margins
@@ -209,7 +222,7 @@ class UpSampling2D(Layer):
         if len(input_shape) != 3:
             raise ValueError(f"UpSampling2D expects images (batch, height, width, channels); got {self._show(input_shape)}")
         c, h, w = input_shape
-        return (c, h * self.size[0], w * self.size[1])
+        return _bounded(self, (c, h * self.size[0], w * self.size[1]), input_shape)
 
     def forward(self, x, training=False):
         self._trained = training

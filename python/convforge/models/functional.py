@@ -349,11 +349,13 @@ class Model(Trainer):
         expected = sum(len(layer.params) for layer in layers)
         if len(weights) != expected:
             raise ValueError(f"this model has {expected} weight arrays; set_weights got {len(weights)}")
-        i = 0
-        for layer in layers:
+        i, checked = 0, []
+        for layer in layers:  # every layer's arrays checked before any weight changes
             k = len(layer.params)
-            layer.set_weights(weights[i : i + k])
+            checked.append(layer._checked_weights(weights[i : i + k]))
             i += k
+        for layer, stored in zip(layers, checked):
+            layer._store_weights(stored)
 
     @property
     def weights(self) -> list[np.ndarray]:

@@ -38,6 +38,9 @@ def _activation_layer(ctx, node):
     defaults 0.01 and 1.0, not Keras's LeakyReLU 0.3)."""
     if node.op_type == "LeakyRelu":
         alpha = ctx.attributes(node, {"alpha": 0.01})["alpha"]
+        if not alpha >= 0:  # valid ONNX, but Keras's LeakyReLU and ReLU take no negative slope
+            raise ctx.error(node, f"a negative slope {alpha} (alpha) is not supported: Keras's LeakyReLU takes "
+                                  "slopes >= 0", "alpha")
         # ReLU(negative_slope, max_value) exports as LeakyRelu, then Min with the max_value.
         reader, passed = ctx.next_node(node.output[0])
         if reader is not None and reader.op_type == "Min" and len(reader.input) == 2 and not reader.attribute:
