@@ -903,3 +903,62 @@ def test_flatten_then_batchnorm_or_a_concatenate_moves_both_ways_with_keras(tmp_
         warnings.simplefilter("ignore")
         back = keras.models.load_model(tmp_path / "c.keras")
     _same(_keras_predict(back, x), want, 1e-4)
+
+
+_HOLE_IN_THE_GLOBAL_HEAP = r"""
+import io, sys, zipfile
+import convforge
+from convforge import layers, models
+from convforge.saving import ModelFileError
+
+def model():
+    return models.Sequential([layers.Input((8, 8, 3)), layers.Conv2D(4, 3, activation="relu"),
+                              layers.BatchNormalization(), layers.Flatten(), layers.Dense(3, activation="softmax")])
+
+def holed(h5):
+    h5 = bytearray(h5)
+    g = h5.find(b"GCOL")  # the global heap: the layers' names
+    h5[g + 99 : g + 151] = bytes(52)
+    return bytes(h5)
+
+folder = sys.argv[1]
+model().save_weights(f"{folder}/w.weights.h5")
+with open(f"{folder}/w.weights.h5", "rb") as f:
+    data = f.read()
+with open(f"{folder}/bad.weights.h5", "wb") as f:
+    f.write(holed(data))
+model().save(f"{folder}/m.keras")
+with zipfile.ZipFile(f"{folder}/m.keras") as z:
+    members = {n: z.read(n) for n in z.namelist()}
+members["model.weights.h5"] = holed(members["model.weights.h5"])
+with zipfile.ZipFile(f"{folder}/bad.keras", "w") as z:
+    for n, d in members.items():
+        z.writestr(n, d)
+for load in (lambda: model().load_weights(f"{folder}/bad.weights.h5"), lambda: convforge.load_model(f"{folder}/bad.keras")):
+    try:
+        load()
+        print("loaded")
+    except ModelFileError as err:
+        print("refused:", err)
+model().load_weights(f"{folder}/w.weights.h5")  # the undamaged file still loads
+print("intact loads")
+"""
+
+
+def test_a_hole_in_the_hdf5_global_heap_is_refused_not_read_forever(tmp_path):
+    # libhdf5 walks a global heap collection object by object; a zeroed object header is a step of
+    # 0 and it looped for good (h5py/h5py#2088), in load_weights and load_model. A subprocess with
+    # a timeout, so that a return of the hang fails the test instead of stopping the suite.
+    import subprocess
+    import sys
+
+    pytest.importorskip("h5py")
+    here = os.path.dirname(os.path.dirname(os.path.abspath(convforge.__file__)))  # the convforge this test runs
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", _HOLE_IN_THE_GLOBAL_HEAP, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3 and lines[2] == "intact loads", done.stdout
+    for line in lines[:2]:
+        assert line.startswith("refused:") and "global heap at byte" in line and "HDF5 would read it forever" in line

@@ -1049,8 +1049,45 @@ def _reading(path, what: str = "its weights"):
         raise ModelFileError(path, f"cannot read {what}: {type(err).__name__}: {err!s:.300}") from err
 
 
+def _global_heaps_loop(data: bytes) -> int | None:
+    """The offset of a global heap collection whose objects HDF5 would walk forever, or None.
+
+    Keras writes each layer's name as a variable-length string, kept in a global heap collection
+    ('GCOL'). HDF5 reads a collection object by object, each header giving the next one's
+    distance; one zeroed (index 0, size 0) gives 0, and libhdf5 loops there for good, in
+    C, holding the interpreter (h5py/h5py#2088: upstream's bug, not worked around by h5py): a
+    52-byte hole in a .weights.h5 hung load_weights. So each collection is walked here first:
+    every step must move forward and stay inside it. A 'GCOL' that is not a collection's header
+    (version 1, three zero bytes, a size HDF5 could have written) is data and is not looked at.
+    """
+    if data[:8] != b"\x89HDF\r\n\x1a\n" or len(data) < 16:
+        return None
+    length = data[14] if data[8] in (0, 1) else data[10]  # the superblock's size of lengths
+    if length not in (2, 4, 8):
+        return None  # HDF5 refuses the file itself
+    header = 8 + length  # index, references, reserved, then the object's size
+    at = data.find(b"GCOL")
+    while at >= 0:
+        size = int.from_bytes(data[at + 8 : at + 8 + length], "little") if at + 8 + length <= len(data) else 0
+        if data[at + 4] == 1 and data[at + 5 : at + 8] == b"\0\0\0" and 4096 <= size <= len(data) - at:
+            p, end = at + 8 + length, at + size
+            while p + header <= end:
+                index = int.from_bytes(data[p : p + 2], "little")
+                object_size = int.from_bytes(data[p + 8 : p + header], "little")
+                step = header + (object_size + 7) // 8 * 8 if index > 0 else object_size
+                if step <= 0 or step > end - p:
+                    return at
+                p += step
+        at = data.find(b"GCOL", at + 1)
+    return None
+
+
 def _open_h5(data: bytes, path):
     h5py = _h5py()
+    loop = _global_heaps_loop(data)
+    if loop is not None:
+        raise ModelFileError(path, f"its weights' HDF5 file is damaged: the global heap at byte {loop} of it has an "
+                                   "object of size 0 or one that overruns it (HDF5 would read it forever)")
     try:
         return h5py.File(io.BytesIO(data), "r")
     except Exception as err:
