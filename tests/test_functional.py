@@ -702,13 +702,57 @@ def test_concatenate_axes_follow_keras():
         np.testing.assert_array_equal(got, np.concatenate([data, data], axis=ax))
 
 
-def test_input_dtype_is_float32_or_float64_and_nothing_else():
+def test_input_dtype_is_float32_float64_or_integer_and_nothing_else():
     assert convforge.Input((3,), dtype="float64").dtype == "float64" and convforge.Input((3,)).dtype == "float32"
     assert convforge.Input((3,), dtype=np.float64).dtype == "float64"
+    assert convforge.Input((3,), dtype="int64").dtype == "float32"  # ids enter as float32 values
     # An unknown name once became float64 (None compares equal to np.dtype('float64')).
-    for bad in ("banana", "int32", "float16", [1]):
-        with pytest.raises(ValueError, match=r"Input dtype must be 'float32' or 'float64'; got " + re.escape(repr(bad))):
+    for bad in ("banana", "bool", "float16", "complex64", [1]):
+        with pytest.raises(ValueError, match=r"Input dtype must be 'float32', 'float64' or an integer type \(ids for "
+                                             r"an Embedding\); got " + re.escape(repr(bad))):
             convforge.Input((3,), dtype=bad)
+
+
+def _token_classifiers(lib, dtype):
+    """keras.io's text classifiers' shape: integer ids, Embedding, a Conv1D, pooling; functional and Sequential."""
+    layers = lib.layers
+    inputs = lib.Input(shape=(12,), dtype=dtype)
+    h = layers.Embedding(50, 8)(inputs)
+    h = layers.GlobalMaxPooling1D()(layers.Conv1D(4, 3, activation="relu")(h))
+    functional = lib.Model(inputs, layers.Dense(1, activation="sigmoid")(h))
+    sequential = lib.Sequential([lib.Input(shape=(12,), dtype=dtype), layers.Embedding(50, 8),
+                                 layers.GlobalAveragePooling1D(), layers.Dense(3, activation="softmax")])
+    return functional, sequential
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "uint8"])
+def test_an_integer_input_takes_token_ids(dtype, tmp_path):
+    # Keras's text tutorials start with Input(shape=..., dtype="int64"): it was refused.
+    ids = np.random.default_rng(0).integers(0, 50, (6, 12)).astype(dtype)
+    for model in _token_classifiers(convforge, dtype):
+        np.testing.assert_array_equal(model.predict(ids, verbose=0), model.predict(ids.astype(np.float32), verbose=0))
+        assert model.layers[0].get_config()["dtype"] == dtype if isinstance(model.layers[0], convforge.layers.InputLayer) \
+            else True
+        for file in ("m.keras", "m.npz"):
+            model.save(tmp_path / file)
+            back = convforge.load_model(tmp_path / file)
+            np.testing.assert_array_equal(back.predict(ids, verbose=0), model.predict(ids, verbose=0))
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras's torch -> NumPy of int ids
+def test_integer_inputs_in_keras_files_both_ways(tmp_path):
+    from model_checks import real_keras
+
+    keras = real_keras()
+    ids = np.random.default_rng(1).integers(0, 50, (6, 12)).astype("int64")
+    for ours, theirs in zip(_token_classifiers(convforge, "int64"), _token_classifiers(keras, "int64")):
+        theirs.save(tmp_path / "k.keras")
+        back = convforge.load_model(tmp_path / "k.keras")
+        np.testing.assert_allclose(back.predict(ids, verbose=0), theirs.predict(ids, verbose=0), rtol=1e-5, atol=1e-6)
+        ours.save(tmp_path / "c.keras")
+        loaded = keras.models.load_model(tmp_path / "c.keras")
+        assert loaded.inputs[0].dtype == "int64"
+        np.testing.assert_allclose(loaded.predict(ids, verbose=0), ours.predict(ids, verbose=0), rtol=1e-5, atol=1e-6)
 
 
 def test_a_variable_input_size_is_refused_with_its_reason():

@@ -475,10 +475,17 @@ class InputLayer(Layer):
             dt = np.dtype("float32" if dtype is None else dtype)
         except (TypeError, ValueError):
             dt = None
+        # An integer input (Keras's dtype="int64" for token ids before an Embedding) enters the
+        # model as its float32 values, exact to 2**24 (Embedding's input_dim bound); its config
+        # keeps the dtype given, for Keras.
+        self._given_dtype = None
+        if dtype is not None and dt is not None and dt.kind in "iu":
+            self._given_dtype, dt = dt, np.dtype("float32")
         # "is None" first: None == np.dtype('float64') is True, so `None in FLOAT_DTYPES` holds and
         # Input(dtype="banana") made a float64 input.
         if dt is None or dt not in FLOAT_DTYPES:
-            raise ValueError(f"Input dtype must be 'float32' or 'float64'; got {dtype!r}")
+            raise ValueError(f"Input dtype must be 'float32', 'float64' or an integer type (ids for an Embedding); "
+                             f"got {dtype!r}")
         if self.name is None:
             self.name = unique_name("input_layer")
         self.dtype = dt
@@ -504,7 +511,7 @@ class InputLayer(Layer):
         return dy
 
     def get_config(self):
-        return {"shape": list(self.shape), "name": self.name, "dtype": self.dtype.name}
+        return {"shape": list(self.shape), "name": self.name, "dtype": (self._given_dtype or self.dtype).name}
 
     def __repr__(self):
         return f"Input(shape={self.shape})"
@@ -531,7 +538,12 @@ def Input(shape=None, name=None, dtype=None, **kwargs):  # noqa: N802 - Keras's 
         supported (ValueError); build one model per input size.
     name : str, optional
         Also the name of the input in ``model.inputs`` and in the summary.
-    dtype : 'float32' (default) or 'float64'
+    dtype : 'float32' (default), 'float64', or an integer type
+        An integer input (Keras's ``dtype='int64'`` for the token ids an ``Embedding``
+        reads) takes integer arrays and passes them on as float32 values, exact up to
+        2**24; where Keras would keep integers to a layer that computes with them
+        (a ``Dense`` right after the input), convforge computes with those floats. The
+        model's config keeps the dtype given.
 
     Also accepted as the first entry of a ``Sequential`` model. Keras's
     ``batch_size``, ``batch_shape``, ``sparse``, ``tensor``, ``ragged`` and ``optional``

@@ -439,7 +439,7 @@ def _functional_config(model) -> dict:
     for entry in model.layers:
         if isinstance(entry, InputLayer):
             spec = entry.output
-            item = _input_entry(entry.name, spec.shape[1:], dtype)
+            item = _input_entry(entry.name, spec.shape[1:], entry._given_dtype or dtype)
             item.update(name=entry.name, inbound_nodes=[])
             entries.append(item)
             continue
@@ -477,7 +477,7 @@ def _sequential_config(model) -> dict:
         taken = {layer.name for layer in model._flat_layers}
         name = next(n for n in ("input_layer", *(f"input_layer_{i}" for i in range(1, len(taken) + 2)))
                     if n not in taken)
-        entries.append(_input_entry(name, list(shape), dtype))
+        entries.append(_input_entry(name, list(shape), getattr(model, "_input_given_dtype", None) or dtype))
     for entry in model.layers:
         entries.append(_model_entry(entry) if _is_model(entry) else _layer_entry(entry, dtype))
     config = {"name": model.name, "trainable": model.trainable, "dtype": _policy(dtype), "layers": entries}
@@ -645,6 +645,10 @@ def _named_class(entry, what: str) -> str:
     return entry["class_name"]
 
 
+# An input of these (Keras's dtype='int64' before an Embedding) is read as convforge's integer Input.
+_INTEGER_INPUTS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+
+
 def _dtype_name(value, where: str) -> str | None:
     if isinstance(value, dict):
         value = (value.get("config") or {}).get("name")
@@ -745,7 +749,10 @@ class _Reader:
         for key, neutral in (("sparse", False), ("ragged", False), ("optional", False)):
             if config.get(key, neutral) is not neutral:
                 raise _KerasFileError(f"input {config.get('name')!r}: {key}={config[key]!r} is not supported")
-        dtype = _dtype_name(config.get("dtype"), f"input {config.get('name')!r}")
+        given = config.get("dtype")
+        if isinstance(given, str) and given in _INTEGER_INPUTS:  # token ids: they enter as float32 values
+            return convforge.Input(shape=tuple(shape[1:]), name=config.get("name"), dtype=given)
+        dtype = _dtype_name(given, f"input {config.get('name')!r}")
         if dtype:
             self.dtypes.add(dtype)
         return convforge.Input(shape=tuple(shape[1:]), name=config.get("name"))

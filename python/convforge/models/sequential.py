@@ -142,6 +142,7 @@ class Sequential(Model):
         # built, kept across rebuilds (each made an InputLayer of the next number: input_layer_2
         # where Keras, which keeps one input layer, shows input_layer_1).
         self._input_name: str | None = None
+        self._input_given_dtype = None  # an integer Input's dtype (Keras's files keep it)
         self._graph_nodes: list = []
         self._nested: list = []  # the models added (add), whose trainable the setter sets with this one's
         # (layer, the model added that brought it): model.layers lists the model. Pairs, not a dict
@@ -220,6 +221,7 @@ class Sequential(Model):
                 raise ValueError("Input(...) must be the first entry of a Sequential model")
             self._declared_input = layer.shape
             self._input_name = layer.name
+            self._input_given_dtype = layer._given_dtype  # an integer Input's, for Keras's files
             return
         if not isinstance(layer, Layer):
             hint = ""
@@ -402,7 +404,9 @@ class Sequential(Model):
             node.layer._inbound_nodes.remove(node)
         if self._input_name is None:
             self._input_name = symbolic.unique_name("input_layer")
-        self._graph_input = InputLayer(shape=display_shape(internal), dtype=self.dtype, name=self._input_name).output
+        given = getattr(self, "_input_given_dtype", None) if self.dtype == np.float32 else None  # integer ids into a float32 model
+        self._graph_input = InputLayer(shape=display_shape(internal), dtype=given or self.dtype,
+                                       name=self._input_name).output
         self._graph_nodes = symbolic.record_chain(self._flat_layers, self._graph_input)
         self._graph = Functional(self._graph_input, self._graph_nodes[-1].outputs[0], name=self.name,
                                  _executor=True)
