@@ -88,9 +88,9 @@ dense (Dense)                  (None, 128)               204,928
 ___________________________________________________________________
 dense_1 (Dense)                (None, 10)                1,290
 ===================================================================
-Total params: 243,786
-Trainable params: 243,786
-Non-trainable params: 0
+Total params: 243,786 (952.29 KB)
+Trainable params: 243,786 (952.29 KB)
+Non-trainable params: 0 (0.00 B)
 ___________________________________________________________________"""
 
 
@@ -738,3 +738,54 @@ def test_relu_gradient_fused_into_max_pool_backward(standalone_relu):
     assert len(fused) == len(unfused) == 6
     for a, b in zip(fused, unfused):
         np.testing.assert_array_equal(a, b)
+
+
+def _optimizer_cases(lib):
+    O = lib.optimizers
+    return {"sgd": lambda: O.SGD(), "sgd_momentum": lambda: O.SGD(momentum=0.9), "adam": lambda: O.Adam(),
+            "amsgrad": lambda: O.Adam(amsgrad=True), "adamw": lambda: O.AdamW(), "rmsprop": lambda: O.RMSprop(),
+            "centered": lambda: O.RMSprop(centered=True, momentum=0.5), "adagrad": lambda: O.Adagrad(),
+            "nadam": lambda: O.Nadam(), "adamax": lambda: O.Adamax(), "adadelta": lambda: O.Adadelta(),
+            "lion": lambda: O.Lion(), "schedule": lambda: O.Adam(learning_rate=O.schedules.ExponentialDecay(0.1, 10, 0.9))}
+
+
+def _summary_counts(lib, make_optimizer):
+    """The summary's count lines of a small model: before compile, compiled, after one fit."""
+    import io
+    from contextlib import redirect_stdout
+
+    model = lib.Sequential([lib.Input((4,)), lib.layers.Dense(8), lib.layers.BatchNormalization(), lib.layers.Dense(1)])
+    texts = []
+
+    def summary():
+        buffer = io.StringIO()
+        with redirect_stdout(buffer):
+            model.summary()
+        texts.append([line.strip() for line in buffer.getvalue().splitlines() if "params:" in line])
+
+    summary()
+    model.compile(make_optimizer(), "mse")
+    summary()
+    model.fit(np.ones((8, 4), np.float32), np.ones((8, 1), np.float32), epochs=1, verbose=0)
+    summary()
+    return texts
+
+
+def test_summary_counts_the_optimizer_once_it_has_run():
+    texts = _summary_counts(convforge, lambda: convforge.optimizers.Adam())
+    assert texts[0] == texts[1] == ["Total params: 81 (324.00 B)", "Trainable params: 65 (260.00 B)",
+                                    "Non-trainable params: 16 (64.00 B)"]
+    # Adam's two moments of each of the 65 trainable values, iterations and the learning rate.
+    assert texts[2] == ["Total params: 213 (852.00 B)", "Trainable params: 65 (260.00 B)",
+                        "Non-trainable params: 16 (64.00 B)", "Optimizer params: 132 (528.00 B)"]
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside Keras's torch backend
+def test_summary_counts_match_real_keras():
+    from model_checks import real_keras
+
+    keras = real_keras()
+    for name in _optimizer_cases(convforge):
+        ours = _summary_counts(convforge, _optimizer_cases(convforge)[name])
+        theirs = _summary_counts(keras, _optimizer_cases(keras)[name])
+        assert ours == theirs, name

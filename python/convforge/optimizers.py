@@ -445,6 +445,22 @@ class Optimizer:
 
     # ------------------------------------------------------------------ state and config
 
+    #: Scalars Keras keeps as optimizer variables beyond ``iterations`` and the learning rate
+    #: (Nadam's running product of its momentum factors).
+    _keras_scalars = 0
+
+    def variables_size(self) -> tuple[int, int] | None:
+        """``(values, bytes)`` of what Keras 3 counts as this optimizer's variables, once it has
+        been applied (None before, as Keras's summary leaves them out of an unbuilt optimizer):
+        its per-weight state (momenta, moments), then ``iterations`` and, unless it is a schedule,
+        the learning rate, 4 bytes each as Keras's summary counts them. ``model.summary()``'s
+        "Optimizer params" line."""
+        if not self._slots and self.iterations == 0:
+            return None
+        arrays = [a for slots in self._slots.values() for a in slots.values()]
+        scalars = 1 + (self.schedule is None) + self._keras_scalars
+        return (sum(a.size for a in arrays) + scalars, sum(a.nbytes for a in arrays) + 4 * scalars)
+
     def get_state(self) -> tuple[int, dict[str, np.ndarray]]:
         """``(iterations, {'<key>/<slot>': array})``, for checkpoints."""
         arrays = {f"{key}/{name}": arr for key, slots in self._slots.items() for name, arr in slots.items()}
@@ -716,6 +732,7 @@ class Nadam(_Betas):
     """
 
     name = "nadam"
+    _keras_scalars = 1  # Keras's u_product variable (here recomputed from iterations)
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from ..layers.base import display_shape
 from ..layers.core import InputLayer
 from .batches import shape_str
@@ -16,6 +18,15 @@ _CHAIN_POSITIONS = (0.45, 0.85, 1.0)
 _GRAPH_POSITIONS = (0.3, 0.6, 0.7, 1.0)
 # Keras 2's "Trainable" column, added after the others.
 _TRAINABLE_WIDTH = 11
+
+
+def readable_bytes(size: float) -> str:
+    """Keras 3's summary figure of a size in bytes: '692.00 B', '1.50 KB', '2.25 MB', ..."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size / 1024 < 1:
+            return f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} PB"
 
 
 def print_summary(model, line_length=None, positions=None, print_fn=None, show_trainable=False,
@@ -152,10 +163,15 @@ def _print_table(model, rows, connected_column, line_length, positions, print_fn
         out.extend(line(r) for r in lines[i : i + size])
         i += size
         out.append("=" * width if g == len(groups) - 1 else "_" * width)
-    out += [
-        f"Total params: {total:,}",
-        f"Trainable params: {trainable:,}",
-        f"Non-trainable params: {total - trainable:,}",
-        "_" * width,
-    ]
+    itemsize = np.dtype(model.dtype).itemsize
+    optimizer = getattr(model, "optimizer", None) if getattr(model, "loss", None) is not None else None
+    state = optimizer.variables_size() if optimizer is not None else None
+    counts = [("Total params", total + (state[0] if state else 0),
+               total * itemsize + (state[1] if state else 0)),
+              ("Trainable params", trainable, trainable * itemsize),
+              ("Non-trainable params", total - trainable, (total - trainable) * itemsize)]
+    if state is not None:  # as Keras 3: once the optimizer has been applied, counted in the total
+        counts.append(("Optimizer params", *state))
+    out += [f"{what}: {count:,} ({readable_bytes(size)})" for what, count, size in counts]
+    out.append("_" * width)
     (print_fn or print)("\n".join(out))
