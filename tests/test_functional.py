@@ -152,7 +152,8 @@ def test_symbolic_tensors_layer_input_output_and_model_io():
     two = convforge.Model([x], [z, y])
     assert two.input == [x] and two.output == [z, y]
     assert isinstance(model.layers[0], layers.InputLayer) and model.layers[0].name == "image"
-    with pytest.raises(ValueError, match="The layer Dense has never been called"):  # not "The layer None"
+    # Named when made, as Keras's (its message names the layer): not "The layer None".
+    with pytest.raises(ValueError, match=r"^The layer dense_\d+ has never been called"):
         _ = layers.Dense(3).output
 
 
@@ -783,10 +784,10 @@ def test_model_names_must_be_strings_without_a_slash():
 
 def test_non_symbolic_inputs_are_rejected():
     x = convforge.Input((3,))
-    with pytest.raises(TypeError, match="^input 1 of Add is a NumPy array of shape \\(2, 3\\), not a symbolic "
+    with pytest.raises(TypeError, match="^input 1 of layer 'add' \\(Add\\) is a NumPy array of shape \\(2, 3\\), not a symbolic "
                                         "tensor: .*or on NumPy arrays alone"):
         layers.Add()([x, np.zeros((2, 3))])
-    with pytest.raises(TypeError, match=r"input 1 of Add is list"):
+    with pytest.raises(TypeError, match=r"input 1 of layer 'add_1' \(Add\) is list"):
         layers.Add()([x, [x]])
     with pytest.raises(TypeError, match=r"Model inputs\[0\] is ndarray"):
         convforge.Model(np.zeros(3), layers.Dense(2)(x))
@@ -1400,3 +1401,26 @@ def test_a_metric_on_an_output_without_a_loss_is_measured_as_keras_measures_it()
     unmeasured = convforge.Model(inp, model.outputs)
     unmeasured.compile("sgd", loss=[None, "categorical_crossentropy"])
     unmeasured.fit(x, [None, yc], epochs=1, verbose=0)  # no metric there: no targets needed
+
+
+def _naming_script(lib):
+    """Layers made in one order and used in another, as Keras names them (when made)."""
+    layers = lib.layers
+    unattached = layers.Dense(3)
+    d1, d2 = layers.Dense(4), layers.Dense(5)
+    conv = layers.Conv1D(2, 2, activation="relu")  # its activation is no layer of Keras's: takes no name
+    relu = layers.ReLU()
+    model = lib.Sequential([lib.Input((6, 3)), conv, relu, layers.Flatten(), d2, d1])
+    return [unattached.name, unattached.get_config()["name"], *(layer.name for layer in model.layers)]
+
+
+def test_layers_are_named_when_made_as_keras_names_them():
+    assert _naming_script(convforge) == ["dense", "dense", "conv1d", "re_lu", "flatten", "dense_2", "dense_1"]
+
+
+def test_layer_names_match_real_keras():
+    from model_checks import real_keras
+
+    keras = real_keras()
+    keras.backend.clear_session()
+    assert _naming_script(convforge) == _naming_script(keras)

@@ -568,3 +568,39 @@ def test_a_schedule_is_not_dropped_by_setting_a_float_as_keras():
     assert sgd.schedule is not None
     sgd.learning_rate = optimizers.ExponentialDecay(0.2, decay_steps=1, decay_rate=0.5)  # another schedule: fine
     assert float(sgd.learning_rate) == pytest.approx(0.2)
+
+
+def test_iterations_and_variables_as_keras_reads_them():
+    # optimizer.iterations.numpy() and optimizer.variables (Keras 3's) raised AttributeError.
+    import convforge
+
+    model = convforge.Sequential([convforge.Input((4,)), convforge.layers.Dense(2)])
+    model.compile(convforge.optimizers.Adam(0.01), "mse")
+    assert model.optimizer.iterations.numpy() == 0
+    assert [v.shape for v in model.optimizer.variables] == [(), ()]
+    model.fit(np.ones((8, 4), np.float32), np.ones((8, 2), np.float32), batch_size=4, epochs=1, verbose=0)
+    optimizer = model.optimizer
+    assert optimizer.iterations == 2 and optimizer.iterations.numpy() == 2 and type(optimizer.iterations.numpy()) is int
+    variables = optimizer.variables
+    assert [v.shape for v in variables] == [(), (), (4, 2), (4, 2), (2,), (2,)]  # Keras's order: m, v of each
+    assert int(variables[0]) == 2 and float(variables[1]) == pytest.approx(0.01)
+    optimizer.iterations.assign(0)
+    assert optimizer.iterations == 0
+    with pytest.raises(ValueError, match=r"optimizer iterations must be an int >= 0; got -1"):
+        optimizer.iterations = -1
+
+
+def test_the_rate_and_count_copy_as_plain_numbers():
+    # copy.deepcopy(optimizer.learning_rate) raised TypeError (LearningRate.__new__ wants the
+    # optimizer); so would a pickle of a state holding the count (an MPI broadcast).
+    import copy
+    import pickle
+
+    import convforge
+
+    optimizer = convforge.optimizers.Adam(0.5)
+    optimizer.iterations = 3
+    for value, kind in ((optimizer.learning_rate, float), (optimizer.iterations, int)):
+        for twin in (copy.deepcopy(value), copy.copy(value), pickle.loads(pickle.dumps(value))):
+            assert type(twin) is kind and twin == value
+    assert copy.deepcopy(optimizer).iterations == 3

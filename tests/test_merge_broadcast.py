@@ -164,7 +164,7 @@ def test_merge_layers_take_keras_neutral_arguments_and_refuse_others_by_name():
 
 def test_merge_calls_on_an_empty_list_or_one_tensor_say_what_they_take():
     x = convforge.Input(shape=(4,))
-    with pytest.raises(ValueError, match=r"Add merges a list of tensors: it needs at least one; got an empty list"):
+    with pytest.raises(ValueError, match=r"layer 'add' \(Add\) merges a list of tensors: it needs at least one; got an empty list"):
         layers.Add()([])  # a KeyError from inside the dtype check before
     with pytest.raises(ValueError, match=r"call it on a list of tensors, e\.g\. Add\(\)\(\[a, b\]\)"):
         layers.Add()(x)
@@ -178,7 +178,7 @@ def test_a_keras_regularizer_object_is_named_as_keras_s():
 
 
 def test_layer_normalization_output_shape_checks_its_axes():
-    with pytest.raises(ValueError, match=r"^LayerNormalization: axis=5 does not name distinct axes"):
+    with pytest.raises(ValueError, match=r"^layer 'layer_normalization' \(LayerNormalization\): axis=5 does not name distinct axes"):
         layers.LayerNormalization(axis=5).compute_output_shape((None, 4, 4, 2))
     assert layers.LayerNormalization(axis=[1, 2]).compute_output_shape((None, 4, 4, 2)) == (None, 4, 4, 2)
 

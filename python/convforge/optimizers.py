@@ -299,6 +299,29 @@ class LearningRate(float):
     def numpy(self) -> float:
         return float(self)
 
+    def __reduce__(self):  # copied or pickled (a callback's saved rate): the plain float
+        return float, (float(self),)
+
+
+class Iterations(int):
+    """An optimizer's update count with Keras 3's variable methods (``optimizer.iterations.numpy()``
+    in a callback): ``numpy`` gives the int, ``assign`` sets the count (as a checkpoint's restore
+    does). It is the value when read, not a live view."""
+
+    def __new__(cls, value, optimizer):
+        count = super().__new__(cls, value)
+        count._optimizer = optimizer
+        return count
+
+    def assign(self, value) -> None:
+        self._optimizer.iterations = value
+
+    def numpy(self) -> int:
+        return int(self)
+
+    def __reduce__(self):  # copied or sent (an MPI broadcast of a state): the plain count
+        return int, (int(self),)
+
 
 class Optimizer:
     """Base class. Subclasses implement ``_update(key, w, g, lr)`` updating ``w`` in place.
@@ -345,6 +368,27 @@ class Optimizer:
         self._slots: dict[str, dict[str, np.ndarray]] = {}
         # Per-variable work arrays, so that an update allocates nothing (not state: not saved).
         self._work: dict[tuple, np.ndarray] = {}
+
+    @property
+    def iterations(self) -> Iterations:
+        """Updates applied so far, an int with Keras's ``numpy()`` and ``assign()``."""
+        return Iterations(self._iterations, self)
+
+    @iterations.setter
+    def iterations(self, value) -> None:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"optimizer iterations must be an int >= 0; got {value!r}")
+        self._iterations = int(value)
+
+    @property
+    def variables(self) -> list[np.ndarray]:
+        """Keras 3's ``optimizer.variables``: ``iterations`` and (unless it is a schedule) the
+        learning rate as 0-d arrays (copies), then the per-weight state (momenta, moments; the
+        arrays themselves), empty lists before the first update creates them."""
+        head = [np.array(int(self.iterations), dtype=np.int64)]
+        if self.schedule is None:
+            head.append(np.array(float(self.learning_rate), dtype=np.float32))
+        return head + [a for slots in self._slots.values() for a in slots.values()]
 
     @property
     def learning_rate(self):
@@ -464,7 +508,7 @@ class Optimizer:
     def get_state(self) -> tuple[int, dict[str, np.ndarray]]:
         """``(iterations, {'<key>/<slot>': array})``, for checkpoints."""
         arrays = {f"{key}/{name}": arr for key, slots in self._slots.items() for name, arr in slots.items()}
-        return self.iterations, arrays
+        return int(self.iterations), arrays
 
     def set_state(self, iterations: int, arrays: dict[str, np.ndarray]) -> None:
         self.iterations = int(iterations)

@@ -299,6 +299,43 @@ def _charge(nbytes: int, what: str, keep: bool = True) -> None:
         budget[0] -= nbytes
 
 
+# The layer whose __init__ is running outermost: layers a built-in layer makes inside its own
+# __init__ (a Conv1D's Conv2D, a Dense's ReLU activation) are parts of it, not layers of a
+# model, and take no name (Keras's Conv1D or Dense makes none: the next ReLU() is 're_lu').
+_CONSTRUCTING: contextvars.ContextVar = contextvars.ContextVar("convforge_layer_constructing", default=None)
+
+
+def _outermost_construction(init):
+    """Wrap a layer class's ``__init__`` so that :data:`_CONSTRUCTING` holds the outermost layer."""
+
+    @functools.wraps(init)
+    def constructing(self, *args, **kwargs):
+        if _CONSTRUCTING.get() is not None:
+            return init(self, *args, **kwargs)
+        token = _CONSTRUCTING.set(self)
+        try:
+            return init(self, *args, **kwargs)
+        finally:
+            _CONSTRUCTING.reset(token)
+
+    return constructing
+
+
+# Set while a builder makes layers it names itself (an ONNX file's, after its nodes): Layer()
+# then leaves the name None instead of taking a number from the process's counters.
+_NAMES_GIVEN_LATER: contextvars.ContextVar = contextvars.ContextVar("convforge_names_given_later", default=False)
+
+
+@contextlib.contextmanager
+def layers_named_later():
+    """Within it, layers made without a name stay unnamed (None) until their builder names them."""
+    token = _NAMES_GIVEN_LATER.set(True)
+    try:
+        yield
+    finally:
+        _NAMES_GIVEN_LATER.reset(token)
+
+
 def snake_case(name: str) -> str:
     """Keras's default layer names: ``Conv2D`` -> ``conv2d``, ``MaxPooling2D`` -> ``max_pooling2d``."""
     name = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
@@ -596,7 +633,7 @@ class Layer:
         super().__init_subclass__(**kwargs)
         _REGISTRY.setdefault(cls.__name__, []).append(cls)
         if "__init__" in cls.__dict__:
-            cls.__init__ = _check_arguments(cls, cls.__dict__["__init__"])
+            cls.__init__ = _outermost_construction(_check_arguments(cls, cls.__dict__["__init__"]))
         # Built-in layers' builds, and the builds of subclasses of them (whose super().build is one):
         # called by hand, they take Keras's shape (_keras_build).
         if "build" in cls.__dict__ and (cls.__module__.startswith("convforge.") or any(
@@ -627,6 +664,14 @@ class Layer:
             raise ValueError(f"name must be a non-empty string without '/'; got {name!r}")
         if not isinstance(trainable, (bool, np.bool_)):
             raise TypeError(f"trainable must be True or False; got {trainable!r}")
+        outer = _CONSTRUCTING.get()
+        part = outer is not None and outer is not self and type(outer).__module__.startswith("convforge.")
+        if name is None and not _NAMES_GIVEN_LATER.get() and not part:
+            # Named when made, as Keras names a layer (Dense(4) then Dense(5): 'dense', 'dense_1',
+            # in whatever order a model then takes them), from the process's counters.
+            from .symbolic import unique_name
+
+            name = unique_name(snake_case(type(self).__name__))
         self.name: str | None = name
         self.trainable = bool(trainable)
         self.input_shape_arg = check_input_shape(input_shape)

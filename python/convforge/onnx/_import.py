@@ -711,6 +711,14 @@ class _GraphEntry(NamedTuple):
 
 
 def _walk(path, proto, nodes, opset, input_layout, model_format=None):
+    """The file's nodes as layers (_walk_nodes), which take their names from the nodes."""
+    from ..layers.base import layers_named_later
+
+    with layers_named_later():
+        return _walk_nodes(path, proto, nodes, opset, input_layout, model_format)
+
+
+def _walk_nodes(path, proto, nodes, opset, input_layout, model_format=None):
     """Translate every node: ``(context, graph entries, data_format)``; ``ctx.finals`` are the
     tensors of the graph outputs, in order, ``ctx.nchw_outputs`` the graph outputs that are NCHW
     images, which a channels-last model returns transposed. ``model_format``: the data_format
