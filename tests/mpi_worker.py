@@ -194,6 +194,19 @@ def scenario_equivalence(outdir):
     )
 
 
+def scenario_second_fit(outdir):
+    """A second fit of a model whose automatic layer names differ between the ranks (a preview
+    model made on the primary only): Adam's moments, broadcast at the fit's start, must reach
+    the same layers on every rank."""
+    x, y = data()
+    if distributed.rank() == 0:
+        build(seed=0)
+    model = build(seed=0, optimizer="adam")
+    for _ in range(2):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    dump(outdir, "second_fit", **weights_dict(model), names=json.dumps([layer.name for layer in model.layers]))
+
+
 def scenario_counting_metrics(outdir):
     """Precision, recall and AUC in fit's logs and evaluate: from the counts of all ranks."""
     x, y = data()

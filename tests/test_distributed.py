@@ -189,6 +189,19 @@ def test_threads_follow_the_binding_and_never_oversubscribe():
 
 
 @mpi
+def test_a_second_fit_keeps_the_ranks_identical_whatever_their_layer_names(tmp_path):
+    # Rank 0's optimizer state was broadcast keyed by its layer names; rank 1, which names its
+    # layers apart, took fresh moments (or another layer's): its weights drifted, silently.
+    _, ranks = run_scenario("second_fit", tmp_path)
+    assert json.loads(str(ranks[0]["names"])) != json.loads(str(ranks[1]["names"]))
+    assert_ranks_identical(ranks, "w")
+    x, y = W.data()
+    model = W.build(seed=0, optimizer="adam")
+    for _ in range(2):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert_close_weights(model, ranks[0])
+
+
 def test_two_ranks_train_like_one_process_at_the_same_global_batch(tmp_path):
     _, ranks = run_scenario("equivalence", tmp_path)
     # Every rank holds the same weights and predictions, bit for bit (identical reduced gradients).

@@ -683,8 +683,13 @@ class _DataParallel:
                 w[...] = flat[offset : offset + w.size].reshape(w.shape)
                 offset += w.size
         if model.optimizer is not None:
-            iterations, slots = self.comm.bcast(model.optimizer.get_state() if self.primary else None, root=0)
-            model.optimizer.set_state(iterations, slots)
+            # Keyed by the layers' places, not their names: a rank that made a layer more than
+            # another (a preview model on rank 0) numbers its automatic names apart, and rank 0's
+            # '<layer name>/<weight>' keys reached another layer's moments there, or none.
+            from .models.state import optimizer_state_by_place, set_optimizer_state_by_place
+
+            state = self.comm.bcast(optimizer_state_by_place(model) if self.primary else None, root=0)
+            set_optimizer_state_by_place(model, *state)
 
     def _make_step_buffer(self, model) -> None:
         """One contiguous buffer: every trainable weight's gradient, the changes of the layers'

@@ -92,6 +92,29 @@ def _variable_index(model) -> dict[str, str]:
     return {f"{layer.name}/{name}": f"{i}/{name}" for i, layer in enumerate(model._flat_layers) for name in layer.params}
 
 
+def optimizer_state_by_place(model) -> tuple[int, dict[str, np.ndarray]]:
+    """The optimizer's ``get_state()`` with its keys by the layers' places ('<layer index>/<weight>/
+    <slot>'), which models that name their layers apart (two ranks' automatic names) share."""
+    iterations, slots = model.optimizer.get_state()
+    to_index = _variable_index(model)
+    placed = {}
+    for full, value in slots.items():
+        variable, _, slot = full.rpartition("/")
+        if variable in to_index:  # (state of a weight no longer in the model: dropped)
+            placed[f"{to_index[variable]}/{slot}"] = value
+    return iterations, placed
+
+
+def set_optimizer_state_by_place(model, iterations: int, placed: dict) -> None:
+    """The inverse of :func:`optimizer_state_by_place`, onto this model's layer names."""
+    to_name = {place: variable for variable, place in _variable_index(model).items()}
+    slots = {}
+    for full, value in placed.items():
+        place, _, slot = full.rpartition("/")
+        slots[f"{to_name[place]}/{slot}"] = value
+    model.optimizer.set_state(iterations, slots)
+
+
 def save_model(model, path) -> None:
     """Everything needed to rebuild the model and to resume training (``model.save``).
 
