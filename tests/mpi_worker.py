@@ -207,6 +207,20 @@ def scenario_second_fit(outdir):
     dump(outdir, "second_fit", **weights_dict(model), names=json.dumps([layer.name for layer in model.layers]))
 
 
+def scenario_alone(outdir):
+    """After a data-parallel fit, rank 0 alone evaluates and predicts within distributed.local()
+    (a plot, a report): no collective, so no wait for rank 1, which has moved on."""
+    x, y = data()
+    model = build(seed=0)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    found = {}
+    with distributed.local():
+        if distributed.is_primary():
+            found = {"evaluation": json.dumps(model.evaluate(x, y, verbose=0, return_dict=True)),
+                     "prediction": model.predict(x[:5], verbose=0)}
+    dump(outdir, "alone", **weights_dict(model), **found)
+
+
 def scenario_counting_metrics(outdir):
     """Precision, recall and AUC in fit's logs and evaluate: from the counts of all ranks."""
     x, y = data()

@@ -189,6 +189,16 @@ def test_threads_follow_the_binding_and_never_oversubscribe():
 
 
 @mpi
+def test_one_rank_alone_evaluates_and_predicts_within_local(tmp_path):
+    _, ranks = run_scenario("alone", tmp_path)
+    assert "prediction" in ranks[0].files and "prediction" not in ranks[1].files
+    model = W.build(seed=0)
+    model.set_weights([ranks[0][f"w{i}"] for i in range(len(model.get_weights()))])
+    x, y = W.data()
+    np.testing.assert_array_equal(ranks[0]["prediction"], model.predict(x[:5], verbose=0))
+    assert json.loads(str(ranks[0]["evaluation"])) == model.evaluate(x, y, verbose=0, return_dict=True)
+
+
 def test_a_second_fit_keeps_the_ranks_identical_whatever_their_layer_names(tmp_path):
     # Rank 0's optimizer state was broadcast keyed by its layer names; rank 1, which names its
     # layers apart, took fresh moments (or another layer's): its weights drifted, silently.
@@ -492,6 +502,20 @@ def test_the_training_command_runs_unchanged_under_mpirun(tmp_path):
     assert sorted(os.listdir(out)) == ["history.json", "lenet5.npz"]
     history = json.loads((out / "history.json").read_text())
     assert len(history["history"]["val_accuracy"]) == 1
+
+
+@mpi
+def test_a_graph_model_s_plots_under_mpirun_end(tmp_path):
+    """examples/train_resnet.py with its plots on 2 ranks: rank 0's feature-map predict waited for
+    rank 1, which had returned, and the job hung after the filters' plot."""
+    _fashion_mnist()
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "run"
+    script = os.path.join(os.path.dirname(HERE), "examples", "train_resnet.py")
+    proc = launch([sys.executable, "-m", "mpi4py", script, "--epochs", "1", "--limit-train", "256", "--limit-test",
+                   "256", "--widths", "4,8", "--blocks", "1", "--output-dir", str(out), "--verbose", "2"], timeout=240)
+    assert proc.stdout.count("test accuracy:") == 1
+    assert "feature_maps.png" in os.listdir(out)
 
 
 @mpi

@@ -13,8 +13,12 @@ with an MPI launcher; the rest of the script is unchanged::
     distributed.init()               # a no-op single process when not launched by mpirun
     model = convforge.Sequential([...]); model.compile(...)
     model.fit(x, y, batch_size=64)   # 64 is the *global* batch: each of N ranks takes 64 / N
+    results = model.evaluate(x_test, y_test)  # on every rank: each computes its block of rows
     if distributed.is_primary():
-        print(model.evaluate(x_test, y_test))
+        print(results)
+    with distributed.local():        # one rank alone: fit, evaluate and predict on its data only
+        if distributed.is_primary():
+            print(model.predict(x_test[:1]))
 
     mpirun -n 4 python -m mpi4py train.py
 
@@ -99,6 +103,8 @@ other work that spinning takes the CPU from the rank being waited for, so
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import hashlib
 import json
@@ -116,6 +122,7 @@ __all__ = [
     "is_initialized",
     "is_primary",
     "launched_by_mpi",
+    "local",
     "rank",
     "size",
 ]
@@ -304,9 +311,29 @@ def _check_same(comm, facts: dict) -> None:
 # --------------------------------------------------------------------------- what the trainer calls
 
 
+# Set within local(): this thread's fit, evaluate and predict run as in a single process.
+_ALONE = contextvars.ContextVar("convforge_distributed_alone", default=False)
+
+
+@contextlib.contextmanager
+def local():
+    """Within it, ``fit``, ``evaluate`` and ``predict`` on this rank run alone, as in a single process
+    (its own data, all of it; no collective with the other ranks): for what one rank does by itself,
+    such as rank 0 plotting a prediction after training. A data-parallel call that only some ranks
+    make waits for the others for good: rank 0's ``model.evaluate`` under ``if is_primary():``
+    hung the job, where ``with distributed.local():`` around it runs it on rank 0 alone."""
+    token = _ALONE.set(True)
+    try:
+        yield
+    finally:
+        _ALONE.reset(token)
+
+
 def strategy():
     """The object the trainer asks how to split, reduce and agree: single-process or data-parallel."""
     comm = _state["comm"]
+    if _ALONE.get():
+        return _LOCAL
     if comm is None or comm.Get_size() == 1:
         if not _state["warned"] and not _state["initialized"] and (_launcher_world_size() or 1) > 1:
             _state["warned"] = True

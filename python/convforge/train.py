@@ -324,8 +324,11 @@ def run(argv, build_model, *, name="lenet5", prog="python -m convforge.train", d
     os.replace(history_path + ".tmp", history_path)
     say(f"\nsaved {model_path} and {history_path}")
     if not args.no_plots:
-        for path in _plots(model, history, x_test, args.output_dir):
-            say(f"plot: {path}")
+        # Rank 0 alone here: its feature-map predict must not wait for the other ranks, which
+        # have returned (under mpirun it hung the job after the filters' plot).
+        with distributed.local():
+            for path in _plots(model, history, x_test, args.output_dir):
+                say(f"plot: {path}")
     return 0
 
 
