@@ -3778,3 +3778,26 @@ def test_leaky_relu_with_a_negative_alpha_is_a_model_file_error(tmp_path):
     path = save_model(tmp_path / "m.onnx", [node], [], ("n", 6))
     with pytest.raises(ModelFileError, match=r"node 'lr' \(LeakyRelu\), attribute 'alpha': a negative slope -0\.3"):
         convforge.load_model(path)
+
+
+@pytest.mark.parametrize("between", [[], ["Relu"], ["Sigmoid", "Relu"]])
+def test_a_flatten_chain_of_an_nchw_image_imports_channels_last_and_says_so(between, tmp_path):
+    # PyTorch's MNIST MLP, nn.Sequential(nn.Flatten(), nn.Linear(...)) on (batch, 3, 7, 9) images:
+    # the importer's own Flatten counted as a channels-first layer, so the chain was taken as a
+    # channels-first Sequential -- which reads its input as NHWC: the features were scrambled,
+    # silently (off by ~2 with |output| ~1). Now it is the documented channels-last model, with
+    # the warning that says to transpose.
+    rng = np.random.default_rng(10)
+    nodes, last = [], "x"
+    for i, op in enumerate(between):
+        nodes.append(helper.make_node(op, [last], [f"a{i}"]))
+        last = f"a{i}"
+    nodes += [helper.make_node("Flatten", [last], ["f"], axis=1), helper.make_node("Gemm", ["f", "W", "B"], ["y"], transB=1)]
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 189)).astype(np.float32) * 0.1, "W"),
+             numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "B")]
+    path = save_model(tmp_path / "mlp.onnx", nodes, inits, ("n", 3, 7, 9))
+    with pytest.warns(UserWarning, match=r"is NCHW, but its convforge model takes channels-last images"):
+        model = convforge.load_model(path)
+    assert model.input_shape == (None, 7, 9, 3)
+    x = rng.standard_normal((2, 3, 7, 9)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x.transpose(0, 2, 3, 1), verbose=0), run_ort(path, x), rtol=1e-5, atol=1e-5)

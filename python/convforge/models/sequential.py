@@ -101,6 +101,15 @@ class _AddState:
         self.names: set = set()
 
 
+def image_layers(stack) -> list:
+    """The layers of a stack whose data_format is a Sequential's layout of images (a 1-D layer's is
+    its own, and a Flatten's says only in which order it flattens: Keras's files store
+    'channels_last' for every Flatten, a channels-first CNN's too, and
+    Flatten(data_format='channels_first') after a channels-last Conv2D is a channels-last model in
+    Keras)."""
+    return [layer for layer in stack if not getattr(layer, "_sequence_data_format", False) and type(layer) is not Flatten]
+
+
 class Sequential(Model):
     """A linear stack of layers, Keras's ``Sequential``.
 
@@ -276,12 +285,7 @@ class Sequential(Model):
         return self._flat_layers[0].input_shape_arg if self._flat_layers else None
 
     def _image_layers(self) -> list:
-        """The layers whose data_format is the model's layout of images (a 1-D layer's is its own,
-        and a Flatten's says only in which order it flattens: Keras's files store 'channels_last'
-        for every Flatten, a channels-first CNN's too, and Flatten(data_format='channels_first')
-        after a channels-last Conv2D is a channels-last model in Keras)."""
-        return [layer for layer in self._flat_layers
-                if not getattr(layer, "_sequence_data_format", False) and type(layer) is not Flatten]
+        return image_layers(self._flat_layers)
 
     def _data_format(self) -> str:
         formats = {getattr(layer, "data_format", None) for layer in self._image_layers()} - {None}

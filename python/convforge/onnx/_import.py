@@ -664,7 +664,13 @@ def import_model(path, input_layout=None):
     # A Sequential reads its images as channels-first only where a layer says so (a Conv2D's or a
     # pooling's data_format): a chain of layers that take any layout (ReLU, Softmax, Flatten,
     # BatchNormalization) would read NCHW images as NHWC, its softmax or flatten on other axes.
-    declared = any(getattr(layer, "data_format", None) == "channels_first" for layer, _, _, _ in ctx.steps)
+    # As the Sequential decides it (models.sequential.image_layers): a Flatten's data_format says
+    # only in which order it flattens, so a Flatten -> Dense chain of an NCHW image counted as
+    # channels-first here and was read as NHWC there, its features scrambled silently.
+    from ..models.sequential import image_layers
+
+    declared = any(getattr(layer, "data_format", None) == "channels_first"
+                   for layer in image_layers([layer for layer, _, _, _ in ctx.steps]))
     images_in = any(len(e.internal) == 3 for e in entries)
     unsaid = chain and fmt == "channels_first" and (len(entries[0].spec) == 3 or not images_in) and not declared
     if (not chain or unsaid) and fmt == "channels_first" and input_layout is None:
