@@ -411,6 +411,12 @@ def scenario_bad_input(outdir):
         "predict": lambda: build().predict(x[: 320 - r], verbose=0),
         "evaluate": lambda: build().evaluate(x, np.roll(y, r), verbose=0),
         "evaluate_weights": lambda: build().evaluate(x, y, sample_weight=np.linspace(1, 2 + r, len(x)), verbose=0),
+        # Each rank computes its rows with its own model: one result mixed of two models, silently.
+        "predict_model_weights": lambda: build(seed=r).predict(x, verbose=0),
+        "evaluate_model_weights": lambda: build(seed=r).evaluate(x, y, verbose=0),
+        "predict_architecture": lambda: build(units=4 + r).predict(x, verbose=0),
+        "evaluate_metrics": lambda: build(metrics=("accuracy",) if r == 0 else ("sparse_categorical_crossentropy",))
+        .evaluate(x, y, verbose=0),
         "validation_weights": lambda: build().fit(
             x, y, batch_size=16, verbose=0, validation_data=(x, y, np.linspace(1, 2 + r, len(x)))
         ),

@@ -473,6 +473,10 @@ def test_bad_input_raises_the_same_error_on_every_rank(tmp_path):
         "evaluate": "x content (checksum of its first, middle and last samples) differs between ranks",
         # Weights of the loss are data too: a global loss from two different weightings is no one's.
         "evaluate_weights": "sample_weight (checksum) differs between ranks",
+        "predict_model_weights": "model (weights checksum; fit broadcasts rank 0's, or use distributed.local()) differs",
+        "evaluate_model_weights": "model (weights checksum; fit broadcasts rank 0's, or use distributed.local()) differs",
+        "predict_architecture": "model (architecture hash) differs between ranks",
+        "evaluate_metrics": "model (architecture hash) differs between ranks",
         "validation_weights": "validation_data sample weights (checksum) differs between ranks",
         "f1_fit": "convforge.distributed: F1Score ('f1_score') is not supported in a data-parallel run",
         "f1_evaluate": "convforge.distributed: F1Score ('f1_score') is not supported in a data-parallel run",

@@ -1514,7 +1514,7 @@ class Trainer:
             if steps is not None:  # Keras: the first `steps` batches (all of them if there are fewer)
                 end = _positive_int(steps, "steps") * batch_size
                 x, y, w = _rows(x, 0, end), _rows(y, 0, end), None if w is None else w[:end]
-            distributed.strategy().check_data(x, y, "x", sample_weight=w)
+            distributed.strategy().check_data(x, y, "x", sample_weight=w, model=self)
             if distributed.strategy().size > 1:
                 distributed.refuse_per_class_metrics(self)
             callback_list = self._callback_list(
@@ -1621,7 +1621,7 @@ class Trainer:
         if steps is not None:
             x = _rows(x, 0, steps * batch_size)
         strategy = distributed.strategy()
-        strategy.check_data(x, None, "x")
+        strategy.check_data(x, None, "x", model=self)
         n = _count(x)
         if 0 < n <= batch_size and not verbose and strategy.size == 1 and hooks is None:
             out = self._predict_at_once(x, n, strategy)
