@@ -207,6 +207,25 @@ def scenario_second_fit(outdir):
     dump(outdir, "second_fit", **weights_dict(model), names=json.dumps([layer.name for layer in model.layers]))
 
 
+def scenario_stop_before_the_first_batch(outdir):
+    """A stop set in on_epoch_begin on rank 0 only (a time budget), with no batch hooks: agreed."""
+    x, y = data()
+
+    class Budget(convforge.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1 and distributed.rank() == 0:
+                self.model.stop_training = True
+
+    history = build().fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[Budget()])
+    # class_weight given in another key order on each rank is the same class_weight
+    weights = {0: 1.0, 1: 2.0, 2: 1.0, 3: 1.0}
+    if distributed.rank():
+        weights = dict(reversed(list(weights.items())))
+    build().fit(x, y, batch_size=16, epochs=1, verbose=0, class_weight=weights)
+    dump(outdir, "stop_before_the_first_batch", epochs=np.array(history.epoch),
+         steps=np.array(history.model.optimizer.iterations))
+
+
 def scenario_alone(outdir):
     """After a data-parallel fit, rank 0 alone evaluates and predicts within distributed.local()
     (a plot, a report): no collective, so no wait for rank 1, which has moved on."""
@@ -421,6 +440,24 @@ def scenario_bad_input(outdir):
             x, y, batch_size=16, verbose=0, validation_data=(x, y, np.linspace(1, 2 + r, len(x)))
         ),
     }
+    # Arguments that set how many collectives a fit makes: a rank that made more waited for good.
+    cases["steps_per_epoch"] = lambda: build().fit(x, y, batch_size=16, steps_per_epoch=2 + r, verbose=0)
+    cases["validation_steps"] = lambda: build().fit(x, y, batch_size=16, validation_data=(x, y),
+                                                    validation_steps=1 + 3 * r, verbose=0)
+    hook = {"on_train_batch_end": lambda batch, logs: None} if r == 0 else {"on_epoch_end": lambda epoch, logs: None}
+    cases["batch_hooks"] = lambda: build().fit(x, y, batch_size=16, verbose=0,
+                                               callbacks=[convforge.callbacks.LambdaCallback(**hook)])
+
+    def resumed_apart():  # each rank resumes another checkpoint (a stale copy on one node's disk)
+        paths = [os.path.join(outdir, f"at_{epoch}.npz") for epoch in (1, 2)]
+        if r == 0:
+            with distributed.local():
+                build().fit(x[:32], y[:32], batch_size=16, epochs=2, verbose=0,
+                            callbacks=[convforge.callbacks.ModelCheckpoint(os.path.join(outdir, "at_{epoch}.npz"))])
+        distributed.barrier()
+        build().fit(x, y, batch_size=16, epochs=3, resume_from=paths[r], verbose=0)
+
+    cases["resume_from"] = resumed_apart
     # F1Score is refused (its per-class counts are sized by its first batch), by fit and evaluate
     onehot = np.eye(4, dtype=np.float32)[y]
     per_class = {

@@ -189,6 +189,13 @@ def test_threads_follow_the_binding_and_never_oversubscribe():
 
 
 @mpi
+def test_a_stop_before_the_first_batch_on_one_rank_stops_every_rank(tmp_path):
+    # Rank 0 broke out after one batch alone and rank 1 waited in the next allreduce for good.
+    _, ranks = run_scenario("stop_before_the_first_batch", tmp_path, timeout=120)
+    for saved in ranks:
+        assert list(saved["epochs"]) == [0, 1] and int(saved["steps"]) == 20 + 1  # epoch 1 stops after a batch
+
+
 def test_one_rank_alone_evaluates_and_predicts_within_local(tmp_path):
     _, ranks = run_scenario("alone", tmp_path)
     assert "prediction" in ranks[0].files and "prediction" not in ranks[1].files
@@ -476,6 +483,11 @@ def test_bad_input_raises_the_same_error_on_every_rank(tmp_path):
         "predict_model_weights": "model (weights checksum; fit broadcasts rank 0's, or use distributed.local()) differs",
         "evaluate_model_weights": "model (weights checksum; fit broadcasts rank 0's, or use distributed.local()) differs",
         "predict_architecture": "model (architecture hash) differs between ranks",
+        "steps_per_epoch": "steps_per_epoch differs between ranks (rank 0: 2; rank 1: 3)",
+        "validation_steps": "validation_steps differs between ranks (rank 0: 1; rank 1: 4)",
+        "batch_hooks": "stop_agreed_each_step differs between ranks (rank 0: True; rank 1: False)",
+        "resume_from": "the epoch fit starts at (resume_from's checkpoint, or initial_epoch) differs between ranks "
+                       "(rank 0: 1; rank 1: 2)",
         "evaluate_metrics": "model (architecture hash) differs between ranks",
         "validation_weights": "validation_data sample weights (checksum) differs between ranks",
         "f1_fit": "convforge.distributed: F1Score ('f1_score') is not supported in a data-parallel run",

@@ -473,7 +473,7 @@ class _Local:
     def check_fit(self, model, **facts) -> None:
         return None
 
-    def start_fit(self, model) -> None:
+    def start_fit(self, model, initial_epoch: int = 0) -> None:
         return None
 
     def tally(self, model) -> Tally:
@@ -684,8 +684,11 @@ class _DataParallel:
                     f"{self.size}; got {value}"
                 )
 
-    def start_fit(self, model) -> None:
-        """Start every rank from the primary's weights and optimizer state; make the step buffer."""
+    def start_fit(self, model, initial_epoch: int = 0) -> None:
+        """Start every rank from the primary's weights and optimizer state; make the step buffer.
+        The epoch to start at must agree too: ranks resumed from different checkpoints (a stale
+        copy on one node's disk) ran different numbers of epochs, and one waited for good."""
+        _check_same(self.comm, {"the epoch fit starts at (resume_from's checkpoint, or initial_epoch)": initial_epoch})
         self._broadcast_state(model)
         self._separate_random_streams()
         self._make_step_buffer(model)

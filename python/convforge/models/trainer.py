@@ -1019,8 +1019,13 @@ class Trainer:
             self, x=x, y=y, validation_data=validation_data, batch_size=batch_size, val_batch_size=val_batch_size,
             epochs=epochs, initial_epoch=initial_epoch, shuffle=bool(shuffle), validation_split=validation_split,
             resume=resume_from is not None, callbacks=[type(cb).__name__ for cb in callbacks or []],
+            # Whether stop_training is agreed after every step: a callback of one class with batch
+            # hooks on one rank and without on another made the ranks' collectives part (a hang).
+            stop_agreed_each_step=strategy.each_step_agreement(_checked_callbacks(callbacks)),
+            steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
             sample_weight=None if sample_weight is None else distributed.checksum(sample_weight),
-            class_weight=None if class_weight is None else repr(class_weight),
+            class_weight=None if class_weight is None else repr(
+                sorted(class_weight.items()) if isinstance(class_weight, dict) else class_weight),
         )
         if not strategy.primary:
             verbose = 0
@@ -1092,7 +1097,7 @@ class Trainer:
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
             raise ValueError(f"initial_epoch must be a non-negative int; got {initial_epoch!r}")
         initial_epoch = int(initial_epoch)
-        strategy.start_fit(self)
+        strategy.start_fit(self, initial_epoch)
 
         batches = self._batches(x, y, batch_size) if source is None else None
         cursor = None
@@ -1188,6 +1193,12 @@ class Trainer:
         tally = strategy.tally(self)
         report = callback_list.wants_batch_end
         agree_each_step = strategy.each_step_agreement(callback_list.callbacks)
+        if strategy.size > 1 and not agree_each_step:
+            # A stop set before the epoch's first batch (on_train_begin, on_epoch_begin: a time
+            # budget) on some ranks only: agreed once here, so that every rank breaks after the
+            # same batch; rank 0 broke alone after one and rank 1 waited in the next step's
+            # allreduce for good. Without batch hooks nothing else sets it within the epoch.
+            self.stop_training = strategy.agree_stop(self.stop_training)
         self._skipped_batches = 0
         for step, (xb, yb, wb, global_batch) in enumerate(batches):
             callback_list.on_train_batch_begin(step)
