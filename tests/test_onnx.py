@@ -3801,3 +3801,12 @@ def test_a_flatten_chain_of_an_nchw_image_imports_channels_last_and_says_so(betw
     assert model.input_shape == (None, 7, 9, 3)
     x = rng.standard_normal((2, 3, 7, 9)).astype(np.float32)
     np.testing.assert_allclose(model.predict(x.transpose(0, 2, 3, 1), verbose=0), run_ort(path, x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_resize_refused_for_its_sizes_shows_the_batch_as_batch(tmp_path):
+    # The message showed the importer's stand-in for the batch: sizes [-1099511627776, 3, 10, 18].
+    torch = pytest.importorskip("torch")
+    path, _ = exported_torch(torch.nn.Upsample(size=(10, 18)), torch.randn(2, 3, 7, 9), tmp_path, opset_version=17)
+    with pytest.raises(ModelFileError, match=r"sizes \[batch, 3, 10, 18\] are not whole multiples of the input's "
+                                             r"\('batch', 3, 7, 9\)"):
+        convforge.load_model(path)

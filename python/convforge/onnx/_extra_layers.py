@@ -1221,7 +1221,10 @@ def import_resize(ctx, node):
     if sizes is not None:
         sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
         if len(sizes) != rank or any(out % size or out < size for out, size in zip(sizes[1:], shape)):
-            raise ctx.error(node, f"sizes {sizes} are not whole multiples of the input's {('batch', *shape)}", "sizes")
+            from ._builtin_import import _shown_target  # the batch's stand-in shown as "batch"
+
+            raise ctx.error(node, f"sizes {_shown_target(sizes)} are not whole multiples of the input's "
+                                  f"{('batch', *shape)}", "sizes")
         factors = [out // size for out, size in zip(sizes[1:], shape)]
     elif scales is not None:
         values = np.asarray(scales, dtype=np.float64).reshape(-1)
