@@ -283,44 +283,43 @@ def check_learning_rate(value, name="learning_rate") -> float:
 # --------------------------------------------------------------------------- optimizers
 
 
-class LearningRate(float):
-    """An optimizer's float learning rate with Keras 3's variable methods, for code that writes
-    ``model.optimizer.learning_rate.assign(lr)`` in a callback: ``assign`` sets the optimizer's
-    learning rate, ``numpy`` gives the float. It is the value when read, not a live view."""
+class _OptimizerValue:
+    """A number read off an optimizer with Keras 3's variable methods: ``numpy`` gives the plain
+    number, ``assign`` sets the optimizer's attribute. It is the value when read, not a live view;
+    copied or pickled (a callback's saved rate, an MPI broadcast of a state) it is the plain number."""
+
+    _attribute = ""
 
     def __new__(cls, value, optimizer):
-        rate = super().__new__(cls, value)
-        rate._optimizer = optimizer
-        return rate
+        number = super().__new__(cls, value)
+        number._optimizer = optimizer
+        return number
+
+    def _plain(self):
+        return type(self).__mro__[2](self)  # float or int: the class after this mixin
 
     def assign(self, value) -> None:
-        self._optimizer.learning_rate = value
+        setattr(self._optimizer, self._attribute, value)
 
-    def numpy(self) -> float:
-        return float(self)
+    def numpy(self):
+        return self._plain()
 
-    def __reduce__(self):  # copied or pickled (a callback's saved rate): the plain float
-        return float, (float(self),)
+    def __reduce__(self):
+        return type(self._plain()), (self._plain(),)
 
 
-class Iterations(int):
-    """An optimizer's update count with Keras 3's variable methods (``optimizer.iterations.numpy()``
-    in a callback): ``numpy`` gives the int, ``assign`` sets the count (as a checkpoint's restore
-    does). It is the value when read, not a live view."""
+class LearningRate(_OptimizerValue, float):
+    """An optimizer's float learning rate, for code that writes
+    ``model.optimizer.learning_rate.assign(lr)`` in a callback (see :class:`_OptimizerValue`)."""
 
-    def __new__(cls, value, optimizer):
-        count = super().__new__(cls, value)
-        count._optimizer = optimizer
-        return count
+    _attribute = "learning_rate"
 
-    def assign(self, value) -> None:
-        self._optimizer.iterations = value
 
-    def numpy(self) -> int:
-        return int(self)
+class Iterations(_OptimizerValue, int):
+    """An optimizer's update count, for ``optimizer.iterations.numpy()`` in a callback;
+    ``assign`` sets the count as a checkpoint's restore does (see :class:`_OptimizerValue`)."""
 
-    def __reduce__(self):  # copied or sent (an MPI broadcast of a state): the plain count
-        return int, (int(self),)
+    _attribute = "iterations"
 
 
 class Optimizer:
