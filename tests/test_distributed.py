@@ -211,12 +211,15 @@ def test_a_second_fit_keeps_the_ranks_identical_whatever_their_layer_names(tmp_p
     # layers apart, took fresh moments (or another layer's): its weights drifted, silently.
     _, ranks = run_scenario("second_fit", tmp_path)
     assert json.loads(str(ranks[0]["names"])) != json.loads(str(ranks[1]["names"]))
+    assert json.loads(str(ranks[0]["metrics"]))[-1] == "mean_io_u_1" != json.loads(str(ranks[1]["metrics"]))[-1]
     assert_ranks_identical(ranks, "w")
+    assert_ranks_identical(ranks, "prediction")
     x, y = W.data()
-    model = W.build(seed=0, optimizer="adam")
+    model = W.build(seed=0, optimizer="adam", metrics=("accuracy", convforge.metrics.MeanIoU(4, sparse_y_pred=False)))
     for _ in range(2):
         model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     assert_close_weights(model, ranks[0])
+    np.testing.assert_allclose(ranks[0]["evaluation"], model.evaluate(x, y, verbose=0), rtol=1e-4)
 
 
 def test_two_ranks_train_like_one_process_at_the_same_global_batch(tmp_path):

@@ -112,6 +112,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import zlib
 
@@ -631,11 +632,30 @@ def architecture_hash(model) -> str:
             head = next((n for n in outputs if label.startswith(n + "_")), None)
             return label if head is None else names[head] + label[len(head):]
 
-        description["compile"] = repr(anonymous(_plain(model.get_compile_config())))
+        # Metrics made without a name are numbered per process too (auc, auc_1, as Keras's): a
+        # rank that made one more (a report's AUC() on rank 0) names the same metric otherwise.
+        # Their numbers are left out; what they compute stays in (class and settings).
+        compile_config = dict(model.get_compile_config())
+        compile_config["metrics"] = _unnumbered(compile_config.get("metrics"))
+        description["compile"] = repr(anonymous(_plain(compile_config)))
         # Sorted once anonymous: several outputs' metrics are listed sorted by name, and names
         # that sort apart on two ranks (dense_9 / dense_10) list the same metrics otherwise.
-        description["metrics"] = sorted(metric(label) for label in model.metrics_names)
+        description["metrics"] = sorted(_NUMBERED.sub("", metric(label)) for label in model.metrics_names)
     return hashlib.sha256(json.dumps(description, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+
+
+# An automatic name's number (auc_1), or a repeated log name's (precision_1).
+_NUMBERED = re.compile(r"_\d+$")
+
+
+def _unnumbered(value):
+    """``value`` (compile's metrics) with the numbers of the names in it left out."""
+    if isinstance(value, dict):
+        return {key: _NUMBERED.sub("", item) if key == "name" and isinstance(item, str) else _unnumbered(item)
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unnumbered(item) for item in value]
+    return _NUMBERED.sub("", value) if isinstance(value, str) else value
 
 
 # The keys of a model's config whose strings name layers (the graph's nodes and ends).
