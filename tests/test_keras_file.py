@@ -941,6 +941,9 @@ for load in (lambda: model().load_weights(f"{folder}/bad.weights.h5"), lambda: c
     except ModelFileError as err:
         print("refused:", err)
 model().load_weights(f"{folder}/w.weights.h5")  # the undamaged file still loads
+with open(f"{folder}/tail.weights.h5", "wb") as f:  # 'GCOL' in its last bytes: data, not a heap (h5py reads it)
+    f.write(data + b"GCOL")
+model().load_weights(f"{folder}/tail.weights.h5")
 print("intact loads")
 """
 

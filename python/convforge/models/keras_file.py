@@ -1076,7 +1076,7 @@ def _global_heaps_loop(data: bytes) -> int | None:
     at = data.find(b"GCOL")
     while at >= 0:
         size = int.from_bytes(data[at + 8 : at + 8 + length], "little") if at + 8 + length <= len(data) else 0
-        if data[at + 4] == 1 and data[at + 5 : at + 8] == b"\0\0\0" and 4096 <= size <= len(data) - at:
+        if 4096 <= size <= len(data) - at and data[at + 4] == 1 and data[at + 5 : at + 8] == b"\0\0\0":
             p, end = at + 8 + length, at + size
             while p + header <= end:
                 index = int.from_bytes(data[p : p + 2], "little")
