@@ -5,7 +5,9 @@ Shapes, parameter counts and layer order are compared with numbers printed by Ke
 check is shown to fail when the backward pass it guards is broken.
 """
 
+import json
 import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -738,6 +740,12 @@ def test_an_integer_input_takes_token_ids(dtype, tmp_path):
             model.save(tmp_path / file)
             back = convforge.load_model(tmp_path / file)
             np.testing.assert_array_equal(back.predict(ids, verbose=0), model.predict(ids, verbose=0))
+        # A Sequential's config, and so its copies and files, keep the dtype too (they said float32).
+        for copy in (convforge.models.clone_model(model), type(model).from_config(model.get_config())):
+            copy.save(tmp_path / "copy.keras")
+            with zipfile.ZipFile(tmp_path / "copy.keras") as z:
+                first = json.loads(z.read("config.json"))["config"]["layers"][0]
+            assert first["class_name"] == "InputLayer" and first["config"]["dtype"] == dtype
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras's torch -> NumPy of int ids
@@ -1411,11 +1419,24 @@ def _naming_script(lib):
     conv = layers.Conv1D(2, 2, activation="relu")  # its activation is no layer of Keras's: takes no name
     relu = layers.ReLU()
     model = lib.Sequential([lib.Input((6, 3)), conv, relu, layers.Flatten(), d2, d1])
-    return [unattached.name, unattached.get_config()["name"], *(layer.name for layer in model.layers)]
+
+    class Block(layers.Layer):  # a layer of one's own: its sublayers are named, as Keras names them
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = layers.Dense(4, activation="relu")
+
+    class ReluDense(layers.Dense):  # a built-in's subclass: its activation is still no layer
+        def __init__(self, units, **kwargs):
+            super().__init__(units, activation="relu", **kwargs)
+
+    block, relu_dense = Block(), ReluDense(3)
+    return [unattached.name, unattached.get_config()["name"], *(layer.name for layer in model.layers),
+            block.name, block.inner.name, relu_dense.name, layers.ReLU().name]
 
 
 def test_layers_are_named_when_made_as_keras_names_them():
-    assert _naming_script(convforge) == ["dense", "dense", "conv1d", "re_lu", "flatten", "dense_2", "dense_1"]
+    assert _naming_script(convforge) == ["dense", "dense", "conv1d", "re_lu", "flatten", "dense_2", "dense_1",
+                                         "block", "dense_3", "relu_dense", "re_lu_1"]
 
 
 def test_layer_names_match_real_keras():

@@ -421,3 +421,32 @@ def test_loss_and_metric_functions_match_real_keras():
             np.testing.assert_allclose(ours[name][key], theirs[name][key], rtol=1e-4, atol=1e-5)
     for got, expected in zip(_function_calls(convforge), _function_calls(keras)):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside Keras's torch backend
+def test_keras_function_losses_and_metrics_in_keras_files(tmp_path):
+    # Keras saves compile(loss=keras.losses.categorical_crossentropy, metrics=[keras.metrics.
+    # categorical_accuracy]) as {'class_name': 'function', 'config': 'categorical_crossentropy'}:
+    # the file did not load; convforge's own file left the functions out of its metrics.
+    from model_checks import real_keras
+
+    keras = real_keras()
+    x = np.random.default_rng(0).random((8, 4)).astype(np.float32)
+    y = np.eye(6, dtype=np.float32)[[0, 1, 2, 3, 4, 5, 0, 1]]
+    theirs = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation="softmax")])
+    theirs.compile("adam", keras.losses.categorical_crossentropy,
+                   metrics=[keras.metrics.categorical_accuracy, keras.metrics.top_k_categorical_accuracy])
+    theirs.save(tmp_path / "k.keras")
+    ours = convforge.load_model(tmp_path / "k.keras")
+    expected = theirs.evaluate(x, y, verbose=0, return_dict=True)
+    got = ours.evaluate(x, y, verbose=0, return_dict=True)
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5)
+    ours.save(tmp_path / "c.keras")
+    assert convforge.load_model(tmp_path / "c.keras").metrics_names == ["loss", "categorical_accuracy",
+                                                                         "top_k_categorical_accuracy"]
+    back = keras.models.load_model(tmp_path / "c.keras")
+    np.testing.assert_allclose(back.evaluate(x, y, verbose=0), [got[k] for k in ("loss", "categorical_accuracy",
+                                                                                 "top_k_categorical_accuracy")],
+                               rtol=1e-5)

@@ -299,26 +299,34 @@ def _charge(nbytes: int, what: str, keep: bool = True) -> None:
         budget[0] -= nbytes
 
 
-# The layer whose __init__ is running outermost: layers a built-in layer makes inside its own
-# __init__ (a Conv1D's Conv2D, a Dense's ReLU activation) are parts of it, not layers of a
-# model, and take no name (Keras's Conv1D or Dense makes none: the next ReLU() is 're_lu').
-_CONSTRUCTING: contextvars.ContextVar = contextvars.ContextVar("convforge_layer_constructing", default=None)
+# The __init__ calls running, innermost last: (the layer being made, the class whose __init__
+# runs). A layer made by a built-in class's own code (a Conv1D's Conv2D, a Dense's ReLU
+# activation, a subclass's too) is a part of it, not a layer of a model, and takes no name
+# (Keras's Conv1D or Dense makes none: the next ReLU() is 're_lu'); one made by a user's class
+# (the sublayers of a Layer of one's own) is named, as Keras names it.
+_CONSTRUCTING: contextvars.ContextVar = contextvars.ContextVar("convforge_layer_constructing", default=())
 
 
-def _outermost_construction(init):
-    """Wrap a layer class's ``__init__`` so that :data:`_CONSTRUCTING` holds the outermost layer."""
+def _constructing(cls, init):
+    """Wrap ``cls.__init__`` so that :data:`_CONSTRUCTING` says whose code makes a layer."""
 
     @functools.wraps(init)
     def constructing(self, *args, **kwargs):
-        if _CONSTRUCTING.get() is not None:
-            return init(self, *args, **kwargs)
-        token = _CONSTRUCTING.set(self)
+        token = _CONSTRUCTING.set(_CONSTRUCTING.get() + ((self, cls),))
         try:
             return init(self, *args, **kwargs)
         finally:
             _CONSTRUCTING.reset(token)
 
     return constructing
+
+
+def _made_by_convforge(layer) -> bool:
+    """Whether ``layer`` is being made by a built-in layer class's own ``__init__``."""
+    for obj, cls in reversed(_CONSTRUCTING.get()):
+        if obj is not layer:
+            return cls.__module__.startswith("convforge.")
+    return False
 
 
 # Set while a builder makes layers it names itself (an ONNX file's, after its nodes): Layer()
@@ -633,7 +641,7 @@ class Layer:
         super().__init_subclass__(**kwargs)
         _REGISTRY.setdefault(cls.__name__, []).append(cls)
         if "__init__" in cls.__dict__:
-            cls.__init__ = _outermost_construction(_check_arguments(cls, cls.__dict__["__init__"]))
+            cls.__init__ = _constructing(cls, _check_arguments(cls, cls.__dict__["__init__"]))
         # Built-in layers' builds, and the builds of subclasses of them (whose super().build is one):
         # called by hand, they take Keras's shape (_keras_build).
         if "build" in cls.__dict__ and (cls.__module__.startswith("convforge.") or any(
@@ -664,9 +672,7 @@ class Layer:
             raise ValueError(f"name must be a non-empty string without '/'; got {name!r}")
         if not isinstance(trainable, (bool, np.bool_)):
             raise TypeError(f"trainable must be True or False; got {trainable!r}")
-        outer = _CONSTRUCTING.get()
-        part = outer is not None and outer is not self and type(outer).__module__.startswith("convforge.")
-        if name is None and not _NAMES_GIVEN_LATER.get() and not part:
+        if name is None and not _NAMES_GIVEN_LATER.get() and not _made_by_convforge(self):
             # Named when made, as Keras names a layer (Dense(4) then Dense(5): 'dense', 'dense_1',
             # in whatever order a model then takes them), from the process's counters.
             from .symbolic import unique_name
@@ -1039,7 +1045,7 @@ class Layer:
                 raise TypeError(f"{what} takes real numbers; set_weights got an array of dtype {new.dtype}")
             new = np.asarray(layout[1](new) if layout else new, dtype=current.dtype)
             if not np.isfinite(new).all():
-                raise ValueError(f"{what}: set_weights got NaN or infinite values (every output would be NaN)")
+                raise ValueError(f"{what}: set_weights got NaN or infinite values (the model files refuse them too)")
             stored.append(new)
         return stored
 

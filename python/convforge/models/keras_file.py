@@ -1156,7 +1156,17 @@ def _plain(entry: dict) -> dict:
     return {"class_name": entry.get("class_name"), "config": config}
 
 
+def _keras_function(value):
+    """The name of a Keras function a file refers to (``compile(loss=keras.losses.huber)`` is
+    saved as ``{'module': 'builtins', 'class_name': 'function', 'config': 'huber'}``), else None."""
+    if isinstance(value, dict) and value.get("class_name") == "function" and isinstance(value.get("config"), str):
+        return value["config"]
+    return None
+
+
 def _metrics_from_keras(value):
+    if _keras_function(value) is not None:  # the function's name: a metric convforge knows by it
+        return _keras_function(value)
     if isinstance(value, dict) and "class_name" in value:
         from .. import metrics as metrics_module
 
@@ -1185,6 +1195,8 @@ def _restore_compile(model, config: dict, path) -> bool:
             optimizer = optimizers_module.deserialize({"class_name": opt.get("class_name"), "config": opt_config})
 
         def loss_of(value):
+            if _keras_function(value) is not None:
+                return _keras_function(value)
             if isinstance(value, dict):
                 return losses_module.deserialize(_plain(value))
             return value

@@ -645,6 +645,8 @@ class Sequential(Model):
             "dtype": self.dtype.name,
             "trainable": self.trainable,
             "input_shape": None if spec is None else list(spec),
+            # An integer Input's dtype (token ids before an Embedding), kept for Keras's files.
+            **({"input_dtype": self._input_given_dtype.name} if getattr(self, "_input_given_dtype", None) else {}),
             "layers": [
                 {"class_name": type(layer).__name__, "module": type(layer).__module__, "name": layer.name,
                  "config": layer.get_config()}
@@ -677,6 +679,15 @@ class Sequential(Model):
             model.add(layer)
         if config.get("input_shape"):
             model._declared_input = tuple(config["input_shape"])
+        given = config.get("input_dtype")
+        if given is not None:
+            try:
+                kind = np.dtype(given).kind if isinstance(given, str) else None
+            except TypeError:
+                kind = None
+            if kind is None or kind not in "iu":
+                raise ValueError(f"Sequential.from_config: input_dtype must be an integer type's name; got {given!r}")
+            model._input_given_dtype = np.dtype(given)
         model.build()
         model._trainable = state.config_trainable(config)  # the layers' own flags came with their configs
         model._restore_own_nesting(config.get("nested", []), "Sequential.from_config: the config", 0)

@@ -1912,12 +1912,14 @@ def _rows(data, lo, hi):
 
 def saveable_metrics(specs, metrics) -> list:
     """The compiled metrics that a model file can hold (and ``compile`` rebuild): names given as
-    strings, and built-in metric objects with their settings (``metrics.serialize``); functions and
-    custom classes are left out."""
+    strings, Keras's metric functions (by name), and built-in metric objects with their settings
+    (``metrics.serialize``); functions of one's own and custom classes are left out."""
     saved = []
     for spec, metric in zip(specs, metrics):
         if isinstance(spec, str):
             saved.append(spec)
+        elif callable(spec) and getattr(metrics_module, getattr(spec, "__name__", ""), None) is spec:
+            saved.append(spec.__name__)  # Keras's function (metrics.categorical_accuracy): by its name
         elif metrics_module.serialize(metric) is not None:
             saved.append(metrics_module.serialize(metric))
     return saved
