@@ -1051,6 +1051,7 @@ def _keras_function(name: str, cls: type):
         if one:
             y_pred, y_true = y_pred[None], np.asarray(y_true).reshape(1, -1)
         values = loss._per_sample(y_pred, loss.prepare_targets(y_true, y_pred.shape[1:]))
+        values = np.asarray(values, dtype=y_pred.dtype)  # float32 for float32 scores, as Keras's
         return values[0] if one else values
 
     function.__name__ = function.__qualname__ = name
