@@ -383,8 +383,8 @@ class Optimizer:
     def variables(self) -> list[np.ndarray]:
         """Keras 3's ``optimizer.variables``: ``iterations`` and (unless it is a schedule) the
         learning rate as 0-d arrays (copies), then the per-weight state (momenta, moments; the
-        arrays themselves), empty lists before the first update creates them."""
-        head = [np.array(int(self.iterations), dtype=np.int64)]
+        arrays themselves, which the first update makes: none before it)."""
+        head = [np.array(self._iterations, dtype=np.int64)]
         if self.schedule is None:
             head.append(np.array(float(self.learning_rate), dtype=np.float32))
         return head + [a for slots in self._slots.values() for a in slots.values()]
@@ -422,12 +422,12 @@ class Optimizer:
         lr = self._learning_rate
         if not callable(lr):
             return lr
-        value = lr(self.iterations)
+        value = lr(self._iterations)
         try:
             return check_learning_rate(value, "learning rate")
         except (TypeError, ValueError) as err:
             raise ValueError(
-                f"learning-rate schedule {lr!r} returned {value!r} at step {self.iterations}: {err}"
+                f"learning-rate schedule {lr!r} returned {value!r} at step {self._iterations}: {err}"
             ) from None
 
     def apply_gradients(self, grads_and_vars) -> None:
@@ -448,7 +448,7 @@ class Optimizer:
             if decay:
                 w *= 1.0 - decay
             self._update(key, w, g, lr)
-        self.iterations += 1
+        self._iterations += 1
 
     def _clipped(self, grads_and_vars) -> list:
         """The gradients clipped as Keras clips them, new arrays (the caller's are left alone):
@@ -498,7 +498,7 @@ class Optimizer:
         its per-weight state (momenta, moments), then ``iterations`` and, unless it is a schedule,
         the learning rate, 4 bytes each as Keras's summary counts them. ``model.summary()``'s
         "Optimizer params" line."""
-        if not self._slots and self.iterations == 0:
+        if not self._slots and self._iterations == 0:
             return None
         arrays = [a for slots in self._slots.values() for a in slots.values()]
         scalars = 1 + (self.schedule is None) + self._keras_scalars
@@ -507,7 +507,7 @@ class Optimizer:
     def get_state(self) -> tuple[int, dict[str, np.ndarray]]:
         """``(iterations, {'<key>/<slot>': array})``, for checkpoints."""
         arrays = {f"{key}/{name}": arr for key, slots in self._slots.items() for name, arr in slots.items()}
-        return int(self.iterations), arrays
+        return self._iterations, arrays
 
     def set_state(self, iterations: int, arrays: dict[str, np.ndarray]) -> None:
         self.iterations = int(iterations)
@@ -634,7 +634,7 @@ class Adam(_Betas):
         self.amsgrad = _flag(amsgrad, "amsgrad")
 
     def apply_gradients(self, grads_and_vars):
-        t = self.iterations + 1
+        t = self._iterations + 1
         # One bias correction per step, shared by all variables.
         self._correction = math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         super().apply_gradients(grads_and_vars)
@@ -787,7 +787,7 @@ class Nadam(_Betas):
         return self.beta_1 * (1.0 - 0.5 * 0.96**step)
 
     def apply_gradients(self, grads_and_vars):
-        t = self.iterations + 1
+        t = self._iterations + 1
         if self._u_product_step > t - 1:  # state restored to an earlier step: recompute
             self._u_product, self._u_product_step = 1.0, 0
         while self._u_product_step < t:
@@ -871,7 +871,7 @@ class Adamax(_Betas):
                          name)
 
     def apply_gradients(self, grads_and_vars):
-        self._correction = 1 - self.beta_1 ** (self.iterations + 1)  # one per step, shared by all variables
+        self._correction = 1 - self.beta_1 ** (self._iterations + 1)  # one per step, shared by all variables
         super().apply_gradients(grads_and_vars)
 
     def _update(self, key, w, g, lr):

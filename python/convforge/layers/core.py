@@ -452,6 +452,15 @@ class Reshape(Layer):
         return {**super().get_config(), "target_shape": list(self.target_shape)}
 
 
+def integer_dtype(value) -> np.dtype | None:
+    """The integer dtype ``value`` names (an Input's ``dtype='int64'``, token ids), else None."""
+    try:
+        dt = np.dtype(value) if isinstance(value, (str, type, np.dtype)) else None
+    except TypeError:
+        return None
+    return dt if dt is not None and dt.kind in "iu" else None
+
+
 class InputLayer(Layer):
     """The model's entry: a per-sample shape and dtype, Keras's ``InputLayer``.
 
@@ -478,9 +487,9 @@ class InputLayer(Layer):
         # An integer input (Keras's dtype="int64" for token ids before an Embedding) enters the
         # model as its float32 values, exact to 2**24 (Embedding's input_dim bound); its config
         # keeps the dtype given, for Keras.
-        self._given_dtype = None
-        if dtype is not None and dt is not None and dt.kind in "iu":
-            self._given_dtype, dt = dt, np.dtype("float32")
+        self._given_dtype = integer_dtype(dtype) if dtype is not None else None
+        if self._given_dtype is not None:
+            dt = np.dtype("float32")
         # "is None" first: None == np.dtype('float64') is True, so `None in FLOAT_DTYPES` holds and
         # Input(dtype="banana") made a float64 input.
         if dt is None or dt not in FLOAT_DTYPES:

@@ -40,7 +40,7 @@ import numpy as np
 
 from .._files import NotARegularFileError, open_regular_file
 from .._warnings import user_stacklevel
-from ..layers.core import InputLayer
+from ..layers.core import InputLayer, integer_dtype
 from ..saving import ModelFileError, write_file_atomic
 from .state import LayerConfigError, layer_class, within_budget
 
@@ -477,7 +477,7 @@ def _sequential_config(model) -> dict:
         taken = {layer.name for layer in model._flat_layers}
         name = next(n for n in ("input_layer", *(f"input_layer_{i}" for i in range(1, len(taken) + 2)))
                     if n not in taken)
-        entries.append(_input_entry(name, list(shape), getattr(model, "_input_given_dtype", None) or dtype))
+        entries.append(_input_entry(name, list(shape), model._input_given_dtype or dtype))
     for entry in model.layers:
         entries.append(_model_entry(entry) if _is_model(entry) else _layer_entry(entry, dtype))
     config = {"name": model.name, "trainable": model.trainable, "dtype": _policy(dtype), "layers": entries}
@@ -645,10 +645,6 @@ def _named_class(entry, what: str) -> str:
     return entry["class_name"]
 
 
-# An input of these (Keras's dtype='int64' before an Embedding) is read as convforge's integer Input.
-_INTEGER_INPUTS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
-
-
 def _dtype_name(value, where: str) -> str | None:
     if isinstance(value, dict):
         value = (value.get("config") or {}).get("name")
@@ -750,7 +746,7 @@ class _Reader:
             if config.get(key, neutral) is not neutral:
                 raise _KerasFileError(f"input {config.get('name')!r}: {key}={config[key]!r} is not supported")
         given = config.get("dtype")
-        if isinstance(given, str) and given in _INTEGER_INPUTS:  # token ids: they enter as float32 values
+        if isinstance(given, str) and integer_dtype(given) is not None:  # token ids: they enter as float32 values
             return convforge.Input(shape=tuple(shape[1:]), name=config.get("name"), dtype=given)
         dtype = _dtype_name(given, f"input {config.get('name')!r}")
         if dtype:
@@ -1165,8 +1161,8 @@ def _keras_function(value):
 
 
 def _metrics_from_keras(value):
-    if _keras_function(value) is not None:  # the function's name: a metric convforge knows by it
-        return _keras_function(value)
+    if (name := _keras_function(value)) is not None:  # the function's name: a metric convforge knows by it
+        return name
     if isinstance(value, dict) and "class_name" in value:
         from .. import metrics as metrics_module
 
@@ -1195,8 +1191,8 @@ def _restore_compile(model, config: dict, path) -> bool:
             optimizer = optimizers_module.deserialize({"class_name": opt.get("class_name"), "config": opt_config})
 
         def loss_of(value):
-            if _keras_function(value) is not None:
-                return _keras_function(value)
+            if (name := _keras_function(value)) is not None:
+                return name
             if isinstance(value, dict):
                 return losses_module.deserialize(_plain(value))
             return value

@@ -43,7 +43,7 @@ from ..layers import symbolic
 from ..layers.symbolic import NestedCall
 from ..layers.activations import Activation, _ActivationLayer
 from ..layers.base import FeatureOrdered, Layer, check_input_shape, display_shape, snake_case
-from ..layers.core import Dense, Dropout, Flatten, InputLayer, keras_flatten_order, warn_flatten_order
+from ..layers.core import Dense, Dropout, Flatten, InputLayer, integer_dtype, keras_flatten_order, warn_flatten_order
 from ..layers.noise import _NoiseLayer
 from . import state
 from .batches import _Batches, _Entry, one_array
@@ -408,7 +408,7 @@ class Sequential(Model):
             node.layer._inbound_nodes.remove(node)
         if self._input_name is None:
             self._input_name = symbolic.unique_name("input_layer")
-        given = getattr(self, "_input_given_dtype", None) if self.dtype == np.float32 else None  # integer ids into a float32 model
+        given = self._input_given_dtype if self.dtype == np.float32 else None  # integer ids into a float32 model
         self._graph_input = InputLayer(shape=display_shape(internal), dtype=given or self.dtype,
                                        name=self._input_name).output
         self._graph_nodes = symbolic.record_chain(self._flat_layers, self._graph_input)
@@ -646,7 +646,7 @@ class Sequential(Model):
             "trainable": self.trainable,
             "input_shape": None if spec is None else list(spec),
             # An integer Input's dtype (token ids before an Embedding), kept for Keras's files.
-            **({"input_dtype": self._input_given_dtype.name} if getattr(self, "_input_given_dtype", None) else {}),
+            **({"input_dtype": self._input_given_dtype.name} if self._input_given_dtype is not None else {}),
             "layers": [
                 {"class_name": type(layer).__name__, "module": type(layer).__module__, "name": layer.name,
                  "config": layer.get_config()}
@@ -681,13 +681,9 @@ class Sequential(Model):
             model._declared_input = tuple(config["input_shape"])
         given = config.get("input_dtype")
         if given is not None:
-            try:
-                kind = np.dtype(given).kind if isinstance(given, str) else None
-            except TypeError:
-                kind = None
-            if kind is None or kind not in "iu":
+            model._input_given_dtype = integer_dtype(given) if isinstance(given, str) else None
+            if model._input_given_dtype is None:
                 raise ValueError(f"Sequential.from_config: input_dtype must be an integer type's name; got {given!r}")
-            model._input_given_dtype = np.dtype(given)
         model.build()
         model._trainable = state.config_trainable(config)  # the layers' own flags came with their configs
         model._restore_own_nesting(config.get("nested", []), "Sequential.from_config: the config", 0)

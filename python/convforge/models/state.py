@@ -133,15 +133,12 @@ def model_state(model, finite_only: bool = True) -> tuple[dict, dict[str, np.nda
 
     meta["optimizer"] = None
     if model.optimizer is not None:
-        iterations, slots = model.optimizer.get_state()
-        to_index = _variable_index(model)
+        iterations, placed = optimizer_state_by_place(model)
         entries = []
-        for n, (full, value) in enumerate(sorted(slots.items())):
+        for n, (full, value) in enumerate(sorted(placed.items())):
             variable, _, slot = full.rpartition("/")
-            if variable not in to_index:
-                continue  # state of a weight no longer in the model
             key = f"optimizer/{n}"
-            entries.append({"variable": to_index[variable], "slot": slot, "key": key, "shape": list(value.shape)})
+            entries.append({"variable": variable, "slot": slot, "key": key, "shape": list(value.shape)})
             arrays[key] = value
         meta["optimizer"] = {"class_name": type(model.optimizer).__name__, "iterations": iterations, "slots": entries}
         # The rate in force, which callbacks (ReduceLROnPlateau) or the user may have changed since
