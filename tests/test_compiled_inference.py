@@ -565,6 +565,27 @@ def test_depthwise_non_finite_weights_meet_padding_as_the_layers(rng, plans_on):
     assert_same_bits(model, [x])
 
 
+@pytest.mark.parametrize("special", [np.inf, np.nan, 3e38])
+def test_a_non_finite_winograd_layer_hands_over_without_its_kept_filters(special, rng, plans_on, threads):
+    # A Winograd layer whose outputs come out non-finite is recomputed by the next algorithm,
+    # which transforms or packs the weights itself: given the plan's kept Winograd filters as
+    # its own pack (until the forty-second stop), the direct form made every output of the
+    # layer wrong (~1e29 off) wherever a plan ran an inf, a NaN or an overflow through Winograd
+    # (3e38: Winograd's transforms overflow where the direct form's sums do not).
+    model = convforge.Sequential([layers.Input((28, 28, 16)), layers.Conv2D(16, 3, padding="same"),
+                                  layers.Conv2D(16, 3, padding="same")])
+    randomize_biases(model, rng)
+    x = rng.standard_normal((2, 28, 28, 16)).astype(np.float32)
+    x[0, 4, 3, 5] = special
+    want = layer_by_layer(model, [x])[0].transpose(0, 2, 3, 1)  # the layers' own path: no kept filters
+    for n in (1, 2):
+        convforge.set_num_threads(n)
+        got = model.predict(x, batch_size=2, verbose=0)  # the plan: Winograd with its kept filters
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        assert np.isfinite(got[1]).all() and (special == 3e38) == np.isfinite(got[0]).all()
+
+
 def test_threads_do_not_change_bits(threads, rng, plans_on):
     model = example_resnet()
     randomize_batchnorm(model, rng)

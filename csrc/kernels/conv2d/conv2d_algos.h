@@ -130,8 +130,15 @@ struct Conv2dAlgos {
   static bool fwd_winograd_applies(const ConvShape& s, const Tensors&) { return winograd_applies(s); }
   static bool fwd_winograd_pays(const ConvShape& s, const Tensors& t) { return winograd_pays<T>(s, t.keeps_prepared); }
   static void fwd_winograd(const ConvShape& s, const Tensors& t) {
-    if (!conv2d_winograd<UK>(s, t.src, t.wei, false, t.bias, t.residual, t.dst, t.prepared))
-      run_next(ConvPass::fwd, fwd_winograd, s, t);
+    if (!conv2d_winograd<UK>(s, t.src, t.wei, false, t.bias, t.residual, t.dst, t.prepared)) {
+      // The next algorithm transforms or packs the weights itself: t.prepared holds Winograd's
+      // transformed filters (kept by an inference plan), which the direct form took for its
+      // own pack until the forty-second stop: a non-finite value in a plan's Winograd layer
+      // then gave every output of the layer wrong.
+      Tensors next = t;
+      next.prepared = nullptr;
+      run_next(ConvPass::fwd, fwd_winograd, s, next);
+    }
   }
   // The transformed filters, kept by an inference plan across runs (ConvTensors::prepared).
   static int64_t fwd_winograd_prepared_size(const ConvShape& s) {
