@@ -557,6 +557,17 @@ void bind_plan(py::module_& m) {
           "take Winograd (default True); False, with chunk_samples = 0: the layers' own algorithm choices, "
           "bit for bit.")
       .def_property(
+          "blocked_layout",
+          [](const PyPlan& p) { return p.with_plan([](const auto& plan) { return plan.blocked_layout(); }); },
+          [](PyPlan& p, bool on) { p.with_plan([&](auto& plan) { plan.blocked_layout(on); }); },
+          "Whether values between convs may be kept in channel blocks of 16 (NCHW16c) where every op that "
+          "makes or reads them takes that layout (default True; float32 plans with AVX-512 convs). The same "
+          "bits either way.")
+      .def("blocked_values", [](const PyPlan& p, int64_t mb, const std::string& forced) {
+        return p.with_plan([&](const auto& plan) { return plan.blocked_values(mb, forced); });
+      }, py::arg("batch"), py::arg("forced_conv") = "",
+         "The values a chunk of `batch` samples keeps in channel blocks of 16 (for tests).")
+      .def_property(
           "chunk_samples",
           [](const PyPlan& p) { return p.with_plan([](const auto& plan) { return plan.chunk_samples(); }); },
           [](PyPlan& p, int64_t n) { p.with_plan([&](auto& plan) { plan.chunk_samples(n); }); },

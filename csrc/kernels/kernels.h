@@ -41,6 +41,14 @@ struct ConvTensors {
   // preparation dominates a small batch may pay. Null: the algorithm prepares them itself.
   const T* prepared = nullptr;
   bool keeps_prepared = false;
+  // Forward only: src, and dst with the residual, in channel blocks of 16 (NCHW16c, oneDNN's
+  // nChw16c): image n's channel c, pixel p at ((n * C/16 + c/16) * H*W + p) * 16 + c % 16, C a
+  // multiple of 16. An inference plan keeps the values between its convs so: split among threads
+  // by rows, each thread's rows are one run of memory per 16 channels, where in NCHW they are a
+  // piece of every plane and the other core's prefetchers take its lines (bench/BEFORE_AFTER.md,
+  // forty-second stop). Only for an algorithm whose `blocked` says it takes them.
+  bool src_blocked = false;
+  bool dst_blocked = false;
 };
 
 // One algorithm of one pass. `plan` is the completed ConvShape (complete_conv_shape), built
@@ -56,6 +64,9 @@ struct ConvAlgo {
   // depends on plan.mb), and the transform itself, of OIHW `wei` into `prepared`.
   int64_t (*prepared_size)(const ConvShape& plan) = nullptr;
   void (*prepare)(const ConvShape& plan, const T* wei, T* prepared) = nullptr;
+  // Whether it runs `plan` with the given ConvTensors::src_blocked / dst_blocked (null: never
+  // blocked; every algorithm takes NCHW). The same arithmetic either way: the same bits.
+  bool (*blocked)(const ConvShape& plan, bool src, bool dst) = nullptr;
 };
 
 template <class T>

@@ -196,6 +196,14 @@ class InferencePlan {
   // thread count's timing: with nothing to split, the count changes nothing (a one-image
   // LeNet-5, 0.85 MFLOP, 36 KB of values).
   int64_t serial_samples() const { return serial_samples_; }
+  // Whether values between convs may be kept in channel blocks of 16 (ConvTensors::src_blocked,
+  // default true): a value whose producer and readers are all convs whose algorithms at the
+  // chunk's size take them, of float32 with channels a multiple of 16, neither an input nor an
+  // output. The same bits either way (tests); false for benchmarks. Not while running.
+  void blocked_layout(bool on) { blocked_layout_ = on; }
+  bool blocked_layout() const { return blocked_layout_; }
+  // The values a chunk of mb samples keeps in channel blocks (ascending ids).
+  std::vector<int> blocked_values(int64_t mb, const std::string& forced_conv = "") const;
 
  private:
   struct Value {
@@ -264,8 +272,19 @@ class InferencePlan {
   // One conv's: `same`, whether its sources still have the arena's digests (and those are valid).
   void refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, Digest* digests, const char* forced_conv,
                     bool same) const;
+  // A chunk's convs' algorithms (null for other ops) and which values it keeps in channel
+  // blocks (ConvTensors::src_blocked), for mb samples; `arena` and `where` (null: a shape-only
+  // query) the run's, for the algorithms' data-dependent conditions.
+  struct ChunkLayout {
+    std::vector<const ConvAlgo<T>*> algos;  // per op
+    std::vector<char> blocked;              // per value
+  };
+  ChunkLayout chunk_layout(int64_t mb, const char* forced_conv, const T* arena, const std::vector<T*>* where) const;
+  // Op's conv problem and tensors for mb samples (run_op's), the layouts unset.
+  void conv_call(const Op& op, int64_t mb, const T* arena, const std::vector<T*>* where, ConvShape* s,
+                 ConvTensors<T>* t) const;
   void run_op(const Op& op, int64_t mb, const T* arena, const Kept& kept, const std::vector<T*>& where,
-              const char* forced_conv) const;
+              const char* forced_conv, const ConvAlgo<T>* algo, const std::vector<char>& blocked) const;
   // run_timed's destinations (see there); null where a run is not timed.
   struct OpClock {
     double* op_seconds;
@@ -324,6 +343,7 @@ class InferencePlan {
   double first_op_work_ = 0.0;     // the first op's operations per sample (its output's size for one without)
   int64_t serial_samples_ = 0;     // serial_samples() (finish)
   bool keep_prepared_ = true;
+  bool blocked_layout_ = true;
   Places places_ = Places::automatic;
   int64_t chunk_samples_ = 0;
   bool finished_ = false;

@@ -22,6 +22,8 @@
 // gemm/ukernel.h for why).
 #pragma once
 
+#include <stdexcept>
+
 #include "kernels/conv2d/conv2d_bwd_data.h"
 #include "kernels/conv2d/conv2d_bwd_weights.h"
 #include "kernels/conv2d/conv2d_direct.h"
@@ -67,8 +69,17 @@ struct Conv2dAlgos {
   }
   static bool fwd_direct_applies(const ConvShape& s, const Tensors&) { return direct_applies<UK>(s); }
   static void fwd_direct(const ConvShape& s, const Tensors& t) {
-    if constexpr (kDirect) conv2d_direct<UK>(s, t.src, t.wei, false, t.bias, t.residual, t.dst, t.prepared);
+    if constexpr (kDirect)
+      conv2d_direct<UK>(s, t.src, t.wei, false, t.bias, t.residual, t.dst, t.prepared, t.src_blocked, t.dst_blocked);
   }
+  // Channel blocks of 16 (ConvTensors::src_blocked / dst_blocked): the AVX-512 direct and pixels
+  // forms (16 lanes), and Winograd's channel form (which hands a non-finite problem to the
+  // direct form, in the same layouts).
+  static constexpr bool kBlocks = UK::kDirectLanes == 16;
+  static bool fwd_direct_blocked(const ConvShape& s, bool src, bool dst) {
+    return kBlocks && (!src || s.ic % 16 == 0) && (!dst || s.oc % 16 == 0);
+  }
+  static bool fwd_pixels_blocked(const ConvShape& s, bool src, bool) { return kBlocks && !src && s.oc % 16 == 0; }
   // The packed filters ([tap][OC]), kept by an inference plan across runs: at batch 1 the pack
   // (a transpose of the bank) was ~10% of the example ResNet's stride-2 layers, and on two
   // threads each thread packed its own half on every call.
@@ -99,7 +110,7 @@ struct Conv2dAlgos {
     return s.oc <= kPixelsMaxOC || (s.ic * s.kh * s.kw <= 45 && rows_fill_lanes);
   }
   static void fwd_pixels_(const ConvShape& s, const Tensors& t) {
-    if constexpr (kDirect) conv2d_fwd_pixels<UK>(s, t.src, t.wei, t.bias, t.dst);
+    if constexpr (kDirect) conv2d_fwd_pixels<UK>(s, t.src, t.wei, t.bias, t.dst, t.dst_blocked);
   }
   static constexpr auto fwd_pixels = with_residual<fwd_pixels_>;
   static bool fwd_implicit_applies(const ConvShape& s, const Tensors&) { return unit_stride_frame(s, s.oh, s.ow); }
@@ -130,6 +141,18 @@ struct Conv2dAlgos {
   static bool fwd_winograd_applies(const ConvShape& s, const Tensors&) { return winograd_applies(s); }
   static bool fwd_winograd_pays(const ConvShape& s, const Tensors& t) { return winograd_pays<T>(s, t.keeps_prepared); }
   static void fwd_winograd(const ConvShape& s, const Tensors& t) {
+    if (t.src_blocked || t.dst_blocked) {
+      if constexpr (WinoChannelForm<T>::kCompiled && kBlocks) {
+        if (!conv2d_winograd_channels<UK>(s, t.src, t.wei, false, t.bias, t.residual, t.dst, t.prepared, t.src_blocked,
+                                          t.dst_blocked)) {
+          Tensors direct = t;
+          direct.prepared = nullptr;  // Winograd's, not the direct form's pack
+          fwd_direct(s, direct);
+        }
+        return;
+      }
+      throw std::logic_error("conv2d winograd_f4x3: channel blocks without the channel form");
+    }
     if (!conv2d_winograd<UK>(s, t.src, t.wei, false, t.bias, t.residual, t.dst, t.prepared)) {
       // The next algorithm transforms or packs the weights itself: t.prepared holds Winograd's
       // transformed filters (kept by an inference plan), which the direct form took for its
@@ -139,6 +162,12 @@ struct Conv2dAlgos {
       next.prepared = nullptr;
       run_next(ConvPass::fwd, fwd_winograd, s, next);
     }
+  }
+  static bool fwd_winograd_blocked(const ConvShape& s, bool src, bool dst) {
+    if constexpr (WinoChannelForm<T>::kCompiled) {
+      return winograd_channels_applies(s) && direct_applies<UK>(s) && fwd_direct_blocked(s, src, dst);
+    }
+    return false;
   }
   // The transformed filters, kept by an inference plan across runs (ConvTensors::prepared).
   static int64_t fwd_winograd_prepared_size(const ConvShape& s) {
@@ -249,9 +278,10 @@ struct Conv2dAlgos {
   static ConvAlgoList<T> list(ConvPass pass) {
     static const Entry fwd[] = {
         {true, {"winograd_f4x3", fwd_winograd_applies, fwd_winograd_pays, fwd_winograd, fwd_winograd_prepared_size,
-                fwd_winograd_prepare}},
-        {kDirect, {"pixels", fwd_pixels_applies, fwd_pixels_pays, fwd_pixels}},
-        {kDirect, {"direct", fwd_direct_applies, nullptr, fwd_direct, fwd_direct_prepared_size, fwd_direct_prepare}},
+                fwd_winograd_prepare, fwd_winograd_blocked}},
+        {kDirect, {"pixels", fwd_pixels_applies, fwd_pixels_pays, fwd_pixels, nullptr, nullptr, fwd_pixels_blocked}},
+        {kDirect, {"direct", fwd_direct_applies, nullptr, fwd_direct, fwd_direct_prepared_size, fwd_direct_prepare,
+                   fwd_direct_blocked}},
         {true, {"implicit_gemm", fwd_implicit_applies, nullptr, fwd_implicit}},
         {true, {"im2col_gemm", always, nullptr, fwd_im2col}},
     };

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdlib>
+#include <cstring>
 
 #include "kernels/conv2d/conv2d_common.h"
 
@@ -102,6 +103,61 @@ void store_pixel_major(const typename UK::T* yt, int64_t OC, int64_t np, int64_t
   }
 }
 
+// fill_window for the channels [0, ic) of an image in channel blocks of 16 (ConvTensors::
+// src_blocked; UK::kDirectLanes 16): channel c's rows at dst + c * plane, as fill_window writes
+// them from an NCHW plane, through 16 x 16 transposes of (pixels, channels) blocks.
+template <class UK>
+void fill_window_blocked(const typename UK::T* x, int64_t ic, int64_t src_h, int64_t src_w, int64_t off_t, int64_t off_l,
+                         int64_t a0, int64_t rows, int64_t width, typename UK::T* dst, int64_t plane) {
+  using T = typename UK::T;
+  static_assert(UK::kDirectLanes == 16, "blocks of 16 channels");
+  const int64_t HW = src_h * src_w;
+  const int64_t b_lo = imin(imax(off_l, 0), width), b_hi = imax(imin(src_w + off_l, width), b_lo);
+  auto zero = [&](T* p, int64_t n) {
+    if (n > 0) std::memset(p, 0, sizeof(T) * static_cast<std::size_t>(n));
+  };
+  for (int64_t c0 = 0; c0 < ic; c0 += 16) {
+    const T* block = x + c0 * HW;
+    for (int64_t a = a0; a < a0 + rows; ++a) {
+      T* row = dst + c0 * plane + (a - a0) * width;  // channel c0's; channel c0 + k's k planes on
+      const int64_t sr = a - off_t;
+      if (sr < 0 || sr >= src_h) {
+        for (int k = 0; k < 16; ++k) zero(row + k * plane, width);
+        continue;
+      }
+      for (int k = 0; k < 16; ++k) {
+        zero(row + k * plane, b_lo);
+        zero(row + k * plane + b_hi, width - b_hi);
+      }
+      for (int64_t b = b_lo; b < b_hi; b += 16) {
+        const int n = static_cast<int>(imin(16, b_hi - b));
+        const T* from = block + (sr * src_w + (b - off_l)) * 16;
+        if (n == 16) UK::transpose16(from, 16, row + b, plane);
+        else UK::transpose16_rows(from, 16, n, row + b, plane);
+      }
+    }
+  }
+}
+
+// The frame of a 1x1 kernel without padding on channel blocks (conv2d_direct's `compact`):
+// dst[c * plane + r * ow + j] = x's channel c at pixel ((oy0 + r) * sh, j * sw), r < rows, j < ow.
+template <class UK>
+void fill_strided_blocked(const typename UK::T* x, int64_t ic, int64_t src_w, int64_t HW, int64_t oy0, int64_t rows,
+                          int64_t ow, int64_t sh, int64_t sw, typename UK::T* dst, int64_t plane) {
+  using T = typename UK::T;
+  static_assert(UK::kDirectLanes == 16, "blocks of 16 channels");
+  for (int64_t c0 = 0; c0 < ic; c0 += 16)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* from = x + c0 * HW + (oy0 + r) * sh * src_w * 16;
+      T* row = dst + c0 * plane + r * ow;
+      for (int64_t j = 0; j < ow; j += 16) {
+        const int n = static_cast<int>(imin(16, ow - j));
+        if (n == 16) UK::transpose16(from + j * sw * 16, sw * 16, row + j, plane);
+        else UK::transpose16_rows(from + j * sw * 16, sw * 16, n, row + j, plane);
+      }
+    }
+}
+
 // Convolution with the output channels along the vector lanes: each output pixel's OC values
 // live in KV vector accumulators; each input value is broadcast once per kernel row and
 // multiplies the weight vectors of the taps that see it (all KW at unit stride, every other
@@ -116,10 +172,13 @@ void store_pixel_major(const typename UK::T* yt, int64_t OC, int64_t np, int64_t
 // whatever the banding or thread count. Which problems it takes: direct_applies. `prepared`
 // (forward only; null: none): the bank as pack_filters_direct packs it, kept by the caller
 // (an inference plan) across calls, read in place of a pack made here.
+// With src_blocked / dst_blocked (ConvTensors'; UK::kDirectLanes 16), src / dst and the residual
+// in channel blocks of 16: the frame filled through transposes, each band's pixel-major outputs
+// copied 16 channels a pixel (no transposes), the residual added to those runs.
 template <class UK>
 void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei, bool transposed_flipped,
                    const typename UK::T* bias, const typename UK::T* residual, typename UK::T* dst,
-                   const typename UK::T* prepared = nullptr) {
+                   const typename UK::T* prepared = nullptr, bool src_blocked = false, bool dst_blocked = false) {
   using T = typename UK::T;
   constexpr int64_t L = UK::kDirectLanes;
   const int64_t K = s.ic * s.kh * s.kw, pairs = s.ic * s.kh, P = s.oh * s.ow, HW = s.ih * s.iw, OC = s.oc;
@@ -127,7 +186,9 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   const int sw = static_cast<int>(s.sw);
   const bool padded = s.pt != 0 || s.pb != 0 || s.pl != 0 || s.pr != 0;
   // The frame: the image itself, or the rows of its zero-padded version that a band reads,
-  // as wide as the outputs read ((OW-1)*SW + KW columns; dw = 1).
+  // as wide as the outputs read ((OW-1)*SW + KW columns; dw = 1); an image in channel blocks
+  // always goes through one (as NCHW rows).
+  const bool framed = padded || src_blocked;
   const int64_t reach = (s.kh - 1) * s.dh, pitch = padded ? (s.ow - 1) * s.sw + s.kw : s.iw;
   // Bands of about kPixBlock output pixels; column blocks as equal as possible (a 14-wide
   // row: 7 + 7, not 12 + 2).
@@ -141,6 +202,15 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   // in every item shape): results stay bit-identical for any thread count.
   const int64_t threads_wanted = num_threads();
   int64_t groups = 1;
+  // Into channel blocks, thinner bands first: a band's rows are one run of memory per block,
+  // shared with no other thread's (where NCHW rows share lines and prefetch streams), and each
+  // thread reads only the input rows under its band, not all of them as a group of filters
+  // does. The example ResNet's one image on two threads: its 16 -> 32 stride-2 layer 13.0-13.5
+  // -> 8.4-8.6 us, its 32 -> 64 one 10.2-10.4 -> 9.6-9.8 (bench/BEFORE_AFTER.md, forty-second stop).
+  if (dst_blocked && s.mb * nbands < threads_wanted && s.flops() >= min_parallel_flops()) {
+    band = imax(1, ceil_div(s.oh, ceil_div(threads_wanted, s.mb)));
+    nbands = ceil_div(s.oh, band);
+  }
   if (s.mb * nbands < threads_wanted && s.flops() >= min_parallel_flops()) {  // plan_threads' floor: below it, one thread
     if (s.mb * nbands * ceil_div(OC, kv * L) < threads_wanted) kv = 1;
     groups = ceil_div(OC, kv * L);
@@ -163,6 +233,13 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   const int64_t max_cols = direct_max_cols(pointwise_two_rows ? 2 : 1, static_cast<int>(s.kw), kv);
   const int64_t cols = ceil_div(s.ow, ceil_div(s.ow, max_cols));
   const int64_t win_rows = (band - 1) * s.sh + reach + 1;
+  // A 1x1 kernel without padding on channel blocks (a strided shortcut's projection): a frame of
+  // the pixels it reads only, each band row's (oy * sh, ox * sw), read at unit stride. Each
+  // output sums the same products in the same order; the whole frame's rows and columns, through
+  // transposes, were twice the work of the layer (a 16 -> 32 stride-2 projection at 28x28).
+  const bool compact = src_blocked && s.kh == 1 && s.kw == 1 && !padded;
+  const int64_t frame_rows = compact ? band : win_rows, frame_pitch = compact ? s.ow : pitch;
+  const int64_t step_rows = compact ? 1 : s.sh, step_cols = compact ? 1 : s.sw;
   const int64_t items = s.mb * nbands * groups;
   const int threads = plan_threads(items, s.flops());
 
@@ -175,7 +252,7 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   // caches from one call to the next.
   if (transposed_flipped) prepared = nullptr;
   const bool own_pack = groups > 1 && !transposed_flipped && prepared == nullptr;
-  const int64_t per_thread = (padded ? carve_bytes<T>(s.ic * win_rows * pitch) : 0) + carve_bytes<T>(band * s.ow * OC) +
+  const int64_t per_thread = (framed ? carve_bytes<T>(s.ic * frame_rows * frame_pitch) : 0) + carve_bytes<T>(band * s.ow * OC) +
                              (own_pack ? carve_bytes<T>(K * group_channels) : 0);
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
       carve_bytes<T>(own_pack || prepared ? 0 : K * OC) + carve_bytes<int64_t>(pairs) + carve_bytes<int64_t>(threads))))};
@@ -192,7 +269,7 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
   if (!own_pack && prepared == nullptr)
     pack_filters_direct<UK>(s, wei, transposed_flipped, packed, K * OC >= (int64_t{1} << 18) && s.mb <= 2 ? threads : 1);
   for (int t = 0; t < threads; ++t) packed_group[t] = -1;
-  tap_offsets(s.ic, s.kh, 1, s.dh, 1, padded ? win_rows : s.ih, pitch, pair_off);
+  tap_offsets(s.ic, s.kh, 1, s.dh, 1, framed ? frame_rows : s.ih, frame_pitch, pair_off);
 
   parallel_for(threads, items, [&](int64_t item, int tid) {
     // Image-major, then band, then channel group: a thread's items share input rows.
@@ -211,12 +288,18 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
       wk = mine, ldw = group_channels, wk_oc = oc0;
     }
     const T* x = src + n * s.ic * HW;
-    if (padded) {  // the frame rows this band reads, so that base + a*pitch is frame row a
-      T* win = tws.template take<T>(s.ic * win_rows * pitch);
-      for (int64_t c = 0; c < s.ic; ++c)
-        fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, oy0 * s.sh, (nrows - 1) * s.sh + reach + 1, pitch,
-                    win + c * win_rows * pitch);
-      x = win - oy0 * s.sh * pitch;
+    if (framed) {  // the frame rows this band reads, so that base + a*pitch is frame row a
+      T* win = tws.template take<T>(s.ic * frame_rows * frame_pitch);
+      const int64_t rows = (nrows - 1) * s.sh + reach + 1;
+      if constexpr (L == 16) {
+        if (compact) fill_strided_blocked<UK>(x, s.ic, s.iw, HW, oy0, nrows, s.ow, s.sh, s.sw, win, frame_rows * s.ow);
+        else if (src_blocked) fill_window_blocked<UK>(x, s.ic, s.ih, s.iw, s.pt, s.pl, oy0 * s.sh, rows, pitch, win, win_rows * pitch);
+      }
+      if (!src_blocked) {
+        for (int64_t c = 0; c < s.ic; ++c)
+          fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, oy0 * s.sh, rows, pitch, win + c * win_rows * pitch);
+      }
+      x = win - oy0 * step_rows * frame_pitch;
     }
     T* yt = tws.template take<T>(band * s.ow * OC);  // the band's outputs, pixel-major
     for (int64_t r = 0; r < nrows; r += rows_per_call) {
@@ -225,11 +308,11 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
         const int nc = static_cast<int>(imin(cols, s.ow - ox));
         for (int64_t o0 = oc0; o0 < oc1; o0 += kv * L) {
           const int gkv = static_cast<int>(imin(kv, (oc1 - o0) / L));
-          const DirectArgs<T> a{x + (oy0 + r) * s.sh * pitch + ox * s.sw, s.sh * pitch, pair_off, pairs,
-                                wk + (o0 - wk_oc), ldw, bias != nullptr ? bias + o0 : nullptr,
+          const DirectArgs<T> a{x + (oy0 + r) * step_rows * frame_pitch + ox * step_cols, step_rows * frame_pitch, pair_off,
+                                pairs, wk + (o0 - wk_oc), ldw, bias != nullptr ? bias + o0 : nullptr,
                                 yt + (r * s.ow + ox) * OC + o0, OC, s.ow * OC, s.relu && residual == nullptr};
           switch (s.kw) {
-            case 1: direct_call<UK, 1>(nr, gkv, sw, nc, a); break;
+            case 1: direct_call<UK, 1>(nr, gkv, compact ? 1 : sw, nc, a); break;
             case 3: direct_call<UK, 3>(nr, gkv, sw, nc, a); break;
             case 5: direct_call<UK, 5>(nr, gkv, sw, nc, a); break;
             default: direct_call<UK, 7>(nr, gkv, sw, nc, a); break;
@@ -238,6 +321,14 @@ void conv2d_direct(const ConvShape& s, const typename UK::T* src, const typename
       }
     }
     const int64_t np = nrows * s.ow;
+    if (dst_blocked) {  // block o / 16 of image n at (n * OC + o) * P; the band from pixel oy0 * ow
+      for (int64_t o = oc0; o < oc1; o += 16) {
+        T* y = dst + (n * OC + o) * P + oy0 * s.ow * 16;
+        for (int64_t q = 0; q < np; ++q) std::memcpy(y + q * 16, yt + q * OC + o, sizeof(T) * 16);
+        if (residual != nullptr) add_residual_row(y, residual + (n * OC + o) * P + oy0 * s.ow * 16, np * 16, s.relu);
+      }
+      return;
+    }
     T* y = dst + n * OC * P + oy0 * s.ow;
     store_pixel_major<UK>(yt, OC, np, oc0, oc1, y, P);
     // The residual and then the ReLU, on the band's rows of each plane just written (in L1).

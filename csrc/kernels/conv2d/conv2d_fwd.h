@@ -125,9 +125,11 @@ constexpr int pixels_slots(int filters) { return filters <= 6 ? 4 : 3; }
 // weight per filter, and writes NCHW rows as it goes (no transpose). More than 8 filters run
 // in groups of at most 8 (16 -> 8 + 8), each group's taps packed [tap][filter]. One work item
 // per image; every output sums its taps in order (channel, kernel row, kernel column).
+// With dst_blocked (ConvTensors'; UK::kDirectLanes 16): dst in channel blocks of 16, each band
+// computed into the thread's NCHW copy of the image and transposed into place.
 template <class UK>
 void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
-                       const typename UK::T* bias, typename UK::T* dst) {
+                       const typename UK::T* bias, typename UK::T* dst, bool dst_blocked = false) {
   using T = typename UK::T;
   constexpr int64_t L = UK::kDirectLanes;
   const int64_t K = s.ic * s.kh * s.kw, P = s.oh * s.ow, HW = s.ih * s.iw, OC = s.oc;
@@ -146,7 +148,7 @@ void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const type
   const int64_t band_rows = ceil_div(s.oh, bands);
   const int threads = plan_threads(s.mb * bands, s.flops());
 
-  const int64_t per_thread = padded ? carve_bytes<T>(s.ic * prows * pitch) : 0;
+  const int64_t per_thread = (padded ? carve_bytes<T>(s.ic * prows * pitch) : 0) + (dst_blocked ? carve_bytes<T>(OC * P) : 0);
   Carver ws{static_cast<char*>(thread_workspace(static_cast<std::size_t>(
       carve_bytes<T>(K * OC) + carve_bytes<int64_t>(K) + 2 * carve_bytes<int64_t>(slots) + carve_bytes<int>(slots))))};
   T* w = ws.template take<T>(K * OC);  // [group][tap][filter of the group]
@@ -172,9 +174,12 @@ void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const type
     const int64_t n = item / bands, oy0 = (item % bands) * band_rows, oy1 = imin(s.oh, oy0 + band_rows);
     if (oy0 >= oy1) return;
     const T* x = src + n * s.ic * HW;
+    Carver tws{areas.of(tid)};
+    T* frame = tws.template take<T>(padded ? s.ic * prows * pitch : 0);
+    T* nchw = tws.template take<T>(dst_blocked ? OC * P : 0);  // dst_blocked: image n's outputs, NCHW
+    T* y = dst_blocked ? nchw : dst + n * OC * P;
     if (padded) {
       // The frame's rows this band reads, at their places in the padded image.
-      T* frame = reinterpret_cast<T*>(areas.of(tid));
       const int64_t a0 = oy0, rows = oy1 - 1 - oy0 + (s.kh - 1) * s.dh + 1;
       for (int64_t c = 0; c < s.ic; ++c)
         fill_window(x + c * HW, s.ih, s.iw, s.pt, s.pl, a0, rows, pitch, frame + (c * prows + a0) * pitch);
@@ -187,12 +192,24 @@ void conv2d_fwd_pixels(const ConvShape& s, const typename UK::T* src, const type
       for (int64_t v0 = first; v0 < last; v0 += per_call) {
         const int nv = static_cast<int>(imin(per_call, last - v0));
         const PixelArgs<T> a{x, xoff + v0, tap_off, K, w + o0 * K, bias != nullptr ? bias + o0 : nullptr,
-                             dst + (n * OC + o0) * P, P, yoff + v0, lanes + v0, s.relu};
+                             y + o0 * P, P, yoff + v0, lanes + v0, s.relu};
         with_int<kPixelsMaxOC>(g, [&](auto oc_tag) {
           with_int<kPixelsSlots>(nv, [&](auto nv_tag) {
             UK::template pixels<decltype(oc_tag)::value, decltype(nv_tag)::value>(a);
           });
         });
+      }
+    }
+    if constexpr (UK::kDirectLanes == 16) {
+      if (dst_blocked) {  // the band's pixels [p0, p1) of each block of 16 channels
+        const int64_t p0 = oy0 * s.ow, p1 = oy1 * s.ow;
+        for (int64_t o = 0; o < OC; o += 16) {
+          T* block = dst + (n * OC + o) * P;
+          int64_t p = p0;
+          for (; p + 16 <= p1; p += 16) UK::transpose16(nchw + o * P + p, P, block + p * 16, 16);
+          for (; p < p1; ++p)
+            for (int k = 0; k < 16; ++k) block[p * 16 + k] = nchw[(o + k) * P + p];
+        }
       }
     }
   });

@@ -675,6 +675,31 @@ inline void wino_fill_frame(const ConvShape& s, const float* x, int64_t fr0, int
   }
 }
 
+// wino_fill_frame from an image in channel blocks of 16 (ConvTensors::src_blocked): each pixel's
+// 16 channels of a block are one vector already, copied where the NCHW fill transposes.
+inline void wino_fill_frame_blocked(const ConvShape& s, const float* x, int64_t fr0, int64_t rows, int64_t fw,
+                                    float* frame) {
+  const int64_t IC = s.ic, HW = s.ih * s.iw;
+  const int64_t b_lo = imax(0, s.pl), b_hi = imin(fw, s.iw + s.pl);
+  auto zero = [&](float* p, int64_t pixels) {
+    if (pixels > 0) std::memset(p, 0, sizeof(float) * static_cast<std::size_t>(pixels * IC));
+  };
+  for (int64_t a = 0; a < rows; ++a) {
+    float* row = frame + a * fw * IC;
+    const int64_t iy = fr0 + a - s.pt;
+    if (iy < 0 || iy >= s.ih || b_lo >= b_hi) {
+      zero(row, fw);
+      continue;
+    }
+    zero(row, b_lo);
+    zero(row + b_hi * IC, fw - b_hi);
+    const float* in = x + (iy * s.iw - s.pl) * 16;
+    for (int64_t b = b_lo; b < b_hi; ++b)
+      for (int64_t c0 = 0; c0 < IC; c0 += 16)
+        _mm512_storeu_ps(row + b * IC + c0, _mm512_loadu_ps(in + c0 * HW + b * 16));
+  }
+}
+
 // v[(a*6 + b)*ldf] = o[a] for a < 6: column b of a transformed tile, one vector per frequency.
 inline void wino_store_column(float* v, int64_t b, int64_t ldf, __m512 o0, __m512 o1, __m512 o2, __m512 o3, __m512 o4,
                               __m512 o5) {
@@ -778,10 +803,11 @@ inline void wino_channel_products(const float* v, int64_t ldvf, const float* u, 
 
 // One tile's output transform for one vector of 16 filters: y = A^T M A + bias, from
 // m[(a*6 + b)*ldf]; the pixels (i, j) with i < rows, j < cols stored at y0[i*row + j*col]
-// (after the ReLU with `relu`). All 16 values, stored or not, go into `check` (o - o: 0, or
+// (plus res0[i*row + j*col] where res0 is not null, then the ReLU with `relu`: the order of
+// wino_store_outputs' sums). All 16 values, stored or not, go into `check` (o - o: 0, or
 // NaN from a non-finite value), before the bias as in the other forms.
 inline void wino_output_tile(const float* m, int64_t ldf, __m512 bias, bool relu, int64_t rows, int64_t cols, float* y0,
-                             int64_t row, int64_t col, __m512& check) {
+                             int64_t row, int64_t col, __m512& check, const float* res0 = nullptr) {
   using T = float;
   __m512 q[4][6];
 #pragma GCC unroll 6
@@ -802,6 +828,7 @@ inline void wino_output_tile(const float* m, int64_t ldf, __m512 bias, bool relu
     for (int j = 0; j < 4; ++j) {
       if (j >= cols) break;
       __m512 yv = _mm512_add_ps(o[j], bias);
+      if (res0 != nullptr) yv = _mm512_add_ps(yv, _mm512_loadu_ps(res0 + i * row + j * col));
       if (relu) yv = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(yv, zero, _CMP_NLE_UQ), yv);  // relu_value
       _mm512_storeu_ps(y0 + i * row + j * col, yv);
     }
@@ -850,9 +877,12 @@ inline void wino_channel_weights(const ConvShape& s, const float* wei, bool tran
   });
 }
 
+// With src_blocked / dst_blocked (ConvTensors'), src / dst and the residual in channel blocks
+// of 16: the frame filled by plain copies, the output transform's vectors stored where they go.
 template <class UK>
 bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float* wei, bool transposed_flipped,
-                              const float* bias, const float* residual, float* dst, const float* prepared) {
+                              const float* bias, const float* residual, float* dst, const float* prepared,
+                              bool src_blocked = false, bool dst_blocked = false) {
   const int64_t IC = s.ic, OC = s.oc, HW = s.ih * s.iw, OHW = s.oh * s.ow;
   const WinoChannelPlan p = wino_channel_plan(s);
   const int64_t ntmax = p.tiles_per_item;
@@ -897,7 +927,8 @@ bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float*
       *x0 = r == 0 ? xa : 0, *x1 = r == nr - 1 ? xb : p.tx;
     };
     const int64_t nt = for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t xa, int64_t xb, int64_t tile) {
-      wino_fill_frame(s, src + n * IC * HW, 4 * r0, 4 * nr + 2, p.fw, frame);
+      if (src_blocked) wino_fill_frame_blocked(s, src + n * IC * HW, 4 * r0, 4 * nr + 2, p.fw, frame);
+      else wino_fill_frame(s, src + n * IC * HW, 4 * r0, 4 * nr + 2, p.fw, frame);
       for (int64_t r = 0; r < nr; ++r) {
         int64_t x0 = 0, x1 = 0;
         columns(r, nr, xa, xb, &x0, &x1);
@@ -909,41 +940,59 @@ bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float*
     });
     wino_channel_products(v, ldvf, u, IC, OC, o_lo, o_hi, nt, ntmax, m, ldmf);
     __m512 check = _mm512_setzero_ps();
-    for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t xa, int64_t xb, int64_t tile) {
-      const int64_t out_rows = imin(4 * nr, s.oh - 4 * r0);
-      for (int64_t r = 0; r < nr; ++r) {
-        int64_t x0 = 0, x1 = 0;
-        columns(r, nr, xa, xb, &x0, &x1);
-        for (int64_t x = x0; x < x1; ++x)
-          for (int64_t o0 = o_lo; o0 < o_hi; o0 += 16) {
-            const __m512 b = bias != nullptr ? _mm512_loadu_ps(bias + o0) : _mm512_setzero_ps();
-            wino_output_tile(m + (tile + r * p.tx + x - xa) * OC + o0, ldmf, b, relu_in_transform,
-                             imin(4, out_rows - 4 * r), imin(4, s.ow - 4 * x), yt + (4 * r * s.ow + 4 * x) * OC + o0,
-                             s.ow * OC, OC, check);
-          }
-      }
-      // Into NCHW: the rows of tiles the segment has whole as one run of pixels; a row it has
-      // part of (its first or last), output row by output row, the part's columns only.
-      float* y = dst + n * OC * OHW + 4 * r0 * s.ow;
-      const float* res = residual != nullptr ? residual + n * OC * OHW + 4 * r0 * s.ow : nullptr;
-      const bool relu_after_residual = s.relu && residual != nullptr;
-      auto store = [&](int64_t pixel, int64_t count) {  // pixels [pixel, pixel + count) of the segment
-        wino_store_outputs(yt + pixel * OC, OC, o_lo, o_hi, count, y + pixel, OHW, res != nullptr ? res + pixel : nullptr,
-                           relu_after_residual);
-      };
-      const int64_t whole_lo = xa == 0 ? 0 : 1, whole_hi = xb == p.tx ? nr : nr - 1;
-      if (whole_lo < whole_hi) {
-        const int64_t lo = 4 * whole_lo * s.ow, hi = imin(4 * whole_hi, out_rows) * s.ow;
-        if (hi > lo) store(lo, hi - lo);
-      }
-      for (int64_t r = 0; r < nr; ++r) {
-        if (r >= whole_lo && r < whole_hi) continue;
-        int64_t x0 = 0, x1 = 0;
-        columns(r, nr, xa, xb, &x0, &x1);
-        const int64_t c_lo = 4 * x0, c_hi = imin(4 * x1, s.ow);
-        for (int64_t j = 4 * r; j < imin(4 * r + 4, out_rows); ++j) store(j * s.ow + c_lo, c_hi - c_lo);
-      }
-    });
+    if (dst_blocked) {  // each tile's vectors straight to their pixels, the residual added there
+      for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t xa, int64_t xb, int64_t tile) {
+        const int64_t out_rows = imin(4 * nr, s.oh - 4 * r0);
+        for (int64_t r = 0; r < nr; ++r) {
+          int64_t x0 = 0, x1 = 0;
+          columns(r, nr, xa, xb, &x0, &x1);
+          for (int64_t x = x0; x < x1; ++x)
+            for (int64_t o0 = o_lo; o0 < o_hi; o0 += 16) {
+              const __m512 b = bias != nullptr ? _mm512_loadu_ps(bias + o0) : _mm512_setzero_ps();
+              const int64_t at = n * OC * OHW + o0 * OHW + ((4 * (r0 + r)) * s.ow + 4 * x) * 16;
+              wino_output_tile(m + (tile + r * p.tx + x - xa) * OC + o0, ldmf, b, s.relu, imin(4, out_rows - 4 * r),
+                               imin(4, s.ow - 4 * x), dst + at, s.ow * 16, 16, check,
+                               residual != nullptr ? residual + at : nullptr);
+            }
+        }
+      });
+    } else {
+      for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t xa, int64_t xb, int64_t tile) {
+        const int64_t out_rows = imin(4 * nr, s.oh - 4 * r0);
+        for (int64_t r = 0; r < nr; ++r) {
+          int64_t x0 = 0, x1 = 0;
+          columns(r, nr, xa, xb, &x0, &x1);
+          for (int64_t x = x0; x < x1; ++x)
+            for (int64_t o0 = o_lo; o0 < o_hi; o0 += 16) {
+              const __m512 b = bias != nullptr ? _mm512_loadu_ps(bias + o0) : _mm512_setzero_ps();
+              wino_output_tile(m + (tile + r * p.tx + x - xa) * OC + o0, ldmf, b, relu_in_transform,
+                               imin(4, out_rows - 4 * r), imin(4, s.ow - 4 * x), yt + (4 * r * s.ow + 4 * x) * OC + o0,
+                               s.ow * OC, OC, check);
+            }
+        }
+        // Into NCHW: the rows of tiles the segment has whole as one run of pixels; a row it has
+        // part of (its first or last), output row by output row, the part's columns only.
+        float* y = dst + n * OC * OHW + 4 * r0 * s.ow;
+        const float* res = residual != nullptr ? residual + n * OC * OHW + 4 * r0 * s.ow : nullptr;
+        const bool relu_after_residual = s.relu && residual != nullptr;
+        auto store = [&](int64_t pixel, int64_t count) {  // pixels [pixel, pixel + count) of the segment
+          wino_store_outputs(yt + pixel * OC, OC, o_lo, o_hi, count, y + pixel, OHW, res != nullptr ? res + pixel : nullptr,
+                             relu_after_residual);
+        };
+        const int64_t whole_lo = xa == 0 ? 0 : 1, whole_hi = xb == p.tx ? nr : nr - 1;
+        if (whole_lo < whole_hi) {
+          const int64_t lo = 4 * whole_lo * s.ow, hi = imin(4 * whole_hi, out_rows) * s.ow;
+          if (hi > lo) store(lo, hi - lo);
+        }
+        for (int64_t r = 0; r < nr; ++r) {
+          if (r >= whole_lo && r < whole_hi) continue;
+          int64_t x0 = 0, x1 = 0;
+          columns(r, nr, xa, xb, &x0, &x1);
+          const int64_t c_lo = 4 * x0, c_hi = imin(4 * x1, s.ow);
+          for (int64_t j = 4 * r; j < imin(4 * r + 4, out_rows); ++j) store(j * s.ow + c_lo, c_hi - c_lo);
+        }
+      });
+    }
     float lanes[16];
     _mm512_storeu_ps(lanes, check);
     float all = 0.0f;
@@ -964,7 +1013,8 @@ inline bool winograd_channels_applies(const ConvShape&) { return false; }
 template <class UK>
 bool conv2d_winograd_channels(const ConvShape& s, const typename UK::T* src, const typename UK::T* wei,
                               bool transposed_flipped, const typename UK::T* bias, const typename UK::T* residual,
-                              typename UK::T* dst, const typename UK::T* prepared);
+                              typename UK::T* dst, const typename UK::T* prepared, bool src_blocked = false,
+                              bool dst_blocked = false);
 template <class T>
 void wino_channel_weights(const ConvShape& s, const T* wei, bool transposed_flipped, int threads, T* scratch, T* u);
 #endif
