@@ -586,6 +586,25 @@ def test_a_non_finite_winograd_layer_hands_over_without_its_kept_filters(special
         assert np.isfinite(got[1]).all() and (special == 3e38) == np.isfinite(got[0]).all()
 
 
+def test_a_team_larger_than_its_jobs_wakes_and_sleeps(rng, plans_on, threads):
+    # After a run on four threads the team keeps three workers; on two threads one of them has a
+    # share in each job, the others none. Runs after the workers went to sleep (gaps past their
+    # ~2 ms of spinning) wake only the worker a job needs: every run finishes, with the bits of
+    # one thread, whoever runs the shares.
+    model = example_resnet()
+    randomize_batchnorm(model, rng)
+    xs = [rng.random((1, 28, 28, 1), dtype=np.float32) for _ in range(2)]
+    convforge.set_num_threads(1)
+    want = [model.predict(x, verbose=0) for x in xs]
+    convforge.set_num_threads(4)
+    np.testing.assert_array_equal(model.predict(xs[0], verbose=0), want[0])
+    for n in (2, 3, 2):
+        convforge.set_num_threads(n)
+        for i, gap in enumerate((0.0, 0.005, 0.0, 0.02, 0.0, 0.0)):
+            time.sleep(gap)
+            np.testing.assert_array_equal(model.predict(xs[i % 2], verbose=0), want[i % 2], err_msg=f"{n} threads")
+
+
 def test_threads_do_not_change_bits(threads, rng, plans_on):
     model = example_resnet()
     randomize_batchnorm(model, rng)

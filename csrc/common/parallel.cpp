@@ -148,6 +148,7 @@ struct alignas(64) TeamWorker {
   void* ctx = nullptr;
   int64_t items = 0;
   double* share_seconds = nullptr;
+  bool called = false;  // woken for a job it has a share in (under the team's sleep_mutex)
 };
 static_assert(sizeof(TeamWorker) == 64, "a worker's share and job in one cache line");
 
@@ -160,7 +161,6 @@ struct ThreadTeam {
   std::mutex sleep_mutex;
   std::condition_variable wake;
   std::atomic<int> sleepers{0};
-  uint64_t wakes = 0;  // the caller's wake-ups so far (under sleep_mutex)
   std::atomic<int> caller_cpu{-1};  // where the caller posted its last job from
   // set_share_seconds: set by the caller between jobs, copied into each job it posts.
   double* share_seconds = nullptr;
@@ -277,11 +277,13 @@ void worker_loop(ThreadTeam* team, TeamWorker* self) {
     }
     std::unique_lock<std::mutex> lock(team->sleep_mutex);
     team->sleepers.fetch_add(1, std::memory_order_seq_cst);
-    // Awake at any wake-up, not only for an open share: the caller may have run the share itself
-    // by the time this thread is scheduled (tens of microseconds on a guest); back asleep, the
-    // worker would wait for the next wake-up, spinning it takes the next job.
-    const uint64_t wakes = team->wakes;
-    team->wake.wait(lock, [&] { return share_open(self->share.load(std::memory_order_seq_cst)) || team->wakes != wakes; });
+    // Awake when called for a job it has a share in, open or not by then: the caller may have
+    // run the share itself by the time this thread is scheduled (tens of microseconds on a
+    // guest); back asleep, the worker would wait for the next wake-up, spinning it takes the
+    // next job. A worker with no share in the job (more workers than the job's threads) sleeps on.
+    self->called = false;
+    team->wake.wait(lock, [&] { return share_open(self->share.load(std::memory_order_seq_cst)) || self->called; });
+    self->called = false;
     team->sleepers.fetch_sub(1, std::memory_order_relaxed);
     idle_since = std::chrono::steady_clock::now();
   }
@@ -381,7 +383,7 @@ void detail::thread_team_run(int threads, int64_t items, TeamItems run_items, vo
     if (team->sleepers.load(fenced ? std::memory_order_seq_cst : std::memory_order_relaxed) > 0) {
       {
         std::lock_guard<std::mutex> lock(team->sleep_mutex);  // a worker is waiting, or sees the share open
-        ++team->wakes;
+        for (int t = 1; t < threads; ++t) team->workers[static_cast<std::size_t>(t - 1)]->called = true;
       }
       team->wake.notify_all();
     }

@@ -949,8 +949,7 @@ void InferencePlan<T>::conv_call(const Op& op, int64_t mb, const T* arena, const
 // blocked value cost the example ResNet's last 64x7x7 value 1.2 us more than the NCHW stores
 // of the conv that makes it.)
 template <class T>
-typename InferencePlan<T>::ChunkLayout InferencePlan<T>::chunk_layout(int64_t mb, const char* forced_conv,
-                                                                     const T* arena, const std::vector<T*>* where) const {
+typename InferencePlan<T>::ChunkLayout InferencePlan<T>::chunk_layout(int64_t mb, const char* forced_conv) const {
   ChunkLayout l;
   l.algos.assign(ops_.size(), nullptr);
   l.blocked.assign(values_.size(), 0);
@@ -959,7 +958,7 @@ typename InferencePlan<T>::ChunkLayout InferencePlan<T>::chunk_layout(int64_t mb
     if (op.kind != PlanOpKind::conv2d) continue;
     ConvShape s;
     ConvTensors<T> t;
-    conv_call(op, mb, arena, where, &s, &t);
+    conv_call(op, mb, nullptr, nullptr, &s, &t);  // the shapes only
     std::string error;
     l.algos[k] = choose_conv2d_algorithm<T>(ConvPass::fwd, s, t, forced_conv, &error);
     if (l.algos[k] == nullptr) throw std::invalid_argument(error);  // a forced algorithm that does not apply
@@ -1009,7 +1008,7 @@ template <class T>
 std::vector<int> InferencePlan<T>::blocked_values(int64_t mb, const std::string& forced_conv) const {
   if (!finished_) throw std::logic_error("inference plan: blocked_values() before finish()");
   if (mb < 1) throw std::invalid_argument("inference plan: the batch must have at least one sample");
-  const ChunkLayout l = chunk_layout(mb, forced_conv.c_str(), nullptr, nullptr);
+  const ChunkLayout l = chunk_layout(mb, forced_conv.c_str());
   std::vector<int> out;
   for (std::size_t v = 0; v < l.blocked.size(); ++v)
     if (l.blocked[v]) out.push_back(static_cast<int>(v));
@@ -1348,10 +1347,10 @@ std::vector<int64_t> InferencePlan<T>::chunk_sizes(int64_t mb) const {
 template <class T>
 void InferencePlan<T>::run_chunk(int64_t mb, const T* arena, const std::vector<Kept>& kept, T* slots, bool own_places,
                                  const std::vector<const T*>& inputs, const std::vector<T*>& outputs,
-                                 const char* forced_conv, const OpClock* clock, int first, int last) const {
+                                 const char* forced_conv, const ChunkLayout& layout, const OpClock* clock, int first,
+                                 int last) const {
   std::vector<T*> where(values_.size());
   for (int v = 0; v < static_cast<int>(values_.size()); ++v) where[v] = place(v, slots, mb, inputs, outputs, own_places);
-  const ChunkLayout layout = chunk_layout(mb, forced_conv, arena, &where);
   const std::size_t end = last < 0 ? ops_.size() : static_cast<std::size_t>(last);
   for (std::size_t k = static_cast<std::size_t>(first); k < end; ++k) {
     if (clock == nullptr) {
@@ -1454,6 +1453,18 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
     for (std::size_t k = 0; k < inputs.size(); ++k) (*in)[k] = inputs[k] + first * values_[inputs_[k]].size;
     for (std::size_t k = 0; k < outputs.size(); ++k) (*out)[k] = outputs[k] + first * values_[outputs_[k]].size;
   };
+  // Each chunk size's algorithms and layouts, once a run (a batch has chunks of two sizes at
+  // most): made before any op runs, from the shapes alone, so that every chunk of a size and
+  // every op of a chunk see the same (the forward choices read no data: conv2d_algos.h).
+  std::vector<std::pair<int64_t, ChunkLayout>> layouts;
+  for (int64_t size : sizes)
+    if (std::none_of(layouts.begin(), layouts.end(), [&](const auto& l) { return l.first == size; }))
+      layouts.emplace_back(size, chunk_layout(size, forced_conv.c_str()));
+  auto layout_of = [&](int64_t size) -> const ChunkLayout& {
+    for (const auto& l : layouts)
+      if (l.first == size) return l.second;
+    throw std::logic_error("inference plan: no layout for a chunk size");
+  };
   T* slots = base + kept_room;
   if (workers == 1) {
     auto all_chunks = [&]() {
@@ -1465,15 +1476,17 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
         std::vector<const T*> in0(inputs.size());
         std::vector<T*> out0(outputs.size());
         chunk_ios(0, &in0, &out0);
-        run_chunk(sizes[0], base, arena.kept, slots, own_places, in0, out0, forced_conv.c_str(), nullptr, 0, 1);
+        run_chunk(sizes[0], base, arena.kept, slots, own_places, in0, out0, forced_conv.c_str(), layout_of(sizes[0]),
+                  nullptr, 0, 1);
       };
       const bool ran_first =
           refresh_all_kept(largest, base, arena.kept, arena.digests, forced_conv.c_str(),
                            clock == nullptr ? &first_op : nullptr);
       for (int64_t c = 0; c < chunks; ++c) {
         chunk_ios(c, &in, &out);
-        run_chunk(sizes[static_cast<std::size_t>(c)], base, arena.kept, slots, own_places, in, out, forced_conv.c_str(),
-                  clock, c == 0 && ran_first ? 1 : 0);
+        const int64_t size = sizes[static_cast<std::size_t>(c)];
+        run_chunk(size, base, arena.kept, slots, own_places, in, out, forced_conv.c_str(), layout_of(size), clock,
+                  c == 0 && ran_first ? 1 : 0);
       }
     };
     using Body = decltype(all_chunks);
@@ -1489,8 +1502,9 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
         std::vector<const T*> in(inputs.size());
         std::vector<T*> out(outputs.size());
         chunk_ios(c, &in, &out);
-        run_chunk(sizes[static_cast<std::size_t>(c)], base, arena.kept, slots + tid * per_worker, own_places, in, out,
-                  forced_conv.c_str(), nullptr);
+        const int64_t size = sizes[static_cast<std::size_t>(c)];
+        run_chunk(size, base, arena.kept, slots + tid * per_worker, own_places, in, out, forced_conv.c_str(),
+                  layout_of(size), nullptr);
       } catch (...) {
         std::lock_guard<std::mutex> lock(error_mutex);
         if (!error) error = std::current_exception();

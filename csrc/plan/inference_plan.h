@@ -202,7 +202,8 @@ class InferencePlan {
   // output. The same bits either way (tests); false for benchmarks. Not while running.
   void blocked_layout(bool on) { blocked_layout_ = on; }
   bool blocked_layout() const { return blocked_layout_; }
-  // The values a chunk of mb samples keeps in channel blocks (ascending ids).
+  // The values a chunk of mb samples keeps in channel blocks (ascending ids). A run of a batch
+  // larger than chunk_samples() runs chunks of chunk_sizes(batch), each with its own size's.
   std::vector<int> blocked_values(int64_t mb, const std::string& forced_conv = "") const;
 
  private:
@@ -273,13 +274,13 @@ class InferencePlan {
   void refresh_kept(const Op& op, int64_t mb, T* arena, Kept* kept, Digest* digests, const char* forced_conv,
                     bool same) const;
   // A chunk's convs' algorithms (null for other ops) and which values it keeps in channel
-  // blocks (ConvTensors::src_blocked), for mb samples; `arena` and `where` (null: a shape-only
-  // query) the run's, for the algorithms' data-dependent conditions.
+  // blocks (ConvTensors::src_blocked), for mb samples: from the shapes alone (the forward
+  // choices read no data), before the chunk's first op runs.
   struct ChunkLayout {
     std::vector<const ConvAlgo<T>*> algos;  // per op
     std::vector<char> blocked;              // per value
   };
-  ChunkLayout chunk_layout(int64_t mb, const char* forced_conv, const T* arena, const std::vector<T*>* where) const;
+  ChunkLayout chunk_layout(int64_t mb, const char* forced_conv) const;
   // Op's conv problem and tensors for mb samples (run_op's), the layouts unset.
   void conv_call(const Op& op, int64_t mb, const T* arena, const std::vector<T*>* where, ConvShape* s,
                  ConvTensors<T>* t) const;
@@ -295,7 +296,7 @@ class InferencePlan {
   // first sample, its values at `slots`.
   void run_chunk(int64_t mb, const T* arena, const std::vector<Kept>& kept, T* slots, bool own_places,
                  const std::vector<const T*>& inputs, const std::vector<T*>& outputs, const char* forced_conv,
-                 const OpClock* clock, int first = 0, int last = -1) const;
+                 const ChunkLayout& layout, const OpClock* clock, int first = 0, int last = -1) const;
   double op_flops(const Op& op) const;  // a conv's or dense layer's operations per sample, else 0
   template <class F>
   static void for_each_source(const Op& op, F&& f);  // f(pointer, elements) per array a conv derives from

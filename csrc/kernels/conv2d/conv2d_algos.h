@@ -51,6 +51,8 @@ struct Conv2dAlgos {
   }
 
   // ---- forward ----------------------------------------------------------------------------
+  // The forward entries' applies and pays read the shape (and keeps_prepared) only, never the
+  // data: an inference plan chooses a chunk's algorithms, and its layouts, before its ops run.
   // A residual (t.residual) is added in the epilogue by direct and winograd_f4x3 (the forms
   // the example ResNet's shortcut convolutions take); every other form runs through
   // with_residual: conv + bias into dst, then one pass adds the residual and applies the ReLU.

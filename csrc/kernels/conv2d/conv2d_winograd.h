@@ -693,10 +693,10 @@ inline void wino_fill_frame_blocked(const ConvShape& s, const float* x, int64_t 
     }
     zero(row, b_lo);
     zero(row + b_hi * IC, fw - b_hi);
-    const float* in = x + (iy * s.iw - s.pl) * 16;
-    for (int64_t b = b_lo; b < b_hi; ++b)
-      for (int64_t c0 = 0; c0 < IC; c0 += 16)
-        _mm512_storeu_ps(row + b * IC + c0, _mm512_loadu_ps(in + c0 * HW + b * 16));
+    for (int64_t b = b_lo; b < b_hi; ++b) {
+      const float* in = x + (iy * s.iw + b - s.pl) * 16;  // pixel (iy, b - pl) of block 0
+      for (int64_t c0 = 0; c0 < IC; c0 += 16) _mm512_storeu_ps(row + b * IC + c0, _mm512_loadu_ps(in + c0 * HW));
+    }
   }
 }
 
