@@ -1,6 +1,7 @@
 #include "plan/inference_plan.h"
 
 #include <algorithm>
+#include <array>
 #include <type_traits>
 #include <atomic>
 #include <chrono>
@@ -682,6 +683,19 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
     ops_[k].end_block = static_cast<int>(kept_blocks_.size());
     if (k == 0) first_op_blocks_ = ops_[k].end_block;
   }
+  block_candidates_ = false;  // chunk_layout's first cut, from the graph alone
+  if (std::is_same<T, float>::value) {
+    std::vector<char> candidate(values_.size(), 0);
+    for (std::size_t v = 0; v < values_.size(); ++v) {
+      const Value& val = values_[v];
+      candidate[v] = val.dims.size() == 3 && val.dims[0] % 16 == 0 && val.producer >= 0 && val.input < 0 &&
+                     val.output < 0 && ops_[static_cast<std::size_t>(val.producer)].kind == PlanOpKind::conv2d;
+    }
+    for (const Op& op : ops_)
+      if (op.kind != PlanOpKind::conv2d)
+        for (int v : op.in) candidate[static_cast<std::size_t>(v)] = 0;
+    block_candidates_ = std::any_of(candidate.begin(), candidate.end(), [](char c) { return c != 0; });
+  }
   if (!ops_.empty()) {  // an op without arithmetic counted by its output's size
     const double flops = op_flops(ops_[0]);
     first_op_work_ = flops > 0.0 ? flops : static_cast<double>(values_[ops_[0].out].size);
@@ -950,7 +964,8 @@ void InferencePlan<T>::conv_call(const Op& op, int64_t mb, const T* arena, const
 // of the conv that makes it.)
 template <class T>
 typename InferencePlan<T>::ChunkLayout InferencePlan<T>::chunk_layout(int64_t mb, const char* forced_conv) const {
-  ChunkLayout l;
+  ChunkLayout l;  // empty: NCHW throughout, each conv choosing as it runs (run_op)
+  if (!std::is_same<T, float>::value || !blocked_layout_ || !block_candidates_) return l;
   l.algos.assign(ops_.size(), nullptr);
   l.blocked.assign(values_.size(), 0);
   for (std::size_t k = 0; k < ops_.size(); ++k) {
@@ -963,7 +978,6 @@ typename InferencePlan<T>::ChunkLayout InferencePlan<T>::chunk_layout(int64_t mb
     l.algos[k] = choose_conv2d_algorithm<T>(ConvPass::fwd, s, t, forced_conv, &error);
     if (l.algos[k] == nullptr) throw std::invalid_argument(error);  // a forced algorithm that does not apply
   }
-  if (!std::is_same<T, float>::value || !blocked_layout_) return l;
   for (std::size_t v = 0; v < values_.size(); ++v) {
     const Value& val = values_[v];
     l.blocked[v] = val.dims.size() == 3 && val.dims[0] % 16 == 0 && val.producer >= 0 && val.input < 0 &&
@@ -1009,6 +1023,17 @@ std::vector<int> InferencePlan<T>::blocked_values(int64_t mb, const std::string&
   if (!finished_) throw std::logic_error("inference plan: blocked_values() before finish()");
   if (mb < 1) throw std::invalid_argument("inference plan: the batch must have at least one sample");
   const ChunkLayout l = chunk_layout(mb, forced_conv.c_str());
+  if (l.blocked.empty()) {  // no candidate: still refuse a forced algorithm that does not apply
+    for (const Op& op : ops_) {
+      if (op.kind != PlanOpKind::conv2d) continue;
+      ConvShape s;
+      ConvTensors<T> t;
+      conv_call(op, mb, nullptr, nullptr, &s, &t);
+      std::string error;
+      if (choose_conv2d_algorithm<T>(ConvPass::fwd, s, t, forced_conv.c_str(), &error) == nullptr)
+        throw std::invalid_argument(error);
+    }
+  }
   std::vector<int> out;
   for (std::size_t v = 0; v < l.blocked.size(); ++v)
     if (l.blocked[v]) out.push_back(static_cast<int>(v));
@@ -1031,8 +1056,8 @@ void InferencePlan<T>::run_op(const Op& op, int64_t mb, const T* arena, const Ke
         algo = choose_conv2d_algorithm<T>(ConvPass::fwd, s, t, forced_conv, &error);
         if (algo == nullptr) throw std::invalid_argument(error);  // a forced algorithm that does not apply
       }
-      t.src_blocked = blocked[static_cast<std::size_t>(op.in[0])] != 0;
-      t.dst_blocked = blocked[static_cast<std::size_t>(op.out)] != 0;
+      t.src_blocked = !blocked.empty() && blocked[static_cast<std::size_t>(op.in[0])] != 0;
+      t.dst_blocked = !blocked.empty() && blocked[static_cast<std::size_t>(op.out)] != 0;
       // refresh_kept prepared the weights for the chunk size it was given; a chunk of another
       // size that chose another algorithm lets that one transform its filters itself.
       if (t.keeps_prepared && algo->prepare != nullptr && kept.prepared_by == algo) t.prepared = arena + op.prepared_offset;
@@ -1354,13 +1379,15 @@ void InferencePlan<T>::run_chunk(int64_t mb, const T* arena, const std::vector<K
   const std::size_t end = last < 0 ? ops_.size() : static_cast<std::size_t>(last);
   for (std::size_t k = static_cast<std::size_t>(first); k < end; ++k) {
     if (clock == nullptr) {
-      run_op(ops_[k], mb, arena, kept[k], where, forced_conv, layout.algos[k], layout.blocked);
+      run_op(ops_[k], mb, arena, kept[k], where, forced_conv, layout.algos.empty() ? nullptr : layout.algos[k],
+             layout.blocked);
       continue;
     }
     if (clock->share_seconds != nullptr)
       detail::set_share_seconds(clock->share_seconds + k * static_cast<std::size_t>(clock->share_threads));
     const auto start = std::chrono::steady_clock::now();
-    run_op(ops_[k], mb, arena, kept[k], where, forced_conv, layout.algos[k], layout.blocked);
+    run_op(ops_[k], mb, arena, kept[k], where, forced_conv, layout.algos.empty() ? nullptr : layout.algos[k],
+           layout.blocked);
     clock->op_seconds[k] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (clock->share_seconds != nullptr) detail::set_share_seconds(nullptr);
   }
@@ -1456,13 +1483,19 @@ void InferencePlan<T>::run_ops(int64_t mb, const std::vector<const T*>& inputs, 
   // Each chunk size's algorithms and layouts, once a run (a batch has chunks of two sizes at
   // most): made before any op runs, from the shapes alone, so that every chunk of a size and
   // every op of a chunk see the same (the forward choices read no data: conv2d_algos.h).
-  std::vector<std::pair<int64_t, ChunkLayout>> layouts;
-  for (int64_t size : sizes)
-    if (std::none_of(layouts.begin(), layouts.end(), [&](const auto& l) { return l.first == size; }))
-      layouts.emplace_back(size, chunk_layout(size, forced_conv.c_str()));
+  // (chunk_sizes: as equal as possible, so two sizes at most.) No heap memory where no value can
+  // be blocked (chunk_layout's empty layout): LeNet-5's one-image run is ~12 us.
+  std::array<std::pair<int64_t, ChunkLayout>, 2> layouts;
+  int layout_count = 0;
+  for (int64_t size : sizes) {
+    if (std::any_of(layouts.begin(), layouts.begin() + layout_count, [&](const auto& l) { return l.first == size; }))
+      continue;
+    if (layout_count == 2) throw std::logic_error("inference plan: chunks of more than two sizes");
+    layouts[static_cast<std::size_t>(layout_count++)] = {size, chunk_layout(size, forced_conv.c_str())};
+  }
   auto layout_of = [&](int64_t size) -> const ChunkLayout& {
-    for (const auto& l : layouts)
-      if (l.first == size) return l.second;
+    for (int i = 0; i < layout_count; ++i)
+      if (layouts[static_cast<std::size_t>(i)].first == size) return layouts[static_cast<std::size_t>(i)].second;
     throw std::logic_error("inference plan: no layout for a chunk size");
   };
   T* slots = base + kept_room;
