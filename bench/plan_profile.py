@@ -64,6 +64,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", type=int, default=0, help="runs per figure (default: about 0.5 s of plan time)")
+    p.add_argument("--nchw", action="store_true",
+                   help="keep every value NCHW (plan.blocked_layout = False: no channel blocks between convs)")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = sorted(set(names) - {"resnet", "lenet5"})
@@ -76,7 +78,7 @@ def main(argv=None) -> int:
     convforge.seed(0)
     rng = np.random.default_rng(0)
     print(f"convforge {convforge.__version__} ({convforge.build_info()['isa']}), batch {args.batch}, "
-          f"{args.threads} thread(s)")
+          f"{args.threads} thread(s)" + (", NCHW throughout" if args.nchw else ""))
     for name, model in models(names).items():
         x = rng.standard_normal((args.batch, 28, 28, 1)).astype(np.float32)
         model.predict(x, batch_size=len(x), verbose=0)  # builds the model and its plan
@@ -85,6 +87,7 @@ def main(argv=None) -> int:
             print(f"\n{name}: no compiled plan of the whole model (CONVFORGE_COMPILED_INFERENCE=0?)")
             continue
         plan = compiled.plan
+        plan.blocked_layout = not args.nchw
         xin = [np.ascontiguousarray(x.transpose(0, 3, 1, 2))]  # the plan's layout: NCHW
         F.profile_inference_plan(plan, xin, 3)  # warm: arenas, workspaces, caches
         runs = args.runs
