@@ -143,27 +143,27 @@ def test_blocks_only_between_convs(isa, name, rng):
         plan.blocked_layout = True
 
 
+def one_image_plan(model, shape, rng):
+    """The plan of a one-image predict and its convs' outputs, in op order (AVX-512 builds only)."""
+    if not blocks_apply():
+        pytest.skip("channel blocks are taken by the AVX-512 convs only")
+    plan = plan_of(model, rng.standard_normal((1, *shape)).astype(np.float32))
+    return plan, [out for kind, _, out, _ in ops_of(plan) if kind == "conv2d"]
+
+
 def test_example_resnet_blocks(rng):
     # The example ResNet (bench/onnxbench.py's row): every value from the stem to the last
     # block's first conv; the last conv writes NCHW for the global average pooling, and so does
     # the conv whose output it adds as the residual.
-    if not blocks_apply():
-        pytest.skip("channel blocks are taken by the AVX-512 convs only")
-    model, shape = prepared("resnet_example", rng)
-    plan = plan_of(model, rng.standard_normal((1, *shape)).astype(np.float32))
-    ops = ops_of(plan)
-    convs = [out for kind, _, out, _ in ops if kind == "conv2d"]
+    plan, convs = one_image_plan(*prepared("resnet_example", rng), rng)
     assert plan.blocked_values(1) == convs[:7]
 
 
 def test_mixed_net_leaves_the_other_ops_nchw(rng):
-    if not blocks_apply():
-        pytest.skip("channel blocks are taken by the AVX-512 convs only")
-    model, shape = prepared("mixed", rng)
-    plan = plan_of(model, rng.standard_normal((1, *shape)).astype(np.float32))
+    plan, convs = one_image_plan(*prepared("mixed", rng), rng)
     ops = ops_of(plan)
     blocked = set(plan.blocked_values(1))
-    first, second = [out for kind, _, out, _ in ops if kind == "conv2d"][:2]
+    first, second = convs[:2]
     assert first in blocked  # the pixels-form stem writes blocks for the next conv
     assert second not in blocked  # the max pool reads it
     for kind, ins, out, _ in ops:
@@ -363,9 +363,5 @@ def test_graphs_same_bits(make, rng, threads):
 
 
 def test_a_value_the_pixels_form_reads_stays_nchw(rng):
-    if not blocks_apply():
-        pytest.skip("channel blocks are taken by the AVX-512 convs only")
-    model = read_by_the_pixels_form()
-    plan = plan_of(model, rng.standard_normal((1, 12, 12, 16)).astype(np.float32))
-    first = [out for kind, _, out, _ in ops_of(plan) if kind == "conv2d"][0]
-    assert first not in plan.blocked_values(1)
+    plan, convs = one_image_plan(read_by_the_pixels_form(), (12, 12, 16), rng)
+    assert convs[0] not in plan.blocked_values(1)

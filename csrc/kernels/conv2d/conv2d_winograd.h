@@ -642,8 +642,10 @@ int64_t for_each_image_segment(int64_t g0, int64_t g1, int64_t ty, int64_t tx, V
 
 // Rows [fr0, fr0 + rows) of image x's zero-padded frame (frame row a = image row a - pt, column
 // b = image column b - pl), pixel-major: frame[(a*fw + b)*IC + c], a counted from fr0. Image
-// rows of 16 columns go through a register transpose per block of 16 channels.
-inline void wino_fill_frame(const ConvShape& s, const float* x, int64_t fr0, int64_t rows, int64_t fw, float* frame) {
+// rows of 16 columns go through a register transpose per block of 16 channels; an image in
+// channel blocks (`blocked`) is copied a vector a pixel and block.
+inline void wino_fill_frame(const ConvShape& s, const float* x, int64_t fr0, int64_t rows, int64_t fw, float* frame,
+                            bool blocked = false) {
   const int64_t IC = s.ic, HW = s.ih * s.iw;
   // The image columns inside the frame: [b_lo, b_hi) of the frame (the paddings may be crops).
   const int64_t b_lo = imax(0, s.pl), b_hi = imin(fw, s.iw + s.pl);
@@ -659,6 +661,13 @@ inline void wino_fill_frame(const ConvShape& s, const float* x, int64_t fr0, int
     }
     zero(row, b_lo);
     zero(row + b_hi * IC, fw - b_hi);
+    if (blocked) {  // channel blocks of 16 (ConvTensors::src_blocked): a pixel's 16 channels are one vector
+      for (int64_t b = b_lo; b < b_hi; ++b) {
+        const float* in = x + (iy * s.iw + b - s.pl) * 16;  // pixel (iy, b - pl) of block 0
+        for (int64_t c0 = 0; c0 < IC; c0 += 16) _mm512_storeu_ps(row + b * IC + c0, _mm512_loadu_ps(in + c0 * HW));
+      }
+      continue;
+    }
     for (int64_t x0 = b_lo - s.pl; x0 < b_hi - s.pl; x0 += 16) {
       const int64_t cols = imin(16, b_hi - s.pl - x0);
       const __mmask16 in = static_cast<__mmask16>((1u << cols) - 1u);
@@ -671,31 +680,6 @@ inline void wino_fill_frame(const ConvShape& s, const float* x, int64_t fr0, int
         float* dst = row + (x0 + s.pl) * IC + c0;
         for (int64_t j = 0; j < cols; ++j) _mm512_storeu_ps(dst + j * IC, r[j]);
       }
-    }
-  }
-}
-
-// wino_fill_frame from an image in channel blocks of 16 (ConvTensors::src_blocked): each pixel's
-// 16 channels of a block are one vector already, copied where the NCHW fill transposes.
-inline void wino_fill_frame_blocked(const ConvShape& s, const float* x, int64_t fr0, int64_t rows, int64_t fw,
-                                    float* frame) {
-  const int64_t IC = s.ic, HW = s.ih * s.iw;
-  const int64_t b_lo = imax(0, s.pl), b_hi = imin(fw, s.iw + s.pl);
-  auto zero = [&](float* p, int64_t pixels) {
-    if (pixels > 0) std::memset(p, 0, sizeof(float) * static_cast<std::size_t>(pixels * IC));
-  };
-  for (int64_t a = 0; a < rows; ++a) {
-    float* row = frame + a * fw * IC;
-    const int64_t iy = fr0 + a - s.pt;
-    if (iy < 0 || iy >= s.ih || b_lo >= b_hi) {
-      zero(row, fw);
-      continue;
-    }
-    zero(row, b_lo);
-    zero(row + b_hi * IC, fw - b_hi);
-    for (int64_t b = b_lo; b < b_hi; ++b) {
-      const float* in = x + (iy * s.iw + b - s.pl) * 16;  // pixel (iy, b - pl) of block 0
-      for (int64_t c0 = 0; c0 < IC; c0 += 16) _mm512_storeu_ps(row + b * IC + c0, _mm512_loadu_ps(in + c0 * HW));
     }
   }
 }
@@ -927,8 +911,7 @@ bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float*
       *x0 = r == 0 ? xa : 0, *x1 = r == nr - 1 ? xb : p.tx;
     };
     const int64_t nt = for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t xa, int64_t xb, int64_t tile) {
-      if (src_blocked) wino_fill_frame_blocked(s, src + n * IC * HW, 4 * r0, 4 * nr + 2, p.fw, frame);
-      else wino_fill_frame(s, src + n * IC * HW, 4 * r0, 4 * nr + 2, p.fw, frame);
+      wino_fill_frame(s, src + n * IC * HW, 4 * r0, 4 * nr + 2, p.fw, frame, src_blocked);
       for (int64_t r = 0; r < nr; ++r) {
         int64_t x0 = 0, x1 = 0;
         columns(r, nr, xa, xb, &x0, &x1);
@@ -940,59 +923,49 @@ bool conv2d_winograd_channels(const ConvShape& s, const float* src, const float*
     });
     wino_channel_products(v, ldvf, u, IC, OC, o_lo, o_hi, nt, ntmax, m, ldmf);
     __m512 check = _mm512_setzero_ps();
-    if (dst_blocked) {  // each tile's vectors straight to their pixels, the residual added there
-      for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t xa, int64_t xb, int64_t tile) {
-        const int64_t out_rows = imin(4 * nr, s.oh - 4 * r0);
-        for (int64_t r = 0; r < nr; ++r) {
-          int64_t x0 = 0, x1 = 0;
-          columns(r, nr, xa, xb, &x0, &x1);
-          for (int64_t x = x0; x < x1; ++x)
-            for (int64_t o0 = o_lo; o0 < o_hi; o0 += 16) {
-              const __m512 b = bias != nullptr ? _mm512_loadu_ps(bias + o0) : _mm512_setzero_ps();
+    for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t xa, int64_t xb, int64_t tile) {
+      const int64_t out_rows = imin(4 * nr, s.oh - 4 * r0);
+      for (int64_t r = 0; r < nr; ++r) {
+        int64_t x0 = 0, x1 = 0;
+        columns(r, nr, xa, xb, &x0, &x1);
+        for (int64_t x = x0; x < x1; ++x)
+          for (int64_t o0 = o_lo; o0 < o_hi; o0 += 16) {
+            const __m512 b = bias != nullptr ? _mm512_loadu_ps(bias + o0) : _mm512_setzero_ps();
+            const float* mt = m + (tile + r * p.tx + x - xa) * OC + o0;
+            const int64_t rows = imin(4, out_rows - 4 * r), cols = imin(4, s.ow - 4 * x);
+            if (dst_blocked) {  // the tile's vectors straight to their pixels, the residual added there
               const int64_t at = n * OC * OHW + o0 * OHW + ((4 * (r0 + r)) * s.ow + 4 * x) * 16;
-              wino_output_tile(m + (tile + r * p.tx + x - xa) * OC + o0, ldmf, b, s.relu, imin(4, out_rows - 4 * r),
-                               imin(4, s.ow - 4 * x), dst + at, s.ow * 16, 16, check,
+              wino_output_tile(mt, ldmf, b, s.relu, rows, cols, dst + at, s.ow * 16, 16, check,
                                residual != nullptr ? residual + at : nullptr);
-            }
-        }
-      });
-    } else {
-      for_each_segment([&](int64_t n, int64_t r0, int64_t nr, int64_t xa, int64_t xb, int64_t tile) {
-        const int64_t out_rows = imin(4 * nr, s.oh - 4 * r0);
-        for (int64_t r = 0; r < nr; ++r) {
-          int64_t x0 = 0, x1 = 0;
-          columns(r, nr, xa, xb, &x0, &x1);
-          for (int64_t x = x0; x < x1; ++x)
-            for (int64_t o0 = o_lo; o0 < o_hi; o0 += 16) {
-              const __m512 b = bias != nullptr ? _mm512_loadu_ps(bias + o0) : _mm512_setzero_ps();
-              wino_output_tile(m + (tile + r * p.tx + x - xa) * OC + o0, ldmf, b, relu_in_transform,
-                               imin(4, out_rows - 4 * r), imin(4, s.ow - 4 * x), yt + (4 * r * s.ow + 4 * x) * OC + o0,
+            } else {
+              wino_output_tile(mt, ldmf, b, relu_in_transform, rows, cols, yt + (4 * r * s.ow + 4 * x) * OC + o0,
                                s.ow * OC, OC, check);
             }
-        }
-        // Into NCHW: the rows of tiles the segment has whole as one run of pixels; a row it has
-        // part of (its first or last), output row by output row, the part's columns only.
-        float* y = dst + n * OC * OHW + 4 * r0 * s.ow;
-        const float* res = residual != nullptr ? residual + n * OC * OHW + 4 * r0 * s.ow : nullptr;
-        const bool relu_after_residual = s.relu && residual != nullptr;
-        auto store = [&](int64_t pixel, int64_t count) {  // pixels [pixel, pixel + count) of the segment
-          wino_store_outputs(yt + pixel * OC, OC, o_lo, o_hi, count, y + pixel, OHW, res != nullptr ? res + pixel : nullptr,
-                             relu_after_residual);
-        };
-        const int64_t whole_lo = xa == 0 ? 0 : 1, whole_hi = xb == p.tx ? nr : nr - 1;
-        if (whole_lo < whole_hi) {
-          const int64_t lo = 4 * whole_lo * s.ow, hi = imin(4 * whole_hi, out_rows) * s.ow;
-          if (hi > lo) store(lo, hi - lo);
-        }
-        for (int64_t r = 0; r < nr; ++r) {
-          if (r >= whole_lo && r < whole_hi) continue;
-          int64_t x0 = 0, x1 = 0;
-          columns(r, nr, xa, xb, &x0, &x1);
-          const int64_t c_lo = 4 * x0, c_hi = imin(4 * x1, s.ow);
-          for (int64_t j = 4 * r; j < imin(4 * r + 4, out_rows); ++j) store(j * s.ow + c_lo, c_hi - c_lo);
-        }
-      });
-    }
+          }
+      }
+      if (dst_blocked) return;
+      // Into NCHW: the rows of tiles the segment has whole as one run of pixels; a row it has
+      // part of (its first or last), output row by output row, the part's columns only.
+      float* y = dst + n * OC * OHW + 4 * r0 * s.ow;
+      const float* res = residual != nullptr ? residual + n * OC * OHW + 4 * r0 * s.ow : nullptr;
+      const bool relu_after_residual = s.relu && residual != nullptr;
+      auto store = [&](int64_t pixel, int64_t count) {  // pixels [pixel, pixel + count) of the segment
+        wino_store_outputs(yt + pixel * OC, OC, o_lo, o_hi, count, y + pixel, OHW, res != nullptr ? res + pixel : nullptr,
+                           relu_after_residual);
+      };
+      const int64_t whole_lo = xa == 0 ? 0 : 1, whole_hi = xb == p.tx ? nr : nr - 1;
+      if (whole_lo < whole_hi) {
+        const int64_t lo = 4 * whole_lo * s.ow, hi = imin(4 * whole_hi, out_rows) * s.ow;
+        if (hi > lo) store(lo, hi - lo);
+      }
+      for (int64_t r = 0; r < nr; ++r) {
+        if (r >= whole_lo && r < whole_hi) continue;
+        int64_t x0 = 0, x1 = 0;
+        columns(r, nr, xa, xb, &x0, &x1);
+        const int64_t c_lo = 4 * x0, c_hi = imin(4 * x1, s.ow);
+        for (int64_t j = 4 * r; j < imin(4 * r + 4, out_rows); ++j) store(j * s.ow + c_lo, c_hi - c_lo);
+      }
+    });
     float lanes[16];
     _mm512_storeu_ps(lanes, check);
     float all = 0.0f;
