@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <type_traits>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -12,6 +11,7 @@
 #include <limits>
 #include <new>
 #include <stdexcept>
+#include <type_traits>
 
 #include "common/parallel.h"
 #include "dispatch/dispatch.h"
@@ -683,19 +683,21 @@ void InferencePlan<T>::finish(const std::vector<int>& outputs) {
     ops_[k].end_block = static_cast<int>(kept_blocks_.size());
     if (k == 0) first_op_blocks_ = ops_[k].end_block;
   }
-  block_candidates_ = false;  // chunk_layout's first cut, from the graph alone
+  // chunk_layout's first cut, from the graph alone: float32 values of whole blocks of channels,
+  // made by a conv and read by convs only, neither an input nor an output.
+  block_candidates_.assign(values_.size(), 0);
   if (std::is_same<T, float>::value) {
-    std::vector<char> candidate(values_.size(), 0);
     for (std::size_t v = 0; v < values_.size(); ++v) {
       const Value& val = values_[v];
-      candidate[v] = val.dims.size() == 3 && val.dims[0] % 16 == 0 && val.producer >= 0 && val.input < 0 &&
-                     val.output < 0 && ops_[static_cast<std::size_t>(val.producer)].kind == PlanOpKind::conv2d;
+      block_candidates_[v] = val.dims.size() == 3 && val.dims[0] % 16 == 0 && val.producer >= 0 && val.input < 0 &&
+                             val.output < 0 && ops_[static_cast<std::size_t>(val.producer)].kind == PlanOpKind::conv2d;
     }
     for (const Op& op : ops_)
       if (op.kind != PlanOpKind::conv2d)
-        for (int v : op.in) candidate[static_cast<std::size_t>(v)] = 0;
-    block_candidates_ = std::any_of(candidate.begin(), candidate.end(), [](char c) { return c != 0; });
+        for (int v : op.in) block_candidates_[static_cast<std::size_t>(v)] = 0;
   }
+  if (std::none_of(block_candidates_.begin(), block_candidates_.end(), [](char c) { return c != 0; }))
+    block_candidates_.clear();
   if (!ops_.empty()) {  // an op without arithmetic counted by its output's size
     const double flops = op_flops(ops_[0]);
     first_op_work_ = flops > 0.0 ? flops : static_cast<double>(values_[ops_[0].out].size);
@@ -955,9 +957,9 @@ void InferencePlan<T>::conv_call(const Op& op, int64_t mb, const T* arena, const
   t->keeps_prepared = keep_prepared_ && op.prepared_capacity > 0;
 }
 
-// Which values stay in channel blocks: every candidate (float32, channels a multiple of 16, made
-// by a conv, neither an input nor an output), less those read by an op other than a conv, until
-// no conv is left with a layout its algorithm does not run: a residual in its conv's output
+// Which values stay in channel blocks: every candidate (finish: float32, channels a multiple of
+// 16, made and read by convs only, neither an input nor an output), until no conv is left with
+// a layout its algorithm does not run: a residual in its conv's output
 // layout, a source and output the algorithm takes together. Depends on the shapes and the
 // algorithms only, not on the thread count. (Global average pooling through an NCHW copy of a
 // blocked value cost the example ResNet's last 64x7x7 value 1.2 us more than the NCHW stores
@@ -965,9 +967,8 @@ void InferencePlan<T>::conv_call(const Op& op, int64_t mb, const T* arena, const
 template <class T>
 typename InferencePlan<T>::ChunkLayout InferencePlan<T>::chunk_layout(int64_t mb, const char* forced_conv) const {
   ChunkLayout l;  // empty: NCHW throughout, each conv choosing as it runs (run_op)
-  if (!std::is_same<T, float>::value || !blocked_layout_ || !block_candidates_) return l;
+  if (!blocked_layout_ || block_candidates_.empty()) return l;
   l.algos.assign(ops_.size(), nullptr);
-  l.blocked.assign(values_.size(), 0);
   for (std::size_t k = 0; k < ops_.size(); ++k) {
     const Op& op = ops_[k];
     if (op.kind != PlanOpKind::conv2d) continue;
@@ -978,15 +979,7 @@ typename InferencePlan<T>::ChunkLayout InferencePlan<T>::chunk_layout(int64_t mb
     l.algos[k] = choose_conv2d_algorithm<T>(ConvPass::fwd, s, t, forced_conv, &error);
     if (l.algos[k] == nullptr) throw std::invalid_argument(error);  // a forced algorithm that does not apply
   }
-  for (std::size_t v = 0; v < values_.size(); ++v) {
-    const Value& val = values_[v];
-    l.blocked[v] = val.dims.size() == 3 && val.dims[0] % 16 == 0 && val.producer >= 0 && val.input < 0 &&
-                   val.output < 0 && ops_[static_cast<std::size_t>(val.producer)].kind == PlanOpKind::conv2d;
-  }
-  for (const Op& op : ops_) {
-    if (op.kind == PlanOpKind::conv2d) continue;
-    for (int v : op.in) l.blocked[static_cast<std::size_t>(v)] = 0;
-  }
+  l.blocked = block_candidates_;
   for (bool changed = true; changed;) {
     changed = false;
     auto unblock = [&](int v) {

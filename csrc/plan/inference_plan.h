@@ -345,7 +345,7 @@ class InferencePlan {
   int64_t serial_samples_ = 0;     // serial_samples() (finish)
   bool keep_prepared_ = true;
   bool blocked_layout_ = true;
-  bool block_candidates_ = false;  // some value could be blocked (finish: from the graph alone)
+  std::vector<char> block_candidates_;  // per value, what may be blocked (finish); empty: none
   Places places_ = Places::automatic;
   int64_t chunk_samples_ = 0;
   bool finished_ = false;
